@@ -1,0 +1,3 @@
+"""Commands: (to be filled)."""
+
+from coordinator.cli.app import app  # noqa: F401

@@ -1,0 +1,96 @@
+"""The typer application object and the options every command shares.
+
+Rules: commands parse arguments, build :class:`Settings`, call one function, and turn known errors into a message on
+stderr plus an exit code (2: bad input or configuration, 1: a runtime failure such as etcd being unreachable). No
+command prints a traceback for an expected error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError
+from coordinator.settings import Settings
+
+app = typer.Typer(
+    name="coordinator",
+    help="DAG-to-DAG dependencies across Airflow DAGs, teams and instances, with etcd as the shared state.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+EXIT_INVALID = 2
+EXIT_FAILURE = 1
+
+EtcdOpt = Annotated[
+    str | None,
+    typer.Option("--etcd", help="etcd endpoints, comma-separated http(s)://host:port [env COORDINATOR_ETCD_ENDPOINTS]"),
+]
+PrefixOpt = Annotated[
+    str | None, typer.Option("--prefix", help="etcd key prefix [env COORDINATOR_PREFIX, default /coordinator]")
+]
+DepsOpt = Annotated[
+    Path | None,
+    typer.Option("--deps", help="dependencies.json [env COORDINATOR_DEPS, default ./dependencies.json]"),
+]
+
+
+def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def build_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, overridden by the flags that were given (None = not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid configuration: {problems}")
+
+
+T = TypeVar("T")
+
+
+def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion, mapping the coordinator's errors to exit codes."""
+    try:
+        return asyncio.run(factory())
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    except (ConfigError, SpecError) as exc:
+        fail(str(exc), EXIT_INVALID)
+    except StoreError as exc:
+        fail(f"etcd: {exc}", EXIT_FAILURE)
+    except CoordinatorError as exc:
+        fail(str(exc), EXIT_FAILURE)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    # Import the command modules for their registrations on ``app``.
+    from coordinator.cli import airflow_cmds, engine_cmds, spec_cmds, state_cmds  # noqa: F401
+
+    try:
+        app()
+    except (ConfigError, SpecError) as exc:
+        fail(str(exc), EXIT_INVALID)
+    except CoordinatorError as exc:
+        fail(str(exc), EXIT_FAILURE)
+    sys.exit(0)

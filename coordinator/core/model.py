@@ -1,0 +1,268 @@
+"""Values shared by every layer: run states, node ids, partitions, etcd keys and the records stored under them.
+
+Rules:
+1. Pure and synchronous: stdlib and pydantic only, no I/O, no clock (callers pass timestamps in).
+2. The key layout here is a public contract documented in ``docs/keys.md``; changing it is a breaking change.
+3. A partition is a logical date in UTC rendered ``YYYY-MM-DDTHH:MM:SSZ``; every writer and reader goes through
+   :func:`canonical_partition`, so ``2026-01-01T00:00:00+00:00`` and ``2026-01-01T00:00:00Z`` are one partition.
+4. Records ignore unknown fields (other teams' writers may add their own) and never raise on parse: callers get
+   ``None`` plus a reason and keep going.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+#: Airflow's own rule for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Separates instance and dag id in a qualified reference (``team_a/01_pipeline``). ``/`` is outside NAME_RE, so a
+#: qualified reference can never be mistaken for a dag id, and it mirrors the etcd key layout.
+NODE_SEP = "/"
+DEFAULT_INSTANCE = "default"
+DEFAULT_PREFIX = "/coordinator"
+PARTITION_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class RunState(StrEnum):
+    """State of one DAG run attempt for one partition. Only SUCCESS satisfies a dependency."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILED = "failed"
+
+    @property
+    def active(self) -> bool:
+        """True while the attempt is not finished (queued or running)."""
+        return self in (RunState.QUEUED, RunState.RUNNING)
+
+
+@dataclass(frozen=True, order=True, slots=True)
+class NodeId:
+    """A DAG in one Airflow instance: the unit the dependency graph is made of."""
+
+    instance: str
+    dag_id: str
+
+    def __str__(self) -> str:
+        return self.dag_id if self.instance == DEFAULT_INSTANCE else f"{self.instance}{NODE_SEP}{self.dag_id}"
+
+    @property
+    def qualified(self) -> str:
+        """Always ``instance/dag_id``, for machine-readable output."""
+        return f"{self.instance}{NODE_SEP}{self.dag_id}"
+
+    @classmethod
+    def parse(cls, ref: str, default_instance: str = DEFAULT_INSTANCE) -> Self:
+        """Parse ``dag_id`` or ``instance/dag_id``; raise ValueError naming what is wrong."""
+        instance, sep, dag_id = ref.rpartition(NODE_SEP)
+        if not sep:
+            instance = default_instance
+        if not NAME_RE.match(dag_id):
+            raise ValueError(f"invalid dag id {dag_id!r}: use letters, digits, '_', '.', '-'")
+        if not NAME_RE.match(instance):
+            raise ValueError(f"invalid instance name {instance!r}: use letters, digits, '_', '.', '-'")
+        return cls(instance, dag_id)
+
+
+def canonical_partition(value: str | datetime) -> str:
+    """Return the canonical partition string for a logical date; raise ValueError if it is not one.
+
+    Accepts ISO 8601 with an offset or ``Z``, or a bare date (midnight UTC). Naive date-times are refused because
+    guessing a zone would silently join the wrong partitions.
+    """
+    if isinstance(value, datetime):
+        dt = value
+    else:
+        text = value.strip()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            text += "T00:00:00+00:00"
+        try:
+            dt = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(
+                f"invalid partition {value!r}: expected a UTC logical date like 2026-01-01T00:00:00Z"
+            ) from exc
+    if dt.tzinfo is None or dt.utcoffset() is None:
+        raise ValueError(f"partition {value!s} has no time zone: add 'Z' or an offset such as +00:00")
+    if dt.microsecond:
+        raise ValueError(f"partition {value!s} has sub-second precision; partitions are whole seconds")
+    return dt.astimezone(UTC).strftime(PARTITION_FORMAT)
+
+
+def partition_datetime(partition: str) -> datetime:
+    """The aware UTC datetime of a canonical partition string."""
+    return datetime.strptime(partition, PARTITION_FORMAT).replace(tzinfo=UTC)
+
+
+def is_canonical_partition(text: str) -> bool:
+    try:
+        return canonical_partition(text) == text
+    except ValueError:
+        return False
+
+
+class RunRecord(BaseModel):
+    """Value of a run-state key (``{prefix}/runs/{instance}/{dag_id}/{partition}``), written by the pipelines."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    state: RunState
+    run_id: str = Field(min_length=1)
+    clear_number: int = Field(default=0, ge=0)
+    updated_at: datetime | None = None
+    source: str = "unknown"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+    def same_attempt_state(self, other: RunRecord) -> bool:
+        """True when both describe the same state of the same attempt (a rewrite that must not make a generation)."""
+        return (self.state, self.run_id, self.clear_number) == (other.state, other.run_id, other.clear_number)
+
+
+class TriggerStatus(StrEnum):
+    """Life of one intent in the trigger ledger."""
+
+    PENDING = "pending"  # recorded, Airflow call not confirmed yet: completed on restart
+    DONE = "done"  # Airflow confirmed the run was created or cleared
+    ERROR = "error"  # Airflow refused (404, 403, paused...): retried slowly, shown in status
+
+
+class TriggerAction(StrEnum):
+    CREATE = "create"
+    CLEAR = "clear"
+
+
+class TriggerRecord(BaseModel):
+    """Value of a ledger key (``{prefix}/triggers/{instance}/{dag_id}/{partition}``): the last trigger intent.
+
+    ``inputs`` maps qualified upstream node ids to the generation (etcd revision) each one had when the trigger was
+    decided. ``intent_rev`` is the revision of the write that recorded the intent; a run-state write for the same DAG
+    and partition after it proves the triggered attempt started.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: TriggerStatus
+    action: TriggerAction
+    run_id: str
+    inputs: dict[str, int] = Field(default_factory=dict)
+    reason: str = ""
+    cause_rev: int = 0
+    intent_rev: int = 0
+    requested_at: datetime | None = None
+    done_at: datetime | None = None
+    watcher: str = ""
+    attempts: int = 0
+    last_error: str | None = None
+    prior_queued_at: str | None = None
+    trigger_count: int = Field(default=1, ge=1)
+
+    @field_validator("inputs")
+    @classmethod
+    def _check_inputs(cls, value: dict[str, int]) -> dict[str, int]:
+        for node, rev in value.items():
+            if rev < 0:
+                raise ValueError(f"negative generation for {node}")
+        return value
+
+
+def parse_run_record(raw: bytes) -> tuple[RunRecord | None, str | None]:
+    """Parse a run-state value; return (record, None) or (None, reason). Never raises."""
+    try:
+        return RunRecord.model_validate_json(raw), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        return None, f"{where}: {first.get('msg', 'invalid')}"
+    except (ValueError, UnicodeDecodeError) as exc:  # pragma: no cover - pydantic wraps most of these
+        return None, str(exc)
+
+
+def parse_trigger_record(raw: bytes) -> tuple[TriggerRecord | None, str | None]:
+    """Parse a ledger value; return (record, None) or (None, reason). Never raises."""
+    try:
+        return TriggerRecord.model_validate_json(raw), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
+        return None, f"{where}: {first.get('msg', 'invalid')}"
+
+
+def dump_record(record: BaseModel) -> bytes:
+    """Serialise a record compactly, omitting unset optional fields so hand-written keys stay short."""
+    return json.dumps(record.model_dump(mode="json", exclude_none=True), separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLayout:
+    """Builds and parses every etcd key the coordinator reads or writes (the contract in docs/keys.md)."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        if not self.prefix.startswith("/") or self.prefix.endswith("/") or "//" in self.prefix:
+            raise ValueError(f"invalid prefix {self.prefix!r}: must start with '/' and not end with '/'")
+
+    @property
+    def root(self) -> str:
+        """Everything the coordinator owns, with the trailing slash (so ``/coord`` never matches ``/coordx``)."""
+        return self.prefix + "/"
+
+    @property
+    def runs(self) -> str:
+        return f"{self.prefix}/runs/"
+
+    @property
+    def triggers(self) -> str:
+        return f"{self.prefix}/triggers/"
+
+    @property
+    def config(self) -> str:
+        return f"{self.prefix}/config/"
+
+    @property
+    def leader(self) -> str:
+        return f"{self.prefix}/leader"
+
+    def run_key(self, node: NodeId, partition: str) -> str:
+        return f"{self.runs}{node.instance}/{node.dag_id}/{partition}"
+
+    def trigger_key(self, node: NodeId, partition: str) -> str:
+        return f"{self.triggers}{node.instance}/{node.dag_id}/{partition}"
+
+    def config_key(self, name: str) -> str:
+        return f"{self.config}{name}"
+
+    def _split(self, key: str, base: str) -> tuple[NodeId, str] | None:
+        if not key.startswith(base):
+            return None
+        parts = key[len(base) :].split("/")
+        if len(parts) != 3:
+            return None
+        instance, dag_id, partition = parts
+        if not (NAME_RE.match(instance) and NAME_RE.match(dag_id) and is_canonical_partition(partition)):
+            return None
+        return NodeId(instance, dag_id), partition
+
+    def parse_run_key(self, key: str) -> tuple[NodeId, str] | None:
+        """(node, partition) for a well-formed run-state key, else None (the caller reports it)."""
+        return self._split(key, self.runs)
+
+    def parse_trigger_key(self, key: str) -> tuple[NodeId, str] | None:
+        return self._split(key, self.triggers)
+
+
+def run_id_for(partition: str) -> str:
+    """Deterministic Airflow run id of the run the coordinator creates for a partition.
+
+    One per (DAG, partition) because Airflow allows one run per logical date; reruns clear this same run.
+    """
+    return f"coordinator__{partition}"

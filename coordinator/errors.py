@@ -1,0 +1,77 @@
+"""The coordinator's error tree. Third-party errors are mapped at the boundary with ``raise ... from exc``.
+
+    CoordinatorError
+    ├── ConfigError (ValueError)          bad flags, environment, settings files: exit code 2
+    ├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
+    ├── StoreError                        etcd could not be reached or answered an error
+    │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
+    │   └── RevisionCompacted             a watch start revision was compacted (carries compacted_revision)
+    ├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
+    └── AirflowError                      the Airflow REST API refused or failed
+        ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
+        ├── AirflowAuthError              401/403 after a fresh login
+        ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
+        └── AirflowConflict               409 that a follow-up GET could not explain
+"""
+
+from __future__ import annotations
+
+
+class CoordinatorError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class ConfigError(CoordinatorError, ValueError):
+    """Invalid configuration (flags, environment, instance files)."""
+
+
+class SpecError(CoordinatorError, ValueError):
+    """dependencies.json is invalid. ``problems`` holds every problem, each already formatted for humans."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class StoreError(CoordinatorError):
+    """etcd failed."""
+
+
+class StoreUnavailable(StoreError):
+    """etcd could not be reached (after the short retries that follow a server restart)."""
+
+
+class RevisionCompacted(StoreError):
+    """The requested revision was compacted away."""
+
+    def __init__(self, compacted_revision: int) -> None:
+        super().__init__(f"revision compacted; oldest available is {compacted_revision}")
+        self.compacted_revision = compacted_revision
+
+
+class LeadershipLost(CoordinatorError):
+    """A fenced write failed because this process no longer holds the leader key."""
+
+
+class AirflowError(CoordinatorError):
+    """The Airflow REST API failed. ``status`` is the HTTP status of the failing request (0 for transport errors)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AirflowUnavailable(AirflowError):
+    """Transient: 5xx, timeout or connection error."""
+
+
+class AirflowAuthError(AirflowError):
+    """401/403 that survived a fresh login."""
+
+
+class AirflowNotFound(AirflowError):
+    """404: the DAG (or run) does not exist in that instance."""
+
+
+class AirflowConflict(AirflowError):
+    """409 that a follow-up read could not explain."""

@@ -1,0 +1,216 @@
+"""Configuration from flags and environment variables (pydantic-settings).
+
+Rules:
+1. Every setting has an environment variable ``COORDINATOR_<NAME>``; a CLI flag overrides it.
+2. Secrets (etcd and Airflow passwords) come from the environment or from a file (``*_FILE``), are held as
+   ``SecretStr`` and are never logged or printed; ``dependencies.json`` never holds them.
+3. Every default says why it is that number.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
+from coordinator.errors import ConfigError
+
+
+def read_secret(value: SecretStr | None, file: Path | None, what: str) -> SecretStr | None:
+    """The secret from its file when one is named (trailing newline stripped), else the direct value."""
+    if file is None:
+        return value
+    try:
+        return SecretStr(file.read_text(encoding="utf-8").rstrip("\r\n"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} file {file}: {exc.strerror}") from exc
+
+
+class Endpoint(BaseModel):
+    """One etcd endpoint."""
+
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_endpoints(text: str) -> list[Endpoint]:
+    """Parse ``http(s)://host:port[,...]``; raise ConfigError naming the bad entry."""
+    endpoints: list[Endpoint] = []
+    for raw in (part.strip() for part in text.split(",")):
+        if not raw:
+            continue
+        parts = urlsplit(raw if "://" in raw else f"http://{raw}")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"invalid etcd endpoint {raw!r}: expected http(s)://host:port")
+        try:
+            port = parts.port or 2379
+        except ValueError as exc:
+            raise ConfigError(f"invalid etcd endpoint {raw!r}: bad port") from exc
+        endpoints.append(Endpoint(host=parts.hostname, port=port, tls=parts.scheme == "https"))
+    if not endpoints:
+        raise ConfigError("no etcd endpoint given: set --etcd or COORDINATOR_ETCD_ENDPOINTS")
+    return endpoints
+
+
+class EtcdSettings(BaseModel):
+    """How to reach etcd."""
+
+    endpoints: list[Endpoint]
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    # 5 s: long enough for a loaded etcd's fsync stalls, short enough that a dead endpoint is noticed quickly.
+    timeout_s: float = 5.0
+
+
+class InstanceSettings(BaseModel):
+    """Where one Airflow instance named in dependencies.json lives, and how to log in. Per deployment stage."""
+
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2).
+    api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid Airflow URL {value!r}: expected http(s)://host[:port][/path]")
+        return value.rstrip("/")
+
+
+class Settings(BaseSettings):
+    """Everything a coordinator command may need. Environment: ``COORDINATOR_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="COORDINATOR_", extra="ignore", populate_by_name=True)
+
+    etcd_endpoints: str = "http://127.0.0.1:2379"
+    etcd_username: str | None = None
+    etcd_password: SecretStr | None = None
+    etcd_password_file: Path | None = None
+    etcd_ca_file: Path | None = None
+    etcd_cert_file: Path | None = None
+    etcd_key_file: Path | None = None
+    etcd_timeout_s: float = 5.0
+
+    prefix: str = DEFAULT_PREFIX
+    deps: Path = Path("dependencies.json")
+
+    # Single-instance shorthand: the instance named "default".
+    airflow_url: str | None = None
+    airflow_username: str | None = None
+    airflow_password: SecretStr | None = None
+    airflow_password_file: Path | None = None
+    airflow_api: str = "auto"
+    # Several instances: a JSON file {"team_a": {"url": ..., "username": ..., "password_env": ..., "password_file":
+    # ...}}; one file per deployment stage, like the URL registries of multi-environment setups.
+    instances_file: Path | None = None
+
+    # 10 s: a standby takes over within TTL + 2 s of a leader's death; shorter TTLs risk flapping on a slow etcd.
+    leader_ttl_s: int = 10
+    # Identity written into the leader key and ledger entries; defaults to host:pid.
+    watcher_id: str | None = None
+    # 60 s: a periodic full reconcile even without events, so anything missed by a bug is picked up.
+    resync_interval_s: float = 60.0
+    # 30 s between retries of an intent Airflow refused (404 DAG missing, 403): slow, never a busy loop.
+    error_retry_s: float = 30.0
+    # 10 s per HTTP request to Airflow: a hung API must not stall a partition for long.
+    airflow_timeout_s: float = 10.0
+    # How many Airflow calls may be in flight at once (across partitions).
+    max_concurrent_actions: int = 16
+    # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
+    audit_interval_s: float = 60.0
+    # How far back the audit looks.
+    audit_lookback_h: float = 48.0
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        KeyLayout(value)  # raises ValueError with a clear message
+        return value
+
+    @property
+    def keys(self) -> KeyLayout:
+        return KeyLayout(self.prefix)
+
+    def etcd(self) -> EtcdSettings:
+        """The etcd connection settings, with the password read from its file if one is named."""
+        return EtcdSettings(
+            endpoints=parse_endpoints(self.etcd_endpoints),
+            username=self.etcd_username,
+            password=read_secret(self.etcd_password, self.etcd_password_file, "etcd password"),
+            ca_file=self.etcd_ca_file,
+            cert_file=self.etcd_cert_file,
+            key_file=self.etcd_key_file,
+            timeout_s=self.etcd_timeout_s,
+        )
+
+    def instances(self) -> dict[str, InstanceSettings]:
+        """Instance name -> how to reach it. The single-instance flags define ``default``."""
+        result: dict[str, InstanceSettings] = {}
+        if self.instances_file is not None:
+            result.update(load_instances_file(self.instances_file))
+        if self.airflow_url:
+            try:
+                result[DEFAULT_INSTANCE] = InstanceSettings(
+                    url=self.airflow_url,
+                    username=self.airflow_username,
+                    password=read_secret(self.airflow_password, self.airflow_password_file, "Airflow password"),
+                    api=self.airflow_api,
+                )
+            except ValidationError as exc:
+                raise ConfigError(f"COORDINATOR_AIRFLOW_URL: {exc.errors()[0]['msg']}") from exc
+        return result
+
+
+def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
+    """Load the instances file; credentials are referenced by environment variable or file, never inlined."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read instances file {path}: {exc.strerror}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected an object mapping instance names to settings")
+    result: dict[str, InstanceSettings] = {}
+    allowed = {"url", "username", "username_env", "password_env", "password_file", "api"}
+    for name, entry in data.items():
+        where = f"{path}: $.{name}"
+        if not NAME_RE.match(name):
+            raise ConfigError(f"{where}: invalid instance name (letters, digits, '_', '.', '-')")
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where}: expected an object with at least 'url'")
+        unknown = sorted(set(entry) - allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        if "password" in entry:  # pragma: no cover - rejected above as unknown; kept for the explicit message
+            raise ConfigError(f"{where}: inline passwords are not allowed; use password_env or password_file")
+        username = entry.get("username")
+        if entry.get("username_env"):
+            username = os.environ.get(entry["username_env"], username)
+        password: SecretStr | None = None
+        if entry.get("password_env"):
+            env_value = os.environ.get(entry["password_env"])
+            if env_value is None:
+                raise ConfigError(f"{where}: environment variable {entry['password_env']} is not set")
+            password = SecretStr(env_value)
+        if entry.get("password_file"):
+            password = read_secret(None, Path(entry["password_file"]), f"password of instance {name}")
+        try:
+            result[name] = InstanceSettings(
+                url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto")
+            )
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {exc.errors()[0]['msg']}") from exc
+    return result
