@@ -266,3 +266,27 @@ def run_id_for(partition: str) -> str:
     One per (DAG, partition) because Airflow allows one run per logical date; reruns clear this same run.
     """
     return f"coordinator__{partition}"
+
+
+_STATE_RANK = {RunState.QUEUED: 0, RunState.RUNNING: 1, RunState.SUCCESS: 2, RunState.FAILED: 2}
+
+
+def should_replace(old: RunRecord | None, new: RunRecord) -> bool:
+    """Whether a writer should overwrite ``old`` with ``new`` (per-run ordering; the rule every writer follows).
+
+    - Rewriting the same state of the same attempt is refused: a success rewritten would be a new generation and
+      would rerun every dependent.
+    - For the same run id, an older attempt (lower ``clear_number``) never overwrites a newer one, and within one
+      attempt a state never goes backwards (a late ``running`` must not hide ``success``). Terminal to the other
+      terminal state is allowed: it is a user marking the run success or failed.
+    - A different run id for the same partition replaces (someone deleted and recreated the run).
+    """
+    if old is None:
+        return True
+    if old.same_attempt_state(new):
+        return False
+    if old.run_id != new.run_id:
+        return True
+    if new.clear_number != old.clear_number:
+        return new.clear_number > old.clear_number
+    return _STATE_RANK[new.state] >= _STATE_RANK[old.state]

@@ -1,0 +1,127 @@
+"""The validated dependency graph: what ``spec.load_spec`` returns and what the planner reads.
+
+Rules:
+1. A Graph is only ever built from a spec that passed validation: acyclic, every reference resolved, ids valid.
+2. Every node appears in ``dags``, roots included (a root has no upstreams and no failure sources).
+3. Immutable; ``digest`` identifies the graph's meaning (not its formatting), so reformatting the file is not a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from coordinator.core.model import NodeId
+
+
+@dataclass(frozen=True, slots=True)
+class DagSpec:
+    """One DAG's place in the graph."""
+
+    node: NodeId
+    #: Runs for partition P once every one of these succeeded for P (sorted, no duplicates).
+    upstreams: tuple[NodeId, ...] = ()
+    #: Runs for partition P once per failed attempt of any of these for P (failure routing).
+    on_failure_of: tuple[NodeId, ...] = ()
+    description: str | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return not self.upstreams and not self.on_failure_of
+
+    @property
+    def is_failure_handler(self) -> bool:
+        return bool(self.on_failure_of)
+
+    def shape(self) -> str:
+        """A stable fingerprint of what makes this DAG due (its sources); used to date graph changes."""
+        payload = {
+            "u": [n.qualified for n in self.upstreams],
+            "f": [n.qualified for n in self.on_failure_of],
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Graph:
+    """The whole validated graph."""
+
+    dags: Mapping[NodeId, DagSpec]
+    instances: frozenset[str] = field(default_factory=frozenset)
+    source: str = "dependencies.json"
+
+    @cached_property
+    def digest(self) -> str:
+        return hashlib.sha256(
+            json.dumps({n.qualified: self.dags[n].shape() for n in sorted(self.dags)}, sort_keys=True).encode()
+        ).hexdigest()[:16]
+
+    @cached_property
+    def downstreams(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
+        """Node -> the DAGs that depend on its success."""
+        result: dict[NodeId, list[NodeId]] = {n: [] for n in self.dags}
+        for spec in self.dags.values():
+            for up in spec.upstreams:
+                result[up].append(spec.node)
+        return {n: tuple(sorted(v)) for n, v in result.items()}
+
+    @cached_property
+    def failure_handlers(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
+        """Node -> the DAGs that run when it fails."""
+        result: dict[NodeId, list[NodeId]] = {n: [] for n in self.dags}
+        for spec in self.dags.values():
+            for src in spec.on_failure_of:
+                result[src].append(spec.node)
+        return {n: tuple(sorted(v)) for n, v in result.items()}
+
+    @cached_property
+    def topo_order(self) -> tuple[NodeId, ...]:
+        """Every node after all of its sources (upstreams and failure sources); ties broken by name."""
+        indegree = {n: len(s.upstreams) + len(s.on_failure_of) for n, s in self.dags.items()}
+        children: dict[NodeId, list[NodeId]] = {n: [] for n in self.dags}
+        for spec in self.dags.values():
+            for src in (*spec.upstreams, *spec.on_failure_of):
+                children[src].append(spec.node)
+        ready = sorted(n for n, d in indegree.items() if d == 0)
+        order: list[NodeId] = []
+        while ready:
+            node = ready.pop(0)
+            order.append(node)
+            for child in sorted(children[node]):
+                indegree[child] -= 1
+                if indegree[child] == 0:
+                    ready.append(child)
+            ready.sort()
+        if len(order) != len(self.dags):  # pragma: no cover - validation rejects cycles before a Graph exists
+            raise ValueError("graph has a cycle")
+        return tuple(order)
+
+    @property
+    def roots(self) -> tuple[NodeId, ...]:
+        return tuple(n for n in self.topo_order if self.dags[n].is_root)
+
+    @property
+    def edge_count(self) -> int:
+        return sum(len(s.upstreams) + len(s.on_failure_of) for s in self.dags.values())
+
+    def descendants(self, node: NodeId) -> frozenset[NodeId]:
+        """Every node reachable through success edges (not failure routing)."""
+        seen: set[NodeId] = set()
+        stack = [node]
+        while stack:
+            for child in self.downstreams.get(stack.pop(), ()):
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        return frozenset(seen)
+
+    def resolve(self, ref: str) -> NodeId | None:
+        """Find a node by ``dag_id`` (if unique across instances) or ``instance/dag_id``."""
+        if "/" in ref:
+            node = NodeId.parse(ref)
+            return node if node in self.dags else None
+        matches = [n for n in self.dags if n.dag_id == ref]
+        return matches[0] if len(matches) == 1 else None
