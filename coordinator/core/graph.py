@@ -56,8 +56,13 @@ class Graph:
     @cached_property
     def digest(self) -> str:
         return hashlib.sha256(
-            json.dumps({n.qualified: self.dags[n].shape() for n in sorted(self.dags)}, sort_keys=True).encode()
+            json.dumps({n.qualified: self.shapes[n] for n in sorted(self.dags)}, sort_keys=True).encode()
         ).hexdigest()[:16]
+
+    @cached_property
+    def shapes(self) -> Mapping[NodeId, str]:
+        """Node -> fingerprint of its sources (computed once: the planner reads it for every partition)."""
+        return {n: s.shape() for n, s in self.dags.items()}
 
     @cached_property
     def downstreams(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

@@ -1,0 +1,346 @@
+"""The planner: (graph, view) -> actions with reasons, and a verdict for every (DAG, partition) it looked at.
+
+This module is the product's correctness; ``docs/semantics.md`` is its specification. Rules, numbered as there:
+
+1. Joins are per partition. Nothing here ever compares two different partitions.
+2. A success is a GENERATION identified by the etcd revision of its write (one global counter orders every writer).
+3. A root is FRESH for P when its latest state for P is success.
+4. A non-root D is FRESH for P when its latest state is success, every upstream is fresh, and that success CONSUMED
+   each upstream's current generation:
+   a. D's success came from the attempt the coordinator last triggered (it was written after the ledger's intent),
+      and the ledger's recorded input for that upstream equals the upstream's current generation; or
+   b. the ledger has no input for that upstream (D never triggered by the coordinator for P, or the edge is newer
+      than the last trigger) and D's success was written after the upstream's generation.
+5. D is DUE for P when every upstream is fresh, D is not fresh, D has no active attempt, no unfinished intent, the
+   last trigger (if any) was for different inputs AND was seen to start, and some input generation is newer than
+   the revision since which D's current definition is active (or a backfill asked for P).
+6. A failure handler H is DUE for P when a source's latest state for P is failed with a generation H has not handled,
+   under the same in-flight and activation conditions.
+7. Pure: no I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the view's
+   facts arrived in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus, run_id_for
+from coordinator.core.view import Activation, LedgerFact, RunFact, View
+
+
+@dataclass(frozen=True, slots=True)
+class Trigger:
+    """Create or clear D's run for P. Safe to repeat: the ledger CAS on ``ledger_rev`` admits it once."""
+
+    node: NodeId
+    partition: str
+    inputs: Mapping[str, int]
+    action: TriggerAction
+    run_id: str
+    reason: str
+    #: The newest input generation: the revision that caused this action (logged with it).
+    cause_rev: int
+    #: mod revision of the ledger key when planned (0 = no entry); the intent write compares it.
+    ledger_rev: int
+    trigger_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """Finish an intent that was recorded but not confirmed (crash, Airflow error): never re-decided, only completed."""
+
+    node: NodeId
+    partition: str
+    ledger: LedgerFact
+    reason: str
+
+
+Action = Trigger | Resume
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """Why a DAG is or is not running for a partition, in plain words and in fields."""
+
+    node: NodeId
+    partition: str
+    state: RunState | None
+    fresh: bool
+    due: bool
+    summary: str
+    #: One line per reason (waiting on whom, why stale), each self-contained.
+    reasons: tuple[str, ...] = ()
+    #: Upstreams that block D (not fresh), for recursive explanations.
+    blocked_by: tuple[NodeId, ...] = ()
+    ledger: LedgerFact | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    revision: int
+    actions: tuple[Action, ...]
+    verdicts: Mapping[tuple[NodeId, str], Verdict] = field(default_factory=dict)
+
+
+def plan(
+    graph: Graph, view: View, partitions: Iterable[str] | None = None, activation: Activation | None = None
+) -> Plan:
+    """Plan the given partitions (all known ones when None) against ``activation`` (the view's when None)."""
+    active = activation if activation is not None else view.activation
+    parts = sorted(set(partitions)) if partitions is not None else view.all_partitions()
+    actions: list[Action] = []
+    verdicts: dict[tuple[NodeId, str], Verdict] = {}
+    for partition in parts:
+        evaluator = _PartitionPlanner(graph, view, active, partition)
+        for node in graph.topo_order:
+            verdict, action = evaluator.decide(node)
+            verdicts[(node, partition)] = verdict
+            if action is not None:
+                actions.append(action)
+    return Plan(view.revision, tuple(actions), verdicts)
+
+
+class _PartitionPlanner:
+    """Evaluates one partition; memoises freshness so each node is judged once."""
+
+    def __init__(self, graph: Graph, view: View, activation: Activation | None, partition: str) -> None:
+        self.graph = graph
+        self.view = view
+        self.activation = activation
+        self.partition = partition
+        self._fresh: dict[NodeId, bool] = {}
+        self._stale_reason: dict[NodeId, str] = {}
+
+    # -- facts -------------------------------------------------------------------------------------------------
+
+    def run(self, node: NodeId) -> RunFact | None:
+        return self.view.runs.get((node, self.partition))
+
+    def ledger(self, node: NodeId) -> LedgerFact | None:
+        return self.view.ledger.get((node, self.partition))
+
+    def generation(self, node: NodeId) -> int | None:
+        fact = self.run(node)
+        return fact.rev if fact is not None and fact.record.state is RunState.SUCCESS else None
+
+    def inputs(self, spec: DagSpec) -> dict[str, int]:
+        result: dict[str, int] = {}
+        for up in spec.upstreams:
+            gen = self.generation(up)
+            if gen is not None:
+                result[up.qualified] = gen
+        return result
+
+    def since(self, node: NodeId, spec: DagSpec) -> int | None:
+        """Revision since which this DAG's current definition is active; None if not adopted yet."""
+        if self.activation is None:
+            return None
+        entry = self.activation.nodes.get(node.qualified)
+        if entry is None or entry.shape != self.graph.shapes[node]:
+            return None
+        return entry.since
+
+    # -- freshness (rules 3 and 4) -----------------------------------------------------------------------------
+
+    def fresh(self, node: NodeId) -> bool:
+        cached = self._fresh.get(node)
+        if cached is None:
+            cached = self._compute_fresh(node)
+            self._fresh[node] = cached
+        return cached
+
+    def _compute_fresh(self, node: NodeId) -> bool:
+        fact = self.run(node)
+        if fact is None or fact.record.state is not RunState.SUCCESS:
+            return False
+        spec = self.graph.dags[node]
+        ledger = self.ledger(node)
+        if spec.is_failure_handler:
+            return ledger is None or fact.rev > ledger.intent_rev
+        if spec.is_root:
+            return True
+        for up in spec.upstreams:
+            if not self.fresh(up):
+                self._stale_reason[node] = f"its upstream {up} is not fresh"
+                return False
+        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
+        if ledger is not None and not from_last_trigger:
+            self._stale_reason[node] = (
+                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
+            )
+            return False
+        for up in spec.upstreams:
+            gen = self.generation(up)
+            assert gen is not None  # fresh upstream implies success
+            recorded = ledger.record.inputs.get(up.qualified) if ledger is not None else None
+            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+            if not consumed:
+                self._stale_reason[node] = (
+                    f"{up} succeeded again at revision {gen} after {node} last ran (revision {fact.rev})"
+                )
+                return False
+        return True
+
+    # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
+
+    def decide(self, node: NodeId) -> tuple[Verdict, Action | None]:
+        spec = self.graph.dags[node]
+        fact = self.run(node)
+        state = fact.record.state if fact is not None else None
+        ledger = self.ledger(node)
+        fresh = self.fresh(node)
+
+        base = Verdict(node, self.partition, state, fresh, False, "", (), (), ledger)
+
+        def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict:
+            return replace(base, summary=summary, reasons=reasons, blocked_by=blocked, due=due)
+
+        if spec.is_root:
+            return verdict(_root_summary(node, fact)), None
+        if spec.is_failure_handler:
+            summary, action = self._decide_handler(node, spec, fact, ledger)
+            return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
+
+        blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
+        if blocked:
+            reasons = tuple(self._upstream_reason(up) for up in blocked)
+            return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
+        if fresh:
+            return verdict(f"{node} is up to date (succeeded at revision {fact.rev if fact else 0})"), None
+        stale = self._stale_reason.get(node)
+        gate = self._in_flight(node, fact, ledger)
+        if gate is not None:
+            return verdict(gate[0], *((stale,) if stale else ())), gate[1]
+
+        inputs = self.inputs(spec)
+        if ledger is not None and dict(ledger.record.inputs) == inputs:
+            if state is RunState.FAILED:
+                return verdict(
+                    f"{node} failed for these inputs; the coordinator does not retry failures "
+                    "(clear the run in Airflow to retry)"
+                ), None
+            return verdict(f"{node} was already triggered for these inputs (revision {ledger.intent_rev})"), None
+        cause = max(inputs.values())
+        if not self._activated(node, spec, cause, ledger):
+            since = self.since(node, spec)
+            why = (
+                "its definition is not adopted yet"
+                if since is None
+                else f"its inputs predate its definition (active since revision {since})"
+            )
+            return verdict(
+                f"{node} is not triggered: {why}; run `coordinator backfill {node}` to process it",
+                *((stale,) if stale else ()),
+            ), None
+        reason = stale or (
+            "all upstreams succeeded: " + ", ".join(f"{up} at revision {inputs[up.qualified]}" for up in spec.upstreams)
+        )
+        action = self._trigger(node, fact, ledger, inputs, reason, cause)
+        return verdict(f"{node} is due: {reason}", reason, due=True), action
+
+    def _decide_handler(
+        self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None
+    ) -> tuple[str, Action | None]:
+        failures: dict[str, int] = {}
+        for src in spec.on_failure_of:
+            src_fact = self.run(src)
+            if src_fact is not None and src_fact.record.state is RunState.FAILED:
+                failures[src.qualified] = src_fact.rev
+        handled = dict(ledger.record.inputs) if ledger is not None else {}
+        new = {src: rev for src, rev in failures.items() if handled.get(src) != rev}
+        if not new:
+            if failures:
+                return f"{node} already ran for the current failures", None
+            return f"{node} waits for a failure of " + ", ".join(map(str, spec.on_failure_of)), None
+        gate = self._in_flight(node, fact, ledger)
+        if gate is not None:
+            return gate
+        cause = max(new.values())
+        if not self._activated(node, spec, cause, ledger):
+            return f"{node} is not triggered: the failure predates its definition", None
+        reason = ", ".join(f"{NodeId.parse(src)} failed at revision {rev}" for src, rev in sorted(new.items()))
+        action = self._trigger(node, fact, ledger, handled | failures, reason, cause)
+        return f"{node} is due: {reason}", action
+
+    def _in_flight(
+        self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None
+    ) -> tuple[str, Action | None] | None:
+        """A reason not to decide anything new while an attempt or an intent is unfinished."""
+        if fact is not None and fact.record.state.active:
+            return f"{node} is {fact.record.state} (run {fact.record.run_id})", None
+        if ledger is None:
+            return None
+        status = ledger.record.status
+        if status is TriggerStatus.PENDING:
+            return (
+                f"{node} has an unconfirmed trigger (revision {ledger.intent_rev}); completing it",
+                Resume(node, self.partition, ledger, "complete an unconfirmed intent"),
+            )
+        if status is TriggerStatus.ERROR:
+            return (
+                f"{node} trigger failed: {ledger.record.last_error or 'unknown error'}; retrying",
+                Resume(node, self.partition, ledger, "retry a trigger Airflow refused"),
+            )
+        if fact is None or fact.rev < ledger.intent_rev:
+            return (
+                f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.record.run_id}) "
+                "and has not started yet",
+                None,
+            )
+        return None
+
+    def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
+        since = self.since(node, spec)
+        if since is not None and cause > since:
+            return True
+        backfill = self.view.backfills.get((node, self.partition))
+        return backfill is not None and (ledger is None or backfill > ledger.intent_rev)
+
+    def _trigger(
+        self,
+        node: NodeId,
+        fact: RunFact | None,
+        ledger: LedgerFact | None,
+        inputs: dict[str, int],
+        reason: str,
+        cause: int,
+    ) -> Trigger:
+        known_run = ledger is not None or fact is not None
+        # The run we manage if we ever created or cleared one, else the run Airflow already has for P (a scheduled
+        # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated).
+        if ledger is not None:
+            run_id = ledger.record.run_id
+        elif fact is not None:
+            run_id = fact.record.run_id
+        else:
+            run_id = run_id_for(self.partition)
+        return Trigger(
+            node=node,
+            partition=self.partition,
+            inputs=inputs,
+            action=TriggerAction.CLEAR if known_run else TriggerAction.CREATE,
+            run_id=run_id,
+            reason=reason,
+            cause_rev=cause,
+            ledger_rev=ledger.mod_rev if ledger is not None else 0,
+            trigger_count=(ledger.record.trigger_count + 1) if ledger is not None else 1,
+        )
+
+    def _upstream_reason(self, up: NodeId) -> str:
+        fact = self.run(up)
+        if fact is None:
+            return f"{up} has not run for this partition"
+        state = fact.record.state
+        if state is RunState.SUCCESS:
+            return f"{up} is stale ({self._stale_reason.get(up) or 'its own upstreams are not fresh'})"
+        if state is RunState.FAILED:
+            return f"{up} failed (run {fact.record.run_id}, revision {fact.rev})"
+        return f"{up} is {state} (run {fact.record.run_id}, attempt {fact.record.clear_number})"
+
+
+def _root_summary(node: NodeId, fact: RunFact | None) -> str:
+    if fact is None:
+        return f"{node} (root) has not run for this partition"
+    return f"{node} (root) is {fact.record.state} (run {fact.record.run_id}, revision {fact.rev})"

@@ -1,0 +1,225 @@
+"""The view: what the watcher knows at etcd revision R, built from a snapshot and advanced by watch events.
+
+Rules:
+1. Pure: ``apply`` takes a key, a value (None = deleted) and the write's revision, and returns the partitions whose
+   plan may have changed. No I/O, no clock, no logging; problems are collected in ``problems`` for the shell to report.
+2. A view built from a snapshot at R and a view built from events up to R hold exactly the same facts: only the
+   latest value of each key and its mod revision are kept, because that is all a relist can recover. This is what
+   makes downtime of any length end in the same decisions as running throughout.
+3. Every success write is a new generation, even a rewrite of the same attempt (a relist could not tell the two
+   apart). Writers therefore never rewrite an unchanged state (``should_replace``), and ``mark`` refuses to unless
+   told to start a new generation.
+4. Bad values never raise: an unparsable run-state or ledger value is recorded as a problem and the key is treated as
+   absent, so one team's garbage cannot stop the others' pipelines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    TriggerRecord,
+    TriggerStatus,
+    is_canonical_partition,
+    parse_run_record,
+    parse_trigger_record,
+)
+
+#: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
+ALL = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class RunFact:
+    """The latest run state of one (DAG, partition) and the revision it was written at."""
+
+    record: RunRecord
+    #: Revision of the write (for a success: the GENERATION of this DAG for this partition).
+    rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerFact:
+    """The last trigger intent recorded for one (DAG, partition)."""
+
+    record: TriggerRecord
+    #: mod revision of the ledger key (the CAS guard for the next write).
+    mod_rev: int
+
+    @property
+    def intent_rev(self) -> int:
+        """Revision at which the intent was recorded: a state write after it proves the triggered run started."""
+        if self.record.status is TriggerStatus.PENDING or not self.record.intent_rev:
+            return self.mod_rev
+        return self.record.intent_rev
+
+
+class NodeActivation(BaseModel):
+    """Since which revision a DAG's current set of sources is in effect."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    shape: str
+    since: int
+
+
+class Activation(BaseModel):
+    """Value of ``{prefix}/config/graph``: the adopted graph and, per DAG, when its sources last changed.
+
+    Successes at or before ``since`` predate the DAG's current definition and never trigger it by themselves
+    (no surprise storm of history after a graph change); ``coordinator backfill`` processes them on request.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    digest: str
+    nodes: dict[str, NodeActivation]
+    adopted_by: str = ""
+
+
+@dataclass
+class View:
+    """Everything known at ``revision``. Mutated only through ``apply`` / ``load``."""
+
+    keys: KeyLayout
+    revision: int = 0
+    runs: dict[tuple[NodeId, str], RunFact] = field(default_factory=dict)
+    ledger: dict[tuple[NodeId, str], LedgerFact] = field(default_factory=dict)
+    backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
+    activation: Activation | None = None
+    activation_rev: int = 0
+    #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
+    problems: dict[str, str] = field(default_factory=dict)
+    #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists).
+    partitions: dict[str, set[NodeId]] = field(default_factory=dict)
+
+    @property
+    def graph_key(self) -> str:
+        return self.keys.config_key("graph")
+
+    @property
+    def backfill_prefix(self) -> str:
+        return self.keys.config_key("backfill/")
+
+    def load(self, revision: int, items: Iterable[tuple[str, bytes, int]]) -> None:
+        """Replace everything with a snapshot: (key, value, mod_revision) triples read at ``revision``."""
+        self.runs.clear()
+        self.ledger.clear()
+        self.backfills.clear()
+        self.problems.clear()
+        self.partitions.clear()
+        self.activation = None
+        self.activation_rev = 0
+        for key, value, mod_rev in items:
+            self.apply(key, value, mod_rev)
+        self.revision = revision
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
+        self.revision = max(self.revision, mod_rev)
+        self.problems.pop(key, None)
+        parsed = self.keys.parse_run_key(key)
+        if parsed is not None:
+            return self._apply_run(key, parsed, value, mod_rev)
+        parsed = self.keys.parse_trigger_key(key)
+        if parsed is not None:
+            return self._apply_ledger(key, parsed, value, mod_rev)
+        if key == self.graph_key:
+            return self._apply_activation(key, value, mod_rev)
+        if key.startswith(self.backfill_prefix):
+            return self._apply_backfill(key, value, mod_rev)
+        if key.startswith((self.keys.runs, self.keys.triggers)):
+            self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
+        return set()
+
+    def _index(self, node: NodeId, partition: str) -> None:
+        self.partitions.setdefault(partition, set()).add(node)
+
+    def _apply_run(self, key: str, at: tuple[NodeId, str], value: bytes | None, mod_rev: int) -> set[str]:
+        node, partition = at
+        if value is None:
+            self.runs.pop(at, None)
+            return {partition}
+        record, problem = parse_run_record(value)
+        if record is None:
+            self.problems[key] = f"unparsable run state ({problem}); ignored until rewritten"
+            self.runs.pop(at, None)
+            return {partition}
+        self.runs[at] = RunFact(record, mod_rev)
+        self._index(node, partition)
+        return {partition}
+
+    def _apply_ledger(self, key: str, at: tuple[NodeId, str], value: bytes | None, mod_rev: int) -> set[str]:
+        node, partition = at
+        if value is None:
+            self.ledger.pop(at, None)
+            return {partition}
+        record, problem = parse_trigger_record(value)
+        if record is None:
+            self.problems[key] = f"unparsable trigger ledger entry ({problem}); ignored"
+            self.ledger.pop(at, None)
+            return {partition}
+        self.ledger[at] = LedgerFact(record, mod_rev)
+        self._index(node, partition)
+        return {partition}
+
+    def _apply_activation(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        if value is None:
+            self.activation, self.activation_rev = None, 0
+            return {ALL}
+        try:
+            self.activation = Activation.model_validate_json(value)
+            self.activation_rev = mod_rev
+        except ValidationError as exc:
+            self.problems[key] = f"unparsable graph activation ({exc.errors()[0]['msg']}); will be rewritten"
+            self.activation, self.activation_rev = None, 0
+        return {ALL}
+
+    def _apply_backfill(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        rest = key[len(self.backfill_prefix) :].split("/")
+        if len(rest) != 3 or not is_canonical_partition(rest[2]):
+            self.problems[key] = "malformed backfill key: expected backfill/{instance}/{dag_id}/{partition}"
+            return set()
+        try:
+            node = NodeId.parse(f"{rest[0]}/{rest[1]}")
+        except ValueError as exc:
+            self.problems[key] = str(exc)
+            return set()
+        at = (node, rest[2])
+        if value is None:
+            self.backfills.pop(at, None)
+        else:
+            self.backfills[at] = mod_rev
+            self._index(node, rest[2])
+        return {rest[2]}
+
+    def all_partitions(self) -> list[str]:
+        return sorted(self.partitions)
+
+
+def adopt(
+    graph_shapes: Mapping[NodeId, str], digest: str, current: Activation | None, revision: int, by: str = ""
+) -> Activation | None:
+    """The activation to write when ``graph`` is loaded at ``revision``, or None when nothing changed.
+
+    A DAG keeps its ``since`` while its sources are unchanged, so a restart or an unrelated edit never re-dates it
+    (downtime recovery still applies to it); a new DAG or one whose sources changed starts at ``revision``.
+    """
+    if current is not None and current.digest == digest:
+        return None
+    old = current.nodes if current is not None else {}
+    nodes: dict[str, NodeActivation] = {}
+    for node, shape in graph_shapes.items():
+        prev = old.get(node.qualified)
+        since = prev.since if prev is not None and prev.shape == shape else revision
+        nodes[node.qualified] = NodeActivation(shape=shape, since=since)
+    return Activation(digest=digest, nodes=nodes, adopted_by=by)
+
+
+def dump_activation(activation: Activation) -> bytes:
+    return json.dumps(activation.model_dump(mode="json"), separators=(",", ":"), sort_keys=True).encode()
