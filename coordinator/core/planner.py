@@ -177,9 +177,8 @@ class _PartitionPlanner:
             recorded = ledger.record.inputs.get(up.qualified) if ledger is not None else None
             consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
             if not consumed:
-                self._stale_reason[node] = (
-                    f"{up} succeeded again at revision {gen} after {node} last ran (revision {fact.rev})"
-                )
+                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
+                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
                 return False
         return True
 

@@ -66,6 +66,8 @@ class FakeRun:
     run_id: str
     clear_number: int = 0
     state: str = "queued"  # queued -> running -> success/failed, as Airflow shows it
+    #: The intent whose effect this run last received: the real actuator tells it from a changed ``queued_at``.
+    last_intent: int = 0
 
 
 @dataclass
@@ -122,7 +124,9 @@ class World:
             self.apply_action(action, crash_after_intent)
         return len(current.actions)
 
-    def apply_action(self, action: Trigger | Resume, crash_after_intent: bool = False) -> None:
+    def apply_action(
+        self, action: Trigger | Resume, crash_after_intent: bool = False, crash_after_effect: bool = False
+    ) -> None:
         at = (action.node, action.partition)
         key = self.keys.trigger_key(action.node, action.partition)
         if isinstance(action, Trigger):
@@ -148,21 +152,25 @@ class World:
         else:
             record = action.ledger.record
             intent_rev = action.ledger.intent_rev
-        self._airflow_effect(action.node, action.partition, record)
+        self._airflow_effect(action.node, action.partition, record, intent_rev)
+        if crash_after_effect:
+            return
         done = record.model_copy(update={"status": TriggerStatus.DONE, "intent_rev": intent_rev})
         self.write(key, dump_record(done))
 
-    def _airflow_effect(self, node: NodeId, partition: str, record: TriggerRecord) -> None:
-        """Idempotent like the real protocol: a create of an existing run or a clear of a queued run is a no-op."""
+    def _airflow_effect(self, node: NodeId, partition: str, record: TriggerRecord, intent_rev: int) -> None:
+        """Idempotent like the real protocol: an intent already applied (409 on create, changed queued_at on clear)
+        is not applied again."""
         run = self.airflow.get((node, partition))
         if run is None:
-            self.airflow[(node, partition)] = FakeRun(record.run_id)
+            self.airflow[(node, partition)] = FakeRun(record.run_id, last_intent=intent_rev)
             self.effects.append((node, partition, "create", dict(record.inputs)))
-        elif run.state == "queued":
-            return  # already queued by the intent being resumed: nothing more to do
+        elif run.last_intent == intent_rev:
+            return  # this intent already reached Airflow before the crash
         else:
             run.clear_number += 1
             run.state = "queued"
+            run.last_intent = intent_rev
             self.effects.append((node, partition, "clear", dict(record.inputs)))
 
     # -- the tiny Airflow ---------------------------------------------------------------------------------

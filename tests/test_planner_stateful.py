@@ -1,0 +1,205 @@
+"""The real planner against an independent reference model, over random graphs and random histories.
+
+The reference model knows what the planner cannot see directly: which upstream generations each attempt actually
+read (the generations current when the attempt STARTED). From that it computes freshness by definition. The planner
+may be conservative (rerun when unsure) but never optimistic, never duplicates, and never stalls.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.core.planner import Trigger, plan
+from coordinator.core.view import View
+from tests.support.world import P1, P2, World, make_graph
+
+PARTITIONS = (P1, P2)
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> Graph:
+    """A random acyclic graph: edges only from lower to higher index, 2..6 nodes."""
+    size = draw(st.integers(min_value=2, max_value=6))
+    names = [f"d{i}" for i in range(size)]
+    edges: dict[str, list[str]] = {}
+    for i in range(1, size):
+        ups = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3))
+        if ups:
+            edges[names[i]] = ups
+    if not edges:
+        edges[names[1]] = [names[0]]
+    return make_graph(edges)
+
+
+class PlannerMachine(RuleBasedStateMachine):
+    world: World
+    #: (node, partition) -> {upstream: generation} the attempt now on record actually read.
+    consumed: dict[tuple[NodeId, str], dict[NodeId, int | None]]
+
+    @initialize(graph=dags())
+    def setup(self, graph: Graph) -> None:
+        self.world = World(graph)
+        self.world.adopt()
+        self.consumed = {}
+
+    # -- the reference model ------------------------------------------------------------------------------------
+    def gen(self, node: NodeId, partition: str) -> int | None:
+        fact = self.world.view.runs.get((node, partition))
+        return fact.rev if fact is not None and fact.record.state is RunState.SUCCESS else None
+
+    def model_fresh(self, node: NodeId, partition: str) -> bool:
+        fact = self.world.view.runs.get((node, partition))
+        if fact is None or fact.record.state is not RunState.SUCCESS:
+            return False
+        spec = self.world.graph.dags[node]
+        if spec.is_root:
+            return True
+        read = self.consumed.get((node, partition), {})
+        return all(self.model_fresh(up, partition) and read.get(up) == self.gen(up, partition) for up in spec.upstreams)
+
+    def begin_attempt(self, node: NodeId, partition: str) -> None:
+        self.consumed[(node, partition)] = {up: self.gen(up, partition) for up in self.world.graph.dags[node].upstreams}
+
+    # -- what pipelines and users do ----------------------------------------------------------------------------
+    @rule(data=st.data(), ok=st.booleans())
+    def root_runs(self, data: st.DataObject, ok: bool) -> None:
+        """A root's scheduled run (or a user's clear of it) completes."""
+        root = data.draw(st.sampled_from(self.world.graph.roots))
+        partition = data.draw(st.sampled_from(PARTITIONS))
+        fact = self.world.view.runs.get((root, partition))
+        attempt = fact.record.clear_number + 1 if fact is not None else 0
+        self.world.state(root.dag_id, partition, RunState.RUNNING, clear_number=attempt)
+        self.world.state(root.dag_id, partition, RunState.SUCCESS if ok else RunState.FAILED, clear_number=attempt)
+
+    @precondition(lambda self: any(r.state == "queued" for r in self.world.airflow.values()))
+    @rule(data=st.data())
+    def airflow_starts_a_run(self, data: st.DataObject) -> None:
+        """Airflow starts one queued run (created or cleared by the coordinator)."""
+        node, partition = data.draw(st.sampled_from(self.world.queued()))
+        self.begin_attempt(node, partition)
+        self.world.start(node.dag_id, partition)
+
+    @precondition(lambda self: any(r.state == "running" for r in self.world.airflow.values()))
+    @rule(data=st.data(), ok=st.sampled_from([True, True, True, False]))
+    def airflow_finishes_a_run(self, data: st.DataObject, ok: bool) -> None:
+        """One running run ends in success (mostly) or failure."""
+        running = sorted(at for at, r in self.world.airflow.items() if r.state == "running")
+        node, partition = data.draw(st.sampled_from(running))
+        self.world.finish(node.dag_id, partition, ok)
+
+    @precondition(lambda self: any(r.state in ("success", "failed") for r in self.world.airflow.values()))
+    @rule(data=st.data())
+    def user_clears_a_run(self, data: st.DataObject) -> None:
+        """A user clears a finished coordinator-made run in the UI: a new attempt starts at once."""
+        done = sorted(at for at, r in self.world.airflow.items() if r.state in ("success", "failed"))
+        node, partition = data.draw(st.sampled_from(done))
+        run = self.world.airflow[(node, partition)]
+        run.clear_number += 1
+        run.state = "running"
+        self.begin_attempt(node, partition)
+        self.world.state(node.dag_id, partition, RunState.RUNNING, run.run_id, run.clear_number)
+
+    # -- what the watcher does ------------------------------------------------------------------------------------
+    @rule(crash=st.sampled_from(["none", "none", "after_intent", "after_effect"]), keep=st.integers(0, 5))
+    def watcher_pass(self, crash: str, keep: int) -> None:
+        """One reconcile pass; optionally the watcher dies in the middle of applying its actions."""
+        actions = plan(self.world.graph, self.world.view).actions
+        for i, action in enumerate(actions):
+            if isinstance(action, Trigger):
+                self.check_trigger_is_safe(action)
+            if crash != "none" and i == keep:
+                self.world.apply_action(
+                    action, crash_after_intent=crash == "after_intent", crash_after_effect=crash == "after_effect"
+                )
+                return  # killed: the rest of the plan is never applied
+            self.world.apply_action(action)
+
+    @rule()
+    def watcher_restarts_from_snapshot(self) -> None:
+        """Restart or compaction: the view is rebuilt from the latest values only, and plans the same."""
+        before = plan(self.world.graph, self.world.view).actions
+        rebuilt = View(KeyLayout())
+        view = self.world.view
+        items = [
+            *((view.keys.run_key(n, p), f.record.model_dump_json().encode(), f.rev) for (n, p), f in view.runs.items()),
+            *(
+                (view.keys.trigger_key(n, p), f.record.model_dump_json().encode(), f.mod_rev)
+                for (n, p), f in view.ledger.items()
+            ),
+        ]
+        if view.activation is not None:
+            items.append((view.graph_key, view.activation.model_dump_json().encode(), view.activation_rev))
+        rebuilt.load(self.world.rev, items)
+        self.world.view = rebuilt
+        assert plan(self.world.graph, rebuilt).actions == before
+
+    # -- invariants -----------------------------------------------------------------------------------------------
+    def check_trigger_is_safe(self, action: Trigger) -> None:
+        for up in self.world.graph.dags[action.node].upstreams:
+            assert self.model_fresh(up, action.partition), f"{action.node} triggered while {up} is not fresh"
+
+    @invariant()
+    def planner_is_never_optimistic(self) -> None:
+        """Whatever the planner calls fresh really read its upstreams' current generations."""
+        if not hasattr(self, "world"):
+            return
+        verdicts = plan(self.world.graph, self.world.view).verdicts
+        for (node, partition), verdict in verdicts.items():
+            if verdict.fresh:
+                assert self.model_fresh(node, partition), f"{node} {partition} fresh in planner, stale in model"
+
+    @invariant()
+    def never_two_triggers_for_the_same_inputs(self) -> None:
+        """Each (DAG, partition, inputs) reaches Airflow at most once."""
+        if not hasattr(self, "world"):
+            return
+        seen = Counter((e[0], e[1], tuple(sorted(e[3].items()))) for e in self.world.effects)
+        dupes = [k for k, c in seen.items() if c > 1]
+        assert not dupes, dupes
+
+    def teardown(self) -> None:
+        """After quiescence every DAG whose upstreams are fresh is fresh or failed (nothing stalls)."""
+        if not hasattr(self, "world"):
+            return
+        world = self.world
+        for _ in range(200):
+            for action in plan(world.graph, world.view).actions:
+                world.apply_action(action)
+            moved = False
+            for node, partition in world.queued():
+                self.begin_attempt(node, partition)
+                world.start(node.dag_id, partition)
+                moved = True
+            for at, run in sorted(world.airflow.items()):
+                if run.state == "running":
+                    world.finish(at[0].dag_id, at[1], ok=True)
+                    moved = True
+            if not moved and not plan(world.graph, world.view).actions:
+                break
+        for node in world.graph.topo_order:
+            spec = world.graph.dags[node]
+            if spec.is_root:
+                continue
+            for partition in PARTITIONS:
+                if all(self.model_fresh(up, partition) for up in spec.upstreams):
+                    fact = world.view.runs.get((node, partition))
+                    state = fact.record.state if fact is not None else None
+                    assert self.model_fresh(node, partition) or state is RunState.FAILED, (
+                        f"{node} {partition} stalled: {plan(world.graph, world.view).verdicts[(node, partition)]}"
+                    )
+
+
+PlannerMachine.TestCase.settings = settings(
+    max_examples=150,
+    stateful_step_count=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+TestPlannerAgainstModel = PlannerMachine.TestCase
+TestPlannerAgainstModel.__doc__ = "Random graphs and histories: never optimistic, never duplicated, never stalled."
