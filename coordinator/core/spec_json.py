@@ -4,7 +4,8 @@ Rules:
 1. Pure: text in, values and :class:`Problem` values out; nothing here raises on bad input except :func:`decode`,
    which raises :class:`JsonSyntaxError` carrying a ready-made problem.
 2. A JSON path is a tuple of keys and indexes, rendered ``$.dags.etl.upstreams[2]``; a key that is not a plain
-   word is rendered in brackets (``$.dags["team_a/etl"]``) because dag ids may contain ``.``.
+   word is rendered in brackets (``$.dags["team_a/etl"]``) because dag ids may contain ``.``; a very long key is
+   shortened with ``...``.
 3. Duplicate keys are detected by the ``object_pairs_hook`` (the standard decoder silently keeps the last value, so
    a repeated entry would otherwise vanish without a word); lines are found afterwards by a tokenizer that only ever
    runs on text the decoder already accepted.
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 JsonPath = tuple[str | int, ...]
+MAX_SHOWN_KEY = 40
 
 _PLAIN_KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 # A JSON token: a string (escapes included), a structural character, or a bare literal/number.
@@ -45,6 +47,8 @@ def format_path(path: JsonPath) -> str:
     for part in path:
         if isinstance(part, int):
             parts.append(f"[{part}]")
+        elif len(part) > MAX_SHOWN_KEY:  # a 300-character key would bury the message
+            parts.append(f"[{json.dumps(part[: MAX_SHOWN_KEY - 3] + '...')}]")
         elif _PLAIN_KEY_RE.match(part):
             parts.append(f".{part}")
         else:

@@ -1,0 +1,577 @@
+"""``dependencies.json`` -> a validated :class:`Graph`. The format is documented in ``docs/dependencies.md``.
+
+Rules:
+1. Pure: :func:`parse_spec` takes text and does no I/O; only the thin :func:`load_spec` reads a file.
+2. Never stop at the first problem: every problem is collected and raised together in one :class:`SpecError`, each
+   formatted ``<file>[:line]: <JSON path>: <what is wrong> — <how to fix it>``. Only a JSON syntax error stops early
+   (there is no document to check yet); it carries ``line:col`` instead of a path.
+3. Two forms. The proof of concept's shorthand ``{"b": "a", "c": ["a", "b"]}`` keeps loading unchanged (every DAG in
+   the ``default`` instance). Any of the top-level keys ``version``, ``instances``, ``dags`` selects the extended
+   form, so a DAG with one of those names can only be declared in the extended form.
+4. A reference is ``dag_id`` or ``instance/dag_id`` (``/`` is outside Airflow's dag id charset, so the split is
+   unambiguous). A bare id resolves to the unique declared DAG with that id, else to an undeclared root in the
+   ``default`` instance; an id declared in two instances must be qualified. Undeclared DAGs become roots.
+5. The graph must be acyclic over success AND failure edges: the planner orders work along both.
+6. A DAG is either a success dependent (``upstreams``) or a failure handler (``on_failure_of``), never both: the
+   two trigger on different events for the same partition, and one Airflow run per partition cannot serve both.
+7. URLs and credentials are refused here: this file is shared and committed; connection settings live in the
+   instances settings file and the environment (see ``coordinator/settings.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import os
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
+from coordinator.core.spec_json import (
+    JsonPath,
+    JsonSyntaxError,
+    Problem,
+    decode,
+    duplicate_keys,
+    format_path,
+    json_type,
+    value_lines,
+)
+from coordinator.errors import SpecError
+
+SPEC_VERSION = 1
+#: Airflow's ID_LEN: a longer dag id does not fit its database columns.
+MAX_DAG_ID_LEN = 250
+#: Any of these at the top level selects the extended form.
+FORM_KEYS = ("version", "instances", "dags")
+#: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
+TOP_FIELDS = ("$schema", *FORM_KEYS)
+INSTANCE_FIELDS = ("description",)
+DAG_FIELDS = ("upstreams", "on_failure_of", "instance", "description")
+#: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
+CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
+SECRET_WORDS = ("url", "password", "passwd", "secret", "token", "credential", "connection", "api_key")
+NAME_HINT = "use letters, digits, '_', '.', '-'"
+CONNECTION_HINT = (
+    "this file is shared and committed: put Airflow URLs and credentials in the instances settings file "
+    "(COORDINATOR_INSTANCES_FILE) or the environment (COORDINATOR_AIRFLOW_URL, COORDINATOR_AIRFLOW_PASSWORD_FILE)"
+)
+CYCLE_HINT = "a DAG cannot wait for itself; remove one of these dependencies"
+
+
+@dataclass(frozen=True, slots=True)
+class _RefField:
+    """How one list-of-references field explains its mistakes."""
+
+    name: str
+    empty_hint: str
+    example: str
+
+
+_SHORTHAND = _RefField(
+    "upstream",
+    "list at least one upstream; a DAG without upstreams is a root and needs no entry",
+    'write "b": "a" or "b": ["a", "c"]; fields such as "upstreams" need the extended form ("version": 1, "dags")',
+)
+_UPSTREAMS = _RefField(
+    "upstreams",
+    'list at least one upstream, or remove "upstreams" to declare a root',
+    'write "upstreams": "a" or "upstreams": ["a", "team_b/c"]',
+)
+_ON_FAILURE_OF = _RefField(
+    "on_failure_of",
+    'list at least one DAG whose failure runs this one, or remove "on_failure_of"',
+    'write "on_failure_of": "a" or "on_failure_of": ["a", "team_b/c"]',
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    text: str
+    path: JsonPath
+
+
+@dataclass(slots=True)
+class _Decl:
+    """One DAG as written, before references are resolved. ``node`` is None when its key was invalid."""
+
+    node: NodeId | None
+    path: JsonPath
+    upstreams: tuple[_Ref, ...] = ()
+    on_failure_of: tuple[_Ref, ...] = ()
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Edge:
+    """``target`` runs after ``source`` succeeds (or fails, for a failure edge); declared at ``path``."""
+
+    source: NodeId
+    target: NodeId
+    failure: bool
+    path: JsonPath
+
+
+class _Report:
+    """Collects problems; checks append and carry on so that one run reports everything."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+
+    def add(self, path: JsonPath, what: str, hint: str) -> None:
+        self.problems.append(Problem(path, what, hint))
+
+
+def load_spec(path: str | os.PathLike[str]) -> Graph:
+    """Read and validate a dependencies file; raise SpecError (also for an unreadable or non-UTF-8 file)."""
+    source = os.fspath(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        hint = "check the path, or set --deps / COORDINATOR_DEPS"
+        raise SpecError([f"{source}: cannot read the file: {reason} — {hint}"]) from exc
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: editors on Windows like to add a BOM
+    except UnicodeDecodeError as exc:
+        raise SpecError([f"{source}: byte {exc.start}: not UTF-8 text — save the file as UTF-8"]) from exc
+    return parse_spec(text, source)
+
+
+def parse_spec(text: str, source: str = "dependencies.json") -> Graph:
+    """Validate the text of a dependencies file and return its graph; raise SpecError listing every problem."""
+    text = text.removeprefix("\ufeff")
+    if not text.strip():
+        empty = Problem((), "the file is empty", "write {} for no dependencies; see docs/dependencies.md")
+        raise SpecError([empty.format(source)])
+    try:
+        doc = decode(text)
+    except JsonSyntaxError as exc:
+        raise SpecError([exc.problem.format(source)]) from None  # the JSON error is already in the message
+    duplicates = list(duplicate_keys(doc))
+    report = _Report()
+    graph = _build(doc, source, report)
+    if graph is not None and not duplicates:
+        return graph
+    lines = value_lines(text)  # only paid for on failure
+    problems = [_duplicate_problem(path, key, lines) for path, key in duplicates]
+    # File order reads best; a problem without a line (about the whole document) comes first.
+    problems += sorted((_locate(problem, lines) for problem in report.problems), key=lambda p: p.line or 0)
+    raise SpecError([problem.format(source) for problem in problems])
+
+
+def _duplicate_problem(path: JsonPath, key: str, lines: Mapping[JsonPath, list[int]]) -> Problem:
+    seen_at = lines.get((*path, key), [])
+    distinct = sorted(set(seen_at))
+    where = f" (lines {', '.join(map(str, distinct))})" if len(distinct) > 1 else ""
+    hint = "JSON keeps only the last value and drops the others silently; merge them into one entry"
+    return Problem((*path, key), f"duplicate key {key!r}{where}", hint, seen_at[-1] if seen_at else None)
+
+
+def _locate(problem: Problem, lines: Mapping[JsonPath, list[int]]) -> Problem:
+    """Add the line of the value a problem points at (the last one, which is the one JSON keeps)."""
+    if not problem.path or problem.path not in lines:
+        return problem
+    return dataclasses.replace(problem, line=lines[problem.path][-1])
+
+
+def _build(doc: Any, source: str, report: _Report) -> Graph | None:
+    if not isinstance(doc, dict):
+        report.add(
+            (),
+            f"the top level is {_describe(doc)}, not an object",
+            'write {"downstream_dag": "upstream_dag", ...} or {"version": 1, "dags": {...}}',
+        )
+        return None
+    shorthand = not any(key in doc for key in FORM_KEYS)
+    if shorthand:
+        instances, decls = {DEFAULT_INSTANCE}, _read_shorthand(doc, report)
+    else:
+        instances, decls = _read_extended(doc, report)
+    dags = _resolve(decls, instances, shorthand, report)
+    if report.problems:
+        return None
+    return Graph(dags=dags, instances=frozenset(instances), source=source)
+
+
+# ---- reading the two forms -------------------------------------------------------------------------------------
+
+
+def _read_shorthand(doc: Mapping[str, Any], report: _Report) -> list[_Decl]:
+    decls = []
+    for key, value in doc.items():
+        path: JsonPath = (key,)
+        split = _split_ref(key, path, report, shorthand=True)
+        refs = _read_refs(value, path, report, _SHORTHAND)
+        node = NodeId(DEFAULT_INSTANCE, split[1]) if split else None
+        decls.append(_Decl(node, path, upstreams=refs))
+    return decls
+
+
+def _read_extended(doc: Mapping[str, Any], report: _Report) -> tuple[set[str], list[_Decl]]:
+    _check_fields(doc, (), TOP_FIELDS, report, fallback='DAGs are declared under "dags" in the extended form')
+    _check_version(doc, report)
+    instances = _read_instances(doc, report)
+    if "dags" not in doc:
+        report.add((), 'missing "dags"', 'add "dags": {"my_dag": {"upstreams": ["other_dag"]}, ...}')
+        return instances, []
+    dags = doc["dags"]
+    if not isinstance(dags, dict):
+        report.add(("dags",), f"expected an object, got {_describe(dags)}", 'write "dags": {"my_dag": {...}, ...}')
+        return instances, []
+    return instances, [_read_dag(key, body, instances, report) for key, body in dags.items()]
+
+
+def _check_version(doc: Mapping[str, Any], report: _Report) -> None:
+    if "version" not in doc:
+        report.add(
+            (),
+            'missing "version"',
+            f'add "version": {SPEC_VERSION} (a top level with "dags" or "instances" is the extended form; '
+            "a DAG named dags, instances or version can only be declared inside it)",
+        )
+        return
+    version = doc["version"]
+    if isinstance(version, bool) or not isinstance(version, int):
+        report.add(("version",), f"expected the number {SPEC_VERSION}, got {_describe(version)}", "write it unquoted")
+    elif version != SPEC_VERSION:
+        report.add(
+            ("version",),
+            f"unsupported version {version}",
+            f'this coordinator reads version {SPEC_VERSION}: write "version": {SPEC_VERSION} or upgrade it',
+        )
+
+
+def _read_instances(doc: Mapping[str, Any], report: _Report) -> set[str]:
+    names = {DEFAULT_INSTANCE}  # implicitly declared: the shorthand's DAGs and bare undeclared references live there
+    if "instances" not in doc:
+        return names
+    value = doc["instances"]
+    if not isinstance(value, dict):
+        report.add(
+            ("instances",),
+            f"expected an object, got {_describe(value)}",
+            'write "instances": {"team_a": {"description": "..."}}',
+        )
+        return names
+    for name, body in value.items():
+        path: JsonPath = ("instances", name)
+        if not NAME_RE.match(name):
+            report.add(path, f"invalid instance name {name!r}", NAME_HINT)
+            continue
+        names.add(name)
+        if not isinstance(body, dict):
+            report.add(path, f"expected an object, got {_describe(body)}", 'write {} or {"description": "..."}')
+            continue
+        _check_fields(body, path, INSTANCE_FIELDS, report)
+        _read_description(body, path, report)
+    return names
+
+
+def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Decl:
+    path: JsonPath = ("dags", key)
+    if not isinstance(body, dict):
+        report.add(
+            path,
+            f"expected an object, got {_describe(body)}",
+            'declare a DAG as {"upstreams": [...]} and a root as {}; the "b": "a" shorthand cannot be mixed in',
+        )
+        return _Decl(None, path)
+    _check_fields(body, path, DAG_FIELDS, report)
+    node = _declared_node(key, body, path, instances, report)
+    upstreams, on_failure_of = (
+        _read_refs(body[spec.name], (*path, spec.name), report, spec) if spec.name in body else ()
+        for spec in (_UPSTREAMS, _ON_FAILURE_OF)
+    )
+    if "upstreams" in body and "on_failure_of" in body:
+        report.add(
+            path,
+            'both "upstreams" and "on_failure_of"',
+            "a failure handler runs when a source fails, never after upstreams succeed; declare a separate DAG "
+            "for each role",
+        )
+    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report))
+
+
+def _declared_node(
+    key: str, body: Mapping[str, Any], path: JsonPath, instances: set[str], report: _Report
+) -> NodeId | None:
+    """The node a ``dags`` key declares, from a qualified key or the ``instance`` field (default: ``default``)."""
+    split = _split_ref(key, path, report, shorthand=False)
+    field_instance = None
+    if "instance" in body:
+        field_instance = body["instance"]
+        if not isinstance(field_instance, str):
+            shown = _describe(field_instance)
+            report.add((*path, "instance"), f"expected an instance name, got {shown}", 'write "instance": "team_a"')
+            return None
+        if not NAME_RE.match(field_instance):
+            report.add((*path, "instance"), f"invalid instance name {field_instance!r}", NAME_HINT)
+            return None
+    if split is None:
+        return None
+    key_instance, dag_id = split
+    if key_instance and field_instance and key_instance != field_instance:
+        report.add(
+            (*path, "instance"),
+            f"instance {field_instance!r} contradicts the key's instance {key_instance!r}",
+            f'remove "instance" or write the key as "{field_instance}/{dag_id}"',
+        )
+    instance = key_instance or field_instance or DEFAULT_INSTANCE
+    if instance not in instances:
+        where = path if key_instance else (*path, "instance")
+        report.add(where, f"undeclared instance {instance!r}", _instance_hint(instance, instances))
+    return NodeId(instance, dag_id)
+
+
+def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> tuple[_Ref, ...]:
+    """A single reference or a non-empty list of them (a single string is accepted, like the shorthand)."""
+    if isinstance(value, str):
+        return (_Ref(value, path),)
+    if not isinstance(value, list):
+        report.add(path, f"expected a dag id or a list of them, got {_describe(value)}", spec.example)
+        return ()
+    if not value:
+        report.add(path, f"empty {spec.name} list", spec.empty_hint)
+        return ()
+    refs = []
+    for index, item in enumerate(value):
+        if isinstance(item, str):
+            refs.append(_Ref(item, (*path, index)))
+        else:
+            report.add((*path, index), f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
+    return tuple(refs)
+
+
+def _read_description(body: Mapping[str, Any], path: JsonPath, report: _Report) -> str | None:
+    description = body.get("description")
+    if description is None or isinstance(description, str):
+        return description
+    report.add((*path, "description"), f"expected a string, got {_describe(description)}", "quote the text")
+    return None
+
+
+def _check_fields(
+    body: Mapping[str, Any], path: JsonPath, allowed: Sequence[str], report: _Report, fallback: str = ""
+) -> None:
+    """Report every key not in ``allowed``: connection data with where it belongs, typos with a suggestion."""
+    for key in body:
+        if key in allowed:
+            continue
+        lowered = key.lower()
+        if lowered in CONNECTION_FIELDS or any(word in lowered for word in SECRET_WORDS):
+            report.add((*path, key), f"connection setting {key!r} does not belong here", CONNECTION_HINT)
+            continue
+        close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}?" if close else (fallback or "remove it")
+        report.add((*path, key), f"unknown field {key!r}", f"{hint} (allowed: {', '.join(allowed)})")
+
+
+def _split_ref(text: str, path: JsonPath, report: _Report, *, shorthand: bool) -> tuple[str | None, str] | None:
+    """(instance or None when bare, dag id) of a reference or key; None after reporting why it is invalid."""
+    instance, sep, dag_id = text.rpartition(NODE_SEP)
+    if sep and shorthand:
+        report.add(
+            path,
+            f"qualified reference {text!r} in the shorthand form",
+            'the shorthand has only the "default" instance; use the extended form ("version": 1, "instances", '
+            '"dags") to name instances',
+        )
+        return None
+    valid = True
+    if sep and not NAME_RE.match(instance):
+        report.add(path, f"invalid instance name {instance!r} in {text!r}", NAME_HINT)
+        valid = False
+    if not NAME_RE.match(dag_id):
+        report.add(path, f"invalid dag id {dag_id!r}", NAME_HINT + ("; '/' separates instance/dag_id" * bool(sep)))
+        valid = False
+    elif len(dag_id) > MAX_DAG_ID_LEN:
+        report.add(path, f"dag id {dag_id[:30]!r}... is {len(dag_id)} characters long", "Airflow allows at most 250")
+        valid = False
+    return ((instance if sep else None), dag_id) if valid else None
+
+
+def _instance_hint(name: str, instances: Iterable[str]) -> str:
+    declared = sorted(instances)
+    close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+    prefix = f"did you mean {close[0]!r}? Otherwise " if close else ""
+    return f'{prefix}declare it under "instances" (declared: {", ".join(declared)})'
+
+
+def _describe(value: Any) -> str:
+    """A value for a message: scalars as JSON (shortened), containers by kind."""
+    kind = json_type(value)
+    if kind in ("object", "array"):
+        return f"an {kind}"
+    shown = json.dumps(value)
+    return shown if len(shown) <= 40 else shown[:37] + "..."
+
+
+# ---- resolving references and checking the graph ----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Resolver:
+    """Turns references into nodes (rule 4), reporting invalid, ambiguous, self and repeated references."""
+
+    declared: Mapping[NodeId, _Decl]
+    instances: set[str]
+    shorthand: bool
+    report: _Report
+    by_dag_id: dict[str, list[NodeId]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for node in sorted(self.declared):
+            self.by_dag_id.setdefault(node.dag_id, []).append(node)
+
+    def resolve(self, ref: _Ref) -> NodeId | None:
+        split = _split_ref(ref.text, ref.path, self.report, shorthand=self.shorthand)
+        if split is None:
+            return None
+        instance, dag_id = split
+        if instance is not None:
+            node = NodeId(instance, dag_id)
+            # A declared node in an undeclared instance was already reported at its declaration.
+            if node not in self.declared and instance not in self.instances:
+                hint = _instance_hint(instance, self.instances)
+                self.report.add(ref.path, f"undeclared instance {instance!r} in {ref.text!r}", hint)
+                return None
+            return node
+        matches = self.by_dag_id.get(dag_id, [])
+        if len(matches) > 1:
+            where = ", ".join(n.instance for n in matches)
+            options = " or ".join(n.qualified for n in matches)
+            self.report.add(
+                ref.path, f"ambiguous reference {dag_id!r}: declared in {where}", f"qualify it as {options}"
+            )
+            return None
+        return matches[0] if matches else NodeId(DEFAULT_INSTANCE, dag_id)
+
+    def sources(self, owner: NodeId, refs: Iterable[_Ref]) -> dict[NodeId, _Ref]:
+        """The distinct nodes a list refers to, in order, each with the reference that named it."""
+        found: dict[NodeId, _Ref] = {}
+        for ref in refs:
+            node = self.resolve(ref)
+            if node is None:
+                continue
+            if node == owner:
+                self.report.add(ref.path, f"self-dependency: {ref.text!r} is this DAG", "remove it")
+            elif node in found:
+                first = format_path(found[node].path)
+                self.report.add(ref.path, f"{node} is listed twice (also at {first})", "remove one of them")
+            else:
+                found[node] = ref
+        return found
+
+
+def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report) -> dict[NodeId, DagSpec]:
+    declared = _index_declarations(decls, report)
+    resolver = _Resolver(declared, instances, shorthand, report)
+    specs: dict[NodeId, DagSpec] = {}
+    edges: list[_Edge] = []
+    for node, decl in declared.items():
+        upstreams = resolver.sources(node, decl.upstreams)
+        on_failure_of = resolver.sources(node, decl.on_failure_of)
+        edges += [_Edge(src, node, False, ref.path) for src, ref in upstreams.items()]
+        edges += [_Edge(src, node, True, ref.path) for src, ref in on_failure_of.items()]
+        specs[node] = DagSpec(node, tuple(sorted(upstreams)), tuple(sorted(on_failure_of)), decl.description)
+    for edge in edges:
+        specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
+    _check_cycles(specs, edges, report)
+    return specs
+
+
+def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId, _Decl]:
+    declared: dict[NodeId, _Decl] = {}
+    for decl in decls:
+        if decl.node is None:
+            continue
+        first = declared.get(decl.node)
+        if first is None:
+            declared[decl.node] = decl
+        else:
+            report.add(
+                decl.path,
+                f"DAG {decl.node.qualified} is declared twice (also at {format_path(first.path)})",
+                "keep one declaration and merge their fields",
+            )
+    return declared
+
+
+def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[_Edge], report: _Report) -> None:
+    """Report one shortest cycle per strongly connected component, starting from its smallest node."""
+    out: dict[NodeId, list[_Edge]] = {node: [] for node in sorted(nodes)}
+    for edge in sorted(edges, key=lambda e: (e.source, e.target)):
+        out[edge.source].append(edge)
+    for component in _strongly_connected(out):
+        if len(component) > 1:
+            cycle = _shortest_cycle(min(component), out, component)
+            report.add(cycle[-1].path, f"cycle {_cycle_text(cycle)}", CYCLE_HINT)
+
+
+def _strongly_connected(out: Mapping[NodeId, Sequence[_Edge]]) -> list[set[NodeId]]:
+    """Kosaraju's algorithm, iterative so that a long chain of DAGs cannot hit the recursion limit."""
+    finished: list[NodeId] = []
+    seen: set[NodeId] = set()
+    for root in out:
+        if root in seen:
+            continue
+        seen.add(root)
+        stack = [(root, iter(out[root]))]
+        while stack:
+            node, pending = stack[-1]
+            child = next((e.target for e in pending if e.target not in seen), None)
+            if child is None:
+                stack.pop()
+                finished.append(node)
+            else:
+                seen.add(child)
+                stack.append((child, iter(out[child])))
+    into: dict[NodeId, list[NodeId]] = {node: [] for node in out}
+    for edges in out.values():
+        for edge in edges:
+            into[edge.target].append(edge.source)
+    components: list[set[NodeId]] = []
+    assigned: set[NodeId] = set()
+    for root in reversed(finished):
+        if root in assigned:
+            continue
+        component, todo = {root}, [root]
+        while todo:
+            for parent in into[todo.pop()]:
+                if parent not in assigned and parent not in component:
+                    component.add(parent)
+                    todo.append(parent)
+        assigned |= component
+        components.append(component)
+    return sorted(components, key=min)
+
+
+def _shortest_cycle(start: NodeId, out: Mapping[NodeId, Sequence[_Edge]], component: set[NodeId]) -> list[_Edge]:
+    """Breadth-first from ``start`` back to itself inside its component; the edges in flow order."""
+    parent: dict[NodeId, _Edge] = {}
+    queue = deque([start])
+    while queue:
+        for edge in out[queue.popleft()]:
+            if edge.target == start:
+                cycle = [edge]
+                while cycle[0].source != start:
+                    cycle.insert(0, parent[cycle[0].source])
+                return cycle
+            if edge.target in component and edge.target not in parent:
+                parent[edge.target] = edge
+                queue.append(edge.target)
+    raise AssertionError("a strongly connected component of two or more nodes always has a cycle")
+
+
+def _cycle_text(cycle: Sequence[_Edge]) -> str:
+    """``a -> b -(on failure)-> c -> a``: the order in which the DAGs would wait for each other."""
+    parts = [str(cycle[0].source)]
+    for edge in cycle:
+        parts.append(f" -(on failure)-> {edge.target}" if edge.failure else f" -> {edge.target}")
+    return "".join(parts)

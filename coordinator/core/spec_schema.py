@@ -1,0 +1,109 @@
+"""The JSON Schema (draft 2020-12) of ``dependencies.json``, for editors and other tools.
+
+Rules:
+1. Built from the loader's own constants (name pattern, form keys, version); tests keep the field lists equal to the
+   loader's, and ``docs/dependencies.schema.json`` (a committed copy) equal to :func:`schema_text`.
+2. The schema describes shape only. What needs the whole file (reference resolution, ambiguity, declared
+   instances, cycles) is checked by :mod:`coordinator.core.spec` alone, so ``coordinator validate`` is the authority.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from coordinator.core.model import NAME_RE, NODE_SEP
+from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
+
+_NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
+
+
+def _refs(item: str, description: str) -> dict[str, Any]:
+    """One reference or a non-empty list of them."""
+    one = {"$ref": f"#/$defs/{item}"}
+    return {
+        "description": description,
+        "oneOf": [one, {"type": "array", "items": one, "minItems": 1, "uniqueItems": True}],
+    }
+
+
+def _defs() -> dict[str, Any]:
+    return {
+        "name": {
+            "description": "An Airflow instance name (same rule as a dag id).",
+            "type": "string",
+            "pattern": f"^{_NAME}$",
+        },
+        "dagId": {
+            "description": "An Airflow dag id.",
+            "type": "string",
+            "pattern": f"^{_NAME}$",
+            "maxLength": MAX_DAG_ID_LEN,
+        },
+        "dagRef": {
+            "description": "A dag id, or instance/dag_id to name a DAG in another Airflow instance.",
+            "type": "string",
+            "pattern": f"^({_NAME}{NODE_SEP})?{_NAME}$",
+        },
+        "instance": {
+            "description": "An Airflow instance. Its URL and credentials belong in the instances settings file.",
+            "type": "object",
+            "properties": {"description": {"type": "string"}},
+            "additionalProperties": False,
+        },
+        "dag": {
+            "description": "One DAG: a root ({}), a success dependent (upstreams) or a failure handler.",
+            "type": "object",
+            "properties": {
+                "upstreams": _refs("dagRef", "Runs for a partition once all of these succeeded for it."),
+                "on_failure_of": _refs("dagRef", "Runs for a partition when one of these fails for it."),
+                "instance": {"$ref": "#/$defs/name", "description": "Default: the key's qualifier, or default."},
+                "description": {"type": "string"},
+            },
+            "additionalProperties": False,
+            "not": {"required": ["upstreams", "on_failure_of"]},
+        },
+        "shorthand": {
+            "description": "Downstream dag id -> upstream dag id(s); every DAG in the default instance.",
+            "type": "object",
+            "not": {"anyOf": [{"required": [key]} for key in FORM_KEYS]},
+            "propertyNames": {"$ref": "#/$defs/dagId"},
+            "additionalProperties": _refs("dagId", "The DAGs this one waits for."),
+        },
+        "extended": {
+            "description": "Instances, failure routing and descriptions.",
+            "type": "object",
+            "required": ["version", "dags"],
+            "properties": {
+                "$schema": {"type": "string"},
+                "version": {"const": SPEC_VERSION},
+                "instances": {
+                    "type": "object",
+                    "propertyNames": {"$ref": "#/$defs/name"},
+                    "additionalProperties": {"$ref": "#/$defs/instance"},
+                },
+                "dags": {
+                    "type": "object",
+                    "propertyNames": {"$ref": "#/$defs/dagRef"},
+                    "additionalProperties": {"$ref": "#/$defs/dag"},
+                },
+            },
+            "additionalProperties": False,
+        },
+    }
+
+
+def json_schema() -> dict[str, Any]:
+    """The schema as a JSON-ready dict."""
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "coordinator dependencies.json",
+        "description": "Dependencies between Airflow DAGs; reference: docs/dependencies.md.",
+        "oneOf": [{"$ref": "#/$defs/shorthand"}, {"$ref": "#/$defs/extended"}],
+        "$defs": _defs(),
+    }
+
+
+def schema_text() -> str:
+    """The schema as committed in docs/dependencies.schema.json (2-space indent, trailing newline)."""
+    return json.dumps(json_schema(), indent=2) + "\n"
