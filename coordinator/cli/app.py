@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.text import Text
 
 from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError
 from coordinator.settings import Settings
@@ -28,7 +29,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_INVALID = 2
@@ -49,7 +51,8 @@ DepsOpt = Annotated[
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    err.print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    # Text, not markup: a message may quote user input such as $["[bold]"], which markup would mangle.
+    err.print(Text("error: ", style="bold red") + Text(message))
     raise typer.Exit(code)
 
 
@@ -59,9 +62,7 @@ def build_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
         fail(f"invalid configuration: {problems}")
 
 

@@ -1,3 +1,281 @@
-"""Commands: (to be filled)."""
+"""Commands of the engine: ``watch``, ``reconcile``, ``status``, ``why`` and ``backfill``.
 
-from coordinator.cli.app import app  # noqa: F401
+Rules: each command builds Settings from flags and environment, opens what it needs, calls one function and maps
+errors to exit codes (2 bad input, 1 runtime failure). ``status`` and ``why`` only read: they never need leadership
+and are safe to run anywhere, any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.core.graph import Graph
+from coordinator.core.model import canonical_partition, partition_datetime
+from coordinator.core.planner import Plan, Trigger, plan
+from coordinator.core.spec import load_spec
+from coordinator.core.view import View, adopt
+from coordinator.errors import SpecError
+from coordinator.etcd_store import EtcdStore
+from coordinator.report import problems_lines, recent_partitions, status_rows, why
+from coordinator.settings import Settings
+from coordinator.watcher.service import open_watcher
+
+log = logging.getLogger("coordinator.cli")
+
+AirflowUrlOpt = Annotated[
+    str | None,
+    typer.Option("--airflow-url", help="Airflow base URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]"),
+]
+InstancesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--instances", help="instances file: name -> url and credential sources [env COORDINATOR_INSTANCES_FILE]"
+    ),
+]
+PartitionOpt = Annotated[str | None, typer.Option("--partition", "-p", help="logical date, e.g. 2026-01-01T00:00:00Z")]
+FormatOpt = Annotated[str, typer.Option("--format", help="text or json")]
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """key=value lines on stderr; secrets never reach a log call (settings hold them as SecretStr)."""
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+def _settings(etcd: str | None, prefix: str | None, deps: Path | None, **extra: Any) -> Settings:
+    return build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps, **extra)
+
+
+def _graph(settings: Settings) -> Graph:
+    try:
+        return load_spec(settings.deps)
+    except SpecError as exc:
+        fail("\n".join(exc.problems))
+
+
+async def _read_view(settings: Settings) -> View:
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        snap = await store.snapshot(settings.keys.root)
+    view = View(settings.keys)
+    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+    return view
+
+
+@app.command()
+def watch(
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+    airflow_url: AirflowUrlOpt = None,
+    instances: InstancesOpt = None,
+    leader_ttl: Annotated[int | None, typer.Option("--leader-ttl", help="leader lease TTL in seconds [10]")] = None,
+    watcher_id: Annotated[str | None, typer.Option("--id", help="watcher identity [host:pid]")] = None,
+    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+) -> None:
+    """Run the watcher service: watch run states, trigger or clear dependent DAG runs, exactly once."""
+    setup_logging(log_level)
+    settings = _settings(
+        etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances, leader_ttl_s=leader_ttl,
+        watcher_id=watcher_id,
+    )  # fmt: skip
+    _graph(settings)  # fail fast with exit 2 on an invalid file
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            watcher = await open_watcher(settings, stack)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, watcher.stop.set)
+            log.info("watcher.start watcher=%s prefix=%s deps=%s instances=%s", watcher.watcher_id,
+                     settings.prefix, settings.deps, ",".join(sorted(watcher.clients)) or "-")  # fmt: skip
+            await watcher.run()
+
+    run_async(main)
+
+
+@app.command()
+def reconcile(
+    once: Annotated[
+        bool, typer.Option("--once", help="one pass, then exit (the only mode; required for clarity)")
+    ] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, change nothing")] = False,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+    airflow_url: AirflowUrlOpt = None,
+    instances: InstancesOpt = None,
+    wait: Annotated[float, typer.Option("--wait", help="seconds to wait for leadership")] = 0.0,
+) -> None:
+    """One reconcile pass and exit (for cron or a watcher DAG). --dry-run prints what would be done."""
+    if not once:
+        fail("reconcile needs --once (use `coordinator watch` for the service)")
+    setup_logging("WARNING" if dry_run else "INFO")
+    settings = _settings(etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances)
+    graph = _graph(settings)
+
+    if dry_run:
+        view = run_async(lambda: _read_view(settings))
+        activation = view.activation
+        proposed = adopt(graph.shapes, graph.digest, activation, view.revision)
+        result = plan(graph, view, activation=proposed or activation)
+        _print_plan(result)
+        return
+
+    async def main() -> int:
+        async with AsyncExitStack() as stack:
+            watcher = await open_watcher(settings, stack)
+            await watcher.load()
+            if not await watcher.election.acquire(timeout=wait):
+                holder = await watcher.election.leader_identity()
+                out.print(f"another watcher leads ({holder}); nothing done")
+                return 0
+            try:
+                result = await watcher.reconcile_pass()
+                await watcher.actuator.drain()
+            finally:
+                await watcher.election.resign()
+            o = watcher.actuator.outcome
+            out.print(f"revision {result.revision}: {len(result.actions)} action(s), {o.done} done, "
+                      f"{o.skipped} skipped, {o.errors} error(s)")  # fmt: skip
+            return 1 if o.errors else 0
+
+    code = run_async(main)
+    raise typer.Exit(code)
+
+
+def _print_plan(result: Plan) -> None:
+    if not result.actions:
+        out.print(f"revision {result.revision}: nothing to do")
+        return
+    out.print(f"revision {result.revision}: {len(result.actions)} action(s)")
+    for action in result.actions:
+        if isinstance(action, Trigger):
+            out.print(f"  {action.action} {action.node} {action.partition} run_id={action.run_id}: {action.reason}")
+        else:
+            out.print(f"  resume {action.node} {action.partition}: {action.reason}")
+
+
+@app.command()
+def status(
+    partition: PartitionOpt = None,
+    fmt: FormatOpt = "text",
+    last: Annotated[int, typer.Option("--last", help="how many recent partitions to show")] = 3,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+) -> None:
+    """Per DAG and partition: state, fresh or stale, due, waiting on whom, last trigger, last error."""
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {fmt!r}")
+    settings = _settings(etcd, prefix, deps)
+    graph = _graph(settings)
+    partitions = [_partition(partition)] if partition else None
+    view = run_async(lambda: _read_view(settings))
+    parts = partitions or recent_partitions(view, last)
+    result = plan(graph, view, parts)
+    rows = status_rows(graph, result, parts)
+    if fmt == "json":
+        typer.echo(json.dumps({"revision": view.revision, "rows": rows, "problems": problems_lines(view)}, indent=2))
+        return
+    if not parts:
+        out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
+        return
+    table = Table(title=f"coordinator status at revision {view.revision}")
+    for column in ("partition", "dag", "state", "fresh", "due", "waiting on / why", "last trigger", "error"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        trig = row["last_trigger"]
+        table.add_row(
+            row["partition"], row["dag"], row["state"] or "-", "fresh" if row["fresh"] else "stale",
+            "DUE" if row["due"] else "", row["summary"],
+            f"{trig['action']} {trig['status']} #{trig['count']} {trig['run_id']}" if trig else "-",
+            row["last_error"] or "",
+        )  # fmt: skip
+    out.print(table)
+    for line in problems_lines(view):
+        out.print(f"[yellow]problem[/]: {line}")
+
+
+@app.command(name="why")
+def why_cmd(
+    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
+    partition: Annotated[str, typer.Option("--partition", "-p", help="logical date")],
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+) -> None:
+    """Explain in plain words why a DAG is, or is not, running for a partition."""
+    settings = _settings(etcd, prefix, deps)
+    graph = _graph(settings)
+    node = graph.resolve(dag)
+    if node is None:
+        fail(f"{dag!r} is not a DAG in {settings.deps} (known: {', '.join(sorted(map(str, graph.dags)))})")
+    p = _partition(partition)
+    view = run_async(lambda: _read_view(settings))
+    result = plan(graph, view, [p])
+    for line in why(graph, result, node, p):
+        out.print(line, markup=False)
+
+
+@app.command()
+def backfill(
+    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
+    start: Annotated[str, typer.Option("--from", help="first logical date (inclusive)")],
+    end: Annotated[str, typer.Option("--to", help="last logical date (inclusive)")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the partitions, change nothing")] = False,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+) -> None:
+    """Ask the watcher to process history for DAG: partitions in [--from, --to] where its upstreams have run."""
+    settings = _settings(etcd, prefix, deps)
+    graph = _graph(settings)
+    node = graph.resolve(dag)
+    if node is None:
+        fail(f"{dag!r} is not a DAG in {settings.deps}")
+    spec = graph.dags[node]
+    if spec.is_root:
+        fail(f"{node} is a root: it runs on its own schedule, the coordinator never triggers it")
+    lo, hi = partition_datetime(_partition(start)), partition_datetime(_partition(end))
+    if lo > hi:
+        fail(f"--from {start} is after --to {end}")
+    sources = {*spec.upstreams, *spec.on_failure_of}
+
+    async def main() -> list[str]:
+        async with await EtcdStore.connect(settings.etcd()) as store:
+            snap = await store.snapshot(settings.keys.runs)
+            view = View(settings.keys)
+            view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+            parts = sorted({p for (n, p) in view.runs if n in sources and lo <= partition_datetime(p) <= hi})
+            if not dry_run:
+                for p in parts:
+                    await store.put(settings.keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"), b"{}")
+            return parts
+
+    parts = run_async(main)
+    verb = "would request" if dry_run else "requested"
+    out.print(
+        f"{verb} backfill of {node} for {len(parts)} partition(s)" + (f": {parts[0]} .. {parts[-1]}" if parts else "")
+    )
+
+
+def _partition(text: str) -> str:
+    try:
+        return canonical_partition(text)
+    except ValueError as exc:
+        fail(str(exc))

@@ -26,7 +26,6 @@ from coordinator.core.model import (
     NodeId,
     RunRecord,
     TriggerRecord,
-    TriggerStatus,
     is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
@@ -56,9 +55,8 @@ class LedgerFact:
     @property
     def intent_rev(self) -> int:
         """Revision at which the intent was recorded: a state write after it proves the triggered run started."""
-        if self.record.status is TriggerStatus.PENDING or not self.record.intent_rev:
-            return self.mod_rev
-        return self.record.intent_rev
+        # The first write of an intent cannot know its own revision; every later write of it carries that revision.
+        return self.record.intent_rev or self.mod_rev
 
 
 class NodeActivation(BaseModel):

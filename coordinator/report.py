@@ -1,0 +1,87 @@
+"""Plain answers for operators: ``status`` rows and ``why`` chains, rendered from the planner's verdicts.
+
+Rules: pure functions of (graph, view, plan); no I/O. The JSON form is stable (documented in the README) so that
+dashboards and scripts can rely on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import NodeId
+from coordinator.core.planner import Plan, Verdict
+from coordinator.core.view import View
+
+
+def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[dict[str, Any]]:
+    """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error."""
+    rows: list[dict[str, Any]] = []
+    for partition in partitions:
+        for node in graph.topo_order:
+            verdict = plan.verdicts.get((node, partition))
+            if verdict is None:
+                continue
+            rows.append(_row(verdict))
+    return rows
+
+
+def _row(verdict: Verdict) -> dict[str, Any]:
+    ledger = verdict.ledger
+    trigger: dict[str, Any] | None = None
+    if ledger is not None:
+        rec = ledger.record
+        trigger = {
+            "status": str(rec.status),
+            "action": str(rec.action),
+            "run_id": rec.run_id,
+            "at": rec.done_at.isoformat()
+            if rec.done_at
+            else (rec.requested_at.isoformat() if rec.requested_at else None),
+            "revision": ledger.intent_rev,
+            "inputs": dict(rec.inputs),
+            "count": rec.trigger_count,
+        }
+    return {
+        "partition": verdict.partition,
+        "dag": str(verdict.node),
+        "instance": verdict.node.instance,
+        "state": str(verdict.state) if verdict.state else None,
+        "fresh": verdict.fresh,
+        "due": verdict.due,
+        "waiting_on": [str(n) for n in verdict.blocked_by],
+        "summary": verdict.summary,
+        "last_trigger": trigger,
+        "last_error": ledger.record.last_error if ledger is not None else None,
+    }
+
+
+def recent_partitions(view: View, limit: int) -> list[str]:
+    return view.all_partitions()[-limit:]
+
+
+def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
+    """The chain of reasons, outermost first, indented by depth: why ``node`` is (not) running for ``partition``."""
+    lines: list[str] = []
+    seen: set[NodeId] = set()
+
+    def explain(current: NodeId, depth: int) -> None:
+        verdict = plan.verdicts.get((current, partition))
+        if verdict is None or current in seen:
+            return
+        seen.add(current)
+        lines.append("  " * depth + verdict.summary)
+        if verdict.ledger is not None and verdict.ledger.record.last_error and depth == 0:
+            lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
+        for up in verdict.blocked_by:
+            up_verdict = plan.verdicts.get((up, partition))
+            if up_verdict is not None and (up_verdict.blocked_by or not graph.dags[up].is_root):
+                explain(up, depth + 1)
+
+    explain(node, 0)
+    return lines
+
+
+def problems_lines(view: View) -> list[str]:
+    return [f"{key}: {problem}" for key, problem in sorted(view.problems.items())]

@@ -1,0 +1,272 @@
+"""The watcher service: reflector -> reconcile -> actuator, level-triggered, with leader election.
+
+Rules:
+1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1. Events only update the view
+   and mark partitions dirty; a reconcile pass plans the dirty partitions with the pure planner and hands the actions
+   to the actuator. Disconnects resume from the last revision and compactions relist (the store does both), so
+   downtime of any length ends in the same decisions as running throughout.
+2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
+   lease expires; a leader whose lease is in doubt stops acting at once, and the ledger's fencing condition refuses
+   any write it still attempts.
+3. Bad input never stops the service: unparsable values are reported and skipped (the view does that); an invalid
+   dependencies.json is reported loudly and the last valid graph stays in force.
+4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors.
+5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable
+from contextlib import AsyncExitStack, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from coordinator.airflow_api import AirflowClient
+from coordinator.core.graph import Graph
+from coordinator.core.planner import Plan, Resume, Trigger, plan
+from coordinator.core.spec import load_spec
+from coordinator.core.view import ALL, View, adopt, dump_activation
+from coordinator.errors import LeadershipLost, SpecError
+from coordinator.etcd_store import EtcdStore, Snapshot
+from coordinator.settings import Settings
+from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+
+log = logging.getLogger("coordinator.watcher")
+
+
+def default_watcher_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class GraphSource:
+    """Holds the last valid graph and reloads dependencies.json when it changes (rule 3)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.graph = load_spec(path)  # the first load must succeed: there is nothing to fall back to
+        self._stamp = self._read_stamp()
+        self.error: str | None = None
+
+    def _read_stamp(self) -> tuple[float, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return (st.st_mtime, st.st_size)
+
+    def refresh(self) -> bool:
+        """Reload if the file changed; True when a new valid graph is now in force."""
+        stamp = self._read_stamp()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            graph = load_spec(self.path)
+        except (SpecError, OSError) as exc:
+            self.error = str(exc)
+            log.error("graph.invalid path=%s kept_digest=%s problems=%r", self.path, self.graph.digest, self.error)
+            return False
+        self.error = None
+        if graph.digest == self.graph.digest:
+            return False
+        log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
+                 len(graph.dags))  # fmt: skip
+        self.graph = graph
+        return True
+
+
+@dataclass
+class Watcher:
+    """One watcher process's state. ``run`` is the service; ``reconcile_once`` the one-shot variant."""
+
+    settings: Settings
+    store: EtcdStore
+    graphs: GraphSource
+    clients: dict[str, AirflowClient]
+    watcher_id: str = field(default_factory=default_watcher_id)
+    view: View = field(init=False)
+    dirty: set[str] = field(default_factory=set)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    passes: int = 0
+
+    def __post_init__(self) -> None:
+        self.view = View(self.settings.keys)
+        self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
+        self.actuator = Actuator(
+            self.store,
+            self.settings.keys,
+            self.clients,
+            fence=lambda: self.election.fence,
+            watcher_id=self.watcher_id,
+            policy=ActuatorPolicy(
+                error_retry_s=self.settings.error_retry_s, max_concurrent=self.settings.max_concurrent_actions
+            ),
+            on_retry_due=self.mark_dirty,
+        )
+
+    def mark_dirty(self, partition: str) -> None:
+        self.dirty.add(partition)
+        self.wake.set()
+
+    async def load(self) -> Snapshot:
+        snap = await self.store.snapshot(self.settings.keys.root)
+        self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+        for key, problem in sorted(self.view.problems.items()):
+            log.warning("view.bad_value key=%s problem=%r", key, problem)
+        log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
+                 len(self.view.partitions))  # fmt: skip
+        self.dirty.add(ALL)
+        return snap
+
+    # -- the loops -------------------------------------------------------------------------------------------
+
+    async def reflect(self, snap: Snapshot) -> None:
+        """Feed watch events into the view and mark what they touch dirty (rule 1)."""
+        async for batch in self.store.watch_prefix(self.settings.keys.root, snap):
+            if batch.relisted:
+                log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
+            for event in batch.events:
+                value = event.value if event.kind == "put" else None
+                touched = self.view.apply(event.key, value, event.mod_revision)
+                if event.key in self.view.problems:
+                    log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+                self.dirty |= touched
+            self.view.revision = max(self.view.revision, batch.revision)
+            if self.dirty:
+                self.wake.set()
+
+    async def campaign(self) -> None:
+        """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
+        while not self.stop.is_set():
+            if not await self.election.acquire(timeout=None):
+                continue
+            log.info("leader.acquired watcher=%s ttl_s=%d", self.watcher_id, self.settings.leader_ttl_s)
+            self.actuator.leadership_lost.clear()
+            self.mark_dirty(ALL)
+            lost = asyncio.create_task(self.election.lost.wait())
+            fenced = asyncio.create_task(self.actuator.leadership_lost.wait())
+            stopping = asyncio.create_task(self.stop.wait())
+            await asyncio.wait({lost, fenced, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (lost, fenced, stopping):
+                task.cancel()
+            if self.stop.is_set():
+                return
+            log.warning("leader.lost watcher=%s", self.watcher_id)
+            with suppress(Exception):
+                await self.election.resign()
+            await asyncio.sleep(0.2)
+
+    async def reconcile_loop(self) -> None:
+        resync = self.settings.resync_interval_s
+        next_resync = time.monotonic() + resync
+        while not self.stop.is_set():
+            timeout = max(0.0, next_resync - time.monotonic())
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=min(timeout, 2.0))
+            self.wake.clear()
+            if self.graphs.refresh():
+                self.dirty.add(ALL)
+            if time.monotonic() >= next_resync:
+                self.dirty.add(ALL)
+                next_resync = time.monotonic() + resync
+            if not self.dirty or self.stop.is_set():
+                continue
+            await self.reconcile_pass()
+
+    async def reconcile_pass(self, *, act: bool = True) -> Plan:
+        """Plan the dirty partitions and, when leading, hand the actions to the actuator (rule 4: one log line)."""
+        dirty, self.dirty = self.dirty, set()
+        partitions: Iterable[str] | None = None if ALL in dirty else dirty
+        leading = act and self.election.is_leader
+        graph = self.graphs.graph
+        if leading:
+            await self.ensure_adopted(graph)
+        started = time.perf_counter()
+        result = plan(graph, self.view, partitions)
+        submitted = 0
+        if leading:
+            for action in result.actions:
+                submitted += self.actuator.submit(action)
+        self.passes += 1
+        log.info(
+            "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
+            "in_flight=%d errors=%d leader=%s plan_ms=%.1f",
+            result.revision, "all" if partitions is None else len(dirty),
+            len({p for _, p in result.verdicts}), len(result.actions),
+            sum(isinstance(a, Trigger) for a in result.actions), sum(isinstance(a, Resume) for a in result.actions),
+            submitted, self.actuator.busy, self.actuator.outcome.errors, leading,
+            (time.perf_counter() - started) * 1000,
+        )  # fmt: skip
+        return result
+
+    async def ensure_adopted(self, graph: Graph) -> None:
+        """Record when each DAG's current definition took effect (the leader does this; see view.adopt)."""
+        new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id)
+        if new is None:
+            return
+        key = self.view.graph_key
+        try:
+            result = await self.store.cas(
+                key, dump_activation(new), self.view.activation_rev, fence=self.election.fence
+            )
+        except LeadershipLost:
+            self.actuator.leadership_lost.set()
+            return
+        if result.succeeded:
+            # Apply our own write now rather than waiting for the watch: this pass must plan with it.
+            self.view.apply(key, dump_activation(new), result.revision)
+            log.info("graph.adopted digest=%s revision=%d dags=%d", graph.digest, result.revision, len(graph.dags))
+
+    async def run(self) -> None:
+        """The service (rules 1-5)."""
+        snap = await self.load()
+        tasks = [
+            asyncio.create_task(self.reflect(snap), name="reflector"),
+            asyncio.create_task(self.campaign(), name="campaign"),
+            asyncio.create_task(self.reconcile_loop(), name="reconcile"),
+        ]
+        stopper = asyncio.create_task(self.stop.wait())
+        try:
+            done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not stopper and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            self.stop.set()
+            for task in [*tasks, stopper]:
+                task.cancel()
+            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.actuator.drain(), timeout=10.0)
+            await self.actuator.cancel()
+            with suppress(Exception):
+                await self.election.resign()
+            log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
+
+
+def build_clients(settings: Settings, stack: AsyncExitStack) -> dict[str, AirflowClient]:
+    clients: dict[str, AirflowClient] = {}
+    for name, instance in settings.instances().items():
+        client = AirflowClient(instance, timeout_s=settings.airflow_timeout_s, name=name)
+        stack.push_async_callback(client.aclose)
+        clients[name] = client
+    return clients
+
+
+async def open_watcher(settings: Settings, stack: AsyncExitStack) -> Watcher:
+    graphs = GraphSource(settings.deps)
+    missing = sorted({n.instance for n in graphs.graph.dags} - set(settings.instances()))
+    if missing:
+        log.warning("config.instances_missing instances=%s detail=%r", ",".join(missing),
+                    "DAGs in these instances cannot be triggered until their Airflow is configured")  # fmt: skip
+    store = await EtcdStore.connect(settings.etcd())
+    stack.push_async_callback(store.close)
+    return Watcher(
+        settings, store, graphs, build_clients(settings, stack), watcher_id=settings.watcher_id or default_watcher_id()
+    )
