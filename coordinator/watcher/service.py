@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from coordinator.airflow_api import AirflowClient
@@ -35,6 +36,7 @@ from coordinator.errors import LeadershipLost, SpecError
 from coordinator.etcd_store import EtcdStore, Snapshot
 from coordinator.settings import Settings
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+from coordinator.watcher.audit import audit_once
 
 log = logging.getLogger("coordinator.watcher")
 
@@ -223,6 +225,22 @@ class Watcher:
             self.view.apply(key, dump_activation(new), result.revision)
             log.info("graph.adopted digest=%s revision=%d dags=%d", graph.digest, result.revision, len(graph.dags))
 
+    async def audit_loop(self) -> None:
+        """While leading, compare Airflow's recent runs with etcd and repair lost writes (coordinator.core.audit)."""
+        interval = self.settings.audit_interval_s
+        if interval <= 0 or not self.clients:
+            return
+        lookback = timedelta(hours=self.settings.audit_lookback_h)
+        while not self.stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=interval)
+            if self.stop.is_set() or not self.election.is_leader:
+                continue
+            try:
+                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback)
+            except Exception as exc:  # the audit is a safety net: it must never take the watcher down
+                log.warning("audit.failed error=%s", exc)
+
     async def run(self) -> None:
         """The service (rules 1-5)."""
         snap = await self.load()
@@ -230,13 +248,16 @@ class Watcher:
             asyncio.create_task(self.reflect(snap), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
             asyncio.create_task(self.reconcile_loop(), name="reconcile"),
+            asyncio.create_task(self.audit_loop(), name="audit"),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:
-            done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            while not stopper.done():
+                done, _ = await asyncio.wait({*tasks, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    if task is not stopper and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
             for task in [*tasks, stopper]:
