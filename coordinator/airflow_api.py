@@ -1,0 +1,578 @@
+"""Async client for one Airflow instance's REST API (v2 on Airflow 3, v1 on Airflow 2).
+
+The only module of the package that imports httpx.
+
+Rules:
+1. Every request carries the configured timeout (httpx's own default is 5 s); nothing waits forever.
+2. HTTP and transport failures are mapped in one place (:meth:`AirflowClient._send`):
+   5xx, 429, timeouts and connection errors -> AirflowUnavailable; 404 -> AirflowNotFound; 401/403 that survive one
+   fresh login -> AirflowAuthError; 409 -> AirflowConflict unless the method explains it; any other 4xx ->
+   AirflowError with the server's detail, trimmed. Each error names the method, path and status of the request that
+   actually failed, never the one before it.
+3. The password and the token never reach an error message or a log line: login failures carry no response body and
+   every detail text is scrubbed of both.
+4. Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones); naive input is a
+   programming error and raises ValueError. Datetimes come back as aware UTC.
+5. The only retry here is the single re-login. The retry POLICY belongs to the caller, which wraps calls in
+   :func:`retrying_call` (retries AirflowUnavailable only).
+6. Values returned are frozen dataclasses, never dicts.
+
+Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
+resolved by reading the run back). :meth:`AirflowClient.clear` is not: a clear whose response was lost (timeout) may
+have happened, and repeating it reruns the DAG again; compare the run's ``queued_at`` with the value seen before the
+first attempt to tell.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote
+
+import httpx
+
+from coordinator.errors import (
+    AirflowAuthError,
+    AirflowConflict,
+    AirflowError,
+    AirflowNotFound,
+    AirflowUnavailable,
+)
+from coordinator.settings import InstanceSettings
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Longest server detail kept in an error message: enough for Airflow's sentences, short enough for one log line.
+DETAIL_MAX = 300
+#: Page size for run listings: Airflow's default ``[api] maximum_page_limit`` (a larger limit is silently cut).
+PAGE_SIZE = 100
+#: Upper bound on runs scanned by a logical-date lookup whose filter the server ignored (see find_run_by_logical_date).
+SCAN_MAX = 10_000
+_USER_AGENT = "airflow-etcd-coordinator"
+
+
+class ApiVersion(StrEnum):
+    V1 = "v1"  # Airflow 2: /api/v1, HTTP basic auth
+    V2 = "v2"  # Airflow 3: /api/v2, JWT from POST /auth/token
+
+
+@dataclass(frozen=True, slots=True)
+class DagInfo:
+    dag_id: str
+    is_paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DagRunInfo:
+    """One DAG run as Airflow reports it. Datetimes are aware UTC; ``state`` is Airflow's string (queued, ...)."""
+
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    state: str
+    queued_at: datetime | None = None
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    # Read-only view; excluded from the hash because a mapping is not hashable.
+    conf: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    run_type: str = ""
+
+
+class TriggerResult(StrEnum):
+    CREATED = "created"  # this call created the run
+    ALREADY_EXISTS = "already_exists"  # the run id exists (an earlier attempt of ours, or a retry after a timeout)
+    LOGICAL_DATE_TAKEN = "logical_date_taken"  # another run holds the logical date: the caller clears that run
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerOutcome:
+    result: TriggerResult
+    run: DagRunInfo
+
+
+def iso_utc(value: datetime) -> str:
+    """ISO 8601 with an explicit ``+00:00``; refuse naive datetimes rather than guess their zone."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} sent to Airflow: pass an aware UTC datetime")
+    return value.astimezone(UTC).isoformat()
+
+
+def _parse_dt(value: object) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
+    dt = datetime.fromisoformat(value)
+    # Airflow always sends an offset; a naive value can only be UTC (the metadata database stores UTC).
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _parse_run(data: object, dag_id: str) -> DagRunInfo:
+    """A DagRunInfo from a v2 ``DAGRunResponse`` or a v1 ``DAGRun``; ValueError if it is not one."""
+    if not isinstance(data, dict):
+        raise ValueError("run payload is not an object")
+    run_id = data.get("dag_run_id") or data.get("run_id")
+    state = data.get("state")
+    if not isinstance(run_id, str) or not isinstance(state, str):
+        raise ValueError("run payload lacks dag_run_id or state")
+    # v1 sends both execution_date and logical_date (2.2+); v2 only logical_date.
+    logical = data["logical_date"] if "logical_date" in data else data.get("execution_date")
+    conf = data.get("conf")
+    return DagRunInfo(
+        dag_id=str(data.get("dag_id") or dag_id),
+        run_id=run_id,
+        logical_date=_parse_dt(logical),
+        state=state,
+        queued_at=_parse_dt(data.get("queued_at")),
+        start_date=_parse_dt(data.get("start_date")),
+        end_date=_parse_dt(data.get("end_date")),
+        conf=MappingProxyType(dict(conf) if isinstance(conf, dict) else {}),
+        run_type=str(data.get("run_type") or ""),
+    )
+
+
+def _q(segment: str) -> str:
+    """Percent-encode a path segment: run ids hold ':' and '+' (``manual__...+00:00``)."""
+    return quote(segment, safe="")
+
+
+class AirflowClient:
+    """Async client for one Airflow instance. Use as ``async with AirflowClient(settings) as client: ...``.
+
+    The API version is detected on first use when ``settings.api`` is ``auto``. Safe for concurrent use from one event
+    loop: a token refresh is shared by every request that saw the same stale token.
+    """
+
+    def __init__(
+        self,
+        settings: InstanceSettings,
+        *,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+        name: str = "default",
+    ) -> None:
+        self.name = name
+        self._settings = settings
+        self._timeout_s = timeout_s
+        self._http = httpx.AsyncClient(
+            base_url=settings.url,
+            timeout=httpx.Timeout(timeout_s),
+            transport=transport,
+            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            # A redirect to a login page must surface as an error, not be followed to an HTML 200.
+            follow_redirects=False,
+        )
+        self._api: ApiVersion | None = None if settings.api == "auto" else ApiVersion(settings.api)
+        self._detect_lock = asyncio.Lock()
+        self._login_lock = asyncio.Lock()
+        self._token: str | None = None
+        self._token_gen = 0  # bumped on each login, so concurrent 401s trigger one login, not many
+
+    async def __aenter__(self) -> AirflowClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # ---------------------------------------------------------------- public API
+
+    async def api_version(self) -> ApiVersion:
+        """v2 or v1; detected once (``GET /api/v2/version``, then ``/api/v1/version``) when settings say auto."""
+        if self._api is None:
+            async with self._detect_lock:
+                if self._api is None:
+                    self._api = await self._detect()
+        return self._api
+
+    async def version(self) -> str:
+        """Airflow's version string (a cheap reachability check; needs no login)."""
+        api = await self.api_version()
+        data = await self._send("GET", f"/api/{api}/version", authenticated=False)
+        version = data.get("version") if isinstance(data, dict) else None
+        if not isinstance(version, str):
+            raise self._bad_payload("GET", f"/api/{api}/version", "no version field")
+        return version
+
+    async def get_dag(self, dag_id: str) -> DagInfo:
+        """The DAG's paused flag; AirflowNotFound when the DAG does not exist."""
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
+        return self._dag_info("GET", path, await self._send("GET", path), dag_id)
+
+    async def unpause(self, dag_id: str) -> DagInfo:
+        """Unpause the DAG (a no-op if it is not paused)."""
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
+        data = await self._send("PATCH", path, json={"is_paused": False}, params={"update_mask": "is_paused"})
+        return self._dag_info("PATCH", path, data, dag_id)
+
+    async def get_run(self, dag_id: str, run_id: str) -> DagRunInfo | None:
+        """The run, or None when Airflow answers 404 (the run, or the whole DAG, does not exist)."""
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}"
+        try:
+            data = await self._send("GET", path)
+        except AirflowNotFound:
+            return None
+        return self._run("GET", path, data, dag_id)
+
+    async def find_run_by_logical_date(self, dag_id: str, logical_date: datetime) -> DagRunInfo | None:
+        """The run holding exactly this logical date, or None.
+
+        Airflow ignores unknown query parameters (a v1 filter name on v2 returns every run), so each result's logical
+        date is checked here; if the filter was ignored the scan pages on, bounded by SCAN_MAX runs.
+        """
+        api = await self.api_version()
+        name = "logical_date" if api is ApiVersion.V2 else "execution_date"
+        when = iso_utc(logical_date)
+        target = logical_date.astimezone(UTC)
+        params = {f"{name}_gte": when, f"{name}_lte": when}
+        # aclosing: leaving the loop early must close the generator now, not at garbage collection.
+        async with aclosing(self._iter_runs(dag_id, params, SCAN_MAX)) as runs:
+            async for run in runs:
+                if run.logical_date == target:
+                    return run
+        return None
+
+    async def list_runs(self, dag_id: str, since: datetime, limit: int = 1000) -> list[DagRunInfo]:
+        """Runs of ``dag_id`` (``~`` = every DAG) whose row changed since ``since``, newest created first.
+
+        "Changed" is Airflow's ``updated_at``: created, started, finished or cleared. Pages of PAGE_SIZE by offset;
+        a run created while paging shifts later pages, so duplicates are dropped here (a skipped run is seen by the
+        next audit).
+        """
+        params = {"updated_at_gte": iso_utc(since), "order_by": "-id"}
+        seen: set[tuple[str, str]] = set()
+        result: list[DagRunInfo] = []
+        async for run in self._iter_runs(dag_id, params, limit):
+            if (run.dag_id, run.run_id) not in seen:
+                seen.add((run.dag_id, run.run_id))
+                result.append(run)
+        return result
+
+    async def trigger(
+        self, dag_id: str, run_id: str, logical_date: datetime, conf: Mapping[str, Any] | None = None
+    ) -> TriggerOutcome:
+        """Create run ``run_id`` for ``logical_date``; resolve a 409 by reading back which constraint was hit.
+
+        Airflow answers the same 409 whether the run id or the (dag, logical date) pair is taken. The run id found ->
+        ALREADY_EXISTS (our earlier attempt); else the run holding the logical date -> LOGICAL_DATE_TAKEN. A run id
+        that exists with another logical date, or a 409 nothing explains, raises AirflowConflict.
+        """
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns"
+        body = {"dag_run_id": run_id, "logical_date": iso_utc(logical_date), "conf": dict(conf or {})}
+        try:
+            data = await self._send("POST", path, json=body)
+        except AirflowConflict as conflict:
+            existing = await self.get_run(dag_id, run_id)
+            target = logical_date.astimezone(UTC)
+            if existing is not None:
+                if existing.logical_date != target:
+                    raise AirflowConflict(
+                        f"{self.name}: run {run_id} of {dag_id} exists with logical date "
+                        f"{existing.logical_date} instead of {target.isoformat()}",
+                        status=409,
+                    ) from conflict
+                return TriggerOutcome(TriggerResult.ALREADY_EXISTS, existing)
+            holder = await self.find_run_by_logical_date(dag_id, logical_date)
+            if holder is not None:
+                return TriggerOutcome(TriggerResult.LOGICAL_DATE_TAKEN, holder)
+            raise AirflowConflict(
+                f"{conflict}; neither run id {run_id} nor logical date {target.isoformat()} is taken now",
+                status=409,
+            ) from conflict
+        return TriggerOutcome(TriggerResult.CREATED, self._run("POST", path, data, dag_id))
+
+    async def clear(self, dag_id: str, run_id: str) -> DagRunInfo | None:
+        """Rerun an existing run (same run id, logical date and conf). Not idempotent: see the module docstring.
+
+        Sends ``dry_run: false`` explicitly: Airflow's default is true, which changes nothing and still answers 200.
+        Returns the run as Airflow reports it after the clear, or None if the answer did not include it.
+        """
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/clear"
+        data = await self._send("POST", path, json={"dry_run": False})
+        if isinstance(data, dict) and ("dag_run_id" in data or "run_id" in data):
+            return self._run("POST", path, data, dag_id)
+        return None
+
+    # ---------------------------------------------------------------- internals
+
+    async def _iter_runs(
+        self, dag_id: str, params: Mapping[str, str], max_items: int
+    ) -> AsyncGenerator[DagRunInfo, None]:
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns"
+        offset = 0
+        while offset < max_items:
+            page = min(PAGE_SIZE, max_items - offset)
+            data = await self._send("GET", path, params={**params, "limit": str(page), "offset": str(offset)})
+            runs = data.get("dag_runs") if isinstance(data, dict) else None
+            if not isinstance(runs, list):
+                raise self._bad_payload("GET", path, "no dag_runs list")
+            for item in runs:
+                yield self._run("GET", path, item, dag_id)
+            offset += len(runs)
+            total = data.get("total_entries")
+            # Stop on an empty page or the reported total, not on a short page: the server may cap the page size.
+            if not runs or (isinstance(total, int) and offset >= total):
+                return
+
+    async def _detect(self) -> ApiVersion:
+        v2 = await self._raw("GET", "/api/v2/version", headers={}, auth=None)
+        if v2.status_code == 200:
+            return ApiVersion.V2
+        if v2.status_code >= 500:
+            raise self._error("GET", "/api/v2/version", v2)
+        v1 = await self._raw("GET", "/api/v1/version", headers={}, auth=self._basic_auth())
+        # 401/403 still prove the v1 API is there; the credentials problem surfaces on the first real call.
+        if v1.status_code in (200, 401, 403):
+            return ApiVersion.V1
+        if v1.status_code >= 500:
+            raise self._error("GET", "/api/v1/version", v1)
+        raise self._log(
+            AirflowError(
+                f"{self.name}: no Airflow REST API at {self._settings.url}: "
+                f"GET /api/v2/version -> {v2.status_code}, GET /api/v1/version -> {v1.status_code}",
+                status=v1.status_code,
+            )
+        )
+
+    def _basic_auth(self) -> httpx.BasicAuth | None:
+        s = self._settings
+        if s.username is None or s.password is None:
+            return None
+        return httpx.BasicAuth(s.username, s.password.get_secret_value())
+
+    async def _login(self, stale_gen: int) -> None:
+        """Fetch a JWT unless another request already replaced the token generation ``stale_gen`` saw.
+
+        With no username/password configured, ask ``GET /auth/token``: Airflow's simple auth manager hands out a
+        token without credentials when ``simple_auth_manager_all_admins`` is on (local and demo set-ups) and
+        answers 403 otherwise.
+        """
+        async with self._login_lock:
+            if self._token is not None and self._token_gen != stale_gen:
+                return
+            s = self._settings
+            path = "/auth/token"
+            if s.username is None or s.password is None:
+                method, who = "GET", "no username/password configured and anonymous tokens are off"
+                resp = await self._raw(method, path, headers={}, auth=None)
+            else:
+                method, who = "POST", f"login refused for user {s.username!r}"
+                body = {"username": s.username, "password": s.password.get_secret_value()}
+                resp = await self._raw(method, path, headers={}, auth=None, json=body)
+            if resp.status_code in (200, 201):
+                data = _json_or_none(resp)
+                token = data.get("access_token") if isinstance(data, dict) else None
+                if isinstance(token, str) and token:
+                    self._token = token
+                    self._token_gen += 1
+                    log.debug("airflow login instance=%s user=%s", self.name, s.username)
+                    return
+                raise self._bad_payload(method, path, "no access_token")
+            if resp.status_code >= 500 or resp.status_code == 429:
+                raise self._error(method, path, resp)
+            # No response body here: a validation error would echo the submitted password back.
+            cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
+            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}", resp.status_code))
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+    ) -> Any:
+        """Send one request with auth and the single re-login; map every failure; return the decoded JSON body."""
+        api = await self.api_version()
+        resp: httpx.Response | None = None
+        for attempt in (1, 2):
+            headers: dict[str, str] = {}
+            auth: httpx.BasicAuth | None = None
+            gen = self._token_gen
+            if authenticated and api is ApiVersion.V2:
+                if self._token is None:
+                    await self._login(gen)
+                    gen = self._token_gen
+                headers["Authorization"] = f"Bearer {self._token}"
+            elif authenticated:
+                auth = self._basic_auth()
+            resp = await self._raw(method, path, headers=headers, auth=auth, json=json, params=params)
+            # 401: token expired; 403: token rejected (e.g. the JWT secret rotated). One fresh login, one retry.
+            # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
+            if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
+                log.info(
+                    "airflow re-login instance=%s method=%s path=%s status=%s",
+                    self.name,
+                    method,
+                    path,
+                    resp.status_code,
+                )
+                await self._login(gen)
+                continue
+            break
+        assert resp is not None  # the loop runs at least once
+        if resp.is_success:
+            if resp.status_code == 204 or not resp.content:
+                return None
+            data = _json_or_none(resp)
+            if data is None:
+                raise self._bad_payload(method, path, "body is not JSON")
+            return data
+        raise self._error(method, path, resp)
+
+    async def _raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str],
+        auth: httpx.BasicAuth | None,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One HTTP exchange; transport failures become AirflowUnavailable with status 0."""
+        started = time.monotonic()
+        try:
+            resp = await self._http.request(method, path, headers=headers, auth=auth, json=json, params=params)
+        except httpx.TimeoutException as exc:
+            raise self._log(
+                AirflowUnavailable(f"{self.name}: {method} {unquote(path)}: timed out after {self._timeout_s:g} s")
+            ) from exc
+        except httpx.TransportError as exc:
+            # The exception text names the socket error, never headers, so it cannot leak credentials.
+            reason = self._redact(str(exc))[:DETAIL_MAX] or type(exc).__name__
+            raise self._log(
+                AirflowUnavailable(f"{self.name}: {method} {unquote(path)}: connection failed: {reason}")
+            ) from exc
+        log.debug(
+            "airflow request instance=%s method=%s path=%s status=%s ms=%.1f",
+            self.name,
+            method,
+            path,
+            resp.status_code,
+            (time.monotonic() - started) * 1000,
+        )
+        return resp
+
+    def _error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
+        """THE status -> exception mapping; the message carries this request's own method, path and status."""
+        status = resp.status_code
+        message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
+        cls: type[AirflowError]
+        if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
+            cls = AirflowUnavailable
+        elif status == 404:
+            cls = AirflowNotFound
+        elif status in (401, 403):
+            cls = AirflowAuthError
+        elif status == 409:
+            cls = AirflowConflict
+        else:
+            cls = AirflowError
+        return self._log(cls(message, status))
+
+    def _detail(self, resp: httpx.Response) -> str:
+        body = _json_or_none(resp)
+        text = ""
+        if isinstance(body, dict):
+            detail = body.get("detail") or body.get("title")
+            if isinstance(detail, list):
+                # FastAPI validation errors: keep location and message, drop "input" (it echoes the request body).
+                text = "; ".join(
+                    f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg', '')}"
+                    for e in detail
+                    if isinstance(e, dict)
+                )
+            elif isinstance(detail, dict):
+                # Airflow 3's database-error body: {"reason": "Unique constraint violation", "message": ...}.
+                text = "; ".join(str(detail[k]) for k in ("reason", "message") if detail.get(k)) or str(detail)
+            elif detail is not None:
+                text = str(detail)
+        elif body is None:
+            text = resp.text
+        text = " ".join(self._redact(text).split()) or resp.reason_phrase
+        return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
+
+    def _redact(self, text: str) -> str:
+        password = self._settings.password.get_secret_value() if self._settings.password else ""
+        for secret in (password, self._token or ""):
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    def _bad_payload(self, method: str, path: str, what: str) -> AirflowError:
+        return self._log(AirflowError(f"{self.name}: {method} {unquote(path)}: unexpected response: {what}", 200))
+
+    def _run(self, method: str, path: str, data: object, dag_id: str) -> DagRunInfo:
+        try:
+            return _parse_run(data, dag_id)
+        except ValueError as exc:
+            raise self._bad_payload(method, path, str(exc)) from exc
+
+    def _dag_info(self, method: str, path: str, data: object, dag_id: str) -> DagInfo:
+        if not isinstance(data, dict) or not isinstance(data.get("is_paused"), bool):
+            raise self._bad_payload(method, path, "no is_paused flag")
+        return DagInfo(dag_id=str(data.get("dag_id") or dag_id), is_paused=data["is_paused"])
+
+    def _log(self, exc: AirflowError) -> AirflowError:
+        # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
+        level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
+        log.log(level, "airflow request failed instance=%s status=%s error=%s", self.name, exc.status, exc)
+        return exc
+
+
+def _json_or_none(resp: httpx.Response) -> Any:
+    try:
+        return resp.json()
+    except ValueError:
+        return None
+
+
+async def retrying_call(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    attempts: int = 5,
+    base_delay_s: float = 0.5,
+    max_delay_s: float = 8.0,
+    max_total_s: float = 30.0,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Callable[[], float] = random.random,
+) -> T:
+    """Await ``fn()``, retrying only AirflowUnavailable with exponential backoff and jitter.
+
+    Stops after ``attempts`` calls, or earlier when the next sleep would end past ``max_total_s`` from the start (so
+    the whole call lasts at most ``max_total_s`` plus one request timeout). Every other error propagates at once:
+    a 404 or 409 does not heal by waiting. Defaults: 5 attempts with delays of about 0.5, 1, 2, 4 s ride out an
+    api-server restart (~6 s) without holding a partition for more than half a minute.
+    The delay is drawn from [d/2, d] ("equal jitter") so watchers that failed together do not retry together.
+    """
+    if attempts < 1:
+        raise ValueError("attempts must be >= 1")
+    started = clock()
+    attempt = 1
+    while True:
+        try:
+            return await fn()
+        except AirflowUnavailable as exc:
+            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
+            delay = delay / 2 + rng() * delay / 2
+            if attempt >= attempts or clock() - started + delay > max_total_s:
+                raise
+            log.info("airflow retry attempt=%s delay_s=%.2f status=%s error=%s", attempt, delay, exc.status, exc)
+            await sleep(delay)
+            attempt += 1

@@ -1,0 +1,1 @@
+"""Test support: fakes and worlds shared by the test suite and the benchmarks."""

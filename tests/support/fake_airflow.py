@@ -1,0 +1,875 @@
+"""A fake Airflow 3 REST API (v2) on a real socket, for scenario tests and benchmarks.
+
+It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplified ideal of it:
+
+1. Login: ``POST /auth/token`` with the configured user -> 201 ``{"access_token"}``. Every other endpoint except
+   ``/api/v2/version`` and ``/api/v2/monitor/health`` needs ``Authorization: Bearer <token>``: none -> 401, unknown
+   token -> 403, expired token (:meth:`FakeAirflow.expire_tokens`) -> 401 "Token Expired". ``/api/v1/*`` -> 404.
+2. ``(dag_id, run_id)`` and ``(dag_id, non-null logical_date)`` are unique; either violation -> the same generic 409
+   "Unique constraint violation". Unknown (or "missing") DAG -> 404. Naive datetimes and unknown body keys -> 422.
+   Unknown query parameters are silently ignored; an unknown ``order_by`` -> 400.
+3. Clear: ``dry_run`` DEFAULTS TO TRUE, and then nothing changes. ``dry_run: false`` -> ``clear_number + 1``, state
+   queued, new ``queued_at``, and the run executes again with the same run id, logical date and conf.
+4. Execution: a queued run of an unpaused DAG turns running after ``queue_delay_s``, then success (or the DAG's
+   configured outcome) after the DAG's duration. A paused DAG keeps its runs queued until it is unpaused.
+   ``on_state(dag_id, run_id, logical_date, state, clear_number)`` is called for ``running`` and for the terminal
+   state, never for ``queued`` (exactly like Airflow's listener hooks), from ONE executor thread, in order; a slow
+   callback delays later transitions as a slow listener delays the scheduler. Callback exceptions are recorded in
+   :attr:`FakeAirflow.callback_errors` and never stop the fake (Airflow logs and ignores listener errors).
+5. Faults (:meth:`fail_next`, :meth:`delay_next`) apply to the next matching requests before they have any effect,
+   except ``delay_next(after=True)``, which delays the response AFTER the effect: a lost response.
+6. Every request is counted per endpoint and DAG (:meth:`calls`); effective creations and clears per DAG
+   (:meth:`creates`, :meth:`clears`); each attempt's execution is on the timeline (:meth:`executions`), with
+   ``time.monotonic()`` start and end so tests can assert ordering ("06 started only after 02..05 ended").
+
+Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
+Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import itertools
+import json
+import logging
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+StateCallback = Callable[[str, str, datetime | None, str, int], None]
+_Event = tuple[str, str, datetime | None, str, int]
+
+AIRFLOW_VERSION = "3.3.2"
+TERMINAL = frozenset({"success", "failed"})
+# TriggerDAGRunPostBody is a strict model: any other key -> 422.
+_TRIGGER_KEYS = frozenset(
+    {
+        "dag_run_id",
+        "data_interval_start",
+        "data_interval_end",
+        "logical_date",
+        "run_after",
+        "conf",
+        "note",
+        "partition_key",
+    }
+)
+_CLEAR_KEYS = frozenset({"dry_run", "only_failed", "only_new", "run_on_latest_version", "note"})
+_DATE_FILTERS = ("logical_date", "run_after", "start_date", "end_date", "updated_at")
+_ORDERABLE = ("id", "state", "dag_id", "run_id", "logical_date", "run_after", "start_date", "end_date", "updated_at")
+
+
+class HttpError(Exception):
+    """An HTTP error answer; ``detail`` is serialised as Airflow's ``{"detail": ...}`` body."""
+
+    def __init__(self, status: int, detail: Any) -> None:
+        super().__init__(f"{status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One attempt of one run: started when it turned running, ended at its terminal state (or its clear)."""
+
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    attempt: int  # the run's clear_number during this attempt
+    started: float  # time.monotonic()
+    ended: float | None = None
+    outcome: str | None = None  # success, failed, cleared (interrupted), marked_success, marked_failed
+
+
+@dataclass(frozen=True, slots=True)
+class RunView:
+    """A snapshot of one fake run, for assertions."""
+
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    state: str
+    clear_number: int
+    conf: dict[str, Any]
+    queued_at: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+@dataclass
+class _Dag:
+    dag_id: str
+    is_paused: bool = False
+    missing: bool = False
+    outcome: str = "success"
+    duration_s: float | None = None  # None: the server's run_duration_s
+
+
+@dataclass
+class _Run:
+    id: int
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    conf: dict[str, Any]
+    run_type: str
+    run_after: datetime
+    queued_at: datetime
+    updated_at: datetime
+    state: str = "queued"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    clear_number: int = 0
+    start_pending: bool = False
+    execution: int | None = None  # index of the current attempt on the timeline
+
+    def view(self) -> RunView:
+        return RunView(
+            self.dag_id,
+            self.run_id,
+            self.logical_date,
+            self.state,
+            self.clear_number,
+            dict(self.conf),
+            self.queued_at,
+            self.start_date,
+            self.end_date,
+        )
+
+
+@dataclass
+class _Fault:
+    kind: str  # "fail" or "delay"
+    remaining: int
+    status: int = 500
+    seconds: float = 0.0
+    after: bool = False
+    endpoint: str | None = None
+    dag_id: str | None = None
+
+    def matches(self, endpoint: str, dag_id: str) -> bool:
+        return (self.endpoint in (None, endpoint)) and (self.dag_id in (None, dag_id))
+
+
+@dataclass(order=True)
+class _Due:
+    at: float
+    seq: int
+    kind: str = field(compare=False)  # "start", "finish" or "notify" (a state set by a user)
+    dag_id: str = field(compare=False)
+    run_id: str = field(compare=False)
+    attempt: int = field(compare=False)
+    state: str = field(compare=False, default="")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _fmt(value: datetime | None) -> str | None:
+    # Airflow (pydantic) renders UTC datetimes with a "Z".
+    return None if value is None else value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _aware(value: Any, loc: list[str]) -> datetime:
+    """Parse an aware ISO datetime like pydantic's AwareDatetime, else 422."""
+    try:
+        dt = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        dt = None
+    if dt is None:
+        raise HttpError(
+            422, [{"type": "datetime_from_date_parsing", "loc": loc, "msg": "Input should be a valid datetime"}]
+        )
+    if dt.tzinfo is None:
+        raise HttpError(422, [{"type": "timezone_aware", "loc": loc, "msg": "Input should have timezone info"}])
+    return dt.astimezone(UTC)
+
+
+class FakeAirflow:
+    """The fake server and its simulated scheduler. Thread-safe; every public method may be called from tests."""
+
+    def __init__(
+        self,
+        dags: Iterable[str] = (),
+        *,
+        username: str = "admin",
+        password: str = "admin",
+        on_state: StateCallback | None = None,
+        queue_delay_s: float = 0.01,
+        run_duration_s: float = 0.05,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.username = username
+        self.password = password
+        self.on_state = on_state
+        self.queue_delay_s = queue_delay_s
+        self.run_duration_s = run_duration_s
+        self.callback_errors: list[BaseException] = []
+        self._host, self._port = host, port
+        self._lock = threading.Condition(threading.RLock())
+        self._dags: dict[str, _Dag] = {d: _Dag(d) for d in dags}
+        self._runs: dict[tuple[str, str], _Run] = {}
+        self._ids = itertools.count(1)
+        self._seq = itertools.count()
+        self._due: list[_Due] = []
+        self._busy = 0  # transitions being applied (callback included) right now
+        self._timeline: list[Execution] = []
+        self._calls: Counter[tuple[str, str]] = Counter()
+        self._creates: Counter[str] = Counter()
+        self._clears: Counter[str] = Counter()
+        self._faults: list[_Fault] = []
+        self._tokens: set[str] = set()
+        self._expired: set[str] = set()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._threads: list[threading.Thread] = []
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeAirflow:
+        if self._server is not None:
+            raise RuntimeError("already started")
+        self._stopping.clear()
+        self._server = _Server((self._host, self._port), _Handler, self)
+        self._threads = [
+            threading.Thread(
+                target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-airflow-http"
+            ),
+            threading.Thread(target=self._executor, name="fake-airflow-executor"),
+        ]
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and executing; joins every thread (in-flight delays are cut short)."""
+        if self._server is None:
+            return
+        self._stopping.set()
+        with self._lock:
+            self._lock.notify_all()
+        self._server.shutdown()
+        self._server.server_close()  # joins the request threads (block_on_close)
+        for thread in self._threads:
+            thread.join()
+        self._server = None
+        self._threads = []
+
+    def __enter__(self) -> FakeAirflow:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # ------------------------------------------------------------ configuration and faults
+
+    def add_dag(
+        self, dag_id: str, *, paused: bool = False, outcome: str = "success", duration_s: float | None = None
+    ) -> None:
+        with self._lock:
+            self._dags[dag_id] = _Dag(dag_id, is_paused=paused, outcome=outcome, duration_s=duration_s)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        """Pause or unpause (unpausing starts the DAG's queued runs), as ``PATCH /dags/{id}`` does."""
+        with self._lock:
+            self._set_paused(self._dags[dag_id], paused)
+
+    def set_missing(self, dag_id: str, missing: bool = True) -> None:
+        """A missing DAG answers 404 everywhere (deleted or not parsed yet) and its runs do not progress."""
+        with self._lock:
+            dag = self._dags.setdefault(dag_id, _Dag(dag_id))
+            dag.missing = missing
+            if not missing:
+                self._schedule_queued(dag)
+
+    def set_outcome(self, dag_id: str, outcome: str) -> None:
+        if outcome not in TERMINAL:
+            raise ValueError(f"outcome must be one of {sorted(TERMINAL)}")
+        with self._lock:
+            self._dags[dag_id].outcome = outcome
+
+    def set_duration(self, dag_id: str, seconds: float) -> None:
+        with self._lock:
+            self._dags[dag_id].duration_s = seconds
+
+    def fail_next(
+        self, n: int = 1, status: int = 500, *, endpoint: str | None = None, dag_id: str | None = None
+    ) -> None:
+        """Answer the next ``n`` matching requests with ``status`` before they have any effect."""
+        with self._lock:
+            self._faults.append(_Fault("fail", n, status=status, endpoint=endpoint, dag_id=dag_id))
+
+    def delay_next(
+        self, n: int, seconds: float, *, endpoint: str | None = None, dag_id: str | None = None, after: bool = False
+    ) -> None:
+        """Delay the next ``n`` matching requests; ``after=True`` applies the effect first (a lost response)."""
+        with self._lock:
+            self._faults.append(_Fault("delay", n, seconds=seconds, after=after, endpoint=endpoint, dag_id=dag_id))
+
+    def expire_tokens(self) -> None:
+        """Every token issued so far now answers 401 "Token Expired" (Airflow's JWTs live 24 h)."""
+        with self._lock:
+            self._expired |= self._tokens
+            self._tokens.clear()
+
+    # ------------------------------------------------------------ direct actions (the scheduler or a user)
+
+    def create_run(
+        self,
+        dag_id: str,
+        run_id: str,
+        logical_date: datetime | None,
+        conf: dict[str, Any] | None = None,
+        *,
+        run_type: str = "scheduled",
+    ) -> RunView:
+        """Create a run as the scheduler would; raises HttpError (404, 409) like the endpoint."""
+        with self._lock:
+            return self._create(dag_id, run_id, logical_date, conf or {}, run_type).view()
+
+    def clear_run(self, dag_id: str, run_id: str) -> RunView:
+        """Clear a run as a user in the UI would (dry_run false)."""
+        with self._lock:
+            return self._clear(dag_id, run_id).view()
+
+    def mark(self, dag_id: str, run_id: str, state: str) -> RunView:
+        """Mark a run success/failed (or queued, which does NOT re-execute), as ``PATCH .../dagRuns/{id}`` does."""
+        with self._lock:
+            return self._mark(dag_id, run_id, state).view()
+
+    # ------------------------------------------------------------ assertions
+
+    def calls(self, endpoint: str, dag_id: str | None = None) -> int:
+        """Requests received for an endpoint (version, health, login, get_dag, patch_dag, list_runs, trigger,
+        get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
+        with self._lock:
+            return sum(c for (ep, d), c in self._calls.items() if ep == endpoint and dag_id in (None, d))
+
+    def creates(self, dag_id: str) -> int:
+        with self._lock:
+            return self._creates[dag_id]
+
+    def clears(self, dag_id: str) -> int:
+        """Effective clears (dry_run false) of any run of the DAG."""
+        with self._lock:
+            return self._clears[dag_id]
+
+    def executions(self, dag_id: str | None = None) -> list[Execution]:
+        with self._lock:
+            return [e for e in self._timeline if dag_id in (None, e.dag_id)]
+
+    def run(self, dag_id: str, run_id: str) -> RunView | None:
+        with self._lock:
+            found = self._runs.get((dag_id, run_id))
+            return None if found is None else found.view()
+
+    def runs(self, dag_id: str) -> list[RunView]:
+        with self._lock:
+            return [r.view() for r in self._runs.values() if r.dag_id == dag_id]
+
+    def wait_idle(self, timeout: float = 10.0) -> None:
+        """Wait until no transition is pending (runs of paused DAGs stay queued); TimeoutError otherwise."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._due or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"fake Airflow still busy after {timeout} s: {len(self._due)} transitions due")
+                self._lock.wait(min(left, 0.05))
+
+    # ------------------------------------------------------------ simulated scheduler (lock held unless noted)
+
+    def _dag(self, dag_id: str) -> _Dag:
+        dag = self._dags.get(dag_id)
+        if dag is None or dag.missing:
+            raise HttpError(404, f"The Dag with ID: `{dag_id}` was not found")
+        return dag
+
+    def _get_run(self, dag_id: str, run_id: str) -> _Run:
+        self._dag(dag_id)
+        run = self._runs.get((dag_id, run_id))
+        if run is None:
+            raise HttpError(404, f"The DagRun with dag_id: `{dag_id}` and run_id: `{run_id}` was not found")
+        return run
+
+    def _create(
+        self, dag_id: str, run_id: str, logical_date: datetime | None, conf: dict[str, Any], run_type: str
+    ) -> _Run:
+        dag = self._dag(dag_id)
+        taken = (dag_id, run_id) in self._runs or (
+            logical_date is not None
+            and any(r.dag_id == dag_id and r.logical_date == logical_date for r in self._runs.values())
+        )
+        if taken:
+            # Airflow's body does not say which constraint failed; clients must read the run back to learn it.
+            raise HttpError(
+                409,
+                {
+                    "reason": "Unique constraint violation",
+                    "statement": "hidden",
+                    "orig_error": "hidden",
+                    "message": "Serious error when handling your request. Check logs for more details",
+                },
+            )
+        now = _now()
+        run = _Run(next(self._ids), dag_id, run_id, logical_date, dict(conf), run_type, now, now, now)
+        self._runs[(dag_id, run_id)] = run
+        self._creates[dag_id] += 1
+        self._schedule_start(dag, run)
+        return run
+
+    def _clear(self, dag_id: str, run_id: str) -> _Run:
+        run = self._get_run(dag_id, run_id)
+        now = _now()
+        self._end_execution(run, "cleared")
+        run.clear_number += 1
+        run.state, run.queued_at, run.updated_at = "queued", now, now
+        run.start_date = run.end_date = None
+        run.start_pending = False  # a start still due belongs to the old attempt and will be ignored
+        self._clears[dag_id] += 1
+        self._schedule_start(self._dags[dag_id], run)
+        return run
+
+    def _mark(self, dag_id: str, run_id: str, state: str) -> _Run:
+        if state not in ("queued", "success", "failed"):
+            raise HttpError(
+                422,
+                [{"type": "enum", "loc": ["body", "state"], "msg": "Input should be 'queued', 'success' or 'failed'"}],
+            )
+        run = self._get_run(dag_id, run_id)
+        now = _now()
+        self._end_execution(run, f"marked_{state}")
+        run.state, run.updated_at = state, now
+        if state in TERMINAL:
+            run.end_date = now
+            # Airflow's api-server fires the listener on a user's state change too; the executor thread calls
+            # on_state so that every callback keeps coming from one thread, in order.
+            self._push(0.0, "notify", run, state)
+        return run
+
+    def _set_paused(self, dag: _Dag, paused: bool) -> None:
+        dag.is_paused = paused
+        if not paused:
+            self._schedule_queued(dag)
+
+    def _schedule_queued(self, dag: _Dag) -> None:
+        for run in self._runs.values():
+            if run.dag_id == dag.dag_id and run.state == "queued":
+                self._schedule_start(dag, run)
+
+    def _schedule_start(self, dag: _Dag, run: _Run) -> None:
+        if dag.is_paused or dag.missing or run.start_pending:
+            return
+        run.start_pending = True
+        self._push(self.queue_delay_s, "start", run)
+
+    def _push(self, delay: float, kind: str, run: _Run, state: str = "") -> None:
+        due = _Due(time.monotonic() + delay, next(self._seq), kind, run.dag_id, run.run_id, run.clear_number, state)
+        heapq.heappush(self._due, due)
+        self._lock.notify_all()
+
+    def _end_execution(self, run: _Run, outcome: str) -> None:
+        if run.execution is not None:
+            current = self._timeline[run.execution]
+            if current.ended is None:
+                self._timeline[run.execution] = replace(current, ended=time.monotonic(), outcome=outcome)
+            run.execution = None
+
+    def _apply(self, due: _Due, events: list[_Event]) -> None:
+        run = self._runs.get((due.dag_id, due.run_id))
+        if run is None or run.clear_number != due.attempt:
+            return  # a transition of an attempt that was cleared since
+        dag = self._dags[due.dag_id]
+        now = _now()
+        if due.kind == "notify":
+            events.append((run.dag_id, run.run_id, run.logical_date, due.state, run.clear_number))
+        elif due.kind == "start":
+            run.start_pending = False
+            if run.state != "queued" or dag.is_paused or dag.missing:
+                return  # stays queued; unpausing schedules it again
+            run.state, run.start_date, run.updated_at = "running", now, now
+            run.execution = len(self._timeline)
+            self._timeline.append(
+                Execution(run.dag_id, run.run_id, run.logical_date, run.clear_number, time.monotonic())
+            )
+            self._push(self.run_duration_s if dag.duration_s is None else dag.duration_s, "finish", run)
+            events.append((run.dag_id, run.run_id, run.logical_date, "running", run.clear_number))
+        elif run.state == "running":
+            run.state, run.end_date, run.updated_at = dag.outcome, now, now
+            self._end_execution(run, dag.outcome)
+            events.append((run.dag_id, run.run_id, run.logical_date, dag.outcome, run.clear_number))
+
+    def _executor(self) -> None:
+        """The scheduler thread: applies due transitions in time order, calls on_state outside the lock."""
+        while True:
+            events: list[_Event] = []
+            with self._lock:
+                while not self._stopping.is_set() and (not self._due or self._due[0].at > time.monotonic()):
+                    self._lock.wait(None if not self._due else max(0.0, self._due[0].at - time.monotonic()))
+                if self._stopping.is_set():
+                    return
+                self._apply(heapq.heappop(self._due), events)
+                self._busy += 1
+            try:
+                self._fire(events)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._lock.notify_all()
+
+    def _fire(self, events: list[_Event]) -> None:
+        if self.on_state is None:
+            return
+        for event in events:
+            try:
+                self.on_state(*event)
+            except Exception as exc:  # a listener error is logged by Airflow and never fails the run
+                log.exception("fake airflow on_state callback failed event=%s", event)
+                with self._lock:
+                    self.callback_errors.append(exc)
+
+    # ------------------------------------------------------------ HTTP endpoints (called by the handler)
+
+    def _fault(self, endpoint: str, dag_id: str) -> tuple[int | None, float, bool]:
+        """Consume matching faults: (status to fail with or None, delay seconds, delay after the effect)."""
+        status: int | None = None
+        delay, after = 0.0, False
+        with self._lock:
+            for kind in ("fail", "delay"):
+                fault = next((f for f in self._faults if f.kind == kind and f.matches(endpoint, dag_id)), None)
+                if fault is None:
+                    continue
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                if kind == "fail":
+                    status = fault.status
+                else:
+                    delay, after = fault.seconds, fault.after
+        return status, delay, after
+
+    def _check_token(self, header: str | None) -> None:
+        if not header or not header.startswith("Bearer "):
+            raise HttpError(401, "Not authenticated")
+        token = header.removeprefix("Bearer ").strip()
+        if token in self._expired:
+            raise HttpError(401, "Token Expired")
+        if token not in self._tokens:
+            raise HttpError(403, "Invalid JWT token")
+
+    def handle(self, method: str, raw_path: str, headers: dict[str, str], body: bytes) -> tuple[int, Any]:
+        """Route one request: returns (status, JSON body). Faults, counting and auth happen here."""
+        parts = urlsplit(raw_path)
+        segs = [unquote(s) for s in parts.path.strip("/").split("/")] if parts.path.strip("/") else []
+        query = parse_qs(parts.query, keep_blank_values=True)
+        endpoint, dag_id, public = _classify(method, segs)
+        with self._lock:
+            self._calls[(endpoint, dag_id)] += 1
+        status, delay, after = self._fault(endpoint, dag_id)
+        if delay and not after:
+            self._stopping.wait(delay)
+        if status is not None:
+            return status, {"detail": f"injected fault {status}"}
+        try:
+            if not public:
+                with self._lock:
+                    self._check_token(headers.get("authorization"))
+            result = self._dispatch(endpoint, method, segs, query, body)
+        except HttpError as err:
+            result = (err.status, {"detail": err.detail})
+        if delay and after:
+            self._stopping.wait(delay)
+        return result
+
+    def _dispatch(
+        self, endpoint: str, method: str, segs: list[str], query: dict[str, list[str]], body: bytes
+    ) -> tuple[int, Any]:
+        if endpoint == "version":
+            return 200, {"version": AIRFLOW_VERSION, "git_version": None}
+        if endpoint == "health":
+            return 200, {"metadatabase": {"status": "healthy"}, "scheduler": {"status": "healthy"}}
+        if endpoint == "login":
+            if method == "GET":  # a token without credentials: only in simple_auth_manager_all_admins mode
+                raise HttpError(403, "This method is only allowed if ``[core] simple_auth_manager_all_admins`` is True")
+            data = _json_body(body)
+            if data.get("username") != self.username or data.get("password") != self.password:
+                raise HttpError(401, "Invalid credentials")
+            token = secrets.token_urlsafe(24)
+            with self._lock:
+                self._tokens.add(token)
+            return 201, {"access_token": token}
+        if endpoint == "v1":
+            raise HttpError(404, "The /api/v1 API has been removed in Airflow 3; use /api/v2")
+        if endpoint == "other":
+            raise HttpError(404, "Not Found")
+        dag_id = segs[3]
+        with self._lock:
+            if endpoint == "get_dag":
+                return 200, _dag_json(self._dag(dag_id))
+            if endpoint == "patch_dag":
+                data = _json_body(body)
+                if set(data) - {"is_paused"} or not isinstance(data.get("is_paused"), bool):
+                    raise HttpError(
+                        422,
+                        [{"type": "bool_type", "loc": ["body", "is_paused"], "msg": "Input should be a valid boolean"}],
+                    )
+                dag = self._dag(dag_id)
+                self._set_paused(dag, data["is_paused"])
+                return 200, _dag_json(dag)
+            if endpoint == "list_runs":
+                return 200, self._list(dag_id, query)
+            if endpoint == "trigger":
+                return 200, _run_json(self._trigger(dag_id, _json_body(body)))
+            run_id = segs[5]
+            if endpoint == "get_run":
+                return 200, _run_json(self._get_run(dag_id, run_id))
+            if endpoint == "clear":
+                data = _json_body(body)
+                _no_extra(data, _CLEAR_KEYS)
+                # Airflow's DAGRunClearBody: dry_run defaults to TRUE, and a dry run changes nothing.
+                if data.get("dry_run", True):
+                    run = self._get_run(dag_id, run_id)
+                    return 200, {"task_instances": [{"task_id": "task", "dag_run_id": run.run_id}], "total_entries": 1}
+                return 200, _run_json(self._clear(dag_id, run_id))
+            # patch_run
+            data = _json_body(body)
+            return 200, _run_json(self._mark(dag_id, run_id, str(data.get("state"))))
+
+    def _trigger(self, dag_id: str, data: dict[str, Any]) -> _Run:
+        # FastAPI validates the body (422) before the endpoint looks the DAG up (404).
+        _no_extra(data, _TRIGGER_KEYS)
+        if "logical_date" not in data:
+            raise HttpError(422, [{"type": "missing", "loc": ["body", "logical_date"], "msg": "Field required"}])
+        raw_date = data["logical_date"]
+        logical_date = None if raw_date is None else _aware(raw_date, ["body", "logical_date"])
+        conf = data.get("conf") or {}
+        if not isinstance(conf, dict):
+            raise HttpError(
+                422, [{"type": "dict_type", "loc": ["body", "conf"], "msg": "Input should be a valid dictionary"}]
+            )
+        run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
+        self._dag(dag_id)
+        return self._create(dag_id, str(run_id), logical_date, conf, "manual")
+
+    def _list(self, dag_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        if dag_id != "~":
+            self._dag(dag_id)
+        runs = [r for r in self._runs.values() if dag_id in ("~", r.dag_id)]
+        for name in _DATE_FILTERS:
+            for op in ("gte", "gt", "lte", "lt"):
+                values = query.get(f"{name}_{op}")
+                if values:
+                    bound = _aware(values[-1], ["query", f"{name}_{op}"])
+                    runs = [r for r in runs if _compare(getattr(r, name), op, bound)]
+        states = [s for v in query.get("state", []) for s in v.split(",") if s]
+        if states:
+            runs = [r for r in runs if r.state in states]
+        order = query.get("order_by", ["id"])[-1]
+        key = order.removeprefix("-")
+        key = "run_id" if key == "dag_run_id" else key
+        if key not in _ORDERABLE:
+            raise HttpError(400, f"Ordering with '{key}' is disallowed or the attribute does not exist on the model")
+        desc = order.startswith("-")
+        present = sorted((r for r in runs if getattr(r, key) is not None), key=lambda r: getattr(r, key), reverse=desc)
+        absent = [r for r in runs if getattr(r, key) is None]
+        runs = absent + present if desc else present + absent  # PostgreSQL: NULLS LAST ascending, FIRST descending
+        limit = min(_int(query, "limit", 50), 100)  # Airflow: fallback_page_limit 50, maximum_page_limit 100
+        offset = _int(query, "offset", 0)
+        return {"dag_runs": [_run_json(r) for r in runs[offset : offset + limit]], "total_entries": len(runs)}
+
+
+def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
+    """(endpoint name, dag id or "", public?) for a request path."""
+    if segs == ["auth", "token"] and method in ("GET", "POST"):
+        return "login", "", True
+    if segs[:2] == ["api", "v1"]:
+        return "v1", "", True
+    if segs[:2] != ["api", "v2"]:
+        return "other", "", True
+    rest = segs[2:]
+    if rest == ["version"] and method == "GET":
+        return "version", "", True
+    if rest == ["monitor", "health"] and method == "GET":
+        return "health", "", True
+    if len(rest) == 2 and rest[0] == "dags":
+        return {"GET": "get_dag", "PATCH": "patch_dag"}.get(method, "other"), rest[1], False
+    if len(rest) == 3 and rest[0] == "dags" and rest[2] == "dagRuns":
+        return {"GET": "list_runs", "POST": "trigger"}.get(method, "other"), rest[1], False
+    if len(rest) == 4 and rest[0] == "dags" and rest[2] == "dagRuns":
+        return {"GET": "get_run", "PATCH": "patch_run"}.get(method, "other"), rest[1], False
+    if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "clear" and method == "POST":
+        return "clear", rest[1], False
+    return "other", "", False
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise HttpError(422, [{"type": "json_invalid", "loc": ["body"], "msg": "JSON decode error"}]) from exc
+    if not isinstance(data, dict):
+        raise HttpError(422, [{"type": "model_attributes_type", "loc": ["body"], "msg": "Input should be an object"}])
+    return data
+
+
+def _no_extra(data: dict[str, Any], allowed: frozenset[str]) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise HttpError(
+            422,
+            [{"type": "extra_forbidden", "loc": ["body", k], "msg": "Extra inputs are not permitted"} for k in extra],
+        )
+
+
+def _int(query: dict[str, list[str]], name: str, default: int) -> int:
+    try:
+        value = int(query.get(name, [str(default)])[-1])
+    except ValueError as exc:
+        raise HttpError(
+            422, [{"type": "int_parsing", "loc": ["query", name], "msg": "Input should be a valid integer"}]
+        ) from exc
+    if value < 0:
+        raise HttpError(422, [{"type": "greater_than_equal", "loc": ["query", name], "msg": "Input should be >= 0"}])
+    return value or default
+
+
+def _compare(value: datetime | None, op: str, bound: datetime) -> bool:
+    if value is None:
+        return False  # SQL: NULL compares false
+    return {"gte": value >= bound, "gt": value > bound, "lte": value <= bound, "lt": value < bound}[op]
+
+
+def _dag_json(dag: _Dag) -> dict[str, Any]:
+    return {"dag_id": dag.dag_id, "dag_display_name": dag.dag_id, "is_paused": dag.is_paused, "is_stale": False}
+
+
+def _run_json(run: _Run) -> dict[str, Any]:
+    duration = (run.end_date - run.start_date).total_seconds() if run.end_date and run.start_date else None
+    return {
+        "dag_run_id": run.run_id,
+        "dag_id": run.dag_id,
+        "logical_date": _fmt(run.logical_date),
+        "queued_at": _fmt(run.queued_at),
+        "start_date": _fmt(run.start_date),
+        "end_date": _fmt(run.end_date),
+        "duration": duration,
+        "data_interval_start": _fmt(run.logical_date),
+        "data_interval_end": _fmt(run.logical_date),
+        "run_after": _fmt(run.run_after),
+        "last_scheduling_decision": None,
+        "run_type": run.run_type,
+        "state": run.state,
+        "triggered_by": "rest_api" if run.run_type == "manual" else None,
+        "triggering_user_name": None,
+        "conf": run.conf,
+        "note": None,
+        "dag_versions": [],
+        "bundle_version": None,
+        "dag_display_name": run.dag_id,
+        "partition_key": None,
+        "partition_date": None,
+    }
+
+
+class _Server(ThreadingHTTPServer):
+    # Request threads are joined by server_close(), so stop() leaves no thread behind.
+    daemon_threads = False
+    block_on_close = True
+    # socketserver's default listen backlog is 5: a burst of concurrent clients would see dropped SYNs and 1 s stalls.
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], fake: FakeAirflow) -> None:
+        self.fake = fake
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that timed out and hung up is expected here (delay_next); anything else is a fake bug worth seeing.
+        log.debug("fake airflow request error client=%s", client_address, exc_info=True)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        try:
+            status, payload = self.server.fake.handle(self.command, self.path, headers, body)
+        except Exception:  # a bug in the fake: answer 500 loudly rather than hang up
+            log.exception("fake airflow handler failed method=%s path=%s", self.command, self.path)
+            status, payload = 500, {"detail": "fake airflow internal error"}
+        data = json.dumps(payload).encode()
+        self.close_connection = True
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout); the effect, if any, stays, as in a real server
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("fake airflow %s", format % args)
+
+
+def _main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Fake Airflow 3 REST API for benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--dags", default="", help="comma-separated dag ids")
+    parser.add_argument("--username", default="admin")
+    parser.add_argument("--password", default="admin")
+    parser.add_argument("--queue-delay", type=float, default=0.01, help="seconds from queued to running")
+    parser.add_argument("--duration", type=float, default=0.05, help="seconds from running to success")
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    dags = [d for d in args.dags.split(",") if d]
+    fake = FakeAirflow(
+        dags,
+        username=args.username,
+        password=args.password,
+        queue_delay_s=args.queue_delay,
+        run_duration_s=args.duration,
+        host=args.host,
+        port=args.port,
+    )
+    with fake:
+        print(fake.url, flush=True)
+        stop.wait()
+        summary = {
+            d: {"creates": fake.creates(d), "clears": fake.clears(d), "executions": len(fake.executions(d))}
+            for d in dags
+        }
+        print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    _main()
