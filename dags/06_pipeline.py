@@ -48,7 +48,7 @@ def join() -> str:
 with DAG(
     dag_id=DAG_ID,
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=UTC),
+    start_date=datetime(2000, 1, 1, tzinfo=UTC),
     catchup=False,
     default_args={"retries": 0},
     tags=["coordinator-example"],
