@@ -1,0 +1,51 @@
+"""The listener Airflow calls on every DAG run state change (registered by :mod:`coordinator.airflow_plugin.plugin`).
+
+Rules:
+1. Airflow 3.3 calls these hooks synchronously inside the scheduler loop (and in the api-server when a user sets a
+   run's state), BEFORE its transaction commits. Each hook only hands a record to the writer: no I/O, no waiting.
+2. A hook never raises: :func:`~coordinator.airflow_plugin.writer.record_dag_run` catches and logs everything.
+3. Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
+4. ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.listeners import hookimpl
+
+from coordinator.airflow_plugin.writer import get_writer, record_dag_run
+from coordinator.core.model import RunState
+
+# How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).
+STOP_FLUSH_S = 2.0
+
+
+class CoordinatorListener:
+    """Pluggy listener object. Argument names must match Airflow's hookspecs (``dag_run``, ``msg``)."""
+
+    @hookimpl
+    def on_dag_run_running(self, dag_run: Any, msg: str) -> None:
+        record_dag_run(dag_run, RunState.RUNNING)
+
+    @hookimpl
+    def on_dag_run_success(self, dag_run: Any, msg: str) -> None:
+        record_dag_run(dag_run, RunState.SUCCESS)
+
+    @hookimpl
+    def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
+        record_dag_run(dag_run, RunState.FAILED)
+
+    @hookimpl
+    def before_stopping(self, component: Any) -> None:
+        """Give records queued by this process a short chance to reach etcd before the component stops."""
+        try:
+            writer = get_writer()
+            if writer is not None and writer.stats.submitted:
+                writer.flush(STOP_FLUSH_S)
+        except Exception:  # pragma: no cover - flush does not raise; never into Airflow's shutdown anyway
+            return
+
+
+#: The one listener instance; Airflow registers it once per process (pluggy refuses duplicates).
+LISTENER = CoordinatorListener()

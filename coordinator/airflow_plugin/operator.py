@@ -1,0 +1,60 @@
+"""``ReportRunStateOperator``: the explicit alternative to the listener, a task that writes its run's state.
+
+When to prefer it (the listener is the default):
+- The listener needs the package installed in the scheduler's environment and records every state change of every
+  DAG (running, success, failed, a user's mark-success) with no change to the DAGs. Its writes are best effort: a
+  failed send is logged in the scheduler, not shown on the run, and the watcher's REST audit repairs it.
+- This operator needs nothing in the scheduler, only the package and ``COORDINATOR_*`` in the workers. Its write is
+  synchronous, visible in the task log, and retried like any task; if etcd stays down the task fails and the run
+  shows it. Place it LAST with the default ``state="success"``: the record says the data is ready once every other
+  task succeeded. It cannot see scheduler-side outcomes (a run marked failed by a timeout, a manual mark-success) and
+  runs a moment before the run itself is final; add a second one with ``state="failed"`` and
+  ``trigger_rule="one_failed"`` if dependents must also learn about failures.
+- Both together are safe: the writes follow the same per-run ordering, and the listener's identical success is
+  skipped instead of making a second generation.
+
+Rules: the record is built and written by the same code as the listener's (``fact_from_dag_run``, ``write_fact``);
+the task fails (and retries) when etcd cannot be reached within ``timeout_s``; it never changes Airflow state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import BaseOperator
+
+from coordinator.airflow_plugin.records import config_from_env, fact_from_dag_run, write_now
+from coordinator.core.model import RunState
+
+
+class ReportRunStateOperator(BaseOperator):
+    """Write this DAG run's state (``success`` by default) to etcd, synchronously; fail the task if it cannot."""
+
+    template_fields: Sequence[str] = ()
+    ui_color = "#d9f2e6"
+
+    def __init__(self, *, state: RunState | str = RunState.SUCCESS, timeout_s: float = 30.0, **kwargs: Any) -> None:
+        # Retries make a short etcd outage invisible to the run; 30 s apart matches the listener's patience.
+        kwargs.setdefault("retries", 3)
+        kwargs.setdefault("retry_delay", timedelta(seconds=30))
+        super().__init__(**kwargs)
+        self.state = RunState(state)
+        self.timeout_s = timeout_s
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        config = dataclasses.replace(config_from_env(), source_kind="airflow-task")
+        now = datetime.now(UTC)
+        fact, reason = fact_from_dag_run(context["dag_run"], self.state, config, now)
+        if fact is None:
+            # A run without a partition cannot satisfy anything; failing would only make retries that cannot help.
+            self.log.warning("run state not recorded: %s", reason)
+            return {"recorded": False, "reason": reason}
+        if self.state in (RunState.SUCCESS, RunState.FAILED) and fact.record.end_date is None:
+            # The run is not over while this task runs: its end is "now" from the dependents' point of view.
+            fact = dataclasses.replace(fact, record=fact.record.model_copy(update={"end_date": now}))
+        outcome, revision = write_now(config, fact, self.timeout_s)
+        self.log.info("run state %s: %s revision=%d", outcome, fact.describe(), revision)
+        return {"recorded": True, "key": fact.key, "outcome": str(outcome), "revision": revision}

@@ -1,0 +1,231 @@
+"""Run-state records from DAG runs, and writing one of them to etcd with per-run ordering.
+
+Shared by the listener's background writer and by the explicit task (``operator``).
+
+Rules:
+1. No Airflow import: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``clear_number``,
+   ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
+2. A run without a logical date, or one the key layout cannot name (a sub-second or naive logical date), is not a
+   partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
+3. Every write is a compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`: an older attempt
+   never overwrites a newer one and an identical rewrite is skipped (it would make a new generation and rerun every
+   dependent). A lost race re-reads and re-decides. Every etcd call has a short timeout.
+4. Configuration comes from ``COORDINATOR_*`` through :class:`~coordinator.settings.Settings`, plus
+   ``COORDINATOR_INSTANCE`` (this Airflow's instance name) and ``COORDINATOR_PLUGIN_QUEUE_SIZE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from coordinator.core.model import (
+    DEFAULT_INSTANCE,
+    NAME_RE,
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    canonical_partition,
+    dump_record,
+    parse_run_record,
+    should_replace,
+)
+from coordinator.errors import ConfigError, StoreError, StoreUnavailable
+from coordinator.settings import EtcdSettings, Settings
+
+if TYPE_CHECKING:
+    from coordinator.etcd_store import EtcdStore
+
+log = logging.getLogger(__name__)
+
+INSTANCE_ENV = "COORDINATOR_INSTANCE"
+QUEUE_SIZE_ENV = "COORDINATOR_PLUGIN_QUEUE_SIZE"
+# A CAS can lose to a concurrent writer of the same key (the REST audit, a user's mark-success in the api-server);
+# each loss re-reads and re-decides. More than a handful of losses in a row means something is looping.
+MAX_CAS_ROUNDS = 8
+# Errors that are not about reachability (permission denied, a bug) are retried this often, then given up.
+MAX_OTHER_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    """Where and how the plugin writes. Built from the environment by :func:`config_from_env`."""
+
+    etcd: EtcdSettings
+    keys: KeyLayout = field(default_factory=KeyLayout)
+    instance: str = DEFAULT_INSTANCE
+    # 10 000 records (under 1 KiB each, so < 10 MiB): hours of run-state changes of a large deployment while etcd is
+    # down; beyond that the scheduler's memory matters more and the REST audit repairs what was dropped.
+    queue_size: int = 10_000
+    # 2 s per etcd call: a healthy etcd answers in milliseconds; a hung call must not hold up the records behind it.
+    op_timeout_s: float = 2.0
+    # Backoff while etcd is down: 0.2 s doubling to 5 s, so a restart of etcd is noticed within seconds without
+    # hammering it (and without filling the scheduler's log).
+    backoff_initial_s: float = 0.2
+    backoff_max_s: float = 5.0
+    # At interpreter exit wait at most 2 s: the scheduler's shutdown must stay fast; what is left is logged.
+    exit_flush_s: float = 2.0
+    # Who wrote the record (``source`` field): the listener, or the explicit task (operator).
+    source_kind: str = "airflow-plugin"
+
+    @property
+    def source(self) -> str:
+        return f"{self.source_kind}:{self.instance}"
+
+
+def make_config(
+    settings: Settings, instance: str = DEFAULT_INSTANCE, queue_size: int = WriterConfig.queue_size
+) -> WriterConfig:
+    """The writer's configuration from coordinator settings; raise ConfigError if invalid."""
+    if not NAME_RE.match(instance):
+        raise ConfigError(f"invalid instance name {instance!r}: use letters, digits, '_', '.', '-'")
+    if queue_size < 1:
+        raise ConfigError(f"queue size must be at least 1, got {queue_size}")
+    etcd = settings.etcd()
+    # The store's own per-call timeout must not exceed the writer's: the writer's is the short one on purpose.
+    etcd = etcd.model_copy(update={"timeout_s": min(etcd.timeout_s, WriterConfig.op_timeout_s)})
+    return WriterConfig(etcd=etcd, keys=settings.keys, instance=instance, queue_size=queue_size)
+
+
+def config_from_env() -> WriterConfig:
+    """Read ``COORDINATOR_ETCD_*``, ``COORDINATOR_PREFIX``, ``COORDINATOR_INSTANCE`` and
+    ``COORDINATOR_PLUGIN_QUEUE_SIZE`` from the process environment; raise ConfigError if invalid."""
+    env = os.environ
+    try:
+        settings = Settings()  # reads every COORDINATOR_* it knows: etcd endpoints, auth, TLS, prefix
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"invalid coordinator settings: {exc}") from exc
+    raw_size = env.get(QUEUE_SIZE_ENV)
+    try:
+        queue_size = int(raw_size) if raw_size else WriterConfig.queue_size
+    except ValueError as exc:
+        raise ConfigError(f"{QUEUE_SIZE_ENV}={raw_size!r}: expected an integer") from exc
+    instance = env.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE
+    try:
+        return make_config(settings, instance, queue_size)
+    except ConfigError as exc:
+        raise ConfigError(f"{INSTANCE_ENV} / {QUEUE_SIZE_ENV}: {exc}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class RunFact:
+    """One state of one run attempt, ready to write: the etcd key and the record."""
+
+    key: str
+    record: RunRecord
+
+    def describe(self) -> str:
+        r = self.record
+        return f"key={self.key} state={r.state} run_id={r.run_id} clear_number={r.clear_number}"
+
+
+def fact_from_dag_run(
+    dag_run: Any, state: RunState, config: WriterConfig, now: datetime
+) -> tuple[RunFact | None, str | None]:
+    """Build the record for a dag run; return (fact, None) or (None, why it cannot be recorded). Never raises."""
+    try:
+        dag_id = str(dag_run.dag_id)
+        run_id = str(dag_run.run_id)
+        if not NAME_RE.match(dag_id):  # Airflow enforces this too; a '/' would silently change the key's meaning
+            return None, f"dag id {dag_id!r} cannot be part of a key"
+        logical_date = getattr(dag_run, "logical_date", None)
+        if logical_date is None:
+            return None, "no logical date"
+        partition = canonical_partition(logical_date)
+        record = RunRecord(
+            state=state,
+            run_id=run_id,
+            clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
+            updated_at=now,
+            source=config.source,
+            start_date=getattr(dag_run, "start_date", None),
+            end_date=getattr(dag_run, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
+        )
+        key = config.keys.run_key(NodeId(config.instance, dag_id), partition)
+    except Exception as exc:  # any odd attribute (naive date, sub-second logical date, bad dag id) is one skip
+        return None, f"{type(exc).__name__}: {exc}"
+    return RunFact(key, record), None
+
+
+class Outcome(StrEnum):
+    WRITTEN = "written"
+    SKIPPED = "skipped"  # should_replace refused: identical rewrite or an older attempt
+
+
+async def write_fact(store: EtcdStore, fact: RunFact, timeout_s: float) -> tuple[Outcome, int]:
+    """Write one record with per-run ordering: read, decide, compare-and-swap, re-decide on a lost race.
+
+    Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
+    """
+    current = await asyncio.wait_for(store.get(fact.key), timeout_s)
+    for _ in range(MAX_CAS_ROUNDS):
+        old: RunRecord | None = None
+        if current is not None:
+            old, problem = parse_run_record(current.value)
+            if old is None:
+                # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
+                log.warning("coordinator: replacing unreadable run state key=%s problem=%s", fact.key, problem)
+        if not should_replace(old, fact.record):
+            return Outcome.SKIPPED, current.mod_revision if current is not None else 0
+        expected = current.mod_revision if current is not None else 0
+        result = await asyncio.wait_for(store.cas(fact.key, dump_record(fact.record), expected), timeout_s)
+        if result.succeeded:
+            return Outcome.WRITTEN, result.revision
+        current = result.current
+    raise StoreError(f"gave up after {MAX_CAS_ROUNDS} lost compare-and-swap rounds on {fact.key}")
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """True for errors that mean "etcd is not reachable right now" (retried for as long as the process lives)."""
+    # TimeoutError and ConnectionError are OSErrors; asyncio.wait_for raises TimeoutError.
+    return isinstance(exc, StoreUnavailable | OSError)
+
+
+async def connect_store(settings: EtcdSettings) -> EtcdStore:
+    # Imported here so that importing the plugin (in every Airflow process and CLI call) does not load gRPC.
+    from coordinator.etcd_store import EtcdStore
+
+    return await EtcdStore.connect(settings)
+
+
+def write_now(config: WriterConfig, fact: RunFact, timeout_s: float) -> tuple[Outcome, int]:
+    """Write one record synchronously (the operator's path): same ordering rule, retries while etcd is unreachable.
+
+    Raises StoreError (StoreUnavailable when etcd stayed unreachable for ``timeout_s``). Must not be called from a
+    running event loop.
+    """
+
+    async def attempt_until_deadline() -> tuple[Outcome, int]:
+        deadline = time.monotonic() + timeout_s
+        attempt = 0
+        while True:
+            attempt += 1
+            store: EtcdStore | None = None
+            try:
+                store = await asyncio.wait_for(connect_store(config.etcd), config.op_timeout_s)
+                return await write_fact(store, fact, config.op_timeout_s)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                delay = min(config.backoff_max_s, config.backoff_initial_s * 2 ** min(attempt - 1, 16))
+                if not is_unreachable(exc) or time.monotonic() + delay > deadline:
+                    if isinstance(exc, StoreError):
+                        raise
+                    raise StoreUnavailable(f"{fact.key}: {error} (after {attempt} attempt(s))") from exc
+                log.warning(
+                    "coordinator: etcd write failed, retrying %s attempt=%d error=%s", fact.describe(), attempt, error
+                )
+                await asyncio.sleep(delay)
+            finally:
+                if store is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(store.close(), 1.0)
+
+    return asyncio.run(attempt_until_deadline())

@@ -1,0 +1,423 @@
+"""Hands run-state records to one background thread that writes them to etcd; the caller never waits.
+
+Rules:
+1. :func:`record_dag_run` is the body of every listener hook. It runs inside Airflow's scheduler loop, so it only reads
+   a few attributes, builds a record and enqueues it: no I/O, no waiting, and it never raises (everything is caught
+   and logged).
+2. One bounded queue per process, consumed by ONE daemon thread running its own asyncio loop with an ``EtcdStore``.
+   When the queue is full the NEW record is dropped, counted and logged (the queued ones are older facts that are
+   already promised; the watcher's REST audit repairs what was dropped).
+3. Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact` (compare-and-swap +
+   ``should_replace``), with short timeouts.
+4. While etcd is unreachable the thread retries the head of the queue with bounded exponential backoff and keeps the
+   rest queued; only errors that are not about reachability give up after a few attempts.
+5. Started lazily (first record), restarted in a forked child (the parent's thread and queue do not exist there),
+   flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged as undelivered.
+6. Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one thread only, so plain
+   integers are enough; readers may see slightly stale values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import logging
+import os
+import queue
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from coordinator.airflow_plugin.records import (
+    MAX_OTHER_ATTEMPTS,
+    Outcome,
+    RunFact,
+    WriterConfig,
+    config_from_env,
+    connect_store,
+    fact_from_dag_run,
+    is_unreachable,
+    write_fact,
+)
+from coordinator.core.model import RunState
+from coordinator.errors import ConfigError
+from coordinator.settings import EtcdSettings
+
+if TYPE_CHECKING:
+    from coordinator.etcd_store import EtcdStore
+
+log = logging.getLogger(__name__)
+
+#: Undelivered (dropped, or left at shutdown) records listed one per line; beyond that they are only counted.
+MAX_LOST_LINES = 100
+
+
+@dataclass
+class WriterStats:
+    """What the writer of this process did so far (check-plugin and tests read it; logs carry the totals)."""
+
+    submitted: int = 0  # hook thread
+    dropped: int = 0  # hook thread: queue full
+    no_logical_date: int = 0  # hook thread
+    unrecordable: int = 0  # hook thread: a run the key layout cannot name (sub-second logical date, ...)
+    delivered: int = 0  # writer thread
+    skipped: int = 0  # writer thread: should_replace refused
+    failed: int = 0  # writer thread (or exit flush): given up, logged with its key
+    retries: int = 0  # writer thread
+
+
+class Writer(Protocol):
+    """What the hooks need from a writer (the background one, or a recorder for dry runs and tests)."""
+
+    config: WriterConfig
+    stats: WriterStats
+
+    def submit(self, fact: RunFact) -> bool: ...
+
+    def flush(self, timeout_s: float) -> bool: ...
+
+
+class RecordingWriter:
+    """Keeps the records instead of writing them: ``check-plugin --dry-run`` and tests."""
+
+    def __init__(self, config: WriterConfig) -> None:
+        self.config = config
+        self.stats = WriterStats()
+        self.facts: list[RunFact] = []
+
+    def submit(self, fact: RunFact) -> bool:
+        self.stats.submitted += 1
+        self.facts.append(fact)
+        return True
+
+    def flush(self, timeout_s: float) -> bool:
+        return True
+
+
+StoreFactory = Callable[[EtcdSettings], Coroutine[Any, Any, "EtcdStore"]]
+
+
+_live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
+
+
+class BackgroundWriter:
+    """A bounded queue and one daemon thread that writes its records to etcd (rules 2 to 6 of the module)."""
+
+    def __init__(self, config: WriterConfig, store_factory: StoreFactory | None = None) -> None:
+        self.config = config
+        self._store_factory: StoreFactory = store_factory or connect_store
+        self.last_error: str | None = None
+        self.last_written: tuple[str, int] | None = None  # (key, revision): check-plugin reports it
+        self._reset()
+        _live_writers.add(self)
+
+    def _reset(self) -> None:
+        """Fresh state for this process: called at creation and in a forked child (the parent's thread is gone)."""
+        self.stats = WriterStats()
+        self._pid = os.getpid()
+        self._queue: queue.Queue[RunFact] = queue.Queue(self.config.queue_size)
+        self._start_lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._stopping = threading.Event()
+        self._give_up = threading.Event()
+        self._in_flight: RunFact | None = None
+
+    # ----- hook side: must stay cheap and never block -----
+
+    def submit(self, fact: RunFact) -> bool:
+        """Enqueue a record; False (counted, logged) if the queue is full. Never blocks, never raises."""
+        if self._pid != os.getpid():
+            self._reset()
+        self._ensure_started()
+        try:
+            self._queue.put_nowait(fact)
+        except queue.Full:
+            self.stats.dropped += 1
+            # Each drop is logged with its key up to a bound, then one line per thousand: logging is I/O in the
+            # scheduler loop, and a long etcd outage can drop many.
+            if self.stats.dropped <= MAX_LOST_LINES or self.stats.dropped % 1000 == 0:
+                log.warning(
+                    "coordinator: run state dropped, queue full %s queue_size=%d dropped=%d",
+                    fact.describe(),
+                    self.config.queue_size,
+                    self.stats.dropped,
+                )
+            return False
+        self.stats.submitted += 1
+        self._wake()
+        return True
+
+    def _wake(self) -> None:
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the thread is gone (exit) and nothing waits
+                loop.call_soon_threadsafe(wakeup.set)
+
+    def _ensure_started(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is not None:
+                return
+            # Not waiting for the thread's loop: it looks at the queue before it first waits, so a record queued
+            # before the loop exists is still seen, and the hook does not pay for the thread's start-up.
+            thread = threading.Thread(target=self._thread_main, name="coordinator-etcd-writer", daemon=True)
+            thread.start()
+            self._thread = thread
+            atexit.register(self._flush_at_exit, self._pid)
+
+    def pending(self) -> int:
+        """Records queued or being written."""
+        return self._queue.unfinished_tasks
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued record was handled (written, skipped or given up); False on timeout."""
+        deadline = time.monotonic() + timeout_s
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self, timeout_s: float) -> bool:
+        """Flush for at most ``timeout_s``, then stop the thread; undelivered records are counted and logged."""
+        if self._pid != os.getpid() or self._thread is None:
+            return True
+        done = self.flush(timeout_s)
+        self._abandon()  # nothing to do after a complete flush; otherwise every record left is counted and logged
+        self._stopping.set()
+        self._wake()
+        self._thread.join(min(timeout_s, 1.0))
+        return done
+
+    def _flush_at_exit(self, pid: int) -> None:
+        if pid != os.getpid():  # atexit registrations are inherited by forked children that call sys.exit
+            return
+        try:
+            self.close(self.config.exit_flush_s)
+        except Exception:  # an exit handler must not mask the process's own exit
+            log.exception("coordinator: flush at exit failed")
+
+    def _abandon(self) -> None:
+        """Give up on everything still queued: count and log each record, so a lost fact is never silent."""
+        self._give_up.set()
+        in_flight = self._in_flight
+        if in_flight is not None:
+            self.stats.failed += 1
+            log.error(
+                "coordinator: run state in flight at shutdown, maybe NOT delivered to etcd %s last_error=%s",
+                in_flight.describe(),
+                self.last_error,
+            )
+        lost: list[RunFact] = []
+        while True:
+            try:
+                lost.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+            self._queue.task_done()
+        self.stats.failed += len(lost)
+        # One line per lost record (the keys to repair by hand or by the REST audit), up to a bound: a full queue
+        # must not turn a shutdown into ten thousand log lines.
+        for fact in lost[:MAX_LOST_LINES]:
+            log.error("coordinator: run state NOT delivered to etcd %s last_error=%s", fact.describe(), self.last_error)
+        if len(lost) > MAX_LOST_LINES:
+            log.error(
+                "coordinator: %d more run states NOT delivered to etcd (not listed) undelivered_total=%d",
+                len(lost) - MAX_LOST_LINES,
+                len(lost),
+            )
+
+    # ----- writer thread -----
+
+    def _thread_main(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            loop.run_until_complete(self._main())
+        except Exception:  # pragma: no cover - _main catches everything; this is the last guard of the thread
+            log.exception("coordinator: etcd writer thread crashed; run states are no longer written")
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            self._loop = None
+            loop.close()
+
+    async def _main(self) -> None:
+        # Both are set before the first look at the queue: a submit either sees them (and wakes the loop) or queued
+        # its record before that first look.
+        self._wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        store: EtcdStore | None = None
+        try:
+            while not self._stopping.is_set():
+                # Clear before looking at the queue: a submit after this point sets it again, none is lost.
+                self._wakeup.clear()
+                try:
+                    fact = self._queue.get_nowait()
+                except queue.Empty:
+                    # The timeout is only a safety net; wake-ups come from submit().
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), 1.0)
+                    continue
+                self._in_flight = fact
+                try:
+                    store = await self._deliver(store, fact)
+                finally:
+                    self._in_flight = None
+                    self._queue.task_done()
+        finally:
+            if store is not None:
+                await self._close_store(store)
+
+    async def _deliver(self, store: EtcdStore | None, fact: RunFact) -> EtcdStore | None:
+        """Write one record, retrying while etcd is unreachable; return the (possibly new) store. Never raises."""
+        attempt = 0
+        while True:
+            if self._give_up.is_set() or self._stopping.is_set():
+                return store  # _abandon counted and logged the in-flight record
+            try:
+                if store is None:
+                    store = await asyncio.wait_for(self._store_factory(self.config.etcd), self.config.op_timeout_s)
+                outcome, revision = await write_fact(store, fact, self.config.op_timeout_s)
+            except Exception as exc:
+                attempt += 1
+                self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                if store is not None:
+                    # A fresh connection after any failure: cheap, and a channel that saw a server restart can
+                    # keep failing its first calls.
+                    await self._close_store(store)
+                    store = None
+                if not is_unreachable(exc) and attempt >= MAX_OTHER_ATTEMPTS:
+                    self.stats.failed += 1
+                    log.error(
+                        "coordinator: run state NOT delivered to etcd %s attempts=%d error=%s",
+                        fact.describe(),
+                        attempt,
+                        self.last_error,
+                    )
+                    return store
+                self.stats.retries += 1
+                delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** min(attempt - 1, 16))
+                delay *= random.uniform(0.8, 1.2)  # several schedulers must not retry in lockstep
+                # Log the first failure and then about once a minute, not every backoff step.
+                if attempt == 1 or attempt % 12 == 0:
+                    log.warning(
+                        "coordinator: etcd write failed, retrying %s attempt=%d queued=%d error=%s",
+                        fact.describe(),
+                        attempt,
+                        self._queue.qsize(),
+                        self.last_error,
+                    )
+                await self._sleep(delay)
+                continue
+            if outcome is Outcome.WRITTEN:
+                self.stats.delivered += 1
+                self.last_written = (fact.key, revision)
+                if attempt:
+                    log.info("coordinator: etcd write succeeded after retries %s attempts=%d", fact.describe(), attempt)
+                log.debug("coordinator: run state written %s revision=%d", fact.describe(), revision)
+            else:
+                self.stats.skipped += 1
+                log.debug("coordinator: run state not newer, skipped %s revision=%d", fact.describe(), revision)
+            return store
+
+    async def _sleep(self, delay: float) -> None:
+        """Sleep for the backoff; cut short when the writer is being stopped."""
+        end = time.monotonic() + delay
+        while not (self._give_up.is_set() or self._stopping.is_set()):
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                return
+            await asyncio.sleep(min(remaining, 0.05))
+
+    async def _close_store(self, store: EtcdStore) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(store.close(), 1.0)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    # A lock held by another thread at fork time stays held forever in the child: replace it. Writers keep their
+    # configuration but get a fresh queue, thread and counters (the parent's thread does not exist here, and its
+    # queued records are the parent's to deliver).
+    _lock = threading.Lock()
+    for writer in list(_live_writers):
+        writer._reset()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+_lock = threading.Lock()
+_writer: Writer | None = None
+_config_error: str | None = None
+
+
+def get_writer() -> Writer | None:
+    """The process's writer, created on first use from the environment; None (logged once) if misconfigured."""
+    global _writer, _config_error
+    writer = _writer
+    if writer is not None:
+        return writer
+    with _lock:
+        if _writer is None and _config_error is None:
+            try:
+                _writer = BackgroundWriter(config_from_env())
+            except ConfigError as exc:
+                _config_error = str(exc)
+                log.error("coordinator: plugin disabled, run states are NOT recorded: %s", exc)
+        return _writer
+
+
+def install_writer(writer: Writer | None) -> Writer | None:
+    """Replace the process's writer (check-plugin, tests); returns the previous one. None re-reads the environment."""
+    global _writer, _config_error
+    with _lock:
+        previous, _writer, _config_error = _writer, writer, None
+    return previous
+
+
+def record_dag_run(dag_run: Any, state: RunState) -> None:
+    """Hook body: record ``state`` for ``dag_run``. Returns in microseconds; never blocks, never raises."""
+    try:
+        writer = get_writer()
+        if writer is None:
+            return
+        fact, reason = fact_from_dag_run(dag_run, state, writer.config, datetime.now(UTC))
+        if fact is not None:
+            writer.submit(fact)
+            return
+        dag_id, run_id = getattr(dag_run, "dag_id", "?"), getattr(dag_run, "run_id", "?")
+        if reason == "no logical date":
+            writer.stats.no_logical_date += 1
+            # Normal for asset-triggered and some manual runs: one info line, then debug only.
+            level = logging.INFO if writer.stats.no_logical_date == 1 else logging.DEBUG
+            log.log(
+                level,
+                "coordinator: runs without a logical date have no partition and are not recorded "
+                "dag_id=%s run_id=%s state=%s skipped_so_far=%d",
+                dag_id,
+                run_id,
+                state,
+                writer.stats.no_logical_date,
+            )
+        else:
+            writer.stats.unrecordable += 1
+            log.warning(
+                "coordinator: run state not recorded dag_id=%s run_id=%s state=%s reason=%s",
+                dag_id,
+                run_id,
+                state,
+                reason,
+            )
+    except Exception:  # never into Airflow: a listener exception would only be logged there anyway
+        log.exception("coordinator: recording a run state failed")
