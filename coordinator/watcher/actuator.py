@@ -292,7 +292,17 @@ class Actuator:
         else:
             record = record.model_copy(update={"prior_queued_at": seen, "run_id": run.run_id})
             mod_rev = await self._write(key, record, mod_rev)
-        await self._call(lambda: client.clear(node.dag_id, run.run_id))
+        run_id = run.run_id
+
+        async def clear_once() -> None:
+            # A clear whose answer was lost (timeout) may still have happened: re-read before every try, so a
+            # retry never reruns the DAG a second time.
+            latest = await client.get_run(node.dag_id, run_id)
+            if latest is not None and _stamp(latest.queued_at) != seen:
+                return
+            await client.clear(node.dag_id, run_id)
+
+        await self._call(clear_once)
         log.info("actuator.cleared node=%s partition=%s run_id=%s", node, partition, run.run_id)
         return record, mod_rev
 
