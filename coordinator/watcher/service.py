@@ -32,7 +32,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.planner import Plan, Resume, Trigger, plan
 from coordinator.core.spec import load_spec
 from coordinator.core.view import ALL, View, adopt, dump_activation
-from coordinator.errors import LeadershipLost, SpecError
+from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd_store import EtcdStore, Snapshot
 from coordinator.settings import Settings
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
@@ -146,7 +146,14 @@ class Watcher:
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
         while not self.stop.is_set():
-            if not await self.election.acquire(timeout=None):
+            try:
+                acquired = await self.election.acquire(timeout=self.settings.leader_ttl_s)
+            except CoordinatorError as exc:
+                # etcd unreachable: stay a contender; the store's own retries already waited a little.
+                log.warning("leader.campaign_failed watcher=%s error=%s", self.watcher_id, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not acquired:
                 continue
             log.info("leader.acquired watcher=%s ttl_s=%d", self.watcher_id, self.settings.leader_ttl_s)
             self.actuator.leadership_lost.clear()
@@ -179,7 +186,13 @@ class Watcher:
                 next_resync = time.monotonic() + resync
             if not self.dirty or self.stop.is_set():
                 continue
-            await self.reconcile_pass()
+            try:
+                await self.reconcile_pass()
+            except CoordinatorError as exc:
+                # etcd trouble while adopting the graph: the view stays, the next pass retries everything.
+                log.warning("reconcile.failed error=%s", exc)
+                self.dirty.add(ALL)
+                await asyncio.sleep(1.0)
 
     async def reconcile_pass(self, *, act: bool = True) -> Plan:
         """Plan the dirty partitions and, when leading, hand the actions to the actuator (rule 4: one log line)."""
