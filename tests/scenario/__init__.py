@@ -1,0 +1,1 @@
+"""Scenario tests: real etcd + real watcher subprocesses + the fake Airflow HTTP server."""
