@@ -1,0 +1,72 @@
+"""Shared fixtures for tests against a real etcd.
+
+- ``etcd_server`` (session): ONE real etcd for the whole run. Tests isolate themselves by key prefix, so they must
+  never restart, kill or compact it (compaction is global): tests that do use ``private_etcd``.
+- ``etcd_prefix``: a unique ``/t-<hex>`` prefix per test, deleted afterwards; ``etcd_endpoint``: the shared URL;
+  ``etcd_settings``: EtcdSettings for it.
+- ``private_etcd``: a server of the test's own, stopped and removed afterwards even when the test fails.
+- ``arun``: runs a coroutine with ``asyncio.run`` under a timeout (the project does not use pytest-asyncio; gRPC
+  channels belong to one event loop, so each test opens its stores inside its own ``arun`` call).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from coordinator.local import EtcdServer
+from coordinator.settings import EtcdSettings, parse_endpoints
+
+T = TypeVar("T")
+
+
+def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+    """``asyncio.run`` with an overall timeout, so a hung test fails instead of waiting for pytest-timeout."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@pytest.fixture(scope="session")
+def etcd_server() -> Iterator[EtcdServer]:
+    # No fsync: nothing kills this server, and 12,000-key tests stay fast. Crash tests use private_etcd.
+    with EtcdServer(unsafe_no_fsync=True) as server:
+        yield server
+
+
+@pytest.fixture
+def etcd_endpoint(etcd_server: EtcdServer) -> str:
+    return etcd_server.endpoint
+
+
+@pytest.fixture
+def etcd_settings(etcd_endpoint: str) -> EtcdSettings:
+    return EtcdSettings(endpoints=parse_endpoints(etcd_endpoint))
+
+
+@pytest.fixture
+def etcd_prefix(etcd_settings: EtcdSettings) -> Iterator[str]:
+    prefix = f"/t-{uuid.uuid4().hex[:12]}"
+    yield prefix
+
+    async def cleanup() -> None:
+        from coordinator.etcd_store import EtcdStore
+
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.delete_prefix(prefix + "/")
+            await store.delete(prefix)
+
+    run_coro(cleanup(), timeout=10)
+
+
+@pytest.fixture
+def private_etcd() -> Iterator[EtcdServer]:
+    with EtcdServer(unsafe_no_fsync=True) as server:
+        yield server
+
+
+@pytest.fixture
+def arun() -> Callable[..., Any]:
+    return run_coro
