@@ -1,0 +1,492 @@
+"""Start and stop a local Airflow 3.3 (api-server, scheduler, dag-processor) for the e2e tests and ``make demo``.
+
+Rules:
+1. Loopback only and deterministic: everything that matters is set in the children's environment
+   (:meth:`AirflowStack.environment`); inherited ``AIRFLOW__*``/``COORDINATOR_*`` variables are dropped so a
+   developer's own configuration cannot leak in. SQLite + LocalExecutor, parallelism 4, no examples.
+2. Each component is a child process in its own session (so its whole process group can be signalled), run with the
+   home as working directory and logging to ``<home>/logs/<component>.log``. The PIDs go to ``<home>/stack.json`` so
+   :func:`stop_recorded` in another process (``make down``) can stop them later.
+3. Stopping is by process group, never by name: TERM, a bounded wait, TERM again (LocalExecutor sometimes hangs on an
+   idle worker), then KILL. A recorded PID is only signalled if it still leads its own session and runs airflow.
+4. Nothing waits forever: a component that exits early or a REST API that does not come up raises
+   :class:`AirflowStackError` naming the log file and its last lines.
+5. Several stacks can run at once (multi-instance tests): each has its own home, database, port and JWT secret.
+6. REST calls here use the standard library: this is a launcher and test helper, not the watcher's Airflow client
+   (that is ``coordinator.airflow_api``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX
+
+log = logging.getLogger(__name__)
+
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "api-server": ("api-server",),  # host and port come from the environment
+    # The scheduler's log server would bind 0.0.0.0:8793, shared by every stack on the host: task logs are read
+    # from the shared home instead.
+    "scheduler": ("scheduler", "--skip-serve-logs"),
+    "dag-processor": ("dag-processor",),
+}
+STATE_FILE = "stack.json"
+_LOG_TAIL_LINES = 25
+# Stop: first TERM, then a second TERM, then KILL. Airflow normally exits within 2-5 s of the first TERM.
+_TERM_WAIT_S = 10.0
+_SECOND_TERM_WAIT_S = 5.0
+_KILL_WAIT_S = 3.0
+
+
+class AirflowStackError(RuntimeError):
+    """A component did not start, exited early, or Airflow's REST API refused a call."""
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the OS picks it; the small race before Airflow binds it is reported as a failed
+    start naming the api-server log)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class AirflowStack:
+    """One local Airflow. ``start()`` returns when the REST API answers and the scheduler is healthy."""
+
+    home: Path
+    dags_folder: Path
+    instance: str = DEFAULT_INSTANCE
+    etcd_endpoints: str = ""
+    prefix: str = DEFAULT_PREFIX
+    port: int = 0  # 0: pick a free one
+    username: str = "admin"
+    # 4 workers: the example pipelines are tiny; Airflow's default (32) pre-forks 32 processes.
+    parallelism: int = 4
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    python: str = sys.executable
+
+    def __post_init__(self) -> None:
+        self.home = self.home.resolve()
+        self.dags_folder = self.dags_folder.resolve()
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._token: str | None = None
+        self.password = ""
+        self.started_in_s: float | None = None
+
+    # ----- configuration -----
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    def log_file(self, component: str) -> Path:
+        return self.log_dir / f"{component}.log"
+
+    def environment(self) -> dict[str, str]:
+        """The environment of every Airflow process of this stack (also what a watcher needs: COORDINATOR_*)."""
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith(("AIRFLOW__", "COORDINATOR_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))
+        }
+        bin_dir = str(Path(self.python).parent)
+        env = {
+            **inherited,
+            # Airflow spawns helpers by name; the venv's bin must come first.
+            "PATH": bin_dir + os.pathsep + inherited.get("PATH", ""),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__API__HOST": "127.0.0.1",  # binds 0.0.0.0 otherwise
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__WORKERS": "1",  # one uvicorn worker is plenty locally and saves ~150 MiB per worker
+            "AIRFLOW__API__BASE_URL": self.url,
+            # Tasks call back here; without it they look for localhost:8080.
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            # New DAG files are seen after 5 s instead of 300 s; changed files re-parsed after 5 s instead of 30 s.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "5",
+            # The generated secret is short and makes Airflow warn; one per stack so tokens never cross stacks.
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secret("jwt_secret", 48),
+            # The coordinator plugin (installed in this environment) reads these.
+            "COORDINATOR_INSTANCE": self.instance,
+            "COORDINATOR_PREFIX": self.prefix,
+            "PIPELINE_OUTPUT_DIR": str(self.home / "output"),
+        }
+        if self.etcd_endpoints:
+            env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
+        env.update(self.extra_env)
+        return env
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "passwords.json"
+
+    def _secret(self, name: str, nbytes: int) -> str:
+        """A per-home secret kept in a file, so a restarted stack keeps its tokens and password."""
+        path = self.home / name
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(nbytes), encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    # ----- start / stop -----
+
+    def start(self, timeout_s: float = 120.0) -> Self:
+        """Migrate the database, start the three components and wait for REST health; stop everything on failure."""
+        begin = time.monotonic()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        if running := _recorded_alive(self.home):
+            raise AirflowStackError(
+                f"an Airflow from {self.home} is still running (pids {running}): stop it first (make down)"
+            )
+        if not self.port:
+            self.port = free_port()
+        self.password = self._secret("admin_password", 12)
+        # Written beforehand: Airflow generates passwords only for users missing from this file.
+        self.passwords_file.write_text(json.dumps({self.username: self.password}), encoding="utf-8")
+        self.passwords_file.chmod(0o600)
+        env = self.environment()
+        try:
+            self._run_once(("db", "migrate"), env, "db-migrate", timeout_s=min(timeout_s, 180.0))
+            for component, args in COMPONENTS.items():
+                self._spawn(component, args, env)
+            self._record()
+            self._wait_healthy(begin + timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in_s = time.monotonic() - begin
+        log.info("airflow stack up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
+        return self
+
+    def _run_once(self, args: tuple[str, ...], env: dict[str, str], name: str, timeout_s: float) -> None:
+        with self.log_file(name).open("wb") as out:
+            try:
+                done = subprocess.run(
+                    [self.python, "-m", "airflow", *args],
+                    env=env,
+                    cwd=self.home,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout_s,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise AirflowStackError(f"airflow {' '.join(args)} timed out after {timeout_s:.0f} s") from exc
+        if done.returncode != 0:
+            raise AirflowStackError(
+                f"airflow {' '.join(args)} exited with {done.returncode}; see {self.log_file(name)}:\n"
+                + self._tail(name)
+            )
+
+    def _spawn(self, component: str, args: tuple[str, ...], env: dict[str, str]) -> None:
+        with self.log_file(component).open("ab") as out:
+            self._procs[component] = subprocess.Popen(
+                [self.python, "-m", "airflow", *args],
+                env=env,
+                # The home, not the caller's directory: a stray *.egg-info there makes Airflow load plugins twice.
+                cwd=self.home,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stop() signals workers too
+            )
+
+    def _record(self) -> None:
+        state = {
+            "instance": self.instance,
+            "url": self.url,
+            "username": self.username,
+            "password_file": str(self.home / "admin_password"),
+            "pids": {name: proc.pid for name, proc in self._procs.items()},
+        }
+        tmp = self.home / f"{STATE_FILE}.tmp"
+        tmp.write_text(json.dumps(state, indent=2), encoding="utf-8")
+        tmp.replace(self.home / STATE_FILE)
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last = "no answer yet"
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise AirflowStackError(
+                        f"airflow {name} exited with {proc.returncode} during start; see {self.log_file(name)}:\n"
+                        + self._tail(name)
+                    )
+            try:
+                status, body = self._http("GET", "/api/v2/monitor/health", None, token=None, timeout_s=2.0)
+                if status == 200:
+                    scheduler = (body.get("scheduler") or {}).get("status")
+                    if scheduler == "healthy":
+                        return
+                    last = f"scheduler status {scheduler!r}"
+                else:
+                    last = f"HTTP {status}"
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise AirflowStackError(
+                    f"Airflow REST API at {self.url} not healthy in time ({last}); see {self.log_file('api-server')}:\n"
+                    + self._tail("api-server")
+                    + f"\nscheduler log: {self.log_file('scheduler')}"
+                )
+            time.sleep(0.25)
+
+    def stop(self) -> None:
+        """Stop every component this object started (by process group). Safe to call twice."""
+        groups = {proc.pid: proc for proc in self._procs.values()}
+        _stop_groups(groups)
+        self._procs.clear()
+        with contextlib.suppress(FileNotFoundError):
+            (self.home / STATE_FILE).unlink()
+        self._token = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def alive(self) -> dict[str, bool]:
+        return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def _tail(self, component: str) -> str:
+        try:
+            lines = self.log_file(component).read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+    # ----- REST -----
+
+    def _http(
+        self, method: str, path: str, body: Any, token: str | None, timeout_s: float
+    ) -> tuple[int, dict[str, Any]]:
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310  # http://127.0.0.1
+                raw = response.read()
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            status = exc.code
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError:
+            parsed = {"raw": raw.decode(errors="replace")}
+        return status, parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    def login(self) -> str:
+        status, body = self._http(
+            "POST", "/auth/token", {"username": self.username, "password": self.password}, None, 10.0
+        )
+        if status not in (200, 201) or "access_token" not in body:
+            raise AirflowStackError(f"login to {self.url} as {self.username} failed: HTTP {status} {body}")
+        self._token = str(body["access_token"])
+        return self._token
+
+    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+        """One authenticated REST call (``/api/v2/...``); logs in again once on 401/403. Returns (status, JSON)."""
+        token = self._token or self.login()
+        status, parsed = self._http(method, path, body, token, timeout_s)
+        if status in (401, 403):
+            status, parsed = self._http(method, path, body, self.login(), timeout_s)
+        return status, parsed
+
+    def _ok(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        status, parsed = self.request(method, path, body)
+        if status >= 300:
+            raise AirflowStackError(f"{method} {path} -> HTTP {status}: {parsed}")
+        return parsed
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 90.0) -> None:
+        """Wait until the dag-processor has parsed every DAG; the error lists missing DAGs and import errors."""
+        missing = set(dag_ids)
+        deadline = time.monotonic() + timeout_s
+        while missing:
+            for dag_id in sorted(missing):
+                status, _ = self.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
+                if status == 200:
+                    missing.discard(dag_id)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                _, errors = self.request("GET", "/api/v2/importErrors")
+                found = [
+                    f"{e.get('filename')}: {e.get('stack_trace', '')[-300:]}" for e in errors.get("import_errors", [])
+                ]
+                raise AirflowStackError(
+                    f"DAGs not parsed within {timeout_s:.0f} s: {', '.join(sorted(missing))}; import errors: "
+                    + ("; ".join(found) or "none")
+                    + f"; see {self.log_file('dag-processor')}"
+                )
+            time.sleep(0.5)
+
+    def unpause(self, dag_ids: Iterable[str]) -> None:
+        for dag_id in dag_ids:
+            self._ok("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
+
+    def trigger(
+        self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
+        return self._ok("POST", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
+
+    def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        # dry_run defaults to TRUE on this endpoint: without it nothing is cleared.
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
+        return self._ok("POST", path, {"dry_run": False})
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+        status, body = self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise AirflowStackError(f"GET {path} -> HTTP {status}: {body}")
+        return body
+
+    def wait_for_run(self, dag_id: str, run_id: str, states: Iterable[str], timeout_s: float = 60.0) -> dict[str, Any]:
+        """Poll a run until its state is one of ``states``; raise with the last state seen."""
+        wanted = set(states)
+        deadline = time.monotonic() + timeout_s
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline:
+            last = self.get_run(dag_id, run_id)
+            if last is not None and last.get("state") in wanted:
+                return last
+            time.sleep(0.2)
+        raise AirflowStackError(
+            f"run {dag_id}/{run_id} not in {sorted(wanted)} after {timeout_s:.0f} s: last seen "
+            f"{last.get('state') if last else 'missing'}"
+        )
+
+
+# ----- stopping by PID, also from another process -----
+
+
+def _group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in a process group; None-safe on systems without /proc."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command: state, ppid, pgrp, ...
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _stop_groups(groups: Mapping[int, subprocess.Popen[bytes] | None]) -> None:
+    """TERM every group, wait; TERM the rest again, wait; KILL what is left. Reaps our own children."""
+
+    def remaining() -> list[int]:
+        for proc in groups.values():
+            if proc is not None:
+                proc.poll()  # reap: a zombie leader would look alive to killpg
+        return [pgid for pgid in groups if _group_members(pgid)]
+
+    for sig, wait_s in (
+        (signal.SIGTERM, _TERM_WAIT_S),
+        (signal.SIGTERM, _SECOND_TERM_WAIT_S),
+        (signal.SIGKILL, _KILL_WAIT_S),
+    ):
+        alive = remaining()
+        if not alive:
+            return
+        if sig is signal.SIGKILL:
+            log.warning("airflow processes ignored TERM, killing process groups %s", alive)
+        for pgid in alive:
+            _signal_group(pgid, sig)
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline and remaining():
+            time.sleep(0.1)
+    if left := remaining():
+        log.error("airflow process groups still alive after KILL: %s", left)
+
+
+def _is_our_airflow(pid: int) -> bool:
+    """A recorded PID is only ours if it still leads its own session and (where visible) runs airflow."""
+    try:
+        if os.getsid(pid) != pid:
+            return False
+    except (ProcessLookupError, PermissionError):
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.exists():
+        try:
+            return b"airflow" in cmdline.read_bytes()
+        except OSError:
+            return False
+    return True
+
+
+def _recorded_alive(home: Path) -> list[int]:
+    try:
+        state = json.loads((home / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [int(pid) for pid in state.get("pids", {}).values() if _is_our_airflow(int(pid))]
+
+
+def stop_recorded(home: Path) -> list[int]:
+    """Stop the components recorded in ``<home>/stack.json`` by another process (``make down``); returns the PIDs."""
+    pids = _recorded_alive(home)
+    _stop_groups(dict.fromkeys(pids))
+    with contextlib.suppress(FileNotFoundError):
+        (home / STATE_FILE).unlink()
+    return pids

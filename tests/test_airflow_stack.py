@@ -1,0 +1,145 @@
+"""The local Airflow launcher's process handling and environment, with stand-in processes (no Airflow started)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coordinator.local import airflow_stack
+from coordinator.local.airflow_stack import STATE_FILE, AirflowStack, AirflowStackError, stop_recorded
+
+# A process group like an Airflow component's: a leader whose command line says "airflow", with a child of its own.
+LEADER = """
+import signal, subprocess, sys, time
+if "ignore-term" in sys.argv:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+print(child.pid, flush=True)
+time.sleep(120)
+"""
+
+
+@pytest.fixture
+def spawned() -> Iterator[list[int]]:
+    """PIDs started by a test (leaders and their children); killed afterwards whatever happened."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def start_group(spawned: list[int], *args: str, new_session: bool = True) -> tuple[int, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEADER, "airflow-stand-in", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=new_session,
+    )
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    spawned.extend((proc.pid, child))
+    return proc.pid, child
+
+
+def record(home: Path, **pids: int) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / STATE_FILE).write_text(json.dumps({"pids": pids}))
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def wait_gone(pid: int, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not alive(pid):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="the checks read /proc (Linux)")
+
+
+def test_stop_recorded_stops_the_whole_process_group(tmp_path: Path, spawned: list[int]) -> None:
+    """stop_recorded TERMs each recorded component's process group, children included, and forgets the PIDs."""
+    leader, child = start_group(spawned)
+    record(tmp_path, scheduler=leader)
+    assert stop_recorded(tmp_path) == [leader]
+    assert wait_gone(leader) and wait_gone(child)
+    assert not (tmp_path / STATE_FILE).exists()
+
+
+def test_stop_escalates_to_kill(tmp_path: Path, spawned: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A component that ignores TERM (a hung LocalExecutor) is killed after the second TERM's wait."""
+    monkeypatch.setattr(airflow_stack, "_TERM_WAIT_S", 0.3)
+    monkeypatch.setattr(airflow_stack, "_SECOND_TERM_WAIT_S", 0.3)
+    leader, child = start_group(spawned, "ignore-term")
+    time.sleep(0.2)  # let it install its handler
+    record(tmp_path, scheduler=leader)
+    started = time.monotonic()
+    assert stop_recorded(tmp_path) == [leader]
+    assert wait_gone(leader) and wait_gone(child)
+    assert time.monotonic() - started < 5
+
+
+def test_recorded_pid_that_is_not_ours_is_left_alone(tmp_path: Path, spawned: list[int]) -> None:
+    """A recorded PID that no longer leads its own session (PID reused by something else) is never signalled."""
+    leader, _ = start_group(spawned, new_session=False)
+    record(tmp_path, scheduler=leader)
+    assert stop_recorded(tmp_path) == []
+    assert alive(leader)
+
+
+def test_environment_is_loopback_and_ignores_inherited_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The children's environment binds 127.0.0.1, uses LocalExecutor, and drops inherited AIRFLOW__/COORDINATOR_."""
+    monkeypatch.setenv("AIRFLOW__CORE__EXECUTOR", "CeleryExecutor")
+    monkeypatch.setenv("AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION", "False")
+    monkeypatch.setenv("COORDINATOR_DEPS", "/somewhere/else.json")
+    tmp_path.mkdir(exist_ok=True)
+    stack = AirflowStack(home=tmp_path, dags_folder=tmp_path, instance="team_a", etcd_endpoints="http://127.0.0.1:1")
+    stack.port = 18080
+    env = stack.environment()
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__API__HOST"] == "127.0.0.1"
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18080/execution/"
+    assert "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION" not in env and "COORDINATOR_DEPS" not in env
+    assert (env["COORDINATOR_INSTANCE"], env["COORDINATOR_ETCD_ENDPOINTS"]) == ("team_a", "http://127.0.0.1:1")
+    assert len(env["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 32
+    # The secret is per home and stable across restarts of the same home.
+    assert (
+        AirflowStack(home=tmp_path, dags_folder=tmp_path).environment()["AIRFLOW__API_AUTH__JWT_SECRET"]
+        == (env["AIRFLOW__API_AUTH__JWT_SECRET"])
+    )
+
+
+def test_failed_start_names_the_log_file(tmp_path: Path) -> None:
+    """When a start step fails the error names its log file and nothing is left running."""
+    fake_python = tmp_path / "python"
+    fake_python.write_text("#!/bin/sh\necho 'no airflow here' >&2\nexit 3\n")
+    fake_python.chmod(0o755)
+    stack = AirflowStack(home=tmp_path / "home", dags_folder=tmp_path, python=str(fake_python))
+    with pytest.raises(AirflowStackError, match=r"db migrate exited with 3; see .*db-migrate\.log") as info:
+        stack.start(timeout_s=10)
+    assert "no airflow here" in str(info.value)
+    assert not (tmp_path / "home" / STATE_FILE).exists()
