@@ -26,8 +26,9 @@ log = logging.getLogger(__name__)
 def validate() -> str:
     """Log the partition and the conf inputs, work for a second, write this partition's marker file."""
     dag_run = get_current_context()["dag_run"]
-    # The partition is the logical date; runs without one (asset-triggered) are keyed by run id instead.
-    partition = dag_run.logical_date.isoformat() if dag_run.logical_date else f"run-{dag_run.run_id}"
+    # The partition is the logical date in the coordinator's form (UTC, "...Z"); runs without one are keyed by run id.
+    logical_date = dag_run.logical_date
+    partition = logical_date.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if logical_date else f"run-{dag_run.run_id}"
     conf = dag_run.conf or {}
     log.info(
         "dag_id=%s partition=%s clear_number=%s conf=%s", DAG_ID, partition, dag_run.clear_number, json.dumps(conf)

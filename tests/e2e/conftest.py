@@ -1,0 +1,63 @@
+"""End-to-end fixtures: ONE real Airflow 3.3 (api-server, scheduler, dag-processor; LocalExecutor) per session, with
+the coordinator plugin installed through its entry point, writing to the session's real etcd.
+
+- ``airflow_e2e`` (session): the running stack plus helpers (:class:`E2E`). DAGs: the repository's ``dags/``
+  (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs), all unpaused.
+  Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
+- ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
+- Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
+  ``start_watcher`` runs ``coordinator watch`` as a subprocess against this Airflow and etcd.
+- Partitions: Airflow allows ONE run per (DAG, logical date), and the session shares one Airflow, so every test takes
+  fresh partitions from ``new_partition()``.
+
+Nothing here imports Airflow: the test process talks to it over REST only.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from coordinator.local import EtcdServer
+from coordinator.local.airflow_stack import AirflowStack
+from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS
+
+
+@pytest.fixture(scope="session")
+def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """One Airflow for the session, its DAGs parsed and unpaused; stopped by PID at the end, even on failure."""
+    base = tmp_path_factory.mktemp("e2e")
+    dags = base / "dags"
+    dags.mkdir()
+    for source in [*sorted((REPO / "dags").glob("*.py")), *sorted(TEST_DAGS.glob("*.py"))]:
+        shutil.copy2(source, dags / source.name)
+    stack = AirflowStack(
+        home=base / "airflow",
+        dags_folder=dags,
+        etcd_endpoints=etcd_server.endpoint,
+        prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
+        # Unpausing 01_pipeline must not start a scheduled run nobody asked for.
+        extra_env={"PIPELINE_01_SCHEDULE": "none"},
+    )
+    try:
+        stack.start()
+        stack.wait_for_dags(ALL_DAGS)
+        stack.unpause(ALL_DAGS)
+        print(f"\nairflow e2e stack up in {stack.started_in_s:.1f} s at {stack.url} (home {stack.home})")
+        env = E2E(stack=stack, etcd_endpoint=etcd_server.endpoint, prefix=stack.prefix, work_dir=base)
+        yield env
+        env.stop_watchers()
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def e2e(airflow_e2e: E2E) -> Iterator[E2E]:
+    """The session's Airflow for one test; watchers started by the test are stopped afterwards."""
+    try:
+        yield airflow_e2e
+    finally:
+        airflow_e2e.stop_watchers()

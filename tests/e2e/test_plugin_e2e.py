@@ -1,0 +1,77 @@
+"""The listener plugin inside a real Airflow 3.3: run states reach etcd from the scheduler, reruns bump the attempt."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from coordinator.core.model import RunState
+from tests.e2e.harness import E2E
+
+pytestmark = pytest.mark.e2e
+
+
+def test_triggered_run_reaches_success_in_etcd(e2e: E2E) -> None:
+    """A run triggered over REST is recorded in etcd as success with its run id, attempt 0 and the plugin as source."""
+    partition, run_id = e2e.new_partition(), e2e.run_id("success")
+    started = time.monotonic()
+    e2e.stack.trigger("01_pipeline", run_id, partition, {"source": "e2e"})
+    record = e2e.wait_for_run_record(
+        "01_pipeline", partition, lambda r: r.state is RunState.SUCCESS and r.run_id == run_id, what="success"
+    )
+    elapsed = time.monotonic() - started
+    assert record.clear_number == 0
+    assert record.source == "airflow-plugin:default"
+    assert record.start_date is not None and record.end_date is not None
+    assert e2e.stack.wait_for_run("01_pipeline", run_id, ["success"], timeout_s=10)["state"] == "success"
+    # The task did its visible, idempotent piece of work for this partition.
+    marker = e2e.stack.home / "output" / "01_pipeline" / f"{partition.replace(':', '-')}.json"
+    assert json.loads(marker.read_text())["conf"] == {"source": "e2e"}
+    print(f"\ntrigger -> success in etcd: {elapsed:.2f} s")
+
+
+def test_clear_records_the_next_attempt(e2e: E2E) -> None:
+    """Clearing a finished run over REST reruns it, and etcd records the same run id with clear_number 1."""
+    partition, run_id = e2e.new_partition(), e2e.run_id("clear")
+    e2e.stack.trigger("02_pipeline", run_id, partition)
+    e2e.wait_for_run_record("02_pipeline", partition, lambda r: r.state is RunState.SUCCESS, what="first success")
+    _, first_revision = e2e.read_run("02_pipeline", partition)
+    started = time.monotonic()
+    e2e.stack.clear("02_pipeline", run_id)
+    e2e.wait_for_run_record("02_pipeline", partition, lambda r: r.clear_number == 1, what="with clear_number 1")
+    record = e2e.wait_for_run_record(
+        "02_pipeline",
+        partition,
+        lambda r: r.clear_number == 1 and r.state is RunState.SUCCESS,
+        what="success of attempt 1",
+    )
+    elapsed = time.monotonic() - started
+    _, second_revision = e2e.read_run("02_pipeline", partition)
+    assert record.run_id == run_id
+    assert second_revision > first_revision  # a new generation: dependents may rerun
+    print(f"\nclear -> attempt 1 success in etcd: {elapsed:.2f} s")
+
+
+def test_failed_run_is_recorded_as_failed(e2e: E2E) -> None:
+    """A DAG run that fails is recorded as failed (only success satisfies a dependency)."""
+    partition, run_id = e2e.new_partition(), e2e.run_id("failed")
+    e2e.stack.trigger("09_flaky", run_id, partition)
+    record = e2e.wait_for_run_record(
+        "09_flaky", partition, lambda r: r.state is RunState.FAILED and r.run_id == run_id, what="failed"
+    )
+    assert record.end_date is not None
+
+
+def test_report_task_and_listener_agree(e2e: E2E) -> None:
+    """ReportRunStateOperator writes success from the task; the listener's identical success is then skipped."""
+    partition, run_id = e2e.new_partition(), e2e.run_id("reported")
+    e2e.stack.trigger("e2e_reported", run_id, partition)
+    e2e.stack.wait_for_run("e2e_reported", run_id, ["success", "failed"], timeout_s=60)
+    record = e2e.wait_for_run_record("e2e_reported", partition, lambda r: r.state is RunState.SUCCESS, what="success")
+    _, revision = e2e.read_run("e2e_reported", partition)
+    assert record.source == "airflow-task:default", record
+    # Give the listener's own success hook time to arrive: it must not replace the task's record.
+    time.sleep(1.0)
+    assert e2e.read_run("e2e_reported", partition)[1] == revision
