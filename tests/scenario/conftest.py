@@ -136,7 +136,8 @@ class TcpProxy:
     """Forwards a local port to ``127.0.0.1:target_port``; :meth:`cut` drops every connection and refuses new ones
     until :meth:`restore`, so a client is disconnected while the server stays up and writable by the test."""
 
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int | None) -> None:
+        assert target_port is not None
         self.target_port = target_port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self._listener.settimeout(0.1)
@@ -298,6 +299,7 @@ class Stack:
         self.deps.write_text((ROOT / "dependencies.json").read_text(encoding="utf-8"), encoding="utf-8")
         self.fake = FakeAirflow(PIPELINE, on_state=self._on_state, queue_delay_s=0.01, run_duration_s=0.05)
         self.watchers: list[WatcherProc] = []
+        self._cleanups: list[Callable[[], object]] = []
         self._cli_count = itertools.count()
 
     # -- plumbing --------------------------------------------------------------------------------------------
@@ -322,8 +324,14 @@ class Stack:
         env.update({key: str(value) for key, value in extra.items()})
         return env
 
+    def add_cleanup(self, fn: Callable[[], object]) -> None:
+        """Run ``fn`` at teardown, after every watcher stopped."""
+        self._cleanups.append(fn)
+
     def close(self, *, failed: bool) -> None:
         codes = {w.log_path.name: w.stop() for w in self.watchers}
+        for fn in reversed(self._cleanups):
+            fn()
         self.fake.stop()
         if failed:
             for w in self.watchers:
