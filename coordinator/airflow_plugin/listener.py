@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from coordinator.airflow_plugin.writer import get_writer, record_dag_run
+from coordinator.airflow_plugin.writer import current_writer, record_dag_run
 from coordinator.core.model import RunState
 
 # How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).
@@ -38,9 +38,11 @@ class CoordinatorListener:
 
     @hookimpl
     def before_stopping(self, component: Any) -> None:
-        """Give records queued by this process a short chance to reach etcd before the component stops."""
+        """Give records queued by this process a short chance to reach etcd before the component stops.
+
+        Also called at the end of every task process (which recorded nothing): it must stay a no-op there."""
         try:
-            writer = get_writer()
+            writer = current_writer()
             if writer is not None and writer.stats.submitted:
                 writer.flush(STOP_FLUSH_S)
         except Exception:  # pragma: no cover - flush does not raise; never into Airflow's shutdown anyway

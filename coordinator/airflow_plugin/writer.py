@@ -198,6 +198,19 @@ class BackgroundWriter:
         self._stopping.set()
         self._wake()
         self._thread.join(min(timeout_s, 1.0))
+        st = self.stats
+        log.info(
+            "coordinator: etcd writer stopped submitted=%d delivered=%d skipped=%d dropped=%d failed=%d retries=%d "
+            "no_logical_date=%d unrecordable=%d",
+            st.submitted,
+            st.delivered,
+            st.skipped,
+            st.dropped,
+            st.failed,
+            st.retries,
+            st.no_logical_date,
+            st.unrecordable,
+        )
         return done
 
     def _flush_at_exit(self, pid: int) -> None:
@@ -376,6 +389,12 @@ def get_writer() -> Writer | None:
                 _config_error = str(exc)
                 log.error("coordinator: plugin disabled, run states are NOT recorded: %s", exc)
         return _writer
+
+
+def current_writer() -> Writer | None:
+    """The process's writer if one was created; never creates one (for shutdown hooks of processes that wrote
+    nothing, such as every task process)."""
+    return _writer
 
 
 def install_writer(writer: Writer | None) -> Writer | None:

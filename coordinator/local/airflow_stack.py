@@ -60,6 +60,10 @@ class AirflowStackError(RuntimeError):
     """A component did not start, exited early, or Airflow's REST API refused a call."""
 
 
+class AirflowUnreachable(AirflowStackError):
+    """The REST API did not answer (connection refused, timeout): polling loops retry these until their deadline."""
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1 (the OS picks it; the small race before Airflow binds it is reported as a failed
     start naming the api-server log)."""
@@ -323,11 +327,16 @@ class AirflowStack:
         return self._token
 
     def request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
-        """One authenticated REST call (``/api/v2/...``); logs in again once on 401/403. Returns (status, JSON)."""
-        token = self._token or self.login()
-        status, parsed = self._http(method, path, body, token, timeout_s)
-        if status in (401, 403):
-            status, parsed = self._http(method, path, body, self.login(), timeout_s)
+        """One authenticated REST call (``/api/v2/...``); logs in again once on 401/403. Returns (status, JSON).
+
+        Raises AirflowUnreachable when the API does not answer within ``timeout_s``."""
+        try:
+            token = self._token or self.login()
+            status, parsed = self._http(method, path, body, token, timeout_s)
+            if status in (401, 403):
+                status, parsed = self._http(method, path, body, self.login(), timeout_s)
+        except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
+            raise AirflowUnreachable(f"{method} {self.url}{path}: {exc}") from exc
         return status, parsed
 
     def _ok(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
@@ -342,9 +351,10 @@ class AirflowStack:
         deadline = time.monotonic() + timeout_s
         while missing:
             for dag_id in sorted(missing):
-                status, _ = self.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
-                if status == 200:
-                    missing.discard(dag_id)
+                with contextlib.suppress(AirflowUnreachable):  # a loaded machine: keep polling until the deadline
+                    status, _ = self.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
+                    if status == 200:
+                        missing.discard(dag_id)
             if not missing:
                 return
             if time.monotonic() > deadline:
@@ -389,9 +399,10 @@ class AirflowStack:
         deadline = time.monotonic() + timeout_s
         last: dict[str, Any] | None = None
         while time.monotonic() < deadline:
-            last = self.get_run(dag_id, run_id)
-            if last is not None and last.get("state") in wanted:
-                return last
+            with contextlib.suppress(AirflowUnreachable):
+                last = self.get_run(dag_id, run_id)
+                if last is not None and last.get("state") in wanted:
+                    return last
             time.sleep(0.2)
         raise AirflowStackError(
             f"run {dag_id}/{run_id} not in {sorted(wanted)} after {timeout_s:.0f} s: last seen "
