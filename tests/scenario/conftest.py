@@ -425,6 +425,15 @@ class Stack:
         wait_for(lambda: self.succeeded(dag, partition, attempt), f"{dag} attempt {attempt} success for {partition}",
                  timeout)  # fmt: skip
 
+    def wait_confirmed(self, partition: str, dags: tuple[str, ...] = DOWNSTREAM, timeout: float = TIMEOUT) -> None:
+        """Until every DAG's ledger entry for ``partition`` is done (an Airflow call may still be hanging when the
+        cascade is already over: a lost response is only noticed at the client's timeout)."""
+
+        def confirmed() -> bool:
+            return all((self.ledger(dag, partition) or {}).get("status") == "done" for dag in dags)
+
+        wait_for(confirmed, f"every trigger for {partition} confirmed", timeout)
+
     def activity(self) -> tuple[int, int, int]:
         return (self.etcd.revision(), sum(self.fake.calls(ep) for ep in _ENDPOINTS), len(self.fake.executions()))
 

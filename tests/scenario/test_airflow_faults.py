@@ -30,6 +30,7 @@ def test_errors_timeouts_and_lost_responses_never_duplicate_a_run(stack: Stack) 
     fake.delay_next(1, 2.0, endpoint="trigger", dag_id=LAST, after=True)
     stack.trigger_root(p)
     stack.wait_success(LAST, p)
+    stack.wait_confirmed(p)
     stack.settle()
     stack.assert_once(p)
     stack.assert_order(p)
@@ -42,12 +43,12 @@ def test_errors_timeouts_and_lost_responses_never_duplicate_a_run(stack: Stack) 
     fake.fail_next(1, 500, endpoint="clear", dag_id=LAST)
     fake.clear_run(ROOT_DAG, f"scheduled__{p}")
     stack.wait_success(LAST, p, attempt=1)
+    stack.wait_confirmed(p)
     stack.settle()
     stack.assert_once(p, clears=1)
     stack.assert_order(p, attempt=1)
     for dag in DOWNSTREAM:
         assert (fake.creates(dag), fake.clears(dag)) == (1, 1), dag
-        assert stack.ledger(dag, p)["status"] == "done"  # type: ignore[index]
 
     for status in ("500", "503", "429", "502"):
         assert watcher.lines(rf"airflow request failed .*status={status}"), f"no {status} in the log"
@@ -75,6 +76,7 @@ def test_missing_dag_is_reported_retried_slowly_then_triggered(stack: Stack) -> 
 
     stack.fake.set_missing("03_pipeline", False)
     stack.wait_success(LAST, p)
+    stack.wait_confirmed(p)
     stack.settle()
     stack.assert_once(p)
     stack.assert_order(p)
