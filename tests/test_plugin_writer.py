@@ -413,11 +413,10 @@ def test_forked_child_gets_its_own_writer(
     arun: Any,
     tmp_path: Path,
 ) -> None:
-    """After a fork the child's hook queues to a new thread of its own without blocking; the parent keeps writing.
-
-    (Delivery from the child is not asserted: gRPC cannot be used in a child forked while the parent's gRPC threads
-    were active. In Airflow only the scheduler and the api-server fire these hooks, and neither forks afterwards.)
-    """
+    """After a fork the child's hook queues to a new thread of its own without blocking; the parent keeps writing."""
+    # Delivery from the child is not asserted: gRPC cannot be used in a child forked while the parent's gRPC threads
+    # were active. In Airflow only the scheduler and the api-server fire these hooks, and neither forks afterwards
+    # (LocalExecutor forks its workers at start, before the first hook, and workers never fire dag-run hooks).
     writer = make_writer(config_for(etcd_endpoint, etcd_prefix))
     record_dag_run(FakeRun(dag_id="03_pipeline"), RunState.SUCCESS)
     assert writer.flush(10)
