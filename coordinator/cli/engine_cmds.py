@@ -256,18 +256,16 @@ def backfill(
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
 
-    async def main() -> list[str]:
-        async with await EtcdStore.connect(settings.etcd()) as store:
-            snap = await store.snapshot(settings.keys.runs)
-            view = View(settings.keys)
-            view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-            parts = sorted({p for (n, p) in view.runs if n in sources and lo <= partition_datetime(p) <= hi})
-            if not dry_run:
-                for p in parts:
-                    await store.put(settings.keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"), b"{}")
-            return parts
+    view = run_async(lambda: _read_view(settings))
+    parts = sorted({p for (n, p) in view.runs if n in sources and lo <= partition_datetime(p) <= hi})
 
-    parts = run_async(main)
+    async def request() -> None:
+        async with await EtcdStore.connect(settings.etcd()) as store:
+            for p in parts:
+                await store.put(settings.keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"), b"{}")
+
+    if not dry_run:
+        run_async(request)
     verb = "would request" if dry_run else "requested"
     out.print(
         f"{verb} backfill of {node} for {len(parts)} partition(s)" + (f": {parts[0]} .. {parts[-1]}" if parts else "")
