@@ -336,7 +336,18 @@ class Stack:
         if failed:
             for w in self.watchers:
                 print(f"\n===== {w.log_path.name} (pid {w.pid}, exit {codes[w.log_path.name]}) =====\n{w.tail(60)}")
+            self._dump_etcd()
         assert not self.fake.callback_errors, f"on_state failed: {self.fake.callback_errors!r}"
+
+    def _dump_etcd(self, limit: int = 120) -> None:
+        try:
+            items = self.etcd.items(self.prefix + "/")
+        except OSError as exc:
+            print(f"\n===== etcd unreadable: {exc}")
+            return
+        print(f"\n===== etcd under {self.prefix}/ ({len(items)} keys) =====")
+        for key, value in list(items.items())[:limit]:
+            print(f"{key} = {value[:200].decode(errors='replace')}")
 
     # -- watchers and commands ---------------------------------------------------------------------------------
 

@@ -45,7 +45,7 @@ class Chaos:
             if mode == "random":
                 time.sleep(self.rng.uniform(0.0, 0.4))
             elif mode == "after_intent":
-                self._wait_next_intent(partition)
+                self._wait_next_intent(partition, attempt)
                 time.sleep(self.rng.uniform(0.0, 0.05))
             else:
                 self.stack.fake.delay_next(1, 0.4, endpoint=endpoint, after=True)
@@ -54,13 +54,14 @@ class Chaos:
             self.modes[mode] += 1
             self.watcher = self.stack.start_watcher(f"k{self.kills}", ttl=TTL)
 
-    def _done(self, partition: str, attempt: int = 0) -> bool:
+    def _done(self, partition: str, attempt: int) -> bool:
         return self.stack.succeeded(LAST, partition, attempt) or not self.watcher.alive
 
-    def _wait_next_intent(self, partition: str) -> None:
+    def _wait_next_intent(self, partition: str, attempt: int) -> None:
         seen = len(self.watcher.lines(r"actuator\.intent"))
         wait_for(
-            lambda: len(self.watcher.lines(r"actuator\.intent")) > seen or self._done(partition), "the next intent"
+            lambda: len(self.watcher.lines(r"actuator\.intent")) > seen or self._done(partition, attempt),
+            "the next intent",
         )
 
     def _wait_effect_unconfirmed(self, partition: str, attempt: int) -> None:
