@@ -213,7 +213,7 @@ class Demo:
             raise DemoError(port_busy_message(port, "the Airflow UI and API", "DEMO_AIRFLOW_PORT"))
         stack = self._stack(etcd, port)
         first = not (home / "airflow.db").exists()
-        what = "first time ~40 s: database, api-server, scheduler, dag-processor" if first else "~25 s"
+        what = "first time up to ~40 s: database, api-server, scheduler, dag-processor" if first else "~15-25 s"
         begin = time.monotonic()
         with step(self.console, f"starting Airflow on {stack.url} ({what})"):
             try:
@@ -306,8 +306,21 @@ class Demo:
 
     # ----- the stories -----
 
+    def preflight(self) -> None:
+        """Fail before starting anything when a port a missing component needs is taken (rule 4)."""
+        needed = []
+        rec = self.state.etcd
+        if not (rec and process_matches(rec.pid, str(self.layout.etcd_data))):
+            needed += [("DEMO_ETCD_PORT", "etcd"), ("DEMO_ETCD_PEER_PORT", "etcd")]
+        if not any(process_matches(pid, "airflow") for pid in self._airflow_pids().values()):
+            needed.append(("DEMO_AIRFLOW_PORT", "the Airflow UI and API"))
+        for variable, what in needed:
+            if port_in_use(port := port_setting(variable)):
+                raise DemoError(port_busy_message(port, what, variable))
+
     def ensure_all(self) -> tuple[EtcdRecord, AirflowStack]:
         begin = time.monotonic()
+        self.preflight()
         self.layout.root.mkdir(parents=True, exist_ok=True)
         etcd = self.ensure_etcd()
         stack = self.ensure_airflow(etcd)

@@ -226,40 +226,65 @@ def test_down_never_signals_a_recycled_pid(project: Path, capsys: pytest.Capture
         stranger.wait()
 
 
-def test_up_refuses_a_busy_etcd_port_before_starting_anything(
-    project: Path, listener: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("variable", "what"),
+    [
+        ("DEMO_ETCD_PORT", "etcd"),
+        ("DEMO_ETCD_PEER_PORT", "etcd"),
+        ("DEMO_AIRFLOW_PORT", "the Airflow UI and API"),
+    ],
+    ids=["etcd-client", "etcd-peer", "airflow"],
+)
+def test_up_refuses_a_busy_port_before_starting_anything(
+    project: Path,
+    listener: int,
+    variable: str,
+    what: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A busy etcd port fails `make demo` at once, naming the port and DEMO_ETCD_PORT."""
-    monkeypatch.setenv("DEMO_ETCD_PORT", str(listener))
+    """A busy port fails `make demo` at once, naming the port, its use and the variable that moves it."""
+    for other in ("DEMO_ETCD_PORT", "DEMO_ETCD_PEER_PORT", "DEMO_AIRFLOW_PORT"):
+        monkeypatch.setenv(other, str(_free_port()))
+    monkeypatch.setenv(variable, str(listener))
     assert main(["up"], project=project) == 1
     out = capsys.readouterr().out
-    assert f"port 127.0.0.1:{listener} (for etcd) is already in use" in out
-    assert "DEMO_ETCD_PORT=" in out
+    assert f"port 127.0.0.1:{listener} (for {what}) is already in use" in out
+    assert f"{variable}={listener + 10} make demo" in out
+    assert "starting" not in out
     assert not Layout(project).etcd_data.exists()
 
 
-def test_up_stops_at_a_busy_airflow_port_and_down_stops_its_etcd(
-    project: Path, listener: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+def test_etcd_outlives_the_command_that_started_it_until_down(
+    project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """etcd starts (and says so), the busy Airflow port is reported, and `down` stops etcd by PID, freeing its ports."""
+    """The demo's etcd keeps running after `make demo` exits; `make down` stops it by PID and frees its ports."""
     client, peer = _free_port(), _free_port()
     monkeypatch.setenv("DEMO_ETCD_PORT", str(client))
     monkeypatch.setenv("DEMO_ETCD_PEER_PORT", str(peer))
-    monkeypatch.setenv("DEMO_AIRFLOW_PORT", str(listener))
     layout = Layout(project)
+    starter = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rich.console import Console\n"
+        "from coordinator.demo import Demo\n"
+        "from coordinator.demo_state import Layout\n"
+        "Demo(Layout(Path(sys.argv[1])), Console()).ensure_etcd()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", starter, str(project)], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"starting etcd on 127.0.0.1:{client} ... ok" in done.stdout
     try:
-        assert main(["up"], project=project) == 1
-        out = capsys.readouterr().out
-        assert f"starting etcd on 127.0.0.1:{client} ... ok" in out
-        assert "(for the Airflow UI and API) is already in use" in out
         state = load_state(layout)
-        assert state.etcd is not None and process_matches(state.etcd.pid, str(layout.etcd_data))
+        assert state.etcd is not None
         pid = state.etcd.pid
+        assert process_matches(pid, str(layout.etcd_data)), "etcd died with the interpreter that started it"
         assert port_in_use(client)
     finally:
         assert main(["down"], project=project) == 0
-    out = capsys.readouterr().out
-    assert f"stopped etcd (pid {pid}: term)" in out
+    assert f"stopped etcd (pid {pid}: term)" in capsys.readouterr().out
     assert not process_matches(pid, str(layout.etcd_data))
     assert not port_in_use(client) and not port_in_use(peer)
     assert main(["down"], project=project) == 0
