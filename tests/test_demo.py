@@ -267,9 +267,9 @@ def test_etcd_outlives_the_command_that_started_it_until_down(
         "import sys\n"
         "from pathlib import Path\n"
         "from rich.console import Console\n"
-        "from coordinator.demo import Demo\n"
+        "from coordinator.demo_stack import DemoStack\n"
         "from coordinator.demo_state import Layout\n"
-        "Demo(Layout(Path(sys.argv[1])), Console()).ensure_etcd()\n"
+        "DemoStack(Layout(Path(sys.argv[1])), Console()).ensure_etcd()\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", starter, str(project)], capture_output=True, text=True, timeout=60, check=False
@@ -293,9 +293,18 @@ def test_etcd_outlives_the_command_that_started_it_until_down(
 
 
 def test_commands_other_than_down_need_the_repository_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Run from elsewhere, `up` says where to run it instead of failing later."""
-    assert main(["up"], project=tmp_path) == 2
+    """Run from elsewhere, `up` says where to run it instead of failing later; `down` works anywhere."""
+    assert main(["up"], project=tmp_path) == 1
     assert "run from the repository root" in capsys.readouterr().out
+    assert main(["down"], project=tmp_path) == 0
+
+
+def test_an_invalid_dependencies_file_is_one_message(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A broken dependencies.json stops the demo with the loader's problems, not a traceback."""
+    (project / "dependencies.json").write_text('{"02_pipeline": ["01_pipeline", 3]}')
+    assert main(["up"], project=project) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("error: ") and "dependencies.json" in out and "Traceback" not in out
 
 
 # ----- live rows -----
