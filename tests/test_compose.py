@@ -8,6 +8,7 @@ each other consistently. The retention script of docs/operations.md is run as pr
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -33,7 +34,9 @@ from coordinator.settings import Settings
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yaml"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
-CONFIG_YML = Path(__import__("importlib").util.find_spec("airflow").origin).parent / "config_templates" / "config.yml"
+_AIRFLOW = importlib.util.find_spec("airflow")  # located, not imported: importing Airflow writes an airflow.cfg
+assert _AIRFLOW is not None and _AIRFLOW.origin, "these tests need the airflow extra (make installs it)"
+CONFIG_YML = Path(_AIRFLOW.origin).parent / "config_templates" / "config.yml"
 MIN_ETCD = (3, 5, 3)  # 3.5.0-3.5.2: upstream data-inconsistency advisory
 #: Variables that are neither COORDINATOR_* nor AIRFLOW__*: each with the reason it is legitimate.
 OTHER_VARIABLES = {
