@@ -9,26 +9,55 @@ import os
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_partition, parse_run_record
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    TriggerRecord,
+    canonical_partition,
+    parse_run_record,
+    parse_trigger_record,
+)
+from coordinator.core.spec import load_spec
+from coordinator.core.view import Activation
 from coordinator.etcd_store import EtcdStore
-from coordinator.local.airflow_stack import AirflowStack
+from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 from coordinator.settings import EtcdSettings, parse_endpoints
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_DAGS = Path(__file__).resolve().parent / "dags"
 PIPELINES = [f"0{i}_pipeline" for i in range(1, 8)]
 FAILURE_DAGS = ["08_on_failure", "09_flaky"]
-TEST_ONLY_DAGS = ["e2e_reported"]
+# e2e_dependent: a plain one-task DAG the scenarios use as a normal dependent (of 09_flaky, of another instance).
+TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
+
+
+#: The graph every single-instance cascade scenario runs with (extended form): the seven pipelines of
+#: dependencies.json, plus 09_flaky's failure handler and a normal dependent of 09_flaky. One graph for all of them,
+#: so a scenario never re-dates another's DAGs (a changed definition only applies to later upstream successes).
+SESSION_GRAPH: dict[str, Any] = {
+    "version": 1,
+    "dags": {
+        **{dag: {"upstreams": "01_pipeline"} for dag in PIPELINES[1:5]},
+        "06_pipeline": {"upstreams": PIPELINES[1:5]},
+        "07_pipeline": {"upstreams": "06_pipeline"},
+        "08_on_failure": {"on_failure_of": "09_flaky"},
+        "e2e_dependent": {"upstreams": "09_flaky"},
+    },
+}
 
 
 def _run_coro(coro: Any, timeout: float = 30.0) -> Any:
@@ -36,6 +65,69 @@ def _run_coro(coro: Any, timeout: float = 30.0) -> Any:
         return await asyncio.wait_for(coro, timeout)
 
     return asyncio.run(bounded())
+
+
+def wait_for(probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2) -> T:
+    """Poll ``probe`` until it returns something other than None/False; fail naming ``what`` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if result is not None and result is not False:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class DagRun:
+    """One DAG run as Airflow's REST API reports it (dates parsed; ``clear_number`` is not exposed over REST)."""
+
+    dag_id: str
+    run_id: str
+    state: str
+    logical_date: datetime | None
+    queued_at: datetime | None
+    start_date: datetime | None
+    end_date: datetime | None
+    conf: Mapping[str, Any]
+
+    @classmethod
+    def from_rest(cls, body: Mapping[str, Any]) -> DagRun:
+        return cls(
+            dag_id=body["dag_id"],
+            run_id=body["dag_run_id"],
+            state=body["state"],
+            logical_date=parse_time(body.get("logical_date")),
+            queued_at=parse_time(body.get("queued_at")),
+            start_date=parse_time(body.get("start_date")),
+            end_date=parse_time(body.get("end_date")),
+            conf=body.get("conf") or {},
+        )
+
+
+def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
+    """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
+    query = urllib.parse.urlencode({"logical_date_gte": partition, "logical_date_lte": partition, "limit": 100})
+    path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?{query}"
+    for attempt in range(3):  # the API of a loaded machine may time out once; a read is safe to repeat
+        try:
+            status, body = stack.request("GET", path)
+            break
+        except AirflowUnreachable:
+            if attempt == 2:
+                raise
+            time.sleep(1.0)
+    if status != 200:
+        raise AirflowStackError(f"GET {path} -> HTTP {status}: {body}")
+    runs = [DagRun.from_rest(item) for item in body.get("dag_runs", [])]
+    # The filter is the contract under test's foundation: if Airflow ignored it, every run would come back.
+    assert all(r.logical_date == datetime.fromisoformat(partition) for r in runs), (dag_id, partition, runs)
+    return runs
 
 
 @dataclass
@@ -90,12 +182,13 @@ class E2E:
         predicate: Callable[[RunRecord], bool],
         timeout_s: float = 60.0,
         what: str = "",
+        instance: str | None = None,
     ) -> RunRecord:
         """Poll the run-state key until ``predicate`` holds; the failure names the last record seen."""
         deadline = time.monotonic() + timeout_s
         record: RunRecord | None = None
         while time.monotonic() < deadline:
-            record, _ = self.read_run(dag_id, partition)
+            record, _ = self.read_run(dag_id, partition, instance)
             if record is not None and predicate(record):
                 return record
             time.sleep(0.1)
@@ -103,6 +196,54 @@ class E2E:
             f"{dag_id} {partition}: no record {what} within {timeout_s:.0f} s; last: {record!r}; "
             f"scheduler log: {self.stack.log_file('scheduler')}"
         )
+
+    def read_ledger(self, dag_id: str, partition: str, instance: str | None = None) -> TriggerRecord | None:
+        """The trigger ledger entry of a DAG and partition (what the coordinator last decided), None when absent."""
+        key = self.keys.trigger_key(NodeId(instance or self.stack.instance, dag_id), partition)
+
+        async def go() -> bytes | None:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                kv = await store.get(key)
+            return None if kv is None else kv.value
+
+        raw = _run_coro(go())
+        if raw is None:
+            return None
+        record, problem = parse_trigger_record(raw)
+        assert record is not None, f"{key}: {problem}"
+        return record
+
+    def revisions(self, prefix: str) -> dict[str, int]:
+        """key -> mod revision of every key under ``prefix`` (e.g. ``self.keys.triggers``)."""
+
+        async def go() -> dict[str, int]:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                snap = await store.snapshot(prefix)
+            return {kv.key: kv.mod_revision for kv in snap.kvs}
+
+        result: dict[str, int] = _run_coro(go())
+        return result
+
+    def read_key(self, key: str) -> bytes | None:
+        async def go() -> bytes | None:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                kv = await store.get(key)
+            return None if kv is None else kv.value
+
+        result: bytes | None = _run_coro(go())
+        return result
+
+    # ----- Airflow REST -----
+
+    def runs(self, dag_id: str, partition: str, stack: AirflowStack | None = None) -> list[DagRun]:
+        """Every run of ``dag_id`` for ``partition`` in this (or the given) Airflow."""
+        return runs_for(stack or self.stack, dag_id, partition)
+
+    def only_run(self, dag_id: str, partition: str, stack: AirflowStack | None = None) -> DagRun:
+        """The one run of ``dag_id`` for ``partition``; fails if there is none or more than one."""
+        found = self.runs(dag_id, partition, stack)
+        assert len(found) == 1, f"{dag_id} {partition}: expected exactly one run, found {found}"
+        return found[0]
 
     # ----- watcher (for the cascade scenarios) -----
 
@@ -122,8 +263,13 @@ class E2E:
             COORDINATOR_AIRFLOW_URL=self.stack.url,
             COORDINATOR_AIRFLOW_USERNAME=self.stack.username,
             COORDINATOR_AIRFLOW_PASSWORD=self.stack.password,
-            **extra,
+            # One Airflow call at a time: the e2e Airflow runs on SQLite, where a few concurrent REST writes (four
+            # triggers at once) wait on each other's locks for 5-15 s and some fail with HTTP 500 "database is
+            # locked". The coordinator survives that (retries, 409 read-back), but it makes cascade timings
+            # meaningless; production Airflow databases do not serialise writers like this.
+            COORDINATOR_MAX_CONCURRENT_ACTIONS="1",
         )
+        env.update(extra)
         return env
 
     def start_watcher(self, deps: Path, *args: str, name: str = "watcher", **env: str) -> subprocess.Popen[bytes]:
@@ -141,6 +287,19 @@ class E2E:
             )
         self._watchers.append(proc)
         return proc
+
+    def wait_for_leader(self, deps: Path, watcher_id: str, timeout_s: float = 30.0) -> None:
+        """Wait until watcher ``watcher_id`` leads and has adopted the graph of ``deps`` (so the DAGs' definitions
+        are active before the scenario makes anything happen: a definition only applies to later successes)."""
+        digest = load_spec(deps).digest
+
+        def ready() -> bool:
+            if self.read_key(self.keys.leader) != watcher_id.encode():
+                return False
+            raw = self.read_key(self.keys.config_key("graph"))
+            return raw is not None and Activation.model_validate_json(raw).digest == digest
+
+        wait_for(ready, timeout_s, f"watcher {watcher_id} to lead with graph {digest} of {deps.name}")
 
     def stop_watchers(self, timeout_s: float = 10.0) -> None:
         """TERM every watcher this object started, then KILL what did not exit."""
