@@ -47,6 +47,12 @@ FAN_IN = PIPELINE[1:5]
 JOIN = PIPELINE[5]
 LAST = PIPELINE[6]
 DOWNSTREAM = PIPELINE[1:]
+#: The project's example graph (dependencies.json at the root), in the proof of concept's shorthand.
+SEVEN_DAGS: dict[str, Any] = {
+    **{dag: ROOT_DAG for dag in FAN_IN},
+    JOIN: list(FAN_IN),
+    LAST: JOIN,
+}
 #: Generous: other suites may load the 2-core machine; every wait returns as soon as its condition holds.
 TIMEOUT = 30.0
 #: No etcd write, Airflow request or run transition for this long: the system has settled.
@@ -296,7 +302,7 @@ class Stack:
         self.keys = KeyLayout(prefix)
         self.etcd = EtcdHttp(endpoint)
         self.deps = tmp_path / "dependencies.json"
-        self.deps.write_text((ROOT / "dependencies.json").read_text(encoding="utf-8"), encoding="utf-8")
+        self.set_deps(SEVEN_DAGS)
         self.fake = FakeAirflow(PIPELINE, on_state=self._on_state, queue_delay_s=0.01, run_duration_s=0.05)
         self.watchers: list[WatcherProc] = []
         self._cleanups: list[Callable[[], object]] = []
@@ -329,14 +335,17 @@ class Stack:
         self._cleanups.append(fn)
 
     def close(self, *, failed: bool) -> None:
-        codes = {w.log_path.name: w.stop() for w in self.watchers}
-        for fn in reversed(self._cleanups):
-            fn()
-        self.fake.stop()
-        if failed:
-            for w in self.watchers:
-                print(f"\n===== {w.log_path.name} (pid {w.pid}, exit {codes[w.log_path.name]}) =====\n{w.tail(60)}")
-            self._dump_etcd()
+        """Stop every watcher (by PID), run the cleanups, stop the fake; on failure print logs and etcd."""
+        with contextlib.ExitStack() as stack:
+            stack.callback(self.fake.stop)
+            for fn in self._cleanups:
+                stack.callback(fn)
+            codes = {w.log_path.name: w.stop() for w in self.watchers}
+            if failed:
+                for w in self.watchers:
+                    print(f"\n===== {w.log_path.name} (pid {w.pid}, exit {codes[w.log_path.name]}) =====\n"
+                          f"{w.tail(60)}")  # fmt: skip
+                self._dump_etcd()
         assert not self.fake.callback_errors, f"on_state failed: {self.fake.callback_errors!r}"
 
     def _dump_etcd(self, limit: int = 120) -> None:
@@ -376,7 +385,9 @@ class Stack:
             watcher.wait_log(r"view\.loaded")
         return watcher
 
-    def cli(self, *args: str, airflow: bool = False, check: bool = True, timeout: float = 60.0) -> Any:
+    def cli(
+        self, *args: str, airflow: bool = False, check: bool = True, timeout: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``coordinator <args>`` against this stack; returns the CompletedProcess (text)."""
         cmd = [sys.executable, "-m", "coordinator.cli", *args, "--etcd", self.endpoint, "--prefix", self.prefix,
                "--deps", str(self.deps)]  # fmt: skip

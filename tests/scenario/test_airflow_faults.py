@@ -16,8 +16,7 @@ def row(stack: Stack, partition: str, dag: str) -> dict[str, object]:
 
 
 def test_errors_timeouts_and_lost_responses_never_duplicate_a_run(stack: Stack) -> None:
-    """500/503 answers, hung requests and lost responses on creates and clears: every DAG is created once and cleared
-    once, and the errors are in the watcher log."""
+    """500/502/503/429 answers, hung requests and lost responses: each DAG created once, cleared once; errors logged."""
     p = new_partition()
     # 1 s Airflow timeout so that 2 s delays are timeouts.
     watcher = stack.start_watcher(COORDINATOR_AIRFLOW_TIMEOUT_S="1")
@@ -57,8 +56,7 @@ def test_errors_timeouts_and_lost_responses_never_duplicate_a_run(stack: Stack) 
 
 
 def test_missing_dag_is_reported_retried_slowly_then_triggered(stack: Stack) -> None:
-    """A DAG Airflow does not know shows its 404 in status, is retried about once a second (no busy loop) and is
-    triggered once it appears."""
+    """A DAG missing in Airflow shows its 404 in status, is retried ~1/s (no busy loop), and runs once it appears."""
     p = new_partition()
     stack.start_watcher()
     stack.fake.set_missing("03_pipeline")

@@ -10,8 +10,7 @@ pytestmark = pytest.mark.scenario
 
 
 def test_reconcile_once_dry_run_and_why(stack: Stack) -> None:
-    """reconcile --once completes due work step by step, --dry-run prints the plan and changes nothing, and why
-    names the upstream that blocks 06 in plain words."""
+    """reconcile --once does due work, --dry-run prints it and changes nothing, why names 06's blocking upstream."""
     p = new_partition()
     first = stack.cli("reconcile", "--once", airflow=True)  # adopts the graph; nothing is due yet
     assert "0 action(s)" in first.stdout, first.stdout

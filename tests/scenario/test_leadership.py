@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +10,11 @@ import pytest
 from tests.scenario.conftest import DOWNSTREAM, FAN_IN, LAST, Stack, WatcherProc, new_partition, wait_for
 
 pytestmark = pytest.mark.scenario
+
+
+def ledger_watchers(stack: Stack, partition: str) -> set[str]:
+    """The ``watcher`` field of every downstream DAG's ledger entry for ``partition``."""
+    return {str((stack.ledger(dag, partition) or {}).get("watcher")) for dag in DOWNSTREAM}
 
 
 def acting(watchers: list[WatcherProc]) -> set[str]:
@@ -33,7 +38,7 @@ def test_concurrent_watchers_cascade_exactly_once(stack: Stack, count: int) -> N
     for p in (p1, p2):
         stack.assert_once(p)
         stack.assert_order(p)
-        assert {stack.ledger(dag, p)["watcher"] for dag in DOWNSTREAM} == {leader.id}  # type: ignore[index]
+        assert ledger_watchers(stack, p) == {leader.id}
     assert [w.id for w in watchers if w.lines(r"leader=True")] == [leader.id]
     assert acting(watchers) == {leader.id}
     assert all(w.alive for w in watchers)
@@ -51,20 +56,18 @@ def test_standby_takes_over_within_ttl_after_leader_kill(stack: Stack) -> None:
     assert acting([first, standby]) == {"a"}
 
     killed_at = datetime.now(UTC)
-    killed_mono = time.monotonic()
     first.kill9()
     stack.trigger_root(p2)
     stack.wait_success(LAST, p2, timeout=ttl + 20)
     stack.settle()
 
-    takeover_s = (min(stack.fake_runs(dag, p2)[0].queued_at for dag in FAN_IN) - killed_at).total_seconds()  # type: ignore[operator]
-    acquired = standby.wait_log(r"leader\.acquired")
-    print(f"standby's first trigger {takeover_s:.2f} s after the leader's kill (ttl {ttl} s); {acquired[11:23]}")
+    first_trigger = min(run.queued_at for dag in FAN_IN for run in stack.fake_runs(dag, p2) if run.queued_at)
+    takeover_s = (first_trigger - killed_at).total_seconds()
+    print(f"standby's first trigger {takeover_s:.2f} s after the leader's kill (ttl {ttl} s)")
     assert takeover_s <= ttl + 2, f"takeover took {takeover_s:.2f} s"
-    assert time.monotonic() - killed_mono < ttl + 20
     stack.assert_once(p1)
     stack.assert_once(p2)
     stack.assert_order(p2)
-    assert {stack.ledger(dag, p2)["watcher"] for dag in DOWNSTREAM} == {"b"}  # type: ignore[index]
-    assert acting([first, standby]) == {"a", "b"}
-    assert not standby.lines(r"intent.*partition=" + p1.replace("+", r"\+"))
+    assert ledger_watchers(stack, p1) == {"a"}
+    assert ledger_watchers(stack, p2) == {"b"}
+    assert not standby.lines(r"actuator\.intent .*partition=" + re.escape(p1))
