@@ -11,7 +11,7 @@ import sys
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -57,6 +57,14 @@ SESSION_GRAPH: dict[str, Any] = {
         "08_on_failure": {"on_failure_of": "09_flaky"},
         "e2e_dependent": {"upstreams": "09_flaky"},
     },
+}
+
+
+#: Upstreams of each pipeline in SESSION_GRAPH, for ordering checks.
+UPSTREAMS: dict[str, list[str]] = {
+    **{dag: ["01_pipeline"] for dag in PIPELINES[1:5]},
+    "06_pipeline": PIPELINES[1:5],
+    "07_pipeline": ["06_pipeline"],
 }
 
 
@@ -110,6 +118,27 @@ class DagRun:
         )
 
 
+def assert_started_after(run: DagRun, upstreams: Iterable[DagRun]) -> None:
+    """``run`` started after every upstream run ended (REST dates, all from the same Airflow clock)."""
+    ends = {u.dag_id: u.end_date for u in upstreams}
+    assert run.start_date is not None and None not in ends.values(), (run, ends)
+    for dag_id, end in ends.items():
+        assert end is not None and run.start_date > end, (
+            f"{run.dag_id} started at {run.start_date}, before {dag_id} ended"
+        )
+
+
+def timeline(runs: Iterable[DagRun], origin: datetime | None) -> str:
+    """``dag=start-end`` in seconds since ``origin`` (Airflow's clock) for runs that started after it (reports)."""
+    assert origin is not None
+    parts = []
+    for run in runs:
+        if run.start_date and run.end_date and run.start_date >= origin:
+            start, end = ((t - origin).total_seconds() for t in (run.start_date, run.end_date))
+            parts.append(f"{run.dag_id.split('_')[0]}={start:.1f}-{end:.1f}")
+    return " ".join(parts)
+
+
 def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
     """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
     query = urllib.parse.urlencode({"logical_date_gte": partition, "logical_date_lte": partition, "limit": 100})
@@ -156,6 +185,10 @@ class E2E:
     @staticmethod
     def run_id(label: str) -> str:
         return f"e2e_{label}_{uuid.uuid4().hex[:8]}"
+
+    def stack_node(self, dag_id: str) -> NodeId:
+        """The node of ``dag_id`` in this E2E's Airflow instance."""
+        return NodeId(self.stack.instance, dag_id)
 
     # ----- etcd -----
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from coordinator.core.model import RunRecord, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
-from tests.e2e.harness import E2E, PIPELINES, SESSION_GRAPH, DagRun
+from tests.e2e.harness import E2E, PIPELINES, SESSION_GRAPH, UPSTREAMS, DagRun, assert_started_after, timeline
 
 pytestmark = pytest.mark.e2e
 
@@ -81,31 +81,14 @@ class Cascade:
         return after
 
 
-def started_after(run: DagRun, upstreams: Iterable[DagRun]) -> None:
-    """``run`` started after every upstream run ended (REST dates, all from the same Airflow clock)."""
-    ends = {u.dag_id: u.end_date for u in upstreams}
-    assert run.start_date is not None and None not in ends.values(), (run, ends)
-    latest = max(ends, key=lambda dag_id: ends[dag_id])  # type: ignore[arg-type, return-value]
-    assert run.start_date > ends[latest], f"{run.dag_id} started at {run.start_date}, before {latest} ended"
-
-
 def check_order(state: dict[str, Attempt], rerun: Iterable[str]) -> None:
     """Each DAG in ``rerun`` started after all its upstreams' (latest attempts) ended."""
-    upstreams = {dag: ["01_pipeline"] for dag in FAN_IN} | {"06_pipeline": FAN_IN, "07_pipeline": ["06_pipeline"]}
     for dag_id in rerun:
-        started_after(state[dag_id].run, (state[u].run for u in upstreams[dag_id]))
+        assert_started_after(state[dag_id].run, (state[u].run for u in UPSTREAMS[dag_id]))
 
 
-def timeline(state: dict[str, Attempt], origin: datetime | None) -> str:
-    """``dag=start-end`` in seconds since ``origin`` (Airflow's own clock), for the report."""
-    assert origin is not None
-    parts = []
-    for dag_id, attempt in state.items():
-        run = attempt.run
-        if run.start_date and run.end_date and run.start_date >= origin:
-            start, end = ((t - origin).total_seconds() for t in (run.start_date, run.end_date))
-            parts.append(f"{dag_id[:2]}={start:.1f}-{end:.1f}")
-    return " ".join(parts)
+def report(state: dict[str, Attempt], origin: str) -> str:
+    return timeline((a.run for a in state.values()), state[origin].run.end_date)
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +127,7 @@ def test_first_run_triggers_each_dependent_once_in_order(cascade: Cascade) -> No
     check_order(state, DOWNSTREAM)
     root = state["01_pipeline"]
     assert root.run.run_id == cascade.root_run_id and root.record.clear_number == 0 and root.ledger is None
-    print(f"\nfirst cascade (s since 01 ended): {timeline(state, root.run.end_date)}")
+    print(f"\nfirst cascade (s since 01 ended): {report(state, '01_pipeline')}")
 
 
 def test_clearing_the_root_reruns_each_dependent_once(cascade: Cascade) -> None:
@@ -164,7 +147,7 @@ def test_clearing_the_root_reruns_each_dependent_once(cascade: Cascade) -> None:
         assert new.run.start_date and old.run.end_date and new.run.start_date > old.run.end_date, (old.run, new.run)
     # 06 waited for the four reruns, not for their old successes.
     check_order(after, DOWNSTREAM)
-    print(f"\nrerun cascade (s since 01 ended): {timeline(after, after['01_pipeline'].run.end_date)}")
+    print(f"\nrerun cascade (s since 01 ended): {report(after, '01_pipeline')}")
 
 
 def test_clearing_a_middle_dag_reruns_only_its_descendants(cascade: Cascade) -> None:
@@ -183,4 +166,4 @@ def test_clearing_a_middle_dag_reruns_only_its_descendants(cascade: Cascade) -> 
         assert new.ledger is not None and old.ledger is not None
         assert new.ledger.trigger_count == old.ledger.trigger_count + 1, (dag_id, new.ledger)
     check_order(after, ["06_pipeline", "07_pipeline"])
-    print(f"\nmiddle rerun (s since 03 ended): {timeline(after, after['03_pipeline'].run.end_date)}")
+    print(f"\nmiddle rerun (s since 03 ended): {report(after, '03_pipeline')}")
