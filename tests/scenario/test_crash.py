@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from tests.scenario.conftest import DOWNSTREAM, LAST, ROOT_DAG, Stack, WatcherProc, new_partition, wait_for
+from tests.scenario.conftest import DOWNSTREAM, JOIN, LAST, ROOT_DAG, Stack, WatcherProc, new_partition, wait_for
 
 pytestmark = pytest.mark.scenario
 
@@ -171,3 +171,33 @@ def test_intent_confirmed_after_a_crash_between_airflow_call_and_confirmation(st
     stack.assert_once(p)
     row = next(r for r in stack.status_json(p)["rows"] if r["dag"] == "06_pipeline")
     assert row["last_trigger"]["status"] == "done", row
+
+
+@pytest.mark.parametrize("action", ["create", "clear"])
+def test_successor_completes_an_applied_but_unconfirmed_call_without_repeating_it(stack: Stack, action: str) -> None:
+    """After a kill between an applied create/clear and its confirmation, the successor confirms it, never redoes it."""
+    p = new_partition()
+    first = stack.start_watcher("a", ttl=TTL)
+    attempt = 0 if action == "create" else 1
+    if action == "clear":
+        stack.trigger_root(p)
+        stack.wait_success(LAST, p)
+        stack.settle()
+    # Paused: the applied run stays queued, so only Airflow's own record can tell the call already happened.
+    stack.fake.set_paused(JOIN, True)
+    stack.fake.delay_next(1, 5.0, endpoint="trigger" if action == "create" else "clear", dag_id=JOIN, after=True)
+    if action == "clear":
+        stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}")
+    else:
+        stack.trigger_root(p)
+    wait_for(lambda: [r for r in stack.fake_runs(JOIN, p) if r.clear_number == attempt], f"{JOIN}'s {action} applied")
+    assert (stack.ledger(JOIN, p) or {}).get("status") == "pending"
+    first.kill9()
+
+    second = stack.start_watcher("b", ttl=TTL)
+    wait_for(lambda: (stack.ledger(JOIN, p) or {}).get("status") == "done", f"{JOIN}'s {action} confirmed")
+    stack.fake.set_paused(JOIN, False)
+    stack.wait_success(LAST, p, attempt)
+    stack.settle()
+    stack.assert_once(p, clears=attempt)
+    assert second.lines(r"result=already_exists" if action == "create" else r"actuator\.already_cleared")
