@@ -294,3 +294,21 @@ def test_running_or_queued_upstream_never_satisfies() -> None:
         world.adopt()
         world.state("01_pipeline", P1, state)
         assert world.plan().actions == (), state
+
+
+def test_an_applied_but_unconfirmed_intent_is_confirmed_once_its_run_reports() -> None:
+    """A crash after the Airflow call leaves a pending intent; once its run reports, it is confirmed, not redone."""
+    world = World(SEVEN)
+    world.adopt()
+    world.state("01_pipeline", P1, RunState.SUCCESS)
+    first = world.plan().actions[0]
+    assert isinstance(first, Trigger)
+    world.apply_action(first, crash_after_effect=True)
+    world.start("02_pipeline", P1)
+    world.finish("02_pipeline", P1)
+    resume = next(a for a in world.plan().actions if a.node == n("02_pipeline"))
+    assert isinstance(resume, Resume)
+    assert resume.observed
+    world.settle()
+    assert world.count("02_pipeline") == 1
+    assert world.view.ledger[(n("02_pipeline"), P1)].record.status is TriggerStatus.DONE

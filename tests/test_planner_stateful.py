@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
 from coordinator.core.planner import Trigger, plan
 from coordinator.core.view import View
 from tests.support.world import P1, P2, World, make_graph
@@ -182,6 +182,15 @@ class PlannerMachine(RuleBasedStateMachine):
                     moved = True
             if not moved and not plan(world.graph, world.view).actions:
                 break
+        # An intent may stay unconfirmed only while an upstream is not fresh (it was recorded just before the
+        # upstream failed or was cleared; it completes once the upstream is fresh again).
+        unconfirmed = [
+            (node, p)
+            for (node, p), f in world.view.ledger.items()
+            if f.record.status is not TriggerStatus.DONE
+            and all(self.model_fresh(up, p) for up in world.graph.dags[node].upstreams)
+        ]
+        assert not unconfirmed, f"intents left unconfirmed after quiescence: {unconfirmed}"
         for node in world.graph.topo_order:
             spec = world.graph.dags[node]
             if spec.is_root:

@@ -23,7 +23,7 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus, run_id_for
@@ -55,6 +55,8 @@ class Resume:
     partition: str
     ledger: LedgerFact
     reason: str
+    #: The triggered run has already reported a state after the intent: confirm it without calling Airflow.
+    observed: bool = False
 
 
 Action = Trigger | Resume
@@ -85,31 +87,111 @@ class Plan:
 
 
 def plan(
-    graph: Graph, view: View, partitions: Iterable[str] | None = None, activation: Activation | None = None
+    graph: Graph,
+    view: View,
+    partitions: Iterable[str] | None = None,
+    activation: Activation | None = None,
+    *,
+    explain: bool = True,
 ) -> Plan:
-    """Plan the given partitions (all known ones when None) against ``activation`` (the view's when None)."""
+    """Plan the given partitions (all known ones when None) against ``activation`` (the view's when None).
+
+    ``explain=False`` (the watcher's reconcile passes) returns the same actions, in the same order, without verdicts,
+    and skips the DAGs that cannot act: in partition P a DAG can only act when it or one of its sources has a fact
+    in P (a root never acts; a DAG none of whose upstreams succeeded is blocked; a failure handler none of whose
+    sources failed waits). A pass then costs what the partition holds, not the size of the whole graph.
+    """
     active = activation if activation is not None else view.activation
     parts = sorted(set(partitions)) if partitions is not None else view.all_partitions()
+    order = None if explain else _topo_index(graph)
     actions: list[Action] = []
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
     for partition in parts:
-        evaluator = _PartitionPlanner(graph, view, active, partition)
-        for node in graph.topo_order:
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain)
+        present = view.partitions.get(partition, ())
+        # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
+        use_all = order is None or 2 * len(present) >= len(order)
+        nodes = graph.topo_order if use_all else _candidates(graph, present, order)
+        for node in nodes:
             verdict, action = evaluator.decide(node)
-            verdicts[(node, partition)] = verdict
+            if verdict is not None:
+                verdicts[(node, partition)] = verdict
             if action is not None:
                 actions.append(action)
     return Plan(view.revision, tuple(actions), verdicts)
 
 
+def plan_changes(
+    graph: Graph, view: View, changed: Mapping[str, Iterable[NodeId]], activation: Activation | None = None
+) -> Plan:
+    """Actions (no verdicts) for what changed: in each partition P of ``changed``, the DAGs whose facts in P changed,
+    everything downstream of them and their failure handlers; no other DAG is looked at.
+
+    Whatever else the partition holds decides exactly as before the change, so an incremental caller that planned
+    everything once (``plan``) and then plans each change this way has every action a full pass would have: a
+    decision reads only the DAG's own facts, the freshness of its upstreams (which reads theirs, recursively) and the
+    states of its failure sources (rules 3-6). Changes to the activation or to backfills are not DAG facts: callers
+    re-plan whole partitions for those.
+    """
+    active = activation if activation is not None else view.activation
+    order = _topo_index(graph)
+    actions: list[Action] = []
+    for partition in sorted(changed):
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False)
+        for node in _affected(graph, changed[partition], order):
+            _, action = evaluator.decide(node)
+            if action is not None:
+                actions.append(action)
+    return Plan(view.revision, tuple(actions))
+
+
+_last_index: list[tuple[Graph, Mapping[NodeId, int]]] = []
+
+
+def _topo_index(graph: Graph) -> Mapping[NodeId, int]:
+    """Node -> position in ``graph.topo_order``. Remembered for the last graph asked about: building it costs as
+    much as planning a few changes, and a watcher asks hundreds of times per second about the same graph."""
+    if not _last_index or _last_index[0][0] is not graph:
+        _last_index[:] = [(graph, {node: i for i, node in enumerate(graph.topo_order)})]
+    return _last_index[0][1]
+
+
+def _affected(graph: Graph, changed: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
+    """``changed`` (those in the graph), their descendants, and the failure handlers of all of them, in topo order."""
+    found: set[NodeId] = set()
+    for node in changed:
+        if node in order and node not in found:  # a node already found brought its descendants along
+            found.add(node)
+            found |= graph.descendants(node)
+    for node in list(found):
+        found.update(graph.failure_handlers[node])
+    return sorted(found, key=order.__getitem__)
+
+
+def _candidates(graph: Graph, present: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
+    """The DAGs that may act in a partition where ``present`` have facts: those and what depends on them, in topo
+    order. (The view also holds facts of DAGs the graph does not know; they are not candidates.)"""
+    found: set[NodeId] = set()
+    for node in present:
+        if node in order:
+            found.add(node)
+            found.update(graph.downstreams[node])
+            found.update(graph.failure_handlers[node])
+    return sorted(found, key=order.__getitem__)
+
+
 class _PartitionPlanner:
     """Evaluates one partition; memoises freshness so each node is judged once."""
 
-    def __init__(self, graph: Graph, view: View, activation: Activation | None, partition: str) -> None:
+    def __init__(
+        self, graph: Graph, view: View, activation: Activation | None, partition: str, *, explain: bool = True
+    ) -> None:
         self.graph = graph
         self.view = view
         self.activation = activation
         self.partition = partition
+        #: False: verdicts (and the wording they need) are not built; decide returns (None, action).
+        self.explain = explain
         self._fresh: dict[NodeId, bool] = {}
         self._stale_reason: dict[NodeId, str] = {}
 
@@ -147,16 +229,13 @@ class _PartitionPlanner:
     def fresh(self, node: NodeId) -> bool:
         cached = self._fresh.get(node)
         if cached is None:
-            cached = self._compute_fresh(node)
+            cached = self._compute_fresh(node, self.graph.dags[node], self.run(node), self.ledger(node))
             self._fresh[node] = cached
         return cached
 
-    def _compute_fresh(self, node: NodeId) -> bool:
-        fact = self.run(node)
+    def _compute_fresh(self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None) -> bool:
         if fact is None or fact.record.state is not RunState.SUCCESS:
             return False
-        spec = self.graph.dags[node]
-        ledger = self.ledger(node)
         if spec.is_failure_handler:
             return ledger is None or fact.rev > ledger.intent_rev
         if spec.is_root:
@@ -184,29 +263,53 @@ class _PartitionPlanner:
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
 
-    def decide(self, node: NodeId) -> tuple[Verdict, Action | None]:
+    def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
+        """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
+        verdict, action = self._decide(node)
+        ledger = self.ledger(node)
+        if ledger is not None and ledger.record.status is not TriggerStatus.DONE:
+            fact = self.run(node)
+            record = ledger.record
+            # An unconfirmed intent whose run already reported a state after it: the Airflow call happened (crash
+            # between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger never
+            # stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
+            # recorded (a state write before that may come from an attempt older than the intent).
+            called = record.action is TriggerAction.CREATE or record.prior_queued_at is not None
+            if fact is not None and fact.rev > ledger.intent_rev and called:
+                action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
+        return verdict, action
+
+    def _decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         spec = self.graph.dags[node]
         fact = self.run(node)
         state = fact.record.state if fact is not None else None
         ledger = self.ledger(node)
-        fresh = self.fresh(node)
+        fresh = self._fresh.get(node)
+        if fresh is None:  # self.fresh(node) without looking the facts up again
+            fresh = self._fresh[node] = self._compute_fresh(node, spec, fact, ledger)
+        explain = self.explain
 
-        base = Verdict(node, self.partition, state, fresh, False, "", (), (), ledger)
+        def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict | None:
+            if not explain:
+                return None
+            return Verdict(node, self.partition, state, fresh, due, summary, reasons, blocked, ledger)
 
-        def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict:
-            return replace(base, summary=summary, reasons=reasons, blocked_by=blocked, due=due)
-
+        # The three common outcomes without an action skip their wording entirely when not explaining.
         if spec.is_root:
-            return verdict(_root_summary(node, fact)), None
+            return (verdict(_root_summary(node, fact)) if explain else None), None
         if spec.is_failure_handler:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
         blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
         if blocked:
+            if not explain:
+                return None, None
             reasons = tuple(self._upstream_reason(up) for up in blocked)
             return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
+            if not explain:
+                return None, None
             return verdict(f"{node} is up to date (succeeded at revision {fact.rev if fact else 0})"), None
         stale = self._stale_reason.get(node)
         gate = self._in_flight(node, fact, ledger)

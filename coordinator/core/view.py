@@ -95,6 +95,10 @@ class View:
     problems: dict[str, str] = field(default_factory=dict)
     #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists).
     partitions: dict[str, set[NodeId]] = field(default_factory=dict)
+    #: Parsed key parts, shared: 100,000 keys name only ~1,000 DAGs and ~100 partitions, so one NodeId per DAG and
+    #: one string per partition save tens of MB, and a part validated once is not validated again. Not facts.
+    _nodes: dict[tuple[str, str], NodeId] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _parts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def graph_key(self) -> str:
@@ -121,10 +125,10 @@ class View:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
         self.revision = max(self.revision, mod_rev)
         self.problems.pop(key, None)
-        parsed = self.keys.parse_run_key(key)
+        parsed = self._parse(key, self.keys.runs)
         if parsed is not None:
             return self._apply_run(key, parsed, value, mod_rev)
-        parsed = self.keys.parse_trigger_key(key)
+        parsed = self._parse(key, self.keys.triggers)
         if parsed is not None:
             return self._apply_ledger(key, parsed, value, mod_rev)
         if key == self.graph_key:
@@ -134,6 +138,34 @@ class View:
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
+
+    def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
+        """Use these NodeId objects (the graph's) for the DAGs they name: equal either way, but a lookup of the same
+        object skips the comparison, which the planner does a million times on a big store."""
+        for node in nodes:
+            self._nodes.setdefault((node.instance, node.dag_id), node)
+
+    def node_of(self, key: str) -> tuple[NodeId, str] | None:
+        """(DAG, partition) of a run-state or ledger key; None for any other key (activation, backfill, malformed)."""
+        return self._parse(key, self.keys.runs) or self._parse(key, self.keys.triggers)
+
+    def _parse(self, key: str, base: str) -> tuple[NodeId, str] | None:
+        """``KeyLayout.parse_run_key`` / ``parse_trigger_key`` (same answers), with the parts interned."""
+        if not key.startswith(base):
+            return None
+        parts = key[len(base) :].split("/")
+        if len(parts) != 3:
+            return None
+        node = self._nodes.get((parts[0], parts[1]))
+        partition = self._parts.get(parts[2])
+        if node is None or partition is None:
+            # Not seen yet: the key layout validates; only valid parts are remembered.
+            parsed = self.keys.parse_run_key(key) if base == self.keys.runs else self.keys.parse_trigger_key(key)
+            if parsed is None:
+                return None
+            node = self._nodes.setdefault((parts[0], parts[1]), parsed[0])
+            partition = self._parts.setdefault(parts[2], parsed[1])
+        return node, partition
 
     def _index(self, node: NodeId, partition: str) -> None:
         self.partitions.setdefault(partition, set()).add(node)

@@ -170,6 +170,10 @@ class Actuator:
                         self.outcome.skipped += 1
                         return  # already completed by us or another watcher; the view was behind
                     record, mod_rev = current
+                    if action.observed:
+                        await self._confirm(key, record, mod_rev)
+                        self.outcome.done += 1
+                        return
                 await self._complete(action.node, action.partition, key, record, mod_rev)
                 self.outcome.done += 1
             except LeadershipLost as exc:
@@ -257,6 +261,19 @@ class Actuator:
             }
         )
         await self._write(key, done, mod_rev)
+
+    async def _confirm(self, key: str, record: TriggerRecord, mod_rev: int) -> None:
+        """Mark an intent done because its run already reported a state: no Airflow call (it already happened)."""
+        done = record.model_copy(
+            update={
+                "status": TriggerStatus.DONE,
+                "intent_rev": record.intent_rev or mod_rev,
+                "done_at": datetime.now(UTC),
+                "last_error": None,
+            }
+        )
+        await self._write(key, done, mod_rev)
+        log.info("actuator.confirmed key=%s run_id=%s detail=%r", key, record.run_id, "run already started")
 
     async def _switch_to_clear(
         self, key: str, record: TriggerRecord, mod_rev: int, run: DagRunInfo

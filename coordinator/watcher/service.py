@@ -17,6 +17,7 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -29,7 +30,8 @@ from pathlib import Path
 
 from coordinator.airflow_api import AirflowClient
 from coordinator.core.graph import Graph
-from coordinator.core.planner import Plan, Resume, Trigger, plan
+from coordinator.core.model import NodeId
+from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.spec import load_spec
 from coordinator.core.view import ALL, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
@@ -92,7 +94,14 @@ class Watcher:
     clients: dict[str, AirflowClient]
     watcher_id: str = field(default_factory=default_watcher_id)
     view: View = field(init=False)
+    #: Partitions to re-plan whole (ALL: every partition): graph, activation, backfill, retry timers, leadership.
     dirty: set[str] = field(default_factory=set)
+    #: partition -> DAGs whose run state or ledger entry changed: only they and what depends on them are re-planned,
+    #: so a pass costs what changed, not the size of the partition (planner.plan_changes says why that is enough).
+    changed: dict[str, set[NodeId]] = field(default_factory=dict)
+    #: Actions the actuator did not start (one is in flight for that DAG and partition): re-planned on the next pass,
+    #: in case the one in flight ends without a write that would make them change again.
+    deferred: set[tuple[NodeId, str]] = field(default_factory=set)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     passes: int = 0
@@ -117,8 +126,18 @@ class Watcher:
         self.wake.set()
 
     async def load(self) -> Snapshot:
-        snap = await self.store.snapshot(self.settings.keys.root)
-        self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+        # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
+        self.view.intern_nodes(self.graphs.graph.dags)
+        # Loading creates a few objects per key and frees none: with the cyclic GC on, its collections rescan the
+        # growing heap again and again (half the load time at 100,000 keys). Nothing here makes cycles.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            snap = await self.store.snapshot(self.settings.keys.root)
+            self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+        finally:
+            if gc_was_enabled:
+                gc.enable()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%s problem=%r", key, problem)
         log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
@@ -138,9 +157,13 @@ class Watcher:
                 touched = self.view.apply(event.key, value, event.mod_revision)
                 if event.key in self.view.problems:
                     log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
-                self.dirty |= touched
+                at = self.view.node_of(event.key) if touched else None
+                if at is not None:
+                    self.changed.setdefault(at[1], set()).add(at[0])
+                else:
+                    self.dirty |= touched
             self.view.revision = max(self.view.revision, batch.revision)
-            if self.dirty:
+            if self.dirty or self.changed:
                 self.wake.set()
 
     async def campaign(self) -> None:
@@ -184,7 +207,10 @@ class Watcher:
             if time.monotonic() >= next_resync:
                 self.dirty.add(ALL)
                 next_resync = time.monotonic() + resync
-            if not self.dirty or self.stop.is_set():
+            for node, partition in self.deferred:
+                self.changed.setdefault(partition, set()).add(node)
+            self.deferred.clear()
+            if not (self.dirty or self.changed) or self.stop.is_set():
                 continue
             try:
                 await self.reconcile_pass()
@@ -195,25 +221,34 @@ class Watcher:
                 await asyncio.sleep(1.0)
 
     async def reconcile_pass(self, *, act: bool = True) -> Plan:
-        """Plan the dirty partitions and, when leading, hand the actions to the actuator (rule 4: one log line)."""
+        """Plan what is dirty and, when leading, hand the actions to the actuator (rule 4: one log line)."""
         dirty, self.dirty = self.dirty, set()
+        changed, self.changed = self.changed, {}
         partitions: Iterable[str] | None = None if ALL in dirty else dirty
         leading = act and self.election.is_leader
         graph = self.graphs.graph
         if leading:
             await self.ensure_adopted(graph)
         started = time.perf_counter()
-        result = plan(graph, self.view, partitions)
+        # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
+        whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
+        rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
+        parts = plan_changes(graph, self.view, rest) if rest else None
+        actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
+        result = Plan(self.view.revision, actions)
         submitted = 0
         if leading:
             for action in result.actions:
-                submitted += self.actuator.submit(action)
+                if self.actuator.submit(action):
+                    submitted += 1
+                else:
+                    self.deferred.add((action.node, action.partition))
         self.passes += 1
         log.info(
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
             "in_flight=%d errors=%d leader=%s plan_ms=%.1f",
-            result.revision, "all" if partitions is None else len(dirty),
-            len({p for _, p in result.verdicts}), len(result.actions),
+            result.revision, "all" if partitions is None else len(dirty | rest.keys()),
+            len(self.view.partitions) if partitions is None else len(dirty | rest.keys()), len(result.actions),
             sum(isinstance(a, Trigger) for a in result.actions), sum(isinstance(a, Resume) for a in result.actions),
             submitted, self.actuator.busy, self.actuator.outcome.errors, leading,
             (time.perf_counter() - started) * 1000,
@@ -257,6 +292,10 @@ class Watcher:
     async def run(self) -> None:
         """The service (rules 1-5)."""
         snap = await self.load()
+        # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
+        # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
+        with suppress(CoordinatorError):
+            await self.election.acquire(timeout=0)
         tasks = [
             asyncio.create_task(self.reflect(snap), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),

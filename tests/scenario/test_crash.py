@@ -151,12 +151,6 @@ def test_kill9_during_clear_cascades_clears_each_dag_once(stack: Stack) -> None:
         assert stack.fake.clears(dag) == len(partitions), dag
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="planner bug: a pending intent of a DAG that is already fresh is never resumed or confirmed, so the "
-    "ledger (and status) shows the trigger 'pending' forever after a crash between the Airflow call and the "
-    "confirmation (coordinator/core/planner.py, _PartitionPlanner.decide returns 'up to date' before _in_flight)",
-)
 def test_intent_confirmed_after_a_crash_between_airflow_call_and_confirmation(stack: Stack) -> None:
     """A trigger whose Airflow call happened just before the watcher was killed ends 'done' in the ledger."""
     p = new_partition()

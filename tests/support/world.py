@@ -152,6 +152,10 @@ class World:
         else:
             record = action.ledger.record
             intent_rev = action.ledger.intent_rev
+            if action.observed:
+                done = record.model_copy(update={"status": TriggerStatus.DONE, "intent_rev": intent_rev})
+                self.write(key, dump_record(done))
+                return
         self._airflow_effect(action.node, action.partition, record, intent_rev)
         if crash_after_effect:
             return
