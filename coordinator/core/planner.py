@@ -22,7 +22,7 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from coordinator.core.graph import DagSpec, Graph
@@ -110,8 +110,10 @@ def plan(
         evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain)
         present = view.partitions.get(partition, ())
         # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
-        use_all = order is None or 2 * len(present) >= len(order)
-        nodes = graph.topo_order if use_all else _candidates(graph, present, order)
+        if order is None or 2 * len(present) >= len(order):
+            nodes: Sequence[NodeId] = graph.topo_order
+        else:
+            nodes = _candidates(graph, present, order)
         for node in nodes:
             verdict, action = evaluator.decide(node)
             if verdict is not None:
