@@ -130,7 +130,7 @@ class DemoStack:
                 raise DemoError(f"etcd did not start: {exc}\n  log: {self.layout.etcd_log}") from exc
             # EtcdServer kills its process at interpreter exit (right for tests); the demo's etcd must outlive
             # this command until `make down`, which stops it by the PID recorded below.
-            server._finalizer.detach()
+            server.disown()
         self.timings["etcd"] = time.monotonic() - begin
         assert server.pid is not None
         rec = EtcdRecord(pid=server.pid, client_port=client, peer_port=peer)

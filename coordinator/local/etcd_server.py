@@ -250,6 +250,13 @@ class EtcdServer:
         self._finalizer()  # removes the owned temp dir; detaches the finalizer
         log.info("etcd.stopped name=%s", self.name)
 
+    def disown(self) -> None:
+        """Let etcd outlive this Python process (the demo's etcd runs until ``make down`` stops it by PID).
+
+        Without this, the process is stopped when this object is collected or the interpreter exits.
+        """
+        self._finalizer.detach()
+
     def kill(self) -> None:
         """SIGKILL etcd, like a crash; data dir and ports are kept for start()/restart()."""
         self._kill_process()
