@@ -9,6 +9,13 @@ the coordinator plugin installed through its entry point, writing to the session
   ``start_watcher`` runs ``coordinator watch`` as a subprocess against this Airflow and etcd.
 - Partitions: Airflow allows ONE run per (DAG, logical date), and the session shares one Airflow, so every test takes
   fresh partitions from ``new_partition()``.
+- Watchers: every scenario adopts its graph before it makes anything happen (``E2E.wait_for_leader``): a DAG's
+  definition only applies to upstream successes after its adoption. The single-instance scenarios share
+  ``harness.SESSION_GRAPH`` so they never re-date each other's DAGs. Watchers share the session prefix, hence its
+  leader key: one runs at a time.
+- Modules that need more start it themselves, for their own duration: a second Airflow on the same etcd and prefix
+  (``test_multi_instance_e2e.py``), an etcd and an Airflow that may be stopped (``test_etcd_outage_e2e.py``). At
+  most two Airflows run at once.
 
 Nothing here imports Airflow: the test process talks to it over REST only.
 """

@@ -58,8 +58,6 @@ SESSION_GRAPH: dict[str, Any] = {
         "e2e_dependent": {"upstreams": "09_flaky"},
     },
 }
-
-
 #: Upstreams of each pipeline in SESSION_GRAPH, for ordering checks.
 UPSTREAMS: dict[str, list[str]] = {
     **{dag: ["01_pipeline"] for dag in PIPELINES[1:5]},
@@ -233,13 +231,7 @@ class E2E:
     def read_ledger(self, dag_id: str, partition: str, instance: str | None = None) -> TriggerRecord | None:
         """The trigger ledger entry of a DAG and partition (what the coordinator last decided), None when absent."""
         key = self.keys.trigger_key(NodeId(instance or self.stack.instance, dag_id), partition)
-
-        async def go() -> bytes | None:
-            async with await EtcdStore.connect(self.etcd_settings) as store:
-                kv = await store.get(key)
-            return None if kv is None else kv.value
-
-        raw = _run_coro(go())
+        raw = self.read_key(key)
         if raw is None:
             return None
         record, problem = parse_trigger_record(raw)
@@ -258,6 +250,8 @@ class E2E:
         return result
 
     def read_key(self, key: str) -> bytes | None:
+        """The raw value of one key, None when absent."""
+
         async def go() -> bytes | None:
             async with await EtcdStore.connect(self.etcd_settings) as store:
                 kv = await store.get(key)
