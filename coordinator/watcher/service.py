@@ -207,11 +207,12 @@ class Watcher:
             if time.monotonic() >= next_resync:
                 self.dirty.add(ALL)
                 next_resync = time.monotonic() + resync
+            if not (self.dirty or self.changed) or self.stop.is_set():
+                continue
+            # Refused actions ride along with the next pass, whatever caused it: no pass happens for them alone.
             for node, partition in self.deferred:
                 self.changed.setdefault(partition, set()).add(node)
             self.deferred.clear()
-            if not (self.dirty or self.changed) or self.stop.is_set():
-                continue
             try:
                 await self.reconcile_pass()
             except CoordinatorError as exc:
