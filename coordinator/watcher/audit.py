@@ -16,7 +16,7 @@ from coordinator.airflow_api import AirflowClient
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, canonical_partition, dump_record, parse_run_record
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, StoreUnavailable
 from coordinator.etcd_store import EtcdStore
 
 log = logging.getLogger("coordinator.audit")
@@ -71,6 +71,11 @@ async def audit_once(
                         key, record.state, record.run_id, record.clear_number,
                         f"{existing.state}/{existing.clear_number}" if existing else "nothing",
                     )  # fmt: skip
+            except StoreUnavailable as exc:
+                # etcd is down: every other key would fail the same way, each after its own retries.
+                result.errors += 1
+                log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
+                return result
             except CoordinatorError as exc:
                 result.errors += 1
                 log.warning("audit.write_failed key=%s error=%s", key, exc)
