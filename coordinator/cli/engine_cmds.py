@@ -21,7 +21,7 @@ from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.graph import Graph
-from coordinator.core.model import canonical_partition, partition_datetime
+from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.spec import load_spec
 from coordinator.core.view import View, adopt
@@ -220,11 +220,7 @@ def why_cmd(
     deps: DepsOpt = None,
 ) -> None:
     """Explain in plain words why a DAG is, or is not, running for a partition."""
-    settings = _settings(etcd, prefix, deps)
-    graph = _graph(settings)
-    node = graph.resolve(dag)
-    if node is None:
-        fail(f"{dag!r} is not a DAG in {settings.deps} (known: {', '.join(sorted(map(str, graph.dags)))})")
+    settings, graph, node = _target(dag, etcd, prefix, deps)
     p = _partition(partition)
     view = run_async(lambda: _read_view(settings))
     result = plan(graph, view, [p])
@@ -243,11 +239,7 @@ def backfill(
     deps: DepsOpt = None,
 ) -> None:
     """Ask the watcher to process history for DAG: partitions in [--from, --to] where its upstreams have run."""
-    settings = _settings(etcd, prefix, deps)
-    graph = _graph(settings)
-    node = graph.resolve(dag)
-    if node is None:
-        fail(f"{dag!r} is not a DAG in {settings.deps}")
+    settings, graph, node = _target(dag, etcd, prefix, deps)
     spec = graph.dags[node]
     if spec.is_root:
         fail(f"{node} is a root: it runs on its own schedule, the coordinator never triggers it")
@@ -270,6 +262,16 @@ def backfill(
     out.print(
         f"{verb} backfill of {node} for {len(parts)} partition(s)" + (f": {parts[0]} .. {parts[-1]}" if parts else "")
     )
+
+
+def _target(dag: str, etcd: str | None, prefix: str | None, deps: Path | None) -> tuple[Settings, Graph, NodeId]:
+    """Settings, the graph, and the DAG a command is about; exit 2 naming the known DAGs if it is not in the graph."""
+    settings = _settings(etcd, prefix, deps)
+    graph = _graph(settings)
+    node = graph.resolve(dag)
+    if node is None:
+        fail(f"{dag!r} is not a DAG in {settings.deps} (known: {', '.join(sorted(map(str, graph.dags)))})")
+    return settings, graph, node
 
 
 def _partition(text: str) -> str:

@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Self
+from typing import Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -174,10 +174,12 @@ class TriggerRecord(BaseModel):
         return value
 
 
-def parse_run_record(raw: bytes) -> tuple[RunRecord | None, str | None]:
-    """Parse a run-state value; return (record, None) or (None, reason). Never raises."""
+_Record = TypeVar("_Record", bound=BaseModel)
+
+
+def _parse(model: type[_Record], raw: bytes) -> tuple[_Record | None, str | None]:
     try:
-        return RunRecord.model_validate_json(raw), None
+        return model.model_validate_json(raw), None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ())) or "value"
@@ -186,14 +188,14 @@ def parse_run_record(raw: bytes) -> tuple[RunRecord | None, str | None]:
         return None, str(exc)
 
 
+def parse_run_record(raw: bytes) -> tuple[RunRecord | None, str | None]:
+    """Parse a run-state value; return (record, None) or (None, reason). Never raises."""
+    return _parse(RunRecord, raw)
+
+
 def parse_trigger_record(raw: bytes) -> tuple[TriggerRecord | None, str | None]:
     """Parse a ledger value; return (record, None) or (None, reason). Never raises."""
-    try:
-        return TriggerRecord.model_validate_json(raw), None
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first.get("loc", ())) or "value"
-        return None, f"{where}: {first.get('msg', 'invalid')}"
+    return _parse(TriggerRecord, raw)
 
 
 def dump_record(record: BaseModel) -> bytes:
