@@ -40,8 +40,8 @@ def outage_e2e(private_etcd: EtcdServer, tmp_path_factory: pytest.TempPathFactor
     base = tmp_path_factory.mktemp("outage")
     dags = base / "dags"
     dags.mkdir()
-    for dag_id in DAGS:
-        shutil.copy2(REPO / "dags" / f"{dag_id}.py", dags)
+    for name in [*DAGS, "example_pipeline"]:  # example_pipeline: the DAGs' shared task body
+        shutil.copy2(REPO / "dags" / f"{name}.py", dags)
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,

@@ -42,6 +42,7 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     dags = base / "dags"
     dags.mkdir()
     shutil.copy2(REPO / "dags" / "02_pipeline.py", dags)
+    shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
