@@ -1,17 +1,17 @@
 """The coordinator's error tree. Third-party errors are mapped at the boundary with ``raise ... from exc``.
 
-    CoordinatorError
-    ├── ConfigError (ValueError)          bad flags, environment, settings files: exit code 2
-    ├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
-    ├── StoreError                        etcd could not be reached or answered an error
-    │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
-    │   └── RevisionCompacted             a watch start revision was compacted (carries compacted_revision)
-    ├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
-    └── AirflowError                      the Airflow REST API refused or failed
-        ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
-        ├── AirflowAuthError              401/403 after a fresh login
-        ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
-        └── AirflowConflict               409 that a follow-up GET could not explain
+CoordinatorError
+├── ConfigError (ValueError)          bad flags, environment, settings files: exit code 2
+├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
+├── StoreError                        etcd could not be reached or answered an error
+│   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
+│   └── RevisionCompacted             a watch start revision was compacted (carries compacted_revision)
+├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
+└── AirflowError                      the Airflow REST API refused or failed
+    ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
+    ├── AirflowAuthError              401/403 after a fresh login
+    ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
+    └── AirflowConflict               409 that a follow-up GET could not explain
 """
 
 from __future__ import annotations
