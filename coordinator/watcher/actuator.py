@@ -59,6 +59,9 @@ from coordinator.etcd_store import EtcdStore, Fence
 
 log = logging.getLogger("coordinator.actuator")
 
+#: Seconds an "is not paused" answer is reused (see _paused_warning).
+UNPAUSED_CACHE_S = 10.0
+
 
 class _RunActive(AirflowError):
     """The run to clear is queued or running in Airflow: clearing it would kill work in progress; wait instead."""
@@ -116,6 +119,7 @@ class Actuator:
         self._inflight: dict[tuple[NodeId, str], asyncio.Task[None]] = {}
         self._not_before: dict[tuple[NodeId, str], float] = {}
         self._slots = asyncio.Semaphore(self.policy.max_concurrent)
+        self._unpaused_until: dict[NodeId, float] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -324,12 +328,18 @@ class Actuator:
         return record, mod_rev
 
     async def _paused_warning(self, client: AirflowClient, node: NodeId) -> str | None:
+        # An unpaused answer is reused for a few seconds: a cascade triggers many DAGs at once, and this courtesy
+        # check would otherwise double the Airflow requests per trigger. A paused answer is never reused.
+        if self._unpaused_until.get(node, 0.0) > self.clock():
+            return None
         try:
             dag = await client.get_dag(node.dag_id)
         except AirflowError:
             return None  # only a courtesy check: the trigger itself succeeded
         if dag.is_paused:
+            self._unpaused_until.pop(node, None)
             return f"{node} is paused in Airflow: the run waits until the DAG is unpaused"
+        self._unpaused_until[node] = self.clock() + UNPAUSED_CACHE_S
         return None
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
