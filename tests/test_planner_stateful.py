@@ -15,7 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
-from coordinator.core.planner import Trigger, plan
+from coordinator.core.planner import Trigger, plan, plan_changes
 from coordinator.core.view import View
 from tests.support.world import P1, P2, World, make_graph
 
@@ -153,6 +153,17 @@ class PlannerMachine(RuleBasedStateMachine):
         for (node, partition), verdict in verdicts.items():
             if verdict.fresh:
                 assert self.model_fresh(node, partition), f"{node} {partition} fresh in planner, stale in model"
+
+    @invariant()
+    def fast_paths_plan_the_same_actions(self) -> None:
+        """The watcher's fast paths (no verdicts; only what changed) decide exactly what a full explained pass does."""
+        if not hasattr(self, "world"):
+            return
+        graph, view = self.world.graph, self.world.view
+        full = plan(graph, view).actions
+        assert plan(graph, view, explain=False).actions == full
+        changed = {p: set(nodes) for p, nodes in view.partitions.items()}
+        assert plan_changes(graph, view, changed).actions == full
 
     @invariant()
     def never_two_triggers_for_the_same_inputs(self) -> None:
