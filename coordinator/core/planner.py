@@ -277,7 +277,8 @@ class _PartitionPlanner:
             # stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
             # recorded (a state write before that may come from an attempt older than the intent).
             called = record.action is TriggerAction.CREATE or record.prior_queued_at is not None
-            if fact is not None and fact.rev > ledger.intent_rev and called:
+            # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.
+            if fact is not None and fact.rev > ledger.intent_rev and (called or self.fresh(node)):
                 action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
         return verdict, action
 
