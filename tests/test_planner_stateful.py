@@ -7,6 +7,7 @@ may be conservative (rerun when unsure) but never optimistic, never duplicates, 
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 from hypothesis import HealthCheck, settings
@@ -216,6 +217,8 @@ class PlannerMachine(RuleBasedStateMachine):
 
 
 PlannerMachine.TestCase.settings = settings(
+    # CI replays the same examples every run (a red build must be reproducible); developers explore new ones.
+    derandomize=bool(os.environ.get("CI")),
     max_examples=150,
     stateful_step_count=40,
     deadline=None,
