@@ -24,9 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from coordinator.core.graph import DagSpec, Graph
-from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus, run_id_for
+from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 from coordinator.core.view import Activation, LedgerFact, RunFact, View
 
 
@@ -45,6 +46,20 @@ class Trigger:
     #: mod revision of the ledger key when planned (0 = no entry); the intent write compares it.
     ledger_rev: int
     trigger_count: int
+
+    def intent(self, requested_at: datetime | None = None, watcher: str = "") -> TriggerRecord:
+        """The pending ledger record that announces this trigger (the actuator writes it before calling Airflow)."""
+        return TriggerRecord(
+            status=TriggerStatus.PENDING,
+            action=self.action,
+            run_id=self.run_id,
+            inputs=dict(self.inputs),
+            reason=self.reason,
+            cause_rev=self.cause_rev,
+            requested_at=requested_at,
+            watcher=watcher,
+            trigger_count=self.trigger_count,
+        )
 
 
 @dataclass(frozen=True, slots=True)

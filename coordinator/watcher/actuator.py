@@ -208,17 +208,7 @@ class Actuator:
         return result.revision
 
     async def _record_intent(self, key: str, action: Trigger) -> tuple[TriggerRecord, int] | None:
-        record = TriggerRecord(
-            status=TriggerStatus.PENDING,
-            action=action.action,
-            run_id=action.run_id,
-            inputs=dict(action.inputs),
-            reason=action.reason,
-            cause_rev=action.cause_rev,
-            requested_at=datetime.now(UTC),
-            watcher=self.watcher_id,
-            trigger_count=action.trigger_count,
-        )
+        record = action.intent(requested_at=datetime.now(UTC), watcher=self.watcher_id)
         result = await self.store.cas(key, dump_record(record), action.ledger_rev, fence=self.fence())
         if not result.succeeded:
             log.info("actuator.lost_race node=%s partition=%s", action.node, action.partition)

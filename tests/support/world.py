@@ -137,15 +137,7 @@ class World:
                 fact = self.view.runs.get((up, action.partition))
                 if fact is None or fact.record.state is not RunState.SUCCESS:
                     self.violations.append(f"{action.node} triggered while {up} not success")
-            record = TriggerRecord(
-                status=TriggerStatus.PENDING,
-                action=action.action,
-                run_id=action.run_id,
-                inputs=dict(action.inputs),
-                reason=action.reason,
-                cause_rev=action.cause_rev,
-                trigger_count=action.trigger_count,
-            )
+            record = action.intent()
             intent_rev = self.write(key, dump_record(record))
             if crash_after_intent:
                 return
