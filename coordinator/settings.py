@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.errors import ConfigError
 
@@ -132,6 +133,23 @@ class Settings(BaseSettings):
     audit_interval_s: float = 60.0
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
+    # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule
+    # 8): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
+    # (only new successes; backfill the rest per DAG); or a logical date (partitions at or after it).
+    adopt_history: str = "auto"
+    # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
+    # few runs; more means months of history, which would queue that many runs on Airflow at once.
+    first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
+
+    @field_validator("adopt_history")
+    @classmethod
+    def _adopt_history(cls, value: str) -> str:
+        HistoryChoice.parse(value)  # raises ValueError with a clear message
+        return value
+
+    @property
+    def history_choice(self) -> HistoryChoice:
+        return HistoryChoice.parse(self.adopt_history)
 
     @field_validator("prefix")
     @classmethod

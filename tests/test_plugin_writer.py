@@ -229,7 +229,7 @@ def test_lost_race_rereads_and_decides_again(etcd_prefix: str, etcd_settings: Et
 def test_hook_never_blocks_when_etcd_unreachable(
     make_writer: Callable[..., BackgroundWriter], etcd_prefix: str
 ) -> None:
-    """With etcd unreachable hook calls return in < 5 ms, and records beyond the queue bound are dropped."""
+    """With etcd unreachable hook calls never wait for etcd, and records beyond the queue bound are dropped."""
     writer = make_writer(config_for(f"http://127.0.0.1:{closed_port()}", etcd_prefix, queue_size=5))
     durations_ms = []
     # A full garbage collection can pause any Python code for tens of ms; that is not the hook waiting for etcd.
@@ -244,9 +244,11 @@ def test_hook_never_blocks_when_etcd_unreachable(
     finally:
         gc.enable()
     durations_ms.sort()
-    # One outlier is tolerated (the OS may deschedule the test on a busy machine); a hook that waited for etcd
-    # would be slow on every call.
-    assert durations_ms[-2] < 5.0 and durations_ms[-1] < 100.0, f"hook call durations (ms): {durations_ms}"
+    # A hook that waited for etcd would take the connect timeout (seconds) on every call once the queue is full;
+    # the median tells that apart from a loaded machine's scheduling hiccups (tens of ms on one call). The hook's
+    # real cost (tens of microseconds) is a benchmark number, not a test assertion.
+    assert durations_ms[len(durations_ms) // 2] < 50.0, f"hook call durations (ms): {durations_ms}"
+    assert durations_ms[-1] < 1000.0, f"hook call durations (ms): {durations_ms}"
     stats = writer.stats
     # The writer thread may hold one record in flight, so 5 or 6 were accepted; the rest were dropped, not waited on.
     assert stats.submitted in (5, 6) and stats.submitted + stats.dropped == 50
@@ -443,7 +445,9 @@ def test_forked_child_gets_its_own_writer(
     assert os.waitstatus_to_exitcode(status) == 0
     fresh, alive, submitted, delivered, elapsed_ms = report.read_text().split()
     assert (fresh, alive, submitted, delivered) == ("True", "True", "1", "0")  # counters start again in the child
-    assert float(elapsed_ms) < 5.0
+    # Blocking would mean waiting on etcd or a thread join (seconds); 1 s tells the two apart on a loaded machine
+    # (the hook's own cost, tens of microseconds, is measured in bench/, not asserted here).
+    assert float(elapsed_ms) < 1000.0
     record_dag_run(FakeRun(dag_id="05_pipeline"), RunState.SUCCESS)
     assert writer.flush(10)
     assert writer.stats.delivered == 2

@@ -20,6 +20,7 @@ import typer
 from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
@@ -45,6 +46,20 @@ InstancesOpt = Annotated[
 ]
 PartitionOpt = Annotated[str | None, typer.Option("--partition", "-p", help="logical date, e.g. 2026-01-01T00:00:00Z")]
 FormatOpt = Annotated[str, typer.Option("--format", help="text or json")]
+AdoptAllOpt = Annotated[
+    bool, typer.Option("--adopt-all", help="first start: process every run state already in etcd, however many")
+]
+AdoptSinceOpt = Annotated[
+    str | None,
+    typer.Option("--adopt-since", help="first start: process run states of partitions at or after this logical date"),
+]
+AdoptNoneOpt = Annotated[
+    bool, typer.Option("--adopt-none", help="first start: ignore history (use `coordinator backfill` for it)")
+]
+LimitOpt = Annotated[
+    int | None,
+    typer.Option("--first-start-limit", help="first start in auto mode: hold above this many runs [100]"),
+]
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -59,6 +74,32 @@ def setup_logging(level: str = "INFO") -> None:
 
 def _settings(etcd: str | None, prefix: str | None, deps: Path | None, **extra: Any) -> Settings:
     return build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps, **extra)
+
+
+def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -> str | None:
+    """The --adopt-* flags as the adopt_history setting (None: not given, the environment decides)."""
+    given = [flag for flag, on in (("--adopt-all", adopt_all), ("--adopt-since", adopt_since is not None),
+                                   ("--adopt-none", adopt_none)) if on]  # fmt: skip
+    if len(given) > 1:
+        fail(f"choose one of {', '.join(given)}: they say different things about the history")
+    if adopt_since is not None:
+        return _partition(adopt_since)
+    return "all" if adopt_all else "none" if adopt_none else None
+
+
+def _first_start_lines(graph: Graph, view: View, settings: Settings) -> tuple[FirstAdoption | None, list[str]]:
+    """What a first start would do on this store (semantics rule 8), in lines for status, why and --dry-run."""
+    if not is_first_adoption(view):
+        return None, []
+    first = first_adoption(graph, view, settings.history_choice, settings.first_start_limit)
+    lines = [
+        f"no graph has been adopted under {settings.prefix} yet: no watcher has run here. Start one with "
+        "`coordinator watch` (or unpause the 00_watcher DAG); its first pass adopts dependencies.json.",
+        first.summary(),
+    ]
+    if first.held:
+        lines += [f"  - {hint}" for hint in first.how_to_proceed()]
+    return first, lines
 
 
 def _graph(settings: Settings) -> Graph:
@@ -86,12 +127,17 @@ def watch(
     leader_ttl: Annotated[int | None, typer.Option("--leader-ttl", help="leader lease TTL in seconds [10]")] = None,
     watcher_id: Annotated[str | None, typer.Option("--id", help="watcher identity [host:pid]")] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    adopt_all: AdoptAllOpt = False,
+    adopt_since: AdoptSinceOpt = None,
+    adopt_none: AdoptNoneOpt = False,
+    first_start_limit: LimitOpt = None,
 ) -> None:
     """Run the watcher service: watch run states, trigger or clear dependent DAG runs, exactly once."""
     setup_logging(log_level)
     settings = _settings(
         etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances, leader_ttl_s=leader_ttl,
-        watcher_id=watcher_id,
+        watcher_id=watcher_id, adopt_history=_adopt_history(adopt_all, adopt_since, adopt_none),
+        first_start_limit=first_start_limit,
     )  # fmt: skip
     _graph(settings)  # fail fast with exit 2 on an invalid file
 
@@ -120,20 +166,38 @@ def reconcile(
     airflow_url: AirflowUrlOpt = None,
     instances: InstancesOpt = None,
     wait: Annotated[float, typer.Option("--wait", help="seconds to wait for leadership")] = 0.0,
+    adopt_all: AdoptAllOpt = False,
+    adopt_since: AdoptSinceOpt = None,
+    adopt_none: AdoptNoneOpt = False,
+    first_start_limit: LimitOpt = None,
 ) -> None:
     """One reconcile pass and exit (for cron or a watcher DAG). --dry-run prints what would be done."""
     if not once:
         fail("reconcile needs --once (use `coordinator watch` for the service)")
     setup_logging("WARNING" if dry_run else "INFO")
-    settings = _settings(etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances)
+    settings = _settings(
+        etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances,
+        adopt_history=_adopt_history(adopt_all, adopt_since, adopt_none), first_start_limit=first_start_limit,
+    )  # fmt: skip
     graph = _graph(settings)
 
     if dry_run:
         view = run_async(lambda: _read_view(settings))
-        activation = view.activation
-        proposed = adopt(graph.shapes, graph.digest, activation, view.revision)
-        result = plan(graph, view, activation=proposed or activation)
+        first, lines = _first_start_lines(graph, view, settings)
+        for line in lines:
+            out.print(line, markup=False)
+        if first is not None:
+            # The same plan the first pass would make: nothing while held (backfill requests aside).
+            result = plan(graph, view, activation=first.activation)
+        else:
+            proposed = adopt(graph.shapes, graph.digest, view.activation, view.revision)
+            result = plan(graph, view, activation=proposed or view.activation)
         _print_plan(result)
+        if first is not None and first.held and first.triggers:
+            shown = first.triggers[:20]
+            out.print(f"held back ({len(first.triggers)}), e.g.:")
+            for action in shown:
+                out.print(f"  {action.action} {action.node} {action.partition}: {action.reason}", markup=False)
         return
 
     async def main() -> int:
@@ -150,8 +214,17 @@ def reconcile(
             finally:
                 await watcher.election.resign()
             o = watcher.actuator.outcome
+            # One line says what the pass did (the watcher DAG's task log shows it as is).
+            did = ", ".join(
+                f"{a.action if isinstance(a, Trigger) else 'resume'} {a.node} {a.partition}" for a in result.actions
+            )
+            adoption = f"; {watcher.first.summary()}" if watcher.first is not None else ""
             out.print(f"revision {result.revision}: {len(result.actions)} action(s), {o.done} done, "
-                      f"{o.skipped} skipped, {o.errors} error(s)")  # fmt: skip
+                      f"{o.skipped} skipped, {o.errors} error(s)" + (f" [{did}]" if did else "") + adoption,
+                      markup=False, soft_wrap=True)  # fmt: skip
+            if watcher.first is not None and watcher.first.held:
+                for hint in watcher.first.how_to_proceed():
+                    out.print(f"  - {hint}", markup=False, soft_wrap=True)
             return 1 if o.errors else 0
 
     code = run_async(main)
@@ -178,20 +251,31 @@ def status(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
+    first_start_limit: LimitOpt = None,
 ) -> None:
     """Per DAG and partition: state, fresh or stale, due, waiting on whom, last trigger, last error."""
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
-    settings = _settings(etcd, prefix, deps)
+    settings = _settings(etcd, prefix, deps, first_start_limit=first_start_limit)
     graph = _graph(settings)
     partitions = [_partition(partition)] if partition else None
     view = run_async(lambda: _read_view(settings))
     parts = partitions or recent_partitions(view, last)
-    result = plan(graph, view, parts)
+    first, first_lines = _first_start_lines(graph, view, settings)
+    # Never adopted: show what the first pass will decide (nothing while it would be held).
+    result = plan(graph, view, parts, activation=first.activation if first is not None else None)
     rows = status_rows(graph, result, parts)
     if fmt == "json":
-        typer.echo(json.dumps({"revision": view.revision, "rows": rows, "problems": problems_lines(view)}, indent=2))
+        adoption: dict[str, Any] = {"adopted": first is None}
+        if first is not None:
+            adoption |= {"held": first.held, "triggers": len(first.triggers), "partitions": first.partitions,
+                         "limit": first.limit, "summary": first.summary(),
+                         "next": first.how_to_proceed() if first.held else []}  # fmt: skip
+        payload = {"revision": view.revision, "adoption": adoption, "rows": rows, "problems": problems_lines(view)}
+        typer.echo(json.dumps(payload, indent=2))
         return
+    for line in first_lines:
+        out.print(line, markup=False, soft_wrap=True)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -218,12 +302,16 @@ def why_cmd(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
+    first_start_limit: LimitOpt = None,
 ) -> None:
     """Explain in plain words why a DAG is, or is not, running for a partition."""
-    settings, graph, node = _target(dag, etcd, prefix, deps)
+    settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
     view = run_async(lambda: _read_view(settings))
-    result = plan(graph, view, [p])
+    first, first_lines = _first_start_lines(graph, view, settings)
+    for line in first_lines:
+        out.print(line, markup=False, soft_wrap=True)
+    result = plan(graph, view, [p], activation=first.activation if first is not None else None)
     for line in why(graph, result, node, p):
         out.print(line, markup=False)
 
@@ -264,9 +352,11 @@ def backfill(
     )
 
 
-def _target(dag: str, etcd: str | None, prefix: str | None, deps: Path | None) -> tuple[Settings, Graph, NodeId]:
+def _target(
+    dag: str, etcd: str | None, prefix: str | None, deps: Path | None, **extra: Any
+) -> tuple[Settings, Graph, NodeId]:
     """Settings, the graph, and the DAG a command is about; exit 2 naming the known DAGs if it is not in the graph."""
-    settings = _settings(etcd, prefix, deps)
+    settings = _settings(etcd, prefix, deps, **extra)
     graph = _graph(settings)
     node = graph.resolve(dag)
     if node is None:

@@ -18,6 +18,8 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    under the same in-flight and activation conditions.
 7. Pure: no I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the view's
    facts arrived in.
+8. The FIRST adoption of a graph under a prefix may also activate history (``coordinator.core.adoption``): a DAG
+   whose activation entry ``covers_history(P)`` counts inputs older than its ``since`` for P as well.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from datetime import datetime
 
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
-from coordinator.core.view import Activation, LedgerFact, RunFact, View
+from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,12 +236,17 @@ class _PartitionPlanner:
 
     def since(self, node: NodeId, spec: DagSpec) -> int | None:
         """Revision since which this DAG's current definition is active; None if not adopted yet."""
+        entry = self._entry(node)
+        return None if entry is None else entry.since
+
+    def _entry(self, node: NodeId) -> NodeActivation | None:
+        """This DAG's activation entry if it matches its current definition; None if not adopted yet."""
         if self.activation is None:
             return None
         entry = self.activation.nodes.get(node.qualified)
         if entry is None or entry.shape != self.graph.shapes[node]:
             return None
-        return entry.since
+        return entry
 
     # -- freshness (rules 3 and 4) -----------------------------------------------------------------------------
 
@@ -412,8 +419,9 @@ class _PartitionPlanner:
         return None
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
-        since = self.since(node, spec)
-        if since is not None and cause > since:
+        entry = self._entry(node)
+        # Rule 8: a first adoption also processes the history it found (for the partitions it was told to).
+        if entry is not None and (cause > entry.since or entry.covers_history(self.partition)):
             return True
         backfill = self.view.backfills.get((node, self.partition))
         return backfill is not None and (ledger is None or backfill > ledger.intent_rev)

@@ -60,11 +60,22 @@ class LedgerFact:
 
 
 class NodeActivation(BaseModel):
-    """Since which revision a DAG's current set of sources is in effect."""
+    """Since which revision a DAG's current set of sources is in effect, and which history it also processes.
+
+    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics rule 8): successes at or
+    before ``since`` still count for partitions at or after it ("" = every partition), because before the first
+    adoption there was no coordinator to process them. None (every later change, and every value written before
+    this field existed) keeps the activation rule: history only through ``coordinator backfill``.
+    """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     shape: str
     since: int
+    history_from: str | None = None
+
+    def covers_history(self, partition: str) -> bool:
+        """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
+        return self.history_from is not None and partition >= self.history_from
 
 
 class Activation(BaseModel):
@@ -233,21 +244,32 @@ class View:
 
 
 def adopt(
-    graph_shapes: Mapping[NodeId, str], digest: str, current: Activation | None, revision: int, by: str = ""
+    graph_shapes: Mapping[NodeId, str],
+    digest: str,
+    current: Activation | None,
+    revision: int,
+    by: str = "",
+    *,
+    history_from: str | None = None,
 ) -> Activation | None:
     """The activation to write when ``graph`` is loaded at ``revision``, or None when nothing changed.
 
-    A DAG keeps its ``since`` while its sources are unchanged, so a restart or an unrelated edit never re-dates it
-    (downtime recovery still applies to it); a new DAG or one whose sources changed starts at ``revision``.
+    A DAG keeps its entry (``since`` and ``history_from``) while its sources are unchanged, so a restart or an
+    unrelated edit never re-dates it (downtime recovery still applies to it); a new DAG or one whose sources changed
+    starts at ``revision`` with no history. ``history_from`` applies only to a first adoption (``current`` None):
+    see ``coordinator.core.adoption``.
     """
     if current is not None and current.digest == digest:
         return None
     old = current.nodes if current is not None else {}
+    first_history = history_from if current is None else None
     nodes: dict[str, NodeActivation] = {}
     for node, shape in graph_shapes.items():
         prev = old.get(node.qualified)
-        since = prev.since if prev is not None and prev.shape == shape else revision
-        nodes[node.qualified] = NodeActivation(shape=shape, since=since)
+        if prev is not None and prev.shape == shape:
+            nodes[node.qualified] = prev
+        else:
+            nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history)
     return Activation(digest=digest, nodes=nodes, adopted_by=by)
 
 

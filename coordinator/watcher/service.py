@@ -29,11 +29,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from coordinator.airflow_api import AirflowClient
+from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.spec import load_spec
-from coordinator.core.view import ALL, View, adopt, dump_activation
+from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd_store import EtcdStore, Snapshot
 from coordinator.settings import Settings
@@ -105,6 +106,10 @@ class Watcher:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     passes: int = 0
+    #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
+    #: whose first adoption is held (rule 8d), so that incremental passes do not re-count the whole history.
+    first: FirstAdoption | None = None
+    held: str | None = None
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -234,7 +239,7 @@ class Watcher:
         leading = act and self.election.is_leader
         graph = self.graphs.graph
         if leading:
-            await self.ensure_adopted(graph)
+            await self.ensure_adopted(graph, full=partitions is None)
         started = time.perf_counter()
         # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
         whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
@@ -261,9 +266,30 @@ class Watcher:
         )  # fmt: skip
         return result
 
-    async def ensure_adopted(self, graph: Graph) -> None:
-        """Record when each DAG's current definition took effect (the leader does this; see view.adopt)."""
-        new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id)
+    async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
+        """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
+
+        The first adoption under a prefix also processes the history already in etcd, unless it is too long
+        (semantics rule 8, coordinator.core.adoption); a held first adoption is re-decided on full passes only
+        (start, leadership, resync, graph change): counting plans every partition.
+        """
+        first: FirstAdoption | None = None
+        if is_first_adoption(self.view):
+            if not full and self.held == graph.digest:
+                return
+            first = first_adoption(
+                graph, self.view, self.settings.history_choice, self.settings.first_start_limit, by=self.watcher_id
+            )
+            self.first = first
+            if first.activation is None:
+                self.held = graph.digest
+                log.warning("graph.adoption_held triggers=%d partitions=%d limit=%d detail=%r next=%r",
+                            len(first.triggers), len(first.partitions), first.limit, first.summary(),
+                            " | ".join(first.how_to_proceed()))  # fmt: skip
+                return
+            new: Activation | None = first.activation
+        else:
+            new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id)
         if new is None:
             return
         key = self.view.graph_key
@@ -277,7 +303,10 @@ class Watcher:
         if result.succeeded:
             # Apply our own write now rather than waiting for the watch: this pass must plan with it.
             self.view.apply(key, dump_activation(new), result.revision)
-            log.info("graph.adopted digest=%s revision=%d dags=%d", graph.digest, result.revision, len(graph.dags))
+            self.held = None
+            log.info("graph.adopted digest=%s revision=%d dags=%d first=%s history=%r", graph.digest,
+                     result.revision, len(graph.dags), first is not None,
+                     first.summary() if first is not None else "-")  # fmt: skip
 
     async def audit_loop(self) -> None:
         """While leading, compare Airflow's recent runs with etcd and repair lost writes (coordinator.core.audit)."""

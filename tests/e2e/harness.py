@@ -260,6 +260,16 @@ class E2E:
         result: bytes | None = _run_coro(go())
         return result
 
+    def delete_key(self, key: str) -> bool:
+        """Delete one key; True if it existed."""
+
+        async def go() -> bool:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                return await store.delete(key)
+
+        result: bool = _run_coro(go())
+        return result
+
     # ----- Airflow REST -----
 
     def runs(self, dag_id: str, partition: str, stack: AirflowStack | None = None) -> list[DagRun]:

@@ -1,0 +1,136 @@
+"""First adoption of a graph under a prefix: does the watcher process the run states it finds? (semantics rule 8)
+
+Rules (numbered as in ``docs/semantics.md``, rule 8):
+
+a. A FIRST adoption (no graph was ever adopted under the prefix: ``{prefix}/config/graph`` does not exist) is not a
+   change of the graph. There was no coordinator before it, so the successes already in etcd are processed as if the
+   watcher had been running all along: "the watcher was not running yet" is downtime like any other.
+b. Every LATER adoption (a DAG or edge added or changed in a graph in force) keeps the activation rule: it applies to
+   upstream successes after the adoption; history only through ``coordinator backfill``. A restart adopts nothing.
+c. A graph key that exists but cannot be read is not a first adoption (something was adopted before): rule b.
+d. A long history must not turn a first start into a flood. Before acting, the leader counts the triggers the history
+   would cause now (the first wave: the dependents of what already succeeded; the cascade behind them follows as
+   they run). In ``auto`` mode, more than ``limit`` HOLDS the adoption: nothing is written, nothing is triggered;
+   the leader logs it, ``status`` and ``reconcile --once --dry-run`` show it, with how to proceed.
+e. The operator chooses explicitly, with no limit: ``all`` (every partition), ``since P`` (partitions at or after
+   P), or ``none`` (no history, as rule b: then ``coordinator backfill`` per DAG for the history wanted).
+f. Pure: no I/O, no clock, no logging; the shell writes the activation with a fenced CAS and logs the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import canonical_partition
+from coordinator.core.planner import Trigger, plan
+from coordinator.core.view import Activation, View, adopt
+
+#: 100 runs: a first start normally finds the roots' last few runs (a handful of partitions times the DAGs that
+#: depend on them). More means months of history; each trigger is a DAG run queued on Airflow's scheduler at once,
+#: competing with scheduled work, so the operator decides what to process (rule d).
+DEFAULT_FIRST_START_LIMIT = 100
+
+
+class HistoryMode(StrEnum):
+    AUTO = "auto"
+    ALL = "all"
+    SINCE = "since"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryChoice:
+    """What a first adoption does with the run states it finds (rules d and e)."""
+
+    mode: HistoryMode = HistoryMode.AUTO
+    #: Canonical partition: the first one processed, with ``SINCE``.
+    since: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> HistoryChoice:
+        """``auto``, ``all``, ``none`` or a logical date; ValueError with a message saying what is accepted."""
+        value = text.strip()
+        if value.lower() in {m.value for m in (HistoryMode.AUTO, HistoryMode.ALL, HistoryMode.NONE)}:
+            return cls(HistoryMode(value.lower()))
+        try:
+            return cls(HistoryMode.SINCE, canonical_partition(value))
+        except ValueError as exc:
+            raise ValueError(
+                f"invalid history choice {text!r}: expected auto, all, none or a logical date such as 2026-01-01"
+            ) from exc
+
+    @property
+    def history_from(self) -> str | None:
+        """The activation's ``history_from`` for this choice ("" = every partition, None = none)."""
+        if self.mode is HistoryMode.NONE:
+            return None
+        if self.mode is HistoryMode.SINCE:
+            return self.since
+        return ""
+
+    def describe(self) -> str:
+        if self.mode is HistoryMode.SINCE:
+            return f"history since {self.since}"
+        return {HistoryMode.AUTO: "history (auto)", HistoryMode.ALL: "all history", HistoryMode.NONE: "no history"}[
+            self.mode
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class FirstAdoption:
+    """The decision for a first adoption: the activation to write, or None when held (rule d)."""
+
+    activation: Activation | None
+    choice: HistoryChoice
+    #: What the history makes due now (the first wave).
+    triggers: tuple[Trigger, ...]
+    limit: int
+
+    @property
+    def held(self) -> bool:
+        return self.activation is None
+
+    @property
+    def partitions(self) -> list[str]:
+        return sorted({t.partition for t in self.triggers})
+
+    def summary(self) -> str:
+        """One line: what the first adoption does."""
+        parts = self.partitions
+        span = f" in {len(parts)} partition(s) {parts[0]} .. {parts[-1]}" if parts else ""
+        if self.held:
+            return (
+                f"first adoption held: the run states already in etcd would trigger {len(self.triggers)} run(s)"
+                f"{span}, over the first-start limit of {self.limit}; nothing is triggered until you choose"
+            )
+        return f"first adoption with {self.choice.describe()}: {len(self.triggers)} run(s) to trigger now{span}"
+
+    def how_to_proceed(self) -> list[str]:
+        """What the operator can do about a held adoption (rule e)."""
+        newest = self.partitions[-1] if self.partitions else "2026-01-01"
+        return [
+            f"process recent history only: coordinator watch --adopt-since {newest[:10]} "
+            "(or COORDINATOR_ADOPT_HISTORY=<date>)",
+            "process all of it: coordinator watch --adopt-all (or COORDINATOR_ADOPT_HISTORY=all)",
+            "start from new runs only: coordinator watch --adopt-none (or COORDINATOR_ADOPT_HISTORY=none), then "
+            "coordinator backfill DAG --from ... --to ... for the history you want",
+            "raise the limit: COORDINATOR_FIRST_START_LIMIT (the same works for reconcile --once and the watcher DAG)",
+        ]
+
+
+def is_first_adoption(view: View) -> bool:
+    """No graph was ever adopted under this prefix (rules a and c)."""
+    return view.activation is None and view.graph_key not in view.problems
+
+
+def first_adoption(graph: Graph, view: View, choice: HistoryChoice, limit: int, by: str = "") -> FirstAdoption:
+    """Decide a first adoption at the view's revision (rules a, d, e). Call only when ``is_first_adoption``."""
+    proposed = adopt(graph.shapes, graph.digest, None, view.revision, by, history_from=choice.history_from)
+    if proposed is None:  # cannot happen: with no current activation there is always something to adopt
+        raise AssertionError("a first adoption always proposes an activation")
+    result = plan(graph, view, activation=proposed, explain=False)
+    triggers = tuple(a for a in result.actions if isinstance(a, Trigger))
+    held = choice.mode is HistoryMode.AUTO and len(triggers) > limit
+    return FirstAdoption(activation=None if held else proposed, choice=choice, triggers=triggers, limit=limit)

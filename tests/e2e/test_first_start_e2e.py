@@ -1,0 +1,164 @@
+"""The proof of concept's third story on a fresh install (semantics rule 8), on a real Airflow 3.3 of its own: upstream
+runs finish before any watcher ever ran under the prefix; enabling ``dags/00_watcher.py`` (the file itself, on a
+10 s schedule) then runs the dependents once each, in order; the same holds for ``coordinator watch`` started for the
+first time after the root succeeded.
+
+This module starts its own Airflow because the session's Airflow writes to a prefix whose graph other modules adopt;
+here the prefix must start with no graph adopted. The second story makes the prefix "never adopted" again by deleting
+``{prefix}/config/graph`` (that key's absence is exactly what a first adoption is) and keeps the ledger, which also
+shows that a first adoption never repeats work already done.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import urllib.parse
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from coordinator.core.model import RunState, run_id_for
+from coordinator.local import EtcdServer
+from coordinator.local.airflow_stack import AirflowStack, free_port
+from tests.e2e.harness import E2E, PIPELINES, REPO, UPSTREAMS, assert_started_after, wait_for
+
+pytestmark = pytest.mark.e2e
+
+DOWNSTREAM = PIPELINES[1:]
+WATCHER_DAG = "00_watcher"
+#: Three levels (02..05, 06, 07), each waiting for the next 10 s pass plus a task start: ~1 min; bound for a hang.
+CASCADE_TIMEOUT_S = 240.0
+#: Longer than two watcher-DAG intervals: had the paused watcher (or anything else) acted, it would show.
+PAUSED_QUIET_S = 25.0
+SETTLE_S = 12.0
+
+
+@pytest.fixture(scope="module")
+def fresh(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+    """An Airflow with the example DAGs and 00_watcher (paused) on a new prefix; stopped by PID, even on failure."""
+    base = tmp_path_factory.mktemp("first_start")
+    dags = base / "dags"
+    dags.mkdir()
+    for name in [f"{dag}.py" for dag in (WATCHER_DAG, *PIPELINES)] + ["example_pipeline.py"]:
+        shutil.copy2(REPO / "dags" / name, dags / name)
+    deps = base / "dependencies.json"
+    shutil.copy2(REPO / "dependencies.json", deps)  # the proof of concept's own graph, shorthand form
+    port = free_port()
+    home = base / "airflow"
+    stack = AirflowStack(
+        home=home,
+        dags_folder=dags,
+        etcd_endpoints=etcd_server.endpoint,
+        prefix=f"/first-{uuid.uuid4().hex[:8]}",
+        port=port,
+        extra_env={
+            "PIPELINE_01_SCHEDULE": "none",
+            # What the watcher DAG's task needs, from the workers' environment (as a user would configure it).
+            "COORDINATOR_WATCHER_SCHEDULE": "10s",
+            "COORDINATOR_DEPS": str(deps),
+            "COORDINATOR_AIRFLOW_URL": f"http://127.0.0.1:{port}",
+            "COORDINATOR_AIRFLOW_USERNAME": "admin",
+            "COORDINATOR_AIRFLOW_PASSWORD_FILE": str(home / "admin_password"),
+            "COORDINATOR_MAX_CONCURRENT_ACTIONS": "1",  # SQLite: see E2E.watcher_env
+        },
+    )
+    env = E2E(stack=stack, etcd_endpoint=etcd_server.endpoint, prefix=stack.prefix, work_dir=base)
+    try:
+        stack.start()
+        stack.wait_for_dags([WATCHER_DAG, *PIPELINES])
+        stack.unpause(PIPELINES)  # every DAG except the watcher, as the story says
+        print(f"\nfirst-start airflow up in {stack.started_in_s:.1f} s at {stack.url}")
+        yield env
+    finally:
+        env.stop_watchers()
+        stack.stop()
+
+
+def watcher_dag_runs(stack: AirflowStack) -> list[dict[str, object]]:
+    status, body = stack.request("GET", f"/api/v2/dags/{WATCHER_DAG}/dagRuns?limit=100")
+    assert status == 200, body
+    runs: list[dict[str, object]] = body["dag_runs"]
+    return runs
+
+
+def set_paused(stack: AirflowStack, paused: bool) -> None:
+    status, body = stack.request("PATCH", f"/api/v2/dags/{urllib.parse.quote(WATCHER_DAG)}", {"is_paused": paused})
+    assert status == 200, body
+
+
+def root_succeeds(env: E2E, label: str) -> str:
+    partition, run_id = env.new_partition(), env.run_id(label)
+    env.stack.trigger("01_pipeline", run_id, partition)
+    env.stack.wait_for_run("01_pipeline", run_id, ["success"], timeout_s=90)
+    env.wait_for_run_record("01_pipeline", partition, lambda r: r.state is RunState.SUCCESS, what="success")
+    return partition
+
+
+def assert_cascaded_once(env: E2E, partition: str) -> None:
+    """Each of 02..07 ran exactly once for ``partition`` (Airflow's own records), each after its upstreams ended."""
+    runs = {dag_id: env.only_run(dag_id, partition) for dag_id in PIPELINES}
+    for dag_id in DOWNSTREAM:
+        assert runs[dag_id].run_id == run_id_for(partition) and runs[dag_id].state == "success", runs[dag_id]
+        assert_started_after(runs[dag_id], (runs[u] for u in UPSTREAMS[dag_id]))
+        ledger = env.read_ledger(dag_id, partition)
+        assert ledger is not None and ledger.trigger_count == 1, (dag_id, ledger)
+
+
+def task_log_lines(home: Path, needle: str) -> list[str]:
+    found: list[str] = []
+    for path in (home / "logs").glob(f"dag_id={WATCHER_DAG}/**/*.log"):
+        found += [line for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if needle in line]
+    return found
+
+
+def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
+    """Nothing runs while 00_watcher is paused; once it is enabled each dependent runs once, in order."""
+    partition = root_succeeds(fresh, "before-watcher-dag")
+    time.sleep(PAUSED_QUIET_S)
+    assert all(fresh.runs(dag_id, partition) == [] for dag_id in DOWNSTREAM)
+    assert watcher_dag_runs(fresh.stack) == []
+    assert fresh.read_key(fresh.keys.config_key("graph")) is None, "no graph adopted while no watcher ran"
+
+    set_paused(fresh.stack, False)
+    fresh.wait_for_run_record(
+        "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=CASCADE_TIMEOUT_S, what="success"
+    )
+    time.sleep(SETTLE_S)  # another watcher-DAG pass or two: a duplicate would show now
+    set_paused(fresh.stack, True)
+    assert_cascaded_once(fresh, partition)
+    assert json.loads(fresh.read_key(fresh.keys.config_key("graph")) or b"{}")["nodes"], "the first pass adopted"
+    # The pass that adopted the graph said so in one line of its task log.
+    assert task_log_lines(fresh.stack.home, "first adoption with history (auto): 4 run(s)"), "no adoption line"
+    assert task_log_lines(fresh.stack.home, f"create 02_pipeline {partition}")
+
+
+def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
+    """`coordinator watch` started for the first time after the root succeeded cascades once; done work is kept."""
+    set_paused(fresh.stack, True)
+    wait_for(
+        lambda: all(r["state"] not in ("queued", "running") for r in watcher_dag_runs(fresh.stack)) or None,
+        120,
+        "the watcher DAG's last run to end",
+    )
+    fresh.delete_key(fresh.keys.config_key("graph"))  # what "no watcher ever ran here" is
+    partition = root_succeeds(fresh, "before-service")
+    time.sleep(5.0)
+    assert all(fresh.runs(dag_id, partition) == [] for dag_id in DOWNSTREAM)
+    ledger_before = fresh.revisions(fresh.keys.triggers)
+
+    deps = fresh.work_dir / "dependencies.json"
+    fresh.start_watcher(deps, "--id", "first-service", name="first-service")
+    fresh.wait_for_run_record(
+        "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=150, what="success"
+    )
+    time.sleep(2.0)
+    assert_cascaded_once(fresh, partition)
+    ledger_after = fresh.revisions(fresh.keys.triggers)
+    rewritten = {key for key, rev in ledger_before.items() if ledger_after.get(key) != rev}
+    assert not rewritten, f"a first adoption repeated work already done: {sorted(rewritten)}"
+    log = (fresh.work_dir / "first-service.log").read_text(encoding="utf-8")
+    assert "graph.adopted" in log and "first=True" in log, log[-2000:]
