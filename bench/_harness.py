@@ -41,7 +41,7 @@ BASE_PARTITION = datetime(2026, 1, 1, tzinfo=UTC)
 
 def machine() -> dict[str, str]:
     """CPU model, cores, RAM, OS, Python and etcd versions: the context every number needs."""
-    from coordinator.local import find_etcd_binary
+    from devtools.etcd_server import find_etcd_binary
 
     cpu = "unknown"
     with Path("/proc/cpuinfo").open() as f:
@@ -78,7 +78,7 @@ def machine_line(info: dict[str, str]) -> str:
 
 def start_etcd(extra_args: Sequence[str] = ()) -> Any:
     """A fresh single-member etcd with fsync ON (the production setting); use as a context manager."""
-    from coordinator.local import EtcdServer
+    from devtools.etcd_server import EtcdServer
 
     # 8 GiB quota: the cold-start preload plus its history must not hit the 2 GiB default.
     server = EtcdServer(unsafe_no_fsync=False, extra_args=["--quota-backend-bytes=8589934592", *extra_args])

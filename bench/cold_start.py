@@ -51,8 +51,8 @@ def state_for(layer: int, part_index: int, partitions: int, layers: int) -> str:
 
 async def preload(endpoint: str, names: list[list[str]], partitions: int, deps_path: Path, batch: int) -> int:
     """Write the activation, then every run state in transactions of ``batch`` puts, one layer after the other."""
-    from coordinator.core.spec import load_spec
     from coordinator.core.view import adopt, dump_activation
+    from coordinator.spec_file import load_spec
 
     graph = load_spec(deps_path)
     etcd = h.RawEtcd(endpoint)
@@ -83,10 +83,10 @@ async def in_process(endpoint: str, deps_path: Path) -> dict[str, float]:
     not depend on what else runs. Then, for comparison, the explaining pass that ``status`` makes."""
     from coordinator.core.model import KeyLayout
     from coordinator.core.planner import plan
-    from coordinator.core.spec import load_spec
     from coordinator.core.view import View
     from coordinator.etcd_store import EtcdStore
     from coordinator.settings import EtcdSettings, parse_endpoints
+    from coordinator.spec_file import load_spec
 
     clock = time.process_time
     gc.collect()

@@ -245,6 +245,18 @@ class AirflowClient:
                     return run
         return None
 
+    async def runs_at(self, dag_id: str, logical_date: datetime) -> list[DagRunInfo]:
+        """Every run holding exactly this logical date: one per DAG, of ``dag_id`` or (``~``) of every DAG.
+
+        Checked here like :meth:`find_run_by_logical_date`, bounded by SCAN_MAX runs if the filter was ignored.
+        """
+        api = await self.api_version()
+        name = "logical_date" if api is ApiVersion.V2 else "execution_date"
+        when = iso_utc(logical_date)
+        target = logical_date.astimezone(UTC)
+        params = {f"{name}_gte": when, f"{name}_lte": when}
+        return [run async for run in self._iter_runs(dag_id, params, SCAN_MAX) if run.logical_date == target]
+
     async def list_runs(self, dag_id: str, since: datetime, limit: int = 1000) -> list[DagRunInfo]:
         """Runs of ``dag_id`` (``~`` = every DAG) whose row changed since ``since``, newest created first.
 

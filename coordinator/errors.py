@@ -7,6 +7,7 @@ CoordinatorError
 │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
 │   └── RevisionCompacted             a watch start revision was compacted (carries compacted_revision)
 ├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
+├── PluginCheckError                  check-plugin: the plugin does not import, register or write: exit code 1
 └── AirflowError                      the Airflow REST API refused or failed
     ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
     ├── AirflowAuthError              401/403 after a fresh login
@@ -51,6 +52,10 @@ class RevisionCompacted(StoreError):
 
 class LeadershipLost(CoordinatorError):
     """A fenced write failed because this process no longer holds the leader key."""
+
+
+class PluginCheckError(CoordinatorError):
+    """``coordinator check-plugin`` found a step of the plugin's path through Airflow that fails."""
 
 
 class AirflowError(CoordinatorError):

@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from coordinator.local import EtcdServer
 from coordinator.settings import EtcdSettings, parse_endpoints
+from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.local import airflow_stack
-from coordinator.local.airflow_stack import STATE_FILE, AirflowStack, AirflowStackError, stop_recorded
+from devtools import airflow_stack
+from devtools.airflow_stack import STATE_FILE, AirflowStack, AirflowStackError, stop_recorded
 
 # A process group like an Airflow component's: a leader whose command line says "airflow", with a child of its own.
 LEADER = """

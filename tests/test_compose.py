@@ -28,8 +28,8 @@ import yaml
 import coordinator
 from coordinator.airflow_plugin.records import INSTANCE_ENV, QUEUE_SIZE_ENV
 from coordinator.cli import app
-from coordinator.local import EtcdServer, find_etcd_binary
 from coordinator.settings import Settings
+from devtools.etcd_server import EtcdServer, find_etcd_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yaml"

@@ -17,35 +17,40 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
+from pydantic import SecretStr
+from rich.console import Console
 
-from coordinator.core.spec import load_spec
-from coordinator.demo import main, next_partition
-from coordinator.demo_live import (
+from coordinator.airflow_api import AirflowClient, DagRunInfo
+from coordinator.core.model import KeyLayout
+from coordinator.settings import InstanceSettings
+from coordinator.spec_file import load_spec
+from devtools.airflow_stack import AirflowStack
+from devtools.demo import main, next_partition
+from devtools.demo_live import (
     CoordSeen,
-    RunSeen,
+    EtcdPeek,
+    Follower,
     build_rows,
     changes,
     dag_order,
     failed_rows,
     order_checks,
     parse_coord,
-    parse_runs,
     render,
 )
-from coordinator.demo_state import (
+from devtools.demo_state import (
     DemoState,
     EtcdRecord,
     Layout,
     WatcherRecord,
-    is_alive,
     load_state,
     port_busy_message,
-    port_in_use,
-    process_matches,
     save_state,
     stop_pid,
 )
+from devtools.procs import free_port, is_alive, port_in_use, process_matches
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -68,12 +73,6 @@ def listener() -> Iterator[int]:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         yield int(sock.getsockname()[1])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _sleeper(ignore_term: bool = False) -> subprocess.Popen[bytes]:
@@ -193,7 +192,7 @@ def test_port_busy_message_names_the_owner_and_the_way_out(listener: int) -> Non
     assert f"127.0.0.1:{listener}" in message
     assert f"DEMO_AIRFLOW_PORT={listener + 10} make demo" in message
     assert f"pid {os.getpid()}" in message
-    assert not port_in_use(_free_port())
+    assert not port_in_use(free_port())
 
 
 # ----- commands -----
@@ -213,7 +212,7 @@ def test_down_never_signals_a_recycled_pid(project: Path, capsys: pytest.Capture
         save_state(
             Layout(project),
             DemoState(
-                etcd=EtcdRecord(pid=stranger.pid, client_port=_free_port(), peer_port=_free_port()),
+                etcd=EtcdRecord(pid=stranger.pid, client_port=free_port(), peer_port=free_port()),
                 watcher=WatcherRecord(pid=stranger.pid, watcher_id="demo-watcher-gone"),
             ),
         )
@@ -245,7 +244,7 @@ def test_up_refuses_a_busy_port_before_starting_anything(
 ) -> None:
     """A busy port fails `make demo` at once, naming the port, its use and the variable that moves it."""
     for other in ("DEMO_ETCD_PORT", "DEMO_ETCD_PEER_PORT", "DEMO_AIRFLOW_PORT"):
-        monkeypatch.setenv(other, str(_free_port()))
+        monkeypatch.setenv(other, str(free_port()))
     monkeypatch.setenv(variable, str(listener))
     assert main(["up"], project=project) == 1
     out = capsys.readouterr().out
@@ -259,7 +258,7 @@ def test_etcd_outlives_the_command_that_started_it_until_down(
     project: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """The demo's etcd keeps running after `make demo` exits; `make down` stops it by PID and frees its ports."""
-    client, peer = _free_port(), _free_port()
+    client, peer = free_port(), free_port()
     monkeypatch.setenv("DEMO_ETCD_PORT", str(client))
     monkeypatch.setenv("DEMO_ETCD_PEER_PORT", str(peer))
     layout = Layout(project)
@@ -267,12 +266,18 @@ def test_etcd_outlives_the_command_that_started_it_until_down(
         "import sys\n"
         "from pathlib import Path\n"
         "from rich.console import Console\n"
-        "from coordinator.demo_stack import DemoStack\n"
-        "from coordinator.demo_state import Layout\n"
+        "from devtools.demo_stack import DemoStack\n"
+        "from devtools.demo_state import Layout\n"
         "DemoStack(Layout(Path(sys.argv[1])), Console()).ensure_etcd()\n"
     )
+    # From the repository root: devtools/ is beside the installed package, not in it.
     done = subprocess.run(
-        [sys.executable, "-c", starter, str(project)], capture_output=True, text=True, timeout=60, check=False
+        [sys.executable, "-c", starter, str(project)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=REPO,
     )
     assert done.returncode == 0, done.stderr
     assert f"starting etcd on 127.0.0.1:{client} ... ok" in done.stdout
@@ -310,11 +315,11 @@ def test_an_invalid_dependencies_file_is_one_message(project: Path, capsys: pyte
 # ----- live rows -----
 
 
-def _run(dag: str, state: str, queued: float, start: float | None = None, end: float | None = None) -> RunSeen:
+def _run(dag: str, state: str, queued: float, start: float | None = None, end: float | None = None) -> DagRunInfo:
     def at(s: float | None) -> datetime | None:
         return None if s is None else T0 + timedelta(seconds=s)
 
-    return RunSeen(dag, f"coordinator__{dag}", state, at(queued), at(start), at(end))
+    return DagRunInfo(dag, f"coordinator__{dag}", T0, state, at(queued), at(start), at(end))
 
 
 def test_rows_follow_the_graph_and_mark_earlier_attempts() -> None:
@@ -362,21 +367,62 @@ def test_changes_print_only_what_moved() -> None:
     assert len(changes([], after, 0.0)) == 7
 
 
-def test_readings_parse_airflow_and_etcd_values() -> None:
-    """Airflow's run list and etcd's records become typed readings; invalid etcd values read as absent."""
-    body = {
-        "dag_runs": [
-            {"dag_id": "01_pipeline", "dag_run_id": "demo__x", "state": "running",
-             "queued_at": "2026-01-01T12:00:00.5+00:00", "start_date": "2026-01-01T12:00:01Z", "end_date": None},
-        ],
-        "total_entries": 1,
-    }  # fmt: skip
-    run = parse_runs(body)["01_pipeline"]
-    assert run.state == "running" and run.start_date == T0 + timedelta(seconds=1) and run.end_date is None
+def test_readings_parse_etcd_values() -> None:
+    """etcd's run record and ledger entry become one typed reading; invalid etcd values read as absent."""
     record = b'{"state":"success","run_id":"r","clear_number":2}'
     ledger = b'{"status":"done","action":"clear","run_id":"r","trigger_count":3}'
     assert parse_coord(record, ledger) == CoordSeen("success", 2, "clear", "done", 3)
     assert parse_coord(b"not json", None) == CoordSeen()
+
+
+def _run_json(dag_id: str, logical_date: str, state: str) -> dict[str, object]:
+    return {
+        "dag_id": dag_id, "dag_run_id": f"demo__{dag_id}", "logical_date": logical_date, "state": state,
+        "queued_at": "2026-01-01T12:00:00.5+00:00", "start_date": "2026-01-01T12:00:01Z", "end_date": None,
+    }  # fmt: skip
+
+
+def test_live_view_reads_runs_with_the_coordinators_airflow_client(tmp_path: Path) -> None:
+    """The follower lists every DAG's run at the partition through AirflowClient (logged in, filtered by logical date,
+    other dates dropped) and keeps its last reading when a poll fails."""
+    partition = "2026-01-01T12:00:00Z"
+    requests: list[httpx.Request] = []
+    answers = iter([200, 503])
+
+    def airflow(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.path == "/auth/token":
+            return httpx.Response(201, json={"access_token": "tok"})
+        status = next(answers)
+        if status != 200:
+            return httpx.Response(status, json={"detail": "busy"})
+        runs = [
+            _run_json("01_pipeline", "2026-01-01T12:00:00+00:00", "running"),
+            _run_json("02_pipeline", "2026-01-01T11:00:00+00:00", "success"),  # a server that ignored the filter
+        ]
+        return httpx.Response(200, json={"dag_runs": runs, "total_entries": 2})
+
+    stack = AirflowStack(home=tmp_path / "airflow", dags_folder=tmp_path, port=1)
+    stack.password = "pw"
+    client = AirflowClient(
+        InstanceSettings(url=stack.url, username="admin", password=SecretStr("pw"), api="v2"),
+        transport=httpx.MockTransport(airflow),
+    )
+    graph = load_spec(REPO / "dependencies.json")
+    with Follower(Console(), stack, EtcdPeek("http://127.0.0.1:1"), graph, partition, KeyLayout(), client) as follower:
+        first = follower.read_runs()
+        assert set(first) == {"01_pipeline"}
+        assert first["01_pipeline"].state == "running"
+        assert first["01_pipeline"].start_date == T0 + timedelta(seconds=1)
+        assert follower.read_runs() == first  # the 503: the previous reading stays
+    listed = [r for r in requests if r.url.path == "/api/v2/dags/~/dagRuns"]
+    assert len(listed) == 2
+    assert (
+        listed[0].url.params["logical_date_gte"]
+        == listed[0].url.params["logical_date_lte"]
+        == "2026-01-01T12:00:00+00:00"
+    )
+    assert listed[0].headers["Authorization"] == "Bearer tok"
 
 
 def test_signals_reach_the_whole_process_group() -> None:

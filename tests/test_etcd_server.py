@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.local import EtcdServer, EtcdServerError
-from coordinator.local.etcd_server import _pick_free_port, _port_is_free
+from devtools.etcd_server import EtcdServer, EtcdServerError
+from devtools.procs import free_port, port_is_free
 
 
 def _gateway(endpoint: str, path: str, body: dict[str, str]) -> dict[str, object]:
@@ -102,8 +102,8 @@ def test_port_with_a_listener_is_not_free() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         taken = listener.getsockname()[1]
-        assert not _port_is_free(taken)
-        assert _pick_free_port({taken}) != taken
+        assert not port_is_free(taken)
+        assert free_port(exclude={taken}) != taken
 
 
 def test_failed_start_names_the_log_and_its_tail() -> None:

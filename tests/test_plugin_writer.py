@@ -28,8 +28,8 @@ from coordinator.airflow_plugin.records import Outcome, RunFact, WriterConfig, f
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd_store import EtcdStore
-from coordinator.local import EtcdServer
 from coordinator.settings import EtcdSettings, parse_endpoints
+from devtools.etcd_server import EtcdServer
 
 PARTITION = "2026-01-01T00:00:00Z"
 LOGICAL = datetime(2026, 1, 1, tzinfo=UTC)

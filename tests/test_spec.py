@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.spec import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, load_spec, parse_spec
+from coordinator.core.spec import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, parse_spec
 from coordinator.core.spec_render import render_dot, render_mermaid, render_text
 from coordinator.core.spec_schema import json_schema, schema_text
 from coordinator.errors import SpecError
+from coordinator.spec_file import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_DEPS = ROOT / "dependencies.json"

@@ -32,8 +32,8 @@ from coordinator.etcd_store import (
     WatchBatch,
     _relist,
 )
-from coordinator.local import EtcdServer, ServerTls
 from coordinator.settings import EtcdSettings, parse_endpoints
+from devtools.etcd_server import EtcdServer, ServerTls
 
 T = TypeVar("T")
 

@@ -24,12 +24,12 @@ from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_ad
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
-from coordinator.core.spec import load_spec
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
 from coordinator.etcd_store import EtcdStore
 from coordinator.report import problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
+from coordinator.spec_file import load_spec
 from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger("coordinator.cli")

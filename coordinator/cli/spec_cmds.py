@@ -16,10 +16,10 @@ import typer
 
 from coordinator.cli.app import EXIT_INVALID, DepsOpt, app, build_settings
 from coordinator.core.graph import Graph
-from coordinator.core.spec import load_spec
 from coordinator.core.spec_render import GraphFormat, render
 from coordinator.core.spec_schema import schema_text
 from coordinator.errors import SpecError
+from coordinator.spec_file import load_spec
 
 #: Roots named in the summary line; a wide graph would otherwise print a paragraph.
 SUMMARY_ROOTS = 5

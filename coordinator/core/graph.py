@@ -1,4 +1,4 @@
-"""The validated dependency graph: what ``spec.load_spec`` returns and what the planner reads.
+"""The validated dependency graph: what ``spec.parse_spec`` returns and what the planner reads.
 
 Rules:
 1. A Graph is only ever built from a spec that passed validation: acyclic, every reference resolved, ids valid.
@@ -103,6 +103,12 @@ class Graph:
         if len(order) != len(self.dags):  # pragma: no cover - validation rejects cycles before a Graph exists
             raise ValueError("graph has a cycle")
         return tuple(order)
+
+    @cached_property
+    def topo_index(self) -> Mapping[NodeId, int]:
+        """Node -> its position in :attr:`topo_order`. Built once per graph: building it costs as much as planning a
+        few changes, and a watcher's planner asks hundreds of times per second about the same graph."""
+        return {node: i for i, node in enumerate(self.topo_order)}
 
     @property
     def roots(self) -> tuple[NodeId, ...]:

@@ -120,7 +120,7 @@ def plan(
     """
     active = activation if activation is not None else view.activation
     parts = sorted(set(partitions)) if partitions is not None else view.all_partitions()
-    order = None if explain else _topo_index(graph)
+    order = None if explain else graph.topo_index
     actions: list[Action] = []
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
     for partition in parts:
@@ -153,7 +153,7 @@ def plan_changes(
     re-plan whole partitions for those.
     """
     active = activation if activation is not None else view.activation
-    order = _topo_index(graph)
+    order = graph.topo_index
     actions: list[Action] = []
     for partition in sorted(changed):
         evaluator = _PartitionPlanner(graph, view, active, partition, explain=False)
@@ -162,17 +162,6 @@ def plan_changes(
             if action is not None:
                 actions.append(action)
     return Plan(view.revision, tuple(actions))
-
-
-_last_index: list[tuple[Graph, Mapping[NodeId, int]]] = []
-
-
-def _topo_index(graph: Graph) -> Mapping[NodeId, int]:
-    """Node -> position in ``graph.topo_order``. Remembered for the last graph asked about: building it costs as
-    much as planning a few changes, and a watcher asks hundreds of times per second about the same graph."""
-    if not _last_index or _last_index[0][0] is not graph:
-        _last_index[:] = [(graph, {node: i for i, node in enumerate(graph.topo_order)})]
-    return _last_index[0][1]
 
 
 def _affected(graph: Graph, changed: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:

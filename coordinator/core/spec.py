@@ -1,7 +1,8 @@
 """``dependencies.json`` -> a validated :class:`Graph`. The format is documented in ``docs/dependencies.md``.
 
 Rules:
-1. Pure: :func:`parse_spec` takes text and does no I/O; only the thin :func:`load_spec` reads a file.
+1. Pure: :func:`parse_spec` takes text and a source name (for messages) and does no I/O; reading the file is the
+   shell's job (``coordinator.spec_file.load_spec``).
 2. Never stop at the first problem: every problem is collected and raised together in one :class:`SpecError`, each
    formatted ``<file>[:line]: <JSON path>: <what is wrong> — <how to fix it>``. Only a JSON syntax error stops early
    (there is no document to check yet); it carries ``line:col`` instead of a path.
@@ -23,11 +24,9 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from coordinator.core.graph import DagSpec, Graph
@@ -125,22 +124,6 @@ class _Report:
 
     def add(self, path: JsonPath, what: str, hint: str) -> None:
         self.problems.append(Problem(path, what, hint))
-
-
-def load_spec(path: str | os.PathLike[str]) -> Graph:
-    """Read and validate a dependencies file; raise SpecError (also for an unreadable or non-UTF-8 file)."""
-    source = os.fspath(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        hint = "check the path, or set --deps / COORDINATOR_DEPS"
-        raise SpecError([f"{source}: cannot read the file: {reason} — {hint}"]) from exc
-    try:
-        text = raw.decode("utf-8-sig")  # -sig: editors on Windows like to add a BOM
-    except UnicodeDecodeError as exc:
-        raise SpecError([f"{source}: byte {exc.start}: not UTF-8 text — save the file as UTF-8"]) from exc
-    return parse_spec(text, source)
 
 
 def parse_spec(text: str, source: str = "dependencies.json") -> Graph:

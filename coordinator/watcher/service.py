@@ -33,11 +33,11 @@ from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_ad
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
-from coordinator.core.spec import load_spec
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd_store import EtcdStore, Snapshot
 from coordinator.settings import Settings
+from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
 

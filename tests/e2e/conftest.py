@@ -28,8 +28,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from coordinator.local import EtcdServer
-from coordinator.local.airflow_stack import AirflowStack
+from devtools.airflow_stack import AirflowStack
+from devtools.etcd_server import EtcdServer
 from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS
 
 

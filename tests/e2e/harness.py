@@ -26,11 +26,11 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
-from coordinator.core.spec import load_spec
 from coordinator.core.view import Activation
 from coordinator.etcd_store import EtcdStore
-from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.spec_file import load_spec
+from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 
 T = TypeVar("T")
 

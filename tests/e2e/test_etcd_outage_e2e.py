@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator.core.model import RunState, run_id_for
-from coordinator.local import EtcdServer
-from coordinator.local.airflow_stack import AirflowStack
+from devtools.airflow_stack import AirflowStack
+from devtools.etcd_server import EtcdServer
 from tests.e2e.harness import E2E, REPO, wait_for
 
 pytestmark = pytest.mark.e2e

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import RunState, run_id_for
-from coordinator.local import EtcdServer
-from coordinator.local.airflow_stack import AirflowStack, free_port
+from devtools.airflow_stack import AirflowStack
+from devtools.etcd_server import EtcdServer
+from devtools.procs import free_port
 from tests.e2e.harness import E2E, PIPELINES, REPO, UPSTREAMS, assert_started_after, wait_for
 
 pytestmark = pytest.mark.e2e

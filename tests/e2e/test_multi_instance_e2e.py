@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 
 from coordinator.core.model import RunState, run_id_for
-from coordinator.local.airflow_stack import AirflowStack
+from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import E2E, REPO, assert_started_after
 
 pytestmark = pytest.mark.e2e

@@ -35,7 +35,7 @@ from typing import Any, Literal, TypeVar
 import pytest
 
 from coordinator.core.model import DEFAULT_INSTANCE, KeyLayout, NodeId, canonical_partition, partition_datetime
-from coordinator.local import EtcdServer
+from devtools.etcd_server import EtcdServer
 from tests.support.fake_airflow import Execution, FakeAirflow, RunView
 
 T = TypeVar("T")

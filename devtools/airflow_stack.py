@@ -23,8 +23,6 @@ import json
 import logging
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +36,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX
+from devtools.procs import command_line, free_port, leads_session, stop_groups
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +61,6 @@ class AirflowStackError(RuntimeError):
 
 class AirflowUnreachable(AirflowStackError):
     """The REST API did not answer (connection refused, timeout): polling loops retry these until their deadline."""
-
-
-def free_port() -> int:
-    """A free TCP port on 127.0.0.1 (the OS picks it; the small race before Airflow binds it is reported as a failed
-    start naming the api-server log)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -189,7 +180,7 @@ class AirflowStack:
             self.stop()
             raise
         self.started_in_s = time.monotonic() - begin
-        log.info("airflow stack up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
+        log.info("airflow_stack.up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
         return self
 
     def _run_once(self, args: tuple[str, ...], env: dict[str, str], name: str, timeout_s: float) -> None:
@@ -413,77 +404,26 @@ class AirflowStack:
 # ----- stopping by PID, also from another process -----
 
 
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in a process group; None-safe on systems without /proc."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return []
-        return [pgid]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # Fields after the parenthesised command: state, ppid, pgrp, ...
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 2 and fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
 def _stop_groups(groups: Mapping[int, subprocess.Popen[bytes] | None]) -> None:
-    """TERM every group, wait; TERM the rest again, wait; KILL what is left. Reaps our own children."""
-
-    def remaining() -> list[int]:
-        for proc in groups.values():
-            if proc is not None:
-                proc.poll()  # reap: a zombie leader would look alive to killpg
-        return [pgid for pgid in groups if _group_members(pgid)]
-
-    for sig, wait_s in (
-        (signal.SIGTERM, _TERM_WAIT_S),
-        (signal.SIGTERM, _SECOND_TERM_WAIT_S),
-        (signal.SIGKILL, _KILL_WAIT_S),
-    ):
-        alive = remaining()
-        if not alive:
-            return
-        if sig is signal.SIGKILL:
-            log.warning("airflow processes ignored TERM, killing process groups %s", alive)
-        for pgid in alive:
-            _signal_group(pgid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline and remaining():
-            time.sleep(0.1)
-    if left := remaining():
-        log.error("airflow process groups still alive after KILL: %s", left)
+    """TERM every group, wait; TERM the rest again, wait; KILL what is left (rule 3). Reaps our own children."""
+    # The waits are read at call time, so a test can shorten them.
+    stop_groups(
+        groups,
+        term_wait_s=_TERM_WAIT_S,
+        second_term_wait_s=_SECOND_TERM_WAIT_S,
+        kill_wait_s=_KILL_WAIT_S,
+        what="airflow",
+    )
 
 
 def _is_our_airflow(pid: int) -> bool:
     """A recorded PID is only ours if it still leads its own session and (where visible) runs airflow."""
-    try:
-        if os.getsid(pid) != pid:
-            return False
-    except (ProcessLookupError, PermissionError):
+    if not leads_session(pid):
         return False
-    cmdline = Path(f"/proc/{pid}/cmdline")
-    if cmdline.exists():
-        try:
-            return b"airflow" in cmdline.read_bytes()
-        except OSError:
-            return False
-    return True
+    if not Path("/proc").is_dir():
+        return True  # no way to read the command line here: a session leader at a recorded PID has to do
+    cmdline = command_line(pid)
+    return cmdline is not None and b"airflow" in cmdline
 
 
 def _recorded_alive(home: Path) -> list[int]:

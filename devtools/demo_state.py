@@ -9,22 +9,19 @@ Rules:
 3. A recorded PID is only trusted while its command line still names what we started (a needle such as etcd's data
    dir or the watcher's id): PIDs are recycled, and the demo must never signal someone else's process.
 4. Stopping is by PID, never by name: TERM to the process group (every demo process leads its own session), a
-   bounded wait, then KILL. Nothing waits forever.
+   bounded wait, then KILL. Nothing waits forever. The mechanics are ``devtools.procs``, shared with the launchers.
 5. Ports are checked on 127.0.0.1 before anything binds them, so "port busy" is reported with the owner (when
    /proc shows it) and the variable that moves the demo to another port, instead of as a crash in a log file.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import socket
-import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from devtools import procs
 
 STATE_FILE = "demo.json"
 #: Seconds between TERM and KILL: etcd and the watcher exit within ~1 s of TERM (the watcher drains for up to 10 s).
@@ -140,128 +137,17 @@ def save_state(layout: Layout, state: DemoState) -> None:
 # ----- processes -----
 
 
-def _proc_state(pid: int) -> str | None:
-    """The one-letter state from /proc (``Z`` for a zombie), None when the process does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[-1].split()[0]
-
-
-def is_alive(pid: int) -> bool:
-    """The process exists and is not a zombie (a zombie has exited; only its parent has not reaped it yet)."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # exists, owned by someone else
-    return _proc_state(pid) not in ("Z", "X")
-
-
-def process_matches(pid: int | None, *needles: str) -> bool:
-    """True when ``pid`` is alive and its command line contains every needle (rule 3)."""
-    if pid is None or not is_alive(pid):
-        return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-    except OSError:
-        return False
-    return all(needle.encode() in cmdline for needle in needles)
-
-
-def _signal(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        # Every demo process leads its own session: signalling the group also reaches any children it forked.
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, sig)
-        else:
-            os.kill(pid, sig)
-
-
-def _wait_gone(pid: int, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if not is_alive(pid):
-            return True
-        time.sleep(0.05)
-    return not is_alive(pid)
-
-
 def stop_pid(pid: int, term_wait_s: float = TERM_WAIT_S, kill_wait_s: float = KILL_WAIT_S) -> str:
-    """TERM, wait, then KILL (rule 4). Returns how it ended: ``gone`` (was not running), ``term``, ``kill``, or
-    ``alive`` (survived KILL: only possible for a process stuck in the kernel)."""
-    if not is_alive(pid):
-        return "gone"
-    _signal(pid, signal.SIGTERM)
-    if _wait_gone(pid, term_wait_s):
-        return "term"
-    _signal(pid, signal.SIGKILL)
-    return "kill" if _wait_gone(pid, kill_wait_s) else "alive"
+    """TERM to the process group, wait, then KILL (rule 4); how it ended: ``gone``, ``term``, ``kill`` or ``alive``."""
+    return procs.stop_pid(pid, term_wait_s, kill_wait_s)
 
 
 # ----- ports -----
 
 
-def port_in_use(port: int) -> bool:
-    """Something listens on 127.0.0.1:port, or the port cannot be bound there (rule 5)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.3)
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            return True
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # Like the servers themselves: connections of a previous run in TIME_WAIT must not count as "busy".
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
-def _listening_inodes(port: int) -> set[str]:
-    """Socket inodes listening on ``port`` (any address), from /proc/net/tcp{,6}; empty where /proc is missing."""
-    inodes: set[str] = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            # local_address is HEXIP:HEXPORT; state 0A is LISTEN.
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(fields[9])
-    return inodes
-
-
-def port_owner(port: int) -> str | None:
-    """``pid 1234 (etcd)`` for the process listening on ``port`` when /proc lets us see it, else None."""
-    inodes = _listening_inodes(port)
-    if not inodes:
-        return None
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            fds = list((proc / "fd").iterdir())
-        except OSError:
-            continue  # another user's process, or it just exited
-        for fd in fds:
-            with contextlib.suppress(OSError):
-                if str(fd.readlink()) in wanted:
-                    comm = (proc / "comm").read_text().strip()
-                    return f"pid {proc.name} ({comm})"
-    return None
-
-
 def port_busy_message(port: int, what: str, variable: str) -> str:
     """The message for a port someone else holds: who holds it and how to move the demo elsewhere."""
-    owner = port_owner(port)
+    owner = procs.port_owner(port)
     held = f" by {owner}" if owner else ""
     return (
         f"port 127.0.0.1:{port} (for {what}) is already in use{held}.\n"

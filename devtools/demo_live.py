@@ -3,7 +3,9 @@
 Rules:
 1. Two sources, read-only: Airflow's REST API says what Airflow does (queued, running, success, failed, with its
    timestamps; the only place ``queued`` is visible), etcd says what the coordinator knows (the run record the plugin
-   wrote, with its attempt number, and the trigger ledger). Both are polled; nothing here writes.
+   wrote, with its attempt number, and the trigger ledger). Both are polled; nothing here writes. Airflow is read
+   with the coordinator's own client (:class:`~coordinator.airflow_api.AirflowClient`): the demo sees runs exactly
+   as the watcher does, and there is one Airflow client and one run parser to keep right.
 2. Building rows and rendering them are pure functions of those readings (tested without Airflow); only
    :class:`Follower` does I/O, and every call it makes has a timeout.
 3. A run belongs to the story being shown only when it was queued at or after the story began (``since``): in the
@@ -16,24 +18,35 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
-import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from coordinator.airflow_api import AirflowClient, DagRunInfo
 from coordinator.core.graph import Graph
-from coordinator.core.model import DEFAULT_INSTANCE, KeyLayout, NodeId, parse_run_record, parse_trigger_record
-from coordinator.local.airflow_stack import AirflowStack, AirflowStackError
+from coordinator.core.model import (
+    DEFAULT_INSTANCE,
+    KeyLayout,
+    NodeId,
+    parse_run_record,
+    parse_trigger_record,
+    partition_datetime,
+)
+from coordinator.errors import AirflowError
+from coordinator.settings import InstanceSettings
+from devtools.airflow_stack import AirflowStack
 
 #: Poll twice a second: a one-task run takes ~2 s here, so every state is seen, and the load is negligible.
 POLL_S = 0.5
@@ -48,18 +61,6 @@ class FollowError(RuntimeError):
 
 
 @dataclass(frozen=True, slots=True)
-class RunSeen:
-    """One DAG run as Airflow's REST API reports it."""
-
-    dag_id: str
-    run_id: str
-    state: str
-    queued_at: datetime | None = None
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class CoordSeen:
     """What etcd holds for one DAG and partition: the plugin's run record and the coordinator's ledger entry."""
 
@@ -68,29 +69,6 @@ class CoordSeen:
     trigger_action: str | None = None
     trigger_status: str | None = None
     trigger_count: int | None = None
-
-
-def _dt(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    parsed = datetime.fromisoformat(value)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-
-
-def parse_runs(body: Mapping[str, Any]) -> dict[str, RunSeen]:
-    """dag_id -> run from a ``GET /api/v2/dags/~/dagRuns`` answer (one logical date: at most one run per DAG)."""
-    runs: dict[str, RunSeen] = {}
-    for item in body.get("dag_runs", []):
-        run = RunSeen(
-            dag_id=str(item["dag_id"]),
-            run_id=str(item.get("dag_run_id", "")),
-            state=str(item.get("state", "")),
-            queued_at=_dt(item.get("queued_at")),
-            start_date=_dt(item.get("start_date")),
-            end_date=_dt(item.get("end_date")),
-        )
-        runs[run.dag_id] = run
-    return runs
 
 
 def parse_coord(run_raw: bytes | None, trigger_raw: bytes | None) -> CoordSeen:
@@ -145,7 +123,9 @@ def dag_order(graph: Graph) -> list[NodeId]:
     return sorted(graph.dags, key=lambda n: (level(n), n.dag_id))
 
 
-def build_rows(graph: Graph, runs: Mapping[str, RunSeen], coord: Mapping[str, CoordSeen], since: datetime) -> list[Row]:
+def build_rows(
+    graph: Graph, runs: Mapping[str, DagRunInfo], coord: Mapping[str, CoordSeen], since: datetime
+) -> list[Row]:
     """One row per DAG of ``graph`` (instance ``default``), timestamps in seconds after ``since``."""
 
     def rel(value: datetime | None) -> float | None:
@@ -310,11 +290,29 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def airflow_client(stack: AirflowStack, timeout_s: float = 5.0) -> AirflowClient:
+    """The coordinator's own Airflow client, logged in as the stack's admin (the demo reads what the watcher reads)."""
+    settings = InstanceSettings(url=stack.url, username=stack.username, password=SecretStr(stack.password), api="v2")
+    return AirflowClient(settings, timeout_s=timeout_s, name=stack.instance)
+
+
 class Follower:
-    """Polls Airflow and etcd for one partition and shows the cascade until a condition holds (rules 1, 2, 4)."""
+    """Polls Airflow and etcd for one partition and shows the cascade until a condition holds (rules 1, 2, 4).
+
+    Airflow is read with :class:`~coordinator.airflow_api.AirflowClient`, which is async: the follower runs it on a
+    private event loop of its own (the live view itself is a plain loop). Use as a context manager, or call
+    :meth:`close`, so the client's connections and the loop are closed.
+    """
 
     def __init__(
-        self, console: Console, stack: AirflowStack, etcd: EtcdPeek, graph: Graph, partition: str, keys: KeyLayout
+        self,
+        console: Console,
+        stack: AirflowStack,
+        etcd: EtcdPeek,
+        graph: Graph,
+        partition: str,
+        keys: KeyLayout,
+        client: AirflowClient | None = None,
     ) -> None:
         self.console = console
         self.stack = stack
@@ -323,21 +321,35 @@ class Follower:
         self.partition = partition
         self.keys = keys
         self.nodes = [n for n in dag_order(graph) if n.instance == DEFAULT_INSTANCE]
-        self._runs: dict[str, RunSeen] = {}
+        self._runs: dict[str, DagRunInfo] = {}
         self._coord: dict[str, CoordSeen] = {}
+        self._loop = asyncio.Runner()
+        self._client = client if client is not None else airflow_client(stack)
 
-    def read_runs(self) -> dict[str, RunSeen]:
-        """Airflow's runs for the partition; the last good reading when the API does not answer in time."""
-        stamp = urllib.parse.quote(self.partition)
-        path = f"/api/v2/dags/~/dagRuns?logical_date_gte={stamp}&logical_date_lte={stamp}&limit=100"
+    def close(self) -> None:
         try:
-            status, body = self.stack.request("GET", path, timeout_s=5.0)
-        except (OSError, AirflowStackError):
-            status, body = 0, {}
-        if status == 200:
+            self._loop.run(self._client.aclose())
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def read_runs(self) -> dict[str, DagRunInfo]:
+        """Airflow's runs for the partition; the last good reading when the API does not answer in time."""
+        try:
+            runs = self._loop.run(self._client.runs_at("~", partition_datetime(self.partition)))
+        except AirflowError:
             # A busy api-server (the first minutes after start) sometimes misses a poll: showing "waiting" for
             # a run that exists would be wrong, so a failed poll keeps the previous reading instead.
-            self._runs = parse_runs(body)
+            return self._runs
+        # One logical date: at most one run per DAG.
+        self._runs = {run.dag_id: run for run in runs}
         return self._runs
 
     def read_coord(self) -> dict[str, CoordSeen]:

@@ -1,0 +1,206 @@
+"""The plugin's self-check behind ``coordinator check-plugin``: the path Airflow walks, step by step, in this process.
+
+Airflow only logs a plugin that fails to import, so a broken installation looks like "nothing happens". This check
+walks the same path Airflow does, in the current environment, and says which step failed:
+
+1. the ``airflow.plugins`` entry point ``etcd_coordinator`` is installed (ConfigError if not: an installation
+   problem);
+2. it imports and is an ``AirflowPlugin`` whose listener implements the three dag-run hooks (PluginCheckError);
+3. Airflow's own listener manager registers that listener (PluginCheckError);
+4. the hook, called through Airflow's hook machinery with a stand-in DagRun, records the run (PluginCheckError if
+   etcd could not be written within the timeout). A dry run reports the key and value instead of writing them.
+
+Rules: the stand-in run belongs to a DAG no pipeline uses (``coordinator_check_plugin``); its key is deleted again
+after the check unless ``keep``. Other plugins' listeners are never called with the stand-in. Airflow is imported
+only inside the steps that need it, so importing this module (and the CLI) loads no Airflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Protocol
+
+from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, connect_store, make_config
+from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
+from coordinator.core.model import DEFAULT_INSTANCE, canonical_partition, partition_datetime
+from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError
+from coordinator.settings import Settings
+
+ENTRY_POINT_GROUP = "airflow.plugins"
+ENTRY_POINT_NAME = "etcd_coordinator"
+HOOKS = ("on_dag_run_running", "on_dag_run_success", "on_dag_run_failed")
+CHECK_DAG_ID = "coordinator_check_plugin"
+# A partition no real pipeline is likely to use, so the check never looks like real data to a watcher.
+CHECK_PARTITION = "2000-01-01T00:00:00Z"
+
+
+class Reporter(Protocol):
+    """Where the check tells its progress (the CLI prints it)."""
+
+    def ok(self, message: str) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+@dataclass
+class FakeDagRun:
+    """The attributes of Airflow's DagRun that the listener reads."""
+
+    dag_id: str
+    run_id: str
+    logical_date: datetime | None
+    clear_number: int = 0
+    state: str = "success"
+    run_type: str = "manual"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+    conf: dict[str, Any] = field(default_factory=dict)
+
+
+def check_plugin(
+    settings: Settings, instance: str | None, report: Reporter, *, dry_run: bool, keep: bool, timeout_s: float
+) -> None:
+    """Run the four steps of the module docstring; raise ConfigError or PluginCheckError at the first that fails.
+
+    ``instance``: this Airflow's instance name; None reads ``COORDINATOR_INSTANCE`` (default ``default``), as the
+    listener does.
+    """
+    config = make_config(settings, instance or os.environ.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE)
+    ep = _find_entry_point()
+    dist = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
+    report.ok(f"entry point {ENTRY_POINT_GROUP}:{ep.name} -> {ep.value}{dist}")
+    listener = _load_listener(ep)
+    report.ok(f"AirflowPlugin with listener {type(listener).__name__} ({', '.join(HOOKS)})")
+    hook = _registered_hook(listener)
+    report.ok("registered by Airflow's listener manager")
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    run = FakeDagRun(
+        dag_id=CHECK_DAG_ID,
+        # A new run id each time: the write is then always a real one, never skipped as an identical rewrite.
+        run_id=f"check_plugin__{now.strftime('%Y%m%dT%H%M%S')}_{uuid.uuid4().hex[:6]}",
+        logical_date=partition_datetime(canonical_partition(CHECK_PARTITION)),
+        start_date=now,
+        end_date=now,
+    )
+    if dry_run:
+        _dry_run(config, hook, run, report)
+    else:
+        _write(config, hook, run, timeout_s, keep, report)
+
+
+def _find_entry_point() -> EntryPoint:
+    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ENTRY_POINT_NAME]
+    if not found:
+        raise ConfigError(
+            f"no '{ENTRY_POINT_NAME}' entry point in group '{ENTRY_POINT_GROUP}': the coordinator package is not "
+            "installed in this Python environment (install it where Airflow runs: pip install "
+            "airflow-etcd-coordinator)"
+        )
+    return found[0]
+
+
+def _load_listener(ep: EntryPoint) -> Any:
+    """Import the plugin class like Airflow does and return its listener; fail with the step that broke."""
+    try:
+        plugin_cls = ep.load()
+    except Exception as exc:
+        raise PluginCheckError(
+            f"importing {ep.value} failed (Airflow would only log this): {type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        from airflow.plugins_manager import AirflowPlugin
+    except ImportError as exc:
+        raise ConfigError(f"Airflow is not importable in this environment: {exc}") from exc
+    if not (isinstance(plugin_cls, type) and issubclass(plugin_cls, AirflowPlugin)):
+        raise PluginCheckError(f"{ep.value} is not an AirflowPlugin subclass")
+    listeners = list(getattr(plugin_cls, "listeners", []) or [])
+    for listener in listeners:
+        # pluggy's HookimplMarker("airflow") marks implementations with an ``airflow_impl`` attribute.
+        if all(getattr(getattr(listener, hook, None), "airflow_impl", None) is not None for hook in HOOKS):
+            return listener
+    raise PluginCheckError(f"{ep.value} has no listener implementing {', '.join(HOOKS)} (listeners: {listeners!r})")
+
+
+def _registered_hook(listener: Any) -> Any:
+    """Airflow's own listener manager must have registered the listener; return a hook caller for ours only."""
+    try:
+        from airflow.listeners.listener import get_listener_manager
+
+        manager = get_listener_manager()
+        plugins = manager.pm.get_plugins()
+    except Exception as exc:
+        raise PluginCheckError(
+            f"Airflow's listener manager could not load plugins: {type(exc).__name__}: {exc}"
+        ) from exc
+    if listener not in plugins:
+        raise PluginCheckError(
+            "Airflow did not register the coordinator listener; check `airflow plugins` and the plugin import "
+            "errors in the scheduler log"
+        )
+    # Only our listener: other plugins' listeners (lineage, alerting) must not see the stand-in run.
+    return manager.pm.subset_hook_caller("on_dag_run_success", remove_plugins=[p for p in plugins if p is not listener])
+
+
+def _dry_run(config: WriterConfig, hook: Any, run: FakeDagRun, report: Reporter) -> None:
+    recorder = RecordingWriter(config)
+    previous = install_writer(recorder)
+    try:
+        hook(dag_run=run, msg="coordinator check-plugin --dry-run")
+    finally:
+        install_writer(previous)
+    if len(recorder.facts) != 1:
+        raise PluginCheckError(f"the hook recorded {len(recorder.facts)} records instead of 1")
+    fact = recorder.facts[0]
+    report.info(f"plugin OK (dry run): would write {fact.key}")
+    report.info(fact.record.model_dump_json(exclude_none=True))
+
+
+def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, keep: bool, report: Reporter) -> None:
+    writer = BackgroundWriter(config)
+    previous = install_writer(writer)
+    try:
+        started = time.perf_counter()
+        hook(dag_run=run, msg="coordinator check-plugin")
+        hook_ms = (time.perf_counter() - started) * 1000
+        flushed = writer.flush(timeout_s)
+    finally:
+        writer.close(1.0)
+        install_writer(previous)
+    endpoints = settings_text(config)
+    if writer.stats.submitted != 1:
+        raise PluginCheckError(f"the hook did not hand the run to the writer (stats: {writer.stats})")
+    if not flushed or writer.last_written is None:
+        raise PluginCheckError(
+            f"the hook ran ({hook_ms:.1f} ms) but the record did not reach etcd at {endpoints} within "
+            f"{timeout_s:g} s: {writer.last_error or 'no error reported'}"
+        )
+    key, revision = writer.last_written
+    report.ok(f"hook returned in {hook_ms:.2f} ms; the background writer wrote revision {revision}")
+    if not keep:
+        try:
+            asyncio.run(_delete(config, key))
+        except CoordinatorError as exc:
+            report.note(f"could not delete the check's key again: {exc}")
+    suffix = "" if keep else " (deleted again; --keep leaves it)"
+    report.info(f"plugin OK: wrote {key}{suffix}")
+
+
+def settings_text(config: WriterConfig) -> str:
+    return ",".join(f"{'https' if e.tls else 'http'}://{e.host}:{e.port}" for e in config.etcd.endpoints)
+
+
+async def _delete(config: WriterConfig, key: str) -> None:
+    store = await connect_store(config.etcd)
+    try:
+        await store.delete(key)
+    finally:
+        await store.close()
