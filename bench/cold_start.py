@@ -85,7 +85,7 @@ async def in_process(endpoint: str, deps_path: Path) -> dict[str, float]:
     from coordinator.core.planner import plan
     from coordinator.core.spec import load_spec
     from coordinator.core.view import View
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
     from coordinator.settings import EtcdSettings, parse_endpoints
 
     clock = time.process_time

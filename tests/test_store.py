@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.errors import ConfigError, LeadershipLost, StoreError, StoreUnavailable
-from coordinator.etcd_store import (
+from coordinator.etcd import (
     KV,
     CasResult,
     EtcdStore,
@@ -30,8 +30,8 @@ from coordinator.etcd_store import (
     Fence,
     Snapshot,
     WatchBatch,
-    _relist,
 )
+from coordinator.etcd.watch import relist_diff
 from coordinator.local import EtcdServer, ServerTls
 from coordinator.settings import EtcdSettings, parse_endpoints
 
@@ -260,7 +260,7 @@ def test_paged_snapshot_of_12000_keys_equals_a_direct_read(
                     await store.put(f"{etcd_prefix}/k{i:05d}", f'{{"state":"success","n":{i}}}'.encode())
 
             await asyncio.gather(*(put(i) for i in range(12_000)))
-            with caplog.at_level("DEBUG", logger="coordinator.etcd_store"):
+            with caplog.at_level("DEBUG", logger="coordinator.etcd"):
                 snap = await store.snapshot(etcd_prefix + "/")
             assert "keys=12000 pages=3" in caplog.text
 
@@ -312,7 +312,7 @@ async def _range_at(store: EtcdStore, prefix: str, revision: int) -> list[tuple[
     """An independent unpaged read of ``prefix`` at ``revision`` straight through the gRPC stub."""
     from aetcd import rpc
 
-    conn = await store._conn()
+    conn = await store.connection()
     request = rpc.RangeRequest(key=prefix.encode(), range_end=aetcd.utils.prefix_range_end(prefix.encode()))
     request.revision = revision
     response = await conn.kv.Range(request, timeout=10)
@@ -450,7 +450,7 @@ def test_watch_joins_the_fragments_of_a_large_revision(caplog: pytest.LogCapture
                 snap = await store.snapshot("/big/")
                 watch = Collector(store.watch_prefix("/big/", snap))
                 try:
-                    with caplog.at_level("DEBUG", logger="coordinator.etcd_store"):
+                    with caplog.at_level("DEBUG", logger="coordinator.etcd"):
                         assert await store.delete_prefix("/big/") == 2000
                         revision = await store.current_revision()
                         await watch.until(lambda w: w.revision >= revision)
@@ -487,7 +487,7 @@ def test_relist_diff_reports_new_changed_and_deleted_keys_only() -> None:
         20,
         (KV("/changed", b"c", 12, 4, 2), KV("/new", b"n", 15, 15, 1), KV("/same", b"s", 3, 3, 1)),
     )
-    assert _relist(mirror, snap) == WatchBatch(
+    assert relist_diff(mirror, snap) == WatchBatch(
         (
             Event(EventKind.PUT, "/changed", b"c", 12),
             Event(EventKind.PUT, "/new", b"n", 15),
@@ -553,7 +553,7 @@ def test_fenced_cas_raises_leadership_lost_once_another_leader_holds_the_key(
 
 _LEADER_CHILD = """
 import asyncio, sys
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
 
 

@@ -42,7 +42,7 @@ from coordinator.errors import ConfigError, StoreError, StoreUnavailable
 from coordinator.settings import EtcdSettings, Settings
 
 if TYPE_CHECKING:
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def is_unreachable(exc: BaseException) -> bool:
 
 async def connect_store(settings: EtcdSettings) -> EtcdStore:
     # Imported here so that importing the plugin (in every Airflow process and CLI call) does not load gRPC.
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
     return await EtcdStore.connect(settings)
 

@@ -50,7 +50,7 @@ from coordinator.errors import ConfigError
 from coordinator.settings import EtcdSettings
 
 if TYPE_CHECKING:
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 

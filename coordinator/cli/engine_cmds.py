@@ -26,7 +26,7 @@ from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.spec import load_spec
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.report import problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.watcher.service import open_watcher

@@ -100,7 +100,7 @@ async def mark_run(
     force: bool = False,
 ) -> MarkOutcome:
     """Write (or refuse) the run record of ``node`` for ``partition``; see the module rules."""
-    from coordinator.etcd_store import EtcdStore  # keep `coordinator --help` free of the gRPC import
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     key = keys.run_key(node, partition)
     async with await EtcdStore.connect(etcd) as store:

@@ -55,7 +55,7 @@ from coordinator.errors import (
     CoordinatorError,
     LeadershipLost,
 )
-from coordinator.etcd_store import EtcdStore, Fence
+from coordinator.etcd import EtcdStore, Fence
 
 log = logging.getLogger("coordinator.actuator")
 

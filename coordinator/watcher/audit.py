@@ -17,7 +17,7 @@ from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, canonical_partition, dump_record, parse_run_record
 from coordinator.errors import CoordinatorError, StoreUnavailable
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 
 log = logging.getLogger("coordinator.audit")
 

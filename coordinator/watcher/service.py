@@ -35,7 +35,7 @@ from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.spec import load_spec
 from coordinator.core.view import ALL, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd_store import EtcdStore, Snapshot
+from coordinator.etcd import EtcdStore, Snapshot
 from coordinator.settings import Settings
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once

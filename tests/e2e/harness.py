@@ -28,7 +28,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.spec import load_spec
 from coordinator.core.view import Activation
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.local.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 from coordinator.settings import EtcdSettings, parse_endpoints
 
