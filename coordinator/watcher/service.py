@@ -291,7 +291,7 @@ class Watcher:
             if self.stop.is_set() or not self.election.is_leader:
                 continue
             try:
-                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback)
+                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback, self.view)
             except Exception as exc:  # the audit is a safety net: it must never take the watcher down
                 log.warning("audit.failed error=%s", exc)
 
