@@ -132,10 +132,22 @@ def test_audit_repairs_what_the_view_lacks_and_reads_nothing_for_what_it_knows(
     arun(go())
 
 
+@pytest.mark.parametrize(
+    ("run_id", "source"),
+    [
+        pytest.param(RUN_ID, "airflow-plugin:default", id="plugin-wrote-the-same-attempt"),
+        pytest.param("manual__by-hand", "mark", id="a-human-marked-another-run"),
+    ],
+)
 def test_audit_with_a_view_behind_etcd_never_overwrites_the_newer_record(
-    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+    etcd_settings: EtcdSettings,
+    etcd_prefix: str,
+    airflow: FakeAirflow,
+    arun: Callable[..., Any],
+    run_id: str,
+    source: str,
 ) -> None:
-    """The view lacks a record the plugin just wrote: the writer re-reads etcd, decides again and writes nothing."""
+    """The view lacks a record written since: the audit re-decides against what etcd holds and writes nothing."""
     keys = KeyLayout(etcd_prefix)
     key = keys.run_key(NodeId("default", "a"), PARTITION)
     run = airflow.run("a", RUN_ID)
@@ -145,7 +157,7 @@ def test_audit_with_a_view_behind_etcd_never_overwrites_the_newer_record(
         async with await EtcdStore.connect(etcd_settings) as store:
             stale_view = await loaded_view(store, keys)  # taken before the plugin's write
             plugin = RunRecord(
-                state=RunState.SUCCESS, run_id=RUN_ID, clear_number=0, source="airflow-plugin:default",
+                state=RunState.SUCCESS, run_id=run_id, clear_number=0, source=source,
                 start_date=run.start_date, end_date=run.end_date,
             )  # fmt: skip
             revision = await store.put(key, dump_record(plugin))
