@@ -520,6 +520,30 @@ def test_cas_creates_only_when_absent_and_reports_conflicts(etcd_settings: EtcdS
     run_coro(scenario())
 
 
+def test_public_lease_api_binds_refreshes_and_revokes(etcd_settings: EtcdSettings, etcd_prefix: str) -> None:
+    """A key created on a granted lease exists only once; keepalive refreshes it; revoking deletes it."""
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            key = f"{etcd_prefix}/leased"
+            lease = await store.grant_lease(30)
+            assert lease.id != 0 and 0 < lease.ttl <= 30
+            created = await store.create(key, b"me", lease=lease.id)
+            assert created.succeeded
+            other = await store.create(key, b"you", lease=lease.id)
+            assert not other.succeeded and other.current is not None and other.current.value == b"me"
+            assert 0 < await store.keepalive_once(lease.id, timeout_s=5.0) <= 30
+            deleted_at = await store.current_revision()
+            waiter = asyncio.create_task(store.wait_deleted(key, deleted_at, max_wait_s=30.0))
+            await store.revoke_lease(lease.id)
+            await asyncio.wait_for(waiter, 30.0)
+            assert await store.get(key) is None
+            assert await store.keepalive_once(lease.id, timeout_s=5.0) <= 0
+            await store.revoke_lease(lease.id)  # already gone: not an error
+
+    run_coro(scenario())
+
+
 def test_fenced_cas_raises_leadership_lost_once_another_leader_holds_the_key(
     etcd_settings: EtcdSettings, etcd_prefix: str
 ) -> None:
