@@ -86,6 +86,9 @@ class WatchStream:
             raise StreamBroken(f"watch canceled by the server: {response.cancel_reason or 'no reason given'}")
         return response
 
+    async def send(self, request: Any) -> None:
+        await self._call.write(request)
+
     async def wait_created(self) -> None:
         while not (await self._read()).created:
             pass
@@ -115,7 +118,7 @@ async def open_watch(store: EtcdStore, key: bytes, end: bytes, start_revision: i
     stream = WatchStream(conn.watch.Watch(metadata=conn.metadata))
     try:
         create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=start_revision, fragment=True)
-        await asyncio.wait_for(stream._call.write(rpc.WatchRequest(create_request=create)), store.timeout_s)
+        await asyncio.wait_for(stream.send(rpc.WatchRequest(create_request=create)), store.timeout_s)
         await asyncio.wait_for(stream.wait_created(), store.timeout_s)
     except BaseException:
         stream.close()
