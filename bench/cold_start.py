@@ -84,7 +84,7 @@ async def in_process(endpoint: str, deps_path: Path) -> dict[str, float]:
     from coordinator.core.model import KeyLayout
     from coordinator.core.planner import plan
     from coordinator.core.view import View
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
     from coordinator.settings import EtcdSettings, parse_endpoints
     from coordinator.spec_file import load_spec
 

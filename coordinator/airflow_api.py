@@ -13,8 +13,8 @@ Rules:
    every detail text is scrubbed of both.
 4. Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones); naive input is a
    programming error and raises ValueError. Datetimes come back as aware UTC.
-5. The only retry here is the single re-login. The retry POLICY belongs to the caller, which wraps calls in
-   :func:`retrying_call` (retries AirflowUnavailable only).
+5. The only retry here is the single re-login. The retry POLICY belongs to the caller (the actuator retries
+   AirflowUnavailable only, with :mod:`coordinator.retry`).
 6. Values returned are frozen dataclasses, never dicts.
 
 Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
@@ -27,15 +27,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, unquote
 
 import httpx
@@ -51,7 +50,6 @@ from coordinator.settings import InstanceSettings
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 
 #: Longest server detail kept in an error message: enough for Airflow's sentences, short enough for one log line.
 DETAIL_MAX = 300
@@ -552,39 +550,3 @@ def _json_or_none(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
-
-
-async def retrying_call(
-    fn: Callable[[], Awaitable[T]],
-    *,
-    attempts: int = 5,
-    base_delay_s: float = 0.5,
-    max_delay_s: float = 8.0,
-    max_total_s: float = 30.0,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-    clock: Callable[[], float] = time.monotonic,
-    rng: Callable[[], float] = random.random,
-) -> T:
-    """Await ``fn()``, retrying only AirflowUnavailable with exponential backoff and jitter.
-
-    Stops after ``attempts`` calls, or earlier when the next sleep would end past ``max_total_s`` from the start (so
-    the whole call lasts at most ``max_total_s`` plus one request timeout). Every other error propagates at once:
-    a 404 or 409 does not heal by waiting. Defaults: 5 attempts with delays of about 0.5, 1, 2, 4 s ride out an
-    api-server restart (~6 s) without holding a partition for more than half a minute.
-    The delay is drawn from [d/2, d] ("equal jitter") so watchers that failed together do not retry together.
-    """
-    if attempts < 1:
-        raise ValueError("attempts must be >= 1")
-    started = clock()
-    attempt = 1
-    while True:
-        try:
-            return await fn()
-        except AirflowUnavailable as exc:
-            delay = min(max_delay_s, base_delay_s * 2 ** (attempt - 1))
-            delay = delay / 2 + rng() * delay / 2
-            if attempt >= attempts or clock() - started + delay > max_total_s:
-                raise
-            log.info("airflow retry attempt=%s delay_s=%.2f status=%s error=%s", attempt, delay, exc.status, exc)
-            await sleep(delay)
-            attempt += 1

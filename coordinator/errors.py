@@ -5,7 +5,8 @@ CoordinatorError
 ├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
 ├── StoreError                        etcd could not be reached or answered an error
 │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
-│   └── RevisionCompacted             a watch start revision was compacted (carries compacted_revision)
+│   └── RevisionCompacted             a revision was compacted: a watch's start, a snapshot's pinned page
+│                                     (carries compacted_revision; 0 = etcd did not say). The only one.
 ├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
 ├── PluginCheckError                  check-plugin: the plugin does not import, register or write: exit code 1
 └── AirflowError                      the Airflow REST API refused or failed
@@ -43,7 +44,8 @@ class StoreUnavailable(StoreError):
 
 
 class RevisionCompacted(StoreError):
-    """The requested revision was compacted away."""
+    """The requested revision was compacted away (a watch stream or a unary read said so; the etcd adapter relists or
+    restarts its snapshot on it)."""
 
     def __init__(self, compacted_revision: int) -> None:
         super().__init__(f"revision compacted; oldest available is {compacted_revision}")

@@ -13,7 +13,7 @@ Rules:
 4. On a terminal the table is redrawn in place (rich Live); otherwise (CI logs, pipes) one line per change is printed,
    so the same run reads well in both.
 5. etcd is read through its JSON gateway with the standard library: the demo's own single local server, no auth; the
-   coordinator's real etcd access stays in ``coordinator.etcd_store``.
+   coordinator's real etcd access stays in ``coordinator.etcd``.
 """
 
 from __future__ import annotations

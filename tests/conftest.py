@@ -52,7 +52,7 @@ def etcd_prefix(etcd_settings: EtcdSettings) -> Iterator[str]:
     yield prefix
 
     async def cleanup() -> None:
-        from coordinator.etcd_store import EtcdStore
+        from coordinator.etcd import EtcdStore
 
         async with await EtcdStore.connect(etcd_settings) as store:
             await store.delete_prefix(prefix + "/")

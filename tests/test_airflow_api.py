@@ -20,7 +20,6 @@ from coordinator.airflow_api import (
     DagRunInfo,
     TriggerResult,
     iso_utc,
-    retrying_call,
 )
 from coordinator.errors import (
     AirflowAuthError,
@@ -29,6 +28,7 @@ from coordinator.errors import (
     AirflowNotFound,
     AirflowUnavailable,
 )
+from coordinator.retry import RetryPolicy, retry_call
 from coordinator.settings import InstanceSettings
 
 PASSWORD = "s3cret-Pa55word"
@@ -263,8 +263,8 @@ def test_clear_sends_dry_run_false() -> None:
     assert json.loads(req.content) == {"dry_run": False}
 
 
-def test_5xx_is_unavailable_and_retrying_call_retries_until_success() -> None:
-    """A 503 maps to AirflowUnavailable; retrying_call retries it with growing delays and returns the success."""
+def test_5xx_is_unavailable_and_the_retry_policy_retries_it_until_success() -> None:
+    """A 503 maps to AirflowUnavailable (status and request named), which the actuator's retry predicate retries."""
     fake = FakeApi()
     fake.reply(
         "GET",
@@ -283,53 +283,14 @@ def test_5xx_is_unavailable_and_retrying_call_retries_until_success() -> None:
             await c.get_dag("d")
         assert err.value.status == 503
         assert "GET /api/v2/dags/d -> 503: upstream down" in str(err.value)
-        return await retrying_call(lambda: c.get_dag("d"), sleep=fake_sleep, rng=lambda: 1.0)
+        policy = RetryPolicy(initial_s=0.5, max_s=8.0, max_attempts=5)
+        return await retry_call(
+            lambda: c.get_dag("d"), policy, lambda exc: isinstance(exc, AirflowUnavailable), sleep=fake_sleep
+        )
 
     info = run(using(fake, scenario))
     assert info.is_paused is False
-    assert sleeps == [0.5]  # one failure left inside retrying_call
-
-
-def test_retrying_call_backoff_is_bounded_by_attempts_and_total_time() -> None:
-    """Delays double up to max_delay_s, stop after `attempts`, and never sleep past max_total_s."""
-    calls = 0
-    sleeps: list[float] = []
-    now = [0.0]
-
-    async def failing() -> None:
-        nonlocal calls
-        calls += 1
-        raise AirflowUnavailable("down", 503)
-
-    async def fake_sleep(seconds: float) -> None:
-        sleeps.append(seconds)
-        now[0] += seconds
-
-    kw: dict[str, Any] = {"sleep": fake_sleep, "clock": lambda: now[0], "rng": lambda: 1.0, "base_delay_s": 1.0}
-    with pytest.raises(AirflowUnavailable):
-        run(retrying_call(failing, attempts=5, max_delay_s=3.0, max_total_s=100.0, **kw))
-    assert calls == 5
-    assert sleeps == [1.0, 2.0, 3.0, 3.0]
-
-    calls, sleeps[:], now[0] = 0, [], 0.0
-    with pytest.raises(AirflowUnavailable):
-        run(retrying_call(failing, attempts=50, max_delay_s=3.0, max_total_s=7.0, **kw))
-    assert sum(sleeps) <= 7.0
-    assert calls == len(sleeps) + 1
-
-
-def test_retrying_call_does_not_retry_other_errors() -> None:
-    """A 404 (or any non-transient error) propagates at once: waiting does not heal it."""
-    calls = 0
-
-    async def missing() -> None:
-        nonlocal calls
-        calls += 1
-        raise AirflowNotFound("gone", 404)
-
-    with pytest.raises(AirflowNotFound):
-        run(retrying_call(missing, sleep=lambda s: asyncio.sleep(0)))
-    assert calls == 1
+    assert sleeps == [0.5]  # one failure left for the retry loop
 
 
 @pytest.mark.parametrize(

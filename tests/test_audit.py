@@ -1,13 +1,25 @@
-"""The audit's repair decisions: write only what etcd is missing, never a needless new generation."""
+"""The audit's repair decisions: write only what etcd is missing, never a needless new generation; and the audit pass
+against a real etcd and a fake Airflow: it decides from the leader's view and writes through the one run-record
+writer."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
+from coordinator.airflow_api import AirflowClient
 from coordinator.core.audit import audit_record
-from coordinator.core.model import RunRecord, RunState
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
+from coordinator.core.spec import parse_spec
+from coordinator.core.view import View
+from coordinator.etcd import KV, EtcdStore
+from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.watcher.audit import AuditResult, audit_once
+from tests.support.fake_airflow import FakeAirflow
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
 T0 = datetime(2026, 1, 1, 1, tzinfo=UTC)
@@ -44,3 +56,114 @@ def test_audit_record(existing, airflow_state, start, expected) -> None:
         assert result is not None
         assert (str(result.state), result.clear_number) == expected
         assert result.source == "audit:x"
+
+
+# -- the audit pass: real etcd, fake Airflow ------------------------------------------------------------------------
+
+LD = datetime(2026, 1, 1, tzinfo=UTC)
+PARTITION = "2026-01-01T00:00:00Z"
+RUN_ID = "scheduled__2026-01-01T00:00:00+00:00"
+
+
+class CountingStore:
+    """The store, counting the calls the run-record writer makes (get and cas are all it uses)."""
+
+    def __init__(self, store: EtcdStore) -> None:
+        self.store = store
+        self.gets = 0
+        self.cases = 0
+
+    async def get(self, key: str) -> KV | None:
+        self.gets += 1
+        return await self.store.get(key)
+
+    async def cas(self, key: str, value: bytes, expected: int) -> Any:
+        self.cases += 1
+        return await self.store.cas(key, value, expected)
+
+
+@pytest.fixture
+def airflow() -> Iterator[FakeAirflow]:
+    """A fake Airflow with DAGs a and b, where a's run for PARTITION has succeeded."""
+    with FakeAirflow(["a", "b"], password="pw", run_duration_s=0.02) as fake:
+        fake.create_run("a", RUN_ID, LD)
+        fake.wait_idle()
+        yield fake
+
+
+async def audit(store: Any, keys: KeyLayout, fake: FakeAirflow, view: View) -> AuditResult:
+    settings = InstanceSettings(url=fake.url, username="admin", password=SecretStr("pw"))
+    async with AirflowClient(settings, timeout_s=5.0) as client:
+        graph = parse_spec('{"b": "a"}')
+        return await audit_once(store, keys, graph, {"default": client}, timedelta(days=3650), view)
+
+
+async def loaded_view(store: EtcdStore, keys: KeyLayout) -> View:
+    view = View(keys)
+    snap = await store.snapshot(keys.root)
+    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+    return view
+
+
+def test_audit_repairs_what_the_view_lacks_and_reads_nothing_for_what_it_knows(
+    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+) -> None:
+    """A run missing from the view is written (one read, one CAS); once the view has it, a pass makes no etcd call."""
+    keys = KeyLayout(etcd_prefix)
+    key = keys.run_key(NodeId("default", "a"), PARTITION)
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            counting = CountingStore(store)
+            first = await audit(counting, keys, airflow, await loaded_view(store, keys))
+            assert (first.checked, first.repaired, first.errors) == (1, 1, 0)
+            assert (counting.gets, counting.cases) == (1, 1)
+            kv = await store.get(key)
+            assert kv is not None
+            record, _ = parse_run_record(kv.value)
+            assert record is not None and (record.state, record.source) == (RunState.SUCCESS, "audit:default")
+
+            again = CountingStore(store)
+            second = await audit(again, keys, airflow, await loaded_view(store, keys))
+            assert (second.checked, second.repaired, second.errors) == (1, 0, 0)
+            assert (again.gets, again.cases) == (0, 0)
+            assert (await store.get(key)) == kv
+
+    arun(go())
+
+
+@pytest.mark.parametrize(
+    ("run_id", "source"),
+    [
+        pytest.param(RUN_ID, "airflow-plugin:default", id="plugin-wrote-the-same-attempt"),
+        pytest.param("manual__by-hand", "mark", id="a-human-marked-another-run"),
+    ],
+)
+def test_audit_with_a_view_behind_etcd_never_overwrites_the_newer_record(
+    etcd_settings: EtcdSettings,
+    etcd_prefix: str,
+    airflow: FakeAirflow,
+    arun: Callable[..., Any],
+    run_id: str,
+    source: str,
+) -> None:
+    """The view lacks a record written since: the audit re-decides against what etcd holds and writes nothing."""
+    keys = KeyLayout(etcd_prefix)
+    key = keys.run_key(NodeId("default", "a"), PARTITION)
+    run = airflow.run("a", RUN_ID)
+    assert run is not None and run.state == "success"
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            stale_view = await loaded_view(store, keys)  # taken before the plugin's write
+            plugin = RunRecord(
+                state=RunState.SUCCESS, run_id=run_id, clear_number=0, source=source,
+                start_date=run.start_date, end_date=run.end_date,
+            )  # fmt: skip
+            revision = await store.put(key, dump_record(plugin))
+            result = await audit(store, keys, airflow, stale_view)
+            kv = await store.get(key)
+        assert (result.repaired, result.stale, result.errors) == (0, 1, 0)
+        assert kv is not None and kv.mod_revision == revision  # no new generation of a
+
+    arun(go())

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -15,8 +15,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import AirflowClient, TriggerResult, retrying_call
+from coordinator.airflow_api import AirflowClient, TriggerResult
 from coordinator.errors import AirflowAuthError, AirflowNotFound, AirflowUnavailable
+from coordinator.retry import RetryPolicy, retry_call
 from coordinator.settings import InstanceSettings
 from tests.support.fake_airflow import FakeAirflow
 
@@ -25,6 +26,12 @@ RUN_ID = "coordinator__2026-01-01T00:00:00Z"
 ROOT = Path(__file__).resolve().parent.parent
 
 Event = tuple[str, str, datetime | None, str, int]
+#: The actuator's shape of retry (AirflowUnavailable only), with short delays for tests.
+QUICK_RETRY = RetryPolicy(initial_s=0.01, max_s=0.1, max_attempts=5)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, AirflowUnavailable)
 
 
 @pytest.fixture
@@ -198,12 +205,12 @@ def test_mark_success_reports_through_the_callback(fake: FakeAirflow, events: li
     assert events == [("p", RUN_ID, LD, "success", 0)]
 
 
-def test_fail_next_is_retried_by_retrying_call(fake: FakeAirflow) -> None:
+def test_fail_next_is_retried_by_the_retry_policy(fake: FakeAirflow) -> None:
     """Two injected 503s on trigger are retried; the run is created exactly once."""
     fake.fail_next(2, 503, endpoint="trigger", dag_id="a")
 
     async def scenario(c: AirflowClient) -> Any:
-        return await retrying_call(lambda: c.trigger("a", RUN_ID, LD, {}), base_delay_s=0.01)
+        return await retry_call(lambda: c.trigger("a", RUN_ID, LD, {}), QUICK_RETRY, is_unavailable)
 
     assert call(fake, scenario).result is TriggerResult.CREATED
     assert fake.calls("trigger", "a") == 3 and fake.creates("a") == 1
@@ -224,7 +231,7 @@ def test_delayed_request_and_its_retry_create_one_run(fake: FakeAirflow) -> None
     fake.delay_next(1, 0.5, endpoint="trigger")
 
     async def scenario(c: AirflowClient) -> Any:
-        return await retrying_call(lambda: c.trigger("a", RUN_ID, LD, {}), base_delay_s=0.01)
+        return await retry_call(lambda: c.trigger("a", RUN_ID, LD, {}), QUICK_RETRY, is_unavailable)
 
     outcome = call(fake, scenario, timeout_s=0.2)
     assert outcome.result in (TriggerResult.CREATED, TriggerResult.ALREADY_EXISTS)

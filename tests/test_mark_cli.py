@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
-from coordinator.etcd_store import KV, EtcdStore
+from coordinator.etcd import KV, EtcdStore
 from coordinator.settings import EtcdSettings
 
 PARTITION = "2026-01-01T00:00:00Z"

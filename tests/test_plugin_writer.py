@@ -27,7 +27,7 @@ from coordinator.airflow_plugin import writer as writer_mod
 from coordinator.airflow_plugin.records import Outcome, RunFact, WriterConfig, fact_from_dag_run, write_fact
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 

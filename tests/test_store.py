@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.errors import ConfigError, LeadershipLost, StoreError, StoreUnavailable
-from coordinator.etcd_store import (
+from coordinator.etcd import (
     KV,
     CasResult,
     EtcdStore,
@@ -30,8 +30,8 @@ from coordinator.etcd_store import (
     Fence,
     Snapshot,
     WatchBatch,
-    _relist,
 )
+from coordinator.etcd.watch import relist_diff
 from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer, ServerTls
 
@@ -260,7 +260,7 @@ def test_paged_snapshot_of_12000_keys_equals_a_direct_read(
                     await store.put(f"{etcd_prefix}/k{i:05d}", f'{{"state":"success","n":{i}}}'.encode())
 
             await asyncio.gather(*(put(i) for i in range(12_000)))
-            with caplog.at_level("DEBUG", logger="coordinator.etcd_store"):
+            with caplog.at_level("DEBUG", logger="coordinator.etcd"):
                 snap = await store.snapshot(etcd_prefix + "/")
             assert "keys=12000 pages=3" in caplog.text
 
@@ -312,7 +312,7 @@ async def _range_at(store: EtcdStore, prefix: str, revision: int) -> list[tuple[
     """An independent unpaged read of ``prefix`` at ``revision`` straight through the gRPC stub."""
     from aetcd import rpc
 
-    conn = await store._conn()
+    conn = await store.connection()
     request = rpc.RangeRequest(key=prefix.encode(), range_end=aetcd.utils.prefix_range_end(prefix.encode()))
     request.revision = revision
     response = await conn.kv.Range(request, timeout=10)
@@ -450,7 +450,7 @@ def test_watch_joins_the_fragments_of_a_large_revision(caplog: pytest.LogCapture
                 snap = await store.snapshot("/big/")
                 watch = Collector(store.watch_prefix("/big/", snap))
                 try:
-                    with caplog.at_level("DEBUG", logger="coordinator.etcd_store"):
+                    with caplog.at_level("DEBUG", logger="coordinator.etcd"):
                         assert await store.delete_prefix("/big/") == 2000
                         revision = await store.current_revision()
                         await watch.until(lambda w: w.revision >= revision)
@@ -487,7 +487,7 @@ def test_relist_diff_reports_new_changed_and_deleted_keys_only() -> None:
         20,
         (KV("/changed", b"c", 12, 4, 2), KV("/new", b"n", 15, 15, 1), KV("/same", b"s", 3, 3, 1)),
     )
-    assert _relist(mirror, snap) == WatchBatch(
+    assert relist_diff(mirror, snap) == WatchBatch(
         (
             Event(EventKind.PUT, "/changed", b"c", 12),
             Event(EventKind.PUT, "/new", b"n", 15),
@@ -516,6 +516,30 @@ def test_cas_creates_only_when_absent_and_reports_conflicts(etcd_settings: EtcdS
             stale = await store.cas(key, b"three", created.revision)
             assert not stale.succeeded and stale.current is not None and stale.current.value == b"two"
             assert (await store.get(key)) == KV(key, b"two", updated.revision, created.revision, 2)
+
+    run_coro(scenario())
+
+
+def test_public_lease_api_binds_refreshes_and_revokes(etcd_settings: EtcdSettings, etcd_prefix: str) -> None:
+    """A key created on a granted lease exists only once; keepalive refreshes it; revoking deletes it."""
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            key = f"{etcd_prefix}/leased"
+            lease = await store.grant_lease(30)
+            assert lease.id != 0 and 0 < lease.ttl <= 30
+            created = await store.create(key, b"me", lease=lease.id)
+            assert created.succeeded
+            other = await store.create(key, b"you", lease=lease.id)
+            assert not other.succeeded and other.current is not None and other.current.value == b"me"
+            assert 0 < await store.keepalive_once(lease.id, timeout_s=5.0) <= 30
+            deleted_at = await store.current_revision()
+            waiter = asyncio.create_task(store.wait_deleted(key, deleted_at, max_wait_s=30.0))
+            await store.revoke_lease(lease.id)
+            await asyncio.wait_for(waiter, 30.0)
+            assert await store.get(key) is None
+            assert await store.keepalive_once(lease.id, timeout_s=5.0) <= 0
+            await store.revoke_lease(lease.id)  # already gone: not an error
 
     run_coro(scenario())
 
@@ -553,7 +577,7 @@ def test_fenced_cas_raises_leadership_lost_once_another_leader_holds_the_key(
 
 _LEADER_CHILD = """
 import asyncio, sys
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
 
 

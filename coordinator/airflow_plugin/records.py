@@ -7,9 +7,10 @@ Rules:
    ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
 2. A run without a logical date, or one the key layout cannot name (a sub-second or naive logical date), is not a
    partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
-3. Every write is a compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`: an older attempt
-   never overwrites a newer one and an identical rewrite is skipped (it would make a new generation and rerun every
-   dependent). A lost race re-reads and re-decides. Every etcd call has a short timeout.
+3. Every write goes through the one run-record writer (:func:`coordinator.run_records.write_run_record`): a
+   compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a
+   newer one and an identical rewrite is skipped (it would make a new generation and rerun every dependent). A lost
+   race re-decides. Every etcd call has a short timeout.
 4. Configuration comes from ``COORDINATOR_*`` through :class:`~coordinator.settings.Settings`, plus
    ``COORDINATOR_INSTANCE`` (this Airflow's instance name) and ``COORDINATOR_PLUGIN_QUEUE_SIZE``.
 """
@@ -20,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -34,23 +34,19 @@ from coordinator.core.model import (
     RunRecord,
     RunState,
     canonical_partition,
-    dump_record,
-    parse_run_record,
-    should_replace,
 )
 from coordinator.errors import ConfigError, StoreError, StoreUnavailable
+from coordinator.retry import RetryAttempt, RetryPolicy, retry_call
+from coordinator.run_records import RunWriteStatus, write_run_record
 from coordinator.settings import EtcdSettings, Settings
 
 if TYPE_CHECKING:
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 
 INSTANCE_ENV = "COORDINATOR_INSTANCE"
 QUEUE_SIZE_ENV = "COORDINATOR_PLUGIN_QUEUE_SIZE"
-# A CAS can lose to a concurrent writer of the same key (the REST audit, a user's mark-success in the api-server);
-# each loss re-reads and re-decides. More than a handful of losses in a row means something is looping.
-MAX_CAS_ROUNDS = 8
 # Errors that are not about reachability (permission denied, a bug) are retried this often, then given up.
 MAX_OTHER_ATTEMPTS = 5
 
@@ -79,6 +75,14 @@ class WriterConfig:
     @property
     def source(self) -> str:
         return f"{self.source_kind}:{self.instance}"
+
+    def delivery_policy(self, deadline_s: float | None = None) -> RetryPolicy:
+        """The backoff of the background writer (no deadline: it retries while the process lives) and of the
+        operator (``deadline_s``): ``backoff_initial_s`` doubling to ``backoff_max_s``, each delay drawn from
+        [0.8 d, d] so several schedulers cut off from etcd together do not retry in lockstep."""
+        return RetryPolicy(
+            initial_s=self.backoff_initial_s, max_s=self.backoff_max_s, jitter=0.2, deadline_s=deadline_s
+        )
 
 
 def make_config(
@@ -161,26 +165,19 @@ class Outcome(StrEnum):
 
 
 async def write_fact(store: EtcdStore, fact: RunFact, timeout_s: float) -> tuple[Outcome, int]:
-    """Write one record with per-run ordering: read, decide, compare-and-swap, re-decide on a lost race.
+    """Write one record with per-run ordering through the one run-record writer (rule 3).
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
     """
-    current = await asyncio.wait_for(store.get(fact.key), timeout_s)
-    for _ in range(MAX_CAS_ROUNDS):
-        old: RunRecord | None = None
-        if current is not None:
-            old, problem = parse_run_record(current.value)
-            if old is None:
-                # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
-                log.warning("coordinator: replacing unreadable run state key=%s problem=%s", fact.key, problem)
-        if not should_replace(old, fact.record):
-            return Outcome.SKIPPED, current.mod_revision if current is not None else 0
-        expected = current.mod_revision if current is not None else 0
-        result = await asyncio.wait_for(store.cas(fact.key, dump_record(fact.record), expected), timeout_s)
-        if result.succeeded:
-            return Outcome.WRITTEN, result.revision
-        current = result.current
-    raise StoreError(f"gave up after {MAX_CAS_ROUNDS} lost compare-and-swap rounds on {fact.key}")
+    done = await write_run_record(store, fact.key, lambda _old: fact.record, op_timeout_s=timeout_s)
+    if done.unreadable is not None:
+        # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
+        log.warning("coordinator: replacing unreadable run state key=%s problem=%s", fact.key, done.unreadable)
+    if done.status is RunWriteStatus.WRITTEN:
+        return Outcome.WRITTEN, done.revision
+    if done.status is RunWriteStatus.UNCHANGED:
+        return Outcome.SKIPPED, done.revision
+    raise StoreError(f"gave up after {done.rounds} lost compare-and-swap rounds on {fact.key}")
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -191,7 +188,7 @@ def is_unreachable(exc: BaseException) -> bool:
 
 async def connect_store(settings: EtcdSettings) -> EtcdStore:
     # Imported here so that importing the plugin (in every Airflow process and CLI call) does not load gRPC.
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
     return await EtcdStore.connect(settings)
 
@@ -203,29 +200,35 @@ def write_now(config: WriterConfig, fact: RunFact, timeout_s: float) -> tuple[Ou
     running event loop.
     """
 
+    attempts = 0
+
+    async def attempt() -> tuple[Outcome, int]:
+        nonlocal attempts
+        attempts += 1
+        store: EtcdStore | None = None
+        try:
+            store = await asyncio.wait_for(connect_store(config.etcd), config.op_timeout_s)
+            return await write_fact(store, fact, config.op_timeout_s)
+        finally:
+            if store is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(store.close(), 1.0)
+
+    def retrying(retry: RetryAttempt) -> None:
+        log.warning(
+            "coordinator: etcd write failed, retrying %s attempt=%d error=%s",
+            fact.describe(),
+            retry.number,
+            f"{type(retry.error).__name__}: {retry.error}",
+        )
+
     async def attempt_until_deadline() -> tuple[Outcome, int]:
-        deadline = time.monotonic() + timeout_s
-        attempt = 0
-        while True:
-            attempt += 1
-            store: EtcdStore | None = None
-            try:
-                store = await asyncio.wait_for(connect_store(config.etcd), config.op_timeout_s)
-                return await write_fact(store, fact, config.op_timeout_s)
-            except Exception as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                delay = min(config.backoff_max_s, config.backoff_initial_s * 2 ** min(attempt - 1, 16))
-                if not is_unreachable(exc) or time.monotonic() + delay > deadline:
-                    if isinstance(exc, StoreError):
-                        raise
-                    raise StoreUnavailable(f"{fact.key}: {error} (after {attempt} attempt(s))") from exc
-                log.warning(
-                    "coordinator: etcd write failed, retrying %s attempt=%d error=%s", fact.describe(), attempt, error
-                )
-                await asyncio.sleep(delay)
-            finally:
-                if store is not None:
-                    with contextlib.suppress(Exception):
-                        await asyncio.wait_for(store.close(), 1.0)
+        try:
+            return await retry_call(attempt, config.delivery_policy(timeout_s), is_unreachable, on_retry=retrying)
+        except StoreError:
+            raise
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise StoreUnavailable(f"{fact.key}: {error} (after {attempts} attempt(s))") from exc
 
     return asyncio.run(attempt_until_deadline())

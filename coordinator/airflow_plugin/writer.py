@@ -9,8 +9,9 @@ Rules:
    already promised; the watcher's REST audit repairs what was dropped).
 3. Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact` (compare-and-swap +
    ``should_replace``), with short timeouts.
-4. While etcd is unreachable the thread retries the head of the queue with bounded exponential backoff and keeps the
-   rest queued; only errors that are not about reachability give up after a few attempts.
+4. While etcd is unreachable the thread retries the head of the queue with bounded exponential backoff
+   (:meth:`WriterConfig.delivery_policy`, through ``coordinator.retry``) and keeps the rest queued; only errors that
+   are not about reachability give up after a few attempts.
 5. Started lazily (first record), restarted in a forked child (the parent's thread and queue do not exist there),
    flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged as undelivered.
 6. Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one thread only, so plain
@@ -25,7 +26,6 @@ import contextlib
 import logging
 import os
 import queue
-import random
 import threading
 import time
 import weakref
@@ -47,15 +47,20 @@ from coordinator.airflow_plugin.records import (
 )
 from coordinator.core.model import RunState
 from coordinator.errors import ConfigError
+from coordinator.retry import RetryAttempt, retry_call
 from coordinator.settings import EtcdSettings
 
 if TYPE_CHECKING:
-    from coordinator.etcd_store import EtcdStore
+    from coordinator.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 
 #: Undelivered (dropped, or left at shutdown) records listed one per line; beyond that they are only counted.
 MAX_LOST_LINES = 100
+
+
+class _Abandoned(Exception):
+    """The writer is stopping or gave up on its queue: the record in flight is no longer retried."""
 
 
 @dataclass
@@ -293,56 +298,70 @@ class BackgroundWriter:
                 await self._close_store(store)
 
     async def _deliver(self, store: EtcdStore | None, fact: RunFact) -> EtcdStore | None:
-        """Write one record, retrying while etcd is unreachable; return the (possibly new) store. Never raises."""
-        attempt = 0
-        while True:
+        """Write one record, retrying while etcd is unreachable (rule 4); return the (possibly new) store. Never
+        raises."""
+        failures = 0
+
+        async def attempt() -> tuple[Outcome, int]:
+            nonlocal store, failures
             if self._give_up.is_set() or self._stopping.is_set():
-                return store  # _abandon counted and logged the in-flight record
+                raise _Abandoned  # _abandon counted and logged the in-flight record
             try:
                 if store is None:
                     store = await asyncio.wait_for(self._store_factory(self.config.etcd), self.config.op_timeout_s)
-                outcome, revision = await write_fact(store, fact, self.config.op_timeout_s)
+                return await write_fact(store, fact, self.config.op_timeout_s)
             except Exception as exc:
-                attempt += 1
+                failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 if store is not None:
                     # A fresh connection after any failure: cheap, and a channel that saw a server restart can
                     # keep failing its first calls.
                     await self._close_store(store)
                     store = None
-                if not is_unreachable(exc) and attempt >= MAX_OTHER_ATTEMPTS:
-                    self.stats.failed += 1
-                    log.error(
-                        "coordinator: run state NOT delivered to etcd %s attempts=%d error=%s",
-                        fact.describe(),
-                        attempt,
-                        self.last_error,
-                    )
-                    return store
-                self.stats.retries += 1
-                delay = min(self.config.backoff_max_s, self.config.backoff_initial_s * 2 ** min(attempt - 1, 16))
-                delay *= random.uniform(0.8, 1.2)  # several schedulers must not retry in lockstep
-                # Log the first failure and then about once a minute, not every backoff step.
-                if attempt == 1 or attempt % 12 == 0:
-                    log.warning(
-                        "coordinator: etcd write failed, retrying %s attempt=%d queued=%d error=%s",
-                        fact.describe(),
-                        attempt,
-                        self._queue.qsize(),
-                        self.last_error,
-                    )
-                await self._sleep(delay)
-                continue
-            if outcome is Outcome.WRITTEN:
-                self.stats.delivered += 1
-                self.last_written = (fact.key, revision)
-                if attempt:
-                    log.info("coordinator: etcd write succeeded after retries %s attempts=%d", fact.describe(), attempt)
-                log.debug("coordinator: run state written %s revision=%d", fact.describe(), revision)
-            else:
-                self.stats.skipped += 1
-                log.debug("coordinator: run state not newer, skipped %s revision=%d", fact.describe(), revision)
+                raise
+
+        def retryable(exc: BaseException) -> bool:
+            if isinstance(exc, _Abandoned):
+                return False
+            return is_unreachable(exc) or failures < MAX_OTHER_ATTEMPTS
+
+        def retrying(retry: RetryAttempt) -> None:
+            self.stats.retries += 1
+            # Log the first failure and then about once a minute, not every backoff step.
+            if retry.number == 1 or retry.number % 12 == 0:
+                log.warning(
+                    "coordinator: etcd write failed, retrying %s attempt=%d queued=%d error=%s",
+                    fact.describe(),
+                    retry.number,
+                    self._queue.qsize(),
+                    self.last_error,
+                )
+
+        try:
+            outcome, revision = await retry_call(
+                attempt, self.config.delivery_policy(), retryable, on_retry=retrying, sleep=self._sleep
+            )
+        except _Abandoned:
             return store
+        except Exception:
+            self.stats.failed += 1
+            log.error(
+                "coordinator: run state NOT delivered to etcd %s attempts=%d error=%s",
+                fact.describe(),
+                failures,
+                self.last_error,
+            )
+            return store
+        if outcome is Outcome.WRITTEN:
+            self.stats.delivered += 1
+            self.last_written = (fact.key, revision)
+            if failures:
+                log.info("coordinator: etcd write succeeded after retries %s attempts=%d", fact.describe(), failures)
+            log.debug("coordinator: run state written %s revision=%d", fact.describe(), revision)
+        else:
+            self.stats.skipped += 1
+            log.debug("coordinator: run state not newer, skipped %s revision=%d", fact.describe(), revision)
+        return store
 
     async def _sleep(self, delay: float) -> None:
         """Sleep for the backoff; cut short when the writer is being stopped."""

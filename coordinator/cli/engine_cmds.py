@@ -26,7 +26,7 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.report import problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec

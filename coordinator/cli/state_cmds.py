@@ -1,8 +1,9 @@
 """Commands that write run state by hand: ``mark``.
 
 Rules:
-1. ``mark`` writes the same RunRecord the Airflow plugin writes, to the same key, through a compare-and-swap: a
-   concurrent writer is never overwritten blindly; the command re-reads and re-decides (a few rounds at most).
+1. ``mark`` writes the same RunRecord the Airflow plugin writes, to the same key, through the same run-record writer
+   (:func:`coordinator.run_records.write_run_record`, a compare-and-swap): a concurrent writer is never overwritten
+   blindly; the command re-decides on a lost race (a few rounds at most).
 2. It follows :func:`should_replace` like every writer: rewriting the same state of the same attempt would be a new
    generation (every dependent would rerun), so it is refused unless ``--force``, which records a NEW attempt
    (``clear_number`` + 1) on purpose.
@@ -25,11 +26,10 @@ from coordinator.core.model import (
     RunRecord,
     RunState,
     canonical_partition,
-    dump_record,
-    parse_run_record,
     should_replace,
 )
 from coordinator.errors import ConfigError, CoordinatorError
+from coordinator.run_records import RunWriteStatus, write_run_record
 from coordinator.settings import EtcdSettings
 
 #: CAS rounds before giving up: each lost round means another writer changed the key in between; more than a few in
@@ -100,34 +100,36 @@ async def mark_run(
     force: bool = False,
 ) -> MarkOutcome:
     """Write (or refuse) the run record of ``node`` for ``partition``; see the module rules."""
-    from coordinator.etcd_store import EtcdStore  # keep `coordinator --help` free of the gRPC import
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     key = keys.run_key(node, partition)
+    planned: MarkOutcome | None = None
+
+    def propose(old: RunRecord | None) -> RunRecord | None:
+        nonlocal planned
+        planned = plan_mark(
+            old,
+            state=state,
+            partition=partition,
+            run_id=run_id,
+            clear_number=clear_number,
+            force=force,
+            now=datetime.now(UTC),
+        )
+        return None if planned.refused else planned.record
+
     async with await EtcdStore.connect(etcd) as store:
-        for _ in range(MAX_CAS_ROUNDS):
-            current = await store.get(key)
-            old = None
-            if current is not None:
-                old, problem = parse_run_record(current.value)
-                if old is None:
-                    # An unreadable value counts as absent (the watcher ignores it too); marking repairs it.
-                    out.print(f"note: replacing an unreadable record at {key} ({problem})")
-            outcome = plan_mark(
-                old,
-                state=state,
-                partition=partition,
-                run_id=run_id,
-                clear_number=clear_number,
-                force=force,
-                now=datetime.now(UTC),
-            )
-            if outcome.refused:
-                return outcome
-            expected = current.mod_revision if current is not None else 0
-            result = await store.cas(key, dump_record(outcome.record), expected)
-            if result.succeeded:
-                return MarkOutcome(outcome.record, old, revision=result.revision)
-    raise CoordinatorError(f"{key} kept changing during {MAX_CAS_ROUNDS} attempts to mark it; try again")
+        done = await write_run_record(store, key, propose, max_rounds=MAX_CAS_ROUNDS)
+    if done.unreadable is not None:
+        # An unreadable value counts as absent (the watcher ignores it too); marking repairs it.
+        out.print(f"note: replacing an unreadable record at {key} ({done.unreadable})")
+    if done.status is RunWriteStatus.CONTENDED:
+        raise CoordinatorError(f"{key} kept changing during {MAX_CAS_ROUNDS} attempts to mark it; try again")
+    assert planned is not None  # every round that does not lose a race calls propose
+    if done.status is RunWriteStatus.WRITTEN:
+        return MarkOutcome(planned.record, done.previous, revision=done.revision)
+    assert planned.refused is not None  # plan_mark proposes only what should_replace accepts
+    return planned
 
 
 StateOpt = Annotated[str, typer.Option("--state", "-s", help="queued, running, success or failed", show_default=False)]

@@ -27,14 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
-
 from coordinator.airflow_api import AirflowClient, DagRunInfo, TriggerResult
 from coordinator.core.model import (
     KeyLayout,
@@ -55,7 +47,8 @@ from coordinator.errors import (
     CoordinatorError,
     LeadershipLost,
 )
-from coordinator.etcd_store import EtcdStore, Fence
+from coordinator.etcd import EtcdStore, Fence
+from coordinator.retry import RetryPolicy, retry_call
 
 log = logging.getLogger("coordinator.actuator")
 
@@ -334,15 +327,17 @@ class Actuator:
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         """Retry transient Airflow failures with exponential backoff and jitter, bounded in attempts and time."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(AirflowUnavailable),
-            stop=stop_after_attempt(self.policy.attempts) | stop_after_delay(self.policy.max_attempt_s),
-            wait=wait_random_exponential(multiplier=0.2, max=self.policy.backoff_max_s),
-            reraise=True,
-        ):
-            with attempt:
-                return await fn()
-        raise AssertionError("unreachable")  # pragma: no cover
+        retry = RetryPolicy(
+            # 0.2 s doubling: with 5 attempts the sleeps total at most 0.2 + 0.4 + 0.8 + 1.6 = 3 s (plus the request
+            # timeouts); a longer outage ends as an error that _record_error retries 5 s later, so nothing is lost.
+            initial_s=0.2,
+            max_s=self.policy.backoff_max_s,
+            # Full jitter (each delay drawn from [0, d]): watchers and partitions that failed together spread out.
+            jitter=1.0,
+            max_attempts=self.policy.attempts,
+            deadline_s=self.policy.max_attempt_s,
+        )
+        return await retry_call(fn, retry, lambda exc: isinstance(exc, AirflowUnavailable))
 
     async def _record_error(self, action: Action, key: str, exc: Exception) -> None:
         delay = self.policy.error_retry_s

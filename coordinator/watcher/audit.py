@@ -1,8 +1,11 @@
 """Periodic audit of each Airflow instance's recent runs: repairs run states the plugin could not write.
 
-Rules: runs only on the leader; reads Airflow over REST (one list call per DAG of the graph in that instance), writes
-only what :func:`coordinator.core.audit.audit_record` asks for, through a compare-and-swap so a concurrent plugin write
-is never overwritten blindly. An unreachable instance is logged and skipped; the audit never stops the watcher.
+Rules: runs only on the leader; reads Airflow over REST (one list call per DAG of the graph in that instance) and
+decides from the leader's in-memory view which runs need a write (:func:`coordinator.core.audit.audit_record`), so a
+pass costs no etcd read for the runs etcd already knows. Each write goes through the one run-record writer
+(:func:`coordinator.run_records.write_run_record`), which re-reads the key and re-decides against what etcd holds
+then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
+unreachable instance is logged and skipped; the audit never stops the watcher.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow_api import AirflowClient, DagRunInfo
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, canonical_partition, dump_record, parse_run_record
+from coordinator.core.model import KeyLayout, RunRecord, canonical_partition
+from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, StoreUnavailable
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
+from coordinator.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger("coordinator.audit")
 
@@ -27,6 +32,20 @@ class AuditResult:
     checked: int = 0
     repaired: int = 0
     errors: int = 0
+    #: Runs the view said needed a write but etcd, read at write time, already had (or had something newer).
+    stale: int = 0
+
+
+def _decider(run: DagRunInfo, source: str, now: datetime) -> Propose:
+    """The audit rule for one Airflow run, as a function of the record etcd (or the view) holds."""
+
+    def decide(existing: RunRecord | None) -> RunRecord | None:
+        return audit_record(
+            existing, run_id=run.run_id, state=run.state, start_date=run.start_date, end_date=run.end_date,
+            source=source, now=now,
+        )  # fmt: skip
+
+    return decide
 
 
 async def audit_once(
@@ -35,8 +54,9 @@ async def audit_once(
     graph: Graph,
     clients: Mapping[str, AirflowClient],
     lookback: timedelta,
+    view: View,
 ) -> AuditResult:
-    """One audit pass over every DAG of the graph whose instance has a client."""
+    """One audit pass over every DAG of the graph whose instance has a client; ``view`` is the leader's view."""
     result = AuditResult()
     now = datetime.now(UTC)
     for node in graph.topo_order:
@@ -53,24 +73,15 @@ async def audit_once(
             if run.logical_date is None:
                 continue
             result.checked += 1
-            key = keys.run_key(node, canonical_partition(run.logical_date))
+            partition = canonical_partition(run.logical_date)
+
+            decide = _decider(run, f"audit:{node.instance}", now)
+            known = view.runs.get((node, partition))
+            if decide(known.record if known is not None else None) is None:
+                continue  # the view already says enough: no etcd call at all
+            key = keys.run_key(node, partition)
             try:
-                kv = await store.get(key)
-                existing = parse_run_record(kv.value)[0] if kv is not None else None
-                record = audit_record(
-                    existing, run_id=run.run_id, state=run.state, start_date=run.start_date,
-                    end_date=run.end_date, source=f"audit:{node.instance}", now=now,
-                )  # fmt: skip
-                if record is None:
-                    continue
-                written = await store.cas(key, dump_record(record), kv.mod_revision if kv is not None else 0)
-                if written.succeeded:
-                    result.repaired += 1
-                    log.warning(
-                        "audit.repaired key=%s state=%s run_id=%s clear_number=%d had=%s",
-                        key, record.state, record.run_id, record.clear_number,
-                        f"{existing.state}/{existing.clear_number}" if existing else "nothing",
-                    )  # fmt: skip
+                done = await write_run_record(store, key, decide)
             except StoreUnavailable as exc:
                 # etcd is down: every other key would fail the same way, each after its own retries.
                 result.errors += 1
@@ -79,5 +90,22 @@ async def audit_once(
             except CoordinatorError as exc:
                 result.errors += 1
                 log.warning("audit.write_failed key=%s error=%s", key, exc)
-    log.info("audit checked=%d repaired=%d errors=%d", result.checked, result.repaired, result.errors)
+                continue
+            if done.status is RunWriteStatus.WRITTEN and done.record is not None:
+                result.repaired += 1
+                had = done.previous
+                log.warning(
+                    "audit.repaired key=%s state=%s run_id=%s clear_number=%d had=%s revision=%d",
+                    key, done.record.state, done.record.run_id, done.record.clear_number,
+                    f"{had.state}/{had.clear_number}" if had else "nothing", done.revision,
+                )  # fmt: skip
+            elif done.status is RunWriteStatus.CONTENDED:
+                result.errors += 1
+                log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
+            else:
+                result.stale += 1
+                log.info("audit.view_behind key=%s revision=%d", key, done.revision)
+    log.info(
+        "audit checked=%d repaired=%d stale=%d errors=%d", result.checked, result.repaired, result.stale, result.errors
+    )
     return result

@@ -35,7 +35,7 @@ from coordinator.core.model import NodeId
 from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd_store import EtcdStore, Snapshot
+from coordinator.etcd import EtcdStore, Snapshot
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
@@ -320,7 +320,7 @@ class Watcher:
             if self.stop.is_set() or not self.election.is_leader:
                 continue
             try:
-                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback)
+                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback, self.view)
             except Exception as exc:  # the audit is a safety net: it must never take the watcher down
                 log.warning("audit.failed error=%s", exc)
 

@@ -27,7 +27,7 @@ from coordinator.core.model import (
     parse_trigger_record,
 )
 from coordinator.core.view import Activation
-from coordinator.etcd_store import EtcdStore
+from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
 from coordinator.spec_file import load_spec
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable

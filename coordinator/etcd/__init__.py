@@ -1,0 +1,28 @@
+"""The etcd adapter: consistent snapshots, a resilient watch, fenced compare-and-swap and leader election.
+
+This is the only package that imports the etcd client (``aetcd``) and gRPC. It uses aetcd's generated gRPC stubs and
+messages over a channel it builds itself, not ``aetcd.Client``, because the client cannot do what the coordinator
+relies on: it has no TLS, cannot page a range at a fixed revision, flattens watch responses (losing their grouping
+and fragments), and its lock enters on timeout without holding the lock.
+
+Modules: ``types`` (the values), ``wire`` (channels, TLS, gRPC error mapping), ``client`` (:class:`EtcdStore`:
+connection, retries, key-value, CAS, leases), ``watch`` (snapshots, watch, relist), ``election``.
+
+Rules:
+1. Callers see only this package's frozen values (KV, Snapshot, Event, WatchBatch, Fence, CasResult, Lease) and the
+   errors of ``coordinator.errors``; every gRPC error is mapped with ``raise ... from exc``.
+2. Unary calls are retried briefly on UNAVAILABLE only (``client.UNARY_RETRY``): the first call after a server
+   restart fails although the server is up. Deadline errors are not retried (a write may have applied). With several
+   endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
+3. A snapshot is one revision: every page of a prefix is read at the revision of the first page.
+4. ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out (+1), and when
+   that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch.
+5. Leadership is a lease-bound key created only if absent; a leader stops acting before its lease can expire, and
+   every leader write carries a Fence that etcd checks in the same transaction.
+"""
+
+from coordinator.etcd.client import EtcdStore
+from coordinator.etcd.election import Election
+from coordinator.etcd.types import KV, CasResult, Event, EventKind, Fence, Lease, Snapshot, WatchBatch
+
+__all__ = ["KV", "CasResult", "Election", "EtcdStore", "Event", "EventKind", "Fence", "Lease", "Snapshot", "WatchBatch"]

@@ -1,0 +1,278 @@
+"""Reading a prefix of etcd over time: consistent paged snapshots, the resilient watch, relist after compaction.
+
+Rules (rules 3 and 4 of the package):
+1. A snapshot is one revision: every page of a prefix is read at the revision of the first page, so a concurrent
+   write can never produce a view that existed at no revision. Pages keep each response far below gRPC's 4 MB limit.
+   When the pinned revision is compacted while paging, the snapshot starts over (a few times) at a newer revision.
+2. ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out (+1), and when
+   that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch.
+   It never gives up on connection loss (it reconnects with :data:`WATCH_BACKOFF`); it only stops on errors a retry
+   cannot fix (permissions, closed store).
+3. A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call or a watch stream
+   reports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from aetcd import rpc
+
+from coordinator.errors import RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.etcd.types import KV, Event, EventKind, Snapshot, WatchBatch
+from coordinator.etcd.wire import (
+    EOF,
+    Conn,
+    RpcError,
+    decode,
+    encode,
+    is_refused,
+    map_error,
+    range_end,
+    status_name,
+    to_kv,
+)
+from coordinator.retry import RetryAttempt, RetryPolicy, backoff_delay, retry_call
+
+if TYPE_CHECKING:
+    from coordinator.etcd.client import EtcdStore
+
+log = logging.getLogger(__name__)
+
+#: 5,000 keys per page: run records are a few hundred bytes, so a page stays around 1-2 MB, well under gRPC's 4 MB.
+SNAPSHOT_PAGE_SIZE = 5000
+#: A snapshot whose pinned revision is compacted while paging starts over at once at the newest revision: waiting
+#: would not help (only a newer revision does). Three tries: compactions are minutes apart, so a third loss means the
+#: store is being compacted in a loop, which a human should look at.
+SNAPSHOT_RETRY = RetryPolicy(initial_s=0.0, max_s=0.0, max_attempts=3)
+#: Watch reconnects: 0.1 s doubling to 2 s, each delay drawn from [d/2, d] so watchers cut off together do not
+#: reconnect in lockstep; the 2 s cap keeps recovery quick once etcd is back. No limit: the watch never gives up.
+WATCH_BACKOFF = RetryPolicy(initial_s=0.1, max_s=2.0, jitter=0.5)
+#: A stream that stayed up this long was healthy: the next failure starts the backoff over.
+WATCH_HEALTHY_S = 1.0
+#: Pause after a failed wait for a deletion, so the caller's re-check loop never spins while the watch keeps failing.
+WAIT_DELETED_PAUSE_S = 0.2
+
+
+class StreamBroken(Exception):
+    """The watch stream ended or was cancelled by the server for a reason a new stream may fix."""
+
+
+class WatchStream:
+    """One gRPC watch stream for one key range: reassembles fragments, turns cancellations into exceptions."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    async def _read(self) -> Any:
+        try:
+            response = await self._call.read()
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # our task really is being cancelled
+            # gRPC raises CancelledError in readers when the channel is closed under the call (store.close()).
+            raise StreamBroken("watch call cancelled locally") from None
+        if response is EOF:
+            raise StreamBroken("watch stream ended by the server")
+        if response.compact_revision:
+            raise RevisionCompacted(int(response.compact_revision))
+        if response.canceled:
+            raise StreamBroken(f"watch canceled by the server: {response.cancel_reason or 'no reason given'}")
+        return response
+
+    async def send(self, request: Any) -> None:
+        await self._call.write(request)
+
+    async def wait_created(self) -> None:
+        while not (await self._read()).created:
+            pass
+
+    async def next_events(self) -> list[Any]:
+        """The events of the next complete response (fragments joined); skips responses without events."""
+        events: list[Any] = []
+        fragments = 0
+        while True:
+            response = await self._read()
+            events.extend(response.events)
+            if response.fragment:  # etcd split one large revision; the rest follows on this stream
+                fragments += 1
+                continue
+            if fragments:
+                log.debug("watch.fragments joined=%d events=%d", fragments + 1, len(events))
+            if events:
+                return events
+
+    def close(self) -> None:
+        self._call.cancel()
+
+
+async def open_watch(store: EtcdStore, key: bytes, end: bytes, start_revision: int) -> WatchStream:
+    """A created watch stream on [key, end) from ``start_revision``; raises what gRPC raises."""
+    conn = await store.connection()
+    stream = WatchStream(conn.watch.Watch(metadata=conn.metadata))
+    try:
+        create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=start_revision, fragment=True)
+        await asyncio.wait_for(stream.send(rpc.WatchRequest(create_request=create)), store.timeout_s)
+        await asyncio.wait_for(stream.wait_created(), store.timeout_s)
+    except BaseException:
+        stream.close()
+        raise
+    return stream
+
+
+async def snapshot(store: EtcdStore, prefix: str, page_size: int = SNAPSHOT_PAGE_SIZE) -> Snapshot:
+    """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision (rule 1)."""
+
+    def restarting(attempt: RetryAttempt) -> None:
+        log.warning("snapshot.restart prefix=%s attempt=%d reason=compacted", prefix, attempt.number)
+
+    try:
+        return await retry_call(
+            lambda: _snapshot_once(store, prefix, page_size),
+            SNAPSHOT_RETRY,
+            lambda exc: isinstance(exc, RevisionCompacted),
+            on_retry=restarting,
+        )
+    except RevisionCompacted as exc:
+        raise StoreError(f"snapshot of {prefix} kept being compacted away while paging") from exc
+
+
+async def _snapshot_once(store: EtcdStore, prefix: str, page_size: int) -> Snapshot:
+    start = encode(prefix) or b"\0"
+    end = range_end(encode(prefix))
+    revision = 0  # 0 = latest for the first page; then pinned
+    kvs: list[KV] = []
+    pages = 0
+    while True:
+        request = rpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
+
+        async def page(conn: Conn, request: Any = request) -> Any:
+            return await conn.kv.Range(request, timeout=store.timeout_s, metadata=conn.metadata)
+
+        response = await store.call("snapshot", page)
+        pages += 1
+        if revision == 0:
+            revision = int(response.header.revision)
+        kvs.extend(to_kv(raw) for raw in response.kvs)
+        if not response.more or not response.kvs:
+            break
+        start = bytes(response.kvs[-1].key) + b"\0"  # the smallest key after the last one read
+    log.debug("snapshot prefix=%s revision=%d keys=%d pages=%d", prefix, revision, len(kvs), pages)
+    return Snapshot(revision, tuple(kvs))
+
+
+def _event(raw: Any) -> Event:
+    kind = EventKind.DELETE if int(raw.type) == rpc.Event.DELETE else EventKind.PUT
+    kv = raw.kv
+    return Event(kind, decode(kv.key), bytes(kv.value) if kind is EventKind.PUT else b"", int(kv.mod_revision))
+
+
+def relist_diff(mirror: dict[str, int], snap: Snapshot) -> WatchBatch:
+    """The batch that turns the consumer's view (``mirror``: key -> mod_revision) into ``snap``."""
+    events = [
+        Event(EventKind.PUT, kv.key, kv.value, kv.mod_revision)
+        for kv in snap.kvs
+        if mirror.get(kv.key) != kv.mod_revision
+    ]
+    events.sort(key=lambda e: e.mod_revision)
+    present = {kv.key for kv in snap.kvs}
+    events += [Event(EventKind.DELETE, key, b"", snap.revision) for key in sorted(mirror.keys() - present)]
+    return WatchBatch(tuple(events), snap.revision, relisted=True)
+
+
+async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncIterator[WatchBatch]:
+    """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (rule 2)."""
+    mirror = {kv.key: kv.mod_revision for kv in start.kvs}  # what the consumer has been told, for relists
+    last = start.revision
+    failures = 0
+    opened: float | None = None  # when the current stream was created
+    relist_from: int | None = None
+    key, end = encode(prefix) or b"\0", range_end(encode(prefix))
+    while True:
+        relisted: WatchBatch | None = None
+        try:
+            if relist_from is not None:
+                snap = await snapshot(store, prefix)
+                relisted = relist_diff(mirror, snap)
+                log.warning(
+                    "watch.relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
+                    prefix,
+                    last + 1,
+                    relist_from,
+                    snap.revision,
+                    sum(e.kind is EventKind.PUT for e in relisted.events),
+                    sum(e.kind is EventKind.DELETE for e in relisted.events),
+                )
+                mirror = {kv.key: kv.mod_revision for kv in snap.kvs}
+                last, relist_from, failures = snap.revision, None, 0
+            else:
+                stream = await open_watch(store, key, end, last + 1)
+                opened = time.monotonic()
+                try:
+                    while True:
+                        raw_events = await stream.next_events()
+                        events = tuple(e for e in (_event(raw) for raw in raw_events) if e.mod_revision > last)
+                        if not events:  # defensive: a replay of what was already handed out
+                            continue
+                        for event in events:
+                            if event.kind is EventKind.PUT:
+                                mirror[event.key] = event.mod_revision
+                            else:
+                                mirror.pop(event.key, None)
+                        last = events[-1].mod_revision
+                        yield WatchBatch(events, last)
+                finally:
+                    stream.close()
+        except RevisionCompacted as exc:
+            relist_from = exc.compacted_revision
+            continue
+        except (RpcError, StoreUnavailable, StreamBroken, TimeoutError) as exc:
+            if store.closed:
+                raise StoreError(f"etcd store closed while watching {prefix}") from exc
+            if is_refused(exc):
+                raise map_error("watch", store.endpoint, exc) from exc
+            failures = 1 if opened is not None and time.monotonic() - opened > WATCH_HEALTHY_S else failures + 1
+            opened = None
+            delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
+            log.warning(
+                "watch.reconnect prefix=%s from_rev=%d endpoint=%s delay=%.2f error=%s",
+                prefix,
+                last + 1,
+                store.endpoint,
+                delay,
+                status_name(exc),
+            )
+            store.after_failure(exc)
+            await asyncio.sleep(delay)
+            continue
+        except Exception as exc:
+            if store.closed:  # gRPC raises assorted errors on a channel closed under a running call
+                raise StoreError(f"etcd store closed while watching {prefix}") from exc
+            raise
+        if relisted is not None:
+            yield relisted
+
+
+async def wait_deleted(store: EtcdStore, key: str, after_revision: int, max_wait_s: float) -> None:
+    """Return when ``key`` is deleted after ``after_revision``, after ``max_wait_s``, or soon after watch trouble
+    (the caller re-checks the key in every case, so returning early is always safe)."""
+    try:
+        async with asyncio.timeout(max_wait_s):
+            stream = await open_watch(store, encode(key), b"", after_revision + 1)
+            try:
+                while True:
+                    events = await stream.next_events()
+                    if any(int(e.type) == rpc.Event.DELETE for e in events):
+                        return
+            finally:
+                stream.close()
+    except TimeoutError:
+        return
+    except (RpcError, StoreError, StreamBroken):
+        await asyncio.sleep(min(max_wait_s, WAIT_DELETED_PAUSE_S))

@@ -1,0 +1,169 @@
+"""The gRPC side of the etcd adapter: channels, TLS, key encoding, protobuf -> values, gRPC errors -> our errors.
+
+Rules:
+1. Every gRPC error that leaves the package is mapped here (:func:`map_error`) into the tree of
+   ``coordinator.errors``; the caller raises it ``from`` the gRPC error.
+2. Keys are UTF-8 with ``surrogateescape``: keys that other writers stored as non-UTF-8 bytes round-trip instead of
+   crashing the reader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
+from aetcd import rpc
+
+from coordinator.errors import ConfigError, CoordinatorError, RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.etcd.types import KV
+from coordinator.settings import Endpoint, EtcdSettings
+
+CHANNEL_OPTIONS = (
+    # A page or a big watch revision must never be refused by the client's default 4 MB receive limit.
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    # gRPC's default reconnect backoff grows to 120 s; a restarted etcd must be found again within a second.
+    ("grpc.initial_reconnect_backoff_ms", 50),
+    ("grpc.min_reconnect_backoff_ms", 50),
+    ("grpc.max_reconnect_backoff_ms", 500),
+    # Pings detect a dead peer (no RST) under an idle watch within ~15 s. etcd accepts pings every >= 5 s but only
+    # while a call is active, hence no pings without calls.
+    ("grpc.keepalive_time_ms", 10_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
+#: gRPC's error type, re-exported so the other modules of the package name it without importing grpc themselves.
+RpcError: type[Exception] = grpc.aio.AioRpcError
+#: What a gRPC stream's read() returns once the server ended the stream.
+EOF: Any = grpc.aio.EOF
+
+
+def encode(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def range_end(prefix: bytes) -> bytes:
+    """The exclusive end of the key range sharing ``prefix`` (``\\0`` = to the end when there is no upper bound)."""
+    end = bytearray(prefix)
+    while end:
+        if end[-1] < 0xFF:
+            end[-1] += 1
+            return bytes(end)
+        end.pop()
+    return b"\0"
+
+
+def to_kv(raw: Any) -> KV:
+    return KV(
+        key=decode(raw.key),
+        value=bytes(raw.value),
+        mod_revision=int(raw.mod_revision),
+        create_revision=int(raw.create_revision),
+        version=int(raw.version),
+    )
+
+
+def status_name(exc: BaseException) -> str:
+    """The gRPC status name of ``exc`` (e.g. UNAVAILABLE), or its repr for any other error: for log lines."""
+    return str(exc.code().name) if isinstance(exc, grpc.aio.AioRpcError) else repr(exc)
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def is_unauthenticated(exc: BaseException) -> bool:
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Errors a new watch stream cannot fix: the user lacks permission or the request is invalid."""
+    return isinstance(exc, grpc.aio.AioRpcError) and exc.code() in (
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+
+
+def is_auth_not_enabled(exc: BaseException) -> bool:
+    return (
+        isinstance(exc, grpc.aio.AioRpcError)
+        and exc.code() == grpc.StatusCode.FAILED_PRECONDITION
+        and "not enabled" in (exc.details() or "")
+    )
+
+
+def details(exc: BaseException) -> str:
+    """The server's message for a gRPC error, str(exc) for anything else."""
+    return str(exc.details()) if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+
+
+def map_error(op: str, endpoint: str, exc: Any) -> CoordinatorError:
+    """A CoordinatorError for a gRPC error (``exc`` is a grpc.aio.AioRpcError)."""
+    code = exc.code()
+    text = exc.details() or ""
+    where = f"{op} at {endpoint}"
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+        return StoreUnavailable(f"{where}: {code.name}: {text}")
+    if code == grpc.StatusCode.INVALID_ARGUMENT and "authentication failed" in text:
+        return ConfigError(f"{where}: authentication failed; check the etcd username and password")
+    if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in text:
+        return RevisionCompacted(0)  # etcd does not say up to where; 0 = unknown
+    return StoreError(f"{where}: {code.name}: {text}")
+
+
+def endpoint_url(ep: Endpoint) -> str:
+    return f"{'https' if ep.tls else 'http'}://{ep.host}:{ep.port}"
+
+
+class Conn:
+    """One channel to one endpoint, with the auth token etcd gave on that member (tokens are per member)."""
+
+    def __init__(self, ep: Endpoint, credentials: Any) -> None:
+        host = f"[{ep.host}]" if ":" in ep.host else ep.host
+        target = f"{host}:{ep.port}"
+        if ep.tls:
+            self.channel = grpc.aio.secure_channel(target, credentials, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        self.endpoint = endpoint_url(ep)
+        #: gRPC metadata carrying the auth token; None = not authenticated yet.
+        self.metadata: tuple[tuple[str, str], ...] | None = None
+        self.kv = rpc.KVStub(self.channel)
+        self.lease = rpc.LeaseStub(self.channel)
+        self.watch = rpc.WatchStub(self.channel)
+        self.maintenance = rpc.MaintenanceStub(self.channel)
+        self.auth = rpc.AuthStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+
+def read_tls(settings: EtcdSettings) -> Any:
+    """gRPC channel credentials for https endpoints (None when no endpoint uses TLS); ConfigError on bad files."""
+    uses_tls = any(ep.tls for ep in settings.endpoints)
+    files = (settings.ca_file, settings.cert_file, settings.key_file)
+    if not uses_tls:
+        if any(files):
+            raise ConfigError("etcd TLS files are set but every endpoint is http://; use https:// endpoints")
+        return None
+    if (settings.cert_file is None) != (settings.key_file is None):
+        raise ConfigError("etcd client certificate and key must be given together (cert file and key file)")
+
+    def read(path: Any, what: str) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return bytes(path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"cannot read etcd {what} {path}: {exc.strerror}") from exc
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(settings.ca_file, "CA file"),
+        private_key=read(settings.key_file, "key file"),
+        certificate_chain=read(settings.cert_file, "certificate file"),
+    )

@@ -1,0 +1,107 @@
+"""The one retry and backoff policy: every adapter and loop that waits before trying again uses this module.
+
+Rules:
+1. A :class:`RetryPolicy` is a value: the first delay, the growth factor, the cap, the jitter, and when to stop (a
+   number of attempts and/or a deadline). Each call site defines its policy as a named constant whose numbers are
+   explained where it is defined.
+2. The n-th delay is ``min(max_s, initial_s * factor ** (n - 1))``, then jittered down: drawn uniformly from
+   ``[d * (1 - jitter), d]``. ``jitter=1`` is "full jitter", ``0.5`` "equal jitter", ``0`` none. Jitter never raises a
+   delay above the cap, so the cap is a promise.
+3. :func:`retry_call` retries only what ``retryable`` accepts; anything else surfaces at once, unchanged. It stops
+   after ``max_attempts`` calls, or before a sleep that would end past ``deadline_s`` from the first call (so nothing
+   waits beyond the deadline only to give up), and then re-raises the last error.
+4. No hidden clock or randomness: ``sleep``, ``clock`` and ``rng`` are injectable, so tests run with a fake clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How long to wait between attempts and when to give up (module rules 1-3). None = no such limit."""
+
+    initial_s: float
+    max_s: float
+    factor: float = 2.0
+    jitter: float = 0.0
+    max_attempts: int | None = None
+    deadline_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.initial_s < 0 or self.max_s < self.initial_s:
+            raise ValueError(f"need 0 <= initial_s <= max_s, got {self.initial_s} and {self.max_s}")
+        if self.factor < 1:
+            raise ValueError(f"factor must be >= 1, got {self.factor}")
+        if not 0 <= self.jitter <= 1:
+            raise ValueError(f"jitter must be within [0, 1], got {self.jitter}")
+        if self.max_attempts is not None and self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts}")
+        if self.deadline_s is not None and self.deadline_s <= 0:
+            raise ValueError(f"deadline_s must be > 0, got {self.deadline_s}")
+
+
+def backoff_delay(policy: RetryPolicy, attempt: int, u: float = 0.0) -> float:
+    """The delay after failed attempt number ``attempt`` (1-based), for a uniform random ``u`` in [0, 1).
+
+    ``u`` is passed in rather than drawn so that the function is pure: the result is ``d * (1 - jitter * u)``, which
+    spans ``(d * (1 - jitter), d]`` as ``u`` spans [0, 1); ``u=0`` gives the un-jittered delay ``d``.
+    """
+    if attempt < 1:
+        raise ValueError(f"attempt must be >= 1, got {attempt}")
+    try:
+        raw = policy.initial_s * policy.factor ** (attempt - 1)
+    except OverflowError:  # a loop that has failed thousands of times is simply at the cap
+        raw = policy.max_s
+    delay = min(policy.max_s, raw)
+    return delay * (1.0 - policy.jitter * u)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryAttempt:
+    """A failed attempt that will be retried: its number (1-based), its error and the delay before the next one."""
+
+    number: int
+    error: BaseException
+    delay: float
+
+
+async def retry_call(
+    fn: Callable[[], Awaitable[T]],
+    policy: RetryPolicy,
+    retryable: Callable[[BaseException], bool],
+    *,
+    on_retry: Callable[[RetryAttempt], None] | None = None,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    rng: Callable[[], float] = random.random,
+) -> T:
+    """Await ``fn()`` until it returns, retrying the errors ``retryable`` accepts as ``policy`` says (rule 3).
+
+    ``on_retry`` runs before each sleep (logging, switching endpoints, dropping a broken connection).
+    """
+    started = clock()
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return await fn()
+        except Exception as exc:
+            if not retryable(exc):
+                raise
+            if policy.max_attempts is not None and attempt >= policy.max_attempts:
+                raise
+            delay = backoff_delay(policy, attempt, rng())
+            if policy.deadline_s is not None and clock() - started + delay > policy.deadline_s:
+                raise
+            if on_retry is not None:
+                on_retry(RetryAttempt(attempt, exc, delay))
+        await sleep(delay)
