@@ -7,7 +7,8 @@ dashboards and scripts can rely on it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -15,9 +16,51 @@ from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import View
 
 
-def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[dict[str, Any]]:
+class TriggerSummary(BaseModel):
+    """The last trigger of a DAG for a partition, as ``status --format json`` shows it."""
+
+    model_config = ConfigDict(frozen=True)
+    status: str
+    action: str
+    run_id: str
+    at: str | None
+    revision: int
+    inputs: dict[str, int]
+    count: int
+
+
+class StatusRow(BaseModel):
+    """One (partition, DAG) line of ``status``; its JSON form is the documented, stable one."""
+
+    model_config = ConfigDict(frozen=True)
+    partition: str
+    dag: str
+    instance: str
+    state: str | None
+    fresh: bool
+    due: bool
+    waiting_on: list[str]
+    summary: str
+    last_trigger: TriggerSummary | None
+    last_error: str | None
+
+
+class AdoptionReport(BaseModel):
+    """Whether a graph was ever adopted under the prefix and, if not, what the first start will do (rule 8)."""
+
+    model_config = ConfigDict(frozen=True)
+    adopted: bool
+    held: bool | None = None
+    triggers: int | None = None
+    partitions: list[str] | None = None
+    limit: int | None = None
+    summary: str | None = None
+    next: list[str] | None = None
+
+
+def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[StatusRow]:
     """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error."""
-    rows: list[dict[str, Any]] = []
+    rows: list[StatusRow] = []
     for partition in partitions:
         for node in graph.topo_order:
             verdict = plan.verdicts.get((node, partition))
@@ -27,34 +70,33 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[dic
     return rows
 
 
-def _row(verdict: Verdict) -> dict[str, Any]:
+def _row(verdict: Verdict) -> StatusRow:
     ledger = verdict.ledger
-    trigger: dict[str, Any] | None = None
+    trigger: TriggerSummary | None = None
     if ledger is not None:
         rec = ledger.record
-        trigger = {
-            "status": str(rec.status),
-            "action": str(rec.action),
-            "run_id": rec.run_id,
-            "at": rec.done_at.isoformat()
-            if rec.done_at
-            else (rec.requested_at.isoformat() if rec.requested_at else None),
-            "revision": ledger.intent_rev,
-            "inputs": dict(rec.inputs),
-            "count": rec.trigger_count,
-        }
-    return {
-        "partition": verdict.partition,
-        "dag": str(verdict.node),
-        "instance": verdict.node.instance,
-        "state": str(verdict.state) if verdict.state else None,
-        "fresh": verdict.fresh,
-        "due": verdict.due,
-        "waiting_on": [str(n) for n in verdict.blocked_by],
-        "summary": verdict.summary,
-        "last_trigger": trigger,
-        "last_error": ledger.record.last_error if ledger is not None else None,
-    }
+        at = rec.done_at or rec.requested_at
+        trigger = TriggerSummary(
+            status=str(rec.status),
+            action=str(rec.action),
+            run_id=rec.run_id,
+            at=at.isoformat() if at else None,
+            revision=ledger.intent_rev,
+            inputs=dict(rec.inputs),
+            count=rec.trigger_count,
+        )
+    return StatusRow(
+        partition=verdict.partition,
+        dag=str(verdict.node),
+        instance=verdict.node.instance,
+        state=str(verdict.state) if verdict.state else None,
+        fresh=verdict.fresh,
+        due=verdict.due,
+        waiting_on=[str(n) for n in verdict.blocked_by],
+        summary=verdict.summary,
+        last_trigger=trigger,
+        last_error=ledger.record.last_error if ledger is not None else None,
+    )
 
 
 def recent_partitions(view: View, limit: int) -> list[str]:

@@ -27,7 +27,7 @@ from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.report import problems_lines, recent_partitions, status_rows, why
+from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.service import open_watcher
@@ -266,12 +266,18 @@ def status(
     result = plan(graph, view, parts, activation=first.activation if first is not None else None)
     rows = status_rows(graph, result, parts)
     if fmt == "json":
-        adoption: dict[str, Any] = {"adopted": first is None}
+        adoption = AdoptionReport(adopted=True)
         if first is not None:
-            adoption |= {"held": first.held, "triggers": len(first.triggers), "partitions": first.partitions,
-                         "limit": first.limit, "summary": first.summary(),
-                         "next": first.how_to_proceed() if first.held else []}  # fmt: skip
-        payload = {"revision": view.revision, "adoption": adoption, "rows": rows, "problems": problems_lines(view)}
+            adoption = AdoptionReport(
+                adopted=False, held=first.held, triggers=len(first.triggers), partitions=first.partitions,
+                limit=first.limit, summary=first.summary(), next=first.how_to_proceed() if first.held else [],
+            )  # fmt: skip
+        payload = {
+            "revision": view.revision,
+            "adoption": adoption.model_dump(exclude_none=True),
+            "rows": [row.model_dump(mode="json") for row in rows],
+            "problems": problems_lines(view),
+        }
         typer.echo(json.dumps(payload, indent=2))
         return
     for line in first_lines:
@@ -283,12 +289,12 @@ def status(
     for column in ("partition", "dag", "state", "fresh", "due", "waiting on / why", "last trigger", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        trig = row["last_trigger"]
+        trig = row.last_trigger
         table.add_row(
-            row["partition"], row["dag"], row["state"] or "-", "fresh" if row["fresh"] else "stale",
-            "DUE" if row["due"] else "", row["summary"],
-            f"{trig['action']} {trig['status']} #{trig['count']} {trig['run_id']}" if trig else "-",
-            row["last_error"] or "",
+            row.partition, row.dag, row.state or "-", "fresh" if row.fresh else "stale",
+            "DUE" if row.due else "", row.summary,
+            f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
+            row.last_error or "",
         )  # fmt: skip
     out.print(table)
     for line in problems_lines(view):
