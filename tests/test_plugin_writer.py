@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from coordinator.airflow_plugin import writer as writer_mod
-from coordinator.airflow_plugin.records import Outcome, RunFact, WriterConfig, fact_from_dag_run, write_fact
+from coordinator.airflow_plugin.records import RunReport, WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import EtcdStore
@@ -213,7 +213,7 @@ def test_lost_race_rereads_and_decides_again(etcd_prefix: str, etcd_settings: Et
                 await self.store.put(key, dump_record(newer))
             return await self.store.cas(key, value, expected)
 
-    async def go() -> tuple[Outcome, RunRecord | None, int]:
+    async def go() -> tuple[WriteOutcome, RunRecord | None, int]:
         async with await EtcdStore.connect(etcd_settings) as store:
             proxy = Interfering(store)
             outcome, _ = await write_fact(proxy, fact, 2.0)  # type: ignore[arg-type]
@@ -222,7 +222,7 @@ def test_lost_race_rereads_and_decides_again(etcd_prefix: str, etcd_settings: Et
         return outcome, parse_run_record(kv.value)[0], proxy.cas_calls
 
     outcome, stored, cas_calls = arun(go())
-    assert outcome is Outcome.SKIPPED and cas_calls == 1
+    assert outcome is WriteOutcome.SKIPPED and cas_calls == 1
     assert stored is not None and stored.clear_number == 1 and stored.source == "other"
 
 
@@ -334,7 +334,7 @@ def test_fact_keys_follow_the_key_layout() -> None:
     """The record's key is KeyLayout.run_key of (instance, dag_id) and the canonical partition."""
     config = config_for("http://127.0.0.1:2379", "/coordinator", instance="team_b")
     fact, reason = fact_from_dag_run(FakeRun(dag_id="07_pipeline"), RunState.FAILED, config, datetime.now(UTC))
-    assert reason is None and isinstance(fact, RunFact)
+    assert reason is None and isinstance(fact, RunReport)
     assert fact.key == KeyLayout("/coordinator").run_key(NodeId("team_b", "07_pipeline"), PARTITION)
 
 

@@ -120,7 +120,7 @@ def config_from_env() -> WriterConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RunFact:
+class RunReport:
     """One state of one run attempt, ready to write: the etcd key and the record."""
 
     key: str
@@ -133,7 +133,7 @@ class RunFact:
 
 def fact_from_dag_run(
     dag_run: Any, state: RunState, config: WriterConfig, now: datetime
-) -> tuple[RunFact | None, str | None]:
+) -> tuple[RunReport | None, str | None]:
     """Build the record for a dag run; return (fact, None) or (None, why it cannot be recorded). Never raises."""
     try:
         dag_id = str(dag_run.dag_id)
@@ -156,15 +156,15 @@ def fact_from_dag_run(
         key = config.keys.run_key(NodeId(config.instance, dag_id), partition)
     except Exception as exc:  # any odd attribute (naive date, sub-second logical date, bad dag id) is one skip
         return None, f"{type(exc).__name__}: {exc}"
-    return RunFact(key, record), None
+    return RunReport(key, record), None
 
 
-class Outcome(StrEnum):
+class WriteOutcome(StrEnum):
     WRITTEN = "written"
     SKIPPED = "skipped"  # should_replace refused: identical rewrite or an older attempt
 
 
-async def write_fact(store: EtcdStore, fact: RunFact, timeout_s: float) -> tuple[Outcome, int]:
+async def write_fact(store: EtcdStore, fact: RunReport, timeout_s: float) -> tuple[WriteOutcome, int]:
     """Write one record with per-run ordering through the one run-record writer (rule 3).
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
@@ -174,9 +174,9 @@ async def write_fact(store: EtcdStore, fact: RunFact, timeout_s: float) -> tuple
         # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
         log.warning("coordinator: replacing unreadable run state key=%s problem=%s", fact.key, done.unreadable)
     if done.status is RunWriteStatus.WRITTEN:
-        return Outcome.WRITTEN, done.revision
+        return WriteOutcome.WRITTEN, done.revision
     if done.status is RunWriteStatus.UNCHANGED:
-        return Outcome.SKIPPED, done.revision
+        return WriteOutcome.SKIPPED, done.revision
     raise StoreError(f"gave up after {done.rounds} lost compare-and-swap rounds on {fact.key}")
 
 
@@ -193,7 +193,7 @@ async def connect_store(settings: EtcdSettings) -> EtcdStore:
     return await EtcdStore.connect(settings)
 
 
-def write_now(config: WriterConfig, fact: RunFact, timeout_s: float) -> tuple[Outcome, int]:
+def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[WriteOutcome, int]:
     """Write one record synchronously (the operator's path): same ordering rule, retries while etcd is unreachable.
 
     Raises StoreError (StoreUnavailable when etcd stayed unreachable for ``timeout_s``). Must not be called from a
@@ -202,7 +202,7 @@ def write_now(config: WriterConfig, fact: RunFact, timeout_s: float) -> tuple[Ou
 
     attempts = 0
 
-    async def attempt() -> tuple[Outcome, int]:
+    async def attempt() -> tuple[WriteOutcome, int]:
         nonlocal attempts
         attempts += 1
         store: EtcdStore | None = None
@@ -222,7 +222,7 @@ def write_now(config: WriterConfig, fact: RunFact, timeout_s: float) -> tuple[Ou
             f"{type(retry.error).__name__}: {retry.error}",
         )
 
-    async def attempt_until_deadline() -> tuple[Outcome, int]:
+    async def attempt_until_deadline() -> tuple[WriteOutcome, int]:
         try:
             return await retry_call(attempt, config.delivery_policy(timeout_s), is_unreachable, on_retry=retrying)
         except StoreError:

@@ -36,8 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from coordinator.airflow_plugin.records import (
     MAX_OTHER_ATTEMPTS,
-    Outcome,
-    RunFact,
+    RunReport,
+    WriteOutcome,
     WriterConfig,
     config_from_env,
     connect_store,
@@ -83,7 +83,7 @@ class Writer(Protocol):
     config: WriterConfig
     stats: WriterStats
 
-    def submit(self, fact: RunFact) -> bool: ...
+    def submit(self, fact: RunReport) -> bool: ...
 
     def flush(self, timeout_s: float) -> bool: ...
 
@@ -94,9 +94,9 @@ class RecordingWriter:
     def __init__(self, config: WriterConfig) -> None:
         self.config = config
         self.stats = WriterStats()
-        self.facts: list[RunFact] = []
+        self.facts: list[RunReport] = []
 
-    def submit(self, fact: RunFact) -> bool:
+    def submit(self, fact: RunReport) -> bool:
         self.stats.submitted += 1
         self.facts.append(fact)
         return True
@@ -126,18 +126,18 @@ class BackgroundWriter:
         """Fresh state for this process: called at creation and in a forked child (the parent's thread is gone)."""
         self.stats = WriterStats()
         self._pid = os.getpid()
-        self._queue: queue.Queue[RunFact] = queue.Queue(self.config.queue_size)
+        self._queue: queue.Queue[RunReport] = queue.Queue(self.config.queue_size)
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stopping = threading.Event()
         self._give_up = threading.Event()
-        self._in_flight: RunFact | None = None
+        self._in_flight: RunReport | None = None
 
     # ----- hook side: must stay cheap and never block -----
 
-    def submit(self, fact: RunFact) -> bool:
+    def submit(self, fact: RunReport) -> bool:
         """Enqueue a record; False (counted, logged) if the queue is full. Never blocks, never raises."""
         if self._pid != os.getpid():
             self._reset()
@@ -237,7 +237,7 @@ class BackgroundWriter:
                 in_flight.describe(),
                 self.last_error,
             )
-        lost: list[RunFact] = []
+        lost: list[RunReport] = []
         while True:
             try:
                 lost.append(self._queue.get_nowait())
@@ -297,12 +297,12 @@ class BackgroundWriter:
             if store is not None:
                 await self._close_store(store)
 
-    async def _deliver(self, store: EtcdStore | None, fact: RunFact) -> EtcdStore | None:
+    async def _deliver(self, store: EtcdStore | None, fact: RunReport) -> EtcdStore | None:
         """Write one record, retrying while etcd is unreachable (rule 4); return the (possibly new) store. Never
         raises."""
         failures = 0
 
-        async def attempt() -> tuple[Outcome, int]:
+        async def attempt() -> tuple[WriteOutcome, int]:
             nonlocal store, failures
             if self._give_up.is_set() or self._stopping.is_set():
                 raise _Abandoned  # _abandon counted and logged the in-flight record
@@ -352,7 +352,7 @@ class BackgroundWriter:
                 self.last_error,
             )
             return store
-        if outcome is Outcome.WRITTEN:
+        if outcome is WriteOutcome.WRITTEN:
             self.stats.delivered += 1
             self.last_written = (fact.key, revision)
             if failures:
