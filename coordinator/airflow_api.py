@@ -388,7 +388,7 @@ class AirflowClient:
                 if isinstance(token, str) and token:
                     self._token = token
                     self._token_gen += 1
-                    log.debug("airflow login instance=%s user=%s", self.name, s.username)
+                    log.debug("airflow.login instance=%s user=%s", self.name, s.username)
                     return
                 raise self._bad_payload(method, path, "no access_token")
             if resp.status_code >= 500 or resp.status_code == 429:
@@ -425,7 +425,7 @@ class AirflowClient:
             # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
             if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
                 log.info(
-                    "airflow re-login instance=%s method=%s path=%s status=%s",
+                    "airflow.relogin instance=%s method=%s path=%s status=%s",
                     self.name,
                     method,
                     path,
@@ -469,7 +469,7 @@ class AirflowClient:
                 AirflowUnavailable(f"{self.name}: {method} {unquote(path)}: connection failed: {reason}")
             ) from exc
         log.debug(
-            "airflow request instance=%s method=%s path=%s status=%s ms=%.1f",
+            "airflow.request instance=%s method=%s path=%s status=%s ms=%.1f",
             self.name,
             method,
             path,
@@ -541,7 +541,7 @@ class AirflowClient:
     def _log(self, exc: AirflowError) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
         level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
-        log.log(level, "airflow request failed instance=%s status=%s error=%s", self.name, exc.status, exc)
+        log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
 
 

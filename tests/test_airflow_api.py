@@ -359,7 +359,7 @@ def test_failing_post_status_is_reported_not_the_get_before_it(caplog: pytest.Lo
         run(using(fake, scenario))
     assert err.value.status == 500
     assert f"POST {RUN}/clear -> 500: boom" in str(err.value)
-    failed = [r for r in caplog.records if "request failed" in r.getMessage()]
+    failed = [r for r in caplog.records if "airflow.request_failed" in r.getMessage()]
     assert len(failed) == 1 and "status=500" in failed[0].getMessage()
 
 

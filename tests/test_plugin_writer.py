@@ -314,7 +314,7 @@ def test_no_logical_date_logged_once_at_info(caplog: pytest.LogCaptureFixture) -
                 record_dag_run(FakeRun(logical_date=None), RunState.RUNNING)
     finally:
         install_writer(None)
-    infos = [r for r in caplog.records if r.levelno == logging.INFO and "logical date" in r.getMessage()]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO and "reason=no_logical_date" in r.getMessage()]
     assert len(infos) == 1
 
 
@@ -403,7 +403,7 @@ def test_exit_with_etcd_down_is_bounded_and_logs_the_lost_record(tmp_path: Path)
     )
     elapsed = time.monotonic() - started
     assert done.returncode == 0, done.stderr
-    assert "NOT delivered" in done.stderr and "/gone/runs/default/05_pipeline/" in done.stderr
+    assert "plugin.not_delivered" in done.stderr and "/gone/runs/default/05_pipeline/" in done.stderr
     assert elapsed < 8, f"exit took {elapsed:.1f} s"
 
 

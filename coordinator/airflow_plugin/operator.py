@@ -50,11 +50,11 @@ class ReportRunStateOperator(BaseOperator):
         fact, reason = fact_from_dag_run(context["dag_run"], self.state, config, now)
         if fact is None:
             # A run without a partition cannot satisfy anything; failing would only make retries that cannot help.
-            self.log.warning("run state not recorded: %s", reason)
+            self.log.warning("plugin.not_recorded reason=%r", reason)
             return {"recorded": False, "reason": reason}
         if self.state in (RunState.SUCCESS, RunState.FAILED) and fact.record.end_date is None:
             # The run is not over while this task runs: its end is "now" from the dependents' point of view.
             fact = dataclasses.replace(fact, record=fact.record.model_copy(update={"end_date": now}))
         outcome, revision = write_now(config, fact, self.timeout_s)
-        self.log.info("run state %s: %s revision=%d", outcome, fact.describe(), revision)
+        self.log.info("plugin.operator_write outcome=%s %s revision=%d", outcome, fact.describe(), revision)
         return {"recorded": True, "key": fact.key, "outcome": str(outcome), "revision": revision}

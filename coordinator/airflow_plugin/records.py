@@ -172,7 +172,7 @@ async def write_fact(store: EtcdStore, fact: RunReport, timeout_s: float) -> tup
     done = await write_run_record(store, fact.key, lambda _old: fact.record, op_timeout_s=timeout_s)
     if done.unreadable is not None:
         # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
-        log.warning("coordinator: replacing unreadable run state key=%s problem=%s", fact.key, done.unreadable)
+        log.warning("plugin.unreadable_replaced key=%s problem=%r", fact.key, done.unreadable)
     if done.status is RunWriteStatus.WRITTEN:
         return WriteOutcome.WRITTEN, done.revision
     if done.status is RunWriteStatus.UNCHANGED:
@@ -216,7 +216,7 @@ def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[
 
     def retrying(retry: RetryAttempt) -> None:
         log.warning(
-            "coordinator: etcd write failed, retrying %s attempt=%d error=%s",
+            "plugin.write_retry %s attempt=%d error=%r",
             fact.describe(),
             retry.number,
             f"{type(retry.error).__name__}: {retry.error}",

@@ -150,7 +150,7 @@ class BackgroundWriter:
             # scheduler loop, and a long etcd outage can drop many.
             if self.stats.dropped <= MAX_LOST_LINES or self.stats.dropped % 1000 == 0:
                 log.warning(
-                    "coordinator: run state dropped, queue full %s queue_size=%d dropped=%d",
+                    "plugin.dropped reason=queue_full %s queue_size=%d dropped=%d",
                     fact.describe(),
                     self.config.queue_size,
                     self.stats.dropped,
@@ -205,7 +205,7 @@ class BackgroundWriter:
         self._thread.join(min(timeout_s, 1.0))
         st = self.stats
         log.info(
-            "coordinator: etcd writer stopped submitted=%d delivered=%d skipped=%d dropped=%d failed=%d retries=%d "
+            "plugin.writer_stopped submitted=%d delivered=%d skipped=%d dropped=%d failed=%d retries=%d "
             "no_logical_date=%d unrecordable=%d",
             st.submitted,
             st.delivered,
@@ -224,7 +224,7 @@ class BackgroundWriter:
         try:
             self.close(self.config.exit_flush_s)
         except Exception:  # an exit handler must not mask the process's own exit
-            log.exception("coordinator: flush at exit failed")
+            log.exception("plugin.flush_failed at=exit")
 
     def _abandon(self) -> None:
         """Give up on everything still queued: count and log each record, so a lost fact is never silent."""
@@ -233,7 +233,7 @@ class BackgroundWriter:
         if in_flight is not None:
             self.stats.failed += 1
             log.error(
-                "coordinator: run state in flight at shutdown, maybe NOT delivered to etcd %s last_error=%s",
+                "plugin.not_delivered reason=in_flight_at_shutdown %s last_error=%r",
                 in_flight.describe(),
                 self.last_error,
             )
@@ -248,10 +248,10 @@ class BackgroundWriter:
         # One line per lost record (the keys to repair by hand or by the REST audit), up to a bound: a full queue
         # must not turn a shutdown into ten thousand log lines.
         for fact in lost[:MAX_LOST_LINES]:
-            log.error("coordinator: run state NOT delivered to etcd %s last_error=%s", fact.describe(), self.last_error)
+            log.error("plugin.not_delivered reason=shutdown %s last_error=%r", fact.describe(), self.last_error)
         if len(lost) > MAX_LOST_LINES:
             log.error(
-                "coordinator: %d more run states NOT delivered to etcd (not listed) undelivered_total=%d",
+                "plugin.not_delivered reason=shutdown more_not_listed=%d undelivered_total=%d",
                 len(lost) - MAX_LOST_LINES,
                 len(lost),
             )
@@ -263,7 +263,7 @@ class BackgroundWriter:
         try:
             loop.run_until_complete(self._main())
         except Exception:  # pragma: no cover - _main catches everything; this is the last guard of the thread
-            log.exception("coordinator: etcd writer thread crashed; run states are no longer written")
+            log.exception("plugin.writer_crashed detail=%r", "run states are no longer written")
         finally:
             with contextlib.suppress(Exception):
                 loop.run_until_complete(loop.shutdown_asyncgens())
@@ -330,7 +330,7 @@ class BackgroundWriter:
             # Log the first failure and then about once a minute, not every backoff step.
             if retry.number == 1 or retry.number % 12 == 0:
                 log.warning(
-                    "coordinator: etcd write failed, retrying %s attempt=%d queued=%d error=%s",
+                    "plugin.write_retry %s attempt=%d queued=%d error=%r",
                     fact.describe(),
                     retry.number,
                     self._queue.qsize(),
@@ -346,7 +346,7 @@ class BackgroundWriter:
         except Exception:
             self.stats.failed += 1
             log.error(
-                "coordinator: run state NOT delivered to etcd %s attempts=%d error=%s",
+                "plugin.not_delivered reason=retries_exhausted %s attempts=%d error=%r",
                 fact.describe(),
                 failures,
                 self.last_error,
@@ -356,11 +356,11 @@ class BackgroundWriter:
             self.stats.delivered += 1
             self.last_written = (fact.key, revision)
             if failures:
-                log.info("coordinator: etcd write succeeded after retries %s attempts=%d", fact.describe(), failures)
-            log.debug("coordinator: run state written %s revision=%d", fact.describe(), revision)
+                log.info("plugin.written_after_retries %s attempts=%d", fact.describe(), failures)
+            log.debug("plugin.written %s revision=%d", fact.describe(), revision)
         else:
             self.stats.skipped += 1
-            log.debug("coordinator: run state not newer, skipped %s revision=%d", fact.describe(), revision)
+            log.debug("plugin.skipped reason=not_newer %s revision=%d", fact.describe(), revision)
         return store
 
     async def _sleep(self, delay: float) -> None:
@@ -406,7 +406,7 @@ def get_writer() -> Writer | None:
                 _writer = BackgroundWriter(config_from_env())
             except ConfigError as exc:
                 _config_error = str(exc)
-                log.error("coordinator: plugin disabled, run states are NOT recorded: %s", exc)
+                log.error("plugin.disabled error=%r detail=%r", str(exc), "run states are NOT recorded")
         return _writer
 
 
@@ -441,8 +441,8 @@ def record_dag_run(dag_run: Any, state: RunState) -> None:
             level = logging.INFO if writer.stats.no_logical_date == 1 else logging.DEBUG
             log.log(
                 level,
-                "coordinator: runs without a logical date have no partition and are not recorded "
-                "dag_id=%s run_id=%s state=%s skipped_so_far=%d",
+                "plugin.not_recorded reason=no_logical_date dag_id=%s run_id=%s state=%s skipped_so_far=%d "
+                "detail='runs without a logical date have no partition'",
                 dag_id,
                 run_id,
                 state,
@@ -451,11 +451,11 @@ def record_dag_run(dag_run: Any, state: RunState) -> None:
         else:
             writer.stats.unrecordable += 1
             log.warning(
-                "coordinator: run state not recorded dag_id=%s run_id=%s state=%s reason=%s",
+                "plugin.not_recorded dag_id=%s run_id=%s state=%s reason=%r",
                 dag_id,
                 run_id,
                 state,
                 reason,
             )
     except Exception:  # never into Airflow: a listener exception would only be logged there anyway
-        log.exception("coordinator: recording a run state failed")
+        log.exception("plugin.record_failed")

@@ -32,7 +32,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.service import open_watcher
 
-log = logging.getLogger("coordinator.cli")
+log = logging.getLogger(__name__)
 
 AirflowUrlOpt = Annotated[
     str | None,

@@ -163,7 +163,7 @@ async def _snapshot_once(store: EtcdStore, prefix: str, page_size: int) -> Snaps
         if not response.more or not response.kvs:
             break
         start = bytes(response.kvs[-1].key) + b"\0"  # the smallest key after the last one read
-    log.debug("snapshot prefix=%s revision=%d keys=%d pages=%d", prefix, revision, len(kvs), pages)
+    log.debug("etcd.snapshot prefix=%s revision=%d keys=%d pages=%d", prefix, revision, len(kvs), pages)
     return Snapshot(revision, tuple(kvs))
 
 
@@ -201,7 +201,7 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
                 snap = await snapshot(store, prefix)
                 relisted = relist_diff(mirror, snap)
                 log.warning(
-                    "watch.relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
+                    "etcd.watch_relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
                     prefix,
                     last + 1,
                     relist_from,
@@ -241,7 +241,7 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
             opened = None
             delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
             log.warning(
-                "watch.reconnect prefix=%s from_rev=%d endpoint=%s delay=%.2f error=%s",
+                "etcd.watch_reconnect prefix=%s from_rev=%d endpoint=%s delay=%.2f error=%s",
                 prefix,
                 last + 1,
                 store.endpoint,

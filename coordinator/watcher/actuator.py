@@ -50,7 +50,7 @@ from coordinator.errors import (
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
 
-log = logging.getLogger("coordinator.actuator")
+log = logging.getLogger(__name__)
 
 #: Seconds an "is not paused" answer is reused (see _paused_warning).
 UNPAUSED_CACHE_S = 10.0

@@ -24,7 +24,7 @@ from coordinator.errors import CoordinatorError, StoreUnavailable
 from coordinator.etcd import EtcdStore
 from coordinator.run_records import Propose, RunWriteStatus, write_run_record
 
-log = logging.getLogger("coordinator.audit")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -41,7 +41,7 @@ from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
 
-log = logging.getLogger("coordinator.watcher")
+log = logging.getLogger(__name__)
 
 
 def default_watcher_id() -> str:

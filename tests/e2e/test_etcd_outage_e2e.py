@@ -105,8 +105,8 @@ def test_scheduler_stays_fast_while_etcd_is_down_and_the_audit_repairs_lost_stat
     killed = time.monotonic()
     partitions, during = run_batch(e2e, "outage", BATCH)
     scheduler_log = e2e.stack.log_file("scheduler").read_text(encoding="utf-8", errors="replace")
-    assert "coordinator: etcd write failed, retrying" in scheduler_log
-    assert "coordinator: run state dropped, queue full" in scheduler_log
+    assert "plugin.write_retry" in scheduler_log
+    assert "plugin.dropped reason=queue_full" in scheduler_log
     assert all(e2e.runs("02_pipeline", p) == [] for p in partitions), "nothing can be decided without etcd"
     print(
         f"\n01_pipeline queued -> end, {BATCH} runs at once: etcd up {statistics.mean(baseline):.2f} s "

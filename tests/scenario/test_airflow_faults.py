@@ -50,8 +50,8 @@ def test_errors_timeouts_and_lost_responses_never_duplicate_a_run(stack: Stack) 
         assert (fake.creates(dag), fake.clears(dag)) == (1, 1), dag
 
     for status in ("500", "503", "429", "502"):
-        assert watcher.lines(rf"airflow request failed .*status={status}"), f"no {status} in the log"
-    assert watcher.lines(r"airflow request failed .*timed out")
+        assert watcher.lines(rf"airflow\.request_failed .*status={status}"), f"no {status} in the log"
+    assert watcher.lines(r"airflow\.request_failed .*timed out")
     assert fake.calls("trigger", "02_pipeline") == 3
 
 

@@ -78,7 +78,7 @@ def test_compaction_while_the_watcher_is_disconnected(private_stack: Stack) -> N
     stack.etcd.compact(stack.etcd.revision())
     proxy.restore()
 
-    watcher.wait_log(r"watch\.relist")
+    watcher.wait_log(r"etcd\.watch_relist")
     stack.wait_success(LAST, p1, attempt=1)
     stack.wait_success(LAST, p2)
     stack.settle()
