@@ -125,9 +125,11 @@ def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fres
     assert fresh.read_key(fresh.keys.config_key("graph")) is None, "no graph adopted while no watcher ran"
 
     set_paused(fresh.stack, False)
+    enabled = time.monotonic()
     fresh.wait_for_run_record(
         "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=CASCADE_TIMEOUT_S, what="success"
     )
+    print(f"\nwatcher DAG (10 s schedule): enabled -> 07 success in {time.monotonic() - enabled:.1f} s")
     time.sleep(SETTLE_S)  # another watcher-DAG pass or two: a duplicate would show now
     set_paused(fresh.stack, True)
     assert_cascaded_once(fresh, partition)
@@ -152,10 +154,12 @@ def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fr
     ledger_before = fresh.revisions(fresh.keys.triggers)
 
     deps = fresh.work_dir / "dependencies.json"
+    started = time.monotonic()
     fresh.start_watcher(deps, "--id", "first-service", name="first-service")
     fresh.wait_for_run_record(
         "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=150, what="success"
     )
+    print(f"\nfirst service start -> 07 success in {time.monotonic() - started:.1f} s")
     time.sleep(2.0)
     assert_cascaded_once(fresh, partition)
     ledger_after = fresh.revisions(fresh.keys.triggers)
