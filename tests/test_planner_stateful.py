@@ -100,11 +100,8 @@ class PlannerMachine(RuleBasedStateMachine):
         """A user clears a finished coordinator-made run in the UI: a new attempt starts at once."""
         done = sorted(at for at, r in self.world.airflow.items() if r.state in ("success", "failed"))
         node, partition = data.draw(st.sampled_from(done))
-        run = self.world.airflow[(node, partition)]
-        run.clear_number += 1
-        run.state = "running"
         self.begin_attempt(node, partition)
-        self.world.state(node.dag_id, partition, RunState.RUNNING, run.run_id, run.clear_number)
+        self.world.user_clears(node, partition)
 
     # -- what the watcher does ------------------------------------------------------------------------------------
     @rule(crash=st.sampled_from(["none", "none", "after_intent", "after_effect"]), keep=st.integers(0, 5))
