@@ -317,15 +317,14 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
         return _found(state, event, now)
     if isinstance(event, (IntentRecorded, LedgerWritten)):
-        return _written(state, event.mod_rev, now)
+        return _written(state, event.mod_rev)
     record = _record(state)
     if state.step is Step.CREATING:
         if isinstance(event, (Created, ConflictSameRun)):
             # Rule 2: either way the run exists now; the done record names it.
             effect = Effect.CREATED if isinstance(event, Created) else Effect.ALREADY_CREATED
-            return _at(state, Step.CHECKING_PAUSED, record=replace_record(record, run_id=event.run_id)), CheckPaused(
-                effect
-            )
+            created = replace_record(record, run_id=event.run_id)
+            return _at(state, Step.CHECKING_PAUSED, record=created), CheckPaused(effect)
         if isinstance(event, ConflictOtherRun):
             # Rule 3: Airflow keeps one run per logical date: rerun the one that exists instead of failing.
             switched = replace_record(record, action=TriggerAction.CLEAR, run_id=event.run_id, prior_queued_at=None)
@@ -387,7 +386,7 @@ def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[Inten
     return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev)
 
 
-def _written(state: IntentState, mod_rev: int, now: datetime) -> tuple[IntentState, Instruction]:
+def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
     record = _record(state)
     if state.step is Step.RECORDING:
         return _act(state, mod_rev)

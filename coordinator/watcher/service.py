@@ -321,6 +321,7 @@ class Watcher:
                 tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
+            self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
