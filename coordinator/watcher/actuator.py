@@ -156,6 +156,11 @@ class Actuator:
         except _IntentMoved as exc:
             self.outcome.skipped += 1
             log.info("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
+        except Exception as exc:
+            # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
+            self.outcome.errors += 1
+            log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
+            self.queue.add_after(key, self.policy.error_retry_s)
         finally:
             if confirmed:
                 self.queue.forget(key)
