@@ -61,6 +61,19 @@ def test_a_key_being_processed_is_not_handed_out_again() -> None:
     assert queue.get_nowait() == []
 
 
+def test_done_all_requeues_exactly_the_keys_added_during_processing() -> None:
+    """A batch marked done in bulk brings back only the keys added while it was processed, once each."""
+    queue, _ = make()
+    for key in (A, B, AllPartitions):
+        queue.add(key)
+    batch = queue.get_nowait()
+    queue.add(B)
+    queue.add(B)
+    queue.done_all(batch)
+    assert not any(queue.processing(key) for key in batch)
+    assert queue.get_nowait() == [B]
+
+
 def test_done_without_a_new_add_does_not_requeue() -> None:
     """A key processed and done without being added meanwhile is gone."""
     queue, _ = make()

@@ -21,7 +21,7 @@ import heapq
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum
@@ -139,9 +139,9 @@ class WorkQueue(Generic[K]):
         self._promote()
         batch = list(self._queue)
         self._queue.clear()
-        for key in batch:
-            self._dirty.discard(key)
-            self._processing.add(key)
+        # Set operations on the whole batch: a pass after a flood of events takes thousands of keys at once.
+        self._dirty.difference_update(batch)
+        self._processing.update(batch)
         return batch
 
     async def get(self, timeout_s: float) -> list[K]:
@@ -178,6 +178,16 @@ class WorkQueue(Generic[K]):
         if key in self._dirty and not self._shutdown:
             self._queue.append(key)
             self._wake.set()
+
+    def done_all(self, keys: Iterable[K]) -> None:
+        """``done`` for each of ``keys`` (a whole batch), in bulk."""
+        keys = list(keys)
+        self._processing.difference_update(keys)
+        if self._dirty and not self._shutdown:
+            again = [key for key in keys if key in self._dirty]
+            if again:
+                self._queue.extend(again)
+                self._wake.set()
 
     # -- state ----------------------------------------------------------------------------------------------------
 

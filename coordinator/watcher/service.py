@@ -203,7 +203,7 @@ class Watcher:
             if self.graphs.refresh():
                 self.queue.add(AllPartitions)
             if not keys or self.stop.is_set():
-                self._done(keys)
+                self.queue.done_all(keys)
                 continue
             try:
                 await self.reconcile_pass(keys=keys)
@@ -215,10 +215,6 @@ class Watcher:
                 self.queue.forget(AllPartitions)
             if AllPartitions in keys:
                 self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
-
-    def _done(self, keys: Iterable[WorkKey]) -> None:
-        for key in keys:
-            self.queue.done(key)
 
     async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None) -> Plan:
         """Plan ``keys`` (every ready one when None) and, when leading, hand the actions to the actuator (rule 4: one
@@ -244,7 +240,7 @@ class Watcher:
             parts = plan_changes(graph, self.view, rest) if rest else None
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
-            self._done(keys)
+            self.queue.done_all(keys)
         actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
         result = Plan(self.view.revision, actions)
         submitted = 0
