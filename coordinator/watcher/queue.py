@@ -99,7 +99,7 @@ class WorkQueue(Generic[K]):
         self._dirty.add(key)
         if len(self._dirty) == dirty:
             return  # already dirty (one hash instead of a lookup and an insert: this runs per watch event)
-        if key not in self._processing:
+        if not self._processing or key not in self._processing:
             self._queue.append(key)
             self._wake.set()
 

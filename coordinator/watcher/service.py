@@ -221,12 +221,16 @@ class Watcher:
         log line)."""
         if keys is None:
             keys = self.queue.get_nowait()
-        everything = AllPartitions in keys
-        dirty = {key.partition for key in keys if isinstance(key, PartitionKey)}
+        everything = False
+        dirty: set[str] = set()
         changed: dict[str, set[NodeId]] = {}
         for key in keys:
             if isinstance(key, DagKey):
                 changed.setdefault(key.partition, set()).add(key.node)
+            elif isinstance(key, PartitionKey):
+                dirty.add(key.partition)
+            else:
+                everything = True
         partitions: Iterable[str] | None = None if everything else dirty
         leading = act and self.election.is_leader
         try:
