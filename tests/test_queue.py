@@ -43,7 +43,8 @@ def test_keys_added_many_times_are_handed_out_once_in_order() -> None:
 def test_keys_are_typed_values_not_strings() -> None:
     """Equal partitions make equal keys; a partition key never equals the everything key or a DAG key."""
     assert PartitionKey(P1) == PartitionKey(P1) and PartitionKey(P1) != PartitionKey(P2)
-    assert AllPartitions != PartitionKey("*") and DagKey(NodeId.parse("a"), P1) == A
+    distinct: set[WorkKey] = {AllPartitions, PartitionKey("*"), DagKey(NodeId.parse("a"), P1), A}
+    assert len(distinct) == 3
 
 
 def test_a_key_being_processed_is_not_handed_out_again() -> None:
