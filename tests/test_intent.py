@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 import pytest
 
 from coordinator.core import intent
-from coordinator.core.model import NodeId, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
-from coordinator.core.planner import Trigger
+from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
+from coordinator.core.planner import Resume, Trigger
+from tests.support.world import P1, SEVEN, World, n
 
 P = "2026-01-01T00:00:00Z"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -317,3 +318,41 @@ def test_an_event_the_protocol_cannot_receive_at_this_step_is_a_bug() -> None:
     state, _ = recorded()
     with pytest.raises(intent.ProtocolError):
         intent.step(state, intent.Cleared(), NOW)
+
+
+# -- the whole protocol against the test world's etcd and Airflow (tests/support/world.py) --------------------------
+
+
+def _cascaded_world() -> World:
+    world = World(SEVEN)
+    world.adopt()
+    world.state("01_pipeline", P1, RunState.SUCCESS, f"scheduled__{P1}")
+    world.settle()
+    return world
+
+
+@pytest.mark.parametrize(
+    ("rerun", "kind"),
+    [pytest.param(False, "create", id="create"), pytest.param(True, "clear", id="clear")],
+)
+def test_an_effect_applied_before_a_crash_is_not_repeated_when_resumed_before_the_run_reports(
+    rerun: bool, kind: str
+) -> None:
+    """Crash right after the Airflow call, resume before the run reported: rules 2 and 4b keep it to one effect."""
+    if rerun:
+        world = _cascaded_world()
+        world.state("01_pipeline", P1, RunState.SUCCESS, f"scheduled__{P1}", clear_number=1)
+    else:
+        world = World(SEVEN)
+        world.adopt()
+        world.state("01_pipeline", P1, RunState.SUCCESS, f"scheduled__{P1}")
+    before = world.count("02_pipeline", kind=kind)
+    first = next(a for a in world.plan().actions if a.node == n("02_pipeline"))
+    assert isinstance(first, Trigger) and first.action is TriggerAction(kind)
+    world.apply_action(first, crash_after_effect=True)
+    assert world.count("02_pipeline", kind=kind) == before + 1
+    resume = next(a for a in world.plan().actions if a.node == n("02_pipeline"))
+    assert isinstance(resume, Resume) and not resume.observed
+    world.apply_action(resume)
+    assert world.count("02_pipeline", kind=kind) == before + 1, "the resumed intent called Airflow again"
+    assert world.view.ledger[(n("02_pipeline"), P1)].record.status is TriggerStatus.DONE
