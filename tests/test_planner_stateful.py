@@ -1,4 +1,6 @@
-"""The real planner against an independent reference model, over random graphs and random histories.
+"""The real planner and the real intent protocol against an independent reference model, over random graphs and
+random histories (the test world performs the protocol of coordinator/core/intent.py, crashing after the intent or
+after the Airflow call).
 
 The reference model knows what the planner cannot see directly: which upstream generations each attempt actually
 read (the generations current when the attempt STARTED). From that it computes freshness by definition. The planner
@@ -100,11 +102,8 @@ class PlannerMachine(RuleBasedStateMachine):
         """A user clears a finished coordinator-made run in the UI: a new attempt starts at once."""
         done = sorted(at for at, r in self.world.airflow.items() if r.state in ("success", "failed"))
         node, partition = data.draw(st.sampled_from(done))
-        run = self.world.airflow[(node, partition)]
-        run.clear_number += 1
-        run.state = "running"
         self.begin_attempt(node, partition)
-        self.world.state(node.dag_id, partition, RunState.RUNNING, run.run_id, run.clear_number)
+        self.world.user_clears(node, partition)
 
     # -- what the watcher does ------------------------------------------------------------------------------------
     @rule(crash=st.sampled_from(["none", "none", "after_intent", "after_effect"]), keep=st.integers(0, 5))
@@ -219,7 +218,8 @@ class PlannerMachine(RuleBasedStateMachine):
 PlannerMachine.TestCase.settings = settings(
     # CI replays the same examples every run (a red build must be reproducible); developers explore new ones.
     derandomize=bool(os.environ.get("CI")),
-    max_examples=150,
+    # HYPOTHESIS_MAX_EXAMPLES=2000 for a longer search before a change to the planner or the intent protocol.
+    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "150")),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

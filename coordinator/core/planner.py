@@ -18,7 +18,11 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    under the same in-flight and activation conditions.
 7. Pure: no I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the view's
    facts arrived in.
-8. The FIRST adoption of a graph under a prefix may also activate history (``coordinator.core.adoption``): a DAG
+8. An unconfirmed intent whose run already reported a state after it is confirmed (a Resume with ``observed``, no
+   Airflow call), whatever D's freshness says: where the call may have happened (a create, or a clear whose
+   queued_at was recorded), and where D is already fresh from it. The intent protocol (``core/intent.py``, rule 5)
+   then only writes the confirmation.
+9. The FIRST adoption of a graph under a prefix may also activate history (``coordinator.core.adoption``): a DAG
    whose activation entry ``covers_history(P)`` counts inputs older than its ``since`` for P as well.
 """
 
@@ -283,9 +287,9 @@ class _PartitionPlanner:
         if ledger is not None and ledger.record.status is not TriggerStatus.DONE:
             fact = self.run(node)
             record = ledger.record
-            # An unconfirmed intent whose run already reported a state after it: the Airflow call happened (crash
-            # between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger never
-            # stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
+            # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
+            # (crash between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger
+            # never stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
             # recorded (a state write before that may come from an attempt older than the intent).
             called = record.action is TriggerAction.CREATE or record.prior_queued_at is not None
             # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.

@@ -1,20 +1,14 @@
-"""The actuator: turns planned actions into Airflow calls, exactly once in effect. All retries live here.
+"""The actuator: performs the intent protocol's instructions (etcd writes, Airflow calls). Owns all Airflow retries.
 
-Protocol for one trigger of DAG D for partition P (docs/semantics.md, "Acting on Airflow"):
-1. Record the intent in the ledger key with a transaction that compares the ledger's revision as planned AND that
-   this watcher still holds the leader key (fencing). A lost race or lost leadership stops here: nothing happened.
-2. Call Airflow idempotently:
-   - create: a 409 whose GET finds our deterministic run id means an earlier attempt already created it;
-     a 409 because another run holds the logical date turns the intent into a clear of that run.
-   - clear: before the first clear, the run's ``queued_at`` is written into the intent (``prior_queued_at``). When
-     the intent is resumed after a crash, a different ``queued_at`` proves the clear already happened.
-3. Confirm (status done). A crash anywhere leaves either no intent (nothing happened) or a pending one, which the
-   planner turns into a Resume: completed, never re-decided, never duplicated.
+What to do for one trigger of DAG D for partition P, and in which order, is decided by ``coordinator/core/intent.py``
+(its numbered rules are those of docs/semantics.md, "Acting on Airflow"); this module only schedules, performs the
+I/O an instruction names and feeds the result back as an event.
 
-Rules: one action per (DAG, partition) in flight at a time; a bounded number of Airflow calls in flight overall, so one
-slow partition never blocks the others; transient Airflow errors are retried with exponential backoff and jitter
-(tenacity) inside a bounded time; refusals (404, 403, paused, unknown instance) are recorded on the ledger and
-retried slowly, never in a busy loop.
+Rules: one action per (DAG, partition) in flight at a time (the work queue's processing set); a bounded number of
+Airflow calls in flight overall, so one slow partition never blocks the others; transient Airflow errors are retried
+with exponential backoff and jitter (coordinator.retry) inside a bounded time (``_call``, the one place Airflow is
+called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through the work queue
+after the protocol's delay, never in a busy loop.
 """
 
 from __future__ import annotations
@@ -22,24 +16,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.airflow_api import AirflowClient, DagRunInfo, TriggerResult
+from coordinator.airflow_api import AirflowClient, TriggerResult
+from coordinator.core import intent
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
-    TriggerAction,
     TriggerRecord,
-    TriggerStatus,
     dump_record,
     parse_trigger_record,
     partition_datetime,
-    run_id_for,
 )
-from coordinator.core.planner import Action, Trigger
+from coordinator.core.planner import Action, Resume, Trigger
 from coordinator.errors import (
     AirflowError,
     AirflowNotFound,
@@ -49,15 +41,12 @@ from coordinator.errors import (
 )
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
+from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
 
 #: Seconds an "is not paused" answer is reused (see _paused_warning).
 UNPAUSED_CACHE_S = 10.0
-
-
-class _RunActive(AirflowError):
-    """The run to clear is queued or running in Airflow: clearing it would kill work in progress; wait instead."""
 
 
 class _IntentMoved(CoordinatorError):
@@ -85,7 +74,11 @@ class Outcome:
 
 
 class Actuator:
-    """Executes actions for the leader. ``submit`` never blocks on Airflow; ``drain`` waits for what was submitted."""
+    """Executes actions for the leader. ``submit`` never blocks on Airflow; ``drain`` waits for what was submitted.
+
+    It only schedules and performs I/O: what to do next is decided by the intent protocol (``core/intent.py``), which
+    gets the result of every etcd write and Airflow call as an event.
+    """
 
     def __init__(
         self,
@@ -95,8 +88,8 @@ class Actuator:
         *,
         fence: Callable[[], Fence | None],
         watcher_id: str,
+        queue: WorkQueue[WorkKey],
         policy: ActuatorPolicy | None = None,
-        on_retry_due: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -104,86 +97,191 @@ class Actuator:
         self.clients = clients
         self.fence = fence
         self.watcher_id = watcher_id
+        self.queue = queue
         self.policy = policy or ActuatorPolicy()
-        self.on_retry_due = on_retry_due
         self.clock = clock
         self.outcome = Outcome()
         self.leadership_lost = asyncio.Event()
-        self._inflight: dict[tuple[NodeId, str], asyncio.Task[None]] = {}
-        self._not_before: dict[tuple[NodeId, str], float] = {}
+        #: Only to wait for or cancel them: which action may start is the queue's decision (its processing set).
+        self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.policy.max_concurrent)
         self._unpaused_until: dict[NodeId, float] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
     def submit(self, action: Action) -> bool:
-        """Start the action unless one for the same (DAG, partition) is running or waiting out an error delay."""
-        at = (action.node, action.partition)
-        if at in self._inflight:
+        """Start the action unless one for the same (DAG, partition) is in flight (the key is re-planned when it
+        ends) or waiting out an error delay (the queue brings the key back then)."""
+        key = DagKey(action.node, action.partition)
+        if not self.queue.try_start(key):
             return False
-        if self._not_before.get(at, 0.0) > self.clock():
-            return False
-        task = asyncio.create_task(self._run(action), name=f"act {action.node} {action.partition}")
-        self._inflight[at] = task
-        task.add_done_callback(lambda _t, at=at: self._inflight.pop(at, None))  # type: ignore[misc]
+        task = asyncio.create_task(self._run(action, key), name=f"act {action.node} {action.partition}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
         return True
 
     @property
     def busy(self) -> int:
-        return len(self._inflight)
+        return len(self._tasks)
 
     async def drain(self) -> None:
         """Wait for every submitted action to finish (reconcile --once, shutdown)."""
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight.values()), return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     async def cancel(self) -> None:
-        tasks = list(self._inflight.values())
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def _retry_later(self, node: NodeId, partition: str, delay: float) -> None:
-        self._not_before[(node, partition)] = self.clock() + delay
-        if self.on_retry_due is not None:
-            loop = asyncio.get_running_loop()
-            loop.call_later(delay + 0.01, self.on_retry_due, partition)
-
     # -- one action ---------------------------------------------------------------------------------------------
 
-    async def _run(self, action: Action) -> None:
-        key = self.keys.trigger_key(action.node, action.partition)
-        async with self._slots:
-            try:
-                if isinstance(action, Trigger):
-                    started = await self._record_intent(key, action)
-                    if started is None:
-                        self.outcome.skipped += 1
-                        return
-                    record, mod_rev = started
+    async def _run(self, action: Action, key: DagKey) -> None:
+        ledger_key = self.keys.trigger_key(action.node, action.partition)
+        confirmed = False
+        try:
+            async with self._slots:
+                confirmed = await self._drive(action, ledger_key)
+        except LeadershipLost as exc:
+            log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
+            self.leadership_lost.set()
+        except _IntentMoved as exc:
+            self.outcome.skipped += 1
+            log.info("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
+        except Exception as exc:
+            # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
+            self.outcome.errors += 1
+            log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
+            self.queue.add_after(key, self.policy.error_retry_s)
+        finally:
+            if confirmed:
+                self.queue.forget(key)
+            self.queue.done(key)
+
+    async def _drive(self, action: Action, ledger_key: str) -> bool:
+        """Run the intent protocol to its end; True when the intent was confirmed."""
+        retry_s = self.policy.error_retry_s
+        if isinstance(action, Trigger):
+            state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, retry_s)
+        else:
+            state = intent.start_resume(action.partition, retry_s)
+            found = await self._attempt(self._find(ledger_key, action))
+            assert found is not None  # _find always answers
+            state, instruction = intent.step(state, found, _now())
+        while True:
+            if isinstance(instruction, intent.Done):
+                if instruction.confirmed:
+                    self.outcome.done += 1
                 else:
-                    current = await self._load(key)
-                    if current is None or current[0].status is TriggerStatus.DONE:
-                        self.outcome.skipped += 1
-                        return  # already completed by us or another watcher; the view was behind
-                    record, mod_rev = current
-                    if action.observed:
-                        await self._confirm(key, record, mod_rev)
-                        self.outcome.done += 1
-                        return
-                await self._complete(action.node, action.partition, key, record, mod_rev)
-                self.outcome.done += 1
-            except LeadershipLost as exc:
-                log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
-                self.leadership_lost.set()
-            except _IntentMoved as exc:
-                self.outcome.skipped += 1
-                log.info("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
-            except Exception as exc:
-                # Any other failure (Airflow refusal, etcd trouble, a bug) is recorded and retried slowly: the
-                # service must survive it and the operator must see it.
+                    self.outcome.skipped += 1
+                return instruction.confirmed
+            if isinstance(instruction, intent.RecordError):
                 self.outcome.errors += 1
-                await self._record_error(action, key, exc)
+                await self._record_error(action, ledger_key, instruction)
+                return False
+            event = await self._attempt(self._perform(action, ledger_key, instruction))
+            if event is None:
+                self.outcome.skipped += 1
+                return False
+            state, instruction = intent.step(state, event, _now())
+
+    async def _attempt(self, io: Awaitable[intent.Event | None]) -> intent.Event | None:
+        """Await one step's I/O; a failure becomes the protocol's error event (intent rule 6)."""
+        try:
+            return await io
+        except (LeadershipLost, _IntentMoved):
+            raise
+        except AirflowUnavailable as exc:
+            return intent.Transient(_message(exc))
+        except Exception as exc:
+            # Any other failure (Airflow refusal, etcd trouble, a bug) is recorded and retried slowly: the
+            # service must survive it and the operator must see it.
+            return intent.Refused(_message(exc))
+
+    async def _find(self, ledger_key: str, action: Resume) -> intent.Event:
+        current = await self._load(ledger_key)
+        if current is None:
+            return intent.IntentFound(None, 0, action.observed)
+        return intent.IntentFound(current[0], current[1], action.observed)
+
+    async def _perform(self, action: Action, ledger_key: str, instruction: intent.Instruction) -> intent.Event | None:
+        """Do what ``instruction`` says; its result as an event (None: the ledger moved before our intent)."""
+        node, partition = action.node, action.partition
+        if isinstance(instruction, intent.WriteLedger):
+            result = await self.store.cas(
+                ledger_key, dump_record(instruction.record), instruction.expected_rev, fence=self.fence()
+            )
+            if isinstance(instruction, intent.RecordIntent):
+                if not result.succeeded:
+                    log.info("actuator.lost_race node=%s partition=%s", node, partition)
+                    return None
+                assert isinstance(action, Trigger)
+                log.info(
+                    "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
+                    node, partition, action.action, action.run_id, action.cause_rev, result.revision, action.reason,
+                )  # fmt: skip
+                return intent.IntentRecorded(result.revision)
+            if not result.succeeded:
+                raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {instruction.expected_rev})")
+            if isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
+                log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
+                         "run already started")  # fmt: skip
+            return intent.LedgerWritten(result.revision)
+        client = self.clients.get(node.instance)
+        if client is None:
+            raise AirflowNotFound(
+                f"no Airflow configured for instance {node.instance!r}: add it to the instances file "
+                "(COORDINATOR_INSTANCES_FILE) or set COORDINATOR_AIRFLOW_URL for 'default'"
+            )
+        if isinstance(instruction, intent.CallCreate):
+            run_id, conf = instruction.run_id, _conf(partition, instruction.record)
+            outcome = await self._call(lambda: client.trigger(node.dag_id, run_id, partition_datetime(partition), conf))
+            answers: dict[TriggerResult, Callable[[str], intent.Event]] = {
+                TriggerResult.CREATED: intent.Created,
+                TriggerResult.ALREADY_EXISTS: intent.ConflictSameRun,
+                TriggerResult.LOGICAL_DATE_TAKEN: intent.ConflictOtherRun,
+            }
+            return answers[outcome.result](outcome.run.run_id)
+        if isinstance(instruction, intent.ReadQueuedAt):
+            wanted = instruction.run_id
+            run = await self._call(lambda: client.get_run(node.dag_id, wanted))
+            if run is None:
+                run = await self._call(
+                    lambda: client.find_run_by_logical_date(node.dag_id, partition_datetime(partition))
+                )
+            if run is None:
+                return intent.RunObserved(None)
+            return intent.RunObserved(intent.AirflowRun(run.run_id, run.state, _stamp(run.queued_at)))
+        if isinstance(instruction, intent.CallClear):
+            await self._call(self._clear_once(client, node, instruction))
+            return intent.Cleared()
+        if isinstance(instruction, intent.CheckPaused):
+            self._log_effect(action, instruction.effect)
+            return intent.PausedChecked(await self._paused_warning(client, node))
+        raise AssertionError(f"unexpected instruction {instruction!r}")  # pragma: no cover
+
+    def _clear_once(
+        self, client: AirflowClient, node: NodeId, instruction: intent.CallClear
+    ) -> Callable[[], Awaitable[None]]:
+        async def clear_once() -> None:
+            # Intent rule 4d: a clear whose answer was lost (timeout) may still have happened: re-read before every
+            # try, so a retry never reruns the DAG a second time.
+            latest = await client.get_run(node.dag_id, instruction.run_id)
+            if latest is not None and _stamp(latest.queued_at) != instruction.queued_at:
+                return
+            await client.clear(node.dag_id, instruction.run_id)
+
+        return clear_once
+
+    def _log_effect(self, action: Action, effect: intent.Effect) -> None:
+        node, partition = action.node, action.partition
+        if effect is intent.Effect.ALREADY_CLEARED:
+            log.info("actuator.already_cleared node=%s partition=%s", node, partition)
+        elif effect is intent.Effect.CLEARED:
+            log.info("actuator.cleared node=%s partition=%s", node, partition)
+        else:
+            log.info("actuator.created node=%s partition=%s result=%s", node, partition, effect)
 
     async def _load(self, key: str) -> tuple[TriggerRecord, int] | None:
         kv = await self.store.get(key)
@@ -193,122 +291,6 @@ class Actuator:
         if record is None:
             raise _IntentMoved(f"ledger value unparsable: {problem}")
         return record, kv.mod_revision
-
-    async def _write(self, key: str, record: TriggerRecord, expected: int) -> int:
-        result = await self.store.cas(key, dump_record(record), expected, fence=self.fence())
-        if not result.succeeded:
-            raise _IntentMoved(f"ledger {key} changed (expected revision {expected})")
-        return result.revision
-
-    async def _record_intent(self, key: str, action: Trigger) -> tuple[TriggerRecord, int] | None:
-        record = action.intent(requested_at=datetime.now(UTC), watcher=self.watcher_id)
-        result = await self.store.cas(key, dump_record(record), action.ledger_rev, fence=self.fence())
-        if not result.succeeded:
-            log.info("actuator.lost_race node=%s partition=%s", action.node, action.partition)
-            return None
-        log.info(
-            "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
-            action.node, action.partition, action.action, action.run_id, action.cause_rev, result.revision,
-            action.reason,
-        )  # fmt: skip
-        return record.model_copy(update={"intent_rev": result.revision}), result.revision
-
-    async def _complete(self, node: NodeId, partition: str, key: str, record: TriggerRecord, mod_rev: int) -> None:
-        client = self.clients.get(node.instance)
-        if client is None:
-            raise AirflowNotFound(
-                f"no Airflow configured for instance {node.instance!r}: add it to the instances file "
-                "(COORDINATOR_INSTANCES_FILE) or set COORDINATOR_AIRFLOW_URL for 'default'"
-            )
-        if not record.intent_rev:
-            # Every later write of this intent carries the revision that first recorded it.
-            record = record.model_copy(update={"intent_rev": mod_rev})
-        if record.action is TriggerAction.CREATE:
-            conf = _conf(partition, record)
-            outcome = await self._call(
-                lambda: client.trigger(node.dag_id, record.run_id, partition_datetime(partition), conf)
-            )
-            if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
-                # Airflow keeps one run per logical date: rerun the one that exists instead of failing.
-                record, mod_rev = await self._switch_to_clear(key, record, mod_rev, outcome.run)
-                record, mod_rev = await self._clear(client, node, partition, key, record, mod_rev)
-            else:
-                record = record.model_copy(update={"run_id": outcome.run.run_id})
-                log.info("actuator.created node=%s partition=%s run_id=%s result=%s", node, partition,
-                         record.run_id, outcome.result)  # fmt: skip
-        else:
-            record, mod_rev = await self._clear(client, node, partition, key, record, mod_rev)
-        warning = await self._paused_warning(client, node)
-        done = record.model_copy(
-            update={
-                "status": TriggerStatus.DONE,
-                "done_at": datetime.now(UTC),
-                "last_error": warning,
-                "attempts": record.attempts + 1,
-            }
-        )
-        await self._write(key, done, mod_rev)
-
-    async def _confirm(self, key: str, record: TriggerRecord, mod_rev: int) -> None:
-        """Mark an intent done because its run already reported a state: no Airflow call (it already happened)."""
-        done = record.model_copy(
-            update={
-                "status": TriggerStatus.DONE,
-                "intent_rev": record.intent_rev or mod_rev,
-                "done_at": datetime.now(UTC),
-                "last_error": None,
-            }
-        )
-        await self._write(key, done, mod_rev)
-        log.info("actuator.confirmed key=%s run_id=%s detail=%r", key, record.run_id, "run already started")
-
-    async def _switch_to_clear(
-        self, key: str, record: TriggerRecord, mod_rev: int, run: DagRunInfo
-    ) -> tuple[TriggerRecord, int]:
-        updated = record.model_copy(
-            update={"action": TriggerAction.CLEAR, "run_id": run.run_id, "prior_queued_at": None}
-        )
-        return updated, await self._write(key, updated, mod_rev)
-
-    async def _clear(
-        self, client: AirflowClient, node: NodeId, partition: str, key: str, record: TriggerRecord, mod_rev: int
-    ) -> tuple[TriggerRecord, int]:
-        """Clear the run once: record its queued_at first, and on resume skip the clear if queued_at moved."""
-        run = await self._call(lambda: client.get_run(node.dag_id, record.run_id))
-        if run is None:
-            run = await self._call(lambda: client.find_run_by_logical_date(node.dag_id, partition_datetime(partition)))
-        if run is None:
-            # The run is gone (deleted in the UI, or it never existed in Airflow): create it instead.
-            fresh_id = run_id_for(partition)
-            conf = _conf(partition, record)
-            created = await self._call(
-                lambda: client.trigger(node.dag_id, fresh_id, partition_datetime(partition), conf)
-            )
-            updated = record.model_copy(update={"run_id": created.run.run_id})
-            return updated, await self._write(key, updated, mod_rev)
-        seen = _stamp(run.queued_at)
-        if record.prior_queued_at is not None and record.run_id == run.run_id:
-            if seen != record.prior_queued_at:
-                log.info("actuator.already_cleared node=%s run_id=%s", node, run.run_id)
-                return record, mod_rev
-        elif run.state in ("queued", "running"):
-            raise _RunActive(f"run {run.run_id} is {run.state} in Airflow; clearing it would kill it: waiting")
-        else:
-            record = record.model_copy(update={"prior_queued_at": seen, "run_id": run.run_id})
-            mod_rev = await self._write(key, record, mod_rev)
-        run_id = run.run_id
-
-        async def clear_once() -> None:
-            # A clear whose answer was lost (timeout) may still have happened: re-read before every try, so a
-            # retry never reruns the DAG a second time.
-            latest = await client.get_run(node.dag_id, run_id)
-            if latest is not None and _stamp(latest.queued_at) != seen:
-                return
-            await client.clear(node.dag_id, run_id)
-
-        await self._call(clear_once)
-        log.info("actuator.cleared node=%s partition=%s run_id=%s", node, partition, run.run_id)
-        return record, mod_rev
 
     async def _paused_warning(self, client: AirflowClient, node: NodeId) -> str | None:
         # An unpaused answer is reused for a few seconds: a cascade triggers many DAGs at once, and this courtesy
@@ -339,37 +321,38 @@ class Actuator:
         )
         return await retry_call(fn, retry, lambda exc: isinstance(exc, AirflowUnavailable))
 
-    async def _record_error(self, action: Action, key: str, exc: Exception) -> None:
-        delay = self.policy.error_retry_s
-        if isinstance(exc, (_RunActive, AirflowUnavailable)):
-            delay = min(delay, 5.0)
-        message = f"{type(exc).__name__}: {exc}"[:500]
+    async def _record_error(self, action: Action, ledger_key: str, instruction: intent.RecordError) -> None:
+        """Intent rule 6: log, come back after the delay (through the queue), and record the error on the ledger."""
         log.warning(
             "actuator.error node=%s partition=%s error=%r retry_in_s=%.1f",
             action.node,
             action.partition,
-            message,
-            delay,
+            instruction.error,
+            instruction.retry_in_s,
         )
-        self._retry_later(action.node, action.partition, delay)
+        self.queue.add_after(DagKey(action.node, action.partition), instruction.retry_in_s)
         try:
-            current = await self._load(key)
-            if current is None or current[0].status is TriggerStatus.DONE:
+            current = await self._load(ledger_key)
+            if current is None:
                 return
-            record, mod_rev = current
-            failed = record.model_copy(
-                update={
-                    "status": TriggerStatus.ERROR,
-                    "last_error": message,
-                    "attempts": record.attempts + 1,
-                    "intent_rev": record.intent_rev or mod_rev,
-                }
-            )
-            await self._write(key, failed, mod_rev)
+            failed = intent.failed_record(current[0], current[1], instruction.error)
+            if failed is None:
+                return
+            result = await self.store.cas(ledger_key, dump_record(failed), current[1], fence=self.fence())
+            if not result.succeeded:
+                raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {current[1]})")
         except LeadershipLost:
             self.leadership_lost.set()
         except Exception as inner:  # the error is already logged; etcd may be down too
             log.warning("actuator.error_not_recorded node=%s error=%s", action.node, inner)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _message(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _conf(partition: str, record: TriggerRecord) -> dict[str, Any]:

@@ -2,9 +2,11 @@
 
 Rules:
 1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1. Events only update the view
-   and mark partitions dirty; a reconcile pass plans the dirty partitions with the pure planner and hands the actions
-   to the actuator. Disconnects resume from the last revision and compactions relist (the store does both), so
-   downtime of any length ends in the same decisions as running throughout.
+   and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass takes every ready key, plans
+   them with the pure planner and hands the actions to the actuator. Every requeue (retry delays, actions that had
+   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work.
+   Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
+   length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
    lease expires; a leader whose lease is in doubt stops acting at once, and the ledger's fencing condition refuses
    any write it still attempts.
@@ -40,6 +42,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
+from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +98,10 @@ class Watcher:
     clients: dict[str, AirflowClient]
     watcher_id: str = field(default_factory=default_watcher_id)
     view: View = field(init=False)
-    #: Partitions to re-plan whole (ALL: every partition): graph, activation, backfill, retry timers, leadership.
-    dirty: set[str] = field(default_factory=set)
-    #: partition -> DAGs whose run state or ledger entry changed: only they and what depends on them are re-planned,
-    #: so a pass costs what changed, not the size of the partition (planner.plan_changes says why that is enough).
-    changed: dict[str, set[NodeId]] = field(default_factory=dict)
-    #: Actions the actuator did not start (one is in flight for that DAG and partition): re-planned on the next pass,
-    #: in case the one in flight ends without a write that would make them change again.
-    deferred: set[tuple[NodeId, str]] = field(default_factory=set)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    #: What to re-plan: AllPartitions (graph, activation, resync, leadership, a failed pass), PartitionKey (backfill),
+    #: DagKey (a DAG's run state or ledger entry changed: only it and what depends on it are re-planned, so a pass
+    #: costs what changed, not the size of the partition; planner.plan_changes says why that is enough).
+    queue: WorkQueue[WorkKey] = field(default_factory=WorkQueue)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     passes: int = 0
     #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
@@ -120,15 +118,11 @@ class Watcher:
             self.clients,
             fence=lambda: self.election.fence,
             watcher_id=self.watcher_id,
+            queue=self.queue,
             policy=ActuatorPolicy(
                 error_retry_s=self.settings.error_retry_s, max_concurrent=self.settings.max_concurrent_actions
             ),
-            on_retry_due=self.mark_dirty,
         )
-
-    def mark_dirty(self, partition: str) -> None:
-        self.dirty.add(partition)
-        self.wake.set()
 
     async def load(self) -> Snapshot:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
@@ -152,13 +146,13 @@ class Watcher:
             log.warning("view.bad_value key=%s problem=%r", key, problem)
         log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
                  len(self.view.partitions))  # fmt: skip
-        self.dirty.add(ALL)
+        self.queue.add(AllPartitions)
         return snap
 
     # -- the loops -------------------------------------------------------------------------------------------
 
     async def reflect(self, snap: Snapshot) -> None:
-        """Feed watch events into the view and mark what they touch dirty (rule 1)."""
+        """Feed watch events into the view and queue what they touch (rule 1)."""
         async for batch in self.store.watch_prefix(self.settings.keys.root, snap):
             if batch.relisted:
                 log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
@@ -167,14 +161,15 @@ class Watcher:
                 touched = self.view.apply(event.key, value, event.mod_revision)
                 if event.key in self.view.problems:
                     log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
-                at = self.view.node_of(event.key) if touched else None
+                if not touched:
+                    continue
+                at = self.view.node_of(event.key)
                 if at is not None:
-                    self.changed.setdefault(at[1], set()).add(at[0])
+                    self.queue.add(DagKey(*at))
                 else:
-                    self.dirty |= touched
+                    for partition in touched:
+                        self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
             self.view.revision = max(self.view.revision, batch.revision)
-            if self.dirty or self.changed:
-                self.wake.set()
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -190,7 +185,7 @@ class Watcher:
                 continue
             log.info("leader.acquired watcher=%s ttl_s=%d", self.watcher_id, self.settings.leader_ttl_s)
             self.actuator.leadership_lost.clear()
-            self.mark_dirty(ALL)
+            self.queue.add(AllPartitions)
             lost = asyncio.create_task(self.election.lost.wait())
             fenced = asyncio.create_task(self.actuator.leadership_lost.wait())
             stopping = asyncio.create_task(self.stop.wait())
@@ -206,54 +201,62 @@ class Watcher:
 
     async def reconcile_loop(self) -> None:
         resync = self.settings.resync_interval_s
-        next_resync = time.monotonic() + resync
+        self.queue.add_after(AllPartitions, resync)
         while not self.stop.is_set():
-            timeout = max(0.0, next_resync - time.monotonic())
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=min(timeout, 2.0))
-            self.wake.clear()
+            # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
+            keys = await self.queue.get(timeout_s=2.0)
             if self.graphs.refresh():
-                self.dirty.add(ALL)
-            if time.monotonic() >= next_resync:
-                self.dirty.add(ALL)
-                next_resync = time.monotonic() + resync
-            if not (self.dirty or self.changed) or self.stop.is_set():
+                self.queue.add(AllPartitions)
+            if not keys or self.stop.is_set():
+                self.queue.done_all(keys)
                 continue
-            # Refused actions ride along with the next pass, whatever caused it: no pass happens for them alone.
-            for node, partition in self.deferred:
-                self.changed.setdefault(partition, set()).add(node)
-            self.deferred.clear()
             try:
-                await self.reconcile_pass()
+                await self.reconcile_pass(keys=keys)
             except CoordinatorError as exc:
-                # etcd trouble while adopting the graph: the view stays, the next pass retries everything.
-                log.warning("reconcile.failed error=%s", exc)
-                self.dirty.add(ALL)
-                await asyncio.sleep(1.0)
+                # etcd trouble while adopting the graph: the view stays; everything is re-planned after a backoff.
+                delay = self.queue.add_rate_limited(AllPartitions)
+                log.warning("reconcile.failed error=%s retry_in_s=%.1f", exc, delay)
+            else:
+                self.queue.forget(AllPartitions)
+            if AllPartitions in keys:
+                self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
 
-    async def reconcile_pass(self, *, act: bool = True) -> Plan:
-        """Plan what is dirty and, when leading, hand the actions to the actuator (rule 4: one log line)."""
-        dirty, self.dirty = self.dirty, set()
-        changed, self.changed = self.changed, {}
-        partitions: Iterable[str] | None = None if ALL in dirty else dirty
+    async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None) -> Plan:
+        """Plan ``keys`` (every ready one when None) and, when leading, hand the actions to the actuator (rule 4: one
+        log line)."""
+        if keys is None:
+            keys = self.queue.get_nowait()
+        everything = False
+        dirty: set[str] = set()
+        changed: dict[str, set[NodeId]] = {}
+        for key in keys:
+            if isinstance(key, DagKey):
+                changed.setdefault(key.partition, set()).add(key.node)
+            elif isinstance(key, PartitionKey):
+                dirty.add(key.partition)
+            else:
+                everything = True
+        partitions: Iterable[str] | None = None if everything else dirty
         leading = act and self.election.is_leader
-        graph = self.graphs.graph
-        if leading:
-            await self.ensure_adopted(graph, full=partitions is None)
-        started = time.perf_counter()
-        # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
-        whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
-        rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
-        parts = plan_changes(graph, self.view, rest) if rest else None
+        try:
+            graph = self.graphs.graph
+            if leading:
+                await self.ensure_adopted(graph, full=partitions is None)
+            started = time.perf_counter()
+            # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
+            whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
+            rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
+            parts = plan_changes(graph, self.view, rest) if rest else None
+        finally:
+            # Planning is over: an action planned for one of these keys may now take it into processing.
+            self.queue.done_all(keys)
         actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
         result = Plan(self.view.revision, actions)
         submitted = 0
         if leading:
-            for action in result.actions:
-                if self.actuator.submit(action):
-                    submitted += 1
-                else:
-                    self.deferred.add((action.node, action.partition))
+            # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
+            # error delay) comes back through the queue, so it is re-planned once that is over.
+            submitted = sum(self.actuator.submit(action) for action in result.actions)
         self.passes += 1
         log.info(
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
@@ -347,6 +350,7 @@ class Watcher:
                 tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
+            self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)

@@ -1,15 +1,20 @@
 """An in-memory world for planner tests: an etcd-like revision counter, a view, and a tiny Airflow.
 
-It applies the planner's actions the way the real actuator does (ledger intent with a CAS on the planned ledger
-revision, then the Airflow effect, then the confirmation), so tests can assert exactly-once effects without I/O.
+It applies the planner's actions with the shipped intent protocol (``coordinator/core/intent.py``): it performs each
+instruction against its etcd (a CAS on the expected ledger revision) and its Airflow (one run per logical date, a
+``queued_at`` that changes on every clear) and feeds the answer back, exactly as the actuator does, so tests assert
+exactly-once effects of the real protocol without I/O. A crash is simulated by stopping after a step.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
+from coordinator.core import intent
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -18,11 +23,15 @@ from coordinator.core.model import (
     RunState,
     TriggerAction,
     TriggerRecord,
-    TriggerStatus,
     dump_record,
 )
 from coordinator.core.planner import Plan, Resume, Trigger, plan
 from coordinator.core.view import View, adopt, dump_activation
+
+#: The world's wall clock: the protocol only writes it into records.
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+#: The actuator's default refusal delay (the world has no clock: an error is retried on the next pass).
+ERROR_RETRY_S = 30.0
 
 P1 = "2026-01-01T00:00:00Z"
 P2 = "2026-01-02T00:00:00Z"
@@ -66,8 +75,8 @@ class FakeRun:
     run_id: str
     clear_number: int = 0
     state: str = "queued"  # queued -> running -> success/failed, as Airflow shows it
-    #: The intent whose effect this run last received: the real actuator tells it from a changed ``queued_at``.
-    last_intent: int = 0
+    #: Changes on every clear, as Airflow's does: the protocol proves a clear happened by it.
+    queued_at: str = ""
 
 
 @dataclass
@@ -85,6 +94,9 @@ class World:
     starts: list[tuple[NodeId, str, int]] = field(default_factory=list)
     #: Every upstream-not-fresh violation found at action time (must stay empty).
     violations: list[str] = field(default_factory=list)
+    #: Every error the protocol recorded on the ledger (an active run it would not clear, a refusal).
+    errors: list[str] = field(default_factory=list)
+    _stamps: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
         self.view = View(self.keys)
@@ -127,6 +139,8 @@ class World:
     def apply_action(
         self, action: Trigger | Resume, crash_after_intent: bool = False, crash_after_effect: bool = False
     ) -> None:
+        """Run the intent protocol for one action; a crash stops it after the intent write or after the first
+        Airflow call that may change Airflow (a create or a clear), as a killed watcher would."""
         at = (action.node, action.partition)
         key = self.keys.trigger_key(action.node, action.partition)
         if isinstance(action, Trigger):
@@ -137,39 +151,82 @@ class World:
                 fact = self.view.runs.get((up, action.partition))
                 if fact is None or fact.record.state is not RunState.SUCCESS:
                     self.violations.append(f"{action.node} triggered while {up} not success")
-            record = action.intent()
-            intent_rev = self.write(key, dump_record(record))
-            if crash_after_intent:
-                return
+            state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S)
         else:
-            record = action.ledger.record
-            intent_rev = action.ledger.intent_rev
-            if action.observed:
-                done = record.model_copy(update={"status": TriggerStatus.DONE, "intent_rev": intent_rev})
-                self.write(key, dump_record(done))
+            current = self.view.ledger.get(at)
+            found = intent.IntentFound(
+                current.record if current else None, current.mod_rev if current else 0, action.observed
+            )
+            state, instruction = intent.step(intent.start_resume(action.partition, ERROR_RETRY_S), found, NOW)
+        while not isinstance(instruction, intent.Done):
+            event: intent.Event
+            if isinstance(instruction, intent.RecordError):
+                current = self.view.ledger.get(at)
+                failed = intent.failed_record(current.record, current.mod_rev, instruction.error) if current else None
+                if failed is not None:
+                    self.write(key, dump_record(failed))
+                self.errors.append(instruction.error)
                 return
-        self._airflow_effect(action.node, action.partition, record, intent_rev)
-        if crash_after_effect:
-            return
-        done = record.model_copy(update={"status": TriggerStatus.DONE, "intent_rev": intent_rev})
-        self.write(key, dump_record(done))
+            if isinstance(instruction, intent.WriteLedger):
+                current = self.view.ledger.get(at)
+                if (current.mod_rev if current else 0) != instruction.expected_rev:
+                    return  # CAS lost: the attempt ends (intent rule 1)
+                rev = self.write(key, dump_record(instruction.record))
+                if isinstance(instruction, intent.RecordIntent):
+                    if crash_after_intent:
+                        return
+                    event = intent.IntentRecorded(rev)
+                else:
+                    event = intent.LedgerWritten(rev)
+            else:
+                assert state.record is not None
+                event = self._airflow_answer(action.node, action.partition, instruction, state.record)
+                if crash_after_effect and isinstance(instruction, (intent.CallCreate, intent.CallClear)):
+                    return
+            state, instruction = intent.step(state, event, NOW)
 
-    def _airflow_effect(self, node: NodeId, partition: str, record: TriggerRecord, intent_rev: int) -> None:
-        """Idempotent like the real protocol: an intent already applied (409 on create, changed queued_at on clear)
-        is not applied again."""
+    def _airflow_answer(
+        self, node: NodeId, partition: str, instruction: intent.Instruction, record: TriggerRecord
+    ) -> intent.Event:
+        """What the tiny Airflow answers to one instruction of the protocol (one run per logical date)."""
         run = self.airflow.get((node, partition))
-        if run is None:
-            self.airflow[(node, partition)] = FakeRun(record.run_id, last_intent=intent_rev)
-            self.effects.append((node, partition, "create", dict(record.inputs)))
-        elif run.last_intent == intent_rev:
-            return  # this intent already reached Airflow before the crash
-        else:
-            run.clear_number += 1
-            run.state = "queued"
-            run.last_intent = intent_rev
-            self.effects.append((node, partition, "clear", dict(record.inputs)))
+        if isinstance(instruction, intent.CallCreate):
+            if run is None:
+                self.airflow[(node, partition)] = FakeRun(instruction.run_id, queued_at=self.stamp())
+                self.effects.append((node, partition, "create", dict(instruction.record.inputs)))
+                return intent.Created(instruction.run_id)
+            if run.run_id == instruction.run_id:
+                return intent.ConflictSameRun(run.run_id)
+            return intent.ConflictOtherRun(run.run_id)
+        if isinstance(instruction, intent.ReadQueuedAt):
+            # By run id, else by logical date: either way the one run this partition has.
+            return intent.RunObserved(None if run is None else intent.AirflowRun(run.run_id, run.state, run.queued_at))
+        if isinstance(instruction, intent.CallClear):
+            if run is None or run.run_id != instruction.run_id:
+                return intent.Refused(f"AirflowNotFound: no run {instruction.run_id}")
+            if run.queued_at == instruction.queued_at:
+                run.clear_number += 1
+                run.state = "queued"
+                run.queued_at = self.stamp()
+                self.effects.append((node, partition, "clear", dict(record.inputs)))
+            return intent.Cleared()
+        if isinstance(instruction, intent.CheckPaused):
+            return intent.PausedChecked(None)
+        raise AssertionError(f"not an Airflow instruction: {instruction!r}")
 
     # -- the tiny Airflow ---------------------------------------------------------------------------------
+    def stamp(self) -> str:
+        """A new ``queued_at``."""
+        return f"q{next(self._stamps)}"
+
+    def user_clears(self, node: NodeId, partition: str) -> None:
+        """A user clears a finished run in the UI: a new attempt starts at once (and queued_at moves)."""
+        run = self.airflow[(node, partition)]
+        run.clear_number += 1
+        run.state = "running"
+        run.queued_at = self.stamp()
+        self.state(node.dag_id, partition, RunState.RUNNING, run.run_id, run.clear_number)
+
     def start(self, dag: str, partition: str) -> None:
         run = self.airflow[(n(dag), partition)]
         assert run.state == "queued"

@@ -1,0 +1,447 @@
+"""The intent protocol: how one planned trigger reaches Airflow exactly once in effect. Pure and synchronous.
+
+The actuator (``coordinator/watcher/actuator.py``) performs what an instruction says (one etcd write, one Airflow
+call) and feeds the result back as an event; ``step`` decides the next instruction. No I/O, no asyncio, no clock (the
+time comes in as an argument), no logging: the Hypothesis state machine (``tests/test_planner_stateful.py``) drives
+these very functions against a simulated etcd and Airflow and crashes between steps.
+
+Rules, numbered as in ``docs/semantics.md`` ("Acting on Airflow: exactly-once effect"):
+
+1. Intent first. A trigger starts by recording a pending intent in its ledger key, in a transaction that compares the
+   ledger revision the planner saw and that this watcher still holds the leader key (fencing). A lost race or lost
+   leadership ends the attempt there: nothing happened and the next pass re-plans. Every later write of the same
+   intent compares the revision of the previous one (a mismatch ends the attempt the same way) and carries
+   ``intent_rev``, the revision that first recorded it.
+2. Create idempotently. A create posts the partition's deterministic run id. A conflict on that same run id means an
+   earlier attempt of this intent already created it: go on to confirm (rule 5).
+3. A create becomes a clear. A conflict because another run (scheduled, manual) holds the logical date turns the
+   intent into a clear of that run; the switch (action clear, that run id, no queued_at) is written to the ledger
+   before anything else happens.
+4. Clear once, proven by ``queued_at``. Before clearing, read the run (by id, else by logical date):
+   a. no such run (deleted, or never created): create it under the deterministic id, record that run id, confirm;
+   b. the ledger holds a queued_at for this very run and Airflow shows a different one: the clear already happened
+      (a crash after the call): confirm without clearing again;
+   c. the run is queued or running: clearing it would kill work in progress: record an error and retry soon (rule 6);
+   d. otherwise record the run's queued_at in the ledger, then clear. A clear retried after a lost answer re-reads
+      queued_at before each try and stops if it moved (the actuator's retry loop does that read).
+5. Confirm. After the effect, the intent is marked done (one more attempt, done_at, and a warning when the DAG is
+   paused: the run waits until it is unpaused). A resumed intent whose run already reported a state after it is
+   confirmed without calling Airflow (planner rule 8: the call happened before a crash). A resumed intent that is
+   already done, or gone, is left alone.
+6. Errors are recorded and retried later, never in a busy loop. A refusal (404, 403, unknown instance, any unexpected
+   failure) marks the intent ``error`` with the message and is retried after ``error_retry_s``; a transient failure
+   that outlived the bounded retries, or an active run (4c), after at most ``ACTIVE_RETRY_S``. The intent stays the
+   same intent: the planner resumes it, never re-decides it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
+from coordinator.core.planner import Trigger
+
+#: Rule 6: retry delay (at most) after a transient failure or an active run: these clear up by themselves.
+ACTIVE_RETRY_S = 5.0
+
+
+# -- what Airflow shows ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AirflowRun:
+    """The run to clear as Airflow shows it (rule 4). ``queued_at`` is a stamp: ISO 8601 UTC, "" when unknown."""
+
+    run_id: str
+    state: str
+    queued_at: str
+
+
+# -- events: what happened (fed to ``step``) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IntentRecorded:
+    """The pending intent of a trigger is in the ledger at ``mod_rev`` (rule 1)."""
+
+    mod_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class IntentFound:
+    """A resume read the ledger: the intent (None: the key is gone) at ``mod_rev``. ``observed``: the planner saw
+    the triggered run report a state after the intent (planner rule 8)."""
+
+    record: TriggerRecord | None
+    mod_rev: int
+    observed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWritten:
+    """The ledger write the last instruction asked for succeeded at ``mod_rev``."""
+
+    mod_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """Airflow created the run."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictSameRun:
+    """409: a run with this id exists (an earlier attempt created it)."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictOtherRun:
+    """409: another run holds the logical date."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunObserved:
+    """The answer of ``ReadQueuedAt``: the run (None: no run by that id nor for the logical date)."""
+
+    run: AirflowRun | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cleared:
+    """The clear was applied (or a re-read showed it already was)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PausedChecked:
+    """The courtesy check of rule 5: a warning when the DAG is paused, else None."""
+
+    warning: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Any step failed for good: Airflow refused (404, 403, ...), no Airflow is configured, or something unexpected."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    """Airflow stayed unavailable through the bounded retries."""
+
+    error: str
+
+
+Event = (
+    IntentRecorded
+    | IntentFound
+    | LedgerWritten
+    | Created
+    | ConflictSameRun
+    | ConflictOtherRun
+    | RunObserved
+    | Cleared
+    | PausedChecked
+    | Refused
+    | Transient
+)
+
+
+# -- instructions: what to do next (returned by ``step``) --------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLedger:
+    """Write ``record`` to the ledger key with a CAS on ``expected_rev`` (and the leader fence); answer
+    ``IntentRecorded`` / ``LedgerWritten``. A failed CAS ends the attempt: nothing more to do (rule 1)."""
+
+    record: TriggerRecord
+    expected_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordIntent(WriteLedger):
+    """Rule 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwitchToClear(WriteLedger):
+    """Rule 3."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordQueuedAt(WriteLedger):
+    """Rule 4d."""
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRunId(WriteLedger):
+    """Rule 4a."""
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm(WriteLedger):
+    """Rule 5: ``record`` is the done record."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallCreate:
+    """Create ``run_id`` for the partition (conf from ``record``); answer Created / ConflictSameRun /
+    ConflictOtherRun."""
+
+    run_id: str
+    record: TriggerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class ReadQueuedAt:
+    """Read run ``run_id``, else the run of the partition's logical date; answer RunObserved (rule 4)."""
+
+    run_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallClear:
+    """Clear ``run_id`` unless its queued_at is no longer ``queued_at`` (rule 4d); answer Cleared."""
+
+    run_id: str
+    queued_at: str
+
+
+@dataclass(frozen=True, slots=True)
+class CheckPaused:
+    """Ask whether the DAG is paused; answer PausedChecked (rule 5). ``effect`` says what reached Airflow."""
+
+    effect: Effect
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """Rule 6: re-read the ledger, write ``failed_record`` of it, and come back in ``retry_in_s`` seconds."""
+
+    error: str
+    retry_in_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The attempt is over: ``confirmed`` (the intent is done) or not (skipped: nothing to do, or an error)."""
+
+    confirmed: bool
+
+
+Instruction = (
+    RecordIntent
+    | SwitchToClear
+    | RecordQueuedAt
+    | RecordRunId
+    | Confirm
+    | CallCreate
+    | ReadQueuedAt
+    | CallClear
+    | CheckPaused
+    | RecordError
+    | Done
+)
+
+
+class Effect(StrEnum):
+    """What reached Airflow before the confirmation (for the log line)."""
+
+    CREATED = "created"
+    ALREADY_CREATED = "already_exists"
+    CLEARED = "cleared"
+    ALREADY_CLEARED = "already_cleared"
+
+
+class Step(StrEnum):
+    """What the protocol waits for."""
+
+    RECORDING = "recording"
+    FINDING = "finding"
+    CREATING = "creating"
+    SWITCHING = "switching"
+    READING = "reading"
+    RECORDING_QUEUED_AT = "recording_queued_at"
+    CLEARING = "clearing"
+    CREATING_MISSING = "creating_missing"
+    RECORDING_RUN_ID = "recording_run_id"
+    CHECKING_PAUSED = "checking_paused"
+    CONFIRMING = "confirming"
+    OVER = "over"
+
+
+@dataclass(frozen=True, slots=True)
+class IntentState:
+    """Where one attempt stands: the intent as last written (``record`` at ``mod_rev``) and what it waits for."""
+
+    step: Step
+    partition: str
+    record: TriggerRecord | None
+    mod_rev: int
+    error_retry_s: float
+
+
+class ProtocolError(AssertionError):
+    """An event that cannot happen at this step: a bug in the caller, never an Airflow or etcd condition."""
+
+
+def start_trigger(
+    trigger: Trigger, now: datetime, watcher: str, error_retry_s: float
+) -> tuple[IntentState, Instruction]:
+    """Rule 1: the first instruction of a trigger is its pending intent, compared with the planned ledger revision."""
+    record = trigger.intent(requested_at=now, watcher=watcher)
+    state = IntentState(Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s)
+    return state, RecordIntent(record, trigger.ledger_rev)
+
+
+def start_resume(partition: str, error_retry_s: float) -> IntentState:
+    """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``."""
+    return IntentState(Step.FINDING, partition, None, 0, error_retry_s)
+
+
+def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
+    """The next instruction after ``event``."""
+    if isinstance(event, (Refused, Transient)):
+        # Rule 6: whatever step failed, the intent stays and is retried later.
+        delay = state.error_retry_s if isinstance(event, Refused) else min(state.error_retry_s, ACTIVE_RETRY_S)
+        return _over(state), RecordError(event.error, delay)
+    if isinstance(event, IntentFound) and state.step is Step.FINDING:
+        return _found(state, event, now)
+    if isinstance(event, (IntentRecorded, LedgerWritten)):
+        return _written(state, event.mod_rev)
+    record = _record(state)
+    if state.step is Step.CREATING:
+        if isinstance(event, (Created, ConflictSameRun)):
+            # Rule 2: either way the run exists now; the done record names it.
+            effect = Effect.CREATED if isinstance(event, Created) else Effect.ALREADY_CREATED
+            created = replace_record(record, run_id=event.run_id)
+            return _at(state, Step.CHECKING_PAUSED, record=created), CheckPaused(effect)
+        if isinstance(event, ConflictOtherRun):
+            # Rule 3: Airflow keeps one run per logical date: rerun the one that exists instead of failing.
+            switched = replace_record(record, action=TriggerAction.CLEAR, run_id=event.run_id, prior_queued_at=None)
+            return _at(state, Step.SWITCHING, record=switched), SwitchToClear(switched, state.mod_rev)
+    if state.step is Step.CREATING_MISSING and isinstance(event, (Created, ConflictSameRun, ConflictOtherRun)):
+        # Rule 4a: whichever run now holds the logical date is the intent's run.
+        updated = replace_record(record, run_id=event.run_id)
+        return _at(state, Step.RECORDING_RUN_ID, record=updated), RecordRunId(updated, state.mod_rev)
+    if state.step is Step.READING and isinstance(event, RunObserved):
+        return _observed(state, record, event.run)
+    if state.step is Step.CLEARING and isinstance(event, Cleared):
+        return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.CLEARED)
+    if state.step is Step.CHECKING_PAUSED and isinstance(event, PausedChecked):
+        # Rule 5: the DAG may be paused: the run exists but waits; the operator sees why in ``status``.
+        done = replace_record(
+            record, status=TriggerStatus.DONE, done_at=now, last_error=event.warning, attempts=record.attempts + 1
+        )
+        return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
+    raise ProtocolError(f"event {type(event).__name__} at step {state.step}")
+
+
+def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> TriggerRecord | None:
+    """Rule 6: the ledger value that records ``error`` on the intent now in the ledger (``current`` at ``mod_rev``);
+    None when there is nothing to record it on (the key is gone, or the intent completed meanwhile)."""
+    if current is None or current.status is TriggerStatus.DONE:
+        return None
+    return replace_record(
+        current,
+        status=TriggerStatus.ERROR,
+        last_error=error[:500],
+        attempts=current.attempts + 1,
+        intent_rev=current.intent_rev or mod_rev,
+    )
+
+
+def replace_record(record: TriggerRecord, **changes: object) -> TriggerRecord:
+    """A copy of a (frozen) ledger record with some fields changed."""
+    return record.model_copy(update=changes)
+
+
+# -- the steps ------------------------------------------------------------------------------------------------------
+
+
+def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[IntentState, Instruction]:
+    record = event.record
+    if record is None or record.status is TriggerStatus.DONE:
+        # Rule 5: completed by us or another watcher (the planner's view was behind), or deleted: nothing to do.
+        return _over(state), Done(confirmed=False)
+    if event.observed:
+        # Rule 5 / planner rule 8: the run reported after the intent, so the Airflow call happened: confirm only.
+        done = replace_record(
+            record,
+            status=TriggerStatus.DONE,
+            intent_rev=record.intent_rev or event.mod_rev,
+            done_at=now,
+            last_error=None,
+        )
+        return replace(state, step=Step.CONFIRMING, record=done, mod_rev=event.mod_rev), Confirm(done, event.mod_rev)
+    return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev)
+
+
+def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
+    record = _record(state)
+    if state.step is Step.RECORDING:
+        return _act(state, mod_rev)
+    moved = replace(state, mod_rev=mod_rev)
+    if state.step is Step.SWITCHING:
+        return _at(moved, Step.READING), ReadQueuedAt(record.run_id)
+    if state.step is Step.RECORDING_QUEUED_AT:
+        assert record.prior_queued_at is not None
+        return _at(moved, Step.CLEARING), CallClear(record.run_id, record.prior_queued_at)
+    if state.step is Step.RECORDING_RUN_ID:
+        return _at(moved, Step.CHECKING_PAUSED), CheckPaused(Effect.CREATED)
+    if state.step is Step.CONFIRMING:
+        return _over(moved), Done(confirmed=True)
+    raise ProtocolError(f"ledger write at step {state.step}")
+
+
+def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
+    """The intent is in the ledger at ``mod_rev``: make its effect (rules 2 and 4)."""
+    record = _record(state)
+    if not record.intent_rev:
+        # Rule 1: every later write of this intent carries the revision that first recorded it.
+        record = replace_record(record, intent_rev=mod_rev)
+    state = replace(state, record=record, mod_rev=mod_rev)
+    if record.action is TriggerAction.CREATE:
+        return _at(state, Step.CREATING), CallCreate(record.run_id, record)
+    return _at(state, Step.READING), ReadQueuedAt(record.run_id)
+
+
+def _observed(state: IntentState, record: TriggerRecord, run: AirflowRun | None) -> tuple[IntentState, Instruction]:
+    """Rule 4: decide from the run as Airflow shows it."""
+    if run is None:
+        # 4a: the run is gone (deleted in the UI, or never existed in Airflow): create it instead.
+        return _at(state, Step.CREATING_MISSING), CallCreate(run_id_for(state.partition), record)
+    if record.prior_queued_at is not None and record.run_id == run.run_id:
+        if run.queued_at != record.prior_queued_at:
+            return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.ALREADY_CLEARED)  # 4b
+        # 4d, resumed: queued_at is already recorded and has not moved, so the clear did not happen yet.
+        return _at(state, Step.CLEARING), CallClear(run.run_id, run.queued_at)
+    if run.state in ("queued", "running"):
+        # 4c
+        error = f"run {run.run_id} is {run.state} in Airflow; clearing it would kill it: waiting"
+        return _over(state), RecordError(f"RunActive: {error}", min(state.error_retry_s, ACTIVE_RETRY_S))
+    updated = replace_record(record, prior_queued_at=run.queued_at, run_id=run.run_id)  # 4d
+    return _at(state, Step.RECORDING_QUEUED_AT, record=updated), RecordQueuedAt(updated, state.mod_rev)
+
+
+def _record(state: IntentState) -> TriggerRecord:
+    if state.record is None:
+        raise ProtocolError(f"no intent at step {state.step}")
+    return state.record
+
+
+def _at(state: IntentState, step_: Step, *, record: TriggerRecord | None = None) -> IntentState:
+    return replace(state, step=step_, record=record if record is not None else state.record)
+
+
+def _over(state: IntentState) -> IntentState:
+    return _at(state, Step.OVER)

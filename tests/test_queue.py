@@ -1,0 +1,218 @@
+"""The watcher's work queue (coordinator/watcher/queue.py): dedup, processing set, delays, backoff, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from coordinator.core.model import NodeId
+from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
+from tests.conftest import run_coro
+
+P1 = "2026-01-01T00:00:00Z"
+P2 = "2026-01-02T00:00:00Z"
+A = DagKey(NodeId.parse("a"), P1)
+B = DagKey(NodeId.parse("b"), P1)
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(clock: FakeClock | None = None) -> tuple[WorkQueue[WorkKey], FakeClock]:
+    clock = clock or FakeClock()
+    return WorkQueue(clock=clock, backoff_base_s=1.0, backoff_max_s=8.0), clock
+
+
+def test_keys_added_many_times_are_handed_out_once_in_order() -> None:
+    """Adding A, B, A, P1-partition, everything, everything hands out A, B, the partition and everything once each."""
+    queue, _ = make()
+    for key in (A, B, A, PartitionKey(P1), AllPartitions, AllPartitions):
+        queue.add(key)
+    assert queue.get_nowait() == [A, B, PartitionKey(P1), AllPartitions]
+    assert queue.get_nowait() == []
+
+
+def test_keys_are_typed_values_not_strings() -> None:
+    """Equal partitions make equal keys; a partition key never equals the everything key or a DAG key."""
+    assert PartitionKey(P1) == PartitionKey(P1) and PartitionKey(P1) != PartitionKey(P2)
+    distinct: set[WorkKey] = {AllPartitions, PartitionKey("*"), DagKey(NodeId.parse("a"), P1), A}
+    assert len(distinct) == 3
+
+
+def test_a_key_being_processed_is_not_handed_out_again() -> None:
+    """A key added while it is processed stays out of get until done, then comes back once."""
+    queue, _ = make()
+    queue.add(A)
+    assert queue.get_nowait() == [A]
+    queue.add(A)
+    queue.add(A)
+    assert queue.get_nowait() == []
+    assert queue.processing(A)
+    queue.done(A)
+    assert queue.get_nowait() == [A]
+    queue.done(A)
+    assert queue.get_nowait() == []
+
+
+def test_done_all_requeues_exactly_the_keys_added_during_processing() -> None:
+    """A batch marked done in bulk brings back only the keys added while it was processed, once each."""
+    queue, _ = make()
+    for key in (A, B, AllPartitions):
+        queue.add(key)
+    batch = queue.get_nowait()
+    queue.add(B)
+    queue.add(B)
+    queue.done_all(batch)
+    assert not any(queue.processing(key) for key in batch)
+    assert queue.get_nowait() == [B]
+
+
+def test_done_without_a_new_add_does_not_requeue() -> None:
+    """A key processed and done without being added meanwhile is gone."""
+    queue, _ = make()
+    queue.add(A)
+    queue.get_nowait()
+    queue.done(A)
+    assert len(queue) == 0 and not queue.processing(A)
+
+
+def test_try_start_refuses_a_key_in_processing_and_requeues_it_after_done() -> None:
+    """An action planned for a DAG with one in flight is refused; the key is re-planned once that one ends."""
+    queue, _ = make()
+    assert queue.try_start(A)
+    assert not queue.try_start(A)
+    assert queue.get_nowait() == []
+    queue.done(A)
+    assert queue.get_nowait() == [A]
+
+
+def test_try_start_takes_a_queued_key_out_of_the_queue_until_done() -> None:
+    """A key waiting to be handed out and then started directly is handed out only after done (never twice)."""
+    queue, _ = make()
+    queue.add(A)
+    assert queue.try_start(A)
+    assert queue.get_nowait() == []
+    queue.done(A)
+    assert queue.get_nowait() == [A]
+
+
+def test_add_after_hands_the_key_out_once_its_time_has_come() -> None:
+    """A key added with a 5 s delay is not ready at 4.9 s and ready at 5 s; the earliest of two delays wins."""
+    queue, clock = make()
+    queue.add_after(A, 5.0)
+    queue.add_after(A, 9.0)
+    clock.now += 4.9
+    assert queue.get_nowait() == []
+    clock.now += 0.1
+    assert queue.get_nowait() == [A]
+    clock.now += 10.0
+    queue.done(A)
+    assert queue.get_nowait() == [], "the later delay of the same key was superseded"
+
+
+def test_try_start_waits_for_a_pending_retry_delay() -> None:
+    """While a retry delay of a key is pending, an action for it is refused; the delay brings the key back."""
+    queue, clock = make()
+    queue.add_after(A, 5.0)
+    assert queue.waiting(A)
+    assert not queue.try_start(A)
+    assert queue.get_nowait() == []
+    clock.now += 5.0
+    assert queue.get_nowait() == [A]
+    queue.done(A)
+    assert queue.try_start(A)
+
+
+def test_rate_limited_backoff_doubles_is_capped_and_forget_resets_it() -> None:
+    """Backoff per key: 1, 2, 4, 8, 8 s (capped); forget starts again at 1 s; other keys are not affected."""
+    queue, _ = make()
+    assert [queue.add_rate_limited(A) for _ in range(5)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    assert queue.num_requeues(A) == 5
+    assert queue.add_rate_limited(B) == 1.0
+    queue.forget(A)
+    assert queue.num_requeues(A) == 0
+    assert queue.add_rate_limited(A) == 1.0
+
+
+def test_a_rate_limited_key_is_handed_out_after_its_backoff() -> None:
+    """The second failure of a key brings it back after 2 s, not before."""
+    queue, clock = make()
+    queue.add_rate_limited(A)
+    clock.now += 1.0
+    assert queue.get_nowait() == [A]
+    queue.done(A)
+    queue.add_rate_limited(A)
+    clock.now += 1.9
+    assert queue.get_nowait() == []
+    clock.now += 0.1
+    assert queue.get_nowait() == [A]
+
+
+def test_get_waits_for_a_key_added_by_another_task() -> None:
+    """A getter blocked on an empty queue returns the key another task adds."""
+
+    async def scenario() -> list[WorkKey]:
+        queue: WorkQueue[WorkKey] = WorkQueue()
+        getter = asyncio.create_task(queue.get(timeout_s=30.0))
+        await asyncio.sleep(0.01)
+        assert not getter.done()
+        queue.add(A)
+        return await getter
+
+    assert run_coro(scenario()) == [A]
+
+
+def test_get_wakes_for_a_delayed_key_and_returns_empty_on_timeout() -> None:
+    """A delayed key wakes a getter when due (real clock); an empty queue returns [] after the timeout."""
+
+    async def scenario() -> tuple[list[WorkKey], list[WorkKey]]:
+        queue: WorkQueue[WorkKey] = WorkQueue()
+        queue.add_after(A, 0.05)
+        delayed = await queue.get(timeout_s=30.0)
+        empty = await queue.get(timeout_s=0.05)
+        return delayed, empty
+
+    assert run_coro(scenario()) == ([A], [])
+
+
+def test_shutdown_wakes_getters_and_refuses_new_keys() -> None:
+    """After shutdown a blocked getter returns [] at once and adds of any kind are ignored."""
+
+    async def scenario() -> tuple[list[WorkKey], int]:
+        queue: WorkQueue[WorkKey] = WorkQueue()
+        getter = asyncio.create_task(queue.get(timeout_s=30.0))
+        await asyncio.sleep(0.01)
+        queue.shutdown()
+        got = await getter
+        queue.add(A)
+        queue.add_after(B, 0.0)
+        queue.add_rate_limited(AllPartitions)
+        return got, len(queue)
+
+    assert run_coro(scenario(), timeout=10.0) == ([], 0)
+    queue, _ = make()
+    queue.shutdown()
+    assert queue.shutting_down
+
+
+@pytest.mark.parametrize(
+    "key",
+    [pytest.param(A, id="dag"), pytest.param(PartitionKey(P1), id="partition"), pytest.param(AllPartitions, id="all")],
+)
+def test_every_key_kind_is_deduplicated_while_processing(key: WorkKey) -> None:
+    """Each kind of key, added twice while processed, comes back exactly once after done."""
+    queue, _ = make()
+    queue.add(key)
+    queue.get_nowait()
+    queue.add(key)
+    queue.add(key)
+    queue.done(key)
+    assert queue.get_nowait() == [key]
