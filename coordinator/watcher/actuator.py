@@ -7,8 +7,8 @@ I/O an instruction names and feeds the result back as an event.
 Rules: one action per (DAG, partition) in flight at a time (the work queue's processing set); a bounded number of
 Airflow calls in flight overall, so one slow partition never blocks the others; transient Airflow errors are retried
 with exponential backoff and jitter (coordinator.retry) inside a bounded time (``_call``, the one place Airflow is
-called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through the work queue
-after the protocol's delay, never in a busy loop.
+called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through
+the work queue after the protocol's delay, never in a busy loop.
 """
 
 from __future__ import annotations
