@@ -46,7 +46,7 @@ class StatusRow(BaseModel):
 
 
 class AdoptionReport(BaseModel):
-    """Whether a graph was ever adopted under the prefix and, if not, what the first start will do (rule 8)."""
+    """Whether a graph was ever adopted under the prefix and, if not, what the first start will do (rule 9)."""
 
     model_config = ConfigDict(frozen=True)
     adopted: bool

@@ -1,4 +1,4 @@
-"""First adoption of a graph (semantics rule 8, coordinator.core.adoption): the three cases and the flood guard."""
+"""First adoption of a graph (semantics rule 9, coordinator.core.adoption): the three cases and the flood guard."""
 
 from __future__ import annotations
 

@@ -88,7 +88,7 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
 
 
 def _first_start_lines(graph: Graph, view: View, settings: Settings) -> tuple[FirstAdoption | None, list[str]]:
-    """What a first start would do on this store (semantics rule 8), in lines for status, why and --dry-run."""
+    """What a first start would do on this store (semantics rule 9), in lines for status, why and --dry-run."""
     if not is_first_adoption(view):
         return None, []
     first = first_adoption(graph, view, settings.history_choice, settings.first_start_limit)

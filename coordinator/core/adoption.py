@@ -1,6 +1,6 @@
-"""First adoption of a graph under a prefix: does the watcher process the run states it finds? (semantics rule 8)
+"""First adoption of a graph under a prefix: does the watcher process the run states it finds? (semantics rule 9)
 
-Rules (numbered as in ``docs/semantics.md``, rule 8):
+Rules (numbered as in ``docs/semantics.md``, rule 9):
 
 a. A FIRST adoption (no graph was ever adopted under the prefix: ``{prefix}/config/graph`` does not exist) is not a
    change of the graph. There was no coordinator before it, so the successes already in etcd are processed as if the

@@ -413,7 +413,7 @@ class _PartitionPlanner:
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
         entry = self._entry(node)
-        # Rule 8: a first adoption also processes the history it found (for the partitions it was told to).
+        # Rule 9: a first adoption also processes the history it found (for the partitions it was told to).
         if entry is not None and (cause > entry.since or entry.covers_history(self.partition)):
             return True
         backfill = self.view.backfills.get((node, self.partition))

@@ -62,7 +62,7 @@ class LedgerFact:
 class NodeActivation(BaseModel):
     """Since which revision a DAG's current set of sources is in effect, and which history it also processes.
 
-    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics rule 8): successes at or
+    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics rule 9): successes at or
     before ``since`` still count for partitions at or after it ("" = every partition), because before the first
     adoption there was no coordinator to process them. None (every later change, and every value written before
     this field existed) keeps the activation rule: history only through ``coordinator backfill``.

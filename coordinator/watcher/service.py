@@ -105,7 +105,7 @@ class Watcher:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     passes: int = 0
     #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
-    #: whose first adoption is held (rule 8d), so that incremental passes do not re-count the whole history.
+    #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None
 
@@ -273,7 +273,7 @@ class Watcher:
         """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
 
         The first adoption under a prefix also processes the history already in etcd, unless it is too long
-        (semantics rule 8, coordinator.core.adoption); a held first adoption is re-decided on full passes only
+        (semantics rule 9, coordinator.core.adoption); a held first adoption is re-decided on full passes only
         (start, leadership, resync, graph change): counting plans every partition.
         """
         first: FirstAdoption | None = None

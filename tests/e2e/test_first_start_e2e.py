@@ -1,4 +1,4 @@
-"""The proof of concept's third story on a fresh install (semantics rule 8), on a real Airflow 3.3 of its own: upstream
+"""The proof of concept's third story on a fresh install (semantics rule 9), on a real Airflow 3.3 of its own: upstream
 runs finish before any watcher ever ran under the prefix; enabling ``dags/00_watcher.py`` (the file itself, on a
 10 s schedule) then runs the dependents once each, in order; the same holds for ``coordinator watch`` started for the
 first time after the root succeeded.

@@ -1,4 +1,4 @@
-"""First start on a store with history (semantics rule 8): processed once below the limit, held above it."""
+"""First start on a store with history (semantics rule 9): processed once below the limit, held above it."""
 
 from __future__ import annotations
 
