@@ -134,7 +134,7 @@ class Settings(BaseSettings):
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
     # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule
-    # 8): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
+    # 9): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
     # (only new successes; backfill the rest per DAG); or a logical date (partitions at or after it).
     adopt_history: str = "auto"
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last

@@ -7,7 +7,7 @@ Exactly-once holds as with the service (the ledger and the leader lease are the 
 ``coordinator watch`` leading does nothing ("another watcher leads").
 
 The first pass under a prefix adopts dependencies.json and processes the run states already in etcd (semantics rule
-8): enabling this DAG after upstream runs finished runs their dependents, once. Over
+9): enabling this DAG after upstream runs finished runs their dependents, once. Over
 ``COORDINATOR_FIRST_START_LIMIT`` runs (100) it holds and says what to do; set ``COORDINATOR_ADOPT_HISTORY``
 (``all``, ``none`` or a date) in the workers' environment to choose.
 
