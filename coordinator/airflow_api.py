@@ -30,15 +30,21 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Mapping
 from contextlib import aclosing
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote, unquote
 
 import httpx
 
+from coordinator.airflow_runs import (
+    ApiVersion,
+    DagInfo,
+    DagRunInfo,
+    TriggerOutcome,
+    TriggerResult,
+    iso_utc,
+    parse_run,
+)
 from coordinator.errors import (
     AirflowAuthError,
     AirflowConflict,
@@ -47,6 +53,9 @@ from coordinator.errors import (
     AirflowUnavailable,
 )
 from coordinator.settings import InstanceSettings
+
+# The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
+__all__ = ["AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome", "TriggerResult", "iso_utc"]
 
 log = logging.getLogger(__name__)
 
@@ -58,86 +67,6 @@ PAGE_SIZE = 100
 #: Upper bound on runs scanned by a logical-date lookup whose filter the server ignored (see find_run_by_logical_date).
 SCAN_MAX = 10_000
 _USER_AGENT = "airflow-etcd-coordinator"
-
-
-class ApiVersion(StrEnum):
-    V1 = "v1"  # Airflow 2: /api/v1, HTTP basic auth
-    V2 = "v2"  # Airflow 3: /api/v2, JWT from POST /auth/token
-
-
-@dataclass(frozen=True, slots=True)
-class DagInfo:
-    dag_id: str
-    is_paused: bool
-
-
-@dataclass(frozen=True, slots=True)
-class DagRunInfo:
-    """One DAG run as Airflow reports it. Datetimes are aware UTC; ``state`` is Airflow's string (queued, ...)."""
-
-    dag_id: str
-    run_id: str
-    logical_date: datetime | None
-    state: str
-    queued_at: datetime | None = None
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-    # Read-only view; excluded from the hash because a mapping is not hashable.
-    conf: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    run_type: str = ""
-
-
-class TriggerResult(StrEnum):
-    CREATED = "created"  # this call created the run
-    ALREADY_EXISTS = "already_exists"  # the run id exists (an earlier attempt of ours, or a retry after a timeout)
-    LOGICAL_DATE_TAKEN = "logical_date_taken"  # another run holds the logical date: the caller clears that run
-
-
-@dataclass(frozen=True, slots=True)
-class TriggerOutcome:
-    result: TriggerResult
-    run: DagRunInfo
-
-
-def iso_utc(value: datetime) -> str:
-    """ISO 8601 with an explicit ``+00:00``; refuse naive datetimes rather than guess their zone."""
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} sent to Airflow: pass an aware UTC datetime")
-    return value.astimezone(UTC).isoformat()
-
-
-def _parse_dt(value: object) -> datetime | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"expected an ISO 8601 string, got {type(value).__name__}")
-    dt = datetime.fromisoformat(value)
-    # Airflow always sends an offset; a naive value can only be UTC (the metadata database stores UTC).
-    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
-
-
-def _parse_run(data: object, dag_id: str) -> DagRunInfo:
-    """A DagRunInfo from a v2 ``DAGRunResponse`` or a v1 ``DAGRun``; ValueError if it is not one."""
-    if not isinstance(data, dict):
-        raise ValueError("run payload is not an object")
-    run_id = data.get("dag_run_id") or data.get("run_id")
-    state = data.get("state")
-    if not isinstance(run_id, str) or not isinstance(state, str):
-        raise ValueError("run payload lacks dag_run_id or state")
-    # v1 sends both execution_date and logical_date (2.2+); v2 only logical_date.
-    logical = data["logical_date"] if "logical_date" in data else data.get("execution_date")
-    conf = data.get("conf")
-    return DagRunInfo(
-        dag_id=str(data.get("dag_id") or dag_id),
-        run_id=run_id,
-        logical_date=_parse_dt(logical),
-        state=state,
-        queued_at=_parse_dt(data.get("queued_at")),
-        start_date=_parse_dt(data.get("start_date")),
-        end_date=_parse_dt(data.get("end_date")),
-        conf=MappingProxyType(dict(conf) if isinstance(conf, dict) else {}),
-        run_type=str(data.get("run_type") or ""),
-    )
 
 
 def _q(segment: str) -> str:
@@ -529,7 +458,7 @@ class AirflowClient:
 
     def _run(self, method: str, path: str, data: object, dag_id: str) -> DagRunInfo:
         try:
-            return _parse_run(data, dag_id)
+            return parse_run(data, dag_id)
         except ValueError as exc:
             raise self._bad_payload(method, path, str(exc)) from exc
 

@@ -75,3 +75,15 @@ def test_wheel_holds_only_the_runtime_package(tmp_path: Path) -> None:
     for expected in ("coordinator/cli/app.py", "coordinator/watcher/service.py", "coordinator/core/planner.py"):
         assert expected in modules
     assert "coordinator/airflow_plugin/plugin.py" in modules and "coordinator/py.typed" in modules
+
+
+def test_every_module_stays_under_the_500_line_ceiling() -> None:
+    """No module of the package, the dev tooling or the tests grows past 500 lines (the house's hard ceiling)."""
+    root = Path(__file__).resolve().parents[1]
+    long = {
+        str(path.relative_to(root)): n
+        for folder in ("coordinator", "devtools")
+        for path in (root / folder).rglob("*.py")
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > 500
+    }
+    assert long == {}, f"split these modules: {long}"

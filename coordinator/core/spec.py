@@ -24,13 +24,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
+from coordinator.core.spec_cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec_json import (
     JsonPath,
     JsonSyntaxError,
@@ -104,16 +104,6 @@ class _Decl:
     upstreams: tuple[_Ref, ...] = ()
     on_failure_of: tuple[_Ref, ...] = ()
     description: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _Edge:
-    """``target`` runs after ``source`` succeeds (or fails, for a failure edge); declared at ``path``."""
-
-    source: NodeId
-    target: NodeId
-    failure: bool
-    path: JsonPath
 
 
 class _Report:
@@ -456,12 +446,12 @@ def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, repor
     declared = _index_declarations(decls, report)
     resolver = _Resolver(declared, instances, shorthand, report)
     specs: dict[NodeId, DagSpec] = {}
-    edges: list[_Edge] = []
+    edges: list[Edge] = []
     for node, decl in declared.items():
         upstreams = resolver.sources(node, decl.upstreams)
         on_failure_of = resolver.sources(node, decl.on_failure_of)
-        edges += [_Edge(src, node, False, ref.path) for src, ref in upstreams.items()]
-        edges += [_Edge(src, node, True, ref.path) for src, ref in on_failure_of.items()]
+        edges += [Edge(src, node, False, ref.path) for src, ref in upstreams.items()]
+        edges += [Edge(src, node, True, ref.path) for src, ref in on_failure_of.items()]
         specs[node] = DagSpec(node, tuple(sorted(upstreams)), tuple(sorted(on_failure_of)), decl.description)
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
@@ -486,75 +476,10 @@ def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId,
     return declared
 
 
-def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[_Edge], report: _Report) -> None:
+def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[Edge], report: _Report) -> None:
     """Report one shortest cycle per strongly connected component, starting from its smallest node."""
-    out: dict[NodeId, list[_Edge]] = {node: [] for node in sorted(nodes)}
+    out: dict[NodeId, list[Edge]] = {node: [] for node in sorted(nodes)}
     for edge in sorted(edges, key=lambda e: (e.source, e.target)):
         out[edge.source].append(edge)
-    for component in _strongly_connected(out):
-        if len(component) > 1:
-            cycle = _shortest_cycle(min(component), out, component)
-            report.add(cycle[-1].path, f"cycle {_cycle_text(cycle)}", CYCLE_HINT)
-
-
-def _strongly_connected(out: Mapping[NodeId, Sequence[_Edge]]) -> list[set[NodeId]]:
-    """Kosaraju's algorithm, iterative so that a long chain of DAGs cannot hit the recursion limit."""
-    finished: list[NodeId] = []
-    seen: set[NodeId] = set()
-    for root in out:
-        if root in seen:
-            continue
-        seen.add(root)
-        stack = [(root, iter(out[root]))]
-        while stack:
-            node, pending = stack[-1]
-            child = next((e.target for e in pending if e.target not in seen), None)
-            if child is None:
-                stack.pop()
-                finished.append(node)
-            else:
-                seen.add(child)
-                stack.append((child, iter(out[child])))
-    into: dict[NodeId, list[NodeId]] = {node: [] for node in out}
-    for edges in out.values():
-        for edge in edges:
-            into[edge.target].append(edge.source)
-    components: list[set[NodeId]] = []
-    assigned: set[NodeId] = set()
-    for root in reversed(finished):
-        if root in assigned:
-            continue
-        component, todo = {root}, [root]
-        while todo:
-            for parent in into[todo.pop()]:
-                if parent not in assigned and parent not in component:
-                    component.add(parent)
-                    todo.append(parent)
-        assigned |= component
-        components.append(component)
-    return sorted(components, key=min)
-
-
-def _shortest_cycle(start: NodeId, out: Mapping[NodeId, Sequence[_Edge]], component: set[NodeId]) -> list[_Edge]:
-    """Breadth-first from ``start`` back to itself inside its component; the edges in flow order."""
-    parent: dict[NodeId, _Edge] = {}
-    queue = deque([start])
-    while queue:
-        for edge in out[queue.popleft()]:
-            if edge.target == start:
-                cycle = [edge]
-                while cycle[0].source != start:
-                    cycle.insert(0, parent[cycle[0].source])
-                return cycle
-            if edge.target in component and edge.target not in parent:
-                parent[edge.target] = edge
-                queue.append(edge.target)
-    raise AssertionError("a strongly connected component of two or more nodes always has a cycle")
-
-
-def _cycle_text(cycle: Sequence[_Edge]) -> str:
-    """``a -> b -(on failure)-> c -> a``: the order in which the DAGs would wait for each other."""
-    parts = [str(cycle[0].source)]
-    for edge in cycle:
-        parts.append(f" -(on failure)-> {edge.target}" if edge.failure else f" -> {edge.target}")
-    return "".join(parts)
+    for cycle in shortest_cycles(out):
+        report.add(cycle[-1].path, f"cycle {cycle_text(cycle)}", CYCLE_HINT)
