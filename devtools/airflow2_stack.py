@@ -246,7 +246,8 @@ class Airflow2Stack(AirflowStack):
                 last = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
                 raise AirflowStackError(
-                    f"Airflow 2 REST API at {self.url} not healthy in time ({last}); see {self.log_file('webserver')}:\n"
+                    f"Airflow 2 REST API at {self.url} not healthy in time ({last}); "
+                    f"see {self.log_file('webserver')}:\n"
                     + self._tail("webserver")
                     + f"\nscheduler log: {self.log_file('scheduler')}"
                 )
@@ -353,9 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args == ["refresh-constraints"]:
         refresh_constraints()
-        log.info("airflow2.constraints.written path=%s (rebuild: rm -rf %s; make venv-airflow2)", CONSTRAINTS, DEFAULT_VENV)
+        log.info("airflow2.constraints.written path=%s venv=%s (rebuilt on next use)", CONSTRAINTS, DEFAULT_VENV)
         return 0
-    print("usage: python -m devtools.airflow2_stack {venv|refresh-constraints}", file=sys.stderr)
+    log.error("usage: python -m devtools.airflow2_stack {venv|refresh-constraints}")
     return 2
 
 
