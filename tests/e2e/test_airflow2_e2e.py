@@ -178,6 +178,11 @@ def test_cascade_2_to_3_to_2_and_a_cleared_2x_root_reruns_each_dependent_once(e2
     for dag_id, instance in [("e2e_dependent", "default"), ("af2_leaf", AF2)]:
         ledger = e2e.read_ledger(dag_id, partition, instance)
         assert ledger is not None and ledger.trigger_count == 2, (instance, dag_id, ledger)
+    # The plugin's listener wrote Airflow 2's records from inside its scheduler (the watcher's audit would sign
+    # "audit:af2"), and told the rerun apart from the first attempt by Airflow 2's clear_number.
+    for dag_id in ("af2_root", "af2_leaf"):
+        record, _ = e2e.read_run(dag_id, partition, AF2)
+        assert record is not None and (record.source, record.clear_number) == (f"airflow-plugin:{AF2}", 1), record
 
 
 def test_a_failure_in_airflow2_runs_its_handler_in_airflow3_once(e2e: E2E, setup: Setup) -> None:
