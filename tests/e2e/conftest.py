@@ -14,8 +14,8 @@ the coordinator plugin installed through its entry point, writing to the session
   ``harness.SESSION_GRAPH`` so they never re-date each other's DAGs. Watchers share the session prefix, hence its
   leader key: one runs at a time.
 - Modules that need more start it themselves, for their own duration: a second Airflow on the same etcd and prefix
-  (``test_multi_instance_e2e.py``), an etcd and an Airflow that may be stopped (``test_etcd_outage_e2e.py``). At
-  most two Airflows run at once.
+  (``test_multi_instance_e2e.py``), a real Airflow 2.11 from its own venv (``test_airflow2_e2e.py``), an etcd and an
+  Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two Airflows run at once.
 
 Nothing here imports Airflow: the test process talks to it over REST only.
 """

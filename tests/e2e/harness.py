@@ -30,6 +30,7 @@ from coordinator.core.view import Activation
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
 from coordinator.spec_file import load_spec
+from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 
 T = TypeVar("T")
@@ -137,10 +138,12 @@ def timeline(runs: Iterable[DagRun], origin: datetime | None) -> str:
     return " ".join(parts)
 
 
-def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
-    """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
-    query = urllib.parse.urlencode({"logical_date_gte": partition, "logical_date_lte": partition, "limit": 100})
-    path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?{query}"
+def _api(stack: AirflowStack) -> tuple[str, str]:
+    """The REST root of ``stack`` and the name of its logical-date filter (Airflow 2 still says execution_date)."""
+    return ("/api/v1", "execution_date") if isinstance(stack, Airflow2Stack) else ("/api/v2", "logical_date")
+
+
+def _get(stack: AirflowStack, path: str) -> dict[str, Any]:
     for attempt in range(3):  # the API of a loaded machine may time out once; a read is safe to repeat
         try:
             status, body = stack.request("GET", path)
@@ -151,10 +154,25 @@ def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
             time.sleep(1.0)
     if status != 200:
         raise AirflowStackError(f"GET {path} -> HTTP {status}: {body}")
+    return body
+
+
+def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
+    """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
+    root, date_filter = _api(stack)
+    query = urllib.parse.urlencode({f"{date_filter}_gte": partition, f"{date_filter}_lte": partition, "limit": 100})
+    body = _get(stack, f"{root}/dags/{urllib.parse.quote(dag_id)}/dagRuns?{query}")
     runs = [DagRun.from_rest(item) for item in body.get("dag_runs", [])]
     # The filter is the contract under test's foundation: if Airflow ignored it, every run would come back.
     assert all(r.logical_date == datetime.fromisoformat(partition) for r in runs), (dag_id, partition, runs)
     return runs
+
+
+def task_tries(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, int]:
+    """task id -> try number of every task of one run (Airflow 2.10+ and 3: 1 after the first run, +1 per clear)."""
+    root, _ = _api(stack)
+    path = f"{root}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+    return {ti["task_id"]: int(ti["try_number"]) for ti in _get(stack, path).get("task_instances", [])}
 
 
 @dataclass

@@ -1,0 +1,365 @@
+"""Start and stop a local Airflow 2.11 (webserver, scheduler) for the end-to-end tests, in a venv of its own.
+
+Airflow 2 and 3 cannot share a virtual environment, so Airflow 2 runs from ``.venv-airflow2/`` in the repository
+root, created on demand by :func:`ensure_venv` (the test fixture and ``make venv-airflow2`` call it) with
+``apache-airflow==2.11.2`` and this repository installed in editable mode: the coordinator's plugin registers through
+the ``airflow.plugins`` entry point exactly as in a user's deployment.
+
+Rules:
+1. The venv is pinned by ``constraints/airflow2.txt`` (a ``pip freeze`` of a working install). It is rebuilt only
+   when the constraints file, the project's ``[project]`` table of ``pyproject.toml`` (dependencies, entry points) or
+   the Python minor version changed: a fingerprint of those is kept in ``<venv>/.fingerprint``. A file lock beside
+   the venv keeps two processes from building it at once. Refresh the pins with
+   ``python -m devtools.airflow2_stack refresh-constraints`` (a fresh unconstrained install, then ``pip freeze``).
+2. The same launch rules as the Airflow 3 launcher (:mod:`devtools.airflow_stack`): loopback only, the
+   environment fully set here (inherited ``AIRFLOW__*``/``COORDINATOR_*`` dropped), each component in its own
+   process group, stopped by PID (TERM, TERM, KILL), nothing waits forever.
+3. Airflow 2 specifics: SQLite + SequentialExecutor (the only executor SQLite allows), the webserver serving REST v1
+   with the basic_auth backend (plus session, for the UI), an admin user created with ``airflow users create``, the
+   scheduler parsing DAG files itself (no separate dag-processor) with ``--skip-serve-logs``.
+4. REST calls use HTTP Basic auth on ``/api/v1``; helper methods mirror the Airflow 3 stack's (``trigger``,
+   ``clear``, ``get_run``, ``unpause``, ``wait_for_dags``, ``wait_for_run``) so tests can treat both alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
+from devtools.procs import free_port
+
+log = logging.getLogger(__name__)
+
+AIRFLOW2_VERSION = "2.11.2"
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_VENV = REPO / ".venv-airflow2"
+CONSTRAINTS = REPO / "constraints" / "airflow2.txt"
+FINGERPRINT_FILE = ".fingerprint"
+API = "/api/v1"
+COMPONENTS: dict[str, tuple[str, ...]] = {
+    "webserver": ("webserver",),  # host, port and workers come from the environment
+    # The log server would bind 0.0.0.0:8793 (shared by every stack on the host); task logs are read from the home.
+    "scheduler": ("scheduler", "--skip-serve-logs"),
+}
+# A cold install downloads ~150 packages; a warm pip cache makes it ~1 min. 15 min only fails a hung index.
+_INSTALL_TIMEOUT_S = 900.0
+_OUTPUT_TAIL_CHARS = 3000
+
+
+# ----- the venv -----
+
+
+def venv_python(venv: Path = DEFAULT_VENV) -> Path:
+    return venv / "bin" / "python"
+
+
+def fingerprint(constraints: Path = CONSTRAINTS, pyproject: Path = REPO / "pyproject.toml") -> str:
+    """What the venv was built from: the pins, the project's metadata (deps, entry points), Airflow and Python."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    material = {
+        "airflow": AIRFLOW2_VERSION,
+        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "constraints": constraints.read_text(encoding="utf-8"),
+        "project": project,
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def _run_pip(args: list[str], what: str) -> None:
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=_INSTALL_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise AirflowStackError(f"{what} timed out after {_INSTALL_TIMEOUT_S:.0f} s") from exc
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr)[-_OUTPUT_TAIL_CHARS:]
+        raise AirflowStackError(f"{what} failed with exit code {done.returncode}:\n{output}")
+
+
+def _install(venv: Path, constraints: Path | None) -> Path:
+    """(Re)create ``venv`` with Airflow 2 and this repository (editable); pinned by ``constraints`` when given."""
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
+    python = venv_python(venv)
+    pins = ["--constraint", str(constraints)] if constraints is not None else []
+    _run_pip(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *pins,
+            f"apache-airflow=={AIRFLOW2_VERSION}",
+            "--editable",
+            str(REPO),
+        ],
+        f"installing apache-airflow=={AIRFLOW2_VERSION} into {venv}",
+    )
+    return python
+
+
+def ensure_venv(venv: Path = DEFAULT_VENV, constraints: Path = CONSTRAINTS) -> Path:
+    """The Python of a venv with Airflow 2 and this repository, built now unless its fingerprint is current."""
+    venv = venv.resolve()
+    wanted = fingerprint(constraints)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    with venv.with_name(venv.name + ".lock").open("a") as lock:
+        # Two test processes (or make and pytest) must not build the same venv at once: the second waits, then reuses.
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        stamp = venv / FINGERPRINT_FILE
+        python = venv_python(venv)
+        if python.exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
+            return python
+        begin = time.monotonic()
+        log.info("airflow2.venv.build venv=%s constraints=%s", venv, constraints)
+        with contextlib.suppress(FileNotFoundError):
+            stamp.unlink()  # a half-built venv must never look current
+        _install(venv, constraints)
+        stamp.write_text(wanted, encoding="utf-8")
+        log.info("airflow2.venv.built venv=%s seconds=%.1f", venv, time.monotonic() - begin)
+        return python
+
+
+def refresh_constraints(constraints: Path = CONSTRAINTS) -> None:
+    """Install Airflow 2 and this repository unpinned into a scratch venv and write its ``pip freeze`` as the pins."""
+    with tempfile.TemporaryDirectory(prefix="airflow2-refresh-") as scratch:
+        python = _install(Path(scratch) / "venv", constraints=None)
+        _run_pip([str(python), "-m", "pip", "check"], "pip check of the fresh install")
+        frozen = subprocess.run(
+            [str(python), "-m", "pip", "freeze", "--exclude-editable", "--disable-pip-version-check"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        ).stdout
+    header = (
+        f"# Pins for the Airflow {AIRFLOW2_VERSION} venv of the end-to-end tests (.venv-airflow2/).\n"
+        "# Regenerate: .venv/bin/python -m devtools.airflow2_stack refresh-constraints\n"
+    )
+    constraints.parent.mkdir(parents=True, exist_ok=True)
+    constraints.write_text(header + frozen, encoding="utf-8")
+
+
+# ----- the stack -----
+
+
+@dataclass
+class Airflow2Stack(AirflowStack):
+    """One local Airflow 2.11. ``start()`` returns when REST v1 answers and the scheduler is healthy."""
+
+    # gunicorn workers of the webserver: two so a slow request (a DAG bag refresh) does not stall the watcher's calls.
+    webserver_workers: int = 2
+
+    def environment(self) -> dict[str, str]:
+        """The environment of every Airflow process of this stack."""
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith(("AIRFLOW__", "COORDINATOR_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))
+        }
+        env = {
+            **inherited,
+            # Airflow spawns `airflow tasks run` and gunicorn by name: this venv's bin must come first.
+            "PATH": str(Path(self.python).parent) + os.pathsep + inherited.get("PATH", ""),
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",  # the only one SQLite allows in 2.x
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
+            "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",  # binds 0.0.0.0 otherwise
+            "AIRFLOW__WEBSERVER__WEB_SERVER_PORT": str(self.port),
+            "AIRFLOW__WEBSERVER__BASE_URL": self.url,
+            "AIRFLOW__WEBSERVER__WORKERS": str(self.webserver_workers),
+            # The generated key changes per process and warns; one per stack, kept in its home.
+            "AIRFLOW__WEBSERVER__SECRET_KEY": self._secret("secret_key", 32),
+            # New DAG files are seen after 5 s instead of 300 s; changed files re-parsed after 5 s instead of 30 s.
+            "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+            # The coordinator plugin (installed in this venv) reads these.
+            "COORDINATOR_INSTANCE": self.instance,
+            "COORDINATOR_PREFIX": self.prefix,
+        }
+        if self.etcd_endpoints:
+            env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
+        env.update(self.extra_env)
+        return env
+
+    def start(self, timeout_s: float = 180.0) -> Self:
+        """Migrate the database, create the admin user, start webserver and scheduler, wait for REST health."""
+        begin = time.monotonic()
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(exist_ok=True)
+        if not self.port:
+            self.port = free_port()
+        self.password = self._secret("admin_password", 12)
+        env = self.environment()
+        try:
+            self._run_once(("db", "migrate"), env, "db-migrate", timeout_s=min(timeout_s, 180.0))
+            user = ("users", "create", "--username", self.username, "--password", self.password, "--role", "Admin")
+            names = ("--email", f"{self.username}@example.invalid", "--firstname", "Ad", "--lastname", "Min")
+            self._run_once((*user, *names), env, "users-create", timeout_s=min(timeout_s, 120.0))
+            for component, args in COMPONENTS.items():
+                self._spawn(component, args, env)
+            self._record()
+            self._wait_healthy(begin + timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in_s = time.monotonic() - begin
+        log.info("airflow2.stack.up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
+        return self
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last = "no answer yet"
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    raise AirflowStackError(
+                        f"airflow {name} exited with {proc.returncode} during start; see {self.log_file(name)}:\n"
+                        + self._tail(name)
+                    )
+            try:
+                status, body = self._http("GET", f"{API}/health", None, token=None, timeout_s=2.0)
+                scheduler = (body.get("scheduler") or {}).get("status") if status == 200 else None
+                if scheduler == "healthy":
+                    return
+                last = f"HTTP {status}, scheduler status {scheduler!r}"
+            except OSError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise AirflowStackError(
+                    f"Airflow 2 REST API at {self.url} not healthy in time ({last}); "
+                    f"see {self.log_file('webserver')}:\n"
+                    + self._tail("webserver")
+                    + f"\nscheduler log: {self.log_file('scheduler')}"
+                )
+            time.sleep(0.5)
+
+    # ----- REST v1, HTTP Basic auth -----
+
+    def _http(
+        self, method: str, path: str, body: Any, token: str | None, timeout_s: float
+    ) -> tuple[int, dict[str, Any]]:
+        del token  # basic auth: every request carries the credentials
+        data = None if body is None else json.dumps(body).encode()
+        credentials = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
+        headers = {"Accept": "application/json", "Authorization": f"Basic {credentials}"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310  # http://127.0.0.1
+                raw = response.read()
+                status = int(response.status)
+        except urllib.error.HTTPError as exc:
+            raw = exc.read()
+            status = exc.code
+        try:
+            parsed = json.loads(raw) if raw else {}
+        except ValueError:
+            parsed = {"raw": raw.decode(errors="replace")}
+        return status, parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    def login(self) -> str:
+        """Nothing to log in to: REST v1 takes HTTP Basic credentials on every request."""
+        return ""
+
+    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+        """One authenticated REST call (``/api/v1/...``). Returns (status, JSON).
+
+        Raises AirflowUnreachable when the API does not answer within ``timeout_s``."""
+        try:
+            return self._http(method, path, body, None, timeout_s)
+        except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
+            raise AirflowUnreachable(f"{method} {self.url}{path}: {exc}") from exc
+
+    def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 120.0) -> None:
+        """Wait until the scheduler has parsed every DAG; the error lists missing DAGs and import errors."""
+        missing = set(dag_ids)
+        deadline = time.monotonic() + timeout_s
+        while missing:
+            for dag_id in sorted(missing):
+                with contextlib.suppress(AirflowUnreachable):
+                    status, _ = self.request("GET", f"{API}/dags/{urllib.parse.quote(dag_id)}")
+                    if status == 200:
+                        missing.discard(dag_id)
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                _, errors = self.request("GET", f"{API}/importErrors")
+                found = [
+                    f"{e.get('filename')}: {e.get('stack_trace', '')[-300:]}" for e in errors.get("import_errors", [])
+                ]
+                raise AirflowStackError(
+                    f"DAGs not parsed within {timeout_s:.0f} s: {', '.join(sorted(missing))}; import errors: "
+                    + ("; ".join(found) or "none")
+                    + f"; see {self.log_file('scheduler')}"
+                )
+            time.sleep(0.5)
+
+    def unpause(self, dag_ids: Iterable[str]) -> None:
+        for dag_id in dag_ids:
+            self._ok("PATCH", f"{API}/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
+
+    def trigger(
+        self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        # v1 refuses a null logical date (400); omitting it means "now".
+        body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(conf or {})}
+        if logical_date is not None:
+            body["logical_date"] = logical_date
+        return self._ok("POST", f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
+
+    def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        # dry_run defaults to TRUE on this endpoint too: without it nothing is cleared.
+        path = f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
+        return self._ok("POST", path, {"dry_run": False})
+
+    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
+        path = f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+        status, body = self.request("GET", path)
+        if status == 404:
+            return None
+        if status >= 300:
+            raise AirflowStackError(f"GET {path} -> HTTP {status}: {body}")
+        return body
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``venv``: build or reuse ``.venv-airflow2`` (make venv-airflow2); ``refresh-constraints``: re-pin it."""
+    args = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args == ["venv"]:
+        begin = time.monotonic()
+        python = ensure_venv()
+        log.info("airflow2.venv.ready python=%s seconds=%.1f", python, time.monotonic() - begin)
+        return 0
+    if args == ["refresh-constraints"]:
+        refresh_constraints()
+        log.info("airflow2.constraints.written path=%s venv=%s (rebuilt on next use)", CONSTRAINTS, DEFAULT_VENV)
+        return 0
+    log.error("usage: python -m devtools.airflow2_stack {venv|refresh-constraints}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

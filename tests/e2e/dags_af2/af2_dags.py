@@ -1,0 +1,53 @@
+"""DAGs for the Airflow 2.11 instance of the end-to-end tests (Airflow 2 imports: ``airflow.DAG``,
+``airflow.decorators``; no ``airflow.sdk``). All are started by hand or by the coordinator (schedule=None):
+
+- ``af2_root``: the root of the 2 -> 3 -> 2 cascade (triggered by the test);
+- ``af2_leaf``: a dependent of a DAG on the Airflow 3 instance (the cascade's way back);
+- ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from airflow import DAG
+from airflow.decorators import task
+from airflow.operators.python import get_current_context
+
+log = logging.getLogger(__name__)
+
+
+@task
+def work() -> None:
+    dag_run: Any = get_current_context()["dag_run"]
+    log.info("partition=%s clear_number=%s conf=%s", dag_run.logical_date, dag_run.clear_number, dag_run.conf)
+    time.sleep(0.5)
+
+
+@task
+def fail() -> None:
+    raise RuntimeError("af2_fail fails on purpose (failure-handler scenario)")
+
+
+def _dag(dag_id: str) -> DAG:
+    return DAG(
+        dag_id=dag_id,
+        schedule=None,
+        start_date=datetime(2000, 1, 1, tzinfo=UTC),
+        catchup=False,
+        default_args={"retries": 0},
+        tags=["coordinator-test"],
+    )
+
+
+with _dag("af2_root") as af2_root:
+    work()
+
+with _dag("af2_leaf") as af2_leaf:
+    work()
+
+with _dag("af2_fail") as af2_fail:
+    fail()

@@ -1,0 +1,237 @@
+"""A real Airflow 2.11 beside the session's real Airflow 3.3: one etcd, one prefix, one watcher reaching both through
+an instances file (Airflow 2 over REST v1 with HTTP Basic auth, Airflow 3 over REST v2 with a JWT).
+
+The Airflow 2 instance (``af2``) runs from its own venv (``.venv-airflow2``, built on first use, see
+``devtools/airflow2_stack.py``) with this package installed, so the coordinator's plugin records its run states from
+inside Airflow 2's scheduler. Its DAGs are ``tests/e2e/dags_af2/``; the Airflow 3 side uses the session's
+``e2e_dependent`` and ``08_on_failure``.
+
+Counts come from each Airflow's own records over REST: runs per DAG and logical date, and the try number of each
+run's task (1 after the first run, +1 for every clear that reran it), never only from etcd.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from coordinator.core.model import RunState, run_id_for
+from devtools.airflow2_stack import Airflow2Stack, ensure_venv
+from devtools.airflow_stack import AirflowStack
+from tests.e2e.harness import E2E, DagRun, assert_started_after, task_tries
+
+# The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+AF2 = "af2"
+AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
+AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail"]
+GRAPH = {
+    "version": 1,
+    "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
+    "dags": {
+        # af2 -> default -> af2: a trigger in each direction.
+        "e2e_dependent": {"upstreams": f"{AF2}/af2_root"},
+        f"{AF2}/af2_leaf": {"upstreams": "default/e2e_dependent"},
+        # A failure on Airflow 2 runs its handler on Airflow 3.
+        "08_on_failure": {"on_failure_of": f"{AF2}/af2_fail"},
+    },
+}
+WATCHER_ID = "e2e-af2"
+#: After the last run of a cascade, how long nothing more may happen: a duplicate trigger or clear would be decided
+#: within a second of the success it reacts to, and a cleared run shows as queued at once (its try number moves when
+#: the scheduler queues it, 1-5 s later on Airflow 2).
+SETTLE_S = 6.0
+#: Generous: Airflow 2's SequentialExecutor starts one `airflow tasks run` process per task (5-10 s each here).
+CASCADE_TIMEOUT_S = 240.0
+
+
+@dataclass(frozen=True)
+class Setup:
+    """The Airflow 2 stack and the watcher's configuration files for this module."""
+
+    af2: Airflow2Stack
+    deps: Path
+    instances: Path
+
+
+@pytest.fixture(scope="module")
+def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """An Airflow 2.11 (instance af2) on the session's etcd and prefix, for this module only; stopped by PID."""
+    begin = time.monotonic()
+    python = ensure_venv()
+    venv_s = time.monotonic() - begin
+    base = tmp_path_factory.mktemp("af2")
+    dags = base / "dags"
+    dags.mkdir()
+    for source in sorted(AF2_DAGS_DIR.glob("*.py")):
+        shutil.copy2(source, dags / source.name)
+    stack = Airflow2Stack(
+        home=base / "airflow",
+        dags_folder=dags,
+        instance=AF2,
+        etcd_endpoints=airflow_e2e.etcd_endpoint,
+        prefix=airflow_e2e.prefix,
+        python=str(python),
+    )
+    try:
+        stack.start()
+        stack.wait_for_dags(AF2_DAGS)
+        stack.unpause(AF2_DAGS)
+        print(f"\nairflow 2 venv ready in {venv_s:.1f} s; stack up in {stack.started_in_s:.1f} s at {stack.url}")
+        instances = base / "instances.json"
+        instances.write_text(
+            json.dumps(
+                {
+                    "default": {
+                        "url": airflow_e2e.stack.url,
+                        "username": airflow_e2e.stack.username,
+                        "password_file": str(airflow_e2e.stack.home / "admin_password"),
+                    },
+                    AF2: {"url": stack.url, "username": stack.username, "password_env": "E2E_AF2_PASSWORD"},
+                }
+            ),
+            encoding="utf-8",
+        )
+        deps = airflow_e2e.write_dependencies(GRAPH, name="airflow2.json")
+        yield Setup(af2=stack, deps=deps, instances=instances)
+    finally:
+        stack.stop()
+
+
+def start_watcher(e2e: E2E, setup: Setup) -> None:
+    """The module's watcher (reaches both Airflows only through the instances file); stopped when the test ends."""
+    e2e.start_watcher(
+        setup.deps,
+        "--id",
+        WATCHER_ID,
+        name="airflow2-watcher",
+        COORDINATOR_INSTANCES_FILE=str(setup.instances),
+        COORDINATOR_AIRFLOW_URL="",
+        E2E_AF2_PASSWORD=setup.af2.password,
+    )
+    e2e.wait_for_leader(setup.deps, WATCHER_ID)
+
+
+def assert_unchanged(e2e: E2E, stack: AirflowStack, dag_id: str, partition: str, before: DagRun, tries: int) -> None:
+    """The one run of ``dag_id`` for ``partition`` is still ``before`` (not queued again, same start) after tries."""
+    after = e2e.only_run(dag_id, partition, stack=stack)
+    assert (after.state, after.start_date) == (before.state, before.start_date), f"{dag_id} ran again: {after}"
+    assert set(task_tries(stack, dag_id, after.run_id).values()) == {tries}, f"{dag_id} not tried {tries} time(s)"
+
+
+def wait_for_state(
+    e2e: E2E, dag_id: str, partition: str, instance: str, state: RunState, clear_number: int = 0
+) -> None:
+    e2e.wait_for_run_record(
+        dag_id,
+        partition,
+        lambda r: r.state is state and r.clear_number == clear_number,
+        timeout_s=CASCADE_TIMEOUT_S,
+        what=f"{state} of attempt {clear_number} ({instance})",
+        instance=instance,
+    )
+
+
+def test_cascade_2_to_3_to_2_and_a_cleared_2x_root_reruns_each_dependent_once(e2e: E2E, setup: Setup) -> None:
+    """af2/af2_root succeeding runs default/e2e_dependent once, then af2/af2_leaf once; clearing the root in
+    Airflow 2 reruns each of them exactly once (one run per DAG and date, task tried twice)."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)
+    partition, run_id = e2e.new_partition(), e2e.run_id("af2")
+    af2.trigger("af2_root", run_id, partition)
+
+    previous_start = None
+    for attempt in (0, 1):
+        started = time.monotonic()
+        if attempt:
+            af2.clear("af2_root", run_id)
+            af2.wait_for_run("af2_root", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        wait_for_state(e2e, "af2_leaf", partition, AF2, RunState.SUCCESS, attempt)
+        elapsed = time.monotonic() - started
+        root = e2e.only_run("af2_root", partition, stack=af2)
+        middle = e2e.only_run("e2e_dependent", partition)
+        leaf = e2e.only_run("af2_leaf", partition, stack=af2)
+        assert (root.state, middle.state, leaf.state) == ("success", "success", "success"), (root, middle, leaf)
+        assert middle.run_id == leaf.run_id == run_id_for(partition)
+        assert set(middle.conf["coordinator"]["inputs"]) == {f"{AF2}/af2_root"}, middle.conf
+        assert set(leaf.conf["coordinator"]["inputs"]) == {"default/e2e_dependent"}, leaf.conf
+        assert_started_after(middle, [root])  # two Airflows, one host clock
+        assert_started_after(leaf, [middle])
+        if previous_start is not None:
+            assert middle.start_date is not None and middle.start_date > previous_start, "the rerun did not start"
+        previous_start = middle.start_date
+        for dag_id, stack in [("e2e_dependent", e2e.stack), ("af2_leaf", af2)]:
+            assert task_tries(stack, dag_id, run_id_for(partition)) == {"work": attempt + 1}, (dag_id, attempt)
+        print(f"\n2 -> 3 -> 2, attempt {attempt}: af2_root triggered/cleared -> af2_leaf success {elapsed:.1f} s")
+
+    time.sleep(SETTLE_S)
+    assert_unchanged(e2e, e2e.stack, "e2e_dependent", partition, middle, tries=2)
+    assert_unchanged(e2e, af2, "af2_leaf", partition, leaf, tries=2)
+    assert_unchanged(e2e, af2, "af2_root", partition, root, tries=2)
+    for dag_id, instance in [("e2e_dependent", "default"), ("af2_leaf", AF2)]:
+        ledger = e2e.read_ledger(dag_id, partition, instance)
+        assert ledger is not None and ledger.trigger_count == 2, (instance, dag_id, ledger)
+    # The plugin's listener wrote Airflow 2's records from inside its scheduler (the watcher's audit would sign
+    # "audit:af2"), and told the rerun apart from the first attempt by Airflow 2's clear_number.
+    for dag_id in ("af2_root", "af2_leaf"):
+        record, _ = e2e.read_run(dag_id, partition, AF2)
+        assert record is not None and (record.source, record.clear_number) == (f"airflow-plugin:{AF2}", 1), record
+
+
+def test_a_failure_in_airflow2_runs_its_handler_in_airflow3_once(e2e: E2E, setup: Setup) -> None:
+    """af2/af2_fail failing for P runs default/08_on_failure once for P; nothing else runs for P."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)
+    partition, run_id = e2e.new_partition(), e2e.run_id("af2fail")
+    af2.trigger("af2_fail", run_id, partition)
+    af2.wait_for_run("af2_fail", run_id, ["failed"], timeout_s=CASCADE_TIMEOUT_S)
+    wait_for_state(e2e, "af2_fail", partition, AF2, RunState.FAILED)
+    wait_for_state(e2e, "08_on_failure", partition, "default", RunState.SUCCESS)
+
+    failed, handler = e2e.only_run("af2_fail", partition, stack=af2), e2e.only_run("08_on_failure", partition)
+    assert (failed.state, handler.state) == ("failed", "success"), (failed, handler)
+    assert handler.run_id == run_id_for(partition)
+    assert_started_after(handler, [failed])
+    time.sleep(SETTLE_S)
+    assert_unchanged(e2e, e2e.stack, "08_on_failure", partition, handler, tries=1)
+    ledger = e2e.read_ledger("08_on_failure", partition)
+    assert ledger is not None and ledger.trigger_count == 1, ledger
+    # Only a success satisfies a dependency: the cascade's DAGs never ran for this partition.
+    assert e2e.runs("e2e_dependent", partition) == [] and e2e.runs("af2_leaf", partition, stack=af2) == []
+
+
+def test_a_2x_success_while_the_watcher_is_down_cascades_once_after_restart(e2e: E2E, setup: Setup) -> None:
+    """af2_root succeeding while no watcher runs is cascaded 2 -> 3 -> 2 once when the watcher starts again."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)  # adopts the graph (a no-op if an earlier test did), then stops: nobody watches
+    e2e.stop_watchers()
+    assert e2e.read_key(e2e.keys.leader) is None, "a stopped watcher resigns its leadership"
+
+    partition, run_id = e2e.new_partition(), e2e.run_id("af2down")
+    af2.trigger("af2_root", run_id, partition)
+    af2.wait_for_run("af2_root", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+    wait_for_state(e2e, "af2_root", partition, AF2, RunState.SUCCESS)
+    assert e2e.runs("e2e_dependent", partition) == [], "something acted while no watcher ran"
+    assert e2e.read_ledger("e2e_dependent", partition) is None
+
+    started = time.monotonic()
+    start_watcher(e2e, setup)
+    wait_for_state(e2e, "af2_leaf", partition, AF2, RunState.SUCCESS)
+    elapsed = time.monotonic() - started
+    middle = e2e.only_run("e2e_dependent", partition)
+    leaf = e2e.only_run("af2_leaf", partition, stack=af2)
+    assert middle.state == leaf.state == "success", (middle, leaf)
+    time.sleep(SETTLE_S)
+    assert_unchanged(e2e, e2e.stack, "e2e_dependent", partition, middle, tries=1)
+    assert_unchanged(e2e, af2, "af2_leaf", partition, leaf, tries=1)
+    for dag_id, instance in [("e2e_dependent", "default"), ("af2_leaf", AF2)]:
+        ledger = e2e.read_ledger(dag_id, partition, instance)
+        assert ledger is not None and ledger.trigger_count == 1, (instance, dag_id, ledger)
+    print(f"\nafter downtime: watcher start -> af2_leaf success {elapsed:.1f} s")
