@@ -56,6 +56,7 @@ from coordinator.errors import (
     LeadershipLost,
 )
 from coordinator.etcd_store import EtcdStore, Fence
+from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger("coordinator.actuator")
 
@@ -218,6 +219,7 @@ class Actuator:
             action.node, action.partition, action.action, action.run_id, action.cause_rev, result.revision,
             action.reason,
         )  # fmt: skip
+        crash_point("after-intent")
         return record.model_copy(update={"intent_rev": result.revision}), result.revision
 
     async def _complete(self, node: NodeId, partition: str, key: str, record: TriggerRecord, mod_rev: int) -> None:
@@ -235,6 +237,7 @@ class Actuator:
             outcome = await self._call(
                 lambda: client.trigger(node.dag_id, record.run_id, partition_datetime(partition), conf)
             )
+            crash_point("after-airflow-call")
             if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
                 # Airflow keeps one run per logical date: rerun the one that exists instead of failing.
                 record, mod_rev = await self._switch_to_clear(key, record, mod_rev, outcome.run)
@@ -314,6 +317,7 @@ class Actuator:
             await client.clear(node.dag_id, run_id)
 
         await self._call(clear_once)
+        crash_point("after-airflow-call")
         log.info("actuator.cleared node=%s partition=%s run_id=%s", node, partition, run.run_id)
         return record, mod_rev
 
