@@ -111,7 +111,7 @@ class Request:
     dag_id: str
     client: str | None  # the identify callback's name for the sender; None without a callback or when unknown
     received: float  # time.monotonic() when the request was read
-    status: int  # DROPPED when the connection was closed without an answer
+    status: int | None  # None while it is being handled (delayed); DROPPED when closed without an answer
 
     @property
     def changing(self) -> bool:
@@ -414,7 +414,8 @@ class FakeAirflow:
             return sum(c for (ep, d), c in self._calls.items() if ep == endpoint and dag_id in (None, d))
 
     def requests(self, endpoint: str | None = None, dag_id: str | None = None) -> list[Request]:
-        """Every answered (or dropped) request, in arrival order, optionally for one endpoint and DAG."""
+        """Every request received (answered, dropped or still in progress), in arrival order, optionally for one
+        endpoint and DAG."""
         with self._lock:
             return [r for r in self._requests if endpoint in (None, r.endpoint) and dag_id in (None, r.dag_id)]
 
@@ -660,6 +661,8 @@ class FakeAirflow:
         client = self._who()  # before any delay: the client may hang up while it waits
         with self._lock:
             self._calls[(endpoint, dag_id)] += 1
+            seq = len(self._requests)
+            self._requests.append(Request(seq, method, endpoint, dag_id, client, received, None))
         faults = self._take_faults(endpoint, dag_id)
         result = self._injected(faults, after=False)
         if result is None:
@@ -672,8 +675,7 @@ class FakeAirflow:
                 result = (err.status, {"detail": err.detail})
             result = self._injected(faults, after=True) or result
         with self._lock:
-            seq = len(self._requests)
-            self._requests.append(Request(seq, method, endpoint, dag_id, client, received, result[0]))
+            self._requests[seq] = replace(self._requests[seq], status=result[0])
         return result
 
     def _dispatch(
