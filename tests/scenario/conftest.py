@@ -484,6 +484,11 @@ class Stack:
 
         wait_for(confirmed, f"every trigger for {partition} confirmed", timeout)
 
+    def wait_answered(self, timeout: float = TIMEOUT) -> None:
+        """Until the fake has finished every request it received: a dead watcher's last requests may still be
+        applied after its death, and a test reading Airflow's state must see them."""
+        wait_for(lambda: all(r.status is not None for r in self.fake.requests()), "every request answered", timeout)
+
     def activity(self) -> tuple[int, int, int]:
         return (self.etcd.revision(), sum(self.fake.calls(ep) for ep in _ENDPOINTS), len(self.fake.executions()))
 

@@ -139,6 +139,7 @@ class Chaos:
     def _died(self, mode: str, partition: str) -> Kill:
         dead = self.watcher
         assert not dead.alive
+        self.stack.wait_answered()  # its last requests may still be applied by the fake
         unfinished, applied = self._progress(partition)
         kill = Kill(mode, dead, partition, unfinished, applied)
         self.kills.append(kill)

@@ -51,6 +51,7 @@ def test_crash_after_the_intent_write_calls_airflow_once_after_restart(stack: St
     first = stack.start_watcher("first", ttl=TTL, COORDINATOR_CRASH_AT="after-intent")
     stack.trigger_root(p)
     crashed(first, "after-intent")
+    stack.wait_answered()
 
     left = pending_intents(stack, p)
     assert left, "the crash left no intent"
@@ -90,6 +91,7 @@ def test_crash_after_the_airflow_call_is_confirmed_not_repeated(stack: Stack, ac
     else:
         stack.trigger_root(p)
     crashed(first, "after-airflow-call")
+    stack.wait_answered()  # calls sent concurrently with the one the crash followed may still be applied
 
     applied = {dag for dag in FAN_IN if [r for r in stack.fake_runs(dag, p) if r.clear_number == attempt]}
     left = pending_intents(stack, p)

@@ -663,20 +663,24 @@ class FakeAirflow:
             self._calls[(endpoint, dag_id)] += 1
             seq = len(self._requests)
             self._requests.append(Request(seq, method, endpoint, dag_id, client, received, None))
-        faults = self._take_faults(endpoint, dag_id)
-        result = self._injected(faults, after=False)
-        if result is None:
-            try:
-                if not public:
-                    with self._lock:
-                        self._check_token(headers.get("authorization"))
-                result = self._dispatch(endpoint, method, segs, query, body)
-            except HttpError as err:
-                result = (err.status, {"detail": err.detail})
-            result = self._injected(faults, after=True) or result
-        with self._lock:
-            self._requests[seq] = replace(self._requests[seq], status=result[0])
-        return result
+        status = 500  # what the handler answers if this raises (a bug of the fake)
+        try:
+            faults = self._take_faults(endpoint, dag_id)
+            result = self._injected(faults, after=False)
+            if result is None:
+                try:
+                    if not public:
+                        with self._lock:
+                            self._check_token(headers.get("authorization"))
+                    result = self._dispatch(endpoint, method, segs, query, body)
+                except HttpError as err:
+                    result = (err.status, {"detail": err.detail})
+                result = self._injected(faults, after=True) or result
+            status = result[0]
+            return result
+        finally:
+            with self._lock:
+                self._requests[seq] = replace(self._requests[seq], status=status)
 
     def _dispatch(
         self, endpoint: str, method: str, segs: list[str], query: dict[str, list[str]], body: bytes
