@@ -14,7 +14,9 @@ from tests.scenario.conftest import LAST, Stack, new_partition
 pytestmark = pytest.mark.scenario
 
 
-def test_a_bug_in_the_fake_fails_the_scenario_at_teardown(tmp_path: Path, etcd_endpoint: str, etcd_prefix: str) -> None:
+def test_a_bug_in_the_fake_fails_the_scenario_at_teardown(
+    tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An exception inside the fake Airflow (answered 500, which a watcher would just retry) fails the teardown."""
     world = Stack(tmp_path, etcd_endpoint, etcd_prefix)
     world.fake.start()
@@ -23,7 +25,7 @@ def test_a_bug_in_the_fake_fails_the_scenario_at_teardown(tmp_path: Path, etcd_e
         raise KeyError("a bug in the fake")
 
     try:
-        world.fake._dispatch = broken  # type: ignore[method-assign]
+        monkeypatch.setattr(world.fake, "_dispatch", broken)
         with pytest.raises(urllib.error.HTTPError) as answer:
             urllib.request.urlopen(world.fake.url + "/api/v2/version", timeout=5)
         answer.value.close()
