@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import sys
 import threading
@@ -19,7 +20,8 @@ from coordinator.airflow_api import AirflowClient, TriggerResult
 from coordinator.errors import AirflowAuthError, AirflowNotFound, AirflowUnavailable
 from coordinator.retry import RetryPolicy, retry_call
 from coordinator.settings import InstanceSettings
-from tests.support.fake_airflow import FakeAirflow
+from tests.support.fake_airflow import DROPPED, FakeAirflow
+from tests.support.peers import owner_pid
 
 LD = datetime(2026, 1, 1, tzinfo=UTC)
 RUN_ID = "coordinator__2026-01-01T00:00:00Z"
@@ -45,6 +47,7 @@ def fake(events: list[Event]) -> Iterator[FakeAirflow]:
     with server:
         yield server
     assert server.callback_errors == []
+    assert server.internal_errors == []
 
 
 def call(fake: FakeAirflow, fn: Callable[[AirflowClient], Awaitable[Any]], timeout_s: float = 2.0) -> Any:
@@ -237,6 +240,73 @@ def test_delayed_request_and_its_retry_create_one_run(fake: FakeAirflow) -> None
     assert outcome.result in (TriggerResult.CREATED, TriggerResult.ALREADY_EXISTS)
     fake.stop()  # joins the delayed request, which then met a 409
     assert fake.calls("trigger", "a") == 2 and fake.creates("a") == 1
+
+
+@pytest.mark.parametrize("loss", ["fail", "drop"])
+def test_faults_after_the_effect_apply_the_call_then_lose_the_answer(fake: FakeAirflow, loss: str) -> None:
+    """fail_next/drop_next(after=True): the run is created and cleared, yet the client sees a transient failure."""
+    if loss == "fail":
+        fake.fail_next(1, 500, endpoint="trigger", after=True)
+        fake.fail_next(1, 503, endpoint="clear", after=True)
+    else:
+        fake.drop_next(1, endpoint="trigger")
+        fake.drop_next(1, endpoint="clear")
+    expected = "-> 50" if loss == "fail" else "connection failed"
+    with pytest.raises(AirflowUnavailable, match=expected):
+        call(fake, lambda c: c.trigger("a", RUN_ID, LD, {}))
+    assert fake.creates("a") == 1
+    fake.wait_idle()
+    with pytest.raises(AirflowUnavailable, match=expected):
+        call(fake, lambda c: c.clear("a", RUN_ID))
+    assert fake.clears("a") == 1
+    statuses = [r.status for r in fake.requests() if r.changing]
+    assert statuses == ([500, 503] if loss == "fail" else [DROPPED, DROPPED])
+
+
+def test_drop_before_the_effect_changes_nothing(fake: FakeAirflow) -> None:
+    """drop_next(after=False) closes the connection before the request has any effect."""
+    fake.drop_next(1, endpoint="trigger", after=False)
+    with pytest.raises(AirflowUnavailable, match="connection failed"):
+        call(fake, lambda c: c.trigger("a", RUN_ID, LD, {}))
+    assert fake.creates("a") == 0 and fake.runs("a") == []
+
+
+def test_requests_are_logged_with_the_sender_the_identify_callback_names() -> None:
+    """Each request is logged on arrival with its endpoint, DAG, status and the sending process (found by port)."""
+    me = os.getpid()
+
+    def identify(peer: tuple[str, int]) -> str | None:
+        pid = owner_pid(peer[1], port, [me])
+        return None if pid is None else f"pid-{pid}"
+
+    with FakeAirflow(["a"], password="pw", identify=identify) as server:
+        port = int(server.url.rsplit(":", 1)[1])
+        call(server, lambda c: c.trigger("a", RUN_ID, LD, {}))
+        call(server, lambda c: c.get_run("a", "missing"))
+    logged = [(r.method, r.endpoint, r.dag_id, r.status, r.client) for r in server.requests()]
+    assert logged == [
+        ("GET", "version", "", 200, f"pid-{me}"),
+        ("POST", "login", "", 201, f"pid-{me}"),
+        ("POST", "trigger", "a", 200, f"pid-{me}"),
+        ("GET", "version", "", 200, f"pid-{me}"),
+        ("POST", "login", "", 201, f"pid-{me}"),
+        ("GET", "get_run", "a", 404, f"pid-{me}"),
+    ]
+    assert [r.seq for r in server.requests()] == list(range(6))
+    assert [r.changing for r in server.requests("trigger")] == [True]
+
+
+def test_a_bug_in_the_fake_answers_500_and_is_recorded(fake: FakeAirflow, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception inside the fake's request handling is answered 500 and kept in internal_errors."""
+
+    def broken(*args: object) -> tuple[int, Any]:
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(fake, "_dispatch", broken)
+    resp = raw(fake, "GET", "/api/v2/version", token=False)
+    assert resp.status_code == 500
+    assert len(fake.internal_errors) == 1 and "KeyError" in fake.internal_errors[0]
+    fake.internal_errors.clear()  # seen: the fixture's own check must pass
 
 
 def test_tokens_are_checked_and_expiry_causes_one_relogin(fake: FakeAirflow) -> None:

@@ -41,6 +41,7 @@ from coordinator.errors import (
 )
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
+from coordinator.watcher.faults import crash_point
 from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ class Actuator:
                     "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
                     node, partition, action.action, action.run_id, action.cause_rev, result.revision, action.reason,
                 )  # fmt: skip
+                crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
                 return intent.IntentRecorded(result.revision)
             if not result.succeeded:
                 raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {instruction.expected_rev})")
@@ -237,6 +239,7 @@ class Actuator:
         if isinstance(instruction, intent.CallCreate):
             run_id, conf = instruction.run_id, _conf(partition, instruction.record)
             outcome = await self._call(lambda: client.trigger(node.dag_id, run_id, partition_datetime(partition), conf))
+            crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             answers: dict[TriggerResult, Callable[[str], intent.Event]] = {
                 TriggerResult.CREATED: intent.Created,
                 TriggerResult.ALREADY_EXISTS: intent.ConflictSameRun,
@@ -255,6 +258,7 @@ class Actuator:
             return intent.RunObserved(intent.AirflowRun(run.run_id, run.state, _stamp(run.queued_at)))
         if isinstance(instruction, intent.CallClear):
             await self._call(self._clear_once(client, node, instruction))
+            crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             return intent.Cleared()
         if isinstance(instruction, intent.CheckPaused):
             self._log_effect(action, instruction.effect)

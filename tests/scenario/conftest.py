@@ -7,6 +7,10 @@
   (synchronous and thread-safe, so it needs no event loop in the fake's executor thread).
 - Watchers are real processes (``python -m coordinator.cli watch``) logging to files in ``tmp_path``; teardown stops
   each by its PID (TERM, then KILL) even when the test failed, and prints every log's tail when it did.
+- The fake logs which watcher sent each request (``fake.requests()``, ``Request.client`` is the watcher's
+  :attr:`WatcherProc.name`), found from the client's TCP port (tests/support/peers.py).
+- Teardown fails the test when the fake itself broke (an exception in its handler, answered 500, which the
+  watcher's retries would otherwise hide) or when its on_state callback failed.
 - Waits poll a condition with a generous timeout (the machine may be loaded by other suites) and return as soon as
   the condition holds; the only fixed sleeps are quiet periods that prove nothing else happens.
 """
@@ -37,6 +41,7 @@ import pytest
 from coordinator.core.model import DEFAULT_INSTANCE, KeyLayout, NodeId, canonical_partition, partition_datetime
 from devtools.etcd_server import EtcdServer
 from tests.support.fake_airflow import Execution, FakeAirflow, RunView
+from tests.support.peers import owner_pid
 
 T = TypeVar("T")
 
@@ -235,6 +240,11 @@ class WatcherProc:
         return self.proc.pid
 
     @property
+    def name(self) -> str:
+        """Unique per process (a restarted watcher keeps its id but gets a new log file): the log file's stem."""
+        return self.log_path.stem.removeprefix("watcher-")
+
+    @property
     def alive(self) -> bool:
         return self.proc.poll() is None
 
@@ -272,14 +282,23 @@ class WatcherProc:
         self.wait_log(r"reconcile revision=.* leader=True", timeout)
 
     def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM, wait, then SIGKILL; the exit code."""
+        """SIGTERM (and SIGCONT, in case it is frozen), wait, then SIGKILL; the exit code."""
         if self.alive:
             self.proc.send_signal(signal.SIGTERM)
+            self.proc.send_signal(signal.SIGCONT)
             try:
                 return self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
         return self.proc.wait(timeout=timeout)
+
+    def freeze(self) -> None:
+        """SIGSTOP, like a long GC pause or a VM stall: sockets stay open, nothing runs, leases run out."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the process resumes where it stopped, with every timer overdue."""
+        self.proc.send_signal(signal.SIGCONT)
 
     def kill9(self) -> None:
         """SIGKILL, like a crash: no resignation, the leader lease lives until its TTL."""
@@ -303,7 +322,9 @@ class Stack:
         self.etcd = EtcdHttp(endpoint)
         self.deps = tmp_path / "dependencies.json"
         self.set_deps(SEVEN_DAGS)
-        self.fake = FakeAirflow(PIPELINE, on_state=self._on_state, queue_delay_s=0.01, run_duration_s=0.05)
+        self.fake = FakeAirflow(
+            PIPELINE, on_state=self._on_state, identify=self._identify, queue_delay_s=0.01, run_duration_s=0.05
+        )
         self.watchers: list[WatcherProc] = []
         self._cleanups: list[Callable[[], object]] = []
         self._cli_count = itertools.count()
@@ -315,6 +336,12 @@ class Stack:
         assert logical_date is not None
         record = {"state": state, "run_id": run_id, "clear_number": clear_number, "source": "fake"}
         self.etcd.put(self.run_key(dag_id, canonical_partition(logical_date)), json.dumps(record), retry_s=30.0)
+
+    def _identify(self, peer: tuple[str, int]) -> str | None:
+        """The name of the watcher whose socket sent a request to the fake (called in the fake's request thread)."""
+        watchers = {w.pid: w for w in list(self.watchers)}
+        pid = owner_pid(peer[1], int(self.fake.url.rsplit(":", 1)[1]), watchers)
+        return None if pid is None else watchers[pid].name
 
     def env(self, **extra: object) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
@@ -347,6 +374,7 @@ class Stack:
                           f"{w.tail(60)}")  # fmt: skip
                 self._dump_etcd()
         assert not self.fake.callback_errors, f"on_state failed: {self.fake.callback_errors!r}"
+        assert not self.fake.internal_errors, f"the fake Airflow itself failed: {self.fake.internal_errors!r}"
 
     def _dump_etcd(self, limit: int = 120) -> None:
         try:
@@ -455,6 +483,11 @@ class Stack:
             return all((self.ledger(dag, partition) or {}).get("status") == "done" for dag in dags)
 
         wait_for(confirmed, f"every trigger for {partition} confirmed", timeout)
+
+    def wait_answered(self, timeout: float = TIMEOUT) -> None:
+        """Until the fake has finished every request it received: a dead watcher's last requests may still be
+        applied after its death, and a test reading Airflow's state must see them."""
+        wait_for(lambda: all(r.status is not None for r in self.fake.requests()), "every request answered", timeout)
 
     def activity(self) -> tuple[int, int, int]:
         return (self.etcd.revision(), sum(self.fake.calls(ep) for ep in _ENDPOINTS), len(self.fake.executions()))

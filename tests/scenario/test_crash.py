@@ -1,95 +1,178 @@
-"""kill -9 of the watcher at random points of cascades, over and over: zero lost, zero duplicated triggers.
+"""Watchers killed at chosen points of cascades, over and over: zero lost, zero duplicated triggers.
 
-Each kill picks one of three moments: a random delay (0-400 ms), right after the watcher recorded an intent (before
-its Airflow call), or right after Airflow applied the call while its answer is held back (a lost response: the
-effect happened, the ledger still says pending). A fresh watcher is started after every kill; it must wait out the
-killed one's lease (1 s) before acting. The seed is printed; replay with ``SCENARIO_SEED=<n>``.
+Each cascade starts with one kill at a protocol point, dealt from a shuffled deck so that every point is hit:
+- ``after-intent`` and ``after-airflow-call``: a watcher armed with that crash point (COORDINATOR_CRASH_AT) dies
+  there by itself, exactly (exit status 86): an intent recorded with no Airflow call yet; an Airflow call applied
+  and answered but not confirmed.
+- ``lost-response``: SIGKILL while Airflow has applied a call and holds its answer back.
+- ``random``: SIGKILL 0-400 ms into the cascade.
+For the two kills after an applied call, the DAGs being triggered are paused meanwhile (their runs stay queued and
+report no state), so the successor can only learn from Airflow itself that the call already happened. Half of the
+cascades get a second SIGKILL (``random``) of the successor. At every death the test records where the
+protocol stood (the ledger's unfinished intents and whether Airflow already applied each) and checks it matches the
+point aimed at; at the end, that every kill happened as planned and each unfinished intent was completed, not decided
+again, with exact counts from the fake Airflow. The seed is printed; replay with ``SCENARIO_SEED=<n>``.
 """
 
 from __future__ import annotations
 
 import os
 import random
-import re
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
-from tests.scenario.conftest import DOWNSTREAM, JOIN, LAST, ROOT_DAG, Stack, WatcherProc, new_partition, wait_for
+from coordinator.watcher.faults import CRASH_EXIT_CODE
+from tests.scenario.conftest import (
+    DOWNSTREAM,
+    FAN_IN,
+    JOIN,
+    LAST,
+    ROOT_DAG,
+    Stack,
+    WatcherProc,
+    new_partition,
+    wait_for,
+)
 
 pytestmark = pytest.mark.scenario
 
 #: 1 s, the shortest lease: a restarted watcher waits out its killed predecessor's lease before it may act.
 TTL = 1
-_ACT = re.compile(r"node=(\S+ partition=\S+)")
+#: How long the fake holds an applied call's answer for a ``lost-response`` kill: ample time to see it and kill.
+HOLD_S = 1.5
+#: The final quiet window: longer than every retry interval of a watcher in this harness (the 1 s error retry,
+#: COORDINATOR_ERROR_RETRY_S; at most 1.6 s between Airflow attempts, the actuator's exponential backoff from 0.2 s
+#: before its 5th try; the reconcile loop's 2 s idle wake-up), so a retry still due would show up as activity.
+QUIET_S = 2.5
+CRASH_POINTS = ("after-intent", "after-airflow-call")
+#: Kills after Airflow applied a call: the successor must read the effect back (the target DAGs are paused).
+APPLIED_KILLS = ("after-airflow-call", "lost-response")
+FIRST_KILLS = (*CRASH_POINTS, "lost-response", "random")
+
+
+@dataclass(frozen=True)
+class Kill:
+    """One watcher death and where the trigger protocol stood at that moment (read after the death)."""
+
+    mode: str
+    watcher: WatcherProc
+    partition: str
+    unfinished: Mapping[str, dict[str, Any]]  # DAG -> its ledger record, for intents not done at the death
+    applied: frozenset[str]  # the DAGs among those whose Airflow call had already taken effect
+
+    def describe(self) -> str:
+        return (f"{self.mode} of {self.watcher.name} (exit {self.watcher.proc.returncode}): "
+                f"unfinished {sorted(self.unfinished)}, applied {sorted(self.applied)}")  # fmt: skip
 
 
 class Chaos:
-    """Kills the current watcher at a chosen moment and starts its successor; counts what it did."""
+    """Kills the current watcher at chosen points, starts its successor, and records every death."""
 
-    def __init__(self, stack: Stack, rng: random.Random) -> None:
+    def __init__(self, stack: Stack, rng: random.Random, attempt: int, endpoint: str) -> None:
         self.stack = stack
         self.rng = rng
-        self.modes: Counter[str] = Counter()
+        self.attempt = attempt  # the attempt (clear number) the cascades under attack create
+        self.endpoint = endpoint  # the Airflow endpoint of their calls: trigger or clear
+        self.planned: Counter[str] = Counter()
+        self.kills: list[Kill] = []
         self.watcher = stack.start_watcher("k0", ttl=TTL)
 
-    @property
-    def kills(self) -> int:
-        return sum(self.modes.values())
+    def deck(self, n: int) -> list[str]:
+        """``n`` first-kill points, each of FIRST_KILLS about equally often, in random order."""
+        cards = [FIRST_KILLS[i % len(FIRST_KILLS)] for i in range(n)]
+        self.rng.shuffle(cards)
+        return cards
 
-    def strike(self, partition: str, attempt: int, endpoint: str) -> None:
-        """1-2 kills while ``partition``'s cascade (runs at ``attempt``, calls to ``endpoint``) is in progress."""
-        for _ in range(self.rng.randint(1, 2)):
-            mode = self.rng.choice(("random", "after_intent", "lost_response"))
-            if mode == "random":
-                time.sleep(self.rng.uniform(0.0, 0.4))
-            elif mode == "after_intent":
-                self._wait_next_intent(partition, attempt)
-                time.sleep(self.rng.uniform(0.0, 0.05))
-            else:
-                self.stack.fake.delay_next(1, 0.4, endpoint=endpoint, after=True)
-                self._wait_effect_unconfirmed(partition, attempt)
+    def strike(self, partition: str, start: Callable[[], object], first: str) -> None:
+        """Start ``partition``'s cascade with ``start``, kill at ``first``, maybe once more at random."""
+        self.planned[first] += 1
+        held = first in APPLIED_KILLS
+        for dag in FAN_IN if held else ():
+            self.stack.fake.set_paused(dag, True)
+        if first in CRASH_POINTS:
+            self.watcher.stop()  # a clean stop (it resigns): not a kill; its successor is armed
+            self.watcher = self.stack.start_watcher(self._name(), ttl=TTL, COORDINATOR_CRASH_AT=first)
+        elif first == "lost-response":
+            self.stack.fake.delay_next(1, HOLD_S, endpoint=self.endpoint, after=True)
+        start()
+        if first in CRASH_POINTS:
+            wait_for(lambda: not self.watcher.alive, f"{self.watcher.name} to crash at {first}")
+        elif first == "lost-response":
+            wait_for(lambda: self._progress(partition)[1], "an applied call whose answer is held", interval=0.005)
             self.watcher.kill9()
-            self.modes[mode] += 1
-            self.watcher = self.stack.start_watcher(f"k{self.kills}", ttl=TTL)
+        else:
+            time.sleep(self.rng.uniform(0.0, 0.4))
+            self.watcher.kill9()
+        kill = self._died(first, partition)
+        if held:
+            wait_for(lambda: not set(self._progress(partition)[0]) & set(kill.unfinished), "the successor's confirms")
+            for dag in FAN_IN:
+                self.stack.fake.set_paused(dag, False)
+        if self.rng.random() < 0.5:
+            self.planned["random"] += 1
+            time.sleep(self.rng.uniform(0.0, 0.4))
+            self.watcher.kill9()
+            self._died("random", partition)
 
-    def _done(self, partition: str, attempt: int) -> bool:
-        return self.stack.succeeded(LAST, partition, attempt) or not self.watcher.alive
+    def _name(self) -> str:
+        return f"k{len(self.stack.watchers)}"
 
-    def _wait_next_intent(self, partition: str, attempt: int) -> None:
-        seen = len(self.watcher.lines(r"actuator\.intent"))
-        wait_for(
-            lambda: len(self.watcher.lines(r"actuator\.intent")) > seen or self._done(partition, attempt),
-            "the next intent",
-        )
+    def _progress(self, partition: str) -> tuple[dict[str, dict[str, Any]], frozenset[str]]:
+        """The unfinished intents of ``partition`` and which of them Airflow already applied."""
+        unfinished = {}
+        for dag in DOWNSTREAM:
+            record = self.stack.ledger(dag, partition)
+            if record is not None and record["status"] != "done":
+                unfinished[dag] = record
+        applied = {
+            dag
+            for dag in unfinished
+            if any(run.clear_number >= self.attempt for run in self.stack.fake_runs(dag, partition))
+        }
+        return unfinished, frozenset(applied)
 
-    def _wait_effect_unconfirmed(self, partition: str, attempt: int) -> None:
-        def unconfirmed() -> bool:
-            for dag in DOWNSTREAM:
-                runs = self.stack.fake_runs(dag, partition)
-                ledger = self.stack.ledger(dag, partition)
-                if runs and runs[0].clear_number >= attempt and ledger and ledger["status"] == "pending":
-                    return True
-            return self._done(partition, attempt)
+    def _died(self, mode: str, partition: str) -> Kill:
+        dead = self.watcher
+        assert not dead.alive
+        self.stack.wait_answered()  # its last requests may still be applied by the fake
+        unfinished, applied = self._progress(partition)
+        kill = Kill(mode, dead, partition, unfinished, applied)
+        self.kills.append(kill)
+        check_kill(self.stack, kill)
+        self.watcher = self.stack.start_watcher(self._name(), ttl=TTL)
+        return kill
 
-        wait_for(unconfirmed, "an Airflow call applied but not confirmed", interval=0.005)
-
-
-def completed_for_predecessor(watcher: WatcherProc) -> int:
-    """Airflow calls this watcher completed for intents it did not record itself (left by a killed predecessor)."""
-    mine = {m.group(1) for m in map(_ACT.search, watcher.lines(r"actuator\.intent")) if m}
-    done = {m.group(1) for m in map(_ACT.search, watcher.lines(r"actuator\.(created|cleared)")) if m}
-    return len(done - mine)
+    def report(self, seed: int) -> str:
+        return f"{len(self.kills)} kills (seed {seed}):\n" + "\n".join(k.describe() for k in self.kills)
 
 
-def summary(stack: Stack, chaos: Chaos, seed: int) -> str:
-    inherited = sum(completed_for_predecessor(w) for w in stack.watchers)
-    already = sum(len(w.lines(r"result=already_exists|actuator\.already_cleared")) for w in stack.watchers)
-    return (
-        f"{chaos.kills} kills {dict(chaos.modes)} (seed {seed}): {inherited} intents completed by a successor, "
-        f"{already} Airflow calls found already applied"
-    )
+def check_kill(stack: Stack, kill: Kill) -> None:
+    """The death happened the way it was meant to, at the protocol point it aimed at."""
+    code = kill.watcher.proc.returncode
+    if kill.mode in CRASH_POINTS:
+        assert code == CRASH_EXIT_CODE, f"{kill.describe()}:\n{kill.watcher.tail()}"
+        assert kill.watcher.lines(rf"fault\.crash point={kill.mode} hit=1 "), kill.describe()
+    else:
+        assert code == -9, f"{kill.describe()}: it was not alive to be killed:\n{kill.watcher.tail()}"
+    if kill.mode == "after-intent":
+        assert kill.unfinished and not kill.applied, kill.describe()
+        assert not [r for r in stack.fake.requests() if r.client == kill.watcher.name], "it called Airflow"
+    elif kill.mode in ("after-airflow-call", "lost-response"):
+        assert kill.applied, kill.describe()
+
+
+def check_completed(stack: Stack, kills: list[Kill]) -> None:
+    """Every intent a death left unfinished is done now, and it is the same intent (decided once, completed later)."""
+    for kill in kills:
+        for dag, before in kill.unfinished.items():
+            after = stack.ledger(dag, kill.partition)
+            assert after is not None and after["status"] == "done", (kill.describe(), dag, after)
+            assert after["requested_at"] == before["requested_at"], (kill.describe(), dag, "decided again")
 
 
 def seeded() -> tuple[int, random.Random]:
@@ -98,20 +181,24 @@ def seeded() -> tuple[int, random.Random]:
     return seed, random.Random(seed)
 
 
-def test_kill9_during_cascades_loses_and_repeats_nothing(stack: Stack) -> None:
-    """10 cascades with 1-2 SIGKILLs each all complete, every DAG created once per partition and never cleared."""
+def test_kills_during_cascades_lose_and_repeat_nothing(stack: Stack) -> None:
+    """8 cascades with 1-2 kills each at chosen protocol points all complete, every DAG created once, never cleared."""
     seed, rng = seeded()
     stack.fake.run_duration_s = 0.03
-    chaos = Chaos(stack, rng)
-    partitions = [new_partition() for _ in range(10)]
-    for p in partitions:
-        stack.trigger_root(p)
-        chaos.strike(p, 0, "trigger")
+    chaos = Chaos(stack, rng, attempt=0, endpoint="trigger")
+    partitions = [new_partition() for _ in range(8)]
+    for p, first in zip(partitions, chaos.deck(len(partitions)), strict=True):
+        chaos.strike(p, lambda p=p: stack.trigger_root(p), first)  # type: ignore[misc]
         stack.wait_success(LAST, p)
-    stack.settle()
-    print(summary(stack, chaos, seed))
+    for p in partitions:
+        stack.wait_confirmed(p)
+    stack.settle(quiet=QUIET_S)
+    print(chaos.report(seed))
 
+    assert Counter(k.mode for k in chaos.kills) == chaos.planned
+    assert {k.mode for k in chaos.kills} >= set(FIRST_KILLS)
     assert chaos.watcher.alive
+    check_completed(stack, chaos.kills)
     for p in partitions:
         assert stack.succeeded(ROOT_DAG, p)
         stack.assert_once(p)
@@ -121,28 +208,33 @@ def test_kill9_during_cascades_loses_and_repeats_nothing(stack: Stack) -> None:
         assert stack.fake.clears(dag) == 0, dag
 
 
-def test_kill9_during_clear_cascades_clears_each_dag_once(stack: Stack) -> None:
-    """Reruns after a root clear, with 1-2 SIGKILLs each, clear every dependent exactly once (never twice)."""
+def test_kills_during_clear_cascades_clear_each_dag_once(stack: Stack) -> None:
+    """Reruns after a root clear, with 1-2 kills each at chosen protocol points, clear every dependent exactly once."""
     seed, rng = seeded()
     stack.fake.run_duration_s = 0.03
-    partitions = [new_partition() for _ in range(5)]
-    stack.start_watcher("setup")
+    partitions = [new_partition() for _ in range(4)]
+    setup = stack.start_watcher("setup")
     for p in partitions:
         stack.trigger_root(p)
     for p in partitions:
         stack.wait_success(LAST, p)
+        stack.wait_confirmed(p)
     stack.settle()
-    stack.watchers[0].stop()
+    setup.stop()
 
-    chaos = Chaos(stack, rng)
-    for p in partitions:
-        stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}")
-        chaos.strike(p, 1, "clear")
+    chaos = Chaos(stack, rng, attempt=1, endpoint="clear")
+    for p, first in zip(partitions, chaos.deck(len(partitions)), strict=True):
+        chaos.strike(p, lambda p=p: stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}"), first)  # type: ignore[misc]
         stack.wait_success(LAST, p, attempt=1)
-    stack.settle()
-    print(summary(stack, chaos, seed))
+    for p in partitions:
+        stack.wait_confirmed(p)
+    stack.settle(quiet=QUIET_S)
+    print(chaos.report(seed))
 
+    assert Counter(k.mode for k in chaos.kills) == chaos.planned
+    assert {k.mode for k in chaos.kills} >= set(FIRST_KILLS)
     assert chaos.watcher.alive
+    check_completed(stack, chaos.kills)
     for p in partitions:
         stack.assert_once(p, clears=1)
         stack.assert_order(p, attempt=1)

@@ -16,11 +16,16 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    state, never for ``queued`` (exactly like Airflow's listener hooks), from ONE executor thread, in order; a slow
    callback delays later transitions as a slow listener delays the scheduler. Callback exceptions are recorded in
    :attr:`FakeAirflow.callback_errors` and never stop the fake (Airflow logs and ignores listener errors).
-5. Faults (:meth:`fail_next`, :meth:`delay_next`) apply to the next matching requests before they have any effect,
-   except ``delay_next(after=True)``, which delays the response AFTER the effect: a lost response.
-6. Every request is counted per endpoint and DAG (:meth:`calls`); effective creations and clears per DAG
-   (:meth:`creates`, :meth:`clears`); each attempt's execution is on the timeline (:meth:`executions`), with
-   ``time.monotonic()`` start and end so tests can assert ordering ("06 started only after 02..05 ended").
+5. Faults (:meth:`fail_next`, :meth:`delay_next`, :meth:`drop_next`) apply to the next matching requests before
+   they have any effect; with ``after=True`` they apply AFTER the effect: the run was created or cleared, and then
+   the answer is an error, comes late, or never comes (the connection is closed without a response).
+6. Every request is counted per endpoint and DAG (:meth:`calls`) and logged (:meth:`requests`: endpoint, DAG,
+   status, and which client sent it when an ``identify`` callback maps the client's address to a name); effective
+   creations and clears per DAG (:meth:`creates`, :meth:`clears`); each attempt's execution is on the timeline
+   (:meth:`executions`), with ``time.monotonic()`` start and end so tests can assert ordering ("06 started only after
+   02..05 ended").
+7. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
+   in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
@@ -48,9 +53,13 @@ from urllib.parse import parse_qs, unquote, urlsplit
 log = logging.getLogger(__name__)
 
 StateCallback = Callable[[str, str, datetime | None, str, int], None]
+#: Maps a client's (host, port) to a name for the request log, or None when unknown; called in the request thread.
+Identify = Callable[[tuple[str, int]], str | None]
 _Event = tuple[str, str, datetime | None, str, int]
 
 AIRFLOW_VERSION = "3.3.2"
+#: The status logged for a request whose connection was closed without an answer (drop_next).
+DROPPED = 0
 TERMINAL = frozenset({"success", "failed"})
 # TriggerDAGRunPostBody is a strict model: any other key -> 422.
 _TRIGGER_KEYS = frozenset(
@@ -90,6 +99,24 @@ class Execution:
     started: float  # time.monotonic()
     ended: float | None = None
     outcome: str | None = None  # success, failed, cleared (interrupted), marked_success, marked_failed
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One request as the fake saw it: what, for which DAG, from whom, and the status it answered."""
+
+    seq: int
+    method: str
+    endpoint: str
+    dag_id: str
+    client: str | None  # the identify callback's name for the sender; None without a callback or when unknown
+    received: float  # time.monotonic() when the request was read
+    status: int | None  # None while it is being handled (delayed); DROPPED when closed without an answer
+
+    @property
+    def changing(self) -> bool:
+        """A request that may change Airflow's state (create, clear, pause, mark), whatever it answered."""
+        return self.endpoint in ("trigger", "clear", "patch_dag", "patch_run")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +177,7 @@ class _Run:
 
 @dataclass
 class _Fault:
-    kind: str  # "fail" or "delay"
+    kind: str  # "fail", "delay" or "drop"
     remaining: int
     status: int = 500
     seconds: float = 0.0
@@ -207,6 +234,7 @@ class FakeAirflow:
         username: str = "admin",
         password: str = "admin",
         on_state: StateCallback | None = None,
+        identify: Identify | None = None,
         queue_delay_s: float = 0.01,
         run_duration_s: float = 0.05,
         host: str = "127.0.0.1",
@@ -215,9 +243,12 @@ class FakeAirflow:
         self.username = username
         self.password = password
         self.on_state = on_state
+        self.identify = identify
         self.queue_delay_s = queue_delay_s
         self.run_duration_s = run_duration_s
         self.callback_errors: list[BaseException] = []
+        #: Unexpected exceptions inside request handling (bugs of the fake), each answered with a 500.
+        self.internal_errors: list[str] = []
         self._host, self._port = host, port
         self._lock = threading.Condition(threading.RLock())
         self._dags: dict[str, _Dag] = {d: _Dag(d) for d in dags}
@@ -231,6 +262,8 @@ class FakeAirflow:
         self._creates: Counter[str] = Counter()
         self._clears: Counter[str] = Counter()
         self._faults: list[_Fault] = []
+        self._requests: list[Request] = []
+        self._peer = threading.local()  # the client address of the request this thread is serving
         self._tokens: set[str] = set()
         self._expired: set[str] = set()
         self._stopping = threading.Event()
@@ -313,11 +346,18 @@ class FakeAirflow:
             self._dags[dag_id].duration_s = seconds
 
     def fail_next(
-        self, n: int = 1, status: int = 500, *, endpoint: str | None = None, dag_id: str | None = None
+        self,
+        n: int = 1,
+        status: int = 500,
+        *,
+        endpoint: str | None = None,
+        dag_id: str | None = None,
+        after: bool = False,
     ) -> None:
-        """Answer the next ``n`` matching requests with ``status`` before they have any effect."""
+        """Answer the next ``n`` matching requests with ``status`` before they have any effect; ``after=True``
+        applies the effect first (the run was created or cleared, the answer says it failed)."""
         with self._lock:
-            self._faults.append(_Fault("fail", n, status=status, endpoint=endpoint, dag_id=dag_id))
+            self._faults.append(_Fault("fail", n, status=status, after=after, endpoint=endpoint, dag_id=dag_id))
 
     def delay_next(
         self, n: int, seconds: float, *, endpoint: str | None = None, dag_id: str | None = None, after: bool = False
@@ -325,6 +365,14 @@ class FakeAirflow:
         """Delay the next ``n`` matching requests; ``after=True`` applies the effect first (a lost response)."""
         with self._lock:
             self._faults.append(_Fault("delay", n, seconds=seconds, after=after, endpoint=endpoint, dag_id=dag_id))
+
+    def drop_next(
+        self, n: int = 1, *, endpoint: str | None = None, dag_id: str | None = None, after: bool = True
+    ) -> None:
+        """Close the connection of the next ``n`` matching requests without any answer; by default AFTER the effect
+        (the server crashed or the network broke between applying the request and answering it)."""
+        with self._lock:
+            self._faults.append(_Fault("drop", n, after=after, endpoint=endpoint, dag_id=dag_id))
 
     def expire_tokens(self) -> None:
         """Every token issued so far now answers 401 "Token Expired" (Airflow's JWTs live 24 h)."""
@@ -364,6 +412,12 @@ class FakeAirflow:
         get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
         with self._lock:
             return sum(c for (ep, d), c in self._calls.items() if ep == endpoint and dag_id in (None, d))
+
+    def requests(self, endpoint: str | None = None, dag_id: str | None = None) -> list[Request]:
+        """Every request received (answered, dropped or still in progress), in arrival order, optionally for one
+        endpoint and DAG."""
+        with self._lock:
+            return [r for r in self._requests if endpoint in (None, r.endpoint) and dag_id in (None, r.dag_id)]
 
     def creates(self, dag_id: str) -> int:
         with self._lock:
@@ -550,23 +604,43 @@ class FakeAirflow:
 
     # ------------------------------------------------------------ HTTP endpoints (called by the handler)
 
-    def _fault(self, endpoint: str, dag_id: str) -> tuple[int | None, float, bool]:
-        """Consume matching faults: (status to fail with or None, delay seconds, delay after the effect)."""
-        status: int | None = None
-        delay, after = 0.0, False
+    def _take_faults(self, endpoint: str, dag_id: str) -> dict[str, _Fault]:
+        """Consume the first matching fault of each kind: kind -> fault."""
+        taken: dict[str, _Fault] = {}
         with self._lock:
-            for kind in ("fail", "delay"):
+            for kind in ("fail", "delay", "drop"):
                 fault = next((f for f in self._faults if f.kind == kind and f.matches(endpoint, dag_id)), None)
                 if fault is None:
                     continue
                 fault.remaining -= 1
                 if fault.remaining <= 0:
                     self._faults.remove(fault)
-                if kind == "fail":
-                    status = fault.status
-                else:
-                    delay, after = fault.seconds, fault.after
-        return status, delay, after
+                taken[kind] = fault
+        return taken
+
+    def _injected(self, faults: dict[str, _Fault], *, after: bool) -> tuple[int, Any] | None:
+        """Apply the faults due at this point (before or after the effect): a delay, then a failure or a drop."""
+        delay = faults.get("delay")
+        if delay is not None and delay.after == after:
+            self._stopping.wait(delay.seconds)
+        fail = faults.get("fail")
+        if fail is not None and fail.after == after:
+            return fail.status, {"detail": f"injected fault {fail.status}"}
+        drop = faults.get("drop")
+        if drop is not None and drop.after == after:
+            return DROPPED, None
+        return None
+
+    def _who(self) -> str | None:
+        peer = getattr(self._peer, "value", None)
+        if self.identify is None or peer is None:
+            return None
+        return self.identify(peer)
+
+    def record_internal_error(self, description: str) -> None:
+        """Called by the request handler when handling raised: a bug of the fake, not a simulated fault."""
+        with self._lock:
+            self.internal_errors.append(description)
 
     def _check_token(self, header: str | None) -> None:
         if not header or not header.startswith("Bearer "):
@@ -583,23 +657,30 @@ class FakeAirflow:
         segs = [unquote(s) for s in parts.path.strip("/").split("/")] if parts.path.strip("/") else []
         query = parse_qs(parts.query, keep_blank_values=True)
         endpoint, dag_id, public = _classify(method, segs)
+        received = time.monotonic()
+        client = self._who()  # before any delay: the client may hang up while it waits
         with self._lock:
             self._calls[(endpoint, dag_id)] += 1
-        status, delay, after = self._fault(endpoint, dag_id)
-        if delay and not after:
-            self._stopping.wait(delay)
-        if status is not None:
-            return status, {"detail": f"injected fault {status}"}
+            seq = len(self._requests)
+            self._requests.append(Request(seq, method, endpoint, dag_id, client, received, None))
+        status = 500  # what the handler answers if this raises (a bug of the fake)
         try:
-            if not public:
-                with self._lock:
-                    self._check_token(headers.get("authorization"))
-            result = self._dispatch(endpoint, method, segs, query, body)
-        except HttpError as err:
-            result = (err.status, {"detail": err.detail})
-        if delay and after:
-            self._stopping.wait(delay)
-        return result
+            faults = self._take_faults(endpoint, dag_id)
+            result = self._injected(faults, after=False)
+            if result is None:
+                try:
+                    if not public:
+                        with self._lock:
+                            self._check_token(headers.get("authorization"))
+                    result = self._dispatch(endpoint, method, segs, query, body)
+                except HttpError as err:
+                    result = (err.status, {"detail": err.detail})
+                result = self._injected(faults, after=True) or result
+            status = result[0]
+            return result
+        finally:
+            with self._lock:
+                self._requests[seq] = replace(self._requests[seq], status=status)
 
     def _dispatch(
         self, endpoint: str, method: str, segs: list[str], query: dict[str, list[str]], body: bytes
@@ -815,13 +896,20 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
+        fake = self.server.fake
+        fake._peer.value = self.client_address[:2]
         try:
-            status, payload = self.server.fake.handle(self.command, self.path, headers, body)
-        except Exception:  # a bug in the fake: answer 500 loudly rather than hang up
+            status, payload = fake.handle(self.command, self.path, headers, body)
+        except Exception as exc:  # a bug in the fake: answer 500 loudly rather than hang up, and record it
             log.exception("fake airflow handler failed method=%s path=%s", self.command, self.path)
+            fake.record_internal_error(f"{self.command} {self.path}: {type(exc).__name__}: {exc}")
             status, payload = 500, {"detail": "fake airflow internal error"}
-        data = json.dumps(payload).encode()
+        finally:
+            fake._peer.value = None
         self.close_connection = True
+        if status == DROPPED:
+            return  # no answer at all: the server closes the connection
+        data = json.dumps(payload).encode()
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
