@@ -11,6 +11,7 @@ Rules:
    after ``max_attempts`` calls, or before a sleep that would end past ``deadline_s`` from the first call (so nothing
    waits beyond the deadline only to give up), and then re-raises the last error.
 4. No hidden clock or randomness: ``sleep``, ``clock`` and ``rng`` are injectable, so tests run with a fake clock.
+5. tenacity (the maintained standard) runs the loop; this module only supplies the policy as its stop and wait.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 T = TypeVar("T")
 
@@ -80,28 +83,49 @@ async def retry_call(
     retryable: Callable[[BaseException], bool],
     *,
     on_retry: Callable[[RetryAttempt], None] | None = None,
-    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
     rng: Callable[[], float] = random.random,
 ) -> T:
     """Await ``fn()`` until it returns, retrying the errors ``retryable`` accepts as ``policy`` says (rule 3).
 
-    ``on_retry`` runs before each sleep (logging, switching endpoints, dropping a broken connection).
+    ``on_retry`` runs before each sleep (logging, switching endpoints, dropping a broken connection). tenacity runs
+    the loop; the policy decides: the stop condition draws the next delay first, because rule 3 stops BEFORE a sleep
+    that would end past the deadline (tenacity's own stop_after_delay looks at time already spent, on its own clock).
     """
     started = clock()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
+    delays: dict[int, float] = {}
+
+    def delay_after(number: int) -> float:
+        # Drawn once per attempt, whichever of stop and wait tenacity asks first (the order changed across versions).
+        if number not in delays:
+            delays[number] = backoff_delay(policy, number, rng())
+        return delays[number]
+
+    def stop(state: RetryCallState) -> bool:
+        number = state.attempt_number
+        if policy.max_attempts is not None and number >= policy.max_attempts:
+            return True
+        return policy.deadline_s is not None and clock() - started + delay_after(number) > policy.deadline_s
+
+    def wait(state: RetryCallState) -> float:
+        return delay_after(state.attempt_number)
+
+    def before_sleep(state: RetryCallState) -> None:
+        if on_retry is not None and state.outcome is not None:
+            error = state.outcome.exception()
+            if error is not None:
+                on_retry(RetryAttempt(state.attempt_number, error, delay_after(state.attempt_number)))
+
+    retrying = AsyncRetrying(
+        retry=retry_if_exception(retryable),
+        stop=stop,
+        wait=wait,
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
             return await fn()
-        except Exception as exc:
-            if not retryable(exc):
-                raise
-            if policy.max_attempts is not None and attempt >= policy.max_attempts:
-                raise
-            delay = backoff_delay(policy, attempt, rng())
-            if policy.deadline_s is not None and clock() - started + delay > policy.deadline_s:
-                raise
-            if on_retry is not None:
-                on_retry(RetryAttempt(attempt, exc, delay))
-        await sleep(delay)
+    raise AssertionError("tenacity ends with a result or the last error (reraise=True)")  # pragma: no cover
