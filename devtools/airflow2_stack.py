@@ -38,10 +38,10 @@ import tomllib
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 from devtools.procs import free_port
@@ -164,6 +164,9 @@ def refresh_constraints(constraints: Path = CONSTRAINTS) -> None:
 @dataclass
 class Airflow2Stack(AirflowStack):
     """One local Airflow 2.11. ``start()`` returns when REST v1 answers and the scheduler is healthy."""
+
+    API_ROOT: ClassVar[str] = API
+    PARSER: ClassVar[str] = "scheduler"  # Airflow 2 parses DAG files in the scheduler
 
     # gunicorn workers of the webserver: two so a slow request (a DAG bag refresh) does not stall the watcher's calls.
     webserver_workers: int = 2
@@ -292,34 +295,6 @@ class Airflow2Stack(AirflowStack):
         except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
             raise AirflowUnreachable(f"{method} {self.url}{path}: {exc}") from exc
 
-    def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 120.0) -> None:
-        """Wait until the scheduler has parsed every DAG; the error lists missing DAGs and import errors."""
-        missing = set(dag_ids)
-        deadline = time.monotonic() + timeout_s
-        while missing:
-            for dag_id in sorted(missing):
-                with contextlib.suppress(AirflowUnreachable):
-                    status, _ = self.request("GET", f"{API}/dags/{urllib.parse.quote(dag_id)}")
-                    if status == 200:
-                        missing.discard(dag_id)
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                _, errors = self.request("GET", f"{API}/importErrors")
-                found = [
-                    f"{e.get('filename')}: {e.get('stack_trace', '')[-300:]}" for e in errors.get("import_errors", [])
-                ]
-                raise AirflowStackError(
-                    f"DAGs not parsed within {timeout_s:.0f} s: {', '.join(sorted(missing))}; import errors: "
-                    + ("; ".join(found) or "none")
-                    + f"; see {self.log_file('scheduler')}"
-                )
-            time.sleep(0.5)
-
-    def unpause(self, dag_ids: Iterable[str]) -> None:
-        for dag_id in dag_ids:
-            self._ok("PATCH", f"{API}/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
-
     def trigger(
         self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -328,20 +303,6 @@ class Airflow2Stack(AirflowStack):
         if logical_date is not None:
             body["logical_date"] = logical_date
         return self._ok("POST", f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
-
-    def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        # dry_run defaults to TRUE on this endpoint too: without it nothing is cleared.
-        path = f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
-        return self._ok("POST", path, {"dry_run": False})
-
-    def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
-        path = f"{API}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
-        status, body = self.request("GET", path)
-        if status == 404:
-            return None
-        if status >= 300:
-            raise AirflowStackError(f"GET {path} -> HTTP {status}: {body}")
-        return body
 
 
 def main(argv: list[str] | None = None) -> int:

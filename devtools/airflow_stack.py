@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX
 from devtools.procs import command_line, free_port, leads_session, stop_groups
@@ -66,6 +66,10 @@ class AirflowUnreachable(AirflowStackError):
 @dataclass
 class AirflowStack:
     """One local Airflow. ``start()`` returns when the REST API answers and the scheduler is healthy."""
+
+    #: REST root and the component that parses DAG files (the Airflow 2 launcher overrides both).
+    API_ROOT: ClassVar[str] = "/api/v2"
+    PARSER: ClassVar[str] = "dag-processor"
 
     home: Path
     dags_folder: Path
@@ -337,32 +341,32 @@ class AirflowStack:
         return parsed
 
     def wait_for_dags(self, dag_ids: Iterable[str], timeout_s: float = 90.0) -> None:
-        """Wait until the dag-processor has parsed every DAG; the error lists missing DAGs and import errors."""
+        """Wait until the DAG files are parsed; the error lists missing DAGs and import errors."""
         missing = set(dag_ids)
         deadline = time.monotonic() + timeout_s
         while missing:
             for dag_id in sorted(missing):
                 with contextlib.suppress(AirflowUnreachable):  # a loaded machine: keep polling until the deadline
-                    status, _ = self.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}")
+                    status, _ = self.request("GET", f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}")
                     if status == 200:
                         missing.discard(dag_id)
             if not missing:
                 return
             if time.monotonic() > deadline:
-                _, errors = self.request("GET", "/api/v2/importErrors")
+                _, errors = self.request("GET", f"{self.API_ROOT}/importErrors")
                 found = [
                     f"{e.get('filename')}: {e.get('stack_trace', '')[-300:]}" for e in errors.get("import_errors", [])
                 ]
                 raise AirflowStackError(
                     f"DAGs not parsed within {timeout_s:.0f} s: {', '.join(sorted(missing))}; import errors: "
                     + ("; ".join(found) or "none")
-                    + f"; see {self.log_file('dag-processor')}"
+                    + f"; see {self.log_file(self.PARSER)}"
                 )
             time.sleep(0.5)
 
     def unpause(self, dag_ids: Iterable[str]) -> None:
         for dag_id in dag_ids:
-            self._ok("PATCH", f"/api/v2/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
+            self._ok("PATCH", f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
 
     def trigger(
         self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
@@ -371,12 +375,12 @@ class AirflowStack:
         return self._ok("POST", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
 
     def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
-        # dry_run defaults to TRUE on this endpoint: without it nothing is cleared.
-        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
+        # dry_run defaults to TRUE on this endpoint (v1 and v2): without it nothing is cleared.
+        path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
         return self._ok("POST", path, {"dry_run": False})
 
     def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
-        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
+        path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
         status, body = self.request("GET", path)
         if status == 404:
             return None
