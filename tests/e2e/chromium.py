@@ -82,6 +82,17 @@ class Page:
         result = self.call("Runtime.evaluate", expression="document.documentElement.outerHTML", returnByValue=True)
         return str(result["result"]["value"])
 
+    def evaluate(self, expression: str) -> Any:
+        return self.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"].get("value")
+
+    def wait_until(self, expression: str, timeout_s: float = 60.0) -> None:
+        """Poll a JavaScript expression until it is truthy (a React page renders after its load event)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.evaluate(expression):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"still false after {timeout_s:.0f} s: {expression}")
+            time.sleep(0.5)
+
     def set_cookie(self, name: str, value: str, url: str) -> None:
         self.call("Network.setCookie", name=name, value=value, url=url, path="/")
 

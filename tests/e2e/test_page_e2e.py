@@ -138,8 +138,9 @@ def test_clicking_a_dag_shows_why_the_ledger_and_the_run_link(airflow_e2e: E2E, 
 def test_chromium_renders_the_page_for_a_logged_in_user(
     airflow_e2e: E2E, cascade: Cascade, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A real headless Chromium holding Airflow's login cookie renders the graph (DOM checked) and a screenshot;
-    without the cookie it gets the login message."""
+    """A real headless Chromium holding Airflow's login cookie renders the graph (DOM checked), also inside
+    Airflow's UI at the navigation entry's route, and takes screenshots; without the cookie it gets the login
+    message."""
     binary = find_chromium()
     if binary is None:
         pytest.fail(INSTALL_HINT)
@@ -154,6 +155,14 @@ def test_chromium_renders_the_page_for_a_logged_in_user(
         browser.set_cookie("_token", cascade.token, url)  # what Airflow's UI keeps after login
         dom = browser.load(page_url)
         browser.screenshot(shot)
+        # Airflow's own UI: the navigation entry's route shows the page in an iframe (same origin: readable).
+        browser.load(f"{url}/plugin/dependencies")
+        browser.wait_until(
+            "document.querySelector('iframe')?.contentDocument?.querySelectorAll('svg a.node').length > 0"
+        )
+        framed = browser.evaluate("document.querySelector('iframe').getAttribute('src')")
+        browser.screenshot(shot.with_name("inside-airflow.png"))
+    assert framed == "/coordinator/"
     assert states(dom)["07_pipeline"] == "succeeded"
     assert len(states(dom)) == len(PIPELINES) + 3
     assert 'id="detail" data-dag="default/06_pipeline"' in dom
@@ -161,3 +170,6 @@ def test_chromium_renders_the_page_for_a_logged_in_user(
     keep = os.environ.get(SCREENSHOT_ENV)
     if keep:
         Path(keep).write_bytes(shot.read_bytes())
+        Path(keep).with_name("dependencies-page-in-airflow.png").write_bytes(
+            shot.with_name("inside-airflow.png").read_bytes()
+        )
