@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -220,3 +222,14 @@ def test_service_says_what_is_wrong(case: str, status: int, message: str, etcd_e
     assert got_status == status
     assert message in html
     assert "127.0.0.1" not in html  # no endpoint (or credential) is ever shown
+
+
+def test_page_and_diff_import_neither_airflow_nor_a_web_framework() -> None:
+    """The page and the diff command load no airflow, fastapi or starlette (so the watcher can serve the page)."""
+    code = (
+        "import sys\n"
+        "import coordinator.page.service, coordinator.cli.diff_cmds\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('airflow', 'fastapi', 'starlette')))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert result.stdout.strip() == "[]"
