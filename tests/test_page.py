@@ -35,7 +35,7 @@ from coordinator.settings import EtcdSettings, Settings
 
 P = "2026-01-01T00:00:00Z"
 #: One DAG per state (rule 2 of coordinator.page.model); r is the root everything hangs off.
-STATES_GRAPH = {"a": "r", "b": "r", "c": "r", "d": "r", "e": "r", "f": "r", "g": "a", "h": "r", "i": "h"}
+STATES_GRAPH = {"a": "r", "b": "r", "c": "r", "d": "r", "e": "r", "f": "r", "g": "a", "h": "r", "i": "h", "j": "r"}
 EXPECTED = {
     "r": NodeState.SUCCEEDED,
     "a": NodeState.DUE,
@@ -47,6 +47,7 @@ EXPECTED = {
     "g": NodeState.WAITING,
     "h": NodeState.DUE,
     "i": NodeState.STALE,
+    "j": NodeState.TRIGGERED,  # a rerun (clear) asked for after its last run: not started yet
     "x": NodeState.NOT_RUN,
 }
 
@@ -74,7 +75,8 @@ def states_store(keys: KeyLayout) -> tuple[Graph, list[tuple[str, bytes, int]]]:
     assert activation is not None
     writes = [
         (keys.config_key("graph"), dump_activation(activation), 1),
-        (keys.run_key(n("h"), P), run(RunState.SUCCESS), 5),  # older than r's success: h is stale, due again
+        (keys.run_key(n("h"), P), run(RunState.SUCCESS), 5),
+        (keys.run_key(n("j"), P), run(RunState.SUCCESS), 8),  # older than r's success: h is stale, due again
         (keys.run_key(n("r"), P), run(RunState.SUCCESS), 10),
         (keys.trigger_key(n("d"), P), ledger(TriggerStatus.DONE, 11, inputs={"default/r": 10}), 11),
         (keys.run_key(n("d"), P), run(RunState.FAILED, f"coordinator__{P}"), 12),
@@ -82,7 +84,12 @@ def states_store(keys: KeyLayout) -> tuple[Graph, list[tuple[str, bytes, int]]]:
         (keys.run_key(n("c"), P), run(RunState.QUEUED), 14),
         (keys.trigger_key(n("e"), P), ledger(TriggerStatus.DONE, 20, inputs={"default/r": 10}), 20),
         (keys.trigger_key(n("f"), P), ledger(TriggerStatus.ERROR, 21, last_error="DAG f not found in Airflow"), 21),
-        (keys.run_key(n("i"), P), run(RunState.SUCCESS), 30),  # newer than h, but h is not fresh: i is stale
+        (keys.run_key(n("i"), P), run(RunState.SUCCESS), 30),
+        (
+            keys.trigger_key(n("j"), P),
+            ledger(TriggerStatus.DONE, 31, inputs={"default/r": 10}),
+            31,
+        ),  # newer than h, but h is not fresh: i is stale
     ]
     return graph, writes
 
