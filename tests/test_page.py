@@ -155,6 +155,18 @@ def test_render_draws_every_dag_with_its_state_and_refreshes_while_moving() -> N
     assert "http-equiv" not in render_page(build_page(settled, quiet, plan(settled, quiet, [P]), P))
 
 
+def test_a_failure_handler_waits_for_a_failure_of_its_sources() -> None:
+    """A failure handler whose sources did not fail is drawn waiting for a failure of them, with a dashed edge."""
+    keys = KeyLayout("/p")
+    graph = parse_spec('{"version": 1, "dags": {"a": {}, "h": {"on_failure_of": "a"}}}', "h.json")
+    view = View(keys)
+    view.apply(keys.run_key(n("a"), P), run(RunState.SUCCESS), 3)
+    html = render_page(build_page(graph, view, plan(graph, view, [P]), P))
+    assert svg_states(html)["h"] == "waiting"
+    assert "waiting for a failure of a" in html
+    assert 'class="edge on-failure" data-from="default/a" data-to="default/h"' in html
+
+
 def test_selected_dag_shows_why_ledger_and_a_run_link_only_for_this_airflow() -> None:
     """Clicking a DAG shows its why text and ledger entry; the run link appears only for DAGs of this instance."""
     graph, view = states_view()

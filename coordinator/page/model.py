@@ -71,6 +71,8 @@ class PageNode:
     run_state: str | None
     attempt: int | None
     ledger: LedgerInfo | None
+    #: For a failure handler: the DAGs whose failures it handles (it "waits" for one of them to fail).
+    failure_sources: tuple[NodeId, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +204,7 @@ def build_page(
                 run_state=str(fact.record.state) if fact is not None else None,
                 attempt=fact.record.clear_number if fact is not None else None,
                 ledger=_ledger(verdict),
+                failure_sources=graph.dags[node].on_failure_of,
             )
         )
     edges = [
