@@ -163,7 +163,7 @@ def test_a_failure_handler_waits_for_a_failure_of_its_sources() -> None:
     view.apply(keys.run_key(n("a"), P), run(RunState.SUCCESS), 3)
     html = render_page(build_page(graph, view, plan(graph, view, [P]), P))
     assert svg_states(html)["h"] == "waiting"
-    assert "waiting for a failure of a" in html
+    assert "waiting for a to fail" in html
     assert 'class="edge on-failure" data-from="default/a" data-to="default/h"' in html
 
 

@@ -105,7 +105,7 @@ def _node_svg(node: PageNode, at: tuple[int, int], partition: str | None, select
     if node.state is NodeState.WAITING and node.waiting_on:
         status += " on " + ", ".join(str(n) for n in node.waiting_on)
     elif node.state is NodeState.WAITING and node.failure_sources:
-        status += " for a failure of " + ", ".join(str(n) for n in node.failure_sources)
+        status += " for " + " or ".join(str(n) for n in node.failure_sources) + " to fail"
     if len(status) > 30:
         status = status[:29] + "…"
     qualified = escape(node.node.qualified)
