@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest chromium demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
@@ -53,7 +53,18 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/lint-imports
 
-pytest: $(STAMP) venv-airflow2
+# tests/e2e/test_page_e2e.py drives a real headless Chromium: installed here when missing and we are root on Debian;
+# otherwise the test fails saying how to install it.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo ">> installing Debian's chromium for the page's browser test"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; \
+	  else \
+	    echo ">> chromium not found: install it (sudo apt-get install -y chromium) or tests/e2e/test_page_e2e.py fails"; \
+	  fi; }
+
+pytest: $(STAMP) venv-airflow2 chromium
 	$(BIN)/pytest
 
 test: lint typecheck contracts pytest

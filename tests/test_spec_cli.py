@@ -158,3 +158,11 @@ def test_graph_unknown_format_is_a_usage_error() -> None:
     result = run("graph", "--format", "png")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
+
+
+def test_validate_checks_several_files_and_fails_if_any_is_invalid(invalid_file: Path, two_instances: Path) -> None:
+    """Several paths (as pre-commit passes them): a summary per valid file, every problem of the invalid one, exit 2."""
+    result = run("validate", str(two_instances), str(invalid_file))
+    assert result.returncode == 2
+    assert result.stdout.startswith(f"{two_instances}: valid")
+    assert "$.a: cycle a -> b -> c -> a" in result.stderr

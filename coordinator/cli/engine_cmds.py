@@ -190,7 +190,7 @@ def reconcile(
             # The same plan the first pass would make: nothing while held (backfill requests aside).
             result = plan(graph, view, activation=first.activation)
         else:
-            proposed = adopt(graph.shapes, graph.digest, view.activation, view.revision)
+            proposed = adopt(graph.shapes, graph.digest, view.activation, view.revision, sources=graph.dags)
             result = plan(graph, view, activation=proposed or view.activation)
         _print_plan(result)
         if first is not None and first.held and first.triggers:

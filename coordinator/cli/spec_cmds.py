@@ -66,10 +66,27 @@ def summary(graph: Graph) -> str:
     return f"{graph.source}: valid — {', '.join(parts)}"
 
 
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="dependencies files [default: --deps, env COORDINATOR_DEPS, ./dependencies.json]", show_default=False
+    ),
+]
+
+
 @app.command()
-def validate(path: PathArg = None, deps: DepsOpt = None) -> None:
-    """Check the dependencies file; print a summary (exit 0) or every problem found (exit 2)."""
-    typer.echo(summary(_load(path, deps)))
+def validate(paths: PathsArg = None, deps: DepsOpt = None) -> None:
+    """Check the dependencies file(s); print a summary each (exit 0) or every problem found (exit 2)."""
+    # Several paths: a pre-commit hook (.pre-commit-hooks.yaml) passes every matching file at once.
+    invalid = 0
+    targets: list[Path | None] = list(paths) if paths else [None]
+    for path in targets:
+        try:
+            typer.echo(summary(_load(path, deps)))
+        except typer.Exit:
+            invalid += 1
+    if invalid:
+        raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()

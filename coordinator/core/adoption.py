@@ -127,7 +127,9 @@ def is_first_adoption(view: View) -> bool:
 
 def first_adoption(graph: Graph, view: View, choice: HistoryChoice, limit: int, by: str = "") -> FirstAdoption:
     """Decide a first adoption at the view's revision (rules a, d, e). Call only when ``is_first_adoption``."""
-    proposed = adopt(graph.shapes, graph.digest, None, view.revision, by, history_from=choice.history_from)
+    proposed = adopt(
+        graph.shapes, graph.digest, None, view.revision, by, history_from=choice.history_from, sources=graph.dags
+    )
     if proposed is None:  # cannot happen: with no current activation there is always something to adopt
         raise AssertionError("a first adoption always proposes an activation")
     result = plan(graph, view, activation=proposed, explain=False)

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coordinator.core.graph import DagSpec
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -72,6 +73,10 @@ class NodeActivation(BaseModel):
     shape: str
     since: int
     history_from: str | None = None
+    #: The sources ``shape`` fingerprints (qualified ids), recorded so ``coordinator diff`` can name the edges of the
+    #: graph in force. None in values written before they were recorded: then only the shape is known.
+    upstreams: tuple[str, ...] | None = None
+    on_failure_of: tuple[str, ...] | None = None
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -251,13 +256,14 @@ def adopt(
     by: str = "",
     *,
     history_from: str | None = None,
+    sources: Mapping[NodeId, DagSpec] | None = None,
 ) -> Activation | None:
     """The activation to write when ``graph`` is loaded at ``revision``, or None when nothing changed.
 
     A DAG keeps its entry (``since`` and ``history_from``) while its sources are unchanged, so a restart or an
     unrelated edit never re-dates it (downtime recovery still applies to it); a new DAG or one whose sources changed
     starts at ``revision`` with no history. ``history_from`` applies only to a first adoption (``current`` None):
-    see ``coordinator.core.adoption``.
+    see ``coordinator.core.adoption``. ``sources`` (the graph's DAGs) records each DAG's edges beside its shape.
     """
     if current is not None and current.digest == digest:
         return None
@@ -266,10 +272,18 @@ def adopt(
     nodes: dict[str, NodeActivation] = {}
     for node, shape in graph_shapes.items():
         prev = old.get(node.qualified)
+        spec = sources.get(node) if sources is not None else None
+        ups = tuple(n.qualified for n in spec.upstreams) if spec is not None else None
+        fails = tuple(n.qualified for n in spec.on_failure_of) if spec is not None else None
         if prev is not None and prev.shape == shape:
+            # Same sources: keep the dates; an entry written before edges were recorded gains them.
+            if spec is not None and prev.upstreams is None:
+                prev = prev.model_copy(update={"upstreams": ups, "on_failure_of": fails})
             nodes[node.qualified] = prev
         else:
-            nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history)
+            nodes[node.qualified] = NodeActivation(
+                shape=shape, since=revision, history_from=first_history, upstreams=ups, on_failure_of=fails
+            )
     return Activation(digest=digest, nodes=nodes, adopted_by=by)
 
 

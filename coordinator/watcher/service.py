@@ -292,7 +292,8 @@ class Watcher:
                 return
             new: Activation | None = first.activation
         else:
-            new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id)
+            new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id,
+                        sources=graph.dags)  # fmt: skip
         if new is None:
             return
         key = self.view.graph_key

@@ -1,0 +1,88 @@
+"""The dependencies page inside Airflow 3's api-server: a FastAPI app mounted at ``/coordinator`` and a navigation
+entry "Dependencies" (an external view shown in Airflow's UI), registered by :mod:`coordinator.airflow_plugin.plugin`.
+
+Rules:
+1. Thin glue: authentication here, everything else in :mod:`coordinator.page` (which imports neither Airflow nor a
+   web framework, so the watcher can serve the same page).
+2. Only users logged into Airflow: the api-server's own :func:`get_user` (the JWT in the ``Authorization`` header or
+   the ``_token`` cookie Airflow's UI sets at login) and its DAG read permission (``requires_access_dag("GET")``).
+   Anonymous: 401 with a link to Airflow's login page; a user without DAG read access: 403. Airflow's modules are
+   imported on the first request, in the api-server, never when the plugin is loaded by a scheduler or worker.
+3. Read-only: GET only. Configuration comes from the plugin's environment (``COORDINATOR_ETCD_ENDPOINTS``,
+   ``COORDINATOR_PREFIX``, ``COORDINATOR_DEPS``, ``COORDINATOR_INSTANCE``, the ``COORDINATOR_ETCD_*`` credentials).
+"""
+
+from __future__ import annotations
+
+import os
+from html import escape
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from coordinator.airflow_plugin.records import INSTANCE_ENV
+from coordinator.core.model import DEFAULT_INSTANCE
+from coordinator.page.render import render_message
+from coordinator.page.service import TITLE, dependencies_page
+
+URL_PREFIX = "/coordinator"
+# Headers of every answer: the page holds run ids and errors of the user's session; nothing may cache it.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+async def authorize(request: Request) -> Any:
+    """Rule 2: the user, or HTTPException 401/403 from Airflow's own checks."""
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
+
+    credentials = await bearer_scheme(request)
+    user = await get_user(request, None, credentials)
+    requires_access_dag("GET")(request, user)
+    return user
+
+
+def _login_url(ui_base: str) -> str:
+    try:
+        from airflow.api_fastapi.app import get_auth_manager
+
+        return str(get_auth_manager().get_url_login())
+    except Exception:  # an auth manager without a login page: Airflow's root still leads there
+        return ui_base + "/"
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(title="coordinator dependencies page", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page(request: Request, partition: str | None = None, node: str | None = None) -> HTMLResponse:
+        ui_base = str(request.scope.get("root_path", "")).removesuffix(URL_PREFIX)
+        try:
+            await authorize(request)
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                login = escape(_login_url(ui_base))
+                body = render_message(TITLE, "Log in to Airflow to see the dependencies.").replace(
+                    "</p>", f' <a href="{login}" target="_top">Log in</a></p>', 1
+                )
+                return HTMLResponse(body, status_code=401, headers=NO_STORE)
+            return HTMLResponse(
+                render_message(TITLE, "Your Airflow role may not read DAGs."), status_code=403, headers=NO_STORE
+            )
+        instance = os.environ.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE
+        answer = await dependencies_page(partition, node, instance=instance, ui_base=ui_base)
+        return HTMLResponse(answer.html, status_code=answer.status, headers=NO_STORE)
+
+    return app
+
+
+FASTAPI_APPS = [{"app": create_app(), "url_prefix": URL_PREFIX, "name": "coordinator dependencies page"}]
+EXTERNAL_VIEWS = [
+    {
+        "name": "Dependencies",
+        # Shown inside Airflow's UI (an iframe at /plugin/dependencies) in the "Browse" menu.
+        "href": URL_PREFIX + "/",
+        "url_route": "dependencies",
+        "destination": "nav",
+        "category": "browse",
+    }
+]

@@ -1,0 +1,7 @@
+"""The dependencies page: the graph and each DAG's state for a partition, as server-rendered HTML + SVG.
+
+- ``model``: pure, graph + view + plan -> typed page values (states, layout, details).
+- ``render``: pure, page values -> one self-contained HTML document (no asset from the internet, no JavaScript needed).
+- ``service``: reads one etcd snapshot per request and renders; no web framework, no Airflow, so the Airflow plugin
+  (``coordinator.airflow_plugin.page_app``) and, later, the watcher's HTTP listener serve the same page.
+"""

@@ -1,0 +1,232 @@
+"""What the dependencies page shows, as typed values: each DAG's place in the drawing and its state for a partition.
+
+Rules:
+1. Pure: the graph, a view (a snapshot of etcd) and the planner's verdicts in, a :class:`PageModel` out. The states
+   are the planner's, exactly as ``coordinator status`` and ``coordinator why`` report them (same ``plan``, same
+   ``why``), so the page can never disagree with the CLI.
+2. One state per DAG, the most urgent first: a trigger Airflow refused (error), a trigger not started yet, an
+   attempt running or queued, due, failed, succeeded (fresh), stale, waiting (on whom), not run.
+3. Layout: columns by topological depth (a DAG sits right of every source), rows ordered by the mean row of the
+   sources (one barycentre pass: few crossings, deterministic), left to right.
+4. Nothing secret is shown: states, run ids, inputs, attempts and the last error as recorded in etcd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.planner import Plan, Verdict
+from coordinator.core.view import Activation, RunFact, View
+from coordinator.report import why
+
+#: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
+PICKER_PARTITIONS = 30
+
+
+class NodeState(StrEnum):
+    ERROR = "error"
+    TRIGGERED = "triggered"  # triggered by the coordinator, not started in Airflow yet
+    RUNNING = "running"
+    QUEUED = "queued"
+    DUE = "due"
+    FAILED = "failed"
+    SUCCEEDED = "succeeded"
+    STALE = "stale"
+    WAITING = "waiting"
+    NOT_RUN = "not run"
+
+    @property
+    def moving(self) -> bool:
+        """A cascade is under way: the page refreshes itself while any DAG is in one of these."""
+        return self in (NodeState.TRIGGERED, NodeState.RUNNING, NodeState.QUEUED, NodeState.DUE)
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerInfo:
+    """The coordinator's last trigger of a DAG for the partition (the ledger entry)."""
+
+    run_id: str
+    status: str
+    action: str
+    inputs: tuple[tuple[str, int], ...]
+    attempts: int
+    trigger_count: int
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PageNode:
+    node: NodeId
+    column: int
+    row: int
+    state: NodeState
+    summary: str
+    waiting_on: tuple[NodeId, ...]
+    why: tuple[str, ...]
+    run_id: str | None
+    run_state: str | None
+    attempt: int | None
+    ledger: LedgerInfo | None
+    #: For a failure handler: the DAGs whose failures it handles (it "waits" for one of them to fail).
+    failure_sources: tuple[NodeId, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PageEdge:
+    source: NodeId
+    target: NodeId
+    on_failure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PageModel:
+    partition: str | None
+    partitions: tuple[str, ...]
+    revision: int
+    nodes: tuple[PageNode, ...]
+    edges: tuple[PageEdge, ...]
+    graph_source: str
+    problems: tuple[str, ...] = ()
+
+    @property
+    def moving(self) -> bool:
+        return any(n.state.moving for n in self.nodes)
+
+    def get(self, node: NodeId) -> PageNode | None:
+        return next((n for n in self.nodes if n.node == node), None)
+
+
+def graph_from_activation(activation: Activation | None, source: str) -> Graph | None:
+    """The adopted graph, when the activation recorded every DAG's sources (see docs/keys.md); else None."""
+    if activation is None or not activation.nodes:
+        return None
+    dags: dict[NodeId, DagSpec] = {}
+    for qualified, entry in activation.nodes.items():
+        if entry.upstreams is None or entry.on_failure_of is None:
+            return None
+        node = NodeId.parse(qualified)
+        ups = tuple(sorted(NodeId.parse(u) for u in entry.upstreams))
+        fails = tuple(sorted(NodeId.parse(f) for f in entry.on_failure_of))
+        dags[node] = DagSpec(node, ups, fails)
+    if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
+        return None  # a hand-edited value: never draw an edge to nowhere
+    return Graph(dags, frozenset(n.instance for n in dags), source)
+
+
+def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
+    """Node -> (column, row): rule 3."""
+    depth: dict[NodeId, int] = {}
+    for node in graph.topo_order:
+        spec = graph.dags[node]
+        sources = (*spec.upstreams, *spec.on_failure_of)
+        depth[node] = 1 + max((depth[s] for s in sources), default=-1)
+    columns: dict[int, list[NodeId]] = {}
+    for node in graph.topo_order:
+        columns.setdefault(depth[node], []).append(node)
+    rows: dict[NodeId, int] = {}
+    for col in sorted(columns):
+
+        def barycentre(node: NodeId) -> tuple[float, NodeId]:
+            spec = graph.dags[node]
+            placed = [rows[s] for s in (*spec.upstreams, *spec.on_failure_of) if s in rows]
+            return (sum(placed) / len(placed) if placed else 0.0, node)
+
+        for i, node in enumerate(sorted(columns[col], key=barycentre)):
+            rows[node] = i
+    return {node: (depth[node], rows[node]) for node in graph.dags}
+
+
+def classify(verdict: Verdict | None, fact: RunFact | None, spec: DagSpec) -> NodeState:
+    """Rule 2, from the verdict and the DAG's latest run state for the partition."""
+    if verdict is None:
+        return NodeState.WAITING if spec.is_failure_handler else NodeState.NOT_RUN
+    ledger = verdict.ledger
+    state = fact.record.state if fact is not None else None
+    if ledger is not None and ledger.record.status is TriggerStatus.ERROR:
+        return NodeState.ERROR
+    # An intent newer than the last state write: Airflow has not reported the triggered attempt yet.
+    if ledger is not None and (fact is None or fact.rev < ledger.intent_rev):
+        return NodeState.TRIGGERED
+    if state is RunState.RUNNING:
+        return NodeState.RUNNING
+    if state is RunState.QUEUED:
+        return NodeState.QUEUED
+    if verdict.due:
+        return NodeState.DUE
+    if state is RunState.FAILED:
+        return NodeState.FAILED
+    if state is RunState.SUCCESS:
+        return NodeState.SUCCEEDED if verdict.fresh else NodeState.STALE
+    if verdict.blocked_by or spec.is_failure_handler:
+        return NodeState.WAITING
+    return NodeState.NOT_RUN
+
+
+def _ledger(verdict: Verdict | None) -> LedgerInfo | None:
+    if verdict is None or verdict.ledger is None:
+        return None
+    rec = verdict.ledger.record
+    return LedgerInfo(
+        run_id=rec.run_id,
+        status=str(rec.status),
+        action=str(rec.action),
+        inputs=tuple(sorted(rec.inputs.items())),
+        attempts=rec.attempts,
+        trigger_count=rec.trigger_count,
+        last_error=rec.last_error,
+    )
+
+
+def build_page(
+    graph: Graph, view: View, plan_result: Plan, partition: str | None, partitions: list[str] | None = None
+) -> PageModel:
+    """The page for ``partition`` (None: no run state yet; every DAG not run) from a plan that covered it."""
+    places = layout(graph)
+    nodes: list[PageNode] = []
+    for node in graph.topo_order:
+        verdict = plan_result.verdicts.get((node, partition)) if partition is not None else None
+        fact = view.runs.get((node, partition)) if partition is not None else None
+        col, row = places[node]
+        nodes.append(
+            PageNode(
+                node=node,
+                column=col,
+                row=row,
+                state=classify(verdict, fact, graph.dags[node]),
+                summary=verdict.summary if verdict is not None else f"{node} has no run state for this partition",
+                waiting_on=verdict.blocked_by if verdict is not None else (),
+                why=tuple(why(graph, plan_result, node, partition)) if partition is not None else (),
+                run_id=fact.record.run_id if fact is not None else None,
+                run_state=str(fact.record.state) if fact is not None else None,
+                attempt=fact.record.clear_number if fact is not None else None,
+                ledger=_ledger(verdict),
+                failure_sources=graph.dags[node].on_failure_of,
+            )
+        )
+    edges = [
+        PageEdge(src, spec.node, on_failure)
+        for spec in graph.dags.values()
+        for on_failure, sources in ((False, spec.upstreams), (True, spec.on_failure_of))
+        for src in sources
+    ]
+    recent = partitions if partitions is not None else view.all_partitions()
+    return PageModel(
+        partition=partition,
+        partitions=tuple(reversed(recent[-PICKER_PARTITIONS:])),
+        revision=view.revision,
+        nodes=tuple(nodes),
+        edges=tuple(sorted(edges, key=lambda e: (e.target, e.source))),
+        graph_source=graph.source,
+        problems=tuple(f"{key}: {problem}" for key, problem in sorted(view.problems.items())),
+    )
+
+
+def state_counts(model: PageModel) -> Mapping[NodeState, int]:
+    counts: dict[NodeState, int] = {}
+    for node in model.nodes:
+        counts[node.state] = counts.get(node.state, 0) + 1
+    return counts

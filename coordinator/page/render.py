@@ -1,0 +1,216 @@
+"""The dependencies page as one self-contained HTML document with an inline SVG (no asset from anywhere).
+
+Rules:
+1. Pure: a :class:`PageModel` in, a string out. Every value from etcd or the graph is escaped.
+2. Works air-gapped and without JavaScript: each DAG is a link (``?partition=P&node=N``) to the same page with that
+   DAG's details; the partition picker is a GET form (one inline ``onchange`` submits it, the button works without).
+3. While a cascade moves (something triggered, queued, running or due) the page reloads itself every
+   ``refresh_s`` seconds with a meta refresh, which keeps the query string; a settled page does not reload.
+4. Links to Airflow runs only for DAGs of this Airflow (``instance``), relative to ``ui_base``, opened in the top
+   window (the page is shown in an iframe of Airflow's UI).
+"""
+
+from __future__ import annotations
+
+from html import escape
+from urllib.parse import quote, urlencode
+
+from coordinator.core.model import NodeId
+from coordinator.page.model import NodeState, PageModel, PageNode, state_counts
+
+#: Seconds between reloads while a cascade moves: a DAG run takes tens of seconds; faster only costs etcd reads.
+REFRESH_S = 5
+NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190, 54, 80, 22, 20
+
+#: Fill and stroke per state: the palette of Airflow's own state colours where one exists.
+COLOURS: dict[NodeState, tuple[str, str]] = {
+    NodeState.SUCCEEDED: ("#c8efc8", "#008000"),
+    NodeState.RUNNING: ("#cdeffd", "#00a0e0"),
+    NodeState.QUEUED: ("#e5e5e5", "#808080"),
+    NodeState.FAILED: ("#ffd0d0", "#d00000"),
+    NodeState.WAITING: ("#ffffff", "#b0b0b0"),
+    NodeState.STALE: ("#fff1c2", "#c89a00"),
+    NodeState.DUE: ("#ffe0b3", "#ff8c00"),
+    NodeState.TRIGGERED: ("#e8dcff", "#7b50d0"),
+    NodeState.ERROR: ("#ff9e9e", "#800000"),
+    NodeState.NOT_RUN: ("#f7f7f7", "#d0d0d0"),
+}
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a1a1a}
+h1{font-size:20px;margin:0 0 8px} .meta{color:#555;font-size:13px;margin-bottom:10px}
+form{display:inline-block;margin-right:16px} .legend span{display:inline-block;margin:2px 10px 2px 0;font-size:12px}
+.legend i{display:inline-block;width:12px;height:12px;border:2px solid;vertical-align:middle;margin-right:4px}
+svg a:hover rect{stroke-width:4} svg text{font-size:12px;pointer-events:none}
+.detail{border:1px solid #ccc;border-radius:6px;padding:10px 14px;margin-top:12px;max-width:1000px}
+.detail pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}
+.detail table{border-collapse:collapse;font-size:13px} .detail td{padding:2px 10px 2px 0;vertical-align:top}
+.problems{color:#900;font-size:13px}
+"""
+
+
+def _href(partition: str | None, node: NodeId | None = None) -> str:
+    params = {}
+    if partition is not None:
+        params["partition"] = partition
+    if node is not None:
+        params["node"] = node.qualified
+    return "?" + urlencode(params) if params else "?"
+
+
+def _svg(model: PageModel, selected: NodeId | None) -> str:
+    if not model.nodes:
+        return "<p>The graph is empty.</p>"
+    cols = max(n.column for n in model.nodes) + 1
+    rows = max(n.row for n in model.nodes) + 1
+    width = 2 * MARGIN + cols * NODE_W + (cols - 1) * GAP_X
+    height = 2 * MARGIN + rows * NODE_H + (rows - 1) * GAP_Y
+    at = {n.node: (MARGIN + n.column * (NODE_W + GAP_X), MARGIN + n.row * (NODE_H + GAP_Y)) for n in model.nodes}
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
+        'role="img" aria-label="dependency graph">',
+        '<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#777"/></marker>'
+        '<marker id="arrow-fail" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
+        'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#d00000"/></marker></defs>',
+    ]
+    for edge in model.edges:
+        sx, sy = at[edge.source]
+        x2, ty = at[edge.target]
+        # From the right middle of the source to the left middle of the target.
+        x1, y1, y2 = sx + NODE_W, sy + NODE_H // 2, ty + NODE_H // 2
+        mid = (x1 + x2) / 2
+        style = (
+            'stroke="#d00000" stroke-dasharray="5,4" marker-end="url(#arrow-fail)"'
+            if edge.on_failure
+            else ('stroke="#777" marker-end="url(#arrow)"')
+        )
+        kind = "on-failure" if edge.on_failure else "upstream"
+        parts.append(
+            f'<path class="edge {kind}" data-from="{escape(edge.source.qualified)}" '
+            f'data-to="{escape(edge.target.qualified)}" d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} '
+            f'{x2:.0f},{y2:.0f}" fill="none" stroke-width="1.5" {style}/>'
+        )
+    for node in model.nodes:
+        parts.append(_node_svg(node, at[node.node], model.partition, node.node == selected))
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _node_svg(node: PageNode, at: tuple[int, int], partition: str | None, selected: bool) -> str:
+    x, y = at
+    fill, stroke = COLOURS[node.state]
+    label = node.node.dag_id if len(node.node.dag_id) <= 24 else node.node.dag_id[:23] + "…"
+    status = str(node.state)
+    if node.state is NodeState.WAITING and node.waiting_on:
+        status += " on " + ", ".join(str(n) for n in node.waiting_on)
+    elif node.state is NodeState.WAITING and node.failure_sources:
+        status += " for " + " or ".join(str(n) for n in node.failure_sources) + " to fail"
+    if len(status) > 30:
+        status = status[:29] + "…"
+    qualified = escape(node.node.qualified)
+    return (
+        f'<a class="node" href="{escape(_href(partition, node.node))}" data-dag="{qualified}" '
+        f'data-state="{escape(str(node.state))}">'
+        f"<title>{escape(node.summary)}</title>"
+        f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" '
+        f'stroke-width="{4 if selected else 2}"/>'
+        f'<text x="{x + 8}" y="{y + 17}" font-weight="600">{escape(label)}</text>'
+        f'<text x="{x + 8}" y="{y + 32}" fill="#555">{escape(node.node.instance)}</text>'
+        f'<text x="{x + 8}" y="{y + 47}" fill="{stroke}">{escape(status)}</text></a>'
+    )
+
+
+def _picker(model: PageModel) -> str:
+    options = "".join(
+        f'<option value="{escape(p)}"{" selected" if p == model.partition else ""}>{escape(p)}</option>'
+        for p in model.partitions
+    )
+    if model.partition is not None and model.partition not in model.partitions:
+        options = f'<option value="{escape(model.partition)}" selected>{escape(model.partition)}</option>' + options
+    return (
+        '<form method="get" id="picker"><label>Partition <select name="partition" onchange="this.form.submit()">'
+        f'{options}</select></label> <button type="submit">Show</button></form>'
+    )
+
+
+def _legend(model: PageModel) -> str:
+    counts = state_counts(model)
+    items = []
+    for state, (fill, stroke) in COLOURS.items():
+        items.append(
+            f'<span><i style="background:{fill};border-color:{stroke}"></i>{escape(str(state))}'
+            f"{f' ({counts[state]})' if state in counts else ''}</span>"
+        )
+    return '<div class="legend">' + "".join(items) + "</div>"
+
+
+def _detail(node: PageNode, instance: str, ui_base: str) -> str:
+    rows = [
+        ("state", str(node.state)),
+        ("run", f"{node.run_id} ({node.run_state}, attempt {node.attempt})" if node.run_id else "no run state"),
+    ]
+    if node.ledger is not None:
+        led = node.ledger
+        inputs = ", ".join(f"{k} @ {v}" for k, v in led.inputs) or "-"
+        rows += [
+            ("last trigger", f"{led.action} {led.run_id} ({led.status}, trigger #{led.trigger_count})"),
+            ("inputs", inputs),
+            ("attempts", str(led.attempts)),
+            ("last error", led.last_error or "-"),
+        ]
+    else:
+        rows.append(("last trigger", "the coordinator has not triggered it for this partition"))
+    table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)
+    run_id = node.run_id or (node.ledger.run_id if node.ledger is not None else None)
+    link = ""
+    if node.node.instance == instance and run_id:
+        href = f"{ui_base}/dags/{quote(node.node.dag_id, safe='')}/runs/{quote(run_id, safe='')}"
+        link = f'<p><a id="run-link" href="{escape(href)}" target="_top">Open the run in Airflow</a></p>'
+    why_text = "\n".join(node.why) or node.summary
+    return (
+        f'<div class="detail" id="detail" data-dag="{escape(node.node.qualified)}">'
+        f'<h2>{escape(str(node.node))}</h2><pre id="why">{escape(why_text)}</pre>'
+        f"<table>{table}</table>{link}</div>"
+    )
+
+
+def render_page(
+    model: PageModel,
+    *,
+    selected: NodeId | None = None,
+    instance: str = "default",
+    ui_base: str = "",
+    title: str = "Dependencies",
+    refresh_s: int = REFRESH_S,
+) -> str:
+    """The whole page (rules 1-4)."""
+    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if model.moving else ""
+    node = model.get(selected) if selected is not None else None
+    where = f"partition {model.partition}" if model.partition else "no run state in etcd yet"
+    moving = f" · a cascade is running: this page refreshes every {refresh_s} s" if model.moving else ""
+    problems = (
+        '<div class="problems">' + "<br>".join(escape(p) for p in model.problems[:20]) + "</div>"
+        if model.problems
+        else ""
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"{refresh}<title>{escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{escape(title)}</h1>"
+        f'<div class="meta">{escape(where)} · etcd revision {model.revision} · graph: {escape(model.graph_source)}'
+        f"{escape(moving)}</div>"
+        f"{_picker(model)}{_legend(model)}{problems}"
+        f'<div id="graph">{_svg(model, selected)}</div>'
+        f"{_detail(node, instance, ui_base) if node is not None else '<p>Click a DAG for its details.</p>'}"
+        "</body></html>"
+    )
+
+
+def render_message(title: str, message: str) -> str:
+    """A page that only says something (no graph yet, etcd unreachable): the same look, no refresh."""
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f'<style>{CSS}</style></head><body><h1>{escape(title)}</h1><p id="message">{escape(message)}</p>'
+        "</body></html>"
+    )
