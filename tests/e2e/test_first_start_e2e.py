@@ -117,7 +117,7 @@ def task_log_lines(home: Path, needle: str) -> list[str]:
 
 
 def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
-    """Nothing runs while 00_watcher is paused; once it is enabled each dependent runs once, in order."""
+    """Paused 00_watcher: nothing runs; enabled: each dependent runs once, in order, and again once after a clear."""
     partition = root_succeeds(fresh, "before-watcher-dag")
     time.sleep(PAUSED_QUIET_S)
     assert all(fresh.runs(dag_id, partition) == [] for dag_id in DOWNSTREAM)
@@ -131,12 +131,26 @@ def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fres
     )
     print(f"\nwatcher DAG (10 s schedule): enabled -> 07 success in {time.monotonic() - enabled:.1f} s")
     time.sleep(SETTLE_S)  # another watcher-DAG pass or two: a duplicate would show now
-    set_paused(fresh.stack, True)
     assert_cascaded_once(fresh, partition)
     assert json.loads(fresh.read_key(fresh.keys.config_key("graph")) or b"{}")["nodes"], "the first pass adopted"
     # The pass that adopted the graph said so in one line of its task log.
     assert task_log_lines(fresh.stack.home, "first adoption with history (auto): 4 run(s)"), "no adoption line"
     assert task_log_lines(fresh.stack.home, f"create 02_pipeline {partition}")
+
+    # The second story, with the watcher DAG: clearing the root reruns every dependent once (same runs, cleared).
+    fresh.stack.clear("01_pipeline", fresh.only_run("01_pipeline", partition).run_id)
+    fresh.wait_for_run_record(
+        "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
+        timeout_s=CASCADE_TIMEOUT_S, what="rerun success",
+    )  # fmt: skip
+    time.sleep(SETTLE_S)
+    set_paused(fresh.stack, True)
+    for dag_id in DOWNSTREAM:
+        record, _ = fresh.read_run(dag_id, partition)
+        ledger = fresh.read_ledger(dag_id, partition)
+        assert record is not None and record.clear_number == 1, (dag_id, record)
+        assert ledger is not None and ledger.trigger_count == 2, (dag_id, ledger)
+        assert len(fresh.runs(dag_id, partition)) == 1, dag_id
 
 
 def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
