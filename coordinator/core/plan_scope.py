@@ -11,7 +11,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -93,11 +93,11 @@ def mapped_partitions(graph: Graph, view: View) -> set[str]:
     return found
 
 
-def span(window: Iterable[str], missing: Iterable[str], reference: str) -> str:
+def span(window: Sequence[str], missing: Iterable[str]) -> str:
     """The ``missing`` partitions of a mapped ``window`` as ranges of neighbours, ``05:00Z-07:00Z, 12:00Z`` (times
-    alone when on ``reference``'s UTC date, which keeps a day's rollup on one line)."""
+    alone when the whole window is on one UTC date, which keeps a day's rollup on one line; full keys otherwise)."""
     absent = set(missing)
-    day = reference[:10]
+    day = window[0][:10] if window and window[-1][:10] == window[0][:10] else None
     groups: list[list[str]] = []
     previous_missing = False
     for p in window:

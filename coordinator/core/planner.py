@@ -448,10 +448,7 @@ class _PartitionPlanner:
         missing = [q for q in needed if not self.at(q).fresh(up)]
         done = len(needed) - len(missing)
         window = self.partition[:10] if self.partition.endswith("T00:00:00Z") else self.partition
-        return (
-            f"{up}: {done} of {len(needed)} partitions of {window} succeeded; "
-            f"missing {span(needed, missing, self.partition)}"
-        )
+        return f"{up}: {done} of {len(needed)} partitions of {window} succeeded; missing {span(needed, missing)}"
 
     def _upstream_reason(self, up: NodeId) -> str:
         fact = self.run(up)
