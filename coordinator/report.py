@@ -117,6 +117,8 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
         if verdict.ledger is not None and verdict.ledger.record.last_error and depth == 0:
             lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
         for up in verdict.blocked_by:
+            if up in graph.mapped_edges.get(current, ()):
+                continue  # another partition's story (rule 10): the reason line already names what is missing
             up_verdict = plan.verdicts.get((up, partition))
             if up_verdict is not None and (up_verdict.blocked_by or not graph.dags[up].is_root):
                 explain(up, depth + 1)

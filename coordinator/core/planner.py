@@ -295,9 +295,7 @@ class _PartitionPlanner:
             if not explain:
                 return None, None
             reasons = tuple(self._blocked_reason(node, up) for up in blocked)
-            # `why` follows blocked upstreams within this partition; a mapped one is explained by its own line.
-            same = tuple(up for up in blocked if self.sources(node, up) == (self.partition,))
-            return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=same), None
+            return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
             if not explain:
                 return None, None

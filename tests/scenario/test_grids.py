@@ -40,6 +40,9 @@ def test_hourly_day_rolls_up_into_one_daily_run_and_one_rerun(stack: Stack) -> N
     assert stack.fake.creates(DAILY) == 0 and stack.fake_runs(DAILY, day) == []
     why = stack.cli("why", DAILY, "-p", day).stdout
     assert f"{HOURLY}: 23 of 24 partitions of {day[:10]} succeeded; missing 13:00Z" in why, why
+    status = stack.status_json(day)
+    row = next(r for r in status["rows"] if r["dag"] == DAILY)
+    assert row["waiting_on"] == [HOURLY] and "missing 13:00Z" in row["summary"], row
 
     stack.trigger_root(late, dag=HOURLY)
     stack.wait_success(DAILY, day)
