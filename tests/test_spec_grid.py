@@ -15,6 +15,7 @@ from coordinator.core.spec_render import render_dot, render_mermaid, render_text
 from coordinator.core.spec_schema import json_schema
 from coordinator.errors import SpecError
 from coordinator.spec_file import load_spec
+from tests.test_spec_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,3 +201,22 @@ def test_graph_renderings_show_grids_and_offsets() -> None:
     assert "hourly_ingest [0 * * * *] (root)\n" in text
     assert "offset -1" in render_mermaid(graph) and "0 0 * * * Europe/Berlin" in render_mermaid(graph)
     assert 'label="offset -1"' in render_dot(graph) and "0 0 * * * Europe/Berlin" in render_dot(graph)
+
+
+def test_validate_and_graph_commands_on_grids(tmp_path: Path) -> None:
+    """`coordinator validate` reports grid mistakes with path and hint, no traceback; `graph` shows grids."""
+    bad = tmp_path / "bad.json"
+    bad.write_text(
+        json.dumps({"version": 1, "dags": {"a": {"partitions": {"cron": "0 0 * *", "timezone": "Mars/Base"}}}}),
+        encoding="utf-8",
+    )
+    result = run("validate", str(bad))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "$.dags.a.partitions.cron: invalid cron '0 0 * *'" in result.stderr
+    assert "$.dags.a.partitions.timezone: unknown time zone 'Mars/Base'" in result.stderr
+    good = tmp_path / "good.json"
+    good.write_text(CONTRACT, encoding="utf-8")
+    assert run("validate", str(good)).returncode == 0
+    shown = run("graph", "--deps", str(good))
+    assert shown.returncode == 0, shown.stderr
+    assert "daily_report [0 0 * * * Europe/Berlin] <- fx_rates [offset -1], hourly_ingest" in shown.stdout
