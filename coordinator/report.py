@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId
+from coordinator.core.model import NodeId, partition_datetime
 from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import View
 
@@ -64,10 +64,19 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[Sta
     for partition in partitions:
         for node in graph.topo_order:
             verdict = plan.verdicts.get((node, partition))
-            if verdict is None:
+            if verdict is None or _off_grid(graph, verdict):
                 continue
             rows.append(_row(verdict))
     return rows
+
+
+def _off_grid(graph: Graph, verdict: Verdict) -> bool:
+    """A gridded DAG with nothing of its own in a partition that is not a point of its grid (a daily DAG at 05:00Z
+    of its hourly upstream): that partition is not one of its own, so a row would only be noise."""
+    grid = graph.dags[verdict.node].grid
+    if grid is None or verdict.state is not None or verdict.ledger is not None:
+        return False
+    return not grid.contains(partition_datetime(verdict.partition))
 
 
 def _row(verdict: Verdict) -> StatusRow:

@@ -43,6 +43,8 @@ def test_hourly_day_rolls_up_into_one_daily_run_and_one_rerun(stack: Stack) -> N
     status = stack.status_json(day)
     row = next(r for r in status["rows"] if r["dag"] == DAILY)
     assert row["waiting_on"] == [HOURLY] and "missing 13:00Z" in row["summary"], row
+    # An hourly partition is not one of the daily DAG's own: status shows no row for it there.
+    assert [r["dag"] for r in stack.status_json(hours[3])["rows"]] == [HOURLY]
 
     stack.trigger_root(late, dag=HOURLY)
     stack.wait_success(DAILY, day)
