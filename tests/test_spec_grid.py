@@ -155,6 +155,11 @@ BAD = [
         id="offset-string",
     ),
     pytest.param(
+        {"version": 1, "dags": {"b": {"upstreams": [{"dag": "a", "offset": -5000}]}}},
+        ["$.dags.b.upstreams[0].offset: offset -5000 is out of range", "at most 1000"],
+        id="offset-range",
+    ),
+    pytest.param(
         {"version": 1, "dags": {"b": {"upstreams": [{"dag": "a", "ofset": -1}]}}},
         ["$.dags.b.upstreams[0].ofset: unknown field 'ofset'", "did you mean 'offset'?"],
         id="edge-unknown-key",

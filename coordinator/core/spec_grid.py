@@ -25,6 +25,8 @@ PARTITION_FIELDS = ("cron", "timezone")
 EDGE_FIELDS = ("dag", "offset")
 CRON_HINT = 'write 5 fields, e.g. "0 * * * *" (hourly) or "0 0 * * *" (daily at midnight)'
 TIMEZONE_HINT = 'use an IANA name such as "UTC", "Europe/Berlin" or "America/New_York"'
+#: Each period of an offset is one cron step when mapping; a larger shift is a typo rather than a dependency.
+MAX_OFFSET = 1000
 OFFSET_HINT = 'write a whole number of the DAG\'s periods, e.g. "offset": -1 for the previous one'
 
 
@@ -89,6 +91,9 @@ def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> tuple[str, 
         ok = False
     if "offset" in value and (isinstance(offset, bool) or not isinstance(offset, int)):
         add((*path, "offset"), f"expected an integer offset, got {describe(offset)}", OFFSET_HINT)
+        ok = False
+    elif isinstance(offset, int) and abs(offset) > MAX_OFFSET:
+        add((*path, "offset"), f"offset {offset} is out of range", f"use at most {MAX_OFFSET} periods either way")
         ok = False
     if not ok:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 from coordinator.core.model import NAME_RE, NODE_SEP
 from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
-from coordinator.core.spec_grid import EDGE_FIELDS, PARTITION_FIELDS
+from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, PARTITION_FIELDS
 
 _NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
 
@@ -54,7 +54,14 @@ def _defs() -> dict[str, Any]:
                 {
                     "type": "object",
                     "properties": dict(
-                        zip(EDGE_FIELDS, ({"$ref": "#/$defs/dagRef"}, {"type": "integer"}), strict=True)
+                        zip(
+                            EDGE_FIELDS,
+                            (
+                                {"$ref": "#/$defs/dagRef"},
+                                {"type": "integer", "minimum": -MAX_OFFSET, "maximum": MAX_OFFSET},
+                            ),
+                            strict=True,
+                        )
                     ),
                     "required": ["dag"],
                     "additionalProperties": False,
