@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId
+from coordinator.core.model import NodeId, partition_datetime
 from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import View
 
@@ -64,10 +64,19 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[Sta
     for partition in partitions:
         for node in graph.topo_order:
             verdict = plan.verdicts.get((node, partition))
-            if verdict is None:
+            if verdict is None or _off_grid(graph, verdict):
                 continue
             rows.append(_row(verdict))
     return rows
+
+
+def _off_grid(graph: Graph, verdict: Verdict) -> bool:
+    """A gridded DAG with nothing of its own in a partition that is not a point of its grid (a daily DAG at 05:00Z
+    of its hourly upstream): that partition is not one of its own, so a row would only be noise."""
+    grid = graph.dags[verdict.node].grid
+    if grid is None or verdict.state is not None or verdict.ledger is not None:
+        return False
+    return not grid.contains(partition_datetime(verdict.partition))
 
 
 def _row(verdict: Verdict) -> StatusRow:
@@ -117,6 +126,8 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
         if verdict.ledger is not None and verdict.ledger.record.last_error and depth == 0:
             lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
         for up in verdict.blocked_by:
+            if up in graph.mapped_edges.get(current, ()):
+                continue  # another partition's story (rule 10): the reason line already names what is missing
             up_verdict = plan.verdicts.get((up, partition))
             if up_verdict is not None and (up_verdict.blocked_by or not graph.dags[up].is_root):
                 explain(up, depth + 1)

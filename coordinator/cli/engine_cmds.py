@@ -343,7 +343,9 @@ def backfill(
     sources = {*spec.upstreams, *spec.on_failure_of}
 
     view = run_async(lambda: _read_view(settings))
-    parts = sorted({p for (n, p) in view.runs if n in sources and lo <= partition_datetime(p) <= hi})
+    # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
+    mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
+    parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
 
     async def request() -> None:
         async with await EtcdStore.connect(settings.etcd()) as store:

@@ -4,6 +4,8 @@ Rules:
 1. A Graph is only ever built from a spec that passed validation: acyclic, every reference resolved, ids valid.
 2. Every node appears in ``dags``, roots included (a root has no upstreams and no failure sources).
 3. Immutable; ``digest`` identifies the graph's meaning (not its formatting), so reformatting the file is not a change.
+4. A DAG's grid and its edges' offsets are part of its shape only when present: a graph without grids has exactly
+   the shapes and digest it had before grids existed, so upgrading never re-dates a DAG.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from coordinator.core.grid import Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
 
 
@@ -27,6 +30,16 @@ class DagSpec:
     #: Runs for partition P once per failed attempt of any of these for P (failure routing).
     on_failure_of: tuple[NodeId, ...] = ()
     description: str | None = None
+    #: The partition grid (``partitions`` in the file); None: partitions are whatever logical dates runs have.
+    grid: Grid | None = None
+    #: (source, offset) for every edge with a non-zero offset, sorted (upstreams and failure sources alike).
+    offsets: tuple[tuple[NodeId, int], ...] = ()
+
+    def offset(self, source: NodeId) -> int:
+        for node, value in self.offsets:
+            if node == source:
+                return value
+        return 0
 
     @property
     def is_root(self) -> bool:
@@ -38,10 +51,14 @@ class DagSpec:
 
     def shape(self) -> str:
         """A stable fingerprint of what makes this DAG due (its sources); used to date graph changes."""
-        payload = {
+        payload: dict[str, object] = {
             "u": [n.qualified for n in self.upstreams],
             "f": [n.qualified for n in self.on_failure_of],
         }
+        if self.grid is not None:  # only when present: rule 4
+            payload["g"] = [self.grid.cron, self.grid.timezone]
+        if self.offsets:
+            payload["o"] = [[n.qualified, k] for n, k in self.offsets]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -63,6 +80,40 @@ class Graph:
     def shapes(self) -> Mapping[NodeId, str]:
         """Node -> fingerprint of its sources (computed once: the planner reads it for every partition)."""
         return {n: s.shape() for n, s in self.dags.items()}
+
+    @cached_property
+    def mapped_edges(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
+        """Node -> its sources (upstreams and failure sources) joined through a grid mapping rather than equal dates.
+        Empty for a graph without grids, which is how the planner keeps today's exact-date path for it."""
+        result: dict[NodeId, tuple[NodeId, ...]] = {}
+        for node, spec in self.dags.items():
+            mapped = tuple(
+                src
+                for src in (*spec.upstreams, *spec.on_failure_of)
+                if not is_identity(spec.grid, self.dags[src].grid, spec.offset(src))
+            )
+            if mapped:
+                result[node] = mapped
+        return result
+
+    @cached_property
+    def mapped_targets(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
+        """Source -> the DAGs that join it through a grid mapping (the inverse of :attr:`mapped_edges`)."""
+        result: dict[NodeId, list[NodeId]] = {}
+        for node, sources in self.mapped_edges.items():
+            for src in sources:
+                result.setdefault(src, []).append(node)
+        return {n: tuple(sorted(v)) for n, v in result.items()}
+
+    def source_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
+        """The partitions of ``source`` that ``node``'s ``partition`` needs (``coordinator.core.grid``, rule 2)."""
+        spec = self.dags[node]
+        return upstream_partitions(spec.grid, self.dags[source].grid, spec.offset(source), partition)
+
+    def target_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
+        """The partitions of ``node`` that need ``source``'s ``partition`` (the inverse of source_partitions)."""
+        spec = self.dags[node]
+        return downstream_partitions(spec.grid, self.dags[source].grid, spec.offset(source), partition)
 
     @cached_property
     def downstreams(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

@@ -144,8 +144,10 @@ class TriggerRecord(BaseModel):
     """Value of a ledger key (``{prefix}/triggers/{instance}/{dag_id}/{partition}``): the last trigger intent.
 
     ``inputs`` maps qualified upstream node ids to the generation (etcd revision) each one had when the trigger was
-    decided. ``intent_rev`` is the revision of the write that recorded the intent; a run-state write for the same DAG
-    and partition after it proves the triggered attempt started.
+    decided; an input from ANOTHER partition than the ledger's (a rollup, a fan-out, an offset: partition grids) is
+    keyed ``instance/dag_id@partition`` (:func:`input_key`), so every entry written before grids existed keeps its
+    meaning (its own partition). ``intent_rev`` is the revision of the write that recorded the intent; a run-state
+    write for the same DAG and partition after it proves the triggered attempt started.
     """
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -172,6 +174,18 @@ class TriggerRecord(BaseModel):
             if rev < 0:
                 raise ValueError(f"negative generation for {node}")
         return value
+
+
+#: Separates an upstream from its partition in a ledger input key (``@`` is outside NAME_RE and the partition form).
+INPUT_PARTITION_SEP = "@"
+
+
+def input_key(source: NodeId, source_partition: str, partition: str) -> str:
+    """The ledger ``inputs`` key of ``source``'s generation in ``source_partition`` for a trigger of ``partition``:
+    the qualified id alone when the two partitions are equal (the only form before partition grids existed)."""
+    if source_partition == partition:
+        return source.qualified
+    return f"{source.qualified}{INPUT_PARTITION_SEP}{source_partition}"
 
 
 _Record = TypeVar("_Record", bound=BaseModel)

@@ -24,87 +24,26 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    then only writes the confirmation.
 9. The FIRST adoption of a graph under a prefix may also activate history (``coordinator.core.adoption``): a DAG
    whose activation entry ``covers_history(P)`` counts inputs older than its ``since`` for P as well.
+10. Partition grids (``coordinator.core.grid``) refine rule 1: across an edge between two gridded DAGs, "upstream U
+   for P" means U for EVERY partition ``graph.source_partitions(D, U, P)`` (a rollup's 24 hours, a fan-out's day, an
+   offset's yesterday), and rules 3-6 apply to each of them: D is fresh only when each is fresh and consumed, due
+   only when all are fresh (an incomplete window waits: no partial run), and a new generation of any one makes D
+   stale for every P it maps to. A P that is not a point of D's grid maps to nothing and waits. Ledger inputs from
+   another partition are keyed ``dag@partition`` (``model.input_key``), so a ledger written before grids existed
+   reads exactly as before. An edge without a grid on both sides is rule 1 unchanged.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 
+from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.graph import DagSpec, Graph
-from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
+from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus, input_key, run_id_for
+from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
-
-@dataclass(frozen=True, slots=True)
-class Trigger:
-    """Create or clear D's run for P. Safe to repeat: the ledger CAS on ``ledger_rev`` admits it once."""
-
-    node: NodeId
-    partition: str
-    inputs: Mapping[str, int]
-    action: TriggerAction
-    run_id: str
-    reason: str
-    #: The newest input generation: the revision that caused this action (logged with it).
-    cause_rev: int
-    #: mod revision of the ledger key when planned (0 = no entry); the intent write compares it.
-    ledger_rev: int
-    trigger_count: int
-
-    def intent(self, requested_at: datetime | None = None, watcher: str = "") -> TriggerRecord:
-        """The pending ledger record that announces this trigger (the actuator writes it before calling Airflow)."""
-        return TriggerRecord(
-            status=TriggerStatus.PENDING,
-            action=self.action,
-            run_id=self.run_id,
-            inputs=dict(self.inputs),
-            reason=self.reason,
-            cause_rev=self.cause_rev,
-            requested_at=requested_at,
-            watcher=watcher,
-            trigger_count=self.trigger_count,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Resume:
-    """Finish an intent that was recorded but not confirmed (crash, Airflow error): never re-decided, only completed."""
-
-    node: NodeId
-    partition: str
-    ledger: LedgerFact
-    reason: str
-    #: The triggered run has already reported a state after the intent: confirm it without calling Airflow.
-    observed: bool = False
-
-
-Action = Trigger | Resume
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """Why a DAG is or is not running for a partition, in plain words and in fields."""
-
-    node: NodeId
-    partition: str
-    state: RunState | None
-    fresh: bool
-    due: bool
-    summary: str
-    #: One line per reason (waiting on whom, why stale), each self-contained.
-    reasons: tuple[str, ...] = ()
-    #: Upstreams that block D (not fresh), for recursive explanations.
-    blocked_by: tuple[NodeId, ...] = ()
-    ledger: LedgerFact | None = None
-
-
-@dataclass(frozen=True)
-class Plan:
-    revision: int
-    actions: tuple[Action, ...]
-    verdicts: Mapping[tuple[NodeId, str], Verdict] = field(default_factory=dict)
+__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "plan", "plan_changes"]
 
 
 def plan(
@@ -123,18 +62,28 @@ def plan(
     sources failed waits). A pass then costs what the partition holds, not the size of the whole graph.
     """
     active = activation if activation is not None else view.activation
-    parts = sorted(set(partitions)) if partitions is not None else view.all_partitions()
+    if partitions is not None:
+        parts = sorted(set(partitions))
+    elif graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
+        parts = sorted(set(view.partitions) | mapped_partitions(graph, view))
+    else:
+        parts = view.all_partitions()
     order = None if explain else graph.topo_index
     actions: list[Action] = []
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
+    # Planners stay alive across partitions only when an edge maps partitions; otherwise each is freed after its turn.
+    shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
     for partition in parts:
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared)
         present = view.partitions.get(partition, ())
         # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
         if order is None or 2 * len(present) >= len(order):
             nodes: Sequence[NodeId] = graph.topo_order
         else:
-            nodes = _candidates(graph, present, order)
+            nodes = candidates(graph, present, order)
+            if graph.mapped_edges:
+                extra = mapped_candidates(graph, view, partition).difference(nodes)
+                nodes = sorted((*nodes, *extra), key=order.__getitem__)
         for node in nodes:
             verdict, action = evaluator.decide(node)
             if verdict is not None:
@@ -145,10 +94,17 @@ def plan(
 
 
 def plan_changes(
-    graph: Graph, view: View, changed: Mapping[str, Iterable[NodeId]], activation: Activation | None = None
+    graph: Graph,
+    view: View,
+    changed: Mapping[str, Iterable[NodeId]],
+    activation: Activation | None = None,
+    *,
+    skip: Iterable[str] = (),
 ) -> Plan:
     """Actions (no verdicts) for what changed: in each partition P of ``changed``, the DAGs whose facts in P changed,
-    everything downstream of them and their failure handlers; no other DAG is looked at.
+    everything downstream of them and their failure handlers; no other DAG is looked at. Through a mapped edge
+    (rule 10) "downstream" lives in the partitions the change maps to, which may differ from P. Partitions in
+    ``skip`` (planned whole by the caller in the same pass) yield no actions here.
 
     Whatever else the partition holds decides exactly as before the change, so an incremental caller that planned
     everything once (``plan``) and then plans each change this way has every action a full pass would have: a
@@ -157,46 +113,32 @@ def plan_changes(
     re-plan whole partitions for those.
     """
     active = activation if activation is not None else view.activation
-    order = graph.topo_index
+    skipped = set(skip)
     actions: list[Action] = []
-    for partition in sorted(changed):
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False)
-        for node in _affected(graph, changed[partition], order):
+    shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
+    for partition, nodes in sorted(affected(graph, changed).items()):
+        if partition in skipped:
+            continue
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared)
+        for node in nodes:
             _, action = evaluator.decide(node)
             if action is not None:
                 actions.append(action)
     return Plan(view.revision, tuple(actions))
 
 
-def _affected(graph: Graph, changed: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
-    """``changed`` (those in the graph), their descendants, and the failure handlers of all of them, in topo order."""
-    found: set[NodeId] = set()
-    for node in changed:
-        if node in order and node not in found:  # a node already found brought its descendants along
-            found.add(node)
-            found |= graph.descendants(node)
-    for node in list(found):
-        found.update(graph.failure_handlers[node])
-    return sorted(found, key=order.__getitem__)
-
-
-def _candidates(graph: Graph, present: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
-    """The DAGs that may act in a partition where ``present`` have facts: those and what depends on them, in topo
-    order. (The view also holds facts of DAGs the graph does not know; they are not candidates.)"""
-    found: set[NodeId] = set()
-    for node in present:
-        if node in order:
-            found.add(node)
-            found.update(graph.downstreams[node])
-            found.update(graph.failure_handlers[node])
-    return sorted(found, key=order.__getitem__)
-
-
 class _PartitionPlanner:
     """Evaluates one partition; memoises freshness so each node is judged once."""
 
     def __init__(
-        self, graph: Graph, view: View, activation: Activation | None, partition: str, *, explain: bool = True
+        self,
+        graph: Graph,
+        view: View,
+        activation: Activation | None,
+        partition: str,
+        *,
+        explain: bool = True,
+        shared: dict[str, _PartitionPlanner] | None = None,
     ) -> None:
         self.graph = graph
         self.view = view
@@ -206,6 +148,32 @@ class _PartitionPlanner:
         self.explain = explain
         self._fresh: dict[NodeId, bool] = {}
         self._stale_reason: dict[NodeId, str] = {}
+        #: partition -> its planner, for freshness across mapped edges (rule 10); each partition is judged once.
+        self._shared = shared if shared is not None else {}
+        self._shared.setdefault(partition, self)
+
+    def at(self, partition: str) -> _PartitionPlanner:
+        """The planner of another partition (the same one for this partition), created on first use."""
+        found = self._shared.get(partition)
+        if found is None:
+            found = _PartitionPlanner(
+                self.graph, self.view, self.activation, partition, explain=self.explain, shared=self._shared
+            )
+        return found
+
+    def sources(self, node: NodeId, source: NodeId) -> tuple[str, ...]:
+        """The partitions of ``source`` that ``node`` needs for this partition (rule 10; rule 1 without grids)."""
+        mapped = self.graph.mapped_edges.get(node)
+        if mapped is None or source not in mapped:
+            return (self.partition,)
+        return self.graph.source_partitions(node, source, self.partition)
+
+    def source_fresh(self, node: NodeId, source: NodeId) -> bool:
+        """Whether ``source`` is fresh in every partition ``node`` needs it for here (none needed: not fresh)."""
+        needed = self.sources(node, source)
+        # Newest first: partitions mostly arrive in time order, so an incomplete window fails on its first check and
+        # a rollup's pass costs what changed, not the window's size (the result does not depend on the order).
+        return bool(needed) and all(self.at(q).fresh(source) for q in reversed(needed))
 
     # -- facts -------------------------------------------------------------------------------------------------
 
@@ -221,10 +189,17 @@ class _PartitionPlanner:
 
     def inputs(self, spec: DagSpec) -> dict[str, int]:
         result: dict[str, int] = {}
+        if spec.node not in self.graph.mapped_edges:  # rule 1: the hot path of every graph without grids
+            for up in spec.upstreams:
+                gen = self.generation(up)
+                if gen is not None:
+                    result[up.qualified] = gen
+            return result
         for up in spec.upstreams:
-            gen = self.generation(up)
-            if gen is not None:
-                result[up.qualified] = gen
+            for q in self.sources(spec.node, up):
+                gen = self.at(q).generation(up)
+                if gen is not None:
+                    result[input_key(up, q, self.partition)] = gen
         return result
 
     def since(self, node: NodeId, spec: DagSpec) -> int | None:
@@ -257,8 +232,9 @@ class _PartitionPlanner:
             return ledger is None or fact.rev > ledger.intent_rev
         if spec.is_root:
             return True
+        mapped = node in self.graph.mapped_edges
         for up in spec.upstreams:
-            if not self.fresh(up):
+            if not (self.source_fresh(node, up) if mapped else self.fresh(up)):
                 self._stale_reason[node] = f"its upstream {up} is not fresh"
                 return False
         from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
@@ -268,14 +244,19 @@ class _PartitionPlanner:
             )
             return False
         for up in spec.upstreams:
-            gen = self.generation(up)
-            assert gen is not None  # fresh upstream implies success
-            recorded = ledger.record.inputs.get(up.qualified) if ledger is not None else None
-            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
-            if not consumed:
-                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
-                return False
+            for q in self.sources(node, up) if mapped else (self.partition,):
+                gen = self.at(q).generation(up) if mapped else self.generation(up)
+                assert gen is not None  # fresh upstream implies success
+                key = input_key(up, q, self.partition) if mapped else up.qualified
+                recorded = ledger.record.inputs.get(key) if ledger is not None else None
+                consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+                if not consumed:
+                    used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
+                    which = up if q == self.partition else f"{up} {q}"
+                    self._stale_reason[node] = (
+                        f"{which} succeeded again at revision {gen} after {node} last ran ({used})"
+                    )
+                    return False
         return True
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
@@ -319,11 +300,14 @@ class _PartitionPlanner:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
-        blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
+        if node in self.graph.mapped_edges:
+            blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
+        else:
+            blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
         if blocked:
             if not explain:
                 return None, None
-            reasons = tuple(self._upstream_reason(up) for up in blocked)
+            reasons = tuple(self._blocked_reason(node, up) for up in blocked)
             return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
             if not explain:
@@ -355,7 +339,7 @@ class _PartitionPlanner:
                 *((stale,) if stale else ()),
             ), None
         reason = stale or (
-            "all upstreams succeeded: " + ", ".join(f"{up} at revision {inputs[up.qualified]}" for up in spec.upstreams)
+            "all upstreams succeeded: " + ", ".join(self._input_text(node, up, inputs) for up in spec.upstreams)
         )
         action = self._trigger(node, fact, ledger, inputs, reason, cause)
         return verdict(f"{node} is due: {reason}", reason, due=True), action
@@ -364,10 +348,14 @@ class _PartitionPlanner:
         self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None
     ) -> tuple[str, Action | None]:
         failures: dict[str, int] = {}
+        named: dict[str, str] = {}
         for src in spec.on_failure_of:
-            src_fact = self.run(src)
-            if src_fact is not None and src_fact.record.state is RunState.FAILED:
-                failures[src.qualified] = src_fact.rev
+            for q in self.sources(node, src):
+                src_fact = self.at(q).run(src)
+                if src_fact is not None and src_fact.record.state is RunState.FAILED:
+                    key = input_key(src, q, self.partition)
+                    failures[key] = src_fact.rev
+                    named[key] = str(src) if q == self.partition else f"{src} {q}"
         handled = dict(ledger.record.inputs) if ledger is not None else {}
         new = {src: rev for src, rev in failures.items() if handled.get(src) != rev}
         if not new:
@@ -380,7 +368,7 @@ class _PartitionPlanner:
         cause = max(new.values())
         if not self._activated(node, spec, cause, ledger):
             return f"{node} is not triggered: the failure predates its definition", None
-        reason = ", ".join(f"{NodeId.parse(src)} failed at revision {rev}" for src, rev in sorted(new.items()))
+        reason = ", ".join(f"{named[src]} failed at revision {rev}" for src, rev in sorted(new.items()))
         action = self._trigger(node, fact, ledger, handled | failures, reason, cause)
         return f"{node} is due: {reason}", action
 
@@ -448,6 +436,30 @@ class _PartitionPlanner:
             ledger_rev=ledger.mod_rev if ledger is not None else 0,
             trigger_count=(ledger.record.trigger_count + 1) if ledger is not None else 1,
         )
+
+    def _input_text(self, node: NodeId, up: NodeId, inputs: Mapping[str, int]) -> str:
+        needed = self.sources(node, up)
+        if needed == (self.partition,):
+            return f"{up} at revision {inputs[up.qualified]}"
+        revs = [inputs[input_key(up, q, self.partition)] for q in needed]
+        if len(needed) == 1:
+            return f"{up} {needed[0]} at revision {revs[0]}"
+        return f"{up} {len(needed)} partitions {needed[0]}..{needed[-1]} (newest at revision {max(revs)})"
+
+    def _blocked_reason(self, node: NodeId, up: NodeId) -> str:
+        """Why ``up`` blocks ``node`` here: its state (same partition), or how much of the mapped window is done."""
+        needed = self.sources(node, up)
+        if needed == (self.partition,):
+            return self._upstream_reason(up)
+        if not needed:
+            grid = self.graph.dags[node].grid
+            return f"{self.partition} is not a point of {node}'s grid ({grid}); nothing maps to it"
+        if len(needed) == 1:
+            return f"needs {up} for {needed[0]}: " + self.at(needed[0])._upstream_reason(up)
+        missing = [q for q in needed if not self.at(q).fresh(up)]
+        done = len(needed) - len(missing)
+        window = self.partition[:10] if self.partition.endswith("T00:00:00Z") else self.partition
+        return f"{up}: {done} of {len(needed)} partitions of {window} succeeded; missing {span(needed, missing)}"
 
     def _upstream_reason(self, up: NodeId) -> str:
         fact = self.run(up)

@@ -17,20 +17,25 @@ Rules:
    two trigger on different events for the same partition, and one Airflow run per partition cannot serve both.
 7. URLs and credentials are refused here: this file is shared and committed; connection settings live in the
    instances settings file and the environment (see ``coordinator/settings.py``).
+8. A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset": k}``
+   (``coordinator.core.spec_grid``). An offset needs grids on both sides of its edge: without them the edge keeps
+   the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.grid import Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
 from coordinator.core.spec_cycles import Edge, cycle_text, shortest_cycles
+from coordinator.core.spec_grid import describe as _describe
+from coordinator.core.spec_grid import edge_offsets, read_edge, read_partitions
 from coordinator.core.spec_json import (
     JsonPath,
     JsonSyntaxError,
@@ -38,7 +43,6 @@ from coordinator.core.spec_json import (
     decode,
     duplicate_keys,
     format_path,
-    json_type,
     value_lines,
 )
 from coordinator.errors import SpecError
@@ -51,7 +55,7 @@ FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
 TOP_FIELDS = ("$schema", *FORM_KEYS)
 INSTANCE_FIELDS = ("description",)
-DAG_FIELDS = ("upstreams", "on_failure_of", "instance", "description")
+DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description")
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
 CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
 SECRET_WORDS = ("url", "password", "passwd", "secret", "token", "credential", "connection", "api_key")
@@ -93,6 +97,8 @@ _ON_FAILURE_OF = _RefField(
 class _Ref:
     text: str
     path: JsonPath
+    #: None when the reference did not write one (a string, or an object without "offset").
+    offset: int | None = None
 
 
 @dataclass(slots=True)
@@ -104,6 +110,7 @@ class _Decl:
     upstreams: tuple[_Ref, ...] = ()
     on_failure_of: tuple[_Ref, ...] = ()
     description: str | None = None
+    grid: Grid | None = None
 
 
 class _Report:
@@ -268,7 +275,8 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
             "a failure handler runs when a source fails, never after upstreams succeed; declare a separate DAG "
             "for each role",
         )
-    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report))
+    grid = read_partitions(body["partitions"], (*path, "partitions"), report.add) if "partitions" in body else None
+    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report), grid)
 
 
 def _declared_node(
@@ -303,9 +311,10 @@ def _declared_node(
 
 
 def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> tuple[_Ref, ...]:
-    """A single reference or a non-empty list of them (a single string is accepted, like the shorthand)."""
-    if isinstance(value, str):
-        return (_Ref(value, path),)
+    """A single reference or a non-empty list of them (a single string is accepted, like the shorthand); in the
+    extended form a reference may also be an edge object (rule 8)."""
+    single = isinstance(value, str) or (isinstance(value, dict) and spec is not _SHORTHAND)
+    value = [value] if single else value
     if not isinstance(value, list):
         report.add(path, f"expected a dag id or a list of them, got {_describe(value)}", spec.example)
         return ()
@@ -314,10 +323,15 @@ def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> 
         return ()
     refs = []
     for index, item in enumerate(value):
+        where: JsonPath = path if single else (*path, index)
         if isinstance(item, str):
-            refs.append(_Ref(item, (*path, index)))
+            refs.append(_Ref(item, where))
+        elif isinstance(item, dict) and spec is not _SHORTHAND:
+            edge = read_edge(item, where, report.add)
+            if edge is not None:
+                refs.append(_Ref(edge[0], (*where, "dag"), edge[1]))
         else:
-            report.add((*path, index), f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
+            report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
     return tuple(refs)
 
 
@@ -374,15 +388,6 @@ def _instance_hint(name: str, instances: Iterable[str]) -> str:
     close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
     prefix = f"did you mean {close[0]!r}? Otherwise " if close else ""
     return f'{prefix}declare it under "instances" (declared: {", ".join(declared)})'
-
-
-def _describe(value: Any) -> str:
-    """A value for a message: scalars as JSON (shortened), containers by kind."""
-    kind = json_type(value)
-    if kind in ("object", "array"):
-        return f"an {kind}"
-    shown = json.dumps(value)
-    return shown if len(shown) <= 40 else shown[:37] + "..."
 
 
 # ---- resolving references and checking the graph ----------------------------------------------------------------
@@ -445,6 +450,7 @@ class _Resolver:
 def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report) -> dict[NodeId, DagSpec]:
     declared = _index_declarations(decls, report)
     resolver = _Resolver(declared, instances, shorthand, report)
+    grids = {node: decl.grid for node, decl in declared.items()}
     specs: dict[NodeId, DagSpec] = {}
     edges: list[Edge] = []
     for node, decl in declared.items():
@@ -452,7 +458,11 @@ def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, repor
         on_failure_of = resolver.sources(node, decl.on_failure_of)
         edges += [Edge(src, node, False, ref.path) for src, ref in upstreams.items()]
         edges += [Edge(src, node, True, ref.path) for src, ref in on_failure_of.items()]
-        specs[node] = DagSpec(node, tuple(sorted(upstreams)), tuple(sorted(on_failure_of)), decl.description)
+        written = {src: (ref.path, ref.offset) for src, ref in (upstreams | on_failure_of).items()}
+        offsets = edge_offsets(node, decl.grid, written, grids, report.add)
+        specs[node] = DagSpec(
+            node, tuple(sorted(upstreams)), tuple(sorted(on_failure_of)), decl.description, decl.grid, offsets
+        )
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from enum import StrEnum
 
-from coordinator.core.graph import Graph
+from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId
 
 INDENT = "    "
@@ -32,18 +32,30 @@ def render(graph: Graph, fmt: GraphFormat) -> str:
 
 
 def render_text(graph: Graph) -> str:
-    """One line per DAG: ``06_pipeline <- 02_pipeline, 03_pipeline``; roots and failure handlers say so."""
+    """One line per DAG: ``06_pipeline <- 02_pipeline, 03_pipeline``; roots and failure handlers say so; a grid is
+    shown in brackets after the DAG and an offset after its source (``daily [0 0 * * *] <- fx [offset -1]``)."""
     lines = []
     for node in graph.topo_order:
         spec = graph.dags[node]
+        name = f"{node} [{spec.grid}]" if spec.grid is not None else str(node)
         if spec.upstreams:
-            line = f"{node} <- {', '.join(map(str, spec.upstreams))}"
+            line = f"{name} <- {', '.join(_source(spec, up) for up in spec.upstreams)}"
         elif spec.on_failure_of:
-            line = f"{node} <- on failure of {', '.join(map(str, spec.on_failure_of))}"
+            line = f"{name} <- on failure of {', '.join(_source(spec, src) for src in spec.on_failure_of)}"
         else:
-            line = f"{node} (root)"
+            line = f"{name} (root)"
         lines.append(f"{line}  # {spec.description}" if spec.description else line)
     return "".join(f"{line}\n" for line in lines)
+
+
+def _source(spec: DagSpec, source: NodeId) -> str:
+    offset = spec.offset(source)
+    return f"{source} [offset {offset:+d}]" if offset else str(source)
+
+
+def _label(graph: Graph, node: NodeId, text: str) -> str:
+    grid = graph.dags[node].grid
+    return f"{text} [{grid}]" if grid is not None else text
 
 
 def _edges(graph: Graph) -> Iterator[tuple[NodeId, NodeId, bool]]:
@@ -71,12 +83,13 @@ def render_mermaid(graph: Graph) -> str:
     if len(groups) > 1:
         for index, (instance, nodes) in enumerate(groups.items()):
             lines.append(f"{INDENT}subgraph i{index} [{instance}]")
-            lines += [f'{INDENT * 2}{ids[node]}["{node.dag_id}"]' for node in nodes]
+            lines += [f'{INDENT * 2}{ids[node]}["{_label(graph, node, node.dag_id)}"]' for node in nodes]
             lines.append(f"{INDENT}end")
     else:
-        lines += [f'{INDENT}{ids[node]}["{node}"]' for node in graph.topo_order]
+        lines += [f'{INDENT}{ids[node]}["{_label(graph, node, str(node))}"]' for node in graph.topo_order]
     for source, target, failure in _edges(graph):
-        arrow = "-. on failure .->" if failure else "-->"
+        offset = graph.dags[target].offset(source)
+        arrow = "-. on failure .->" if failure else (f"-- offset {offset:+d} -->" if offset else "-->")
         lines.append(f"{INDENT}{ids[source]} {arrow} {ids[target]}")
     return "".join(f"{line}\n" for line in lines)
 
@@ -90,12 +103,19 @@ def render_dot(graph: Graph) -> str:
         for index, (instance, nodes) in enumerate(groups.items()):
             lines.append(f"{INDENT}subgraph cluster_{index} {{")
             lines.append(f"{INDENT * 2}label={json.dumps(instance)};")
-            lines += [f"{INDENT * 2}{quoted[node]} [label={json.dumps(node.dag_id)}];" for node in nodes]
+            lines += [
+                f"{INDENT * 2}{quoted[node]} [label={json.dumps(_label(graph, node, node.dag_id))}];" for node in nodes
+            ]
             lines.append(f"{INDENT}}}")
     else:
-        lines += [f"{INDENT}{quoted[node]} [label={json.dumps(str(node))}];" for node in graph.topo_order]
+        lines += [
+            f"{INDENT}{quoted[node]} [label={json.dumps(_label(graph, node, str(node)))}];" for node in graph.topo_order
+        ]
     for source, target, failure in _edges(graph):
-        style = ' [style=dashed, label="on failure"]' if failure else ""
+        offset = graph.dags[target].offset(source)
+        label = f"on failure, offset {offset:+d}" if failure and offset else "on failure"
+        style = f" [style=dashed, label={json.dumps(label)}]" if failure else ""
+        style = style or (f' [label="offset {offset:+d}"]' if offset else "")
         lines.append(f"{INDENT}{quoted[source]} -> {quoted[target]}{style};")
     lines.append("}")
     return "".join(f"{line}\n" for line in lines)

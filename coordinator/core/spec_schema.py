@@ -14,6 +14,7 @@ from typing import Any
 
 from coordinator.core.model import NAME_RE, NODE_SEP
 from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
+from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, PARTITION_FIELDS
 
 _NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
 
@@ -45,6 +46,44 @@ def _defs() -> dict[str, Any]:
             "type": "string",
             "pattern": f"^({_NAME}{NODE_SEP})?{_NAME}$",
         },
+        "edge": {
+            "description": "A dependency: a reference, or an object with the reference and an offset in periods of "
+            "the dependent's grid (both DAGs need partitions for an offset).",
+            "oneOf": [
+                {"$ref": "#/$defs/dagRef"},
+                {
+                    "type": "object",
+                    "properties": dict(
+                        zip(
+                            EDGE_FIELDS,
+                            (
+                                {"$ref": "#/$defs/dagRef"},
+                                {"type": "integer", "minimum": -MAX_OFFSET, "maximum": MAX_OFFSET},
+                            ),
+                            strict=True,
+                        )
+                    ),
+                    "required": ["dag"],
+                    "additionalProperties": False,
+                },
+            ],
+        },
+        "partitions": {
+            "description": "The DAG's partition grid: partition P covers [P, next cron point); keys stay UTC.",
+            "type": "object",
+            "properties": dict(
+                zip(
+                    PARTITION_FIELDS,
+                    (
+                        {"type": "string", "description": "5-field cron expression, e.g. 0 * * * * (hourly)."},
+                        {"type": "string", "description": "IANA time zone name; default UTC."},
+                    ),
+                    strict=True,
+                )
+            ),
+            "required": ["cron"],
+            "additionalProperties": False,
+        },
         "instance": {
             "description": "An Airflow instance. Its URL and credentials belong in the instances settings file.",
             "type": "object",
@@ -55,8 +94,9 @@ def _defs() -> dict[str, Any]:
             "description": "One DAG: a root ({}), a success dependent (upstreams) or a failure handler.",
             "type": "object",
             "properties": {
-                "upstreams": _refs("dagRef", "Runs for a partition once all of these succeeded for it."),
-                "on_failure_of": _refs("dagRef", "Runs for a partition when one of these fails for it."),
+                "upstreams": _refs("edge", "Runs for a partition once all of these succeeded for it."),
+                "on_failure_of": _refs("edge", "Runs for a partition when one of these fails for it."),
+                "partitions": {"$ref": "#/$defs/partitions"},
                 "instance": {"$ref": "#/$defs/name", "description": "Default: the key's qualifier, or default."},
                 "description": {"type": "string"},
             },

@@ -246,7 +246,10 @@ class Watcher:
             # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
             whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
             rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
-            parts = plan_changes(graph, self.view, rest) if rest else None
+            # A change in a partition planned whole can still map to OTHER partitions (partition grids): plan_changes
+            # follows it there and skips the partitions `whole` already covered.
+            mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
+            parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)

@@ -40,7 +40,8 @@ TEST_DAGS = Path(__file__).resolve().parent / "dags"
 PIPELINES = [f"0{i}_pipeline" for i in range(1, 8)]
 FAILURE_DAGS = ["08_on_failure", "09_flaky"]
 # e2e_dependent: a plain one-task DAG the scenarios use as a normal dependent (of 09_flaky, of another instance).
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent"]
+# e2e_hourly / e2e_daily: the partition-grid scenario's hourly root and its daily rollup.
+TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
@@ -57,6 +58,8 @@ SESSION_GRAPH: dict[str, Any] = {
         "07_pipeline": {"upstreams": "06_pipeline"},
         "08_on_failure": {"on_failure_of": "09_flaky"},
         "e2e_dependent": {"upstreams": "09_flaky"},
+        "e2e_hourly": {"partitions": {"cron": "0 * * * *"}},
+        "e2e_daily": {"partitions": {"cron": "0 0 * * *"}, "upstreams": "e2e_hourly"},
     },
 }
 #: Upstreams of each pipeline in SESSION_GRAPH, for ordering checks.

@@ -148,9 +148,11 @@ class World:
             if (existing.mod_rev if existing else 0) != action.ledger_rev:
                 return  # CAS lost: someone else acted; the next pass re-plans
             for up in self.graph.dags[action.node].upstreams:
-                fact = self.view.runs.get((up, action.partition))
-                if fact is None or fact.record.state is not RunState.SUCCESS:
-                    self.violations.append(f"{action.node} triggered while {up} not success")
+                # Partition grids: the upstream partitions the trigger's partition needs (itself without grids).
+                for q in self.graph.source_partitions(action.node, up, action.partition):
+                    fact = self.view.runs.get((up, q))
+                    if fact is None or fact.record.state is not RunState.SUCCESS:
+                        self.violations.append(f"{action.node} {action.partition} triggered while {up} {q} not success")
             state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S)
         else:
             current = self.view.ledger.get(at)

@@ -1,0 +1,114 @@
+"""What a planner pass looks at: the (partition, DAG) pairs a change can affect, and the candidates of a partition.
+
+Rules:
+1. Without partition grids a fact in partition P can only affect decisions in P (semantics rule 1): the sets here are
+   exactly the ones the planner used before grids existed (:func:`affected_same_partition`, :func:`candidates`).
+2. With grids, a fact of U in partition Q affects D in every partition ``graph.target_partitions(D, U, Q)`` (a daily
+   success: 24 hourly partitions of D), and so on down the graph (:func:`affected`). A partition of D is a candidate
+   when a source it is mapped to has a fact (:func:`mapped_candidates`), which may live in another partition.
+3. Pure; each function's cost is what changed times the mapped windows, never the size of the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import NodeId
+from coordinator.core.view import View
+
+
+def affected_same_partition(graph: Graph, changed: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
+    """``changed`` (those in the graph), their descendants, and the failure handlers of all of them, in topo order."""
+    found: set[NodeId] = set()
+    for node in changed:
+        if node in order and node not in found:  # a node already found brought its descendants along
+            found.add(node)
+            found |= graph.descendants(node)
+    for node in list(found):
+        found.update(graph.failure_handlers[node])
+    return sorted(found, key=order.__getitem__)
+
+
+def _targets(graph: Graph, target: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
+    if source in graph.mapped_edges.get(target, ()):
+        return graph.target_partitions(target, source, partition)
+    return (partition,)
+
+
+def affected(graph: Graph, changed: Mapping[str, Iterable[NodeId]]) -> dict[str, list[NodeId]]:
+    """partition -> the DAGs to re-plan there (topo order) after facts of ``changed`` changed (rule 2): the changed
+    DAGs, what depends on them in the partitions mapped from theirs (transitively), and their failure handlers."""
+    order = graph.topo_index
+    if not graph.mapped_edges:
+        return {p: affected_same_partition(graph, nodes, order) for p, nodes in changed.items()}
+    found: dict[str, set[NodeId]] = {}
+    work = [(p, node) for p, nodes in changed.items() for node in nodes if node in order]
+    handlers: list[tuple[str, NodeId]] = []
+    while work:
+        partition, node = work.pop()
+        seen = found.setdefault(partition, set())
+        if node in seen:
+            continue
+        seen.add(node)
+        for child in graph.downstreams[node]:
+            work += [(p, child) for p in _targets(graph, child, node, partition)]
+        for handler in graph.failure_handlers[node]:
+            handlers += [(p, handler) for p in _targets(graph, handler, node, partition)]
+    for partition, handler in handlers:
+        found.setdefault(partition, set()).add(handler)
+    return {p: sorted(nodes, key=order.__getitem__) for p, nodes in found.items()}
+
+
+def candidates(graph: Graph, present: Iterable[NodeId], order: Mapping[NodeId, int]) -> list[NodeId]:
+    """The DAGs that may act in a partition where ``present`` have facts: those and what depends on them, in topo
+    order. (The view also holds facts of DAGs the graph does not know; they are not candidates.)"""
+    found: set[NodeId] = set()
+    for node in present:
+        if node in order:
+            found.add(node)
+            found.update(graph.downstreams[node])
+            found.update(graph.failure_handlers[node])
+    return sorted(found, key=order.__getitem__)
+
+
+def mapped_candidates(graph: Graph, view: View, partition: str) -> set[NodeId]:
+    """The DAGs with a mapped edge that may act in ``partition``: some source partition they map to has a fact."""
+    found: set[NodeId] = set()
+    for node, sources in graph.mapped_edges.items():
+        for source in sources:
+            if any((source, q) in view.runs for q in graph.source_partitions(node, source, partition)):
+                found.add(node)
+                break
+    return found
+
+
+def mapped_partitions(graph: Graph, view: View) -> set[str]:
+    """Every partition that a fact maps to through a mapped edge (for a pass over everything: a fan-out's hourly
+    partitions of D exist nowhere in the store until D runs)."""
+    found: set[str] = set()
+    for (node, partition), _ in view.runs.items():
+        for target in graph.mapped_targets.get(node, ()):
+            found.update(graph.target_partitions(target, node, partition))
+    return found
+
+
+def span(window: Sequence[str], missing: Iterable[str]) -> str:
+    """The ``missing`` partitions of a mapped ``window`` as ranges of neighbours, ``05:00Z-07:00Z, 12:00Z`` (times
+    alone when the whole window is on one UTC date, which keeps a day's rollup on one line; full keys otherwise)."""
+    absent = set(missing)
+    day = window[0][:10] if window and window[-1][:10] == window[0][:10] else None
+    groups: list[list[str]] = []
+    previous_missing = False
+    for p in window:
+        if p in absent:
+            if previous_missing:
+                groups[-1][1] = p
+            else:
+                groups.append([p, p])
+        previous_missing = p in absent
+
+    def short(p: str) -> str:
+        return p[11:16] + "Z" if p[:10] == day else p
+
+    return ", ".join(short(a) if a == b else f"{short(a)}-{short(b)}" for a, b in groups)
