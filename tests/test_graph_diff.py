@@ -244,3 +244,46 @@ def test_adopt_records_edges_and_fills_them_into_old_entries_without_redating() 
     assert new is not None
     assert (new.nodes["default/c"].since, new.nodes["default/c"].upstreams) == (5, ("default/b",))
     assert (new.nodes["default/d"].since, new.nodes["default/d"].on_failure_of) == (9, ())
+
+
+GRIDDED: dict[str, Any] = {
+    "version": 1,
+    "dags": {
+        "hourly": {"partitions": {"cron": "0 * * * *"}},
+        "fx": {"partitions": {"cron": "0 0 * * *"}},
+        "daily": {"partitions": {"cron": "0 0 * * *"}, "upstreams": ["hourly", {"dag": "fx", "offset": -1}]},
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param(
+            {"partitions": {"cron": "0 0 * * *", "timezone": "Europe/Berlin"}},
+            ("grid: 0 0 * * * -> 0 0 * * * Europe/Berlin",),
+            id="timezone-changed",
+        ),
+        pytest.param({"upstreams": ["hourly", {"dag": "fx"}]}, ("offset of fx: -1 -> 0",), id="offset-dropped"),
+        pytest.param(
+            {"upstreams": ["hourly", {"dag": "fx", "offset": -2}]},
+            ("offset of fx: -1 -> -2",),
+            id="offset-changed",
+        ),
+    ],
+)
+def test_grid_and_offset_changes_are_named_against_a_file_and_the_store(
+    change: dict[str, Any], expected: tuple[str, ...]
+) -> None:
+    """A changed grid or offset is a change of the DAG, named in words, against a file and against the adopted value."""
+    old = graph(GRIDDED, "old.json")
+    new_spec = json.loads(json.dumps(GRIDDED))
+    new_spec["dags"]["daily"] = {**new_spec["dags"]["daily"], **change}
+    new = graph(new_spec)
+    activation = adopt(old.shapes, old.digest, None, 5, sources=old.dags)
+    assert activation is not None
+    for baseline in (Baseline.from_graph(old), Baseline.from_activation(activation, "etcd", 5)):
+        result = diff_graphs(baseline, new)
+        assert [(str(c.node), str(c.kind)) for c in result.changes] == [("daily", "changed")]
+        assert result.changes[0].details == expected
+        assert result.changes[0].edges == ()

@@ -95,6 +95,7 @@ def to_json(diff: GraphDiff) -> dict[str, Any]:
                     {"change": str(e.kind), "kind": str(e.edge), "from": e.source.qualified, "to": e.target.qualified}
                     for e in change.edges
                 ],
+                "details": list(change.details),
                 "applies_from": change.applies_from,
                 "needs_backfill": change.needs_backfill,
                 "old_since_revision": change.old_since,
@@ -118,6 +119,7 @@ def to_text(diff: GraphDiff) -> list[str]:
     for change in diff.changes:
         lines.append(f"  {change.kind:<8} {change.node}{_since(change)}")
         lines += [f"             {edge.describe()}" for edge in change.edges]
+        lines += [f"             {detail}" for detail in change.details]
         if not change.edges_known:
             lines.append("             sources changed (the adopted value predates edge recording: edges unknown)")
         lines.append(f"             applies: {change.applies_from}")

@@ -4,7 +4,8 @@ Rules (the semantics are in ``docs/semantics.md``, "Changing dependencies.json" 
 
 1. Pure: a :class:`Baseline` (the graph in force, from the adopted activation or another file) and the new
    :class:`~coordinator.core.graph.Graph` in, a typed :class:`GraphDiff` out. No I/O, no clock, no logging.
-2. A DAG is *changed* when its sources (upstreams or failure sources) change: exactly what re-dates it on adoption.
+2. A DAG is *changed* when its sources (upstreams or failure sources), its grid or an offset change: exactly what
+   re-dates it on adoption.
    A description change is not a change (the graph's digest ignores it, and so does the watcher).
 3. When the baseline knows only a DAG's shape (an activation written before edges were recorded), equal shapes mean
    unchanged (the shape is a fingerprint of the sources) and different shapes are reported as changed with the
@@ -50,6 +51,9 @@ class BaselineDag:
     on_failure_of: tuple[NodeId, ...] | None
     #: Revision since which its definition applies (None for a file baseline).
     since: int | None = None
+    #: The grid as text (None: no grid) and the non-zero offsets by source; known when the edges are.
+    grid: str | None = None
+    offsets: Mapping[NodeId, int] = field(default_factory=dict)
 
     @property
     def edges_known(self) -> bool:
@@ -70,8 +74,12 @@ class Baseline:
     @classmethod
     def from_graph(cls, graph: Graph, label: str | None = None) -> Baseline:
         dags = {
-            n: BaselineDag(n, graph.shapes[n], spec.upstreams, spec.on_failure_of) for n, spec in graph.dags.items()
-        }
+            n: BaselineDag(
+                n, graph.shapes[n], spec.upstreams, spec.on_failure_of, None,
+                str(spec.grid) if spec.grid is not None else None, dict(spec.offsets),
+            )
+            for n, spec in graph.dags.items()
+        }  # fmt: skip
         return cls(label or graph.source, dags)
 
     @classmethod
@@ -84,7 +92,8 @@ class Baseline:
             node = NodeId.parse(qualified)
             ups = _nodes(entry.upstreams)
             fails = _nodes(entry.on_failure_of)
-            dags[node] = BaselineDag(node, entry.shape, ups, fails, since=entry.since)
+            offsets = {NodeId.parse(q): k for q, k in (entry.offsets or {}).items()}
+            dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets)
         return cls(label, dags, revision=revision)
 
 
@@ -132,6 +141,8 @@ class DagChange:
     needs_backfill: bool = False
     #: Revision since which the old definition applied (adopted baseline only).
     old_since: int | None = None
+    #: Grid and offset changes, in words (e.g. ``grid: 0 * * * * -> 0 0 * * * Europe/Berlin``).
+    details: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,9 +248,26 @@ def diff_graphs(baseline: Baseline, new: Graph, activity: Mapping[NodeId, StoreA
     return GraphDiff(baseline.label, new.source, not baseline.adopted, tuple(changes), tuple(warnings), added_instances)
 
 
+def _details(old: BaselineDag, spec: DagSpec) -> tuple[str, ...]:
+    """Grid and offset changes of a DAG whose edges are known (rule 2: they re-date it like an edge change)."""
+    found: list[str] = []
+    grid = str(spec.grid) if spec.grid is not None else None
+    if grid != old.grid:
+        found.append(f"grid: {old.grid or 'none'} -> {grid or 'none'}")
+    offsets = dict(spec.offsets)
+    for source in sorted(set(old.offsets) | set(offsets)):
+        before, after = old.offsets.get(source, 0), offsets.get(source, 0)
+        if before != after:
+            found.append(f"offset of {source}: {before} -> {after}")
+    return tuple(found)
+
+
 def _changed(node: NodeId, old: BaselineDag, spec: DagSpec, baseline: Baseline) -> DagChange | None:
-    if old.shape == spec.shape() and (
-        not old.edges_known or (old.upstreams, old.on_failure_of) == (spec.upstreams, spec.on_failure_of)
+    details = _details(old, spec) if old.edges_known else ()
+    if (
+        old.shape == spec.shape()
+        and not details
+        and (not old.edges_known or (old.upstreams, old.on_failure_of) == (spec.upstreams, spec.on_failure_of))
     ):
         return None
     applies, backfill = _applies(spec, baseline, ChangeKind.CHANGED)
@@ -250,7 +278,7 @@ def _changed(node: NodeId, old: BaselineDag, spec: DagSpec, baseline: Baseline) 
     edges = _edges(node, ChangeKind.REMOVED, old_ups - new_ups, old_fails - new_fails) + _edges(
         node, ChangeKind.ADDED, new_ups - old_ups, new_fails - old_fails
     )
-    return DagChange(node, ChangeKind.CHANGED, tuple(edges), True, applies, backfill, old.since)
+    return DagChange(node, ChangeKind.CHANGED, tuple(edges), True, applies, backfill, old.since, details)
 
 
 def _handler_warning(node: NodeId, sources: Iterable[NodeId]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -77,6 +78,10 @@ class NodeActivation(BaseModel):
     #: graph in force. None in values written before they were recorded: then only the shape is known.
     upstreams: tuple[str, ...] | None = None
     on_failure_of: tuple[str, ...] | None = None
+    #: The partition grid (``cron`` or ``cron timezone``; None: no grid) and the non-zero edge offsets, recorded with
+    #: the edges (meaningful when ``upstreams`` is not None).
+    grid: str | None = None
+    offsets: dict[str, int] | None = None
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -273,18 +278,25 @@ def adopt(
     for node, shape in graph_shapes.items():
         prev = old.get(node.qualified)
         spec = sources.get(node) if sources is not None else None
-        ups = tuple(n.qualified for n in spec.upstreams) if spec is not None else None
-        fails = tuple(n.qualified for n in spec.on_failure_of) if spec is not None else None
+        edges = _recorded_edges(spec) if spec is not None else {}
         if prev is not None and prev.shape == shape:
             # Same sources: keep the dates; an entry written before edges were recorded gains them.
-            if spec is not None and prev.upstreams is None:
-                prev = prev.model_copy(update={"upstreams": ups, "on_failure_of": fails})
+            if edges and prev.upstreams is None:
+                prev = prev.model_copy(update=edges)
             nodes[node.qualified] = prev
         else:
-            nodes[node.qualified] = NodeActivation(
-                shape=shape, since=revision, history_from=first_history, upstreams=ups, on_failure_of=fails
-            )
+            nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history, **edges)
     return Activation(digest=digest, nodes=nodes, adopted_by=by)
+
+
+def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
+    """What an activation entry records of a DAG's definition for ``coordinator diff``: edges, grid, offsets."""
+    return {
+        "upstreams": tuple(n.qualified for n in spec.upstreams),
+        "on_failure_of": tuple(n.qualified for n in spec.on_failure_of),
+        "grid": str(spec.grid) if spec.grid is not None else None,
+        "offsets": {n.qualified: k for n, k in spec.offsets},
+    }
 
 
 def dump_activation(activation: Activation) -> bytes:
