@@ -259,28 +259,10 @@ class Airflow2Stack(AirflowStack):
 
     # ----- REST v1, HTTP Basic auth -----
 
-    def _http(
-        self, method: str, path: str, body: Any, token: str | None, timeout_s: float
-    ) -> tuple[int, dict[str, Any]]:
+    def _auth_headers(self, token: str | None) -> dict[str, str]:
         del token  # basic auth: every request carries the credentials
-        data = None if body is None else json.dumps(body).encode()
         credentials = base64.b64encode(f"{self.username}:{self.password}".encode()).decode()
-        headers = {"Accept": "application/json", "Authorization": f"Basic {credentials}"}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310  # http://127.0.0.1
-                raw = response.read()
-                status = int(response.status)
-        except urllib.error.HTTPError as exc:
-            raw = exc.read()
-            status = exc.code
-        try:
-            parsed = json.loads(raw) if raw else {}
-        except ValueError:
-            parsed = {"raw": raw.decode(errors="replace")}
-        return status, parsed if isinstance(parsed, dict) else {"items": parsed}
+        return {"Authorization": f"Basic {credentials}"}
 
     def login(self) -> str:
         """Nothing to log in to: REST v1 takes HTTP Basic credentials on every request."""

@@ -293,11 +293,9 @@ class AirflowStack:
         self, method: str, path: str, body: Any, token: str | None, timeout_s: float
     ) -> tuple[int, dict[str, Any]]:
         data = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", **self._auth_headers(token)}
         if data is not None:
             headers["Content-Type"] = "application/json"
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)  # noqa: S310
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310  # http://127.0.0.1
@@ -311,6 +309,10 @@ class AirflowStack:
         except ValueError:
             parsed = {"raw": raw.decode(errors="replace")}
         return status, parsed if isinstance(parsed, dict) else {"items": parsed}
+
+    def _auth_headers(self, token: str | None) -> dict[str, str]:
+        """Airflow 3: the JWT from /auth/token (the Airflow 2 launcher sends HTTP Basic credentials instead)."""
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     def login(self) -> str:
         status, body = self._http(
