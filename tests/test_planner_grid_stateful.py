@@ -140,20 +140,7 @@ class GridMachine(PlannerMachine):
         if not hasattr(self, "world"):
             return
         world = self.world
-        for _ in range(300):
-            for action in plan(world.graph, world.view).actions:
-                world.apply_action(action)
-            moved = False
-            for node, partition in world.queued():
-                self.begin_attempt(node, partition)
-                world.start(node.dag_id, partition)
-                moved = True
-            for at, run in sorted(world.airflow.items()):
-                if run.state == "running":
-                    world.finish(at[0].dag_id, at[1], ok=True)
-                    moved = True
-            if not moved and not plan(world.graph, world.view).actions:
-                break
+        world.quiesce(self.begin_attempt, max_rounds=300)
         unconfirmed = [
             at
             for at, f in world.view.ledger.items()

@@ -179,20 +179,7 @@ class PlannerMachine(RuleBasedStateMachine):
         if not hasattr(self, "world"):
             return
         world = self.world
-        for _ in range(200):
-            for action in plan(world.graph, world.view).actions:
-                world.apply_action(action)
-            moved = False
-            for node, partition in world.queued():
-                self.begin_attempt(node, partition)
-                world.start(node.dag_id, partition)
-                moved = True
-            for at, run in sorted(world.airflow.items()):
-                if run.state == "running":
-                    world.finish(at[0].dag_id, at[1], ok=True)
-                    moved = True
-            if not moved and not plan(world.graph, world.view).actions:
-                break
+        world.quiesce(self.begin_attempt, max_rounds=200)
         # An intent may stay unconfirmed only while an upstream is not fresh (it was recorded just before the
         # upstream failed or was cleared; it completes once the upstream is fresh again).
         unconfirmed = [

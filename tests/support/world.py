@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -256,6 +256,24 @@ class World:
             if not moved:
                 return
         raise AssertionError("world did not settle")
+
+    def quiesce(self, before_start: Callable[[NodeId, str], object], max_rounds: int) -> None:
+        """The state machines' teardown: apply every planned action, start every queued run (``before_start`` lets
+        the model note the attempt) and let every running one succeed, until nothing moves or ``max_rounds``."""
+        for _ in range(max_rounds):
+            for action in plan(self.graph, self.view).actions:
+                self.apply_action(action)
+            moved = False
+            for node, partition in self.queued():
+                before_start(node, partition)
+                self.start(node.dag_id, partition)
+                moved = True
+            for at, run in sorted(self.airflow.items()):
+                if run.state == "running":
+                    self.finish(at[0].dag_id, at[1], ok=True)
+                    moved = True
+            if not moved and not plan(self.graph, self.view).actions:
+                return
 
     # -- assertions ------------------------------------------------------------------------------------------
     def count(self, dag: str, partition: str = P1, kind: str | None = None) -> int:
