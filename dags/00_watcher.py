@@ -15,11 +15,11 @@ Schedule: ``COORDINATOR_WATCHER_SCHEDULE`` in the dag-processor's environment: s
 (``2m``) or a cron expression (``*/5 * * * *``); default one minute.
 
 Latency and limits versus ``coordinator watch``: each level of a cascade waits for the next pass, i.e. up to one
-interval plus the task's start-up (~2-5 s on LocalExecutor) per level: with the default minute, a seven-DAG cascade of
-three levels takes ~3-4 minutes instead of ~15 s; with ``10s``, measured ~1 min end to end
-(tests/e2e/test_first_start_e2e.py). Each pass re-reads the whole prefix (fine up to ~100k keys, ~1-3 s), occupies a
-worker slot for a few seconds per interval, and stops when this Airflow stops, so it cannot release DAGs in other
-instances during that Airflow's downtime. The service is the recommended mode.
+interval plus the task's start-up per level, so with the default minute expect a seven-DAG cascade of three levels to
+take a few minutes instead of ~15 s with the service; with ``10s`` it took 25.9 s from enabling this DAG to the last
+DAG's success (tests/e2e/test_first_start_e2e.py prints it). Each pass re-reads the whole prefix (the cold-start
+benchmark: ~2 s at 100,000 keys), occupies a worker slot for a few seconds per interval, and stops when this Airflow
+stops, so it cannot release DAGs in other instances during that Airflow's downtime. The service is the recommended mode.
 
 Configuration comes from the worker's environment (COORDINATOR_ETCD_ENDPOINTS, COORDINATOR_DEPS,
 COORDINATOR_AIRFLOW_URL, ...). Paused at creation, like every DAG: unpause it to use it.
