@@ -374,7 +374,19 @@ class AirflowStack:
         self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
     ) -> dict[str, Any]:
         body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
-        return self._ok("POST", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns", body)
+        path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns"
+        for attempt in range(5):
+            status, parsed = self.request("POST", path, body)
+            if status < 300:
+                return parsed
+            # SQLite (the local stacks' database) answers 500 "database is locked" when the scheduler holds its one
+            # writer lock; the run id is ours, so a retry is safe and a 409 after one means the first try committed.
+            if status == 409 and attempt > 0 and (run := self.get_run(dag_id, run_id)) is not None:
+                return run
+            if status != 500 or attempt == 4:
+                raise AirflowStackError(f"POST {path} -> HTTP {status}: {parsed}")
+            time.sleep(1.0)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
         # dry_run defaults to TRUE on this endpoint (v1 and v2): without it nothing is cleared.
