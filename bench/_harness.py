@@ -293,7 +293,11 @@ class WatcherProcess:
 
     def start(self) -> WatcherProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-        env.update(COORDINATOR_AIRFLOW_USERNAME="admin", COORDINATOR_AIRFLOW_PASSWORD="admin", **self.extra_env)
+        # A free port for the HTTP listener: benchmarks may run beside other watchers holding the default 9465.
+        env.update(
+            COORDINATOR_AIRFLOW_USERNAME="admin", COORDINATOR_AIRFLOW_PASSWORD="admin", COORDINATOR_HTTP="127.0.0.1:0"
+        )
+        env.update(self.extra_env)
         cmd = [sys.executable, "-m", "coordinator.cli", "watch", "--etcd", self.etcd, "--deps", str(self.deps)]
         cmd += ["--id", "bench-watcher", *self.extra_args]
         if self.airflow_url:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -88,8 +88,11 @@ class AirflowClient:
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "default",
+        on_request: Callable[[str, str, str, float], None] | None = None,
     ) -> None:
         self.name = name
+        # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
+        self._on_request = on_request or (lambda instance, method, status, seconds: None)
         self._settings = settings
         self._timeout_s = timeout_s
         self._http = httpx.AsyncClient(
@@ -385,9 +388,12 @@ class AirflowClient:
     ) -> httpx.Response:
         """One HTTP exchange; transport failures become AirflowUnavailable with status 0."""
         started = time.monotonic()
+        status = "error"  # no answer: a transport error, or "timeout"
         try:
             resp = await self._http.request(method, path, headers=headers, auth=auth, json=json, params=params)
+            status = str(resp.status_code)
         except httpx.TimeoutException as exc:
+            status = "timeout"
             raise self._log(
                 AirflowUnavailable(f"{self.name}: {method} {unquote(path)}: timed out after {self._timeout_s:g} s")
             ) from exc
@@ -397,6 +403,8 @@ class AirflowClient:
             raise self._log(
                 AirflowUnavailable(f"{self.name}: {method} {unquote(path)}: connection failed: {reason}")
             ) from exc
+        finally:
+            self._on_request(self.name, method, status, time.monotonic() - started)
         log.debug(
             "airflow.request instance=%s method=%s path=%s status=%s ms=%.1f",
             self.name,

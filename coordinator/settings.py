@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -57,6 +58,29 @@ def parse_endpoints(text: str) -> list[Endpoint]:
     if not endpoints:
         raise ConfigError("no etcd endpoint given: set --etcd or COORDINATOR_ETCD_ENDPOINTS")
     return endpoints
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """Where the watcher's HTTP listener binds (``--http HOST:PORT``; port 0 picks a free one)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress | None:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as a ListenAddress, ``off`` as None; ValueError naming what is wrong."""
+    raw = text.strip()
+    if raw.lower() == "off":
+        return None
+    host, sep, port = raw.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"invalid --http / COORDINATOR_HTTP {text!r}: expected HOST:PORT (e.g. 0.0.0.0:9465) or off")
+    return ListenAddress(host, int(port))
 
 
 class EtcdSettings(BaseModel):
@@ -140,6 +164,20 @@ class Settings(BaseSettings):
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
+    # The watcher's HTTP listener (/metrics, /healthz, /readyz): HOST:PORT or "off". Loopback by default, so metrics
+    # (they name instances) are not reachable from other hosts unless asked for (0.0.0.0:9465 in a pod); 9465 is in
+    # the range Prometheus exporters use and clashes with none of the common ones.
+    http: str = "127.0.0.1:9465"
+
+    @field_validator("http")
+    @classmethod
+    def _http(cls, value: str) -> str:
+        parse_listen(value)  # raises ValueError with a clear message
+        return value
+
+    @property
+    def http_address(self) -> ListenAddress | None:
+        return parse_listen(self.http)
 
     @field_validator("adopt_history")
     @classmethod

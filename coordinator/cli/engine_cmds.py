@@ -27,9 +27,12 @@ from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
+from coordinator.metrics import Metrics
 from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
+from coordinator.watcher.health import Health
+from coordinator.watcher.http import serve
 from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger(__name__)
@@ -131,19 +134,31 @@ def watch(
     adopt_since: AdoptSinceOpt = None,
     adopt_none: AdoptNoneOpt = False,
     first_start_limit: LimitOpt = None,
+    http: Annotated[
+        str | None,
+        typer.Option(
+            "--http",
+            help="listener for /metrics, /healthz, /readyz: HOST:PORT or off [env COORDINATOR_HTTP, "
+            "default 127.0.0.1:9465]",
+        ),
+    ] = None,
 ) -> None:
     """Run the watcher service: watch run states, trigger or clear dependent DAG runs, exactly once."""
     setup_logging(log_level)
     settings = _settings(
         etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances, leader_ttl_s=leader_ttl,
         watcher_id=watcher_id, adopt_history=_adopt_history(adopt_all, adopt_since, adopt_none),
-        first_start_limit=first_start_limit,
+        first_start_limit=first_start_limit, http=http,
     )  # fmt: skip
     _graph(settings)  # fail fast with exit 2 on an invalid file
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
-            watcher = await open_watcher(settings, stack)
+            metrics, health = Metrics(), Health()
+            if settings.http_address is not None:
+                # Before etcd is reached: /healthz answers while the view loads, /readyz says why it is not ready.
+                stack.enter_context(serve(settings.http_address, metrics, health))
+            watcher = await open_watcher(settings, stack, metrics, health)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, watcher.stop.set)

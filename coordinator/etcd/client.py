@@ -67,6 +67,8 @@ class EtcdStore:
         self._index = 0
         self._closed = False
         self._elections: list[Election] = []
+        #: Told (operation, gRPC code) of each request that failed for good and each broken watch stream (metrics).
+        self.on_error: Callable[[str, str], None] = lambda op, code: None
 
     # -- connection -----------------------------------------------------------------------------------------
 
@@ -163,6 +165,7 @@ class EtcdStore:
         try:
             return await retry_call(attempt, policy, self._retryable, on_retry=self._before_retry)
         except RpcError as exc:
+            self.on_error(op, status_name(exc))
             raise map_error(op, self.endpoint, exc) from exc
 
     async def close(self) -> None:

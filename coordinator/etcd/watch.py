@@ -248,6 +248,7 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
                 delay,
                 status_name(exc),
             )
+            store.on_error("watch", status_name(exc) if isinstance(exc, RpcError) else type(exc).__name__)
             store.after_failure(exc)
             await asyncio.sleep(delay)
             continue

@@ -92,6 +92,7 @@ class Actuator:
         queue: WorkQueue[WorkKey],
         policy: ActuatorPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        on_result: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -102,6 +103,9 @@ class Actuator:
         self.policy = policy or ActuatorPolicy()
         self.clock = clock
         self.outcome = Outcome()
+        #: Told (instance, action, result) of every finished action (the watcher's metrics): action is create, clear
+        #: or resume; result ok, conflict (the ledger moved under it), error or skipped (nothing to do).
+        self.on_result = on_result or (lambda instance, action, result: None)
         self.leadership_lost = asyncio.Event()
         #: Only to wait for or cancel them: which action may start is the queue's decision (its processing set).
         self._tasks: set[asyncio.Task[None]] = set()
@@ -140,14 +144,16 @@ class Actuator:
 
     async def _run(self, action: Action, key: DagKey) -> None:
         ledger_key = self.keys.trigger_key(action.node, action.partition)
-        confirmed = False
+        result = "error"
         try:
             async with self._slots:
-                confirmed = await self._drive(action, ledger_key)
+                result = await self._drive(action, ledger_key)
         except LeadershipLost as exc:
+            result = "conflict"
             log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
             self.leadership_lost.set()
         except _IntentMoved as exc:
+            result = "conflict"
             self.outcome.skipped += 1
             log.info("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
         except Exception as exc:
@@ -156,12 +162,13 @@ class Actuator:
             log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
             self.queue.add_after(key, self.policy.error_retry_s)
         finally:
-            if confirmed:
+            if result == "ok":  # confirmed
                 self.queue.forget(key)
             self.queue.done(key)
+            self.on_result(action.node.instance, action.action if isinstance(action, Trigger) else "resume", result)
 
-    async def _drive(self, action: Action, ledger_key: str) -> bool:
-        """Run the intent protocol to its end; True when the intent was confirmed."""
+    async def _drive(self, action: Action, ledger_key: str) -> str:
+        """Run the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result)."""
         retry_s = self.policy.error_retry_s
         if isinstance(action, Trigger):
             state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, retry_s)
@@ -176,15 +183,15 @@ class Actuator:
                     self.outcome.done += 1
                 else:
                     self.outcome.skipped += 1
-                return instruction.confirmed
+                return "ok" if instruction.confirmed else "skipped"
             if isinstance(instruction, intent.RecordError):
                 self.outcome.errors += 1
                 await self._record_error(action, ledger_key, instruction)
-                return False
+                return "error"
             event = await self._attempt(self._perform(action, ledger_key, instruction))
-            if event is None:
+            if event is None:  # lost the race for the intent
                 self.outcome.skipped += 1
-                return False
+                return "conflict"
             state, instruction = intent.step(state, event, _now())
 
     async def _attempt(self, io: Awaitable[intent.Event | None]) -> intent.Event | None:

@@ -38,10 +38,12 @@ from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd import EtcdStore, Snapshot
+from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
+from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,9 @@ class Watcher:
     #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None
+    #: Counted and probed for the HTTP listener (coordinator.watcher.http); cheap enough to keep without one.
+    metrics: Metrics = field(default_factory=Metrics)
+    health: Health = field(default_factory=Health)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -122,7 +127,12 @@ class Watcher:
             policy=ActuatorPolicy(
                 error_retry_s=self.settings.error_retry_s, max_concurrent=self.settings.max_concurrent_actions
             ),
+            on_result=self.metrics.action_result,
         )
+        self.store.on_error = self.metrics.etcd_error
+        self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
+                                in_flight=self.actuator.busy, graph=self.graphs.graph,
+                                graph_invalid=self.graphs.error is not None))  # fmt: skip
 
     async def load(self) -> Snapshot:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
@@ -144,6 +154,7 @@ class Watcher:
                 gc.enable()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%s problem=%r", key, problem)
+        self.metrics.malformed.inc(len(self.view.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
                  len(self.view.partitions))  # fmt: skip
         self.queue.add(AllPartitions)
@@ -155,11 +166,13 @@ class Watcher:
         """Feed watch events into the view and queue what they touch (rule 1)."""
         async for batch in self.store.watch_prefix(self.settings.keys.root, snap):
             if batch.relisted:
+                self.metrics.relists.inc()
                 log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
             for event in batch.events:
                 value = event.value if event.kind == "put" else None
                 touched = self.view.apply(event.key, value, event.mod_revision)
                 if event.key in self.view.problems:
+                    self.metrics.malformed.inc()
                     log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
                 if not touched:
                     continue
@@ -203,6 +216,7 @@ class Watcher:
         resync = self.settings.resync_interval_s
         self.queue.add_after(AllPartitions, resync)
         while not self.stop.is_set():
+            self.health.beat()  # liveness (watcher/health.py): this loop turns at least every 2 s
             # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
             keys = await self.queue.get(timeout_s=2.0)
             if self.graphs.refresh():
@@ -210,6 +224,7 @@ class Watcher:
             if not keys or self.stop.is_set():
                 self.queue.done_all(keys)
                 continue
+            started = time.perf_counter()
             try:
                 await self.reconcile_pass(keys=keys)
             except CoordinatorError as exc:
@@ -218,6 +233,7 @@ class Watcher:
                 log.warning("reconcile.failed error=%s retry_in_s=%.1f", exc, delay)
             else:
                 self.queue.forget(AllPartitions)
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
             if AllPartitions in keys:
                 self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
 
@@ -334,6 +350,7 @@ class Watcher:
     async def run(self) -> None:
         """The service (rules 1-5)."""
         snap = await self.load()
+        self.health.loaded = True
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
@@ -343,6 +360,9 @@ class Watcher:
             asyncio.create_task(self.campaign(), name="campaign"),
             asyncio.create_task(self.reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.audit_loop(), name="audit"),
+            asyncio.create_task(
+                probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
+            ),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:
@@ -366,16 +386,22 @@ class Watcher:
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
 
 
-def build_clients(settings: Settings, stack: AsyncExitStack) -> dict[str, AirflowClient]:
+def build_clients(
+    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None
+) -> dict[str, AirflowClient]:
     clients: dict[str, AirflowClient] = {}
+    on_request = metrics.airflow_request if metrics is not None else None
     for name, instance in settings.instances().items():
-        client = AirflowClient(instance, timeout_s=settings.airflow_timeout_s, name=name)
+        client = AirflowClient(instance, timeout_s=settings.airflow_timeout_s, name=name, on_request=on_request)
         stack.push_async_callback(client.aclose)
         clients[name] = client
     return clients
 
 
-async def open_watcher(settings: Settings, stack: AsyncExitStack) -> Watcher:
+async def open_watcher(
+    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None, health: Health | None = None
+) -> Watcher:
+    """The watcher for ``settings``, counting into ``metrics`` and reporting to ``health`` (fresh ones if None)."""
     graphs = GraphSource(settings.deps)
     missing = sorted({n.instance for n in graphs.graph.dags} - set(settings.instances()))
     if missing:
@@ -383,6 +409,8 @@ async def open_watcher(settings: Settings, stack: AsyncExitStack) -> Watcher:
                     "DAGs in these instances cannot be triggered until their Airflow is configured")  # fmt: skip
     store = await EtcdStore.connect(settings.etcd())
     stack.push_async_callback(store.close)
+    metrics = metrics or Metrics()
     return Watcher(
-        settings, store, graphs, build_clients(settings, stack), watcher_id=settings.watcher_id or default_watcher_id()
-    )
+        settings, store, graphs, build_clients(settings, stack, metrics),
+        watcher_id=settings.watcher_id or default_watcher_id(), metrics=metrics, health=health or Health(),
+    )  # fmt: skip

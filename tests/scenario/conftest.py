@@ -277,6 +277,11 @@ class WatcherProc:
 
         return wait_for(found, f"{pattern!r} in the log of watcher {self.id}", timeout, interval=0.03)
 
+    def http_url(self, timeout: float = TIMEOUT) -> str:
+        """The base URL of this watcher's HTTP listener, from its ``http.listening`` log line."""
+        line = self.wait_log(r"http\.listening address=", timeout)
+        return "http://" + re.search(r"address=(\S+)", line).group(1)  # type: ignore[union-attr]
+
     def wait_leading(self, timeout: float = TIMEOUT) -> None:
         """Until this watcher ran a reconcile pass as leader (after adopting the graph, so triggers count)."""
         self.wait_log(r"reconcile revision=.* leader=True", timeout)
@@ -351,6 +356,8 @@ class Stack:
             # 1 s: refusals (404, paused) are retried quickly enough for a test, still far from a busy loop.
             COORDINATOR_ERROR_RETRY_S="1",
             COORDINATOR_AIRFLOW_TIMEOUT_S="5",
+            # A free port per watcher (its log names it: WatcherProc.http_url): several watchers run at once here.
+            COORDINATOR_HTTP="127.0.0.1:0",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )

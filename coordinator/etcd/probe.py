@@ -1,0 +1,27 @@
+"""A cheap liveness question to etcd, for the watcher's readiness probe.
+
+Rules: one linearizable read (``count_only``, so no value travels) with its own short gRPC deadline and no retry: a
+linearizable read needs the cluster's quorum, so a member cut off from its peers does not answer it, and neither does
+a stopped (SIGSTOP) or wedged server, whose TCP connection stays open and silent. The answer's header carries etcd's
+current revision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aetcd import rpc
+
+from coordinator.etcd.wire import encode
+
+if TYPE_CHECKING:
+    from coordinator.etcd.client import EtcdStore
+
+
+async def ping(store: EtcdStore, key: str, timeout_s: float) -> int:
+    """etcd's current revision; StoreError (via the store's mapping) when it does not answer within ``timeout_s``."""
+    request = rpc.RangeRequest(key=encode(key), count_only=True)
+    response = await store.call(
+        "probe", lambda c: c.kv.Range(request, timeout=timeout_s, metadata=c.metadata), retry=False
+    )
+    return int(response.header.revision)

@@ -1,0 +1,204 @@
+"""The watcher's Prometheus metrics: one typed object over a registry of its own.
+
+The only module that imports ``prometheus_client`` (an import-linter contract); the HTTP listener serves
+:meth:`Metrics.wsgi_app`. Rules:
+1. One registry per :class:`Metrics`, never the library's global one: tests and several watchers in one process each
+   count their own.
+2. Events are counted where they happen, through hooks the shell already has a place for (the Airflow client's
+   ``on_request``, the actuator's ``on_result``, the etcd store's ``on_error``); state (leader, revision, view size,
+   pending intents) is read at scrape time from one callable returning a :class:`WatcherState`, so no hot path keeps
+   a gauge up to date. A reader that fails skips its gauges for that scrape instead of failing the scrape.
+3. Label values are bounded: configured instance names, HTTP methods and status codes, action and result names, etcd
+   operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the series without bound).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    make_wsgi_app,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+
+from coordinator import __version__
+
+log = logging.getLogger(__name__)
+
+# The *_created series double the series count of every counter and no alert here uses them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+#: Airflow calls: a healthy API answers in 10-100 ms; the client's timeout is 10 s by default.
+AIRFLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: Reconcile passes: an incremental pass plans a few DAGs in about a millisecond; a full pass over a large store
+#: takes seconds.
+RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@dataclass(frozen=True)
+class WatcherState:
+    """What the state gauges show, read at scrape time (rule 2)."""
+
+    leader: bool
+    watch_revision: int
+    view_keys: int
+    view_partitions: int
+    bad_values: int
+    pending_intents: int
+    failed_intents: int
+    actions_in_flight: int
+    graph_digest: str
+    graph_dags: int
+    graph_invalid: bool
+
+
+class Metrics:
+    """Every metric of one watcher process. Counting methods are thread-safe (the library locks)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        # Memory, CPU, open files and start time of this process; Python's version and GC: what an operator looks
+        # at first when a watcher misbehaves.
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        Info("coordinator_build", "Version of the coordinator package.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
+        self.triggers = Counter(
+            "coordinator_triggers",
+            "Actions the actuator finished, by Airflow instance, action (create, clear, resume) and result (ok, "
+            "conflict: the ledger moved under it, error: recorded on the ledger and retried, skipped: nothing to do).",
+            ["instance", "action", "result"],
+            registry=r,
+        )
+        self.airflow_requests = Counter(
+            "coordinator_airflow_requests",
+            "HTTP requests to Airflow's REST API, by instance, method and status (a code, or timeout / error when "
+            "no answer came).",
+            ["instance", "method", "status"],
+            registry=r,
+        )
+        self.airflow_seconds = Histogram(
+            "coordinator_airflow_request_seconds",
+            "Duration of HTTP requests to Airflow's REST API, answered or not.",
+            ["instance", "method"],
+            buckets=AIRFLOW_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "coordinator_reconcile_seconds",
+            "Duration of reconcile passes (planning and handing actions to the actuator, not the actions).",
+            buckets=RECONCILE_BUCKETS,
+            registry=r,
+        )
+        self.etcd_errors = Counter(
+            "coordinator_etcd_errors",
+            "Failed etcd requests (after the store's brief retries), broken watch streams (op=watch) and failed "
+            "readiness probes (op=probe), by operation and gRPC code.",
+            ["op", "code"],
+            registry=r,
+        )
+        self.relists = Counter(
+            "coordinator_watch_relists",
+            "Watch resumptions that found their revision compacted and re-read the prefix.",
+            registry=r,
+        )
+        self.malformed = Counter(
+            "coordinator_malformed_values",
+            "Values skipped because they could not be parsed (counted each time one is read: at load and per change).",
+            registry=r,
+        )
+        self.etcd_up = Gauge(
+            "coordinator_etcd_up", "1 if the last etcd probe was answered in time, else 0.", registry=r
+        )
+        self.etcd_last_success = Gauge(
+            "coordinator_etcd_last_success_timestamp_seconds",
+            "Unix time of the last etcd probe answered in time.",
+            registry=r,
+        )
+        self.etcd_revision = Gauge(
+            "coordinator_etcd_revision", "etcd's current revision, as of the last answered probe.", registry=r
+        )
+        self.heartbeat = Gauge(
+            "coordinator_heartbeat_timestamp_seconds", "Unix time the reconcile loop last turned.", registry=r
+        )
+        self._state: Callable[[], WatcherState] | None = None
+        r.register(_StateCollector(self))
+
+    # -- hooks (rule 2) -------------------------------------------------------------------------------------------
+
+    def bind_state(self, reader: Callable[[], WatcherState]) -> None:
+        """Read the state gauges from ``reader`` at every scrape (called from the listener's thread)."""
+        self._state = reader
+
+    def airflow_request(self, instance: str, method: str, status: str, seconds: float) -> None:
+        self.airflow_requests.labels(instance, method, status).inc()
+        self.airflow_seconds.labels(instance, method).observe(seconds)
+
+    def action_result(self, instance: str, action: str, result: str) -> None:
+        self.triggers.labels(instance, action, result).inc()
+
+    def etcd_error(self, op: str, code: str) -> None:
+        self.etcd_errors.labels(op, code).inc()
+
+    def etcd_probe(self, revision: int | None) -> None:
+        """One readiness probe's outcome: etcd's revision when it answered in time, None when not."""
+        self.etcd_up.set(revision is not None)
+        if revision is not None:
+            self.etcd_revision.set(revision)
+            self.etcd_last_success.set(time.time())
+
+    def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
+        """The library's exposition app for this registry (text or OpenMetrics by Accept header, gzip)."""
+        app: Callable[..., Iterable[bytes]] = make_wsgi_app(self.registry)
+        return app
+
+
+class _StateCollector:
+    """The state gauges, read from the watcher at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        reader = self._metrics._state
+        if reader is None:
+            return []
+        try:
+            s = reader()
+        except Exception as exc:  # a scrape must never fail because one reader raced the event loop
+            log.warning("metrics.state_failed error=%r", exc)
+            return []
+        gauges = [
+            ("coordinator_leader", "1 while this watcher leads (acts), 0 on a standby.", s.leader),
+            ("coordinator_watch_revision", "The etcd revision the watcher's view has reached.", s.watch_revision),
+            ("coordinator_view_keys", "Run-state, ledger and backfill keys held in the view.", s.view_keys),
+            ("coordinator_view_partitions", "Partitions with at least one fact in the view.", s.view_partitions),
+            ("coordinator_view_bad_values", "Keys whose current value is malformed (see `status`).", s.bad_values),
+            ("coordinator_pending_intents", "Ledger intents not confirmed yet (pending or failed).", s.pending_intents),
+            ("coordinator_failed_intents", "Ledger intents whose last attempt failed (retried).", s.failed_intents),
+            ("coordinator_actions_in_flight", "Actions the actuator is performing now.", s.actions_in_flight),
+            ("coordinator_graph_dags", "DAGs in the dependencies.json in force.", s.graph_dags),
+            ("coordinator_graph_invalid", "1 while dependencies.json on disk is invalid (the last valid graph stays "
+             "in force).", s.graph_invalid),
+        ]  # fmt: skip
+        families: list[Metric] = [GaugeMetricFamily(name, text, value=float(v)) for name, text, v in gauges]
+        graph = InfoMetricFamily("coordinator_graph", "Digest of the dependencies.json in force.")
+        graph.add_metric([], {"digest": s.graph_digest})
+        families.append(graph)
+        return families
