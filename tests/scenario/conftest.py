@@ -280,7 +280,9 @@ class WatcherProc:
     def http_url(self, timeout: float = TIMEOUT) -> str:
         """The base URL of this watcher's HTTP listener, from its ``http.listening`` log line."""
         line = self.wait_log(r"http\.listening address=", timeout)
-        return "http://" + re.search(r"address=(\S+)", line).group(1)  # type: ignore[union-attr]
+        found = re.search(r"address=(\S+)", line)
+        assert found is not None, line
+        return "http://" + found.group(1)
 
     def wait_leading(self, timeout: float = TIMEOUT) -> None:
         """Until this watcher ran a reconcile pass as leader (after adopting the graph, so triggers count)."""
