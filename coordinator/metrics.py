@@ -134,9 +134,6 @@ class Metrics:
         self.etcd_revision = Gauge(
             "coordinator_etcd_revision", "etcd's current revision, as of the last answered probe.", registry=r
         )
-        self.heartbeat = Gauge(
-            "coordinator_heartbeat_timestamp_seconds", "Unix time the reconcile loop last turned.", registry=r
-        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 

@@ -4,12 +4,16 @@ the metrics object's registry and the state gauges read from a view."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerRecord, TriggerStatus, dump_record
@@ -231,3 +235,40 @@ def test_watcher_state_counts_pending_and_failed_intents() -> None:
     state = watcher_state(view, leading=False, in_flight=0, graph=graph, graph_invalid=True)
     assert (state.pending_intents, state.failed_intents, state.view_keys) == (2, 1, 4)
     assert (state.leader, state.watch_revision, state.graph_invalid, state.graph_dags) == (False, 4, True, 2)
+
+
+def _doc_yaml_blocks() -> list[list[Any]]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text(encoding="utf-8")
+    section = text[text.index("### Metrics and probes") : text.index("## Security")]
+    return [list(yaml.safe_load_all(block)) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
+
+
+def test_documented_alert_rules_name_exported_metrics() -> None:
+    """Every coordinator_* series the alert rules in docs/operations.md use is one the watcher exports."""
+    metrics = Metrics()
+    metrics.bind_state(lambda: STATE)
+    metrics.airflow_request("default", "GET", "200", 0.01)
+    metrics.action_result("default", "create", "ok")
+    metrics.etcd_error("get", "UNAVAILABLE")
+    metrics.etcd_probe(1)
+    metrics.reconcile_seconds.observe(0.01)
+    exported = {s.name for family in metrics.registry.collect() for s in family.samples}
+    rules = [rule for group in _doc_yaml_blocks()[0][0]["groups"] for rule in group["rules"]]
+    used = {name for rule in rules for name in re.findall(r"\bcoordinator_\w+", rule["expr"])}
+    assert len(rules) >= 8 and used, rules
+    assert used <= exported, f"not exported: {sorted(used - exported)}"
+
+
+def test_documented_deployment_probes_the_listener() -> None:
+    """The Kubernetes example runs two replicas whose probes hit /healthz and /readyz on the port COORDINATOR_HTTP
+    binds, on every interface."""
+    deployment, _budget = _doc_yaml_blocks()[1]
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    address = parse_listen(env["COORDINATOR_HTTP"])
+    assert address == ListenAddress("0.0.0.0", 9465)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = container[probe]["httpGet"]
+        assert (get["path"], ports[get["port"]]) == (path, address.port)
