@@ -106,6 +106,9 @@ async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metric
             _failed(health, metrics, f"no answer within {PROBE_TIMEOUT_S:g} s")
         except CoordinatorError as exc:  # the store already counted it (op=probe)
             _failed(health, metrics, str(exc))
+        except Exception as exc:  # a probe must never take the watcher down; not ready is the safe answer
+            metrics.etcd_error("probe", type(exc).__name__)
+            _failed(health, metrics, repr(exc))
         else:
             if health.etcd_error is not None:
                 log.info("health.etcd_answered revision=%d", revision)
@@ -126,11 +129,18 @@ def watcher_state(view: View, *, leading: bool, in_flight: int, graph: Graph, gr
     """The state gauges (coordinator.metrics), read in the listener's thread at scrape time (rule 3).
 
     The ledger is copied in one C-level call before it is counted: iterating the live dict while the event loop
-    changes it could fail. Counting costs about 0.1 s per million ledger keys, once per scrape, off the event loop.
+    changes it could fail. Counting costs about 0.1 s per million ledger keys (55 ms for 500,000, measured), once per
+    scrape, in the listener's thread.
     """
     ledger = list(view.ledger.values())
-    failed = sum(1 for fact in ledger if fact.record.status is TriggerStatus.ERROR)
-    pending = sum(1 for fact in ledger if fact.record.status is not TriggerStatus.DONE)
+    done = failed = 0
+    for fact in ledger:
+        status = fact.record.status
+        if status is TriggerStatus.DONE:
+            done += 1
+        elif status is TriggerStatus.ERROR:
+            failed += 1
+    pending = len(ledger) - done
     return WatcherState(
         leader=leading,
         watch_revision=view.revision,
