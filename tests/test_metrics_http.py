@@ -99,8 +99,9 @@ def test_parse_listen_rejects(text: str) -> None:
         Settings(http=text)
 
 
-def test_default_listens_on_loopback() -> None:
+def test_default_listens_on_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a setting the listener binds 127.0.0.1:9465 (not reachable from other hosts)."""
+    monkeypatch.delenv("COORDINATOR_HTTP", raising=False)
     assert Settings().http_address == ListenAddress("127.0.0.1", 9465)
 
 
