@@ -107,6 +107,27 @@ def test_metrics_on_leader_and_standby_follow_a_cascade(stack: Stack) -> None:
         assert (status, body["status"]) == (200, "ok"), body
 
 
+def test_airflow_refusals_show_as_errors_and_failed_intents(stack: Stack) -> None:
+    """A DAG missing in Airflow (404) shows as create/error results, 404 answers and a failed pending intent; once it
+    appears, the intent is confirmed and the gauges return to 0."""
+    leader = stack.start_watcher("w1")
+    stack.fake.set_missing("03_pipeline")
+    partition = new_partition()
+    stack.trigger_root(partition)
+
+    def refused() -> bool:
+        s = scrape(leader)
+        return (total(s, "coordinator_failed_intents") == 1 and total(s, "coordinator_pending_intents") == 1
+                and total(s, "coordinator_triggers_total", action="create", result="error") >= 1
+                and total(s, "coordinator_airflow_requests_total", method="POST", status="404") >= 1)  # fmt: skip
+
+    wait_for(refused, "the 404 counted as an error result, a 404 answer and one failed intent")
+    stack.fake.set_missing("03_pipeline", False)
+    stack.wait_confirmed(partition)
+    wait_for(lambda: total(scrape(leader), "coordinator_pending_intents") == 0, "no pending intent left")
+    assert total(scrape(leader), "coordinator_failed_intents") == 0
+
+
 def test_readyz_fails_while_etcd_is_frozen_and_recovers(private_stack: Stack) -> None:
     """With etcd stopped (SIGSTOP: connections open, no answers) /readyz turns 503 with a JSON reason while /healthz
     stays 200; after SIGCONT /readyz is 200 again and the failed probes were counted."""
