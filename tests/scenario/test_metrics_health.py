@@ -86,8 +86,10 @@ def test_metrics_on_leader_and_standby_follow_a_cascade(stack: Stack) -> None:
     stack.wait_confirmed(partition)
     stack.settle()
     after = scrape(leader)
-    created = total(after, "coordinator_triggers_total", instance="default", action="create", result="ok")
-    assert created - total(before, "coordinator_triggers_total", action="create", result="ok") == len(DOWNSTREAM)
+    # One confirmed intent per downstream DAG: a create, or (after an error on a loaded machine) the resume of one.
+    confirmed = total(after, "coordinator_triggers_total", instance="default", result="ok")
+    assert confirmed - total(before, "coordinator_triggers_total", result="ok") == len(DOWNSTREAM)
+    assert total(after, "coordinator_triggers_total", action="create", result="ok") >= 1
     assert total(after, "coordinator_airflow_requests_total", instance="default", method="POST", status="200") > (
         total(before, "coordinator_airflow_requests_total", method="POST", status="200")
     )
