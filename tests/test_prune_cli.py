@@ -1,4 +1,4 @@
-"""``coordinator prune`` as a real process against a real etcd: dry run, deletes, kept partitions, the floor, bad input."""
+"""``coordinator prune`` as a real process against a real etcd: dry run, deletes, kept partitions, floor, bad input."""
 
 from __future__ import annotations
 
