@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from coordinator.core.retention import HoldReason, KeyFact, KeyKind, parse_floor
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings
 from coordinator.watcher.retention import delete_selected
+from devtools.etcd_server import find_etcd_binary
 
 OLD, HELD_INTENT, HELD_RUN, CUTOFF, NEW = (
     "2025-01-01T00:00:00Z",
@@ -181,3 +183,34 @@ def test_a_key_written_during_the_prune_is_kept_and_the_rest_deleted(
     assert deleted == 2 and changed == [keys.run_key(node, HELD_INTENT)]
     assert list(left) == [keys.run_key(node, HELD_INTENT)] and b"running" in left[keys.run_key(node, HELD_INTENT)]
     assert HoldReason.CHANGED.value == "changed while pruning"
+
+
+def test_a_partition_larger_than_one_transaction_goes_whole_and_nothing_else_is_touched(
+    cli: Cli, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """130 DAGs in one old partition take several transactions; config, leader, malformed and newer keys stay."""
+    keys = KeyLayout(etcd_prefix)
+    old = [keys.run_key(NodeId("team_b", f"dag_{i:03d}"), OLD) for i in range(130)]
+    untouchable = [keys.config_key("graph"), keys.leader, keys.runs + "default/a/not-a-partition",
+                   keys.run_key(NodeId("default", "a"), CUTOFF)]  # fmt: skip
+
+    async def put_all() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            for key in old + untouchable:
+                await store.put(key, b'{"state":"success","run_id":"x"}')
+
+    asyncio.run(put_all())
+    report = json.loads(cli("prune", "--before", CUTOFF, "--format", "json").stdout)
+    assert report["deleted"] == 130 and report["transactions"] == 3
+    assert sorted(_keys_of(etcd_settings, etcd_prefix)) == sorted([*untouchable, keys.config_key("retention")])
+
+
+def test_the_etcd_flags_the_retention_docs_name_exist() -> None:
+    """Every etcd server flag in docs/operations.md's retention and compaction sections is one etcd 3.5 knows."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
+    section = text[text.index("### Retention") : text.index("## Backups")]
+    helptext = subprocess.run([str(find_etcd_binary()), "--help"], capture_output=True, text=True, timeout=30)
+    known = set(re.findall(r"^\s+(--[a-z0-9-]+)", helptext.stdout + helptext.stderr, flags=re.MULTILINE))
+    named = set(re.findall(r"(--(?:auto-compaction|quota-backend|max-txn)[a-z-]*)", section))
+    assert named >= {"--auto-compaction-mode", "--auto-compaction-retention", "--quota-backend-bytes", "--max-txn-ops"}
+    assert named <= known, named - known
