@@ -103,8 +103,13 @@ class RetentionTracker:
         self.floor, self.floor_rev, self._retirement = floor, mod_rev, None
 
     def _forget(self, view: View, partitions: list[str] | None) -> None:
-        for fact in forget_retired(view, self.floor, partitions):
+        before = len(view.partitions)
+        dropped = forget_retired(view, self.floor, partitions)
+        for fact in dropped:
             self.leftovers[fact.key] = fact
+        if partitions is None and dropped:  # a sweep (start, the floor moved); single late writes are not news
+            log.info("retention.forgot partitions=%d keys=%d floor=%s", before - len(view.partitions), len(dropped),
+                     self.floor.before if self.floor else "-")  # fmt: skip
 
     def retirement(self, graph: Graph) -> Retirement:
         """The retired decisions of ``graph`` under the current floor (memoised per graph and floor)."""

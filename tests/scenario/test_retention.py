@@ -68,6 +68,9 @@ def test_prune_under_a_running_watcher_triggers_nothing_and_new_partitions_still
     stack.settle()
     assert airflow_actions(stack) == before, "a write in a retired partition made the watcher call Airflow"
     assert set(stack.etcd.items(stack.prefix + "/runs/")) == {stack.run_key(ROOT_DAG, OLD[0])}
+    watcher.wait_log(r"retention\.forgot partitions=2 keys=26 floor=2020-02-01T00:00:00Z")  # memory (rule 11f)
+    standby = stack.start_watcher("w2", ready="loaded")
+    assert re.search(r"view\.loaded revision=\d+ keys=\d+ partitions=0$", standby.wait_log(r"view\.loaded"))
 
     status = stack.status_json(OLD[0])
     assert status["retention"]["before"] == CUTOFF
