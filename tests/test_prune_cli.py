@@ -214,3 +214,28 @@ def test_the_etcd_flags_the_retention_docs_name_exist() -> None:
     named = set(re.findall(r"(--(?:auto-compaction|quota-backend|max-txn)[a-z-]*)", section))
     assert named >= {"--auto-compaction-mode", "--auto-compaction-retention", "--quota-backend-bytes", "--max-txn-ops"}
     assert named <= known, named - known
+
+
+def test_backfill_refuses_a_window_that_reaches_below_the_floor(
+    cli: Cli, etcd_settings: EtcdSettings, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """An hour after the floor whose day starts before it is retired: backfill exits 2 and writes no request."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps({"version": 1, "dags": {
+        "daily": {"partitions": {"cron": "0 0 * * *"}},
+        "hourly": {"partitions": {"cron": "0 * * * *"}, "upstreams": "daily"}}}))  # fmt: skip
+    keys = KeyLayout(etcd_prefix)
+
+    async def put() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(keys.run_key(NodeId("default", "daily"), "2025-03-10T00:00:00Z"),
+                            dump_record(RunRecord(state=RunState.SUCCESS, run_id="scheduled__x")))  # fmt: skip
+
+    assert cli("prune", "--before", "2025-03-10T12:00:00Z").returncode == 0
+    asyncio.run(put())  # the day's success, written (again) after the prune
+    result = cli("backfill", "hourly", "--from", "2025-03-10T12:00:00Z", "--to", "2025-03-10T23:00:00Z",
+                 "--deps", str(deps))  # fmt: skip
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    message = " ".join(result.stderr.split())
+    assert "hourly 2025-03-10T12:00:00Z: its inputs reach back to 2025-03-10T00:00:00Z" in message, message
+    assert not [k for k in _keys_of(etcd_settings, etcd_prefix) if "/config/backfill/" in k]

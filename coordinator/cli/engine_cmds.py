@@ -371,12 +371,11 @@ def backfill(
     # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
     parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
-    retired = [p for p in parts if Retirement(graph, floor).why_retired(node, p)]
-    if retired:
-        fail(
-            f"{node} {retired[0]}: {Retirement(graph, floor).why_retired(node, retired[0])}; the watcher plans "
-            f"nothing there (semantics rule 11). Backfill from a later date, or lower the floor first"
-        )
+    retirement = Retirement(graph, floor)
+    retired = next(((p, why) for p in parts if (why := retirement.why_retired(node, p)) is not None), None)
+    if retired is not None:  # a window that reaches below the floor (semantics rule 11b, partition grids)
+        fail(f"{node} {retired[0]}: {retired[1]}; the watcher plans nothing there (semantics rule 11). Backfill from "
+             "a later date, or lower the floor first")  # fmt: skip
 
     async def request() -> None:
         async with await EtcdStore.connect(settings.etcd()) as store:
