@@ -3,8 +3,9 @@
 Rules:
 1. The retention floor is recorded BEFORE anything is deleted, so no watcher ever sees a deletion without the floor
    that retires it (rule 11a); it never moves back unless ``--lower-floor`` says so (rule 11d).
-2. The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from a snapshot read after the
-   floor; partitions holding an unfinished intent or a queued/running run are kept whole and listed with the reason.
+2. The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from snapshots read after the
+   floor (one per key family, so only the old keys stay in memory); partitions holding an unfinished intent or a
+   queued/running run are kept whole and listed with the reason.
 3. Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod revision: a key written
    meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any delete.
 4. Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff in the future, a bad
@@ -78,9 +79,13 @@ async def run_prune(
         write = current is None or current.before != floor
         if write and not dry_run:
             await record_floor(store, keys, RetentionFloor(before=floor, by=by, at=now), current_rev)
-        snap = await store.snapshot(keys.root)
-        selection = select(facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs), cutoff),
-                           cutoff)  # fmt: skip
+        facts = []
+        # One family at a time: only the old keys' facts stay in memory, not a copy of the whole store.
+        for family in (keys.runs, keys.triggers, keys.config_key("backfill/")):
+            snap = await store.snapshot(family)
+            facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs), cutoff)
+            del snap
+        selection = select(facts, cutoff)
         deleted, transactions, changed = 0, 0, []
         if not dry_run:
             outcome = await delete_selected(store, selection.delete)

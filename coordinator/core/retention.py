@@ -208,6 +208,8 @@ def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutof
     backfill = keys.config_key("backfill/")
     found: list[KeyFact] = []
     for key, value, mod_rev in kvs:
+        if key[key.rfind("/") + 1 :] >= cutoff:  # most keys are recent: skip them before parsing anything
+            continue
         if key.startswith(keys.runs):
             at, kind = keys.parse_run_key(key), KeyKind.RUN
         elif key.startswith(keys.triggers):

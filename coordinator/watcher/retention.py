@@ -52,6 +52,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Delete transactions in flight at once: each waits for etcd's fsync, and etcd commits concurrent ones together, so
+#: 4 deletes about three times as fast as 1 on a single disk (bench/prune.py) while a loaded member still answers.
+IN_FLIGHT = 4
+
 
 class RetentionTracker:
     """The floor as of the view's revision, the retired keys the view forgot, and the plan filter (rules 1, 2)."""
@@ -157,24 +161,42 @@ async def record_floor(
 
 
 async def delete_selected(
-    store: EtcdStore, facts: Sequence[KeyFact], *, fence: Fence | None = None, size: int = BATCH_SIZE
+    store: EtcdStore,
+    facts: Sequence[KeyFact],
+    *,
+    fence: Fence | None = None,
+    size: int = BATCH_SIZE,
+    in_flight: int = IN_FLIGHT,
 ) -> PruneOutcome:
-    """Delete ``facts`` in transactions of at most ``size``, each key guarded by its mod revision (rule 3). A batch
-    that meets a changed key is retried without it (and without keys already gone); the changed ones are kept."""
+    """Delete ``facts`` in transactions of at most ``size``, ``in_flight`` at a time, each key guarded by its mod
+    revision (rule 3). A batch that meets a changed key is retried without it (and without keys already gone); the
+    changed ones are kept. Order does not matter for safety (the floor is recorded first): oldest go first anyway."""
     outcome = PruneOutcome()
-    for batch in batches(facts, size):
+    todo = iter(batches(facts, size))  # shared by the workers: each batch is taken once
+
+    async def one(batch: list[KeyFact]) -> None:
         pending = [(f.key, f.mod_rev) for f in batch]
         while pending:
             result = await store.delete_unchanged(pending, fence=fence)
             outcome.transactions += 1
             if result.succeeded:
                 outcome.deleted += len(pending)
-                break
-            outcome.changed += result.changed
+                return
+            outcome.changed.extend(result.changed)
             drop = set(result.changed) | set(result.gone)
             if not drop:  # cannot happen (a failed compare names a key); never loop on it
                 raise CoordinatorError("a guarded delete failed without naming a changed key")
             pending = [item for item in pending if item[0] not in drop]
+
+    async def worker() -> None:
+        for batch in todo:
+            await one(batch)
+
+    results = await asyncio.gather(*(worker() for _ in range(max(1, in_flight))), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    outcome.changed.sort()
     return outcome
 
 
