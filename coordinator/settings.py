@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
+from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
 
 
@@ -179,11 +181,29 @@ class Settings(BaseSettings):
     def http_address(self) -> ListenAddress | None:
         return parse_listen(self.http)
 
+    # Periodic retention on the leader (semantics rule 11): "off" (the default: deleting history is the operator's
+    # decision) or a duration such as 90d; every retention_interval_s the leader prunes partitions older than it.
+    retention: str = "off"
+    # 1 h: the cutoff moves by the hour at most, and one pass over a large view costs a second or so.
+    retention_interval_s: float = Field(default=3600.0, gt=0)
+
     @field_validator("adopt_history")
     @classmethod
     def _adopt_history(cls, value: str) -> str:
         HistoryChoice.parse(value)  # raises ValueError with a clear message
         return value
+
+    @field_validator("retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        if value.strip().lower() != "off":
+            parse_duration(value)  # raises ValueError with a clear message
+        return value
+
+    @property
+    def retention_period(self) -> timedelta | None:
+        """The periodic retention's age limit; None when off."""
+        return None if self.retention.strip().lower() == "off" else parse_duration(self.retention)
 
     @property
     def history_choice(self) -> HistoryChoice:

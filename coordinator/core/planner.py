@@ -31,6 +31,8 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    stale for every P it maps to. A P that is not a point of D's grid maps to nothing and waits. Ledger inputs from
    another partition are keyed ``dag@partition`` (``model.input_key``), so a ledger written before grids existed
    reads exactly as before. An edge without a grid on both sides is rule 1 unchanged.
+11. Retention (``coordinator.core.retention``) drops the triggers of decisions the floor retires from this module's
+   plans (``Retirement.apply``, which the watcher and the commands apply); the rules above are unchanged by it.
 """
 
 from __future__ import annotations

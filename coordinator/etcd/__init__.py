@@ -23,6 +23,18 @@ Rules:
 
 from coordinator.etcd.client import EtcdStore
 from coordinator.etcd.election import Election
-from coordinator.etcd.types import KV, CasResult, Event, EventKind, Fence, Lease, Snapshot, WatchBatch
+from coordinator.etcd.types import KV, CasResult, DeleteResult, Event, EventKind, Fence, Lease, Snapshot, WatchBatch
 
-__all__ = ["KV", "CasResult", "Election", "EtcdStore", "Event", "EventKind", "Fence", "Lease", "Snapshot", "WatchBatch"]
+__all__ = [
+    "KV",
+    "CasResult",
+    "DeleteResult",
+    "Election",
+    "EtcdStore",
+    "Event",
+    "EventKind",
+    "Fence",
+    "Lease",
+    "Snapshot",
+    "WatchBatch",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -24,7 +24,7 @@ from aetcd import rpc
 from coordinator.errors import CoordinatorError, LeadershipLost, RevisionCompacted, StoreError, StoreUnavailable
 from coordinator.etcd import watch
 from coordinator.etcd.election import Election
-from coordinator.etcd.types import KV, CasResult, Fence, Lease, Snapshot, WatchBatch
+from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,
     RpcError,
@@ -281,6 +281,42 @@ class EtcdStore:
                     f"{now}); write to {key} refused"
                 )
         return CasResult(False, revision, current)
+
+    async def delete_unchanged(self, items: Sequence[tuple[str, int]], *, fence: Fence | None = None) -> DeleteResult:
+        """Delete every (key, mod_revision) of ``items`` in ONE transaction, only if none of them changed (and, with
+        a fence, only while it holds: else LeadershipLost). Keep ``items`` under etcd's ``--max-txn-ops`` (128).
+
+        On a conflict nothing is deleted and ``changed`` names the keys whose mod revision moved; keys found absent
+        (already deleted, or deleted by an earlier attempt whose answer was lost) are in ``gone``.
+        """
+        compare = [
+            rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=encode(key), mod_revision=rev)
+            for key, rev in items
+        ]
+        success = [rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=encode(key))) for key, _ in items]
+        failure = [rpc.RequestOp(request_range=rpc.RangeRequest(key=encode(key), keys_only=True)) for key, _ in items]
+        if fence is not None:
+            fk = encode(fence.key)
+            compare.append(rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.CREATE, key=fk,
+                                       create_revision=fence.create_revision))  # fmt: skip
+            failure.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=fk)))
+        response, _ = await self._txn("delete_unchanged", compare, success, failure)
+        revision = int(response.header.revision)
+        if response.succeeded:
+            return DeleteResult(True, revision)
+        if fence is not None:
+            holder = response.responses[len(items)].response_range.kvs
+            if not holder or int(holder[0].create_revision) != fence.create_revision:
+                raise LeadershipLost(f"fence {fence.key}@{fence.create_revision} no longer holds; deletes refused")
+        changed: list[str] = []
+        gone: list[str] = []
+        for (key, rev), reply in zip(items, response.responses, strict=False):
+            found = reply.response_range.kvs
+            if not found:
+                gone.append(key)
+            elif int(found[0].mod_revision) != rev:
+                changed.append(key)
+        return DeleteResult(False, revision, tuple(changed), tuple(gone))
 
     async def create(self, key: str, value: bytes, *, lease: int) -> CasResult:
         """Create ``key`` bound to ``lease`` only if it does not exist. On a conflict ``current`` is the holder.

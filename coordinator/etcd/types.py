@@ -72,6 +72,16 @@ class CasResult:
 
 
 @dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """Outcome of a guarded multi-key delete: all deleted, or none (``changed`` and ``gone`` say why)."""
+
+    succeeded: bool
+    revision: int
+    changed: tuple[str, ...] = ()
+    gone: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Lease:
     """A lease granted by etcd: its id and the TTL etcd actually granted (it may differ from the one asked for)."""
 

@@ -45,6 +45,7 @@ from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.retention import RetentionTracker, retention_loop
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         self.actuator = Actuator(
             self.store,
@@ -144,6 +146,7 @@ class Watcher:
         try:
             snap = await self.store.snapshot(self.settings.keys.root)
             self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+            self.retention.load(self.view, snap)
         finally:
             if gc_was_enabled:
                 # What exists now (the loaded view above all) lives long and is acyclic: keep it out of every later
@@ -171,6 +174,7 @@ class Watcher:
             for event in batch.events:
                 value = event.value if event.kind == "put" else None
                 touched = self.view.apply(event.key, value, event.mod_revision)
+                self.retention.observe(self.view, event.key, value, event.mod_revision)
                 if event.key in self.view.problems:
                     self.metrics.malformed.inc()
                     log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
@@ -270,7 +274,7 @@ class Watcher:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
         actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
-        result = Plan(self.view.revision, actions)
+        result = self.retention.apply(graph, Plan(self.view.revision, actions))  # no trigger where retired
         submitted = 0
         if leading:
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
@@ -363,6 +367,7 @@ class Watcher:
             asyncio.create_task(
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
+            asyncio.create_task(retention_loop(self), name="retention"),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:

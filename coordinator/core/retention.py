@@ -1,0 +1,390 @@
+"""Retention: what a pruned partition means, which keys ``coordinator prune`` deletes, and what a watcher forgets.
+
+This module is the specification of semantics rule 11 (``docs/semantics.md``); the rules are numbered as there.
+
+11. **Retention retires partitions.** ``{prefix}/config/retention`` holds the retention FLOOR F, a canonical
+    partition. A partition P < F is RETIRED (canonical partitions sort by time).
+   a. The floor comes first. Whoever deletes keys below F records F before the first delete, so every view that
+      reflects a deletion also reflects the floor (etcd's one revision order; a watcher applies events in order).
+   b. A retired decision makes nothing happen. The decision of D for P is retired when P < F, or when it reads a
+      partition before F: through a mapped edge (rule 10: a fan-out hour whose day starts before F, an offset's
+      yesterday), transitively through the freshness of D's upstreams. The planner's triggers for retired decisions
+      are dropped, so neither a deletion nor a new write in a retired partition (an old date rerun in Airflow after
+      it was pruned) ever triggers or clears anything. A window that straddles the floor is retired as a whole: it
+      is never planned with missing inputs.
+   c. Unfinished intents are completed. An intent recorded before its partition was retired (``pending`` or
+      ``error``) is still completed (a Resume, never a new decision): its Airflow call may already have happened and
+      exactly-once needs it finished. Prune therefore never deletes a partition holding one.
+   d. The floor only moves forward. A prune with an earlier cutoff keeps the floor; only an explicit lowering
+      (``prune --lower-floor``, or editing the key) moves it back, which makes the partitions between the two
+      plannable again with whatever keys are left.
+   e. What prune deletes: every run-state, ledger and backfill key whose partition is before the cutoff, except in
+      the partitions that hold an unfinished intent or a queued/running run of any DAG (kept whole and listed with
+      the reason). Each delete compares the key's mod revision, so a key written meanwhile is kept, never lost.
+   f. A watcher forgets retired partitions (memory), except those holding an unfinished intent (rule c needs them
+      whole); a retired key written later is forgotten again as soon as it is applied.
+
+Pure: no I/O, no clock (callers pass ``now``), no logging.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from coordinator.core.actions import Plan, Trigger, Verdict
+from coordinator.core.graph import Graph
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    TriggerStatus,
+    canonical_partition,
+    is_canonical_partition,
+    parse_run_record,
+    parse_trigger_record,
+)
+from coordinator.core.view import View
+
+#: Deletes per etcd transaction. etcd refuses a transaction with more than ``--max-txn-ops`` (128 by default)
+#: operations in any of its compare, success or failure lists; 64 stays well below it (a leader's fence compare
+#: adds one) and keeps each transaction small enough not to stall a loaded member.
+BATCH_SIZE = 64
+
+_DURATION = re.compile(r"(\d+)([smhdw])")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class RetentionFloor(BaseModel):
+    """Value of ``{prefix}/config/retention``: partitions before ``before`` are retired (rule 11)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    before: str
+    #: Who recorded it (``prune:host`` or the leading watcher's id) and when: ``status`` and ``why`` show both.
+    by: str = ""
+    at: datetime | None = None
+
+    @field_validator("before")
+    @classmethod
+    def _canonical(cls, value: str) -> str:
+        if not is_canonical_partition(value):
+            raise ValueError(f"{value!r} is not a canonical partition (YYYY-MM-DDTHH:MM:SSZ)")
+        return value
+
+    def retires(self, partition: str) -> bool:
+        return partition < self.before
+
+    def describe(self) -> str:
+        """``partitions before F are retired by retention since T (set by X)``, for status, why and backfill."""
+        since = f" since {self.at.isoformat()}" if self.at is not None else ""
+        by = f" (set by {self.by})" if self.by else ""
+        return f"partitions before {self.before} are retired by retention{since}{by}"
+
+
+def parse_floor(raw: bytes) -> tuple[RetentionFloor | None, str | None]:
+    """The floor in ``raw``, or (None, why not). Never raises: a bad value is reported and means no floor."""
+    try:
+        return RetentionFloor.model_validate_json(raw), None
+    except ValidationError as exc:
+        return None, str(exc.errors()[0]["msg"])
+
+
+def dump_floor(floor: RetentionFloor) -> bytes:
+    return floor.model_dump_json(exclude_none=True).encode()
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``2w``, ``1d12h``, ``3600s`` (units s, m, h, d, w); ValueError naming what is wrong."""
+    compact = text.strip().lower()
+    if not compact or _DURATION.sub("", compact):
+        raise ValueError(f"invalid duration {text!r}: use a number and a unit s, m, h, d or w, e.g. 90d or 12h")
+    seconds = sum(int(n) * _UNITS[unit] for n, unit in _DURATION.findall(compact))
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: it must be longer than zero")
+    return timedelta(seconds=seconds)
+
+
+def cutoff_before(now: datetime, older_than: timedelta) -> str:
+    """The cutoff of ``--older-than``: the partition ``older_than`` before ``now``, to the whole second."""
+    return canonical_partition((now - older_than).replace(microsecond=0))
+
+
+def cutoff_problem(cutoff: str, now: datetime) -> str | None:
+    """Why ``cutoff`` cannot be used (a cutoff in the future would retire partitions that have not happened)."""
+    if cutoff > canonical_partition(now.replace(microsecond=0)):
+        return f"the cutoff {cutoff} is in the future (now is {canonical_partition(now.replace(microsecond=0))})"
+    return None
+
+
+def next_floor(current: RetentionFloor | None, cutoff: str, *, lower: bool = False) -> str:
+    """The floor to record for ``cutoff`` (rule d): never below the current one unless ``lower``."""
+    if current is None or lower:
+        return cutoff
+    return max(current.before, cutoff)
+
+
+# -- selection (rule e) --------------------------------------------------------------------------------------------
+
+
+class KeyKind(StrEnum):
+    RUN = "run"
+    LEDGER = "ledger"
+    BACKFILL = "backfill"
+
+
+class HoldReason(StrEnum):
+    """Why a partition before the cutoff is kept whole."""
+
+    UNFINISHED_INTENT = "unfinished intent"
+    ACTIVE_RUN = "queued or running run"
+    #: Found only while deleting: the key was written after it was read (its mod revision moved).
+    CHANGED = "changed while pruning"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFact:
+    """One key of a partition before the cutoff, with what it says about keeping its partition."""
+
+    key: str
+    kind: KeyKind
+    node: NodeId
+    partition: str
+    mod_rev: int
+    #: Set when this key alone keeps its whole partition (and why, in words).
+    hold: HoldReason | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPartition:
+    partition: str
+    reasons: tuple[HoldReason, ...]
+    #: One line per holding key, e.g. ``default/06_pipeline: intent pending``.
+    details: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """What to delete (oldest partition first) and which partitions before the cutoff are kept, and why."""
+
+    cutoff: str
+    delete: tuple[KeyFact, ...]
+    kept: tuple[KeptPartition, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def partitions(self) -> list[str]:
+        return sorted({f.partition for f in self.delete})
+
+    def kept_counts(self) -> dict[str, int]:
+        """Kept partitions per reason (a partition held for two reasons counts under both)."""
+        found: dict[str, int] = {}
+        for kept in self.kept:
+            for reason in kept.reasons:
+                found[reason.value] = found.get(reason.value, 0) + 1
+        return found
+
+
+def _hold_of_run(raw: bytes) -> tuple[HoldReason | None, str]:
+    record, _ = parse_run_record(raw)
+    if record is not None and record.state.active:
+        return HoldReason.ACTIVE_RUN, f"{record.state} (run {record.run_id})"
+    return None, ""  # an unparsable value counts as absent, as everywhere (view rule 4): it holds nothing
+
+
+def _hold_of_ledger(raw: bytes) -> tuple[HoldReason | None, str]:
+    record, _ = parse_trigger_record(raw)
+    if record is not None and record.status is not TriggerStatus.DONE:
+        return HoldReason.UNFINISHED_INTENT, f"intent {record.status} ({record.action} {record.run_id})"
+    return None, ""
+
+
+def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutoff: str) -> list[KeyFact]:
+    """The keys of partitions before ``cutoff`` among (key, value, mod_revision) triples (a snapshot's)."""
+    backfill = keys.config_key("backfill/")
+    found: list[KeyFact] = []
+    for key, value, mod_rev in kvs:
+        if key[key.rfind("/") + 1 :] >= cutoff:  # most keys are recent: skip them before parsing anything
+            continue
+        if key.startswith(keys.runs):
+            at, kind = keys.parse_run_key(key), KeyKind.RUN
+        elif key.startswith(keys.triggers):
+            at, kind = keys.parse_trigger_key(key), KeyKind.LEDGER
+        elif key.startswith(backfill):
+            at, kind = _parse_backfill(key[len(backfill) :]), KeyKind.BACKFILL
+        else:
+            continue
+        if at is None or at[1] >= cutoff:  # malformed keys have no partition: never ours to delete
+            continue
+        hold, detail = (
+            _hold_of_run(value) if kind is KeyKind.RUN else _hold_of_ledger(value) if kind is KeyKind.LEDGER
+            else (None, "")
+        )  # fmt: skip
+        found.append(KeyFact(key, kind, at[0], at[1], mod_rev, hold, detail))
+    return found
+
+
+def _parse_backfill(rest: str) -> tuple[NodeId, str] | None:
+    parts = rest.split("/")
+    if len(parts) != 3 or not is_canonical_partition(parts[2]):
+        return None
+    try:
+        return NodeId.parse(f"{parts[0]}/{parts[1]}"), parts[2]
+    except ValueError:
+        return None
+
+
+def facts_from_view(view: View, cutoff: str) -> list[KeyFact]:
+    """The same facts from a watcher's view (the leader's periodic retention: no second copy of the store).
+
+    Unparsable values are not in a view; the ``prune`` command, which reads a snapshot, deletes those too.
+    """
+    return [
+        f for partition in sorted(p for p in view.partitions if p < cutoff) for f in partition_facts(view, partition)
+    ]
+
+
+def partition_facts(view: View, partition: str) -> list[KeyFact]:
+    """The keys the view holds for one partition, as :class:`KeyFact` values."""
+    keys = view.keys
+    found: list[KeyFact] = []
+    for node in sorted(view.partitions.get(partition, ())):
+        at = (node, partition)
+        run = view.runs.get(at)
+        if run is not None:
+            hold = HoldReason.ACTIVE_RUN if run.record.state.active else None
+            detail = f"{run.record.state} (run {run.record.run_id})" if hold else ""
+            found.append(KeyFact(keys.run_key(node, partition), KeyKind.RUN, node, partition, run.rev, hold, detail))
+        ledger = view.ledger.get(at)
+        if ledger is not None:
+            rec = ledger.record
+            hold = HoldReason.UNFINISHED_INTENT if rec.status is not TriggerStatus.DONE else None
+            detail = f"intent {rec.status} ({rec.action} {rec.run_id})" if hold else ""
+            found.append(KeyFact(keys.trigger_key(node, partition), KeyKind.LEDGER, node, partition, ledger.mod_rev,
+                                 hold, detail))  # fmt: skip
+        backfill = view.backfills.get(at)
+        if backfill is not None:
+            key = keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{partition}")
+            found.append(KeyFact(key, KeyKind.BACKFILL, node, partition, backfill))
+    return found
+
+
+def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
+    """Rule e: delete every key before ``cutoff`` except in partitions held by one of their keys."""
+    by_partition: dict[str, list[KeyFact]] = {}
+    for fact in facts:
+        if fact.partition < cutoff:
+            by_partition.setdefault(fact.partition, []).append(fact)
+    delete: list[KeyFact] = []
+    kept: list[KeptPartition] = []
+    for partition in sorted(by_partition):
+        group = sorted(by_partition[partition], key=lambda f: f.key)
+        holds = [f for f in group if f.hold is not None]
+        if holds:
+            reasons = tuple(sorted({f.hold for f in holds if f.hold is not None}))
+            kept.append(KeptPartition(partition, reasons, tuple(f"{f.node.qualified}: {f.detail}" for f in holds)))
+        else:
+            delete.extend(group)
+    counts = {kind.value: sum(f.kind is kind for f in delete) for kind in KeyKind}
+    return Selection(cutoff, tuple(delete), tuple(kept), counts)
+
+
+def batches(facts: Sequence[KeyFact], size: int = BATCH_SIZE) -> list[list[KeyFact]]:
+    """Transactions of at most ``size`` deletes, oldest partition first."""
+    return [list(facts[i : i + size]) for i in range(0, len(facts), size)]
+
+
+# -- the planner side (rules b, c, f) --------------------------------------------------------------------------
+
+
+class Retirement:
+    """Which decisions a floor retires (rule b), for one graph; memoised, so ask freely."""
+
+    def __init__(self, graph: Graph, floor: RetentionFloor | None) -> None:
+        self.graph = graph
+        self.floor = floor
+        self._lowest: dict[tuple[NodeId, str], str] = {}
+
+    def lowest_input(self, node: NodeId, partition: str) -> str:
+        """The earliest partition a decision of ``node`` for ``partition`` reads, through mapped edges and the
+        freshness of its upstreams (a failure handler reads only its sources' states)."""
+        at = (node, partition)
+        found = self._lowest.get(at)
+        if found is not None:
+            return found
+        graph = self.graph
+        lowest = partition
+        mapped = graph.mapped_edges.get(node, ())
+        spec = graph.dags[node]
+        for source in (*spec.upstreams, *spec.on_failure_of):
+            needed = graph.source_partitions(node, source, partition) if source in mapped else (partition,)
+            if not needed:
+                continue
+            # Mappings are monotone in time, so the window's first partition is the one that reaches back furthest.
+            first = needed[0]
+            reach = self.lowest_input(source, first) if source in spec.upstreams else first
+            lowest = min(lowest, reach)
+        self._lowest[at] = lowest
+        return lowest
+
+    def why_retired(self, node: NodeId, partition: str) -> str | None:
+        """None when the decision is live; else why it is retired, in words."""
+        floor = self.floor
+        if floor is None:
+            return None
+        if floor.retires(partition):
+            return floor.describe()
+        if not self.graph.mapped_edges or node not in self.graph.dags:
+            return None
+        lowest = self.lowest_input(node, partition)
+        if floor.retires(lowest):
+            return f"its inputs reach back to {lowest}, and {floor.describe()}"
+        return None
+
+    def apply(self, plan: Plan) -> Plan:
+        """``plan`` without the triggers of retired decisions, with their verdicts saying so (rules b, c)."""
+        if self.floor is None:
+            return plan
+        actions = tuple(
+            a for a in plan.actions if not (isinstance(a, Trigger) and self.why_retired(a.node, a.partition))
+        )
+        verdicts: dict[tuple[NodeId, str], Verdict] = {}
+        for at, verdict in plan.verdicts.items():
+            why = self.why_retired(*at)
+            if why is not None:
+                verdict = replace(verdict, due=False, summary=f"{verdict.node} is retired for {at[1]}: {why}; "
+                                  f"nothing is planned there (was: {verdict.summary})")  # fmt: skip
+            verdicts[at] = verdict
+        return Plan(plan.revision, actions, verdicts)
+
+
+def unfinished(view: View, partition: str) -> bool:
+    """Whether ``partition`` holds an intent that is not confirmed (rule c keeps it whole)."""
+    return any(
+        (fact := view.ledger.get((node, partition))) is not None and fact.record.status is not TriggerStatus.DONE
+        for node in view.partitions.get(partition, ())
+    )
+
+
+def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterable[str] | None = None) -> list[KeyFact]:
+    """Rule f: drop the facts of retired ``partitions`` (every retired one when None) from ``view``, except the
+    partitions holding an unfinished intent. Returns the keys dropped: they are still in etcd until pruned, and the
+    leader's periodic retention deletes them from this list (the view no longer has them)."""
+    if floor is None:
+        return []
+    candidates = list(view.partitions) if partitions is None else list(partitions)
+    dropped: list[KeyFact] = []
+    for partition in candidates:
+        if not floor.retires(partition) or partition not in view.partitions or unfinished(view, partition):
+            continue
+        dropped += partition_facts(view, partition)
+        for node in view.partitions.pop(partition):
+            at = (node, partition)
+            view.runs.pop(at, None)
+            view.ledger.pop(at, None)
+            view.backfills.pop(at, None)
+    return dropped

@@ -1,0 +1,263 @@
+"""Retention in the shell: the floor a watcher holds, pruning in guarded transactions, and the leader's timer.
+
+Rules (semantics rule 11, ``coordinator.core.retention``):
+1. :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the view: every plan the
+   service makes passes through :meth:`RetentionTracker.apply`, which drops the triggers of retired decisions. An
+   unparsable floor is reported and the last valid one stays (a garbage value must not bring retired partitions
+   back); a deleted floor is an explicit lowering.
+2. Retired partitions are forgotten by the view (memory) as soon as the floor retires them or a write reaches them;
+   the keys forgotten but still stored are remembered as small facts, so the leader's retention can delete them.
+3. :func:`prune` records the floor first (never lowering it unless asked), then deletes in transactions of at most
+   ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is kept and reported.
+4. The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, on a slow timer; each
+   round logs one ``retention.pruned`` line. A failure is logged and retried at the next round, never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+from collections.abc import Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from coordinator.core.actions import Plan
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout
+from coordinator.core.retention import (
+    BATCH_SIZE,
+    HoldReason,
+    KeyFact,
+    RetentionFloor,
+    Retirement,
+    Selection,
+    batches,
+    cutoff_before,
+    dump_floor,
+    facts_from_view,
+    forget_retired,
+    next_floor,
+    parse_floor,
+    select,
+)
+from coordinator.core.view import View
+from coordinator.errors import CoordinatorError, LeadershipLost
+from coordinator.etcd import EtcdStore, Fence, Snapshot
+
+if TYPE_CHECKING:
+    from coordinator.watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+#: Delete transactions in flight at once: each waits for etcd's fsync, and etcd commits concurrent ones together, so
+#: 4 deletes about three times as fast as 1 on a single disk (bench/prune.py) while a loaded member still answers.
+IN_FLIGHT = 4
+
+
+class RetentionTracker:
+    """The floor as of the view's revision, the retired keys the view forgot, and the plan filter (rules 1, 2)."""
+
+    def __init__(self, keys: KeyLayout) -> None:
+        self.key = keys.config_key("retention")
+        self.floor: RetentionFloor | None = None
+        #: mod revision of the floor key (the CAS guard of the next floor write); 0 = absent.
+        self.floor_rev = 0
+        #: key -> fact: retired keys the view forgot that are still stored (until a delete event arrives).
+        self.leftovers: dict[str, KeyFact] = {}
+        self._retirement: Retirement | None = None
+
+    def load(self, view: View, snap: Snapshot) -> None:
+        """After ``view.load(snap)``: take the floor from the same snapshot and forget what it retires."""
+        self.floor, self.floor_rev, self.leftovers = None, 0, {}
+        at = bisect.bisect_left(snap.kvs, self.key, key=lambda kv: kv.key)  # a snapshot is sorted by key
+        if at < len(snap.kvs) and snap.kvs[at].key == self.key:
+            self._set(snap.kvs[at].value, snap.kvs[at].mod_revision)
+        self._forget(view, None)
+
+    def observe(self, view: View, key: str, value: bytes | None, mod_rev: int) -> None:
+        """After ``view.apply`` of one event: follow the floor, forget a retired partition that was written."""
+        if key == self.key:
+            if value is None:
+                log.warning("retention.floor_removed key=%s was=%s", key, self.floor.before if self.floor else "-")
+                self.floor, self.floor_rev, self._retirement = None, 0, None
+            else:
+                self._set(value, mod_rev)
+                self._forget(view, None)
+            return
+        if value is None:
+            self.leftovers.pop(key, None)
+        if self.floor is not None:
+            at = view.node_of(key)
+            partition = at[1] if at is not None else key.rsplit("/", 1)[-1]  # a backfill key's, or not a partition
+            if self.floor.retires(partition):
+                self._forget(view, [partition])  # only a partition the view indexes is forgotten
+
+    def _set(self, value: bytes, mod_rev: int) -> None:
+        floor, problem = parse_floor(value)
+        if floor is None:
+            log.warning("retention.bad_floor key=%s problem=%r kept=%s", self.key, problem,
+                        self.floor.before if self.floor else "-")  # fmt: skip
+            return
+        if self.floor != floor:
+            log.info("retention.floor before=%s by=%s at=%s revision=%d", floor.before, floor.by,
+                     floor.at.isoformat() if floor.at else "-", mod_rev)  # fmt: skip
+        self.floor, self.floor_rev, self._retirement = floor, mod_rev, None
+
+    def _forget(self, view: View, partitions: list[str] | None) -> None:
+        before = len(view.partitions)
+        dropped = forget_retired(view, self.floor, partitions)
+        for fact in dropped:
+            self.leftovers[fact.key] = fact
+        if partitions is None and dropped:  # a sweep (start, the floor moved); single late writes are not news
+            log.info("retention.forgot partitions=%d keys=%d floor=%s", before - len(view.partitions), len(dropped),
+                     self.floor.before if self.floor else "-")  # fmt: skip
+
+    def retirement(self, graph: Graph) -> Retirement:
+        """The retired decisions of ``graph`` under the current floor (memoised per graph and floor)."""
+        if self._retirement is None or self._retirement.graph is not graph:
+            self._retirement = Retirement(graph, self.floor)
+        return self._retirement
+
+    def apply(self, graph: Graph, plan: Plan) -> Plan:
+        """``plan`` without the triggers of retired decisions (semantics rule 11b)."""
+        return plan if self.floor is None else self.retirement(graph).apply(plan)
+
+
+# -- pruning (rule 3) ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PruneOutcome:
+    """What a prune did: keys deleted, keys kept because they changed meanwhile, transactions used."""
+
+    deleted: int = 0
+    changed: list[str] = field(default_factory=list)
+    transactions: int = 0
+
+
+async def read_floor(store: EtcdStore, keys: KeyLayout) -> tuple[RetentionFloor | None, int]:
+    """The stored floor and the key's mod revision (0: absent). An unparsable value is an error: fix it first."""
+    kv = await store.get(keys.config_key("retention"))
+    if kv is None:
+        return None, 0
+    floor, problem = parse_floor(kv.value)
+    if floor is None:
+        raise CoordinatorError(f"{kv.key} holds an unparsable retention floor ({problem}); rewrite or delete it")
+    return floor, kv.mod_revision
+
+
+async def record_floor(
+    store: EtcdStore, keys: KeyLayout, floor: RetentionFloor, expected_rev: int, *, fence: Fence | None = None
+) -> int:
+    """Write ``floor`` if the key still has ``expected_rev``; its revision. A concurrent writer is an error (the
+    caller re-reads and decides again: the floor must never move back by accident)."""
+    result = await store.cas(keys.config_key("retention"), dump_floor(floor), expected_rev, fence=fence)
+    if not result.succeeded:
+        raise CoordinatorError("the retention floor changed while pruning (another prune?); run it again")
+    return result.revision
+
+
+async def delete_selected(
+    store: EtcdStore,
+    facts: Sequence[KeyFact],
+    *,
+    fence: Fence | None = None,
+    size: int = BATCH_SIZE,
+    in_flight: int = IN_FLIGHT,
+) -> PruneOutcome:
+    """Delete ``facts`` in transactions of at most ``size``, ``in_flight`` at a time, each key guarded by its mod
+    revision (rule 3). A batch that meets a changed key is retried without it (and without keys already gone); the
+    changed ones are kept. Order does not matter for safety (the floor is recorded first): oldest go first anyway."""
+    outcome = PruneOutcome()
+    todo = iter(batches(facts, size))  # shared by the workers: each batch is taken once
+
+    async def one(batch: list[KeyFact]) -> None:
+        pending = [(f.key, f.mod_rev) for f in batch]
+        while pending:
+            result = await store.delete_unchanged(pending, fence=fence)
+            outcome.transactions += 1
+            if result.succeeded:
+                outcome.deleted += len(pending)
+                return
+            outcome.changed.extend(result.changed)
+            drop = set(result.changed) | set(result.gone)
+            if not drop:  # cannot happen (a failed compare names a key); never loop on it
+                raise CoordinatorError("a guarded delete failed without naming a changed key")
+            pending = [item for item in pending if item[0] not in drop]
+
+    async def worker() -> None:
+        for batch in todo:
+            await one(batch)
+
+    results = await asyncio.gather(*(worker() for _ in range(max(1, in_flight))), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    outcome.changed.sort()
+    return outcome
+
+
+# -- the leader's periodic retention (rule 4) ---------------------------------------------------------------------
+
+
+async def prune_from_view(watcher: Watcher, now: datetime) -> tuple[Selection, PruneOutcome, str] | None:
+    """One round of the leader's retention: record the floor, then delete what the view (and the leftovers) hold
+    before the cutoff. None when retention is off."""
+    period = watcher.settings.retention_period
+    if period is None:
+        return None
+    tracker = watcher.retention
+    cutoff = cutoff_before(now, period)
+    fence = watcher.election.fence
+    # Gather first: recording the floor makes the view forget these partitions.
+    facts = {f.key: f for f in facts_from_view(watcher.view, cutoff)}
+    facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
+    floor = next_floor(tracker.floor, cutoff)
+    if tracker.floor is None or tracker.floor.before != floor:
+        new = RetentionFloor(before=floor, by=watcher.watcher_id, at=now)
+        revision = await record_floor(watcher.store, watcher.settings.keys, new, tracker.floor_rev, fence=fence)
+        # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
+        watcher.view.revision = max(watcher.view.revision, revision)
+        tracker.observe(watcher.view, tracker.key, dump_floor(new), revision)
+    selection = select(facts.values(), cutoff)
+    outcome = await delete_selected(watcher.store, selection.delete, fence=fence)
+    return selection, outcome, floor
+
+
+async def retention_loop(watcher: Watcher) -> None:
+    """Every ``retention_interval_s``, on the leader only: one :func:`prune_from_view` round and its log line."""
+    if watcher.settings.retention_period is None:
+        return
+    interval = watcher.settings.retention_interval_s
+    while not watcher.stop.is_set():
+        with suppress(TimeoutError):
+            await asyncio.wait_for(watcher.stop.wait(), timeout=interval)
+        if watcher.stop.is_set() or not watcher.election.is_leader:
+            continue
+        try:
+            done = await prune_from_view(watcher, datetime.now(UTC))
+        except LeadershipLost:
+            watcher.actuator.leadership_lost.set()
+            continue
+        except CoordinatorError as exc:  # etcd trouble: the next round tries again
+            log.warning("retention.failed error=%s retry_in_s=%.0f", exc, interval)
+            continue
+        if done is None:
+            return
+        selection, outcome, floor = done
+        kept = selection.kept_counts()
+        if outcome.changed:
+            kept[HoldReason.CHANGED.value] = len(outcome.changed)
+        log.info(
+            "retention.pruned cutoff=%s floor=%s deleted=%d partitions=%d runs=%d ledger=%d backfill=%d "
+            "kept_partitions=%d kept=%r changed=%d transactions=%d",
+            selection.cutoff, floor, outcome.deleted, len(selection.partitions), selection.counts.get("run", 0),
+            selection.counts.get("ledger", 0), selection.counts.get("backfill", 0), len(selection.kept),
+            ",".join(f"{k}:{v}" for k, v in sorted(kept.items())) or "-", len(outcome.changed), outcome.transactions,
+        )  # fmt: skip
+        for kept_partition in selection.kept:
+            log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
+                     "; ".join(kept_partition.details))  # fmt: skip
