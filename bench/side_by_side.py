@@ -20,11 +20,13 @@ Measured from Airflow's own timestamps (REST, one clock): producer's last task (
 queued (``queued_at``; not meaningful for the sensors, whose run was queued before), and -> the consumer's first
 task after the mechanism (``work``) start. Also, to see where the time goes: producer run end (the scheduler marks it
 success; the plugin's listener fires then), consumer run ``run_after`` and ``start_date``. Median, min-max and p90 per
-mechanism; a markdown table on stdout, raw numbers with ``--json``.
+mechanism; a markdown table on stdout, raw numbers with ``--json``. The scheduler process's CPU is reported too,
+while measuring and for ``--idle-seconds`` with nothing to do (what ``scheduler_idle_sleep_time`` costs).
 
 Usage: ``.venv/bin/python bench/side_by_side.py [--rounds 8] [--poke-interval 2] [--classic-mode reschedule]
-[--airflow-env NAME=VALUE ...] [--json out.json] [--md out.md] [--keep]``. ``--airflow-env`` sets Airflow options for
-every component, e.g. ``AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.2``.
+[--mechanisms coord,asset,defer,classic] [--airflow-env NAME=VALUE ...] [--idle-seconds 15] [--json out.json]
+[--md out.md] [--keep]``. ``--airflow-env`` sets Airflow options for every component, e.g.
+``AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.2``.
 """
 
 from __future__ import annotations
@@ -304,7 +306,8 @@ def markdown(summary: dict[str, dict[str, dict[str, float]]], args: argparse.Nam
         "",
         f"Machine: {h.machine_line(info['machine'])}; "
         f"machine busy while measuring (this Airflow included): {info['busy_cores']:.2f} cores of "
-        f"{info['machine']['cores']} (shared with other work).",
+        f"{info['machine']['cores']} (shared with other work); scheduler process: {info['scheduler_cores']:.2f} cores "
+        f"while measuring, {info['scheduler_idle_cores']:.3f} idle ({args.idle_seconds:g} s after the rounds).",
         f"Command: `{h.command_line()}`",
         f"Airflow options beyond the launcher's: {', '.join(args.airflow_env) or 'none'}; "
         f"sensors poke every {args.poke_interval:g} s (classic in {args.classic_mode} mode).",
@@ -362,12 +365,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--airflow-env", action="append", default=[], metavar="NAME=VALUE")
     p.add_argument("--watcher-env", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--idle-seconds", type=float, default=15.0, help="after the rounds: scheduler CPU while idle")
     p.add_argument("--json")
     p.add_argument("--md")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs, Airflow home)")
     args = p.parse_args(argv)
     if args.rounds < 1:
         p.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.idle_seconds <= 0:
+        p.error(f"--idle-seconds must be positive, got {args.idle_seconds}")
     if args.poke_interval <= 0:
         p.error(f"--poke-interval must be positive, got {args.poke_interval}")
     args.mechanism_list = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
@@ -384,10 +390,17 @@ def env_pairs(pairs: list[str]) -> dict[str, str]:
     return dict(pair.split("=", 1) for pair in pairs)
 
 
+def scheduler_pid(stack: AirflowStack) -> int:
+    """The scheduler's main process (its executor's workers are other processes), from the launcher's state file."""
+    state = json.loads((stack.home / "stack.json").read_text(encoding="utf-8"))
+    return int(state["pids"]["scheduler"])
+
+
 def measure(rest: Rest, args: argparse.Namespace, rng: random.Random) -> None:
     """The rounds, then the table (stdout) and the raw numbers (``--json``)."""
     samples: list[Sample] = []
-    meter = h.CpuMeter({})
+    scheduler = scheduler_pid(rest.stack)
+    meter = h.CpuMeter({"scheduler": scheduler})
     mechanisms: list[str] = args.mechanism_list
     for rnd in range(args.rounds):
         shift = rnd % len(mechanisms)
@@ -398,8 +411,17 @@ def measure(rest: Rest, args: argparse.Namespace, rng: random.Random) -> None:
             queued = "-" if sample.to_queued_s is None else f"{sample.to_queued_s:.2f}"
             print(f"round {rnd} {mechanism:8s} to_queued={queued} to_first_task={sample.to_first_task_s:.2f}",
                   file=sys.stderr)  # fmt: skip
-    busy = meter.read()["machine"]
-    info = {"machine": h.machine(), "airflow": rest.get("/api/v2/version").get("version", "3"), "busy_cores": busy}
+    used = meter.read()
+    # What the scheduler costs with nothing to do (its loop rate is set by scheduler_idle_sleep_time).
+    idle = h.CpuMeter({"scheduler": scheduler})
+    time.sleep(args.idle_seconds)
+    info = {
+        "machine": h.machine(),
+        "airflow": rest.get("/api/v2/version").get("version", "3"),
+        "busy_cores": used["machine"],
+        "scheduler_cores": used["scheduler"],
+        "scheduler_idle_cores": idle.read()["scheduler"],
+    }
     summary = summarise(samples)
     results = {
         "info": info,

@@ -1,4 +1,5 @@
-"""Start and stop a local Airflow 3.3 (api-server, scheduler, dag-processor) for the e2e tests and ``make demo``.
+"""Start and stop a local Airflow 3.3 (api-server, scheduler, dag-processor; a triggerer on request) for the e2e
+tests, ``make demo`` and ``bench/side_by_side.py``.
 
 Rules:
 1. Loopback only and deterministic: everything that matters is set in the children's environment
