@@ -1,4 +1,5 @@
-"""Start and stop a local Airflow 3.3 (api-server, scheduler, dag-processor) for the e2e tests and ``make demo``.
+"""Start and stop a local Airflow 3.3 (api-server, scheduler, dag-processor; a triggerer on request) for the e2e
+tests, ``make demo`` and ``bench/side_by_side.py``.
 
 Rules:
 1. Loopback only and deterministic: everything that matters is set in the children's environment
@@ -47,6 +48,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "scheduler": ("scheduler", "--skip-serve-logs"),
     "dag-processor": ("dag-processor",),
 }
+#: Only for deferrable operators (``AirflowStack(triggerer=True)``); its log server would bind 0.0.0.0:8794.
+TRIGGERER: tuple[str, ...] = ("triggerer", "--skip-serve-logs")
 STATE_FILE = "stack.json"
 _LOG_TAIL_LINES = 25
 # Stop: first TERM, then a second TERM, then KILL. Airflow normally exits within 2-5 s of the first TERM.
@@ -80,6 +83,7 @@ class AirflowStack:
     username: str = "admin"
     # 4 workers: the example pipelines are tiny; Airflow's default (32) pre-forks 32 processes.
     parallelism: int = 4
+    triggerer: bool = False  # start a triggerer too (deferrable operators need one)
     extra_env: Mapping[str, str] = field(default_factory=dict)
     python: str = sys.executable
 
@@ -176,7 +180,8 @@ class AirflowStack:
         env = self.environment()
         try:
             self._run_once(("db", "migrate"), env, "db-migrate", timeout_s=min(timeout_s, 180.0))
-            for component, args in COMPONENTS.items():
+            components = {**COMPONENTS, "triggerer": TRIGGERER} if self.triggerer else COMPONENTS
+            for component, args in components.items():
                 self._spawn(component, args, env)
             self._record()
             self._wait_healthy(begin + timeout_s)

@@ -15,11 +15,13 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow_api import (
+    RUN_AFTER_MARGIN_S,
     AirflowClient,
     ApiVersion,
     DagRunInfo,
     TriggerResult,
     iso_utc,
+    startable_run_after,
 )
 from coordinator.errors import (
     AirflowAuthError,
@@ -132,7 +134,9 @@ def test_v2_login_then_trigger_sends_bearer_token_and_aware_dates() -> None:
     assert outcome.run.conf == {"k": 1}
     (post,) = fake.calls("POST", RUNS)
     assert post.headers["Authorization"] == "Bearer tok-1"
-    assert json.loads(post.content) == {
+    body = json.loads(post.content)
+    assert body.pop("run_after")  # its value: test_v2_trigger_sends_run_after_in_the_past_in_whole_seconds
+    assert body == {
         "dag_run_id": RUN_ID,
         "logical_date": "2026-01-01T00:00:00+00:00",
         "conf": {"k": 1},
@@ -549,3 +553,36 @@ def test_non_json_success_body_is_an_error() -> None:
     fake.route("GET", "/api/v2/dags/d", lambda r: httpx.Response(200, text="<html>login</html>"))
     with pytest.raises(AirflowError, match="body is not JSON"):
         run(using(fake, lambda c: c.get_dag("d")))
+
+
+def test_startable_run_after_is_a_whole_second_the_margin_behind() -> None:
+    """run_after drops the fraction of a second and goes RUN_AFTER_MARGIN_S back, whatever the fraction."""
+    for now in (datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC), datetime(2026, 1, 1, 12, 0, 0, 999999, tzinfo=UTC)):
+        assert startable_run_after(now) == datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC) - timedelta(
+            seconds=RUN_AFTER_MARGIN_S
+        )
+
+
+def test_v2_trigger_sends_run_after_in_the_past_in_whole_seconds() -> None:
+    """A v2 trigger sends run_after as a whole UTC second at least the margin behind the client's clock (so SQLite
+    and MySQL, whose now() has whole seconds, let the scheduler start the run in its next loop)."""
+    fake = FakeApi()
+    fake.route("POST", RUNS, lambda r: httpx.Response(200, json=run_json()))
+    before = datetime.now(UTC)
+    run(using(fake, lambda c: c.trigger("d", RUN_ID, LD, {})))
+    after = datetime.now(UTC)
+    (post,) = fake.calls("POST", RUNS)
+    sent = datetime.fromisoformat(json.loads(post.content)["run_after"])
+    margin = timedelta(seconds=RUN_AFTER_MARGIN_S)
+    assert sent.microsecond == 0 and sent.utcoffset() == timedelta(0)
+    assert before.replace(microsecond=0) - margin <= sent <= after - margin
+
+
+def test_v1_trigger_sends_no_run_after() -> None:
+    """Airflow 2's v1 API has no run_after field: the trigger body carries only run id, logical date and conf."""
+    fake = FakeApi(api="v1")
+    v1_run = {**run_json(), "execution_date": "2026-01-01T00:00:00+00:00"}
+    fake.route("POST", "/api/v1/dags/d/dagRuns", lambda r: httpx.Response(200, json=v1_run))
+    run(using(fake, lambda c: c.trigger("d", RUN_ID, LD, {})))
+    (post,) = fake.calls("POST", "/api/v1/dags/d/dagRuns")
+    assert json.loads(post.content) == {"dag_run_id": RUN_ID, "logical_date": "2026-01-01T00:00:00+00:00", "conf": {}}
