@@ -13,6 +13,7 @@ Rules:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -196,6 +197,9 @@ def recording_fake_airflow(dags: Iterable[str], *, keep_alive: bool = False, **k
 
     class KeepAliveHandler(fake_airflow._Handler):
         timeout = 30  # an idle keep-alive connection's thread ends after this (stop() joins request threads)
+        # Buffered: headers and body leave in one segment (flushed after each response), as uvicorn sends them. With
+        # two writes, Nagle holds the body until the client's delayed ACK: ~40 ms per response on a kept connection.
+        wbufsize = 64 * 1024
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -245,6 +249,62 @@ def recording_fake_airflow(dags: Iterable[str], *, keep_alive: bool = False, **k
             return super().handle(method, raw_path, headers, body)
 
     return RecordingFakeAirflow()
+
+
+class FakeAirflowProcess:
+    """The recording fake Airflow in a process of its own (``bench/_fake_server.py``), so that serving the watcher's
+    requests does not compete with the load generator for this process's GIL. Use as a context manager.
+
+    Arrival times are ``time.monotonic()`` of that process: the same system-wide clock as this process's (rule 3).
+    """
+
+    def __init__(self, dags: Iterable[str], *, keep_alive: bool = False) -> None:
+        self._dags = list(dags)
+        self._keep_alive = keep_alive
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+
+    def __enter__(self) -> FakeAirflowProcess:
+        cmd = [sys.executable, str(Path(__file__).with_name("_fake_server.py"))]
+        cmd += ["--keep-alive"] if self._keep_alive else []
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(",".join(self._dags) + "\n")
+        self.proc.stdin.flush()
+        self.url = self.proc.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"fake Airflow process did not start (said {self.url!r})")
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def _ask(self, command: str) -> Any:
+        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def arrival_count(self) -> int:
+        return int(self._ask("count"))
+
+    def arrivals(self) -> dict[tuple[str, str], float]:
+        """(dag_id, logical_date as sent) -> arrival time of the first trigger request for it."""
+        return {(dag, ld): at for dag, ld, at in self._ask("arrivals")}
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()  # EOF: the server stops
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 # ---------------------------------------------------------------------------------------------------- watcher
@@ -299,6 +359,8 @@ class WatcherProcess:
         )
         env.update(self.extra_env)
         cmd = [sys.executable, "-m", "coordinator.cli", "watch", "--etcd", self.etcd, "--deps", str(self.deps)]
+        if os.environ.get("BENCH_CPROFILE"):  # cProfile the watcher (written when it exits on SIGTERM)
+            cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_CPROFILE"]]
         cmd += ["--id", "bench-watcher", *self.extra_args]
         if self.airflow_url:
             cmd += ["--airflow-url", self.airflow_url]

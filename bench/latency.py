@@ -1,7 +1,8 @@
 """Latency: an upstream success written to etcd -> the trigger request received by (fake) Airflow.
 
-Set-up: a graph of independent pairs ``root_i -> child_i``; a real etcd (fsync on); the fake Airflow in this process,
-timestamping each ``POST /api/v2/dags/child_i/dagRuns`` on arrival; a real ``coordinator watch`` subprocess.
+Set-up: a graph of independent pairs ``root_i -> child_i``; a real etcd (fsync on); the fake Airflow in a process of
+its own (``--fake-in-process``: in this one, as before), timestamping each ``POST /api/v2/dags/child_i/dagRuns`` on
+arrival; a real ``coordinator watch`` subprocess.
 Load: ``root_i`` success for partition P at a steady rate (open loop: one write every 1/rate s whatever the previous
 write's latency), cycling through the roots and moving to the next partition after each round, so every write makes
 exactly one child due. Measured: the time from just before the put to the arrival of the child's trigger request.
@@ -71,27 +72,32 @@ def measure(args: argparse.Namespace, rate: float, duration: float) -> dict[str,
     deps = workdir / "dependencies.json"
     h.write_deps(deps, {c: [r] for r, c in zip(roots, children, strict=True)})
 
-    with h.start_etcd() as etcd, h.recording_fake_airflow(roots + children, keep_alive=args.keep_alive) as fake:
+    if args.fake_in_process:
+        fake_cm: Any = h.recording_fake_airflow(roots + children, keep_alive=args.keep_alive)
+    else:
+        fake_cm = h.FakeAirflowProcess(roots + children, keep_alive=args.keep_alive)
+    with h.start_etcd() as etcd, fake_cm as fake:
         settings = dict(item.split("=", 1) for item in args.setting)
         env = {f"COORDINATOR_{name.upper()}": value for name, value in settings.items()}
         watcher = h.WatcherProcess(etcd.endpoint, deps, fake.url, workdir / "watcher.log", extra_env=env).start()
         try:
             watcher.wait_for(lambda w: w.first_line("graph.adopted") and w.reconciles, 30, "graph adoption")
             assert watcher.proc is not None
-            meter = h.CpuMeter({"watcher": watcher.proc.pid, "etcd": etcd.pid, "load+fake Airflow": os.getpid()})
+            pids = {"watcher": watcher.proc.pid, "etcd": etcd.pid}
+            if args.fake_in_process:
+                pids["load+fake Airflow"] = os.getpid()
+            else:
+                pids |= {"load": os.getpid(), "fake Airflow": fake.pid}
+            meter = h.CpuMeter(pids)
             cpu0 = watcher.cpu_seconds()
             passes0 = len(watcher.reconciles)
             sent, put_ms = asyncio.run(drive(etcd.endpoint, args.pairs, rate, duration))
             cpu = meter.read()
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with fake.arrival_lock:
-                    if len(fake.arrivals) >= len(sent):
-                        break
+            while time.monotonic() < deadline and arrival_count(fake) < len(sent):
                 time.sleep(0.05)
             watcher_cpu_s = watcher.cpu_seconds() - cpu0
-            with fake.arrival_lock:
-                arrivals = {(dag, canonical(ld)): at for (dag, ld), at in fake.arrivals.items()}
+            arrivals = {(dag, canonical(ld)): at for (dag, ld), at in all_arrivals(fake).items()}
             passes = watcher.reconciles[passes0:]
             fsync = h.fsync_stats(etcd.endpoint)
         finally:
@@ -121,6 +127,20 @@ def measure(args: argparse.Namespace, rate: float, duration: float) -> dict[str,
     }
 
 
+def arrival_count(fake: Any) -> int:
+    if isinstance(fake, h.FakeAirflowProcess):
+        return fake.arrival_count()
+    with fake.arrival_lock:
+        return len(fake.arrivals)
+
+
+def all_arrivals(fake: Any) -> dict[tuple[str, str], float]:
+    if isinstance(fake, h.FakeAirflowProcess):
+        return fake.arrivals()
+    with fake.arrival_lock:
+        return dict(fake.arrivals)
+
+
 def ok(run: dict[str, Any]) -> bool:
     lat = run["latency_ms"]
     return bool(lat[50] <= 10 and lat[99] <= 50 and not run["missing_triggers"])
@@ -145,6 +165,10 @@ def main() -> None:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds at the start not counted")
     parser.add_argument("--keep-alive", action="store_true", help="fake Airflow keeps connections open (uvicorn does)")
     parser.add_argument(
+        "--fake-in-process", action="store_true",
+        help="serve the fake Airflow from this process (as before): it then shares a GIL with the load generator",
+    )  # fmt: skip
+    parser.add_argument(
         "--setting", action="append", default=[], metavar="NAME=VALUE",
         help="a watcher setting, e.g. max_concurrent_actions=64 (COORDINATOR_<NAME>)",
     )  # fmt: skip
@@ -164,7 +188,8 @@ def main() -> None:
 - Command: `{h.command_line()}` ({h.now_utc()})
 - Graph: {args.pairs} independent pairs `root_i -> child_i` ({2 * args.pairs} DAGs); load: `root_i` success at a
   steady rate (open loop), {args.pairs} roots per partition, then the next partition: every write makes one child due.
-  Fake Airflow {"with" if args.keep_alive else "without"} keep-alive (the fake closes each connection by default);
+  Fake Airflow {"with" if args.keep_alive else "without"} keep-alive (the fake closes each connection by default),
+  {"in the load generator's process" if args.fake_in_process else "in a process of its own"};
   watcher settings: {", ".join(args.setting) or "defaults"}.
 - Target run: {args.rate:.0f}/s for {args.duration:.0f} s, {target["events_counted"]} of {target["events_written"]} writes
   counted (first {args.warmup:.0f} s excluded), triggers missing {target["missing_triggers"]}

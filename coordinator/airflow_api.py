@@ -45,6 +45,7 @@ from coordinator.airflow_runs import (
     iso_utc,
     parse_run,
 )
+from coordinator.airflow_transport import lean_transport_for
 from coordinator.errors import (
     AirflowAuthError,
     AirflowConflict,
@@ -100,7 +101,9 @@ class AirflowClient:
         self._http = httpx.AsyncClient(
             base_url=settings.url,
             timeout=httpx.Timeout(timeout_s),
-            transport=transport,
+            # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
+            # proxy applies; an injected transport (tests) wins.
+            transport=transport if transport is not None else lean_transport_for(settings.url),
             headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
             # A redirect to a login page must surface as an error, not be followed to an HTML 200.
             follow_redirects=False,

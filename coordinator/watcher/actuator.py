@@ -9,6 +9,11 @@ Airflow calls in flight overall, so one slow partition never blocks the others; 
 with exponential backoff and jitter (coordinator.retry) inside a bounded time (``_call``, the one place Airflow is
 called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through
 the work queue after the protocol's delay, never in a busy loop.
+
+An action planned before the view received this actuator's own last write of the same ledger key (the plan's view
+revision is older than that write) is not started: it was decided on a ledger we already changed (a Trigger would
+lose its CAS, a Resume would read back an intent we confirmed). The watch event of that write re-plans the key, so
+nothing is lost; without this, most triggers cost a wasted etcd read or transaction while the watch catches up.
 """
 
 from __future__ import annotations
@@ -111,19 +116,40 @@ class Actuator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.policy.max_concurrent)
         self._unpaused_until: dict[NodeId, float] = {}
+        #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
+        self._own_writes: dict[DagKey, int] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
-    def submit(self, action: Action) -> bool:
+    def submit(self, action: Action, *, view_revision: int | None = None) -> bool:
         """Start the action unless one for the same (DAG, partition) is in flight (the key is re-planned when it
-        ends) or waiting out an error delay (the queue brings the key back then)."""
+        ends), waiting out an error delay (the queue brings the key back then), or planned on a view that has not
+        received our own last write of its ledger key yet (``view_revision``; that write's event re-plans it)."""
         key = DagKey(action.node, action.partition)
+        if view_revision is not None and self._own_writes:
+            self._forget_seen(view_revision)
+            if self._own_writes.get(key, 0) > view_revision:
+                return False
         if not self.queue.try_start(key):
             return False
         task = asyncio.create_task(self._run(action, key), name=f"act {action.node} {action.partition}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
+
+    def _forget_seen(self, view_revision: int) -> None:
+        """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""
+        writes = self._own_writes
+        while writes:
+            key = next(iter(writes))
+            if writes[key] > view_revision:
+                return
+            del writes[key]
+
+    def _wrote(self, action: Action, revision: int) -> None:
+        key = DagKey(action.node, action.partition)
+        self._own_writes.pop(key, None)  # re-inserted at the end: the dict stays ordered by write
+        self._own_writes[key] = revision
 
     @property
     def busy(self) -> int:
@@ -220,6 +246,8 @@ class Actuator:
             result = await self.store.cas(
                 ledger_key, dump_record(instruction.record), instruction.expected_rev, fence=self.fence()
             )
+            if result.succeeded:
+                self._wrote(action, result.revision)
             if isinstance(instruction, intent.RecordIntent):
                 if not result.succeeded:
                     log.info("actuator.lost_race node=%s partition=%s", node, partition)
@@ -352,6 +380,7 @@ class Actuator:
             result = await self.store.cas(ledger_key, dump_record(failed), current[1], fence=self.fence())
             if not result.succeeded:
                 raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {current[1]})")
+            self._wrote(action, result.revision)
         except LeadershipLost:
             self.leadership_lost.set()
         except Exception as inner:  # the error is already logged; etcd may be down too

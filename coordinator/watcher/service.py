@@ -279,7 +279,8 @@ class Watcher:
         if leading:
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
             # error delay) comes back through the queue, so it is re-planned once that is over.
-            submitted = sum(self.actuator.submit(action) for action in result.actions)
+            revision = result.revision
+            submitted = sum(self.actuator.submit(action, view_revision=revision) for action in result.actions)
         self.passes += 1
         log.info(
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
