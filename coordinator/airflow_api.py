@@ -30,20 +30,23 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote
 
 import httpx
 
 from coordinator.airflow_runs import (
+    RUN_AFTER_MARGIN_S,
     ApiVersion,
     DagInfo,
     DagRunInfo,
     TriggerOutcome,
     TriggerResult,
+    error_detail,
     iso_utc,
     parse_run,
+    startable_run_after,
 )
 from coordinator.airflow_transport import lean_transport_for
 from coordinator.errors import (
@@ -56,7 +59,17 @@ from coordinator.errors import (
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
-__all__ = ["AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome", "TriggerResult", "iso_utc"]
+__all__ = [
+    "RUN_AFTER_MARGIN_S",
+    "AirflowClient",
+    "ApiVersion",
+    "DagInfo",
+    "DagRunInfo",
+    "TriggerOutcome",
+    "TriggerResult",
+    "iso_utc",
+    "startable_run_after",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +81,6 @@ PAGE_SIZE = 100
 #: Upper bound on runs scanned by a logical-date lookup whose filter the server ignored (see find_run_by_logical_date).
 SCAN_MAX = 10_000
 _USER_AGENT = "airflow-etcd-coordinator"
-#: How far behind this process's clock the ``run_after`` of a triggered run is set (see startable_run_after).
-RUN_AFTER_MARGIN_S = 1
 
 
 def _q(segment: str) -> str:
@@ -442,23 +453,7 @@ class AirflowClient:
 
     def _detail(self, resp: httpx.Response) -> str:
         body = _json_or_none(resp)
-        text = ""
-        if isinstance(body, dict):
-            detail = body.get("detail") or body.get("title")
-            if isinstance(detail, list):
-                # FastAPI validation errors: keep location and message, drop "input" (it echoes the request body).
-                text = "; ".join(
-                    f"{'.'.join(str(p) for p in e.get('loc', []))}: {e.get('msg', '')}"
-                    for e in detail
-                    if isinstance(e, dict)
-                )
-            elif isinstance(detail, dict):
-                # Airflow 3's database-error body: {"reason": "Unique constraint violation", "message": ...}.
-                text = "; ".join(str(detail[k]) for k in ("reason", "message") if detail.get(k)) or str(detail)
-            elif detail is not None:
-                text = str(detail)
-        elif body is None:
-            text = resp.text
+        text = resp.text if body is None else error_detail(body)
         text = " ".join(self._redact(text).split()) or resp.reason_phrase
         return text if len(text) <= DETAIL_MAX else text[: DETAIL_MAX - 1] + "…"
 
@@ -488,19 +483,6 @@ class AirflowClient:
         level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
-
-
-def startable_run_after(now: datetime) -> datetime:
-    """The ``run_after`` of a triggered run: ``now`` minus RUN_AFTER_MARGIN_S, cut to the whole second.
-
-    Airflow 3's scheduler starts a queued run once ``run_after <= now()`` in its database, and it defaults
-    ``run_after`` to the api-server's clock with microseconds. SQLite's ``CURRENT_TIMESTAMP`` and MySQL's ``NOW()``
-    have whole seconds, so such a run waits for the next whole second (0-1 s) even when the scheduler looks at it
-    earlier. A whole second in the past makes the run startable in the scheduler's next loop, also when this
-    process's clock is up to the margin ahead of the database's. Nothing else reads it for a run with a logical
-    date (data intervals come from the logical date); the UI shows it as "Run After".
-    """
-    return now.replace(microsecond=0) - timedelta(seconds=RUN_AFTER_MARGIN_S)
 
 
 def _json_or_none(resp: httpx.Response) -> Any:
