@@ -105,6 +105,18 @@ def test_long_running_services_have_health_checks(services: dict[str, dict[str, 
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
 
 
+def test_watcher_health_check_asks_the_listener_the_watcher_opens(services: dict[str, dict[str, Any]]) -> None:
+    """Each watcher's health check requests /readyz on the address its COORDINATOR_HTTP makes the listener bind."""
+    from coordinator.settings import parse_listen
+
+    for name in ("watcher-1", "watcher-2"):
+        service = services[name]
+        address = parse_listen(service["environment"]["COORDINATOR_HTTP"])
+        assert address is not None, f"{name}: the listener is off, so its health check cannot pass"
+        check = " ".join(service["healthcheck"]["test"])
+        assert f"http://{address.host}:{address.port}/readyz" in check, f"{name}: {check}"
+
+
 # ----- images -----
 
 
