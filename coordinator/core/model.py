@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Self, TypeVar
@@ -50,6 +50,19 @@ class NodeId:
 
     instance: str
     dag_id: str
+    #: The hash, computed once: a (NodeId, partition) pair is a dict key of the view, looked up millions of times in
+    #: a pass over a big store, and the generated hash would hash both strings again every time.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.instance, self.dag_id)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    def __reduce__(self) -> tuple[type[NodeId], tuple[str, str]]:
+        # A pickle must not carry the hash: string hashes differ from one process to the next.
+        return (type(self), (self.instance, self.dag_id))
 
     def __str__(self) -> str:
         return self.dag_id if self.instance == DEFAULT_INSTANCE else f"{self.instance}{NODE_SEP}{self.dag_id}"

@@ -24,7 +24,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -37,7 +37,7 @@ from coordinator.core.model import NodeId
 from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd import EtcdStore, Snapshot
+from coordinator.etcd import KV, EtcdStore
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
@@ -124,7 +124,8 @@ class Watcher:
             ),
         )
 
-    async def load(self) -> Snapshot:
+    async def load(self) -> int:
+        """Read the whole prefix into the view, page by page as etcd sends it (no snapshot is held); its revision."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         # Loading creates a few objects per key and frees none: with the cyclic GC on, its collections rescan the
@@ -132,8 +133,10 @@ class Watcher:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            snap = await self.store.snapshot(self.settings.keys.root)
-            self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+            revision, keys = await self.store.stream_snapshot(
+                self.settings.keys.root, _ViewSink(self.view), cuts=self.cuts()
+            )
+            self.view.revision = revision
         finally:
             if gc_was_enabled:
                 # What exists now (the loaded view above all) lives long and is acyclic: keep it out of every later
@@ -144,16 +147,25 @@ class Watcher:
                 gc.enable()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%s problem=%r", key, problem)
-        log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
-                 len(self.view.partitions))  # fmt: skip
+        log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
         self.queue.add(AllPartitions)
-        return snap
+        return revision
+
+    def cuts(self) -> list[str]:
+        """Where a read of the whole prefix splits into ranges (``etcd.watch`` rule 1): each DAG's run states and
+        ledger entries of the graph in force, about one page each (keys of other DAGs fall between them)."""
+        keys = self.settings.keys
+        return [
+            f"{base}{n.instance}/{n.dag_id}/" for n in self.graphs.graph.dags for base in (keys.runs, keys.triggers)
+        ]
 
     # -- the loops -------------------------------------------------------------------------------------------
 
-    async def reflect(self, snap: Snapshot) -> None:
+    async def reflect(self, revision: int) -> None:
         """Feed watch events into the view and queue what they touch (rule 1)."""
-        async for batch in self.store.watch_prefix(self.settings.keys.root, snap):
+        # A relist diffs against the view's own keys: nothing else keeps a copy of a million keys.
+        root = self.settings.keys.root
+        async for batch in self.store.watch_prefix(root, revision, self.view.held, self.cuts()):
             if batch.relisted:
                 log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
             for event in batch.events:
@@ -333,13 +345,13 @@ class Watcher:
 
     async def run(self) -> None:
         """The service (rules 1-5)."""
-        snap = await self.load()
+        revision = await self.load()
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
         tasks = [
-            asyncio.create_task(self.reflect(snap), name="reflector"),
+            asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
             asyncio.create_task(self.reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.audit_loop(), name="audit"),
@@ -364,6 +376,21 @@ class Watcher:
             with suppress(Exception):
                 await self.election.resign()
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
+
+
+@dataclass
+class _ViewSink:
+    """Snapshot pages straight into the view (``etcd.watch.SnapshotSink``)."""
+
+    view: View
+
+    def reset(self) -> None:
+        self.view.load(0, ())
+
+    def add(self, kvs: Sequence[KV]) -> None:
+        apply = self.view.apply
+        for kv in kvs:
+            apply(kv.key, kv.value, kv.mod_revision)
 
 
 def build_clients(settings: Settings, stack: AsyncExitStack) -> dict[str, AirflowClient]:
