@@ -43,7 +43,7 @@ from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatu
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
-__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "plan", "plan_changes"]
+__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "partitions_to_plan", "plan", "plan_changes"]
 
 
 def plan(
@@ -62,12 +62,7 @@ def plan(
     sources failed waits). A pass then costs what the partition holds, not the size of the whole graph.
     """
     active = activation if activation is not None else view.activation
-    if partitions is not None:
-        parts = sorted(set(partitions))
-    elif graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
-        parts = sorted(set(view.partitions) | mapped_partitions(graph, view))
-    else:
-        parts = view.all_partitions()
+    parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, view)
     order = None if explain else graph.topo_index
     actions: list[Action] = []
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
@@ -91,6 +86,13 @@ def plan(
             if action is not None:
                 actions.append(action)
     return Plan(view.revision, tuple(actions), verdicts)
+
+
+def partitions_to_plan(graph: Graph, view: View) -> list[str]:
+    """The partitions a pass over everything plans, in order (``plan`` with ``partitions`` None)."""
+    if graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
+        return sorted(set(view.partitions) | mapped_partitions(graph, view))
+    return view.all_partitions()
 
 
 def plan_changes(
@@ -299,6 +301,8 @@ class _PartitionPlanner:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
+        if fresh and not explain:  # fresh implies every upstream fresh: nothing below would act
+            return None, None
         if node in self.graph.mapped_edges:
             blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
         else:

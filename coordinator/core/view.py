@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import Any
 
@@ -42,6 +42,17 @@ from coordinator.core.model import (
 ALL = "*"
 
 
+_ZERO = timedelta(0)
+
+
+def _utc(stamp: datetime | None) -> datetime | None:
+    """``stamp`` with the shared UTC tzinfo when it is UTC: pydantic gives every parsed time its own tzinfo object
+    (40 bytes, a million of them on a big store)."""
+    if stamp is None or stamp.tzinfo is UTC or stamp.utcoffset() != _ZERO:
+        return stamp
+    return stamp.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class RunFact:
     """The latest run state of one (DAG, partition) and the revision it was written at.
@@ -63,7 +74,7 @@ class RunFact:
     def of(cls, record: RunRecord, rev: int) -> RunFact:
         # Interned: run ids repeat across the DAGs of a partition, sources across everything.
         return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
-                   record.start_date)  # fmt: skip
+                   _utc(record.start_date))  # fmt: skip
 
     @property
     def record(self) -> RunRecord:
@@ -105,7 +116,7 @@ class LedgerFact:
         keys = names.setdefault(keys, keys)
         return cls(
             record.status, record.action, intern(record.run_id), keys, tuple(record.inputs.values()), mod_rev,
-            record.intent_rev, record.trigger_count, record.attempts, record.last_error, record.done_at,
+            record.intent_rev, record.trigger_count, record.attempts, record.last_error, _utc(record.done_at),
             None if record.status is TriggerStatus.DONE else record,
         )  # fmt: skip
 
@@ -200,6 +211,11 @@ class View:
     _input_names: dict[tuple[str, ...], tuple[str, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
+    #: ``keys.runs`` and ``keys.triggers`` (properties that format a string at every call).
+    _bases: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._bases = (self.keys.runs, self.keys.triggers)
 
     @property
     def graph_key(self) -> str:
@@ -224,14 +240,20 @@ class View:
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
-        self.revision = max(self.revision, mod_rev)
-        self.problems.pop(key, None)
-        parsed = self._parse(key, self.keys.runs)
-        if parsed is not None:
-            return self._apply_run(key, parsed, value, mod_rev)
-        parsed = self._parse(key, self.keys.triggers)
-        if parsed is not None:
-            return self._apply_ledger(key, parsed, value, mod_rev)
+        if mod_rev > self.revision:
+            self.revision = mod_rev
+        if self.problems:
+            self.problems.pop(key, None)
+        # This runs once per key of a snapshot (millions): the two common kinds first, each prefix tested once.
+        runs, triggers = self._bases
+        if key.startswith(runs):
+            parsed = self._parse(key, runs)
+            if parsed is not None:
+                return self._apply_run(key, parsed, value, mod_rev)
+        elif key.startswith(triggers):
+            parsed = self._parse(key, triggers)
+            if parsed is not None:
+                return self._apply_ledger(key, parsed, value, mod_rev)
         if key == self.graph_key:
             return self._apply_activation(key, value, mod_rev)
         if key.startswith(self.backfill_prefix):
@@ -262,7 +284,7 @@ class View:
 
     def node_of(self, key: str) -> tuple[NodeId, str] | None:
         """(DAG, partition) of a run-state or ledger key; None for any other key (activation, backfill, malformed)."""
-        return self._parse(key, self.keys.runs) or self._parse(key, self.keys.triggers)
+        return self._parse(key, self._bases[0]) or self._parse(key, self._bases[1])
 
     def _parse(self, key: str, base: str) -> tuple[NodeId, str] | None:
         """``KeyLayout.parse_run_key`` / ``parse_trigger_key`` (same answers), with the parts interned."""
@@ -275,7 +297,7 @@ class View:
         partition = self._parts.get(parts[2])
         if node is None or partition is None:
             # Not seen yet: the key layout validates; only valid parts are remembered.
-            parsed = self.keys.parse_run_key(key) if base == self.keys.runs else self.keys.parse_trigger_key(key)
+            parsed = self.keys.parse_run_key(key) if base == self._bases[0] else self.keys.parse_trigger_key(key)
             if parsed is None:
                 return None
             node = self._nodes.setdefault((parts[0], parts[1]), parsed[0])

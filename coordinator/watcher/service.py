@@ -14,6 +14,8 @@ Rules:
    dependencies.json is reported loudly and the last valid graph stays in force.
 4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors.
 5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
+6. Nothing blocks the event loop for long: a full pass over a big store plans in slices and yields between them,
+   with the view held still (``view_lock``) so the pass sees one revision; the reflector waits for it.
 """
 
 from __future__ import annotations
@@ -34,10 +36,10 @@ from coordinator.airflow_api import AirflowClient
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
+from coordinator.core.planner import Action, Plan, Resume, Trigger, partitions_to_plan, plan, plan_changes
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd import KV, EtcdStore
+from coordinator.etcd import KV, EtcdStore, WatchBatch
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
@@ -45,6 +47,10 @@ from coordinator.watcher.audit import audit_once
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
+
+#: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
+#: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
+PLAN_SLICE_FACTS = 5000
 
 
 def default_watcher_id() -> str:
@@ -108,6 +114,8 @@ class Watcher:
     #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None
+    #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
+    view_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -166,22 +174,27 @@ class Watcher:
         # A relist diffs against the view's own keys: nothing else keeps a copy of a million keys.
         root = self.settings.keys.root
         async for batch in self.store.watch_prefix(root, revision, self.view.held, self.cuts()):
-            if batch.relisted:
-                log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
-            for event in batch.events:
-                value = event.value if event.kind == "put" else None
-                touched = self.view.apply(event.key, value, event.mod_revision)
-                if event.key in self.view.problems:
-                    log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
-                if not touched:
-                    continue
-                at = self.view.node_of(event.key)
-                if at is not None:
-                    self.queue.add(DagKey(*at))
-                else:
-                    for partition in touched:
-                        self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
-            self.view.revision = max(self.view.revision, batch.revision)
+            async with self.view_lock:
+                self._apply_batch(batch)
+
+    def _apply_batch(self, batch: WatchBatch) -> None:
+        """One watch batch into the view; queue what it touches (rule 1)."""
+        if batch.relisted:
+            log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
+        for event in batch.events:
+            value = event.value if event.kind == "put" else None
+            touched = self.view.apply(event.key, value, event.mod_revision)
+            if event.key in self.view.problems:
+                log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+            if not touched:
+                continue
+            at = self.view.node_of(event.key)
+            if at is not None:
+                self.queue.add(DagKey(*at))
+            else:
+                for partition in touched:
+                    self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
+        self.view.revision = max(self.view.revision, batch.revision)
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -254,19 +267,20 @@ class Watcher:
             graph = self.graphs.graph
             if leading:
                 await self.ensure_adopted(graph, full=partitions is None)
-            started = time.perf_counter()
-            # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
-            whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
-            rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
-            # A change in a partition planned whole can still map to OTHER partitions (partition grids): plan_changes
-            # follows it there and skips the partitions `whole` already covered.
-            mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
-            parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
+            async with self.view_lock:  # the view holds still while planning yields (rule 6)
+                started = time.perf_counter()
+                # No verdicts: nothing here reads them; building them for every DAG made a pass cost the whole graph.
+                whole = await self._plan_whole(graph, partitions) if partitions is None or dirty else None
+                rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
+                # A change in a partition planned whole can still map to OTHER partitions (partition grids):
+                # plan_changes follows it there and skips the partitions `whole` already covered.
+                mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
+                parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
+                actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
+                result = Plan(self.view.revision, actions)
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
-        actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
-        result = Plan(self.view.revision, actions)
         submitted = 0
         if leading:
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
@@ -283,6 +297,23 @@ class Watcher:
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return result
+
+    async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
+        """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
+        loop between them (rule 6). Same actions in the same order: partitions are planned independently, and
+        through partition grids a slice only re-judges what another slice judged too."""
+        parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, self.view)
+        actions: list[Action] = []
+        chunk: list[str] = []
+        size = 0
+        for index, partition in enumerate(parts):
+            chunk.append(partition)
+            size += len(self.view.partitions.get(partition, ())) or 1
+            if size >= PLAN_SLICE_FACTS or index == len(parts) - 1:
+                actions += plan(graph, self.view, chunk, explain=False).actions
+                chunk, size = [], 0
+                await asyncio.sleep(0)
+        return Plan(self.view.revision, tuple(actions))
 
     async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
         """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
