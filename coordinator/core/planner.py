@@ -235,8 +235,13 @@ class _PartitionPlanner:
         if spec.is_root:
             return True
         mapped = node in self.graph.mapped_edges
+        known = self._fresh
         for up in spec.upstreams:
-            if not (self.source_fresh(node, up) if mapped else self.fresh(up)):
+            # self.fresh(up) inlined when not mapped: this runs for every DAG of every partition in a full pass.
+            up_fresh = self.source_fresh(node, up) if mapped else known.get(up)
+            if up_fresh is None:
+                up_fresh = self.fresh(up)
+            if not up_fresh:
                 self._stale_reason[node] = f"its upstream {up} is not fresh"
                 return False
         from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
@@ -245,6 +250,8 @@ class _PartitionPlanner:
                 f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
             )
             return False
+        if not mapped:
+            return self._consumed_same_partition(node, spec, fact, ledger, from_last_trigger)
         for up in spec.upstreams:
             for q in self.sources(node, up) if mapped else (self.partition,):
                 gen = self.at(q).generation(up) if mapped else self.generation(up)
@@ -259,6 +266,24 @@ class _PartitionPlanner:
                         f"{which} succeeded again at revision {gen} after {node} last ran ({used})"
                     )
                     return False
+        return True
+
+    def _consumed_same_partition(
+        self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
+    ) -> bool:
+        """Rule 4's consumption check when every edge of ``node`` is same-partition (the loop below, without the
+        mapping): each fresh upstream's generation was the one recorded, or older than D's success."""
+        runs, partition = self.view.runs, self.partition
+        for up in spec.upstreams:
+            up_fact = runs.get((up, partition))
+            assert up_fact is not None  # fresh upstream implies success
+            gen = up_fact.rev
+            recorded = ledger.input(up.qualified) if ledger is not None else None
+            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+            if not consumed:
+                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
+                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
+                return False
         return True
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
@@ -288,6 +313,10 @@ class _PartitionPlanner:
         if fresh is None:  # self.fresh(node) without looking the facts up again
             fresh = self._fresh[node] = self._compute_fresh(node, spec, fact, ledger)
         explain = self.explain
+        # Without verdicts the common outcomes end here: a root never acts, and a fresh DAG's upstreams are all
+        # fresh, so nothing below would act for it (failure handlers decide on their sources' failures instead).
+        if not explain and (spec.is_root or (fresh and not spec.is_failure_handler)):
+            return None, None
 
         def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict | None:
             if not explain:
@@ -301,8 +330,6 @@ class _PartitionPlanner:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
-        if fresh and not explain:  # fresh implies every upstream fresh: nothing below would act
-            return None, None
         if node in self.graph.mapped_edges:
             blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
         else:

@@ -22,7 +22,6 @@ Rules (rules 3 and 4 of the package):
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import random
 import time
@@ -193,14 +192,41 @@ async def stream_snapshot(
     return result
 
 
-def _ranges(prefix: str, cuts: Sequence[str], keys: int, page_size: int) -> list[tuple[bytes, bytes]]:
-    """Consecutive [start, end) ranges that cover the prefix exactly, split at some of the ``cuts`` inside it: about
-    one range per page of its ``keys`` (each range pays a request; one holding many pages pays etcd's count)."""
-    start, end = encode(prefix) or b"\0", range_end(encode(prefix))
-    inside = sorted({c for c in map(encode, cuts) if start < c and (c < end or end == b"\0")})
-    stride = max(1, len(inside) * page_size // max(keys, 1))
-    bounds = [start, *inside[stride - 1 :: stride], end]
-    return list(itertools.pairwise(bounds))
+class _Ranges:
+    """Consecutive [start, end) ranges that cover the prefix exactly, each ending at one of the ``cuts`` inside it.
+
+    A range spans as many cuts as should hold about a page, judged from the keys per cut read so far: each range
+    costs a request, and one that holds many pages costs etcd a count of the rest of it for every page."""
+
+    def __init__(self, prefix: str, cuts: Sequence[str], page_size: int) -> None:
+        self.start, self.end = encode(prefix) or b"\0", range_end(encode(prefix))
+        self.cuts = sorted({c for c in map(encode, cuts) if self.start < c and (c < self.end or self.end == b"\0")})
+        self.page_size = page_size
+        self.next_cut = 0
+        self.cursor: bytes | None = self.start
+        self.keys = self.spanned = 0  # keys read in finished ranges, and the cuts those ranges spanned
+        self.last = 1
+
+    def next(self) -> tuple[bytes, bytes, int] | None:
+        """The next range and how many cuts it spans; None when the prefix is covered."""
+        if self.cursor is None:
+            return None
+        # At most twice the last span: the first ranges (the config keys, a DAG with little history) say little about
+        # the rest, and a range that is too big costs etcd a count of all of it for each of its pages.
+        fits = self.page_size * self.spanned // self.keys if self.keys else 2 * self.last
+        span = self.last = max(1, min(fits, 2 * self.last))
+        if self.next_cut + span - 1 < len(self.cuts):
+            stop = self.cuts[self.next_cut + span - 1]
+        else:
+            stop, span = self.end, len(self.cuts) - self.next_cut + 1
+        self.next_cut += span
+        found = (self.cursor, stop, span)
+        self.cursor = None if stop == self.end else stop
+        return found
+
+    def finished(self, keys: int, span: int) -> None:
+        self.keys += keys
+        self.spanned += span
 
 
 async def _stream_once(
@@ -208,8 +234,8 @@ async def _stream_once(
 ) -> tuple[int, int]:
     revision = 0  # 0 = latest for the first request; then pinned
 
-    async def fetch(start: bytes, end: bytes, count_only: bool = False) -> Any:
-        request = rpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision, count_only=count_only)
+    async def fetch(start: bytes, end: bytes) -> Any:
+        request = rpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
 
         async def page(conn: Conn) -> Any:
             return await conn.kv.Range(request, timeout=store.timeout_s, metadata=conn.metadata)
@@ -217,47 +243,46 @@ async def _stream_once(
         return await store.call("snapshot", page)
 
     sink.reset()
-    first: Any = None
-    if cuts:
-        # How many keys there are (one walk of etcd's index, no values) decides how many of the cuts to use.
-        whole = _ranges(prefix, (), 0, page_size)[0]
-        counted = await fetch(*whole, count_only=True)
-        revision = int(counted.header.revision)
-        ranges = _ranges(prefix, cuts, int(counted.count), page_size)
-    else:
-        ranges = _ranges(prefix, (), 0, page_size)
-        first = await fetch(*ranges[0])
-        revision = int(first.header.revision)
-    keys = pages = 0
+    ranges = _Ranges(prefix, cuts, page_size)
+    current = ranges.next()
+    assert current is not None
+    response = await fetch(current[0], current[1])
+    revision = int(response.header.revision)
+    keys = pages = count = 0
     # The first pages of the next ranges are requested ahead: etcd serves them while this process applies a page.
-    ahead: list[asyncio.Future[Any]] = []
+    ahead: list[tuple[asyncio.Future[Any], tuple[bytes, bytes, int]]] = []
     try:
-        if first is None:
-            ahead.append(asyncio.ensure_future(fetch(*ranges[0])))
-        for index, (_, end) in enumerate(ranges):
-            response, first = (first, None) if first is not None else (await ahead.pop(0), None)
-            while len(ahead) < SNAPSHOT_AHEAD and index + 1 + len(ahead) < len(ranges):
-                ahead.append(asyncio.ensure_future(fetch(*ranges[index + 1 + len(ahead)])))
+        while True:
+            count += 1
+            while len(ahead) < SNAPSHOT_AHEAD and (following_range := ranges.next()) is not None:
+                ahead.append((asyncio.ensure_future(fetch(following_range[0], following_range[1])), following_range))
+            in_range = 0
             while True:
                 pages += 1
                 following: asyncio.Future[Any] | None = None
                 if response.more and response.kvs:
-                    following = asyncio.ensure_future(fetch(bytes(response.kvs[-1].key) + b"\0", end))
-                    ahead.insert(0, following)  # cancelled with the others if applying this page fails
+                    following = asyncio.ensure_future(fetch(bytes(response.kvs[-1].key) + b"\0", current[1]))
+                    ahead.insert(0, (following, current))  # cancelled with the others if applying this page fails
                 await asyncio.sleep(0)  # let the requests go out before the CPU-bound work below
                 page = [to_kv(raw) for raw in response.kvs]
                 response = None  # the protobuf page is garbage now; the sink's copy is all that lives on
-                keys += len(page)
+                in_range += len(page)
                 sink.add(page)
                 del page
                 if following is None:
                     break
-                response = await ahead.pop(0)
+                response = await ahead.pop(0)[0]
+            keys += in_range
+            ranges.finished(in_range, current[2])
+            if not ahead:
+                break
+            future, current = ahead.pop(0)
+            response = await future
     finally:
-        for future in ahead:
+        for future, _ in ahead:
             future.cancel()
     log.debug("etcd.snapshot prefix=%s revision=%d keys=%d pages=%d ranges=%d", prefix, revision, keys, pages,
-              len(ranges))  # fmt: skip
+              count)  # fmt: skip
     return revision, keys
 
 
