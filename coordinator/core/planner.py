@@ -250,12 +250,12 @@ class _PartitionPlanner:
                 f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
             )
             return False
-        if not mapped:
-            return self._consumed_same_partition(node, spec, fact, ledger, from_last_trigger)
+        runs = self.view.runs
         for up in spec.upstreams:
             for q in self.sources(node, up) if mapped else (self.partition,):
-                gen = self.at(q).generation(up) if mapped else self.generation(up)
-                assert gen is not None  # fresh upstream implies success
+                # A fresh upstream has a success here (without grids: looked up directly, the hot path of a pass).
+                gen = self.at(q).generation(up) if mapped else runs[(up, q)].rev
+                assert gen is not None
                 key = input_key(up, q, self.partition) if mapped else up.qualified
                 recorded = ledger.input(key) if ledger is not None else None
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
@@ -266,24 +266,6 @@ class _PartitionPlanner:
                         f"{which} succeeded again at revision {gen} after {node} last ran ({used})"
                     )
                     return False
-        return True
-
-    def _consumed_same_partition(
-        self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
-    ) -> bool:
-        """Rule 4's consumption check when every edge of ``node`` is same-partition (the loop below, without the
-        mapping): each fresh upstream's generation was the one recorded, or older than D's success."""
-        runs, partition = self.view.runs, self.partition
-        for up in spec.upstreams:
-            up_fact = runs.get((up, partition))
-            assert up_fact is not None  # fresh upstream implies success
-            gen = up_fact.rev
-            recorded = ledger.input(up.qualified) if ledger is not None else None
-            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
-            if not consumed:
-                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
-                return False
         return True
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
