@@ -318,7 +318,8 @@ def main() -> None:
         if not b
         else f"""
 In-process breakdown (same store, this process, CPU seconds): load_spec {b["load_spec_cpu_s"]:.2f} s, snapshot of
-{b["keys"]:,} keys {b["snapshot_cpu_s"]:.2f} s, View.load {b["view_load_cpu_s"]:.2f} s, plan over all partitions
+{b["keys"]:,} keys {b["snapshot_cpu_s"]:.2f} s, View.load {b["view_load_cpu_s"]:.2f} s (streamed: the snapshot's
+pages go straight into the view, so both are in the second figure), plan over all partitions
 (watcher pass, no verdicts) {b["plan_cpu_s"]:.2f} s ({b["actions"]} actions); the same plan with all
 {b["verdicts"]:,} verdicts (what `status` computes) {b["plan_explained_cpu_s"]:.2f} s; resident memory grew by
 {b["rss_growth_mb"]:.0f} MB."""
