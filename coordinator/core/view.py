@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from sys import intern
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -53,12 +53,13 @@ def _utc(stamp: datetime | None) -> datetime | None:
     return stamp.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
-class RunFact:
+class RunFact(NamedTuple):
     """The latest run state of one (DAG, partition) and the revision it was written at.
 
     Slim on purpose (a million of these on a big store): the fields decisions and the audit read, not the pydantic
-    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` and ``end_date`` are not kept.
+    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` and ``end_date`` are not kept. A named
+    tuple, not a frozen dataclass: as immutable, and built in a third of the time (a frozen dataclass sets each field
+    through ``object.__setattr__``), which is a second per million keys at start-up.
     """
 
     state: RunState
@@ -85,8 +86,7 @@ class RunFact:
         )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerFact:
+class LedgerFact(NamedTuple):
     """The last trigger intent recorded for one (DAG, partition).
 
     A done intent (nearly all of them) is kept slim: what decisions, ``status`` and the page read, with the input
@@ -305,7 +305,10 @@ class View:
         return node, partition
 
     def _index(self, node: NodeId, partition: str) -> None:
-        self.partitions.setdefault(partition, set()).add(node)
+        nodes = self.partitions.get(partition)
+        if nodes is None:  # not setdefault: that builds an empty set for every key of a snapshot
+            nodes = self.partitions[partition] = set()
+        nodes.add(node)
 
     def _apply_run(self, key: str, at: tuple[NodeId, str], value: bytes | None, mod_rev: int) -> set[str]:
         node, partition = at
