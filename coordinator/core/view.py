@@ -5,7 +5,8 @@ Rules:
    plan may have changed. No I/O, no clock, no logging; problems are collected in ``problems`` for the shell to report.
 2. A view built from a snapshot at R and a view built from events up to R hold exactly the same facts: only the
    latest value of each key and its mod revision are kept, because that is all a relist can recover. This is what
-   makes downtime of any length end in the same decisions as running throughout.
+   makes downtime of any length end in the same decisions as running throughout. Of a value, only what decisions,
+   the audit and ``status`` read is kept (``RunFact``, ``LedgerFact``): a big store holds millions of them.
 3. Every success write is a new generation, even a rewrite of the same attempt (a relist could not tell the two
    apart). Writers therefore never rewrite an unchanged state (``should_replace``), and ``mark`` refuses to unless
    told to start a new generation.
