@@ -45,7 +45,7 @@ from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatu
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
-__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "plan", "plan_changes"]
+__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "partitions_to_plan", "plan", "plan_changes"]
 
 
 def plan(
@@ -64,12 +64,7 @@ def plan(
     sources failed waits). A pass then costs what the partition holds, not the size of the whole graph.
     """
     active = activation if activation is not None else view.activation
-    if partitions is not None:
-        parts = sorted(set(partitions))
-    elif graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
-        parts = sorted(set(view.partitions) | mapped_partitions(graph, view))
-    else:
-        parts = view.all_partitions()
+    parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, view)
     order = None if explain else graph.topo_index
     actions: list[Action] = []
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
@@ -93,6 +88,13 @@ def plan(
             if action is not None:
                 actions.append(action)
     return Plan(view.revision, tuple(actions), verdicts)
+
+
+def partitions_to_plan(graph: Graph, view: View) -> list[str]:
+    """The partitions a pass over everything plans, in order (``plan`` with ``partitions`` None)."""
+    if graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
+        return sorted(set(view.partitions) | mapped_partitions(graph, view))
+    return view.all_partitions()
 
 
 def plan_changes(
@@ -187,7 +189,7 @@ class _PartitionPlanner:
 
     def generation(self, node: NodeId) -> int | None:
         fact = self.run(node)
-        return fact.rev if fact is not None and fact.record.state is RunState.SUCCESS else None
+        return fact.rev if fact is not None and fact.state is RunState.SUCCESS else None
 
     def inputs(self, spec: DagSpec) -> dict[str, int]:
         result: dict[str, int] = {}
@@ -228,15 +230,20 @@ class _PartitionPlanner:
         return cached
 
     def _compute_fresh(self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None) -> bool:
-        if fact is None or fact.record.state is not RunState.SUCCESS:
+        if fact is None or fact.state is not RunState.SUCCESS:
             return False
         if spec.is_failure_handler:
             return ledger is None or fact.rev > ledger.intent_rev
         if spec.is_root:
             return True
         mapped = node in self.graph.mapped_edges
+        known = self._fresh
         for up in spec.upstreams:
-            if not (self.source_fresh(node, up) if mapped else self.fresh(up)):
+            # self.fresh(up) inlined when not mapped: this runs for every DAG of every partition in a full pass.
+            up_fresh = self.source_fresh(node, up) if mapped else known.get(up)
+            if up_fresh is None:
+                up_fresh = self.fresh(up)
+            if not up_fresh:
                 self._stale_reason[node] = f"its upstream {up} is not fresh"
                 return False
         from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
@@ -245,12 +252,14 @@ class _PartitionPlanner:
                 f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
             )
             return False
+        runs = self.view.runs
         for up in spec.upstreams:
             for q in self.sources(node, up) if mapped else (self.partition,):
-                gen = self.at(q).generation(up) if mapped else self.generation(up)
-                assert gen is not None  # fresh upstream implies success
+                # A fresh upstream has a success here (without grids: looked up directly, the hot path of a pass).
+                gen = self.at(q).generation(up) if mapped else runs[(up, q)].rev
+                assert gen is not None
                 key = input_key(up, q, self.partition) if mapped else up.qualified
-                recorded = ledger.record.inputs.get(key) if ledger is not None else None
+                recorded = ledger.input(key) if ledger is not None else None
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
                 if not consumed:
                     used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
@@ -267,14 +276,13 @@ class _PartitionPlanner:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
         verdict, action = self._decide(node)
         ledger = self.ledger(node)
-        if ledger is not None and ledger.record.status is not TriggerStatus.DONE:
+        if ledger is not None and ledger.status is not TriggerStatus.DONE:
             fact = self.run(node)
-            record = ledger.record
             # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
             # (crash between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger
             # never stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
             # recorded (a state write before that may come from an attempt older than the intent).
-            called = record.action is TriggerAction.CREATE or record.prior_queued_at is not None
+            called = ledger.action is TriggerAction.CREATE or ledger.record.prior_queued_at is not None
             # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.
             if fact is not None and fact.rev > ledger.intent_rev and (called or self.fresh(node)):
                 action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
@@ -283,12 +291,16 @@ class _PartitionPlanner:
     def _decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         spec = self.graph.dags[node]
         fact = self.run(node)
-        state = fact.record.state if fact is not None else None
+        state = fact.state if fact is not None else None
         ledger = self.ledger(node)
         fresh = self._fresh.get(node)
         if fresh is None:  # self.fresh(node) without looking the facts up again
             fresh = self._fresh[node] = self._compute_fresh(node, spec, fact, ledger)
         explain = self.explain
+        # Without verdicts the common outcomes end here: a root never acts, and a fresh DAG's upstreams are all
+        # fresh, so nothing below would act for it (failure handlers decide on their sources' failures instead).
+        if not explain and (spec.is_root or (fresh and not spec.is_failure_handler)):
+            return None, None
 
         def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict | None:
             if not explain:
@@ -321,7 +333,7 @@ class _PartitionPlanner:
             return verdict(gate[0], *((stale,) if stale else ())), gate[1]
 
         inputs = self.inputs(spec)
-        if ledger is not None and dict(ledger.record.inputs) == inputs:
+        if ledger is not None and ledger.inputs == inputs:
             if state is RunState.FAILED:
                 return verdict(
                     f"{node} failed for these inputs; the coordinator does not retry failures "
@@ -354,11 +366,11 @@ class _PartitionPlanner:
         for src in spec.on_failure_of:
             for q in self.sources(node, src):
                 src_fact = self.at(q).run(src)
-                if src_fact is not None and src_fact.record.state is RunState.FAILED:
+                if src_fact is not None and src_fact.state is RunState.FAILED:
                     key = input_key(src, q, self.partition)
                     failures[key] = src_fact.rev
                     named[key] = str(src) if q == self.partition else f"{src} {q}"
-        handled = dict(ledger.record.inputs) if ledger is not None else {}
+        handled = ledger.inputs if ledger is not None else {}
         new = {src: rev for src, rev in failures.items() if handled.get(src) != rev}
         if not new:
             if failures:
@@ -378,11 +390,11 @@ class _PartitionPlanner:
         self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None
     ) -> tuple[str, Action | None] | None:
         """A reason not to decide anything new while an attempt or an intent is unfinished."""
-        if fact is not None and fact.record.state.active:
-            return f"{node} is {fact.record.state} (run {fact.record.run_id})", None
+        if fact is not None and fact.state.active:
+            return f"{node} is {fact.state} (run {fact.run_id})", None
         if ledger is None:
             return None
-        status = ledger.record.status
+        status = ledger.status
         if status is TriggerStatus.PENDING:
             return (
                 f"{node} has an unconfirmed trigger (revision {ledger.intent_rev}); completing it",
@@ -390,13 +402,12 @@ class _PartitionPlanner:
             )
         if status is TriggerStatus.ERROR:
             return (
-                f"{node} trigger failed: {ledger.record.last_error or 'unknown error'}; retrying",
+                f"{node} trigger failed: {ledger.last_error or 'unknown error'}; retrying",
                 Resume(node, self.partition, ledger, "retry a trigger Airflow refused"),
             )
         if fact is None or fact.rev < ledger.intent_rev:
             return (
-                f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.record.run_id}) "
-                "and has not started yet",
+                f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.run_id}) and has not started yet",
                 None,
             )
         return None
@@ -422,9 +433,9 @@ class _PartitionPlanner:
         # The run we manage if we ever created or cleared one, else the run Airflow already has for P (a scheduled
         # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated).
         if ledger is not None:
-            run_id = ledger.record.run_id
+            run_id = ledger.run_id
         elif fact is not None:
-            run_id = fact.record.run_id
+            run_id = fact.run_id
         else:
             run_id = run_id_for(self.partition)
         return Trigger(
@@ -436,7 +447,7 @@ class _PartitionPlanner:
             reason=reason,
             cause_rev=cause,
             ledger_rev=ledger.mod_rev if ledger is not None else 0,
-            trigger_count=(ledger.record.trigger_count + 1) if ledger is not None else 1,
+            trigger_count=(ledger.trigger_count + 1) if ledger is not None else 1,
         )
 
     def _input_text(self, node: NodeId, up: NodeId, inputs: Mapping[str, int]) -> str:
@@ -467,15 +478,15 @@ class _PartitionPlanner:
         fact = self.run(up)
         if fact is None:
             return f"{up} has not run for this partition"
-        state = fact.record.state
+        state = fact.state
         if state is RunState.SUCCESS:
             return f"{up} is stale ({self._stale_reason.get(up) or 'its own upstreams are not fresh'})"
         if state is RunState.FAILED:
-            return f"{up} failed (run {fact.record.run_id}, revision {fact.rev})"
-        return f"{up} is {state} (run {fact.record.run_id}, attempt {fact.record.clear_number})"
+            return f"{up} failed (run {fact.run_id}, revision {fact.rev})"
+        return f"{up} is {state} (run {fact.run_id}, attempt {fact.clear_number})"
 
 
 def _root_summary(node: NodeId, fact: RunFact | None) -> str:
     if fact is None:
         return f"{node} (root) has not run for this partition"
-    return f"{node} (root) is {fact.record.state} (run {fact.record.run_id}, revision {fact.rev})"
+    return f"{node} (root) is {fact.state} (run {fact.run_id}, revision {fact.rev})"

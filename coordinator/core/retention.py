@@ -256,12 +256,12 @@ def partition_facts(view: View, partition: str) -> list[KeyFact]:
         at = (node, partition)
         run = view.runs.get(at)
         if run is not None:
-            hold = HoldReason.ACTIVE_RUN if run.record.state.active else None
-            detail = f"{run.record.state} (run {run.record.run_id})" if hold else ""
+            hold = HoldReason.ACTIVE_RUN if run.state.active else None
+            detail = f"{run.state} (run {run.run_id})" if hold else ""
             found.append(KeyFact(keys.run_key(node, partition), KeyKind.RUN, node, partition, run.rev, hold, detail))
         ledger = view.ledger.get(at)
         if ledger is not None:
-            rec = ledger.record
+            rec = ledger  # the slim fact carries status, action and run id
             hold = HoldReason.UNFINISHED_INTENT if rec.status is not TriggerStatus.DONE else None
             detail = f"intent {rec.status} ({rec.action} {rec.run_id})" if hold else ""
             found.append(KeyFact(keys.trigger_key(node, partition), KeyKind.LEDGER, node, partition, ledger.mod_rev,
@@ -365,7 +365,7 @@ class Retirement:
 def unfinished(view: View, partition: str) -> bool:
     """Whether ``partition`` holds an intent that is not confirmed (rule c keeps it whole)."""
     return any(
-        (fact := view.ledger.get((node, partition))) is not None and fact.record.status is not TriggerStatus.DONE
+        (fact := view.ledger.get((node, partition))) is not None and fact.status is not TriggerStatus.DONE
         for node in view.partitions.get(partition, ())
     )
 

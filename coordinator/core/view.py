@@ -5,7 +5,8 @@ Rules:
    plan may have changed. No I/O, no clock, no logging; problems are collected in ``problems`` for the shell to report.
 2. A view built from a snapshot at R and a view built from events up to R hold exactly the same facts: only the
    latest value of each key and its mod revision are kept, because that is all a relist can recover. This is what
-   makes downtime of any length end in the same decisions as running throughout.
+   makes downtime of any length end in the same decisions as running throughout. Of a value, only what decisions,
+   the audit and ``status`` read is kept (``RunFact``, ``LedgerFact``): a big store holds millions of them.
 3. Every success write is a new generation, even a rewrite of the same attempt (a relist could not tell the two
    apart). Writers therefore never rewrite an unchanged state (``should_replace``), and ``mark`` refuses to unless
    told to start a new generation.
@@ -18,7 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from sys import intern
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -27,7 +30,10 @@ from coordinator.core.model import (
     KeyLayout,
     NodeId,
     RunRecord,
+    RunState,
+    TriggerAction,
     TriggerRecord,
+    TriggerStatus,
     is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
@@ -37,28 +43,111 @@ from coordinator.core.model import (
 ALL = "*"
 
 
-@dataclass(frozen=True, slots=True)
-class RunFact:
-    """The latest run state of one (DAG, partition) and the revision it was written at."""
+_ZERO = timedelta(0)
 
-    record: RunRecord
+
+def _utc(stamp: datetime | None) -> datetime | None:
+    """``stamp`` with the shared UTC tzinfo when it is UTC: pydantic gives every parsed time its own tzinfo object
+    (40 bytes, a million of them on a big store)."""
+    if stamp is None or stamp.tzinfo is UTC or stamp.utcoffset() != _ZERO:
+        return stamp
+    return stamp.replace(tzinfo=UTC)
+
+
+class RunFact(NamedTuple):
+    """The latest run state of one (DAG, partition) and the revision it was written at.
+
+    Slim on purpose (a million of these on a big store): the fields decisions and the audit read, not the pydantic
+    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` and ``end_date`` are not kept. A named
+    tuple, not a frozen dataclass: as immutable, and built in a third of the time (a frozen dataclass sets each field
+    through ``object.__setattr__``), which is a second per million keys at start-up.
+    """
+
+    state: RunState
+    run_id: str
+    clear_number: int
     #: Revision of the write (for a success: the GENERATION of this DAG for this partition).
     rev: int
+    #: Read by the audit (``core.audit.audit_record``): who wrote the state, and when the attempt started.
+    source: str = "unknown"
+    start_date: datetime | None = None
+
+    @classmethod
+    def of(cls, record: RunRecord, rev: int) -> RunFact:
+        # Interned: run ids repeat across the DAGs of a partition, sources across everything.
+        return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
+                   _utc(record.start_date))  # fmt: skip
+
+    @property
+    def record(self) -> RunRecord:
+        """The record as far as the view keeps it (for display and for the writers' rules, which read only these)."""
+        return RunRecord.model_construct(
+            state=self.state, run_id=self.run_id, clear_number=self.clear_number, source=self.source,
+            start_date=self.start_date,
+        )  # fmt: skip
 
 
-@dataclass(frozen=True, slots=True)
-class LedgerFact:
-    """The last trigger intent recorded for one (DAG, partition)."""
+class LedgerFact(NamedTuple):
+    """The last trigger intent recorded for one (DAG, partition).
 
-    record: TriggerRecord
+    A done intent (nearly all of them) is kept slim: what decisions, ``status`` and the page read, with the input
+    names shared by every partition of the DAG. An unfinished one (pending, error) keeps its whole record in ``full``:
+    completing it rewrites every field (``core/intent.py``), and there are few of them.
+    """
+
+    status: TriggerStatus
+    action: TriggerAction
+    run_id: str
+    #: The recorded inputs as two parallel tuples (``inputs`` rebuilds the dict): the names are interned per DAG.
+    input_names: tuple[str, ...]
+    input_revs: tuple[int, ...]
     #: mod revision of the ledger key (the CAS guard for the next write).
     mod_rev: int
+    recorded_intent_rev: int = 0
+    trigger_count: int = 1
+    attempts: int = 0
+    last_error: str | None = None
+    done_at: datetime | None = None
+    full: TriggerRecord | None = None
+
+    @classmethod
+    def of(cls, record: TriggerRecord, mod_rev: int, names: dict[tuple[str, ...], tuple[str, ...]]) -> LedgerFact:
+        """The fact of ``record``; ``names`` interns the input-name tuples (one per DAG and edge set)."""
+        keys = tuple(record.inputs)
+        keys = names.setdefault(keys, keys)
+        return cls(
+            record.status, record.action, intern(record.run_id), keys, tuple(record.inputs.values()), mod_rev,
+            record.intent_rev, record.trigger_count, record.attempts, record.last_error, _utc(record.done_at),
+            None if record.status is TriggerStatus.DONE else record,
+        )  # fmt: skip
 
     @property
     def intent_rev(self) -> int:
         """Revision at which the intent was recorded: a state write after it proves the triggered run started."""
         # The first write of an intent cannot know its own revision; every later write of it carries that revision.
-        return self.record.intent_rev or self.mod_rev
+        return self.recorded_intent_rev or self.mod_rev
+
+    @property
+    def inputs(self) -> dict[str, int]:
+        return dict(zip(self.input_names, self.input_revs, strict=True))
+
+    def input(self, name: str) -> int | None:
+        """The recorded generation of input ``name`` (None: not recorded), without building the dict."""
+        try:
+            return self.input_revs[self.input_names.index(name)]
+        except ValueError:
+            return None
+
+    @property
+    def record(self) -> TriggerRecord:
+        """The whole record of an unfinished intent; for a done one, the record as far as the view keeps it."""
+        if self.full is not None:
+            return self.full
+        return TriggerRecord.model_construct(
+            status=self.status, action=self.action, run_id=self.run_id, inputs=self.inputs,
+            intent_rev=self.recorded_intent_rev, trigger_count=self.trigger_count, attempts=self.attempts,
+            last_error=self.last_error, done_at=self.done_at,
+        )  # fmt: skip
 
 
 class NodeActivation(BaseModel):
@@ -120,6 +209,14 @@ class View:
     #: one string per partition save tens of MB, and a part validated once is not validated again. Not facts.
     _nodes: dict[tuple[str, str], NodeId] = field(default_factory=dict, init=False, repr=False, compare=False)
     _parts: dict[str, str] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _input_names: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    #: ``keys.runs`` and ``keys.triggers`` (properties that format a string at every call).
+    _bases: tuple[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._bases = (self.keys.runs, self.keys.triggers)
 
     @property
     def graph_key(self) -> str:
@@ -144,14 +241,20 @@ class View:
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
-        self.revision = max(self.revision, mod_rev)
-        self.problems.pop(key, None)
-        parsed = self._parse(key, self.keys.runs)
-        if parsed is not None:
-            return self._apply_run(key, parsed, value, mod_rev)
-        parsed = self._parse(key, self.keys.triggers)
-        if parsed is not None:
-            return self._apply_ledger(key, parsed, value, mod_rev)
+        if mod_rev > self.revision:
+            self.revision = mod_rev
+        if self.problems:
+            self.problems.pop(key, None)
+        # This runs once per key of a snapshot (millions): the two common kinds first, each prefix tested once.
+        runs, triggers = self._bases
+        if key.startswith(runs):
+            parsed = self._parse(key, runs)
+            if parsed is not None:
+                return self._apply_run(key, parsed, value, mod_rev)
+        elif key.startswith(triggers):
+            parsed = self._parse(key, triggers)
+            if parsed is not None:
+                return self._apply_ledger(key, parsed, value, mod_rev)
         if key == self.graph_key:
             return self._apply_activation(key, value, mod_rev)
         if key.startswith(self.backfill_prefix):
@@ -159,6 +262,20 @@ class View:
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
+
+    def held(self) -> dict[str, int]:
+        """key -> mod revision of every key this view holds a fact or a problem of (problems: -1, so a relist hands
+        them out again). What a relist after a compaction diffs against (``etcd.watch.watch_prefix``): the view
+        keeps no key strings, so they are rebuilt here, only when needed."""
+        found = {key: -1 for key in self.problems}
+        found.update((self.keys.run_key(n, p), fact.rev) for (n, p), fact in self.runs.items())
+        found.update((self.keys.trigger_key(n, p), fact.mod_rev) for (n, p), fact in self.ledger.items())
+        found.update(
+            (f"{self.backfill_prefix}{n.instance}/{n.dag_id}/{p}", rev) for (n, p), rev in self.backfills.items()
+        )
+        if self.activation is not None:
+            found[self.graph_key] = self.activation_rev
+        return found
 
     def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
         """Use these NodeId objects (the graph's) for the DAGs they name: equal either way, but a lookup of the same
@@ -168,7 +285,7 @@ class View:
 
     def node_of(self, key: str) -> tuple[NodeId, str] | None:
         """(DAG, partition) of a run-state or ledger key; None for any other key (activation, backfill, malformed)."""
-        return self._parse(key, self.keys.runs) or self._parse(key, self.keys.triggers)
+        return self._parse(key, self._bases[0]) or self._parse(key, self._bases[1])
 
     def _parse(self, key: str, base: str) -> tuple[NodeId, str] | None:
         """``KeyLayout.parse_run_key`` / ``parse_trigger_key`` (same answers), with the parts interned."""
@@ -181,7 +298,7 @@ class View:
         partition = self._parts.get(parts[2])
         if node is None or partition is None:
             # Not seen yet: the key layout validates; only valid parts are remembered.
-            parsed = self.keys.parse_run_key(key) if base == self.keys.runs else self.keys.parse_trigger_key(key)
+            parsed = self.keys.parse_run_key(key) if base == self._bases[0] else self.keys.parse_trigger_key(key)
             if parsed is None:
                 return None
             node = self._nodes.setdefault((parts[0], parts[1]), parsed[0])
@@ -189,7 +306,10 @@ class View:
         return node, partition
 
     def _index(self, node: NodeId, partition: str) -> None:
-        self.partitions.setdefault(partition, set()).add(node)
+        nodes = self.partitions.get(partition)
+        if nodes is None:  # not setdefault: that builds an empty set for every key of a snapshot
+            nodes = self.partitions[partition] = set()
+        nodes.add(node)
 
     def _apply_run(self, key: str, at: tuple[NodeId, str], value: bytes | None, mod_rev: int) -> set[str]:
         node, partition = at
@@ -201,7 +321,7 @@ class View:
             self.problems[key] = f"unparsable run state ({problem}); ignored until rewritten"
             self.runs.pop(at, None)
             return {partition}
-        self.runs[at] = RunFact(record, mod_rev)
+        self.runs[at] = RunFact.of(record, mod_rev)
         self._index(node, partition)
         return {partition}
 
@@ -215,7 +335,7 @@ class View:
             self.problems[key] = f"unparsable trigger ledger entry ({problem}); ignored"
             self.ledger.pop(at, None)
             return {partition}
-        self.ledger[at] = LedgerFact(record, mod_rev)
+        self.ledger[at] = LedgerFact.of(record, mod_rev, self._input_names)
         self._index(node, partition)
         return {partition}
 

@@ -14,7 +14,9 @@ Rules:
 2. Unary calls are retried briefly on UNAVAILABLE only (``client.UNARY_RETRY``): the first call after a server
    restart fails although the server is up. Deadline errors are not retried (a write may have applied). With several
    endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
-3. A snapshot is one revision: every page of a prefix is read at the revision of the first page.
+3. A snapshot is one revision: every page of a prefix is read at the revision of the first page. ``stream_snapshot``
+   hands the pages to a sink instead of holding them, reading the prefix in ranges split at given cuts (linear work
+   for etcd on a big prefix).
 4. ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out (+1), and when
    that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch.
 5. Leadership is a lease-bound key created only if absent; a leader stops acting before its lease can expire, and

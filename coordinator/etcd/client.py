@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -352,16 +352,40 @@ class EtcdStore:
 
     # -- snapshots and watches (coordinator.etcd.watch) ------------------------------------------------------
 
-    async def snapshot(self, prefix: str, *, page_size: int = watch.SNAPSHOT_PAGE_SIZE) -> Snapshot:
-        """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision."""
-        return await watch.snapshot(self, prefix, page_size)
+    async def snapshot(
+        self, prefix: str, *, page_size: int = watch.SNAPSHOT_PAGE_SIZE, cuts: Sequence[str] = ()
+    ) -> Snapshot:
+        """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision.
 
-    def watch_prefix(self, prefix: str, start: Snapshot) -> AsyncIterator[WatchBatch]:
+        ``cuts`` (keys inside the prefix) split the read into ranges: same keys, far less work for etcd on a big
+        prefix when each range holds about a page (``watch.stream_snapshot``)."""
+        return await watch.snapshot(self, prefix, page_size, cuts)
+
+    async def stream_snapshot(
+        self,
+        prefix: str,
+        sink: watch.SnapshotSink,
+        *,
+        page_size: int = watch.SNAPSHOT_PAGE_SIZE,
+        cuts: Sequence[str] = (),
+    ) -> tuple[int, int]:
+        """``snapshot``, handed to ``sink`` page by page instead of held; returns (revision, keys)."""
+        return await watch.stream_snapshot(self, prefix, sink, page_size, cuts)
+
+    def watch_prefix(
+        self,
+        prefix: str,
+        start: Snapshot | int,
+        held: Callable[[], Mapping[str, int]] | None = None,
+        cuts: Sequence[str] = (),
+    ) -> AsyncIterator[WatchBatch]:
         """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions.
 
-        Each batch's ``revision`` is the last revision handed out; a reconnect resumes right after it.
+        Each batch's ``revision`` is the last revision handed out; a reconnect resumes right after it. From a bare
+        revision, ``held`` gives the keys (and mod revisions) the consumer holds when a compaction forces a relist;
+        ``cuts`` split that relist's read as in ``snapshot``.
         """
-        return watch.watch_prefix(self, prefix, start)
+        return watch.watch_prefix(self, prefix, start, held, cuts)
 
     async def wait_deleted(self, key: str, after_revision: int, max_wait_s: float) -> None:
         """Return when ``key`` is deleted after ``after_revision``, after ``max_wait_s``, or soon after watch trouble

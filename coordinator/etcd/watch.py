@@ -3,9 +3,16 @@
 Rules (rules 3 and 4 of the package):
 1. A snapshot is one revision: every page of a prefix is read at the revision of the first page, so a concurrent
    write can never produce a view that existed at no revision. Pages keep each response far below gRPC's 4 MB limit.
+   etcd (3.5) counts every key from a page's start to its range end to answer ``count``, so paging one range of N
+   keys costs it N²/page: at 2 million keys, minutes. ``cuts`` split the prefix into consecutive ranges (the
+   watcher cuts at each DAG's keys), each paged on its own, which makes that cost linear.
    When the pinned revision is compacted while paging, the snapshot starts over (a few times) at a newer revision.
+   ``stream_snapshot`` hands the pages to a sink as they arrive (the next page is already requested while the sink
+   takes one) instead of holding them all: at a million keys the held snapshot alone was a gigabyte.
 2. ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out (+1), and when
-   that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch.
+   that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch. The
+   difference is taken against the keys the consumer holds: the snapshot it started from (kept up to date), or,
+   started from a bare revision, what the consumer's ``held`` callback says at the time of the relist.
    It never gives up on connection loss (it reconnects with :data:`WATCH_BACKOFF`); it only stops on errors a retry
    cannot fix (permissions, closed store).
 3. A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call or a watch stream
@@ -18,8 +25,9 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aetcd import rpc
 
@@ -46,6 +54,10 @@ log = logging.getLogger(__name__)
 
 #: 5,000 keys per page: run records are a few hundred bytes, so a page stays around 1-2 MB, well under gRPC's 4 MB.
 SNAPSHOT_PAGE_SIZE = 5000
+#: Ranges of a snapshot whose first page is requested while an earlier one is applied: enough to keep etcd busy
+#: while this process decodes (a page takes etcd about as long to serve as it takes here to apply), few enough
+#: that the pages waiting in memory stay a few MB.
+SNAPSHOT_AHEAD = 4
 #: A snapshot whose pinned revision is compacted while paging starts over at once at the newest revision: waiting
 #: would not help (only a newer revision does). Three tries: compactions are minutes apart, so a third loss means the
 #: store is being compacted in a loop, which a human should look at.
@@ -126,45 +138,152 @@ async def open_watch(store: EtcdStore, key: bytes, end: bytes, start_revision: i
     return stream
 
 
-async def snapshot(store: EtcdStore, prefix: str, page_size: int = SNAPSHOT_PAGE_SIZE) -> Snapshot:
+class SnapshotSink(Protocol):
+    """Takes a snapshot page by page: ``reset`` before the first page of every attempt (a compaction while paging
+    restarts the read), then ``add`` for each page in key order."""
+
+    def reset(self) -> None: ...
+
+    def add(self, kvs: Sequence[KV]) -> None: ...
+
+
+@dataclass
+class _Collect:
+    """The sink of ``snapshot``: keeps every page."""
+
+    kvs: list[KV] = field(default_factory=list)
+
+    def reset(self) -> None:
+        self.kvs.clear()
+
+    def add(self, kvs: Sequence[KV]) -> None:
+        self.kvs.extend(kvs)
+
+
+async def snapshot(
+    store: EtcdStore, prefix: str, page_size: int = SNAPSHOT_PAGE_SIZE, cuts: Sequence[str] = ()
+) -> Snapshot:
     """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision (rule 1)."""
+    sink = _Collect()
+    revision, _ = await stream_snapshot(store, prefix, sink, page_size, cuts)
+    return Snapshot(revision, tuple(sink.kvs))
+
+
+async def stream_snapshot(
+    store: EtcdStore, prefix: str, sink: SnapshotSink, page_size: int = SNAPSHOT_PAGE_SIZE, cuts: Sequence[str] = ()
+) -> tuple[int, int]:
+    """Every key under ``prefix`` at one revision, handed to ``sink`` page by page (rule 1); (revision, keys).
+
+    ``cuts``: keys inside the prefix where the read may split it into ranges read one after the other (rule 1);
+    any cuts give the same keys, only faster when they split the prefix into ranges of about a page each."""
 
     def restarting(attempt: RetryAttempt) -> None:
         log.warning("snapshot.restart prefix=%s attempt=%d reason=compacted", prefix, attempt.number)
 
     try:
-        return await retry_call(
-            lambda: _snapshot_once(store, prefix, page_size),
+        result: tuple[int, int] = await retry_call(
+            lambda: _stream_once(store, prefix, sink, page_size, cuts),
             SNAPSHOT_RETRY,
             lambda exc: isinstance(exc, RevisionCompacted),
             on_retry=restarting,
         )
     except RevisionCompacted as exc:
         raise StoreError(f"snapshot of {prefix} kept being compacted away while paging") from exc
+    return result
 
 
-async def _snapshot_once(store: EtcdStore, prefix: str, page_size: int) -> Snapshot:
-    start = encode(prefix) or b"\0"
-    end = range_end(encode(prefix))
-    revision = 0  # 0 = latest for the first page; then pinned
-    kvs: list[KV] = []
-    pages = 0
-    while True:
+class _Ranges:
+    """Consecutive [start, end) ranges that cover the prefix exactly, each ending at one of the ``cuts`` inside it.
+
+    A range spans as many cuts as should hold about a page, judged from the keys per cut read so far: each range
+    costs a request, and one that holds many pages costs etcd a count of the rest of it for every page."""
+
+    def __init__(self, prefix: str, cuts: Sequence[str], page_size: int) -> None:
+        self.start, self.end = encode(prefix) or b"\0", range_end(encode(prefix))
+        self.cuts = sorted({c for c in map(encode, cuts) if self.start < c and (c < self.end or self.end == b"\0")})
+        self.page_size = page_size
+        self.next_cut = 0
+        self.cursor: bytes | None = self.start
+        self.keys = self.spanned = 0  # keys read in finished ranges, and the cuts those ranges spanned
+        self.last = 1
+
+    def next(self) -> tuple[bytes, bytes, int] | None:
+        """The next range and how many cuts it spans; None when the prefix is covered."""
+        if self.cursor is None:
+            return None
+        # At most twice the last span: the first ranges (the config keys, a DAG with little history) say little about
+        # the rest, and a range that is too big costs etcd a count of all of it for each of its pages.
+        fits = self.page_size * self.spanned // self.keys if self.keys else 2 * self.last
+        span = self.last = max(1, min(fits, 2 * self.last))
+        if self.next_cut + span - 1 < len(self.cuts):
+            stop = self.cuts[self.next_cut + span - 1]
+        else:
+            stop, span = self.end, len(self.cuts) - self.next_cut + 1
+        self.next_cut += span
+        found = (self.cursor, stop, span)
+        self.cursor = None if stop == self.end else stop
+        return found
+
+    def finished(self, keys: int, span: int) -> None:
+        self.keys += keys
+        self.spanned += span
+
+
+async def _stream_once(
+    store: EtcdStore, prefix: str, sink: SnapshotSink, page_size: int, cuts: Sequence[str]
+) -> tuple[int, int]:
+    revision = 0  # 0 = latest for the first request; then pinned
+
+    async def fetch(start: bytes, end: bytes) -> Any:
         request = rpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
 
-        async def page(conn: Conn, request: Any = request) -> Any:
+        async def page(conn: Conn) -> Any:
             return await conn.kv.Range(request, timeout=store.timeout_s, metadata=conn.metadata)
 
-        response = await store.call("snapshot", page)
-        pages += 1
-        if revision == 0:
-            revision = int(response.header.revision)
-        kvs.extend(to_kv(raw) for raw in response.kvs)
-        if not response.more or not response.kvs:
-            break
-        start = bytes(response.kvs[-1].key) + b"\0"  # the smallest key after the last one read
-    log.debug("etcd.snapshot prefix=%s revision=%d keys=%d pages=%d", prefix, revision, len(kvs), pages)
-    return Snapshot(revision, tuple(kvs))
+        return await store.call("snapshot", page)
+
+    sink.reset()
+    ranges = _Ranges(prefix, cuts, page_size)
+    current = ranges.next()
+    assert current is not None
+    response = await fetch(current[0], current[1])
+    revision = int(response.header.revision)
+    keys = pages = count = 0
+    # The first pages of the next ranges are requested ahead: etcd serves them while this process applies a page.
+    ahead: list[tuple[asyncio.Future[Any], tuple[bytes, bytes, int]]] = []
+    try:
+        while True:
+            count += 1
+            while len(ahead) < SNAPSHOT_AHEAD and (following_range := ranges.next()) is not None:
+                ahead.append((asyncio.ensure_future(fetch(following_range[0], following_range[1])), following_range))
+            in_range = 0
+            while True:
+                pages += 1
+                following: asyncio.Future[Any] | None = None
+                if response.more and response.kvs:
+                    following = asyncio.ensure_future(fetch(bytes(response.kvs[-1].key) + b"\0", current[1]))
+                    ahead.insert(0, (following, current))  # cancelled with the others if applying this page fails
+                await asyncio.sleep(0)  # let the requests go out before the CPU-bound work below
+                page = [to_kv(raw) for raw in response.kvs]
+                response = None  # the protobuf page is garbage now; the sink's copy is all that lives on
+                in_range += len(page)
+                sink.add(page)
+                del page
+                if following is None:
+                    break
+                response = await ahead.pop(0)[0]
+            keys += in_range
+            ranges.finished(in_range, current[2])
+            if not ahead:
+                break
+            future, current = ahead.pop(0)
+            response = await future
+    finally:
+        for future, _ in ahead:
+            future.cancel()
+    log.debug("etcd.snapshot prefix=%s revision=%d keys=%d pages=%d ranges=%d", prefix, revision, keys, pages,
+              count)  # fmt: skip
+    return revision, keys
 
 
 def _event(raw: Any) -> Event:
@@ -186,10 +305,26 @@ def relist_diff(mirror: dict[str, int], snap: Snapshot) -> WatchBatch:
     return WatchBatch(tuple(events), snap.revision, relisted=True)
 
 
-async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncIterator[WatchBatch]:
-    """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (rule 2)."""
-    mirror = {kv.key: kv.mod_revision for kv in start.kvs}  # what the consumer has been told, for relists
-    last = start.revision
+async def watch_prefix(
+    store: EtcdStore,
+    prefix: str,
+    start: Snapshot | int,
+    held: Callable[[], Mapping[str, int]] | None = None,
+    cuts: Sequence[str] = (),
+) -> AsyncIterator[WatchBatch]:
+    """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (rule 2).
+
+    ``start`` is the snapshot the consumer holds, or only its revision: then ``held()`` (key -> mod revision of
+    every key the consumer holds, asked at a relist) replaces the copy of the keys this generator would keep."""
+    # What the consumer has been told, for relists; None: ask ``held`` (nothing is kept between relists).
+    mirror: dict[str, int] | None = None
+    if isinstance(start, Snapshot):
+        mirror, last = {kv.key: kv.mod_revision for kv in start.kvs}, start.revision
+    elif held is None:
+        raise ValueError("watch_prefix from a bare revision needs held(): the keys to diff a relist against")
+    else:
+        last = start
+    del start  # not kept alive by this frame for as long as the watch runs
     failures = 0
     opened: float | None = None  # when the current stream was created
     relist_from: int | None = None
@@ -198,8 +333,8 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
         relisted: WatchBatch | None = None
         try:
             if relist_from is not None:
-                snap = await snapshot(store, prefix)
-                relisted = relist_diff(mirror, snap)
+                snap = await snapshot(store, prefix, cuts=cuts)
+                relisted = relist_diff(mirror if mirror is not None else dict(held() if held else {}), snap)
                 log.warning(
                     "etcd.watch_relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
                     prefix,
@@ -209,8 +344,10 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
                     sum(e.kind is EventKind.PUT for e in relisted.events),
                     sum(e.kind is EventKind.DELETE for e in relisted.events),
                 )
-                mirror = {kv.key: kv.mod_revision for kv in snap.kvs}
+                if mirror is not None:
+                    mirror = {kv.key: kv.mod_revision for kv in snap.kvs}
                 last, relist_from, failures = snap.revision, None, 0
+                del snap
             else:
                 stream = await open_watch(store, key, end, last + 1)
                 opened = time.monotonic()
@@ -220,11 +357,12 @@ async def watch_prefix(store: EtcdStore, prefix: str, start: Snapshot) -> AsyncI
                         events = tuple(e for e in (_event(raw) for raw in raw_events) if e.mod_revision > last)
                         if not events:  # defensive: a replay of what was already handed out
                             continue
-                        for event in events:
-                            if event.kind is EventKind.PUT:
-                                mirror[event.key] = event.mod_revision
-                            else:
-                                mirror.pop(event.key, None)
+                        if mirror is not None:
+                            for event in events:
+                                if event.kind is EventKind.PUT:
+                                    mirror[event.key] = event.mod_revision
+                                else:
+                                    mirror.pop(event.key, None)
                         last = events[-1].mod_revision
                         yield WatchBatch(events, last)
                 finally:

@@ -135,7 +135,7 @@ def watcher_state(view: View, *, leading: bool, in_flight: int, graph: Graph, gr
     ledger = list(view.ledger.values())
     done = failed = 0
     for fact in ledger:
-        status = fact.record.status
+        status = fact.status
         if status is TriggerStatus.DONE:
             done += 1
         elif status is TriggerStatus.ERROR:

@@ -16,7 +16,6 @@ Rules (semantics rule 11, ``coordinator.core.retention``):
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
@@ -45,7 +44,7 @@ from coordinator.core.retention import (
 )
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost
-from coordinator.etcd import EtcdStore, Fence, Snapshot
+from coordinator.etcd import KV, EtcdStore, Fence
 
 if TYPE_CHECKING:
     from coordinator.watcher.service import Watcher
@@ -69,12 +68,12 @@ class RetentionTracker:
         self.leftovers: dict[str, KeyFact] = {}
         self._retirement: Retirement | None = None
 
-    def load(self, view: View, snap: Snapshot) -> None:
-        """After ``view.load(snap)``: take the floor from the same snapshot and forget what it retires."""
+    def load(self, view: View, floor: KV | None) -> None:
+        """After the view is loaded: take the floor read with the same snapshot (None: no floor) and forget what it
+        retires."""
         self.floor, self.floor_rev, self.leftovers = None, 0, {}
-        at = bisect.bisect_left(snap.kvs, self.key, key=lambda kv: kv.key)  # a snapshot is sorted by key
-        if at < len(snap.kvs) and snap.kvs[at].key == self.key:
-            self._set(snap.kvs[at].value, snap.kvs[at].mod_revision)
+        if floor is not None:
+            self._set(floor.value, floor.mod_revision)
         self._forget(view, None)
 
     def observe(self, view: View, key: str, value: bytes | None, mod_rev: int) -> None:

@@ -14,6 +14,8 @@ Rules:
    dependencies.json is reported loudly and the last valid graph stays in force.
 4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors.
 5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
+6. Nothing blocks the event loop for long: a full pass over a big store plans in slices and yields between them,
+   with the view held still (``view_lock``) so the pass sees one revision; the reflector waits for it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -34,10 +36,10 @@ from coordinator.airflow_api import AirflowClient
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import Plan, Resume, Trigger, plan, plan_changes
+from coordinator.core.planner import Action, Plan, Resume, Trigger, partitions_to_plan, plan, plan_changes
 from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd import EtcdStore, Snapshot
+from coordinator.etcd import KV, EtcdStore, WatchBatch
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -48,6 +50,10 @@ from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkK
 from coordinator.watcher.retention import RetentionTracker, retention_loop
 
 log = logging.getLogger(__name__)
+
+#: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
+#: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
+PLAN_SLICE_FACTS = 5000
 
 
 def default_watcher_id() -> str:
@@ -114,6 +120,8 @@ class Watcher:
     #: Counted and probed for the HTTP listener (coordinator.watcher.http); cheap enough to keep without one.
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
+    #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
+    view_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -136,7 +144,8 @@ class Watcher:
                                 in_flight=self.actuator.busy, graph=self.graphs.graph,
                                 graph_invalid=self.graphs.error is not None))  # fmt: skip
 
-    async def load(self) -> Snapshot:
+    async def load(self) -> int:
+        """Read the whole prefix into the view, page by page as etcd sends it (no snapshot is held); its revision."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         # Loading creates a few objects per key and frees none: with the cyclic GC on, its collections rescan the
@@ -144,9 +153,10 @@ class Watcher:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            snap = await self.store.snapshot(self.settings.keys.root)
-            self.view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-            self.retention.load(self.view, snap)
+            sink = _ViewSink(self.view, self.retention.key)
+            revision, keys = await self.store.stream_snapshot(self.settings.keys.root, sink, cuts=self.cuts())
+            self.view.revision = revision
+            self.retention.load(self.view, sink.floor)
         finally:
             if gc_was_enabled:
                 # What exists now (the loaded view above all) lives long and is acyclic: keep it out of every later
@@ -158,35 +168,49 @@ class Watcher:
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%s problem=%r", key, problem)
         self.metrics.malformed.inc(len(self.view.problems))
-        log.info("view.loaded revision=%d keys=%d partitions=%d", snap.revision, len(snap.kvs),
-                 len(self.view.partitions))  # fmt: skip
+        log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
         self.queue.add(AllPartitions)
-        return snap
+        return revision
+
+    def cuts(self) -> list[str]:
+        """Where a read of the whole prefix splits into ranges (``etcd.watch`` rule 1): each DAG's run states and
+        ledger entries of the graph in force, about one page each (keys of other DAGs fall between them)."""
+        keys = self.settings.keys
+        return [
+            f"{base}{n.instance}/{n.dag_id}/" for n in self.graphs.graph.dags for base in (keys.runs, keys.triggers)
+        ]
 
     # -- the loops -------------------------------------------------------------------------------------------
 
-    async def reflect(self, snap: Snapshot) -> None:
+    async def reflect(self, revision: int) -> None:
         """Feed watch events into the view and queue what they touch (rule 1)."""
-        async for batch in self.store.watch_prefix(self.settings.keys.root, snap):
-            if batch.relisted:
-                self.metrics.relists.inc()
-                log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
-            for event in batch.events:
-                value = event.value if event.kind == "put" else None
-                touched = self.view.apply(event.key, value, event.mod_revision)
-                self.retention.observe(self.view, event.key, value, event.mod_revision)
-                if event.key in self.view.problems:
-                    self.metrics.malformed.inc()
-                    log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
-                if not touched:
-                    continue
-                at = self.view.node_of(event.key)
-                if at is not None:
-                    self.queue.add(DagKey(*at))
-                else:
-                    for partition in touched:
-                        self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
-            self.view.revision = max(self.view.revision, batch.revision)
+        # A relist diffs against the view's own keys: nothing else keeps a copy of a million keys.
+        root = self.settings.keys.root
+        async for batch in self.store.watch_prefix(root, revision, self.view.held, self.cuts()):
+            async with self.view_lock:
+                self._apply_batch(batch)
+
+    def _apply_batch(self, batch: WatchBatch) -> None:
+        """One watch batch into the view; queue what it touches (rule 1)."""
+        if batch.relisted:
+            self.metrics.relists.inc()
+            log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
+        for event in batch.events:
+            value = event.value if event.kind == "put" else None
+            touched = self.view.apply(event.key, value, event.mod_revision)
+            self.retention.observe(self.view, event.key, value, event.mod_revision)
+            if event.key in self.view.problems:
+                self.metrics.malformed.inc()
+                log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+            if not touched:
+                continue
+            at = self.view.node_of(event.key)
+            if at is not None:
+                self.queue.add(DagKey(*at))
+            else:
+                for partition in touched:
+                    self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
+        self.view.revision = max(self.view.revision, batch.revision)
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -262,19 +286,21 @@ class Watcher:
             graph = self.graphs.graph
             if leading:
                 await self.ensure_adopted(graph, full=partitions is None)
-            started = time.perf_counter()
-            # No verdicts: nothing here reads them, and building them for every DAG made a pass cost the whole graph.
-            whole = plan(graph, self.view, partitions, explain=False) if partitions is None or dirty else None
-            rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
-            # A change in a partition planned whole can still map to OTHER partitions (partition grids): plan_changes
-            # follows it there and skips the partitions `whole` already covered.
-            mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
-            parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
+            async with self.view_lock:  # the view holds still while planning yields (rule 6)
+                started = time.perf_counter()
+                # No verdicts: nothing here reads them; building them for every DAG made a pass cost the whole graph.
+                whole = await self._plan_whole(graph, partitions) if partitions is None or dirty else None
+                rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
+                # A change in a partition planned whole can still map to OTHER partitions (partition grids):
+                # plan_changes follows it there and skips the partitions `whole` already covered.
+                mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
+                parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
+                actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
+                result = Plan(self.view.revision, actions)
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
-        actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
-        result = self.retention.apply(graph, Plan(self.view.revision, actions))  # no trigger where retired
+        result = self.retention.apply(graph, result)  # no trigger where retired (semantics rule 11)
         submitted = 0
         if leading:
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
@@ -292,6 +318,23 @@ class Watcher:
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return result
+
+    async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
+        """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
+        loop between them (rule 6). Same actions in the same order: partitions are planned independently, and
+        through partition grids a slice only re-judges what another slice judged too."""
+        parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, self.view)
+        actions: list[Action] = []
+        chunk: list[str] = []
+        size = 0
+        for index, partition in enumerate(parts):
+            chunk.append(partition)
+            size += len(self.view.partitions.get(partition, ())) or 1
+            if size >= PLAN_SLICE_FACTS or index == len(parts) - 1:
+                actions += plan(graph, self.view, chunk, explain=False).actions
+                chunk, size = [], 0
+                await asyncio.sleep(0)
+        return Plan(self.view.revision, tuple(actions))
 
     async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
         """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
@@ -354,14 +397,14 @@ class Watcher:
 
     async def run(self) -> None:
         """The service (rules 1-5)."""
-        snap = await self.load()
+        revision = await self.load()
         self.health.loaded = True
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
         tasks = [
-            asyncio.create_task(self.reflect(snap), name="reflector"),
+            asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
             asyncio.create_task(self.reconcile_loop(), name="reconcile"),
             asyncio.create_task(self.audit_loop(), name="audit"),
@@ -390,6 +433,26 @@ class Watcher:
             with suppress(Exception):
                 await self.election.resign()
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
+
+
+@dataclass
+class _ViewSink:
+    """Snapshot pages straight into the view (``etcd.watch.SnapshotSink``), noting the retention floor's key."""
+
+    view: View
+    floor_key: str
+    floor: KV | None = None
+
+    def reset(self) -> None:
+        self.view.load(0, ())
+        self.floor = None
+
+    def add(self, kvs: Sequence[KV]) -> None:
+        apply, floor_key = self.view.apply, self.floor_key
+        for kv in kvs:
+            apply(kv.key, kv.value, kv.mod_revision)
+            if kv.key == floor_key:
+                self.floor = kv
 
 
 def build_clients(

@@ -1,0 +1,221 @@
+"""Start-up at scale: the snapshot streamed into a sink in ranges, the watch without a copy of the keys, slim facts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+)
+from coordinator.core.planner import plan
+from coordinator.core.view import View
+from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
+from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.watcher import service
+from devtools.etcd_server import EtcdServer
+from tests.conftest import run_coro
+from tests.support.world import World, make_graph
+
+
+class Pages:
+    """A snapshot sink that records what it was given."""
+
+    def __init__(self) -> None:
+        self.kvs: list[KV] = []
+        self.resets = 0
+        self.pages = 0
+
+    def reset(self) -> None:
+        self.resets += 1
+        self.kvs.clear()
+
+    def add(self, kvs: Sequence[KV]) -> None:
+        self.pages += 1
+        self.kvs.extend(kvs)
+
+
+def test_streamed_snapshot_in_ranges_equals_a_plain_snapshot(
+    etcd_settings: EtcdSettings, etcd_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Cut into ranges (cuts inside, outside and between the keys), paged, the stream hands out exactly the keys a
+    plain snapshot reads, in key order, at its revision."""
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            names = [f"{etcd_prefix}/{d}/{i:03d}" for d in ("a", "b", "bb", "c", "z") for i in range(120)]
+            names += [f"{etcd_prefix}/0first", f"{etcd_prefix}/b", f"{etcd_prefix}/~last"]
+            limit = asyncio.Semaphore(64)
+
+            async def put(key: str) -> None:
+                async with limit:
+                    await store.put(key, key.encode())
+
+            await asyncio.gather(*(put(k) for k in names))
+            plain = await store.snapshot(etcd_prefix + "/")
+            cuts = [f"{etcd_prefix}/{d}/" for d in ("a", "b", "c", "y")] + ["/elsewhere/", f"{etcd_prefix}/b/"]
+            sink = Pages()
+            with caplog.at_level("DEBUG", logger="coordinator.etcd"):
+                revision, count = await store.stream_snapshot(etcd_prefix + "/", sink, page_size=50, cuts=cuts)
+        assert (revision, count, sink.resets) == (plain.revision, len(names), 1)
+        assert sink.kvs == list(plain.kvs)
+        assert "ranges=1 " not in caplog.text and f"keys={len(names)}" in caplog.text
+
+    run_coro(scenario(), timeout=120)
+
+
+def test_streamed_snapshot_starts_over_when_its_revision_is_compacted(private_etcd: EtcdServer) -> None:
+    """A compaction while paging makes the stream reset its sink and read everything again at a newer revision."""
+    etcdctl = Path(sys.executable).with_name("etcdctl")
+
+    def ctl(*args: str) -> str:
+        cmd = [str(etcdctl), f"--endpoints={private_etcd.endpoint}", *args]
+        return subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=30).stdout
+
+    class CompactingOnce(Pages):
+        def add(self, kvs: Sequence[KV]) -> None:
+            super().add(kvs)
+            if self.resets == 1 and self.pages == 1:  # the first page of the first attempt: history goes away
+                ctl("put", "/s/new", "late")
+                revision = int(ctl("get", "/s/new", "-w", "fields").split('"Revision" : ')[1].split()[0])
+                ctl("compact", str(revision))
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(private_etcd.endpoint))) as store:
+            for i in range(60):
+                await store.put(f"/s/k{i:02d}", b"v")
+            first = await store.current_revision()
+            sink = CompactingOnce()
+            revision, count = await store.stream_snapshot("/s/", sink, page_size=10)
+            assert sink.resets == 2 and revision > first
+            assert (count, [kv.key for kv in sink.kvs]) == (
+                61,
+                sorted([f"/s/k{i:02d}" for i in range(60)] + ["/s/new"]),
+            )
+
+    run_coro(scenario(), timeout=120)
+
+
+def test_watch_from_a_revision_relists_against_the_keys_the_consumer_holds(private_etcd: EtcdServer) -> None:
+    """Started from a bare revision, a watch whose history was compacted diffs the relist against ``held()``."""
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(private_etcd.endpoint))) as store:
+            r_old = await store.put("/c/old", b"1")
+            r_kept = await store.put("/c/kept", b"1")
+            start = await store.current_revision()
+            await store.delete("/c/old")
+            r_new = await store.put("/c/new", b"2")
+            await store.compact(r_new)
+            batches = store.watch_prefix("/c/", start, lambda: {"/c/old": r_old, "/c/kept": r_kept})
+            first = await asyncio.wait_for(anext(batches), 20)
+            await batches.aclose()  # type: ignore[attr-defined]
+            assert first == WatchBatch(
+                (Event(EventKind.PUT, "/c/new", b"2", r_new), Event(EventKind.DELETE, "/c/old", b"", r_new)),
+                r_new,
+                relisted=True,
+            )
+            with pytest.raises(ValueError, match="held"):
+                await anext(store.watch_prefix("/c/", start))
+
+    run_coro(scenario())
+
+
+def _value(record: Any) -> bytes:
+    return dump_record(record)
+
+
+def test_held_names_every_key_the_view_holds_with_its_mod_revision() -> None:
+    """``held()`` rebuilds the key and mod revision of each fact, and marks keys with problems -1 (sent again)."""
+    keys = KeyLayout()
+    node = NodeId("default", "d")
+    p = "2026-01-01T00:00:00Z"
+    run = RunRecord(state=RunState.SUCCESS, run_id="r")
+    done = TriggerRecord(status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id="r", inputs={"default/u": 3})
+    view = View(keys)
+    items = [
+        (keys.run_key(node, p), _value(run), 5),
+        (keys.trigger_key(node, p), _value(done), 4),
+        (keys.config_key(f"backfill/default/d/{p}"), b"{}", 6),
+        (keys.run_key(NodeId("default", "bad"), p), b"not json", 7),
+        (keys.leader, b"someone", 8),
+    ]
+    view.load(8, items)
+    assert view.held() == {
+        keys.run_key(node, p): 5,
+        keys.trigger_key(node, p): 4,
+        keys.config_key(f"backfill/default/d/{p}"): 6,
+        keys.run_key(NodeId("default", "bad"), p): -1,
+    }
+
+
+def test_slim_facts_keep_what_decisions_read_and_a_whole_unfinished_intent() -> None:
+    """A done ledger entry and a run state keep the fields decisions, the audit and status read; a pending intent
+    keeps its whole record (completing it rewrites every field)."""
+    keys = KeyLayout()
+    node = NodeId("default", "d")
+    p = "2026-01-01T00:00:00Z"
+    run = RunRecord.model_validate_json(
+        b'{"state":"failed","run_id":"r1","clear_number":2,"source":"airflow-plugin","start_date":"2026-01-01T01:00:00Z"}'
+    )
+    pending = TriggerRecord(
+        status=TriggerStatus.PENDING, action=TriggerAction.CLEAR, run_id="r1", inputs={"default/u": 3, "x/v@p": 9},
+        reason="why", watcher="w", prior_queued_at="q", trigger_count=4,
+    )  # fmt: skip
+    view = View(keys)
+    view.load(9, [(keys.run_key(node, p), _value(run), 7), (keys.trigger_key(node, p), _value(pending), 9)])
+    fact, ledger = view.runs[(node, p)], view.ledger[(node, p)]
+    assert fact.record == run.model_copy(update={"updated_at": None, "end_date": None})
+    assert ledger.record == pending and ledger.intent_rev == 9
+    assert (ledger.inputs, ledger.input("x/v@p"), ledger.input("default/w")) == ({"default/u": 3, "x/v@p": 9}, 9, None)
+    done = pending.model_copy(update={"status": TriggerStatus.DONE, "intent_rev": 8})
+    view.apply(keys.trigger_key(node, p), _value(done), 10)
+    slim = view.ledger[(node, p)]
+    assert slim.full is None and slim.intent_rev == 8
+    assert slim.record.model_dump(include={"status", "action", "run_id", "inputs", "trigger_count"}) == done.model_dump(
+        include={"status", "action", "run_id", "inputs", "trigger_count"}
+    )
+
+
+def test_node_id_pickles_without_its_hash() -> None:
+    """A NodeId unpickled in a process with another hash seed is still found as a dict key there."""
+    data = pickle.dumps({NodeId("team", "d"): 1})
+    code = (
+        "import pickle, sys; from coordinator.core.model import NodeId; "
+        "d = pickle.loads(sys.stdin.buffer.read()); print(d[NodeId('team', 'd')])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, env=env, check=True, timeout=60)
+    assert out.stdout.strip() == b"1"
+
+
+def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The watcher's sliced full pass (one partition per slice here) returns exactly ``plan``'s actions, in order."""
+    world = World(make_graph({"b": ["a"], "c": ["a", "b"]}, {"h": ["c"]}))
+    world.adopt()
+    for i, state in enumerate(["success", "success", "failed"]):
+        p = f"2026-01-0{i + 1}T00:00:00Z"
+        world.write(world.keys.run_key(NodeId("default", "a"), p), _value(RunRecord(state=RunState(state), run_id="x")))
+    world.write(world.keys.run_key(NodeId("default", "c"), "2026-01-03T00:00:00Z"),
+                _value(RunRecord(state=RunState.FAILED, run_id="y")))  # fmt: skip
+    monkeypatch.setattr(service, "PLAN_SLICE_FACTS", 1)
+    fake = SimpleNamespace(view=world.view)
+    sliced = asyncio.run(service.Watcher._plan_whole(fake, world.graph, None))  # type: ignore[arg-type]
+    whole = plan(world.graph, world.view, explain=False)
+    assert sliced.actions == whole.actions and len(whole.actions) >= 3
