@@ -165,6 +165,44 @@ def test_held_names_every_key_the_view_holds_with_its_mod_revision() -> None:
     }
 
 
+def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key() -> None:
+    """``load_page`` (the snapshot's fast path) ends in the same facts, index, problems and revision as ``apply`` of
+    each key in turn: good and bad values, a key rewritten good after bad and bad after good, malformed keys, a
+    backfill mark, the activation and keys the view does not read (rule 2)."""
+    keys = KeyLayout()
+    a, b = NodeId("default", "a"), NodeId("team", "b")
+    p, q = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    run = RunRecord(state=RunState.SUCCESS, run_id="r", source="s")
+    done = TriggerRecord(status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id="r", inputs={"default/a": 3})
+    items = [
+        (keys.config_key("graph"), b"not json", 1),
+        (keys.run_key(a, p), _value(run), 2),
+        (keys.run_key(a, q), b'{"state":"success"}', 3),
+        (keys.trigger_key(b, p), _value(done), 4),
+        (keys.trigger_key(b, q), b"[]", 5),
+        (keys.run_key(a, q), _value(run), 6),
+        (keys.run_key(a, p), b"{", 7),
+        (keys.run_key(b, p), _value(run), 8),
+        (keys.runs + "default/a/not-a-date", _value(run), 9),
+        (keys.runs + "default/a", _value(run), 10),
+        (keys.triggers + "bad id!/a/" + p, _value(done), 11),
+        (keys.config_key(f"backfill/default/a/{q}"), b"{}", 12),
+        (keys.leader, b"someone", 13),
+    ]
+    one_by_one, paged = View(keys), View(keys)
+    for key, value, mod_rev in items:
+        one_by_one.apply(key, value, mod_rev)
+    paged.load_page(items[:6])
+    paged.load_page(items[6:])
+    for field in ("runs", "ledger", "backfills", "problems", "partitions", "revision", "activation"):
+        assert getattr(paged, field) == getattr(one_by_one, field), field
+    assert set(paged.problems) == {
+        keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q), keys.runs + "default/a/not-a-date",
+        keys.runs + "default/a", keys.triggers + "bad id!/a/" + p,
+    }  # fmt: skip
+    assert set(paged.runs) == {(a, q), (b, p)} and set(paged.ledger) == {(b, p)}
+
+
 def test_slim_facts_keep_what_decisions_read_and_a_whole_unfinished_intent() -> None:
     """A done ledger entry and a run state keep the fields decisions, the audit and status read; a pending intent
     keeps its whole record (completing it rewrites every field)."""

@@ -235,9 +235,45 @@ class View:
         self.partitions.clear()
         self.activation = None
         self.activation_rev = 0
-        for key, value, mod_rev in items:
-            self.apply(key, value, mod_rev)
+        self.load_page(items)
         self.revision = revision
+
+    def load_page(self, items: Iterable[tuple[str, bytes, int]]) -> None:
+        """Apply one page of a snapshot: (key, value, mod_revision) triples, as ``apply`` of each in turn would.
+
+        The same facts as ``apply`` of each (rule 2), without the sets of partitions to re-plan (a snapshot re-plans
+        everything) and with the two common kinds inlined: this runs for every key of a snapshot, millions of them.
+        """
+        runs, triggers = self._bases
+        nodes, parts, facts, ledger, names = self._nodes, self._parts, self.runs, self.ledger, self._input_names
+        index = self.partitions
+        run_of, ledger_of = RunFact.of, LedgerFact.of
+        for key, value, mod_rev in items:
+            kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
+            rest = key[len(runs if kind == 1 else triggers) :].split("/") if kind else []
+            node = nodes.get((rest[0], rest[1])) if len(rest) == 3 else None
+            partition = parts.get(rest[2]) if node is not None else None
+            if node is None or partition is None or key in self.problems:
+                self.apply(key, value, mod_rev)  # anything but a run state or ledger entry of known parts
+                continue
+            if mod_rev > self.revision:
+                self.revision = mod_rev
+            record: RunRecord | TriggerRecord | None
+            if kind == 1:
+                record, _ = parse_run_record(value)
+                if record is not None:
+                    facts[(node, partition)] = run_of(record, mod_rev)
+            else:
+                record, _ = parse_trigger_record(value)
+                if record is not None:
+                    ledger[(node, partition)] = ledger_of(record, mod_rev, names)
+            if record is None:
+                self.apply(key, value, mod_rev)  # reports the problem, as for any key
+                continue
+            at = index.get(partition)
+            if at is None:
+                at = index[partition] = set()
+            at.add(node)
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""

@@ -364,7 +364,7 @@ class EtcdStore:
     async def stream_snapshot(
         self,
         prefix: str,
-        sink: watch.SnapshotSink,
+        sink: watch.SnapshotSink | watch.ItemSink,
         *,
         page_size: int = watch.SNAPSHOT_PAGE_SIZE,
         cuts: Sequence[str] = (),

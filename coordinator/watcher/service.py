@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -437,7 +437,7 @@ class Watcher:
 
 @dataclass
 class _ViewSink:
-    """Snapshot pages straight into the view (``etcd.watch.SnapshotSink``), noting the retention floor's key."""
+    """Snapshot pages straight into the view (``etcd.watch.ItemSink``), noting the retention floor's key."""
 
     view: View
     floor_key: str
@@ -447,12 +447,11 @@ class _ViewSink:
         self.view.load(0, ())
         self.floor = None
 
-    def add(self, kvs: Sequence[KV]) -> None:
-        apply, floor_key = self.view.apply, self.floor_key
-        for kv in kvs:
-            apply(kv.key, kv.value, kv.mod_revision)
-            if kv.key == floor_key:
-                self.floor = kv
+    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+        self.view.load_page(items)
+        for key, value, mod_rev in items:
+            if key == self.floor_key:
+                self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
 
 
 def build_clients(
