@@ -132,9 +132,8 @@ class _Sink:
     def reset(self) -> None:
         self.view.load(0, ())
 
-    def add(self, kvs: Any) -> None:
-        for kv in kvs:
-            self.view.apply(kv.key, kv.value, kv.mod_revision)
+    def add_items(self, items: Any) -> None:  # (key, value, revision) triples, as the watcher's sink takes them
+        self.view.load_page(items)
 
 
 async def in_process(endpoint: str, deps_path: Path) -> dict[str, float]:
