@@ -274,10 +274,11 @@ class _PartitionPlanner:
 
     def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
-        verdict, action = self._decide(node)
-        ledger = self.ledger(node)
+        # Both facts looked up once for the two steps (a pass does this for every DAG of every partition).
+        at = (node, self.partition)
+        fact, ledger = self.view.runs.get(at), self.view.ledger.get(at)
+        verdict, action = self._decide(node, fact, ledger)
         if ledger is not None and ledger.status is not TriggerStatus.DONE:
-            fact = self.run(node)
             # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
             # (crash between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger
             # never stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
@@ -288,11 +289,11 @@ class _PartitionPlanner:
                 action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
         return verdict, action
 
-    def _decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
+    def _decide(
+        self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None
+    ) -> tuple[Verdict | None, Action | None]:
         spec = self.graph.dags[node]
-        fact = self.run(node)
         state = fact.state if fact is not None else None
-        ledger = self.ledger(node)
         fresh = self._fresh.get(node)
         if fresh is None:  # self.fresh(node) without looking the facts up again
             fresh = self._fresh[node] = self._compute_fresh(node, spec, fact, ledger)
