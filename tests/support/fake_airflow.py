@@ -408,8 +408,8 @@ class FakeAirflow:
     # ------------------------------------------------------------ assertions
 
     def calls(self, endpoint: str, dag_id: str | None = None) -> int:
-        """Requests received for an endpoint (version, health, login, get_dag, patch_dag, list_runs, trigger,
-        get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
+        """Requests received for an endpoint (version, health, login, list_dags, get_dag, patch_dag, list_runs,
+        trigger, get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
         with self._lock:
             return sum(c for (ep, d), c in self._calls.items() if ep == endpoint and dag_id in (None, d))
 
@@ -761,7 +761,9 @@ class FakeAirflow:
         dags = sorted((d for d in self._dags.values() if not d.missing), key=lambda d: d.dag_id)
         paused = query.get("paused", [""])[-1].lower()
         if paused not in ("", "true", "false"):
-            raise HttpError(422, [{"type": "bool_parsing", "loc": ["query", "paused"], "msg": "Input should be a bool"}])
+            raise HttpError(
+                422, [{"type": "bool_parsing", "loc": ["query", "paused"], "msg": "Input should be a bool"}]
+            )
         if paused:
             dags = [d for d in dags if d.is_paused == (paused == "true")]
         limit = min(_int(query, "limit", 50), 100)
