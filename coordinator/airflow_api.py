@@ -31,7 +31,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 import httpx
@@ -43,8 +43,11 @@ from coordinator.airflow_runs import (
     DagRunInfo,
     TriggerOutcome,
     TriggerResult,
+    error_class,
     error_detail,
     iso_utc,
+    logical_date_filter,
+    parse_dag,
     parse_run,
     startable_run_after,
 )
@@ -72,6 +75,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 #: Longest server detail kept in an error message: enough for Airflow's sentences, short enough for one log line.
@@ -156,13 +160,27 @@ class AirflowClient:
     async def get_dag(self, dag_id: str) -> DagInfo:
         """The DAG's paused flag; AirflowNotFound when the DAG does not exist."""
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
-        return self._dag_info("GET", path, await self._send("GET", path), dag_id)
+        return self._parsed(parse_dag, "GET", path, await self._send("GET", path), dag_id)
+
+    async def paused_dags(self) -> frozenset[str]:
+        """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+), paged; AirflowError past SCAN_MAX.
+
+        Each item's own flag is checked: a server that ignores the filter costs more pages, never a wrong answer.
+        """
+        path = f"/api/{await self.api_version()}/dags"
+        dags = [
+            self._parsed(parse_dag, "GET", path, i, "")
+            async for i in self._pages(path, "dags", {"paused": "true"}, SCAN_MAX)
+        ]
+        if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss paused DAGs
+            raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
+        return frozenset(dag.dag_id for dag in dags if dag.is_paused)
 
     async def unpause(self, dag_id: str) -> DagInfo:
         """Unpause the DAG (a no-op if it is not paused)."""
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
         data = await self._send("PATCH", path, json={"is_paused": False}, params={"update_mask": "is_paused"})
-        return self._dag_info("PATCH", path, data, dag_id)
+        return self._parsed(parse_dag, "PATCH", path, data, dag_id)
 
     async def get_run(self, dag_id: str, run_id: str) -> DagRunInfo | None:
         """The run, or None when Airflow answers 404 (the run, or the whole DAG, does not exist)."""
@@ -179,11 +197,8 @@ class AirflowClient:
         Airflow ignores unknown query parameters (a v1 filter name on v2 returns every run), so each result's logical
         date is checked here; if the filter was ignored the scan pages on, bounded by SCAN_MAX runs.
         """
-        api = await self.api_version()
-        name = "logical_date" if api is ApiVersion.V2 else "execution_date"
-        when = iso_utc(logical_date)
+        params = logical_date_filter(await self.api_version(), logical_date)
         target = logical_date.astimezone(UTC)
-        params = {f"{name}_gte": when, f"{name}_lte": when}
         # aclosing: leaving the loop early must close the generator now, not at garbage collection.
         async with aclosing(self._iter_runs(dag_id, params, SCAN_MAX)) as runs:
             async for run in runs:
@@ -196,11 +211,8 @@ class AirflowClient:
 
         Checked here like :meth:`find_run_by_logical_date`, bounded by SCAN_MAX runs if the filter was ignored.
         """
-        api = await self.api_version()
-        name = "logical_date" if api is ApiVersion.V2 else "execution_date"
-        when = iso_utc(logical_date)
+        params = logical_date_filter(await self.api_version(), logical_date)
         target = logical_date.astimezone(UTC)
-        params = {f"{name}_gte": when, f"{name}_lte": when}
         return [run async for run in self._iter_runs(dag_id, params, SCAN_MAX) if run.logical_date == target]
 
     async def list_runs(self, dag_id: str, since: datetime, limit: int = 1000) -> list[DagRunInfo]:
@@ -273,19 +285,27 @@ class AirflowClient:
         self, dag_id: str, params: Mapping[str, str], max_items: int
     ) -> AsyncGenerator[DagRunInfo, None]:
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns"
+        async with aclosing(self._pages(path, "dag_runs", params, max_items)) as items:
+            async for item in items:
+                yield self._run("GET", path, item, dag_id)
+
+    async def _pages(
+        self, path: str, key: str, params: Mapping[str, str], max_items: int
+    ) -> AsyncGenerator[object, None]:
+        """The items of list ``key`` of a paged GET, pages of PAGE_SIZE by offset, at most ``max_items``."""
         offset = 0
         while offset < max_items:
             page = min(PAGE_SIZE, max_items - offset)
             data = await self._send("GET", path, params={**params, "limit": str(page), "offset": str(offset)})
-            runs = data.get("dag_runs") if isinstance(data, dict) else None
-            if not isinstance(runs, list):
-                raise self._bad_payload("GET", path, "no dag_runs list")
-            for item in runs:
-                yield self._run("GET", path, item, dag_id)
-            offset += len(runs)
+            items = data.get(key) if isinstance(data, dict) else None
+            if not isinstance(items, list):
+                raise self._bad_payload("GET", path, f"no {key} list")
+            for item in items:
+                yield item
+            offset += len(items)
             total = data.get("total_entries")
             # Stop on an empty page or the reported total, not on a short page: the server may cap the page size.
-            if not runs or (isinstance(total, int) and offset >= total):
+            if not items or (isinstance(total, int) and offset >= total):
                 return
 
     async def _detect(self) -> ApiVersion:
@@ -438,18 +458,7 @@ class AirflowClient:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
-        cls: type[AirflowError]
-        if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
-            cls = AirflowUnavailable
-        elif status == 404:
-            cls = AirflowNotFound
-        elif status in (401, 403):
-            cls = AirflowAuthError
-        elif status == 409:
-            cls = AirflowConflict
-        else:
-            cls = AirflowError
-        return self._log(cls(message, status))
+        return self._log(error_class(status)(message, status))
 
     def _detail(self, resp: httpx.Response) -> str:
         body = _json_or_none(resp)
@@ -468,15 +477,13 @@ class AirflowClient:
         return self._log(AirflowError(f"{self.name}: {method} {unquote(path)}: unexpected response: {what}", 200))
 
     def _run(self, method: str, path: str, data: object, dag_id: str) -> DagRunInfo:
+        return self._parsed(parse_run, method, path, data, dag_id)
+
+    def _parsed(self, parse: Callable[[object, str], _T], method: str, path: str, data: object, dag_id: str) -> _T:
         try:
-            return parse_run(data, dag_id)
+            return parse(data, dag_id)
         except ValueError as exc:
             raise self._bad_payload(method, path, str(exc)) from exc
-
-    def _dag_info(self, method: str, path: str, data: object, dag_id: str) -> DagInfo:
-        if not isinstance(data, dict) or not isinstance(data.get("is_paused"), bool):
-            raise self._bad_payload(method, path, "no is_paused flag")
-        return DagInfo(dag_id=str(data.get("dag_id") or dag_id), is_paused=data["is_paused"])
 
     def _log(self, exc: AirflowError) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.

@@ -14,6 +14,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from coordinator.errors import AirflowAuthError, AirflowConflict, AirflowError, AirflowNotFound, AirflowUnavailable
+
 
 class ApiVersion(StrEnum):
     V1 = "v1"  # Airflow 2: /api/v1, HTTP basic auth
@@ -71,6 +73,13 @@ def _parse_dt(value: object) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
+def parse_dag(data: object, dag_id: str) -> DagInfo:
+    """A DagInfo from a v2 ``DAGResponse`` or a v1 ``DAG`` (one DAG, or one item of a DAG list); ValueError if not."""
+    if not isinstance(data, dict) or not isinstance(data.get("is_paused"), bool):
+        raise ValueError("no is_paused flag")
+    return DagInfo(dag_id=str(data.get("dag_id") or dag_id), is_paused=data["is_paused"])
+
+
 def parse_run(data: object, dag_id: str) -> DagRunInfo:
     """A DagRunInfo from a v2 ``DAGRunResponse`` or a v1 ``DAGRun``; ValueError if it is not one."""
     if not isinstance(data, dict):
@@ -126,3 +135,21 @@ def error_detail(body: object) -> str:
         # Airflow 3's database-error body: {"reason": "Unique constraint violation", "message": ...}.
         return "; ".join(str(detail[k]) for k in ("reason", "message") if detail.get(k)) or str(detail)
     return "" if detail is None else str(detail)
+
+
+def error_class(status: int) -> type[AirflowError]:
+    """THE status -> exception mapping (rule 2 of ``coordinator.airflow_api``)."""
+    if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
+        return AirflowUnavailable
+    if status == 404:
+        return AirflowNotFound
+    if status in (401, 403):
+        return AirflowAuthError
+    return AirflowConflict if status == 409 else AirflowError
+
+
+def logical_date_filter(api: ApiVersion, logical_date: datetime) -> dict[str, str]:
+    """Run-list query parameters selecting exactly ``logical_date`` (v1 names it ``execution_date``)."""
+    name = "logical_date" if api is ApiVersion.V2 else "execution_date"
+    when = iso_utc(logical_date)
+    return {f"{name}_gte": when, f"{name}_lte": when}

@@ -179,6 +179,17 @@ def test_paused_dag_keeps_runs_queued_until_unpaused(fake: FakeAirflow, events: 
     assert [e[3] for e in events] == ["running", "success"]
 
 
+def test_the_dag_list_filters_on_paused_skips_missing_dags_and_pages(fake: FakeAirflow) -> None:
+    """``GET /dags?paused=true`` lists exactly the paused DAGs (a missing one is not listed), over several pages."""
+    for n in range(240):  # 120 paused: two pages of at most 100
+        fake.add_dag(f"p{n:03d}", paused=n % 2 == 0)
+    fake.set_missing("p000")
+    assert call(fake, lambda c: c.paused_dags()) == {f"p{n:03d}" for n in range(2, 240, 2)}
+    fake.set_paused("a", True)
+    assert "a" in call(fake, lambda c: c.paused_dags())
+    assert fake.calls("list_dags") == 4
+
+
 def test_unknown_or_missing_dag_is_not_found(fake: FakeAirflow) -> None:
     """Unknown DAGs and DAGs set missing answer 404 on every endpoint."""
     with pytest.raises(AirflowNotFound):

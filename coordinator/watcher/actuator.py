@@ -47,6 +47,7 @@ from coordinator.errors import (
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.paused import PausedDags
 from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,11 @@ class Actuator:
         #: Only to wait for or cancel them: which action may start is the queue's decision (its processing set).
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.policy.max_concurrent)
-        self._unpaused_until: dict[NodeId, float] = {}
+        self._unpaused_until: dict[NodeId, float] = {}  # the per-DAG fallback's cache (_paused_warning)
+        #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two.
+        self._paused = {
+            name: PausedDags(client.paused_dags, instance=name, clock=clock) for name, client in clients.items()
+        }
         #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
         self._own_writes: dict[DagKey, int] = {}
 
@@ -332,9 +337,12 @@ class Actuator:
         return record, kv.mod_revision
 
     async def _paused_warning(self, client: AirflowClient, node: NodeId) -> str | None:
-        # An unpaused answer is reused for a few seconds: a cascade triggers many DAGs at once, and this courtesy
-        # check would otherwise double the Airflow requests per trigger. A paused answer is never reused.
-        if self._unpaused_until.get(node, 0.0) > self.clock():
+        # The instance's shared paused list answers first (watcher/paused.py); "paused" there is re-checked below
+        # for this DAG, so an unpause shows at once. Only when the list failed does each DAG ask for itself, and
+        # then an unpaused answer is reused for a few seconds. A paused answer is never reused.
+        paused = self._paused.get(node.instance)
+        listed = None if paused is None else await paused.is_paused(node.dag_id)
+        if listed is False or (listed is None and self._unpaused_until.get(node, 0.0) > self.clock()):
             return None
         try:
             dag = await client.get_dag(node.dag_id)

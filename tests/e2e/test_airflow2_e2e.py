@@ -12,6 +12,7 @@ run's task (1 after the first run, +1 for every clear that reran it), never only
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import time
@@ -21,7 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.airflow_api import AirflowClient
 from coordinator.core.model import RunState, run_id_for
+from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import E2E, DagRun, assert_started_after, task_tries
@@ -235,3 +238,23 @@ def test_a_2x_success_while_the_watcher_is_down_cascades_once_after_restart(e2e:
         ledger = e2e.read_ledger(dag_id, partition, instance)
         assert ledger is not None and ledger.trigger_count == 1, (instance, dag_id, ledger)
     print(f"\nafter downtime: watcher start -> af2_leaf success {elapsed:.1f} s")
+
+
+def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Setup) -> None:
+    """``paused_dags`` on Airflow 2.11 (``GET /api/v1/dags?paused=true``, basic auth): a paused DAG shows, no
+    unpaused one does."""
+    af2 = setup.af2
+    settings = InstanceSettings(url=af2.url, username=af2.username, password=af2.password)
+
+    async def paused() -> frozenset[str]:
+        async with AirflowClient(settings) as client:
+            return await client.paused_dags()
+
+    assert not set(AF2_DAGS) & asyncio.run(paused())
+    status, body = af2.request("PATCH", f"{af2.API_ROOT}/dags/af2_fail", {"is_paused": True})
+    try:
+        assert status == 200, body
+        assert set(AF2_DAGS) & asyncio.run(paused()) == {"af2_fail"}
+    finally:
+        af2.unpause(["af2_fail"])
+    assert not set(AF2_DAGS) & asyncio.run(paused())

@@ -408,8 +408,8 @@ class FakeAirflow:
     # ------------------------------------------------------------ assertions
 
     def calls(self, endpoint: str, dag_id: str | None = None) -> int:
-        """Requests received for an endpoint (version, health, login, get_dag, patch_dag, list_runs, trigger,
-        get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
+        """Requests received for an endpoint (version, health, login, list_dags, get_dag, patch_dag, list_runs,
+        trigger, get_run, patch_run, clear, other), optionally for one DAG; faulted requests included."""
         with self._lock:
             return sum(c for (ep, d), c in self._calls.items() if ep == endpoint and dag_id in (None, d))
 
@@ -703,6 +703,9 @@ class FakeAirflow:
             raise HttpError(404, "The /api/v1 API has been removed in Airflow 3; use /api/v2")
         if endpoint == "other":
             raise HttpError(404, "Not Found")
+        if endpoint == "list_dags":
+            with self._lock:
+                return 200, self._list_dags(query)
         dag_id = segs[3]
         with self._lock:
             if endpoint == "get_dag":
@@ -752,6 +755,21 @@ class FakeAirflow:
         self._dag(dag_id)
         return self._create(dag_id, str(run_id), logical_date, conf, "manual")
 
+    def _list_dags(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        # Airflow 3's GET /dags: ``paused`` filters when given (absent: both), missing DAGs are not listed, ordered
+        # by dag_id, paged like the run list.
+        dags = sorted((d for d in self._dags.values() if not d.missing), key=lambda d: d.dag_id)
+        paused = query.get("paused", [""])[-1].lower()
+        if paused not in ("", "true", "false"):
+            raise HttpError(
+                422, [{"type": "bool_parsing", "loc": ["query", "paused"], "msg": "Input should be a bool"}]
+            )
+        if paused:
+            dags = [d for d in dags if d.is_paused == (paused == "true")]
+        limit = min(_int(query, "limit", 50), 100)
+        offset = _int(query, "offset", 0)
+        return {"dags": [_dag_json(d) for d in dags[offset : offset + limit]], "total_entries": len(dags)}
+
     def _list(self, dag_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
         if dag_id != "~":
             self._dag(dag_id)
@@ -792,6 +810,8 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return "version", "", True
     if rest == ["monitor", "health"] and method == "GET":
         return "health", "", True
+    if rest == ["dags"] and method == "GET":
+        return "list_dags", "", False
     if len(rest) == 2 and rest[0] == "dags":
         return {"GET": "get_dag", "PATCH": "patch_dag"}.get(method, "other"), rest[1], False
     if len(rest) == 3 and rest[0] == "dags" and rest[2] == "dagRuns":
