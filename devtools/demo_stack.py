@@ -42,7 +42,10 @@ from devtools.demo_state import (
     stop_pid,
 )
 from devtools.etcd_server import EtcdServer, EtcdServerError
-from devtools.procs import port_in_use, process_matches
+from devtools.procs import free_port, port_in_use, process_matches
+
+#: The watcher listener's documented default (coordinator.settings: COORDINATOR_HTTP).
+DEFAULT_HTTP_PORT = 9465
 
 #: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).
 PORT_VARIABLES = {"DEMO_AIRFLOW_PORT": 8080, "DEMO_ETCD_PORT": 2379, "DEMO_ETCD_PEER_PORT": 2380}
@@ -235,6 +238,10 @@ class DemoStack:
         # after its 5 s busy timeout and are retried ~10 s later. One call at a time is faster here; an Airflow
         # on PostgreSQL (docker-compose.yaml, production) keeps the default.
         env["COORDINATOR_MAX_CONCURRENT_ACTIONS"] = "1"
+        # The listener on its documented port when that is free; another port otherwise, so that a second demo or a
+        # watcher of the developer's own does not make this one exit.
+        http = f"127.0.0.1:{DEFAULT_HTTP_PORT if not port_in_use(DEFAULT_HTTP_PORT) else free_port()}"
+        env["COORDINATOR_HTTP"] = http
         self.layout.logs.mkdir(parents=True, exist_ok=True)
         begin = time.monotonic()
         with step(self.console, "starting coordinator watch"):
@@ -243,7 +250,7 @@ class DemoStack:
                     cmd, cwd=self.layout.project, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
                     stderr=subprocess.STDOUT, start_new_session=True,  # Ctrl-C on the demo must not stop it
                 )  # fmt: skip
-            rec = WatcherRecord(pid=proc.pid, watcher_id=watcher_id)
+            rec = WatcherRecord(pid=proc.pid, watcher_id=watcher_id, http=http)
             self.save(watcher=rec)
             self._wait_leader(proc, watcher_id, EtcdPeek(etcd.endpoint))
         self.timings["watcher"] = time.monotonic() - begin

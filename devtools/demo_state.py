@@ -88,6 +88,8 @@ class EtcdRecord:
 class WatcherRecord:
     pid: int
     watcher_id: str
+    #: The watcher's /metrics, /healthz, /readyz listener ("" in a demo.json written before it existed).
+    http: str = ""
 
 
 @dataclass(frozen=True, slots=True)
