@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -231,11 +230,7 @@ async def retention_loop(watcher: Watcher) -> None:
     if watcher.settings.retention_period is None:
         return
     interval = watcher.settings.retention_interval_s
-    while not watcher.stop.is_set():
-        with suppress(TimeoutError):
-            await asyncio.wait_for(watcher.stop.wait(), timeout=interval)
-        if watcher.stop.is_set() or not watcher.election.is_leader:
-            continue
+    async for _ in watcher.leader_ticks(interval):
         try:
             done = await prune_from_view(watcher, datetime.now(UTC))
         except LeadershipLost:

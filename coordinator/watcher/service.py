@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -379,17 +379,21 @@ class Watcher:
                      result.revision, len(graph.dags), first is not None,
                      first.summary() if first is not None else "-")  # fmt: skip
 
+    async def leader_ticks(self, interval: float) -> AsyncIterator[None]:
+        """One tick every ``interval`` s while this watcher leads, until it stops: the periodic jobs' one timer."""
+        while not self.stop.is_set():
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), timeout=interval)
+            if not self.stop.is_set() and self.election.is_leader:
+                yield
+
     async def audit_loop(self) -> None:
         """While leading, compare Airflow's recent runs with etcd and repair lost writes (coordinator.core.audit)."""
         interval = self.settings.audit_interval_s
         if interval <= 0 or not self.clients:
             return
         lookback = timedelta(hours=self.settings.audit_lookback_h)
-        while not self.stop.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=interval)
-            if self.stop.is_set() or not self.election.is_leader:
-                continue
+        async for _ in self.leader_ticks(interval):
             try:
                 await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback, self.view)
             except Exception as exc:  # the audit is a safety net: it must never take the watcher down

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from coordinator.airflow_api import AirflowClient
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -28,7 +29,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.view import Activation
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
 from coordinator.spec_file import load_spec
 from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
@@ -374,3 +375,23 @@ class E2E:
                 proc.kill()
                 proc.wait(5)
         self._watchers.clear()
+
+
+def assert_paused_list_follows(stack: AirflowStack, dags: Iterable[str], dag: str) -> None:
+    """``AirflowClient.paused_dags`` against ``stack`` (v2, or v1 on an Airflow2Stack): none of ``dags`` is listed,
+    then only ``dag`` once paused, then none again after it is unpaused (in ``finally``)."""
+    settings = InstanceSettings(url=stack.url, username=stack.username, password=stack.password)
+    known = set(dags)
+
+    async def paused() -> frozenset[str]:
+        async with AirflowClient(settings) as client:
+            return await client.paused_dags()
+
+    assert not known & asyncio.run(paused())
+    status, body = stack.request("PATCH", f"{stack.API_ROOT}/dags/{urllib.parse.quote(dag)}", {"is_paused": True})
+    try:
+        assert status == 200, body
+        assert known & asyncio.run(paused()) == {dag}
+    finally:
+        stack.unpause([dag])
+    assert not known & asyncio.run(paused())

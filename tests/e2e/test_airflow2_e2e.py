@@ -12,7 +12,6 @@ run's task (1 after the first run, +1 for every clear that reran it), never only
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import time
@@ -22,12 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.airflow_api import AirflowClient
 from coordinator.core.model import RunState, run_id_for
-from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
-from tests.e2e.harness import E2E, DagRun, assert_started_after, task_tries
+from tests.e2e.harness import E2E, DagRun, assert_paused_list_follows, assert_started_after, task_tries
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -243,18 +240,4 @@ def test_a_2x_success_while_the_watcher_is_down_cascades_once_after_restart(e2e:
 def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Setup) -> None:
     """``paused_dags`` on Airflow 2.11 (``GET /api/v1/dags?paused=true``, basic auth): a paused DAG shows, no
     unpaused one does."""
-    af2 = setup.af2
-    settings = InstanceSettings(url=af2.url, username=af2.username, password=af2.password)
-
-    async def paused() -> frozenset[str]:
-        async with AirflowClient(settings) as client:
-            return await client.paused_dags()
-
-    assert not set(AF2_DAGS) & asyncio.run(paused())
-    status, body = af2.request("PATCH", f"{af2.API_ROOT}/dags/af2_fail", {"is_paused": True})
-    try:
-        assert status == 200, body
-        assert set(AF2_DAGS) & asyncio.run(paused()) == {"af2_fail"}
-    finally:
-        af2.unpause(["af2_fail"])
-    assert not set(AF2_DAGS) & asyncio.run(paused())
+    assert_paused_list_follows(setup.af2, AF2_DAGS, "af2_fail")
