@@ -169,7 +169,9 @@ def watch(
             metrics, health = Metrics(), Health()
             if settings.http_address is not None:
                 # Before etcd is reached: /healthz answers while the view loads, /readyz says why it is not ready.
-                stack.enter_context(serve(settings.http_address, metrics, health))
+                # Not set by the operator (flag or environment): the default port may give way (http rule 4).
+                default = "http" not in settings.model_fields_set
+                stack.enter_context(serve(settings.http_address, metrics, health, default=default))
             watcher = await open_watcher(settings, stack, metrics, health)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):

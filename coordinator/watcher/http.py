@@ -8,10 +8,15 @@ Rules:
    else is 404. Only GET and HEAD.
 3. An address that cannot be bound (in use, not local, no permission) is a configuration error naming the address
    and the setting; port 0 binds a free port, and the bound address is logged (``http.listening``).
+4. Only the DEFAULT address gives way: when ``--http`` / ``COORDINATOR_HTTP`` was not set and the default port is in
+   use (a second watcher on the same host, as the README's high-availability recipe runs them), the listener binds a
+   free port on the same host instead and logs ``http.default_port_taken``. An address the operator chose is never
+   replaced: that stays rule 3's error, since a scraper or a probe is pointed at exactly it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
@@ -86,15 +91,30 @@ class _QuietHandler(WSGIRequestHandler):
 class Listener:
     """The running listener; :meth:`close` stops it (also as a context manager)."""
 
-    def __init__(self, address: ListenAddress, app: WsgiApp) -> None:
+    def __init__(self, address: ListenAddress, app: WsgiApp, *, default: bool = False) -> None:
+        server_class = _Server6 if ":" in address.host else _Server
         try:
-            server_class = _Server6 if ":" in address.host else _Server
             self._server = make_server(address.host, address.port, app, server_class, _QuietHandler)
         except OSError as exc:
-            raise ConfigError(
-                f"cannot listen on {address} (--http / COORDINATOR_HTTP): {exc.strerror or exc}; "
-                "choose another HOST:PORT, or 'off'"
-            ) from exc
+            if not (default and exc.errno == errno.EADDRINUSE):
+                raise ConfigError(
+                    f"cannot listen on {address} (--http / COORDINATOR_HTTP): {exc.strerror or exc}; "
+                    "choose another HOST:PORT, or 'off'"
+                ) from exc
+            # Rule 4: the default port is taken (another watcher on this host); any free port serves as well.
+            free = ListenAddress(address.host, 0)
+            try:
+                self._server = make_server(free.host, free.port, app, server_class, _QuietHandler)
+            except OSError as again:
+                raise ConfigError(
+                    f"cannot listen on {address} (in use) nor on a free port of {address.host} "
+                    f"(--http / COORDINATOR_HTTP): {again.strerror or again}; choose another HOST:PORT, or 'off'"
+                ) from again
+            log.warning(
+                "http.default_port_taken address=%s using=%s:%s hint=%s",
+                address, address.host, self._server.server_address[1],
+                "set --http / COORDINATOR_HTTP to choose the port",
+            )  # fmt: skip
         host, port = self._server.server_address[:2]
         self.address = ListenAddress(str(host), int(port))
         self._thread = threading.Thread(target=self._server.serve_forever, name="http-listener", daemon=True)
@@ -115,6 +135,7 @@ class Listener:
         self.close()
 
 
-def serve(address: ListenAddress, metrics: Metrics, health: Health) -> Listener:
-    """Start the listener on ``address`` in a thread of its own (rule 1); ConfigError if it cannot bind (rule 3)."""
-    return Listener(address, dispatcher(metrics, health))
+def serve(address: ListenAddress, metrics: Metrics, health: Health, *, default: bool = False) -> Listener:
+    """Start the listener on ``address`` in a thread of its own (rule 1); ConfigError if it cannot bind (rule 3).
+    ``default``: the address is the built-in default, not the operator's choice, so a taken port gives way (rule 4)."""
+    return Listener(address, dispatcher(metrics, health), default=default)

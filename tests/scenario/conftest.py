@@ -363,7 +363,9 @@ class Stack:
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )
-        env.update({key: str(value) for key, value in extra.items()})
+        env.update({key: str(value) for key, value in extra.items() if value is not None})
+        for key in [key for key, value in extra.items() if value is None]:  # None: not set at all (the default)
+            env.pop(key, None)
         return env
 
     def add_cleanup(self, fn: Callable[[], object]) -> None:

@@ -71,3 +71,26 @@ def test_standby_takes_over_within_ttl_after_leader_kill(stack: Stack) -> None:
     assert ledger_watchers(stack, p1) == {"a"}
     assert ledger_watchers(stack, p2) == {"b"}
     assert not standby.lines(r"actuator\.intent .*partition=" + re.escape(p1))
+
+
+def test_two_watchers_with_default_settings_on_one_host_fail_over(stack: Stack) -> None:
+    """Two watchers started with identical settings and no --http on one host both run (the second listens on a free
+    port instead of exiting on the taken default), and after the leader is SIGKILLed the standby finishes the
+    cascade: the README's high-availability recipe, as written."""
+    first = stack.start_watcher("a", ttl=2, COORDINATOR_HTTP=None)
+    standby = stack.start_watcher("b", ttl=2, ready="loaded", COORDINATOR_HTTP=None)
+    urls = {first.http_url(), standby.http_url()}
+    assert len(urls) == 2, urls
+    # At most one of them can hold the default port; the other (or both, if something else holds it) gave way.
+    assert len(first.lines(r"http\.default_port_taken")) + len(standby.lines(r"http\.default_port_taken")) >= 1
+    p1, p2 = new_partition(), new_partition()
+    stack.trigger_root(p1)
+    stack.wait_success(LAST, p1)
+    first.kill9()
+    stack.trigger_root(p2)
+    stack.wait_success(LAST, p2)
+    stack.settle()
+    stack.assert_once(p1)
+    stack.assert_once(p2)
+    assert ledger_watchers(stack, p2) == {"b"}
+    assert standby.alive
