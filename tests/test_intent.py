@@ -9,7 +9,7 @@ import pytest
 from coordinator.core import intent
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 from coordinator.core.planner import Resume, Trigger
-from tests.support.world import P1, SEVEN, World, n
+from tests.support.world import P1, SEVEN, World, make_graph, n
 
 P = "2026-01-01T00:00:00Z"
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -179,6 +179,9 @@ def test_rule4_the_run_as_airflow_shows_it_decides_the_clear(
     """Each case of rule 4: create a missing run, skip a clear that happened, wait for an active run, else record."""
     state, read = resumed(record)
     assert read == intent.ReadQueuedAt(OURS)
+    if run is None or run.run_id != OURS:  # no run by the intent's id: the run of the logical date is read next
+        state, find = intent.step(state, intent.RunObserved(None), NOW)
+        assert find == intent.FindRunByDate()
     _, instruction = intent.step(state, intent.RunObserved(run), NOW)
     if isinstance(expected, type):
         assert isinstance(instruction, expected)
@@ -189,6 +192,8 @@ def test_rule4_the_run_as_airflow_shows_it_decides_the_clear(
 def test_rule4a_a_missing_run_is_created_under_the_deterministic_id_and_that_id_recorded() -> None:
     """A clear whose run is gone creates run_id_for(P), records the run id Airflow answered, then confirms."""
     state, _ = resumed(pending(run_id="manual__old"))
+    state, find = intent.step(state, intent.RunObserved(None), NOW)
+    assert find == intent.FindRunByDate()
     state, create = intent.step(state, intent.RunObserved(None), NOW)
     assert isinstance(create, intent.CallCreate) and create.run_id == OURS
     state, record_id = intent.step(state, intent.Created(OURS), NOW)
@@ -356,3 +361,42 @@ def test_an_effect_applied_before_a_crash_is_not_repeated_when_resumed_before_th
     world.apply_action(resume)
     assert world.count("02_pipeline", kind=kind) == before + 1, "the resumed intent called Airflow again"
     assert world.view.ledger[(n("02_pipeline"), P1)].record.status is TriggerStatus.DONE
+
+
+def test_rule4_a_run_found_by_its_logical_date_is_the_one_cleared() -> None:
+    """When no run has the intent's id, the run holding the logical date is read next and its queued_at recorded."""
+    state, _ = resumed(pending())
+    state, find = intent.step(state, intent.RunObserved(None), NOW)
+    assert find == intent.FindRunByDate()
+    _, record = intent.step(state, intent.RunObserved(intent.AirflowRun("scheduled__x", "success", "q7")), NOW)
+    assert isinstance(record, intent.RecordQueuedAt)
+    assert (record.record.run_id, record.record.prior_queued_at) == ("scheduled__x", "q7")
+
+
+@pytest.mark.parametrize(
+    ("latest", "needed"),
+    [
+        pytest.param(intent.AirflowRun(OURS, "success", "q1"), True, id="queued_at-unchanged-clears"),
+        pytest.param(intent.AirflowRun(OURS, "queued", "q2"), False, id="queued_at-moved-is-a-clear-that-happened"),
+        pytest.param(None, True, id="unreadable-run-is-left-to-the-clear-call"),
+    ],
+)
+def test_rule4d_clear_needed_only_while_queued_at_has_not_moved(latest: intent.AirflowRun | None, needed: bool) -> None:
+    """A (re)try of a clear clears only while the run's queued_at is the recorded one: a moved one was our clear."""
+    assert intent.clear_needed(intent.CallClear(OURS, "q1"), latest) is needed
+
+
+def test_a_clear_whose_answer_was_lost_is_retried_without_a_second_clear() -> None:
+    """A rerun's clear takes effect but its answer is lost; the retry re-reads the run, ``clear_needed`` sees the
+    moved queued_at, and the dependent reruns once (the test world calls the protocol's guard, as the actuator does)."""
+    world = World(make_graph({"b": ["a"]}))
+    world.adopt()
+    world.state("a", P1, "success")
+    world.settle()
+    assert world.count("b", kind="create") == 1
+    world.state("a", P1, "success", run_id="manual__rerun")  # a's rerun: a new generation
+    (action,) = world.plan([P1]).actions
+    world.apply_action(action, lose_answer=True)
+    assert world.count("b", kind="clear") == 1
+    world.settle()
+    assert world.count("b", kind="clear") == 1

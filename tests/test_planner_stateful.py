@@ -106,13 +106,19 @@ class PlannerMachine(RuleBasedStateMachine):
         self.world.user_clears(node, partition)
 
     # -- what the watcher does ------------------------------------------------------------------------------------
-    @rule(crash=st.sampled_from(["none", "none", "after_intent", "after_effect"]), keep=st.integers(0, 5))
+    @rule(
+        crash=st.sampled_from(["none", "none", "after_intent", "after_effect", "lost_answer"]), keep=st.integers(0, 5)
+    )
     def watcher_pass(self, crash: str, keep: int) -> None:
-        """One reconcile pass; optionally the watcher dies in the middle of applying its actions."""
+        """One reconcile pass; optionally the watcher dies in the middle of applying its actions, or one Airflow
+        answer is lost and the call retried."""
         actions = plan(self.world.graph, self.world.view).actions
         for i, action in enumerate(actions):
             if isinstance(action, Trigger):
                 self.check_trigger_is_safe(action)
+            if crash == "lost_answer" and i == keep:
+                self.world.apply_action(action, lose_answer=True)
+                continue
             if crash != "none" and i == keep:
                 self.world.apply_action(
                     action, crash_after_intent=crash == "after_intent", crash_after_effect=crash == "after_effect"

@@ -142,6 +142,16 @@ def test_rate_limited_backoff_doubles_is_capped_and_forget_resets_it() -> None:
     assert queue.add_rate_limited(A) == 1.0
 
 
+def test_rate_limited_cap_named_by_the_caller_bounds_that_keys_backoff() -> None:
+    """A caller's cap replaces the queue's maximum for that add: 1, 2, 4, 8, 16, 30, 30 s under a 30 s cap, 1, 2, 2 s
+    under a 2 s one; each key keeps its own failure count, and forget resets it."""
+    queue, _ = make()
+    assert [queue.add_rate_limited(A, max_s=30.0) for _ in range(7)] == [1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+    assert [queue.add_rate_limited(B, max_s=2.0) for _ in range(3)] == [1.0, 2.0, 2.0]
+    queue.forget(A)
+    assert queue.add_rate_limited(A, max_s=30.0) == 1.0
+
+
 def test_a_rate_limited_key_is_handed_out_after_its_backoff() -> None:
     """The second failure of a key brings it back after 2 s, not before."""
     queue, clock = make()

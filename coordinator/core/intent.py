@@ -17,13 +17,15 @@ Rules, numbered as in ``docs/semantics.md`` ("Acting on Airflow: exactly-once ef
 3. A create becomes a clear. A conflict because another run (scheduled, manual) holds the logical date turns the
    intent into a clear of that run; the switch (action clear, that run id, no queued_at) is written to the ledger
    before anything else happens.
-4. Clear once, proven by ``queued_at``. Before clearing, read the run (by id, else by logical date):
+4. Clear once, proven by ``queued_at``. Before clearing, read the run by its id (``ReadQueuedAt``) and, when no run has
+   that id, the run that holds the partition's logical date (``FindRunByDate``: a scheduled or manual run):
    a. no such run (deleted, or never created): create it under the deterministic id, record that run id, confirm;
    b. the ledger holds a queued_at for this very run and Airflow shows a different one: the clear already happened
       (a crash after the call): confirm without clearing again;
    c. the run is queued or running: clearing it would kill work in progress: record an error and retry soon (rule 6);
    d. otherwise record the run's queued_at in the ledger, then clear. A clear retried after a lost answer re-reads
-      queued_at before each try and stops if it moved (the actuator's retry loop does that read).
+      the run before each try and clears only while :func:`clear_needed` says so (its queued_at has not moved: the
+      lost answer was not a clear that happened). The actuator's retry loop does the read; the rule is here.
 5. Confirm. After the effect, the intent is marked done (one more attempt, done_at, and a warning when the DAG is
    paused: the run waits until it is unpaused). A resumed intent whose run already reported a state after it is
    confirmed without calling Airflow (planner rule 8: the call happened before a crash). A resumed intent that is
@@ -109,7 +111,8 @@ class ConflictOtherRun:
 
 @dataclass(frozen=True, slots=True)
 class RunObserved:
-    """The answer of ``ReadQueuedAt``: the run (None: no run by that id nor for the logical date)."""
+    """The answer of ``ReadQueuedAt`` (the run with that id) or ``FindRunByDate`` (the run of the partition's logical
+    date); None: there is none."""
 
     run: AirflowRun | None
 
@@ -203,14 +206,21 @@ class CallCreate:
 
 @dataclass(frozen=True, slots=True)
 class ReadQueuedAt:
-    """Read run ``run_id``, else the run of the partition's logical date; answer RunObserved (rule 4)."""
+    """Read run ``run_id`` (by id only); answer RunObserved (rule 4)."""
 
     run_id: str
 
 
 @dataclass(frozen=True, slots=True)
+class FindRunByDate:
+    """Read the run that holds the partition's logical date, whatever its id; answer RunObserved (rule 4: the run
+    the intent names is gone, or was never the one Airflow holds for the date)."""
+
+
+@dataclass(frozen=True, slots=True)
 class CallClear:
-    """Clear ``run_id`` unless its queued_at is no longer ``queued_at`` (rule 4d); answer Cleared."""
+    """Clear ``run_id`` unless its queued_at is no longer ``queued_at`` (rule 4d, :func:`clear_needed`); answer
+    Cleared."""
 
     run_id: str
     queued_at: str
@@ -246,6 +256,7 @@ Instruction = (
     | Confirm
     | CallCreate
     | ReadQueuedAt
+    | FindRunByDate
     | CallClear
     | CheckPaused
     | RecordError
@@ -270,6 +281,7 @@ class Step(StrEnum):
     CREATING = "creating"
     SWITCHING = "switching"
     READING = "reading"
+    READING_BY_DATE = "reading_by_date"
     RECORDING_QUEUED_AT = "recording_queued_at"
     CLEARING = "clearing"
     CREATING_MISSING = "creating_missing"
@@ -334,6 +346,11 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
         updated = replace_record(record, run_id=event.run_id)
         return _at(state, Step.RECORDING_RUN_ID, record=updated), RecordRunId(updated, state.mod_rev)
     if state.step is Step.READING and isinstance(event, RunObserved):
+        if event.run is None:
+            # Rule 4: no run has the intent's id; the logical date may be held by another run (scheduled, manual).
+            return _at(state, Step.READING_BY_DATE), FindRunByDate()
+        return _observed(state, record, event.run)
+    if state.step is Step.READING_BY_DATE and isinstance(event, RunObserved):
         return _observed(state, record, event.run)
     if state.step is Step.CLEARING and isinstance(event, Cleared):
         return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.CLEARED)
@@ -344,6 +361,13 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
         )
         return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
     raise ProtocolError(f"event {type(event).__name__} at step {state.step}")
+
+
+def clear_needed(instruction: CallClear, latest: AirflowRun | None) -> bool:
+    """Rule 4d: whether a (re)try of ``instruction`` may clear, given the run as Airflow shows it just before the try.
+    A queued_at other than the recorded one means a clear already happened (an earlier try whose answer was lost):
+    clearing again would rerun the DAG twice. A run that cannot be read is left to the clear call to report."""
+    return latest is None or latest.queued_at == instruction.queued_at
 
 
 def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> TriggerRecord | None:

@@ -8,7 +8,8 @@ Rules: one action per (DAG, partition) in flight at a time (the work queue's pro
 Airflow calls in flight overall, so one slow partition never blocks the others; transient Airflow errors are retried
 with exponential backoff and jitter (coordinator.retry) inside a bounded time (``_call``, the one place Airflow is
 called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through
-the work queue after the protocol's delay, never in a busy loop.
+the work queue's one requeue path, ``add_rate_limited``: a per-key backoff doubling from the queue's base up to the
+protocol's delay for that error, reset by ``forget`` once an action for the key is confirmed. Never a busy loop.
 
 An action planned before the view received this actuator's own last write of the same ledger key (the plan's view
 revision is older than that write) is not started: it was decided on a ledger we already changed (a Trigger would
@@ -27,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.airflow_api import AirflowClient, TriggerResult
+from coordinator.airflow_runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.model import (
     KeyLayout,
@@ -69,6 +71,25 @@ class ActuatorPolicy:
     # Refusals (404 DAG missing, 403, paused): retried this often; status shows the error meanwhile.
     error_retry_s: float = 30.0
     max_concurrent: int = 16
+
+
+#: First delay of the in-attempt retries of a transient Airflow failure. 0.2 s doubling: with 5 attempts the sleeps
+#: total at most 0.2 + 0.4 + 0.8 + 1.6 = 3 s (plus the request timeouts); a longer outage ends as an error that the
+#: work queue brings back within ACTIVE_RETRY_S, so nothing is lost.
+AIRFLOW_RETRY_INITIAL_S = 0.2
+#: Full jitter (each delay drawn from [0, d]): watchers and partitions that failed together spread out.
+AIRFLOW_RETRY_JITTER = 1.0
+
+
+def airflow_call_retry(policy: ActuatorPolicy) -> RetryPolicy:
+    """The retry policy of one Airflow call (retry rule 1: a named policy whose numbers are explained here)."""
+    return RetryPolicy(
+        initial_s=AIRFLOW_RETRY_INITIAL_S,
+        max_s=policy.backoff_max_s,
+        jitter=AIRFLOW_RETRY_JITTER,
+        max_attempts=policy.attempts,
+        deadline_s=policy.max_attempt_s,
+    )
 
 
 @dataclass
@@ -123,6 +144,8 @@ class Actuator:
         }
         #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
         self._own_writes: dict[DagKey, int] = {}
+        #: The one retry policy of every Airflow call (built once: it depends only on the policy).
+        self._retry = airflow_call_retry(self.policy)
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -191,7 +214,7 @@ class Actuator:
             # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
             self.outcome.errors += 1
             log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
-            self.queue.add_after(key, self.policy.error_retry_s)
+            self.queue.add_rate_limited(key, max_s=self.policy.error_retry_s)
         finally:
             if result == "ok":  # confirmed
                 self.queue.forget(key)
@@ -288,14 +311,11 @@ class Actuator:
             return answers[outcome.result](outcome.run.run_id)
         if isinstance(instruction, intent.ReadQueuedAt):
             wanted = instruction.run_id
-            run = await self._call(lambda: client.get_run(node.dag_id, wanted))
-            if run is None:
-                run = await self._call(
-                    lambda: client.find_run_by_logical_date(node.dag_id, partition_datetime(partition))
-                )
-            if run is None:
-                return intent.RunObserved(None)
-            return intent.RunObserved(intent.AirflowRun(run.run_id, run.state, _stamp(run.queued_at)))
+            return intent.RunObserved(_shown(await self._call(lambda: client.get_run(node.dag_id, wanted))))
+        if isinstance(instruction, intent.FindRunByDate):
+            at = partition_datetime(partition)
+            found = await self._call(lambda: client.find_run_by_logical_date(node.dag_id, at))
+            return intent.RunObserved(_shown(found))
         if isinstance(instruction, intent.CallClear):
             await self._call(self._clear_once(client, node, instruction))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
@@ -310,11 +330,10 @@ class Actuator:
     ) -> Callable[[], Awaitable[None]]:
         async def clear_once() -> None:
             # Intent rule 4d: a clear whose answer was lost (timeout) may still have happened: re-read before every
-            # try, so a retry never reruns the DAG a second time.
-            latest = await client.get_run(node.dag_id, instruction.run_id)
-            if latest is not None and _stamp(latest.queued_at) != instruction.queued_at:
-                return
-            await client.clear(node.dag_id, instruction.run_id)
+            # try, so a retry never reruns the DAG a second time. The decision is the protocol's (clear_needed).
+            latest = _shown(await client.get_run(node.dag_id, instruction.run_id))
+            if intent.clear_needed(instruction, latest):
+                await client.clear(node.dag_id, instruction.run_id)
 
         return clear_once
 
@@ -356,28 +375,19 @@ class Actuator:
 
     async def _call(self, fn: Callable[[], Any]) -> Any:
         """Retry transient Airflow failures with exponential backoff and jitter, bounded in attempts and time."""
-        retry = RetryPolicy(
-            # 0.2 s doubling: with 5 attempts the sleeps total at most 0.2 + 0.4 + 0.8 + 1.6 = 3 s (plus the request
-            # timeouts); a longer outage ends as an error that _record_error retries 5 s later, so nothing is lost.
-            initial_s=0.2,
-            max_s=self.policy.backoff_max_s,
-            # Full jitter (each delay drawn from [0, d]): watchers and partitions that failed together spread out.
-            jitter=1.0,
-            max_attempts=self.policy.attempts,
-            deadline_s=self.policy.max_attempt_s,
-        )
-        return await retry_call(fn, retry, lambda exc: isinstance(exc, AirflowUnavailable))
+        return await retry_call(fn, self._retry, lambda exc: isinstance(exc, AirflowUnavailable))
 
     async def _record_error(self, action: Action, ledger_key: str, instruction: intent.RecordError) -> None:
-        """Intent rule 6: log, come back after the delay (through the queue), and record the error on the ledger."""
+        """Intent rule 6: come back after the key's backoff, capped by the protocol's delay (through the queue), log,
+        and record the error on the ledger."""
+        delay = self.queue.add_rate_limited(DagKey(action.node, action.partition), max_s=instruction.retry_in_s)
         log.warning(
             "actuator.error node=%s partition=%s error=%r retry_in_s=%.1f",
             action.node,
             action.partition,
             instruction.error,
-            instruction.retry_in_s,
+            delay,
         )
-        self.queue.add_after(DagKey(action.node, action.partition), instruction.retry_in_s)
         try:
             current = await self._load(ledger_key)
             if current is None:
@@ -413,6 +423,11 @@ def _conf(partition: str, record: TriggerRecord) -> dict[str, Any]:
             "trigger": record.trigger_count,
         }
     }
+
+
+def _shown(run: DagRunInfo | None) -> intent.AirflowRun | None:
+    """A run as the intent protocol reads it (rule 4): id, state and the queued_at stamp."""
+    return None if run is None else intent.AirflowRun(run.run_id, run.state, _stamp(run.queued_at))
 
 
 def _stamp(value: datetime | None) -> str:

@@ -4,7 +4,8 @@ Rules:
 1. Keys are deduplicated: a key added any number of times before it is handed out is handed out once.
 2. A key being processed is never handed out again: added meanwhile, it is marked dirty and queued when ``done``.
 3. ``add_after`` hands a key out after a delay (the earliest of several delays wins); ``add_rate_limited`` does the
-   same with a per-key exponential backoff that ``forget`` resets.
+   same with a per-key exponential backoff (client-go's ItemExponentialFailureRateLimiter), capped by the cap the
+   caller names (else the queue's maximum), that ``forget`` resets when the key's work succeeds.
 4. ``try_start`` takes a key into processing without it being handed out (the actuator: an action was planned for
    it). It refuses while the key is processed (the key is marked dirty, so it is re-planned after ``done``) and while
    a delayed add of the key is pending (a retry waits for its time; that add brings the key back).
@@ -119,11 +120,13 @@ class WorkQueue(Generic[K]):
         heapq.heappush(self._waiting, (due, next(self._seq), key))
         self._wake.set()  # a getter may be sleeping past the new due time
 
-    def add_rate_limited(self, key: K) -> float:
-        """Add ``key`` after its backoff (base * 2^failures, capped); return that delay (rule 3)."""
+    def add_rate_limited(self, key: K, max_s: float | None = None) -> float:
+        """Add ``key`` after its backoff (base * 2^failures, capped at ``max_s``, else at the queue's maximum); return
+        that delay (rule 3)."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay = min(self._backoff_base_s * 2.0**failures, self._backoff_max_s)
+        cap = self._backoff_max_s if max_s is None else max_s
+        delay = min(self._backoff_base_s * 2.0 ** min(failures, 62), cap)
         self.add_after(key, delay)
         return delay
 

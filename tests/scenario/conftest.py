@@ -406,11 +406,14 @@ class Stack:
         ttl: int = 3,
         ready: Literal["leading", "loaded", "none"] = "leading",
         endpoint: str | None = None,
+        crash_at: str | None = None,
         **env: object,
     ) -> WatcherProc:
-        """Start a watcher; by default wait until it leads (graph adopted, first pass done)."""
+        """Start a watcher; by default wait until it leads (graph adopted, first pass done). ``crash_at``
+        (``name[:n]``) arms a crash point through the tests' entry point (tests/support/crash_watcher.py)."""
+        entry = ["coordinator.cli"] if crash_at is None else ["tests.support.crash_watcher", crash_at]
         args = [
-            sys.executable, "-m", "coordinator.cli", "watch", "--etcd", endpoint or self.endpoint,
+            sys.executable, "-m", *entry, "watch", "--etcd", endpoint or self.endpoint,
             "--prefix", self.prefix, "--deps", str(self.deps), "--airflow-url", self.fake.url,
             "--id", watcher_id, "--leader-ttl", str(ttl),
         ]  # fmt: skip

@@ -1,7 +1,7 @@
 """Watchers killed at chosen points of cascades, over and over: zero lost, zero duplicated triggers.
 
 Each cascade starts with one kill at a protocol point, dealt from a shuffled deck so that every point is hit:
-- ``after-intent`` and ``after-airflow-call``: a watcher armed with that crash point (COORDINATOR_CRASH_AT) dies
+- ``after-intent`` and ``after-airflow-call``: a watcher armed with that crash point (``crash_at``) dies
   there by itself, exactly (exit status 86): an intent recorded with no Airflow call yet; an Airflow call applied
   and answered but not confirmed.
 - ``lost-response``: SIGKILL while Airflow has applied a call and holds its answer back.
@@ -96,7 +96,7 @@ class Chaos:
             self.stack.fake.set_paused(dag, True)
         if first in CRASH_POINTS:
             self.watcher.stop()  # a clean stop (it resigns): not a kill; its successor is armed
-            self.watcher = self.stack.start_watcher(self._name(), ttl=TTL, COORDINATOR_CRASH_AT=first)
+            self.watcher = self.stack.start_watcher(self._name(), ttl=TTL, crash_at=first)
         elif first == "lost-response":
             self.stack.fake.delay_next(1, HOLD_S, endpoint=self.endpoint, after=True)
         start()

@@ -1,7 +1,7 @@
 """Deterministic crashes at the two points of the trigger protocol where a crash is dangerous.
 
-``COORDINATOR_CRASH_AT`` (coordinator/watcher/faults.py) makes the watcher exit with status 86 exactly there, instead
-of a SIGKILL from outside that lands some milliseconds later:
+A crash point armed by the tests (coordinator/watcher/faults.py, tests/support/crash_watcher.py) makes the watcher
+exit with status 86 exactly there, instead of a SIGKILL from outside that lands some milliseconds later:
 - ``after-intent``: the intent is committed in the ledger and Airflow was never called. The successor must make the
   call (the intent is not lost) exactly once (the intent is completed, not decided again).
 - ``after-airflow-call``: Airflow applied the create or clear and answered, the ledger still says pending. The
@@ -48,7 +48,7 @@ def assert_completed_not_redecided(stack: Stack, partition: str, left: dict[str,
 def test_crash_after_the_intent_write_calls_airflow_once_after_restart(stack: Stack) -> None:
     """Dead right after its first intent (exit 86): no Airflow request was made; the successor creates each run once."""
     p = new_partition()
-    first = stack.start_watcher("first", ttl=TTL, COORDINATOR_CRASH_AT="after-intent")
+    first = stack.start_watcher("first", ttl=TTL, crash_at="after-intent")
     stack.trigger_root(p)
     crashed(first, "after-intent")
     stack.wait_answered()
@@ -83,7 +83,7 @@ def test_crash_after_the_airflow_call_is_confirmed_not_repeated(stack: Stack, ac
         stack.wait_confirmed(p)
         stack.settle()
         setup.stop()
-    first = stack.start_watcher("first", ttl=TTL, COORDINATOR_CRASH_AT="after-airflow-call")
+    first = stack.start_watcher("first", ttl=TTL, crash_at="after-airflow-call")
     for dag in FAN_IN:
         stack.fake.set_paused(dag, True)
     if action == "clear":

@@ -137,10 +137,16 @@ class World:
         return len(current.actions)
 
     def apply_action(
-        self, action: Trigger | Resume, crash_after_intent: bool = False, crash_after_effect: bool = False
+        self,
+        action: Trigger | Resume,
+        crash_after_intent: bool = False,
+        crash_after_effect: bool = False,
+        lose_answer: bool = False,
     ) -> None:
         """Run the intent protocol for one action; a crash stops it after the intent write or after the first
-        Airflow call that may change Airflow (a create or a clear), as a killed watcher would."""
+        Airflow call that may change Airflow (a create or a clear), as a killed watcher would. ``lose_answer``: the
+        first create or clear takes effect but its answer is lost, so the actuator's retry loop calls again (the
+        retry of a clear re-reads the run first and asks ``intent.clear_needed``, as the actuator does)."""
         at = (action.node, action.partition)
         key = self.keys.trigger_key(action.node, action.partition)
         if isinstance(action, Trigger):
@@ -182,6 +188,9 @@ class World:
                     event = intent.LedgerWritten(rev)
             else:
                 assert state.record is not None
+                if lose_answer and isinstance(instruction, (intent.CallCreate, intent.CallClear)):
+                    lose_answer = False
+                    self._airflow_answer(action.node, action.partition, instruction, state.record)  # answer lost
                 event = self._airflow_answer(action.node, action.partition, instruction, state.record)
                 if crash_after_effect and isinstance(instruction, (intent.CallCreate, intent.CallClear)):
                     return
@@ -200,13 +209,15 @@ class World:
             if run.run_id == instruction.run_id:
                 return intent.ConflictSameRun(run.run_id)
             return intent.ConflictOtherRun(run.run_id)
-        if isinstance(instruction, intent.ReadQueuedAt):
-            # By run id, else by logical date: either way the one run this partition has.
-            return intent.RunObserved(None if run is None else intent.AirflowRun(run.run_id, run.state, run.queued_at))
+        shown = None if run is None else intent.AirflowRun(run.run_id, run.state, run.queued_at)
+        if isinstance(instruction, intent.ReadQueuedAt):  # by id only: the protocol asks for the date's run next
+            return intent.RunObserved(shown if shown is not None and shown.run_id == instruction.run_id else None)
+        if isinstance(instruction, intent.FindRunByDate):  # the one run this partition's logical date has
+            return intent.RunObserved(shown)
         if isinstance(instruction, intent.CallClear):
             if run is None or run.run_id != instruction.run_id:
                 return intent.Refused(f"AirflowNotFound: no run {instruction.run_id}")
-            if run.queued_at == instruction.queued_at:
+            if intent.clear_needed(instruction, shown):  # the actuator's guard, the very function
                 run.clear_number += 1
                 run.state = "queued"
                 run.queued_at = self.stamp()
