@@ -53,7 +53,8 @@ MAX_OTHER_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """Where and how the plugin writes. Built from the environment by :func:`config_from_env`."""
+    """Where and how the plugin writes. Built by :mod:`coordinator.airflow_plugin.config` (environment,
+    ``[coordinator]``, the etcd connection), or from the environment alone by :func:`config_from_env`."""
 
     etcd: EtcdSettings
     keys: KeyLayout = field(default_factory=KeyLayout)
