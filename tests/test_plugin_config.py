@@ -207,6 +207,7 @@ def test_each_setting_resolves_on_its_own(resolved: dict[str, dict[str, Any]]) -
         "instance": "[coordinator] instance (from AIRFLOW__COORDINATOR__INSTANCE)",
         "plugin_queue_size": "default",
         "etcd_conn_id": "default",
+        "deps": "default",
     }
 
 
@@ -453,6 +454,7 @@ def test_check_plugin_names_each_settings_source_never_a_secret(
         "source instance flag --instance",
         "source plugin_queue_size default",
         "source etcd_conn_id default",
+        "source deps default",
     ], done.stdout
     assert f"plugin OK: wrote {etcd_prefix}/runs/flagged/coordinator_check_plugin/" in done.stdout
     assert "hunter2" not in done.stdout + done.stderr

@@ -104,6 +104,8 @@ SETTINGS: tuple[PluginSetting, ...] = (
     PluginSetting("instance", ("instance",)),
     PluginSetting("plugin_queue_size", ("plugin_queue_size",)),
     PluginSetting("etcd_conn_id", ("etcd_conn_id",)),
+    # The dependencies page's graph before a watcher adopted one (api-server only).
+    PluginSetting("deps", ("deps",)),
 )
 #: Options that are fields of :class:`~coordinator.settings.Settings` (the others are the plugin's own).
 _PLUGIN_ONLY = {"instance", "plugin_queue_size", "etcd_conn_id"}
@@ -127,6 +129,8 @@ class PluginConfig:
     conn_id: str
     #: The connection id was set on purpose (not the default): its absence is an error.
     conn_explicit: bool
+    #: The coordinator settings with the same values (the dependencies page reads ``deps`` and ``keys`` from it).
+    settings: Settings
 
     def wants_connection(self) -> bool:
         """Whether the connection could still supply something (a connection setting is at its default)."""
@@ -208,7 +212,7 @@ def local_config(flags: Mapping[str, str] | None = None, *, import_airflow: bool
     except ConfigError as exc:
         raise ConfigError(f"{_where(origins, 'instance')} / {_where(origins, 'plugin_queue_size')}: {exc}") from exc
     conn_id = values.get("etcd_conn_id", DEFAULT_CONN_ID)
-    return PluginConfig(writer, origins, conn_id, origins["etcd_conn_id"].source is not Source.DEFAULT)
+    return PluginConfig(writer, origins, conn_id, origins["etcd_conn_id"].source is not Source.DEFAULT, settings)
 
 
 def _where(origins: Mapping[str, Origin], option: str) -> str:

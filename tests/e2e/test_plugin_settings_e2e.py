@@ -89,3 +89,11 @@ def test_report_task_reads_the_same_settings_inside_a_task(managed: E2E) -> None
     assert state == "success", managed.stack.log_dir
     record = managed.wait_for_run_record("e2e_reported", partition, lambda r: r.state is RunState.SUCCESS)
     assert record.source == f"airflow-task:{INSTANCE}"
+
+
+def test_dependencies_page_reads_etcd_from_the_connection(managed: E2E) -> None:
+    """The plugin's page in the api-server reaches etcd through the same settings: it answers 200 (no graph adopted
+    under this prefix yet) rather than 503 "etcd cannot be read"."""
+    status, body = managed.stack.request("GET", "/coordinator/")
+    assert status == 200, body
+    assert "No dependency graph yet" in body["raw"], body
