@@ -1,7 +1,10 @@
 """The plugin's self-check behind ``coordinator check-plugin``: the path Airflow walks, step by step, in this process.
 
 Airflow only logs a plugin that fails to import, so a broken installation looks like "nothing happens". This check
-walks the same path Airflow does, in the current environment, and says which step failed:
+walks the same path Airflow does, in the current environment, and says which step failed. First it resolves the
+plugin's settings as the listener does (:mod:`coordinator.airflow_plugin.config`; the command's flags win) and prints
+one ``source`` line per setting: the variable, ``[coordinator]`` option or connection field it came from, never a
+value. Then:
 
 1. the ``airflow.plugins`` entry point ``etcd_coordinator`` is installed (ConfigError if not: an installation
    problem);

@@ -107,6 +107,8 @@ SETTINGS: tuple[PluginSetting, ...] = (
     # The dependencies page's graph before a watcher adopted one (api-server only).
     PluginSetting("deps", ("deps",)),
 )
+#: check-plugin's flags, by the option they set (for the "source" lines).
+FLAGS = {"etcd_endpoints": "--etcd", "prefix": "--prefix", "instance": "--instance"}
 #: Options that are fields of :class:`~coordinator.settings.Settings` (the others are the plugin's own).
 _PLUGIN_ONLY = {"instance", "plugin_queue_size", "etcd_conn_id"}
 
@@ -177,7 +179,7 @@ def local_config(flags: Mapping[str, str] | None = None, *, import_airflow: bool
         for option in setting.options:
             flag = (flags or {}).get(option)
             if flag is not None:
-                values[option], origin = flag, Origin(Source.FLAG, f"flag --{option.removeprefix('etcd_')}")
+                values[option], origin = flag, Origin(Source.FLAG, f"flag {FLAGS.get(option, option)}")
                 break
         else:
             given = [o for o in setting.options if env.get(env_var(o), "").strip()]
