@@ -28,6 +28,7 @@ from coordinator.airflow_plugin.config import (
     ConnectionResolver,
     Source,
     local_config,
+    resolve_now,
 )
 from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, record_dag_run
 from coordinator.core.model import NodeId, RunState, parse_run_record
@@ -413,6 +414,18 @@ def test_failing_lookup_is_logged_once_and_retried_after_a_pause(caplog: pytest.
     assert len(calls) == 3
     failed = [r for r in caplog.records if "plugin.connection_failed" in r.getMessage()]
     assert len(failed) == 1
+
+
+def test_callers_that_may_wait_get_a_bounded_lookup() -> None:
+    """check-plugin and the report task wait for the connection at most their timeout, then fail naming it."""
+    lookup = BlockingLookup(lambda conn_id: None)
+    try:
+        # The backend never answers before the release below: returning at all proves the bound.
+        with pytest.raises(StoreUnavailable, match=r"did not return connection 'coordinator_etcd' within 0\.3 s"):
+            resolve_now(timeout_s=0.3, lookup=lookup, import_airflow=False)
+        assert lookup.calls == 1 and not lookup.release.is_set()
+    finally:
+        lookup.release.set()
 
 
 # ----- check-plugin says where each setting came from -----

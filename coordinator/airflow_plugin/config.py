@@ -343,11 +343,12 @@ def resolve_now(
     *,
     timeout_s: float,
     lookup: Callable[[str], ConnectionFields | None] = lookup_connection,
+    import_airflow: bool = True,
 ) -> PluginConfig:
     """Every setting, the connection included, for callers that may wait (check-plugin, the explicit task):
     ConfigError when a setting or the connection is invalid, StoreUnavailable when the lookup takes longer than
     ``timeout_s`` (it keeps running in its thread; the process is about to report and exit anyway)."""
-    config = local_config(flags, import_airflow=True)
+    config = local_config(flags, import_airflow=import_airflow)
     if not config.wants_connection() and not config.conn_explicit:
         return config
     future: concurrent.futures.Future[ConnectionFields | None] = concurrent.futures.Future()
