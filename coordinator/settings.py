@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
@@ -94,6 +94,11 @@ class EtcdSettings(BaseModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
+    # The same TLS material as PEM bytes, for sources that hold text instead of files (the plugin's Airflow connection,
+    # whose secrets backend returns strings): a file, when both are set, wins (:func:`coordinator.etcd.wire.read_tls`).
+    ca_pem: bytes | None = None
+    cert_pem: bytes | None = None
+    key_pem: SecretBytes | None = None
     # 5 s: long enough for a loaded etcd's fsync stalls, short enough that a dead endpoint is noticed quickly.
     timeout_s: float = 5.0
 

@@ -203,6 +203,7 @@ class Airflow2Stack(AirflowStack):
         }
         if self.etcd_endpoints:
             env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
+        env.update(self.plugin_settings_the_airflow_way(env))
         env.update(self.extra_env)
         return env
 

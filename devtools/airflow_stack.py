@@ -84,6 +84,9 @@ class AirflowStack:
     # 4 workers: the example pipelines are tiny; Airflow's default (32) pre-forks 32 processes.
     parallelism: int = 4
     triggerer: bool = False  # start a triggerer too (deferrable operators need one)
+    #: How the plugin gets its settings: "env" (``COORDINATOR_*`` variables) or "airflow", the way managed services
+    #: configure it (:meth:`plugin_settings_the_airflow_way`): no ``COORDINATOR_*`` variable at all.
+    plugin_settings: str = "env"
     extra_env: Mapping[str, str] = field(default_factory=dict)
     python: str = sys.executable
 
@@ -145,8 +148,38 @@ class AirflowStack:
         }
         if self.etcd_endpoints:
             env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
+        env.update(self.plugin_settings_the_airflow_way(env))
         env.update(self.extra_env)
         return env
+
+    @property
+    def connections_file(self) -> Path:
+        return self.home / "connections.json"
+
+    def plugin_settings_the_airflow_way(self, env: dict[str, str]) -> dict[str, str]:
+        """With ``plugin_settings="airflow"``: take the plugin's ``COORDINATOR_*`` variables out of ``env`` and
+        return their replacements as MWAA allows them: ``[coordinator]`` options (``AIRFLOW__COORDINATOR__*``) and
+        the etcd endpoint in the ``coordinator_etcd`` connection of a LocalFilesystemBackend secrets backend (its
+        file is written into the home). Nothing with the default "env"."""
+        if self.plugin_settings == "env":
+            return {}
+        if self.plugin_settings != "airflow":
+            raise ValueError(f"plugin_settings must be 'env' or 'airflow', not {self.plugin_settings!r}")
+        for name in [k for k in env if k.startswith("COORDINATOR_")]:
+            del env[name]
+        extra: dict[str, str] = {
+            "AIRFLOW__COORDINATOR__INSTANCE": self.instance,
+            "AIRFLOW__COORDINATOR__PREFIX": self.prefix,
+        }
+        if self.etcd_endpoints:
+            endpoint = urllib.parse.urlsplit(self.etcd_endpoints.split(",")[0])
+            connection = {"conn_type": "generic", "host": endpoint.hostname, "port": endpoint.port}
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.connections_file.write_text(json.dumps({"coordinator_etcd": connection}), encoding="utf-8")
+            extra["AIRFLOW__SECRETS__BACKEND"] = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+            kwargs = {"connections_file_path": str(self.connections_file)}
+            extra["AIRFLOW__SECRETS__BACKEND_KWARGS"] = json.dumps(kwargs)
+        return extra
 
     @property
     def passwords_file(self) -> Path:

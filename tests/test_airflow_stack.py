@@ -133,6 +133,24 @@ def test_environment_is_loopback_and_ignores_inherited_settings(
     )
 
 
+def test_plugin_settings_the_airflow_way_leave_no_coordinator_variable(tmp_path: Path) -> None:
+    """plugin_settings="airflow" replaces every COORDINATOR_* variable by [coordinator] options and writes the etcd
+    endpoint into the coordinator_etcd connection of a LocalFilesystemBackend that the environment configures."""
+    stack = AirflowStack(
+        home=tmp_path, dags_folder=tmp_path, instance="team_a", etcd_endpoints="http://127.0.0.1:2399", prefix="/p",
+        plugin_settings="airflow",
+    )  # fmt: skip
+    env = stack.environment()
+    assert not [k for k in env if k.startswith("COORDINATOR_")]
+    assert (env["AIRFLOW__COORDINATOR__INSTANCE"], env["AIRFLOW__COORDINATOR__PREFIX"]) == ("team_a", "/p")
+    assert env["AIRFLOW__SECRETS__BACKEND"] == "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+    kwargs = json.loads(env["AIRFLOW__SECRETS__BACKEND_KWARGS"])
+    connections = json.loads(Path(kwargs["connections_file_path"]).read_text())
+    assert connections == {"coordinator_etcd": {"conn_type": "generic", "host": "127.0.0.1", "port": 2399}}
+    with pytest.raises(ValueError, match="plugin_settings must be"):
+        AirflowStack(home=tmp_path, dags_folder=tmp_path, plugin_settings="yaml").environment()
+
+
 def test_failed_start_names_the_log_file(tmp_path: Path) -> None:
     """When a start step fails the error names its log file and nothing is left running."""
     fake_python = tmp_path / "python"

@@ -2,6 +2,8 @@
 
 - ``plugin``: the ``AirflowPlugin`` registered through the package's ``airflow.plugins`` entry point.
 - ``listener``: the pluggy hooks Airflow calls on every DAG run state change (in the scheduler loop).
+- ``config``: the plugin's settings: ``COORDINATOR_*`` > Airflow's ``[coordinator]`` > the etcd connection >
+  defaults, and where each came from.
 - ``writer``: hands records to one background thread that writes them with per-run ordering (no Airflow import).
 - ``operator``: the explicit alternative, a task that writes the state synchronously and can be retried.
 - ``check``: the self-check behind ``coordinator check-plugin``.

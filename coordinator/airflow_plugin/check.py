@@ -1,7 +1,10 @@
 """The plugin's self-check behind ``coordinator check-plugin``: the path Airflow walks, step by step, in this process.
 
 Airflow only logs a plugin that fails to import, so a broken installation looks like "nothing happens". This check
-walks the same path Airflow does, in the current environment, and says which step failed:
+walks the same path Airflow does, in the current environment, and says which step failed. First it resolves the
+plugin's settings as the listener does (:mod:`coordinator.airflow_plugin.config`; the command's flags win) and prints
+one ``source`` line per setting: the variable, ``[coordinator]`` option or connection field it came from, never a
+value. Then:
 
 1. the ``airflow.plugins`` entry point ``etcd_coordinator`` is installed (ConfigError if not: an installation
    problem);
@@ -18,19 +21,19 @@ only inside the steps that need it, so importing this module (and the CLI) loads
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
-from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, connect_store, make_config
+from coordinator.airflow_plugin.config import resolve_now
+from coordinator.airflow_plugin.records import WriterConfig, connect_store
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
-from coordinator.core.model import DEFAULT_INSTANCE, canonical_partition, partition_datetime
-from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError
-from coordinator.settings import Settings
+from coordinator.core.model import canonical_partition, partition_datetime
+from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreUnavailable
 
 ENTRY_POINT_GROUP = "airflow.plugins"
 ENTRY_POINT_NAME = "etcd_coordinator"
@@ -38,6 +41,9 @@ HOOKS = ("on_dag_run_running", "on_dag_run_success", "on_dag_run_failed")
 CHECK_DAG_ID = "coordinator_check_plugin"
 # A partition no real pipeline is likely to use, so the check never looks like real data to a watcher.
 CHECK_PARTITION = "2000-01-01T00:00:00Z"
+#: How long the check waits for the etcd connection (at least; a longer --timeout counts too): the first lookup in a
+#: process imports Airflow's models (~2 s here) and may then ask a secrets backend across the network.
+CONNECTION_TIMEOUT_S = 15.0
 
 
 class Reporter(Protocol):
@@ -65,15 +71,14 @@ class FakeDagRun:
     conf: dict[str, Any] = field(default_factory=dict)
 
 
-def check_plugin(
-    settings: Settings, instance: str | None, report: Reporter, *, dry_run: bool, keep: bool, timeout_s: float
-) -> None:
+def check_plugin(flags: Mapping[str, str], report: Reporter, *, dry_run: bool, keep: bool, timeout_s: float) -> None:
     """Run the four steps of the module docstring; raise ConfigError or PluginCheckError at the first that fails.
 
-    ``instance``: this Airflow's instance name; None reads ``COORDINATOR_INSTANCE`` (default ``default``), as the
-    listener does.
+    ``flags``: the command's ``--etcd``, ``--prefix`` and ``--instance`` given, keyed by option name
+    (``etcd_endpoints``, ``prefix``, ``instance``); they win over the plugin's own settings, which are resolved as
+    the listener resolves them (environment, ``[coordinator]``, the etcd connection, defaults).
     """
-    config = make_config(settings, instance or os.environ.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE)
+    config = _resolve(flags, timeout_s, report)
     ep = _find_entry_point()
     dist = f" ({ep.dist.name} {ep.dist.version})" if ep.dist is not None else ""
     report.ok(f"entry point {ENTRY_POINT_GROUP}:{ep.name} -> {ep.value}{dist}")
@@ -95,6 +100,17 @@ def check_plugin(
         _dry_run(config, hook, run, report)
     else:
         _write(config, hook, run, timeout_s, keep, report)
+
+
+def _resolve(flags: Mapping[str, str], timeout_s: float, report: Reporter) -> WriterConfig:
+    """The plugin's settings, and where each came from (names of variables and options, never a value)."""
+    try:
+        resolved = resolve_now(flags, timeout_s=max(timeout_s, CONNECTION_TIMEOUT_S))
+    except StoreUnavailable as exc:
+        raise PluginCheckError(str(exc)) from exc
+    for line in resolved.describe():
+        report.info(f"source {line}")
+    return resolved.writer
 
 
 def _find_entry_point() -> EntryPoint:

@@ -4,7 +4,7 @@ When to prefer it (the listener is the default):
 - The listener needs the package installed in the scheduler's environment and records every state change of every
   DAG (running, success, failed, a user's mark-success) with no change to the DAGs. Its writes are best effort: a
   failed send is logged in the scheduler, not shown on the run, and the watcher's REST audit repairs it.
-- This operator needs nothing in the scheduler, only the package and ``COORDINATOR_*`` in the workers. Its write is
+- This operator needs nothing in the scheduler, only the package and the plugin's settings in the workers. Its write is
   synchronous, visible in the task log, and retried like any task; if etcd stays down the task fails and the run
   shows it. Place it LAST with the default ``state="success"``: the record says the data is ready once every other
   task succeeded. It cannot see scheduler-side outcomes (a run marked failed by a timeout, a manual mark-success) and
@@ -26,7 +26,8 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from coordinator.airflow_plugin.records import config_from_env, fact_from_dag_run, write_now
+from coordinator.airflow_plugin.config import resolve_now
+from coordinator.airflow_plugin.records import fact_from_dag_run, write_now
 from coordinator.core.model import RunState
 
 
@@ -45,7 +46,9 @@ class ReportRunStateOperator(BaseOperator):
         self.timeout_s = timeout_s
 
     def execute(self, context: Any) -> dict[str, Any]:
-        config = dataclasses.replace(config_from_env(), source_kind="airflow-task")
+        # The same settings as the listener's (environment, [coordinator], the etcd connection); a task may wait for
+        # the secrets backend, within its own timeout.
+        config = dataclasses.replace(resolve_now(timeout_s=self.timeout_s).writer, source_kind="airflow-task")
         now = datetime.now(UTC)
         fact, reason = fact_from_dag_run(context["dag_run"], self.state, config, now)
         if fact is None:

@@ -8,21 +8,22 @@ Rules:
    the ``_token`` cookie Airflow's UI sets at login) and its DAG read permission (``requires_access_dag("GET")``).
    Anonymous: 401 with a link to Airflow's login page; a user without DAG read access: 403. Airflow's modules are
    imported on the first request, in the api-server, never when the plugin is loaded by a scheduler or worker.
-3. Read-only: GET only. Configuration comes from the plugin's environment (``COORDINATOR_ETCD_ENDPOINTS``,
-   ``COORDINATOR_PREFIX``, ``COORDINATOR_DEPS``, ``COORDINATOR_INSTANCE``, the ``COORDINATOR_ETCD_*`` credentials).
+3. Read-only: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`: ``COORDINATOR_*``,
+   ``[coordinator]``, the etcd connection): instance, prefix, ``deps``, etcd endpoints, credentials and TLS. The
+   connection is looked up once per api-server process; a request waits for it at most
+   :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` (then 503, "try again").
 """
 
 from __future__ import annotations
 
-import os
 from html import escape
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from coordinator.airflow_plugin.records import INSTANCE_ENV
-from coordinator.core.model import DEFAULT_INSTANCE
+from coordinator.airflow_plugin.config import ConnectionResolver, local_config
+from coordinator.errors import ConfigError, StoreUnavailable
 from coordinator.page.render import render_message
 from coordinator.page.service import TITLE, dependencies_page
 
@@ -50,6 +51,18 @@ def _login_url(ui_base: str) -> str:
         return ui_base + "/"
 
 
+_resolver: ConnectionResolver | None = None
+
+
+def _settings() -> ConnectionResolver:
+    """The plugin's settings in this api-server process (rule 3), created on the first request; ConfigError when
+    invalid (not kept: the next request reads them again)."""
+    global _resolver
+    if _resolver is None:
+        _resolver = ConnectionResolver(local_config())
+    return _resolver
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="coordinator dependencies page", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -68,8 +81,19 @@ def create_app() -> FastAPI:
             return HTMLResponse(
                 render_message(TITLE, "Your Airflow role may not read DAGs."), status_code=403, headers=NO_STORE
             )
-        instance = os.environ.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE
-        answer = await dependencies_page(partition, node, instance=instance, ui_base=ui_base)
+        try:
+            resolver = _settings()
+            etcd = await resolver.etcd()
+        except ConfigError as exc:
+            message = f"The coordinator is not configured here: {exc}"
+            return HTMLResponse(render_message(TITLE, message), status_code=503, headers=NO_STORE)
+        except StoreUnavailable:
+            message = "The etcd connection is not available yet; try again in a moment."
+            return HTMLResponse(render_message(TITLE, message), status_code=503, headers=NO_STORE)
+        config = resolver.config
+        answer = await dependencies_page(
+            partition, node, instance=config.writer.instance, ui_base=ui_base, settings=config.settings, etcd=etcd
+        )
         return HTMLResponse(answer.html, status_code=answer.status, headers=NO_STORE)
 
     return app

@@ -3,9 +3,10 @@
 Installing the package into the Airflow environment is the whole set-up: no file is copied into
 ``$AIRFLOW_HOME/plugins``. On Airflow 3 it also adds the "Dependencies" page (``page_app``: ``/coordinator/``,
 shown in Airflow's navigation) for logged-in users. The package must be importable by the scheduler and the
-api-server (they fire the hooks) and by the workers (they import plugins too). Configuration comes from the environment:
-``COORDINATOR_ETCD_ENDPOINTS``, ``COORDINATOR_PREFIX``, ``COORDINATOR_INSTANCE`` and the ``COORDINATOR_ETCD_*`` auth
-and TLS settings. Airflow only logs a plugin that fails to import: run ``coordinator check-plugin`` after installing.
+api-server (they fire the hooks) and by the workers (they import plugins too). Settings (``etcd_endpoints``,
+``prefix``, ``instance``, etcd auth and TLS) come from ``COORDINATOR_*`` variables, Airflow's ``[coordinator]``
+section or the ``coordinator_etcd`` connection (:mod:`coordinator.airflow_plugin.config`). Airflow only logs a plugin
+that fails to import: run ``coordinator check-plugin`` after installing.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ Rules:
    compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a
    newer one and an identical rewrite is skipped (it would make a new generation and rerun every dependent). A lost
    race re-decides. Every etcd call has a short timeout.
-4. Configuration comes from ``COORDINATOR_*`` through :class:`~coordinator.settings.Settings`, plus
-   ``COORDINATOR_INSTANCE`` (this Airflow's instance name) and ``COORDINATOR_PLUGIN_QUEUE_SIZE``.
+4. Configuration: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the listener, the task
+   and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults); :func:`config_from_env`
+   reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE`` and the
+   :class:`~coordinator.settings.Settings` ones).
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ MAX_OTHER_ATTEMPTS = 5
 
 @dataclass(frozen=True)
 class WriterConfig:
-    """Where and how the plugin writes. Built from the environment by :func:`config_from_env`."""
+    """Where and how the plugin writes. Built by :mod:`coordinator.airflow_plugin.config` (environment,
+    ``[coordinator]``, the etcd connection), or from the environment alone by :func:`config_from_env`."""
 
     etcd: EtcdSettings
     keys: KeyLayout = field(default_factory=KeyLayout)

@@ -34,12 +34,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from coordinator.airflow_plugin.config import ConnectionResolver, local_config
 from coordinator.airflow_plugin.records import (
     MAX_OTHER_ATTEMPTS,
     RunReport,
     WriteOutcome,
     WriterConfig,
-    config_from_env,
     connect_store,
     fact_from_dag_run,
     is_unreachable,
@@ -114,9 +114,17 @@ _live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
 class BackgroundWriter:
     """A bounded queue and one daemon thread that writes its records to etcd (rules 2 to 6 of the module)."""
 
-    def __init__(self, config: WriterConfig, store_factory: StoreFactory | None = None) -> None:
+    def __init__(
+        self,
+        config: WriterConfig,
+        store_factory: StoreFactory | None = None,
+        resolver: ConnectionResolver | None = None,
+    ) -> None:
         self.config = config
         self._store_factory: StoreFactory = store_factory or connect_store
+        # The listener's writer: etcd settings that may still need the Airflow connection (looked up off the hook's
+        # thread, see coordinator.airflow_plugin.config); None: ``config.etcd`` is complete.
+        self.resolver = resolver
         self.last_error: str | None = None
         self.last_written: tuple[str, int] | None = None  # (key, revision): check-plugin reports it
         self._reset()
@@ -308,7 +316,8 @@ class BackgroundWriter:
                 raise _Abandoned  # _abandon counted and logged the in-flight record
             try:
                 if store is None:
-                    store = await asyncio.wait_for(self._store_factory(self.config.etcd), self.config.op_timeout_s)
+                    etcd = self.config.etcd if self.resolver is None else await self.resolver.etcd()
+                    store = await asyncio.wait_for(self._store_factory(etcd), self.config.op_timeout_s)
                 return await write_fact(store, fact, self.config.op_timeout_s)
             except Exception as exc:
                 failures += 1
@@ -395,7 +404,8 @@ _config_error: str | None = None
 
 
 def get_writer() -> Writer | None:
-    """The process's writer, created on first use from the environment; None (logged once) if misconfigured."""
+    """The process's writer, created on first use from the plugin's settings (environment, ``[coordinator]``; the
+    connection is looked up later, off the caller's thread); None (logged once) if misconfigured."""
     global _writer, _config_error
     writer = _writer
     if writer is not None:
@@ -403,7 +413,8 @@ def get_writer() -> Writer | None:
     with _lock:
         if _writer is None and _config_error is None:
             try:
-                _writer = BackgroundWriter(config_from_env())
+                plugin_config = local_config()
+                _writer = BackgroundWriter(plugin_config.writer, resolver=ConnectionResolver(plugin_config))
             except ConfigError as exc:
                 _config_error = str(exc)
                 log.error("plugin.disabled error=%r detail=%r", str(exc), "run states are NOT recorded")

@@ -26,7 +26,7 @@ class _Printer:
         out.print(f"[yellow]note[/]  {message}", markup=True)
 
     def info(self, message: str) -> None:
-        out.print(message, highlight=False)
+        out.print(message, markup=False, highlight=False)  # settings name "[coordinator]": not rich markup
 
 
 @app.command("check-plugin")
@@ -42,9 +42,11 @@ def check_plugin_command(
     timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the write", min=0.1)] = 10.0,
 ) -> None:
     """Verify the Airflow plugin in this environment: entry point, listener, Airflow registration, one write."""
-    settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
+    build_settings(etcd_endpoints=etcd, prefix=prefix)  # the flags' own validation: exit 2 naming the bad one
+    given = (("etcd_endpoints", etcd), ("prefix", prefix), ("instance", instance))
+    flags = {option: value for option, value in given if value}
     try:
-        check_plugin(settings, instance, _Printer(), dry_run=dry_run, keep=keep, timeout_s=timeout)
+        check_plugin(flags, _Printer(), dry_run=dry_run, keep=keep, timeout_s=timeout)
     except ConfigError as exc:
         fail(str(exc), EXIT_INVALID)
     except CoordinatorError as exc:

@@ -144,26 +144,33 @@ class Conn:
 
 
 def read_tls(settings: EtcdSettings) -> Any:
-    """gRPC channel credentials for https endpoints (None when no endpoint uses TLS); ConfigError on bad files."""
+    """gRPC channel credentials for https endpoints (None when no endpoint uses TLS); ConfigError on bad files.
+
+    Each item is a file or PEM bytes (from the plugin's Airflow connection); a file wins when both are set."""
     uses_tls = any(ep.tls for ep in settings.endpoints)
-    files = (settings.ca_file, settings.cert_file, settings.key_file)
+    key_pem = settings.key_pem.get_secret_value() if settings.key_pem is not None else None
+    ca = (settings.ca_file, settings.ca_pem)
+    cert = (settings.cert_file, settings.cert_pem)
+    key = (settings.key_file, key_pem)
     if not uses_tls:
-        if any(files):
-            raise ConfigError("etcd TLS files are set but every endpoint is http://; use https:// endpoints")
+        if any(a is not None or b is not None for a, b in (ca, cert, key)):
+            raise ConfigError("etcd TLS material (CA, certificate or key) is set but every endpoint is http://; use "
+                              "https:// endpoints")  # fmt: skip
         return None
-    if (settings.cert_file is None) != (settings.key_file is None):
+    if (cert == (None, None)) != (key == (None, None)):
         raise ConfigError("etcd client certificate and key must be given together (cert file and key file)")
 
-    def read(path: Any, what: str) -> bytes | None:
+    def read(source: tuple[Any, bytes | None], what: str) -> bytes | None:
+        path, pem = source
         if path is None:
-            return None
+            return pem
         try:
             return bytes(path.read_bytes())
         except OSError as exc:
             raise ConfigError(f"cannot read etcd {what} {path}: {exc.strerror}") from exc
 
     return grpc.ssl_channel_credentials(
-        root_certificates=read(settings.ca_file, "CA file"),
-        private_key=read(settings.key_file, "key file"),
-        certificate_chain=read(settings.cert_file, "certificate file"),
+        root_certificates=read(ca, "CA file"),
+        private_key=read(key, "key file"),
+        certificate_chain=read(cert, "certificate file"),
     )

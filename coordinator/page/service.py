@@ -24,7 +24,7 @@ from coordinator.core.view import View
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.page.model import build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
-from coordinator.settings import Settings
+from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 
 log = logging.getLogger(__name__)
@@ -37,10 +37,10 @@ class PageResponse:
     html: str
 
 
-async def read_view(settings: Settings) -> View:
+async def read_view(settings: Settings, etcd: EtcdSettings | None = None) -> View:
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
-    async with await EtcdStore.connect(settings.etcd()) as store:
+    async with await EtcdStore.connect(etcd or settings.etcd()) as store:
         snap = await store.snapshot(settings.keys.root)
     view = View(settings.keys)
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
@@ -64,8 +64,10 @@ async def dependencies_page(
     instance: str,
     ui_base: str = "",
     settings: Settings | None = None,
+    etcd: EtcdSettings | None = None,
 ) -> PageResponse:
-    """The page for one request (rules 1-3)."""
+    """The page for one request (rules 1-3). ``etcd``: the connection settings when the caller resolved them
+    itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``."""
     try:
         settings = settings or Settings()
         settings.etcd()
@@ -79,7 +81,7 @@ async def dependencies_page(
         except ValueError as exc:
             return PageResponse(400, render_message(TITLE, str(exc)))
     try:
-        view = await read_view(settings)
+        view = await read_view(settings, etcd)
     except CoordinatorError as exc:
         log.warning("page.etcd_error error=%s", exc)
         return PageResponse(503, render_message(TITLE, "etcd cannot be read right now; try again in a moment."))

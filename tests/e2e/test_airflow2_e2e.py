@@ -79,6 +79,10 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
         python=str(python),
+        # Configured the way managed services allow (issue 17): no COORDINATOR_* variable, [coordinator] options and
+        # the coordinator_etcd connection in a LocalFilesystemBackend secrets backend; the tests below check that
+        # the records come from this plugin (source airflow-plugin:af2), so Airflow 2.11's own lookup is proven too.
+        plugin_settings="airflow",
     )
     try:
         stack.start()
