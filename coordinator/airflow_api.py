@@ -366,7 +366,8 @@ class AirflowClient:
                 raise self._error(method, path, resp)
             # No response body here: a validation error would echo the submitted password back.
             cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
-            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}", resp.status_code))
+            fix = f"; check {s.credentials_from}" if s.credentials_from and cls is AirflowAuthError else ""
+            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}{fix}", resp.status_code))
 
     async def _send(
         self,
@@ -458,6 +459,10 @@ class AirflowClient:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
+        if status == 401 and self._settings.credentials_from:  # Airflow 2's basic auth: the password is wrong
+            message += f"; check {self._settings.credentials_from}"
+        elif status == 403:
+            message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
         return self._log(error_class(status)(message, status))
 
     def _detail(self, resp: httpx.Response) -> str:
