@@ -216,9 +216,9 @@ class EtcdStore:
         )
         return to_kv(response.kvs[0]) if response.kvs else None
 
-    async def put(self, key: str, value: bytes) -> int:
-        """Write unconditionally; return the write's revision."""
-        request = rpc.PutRequest(key=encode(key), value=value)
+    async def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        """Write unconditionally (bound to ``lease`` if given: deleted when it expires); return the revision."""
+        request = rpc.PutRequest(key=encode(key), value=value, lease=lease or 0)
         response = await self.call("put", lambda c: c.kv.Put(request, timeout=self.timeout_s, metadata=c.metadata))
         return int(response.header.revision)
 
