@@ -22,10 +22,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId, TriggerStatus
+from coordinator.core.model import KeyLayout, NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
 
@@ -226,7 +226,7 @@ def _etcd(f: DoctorFacts) -> Check:
     return Check(
         name="etcd",
         status=CheckStatus.FAIL,
-        summary=f"cannot reach {f.etcd_endpoints or 'etcd'}: {f.etcd_error or 'no answer'}",
+        summary=f.etcd_error or f"no answer from {f.etcd_endpoints}",
         fix="start etcd there, or point the coordinator at it: --etcd http://HOST:2379 or "
         "COORDINATOR_ETCD_ENDPOINTS=http://HOST:2379 (the same value in Airflow's environment for the plugin)",
     )
@@ -304,6 +304,8 @@ def _started(watchers: Iterable[WatcherPresence], identity: str) -> str:
 def _standbys(f: DoctorFacts) -> Check:
     leader = f.leader.identity if f.leader is not None else None
     standbys = sorted(w.id for w in f.watchers if w.id != leader)
+    if leader is None and not standbys:
+        return _skipped("standbys", "no watcher runs (see the leader check)")
     if standbys:
         return Check(name="standbys", status=CheckStatus.OK,
                      summary=f"{len(standbys)} standby watcher(s): {', '.join(standbys)}")  # fmt: skip
@@ -458,3 +460,59 @@ def _bad_values(view: View) -> Check:
                  summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
                  details=tuple(problems[:MAX_LISTED]),
                  fix="rewrite them in the documented format (docs/keys.md) or delete them")  # fmt: skip
+
+
+def status_header(
+    *,
+    leader: LeaderFact | None,
+    watchers: Sequence[WatcherPresence],
+    deps: str,
+    local: Graph | None,
+    adopted: Graph | None,
+    adopted_digest: str | None,
+    adopted_rev: int,
+) -> list[str]:
+    """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
+    against the local file, and the watchers' failed instance checks (each with its fix)."""
+    if leader is None:
+        lines = ["no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
+                 "doctor` checks the rest)"]  # fmt: skip
+    else:
+        lines = [f"leader: {leader.identity} (since revision {leader.since_revision}{_started(watchers, leader.identity)})"]
+    if adopted_digest is None:
+        graph = "graph: none adopted yet"
+        if local is not None:
+            graph += f"; {deps} is valid (digest {local.digest}): the first watcher adopts it"
+    else:
+        graph = f"graph: adopted digest {adopted_digest} (revision {adopted_rev})"
+        if local is None:
+            shown = "showing the adopted graph" if adopted is not None else "the adopted graph cannot be shown"
+            graph += f"; {deps} is INVALID ({shown}; `coordinator validate` lists the problems)"
+        elif local.digest == adopted_digest:
+            graph += f"; {deps} is the same"
+        else:
+            graph += f"; {deps} differs (digest {local.digest}): see `coordinator diff`"
+    lines.append(graph)
+    for w in watchers:
+        for check in w.instances:
+            if not check.ok:
+                lines.append(f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
+                             f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else ""))  # fmt: skip
+    return lines
+
+
+def leader_and_watchers(
+    keys: KeyLayout, items: Iterable[tuple[str, bytes, int]]
+) -> tuple[LeaderFact | None, list[WatcherPresence]]:
+    """The leader key and the presence keys among ``(key, value, create_revision)`` items of a prefix snapshot."""
+    leader: LeaderFact | None = None
+    watchers: list[WatcherPresence] = []
+    for key, value, created in items:
+        if key == keys.leader:
+            leader = LeaderFact(value.decode("utf-8", "replace"), created)
+        elif key.startswith(keys.watchers):
+            try:
+                watchers.append(WatcherPresence.model_validate_json(value))
+            except ValidationError:
+                continue  # a presence value of another version: it says nothing we can use
+    return leader, watchers
