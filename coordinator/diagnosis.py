@@ -87,8 +87,11 @@ class InstanceCheck(BaseModel):
             head += f", Airflow {self.version} ({self.api})"
         if self.error:
             return f"{head}: {self.error}"
-        denied = [what for what, allowed in (("read", self.read), ("trigger", self.trigger), ("clear", self.clear))
-                  if allowed is False]  # fmt: skip
+        denied = [
+            what
+            for what, allowed in (("read", self.read), ("trigger", self.trigger), ("clear", self.clear))
+            if allowed is False
+        ]
         if denied:
             return f"{head}: may not {'/'.join(denied)} its DAGs"
         return f"{head}: login ok"
@@ -212,15 +215,21 @@ def _skipped(name: str, why: str) -> Check:
 def _configuration(f: DoctorFacts) -> Check:
     details = tuple(f"{s.name} = {s.shown}  ({s.source})" for s in f.settings)
     if f.config_error is not None:
-        return Check(name="configuration", status=CheckStatus.FAIL, summary=f.config_error, details=details,
-                     fix="correct the setting named above (flag, COORDINATOR_* variable or the file it names)")  # fmt: skip
+        return Check(
+            name="configuration",
+            status=CheckStatus.FAIL,
+            summary=f.config_error,
+            details=details,
+            fix="correct the setting named above (flag, COORDINATOR_* variable or the file it names)",
+        )
     return Check(name="configuration", status=CheckStatus.OK, summary="settings read", details=details)
 
 
 def _etcd(f: DoctorFacts) -> Check:
     if f.etcd_revision is not None:
-        return Check(name="etcd", status=CheckStatus.OK,
-                     summary=f"{f.etcd_endpoints} answered (revision {f.etcd_revision})")  # fmt: skip
+        return Check(
+            name="etcd", status=CheckStatus.OK, summary=f"{f.etcd_endpoints} answered (revision {f.etcd_revision})"
+        )
     if f.config_error is not None and not f.etcd_endpoints:
         return _skipped("etcd", "the configuration is invalid")
     return Check(
@@ -235,8 +244,9 @@ def _etcd(f: DoctorFacts) -> Check:
 def _permissions(f: DoctorFacts) -> Check:
     user = f.etcd_user or "(no user: etcd auth off)"
     if f.read_ok and f.write_ok is not False:
-        return Check(name="etcd permissions", status=CheckStatus.OK,
-                     summary=f"user {user} may read and write {f.prefix}/")  # fmt: skip
+        return Check(
+            name="etcd permissions", status=CheckStatus.OK, summary=f"user {user} may read and write {f.prefix}/"
+        )
     what = "read" if not f.read_ok else "write"
     role = "ROLE"
     return Check(
@@ -255,43 +265,64 @@ def _graph(f: DoctorFacts) -> Check:
     local = f.local_graph
     local_text = f"{f.deps}: valid, digest {local.digest}, {len(local.dags)} DAGs" if local else f"{f.deps}: invalid"
     if view is not None and view.graph_key in view.problems:
-        return Check(name="graph", status=CheckStatus.FAIL, summary=f"{view.graph_key}: {view.problems[view.graph_key]}",
-                     fix="start a watcher: its next pass rewrites the value from dependencies.json")  # fmt: skip
+        return Check(
+            name="graph",
+            status=CheckStatus.FAIL,
+            summary=f"{view.graph_key}: {view.problems[view.graph_key]}",
+            fix="start a watcher: its next pass rewrites the value from dependencies.json",
+        )
     if local is None:
         details = tuple((f.local_error or "").splitlines()[:10])
         summary = f"{f.deps} is invalid"
         if adopted is not None:
             summary += f"; the watchers keep the adopted graph (digest {adopted.digest})"
-        return Check(name="graph", status=CheckStatus.FAIL, summary=summary, details=details,
-                     fix=f"correct {f.deps} (`coordinator validate {f.deps}` lists every problem), or point --deps / "
-                     "COORDINATOR_DEPS at the right file")  # fmt: skip
+        return Check(
+            name="graph",
+            status=CheckStatus.FAIL,
+            summary=summary,
+            details=details,
+            fix=f"correct {f.deps} (`coordinator validate {f.deps}` lists every problem), or point --deps / "
+            "COORDINATOR_DEPS at the right file",
+        )
     if view is None:
         return Check(name="graph", status=CheckStatus.OK, summary=f"{local_text} (adopted graph not read)")
     if adopted is None:
-        return Check(name="graph", status=CheckStatus.WARN, summary=f"{local_text}; no graph adopted under {f.prefix} yet",
-                     fix="start a watcher (`coordinator watch`, or unpause the 00_watcher DAG): its first pass adopts "
-                     "the file")  # fmt: skip
+        return Check(
+            name="graph",
+            status=CheckStatus.WARN,
+            summary=f"{local_text}; no graph adopted under {f.prefix} yet",
+            fix="start a watcher (`coordinator watch`, or unpause the 00_watcher DAG): its first pass adopts the file",
+        )
     if adopted.digest != local.digest:
         return Check(
-            name="graph", status=CheckStatus.WARN,
+            name="graph",
+            status=CheckStatus.WARN,
             summary=f"{local_text}; the adopted graph differs (digest {adopted.digest}, revision "
             f"{view.activation_rev}, by {adopted.adopted_by or '?'})",
             fix="`coordinator diff` shows the difference; the leading watcher adopts the local file on its next pass "
             "if it reads this same file",
-        )  # fmt: skip
-    return Check(name="graph", status=CheckStatus.OK,
-                 summary=f"{local_text}; adopted at revision {view.activation_rev} by {adopted.adopted_by or '?'}")  # fmt: skip
+        )
+    return Check(
+        name="graph",
+        status=CheckStatus.OK,
+        summary=f"{local_text}; adopted at revision {view.activation_rev} by {adopted.adopted_by or '?'}",
+    )
 
 
 def _leader(f: DoctorFacts) -> Check:
     if f.leader is None:
-        return Check(name="leader", status=CheckStatus.FAIL,
-                     summary="no watcher is leading: nothing will be triggered",
-                     fix="start one: `coordinator watch` (with the same --etcd/--prefix/--deps), or unpause the "
-                     "00_watcher DAG")  # fmt: skip
+        return Check(
+            name="leader",
+            status=CheckStatus.FAIL,
+            summary="no watcher is leading: nothing will be triggered",
+            fix="start one: `coordinator watch` (with the same --etcd/--prefix/--deps), or unpause the 00_watcher DAG",
+        )
     started = _started(f.watchers, f.leader.identity)
-    return Check(name="leader", status=CheckStatus.OK,
-                 summary=f"{f.leader.identity} leads since revision {f.leader.since_revision}{started}")  # fmt: skip
+    return Check(
+        name="leader",
+        status=CheckStatus.OK,
+        summary=f"{f.leader.identity} leads since revision {f.leader.since_revision}{started}",
+    )
 
 
 def _started(watchers: Iterable[WatcherPresence], identity: str) -> str:
@@ -307,19 +338,25 @@ def _standbys(f: DoctorFacts) -> Check:
     if leader is None and not standbys:
         return _skipped("standbys", "no watcher runs (see the leader check)")
     if standbys:
-        return Check(name="standbys", status=CheckStatus.OK,
-                     summary=f"{len(standbys)} standby watcher(s): {', '.join(standbys)}")  # fmt: skip
-    return Check(name="standbys", status=CheckStatus.WARN,
-                 summary="no standby watcher: if the leader stops, nothing is triggered until it is back",
-                 fix="run a second `coordinator watch` on another host (it takes over within the leader TTL)")  # fmt: skip
+        return Check(
+            name="standbys", status=CheckStatus.OK, summary=f"{len(standbys)} standby watcher(s): {', '.join(standbys)}"
+        )
+    return Check(
+        name="standbys",
+        status=CheckStatus.WARN,
+        summary="no standby watcher: if the leader stops, nothing is triggered until it is back",
+        fix="run a second `coordinator watch` on another host (it takes over within the leader TTL)",
+    )
 
 
 def _instance(p: InstanceCheck, f: DoctorFacts) -> Check:
     name = f"airflow {p.instance}"
     watcher_notes = tuple(
-        f"watcher {w.id} at start: {c.describe()}" for w in f.watchers for c in w.instances
+        f"watcher {w.id} at start: {c.describe()}"
+        for w in f.watchers
+        for c in w.instances
         if c.instance == p.instance and not c.ok
-    )  # fmt: skip
+    )
     if not p.ok:
         return Check(name=name, status=CheckStatus.FAIL, summary=p.describe(), fix=p.fix, details=watcher_notes)
     perms = ", ".join(
@@ -328,9 +365,13 @@ def _instance(p: InstanceCheck, f: DoctorFacts) -> Check:
     )
     summary = f"{p.describe()}; {perms} (on {p.dags_checked} DAG(s))"
     if watcher_notes:
-        return Check(name=name, status=CheckStatus.FAIL, summary=summary, details=watcher_notes,
-                     fix="the watcher's own settings differ from these: give it the same instance settings and "
-                     "restart it")  # fmt: skip
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL,
+            summary=summary,
+            details=watcher_notes,
+            fix="the watcher's own settings differ from these: give it the same instance settings and restart it",
+        )
     return Check(name=name, status=CheckStatus.OK, summary=summary)
 
 
@@ -340,19 +381,21 @@ def _dags(p: InstanceCheck) -> Check:
         return _skipped(name, f"airflow {p.instance} not usable")
     if p.missing:
         return Check(
-            name=name, status=CheckStatus.FAIL,
+            name=name,
+            status=CheckStatus.FAIL,
             summary=f"{len(p.missing)} DAG(s) of the graph are not in Airflow: {', '.join(p.missing)}",
             fix="deploy their files to that Airflow's dags folder (or give the user's role read access to them); a "
             "misspelled name in dependencies.json: `coordinator validate`",
             details=(f"paused too: {', '.join(p.paused)}",) if p.paused else (),
-        )  # fmt: skip
+        )
     if p.paused:
         return Check(
-            name=name, status=CheckStatus.FAIL,
+            name=name,
+            status=CheckStatus.FAIL,
             summary=f"{len(p.paused)} DAG(s) of the graph are paused (their runs wait queued): {', '.join(p.paused)}",
             fix=" ; ".join(f"airflow dags unpause {d}" for d in p.paused)
             + " (or the toggle in the UI; a root with a schedule starts a run at once when unpaused)",
-        )  # fmt: skip
+        )
     return Check(name=name, status=CheckStatus.OK, summary=f"all {p.dags_checked} DAG(s) exist and are unpaused")
 
 
@@ -380,17 +423,21 @@ def _plugin_records(f: DoctorFacts, view: View, now: datetime) -> Check:
 
     details = tuple(seen_text(i) for i in instances)
     if not quiet:
-        return Check(name="plugin records", status=CheckStatus.OK,
-                     summary=f"the plugin recorded runs recently for {', '.join(instances) or 'no instance'}",
-                     details=details)  # fmt: skip
+        return Check(
+            name="plugin records",
+            status=CheckStatus.OK,
+            summary=f"the plugin recorded runs recently for {', '.join(instances) or 'no instance'}",
+            details=details,
+        )
     return Check(
-        name="plugin records", status=CheckStatus.WARN,
+        name="plugin records",
+        status=CheckStatus.WARN,
         summary=f"no run state from the Airflow plugin in the last {RECENT_RECORDS.total_seconds() / 3600:g} h for "
         f"{', '.join(quiet)}",
         details=details,
         fix="in that Airflow's environment run `coordinator check-plugin` (installed? COORDINATOR_ETCD_ENDPOINTS, "
         "COORDINATOR_PREFIX and COORDINATOR_INSTANCE set for the scheduler?); quiet is normal if no DAG ran",
-    )  # fmt: skip
+    )
 
 
 def _unknown_instances(f: DoctorFacts, view: View) -> Check:
@@ -405,23 +452,33 @@ def _unknown_instances(f: DoctorFacts, view: View) -> Check:
         if node.instance not in known:
             found[node.instance] = found.get(node.instance, 0) + 1
     if not found:
-        return Check(name="unknown instances", status=CheckStatus.OK,
-                     summary=f"every run state belongs to an instance of the graph ({', '.join(sorted(known))})")  # fmt: skip
+        return Check(
+            name="unknown instances",
+            status=CheckStatus.OK,
+            summary=f"every run state belongs to an instance of the graph ({', '.join(sorted(known))})",
+        )
     listed = ", ".join(f"{name!r} ({count} run state(s))" for name, count in sorted(found.items()))
     return Check(
-        name="unknown instances", status=CheckStatus.FAIL,
+        name="unknown instances",
+        status=CheckStatus.FAIL,
         summary=f"run states recorded for instance(s) the graph does not know: {listed}; no watcher reads them",
         fix=f"in that Airflow set COORDINATOR_INSTANCE to the name dependencies.json uses ({', '.join(sorted(known))}),"
         " or name that instance in dependencies.json",
-    )  # fmt: skip
+    )
 
 
 def _retention(f: DoctorFacts) -> Check:
     if f.floor_error is not None:
-        return Check(name="retention", status=CheckStatus.FAIL, summary=f.floor_error,
-                     fix="`coordinator prune --before DATE` rewrites the floor")  # fmt: skip
+        return Check(
+            name="retention",
+            status=CheckStatus.FAIL,
+            summary=f.floor_error,
+            fix="`coordinator prune --before DATE` rewrites the floor",
+        )
     if f.floor is None:
-        return Check(name="retention", status=CheckStatus.OK, summary="no retention floor: every partition is plannable")
+        return Check(
+            name="retention", status=CheckStatus.OK, summary="no retention floor: every partition is plannable"
+        )
     return Check(name="retention", status=CheckStatus.OK, summary=f.floor.describe())
 
 
@@ -437,18 +494,22 @@ def _intents(view: View, only: str | None) -> Check:
             pending.append(f"{node} {partition}")
     if failed:
         return Check(
-            name="intents", status=CheckStatus.FAIL,
+            name="intents",
+            status=CheckStatus.FAIL,
             summary=f"{len(failed)} trigger(s) Airflow refused (retried slowly), {len(pending)} pending",
-            details=tuple(failed[:MAX_LISTED]) + ((f"... and {len(failed) - MAX_LISTED} more",)
-                                                   if len(failed) > MAX_LISTED else ()),
+            details=tuple(failed[:MAX_LISTED])
+            + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ()),
             fix="each line says what Airflow answered; fix that (DAG missing, paused, permission) and the leader "
             "retries on its own; `coordinator why DAG -p PARTITION` explains one",
-        )  # fmt: skip
+        )
     if pending:
-        return Check(name="intents", status=CheckStatus.WARN,
-                     summary=f"{len(pending)} trigger(s) not confirmed yet (normal while the leader works)",
-                     details=tuple(pending[:MAX_LISTED]),
-                     fix="if they stay: is a watcher leading? (see the leader check)")  # fmt: skip
+        return Check(
+            name="intents",
+            status=CheckStatus.WARN,
+            summary=f"{len(pending)} trigger(s) not confirmed yet (normal while the leader works)",
+            details=tuple(pending[:MAX_LISTED]),
+            fix="if they stay: is a watcher leading? (see the leader check)",
+        )
     return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
 
 
@@ -456,10 +517,13 @@ def _bad_values(view: View) -> Check:
     problems = [f"{key}: {problem}" for key, problem in sorted(view.problems.items()) if key != view.graph_key]
     if not problems:
         return Check(name="values", status=CheckStatus.OK, summary="every key under the prefix parses")
-    return Check(name="values", status=CheckStatus.WARN,
-                 summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
-                 details=tuple(problems[:MAX_LISTED]),
-                 fix="rewrite them in the documented format (docs/keys.md) or delete them")  # fmt: skip
+    return Check(
+        name="values",
+        status=CheckStatus.WARN,
+        summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
+        details=tuple(problems[:MAX_LISTED]),
+        fix="rewrite them in the documented format (docs/keys.md) or delete them",
+    )
 
 
 def status_header(
@@ -475,10 +539,14 @@ def status_header(
     """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
     against the local file, and the watchers' failed instance checks (each with its fix)."""
     if leader is None:
-        lines = ["no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
-                 "doctor` checks the rest)"]  # fmt: skip
+        lines = [
+            "no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
+            "doctor` checks the rest)"
+        ]
     else:
-        lines = [f"leader: {leader.identity} (since revision {leader.since_revision}{_started(watchers, leader.identity)})"]
+        lines = [
+            f"leader: {leader.identity} (since revision {leader.since_revision}{_started(watchers, leader.identity)})"
+        ]
     if adopted_digest is None:
         graph = "graph: none adopted yet"
         if local is not None:
@@ -496,8 +564,10 @@ def status_header(
     for w in watchers:
         for check in w.instances:
             if not check.ok:
-                lines.append(f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
-                             f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else ""))  # fmt: skip
+                lines.append(
+                    f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
+                    f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else "")
+                )
     return lines
 
 

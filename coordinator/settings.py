@@ -24,7 +24,6 @@ from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, Ke
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
 
-
 #: Where the single-instance shorthand's credentials come from (instance ``default``).
 DEFAULT_CREDENTIALS = (
     "COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD (or COORDINATOR_AIRFLOW_PASSWORD_FILE)"

@@ -36,7 +36,9 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 EXIT_INVALID = 2
 EXIT_FAILURE = 1
 #: The next step after "cannot reach etcd": every command that reads etcd names the two places its address comes from.
-ETCD_HINT = "Is etcd running there? The address comes from --etcd or COORDINATOR_ETCD_ENDPOINTS (see `coordinator doctor`)"
+ETCD_HINT = (
+    "Is etcd running there? The address comes from --etcd or COORDINATOR_ETCD_ENDPOINTS (see `coordinator doctor`)"
+)
 
 EtcdOpt = Annotated[
     str | None,

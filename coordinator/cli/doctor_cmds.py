@@ -97,7 +97,8 @@ def doctor(
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
     airflow_url: Annotated[
-        str | None, typer.Option("--airflow-url", help="Airflow URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]")
+        str | None,
+        typer.Option("--airflow-url", help="Airflow URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]"),
     ] = None,
     instances: Annotated[
         Path | None, typer.Option("--instances", help="instances file [env COORDINATOR_INSTANCES_FILE]")
@@ -107,8 +108,17 @@ def doctor(
     something does not move. Exit 0 when nothing fails."""
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
-    given = {k: v for k, v in {"etcd_endpoints": etcd, "prefix": prefix, "deps": deps, "airflow_url": airflow_url,
-                               "instances_file": instances}.items() if v is not None}  # fmt: skip
+    given = {
+        k: v
+        for k, v in {
+            "etcd_endpoints": etcd,
+            "prefix": prefix,
+            "deps": deps,
+            "airflow_url": airflow_url,
+            "instances_file": instances,
+        }.items()
+        if v is not None
+    }
     # Every failure is a verdict in the output; the adapters' own warning lines would only repeat them.
     logging.getLogger("coordinator").setLevel(logging.CRITICAL)
     facts = asyncio.run(gather(given, instance))
@@ -128,10 +138,18 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         settings = Settings(**given)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return DoctorFacts(settings=setting_sources(given, None), prefix=str(given.get("prefix", "?")),
-                           config_error=f"invalid configuration: {problems}")  # fmt: skip
-    facts = DoctorFacts(settings=setting_sources(given, settings), prefix=settings.prefix, deps=str(settings.deps),
-                        only_instance=only, etcd_user=settings.etcd_username)  # fmt: skip
+        return DoctorFacts(
+            settings=setting_sources(given, None),
+            prefix=str(given.get("prefix", "?")),
+            config_error=f"invalid configuration: {problems}",
+        )
+    facts = DoctorFacts(
+        settings=setting_sources(given, settings),
+        prefix=settings.prefix,
+        deps=str(settings.deps),
+        only_instance=only,
+        etcd_user=settings.etcd_username,
+    )
     try:
         facts.local_graph = load_spec(settings.deps)
     except (SpecError, OSError) as exc:
@@ -220,8 +238,11 @@ async def _instance_facts(
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
-    clients = {name: AirflowClient(configured[name], timeout_s=AIRFLOW_TIMEOUT_S, name=name)
-               for name in names if name in configured}  # fmt: skip
+    clients = {
+        name: AirflowClient(configured[name], timeout_s=AIRFLOW_TIMEOUT_S, name=name)
+        for name in names
+        if name in configured
+    }
     try:
         return list(
             await asyncio.gather(

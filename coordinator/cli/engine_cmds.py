@@ -27,9 +27,9 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.view import View, adopt
+from coordinator.diagnosis import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.diagnosis import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.metrics import Metrics
 from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings

@@ -36,18 +36,26 @@ async def check_instance(
     now = datetime.now(UTC)
     if settings is None or client is None:
         return InstanceCheck(
-            instance=name, checked_at=now, error="no URL configured for this instance",
-            fix=("set COORDINATOR_AIRFLOW_URL (with COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD)"
-                 if name == "default" else
-                 f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE)"),
-        )  # fmt: skip
+            instance=name,
+            checked_at=now,
+            error="no URL configured for this instance",
+            fix=(
+                "set COORDINATOR_AIRFLOW_URL (with COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD)"
+                if name == "default"
+                else f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE)"
+            ),
+        )
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             return await _probe(name, settings, client, dag_ids, now)
     except TimeoutError:
-        return InstanceCheck(instance=name, url=settings.url, checked_at=now,
-                             error=f"no complete answer within {CHECK_TIMEOUT_S:g} s",
-                             fix="is the API server overloaded? its logs say; then run `coordinator doctor` again")  # fmt: skip
+        return InstanceCheck(
+            instance=name,
+            url=settings.url,
+            checked_at=now,
+            error=f"no complete answer within {CHECK_TIMEOUT_S:g} s",
+            fix="is the API server overloaded? its logs say; then run `coordinator doctor` again",
+        )
 
 
 async def _probe(
@@ -84,9 +92,13 @@ async def _probe(
     except AirflowError as exc:
         return result.model_copy(update={"read": True, "error": str(exc), "fix": _reach_fix(name, exc)})
     update: dict[str, object] = {
-        "read": True, "trigger": trigger, "clear": clear, "dags_checked": len(dag_ids), "missing": missing,
+        "read": True,
+        "trigger": trigger,
+        "clear": clear,
+        "dags_checked": len(dag_ids),
+        "missing": missing,
         "paused": paused,
-    }  # fmt: skip
+    }
     if trigger is False or clear is False:
         denied = "/".join(w for w, ok in (("trigger", trigger), ("clear", clear)) if ok is False)
         update["fix"] = _role_fix(settings, denied)

@@ -44,12 +44,26 @@ async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
     for check in results:
         watcher.metrics.instance_checked(check.instance, check.ok)
         if check.ok:
-            log.info("instance.checked instance=%s ok=true url=%s version=%s api=%s trigger=%s clear=%s missing=%d "
-                     "paused=%d", check.instance, check.url, check.version, check.api, check.trigger, check.clear,
-                     len(check.missing), len(check.paused))  # fmt: skip
+            log.info(
+                "instance.checked instance=%s ok=true url=%s version=%s api=%s trigger=%s clear=%s missing=%d "
+                "paused=%d",
+                check.instance,
+                check.url,
+                check.version,
+                check.api,
+                check.trigger,
+                check.clear,
+                len(check.missing),
+                len(check.paused),
+            )
         else:
-            log.error("instance.checked instance=%s ok=false url=%s error=%r fix=%r", check.instance, check.url,
-                      check.error, check.fix)  # fmt: skip
+            log.error(
+                "instance.checked instance=%s ok=false url=%s error=%r fix=%r",
+                check.instance,
+                check.url,
+                check.error,
+                check.fix,
+            )
     return tuple(results)
 
 
@@ -71,8 +85,9 @@ async def presence_loop(watcher: Watcher) -> None:
                     lease_id = (await watcher.store.grant_lease(ttl)).id
                     written = None
                 if written != checks:
-                    value = WatcherPresence(id=watcher.watcher_id, started_at=started, version=__version__,
-                                            instances=checks)  # fmt: skip
+                    value = WatcherPresence(
+                        id=watcher.watcher_id, started_at=started, version=__version__, instances=checks
+                    )
                     await watcher.store.put(key, value.model_dump_json().encode(), lease=lease_id)
                     written = checks
                 elif await watcher.store.keepalive_once(lease_id, watcher.store.timeout_s) <= 0:
