@@ -95,7 +95,7 @@ def checks_of(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any
 def test_doctor_says_no_watcher_leads_and_how_to_start_one(
     arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
 ) -> None:
-    """With the watcher stopped, doctor fails the leader check with 'nothing will be triggered' and `coordinator watch`."""
+    """With the watcher stopped, doctor fails the leader check: "nothing will be triggered", `coordinator watch`."""
     seed(arun, etcd_settings, etcd_prefix, leader=False, runs={})
     done = run_cli("doctor", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
     assert done.returncode == 1, done.stdout + done.stderr
@@ -174,7 +174,7 @@ def test_doctor_lists_paused_dags_with_the_unpause_command(
 def test_doctor_lists_run_states_of_an_instance_the_graph_does_not_know(
     arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
 ) -> None:
-    """The team_a trap: the plugin records under an instance no graph names; doctor names it and COORDINATOR_INSTANCE."""
+    """The team_a trap: run states under an instance no graph names; doctor names it and COORDINATOR_INSTANCE."""
     seed(arun, etcd_settings, etcd_prefix, leader=True,
          runs={NodeId("team_a", "01_pipeline"): ["2026-01-01T00:00:00Z"]})  # fmt: skip
     done = run_cli("doctor", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
@@ -186,7 +186,7 @@ def test_doctor_lists_run_states_of_an_instance_the_graph_does_not_know(
 def test_status_header_says_nothing_will_be_triggered_without_a_leader(
     arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
 ) -> None:
-    """status with the watcher stopped starts with 'no watcher is leading: nothing will be triggered'; DUE rows remain."""
+    """status with the watcher stopped starts with "no watcher is leading: nothing will be triggered"."""
     seed(
         arun,
         etcd_settings,
@@ -239,3 +239,33 @@ def test_watcher_start_check_names_the_password_setting_and_sets_the_metric(
     assert "COORDINATOR_AIRFLOW_PASSWORD" in lines[0] and "wrong" not in lines[0].replace("ok=false", "")
     assert metrics.registry.get_sample_value("coordinator_instance_up", {"instance": "default"}) == 0
     assert metrics.registry.get_sample_value("coordinator_instance_check_failures_total", {"instance": "default"}) == 1
+
+
+def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """check-plugin against a wrong etcd endpoint exits 1 with ONE error line naming COORDINATOR_ETCD_ENDPOINTS and
+    no retry log (etcd is asked once per endpoint before the writer would retry for the whole timeout)."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    env = cli_env(endpoint, "/coordinator", "http://127.0.0.1:9")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    done = run_cli("check-plugin", env=env, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"did not reach etcd at {endpoint}" in errors[0], done.stderr
+    assert "COORDINATOR_ETCD_ENDPOINTS" in errors[0]
+    assert "etcd.retry" not in done.stderr and "plugin.write_retry" not in done.stderr, done.stderr
+
+
+def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
+    tmp_path: Path, arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """check-plugin --instance team_a with a graph that names only default: it writes, then warns that no watcher
+    reads team_a and names COORDINATOR_INSTANCE; plugin.writer_stopped is logged once."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
+    env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    done = run_cli("check-plugin", "--instance", "team_a", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plugin OK: wrote" in done.stdout
+    assert "instance 'team_a' is not in the graph adopted" in done.stdout and "COORDINATOR_INSTANCE" in done.stdout
+    both = done.stdout + done.stderr
+    assert both.count("plugin.writer_stopped") <= 1, both
