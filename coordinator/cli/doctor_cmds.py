@@ -30,15 +30,14 @@ from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
 from coordinator.diagnosis import (
     DoctorFacts,
-    InstanceCheck,
     SettingSource,
     diagnose,
-    leader_and_watchers,
     passed,
     to_json,
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.presence import InstanceCheck, leader_and_watchers
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 

@@ -27,10 +27,10 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.view import View, adopt
-from coordinator.diagnosis import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
+from coordinator.presence import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from coordinator import __version__
-from coordinator.diagnosis import InstanceCheck, WatcherPresence
 from coordinator.errors import CoordinatorError
+from coordinator.presence import InstanceCheck, WatcherPresence
 from coordinator.watcher.instance_check import check_instance
 
 if TYPE_CHECKING:
