@@ -107,7 +107,9 @@ class AirflowClient:
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "default",
         on_request: Callable[[str, str, str, float], None] | None = None,
+        purpose: str = "",
     ) -> None:
+        # A purpose (``check``) is appended to the User-Agent: Airflow's access log tells the probes' 4xx apart.
         self.name = name
         # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
         self._on_request = on_request or (lambda instance, method, status, seconds: None)
@@ -119,7 +121,10 @@ class AirflowClient:
             # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
-            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            headers={
+                "Accept": "application/json",
+                "User-Agent": f"{_USER_AGENT}/{purpose}" if purpose else _USER_AGENT,
+            },
             # A redirect to a login page must surface as an error, not be followed to an HTML 200.
             follow_redirects=False,
         )

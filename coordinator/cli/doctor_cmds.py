@@ -23,7 +23,6 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from coordinator.airflow_api import AirflowClient
 from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
 from coordinator.core.model import NodeId
 from coordinator.core.retention import RetentionFloor
@@ -237,17 +236,5 @@ async def _instance_facts(
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
-    clients = {
-        name: AirflowClient(configured[name], timeout_s=AIRFLOW_TIMEOUT_S, name=name)
-        for name in names
-        if name in configured
-    }
-    try:
-        return list(
-            await asyncio.gather(
-                *(check_instance(n, configured.get(n), clients.get(n), graph.get(n, [])) for n in names)
-            )
-        )
-    finally:
-        for client in clients.values():
-            await client.aclose()
+    checks = (check_instance(n, configured.get(n), graph.get(n, []), timeout_s=AIRFLOW_TIMEOUT_S) for n in names)
+    return list(await asyncio.gather(*checks))

@@ -9,6 +9,7 @@ Rules:
    command that resolves it (a refused login names that instance's credential settings).
 3. Bounded: at most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
    up in one listing.
+4. Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,14 @@ CHECK_TIMEOUT_S = 30.0
 
 
 async def check_instance(
-    name: str, settings: InstanceSettings | None, client: AirflowClient | None, dag_ids: Sequence[str]
+    name: str, settings: InstanceSettings | None, dag_ids: Sequence[str], *, timeout_s: float = 10.0
 ) -> InstanceCheck:
-    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3)."""
+    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3), each request within ``timeout_s``.
+
+    With a client of its own (User-Agent ``.../check``, rule 4): its own login, and Airflow's access log (and the
+    test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
     now = datetime.now(UTC)
-    if settings is None or client is None:
+    if settings is None:
         return InstanceCheck(
             instance=name,
             checked_at=now,
@@ -49,7 +53,8 @@ async def check_instance(
             ),
         )
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
+        async with asyncio.timeout(CHECK_TIMEOUT_S), AirflowClient(settings, timeout_s=timeout_s, name=name,
+                                                                   purpose="check") as client:  # fmt: skip
             return await _probe(name, settings, client, dag_ids, now)
     except TimeoutError:
         return InstanceCheck(
