@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -15,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+)
 from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -269,3 +279,77 @@ def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
     assert "instance 'team_a' is not in the graph adopted" in done.stdout and "COORDINATOR_INSTANCE" in done.stdout
     both = done.stdout + done.stderr
     assert both.count("plugin.writer_stopped") <= 1, both
+
+
+def test_a_running_watchers_failed_start_check_shows_in_status_and_doctor(
+    tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """A watcher started with a wrong Airflow password keeps running; its failed start check (naming the password
+    setting) shows in `status` and in `doctor`, which also sees it as the leader; no trigger or clear was sent."""
+    env = cli_env(etcd_endpoint, etcd_prefix, airflow.url, password="wrong")
+    log = (tmp_path / "watcher.log").open("w")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "watch", "--http", "off", "--id", "w-wrong-password"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        status = run_cli("status", env=env)
+        while "failed its start check" not in status.stdout and time.monotonic() < deadline:
+            assert watcher.poll() is None, (tmp_path / "watcher.log").read_text()
+            time.sleep(0.3)
+            status = run_cli("status", env=env)
+        assert "leader: w-wrong-password" in status.stdout, status.stdout
+        assert "watcher w-wrong-password: Airflow instance default failed its start check" in status.stdout
+        assert "COORDINATOR_AIRFLOW_PASSWORD" in status.stdout
+        doctor = run_cli("doctor", "--format", "json", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+        checks = checks_of(doctor)
+        assert checks["leader"]["status"] == "ok" and "w-wrong-password" in checks["leader"]["summary"]
+        # doctor's own settings are right, but the watcher's are not: the instance check fails on the watcher's note
+        assert checks["airflow default"]["status"] == "fail", checks["airflow default"]
+        assert any("watcher w-wrong-password at start" in d for d in checks["airflow default"]["details"])
+        assert watcher.poll() is None, "the watcher stopped on a failed instance check"
+        logged = (tmp_path / "watcher.log").read_text()
+        assert logged.count("instance.checked instance=default ok=false") == 1, logged
+    finally:
+        watcher.terminate()
+        try:
+            watcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait(timeout=10)
+        log.close()
+    assert all(airflow.creates(d) == 0 and airflow.clears(d) == 0 for d in DAGS)
+
+
+def test_status_shows_one_state_for_a_rerun_that_has_not_started(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """During a rerun (02 cleared after a new 01 success, its new attempt not started) the row says "rerun requested"
+    with one reason, not "success", "stale" and "has not started yet" at once; JSON keeps the raw parts."""
+    p = "2026-01-01T00:00:00Z"
+    keys = KeyLayout(etcd_prefix)
+    up, down = NodeId("default", "01_pipeline"), NodeId("default", "02_pipeline")
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={up: [p], down: [p]})
+
+    async def rerun() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            again = RunRecord(state=RunState.SUCCESS, run_id=f"scheduled__{p}", clear_number=1)
+            rev = await store.put(keys.run_key(up, p), dump_record(again))
+            intent = TriggerRecord(
+                status=TriggerStatus.DONE, action=TriggerAction.CLEAR, run_id=f"scheduled__{p}",
+                inputs={up.qualified: rev}, cause_rev=rev, intent_rev=rev + 1, trigger_count=2,
+            )  # fmt: skip
+            await store.put(keys.trigger_key(down, p), dump_record(intent))
+
+    arun(rerun())
+    env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
+    text = run_cli("status", "-p", p, env=env)
+    assert text.returncode == 0, text.stderr
+    row = next(line for line in text.stdout.splitlines() if "02_pipeline" in line and p in line)
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[3] == "rerun requested" and "triggered at revision" in cells[4], row  # one state, one reason
+    assert "success" not in row and "stale" not in row, row
+    as_json = json.loads(run_cli("status", "--format", "json", "-p", p, env=env).stdout)
+    (raw,) = [r for r in as_json["rows"] if r["dag"] == "02_pipeline"]
+    assert (raw["status"], raw["state"], raw["fresh"]) == ("rerun requested", "success", False)
