@@ -353,3 +353,70 @@ def test_status_shows_one_state_for_a_rerun_that_has_not_started(
     as_json = json.loads(run_cli("status", "--format", "json", "-p", p, env=env).stdout)
     (raw,) = [r for r in as_json["rows"] if r["dag"] == "02_pipeline"]
     assert (raw["status"], raw["state"], raw["fresh"]) == ("rerun requested", "success", False)
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    """`coordinator --version` prints the package version and exits 0."""
+    from coordinator import __version__
+
+    done = run_cli("--version", env=dict(os.environ))
+    assert (done.returncode, done.stdout.strip()) == (0, f"coordinator {__version__}")
+
+
+def test_plugin_logs_one_coordinator_line_per_job_start_and_none_per_task(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The listener's on_starting hook logs one coordinator.plugin_started line (instance, prefix, etcd; no secret)
+    for a scheduler job, and nothing for a task process."""
+    from coordinator.airflow_plugin.writer import announce_start, install_writer
+
+    class Job:  # what Airflow passes: its Job, before the runner sets job_type
+        job_type = None
+        hostname = "sched-1"
+
+    class TaskRunnerMarker:  # what the Task SDK passes for a task process
+        pass
+
+    monkeypatch.setenv("COORDINATOR_ETCD_ENDPOINTS", "http://etcd-a:2379")
+    monkeypatch.setenv("COORDINATOR_PREFIX", "/team")
+    monkeypatch.setenv("COORDINATOR_INSTANCE", "team_a")
+    monkeypatch.setenv("COORDINATOR_ETCD_USERNAME", "plugin")
+    monkeypatch.setenv("COORDINATOR_ETCD_PASSWORD", "s3cret-value")
+    previous = install_writer(None)  # None: the next get_writer reads the environment above
+    try:
+        with caplog.at_level(logging.INFO, logger="coordinator.airflow_plugin.writer"):
+            announce_start(Job())
+            announce_start(TaskRunnerMarker())
+    finally:
+        install_writer(previous)
+    lines = [r.getMessage() for r in caplog.records if "plugin_started" in r.getMessage()]
+    assert lines == [
+        "coordinator.plugin_started component=Job@sched-1 instance=team_a prefix=/team etcd=http://etcd-a:2379 "
+        "etcd_user=plugin"
+    ]
+    assert "s3cret-value" not in caplog.text
+
+
+def test_a_refused_login_names_the_instances_file_fields(tmp_path: Path, airflow: FakeAirflow, arun: Any) -> None:
+    """An instance from the instances file whose password is wrong: the 401 names that instance's fields and file."""
+    from coordinator.airflow_api import AirflowClient
+    from coordinator.errors import AirflowAuthError
+    from coordinator.settings import load_instances_file
+
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"team_b": {"url": airflow.url, "username": "coordinator", "password_env": "PW_B"}}))
+    os.environ["PW_B"] = "wrong"
+    try:
+        settings = load_instances_file(path)["team_b"]
+    finally:
+        del os.environ["PW_B"]
+
+    async def go() -> None:
+        async with AirflowClient(settings, name="team_b") as client:
+            await client.dags()
+
+    with pytest.raises(AirflowAuthError) as raised:
+        arun(go())
+    message = str(raised.value)
+    assert "401" in message and "password_env/password_file of 'team_b'" in message and str(path) in message
+    assert "wrong" not in message
