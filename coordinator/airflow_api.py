@@ -62,17 +62,8 @@ from coordinator.errors import (
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
-__all__ = [
-    "RUN_AFTER_MARGIN_S",
-    "AirflowClient",
-    "ApiVersion",
-    "DagInfo",
-    "DagRunInfo",
-    "TriggerOutcome",
-    "TriggerResult",
-    "iso_utc",
-    "startable_run_after",
-]
+__all__ = ["RUN_AFTER_MARGIN_S", "AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome"]
+__all__ += ["TriggerResult", "iso_utc", "startable_run_after"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -109,7 +100,9 @@ class AirflowClient:
         on_request: Callable[[str, str, str, float], None] | None = None,
         purpose: str = "",
     ) -> None:
-        # A purpose (``check``) is appended to the User-Agent: Airflow's access log tells the probes' 4xx apart.
+        # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
+        # failures debug lines: the check expects refusals and reports its own verdict.
+        self._quiet = bool(purpose)
         self.name = name
         # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
         self._on_request = on_request or (lambda instance, method, status, seconds: None)
@@ -121,10 +114,7 @@ class AirflowClient:
             # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
-            headers={
-                "Accept": "application/json",
-                "User-Agent": f"{_USER_AGENT}/{purpose}" if purpose else _USER_AGENT,
-            },
+            headers={"Accept": "application/json", "User-Agent": f"{_USER_AGENT}/{purpose}".rstrip("/")},
             # A redirect to a login page must surface as an error, not be followed to an HTML 200.
             follow_redirects=False,
         )
@@ -490,7 +480,8 @@ class AirflowClient:
 
     def _log(self, exc: AirflowError) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
-        level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
+        expected = self._quiet or isinstance(exc, AirflowNotFound | AirflowConflict)
+        level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
 
