@@ -173,6 +173,9 @@ def _etcd(f: DoctorFacts) -> Check:
         )
     if f.config_error is not None and not f.etcd_endpoints:
         return _skipped("etcd", "the configuration is invalid")
+    if "authentication failed" in (f.etcd_error or ""):
+        fix = "set COORDINATOR_ETCD_USERNAME and COORDINATOR_ETCD_PASSWORD (or _PASSWORD_FILE) to a user of that etcd"
+        return Check(name="etcd", status=CheckStatus.FAIL, summary=f.etcd_error or "", fix=fix)
     return Check(
         name="etcd",
         status=CheckStatus.FAIL,

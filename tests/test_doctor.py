@@ -33,6 +33,7 @@ from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.presence import check_instances
 from coordinator.watcher.service import open_watcher
+from devtools.etcd_server import EtcdServer
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_plugin_writer import closed_port
 
@@ -420,3 +421,38 @@ def test_a_refused_login_names_the_instances_file_fields(tmp_path: Path, airflow
     message = str(raised.value)
     assert "401" in message and "password_env/password_file of 'team_b'" in message and str(path) in message
     assert "wrong" not in message
+
+
+def test_doctor_checks_the_etcd_users_permissions_without_writing(
+    private_etcd: EtcdServer, tmp_path: Path, airflow: FakeAirflow
+) -> None:
+    """With etcd auth on: a user that may only read the prefix fails the permission check with the etcdctl grant
+    command (asked with a transaction that writes nothing); a wrong password names the etcd credential settings."""
+    etcdctl = [str(private_etcd.binary.with_name("etcdctl")), f"--endpoints={private_etcd.endpoint}"]
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*etcdctl, *args], check=True, capture_output=True, timeout=30)
+
+    ctl("role", "add", "root")
+    ctl("user", "add", "root", "--new-user-password=root-pw")
+    ctl("user", "grant-role", "root", "root")
+    ctl("role", "add", "reader")
+    ctl("role", "grant-permission", "reader", "read", "--prefix=true", "/coordinator/")
+    ctl("user", "add", "reader", "--new-user-password=reader-pw")
+    ctl("user", "grant-role", "reader", "reader")
+    ctl("auth", "enable")
+    env = cli_env(private_etcd.endpoint, "/coordinator", airflow.url)
+    env.update(COORDINATOR_ETCD_USERNAME="reader", COORDINATOR_ETCD_PASSWORD="reader-pw")
+    done = run_cli("doctor", "--format", "json", env=env)
+    checks = checks_of(done)
+    assert checks["etcd"]["status"] == "ok", checks["etcd"]
+    perms = checks["etcd permissions"]
+    assert perms["status"] == "fail" and "may not write /coordinator/" in perms["summary"], perms
+    assert "etcdctl role grant-permission" in perms["fix"] and "readwrite" in perms["fix"]
+    keys = subprocess.run([*etcdctl, "--user=root:root-pw", "get", "--prefix", "--keys-only", "/"],
+                          check=True, capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    assert keys.strip() == "", keys  # the write probe wrote nothing
+    env.update(COORDINATOR_ETCD_PASSWORD="not-the-password")
+    wrong = checks_of(run_cli("doctor", "--format", "json", env=env))["etcd"]
+    assert wrong["status"] == "fail" and "authentication failed" in wrong["summary"]
+    assert "COORDINATOR_ETCD_PASSWORD" in wrong["fix"] and "not-the-password" not in json.dumps(wrong)
