@@ -215,7 +215,7 @@ async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | Non
         store = await EtcdStore.connect(quick, quick=True)
     except StoreUnavailable as exc:
         raise PluginCheckError(
-            f"did not reach etcd at {settings_text(config)} within {timeout_s:g} s ({exc}); set "
+            f"did not reach etcd at {settings_text(config)} (asked once, {timeout_s:g} s deadline: {exc}); set "
             "COORDINATOR_ETCD_ENDPOINTS (or --etcd) to where etcd listens, in the environment of Airflow's "
             "scheduler too"
         ) from exc
