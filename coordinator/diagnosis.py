@@ -27,7 +27,14 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
-from coordinator.presence import InstanceCheck, LeaderFact, WatcherPresence, started_text
+from coordinator.presence import (
+    RECONCILE_ONCE,
+    InstanceCheck,
+    LeaderFact,
+    WatcherPresence,
+    last_reconcile_once,
+    started_text,
+)
 
 #: Plugin records older than this do not count as "seen recently": two days covers a daily DAG's weekend gap.
 RECENT_RECORDS = timedelta(hours=48)
@@ -254,6 +261,14 @@ def _graph(f: DoctorFacts) -> Check:
 
 
 def _leader(f: DoctorFacts) -> Check:
+    once = last_reconcile_once(f.watchers)
+    if f.leader is None and once is not None:
+        return Check(
+            name="leader",
+            status=CheckStatus.OK,
+            summary=f"no watcher leads between passes; the last `reconcile --once` pass ({once.id}) ran at "
+            f"{once.started_at.isoformat(timespec='seconds')}",
+        )
     if f.leader is None:
         return Check(
             name="leader",
@@ -271,9 +286,9 @@ def _leader(f: DoctorFacts) -> Check:
 
 def _standbys(f: DoctorFacts) -> Check:
     leader = f.leader.identity if f.leader is not None else None
-    standbys = sorted(w.id for w in f.watchers if w.id != leader)
+    standbys = sorted(w.id for w in f.watchers if w.id != leader and w.mode != RECONCILE_ONCE)
     if leader is None and not standbys:
-        return _skipped("standbys", "no watcher runs (see the leader check)")
+        return _skipped("standbys", "no watcher service runs (see the leader check)")
     if standbys:
         return Check(
             name="standbys", status=CheckStatus.OK, summary=f"{len(standbys)} standby watcher(s): {', '.join(standbys)}"

@@ -69,6 +69,20 @@ class WatcherPresence(BaseModel):
     started_at: datetime
     version: str = ""
     instances: tuple[InstanceCheck, ...] = ()
+    #: ``watch`` (the service) or ``reconcile-once`` (the last ``reconcile --once`` pass, e.g. the 00_watcher DAG's:
+    #: ``started_at`` is then when that pass ran; the key outlives it by RECONCILE_ONCE_TTL_S).
+    mode: str = "watch"
+
+
+#: How long a ``reconcile --once`` pass stays visible: a 00_watcher DAG on its default one-minute schedule renews it
+#: 15 times over; a schedule slower than 15 minutes shows as "no watcher" between passes, which is then nearly true.
+RECONCILE_ONCE_TTL_S = 900
+RECONCILE_ONCE = "reconcile-once"
+
+
+def last_reconcile_once(watchers: Iterable[WatcherPresence]) -> WatcherPresence | None:
+    passes = [w for w in watchers if w.mode == RECONCILE_ONCE]
+    return max(passes, key=lambda w: w.started_at) if passes else None
 
 
 @dataclass(frozen=True)
@@ -96,7 +110,12 @@ def status_header(
 ) -> list[str]:
     """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
     against the local file, and the watchers' failed instance checks (each with its fix)."""
-    if leader is None:
+    once = last_reconcile_once(watchers)
+    if leader is None and once is not None:
+        at = once.started_at.isoformat(timespec="seconds")
+        lines = [f"no watcher leads between passes; the last `reconcile --once` pass ({once.id}) ran at {at}: what "
+                 "is due is triggered at the next pass"]  # fmt: skip
+    elif leader is None:
         lines = [
             "no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
             "doctor` checks the rest)"

@@ -36,6 +36,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.health import Health
 from coordinator.watcher.http import serve
+from coordinator.watcher.presence import record_pass
 from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,7 @@ def reconcile(
                 await watcher.actuator.drain()
             finally:
                 await watcher.election.resign()
+            await record_pass(watcher)  # doctor and status: a watcher passes here now and then (00_watcher)
             o = watcher.actuator.outcome
             # One line says what the pass did (the watcher DAG's task log shows it as is).
             did = ", ".join(

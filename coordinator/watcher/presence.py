@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from coordinator import __version__
 from coordinator.errors import CoordinatorError
-from coordinator.presence import InstanceCheck, WatcherPresence
+from coordinator.presence import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
 from coordinator.watcher.instance_check import check_instance
 
 if TYPE_CHECKING:
@@ -110,3 +110,17 @@ async def presence_loop(watcher: Watcher) -> None:
         if lease_id:
             with contextlib.suppress(CoordinatorError, TimeoutError):
                 await asyncio.wait_for(watcher.store.revoke_lease(lease_id), timeout=1.0)
+
+
+async def record_pass(watcher: Watcher) -> None:
+    """After a ``reconcile --once`` pass: the one presence key of that mode, bound to a lease of RECONCILE_ONCE_TTL_S,
+    so ``doctor`` and ``status`` know passes happen although no watcher leads between them. Best effort: etcd
+    trouble here is logged, never fails the pass."""
+    key = watcher.settings.keys.watcher_key(RECONCILE_ONCE)
+    value = WatcherPresence(id=watcher.watcher_id, started_at=datetime.now(UTC), version=__version__,
+                            mode=RECONCILE_ONCE)  # fmt: skip
+    try:
+        lease = await watcher.store.grant_lease(RECONCILE_ONCE_TTL_S)
+        await watcher.store.put(key, value.model_dump_json().encode(), lease=lease.id)
+    except CoordinatorError as exc:
+        log.warning("presence.failed key=%s error=%s", key, exc)
