@@ -16,7 +16,7 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -96,7 +96,6 @@ class DoctorFacts:
     #: Instances to check (``--instance`` narrows it) and what probing each found.
     instances: Sequence[InstanceCheck] = ()
     only_instance: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:

@@ -76,11 +76,16 @@ async def presence_loop(watcher: Watcher) -> None:
     checks: tuple[InstanceCheck, ...] = ()
     checking = asyncio.create_task(check_instances(watcher))
     lease_id = 0
+    reported = False
     written: tuple[InstanceCheck, ...] | None = None
     try:
         while not watcher.stop.is_set():
-            if checking.done() and not checks and checking.exception() is None:
-                checks = checking.result()
+            if checking.done() and not checks and not reported:
+                reported = True
+                if checking.exception() is not None:  # a bug, not an Airflow answer: say so once, keep running
+                    log.error("instance.check_failed error=%r", checking.exception())
+                else:
+                    checks = checking.result()
             try:
                 if lease_id == 0:
                     lease_id = (await watcher.store.grant_lease(ttl)).id
