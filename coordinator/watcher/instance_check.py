@@ -10,6 +10,9 @@ Rules:
 3. Bounded: at most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
    up in one listing.
 4. Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
+5. Airflow 3 writes an audit-log row for the permitted trigger probe (event ``trigger_dag_run``, extra
+   ``{"coordinator_probe": true}``; no run is created; measured on 3.3.2) and none for the dry-run clear. So the
+   watcher's start check asks about one DAG per instance (one row per start); ``doctor`` asks about up to MAX_PROBED.
 """
 
 from __future__ import annotations
@@ -34,9 +37,15 @@ CHECK_TIMEOUT_S = 30.0
 
 
 async def check_instance(
-    name: str, settings: InstanceSettings | None, dag_ids: Sequence[str], *, timeout_s: float = 10.0
+    name: str,
+    settings: InstanceSettings | None,
+    dag_ids: Sequence[str],
+    *,
+    timeout_s: float = 10.0,
+    probe_limit: int = MAX_PROBED,
 ) -> InstanceCheck:
-    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3), each request within ``timeout_s``.
+    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3), each request within ``timeout_s``,
+    the permissions on at most ``probe_limit`` DAGs (the watcher's start check asks about one: rule 5).
 
     With a client of its own (User-Agent ``.../check``, rule 4): its own login, and Airflow's access log (and the
     test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
@@ -55,7 +64,7 @@ async def check_instance(
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), AirflowClient(settings, timeout_s=timeout_s, name=name,
                                                                    purpose="check") as client:  # fmt: skip
-            return await _probe(name, settings, client, dag_ids, now)
+            return await _probe(name, settings, client, dag_ids, now, probe_limit)
     except TimeoutError:
         return InstanceCheck(
             instance=name,
@@ -67,7 +76,7 @@ async def check_instance(
 
 
 async def _probe(
-    name: str, settings: InstanceSettings, client: AirflowClient, dag_ids: Sequence[str], now: datetime
+    name: str, settings: InstanceSettings, client: AirflowClient, dag_ids: Sequence[str], now: datetime, limit: int
 ) -> InstanceCheck:
     result = InstanceCheck(instance=name, url=settings.url, checked_at=now)
     try:
@@ -89,7 +98,7 @@ async def _probe(
     result = result.model_copy(update={"login": True})
     missing = tuple(d for d in dag_ids if d not in listed)
     paused = tuple(d for d in dag_ids if listed.get(d))
-    present = [d for d in dag_ids if d in listed][:MAX_PROBED]
+    present = [d for d in dag_ids if d in listed][:limit]
     trigger: bool | None = True if present else None
     clear: bool | None = True if present else None
     try:

@@ -40,7 +40,7 @@ async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
     dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
     timeout = watcher.settings.airflow_timeout_s
     results = await asyncio.gather(
-        *(check_instance(name, configured.get(name), dags[name], timeout_s=timeout) for name in names)
+        *(check_instance(name, configured.get(name), dags[name], timeout_s=timeout, probe_limit=1) for name in names)
     )
     for check in results:
         watcher.metrics.instance_checked(check.instance, check.ok)
