@@ -15,7 +15,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -169,7 +169,7 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         names = sorted(n for n in graph if only is None or n == only)
         if only is not None and only not in graph:
             names = [only]
-        facts.instances = await _instance_facts(names, graph, configured, settings)
+        facts.instances = await _instance_facts(names, graph, configured)
     return facts
 
 
@@ -183,7 +183,7 @@ def _graph_in_force(facts: DoctorFacts) -> dict[str, list[str]] | None:
     return None
 
 
-def _by_instance(nodes: Any) -> dict[str, list[str]]:
+def _by_instance(nodes: Iterable[NodeId]) -> dict[str, list[str]]:
     result: dict[str, list[str]] = {}
     for node in nodes:
         result.setdefault(node.instance, []).append(node.dag_id)
@@ -232,7 +232,7 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
 
 
 async def _instance_facts(
-    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any], settings: Settings
+    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any]
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
