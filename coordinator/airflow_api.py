@@ -62,17 +62,8 @@ from coordinator.errors import (
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
-__all__ = [
-    "RUN_AFTER_MARGIN_S",
-    "AirflowClient",
-    "ApiVersion",
-    "DagInfo",
-    "DagRunInfo",
-    "TriggerOutcome",
-    "TriggerResult",
-    "iso_utc",
-    "startable_run_after",
-]
+__all__ = ["RUN_AFTER_MARGIN_S", "AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome"]
+__all__ += ["TriggerResult", "iso_utc", "startable_run_after"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -107,7 +98,11 @@ class AirflowClient:
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "default",
         on_request: Callable[[str, str, str, float], None] | None = None,
+        purpose: str = "",
     ) -> None:
+        # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
+        # failures debug lines: the check expects refusals and reports its own verdict.
+        self._quiet = bool(purpose)
         self.name = name
         # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
         self._on_request = on_request or (lambda instance, method, status, seconds: None)
@@ -119,7 +114,7 @@ class AirflowClient:
             # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
-            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            headers={"Accept": "application/json", "User-Agent": f"{_USER_AGENT}/{purpose}".rstrip("/")},
             # A redirect to a login page must surface as an error, not be followed to an HTML 200.
             follow_redirects=False,
         )
@@ -163,18 +158,22 @@ class AirflowClient:
         return self._parsed(parse_dag, "GET", path, await self._send("GET", path), dag_id)
 
     async def paused_dags(self) -> frozenset[str]:
-        """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+), paged; AirflowError past SCAN_MAX.
+        """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+)."""
+        return frozenset(dag for dag, paused in (await self.dags(paused_only=True)).items() if paused)
 
-        Each item's own flag is checked: a server that ignores the filter costs more pages, never a wrong answer.
-        """
+    async def dags(self, *, paused_only: bool = False) -> dict[str, bool]:
+        """DAG id -> paused, of every DAG this user may read (only the paused ones when asked), paged; AirflowError
+        past SCAN_MAX. Each item's own flag is kept: a server that ignores the filter costs pages, not answers."""
         path = f"/api/{await self.api_version()}/dags"
-        dags = [
-            self._parsed(parse_dag, "GET", path, i, "")
-            async for i in self._pages(path, "dags", {"paused": "true"}, SCAN_MAX)
-        ]
-        if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss paused DAGs
+        params = {"paused": "true"} if paused_only else {}
+        dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", params, SCAN_MAX)]
+        if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss DAGs
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
-        return frozenset(dag.dag_id for dag in dags if dag.is_paused)
+        return {dag.dag_id: dag.is_paused for dag in dags}
+
+    async def send(self, method: str, path: str, body: Any) -> Any:
+        """One authenticated request with the errors of rule 2 (for read-only probes such as ``doctor``'s)."""
+        return await self._send(method, path, json=body)
 
     async def unpause(self, dag_id: str) -> DagInfo:
         """Unpause the DAG (a no-op if it is not paused)."""
@@ -366,7 +365,8 @@ class AirflowClient:
                 raise self._error(method, path, resp)
             # No response body here: a validation error would echo the submitted password back.
             cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
-            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}", resp.status_code))
+            fix = f"; check {s.credentials_from}" if s.credentials_from and cls is AirflowAuthError else ""
+            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}{fix}", resp.status_code))
 
     async def _send(
         self,
@@ -395,13 +395,8 @@ class AirflowClient:
             # 401: token expired; 403: token rejected (e.g. the JWT secret rotated). One fresh login, one retry.
             # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
             if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
-                log.info(
-                    "airflow.relogin instance=%s method=%s path=%s status=%s",
-                    self.name,
-                    method,
-                    path,
-                    resp.status_code,
-                )
+                log.info("airflow.relogin instance=%s method=%s path=%s status=%s", self.name, method, path,
+                         resp.status_code)  # fmt: skip
                 await self._login(gen)
                 continue
             break
@@ -444,20 +439,18 @@ class AirflowClient:
             ) from exc
         finally:
             self._on_request(self.name, method, status, time.monotonic() - started)
-        log.debug(
-            "airflow.request instance=%s method=%s path=%s status=%s ms=%.1f",
-            self.name,
-            method,
-            path,
-            resp.status_code,
-            (time.monotonic() - started) * 1000,
-        )
+        log.debug("airflow.request instance=%s method=%s path=%s status=%s ms=%.1f", self.name, method, path,
+                  resp.status_code, (time.monotonic() - started) * 1000)  # fmt: skip
         return resp
 
     def _error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
+        if status == 401 and self._settings.credentials_from:  # Airflow 2's basic auth: the password is wrong
+            message += f"; check {self._settings.credentials_from}"
+        elif status == 403:
+            message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
         return self._log(error_class(status)(message, status))
 
     def _detail(self, resp: httpx.Response) -> str:
@@ -487,7 +480,8 @@ class AirflowClient:
 
     def _log(self, exc: AirflowError) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
-        level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
+        expected = self._quiet or isinstance(exc, AirflowNotFound | AirflowConflict)
+        level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
 

@@ -30,10 +30,11 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
 from coordinator.airflow_plugin.config import resolve_now
-from coordinator.airflow_plugin.records import WriterConfig, connect_store
+from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, connect_store
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
-from coordinator.core.model import canonical_partition, partition_datetime
-from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreUnavailable
+from coordinator.core.model import NodeId, canonical_partition, partition_datetime
+from coordinator.core.view import Activation
+from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreError, StoreUnavailable
 
 ENTRY_POINT_GROUP = "airflow.plugins"
 ENTRY_POINT_NAME = "etcd_coordinator"
@@ -44,6 +45,11 @@ CHECK_PARTITION = "2000-01-01T00:00:00Z"
 #: How long the check waits for the etcd connection (at least; a longer --timeout counts too): the first lookup in a
 #: process imports Airflow's models (~2 s here) and may then ask a secrets backend across the network.
 CONNECTION_TIMEOUT_S = 15.0
+#: How long the check waits for etcd's first answer: a healthy etcd answers in milliseconds; 3 s covers a slow one
+#: without making a wrong address cost more than a few seconds.
+REACH_TIMEOUT_S = 3.0
+#: The adopted graph could not be read (permission): its instances are unknown, not absent.
+UNKNOWN: frozenset[str] = frozenset({"?"})
 
 
 class Reporter(Protocol):
@@ -98,8 +104,12 @@ def check_plugin(flags: Mapping[str, str], report: Reporter, *, dry_run: bool, k
     )
     if dry_run:
         _dry_run(config, hook, run, report)
-    else:
-        _write(config, hook, run, timeout_s, keep, report)
+        return
+    # One quick question first: an unreachable etcd is one line within seconds, not a writer retrying for the whole
+    # timeout (and logging every retry) before saying the same thing.
+    instances = asyncio.run(_reach(config, min(timeout_s, REACH_TIMEOUT_S)))
+    _write(config, hook, run, timeout_s, keep, report)
+    _check_instance(config, instances, report)
 
 
 def _resolve(flags: Mapping[str, str], timeout_s: float, report: Reporter) -> WriterConfig:
@@ -208,6 +218,54 @@ def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, k
             report.note(f"could not delete the check's key again: {exc}")
     suffix = "" if keep else " (deleted again; --keep leaves it)"
     report.info(f"plugin OK: wrote {key}{suffix}")
+
+
+async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | None:
+    """Ask etcd once (one attempt per endpoint, ``timeout_s`` each) and read the adopted graph's instance names
+    (None: no graph adopted, or its value unreadable). PluginCheckError naming the setting when etcd does not answer.
+    """
+    from coordinator.etcd import EtcdStore  # gRPC is loaded only by the steps that talk to etcd
+
+    quick = config.etcd.model_copy(update={"timeout_s": timeout_s})
+    try:
+        store = await EtcdStore.connect(quick, quick=True)
+    except StoreUnavailable as exc:
+        raise PluginCheckError(
+            f"did not reach etcd at {settings_text(config)} (asked once, {timeout_s:g} s deadline: {exc}); set "
+            "COORDINATOR_ETCD_ENDPOINTS (or --etcd) to where etcd listens, in the environment of Airflow's "
+            "scheduler too"
+        ) from exc
+    try:
+        graph = await store.get(config.keys.config_key("graph"), retry=False)
+    except StoreError:  # e.g. a plugin role that may only write {prefix}/runs/: the write step decides, not this
+        return UNKNOWN
+    finally:
+        await store.close()
+    if graph is None:
+        return None
+    try:
+        activation = Activation.model_validate_json(graph.value)
+    except ValueError:
+        return None
+    return frozenset(NodeId.parse(q).instance for q in activation.nodes)
+
+
+def _check_instance(config: WriterConfig, instances: frozenset[str] | None, report: Reporter) -> None:
+    """Warn when this Airflow's instance name is one no adopted graph knows: its records would be read by nobody."""
+    where = config.keys.prefix
+    if instances is UNKNOWN:
+        report.note(f"could not read {config.keys.config_key('graph')} (no read permission?): whether a watcher "
+                    f"reads instance {config.instance!r} is unchecked; `coordinator doctor` checks it")  # fmt: skip
+    elif instances is None:
+        report.note(f"no graph is adopted under {where} yet: start a watcher (`coordinator watch`) so that it "
+                    f"reads what instance {config.instance!r} records")  # fmt: skip
+    elif config.instance not in instances:
+        report.note(
+            f"instance {config.instance!r} is not in the graph adopted under {where} (it knows: "
+            f"{', '.join(sorted(instances))}): no watcher reads the run states this Airflow records. Set "
+            f"{INSTANCE_ENV} (or [coordinator] instance, AIRFLOW__COORDINATOR__INSTANCE) to the instance name "
+            "dependencies.json uses for this Airflow"
+        )
 
 
 def settings_text(config: WriterConfig) -> str:
