@@ -176,6 +176,15 @@ class AirflowClient:
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
         return frozenset(dag.dag_id for dag in dags if dag.is_paused)
 
+    async def dags(self) -> list[DagInfo]:
+        """Every DAG this user may read, with its paused flag: ``GET /dags``, paged; AirflowError past SCAN_MAX (a
+        partial list would call DAGs missing that exist)."""
+        path = f"/api/{await self.api_version()}/dags"
+        dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", {}, SCAN_MAX)]
+        if len(dags) >= SCAN_MAX:
+            raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
+        return dags
+
     async def unpause(self, dag_id: str) -> DagInfo:
         """Unpause the DAG (a no-op if it is not paused)."""
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
