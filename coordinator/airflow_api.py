@@ -85,6 +85,8 @@ PAGE_SIZE = 100
 #: Upper bound on runs scanned by a logical-date lookup whose filter the server ignored (see find_run_by_logical_date).
 SCAN_MAX = 10_000
 _USER_AGENT = "airflow-etcd-coordinator"
+#: The run id the clear-permission probe names: no real run has it, so a permitted dry run answers 404.
+PROBE_RUN_ID = "coordinator_permission_probe__no_such_run"
 
 
 def _q(segment: str) -> str:
@@ -176,14 +178,49 @@ class AirflowClient:
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
         return frozenset(dag.dag_id for dag in dags if dag.is_paused)
 
-    async def dags(self) -> list[DagInfo]:
-        """Every DAG this user may read, with its paused flag: ``GET /dags``, paged; AirflowError past SCAN_MAX (a
-        partial list would call DAGs missing that exist)."""
+    async def dags(self) -> dict[str, bool]:
+        """Every DAG this user can read, with its paused flag (``GET /dags``, paged); AirflowError past SCAN_MAX."""
         path = f"/api/{await self.api_version()}/dags"
         dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", {}, SCAN_MAX)]
         if len(dags) >= SCAN_MAX:
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
-        return dags
+        return {dag.dag_id: dag.is_paused for dag in dags}
+
+    async def login(self) -> None:
+        """Log in now (Airflow 3: fetch a token; Airflow 2: one authenticated read); AirflowAuthError when refused."""
+        if await self.api_version() is ApiVersion.V2:
+            await self._login(self._token_gen)  # the current generation: always a fresh login
+        else:
+            await self._send("GET", "/api/v1/dags", params={"limit": "1"})
+
+    async def may_trigger(self, dag_id: str) -> bool | None:
+        """Whether this user may create runs of ``dag_id``, asked without creating one: a body Airflow 3 must refuse
+        (no logical_date, an unknown key) is authorized first, so 403 = no permission and 422 = allowed. None on
+        Airflow 2, whose API validates the body before the permission (no read-only probe exists there)."""
+        api = await self.api_version()
+        if api is ApiVersion.V1:
+            return None
+        return await self._permitted("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", {"coordinator_probe": True}, 422)
+
+    async def may_clear(self, dag_id: str) -> bool | None:
+        """Whether this user may clear runs of ``dag_id``, asked without clearing: a dry run of a run that does not
+        exist answers 404 when allowed, 403 when not."""
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(PROBE_RUN_ID)}/clear"
+        return await self._permitted("POST", path, {"dry_run": True}, 404)
+
+    async def _permitted(self, method: str, path: str, body: Any, allowed_status: int) -> bool | None:
+        try:
+            await self._send(method, path, json=body)
+        except AirflowAuthError as exc:
+            if exc.status == 403:
+                return False
+            raise
+        except AirflowError as exc:
+            if exc.status in (allowed_status, 400, 422):
+                return True
+            raise
+        # Accepted: impossible for these bodies on the Airflow versions known; nothing says what it did.
+        return None
 
     async def unpause(self, dag_id: str) -> DagInfo:
         """Unpause the DAG (a no-op if it is not paused)."""
@@ -375,7 +412,8 @@ class AirflowClient:
                 raise self._error(method, path, resp)
             # No response body here: a validation error would echo the submitted password back.
             cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
-            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}", resp.status_code))
+            fix = f"; check {s.credentials_from}" if s.credentials_from and cls is AirflowAuthError else ""
+            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}{fix}", resp.status_code))
 
     async def _send(
         self,
@@ -467,6 +505,10 @@ class AirflowClient:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
+        if status == 401 and self._settings.credentials_from:  # Airflow 2's basic auth: the password is wrong
+            message += f"; check {self._settings.credentials_from}"
+        elif status == 403:
+            message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
         return self._log(error_class(status)(message, status))
 
     def _detail(self, resp: httpx.Response) -> str:

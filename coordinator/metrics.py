@@ -134,6 +134,18 @@ class Metrics:
         self.etcd_revision = Gauge(
             "coordinator_etcd_revision", "etcd's current revision, as of the last answered probe.", registry=r
         )
+        self.instance_up = Gauge(
+            "coordinator_instance_up",
+            "1 if the watcher's last check of the Airflow instance passed (reachable, login, permissions), else 0.",
+            ["instance"],
+            registry=r,
+        )
+        self.instance_check_failures = Counter(
+            "coordinator_instance_check_failures",
+            "Checks of an Airflow instance (at start) that failed: unreachable, login refused, missing permission.",
+            ["instance"],
+            registry=r,
+        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
@@ -149,6 +161,12 @@ class Metrics:
 
     def action_result(self, instance: str, action: str, result: str) -> None:
         self.triggers.labels(instance, action, result).inc()
+
+    def instance_checked(self, instance: str, ok: bool) -> None:
+        """One check of an Airflow instance (coordinator.watcher.instance_check)."""
+        self.instance_up.labels(instance).set(ok)
+        if not ok:
+            self.instance_check_failures.labels(instance).inc()
 
     def etcd_error(self, op: str, code: str) -> None:
         self.etcd_errors.labels(op, code).inc()

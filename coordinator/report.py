@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId, partition_datetime
+from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
 from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import View
 
@@ -43,6 +43,8 @@ class StatusRow(BaseModel):
     summary: str
     last_trigger: TriggerSummary | None
     last_error: str | None
+    #: The one state the text table shows (:func:`row_status`); ``state``/``fresh``/``due`` are its raw parts.
+    status: str = ""
 
 
 class AdoptionReport(BaseModel):
@@ -58,7 +60,7 @@ class AdoptionReport(BaseModel):
     next: list[str] | None = None
 
 
-def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[StatusRow]:
+def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View | None = None) -> list[StatusRow]:
     """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error."""
     rows: list[StatusRow] = []
     for partition in partitions:
@@ -66,8 +68,31 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str]) -> list[Sta
             verdict = plan.verdicts.get((node, partition))
             if verdict is None or _off_grid(graph, verdict):
                 continue
-            rows.append(_row(verdict))
+            fact = view.runs.get((node, partition)) if view is not None else None
+            rows.append(_row(verdict, row_status(verdict, fact.rev if fact is not None else None)))
     return rows
+
+
+def row_status(verdict: Verdict, run_rev: int | None) -> str:
+    """ONE state for a row, the most pressing first: a failed or unconfirmed trigger, a run in progress, a rerun
+    asked for but not started (the old attempt's "success" is history then, not the state), due, the outcome.
+    ``run_rev``: revision of the run state in the view (None: none)."""
+    ledger = verdict.ledger
+    if ledger is not None and ledger.status is TriggerStatus.ERROR:
+        return "trigger failed"
+    if ledger is not None and ledger.status is TriggerStatus.PENDING:
+        return "triggering"
+    if verdict.state is not None and verdict.state.active:
+        return str(verdict.state)
+    if ledger is not None and (run_rev is None or run_rev < ledger.intent_rev):
+        return "rerun requested" if verdict.state is not None else "triggered"
+    if verdict.due:
+        return "due"
+    if verdict.state is RunState.SUCCESS:
+        return "success" if verdict.fresh else "stale"
+    if verdict.state is RunState.FAILED:
+        return "failed"
+    return "waiting" if verdict.blocked_by else "not run"
 
 
 def _off_grid(graph: Graph, verdict: Verdict) -> bool:
@@ -79,7 +104,7 @@ def _off_grid(graph: Graph, verdict: Verdict) -> bool:
     return not grid.contains(partition_datetime(verdict.partition))
 
 
-def _row(verdict: Verdict) -> StatusRow:
+def _row(verdict: Verdict, status: str = "") -> StatusRow:
     ledger = verdict.ledger
     trigger: TriggerSummary | None = None
     if ledger is not None:
@@ -105,6 +130,7 @@ def _row(verdict: Verdict) -> StatusRow:
         summary=verdict.summary,
         last_trigger=trigger,
         last_error=ledger.record.last_error if ledger is not None else None,
+        status=status,
     )
 
 

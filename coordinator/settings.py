@@ -24,6 +24,11 @@ from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, Ke
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
 
+#: Where the single-instance shorthand's credentials come from (instance ``default``).
+DEFAULT_CREDENTIALS = (
+    "COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD (or COORDINATOR_AIRFLOW_PASSWORD_FILE)"
+)
+
 
 def read_secret(value: SecretStr | None, file: Path | None, what: str) -> SecretStr | None:
     """The secret from its file when one is named (trailing newline stripped), else the direct value."""
@@ -106,6 +111,9 @@ class InstanceSettings(BaseModel):
     password: SecretStr | None = None
     # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2).
     api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
+    #: Where the username and password come from, in words an operator can act on (the settings' names, never their
+    #: values): a refused login names it as the thing to fix.
+    credentials_from: str = ""
 
     @field_validator("url")
     @classmethod
@@ -243,6 +251,7 @@ class Settings(BaseSettings):
                     username=self.airflow_username,
                     password=read_secret(self.airflow_password, self.airflow_password_file, "Airflow password"),
                     api=self.airflow_api,
+                    credentials_from=DEFAULT_CREDENTIALS,
                 )
             except ValidationError as exc:
                 raise ConfigError(f"COORDINATOR_AIRFLOW_URL: {exc.errors()[0]['msg']}") from exc
@@ -285,8 +294,10 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
             password = read_secret(None, Path(entry["password_file"]), f"password of instance {name}")
         try:
             result[name] = InstanceSettings(
-                url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto")
-            )
+                url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto"),
+                credentials_from=f"the fields username/username_env and password_env/password_file of {name!r} in "
+                f"{path}",
+            )  # fmt: skip
         except ValidationError as exc:
             raise ConfigError(f"{where}: {exc.errors()[0]['msg']}") from exc
     return result

@@ -28,8 +28,9 @@ from typing import Any, Protocol
 
 from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, connect_store, make_config
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
-from coordinator.core.model import DEFAULT_INSTANCE, canonical_partition, partition_datetime
-from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError
+from coordinator.core.model import DEFAULT_INSTANCE, NodeId, canonical_partition, partition_datetime
+from coordinator.core.view import Activation
+from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreUnavailable
 from coordinator.settings import Settings
 
 ENTRY_POINT_GROUP = "airflow.plugins"
@@ -38,6 +39,9 @@ HOOKS = ("on_dag_run_running", "on_dag_run_success", "on_dag_run_failed")
 CHECK_DAG_ID = "coordinator_check_plugin"
 # A partition no real pipeline is likely to use, so the check never looks like real data to a watcher.
 CHECK_PARTITION = "2000-01-01T00:00:00Z"
+#: How long the check waits for etcd's first answer: a healthy etcd answers in milliseconds; 3 s covers a slow one
+#: without making a wrong address cost more than a few seconds.
+REACH_TIMEOUT_S = 3.0
 
 
 class Reporter(Protocol):
@@ -93,8 +97,12 @@ def check_plugin(
     )
     if dry_run:
         _dry_run(config, hook, run, report)
-    else:
-        _write(config, hook, run, timeout_s, keep, report)
+        return
+    # One quick question first: an unreachable etcd is one line within seconds, not a writer retrying for the whole
+    # timeout (and logging every retry) before saying the same thing.
+    instances = asyncio.run(_reach(config, min(timeout_s, REACH_TIMEOUT_S)))
+    _write(config, hook, run, timeout_s, keep, report)
+    _check_instance(config, instances, report)
 
 
 def _find_entry_point() -> EntryPoint:
@@ -192,6 +200,48 @@ def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, k
             report.note(f"could not delete the check's key again: {exc}")
     suffix = "" if keep else " (deleted again; --keep leaves it)"
     report.info(f"plugin OK: wrote {key}{suffix}")
+
+
+async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | None:
+    """Ask etcd once (one attempt per endpoint, ``timeout_s`` each) and read the adopted graph's instance names
+    (None: no graph adopted, or its value unreadable). PluginCheckError naming the setting when etcd does not answer.
+    """
+    from coordinator.etcd import EtcdStore  # gRPC is loaded only by the steps that talk to etcd
+
+    quick = config.etcd.model_copy(update={"timeout_s": timeout_s})
+    try:
+        store = await EtcdStore.connect(quick, quick=True)
+    except StoreUnavailable as exc:
+        raise PluginCheckError(
+            f"did not reach etcd at {settings_text(config)} within {timeout_s:g} s ({exc}); set "
+            "COORDINATOR_ETCD_ENDPOINTS (or --etcd) to where etcd listens, in the environment of Airflow's "
+            "scheduler too"
+        ) from exc
+    try:
+        graph = await store.get(config.keys.config_key("graph"), retry=False)
+    finally:
+        await store.close()
+    if graph is None:
+        return None
+    try:
+        activation = Activation.model_validate_json(graph.value)
+    except ValueError:
+        return None
+    return frozenset(NodeId.parse(q).instance for q in activation.nodes)
+
+
+def _check_instance(config: WriterConfig, instances: frozenset[str] | None, report: Reporter) -> None:
+    """Warn when this Airflow's instance name is one no adopted graph knows: its records would be read by nobody."""
+    where = config.keys.prefix
+    if instances is None:
+        report.note(f"no graph is adopted under {where} yet: start a watcher (`coordinator watch`) so that it "
+                    f"reads what instance {config.instance!r} records")  # fmt: skip
+    elif config.instance not in instances:
+        report.note(
+            f"instance {config.instance!r} is not in the graph adopted under {where} (it knows: "
+            f"{', '.join(sorted(instances))}): no watcher reads the run states this Airflow records. Set "
+            f"{INSTANCE_ENV} to the instance name dependencies.json uses for this Airflow"
+        )
 
 
 def settings_text(config: WriterConfig) -> str:

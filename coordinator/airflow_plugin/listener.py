@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from coordinator.airflow_plugin.writer import current_writer, record_dag_run
+from coordinator.airflow_plugin.writer import announce_start, current_writer, record_dag_run
 from coordinator.core.model import RunState
 
 # How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).
@@ -35,6 +35,12 @@ class CoordinatorListener:
     @hookimpl
     def on_dag_run_failed(self, dag_run: Any, msg: str) -> None:
         record_dag_run(dag_run, RunState.FAILED)
+
+    @hookimpl
+    def on_starting(self, component: Any) -> None:
+        """One ``coordinator`` line per start of a scheduler (or other Airflow job): where this process records run
+        states, so "the scheduler log has coordinator lines" holds from the first second. Never secrets."""
+        announce_start(component)
 
     @hookimpl
     def before_stopping(self, component: Any) -> None:

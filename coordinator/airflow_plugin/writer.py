@@ -134,6 +134,7 @@ class BackgroundWriter:
         self._stopping = threading.Event()
         self._give_up = threading.Event()
         self._in_flight: RunReport | None = None
+        self._closed = False  # close() ran: the exit flush must not stop (and log) a second time
 
     # ----- hook side: must stay cheap and never block -----
 
@@ -196,8 +197,9 @@ class BackgroundWriter:
 
     def close(self, timeout_s: float) -> bool:
         """Flush for at most ``timeout_s``, then stop the thread; undelivered records are counted and logged."""
-        if self._pid != os.getpid() or self._thread is None:
+        if self._pid != os.getpid() or self._thread is None or self._closed:
             return True
+        self._closed = True
         done = self.flush(timeout_s)
         self._abandon()  # nothing to do after a complete flush; otherwise every record left is counted and logged
         self._stopping.set()
@@ -422,6 +424,35 @@ def install_writer(writer: Writer | None) -> Writer | None:
     with _lock:
         previous, _writer, _config_error = _writer, writer, None
     return previous
+
+
+def announce_start(component: Any) -> None:
+    """Log one line saying where this process records run states (instance, prefix, etcd endpoints), or why it does
+    not. Called when an Airflow job starts (scheduler, dag-processor, triggerer); task processes are not jobs and stay
+    quiet (Airflow 2 calls the hook for a task with a TaskInstance: one line per task, acceptable there). Creates the
+    writer (a cheap object; its thread starts with the first record). Never raises."""
+    try:
+        kind = type(component).__name__
+        if kind == "TaskRunnerMarker":  # a task process (the Task SDK's marker): one line per task would be noise
+            return
+        # A Job announces itself before its runner sets job_type (SchedulerJob, DagProcessorJob, ...): the host tells
+        # the processes apart instead.
+        kind = getattr(component, "job_type", None) or f"{kind}@{getattr(component, 'hostname', '?')}"
+        writer = get_writer()
+        if writer is None:  # get_writer logged plugin.disabled with the reason
+            return
+        config = writer.config
+        endpoints = ",".join(f"{'https' if e.tls else 'http'}://{e.host}:{e.port}" for e in config.etcd.endpoints)
+        log.info(
+            "coordinator.plugin_started component=%s instance=%s prefix=%s etcd=%s etcd_user=%s",
+            kind,
+            config.instance,
+            config.keys.prefix,
+            endpoints,
+            config.etcd.username or "-",
+        )
+    except Exception:  # never into Airflow's start-up
+        log.exception("plugin.announce_failed")
 
 
 def record_dag_run(dag_run: Any, state: RunState) -> None:

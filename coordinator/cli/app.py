@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError
+from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError, StoreUnavailable
 from coordinator.settings import Settings
 
 app = typer.Typer(
@@ -35,6 +35,10 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 EXIT_INVALID = 2
 EXIT_FAILURE = 1
+#: The next step after "cannot reach etcd": every command that reads etcd names the two places its address comes from.
+ETCD_HINT = (
+    "Is etcd running there? The address comes from --etcd or COORDINATOR_ETCD_ENDPOINTS (see `coordinator doctor`)"
+)
 
 EtcdOpt = Annotated[
     str | None,
@@ -47,6 +51,27 @@ DepsOpt = Annotated[
     Path | None,
     typer.Option("--deps", help="dependencies.json [env COORDINATOR_DEPS, default ./dependencies.json]"),
 ]
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from coordinator import __version__
+
+        typer.echo(f"coordinator {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="print the version and exit", callback=_print_version, is_eager=True),
+    ] = False,
+) -> None:
+    """DAG-to-DAG dependencies across Airflow DAGs, teams and instances, with etcd as the shared state.
+
+    Something does not move? Run `coordinator doctor`.
+    """
 
 
 def fail(message: str, code: int = EXIT_INVALID) -> NoReturn:
@@ -77,6 +102,8 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
     except (ConfigError, SpecError) as exc:
         fail(str(exc), EXIT_INVALID)
+    except StoreUnavailable as exc:
+        fail(f"etcd: {exc}. {ETCD_HINT}", EXIT_FAILURE)
     except StoreError as exc:
         fail(f"etcd: {exc}", EXIT_FAILURE)
     except CoordinatorError as exc:
@@ -86,7 +113,15 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def main() -> None:
     """Console-script entry point."""
     # Import the command modules for their registrations on ``app``.
-    from coordinator.cli import airflow_cmds, diff_cmds, engine_cmds, prune_cmds, spec_cmds, state_cmds  # noqa: F401
+    from coordinator.cli import (  # noqa: F401
+        airflow_cmds,
+        diff_cmds,
+        doctor_cmds,
+        engine_cmds,
+        prune_cmds,
+        spec_cmds,
+        state_cmds,
+    )
 
     try:
         app()

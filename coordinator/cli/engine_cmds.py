@@ -22,11 +22,13 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
+from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.spec_warnings import close_dags
 from coordinator.core.view import View, adopt
+from coordinator.diagnosis import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -120,6 +122,16 @@ async def _read_view(settings: Settings) -> View:
     view = View(settings.keys)
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
     return view
+
+
+async def _read_status_state(settings: Settings) -> tuple[View, LeaderFact | None, list[WatcherPresence]]:
+    """The view, plus the leader and the live watchers' presence (status's header), from one snapshot."""
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        snap = await store.snapshot(settings.keys.root)
+    view = View(settings.keys)
+    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+    leader, watchers = leader_and_watchers(settings.keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs))
+    return view, leader, watchers
 
 
 def _read_floor(settings: Settings) -> RetentionFloor | None:
@@ -284,17 +296,35 @@ def status(
     """Per DAG and partition: state, fresh or stale, due, waiting on whom, last trigger, last error."""
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
+    if last < 1:
+        fail(f"--last must be at least 1, not {last}")
     settings = _settings(etcd, prefix, deps, first_start_limit=first_start_limit)
-    graph = _graph(settings)
+    local: Graph | None = None
+    local_error: SpecError | None = None
+    try:
+        local = load_spec(settings.deps)
+    except SpecError as exc:
+        local_error = exc
     partitions = [_partition(partition)] if partition else None
-    view = run_async(lambda: _read_view(settings))
+    view, leader, watchers = run_async(lambda: _read_status_state(settings))
+    adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
+    graph = local or adopted
+    if graph is None:
+        assert local_error is not None  # no local graph only when the file is invalid
+        fail("\n".join(local_error.problems))  # nothing adopted to fall back on: the file's problems, exit 2
+    header = status_header(
+        leader=leader, watchers=watchers, deps=str(settings.deps), local=local, adopted=adopted,
+        adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
+    )  # fmt: skip
+    every = view.all_partitions()
     parts = partitions or recent_partitions(view, last)
+    more = 0 if partitions else len(every) - len(parts)
     first, first_lines = _first_start_lines(graph, view, settings)
     # Never adopted: show what the first pass will decide (nothing while it would be held).
     result = plan(graph, view, parts, activation=first.activation if first is not None else None)
     floor = _read_floor(settings)
     result = Retirement(graph, floor).apply(result)
-    rows = status_rows(graph, result, parts)
+    rows = status_rows(graph, result, parts, view)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -308,9 +338,20 @@ def status(
             "adoption": adoption.model_dump(exclude_none=True),
             "rows": [row.model_dump(mode="json") for row in rows],
             "problems": problems_lines(view),
+            "leader": leader.identity if leader is not None else None,
+            "graph": {
+                "adopted_digest": view.activation.digest if view.activation else None,
+                "local_digest": local.digest if local is not None else None,
+                "local_valid": local is not None,
+                "shown": "local" if local is not None else "adopted",
+            },
+            "more_partitions": more,
+            "header": header,
         }
         typer.echo(json.dumps(payload, indent=2))
         return
+    for line in header:
+        out.print(line, markup=False, soft_wrap=True)
     for line in first_lines:
         out.print(line, markup=False, soft_wrap=True)
     if floor is not None:
@@ -319,17 +360,20 @@ def status(
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
     table = Table(title=f"coordinator status at revision {view.revision}")
-    for column in ("partition", "dag", "state", "fresh", "due", "waiting on / why", "last trigger", "error"):
+    # One state per row (report.row_status) with its one reason: a rerun in progress is not also "success" and
+    # "stale" at once; the raw parts stay in --format json.
+    for column in ("partition", "dag", "state", "why", "last trigger", "error"):
         table.add_column(column, overflow="fold")
     for row in rows:
         trig = row.last_trigger
         table.add_row(
-            row.partition, row.dag, row.state or "-", "fresh" if row.fresh else "stale",
-            "DUE" if row.due else "", row.summary,
+            row.partition, row.dag, row.status.upper() if row.status == "due" else row.status, row.summary,
             f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
             row.last_error or "",
         )  # fmt: skip
     out.print(table)
+    if more > 0:
+        out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
     for line in problems_lines(view):
         out.print(f"[yellow]problem[/]: {line}")
 

@@ -130,7 +130,7 @@ async def _airflow_dags(name: str, instance: InstanceSettings) -> tuple[str, dic
     """Airflow's version and every DAG id it lists with its paused flag."""
     async with AirflowClient(instance, name=name) as client:
         version = await client.version()
-        return version, {dag.dag_id: dag.is_paused for dag in await client.dags()}
+        return version, await client.dags()
 
 
 def _check_airflow(graph: Graph, settings: Settings) -> int:

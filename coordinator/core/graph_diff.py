@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.view import Activation, View
 
@@ -95,6 +96,26 @@ class Baseline:
             offsets = {NodeId.parse(q): k for q, k in (entry.offsets or {}).items()}
             dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets)
         return cls(label, dags, revision=revision)
+
+
+def adopted_graph(activation: Activation, source: str) -> Graph | None:
+    """The graph in force as the activation records it (edges, grids, offsets), for readers that cannot use the
+    local file (``status`` while dependencies.json is invalid); None when an entry predates edge recording."""
+    baseline = Baseline.from_activation(activation, source)
+    dags: dict[NodeId, DagSpec] = {}
+    for node, entry in baseline.dags.items():
+        if not entry.edges_known:
+            return None
+        assert entry.upstreams is not None and entry.on_failure_of is not None
+        grid = None
+        if entry.grid is not None:
+            fields = entry.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
+            grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
+        dags[node] = DagSpec(node, entry.upstreams, entry.on_failure_of, grid=grid,
+                             offsets=tuple(sorted(entry.offsets.items())))  # fmt: skip
+    if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
+        return None
+    return Graph(dags, frozenset(n.instance for n in dags), source)
 
 
 def _nodes(values: Iterable[str] | None) -> tuple[NodeId, ...] | None:

@@ -258,6 +258,14 @@ class KeyLayout:
     def leader(self) -> str:
         return f"{self.prefix}/leader"
 
+    @property
+    def watchers(self) -> str:
+        """Base of the watchers' lease-bound presence keys: ``{prefix}/watchers/{id}`` (``doctor``, ``status``)."""
+        return f"{self.prefix}/watchers/"
+
+    def watcher_key(self, watcher_id: str) -> str:
+        return f"{self.watchers}{watcher_id.replace('/', '_')}"
+
     def run_key(self, node: NodeId, partition: str) -> str:
         return f"{self.runs}{node.instance}/{node.dag_id}/{partition}"
 

@@ -73,11 +73,18 @@ class EtcdStore:
     # -- connection -----------------------------------------------------------------------------------------
 
     @classmethod
-    async def connect(cls, settings: EtcdSettings) -> EtcdStore:
-        """Connect to the first endpoint that answers (authenticating if a username is set)."""
+    async def connect(cls, settings: EtcdSettings, *, quick: bool = False) -> EtcdStore:
+        """Connect to the first endpoint that answers (authenticating if a username is set).
+
+        ``quick``: one attempt per endpoint and no retry, for commands that must answer within seconds when etcd is
+        down (``doctor``, ``check-plugin``); the caller shortens ``settings.timeout_s`` to bound a silent endpoint.
+        """
         store = cls(settings, read_tls(settings))
         try:
-            await store.current_revision()
+            if quick:
+                await store._first_answer()
+            else:
+                await store.current_revision()
         except StoreUnavailable as exc:
             await store.close()
             where = ", ".join(endpoint_url(ep) for ep in settings.endpoints)
@@ -88,6 +95,19 @@ class EtcdStore:
             await store.close()
             raise
         return store
+
+    async def _first_answer(self) -> int:
+        """The current revision from the first endpoint that answers, each asked once (``connect(quick=True)``)."""
+        last: StoreUnavailable | None = None
+        for _ in self._settings.endpoints:
+            try:
+                return await self.current_revision(retry=False)
+            except StoreUnavailable as exc:
+                last = exc
+                cause = exc.__cause__
+                self.after_failure(cause if cause is not None else exc)
+        assert last is not None  # settings hold at least one endpoint
+        raise last
 
     @property
     def endpoint(self) -> str:
@@ -196,9 +216,9 @@ class EtcdStore:
         )
         return to_kv(response.kvs[0]) if response.kvs else None
 
-    async def put(self, key: str, value: bytes) -> int:
-        """Write unconditionally; return the write's revision."""
-        request = rpc.PutRequest(key=encode(key), value=value)
+    async def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
+        """Write unconditionally (bound to ``lease`` if given: deleted when it expires); return the revision."""
+        request = rpc.PutRequest(key=encode(key), value=value, lease=lease or 0)
         response = await self.call("put", lambda c: c.kv.Put(request, timeout=self.timeout_s, metadata=c.metadata))
         return int(response.header.revision)
 
@@ -342,11 +362,12 @@ class EtcdStore:
         with contextlib.suppress(RevisionCompacted):
             await self.call("compact", lambda c: c.kv.Compact(request, timeout=self.timeout_s, metadata=c.metadata))
 
-    async def current_revision(self) -> int:
+    async def current_revision(self, *, retry: bool = True) -> int:
         """The store's current revision (the revision of the latest write)."""
         response = await self.call(
             "status",
             lambda c: c.maintenance.Status(rpc.StatusRequest(), timeout=self.timeout_s, metadata=c.metadata),
+            retry=retry,
         )
         return int(response.header.revision)
 

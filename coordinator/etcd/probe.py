@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from aetcd import rpc
 
+from coordinator.errors import StoreError
 from coordinator.etcd.wire import encode
 
 if TYPE_CHECKING:
@@ -25,3 +26,24 @@ async def ping(store: EtcdStore, key: str, timeout_s: float) -> int:
         "probe", lambda c: c.kv.Range(request, timeout=timeout_s, metadata=c.metadata), retry=False
     )
     return int(response.header.revision)
+
+
+async def write_allowed(store: EtcdStore, key: str, timeout_s: float) -> bool:
+    """Whether this user may write ``key``, asked without writing: a transaction whose condition never holds (a
+    mod revision of -1) with a put in its success branch. etcd checks the permissions of every branch before it
+    evaluates the condition, so PERMISSION_DENIED means no write permission; an answer means allowed, and nothing
+    was written either way. Other errors are raised (StoreError)."""
+    k = encode(key)
+    request = rpc.TxnRequest(
+        compare=[rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=k, mod_revision=-1)],
+        success=[rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=b""))],
+        failure=[],
+    )
+    try:
+        await store.call("write_probe", lambda c: c.kv.Txn(request, timeout=timeout_s, metadata=c.metadata),
+                         retry=False)  # fmt: skip
+    except StoreError as exc:
+        if "PERMISSION_DENIED" in str(exc):
+            return False
+        raise
+    return True

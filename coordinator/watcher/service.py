@@ -46,6 +46,7 @@ from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
+from coordinator.watcher.presence import presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.retention import RetentionTracker, retention_loop
 
@@ -416,6 +417,8 @@ class Watcher:
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
             asyncio.create_task(retention_loop(self), name="retention"),
+            # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
+            asyncio.create_task(presence_loop(self), name="presence"),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:

@@ -1,0 +1,254 @@
+"""``coordinator doctor``: every check a newcomer needs when something does not move, one line each, with the fix.
+
+Rules:
+1. This module only probes (settings and their sources, one quick etcd connection, one snapshot of the prefix, a
+   write-permission question that writes nothing, each Airflow instance through
+   :func:`coordinator.watcher.instance_check.check_instance`); the verdicts are :func:`coordinator.diagnosis.diagnose`.
+2. Fast when something is down: etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
+   Airflow instance a bounded check. Nothing is triggered, cleared, unpaused or written.
+3. Never a traceback: a bad setting, etcd down or Airflow down are verdicts. Exit 0 when no check fails, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from coordinator.airflow_api import AirflowClient
+from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
+from coordinator.core.model import NodeId
+from coordinator.core.retention import RetentionFloor
+from coordinator.core.view import View
+from coordinator.diagnosis import (
+    DoctorFacts,
+    InstanceCheck,
+    SettingSource,
+    diagnose,
+    leader_and_watchers,
+    passed,
+    to_json,
+    to_text,
+)
+from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.settings import Settings
+from coordinator.spec_file import load_spec
+
+#: etcd's first answer: milliseconds when healthy; 3 s covers a slow one and keeps a wrong address cheap.
+ETCD_TIMEOUT_S = 3.0
+#: Each Airflow request of the instance checks: a healthy API answers in well under a second.
+AIRFLOW_TIMEOUT_S = 5.0
+
+#: (field, flag) of the settings doctor shows, in that order; secrets (rule 3 of diagnosis) show only their source.
+SHOWN = (
+    ("etcd_endpoints", "--etcd"),
+    ("prefix", "--prefix"),
+    ("deps", "--deps"),
+    ("etcd_username", None),
+    ("etcd_password", None),
+    ("etcd_password_file", None),
+    ("etcd_ca_file", None),
+    ("airflow_url", "--airflow-url"),
+    ("airflow_username", None),
+    ("airflow_password", None),
+    ("airflow_password_file", None),
+    ("instances_file", "--instances"),
+)
+SECRETS = {"etcd_password", "airflow_password"}
+
+
+def setting_sources(given: dict[str, Any], settings: Settings | None) -> list[SettingSource]:
+    """Each shown setting: its value (secrets: only set / not set) and where it came from (flag, env or default)."""
+    result: list[SettingSource] = []
+    for name, flag in SHOWN:
+        env = f"COORDINATOR_{name.upper()}"
+        if name in given:
+            source = flag or "flag"
+        elif env in os.environ:
+            source = f"env {env}"
+        else:
+            source = "default"
+        value = getattr(settings, name, None) if settings is not None else given.get(name, os.environ.get(env))
+        if name in SECRETS:
+            shown = "(set)" if value else "(not set)"
+        else:
+            shown = str(value) if value not in (None, "") else "(not set)"
+        if source == "default" and shown == "(not set)":
+            continue  # optional and absent: nothing to report
+        result.append(SettingSource(name=name, shown=shown, source=source))
+    return result
+
+
+@app.command()
+def doctor(
+    instance: Annotated[
+        str | None, typer.Option("--instance", help="check only this Airflow instance (and its intents)")
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+    airflow_url: Annotated[
+        str | None,
+        typer.Option("--airflow-url", help="Airflow URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]"),
+    ] = None,
+    instances: Annotated[
+        Path | None, typer.Option("--instances", help="instances file [env COORDINATOR_INSTANCES_FILE]")
+    ] = None,
+) -> None:
+    """Check everything the coordinator needs, in order, one line each with the fix: the first thing to run when
+    something does not move. Exit 0 when nothing fails."""
+    if fmt not in ("text", "json"):
+        fail(f"--format must be text or json, not {fmt!r}")
+    given = {
+        k: v
+        for k, v in {
+            "etcd_endpoints": etcd,
+            "prefix": prefix,
+            "deps": deps,
+            "airflow_url": airflow_url,
+            "instances_file": instances,
+        }.items()
+        if v is not None
+    }
+    # Every failure is a verdict in the output; the adapters' own warning lines would only repeat them.
+    logging.getLogger("coordinator").setLevel(logging.CRITICAL)
+    facts = asyncio.run(gather(given, instance))
+    checks = diagnose(facts, datetime.now(UTC))
+    if fmt == "json":
+        typer.echo(json.dumps(to_json(checks), indent=2))
+    else:
+        for line in to_text(checks):
+            typer.echo(line)
+    if not passed(checks):
+        raise typer.Exit(EXIT_FAILURE)
+
+
+async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
+    """Rule 1: everything diagnose needs, probed in order; a failed step leaves its facts None."""
+    try:
+        settings = Settings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return DoctorFacts(
+            settings=setting_sources(given, None),
+            prefix=str(given.get("prefix", "?")),
+            config_error=f"invalid configuration: {problems}",
+        )
+    facts = DoctorFacts(
+        settings=setting_sources(given, settings),
+        prefix=settings.prefix,
+        deps=str(settings.deps),
+        only_instance=only,
+        etcd_user=settings.etcd_username,
+    )
+    try:
+        facts.local_graph = load_spec(settings.deps)
+    except (SpecError, OSError) as exc:
+        facts.local_error = "\n".join(exc.problems) if isinstance(exc, SpecError) else str(exc)
+    try:
+        etcd = settings.etcd()
+    except CoordinatorError as exc:
+        facts.config_error = str(exc)
+        return facts
+    facts.etcd_endpoints = settings.etcd_endpoints
+    await _etcd_facts(facts, settings, etcd.model_copy(update={"timeout_s": ETCD_TIMEOUT_S}))
+    try:
+        configured = settings.instances()
+    except CoordinatorError as exc:
+        facts.config_error = str(exc)
+        configured = {}
+    graph = _graph_in_force(facts)
+    if graph is not None:
+        names = sorted(n for n in graph if only is None or n == only)
+        if only is not None and only not in graph:
+            names = [only]
+        facts.instances = await _instance_facts(names, graph, configured, settings)
+    return facts
+
+
+def _graph_in_force(facts: DoctorFacts) -> dict[str, list[str]] | None:
+    """Instance -> DAG ids of the local graph, else of the adopted one; None when neither is known."""
+    if facts.local_graph is not None:
+        return _by_instance(facts.local_graph.dags)
+    view = facts.view
+    if view is not None and view.activation is not None:
+        return _by_instance(NodeId.parse(q) for q in view.activation.nodes)
+    return None
+
+
+def _by_instance(nodes: Any) -> dict[str, list[str]]:
+    result: dict[str, list[str]] = {}
+    for node in nodes:
+        result.setdefault(node.instance, []).append(node.dag_id)
+    return {name: sorted(dags) for name, dags in result.items()}
+
+
+async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None:
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+    from coordinator.etcd.probe import write_allowed
+    from coordinator.watcher.retention import read_floor
+
+    try:
+        store = await EtcdStore.connect(etcd, quick=True)
+    except CoordinatorError as exc:
+        facts.etcd_error = str(exc)
+        return
+    keys = settings.keys
+    try:
+        facts.etcd_revision = await store.current_revision(retry=False)
+        try:
+            snap = await store.snapshot(keys.root)
+            facts.read_ok = True
+        except StoreError as exc:
+            facts.read_ok, facts.permission_error = False, str(exc)
+            return
+        try:
+            facts.write_ok = await write_allowed(store, keys.config_key("doctor"), ETCD_TIMEOUT_S)
+        except StoreError as exc:
+            facts.write_ok, facts.permission_error = None, str(exc)
+        view = View(keys)
+        view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+        facts.view = view
+        facts.leader, facts.watchers = leader_and_watchers(
+            keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs)
+        )
+        floor: RetentionFloor | None = None
+        try:
+            floor, _ = await read_floor(store, keys)
+        except CoordinatorError as exc:
+            facts.floor_error = str(exc)
+        facts.floor = floor
+    except CoordinatorError as exc:
+        facts.etcd_error = facts.etcd_error or str(exc)
+    finally:
+        await store.close()
+
+
+async def _instance_facts(
+    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any], settings: Settings
+) -> list[InstanceCheck]:
+    from coordinator.watcher.instance_check import check_instance
+
+    clients = {
+        name: AirflowClient(configured[name], timeout_s=AIRFLOW_TIMEOUT_S, name=name)
+        for name in names
+        if name in configured
+    }
+    try:
+        return list(
+            await asyncio.gather(
+                *(check_instance(n, configured.get(n), clients.get(n), graph.get(n, [])) for n in names)
+            )
+        )
+    finally:
+        for client in clients.values():
+            await client.aclose()

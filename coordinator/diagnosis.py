@@ -1,0 +1,588 @@
+"""``coordinator doctor``'s verdicts: facts gathered by the shell in, one :class:`Check` per line out.
+
+Rules:
+1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
+   the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
+2. Checks come in a fixed order (configuration, etcd, permissions, graph, leader, standbys, instances, DAGs, plugin
+   records, unknown instances, retention, intents, bad values). A check whose premise failed is ``skip``, never a
+   second failure for the same cause (etcd down is one failure, not ten).
+3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
+   a secret setting shows where it comes from, never its value.
+4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
+   documented in docs/operations.md; fields are only ever added.
+5. :class:`InstanceCheck` is also what a watcher publishes about each Airflow instance at start (its presence key,
+   docs/keys.md), so ``doctor`` and ``status`` show a watcher's failed start check too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId, TriggerStatus
+from coordinator.core.retention import RetentionFloor
+from coordinator.core.view import View
+
+#: Plugin records older than this do not count as "seen recently": two days covers a daily DAG's weekend gap.
+RECENT_RECORDS = timedelta(hours=48)
+#: Failed or pending intents listed by name; the rest are counted.
+MAX_LISTED = 5
+JSON_VERSION = 1
+
+
+class CheckStatus(StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+class Check(BaseModel):
+    """One line of ``doctor``: what was checked, the verdict, and for warn/fail the fix (rule 3)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    status: CheckStatus
+    summary: str
+    fix: str | None = None
+    details: tuple[str, ...] = ()
+
+
+class InstanceCheck(BaseModel):
+    """One Airflow instance as probed (by ``doctor``, or by a watcher at start): reachable, login, permissions, DAGs.
+
+    ``None`` in a permission means not asked or not askable (Airflow 2 has no read-only trigger probe).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    instance: str
+    url: str | None = None
+    api: str | None = None
+    version: str | None = None
+    login: bool | None = None
+    read: bool | None = None
+    trigger: bool | None = None
+    clear: bool | None = None
+    dags_checked: int = 0
+    missing: tuple[str, ...] = ()
+    paused: tuple[str, ...] = ()
+    error: str | None = None
+    fix: str | None = None
+    checked_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.login is not False and False not in (self.read, self.trigger, self.clear)
+
+    def describe(self) -> str:
+        """One line: where, which Airflow, and what was wrong (for logs and ``status``)."""
+        head = f"{self.url or '(no URL)'}"
+        if self.version:
+            head += f", Airflow {self.version} ({self.api})"
+        if self.error:
+            return f"{head}: {self.error}"
+        denied = [
+            what
+            for what, allowed in (("read", self.read), ("trigger", self.trigger), ("clear", self.clear))
+            if allowed is False
+        ]
+        if denied:
+            return f"{head}: may not {'/'.join(denied)} its DAGs"
+        return f"{head}: login ok"
+
+
+class WatcherPresence(BaseModel):
+    """A running watcher's presence value (``{prefix}/watchers/{id}``, lease-bound): who, since when, its checks."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    id: str
+    started_at: datetime
+    version: str = ""
+    instances: tuple[InstanceCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class SettingSource:
+    """One setting as ``doctor`` shows it: the value (or, for a secret, only that it is set) and where it came from."""
+
+    name: str
+    shown: str
+    source: str
+
+
+@dataclass(frozen=True)
+class LeaderFact:
+    identity: str
+    since_revision: int
+
+
+@dataclass
+class DoctorFacts:
+    """Everything the shell probed (rule 1). ``None`` means not reached (an earlier step failed)."""
+
+    settings: Sequence[SettingSource]
+    prefix: str
+    config_error: str | None = None
+    etcd_endpoints: str = ""
+    etcd_revision: int | None = None
+    etcd_error: str | None = None
+    #: The read of the prefix worked / a write would be allowed (None: not asked); the error when refused.
+    read_ok: bool | None = None
+    write_ok: bool | None = None
+    permission_error: str | None = None
+    etcd_user: str | None = None
+    deps: str = "dependencies.json"
+    local_graph: Graph | None = None
+    local_error: str | None = None
+    view: View | None = None
+    leader: LeaderFact | None = None
+    watchers: Sequence[WatcherPresence] = ()
+    floor: RetentionFloor | None = None
+    floor_error: str | None = None
+    #: Instances to check (``--instance`` narrows it) and what probing each found.
+    instances: Sequence[InstanceCheck] = ()
+    only_instance: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
+    """Every check, in the order of rule 2."""
+    checks = [_configuration(facts), _etcd(facts)]
+    reached = facts.etcd_revision is not None
+    checks.append(_permissions(facts) if reached else _skipped("etcd permissions", "etcd not reached"))
+    checks.append(_graph(facts))
+    if reached and facts.view is not None:
+        checks += [_leader(facts), _standbys(facts)]
+    else:
+        checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached")]
+    for probe in facts.instances:
+        checks += [_instance(probe, facts), _dags(probe)]
+    if reached and facts.view is not None:
+        view = facts.view
+        checks += [
+            _plugin_records(facts, view, now),
+            _unknown_instances(facts, view),
+            _retention(facts),
+            _intents(view, facts.only_instance),
+            _bad_values(view),
+        ]
+    return checks
+
+
+def passed(checks: Iterable[Check]) -> bool:
+    return all(c.status is not CheckStatus.FAIL for c in checks)
+
+
+def to_json(checks: Sequence[Check]) -> dict[str, Any]:
+    """The stable JSON form (rule 4)."""
+    return {
+        "version": JSON_VERSION,
+        "ok": passed(checks),
+        "checks": [
+            {"name": c.name, "status": str(c.status), "summary": c.summary, "fix": c.fix, "details": list(c.details)}
+            for c in checks
+        ],
+    }
+
+
+def to_text(checks: Sequence[Check]) -> list[str]:
+    """One line per check (``[ok]``, ``[warn]``, ``[fail]``, ``[skip]``), details and the fix indented under it."""
+    lines: list[str] = []
+    for c in checks:
+        lines.append(f"[{c.status}] {c.name}: {c.summary}")
+        lines += [f"       {d}" for d in c.details]
+        if c.fix:
+            lines.append(f"       fix: {c.fix}")
+    failed = sum(c.status is CheckStatus.FAIL for c in checks)
+    warned = sum(c.status is CheckStatus.WARN for c in checks)
+    lines.append(f"{failed} failure(s), {warned} warning(s)" if failed or warned else "everything looks right")
+    return lines
+
+
+# -- the checks ------------------------------------------------------------------------------------------------
+
+
+def _skipped(name: str, why: str) -> Check:
+    return Check(name=name, status=CheckStatus.SKIP, summary=f"not checked: {why}")
+
+
+def _configuration(f: DoctorFacts) -> Check:
+    details = tuple(f"{s.name} = {s.shown}  ({s.source})" for s in f.settings)
+    if f.config_error is not None:
+        return Check(
+            name="configuration",
+            status=CheckStatus.FAIL,
+            summary=f.config_error,
+            details=details,
+            fix="correct the setting named above (flag, COORDINATOR_* variable or the file it names)",
+        )
+    return Check(name="configuration", status=CheckStatus.OK, summary="settings read", details=details)
+
+
+def _etcd(f: DoctorFacts) -> Check:
+    if f.etcd_revision is not None:
+        return Check(
+            name="etcd", status=CheckStatus.OK, summary=f"{f.etcd_endpoints} answered (revision {f.etcd_revision})"
+        )
+    if f.config_error is not None and not f.etcd_endpoints:
+        return _skipped("etcd", "the configuration is invalid")
+    return Check(
+        name="etcd",
+        status=CheckStatus.FAIL,
+        summary=f.etcd_error or f"no answer from {f.etcd_endpoints}",
+        fix="start etcd there, or point the coordinator at it: --etcd http://HOST:2379 or "
+        "COORDINATOR_ETCD_ENDPOINTS=http://HOST:2379 (the same value in Airflow's environment for the plugin)",
+    )
+
+
+def _permissions(f: DoctorFacts) -> Check:
+    user = f.etcd_user or "(no user: etcd auth off)"
+    if f.read_ok and f.write_ok is not False:
+        return Check(
+            name="etcd permissions", status=CheckStatus.OK, summary=f"user {user} may read and write {f.prefix}/"
+        )
+    what = "read" if not f.read_ok else "write"
+    role = "ROLE"
+    return Check(
+        name="etcd permissions",
+        status=CheckStatus.FAIL,
+        summary=f"user {user} may not {what} {f.prefix}/: {f.permission_error or 'refused'}",
+        fix=f"etcdctl role grant-permission {role} readwrite --prefix=true {f.prefix}/ (then `etcdctl user "
+        f"grant-role {f.etcd_user or 'USER'} {role}`), or set COORDINATOR_ETCD_USERNAME / COORDINATOR_ETCD_PASSWORD"
+        "(_FILE) to a user that has it",
+    )
+
+
+def _graph(f: DoctorFacts) -> Check:
+    view = f.view
+    adopted = view.activation if view is not None else None
+    local = f.local_graph
+    local_text = f"{f.deps}: valid, digest {local.digest}, {len(local.dags)} DAGs" if local else f"{f.deps}: invalid"
+    if view is not None and view.graph_key in view.problems:
+        return Check(
+            name="graph",
+            status=CheckStatus.FAIL,
+            summary=f"{view.graph_key}: {view.problems[view.graph_key]}",
+            fix="start a watcher: its next pass rewrites the value from dependencies.json",
+        )
+    if local is None:
+        details = tuple((f.local_error or "").splitlines()[:10])
+        summary = f"{f.deps} is invalid"
+        if adopted is not None:
+            summary += f"; the watchers keep the adopted graph (digest {adopted.digest})"
+        return Check(
+            name="graph",
+            status=CheckStatus.FAIL,
+            summary=summary,
+            details=details,
+            fix=f"correct {f.deps} (`coordinator validate {f.deps}` lists every problem), or point --deps / "
+            "COORDINATOR_DEPS at the right file",
+        )
+    if view is None:
+        return Check(name="graph", status=CheckStatus.OK, summary=f"{local_text} (adopted graph not read)")
+    if adopted is None:
+        return Check(
+            name="graph",
+            status=CheckStatus.WARN,
+            summary=f"{local_text}; no graph adopted under {f.prefix} yet",
+            fix="start a watcher (`coordinator watch`, or unpause the 00_watcher DAG): its first pass adopts the file",
+        )
+    if adopted.digest != local.digest:
+        return Check(
+            name="graph",
+            status=CheckStatus.WARN,
+            summary=f"{local_text}; the adopted graph differs (digest {adopted.digest}, revision "
+            f"{view.activation_rev}, by {adopted.adopted_by or '?'})",
+            fix="`coordinator diff` shows the difference; the leading watcher adopts the local file on its next pass "
+            "if it reads this same file",
+        )
+    return Check(
+        name="graph",
+        status=CheckStatus.OK,
+        summary=f"{local_text}; adopted at revision {view.activation_rev} by {adopted.adopted_by or '?'}",
+    )
+
+
+def _leader(f: DoctorFacts) -> Check:
+    if f.leader is None:
+        return Check(
+            name="leader",
+            status=CheckStatus.FAIL,
+            summary="no watcher is leading: nothing will be triggered",
+            fix="start one: `coordinator watch` (with the same --etcd/--prefix/--deps), or unpause the 00_watcher DAG",
+        )
+    started = _started(f.watchers, f.leader.identity)
+    return Check(
+        name="leader",
+        status=CheckStatus.OK,
+        summary=f"{f.leader.identity} leads since revision {f.leader.since_revision}{started}",
+    )
+
+
+def _started(watchers: Iterable[WatcherPresence], identity: str) -> str:
+    for w in watchers:
+        if w.id == identity:
+            return f" (started {w.started_at.isoformat(timespec='seconds')})"
+    return ""
+
+
+def _standbys(f: DoctorFacts) -> Check:
+    leader = f.leader.identity if f.leader is not None else None
+    standbys = sorted(w.id for w in f.watchers if w.id != leader)
+    if leader is None and not standbys:
+        return _skipped("standbys", "no watcher runs (see the leader check)")
+    if standbys:
+        return Check(
+            name="standbys", status=CheckStatus.OK, summary=f"{len(standbys)} standby watcher(s): {', '.join(standbys)}"
+        )
+    return Check(
+        name="standbys",
+        status=CheckStatus.WARN,
+        summary="no standby watcher: if the leader stops, nothing is triggered until it is back",
+        fix="run a second `coordinator watch` on another host (it takes over within the leader TTL)",
+    )
+
+
+def _instance(p: InstanceCheck, f: DoctorFacts) -> Check:
+    name = f"airflow {p.instance}"
+    watcher_notes = tuple(
+        f"watcher {w.id} at start: {c.describe()}"
+        for w in f.watchers
+        for c in w.instances
+        if c.instance == p.instance and not c.ok
+    )
+    if not p.ok:
+        return Check(name=name, status=CheckStatus.FAIL, summary=p.describe(), fix=p.fix, details=watcher_notes)
+    perms = ", ".join(
+        f"{what} {'yes' if allowed else 'not checked (Airflow 2)' if allowed is None else 'no'}"
+        for what, allowed in (("read", p.read), ("trigger", p.trigger), ("clear", p.clear))
+    )
+    summary = f"{p.describe()}; {perms} (on {p.dags_checked} DAG(s))"
+    if watcher_notes:
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL,
+            summary=summary,
+            details=watcher_notes,
+            fix="the watcher's own settings differ from these: give it the same instance settings and restart it",
+        )
+    return Check(name=name, status=CheckStatus.OK, summary=summary)
+
+
+def _dags(p: InstanceCheck) -> Check:
+    name = f"dags {p.instance}"
+    if p.error is not None or p.read is False:
+        return _skipped(name, f"airflow {p.instance} not usable")
+    if p.missing:
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL,
+            summary=f"{len(p.missing)} DAG(s) of the graph are not in Airflow: {', '.join(p.missing)}",
+            fix="deploy their files to that Airflow's dags folder (or give the user's role read access to them); a "
+            "misspelled name in dependencies.json: `coordinator validate`",
+            details=(f"paused too: {', '.join(p.paused)}",) if p.paused else (),
+        )
+    if p.paused:
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL,
+            summary=f"{len(p.paused)} DAG(s) of the graph are paused (their runs wait queued): {', '.join(p.paused)}",
+            fix=" ; ".join(f"airflow dags unpause {d}" for d in p.paused)
+            + " (or the toggle in the UI; a root with a schedule starts a run at once when unpaused)",
+        )
+    return Check(name=name, status=CheckStatus.OK, summary=f"all {p.dags_checked} DAG(s) exist and are unpaused")
+
+
+def _plugin_records(f: DoctorFacts, view: View, now: datetime) -> Check:
+    instances = sorted({p.instance for p in f.instances})
+    # The view keeps no updated_at (RunFact is slim): the attempt's start date tells when the plugin last saw a run
+    # start; a record without one counts as recent (time unknown).
+    latest: dict[str, datetime | None] = {}
+    for fact in view.runs.values():
+        source = fact.source or ""
+        if source.startswith("airflow-plugin:"):
+            inst = source.split(":", 1)[1]
+            seen = latest.get(inst, fact.start_date)
+            if seen is None or fact.start_date is None:
+                latest[inst] = None
+            else:
+                latest[inst] = max(seen, fact.start_date)
+    quiet = [i for i in instances if i not in latest or ((at := latest[i]) is not None and now - at > RECENT_RECORDS)]
+
+    def seen_text(i: str) -> str:
+        if i not in latest:
+            return f"{i}: no plugin record"
+        at = latest[i]
+        return f"{i}: last run started {at.isoformat(timespec='seconds')}" if at is not None else f"{i}: seen"
+
+    details = tuple(seen_text(i) for i in instances)
+    if not quiet:
+        return Check(
+            name="plugin records",
+            status=CheckStatus.OK,
+            summary=f"the plugin recorded runs recently for {', '.join(instances) or 'no instance'}",
+            details=details,
+        )
+    return Check(
+        name="plugin records",
+        status=CheckStatus.WARN,
+        summary=f"no run state from the Airflow plugin in the last {RECENT_RECORDS.total_seconds() / 3600:g} h for "
+        f"{', '.join(quiet)}",
+        details=details,
+        fix="in that Airflow's environment run `coordinator check-plugin` (installed? COORDINATOR_ETCD_ENDPOINTS, "
+        "COORDINATOR_PREFIX and COORDINATOR_INSTANCE set for the scheduler?); quiet is normal if no DAG ran",
+    )
+
+
+def _unknown_instances(f: DoctorFacts, view: View) -> Check:
+    graph = f.local_graph
+    known: set[str] = set(graph.instances) if graph is not None else set()
+    if view.activation is not None:
+        known |= {NodeId.parse(q).instance for q in view.activation.nodes}
+    if not known:
+        return _skipped("unknown instances", "no graph to compare with")
+    found: dict[str, int] = {}
+    for node, _ in view.runs:
+        if node.instance not in known:
+            found[node.instance] = found.get(node.instance, 0) + 1
+    if not found:
+        return Check(
+            name="unknown instances",
+            status=CheckStatus.OK,
+            summary=f"every run state belongs to an instance of the graph ({', '.join(sorted(known))})",
+        )
+    listed = ", ".join(f"{name!r} ({count} run state(s))" for name, count in sorted(found.items()))
+    return Check(
+        name="unknown instances",
+        status=CheckStatus.FAIL,
+        summary=f"run states recorded for instance(s) the graph does not know: {listed}; no watcher reads them",
+        fix=f"in that Airflow set COORDINATOR_INSTANCE to the name dependencies.json uses ({', '.join(sorted(known))}),"
+        " or name that instance in dependencies.json",
+    )
+
+
+def _retention(f: DoctorFacts) -> Check:
+    if f.floor_error is not None:
+        return Check(
+            name="retention",
+            status=CheckStatus.FAIL,
+            summary=f.floor_error,
+            fix="`coordinator prune --before DATE` rewrites the floor",
+        )
+    if f.floor is None:
+        return Check(
+            name="retention", status=CheckStatus.OK, summary="no retention floor: every partition is plannable"
+        )
+    return Check(name="retention", status=CheckStatus.OK, summary=f.floor.describe())
+
+
+def _intents(view: View, only: str | None) -> Check:
+    failed: list[str] = []
+    pending: list[str] = []
+    for (node, partition), fact in sorted(view.ledger.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+        if only is not None and node.instance != only:
+            continue
+        if fact.status is TriggerStatus.ERROR:
+            failed.append(f"{node} {partition}: {fact.record.last_error or 'unknown error'}")
+        elif fact.status is TriggerStatus.PENDING:
+            pending.append(f"{node} {partition}")
+    if failed:
+        return Check(
+            name="intents",
+            status=CheckStatus.FAIL,
+            summary=f"{len(failed)} trigger(s) Airflow refused (retried slowly), {len(pending)} pending",
+            details=tuple(failed[:MAX_LISTED])
+            + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ()),
+            fix="each line says what Airflow answered; fix that (DAG missing, paused, permission) and the leader "
+            "retries on its own; `coordinator why DAG -p PARTITION` explains one",
+        )
+    if pending:
+        return Check(
+            name="intents",
+            status=CheckStatus.WARN,
+            summary=f"{len(pending)} trigger(s) not confirmed yet (normal while the leader works)",
+            details=tuple(pending[:MAX_LISTED]),
+            fix="if they stay: is a watcher leading? (see the leader check)",
+        )
+    return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
+
+
+def _bad_values(view: View) -> Check:
+    problems = [f"{key}: {problem}" for key, problem in sorted(view.problems.items()) if key != view.graph_key]
+    if not problems:
+        return Check(name="values", status=CheckStatus.OK, summary="every key under the prefix parses")
+    return Check(
+        name="values",
+        status=CheckStatus.WARN,
+        summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
+        details=tuple(problems[:MAX_LISTED]),
+        fix="rewrite them in the documented format (docs/keys.md) or delete them",
+    )
+
+
+def status_header(
+    *,
+    leader: LeaderFact | None,
+    watchers: Sequence[WatcherPresence],
+    deps: str,
+    local: Graph | None,
+    adopted: Graph | None,
+    adopted_digest: str | None,
+    adopted_rev: int,
+) -> list[str]:
+    """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
+    against the local file, and the watchers' failed instance checks (each with its fix)."""
+    if leader is None:
+        lines = [
+            "no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
+            "doctor` checks the rest)"
+        ]
+    else:
+        lines = [
+            f"leader: {leader.identity} (since revision {leader.since_revision}{_started(watchers, leader.identity)})"
+        ]
+    if adopted_digest is None:
+        graph = "graph: none adopted yet"
+        if local is not None:
+            graph += f"; {deps} is valid (digest {local.digest}): the first watcher adopts it"
+    else:
+        graph = f"graph: adopted digest {adopted_digest} (revision {adopted_rev})"
+        if local is None:
+            shown = "showing the adopted graph" if adopted is not None else "the adopted graph cannot be shown"
+            graph += f"; {deps} is INVALID ({shown}; `coordinator validate` lists the problems)"
+        elif local.digest == adopted_digest:
+            graph += f"; {deps} is the same"
+        else:
+            graph += f"; {deps} differs (digest {local.digest}): see `coordinator diff`"
+    lines.append(graph)
+    for w in watchers:
+        for check in w.instances:
+            if not check.ok:
+                lines.append(
+                    f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
+                    f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else "")
+                )
+    return lines
+
+
+def leader_and_watchers(
+    keys: KeyLayout, items: Iterable[tuple[str, bytes, int]]
+) -> tuple[LeaderFact | None, list[WatcherPresence]]:
+    """The leader key and the presence keys among ``(key, value, create_revision)`` items of a prefix snapshot."""
+    leader: LeaderFact | None = None
+    watchers: list[WatcherPresence] = []
+    for key, value, created in items:
+        if key == keys.leader:
+            leader = LeaderFact(value.decode("utf-8", "replace"), created)
+        elif key.startswith(keys.watchers):
+            try:
+                watchers.append(WatcherPresence.model_validate_json(value))
+            except ValidationError:
+                continue  # a presence value of another version: it says nothing we can use
+    return leader, watchers

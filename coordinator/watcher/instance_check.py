@@ -1,0 +1,136 @@
+"""Asking one Airflow instance whether the coordinator can work with it: URL, API version, login, permissions, DAGs.
+
+Used by the watcher at start (one log line per instance, a metric, its presence record) and by ``coordinator doctor``.
+
+Rules:
+1. Read-only: nothing is triggered, cleared or unpaused. Permissions are asked with requests Airflow must refuse after
+   its permission check (``AirflowClient.may_trigger`` / ``may_clear``).
+2. Never raises for what Airflow answers: every failure becomes the check's ``error`` with ``fix``, the setting or
+   command that resolves it (a refused login names that instance's credential settings).
+3. Bounded: at most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
+   up in one listing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from coordinator.airflow_api import AirflowClient
+from coordinator.diagnosis import InstanceCheck
+from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
+from coordinator.settings import InstanceSettings
+
+#: DAGs whose trigger and clear permissions are probed: Airflow roles grant per DAG at most, and 20 DAGs (40 requests,
+#: well under a second on a healthy API) find a role that misses some without hammering a large estate.
+MAX_PROBED = 20
+#: One instance's whole check: a hung API must not hold a watcher's start or doctor for long.
+CHECK_TIMEOUT_S = 30.0
+
+
+async def check_instance(
+    name: str, settings: InstanceSettings | None, client: AirflowClient | None, dag_ids: Sequence[str]
+) -> InstanceCheck:
+    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3)."""
+    now = datetime.now(UTC)
+    if settings is None or client is None:
+        return InstanceCheck(
+            instance=name,
+            checked_at=now,
+            error="no URL configured for this instance",
+            fix=(
+                "set COORDINATOR_AIRFLOW_URL (with COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD)"
+                if name == "default"
+                else f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE)"
+            ),
+        )
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            return await _probe(name, settings, client, dag_ids, now)
+    except TimeoutError:
+        return InstanceCheck(
+            instance=name,
+            url=settings.url,
+            checked_at=now,
+            error=f"no complete answer within {CHECK_TIMEOUT_S:g} s",
+            fix="is the API server overloaded? its logs say; then run `coordinator doctor` again",
+        )
+
+
+async def _probe(
+    name: str, settings: InstanceSettings, client: AirflowClient, dag_ids: Sequence[str], now: datetime
+) -> InstanceCheck:
+    result = InstanceCheck(instance=name, url=settings.url, checked_at=now)
+    try:
+        version = await client.version()
+        api = str(await client.api_version())
+        result = result.model_copy(update={"version": version, "api": api})
+    except AirflowError as exc:
+        return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
+    try:
+        await client.login()
+    except AirflowError as exc:
+        return result.model_copy(update={"login": False, "error": str(exc), "fix": _login_fix(settings, exc)})
+    result = result.model_copy(update={"login": True})
+    try:
+        listed = await client.dags()
+    except AirflowAuthError as exc:
+        return result.model_copy(update={"read": False, "error": str(exc), "fix": _role_fix(settings, "read")})
+    except AirflowError as exc:
+        return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
+    missing = tuple(d for d in dag_ids if d not in listed)
+    paused = tuple(d for d in dag_ids if listed.get(d))
+    present = [d for d in dag_ids if d in listed][:MAX_PROBED]
+    trigger: bool | None = True if present else None
+    clear: bool | None = True if present else None
+    try:
+        for dag in present:
+            may_trigger, may_clear = await client.may_trigger(dag), await client.may_clear(dag)
+            trigger = _and(trigger, may_trigger)
+            clear = _and(clear, may_clear)
+    except AirflowError as exc:
+        return result.model_copy(update={"read": True, "error": str(exc), "fix": _reach_fix(name, exc)})
+    update: dict[str, object] = {
+        "read": True,
+        "trigger": trigger,
+        "clear": clear,
+        "dags_checked": len(dag_ids),
+        "missing": missing,
+        "paused": paused,
+    }
+    if trigger is False or clear is False:
+        denied = "/".join(w for w, ok in (("trigger", trigger), ("clear", clear)) if ok is False)
+        update["fix"] = _role_fix(settings, denied)
+    return result.model_copy(update=update)
+
+
+def _and(so_far: bool | None, answer: bool | None) -> bool | None:
+    """False wins (one DAG refused is a failure); unknown (None) stays unknown unless something was refused."""
+    if so_far is False or answer is False:
+        return False
+    if so_far is None or answer is None:
+        return None
+    return True
+
+
+def _reach_fix(name: str, exc: AirflowError) -> str:
+    setting = "COORDINATOR_AIRFLOW_URL" if name == "default" else "the url of this instance in the instances file"
+    if isinstance(exc, AirflowUnavailable):
+        return f"is the Airflow API server running at that address? Otherwise correct {setting}"
+    return f"check {setting}: it must be the Airflow base URL (the one the UI uses, without /api)"
+
+
+def _login_fix(settings: InstanceSettings, exc: AirflowError) -> str:
+    where = settings.credentials_from or "the instance's username and password settings"
+    if settings.username is None:
+        return f"set a username and password for the watcher's Airflow user: {where}"
+    return f"correct the password (or user {settings.username!r}): {where}"
+
+
+def _role_fix(settings: InstanceSettings, what: str) -> str:
+    return (
+        f"give user {settings.username or '(anonymous)'} a role that may {what} the graph's DAGs (Airflow 3 FAB / "
+        "Airflow 2: the 'User' role or a custom one with DAG Runs create/edit and DAGs read/edit; Airflow 3 simple "
+        "auth manager: role 'user' or higher)"
+    )

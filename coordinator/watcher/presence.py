@@ -1,0 +1,111 @@
+"""What a running watcher tells others about itself: its start check of every Airflow instance, and a presence key.
+
+Rules:
+1. At start every instance of the graph is checked once (``instance_check``): one log line per instance, the metrics
+   ``coordinator_instance_up{instance}`` / ``coordinator_instance_check_failures{instance}``; a failure names the
+   setting to fix and never stops the watcher (the instance may come up later; the actuator retries as always).
+2. The presence key ``{prefix}/watchers/{id}`` (docs/keys.md) holds a :class:`~coordinator.diagnosis.WatcherPresence`
+   bound to a lease of ``leader_ttl_s``: it disappears within that time after the process dies, so ``doctor`` lists
+   live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish.
+3. etcd trouble here is logged and retried after a pause; it never takes the watcher down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from coordinator import __version__
+from coordinator.diagnosis import InstanceCheck, WatcherPresence
+from coordinator.errors import CoordinatorError
+from coordinator.watcher.instance_check import check_instance
+
+if TYPE_CHECKING:
+    from coordinator.watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+#: Pause after an etcd failure before the presence key is written again.
+RETRY_S = 1.0
+
+
+async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
+    """Rule 1: every instance of the graph in force, concurrently; one log line each."""
+    graph = watcher.graphs.graph
+    names = sorted(graph.instances | set(watcher.clients))
+    configured = watcher.settings.instances()
+    dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
+    results = await asyncio.gather(
+        *(check_instance(name, configured.get(name), watcher.clients.get(name), dags[name]) for name in names)
+    )
+    for check in results:
+        watcher.metrics.instance_checked(check.instance, check.ok)
+        if check.ok:
+            log.info(
+                "instance.checked instance=%s ok=true url=%s version=%s api=%s trigger=%s clear=%s missing=%d "
+                "paused=%d",
+                check.instance,
+                check.url,
+                check.version,
+                check.api,
+                check.trigger,
+                check.clear,
+                len(check.missing),
+                len(check.paused),
+            )
+        else:
+            log.error(
+                "instance.checked instance=%s ok=false url=%s error=%r fix=%r",
+                check.instance,
+                check.url,
+                check.error,
+                check.fix,
+            )
+    return tuple(results)
+
+
+async def presence_loop(watcher: Watcher) -> None:
+    """Rules 1-3: run the start checks, keep the presence key alive until the watcher stops."""
+    started = datetime.now(UTC)
+    key = watcher.settings.keys.watcher_key(watcher.watcher_id)
+    ttl = watcher.settings.leader_ttl_s
+    checks: tuple[InstanceCheck, ...] = ()
+    checking = asyncio.create_task(check_instances(watcher))
+    lease_id = 0
+    written: tuple[InstanceCheck, ...] | None = None
+    try:
+        while not watcher.stop.is_set():
+            if checking.done() and not checks and checking.exception() is None:
+                checks = checking.result()
+            try:
+                if lease_id == 0:
+                    lease_id = (await watcher.store.grant_lease(ttl)).id
+                    written = None
+                if written != checks:
+                    value = WatcherPresence(
+                        id=watcher.watcher_id, started_at=started, version=__version__, instances=checks
+                    )
+                    await watcher.store.put(key, value.model_dump_json().encode(), lease=lease_id)
+                    written = checks
+                elif await watcher.store.keepalive_once(lease_id, watcher.store.timeout_s) <= 0:
+                    lease_id = 0  # expired meanwhile (etcd was away longer than the TTL): a new lease, a new key
+                    continue
+            except CoordinatorError as exc:
+                log.warning("presence.failed key=%s error=%s", key, exc)
+                lease_id = 0
+                await asyncio.sleep(RETRY_S)
+                continue
+            # A third of the TTL between keepalives; wake early when the checks finish so they show at once.
+            waiters = {asyncio.ensure_future(watcher.stop.wait())} | ({checking} if not checking.done() else set())
+            _, pending = await asyncio.wait(waiters, timeout=max(ttl / 3, 0.5), return_when=asyncio.FIRST_COMPLETED)
+            for task in pending:
+                if task is not checking:
+                    task.cancel()
+    finally:
+        checking.cancel()
+        if lease_id:
+            with contextlib.suppress(CoordinatorError, TimeoutError):
+                await asyncio.wait_for(watcher.store.revoke_lease(lease_id), timeout=1.0)

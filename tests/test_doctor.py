@@ -1,0 +1,271 @@
+"""The first hour's mistakes, each reproduced, and the message naming the fix: ``doctor``, ``status``, the watcher's
+start check (real etcd; the fake Airflow at the HTTP boundary)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
+from coordinator.core.view import adopt, dump_activation
+from coordinator.etcd import EtcdStore
+from coordinator.metrics import Metrics
+from coordinator.settings import EtcdSettings, Settings
+from coordinator.spec_file import load_spec
+from coordinator.watcher.presence import check_instances
+from coordinator.watcher.service import open_watcher
+from tests.support.fake_airflow import FakeAirflow
+from tests.test_plugin_writer import closed_port
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPS = ROOT / "dependencies.json"
+GRAPH = load_spec(DEPS)
+DAGS = sorted(n.dag_id for n in GRAPH.dags)
+PASSWORD = "right-password"  # the fake's; not a real secret
+
+
+@pytest.fixture
+def airflow() -> Iterator[FakeAirflow]:
+    fake = FakeAirflow(DAGS, username="coordinator", password=PASSWORD).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def cli_env(endpoint: str, prefix: str, url: str, password: str = PASSWORD, deps: Path = DEPS) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "AIRFLOW"))}
+    env.update(
+        COORDINATOR_ETCD_ENDPOINTS=endpoint,
+        COORDINATOR_PREFIX=prefix,
+        COORDINATOR_DEPS=str(deps),
+        COORDINATOR_AIRFLOW_URL=url,
+        COORDINATOR_AIRFLOW_USERNAME="coordinator",
+        COORDINATOR_AIRFLOW_PASSWORD=password,
+    )
+    return env
+
+
+def seed(arun: Any, settings: EtcdSettings, prefix: str, *, leader: bool, runs: dict[NodeId, list[str]]) -> None:
+    """An adopted graph (the local file's), optionally a leader key, and successful run states."""
+    keys = KeyLayout(prefix)
+
+    async def write() -> None:
+        async with await EtcdStore.connect(settings) as store:
+            activation = adopt(GRAPH.shapes, GRAPH.digest, None, 1, by="test", sources=GRAPH.dags)
+            assert activation is not None
+            await store.put(keys.config_key("graph"), dump_activation(activation))
+            if leader:
+                await store.put(keys.leader, b"host-a:123")
+            for node, parts in runs.items():
+                for p in parts:
+                    record = RunRecord(state=RunState.SUCCESS, run_id=f"scheduled__{p}", source=f"airflow-plugin:"
+                                       f"{node.instance}")  # fmt: skip
+                    await store.put(keys.run_key(node, p), dump_record(record))
+
+    arun(write())
+
+
+def checks_of(done: subprocess.CompletedProcess[str]) -> dict[str, dict[str, Any]]:
+    payload = json.loads(done.stdout)
+    return {c["name"]: c for c in payload["checks"]}
+
+
+def test_doctor_says_no_watcher_leads_and_how_to_start_one(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """With the watcher stopped, doctor fails the leader check: "nothing will be triggered", `coordinator watch`."""
+    seed(arun, etcd_settings, etcd_prefix, leader=False, runs={})
+    done = run_cli("doctor", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[fail] leader: no watcher is leading: nothing will be triggered" in done.stdout
+    assert "coordinator watch" in done.stdout
+    assert "[ok] airflow default" in done.stdout and "[ok] dags default" in done.stdout, done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_doctor_is_green_when_everything_is_in_place(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """Graph adopted, a leader, Airflow reachable with every DAG unpaused: exit 0, and the JSON shape is the documented
+    one (version, ok, checks with name/status/summary/fix/details)."""
+    seed(
+        arun, etcd_settings, etcd_prefix, leader=True, runs={NodeId("default", "01_pipeline"): ["2026-01-01T00:00:00Z"]}
+    )
+    done = run_cli("doctor", "--format", "json", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    assert done.returncode == 0, done.stdout + done.stderr
+    payload = json.loads(done.stdout)
+    assert payload["version"] == 1 and payload["ok"] is True
+    assert all(set(c) == {"name", "status", "summary", "fix", "details"} for c in payload["checks"])
+    checks = checks_of(done)
+    assert checks["leader"]["status"] == "ok" and "host-a:123" in checks["leader"]["summary"]
+    assert checks["airflow default"]["status"] == "ok" and "trigger yes" in checks["airflow default"]["summary"]
+    assert "password" not in done.stdout.lower() or PASSWORD not in done.stdout  # never the secret itself
+    assert PASSWORD not in done.stdout
+
+
+def test_doctor_names_the_etcd_setting_when_the_endpoint_is_wrong(tmp_path: Path, airflow: FakeAirflow) -> None:
+    """A wrong etcd endpoint is one failed check naming COORDINATOR_ETCD_ENDPOINTS / --etcd, not a traceback."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli("doctor", env=cli_env(endpoint, "/coordinator", airflow.url))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"[fail] etcd: cannot reach {endpoint}" in done.stdout
+    assert "COORDINATOR_ETCD_ENDPOINTS" in done.stdout and "--etcd" in done.stdout
+    assert "[skip] leader" in done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_status_names_the_etcd_setting_when_the_endpoint_is_wrong(tmp_path: Path) -> None:
+    """Any command that cannot reach etcd says where the address comes from (COORDINATOR_ETCD_ENDPOINTS / --etcd)."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    done = run_cli("status", env=cli_env(endpoint, "/coordinator", "http://127.0.0.1:9"))
+    assert done.returncode == 1
+    assert "COORDINATOR_ETCD_ENDPOINTS" in done.stderr and "--etcd" in done.stderr, done.stderr
+
+
+def test_doctor_names_the_password_setting_on_a_refused_login(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """A wrong Airflow password fails the instance check and names COORDINATOR_AIRFLOW_PASSWORD(_FILE)."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
+    done = run_cli("doctor", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url, password="wrong"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    line = next(line for line in done.stdout.splitlines() if line.startswith("[fail] airflow default"))
+    assert "401" in line, done.stdout
+    assert "COORDINATOR_AIRFLOW_PASSWORD (or COORDINATOR_AIRFLOW_PASSWORD_FILE)" in done.stdout
+    assert "wrong" not in done.stdout.replace("is wrong", "")  # the password itself is never printed
+
+
+def test_doctor_lists_paused_dags_with_the_unpause_command(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """A paused DAG of the graph fails the DAG check with `airflow dags unpause <dag>`."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
+    airflow.set_paused("03_pipeline", True)
+    done = run_cli("doctor", "--format", "json", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    assert done.returncode == 1, done.stdout + done.stderr
+    dags = checks_of(done)["dags default"]
+    assert dags["status"] == "fail" and "03_pipeline" in dags["summary"]
+    assert "airflow dags unpause 03_pipeline" in dags["fix"]
+    assert all(airflow.creates(d) == 0 and airflow.clears(d) == 0 for d in DAGS)  # probes change nothing
+
+
+def test_doctor_lists_run_states_of_an_instance_the_graph_does_not_know(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """The team_a trap: run states under an instance no graph names; doctor names it and COORDINATOR_INSTANCE."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True,
+         runs={NodeId("team_a", "01_pipeline"): ["2026-01-01T00:00:00Z"]})  # fmt: skip
+    done = run_cli("doctor", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "[fail] unknown instances:" in done.stdout and "'team_a'" in done.stdout
+    assert "COORDINATOR_INSTANCE" in done.stdout
+
+
+def test_status_header_says_nothing_will_be_triggered_without_a_leader(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """status with the watcher stopped starts with "no watcher is leading: nothing will be triggered"."""
+    seed(
+        arun,
+        etcd_settings,
+        etcd_prefix,
+        leader=False,
+        runs={NodeId("default", "01_pipeline"): ["2026-01-01T00:00:00Z"]},
+    )
+    done = run_cli("status", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("no watcher is leading: nothing will be triggered"), done.stdout
+    assert f"graph: adopted digest {GRAPH.digest}" in done.stdout and "is the same" in done.stdout
+
+
+def test_status_uses_the_adopted_graph_when_the_local_file_is_invalid(
+    tmp_path: Path, arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """An invalid local dependencies.json: status says so and shows the rows of the adopted graph instead of failing."""
+    parts = [f"2026-01-0{d}T00:00:00Z" for d in range(1, 6)]
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={NodeId("default", "01_pipeline"): parts})
+    broken = tmp_path / "dependencies.json"
+    broken.write_text('{"dags": {"02_pipeline": {"upstreams": [}}', encoding="utf-8")
+    done = run_cli("status", env=cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9", deps=broken))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "leader: host-a:123" in done.stdout
+    assert "is INVALID (showing the adopted graph" in done.stdout, done.stdout
+    assert "02_pipeline" in done.stdout and "2026-01-05T00:00:00Z" in done.stdout
+    assert "2 more partition(s) (use --last N or -p PARTITION)" in done.stdout
+
+
+def test_watcher_start_check_names_the_password_setting_and_sets_the_metric(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A watcher whose Airflow password is wrong logs one instance line naming the password setting and exports
+    coordinator_instance_up{instance="default"} 0 and one check failure."""
+    settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=DEPS, airflow_url=airflow.url,
+                        airflow_username="coordinator", airflow_password="wrong", http="off")  # fmt: skip
+    metrics = Metrics()
+
+    async def go() -> Any:
+        async with AsyncExitStack() as stack:
+            watcher = await open_watcher(settings, stack, metrics)
+            return await check_instances(watcher)
+
+    with caplog.at_level(logging.INFO, logger="coordinator.watcher.presence"):
+        checks = arun(go())
+    assert [c.instance for c in checks] == ["default"] and not checks[0].ok
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("instance.checked")]
+    assert len(lines) == 1 and "ok=false" in lines[0], lines
+    assert "COORDINATOR_AIRFLOW_PASSWORD" in lines[0] and "wrong" not in lines[0].replace("ok=false", "")
+    assert metrics.registry.get_sample_value("coordinator_instance_up", {"instance": "default"}) == 0
+    assert metrics.registry.get_sample_value("coordinator_instance_check_failures_total", {"instance": "default"}) == 1
+
+
+def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: Path) -> None:
+    """check-plugin against a wrong etcd endpoint exits 1 with ONE error line naming COORDINATOR_ETCD_ENDPOINTS and
+    no retry log (etcd is asked once per endpoint before the writer would retry for the whole timeout)."""
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    env = cli_env(endpoint, "/coordinator", "http://127.0.0.1:9")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    done = run_cli("check-plugin", env=env, cwd=tmp_path)
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"did not reach etcd at {endpoint}" in errors[0], done.stderr
+    assert "COORDINATOR_ETCD_ENDPOINTS" in errors[0]
+    assert "etcd.retry" not in done.stderr and "plugin.write_retry" not in done.stderr, done.stderr
+
+
+def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
+    tmp_path: Path, arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """check-plugin --instance team_a with a graph that names only default: it writes, then warns that no watcher
+    reads team_a and names COORDINATOR_INSTANCE; plugin.writer_stopped is logged once."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
+    env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), AIRFLOW__CORE__LOAD_EXAMPLES="False")
+    done = run_cli("check-plugin", "--instance", "team_a", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "plugin OK: wrote" in done.stdout
+    assert "instance 'team_a' is not in the graph adopted" in done.stdout and "COORDINATOR_INSTANCE" in done.stdout
+    both = done.stdout + done.stderr
+    assert both.count("plugin.writer_stopped") <= 1, both
