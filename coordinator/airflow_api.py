@@ -62,17 +62,8 @@ from coordinator.errors import (
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
-__all__ = [
-    "RUN_AFTER_MARGIN_S",
-    "AirflowClient",
-    "ApiVersion",
-    "DagInfo",
-    "DagRunInfo",
-    "TriggerOutcome",
-    "TriggerResult",
-    "iso_utc",
-    "startable_run_after",
-]
+__all__ = ["RUN_AFTER_MARGIN_S", "AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome"]
+__all__ += ["TriggerResult", "iso_utc", "startable_run_after"]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -85,8 +76,6 @@ PAGE_SIZE = 100
 #: Upper bound on runs scanned by a logical-date lookup whose filter the server ignored (see find_run_by_logical_date).
 SCAN_MAX = 10_000
 _USER_AGENT = "airflow-etcd-coordinator"
-#: The run id the clear-permission probe names: no real run has it, so a permitted dry run answers 404.
-PROBE_RUN_ID = "coordinator_permission_probe__no_such_run"
 
 
 def _q(segment: str) -> str:
@@ -109,7 +98,11 @@ class AirflowClient:
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "default",
         on_request: Callable[[str, str, str, float], None] | None = None,
+        purpose: str = "",
     ) -> None:
+        # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
+        # failures debug lines: the check expects refusals and reports its own verdict.
+        self._quiet = bool(purpose)
         self.name = name
         # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
         self._on_request = on_request or (lambda instance, method, status, seconds: None)
@@ -121,7 +114,7 @@ class AirflowClient:
             # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
-            headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
+            headers={"Accept": "application/json", "User-Agent": f"{_USER_AGENT}/{purpose}".rstrip("/")},
             # A redirect to a login page must surface as an error, not be followed to an HTML 200.
             follow_redirects=False,
         )
@@ -165,62 +158,22 @@ class AirflowClient:
         return self._parsed(parse_dag, "GET", path, await self._send("GET", path), dag_id)
 
     async def paused_dags(self) -> frozenset[str]:
-        """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+), paged; AirflowError past SCAN_MAX.
+        """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+)."""
+        return frozenset(dag for dag, paused in (await self.dags(paused_only=True)).items() if paused)
 
-        Each item's own flag is checked: a server that ignores the filter costs more pages, never a wrong answer.
-        """
+    async def dags(self, *, paused_only: bool = False) -> dict[str, bool]:
+        """DAG id -> paused, of every DAG this user may read (only the paused ones when asked), paged; AirflowError
+        past SCAN_MAX. Each item's own flag is kept: a server that ignores the filter costs pages, not answers."""
         path = f"/api/{await self.api_version()}/dags"
-        dags = [
-            self._parsed(parse_dag, "GET", path, i, "")
-            async for i in self._pages(path, "dags", {"paused": "true"}, SCAN_MAX)
-        ]
-        if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss paused DAGs
-            raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
-        return frozenset(dag.dag_id for dag in dags if dag.is_paused)
-
-    async def dags(self) -> dict[str, bool]:
-        """Every DAG this user can read, with its paused flag (``GET /dags``, paged); AirflowError past SCAN_MAX."""
-        path = f"/api/{await self.api_version()}/dags"
-        dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", {}, SCAN_MAX)]
-        if len(dags) >= SCAN_MAX:
+        params = {"paused": "true"} if paused_only else {}
+        dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", params, SCAN_MAX)]
+        if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss DAGs
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
         return {dag.dag_id: dag.is_paused for dag in dags}
 
-    async def login(self) -> None:
-        """Log in now (Airflow 3: fetch a token; Airflow 2: one authenticated read); AirflowAuthError when refused."""
-        if await self.api_version() is ApiVersion.V2:
-            await self._login(self._token_gen)  # the current generation: always a fresh login
-        else:
-            await self._send("GET", "/api/v1/dags", params={"limit": "1"})
-
-    async def may_trigger(self, dag_id: str) -> bool | None:
-        """Whether this user may create runs of ``dag_id``, asked without creating one: a body Airflow 3 must refuse
-        (no logical_date, an unknown key) is authorized first, so 403 = no permission and 422 = allowed. None on
-        Airflow 2, whose API validates the body before the permission (no read-only probe exists there)."""
-        api = await self.api_version()
-        if api is ApiVersion.V1:
-            return None
-        return await self._permitted("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", {"coordinator_probe": True}, 422)
-
-    async def may_clear(self, dag_id: str) -> bool | None:
-        """Whether this user may clear runs of ``dag_id``, asked without clearing: a dry run of a run that does not
-        exist answers 404 when allowed, 403 when not."""
-        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(PROBE_RUN_ID)}/clear"
-        return await self._permitted("POST", path, {"dry_run": True}, 404)
-
-    async def _permitted(self, method: str, path: str, body: Any, allowed_status: int) -> bool | None:
-        try:
-            await self._send(method, path, json=body)
-        except AirflowAuthError as exc:
-            if exc.status == 403:
-                return False
-            raise
-        except AirflowError as exc:
-            if exc.status in (allowed_status, 400, 422):
-                return True
-            raise
-        # Accepted: impossible for these bodies on the Airflow versions known; nothing says what it did.
-        return None
+    async def send(self, method: str, path: str, body: Any) -> Any:
+        """One authenticated request with the errors of rule 2 (for read-only probes such as ``doctor``'s)."""
+        return await self._send(method, path, json=body)
 
     async def unpause(self, dag_id: str) -> DagInfo:
         """Unpause the DAG (a no-op if it is not paused)."""
@@ -442,13 +395,8 @@ class AirflowClient:
             # 401: token expired; 403: token rejected (e.g. the JWT secret rotated). One fresh login, one retry.
             # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
             if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
-                log.info(
-                    "airflow.relogin instance=%s method=%s path=%s status=%s",
-                    self.name,
-                    method,
-                    path,
-                    resp.status_code,
-                )
+                log.info("airflow.relogin instance=%s method=%s path=%s status=%s", self.name, method, path,
+                         resp.status_code)  # fmt: skip
                 await self._login(gen)
                 continue
             break
@@ -491,14 +439,8 @@ class AirflowClient:
             ) from exc
         finally:
             self._on_request(self.name, method, status, time.monotonic() - started)
-        log.debug(
-            "airflow.request instance=%s method=%s path=%s status=%s ms=%.1f",
-            self.name,
-            method,
-            path,
-            resp.status_code,
-            (time.monotonic() - started) * 1000,
-        )
+        log.debug("airflow.request instance=%s method=%s path=%s status=%s ms=%.1f", self.name, method, path,
+                  resp.status_code, (time.monotonic() - started) * 1000)  # fmt: skip
         return resp
 
     def _error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
@@ -538,7 +480,8 @@ class AirflowClient:
 
     def _log(self, exc: AirflowError) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
-        level = logging.DEBUG if isinstance(exc, AirflowNotFound | AirflowConflict) else logging.WARNING
+        expected = self._quiet or isinstance(exc, AirflowNotFound | AirflowConflict)
+        level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
 

@@ -10,8 +10,7 @@ Rules:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
    documented in docs/operations.md; fields are only ever added.
-5. :class:`InstanceCheck` is also what a watcher publishes about each Airflow instance at start (its presence key,
-   docs/keys.md), so ``doctor`` and ``status`` show a watcher's failed start check too.
+5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too.
 """
 
 from __future__ import annotations
@@ -22,12 +21,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, NodeId, TriggerStatus
+from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
+from coordinator.presence import InstanceCheck, LeaderFact, WatcherPresence, started_text
 
 #: Plugin records older than this do not count as "seen recently": two days covers a daily DAG's weekend gap.
 RECENT_RECORDS = timedelta(hours=48)
@@ -54,59 +54,6 @@ class Check(BaseModel):
     details: tuple[str, ...] = ()
 
 
-class InstanceCheck(BaseModel):
-    """One Airflow instance as probed (by ``doctor``, or by a watcher at start): reachable, login, permissions, DAGs.
-
-    ``None`` in a permission means not asked or not askable (Airflow 2 has no read-only trigger probe).
-    """
-
-    model_config = ConfigDict(frozen=True)
-    instance: str
-    url: str | None = None
-    api: str | None = None
-    version: str | None = None
-    login: bool | None = None
-    read: bool | None = None
-    trigger: bool | None = None
-    clear: bool | None = None
-    dags_checked: int = 0
-    missing: tuple[str, ...] = ()
-    paused: tuple[str, ...] = ()
-    error: str | None = None
-    fix: str | None = None
-    checked_at: datetime | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None and self.login is not False and False not in (self.read, self.trigger, self.clear)
-
-    def describe(self) -> str:
-        """One line: where, which Airflow, and what was wrong (for logs and ``status``)."""
-        head = f"{self.url or '(no URL)'}"
-        if self.version:
-            head += f", Airflow {self.version} ({self.api})"
-        if self.error:
-            return f"{head}: {self.error}"
-        denied = [
-            what
-            for what, allowed in (("read", self.read), ("trigger", self.trigger), ("clear", self.clear))
-            if allowed is False
-        ]
-        if denied:
-            return f"{head}: may not {'/'.join(denied)} its DAGs"
-        return f"{head}: login ok"
-
-
-class WatcherPresence(BaseModel):
-    """A running watcher's presence value (``{prefix}/watchers/{id}``, lease-bound): who, since when, its checks."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-    id: str
-    started_at: datetime
-    version: str = ""
-    instances: tuple[InstanceCheck, ...] = ()
-
-
 @dataclass(frozen=True)
 class SettingSource:
     """One setting as ``doctor`` shows it: the value (or, for a secret, only that it is set) and where it came from."""
@@ -114,12 +61,6 @@ class SettingSource:
     name: str
     shown: str
     source: str
-
-
-@dataclass(frozen=True)
-class LeaderFact:
-    identity: str
-    since_revision: int
 
 
 @dataclass
@@ -232,6 +173,9 @@ def _etcd(f: DoctorFacts) -> Check:
         )
     if f.config_error is not None and not f.etcd_endpoints:
         return _skipped("etcd", "the configuration is invalid")
+    if "authentication failed" in (f.etcd_error or ""):
+        fix = "set COORDINATOR_ETCD_USERNAME and COORDINATOR_ETCD_PASSWORD (or _PASSWORD_FILE) to a user of that etcd"
+        return Check(name="etcd", status=CheckStatus.FAIL, summary=f.etcd_error or "", fix=fix)
     return Check(
         name="etcd",
         status=CheckStatus.FAIL,
@@ -317,19 +261,12 @@ def _leader(f: DoctorFacts) -> Check:
             summary="no watcher is leading: nothing will be triggered",
             fix="start one: `coordinator watch` (with the same --etcd/--prefix/--deps), or unpause the 00_watcher DAG",
         )
-    started = _started(f.watchers, f.leader.identity)
+    started = started_text(f.watchers, f.leader.identity)
     return Check(
         name="leader",
         status=CheckStatus.OK,
         summary=f"{f.leader.identity} leads since revision {f.leader.since_revision}{started}",
     )
-
-
-def _started(watchers: Iterable[WatcherPresence], identity: str) -> str:
-    for w in watchers:
-        if w.id == identity:
-            return f" (started {w.started_at.isoformat(timespec='seconds')})"
-    return ""
 
 
 def _standbys(f: DoctorFacts) -> Check:
@@ -524,65 +461,3 @@ def _bad_values(view: View) -> Check:
         details=tuple(problems[:MAX_LISTED]),
         fix="rewrite them in the documented format (docs/keys.md) or delete them",
     )
-
-
-def status_header(
-    *,
-    leader: LeaderFact | None,
-    watchers: Sequence[WatcherPresence],
-    deps: str,
-    local: Graph | None,
-    adopted: Graph | None,
-    adopted_digest: str | None,
-    adopted_rev: int,
-) -> list[str]:
-    """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
-    against the local file, and the watchers' failed instance checks (each with its fix)."""
-    if leader is None:
-        lines = [
-            "no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
-            "doctor` checks the rest)"
-        ]
-    else:
-        lines = [
-            f"leader: {leader.identity} (since revision {leader.since_revision}{_started(watchers, leader.identity)})"
-        ]
-    if adopted_digest is None:
-        graph = "graph: none adopted yet"
-        if local is not None:
-            graph += f"; {deps} is valid (digest {local.digest}): the first watcher adopts it"
-    else:
-        graph = f"graph: adopted digest {adopted_digest} (revision {adopted_rev})"
-        if local is None:
-            shown = "showing the adopted graph" if adopted is not None else "the adopted graph cannot be shown"
-            graph += f"; {deps} is INVALID ({shown}; `coordinator validate` lists the problems)"
-        elif local.digest == adopted_digest:
-            graph += f"; {deps} is the same"
-        else:
-            graph += f"; {deps} differs (digest {local.digest}): see `coordinator diff`"
-    lines.append(graph)
-    for w in watchers:
-        for check in w.instances:
-            if not check.ok:
-                lines.append(
-                    f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
-                    f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else "")
-                )
-    return lines
-
-
-def leader_and_watchers(
-    keys: KeyLayout, items: Iterable[tuple[str, bytes, int]]
-) -> tuple[LeaderFact | None, list[WatcherPresence]]:
-    """The leader key and the presence keys among ``(key, value, create_revision)`` items of a prefix snapshot."""
-    leader: LeaderFact | None = None
-    watchers: list[WatcherPresence] = []
-    for key, value, created in items:
-        if key == keys.leader:
-            leader = LeaderFact(value.decode("utf-8", "replace"), created)
-        elif key.startswith(keys.watchers):
-            try:
-                watchers.append(WatcherPresence.model_validate_json(value))
-            except ValidationError:
-                continue  # a presence value of another version: it says nothing we can use
-    return leader, watchers

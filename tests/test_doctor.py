@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -15,7 +16,16 @@ from typing import Any
 
 import pytest
 
-from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+)
 from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -23,6 +33,7 @@ from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.presence import check_instances
 from coordinator.watcher.service import open_watcher
+from devtools.etcd_server import EtcdServer
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_plugin_writer import closed_port
 
@@ -268,4 +279,180 @@ def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
     assert "plugin OK: wrote" in done.stdout
     assert "instance 'team_a' is not in the graph adopted" in done.stdout and "COORDINATOR_INSTANCE" in done.stdout
     both = done.stdout + done.stderr
-    assert both.count("plugin.writer_stopped") <= 1, both
+    assert both.count("plugin.writer_stopped") == 1, both
+
+
+def test_a_running_watchers_failed_start_check_shows_in_status_and_doctor(
+    tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """A watcher started with a wrong Airflow password keeps running; its failed start check (naming the password
+    setting) shows in `status` and in `doctor`, which also sees it as the leader; no trigger or clear was sent."""
+    env = cli_env(etcd_endpoint, etcd_prefix, airflow.url, password="wrong")
+    log = (tmp_path / "watcher.log").open("w")
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "coordinator.cli", "watch", "--http", "off", "--id", "w-wrong-password"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        status = run_cli("status", env=env)
+        while "failed its start check" not in status.stdout and time.monotonic() < deadline:
+            assert watcher.poll() is None, (tmp_path / "watcher.log").read_text()
+            time.sleep(0.3)
+            status = run_cli("status", env=env)
+        assert "leader: w-wrong-password" in status.stdout, status.stdout
+        assert "watcher w-wrong-password: Airflow instance default failed its start check" in status.stdout
+        assert "COORDINATOR_AIRFLOW_PASSWORD" in status.stdout
+        doctor = run_cli("doctor", "--format", "json", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+        checks = checks_of(doctor)
+        assert checks["leader"]["status"] == "ok" and "w-wrong-password" in checks["leader"]["summary"]
+        # doctor's own settings are right, but the watcher's are not: the instance check fails on the watcher's note
+        assert checks["airflow default"]["status"] == "fail", checks["airflow default"]
+        assert any("watcher w-wrong-password at start" in d for d in checks["airflow default"]["details"])
+        assert watcher.poll() is None, "the watcher stopped on a failed instance check"
+        logged = (tmp_path / "watcher.log").read_text()
+        assert logged.count("instance.checked instance=default ok=false") == 1, logged
+    finally:
+        watcher.terminate()
+        try:
+            watcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            watcher.kill()
+            watcher.wait(timeout=10)
+        log.close()
+    assert all(airflow.creates(d) == 0 and airflow.clears(d) == 0 for d in DAGS)
+
+
+def test_status_shows_one_state_for_a_rerun_that_has_not_started(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """During a rerun (02 cleared after a new 01 success, its new attempt not started) the row says "rerun requested"
+    with one reason, not "success", "stale" and "has not started yet" at once; JSON keeps the raw parts."""
+    p = "2026-01-01T00:00:00Z"
+    keys = KeyLayout(etcd_prefix)
+    up, down = NodeId("default", "01_pipeline"), NodeId("default", "02_pipeline")
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={up: [p], down: [p]})
+
+    async def rerun() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            again = RunRecord(state=RunState.SUCCESS, run_id=f"scheduled__{p}", clear_number=1)
+            rev = await store.put(keys.run_key(up, p), dump_record(again))
+            intent = TriggerRecord(
+                status=TriggerStatus.DONE, action=TriggerAction.CLEAR, run_id=f"scheduled__{p}",
+                inputs={up.qualified: rev}, cause_rev=rev, intent_rev=rev + 1, trigger_count=2,
+            )  # fmt: skip
+            await store.put(keys.trigger_key(down, p), dump_record(intent))
+
+    arun(rerun())
+    env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
+    text = run_cli("status", "-p", p, env=env)
+    assert text.returncode == 0, text.stderr
+    row = next(line for line in text.stdout.splitlines() if "02_pipeline" in line and p in line)
+    cells = [cell.strip() for cell in row.split("│")]
+    assert cells[3] == "rerun requested" and "triggered at revision" in cells[4], row  # one state, one reason
+    assert "success" not in row and "stale" not in row, row
+    as_json = json.loads(run_cli("status", "--format", "json", "-p", p, env=env).stdout)
+    (raw,) = [r for r in as_json["rows"] if r["dag"] == "02_pipeline"]
+    assert (raw["status"], raw["state"], raw["fresh"]) == ("rerun requested", "success", False)
+
+
+def test_version_flag_prints_the_installed_version() -> None:
+    """`coordinator --version` prints the package version and exits 0."""
+    from coordinator import __version__
+
+    done = run_cli("--version", env=dict(os.environ))
+    assert (done.returncode, done.stdout.strip()) == (0, f"coordinator {__version__}")
+
+
+def test_plugin_logs_one_coordinator_line_per_job_start_and_none_per_task(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The listener's on_starting hook logs one coordinator.plugin_started line (instance, prefix, etcd; no secret)
+    for a scheduler job, and nothing for a task process."""
+    from coordinator.airflow_plugin.writer import announce_start, install_writer
+
+    class Job:  # what Airflow passes: its Job, before the runner sets job_type
+        job_type = None
+        hostname = "sched-1"
+
+    class TaskRunnerMarker:  # what the Task SDK passes for a task process
+        pass
+
+    monkeypatch.setenv("COORDINATOR_ETCD_ENDPOINTS", "http://etcd-a:2379")
+    monkeypatch.setenv("COORDINATOR_PREFIX", "/team")
+    monkeypatch.setenv("COORDINATOR_INSTANCE", "team_a")
+    monkeypatch.setenv("COORDINATOR_ETCD_USERNAME", "plugin")
+    monkeypatch.setenv("COORDINATOR_ETCD_PASSWORD", "s3cret-value")
+    previous = install_writer(None)  # None: the next get_writer reads the environment above
+    try:
+        with caplog.at_level(logging.INFO, logger="coordinator.airflow_plugin.writer"):
+            announce_start(Job())
+            announce_start(TaskRunnerMarker())
+    finally:
+        install_writer(previous)
+    lines = [r.getMessage() for r in caplog.records if "plugin_started" in r.getMessage()]
+    assert lines == [
+        "coordinator.plugin_started component=Job@sched-1 instance=team_a prefix=/team etcd=http://etcd-a:2379 "
+        "etcd_user=plugin"
+    ]
+    assert "s3cret-value" not in caplog.text
+
+
+def test_a_refused_login_names_the_instances_file_fields(tmp_path: Path, airflow: FakeAirflow, arun: Any) -> None:
+    """An instance from the instances file whose password is wrong: the 401 names that instance's fields and file."""
+    from coordinator.airflow_api import AirflowClient
+    from coordinator.errors import AirflowAuthError
+    from coordinator.settings import load_instances_file
+
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"team_b": {"url": airflow.url, "username": "coordinator", "password_env": "PW_B"}}))
+    os.environ["PW_B"] = "wrong"
+    try:
+        settings = load_instances_file(path)["team_b"]
+    finally:
+        del os.environ["PW_B"]
+
+    async def go() -> None:
+        async with AirflowClient(settings, name="team_b") as client:
+            await client.dags()
+
+    with pytest.raises(AirflowAuthError) as raised:
+        arun(go())
+    message = str(raised.value)
+    assert "401" in message and "password_env/password_file of 'team_b'" in message and str(path) in message
+    assert "wrong" not in message
+
+
+def test_doctor_checks_the_etcd_users_permissions_without_writing(
+    private_etcd: EtcdServer, tmp_path: Path, airflow: FakeAirflow
+) -> None:
+    """With etcd auth on: a user that may only read the prefix fails the permission check with the etcdctl grant
+    command (asked with a transaction that writes nothing); a wrong password names the etcd credential settings."""
+    etcdctl = [str(private_etcd.binary.with_name("etcdctl")), f"--endpoints={private_etcd.endpoint}"]
+
+    def ctl(*args: str) -> None:
+        subprocess.run([*etcdctl, *args], check=True, capture_output=True, timeout=30)
+
+    ctl("role", "add", "root")
+    ctl("user", "add", "root", "--new-user-password=root-pw")
+    ctl("user", "grant-role", "root", "root")
+    ctl("role", "add", "reader")
+    ctl("role", "grant-permission", "reader", "read", "--prefix=true", "/coordinator/")
+    ctl("user", "add", "reader", "--new-user-password=reader-pw")
+    ctl("user", "grant-role", "reader", "reader")
+    ctl("auth", "enable")
+    env = cli_env(private_etcd.endpoint, "/coordinator", airflow.url)
+    env.update(COORDINATOR_ETCD_USERNAME="reader", COORDINATOR_ETCD_PASSWORD="reader-pw")
+    done = run_cli("doctor", "--format", "json", env=env)
+    checks = checks_of(done)
+    assert checks["etcd"]["status"] == "ok", checks["etcd"]
+    perms = checks["etcd permissions"]
+    assert perms["status"] == "fail" and "may not write /coordinator/" in perms["summary"], perms
+    assert "etcdctl role grant-permission" in perms["fix"] and "readwrite" in perms["fix"]
+    keys = subprocess.run([*etcdctl, "--user=root:root-pw", "get", "--prefix", "--keys-only", "/"],
+                          check=True, capture_output=True, text=True, timeout=30).stdout  # fmt: skip
+    assert keys.strip() == "", keys  # the write probe wrote nothing
+    env.update(COORDINATOR_ETCD_PASSWORD="not-the-password")
+    wrong = checks_of(run_cli("doctor", "--format", "json", env=env))["etcd"]
+    assert wrong["status"] == "fail" and "authentication failed" in wrong["summary"]
+    assert "COORDINATOR_ETCD_PASSWORD" in wrong["fix"] and "not-the-password" not in json.dumps(wrong)

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -406,3 +408,21 @@ def test_standalone_prints_its_url_and_serves() -> None:
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0
     assert '"a"' in out
+
+
+def test_instance_check_requests_are_answered_but_logged_apart() -> None:
+    """Rule 8: a request signed airflow-etcd-coordinator/check gets the normal answer, shows in checks() only, and
+    does not consume an injected fault."""
+    with FakeAirflow(["a"]) as fake:
+        fake.fail_next(1, 503, endpoint="version")
+        request = urllib.request.Request(
+            f"{fake.url}/api/v2/version", headers={"User-Agent": "airflow-etcd-coordinator/check"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            assert answer.status == 200
+        assert [(r.endpoint, r.status) for r in fake.checks()] == [("version", 200)]
+        assert fake.requests() == [] and fake.calls("version") == 0
+        plain = urllib.request.Request(f"{fake.url}/api/v2/version")
+        with pytest.raises(urllib.error.HTTPError) as failed:
+            urllib.request.urlopen(plain, timeout=10)
+        assert failed.value.code == 503  # the fault was still there for the watcher's own request

@@ -30,7 +30,7 @@ from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, conne
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
 from coordinator.core.model import DEFAULT_INSTANCE, NodeId, canonical_partition, partition_datetime
 from coordinator.core.view import Activation
-from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreUnavailable
+from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreError, StoreUnavailable
 from coordinator.settings import Settings
 
 ENTRY_POINT_GROUP = "airflow.plugins"
@@ -42,6 +42,8 @@ CHECK_PARTITION = "2000-01-01T00:00:00Z"
 #: How long the check waits for etcd's first answer: a healthy etcd answers in milliseconds; 3 s covers a slow one
 #: without making a wrong address cost more than a few seconds.
 REACH_TIMEOUT_S = 3.0
+#: The adopted graph could not be read (permission): its instances are unknown, not absent.
+UNKNOWN: frozenset[str] = frozenset({"?"})
 
 
 class Reporter(Protocol):
@@ -219,6 +221,8 @@ async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | Non
         ) from exc
     try:
         graph = await store.get(config.keys.config_key("graph"), retry=False)
+    except StoreError:  # e.g. a plugin role that may only write {prefix}/runs/: the write step decides, not this
+        return UNKNOWN
     finally:
         await store.close()
     if graph is None:
@@ -233,7 +237,10 @@ async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | Non
 def _check_instance(config: WriterConfig, instances: frozenset[str] | None, report: Reporter) -> None:
     """Warn when this Airflow's instance name is one no adopted graph knows: its records would be read by nobody."""
     where = config.keys.prefix
-    if instances is None:
+    if instances is UNKNOWN:
+        report.note(f"could not read {config.keys.config_key('graph')} (no read permission?): whether a watcher "
+                    f"reads instance {config.instance!r} is unchecked; `coordinator doctor` checks it")  # fmt: skip
+    elif instances is None:
         report.note(f"no graph is adopted under {where} yet: start a watcher (`coordinator watch`) so that it "
                     f"reads what instance {config.instance!r} records")  # fmt: skip
     elif config.instance not in instances:

@@ -23,22 +23,20 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 
-from coordinator.airflow_api import AirflowClient
 from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
 from coordinator.core.model import NodeId
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
 from coordinator.diagnosis import (
     DoctorFacts,
-    InstanceCheck,
     SettingSource,
     diagnose,
-    leader_and_watchers,
     passed,
     to_json,
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.presence import InstanceCheck, leader_and_watchers
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 
@@ -238,17 +236,5 @@ async def _instance_facts(
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
-    clients = {
-        name: AirflowClient(configured[name], timeout_s=AIRFLOW_TIMEOUT_S, name=name)
-        for name in names
-        if name in configured
-    }
-    try:
-        return list(
-            await asyncio.gather(
-                *(check_instance(n, configured.get(n), clients.get(n), graph.get(n, [])) for n in names)
-            )
-        )
-    finally:
-        for client in clients.values():
-            await client.aclose()
+    checks = (check_instance(n, configured.get(n), graph.get(n, []), timeout_s=AIRFLOW_TIMEOUT_S) for n in names)
+    return list(await asyncio.gather(*checks))

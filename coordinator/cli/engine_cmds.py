@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
@@ -28,10 +28,10 @@ from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.spec_warnings import close_dags
 from coordinator.core.view import View, adopt
-from coordinator.diagnosis import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
+from coordinator.presence import LeaderFact, WatcherPresence, leader_and_watchers, status_header
 from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -305,6 +305,9 @@ def status(
         local = load_spec(settings.deps)
     except SpecError as exc:
         local_error = exc
+        # Said first: if etcd cannot be read either, the file's trouble must not be hidden behind etcd's.
+        err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
+                  "graph", markup=False, soft_wrap=True)  # fmt: skip
     partitions = [_partition(partition)] if partition else None
     view, leader, watchers = run_async(lambda: _read_status_state(settings))
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None

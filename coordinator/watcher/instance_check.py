@@ -9,6 +9,7 @@ Rules:
    command that resolves it (a refused login names that instance's credential settings).
 3. Bounded: at most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
    up in one listing.
+4. Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
 """
 
 from __future__ import annotations
@@ -16,25 +17,31 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import quote
 
-from coordinator.airflow_api import AirflowClient
-from coordinator.diagnosis import InstanceCheck
+from coordinator.airflow_api import AirflowClient, ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
+from coordinator.presence import InstanceCheck
 from coordinator.settings import InstanceSettings
 
 #: DAGs whose trigger and clear permissions are probed: Airflow roles grant per DAG at most, and 20 DAGs (40 requests,
 #: well under a second on a healthy API) find a role that misses some without hammering a large estate.
 MAX_PROBED = 20
+#: The run id the clear-permission probe names: no real run has it, so a permitted dry run answers 404.
+PROBE_RUN_ID = "coordinator_permission_probe__no_such_run"
 #: One instance's whole check: a hung API must not hold a watcher's start or doctor for long.
 CHECK_TIMEOUT_S = 30.0
 
 
 async def check_instance(
-    name: str, settings: InstanceSettings | None, client: AirflowClient | None, dag_ids: Sequence[str]
+    name: str, settings: InstanceSettings | None, dag_ids: Sequence[str], *, timeout_s: float = 10.0
 ) -> InstanceCheck:
-    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3)."""
+    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3), each request within ``timeout_s``.
+
+    With a client of its own (User-Agent ``.../check``, rule 4): its own login, and Airflow's access log (and the
+    test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
     now = datetime.now(UTC)
-    if settings is None or client is None:
+    if settings is None:
         return InstanceCheck(
             instance=name,
             checked_at=now,
@@ -46,7 +53,8 @@ async def check_instance(
             ),
         )
     try:
-        async with asyncio.timeout(CHECK_TIMEOUT_S):
+        async with asyncio.timeout(CHECK_TIMEOUT_S), AirflowClient(settings, timeout_s=timeout_s, name=name,
+                                                                   purpose="check") as client:  # fmt: skip
             return await _probe(name, settings, client, dag_ids, now)
     except TimeoutError:
         return InstanceCheck(
@@ -69,16 +77,16 @@ async def _probe(
     except AirflowError as exc:
         return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
     try:
-        await client.login()
-    except AirflowError as exc:
-        return result.model_copy(update={"login": False, "error": str(exc), "fix": _login_fix(settings, exc)})
-    result = result.model_copy(update={"login": True})
-    try:
-        listed = await client.dags()
+        listed = await client.dags()  # the first authenticated request: it logs in (Airflow 3) or sends basic auth
     except AirflowAuthError as exc:
-        return result.model_copy(update={"read": False, "error": str(exc), "fix": _role_fix(settings, "read")})
+        if exc.status == 401 or "/auth/token" in str(exc):  # the login itself was refused
+            return result.model_copy(update={"login": False, "error": str(exc), "fix": _login_fix(settings, exc)})
+        return result.model_copy(
+            update={"login": True, "read": False, "error": str(exc), "fix": _role_fix(settings, "read")}
+        )
     except AirflowError as exc:
         return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
+    result = result.model_copy(update={"login": True})
     missing = tuple(d for d in dag_ids if d not in listed)
     paused = tuple(d for d in dag_ids if listed.get(d))
     present = [d for d in dag_ids if d in listed][:MAX_PROBED]
@@ -86,7 +94,7 @@ async def _probe(
     clear: bool | None = True if present else None
     try:
         for dag in present:
-            may_trigger, may_clear = await client.may_trigger(dag), await client.may_clear(dag)
+            may_trigger, may_clear = await _may_trigger(client, dag), await _may_clear(client, dag)
             trigger = _and(trigger, may_trigger)
             clear = _and(clear, may_clear)
     except AirflowError as exc:
@@ -103,6 +111,36 @@ async def _probe(
         denied = "/".join(w for w, ok in (("trigger", trigger), ("clear", clear)) if ok is False)
         update["fix"] = _role_fix(settings, denied)
     return result.model_copy(update=update)
+
+
+async def _may_trigger(client: AirflowClient, dag_id: str) -> bool | None:
+    """Whether the user may create runs of ``dag_id``, asked without creating one: Airflow 3 authorizes before it
+    validates the body, so a body it must refuse (no logical_date, an unknown key) answers 403 when not allowed and
+    422 when allowed. None on Airflow 2, whose API validates the body first (no read-only question exists there)."""
+    if await client.api_version() is ApiVersion.V1:
+        return None
+    return await _permitted(client, f"/api/v2/dags/{quote(dag_id, safe='')}/dagRuns", {"coordinator_probe": True}, 422)
+
+
+async def _may_clear(client: AirflowClient, dag_id: str) -> bool | None:
+    """Whether the user may clear runs of ``dag_id``, asked without clearing: a dry run of a run that does not exist
+    answers 404 when allowed, 403 when not."""
+    path = f"/api/{await client.api_version()}/dags/{quote(dag_id, safe='')}/dagRuns/{PROBE_RUN_ID}/clear"
+    return await _permitted(client, path, {"dry_run": True}, 404)
+
+
+async def _permitted(client: AirflowClient, path: str, body: object, allowed_status: int) -> bool | None:
+    try:
+        await client.send("POST", path, body)
+    except AirflowAuthError as exc:
+        if exc.status == 403:
+            return False
+        raise
+    except AirflowError as exc:
+        if exc.status in (allowed_status, 400, 422):
+            return True
+        raise
+    return None  # accepted: impossible for these bodies on the known Airflow versions; nothing says what it did
 
 
 def _and(so_far: bool | None, answer: bool | None) -> bool | None:

@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from coordinator import __version__
-from coordinator.diagnosis import InstanceCheck, WatcherPresence
 from coordinator.errors import CoordinatorError
+from coordinator.presence import InstanceCheck, WatcherPresence
 from coordinator.watcher.instance_check import check_instance
 
 if TYPE_CHECKING:
@@ -38,8 +38,9 @@ async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
     names = sorted(graph.instances | set(watcher.clients))
     configured = watcher.settings.instances()
     dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
+    timeout = watcher.settings.airflow_timeout_s
     results = await asyncio.gather(
-        *(check_instance(name, configured.get(name), watcher.clients.get(name), dags[name]) for name in names)
+        *(check_instance(name, configured.get(name), dags[name], timeout_s=timeout) for name in names)
     )
     for check in results:
         watcher.metrics.instance_checked(check.instance, check.ok)

@@ -27,6 +27,11 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
 7. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
    in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
+8. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
+   ends in ``/check``) are answered exactly like any other but logged apart (:meth:`checks`), not counted by
+   :meth:`calls` or listed by :meth:`requests`, and never consume an injected fault: scenario tests count what the
+   watcher DOES (triggers, clears, who calls), which a check never changes.
+
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
 """
@@ -58,6 +63,8 @@ Identify = Callable[[tuple[str, int]], str | None]
 _Event = tuple[str, str, datetime | None, str, int]
 
 AIRFLOW_VERSION = "3.3.2"
+#: How the coordinator's instance checks sign their requests (``User-Agent: airflow-etcd-coordinator/check``).
+CHECK_AGENT_SUFFIX = "/check"
 #: The status logged for a request whose connection was closed without an answer (drop_next).
 DROPPED = 0
 TERMINAL = frozenset({"success", "failed"})
@@ -263,6 +270,7 @@ class FakeAirflow:
         self._clears: Counter[str] = Counter()
         self._faults: list[_Fault] = []
         self._requests: list[Request] = []
+        self._checks: list[Request] = []  # rule 8
         self._peer = threading.local()  # the client address of the request this thread is serving
         self._tokens: set[str] = set()
         self._expired: set[str] = set()
@@ -659,6 +667,8 @@ class FakeAirflow:
         endpoint, dag_id, public = _classify(method, segs)
         received = time.monotonic()
         client = self._who()  # before any delay: the client may hang up while it waits
+        if headers.get("user-agent", "").endswith(CHECK_AGENT_SUFFIX):
+            return self._handle_check(method, endpoint, dag_id, public, client, received, segs, query, headers, body)
         with self._lock:
             self._calls[(endpoint, dag_id)] += 1
             seq = len(self._requests)
@@ -681,6 +691,27 @@ class FakeAirflow:
         finally:
             with self._lock:
                 self._requests[seq] = replace(self._requests[seq], status=status)
+
+    def _handle_check(
+        self, method: str, endpoint: str, dag_id: str, public: bool, client: str | None, received: float,
+        segs: list[str], query: dict[str, list[str]], headers: dict[str, str], body: bytes,
+    ) -> tuple[int, Any]:  # fmt: skip
+        """Rule 8: answered like any request, but logged apart and never faulted."""
+        try:
+            if not public:
+                with self._lock:
+                    self._check_token(headers.get("authorization"))
+            result = self._dispatch(endpoint, method, segs, query, body)
+        except HttpError as err:
+            result = (err.status, {"detail": err.detail})
+        with self._lock:
+            self._checks.append(Request(len(self._checks), method, endpoint, dag_id, client, received, result[0]))
+        return result
+
+    def checks(self) -> list[Request]:
+        """The requests of instance checks (rule 8), in arrival order."""
+        with self._lock:
+            return list(self._checks)
 
     def _dispatch(
         self, endpoint: str, method: str, segs: list[str], query: dict[str, list[str]], body: bytes

@@ -1,0 +1,145 @@
+"""What watchers publish about themselves and what ``status`` and ``doctor`` read back: the presence value of
+``{prefix}/watchers/{id}`` (docs/keys.md) with each Airflow instance's start check, the leader key, and the header
+lines of ``status``.
+
+Rules: values and pure functions only (no I/O); the presence value's fields are only ever added (older watchers'
+values still parse, unknown fields are ignored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout
+
+
+class InstanceCheck(BaseModel):
+    """One Airflow instance as probed (by ``doctor``, or by a watcher at start): reachable, login, permissions, DAGs.
+
+    ``None`` in a permission means not asked or not askable (Airflow 2 has no read-only trigger probe).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    instance: str
+    url: str | None = None
+    api: str | None = None
+    version: str | None = None
+    login: bool | None = None
+    read: bool | None = None
+    trigger: bool | None = None
+    clear: bool | None = None
+    dags_checked: int = 0
+    missing: tuple[str, ...] = ()
+    paused: tuple[str, ...] = ()
+    error: str | None = None
+    fix: str | None = None
+    checked_at: datetime | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.login is not False and False not in (self.read, self.trigger, self.clear)
+
+    def describe(self) -> str:
+        """One line: where, which Airflow, and what was wrong (for logs and ``status``)."""
+        head = f"{self.url or '(no URL)'}"
+        if self.version:
+            head += f", Airflow {self.version} ({self.api})"
+        if self.error:
+            return f"{head}: {self.error}"
+        denied = [
+            what
+            for what, allowed in (("read", self.read), ("trigger", self.trigger), ("clear", self.clear))
+            if allowed is False
+        ]
+        if denied:
+            return f"{head}: may not {'/'.join(denied)} its DAGs"
+        return f"{head}: login ok"
+
+
+class WatcherPresence(BaseModel):
+    """A running watcher's presence value (``{prefix}/watchers/{id}``, lease-bound): who, since when, its checks."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    id: str
+    started_at: datetime
+    version: str = ""
+    instances: tuple[InstanceCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class LeaderFact:
+    identity: str
+    since_revision: int
+
+
+def started_text(watchers: Iterable[WatcherPresence], identity: str) -> str:
+    for w in watchers:
+        if w.id == identity:
+            return f" (started {w.started_at.isoformat(timespec='seconds')})"
+    return ""
+
+
+def status_header(
+    *,
+    leader: LeaderFact | None,
+    watchers: Sequence[WatcherPresence],
+    deps: str,
+    local: Graph | None,
+    adopted: Graph | None,
+    adopted_digest: str | None,
+    adopted_rev: int,
+) -> list[str]:
+    """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
+    against the local file, and the watchers' failed instance checks (each with its fix)."""
+    if leader is None:
+        lines = [
+            "no watcher is leading: nothing will be triggered (start one: `coordinator watch`; `coordinator "
+            "doctor` checks the rest)"
+        ]
+    else:
+        since = f"since revision {leader.since_revision}{started_text(watchers, leader.identity)}"
+        lines = [f"leader: {leader.identity} ({since})"]
+    if adopted_digest is None:
+        graph = "graph: none adopted yet"
+        if local is not None:
+            graph += f"; {deps} is valid (digest {local.digest}): the first watcher adopts it"
+    else:
+        graph = f"graph: adopted digest {adopted_digest} (revision {adopted_rev})"
+        if local is None:
+            shown = "showing the adopted graph" if adopted is not None else "the adopted graph cannot be shown"
+            graph += f"; {deps} is INVALID ({shown}; `coordinator validate` lists the problems)"
+        elif local.digest == adopted_digest:
+            graph += f"; {deps} is the same"
+        else:
+            graph += f"; {deps} differs (digest {local.digest}): see `coordinator diff`"
+    lines.append(graph)
+    for w in watchers:
+        for check in w.instances:
+            if not check.ok:
+                lines.append(
+                    f"watcher {w.id}: Airflow instance {check.instance} failed its start check: "
+                    f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else "")
+                )
+    return lines
+
+
+def leader_and_watchers(
+    keys: KeyLayout, items: Iterable[tuple[str, bytes, int]]
+) -> tuple[LeaderFact | None, list[WatcherPresence]]:
+    """The leader key and the presence keys among ``(key, value, create_revision)`` items of a prefix snapshot."""
+    leader: LeaderFact | None = None
+    watchers: list[WatcherPresence] = []
+    for key, value, created in items:
+        if key == keys.leader:
+            leader = LeaderFact(value.decode("utf-8", "replace"), created)
+        elif key.startswith(keys.watchers):
+            try:
+                watchers.append(WatcherPresence.model_validate_json(value))
+            except ValidationError:
+                continue  # a presence value of another version: it says nothing we can use
+    return leader, watchers
