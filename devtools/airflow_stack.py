@@ -81,6 +81,9 @@ class AirflowStack:
     prefix: str = DEFAULT_PREFIX
     port: int = 0  # 0: pick a free one
     username: str = "admin"
+    #: More users of the simple auth manager besides the admin: name -> role (viewer, user, op, admin), each with a
+    #: password kept in the home (:meth:`user_password`), e.g. a watcher's own user with the role it needs.
+    users: Mapping[str, str] = field(default_factory=dict)
     # 4 workers: the example pipelines are tiny; Airflow's default (32) pre-forks 32 processes.
     parallelism: int = 4
     triggerer: bool = False  # start a triggerer too (deferrable operators need one)
@@ -134,7 +137,9 @@ class AirflowStack:
             "AIRFLOW__API__BASE_URL": self.url,
             # Tasks call back here; without it they look for localhost:8080.
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(
+                [f"{self.username}:admin", *(f"{name}:{role}" for name, role in self.users.items())]
+            ),
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
             # New DAG files are seen after 5 s instead of 300 s; changed files re-parsed after 5 s instead of 30 s.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -185,6 +190,10 @@ class AirflowStack:
     def passwords_file(self) -> Path:
         return self.home / "passwords.json"
 
+    def user_password(self, name: str) -> str:
+        """The password of one of :attr:`users` (generated once per home)."""
+        return self._secret(f"password_{name}", 12)
+
     def _secret(self, name: str, nbytes: int) -> str:
         """A per-home secret kept in a file, so a restarted stack keeps its tokens and password."""
         path = self.home / name
@@ -208,7 +217,8 @@ class AirflowStack:
             self.port = free_port()
         self.password = self._secret("admin_password", 12)
         # Written beforehand: Airflow generates passwords only for users missing from this file.
-        self.passwords_file.write_text(json.dumps({self.username: self.password}), encoding="utf-8")
+        passwords = {self.username: self.password, **{name: self.user_password(name) for name in self.users}}
+        self.passwords_file.write_text(json.dumps(passwords), encoding="utf-8")
         self.passwords_file.chmod(0o600)
         env = self.environment()
         try:

@@ -90,6 +90,23 @@ def test_bad_input_exits_2_with_a_message(args: list[str], message: str, etcd_en
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        pytest.param(["why", "6_pipeline", "-p", "2026-01-01"], id="why-missing-leading-zero"),
+        pytest.param(["backfill", "06_pipline", "--from", "2026-01-01", "--to", "2026-01-02"], id="backfill-typo"),
+    ],
+)
+def test_an_unknown_dag_close_to_a_known_one_gets_a_suggestion(
+    args: list[str], etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """A DAG name one edit away from a DAG of the graph exits 2 with "did you mean" naming that DAG only."""
+    result = cli(*args, endpoint=etcd_endpoint, prefix=etcd_prefix)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert f"error: {args[1]!r} is not a DAG in {DEPS}: did you mean 06_pipeline?" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_status_and_why_on_an_empty_store(etcd_endpoint: str, etcd_prefix: str) -> None:
     """status says there is nothing yet; why explains that the root has not run for the partition."""
     status = cli("status", endpoint=etcd_endpoint, prefix=etcd_prefix)

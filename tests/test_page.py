@@ -180,6 +180,30 @@ def test_selected_dag_shows_why_ledger_and_a_run_link_only_for_this_airflow() ->
     assert 'id="run-link"' not in other
 
 
+@pytest.mark.parametrize(
+    ("attempts", "requests_row"),
+    [(1, None), (3, "Airflow requests</td><td>3 for this trigger (failed ones were retried)")],
+    ids=["first-request-worked", "requests-retried"],
+)
+def test_detail_names_each_counter_once(attempts: int, requests_row: str | None) -> None:
+    """A rerun's detail shows one attempt counter (Airflow's run attempt, from clear_number), the coordinator's
+    trigger number apart, and the Airflow request count only when requests were repeated."""
+    keys = KeyLayout("/p")
+    graph = parse_spec('{"b": "a"}', "s.json")
+    view = View(keys)
+    view.apply(keys.run_key(n("a"), P), run(RunState.SUCCESS), 3)
+    rec = ledger(TriggerStatus.DONE, 4, attempts=attempts, trigger_count=4)
+    view.apply(keys.trigger_key(n("b"), P), rec, 4)
+    rerun = RunRecord(state=RunState.SUCCESS, run_id=f"coordinator__{P}", clear_number=3)
+    view.apply(keys.run_key(n("b"), P), dump_record(rerun), 5)
+    detail = render_page(build_page(graph, view, plan(graph, view, [P]), P), selected=n("b"))
+    detail = detail[detail.index('id="detail"') :]
+    assert f"coordinator__{P} (success, run attempt 4, clear_number 3)" in detail
+    assert f"create coordinator__{P} (done), coordinator trigger #4" in detail
+    assert detail.count("attempt") == 1
+    assert (requests_row in detail) if requests_row else ("Airflow requests" not in detail)
+
+
 def test_values_from_etcd_are_escaped() -> None:
     """An error text with markup in it is shown as text, never as HTML."""
     keys = KeyLayout("/p")

@@ -75,6 +75,22 @@ def test_validate_summary_names_instances_and_failure_edges(two_instances: Path)
     )
 
 
+def test_validate_warns_about_a_misspelled_dag_and_still_exits_0(tmp_path: Path) -> None:
+    """A reference one letter away from a declared DAG is one warning line on stderr with "did you mean"; the summary
+    stays on stdout and the exit code is 0 (the file is valid)."""
+    doc = json.loads((ROOT / "dependencies.json").read_text(encoding="utf-8"))
+    doc["06_pipeline"][2] = "04_pipline"
+    path = tmp_path / "typo.json"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    result = run("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}: valid — 8 DAGs, 9 edges, 2 roots (01_pipeline, 04_pipline), 1 instance\n"
+    assert result.stderr == (
+        f"{path}: $.06_pipeline[2]: warning: '04_pipline' is declared nowhere in this file, so it is a root that "
+        "06_pipeline waits for — did you mean '04_pipeline'?\n"
+    )
+
+
 def test_validate_invalid_file_lists_every_problem_on_stderr(invalid_file: Path) -> None:
     """An invalid file exits 2 with each problem on stderr, nothing on stdout and no traceback."""
     result = run("validate", str(invalid_file))

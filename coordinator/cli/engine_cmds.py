@@ -26,6 +26,7 @@ from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
+from coordinator.core.spec_warnings import close_dags
 from coordinator.core.view import View, adopt
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
@@ -459,11 +460,15 @@ def backfill(
 def _target(
     dag: str, etcd: str | None, prefix: str | None, deps: Path | None, **extra: Any
 ) -> tuple[Settings, Graph, NodeId]:
-    """Settings, the graph, and the DAG a command is about; exit 2 naming the known DAGs if it is not in the graph."""
+    """Settings, the graph, and the DAG a command is about; exit 2 if it is not in the graph, suggesting close names
+    (``6_pipeline`` -> ``06_pipeline``) or else naming the known DAGs."""
     settings = _settings(etcd, prefix, deps, **extra)
     graph = _graph(settings)
     node = graph.resolve(dag)
     if node is None:
+        close = close_dags(dag, graph.dags)
+        if close:
+            fail(f"{dag!r} is not a DAG in {settings.deps}: did you mean {' or '.join(map(str, close[:3]))}?")
         fail(f"{dag!r} is not a DAG in {settings.deps} (known: {', '.join(sorted(map(str, graph.dags)))})")
     return settings, graph, node
 

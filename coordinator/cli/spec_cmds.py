@@ -5,20 +5,33 @@ Rules:
 2. An invalid or unreadable file prints every problem on stderr, one per line, and exits 2; never a traceback.
 3. Machine-readable output (schema, mermaid, dot) is written verbatim with ``typer.echo``: rich would highlight or
    wrap it.
+4. ``validate`` prints the warnings of a valid file (``coordinator.core.spec_warnings``) on stderr and still exits 0:
+   the watcher adopts such a file as written.
+5. ``validate --airflow`` also asks each instance's Airflow (the watcher's settings: COORDINATOR_AIRFLOW_URL or the
+   instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit 1, with "did you mean"
+   against Airflow's DAG ids), a paused one a warning; an instance without settings exits 2 (configuration), one
+   that cannot be asked exits 1.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 
-from coordinator.cli.app import EXIT_INVALID, DepsOpt, app, build_settings
+from coordinator.airflow_api import AirflowClient
+from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, DepsOpt, app, build_settings
+from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.graph import Graph
 from coordinator.core.spec_render import GraphFormat, render
 from coordinator.core.spec_schema import schema_text
-from coordinator.errors import SpecError
+from coordinator.core.spec_warnings import spec_warnings
+from coordinator.errors import CoordinatorError, SpecError
+from coordinator.settings import InstanceSettings, Settings
 from coordinator.spec_file import load_spec
 
 #: Roots named in the summary line; a wide graph would otherwise print a paragraph.
@@ -74,19 +87,102 @@ PathsArg = Annotated[
 ]
 
 
+AirflowFlag = Annotated[
+    bool,
+    typer.Option(
+        "--airflow",
+        help="also check that every DAG exists in its instance's Airflow (REST; the watcher's settings: "
+        "COORDINATOR_AIRFLOW_URL/_USERNAME/_PASSWORD(_FILE) or COORDINATOR_INSTANCES_FILE); exit 1 if one is missing",
+    ),
+]
+
+
 @app.command()
-def validate(paths: PathsArg = None, deps: DepsOpt = None) -> None:
-    """Check the dependencies file(s); print a summary each (exit 0) or every problem found (exit 2)."""
+def validate(paths: PathsArg = None, deps: DepsOpt = None, airflow: AirflowFlag = False) -> None:
+    """Check the dependencies file(s); print a summary each and any warnings (exit 0) or every problem found (exit 2).
+    With --airflow, also check each DAG exists in its Airflow (exit 1 if one does not)."""
     # Several paths: a pre-commit hook (.pre-commit-hooks.yaml) passes every matching file at once.
-    invalid = 0
+    codes = [0]
     targets: list[Path | None] = list(paths) if paths else [None]
     for path in targets:
         try:
-            typer.echo(summary(_load(path, deps)))
+            graph = _load(path, deps)
         except typer.Exit:
-            invalid += 1
-    if invalid:
-        raise typer.Exit(EXIT_INVALID)
+            codes.append(EXIT_INVALID)
+            continue
+        typer.echo(summary(graph))
+        for warning in spec_warnings(graph):
+            typer.echo(warning.format(graph.source), err=True)
+        if airflow:
+            codes.append(_check_airflow(graph, build_settings(deps=deps)))
+    if max(codes):
+        raise typer.Exit(EXIT_INVALID if EXIT_INVALID in codes else max(codes))
+
+
+def _where(name: str, url: str) -> str:
+    """``instance default (http://host:8080)``: scheme, host and port only, never credentials in a URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    return f"instance {name} ({parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path})"
+
+
+async def _airflow_dags(name: str, instance: InstanceSettings) -> tuple[str, dict[str, bool]]:
+    """Airflow's version and every DAG id it lists with its paused flag."""
+    async with AirflowClient(instance, name=name) as client:
+        version = await client.version()
+        return version, await client.dags()
+
+
+def _check_airflow(graph: Graph, settings: Settings) -> int:
+    """Rule 5 for one file: one line per instance on stdout when all is well, the problems on stderr; the exit code."""
+    # The client logs failed requests for the watcher's log; here the command reports them itself, once.
+    logging.getLogger("coordinator").addHandler(logging.NullHandler())
+    configured = settings.instances()
+    code = 0
+    for name in sorted({node.instance for node in graph.dags}):
+        instance = configured.get(name)
+        if instance is None:
+            how = "COORDINATOR_AIRFLOW_URL" if name == "default" else "an entry in the instances file"
+            typer.echo(
+                f"{graph.source}: instance {name}: error: no Airflow is configured for it — set {how} "
+                "(COORDINATOR_INSTANCES_FILE maps every instance name to its URL and credentials)",
+                err=True,
+            )
+            code = max(code, EXIT_INVALID)
+            continue
+        where = _where(name, instance.url)
+        try:
+            version, listed = asyncio.run(_airflow_dags(name, instance))
+        except CoordinatorError as exc:
+            typer.echo(f"{graph.source}: {where}: error: cannot list its DAGs: {exc}", err=True)
+            code = max(code, EXIT_FAILURE)
+            continue
+        presence = dag_presence(graph, name, listed)
+        _print_presence(graph.source, where, version, presence)
+        if not presence.ok:
+            code = max(code, EXIT_FAILURE)
+    return code
+
+
+def _print_presence(source: str, where: str, version: str, presence: DagPresence) -> None:
+    for missing in presence.missing:
+        close = " or ".join(repr(dag_id) for dag_id in missing.did_you_mean[:3])
+        hint = (
+            f"did you mean {close}?"
+            if close
+            else "deploy its DAG file to that Airflow's dags folder, or correct its name in the dependencies file"
+        )
+        typer.echo(
+            f"{source}: {where}: error: DAG {missing.node.dag_id!r} does not exist in that Airflow — {hint}", err=True
+        )
+    for node in presence.paused:
+        typer.echo(
+            f"{source}: {where}: warning: DAG {node.dag_id!r} is paused — runs the coordinator starts wait in "
+            f"'queued' until it is unpaused (airflow dags unpause {node.dag_id})",
+            err=True,
+        )
+    found = len(presence.checked) - len(presence.missing)
+    typer.echo(f"{where}: Airflow {version}: {found} of {len(presence.checked)} DAGs exist")
 
 
 @app.command()

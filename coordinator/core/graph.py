@@ -18,6 +18,7 @@ from functools import cached_property
 
 from coordinator.core.grid import Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
+from coordinator.core.spec_json import JsonPath
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,12 @@ class Graph:
     dags: Mapping[NodeId, DagSpec]
     instances: frozenset[str] = field(default_factory=frozenset)
     source: str = "dependencies.json"
+    #: Where the file declared or wrote each DAG and edge, for warnings about the file
+    #: (``coordinator.core.spec_warnings``): the DAGs declared as keys (the others are roots only referenced) and the
+    #: JSON path of each (source, target) edge's reference. Not part of the graph's meaning (rule 3): equality and
+    #: the digest ignore them, and a graph not read from a file (the adopted one) has none.
+    declared: frozenset[NodeId] = field(default_factory=frozenset, compare=False)
+    edge_paths: Mapping[tuple[NodeId, NodeId], JsonPath] = field(default_factory=dict, compare=False)
 
     @cached_property
     def digest(self) -> str:

@@ -173,10 +173,16 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
         instances, decls = {DEFAULT_INSTANCE}, _read_shorthand(doc, report)
     else:
         instances, decls = _read_extended(doc, report)
-    dags = _resolve(decls, instances, shorthand, report)
+    dags, edges, declared = _resolve(decls, instances, shorthand, report)
     if report.problems:
         return None
-    return Graph(dags=dags, instances=frozenset(instances), source=source)
+    return Graph(
+        dags=dags,
+        instances=frozenset(instances),
+        source=source,
+        declared=frozenset(declared),
+        edge_paths={(edge.source, edge.target): edge.path for edge in edges},
+    )
 
 
 # ---- reading the two forms -------------------------------------------------------------------------------------
@@ -447,7 +453,10 @@ class _Resolver:
         return found
 
 
-def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report) -> dict[NodeId, DagSpec]:
+def _resolve(
+    decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report
+) -> tuple[dict[NodeId, DagSpec], list[Edge], set[NodeId]]:
+    """The DAGs (declared ones and roots only referenced), every edge with where it is written, the declared DAGs."""
     declared = _index_declarations(decls, report)
     resolver = _Resolver(declared, instances, shorthand, report)
     grids = {node: decl.grid for node, decl in declared.items()}
@@ -466,7 +475,7 @@ def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, repor
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)
-    return specs
+    return specs, edges, set(declared)
 
 
 def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId, _Decl]:

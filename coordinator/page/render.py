@@ -145,20 +145,27 @@ def _legend(model: PageModel) -> str:
     return '<div class="legend">' + "".join(items) + "</div>"
 
 
+def _run_text(node: PageNode) -> str:
+    """The DAG's run for the partition. One counter only: Airflow's attempt of that run (``clear_number`` counts from
+    0, the attempt from 1); the coordinator's own trigger count belongs to the "last trigger" row."""
+    if not node.run_id:
+        return "no run state"
+    attempt = "" if node.attempt is None else f", run attempt {node.attempt + 1}, clear_number {node.attempt}"
+    return f"{node.run_id} ({node.run_state}{attempt})"
+
+
 def _detail(node: PageNode, instance: str, ui_base: str) -> str:
-    rows = [
-        ("state", str(node.state)),
-        ("run", f"{node.run_id} ({node.run_state}, attempt {node.attempt})" if node.run_id else "no run state"),
-    ]
+    rows = [("state", str(node.state)), ("run", _run_text(node))]
     if node.ledger is not None:
         led = node.ledger
         inputs = ", ".join(f"{k} @ {v}" for k, v in led.inputs) or "-"
         rows += [
-            ("last trigger", f"{led.action} {led.run_id} ({led.status}, trigger #{led.trigger_count})"),
+            ("last trigger", f"{led.action} {led.run_id} ({led.status}), coordinator trigger #{led.trigger_count}"),
             ("inputs", inputs),
-            ("attempts", str(led.attempts)),
-            ("last error", led.last_error or "-"),
         ]
+        if led.attempts > 1:  # calls to Airflow for this trigger: only worth a row when some had to be repeated
+            rows.append(("Airflow requests", f"{led.attempts} for this trigger (failed ones were retried)"))
+        rows.append(("last error", led.last_error or "-"))
     else:
         rows.append(("last trigger", "the coordinator has not triggered it for this partition"))
     table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)

@@ -13,6 +13,8 @@ the coordinator plugin installed through its entry point, writing to the session
   definition only applies to upstream successes after its adoption. The single-instance scenarios share
   ``harness.SESSION_GRAPH`` so they never re-date each other's DAGs. Watchers share the session prefix, hence its
   leader key: one runs at a time.
+- The README walkthrough (``test_readme_e2e.py``) runs first among these modules (``pytest_collection_modifyitems``)
+  and uses the watcher user the README creates (``harness.WATCHER_USER``).
 - Modules that need more start it themselves, for their own duration: a second Airflow on the same etcd and prefix
   (``test_multi_instance_e2e.py``), a real Airflow 2.11 from its own venv (``test_airflow2_e2e.py``), an etcd and an
   Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two Airflows run at once.
@@ -30,7 +32,22 @@ import pytest
 
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
-from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS
+from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
+
+README_TEST = "test_readme_e2e.py"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The README walkthrough runs first among the end-to-end tests: it is what a newcomer does on a fresh Airflow,
+    and its last step (``coordinator doctor``) expects run states of its graph's instance only under the prefix,
+    which the multi-instance and Airflow 2 modules add to."""
+    e2e = [i for i, item in enumerate(items) if "e2e" in item.path.parts]
+    readme = [item for item in items if item.path.name == README_TEST]
+    if not e2e or not readme:
+        return
+    first = e2e[0]
+    rest = [item for item in items[first:] if item.path.name != README_TEST]
+    items[first:] = readme + rest
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +65,7 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
         # Unpausing 01_pipeline must not start a scheduled run nobody asked for.
         extra_env={"PIPELINE_01_SCHEDULE": "none"},
+        users={WATCHER_USER: WATCHER_ROLE},
     )
     try:
         stack.start()

@@ -44,6 +44,10 @@ FAILURE_DAGS = ["08_on_failure", "09_flaky"]
 # e2e_hourly / e2e_daily: the partition-grid scenario's hourly root and its daily rollup.
 TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
+#: The watcher's own Airflow user of the README's step 5 (simple auth manager role ``user``: read, trigger, clear);
+#: the session's Airflow has it from its start, since the api-server reads its users only then.
+#: tests/e2e/test_readme_e2e.py checks that the README creates exactly this user.
+WATCHER_USER, WATCHER_ROLE = "coordinator", "user"
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
 

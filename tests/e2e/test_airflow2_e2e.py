@@ -12,19 +12,27 @@ run's task (1 after the first run, +1 for every clear that reran it), never only
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
+from coordinator.airflow_api import AirflowClient
+from coordinator.airflow_runs import TriggerResult
 from coordinator.core.model import RunState, run_id_for
+from coordinator.errors import AirflowAuthError
+from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
-from tests.e2e.harness import E2E, DagRun, assert_paused_list_follows, assert_started_after, task_tries
+from tests.e2e.harness import E2E, REPO, DagRun, assert_paused_list_follows, assert_started_after, task_tries, wait_for
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -245,3 +253,51 @@ def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Se
     """``paused_dags`` on Airflow 2.11 (``GET /api/v1/dags?paused=true``, basic auth): a paused DAG shows, no
     unpaused one does."""
     assert_paused_list_follows(setup.af2, AF2_DAGS, "af2_fail")
+
+
+FAB_BLOCK_RE = re.compile(r"<!-- readme-e2e-airflow2: fab-role -->\n```bash\n(.*?)\n```", re.DOTALL)
+
+
+def test_the_readme_fab_role_lets_the_watcher_read_trigger_and_clear(e2e: E2E, setup: Setup, tmp_path: Path) -> None:
+    """The README's FAB role (step 5), created as written on Airflow 2.11, lets its user list DAGs, trigger and clear
+    a run over REST v1; without can_edit on DAGs the trigger is refused, which is why the README asks for it."""
+    (block,) = FAB_BLOCK_RE.findall((REPO / "README.md").read_text(encoding="utf-8"))
+    password = tmp_path / "airflow_password"
+    password.write_text("readme-role-pw", encoding="utf-8")
+    env = setup.af2.environment()
+
+    def airflow_cli(script: str) -> None:
+        done = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}"], cwd=setup.af2.home, env=env,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
+
+    airflow_cli(block.replace("/run/secrets/airflow_password", str(password)))
+    user = InstanceSettings(url=setup.af2.url, username="coordinator", password="readme-role-pw")
+    partition = e2e.new_partition()
+
+    async def read_trigger_clear() -> None:
+        async with AirflowClient(user, name=AF2) as client:
+            assert set(AF2_DAGS) <= set(await client.dags())
+            created = await client.trigger("af2_leaf", run_id_for(partition), datetime.fromisoformat(partition))
+            assert created.result is TriggerResult.CREATED
+        setup.af2.wait_for_run("af2_leaf", run_id_for(partition), ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        async with AirflowClient(user, name=AF2) as client:
+            await client.clear("af2_leaf", run_id_for(partition))
+
+    asyncio.run(read_trigger_clear())
+    # The clear reran it: the task's try number moves to 2 when the scheduler queues it again (seconds later).
+    wait_for(
+        lambda: set(task_tries(setup.af2, "af2_leaf", run_id_for(partition)).values()) == {2},
+        CASCADE_TIMEOUT_S,
+        "the cleared af2_leaf run to be tried again",
+    )
+
+    airflow_cli("airflow roles del-perms Coordinator -r DAGs -a can_edit")
+    other = e2e.new_partition()
+
+    async def trigger_without_dag_edit() -> None:
+        async with AirflowClient(user, name=AF2) as client:
+            await client.trigger("af2_leaf", run_id_for(other), datetime.fromisoformat(other))
+
+    with pytest.raises(AirflowAuthError):
+        asyncio.run(trigger_without_dag_edit())

@@ -131,7 +131,8 @@ def test_clicking_a_dag_shows_why_the_ledger_and_the_run_link(airflow_e2e: E2E, 
     detail = html[html.index('id="detail"') :]
     assert "06_pipeline is up to date" in detail
     run_id = f"coordinator__{cascade.partition}"
-    assert f"create {run_id} (done, trigger #1)" in detail
+    assert f"create {run_id} (done), coordinator trigger #1" in detail
+    assert "run attempt 1, clear_number 0" in detail
     for upstream in PIPELINES[1:5]:
         assert f"default/{upstream} @ " in detail
     assert f'href="/dags/06_pipeline/runs/{urllib.parse.quote(run_id, safe="")}"' in detail

@@ -1,0 +1,147 @@
+"""Warnings about a valid ``dependencies.json``: things that load but are probably not what the author meant.
+
+Rules:
+1. Pure: a validated :class:`Graph` (with where the file wrote each DAG and edge) in, :class:`SpecWarning` values out.
+   A warning never makes the file invalid: ``coordinator validate`` prints it on stderr and still exits 0, and the
+   watcher adopts the graph as written.
+2. Each rule is an independent function ``Graph -> list[SpecWarning]`` listed in :data:`RULES`; :func:`spec_warnings`
+   runs them all, in that order. A rule reads only the graph, so rules can be added without touching one another.
+3. A warning names the JSON path of what it is about and ends with what to do, like a problem of ``spec.py``
+   (``file: $.path: warning: what — hint``).
+4. Near misses (:func:`near_miss_references`): a DAG that no key declares (so it became a root) and whose id is within
+   a small edit distance of another DAG of the graph is probably a typo (``"04_pipline"`` for ``"04_pipeline"``): the
+   dependent would wait for a DAG that never runs. The rarer of the two spellings is the suspect. Names that differ
+   in a number (``01_pipeline``/``02_pipeline``) or in a short label (``load_a``/``load_b``) are a series of
+   distinct DAGs, never a near miss (:func:`near_misses`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import NodeId
+from coordinator.core.spec_json import format_path
+
+#: A label this short (``a``, ``v``, ``eu``) that differs between two names makes them a series, not a typo.
+SHORT_LABEL = 2
+_NUMBER_RE = re.compile(r"[0-9]+")
+_WORD_RE = re.compile(r"[A-Za-z]+")
+
+
+@dataclass(frozen=True, slots=True)
+class SpecWarning:
+    """Something in a valid file that is probably a mistake: where (a JSON path such as ``$.06_pipeline[3]``), what,
+    and what to do."""
+
+    path: str
+    message: str
+    hint: str
+
+    def format(self, source: str) -> str:
+        """``file: $.path: warning: what — hint`` (rule 3)."""
+        return f"{source}: {self.path}: warning: {self.message} — {self.hint}"
+
+
+def max_distance(name: str) -> int:
+    """How many edits still look like a typo of ``name``: one for short ids, two from eight characters on."""
+    return 1 if len(name) < 8 else 2
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (insert, delete, substitute, swap two neighbours), or ``limit + 1`` as soon
+    as it must exceed ``limit`` (names differing in length by more cannot be close)."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def _series(a: str, b: str) -> bool:
+    """True when ``a`` and ``b`` read as two members of a series (rule 4): different numbers (compared as numbers, so
+    ``6`` and ``06`` are the same), or the same words but for a short label."""
+    if [int(n) for n in _NUMBER_RE.findall(a)] != [int(n) for n in _NUMBER_RE.findall(b)]:
+        return True
+    words_a, words_b = _WORD_RE.findall(a.lower()), _WORD_RE.findall(b.lower())
+    if len(words_a) != len(words_b):
+        return False
+    return any(x != y and max(len(x), len(y)) <= SHORT_LABEL for x, y in zip(words_a, words_b, strict=True))
+
+
+def near_misses(name: str, candidates: Iterable[str]) -> list[str]:
+    """The candidates that ``name`` is probably a typo of, closest first (ties by name); never ``name`` itself."""
+    scored = []
+    for candidate in set(candidates):
+        if candidate == name or _series(name, candidate):
+            continue
+        limit = max_distance(min(name, candidate, key=len))
+        distance = edit_distance(name.lower(), candidate.lower(), limit)
+        if distance <= limit:
+            scored.append((distance, candidate))
+    return [candidate for _, candidate in sorted(scored)]
+
+
+def close_dags(name: str, nodes: Iterable[NodeId]) -> list[NodeId]:
+    """The DAGs whose id ``name`` (a dag id, or ``instance/dag_id``) is probably a typo of, closest first."""
+    dag_id = name.rpartition("/")[2]
+    by_id: dict[str, list[NodeId]] = {}
+    for node in nodes:
+        by_id.setdefault(node.dag_id, []).append(node)
+    return [node for close in near_misses(dag_id, by_id) for node in sorted(by_id[close])]
+
+
+# ---- rules --------------------------------------------------------------------------------------------------------
+
+
+def near_miss_references(graph: Graph) -> list[SpecWarning]:
+    """Rule 4: each reference to an undeclared DAG whose id is a near miss of another DAG's id.
+
+    A typo is the rarer spelling: the undeclared id is a suspect only if it is written at most as often as the other
+    (its references, plus one for a declaration), so a root used consistently in several places is taken as meant,
+    and two spellings used equally are both suspects. Only a graph read from a file knows what was declared; any
+    other yields nothing.
+    """
+    if not graph.edge_paths:
+        return []
+    references: dict[NodeId, list[tuple[NodeId, str]]] = {}
+    for source, target in sorted(graph.edge_paths, key=lambda edge: (edge[1], edge[0])):
+        references.setdefault(source, []).append((target, format_path(graph.edge_paths[source, target])))
+    warnings = []
+    for node in sorted(set(graph.dags) - graph.declared):
+        uses = references.get(node, [])
+        candidates = [
+            other
+            for other in close_dags(node.dag_id, (n for n in graph.dags if n != node))
+            if len(references.get(other, ())) + (other in graph.declared) >= len(uses)
+        ]
+        if not candidates:
+            continue
+        suggestion = " or ".join(repr(str(c)) for c in candidates[:3])
+        for target, path in uses:
+            role = "handles the failures of" if node in graph.dags[target].on_failure_of else "waits for"
+            what = f"{str(node)!r} is declared nowhere in this file, so it is a root that {target} {role}"
+            warnings.append(SpecWarning(path, what, f"did you mean {suggestion}?"))
+    return warnings
+
+
+Rule = Callable[[Graph], list[SpecWarning]]
+#: Every rule, in the order their warnings are printed (rule 2).
+RULES: Sequence[Rule] = (near_miss_references,)
+
+
+def spec_warnings(graph: Graph, rules: Sequence[Rule] = RULES) -> list[SpecWarning]:
+    """The warnings of every rule about ``graph`` (rule 2)."""
+    return [warning for rule in rules for warning in rule(graph)]

@@ -1,0 +1,119 @@
+"""Warnings about valid dependency files (coordinator.core.spec_warnings): near-miss DAG names, as tables."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.model import NodeId
+from coordinator.core.spec import parse_spec
+from coordinator.core.spec_warnings import RULES, SpecWarning, near_miss_references, near_misses, spec_warnings
+
+SEVEN = {
+    "02_pipeline": "01_pipeline",
+    "03_pipeline": "01_pipeline",
+    "04_pipeline": "01_pipeline",
+    "05_pipeline": "01_pipeline",
+    "06_pipeline": ["02_pipeline", "03_pipeline", "04_pipeline", "05_pipeline"],
+    "07_pipeline": "06_pipeline",
+}
+
+
+def warnings_of(doc: dict[str, Any]) -> list[str]:
+    return [w.format("d.json") for w in spec_warnings(parse_spec(json.dumps(doc), "d.json"))]
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        pytest.param(SEVEN, [], id="the-example-graph-is-clean"),
+        pytest.param(
+            {**SEVEN, "06_pipeline": ["02_pipeline", "03_pipeline", "04_pipline", "05_pipeline"]},
+            ["d.json: $.06_pipeline[2]: warning: '04_pipline' is declared nowhere in this file, so it is a root "
+             "that 06_pipeline waits for — did you mean '04_pipeline'?"],
+            id="shorthand-missing-letter",
+        ),
+        pytest.param(
+            {"version": 1, "dags": {"load": {}, "report": {"upstreams": ["laod"]}}},
+            ["d.json: $.dags.report.upstreams[0]: warning: 'laod' is declared nowhere in this file, so it is a "
+             "root that report waits for — did you mean 'load'?"],
+            id="extended-swapped-letters",
+        ),
+        pytest.param(
+            {"version": 1, "dags": {"load": {}, "alert": {"on_failure_of": "lod"}}},
+            ["d.json: $.dags.alert.on_failure_of: warning: 'lod' is declared nowhere in this file, so it is a root "
+             "that alert handles the failures of — did you mean 'load'?"],
+            id="failure-source",
+        ),
+        pytest.param(
+            {"version": 1, "instances": {"team_a": {}},
+             "dags": {"team_a/04_pipeline": {}, "report": {"upstreams": "04_pipline"}}},
+            ["d.json: $.dags.report.upstreams: warning: '04_pipline' is declared nowhere in this file, so it is a "
+             "root that report waits for — did you mean 'team_a/04_pipeline'?"],
+            id="close-to-a-dag-of-another-instance",
+        ),
+        pytest.param(
+            {"version": 1, "dags": {"06_pipeline": {}, "07_pipeline": {"upstreams": "6_pipeline"}}},
+            ["d.json: $.dags.07_pipeline.upstreams: warning: '6_pipeline' is declared nowhere in this file, so it is "
+             "a root that 07_pipeline waits for — did you mean '06_pipeline'?"],
+            id="leading-zero-is-the-same-number",
+        ),
+        pytest.param(
+            {"b": "extract", "c": "extract", "d": "extrcat"},
+            ["d.json: $.d: warning: 'extrcat' is declared nowhere in this file, so it is a root that d waits for "
+             "— did you mean 'extract'?"],
+            id="the-rarer-of-two-undeclared-spellings",
+        ),
+        pytest.param(
+            {"b": "extract", "c": "extrcat"},
+            ["d.json: $.b: warning: 'extract' is declared nowhere in this file, so it is a root that b waits for "
+             "— did you mean 'extrcat'?",
+             "d.json: $.c: warning: 'extrcat' is declared nowhere in this file, so it is a root that c waits for "
+             "— did you mean 'extract'?"],
+            id="two-undeclared-spellings-used-equally-are-both-suspects",
+        ),
+        pytest.param({"b": "load_a", "c": "load_b"}, [], id="short-labels-are-a-series"),
+        pytest.param({"b": "etl", "c": "etl2"}, [], id="a-number-makes-another-dag"),
+        pytest.param({"report": "load", "loads": "load"}, [], id="a-root-written-more-often-is-meant"),
+    ],
+)  # fmt: skip
+def test_near_miss_references(doc: dict[str, Any], expected: list[str]) -> None:
+    """An undeclared DAG whose id is a near miss of another DAG's id warns at each reference, with the suggestion."""
+    assert warnings_of(doc) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "candidates", "expected"),
+    [
+        pytest.param("04_pipline", ["04_pipeline", "05_pipeline"], ["04_pipeline"], id="one-insertion"),
+        pytest.param("6_pipeline", ["06_pipeline", "07_pipeline"], ["06_pipeline"], id="leading-zero"),
+        pytest.param("01_pipeline", ["02_pipeline"], [], id="another-number"),
+        pytest.param("report", ["reprot", "reports", "export"], ["reports", "reprot"], id="closest-then-by-name"),
+        pytest.param("Load", ["load"], ["load"], id="case"),
+        pytest.param("abc", ["xyz"], [], id="nothing-close"),
+        pytest.param("daily_reprot_x", ["daily_report_x"], ["daily_report_x"], id="long-names-allow-two-edits"),
+        pytest.param("load", ["load"], [], id="never-itself"),
+    ],
+)
+def test_near_misses(name: str, candidates: list[str], expected: list[str]) -> None:
+    """near_misses keeps the candidates within a typo's distance that are not another member of a series."""
+    assert near_misses(name, candidates) == expected
+
+
+def test_a_graph_not_read_from_a_file_has_no_near_miss_warnings() -> None:
+    """A graph without provenance (the adopted graph rebuilt from etcd) yields no warnings, whatever its names."""
+    a, b = NodeId("default", "load"), NodeId("default", "laod")
+    graph = Graph({a: DagSpec(a), b: DagSpec(b, upstreams=(a,))}, frozenset({"default"}))
+    assert near_miss_references(graph) == []
+
+
+def test_rules_are_independent_and_run_in_order() -> None:
+    """spec_warnings runs every rule given, in order; the default list holds the near-miss rule."""
+    graph = parse_spec(json.dumps({"b": "lod", "load": "x"}), "d.json")
+    extra = SpecWarning("$", "extra", "hint")
+    assert spec_warnings(graph, (lambda g: [extra], near_miss_references))[0] == extra
+    assert [w.path for w in spec_warnings(graph, (lambda g: [extra], near_miss_references))] == ["$", "$.b"]
+    assert near_miss_references in RULES
