@@ -11,7 +11,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import PAGE_SIZE, AirflowClient
+from coordinator.airflow.client import PAGE_SIZE, AirflowClient
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStatus, parse_trigger_record, run_id_for
 from coordinator.errors import AirflowError, AirflowUnavailable

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.airflow_api import AirflowClient, TriggerResult
+from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.core import intent
 from coordinator.core.model import (
     KeyLayout,

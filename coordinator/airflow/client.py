@@ -36,7 +36,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from coordinator.airflow_runs import (
+from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
     DagInfo,
@@ -51,7 +51,7 @@ from coordinator.airflow_runs import (
     parse_run,
     startable_run_after,
 )
-from coordinator.airflow_transport import lean_transport_for
+from coordinator.airflow.transport import lean_transport_for
 from coordinator.errors import (
     AirflowAuthError,
     AirflowConflict,
@@ -61,7 +61,7 @@ from coordinator.errors import (
 )
 from coordinator.settings import InstanceSettings
 
-# The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
+# The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
 __all__ = [
     "RUN_AFTER_MARGIN_S",
     "AirflowClient",
@@ -116,7 +116,7 @@ class AirflowClient:
         self._http = httpx.AsyncClient(
             base_url=settings.url,
             timeout=httpx.Timeout(timeout_s),
-            # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
+            # The lean keep-alive transport (transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
             headers={"Accept": "application/json", "User-Agent": _USER_AGENT},
