@@ -6,14 +6,15 @@ Rules:
 1. Every request carries the configured timeout (httpx's own default is 5 s); nothing waits forever.
 2. HTTP and transport failures are mapped in one place (:meth:`AirflowClient._send`):
    5xx, 429, timeouts and connection errors -> AirflowUnavailable; 404 -> AirflowNotFound; 401/403 that survive one
-   fresh login -> AirflowAuthError; 409 -> AirflowConflict unless the method explains it; any other 4xx ->
-   AirflowError with the server's detail, trimmed. Each error names the method, path and status of the request that
-   actually failed, never the one before it.
-3. The password and the token never reach an error message or a log line: login failures carry no response body and
-   every detail text is scrubbed of both.
+   refresh of the credential (or whose method cannot refresh) -> AirflowAuthError; 409 -> AirflowConflict unless
+   the method explains it; any other 4xx -> AirflowError with the server's detail, trimmed. Each error names the
+   method, path and status of the request that actually failed, never the one before it.
+3. No credential (password, token, cookie) reaches an error message or a log line: login failures carry no response
+   body and every detail text is scrubbed of them (:meth:`coordinator.airflow.auth.Authenticator.redact`).
 4. Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones); naive input is a
    programming error and raises ValueError. Datetimes come back as aware UTC.
-5. The only retry here is the single re-login. The retry POLICY belongs to the caller (the actuator retries
+5. The only retry here is the single refresh-and-retry after a 401/403 (rules of :mod:`coordinator.airflow.auth`:
+   shared by concurrent requests, counted when it fails). The retry POLICY belongs to the caller (the actuator retries
    AirflowUnavailable only, with :mod:`coordinator.retry`).
 6. Values returned are frozen dataclasses, never dicts.
 
@@ -36,6 +37,8 @@ from urllib.parse import quote, unquote
 
 import httpx
 
+from coordinator.airflow.auth import Authenticator, AuthMethod
+from coordinator.airflow.auth_methods import method_for
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
@@ -53,7 +56,6 @@ from coordinator.airflow.runs import (
 )
 from coordinator.airflow.transport import lean_transport_for
 from coordinator.errors import (
-    AirflowAuthError,
     AirflowConflict,
     AirflowError,
     AirflowNotFound,
@@ -95,8 +97,11 @@ def _q(segment: str) -> str:
 class AirflowClient:
     """Async client for one Airflow instance. Use as ``async with AirflowClient(settings) as client: ...``.
 
-    The API version is detected on first use when ``settings.api`` is ``auto``. Safe for concurrent use from one event
-    loop: a token refresh is shared by every request that saw the same stale token.
+    The API version is detected on first use when ``settings.api`` is ``auto``, with the instance's credentials. Safe
+    for concurrent use from one event loop: a credential refresh is shared by every request that saw the same stale
+    credential. ``on_auth_failure(instance, method)`` is told of every credential that could not be obtained and every
+    request a fresh credential could not authenticate (the metric ``coordinator_airflow_auth_failures_total``).
+    ``auth`` replaces the method the settings name (tests).
     """
 
     def __init__(
@@ -107,6 +112,8 @@ class AirflowClient:
         transport: httpx.AsyncBaseTransport | None = None,
         name: str = "default",
         on_request: Callable[[str, str, str, float], None] | None = None,
+        on_auth_failure: Callable[[str, str], None] | None = None,
+        auth: AuthMethod | None = None,
     ) -> None:
         self.name = name
         # Told (instance, method, status or timeout/error, seconds) of every HTTP exchange (the watcher's metrics).
@@ -125,9 +132,12 @@ class AirflowClient:
         )
         self._api: ApiVersion | None = None if settings.api == "auto" else ApiVersion(settings.api)
         self._detect_lock = asyncio.Lock()
-        self._login_lock = asyncio.Lock()
-        self._token: str | None = None
-        self._token_gen = 0  # bumped on each login, so concurrent 401s trigger one login, not many
+        self.auth = Authenticator(
+            auth if auth is not None else method_for(name, settings, timeout_s),
+            instance=name,
+            on_failure=on_auth_failure,
+        )
+        self._exchange = _Exchange(self)
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -149,9 +159,9 @@ class AirflowClient:
         return self._api
 
     async def version(self) -> str:
-        """Airflow's version string (a cheap reachability check; needs no login)."""
+        """Airflow's version string (a cheap reachability check), sent with the credential of the version probe."""
         api = await self.api_version()
-        data = await self._send("GET", f"/api/{api}/version", authenticated=False)
+        data = await self._send("GET", f"/api/{api}/version", probe=True)
         version = data.get("version") if isinstance(data, dict) else None
         if not isinstance(version, str):
             raise self._bad_payload("GET", f"/api/{api}/version", "no version field")
@@ -309,12 +319,17 @@ class AirflowClient:
                 return
 
     async def _detect(self) -> ApiVersion:
-        v2 = await self._raw("GET", "/api/v2/version", headers={}, auth=None)
+        """v2 or v1, asked with the instance's credentials (a managed front answers 401/403 without them)."""
+        v2 = await self._probe("/api/v2/version")
         if v2.status_code == 200:
             return ApiVersion.V2
         if v2.status_code >= 500:
             raise self._error("GET", "/api/v2/version", v2)
-        v1 = await self._raw("GET", "/api/v1/version", headers={}, auth=self._basic_auth())
+        if v2.status_code in (401, 403):
+            # An auth front before any API: the credential is wrong, and guessing v1 would hide that.
+            self.auth.rejected()
+            raise self._error("GET", "/api/v2/version", v2)
+        v1 = await self._probe("/api/v1/version")
         # 401/403 still prove the v1 API is there; the credentials problem surfaces on the first real call.
         if v1.status_code in (200, 401, 403):
             return ApiVersion.V1
@@ -328,45 +343,19 @@ class AirflowClient:
             )
         )
 
-    def _basic_auth(self) -> httpx.BasicAuth | None:
-        s = self._settings
-        if s.username is None or s.password is None:
-            return None
-        return httpx.BasicAuth(s.username, s.password.get_secret_value())
-
-    async def _login(self, stale_gen: int) -> None:
-        """Fetch a JWT unless another request already replaced the token generation ``stale_gen`` saw.
-
-        With no username/password configured, ask ``GET /auth/token``: Airflow's simple auth manager hands out a
-        token without credentials when ``simple_auth_manager_all_admins`` is on (local and demo set-ups) and
-        answers 403 otherwise.
-        """
-        async with self._login_lock:
-            if self._token is not None and self._token_gen != stale_gen:
-                return
-            s = self._settings
-            path = "/auth/token"
-            if s.username is None or s.password is None:
-                method, who = "GET", "no username/password configured and anonymous tokens are off"
-                resp = await self._raw(method, path, headers={}, auth=None)
-            else:
-                method, who = "POST", f"login refused for user {s.username!r}"
-                body = {"username": s.username, "password": s.password.get_secret_value()}
-                resp = await self._raw(method, path, headers={}, auth=None, json=body)
-            if resp.status_code in (200, 201):
-                data = _json_or_none(resp)
-                token = data.get("access_token") if isinstance(data, dict) else None
-                if isinstance(token, str) and token:
-                    self._token = token
-                    self._token_gen += 1
-                    log.debug("airflow.login instance=%s user=%s", self.name, s.username)
-                    return
-                raise self._bad_payload(method, path, "no access_token")
-            if resp.status_code >= 500 or resp.status_code == 429:
-                raise self._error(method, path, resp)
-            # No response body here: a validation error would echo the submitted password back.
-            cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
-            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}", resp.status_code))
+    async def _probe(self, path: str) -> httpx.Response:
+        """GET a version path with the credential, refreshed and retried once on 401/403 (auth rule 2)."""
+        for attempt in (1, 2):
+            gen, credential = await self.auth.credential(None, self._exchange)
+            resp = await self._raw("GET", path, headers=credential.headers)
+            if (
+                attempt == 1
+                and resp.status_code in (401, 403)
+                and await self.auth.refresh(gen, None, self._exchange, resp.status_code)
+            ):
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(
         self,
@@ -375,35 +364,24 @@ class AirflowClient:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
-        authenticated: bool = True,
+        probe: bool = False,
     ) -> Any:
-        """Send one request with auth and the single re-login; map every failure; return the decoded JSON body."""
+        """Send one request with the credential and the single refresh-and-retry; map failures; return the JSON.
+
+        ``probe``: the version probe's credential (the same for both API versions: no Airflow 3 login needed for it).
+        """
         api = await self.api_version()
+        auth_api = None if probe else api
         resp: httpx.Response | None = None
         for attempt in (1, 2):
-            headers: dict[str, str] = {}
-            auth: httpx.BasicAuth | None = None
-            gen = self._token_gen
-            if authenticated and api is ApiVersion.V2:
-                if self._token is None:
-                    await self._login(gen)
-                    gen = self._token_gen
-                headers["Authorization"] = f"Bearer {self._token}"
-            elif authenticated:
-                auth = self._basic_auth()
-            resp = await self._raw(method, path, headers=headers, auth=auth, json=json, params=params)
-            # 401: token expired; 403: token rejected (e.g. the JWT secret rotated). One fresh login, one retry.
-            # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
-            if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
-                log.info(
-                    "airflow.relogin instance=%s method=%s path=%s status=%s",
-                    self.name,
-                    method,
-                    path,
-                    resp.status_code,
-                )
-                await self._login(gen)
-                continue
+            gen, credential = await self.auth.credential(auth_api, self._exchange)
+            resp = await self._raw(method, path, headers=credential.headers, json=json, params=params)
+            # 401: expired; 403: rejected (e.g. Airflow 3's JWT secret rotated, a revoked token). One refresh, one
+            # retry, shared with every concurrent request that saw the same credential (auth rule 2).
+            if resp.status_code in (401, 403):
+                if attempt == 1 and await self.auth.refresh(gen, auth_api, self._exchange, resp.status_code):
+                    continue
+                self.auth.rejected()
             break
         assert resp is not None  # the loop runs at least once
         if resp.is_success:
@@ -421,15 +399,15 @@ class AirflowClient:
         path: str,
         *,
         headers: Mapping[str, str],
-        auth: httpx.BasicAuth | None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One HTTP exchange; transport failures become AirflowUnavailable with status 0."""
         started = time.monotonic()
         status = "error"  # no answer: a transport error, or "timeout"
         try:
-            resp = await self._http.request(method, path, headers=headers, auth=auth, json=json, params=params)
+            resp = await self._http.request(method, path, headers=headers, json=json, data=data, params=params)
             status = str(resp.status_code)
         except httpx.TimeoutException as exc:
             status = "timeout"
@@ -468,10 +446,7 @@ class AirflowClient:
 
     def _redact(self, text: str) -> str:
         password = self._settings.password.get_secret_value() if self._settings.password else ""
-        for secret in (password, self._token or ""):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self.auth.redact(text.replace(password, "***") if password else text)
 
     def _bad_payload(self, method: str, path: str, what: str) -> AirflowError:
         return self._log(AirflowError(f"{self.name}: {method} {unquote(path)}: unexpected response: {what}", 200))
@@ -497,3 +472,24 @@ def _json_or_none(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
+
+
+class _Exchange:
+    """The client's request path as auth methods see it (:class:`coordinator.airflow.auth.Exchange`)."""
+
+    def __init__(self, client: AirflowClient) -> None:
+        self._client = client
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        return await self._client._raw(method, path, headers=headers or {}, json=json, data=data)
+
+    def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
+        return self._client._error(method, path, resp)
