@@ -5,11 +5,13 @@ The only module that imports ``prometheus_client`` (an import-linter contract); 
 1. One registry per :class:`Metrics`, never the library's global one: tests and several watchers in one process each
    count their own.
 2. Events are counted where they happen, through hooks the shell already has a place for (the Airflow client's
-   ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's ``on_error``); state (leader, revision, view size,
-   pending intents) is read at scrape time from one callable returning a :class:`WatcherState`, so no hot path keeps
-   a gauge up to date. A reader that fails skips its gauges for that scrape instead of failing the scrape.
-3. Label values are bounded: configured instance names, HTTP methods and status codes, action and result names, etcd
-   operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the series without bound).
+   ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's ``on_error``); state
+   (leader, revision, view size, pending intents) is read at scrape time from one callable returning a
+   :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for that
+   scrape instead of failing the scrape.
+3. Label values are bounded: configured instance names, auth method names, HTTP methods and status codes, action
+   and result names, etcd operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the
+   series without bound).
 """
 
 from __future__ import annotations
