@@ -130,6 +130,8 @@ def parse_auth(raw: object, where: str, *, has_username: bool) -> AuthConfig:
     _need_extra(method, at)
     try:
         return _build(method, raw, at)
+    except ConfigError:
+        raise
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         errors = getattr(exc, "errors", None)
         if callable(errors):

@@ -172,6 +172,15 @@ class AirflowClient:
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
         return self._parsed(parse_dag, "GET", path, await self._send("GET", path), dag_id)
 
+    async def any_dag(self) -> str | None:
+        """One DAG id, or None when there is none: ``GET /dags?limit=1``, the cheapest read that needs auth."""
+        path = f"/api/{await self.api_version()}/dags"
+        data = await self._send("GET", path, params={"limit": "1"})
+        items = data.get("dags") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._bad_payload("GET", path, "no dags list")
+        return self._parsed(parse_dag, "GET", path, items[0], "").dag_id if items else None
+
     async def paused_dags(self) -> frozenset[str]:
         """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+), paged; AirflowError past SCAN_MAX.
 

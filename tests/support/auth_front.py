@@ -266,8 +266,19 @@ class AuthFront(Served):
     ``upstream_api``: "v2" logs in at the upstream's ``/auth/token`` (Airflow 3), "v1" sends HTTP basic (Airflow 2).
     """
 
-    def __init__(self, upstream: str, policy: Policy, *, username: str, password: str, upstream_api: str) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        policy: Policy,
+        *,
+        username: str,
+        password: str,
+        upstream_api: str,
+        forbid: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
+        #: Path prefixes an accepted credential may not use (403), like a role without that permission.
+        self.forbid = forbid
         self.upstream = upstream.rstrip("/")
         self.policy = policy
         self._username, self._password, self._api = username, password, upstream_api
@@ -292,6 +303,10 @@ class AuthFront(Served):
             with self._lock:
                 self.rejected[refusal[0]] += 1
             return json_answer(refusal[0], {"detail": refusal[1]})
+        if urlsplit(path).path.startswith(self.forbid) and self.forbid:
+            with self._lock:
+                self.rejected[403] += 1
+            return json_answer(403, {"detail": "Forbidden: the role lacks this permission"})
         forward = {k: v for k, v in headers.items() if k not in _HOP}
         client = self._client
         for attempt in (1, 2):
