@@ -336,8 +336,7 @@ class AirflowClient:
             raise self._error("GET", "/api/v2/version", v2)
         if v2.status_code in (401, 403):
             # An auth front before any API: the credential is wrong, and guessing v1 would hide that.
-            self.auth.rejected()
-            raise self._error("GET", "/api/v2/version", v2)
+            raise self._refused("GET", "/api/v2/version", v2, refreshed=self.auth.method.refreshable(None))
         v1 = await self._probe("/api/v1/version")
         # 401/403 still prove the v1 API is there; the credentials problem surfaces on the first real call.
         if v1.status_code in (200, 401, 403):
@@ -390,7 +389,7 @@ class AirflowClient:
             if resp.status_code in (401, 403):
                 if attempt == 1 and await self.auth.refresh(gen, auth_api, self._exchange, resp.status_code):
                     continue
-                self.auth.rejected()
+                raise self._refused(method, path, resp, refreshed=attempt == 2)
             break
         assert resp is not None  # the loop runs at least once
         if resp.is_success:
@@ -445,6 +444,17 @@ class AirflowClient:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
+        return self._log(error_class(status)(message, status))
+
+    def _refused(self, method: str, path: str, resp: httpx.Response, *, refreshed: bool) -> AirflowError:
+        """A final 401/403: counted (auth rule 3), and the message says which credential was refused."""
+        self.auth.rejected()
+        how = "after one refresh" if refreshed else "and cannot be refreshed"
+        status = resp.status_code
+        message = (
+            f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)} "
+            f"({self.auth.method.name} credential refused {how})"
+        )
         return self._log(error_class(status)(message, status))
 
     def _detail(self, resp: httpx.Response) -> str:

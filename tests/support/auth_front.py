@@ -147,9 +147,21 @@ class StaticTokens:
         self.accepted: Counter[str] = Counter()
 
     def rotate(self, new: str) -> None:
+        """The new token replaces every valid one at once."""
         with self._lock:
             self.retired |= self.valid
             self.valid = {new}
+
+    def add(self, token: str) -> None:
+        """A new token valid beside the current ones (a rotation's first half: create, hand out, then retire)."""
+        with self._lock:
+            self.valid.add(token)
+            self.retired.discard(token)
+
+    def retire(self, token: str) -> None:
+        with self._lock:
+            self.valid.discard(token)
+            self.retired.add(token)
 
     def check(self, headers: Mapping[str, str]) -> tuple[int, str] | None:
         token = _bearer(headers)
