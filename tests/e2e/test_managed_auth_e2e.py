@@ -100,7 +100,7 @@ def test_cascade_and_cleared_rerun_run_once_across_expiries_then_revocation_is_r
             return entry.last_error if entry is not None and entry.last_error else None
 
         error = wait_for(error_recorded, CASCADE_TIMEOUT_S, f"the {method} auth error on 02's ledger entry")
-        assert error.startswith(f"{instance}: "), error
+        assert f": {instance}: " in f": {error}", error  # the ledger prefixes the error class
         assert method in error, error
         shown = subprocess.run(
             [sys.executable, "-m", "coordinator.cli", "status", "--partition", revoked, "--format", "json"],
