@@ -7,12 +7,16 @@ credential the way the managed service does and forwards to :class:`tests.suppor
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
@@ -256,3 +260,49 @@ def test_unreadable_token_file_at_refresh_is_an_error_naming_the_file(fake: Fake
     with front(fake, tokens) as f:
         run_client(f.url, BearerAuth(token_file=token_file), scenario, metrics)
     assert auth_failures(metrics, "team_a", "bearer") == 1
+
+
+def _jwt(exp: float) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'HS512'})}.{part({'sub': 'admin', 'exp': exp})}.c2ln"
+
+
+def test_password_jwt_is_renewed_before_its_exp_without_a_401() -> None:
+    """Airflow 3's JWT carries exp: a request after (exp - margin) logs in again first, never meeting a 401."""
+    logins: list[str] = []
+    refused: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/version":
+            return httpx.Response(200, json={"version": "3.3.2"})
+        if request.url.path == "/auth/token":
+            logins.append(_jwt(time.time() + 2.0))
+            return httpx.Response(201, json={"access_token": logins[-1]})
+        if request.headers.get("Authorization") != f"Bearer {logins[-1]}":
+            refused.append(request)
+            return httpx.Response(401, json={"detail": "Token Expired"})
+        return httpx.Response(200, json={"dag_id": "d", "is_paused": False})
+
+    async def main() -> None:
+        settings = InstanceSettings(url="http://airflow.test", username="admin", password=SecretStr("pw"))
+        async with AirflowClient(settings, transport=httpx.MockTransport(handler), name="a") as client:
+            await client.get_dag("d")
+            await asyncio.sleep(1.7)  # past exp - margin (a quarter of the 2 s lifetime), before exp
+            await client.get_dag("d")
+
+    asyncio.run(main())
+    assert len(logins) == 2
+    assert refused == []
+
+
+def test_exec_command_that_hangs_is_killed_after_its_timeout(tmp_path: Path) -> None:
+    """A token command that never finishes is killed after timeout_s and reported; nothing waits forever."""
+    auth = ExecAuth(command=(sys.executable, "-c", "import time; time.sleep(60)"), timeout_s=0.5)
+
+    async def scenario(client: AirflowClient) -> None:
+        with pytest.raises(AirflowAuthError, match=r"team_a: exec auth: .* did not finish within 0.5 s \(killed\)"):
+            await client.get_dag("d")
+
+    run_client("http://127.0.0.1:9", auth, scenario)
