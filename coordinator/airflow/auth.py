@@ -8,6 +8,7 @@ behind :class:`AuthMethod`: "which headers does a request carry" (:meth:`AuthMet
 Rules:
 1. A credential is obtained lazily, before the first request that needs it, and again shortly before its
    ``expires_at`` (EXPIRY_MARGIN_S, at most a quarter of its lifetime), so a request rarely meets an expired token.
+   If that early renewal fails, the old credential serves until it really expires.
 2. A 401/403 leads to exactly one refresh and one retry of that request. Refreshes are shared: each credential has a
    generation, a request remembers the generation it sent, and a refresh for a generation that was already replaced
    does nothing (the request just retries with the newer credential). Concurrent 401s therefore cause ONE login, not
@@ -128,7 +129,14 @@ class Authenticator:
         """The credential for a request to ``api`` and its generation (rule 1: obtained or renewed when due)."""
         current = self._credential
         if current is None or not self._fits(api) or current.due(self._clock()):
-            await self._renew(self._generation, api, exchange, proactive=True)
+            try:
+                await self._renew(self._generation, api, exchange, proactive=True)
+            except AirflowError:
+                # An early renewal that failed (counted and logged) still leaves a credential that has not expired:
+                # use it while it lasts rather than fail a request that would have worked.
+                if current is None or not self._fits(api) or self._clock() >= (current.expires_at or 0.0):
+                    raise
+                return self._generation, current
         assert self._credential is not None
         return self._generation, self._credential
 
