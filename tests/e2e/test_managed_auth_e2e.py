@@ -1,8 +1,9 @@
 """The session's real Airflow 3.3 behind a front that authenticates like a managed service, one auth method per test
 (bearer rotated mid-cascade, exec tokens expiring, google tokens from the real google-auth, an MWAA session through
 real boto3; see managed_auth.py): the seven-DAG cascade and a cleared rerun (05 cleared: 06 and 07 rerun) each run
-exactly once while credentials expire or rotate under the watcher; then a revoked credential is a clear error on the ledger (what ``status``
-shows) and in ``coordinator_airflow_auth_failures_total`` while ``/readyz`` stays ready, and restoring it recovers.
+exactly once while credentials expire or rotate under the watcher; then a revoked credential is a clear error on the
+ledger (what ``status`` shows) and in ``coordinator_airflow_auth_failures_total`` while ``/readyz`` stays ready, and
+restoring it recovers.
 
 The watcher reaches Airflow only through the front (its instances file names the front's URL); the test reads and
 triggers Airflow directly.
@@ -56,7 +57,7 @@ def test_cascade_and_cleared_rerun_run_once_across_expiries_then_revocation_is_r
     e2e: E2E, method: str
 ) -> None:
     """Through the front: 02..07 run once, then 06 and 07 once more after clearing 05, while the credential expires or
-    rotates at least twice; a revoked credential is a per-instance error + metric with /readyz ready; restored, it works."""
+    rotates at least twice; a revoked credential is a per-instance error + metric, /readyz ready; restored, it works."""
     work = e2e.work_dir / f"auth-{method}"
     with managed(
         method, e2e.stack.url, username=e2e.stack.username, password=e2e.stack.password, upstream_api="v2",
