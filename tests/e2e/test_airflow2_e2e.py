@@ -262,7 +262,10 @@ def test_through_a_managed_front_the_2_to_3_to_2_cascade_and_rerun_run_once(
         watcher_id = f"{WATCHER_ID}-{method}"
         e2e.start_watcher(
             setup.deps, "--id", watcher_id, name=f"airflow2-{method}-watcher",
-            COORDINATOR_INSTANCES_FILE=str(instances), COORDINATOR_AIRFLOW_URL="", **m.env,
+            COORDINATOR_INSTANCES_FILE=str(instances), COORDINATOR_AIRFLOW_URL="",
+            # The watcher acts on af2 only twice per cascade (create af2_leaf, clear it); its audit reading af2 every
+            # 2 s keeps it talking through the front, so credentials expire and are renewed under a running cascade.
+            COORDINATOR_AUDIT_INTERVAL_S="2", **m.env,
         )  # fmt: skip
         e2e.wait_for_leader(setup.deps, watcher_id)
         partition, run_id = e2e.new_partition(), e2e.run_id(f"af2{method}")
