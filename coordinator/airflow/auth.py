@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +79,28 @@ class Exchange(Protocol):
     def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
         """The client's status -> exception mapping for this answer."""
         ...
+
+
+@dataclass(frozen=True)
+class BoundExchange:
+    """An :class:`Exchange` over the client's own exchange and error-mapping functions."""
+
+    send: Callable[..., Awaitable[httpx.Response]]
+    map_error: Callable[[str, str, httpx.Response], AirflowError]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        return await self.send(method, path, headers=headers or {}, json=json, data=data)
+
+    def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
+        return self.map_error(method, path, resp)
 
 
 class AuthMethod(Protocol):

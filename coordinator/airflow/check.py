@@ -93,9 +93,7 @@ def _explain(name: str, settings: InstanceSettings, exc: AirflowError, doing: st
         return f"{name}: cannot reach {settings.url} ({doing}): {exc}"
     if isinstance(exc, AirflowAuthError):
         if exc.status == 401 or exc.status == 0:
-            return (
-                f"{name}: 401 unauthenticated ({doing}): the {method} credential was not accepted: {exc}"
-            )
+            return f"{name}: 401 unauthenticated ({doing}): the {method} credential was not accepted: {exc}"
         return (
             f"{name}: 403 forbidden ({doing}): the {method} credential is valid or unknown but lacks permission; "
             f"give the watcher's identity an Airflow role that may {NEEDS}: {exc}"

@@ -37,7 +37,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from coordinator.airflow.auth import Authenticator, AuthMethod
+from coordinator.airflow.auth import Authenticator, AuthMethod, BoundExchange
 from coordinator.airflow.auth_methods import method_for
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
@@ -137,7 +137,7 @@ class AirflowClient:
             instance=name,
             on_failure=on_auth_failure,
         )
-        self._exchange = _Exchange(self)
+        self._exchange = BoundExchange(self._raw, self._error)
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -491,24 +491,3 @@ def _json_or_none(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return None
-
-
-class _Exchange:
-    """The client's request path as auth methods see it (:class:`coordinator.airflow.auth.Exchange`)."""
-
-    def __init__(self, client: AirflowClient) -> None:
-        self._client = client
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        data: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        return await self._client._raw(method, path, headers=headers or {}, json=json, data=data)
-
-    def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
-        return self._client._error(method, path, resp)
