@@ -95,8 +95,9 @@ def _explain(name: str, settings: InstanceSettings, exc: AirflowError, doing: st
         if exc.status == 401 or exc.status == 0:
             return f"{name}: 401 unauthenticated ({doing}): the {method} credential was not accepted: {exc}"
         return (
-            f"{name}: 403 forbidden ({doing}): the {method} credential is valid or unknown but lacks permission; "
-            f"give the watcher's identity an Airflow role that may {NEEDS}: {exc}"
+            f"{name}: 403 forbidden ({doing}): the {method} credential lacks permission, or is one the server "
+            f"cannot verify (Airflow 3 answers 403 to such a token); give the watcher's identity an Airflow role "
+            f"that may {NEEDS}: {exc}"
         )
     if isinstance(exc, AirflowNotFound) or "no Airflow REST API" in str(exc):
         return (
