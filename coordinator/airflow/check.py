@@ -68,7 +68,7 @@ async def check_airflow(
             except AirflowError as exc:
                 raise CheckFailed(_explain(name, settings, exc, f"reading runs of {dags}")) from exc
             report(f"permissions: may read runs of {dags}")
-    report(f"ok: {name} is reachable and authenticated; the watcher also needs: {NEEDS}")
+    report(f"{name} is reachable and authenticated; the watcher also needs: {NEEDS}")
 
 
 def _explain(name: str, settings: InstanceSettings, exc: AirflowError, doing: str) -> str:
