@@ -11,7 +11,7 @@ CoordinatorError
 ├── PluginCheckError                  check-plugin: the plugin does not import, register or write: exit code 1
 └── AirflowError                      the Airflow REST API refused or failed
     ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
-    ├── AirflowAuthError              401/403 after a fresh login
+    ├── AirflowAuthError              401/403 after the one refresh, or a credential that cannot be obtained
     ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
     └── AirflowConflict               409 that a follow-up GET could not explain
 """
@@ -73,7 +73,8 @@ class AirflowUnavailable(AirflowError):
 
 
 class AirflowAuthError(AirflowError):
-    """401/403 that survived a fresh login."""
+    """401/403 that survived the one refresh of the credential, or a credential that could not be obtained (login
+    refused, token file unreadable, token command failed, Google or AWS refusing)."""
 
 
 class AirflowNotFound(AirflowError):

@@ -5,11 +5,13 @@ The only module that imports ``prometheus_client`` (an import-linter contract); 
 1. One registry per :class:`Metrics`, never the library's global one: tests and several watchers in one process each
    count their own.
 2. Events are counted where they happen, through hooks the shell already has a place for (the Airflow client's
-   ``on_request``, the actuator's ``on_result``, the etcd store's ``on_error``); state (leader, revision, view size,
-   pending intents) is read at scrape time from one callable returning a :class:`WatcherState`, so no hot path keeps
-   a gauge up to date. A reader that fails skips its gauges for that scrape instead of failing the scrape.
-3. Label values are bounded: configured instance names, HTTP methods and status codes, action and result names, etcd
-   operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the series without bound).
+   ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's ``on_error``); state
+   (leader, revision, view size, pending intents) is read at scrape time from one callable returning a
+   :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for that
+   scrape instead of failing the scrape.
+3. Label values are bounded: configured instance names, auth method names, HTTP methods and status codes, action
+   and result names, etcd operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the
+   series without bound).
 """
 
 from __future__ import annotations
@@ -93,6 +95,14 @@ class Metrics:
             ["instance", "method", "status"],
             registry=r,
         )
+        self.airflow_auth_failures = Counter(
+            "coordinator_airflow_auth_failures",
+            "Authentication failures towards Airflow, by instance and auth method: a credential that could not be "
+            "obtained or refreshed (login refused, token file unreadable, exec command failed, token service down), "
+            "or a request refused with 401/403 after its one refresh (see the instance's error in `status`).",
+            ["instance", "method"],
+            registry=r,
+        )
         self.airflow_seconds = Histogram(
             "coordinator_airflow_request_seconds",
             "Duration of HTTP requests to Airflow's REST API, answered or not.",
@@ -158,6 +168,9 @@ class Metrics:
     def airflow_request(self, instance: str, method: str, status: str, seconds: float) -> None:
         self.airflow_requests.labels(instance, method, status).inc()
         self.airflow_seconds.labels(instance, method).observe(seconds)
+
+    def airflow_auth_failure(self, instance: str, method: str) -> None:
+        self.airflow_auth_failures.labels(instance, method).inc()
 
     def action_result(self, instance: str, action: str, result: str) -> None:
         self.triggers.labels(instance, action, result).inc()

@@ -23,6 +23,7 @@ from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
+from coordinator.instance_auth import AuthConfig, PasswordAuth, parse_auth
 
 #: Where the single-instance shorthand's credentials come from (instance ``default``).
 DEFAULT_CREDENTIALS = (
@@ -114,11 +115,13 @@ class InstanceSettings(BaseModel):
     url: str
     username: str | None = None
     password: SecretStr | None = None
-    # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2).
+    # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2), with the credentials below.
     api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
     #: Where the username and password come from, in words an operator can act on (the settings' names, never their
     #: values): a refused login names it as the thing to fix.
     credentials_from: str = ""
+    # How requests authenticate (coordinator.instance_auth); password uses username/password above.
+    auth: AuthConfig = PasswordAuth()
 
     @field_validator("url")
     @classmethod
@@ -274,7 +277,7 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an object mapping instance names to settings")
     result: dict[str, InstanceSettings] = {}
-    allowed = {"url", "username", "username_env", "password_env", "password_file", "api"}
+    allowed = {"url", "username", "username_env", "password_env", "password_file", "api", "auth"}
     for name, entry in data.items():
         where = f"{path}: $.{name}"
         if not NAME_RE.match(name):
@@ -297,11 +300,13 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
             password = SecretStr(env_value)
         if entry.get("password_file"):
             password = read_secret(None, Path(entry["password_file"]), f"password of instance {name}")
+        has_login = any(entry.get(k) for k in ("username", "username_env", "password_env", "password_file"))
+        auth = parse_auth(entry.get("auth"), where, has_username=has_login)
         try:
             result[name] = InstanceSettings(
                 url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto"),
                 credentials_from=f"the fields username/username_env and password_env/password_file of {name!r} in "
-                f"{path}",
+                f"{path}", auth=auth,
             )  # fmt: skip
         except ValidationError as exc:
             raise ConfigError(f"{where}: {exc.errors()[0]['msg']}") from exc

@@ -14,7 +14,7 @@ Rules:
    :class:`AirflowStackError` naming the log file and its last lines.
 5. Several stacks can run at once (multi-instance tests): each has its own home, database, port and JWT secret.
 6. REST calls here use the standard library: this is a launcher and test helper, not the watcher's Airflow client
-   (that is ``coordinator.airflow_api``).
+   (that is ``coordinator.airflow.client``).
 """
 
 from __future__ import annotations

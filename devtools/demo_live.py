@@ -4,7 +4,7 @@ Rules:
 1. Two sources, read-only: Airflow's REST API says what Airflow does (queued, running, success, failed, with its
    timestamps; the only place ``queued`` is visible), etcd says what the coordinator knows (the run record the plugin
    wrote, with its attempt number, and the trigger ledger). Both are polled; nothing here writes. Airflow is read
-   with the coordinator's own client (:class:`~coordinator.airflow_api.AirflowClient`): the demo sees runs exactly
+   with the coordinator's own client (:class:`~coordinator.airflow.client.AirflowClient`): the demo sees runs exactly
    as the watcher does, and there is one Airflow client and one run parser to keep right.
 2. Building rows and rendering them are pure functions of those readings (tested without Airflow); only
    :class:`Follower` does I/O, and every call it makes has a timeout.
@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from coordinator.airflow_api import AirflowClient, DagRunInfo
+from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.core.graph import Graph
 from coordinator.core.model import (
     DEFAULT_INSTANCE,
@@ -299,7 +299,7 @@ def airflow_client(stack: AirflowStack, timeout_s: float = 5.0) -> AirflowClient
 class Follower:
     """Polls Airflow and etcd for one partition and shows the cascade until a condition holds (rules 1, 2, 4).
 
-    Airflow is read with :class:`~coordinator.airflow_api.AirflowClient`, which is async: the follower runs it on a
+    Airflow is read with :class:`~coordinator.airflow.client.AirflowClient`, which is async: the follower runs it on a
     private event loop of its own (the live view itself is a plain loop). Use as a context manager, or call
     :meth:`close`, so the client's connections and the loop are closed.
     """

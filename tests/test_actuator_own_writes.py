@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStatus, parse_trigger_record, run_id_for
 from coordinator.etcd import EtcdStore

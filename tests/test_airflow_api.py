@@ -1,4 +1,4 @@
-"""Unit tests of coordinator.airflow_api through httpx.MockTransport (no sockets)."""
+"""Unit tests of coordinator.airflow.client through httpx.MockTransport (no sockets)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import (
+from coordinator.airflow.client import (
     RUN_AFTER_MARGIN_S,
     AirflowClient,
     ApiVersion,
@@ -359,7 +359,10 @@ def test_failing_post_status_is_reported_not_the_get_before_it(caplog: pytest.Lo
         await c.get_run("d", RUN_ID)
         await c.clear("d", RUN_ID)
 
-    with caplog.at_level(logging.WARNING, logger="coordinator.airflow_api"), pytest.raises(AirflowUnavailable) as err:
+    with (
+        caplog.at_level(logging.WARNING, logger="coordinator.airflow.client"),
+        pytest.raises(AirflowUnavailable) as err,
+    ):
         run(using(fake, scenario))
     assert err.value.status == 500
     assert f"POST {RUN}/clear -> 500: boom" in str(err.value)

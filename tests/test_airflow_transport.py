@@ -1,4 +1,4 @@
-"""The Airflow client's keep-alive transport (coordinator.airflow_transport) against a real HTTP server on loopback."""
+"""The Airflow client's keep-alive transport (coordinator.airflow.transport) against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from coordinator.airflow_api import AirflowClient
-from coordinator.airflow_transport import LeanTransport, lean_transport_for
+from coordinator.airflow.client import AirflowClient
+from coordinator.airflow.transport import LeanTransport, lean_transport_for
 from coordinator.errors import AirflowUnavailable
 from coordinator.settings import InstanceSettings
 

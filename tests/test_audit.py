@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow.client import AirflowClient
 from coordinator.core.audit import audit_record
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.core.spec import parse_spec

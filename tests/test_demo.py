@@ -22,7 +22,7 @@ import pytest
 from pydantic import SecretStr
 from rich.console import Console
 
-from coordinator.airflow_api import AirflowClient, DagRunInfo
+from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.core.model import KeyLayout
 from coordinator.settings import InstanceSettings
 from coordinator.spec_file import load_spec

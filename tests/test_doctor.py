@@ -400,7 +400,7 @@ def test_plugin_logs_one_coordinator_line_per_job_start_and_none_per_task(
 
 def test_a_refused_login_names_the_instances_file_fields(tmp_path: Path, airflow: FakeAirflow, arun: Any) -> None:
     """An instance from the instances file whose password is wrong: the 401 names that instance's fields and file."""
-    from coordinator.airflow_api import AirflowClient
+    from coordinator.airflow.client import AirflowClient
     from coordinator.errors import AirflowAuthError
     from coordinator.settings import load_instances_file
 

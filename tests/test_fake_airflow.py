@@ -18,7 +18,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import AirflowClient, TriggerResult
+from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.errors import AirflowAuthError, AirflowNotFound, AirflowUnavailable
 from coordinator.retry import RetryPolicy, retry_call
 from coordinator.settings import InstanceSettings

@@ -11,11 +11,12 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow_api import PAGE_SIZE, AirflowClient
+from coordinator.airflow.client import PAGE_SIZE, AirflowClient
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStatus, parse_trigger_record, run_id_for
 from coordinator.errors import AirflowError, AirflowUnavailable
 from coordinator.etcd import EtcdStore
+from coordinator.instance_auth import BearerAuth
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.paused import PausedDags
@@ -62,10 +63,10 @@ def mock_client(dags: list[dict[str, Any]], seen: list[httpx.Request], *, honour
         offset, limit = int(q.get("offset", "0")), int(q.get("limit", "50"))
         return httpx.Response(200, json={"dags": rows[offset : offset + limit], "total_entries": len(rows)})
 
-    settings = InstanceSettings(url="http://airflow.test", username="a", password=SecretStr("p"), api="v2")
-    client = AirflowClient(settings, transport=httpx.MockTransport(handler))
-    client._token = "token"  # no login round trip: only the list requests are counted
-    return client
+    # A static bearer token: no login round trip, only the list requests are counted.
+    auth = BearerAuth(token=SecretStr("token"), token_env="T")
+    settings = InstanceSettings(url="http://airflow.test", api="v2", auth=auth)
+    return AirflowClient(settings, transport=httpx.MockTransport(handler))
 
 
 @pytest.mark.parametrize("honour_filter", [pytest.param(True, id="filtered"), pytest.param(False, id="ignored")])

@@ -115,6 +115,7 @@ def main() -> None:
     # Import the command modules for their registrations on ``app``.
     from coordinator.cli import (  # noqa: F401
         airflow_cmds,
+        check_airflow_cmds,
         diff_cmds,
         doctor_cmds,
         engine_cmds,

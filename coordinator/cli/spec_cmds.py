@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow.client import AirflowClient
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, DepsOpt, app, build_settings
 from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.graph import Graph

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from coordinator.airflow_api import AirflowClient, TriggerResult
-from coordinator.airflow_runs import DagRunInfo
+from coordinator.airflow.client import AirflowClient, TriggerResult
+from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.model import (
     KeyLayout,

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from coordinator.airflow_api import AirflowClient, DagRunInfo
+from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, RunRecord, canonical_partition

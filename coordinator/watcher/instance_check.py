@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
-from coordinator.airflow_api import AirflowClient, ApiVersion
+from coordinator.airflow.client import AirflowClient, ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
 from coordinator.presence import InstanceCheck
 from coordinator.settings import InstanceSettings

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow.client import AirflowClient
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -466,8 +466,15 @@ def build_clients(
 ) -> dict[str, AirflowClient]:
     clients: dict[str, AirflowClient] = {}
     on_request = metrics.airflow_request if metrics is not None else None
+    on_auth_failure = metrics.airflow_auth_failure if metrics is not None else None
     for name, instance in settings.instances().items():
-        client = AirflowClient(instance, timeout_s=settings.airflow_timeout_s, name=name, on_request=on_request)
+        client = AirflowClient(
+            instance,
+            timeout_s=settings.airflow_timeout_s,
+            name=name,
+            on_request=on_request,
+            on_auth_failure=on_auth_failure,
+        )
         stack.push_async_callback(client.aclose)
         clients[name] = client
     return clients

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from coordinator.airflow_api import AirflowClient
+from coordinator.airflow.client import AirflowClient
 from coordinator.core.model import (
     KeyLayout,
     NodeId,

@@ -25,14 +25,15 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.airflow_api import AirflowClient
-from coordinator.airflow_runs import TriggerResult
+from coordinator.airflow.client import AirflowClient
+from coordinator.airflow.runs import TriggerResult
 from coordinator.core.model import RunState, run_id_for
 from coordinator.errors import AirflowAuthError
 from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import E2E, REPO, DagRun, assert_paused_list_follows, assert_started_after, task_tries, wait_for
+from tests.e2e.managed_auth import instances_file, managed
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -301,3 +302,48 @@ def test_the_readme_fab_role_lets_the_watcher_read_trigger_and_clear(e2e: E2E, s
 
     with pytest.raises(AirflowAuthError):
         asyncio.run(trigger_without_dag_edit())
+
+
+@pytest.mark.parametrize("method", ["bearer", "aws_mwaa"])
+def test_through_a_managed_front_the_2_to_3_to_2_cascade_and_rerun_run_once(
+    e2e: E2E, setup: Setup, method: str
+) -> None:
+    """Airflow 2.11 behind a front enforcing ``method`` (bearer rotated every 4 s; MWAA sessions expiring after 4 s,
+    through real boto3): af2_root -> e2e_dependent -> af2_leaf and a cleared rerun run once each (one run per DAG
+    and date, task tried twice) while the credential rotates or expires at least twice."""
+    af2 = setup.af2
+    work = e2e.work_dir / f"af2-auth-{method}"
+    with managed(
+        method, af2.url, username=af2.username, password=af2.password, upstream_api="v1", work=work, lifetime_s=4.0
+    ) as m:
+        entries = json.loads(setup.instances.read_text(encoding="utf-8"))
+        entries[AF2] = {"url": m.front.url, "auth": m.auth}
+        instances = instances_file(work / "instances.json", entries)
+        watcher_id = f"{WATCHER_ID}-{method}"
+        e2e.start_watcher(
+            setup.deps, "--id", watcher_id, name=f"airflow2-{method}-watcher",
+            COORDINATOR_INSTANCES_FILE=str(instances), COORDINATOR_AIRFLOW_URL="",
+            # The watcher acts on af2 only twice per cascade (create af2_leaf, clear it); its audit reading af2 every
+            # 2 s keeps it talking through the front, so credentials expire and are renewed under a running cascade.
+            COORDINATOR_AUDIT_INTERVAL_S="2", **m.env,
+        )  # fmt: skip
+        e2e.wait_for_leader(setup.deps, watcher_id)
+        partition, run_id = e2e.new_partition(), e2e.run_id(f"af2{method}")
+        af2.trigger("af2_root", run_id, partition)
+        wait_for_state(e2e, "af2_leaf", partition, AF2, RunState.SUCCESS, 0)
+        af2.clear("af2_root", run_id)
+        af2.wait_for_run("af2_root", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        wait_for_state(e2e, "af2_leaf", partition, AF2, RunState.SUCCESS, 1)
+        time.sleep(SETTLE_S)
+        middle = e2e.only_run("e2e_dependent", partition)
+        leaf = e2e.only_run("af2_leaf", partition, stack=af2)
+        assert middle.state == leaf.state == "success", (middle, leaf)
+        assert_unchanged(e2e, e2e.stack, "e2e_dependent", partition, middle, tries=2)
+        assert_unchanged(e2e, af2, "af2_leaf", partition, leaf, tries=2)
+        for dag_id, instance in [("e2e_dependent", "default"), ("af2_leaf", AF2)]:
+            ledger = e2e.read_ledger(dag_id, partition, instance)
+            assert ledger is not None and ledger.trigger_count == 2, (instance, dag_id, ledger)
+        crossed = m.crossings()
+        assert crossed >= 2, f"{method}: only {crossed} credential rotations/expiries crossed"
+        assert m.front.forwarded > 0
+        print(f"\nairflow 2 via {method}: {crossed} rotations/expiries crossed")

@@ -1,6 +1,6 @@
 """What the Airflow REST API answers, as frozen values: API version, DAG, DAG run, trigger outcome; and their parsing.
 
-Rules: no I/O and no HTTP client here (the client is ``coordinator.airflow_api``); datetimes are aware UTC (naive input
+Rules: no I/O and no HTTP client here (the client is ``airflow.client``); datetimes are aware UTC (naive input
 is a programming error); a payload that does not parse raises ValueError, which the client maps to an AirflowError
 naming the request.
 """
@@ -138,7 +138,7 @@ def error_detail(body: object) -> str:
 
 
 def error_class(status: int) -> type[AirflowError]:
-    """THE status -> exception mapping (rule 2 of ``coordinator.airflow_api``)."""
+    """THE status -> exception mapping (rule 2 of ``coordinator.airflow.client``)."""
     if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
         return AirflowUnavailable
     if status == 404:

@@ -6,14 +6,15 @@ Rules:
 1. Every request carries the configured timeout (httpx's own default is 5 s); nothing waits forever.
 2. HTTP and transport failures are mapped in one place (:meth:`AirflowClient._send`):
    5xx, 429, timeouts and connection errors -> AirflowUnavailable; 404 -> AirflowNotFound; 401/403 that survive one
-   fresh login -> AirflowAuthError; 409 -> AirflowConflict unless the method explains it; any other 4xx ->
-   AirflowError with the server's detail, trimmed. Each error names the method, path and status of the request that
-   actually failed, never the one before it.
-3. The password and the token never reach an error message or a log line: login failures carry no response body and
-   every detail text is scrubbed of both.
+   refresh of the credential (or whose method cannot refresh) -> AirflowAuthError; 409 -> AirflowConflict unless
+   the method explains it; any other 4xx -> AirflowError with the server's detail, trimmed. Each error names the
+   method, path and status of the request that actually failed, never the one before it.
+3. No credential (password, token, cookie) reaches an error message or a log line: login failures carry no response
+   body and every detail text is scrubbed of them (:meth:`coordinator.airflow.auth.Authenticator.redact`).
 4. Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones); naive input is a
    programming error and raises ValueError. Datetimes come back as aware UTC.
-5. The only retry here is the single re-login. The retry POLICY belongs to the caller (the actuator retries
+5. The only retry here is the single refresh-and-retry after a 401/403 (rules of :mod:`coordinator.airflow.auth`:
+   shared by concurrent requests, counted when it fails). The retry POLICY belongs to the caller (the actuator retries
    AirflowUnavailable only, with :mod:`coordinator.retry`).
 6. Values returned are frozen dataclasses, never dicts.
 
@@ -36,7 +37,9 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from coordinator.airflow_runs import (
+from coordinator.airflow.auth import Authenticator, AuthMethod, BoundExchange
+from coordinator.airflow.auth_methods import method_for
+from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
     DagInfo,
@@ -51,9 +54,8 @@ from coordinator.airflow_runs import (
     parse_run,
     startable_run_after,
 )
-from coordinator.airflow_transport import lean_transport_for
+from coordinator.airflow.transport import lean_transport_for
 from coordinator.errors import (
-    AirflowAuthError,
     AirflowConflict,
     AirflowError,
     AirflowNotFound,
@@ -61,9 +63,18 @@ from coordinator.errors import (
 )
 from coordinator.settings import InstanceSettings
 
-# The value types live in coordinator.airflow_runs (no httpx); importers keep using these names from here.
-__all__ = ["RUN_AFTER_MARGIN_S", "AirflowClient", "ApiVersion", "DagInfo", "DagRunInfo", "TriggerOutcome"]
-__all__ += ["TriggerResult", "iso_utc", "startable_run_after"]
+# The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
+__all__ = [
+    "RUN_AFTER_MARGIN_S",
+    "AirflowClient",
+    "ApiVersion",
+    "DagInfo",
+    "DagRunInfo",
+    "TriggerOutcome",
+    "TriggerResult",
+    "iso_utc",
+    "startable_run_after",
+]
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -86,8 +97,11 @@ def _q(segment: str) -> str:
 class AirflowClient:
     """Async client for one Airflow instance. Use as ``async with AirflowClient(settings) as client: ...``.
 
-    The API version is detected on first use when ``settings.api`` is ``auto``. Safe for concurrent use from one event
-    loop: a token refresh is shared by every request that saw the same stale token.
+    The API version is detected on first use when ``settings.api`` is ``auto``, with the instance's credentials. Safe
+    for concurrent use from one event loop: a credential refresh is shared by every request that saw the same stale
+    credential. ``on_auth_failure(instance, method)`` is told of every credential that could not be obtained and every
+    request a fresh credential could not authenticate (the metric ``coordinator_airflow_auth_failures_total``).
+    ``auth`` replaces the method the settings name (tests).
     """
 
     def __init__(
@@ -99,6 +113,8 @@ class AirflowClient:
         name: str = "default",
         on_request: Callable[[str, str, str, float], None] | None = None,
         purpose: str = "",
+        on_auth_failure: Callable[[str, str], None] | None = None,
+        auth: AuthMethod | None = None,
     ) -> None:
         # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
         # failures debug lines: the check expects refusals and reports its own verdict.
@@ -111,7 +127,7 @@ class AirflowClient:
         self._http = httpx.AsyncClient(
             base_url=settings.url,
             timeout=httpx.Timeout(timeout_s),
-            # The lean keep-alive transport (airflow_transport.py: a third of httpcore's CPU per request) unless a
+            # The lean keep-alive transport (transport.py: a third of httpcore's CPU per request) unless a
             # proxy applies; an injected transport (tests) wins.
             transport=transport if transport is not None else lean_transport_for(settings.url),
             headers={"Accept": "application/json", "User-Agent": f"{_USER_AGENT}/{purpose}".rstrip("/")},
@@ -120,9 +136,12 @@ class AirflowClient:
         )
         self._api: ApiVersion | None = None if settings.api == "auto" else ApiVersion(settings.api)
         self._detect_lock = asyncio.Lock()
-        self._login_lock = asyncio.Lock()
-        self._token: str | None = None
-        self._token_gen = 0  # bumped on each login, so concurrent 401s trigger one login, not many
+        self.auth = Authenticator(
+            auth if auth is not None else method_for(name, settings, timeout_s),
+            instance=name,
+            on_failure=on_auth_failure,
+        )
+        self._exchange = BoundExchange(self._raw, self._error)
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -144,9 +163,9 @@ class AirflowClient:
         return self._api
 
     async def version(self) -> str:
-        """Airflow's version string (a cheap reachability check; needs no login)."""
+        """Airflow's version string (a cheap reachability check), sent with the credential of the version probe."""
         api = await self.api_version()
-        data = await self._send("GET", f"/api/{api}/version", authenticated=False)
+        data = await self._send("GET", f"/api/{api}/version", probe=True)
         version = data.get("version") if isinstance(data, dict) else None
         if not isinstance(version, str):
             raise self._bad_payload("GET", f"/api/{api}/version", "no version field")
@@ -156,6 +175,15 @@ class AirflowClient:
         """The DAG's paused flag; AirflowNotFound when the DAG does not exist."""
         path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}"
         return self._parsed(parse_dag, "GET", path, await self._send("GET", path), dag_id)
+
+    async def any_dag(self) -> str | None:
+        """One DAG id, or None when there is none: ``GET /dags?limit=1``, the cheapest read that needs auth."""
+        path = f"/api/{await self.api_version()}/dags"
+        data = await self._send("GET", path, params={"limit": "1"})
+        items = data.get("dags") if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._bad_payload("GET", path, "no dags list")
+        return self._parsed(parse_dag, "GET", path, items[0], "").dag_id if items else None
 
     async def paused_dags(self) -> frozenset[str]:
         """Ids of the paused DAGs: ``GET /dags?paused=true`` (v1: Airflow 2.6+)."""
@@ -308,12 +336,16 @@ class AirflowClient:
                 return
 
     async def _detect(self) -> ApiVersion:
-        v2 = await self._raw("GET", "/api/v2/version", headers={}, auth=None)
+        """v2 or v1, asked with the instance's credentials (a managed front answers 401/403 without them)."""
+        v2 = await self._probe("/api/v2/version")
         if v2.status_code == 200:
             return ApiVersion.V2
         if v2.status_code >= 500:
             raise self._error("GET", "/api/v2/version", v2)
-        v1 = await self._raw("GET", "/api/v1/version", headers={}, auth=self._basic_auth())
+        if v2.status_code in (401, 403):
+            # An auth front before any API: the credential is wrong, and guessing v1 would hide that.
+            raise self._refused("GET", "/api/v2/version", v2, refreshed=self.auth.method.refreshable(None))
+        v1 = await self._probe("/api/v1/version")
         # 401/403 still prove the v1 API is there; the credentials problem surfaces on the first real call.
         if v1.status_code in (200, 401, 403):
             return ApiVersion.V1
@@ -327,46 +359,19 @@ class AirflowClient:
             )
         )
 
-    def _basic_auth(self) -> httpx.BasicAuth | None:
-        s = self._settings
-        if s.username is None or s.password is None:
-            return None
-        return httpx.BasicAuth(s.username, s.password.get_secret_value())
-
-    async def _login(self, stale_gen: int) -> None:
-        """Fetch a JWT unless another request already replaced the token generation ``stale_gen`` saw.
-
-        With no username/password configured, ask ``GET /auth/token``: Airflow's simple auth manager hands out a
-        token without credentials when ``simple_auth_manager_all_admins`` is on (local and demo set-ups) and
-        answers 403 otherwise.
-        """
-        async with self._login_lock:
-            if self._token is not None and self._token_gen != stale_gen:
-                return
-            s = self._settings
-            path = "/auth/token"
-            if s.username is None or s.password is None:
-                method, who = "GET", "no username/password configured and anonymous tokens are off"
-                resp = await self._raw(method, path, headers={}, auth=None)
-            else:
-                method, who = "POST", f"login refused for user {s.username!r}"
-                body = {"username": s.username, "password": s.password.get_secret_value()}
-                resp = await self._raw(method, path, headers={}, auth=None, json=body)
-            if resp.status_code in (200, 201):
-                data = _json_or_none(resp)
-                token = data.get("access_token") if isinstance(data, dict) else None
-                if isinstance(token, str) and token:
-                    self._token = token
-                    self._token_gen += 1
-                    log.debug("airflow.login instance=%s user=%s", self.name, s.username)
-                    return
-                raise self._bad_payload(method, path, "no access_token")
-            if resp.status_code >= 500 or resp.status_code == 429:
-                raise self._error(method, path, resp)
-            # No response body here: a validation error would echo the submitted password back.
-            cls = AirflowAuthError if resp.status_code in (401, 403) else AirflowError
-            fix = f"; check {s.credentials_from}" if s.credentials_from and cls is AirflowAuthError else ""
-            raise self._log(cls(f"{self.name}: {method} {path} -> {resp.status_code}: {who}{fix}", resp.status_code))
+    async def _probe(self, path: str) -> httpx.Response:
+        """GET a version path with the credential, refreshed and retried once on 401/403 (auth rule 2)."""
+        for attempt in (1, 2):
+            gen, credential = await self.auth.credential(None, self._exchange)
+            resp = await self._raw("GET", path, headers=credential.headers)
+            if (
+                attempt == 1
+                and resp.status_code in (401, 403)
+                and await self.auth.refresh(gen, None, self._exchange, resp.status_code)
+            ):
+                continue
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _send(
         self,
@@ -375,30 +380,24 @@ class AirflowClient:
         *,
         json: Any = None,
         params: Mapping[str, str] | None = None,
-        authenticated: bool = True,
+        probe: bool = False,
     ) -> Any:
-        """Send one request with auth and the single re-login; map every failure; return the decoded JSON body."""
+        """Send one request with the credential and the single refresh-and-retry; map failures; return the JSON.
+
+        ``probe``: the version probe's credential (the same for both API versions: no Airflow 3 login needed for it).
+        """
         api = await self.api_version()
+        auth_api = None if probe else api
         resp: httpx.Response | None = None
         for attempt in (1, 2):
-            headers: dict[str, str] = {}
-            auth: httpx.BasicAuth | None = None
-            gen = self._token_gen
-            if authenticated and api is ApiVersion.V2:
-                if self._token is None:
-                    await self._login(gen)
-                    gen = self._token_gen
-                headers["Authorization"] = f"Bearer {self._token}"
-            elif authenticated:
-                auth = self._basic_auth()
-            resp = await self._raw(method, path, headers=headers, auth=auth, json=json, params=params)
-            # 401: token expired; 403: token rejected (e.g. the JWT secret rotated). One fresh login, one retry.
-            # Basic auth (v1) has nothing to refresh, so a 401/403 there is final at once.
-            if attempt == 1 and authenticated and api is ApiVersion.V2 and resp.status_code in (401, 403):
-                log.info("airflow.relogin instance=%s method=%s path=%s status=%s", self.name, method, path,
-                         resp.status_code)  # fmt: skip
-                await self._login(gen)
-                continue
+            gen, credential = await self.auth.credential(auth_api, self._exchange)
+            resp = await self._raw(method, path, headers=credential.headers, json=json, params=params)
+            # 401: expired; 403: rejected (e.g. Airflow 3's JWT secret rotated, a revoked token). One refresh, one
+            # retry, shared with every concurrent request that saw the same credential (auth rule 2).
+            if resp.status_code in (401, 403):
+                if attempt == 1 and await self.auth.refresh(gen, auth_api, self._exchange, resp.status_code):
+                    continue
+                raise self._refused(method, path, resp, refreshed=attempt == 2)
             break
         assert resp is not None  # the loop runs at least once
         if resp.is_success:
@@ -416,15 +415,15 @@ class AirflowClient:
         path: str,
         *,
         headers: Mapping[str, str],
-        auth: httpx.BasicAuth | None,
         json: Any = None,
+        data: Mapping[str, str] | None = None,
         params: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """One HTTP exchange; transport failures become AirflowUnavailable with status 0."""
         started = time.monotonic()
         status = "error"  # no answer: a transport error, or "timeout"
         try:
-            resp = await self._http.request(method, path, headers=headers, auth=auth, json=json, params=params)
+            resp = await self._http.request(method, path, headers=headers, json=json, data=data, params=params)
             status = str(resp.status_code)
         except httpx.TimeoutException as exc:
             status = "timeout"
@@ -453,6 +452,19 @@ class AirflowClient:
             message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
         return self._log(error_class(status)(message, status))
 
+    def _refused(self, method: str, path: str, resp: httpx.Response, *, refreshed: bool) -> AirflowError:
+        """A final 401/403: counted (auth rule 3), and the message says which credential was refused."""
+        self.auth.rejected()
+        how = "after one refresh" if refreshed else "and cannot be refreshed"
+        status = resp.status_code
+        message = (
+            f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)} "
+            f"({self.auth.method.name} credential refused {how})"
+        )
+        if self.auth.method.name == "password" and self._settings.credentials_from:
+            message += f"; check {self._settings.credentials_from}"
+        return self._log(error_class(status)(message, status))
+
     def _detail(self, resp: httpx.Response) -> str:
         body = _json_or_none(resp)
         text = resp.text if body is None else error_detail(body)
@@ -461,10 +473,7 @@ class AirflowClient:
 
     def _redact(self, text: str) -> str:
         password = self._settings.password.get_secret_value() if self._settings.password else ""
-        for secret in (password, self._token or ""):
-            if secret:
-                text = text.replace(secret, "***")
-        return text
+        return self.auth.redact(text.replace(password, "***") if password else text)
 
     def _bad_payload(self, method: str, path: str, what: str) -> AirflowError:
         return self._log(AirflowError(f"{self.name}: {method} {unquote(path)}: unexpected response: {what}", 200))
