@@ -40,9 +40,10 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    b. Condition FINISHED: a failed state of the upstream (or task) satisfies the edge too, with the revision of that
       failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
    c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
-      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no state
-      for Q and no key at all in any partition before Q (the first partition has no predecessor). A rerun of Q
-      never reruns P; a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
+      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no key in Q
+      or in any partition before it, and no upstream of D has a key in a partition D would read for Q (nothing
+      will ever run D for Q: the first partition has no predecessor). A rerun of Q never reruns P; a change of D
+      in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -406,19 +407,28 @@ class _PartitionPlanner:
                     or (fact.state is RunState.FAILED and edge.condition is Condition.FINISHED)
                 ):
                     continue
-                if fact is None and not self._has_key_before(node, q):
-                    continue  # the first partition: nothing before it to wait for
+                if fact is None and self._absent(node, q):
+                    continue  # the first partition: nothing before it ever comes
                 state = "has not run" if fact is None else f"is {fact.state} (run {fact.run_id})"
                 what = f"{node} task {edge.task}" if edge.task is not None else str(node)
                 return f"its own previous partition {q} must finish first ({what} for {q} {state})"
         return None
 
-    def _has_key_before(self, node: NodeId, partition: str) -> bool:
+    def _absent(self, node: NodeId, partition: str) -> bool:
+        """Rule 12c: nothing will ever run ``node`` for ``partition``: it has no key there or before, and none of
+        its upstreams has a key in the partitions it would read there."""
         if node not in self._earliest:
             present = [p for p, nodes in self.view.partitions.items() if node in nodes]
             self._earliest[node] = min(present) if present else None
         earliest = self._earliest[node]
-        return earliest is not None and earliest < partition
+        if earliest is not None and earliest <= partition:
+            return False
+        there = self.at(partition)
+        return not any(
+            up in self.view.partitions.get(q, ())
+            for up in self.graph.dags[node].upstreams
+            for q in there.sources(node, up)
+        )
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
 
