@@ -1,8 +1,10 @@
-"""Warnings about valid dependency files (coordinator.core.spec_warnings): near-miss DAG names, as tables."""
+"""Warnings about valid dependency files (coordinator.core.spec_warnings): near-miss DAG names and exact-date edges
+across grids, as tables."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +12,15 @@ import pytest
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec import parse_spec
-from coordinator.core.spec_warnings import RULES, SpecWarning, near_miss_references, near_misses, spec_warnings
+from coordinator.core.spec_warnings import (
+    RULES,
+    SpecWarning,
+    exact_dates_across_grids,
+    near_miss_references,
+    near_misses,
+    spec_warnings,
+)
+from tests.test_spec_cli import run
 
 SEVEN = {
     "02_pipeline": "01_pipeline",
@@ -117,3 +127,50 @@ def test_rules_are_independent_and_run_in_order() -> None:
     assert spec_warnings(graph, (lambda g: [extra], near_miss_references))[0] == extra
     assert [w.path for w in spec_warnings(graph, (lambda g: [extra], near_miss_references))] == ["$", "$.b"]
     assert near_miss_references in RULES
+
+
+# -- rule 5: exact dates across grids --------------------------------------------------------------------------
+
+
+def grid_warnings_of(dags: dict[str, Any]) -> list[SpecWarning]:
+    doc = {"version": 1, "dags": dags}
+    return [w for w in spec_warnings(parse_spec(json.dumps(doc))) if "exact same logical date" in w.message]
+
+
+def test_an_exact_date_edge_with_one_grid_is_warned_at_its_path() -> None:
+    """An edge without shift between a gridded and an ungridded DAG is named with its JSON path and a hint."""
+    found = grid_warnings_of({"u": {"partitions": {"cron": "0 1 * * *"}}, "x": {}, "d": {"upstreams": ["x", "u"]}})
+    assert [w.path for w in found] == ["$.dags.d.upstreams[1]"]
+    assert found[0].message == (
+        "d waits for u on the exact same logical date, but only u has partitions (0 1 * * *): d is triggered at u's "
+        "logical dates, which d's own schedule has only if the two schedules line up"
+    )
+    assert 'add "shift"' in found[0].hint and "coordinator inputs d -p DATE" in found[0].hint
+
+
+def test_mapped_edges_and_same_sided_grids_are_not_warned() -> None:
+    """Two grids, no grids, an explicit shift and a self gate are all deliberate: no warning."""
+    assert (
+        grid_warnings_of(
+            {
+                "u": {"partitions": {"cron": "0 1 * * *"}},
+                "a": {"partitions": {"cron": "@daily"}, "upstreams": ["u", {"dag": "a", "offset": -1}]},
+                "b": {"upstreams": [{"dag": "u", "shift": "-1h"}, "c"]},
+                "c": {},
+            }
+        )
+        == []
+    )
+    assert exact_dates_across_grids(parse_spec('{"b": "a"}')) == []
+
+
+def test_validate_prints_warnings_on_stderr_and_exits_0(tmp_path: Path) -> None:
+    """validate keeps exit 0 and the summary on stdout, and prints `file: path: warning: what — hint` on stderr."""
+    path = tmp_path / "deps.json"
+    dags = {"u": {"partitions": {"cron": "@hourly"}}, "d": {"upstreams": [{"dag": "u", "task": "load"}]}}
+    path.write_text(json.dumps({"version": 1, "dags": dags}), encoding="utf-8")
+    result = run("validate", str(path))
+    assert result.returncode == 0 and result.stdout.endswith("valid — 2 DAGs, 1 edge, 1 root (u), 1 instance\n")
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{path}: $.dags.d.upstreams[0]: warning: d waits for u")
+    assert " — declare " in lines[0]

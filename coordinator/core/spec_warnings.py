@@ -13,6 +13,9 @@ Rules:
    dependent would wait for a DAG that never runs. The rarer of the two spellings is the suspect. Names that differ
    in a number (``01_pipeline``/``02_pipeline``) or in a short label (``load_a``/``load_b``) are a series of
    distinct DAGs, never a near miss (:func:`near_misses`).
+5. Exact dates across grids (:func:`exact_dates_across_grids`): an edge that joins equal logical dates while only one
+   side declares a grid triggers the dependent at the upstream's dates, which its own schedule has only if the two
+   schedules line up (a sensor without ``execution_delta`` between DAGs on different cron times).
 """
 
 from __future__ import annotations
@@ -137,9 +140,39 @@ def near_miss_references(graph: Graph) -> list[SpecWarning]:
     return warnings
 
 
+def exact_dates_across_grids(graph: Graph) -> list[SpecWarning]:
+    """Rule 5: each exact-date edge with a grid on one side only (no shift, member or offset says how dates map)."""
+    found: list[SpecWarning] = []
+    for node in sorted(graph.dags):
+        spec = graph.dags[node]
+        for edge in spec.all_edges():
+            if edge.source == node or not edge.mapping.plain or edge.mapping.offset:
+                continue
+            up = graph.dags[edge.source].grid
+            if (spec.grid is None) == (up is None):
+                continue
+            gridded, plain = (node, edge.source) if up is None else (edge.source, node)  # exactly one has a grid
+            grid = spec.grid if up is None else up
+            path = graph.edge_paths.get((edge.source, node))
+            if path and path[-1] == "dag":  # an edge object: the warning is about the whole edge, not its reference
+                path = path[:-1]
+            found.append(
+                SpecWarning(
+                    format_path(path) if path is not None else f"$.dags[{str(node)!r}]",
+                    f"{node} waits for {edge.source} on the exact same logical date, but only {gridded} has "
+                    f"partitions ({grid}): {node} is triggered at {edge.source}'s logical dates, which {node}'s own "
+                    "schedule has only if the two schedules line up",
+                    f'declare "partitions" on {plain} too (its cron), so whole periods are matched, or add '
+                    f'"shift" to say which upstream date each run waits for (check with `coordinator inputs {node} '
+                    "-p DATE`)",
+                )
+            )
+    return found
+
+
 Rule = Callable[[Graph], list[SpecWarning]]
 #: Every rule, in the order their warnings are printed (rule 2).
-RULES: Sequence[Rule] = (near_miss_references,)
+RULES: Sequence[Rule] = (near_miss_references, exact_dates_across_grids)
 
 
 def spec_warnings(graph: Graph, rules: Sequence[Rule] = RULES) -> list[SpecWarning]:
