@@ -86,7 +86,15 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 def main() -> None:
     """Console-script entry point."""
     # Import the command modules for their registrations on ``app``.
-    from coordinator.cli import airflow_cmds, diff_cmds, engine_cmds, prune_cmds, spec_cmds, state_cmds  # noqa: F401
+    from coordinator.cli import (  # noqa: F401
+        airflow_cmds,
+        diff_cmds,
+        engine_cmds,
+        import_cmds,
+        prune_cmds,
+        spec_cmds,
+        state_cmds,
+    )
 
     try:
         app()
