@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import SimpleNamespace
+from types import FrameType, SimpleNamespace
 from typing import Any
 
 from coordinator.core.import_facts import (
@@ -78,7 +79,7 @@ class _Origins:
 
     def record(self, obj: object) -> None:
         frames: list[tuple[str, int]] = []
-        frame = sys._getframe(2)
+        frame: FrameType | None = sys._getframe(2)
         for _ in range(MAX_FRAMES):
             if frame is None:
                 break
@@ -118,15 +119,23 @@ def _airflow() -> Any:
     return airflow
 
 
-def _classes(names: tuple[str, ...], wanted: set[str]) -> list[type]:
-    found: list[type] = []
-    for module_name in names:
+def _classes(modules: tuple[str, ...], wanted: set[str]) -> list[type]:
+    """Each wanted class from the first module that has it (Airflow 3's locations come first: the Airflow 2 paths
+    still import in Airflow 3, with a deprecation warning)."""
+    found: dict[str, type] = {}
+    for module_name in modules:
+        missing = wanted - set(found)
+        if not missing:
+            break
         try:
-            module = __import__(module_name, fromlist=["_"])
+            module = importlib.import_module(module_name)
         except ImportError:
             continue
-        found += [getattr(module, n) for n in wanted if isinstance(getattr(module, n, None), type)]
-    return found
+        for name in missing:
+            value = module.__dict__.get(name)
+            if isinstance(value, type):
+                found[name] = value
+    return list(found.values())
 
 
 @contextlib.contextmanager
@@ -171,36 +180,32 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def load_folder(folder: Path) -> LoadedFolder:
-    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-4)."""
-    airflow = _airflow()
+    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-5)."""
     folder = folder.resolve()
     if not folder.exists():
-        raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your dags live in (AIRFLOW__CORE__DAGS_FOLDER)")
-    origins = _Origins(folder if folder.is_dir() else folder.parent)
-    link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
-    dag_classes = _classes(DAG_MODULES, {"DAG"})
-    with _stdout_to_stderr(), _recording([*dag_classes, *link_classes], origins):
-        bag = _dagbag(folder)
-    dags: list[DagFact] = []
-    links: list[LinkFact] = []
-    for dag_id in sorted(bag.dags):
-        dag = bag.dags[dag_id]
-        fact = _dag_fact(dag, origins)
-        dags.append(fact)
-        links += _links(dag, fact, origins)
-    errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
-    return LoadedFolder(tuple(dags), tuple(links), errors, str(airflow.__version__))
+        raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
+    with _stdout_to_stderr():  # Airflow's loggers write to the stdout they saw at import time
+        airflow = _airflow()
+        origins = _Origins(folder if folder.is_dir() else folder.parent)
+        link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
+        dag_classes = _classes(DAG_MODULES, {"DAG"})
+        with _recording([*dag_classes, *link_classes], origins):
+            bag = _dagbag(folder)
+        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
+        links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
+        errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
+    return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
 
 
 def _dagbag(folder: Path) -> Any:
     try:
-        from airflow.dag_processing.dagbag import DagBag  # Airflow 3
+        from airflow.dag_processing import dagbag as module  # Airflow 3
     except ImportError:
-        from airflow.models.dagbag import DagBag  # Airflow 2
+        from airflow.models import dagbag as module  # type: ignore[no-redef]  # Airflow 2
     kwargs: dict[str, Any] = {}
-    if "include_examples" in inspect.signature(DagBag.__init__).parameters:
-        kwargs["include_examples"] = False
-    return DagBag(str(folder), **kwargs)
+    if "include_examples" in inspect.signature(module.DagBag.__init__).parameters:
+        kwargs["include_examples"] = False  # Airflow 2 would load its examples too
+    return module.DagBag(str(folder), **kwargs)
 
 
 def _last_line(text: str) -> str:
@@ -306,7 +311,7 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(getattr(v, "value", v)) for v in value or ())
 
 
-def _links(dag: Any, fact: DagFact, origins: _Origins) -> list[LinkFact]:
+def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Origins) -> list[LinkFact]:
     found: list[LinkFact] = []
     for task in sorted(dag.tasks, key=lambda t: t.task_id):
         kind = _kind(task)
@@ -314,7 +319,7 @@ def _links(dag: Any, fact: DagFact, origins: _Origins) -> list[LinkFact]:
             continue
         origin = origins.origin(task, dag.fileloc)
         if kind is LinkKind.SENSOR:
-            found.append(_sensor(dag, task, fact, origin))
+            found.append(_sensor(dag, task, fact, facts.get(str(task.external_dag_id)), origin))
         elif kind is LinkKind.MARKER:
             date = _attr(task, "logical_date", "execution_date")
             found.append(LinkFact(kind, dag.dag_id, task.task_id, origin, str(task.external_dag_id),
@@ -338,17 +343,17 @@ def _links(dag: Any, fact: DagFact, origins: _Origins) -> list[LinkFact]:
 
 
 def _template(value: Any) -> str | None:
-    if value is None:
+    if value is None or type(value).__name__ == "ArgNotSet":  # Airflow 3's NOTSET: the operator's default
         return None
     return value.isoformat() if isinstance(value, datetime) else str(value)
 
 
-def _sensor(dag: Any, task: Any, fact: DagFact, origin: Origin) -> LinkFact:
+def _sensor(dag: Any, task: Any, fact: DagFact, upstream: DagFact | None, origin: Origin) -> LinkFact:
     rule = "delta" if task.execution_delta else "function" if task.execution_date_fn else "same"
     samples: tuple[DateSample, ...] = ()
     error: str | None = None
     try:
-        samples = sensor_samples(dag, task, fact.schedule)
+        samples = sensor_samples(dag, task, fact.schedule, upstream.schedule if upstream is not None else None)
     except Exception as exc:  # the user's execution_date_fn may raise anything: that is a finding, not a crash
         error = f"{type(exc).__name__}: {exc}"
     return LinkFact(
@@ -370,19 +375,26 @@ def _sensor(dag: Any, task: Any, fact: DagFact, origin: Origin) -> LinkFact:
     )
 
 
-def sensor_samples(dag: Any, task: Any, schedule: ScheduleFact) -> tuple[DateSample, ...]:
-    """The sensor's own dates for runs of its DAG at the sample partitions (rule 3)."""
+def sensor_samples(
+    dag: Any, task: Any, schedule: ScheduleFact, upstream: ScheduleFact | None
+) -> tuple[DateSample, ...]:
+    """The sensor's own dates for runs of its DAG at the sample partitions (rule 3). A DAG without a grid runs when
+    something triggers it: sampled where its sensor can be satisfied, at the upstream's points plus the delta."""
     grid = choose_grid(schedule).grid
     interval = "DataInterval" in schedule.timetable
+    partitions = sample_partitions(grid)
+    up_grid = choose_grid(upstream).grid if upstream is not None else None
+    if grid is None and up_grid is not None:
+        partitions = tuple(p + (task.execution_delta or timedelta(0)) for p in sample_partitions(up_grid))
     samples = []
-    for partition in sample_partitions(grid):
+    for partition in partitions:
         end = grid.next(partition) if interval and grid is not None else partition
         dates = task._get_dttm_filter(run_context(dag, task, partition, end))
         found = []
         for value in dates:
             at = _utc(value)
             if at is None:
-                raise TypeError(f"the date function returned {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a datetime")
+                raise TypeError(f"it returned {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a datetime")
             found.append(at)
         samples.append(DateSample(partition, tuple(found)))
     return tuple(samples)

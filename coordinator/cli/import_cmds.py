@@ -116,4 +116,3 @@ def import_dags(
     if strict and problems:
         typer.echo(f"--strict: {problems} problem(s) above", err=True)
         raise typer.Exit(EXIT_FAILURE)
-

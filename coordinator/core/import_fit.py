@@ -97,7 +97,9 @@ def _graph(down: Grid | None, up: Grid | None, self_edge: bool, edge_json: str) 
 
 
 @lru_cache(maxsize=262_144)
-def _answer(down: Grid | None, up: Grid | None, self_edge: bool, edge_json: str, partition: str) -> tuple[str, ...] | None:
+def _answer(
+    down: Grid | None, up: Grid | None, self_edge: bool, edge_json: str, partition: str
+) -> tuple[str, ...] | None:
     """The partitions of the upstream that D's ``partition`` waits for through the candidate graph (None: the loader
     rejects the edge, or the partition is off D's grid)."""
     graph = _graph(down, up, self_edge, edge_json)

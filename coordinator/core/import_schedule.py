@@ -101,7 +101,7 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
     """The grid a DAG's schedule gives it (rules 1, 3, 4)."""
     if schedule.kind is ScheduleKind.CRON and schedule.cron is not None:
         zone, problem = zone_name(schedule.timezone or "UTC")
-        if zone is None:
+        if zone is None or problem is not None:
             return GridChoice(None, None, f"schedule {schedule.written!r}: {problem}")
         cron = " ".join(schedule.cron.split())
         if len(cron.split()) != 5:
@@ -109,15 +109,15 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
         written = schedule.written if PRESETS.get(schedule.written) == cron else cron
         return GridChoice(Grid(cron, zone), written)
     if schedule.kind is ScheduleKind.DELTA and schedule.delta is not None and schedule.start is not None:
-        cron = delta_cron(schedule.delta, schedule.start)
-        if cron is None:
+        every = delta_cron(schedule.delta, schedule.start)
+        if every is None:
             return GridChoice(
                 None,
                 None,
                 f"schedule every {schedule.delta} from {schedule.start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}: no cron "
                 f"has exactly these points, so the DAG gets no grid (its edges join equal dates)",
             )
-        return GridChoice(Grid(cron, "UTC"), cron)
+        return GridChoice(Grid(every, "UTC"), every)
     if schedule.kind is ScheduleKind.DELTA:
         return GridChoice(None, None, "a timedelta schedule without a start date has no fixed points")
     if schedule.kind is ScheduleKind.OTHER:

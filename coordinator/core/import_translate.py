@@ -40,7 +40,7 @@ from coordinator.core.import_facts import (
     Origin,
     ScheduleKind,
 )
-from coordinator.core.import_fit import Edge, Fitter, FitProblem, key
+from coordinator.core.import_fit import Edge, FitProblem, Fitter, key
 from coordinator.core.import_schedule import GridChoice, choose_grid, sample_partitions
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec import SPEC_VERSION, parse_spec
@@ -115,9 +115,9 @@ def _examples(items: Sequence[str]) -> str:
     return shown + (f"; and {len(items) - EXAMPLES} more" if len(items) > EXAMPLES else "")
 
 
-def identity_samples(grid: Grid | None) -> tuple[DateSample, ...]:
-    """D at P waits for U at P: what a sensor without delta, a marker and a trigger say."""
-    return tuple(DateSample(p, (p,)) for p in sample_partitions(grid))
+def identity_samples(down: Grid | None, up: Grid | None) -> tuple[DateSample, ...]:
+    """D at P waits for U at P: what a marker, a trigger and an asset say. A D without a grid runs at U's dates."""
+    return tuple(DateSample(p, (p,)) for p in sample_partitions(down or up))
 
 
 def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE) -> ImportResult:
@@ -231,7 +231,8 @@ def _link_edges(
         )
         return
     up_grid, down_grid = work.grid(up), work.grid(down)
-    if up_grid is not None and not _bugs(work, link, samples, down, up, up_grid, down_grid):
+    # Without D's grid its dates are whatever triggers it: nothing can be proven about them.
+    if up_grid is not None and down_grid is not None and not _bugs(work, link, samples, down, up, up_grid, down_grid):
         return
     fitted = Fitter(down_grid, up_grid, self_edge=(up == down)).fit(samples)
     if isinstance(fitted, FitProblem):
@@ -326,7 +327,7 @@ def _marker(work: _Work, link: LinkFact, covered: bool) -> None:
         f"the marker made a clear of {link.dag_id} clear {link.other_dag}.{(link.tasks or ('?',))[0]}: written as "
         f"an edge {link.other_dag} <- {link.dag_id} (same logical date), so {link.other_dag} now also waits for it",
     )
-    _link_edges(work, link, identity_samples(work.grid(link.other_dag)), (None,), "success")
+    _link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), (None,), "success")
 
 
 def _same_date(template: str | None) -> bool:
@@ -365,7 +366,7 @@ def _trigger(work: _Work, link: LinkFact) -> None:
         f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition once {where} of "
         f"{link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this operator{also}",
     )
-    _link_edges(work, link, identity_samples(work.grid(link.other_dag)), tasks, condition)
+    _link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), tasks, condition)
 
 
 def _assets(work: _Work, dag: DagFact) -> None:
@@ -391,7 +392,7 @@ def _assets(work: _Work, dag: DagFact) -> None:
             )
             continue
         producer, task = producers[0]
-        samples = identity_samples(work.grid(dag.dag_id))
+        samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
         fitted = Fitter(work.grid(dag.dag_id), work.grid(producer.dag_id), self_edge=False).fit(samples)
         if isinstance(fitted, FitProblem):
             work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: no edge maps {producer.dag_id}'s dates")
