@@ -135,8 +135,15 @@ class Fitter:
         edge_json = json.dumps(replace(edge, dag=self._up_id).to_json())
         return _answer(self.down, self.up, self.self_edge, edge_json, key(partition))
 
+    def wanted(self, sample: DateSample) -> tuple[str, ...]:
+        """What an edge must answer for this sample: the sensor's dates, or nothing when one of them is not a point
+        of the upstream's grid (the sensor then waits forever, and so does an edge that maps to nothing)."""
+        if self.up is not None and not all(self.up.contains(d) for d in sample.dates):
+            return ()
+        return _wanted(sample)
+
     def fits(self, edge: Edge, samples: Sequence[DateSample]) -> bool:
-        return all(self.answer(edge, s.partition) == _wanted(s) for s in samples)
+        return all(self.answer(edge, s.partition) == self.wanted(s) for s in samples)
 
     def candidates(self, samples: Sequence[DateSample]) -> list[Edge]:
         """Rule 2's candidates for these samples (upstream name and task filled in by the caller)."""
@@ -172,7 +179,7 @@ class Fitter:
                 return candidate
         for sample in samples:
             answer = self.answer(Edge(_UP), sample.partition)
-            if answer != _wanted(sample):
+            if answer != self.wanted(sample):
                 return FitProblem(sample.partition, _wanted(sample), answer)
         return FitProblem(samples[0].partition, _wanted(samples[0]), None)  # pragma: no cover - the plain edge fit
 
