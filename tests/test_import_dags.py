@@ -309,8 +309,17 @@ def test_the_output_validates_and_inputs_shows_one_upstream_date(estate: Importe
     done = subprocess.run([*base, "validate", str(estate.path)], capture_output=True, text=True, env=env, check=False)
     assert done.returncode == 0, done.stderr
     done = subprocess.run(
-        [*base, "inputs", "report_sales", "--partition", "2024-03-10T05:00:00Z", "--deps", str(estate.path)]
-        + ["--format", "json"],
+        [
+            *base,
+            "inputs",
+            "report_sales",
+            "--partition",
+            "2024-03-10T05:00:00Z",
+            "--deps",
+            str(estate.path),
+            "-f",
+            "json",
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -330,6 +339,9 @@ def test_the_output_validates_and_inputs_shows_one_upstream_date(estate: Importe
             }
         ],
     }
+
+
+JSON = ("--format", "json")
 
 
 def test_instance_qualifies_every_dag(tmp_path: Path) -> None:

@@ -10,9 +10,7 @@ START = pendulum.datetime(2024, 1, 1, tz="UTC")
 
 # Waits for 02:00, but ingest_orders runs at 01:00: never satisfied.
 with DAG("report_finance", schedule="0 5 * * *", start_date=START, catchup=False):
-    ExternalTaskSensor(
-        task_id="wait_orders", external_dag_id="ingest_orders", execution_delta=timedelta(hours=3)
-    )
+    ExternalTaskSensor(task_id="wait_orders", external_dag_id="ingest_orders", execution_delta=timedelta(hours=3))
 
 # No delta between DAGs on different times of day: never satisfied.
 with DAG("report_naive", schedule="0 6 * * *", start_date=START, catchup=False):
