@@ -366,3 +366,25 @@ def test_without_airflow_the_command_says_where_to_run_it(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert "Airflow is not installed in this Python environment" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# ----- Airflow 2.11 (its own venv): the same oracle, DAG files written for Airflow 2 -----
+
+AF2_SENSORS = (
+    Sensor("report_sales", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("early_check", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("hourly_enrich", "wait_land", "ingest_hourly", ("land",)),
+    Sensor("daily_snapshot", "wait_yesterday", "daily_snapshot"),
+    Sensor("cleanup", "wait_orders_done", "ingest_orders"),
+    Sensor("berlin_report", "wait_load", "berlin_load", ("load",)),
+)
+
+
+def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
+    """On Airflow 2.11 (data-interval cron timetables, core sensor) the file waits for the sensors' own dates too."""
+    from devtools.airflow2_stack import ensure_venv
+
+    python = ensure_venv()
+    result = imported(python, HERE / "estate_af2", tmp_path)
+    assert "(Airflow 2.11." in result.stderr
+    assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
