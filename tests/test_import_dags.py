@@ -214,7 +214,7 @@ REPORTED = {
     "stale": "broken.py:23: report_stale.wait_orders: satisfied by an old run: report_stale's run at "
     "2024-01-01T06:00:00Z accepts ingest_orders's run at 2023-12-29T01:00:00Z, older than report_stale's previous "
     "partition 2023-12-31T06:00:00Z",
-    "dst": "berlin.py:17: berlin_report.wait_load: not satisfied on 4 of",
+    "dst": "berlin.py:17: berlin_report.wait_load: not satisfied on 2 of",
     "dst-dates": "berlin_report's run at 2024-03-31T03:30:00Z waits for berlin_load at 2024-03-30T23:30:00Z",
     "states": "broken.py:28: skips_ok.wait_orders: allowed_states ['success', 'skipped']",
     "raises": "broken.py:41: calendar_driven.wait_calendar: cannot evaluate its dates: RuntimeError: looks up a "

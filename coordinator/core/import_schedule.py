@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from coordinator.core.grid import Grid, timezone_problem
 from coordinator.core.import_facts import ScheduleFact, ScheduleKind
@@ -36,18 +37,19 @@ ANCHORS = tuple(
     datetime(*parts, tzinfo=UTC)
     for parts in (
         (2024, 1, 1, 0, 0),  # a year start
-        (2024, 2, 27, 20, 0),  # a leap February's end
-        (2024, 3, 9, 20, 0),  # North America springs forward on 10 March 2024
-        (2024, 3, 30, 20, 0),  # Europe springs forward on 31 March 2024
-        (2024, 10, 26, 20, 0),  # Europe falls back on 27 October 2024
-        (2024, 11, 2, 20, 0),  # North America falls back on 3 November 2024
-        (2024, 12, 30, 20, 0),  # a year end
-        (2025, 2, 27, 20, 0),  # a common February's end
-        (2025, 3, 29, 20, 0),  # Europe springs forward on 30 March 2025
-        (2025, 10, 25, 20, 0),  # Europe falls back on 26 October 2025
+        (2024, 2, 28, 22, 0),  # a leap February's end
+        (2024, 3, 10, 5, 0),  # North America springs forward at 07:00Z on 10 March 2024
+        (2024, 3, 30, 23, 0),  # Europe springs forward at 01:00Z on 31 March 2024
+        (2024, 10, 26, 23, 0),  # Europe falls back at 01:00Z on 27 October 2024
+        (2024, 11, 3, 4, 0),  # North America falls back at 06:00Z on 3 November 2024
+        (2024, 12, 31, 20, 0),  # a year end
+        (2025, 2, 28, 20, 0),  # a common February's end
+        (2025, 3, 29, 23, 0),  # Europe springs forward on 30 March 2025
+        (2025, 10, 25, 23, 0),  # Europe falls back on 26 October 2025
     )
 )
-SAMPLES_PER_ANCHOR = 8
+#: Grid points after each anchor: an hourly grid crosses the daylight-saving hour, a daily one the changed day.
+SAMPLES_PER_ANCHOR = 5
 #: Without a grid a partition can be any instant: times of day that a shift or a truncation treats differently.
 UNGRIDDED_STEPS = (timedelta(0), timedelta(hours=1), timedelta(hours=5, minutes=30), timedelta(days=1, hours=3))
 
@@ -125,6 +127,7 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
     return GridChoice(None)
 
 
+@lru_cache(maxsize=4096)
 def sample_partitions(grid: Grid | None) -> tuple[datetime, ...]:
     """The partitions of a DAG on which its sensors are evaluated (rule 5), sorted, without repeats."""
     found: set[datetime] = set()

@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from coordinator.core.grid import Grid
@@ -40,7 +41,7 @@ from coordinator.core.import_facts import (
     Origin,
     ScheduleKind,
 )
-from coordinator.core.import_fit import Edge, FitProblem, Fitter, key
+from coordinator.core.import_fit import Edge, FitProblem, Fitter, key, on_grid
 from coordinator.core.import_schedule import GridChoice, choose_grid, sample_partitions
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec import SPEC_VERSION, parse_spec
@@ -111,6 +112,7 @@ def _dates(values: Iterable[datetime]) -> str:
 
 
 def _examples(items: Sequence[str]) -> str:
+    """The first EXAMPLES items and how many more there are (callers may pad the list with placeholders)."""
     shown = "; ".join(items[:EXAMPLES])
     return shown + (f"; and {len(items) - EXAMPLES} more" if len(items) > EXAMPLES else "")
 
@@ -249,6 +251,11 @@ def _link_edges(
         work.edge(down, replace(fitted, dag=work.ref(up), task=task, condition=condition), link)
 
 
+@lru_cache(maxsize=262_144)
+def previous(grid: Grid, at: datetime) -> datetime:
+    return grid.prev(at)
+
+
 def _list(keys: Sequence[str]) -> str:
     return ", ".join(keys) if keys else "nothing"
 
@@ -263,14 +270,15 @@ def _bugs(
     down_grid: Grid | None,
 ) -> bool:
     """Report what the samples prove (rule 3); False when the sensor is never satisfied (no edge is written)."""
-    off = [(s, d) for s in samples for d in s.dates if not up_grid.contains(d)]
+    off = [(s, d) for s in samples for d in s.dates if not on_grid(up_grid, d)]
     bad_runs = {s.partition for s, _ in off}
     where = f"{up} runs at {up_grid}" if up_grid.timezone == "UTC" else f"{up} runs at {up_grid} ({up_grid.timezone})"
+    # Only the quoted examples get their nearest runs: two cron steps each, for hundreds of off-grid samples.
     examples = [
         f"{down}'s run at {key(s.partition)} waits for {up} at {key(d)} (nearest runs {key(up_grid.floor(d))}, "
         f"{key(up_grid.next(d))})"
-        for s, d in off
-    ]
+        for s, d in off[:EXAMPLES]
+    ] + [""] * max(0, len(off) - EXAMPLES)
     if off and len(bad_runs) == len(samples):
         work.add(
             FindingKind.BUG,
@@ -289,9 +297,9 @@ def _bugs(
     if down_grid is not None and up != down:
         stale = [
             f"{down}'s run at {key(s.partition)} accepts {up}'s run at {key(s.dates[0])}, older than {down}'s "
-            f"previous partition {key(down_grid.prev(s.partition))}"
+            f"previous partition {key(previous(down_grid, s.partition))}"
             for s in samples
-            if len(s.dates) == 1 and s.dates[0] < down_grid.prev(s.partition)
+            if len(s.dates) == 1 and s.dates[0] < previous(down_grid, s.partition)
         ]
         if stale:
             work.add(
