@@ -44,9 +44,7 @@ with DAG("hourly_enrich", schedule="15 * * * *", start_date=START, catchup=False
     )
 
 with DAG("daily_snapshot", schedule="0 3 * * *", start_date=START, catchup=False):
-    ExternalTaskSensor(
-        task_id="wait_yesterday", external_dag_id="daily_snapshot", execution_delta=timedelta(days=1)
-    )
+    ExternalTaskSensor(task_id="wait_yesterday", external_dag_id="daily_snapshot", execution_delta=timedelta(days=1))
 
 with DAG("cleanup", schedule="0 1 * * *", start_date=START, catchup=False):
     ExternalTaskSensor(
