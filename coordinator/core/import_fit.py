@@ -17,7 +17,7 @@ Rules (``docs/import-dags.md``, "How dates are matched"):
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -145,32 +145,35 @@ class Fitter:
     def fits(self, edge: Edge, samples: Sequence[DateSample]) -> bool:
         return all(self.answer(edge, s.partition) == self.wanted(s) for s in samples)
 
-    def candidates(self, samples: Sequence[DateSample]) -> list[Edge]:
-        """Rule 2's candidates for these samples (upstream name and task filled in by the caller)."""
-        found = [Edge(_UP)]
+    def candidates(self, samples: Sequence[DateSample]) -> Iterator[Edge]:
+        """Rule 2's candidates for these samples, lazily: most sensors fit the first or second, and every window
+        the member candidates need costs a graph and a mapping."""
+        yield Edge(_UP)
         if samples and all(len(s.dates) == 1 for s in samples):
             distances = {s.dates[0] - s.partition for s in samples}
             if len(distances) == 1:
                 (distance,) = distances
                 if distance:
-                    found.append(Edge(_UP, shift=format_shift(distance)))
-        found += [Edge(_UP, offset=k) for k in OFFSETS]
-        if samples and len(samples[0].dates) == 1:
-            first = samples[0]
-            wanted = key(first.dates[0])
-            for k in MEMBER_OFFSETS:
-                window = self.answer(Edge(_UP, offset=k), first.partition)
-                if not window or wanted not in window:
-                    continue
-                i = window.index(wanted)
-                members: list[str | int] = []
-                if i == 0:
-                    members.append("first")
-                if i == len(window) - 1:
-                    members.append("last")
-                members += [i, i - len(window)]
-                found += [Edge(_UP, offset=k, member=m) for m in members]
-        return found
+                    yield Edge(_UP, shift=format_shift(distance))
+        for k in OFFSETS:
+            yield Edge(_UP, offset=k)
+        if not samples or len(samples[0].dates) != 1:
+            return
+        first = samples[0]
+        wanted = key(first.dates[0])
+        for k in MEMBER_OFFSETS:
+            window = self.answer(Edge(_UP, offset=k), first.partition)
+            if not window or wanted not in window:
+                continue
+            i = window.index(wanted)
+            members: list[str | int] = []
+            if i == 0:
+                members.append("first")
+            if i == len(window) - 1:
+                members.append("last")
+            members += [i, i - len(window)]
+            for member in members:
+                yield Edge(_UP, offset=k, member=member)
 
     def fit(self, samples: Sequence[DateSample]) -> Edge | FitProblem:
         """The first candidate that fits every sample, or what the plain edge answered where it differs."""
