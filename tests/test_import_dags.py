@@ -388,3 +388,14 @@ def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
     result = imported(python, HERE / "estate_af2", tmp_path)
     assert "(Airflow 2.11." in result.stderr
     assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
+
+
+def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    """--output in a missing directory: exit 2 with the path and what to check."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "pair.py").write_text((ESTATE / "ingest.py").read_text(encoding="utf-8").split("with DAG(")[0] + PAIR)
+    done = run_import(Path(sys.executable), folder, tmp_path / "missing" / "deps.json", tmp_path / "home")
+    assert done.returncode == 2
+    assert "cannot write the file" in done.stderr
+    assert "Traceback" not in done.stderr

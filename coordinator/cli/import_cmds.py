@@ -101,7 +101,10 @@ def import_dags(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{output}: cannot write the file: {exc.strerror or exc} — check the directory exists and is writable")
     typer.echo(
         f"import-dags: {result.dag_count} DAGs, {result.edge_count} edges from {folder} (Airflow "
         f"{loaded.airflow_version}) -> {target}; the file has {len(graph.dags)} DAGs, {graph.edge_count} edges",
