@@ -2,8 +2,8 @@
 
 Rules:
 1. The Airflow adapter (``coordinator.airflow_import``) is the only place that looks at Airflow objects; it turns
-   them into these values, so the translation (:mod:`coordinator.core.import_translate`) is pure and testable without
-   Airflow.
+   them into these values, so the translation (:mod:`coordinator.core.import_translate` and its helpers) is pure
+   and testable without Airflow.
 2. Dates are aware UTC datetimes. A date function (``execution_date_fn``, or a delta) is known only through
    :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.
 3. Every fact carries its :class:`Origin` (file:line of the call that created it), so every finding can point at
