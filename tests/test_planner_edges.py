@@ -256,3 +256,26 @@ def test_first_adoption_processes_history_through_a_shift_and_a_task() -> None:
     world.write(world.view.graph_key, dump_activation(activation))
     world.settle()
     assert sorted((e[0].dag_id, e[1]) for e in world.effects) == [("d", F1), ("t", D1)]
+
+
+def test_a_task_of_a_stale_upstream_does_not_count_until_it_reran() -> None:
+    """(u, t) is judged like u: when u's own upstream reruns, u's old task success no longer satisfies d."""
+    world = world_of({"root": {}, "u": {"upstreams": "root"}, "d": {"upstreams": [{"dag": "u", "task": "t"}]}})
+    world.state("root", P, RunState.SUCCESS)
+    world.act()  # u is created
+    world.start("u", P)
+    world.task_state("u", "t", P, RunState.SUCCESS)
+    world.finish("u", P)
+    world.act()
+    assert world.count("d", P) == 1
+    world.start("d", P)
+    world.finish("d", P)
+    world.state("root", P, RunState.SUCCESS, clear_number=1)  # root reruns: u is stale, its task too
+    world.act()  # u is cleared
+    assert world.count("u", P) == 2 and world.count("d", P) == 1
+    verdict = world.plan([P]).verdicts[(n("d"), P)]
+    assert "needs u task t: succeeded but is stale" in verdict.summary
+    world.start("u", P)
+    world.task_state("u", "t", P, RunState.SUCCESS, clear_number=1)
+    world.act()
+    assert world.count("d", P) == 2 and world.violations == []
