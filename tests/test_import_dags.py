@@ -77,9 +77,9 @@ def ask_oracle(python: Path, folder: Path, home: Path, requests: list[dict[str, 
     return {(a["dag"], a["task"]): a["dates"] for a in answer["answers"]}
 
 
-def imported(python: Path, folder: Path, tmp: Path) -> Imported:
+def imported(python: Path, folder: Path, tmp: Path, *flags: str) -> Imported:
     output = tmp / "dependencies.json"
-    done = run_import(python, folder, output, tmp / "home")
+    done = run_import(python, folder, output, tmp / "home", *flags)
     assert done.returncode == 0, done.stderr[-3000:]
     return Imported(output, load_spec(output), done.returncode, done.stderr)
 
@@ -178,7 +178,8 @@ EXPECTED_EDGES = {
 
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
-    yield imported(Path(sys.executable), ESTATE, tmp_path_factory.mktemp("estate"))
+    tmp = tmp_path_factory.mktemp("estate")
+    yield imported(Path(sys.executable), ESTATE, tmp, "--report", str(tmp / "report.json"))
 
 
 def test_every_sensor_waits_for_the_dates_airflow_computes(
@@ -231,6 +232,20 @@ REPORTED = {
 def test_the_report_names_file_line_and_dates(estate: Imported, line: str) -> None:
     """Bugs, what cannot be expressed and notes are reported with file:line, the dates involved and why."""
     assert line in estate.stderr
+
+
+def test_the_json_report_holds_every_finding(estate: Imported) -> None:
+    """--report writes the same findings as JSON, with file and line apart, for CI and review tools."""
+    report = json.loads((estate.path.parent / "report.json").read_text(encoding="utf-8"))
+    assert report["dags"] == 28 and report["edges"] == 16
+    assert {
+        "kind": "sensor bug",
+        "file": "broken.py",
+        "line": 13,
+        "subject": "report_finance.wait_orders",
+    }.items() <= next(f for f in report["findings"] if f["subject"] == "report_finance.wait_orders").items()
+    kinds = [f["kind"] for f in report["findings"]]
+    assert kinds.count("sensor bug") == 4 and kinds.count("cannot express") == 4 and kinds.count("note") == 4
 
 
 def test_never_satisfied_sensors_get_no_edge(estate: Imported) -> None:

@@ -8,15 +8,15 @@ Rules:
    problem, exit 2, nothing written), merged (:mod:`coordinator.core.import_merge`), and what changed is printed with
    ``coordinator diff``'s own text; the file is written only when the result validates.
 4. The report (stderr) lists sensor bugs, what cannot be expressed and notes, each ``file:line: dag.task: ...``, and
-   files Airflow could not import. Exit 0; with ``--strict`` exit 1 when a bug, something inexpressible or an import
-   error was found, so CI can require a clean conversion.
+   files Airflow could not import; ``--report FILE`` writes the same as JSON. Exit 0; with ``--strict`` exit 1 when
+   a bug, something inexpressible or an import error was found, so CI can require a clean conversion.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -30,6 +30,9 @@ from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec import parse_spec
 from coordinator.errors import ConfigError, SpecError
 from coordinator.spec_file import load_spec, read_spec_text
+
+if TYPE_CHECKING:  # the adapter is imported inside the command only (rule 1)
+    from coordinator.airflow_import import LoadedFolder
 
 SECTIONS = (
     (FindingKind.BUG, "sensor bugs"),
@@ -59,6 +62,26 @@ def report_lines(result: ImportResult, import_errors: tuple[tuple[str, str], ...
     return lines
 
 
+def report_json(result: ImportResult, loaded: LoadedFolder) -> dict[str, Any]:
+    """The findings as JSON (``--report``): one object per finding, kinds as in the text report."""
+    return {
+        "airflow": loaded.airflow_version,
+        "dags": result.dag_count,
+        "edges": result.edge_count,
+        "findings": [
+            {
+                "kind": str(f.kind),
+                "file": f.origin.file,
+                "line": f.origin.line,
+                "subject": f.subject,
+                "message": f.message,
+            }
+            for f in result.findings
+        ],
+        "import_errors": [{"file": name, "error": error} for name, error in loaded.import_errors],
+    }
+
+
 @app.command("import-dags")
 def import_dags(
     folder: Annotated[Path, typer.Argument(help="the DAGs folder (or one DAG file) to convert", show_default=False)],
@@ -72,6 +95,9 @@ def import_dags(
     strict: Annotated[
         bool, typer.Option("--strict", help="exit 1 when something cannot be expressed, a sensor bug or import error")
     ] = False,
+    report: Annotated[
+        Path | None, typer.Option("--report", help="also write the findings as JSON here (for CI and review tools)")
+    ] = None,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules."""
     if not NAME_RE.match(instance):
@@ -115,6 +141,11 @@ def import_dags(
             typer.echo(line, err=True)
     for line in report_lines(result, loaded.import_errors):
         typer.echo(line, err=True)
+    if report is not None:
+        try:
+            report.write_text(json.dumps(report_json(result, loaded), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
     problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.import_errors)
     if strict and problems:
         typer.echo(f"--strict: {problems} problem(s) above", err=True)
