@@ -198,13 +198,15 @@ def test_sensors_markers_triggers_and_assets_become_these_edges(estate: Imported
 
 
 def test_grids_come_from_timetables_with_presets_and_zones(estate: Imported) -> None:
-    """Cron and presets keep what the DAG wrote, the zone is the start date's, a 90-minute delta gets no grid."""
+    """Cron and presets keep what the DAG wrote, the zone is the start date's, a 90-minute delta gets no grid, and a
+    DAG run only by a trigger or an asset gets its producer's grid."""
     dags = json.loads(estate.path.read_text(encoding="utf-8"))["dags"]
     assert dags["weekly_rollup"]["partitions"] == {"cron": "@weekly", "timezone": "UTC"}
     assert dags["berlin_report"]["partitions"] == {"cron": "30 5 * * *", "timezone": "Europe/Berlin"}
     assert dags["hourly_enrich"]["partitions"] == {"cron": "15 * * * *", "timezone": "UTC"}
     assert "partitions" not in dags["every_90_minutes"]
-    assert "partitions" not in dags["orders_export"]
+    assert dags["orders_export"]["partitions"] == {"cron": "0 1 * * *", "timezone": "UTC"}  # its trigger's grid
+    assert dags["customer_scoring"]["partitions"] == {"cron": "@daily", "timezone": "UTC"}  # its producer's
 
 
 REPORTED = {
@@ -245,7 +247,7 @@ def test_the_json_report_holds_every_finding(estate: Imported) -> None:
         "subject": "report_finance.wait_orders",
     }.items() <= next(f for f in report["findings"] if f["subject"] == "report_finance.wait_orders").items()
     kinds = [f["kind"] for f in report["findings"]]
-    assert kinds.count("sensor bug") == 4 and kinds.count("cannot express") == 4 and kinds.count("note") == 4
+    assert kinds.count("sensor bug") == 4 and kinds.count("cannot express") == 4 and kinds.count("note") == 6
 
 
 def test_never_satisfied_sensors_get_no_edge(estate: Imported) -> None:

@@ -43,7 +43,8 @@ class Work:
 
     instance: str
     dags: Mapping[str, DagFact]
-    grids: Mapping[str, GridChoice]
+    #: Mutable: a DAG without a schedule inherits its producer's grid at the end (translation rule 7).
+    grids: dict[str, GridChoice]
     edges: dict[str, list[tuple[Edge, Origin, str]]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 

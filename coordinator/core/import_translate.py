@@ -19,6 +19,9 @@ Rules (``docs/import-dags.md``):
 5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
    removed and reported with the loader's message, so the output always validates.
 6. Pure: facts in, a document (the JSON value to write) and findings out.
+7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
+   runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
+   periods and ``validate`` has nothing to warn about. Noted.
 """
 
 from __future__ import annotations
@@ -78,10 +81,37 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
     for dag in by_id.values():
         if dag.schedule.kind is ScheduleKind.ASSETS:
             asset_edges(work, dag)
+    _inherit_grids(work)
     document, edge_count = _validated(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
     return ImportResult(document, findings, len(by_id), edge_count)
+
+
+def _inherit_grids(work: Work) -> None:
+    """Rule 7."""
+    for dag_id, dag in work.dags.items():
+        edges = work.edges.get(dag_id)
+        if not edges or work.grids[dag_id].grid is not None:
+            continue
+        if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
+            continue  # a schedule the file cannot express stays without a grid (it was reported)
+        sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
+        choices = {work.grids[s] for s in sources if s in work.grids}
+        plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
+        if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
+            continue
+        (choice,) = choices
+        if choice.grid is None:
+            continue
+        work.grids[dag_id] = choice
+        names = ", ".join(sorted(sources))
+        work.add(
+            FindingKind.NOTE,
+            dag,
+            f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
+            f"{choice.grid.timezone})",
+        )
 
 
 def _entries(work: Work) -> dict[str, Any]:
