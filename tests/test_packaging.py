@@ -17,7 +17,7 @@ def test_watcher_and_cli_do_not_import_airflow() -> None:
     """Importing every CLI command and the watcher loads no `airflow` module (Airflow is only an extra)."""
     code = (
         "import sys\n"
-        "from coordinator.cli import airflow_cmds, engine_cmds, spec_cmds, state_cmds\n"
+        "from coordinator.cli import airflow_cmds, engine_cmds, import_cmds, spec_cmds, state_cmds\n"
         "import coordinator.watcher.service, coordinator.watcher.audit\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'airflow'))\n"
     )

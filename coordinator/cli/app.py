@@ -119,6 +119,7 @@ def main() -> None:
         diff_cmds,
         doctor_cmds,
         engine_cmds,
+        import_cmds,
         prune_cmds,
         spec_cmds,
         state_cmds,

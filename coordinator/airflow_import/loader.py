@@ -1,0 +1,429 @@
+"""Load a DAGs folder with Airflow's own loader (``DagBag``) and read the facts ``import-dags`` translates.
+
+Rules:
+1. The only module of the package, with the plugin, that imports ``airflow``; it runs where Airflow is (2.9+ or
+   3.x, whichever is installed) and is imported lazily by the ``import-dags`` command only.
+2. Airflow objects never leave this module: DAGs, timetables and operators become the typed facts of
+   :mod:`coordinator.core.import_facts`, and the translation is pure.
+3. A sensor's dates are the sensor's own: its ``_get_dttm_filter(context)`` is called with a context for a run of
+   its DAG at each sample partition (the keys a scheduled run's context has: ``logical_date``, the data interval,
+   ``ds``/``ts``, ``dag_run``...). An exception is recorded as the reason the dates are unknown, never raised.
+4. file:line of every DAG and cross-DAG operator is recorded while the folder loads, by wrapping the ``__init__`` of
+   ``DAG`` and of the three operator classes for the duration of the load (restored afterwards, even on error): the
+   line of the call in the DAG file, which also holds for DAGs built in loops and factories.
+5. Airflow logs to stdout while it loads a folder; stdout is pointed at stderr for that time, so the JSON written to
+   stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import os
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType, SimpleNamespace
+from typing import Any
+
+from coordinator.core.import_facts import (
+    DagFact,
+    DateSample,
+    LinkFact,
+    LinkKind,
+    Origin,
+    ScheduleFact,
+    ScheduleKind,
+)
+from coordinator.core.import_schedule import choose_grid, sample_partitions
+from coordinator.errors import ConfigError
+
+#: How many frames up from an ``__init__`` the call site in the DAGs folder is looked for.
+MAX_FRAMES = 40
+LINK_CLASSES = {
+    "ExternalTaskSensor": LinkKind.SENSOR,
+    "ExternalTaskMarker": LinkKind.MARKER,
+    "TriggerDagRunOperator": LinkKind.TRIGGER,
+}
+#: Where the classes live in Airflow 3 (the standard provider) and Airflow 2 (core; the provider when installed).
+CLASS_MODULES = (
+    "airflow.providers.standard.sensors.external_task",
+    "airflow.providers.standard.operators.trigger_dagrun",
+    "airflow.sensors.external_task",
+    "airflow.operators.trigger_dagrun",
+)
+DAG_MODULES = ("airflow.sdk.definitions.dag", "airflow.models.dag")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedFolder:
+    """What the loader found: the facts, the files that failed to import, and the Airflow version."""
+
+    dags: tuple[DagFact, ...]
+    links: tuple[LinkFact, ...]
+    import_errors: tuple[tuple[str, str], ...]
+    airflow_version: str
+
+
+@dataclass
+class _Origins:
+    """Call sites recorded while the folder loads (rule 4), keyed by ``id()`` of the created object."""
+
+    folder: Path
+    sites: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
+    keep: list[object] = field(default_factory=list)  # ids stay unique only while the objects live
+
+    def record(self, obj: object) -> None:
+        frames: list[tuple[str, int]] = []
+        frame: FrameType | None = sys._getframe(2)
+        for _ in range(MAX_FRAMES):
+            if frame is None:
+                break
+            name = frame.f_code.co_filename
+            if name.startswith(str(self.folder)):
+                frames.append((name, frame.f_lineno))
+            frame = frame.f_back
+        self.sites[id(obj)] = tuple(frames)
+        self.keep.append(obj)
+
+    def origin(self, obj: object, fileloc: str) -> Origin:
+        """The innermost call site in the DAG's own file, else in the folder, else the file without a line."""
+        sites = self.sites.get(id(obj), ())
+        for name, line in sites:
+            if name == fileloc:
+                return Origin(self.relative(name), line)
+        if sites:
+            return Origin(self.relative(sites[0][0]), sites[0][1])
+        return Origin(self.relative(fileloc))
+
+    def relative(self, name: str) -> str:
+        try:
+            return str(Path(name).relative_to(self.folder))
+        except ValueError:
+            return name
+
+
+def _airflow() -> Any:
+    try:
+        import airflow
+    except ImportError as exc:
+        raise ConfigError(
+            f"Airflow is not installed in this Python environment ({sys.executable}): import-dags loads the folder "
+            f"with Airflow's own DAG loader; run it where your DAGs run (pip install airflow-etcd-coordinator into "
+            f"that environment) — {exc}"
+        ) from None
+    return airflow
+
+
+def _classes(modules: tuple[str, ...], wanted: set[str]) -> list[type]:
+    """Each wanted class from the first module that has it (Airflow 3's locations come first: the Airflow 2 paths
+    still import in Airflow 3, with a deprecation warning)."""
+    found: dict[str, type] = {}
+    for module_name in modules:
+        missing = wanted - set(found)
+        if not missing:
+            break
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        for name in missing:
+            value = module.__dict__.get(name)
+            if isinstance(value, type):
+                found[name] = value
+    return list(found.values())
+
+
+@contextlib.contextmanager
+def _recording(classes: list[type], origins: _Origins) -> Iterator[None]:
+    """Wrap ``__init__`` of ``classes`` so every instance's call site is recorded (rule 4); always restored."""
+    saved: list[tuple[type, Callable[..., None]]] = []
+
+    def wrap(original: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(original)
+        def init(self: object, *args: Any, **kwargs: Any) -> None:
+            if id(self) not in origins.sites:
+                origins.record(self)
+            original(self, *args, **kwargs)
+
+        return init
+
+    try:
+        for cls in classes:
+            original = cls.__dict__.get("__init__")
+            if original is not None:
+                saved.append((cls, original))
+                type.__setattr__(cls, "__init__", wrap(original))
+        yield
+    finally:
+        for cls, original in saved:
+            type.__setattr__(cls, "__init__", original)
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """Rule 5: file descriptor 1 points at stderr while Airflow loads (its loggers hold their own stdout)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def load_folder(folder: Path) -> LoadedFolder:
+    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-5)."""
+    folder = folder.resolve()
+    if not folder.exists():
+        raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
+    with _stdout_to_stderr():  # Airflow's loggers write to the stdout they saw at import time
+        airflow = _airflow()
+        origins = _Origins(folder if folder.is_dir() else folder.parent)
+        link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
+        dag_classes = _classes(DAG_MODULES, {"DAG"})
+        with _recording([*dag_classes, *link_classes], origins):
+            bag = _dagbag(folder)
+        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
+        links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
+        errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
+    return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
+
+
+def _dagbag(folder: Path) -> Any:
+    try:
+        from airflow.dag_processing import dagbag as module  # Airflow 3
+    except ImportError:
+        from airflow.models import dagbag as module  # type: ignore[no-redef]  # Airflow 2
+    kwargs: dict[str, Any] = {}
+    if "include_examples" in inspect.signature(module.DagBag.__init__).parameters:
+        kwargs["include_examples"] = False  # Airflow 2 would load its examples too
+    return module.DagBag(str(folder), **kwargs)
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "import failed"
+
+
+def _zone(value: Any) -> str:
+    name = getattr(value, "name", None)
+    return str(name) if name else str(value)
+
+
+def _utc(value: Any) -> datetime | None:
+    if not isinstance(value, datetime):
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value.timestamp(), UTC)
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for name in names:
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def _schedule(dag: Any) -> ScheduleFact:
+    timetable = dag.timetable
+    kind = type(timetable).__name__
+    written_value = _attr(dag, "schedule", "schedule_interval")
+    written = written_value if isinstance(written_value, str) else str(written_value or "")
+    if kind in ("NullTimetable", "OnceTimetable"):
+        return ScheduleFact(ScheduleKind.NONE, kind, written)
+    if kind in ("CronTriggerTimetable", "CronDataIntervalTimetable", "CronPartitionTimetable"):
+        cron = _attr(timetable, "expression", "_expression")
+        zone = _attr(timetable, "timezone", "_timezone")
+        return ScheduleFact(ScheduleKind.CRON, kind, written, str(cron), _zone(zone) if zone else "UTC")
+    if kind in ("DeltaDataIntervalTimetable", "DeltaTriggerTimetable"):
+        delta = _attr(timetable, "delta", "_delta")
+        if not isinstance(delta, timedelta):
+            return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=f"schedule {delta!r}: a calendar interval "
+                                "(relativedelta) has no fixed points a cron can name")  # fmt: skip
+        return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_utc(dag.start_date))
+    condition = _attr(timetable, "asset_condition", "dataset_condition")
+    if kind in ("AssetTriggeredTimetable", "DatasetTriggeredTimetable") and condition is not None:
+        uris, problem = _asset_uris(condition)
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
+    return ScheduleFact(
+        ScheduleKind.OTHER, kind, written, problem=f"the {kind} ({timetable.summary!s}) has no single cron grid"
+    )
+
+
+def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
+    """The URIs of an AND of assets; (None, why) for OR, aliases and anything else."""
+    kind = type(condition).__name__
+    uri = getattr(condition, "uri", None)
+    if isinstance(uri, str) and "Alias" not in kind:
+        return (uri,), None
+    objects = list(getattr(condition, "objects", ()) or ())
+    if kind in ("AssetAll", "DatasetAll") or (kind in ("AssetAny", "DatasetAny") and len(objects) == 1):
+        found: list[str] = []
+        for item in objects:
+            uris, problem = _asset_uris(item)
+            if uris is None:
+                return None, problem
+            found += uris
+        return tuple(dict.fromkeys(found)), None
+    if kind in ("AssetAny", "DatasetAny"):
+        return None, "the asset condition is an OR (|): Airflow runs on any of them, an edge waits for all"
+    return None, f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
+
+
+def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
+    groups: list[tuple[str, tuple[str, ...]]] = []
+    for group_id, group in sorted((getattr(dag, "task_group_dict", None) or {}).items()):
+        if group_id:
+            groups.append((group_id, tuple(sorted(t.task_id for t in group.iter_tasks()))))
+    outlets = []
+    for task in dag.tasks:
+        for outlet in getattr(task, "outlets", None) or ():
+            uri = getattr(outlet, "uri", None)
+            if isinstance(uri, str):
+                outlets.append((task.task_id, uri))
+    return DagFact(
+        dag.dag_id,
+        origins.origin(dag, dag.fileloc),
+        _schedule(dag),
+        tuple(groups),
+        tuple(sorted(outlets)),
+        tuple(sorted(dag.task_ids)),
+    )
+
+
+def _kind(task: Any) -> LinkKind | None:
+    for cls in type(task).__mro__:
+        if cls.__name__ in LINK_CLASSES:
+            return LINK_CLASSES[cls.__name__]
+    return None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(getattr(v, "value", v)) for v in value or ())
+
+
+def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Origins) -> list[LinkFact]:
+    found: list[LinkFact] = []
+    for task in sorted(dag.tasks, key=lambda t: t.task_id):
+        kind = _kind(task)
+        if kind is None:
+            continue
+        origin = origins.origin(task, dag.fileloc)
+        if kind is LinkKind.SENSOR:
+            found.append(_sensor(dag, task, fact, facts.get(str(task.external_dag_id)), origin))
+        elif kind is LinkKind.MARKER:
+            date = _attr(task, "logical_date", "execution_date")
+            found.append(LinkFact(kind, dag.dag_id, task.task_id, origin, str(task.external_dag_id),
+                                  tasks=(str(task.external_task_id),), logical_date=_template(date)))  # fmt: skip
+        else:
+            date = _attr(task, "logical_date", "execution_date")
+            found.append(
+                LinkFact(
+                    kind,
+                    dag.dag_id,
+                    task.task_id,
+                    origin,
+                    str(task.trigger_dag_id),
+                    logical_date=_template(date),
+                    upstream_tasks=tuple(sorted(task.upstream_task_ids)),
+                    trigger_rule=str(getattr(task.trigger_rule, "value", task.trigger_rule)),
+                    wait_for_completion=bool(getattr(task, "wait_for_completion", False)),
+                )
+            )
+    return found
+
+
+def _template(value: Any) -> str | None:
+    if value is None or type(value).__name__ == "ArgNotSet":  # Airflow 3's NOTSET: the operator's default
+        return None
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _sensor(dag: Any, task: Any, fact: DagFact, upstream: DagFact | None, origin: Origin) -> LinkFact:
+    rule = "delta" if task.execution_delta else "function" if task.execution_date_fn else "same"
+    samples: tuple[DateSample, ...] = ()
+    error: str | None = None
+    try:
+        samples = sensor_samples(dag, task, fact.schedule, upstream.schedule if upstream is not None else None)
+    except Exception as exc:  # the user's execution_date_fn may raise anything: that is a finding, not a crash
+        error = f"{type(exc).__name__}: {exc}"
+    return LinkFact(
+        LinkKind.SENSOR,
+        dag.dag_id,
+        task.task_id,
+        origin,
+        str(task.external_dag_id),
+        tasks=tuple(task.external_task_ids) if task.external_task_ids else None,
+        task_group=task.external_task_group_id,
+        allowed_states=_strings(task.allowed_states),
+        failed_states=_strings(task.failed_states),
+        skipped_states=_strings(task.skipped_states),
+        deferrable=bool(getattr(task, "deferrable", False)),
+        date_rule=rule,
+        delta=task.execution_delta,
+        samples=samples,
+        date_error=error,
+    )
+
+
+def sensor_samples(
+    dag: Any, task: Any, schedule: ScheduleFact, upstream: ScheduleFact | None
+) -> tuple[DateSample, ...]:
+    """The sensor's own dates for runs of its DAG at the sample partitions (rule 3). A DAG without a grid runs when
+    something triggers it: sampled where its sensor can be satisfied, at the upstream's points plus the delta."""
+    grid = choose_grid(schedule).grid
+    interval = "DataInterval" in schedule.timetable
+    partitions = sample_partitions(grid)
+    up_grid = choose_grid(upstream).grid if upstream is not None else None
+    if grid is None and up_grid is not None:
+        partitions = tuple(p + (task.execution_delta or timedelta(0)) for p in sample_partitions(up_grid))
+    samples = []
+    for partition in partitions:
+        end = grid.next(partition) if interval and grid is not None else partition
+        dates = task._get_dttm_filter(run_context(dag, task, partition, end))
+        found = []
+        for value in dates:
+            at = _utc(value)
+            if at is None:
+                raise TypeError(f"it returned {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a datetime")
+            found.append(at)
+        samples.append(DateSample(partition, tuple(found)))
+    return tuple(samples)
+
+
+def run_context(dag: Any, task: Any, logical_date: datetime, interval_end: datetime) -> dict[str, Any]:
+    """The context keys a scheduled run of ``dag`` at ``logical_date`` carries (Airflow 2 and 3 names)."""
+    import pendulum
+
+    at = pendulum.instance(logical_date).in_timezone("UTC")
+    end = pendulum.instance(interval_end).in_timezone("UTC")
+    run_id = f"scheduled__{at.isoformat()}"
+    dag_run = SimpleNamespace(
+        dag_id=dag.dag_id, run_id=run_id, logical_date=at, execution_date=at, run_after=end,
+        data_interval_start=at, data_interval_end=end, run_type="scheduled", conf={},
+    )  # fmt: skip
+    return {
+        "dag": dag,
+        "task": task,
+        "dag_run": dag_run,
+        "run_id": run_id,
+        "logical_date": at,
+        "execution_date": at,
+        "data_interval_start": at,
+        "data_interval_end": end,
+        "ds": at.strftime("%Y-%m-%d"),
+        "ds_nodash": at.strftime("%Y%m%d"),
+        "ts": at.isoformat(),
+        "ts_nodash": at.strftime("%Y%m%dT%H%M%S"),
+        "params": {},
+        "conf": None,
+    }

@@ -1,0 +1,149 @@
+"""What ``coordinator import-dags`` learned from a DAGs folder: typed facts in, typed findings out.
+
+Rules:
+1. The Airflow adapter (``coordinator.airflow_import``) is the only place that looks at Airflow objects; it turns
+   them into these values, so the translation (:mod:`coordinator.core.import_translate` and its helpers) is pure
+   and testable without Airflow.
+2. Dates are aware UTC datetimes. A date function (``execution_date_fn``, or a delta) is known only through
+   :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.
+3. Every fact carries its :class:`Origin` (file:line of the call that created it), so every finding can point at
+   the line a reviewer has to read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Origin:
+    """Where a DAG or a task was created: a file (relative to the DAGs folder when inside it) and a line."""
+
+    file: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
+
+
+class ScheduleKind(StrEnum):
+    CRON = "cron"
+    #: A fixed interval (``timedelta``) from the start date.
+    DELTA = "delta"
+    #: ``schedule=None``: runs only when triggered.
+    NONE = "none"
+    #: An asset (dataset) schedule.
+    ASSETS = "assets"
+    #: ``@once``, ``@continuous``, events, several crons, a relativedelta, a custom timetable.
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleFact:
+    """A DAG's timetable as the adapter read it."""
+
+    kind: ScheduleKind
+    #: The timetable's class name (``CronTriggerTimetable``...), for messages.
+    timetable: str
+    #: What the DAG file wrote (``@daily``, ``0 5 * * *``, ``6:00:00``), for messages and to keep presets readable.
+    written: str = ""
+    #: CRON: the 5-field expression Airflow resolved; DELTA: None.
+    cron: str | None = None
+    #: CRON: the zone the cron is read in (the start date's zone): an IANA name, or a fixed offset such as ``+02:00``.
+    timezone: str | None = None
+    #: DELTA: the interval and the first point (the start date, UTC).
+    delta: timedelta | None = None
+    start: datetime | None = None
+    #: ASSETS: the asset URIs the DAG waits for, all of them (None when the condition is not a plain AND).
+    assets: tuple[str, ...] | None = None
+    #: Why the schedule cannot be a grid (OTHER, or an asset condition with OR / aliases).
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DagFact:
+    """One DAG of the folder."""
+
+    dag_id: str
+    origin: Origin
+    schedule: ScheduleFact
+    #: Task group id -> the ids of the tasks inside it (for ``external_task_group_id``).
+    task_groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    #: (task id, asset URI) for every outlet: who produces which asset.
+    outlets: tuple[tuple[str, str], ...] = ()
+    task_ids: tuple[str, ...] = ()
+
+    def group(self, group_id: str) -> tuple[str, ...] | None:
+        for gid, tasks in self.task_groups:
+            if gid == group_id:
+                return tasks
+        return None
+
+
+class LinkKind(StrEnum):
+    SENSOR = "ExternalTaskSensor"
+    MARKER = "ExternalTaskMarker"
+    TRIGGER = "TriggerDagRunOperator"
+
+
+@dataclass(frozen=True, slots=True)
+class DateSample:
+    """For the run of the sensor's DAG at ``partition``, the sensor waits for the upstream at ``dates``."""
+
+    partition: datetime
+    dates: tuple[datetime, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFact:
+    """A cross-DAG operator: a sensor, a marker or a trigger, in DAG ``dag_id``."""
+
+    kind: LinkKind
+    dag_id: str
+    task_id: str
+    origin: Origin
+    #: The other DAG (the sensor's and marker's ``external_dag_id``, the trigger's ``trigger_dag_id``).
+    other_dag: str
+    #: SENSOR: ``external_task_id(s)``; MARKER: its ``external_task_id``; None = the whole DAG run.
+    tasks: tuple[str, ...] | None = None
+    task_group: str | None = None
+    allowed_states: tuple[str, ...] = ("success",)
+    failed_states: tuple[str, ...] = ()
+    skipped_states: tuple[str, ...] = ()
+    deferrable: bool = False
+    #: SENSOR: "same" (no delta, no function), "delta" or "function".
+    date_rule: str = "same"
+    delta: timedelta | None = None
+    #: SENSOR: what the sensor's own date resolution returned on sample partitions of its DAG.
+    samples: tuple[DateSample, ...] = ()
+    #: Why the dates could not be evaluated (the function raised, returned no dates...), or None.
+    date_error: str | None = None
+    #: TRIGGER / MARKER: the logical date template as written (None: the operator's default).
+    logical_date: str | None = None
+    #: TRIGGER: the direct upstream tasks of the trigger task and its trigger rule.
+    upstream_tasks: tuple[str, ...] = ()
+    trigger_rule: str = "all_success"
+    wait_for_completion: bool = False
+
+
+class FindingKind(StrEnum):
+    #: A dependency the file cannot express: no edge was written for it (``--strict`` exits 1).
+    INEXPRESSIBLE = "cannot express"
+    #: A sensor that provably never waits for what it should (never satisfied, or satisfied by an old run).
+    BUG = "sensor bug"
+    #: Translated, but a reviewer should know (a marker covered by a sensor, a trigger to remove...).
+    NOTE = "note"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    kind: FindingKind
+    origin: Origin
+    #: ``dag.task`` (or the dag id for a DAG-level finding).
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.subject}: {self.message}"

@@ -1,0 +1,69 @@
+"""Merge an imported document into an existing ``dependencies.json``: the imported DAGs are replaced, the rest kept.
+
+Rules:
+1. A DAG is matched by what its key means (instance and dag id), not by how the key is written: ``"etl"`` with
+   ``"instance": "team_a"`` and ``"team_a/etl"`` are the same DAG. The existing key is kept as written.
+2. For an imported DAG the import is the authority on ``partitions`` and ``upstreams`` (set, or removed when the
+   folder says there are none); its ``description`` and ``instance`` as written by a person are kept. DAGs the
+   folder does not have, and top-level ``instances``, are kept; instances the import needs are added.
+3. A shorthand file becomes the extended form (the same graph: the shorthand maps to exactly these entries).
+4. Pure: JSON values in, a JSON value out; the caller validates the result with the real loader and diffs it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coordinator.core.model import DEFAULT_INSTANCE, NODE_SEP, NodeId
+from coordinator.core.spec import FORM_KEYS, SPEC_VERSION
+
+IMPORTED_FIELDS = ("partitions", "upstreams")
+
+
+def _node(key: str, entry: Any) -> NodeId:
+    if NODE_SEP in key:
+        return NodeId.parse(key)
+    instance = entry.get("instance") if isinstance(entry, dict) else None
+    return NodeId(instance if isinstance(instance, str) else DEFAULT_INSTANCE, key)
+
+
+def extended(existing: dict[str, Any]) -> dict[str, Any]:
+    """The extended form of a valid document (rule 3)."""
+    if any(k in existing for k in FORM_KEYS):
+        return dict(existing)
+    dags = {down: {"upstreams": [ups] if isinstance(ups, str) else list(ups)} for down, ups in existing.items()}
+    return {"version": SPEC_VERSION, "dags": dags}
+
+
+def merge(existing: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
+    """``existing`` with the DAGs of ``imported`` replaced or added (rules 1-3)."""
+    result = extended(existing)
+    dags: dict[str, Any] = dict(result.get("dags") or {})
+    by_node = {_node(k, v): k for k, v in dags.items()}
+    for key, entry in imported["dags"].items():
+        node = _node(key, entry)
+        found = by_node.get(node)
+        if found is None:
+            dags[key] = entry
+            continue
+        merged = dict(dags[found]) if isinstance(dags[found], dict) else {}
+        if "upstreams" in entry:  # a DAG is a dependent or a failure handler, never both (spec rule 6)
+            merged.pop("on_failure_of", None)
+        for name in IMPORTED_FIELDS:
+            if name in entry:
+                merged[name] = entry[name]
+            else:
+                merged.pop(name, None)
+        merged.setdefault("description", entry.get("description"))
+        if merged.get("description") is None:
+            merged.pop("description")
+        dags[found] = merged
+    instances = dict(result.get("instances") or {})
+    for name, body in (imported.get("instances") or {}).items():
+        instances.setdefault(name, body)
+    out: dict[str, Any] = {k: v for k, v in result.items() if k not in ("instances", "dags")}
+    out.setdefault("version", SPEC_VERSION)
+    if instances:
+        out["instances"] = instances
+    out["dags"] = dags
+    return out

@@ -1,0 +1,177 @@
+"""What each cross-DAG mechanism becomes: sensors, markers, triggers and asset schedules (translation rules 2 and 4).
+
+Rules (``docs/import-dags.md``):
+1. A sensor: one edge per awaited task with the fitted date semantics
+   (:func:`coordinator.core.import_edges.link_edges`).
+2. A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
+3. A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the operator.
+4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
+   reported.
+5. Pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from coordinator.core.import_edges import (
+    Work,
+    awaited_tasks,
+    identity_samples,
+    is_templated,
+    link_edges,
+    sensor_condition,
+)
+from coordinator.core.import_facts import (
+    DagFact,
+    FindingKind,
+    LinkFact,
+    ScheduleKind,
+)
+from coordinator.core.import_fit import FitProblem, Fitter
+
+SAME_DATE_TEMPLATES = frozenset(
+    t.replace(" ", "")
+    for t in (
+        "{{ logical_date.isoformat() }}",
+        "{{ execution_date.isoformat() }}",
+        "{{ logical_date }}",
+        "{{ execution_date }}",
+        "{{ ts }}",
+        "{{ dag_run.logical_date }}",
+        "{{ dag_run.logical_date.isoformat() }}",
+    )
+)
+
+
+def sensor_edges(work: Work, link: LinkFact) -> None:
+    if is_templated(work, link):
+        return
+    condition = sensor_condition(work, link)
+    tasks = awaited_tasks(work, link)
+    if condition is None or tasks is None:
+        return
+    if link.date_error is not None:
+        work.add(FindingKind.INEXPRESSIBLE, link, f"cannot evaluate its dates: {link.date_error}")
+        return
+    if link.failed_states or link.skipped_states:
+        states = ", ".join(f"{n}={list(v)}" for n, v in (("failed_states", link.failed_states),
+                                                           ("skipped_states", link.skipped_states)) if v)  # fmt: skip
+        work.add(
+            FindingKind.NOTE,
+            link,
+            f"{states} made the sensor give up early; the coordinator simply does not trigger {link.dag_id} "
+            f"until the upstream is {condition}",
+        )
+    if link.other_dag not in work.dags:
+        work.add(
+            FindingKind.NOTE,
+            link,
+            f"{link.other_dag} is not in this folder: it is written as {work.ref(link.other_dag)!r} without a grid; "
+            f"declare its partitions if it runs elsewhere on a schedule",
+        )
+    link_edges(work, link, link.samples, tasks, condition)
+
+
+def marker_edges(work: Work, link: LinkFact, covered: bool) -> None:
+    if is_templated(work, link):
+        return
+    if covered:
+        work.add(
+            FindingKind.NOTE,
+            link,
+            f"covered by {link.other_dag}'s sensor on {link.dag_id}: the coordinator reruns {link.other_dag} after "
+            f"a rerun of {link.dag_id}, as the marker's recursive clear did",
+        )
+        return
+    if not same_date(link.logical_date):
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
+        )
+        return
+    work.add(
+        FindingKind.NOTE,
+        link,
+        f"the marker made a clear of {link.dag_id} clear {link.other_dag}.{(link.tasks or ('?',))[0]}: written as "
+        f"an edge {link.other_dag} <- {link.dag_id} (same logical date), so {link.other_dag} now also waits for it",
+    )
+    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), (None,), "success")
+
+
+def same_date(template: str | None) -> bool:
+    return template is None or template.replace(" ", "") in SAME_DATE_TEMPLATES
+
+
+def trigger_edges(work: Work, link: LinkFact) -> None:
+    if is_templated(work, link):
+        return
+    if not same_date(link.logical_date):
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
+        )
+        return
+    rule = link.trigger_rule
+    condition = {"all_success": "success", "all_done": "finished"}.get(rule)
+    if condition is None:
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"trigger_rule {rule!r}: an edge waits for its upstream task's success or its end ('all_done'); keep "
+            f"the operator",
+        )
+        return
+    tasks: tuple[str | None, ...] = link.upstream_tasks or (None,)
+    target = work.dags.get(link.other_dag)
+    also = ""
+    if target is not None and target.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
+        also = f"; {link.other_dag} also has its own schedule ({target.schedule.written}): set schedule=None"
+    where = "the whole run" if not link.upstream_tasks else "task(s) " + ", ".join(link.upstream_tasks)
+    work.add(
+        FindingKind.NOTE,
+        link,
+        f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition once {where} of "
+        f"{link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this operator{also}",
+    )
+    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), tasks, condition)
+
+
+def asset_edges(work: Work, dag: DagFact) -> None:
+    schedule = dag.schedule
+    if schedule.assets is None:
+        work.add(FindingKind.INEXPRESSIBLE, dag, schedule.problem or "the asset condition cannot be expressed")
+        return
+    for uri in schedule.assets:
+        producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
+        if not producers:
+            work.add(
+                FindingKind.INEXPRESSIBLE,
+                dag,
+                f"asset {uri!r}: no DAG in this folder produces it; add the producer's edge by hand",
+            )
+            continue
+        if len(producers) > 1:
+            names = ", ".join(f"{p.dag_id}.{t}" for p, t in producers)
+            work.add(
+                FindingKind.INEXPRESSIBLE,
+                dag,
+                f"asset {uri!r} has several producers ({names}): Airflow runs on any update, an edge waits for all",
+            )
+            continue
+        producer, task = producers[0]
+        samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
+        fitted = Fitter(work.grid(dag.dag_id), work.grid(producer.dag_id), self_edge=False).fit(samples)
+        if isinstance(fitted, FitProblem):
+            work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: no edge maps {producer.dag_id}'s dates")
+            continue
+        work.edge(dag.dag_id, replace(fitted, dag=work.ref(producer.dag_id), task=task), dag)
+    work.add(
+        FindingKind.NOTE,
+        dag,
+        "asset schedule: written as edges to the producing tasks at the producer's logical date; set schedule=None "
+        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun; "
+        "the coordinator runs once per partition and reruns it)",
+    )

@@ -1,0 +1,172 @@
+"""DAGs-folder facts -> a ``dependencies.json`` document and the findings a reviewer must read.
+
+Rules (``docs/import-dags.md``):
+1. Every DAG of the folder gets an entry: its grid (:mod:`coordinator.core.import_schedule`) and its upstreams.
+2. An ``ExternalTaskSensor`` in D on U becomes one edge per awaited task (``external_task_id(s)``, or every task of
+   ``external_task_group_id``; none: the whole run), ``condition`` from ``allowed_states`` (``[success]``: success,
+   ``[success, failed]``: finished; anything else cannot be expressed), and the date semantics fitted to the
+   sensor's own dates (:mod:`coordinator.core.import_fit`). ``failed_states``/``skipped_states`` only make a sensor
+   give up early: noted, not translated.
+3. Sensor bugs are proven on the samples, against the upstream's grid: a date the upstream never runs at means the
+   sensor is never satisfied for that run (on every sample: no edge is written, the sensor is reported; on some: the
+   edge is written and the dates are reported); a date older than D's previous partition means the run is satisfied
+   by an upstream run that already existed for D's previous run (reported; the edge reproduces it).
+4. An ``ExternalTaskMarker`` in U naming D's task means "D's run at the same logical date depends on U": covered when
+   D has a sensor on U, else an edge with U's date equal to D's. A ``TriggerDagRunOperator`` in U triggering D becomes
+   an edge D <- each direct upstream task of the trigger (the whole run when it has none) at U's logical date; the
+   operator should then be removed. An asset schedule becomes an edge to the producing task of each consumed asset
+   (several producers of one asset, OR conditions and aliases cannot be expressed: the coordinator needs all).
+5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
+   removed and reported with the loader's message, so the output always validates.
+6. Pure: facts in, a document (the JSON value to write) and findings out.
+7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
+   runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
+   periods and ``validate`` has nothing to warn about. Noted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.core.import_edges import Work
+from coordinator.core.import_facts import (
+    DagFact,
+    Finding,
+    FindingKind,
+    LinkFact,
+    LinkKind,
+    ScheduleKind,
+)
+from coordinator.core.import_operators import asset_edges, marker_edges, sensor_edges, trigger_edges
+from coordinator.core.import_schedule import choose_grid
+from coordinator.core.model import DEFAULT_INSTANCE
+from coordinator.core.spec import SPEC_VERSION, parse_spec
+from coordinator.core.spec_json import format_path
+from coordinator.errors import SpecError
+
+MAX_VALIDATION_ROUNDS = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    document: dict[str, Any]
+    findings: tuple[Finding, ...]
+    dag_count: int
+    edge_count: int
+
+    def of(self, kind: FindingKind) -> tuple[Finding, ...]:
+        return tuple(f for f in self.findings if f.kind is kind)
+
+
+def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE) -> ImportResult:
+    """The document and findings for a folder's facts (rules 1-6)."""
+    by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id)}
+    work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
+    for dag in by_id.values():
+        problem = work.grids[dag.dag_id].problem
+        if problem is not None:
+            work.add(FindingKind.INEXPRESSIBLE, dag, f"{problem}")
+    sensors = [link for link in links if link.kind is LinkKind.SENSOR]
+    sensed = {(s.dag_id, s.other_dag) for s in sensors}
+    for link in sorted(links, key=lambda x: (x.dag_id, x.task_id)):
+        if link.kind is LinkKind.SENSOR:
+            sensor_edges(work, link)
+        elif link.kind is LinkKind.MARKER:
+            marker_edges(work, link, covered=(link.other_dag, link.dag_id) in sensed)
+        else:
+            trigger_edges(work, link)
+    for dag in by_id.values():
+        if dag.schedule.kind is ScheduleKind.ASSETS:
+            asset_edges(work, dag)
+    _inherit_grids(work)
+    document, edge_count = _validated(work)
+    order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
+    findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
+    return ImportResult(document, findings, len(by_id), edge_count)
+
+
+def _inherit_grids(work: Work) -> None:
+    """Rule 7."""
+    for dag_id, dag in work.dags.items():
+        edges = work.edges.get(dag_id)
+        if not edges or work.grids[dag_id].grid is not None:
+            continue
+        if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
+            continue  # a schedule the file cannot express stays without a grid (it was reported)
+        sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
+        choices = {work.grids[s] for s in sources if s in work.grids}
+        plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
+        if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
+            continue
+        (choice,) = choices
+        if choice.grid is None:
+            continue
+        work.grids[dag_id] = choice
+        names = ", ".join(sorted(sources))
+        work.add(
+            FindingKind.NOTE,
+            dag,
+            f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
+            f"{choice.grid.timezone})",
+        )
+
+
+def _entries(work: Work) -> dict[str, Any]:
+    dags: dict[str, Any] = {}
+    for dag_id, dag in work.dags.items():
+        entry: dict[str, Any] = {"description": f"imported from {dag.origin}"}
+        choice = work.grids[dag_id]
+        if choice.grid is not None:
+            entry["partitions"] = {"cron": choice.written_cron or choice.grid.cron, "timezone": choice.grid.timezone}
+        edges = work.edges.get(dag_id)
+        if edges:
+            entry["upstreams"] = [edge.to_json() for edge, _, _ in edges]
+        dags[work.ref(dag_id)] = entry
+    return dags
+
+
+def _validated(work: Work) -> tuple[dict[str, Any], int]:
+    """The document, after removing every edge the loader rejects (rule 5)."""
+    for _ in range(MAX_VALIDATION_ROUNDS):
+        document: dict[str, Any] = {"version": SPEC_VERSION}
+        if work.instance != DEFAULT_INSTANCE:
+            document["instances"] = {work.instance: {}}
+        document["dags"] = _entries(work)
+        try:
+            graph = parse_spec(dump(document), "import")
+        except SpecError as exc:
+            if not _drop_rejected(work, exc.problems):
+                raise
+            continue
+        return document, graph.edge_count
+    raise SpecError(["import: the loader kept rejecting edges; this is a bug of import-dags"])
+
+
+def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
+    """Remove the edges named by the loader's problems; False when a problem names no edge."""
+    dropped = False
+    for dag_id, edges in work.edges.items():
+        prefix = format_path(("dags", work.ref(dag_id), "upstreams"))
+        keep = []
+        for i, item in enumerate(edges):
+            path = prefix + f"[{i}]"
+            hits = [p for p in problems if f" {path}: " in p or f" {path}." in p]
+            if not hits:
+                keep.append(item)
+                continue
+            edge, origin, subject = item
+            reason = hits[0].split(": ", 2)[-1]
+            work.findings.append(
+                Finding(FindingKind.INEXPRESSIBLE, origin, subject, f"edge {edge.describe()} rejected: {reason}")
+            )
+            dropped = True
+        edges[:] = keep
+    return dropped
+
+
+def dump(document: Mapping[str, Any]) -> str:
+    """The text written to the file: two-space indent, keys in the order built, trailing newline."""
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,81 @@
+"""The oracle of the import-dags tests: the dates an ExternalTaskSensor itself waits for, computed by Airflow.
+
+Run with the Python of an Airflow environment (3.x: .venv; 2.x: .venv-airflow2):
+``python oracle.py DAGS_FOLDER < requests.json > answers.json``. A request is ``{"dag", "task", "partitions"}``
+(canonical UTC partitions of the sensor's DAG); the answer maps each partition to the sorted UTC dates the sensor's
+own ``_get_dttm_filter(context)`` returns for a run at that logical date. Airflow 3 gets the context a task really
+runs with (``RuntimeTaskInstance.get_template_context()`` fed the DagRun the API server would send); Airflow 2 gets
+the context keys its sensor reads (``logical_date``/``execution_date``, the data interval, ``ds``, ``ts``).
+Nothing here imports the coordinator: the answers are Airflow's alone.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import pendulum
+
+FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def _dagbag(folder: str) -> Any:
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+
+        return DagBag(folder)
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+
+        return DagBag(folder, include_examples=False)
+
+
+def _context_af3(dag: Any, task: Any, at: pendulum.DateTime) -> Any:
+    from airflow.sdk.api.datamodels._generated import DagRun, TIRunContext
+    from airflow.sdk.execution_time.task_runner import RuntimeTaskInstance
+
+    run_id = f"scheduled__{at.isoformat()}"
+    dag_run = DagRun(
+        dag_id=dag.dag_id, run_id=run_id, logical_date=at, data_interval_start=at, data_interval_end=at,
+        run_after=at, start_date=at, end_date=None, run_type="scheduled", state="running",
+        consumed_asset_events=[], partition_key=None,
+    )  # fmt: skip
+    ti = RuntimeTaskInstance.model_construct(
+        id=uuid.uuid4(), task_id=task.task_id, dag_id=dag.dag_id, run_id=run_id, try_number=1,
+        dag_version_id=uuid.uuid4(), map_index=-1, task=task, start_date=at, max_tries=0,
+    )  # fmt: skip
+    ti._ti_context_from_server = TIRunContext(dag_run=dag_run, max_tries=0)
+    return ti.get_template_context()
+
+
+def _context_af2(dag: Any, task: Any, at: pendulum.DateTime) -> dict[str, Any]:
+    return {
+        "dag": dag, "task": task, "logical_date": at, "execution_date": at, "data_interval_start": at,
+        "data_interval_end": at, "ds": at.strftime("%Y-%m-%d"), "ts": at.isoformat(),
+    }  # fmt: skip
+
+
+def main() -> None:
+    import airflow
+
+    af3 = int(airflow.__version__.split(".")[0]) >= 3
+    bag = _dagbag(sys.argv[1])
+    answers = []
+    for request in json.load(sys.stdin):
+        dag = bag.dags[request["dag"]]
+        task = dag.get_task(request["task"])
+        dates: dict[str, list[str]] = {}
+        for partition in request["partitions"]:
+            at = pendulum.instance(datetime.strptime(partition, FORMAT).replace(tzinfo=UTC)).in_timezone("UTC")
+            context = _context_af3(dag, task, at) if af3 else _context_af2(dag, task, at)
+            found = task._get_dttm_filter(context)
+            dates[partition] = sorted({d.astimezone(UTC).strftime(FORMAT) for d in found})
+        answers.append({"dag": request["dag"], "task": request["task"], "dates": dates})
+    json.dump({"airflow": airflow.__version__, "answers": answers}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

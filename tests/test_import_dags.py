@@ -1,0 +1,418 @@
+"""``coordinator import-dags`` against Airflow's own code: the file waits for exactly the dates the sensors waited for.
+
+The oracle is Airflow: ``tests/import_dags/oracle.py`` loads the same folder with Airflow's DagBag and asks every
+sensor's own ``_get_dttm_filter`` (with the context a task really runs with) which upstream dates a run waits for;
+``required_inputs`` of the imported file must name the same partitions, for hundreds of dependent dates per sensor,
+across daylight-saving changes. Airflow runs in subprocesses (its own AIRFLOW_HOME), never in the test process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.core.graph import Graph
+from coordinator.core.grid import Grid
+from coordinator.core.inputs import required_inputs
+from coordinator.core.model import NodeId, partition_datetime
+from coordinator.spec_file import load_spec
+
+HERE = Path(__file__).parent / "import_dags"
+ESTATE = HERE / "estate"
+ORACLE = HERE / "oracle.py"
+FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Dependent dates per sensor: consecutive grid points from each of these (a year start, both 2024 daylight-saving
+#: changes in Europe and North America, a leap-day month end, the 2025 spring change).
+WINDOWS = ("2023-12-20", "2024-02-20", "2024-03-05", "2024-03-25", "2024-10-20", "2024-10-29", "2025-03-26")
+POINTS_PER_WINDOW = 40
+
+
+@dataclass(frozen=True)
+class Imported:
+    path: Path
+    graph: Graph
+    returncode: int
+    stderr: str
+
+
+def airflow_env(home: Path) -> dict[str, str]:
+    """Airflow isolated in ``home`` (no examples, no user config), quiet enough to read our own output."""
+    keep = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW") and k != "COORDINATOR_DEPS"}
+    return keep | {"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONWARNINGS": "ignore"}
+
+
+def run_import(python: Path, folder: Path, output: Path, home: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(python), "-m", "coordinator.cli", "import-dags", str(folder), "--output", str(output), *flags],
+        env=airflow_env(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def ask_oracle(python: Path, folder: Path, home: Path, requests: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
+    """(dag, task) -> {partition: the dates Airflow's sensor waits for}."""
+    done = subprocess.run(
+        [str(python), str(ORACLE), str(folder)],
+        input=json.dumps(requests),
+        env=airflow_env(home),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    return {(a["dag"], a["task"]): a["dates"] for a in answer["answers"]}
+
+
+def imported(python: Path, folder: Path, tmp: Path, *flags: str) -> Imported:
+    output = tmp / "dependencies.json"
+    done = run_import(python, folder, output, tmp / "home", *flags)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return Imported(output, load_spec(output), done.returncode, done.stderr)
+
+
+def dependent_dates(graph: Graph, dag: str) -> list[str]:
+    """Many partitions of ``dag``: consecutive points of its grid from each window (rule: the oracle's inputs)."""
+    grid = graph.dags[NodeId("default", dag)].grid
+    assert grid is not None, f"{dag} has no grid"
+    found: set[str] = set()
+    for day in WINDOWS:
+        point = grid.floor(datetime.fromisoformat(day).replace(tzinfo=UTC))
+        for _ in range(POINTS_PER_WINDOW):
+            point = grid.next(point)
+            found.add(point.strftime(FORMAT))
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A translated sensor: its DAG and task, the upstream and the upstream tasks its edges name."""
+
+    dag: str
+    task: str
+    upstream: str
+    tasks: tuple[str | None, ...] = (None,)
+
+
+def mismatches(graph: Graph, sensor: Sensor, oracle: dict[str, list[str]]) -> list[str]:
+    """Every dependent date where the file's inputs differ from Airflow's dates (a date off the upstream's grid
+    means the sensor waits forever, which an edge says by mapping to nothing)."""
+    up_grid: Grid | None = graph.dags[NodeId("default", sensor.upstream)].grid
+    found = []
+    for partition, dates in oracle.items():
+        expected = tuple(dates)
+        if up_grid is not None and not all(up_grid.contains(partition_datetime(d)) for d in dates):
+            expected = ()
+        inputs = required_inputs(graph, NodeId("default", sensor.dag), partition)
+        for task in sensor.tasks:
+            got = [i.partitions for i in inputs if i.dag.dag_id == sensor.upstream and i.task == task]
+            if got != [expected]:
+                found.append(f"{sensor.dag}.{sensor.task} at {partition}: file {got}, Airflow {expected}")
+    return found
+
+
+def check_oracle(python: Path, folder: Path, result: Imported, sensors: Sequence[Sensor], home: Path) -> int:
+    """Assert the oracle agrees on every dependent date of every sensor; return how many dates were compared."""
+    requests = [{"dag": s.dag, "task": s.task, "partitions": dependent_dates(result.graph, s.dag)} for s in sensors]
+    oracle = ask_oracle(python, folder, home, requests)
+    problems = [m for s in sensors for m in mismatches(result.graph, s, oracle[(s.dag, s.task)])]
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    return sum(len(r["partitions"]) for r in requests)
+
+
+# ----- the estate: sensors written the ways Airflow's docs and real repositories write them -----
+
+ESTATE_SENSORS = (
+    Sensor("report_sales", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("early_check", "wait_warehouse", "ingest_warehouse", ("extract_a", "extract_b")),
+    Sensor("warehouse_quality", "wait_transform", "ingest_warehouse", ("transform.clean", "transform.dedupe")),
+    Sensor("weekly_summary", "wait_friday", "ingest_orders", ("load",)),
+    Sensor("weekly_rollup", "wait_saturday", "ingest_customers"),
+    Sensor("books_check", "wait_books", "ingest_late", ("close_books",)),
+    Sensor("hourly_enrich", "wait_land", "ingest_hourly", ("land",)),
+    Sensor("daily_from_hourly", "wait_all_hours", "ingest_hourly", ("land",)),
+    Sensor("monthly_close", "wait_month_end", "ingest_customers"),
+    Sensor("daily_snapshot", "wait_yesterday", "daily_snapshot", ("publish",)),
+    Sensor("cleanup", "wait_orders_done", "ingest_orders"),
+    Sensor("berlin_report", "wait_load", "berlin_load", ("load",)),
+    Sensor("berlin_fx", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("report_stale", "wait_orders", "ingest_orders"),
+)
+
+EXPECTED_EDGES = {
+    "report_sales": [{"dag": "ingest_orders", "shift": "-4h", "task": "load"}],
+    "early_check": [
+        {"dag": "ingest_warehouse", "shift": "+2h", "task": "extract_a"},
+        {"dag": "ingest_warehouse", "shift": "+2h", "task": "extract_b"},
+    ],
+    "warehouse_quality": [
+        {"dag": "ingest_warehouse", "task": "transform.clean"},
+        {"dag": "ingest_warehouse", "task": "transform.dedupe"},
+    ],
+    "weekly_summary": [{"dag": "ingest_orders", "shift": "-1d9h", "task": "load"}],
+    "weekly_rollup": [{"dag": "ingest_customers", "shift": "+6d"}],
+    "books_check": [{"dag": "ingest_late", "shift": "+23h", "task": "close_books"}],
+    "hourly_enrich": [{"dag": "ingest_hourly", "shift": "-15m", "task": "land"}],
+    "daily_from_hourly": [{"dag": "ingest_hourly", "offset": -1, "task": "land"}],
+    "monthly_close": [{"dag": "ingest_customers", "member": "last"}],
+    "daily_snapshot": [{"dag": "daily_snapshot", "shift": "-1d", "task": "publish"}],
+    "cleanup": [{"dag": "ingest_orders", "condition": "finished"}],
+    "berlin_report": [{"dag": "berlin_load", "shift": "-4h", "task": "load"}],
+    "orders_export": [{"dag": "ingest_orders", "task": "load"}],
+    "customer_scoring": [{"dag": "ingest_customers", "task": "publish"}],
+}
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    tmp = tmp_path_factory.mktemp("estate")
+    yield imported(Path(sys.executable), ESTATE, tmp, "--report", str(tmp / "report.json"))
+
+
+def test_every_sensor_waits_for_the_dates_airflow_computes(
+    estate: Imported, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """For every translated sensor and hundreds of its DAG's dates, required_inputs equals the sensor's own dates."""
+    compared = check_oracle(Path(sys.executable), ESTATE, estate, ESTATE_SENSORS, tmp_path_factory.mktemp("oracle"))
+    assert compared > 2500
+
+
+@pytest.mark.parametrize("dag", sorted(EXPECTED_EDGES), ids=sorted(EXPECTED_EDGES))
+def test_sensors_markers_triggers_and_assets_become_these_edges(estate: Imported, dag: str) -> None:
+    """Each pattern becomes the simplest edge that reproduces it (shift, offset, member, task, condition)."""
+    document = json.loads(estate.path.read_text(encoding="utf-8"))
+    assert document["dags"][dag]["upstreams"] == EXPECTED_EDGES[dag]
+
+
+def test_grids_come_from_timetables_with_presets_and_zones(estate: Imported) -> None:
+    """Cron and presets keep what the DAG wrote, the zone is the start date's, a 90-minute delta gets no grid, and a
+    DAG run only by a trigger or an asset gets its producer's grid."""
+    dags = json.loads(estate.path.read_text(encoding="utf-8"))["dags"]
+    assert dags["weekly_rollup"]["partitions"] == {"cron": "@weekly", "timezone": "UTC"}
+    assert dags["berlin_report"]["partitions"] == {"cron": "30 5 * * *", "timezone": "Europe/Berlin"}
+    assert dags["hourly_enrich"]["partitions"] == {"cron": "15 * * * *", "timezone": "UTC"}
+    assert "partitions" not in dags["every_90_minutes"]
+    assert dags["orders_export"]["partitions"] == {"cron": "0 1 * * *", "timezone": "UTC"}  # its trigger's grid
+    assert dags["customer_scoring"]["partitions"] == {"cron": "@daily", "timezone": "UTC"}  # its producer's
+
+
+REPORTED = {
+    "never-satisfied": "broken.py:13: report_finance.wait_orders: never satisfied: it waits for a time ingest_orders "
+    "never runs at (ingest_orders runs at 0 1 * * *): report_finance's run at 2024-01-01T05:00:00Z waits for "
+    "ingest_orders at 2024-01-01T02:00:00Z",
+    "no-delta": "broken.py:17: report_naive.wait_orders: never satisfied",
+    "stale": "broken.py:21: report_stale.wait_orders: satisfied by an old run: report_stale's run at "
+    "2024-01-01T06:00:00Z accepts ingest_orders's run at 2023-12-29T01:00:00Z, older than report_stale's previous "
+    "partition 2023-12-31T06:00:00Z",
+    "dst": "berlin.py:17: berlin_report.wait_load: not satisfied on 4 of 50 sampled runs",
+    "dst-dates": "berlin_report's run at 2024-03-31T03:30:00Z waits for berlin_load at 2024-03-30T23:30:00Z",
+    "states": "broken.py:26: skips_ok.wait_orders: allowed_states ['success', 'skipped']",
+    "raises": "broken.py:39: calendar_driven.wait_calendar: cannot evaluate its dates: RuntimeError: looks up a "
+    "calendar table",
+    "template": "broken.py:42: templated.wait_param: the DAG id '{{ params.source }}' is a template",
+    "delta-schedule": "broken.py:44: every_90_minutes: schedule every 1:30:00 from 2024-01-01T00:00:00Z: no cron",
+    "marker": "ingest.py:13: ingest_orders.mark_report: covered by report_sales's sensor on ingest_orders",
+    "trigger": "ingest.py:14: ingest_orders.trigger_export: orders_export is triggered by the coordinator",
+    "failed-states": "reports.py:14: report_sales.wait_orders: failed_states=['failed', 'upstream_failed']",
+}
+
+
+@pytest.mark.parametrize("line", REPORTED.values(), ids=REPORTED.keys())
+def test_the_report_names_file_line_and_dates(estate: Imported, line: str) -> None:
+    """Bugs, what cannot be expressed and notes are reported with file:line, the dates involved and why."""
+    assert line in estate.stderr
+
+
+def test_the_json_report_holds_every_finding(estate: Imported) -> None:
+    """--report writes the same findings as JSON, with file and line apart, for CI and review tools."""
+    report = json.loads((estate.path.parent / "report.json").read_text(encoding="utf-8"))
+    assert report["dags"] == 28 and report["edges"] == 16
+    assert {
+        "kind": "sensor bug",
+        "file": "broken.py",
+        "line": 13,
+        "subject": "report_finance.wait_orders",
+    }.items() <= next(f for f in report["findings"] if f["subject"] == "report_finance.wait_orders").items()
+    kinds = [f["kind"] for f in report["findings"]]
+    assert kinds.count("sensor bug") == 4 and kinds.count("cannot express") == 4 and kinds.count("note") == 6
+
+
+def test_never_satisfied_sensors_get_no_edge(estate: Imported) -> None:
+    """A sensor that can never be satisfied is reported, not translated into an edge that waits forever."""
+    dags = json.loads(estate.path.read_text(encoding="utf-8"))["dags"]
+    for dag in ("report_finance", "report_naive", "skips_ok", "calendar_driven", "templated"):
+        assert "upstreams" not in dags[dag], dag
+
+
+def test_strict_exits_1_and_a_clean_folder_exits_0(tmp_path: Path) -> None:
+    """--strict fails on anything inexpressible; a folder where everything translates passes --strict."""
+    done = run_import(Path(sys.executable), ESTATE, tmp_path / "a.json", tmp_path / "home", "--strict")
+    assert done.returncode == 1
+    assert "--strict: " in done.stderr
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    (clean / "pair.py").write_text((ESTATE / "ingest.py").read_text(encoding="utf-8").split("with DAG(")[0] + PAIR)
+    done = run_import(Path(sys.executable), clean, tmp_path / "b.json", tmp_path / "home", "--strict")
+    assert done.returncode == 0, done.stderr
+    assert "import-dags: 2 DAGs, 1 edges" in done.stderr
+
+
+PAIR = """
+from datetime import timedelta
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+
+with DAG("up", schedule="0 1 * * *", start_date=START):
+    EmptyOperator(task_id="load")
+with DAG("down", schedule="0 5 * * *", start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up", execution_delta=timedelta(hours=4))
+"""
+
+
+def test_an_existing_file_is_merged_and_the_diff_shown(tmp_path: Path) -> None:
+    """--output onto a file keeps its other DAGs and descriptions, replaces imported edges, and prints the diff."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "pair.py").write_text((ESTATE / "ingest.py").read_text(encoding="utf-8").split("with DAG(")[0] + PAIR)
+    output = tmp_path / "deps.json"
+    existing = {
+        "version": 1,
+        "dags": {
+            "down": {"description": "the 05:00 report", "upstreams": ["legacy"]},
+            "hand_written": {"upstreams": ["up"]},
+        },
+    }
+    output.write_text(json.dumps(existing), encoding="utf-8")
+    done = run_import(Path(sys.executable), folder, output, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    dags = json.loads(output.read_text(encoding="utf-8"))["dags"]
+    assert dags["down"] == {
+        "description": "the 05:00 report",
+        "upstreams": [{"dag": "up", "shift": "-4h"}],
+        "partitions": {"cron": "0 5 * * *", "timezone": "UTC"},
+    }
+    assert dags["hand_written"] == {"upstreams": ["up"]}
+    assert "changed  down" in done.stderr
+    assert "removed legacy -> down" in done.stderr
+    assert "added up -> down" in done.stderr
+
+
+def test_an_invalid_existing_output_is_left_alone(tmp_path: Path) -> None:
+    """An --output that does not validate: every problem, exit 2, the file unchanged."""
+    output = tmp_path / "deps.json"
+    output.write_text('{"b": []}', encoding="utf-8")
+    done = run_import(Path(sys.executable), ESTATE, output, tmp_path / "home")
+    assert done.returncode == 2
+    assert "empty upstream list" in done.stderr
+    assert output.read_text(encoding="utf-8") == '{"b": []}'
+
+
+def test_the_output_validates_and_inputs_shows_one_upstream_date(estate: Imported) -> None:
+    """`coordinator validate` accepts the file; `coordinator inputs` shows the 05:00 run waits for 01:00, task load."""
+    base = [sys.executable, "-m", "coordinator.cli"]
+    env = {k: v for k, v in os.environ.items() if k != "COORDINATOR_DEPS"}
+    done = subprocess.run([*base, "validate", str(estate.path)], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    done = subprocess.run(
+        [
+            *base,
+            "inputs",
+            "report_sales",
+            "--partition",
+            "2024-03-10T05:00:00Z",
+            "--deps",
+            str(estate.path),
+            "-f",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "dag": "report_sales",
+        "partition": "2024-03-10T05:00:00Z",
+        "upstreams": [
+            {
+                "dag": "ingest_orders",
+                "instance": "default",
+                "task": "load",
+                "condition": "success",
+                "partitions": ["2024-03-10T01:00:00Z"],
+            }
+        ],
+    }
+
+
+JSON = ("--format", "json")
+
+
+def test_instance_qualifies_every_dag(tmp_path: Path) -> None:
+    """--instance team_a declares the instance and writes every DAG and reference as team_a/<dag>."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "pair.py").write_text((ESTATE / "ingest.py").read_text(encoding="utf-8").split("with DAG(")[0] + PAIR)
+    done = run_import(Path(sys.executable), folder, tmp_path / "deps.json", tmp_path / "home", "--instance", "team_a")
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "deps.json").read_text(encoding="utf-8"))
+    assert document["instances"] == {"team_a": {}}
+    assert document["dags"]["team_a/down"]["upstreams"] == [{"dag": "team_a/up", "shift": "-4h"}]
+
+
+def test_without_airflow_the_command_says_where_to_run_it(tmp_path: Path) -> None:
+    """No Airflow in the environment: exit 2 and a message, never a traceback."""
+    script = (
+        "import sys; sys.modules['airflow'] = None; from coordinator.cli import main; "
+        f"sys.argv = ['coordinator', 'import-dags', {str(ESTATE)!r}]; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 2
+    assert "Airflow is not installed in this Python environment" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+# ----- Airflow 2.11 (its own venv): the same oracle, DAG files written for Airflow 2 -----
+
+AF2_SENSORS = (
+    Sensor("report_sales", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("early_check", "wait_orders", "ingest_orders", ("load",)),
+    Sensor("hourly_enrich", "wait_land", "ingest_hourly", ("land",)),
+    Sensor("daily_snapshot", "wait_yesterday", "daily_snapshot"),
+    Sensor("cleanup", "wait_orders_done", "ingest_orders"),
+    Sensor("berlin_report", "wait_load", "berlin_load", ("load",)),
+)
+
+
+def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
+    """On Airflow 2.11 (data-interval cron timetables, core sensor) the file waits for the sensors' own dates too."""
+    from devtools.airflow2_stack import ensure_venv
+
+    python = ensure_venv()
+    result = imported(python, HERE / "estate_af2", tmp_path)
+    assert "(Airflow 2.11." in result.stderr
+    assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
+
+
+def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    """--output in a missing directory: exit 2 with the path and what to check."""
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "pair.py").write_text((ESTATE / "ingest.py").read_text(encoding="utf-8").split("with DAG(")[0] + PAIR)
+    done = run_import(Path(sys.executable), folder, tmp_path / "missing" / "deps.json", tmp_path / "home")
+    assert done.returncode == 2
+    assert "cannot write the file" in done.stderr
+    assert "Traceback" not in done.stderr
