@@ -92,7 +92,11 @@ def named_tasks_from_graph(raw: bytes | None) -> NamedTasks:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return NamedTasks(problems=(f"graph value is not JSON: {exc}",))
-    field_value = data.get(UPSTREAM_TASKS_FIELD) if isinstance(data, dict) else None
+    return named_tasks_from_mapping(data.get(UPSTREAM_TASKS_FIELD) if isinstance(data, dict) else None)
+
+
+def named_tasks_from_mapping(field_value: object) -> NamedTasks:
+    """The named tasks of an ``upstream_tasks`` value as read from JSON (None: none). Never raises."""
     if field_value is None:
         return NamedTasks()
     if not isinstance(field_value, dict):
