@@ -46,8 +46,9 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         dags_folder=dags,
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
-        # Unpausing 01_pipeline must not start a scheduled run nobody asked for.
-        extra_env={"PIPELINE_01_SCHEDULE": "none"},
+        # Unpausing 01_pipeline must not start a scheduled run nobody asked for. Task processes re-read the named
+        # tasks after 1 s instead of 30: a test that names a task must not wait for other tests' cached copies.
+        extra_env={"PIPELINE_01_SCHEDULE": "none", "COORDINATOR_PLUGIN_TASKS_TTL_S": "1"},
     )
     try:
         stack.start()

@@ -31,7 +31,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
-AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail"]
+AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step"]
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -79,6 +79,8 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
         python=str(python),
+        # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s).
+        extra_env={"COORDINATOR_PLUGIN_TASKS_TTL_S": "1"},
     )
     try:
         stack.start()
@@ -241,3 +243,26 @@ def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Se
     """``paused_dags`` on Airflow 2.11 (``GET /api/v1/dags?paused=true``, basic auth): a paused DAG shows, no
     unpaused one does."""
     assert_paused_list_follows(setup.af2, AF2_DAGS, "af2_fail")
+
+
+def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup: Setup) -> None:
+    """On Airflow 2.11 a named task's success reaches etcd from its task process (source plugin, Airflow 2's run id
+    and try) while its DAG run is still running; the unnamed task is not recorded."""
+    af2 = setup.af2
+    with e2e.named_tasks({f"{AF2}/af2_two_step": ["produce"]}):
+        time.sleep(1.2)  # task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
+        partition, run_id = e2e.new_partition(), e2e.run_id("af2task")
+        af2.trigger("af2_two_step", run_id, partition)
+        record, task_revision = e2e.wait_for_task_record(
+            "af2_two_step", "produce", partition, lambda r: r.state is RunState.SUCCESS,
+            timeout_s=CASCADE_TIMEOUT_S, instance=AF2,
+        )  # fmt: skip
+        run_record, _ = e2e.read_run("af2_two_step", partition, AF2)
+        assert run_record is None or run_record.state is not RunState.SUCCESS, run_record
+        assert (record.run_id, record.clear_number, record.try_number) == (run_id, 0, 1)
+        assert record.source == f"airflow-plugin:{AF2}"
+        af2.wait_for_run("af2_two_step", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        wait_for_state(e2e, "af2_two_step", partition, AF2, RunState.SUCCESS)
+        _, run_revision = e2e.read_run("af2_two_step", partition, AF2)
+        assert task_revision < run_revision
+        assert e2e.read_task("af2_two_step", "tail", partition, AF2) == (None, 0)
