@@ -70,6 +70,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     base = tmp_path_factory.mktemp("af2")
     dags = base / "dags"
     dags.mkdir()
+    (base / "tmp").mkdir()
     for source in sorted(AF2_DAGS_DIR.glob("*.py")):
         shutil.copy2(source, dags / source.name)
     stack = Airflow2Stack(
@@ -80,7 +81,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         prefix=airflow_e2e.prefix,
         python=str(python),
         # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s).
-        extra_env={"COORDINATOR_PLUGIN_TASKS_TTL_S": "1"},
+        extra_env={"COORDINATOR_PLUGIN_TASKS_TTL_S": "1", "TMPDIR": str(base / "tmp")},
     )
     try:
         stack.start()
