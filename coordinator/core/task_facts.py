@@ -109,7 +109,7 @@ def named_tasks_from_mapping(field_value: object) -> NamedTasks:
         except ValueError as exc:
             problems.append(f"{UPSTREAM_TASKS_FIELD}.{ref}: {exc}")
             continue
-        if not isinstance(tasks, list):
+        if not isinstance(tasks, list | tuple):  # JSON gives lists; a parsed activation may hold tuples
             problems.append(f"{UPSTREAM_TASKS_FIELD}.{ref}: expected a list of task ids")
             continue
         good = frozenset(t for t in tasks if isinstance(t, str) and NAME_RE.match(t))
