@@ -44,8 +44,8 @@ PIPELINES = [f"0{i}_pipeline" for i in range(1, 8)]
 FAILURE_DAGS = ["08_on_failure", "09_flaky"]
 # e2e_dependent: a plain one-task DAG the scenarios use as a normal dependent (of 09_flaky, of another instance).
 # e2e_hourly / e2e_daily: the partition-grid scenario's hourly root and its daily rollup.
-# e2e_task_level: produce >> tail, for the plugin's task-level facts.
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level"]
+# e2e_task_level: produce >> tail, for the plugin's task-level facts; e2e_task_dependent: a dependent of its produce.
+TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level", "e2e_task_dependent"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
