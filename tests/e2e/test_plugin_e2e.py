@@ -37,6 +37,9 @@ def test_clear_records_the_next_attempt(e2e: E2E) -> None:
     partition, run_id = e2e.new_partition(), e2e.run_id("clear")
     e2e.stack.trigger("02_pipeline", run_id, partition)
     e2e.wait_for_run_record("02_pipeline", partition, lambda r: r.state is RunState.SUCCESS, what="first success")
+    # The listener writes before the scheduler commits: a clear sent before Airflow shows the success would clear a
+    # run that is still "running" there, and the scheduler's commit then ends it with nothing to rerun.
+    e2e.stack.wait_for_run("02_pipeline", run_id, ["success"], timeout_s=30)
     _, first_revision = e2e.read_run("02_pipeline", partition)
     started = time.monotonic()
     e2e.stack.clear("02_pipeline", run_id)
