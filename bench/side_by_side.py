@@ -1,6 +1,8 @@
-"""Side by side on one real Airflow 3.3: the same producer -> consumer pair through four cross-DAG mechanisms.
+"""Side by side on one real Airflow 3.3: the same producer -> consumer pair through five cross-DAG mechanisms.
 
 (a) ``coord``: the coordinator (dependencies.json edge; plugin listener -> etcd -> ``coordinator watch`` -> REST),
+(a') ``task``: the coordinator with a task-level edge on the producer's ``work`` (its state is written by the plugin
+     from the task process when the task ends, before the scheduler marks the producer run successful),
 (b) ``asset``: Airflow's asset schedule (producer task outlet, consumer ``schedule=[asset]``),
 (c) ``defer``: a deferrable ``ExternalTaskSensor`` (needs the triggerer), poking every ``--poke-interval`` s,
 (d) ``classic``: the classic ``ExternalTaskSensor`` (``--classic-mode`` reschedule or poke), same interval.
@@ -24,7 +26,7 @@ mechanism; a markdown table on stdout, raw numbers with ``--json``. The schedule
 while measuring and for ``--idle-seconds`` with nothing to do (what ``scheduler_idle_sleep_time`` costs).
 
 Usage: ``.venv/bin/python bench/side_by_side.py [--rounds 8] [--poke-interval 2] [--classic-mode reschedule]
-[--mechanisms coord,asset,defer,classic] [--airflow-env NAME=VALUE ...] [--idle-seconds 15] [--json out.json]
+[--mechanisms coord,task,asset,defer,classic] [--airflow-env NAME=VALUE ...] [--idle-seconds 15] [--json out.json]
 [--md out.md] [--keep]``. ``--airflow-env`` sets Airflow options for every component, e.g.
 ``AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME=0.2``.
 """
@@ -56,9 +58,12 @@ from devtools.etcd_server import EtcdServer
 from devtools.procs import stop_child
 
 DAGS_DIR = Path(__file__).resolve().parent / "side_by_side_dags"
-MECHANISMS = ("coord", "asset", "defer", "classic")
+MECHANISMS = ("coord", "task", "asset", "defer", "classic")
+#: The mechanisms whose consumer run is created by the mechanism (the coordinator or the asset schedule).
+CREATED = ("coord", "task", "asset")
 LABELS = {
     "coord": "coordinator",
+    "task": "coordinator, task-level edge",
     "asset": "asset schedule",
     "defer": "deferrable ExternalTaskSensor",
     "classic": "classic ExternalTaskSensor",
@@ -221,7 +226,7 @@ def run_pair(rest: Rest, mechanism: str, rnd: int) -> Sample:
     if mechanism in ("defer", "classic"):
         stack.trigger(consumer, run_id, logical)  # the sensor waits for the producer's run of the same date
     stack.trigger(producer, run_id, logical)
-    if mechanism == "coord":
+    if mechanism in ("coord", "task"):
         consumer_run = rest.wait_new_run(consumer, known, logical)
     elif mechanism == "asset":
         consumer_run = rest.wait_new_run(consumer, known, None)
@@ -247,7 +252,7 @@ def run_pair(rest: Rest, mechanism: str, rnd: int) -> Sample:
         consumer_run_after=c_run.get("run_after") or "",
         consumer_run_start=c_run["start_date"],
         consumer_task_start=c_task["start_date"],
-        to_queued_s=seconds(queued, p_end) if mechanism in ("coord", "asset") else None,
+        to_queued_s=seconds(queued, p_end) if mechanism in CREATED else None,
         to_first_task_s=to_first,
         producer_run_end_s=(p_run_end - p_end).total_seconds(),
         queued_to_start_s=(started - queued).total_seconds(),
@@ -286,7 +291,7 @@ def summarise(samples: list[Sample]) -> dict[str, dict[str, dict[str, float]]]:
             "queued_to_start_s": [s.queued_to_start_s for s in mine],
             "start_to_task_s": [s.start_to_task_s for s in mine],
         }
-        if m in ("coord", "asset"):
+        if m in CREATED:
             fields["to_queued_s"] = [s.to_queued_s for s in mine if s.to_queued_s is not None]
         if m == "coord":  # the coordinator's own share: producer run success -> consumer run queued
             fields["own_share_s"] = [(_dt(s.consumer_queued) - _dt(s.producer_run_end)).total_seconds() for s in mine]
@@ -436,10 +441,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="side-by-side-"))
     (work / "dags").mkdir()
+    (work / "tmp").mkdir()  # the Airflow processes' temporary files (the plugin's named-tasks cache) go with the rest
     for source in DAGS_DIR.glob("*.py"):
         shutil.copy2(source, work / "dags" / source.name)
     deps = work / "dependencies.json"
-    deps.write_text(json.dumps({"version": 1, "dags": {"sbs_coord_consumer": {"upstreams": "sbs_coord_producer"}}}))
+    graph = {
+        "sbs_coord_consumer": {"upstreams": "sbs_coord_producer"},
+        "sbs_task_consumer": {"upstreams": [{"dag": "sbs_task_producer", "task": "work"}]},
+    }
+    deps.write_text(json.dumps({"version": 1, "dags": graph}))
     rng = random.Random(10)
     try:
         with sigterm_as_exit(), EtcdServer() as etcd:
@@ -450,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                 prefix="/side-by-side",
                 triggerer=True,
                 extra_env={
+                    "TMPDIR": str(work / "tmp"),
                     "SBS_POKE_INTERVAL": str(args.poke_interval),
                     "SBS_CLASSIC_MODE": args.classic_mode,
                     **env_pairs(args.airflow_env),

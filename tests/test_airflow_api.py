@@ -589,3 +589,35 @@ def test_v1_trigger_sends_no_run_after() -> None:
     run(using(fake, lambda c: c.trigger("d", RUN_ID, LD, {})))
     (post,) = fake.calls("POST", "/api/v1/dags/d/dagRuns")
     assert json.loads(post.content) == {"dag_run_id": RUN_ID, "logical_date": "2026-01-01T00:00:00+00:00", "conf": {}}
+
+
+@pytest.mark.parametrize("api", ["v1", "v2"])
+def test_list_task_instances_on_both_apis(api: str) -> None:
+    """A task's instances across runs come from .../dagRuns/~/taskInstances filtered by updated_at on v1 and v2 and
+    by task on v2 (Airflow 2 refuses unknown parameters); items of other tasks are dropped."""
+    fake = FakeApi(api=api)
+    path = f"/api/{api}/dags/d/dagRuns/~/taskInstances"
+    date = {"execution_date": "2026-01-01T00:00:00+00:00"} if api == "v1" else {"logical_date": "2026-01-01T00:00:00Z"}
+    mine = {
+        "task_id": "publish", "dag_id": "d", "dag_run_id": RUN_ID, "map_index": -1, "try_number": 3,
+        "state": "success", "start_date": "2026-01-02T00:00:01+00:00", "end_date": "2026-01-02T00:00:02+00:00", **date,
+    }  # fmt: skip
+    other = {**mine, "task_id": "other"}
+    fake.route("GET", path, lambda r: httpx.Response(200, json={"task_instances": [mine, other], "total_entries": 2}))
+    found = run(using(fake, lambda c: c.list_task_instances("d", "publish", LD)))
+    assert [(t.task_id, t.run_id, t.state, t.try_number, t.map_index, t.logical_date) for t in found] == [
+        ("publish", RUN_ID, "success", 3, -1, LD)
+    ]
+    (request,) = fake.calls("GET", path)
+    assert request.url.params.get("task_id") == ("publish" if api == "v2" else None)
+    assert request.url.params["updated_at_gte"] == "2026-01-01T00:00:00+00:00"
+
+
+def test_task_instance_without_state_has_an_empty_state() -> None:
+    """A cleared task instance not scheduled yet (state null) parses with state "" (never written by the audit)."""
+    fake = FakeApi()
+    path = "/api/v2/dags/d/dagRuns/~/taskInstances"
+    item = {"task_id": "t", "dag_run_id": RUN_ID, "state": None, "logical_date": None}
+    fake.route("GET", path, lambda r: httpx.Response(200, json={"task_instances": [item], "total_entries": 1}))
+    (found,) = run(using(fake, lambda c: c.list_task_instances("d", "t", LD)))
+    assert (found.state, found.try_number, found.logical_date) == ("", None, None)

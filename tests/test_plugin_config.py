@@ -207,6 +207,7 @@ def test_each_setting_resolves_on_its_own(resolved: dict[str, dict[str, Any]]) -
         "prefix": "[coordinator] prefix (airflow.cfg)",
         "instance": "[coordinator] instance (from AIRFLOW__COORDINATOR__INSTANCE)",
         "plugin_queue_size": "default",
+        "plugin_tasks_ttl_s": "default",
         "etcd_conn_id": "default",
         "deps": "default",
     }
@@ -466,6 +467,7 @@ def test_check_plugin_names_each_settings_source_never_a_secret(
         "source prefix [coordinator] prefix (from AIRFLOW__COORDINATOR__PREFIX)",
         "source instance flag --instance",
         "source plugin_queue_size default",
+        "source plugin_tasks_ttl_s default",
         "source etcd_conn_id default",
         "source deps default",
     ], done.stdout

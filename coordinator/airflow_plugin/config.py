@@ -103,6 +103,8 @@ SETTINGS: tuple[PluginSetting, ...] = (
     PluginSetting("prefix", ("prefix",)),
     PluginSetting("instance", ("instance",)),
     PluginSetting("plugin_queue_size", ("plugin_queue_size",)),
+    # How long the named upstream tasks (the adopted graph's upstream_tasks) are reused before etcd is asked again.
+    PluginSetting("plugin_tasks_ttl_s", ("plugin_tasks_ttl_s",)),
     PluginSetting("etcd_conn_id", ("etcd_conn_id",)),
     # The dependencies page's graph before a watcher adopted one (api-server only).
     PluginSetting("deps", ("deps",)),
@@ -110,7 +112,7 @@ SETTINGS: tuple[PluginSetting, ...] = (
 #: check-plugin's flags, by the option they set (for the "source" lines).
 FLAGS = {"etcd_endpoints": "--etcd", "prefix": "--prefix", "instance": "--instance"}
 #: Options that are fields of :class:`~coordinator.settings.Settings` (the others are the plugin's own).
-_PLUGIN_ONLY = {"instance", "plugin_queue_size", "etcd_conn_id"}
+_PLUGIN_ONLY = {"instance", "plugin_queue_size", "plugin_tasks_ttl_s", "etcd_conn_id"}
 
 
 def env_var(option: str) -> str:
@@ -209,10 +211,16 @@ def local_config(flags: Mapping[str, str] | None = None, *, import_airflow: bool
         queue_size = int(raw_size) if raw_size else WriterConfig.queue_size
     except ValueError as exc:
         raise ConfigError(f"{_where(origins, 'plugin_queue_size')}={raw_size!r}: expected an integer") from exc
+    raw_ttl = values.get("plugin_tasks_ttl_s")
     try:
-        writer = make_config(settings, instance, queue_size)
+        tasks_ttl_s = float(raw_ttl) if raw_ttl else WriterConfig.tasks_ttl_s
+    except ValueError as exc:
+        raise ConfigError(f"{_where(origins, 'plugin_tasks_ttl_s')}={raw_ttl!r}: expected a number of seconds") from exc
+    try:
+        writer = make_config(settings, instance, queue_size, tasks_ttl_s)
     except ConfigError as exc:
-        raise ConfigError(f"{_where(origins, 'instance')} / {_where(origins, 'plugin_queue_size')}: {exc}") from exc
+        where = " / ".join(_where(origins, o) for o in ("instance", "plugin_queue_size", "plugin_tasks_ttl_s"))
+        raise ConfigError(f"{where}: {exc}") from exc
     conn_id = values.get("etcd_conn_id", DEFAULT_CONN_ID)
     return PluginConfig(writer, origins, conn_id, origins["etcd_conn_id"].source is not Source.DEFAULT, settings)
 

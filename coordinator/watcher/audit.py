@@ -6,6 +6,13 @@ pass costs no etcd read for the runs etcd already knows. Each write goes through
 (:func:`coordinator.run_records.write_run_record`), which re-reads the key and re-decides against what etcd holds
 then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
 unreachable instance is logged and skipped; the audit never stops the watcher.
+
+Task states (semantics "task-level upstreams"): for each task the adopted graph names (``upstream_tasks`` of the
+view's activation) the audit lists that task's instances changed within the lookback (one paged
+``GET /dags/{dag}/dagRuns/~/taskInstances?task_id=...`` per named task and pass, REST v2 and v1) and repairs each
+task-state key with :func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task
+ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs without a logical
+date have no task-state key and are skipped.
 """
 
 from __future__ import annotations
@@ -16,9 +23,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
+from coordinator.airflow.runs import TaskInstanceInfo
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, RunRecord, canonical_partition
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_partition
+from coordinator.core.task_facts import (
+    NamedTasks,
+    audit_task_record,
+    named_tasks_from_mapping,
+    parse_task_record,
+    should_replace_task,
+)
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, StoreUnavailable
 from coordinator.etcd import EtcdStore
@@ -34,6 +49,9 @@ class AuditResult:
     errors: int = 0
     #: Runs the view said needed a write but etcd, read at write time, already had (or had something newer).
     stale: int = 0
+    #: Task instances of named tasks looked at, and task-state keys written.
+    tasks_checked: int = 0
+    tasks_repaired: int = 0
 
 
 def _decider(run: DagRunInfo, source: str, now: datetime) -> Propose:
@@ -59,6 +77,7 @@ async def audit_once(
     """One audit pass over every DAG of the graph whose instance has a client; ``view`` is the leader's view."""
     result = AuditResult()
     now = datetime.now(UTC)
+    named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)
         if client is None:
@@ -69,6 +88,8 @@ async def audit_once(
             result.errors += 1
             log.warning("audit.list_failed node=%s error=%s", node, exc)
             continue
+        if not await _audit_tasks(store, keys, client, node, named, now - lookback, now, result):
+            return result  # etcd is down
         for run in runs:
             if run.logical_date is None:
                 continue
@@ -106,6 +127,77 @@ async def audit_once(
                 result.stale += 1
                 log.info("audit.view_behind key=%s revision=%d", key, done.revision)
     log.info(
-        "audit checked=%d repaired=%d stale=%d errors=%d", result.checked, result.repaired, result.stale, result.errors
-    )
+        "audit checked=%d repaired=%d stale=%d errors=%d tasks_checked=%d tasks_repaired=%d",
+        result.checked, result.repaired, result.stale, result.errors, result.tasks_checked, result.tasks_repaired,
+    )  # fmt: skip
     return result
+
+
+async def _audit_tasks(
+    store: EtcdStore,
+    keys: KeyLayout,
+    client: AirflowClient,
+    node: NodeId,
+    named: NamedTasks,
+    since: datetime,
+    now: datetime,
+    result: AuditResult,
+) -> bool:
+    """Repair the task-state keys of ``node``'s named tasks; False when etcd is unavailable (the pass stops)."""
+    for task_id in sorted(named.by_node.get(node, ())):
+        try:
+            instances = await client.list_task_instances(node.dag_id, task_id, since)
+        except CoordinatorError as exc:
+            result.errors += 1
+            log.warning("audit.task_list_failed node=%s task_id=%s error=%s", node, task_id, exc)
+            continue
+        for ti in instances:
+            if ti.logical_date is None or ti.map_index >= 0:
+                continue  # no partition, or mapped: no single task state
+            result.tasks_checked += 1
+            key = keys.task_key(node, task_id, canonical_partition(ti.logical_date))
+            if not await _repair_task(store, key, ti, f"audit:{node.instance}", now, result):
+                return False
+    return True
+
+
+async def _repair_task(
+    store: EtcdStore, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
+) -> bool:
+    """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
+    try:
+        done = await write_run_record(
+            store, key, _task_decider(ti, source, now), parse=parse_task_record, rule=should_replace_task
+        )
+    except StoreUnavailable as exc:
+        result.errors += 1
+        log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
+        return False
+    except CoordinatorError as exc:
+        result.errors += 1
+        log.warning("audit.write_failed key=%s error=%s", key, exc)
+        return True
+    if done.status is RunWriteStatus.WRITTEN and done.record is not None:
+        result.tasks_repaired += 1
+        had = done.previous
+        log.warning(
+            "audit.task_repaired key=%s state=%s run_id=%s try_number=%s had=%s revision=%d",
+            key, done.record.state, done.record.run_id, ti.try_number,
+            f"{had.state}/{getattr(had, 'try_number', None)}" if had else "nothing", done.revision,
+        )  # fmt: skip
+    elif done.status is RunWriteStatus.CONTENDED:
+        result.errors += 1
+        log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
+    return True
+
+
+def _task_decider(ti: TaskInstanceInfo, source: str, now: datetime) -> Propose:
+    """The task audit rule for one task instance Airflow reports, as a function of the record etcd holds."""
+
+    def decide(existing: RunRecord | None) -> RunRecord | None:
+        return audit_task_record(
+            existing, run_id=ti.run_id, state=ti.state, try_number=ti.try_number, start_date=ti.start_date,
+            end_date=ti.end_date, source=source, now=now,
+        )  # fmt: skip
+
+    return decide

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -17,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.model import (
     KeyLayout,
@@ -27,10 +30,13 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
-from coordinator.core.view import Activation
+from coordinator.core.spec import parse_spec
+from coordinator.core.task_facts import TaskRecord, parse_task_record
+from coordinator.core.view import Activation, View
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
 from coordinator.spec_file import load_spec
+from coordinator.watcher.audit import AuditResult, audit_once
 from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 
@@ -42,7 +48,8 @@ PIPELINES = [f"0{i}_pipeline" for i in range(1, 8)]
 FAILURE_DAGS = ["08_on_failure", "09_flaky"]
 # e2e_dependent: a plain one-task DAG the scenarios use as a normal dependent (of 09_flaky, of another instance).
 # e2e_hourly / e2e_daily: the partition-grid scenario's hourly root and its daily rollup.
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily"]
+# e2e_task_level: produce >> tail, for the plugin's task-level facts; e2e_task_dependent: a dependent of its produce.
+TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level", "e2e_task_dependent"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the README's step 5 (simple auth manager role ``user``: read, trigger, clear);
 #: the session's Airflow has it from its start, since the api-server reads its users only then.
@@ -284,6 +291,90 @@ class E2E:
             return None if kv is None else kv.value
 
         result: bytes | None = _run_coro(go())
+        return result
+
+    def put_key(self, key: str, value: bytes) -> int:
+        """Write one key; returns the revision."""
+
+        async def go() -> int:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                return await store.put(key, value)
+
+        result: int = _run_coro(go())
+        return result
+
+    @contextlib.contextmanager
+    def named_tasks(self, upstream_tasks: Mapping[str, list[str]]) -> Iterator[None]:
+        """Adopt a graph value naming ``upstream_tasks`` (what the leading watcher writes) while no watcher runs;
+        the graph key is put back as it was afterwards, so later scenarios see the session's adoption history."""
+        key = self.keys.config_key("graph")
+        before = self.read_key(key)
+        value = {"digest": "e2e-named-tasks", "adopted_by": "e2e", "nodes": {}, "upstream_tasks": dict(upstream_tasks)}
+        self.put_key(key, json.dumps(value).encode())
+        try:
+            yield
+        finally:
+            if before is None:
+                self.delete_key(key)
+            else:
+                self.put_key(key, before)
+
+    def read_task(
+        self, dag_id: str, task_id: str, partition: str, instance: str | None = None
+    ) -> tuple[TaskRecord | None, int]:
+        """The task-state record of a task of a DAG run, and its mod revision (None, 0 when absent)."""
+        key = self.keys.task_key(NodeId(instance or self.stack.instance, dag_id), task_id, partition)
+
+        async def go() -> tuple[TaskRecord | None, int]:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                kv = await store.get(key)
+            if kv is None:
+                return None, 0
+            record, problem = parse_task_record(kv.value)
+            assert record is not None, f"{key}: {problem}"
+            return record, kv.mod_revision
+
+        result: tuple[TaskRecord | None, int] = _run_coro(go())
+        return result
+
+    def wait_for_task_record(
+        self,
+        dag_id: str,
+        task_id: str,
+        partition: str,
+        predicate: Callable[[TaskRecord], bool],
+        timeout_s: float = 60.0,
+        instance: str | None = None,
+    ) -> tuple[TaskRecord, int]:
+        """Poll the task-state key until ``predicate`` holds; returns the record and its revision."""
+        deadline = time.monotonic() + timeout_s
+        record: TaskRecord | None = None
+        while time.monotonic() < deadline:
+            record, revision = self.read_task(dag_id, task_id, partition, instance)
+            if record is not None and predicate(record):
+                return record, revision
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{dag_id}.{task_id} {partition}: no matching task record in {timeout_s:.0f} s; last: {record!r}"
+        )
+
+    def audit_once(self, graph: Mapping[str, Any], stack: AirflowStack) -> AuditResult:
+        """One pass of the leader's REST audit, in this process, over ``graph`` (a dependencies mapping) against
+        ``stack`` as its instance, with a view loaded from etcd now (the named tasks come from its graph value)."""
+
+        async def go() -> AuditResult:
+            settings = InstanceSettings(url=stack.url, username=stack.username, password=SecretStr(stack.password))
+            async with (
+                await EtcdStore.connect(self.etcd_settings) as store,
+                AirflowClient(settings, timeout_s=30.0, name=stack.instance) as client,
+            ):
+                view = View(self.keys)
+                snap = await store.snapshot(self.keys.root)
+                view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+                spec = parse_spec(json.dumps(dict(graph)))
+                return await audit_once(store, self.keys, spec, {stack.instance: client}, timedelta(hours=1), view)
+
+        result: AuditResult = _run_coro(go(), timeout=120.0)
         return result
 
     def delete_key(self, key: str) -> bool:

@@ -27,7 +27,7 @@ import pytest
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
-from coordinator.core.model import RunState, run_id_for
+from coordinator.core.model import NodeId, RunState, run_id_for
 from coordinator.errors import AirflowAuthError
 from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
-AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail"]
+AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step"]
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -79,6 +79,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     base = tmp_path_factory.mktemp("af2")
     dags = base / "dags"
     dags.mkdir()
+    (base / "tmp").mkdir()
     for source in sorted(AF2_DAGS_DIR.glob("*.py")):
         shutil.copy2(source, dags / source.name)
     stack = Airflow2Stack(
@@ -92,6 +93,9 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # the coordinator_etcd connection in a LocalFilesystemBackend secrets backend; the tests below check that
         # the records come from this plugin (source airflow-plugin:af2), so Airflow 2.11's own lookup is proven too.
         plugin_settings="airflow",
+        # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s); an Airflow
+        # option here, since this plugin reads no COORDINATOR_* variable.
+        extra_env={"AIRFLOW__COORDINATOR__PLUGIN_TASKS_TTL_S": "1", "TMPDIR": str(base / "tmp")},
     )
     try:
         stack.start()
@@ -347,3 +351,36 @@ def test_through_a_managed_front_the_2_to_3_to_2_cascade_and_rerun_run_once(
         assert crossed >= 2, f"{method}: only {crossed} credential rotations/expiries crossed"
         assert m.front.forwarded > 0
         print(f"\nairflow 2 via {method}: {crossed} rotations/expiries crossed")
+
+
+def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup: Setup) -> None:
+    """On Airflow 2.11 a named task's success reaches etcd from its task process (source plugin, Airflow 2's run id
+    and try) while its DAG run is still running; the unnamed task is not recorded; the REST audit (v1) repairs it."""
+    af2 = setup.af2
+    with e2e.named_tasks({f"{AF2}/af2_two_step": ["produce"]}):
+        time.sleep(1.2)  # task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
+        partition, run_id = e2e.new_partition(), e2e.run_id("af2task")
+        af2.trigger("af2_two_step", run_id, partition)
+        record, task_revision = e2e.wait_for_task_record(
+            "af2_two_step", "produce", partition, lambda r: r.state is RunState.SUCCESS,
+            timeout_s=CASCADE_TIMEOUT_S, instance=AF2,
+        )  # fmt: skip
+        run_record, _ = e2e.read_run("af2_two_step", partition, AF2)
+        assert run_record is None or run_record.state is not RunState.SUCCESS, run_record
+        assert (record.run_id, record.clear_number, record.try_number) == (run_id, 0, 1)
+        assert record.source == f"airflow-plugin:{AF2}"
+        af2.wait_for_run("af2_two_step", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        wait_for_state(e2e, "af2_two_step", partition, AF2, RunState.SUCCESS)
+        _, run_revision = e2e.read_run("af2_two_step", partition, AF2)
+        assert task_revision < run_revision
+        assert e2e.read_task("af2_two_step", "tail", partition, AF2) == (None, 0)
+
+        # A lost write: the leader's REST audit (v1, basic auth) puts the task's state back, signed audit, same try.
+        assert e2e.delete_key(e2e.keys.task_key(NodeId(AF2, "af2_two_step"), "produce", partition))
+        graph = {"version": 1, "instances": {AF2: {}}, "dags": {f"{AF2}/af2_two_step": {}}}
+        audit = e2e.audit_once(graph, af2)
+        repaired, _ = e2e.read_task("af2_two_step", "produce", partition, AF2)
+        assert audit.errors == 0 and audit.tasks_repaired >= 1, audit
+        assert repaired is not None and (repaired.state, repaired.run_id, repaired.try_number, repaired.source) == (
+            RunState.SUCCESS, run_id, 1, f"audit:{AF2}",
+        )  # fmt: skip

@@ -24,7 +24,10 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    creations and clears per DAG (:meth:`creates`, :meth:`clears`); each attempt's execution is on the timeline
    (:meth:`executions`), with ``time.monotonic()`` start and end so tests can assert ordering ("06 started only after
    02..05 ended").
-7. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
+7. Task instances exist only as a test sets them (:meth:`set_task_instance`): the simulated scheduler runs whole DAG
+   runs. ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id|~}/taskInstances`` lists them, filtered by ``task_id`` and
+   ``updated_at_gte`` (the time they were set), paged like the run list.
+8. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
    in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
 8. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
@@ -260,6 +263,9 @@ class FakeAirflow:
         self._lock = threading.Condition(threading.RLock())
         self._dags: dict[str, _Dag] = {d: _Dag(d) for d in dags}
         self._runs: dict[tuple[str, str], _Run] = {}
+        #: Task instances the tests set (``set_task_instance``), by (dag_id, run_id, task_id): the simulated
+        #: scheduler runs whole DAG runs only; task states are what a test says Airflow reports.
+        self._task_instances: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._due: list[_Due] = []
@@ -414,6 +420,38 @@ class FakeAirflow:
             return self._mark(dag_id, run_id, state).view()
 
     # ------------------------------------------------------------ assertions
+
+    def set_task_instance(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        state: str | None,
+        *,
+        try_number: int = 1,
+        map_index: int = -1,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> None:
+        """Make ``GET /dags/{dag_id}/dagRuns/~/taskInstances`` list this task instance (v2 response shape), updated
+        now (its ``updated_at``, which the list's ``updated_at_gte`` filters on)."""
+        with self._lock:
+            run = self._get_run(dag_id, run_id)
+            self._task_instances[(dag_id, run_id, task_id)] = {
+                "logical_date": _fmt(run.logical_date),
+                "updated_at": _fmt(_now()),
+                "id": f"{dag_id}.{run_id}.{task_id}",
+                "task_id": task_id,
+                "dag_id": dag_id,
+                "dag_run_id": run_id,
+                "map_index": map_index,
+                "try_number": try_number,
+                "max_tries": 0,
+                "state": state,
+                "start_date": _fmt(start_date),
+                "end_date": _fmt(end_date),
+                "operator": "PythonOperator",
+            }
 
     def calls(self, endpoint: str, dag_id: str | None = None) -> int:
         """Requests received for an endpoint (version, health, login, list_dags, get_dag, patch_dag, list_runs,
@@ -755,6 +793,8 @@ class FakeAirflow:
                 return 200, self._list(dag_id, query)
             if endpoint == "trigger":
                 return 200, _run_json(self._trigger(dag_id, _json_body(body)))
+            if endpoint == "list_task_instances":
+                return 200, self._list_task_instances(dag_id, segs[5], query)
             run_id = segs[5]
             if endpoint == "get_run":
                 return 200, _run_json(self._get_run(dag_id, run_id))
@@ -785,6 +825,22 @@ class FakeAirflow:
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
         self._dag(dag_id)
         return self._create(dag_id, str(run_id), logical_date, conf, "manual")
+
+    def _list_task_instances(self, dag_id: str, run_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        # Airflow 3's GET /dags/{dag_id}/dagRuns/{run_id|~}/taskInstances with the task_id and updated_at_gte
+        # filters, ordered by id, paged like the run list.
+        self._dag(dag_id)
+        items = [ti for (d, r, _), ti in sorted(self._task_instances.items()) if d == dag_id and run_id in ("~", r)]
+        wanted = query.get("task_id", [""])[-1]
+        if wanted:
+            items = [ti for ti in items if ti["task_id"] == wanted]
+        since = query.get("updated_at_gte")
+        if since:
+            bound = _aware(since[-1], ["query", "updated_at_gte"])
+            items = [ti for ti in items if _aware(ti["updated_at"], ["updated_at"]) >= bound]
+        limit = min(_int(query, "limit", 50), 100)
+        offset = _int(query, "offset", 0)
+        return {"task_instances": items[offset : offset + limit], "total_entries": len(items)}
 
     def _list_dags(self, query: dict[str, list[str]]) -> dict[str, Any]:
         # Airflow 3's GET /dags: ``paused`` filters when given (absent: both), missing DAGs are not listed, ordered
@@ -849,6 +905,8 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return {"GET": "list_runs", "POST": "trigger"}.get(method, "other"), rest[1], False
     if len(rest) == 4 and rest[0] == "dags" and rest[2] == "dagRuns":
         return {"GET": "get_run", "PATCH": "patch_run"}.get(method, "other"), rest[1], False
+    if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "taskInstances" and method == "GET":
+        return "list_task_instances", rest[1], False
     if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "clear" and method == "POST":
         return "clear", rest[1], False
     return "other", "", False

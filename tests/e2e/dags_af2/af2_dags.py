@@ -3,7 +3,8 @@
 
 - ``af2_root``: the root of the 2 -> 3 -> 2 cascade (triggered by the test);
 - ``af2_leaf``: a dependent of a DAG on the Airflow 3 instance (the cascade's way back);
-- ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs.
+- ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs;
+- ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s).
 """
 
 from __future__ import annotations
@@ -51,3 +52,17 @@ with _dag("af2_leaf") as af2_leaf:
 
 with _dag("af2_fail") as af2_fail:
     fail()
+
+
+@task
+def produce() -> None:
+    time.sleep(0.1)
+
+
+@task
+def tail() -> None:
+    time.sleep(4)
+
+
+with _dag("af2_two_step") as af2_two_step:
+    produce() >> tail()
