@@ -2,7 +2,8 @@
 the coordinator plugin installed through its entry point, writing to the session's real etcd.
 
 - ``airflow_e2e`` (session): the running stack plus helpers (:class:`E2E`). DAGs: the repository's ``dags/``
-  (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs), all unpaused.
+  (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs, the edge-semantics ones of
+  issue 16 included), all unpaused.
   Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
 - ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
 - Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
