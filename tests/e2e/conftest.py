@@ -31,7 +31,7 @@ import pytest
 
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
-from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS
+from tests.e2e.harness import ALL_DAGS, E2E, PLUGIN_ENV, REPO, TEST_DAGS
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +48,7 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
         # Unpausing 01_pipeline must not start a scheduled run nobody asked for.
-        extra_env={"PIPELINE_01_SCHEDULE": "none"},
+        extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV},
     )
     try:
         stack.start()

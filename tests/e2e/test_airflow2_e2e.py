@@ -28,6 +28,7 @@ from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import (
     E2E,
+    PLUGIN_ENV,
     DagRun,
     assert_paused_list_follows,
     assert_started_after,
@@ -98,6 +99,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
         python=str(python),
+        extra_env=PLUGIN_ENV,
     )
     try:
         stack.start()
