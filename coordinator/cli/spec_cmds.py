@@ -1,21 +1,27 @@
-"""Commands about the dependencies file: ``validate``, ``schema`` and ``graph``.
+"""Commands about the dependencies file: ``validate``, ``schema``, ``graph`` and ``inputs``.
 
 Rules:
 1. The file is read through :func:`load_spec` only, so these commands judge it exactly as the watcher will.
 2. An invalid or unreadable file prints every problem on stderr, one per line, and exits 2; never a traceback.
-3. Machine-readable output (schema, mermaid, dot) is written verbatim with ``typer.echo``: rich would highlight or
-   wrap it.
+3. Machine-readable output (schema, mermaid, dot, JSON) is written verbatim with ``typer.echo``: rich would highlight
+   or wrap it.
+4. None of them needs etcd: they read the file alone (``inputs`` answers "what does this run wait for?" from it).
 """
 
 from __future__ import annotations
 
+import difflib
+import json
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import EXIT_INVALID, DepsOpt, app, build_settings
+from coordinator.cli.app import EXIT_INVALID, DepsOpt, app, build_settings, fail
 from coordinator.core.graph import Graph
+from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
+from coordinator.core.model import NodeId, canonical_partition
 from coordinator.core.spec_render import GraphFormat, render
 from coordinator.core.spec_schema import schema_text
 from coordinator.errors import SpecError
@@ -99,3 +105,79 @@ def schema() -> None:
 def graph(path: PathArg = None, deps: DepsOpt = None, fmt: FormatOpt = GraphFormat.TEXT) -> None:
     """Draw the dependency graph as text, a Mermaid flowchart or Graphviz dot."""
     typer.echo(render(_load(path, deps), fmt), nl=False)
+
+
+class InputsFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+@app.command()
+def inputs(
+    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
+    partition: Annotated[
+        str, typer.Option("--partition", "-p", help="logical date, e.g. 2026-01-01T05:00:00Z or 2026-01-01")
+    ],
+    deps: DepsOpt = None,
+    fmt: Annotated[InputsFormat, typer.Option("--format", "-f", help="output format")] = InputsFormat.TEXT,
+) -> None:
+    """Print the exact upstream partitions one run of DAG waits for (no etcd needed)."""
+    graph = _load(None, deps)
+    node = graph.resolve(dag)
+    if node is None:
+        fail(_unknown_dag(graph, dag))
+    try:
+        canonical = canonical_partition(partition)
+    except ValueError as exc:
+        fail(f"--partition: {exc}")
+    try:
+        found = required_inputs(graph, node, canonical)
+    except OffGrid as exc:
+        fail(f"--partition: {exc}")
+    if fmt is InputsFormat.JSON:
+        typer.echo(json.dumps(_inputs_json(node, canonical, found)))
+        return
+    for line in _inputs_text(graph, node, canonical, found):
+        typer.echo(line)
+
+
+def _unknown_dag(graph: Graph, ref: str) -> str:
+    names = sorted({str(n) for n in graph.dags} | {n.qualified for n in graph.dags})
+    close = difflib.get_close_matches(ref, names, n=3, cutoff=0.6)
+    suggestion = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(sorted(map(str, graph.dags)))}"
+    return f"{ref!r} is not a DAG in {graph.source} ({suggestion})"
+
+
+def _inputs_json(node: NodeId, partition: str, found: tuple[RequiredInput, ...]) -> dict[str, object]:
+    return {
+        "dag": node.dag_id,
+        "partition": partition,
+        "upstreams": [
+            {
+                "dag": item.dag.dag_id,
+                "instance": item.dag.instance,
+                "task": item.task,
+                "condition": item.condition,
+                "partitions": list(item.partitions),
+            }
+            for item in found
+        ],
+    }
+
+
+def _inputs_text(graph: Graph, node: NodeId, partition: str, found: tuple[RequiredInput, ...]) -> list[str]:
+    if not found:
+        spec = graph.dags[node]
+        why = "a failure handler: it runs when a source fails" if spec.is_failure_handler else "a root"
+        return [f"{node} {partition} waits for nothing ({node} is {why})"]
+    lines = [f"{node} {partition} waits for:"]
+    for item in found:
+        name = f"{item.dag} task {item.task}" if item.task is not None else str(item.dag)
+        if item.dag == node:
+            name += " (itself: its own earlier partition)"
+        condition = "success or failed" if item.condition == "finished" else "success"
+        if item.partitions:
+            lines.append(f"  {name} [{condition}]: {', '.join(item.partitions)}")
+        else:
+            lines.append(f"  {name} [{condition}]: nothing maps to this partition; it would wait forever")
+    return lines

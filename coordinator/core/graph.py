@@ -5,7 +5,13 @@ Rules:
 2. Every node appears in ``dags``, roots included (a root has no upstreams and no failure sources).
 3. Immutable; ``digest`` identifies the graph's meaning (not its formatting), so reformatting the file is not a change.
 4. A DAG's grid and its edges' offsets are part of its shape only when present: a graph without grids has exactly
-   the shapes and digest it had before grids existed, so upgrading never re-dates a DAG.
+   the shapes and digest it had before grids existed, so upgrading never re-dates a DAG. The same holds for the
+   extended edge fields (``shift``, ``member``, ``task``, ``condition``, a self-dependency): they enter a shape, as
+   :attr:`DagSpec.edges`, only for an edge that writes one.
+5. ``upstreams`` and ``on_failure_of`` name DAGs (sorted, distinct, never the DAG itself): the graph's structure
+   (order, descendants, cycles) is made of them. :meth:`DagSpec.all_edges` lists every edge as written, one
+   :class:`EdgeSpec` per (DAG, task), self-dependencies (gates) included; every edge to one upstream DAG shares one
+   date mapping (the loader checks it), so ``mapping(source)`` is a function of the DAG.
 """
 
 from __future__ import annotations
@@ -14,10 +20,42 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 
-from coordinator.core.grid import Grid, downstream_partitions, is_identity, upstream_partitions
+from coordinator.core.duration import format_shift
+from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
+
+
+class Condition(StrEnum):
+    """What an upstream's (or task's) latest state must be for an edge to be satisfied."""
+
+    SUCCESS = "success"
+    #: Success or failed: the upstream merely finished (Airflow's ``allowed_states=[success, failed]``, a lock).
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSpec:
+    """One edge as written: the upstream DAG, optionally one of its tasks, the condition and the date mapping."""
+
+    source: NodeId
+    task: str | None = None
+    condition: Condition = Condition.SUCCESS
+    mapping: EdgeMap = field(default_factory=EdgeMap)
+    #: True for an ``on_failure_of`` edge.
+    failure: bool = False
+
+    @property
+    def extended(self) -> bool:
+        """Whether the edge says more than a reference with an offset (so it enters the DAG's shape, rule 4)."""
+        return not self.mapping.plain or self.task is not None or self.condition is not Condition.SUCCESS
+
+    def shape_item(self) -> list[object]:
+        m = self.mapping
+        shift = None if m.shift is None else format_shift(m.shift)
+        return [self.source.qualified, self.task, str(self.condition), m.offset, shift, m.member, self.failure]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +72,38 @@ class DagSpec:
     grid: Grid | None = None
     #: (source, offset) for every edge with a non-zero offset, sorted (upstreams and failure sources alike).
     offsets: tuple[tuple[NodeId, int], ...] = ()
+    #: Every edge with an extended field (shift, member, task, condition) and every self-dependency, sorted, plus
+    #: the other edges to the same upstream DAG (rule 5); () for a file without them (rule 4).
+    edges: tuple[EdgeSpec, ...] = ()
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
             if node == source:
                 return value
         return 0
+
+    def mapping(self, source: NodeId) -> EdgeMap:
+        """The date mapping of the edges to ``source`` (rule 5: one per upstream DAG)."""
+        for edge in self.edges:
+            if edge.source == source:
+                return edge.mapping
+        return EdgeMap(offset=self.offset(source))
+
+    def all_edges(self) -> tuple[EdgeSpec, ...]:
+        """Every edge (rule 5), sorted by (source, task): the extended ones and a plain one per other source."""
+        extended = {edge.source for edge in self.edges}
+        plain = [
+            EdgeSpec(src, mapping=EdgeMap(offset=self.offset(src)), failure=failure)
+            for failure, sources in ((False, self.upstreams), (True, self.on_failure_of))
+            for src in sources
+            if src not in extended
+        ]
+        return tuple(sorted((*self.edges, *plain), key=lambda e: (e.source, e.task or "")))
+
+    @property
+    def gates(self) -> tuple[EdgeSpec, ...]:
+        """The self-dependencies: D for P waits for its own earlier partitions (never an input, never a cycle)."""
+        return tuple(edge for edge in self.edges if edge.source == self.node)
 
     @property
     def is_root(self) -> bool:
@@ -59,6 +123,8 @@ class DagSpec:
             payload["g"] = [self.grid.cron, self.grid.timezone]
         if self.offsets:
             payload["o"] = [[n.qualified, k] for n, k in self.offsets]
+        if self.edges:  # only when present: rule 4
+            payload["e"] = [edge.shape_item() for edge in self.edges]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -90,7 +156,7 @@ class Graph:
             mapped = tuple(
                 src
                 for src in (*spec.upstreams, *spec.on_failure_of)
-                if not is_identity(spec.grid, self.dags[src].grid, spec.offset(src))
+                if not is_identity(spec.grid, self.dags[src].grid, spec.mapping(src))
             )
             if mapped:
                 result[node] = mapped
@@ -108,12 +174,12 @@ class Graph:
     def source_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
         """The partitions of ``source`` that ``node``'s ``partition`` needs (``coordinator.core.grid``, rule 2)."""
         spec = self.dags[node]
-        return upstream_partitions(spec.grid, self.dags[source].grid, spec.offset(source), partition)
+        return upstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
 
     def target_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
         """The partitions of ``node`` that need ``source``'s ``partition`` (the inverse of source_partitions)."""
         spec = self.dags[node]
-        return downstream_partitions(spec.grid, self.dags[source].grid, spec.offset(source), partition)
+        return downstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
 
     @cached_property
     def downstreams(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

@@ -11,6 +11,13 @@ Rules (``docs/semantics.md``, rule 10):
    ``downstream_partitions(Q)``. A partition that is not a point of its DAG's grid (a manual run at an odd time) maps
    to nothing, except under identity, where every partition maps to itself (today's exact-date join).
 4. Pure and deterministic; results are cached because the planner asks the same questions for every pass.
+5. An edge's mapping is an :class:`EdgeMap` (offset, shift, member); the plain offset ``k`` of rule 2 is
+   ``EdgeMap(offset=k)``. With a ``shift`` s (seconds), P needs exactly the one upstream partition ``P' + s``, where
+   P' is P moved by the offset (rule 2's periods): without a grid on the upstream side any date, with one only a
+   grid point (else nothing maps). A ``member`` i picks the i-th (0-based; negative counts from the end) of rule 2's
+   overlapping window, and nothing when the window has fewer members. Rule 3 holds for all of them.
+6. Cron presets (``@daily`` ...) are read as their 5-field cron (:func:`normalise_cron`), so ``@daily`` and
+   ``0 0 * * *`` are one grid.
 """
 
 from __future__ import annotations
@@ -29,6 +36,39 @@ DEFAULT_TIMEZONE = "UTC"
 #: mapping stops there instead of exhausting memory on a cron typo such as ``* * * * *`` under a yearly DAG.
 MAX_MAPPED = 50_000
 _SECOND = timedelta(seconds=1)
+#: Airflow's cron presets (airflow.utils.dates.cron_presets), which most DAGs use.
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+
+def normalise_cron(cron: str) -> str:
+    """A preset as its 5-field cron, any other expression with its whitespace collapsed (rule 6)."""
+    text = " ".join(cron.split())
+    return CRON_PRESETS.get(text.lower(), text)
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class EdgeMap:
+    """How an edge maps D's partition to the upstream's (rules 2 and 5). The default is the plain overlap join."""
+
+    #: Periods of D's grid (rule 2); needs grids on both sides.
+    offset: int = 0
+    #: Seconds added to (the offset) P; None: no shift (the window overlap of rule 2, or equal dates).
+    shift: int | None = None
+    #: Index into the mapped window (0 first, -1 last); None: the whole window. Needs grids on both sides.
+    member: int | None = None
+
+    @property
+    def plain(self) -> bool:
+        """No shift and no member: rule 2's overlap with an offset (or rule 1's equal dates)."""
+        return self.shift is None and self.member is None
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -69,8 +109,11 @@ class Grid:
 
 
 def cron_problem(cron: str) -> str | None:
-    """What is wrong with a cron expression, or None: exactly 5 fields that croniter accepts."""
+    """What is wrong with a cron expression, or None: a preset or exactly 5 fields that croniter accepts."""
+    cron = normalise_cron(cron)
     fields = cron.split()
+    if len(fields) == 1 and cron.startswith("@"):
+        return f"unknown preset (known: {', '.join(CRON_PRESETS)})"
     if len(fields) != 5:
         return f"expected 5 fields (minute hour day month weekday), got {len(fields)}"
     if not croniter.is_valid(cron):
@@ -105,32 +148,82 @@ def _overlapping(grid: Grid, start: datetime, end: datetime) -> tuple[str, ...]:
     return tuple(found)
 
 
-def is_identity(down: Grid | None, up: Grid | None, offset: int) -> bool:
-    """Whether the edge joins equal partitions only (no grid on a side, or the same grid without an offset)."""
-    return down is None or up is None or (down == up and offset == 0)
+def _as_map(mapping: EdgeMap | int) -> EdgeMap:
+    return mapping if isinstance(mapping, EdgeMap) else EdgeMap(offset=mapping)
 
 
-@lru_cache(maxsize=65_536)
-def upstream_partitions(down: Grid | None, up: Grid | None, offset: int, partition: str) -> tuple[str, ...]:
-    """The partitions of the upstream that D's ``partition`` needs (rule 2), in time order."""
-    if is_identity(down, up, offset):
-        return (partition,)
-    assert down is not None and up is not None  # is_identity covers a missing grid
-    at = partition_datetime(partition)
-    if not down.contains(at):
-        return ()
-    start = down.shift(at, offset)
-    return _overlapping(up, start, down.next(start))
+def is_identity(down: Grid | None, up: Grid | None, mapping: EdgeMap | int) -> bool:
+    """Whether the edge joins equal partitions only (no grid on a side, or the same grid without an offset; a zero
+    shift is identity only between equal grids, since elsewhere it still demands a point of the upstream's grid)."""
+    edge = _as_map(mapping)
+    if edge.offset or edge.member is not None:
+        return False
+    if edge.shift is None:
+        return down is None or up is None or down == up
+    return edge.shift == 0 and down == up
 
 
-@lru_cache(maxsize=65_536)
-def downstream_partitions(down: Grid | None, up: Grid | None, offset: int, partition: str) -> tuple[str, ...]:
+def upstream_partitions(down: Grid | None, up: Grid | None, mapping: EdgeMap | int, partition: str) -> tuple[str, ...]:
+    """The partitions of the upstream that D's ``partition`` needs (rules 2 and 5), in time order."""
+    return _upstream(down, up, _as_map(mapping), partition)
+
+
+def downstream_partitions(
+    down: Grid | None, up: Grid | None, mapping: EdgeMap | int, partition: str
+) -> tuple[str, ...]:
     """The partitions of D that need the upstream's ``partition`` (the inverse of :func:`upstream_partitions`)."""
-    if is_identity(down, up, offset):
+    return _downstream(down, up, _as_map(mapping), partition)
+
+
+def _shifted(at: datetime, seconds: int) -> datetime:
+    return at + timedelta(seconds=seconds)
+
+
+@lru_cache(maxsize=65_536)
+def _upstream(down: Grid | None, up: Grid | None, edge: EdgeMap, partition: str) -> tuple[str, ...]:
+    if is_identity(down, up, edge):
         return (partition,)
-    assert down is not None and up is not None
     at = partition_datetime(partition)
-    if not up.contains(at):
+    if down is not None and not down.contains(at):
         return ()
-    points = _overlapping(down, at, up.next(at))
-    return tuple(_key(down.shift(partition_datetime(p), -offset)) for p in points)
+    start = down.shift(at, edge.offset) if down is not None else at
+    if edge.shift is not None and edge.member is None:  # rule 5: exactly one date
+        target = _shifted(start, edge.shift)
+        return (_key(target),) if up is None or up.contains(target) else ()
+    assert down is not None and up is not None  # the loader demands both grids for an offset or a member
+    end = down.next(start)
+    if edge.shift is not None:
+        start, end = _shifted(start, edge.shift), _shifted(end, edge.shift)
+    window = _overlapping(up, start, end)
+    if edge.member is None:
+        return window
+    if -len(window) <= edge.member < len(window):
+        return (window[edge.member],)
+    return ()
+
+
+@lru_cache(maxsize=65_536)
+def _downstream(down: Grid | None, up: Grid | None, edge: EdgeMap, partition: str) -> tuple[str, ...]:
+    if is_identity(down, up, edge):
+        return (partition,)
+    at = partition_datetime(partition)
+    if up is not None and not up.contains(at):
+        return ()
+    if edge.shift is not None and edge.member is None:
+        start = _shifted(at, -edge.shift)
+        if down is None:
+            return (_key(start),)
+        if not down.contains(start):
+            return ()
+        return (_key(down.shift(start, -edge.offset)),)
+    assert down is not None and up is not None
+    if edge.shift is not None:
+        # The upstream window [Q, next Q) moved back by the shift overlaps D's shifted windows.
+        points = _overlapping(down, _shifted(at, -edge.shift), _shifted(up.next(at), -edge.shift))
+    else:
+        points = _overlapping(down, at, up.next(at))
+    found = tuple(_key(down.shift(partition_datetime(p), -edge.offset)) for p in points)
+    if edge.member is None:
+        return found
+    # A member is one of the window's points: keep the D partitions whose chosen member is this one.
+    return tuple(p for p in found if _upstream(down, up, edge, p) == (partition,))

@@ -20,6 +20,11 @@ Rules:
 8. A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset": k}``
    (``coordinator.core.spec_grid``). An offset needs grids on both sides of its edge: without them the edge keeps
    the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.
+9. An edge object may also carry ``shift``, ``member``, ``task`` and ``condition`` (``docs/dependencies.md``). A DAG
+   may name itself in ``upstreams`` only through an edge that points strictly into the past (a negative offset or
+   shift, neither positive): a GATE on its own earlier partitions, not an input and not a cycle. "Listed twice" is
+   about (DAG, task): a sensor on two tasks of one DAG is two edges. Every edge to one upstream DAG maps dates the
+   same way (offset, shift, member), and a member needs grids on both sides.
 """
 
 from __future__ import annotations
@@ -30,12 +35,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from coordinator.core.graph import DagSpec, Graph
-from coordinator.core.grid import Grid
+from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
+from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
 from coordinator.core.spec_cycles import Edge, cycle_text, shortest_cycles
+from coordinator.core.spec_grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
 from coordinator.core.spec_grid import describe as _describe
-from coordinator.core.spec_grid import edge_offsets, read_edge, read_partitions
 from coordinator.core.spec_json import (
     JsonPath,
     JsonSyntaxError,
@@ -99,6 +104,27 @@ class _Ref:
     path: JsonPath
     #: None when the reference did not write one (a string, or an object without "offset").
     offset: int | None = None
+    #: The edge object's fields; None for a plain string reference.
+    edge: WrittenEdge | None = None
+
+    @property
+    def mapping(self) -> EdgeMap:
+        edge = self.edge
+        if edge is None:
+            return EdgeMap()
+        return EdgeMap(edge.offset or 0, edge.shift, edge.member)
+
+    @property
+    def task(self) -> str | None:
+        return self.edge.task if self.edge is not None else None
+
+    @property
+    def extended(self) -> bool:
+        return self.edge is not None and self.edge.extended
+
+    def field_path(self, name: str) -> JsonPath:
+        """The JSON path of one field of this edge object (``path`` is its ``dag`` value)."""
+        return (*self.path[:-1], name)
 
 
 @dataclass(slots=True)
@@ -329,7 +355,7 @@ def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> 
         elif isinstance(item, dict) and spec is not _SHORTHAND:
             edge = read_edge(item, where, report.add)
             if edge is not None:
-                refs.append(_Ref(edge[0], (*where, "dag"), edge[1]))
+                refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge))
         else:
             report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
     return tuple(refs)
@@ -430,21 +456,52 @@ class _Resolver:
             return None
         return matches[0] if matches else NodeId(DEFAULT_INSTANCE, dag_id)
 
-    def sources(self, owner: NodeId, refs: Iterable[_Ref]) -> dict[NodeId, _Ref]:
-        """The distinct nodes a list refers to, in order, each with the reference that named it."""
-        found: dict[NodeId, _Ref] = {}
+    def sources(self, owner: NodeId, refs: Iterable[_Ref], *, failure: bool) -> list[tuple[NodeId, _Ref]]:
+        """Every accepted edge of a list, in order: distinct (DAG, task), a self-reference only as a gate."""
+        found: dict[tuple[NodeId, str | None], _Ref] = {}
         for ref in refs:
             node = self.resolve(ref)
             if node is None:
                 continue
-            if node == owner:
-                self.report.add(ref.path, f"self-dependency: {ref.text!r} is this DAG", "remove it")
-            elif node in found:
-                first = format_path(found[node].path)
-                self.report.add(ref.path, f"{node} is listed twice (also at {first})", "remove one of them")
+            if node == owner and not self._gate_ok(ref, failure):
+                continue
+            key = (node, ref.task)
+            if key in found:
+                first = format_path(found[key].path)
+                what = f"{node} task {ref.task!r}" if ref.task is not None else str(node)
+                self.report.add(ref.path, f"{what} is listed twice (also at {first})", "remove one of them")
             else:
-                found[node] = ref
-        return found
+                found[key] = ref
+        return [(node, ref) for (node, _), ref in found.items()]
+
+    def _gate_ok(self, ref: _Ref, failure: bool) -> bool:
+        """Whether a self-reference is a valid gate (rule 9), reporting why not."""
+        example = f'write {{"dag": "{ref.text}", "offset": -1}} (its previous partition) or a negative "shift"'
+        if failure:
+            self.report.add(
+                ref.path, f"self-dependency: {ref.text!r} is this DAG", "a DAG cannot handle its own failure"
+            )
+            return False
+        edge = ref.edge
+        if edge is None:
+            self.report.add(ref.path, f"self-dependency: {ref.text!r} is this DAG", f"remove it, or {example}")
+            return False
+        if edge.member is not None:
+            self.report.add(
+                ref.field_path("member"),
+                "member on a self-dependency",
+                "a DAG's own window has one partition; use offset or shift alone",
+            )
+            return False
+        offset, shift = edge.offset or 0, edge.shift or 0
+        if offset > 0 or shift > 0 or (offset == 0 and shift == 0):
+            self.report.add(
+                ref.path,
+                f"self-dependency on {ref.text!r} does not point strictly into the past",
+                f"a DAG can only wait for its own earlier partitions: {example}",
+            )
+            return False
+        return True
 
 
 def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report) -> dict[NodeId, DagSpec]:
@@ -454,19 +511,82 @@ def _resolve(decls: Sequence[_Decl], instances: set[str], shorthand: bool, repor
     specs: dict[NodeId, DagSpec] = {}
     edges: list[Edge] = []
     for node, decl in declared.items():
-        upstreams = resolver.sources(node, decl.upstreams)
-        on_failure_of = resolver.sources(node, decl.on_failure_of)
-        edges += [Edge(src, node, False, ref.path) for src, ref in upstreams.items()]
-        edges += [Edge(src, node, True, ref.path) for src, ref in on_failure_of.items()]
-        written = {src: (ref.path, ref.offset) for src, ref in (upstreams | on_failure_of).items()}
-        offsets = edge_offsets(node, decl.grid, written, grids, report.add)
+        success = resolver.sources(node, decl.upstreams, failure=False)
+        failing = resolver.sources(node, decl.on_failure_of, failure=True)
+        written = [(src, ref, False) for src, ref in success] + [(src, ref, True) for src, ref in failing]
+        firsts: dict[NodeId, _Ref] = {}
+        for src, ref, _ in written:
+            firsts.setdefault(src, ref)
+        upstreams = sorted({src for src, _ in success if src != node})
+        on_failure_of = sorted({src for src, _ in failing})
+        edges += [Edge(src, node, False, firsts[src].path) for src in upstreams]
+        edges += [Edge(src, node, True, firsts[src].path) for src in on_failure_of]
+        offsets = edge_offsets(
+            node, decl.grid, {src: (ref.path, ref.offset) for src, ref in firsts.items()}, grids, report.add
+        )
+        extended = _check_edges(node, decl.grid, written, grids, report)
         specs[node] = DagSpec(
-            node, tuple(sorted(upstreams)), tuple(sorted(on_failure_of)), decl.description, decl.grid, offsets
+            node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended
         )
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)
     return specs
+
+
+def _check_edges(
+    node: NodeId,
+    grid: Grid | None,
+    written: Sequence[tuple[NodeId, _Ref, bool]],
+    grids: Mapping[NodeId, Grid | None],
+    report: _Report,
+) -> tuple[EdgeSpec, ...]:
+    """The DAG's extended edges (graph rule 5), after checking rule 9's per-edge conditions."""
+    first_of: dict[NodeId, _Ref] = {}
+    keep: set[NodeId] = set()
+    for src, ref, failure in written:
+        first = first_of.setdefault(src, ref)
+        if first is not ref and first.mapping != ref.mapping:
+            report.add(
+                ref.path,
+                f"this edge to {src} maps dates differently from the one at {format_path(first.path)}",
+                "give every edge to one DAG the same offset, shift and member",
+            )
+        if ref.extended or src == node:
+            keep.add(src)
+        edge = ref.edge
+        if edge is None:
+            continue
+        if failure and (edge.task is not None or edge.condition is not None):
+            name = "task" if edge.task is not None else "condition"
+            report.add(
+                ref.field_path(name),
+                f'"{name}" on a failure source',
+                "a failure handler runs when the whole run of its source fails; remove it",
+            )
+        up_grid = grids.get(src)
+        if edge.member is not None and (grid is None or up_grid is None):
+            ungridded = node if grid is None else src
+            report.add(
+                ref.field_path("member"),
+                f"member on an edge without grids on both sides ({ungridded} has no partitions)",
+                'declare "partitions": {"cron": ...} on both DAGs: a member is one partition of the mapped window',
+            )
+        elif edge.shift is not None or edge.member is not None:
+            problem = mapping_problem(grid, up_grid, ref.mapping, str(src))
+            if problem is not None:
+                report.add(ref.field_path("member" if edge.member is not None else "shift"), *problem)
+    return tuple(
+        sorted(
+            (
+                EdgeSpec(src, ref.task, (ref.edge.condition if ref.edge else None) or Condition.SUCCESS, ref.mapping,
+                         failure)
+                for src, ref, failure in written
+                if src in keep
+            ),
+            key=lambda e: (e.source, e.task or ""),
+        )
+    )  # fmt: skip
 
 
 def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId, _Decl]:

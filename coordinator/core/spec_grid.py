@@ -5,25 +5,83 @@ Rules:
    JSON path and a hint; nothing raises.
 2. ``partitions`` is ``{"cron": "<5 fields>", "timezone": "<IANA name>"}`` (timezone default ``UTC``), checked when
    the file loads (croniter for the cron, zoneinfo for the zone), so a typo never reaches the planner.
-3. An edge object has ``dag`` (required) and ``offset`` (an integer, default 0) and nothing else. Whether an offset is
+3. An edge object has ``dag`` (required), ``offset`` (an integer, default 0), ``shift`` (a signed duration,
+   ``coordinator.core.duration``), ``member`` (``"first"``, ``"last"`` or an integer index), ``task`` (an Airflow
+   task id) and ``condition`` (``"success"`` or ``"finished"``), and nothing else. Whether an offset or a member is
    allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec` checks that after resolving.
+4. A cron preset (``@daily`` ...) is stored as its 5-field cron (``coordinator.core.grid``, rule 6).
+5. A mapping that can never map anything is an error (:func:`mapping_problem`): a shift that never lands on the
+   upstream's grid, a member index no window has. "Never" is judged on the dependent's grid points over a fixed
+   sample (:data:`SAMPLE_FROM`, four years or :data:`SAMPLE_POINTS` points, DST changes and leap days included); a
+   valid mapping stops at its first hit, so checking costs nothing for the files that pass.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from coordinator.core.grid import DEFAULT_TIMEZONE, Grid, cron_problem, timezone_problem
-from coordinator.core.model import NodeId
+from coordinator.core.duration import SHIFT_HINT, format_shift, parse_shift
+from coordinator.core.graph import Condition
+from coordinator.core.grid import (
+    DEFAULT_TIMEZONE,
+    EdgeMap,
+    Grid,
+    cron_problem,
+    normalise_cron,
+    timezone_problem,
+    upstream_partitions,
+)
+from coordinator.core.model import PARTITION_FORMAT, NodeId
 from coordinator.core.spec_json import JsonPath, json_type
 
 Add = Callable[[JsonPath, str, str], None]
 PARTITION_FIELDS = ("cron", "timezone")
-EDGE_FIELDS = ("dag", "offset")
-CRON_HINT = 'write 5 fields, e.g. "0 * * * *" (hourly) or "0 0 * * *" (daily at midnight)'
+EDGE_FIELDS = ("dag", "offset", "shift", "member", "task", "condition")
+CRON_HINT = (
+    'write 5 fields, e.g. "0 * * * *" (hourly) or "0 0 * * *" (daily at midnight), or a preset: @hourly, @daily, '
+    "@weekly, @monthly, @yearly"
+)
+#: Airflow's task ids (KEY_REGEX); a task in a task group is ``group.task``.
+TASK_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+TASK_HINT = 'write the Airflow task id, e.g. "task": "load" or "task": "my_group.load"'
+MEMBERS = {"first": 0, "last": -1}
+MEMBER_HINT = 'write "first", "last" or an index into the window (0-based; -1 is the last)'
+CONDITION_HINT = 'write "success" (the default) or "finished" (success or failed: the upstream merely finished)'
+
+
+#: Where the sample of rule 5 starts (a Monday, a leap year); fixed so validation is deterministic.
+SAMPLE_FROM = datetime(2024, 1, 1, tzinfo=UTC)
+SAMPLE_SPAN = timedelta(days=4 * 366)
+SAMPLE_POINTS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WrittenEdge:
+    """An edge object as written (None: the field is absent)."""
+
+    ref: str
+    offset: int | None = None
+    shift: int | None = None
+    member: int | None = None
+    task: str | None = None
+    condition: Condition | None = None
+
+    @property
+    def extended(self) -> bool:
+        return (
+            self.shift is not None
+            or self.member is not None
+            or self.task is not None
+            or (self.condition is not None and self.condition is not Condition.SUCCESS)
+        )
+
+
 TIMEZONE_HINT = 'use an IANA name such as "UTC", "Europe/Berlin" or "America/New_York"'
 #: Each period of an offset is one cron step when mapping; a larger shift is a typo rather than a dependency.
 MAX_OFFSET = 1000
@@ -76,29 +134,70 @@ def read_partitions(value: Any, path: JsonPath, add: Add) -> Grid | None:
     if not ok:
         return None
     assert isinstance(cron, str) and isinstance(zone, str)
-    return Grid(" ".join(cron.split()), zone)
+    return Grid(normalise_cron(cron), zone)
 
 
-def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> tuple[str, int | None] | None:
-    """(reference text, offset or None when not written) of an edge object; None after reporting what is wrong."""
+def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenEdge | None:
+    """The fields of an edge object (rule 3); None after reporting what is wrong."""
     check_fields(value, path, EDGE_FIELDS, add)
+    problems: list[JsonPath] = []
+
+    def note(where: JsonPath, what: str, hint: str) -> None:
+        problems.append(where)
+        add(where, what, hint)
+
     ref = value.get("dag")
     offset = value.get("offset")
-    ok = True
     if not isinstance(ref, str):
         what = 'missing "dag"' if ref is None else f'"dag" must be a dag id, got {describe(ref)}'
-        add(path if ref is None else (*path, "dag"), what, 'write {"dag": "upstream_dag", "offset": -1}')
-        ok = False
+        note(path if ref is None else (*path, "dag"), what, 'write {"dag": "upstream_dag", "offset": -1}')
     if "offset" in value and (isinstance(offset, bool) or not isinstance(offset, int)):
-        add((*path, "offset"), f"expected an integer offset, got {describe(offset)}", OFFSET_HINT)
-        ok = False
+        note((*path, "offset"), f"expected an integer offset, got {describe(offset)}", OFFSET_HINT)
     elif isinstance(offset, int) and abs(offset) > MAX_OFFSET:
-        add((*path, "offset"), f"offset {offset} is out of range", f"use at most {MAX_OFFSET} periods either way")
-        ok = False
-    if not ok:
+        note((*path, "offset"), f"offset {offset} is out of range", f"use at most {MAX_OFFSET} periods either way")
+    shift = _read_shift(value["shift"], (*path, "shift"), note) if "shift" in value else None
+    member = _read_member(value["member"], (*path, "member"), note) if "member" in value else None
+    task = _read_task(value["task"], (*path, "task"), note) if "task" in value else None
+    condition = _read_condition(value["condition"], (*path, "condition"), note) if "condition" in value else None
+    if problems:
         return None
-    assert isinstance(ref, str)
-    return ref, offset
+    assert isinstance(ref, str) and (offset is None or isinstance(offset, int))
+    return WrittenEdge(ref, offset, shift, member, task, condition)
+
+
+def _read_shift(raw: Any, path: JsonPath, add: Add) -> int | None:
+    """Seconds; None after reporting."""
+    if not isinstance(raw, str):
+        add(path, f"expected a duration string, got {describe(raw)}", SHIFT_HINT)
+        return None
+    parsed = parse_shift(raw)
+    if isinstance(parsed, str):
+        add(path, f"invalid shift: {parsed}", SHIFT_HINT)
+        return None
+    return parsed
+
+
+def _read_member(raw: Any, path: JsonPath, add: Add) -> int | None:
+    if isinstance(raw, str) and raw in MEMBERS:
+        return MEMBERS[raw]
+    if isinstance(raw, int) and not isinstance(raw, bool) and abs(raw) <= MAX_OFFSET:
+        return raw
+    add(path, f"expected first, last or an index, got {describe(raw)}", MEMBER_HINT)
+    return None
+
+
+def _read_task(raw: Any, path: JsonPath, add: Add) -> str | None:
+    if isinstance(raw, str) and TASK_RE.match(raw) and len(raw) <= 250:
+        return raw
+    add(path, f"expected an Airflow task id, got {describe(raw)}", TASK_HINT)
+    return None
+
+
+def _read_condition(raw: Any, path: JsonPath, add: Add) -> Condition | None:
+    if isinstance(raw, str) and raw in tuple(Condition):
+        return Condition(raw)
+    add(path, f"expected success or finished, got {describe(raw)}", CONDITION_HINT)
+    return None
 
 
 def edge_offsets(
@@ -125,3 +224,53 @@ def edge_offsets(
         elif offset:
             found.append((src, offset))
     return tuple(sorted(found))
+
+
+def _sample(grid: Grid) -> list[datetime]:
+    """Grid points from :data:`SAMPLE_FROM` on (rule 5), the first one included."""
+    points = [grid.floor(SAMPLE_FROM)]
+    while len(points) < SAMPLE_POINTS and points[-1] - SAMPLE_FROM < SAMPLE_SPAN:
+        points.append(grid.next(points[-1]))
+    return points
+
+
+def mapping_problem(down: Grid | None, up: Grid | None, mapping: EdgeMap, source: str) -> tuple[str, str] | None:
+    """(what, hint) when ``mapping`` can never map a partition of D (rule 5); None when it can or cannot be judged
+    (no grid on the dependent's side: its partitions are whatever dates runs have)."""
+    if down is None or (up is None and mapping.member is None):
+        return None
+    if mapping.member is None and mapping.shift is not None:
+        assert up is not None
+        return _shift_problem(down, up, mapping.shift, source)
+    if up is None or mapping.member is None:
+        return None
+    largest = 0
+    for point in _sample(down):
+        window = upstream_partitions(down, up, EdgeMap(mapping.offset, mapping.shift), point.strftime(PARTITION_FORMAT))
+        largest = max(largest, len(window))
+        if -largest <= mapping.member < largest:
+            return None
+    if largest == 0:
+        return f"no partition of {source} ({up}) ever falls in this DAG's windows ({down})", "check both crons"
+    return (
+        f"member {mapping.member} never exists: a window of {source} ({up}) has at most {largest} partitions",
+        f'use an index from 0 to {largest - 1} (or -{largest} to -1), or "first" / "last"',
+    )
+
+
+def _shift_problem(down: Grid, up: Grid, shift: int, source: str) -> tuple[str, str] | None:
+    delta = timedelta(seconds=shift)
+    points = _sample(down)
+    if any(up.contains(point + delta) for point in points):
+        return None
+    first = points[0] + delta
+    nearest = sorted(
+        {int((up.floor(first) - points[0]).total_seconds()), int((up.next(first) - points[0]).total_seconds())},
+        key=lambda s: (abs(s - shift), s),
+    )
+    shown = " or ".join(f'"{format_shift(s)}"' for s in nearest)
+    return (
+        f"shift \"{format_shift(shift)}\" never lands on {source}'s grid ({up}): this DAG's partitions ({down}) "
+        "plus the shift are never a point of it, so nothing would ever map",
+        f"the nearest shifts that land are {shown}",
+    )

@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from coordinator.core.graph import Condition
+from coordinator.core.grid import CRON_PRESETS
 from coordinator.core.model import NAME_RE, NODE_SEP
 from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
-from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, PARTITION_FIELDS
+from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
 
 _NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
 
@@ -47,8 +49,9 @@ def _defs() -> dict[str, Any]:
             "pattern": f"^({_NAME}{NODE_SEP})?{_NAME}$",
         },
         "edge": {
-            "description": "A dependency: a reference, or an object with the reference and an offset in periods of "
-            "the dependent's grid (both DAGs need partitions for an offset).",
+            "description": "A dependency: a reference, or an object with the reference and how dates map "
+            "(offset, shift, member), which task of it counts and whether success or any finish counts. "
+            "See docs/dependencies.md.",
             "oneOf": [
                 {"$ref": "#/$defs/dagRef"},
                 {
@@ -58,7 +61,38 @@ def _defs() -> dict[str, Any]:
                             EDGE_FIELDS,
                             (
                                 {"$ref": "#/$defs/dagRef"},
-                                {"type": "integer", "minimum": -MAX_OFFSET, "maximum": MAX_OFFSET},
+                                {
+                                    "type": "integer",
+                                    "minimum": -MAX_OFFSET,
+                                    "maximum": MAX_OFFSET,
+                                    "description": "Periods of the dependent's grid (grids on both sides).",
+                                },
+                                {
+                                    "type": "string",
+                                    "description": "Signed duration: the upstream partition is exactly P + shift "
+                                    "(-4h, -5d16h, +30m, -P1DT4H; negative looks back).",
+                                    "pattern": r"^[+-]?((\d+d)?(\d+h)?(\d+m)?(\d+s)?|P(\d+D)?(T(\d+H)?(\d+M)?"
+                                    r"(\d+S)?)?)$",
+                                },
+                                {
+                                    "description": "One partition of the mapped window: first, last or an index "
+                                    "(negative counts from the end); grids on both sides.",
+                                    "oneOf": [
+                                        {"enum": list(MEMBERS)},
+                                        {"type": "integer", "minimum": -MAX_OFFSET, "maximum": MAX_OFFSET},
+                                    ],
+                                },
+                                {
+                                    "type": "string",
+                                    "description": "An Airflow task id of the upstream: that task instance counts, "
+                                    "not the whole run.",
+                                    "pattern": TASK_RE.pattern,
+                                    "maxLength": 250,
+                                },
+                                {
+                                    "enum": [str(c) for c in Condition],
+                                    "description": "success (default) or finished (success or failed).",
+                                },
                             ),
                             strict=True,
                         )
@@ -75,7 +109,12 @@ def _defs() -> dict[str, Any]:
                 zip(
                     PARTITION_FIELDS,
                     (
-                        {"type": "string", "description": "5-field cron expression, e.g. 0 * * * * (hourly)."},
+                        {
+                            "type": "string",
+                            "description": "5-field cron expression, e.g. 0 * * * * (hourly), or a preset: "
+                            + ", ".join(CRON_PRESETS)
+                            + ".",
+                        },
                         {"type": "string", "description": "IANA time zone name; default UTC."},
                     ),
                     strict=True,

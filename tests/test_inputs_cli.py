@@ -1,0 +1,126 @@
+"""``coordinator inputs`` and ``core.inputs.required_inputs``: what one run of a DAG waits for, without etcd."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
+from coordinator.core.model import NodeId
+from coordinator.core.spec import parse_spec
+from tests.test_spec_cli import run
+
+SPEC = {
+    "version": 1,
+    "instances": {"team_a": {}},
+    "dags": {
+        "u": {"partitions": {"cron": "0 1 * * *"}},
+        "d": {"partitions": {"cron": "0 5 * * *"}, "upstreams": [{"dag": "u", "shift": "-4h"}]},
+        "t": {
+            "partitions": {"cron": "0 5 * * *"},
+            "upstreams": [
+                {"dag": "u", "shift": "-4h", "task": "load"},
+                {"dag": "u", "shift": "-4h", "task": "check", "condition": "finished"},
+                {"dag": "t", "offset": -1},
+            ],
+        },
+        "w": {"partitions": {"cron": "@weekly"}, "upstreams": [{"dag": "x", "member": "last"}]},
+        "x": {"partitions": {"cron": "@daily"}},
+        "rollup": {"partitions": {"cron": "@daily"}, "upstreams": ["h"]},
+        "h": {"partitions": {"cron": "@hourly"}},
+        "team_a/plain": {"upstreams": ["x"]},
+        "alert": {"on_failure_of": "x"},
+    },
+}
+
+
+def node(dag_id: str, instance: str = "default") -> NodeId:
+    return NodeId(instance, dag_id)
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "deps.json"
+    path.write_text(json.dumps(SPEC), encoding="utf-8")
+    return path
+
+
+GRAPH = parse_spec(json.dumps(SPEC))
+
+
+def test_required_inputs_of_a_shift_a_task_and_a_self_gate() -> None:
+    """One RequiredInput per edge, sorted by (dag, task): the tasks of u at P - 4h and t's own previous day."""
+    assert required_inputs(GRAPH, node("t"), "2024-03-10T05:00:00Z") == (
+        RequiredInput(node("t"), None, "success", ("2024-03-09T05:00:00Z",)),
+        RequiredInput(node("u"), "check", "finished", ("2024-03-10T01:00:00Z",)),
+        RequiredInput(node("u"), "load", "success", ("2024-03-10T01:00:00Z",)),
+    )
+
+
+def test_required_inputs_of_a_rollup_are_sorted_and_canonical() -> None:
+    """A rollup lists its 24 hours in order; the partition may be given in any accepted form."""
+    (found,) = required_inputs(GRAPH, node("rollup"), "2024-03-10T01:00:00+01:00")
+    assert len(found.partitions) == 24
+    assert found.partitions[0] == "2024-03-10T00:00:00Z" and found.partitions[-1] == "2024-03-10T23:00:00Z"
+
+
+def test_required_inputs_off_the_grid_names_the_nearest_points() -> None:
+    """A date between two grid points raises OffGrid with the points before and after it."""
+    with pytest.raises(OffGrid) as info:
+        required_inputs(GRAPH, node("d"), "2024-03-10T06:00:00Z")
+    assert info.value.nearest == ("2024-03-10T05:00:00Z", "2024-03-11T05:00:00Z")
+
+
+def test_failure_sources_and_roots_wait_for_nothing() -> None:
+    """Failure handlers and roots have no required inputs (they are not waiting for a success)."""
+    assert required_inputs(GRAPH, node("alert"), "2024-03-10") == ()
+    assert required_inputs(GRAPH, node("x"), "2024-03-10") == ()
+
+
+def test_inputs_json_is_exactly_the_contract(spec_file: Path) -> None:
+    """--format json prints the documented object: bare dag ids, instance, task, condition, sorted partitions."""
+    result = run("inputs", "d", "--partition", "2024-03-10T05:00:00Z", "--deps", str(spec_file), "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        '{"dag": "d", "partition": "2024-03-10T05:00:00Z", "upstreams": [{"dag": "u", "instance": "default", '
+        '"task": null, "condition": "success", "partitions": ["2024-03-10T01:00:00Z"]}]}\n'
+    )
+
+
+def test_inputs_text_of_a_weekly_member(spec_file: Path) -> None:
+    """The text form names each upstream, its condition and its partitions; a bare date is accepted."""
+    result = run("inputs", "w", "-p", "2024-03-10", "--deps", str(spec_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == "w 2024-03-10T00:00:00Z waits for:\n  x [success]: 2024-03-16T00:00:00Z\n"
+
+
+def test_inputs_qualified_dag(spec_file: Path) -> None:
+    """A DAG in another instance is named instance/dag_id and its upstream carries its own instance."""
+    at = "2024-03-10T07:00:00Z"
+    result = run("inputs", "team_a/plain", "-p", at, "--deps", str(spec_file), "-f", "json")
+    assert json.loads(result.stdout)["upstreams"] == [
+        {"dag": "x", "instance": "default", "task": None, "condition": "success", "partitions": [at]}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(
+            ("d", "-p", "2024-03-10T06:00:00Z"),
+            "error: --partition: 2024-03-10T06:00:00Z is not a partition of d: its grid is 0 5 * * *; the nearest "
+            "partitions are 2024-03-10T05:00:00Z and 2024-03-11T05:00:00Z\n",
+            id="off-grid",
+        ),
+        pytest.param(("dd", "-p", "2024-03-10"), "(did you mean d?)", id="unknown-dag"),
+        pytest.param(("d", "-p", "2024-03-10T05:00:00"), "has no time zone", id="naive-date"),
+        pytest.param(("d", "-p", "yesterday"), "invalid partition 'yesterday'", id="not-a-date"),
+    ],
+)
+def test_inputs_bad_input_exits_2(spec_file: Path, args: tuple[str, ...], message: str) -> None:
+    """A date off the DAG's grid, an unknown DAG or a malformed date exit 2 with a message and no traceback."""
+    result = run("inputs", *args, "--deps", str(spec_file))
+    assert result.returncode == 2 and result.stdout == ""
+    assert message in result.stderr and "Traceback" not in result.stderr
