@@ -41,6 +41,7 @@ from coordinator.airflow_runs import (
     ApiVersion,
     DagInfo,
     DagRunInfo,
+    TaskInstanceInfo,
     TriggerOutcome,
     TriggerResult,
     error_class,
@@ -49,6 +50,7 @@ from coordinator.airflow_runs import (
     logical_date_filter,
     parse_dag,
     parse_run,
+    parse_task_instance,
     startable_run_after,
 )
 from coordinator.airflow_transport import lean_transport_for
@@ -68,6 +70,7 @@ __all__ = [
     "ApiVersion",
     "DagInfo",
     "DagRunInfo",
+    "TaskInstanceInfo",
     "TriggerOutcome",
     "TriggerResult",
     "iso_utc",
@@ -190,6 +193,17 @@ class AirflowClient:
         except AirflowNotFound:
             return None
         return self._run("GET", path, data, dag_id)
+
+    async def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> TaskInstanceInfo | None:
+        """The unmapped task instance ``task_id`` of a run, or None when Airflow answers 404 (no such run or task).
+
+        Same path on v2 and v1: ``GET /dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}``."""
+        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
+        try:
+            data = await self._send("GET", path)
+        except AirflowNotFound:
+            return None
+        return self._parsed(parse_task_instance, "GET", path, data, dag_id)
 
     async def find_run_by_logical_date(self, dag_id: str, logical_date: datetime) -> DagRunInfo | None:
         """The run holding exactly this logical date, or None.

@@ -44,6 +44,20 @@ class DagRunInfo:
     run_type: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class TaskInstanceInfo:
+    """One task instance of a DAG run as Airflow reports it (``state`` is Airflow's string; "" before scheduling)."""
+
+    dag_id: str
+    run_id: str
+    task_id: str
+    state: str
+    try_number: int | None = None
+    map_index: int = -1
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
 class TriggerResult(StrEnum):
     CREATED = "created"  # this call created the run
     ALREADY_EXISTS = "already_exists"  # the run id exists (an earlier attempt of ours, or a retry after a timeout)
@@ -101,6 +115,28 @@ def parse_run(data: object, dag_id: str) -> DagRunInfo:
         end_date=_parse_dt(data.get("end_date")),
         conf=MappingProxyType(dict(conf) if isinstance(conf, dict) else {}),
         run_type=str(data.get("run_type") or ""),
+    )
+
+
+def parse_task_instance(data: object, dag_id: str) -> TaskInstanceInfo:
+    """A TaskInstanceInfo from a v2 ``TaskInstanceResponse`` or a v1 ``TaskInstance``; ValueError if it is not one."""
+    if not isinstance(data, dict):
+        raise ValueError("task instance payload is not an object")
+    task_id, run_id = data.get("task_id"), data.get("dag_run_id") or data.get("run_id")
+    if not isinstance(task_id, str) or not isinstance(run_id, str):
+        raise ValueError("task instance payload lacks task_id or dag_run_id")
+    state = data.get("state")
+    try_number = data.get("try_number")
+    map_index = data.get("map_index")
+    return TaskInstanceInfo(
+        dag_id=str(data.get("dag_id") or dag_id),
+        run_id=run_id,
+        task_id=task_id,
+        state=state if isinstance(state, str) else "",
+        try_number=try_number if isinstance(try_number, int) else None,
+        map_index=map_index if isinstance(map_index, int) else -1,
+        start_date=_parse_dt(data.get("start_date")),
+        end_date=_parse_dt(data.get("end_date")),
     )
 
 

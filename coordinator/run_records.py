@@ -11,7 +11,9 @@ Rules:
 3. A lost race re-decides with the record the failed CAS found (no extra read), at most ``max_rounds`` times in a
    row (:data:`LOST_RACE_RETRY`); then the outcome is ``CONTENDED`` and nothing was written.
 4. A value nobody can read counts as absent (the watcher ignores it too) and is replaced; the outcome says why.
-5. Only the store's public ``get`` and ``cas``: importing this module loads no gRPC (the plugin imports it in every
+5. Task-state keys (``{prefix}/tasks/...``) use the same writer with their own parse and ordering rule
+   (``parse=parse_task_record, rule=should_replace_task`` from :mod:`coordinator.core.task_facts`).
+6. Only the store's public ``get`` and ``cas``: importing this module loads no gRPC (the plugin imports it in every
    Airflow process). etcd errors propagate (StoreError; TimeoutError when ``op_timeout_s`` runs out).
 """
 
@@ -38,6 +40,10 @@ LOST_RACE_RETRY = RetryPolicy(initial_s=0.0, max_s=0.0, max_attempts=8)
 
 #: What to write over the current record (None when absent or unreadable); None: nothing to write.
 Propose = Callable[[RunRecord | None], RunRecord | None]
+#: Parses a stored value: (record, None) or (None, why not).
+Parse = Callable[[bytes], "tuple[RunRecord | None, str | None]"]
+#: Whether the proposal may replace the record found (the per-run ordering rule of the key's kind).
+ReplaceRule = Callable[[RunRecord | None, RunRecord], bool]
 
 
 class RunWriteStatus(StrEnum):
@@ -67,10 +73,10 @@ class _LostRace(Exception):
     """The CAS found another revision than the one read: re-decide (internal to the retry loop)."""
 
 
-def _parse(kv: KV | None) -> tuple[RunRecord | None, str | None]:
+def _parse(kv: KV | None, parse: Parse = parse_run_record) -> tuple[RunRecord | None, str | None]:
     if kv is None:
         return None, None
-    return parse_run_record(kv.value)
+    return parse(kv.value)
 
 
 async def write_run_record(
@@ -80,10 +86,14 @@ async def write_run_record(
     *,
     max_rounds: int | None = None,
     op_timeout_s: float | None = None,
+    parse: Parse = parse_run_record,
+    rule: ReplaceRule = should_replace,
 ) -> RunWrite:
-    """Read ``key``, write ``propose(current)`` if should_replace allows it, by CAS; re-decide on a lost race.
+    """Read ``key``, write ``propose(current)`` if ``rule`` (should_replace) allows it, by CAS; re-decide on a lost
+    race.
 
-    ``max_rounds`` overrides :data:`LOST_RACE_RETRY`'s bound; ``op_timeout_s`` bounds every etcd call.
+    ``max_rounds`` overrides :data:`LOST_RACE_RETRY`'s bound; ``op_timeout_s`` bounds every etcd call; ``parse`` and
+    ``rule`` are the value format and ordering of the key's kind (rule 5).
     """
 
     async def timed(call: Awaitable[T]) -> T:
@@ -95,10 +105,10 @@ async def write_run_record(
     async def one_round() -> RunWrite:
         nonlocal found, rounds
         rounds += 1
-        previous, unreadable = _parse(found)
+        previous, unreadable = _parse(found, parse)
         expected = found.mod_revision if found is not None else 0
         proposed = propose(previous)
-        if proposed is None or not should_replace(previous, proposed):
+        if proposed is None or not rule(previous, proposed):
             return RunWrite(RunWriteStatus.UNCHANGED, expected, proposed, previous, unreadable, rounds)
         result = await timed(store.cas(key, dump_record(proposed), expected))
         if result.succeeded:
@@ -110,6 +120,6 @@ async def write_run_record(
     try:
         return await retry_call(one_round, policy, lambda exc: isinstance(exc, _LostRace))
     except _LostRace:
-        previous, unreadable = _parse(found)
+        previous, unreadable = _parse(found, parse)
         revision = found.mod_revision if found is not None else 0
         return RunWrite(RunWriteStatus.CONTENDED, revision, None, previous, unreadable, rounds)

@@ -4,6 +4,7 @@ writer."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ from coordinator.airflow_api import AirflowClient
 from coordinator.core.audit import audit_record
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.core.spec import parse_spec
+from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings
@@ -167,3 +169,124 @@ def test_audit_with_a_view_behind_etcd_never_overwrites_the_newer_record(
         assert kv is not None and kv.mod_revision == revision  # no new generation of a
 
     arun(go())
+
+
+# -- task states (semantics "task-level upstreams"): real etcd, fake Airflow's task-instance endpoint ----------------
+
+TASK_KEY_OF_A = "tasks/default/a/publish/" + PARTITION
+
+
+async def adopt_named_tasks(store: EtcdStore, keys: KeyLayout, upstream_tasks: dict[str, list[str]]) -> None:
+    """Put a graph value naming ``upstream_tasks`` (what the leading watcher adopts) into etcd."""
+    value = {"digest": "d", "adopted_by": "test", "nodes": {}, "upstream_tasks": upstream_tasks}
+    await store.put(keys.config_key("graph"), json.dumps(value).encode())
+
+
+def read_task_record(kv: KV | None) -> TaskRecord:
+    assert kv is not None
+    record, problem = parse_task_record(kv.value)
+    assert record is not None, problem
+    return record
+
+
+def test_audit_repairs_a_missed_task_state_once(
+    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+) -> None:
+    """A named task's success missing from etcd is written with REST's try and source audit; the next pass writes
+    nothing (no second generation)."""
+    keys = KeyLayout(etcd_prefix)
+    key = f"{etcd_prefix}/{TASK_KEY_OF_A}"
+    airflow.set_task_instance("a", RUN_ID, "publish", "success", try_number=2, start_date=T0, end_date=T0)
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await adopt_named_tasks(store, keys, {"default/a": ["publish"]})
+            first = await audit(store, keys, airflow, await loaded_view(store, keys))
+            assert (first.tasks_checked, first.tasks_repaired, first.errors) == (1, 1, 0)
+            kv = await store.get(key)
+            record = read_task_record(kv)
+            assert (record.state, record.run_id, record.try_number, record.clear_number, record.source) == (
+                RunState.SUCCESS, RUN_ID, 2, 0, "audit:default",
+            )  # fmt: skip
+            second = await audit(store, keys, airflow, await loaded_view(store, keys))
+            assert (second.tasks_checked, second.tasks_repaired) == (1, 0)
+            assert await store.get(key) == kv
+
+    arun(go())
+
+
+@pytest.mark.parametrize(
+    ("etcd_try", "airflow_state", "airflow_try", "written"),
+    [
+        pytest.param(1, "success", 1, False, id="plugin-wrote-the-same-try"),
+        pytest.param(1, "success", 2, True, id="missed-a-cleared-try"),
+        pytest.param(2, "running", 1, False, id="rest-behind-etcd"),
+        pytest.param(1, "up_for_retry", 2, False, id="retry-is-not-a-fact"),
+        pytest.param(1, None, 2, False, id="cleared-not-yet-scheduled"),
+    ],
+)
+def test_audit_task_repair_follows_the_try_ordering(
+    etcd_settings: EtcdSettings,
+    etcd_prefix: str,
+    airflow: FakeAirflow,
+    arun: Callable[..., Any],
+    etcd_try: int,
+    airflow_state: str | None,
+    airflow_try: int,
+    written: bool,
+) -> None:
+    """With the plugin's record in etcd, the audit writes only a newer try; never an older or a non-final one."""
+    keys = KeyLayout(etcd_prefix)
+    key = f"{etcd_prefix}/{TASK_KEY_OF_A}"
+    airflow.set_task_instance("a", RUN_ID, "publish", airflow_state, try_number=airflow_try, start_date=T0)
+    plugin = TaskRecord(
+        state=RunState.SUCCESS, run_id=RUN_ID, clear_number=1, try_number=etcd_try, source="airflow-plugin:default"
+    )
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await adopt_named_tasks(store, keys, {"default/a": ["publish"]})
+            revision = await store.put(key, dump_record(plugin))
+            result = await audit(store, keys, airflow, await loaded_view(store, keys))
+            kv = await store.get(key)
+        assert result.tasks_repaired == int(written)
+        assert kv is not None and (kv.mod_revision != revision) is written
+        if written:
+            record = read_task_record(kv)
+            assert (record.try_number, record.clear_number, record.source) == (airflow_try, 1, "audit:default")
+
+    arun(go())
+
+
+def test_audit_asks_airflow_only_about_named_tasks(
+    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+) -> None:
+    """Without named tasks (or for a DAG with none) the audit makes no task-instance request and writes no task key."""
+    keys = KeyLayout(etcd_prefix)
+    airflow.set_task_instance("a", RUN_ID, "publish", "success")
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await adopt_named_tasks(store, keys, {"default/b": ["publish"]})
+            result = await audit(store, keys, airflow, await loaded_view(store, keys))
+            snap = await store.snapshot(keys.tasks)
+        assert result.tasks_checked == 0 and snap.kvs == ()
+
+    arun(go())
+    assert airflow.calls("get_task_instance") == 0
+
+
+def test_audit_skips_a_named_task_missing_from_the_run(
+    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+) -> None:
+    """A named task Airflow does not know in that run (404) is skipped without an error."""
+    keys = KeyLayout(etcd_prefix)
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await adopt_named_tasks(store, keys, {"default/a": ["added_later"]})
+            result = await audit(store, keys, airflow, await loaded_view(store, keys))
+        assert (result.tasks_checked, result.errors) == (0, 0)
+
+    arun(go())
+    assert airflow.calls("get_task_instance", "a") == 1

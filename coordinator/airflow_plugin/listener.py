@@ -1,4 +1,5 @@
-"""The listener Airflow calls on every DAG run state change (registered by :mod:`coordinator.airflow_plugin.plugin`).
+"""The listener Airflow calls on every DAG run and task instance state change (registered by
+:mod:`coordinator.airflow_plugin.plugin`).
 
 Rules:
 1. Airflow 3.3 calls these hooks synchronously inside the scheduler loop (and in the api-server when a user sets a
@@ -6,6 +7,13 @@ Rules:
 2. A hook never raises: :func:`~coordinator.airflow_plugin.writer.record_dag_run` catches and logs everything.
 3. Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
 4. ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed only.
+5. Task hooks (semantics "task-level upstreams") fire in the task's own process (Airflow 3.3: the task-SDK runner,
+   after the task's terminal state went to the api-server and before the process exits; Airflow 2.9-2.11: the raw
+   task process, after the state is committed), and in the api-server when a user sets a task's state, and in the
+   scheduler when it fails a task it lost. Their parameters are the ones both versions pass: Airflow 2 also passes
+   ``session``, Airflow 3 has no such argument, and pluggy lets an implementation take a subset of the spec's
+   arguments. Only tasks the adopted graph names are written (the writer decides, never the hook), and only the task
+   process waits, bounded, for its final state to be written (``record_task_instance``).
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from coordinator.airflow_plugin.writer import current_writer, record_dag_run
+from coordinator.airflow_plugin.writer import current_writer, record_dag_run, record_task_instance
 from coordinator.core.model import RunState
 
 # How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).
@@ -37,13 +45,26 @@ class CoordinatorListener:
         record_dag_run(dag_run, RunState.FAILED)
 
     @hookimpl
+    def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
+        record_task_instance(task_instance, RunState.RUNNING)
+
+    @hookimpl
+    def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
+        record_task_instance(task_instance, RunState.SUCCESS)
+
+    @hookimpl
+    def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
+        record_task_instance(task_instance, RunState.FAILED)
+
+    @hookimpl
     def before_stopping(self, component: Any) -> None:
         """Give records queued by this process a short chance to reach etcd before the component stops.
 
         Also called at the end of every task process (which recorded nothing): it must stay a no-op there."""
         try:
             writer = current_writer()
-            if writer is not None and writer.stats.submitted:
+            # A task process whose bounded wait already ran out (etcd unreachable) does not wait a second time.
+            if writer is not None and writer.stats.submitted and not writer.stats.task_flush_timeouts:
                 writer.flush(STOP_FLUSH_S)
         except Exception:  # pragma: no cover - flush does not raise; never into Airflow's shutdown anyway
             return

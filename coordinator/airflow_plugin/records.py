@@ -12,7 +12,14 @@ Rules:
    newer one and an identical rewrite is skipped (it would make a new generation and rerun every dependent). A lost
    race re-decides. Every etcd call has a short timeout.
 4. Configuration comes from ``COORDINATOR_*`` through :class:`~coordinator.settings.Settings`, plus
-   ``COORDINATOR_INSTANCE`` (this Airflow's instance name) and ``COORDINATOR_PLUGIN_QUEUE_SIZE``.
+   ``COORDINATOR_INSTANCE`` (this Airflow's instance name), ``COORDINATOR_PLUGIN_QUEUE_SIZE`` and
+   ``COORDINATOR_PLUGIN_TASKS_TTL_S``.
+5. Task instances (semantics "task-level upstreams") are duck-typed the same way: Airflow 3's task-SDK
+   ``RuntimeTaskInstance`` (the DAG run under ``_ti_context_from_server.dag_run``), Airflow 2's and Airflow 3's ORM
+   ``TaskInstance`` (``dag_run``). The key is the DAG run's partition; the value carries the DAG run's ``run_id`` and
+   ``clear_number`` and the task's ``try_number``, written with
+   :func:`~coordinator.core.task_facts.should_replace_task`.
+   A mapped task instance (``map_index`` >= 0) is not one task state and is not recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from coordinator.core.model import (
@@ -35,6 +43,7 @@ from coordinator.core.model import (
     RunState,
     canonical_partition,
 )
+from coordinator.core.task_facts import TaskRecord, parse_task_record, should_replace_task
 from coordinator.errors import ConfigError, StoreError, StoreUnavailable
 from coordinator.retry import RetryAttempt, RetryPolicy, retry_call
 from coordinator.run_records import RunWriteStatus, write_run_record
@@ -47,6 +56,7 @@ log = logging.getLogger(__name__)
 
 INSTANCE_ENV = "COORDINATOR_INSTANCE"
 QUEUE_SIZE_ENV = "COORDINATOR_PLUGIN_QUEUE_SIZE"
+TASKS_TTL_ENV = "COORDINATOR_PLUGIN_TASKS_TTL_S"
 # Errors that are not about reachability (permission denied, a bug) are retried this often, then given up.
 MAX_OTHER_ATTEMPTS = 5
 
@@ -71,6 +81,16 @@ class WriterConfig:
     exit_flush_s: float = 2.0
     # Who wrote the record (``source`` field): the listener, or the explicit task (operator).
     source_kind: str = "airflow-plugin"
+    # How old the list of named upstream tasks (the adopted graph's ``upstream_tasks``) may be before a process reads
+    # it again: 30 s keeps the cost to one etcd read per worker host and half-minute, whatever the number of tasks
+    # (every task process shares the host's cache file), and a task named by a new graph is recorded within 30 s of
+    # its adoption; the leader's REST audit repairs a state missed meanwhile.
+    tasks_ttl_s: float = 30.0
+    # Where the host's copy of that list lives (None: the system's temporary directory); see ``task_names``.
+    tasks_cache_dir: Path | None = None
+    # A task process waits at most this long for its final state to reach etcd before it exits (its last chance:
+    # nothing flushes a process that ends with os._exit). etcd answers in milliseconds; 2 s covers a reconnect.
+    task_flush_s: float = 2.0
 
     @property
     def source(self) -> str:
@@ -86,17 +106,24 @@ class WriterConfig:
 
 
 def make_config(
-    settings: Settings, instance: str = DEFAULT_INSTANCE, queue_size: int = WriterConfig.queue_size
+    settings: Settings,
+    instance: str = DEFAULT_INSTANCE,
+    queue_size: int = WriterConfig.queue_size,
+    tasks_ttl_s: float = WriterConfig.tasks_ttl_s,
 ) -> WriterConfig:
     """The writer's configuration from coordinator settings; raise ConfigError if invalid."""
     if not NAME_RE.match(instance):
         raise ConfigError(f"invalid instance name {instance!r}: use letters, digits, '_', '.', '-'")
     if queue_size < 1:
         raise ConfigError(f"queue size must be at least 1, got {queue_size}")
+    if not 0 <= tasks_ttl_s <= 3600:
+        raise ConfigError(f"tasks TTL must be between 0 and 3600 seconds, got {tasks_ttl_s:g}")
     etcd = settings.etcd()
     # The store's own per-call timeout must not exceed the writer's: the writer's is the short one on purpose.
     etcd = etcd.model_copy(update={"timeout_s": min(etcd.timeout_s, WriterConfig.op_timeout_s)})
-    return WriterConfig(etcd=etcd, keys=settings.keys, instance=instance, queue_size=queue_size)
+    return WriterConfig(
+        etcd=etcd, keys=settings.keys, instance=instance, queue_size=queue_size, tasks_ttl_s=tasks_ttl_s
+    )
 
 
 def config_from_env() -> WriterConfig:
@@ -112,11 +139,16 @@ def config_from_env() -> WriterConfig:
         queue_size = int(raw_size) if raw_size else WriterConfig.queue_size
     except ValueError as exc:
         raise ConfigError(f"{QUEUE_SIZE_ENV}={raw_size!r}: expected an integer") from exc
+    raw_ttl = env.get(TASKS_TTL_ENV)
+    try:
+        tasks_ttl_s = float(raw_ttl) if raw_ttl else WriterConfig.tasks_ttl_s
+    except ValueError as exc:
+        raise ConfigError(f"{TASKS_TTL_ENV}={raw_ttl!r}: expected a number of seconds") from exc
     instance = env.get(INSTANCE_ENV, "").strip() or DEFAULT_INSTANCE
     try:
-        return make_config(settings, instance, queue_size)
+        return make_config(settings, instance, queue_size, tasks_ttl_s)
     except ConfigError as exc:
-        raise ConfigError(f"{INSTANCE_ENV} / {QUEUE_SIZE_ENV}: {exc}") from exc
+        raise ConfigError(f"{INSTANCE_ENV} / {QUEUE_SIZE_ENV} / {TASKS_TTL_ENV}: {exc}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,17 +191,100 @@ def fact_from_dag_run(
     return RunReport(key, record), None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskReport:
+    """One state of one task try, ready to write if the adopted graph names the task (the writer thread decides)."""
+
+    key: str
+    record: TaskRecord
+    node: NodeId
+    task_id: str
+
+    def describe(self) -> str:
+        r = self.record
+        return (
+            f"key={self.key} state={r.state} run_id={r.run_id} clear_number={r.clear_number} try_number={r.try_number}"
+        )
+
+
+Report = RunReport | TaskReport
+
+
+def _task_dag_run(ti: Any) -> Any:
+    """The DAG run of a task instance: the task SDK's run context (Airflow 3 task process) or the ORM relation."""
+    context = getattr(ti, "_ti_context_from_server", None)
+    run = getattr(context, "dag_run", None)
+    if run is not None:
+        return run
+    return ti.dag_run
+
+
+def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
+    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``, rule 3 of
+    :mod:`coordinator.core.task_facts`). Airflow sets the instance's state before the failure hook in 2.x and 3.x."""
+    if hook_state is not RunState.FAILED:
+        return hook_state
+    # str() of Airflow 2's TaskInstanceState may be "TaskInstanceState.UP_FOR_RETRY"; Airflow 3's is the value.
+    state = str(getattr(ti, "state", "") or "").rsplit(".", 1)[-1].lower()
+    return None if state == "up_for_retry" else RunState.FAILED
+
+
+def fact_from_task_instance(
+    ti: Any, state: RunState, config: WriterConfig, now: datetime
+) -> tuple[TaskReport | None, str | None]:
+    """Build the record for a task instance; return (fact, None) or (None, why it cannot be recorded). Never raises."""
+    try:
+        dag_id, task_id = str(ti.dag_id), str(ti.task_id)
+        if not NAME_RE.match(dag_id) or not NAME_RE.match(task_id):
+            return None, f"dag id {dag_id!r} / task id {task_id!r} cannot be part of a key"
+        map_index = getattr(ti, "map_index", -1)
+        if map_index is not None and int(map_index) >= 0:
+            return None, "mapped task instance"
+        dag_run = _task_dag_run(ti)
+        logical_date = getattr(dag_run, "logical_date", None)
+        if logical_date is None:
+            return None, "no logical date"
+        partition = canonical_partition(logical_date)
+        raw_try = getattr(ti, "try_number", None)
+        record = TaskRecord(
+            state=state,
+            run_id=str(getattr(dag_run, "run_id", None) or ti.run_id),
+            clear_number=int(getattr(dag_run, "clear_number", 0) or 0),
+            updated_at=now,
+            source=config.source,
+            start_date=getattr(ti, "start_date", None),
+            end_date=getattr(ti, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
+            try_number=int(raw_try) if raw_try is not None else None,
+        )
+        node = NodeId(config.instance, dag_id)
+        key = config.keys.task_key(node, task_id, partition)
+    except Exception as exc:  # a detached ORM object, a naive date, ...: one skip, never into Airflow
+        return None, f"{type(exc).__name__}: {exc}"
+    return TaskReport(key, record, node, task_id), None
+
+
 class WriteOutcome(StrEnum):
     WRITTEN = "written"
     SKIPPED = "skipped"  # should_replace refused: identical rewrite or an older attempt
+    NOT_NAMED = "not_named"  # a task state of a task the adopted graph does not name: not recorded
 
 
-async def write_fact(store: EtcdStore, fact: RunReport, timeout_s: float) -> tuple[WriteOutcome, int]:
-    """Write one record with per-run ordering through the one run-record writer (rule 3).
+async def write_fact(store: EtcdStore, fact: Report, timeout_s: float) -> tuple[WriteOutcome, int]:
+    """Write one record with per-run ordering through the one run-record writer (rules 3 and 5).
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
     """
-    done = await write_run_record(store, fact.key, lambda _old: fact.record, op_timeout_s=timeout_s)
+    if isinstance(fact, TaskReport):
+        done = await write_run_record(
+            store,
+            fact.key,
+            lambda _old: fact.record,
+            op_timeout_s=timeout_s,
+            parse=parse_task_record,
+            rule=should_replace_task,
+        )
+    else:
+        done = await write_run_record(store, fact.key, lambda _old: fact.record, op_timeout_s=timeout_s)
     if done.unreadable is not None:
         # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
         log.warning("plugin.unreadable_replaced key=%s problem=%r", fact.key, done.unreadable)

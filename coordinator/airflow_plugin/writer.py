@@ -16,6 +16,11 @@ Rules:
    flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged as undelivered.
 6. Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one thread only, so plain
    integers are enough; readers may see slightly stale values.
+7. Task states (:func:`record_task_instance`, semantics "task-level upstreams") go through the same queue; the writer
+   thread drops those of tasks the adopted graph does not name (``task_names``: a cached list, etcd read at most
+   every ``tasks_ttl_s``). A task process ends with ``os._exit`` (Airflow 2 and 3), so no exit handler runs there:
+   the hook of a task's final state waits for the queue, at most ``task_flush_s``, and logs once if that ran out.
+   Nowhere else does a hook wait (the scheduler and the api-server fire task hooks too).
 """
 
 from __future__ import annotations
@@ -36,15 +41,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from coordinator.airflow_plugin.records import (
     MAX_OTHER_ATTEMPTS,
-    RunReport,
+    Report,
+    TaskReport,
     WriteOutcome,
     WriterConfig,
     config_from_env,
     connect_store,
     fact_from_dag_run,
+    fact_from_task_instance,
     is_unreachable,
+    task_state_of,
     write_fact,
 )
+from coordinator.airflow_plugin.task_names import TaskNames
 from coordinator.core.model import RunState
 from coordinator.errors import ConfigError
 from coordinator.retry import RetryAttempt, retry_call
@@ -75,6 +84,8 @@ class WriterStats:
     skipped: int = 0  # writer thread: should_replace refused
     failed: int = 0  # writer thread (or exit flush): given up, logged with its key
     retries: int = 0  # writer thread
+    not_named: int = 0  # writer thread: task states of tasks the adopted graph does not name
+    task_flush_timeouts: int = 0  # hook thread: a task process left before its final state was confirmed
 
 
 class Writer(Protocol):
@@ -83,7 +94,7 @@ class Writer(Protocol):
     config: WriterConfig
     stats: WriterStats
 
-    def submit(self, fact: RunReport) -> bool: ...
+    def submit(self, fact: Report) -> bool: ...
 
     def flush(self, timeout_s: float) -> bool: ...
 
@@ -94,9 +105,9 @@ class RecordingWriter:
     def __init__(self, config: WriterConfig) -> None:
         self.config = config
         self.stats = WriterStats()
-        self.facts: list[RunReport] = []
+        self.facts: list[Report] = []
 
-    def submit(self, fact: RunReport) -> bool:
+    def submit(self, fact: Report) -> bool:
         self.stats.submitted += 1
         self.facts.append(fact)
         return True
@@ -119,6 +130,7 @@ class BackgroundWriter:
         self._store_factory: StoreFactory = store_factory or connect_store
         self.last_error: str | None = None
         self.last_written: tuple[str, int] | None = None  # (key, revision): check-plugin reports it
+        self.task_names = TaskNames(config.keys, config.etcd, config.tasks_ttl_s, config.tasks_cache_dir)
         self._reset()
         _live_writers.add(self)
 
@@ -126,18 +138,18 @@ class BackgroundWriter:
         """Fresh state for this process: called at creation and in a forked child (the parent's thread is gone)."""
         self.stats = WriterStats()
         self._pid = os.getpid()
-        self._queue: queue.Queue[RunReport] = queue.Queue(self.config.queue_size)
+        self._queue: queue.Queue[Report] = queue.Queue(self.config.queue_size)
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stopping = threading.Event()
         self._give_up = threading.Event()
-        self._in_flight: RunReport | None = None
+        self._in_flight: Report | None = None
 
     # ----- hook side: must stay cheap and never block -----
 
-    def submit(self, fact: RunReport) -> bool:
+    def submit(self, fact: Report) -> bool:
         """Enqueue a record; False (counted, logged) if the queue is full. Never blocks, never raises."""
         if self._pid != os.getpid():
             self._reset()
@@ -237,7 +249,7 @@ class BackgroundWriter:
                 in_flight.describe(),
                 self.last_error,
             )
-        lost: list[RunReport] = []
+        lost: list[Report] = []
         while True:
             try:
                 lost.append(self._queue.get_nowait())
@@ -297,7 +309,7 @@ class BackgroundWriter:
             if store is not None:
                 await self._close_store(store)
 
-    async def _deliver(self, store: EtcdStore | None, fact: RunReport) -> EtcdStore | None:
+    async def _deliver(self, store: EtcdStore | None, fact: Report) -> EtcdStore | None:
         """Write one record, retrying while etcd is unreachable (rule 4); return the (possibly new) store. Never
         raises."""
         failures = 0
@@ -307,8 +319,15 @@ class BackgroundWriter:
             if self._give_up.is_set() or self._stopping.is_set():
                 raise _Abandoned  # _abandon counted and logged the in-flight record
             try:
+                names = self.task_names.cached() if isinstance(fact, TaskReport) else None
+                if isinstance(fact, TaskReport) and names is not None and not names.names(fact.node, fact.task_id):
+                    return WriteOutcome.NOT_NAMED, 0  # the common case: no etcd connection at all (rule 7)
                 if store is None:
                     store = await asyncio.wait_for(self._store_factory(self.config.etcd), self.config.op_timeout_s)
+                if isinstance(fact, TaskReport) and names is None:
+                    names = await self.task_names.load(store, self.config.op_timeout_s)
+                    if not names.names(fact.node, fact.task_id):
+                        return WriteOutcome.NOT_NAMED, 0
                 return await write_fact(store, fact, self.config.op_timeout_s)
             except Exception as exc:
                 failures += 1
@@ -352,7 +371,10 @@ class BackgroundWriter:
                 self.last_error,
             )
             return store
-        if outcome is WriteOutcome.WRITTEN:
+        if outcome is WriteOutcome.NOT_NAMED:
+            self.stats.not_named += 1
+            log.debug("plugin.not_recorded reason=task_not_named %s", fact.describe())
+        elif outcome is WriteOutcome.WRITTEN:
             self.stats.delivered += 1
             self.last_written = (fact.key, revision)
             if failures:
@@ -458,4 +480,58 @@ def record_dag_run(dag_run: Any, state: RunState) -> None:
                 reason,
             )
     except Exception:  # never into Airflow: a listener exception would only be logged there anyway
+        log.exception("plugin.record_failed")
+
+
+#: Why a task state is not recorded -> log level (the common, expected reasons are debug only).
+_TASK_SKIP_LEVELS = {"no logical date": logging.DEBUG, "mapped task instance": logging.DEBUG}
+
+
+def _in_task_process(ti: Any) -> bool:
+    """True in the process that runs this task instance (Airflow 3's task runner holds its run context; Airflow 2
+    exports ``AIRFLOW_CTX_TASK_ID`` into the environment of the task it runs), False in a scheduler or api-server."""
+    if getattr(ti, "_ti_context_from_server", None) is not None:
+        return True
+    return os.environ.get("AIRFLOW_CTX_TASK_ID") == str(getattr(ti, "task_id", "")) and os.environ.get(
+        "AIRFLOW_CTX_DAG_RUN_ID"
+    ) == str(getattr(ti, "run_id", ""))
+
+
+def record_task_instance(ti: Any, state: RunState) -> None:
+    """Hook body for task instances (rule 7): hand the state to the writer; in the task's own process, wait for a
+    final state to be written (bounded). Never raises."""
+    try:
+        writer = get_writer()
+        if writer is None:
+            return
+        fact_state = task_state_of(ti, state)
+        if fact_state is None:
+            return  # up_for_retry: the task runs again; its try is not a fact
+        fact, reason = fact_from_task_instance(ti, fact_state, writer.config, datetime.now(UTC))
+        if fact is None:
+            writer.stats.unrecordable += 1
+            log.log(
+                _TASK_SKIP_LEVELS.get(reason or "", logging.WARNING),
+                "plugin.task_not_recorded dag_id=%s task_id=%s state=%s reason=%r",
+                getattr(ti, "dag_id", "?"),
+                getattr(ti, "task_id", "?"),
+                fact_state,
+                reason,
+            )
+            return
+        writer.submit(fact)
+        if fact_state is RunState.RUNNING or not _in_task_process(ti):
+            return
+        timeout_s = writer.config.task_flush_s
+        if not writer.flush(timeout_s):
+            writer.stats.task_flush_timeouts += 1
+            if writer.stats.task_flush_timeouts == 1:
+                log.warning(
+                    "plugin.task_state_unconfirmed %s waited_s=%g last_error=%r detail=%r",
+                    fact.describe(),
+                    timeout_s,
+                    getattr(writer, "last_error", None),
+                    "the process exits now; the watcher's REST audit repairs the state",
+                )
+    except Exception:  # never into Airflow
         log.exception("plugin.record_failed")

@@ -251,6 +251,10 @@ class KeyLayout:
         return f"{self.prefix}/triggers/"
 
     @property
+    def tasks(self) -> str:
+        return f"{self.prefix}/tasks/"
+
+    @property
     def config(self) -> str:
         return f"{self.prefix}/config/"
 
@@ -260,6 +264,10 @@ class KeyLayout:
 
     def run_key(self, node: NodeId, partition: str) -> str:
         return f"{self.runs}{node.instance}/{node.dag_id}/{partition}"
+
+    def task_key(self, node: NodeId, task_id: str, partition: str) -> str:
+        """State of one task of a DAG run (semantics "task-level upstreams")."""
+        return f"{self.tasks}{node.instance}/{node.dag_id}/{task_id}/{partition}"
 
     def trigger_key(self, node: NodeId, partition: str) -> str:
         return f"{self.triggers}{node.instance}/{node.dag_id}/{partition}"

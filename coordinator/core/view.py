@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coordinator.core.graph import DagSpec
 from coordinator.core.model import (
@@ -188,6 +188,9 @@ class Activation(BaseModel):
     digest: str
     nodes: dict[str, NodeActivation]
     adopted_by: str = ""
+    #: Tasks named as upstreams, per qualified DAG (semantics "task-level upstreams"; absent = none). Kept as
+    #: written: :func:`coordinator.core.task_facts.named_tasks_from_mapping` validates the entries for readers.
+    upstream_tasks: dict[str, Any] = Field(default_factory=dict)
 
 
 @dataclass
@@ -456,4 +459,8 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
 
 
 def dump_activation(activation: Activation) -> bytes:
-    return json.dumps(activation.model_dump(mode="json"), separators=(",", ":"), sort_keys=True).encode()
+    # An empty upstream_tasks is left out: "absent" is its documented empty value, and values stay as before.
+    exclude = None if activation.upstream_tasks else {"upstream_tasks"}
+    return json.dumps(
+        activation.model_dump(mode="json", exclude=exclude), separators=(",", ":"), sort_keys=True
+    ).encode()

@@ -253,6 +253,9 @@ class FakeAirflow:
         self._lock = threading.Condition(threading.RLock())
         self._dags: dict[str, _Dag] = {d: _Dag(d) for d in dags}
         self._runs: dict[tuple[str, str], _Run] = {}
+        #: Task instances the tests set (``set_task_instance``), by (dag_id, run_id, task_id): the simulated
+        #: scheduler runs whole DAG runs only; task states are what a test says Airflow reports.
+        self._task_instances: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._ids = itertools.count(1)
         self._seq = itertools.count()
         self._due: list[_Due] = []
@@ -406,6 +409,35 @@ class FakeAirflow:
             return self._mark(dag_id, run_id, state).view()
 
     # ------------------------------------------------------------ assertions
+
+    def set_task_instance(
+        self,
+        dag_id: str,
+        run_id: str,
+        task_id: str,
+        state: str | None,
+        *,
+        try_number: int = 1,
+        map_index: int = -1,
+        start_date: datetime | None = None,
+        end_date: datetime | None = None,
+    ) -> None:
+        """Make ``GET .../dagRuns/{run_id}/taskInstances/{task_id}`` report this task instance (v2 response shape)."""
+        with self._lock:
+            self._get_run(dag_id, run_id)
+            self._task_instances[(dag_id, run_id, task_id)] = {
+                "id": f"{dag_id}.{run_id}.{task_id}",
+                "task_id": task_id,
+                "dag_id": dag_id,
+                "dag_run_id": run_id,
+                "map_index": map_index,
+                "try_number": try_number,
+                "max_tries": 0,
+                "state": state,
+                "start_date": _fmt(start_date),
+                "end_date": _fmt(end_date),
+                "operator": "PythonOperator",
+            }
 
     def calls(self, endpoint: str, dag_id: str | None = None) -> int:
         """Requests received for an endpoint (version, health, login, list_dags, get_dag, patch_dag, list_runs,
@@ -725,6 +757,12 @@ class FakeAirflow:
             if endpoint == "trigger":
                 return 200, _run_json(self._trigger(dag_id, _json_body(body)))
             run_id = segs[5]
+            if endpoint == "get_task_instance":
+                self._get_run(dag_id, run_id)
+                found = self._task_instances.get((dag_id, run_id, segs[7]))
+                if found is None:
+                    raise HttpError(404, f"The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}` was not found")
+                return 200, dict(found)
             if endpoint == "get_run":
                 return 200, _run_json(self._get_run(dag_id, run_id))
             if endpoint == "clear":
@@ -818,6 +856,8 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return {"GET": "list_runs", "POST": "trigger"}.get(method, "other"), rest[1], False
     if len(rest) == 4 and rest[0] == "dags" and rest[2] == "dagRuns":
         return {"GET": "get_run", "PATCH": "patch_run"}.get(method, "other"), rest[1], False
+    if len(rest) == 6 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "taskInstances" and method == "GET":
+        return "get_task_instance", rest[1], False
     if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "clear" and method == "POST":
         return "clear", rest[1], False
     return "other", "", False
