@@ -81,7 +81,7 @@ async def run_prune(
             await record_floor(store, keys, RetentionFloor(before=floor, by=by, at=now), current_rev)
         facts = []
         # One family at a time: only the old keys' facts stay in memory, not a copy of the whole store.
-        for family in (keys.runs, keys.triggers, keys.config_key("backfill/")):
+        for family in (keys.runs, keys.triggers, keys.tasks, keys.config_key("backfill/")):
             snap = await store.snapshot(family)
             facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs), cutoff)
             del snap

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -128,6 +128,16 @@ class DagSpec:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def upstream_tasks(specs: Iterable[DagSpec]) -> dict[str, tuple[str, ...]]:
+    """``instance/dag_id`` -> the tasks these DAGs name as task-level upstreams, sorted (see Graph.upstream_tasks)."""
+    found: dict[str, set[str]] = {}
+    for spec in specs:
+        for edge in spec.edges:
+            if edge.task is not None:
+                found.setdefault(edge.source.qualified, set()).add(edge.task)
+    return {name: tuple(sorted(tasks)) for name, tasks in sorted(found.items())}
+
+
 @dataclass(frozen=True)
 class Graph:
     """The whole validated graph."""
@@ -161,6 +171,39 @@ class Graph:
             if mapped:
                 result[node] = mapped
         return result
+
+    @cached_property
+    def edge_inputs(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:
+        """Node -> its success edges (gates excluded), for the DAGs with a task-level or a "finished" edge: the
+        planner judges those edge by edge; every other DAG keeps the per-DAG path (rules 3-6 as before)."""
+        result: dict[NodeId, tuple[EdgeSpec, ...]] = {}
+        for node, spec in self.dags.items():
+            if any(
+                e.source != node and (e.task is not None or e.condition is not Condition.SUCCESS) for e in spec.edges
+            ):
+                result[node] = tuple(e for e in spec.all_edges() if not e.failure and e.source != node)
+        return result
+
+    @cached_property
+    def gated(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:
+        """Node -> its self-dependencies (gates), for the DAGs that have one."""
+        return {node: spec.gates for node, spec in self.dags.items() if spec.gates}
+
+    def gate_partitions(self, node: NodeId, edge: EdgeSpec, partition: str) -> tuple[str, ...]:
+        """The earlier partitions of ``node`` that its ``partition`` waits for through the gate ``edge``."""
+        grid = self.dags[node].grid
+        return upstream_partitions(grid, grid, edge.mapping, partition)
+
+    def gated_partitions(self, node: NodeId, edge: EdgeSpec, partition: str) -> tuple[str, ...]:
+        """The later partitions of ``node`` whose gate ``edge`` waits for its ``partition`` (the inverse)."""
+        grid = self.dags[node].grid
+        return downstream_partitions(grid, grid, edge.mapping, partition)
+
+    @cached_property
+    def upstream_tasks(self) -> Mapping[str, tuple[str, ...]]:
+        """``instance/dag_id`` -> every task the graph names as a task-level upstream (sorted): the task states the
+        Airflow plugin records (the activation's ``upstream_tasks``); no other task's state is ever written."""
+        return upstream_tasks(self.dags.values())
 
     @cached_property
     def mapped_targets(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

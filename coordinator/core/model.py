@@ -197,6 +197,19 @@ def input_key(source: NodeId, source_partition: str, partition: str) -> str:
     return f"{source.qualified}{INPUT_PARTITION_SEP}{source_partition}"
 
 
+#: Separates a DAG from one of its tasks in a ledger input key (``:`` is outside NAME_RE).
+INPUT_TASK_SEP = ":"
+
+
+def task_input_key(source: NodeId, task: str | None, source_partition: str, partition: str) -> str:
+    """:func:`input_key` of a task-level input, ``instance/dag_id:task_id[@partition]``; a whole-run input (``task``
+    None) keeps the plain form, so ledgers written before task-level edges existed read exactly as before."""
+    if task is None:
+        return input_key(source, source_partition, partition)
+    name = f"{source.qualified}{INPUT_TASK_SEP}{task}"
+    return name if source_partition == partition else f"{name}{INPUT_PARTITION_SEP}{source_partition}"
+
+
 _Record = TypeVar("_Record", bound=BaseModel)
 
 
@@ -252,6 +265,7 @@ class KeyLayout:
 
     @property
     def tasks(self) -> str:
+        """Task-instance states of the tasks the adopted graph names as upstreams (same value as a run state)."""
         return f"{self.prefix}/tasks/"
 
     @property
@@ -271,6 +285,22 @@ class KeyLayout:
 
     def trigger_key(self, node: NodeId, partition: str) -> str:
         return f"{self.triggers}{node.instance}/{node.dag_id}/{partition}"
+
+    def task_key(self, node: NodeId, task: str, partition: str) -> str:
+        return f"{self.tasks}{node.instance}/{node.dag_id}/{task}/{partition}"
+
+    def parse_task_key(self, key: str) -> tuple[NodeId, str, str] | None:
+        """(node, task id, partition) for a well-formed task-state key, else None (the caller reports it)."""
+        if not key.startswith(self.tasks):
+            return None
+        parts = key[len(self.tasks) :].split("/")
+        if len(parts) != 4:
+            return None
+        instance, dag_id, task, partition = parts
+        valid = NAME_RE.match(instance) and NAME_RE.match(dag_id) and NAME_RE.match(task)
+        if not (valid and is_canonical_partition(partition)):
+            return None
+        return NodeId(instance, dag_id), task, partition
 
     def config_key(self, name: str) -> str:
         return f"{self.config}{name}"

@@ -7,6 +7,9 @@ Rules:
    success: 24 hourly partitions of D), and so on down the graph (:func:`affected`). A partition of D is a candidate
    when a source it is mapped to has a fact (:func:`mapped_candidates`), which may live in another partition.
 3. Pure; each function's cost is what changed times the mapped windows, never the size of the store.
+4. A gate (a self-dependency, semantics rule 12c) makes a change of D in Q re-plan D in the partitions gated by Q,
+   ONE step: D there is not itself changed, so nothing chains on through D's history (a rerun of Q never reruns
+   the later partitions; only what was waiting on Q may now start).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ def affected(graph: Graph, changed: Mapping[str, Iterable[NodeId]]) -> dict[str,
     """partition -> the DAGs to re-plan there (topo order) after facts of ``changed`` changed (rule 2): the changed
     DAGs, what depends on them in the partitions mapped from theirs (transitively), and their failure handlers."""
     order = graph.topo_index
-    if not graph.mapped_edges:
+    if not graph.mapped_edges and not graph.gated:
         return {p: affected_same_partition(graph, nodes, order) for p, nodes in changed.items()}
     found: dict[str, set[NodeId]] = {}
     work = [(p, node) for p, nodes in changed.items() for node in nodes if node in order]
@@ -57,6 +60,11 @@ def affected(graph: Graph, changed: Mapping[str, Iterable[NodeId]]) -> dict[str,
             handlers += [(p, handler) for p in _targets(graph, handler, node, partition)]
     for partition, handler in handlers:
         found.setdefault(partition, set()).add(handler)
+    for partition, nodes in changed.items():  # rule 4: one step, from what changed only
+        for node in nodes:
+            for edge in graph.gated.get(node, ()):
+                for later in graph.gated_partitions(node, edge, partition):
+                    found.setdefault(later, set()).add(node)
     return {p: sorted(nodes, key=order.__getitem__) for p, nodes in found.items()}
 
 
@@ -77,7 +85,8 @@ def mapped_candidates(graph: Graph, view: View, partition: str) -> set[NodeId]:
     found: set[NodeId] = set()
     for node, sources in graph.mapped_edges.items():
         for source in sources:
-            if any((source, q) in view.runs for q in graph.source_partitions(node, source, partition)):
+            # Any key of the source (a run state, a task state) may satisfy an edge.
+            if any(source in view.partitions.get(q, ()) for q in graph.source_partitions(node, source, partition)):
                 found.add(node)
                 break
     return found
@@ -88,6 +97,9 @@ def mapped_partitions(graph: Graph, view: View) -> set[str]:
     partitions of D exist nowhere in the store until D runs)."""
     found: set[str] = set()
     for (node, partition), _ in view.runs.items():
+        for target in graph.mapped_targets.get(node, ()):
+            found.update(graph.target_partitions(target, node, partition))
+    for node, _, partition in view.tasks:
         for target in graph.mapped_targets.get(node, ()):
             found.update(graph.target_partitions(target, node, partition))
     return found

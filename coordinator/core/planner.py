@@ -33,6 +33,16 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    reads exactly as before. An edge without a grid on both sides is rule 1 unchanged.
 11. Retention (``coordinator.core.retention``) drops the triggers of decisions the floor retires from this module's
    plans (``Retirement.apply``, which the watcher and the commands apply); the rules above are unchanged by it.
+12. Extended edges (``docs/semantics.md`` rule 12). A shift or a member is a mapping of rule 10 (nothing new here).
+   a. A TASK-LEVEL upstream (U, t) is fresh for Q exactly as U would be (rules 3-4) with the task's state in place of
+      U's run state (U's own upstreams and U's ledger as they are); its generation is the revision of the task's
+      success write, its ledger input key ``instance/dag_id:task_id`` (``@Q`` when mapped).
+   b. Condition FINISHED: a failed state of the upstream (or task) satisfies the edge too, with the revision of that
+      failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
+   c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
+      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no state
+      for Q and no key at all in any partition before Q (the first partition has no predecessor). A rerun of Q
+      never reruns P; a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -40,8 +50,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
-from coordinator.core.graph import DagSpec, Graph
-from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerStatus, input_key, run_id_for
+from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
+from coordinator.core.model import (
+    NodeId,
+    RunState,
+    TriggerAction,
+    TriggerStatus,
+    input_key,
+    run_id_for,
+    task_input_key,
+)
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
@@ -70,8 +88,9 @@ def plan(
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
     # Planners stay alive across partitions only when an edge maps partitions; otherwise each is freed after its turn.
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
+    earliest: dict[NodeId, str | None] = {}
     for partition in parts:
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared, earliest=earliest)
         present = view.partitions.get(partition, ())
         # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
         if order is None or 2 * len(present) >= len(order):
@@ -120,10 +139,11 @@ def plan_changes(
     skipped = set(skip)
     actions: list[Action] = []
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
+    earliest: dict[NodeId, str | None] = {}
     for partition, nodes in sorted(affected(graph, changed).items()):
         if partition in skipped:
             continue
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared, earliest=earliest)
         for node in nodes:
             _, action = evaluator.decide(node)
             if action is not None:
@@ -143,6 +163,7 @@ class _PartitionPlanner:
         *,
         explain: bool = True,
         shared: dict[str, _PartitionPlanner] | None = None,
+        earliest: dict[NodeId, str | None] | None = None,
     ) -> None:
         self.graph = graph
         self.view = view
@@ -155,13 +176,22 @@ class _PartitionPlanner:
         #: partition -> its planner, for freshness across mapped edges (rule 10); each partition is judged once.
         self._shared = shared if shared is not None else {}
         self._shared.setdefault(partition, self)
+        #: DAG -> its earliest partition with any key (rule 12c), shared by the planners of one pass.
+        self._earliest = earliest if earliest is not None else {}
+        self._task_fresh: dict[tuple[NodeId, str], bool] = {}
 
     def at(self, partition: str) -> _PartitionPlanner:
         """The planner of another partition (the same one for this partition), created on first use."""
         found = self._shared.get(partition)
         if found is None:
             found = _PartitionPlanner(
-                self.graph, self.view, self.activation, partition, explain=self.explain, shared=self._shared
+                self.graph,
+                self.view,
+                self.activation,
+                partition,
+                explain=self.explain,
+                shared=self._shared,
+                earliest=self._earliest,
             )
         return found
 
@@ -193,6 +223,14 @@ class _PartitionPlanner:
 
     def inputs(self, spec: DagSpec) -> dict[str, int]:
         result: dict[str, int] = {}
+        edges = self.graph.edge_inputs.get(spec.node)
+        if edges is not None:  # rule 12: edge by edge
+            for edge in edges:
+                for q in self.sources(spec.node, edge.source):
+                    gen = self.at(q).edge_generation(edge)
+                    if gen is not None:
+                        result[task_input_key(edge.source, edge.task, q, self.partition)] = gen
+            return result
         if spec.node not in self.graph.mapped_edges:  # rule 1: the hot path of every graph without grids
             for up in spec.upstreams:
                 gen = self.generation(up)
@@ -236,6 +274,9 @@ class _PartitionPlanner:
             return ledger is None or fact.rev > ledger.intent_rev
         if spec.is_root:
             return True
+        edges = self.graph.edge_inputs.get(node)
+        if edges is not None:
+            return self._fresh_by_edges(node, edges, fact, ledger)
         mapped = node in self.graph.mapped_edges
         known = self._fresh
         for up in spec.upstreams:
@@ -269,6 +310,115 @@ class _PartitionPlanner:
                     )
                     return False
         return True
+
+    # -- extended edges (rule 12) ------------------------------------------------------------------------------
+
+    def edge_fact(self, edge: EdgeSpec) -> RunFact | None:
+        """The latest state the edge reads here: the upstream's run, or its task's instance (rule 12a)."""
+        if edge.task is None:
+            return self.run(edge.source)
+        return self.view.tasks.get((edge.source, edge.task, self.partition))
+
+    def edge_generation(self, edge: EdgeSpec) -> int | None:
+        """The generation that satisfies ``edge`` in this partition (rules 12a-b); None when it is not satisfied."""
+        fact = self.edge_fact(edge)
+        if fact is None:
+            return None
+        if fact.state is RunState.FAILED and edge.condition is Condition.FINISHED:
+            return fact.rev
+        if fact.state is not RunState.SUCCESS:
+            return None
+        fresh = self.fresh(edge.source) if edge.task is None else self.task_fresh(edge.source, edge.task, fact)
+        return fact.rev if fresh else None
+
+    def task_fresh(self, node: NodeId, task: str, fact: RunFact) -> bool:
+        """Rule 12a: (node, task) judged like ``node`` with the task's success in place of the run's."""
+        key = (node, task)
+        cached = self._task_fresh.get(key)
+        if cached is None:
+            reason = self._stale_reason.get(node)  # the DAG's own reason stays its own
+            cached = self._task_fresh[key] = self._compute_fresh(node, self.graph.dags[node], fact, self.ledger(node))
+            if reason is None:
+                self._stale_reason.pop(node, None)
+            else:
+                self._stale_reason[node] = reason
+        return cached
+
+    def edge_fresh(self, node: NodeId, edge: EdgeSpec) -> bool:
+        """Whether ``edge`` of ``node`` is satisfied in every partition it maps to here (none: not satisfied)."""
+        needed = self.sources(node, edge.source)
+        return bool(needed) and all(self.at(q).edge_generation(edge) is not None for q in reversed(needed))
+
+    def _fresh_by_edges(
+        self, node: NodeId, edges: tuple[EdgeSpec, ...], fact: RunFact, ledger: LedgerFact | None
+    ) -> bool:
+        """Rule 4 for a DAG with task-level or "finished" edges: every edge satisfied and consumed."""
+        for edge in edges:
+            if not self.edge_fresh(node, edge):
+                self._stale_reason[node] = f"its upstream {_edge_name(edge)} is not satisfied"
+                return False
+        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
+        if ledger is not None and not from_last_trigger:
+            self._stale_reason[node] = (
+                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
+            )
+            return False
+        for edge in edges:
+            for q in self.sources(node, edge.source):
+                gen = self.at(q).edge_generation(edge)
+                assert gen is not None
+                recorded = ledger.input(task_input_key(edge.source, edge.task, q, self.partition)) if ledger else None
+                consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+                if not consumed:
+                    used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
+                    which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
+                    self._stale_reason[node] = (
+                        f"{which} finished again at revision {gen} after {node} last ran ({used})"
+                    )
+                    return False
+        return True
+
+    def _edge_reason(self, node: NodeId, edge: EdgeSpec) -> str:
+        """Why ``edge`` blocks ``node`` here, naming the first partition it maps to that is not satisfied."""
+        needed = self.sources(node, edge.source)
+        if not needed:
+            return f"{_edge_name(edge)}: nothing maps to {self.partition}"
+        missing = [q for q in needed if self.at(q).edge_generation(edge) is None]
+        q = missing[0]
+        fact = self.at(q).edge_fact(edge)
+        where = "" if q == self.partition else f" for {q}"
+        if fact is None:
+            state = "has not run"
+        elif fact.state is RunState.SUCCESS:
+            state = "succeeded but is stale (its own upstreams reran)"
+        else:
+            state = f"is {fact.state} (run {fact.run_id}, revision {fact.rev})"
+        more = f" ({len(missing)} of {len(needed)} partitions missing)" if len(needed) > 1 else ""
+        return f"needs {_edge_name(edge)}{where}: {state}{more}"
+
+    def gate_wait(self, node: NodeId) -> str | None:
+        """Rule 12c: why ``node``'s own earlier partitions hold it back here, or None."""
+        for edge in self.graph.gated.get(node, ()):
+            for q in self.graph.gate_partitions(node, edge, self.partition):
+                fact = self.at(q).edge_fact(EdgeSpec(node, edge.task))
+                if fact is not None and (
+                    fact.state is RunState.SUCCESS
+                    or (fact.state is RunState.FAILED and edge.condition is Condition.FINISHED)
+                ):
+                    continue
+                if fact is None and not self._has_key_before(node, q):
+                    continue  # the first partition: nothing before it to wait for
+                state = "has not run" if fact is None else f"is {fact.state} (run {fact.run_id})"
+                what = f"{node} task {edge.task}" if edge.task is not None else str(node)
+                return f"its own previous partition {q} must finish first ({what} for {q} {state})"
+        return None
+
+    def _has_key_before(self, node: NodeId, partition: str) -> bool:
+        if node not in self._earliest:
+            present = [p for p, nodes in self.view.partitions.items() if node in nodes]
+            self._earliest[node] = min(present) if present else None
+        earliest = self._earliest[node]
+        return earliest is not None and earliest < partition
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
 
@@ -315,14 +465,22 @@ class _PartitionPlanner:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
-        if node in self.graph.mapped_edges:
+        edges = self.graph.edge_inputs.get(node)
+        unsatisfied: list[EdgeSpec] = []
+        if edges is not None:
+            unsatisfied = [edge for edge in edges if not self.edge_fresh(node, edge)]
+            blocked = tuple(sorted({edge.source for edge in unsatisfied}))
+        elif node in self.graph.mapped_edges:
             blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
         else:
             blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
         if blocked:
             if not explain:
                 return None, None
-            reasons = tuple(self._blocked_reason(node, up) for up in blocked)
+            if edges is not None:
+                reasons = tuple(self._edge_reason(node, edge) for edge in unsatisfied)
+            else:
+                reasons = tuple(self._blocked_reason(node, up) for up in blocked)
             return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
             if not explain:
@@ -332,6 +490,10 @@ class _PartitionPlanner:
         gate = self._in_flight(node, fact, ledger)
         if gate is not None:
             return verdict(gate[0], *((stale,) if stale else ())), gate[1]
+        if node in self.graph.gated:
+            held = self.gate_wait(node)
+            if held is not None:
+                return verdict(f"{node} waits: {held}", held), None
 
         inputs = self.inputs(spec)
         if ledger is not None and ledger.inputs == inputs:
@@ -353,9 +515,11 @@ class _PartitionPlanner:
                 f"{node} is not triggered: {why}; run `coordinator backfill {node}` to process it",
                 *((stale,) if stale else ()),
             ), None
-        reason = stale or (
-            "all upstreams succeeded: " + ", ".join(self._input_text(node, up, inputs) for up in spec.upstreams)
-        )
+        if edges is not None:
+            texts = [f"{name} at revision {rev}" for name, rev in sorted(inputs.items())]
+        else:
+            texts = [self._input_text(node, up, inputs) for up in spec.upstreams]
+        reason = stale or ("all upstreams succeeded: " + ", ".join(texts))
         action = self._trigger(node, fact, ledger, inputs, reason, cause)
         return verdict(f"{node} is due: {reason}", reason, due=True), action
 
@@ -485,6 +649,10 @@ class _PartitionPlanner:
         if state is RunState.FAILED:
             return f"{up} failed (run {fact.run_id}, revision {fact.rev})"
         return f"{up} is {state} (run {fact.run_id}, attempt {fact.clear_number})"
+
+
+def _edge_name(edge: EdgeSpec) -> str:
+    return f"{edge.source} task {edge.task}" if edge.task is not None else str(edge.source)
 
 
 def _root_summary(node: NodeId, fact: RunFact | None) -> str:

@@ -134,6 +134,8 @@ class KeyKind(StrEnum):
     RUN = "run"
     LEDGER = "ledger"
     BACKFILL = "backfill"
+    #: A task-instance state (``{prefix}/tasks/...``); a partition's task keys go with its run states.
+    TASK = "task"
 
 
 class HoldReason(StrEnum):
@@ -216,13 +218,16 @@ def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutof
             at, kind = keys.parse_trigger_key(key), KeyKind.LEDGER
         elif key.startswith(backfill):
             at, kind = _parse_backfill(key[len(backfill) :]), KeyKind.BACKFILL
+        elif key.startswith(keys.tasks):
+            task = keys.parse_task_key(key)
+            at, kind = (None if task is None else (task[0], task[2])), KeyKind.TASK
         else:
             continue
         if at is None or at[1] >= cutoff:  # malformed keys have no partition: never ours to delete
             continue
         hold, detail = (
-            _hold_of_run(value) if kind is KeyKind.RUN else _hold_of_ledger(value) if kind is KeyKind.LEDGER
-            else (None, "")
+            _hold_of_run(value) if kind in (KeyKind.RUN, KeyKind.TASK)
+            else _hold_of_ledger(value) if kind is KeyKind.LEDGER else (None, "")
         )  # fmt: skip
         found.append(KeyFact(key, kind, at[0], at[1], mod_rev, hold, detail))
     return found
@@ -270,6 +275,12 @@ def partition_facts(view: View, partition: str) -> list[KeyFact]:
         if backfill is not None:
             key = keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{partition}")
             found.append(KeyFact(key, KeyKind.BACKFILL, node, partition, backfill))
+    for (node, task, at_partition), fact in sorted(view.tasks.items()) if view.tasks else ():
+        if at_partition == partition:
+            hold = HoldReason.ACTIVE_RUN if fact.state.active else None
+            detail = f"task {task} {fact.state} (run {fact.run_id})" if hold else ""
+            key = keys.task_key(node, task, partition)
+            found.append(KeyFact(key, KeyKind.TASK, node, partition, fact.rev, hold, detail))
     return found
 
 
@@ -290,6 +301,8 @@ def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
         else:
             delete.extend(group)
     counts = {kind.value: sum(f.kind is kind for f in delete) for kind in KeyKind}
+    if not counts[KeyKind.TASK.value]:  # a store without task states reports what it always reported
+        del counts[KeyKind.TASK.value]
     return Selection(cutoff, tuple(delete), tuple(kept), counts)
 
 
@@ -387,4 +400,9 @@ def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterabl
             view.runs.pop(at, None)
             view.ledger.pop(at, None)
             view.backfills.pop(at, None)
+        for fact in dropped:
+            if fact.kind is KeyKind.TASK:
+                task = view.keys.parse_task_key(fact.key)
+                if task is not None:
+                    view.tasks.pop(task, None)
     return dropped

@@ -12,6 +12,9 @@ Rules:
    told to start a new generation.
 4. Bad values never raise: an unparsable run-state or ledger value is recorded as a problem and the key is treated as
    absent, so one team's garbage cannot stop the others' pipelines.
+5. Task-instance states (``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}``, the run-state value format)
+   are facts of their DAG in their partition like run states (``tasks``; a malformed key or value is a problem
+   like a run key's), so a change of one re-plans what depends on that DAG there.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from coordinator.core.graph import DagSpec
+from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -188,9 +191,9 @@ class Activation(BaseModel):
     digest: str
     nodes: dict[str, NodeActivation]
     adopted_by: str = ""
-    #: Tasks named as upstreams, per qualified DAG (semantics "task-level upstreams"; absent = none). Kept as
-    #: written: :func:`coordinator.core.task_facts.named_tasks_from_mapping` validates the entries for readers.
-    upstream_tasks: dict[str, Any] = Field(default_factory=dict)
+    #: ``instance/dag_id`` -> the tasks the graph names as task-level upstreams (``Graph.upstream_tasks``): the Airflow
+    #: plugin records the states of exactly these. Absent (in values written before task-level edges) means none.
+    upstream_tasks: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass
@@ -201,6 +204,8 @@ class View:
     revision: int = 0
     runs: dict[tuple[NodeId, str], RunFact] = field(default_factory=dict)
     ledger: dict[tuple[NodeId, str], LedgerFact] = field(default_factory=dict)
+    #: (DAG, task id, partition) -> the task instance's latest state (rule 5).
+    tasks: dict[tuple[NodeId, str, str], RunFact] = field(default_factory=dict)
     backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
     activation: Activation | None = None
     activation_rev: int = 0
@@ -233,6 +238,7 @@ class View:
         """Replace everything with a snapshot: (key, value, mod_revision) triples read at ``revision``."""
         self.runs.clear()
         self.ledger.clear()
+        self.tasks.clear()
         self.backfills.clear()
         self.problems.clear()
         self.partitions.clear()
@@ -294,6 +300,8 @@ class View:
             parsed = self._parse(key, triggers)
             if parsed is not None:
                 return self._apply_ledger(key, parsed, value, mod_rev)
+        elif key.startswith(self.keys.tasks):
+            return self._apply_task(key, value, mod_rev)
         if key == self.graph_key:
             return self._apply_activation(key, value, mod_rev)
         if key.startswith(self.backfill_prefix):
@@ -309,6 +317,7 @@ class View:
         found = {key: -1 for key in self.problems}
         found.update((self.keys.run_key(n, p), fact.rev) for (n, p), fact in self.runs.items())
         found.update((self.keys.trigger_key(n, p), fact.mod_rev) for (n, p), fact in self.ledger.items())
+        found.update((self.keys.task_key(n, t, p), fact.rev) for (n, t, p), fact in self.tasks.items())
         found.update(
             (f"{self.backfill_prefix}{n.instance}/{n.dag_id}/{p}", rev) for (n, p), rev in self.backfills.items()
         )
@@ -323,8 +332,13 @@ class View:
             self._nodes.setdefault((node.instance, node.dag_id), node)
 
     def node_of(self, key: str) -> tuple[NodeId, str] | None:
-        """(DAG, partition) of a run-state or ledger key; None for any other key (activation, backfill, malformed)."""
-        return self._parse(key, self._bases[0]) or self._parse(key, self._bases[1])
+        """(DAG, partition) of a run-state, ledger or task-state key; None for any other key (activation, backfill,
+        malformed)."""
+        found = self._parse(key, self._bases[0]) or self._parse(key, self._bases[1])
+        if found is None and key.startswith(self.keys.tasks):
+            task = self.keys.parse_task_key(key)
+            return None if task is None else (task[0], task[2])
+        return found
 
     def _parse(self, key: str, base: str) -> tuple[NodeId, str] | None:
         """``KeyLayout.parse_run_key`` / ``parse_trigger_key`` (same answers), with the parts interned."""
@@ -375,6 +389,27 @@ class View:
             self.ledger.pop(at, None)
             return {partition}
         self.ledger[at] = LedgerFact.of(record, mod_rev, self._input_names)
+        self._index(node, partition)
+        return {partition}
+
+    def _apply_task(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        parsed = self.keys.parse_task_key(key)
+        if parsed is None:
+            self.problems[key] = "malformed key: expected tasks/{instance}/{dag_id}/{task_id}/{YYYY-MM-DDTHH:MM:SSZ}"
+            return set()
+        node, task, partition = parsed
+        node = self._nodes.setdefault((node.instance, node.dag_id), node)
+        partition = self._parts.setdefault(partition, partition)
+        at = (node, task, partition)
+        if value is None:
+            self.tasks.pop(at, None)
+            return {partition}
+        record, problem = parse_run_record(value)
+        if record is None:
+            self.problems[key] = f"unparsable task state ({problem}); ignored until rewritten"
+            self.tasks.pop(at, None)
+            return {partition}
+        self.tasks[at] = RunFact.of(record, mod_rev)
         self._index(node, partition)
         return {partition}
 
@@ -445,7 +480,8 @@ def adopt(
             nodes[node.qualified] = prev
         else:
             nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history, **edges)
-    return Activation(digest=digest, nodes=nodes, adopted_by=by)
+    tasks = upstream_tasks(sources.values()) if sources is not None else {}
+    return Activation(digest=digest, nodes=nodes, adopted_by=by, upstream_tasks=tasks)
 
 
 def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
@@ -459,8 +495,7 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
 
 
 def dump_activation(activation: Activation) -> bytes:
-    # An empty upstream_tasks is left out: "absent" is its documented empty value, and values stay as before.
-    exclude = None if activation.upstream_tasks else {"upstream_tasks"}
-    return json.dumps(
-        activation.model_dump(mode="json", exclude=exclude), separators=(",", ":"), sort_keys=True
-    ).encode()
+    data = activation.model_dump(mode="json")
+    if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
+        del data["upstream_tasks"]
+    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
