@@ -28,7 +28,7 @@ from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, parse_endpoints
-from tests.test_plugin_writer import _child_env, closed_port
+from tests.test_plugin_writer import _child_env, closed_port, run_check_plugin
 
 PARTITION = "2026-01-01T00:00:00Z"
 LOGICAL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -374,7 +374,6 @@ def test_task_process_exits_with_its_state_written(
         """
     )
     env = _child_env(etcd_endpoint, etcd_prefix, tmp_path)
-    env["TMPDIR"] = str(tmp_path)  # the host cache file of this test only
     done = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30
     )
@@ -405,3 +404,15 @@ def test_task_hook_wait_is_bounded_when_etcd_is_down(
     assert in_scheduler < 0.2, f"scheduler-side hook took {in_scheduler:.2f} s"
     assert writer.stats.task_flush_timeouts == 2
     assert len([r for r in caplog.records if "task_state_unconfirmed" in r.getMessage()]) == 1
+
+
+def test_check_plugin_runs_the_task_hook_and_reports_the_named_tasks(
+    tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any
+) -> None:
+    """check-plugin calls the task hook through Airflow's listener manager and says how many tasks the graph names,
+    writing no task key for its stand-in task."""
+    put_graph(arun, etcd_settings, etcd_prefix, {"default/a": ["t1", "t2"], "team_b/b": ["t3"]})
+    done = run_check_plugin(tmp_path, etcd_endpoint, etcd_prefix)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "task hook handled a task state; the adopted graph names 3 task(s)" in done.stdout
+    assert keys_under(arun, etcd_settings, f"{etcd_prefix}/tasks/") == []

@@ -340,11 +340,14 @@ def test_fact_keys_follow_the_key_layout() -> None:
 
 def _child_env(endpoint: str, prefix: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "AIRFLOW"))}
+    home.mkdir(parents=True, exist_ok=True)
     env.update(
         COORDINATOR_ETCD_ENDPOINTS=endpoint,
         COORDINATOR_PREFIX=prefix,
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        # The plugin's cache of named tasks (and any other temporary file) stays in the test's directory.
+        TMPDIR=str(home),
     )
     return env
 
@@ -479,6 +482,7 @@ def test_check_plugin_writes_through_the_real_listener(
     key = f"{etcd_prefix}/runs/default/coordinator_check_plugin/2000-01-01T00:00:00Z"
     assert f"plugin OK: wrote {key}" in done.stdout
     assert "registered by Airflow's listener manager" in done.stdout
+    assert "task hook handled a task state; the adopted graph names 0 task(s)" in done.stdout
     record, _ = read_record(arun, etcd_settings, key)
     assert record is not None and record.state is RunState.SUCCESS and record.source == "airflow-plugin:default"
 
@@ -491,6 +495,8 @@ def test_check_plugin_dry_run_writes_nothing(
     assert done.returncode == 0, done.stdout + done.stderr
     key = f"{etcd_prefix}/runs/team_a/coordinator_check_plugin/2000-01-01T00:00:00Z"
     assert f"would write {key}" in done.stdout and '"source":"airflow-plugin:team_a"' in done.stdout
+    task_key = f"{etcd_prefix}/tasks/team_a/coordinator_check_plugin/coordinator_check_task/2000-01-01T00:00:00Z"
+    assert f"task hook OK (dry run): would write {task_key}" in done.stdout
     assert read_record(arun, etcd_settings, key) == (None, 0)
 
 

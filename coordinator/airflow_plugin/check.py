@@ -9,6 +9,10 @@ walks the same path Airflow does, in the current environment, and says which ste
 3. Airflow's own listener manager registers that listener (PluginCheckError);
 4. the hook, called through Airflow's hook machinery with a stand-in DagRun, records the run (PluginCheckError if
    etcd could not be written within the timeout). A dry run reports the key and value instead of writing them.
+5. the task hook (``on_task_instance_success``), called the same way with a stand-in task instance of the same run,
+   hands its state to the writer, which reads the adopted graph's named tasks from etcd (task-level upstreams). The
+   stand-in task is never named, so nothing is written for it; the check reports how many tasks the graph names.
+   A dry run reports the task key instead.
 
 Rules: the stand-in run belongs to a DAG no pipeline uses (``coordinator_check_plugin``); its key is deleted again
 after the check unless ``keep``. Other plugins' listeners are never called with the stand-in. Airflow is imported
@@ -35,6 +39,8 @@ from coordinator.settings import Settings
 ENTRY_POINT_GROUP = "airflow.plugins"
 ENTRY_POINT_NAME = "etcd_coordinator"
 HOOKS = ("on_dag_run_running", "on_dag_run_success", "on_dag_run_failed")
+TASK_HOOKS = ("on_task_instance_running", "on_task_instance_success", "on_task_instance_failed")
+CHECK_TASK_ID = "coordinator_check_task"
 CHECK_DAG_ID = "coordinator_check_plugin"
 # A partition no real pipeline is likely to use, so the check never looks like real data to a watcher.
 CHECK_PARTITION = "2000-01-01T00:00:00Z"
@@ -65,6 +71,21 @@ class FakeDagRun:
     conf: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class FakeTaskInstance:
+    """The attributes of Airflow 3's RuntimeTaskInstance that the listener reads (its DAG run in the run context)."""
+
+    dag_id: str
+    task_id: str
+    run_id: str
+    _ti_context_from_server: Any
+    try_number: int = 1
+    map_index: int = -1
+    state: str = "success"
+    start_date: datetime | None = None
+    end_date: datetime | None = None
+
+
 def check_plugin(
     settings: Settings, instance: str | None, report: Reporter, *, dry_run: bool, keep: bool, timeout_s: float
 ) -> None:
@@ -91,10 +112,26 @@ def check_plugin(
         start_date=now,
         end_date=now,
     )
+    ti = FakeTaskInstance(
+        dag_id=CHECK_DAG_ID,
+        task_id=CHECK_TASK_ID,
+        run_id=run.run_id,
+        _ti_context_from_server=_RunContext(run),
+        start_date=now,
+        end_date=now,
+    )
+    task_hook = _hook_caller(hook_plugins(listener), listener, "on_task_instance_success")
     if dry_run:
-        _dry_run(config, hook, run, report)
+        _dry_run(config, hook, task_hook, run, ti, report)
     else:
-        _write(config, hook, run, timeout_s, keep, report)
+        _write(config, hook, task_hook, run, ti, timeout_s, keep, report)
+
+
+@dataclass
+class _RunContext:
+    """Airflow 3's TIRunContext: where the task runner keeps the task's DAG run."""
+
+    dag_run: FakeDagRun
 
 
 def _find_entry_point() -> EntryPoint:
@@ -125,13 +162,15 @@ def _load_listener(ep: EntryPoint) -> Any:
     listeners = list(getattr(plugin_cls, "listeners", []) or [])
     for listener in listeners:
         # pluggy's HookimplMarker("airflow") marks implementations with an ``airflow_impl`` attribute.
-        if all(getattr(getattr(listener, hook, None), "airflow_impl", None) is not None for hook in HOOKS):
+        if all(getattr(getattr(listener, hook, None), "airflow_impl", None) is not None for hook in HOOKS + TASK_HOOKS):
             return listener
-    raise PluginCheckError(f"{ep.value} has no listener implementing {', '.join(HOOKS)} (listeners: {listeners!r})")
+    raise PluginCheckError(
+        f"{ep.value} has no listener implementing {', '.join(HOOKS + TASK_HOOKS)} (listeners: {listeners!r})"
+    )
 
 
-def _registered_hook(listener: Any) -> Any:
-    """Airflow's own listener manager must have registered the listener; return a hook caller for ours only."""
+def hook_plugins(listener: Any) -> tuple[Any, list[Any]]:
+    """Airflow's own listener manager and its registered plugins; it must have registered the listener."""
     try:
         from airflow.listeners.listener import get_listener_manager
 
@@ -146,25 +185,48 @@ def _registered_hook(listener: Any) -> Any:
             "Airflow did not register the coordinator listener; check `airflow plugins` and the plugin import "
             "errors in the scheduler log"
         )
+    return manager, list(plugins)
+
+
+def _hook_caller(found: tuple[Any, list[Any]], listener: Any, name: str) -> Any:
     # Only our listener: other plugins' listeners (lineage, alerting) must not see the stand-in run.
-    return manager.pm.subset_hook_caller("on_dag_run_success", remove_plugins=[p for p in plugins if p is not listener])
+    manager, plugins = found
+    return manager.pm.subset_hook_caller(name, remove_plugins=[p for p in plugins if p is not listener])
 
 
-def _dry_run(config: WriterConfig, hook: Any, run: FakeDagRun, report: Reporter) -> None:
+def _registered_hook(listener: Any) -> Any:
+    """Airflow's own listener manager must have registered the listener; return a hook caller for ours only."""
+    return _hook_caller(hook_plugins(listener), listener, "on_dag_run_success")
+
+
+def _dry_run(
+    config: WriterConfig, hook: Any, task_hook: Any, run: FakeDagRun, ti: FakeTaskInstance, report: Reporter
+) -> None:
     recorder = RecordingWriter(config)
     previous = install_writer(recorder)
     try:
         hook(dag_run=run, msg="coordinator check-plugin --dry-run")
+        task_hook(previous_state=None, task_instance=ti)
     finally:
         install_writer(previous)
-    if len(recorder.facts) != 1:
-        raise PluginCheckError(f"the hook recorded {len(recorder.facts)} records instead of 1")
-    fact = recorder.facts[0]
+    if len(recorder.facts) != 2:
+        raise PluginCheckError(f"the hooks recorded {len(recorder.facts)} records instead of 2")
+    fact, task_fact = recorder.facts
     report.info(f"plugin OK (dry run): would write {fact.key}")
     report.info(fact.record.model_dump_json(exclude_none=True))
+    report.info(f"task hook OK (dry run): would write {task_fact.key} if the adopted graph named the task")
 
 
-def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, keep: bool, report: Reporter) -> None:
+def _write(
+    config: WriterConfig,
+    hook: Any,
+    task_hook: Any,
+    run: FakeDagRun,
+    ti: FakeTaskInstance,
+    timeout_s: float,
+    keep: bool,
+    report: Reporter,
+) -> None:
     writer = BackgroundWriter(config)
     previous = install_writer(writer)
     try:
@@ -172,11 +234,16 @@ def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, k
         hook(dag_run=run, msg="coordinator check-plugin")
         hook_ms = (time.perf_counter() - started) * 1000
         flushed = writer.flush(timeout_s)
+        if flushed:
+            # The task hook waits for its write itself (the stand-in is a task process's instance), then the writer
+            # has read the named tasks from etcd: it never names the check's task, so nothing more is written.
+            task_hook(previous_state=None, task_instance=ti)
+            flushed = writer.flush(timeout_s)
     finally:
         writer.close(1.0)
         install_writer(previous)
     endpoints = settings_text(config)
-    if writer.stats.submitted != 1:
+    if writer.stats.submitted < 1:
         raise PluginCheckError(f"the hook did not hand the run to the writer (stats: {writer.stats})")
     if not flushed or writer.last_written is None:
         raise PluginCheckError(
@@ -185,6 +252,13 @@ def _write(config: WriterConfig, hook: Any, run: FakeDagRun, timeout_s: float, k
         )
     key, revision = writer.last_written
     report.ok(f"hook returned in {hook_ms:.2f} ms; the background writer wrote revision {revision}")
+    named = writer.task_names.cached()
+    if writer.stats.submitted != 2 or writer.stats.not_named != 1 or named is None:
+        raise PluginCheckError(f"the task hook's state was not handled as expected (stats: {writer.stats})")
+    report.ok(
+        f"task hook handled a task state; the adopted graph names {len(named)} task(s) to record "
+        f"(upstream_tasks of {config.keys.config_key('graph')})"
+    )
     if not keep:
         try:
             asyncio.run(_delete(config, key))

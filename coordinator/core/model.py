@@ -286,9 +286,6 @@ class KeyLayout:
     def trigger_key(self, node: NodeId, partition: str) -> str:
         return f"{self.triggers}{node.instance}/{node.dag_id}/{partition}"
 
-    def task_key(self, node: NodeId, task: str, partition: str) -> str:
-        return f"{self.tasks}{node.instance}/{node.dag_id}/{task}/{partition}"
-
     def parse_task_key(self, key: str) -> tuple[NodeId, str, str] | None:
         """(node, task id, partition) for a well-formed task-state key, else None (the caller reports it)."""
         if not key.startswith(self.tasks):

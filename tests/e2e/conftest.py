@@ -40,6 +40,8 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
     base = tmp_path_factory.mktemp("e2e")
     dags = base / "dags"
     dags.mkdir()
+    tmp = base / "tmp"  # the stack's temporary files (the plugin's cache of named tasks) go with the test's files
+    tmp.mkdir()
     for source in [*sorted((REPO / "dags").glob("*.py")), *sorted(TEST_DAGS.glob("*.py"))]:
         shutil.copy2(source, dags / source.name)
     stack = AirflowStack(
@@ -47,8 +49,9 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         dags_folder=dags,
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
-        # Unpausing 01_pipeline must not start a scheduled run nobody asked for.
-        extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV},
+        # Unpausing 01_pipeline must not start a scheduled run nobody asked for. Task processes re-read the named
+        # tasks after 1 s instead of 30 (PLUGIN_ENV); the plugin's cache of them goes with the test's files.
+        extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV, "TMPDIR": str(tmp)},
     )
     try:
         stack.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -27,6 +28,7 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
+from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import Activation
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
@@ -53,13 +55,15 @@ EDGE_DAGS = [
     "e2e_chain",
     "e2e_af2_task_down",
 ]
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", *EDGE_DAGS]
+# e2e_task_level: produce >> tail, for the plugin's task-level facts.
+TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level", *EDGE_DAGS]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
-#: Plugin settings of every e2e Airflow. The plugin keeps the adopted graph's named upstream tasks for 30 s by
-#: default (a task named by a NEW graph is recorded within 30 s; the REST audit repairs what it missed): right for a
-#: graph that changes with a deployment, but the session swaps graphs from one module to the next (SESSION_GRAPH, the
-#: Airflow 2 module's) and acts at once, so its task processes read the names afresh every time.
-PLUGIN_ENV = {"COORDINATOR_PLUGIN_TASKS_TTL_S": "0"}
+#: How long the plugin of an e2e Airflow keeps the adopted graph's named upstream tasks. The default is 30 s (a task
+#: named by a NEW graph is recorded within 30 s; the REST audit repairs what it missed): right for a graph that changes
+#: with a deployment, but the session swaps graphs from one module to the next (SESSION_GRAPH, the Airflow 2
+#: module's); a scenario that needs task states waits this long after its adoption (``E2E.wait_for_named_tasks``).
+PLUGIN_TASKS_TTL_S = 1.0
+PLUGIN_ENV = {"COORDINATOR_PLUGIN_TASKS_TTL_S": f"{PLUGIN_TASKS_TTL_S:g}"}
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
 
@@ -355,6 +359,71 @@ class E2E:
         result: bytes | None = _run_coro(go())
         return result
 
+    def put_key(self, key: str, value: bytes) -> int:
+        """Write one key; returns the revision."""
+
+        async def go() -> int:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                return await store.put(key, value)
+
+        result: int = _run_coro(go())
+        return result
+
+    @contextlib.contextmanager
+    def named_tasks(self, upstream_tasks: Mapping[str, list[str]]) -> Iterator[None]:
+        """Adopt a graph value naming ``upstream_tasks`` (what the leading watcher writes) while no watcher runs;
+        the graph key is put back as it was afterwards, so later scenarios see the session's adoption history."""
+        key = self.keys.config_key("graph")
+        before = self.read_key(key)
+        value = {"digest": "e2e-named-tasks", "adopted_by": "e2e", "nodes": {}, "upstream_tasks": dict(upstream_tasks)}
+        self.put_key(key, json.dumps(value).encode())
+        try:
+            yield
+        finally:
+            if before is None:
+                self.delete_key(key)
+            else:
+                self.put_key(key, before)
+
+    def read_task(
+        self, dag_id: str, task_id: str, partition: str, instance: str | None = None
+    ) -> tuple[TaskRecord | None, int]:
+        """The task-state record of a task of a DAG run, and its mod revision (None, 0 when absent)."""
+        key = self.keys.task_key(NodeId(instance or self.stack.instance, dag_id), task_id, partition)
+
+        async def go() -> tuple[TaskRecord | None, int]:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                kv = await store.get(key)
+            if kv is None:
+                return None, 0
+            record, problem = parse_task_record(kv.value)
+            assert record is not None, f"{key}: {problem}"
+            return record, kv.mod_revision
+
+        result: tuple[TaskRecord | None, int] = _run_coro(go())
+        return result
+
+    def wait_for_task_record(
+        self,
+        dag_id: str,
+        task_id: str,
+        partition: str,
+        predicate: Callable[[TaskRecord], bool],
+        timeout_s: float = 60.0,
+        instance: str | None = None,
+    ) -> tuple[TaskRecord, int]:
+        """Poll the task-state key until ``predicate`` holds; returns the record and its revision."""
+        deadline = time.monotonic() + timeout_s
+        record: TaskRecord | None = None
+        while time.monotonic() < deadline:
+            record, revision = self.read_task(dag_id, task_id, partition, instance)
+            if record is not None and predicate(record):
+                return record, revision
+            time.sleep(0.05)
+        raise AssertionError(
+            f"{dag_id}.{task_id} {partition}: no matching task record in {timeout_s:.0f} s; last: {record!r}"
+        )
+
     def delete_key(self, key: str) -> bool:
         """Delete one key; True if it existed."""
 
@@ -434,6 +503,11 @@ class E2E:
             return raw is not None and Activation.model_validate_json(raw).digest == digest
 
         wait_for(ready, timeout_s, f"watcher {watcher_id} to lead with graph {digest} of {deps.name}")
+
+    @staticmethod
+    def wait_for_named_tasks() -> None:
+        """After an adoption: every task process from now on knows the graph's named tasks (not a cached copy)."""
+        time.sleep(PLUGIN_TASKS_TTL_S + 0.2)
 
     def stop_watchers(self, timeout_s: float = 10.0) -> None:
         """TERM every watcher this object started, then KILL what did not exit."""

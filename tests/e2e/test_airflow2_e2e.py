@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
-AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_shift_up", "af2_shift_down", "af2_task_up"]
+AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step", "af2_shift_up", "af2_shift_down", "af2_task_up"]
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -90,6 +90,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     base = tmp_path_factory.mktemp("af2")
     dags = base / "dags"
     dags.mkdir()
+    (base / "tmp").mkdir()
     for source in sorted(AF2_DAGS_DIR.glob("*.py")):
         shutil.copy2(source, dags / source.name)
     stack = Airflow2Stack(
@@ -99,7 +100,8 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
         python=str(python),
-        extra_env=PLUGIN_ENV,
+        # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s).
+        extra_env={**PLUGIN_ENV, "TMPDIR": str(base / "tmp")},
     )
     try:
         stack.start()
@@ -264,6 +266,29 @@ def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Se
     assert_paused_list_follows(setup.af2, AF2_DAGS, "af2_fail")
 
 
+def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup: Setup) -> None:
+    """On Airflow 2.11 a named task's success reaches etcd from its task process (source plugin, Airflow 2's run id
+    and try) while its DAG run is still running; the unnamed task is not recorded."""
+    af2 = setup.af2
+    with e2e.named_tasks({f"{AF2}/af2_two_step": ["produce"]}):
+        time.sleep(1.2)  # task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
+        partition, run_id = e2e.new_partition(), e2e.run_id("af2task")
+        af2.trigger("af2_two_step", run_id, partition)
+        record, task_revision = e2e.wait_for_task_record(
+            "af2_two_step", "produce", partition, lambda r: r.state is RunState.SUCCESS,
+            timeout_s=CASCADE_TIMEOUT_S, instance=AF2,
+        )  # fmt: skip
+        run_record, _ = e2e.read_run("af2_two_step", partition, AF2)
+        assert run_record is None or run_record.state is not RunState.SUCCESS, run_record
+        assert (record.run_id, record.clear_number, record.try_number) == (run_id, 0, 1)
+        assert record.source == f"airflow-plugin:{AF2}"
+        af2.wait_for_run("af2_two_step", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+        wait_for_state(e2e, "af2_two_step", partition, AF2, RunState.SUCCESS)
+        _, run_revision = e2e.read_run("af2_two_step", partition, AF2)
+        assert task_revision < run_revision
+        assert e2e.read_task("af2_two_step", "tail", partition, AF2) == (None, 0)
+
+
 def test_a_4h_shift_on_airflow2_runs_each_0500_day_once_and_a_rerun_reruns_only_that_day(
     e2e: E2E, setup: Setup
 ) -> None:
@@ -310,6 +335,7 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
     still runs; clearing ``extract`` alone in Airflow 2 reruns the dependent once."""
     af2 = setup.af2
     start_watcher(e2e, setup)
+    e2e.wait_for_named_tasks()
     partition, up_run = e2e.new_partition(), e2e.run_id("af2task")
     af2.trigger("af2_task_up", up_run, partition)
     wait_for_state(e2e, "e2e_af2_task_down", partition, "default", RunState.SUCCESS)

@@ -52,6 +52,7 @@ def edges(airflow_e2e: E2E) -> Iterator[E2E]:
     e2e.start_watcher(deps, "--id", WATCHER_ID, name="edges-watcher")
     try:
         e2e.wait_for_leader(deps, WATCHER_ID)
+        e2e.wait_for_named_tasks()  # the task-level scenario needs extract's state recorded
         yield e2e
     finally:
         e2e.stop_watchers()

@@ -75,3 +75,26 @@ def test_report_task_and_listener_agree(e2e: E2E) -> None:
     # Give the listener's own success hook time to arrive: it must not replace the task's record.
     time.sleep(1.0)
     assert e2e.read_run("e2e_reported", partition)[1] == revision
+
+
+def test_named_task_state_is_written_while_the_run_is_still_running(e2e: E2E) -> None:
+    """A task the adopted graph names has its success in etcd (source plugin, DAG run id, try 1) before its DAG run
+    succeeds; the DAG's other task is not recorded."""
+    with e2e.named_tasks({"default/e2e_task_level": ["produce"]}):
+        time.sleep(1.2)  # the stack's task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
+        partition, run_id = e2e.new_partition(), e2e.run_id("task_level")
+        e2e.stack.trigger("e2e_task_level", run_id, partition)
+        record, task_revision = e2e.wait_for_task_record(
+            "e2e_task_level", "produce", partition, lambda r: r.state is RunState.SUCCESS
+        )
+        # At that moment the run is still running (tail sleeps 4 s): the fact came from the task, not the run.
+        run_record, _ = e2e.read_run("e2e_task_level", partition)
+        assert run_record is None or run_record.state is not RunState.SUCCESS, run_record
+        assert e2e.only_run("e2e_task_level", partition).state == "running"
+        assert (record.run_id, record.clear_number, record.try_number) == (run_id, 0, 1)
+        assert record.source == "airflow-plugin:default" and record.end_date is not None
+        e2e.stack.wait_for_run("e2e_task_level", run_id, ["success"], timeout_s=60)
+        e2e.wait_for_run_record("e2e_task_level", partition, lambda r: r.state is RunState.SUCCESS, what="success")
+        _, run_revision = e2e.read_run("e2e_task_level", partition)
+        assert task_revision < run_revision
+        assert e2e.read_task("e2e_task_level", "tail", partition) == (None, 0)  # not named: not recorded

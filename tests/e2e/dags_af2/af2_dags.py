@@ -6,7 +6,8 @@
 - ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs;
 - ``af2_shift_up`` (grid 01:00 daily) -> ``af2_shift_down`` (grid 05:00 daily, ``"shift": "-4h"``), both here;
 - ``af2_task_up``: ``extract`` then ``hold``, which keeps the run running until the test creates its release file
-  ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``.
+  ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``;
+- ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s).
 """
 
 from __future__ import annotations
@@ -84,3 +85,17 @@ with _dag("af2_shift_down") as af2_shift_down:
 
 with _dag("af2_task_up") as af2_task_up:
     extract() >> hold()
+
+
+@task
+def produce() -> None:
+    time.sleep(0.1)
+
+
+@task
+def tail() -> None:
+    time.sleep(4)
+
+
+with _dag("af2_two_step") as af2_two_step:
+    produce() >> tail()
