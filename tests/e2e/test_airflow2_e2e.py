@@ -39,6 +39,9 @@ from tests.e2e.harness import (
 )
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
+#: Task states of a task that has not finished.
+UNFINISHED = ("scheduled", "queued", "running")
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 AF2 = "af2"
@@ -342,7 +345,8 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
 
     upstream, up_tasks = e2e.only_run("af2_task_up", partition, stack=af2), task_runs(af2, "af2_task_up", up_run)
     assert upstream.state == "running", upstream
-    assert (up_tasks["extract"].state, up_tasks["hold"].state) == ("success", "running"), up_tasks
+    # hold has not finished (on a loaded machine it may not even have started: scheduled or queued).
+    assert up_tasks["extract"].state == "success" and up_tasks["hold"].state in UNFINISHED, up_tasks
     down = e2e.only_run("e2e_af2_task_down", partition)
     down_task = task_runs(e2e.stack, "e2e_af2_task_down", down.run_id)["work"]
     extract_end = up_tasks["extract"].end_date

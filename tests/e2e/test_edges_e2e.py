@@ -34,6 +34,9 @@ from tests.e2e.harness import (
     task_tries,
 )
 
+#: Task states of a task that has not finished.
+UNFINISHED = ("scheduled", "queued", "running")
+
 pytestmark = pytest.mark.e2e
 
 WATCHER_ID = "e2e-edges"
@@ -149,7 +152,8 @@ def test_a_task_level_upstream_starts_the_dependent_while_its_dag_runs_and_a_cle
     upstream = e2e.only_run("e2e_task_up", partition)
     up_tasks = task_runs(e2e.stack, "e2e_task_up", up_run)
     assert upstream.state == "running", upstream
-    assert (up_tasks["extract"].state, up_tasks["hold"].state) == ("success", "running"), up_tasks
+    # hold has not finished (on a loaded machine it may not even have started: scheduled or queued).
+    assert up_tasks["extract"].state == "success" and up_tasks["hold"].state in UNFINISHED, up_tasks
     down = assert_ran(e2e, "e2e_task_down", partition, tries=1)
     down_task = task_runs(e2e.stack, "e2e_task_down", down.run_id)["work"]
     extract_end = up_tasks["extract"].end_date
