@@ -6,6 +6,8 @@ Rules:
 3. Machine-readable output (schema, mermaid, dot, JSON) is written verbatim with ``typer.echo``: rich would highlight
    or wrap it.
 4. None of them needs etcd: they read the file alone (``inputs`` answers "what does this run wait for?" from it).
+5. ``validate`` also prints the warnings of :mod:`coordinator.core.spec_warnings` about a valid file on stderr, one
+   line each; they never change the exit code.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from coordinator.cli.app import EXIT_INVALID, DepsOpt, app, build_settings, fail
 from coordinator.core.graph import Graph
 from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
 from coordinator.core.model import NodeId, canonical_partition
+from coordinator.core.spec_json import decode
 from coordinator.core.spec_render import GraphFormat, render
 from coordinator.core.spec_schema import schema_text
+from coordinator.core.spec_warnings import spec_warnings
 from coordinator.errors import SpecError
-from coordinator.spec_file import load_spec
+from coordinator.spec_file import load_spec, read_spec_text
 
 #: Roots named in the summary line; a wide graph would otherwise print a paragraph.
 SUMMARY_ROOTS = 5
@@ -88,9 +92,14 @@ def validate(paths: PathsArg = None, deps: DepsOpt = None) -> None:
     targets: list[Path | None] = list(paths) if paths else [None]
     for path in targets:
         try:
-            typer.echo(summary(_load(path, deps)))
+            loaded = _load(path, deps)
         except typer.Exit:
             invalid += 1
+            continue
+        typer.echo(summary(loaded))
+        # The file just loaded, so reading and decoding it again cannot fail.
+        for warning in spec_warnings(loaded, decode(read_spec_text(loaded.source).removeprefix("\ufeff"))):
+            typer.echo(warning.format(loaded.source), err=True)
     if invalid:
         raise typer.Exit(EXIT_INVALID)
 

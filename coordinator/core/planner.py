@@ -40,11 +40,10 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    b. Condition FINISHED: a failed state of the upstream (or task) satisfies the edge too, with the revision of that
       failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
    c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
-      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no state
-      for Q, no key at all in any partition before Q, and is not about to run for Q (no trigger intent there, and not
-      all its upstreams satisfied there for a definition in force): the first partition has no predecessor, but
-      upstream successes for several partitions at once still run them one after the other. A rerun of Q
-      never reruns P; a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
+      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no key in Q
+      or in any partition before it, and no upstream of D has a key in a partition D would read for Q (nothing
+      will ever run D for Q: the first partition has no predecessor). A rerun of Q never reruns P; a change of D
+      in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -408,36 +407,28 @@ class _PartitionPlanner:
                     or (fact.state is RunState.FAILED and edge.condition is Condition.FINISHED)
                 ):
                     continue
-                if fact is None and not self._has_key_before(node, q) and not self.at(q).about_to_run(node):
-                    continue  # the first partition: nothing before it to wait for
+                if fact is None and self._absent(node, q):
+                    continue  # the first partition: nothing before it ever comes
                 state = "has not run" if fact is None else f"is {fact.state} (run {fact.run_id})"
                 what = f"{node} task {edge.task}" if edge.task is not None else str(node)
                 return f"its own previous partition {q} must finish first ({what} for {q} {state})"
         return None
 
-    def about_to_run(self, node: NodeId) -> bool:
-        """Rule 12c: ``node`` has a trigger intent here, or its upstreams are all satisfied here for a definition in
-        force; then it runs here before long, and the partitions its gate holds wait for it. (Without this, upstream
-        successes for several partitions at once made each of them look like a first partition.)"""
-        if self.ledger(node) is not None:
-            return True
-        spec = self.graph.dags[node]
-        edges = self.graph.edge_inputs.get(node)
-        if edges is not None:
-            satisfied = all(self.edge_fresh(node, edge) for edge in edges)
-        elif node in self.graph.mapped_edges:
-            satisfied = all(self.source_fresh(node, up) for up in spec.upstreams)
-        else:
-            satisfied = all(self.fresh(up) for up in spec.upstreams)
-        inputs = self.inputs(spec) if satisfied else {}
-        return bool(inputs) and self._activated(node, spec, max(inputs.values()), None)
-
-    def _has_key_before(self, node: NodeId, partition: str) -> bool:
+    def _absent(self, node: NodeId, partition: str) -> bool:
+        """Rule 12c: nothing will ever run ``node`` for ``partition``: it has no key there or before, and none of
+        its upstreams has a key in the partitions it would read there."""
         if node not in self._earliest:
             present = [p for p, nodes in self.view.partitions.items() if node in nodes]
             self._earliest[node] = min(present) if present else None
         earliest = self._earliest[node]
-        return earliest is not None and earliest < partition
+        if earliest is not None and earliest <= partition:
+            return False
+        there = self.at(partition)
+        return not any(
+            up in self.view.partitions.get(q, ())
+            for up in self.graph.dags[node].upstreams
+            for q in there.sources(node, up)
+        )
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
 

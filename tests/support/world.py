@@ -122,6 +122,11 @@ class World:
         record = RunRecord(state=RunState(state), run_id=run_id or f"manual__{partition}", clear_number=clear_number)
         return self.write(self.keys.run_key(n(dag), partition), dump_record(record))
 
+    def task_state(self, dag: str, task: str, partition: str, state: RunState | str, clear_number: int = 0) -> int:
+        """The plugin reports a task instance's state (``{prefix}/tasks/...``, the run-state value format)."""
+        record = RunRecord(state=RunState(state), run_id=f"manual__{partition}", clear_number=clear_number)
+        return self.write(self.keys.task_key(n(dag), task, partition), dump_record(record))
+
     def backfill(self, dag: str, partition: str) -> None:
         self.write(self.keys.config_key(f"backfill/default/{dag}/{partition}"), b"{}")
 
@@ -147,11 +152,15 @@ class World:
             existing = self.view.ledger.get(at)
             if (existing.mod_rev if existing else 0) != action.ledger_rev:
                 return  # CAS lost: someone else acted; the next pass re-plans
-            for up in self.graph.dags[action.node].upstreams:
+            for edge in self.graph.dags[action.node].all_edges():
+                if edge.failure or edge.source == action.node:
+                    continue  # failure sources and gates are no inputs
+                up = edge.source
                 # Partition grids: the upstream partitions the trigger's partition needs (itself without grids).
                 for q in self.graph.source_partitions(action.node, up, action.partition):
-                    fact = self.view.runs.get((up, q))
-                    if fact is None or fact.record.state is not RunState.SUCCESS:
+                    fact = self.view.runs.get((up, q)) if edge.task is None else self.view.tasks.get((up, edge.task, q))
+                    ok = {RunState.SUCCESS} | ({RunState.FAILED} if edge.condition == "finished" else set())
+                    if fact is None or fact.record.state not in ok:
                         self.violations.append(f"{action.node} {action.partition} triggered while {up} {q} not success")
             state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S)
         else:
