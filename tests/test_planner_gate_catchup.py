@@ -62,3 +62,15 @@ def test_a_day_whose_predecessor_never_had_an_upstream_success_runs() -> None:
     w.state("root", DAYS[1], RunState.SUCCESS)
     w.act()
     assert triggered(w) == DAYS[1:2]
+
+
+def test_the_first_day_after_the_gated_dag_is_added_runs_though_its_upstream_ran_the_day_before() -> None:
+    """chain added to a graph in force after root ran for day 1 (a success that predates chain's definition and
+    never runs it): root's day 2 success runs chain for day 2, the first partition after its activation."""
+    w = World(parse_spec(json.dumps({"version": 1, "dags": {"root": GATED["root"]}})))
+    w.adopt()
+    w.state("root", DAYS[0], RunState.SUCCESS)
+    w.adopt(parse_spec(json.dumps({"version": 1, "dags": GATED})))
+    w.state("root", DAYS[1], RunState.SUCCESS)
+    w.act()
+    assert triggered(w) == DAYS[1:2]
