@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from coordinator.airflow_plugin.records import WriterConfig
+from coordinator.airflow_plugin.task_names import TaskNames
 from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, record_task_instance
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.task_facts import TaskRecord, parse_task_record
@@ -416,3 +417,21 @@ def test_check_plugin_runs_the_task_hook_and_reports_the_named_tasks(
     assert done.returncode == 0, done.stdout + done.stderr
     assert "task hook handled a task state; the adopted graph names 3 task(s)" in done.stdout
     assert keys_under(arun, etcd_settings, f"{etcd_prefix}/tasks/") == []
+
+
+def test_a_cache_file_of_another_user_is_ignored(
+    etcd_endpoint: str, etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The host's cache file is used only when this process's user owns it: otherwise etcd is read."""
+    put_graph(arun, etcd_settings, etcd_prefix, {"default/01_pipeline": ["publish"]})
+    config = config_for(etcd_endpoint, etcd_prefix, tmp_path)
+
+    async def load(names: TaskNames) -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await names.load(store, 2.0)
+
+    first = TaskNames(config.keys, config.etcd, 30.0, tmp_path)
+    arun(load(first))
+    assert TaskNames(config.keys, config.etcd, 30.0, tmp_path).cached() is not None  # same user: the file serves
+    monkeypatch.setattr("os.getuid", lambda: first.path.stat().st_uid + 1)
+    assert TaskNames(config.keys, config.etcd, 30.0, tmp_path).cached() is None

@@ -8,7 +8,8 @@ Rules:
 2. In a small file per host and store (``coordinator-tasks-<hash of prefix and endpoints>.json`` in the system's
    temporary directory, or ``tasks_cache_dir``) for the same TTL: task processes are short-lived (one per task
    instance), so the file is what spares them the etcd read. It is written atomically (temporary file + rename); a
-   file that cannot be read, written or parsed only means one more etcd read.
+   file that cannot be read, written or parsed only means one more etcd read. A file another user owns is ignored:
+   the name is predictable, and a planted file must not be able to switch the recording of tasks off.
 3. The graph value is read only by the writer thread (never in a hook) with the writer's per-call timeout.
 4. A graph value whose ``upstream_tasks`` has bad entries is used without them; the problems are logged once per
    process (rule 4 of :mod:`coordinator.core.task_facts`).
@@ -67,6 +68,8 @@ class TaskNames:
         if self._memory is not None and time.monotonic() - self._memory[0] < self._ttl_s:
             return self._memory[1]
         try:
+            if self._file.stat().st_uid != os.getuid():
+                return None
             data = json.loads(self._file.read_bytes())
             age = time.time() - float(data["read_at"])
             if not 0 <= age < self._ttl_s:

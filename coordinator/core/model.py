@@ -279,12 +279,11 @@ class KeyLayout:
     def run_key(self, node: NodeId, partition: str) -> str:
         return f"{self.runs}{node.instance}/{node.dag_id}/{partition}"
 
-    def task_key(self, node: NodeId, task_id: str, partition: str) -> str:
-        """State of one task of a DAG run (semantics "task-level upstreams")."""
-        return f"{self.tasks}{node.instance}/{node.dag_id}/{task_id}/{partition}"
-
     def trigger_key(self, node: NodeId, partition: str) -> str:
         return f"{self.triggers}{node.instance}/{node.dag_id}/{partition}"
+
+    def task_key(self, node: NodeId, task: str, partition: str) -> str:
+        return f"{self.tasks}{node.instance}/{node.dag_id}/{task}/{partition}"
 
     def parse_task_key(self, key: str) -> tuple[NodeId, str, str] | None:
         """(node, task id, partition) for a well-formed task-state key, else None (the caller reports it)."""

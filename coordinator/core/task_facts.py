@@ -109,8 +109,7 @@ def named_tasks_from_mapping(field_value: object) -> NamedTasks:
         except ValueError as exc:
             problems.append(f"{UPSTREAM_TASKS_FIELD}.{ref}: {exc}")
             continue
-        # A list as read from JSON, a tuple in the leader's own Activation (i16-core's Graph.upstream_tasks).
-        if not isinstance(tasks, (list, tuple)):
+        if not isinstance(tasks, list | tuple):  # JSON gives lists; a parsed activation may hold tuples
             problems.append(f"{UPSTREAM_TASKS_FIELD}.{ref}: expected a list of task ids")
             continue
         good = frozenset(t for t in tasks if isinstance(t, str) and NAME_RE.match(t))

@@ -55,8 +55,16 @@ EDGE_DAGS = [
     "e2e_chain",
     "e2e_af2_task_down",
 ]
-# e2e_task_level: produce >> tail, for the plugin's task-level facts.
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level", *EDGE_DAGS]
+# e2e_task_level: produce >> tail, for the plugin's task-level facts; e2e_task_dependent: a dependent of its produce.
+TEST_ONLY_DAGS = [
+    "e2e_reported",
+    "e2e_dependent",
+    "e2e_hourly",
+    "e2e_daily",
+    "e2e_task_level",
+    "e2e_task_dependent",
+    *EDGE_DAGS,
+]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: How long the plugin of an e2e Airflow keeps the adopted graph's named upstream tasks. The default is 30 s (a task
 #: named by a NEW graph is recorded within 30 s; the REST audit repairs what it missed): right for a graph that changes

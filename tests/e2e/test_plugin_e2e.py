@@ -79,7 +79,7 @@ def test_report_task_and_listener_agree(e2e: E2E) -> None:
 
 def test_named_task_state_is_written_while_the_run_is_still_running(e2e: E2E) -> None:
     """A task the adopted graph names has its success in etcd (source plugin, DAG run id, try 1) before its DAG run
-    succeeds; the DAG's other task is not recorded."""
+    succeeds; the DAG's other task is not recorded; clearing the task alone makes exactly one new success (try 2)."""
     with e2e.named_tasks({"default/e2e_task_level": ["produce"]}):
         time.sleep(1.2)  # the stack's task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
         partition, run_id = e2e.new_partition(), e2e.run_id("task_level")
@@ -98,3 +98,18 @@ def test_named_task_state_is_written_while_the_run_is_still_running(e2e: E2E) ->
         _, run_revision = e2e.read_run("e2e_task_level", partition)
         assert task_revision < run_revision
         assert e2e.read_task("e2e_task_level", "tail", partition) == (None, 0)  # not named: not recorded
+
+        # Clear only the named task: Airflow 3 reruns it (try 2, the run's clear_number 1) in the same DAG run.
+        status, body = e2e.stack.request(
+            "POST",
+            "/api/v2/dags/e2e_task_level/clearTaskInstances",
+            {"dry_run": False, "only_failed": False, "task_ids": ["produce"], "dag_run_id": run_id},
+        )
+        assert status == 200, body
+        rerun, rerun_revision = e2e.wait_for_task_record(
+            "e2e_task_level", "produce", partition, lambda r: r.state is RunState.SUCCESS and r.try_number == 2
+        )
+        assert (rerun.run_id, rerun.clear_number) == (run_id, 1) and rerun_revision > run_revision
+        e2e.stack.wait_for_run("e2e_task_level", run_id, ["success"], timeout_s=60)
+        time.sleep(2.0)  # the run's own success hook and any late record must not rewrite the task's state
+        assert e2e.read_task("e2e_task_level", "produce", partition)[1] == rerun_revision

@@ -5,6 +5,7 @@
   DAG in the multi-instance one).
 - ``e2e_hourly``: an hourly-partitioned root for the partition-grid scenario (the test triggers its runs for a day).
 - ``e2e_daily``: its daily rollup, triggered by the coordinator.
+- ``e2e_task_dependent``: a dependent of the task ``produce`` of ``e2e_task_level`` (task-level upstreams).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def work(seconds: float) -> None:
 
 
 # e2e_dependent works a little longer: the failure-routing scenario watches it run.
-for dag_id, seconds in (("e2e_dependent", 0.5), ("e2e_hourly", 0.1), ("e2e_daily", 0.1)):
+for dag_id, seconds in (("e2e_dependent", 0.5), ("e2e_hourly", 0.1), ("e2e_daily", 0.1), ("e2e_task_dependent", 0.1)):
     with DAG(
         dag_id=dag_id,
         schedule=None,

@@ -1,5 +1,5 @@
 """A two-task DAG for the task-level facts check (semantics "task-level upstreams"), started only by the test:
-``produce`` finishes at once, ``tail`` keeps the DAG run running for a few seconds more, so a named ``produce``'s
+``produce`` finishes at once, ``tail`` keeps the DAG run running for 8 s more, so a named ``produce``'s
 success must reach etcd while the run is still running."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def produce() -> None:
 
 @task
 def tail() -> None:
-    time.sleep(4)
+    time.sleep(8)
 
 
 with DAG(
