@@ -213,3 +213,69 @@ def test_the_view_loads_task_keys_and_reports_malformed_ones() -> None:
     view.apply(f"/coordinator/tasks/default/u/t/{P}", b"not json", 7)
     assert set(view.problems) == {f"/coordinator/tasks/default/u/{P}", f"/coordinator/tasks/default/u/t/{P}"}
     assert f"/coordinator/tasks/default/u/grp.load/{P}" in view.held()
+
+
+def test_retention_retires_a_shifted_read_below_the_floor_but_never_a_gate() -> None:
+    """A decision reading a retired partition through a shift is retired; one whose gate reads it is not."""
+    from coordinator.core.retention import RetentionFloor, Retirement
+
+    world = world_of(
+        {
+            "u": {"partitions": {"cron": "@daily"}},
+            "shifted": {"partitions": {"cron": "@daily"}, "upstreams": [{"dag": "u", "shift": "-1d"}]},
+            "gated": {"partitions": {"cron": "@daily"}, "upstreams": ["u", {"dag": "gated", "offset": -1}]},
+        }
+    )
+    retirement = Retirement(world.graph, RetentionFloor(before=DAYS[1], by="test"))
+    assert retirement.why_retired(n("shifted"), DAYS[1]) is not None
+    assert retirement.why_retired(n("gated"), DAYS[1]) is None
+    assert retirement.why_retired(n("shifted"), DAYS[2]) is None
+
+
+def test_first_adoption_processes_history_through_a_shift_and_a_task() -> None:
+    """Facts written before the first adoption trigger shifted and task-level dependents once adopted (rule 9)."""
+    world = World(
+        parse_spec(
+            json.dumps(
+                {
+                    "version": 1,
+                    "dags": {
+                        "u": {"partitions": {"cron": "0 1 * * *"}},
+                        "d": {"partitions": {"cron": "0 5 * * *"}, "upstreams": [{"dag": "u", "shift": "-4h"}]},
+                        "t": {"upstreams": [{"dag": "u", "task": "load"}]},
+                    },
+                }
+            )
+        )
+    )
+    world.state("u", D1, RunState.SUCCESS)
+    world.task_state("u", "load", D1, RunState.SUCCESS)
+    graph = world.graph
+    activation = adopt(graph.shapes, graph.digest, None, world.rev, history_from="", sources=graph.dags)
+    assert activation is not None
+    world.write(world.view.graph_key, dump_activation(activation))
+    world.settle()
+    assert sorted((e[0].dag_id, e[1]) for e in world.effects) == [("d", F1), ("t", D1)]
+
+
+def test_a_task_of_a_stale_upstream_does_not_count_until_it_reran() -> None:
+    """(u, t) is judged like u: when u's own upstream reruns, u's old task success no longer satisfies d."""
+    world = world_of({"root": {}, "u": {"upstreams": "root"}, "d": {"upstreams": [{"dag": "u", "task": "t"}]}})
+    world.state("root", P, RunState.SUCCESS)
+    world.act()  # u is created
+    world.start("u", P)
+    world.task_state("u", "t", P, RunState.SUCCESS)
+    world.finish("u", P)
+    world.act()
+    assert world.count("d", P) == 1
+    world.start("d", P)
+    world.finish("d", P)
+    world.state("root", P, RunState.SUCCESS, clear_number=1)  # root reruns: u is stale, its task too
+    world.act()  # u is cleared
+    assert world.count("u", P) == 2 and world.count("d", P) == 1
+    verdict = world.plan([P]).verdicts[(n("d"), P)]
+    assert "needs u task t: succeeded but is stale" in verdict.summary
+    world.start("u", P)
+    world.task_state("u", "t", P, RunState.SUCCESS, clear_number=1)
+    world.act()
+    assert world.count("d", P) == 2 and world.violations == []

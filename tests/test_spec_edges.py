@@ -214,3 +214,22 @@ def test_a_valid_shift_costs_no_full_sample() -> None:
         }
     )
     assert g.dags[node("d")].mapping(node("u")) == EdgeMap(shift=-3600)
+
+
+def test_graph_text_lists_what_each_extended_edge_says() -> None:
+    """`coordinator graph` names an edge's task, shift, member, condition and a self gate."""
+    from coordinator.core.spec_render import render_text
+
+    g = graph(
+        {
+            "u": {"partitions": {"cron": "0 1 * * *"}},
+            "d": {
+                "partitions": {"cron": "0 5 * * *"},
+                "upstreams": [{"dag": "u", "shift": "-4h", "task": "load", "condition": "finished"},
+                              {"dag": "d", "offset": -1}],
+            },
+        }
+    )  # fmt: skip
+    assert render_text(g).splitlines()[-1] == (
+        "d [0 5 * * *] <- u [task load, shift -4h, finished], d [offset -1, gate: its own earlier partition]"
+    )

@@ -41,10 +41,10 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
       failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
    c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
       latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no key in Q
-      or in any partition before it, and no upstream of D has a key in a partition D would read for Q, other than a
-      state that predates D's definition there (rule 9: no history, no backfill) (nothing will ever run D for Q:
-      the first partition, also the first after D's activation, has no predecessor). A rerun of Q never reruns P;
-      a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
+      and no upstream of D has a key in a partition D would read for Q, other than a state that predates D's
+      definition there (rule 9: no history, no backfill) (nothing will ever run D for Q: the first partition, also
+      the first after D's activation, has no predecessor, a gap is skipped). A rerun of Q never reruns P; a change
+      of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -90,9 +90,8 @@ def plan(
     verdicts: dict[tuple[NodeId, str], Verdict] = {}
     # Planners stay alive across partitions only when an edge maps partitions; otherwise each is freed after its turn.
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
-    earliest: dict[NodeId, str | None] = {}
     for partition in parts:
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared, earliest=earliest)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared)
         present = view.partitions.get(partition, ())
         # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
         if order is None or 2 * len(present) >= len(order):
@@ -141,11 +140,10 @@ def plan_changes(
     skipped = set(skip)
     actions: list[Action] = []
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
-    earliest: dict[NodeId, str | None] = {}
     for partition, nodes in sorted(affected(graph, changed).items()):
         if partition in skipped:
             continue
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared, earliest=earliest)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared)
         for node in nodes:
             _, action = evaluator.decide(node)
             if action is not None:
@@ -165,7 +163,6 @@ class _PartitionPlanner:
         *,
         explain: bool = True,
         shared: dict[str, _PartitionPlanner] | None = None,
-        earliest: dict[NodeId, str | None] | None = None,
     ) -> None:
         self.graph = graph
         self.view = view
@@ -178,8 +175,6 @@ class _PartitionPlanner:
         #: partition -> its planner, for freshness across mapped edges (rule 10); each partition is judged once.
         self._shared = shared if shared is not None else {}
         self._shared.setdefault(partition, self)
-        #: DAG -> its earliest partition with any key (rule 12c), shared by the planners of one pass.
-        self._earliest = earliest if earliest is not None else {}
         self._task_fresh: dict[tuple[NodeId, str], bool] = {}
 
     def at(self, partition: str) -> _PartitionPlanner:
@@ -193,7 +188,6 @@ class _PartitionPlanner:
                 partition,
                 explain=self.explain,
                 shared=self._shared,
-                earliest=self._earliest,
             )
         return found
 
@@ -416,18 +410,15 @@ class _PartitionPlanner:
         return None
 
     def _absent(self, node: NodeId, partition: str) -> bool:
-        """Rule 12c: nothing will ever run ``node`` for ``partition``: it has no key there or before, and none of
-        its upstreams has a key in the partitions it would read there."""
-        if node not in self._earliest:
-            present = [p for p, nodes in self.view.partitions.items() if node in nodes]
-            self._earliest[node] = min(present) if present else None
-        earliest = self._earliest[node]
-        if earliest is not None and earliest <= partition:
+        """Rule 12c: nothing will ever run ``node`` for ``partition``: no key of it there, and no key of its
+        upstreams in the partitions it would read there."""
+        if node in self.view.partitions.get(partition, ()):
             return False
         there = self.at(partition)
+        spec = self.graph.dags[node]
         return not any(
             up in self.view.partitions.get(q, ()) and not self._predates(node, up, q, partition)
-            for up in self.graph.dags[node].upstreams
+            for up in spec.upstreams
             for q in there.sources(node, up)
         )
 

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from enum import StrEnum
 
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId
 
@@ -39,7 +40,7 @@ def render_text(graph: Graph) -> str:
         spec = graph.dags[node]
         name = f"{node} [{spec.grid}]" if spec.grid is not None else str(node)
         if spec.upstreams:
-            line = f"{name} <- {', '.join(_source(spec, up) for up in spec.upstreams)}"
+            line = f"{name} <- {', '.join(_source(spec, up) for up in (*spec.upstreams, *_gate(spec)))}"
         elif spec.on_failure_of:
             line = f"{name} <- on failure of {', '.join(_source(spec, src) for src in spec.on_failure_of)}"
         else:
@@ -48,9 +49,27 @@ def render_text(graph: Graph) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+def _gate(spec: DagSpec) -> tuple[NodeId, ...]:
+    return (spec.node,) if spec.gates else ()
+
+
 def _source(spec: DagSpec, source: NodeId) -> str:
-    offset = spec.offset(source)
-    return f"{source} [offset {offset:+d}]" if offset else str(source)
+    """``fx [offset -1]``; an extended edge lists what it says: ``u [task load, shift -4h, finished]``."""
+    edges = [edge for edge in spec.edges if edge.source == source]
+    if not edges:
+        offset = spec.offset(source)
+        return f"{source} [offset {offset:+d}]" if offset else str(source)
+    texts = []
+    for edge in edges:
+        m = edge.mapping
+        parts = [f"task {edge.task}"] if edge.task is not None else []
+        parts += [f"offset {m.offset:+d}"] if m.offset else []
+        parts += [f"shift {format_shift(m.shift)}"] if m.shift is not None else []
+        parts += [f"member {m.member}"] if m.member is not None else []
+        parts += [str(edge.condition)] if edge.condition != "success" else []
+        parts += ["gate: its own earlier partition"] if source == spec.node else []
+        texts.append(f"{source} [{', '.join(parts)}]" if parts else str(source))
+    return ", ".join(texts)
 
 
 def _label(graph: Graph, node: NodeId, text: str) -> str:

@@ -144,7 +144,7 @@ def watcher_state(view: View, *, leading: bool, in_flight: int, graph: Graph, gr
     return WatcherState(
         leader=leading,
         watch_revision=view.revision,
-        view_keys=len(view.runs) + len(ledger) + len(view.backfills),
+        view_keys=len(view.runs) + len(ledger) + len(view.backfills) + len(view.tasks),
         view_partitions=len(view.partitions),
         bad_values=len(view.problems),
         pending_intents=pending,
