@@ -194,16 +194,25 @@ class AirflowClient:
             return None
         return self._run("GET", path, data, dag_id)
 
-    async def get_task_instance(self, dag_id: str, run_id: str, task_id: str) -> TaskInstanceInfo | None:
-        """The unmapped task instance ``task_id`` of a run, or None when Airflow answers 404 (no such run or task).
+    async def list_task_instances(
+        self, dag_id: str, task_id: str, since: datetime, limit: int = 1000
+    ) -> list[TaskInstanceInfo]:
+        """Instances of task ``task_id`` of ``dag_id``, across its runs, whose row changed since ``since``.
 
-        Same path on v2 and v1: ``GET /dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}``."""
-        path = f"/api/{await self.api_version()}/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}"
-        try:
-            data = await self._send("GET", path)
-        except AirflowNotFound:
-            return None
-        return self._parsed(parse_task_instance, "GET", path, data, dag_id)
+        ``GET /dags/{dag_id}/dagRuns/~/taskInstances`` on v2 and v1, paged, at most ``limit``. Airflow 2's list has no
+        ``task_id`` filter and its strict validation answers 400 to an unknown parameter, so the filter is sent on v2
+        only and each item's task id is checked here (on v1 the other tasks' instances cost more pages).
+        """
+        api = await self.api_version()
+        path = f"/api/{api}/dags/{_q(dag_id)}/dagRuns/~/taskInstances"
+        params = {"updated_at_gte": iso_utc(since)}
+        if api is ApiVersion.V2:
+            params["task_id"] = task_id
+        found = [
+            self._parsed(parse_task_instance, "GET", path, item, dag_id)
+            async for item in self._pages(path, "task_instances", params, limit)
+        ]
+        return [ti for ti in found if ti.task_id == task_id]
 
     async def find_run_by_logical_date(self, dag_id: str, logical_date: datetime) -> DagRunInfo | None:
         """The run holding exactly this logical date, or None.

@@ -52,6 +52,7 @@ class TaskInstanceInfo:
     run_id: str
     task_id: str
     state: str
+    logical_date: datetime | None = None
     try_number: int | None = None
     map_index: int = -1
     start_date: datetime | None = None
@@ -133,6 +134,8 @@ def parse_task_instance(data: object, dag_id: str) -> TaskInstanceInfo:
         run_id=run_id,
         task_id=task_id,
         state=state if isinstance(state, str) else "",
+        # v1 sends execution_date (and logical_date from 2.2); v2 only logical_date.
+        logical_date=_parse_dt(data["logical_date"] if "logical_date" in data else data.get("execution_date")),
         try_number=try_number if isinstance(try_number, int) else None,
         map_index=map_index if isinstance(map_index, int) else -1,
         start_date=_parse_dt(data.get("start_date")),

@@ -589,34 +589,32 @@ def test_v1_trigger_sends_no_run_after() -> None:
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])
-def test_get_task_instance_on_both_apis(api: str) -> None:
-    """A run's task instance is read from .../dagRuns/{run}/taskInstances/{task} on v1 and v2; 404 is None."""
+def test_list_task_instances_on_both_apis(api: str) -> None:
+    """A task's instances across runs come from .../dagRuns/~/taskInstances filtered by updated_at on v1 and v2 and
+    by task on v2 (Airflow 2 refuses unknown parameters); items of other tasks are dropped."""
     fake = FakeApi(api=api)
-    path = f"/api/{api}/dags/d/dagRuns/{RUN_ID}/taskInstances/publish"
-    # v1 (Airflow 2.11) also sends execution_date; both send try_number, map_index and the dates.
-    body = {
+    path = f"/api/{api}/dags/d/dagRuns/~/taskInstances"
+    date = {"execution_date": "2026-01-01T00:00:00+00:00"} if api == "v1" else {"logical_date": "2026-01-01T00:00:00Z"}
+    mine = {
         "task_id": "publish", "dag_id": "d", "dag_run_id": RUN_ID, "map_index": -1, "try_number": 3,
-        "state": "success", "start_date": "2026-01-02T00:00:01+00:00", "end_date": "2026-01-02T00:00:02+00:00",
-        **({"execution_date": "2026-01-01T00:00:00+00:00"} if api == "v1" else {}),
+        "state": "success", "start_date": "2026-01-02T00:00:01+00:00", "end_date": "2026-01-02T00:00:02+00:00", **date,
     }  # fmt: skip
-    fake.route("GET", path, lambda r: httpx.Response(200, json=body))
-
-    async def scenario(c: AirflowClient) -> Any:
-        return await c.get_task_instance("d", RUN_ID, "publish"), await c.get_task_instance("d", RUN_ID, "other")
-
-    found, missing = run(using(fake, scenario))
-    assert missing is None
-    assert (found.task_id, found.run_id, found.state, found.try_number, found.map_index) == (
-        "publish", RUN_ID, "success", 3, -1,
-    )  # fmt: skip
-    assert found.end_date == datetime(2026, 1, 2, 0, 0, 2, tzinfo=UTC)
-    assert len(fake.calls("GET", path)) == 1
+    other = {**mine, "task_id": "other"}
+    fake.route("GET", path, lambda r: httpx.Response(200, json={"task_instances": [mine, other], "total_entries": 2}))
+    found = run(using(fake, lambda c: c.list_task_instances("d", "publish", LD)))
+    assert [(t.task_id, t.run_id, t.state, t.try_number, t.map_index, t.logical_date) for t in found] == [
+        ("publish", RUN_ID, "success", 3, -1, LD)
+    ]
+    (request,) = fake.calls("GET", path)
+    assert request.url.params.get("task_id") == ("publish" if api == "v2" else None)
+    assert request.url.params["updated_at_gte"] == "2026-01-01T00:00:00+00:00"
 
 
 def test_task_instance_without_state_has_an_empty_state() -> None:
     """A cleared task instance not scheduled yet (state null) parses with state "" (never written by the audit)."""
     fake = FakeApi()
-    path = f"/api/v2/dags/d/dagRuns/{RUN_ID}/taskInstances/t"
-    fake.route("GET", path, lambda r: httpx.Response(200, json={"task_id": "t", "dag_run_id": RUN_ID, "state": None}))
-    found = run(using(fake, lambda c: c.get_task_instance("d", RUN_ID, "t")))
-    assert found is not None and (found.state, found.try_number) == ("", None)
+    path = "/api/v2/dags/d/dagRuns/~/taskInstances"
+    item = {"task_id": "t", "dag_run_id": RUN_ID, "state": None, "logical_date": None}
+    fake.route("GET", path, lambda r: httpx.Response(200, json={"task_instances": [item], "total_entries": 1}))
+    (found,) = run(using(fake, lambda c: c.list_task_instances("d", "t", LD)))
+    assert (found.state, found.try_number, found.logical_date) == ("", None, None)

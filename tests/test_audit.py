@@ -273,20 +273,28 @@ def test_audit_asks_airflow_only_about_named_tasks(
         assert result.tasks_checked == 0 and snap.kvs == ()
 
     arun(go())
-    assert airflow.calls("get_task_instance") == 0
+    assert airflow.calls("list_task_instances", "a") == 0
 
 
-def test_audit_skips_a_named_task_missing_from_the_run(
+def test_audit_lists_each_named_task_once_per_pass(
     etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
 ) -> None:
-    """A named task Airflow does not know in that run (404) is skipped without an error."""
+    """One task-instance list per named task and pass, whatever the number of runs; a named task Airflow has no
+    instance of yet (added later) and a mapped instance are skipped without an error."""
     keys = KeyLayout(etcd_prefix)
+    airflow.create_run("a", "second", datetime(2026, 1, 2, tzinfo=UTC))
+    airflow.wait_idle()
+    airflow.set_task_instance("a", RUN_ID, "publish", "success")
+    airflow.set_task_instance("a", "second", "publish", "success")
+    airflow.set_task_instance("a", "second", "mapped", "success", map_index=0)
 
     async def go() -> None:
         async with await EtcdStore.connect(etcd_settings) as store:
-            await adopt_named_tasks(store, keys, {"default/a": ["added_later"]})
+            await adopt_named_tasks(store, keys, {"default/a": ["publish", "added_later", "mapped"]})
             result = await audit(store, keys, airflow, await loaded_view(store, keys))
-        assert (result.tasks_checked, result.errors) == (0, 0)
+            snap = await store.snapshot(keys.tasks)
+        assert (result.tasks_checked, result.tasks_repaired, result.errors) == (2, 2, 0)
+        assert sorted(kv.key.rsplit("/", 1)[-1] for kv in snap.kvs) == [PARTITION, "2026-01-02T00:00:00Z"]
 
     arun(go())
-    assert airflow.calls("get_task_instance", "a") == 1
+    assert airflow.calls("list_task_instances", "a") == 3

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator.core.model import NodeId, RunRecord, RunState, dump_record
 from coordinator.core.task_facts import (
@@ -104,3 +106,25 @@ def test_audit_task_record(
     else:
         assert got is not None and (got.state, got.try_number, got.clear_number) == expected
         assert got.source == "audit:default"
+
+
+@given(
+    finals=st.lists(st.sampled_from([S, F]), min_size=1, max_size=5),
+    duplicates=st.lists(st.integers(min_value=0, max_value=9), max_size=4),
+    data=st.data(),
+)
+def test_any_delivery_order_ends_at_the_newest_try_with_one_write_per_state(
+    finals: list[RunState], duplicates: list[int], data: st.DataObject
+) -> None:
+    """Whatever order a task's records arrive in (retries, clears, repeats), the key ends at the newest try's final
+    state, and no (try, state) is ever written twice (a second success write would be a second generation)."""
+    records = [rec(state, n) for n, final in enumerate(finals, start=1) for state in (R, final)]
+    records += [records[i % len(records)] for i in duplicates]  # the same fact from two writers (task, api-server)
+    current: TaskRecord | None = None
+    written: list[tuple[int | None, RunState]] = []
+    for new in data.draw(st.permutations(records)):
+        if should_replace_task(current, new):
+            current = new
+            written.append((new.try_number, new.state))
+    assert current is not None and (current.try_number, current.state) == (len(finals), finals[-1])
+    assert len(written) == len(set(written))

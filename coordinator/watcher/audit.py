@@ -7,11 +7,12 @@ pass costs no etcd read for the runs etcd already knows. Each write goes through
 then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
 unreachable instance is logged and skipped; the audit never stops the watcher.
 
-Task states (semantics "task-level upstreams"): for every DAG run it lists, the audit also asks Airflow for each task
-the adopted graph names in that DAG (``upstream_tasks`` of the view's activation; one ``GET .../taskInstances/{task}``
-per run and named task, on REST v2 and v1) and repairs the task-state key with
-:func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task ordering rule
-(``should_replace_task``) and ``source: audit:<instance>``. Queued runs are skipped (their tasks have not run).
+Task states (semantics "task-level upstreams"): for each task the adopted graph names (``upstream_tasks`` of the
+view's activation) the audit lists that task's instances changed within the lookback (one paged
+``GET /dags/{dag}/dagRuns/~/taskInstances?task_id=...`` per named task and pass, REST v2 and v1) and repairs each
+task-state key with :func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task
+ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs without a logical
+date have no task-state key and are skipped.
 """
 
 from __future__ import annotations
@@ -86,13 +87,13 @@ async def audit_once(
             result.errors += 1
             log.warning("audit.list_failed node=%s error=%s", node, exc)
             continue
+        if not await _audit_tasks(store, keys, client, node, named, now - lookback, now, result):
+            return result  # etcd is down
         for run in runs:
             if run.logical_date is None:
                 continue
             result.checked += 1
             partition = canonical_partition(run.logical_date)
-            if not await _audit_tasks(store, keys, client, node, run, partition, named, now, result):
-                return result  # etcd is down
 
             decide = _decider(run, f"audit:{node.instance}", now)
             known = view.runs.get((node, partition))
@@ -136,51 +137,56 @@ async def _audit_tasks(
     keys: KeyLayout,
     client: AirflowClient,
     node: NodeId,
-    run: DagRunInfo,
-    partition: str,
     named: NamedTasks,
+    since: datetime,
     now: datetime,
     result: AuditResult,
 ) -> bool:
-    """Repair the task-state keys of ``run``'s named tasks; False when etcd is unavailable (the pass stops)."""
-    tasks = sorted(named.by_node.get(node, ()))
-    if not tasks or run.state == "queued":
+    """Repair the task-state keys of ``node``'s named tasks; False when etcd is unavailable (the pass stops)."""
+    for task_id in sorted(named.by_node.get(node, ())):
+        try:
+            instances = await client.list_task_instances(node.dag_id, task_id, since)
+        except CoordinatorError as exc:
+            result.errors += 1
+            log.warning("audit.task_list_failed node=%s task_id=%s error=%s", node, task_id, exc)
+            continue
+        for ti in instances:
+            if ti.logical_date is None or ti.map_index >= 0:
+                continue  # no partition, or mapped: no single task state
+            result.tasks_checked += 1
+            key = keys.task_key(node, task_id, canonical_partition(ti.logical_date))
+            if not await _repair_task(store, key, ti, f"audit:{node.instance}", now, result):
+                return False
+    return True
+
+
+async def _repair_task(
+    store: EtcdStore, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
+) -> bool:
+    """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
+    try:
+        done = await write_run_record(
+            store, key, _task_decider(ti, source, now), parse=parse_task_record, rule=should_replace_task
+        )
+    except StoreUnavailable as exc:
+        result.errors += 1
+        log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
+        return False
+    except CoordinatorError as exc:
+        result.errors += 1
+        log.warning("audit.write_failed key=%s error=%s", key, exc)
         return True
-    for task_id in tasks:
-        try:
-            ti = await client.get_task_instance(node.dag_id, run.run_id, task_id)
-        except CoordinatorError as exc:
-            result.errors += 1
-            log.warning("audit.task_failed node=%s run_id=%s task_id=%s error=%s", node, run.run_id, task_id, exc)
-            continue
-        if ti is None or ti.map_index >= 0:
-            continue  # not in this run (added later), or mapped: no single task state
-        result.tasks_checked += 1
-        key = keys.task_key(node, task_id, partition)
-        try:
-            done = await write_run_record(
-                store, key, _task_decider(ti, f"audit:{node.instance}", now),
-                parse=parse_task_record, rule=should_replace_task,
-            )  # fmt: skip
-        except StoreUnavailable as exc:
-            result.errors += 1
-            log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
-            return False
-        except CoordinatorError as exc:
-            result.errors += 1
-            log.warning("audit.write_failed key=%s error=%s", key, exc)
-            continue
-        if done.status is RunWriteStatus.WRITTEN and done.record is not None:
-            result.tasks_repaired += 1
-            had = done.previous
-            log.warning(
-                "audit.task_repaired key=%s state=%s run_id=%s try_number=%s had=%s revision=%d",
-                key, done.record.state, done.record.run_id, ti.try_number,
-                f"{had.state}/{getattr(had, 'try_number', None)}" if had else "nothing", done.revision,
-            )  # fmt: skip
-        elif done.status is RunWriteStatus.CONTENDED:
-            result.errors += 1
-            log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
+    if done.status is RunWriteStatus.WRITTEN and done.record is not None:
+        result.tasks_repaired += 1
+        had = done.previous
+        log.warning(
+            "audit.task_repaired key=%s state=%s run_id=%s try_number=%s had=%s revision=%d",
+            key, done.record.state, done.record.run_id, ti.try_number,
+            f"{had.state}/{getattr(had, 'try_number', None)}" if had else "nothing", done.revision,
+        )  # fmt: skip
+    elif done.status is RunWriteStatus.CONTENDED:
+        result.errors += 1
+        log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
     return True
 
 

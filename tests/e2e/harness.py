@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import SecretStr
+
 from coordinator.airflow_api import AirflowClient
 from coordinator.core.model import (
     KeyLayout,
@@ -28,11 +30,13 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
+from coordinator.core.spec import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
-from coordinator.core.view import Activation
+from coordinator.core.view import Activation, View
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
 from coordinator.spec_file import load_spec
+from coordinator.watcher.audit import AuditResult, audit_once
 from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 
@@ -431,6 +435,25 @@ class E2E:
         raise AssertionError(
             f"{dag_id}.{task_id} {partition}: no matching task record in {timeout_s:.0f} s; last: {record!r}"
         )
+
+    def audit_once(self, graph: Mapping[str, Any], stack: AirflowStack) -> AuditResult:
+        """One pass of the leader's REST audit, in this process, over ``graph`` (a dependencies mapping) against
+        ``stack`` as its instance, with a view loaded from etcd now (the named tasks come from its graph value)."""
+
+        async def go() -> AuditResult:
+            settings = InstanceSettings(url=stack.url, username=stack.username, password=SecretStr(stack.password))
+            async with (
+                await EtcdStore.connect(self.etcd_settings) as store,
+                AirflowClient(settings, timeout_s=30.0, name=stack.instance) as client,
+            ):
+                view = View(self.keys)
+                snap = await store.snapshot(self.keys.root)
+                view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+                spec = parse_spec(json.dumps(dict(graph)))
+                return await audit_once(store, self.keys, spec, {stack.instance: client}, timedelta(hours=1), view)
+
+        result: AuditResult = _run_coro(go(), timeout=120.0)
+        return result
 
     def delete_key(self, key: str) -> bool:
         """Delete one key; True if it existed."""

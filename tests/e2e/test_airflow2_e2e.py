@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.core.model import RunState, canonical_partition, partition_datetime, run_id_for
+from coordinator.core.model import NodeId, RunState, canonical_partition, partition_datetime, run_id_for
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import (
@@ -271,7 +271,7 @@ def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Se
 
 def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup: Setup) -> None:
     """On Airflow 2.11 a named task's success reaches etcd from its task process (source plugin, Airflow 2's run id
-    and try) while its DAG run is still running; the unnamed task is not recorded."""
+    and try) while its DAG run is still running; the unnamed task is not recorded; the REST audit (v1) repairs it."""
     af2 = setup.af2
     with e2e.named_tasks({f"{AF2}/af2_two_step": ["produce"]}):
         time.sleep(1.2)  # task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
@@ -290,6 +290,16 @@ def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup:
         _, run_revision = e2e.read_run("af2_two_step", partition, AF2)
         assert task_revision < run_revision
         assert e2e.read_task("af2_two_step", "tail", partition, AF2) == (None, 0)
+
+        # A lost write: the leader's REST audit (v1, basic auth) puts the task's state back, signed audit, same try.
+        assert e2e.delete_key(e2e.keys.task_key(NodeId(AF2, "af2_two_step"), "produce", partition))
+        graph = {"version": 1, "instances": {AF2: {}}, "dags": {f"{AF2}/af2_two_step": {}}}
+        audit = e2e.audit_once(graph, af2)
+        repaired, _ = e2e.read_task("af2_two_step", "produce", partition, AF2)
+        assert audit.errors == 0 and audit.tasks_repaired >= 1, audit
+        assert repaired is not None and (repaired.state, repaired.run_id, repaired.try_number, repaired.source) == (
+            RunState.SUCCESS, run_id, 1, f"audit:{AF2}",
+        )  # fmt: skip
 
 
 def test_a_4h_shift_on_airflow2_runs_each_0500_day_once_and_a_rerun_reruns_only_that_day(

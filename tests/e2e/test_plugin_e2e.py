@@ -37,6 +37,9 @@ def test_clear_records_the_next_attempt(e2e: E2E) -> None:
     partition, run_id = e2e.new_partition(), e2e.run_id("clear")
     e2e.stack.trigger("02_pipeline", run_id, partition)
     e2e.wait_for_run_record("02_pipeline", partition, lambda r: r.state is RunState.SUCCESS, what="first success")
+    # The listener writes before the scheduler commits: a clear sent before Airflow shows the success would clear a
+    # run that is still "running" there, and the scheduler's commit then ends it with nothing to rerun.
+    e2e.stack.wait_for_run("02_pipeline", run_id, ["success"], timeout_s=30)
     _, first_revision = e2e.read_run("02_pipeline", partition)
     started = time.monotonic()
     e2e.stack.clear("02_pipeline", run_id)
@@ -79,7 +82,8 @@ def test_report_task_and_listener_agree(e2e: E2E) -> None:
 
 def test_named_task_state_is_written_while_the_run_is_still_running(e2e: E2E) -> None:
     """A task the adopted graph names has its success in etcd (source plugin, DAG run id, try 1) before its DAG run
-    succeeds; the DAG's other task is not recorded; clearing the task alone makes exactly one new success (try 2)."""
+    succeeds; the DAG's other task is not recorded; the REST audit repairs it when lost; clearing the task alone makes
+    exactly one new success (try 2)."""
     with e2e.named_tasks({"default/e2e_task_level": ["produce"]}):
         time.sleep(1.2)  # the stack's task processes re-read the named tasks after 1 s (COORDINATOR_PLUGIN_TASKS_TTL_S)
         partition, run_id = e2e.new_partition(), e2e.run_id("task_level")
@@ -98,6 +102,15 @@ def test_named_task_state_is_written_while_the_run_is_still_running(e2e: E2E) ->
         _, run_revision = e2e.read_run("e2e_task_level", partition)
         assert task_revision < run_revision
         assert e2e.read_task("e2e_task_level", "tail", partition) == (None, 0)  # not named: not recorded
+
+        # A lost write: the leader's REST audit (v2) puts the task's state back, signed audit, same try.
+        assert e2e.delete_key(e2e.keys.task_key(e2e.stack_node("e2e_task_level"), "produce", partition))
+        audit = e2e.audit_once({"version": 1, "dags": {"e2e_task_level": {}}}, e2e.stack)
+        repaired, _ = e2e.read_task("e2e_task_level", "produce", partition)
+        assert audit.errors == 0 and audit.tasks_repaired >= 1, audit
+        assert repaired is not None and (repaired.state, repaired.run_id, repaired.try_number, repaired.source) == (
+            RunState.SUCCESS, run_id, 1, "audit:default",
+        )  # fmt: skip
 
         # Clear only the named task: Airflow 3 reruns it (try 2, the run's clear_number 1) in the same DAG run.
         status, body = e2e.stack.request(

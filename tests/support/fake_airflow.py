@@ -422,10 +422,13 @@ class FakeAirflow:
         start_date: datetime | None = None,
         end_date: datetime | None = None,
     ) -> None:
-        """Make ``GET .../dagRuns/{run_id}/taskInstances/{task_id}`` report this task instance (v2 response shape)."""
+        """Make ``GET /dags/{dag_id}/dagRuns/~/taskInstances`` list this task instance (v2 response shape), updated
+        now (its ``updated_at``, which the list's ``updated_at_gte`` filters on)."""
         with self._lock:
-            self._get_run(dag_id, run_id)
+            run = self._get_run(dag_id, run_id)
             self._task_instances[(dag_id, run_id, task_id)] = {
+                "logical_date": _fmt(run.logical_date),
+                "updated_at": _fmt(_now()),
                 "id": f"{dag_id}.{run_id}.{task_id}",
                 "task_id": task_id,
                 "dag_id": dag_id,
@@ -756,13 +759,9 @@ class FakeAirflow:
                 return 200, self._list(dag_id, query)
             if endpoint == "trigger":
                 return 200, _run_json(self._trigger(dag_id, _json_body(body)))
+            if endpoint == "list_task_instances":
+                return 200, self._list_task_instances(dag_id, segs[5], query)
             run_id = segs[5]
-            if endpoint == "get_task_instance":
-                self._get_run(dag_id, run_id)
-                found = self._task_instances.get((dag_id, run_id, segs[7]))
-                if found is None:
-                    raise HttpError(404, f"The Task Instance with dag_id: `{dag_id}`, run_id: `{run_id}` was not found")
-                return 200, dict(found)
             if endpoint == "get_run":
                 return 200, _run_json(self._get_run(dag_id, run_id))
             if endpoint == "clear":
@@ -792,6 +791,22 @@ class FakeAirflow:
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
         self._dag(dag_id)
         return self._create(dag_id, str(run_id), logical_date, conf, "manual")
+
+    def _list_task_instances(self, dag_id: str, run_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        # Airflow 3's GET /dags/{dag_id}/dagRuns/{run_id|~}/taskInstances with the task_id and updated_at_gte
+        # filters, ordered by id, paged like the run list.
+        self._dag(dag_id)
+        items = [ti for (d, r, _), ti in sorted(self._task_instances.items()) if d == dag_id and run_id in ("~", r)]
+        wanted = query.get("task_id", [""])[-1]
+        if wanted:
+            items = [ti for ti in items if ti["task_id"] == wanted]
+        since = query.get("updated_at_gte")
+        if since:
+            bound = _aware(since[-1], ["query", "updated_at_gte"])
+            items = [ti for ti in items if _aware(ti["updated_at"], ["updated_at"]) >= bound]
+        limit = min(_int(query, "limit", 50), 100)
+        offset = _int(query, "offset", 0)
+        return {"task_instances": items[offset : offset + limit], "total_entries": len(items)}
 
     def _list_dags(self, query: dict[str, list[str]]) -> dict[str, Any]:
         # Airflow 3's GET /dags: ``paused`` filters when given (absent: both), missing DAGs are not listed, ordered
@@ -856,8 +871,8 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return {"GET": "list_runs", "POST": "trigger"}.get(method, "other"), rest[1], False
     if len(rest) == 4 and rest[0] == "dags" and rest[2] == "dagRuns":
         return {"GET": "get_run", "PATCH": "patch_run"}.get(method, "other"), rest[1], False
-    if len(rest) == 6 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "taskInstances" and method == "GET":
-        return "get_task_instance", rest[1], False
+    if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "taskInstances" and method == "GET":
+        return "list_task_instances", rest[1], False
     if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "clear" and method == "POST":
         return "clear", rest[1], False
     return "other", "", False
