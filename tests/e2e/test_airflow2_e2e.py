@@ -362,6 +362,10 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
     extract_end = up_tasks["extract"].end_date
     assert down_task.start_date and extract_end and down_task.start_date > extract_end, (down_task, extract_end)
 
+    # Airflow 2's task process wrote extract's state (the REST audit, the safety net, would sign "audit:af2").
+    extract, _ = e2e.read_task("af2_task_up", "extract", partition, AF2)
+    assert extract is not None and extract.source == f"airflow-plugin:{AF2}", extract
+
     release(af2, "af2_task_up", partition)
     af2.wait_for_run("af2_task_up", up_run, ["success"], timeout_s=CASCADE_TIMEOUT_S)
     af2.clear_task("af2_task_up", up_run, "extract")

@@ -162,9 +162,11 @@ def test_a_task_level_upstream_starts_the_dependent_while_its_dag_runs_and_a_cle
     release(e2e.stack, "e2e_task_up", partition)
     e2e.stack.wait_for_run("e2e_task_up", up_run, ["success"], timeout_s=TIMEOUT_S)
     time.sleep(SETTLE_S)
-    # Task facts (docs/keys.md) exist for the task the graph names, and only for it.
+    # Task facts (docs/keys.md) exist for the task the graph names, and only for it; the plugin wrote it from the
+    # task process (the REST audit, the safety net, would sign "audit:default").
     tasks = f"{e2e.prefix}/tasks/{e2e.stack.instance}"
-    assert e2e.read_key(f"{tasks}/e2e_task_up/extract/{partition}") is not None
+    extract, _ = e2e.read_task("e2e_task_up", "extract", partition)
+    assert extract is not None and extract.source == f"airflow-plugin:{e2e.stack.instance}", extract
     assert e2e.read_key(f"{tasks}/e2e_task_up/hold/{partition}") is None
     assert e2e.read_key(f"{tasks}/e2e_task_down/work/{partition}") is None
     # The whole run's success is not an input of a task-level edge.
