@@ -475,6 +475,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="side-by-side-"))
     (work / "dags").mkdir()
+    (work / "tmp").mkdir()  # the Airflow processes' temporary files (the plugin's named-tasks cache) go with the rest
     for source in DAGS_DIR.glob("*.py"):
         shutil.copy2(source, work / "dags" / source.name)
     deps = work / "dependencies.json"
@@ -491,6 +492,7 @@ def main(argv: list[str] | None = None) -> int:
                 prefix="/side-by-side",
                 triggerer=True,
                 extra_env={
+                    "TMPDIR": str(work / "tmp"),
                     "SBS_POKE_INTERVAL": str(args.poke_interval),
                     "SBS_CLASSIC_MODE": args.classic_mode,
                     **env_pairs(args.airflow_env),

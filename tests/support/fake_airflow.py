@@ -24,7 +24,10 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    creations and clears per DAG (:meth:`creates`, :meth:`clears`); each attempt's execution is on the timeline
    (:meth:`executions`), with ``time.monotonic()`` start and end so tests can assert ordering ("06 started only after
    02..05 ended").
-7. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
+7. Task instances exist only as a test sets them (:meth:`set_task_instance`): the simulated scheduler runs whole DAG
+   runs. ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id|~}/taskInstances`` lists them, filtered by ``task_id`` and
+   ``updated_at_gte`` (the time they were set), paged like the run list.
+8. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
    in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
