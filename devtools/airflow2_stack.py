@@ -200,6 +200,8 @@ class Airflow2Stack(AirflowStack):
             # The coordinator plugin (installed in this venv) reads these.
             "COORDINATOR_INSTANCE": self.instance,
             "COORDINATOR_PREFIX": self.prefix,
+            # Where DAGs may write files (test DAGs look for their release files there), as in the Airflow 3 launcher.
+            "PIPELINE_OUTPUT_DIR": str(self.home / "output"),
         }
         if self.etcd_endpoints:
             env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints

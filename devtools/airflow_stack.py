@@ -441,6 +441,22 @@ class AirflowStack:
         path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
         return self._ok("POST", path, {"dry_run": False})
 
+    def clear_task(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
+        """Clear ONE task instance of one run (nothing up- or downstream of it), as a user reruns a single task;
+        the run goes back to running while that task reruns. Same body on v1 and v2."""
+        body = {
+            "dry_run": False,  # defaults to TRUE here too
+            "dag_run_id": run_id,
+            "task_ids": [task_id],
+            "only_failed": False,  # defaults to TRUE: a successful task would not be cleared
+            "include_upstream": False,
+            "include_downstream": False,
+            "include_future": False,
+            "include_past": False,
+            "reset_dag_runs": True,
+        }
+        return self._ok("POST", f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/clearTaskInstances", body)
+
     def get_run(self, dag_id: str, run_id: str) -> dict[str, Any] | None:
         path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}"
         status, body = self.request("GET", path)

@@ -5,7 +5,7 @@ Every producer has one task ``work``; every consumer has a task ``work``, preced
 start, so the tasks only sleep briefly. Pairs:
 
 - ``sbs_coord_*``: nothing inside Airflow; the coordinator's dependencies.json makes the consumer wait for the producer.
-- ``sbs_task_*``: the same, with a task-level edge on the producer's ``work`` task.
+- ``sbs_task_*``: the same, but the edge names the producer's task ``work`` (a task-level upstream).
 - ``sbs_asset_*``: the producer's task has an outlet Asset, the consumer is scheduled on it.
 - ``sbs_defer_*``: the consumer's sensor is deferrable (runs in the triggerer) and pokes every ``SBS_POKE_INTERVAL`` s.
 - ``sbs_classic_*``: the classic sensor in ``SBS_CLASSIC_MODE`` (reschedule or poke), same interval.

@@ -41,9 +41,10 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
       failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
    c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
       latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no key in Q
-      and no upstream of D has a key in a partition D would read for Q (nothing will ever run D for Q: the first
-      partition has no predecessor, a gap is skipped). A rerun of Q never reruns P; a change of D in Q re-plans D
-      in the partitions gated by Q, one step (``plan_scope``).
+      and no upstream of D has a key in a partition D would read for Q, other than a state that predates D's
+      definition there (rule 9: no history, no backfill) (nothing will ever run D for Q: the first partition, also
+      the first after D's activation, has no predecessor, a gap is skipped). A rerun of Q never reruns P; a change
+      of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -415,7 +416,21 @@ class _PartitionPlanner:
             return False
         there = self.at(partition)
         spec = self.graph.dags[node]
-        return not any(up in self.view.partitions.get(q, ()) for up in spec.upstreams for q in there.sources(node, up))
+        return not any(
+            up in self.view.partitions.get(q, ()) and not self._predates(node, up, q, partition)
+            for up in spec.upstreams
+            for q in there.sources(node, up)
+        )
+
+    def _predates(self, node: NodeId, up: NodeId, q: str, partition: str) -> bool:
+        """Rule 12c: ``up``'s state in ``q`` predates ``node``'s definition and never runs ``node`` for ``partition``
+        by itself (rule 9: no history processed there, no backfill asked), so the first partition after ``node``'s
+        activation is not held by a predecessor that will never run."""
+        fact = self.view.runs.get((up, q))
+        entry = self._entry(node)
+        if fact is None or entry is None or fact.rev > entry.since or entry.covers_history(partition):
+            return False
+        return (node, partition) not in self.view.backfills
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 the coordinator plugin installed through its entry point, writing to the session's real etcd.
 
 - ``airflow_e2e`` (session): the running stack plus helpers (:class:`E2E`). DAGs: the repository's ``dags/``
-  (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs), all unpaused.
+  (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs, the edge-semantics ones of
+  issue 16 included), all unpaused.
   Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
 - ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
 - Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
@@ -32,7 +33,7 @@ import pytest
 
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
-from tests.e2e.harness import ALL_DAGS, E2E, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
+from tests.e2e.harness import ALL_DAGS, E2E, PLUGIN_ENV, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
 
 README_TEST = "test_readme_e2e.py"
 
@@ -66,8 +67,8 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/e2e-{uuid.uuid4().hex[:8]}",
         # Unpausing 01_pipeline must not start a scheduled run nobody asked for. Task processes re-read the named
-        # tasks after 1 s instead of 30: a test that names a task must not wait for other tests' cached copies.
-        extra_env={"PIPELINE_01_SCHEDULE": "none", "COORDINATOR_PLUGIN_TASKS_TTL_S": "1", "TMPDIR": str(tmp)},
+        # tasks after 1 s instead of 30 (PLUGIN_ENV); the plugin's cache of them goes with the test's files.
+        extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV, "TMPDIR": str(tmp)},
         users={WATCHER_USER: WATCHER_ROLE},
     )
     try:

@@ -48,13 +48,38 @@ PIPELINES = [f"0{i}_pipeline" for i in range(1, 8)]
 FAILURE_DAGS = ["08_on_failure", "09_flaky"]
 # e2e_dependent: a plain one-task DAG the scenarios use as a normal dependent (of 09_flaky, of another instance).
 # e2e_hourly / e2e_daily: the partition-grid scenario's hourly root and its daily rollup.
+# e2e_shift_*, e2e_task_*, e2e_chain*: the edge-semantics scenarios (test_edges_e2e.py; e2e_af2_task_down is the
+# Airflow 3 dependent of a task on the Airflow 2.11 instance, test_airflow2_e2e.py).
+EDGE_DAGS = [
+    "e2e_shift_up",
+    "e2e_shift_down",
+    "e2e_task_up",
+    "e2e_task_down",
+    "e2e_chain_root",
+    "e2e_chain",
+    "e2e_af2_task_down",
+]
 # e2e_task_level: produce >> tail, for the plugin's task-level facts; e2e_task_dependent: a dependent of its produce.
-TEST_ONLY_DAGS = ["e2e_reported", "e2e_dependent", "e2e_hourly", "e2e_daily", "e2e_task_level", "e2e_task_dependent"]
+TEST_ONLY_DAGS = [
+    "e2e_reported",
+    "e2e_dependent",
+    "e2e_hourly",
+    "e2e_daily",
+    "e2e_task_level",
+    "e2e_task_dependent",
+    *EDGE_DAGS,
+]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the README's step 5 (simple auth manager role ``user``: read, trigger, clear);
 #: the session's Airflow has it from its start, since the api-server reads its users only then.
 #: tests/e2e/test_readme_e2e.py checks that the README creates exactly this user.
 WATCHER_USER, WATCHER_ROLE = "coordinator", "user"
+#: How long the plugin of an e2e Airflow keeps the adopted graph's named upstream tasks. The default is 30 s (a task
+#: named by a NEW graph is recorded within 30 s; the REST audit repairs what it missed): right for a graph that changes
+#: with a deployment, but the session swaps graphs from one module to the next (SESSION_GRAPH, the Airflow 2
+#: module's); a scenario that needs task states waits this long after its adoption (``E2E.wait_for_named_tasks``).
+PLUGIN_TASKS_TTL_S = 1.0
+PLUGIN_ENV = {"COORDINATOR_PLUGIN_TASKS_TTL_S": f"{PLUGIN_TASKS_TTL_S:g}"}
 # Partitions far in the past: never equal to a scheduled run's logical date, and after the DAGs' start_date.
 _FIRST_PARTITION = datetime(2001, 1, 1, tzinfo=UTC)
 
@@ -72,6 +97,17 @@ SESSION_GRAPH: dict[str, Any] = {
         "e2e_dependent": {"upstreams": "09_flaky"},
         "e2e_hourly": {"partitions": {"cron": "0 * * * *"}},
         "e2e_daily": {"partitions": {"cron": "0 0 * * *"}, "upstreams": "e2e_hourly"},
+        # Issue 16 (test_edges_e2e.py): the 05:00 run waits for the SAME day's 01:00 run only ...
+        "e2e_shift_up": {"partitions": {"cron": "0 1 * * *"}},
+        "e2e_shift_down": {"partitions": {"cron": "0 5 * * *"}, "upstreams": [{"dag": "e2e_shift_up", "shift": "-4h"}]},
+        # ... a dependent of one task, while the rest of its DAG still runs ...
+        "e2e_task_down": {"upstreams": [{"dag": "e2e_task_up", "task": "extract"}]},
+        # ... and a daily DAG that also waits for its own previous day (a cron preset as grid).
+        "e2e_chain_root": {"partitions": {"cron": "@daily"}},
+        "e2e_chain": {
+            "partitions": {"cron": "@daily"},
+            "upstreams": ["e2e_chain_root", {"dag": "e2e_chain", "shift": "-1d"}],
+        },
     },
 }
 #: Upstreams of each pipeline in SESSION_GRAPH, for ordering checks.
@@ -172,15 +208,61 @@ def _get(stack: AirflowStack, path: str) -> dict[str, Any]:
     return body
 
 
-def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
-    """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
+def runs_between(stack: AirflowStack, dag_id: str, first: str, last: str) -> list[DagRun]:
+    """Every run of ``dag_id`` in ``stack`` with a logical date in ``[first, last]``, oldest first."""
     root, date_filter = _api(stack)
-    query = urllib.parse.urlencode({f"{date_filter}_gte": partition, f"{date_filter}_lte": partition, "limit": 100})
+    query = urllib.parse.urlencode({f"{date_filter}_gte": first, f"{date_filter}_lte": last, "limit": 100})
     body = _get(stack, f"{root}/dags/{urllib.parse.quote(dag_id)}/dagRuns?{query}")
     runs = [DagRun.from_rest(item) for item in body.get("dag_runs", [])]
     # The filter is the contract under test's foundation: if Airflow ignored it, every run would come back.
-    assert all(r.logical_date == datetime.fromisoformat(partition) for r in runs), (dag_id, partition, runs)
-    return runs
+    low, high = datetime.fromisoformat(first), datetime.fromisoformat(last)
+    assert all(r.logical_date is not None and low <= r.logical_date <= high for r in runs), (dag_id, first, last, runs)
+    return sorted(runs, key=lambda r: r.logical_date or low)
+
+
+def runs_for(stack: AirflowStack, dag_id: str, partition: str) -> list[DagRun]:
+    """Every run of ``dag_id`` in ``stack`` whose logical date is ``partition`` (Airflow allows at most one)."""
+    return runs_between(stack, dag_id, partition, partition)
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """One task instance as Airflow's REST API reports it."""
+
+    task_id: str
+    state: str | None
+    try_number: int
+    start_date: datetime | None
+    end_date: datetime | None
+
+
+def task_runs(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, TaskRun]:
+    """task id -> state, try number and dates of every task of one run (v1 or v2)."""
+    root, _ = _api(stack)
+    path = f"{root}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+    return {
+        ti["task_id"]: TaskRun(
+            task_id=ti["task_id"],
+            state=ti.get("state"),
+            try_number=int(ti["try_number"]),
+            start_date=parse_time(ti.get("start_date")),
+            end_date=parse_time(ti.get("end_date")),
+        )
+        for ti in _get(stack, path).get("task_instances", [])
+    }
+
+
+def release_file(stack: AirflowStack, dag_id: str, partition: str) -> Path:
+    """Where a held task of ``dag_id`` for ``partition`` looks for its release (tests/e2e/dags/e2e_edges.py)."""
+    stamp = datetime.fromisoformat(partition).astimezone(UTC).strftime("%Y%m%dT%H%M")
+    return Path(stack.environment()["PIPELINE_OUTPUT_DIR"]) / "release" / dag_id / stamp
+
+
+def release(stack: AirflowStack, dag_id: str, partition: str) -> None:
+    """Let the held task of ``dag_id`` for ``partition`` finish (it polls for this file)."""
+    path = release_file(stack, dag_id, partition)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
 
 
 def task_tries(stack: AirflowStack, dag_id: str, run_id: str) -> dict[str, int]:
@@ -456,6 +538,11 @@ class E2E:
             return raw is not None and Activation.model_validate_json(raw).digest == digest
 
         wait_for(ready, timeout_s, f"watcher {watcher_id} to lead with graph {digest} of {deps.name}")
+
+    @staticmethod
+    def wait_for_named_tasks() -> None:
+        """After an adoption: every task process from now on knows the graph's named tasks (not a cached copy)."""
+        time.sleep(PLUGIN_TASKS_TTL_S + 0.2)
 
     def stop_watchers(self, timeout_s: float = 10.0) -> None:
         """TERM every watcher this object started, then KILL what did not exit."""

@@ -3,8 +3,9 @@ an instances file (Airflow 2 over REST v1 with HTTP Basic auth, Airflow 3 over R
 
 The Airflow 2 instance (``af2``) runs from its own venv (``.venv-airflow2``, built on first use, see
 ``devtools/airflow2_stack.py``) with this package installed, so the coordinator's plugin records its run states from
-inside Airflow 2's scheduler. Its DAGs are ``tests/e2e/dags_af2/``; the Airflow 3 side uses the session's
-``e2e_dependent`` and ``08_on_failure``.
+inside Airflow 2's scheduler (and task states from its task processes). Its DAGs are ``tests/e2e/dags_af2/``; the
+Airflow 3 side uses the session's ``e2e_dependent``, ``08_on_failure`` and ``e2e_af2_task_down``. The issue 16 cases
+(a shift, a task-level upstream) run here in short versions; the full ones are in ``test_edges_e2e.py``.
 
 Counts come from each Airflow's own records over REST: runs per DAG and logical date, and the try number of each
 run's task (1 after the first run, +1 for every clear that reran it), never only from etcd.
@@ -20,27 +21,42 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
-from coordinator.core.model import NodeId, RunState, run_id_for
+from coordinator.core.model import NodeId, RunState, canonical_partition, partition_datetime, run_id_for
 from coordinator.errors import AirflowAuthError
 from coordinator.settings import InstanceSettings
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack
-from tests.e2e.harness import E2E, REPO, DagRun, assert_paused_list_follows, assert_started_after, task_tries, wait_for
+from tests.e2e.harness import (
+    E2E,
+    PLUGIN_TASKS_TTL_S,
+    REPO,
+    DagRun,
+    assert_paused_list_follows,
+    assert_started_after,
+    release,
+    runs_between,
+    task_runs,
+    task_tries,
+    wait_for,
+)
 from tests.e2e.managed_auth import instances_file, managed
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
+#: Task states of a task that has not finished.
+UNFINISHED = ("scheduled", "queued", "running")
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
-AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step"]
+AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step", "af2_shift_up", "af2_shift_down", "af2_task_up"]
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -50,6 +66,14 @@ GRAPH = {
         f"{AF2}/af2_leaf": {"upstreams": "default/e2e_dependent"},
         # A failure on Airflow 2 runs its handler on Airflow 3.
         "08_on_failure": {"on_failure_of": f"{AF2}/af2_fail"},
+        # Issue 16 on Airflow 2.11: a 05:00 run waits for the same day's 01:00 run only (both on Airflow 2) ...
+        f"{AF2}/af2_shift_up": {"partitions": {"cron": "0 1 * * *"}},
+        f"{AF2}/af2_shift_down": {
+            "partitions": {"cron": "0 5 * * *"},
+            "upstreams": [{"dag": f"{AF2}/af2_shift_up", "shift": "-4h"}],
+        },
+        # ... and an Airflow 3 DAG waits for one task of an Airflow 2 DAG (the plugin records Airflow 2's task states).
+        "e2e_af2_task_down": {"upstreams": [{"dag": f"{AF2}/af2_task_up", "task": "extract"}]},
     },
 }
 WATCHER_ID = "e2e-af2"
@@ -95,7 +119,7 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         plugin_settings="airflow",
         # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s); an Airflow
         # option here, since this plugin reads no COORDINATOR_* variable.
-        extra_env={"AIRFLOW__COORDINATOR__PLUGIN_TASKS_TTL_S": "1", "TMPDIR": str(base / "tmp")},
+        extra_env={"AIRFLOW__COORDINATOR__PLUGIN_TASKS_TTL_S": f"{PLUGIN_TASKS_TTL_S:g}", "TMPDIR": str(base / "tmp")},
     )
     try:
         stack.start()
@@ -384,3 +408,81 @@ def test_named_task_state_is_written_from_airflow2_task_process(e2e: E2E, setup:
         assert repaired is not None and (repaired.state, repaired.run_id, repaired.try_number, repaired.source) == (
             RunState.SUCCESS, run_id, 1, f"audit:{AF2}",
         )  # fmt: skip
+
+
+def test_a_4h_shift_on_airflow2_runs_each_0500_day_once_and_a_rerun_reruns_only_that_day(
+    e2e: E2E, setup: Setup
+) -> None:
+    """af2_shift_up at 01:00 for two days runs af2_shift_down (Airflow 2) at 05:00 of the same days, once each and
+    at no other date; clearing the second upstream day reruns only the second dependent day, once."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)
+    days = [partition_datetime(e2e.new_partition()) for _ in range(2)]
+    assert days[1] - days[0] == timedelta(days=1), days
+    ups = [canonical_partition(day + timedelta(hours=1)) for day in days]
+    downs = [canonical_partition(day + timedelta(hours=5)) for day in days]
+    up_runs = [e2e.run_id("af2shift") for _ in ups]
+    for up, run_id in zip(ups, up_runs, strict=True):
+        af2.trigger("af2_shift_up", run_id, up)
+    for down in downs:
+        wait_for_state(e2e, "af2_shift_down", down, AF2, RunState.SUCCESS)
+
+    window = (canonical_partition(days[0]), canonical_partition(days[1] + timedelta(hours=47)))
+    assert [r.logical_date for r in runs_between(af2, "af2_shift_down", *window)] == [
+        partition_datetime(down) for down in downs
+    ], "the dependent ran at other dates than 05:00 of the two days"
+    first = [e2e.only_run("af2_shift_down", down, stack=af2) for down in downs]
+    for up, down, run in zip(ups, downs, first, strict=True):
+        assert (run.state, run.run_id) == ("success", run_id_for(down)), run
+        assert_started_after(run, [e2e.only_run("af2_shift_up", up, stack=af2)])
+        ledger = e2e.read_ledger("af2_shift_down", down, AF2)
+        assert ledger is not None and list(ledger.inputs) == [f"{AF2}/af2_shift_up@{up}"], ledger
+
+    af2.clear("af2_shift_up", up_runs[1])
+    wait_for_state(e2e, "af2_shift_down", downs[1], AF2, RunState.SUCCESS, clear_number=1)
+    time.sleep(SETTLE_S)
+    assert_unchanged(e2e, af2, "af2_shift_down", downs[0], first[0], tries=1)
+    rerun = e2e.only_run("af2_shift_down", downs[1], stack=af2)
+    assert rerun.state == "success" and task_tries(af2, "af2_shift_down", rerun.run_id) == {"work": 2}, rerun
+    assert len(runs_between(af2, "af2_shift_down", *window)) == 2
+    counts = [e2e.read_ledger("af2_shift_down", down, AF2) for down in downs]
+    assert [c.trigger_count if c else None for c in counts] == [1, 2], counts
+
+
+def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_its_clear_cascades_once(
+    e2e: E2E, setup: Setup
+) -> None:
+    """default/e2e_af2_task_down starts after af2_task_up's ``extract`` succeeded in Airflow 2 while af2_task_up
+    still runs; clearing ``extract`` alone in Airflow 2 reruns the dependent once."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)
+    e2e.wait_for_named_tasks()
+    partition, up_run = e2e.new_partition(), e2e.run_id("af2task")
+    af2.trigger("af2_task_up", up_run, partition)
+    wait_for_state(e2e, "e2e_af2_task_down", partition, "default", RunState.SUCCESS)
+
+    upstream, up_tasks = e2e.only_run("af2_task_up", partition, stack=af2), task_runs(af2, "af2_task_up", up_run)
+    assert upstream.state == "running", upstream
+    # hold has not finished (on a loaded machine it may not even have started: scheduled or queued).
+    assert up_tasks["extract"].state == "success" and up_tasks["hold"].state in UNFINISHED, up_tasks
+    down = e2e.only_run("e2e_af2_task_down", partition)
+    down_task = task_runs(e2e.stack, "e2e_af2_task_down", down.run_id)["work"]
+    extract_end = up_tasks["extract"].end_date
+    assert down_task.start_date and extract_end and down_task.start_date > extract_end, (down_task, extract_end)
+
+    # Airflow 2's task process wrote extract's state (the REST audit, the safety net, would sign "audit:af2").
+    extract, _ = e2e.read_task("af2_task_up", "extract", partition, AF2)
+    assert extract is not None and extract.source == f"airflow-plugin:{AF2}", extract
+
+    release(af2, "af2_task_up", partition)
+    af2.wait_for_run("af2_task_up", up_run, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+    af2.clear_task("af2_task_up", up_run, "extract")
+    wait_for_state(e2e, "e2e_af2_task_down", partition, "default", RunState.SUCCESS, clear_number=1)
+    af2.wait_for_run("af2_task_up", up_run, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+    time.sleep(SETTLE_S)
+    up_tasks = task_runs(af2, "af2_task_up", up_run)
+    assert (up_tasks["extract"].try_number, up_tasks["hold"].try_number) == (2, 1), up_tasks
+    rerun = e2e.only_run("e2e_af2_task_down", partition)
+    assert rerun.state == "success" and task_tries(e2e.stack, "e2e_af2_task_down", rerun.run_id) == {"work": 2}
+    ledger = e2e.read_ledger("e2e_af2_task_down", partition)
+    assert ledger is not None and ledger.trigger_count == 2, ledger

@@ -4,14 +4,19 @@
 - ``af2_root``: the root of the 2 -> 3 -> 2 cascade (triggered by the test);
 - ``af2_leaf``: a dependent of a DAG on the Airflow 3 instance (the cascade's way back);
 - ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs;
+- ``af2_shift_up`` (grid 01:00 daily) -> ``af2_shift_down`` (grid 05:00 daily, ``"shift": "-4h"``), both here;
+- ``af2_task_up``: ``extract`` then ``hold``, which keeps the run running until the test creates its release file
+  ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``;
 - ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from airflow import DAG
@@ -26,6 +31,25 @@ def work() -> None:
     dag_run: Any = get_current_context()["dag_run"]
     log.info("partition=%s clear_number=%s conf=%s", dag_run.logical_date, dag_run.clear_number, dag_run.conf)
     time.sleep(0.5)
+
+
+@task
+def extract() -> None:
+    time.sleep(0.1)
+
+
+@task
+def hold() -> None:
+    """Wait for the run's release file (created by the test); fail after 300 s so a failed test frees the executor."""
+    dag_run: Any = get_current_context()["dag_run"]
+    stamp = dag_run.logical_date.astimezone(UTC).strftime("%Y%m%dT%H%M")
+    release = Path(os.environ.get("PIPELINE_OUTPUT_DIR", "/nonexistent")) / "release" / dag_run.dag_id / stamp
+    log.info("holding until %s exists", release)
+    deadline = time.monotonic() + 300.0
+    while not release.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{release} not created within 300 s")
+        time.sleep(0.2)
 
 
 @task
@@ -52,6 +76,15 @@ with _dag("af2_leaf") as af2_leaf:
 
 with _dag("af2_fail") as af2_fail:
     fail()
+
+with _dag("af2_shift_up") as af2_shift_up:
+    work()
+
+with _dag("af2_shift_down") as af2_shift_down:
+    work()
+
+with _dag("af2_task_up") as af2_task_up:
+    extract() >> hold()
 
 
 @task
