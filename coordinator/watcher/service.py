@@ -4,7 +4,9 @@ Rules:
 1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1. Events only update the view
    and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass takes every ready key, plans
    them with the pure planner and hands the actions to the actuator. Every requeue (retry delays, actions that had
-   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work.
+   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work: the
+   leader's periodic jobs (audit, retention) are timed keys of it too (``JobKey``), handed to the one loop that runs
+   them (``watcher/jobs.py``).
    Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
