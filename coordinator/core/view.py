@@ -261,6 +261,7 @@ class View:
         # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up.
         last = "\0"  # the previous key's "{base}{instance}/{dag_id}/" (no key starts with a NUL)
         kind, node = 0, None
+        top = self.revision  # the page's highest revision, kept in a local: an attribute store per key costs more
         for key, value, mod_rev in items:
             if key.startswith(last):
                 partition = parts.get(key[len(last) :])  # only valid partitions are held: "p/deeper" is not one
@@ -273,8 +274,8 @@ class View:
             if node is None or partition is None or key in self.problems:
                 self.apply(key, value, mod_rev)  # anything but a run state or ledger entry of known parts
                 continue
-            if mod_rev > self.revision:
-                self.revision = mod_rev
+            if mod_rev > top:
+                top = mod_rev
             record: RunRecord | TriggerRecord | None
             if kind == 1:
                 record, _ = parse_run_record(value)
@@ -291,6 +292,8 @@ class View:
             if at is None:
                 at = index[partition] = set()
             at.add(node)
+        if top > self.revision:  # ``apply`` above may have raised it too
+            self.revision = top
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
