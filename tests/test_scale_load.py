@@ -168,7 +168,8 @@ def test_held_names_every_key_the_view_holds_with_its_mod_revision() -> None:
 def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key() -> None:
     """``load_page`` (the snapshot's fast path) ends in the same facts, index, problems and revision as ``apply`` of
     each key in turn: good and bad values, a key rewritten good after bad and bad after good, malformed keys, a
-    backfill mark, the activation and keys the view does not read (rule 2)."""
+    backfill mark, the activation and keys the view does not read, a malformed key right after a good one of the
+    same DAG (the page parses a DAG's key prefix once) (rule 2)."""
     keys = KeyLayout()
     a, b = NodeId("default", "a"), NodeId("team", "b")
     p, q = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
@@ -181,6 +182,7 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
         (keys.trigger_key(b, p), _value(done), 4),
         (keys.trigger_key(b, q), b"[]", 5),
         (keys.run_key(a, q), _value(run), 6),
+        (keys.run_key(a, q) + "/deeper", _value(run), 7),  # right after a key of the same DAG: still malformed
         (keys.run_key(a, p), b"{", 7),
         (keys.run_key(b, p), _value(run), 8),
         (keys.runs + "default/a/not-a-date", _value(run), 9),
@@ -198,6 +200,7 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
         assert getattr(paged, field) == getattr(one_by_one, field), field
     assert set(paged.problems) == {
         keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q), keys.runs + "default/a/not-a-date",
+        keys.run_key(a, q) + "/deeper",
         keys.runs + "default/a", keys.triggers + "bad id!/a/" + p,
     }  # fmt: skip
     assert set(paged.runs) == {(a, q), (b, p)} and set(paged.ledger) == {(b, p)}

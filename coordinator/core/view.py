@@ -257,16 +257,25 @@ class View:
         nodes, parts, facts, ledger, names = self._nodes, self._parts, self.runs, self.ledger, self._input_names
         index = self.partitions
         run_of, ledger_of = RunFact.of, LedgerFact.of
+        # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
+        # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up.
+        last = "\0"  # the previous key's "{base}{instance}/{dag_id}/" (no key starts with a NUL)
+        kind, node = 0, None
+        top = self.revision  # the page's highest revision, kept in a local: an attribute store per key costs more
         for key, value, mod_rev in items:
-            kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
-            rest = key[len(runs if kind == 1 else triggers) :].split("/") if kind else []
-            node = nodes.get((rest[0], rest[1])) if len(rest) == 3 else None
-            partition = parts.get(rest[2]) if node is not None else None
+            if key.startswith(last):
+                partition = parts.get(key[len(last) :])  # only valid partitions are held: "p/deeper" is not one
+            else:
+                kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
+                split = key[len(runs if kind == 1 else triggers) :].split("/") if kind else []
+                node = nodes.get((split[0], split[1])) if len(split) == 3 else None
+                partition = parts.get(split[2]) if node is not None else None
+                last = key[: len(key) - len(split[2])] if node is not None else "\0"
             if node is None or partition is None or key in self.problems:
                 self.apply(key, value, mod_rev)  # anything but a run state or ledger entry of known parts
                 continue
-            if mod_rev > self.revision:
-                self.revision = mod_rev
+            if mod_rev > top:
+                top = mod_rev
             record: RunRecord | TriggerRecord | None
             if kind == 1:
                 record, _ = parse_run_record(value)
@@ -283,6 +292,8 @@ class View:
             if at is None:
                 at = index[partition] = set()
             at.add(node)
+        if top > self.revision:  # ``apply`` above may have raised it too
+            self.revision = top
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""

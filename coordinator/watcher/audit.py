@@ -5,7 +5,8 @@ decides from the leader's in-memory view which runs need a write (:func:`coordin
 pass costs no etcd read for the runs etcd already knows. Each write goes through the one run-record writer
 (:func:`coordinator.run_records.write_run_record`), which re-reads the key and re-decides against what etcd holds
 then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
-unreachable instance is logged and skipped; the audit never stops the watcher.
+unreachable instance is logged and skipped; the audit never stops the watcher. It runs as the timed key
+``JobKey("audit")`` of the work queue (``watcher/jobs.py``), at the ``now`` that loop gives it.
 
 Task states (semantics "task-level upstreams"): for each task the adopted graph names (``upstream_tasks`` of the
 view's activation) the audit lists that task's instances changed within the lookback (one paged
@@ -18,7 +19,7 @@ date have no task-state key and are skipped.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -40,6 +41,24 @@ from coordinator.etcd import EtcdStore
 from coordinator.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditJob:
+    """The leader's periodic audit as a job of ``watcher/jobs.py``: exactly what a pass needs, not the watcher."""
+
+    store: EtcdStore
+    keys: KeyLayout
+    #: The graph in force at the time of the round (it is reloaded while the watcher runs).
+    graph: Callable[[], Graph]
+    clients: Mapping[str, AirflowClient]
+    lookback: timedelta
+    view: View
+    interval_s: float
+    name: str = "audit"
+
+    async def run_once(self, now: datetime) -> None:
+        await audit_once(self.store, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
 
 
 @dataclass
@@ -73,10 +92,13 @@ async def audit_once(
     clients: Mapping[str, AirflowClient],
     lookback: timedelta,
     view: View,
+    *,
+    now: datetime | None = None,
 ) -> AuditResult:
-    """One audit pass over every DAG of the graph whose instance has a client; ``view`` is the leader's view."""
+    """One audit pass at ``now`` (the wall clock if None) over every DAG of the graph whose instance has a client;
+    ``view`` is the leader's view."""
     result = AuditResult()
-    now = datetime.now(UTC)
+    now = now if now is not None else datetime.now(UTC)
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)

@@ -12,7 +12,8 @@ Rules:
 5. After ``shutdown`` nothing is added and getters return at once.
 
 Keys are typed: ``AllPartitions`` (re-plan everything), ``PartitionKey`` (re-plan one partition) and ``DagKey`` (the
-facts of one DAG in one partition changed; an action for it is in flight while it is processed).
+facts of one DAG in one partition changed; an action for it is in flight while it is processed) and ``JobKey`` (a
+periodic job is due: time as a key, client-go's ``AddAfter``).
 """
 
 from __future__ import annotations
@@ -61,7 +62,14 @@ class DagKey(NamedTuple):
     partition: str
 
 
-WorkKey = AllPartitionsType | PartitionKey | DagKey
+@dataclass(frozen=True, slots=True)
+class JobKey:
+    """A periodic job of the leader is due (``watcher/jobs.py``): added with ``add_after`` its interval ahead."""
+
+    name: str
+
+
+WorkKey = AllPartitionsType | PartitionKey | DagKey | JobKey
 
 K = TypeVar("K", bound=Hashable)
 

@@ -9,18 +9,18 @@ Rules (semantics rule 11, ``coordinator.core.retention``):
    the keys forgotten but still stored are remembered as small facts, so the leader's retention can delete them.
 3. :func:`prune` records the floor first (never lowering it unless asked), then deletes in transactions of at most
    ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is kept and reported.
-4. The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, on a slow timer; each
-   round logs one ``retention.pruned`` line. A failure is logged and retried at the next round, never fatal.
+4. The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as the timed key
+   ``JobKey("retention")`` of the work queue (``watcher/jobs.py``); each round logs one ``retention.pruned`` line. A
+   failure is logged and retried with a backoff capped at the interval, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from datetime import datetime, timedelta
 
 from coordinator.core.actions import Plan
 from coordinator.core.graph import Graph
@@ -42,11 +42,8 @@ from coordinator.core.retention import (
     select,
 )
 from coordinator.core.view import View
-from coordinator.errors import CoordinatorError, LeadershipLost
+from coordinator.errors import CoordinatorError
 from coordinator.etcd import KV, EtcdStore, Fence
-
-if TYPE_CHECKING:
-    from coordinator.watcher.service import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -201,47 +198,24 @@ async def delete_selected(
 # -- the leader's periodic retention (rule 4) ---------------------------------------------------------------------
 
 
-async def prune_from_view(watcher: Watcher, now: datetime) -> tuple[Selection, PruneOutcome, str] | None:
-    """One round of the leader's retention: record the floor, then delete what the view (and the leftovers) hold
-    before the cutoff. None when retention is off."""
-    period = watcher.settings.retention_period
-    if period is None:
-        return None
-    tracker = watcher.retention
-    cutoff = cutoff_before(now, period)
-    fence = watcher.election.fence
-    # Gather first: recording the floor makes the view forget these partitions.
-    facts = {f.key: f for f in facts_from_view(watcher.view, cutoff)}
-    facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
-    floor = next_floor(tracker.floor, cutoff)
-    if tracker.floor is None or tracker.floor.before != floor:
-        new = RetentionFloor(before=floor, by=watcher.watcher_id, at=now)
-        revision = await record_floor(watcher.store, watcher.settings.keys, new, tracker.floor_rev, fence=fence)
-        # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
-        watcher.view.revision = max(watcher.view.revision, revision)
-        tracker.observe(watcher.view, tracker.key, dump_floor(new), revision)
-    selection = select(facts.values(), cutoff)
-    outcome = await delete_selected(watcher.store, selection.delete, fence=fence)
-    return selection, outcome, floor
+@dataclass(frozen=True)
+class RetentionJob:
+    """The leader's periodic retention (rule 4) as a job of ``watcher/jobs.py``: exactly what a round needs."""
 
+    store: EtcdStore
+    keys: KeyLayout
+    period: timedelta
+    interval_s: float
+    view: View
+    tracker: RetentionTracker
+    #: The leader's fence at the time of the call (None: not leading; the write is then refused).
+    fence: Callable[[], Fence | None]
+    watcher_id: str
+    name: str = "retention"
 
-async def retention_loop(watcher: Watcher) -> None:
-    """Every ``retention_interval_s``, on the leader only: one :func:`prune_from_view` round and its log line."""
-    if watcher.settings.retention_period is None:
-        return
-    interval = watcher.settings.retention_interval_s
-    async for _ in watcher.leader_ticks(interval):
-        try:
-            done = await prune_from_view(watcher, datetime.now(UTC))
-        except LeadershipLost:
-            watcher.actuator.leadership_lost.set()
-            continue
-        except CoordinatorError as exc:  # etcd trouble: the next round tries again
-            log.warning("retention.failed error=%s retry_in_s=%.0f", exc, interval)
-            continue
-        if done is None:
-            return
-        selection, outcome, floor = done
+    async def run_once(self, now: datetime) -> None:
+        """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off)."""
+        selection, outcome, floor = await prune_from_view(self, now)
         kept = selection.kept_counts()
         if outcome.changed:
             kept[HoldReason.CHANGED.value] = len(outcome.changed)
@@ -255,3 +229,24 @@ async def retention_loop(watcher: Watcher) -> None:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
+
+
+async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, PruneOutcome, str]:
+    """One round of the leader's retention: record the floor, then delete what the view (and the leftovers) hold
+    before the cutoff."""
+    tracker, view = job.tracker, job.view
+    cutoff = cutoff_before(now, job.period)
+    fence = job.fence()
+    # Gather first: recording the floor makes the view forget these partitions.
+    facts = {f.key: f for f in facts_from_view(view, cutoff)}
+    facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
+    floor = next_floor(tracker.floor, cutoff)
+    if tracker.floor is None or tracker.floor.before != floor:
+        new = RetentionFloor(before=floor, by=job.watcher_id, at=now)
+        revision = await record_floor(job.store, job.keys, new, tracker.floor_rev, fence=fence)
+        # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
+        view.revision = max(view.revision, revision)
+        tracker.observe(view, tracker.key, dump_floor(new), revision)
+    selection = select(facts.values(), cutoff)
+    outcome = await delete_selected(job.store, selection.delete, fence=fence)
+    return selection, outcome, floor

@@ -4,7 +4,9 @@ Rules:
 1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1. Events only update the view
    and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass takes every ready key, plans
    them with the pure planner and hands the actions to the actuator. Every requeue (retry delays, actions that had
-   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work.
+   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work: the
+   leader's periodic jobs (audit, retention) are timed keys of it too (``JobKey``), handed to the one loop that runs
+   them (``watcher/jobs.py``).
    Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
@@ -26,7 +28,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -44,11 +46,12 @@ from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
-from coordinator.watcher.audit import audit_once
+from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
+from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.presence import presence_loop
-from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
-from coordinator.watcher.retention import RetentionTracker, retention_loop
+from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.retention import RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +143,8 @@ class Watcher:
             ),
             on_result=self.metrics.action_result,
         )
+        #: The leader's periodic jobs: timed keys of the queue above, run by one loop of their own.
+        self.jobs = self.leader_jobs()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
                                 in_flight=self.actuator.busy, graph=self.graphs.graph,
@@ -247,7 +252,7 @@ class Watcher:
         while not self.stop.is_set():
             self.health.beat()  # liveness (watcher/health.py): this loop turns at least every 2 s
             # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
-            keys = await self.queue.get(timeout_s=2.0)
+            keys = self._hand_jobs(await self.queue.get(timeout_s=2.0))
             if self.graphs.refresh():
                 self.queue.add(AllPartitions)
             if not keys or self.stop.is_set():
@@ -266,11 +271,20 @@ class Watcher:
             if AllPartitions in keys:
                 self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
 
+    def _hand_jobs(self, keys: list[WorkKey]) -> list[WorkKey]:
+        """``keys`` without the due periodic jobs, which go to their own loop (``watcher/jobs.py``)."""
+        if not any(type(key) is JobKey for key in keys):
+            return keys
+        for key in keys:
+            if type(key) is JobKey:
+                self.jobs.hand(key)
+        return [key for key in keys if type(key) is not JobKey]
+
     async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None) -> Plan:
         """Plan ``keys`` (every ready one when None) and, when leading, hand the actions to the actuator (rule 4: one
         log line)."""
         if keys is None:
-            keys = self.queue.get_nowait()
+            keys = self._hand_jobs(self.queue.get_nowait())
         everything = False
         dirty: set[str] = set()
         changed: dict[str, set[NodeId]] = {}
@@ -279,7 +293,7 @@ class Watcher:
                 changed.setdefault(key.partition, set()).add(key.node)
             elif isinstance(key, PartitionKey):
                 dirty.add(key.partition)
-            else:
+            elif key is AllPartitions:
                 everything = True
         partitions: Iterable[str] | None = None if everything else dirty
         leading = act and self.election.is_leader
@@ -380,30 +394,28 @@ class Watcher:
                      result.revision, len(graph.dags), first is not None,
                      first.summary() if first is not None else "-")  # fmt: skip
 
-    async def leader_ticks(self, interval: float) -> AsyncIterator[None]:
-        """One tick every ``interval`` s while this watcher leads, until it stops: the periodic jobs' one timer."""
-        while not self.stop.is_set():
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.stop.wait(), timeout=interval)
-            if not self.stop.is_set() and self.election.is_leader:
-                yield
-
-    async def audit_loop(self) -> None:
-        """While leading, compare Airflow's recent runs with etcd and repair lost writes (coordinator.core.audit)."""
-        interval = self.settings.audit_interval_s
-        if interval <= 0 or not self.clients:
-            return
-        lookback = timedelta(hours=self.settings.audit_lookback_h)
-        async for _ in self.leader_ticks(interval):
-            try:
-                await audit_once(self.store, self.settings.keys, self.graphs.graph, self.clients, lookback, self.view)
-            except Exception as exc:  # the audit is a safety net: it must never take the watcher down
-                log.warning("audit.failed error=%s", exc)
+    def leader_jobs(self) -> LeaderJobs:
+        """The periodic jobs this watcher runs while it leads, each given only what it needs (``watcher/jobs.py``)."""
+        settings = self.settings
+        jobs: list[Job] = []
+        if settings.audit_interval_s > 0 and self.clients:
+            lookback = timedelta(hours=settings.audit_lookback_h)
+            jobs.append(AuditJob(self.store, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
+                                 self.view, settings.audit_interval_s))  # fmt: skip
+        if settings.retention_period is not None:
+            jobs.append(RetentionJob(self.store, settings.keys, settings.retention_period,
+                                     settings.retention_interval_s, self.view, self.retention,
+                                     lambda: self.election.fence, self.watcher_id))  # fmt: skip
+        return LeaderJobs(
+            self.queue, jobs, leading=lambda: self.election.is_leader,
+            on_leadership_lost=self.actuator.leadership_lost.set,
+        )  # fmt: skip
 
     async def run(self) -> None:
         """The service (rules 1-5)."""
         revision = await self.load()
         self.health.loaded = True
+        self.jobs.schedule()
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
@@ -412,11 +424,10 @@ class Watcher:
             asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
             asyncio.create_task(self.reconcile_loop(), name="reconcile"),
-            asyncio.create_task(self.audit_loop(), name="audit"),
+            asyncio.create_task(self.jobs.run(), name="jobs"),
             asyncio.create_task(
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
-            asyncio.create_task(retention_loop(self), name="retention"),
             # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
             asyncio.create_task(presence_loop(self), name="presence"),
         ]
