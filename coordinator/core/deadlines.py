@@ -102,6 +102,8 @@ class DeadlineStatus:
     slack: float = 0.0
     #: Seconds after the deadline a late success ended (``late`` only).
     lateness: float | None = None
+    #: The partition succeeded (``on_time`` or ``late`` for good); the others are still open.
+    succeeded: bool = False
 
 
 def learned_duration(samples: Iterable[float]) -> float | None:
@@ -282,9 +284,9 @@ def _status(run: _Pass, node: NodeId, partition: str, deadline: datetime, warn: 
         end = fact.end_date
         if end is not None and end > deadline:
             lateness = (end - deadline).total_seconds()
-            return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness)
+            return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
         slack = (deadline - end).total_seconds() if end is not None else 0.0
-        return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack)
+        return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
     cause = run.cause(node, partition)
     if run.now > deadline:
         return DeadlineStatus(node, partition, DeadlineState.MISSED, deadline, None, cause,
