@@ -314,6 +314,9 @@ class DeadlineRecord(BaseModel):
     #: handler after a failover reuses the same run id and Airflow refuses a second run.
     sequence: int = 1
     changed_at: datetime
+    #: The logical date of the handlers' runs for this transition, whole seconds, distinct from every other recorded
+    #: transition's (Airflow allows one run per DAG and logical date); chosen when recorded, so a retry asks again.
+    handler_date: datetime | None = None
     #: The handlers were triggered (or there are none); False: a transition recorded but not yet alerted.
     alerted: bool = False
     watcher: str = ""

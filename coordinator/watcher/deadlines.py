@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
+from coordinator.airflow.runs import TriggerResult
 from coordinator.core.deadlines import (
     DeadlineRecord,
     DeadlineStatus,
@@ -52,6 +53,8 @@ class DeadlineTracker:
     keys: KeyLayout
     records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
     revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
+    #: The latest handler logical date recorded (``next_handler_date``).
+    last_date: datetime | None = None
 
     def observe(self, key: str, value: bytes | None, mod_rev: int) -> None:
         if not key.startswith(self.keys.deadlines):
@@ -71,6 +74,18 @@ class DeadlineTracker:
         if mod_rev >= self.revisions.get(at, 0):
             self.records[at] = record
             self.revisions[at] = mod_rev
+            if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
+                self.last_date = record.handler_date
+
+    def next_handler_date(self, now: datetime) -> datetime:
+        """A handler logical date after every recorded one (rule 3): ``now`` in whole seconds, or one second after
+        the latest, so transitions recorded within one second (or by a leader whose clock is behind) never share
+        one."""
+        candidate = now.replace(microsecond=0)
+        if self.last_date is not None and candidate <= self.last_date:
+            candidate = self.last_date + timedelta(seconds=1)
+        self.last_date = candidate
+        return candidate
 
 
 def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[str, Any]:
@@ -90,13 +105,16 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[s
     }
 
 
-def _record(transition: Transition, now: datetime, watcher: str, alerted: bool) -> DeadlineRecord:
+def _record(
+    transition: Transition, now: datetime, watcher: str, alerted: bool, handler_date: datetime | None
+) -> DeadlineRecord:
     status = transition.status
     cause = status.cause
     return DeadlineRecord(
         state=status.state, deadline=status.deadline, eta=status.eta,
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
-        sequence=transition.sequence, changed_at=now.replace(microsecond=0), alerted=alerted, watcher=watcher,
+        sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
+        alerted=alerted, watcher=watcher,
     )  # fmt: skip
 
 
@@ -129,7 +147,8 @@ async def deadline_pass(watcher: Watcher, now: datetime | None = None) -> list[T
         status = transition.status
         at = (status.node, status.partition)
         handlers = graph.late_handlers.get(status.node, ()) if transition.alerts else ()
-        record = _record(transition, now, watcher.watcher_id, alerted=not handlers)
+        handler_date = tracker.next_handler_date(now) if handlers else None
+        record = _record(transition, now, watcher.watcher_id, not handlers, handler_date)
         key = keys.deadline_key(*at)
         try:
             result = await watcher.store.cas(key, dump_record(record), tracker.revisions.get(at, 0),
@@ -171,12 +190,18 @@ async def alert_pending(watcher: Watcher) -> None:
                 continue
             run_id = late_run_id(node, partition, record.sequence)
             try:
-                outcome = await client.trigger(handler.dag_id, run_id, _handler_date(record, node),
+                outcome = await client.trigger(handler.dag_id, run_id, record.handler_date or record.changed_at,
                                                handler_conf(record, node, partition))  # fmt: skip
             except CoordinatorError as exc:
                 ok = False
                 log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
                             partition, handler.qualified, exc)  # fmt: skip
+                continue
+            if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
+                # Another run holds the date (not ours: ours would be found by its run id): retried next pass.
+                ok = False
+                log.warning("deadline.handler_date_taken dag=%s partition=%s handler=%s run_id=%s", node.qualified,
+                            partition, handler.qualified, run_id)  # fmt: skip
                 continue
             log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
                      partition, handler.qualified, run_id, outcome.result)  # fmt: skip
@@ -191,14 +216,6 @@ async def alert_pending(watcher: Watcher) -> None:
             return
         if result.succeeded:
             tracker.observe(keys.deadline_key(*at), dump_record(done), result.revision)
-
-
-def _handler_date(record: DeadlineRecord, node: NodeId) -> datetime:
-    """The handler run's logical date: the transition's time, moved by a stable per-DAG number of seconds so two
-    DAGs' transitions in one pass never ask one handler for the same logical date (Airflow allows one run per
-    date). Deterministic from the record, so a retry after a failover asks for the same run."""
-    spread = sum(node.qualified.encode()) % 3600
-    return record.changed_at + timedelta(seconds=spread)
 
 
 async def deadline_loop(watcher: Watcher, interval: float = DEFAULT_INTERVAL_S) -> None:

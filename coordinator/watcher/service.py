@@ -45,7 +45,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
-from coordinator.watcher.deadlines import DEFAULT_INTERVAL_S, DeadlineTracker, deadline_loop
+from coordinator.watcher.deadlines import DeadlineTracker, deadline_loop
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.presence import presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
@@ -124,8 +124,6 @@ class Watcher:
     health: Health = field(default_factory=Health)
     #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
     view_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    #: Seconds between two deadline passes of the leader (``watcher/deadlines.py``).
-    deadline_interval_s: float = DEFAULT_INTERVAL_S
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -422,7 +420,7 @@ class Watcher:
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
             asyncio.create_task(retention_loop(self), name="retention"),
-            asyncio.create_task(deadline_loop(self, self.deadline_interval_s), name="deadlines"),
+            asyncio.create_task(deadline_loop(self, self.settings.deadline_interval_s), name="deadlines"),
             # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
             asyncio.create_task(presence_loop(self), name="presence"),
         ]
