@@ -23,6 +23,7 @@ from coordinator.core.deadlines import (
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.spec import parse_spec
+from coordinator.core.spec_warnings import spec_warnings
 from coordinator.core.view import RunFact, View
 from coordinator.errors import SpecError
 
@@ -358,3 +359,24 @@ def test_a_transition_is_emitted_once(sequence: list[DeadlineState], repeats: in
     assert emitted == changes
     if changes:
         assert recorded[(node("c"), P)].sequence == len(changes)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "mine", "warned"),
+    [
+        pytest.param({"at": "06:00", "day_offset": 1}, {"at": "07:00", "day_offset": 1, "duration": "2h"}, True,
+                     id="upstream-deadline-plus-duration-too-late"),
+        pytest.param({"at": "06:00", "day_offset": 1}, {"at": "09:00", "day_offset": 1, "duration": "2h"}, False,
+                     id="room-enough"),
+    ],
+)  # fmt: skip
+def test_validate_warns_about_an_impossible_deadline(upstream: dict[str, Any], mine: dict[str, Any],
+                                                     warned: bool) -> None:  # fmt: skip
+    """A deadline earlier than an upstream's deadline plus this DAG's duration is a validate warning."""
+    parts = {"partitions": {"cron": DAY, "timezone": "Europe/Berlin"}}
+    dags = {"a": {**parts, "expected_by": upstream}, "b": {"upstreams": "a", **parts, "expected_by": mine}}
+    graph = parse_spec(json.dumps({"version": 1, "dags": dags}))
+    warnings = [w for w in spec_warnings(graph) if "expected_by" in w.path]
+    assert bool(warnings) is warned
+    if warned:
+        assert "cannot make its own" in warnings[0].message and warnings[0].path == "$.dags['b'].expected_by"

@@ -92,6 +92,10 @@ class GraphSource:
             return False
         self.error = None
         if graph.digest == self.graph.digest:
+            if graph != self.graph:  # deadlines or late handlers changed: nothing to re-plan (semantics rule 13)
+                log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
+                         "expected_by or on_late_of changed")  # fmt: skip
+                self.graph = graph
             return False
         log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
                  len(graph.dags))  # fmt: skip
