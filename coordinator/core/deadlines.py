@@ -258,20 +258,25 @@ def deadline_states(
     latency: timedelta = DEFAULT_LATENCY,
     horizon: timedelta = DEFAULT_HORIZON,
     durations: Mapping[NodeId, float] | None = None,
+    partitions: Iterable[str] | None = None,
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
-    """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5)."""
+    """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
+    replaces rule 1's scope with these (``why`` about one partition, however old)."""
     targets = [node for node in graph.topo_order if graph.dags[node].expected_by is not None]
     if not targets:
         return {}
     if durations is None:
         durations = learned_durations(view, graph.dags)
+    if partitions is not None:
+        partitions = tuple(partitions)
     run = _Pass(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     result: dict[tuple[NodeId, str], DeadlineStatus] = {}
     for node in targets:
         spec = graph.dags[node]
         rule = spec.expected_by
         assert rule is not None
-        for partition in _partitions(graph, view, node, now, horizon):
+        scope = _partitions(graph, view, node, now, horizon) if partitions is None else partitions
+        for partition in scope:
             if rule.applies(partition):
                 result[(node, partition)] = _status(run, node, partition, rule.deadline(spec.grid, partition),
                                                     timedelta(seconds=rule.warn))  # fmt: skip

@@ -95,6 +95,21 @@ def test_failure_two_hops_up_blocks_and_alerts_once(stack: Stack) -> None:
     assert len(watcher.lines(rf"deadline\.transition dag=default/{TARGET} partition={p} ")) == 1
 
 
+def test_status_and_why_show_deadline_eta_and_cause(stack: Stack) -> None:
+    """``status`` lists 03's deadline state with its cause chain; ``why`` says blocked and names the failed root."""
+    stack.set_deps(graph())
+    p = today()
+    put_run(stack, ROOT, p, "failed")
+    rows = {(r["dag"], r["partition"]): r for r in stack.status_json()["deadlines"]}
+    row = rows[(TARGET, p)]
+    assert (row["state"], row["cause"]) == ("blocked", f"default/{ROOT}@{p} failed")
+    assert row["chain"].endswith(f"default/{ROOT}@{p}")
+    text = stack.cli("why", TARGET, "-p", p).stdout
+    assert "deadline: blocked" in text and f"cause: default/{ROOT}@{p} failed" in text
+    table = stack.cli("status").stdout
+    assert "deadlines (expected_by)" in table and "blocked" in table
+
+
 def test_leader_killed_after_the_transition_is_recorded_alerts_once(stack: Stack) -> None:
     """Dead right after recording the transition (exit 86): the standby triggers the handler once, records nothing
     new, and never alerts that transition again."""
