@@ -22,10 +22,13 @@ from coordinator.core.deadlines import (
 )
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.core.planner import plan
 from coordinator.core.spec import parse_spec
 from coordinator.core.spec_warnings import spec_warnings
 from coordinator.core.view import RunFact, View
 from coordinator.errors import SpecError
+from coordinator.page.model import build_page
+from coordinator.page.render import render_page
 
 DAY = "0 0 * * *"
 P = "2026-01-05T00:00:00Z"
@@ -380,3 +383,17 @@ def test_validate_warns_about_an_impossible_deadline(upstream: dict[str, Any], m
     assert bool(warnings) is warned
     if warned:
         assert "cannot make its own" in warnings[0].message and warnings[0].path == "$.dags['b'].expected_by"
+
+
+def test_page_colours_a_blocked_dag_and_shows_its_cause_chain() -> None:
+    """The dependencies page badges 03's blocked state and its detail names the deadline, ETA and cause chain."""
+    graph = chain_graph(EXPECTED)
+    view = view_of({("a", P): fact(RunState.FAILED)})
+    now = P0 + timedelta(hours=25)
+    statuses = deadline_states(graph, view, now, partitions=[P])
+    model = build_page(graph, view, plan(graph, view, [P]), P, [P], statuses)
+    html = render_page(model, selected=node("c"))
+    assert 'data-dag="default/c" data-state' in html and 'data-deadline="blocked"' in html
+    assert "default/c@2026-01-05T00:00:00Z &lt;- default/b@2026-01-05T00:00:00Z &lt;- default/a@" in html
+    assert "blocked — due 2026-01-06 06:00Z, ETA -" in html
+    assert html.count("data-deadline=") == 1  # a and b have no expected_by
