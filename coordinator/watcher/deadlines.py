@@ -16,6 +16,7 @@ Rules (semantics rule 13):
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -139,7 +140,9 @@ async def deadline_pass(watcher: Watcher, now: datetime | None = None) -> list[T
     tracker = watcher.deadlines
     keys = watcher.settings.keys
     async with watcher.view_lock:
-        statuses = deadline_states(graph, watcher.view, now)
+        # In a thread, the view held still by the lock: on a big graph a pass takes seconds, and the event loop must
+        # keep the leader lease alive meanwhile (the reflector waits for the lock; nothing else writes the view).
+        statuses = await asyncio.to_thread(deadline_states, graph, watcher.view, now)
     counts, slack = _counts(statuses)
     watcher.metrics.deadline_pass(counts, slack)
     recorded: list[Transition] = []
