@@ -47,6 +47,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import AuditJob
+from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.presence import presence_loop
@@ -94,6 +95,10 @@ class GraphSource:
             return False
         self.error = None
         if graph.digest == self.graph.digest:
+            if graph != self.graph:  # deadlines or late handlers changed: nothing to re-plan (semantics rule 13)
+                log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
+                         "expected_by or on_late_of changed")  # fmt: skip
+                self.graph = graph
             return False
         log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
                  len(graph.dags))  # fmt: skip
@@ -129,6 +134,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         self.actuator = Actuator(
@@ -159,7 +165,7 @@ class Watcher:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            sink = _ViewSink(self.view, self.retention.key)
+            sink = _ViewSink(self.view, self.retention.key, self.deadlines)
             revision, keys = await self.store.stream_snapshot(self.settings.keys.root, sink, cuts=self.cuts())
             self.view.revision = revision
             self.retention.load(self.view, sink.floor)
@@ -205,6 +211,7 @@ class Watcher:
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
+            self.deadlines.observe(event.key, value, event.mod_revision)
             if event.key in self.view.problems:
                 self.metrics.malformed.inc()
                 log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
@@ -406,9 +413,18 @@ class Watcher:
             jobs.append(RetentionJob(self.store, settings.keys, settings.retention_period,
                                      settings.retention_interval_s, self.view, self.retention,
                                      lambda: self.election.fence, self.watcher_id))  # fmt: skip
+        jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
             on_leadership_lost=self.actuator.leadership_lost.set,
+        )  # fmt: skip
+
+    def deadline_job(self) -> DeadlineJob:
+        """The leader's deadline pass (semantics rule 13), given only what it needs."""
+        return DeadlineJob(
+            self.store, self.settings.keys, lambda: self.graphs.graph, self.view, self.view_lock, self.deadlines,
+            self.clients, self.metrics, lambda: self.election.fence, self.watcher_id,
+            self.settings.deadline_interval_s,
         )  # fmt: skip
 
     async def run(self) -> None:
@@ -459,15 +475,21 @@ class _ViewSink:
 
     view: View
     floor_key: str
+    deadlines: DeadlineTracker | None = None
     floor: KV | None = None
 
     def reset(self) -> None:
         self.view.load(0, ())
         self.floor = None
+        if self.deadlines is not None:
+            self.deadlines.records.clear()
+            self.deadlines.revisions.clear()
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)
         for key, value, mod_rev in items:
+            if self.deadlines is not None:
+                self.deadlines.observe(key, value, mod_rev)
             if key == self.floor_key:
                 self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
 
