@@ -1,8 +1,8 @@
 """Serve the dependencies page: read one snapshot of etcd, plan, render. No web framework and no Airflow here.
 
 Rules:
-1. Read-only: one snapshot of ``{prefix}/`` per request, never a write; the same ``plan`` and ``why`` as
-   ``coordinator status``.
+1. Read-only: one snapshot of ``{prefix}/`` per request, never a write; the one decision (``core/decide.py``: first
+   adoption, activation, retention floor) and the same ``why`` as ``coordinator status`` and the watcher.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, canonical_partition
-from coordinator.core.planner import plan
+from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.page.model import build_page, graph_from_activation
@@ -98,11 +100,13 @@ async def dependencies_page(
                 "COORDINATOR_DEPS for the api-server.",
             ),
         )
-    partitions = view.all_partitions()
+    # What the watcher plans, mapped partitions included (a fan-out's hours have no key until they run).
+    partitions = partitions_to_plan(graph, view)
     if chosen is None and partitions:
         chosen = partitions[-1]
-    result = plan(graph, view, [chosen] if chosen is not None else [])
-    model = build_page(graph, view, result, chosen, partitions)
+    decision = decide(graph, view, [chosen] if chosen is not None else [], now=datetime.now(UTC),
+                      history=settings.history_choice, limit=settings.first_start_limit)  # fmt: skip
+    model = build_page(graph, view, decision.plan, chosen, partitions)
     selected: NodeId | None = None
     if node:
         try:
