@@ -75,8 +75,8 @@ def test_one_partition_reads_only_its_own_keys_or_its_mapped_window() -> None:
     plain = parse_spec(json.dumps({"version": 1, "dags": {"a": {}, "b": {"upstreams": "a"}}}), "p.json")
     assert partition_reads(plain, P) == {(NodeId.parse("a"), P), (NodeId.parse("b"), P)}
     hourly, daily = {"cron": "0 * * * *"}, {"cron": "0 0 * * *"}
-    rollup = parse_spec(json.dumps({"version": 1, "dags": {"h": {"partitions": hourly},
-                                                           "d": {"partitions": daily, "upstreams": "h"}}}), "r.json")  # fmt: skip
+    dags = {"h": {"partitions": hourly}, "d": {"partitions": daily, "upstreams": "h"}}
+    rollup = parse_spec(json.dumps({"version": 1, "dags": dags}), "r.json")
     reads = partition_reads(rollup, P)
     assert reads is not None
     assert len({p for n, p in reads if n == NodeId.parse("h")}) == 24
