@@ -220,22 +220,25 @@ class EtcdStore:
         return to_kv(response.kvs[0]) if response.kvs else None
 
     async def get_many(self, keys: Sequence[str], *, revision: int = 0) -> tuple[int, list[KV]]:
-        """The keys that exist among ``keys``, all read at ONE revision (``revision``, else the first batch's):
-        (revision, found). Read in transactions of ``GET_BATCH`` ranges (etcd caps the operations of one)."""
-        found: list[KV] = []
-        at = revision
-        for start in range(0, max(len(keys), 1), GET_BATCH):
-            ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=encode(k), revision=at))
-                   for k in keys[start : start + GET_BATCH]]  # fmt: skip
-            if not ops and at:
-                break
-            if not ops:  # nothing asked: the revision alone
-                return await self.current_revision(), []
+        """The keys that exist among ``keys``, all read at ONE revision (``revision``, else the current one):
+        (revision, found). Transactions of ``GET_BATCH`` ranges (etcd caps the operations of one), sent together
+        once the revision is known."""
+
+        async def batch(chunk: Sequence[str], at: int) -> tuple[int, list[KV]]:
+            ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=encode(k), revision=at)) for k in chunk]
             response, _ = await self._txn("get_many", [], ops, [])
-            at = at or int(response.header.revision)
-            for answer in response.responses:
-                found += [to_kv(kv) for kv in answer.response_range.kvs]
-        return at, found
+            found = [to_kv(kv) for answer in response.responses for kv in answer.response_range.kvs]
+            return int(response.header.revision), found
+
+        chunks = [keys[i : i + GET_BATCH] for i in range(0, len(keys), GET_BATCH)]
+        if not revision:
+            revision, first = await batch(chunks[0], 0) if chunks else (await self.current_revision(), [])
+            chunks, found = chunks[1:], first
+        else:
+            found = []
+        for _, more in await asyncio.gather(*(batch(chunk, revision) for chunk in chunks)):
+            found += more
+        return revision, found
 
     async def newest_keys(self, prefix: str, limit: int, *, revision: int = 0) -> list[str]:
         """The ``limit`` greatest keys under ``prefix`` (keys only), greatest first: one ranged read however many
