@@ -14,8 +14,8 @@ b. Then the planner (``planner.plan`` for whole partitions, ``planner.plan_chang
    and 12 unchanged.
 c. Then retention, from the floor IN the view (``View.floor``, read at the same revision as the facts): the
    triggers of retired decisions are dropped and their verdicts say so (semantics rule 11b).
-d. ``now`` is an input: the core never reads a clock. No rule reads it yet; deadlines (semantics rule 14, to come)
-   will, and every caller already passes the time it decides at.
+d. ``now`` is an input: the core never reads a clock. No rule reads it yet; deadlines
+   will (issue 19), and every caller already passes the time it decides at.
 e. Pure: no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
 """
 
