@@ -101,8 +101,9 @@ async def write_store(endpoints: EtcdSettings, prefix: str, store: dict[str, Any
             await etcd.put(keys.config_key("retention"), dump_floor(RetentionFloor(before=store["floor"])))
 
 
-async def watcher_triggers(settings: Settings) -> set[tuple[str, str]]:
-    """What a leading watcher's pass would trigger: adopt as the leader does, then plan every partition."""
+async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
+    """What a leading watcher's pass would trigger, and whether it held a first adoption: adopt as the leader does,
+    then plan every partition."""
     async with AsyncExitStack() as stack:
         watcher = await open_watcher(settings, stack)
         await watcher.load()
@@ -112,7 +113,8 @@ async def watcher_triggers(settings: Settings) -> set[tuple[str, str]]:
             result = await watcher.reconcile_pass(act=False, keys=[AllPartitions])
         finally:
             await watcher.election.resign()
-    return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}
+    held = watcher.first is not None and watcher.first.held
+    return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -141,7 +143,8 @@ def test_page_status_and_watcher_agree_for_every_dag_and_partition(
     event(f"graph={store['graph']} adopted={store['adopted']} held={report['adoption'].get('held', False)}")
     event(f"retired decisions shown: {any('is retired for' in r['summary'] for r in report['rows'])}")
 
-    triggers = asyncio.run(watcher_triggers(cfg))
+    triggers, held = asyncio.run(watcher_pass(cfg))
+    assert held == report["adoption"].get("held", False), (held, report["adoption"], store)
 
     shown: dict[tuple[str, str], str] = {}
     for day in sorted({*DAYS, *(p for _, p in rows), *(p for _, p in triggers)}):
