@@ -69,14 +69,17 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View 
             if verdict is None or _off_grid(graph, verdict):
                 continue
             fact = view.runs.get((node, partition)) if view is not None else None
-            rows.append(_row(verdict, row_status(verdict, fact.rev if fact is not None else None)))
+            handler = graph.dags[node].is_failure_handler
+            rows.append(_row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler)))
     return rows
 
 
-def row_status(verdict: Verdict, run_rev: int | None) -> str:
+def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False) -> str:
     """ONE state for a row, the most pressing first: a failed or unconfirmed trigger, a run in progress, a rerun
     asked for but not started (the old attempt's "success" is history then, not the state), due, the outcome.
-    ``run_rev``: revision of the run state in the view (None: none)."""
+    ``run_rev``: revision of the run state in the view (None: none). ``handler``: a failure handler that never ran
+    waits (for a failure of its sources) rather than "not run". The page draws exactly this state
+    (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart."""
     ledger = verdict.ledger
     if ledger is not None and ledger.status is TriggerStatus.ERROR:
         return "trigger failed"
@@ -92,7 +95,7 @@ def row_status(verdict: Verdict, run_rev: int | None) -> str:
         return "success" if verdict.fresh else "stale"
     if verdict.state is RunState.FAILED:
         return "failed"
-    return "waiting" if verdict.blocked_by else "not run"
+    return "waiting" if verdict.blocked_by or handler else "not run"
 
 
 def _off_grid(graph: Graph, verdict: Verdict) -> bool:
@@ -132,10 +135,6 @@ def _row(verdict: Verdict, status: str = "") -> StatusRow:
         last_error=ledger.record.last_error if ledger is not None else None,
         status=status,
     )
-
-
-def recent_partitions(view: View, limit: int) -> list[str]:
-    return view.all_partitions()[-limit:]
 
 
 def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:

@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -29,6 +30,7 @@ from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
 from coordinator.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher import service
+from coordinator.watcher.retention import RetentionTracker
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
 from tests.support.world import World, make_graph
@@ -256,7 +258,9 @@ def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytes
     world.write(world.keys.run_key(NodeId("default", "c"), "2026-01-03T00:00:00Z"),
                 _value(RunRecord(state=RunState.FAILED, run_id="y")))  # fmt: skip
     monkeypatch.setattr(service, "PLAN_SLICE_FACTS", 1)
-    fake = SimpleNamespace(view=world.view)
+    # The pass decides through the watcher's one call of core/decide.py (retention from the view's floor: none here).
+    fake = SimpleNamespace(view=world.view, retention=RetentionTracker(world.keys))
+    fake._decide = partial(service.Watcher._decide, fake)
     sliced = asyncio.run(service.Watcher._plan_whole(fake, world.graph, None))  # type: ignore[arg-type]
     whole = plan(world.graph, world.view, explain=False)
     assert sliced.actions == whole.actions and len(whole.actions) >= 3

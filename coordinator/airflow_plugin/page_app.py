@@ -92,7 +92,13 @@ def create_app() -> FastAPI:
             return HTMLResponse(render_message(TITLE, message), status_code=503, headers=NO_STORE)
         config = resolver.config
         answer = await dependencies_page(
-            partition, node, instance=config.writer.instance, ui_base=ui_base, settings=config.settings, etcd=etcd
+            partition,
+            node,
+            instance=config.writer.instance,
+            ui_base=ui_base,
+            settings=config.settings,
+            etcd=etcd,
+            query=dict(request.query_params),  # filters and paging of a large graph (page.select)
         )
         return HTMLResponse(answer.html, status_code=answer.status, headers=NO_STORE)
 

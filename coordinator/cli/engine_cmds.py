@@ -21,21 +21,21 @@ import typer
 from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
-from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
+from coordinator.core.adoption import FirstAdoption
 from coordinator.core.deadlines import deadline_states
+from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
-from coordinator.core.planner import Plan, Trigger, plan
-from coordinator.core.retention import RetentionFloor, Retirement
+from coordinator.core.planner import Plan, Trigger, partitions_to_plan
 from coordinator.core.spec_warnings import close_dags
-from coordinator.core.view import View, adopt
+from coordinator.core.view import View
 from coordinator.deadline_report import deadline_rows, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
 from coordinator.presence import LeaderFact, WatcherPresence, leader_and_watchers, status_header
-from coordinator.report import AdoptionReport, problems_lines, recent_partitions, status_rows, why
+from coordinator.report import AdoptionReport, problems_lines, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.health import Health
@@ -98,11 +98,16 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
     return "all" if adopt_all else "none" if adopt_none else None
 
 
-def _first_start_lines(graph: Graph, view: View, settings: Settings) -> tuple[FirstAdoption | None, list[str]]:
+def _decide(graph: Graph, view: View, settings: Settings, partitions: list[str] | None = None) -> Decision:
+    """The one decision (``core/decide.py``), as the leader would take it with these settings, at this moment."""
+    return decide(graph, view, partitions, now=datetime.now(UTC), history=settings.history_choice,
+                  limit=settings.first_start_limit)  # fmt: skip
+
+
+def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[str]:
     """What a first start would do on this store (semantics rule 9), in lines for status, why and --dry-run."""
-    if not is_first_adoption(view):
-        return None, []
-    first = first_adoption(graph, view, settings.history_choice, settings.first_start_limit)
+    if first is None:
+        return []
     lines = [
         f"no graph has been adopted under {settings.prefix} yet: no watcher has run here. Start one with "
         "`coordinator watch` (or unpause the 00_watcher DAG); its first pass adopts dependencies.json.",
@@ -110,7 +115,7 @@ def _first_start_lines(graph: Graph, view: View, settings: Settings) -> tuple[Fi
     ]
     if first.held:
         lines += [f"  - {hint}" for hint in first.how_to_proceed()]
-    return first, lines
+    return lines
 
 
 def _graph(settings: Settings) -> Graph:
@@ -136,17 +141,6 @@ async def _read_status_state(settings: Settings) -> tuple[View, LeaderFact | Non
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
     leader, watchers = leader_and_watchers(settings.keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs))
     return view, leader, watchers
-
-
-def _read_floor(settings: Settings) -> RetentionFloor | None:
-    """The retention floor (semantics rule 11): status, why, --dry-run and backfill show what it retires."""
-    from coordinator.watcher.retention import read_floor
-
-    async def read() -> RetentionFloor | None:
-        async with await EtcdStore.connect(settings.etcd()) as store:
-            return (await read_floor(store, settings.keys))[0]
-
-    return run_async(read)
 
 
 @app.command()
@@ -229,16 +223,12 @@ def reconcile(
 
     if dry_run:
         view = run_async(lambda: _read_view(settings))
-        first, lines = _first_start_lines(graph, view, settings)
-        for line in lines:
+        # The same plan the first pass would make: nothing while a first adoption is held (backfill requests aside).
+        decision = _decide(graph, view, settings)
+        first = decision.adoption.first
+        for line in _first_start_lines(first, settings):
             out.print(line, markup=False)
-        if first is not None:
-            # The same plan the first pass would make: nothing while held (backfill requests aside).
-            result = plan(graph, view, activation=first.activation)
-        else:
-            proposed = adopt(graph.shapes, graph.digest, view.activation, view.revision, sources=graph.dags)
-            result = plan(graph, view, activation=proposed or view.activation)
-        _print_plan(Retirement(graph, _read_floor(settings)).apply(result))
+        _print_plan(decision.plan)
         if first is not None and first.held and first.triggers:
             shown = first.triggers[:20]
             out.print(f"held back ({len(first.triggers)}), e.g.:")
@@ -326,16 +316,17 @@ def status(
         leader=leader, watchers=watchers, deps=str(settings.deps), local=local, adopted=adopted,
         adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
     )  # fmt: skip
-    every = view.all_partitions()
-    parts = partitions or recent_partitions(view, last)
+    # The partitions the watcher plans (core/decide.py), mapped ones included: a fan-out's hours exist nowhere in the
+    # store until they run, and a due decision there must be shown.
+    every = partitions_to_plan(graph, view)
+    parts = partitions or every[-last:]
     more = 0 if partitions else len(every) - len(parts)
-    first, first_lines = _first_start_lines(graph, view, settings)
     # Never adopted: show what the first pass will decide (nothing while it would be held).
-    result = plan(graph, view, parts, activation=first.activation if first is not None else None)
-    floor = _read_floor(settings)
-    result = Retirement(graph, floor).apply(result)
-    rows = status_rows(graph, result, parts, view)
-    deadlines = deadline_rows(deadline_states(graph, view, datetime.now(UTC)), partitions)
+    decision = _decide(graph, view, settings, parts)
+    first, floor = decision.adoption.first, decision.floor
+    first_lines = _first_start_lines(first, settings)
+    rows = status_rows(graph, decision.plan, parts, view)
+    deadlines = deadline_rows(deadline_states(graph, view, decision.now), partitions)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -410,12 +401,10 @@ def why_cmd(
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
     view = run_async(lambda: _read_view(settings))
-    first, first_lines = _first_start_lines(graph, view, settings)
-    for line in first_lines:
+    decision = _decide(graph, view, settings, [p])
+    for line in _first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
-    result = plan(graph, view, [p], activation=first.activation if first is not None else None)
-    result = Retirement(graph, _read_floor(settings)).apply(result)
-    for line in why(graph, result, node, p):
+    for line in why(graph, decision.plan, node, p):
         out.print(line, markup=False)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p])
@@ -444,7 +433,9 @@ def backfill(
     sources = {*spec.upstreams, *spec.on_failure_of}
 
     view = run_async(lambda: _read_view(settings))
-    floor = _read_floor(settings)
+    # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics rule 11).
+    decision = _decide(graph, view, settings, [])
+    floor = decision.floor
     if floor is not None and floor.retires(_partition(start)):
         fail(
             f"--from {start}: {floor.describe()}; their keys may already be deleted and the watcher plans nothing "
@@ -454,8 +445,7 @@ def backfill(
     # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
     parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
-    retirement = Retirement(graph, floor)
-    retired = next(((p, why) for p in parts if (why := retirement.why_retired(node, p)) is not None), None)
+    retired = next(((p, why) for p in parts if (why := decision.why_retired(node, p)) is not None), None)
     if retired is not None:  # a window that reaches below the floor (semantics rule 11b, partition grids)
         fail(f"{node} {retired[0]}: {retired[1]}; the watcher plans nothing there (semantics rule 11). Backfill from "
              "a later date, or lower the floor first")  # fmt: skip

@@ -15,6 +15,7 @@ d. A long history must not turn a first start into a flood. Before acting, the l
 e. The operator chooses explicitly, with no limit: ``all`` (every partition), ``since P`` (partitions at or after
    P), or ``none`` (no history, as rule b: then ``coordinator backfill`` per DAG for the history wanted).
 f. Pure: no I/O, no clock, no logging; the shell writes the activation with a fenced CAS and logs the decision.
+g. The count of rule d leaves out the triggers the retention floor retires (semantics rule 11): they never run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from enum import StrEnum
 from coordinator.core.graph import Graph
 from coordinator.core.model import canonical_partition
 from coordinator.core.planner import Trigger, plan
+from coordinator.core.retention import Retirement
 from coordinator.core.view import Activation, View, adopt
 
 #: 100 runs: a first start normally finds the roots' last few runs (a handful of partitions times the DAGs that
@@ -132,7 +134,9 @@ def first_adoption(graph: Graph, view: View, choice: HistoryChoice, limit: int, 
     )
     if proposed is None:  # cannot happen: with no current activation there is always something to adopt
         raise AssertionError("a first adoption always proposes an activation")
-    result = plan(graph, view, activation=proposed, explain=False)
+    # Retired decisions (semantics rule 11) never trigger, so they do not count: the leader's view has forgotten
+    # retired partitions, a reader's snapshot has not, and both must come to the same decision.
+    result = Retirement(graph, view.floor).apply(plan(graph, view, activation=proposed, explain=False))
     triggers = tuple(a for a in result.actions if isinstance(a, Trigger))
     held = choice.mode is HistoryMode.AUTO and len(triggers) > limit
     return FirstAdoption(activation=None if held else proposed, choice=choice, triggers=triggers, limit=limit)

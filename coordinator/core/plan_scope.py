@@ -10,6 +10,10 @@ Rules:
 4. A gate (a self-dependency, semantics rule 12c) makes a change of D in Q re-plan D in the partitions gated by Q,
    ONE step: D there is not itself changed, so nothing chains on through D's history (a rerun of Q never reruns
    the later partitions; only what was waiting on Q may now start).
+5. What deciding ONE partition reads (:func:`partition_reads`): every DAG in P, and, through mapped edges, each
+   source in the partitions it is mapped to, transitively (freshness recurses through upstreams). With a gate or a
+   task-level edge the set is not bounded here (a gate reads D's own earlier partitions and their upstreams; a task
+   edge reads task keys): None, and the reader reads everything.
 """
 
 from __future__ import annotations
@@ -124,3 +128,28 @@ def span(window: Sequence[str], missing: Iterable[str]) -> str:
         return p[11:16] + "Z" if p[:10] == day else p
 
     return ", ".join(short(a) if a == b else f"{short(a)}-{short(b)}" for a, b in groups)
+
+
+def partition_reads(graph: Graph, partition: str) -> set[tuple[NodeId, str]] | None:
+    """Rule 5: the (DAG, partition) pairs whose facts a decision of every DAG in ``partition`` may read, or None
+    when that is not bounded here (gates, task-level edges)."""
+    if graph.gated or any(edge.task is not None for spec in graph.dags.values() for edge in spec.edges):
+        return None
+    found: set[tuple[NodeId, str]] = set()
+    work = [(node, partition) for node in graph.dags]
+    while work:
+        at = work.pop()
+        if at in found:
+            continue
+        found.add(at)
+        node, p = at
+        spec = graph.dags[node]
+        for source in (*spec.upstreams, *spec.on_failure_of):
+            work += [(source, q) for q in _sources(graph, node, source, p)]
+    return found
+
+
+def _sources(graph: Graph, target: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
+    if source in graph.mapped_edges.get(target, ()):
+        return graph.source_partitions(target, source, partition)
+    return (partition,)

@@ -35,9 +35,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-
 from coordinator.core.actions import Plan, Trigger, Verdict
+
+# The floor's value is a fact of the view (core/floor); re-exported for the callers that prune.
+from coordinator.core.floor import RetentionFloor as RetentionFloor
+from coordinator.core.floor import dump_floor as dump_floor
+from coordinator.core.floor import parse_floor as parse_floor
 from coordinator.core.graph import Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -57,44 +60,6 @@ BATCH_SIZE = 64
 
 _DURATION = re.compile(r"(\d+)([smhdw])")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-class RetentionFloor(BaseModel):
-    """Value of ``{prefix}/config/retention``: partitions before ``before`` are retired (rule 11)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    before: str
-    #: Who recorded it (``prune:host`` or the leading watcher's id) and when: ``status`` and ``why`` show both.
-    by: str = ""
-    at: datetime | None = None
-
-    @field_validator("before")
-    @classmethod
-    def _canonical(cls, value: str) -> str:
-        if not is_canonical_partition(value):
-            raise ValueError(f"{value!r} is not a canonical partition (YYYY-MM-DDTHH:MM:SSZ)")
-        return value
-
-    def retires(self, partition: str) -> bool:
-        return partition < self.before
-
-    def describe(self) -> str:
-        """``partitions before F are retired by retention since T (set by X)``, for status, why and backfill."""
-        since = f" since {self.at.isoformat()}" if self.at is not None else ""
-        by = f" (set by {self.by})" if self.by else ""
-        return f"partitions before {self.before} are retired by retention{since}{by}"
-
-
-def parse_floor(raw: bytes) -> tuple[RetentionFloor | None, str | None]:
-    """The floor in ``raw``, or (None, why not). Never raises: a bad value is reported and means no floor."""
-    try:
-        return RetentionFloor.model_validate_json(raw), None
-    except ValidationError as exc:
-        return None, str(exc.errors()[0]["msg"])
-
-
-def dump_floor(floor: RetentionFloor) -> bytes:
-    return floor.model_dump_json(exclude_none=True).encode()
 
 
 def parse_duration(text: str) -> timedelta:

@@ -15,6 +15,9 @@ Rules:
 5. Task-instance states (``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}``, the run-state value format)
    are facts of their DAG in their partition like run states (``tasks``; a malformed key or value is a problem
    like a run key's), so a change of one re-plans what depends on that DAG there.
+6. The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read at the same revision
+   as the facts it retires, so a decision never pairs a floor with run states from another moment
+   (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.model import (
     KeyLayout,
@@ -212,6 +216,11 @@ class View:
     backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
     activation: Activation | None = None
     activation_rev: int = 0
+    #: The retention floor (``{prefix}/config/retention``, semantics rule 11) read with the same revision as the
+    #: facts it retires; an unparsable value is a problem and the last valid floor stays (a garbage value must not
+    #: bring retired partitions back).
+    floor: RetentionFloor | None = None
+    floor_rev: int = 0
     #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
     problems: dict[str, str] = field(default_factory=dict)
     #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists).
@@ -234,6 +243,10 @@ class View:
         return self.keys.config_key("graph")
 
     @property
+    def floor_key(self) -> str:
+        return self.keys.config_key("retention")
+
+    @property
     def backfill_prefix(self) -> str:
         return self.keys.config_key("backfill/")
 
@@ -247,6 +260,7 @@ class View:
         self.partitions.clear()
         self.activation = None
         self.activation_rev = 0
+        self.floor, self.floor_rev = None, 0
         self.load_page(items)
         self.revision = revision
 
@@ -320,6 +334,8 @@ class View:
             return self._apply_activation(key, value, mod_rev)
         if key.startswith(self.backfill_prefix):
             return self._apply_backfill(key, value, mod_rev)
+        if key == self.floor_key:
+            return self._apply_floor(key, value, mod_rev)
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
@@ -337,6 +353,8 @@ class View:
         )
         if self.activation is not None:
             found[self.graph_key] = self.activation_rev
+        if self.floor is not None:
+            found[self.floor_key] = self.floor_rev
         return found
 
     def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
@@ -437,6 +455,17 @@ class View:
         except ValidationError as exc:
             self.problems[key] = f"unparsable graph activation ({exc.errors()[0]['msg']}); will be rewritten"
             self.activation, self.activation_rev = None, 0
+        return {ALL}
+
+    def _apply_floor(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        if value is None:  # a deleted floor is an explicit lowering
+            self.floor, self.floor_rev = None, 0
+            return {ALL}
+        floor, problem = parse_floor(value)
+        if floor is None:
+            self.problems[key] = f"unparsable retention floor ({problem}); the last valid floor stays"
+            return set()
+        self.floor, self.floor_rev = floor, mod_rev
         return {ALL}
 
     def _apply_backfill(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:

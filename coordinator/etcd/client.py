@@ -45,6 +45,9 @@ from coordinator.settings import EtcdSettings
 
 log = logging.getLogger(__name__)
 
+#: Ranges per read transaction of ``get_many``: etcd refuses more than ``--max-txn-ops`` (128 by default).
+GET_BATCH = 100
+
 #: Unary calls on UNAVAILABLE: the first call after a server restart fails although the server is up. 5 attempts with
 #: waits of about 0.1, 0.2, 0.4, 0.5 s, each drawn from [d/2, d] so clients restarted together do not retry in
 #: lockstep: 0.6-1.2 s in all, longer than a local restart, short enough that a caller with its own (longer) retry
@@ -215,6 +218,39 @@ class EtcdStore:
             "get", lambda c: c.kv.Range(request, timeout=self.timeout_s, metadata=c.metadata), retry=retry
         )
         return to_kv(response.kvs[0]) if response.kvs else None
+
+    async def get_many(self, keys: Sequence[str], *, revision: int = 0) -> tuple[int, list[KV]]:
+        """The keys that exist among ``keys``, all read at ONE revision (``revision``, else the current one):
+        (revision, found). Transactions of ``GET_BATCH`` ranges (etcd caps the operations of one), sent together
+        once the revision is known."""
+
+        async def batch(chunk: Sequence[str], at: int) -> tuple[int, list[KV]]:
+            ops = [rpc.RequestOp(request_range=rpc.RangeRequest(key=encode(k), revision=at)) for k in chunk]
+            response, _ = await self._txn("get_many", [], ops, [])
+            found = [to_kv(kv) for answer in response.responses for kv in answer.response_range.kvs]
+            return int(response.header.revision), found
+
+        chunks = [keys[i : i + GET_BATCH] for i in range(0, len(keys), GET_BATCH)]
+        if not revision:
+            revision, first = await batch(chunks[0], 0) if chunks else (await self.current_revision(), [])
+            chunks, found = chunks[1:], first
+        else:
+            found = []
+        for _, more in await asyncio.gather(*(batch(chunk, revision) for chunk in chunks)):
+            found += more
+        return revision, found
+
+    async def newest_keys(self, prefix: str, limit: int, *, revision: int = 0) -> list[str]:
+        """The ``limit`` greatest keys under ``prefix`` (keys only), greatest first: one ranged read however many
+        keys the prefix holds (a DAG's newest partitions)."""
+        request = rpc.RangeRequest(
+            key=encode(prefix), range_end=range_end(encode(prefix)), limit=limit, keys_only=True, revision=revision,
+            sort_order=rpc.RangeRequest.DESCEND, sort_target=rpc.RangeRequest.KEY,
+        )  # fmt: skip
+        response = await self.call(
+            "newest_keys", lambda c: c.kv.Range(request, timeout=self.timeout_s, metadata=c.metadata)
+        )
+        return [bytes(kv.key).decode() for kv in response.kvs]
 
     async def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Write unconditionally (bound to ``lease`` if given: deleted when it expires); return the revision."""

@@ -19,10 +19,11 @@ from enum import StrEnum
 
 from coordinator.core.deadlines import DeadlineStatus
 from coordinator.core.graph import DagSpec, Graph
-from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.graph_diff import adopted_graph
+from coordinator.core.model import NodeId
 from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import Activation, RunFact, View
-from coordinator.report import why
+from coordinator.report import row_status, why
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
 PICKER_PARTITIONS = 30
@@ -104,20 +105,12 @@ class PageModel:
 
 
 def graph_from_activation(activation: Activation | None, source: str) -> Graph | None:
-    """The adopted graph, when the activation recorded every DAG's sources (see docs/keys.md); else None."""
+    """The adopted graph as the activation records it (edges, grids, offsets: ``graph_diff.adopted_graph``, the one
+    ``status`` falls back on), so the page decides on the graph the watcher acts on; None when it cannot be rebuilt
+    (an entry that predates edge recording, see docs/keys.md)."""
     if activation is None or not activation.nodes:
         return None
-    dags: dict[NodeId, DagSpec] = {}
-    for qualified, entry in activation.nodes.items():
-        if entry.upstreams is None or entry.on_failure_of is None:
-            return None
-        node = NodeId.parse(qualified)
-        ups = tuple(sorted(NodeId.parse(u) for u in entry.upstreams))
-        fails = tuple(sorted(NodeId.parse(f) for f in entry.on_failure_of))
-        dags[node] = DagSpec(node, ups, fails)
-    if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
-        return None  # a hand-edited value: never draw an edge to nowhere
-    return Graph(dags, frozenset(n.instance for n in dags), source)
+    return adopted_graph(activation, source)
 
 
 def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
@@ -143,30 +136,21 @@ def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
     return {node: (depth[node], rows[node]) for node in graph.dags}
 
 
+#: ``report.row_status``'s words in the page's (the legend's colours).
+_PAGE_STATE = {
+    "trigger failed": NodeState.ERROR, "triggering": NodeState.TRIGGERED, "triggered": NodeState.TRIGGERED,
+    "rerun requested": NodeState.TRIGGERED, "running": NodeState.RUNNING, "queued": NodeState.QUEUED,
+    "due": NodeState.DUE, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED, "stale": NodeState.STALE,
+    "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
+}  # fmt: skip
+
+
 def classify(verdict: Verdict | None, fact: RunFact | None, spec: DagSpec) -> NodeState:
-    """Rule 2, from the verdict and the DAG's latest run state for the partition."""
+    """Rule 2: ``status``'s one state of the row (``report.row_status``), in the page's words."""
     if verdict is None:
         return NodeState.WAITING if spec.is_failure_handler else NodeState.NOT_RUN
-    ledger = verdict.ledger
-    state = fact.record.state if fact is not None else None
-    if ledger is not None and ledger.record.status is TriggerStatus.ERROR:
-        return NodeState.ERROR
-    # An intent newer than the last state write: Airflow has not reported the triggered attempt yet.
-    if ledger is not None and (fact is None or fact.rev < ledger.intent_rev):
-        return NodeState.TRIGGERED
-    if state is RunState.RUNNING:
-        return NodeState.RUNNING
-    if state is RunState.QUEUED:
-        return NodeState.QUEUED
-    if verdict.due:
-        return NodeState.DUE
-    if state is RunState.FAILED:
-        return NodeState.FAILED
-    if state is RunState.SUCCESS:
-        return NodeState.SUCCEEDED if verdict.fresh else NodeState.STALE
-    if verdict.blocked_by or spec.is_failure_handler:
-        return NodeState.WAITING
-    return NodeState.NOT_RUN
+    status = row_status(verdict, fact.rev if fact is not None else None, handler=spec.is_failure_handler)
+    return _PAGE_STATE.get(status, NodeState.NOT_RUN)
 
 
 def _ledger(verdict: Verdict | None) -> LedgerInfo | None:

@@ -8,15 +8,19 @@ Rules:
    ``refresh_s`` seconds with a meta refresh, which keeps the query string; a settled page does not reload.
 4. Links to Airflow runs only for DAGs of this Airflow (``instance``), relative to ``ui_base``, opened in the top
    window (the page is shown in an iframe of Airflow's UI).
+5. A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood of one DAG
+   (``page.select``): a GET form and previous/next links that keep the partition and the filters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 from urllib.parse import quote, urlencode
 
 from coordinator.core.model import NodeId
 from coordinator.page.model import NodeState, PageModel, PageNode, state_counts
+from coordinator.page.select import PAGE_SIZE, Drawn, Selection, select
 
 #: Seconds between reloads while a cascade moves: a DAG run takes tens of seconds; faster only costs etcd reads.
 REFRESH_S = 5
@@ -52,16 +56,17 @@ svg a:hover rect{stroke-width:4} svg text{font-size:12px;pointer-events:none}
 """
 
 
-def _href(partition: str | None, node: NodeId | None = None) -> str:
+def _href(partition: str | None, node: NodeId | None = None, keep: Mapping[str, str] | None = None) -> str:
     params = {}
     if partition is not None:
         params["partition"] = partition
     if node is not None:
         params["node"] = node.qualified
+    params.update(keep or {})  # the filters and the page a link keeps (page.select)
     return "?" + urlencode(params) if params else "?"
 
 
-def _svg(model: PageModel, selected: NodeId | None) -> str:
+def _svg(model: PageModel, selected: NodeId | None, keep: Mapping[str, str] | None = None) -> str:
     if not model.nodes:
         return "<p>The graph is empty.</p>"
     cols = max(n.column for n in model.nodes) + 1
@@ -95,12 +100,14 @@ def _svg(model: PageModel, selected: NodeId | None) -> str:
             f'{x2:.0f},{y2:.0f}" fill="none" stroke-width="1.5" {style}/>'
         )
     for node in model.nodes:
-        parts.append(_node_svg(node, at[node.node], model.partition, node.node == selected))
+        parts.append(_node_svg(node, at[node.node], model.partition, node.node == selected, keep))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _node_svg(node: PageNode, at: tuple[int, int], partition: str | None, selected: bool) -> str:
+def _node_svg(
+    node: PageNode, at: tuple[int, int], partition: str | None, selected: bool, keep: Mapping[str, str] | None = None
+) -> str:
     x, y = at
     fill, stroke = COLOURS[node.state]
     label = node.node.dag_id if len(node.node.dag_id) <= 24 else node.node.dag_id[:23] + "…"
@@ -126,7 +133,7 @@ def _node_svg(node: PageNode, at: tuple[int, int], partition: str | None, select
         if deadline.cause is not None:
             title += f" — {deadline.state}: {deadline.cause.chain_text()}"
     return (
-        f'<a class="node" href="{escape(_href(partition, node.node))}" data-dag="{qualified}" '
+        f'<a class="node" href="{escape(_href(partition, node.node, keep))}" data-dag="{qualified}" '
         f'data-state="{escape(str(node.state))}"{marker}>'
         f"<title>{escape(title)}</title>"
         f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" '
@@ -150,8 +157,8 @@ def _picker(model: PageModel) -> str:
     )
 
 
-def _legend(model: PageModel) -> str:
-    counts = state_counts(model)
+def _legend(model: PageModel, counts: Mapping[NodeState, int] | None = None) -> str:
+    counts = counts if counts is not None else state_counts(model)
     items = []
     for state, (fill, stroke) in COLOURS.items():
         items.append(
@@ -213,12 +220,16 @@ def render_page(
     ui_base: str = "",
     title: str = "Dependencies",
     refresh_s: int = REFRESH_S,
+    selection: Selection | None = None,
 ) -> str:
-    """The whole page (rules 1-4)."""
-    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if model.moving else ""
+    """The whole page (rules 1-5)."""
+    chosen = selection or Selection()
+    drawn = select(model, chosen)
+    keep = {**chosen.query(), **({"page": str(drawn.page)} if drawn.page > 1 else {})}
+    refresh = f'<meta http-equiv="refresh" content="{refresh_s}">' if drawn.moving else ""
     node = model.get(selected) if selected is not None else None
     where = f"partition {model.partition}" if model.partition else "no run state in etcd yet"
-    moving = f" · a cascade is running: this page refreshes every {refresh_s} s" if model.moving else ""
+    moving = f" · a cascade is running: this page refreshes every {refresh_s} s" if drawn.moving else ""
     problems = (
         '<div class="problems">' + "<br>".join(escape(p) for p in model.problems[:20]) + "</div>"
         if model.problems
@@ -230,10 +241,47 @@ def render_page(
         f"<h1>{escape(title)}</h1>"
         f'<div class="meta">{escape(where)} · etcd revision {model.revision} · graph: {escape(model.graph_source)}'
         f"{escape(moving)}</div>"
-        f"{_picker(model)}{_legend(model)}{problems}"
-        f'<div id="graph">{_svg(model, selected)}</div>'
+        f"{_picker(model)}{_filters(model, chosen)}{_legend(model, drawn.counts)}{problems}"
+        f"{_pager(drawn, chosen, model.partition)}"
+        f'<div id="graph">{_svg(drawn.model, selected, keep)}</div>'
         f"{_detail(node, instance, ui_base) if node is not None else '<p>Click a DAG for its details.</p>'}"
         "</body></html>"
+    )
+
+
+def _filters(model: PageModel, chosen: Selection) -> str:
+    """Rule 5: a GET form (works without JavaScript) that keeps the partition."""
+    states = "".join(
+        f'<option value="{escape(s.value)}"{" selected" if s is chosen.state else ""}>{escape(s.value)}</option>'
+        for s in NodeState
+    )
+    part = f'<input type="hidden" name="partition" value="{escape(model.partition)}">' if model.partition else ""
+    around = chosen.around.qualified if chosen.around else ""
+    return (
+        f'<form method="get" id="filters">{part}'
+        f'<label>DAG <input name="q" value="{escape(chosen.q)}" size="14"></label> '
+        f'<label>state <select name="state"><option value="">any</option>{states}</select></label> '
+        f'<label>instance <input name="instance" value="{escape(chosen.instance)}" size="8"></label> '
+        f'<label>around <input name="around" value="{escape(around)}" size="14"></label> '
+        '<button type="submit">Filter</button></form>'
+    )
+
+
+def _pager(drawn: Drawn, chosen: Selection, partition: str | None) -> str:
+    """Rule 5: which DAGs are drawn out of how many, and links to the other pages."""
+    if drawn.matched == drawn.total and drawn.pages == 1:
+        return ""
+    first = (drawn.page - 1) * PAGE_SIZE + 1 if drawn.matched else 0
+    last = min(drawn.page * PAGE_SIZE, drawn.matched)
+    links = []
+    for label, page in (("previous", drawn.page - 1), ("next", drawn.page + 1)):
+        if 1 <= page <= drawn.pages:
+            href = _href(partition, None, {**chosen.query(), "page": str(page)})
+            links.append(f'<a id="page-{label}" href="{escape(href)}">{label}</a>')
+    return (
+        f'<div class="meta" id="pager">DAGs {first}-{last} of {drawn.matched} shown'
+        f"{f' ({drawn.total} in the graph)' if drawn.matched != drawn.total else ''} · page {drawn.page} of "
+        f"{drawn.pages} {' '.join(links)}</div>"
     )
 
 

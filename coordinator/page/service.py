@@ -1,8 +1,13 @@
 """Serve the dependencies page: read one snapshot of etcd, plan, render. No web framework and no Airflow here.
 
 Rules:
-1. Read-only: one snapshot of ``{prefix}/`` per request, never a write; the same ``plan`` and ``why`` as
-   ``coordinator status``.
+1. Read-only, never a write; the one decision (``core/decide.py``: first adoption, activation, retention floor) and
+   the same ``why`` as ``coordinator status`` and the watcher. What one request reads, at one revision:
+   a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
+      keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
+      a few roots for the picker: the cost of a request is the graph's size, not the store's;
+   b. the whole prefix when that set is not bounded: before the first adoption (it counts the whole history), and
+      for graphs with gates or task-level edges.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -13,21 +18,30 @@ Rules:
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from coordinator.core.adoption import is_first_adoption
 from coordinator.core.deadlines import deadline_states
+from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId, canonical_partition
-from coordinator.core.planner import plan
+from coordinator.core.model import KeyLayout, NodeId, canonical_partition, is_canonical_partition
+from coordinator.core.plan_scope import partition_reads
+from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
-from coordinator.page.model import build_page, graph_from_activation
+from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
+from coordinator.page.select import Selection
 from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
+
+if TYPE_CHECKING:
+    from coordinator.etcd import EtcdStore
 
 log = logging.getLogger(__name__)
 TITLE = "Dependencies"
@@ -40,6 +54,7 @@ class PageResponse:
 
 
 async def read_view(settings: Settings, etcd: EtcdSettings | None = None) -> View:
+    """Everything under the prefix (rule 1b's fallback: a first adoption counts the whole history)."""
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     async with await EtcdStore.connect(etcd or settings.etcd()) as store:
@@ -47,6 +62,64 @@ async def read_view(settings: Settings, etcd: EtcdSettings | None = None) -> Vie
     view = View(settings.keys)
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
     return view
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRead:
+    """What one request read (rule 1a): the view of one partition, the graph, the partitions to offer."""
+
+    view: View
+    graph: Graph | None
+    partition: str | None
+    partitions: list[str]
+
+
+async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
+    """Rule 1a: the activation and the floor, then only the keys the chosen partition's decision reads, all at one
+    revision; the whole prefix (rule 1b) when that set is not bounded (a first adoption, gates, task edges)."""
+    from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
+
+    keys = settings.keys
+    async with await EtcdStore.connect(etcd or settings.etcd()) as store:
+        view = View(keys)
+        revision, heads = await store.get_many([view.graph_key, view.floor_key])
+        items = [(kv.key, kv.value, kv.mod_revision) for kv in heads]
+        view.load(revision, items)
+        graph = choose_graph(view, settings)
+        if graph is None or is_first_adoption(view):
+            whole = await read_view(settings, etcd)
+            return PartitionRead(whole, graph, partition, partitions_to_plan(graph, whole) if graph else [])
+        offered = await _newest_partitions(store, keys, graph, revision)
+        chosen = partition or (offered[-1] if offered else None)
+        reads = partition_reads(graph, chosen) if chosen is not None else set()
+        if reads is None:
+            whole = await read_view(settings, etcd)
+            return PartitionRead(whole, graph, chosen, partitions_to_plan(graph, whole))
+        wanted = [
+            key
+            for node, p in sorted(reads)
+            for key in (keys.run_key(node, p), keys.trigger_key(node, p),
+                        keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"))
+        ]  # fmt: skip
+        _, found = await store.get_many(wanted, revision=revision)
+    view.load(revision, [*items, *((kv.key, kv.value, kv.mod_revision) for kv in found)])
+    return PartitionRead(view, graph, chosen, offered)
+
+
+#: Root DAGs whose newest run states name the partitions the picker offers (one small ranged read each).
+PICKER_ROOTS = 5
+
+
+async def _newest_partitions(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[str]:
+    """The newest partitions of the graph's first roots (in graph order), oldest first; older ones are typed into
+    the URL (``?partition=``)."""
+    roots = [n for n in graph.topo_order if graph.dags[n].is_root][:PICKER_ROOTS] or list(graph.topo_order[:1])
+    found: set[str] = set()
+    for node in roots:
+        base = f"{keys.runs}{node.instance}/{node.dag_id}/"
+        for key in await store.newest_keys(base, PICKER_PARTITIONS, revision=revision):
+            found.add(key[len(base) :])
+    return sorted(p for p in found if is_canonical_partition(p))[-PICKER_PARTITIONS:]
 
 
 def choose_graph(view: View, settings: Settings) -> Graph | None:
@@ -67,9 +140,11 @@ async def dependencies_page(
     ui_base: str = "",
     settings: Settings | None = None,
     etcd: EtcdSettings | None = None,
+    query: Mapping[str, str] | None = None,
 ) -> PageResponse:
     """The page for one request (rules 1-3). ``etcd``: the connection settings when the caller resolved them
-    itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``."""
+    itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``. ``query``: the
+    request's parameters, for the filters and the page of a large graph (``page.select``)."""
     try:
         settings = settings or Settings()
         settings.etcd()
@@ -83,14 +158,13 @@ async def dependencies_page(
         except ValueError as exc:
             return PageResponse(400, render_message(TITLE, str(exc)))
     try:
-        view = await read_view(settings, etcd)
+        read = await read_partition(settings, etcd, chosen)
     except CoordinatorError as exc:
         log.warning("page.etcd_error error=%s", exc)
         return PageResponse(503, render_message(TITLE, "etcd cannot be read right now; try again in a moment."))
-    try:
-        graph = choose_graph(view, settings)
     except SpecError as exc:
         return PageResponse(503, render_message(TITLE, "dependencies file is invalid: " + "; ".join(exc.problems)))
+    view, graph, chosen, partitions = read.view, read.graph, read.partition, read.partitions
     if graph is None:
         return PageResponse(
             200,
@@ -100,20 +174,22 @@ async def dependencies_page(
                 "COORDINATOR_DEPS for the api-server.",
             ),
         )
-    partitions = view.all_partitions()
     if chosen is None and partitions:
         chosen = partitions[-1]
-    result = plan(graph, view, [chosen] if chosen is not None else [])
-    # Deadlines are judged at the page's own clock, like `status` (semantics rule 13).
-    deadlines = deadline_states(graph, view, datetime.now(UTC), partitions=[chosen]) if chosen is not None else {}
-    model = build_page(graph, view, result, chosen, partitions, deadlines)
+    decision = decide(graph, view, [chosen] if chosen is not None else [], now=datetime.now(UTC),
+                      history=settings.history_choice, limit=settings.first_start_limit)  # fmt: skip
+    # Deadlines are judged at the decision's clock, like `status` (semantics rule 13).
+    deadlines = deadline_states(graph, view, decision.now, partitions=[chosen]) if chosen is not None else {}
+    model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)
     selected: NodeId | None = None
     if node:
         try:
             selected = NodeId.parse(node)
         except ValueError:
             selected = None
-    return PageResponse(200, render_page(model, selected=selected, instance=instance, ui_base=ui_base, title=TITLE))
+    page = render_page(model, selected=selected, instance=instance, ui_base=ui_base, title=TITLE,
+                       selection=Selection.parse(query or {}))  # fmt: skip
+    return PageResponse(200, page)
 
 
 def _first(exc: Exception) -> str:

@@ -31,15 +31,16 @@ import time
 from collections.abc import Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
+from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import Action, Plan, Resume, Trigger, partitions_to_plan, plan, plan_changes
-from coordinator.core.view import ALL, Activation, View, adopt, dump_activation
+from coordinator.core.planner import Action, Plan, Resume, Trigger, partitions_to_plan
+from coordinator.core.view import ALL, View, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd import KV, EtcdStore, WatchBatch
 from coordinator.metrics import Metrics
@@ -316,13 +317,12 @@ class Watcher:
                 # A change in a partition planned whole can still map to OTHER partitions (partition grids):
                 # plan_changes follows it there and skips the partitions `whole` already covered.
                 mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
-                parts = plan_changes(graph, self.view, rest | mapped, skip=dirty) if rest or mapped else None
+                parts = self._decide(graph, changed=rest | mapped, skip=dirty).plan if rest or mapped else None
                 actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
                 result = Plan(self.view.revision, actions)
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
-        result = self.retention.apply(graph, result)  # no trigger where retired (semantics rule 11)
         submitted = 0
         if leading:
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
@@ -353,10 +353,24 @@ class Watcher:
             chunk.append(partition)
             size += len(self.view.partitions.get(partition, ())) or 1
             if size >= PLAN_SLICE_FACTS or index == len(parts) - 1:
-                actions += plan(graph, self.view, chunk, explain=False).actions
+                actions += self._decide(graph, chunk).plan.actions
                 chunk, size = [], 0
                 await asyncio.sleep(0)
         return Plan(self.view.revision, tuple(actions))
+
+    def _decide(
+        self,
+        graph: Graph,
+        partitions: Iterable[str] | None = None,
+        *,
+        changed: dict[str, set[NodeId]] | None = None,
+        skip: Iterable[str] = (),
+    ) -> Decision:
+        """The one decision (``core/decide.py``) against what ``ensure_adopted`` left in the view (the activation it
+        wrote, or none while a first adoption is held), retention from the view's floor: actions only."""
+        adopted, memo = Adoption(self.view.activation), self.retention.retirement(graph)
+        return decide(graph, self.view, partitions, now=datetime.now(UTC), adoption=adopted, explain=False,
+                      changed=changed, skip=skip, retirement=memo)  # fmt: skip
 
     async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
         """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
@@ -365,13 +379,14 @@ class Watcher:
         (semantics rule 9, coordinator.core.adoption); a held first adoption is re-decided on full passes only
         (start, leadership, resync, graph change): counting plans every partition.
         """
-        first: FirstAdoption | None = None
-        if is_first_adoption(self.view):
-            if not full and self.held == graph.digest:
-                return
-            first = first_adoption(
-                graph, self.view, self.settings.history_choice, self.settings.first_start_limit, by=self.watcher_id
-            )
+        if is_first_adoption(self.view) and not full and self.held == graph.digest:
+            return
+        # The one decision's rule a (core/decide.py): the first adoption decided, or the change to adopt.
+        adoption = adoption_for(
+            graph, self.view, self.settings.history_choice, self.settings.first_start_limit, by=self.watcher_id
+        )
+        first = adoption.first
+        if first is not None:
             self.first = first
             if first.activation is None:
                 self.held = graph.digest
@@ -379,10 +394,7 @@ class Watcher:
                             len(first.triggers), len(first.partitions), first.limit, first.summary(),
                             " | ".join(first.how_to_proceed()))  # fmt: skip
                 return
-            new: Activation | None = first.activation
-        else:
-            new = adopt(graph.shapes, graph.digest, self.view.activation, self.view.revision, by=self.watcher_id,
-                        sources=graph.dags)  # fmt: skip
+        new = adoption.activation if adoption.activation is not self.view.activation else None
         if new is None:
             return
         key = self.view.graph_key
