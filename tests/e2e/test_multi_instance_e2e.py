@@ -38,21 +38,33 @@ GRAPH = {
 #: The expected-by scenario (tests/e2e/dags/e2e_late.py): a failure in team A two hops before team B's report.
 LATE_A = ["e2e_late_root", "e2e_late_mid"]
 LATE_B = ["e2e_late_report", "e2e_late_handler"]
-#: The report is due two hours after its partition starts; the test's partition starts 30 minutes before the test,
-#: so the deadline is ~1.5 h ahead: everything the test sees happens before it.
-DUE_AFTER = timedelta(hours=2)
-LATE_GRAPH = {
-    "version": 1,
-    "instances": {"team_b": {"description": "the second Airflow"}},
-    "dags": {
-        "e2e_late_mid": {"upstreams": "e2e_late_root"},
-        "team_b/e2e_late_report": {
-            "upstreams": "default/e2e_late_mid",
-            "expected_by": {"after_start": "2h", "warn": "30m", "duration": "1m"},
+#: Hourly partitions: a gridded DAG's partitions come from its grid, so the report has a deadline for the test's
+#: partition although neither it nor its direct upstream ever gets a run there.
+HOURLY = {"cron": "0 * * * *"}
+#: The report is due three hours after its hour ends: the test's partition is the current hour, so the deadline is
+#: at least three hours ahead and everything the test sees happens before it.
+DUE_AFTER_END = timedelta(hours=3)
+
+
+def late_graph(partition: str) -> dict[str, Any]:
+    """The scenario's graph; ``from`` is the test's partition, so the report's earlier hours (whose deadlines have
+    passed, without any run) are not alerted about: only the partition under test is."""
+    return {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {
+            "e2e_late_root": {"partitions": HOURLY},
+            "e2e_late_mid": {"partitions": HOURLY, "upstreams": "e2e_late_root"},
+            "team_b/e2e_late_report": {
+                "partitions": HOURLY,
+                "upstreams": "default/e2e_late_mid",
+                "expected_by": {"after_end": "3h", "warn": "30m", "duration": "1m", "from": partition},
+            },
+            "team_b/e2e_late_handler": {"on_late_of": "team_b/e2e_late_report"},
         },
-        "team_b/e2e_late_handler": {"on_late_of": ["team_b/e2e_late_report"]},
-    },
-}
+    }
+
+
 #: After the last run of a cascade, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
 
@@ -171,14 +183,14 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
     handler once, before the deadline, with state blocked and the failed root (DAG, instance, partition) as cause."""
     e2e.stack.wait_for_dags(LATE_A)
     e2e.stack.unpause(LATE_A)
-    deps = e2e.write_dependencies(LATE_GRAPH, name="late.json")
+    # The current hour: a past logical date (Airflow runs it) whose deadline is ahead. Only this test uses these
+    # DAGs, so the partition cannot collide with another test's.
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    partition = canonical_partition(start)
+    deadline = start + timedelta(hours=1) + DUE_AFTER_END
+    deps = e2e.write_dependencies(late_graph(partition), name="late.json")
     start_two_instance_watcher(e2e, team_b, deps, "e2e-late")
     e2e.wait_for_leader(deps, "e2e-late")
-    # A partition near now (a past one, which Airflow runs): its deadline is in the future. Only this test uses
-    # these DAGs, so the partition cannot collide with another test's.
-    start = (datetime.now(UTC) - timedelta(minutes=30)).replace(second=0, microsecond=0)
-    partition = canonical_partition(start)
-    deadline = start + DUE_AFTER
     e2e.stack.trigger("e2e_late_root", e2e.run_id("late_root"), partition)
     e2e.wait_for_run_record("e2e_late_root", partition, lambda r: r.state is RunState.FAILED, timeout_s=90)
 
@@ -195,7 +207,8 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
     sent: dict[str, Any] = handler.conf["coordinator"]["deadline"]
     assert (sent["dag"], sent["partition"], sent["state"]) == ("team_b/e2e_late_report", partition, "blocked"), sent
     assert datetime.fromisoformat(sent["deadline"]) == deadline, sent
-    assert sent["cause"] == {"dag": "e2e_late_root", "instance": "default", "partition": partition}, sent
+    # The cause is the failed root, two hops up and in the other instance: DAG, instance, partition and why.
+    assert sent["cause"] == f"default/e2e_late_root@{partition} failed", sent
     # The transition is recorded once, by the leader, under the documented key (docs/keys.md).
     key = f"{e2e.prefix}/deadlines/team_b/e2e_late_report/{partition}"
     raw = e2e.read_key(key)
