@@ -49,6 +49,9 @@ AIRFLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: takes seconds.
 RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+#: Lateness of a late success: a minute to a day.
+LATENESS_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+
 
 @dataclass(frozen=True)
 class WatcherState:
@@ -156,6 +159,33 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        # Deadlines (semantics rule 13). ``dag`` is a label here, unlike rule 3: the series are bounded by the DAGs
+        # that declare an ``expected_by`` (each a promise someone alerts on), never by partitions.
+        self.deadline_partitions = Gauge(
+            "coordinator_deadline_partitions",
+            "Partitions in each deadline state (on_time, late, missed, at_risk, blocked) per DAG with an expected_by, "
+            "as of the leader's last deadline pass.",
+            ["instance", "dag", "state"],
+            registry=r,
+        )
+        self.deadline_misses = Counter(
+            "coordinator_deadline_misses",
+            "Transitions into missed (a deadline passed without a success), by instance.",
+            ["instance"],
+            registry=r,
+        )
+        self.deadline_min_slack = Gauge(
+            "coordinator_deadline_min_slack_seconds",
+            "The smallest slack (deadline minus predicted finish, or minus now) of any partition not yet succeeded; "
+            "negative: behind.",
+            registry=r,
+        )
+        self.deadline_lateness = Histogram(
+            "coordinator_deadline_lateness_seconds",
+            "How late a late success ended after its deadline (observed once, at its transition to late).",
+            buckets=LATENESS_BUCKETS,
+            registry=r,
+        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
@@ -180,6 +210,20 @@ class Metrics:
         self.instance_up.labels(instance).set(ok)
         if not ok:
             self.instance_check_failures.labels(instance).inc()
+
+    def deadline_pass(self, counts: Iterable[tuple[str, str, str, int]], min_slack: float | None) -> None:
+        """One deadline pass: (instance, dag, state, partitions) counts replace the last pass's, and the least slack."""
+        self.deadline_partitions.clear()
+        for instance, dag, state, count in counts:
+            self.deadline_partitions.labels(instance, dag, state).set(count)
+        if min_slack is not None:
+            self.deadline_min_slack.set(min_slack)
+
+    def deadline_transition(self, instance: str, state: str, lateness: float | None) -> None:
+        if state == "missed":
+            self.deadline_misses.labels(instance).inc()
+        if state == "late" and lateness is not None:
+            self.deadline_lateness.observe(lateness)
 
     def etcd_error(self, op: str, code: str) -> None:
         self.etcd_errors.labels(op, code).inc()

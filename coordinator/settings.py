@@ -173,6 +173,8 @@ class Settings(BaseSettings):
     max_concurrent_actions: int = 16
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
     audit_interval_s: float = 60.0
+    # 15 s between the leader's deadline passes (semantics rule 13): deadlines are minutes to hours away.
+    deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
     # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule

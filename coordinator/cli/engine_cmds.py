@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.adoption import FirstAdoption, first_adoption, is_first_adoption
+from coordinator.core.deadlines import deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
@@ -28,6 +30,7 @@ from coordinator.core.planner import Plan, Trigger, plan
 from coordinator.core.retention import RetentionFloor, Retirement
 from coordinator.core.spec_warnings import close_dags
 from coordinator.core.view import View, adopt
+from coordinator.deadline_report import deadline_rows, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -332,6 +335,7 @@ def status(
     floor = _read_floor(settings)
     result = Retirement(graph, floor).apply(result)
     rows = status_rows(graph, result, parts, view)
+    deadlines = deadline_rows(deadline_states(graph, view, datetime.now(UTC)), partitions)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -354,6 +358,7 @@ def status(
             },
             "more_partitions": more,
             "header": header,
+            "deadlines": [row.model_dump(mode="json") for row in deadlines],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -379,6 +384,13 @@ def status(
             row.last_error or "",
         )  # fmt: skip
     out.print(table)
+    if deadlines:
+        late = Table(title="deadlines (expected_by)")
+        for column in ("partition", "dag", "deadline", "state", "eta", "cause"):
+            late.add_column(column, overflow="fold")
+        for d in deadlines:
+            late.add_row(d.partition, d.dag, stamp(d.deadline), d.state, stamp(d.eta), d.chain or "")
+        out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
     for line in problems_lines(view):
@@ -405,6 +417,10 @@ def why_cmd(
     result = Retirement(graph, _read_floor(settings)).apply(result)
     for line in why(graph, result, node, p):
         out.print(line, markup=False)
+    if graph.dags[node].expected_by is not None:
+        statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p])
+        for line in why_lines(statuses.get((node, p))):
+            out.print(line, markup=False)
 
 
 @app.command()

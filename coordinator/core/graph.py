@@ -26,6 +26,7 @@ from functools import cached_property
 from coordinator.core.duration import format_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
+from coordinator.core.spec_deadline import ExpectedBy
 from coordinator.core.spec_json import JsonPath
 
 
@@ -76,6 +77,11 @@ class DagSpec:
     #: Every edge with an extended field (shift, member, task, condition) and every self-dependency, sorted, plus
     #: the other edges to the same upstream DAG (rule 5); () for a file without them (rule 4).
     edges: tuple[EdgeSpec, ...] = ()
+    #: The partition deadline (``expected_by``, semantics rule 13); never part of the shape: it does not change when
+    #: the DAG is due.
+    expected_by: ExpectedBy | None = None
+    #: The DAGs whose deadline state changes trigger this one (a late handler, sorted); not part of the shape either.
+    on_late_of: tuple[NodeId, ...] = ()
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
@@ -230,6 +236,15 @@ class Graph:
         """The partitions of ``node`` that need ``source``'s ``partition`` (the inverse of source_partitions)."""
         spec = self.dags[node]
         return downstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
+
+    @cached_property
+    def late_handlers(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
+        """Node -> the DAGs that run when its deadline state changes (``on_late_of``)."""
+        result: dict[NodeId, list[NodeId]] = {}
+        for spec in self.dags.values():
+            for src in spec.on_late_of:
+                result.setdefault(src, []).append(spec.node)
+        return {n: tuple(sorted(v)) for n, v in result.items()}
 
     @cached_property
     def downstreams(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

@@ -306,6 +306,17 @@ class KeyLayout:
             return None
         return NodeId(instance, dag_id), task, partition
 
+    @property
+    def deadlines(self) -> str:
+        """Deadline transitions (semantics rule 13): ``{prefix}/deadlines/{instance}/{dag_id}/{partition}``."""
+        return f"{self.prefix}/deadlines/"
+
+    def deadline_key(self, node: NodeId, partition: str) -> str:
+        return f"{self.deadlines}{node.instance}/{node.dag_id}/{partition}"
+
+    def parse_deadline_key(self, key: str) -> tuple[NodeId, str] | None:
+        return self._split(key, self.deadlines)
+
     def config_key(self, name: str) -> str:
         return f"{self.config}{name}"
 

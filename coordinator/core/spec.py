@@ -39,6 +39,7 @@ from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
 from coordinator.core.spec_cycles import Edge, cycle_text, shortest_cycles
+from coordinator.core.spec_deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec_grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
 from coordinator.core.spec_grid import describe as _describe
 from coordinator.core.spec_json import (
@@ -60,7 +61,7 @@ FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
 TOP_FIELDS = ("$schema", *FORM_KEYS)
 INSTANCE_FIELDS = ("description",)
-DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description")
+DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of")
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
 CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
 SECRET_WORDS = ("url", "password", "passwd", "secret", "token", "credential", "connection", "api_key")
@@ -90,6 +91,11 @@ _UPSTREAMS = _RefField(
     "upstreams",
     'list at least one upstream, or remove "upstreams" to declare a root',
     'write "upstreams": "a" or "upstreams": ["a", "team_b/c"]',
+)
+_ON_LATE_OF = _RefField(
+    "on_late_of",
+    'list at least one DAG whose deadline state runs this one, or remove "on_late_of"',
+    'write "on_late_of": "a" or "on_late_of": ["a", "team_b/c"]',
 )
 _ON_FAILURE_OF = _RefField(
     "on_failure_of",
@@ -137,6 +143,8 @@ class _Decl:
     on_failure_of: tuple[_Ref, ...] = ()
     description: str | None = None
     grid: Grid | None = None
+    expected_by: ExpectedBy | None = None
+    on_late_of: tuple[_Ref, ...] = ()
 
 
 class _Report:
@@ -308,7 +316,11 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
             "for each role",
         )
     grid = read_partitions(body["partitions"], (*path, "partitions"), report.add) if "partitions" in body else None
-    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report), grid)
+    expected = (
+        read_expected_by(body["expected_by"], (*path, "expected_by"), report.add) if "expected_by" in body else None
+    )
+    late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, _ON_LATE_OF) if "on_late_of" in body else ()
+    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report), grid, expected, late)
 
 
 def _declared_node(
@@ -534,9 +546,11 @@ def _resolve(
             node, decl.grid, {src: (ref.path, ref.offset) for src, ref in firsts.items()}, grids, report.add
         )
         extended = _check_edges(node, decl.grid, written, grids, report)
+        late = sorted({src for src, _ in resolver.sources(node, decl.on_late_of, failure=True)})
         specs[node] = DagSpec(
-            node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended
-        )
+            node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
+            decl.expected_by, tuple(late),
+        )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)

@@ -16,8 +16,13 @@ from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS
 from coordinator.core.model import NAME_RE, NODE_SEP
 from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
+from coordinator.core.spec_deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
 from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
 
+_DURATION: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^((\d+d)?(\d+h)?(\d+m)?(\d+s)?|P(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?)$",
+}
 _NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
 
 
@@ -123,6 +128,43 @@ def _defs() -> dict[str, Any]:
             "required": ["cron"],
             "additionalProperties": False,
         },
+        "expectedBy": {
+            "description": "When each partition should have succeeded: exactly one of after_end, after_start, at.",
+            "type": "object",
+            "properties": dict(
+                zip(
+                    EXPECTED_BY_FIELDS,
+                    (
+                        {**_DURATION, "description": "Duration after the partition's window end (6h, 1d2h)."},
+                        {**_DURATION, "description": "Duration after the partition's window start."},
+                        {
+                            "type": "string",
+                            "pattern": r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+                            "description": "Wall-clock HH:MM in the DAG's grid time zone.",
+                        },
+                        {
+                            "type": "integer",
+                            "minimum": 0,
+                            "maximum": MAX_DAY_OFFSET,
+                            "description": "Days after the partition's local date (with at).",
+                        },
+                        {
+                            **_DURATION,
+                            "description": "Slack: at_risk when the predicted finish is later than "
+                            "the deadline minus this.",
+                        },
+                        {
+                            "oneOf": [_DURATION, {"const": LEARNED}],
+                            "description": "Expected run time, or learned from recent successes.",
+                        },
+                        {"type": "string", "description": "A date: earlier partitions have no deadline."},
+                    ),
+                    strict=True,
+                )
+            ),
+            "oneOf": [{"required": [anchor]} for anchor in ANCHORS],
+            "additionalProperties": False,
+        },
         "instance": {
             "description": "An Airflow instance. Its URL and credentials belong in the instances settings file.",
             "type": "object",
@@ -138,6 +180,8 @@ def _defs() -> dict[str, Any]:
                 "partitions": {"$ref": "#/$defs/partitions"},
                 "instance": {"$ref": "#/$defs/name", "description": "Default: the key's qualifier, or default."},
                 "description": {"type": "string"},
+                "expected_by": {"$ref": "#/$defs/expectedBy"},
+                "on_late_of": _refs("dagRef", "Runs once per deadline state change of one of these (per partition)."),
             },
             "additionalProperties": False,
             "not": {"required": ["upstreams", "on_failure_of"]},

@@ -16,6 +16,10 @@ Rules:
 5. Exact dates across grids (:func:`exact_dates_across_grids`): an edge that joins equal logical dates while only one
    side declares a grid triggers the dependent at the upstream's dates, which its own schedule has only if the two
    schedules line up (a sensor without ``execution_delta`` between DAGs on different cron times).
+6. Impossible deadlines (:func:`impossible_deadlines`): a DAG whose ``expected_by`` deadline for a partition is
+   earlier than an upstream's deadline for a partition it needs plus this DAG's fixed ``duration`` (0 when learned)
+   promises what the upstream's own promise does not allow. Checked on one sample partition
+   (:data:`PROMISE_SAMPLE`): deadlines repeat with the grid.
 """
 
 from __future__ import annotations
@@ -23,9 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId
+from coordinator.core.model import PARTITION_FORMAT, NodeId
 from coordinator.core.spec_json import format_path
 
 #: A label this short (``a``, ``v``, ``eu``) that differs between two names makes them a series, not a typo.
@@ -170,9 +175,49 @@ def exact_dates_across_grids(graph: Graph) -> list[SpecWarning]:
     return found
 
 
+#: The partition a deadline promise is checked on (rule 6): a fixed date (checks stay pure and repeatable), the first
+#: grid point at or after it for a gridded DAG.
+PROMISE_SAMPLE = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def impossible_deadlines(graph: Graph) -> list[SpecWarning]:
+    """Rule 6: each DAG whose deadline is earlier than an upstream's deadline plus its own fixed duration."""
+    found: list[SpecWarning] = []
+    for node in sorted(graph.dags):
+        spec = graph.dags[node]
+        rule = spec.expected_by
+        if rule is None:
+            continue
+        start = spec.grid.floor(PROMISE_SAMPLE) if spec.grid is not None else PROMISE_SAMPLE
+        partition = start.strftime(PARTITION_FORMAT)
+        mine = rule.deadline(spec.grid, partition)
+        duration = timedelta(seconds=rule.duration or 0)
+        for up in spec.upstreams:
+            up_spec = graph.dags[up]
+            up_rule = up_spec.expected_by
+            if up_rule is None:
+                continue
+            for source_partition in graph.source_partitions(node, up, partition):
+                theirs = up_rule.deadline(up_spec.grid, source_partition)
+                if theirs + duration <= mine:
+                    continue
+                late = theirs + duration - mine
+                found.append(
+                    SpecWarning(
+                        f"$.dags[{str(node)!r}].expected_by",
+                        f"{node}'s deadline for {partition} ({mine:%Y-%m-%d %H:%M}Z) is {late} earlier than {up}'s "
+                        f"deadline for {source_partition} ({theirs:%Y-%m-%d %H:%M}Z) plus {node}'s expected duration "
+                        f"({duration}): if {up} only just makes its deadline, {node} cannot make its own",
+                        f"move {node}'s deadline later, {up}'s earlier, or shorten {node}'s \"duration\"",
+                    )
+                )
+                break
+    return found
+
+
 Rule = Callable[[Graph], list[SpecWarning]]
 #: Every rule, in the order their warnings are printed (rule 2).
-RULES: Sequence[Rule] = (near_miss_references, exact_dates_across_grids)
+RULES: Sequence[Rule] = (near_miss_references, exact_dates_across_grids, impossible_deadlines)
 
 
 def spec_warnings(graph: Graph, rules: Sequence[Rule] = RULES) -> list[SpecWarning]:

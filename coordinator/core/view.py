@@ -61,7 +61,7 @@ class RunFact(NamedTuple):
     """The latest run state of one (DAG, partition) and the revision it was written at.
 
     Slim on purpose (a million of these on a big store): the fields decisions and the audit read, not the pydantic
-    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` and ``end_date`` are not kept. A named
+    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` is not kept. A named
     tuple, not a frozen dataclass: as immutable, and built in a third of the time (a frozen dataclass sets each field
     through ``object.__setattr__``), which is a second per million keys at start-up.
     """
@@ -74,19 +74,22 @@ class RunFact(NamedTuple):
     #: Read by the audit (``core.audit.audit_record``): who wrote the state, and when the attempt started.
     source: str = "unknown"
     start_date: datetime | None = None
+    #: Read by the deadlines (``core.deadlines``): when a success finished decides on time or late, and the recent
+    #: successes' run times are the learned duration.
+    end_date: datetime | None = None
 
     @classmethod
     def of(cls, record: RunRecord, rev: int) -> RunFact:
         # Interned: run ids repeat across the DAGs of a partition, sources across everything.
         return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
-                   _utc(record.start_date))  # fmt: skip
+                   _utc(record.start_date), _utc(record.end_date))  # fmt: skip
 
     @property
     def record(self) -> RunRecord:
         """The record as far as the view keeps it (for display and for the writers' rules, which read only these)."""
         return RunRecord.model_construct(
             state=self.state, run_id=self.run_id, clear_number=self.clear_number, source=self.source,
-            start_date=self.start_date,
+            start_date=self.start_date, end_date=self.end_date,
         )  # fmt: skip
 
 

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.core.deadlines import DeadlineStatus
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.planner import Plan, Verdict
@@ -73,6 +74,8 @@ class PageNode:
     ledger: LedgerInfo | None
     #: For a failure handler: the DAGs whose failures it handles (it "waits" for one of them to fail).
     failure_sources: tuple[NodeId, ...] = ()
+    #: For a DAG with ``expected_by``: its deadline status for the partition (semantics rule 13).
+    deadline: DeadlineStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +185,12 @@ def _ledger(verdict: Verdict | None) -> LedgerInfo | None:
 
 
 def build_page(
-    graph: Graph, view: View, plan_result: Plan, partition: str | None, partitions: list[str] | None = None
+    graph: Graph,
+    view: View,
+    plan_result: Plan,
+    partition: str | None,
+    partitions: list[str] | None = None,
+    deadlines: Mapping[tuple[NodeId, str], DeadlineStatus] | None = None,
 ) -> PageModel:
     """The page for ``partition`` (None: no run state yet; every DAG not run) from a plan that covered it."""
     places = layout(graph)
@@ -205,6 +213,7 @@ def build_page(
                 attempt=fact.record.clear_number if fact is not None else None,
                 ledger=_ledger(verdict),
                 failure_sources=graph.dags[node].on_failure_of,
+                deadline=(deadlines or {}).get((node, partition)) if partition is not None else None,
             )
         )
     edges = [

@@ -36,6 +36,9 @@ COLOURS: dict[NodeState, tuple[str, str]] = {
     NodeState.NOT_RUN: ("#f7f7f7", "#d0d0d0"),
 }
 
+#: Badge colours of the deadline states an operator must see (on_time shows nothing).
+DEADLINE_COLOURS: dict[str, str] = {"late": "#c86400", "missed": "#d00000", "at_risk": "#e0a000", "blocked": "#800000"}
+
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px;color:#1a1a1a}
 h1{font-size:20px;margin:0 0 8px} .meta{color:#555;font-size:13px;margin-bottom:10px}
@@ -109,15 +112,28 @@ def _node_svg(node: PageNode, at: tuple[int, int], partition: str | None, select
     if len(status) > 30:
         status = status[:29] + "…"
     qualified = escape(node.node.qualified)
+    deadline = node.deadline
+    badge, title, marker = "", node.summary, ""
+    if deadline is not None and str(deadline.state) in DEADLINE_COLOURS:
+        colour = DEADLINE_COLOURS[str(deadline.state)]
+        text = str(deadline.state).replace("_", " ")
+        marker = f' data-deadline="{escape(str(deadline.state))}"'
+        badge = (
+            f'<rect class="deadline" x="{x + NODE_W - 70}" y="{y - 9}" width="66" height="16" rx="8" '
+            f'fill="{colour}"/><text x="{x + NODE_W - 64}" y="{y + 3}" fill="#fff" font-size="11">{escape(text)}'
+            "</text>"
+        )
+        if deadline.cause is not None:
+            title += f" — {deadline.state}: {deadline.cause.chain_text()}"
     return (
         f'<a class="node" href="{escape(_href(partition, node.node))}" data-dag="{qualified}" '
-        f'data-state="{escape(str(node.state))}">'
-        f"<title>{escape(node.summary)}</title>"
+        f'data-state="{escape(str(node.state))}"{marker}>'
+        f"<title>{escape(title)}</title>"
         f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6" fill="{fill}" stroke="{stroke}" '
         f'stroke-width="{4 if selected else 2}"/>'
         f'<text x="{x + 8}" y="{y + 17}" font-weight="600">{escape(label)}</text>'
         f'<text x="{x + 8}" y="{y + 32}" fill="#555">{escape(node.node.instance)}</text>'
-        f'<text x="{x + 8}" y="{y + 47}" fill="{stroke}">{escape(status)}</text></a>'
+        f'<text x="{x + 8}" y="{y + 47}" fill="{stroke}">{escape(status)}</text>{badge}</a>'
     )
 
 
@@ -168,6 +184,13 @@ def _detail(node: PageNode, instance: str, ui_base: str) -> str:
         rows.append(("last error", led.last_error or "-"))
     else:
         rows.append(("last trigger", "the coordinator has not triggered it for this partition"))
+    deadline = node.deadline
+    if deadline is not None:
+        eta = deadline.eta.strftime("%Y-%m-%d %H:%MZ") if deadline.eta is not None else "-"
+        rows += [
+            ("deadline", f"{deadline.state} — due {deadline.deadline:%Y-%m-%d %H:%M}Z, ETA {eta}"),
+            ("cause", deadline.cause.chain_text() if deadline.cause is not None else "-"),
+        ]
     table = "".join(f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in rows)
     run_id = node.run_id or (node.ledger.run_id if node.ledger is not None else None)
     link = ""

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from coordinator.core.deadlines import deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, canonical_partition
 from coordinator.core.planner import plan
@@ -102,7 +104,9 @@ async def dependencies_page(
     if chosen is None and partitions:
         chosen = partitions[-1]
     result = plan(graph, view, [chosen] if chosen is not None else [])
-    model = build_page(graph, view, result, chosen, partitions)
+    # Deadlines are judged at the page's own clock, like `status` (semantics rule 13).
+    deadlines = deadline_states(graph, view, datetime.now(UTC), partitions=[chosen]) if chosen is not None else {}
+    model = build_page(graph, view, result, chosen, partitions, deadlines)
     selected: NodeId | None = None
     if node:
         try:

@@ -10,7 +10,8 @@ environment, and the default costs one comparison. The hook that exits like a po
 Rules:
 1. ``crash_point(name)`` calls the installed hook with ``name``; without a hook it does nothing.
 2. Names in use: ``after-intent`` (the intent is committed in the ledger; no Airflow call yet) and
-   ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending).
+   ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending) and
+   ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 #: stop (0), so a test knows the process died at the crash point and not of something else.
 CRASH_EXIT_CODE = 86
 #: The crash points of the trigger protocol (rule 2).
-POINTS = ("after-intent", "after-airflow-call")
+POINTS = ("after-intent", "after-airflow-call", "after-deadline-transition")
 
 Hook = Callable[[str], None]
 _hook: Hook | None = None

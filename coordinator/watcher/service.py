@@ -45,6 +45,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
+from coordinator.watcher.deadlines import DeadlineTracker, deadline_loop
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.presence import presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
@@ -91,6 +92,10 @@ class GraphSource:
             return False
         self.error = None
         if graph.digest == self.graph.digest:
+            if graph != self.graph:  # deadlines or late handlers changed: nothing to re-plan (semantics rule 13)
+                log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
+                         "expected_by or on_late_of changed")  # fmt: skip
+                self.graph = graph
             return False
         log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
                  len(graph.dags))  # fmt: skip
@@ -126,6 +131,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         self.actuator = Actuator(
@@ -154,7 +160,7 @@ class Watcher:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            sink = _ViewSink(self.view, self.retention.key)
+            sink = _ViewSink(self.view, self.retention.key, self.deadlines)
             revision, keys = await self.store.stream_snapshot(self.settings.keys.root, sink, cuts=self.cuts())
             self.view.revision = revision
             self.retention.load(self.view, sink.floor)
@@ -200,6 +206,7 @@ class Watcher:
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
+            self.deadlines.observe(event.key, value, event.mod_revision)
             if event.key in self.view.problems:
                 self.metrics.malformed.inc()
                 log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
@@ -417,6 +424,7 @@ class Watcher:
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
             asyncio.create_task(retention_loop(self), name="retention"),
+            asyncio.create_task(deadline_loop(self, self.settings.deadline_interval_s), name="deadlines"),
             # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
             asyncio.create_task(presence_loop(self), name="presence"),
         ]
@@ -448,15 +456,21 @@ class _ViewSink:
 
     view: View
     floor_key: str
+    deadlines: DeadlineTracker | None = None
     floor: KV | None = None
 
     def reset(self) -> None:
         self.view.load(0, ())
         self.floor = None
+        if self.deadlines is not None:
+            self.deadlines.records.clear()
+            self.deadlines.revisions.clear()
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)
         for key, value, mod_rev in items:
+            if self.deadlines is not None:
+                self.deadlines.observe(key, value, mod_rev)
             if key == self.floor_key:
                 self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
 

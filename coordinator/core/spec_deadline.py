@@ -1,0 +1,150 @@
+"""Reading a DAG's ``expected_by`` (its per-partition deadline), for the spec loader, and the deadline it sets.
+
+Rules (``docs/semantics.md``, rule 13):
+1. Pure, like the loader: a value in, an :class:`ExpectedBy` out, every problem reported through ``add`` with its
+   JSON path and a hint; nothing raises.
+2. ``expected_by`` has exactly one anchor: ``after_end`` or ``after_start`` (a duration after the partition's window
+   end or start) or ``at`` (``HH:MM`` wall-clock in the DAG's grid time zone, ``day_offset`` days after the
+   partition's local date, default 0). Wall-clock arithmetic happens in the zone, so a DST change moves the UTC
+   instant and not the local time. A time that does not exist that day (inside a spring-forward gap) resolves
+   forward like ``zoneinfo`` does (fold 0); an ambiguous one (autumn) is its first occurrence.
+3. Optional: ``warn`` (a slack: ``at_risk`` when the predicted finish is after the deadline minus it; default 0),
+   ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see ``coordinator.core.deadlines``) and
+   ``from`` (a date or partition before which no partition has a deadline, so declaring one does not alert about
+   history).
+4. Without a grid a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.
+5. An ``expected_by`` never changes when a DAG is due, so it is not part of the DAG's shape (graph rule 4).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from coordinator.core.duration import parse_shift
+from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
+from coordinator.core.model import canonical_partition, partition_datetime
+from coordinator.core.spec_json import JsonPath
+
+Add = Callable[[JsonPath, str, str], None]
+
+ANCHORS = ("after_end", "after_start", "at")
+EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from")
+LEARNED = "learned"
+EXPECTED_BY_HINT = 'write "expected_by": {"after_end": "6h"} or {"at": "10:00", "day_offset": 1, "warn": "30m"}'
+DURATION_HINT = 'write a duration such as "6h", "45m" or "1d2h"'
+_AT_RE = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)$")
+#: A day offset beyond this is a typo (a monthly report due a year later is still within it).
+MAX_DAY_OFFSET = 366
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedBy:
+    """A DAG's deadline rule (rules 2-3). ``anchor`` is one of :data:`ANCHORS`."""
+
+    anchor: str
+    #: Seconds after the window's end or start (``after_*``); 0 for ``at``.
+    seconds: int = 0
+    #: ``(hour, minute)`` for ``at``.
+    at: tuple[int, int] = (0, 0)
+    day_offset: int = 0
+    warn: int = 0
+    #: Expected run time in seconds; None: not given (learned or, without history, zero).
+    duration: int | None = None
+    learned: bool = False
+    #: Canonical partition; partitions before it have no deadline.
+    start: str | None = None
+
+    def applies(self, partition: str) -> bool:
+        return self.start is None or partition >= self.start
+
+    def deadline(self, grid: Grid | None, partition: str) -> datetime:
+        """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
+        start = partition_datetime(partition)
+        if self.anchor == "after_start":
+            return start + timedelta(seconds=self.seconds)
+        if self.anchor == "after_end":
+            end = grid.next(start) if grid is not None else start
+            return end + timedelta(seconds=self.seconds)
+        zone = ZoneInfo(grid.timezone if grid is not None else DEFAULT_TIMEZONE)
+        local_day = start.astimezone(zone).date() + timedelta(days=self.day_offset)
+        hour, minute = self.at
+        wall = datetime(local_day.year, local_day.month, local_day.day, hour, minute, tzinfo=zone)
+        return wall.astimezone(start.tzinfo)
+
+
+def _duration(raw: Any, path: JsonPath, add: Add, *, signed: bool = False) -> int | None:
+    if not isinstance(raw, str):
+        add(path, f"expected a duration string, got {type(raw).__name__}", DURATION_HINT)
+        return None
+    parsed = parse_shift(raw)
+    if isinstance(parsed, str):
+        add(path, parsed, DURATION_HINT)
+        return None
+    if parsed < 0 and not signed:
+        add(path, f"{raw!r} is negative", "a deadline is after the partition: drop the '-'")
+        return None
+    return parsed
+
+
+def read_expected_by(value: Any, path: JsonPath, add: Add) -> ExpectedBy | None:
+    """The rule an ``expected_by`` value declares; None after reporting what is wrong."""
+    if not isinstance(value, Mapping):
+        add(path, f"expected an object, got {type(value).__name__}", EXPECTED_BY_HINT)
+        return None
+    ok = True
+    for key in value:
+        if key not in EXPECTED_BY_FIELDS:
+            add((*path, key), f"unknown field {key!r}", f"allowed: {', '.join(EXPECTED_BY_FIELDS)}")
+            ok = False
+    anchors = [name for name in ANCHORS if name in value]
+    if len(anchors) != 1:
+        what = "no anchor" if not anchors else f"{len(anchors)} anchors ({', '.join(anchors)})"
+        add(path, f"{what}: expected exactly one of after_end, after_start, at", EXPECTED_BY_HINT)
+        return None
+    anchor = anchors[0]
+    seconds, at = 0, (0, 0)
+    if anchor == "at":
+        raw = value["at"]
+        match = _AT_RE.match(raw) if isinstance(raw, str) else None
+        if match is None:
+            add((*path, "at"), f"{raw!r} is not a wall-clock time HH:MM", 'write "at": "10:00" (24-hour clock)')
+            ok = False
+        else:
+            at = (int(match["h"]), int(match["m"]))
+    else:
+        parsed = _duration(value[anchor], (*path, anchor), add)
+        ok = ok and parsed is not None
+        seconds = parsed or 0
+    day_offset = value.get("day_offset", 0)
+    if "day_offset" in value and anchor != "at":
+        add((*path, "day_offset"), '"day_offset" without "at"', 'remove it, or write "at": "HH:MM" with it')
+        ok = False
+    elif isinstance(day_offset, bool) or not isinstance(day_offset, int) or not 0 <= day_offset <= MAX_DAY_OFFSET:
+        add((*path, "day_offset"), f"expected 0..{MAX_DAY_OFFSET} days, got {day_offset!r}", "write it unquoted")
+        ok = False
+    warn = _duration(value["warn"], (*path, "warn"), add) if "warn" in value else 0
+    ok = ok and warn is not None
+    duration, learned = None, False
+    if "duration" in value:
+        if value["duration"] == LEARNED:
+            learned = True
+        else:
+            duration = _duration(value["duration"], (*path, "duration"), add)
+            ok = ok and duration is not None
+    start = None
+    if "from" in value:
+        try:
+            start = canonical_partition(str(value["from"])) if isinstance(value["from"], str) else None
+        except ValueError:
+            start = None
+        if start is None:
+            add((*path, "from"), f"{value['from']!r} is not a date", 'write "from": "2026-01-01"')
+            ok = False
+    if not ok:
+        return None
+    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start)

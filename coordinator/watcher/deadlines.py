@@ -1,0 +1,229 @@
+"""The leader's deadline pass: decide every deadline state (``core.deadlines``), record each transition by
+compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
+
+Rules (semantics rule 13):
+1. Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``, docs/keys.md) warm from the same watch
+   as its view (:meth:`DeadlineTracker.observe`); only the leader runs passes, on the leader ticks.
+2. Record first, alert after: a transition is written by a fenced compare-and-swap against the revision this watcher
+   last saw for that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two
+   leaders (an old one whose lease is in doubt and the new one) never both alert one transition.
+3. Then the handlers are triggered with a deterministic run id (``late_run_id``) and logical date (recorded in the
+   transition), and the record is swapped to ``alerted``. A leader that dies between the two leaves a record with
+   ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as existing, so each handler
+   runs once per transition. A record already ``alerted`` is never alerted again.
+4. One log line per transition: ``deadline.transition``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from coordinator.airflow.runs import TriggerResult
+from coordinator.core.deadlines import (
+    DeadlineRecord,
+    DeadlineStatus,
+    Transition,
+    deadline_states,
+    late_run_id,
+    transitions,
+)
+from coordinator.core.model import KeyLayout, NodeId, dump_record
+from coordinator.errors import CoordinatorError, LeadershipLost
+from coordinator.watcher.faults import crash_point
+
+if TYPE_CHECKING:
+    from coordinator.watcher.service import Watcher
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two deadline passes: a deadline is minutes to hours away, and a pass reads only the view.
+DEFAULT_INTERVAL_S = 15.0
+
+
+@dataclass
+class DeadlineTracker:
+    """The recorded transitions, by (DAG, partition), with the mod revision each was written at (rule 1)."""
+
+    keys: KeyLayout
+    records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
+    revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
+    #: The latest handler logical date recorded (``next_handler_date``).
+    last_date: datetime | None = None
+
+    def observe(self, key: str, value: bytes | None, mod_rev: int) -> None:
+        if not key.startswith(self.keys.deadlines):
+            return
+        at = self.keys.parse_deadline_key(key)
+        if at is None:
+            return
+        if value is None:
+            self.records.pop(at, None)
+            self.revisions.pop(at, None)
+            return
+        try:
+            record = DeadlineRecord.model_validate_json(value)
+        except ValidationError:
+            log.warning("deadline.bad_value key=%s", key)
+            return
+        if mod_rev >= self.revisions.get(at, 0):
+            self.records[at] = record
+            self.revisions[at] = mod_rev
+            if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
+                self.last_date = record.handler_date
+
+    def next_handler_date(self, now: datetime) -> datetime:
+        """A handler logical date after every recorded one (rule 3): ``now`` in whole seconds, or one second after
+        the latest, so transitions recorded within one second (or by a leader whose clock is behind) never share
+        one."""
+        candidate = now.replace(microsecond=0)
+        if self.last_date is not None and candidate <= self.last_date:
+            candidate = self.last_date + timedelta(seconds=1)
+        self.last_date = candidate
+        return candidate
+
+
+def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[str, Any]:
+    """The conf a late handler's run receives (docs/dependencies.md)."""
+    return {
+        "coordinator": {
+            "deadline": {
+                "dag": node.qualified,
+                "partition": partition,
+                "state": str(record.state),
+                "deadline": record.deadline.isoformat(),
+                "eta": record.eta.isoformat() if record.eta is not None else None,
+                "cause": record.cause,
+                "chain": record.chain,
+            }
+        }
+    }
+
+
+def _record(
+    transition: Transition, now: datetime, watcher: str, alerted: bool, handler_date: datetime | None
+) -> DeadlineRecord:
+    status = transition.status
+    cause = status.cause
+    return DeadlineRecord(
+        state=status.state, deadline=status.deadline, eta=status.eta,
+        cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
+        sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
+        alerted=alerted, watcher=watcher,
+    )  # fmt: skip
+
+
+def _counts(
+    statuses: Mapping[tuple[NodeId, str], DeadlineStatus],
+) -> tuple[list[tuple[str, str, str, int]], float | None]:
+    """Partitions per (instance, dag, state) and the least slack of the partitions still open."""
+    found: dict[tuple[str, str, str], int] = {}
+    slack: float | None = None
+    for (node, _), status in statuses.items():
+        at = (node.instance, node.dag_id, str(status.state))
+        found[at] = found.get(at, 0) + 1
+        if not status.succeeded and (slack is None or status.slack < slack):
+            slack = status.slack
+    return [(*k, v) for k, v in sorted(found.items())], slack
+
+
+async def deadline_pass(watcher: Watcher, now: datetime | None = None) -> list[Transition]:
+    """One pass (rules 2-4); the transitions this watcher recorded."""
+    now = now or datetime.now(UTC)
+    graph = watcher.graphs.graph
+    tracker = watcher.deadlines
+    keys = watcher.settings.keys
+    async with watcher.view_lock:
+        statuses = deadline_states(graph, watcher.view, now)
+    counts, slack = _counts(statuses)
+    watcher.metrics.deadline_pass(counts, slack)
+    recorded: list[Transition] = []
+    for transition in transitions(statuses, tracker.records):
+        status = transition.status
+        at = (status.node, status.partition)
+        handlers = graph.late_handlers.get(status.node, ()) if transition.alerts else ()
+        handler_date = tracker.next_handler_date(now) if handlers else None
+        record = _record(transition, now, watcher.watcher_id, not handlers, handler_date)
+        key = keys.deadline_key(*at)
+        try:
+            result = await watcher.store.cas(key, dump_record(record), tracker.revisions.get(at, 0),
+                                             fence=watcher.election.fence)  # fmt: skip
+        except LeadershipLost:
+            watcher.actuator.leadership_lost.set()
+            return recorded
+        if not result.succeeded:
+            continue  # another writer moved it: the watch brings its value, the next pass decides again
+        tracker.observe(key, dump_record(record), result.revision)
+        recorded.append(transition)
+        watcher.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
+        log.warning(
+            "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
+            "sequence=%d revision=%d",
+            status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
+            record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
+            record.sequence, result.revision,
+        )  # fmt: skip
+        crash_point("after-deadline-transition")
+    await alert_pending(watcher)
+    return recorded
+
+
+async def alert_pending(watcher: Watcher) -> None:
+    """Trigger the handlers of every recorded transition not yet alerted, then mark it alerted (rule 3)."""
+    graph = watcher.graphs.graph
+    tracker = watcher.deadlines
+    keys = watcher.settings.keys
+    for at, record in sorted(tracker.records.items()):
+        if record.alerted:
+            continue
+        node, partition = at
+        ok = True
+        for handler in graph.late_handlers.get(node, ()):
+            client = watcher.clients.get(handler.instance)
+            if client is None:
+                ok = False
+                continue
+            run_id = late_run_id(node, partition, record.sequence)
+            try:
+                outcome = await client.trigger(handler.dag_id, run_id, record.handler_date or record.changed_at,
+                                               handler_conf(record, node, partition))  # fmt: skip
+            except CoordinatorError as exc:
+                ok = False
+                log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
+                            partition, handler.qualified, exc)  # fmt: skip
+                continue
+            if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
+                # Another run holds the date (not ours: ours would be found by its run id): retried next pass.
+                ok = False
+                log.warning("deadline.handler_date_taken dag=%s partition=%s handler=%s run_id=%s", node.qualified,
+                            partition, handler.qualified, run_id)  # fmt: skip
+                continue
+            log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
+                     partition, handler.qualified, run_id, outcome.result)  # fmt: skip
+        if not ok:
+            continue
+        done = record.model_copy(update={"alerted": True})
+        try:
+            result = await watcher.store.cas(keys.deadline_key(*at), dump_record(done), tracker.revisions.get(at, 0),
+                                             fence=watcher.election.fence)  # fmt: skip
+        except LeadershipLost:
+            watcher.actuator.leadership_lost.set()
+            return
+        if result.succeeded:
+            tracker.observe(keys.deadline_key(*at), dump_record(done), result.revision)
+
+
+async def deadline_loop(watcher: Watcher, interval: float = DEFAULT_INTERVAL_S) -> None:
+    """While leading, one deadline pass per tick; a failed pass is logged and the next tick tries again."""
+    if not any(spec.expected_by is not None for spec in watcher.graphs.graph.dags.values()):
+        log.info("deadline.none detail=%r", "no DAG declares expected_by; the deadline pass idles")
+    async for _ in watcher.leader_ticks(interval):
+        try:
+            await deadline_pass(watcher)
+        except CoordinatorError as exc:
+            log.warning("deadline.pass_failed error=%s", exc)

@@ -1,0 +1,399 @@
+"""Deadlines (semantics rule 13, ``coordinator.core.deadlines``): states, causes, ETAs, learned durations and
+transitions, by example and with Hypothesis against an independent model on a fake clock."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.core.deadlines import (
+    CauseReason,
+    DeadlineRecord,
+    DeadlineState,
+    DeadlineStatus,
+    deadline_states,
+    learned_duration,
+    transitions,
+)
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.core.planner import plan
+from coordinator.core.spec import parse_spec
+from coordinator.core.spec_warnings import spec_warnings
+from coordinator.core.view import RunFact, View
+from coordinator.errors import SpecError
+from coordinator.page.model import build_page
+from coordinator.page.render import render_page
+
+DAY = "0 0 * * *"
+P = "2026-01-05T00:00:00Z"
+P0 = datetime(2026, 1, 5, tzinfo=UTC)
+
+
+def node(name: str) -> NodeId:
+    return NodeId("default", name)
+
+
+def chain_graph(expected: dict[str, Any], *, grid: str = DAY) -> Graph:
+    """a -> b -> c, daily grids; c declares ``expected``; h handles c's deadline changes."""
+    parts = {"partitions": {"cron": grid}}
+    return parse_spec(
+        json.dumps(
+            {
+                "version": 1,
+                "dags": {
+                    "a": parts,
+                    "b": {"upstreams": "a", **parts},
+                    "c": {"upstreams": "b", **parts, "expected_by": expected},
+                    "h": {"on_late_of": "c"},
+                },
+            }
+        )
+    )
+
+
+def fact(state: RunState, start: datetime | None = None, end: datetime | None = None) -> RunFact:
+    return RunFact(state, "r", 0, 1, "test", start, end)
+
+
+def view_of(facts: dict[tuple[str, str], RunFact]) -> View:
+    view = View(KeyLayout())
+    for (name, partition), value in facts.items():
+        view.runs[(node(name), partition)] = value
+        view.partitions.setdefault(partition, set()).add(node(name))
+    return view
+
+
+def status_at(graph: Graph, view: View, now: datetime, **kwargs: Any) -> DeadlineStatus:
+    return deadline_states(graph, view, now, **kwargs)[(node("c"), P)]
+
+
+# The window of P ends at P0 + 1 day; the deadline is 6 hours later.
+EXPECTED = {"after_end": "6h", "warn": "30m", "duration": "1h"}
+DEADLINE = P0 + timedelta(days=1, hours=6)
+
+
+@pytest.mark.parametrize(
+    ("facts", "now", "state", "cause"),
+    [
+        pytest.param({}, P0 + timedelta(hours=12), DeadlineState.ON_TIME, None, id="nothing-ran-yet-early"),
+        pytest.param(
+            {("c", P): fact(RunState.SUCCESS, DEADLINE - timedelta(hours=2), DEADLINE - timedelta(hours=1))},
+            DEADLINE + timedelta(hours=5),
+            DeadlineState.ON_TIME,
+            None,
+            id="success-before-deadline",
+        ),
+        pytest.param(
+            {("c", P): fact(RunState.SUCCESS, DEADLINE, DEADLINE + timedelta(minutes=20))},
+            DEADLINE + timedelta(hours=1),
+            DeadlineState.LATE,
+            None,
+            id="success-after-deadline",
+        ),
+        pytest.param({}, DEADLINE + timedelta(seconds=1), DeadlineState.MISSED, None, id="deadline-passed"),
+        pytest.param(
+            {("a", P): fact(RunState.FAILED)},
+            P0 + timedelta(hours=25),
+            DeadlineState.BLOCKED,
+            ("a", CauseReason.FAILED),
+            id="upstream-two-hops-failed",
+        ),
+        pytest.param(
+            {("a", P): fact(RunState.SUCCESS, P0, P0 + timedelta(hours=1)), ("b", P): fact(RunState.FAILED)},
+            P0 + timedelta(hours=25),
+            DeadlineState.BLOCKED,
+            ("b", CauseReason.FAILED),
+            id="upstream-one-hop-failed",
+        ),
+        pytest.param(
+            {("a", P): fact(RunState.RUNNING, P0 + timedelta(days=1, hours=3))},
+            P0 + timedelta(days=1, hours=3, minutes=30),
+            DeadlineState.AT_RISK,
+            None,
+            id="slow-upstream",
+        ),
+        pytest.param(
+            {("a", P): fact(RunState.FAILED)},
+            DEADLINE + timedelta(minutes=1),
+            DeadlineState.MISSED,
+            ("a", CauseReason.FAILED),
+            id="missed-names-its-cause",
+        ),
+    ],
+)
+def test_states_by_example(
+    facts: dict[tuple[str, str], RunFact],
+    now: datetime,
+    state: DeadlineState,
+    cause: tuple[str, CauseReason] | None,
+) -> None:
+    """Each situation gets the state rule 2 names and, when blocked or missed, the deepest cause of rule 3."""
+    graph = chain_graph(EXPECTED)
+    # a, b and c each take an hour and each trigger a minute: on schedule c ends 3h02 after the window end, within
+    # the 6h deadline minus the 30m warning; an a that starts 3h late predicts 6h02, after it.
+    durations = {node("a"): 3600.0, node("b"): 3600.0}
+    got = status_at(graph, view_of(facts), now, durations=durations)
+    assert got.state is state
+    if cause is None:
+        assert got.cause is None
+    else:
+        assert got.cause is not None and (got.cause.node.dag_id, got.cause.reason) == cause
+        assert got.cause.chain[0] == (node("c"), P)
+
+
+@pytest.mark.parametrize(
+    ("paused", "unreachable", "reason"),
+    [
+        pytest.param({node("a")}, set(), CauseReason.PAUSED, id="paused"),
+        pytest.param(set(), {"default"}, CauseReason.UNREACHABLE, id="unreachable"),
+    ],
+)
+def test_paused_or_unreachable_blocks(paused: set[NodeId], unreachable: set[str], reason: CauseReason) -> None:
+    """A paused DAG or an unreachable instance upstream blocks the partition and is named as the deepest cause."""
+    got = status_at(chain_graph(EXPECTED), view_of({}), P0 + timedelta(hours=12), paused=paused,
+                    unreachable=unreachable)  # fmt: skip
+    assert got.state is DeadlineState.BLOCKED
+    assert got.cause is not None and got.cause.node == node("a") and got.cause.reason is reason
+
+
+def test_at_deadline_follows_the_wall_clock_across_dst() -> None:
+    """``at`` 10:00 Berlin the next day is 09:00Z in winter and 08:00Z on the day after the spring change."""
+    parts = {"partitions": {"cron": DAY, "timezone": "Europe/Berlin"}}
+    rule_spec = {"at": "10:00", "day_offset": 1}
+    graph = parse_spec(json.dumps({"version": 1, "dags": {"r": {**parts, "expected_by": rule_spec}}}))
+    rule = graph.dags[node("r")].expected_by
+    grid = graph.dags[node("r")].grid
+    assert rule is not None
+    assert rule.deadline(grid, "2026-01-04T23:00:00Z") == datetime(2026, 1, 6, 9, tzinfo=UTC)
+    assert rule.deadline(grid, "2026-03-28T23:00:00Z") == datetime(2026, 3, 30, 8, tzinfo=UTC)
+
+
+def test_from_date_silences_history() -> None:
+    """Partitions before ``from`` have no deadline, so declaring one does not alert about the past."""
+    graph = chain_graph({**EXPECTED, "from": "2026-01-05"})
+    states = deadline_states(graph, view_of({}), P0 + timedelta(days=3), horizon=timedelta(days=5))
+    assert states and min(p for _, p in states) == P
+
+
+@pytest.mark.parametrize(
+    ("expected", "fragment"),
+    [
+        pytest.param({"after_end": "6h", "at": "10:00"}, "2 anchors", id="two-anchors"),
+        pytest.param({"warn": "1h"}, "no anchor", id="no-anchor"),
+        pytest.param({"at": "25:00"}, "not a wall-clock time", id="bad-at"),
+        pytest.param({"after_end": "soon"}, "not a duration", id="bad-duration"),
+        pytest.param({"after_end": "1h", "day_offset": 1}, '"day_offset" without "at"', id="offset-without-at"),
+        pytest.param({"at": "10:00", "from": "yesterday"}, "not a date", id="bad-from"),
+    ],
+)
+def test_bad_expected_by_is_reported(expected: dict[str, Any], fragment: str) -> None:
+    """A malformed ``expected_by`` is a spec error naming the field and what to write."""
+    with pytest.raises(SpecError) as info:
+        parse_spec(json.dumps({"version": 1, "dags": {"x": {"expected_by": expected}}}))
+    assert fragment in str(info.value) and "$.dags.x.expected_by" in str(info.value)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=st.lists(st.integers(100, 200), min_size=5, max_size=15),
+    outliers=st.lists(st.integers(601, 100_000), max_size=2),
+)
+def test_learned_duration_ignores_outliers(base: list[int], outliers: list[int]) -> None:
+    """Runs longer than three times the median are dropped before the 90th percentile is taken (rule 5)."""
+    assert learned_duration([*base, *outliers]) == learned_duration(base)
+    learned = learned_duration(base)
+    assert learned is not None and min(base) <= learned <= max(base)
+
+
+def test_learned_duration_needs_history() -> None:
+    """Fewer than three successes learn nothing."""
+    assert learned_duration([10.0, 20.0]) is None
+
+
+# ---- Hypothesis against an independent model ------------------------------------------------------------------
+
+NAMES = ("n0", "n1", "n2", "n3")
+HOUR = timedelta(hours=1)
+FACTS = st.sampled_from(["none", "running", "success", "failed"])
+
+
+@st.composite
+def worlds(draw: st.DrawFn) -> tuple[Graph, View, datetime, dict[NodeId, float]]:
+    """A random gridded DAG chain-ish graph (offsets 0 or -1) with random facts and a fake clock."""
+    dags: dict[str, Any] = {}
+    for i, name in enumerate(NAMES):
+        body: dict[str, Any] = {"partitions": {"cron": DAY}}
+        ups = draw(st.lists(st.sampled_from(NAMES[:i]), unique=True, max_size=2)) if i else []
+        if ups:
+            body["upstreams"] = [{"dag": u, "offset": draw(st.sampled_from([0, -1]))} for u in ups]
+        if i == len(NAMES) - 1 or draw(st.booleans()):
+            body["expected_by"] = {"after_end": f"{draw(st.integers(0, 12))}h",
+                                   "warn": f"{draw(st.integers(0, 3))}h"}  # fmt: skip
+        dags[name] = body
+    graph = parse_spec(json.dumps({"version": 1, "dags": dags}))
+    now = P0 + timedelta(days=2) + draw(st.integers(0, 40)) * HOUR
+    view = View(KeyLayout())
+    for name in NAMES:
+        for day in range(-1, 4):
+            partition = (P0 + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            kind = draw(FACTS)
+            start = P0 + timedelta(days=day + 1) + draw(st.integers(0, 30)) * HOUR
+            if kind == "none" or start > now:
+                continue
+            end = start + draw(st.integers(1, 10)) * HOUR
+            if kind == "success" and end <= now:
+                view.runs[(node(name), partition)] = fact(RunState.SUCCESS, start, end)
+            elif kind == "failed":
+                view.runs[(node(name), partition)] = fact(RunState.FAILED, start, end)
+            else:
+                view.runs[(node(name), partition)] = fact(RunState.RUNNING, start)
+    durations = {node(n): float(draw(st.integers(0, 5)) * 3600) for n in NAMES}
+    return graph, view, now, durations
+
+
+def model_needed(graph: Graph, view: View, at: tuple[NodeId, str]) -> list[tuple[NodeId, str]]:
+    """Every (DAG, partition) ``at`` waits for, transitively, stopping at successes (the model's own traversal)."""
+    seen: list[tuple[NodeId, str]] = []
+    stack = [at]
+    while stack:
+        here = stack.pop()
+        if here in seen:
+            continue
+        seen.append(here)
+        current = view.runs.get(here)
+        if current is not None and current.state is RunState.SUCCESS:
+            continue
+        for up in graph.dags[here[0]].upstreams:
+            stack.extend((up, q) for q in graph.source_partitions(here[0], up, here[1]))
+    return seen
+
+
+def model_blocking(view: View, at: tuple[NodeId, str]) -> bool:
+    current = view.runs.get(at)
+    return current is not None and current.state is RunState.FAILED
+
+
+def model_eta(graph: Graph, view: View, now: datetime, durations: dict[NodeId, float],
+              at: tuple[NodeId, str]) -> datetime | None:  # fmt: skip
+    """The ETA by the definition of rule 4, written as a plain recursion."""
+    current = view.runs.get(at)
+    own = timedelta(seconds=durations[at[0]])
+    if current is not None and current.state is RunState.SUCCESS:
+        return current.end_date
+    if current is not None and current.state is RunState.RUNNING:
+        assert current.start_date is not None
+        return max(now, current.start_date + own)
+    spec = graph.dags[at[0]]
+    if not spec.upstreams:
+        assert spec.grid is not None
+        return max(now, spec.grid.next(datetime.strptime(at[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))) + own
+    ups = [model_eta(graph, view, now, durations, (u, q)) for u in spec.upstreams
+           for q in graph.source_partitions(at[0], u, at[1])]  # fmt: skip
+    ready = max([now, *(u + timedelta(seconds=60) for u in ups if u is not None)])
+    return ready + own
+
+
+@settings(max_examples=150, deadline=None)
+@given(worlds())
+def test_states_match_an_independent_model(world: tuple[Graph, View, datetime, dict[NodeId, float]]) -> None:
+    """On random gridded graphs with offsets, failures and a fake clock, every state, cause and ETA is the model's."""
+    graph, view, now, durations = world
+    statuses = deadline_states(graph, view, now, durations=durations)
+    for (dag, partition), got in statuses.items():
+        rule = graph.dags[dag].expected_by
+        assert rule is not None
+        deadline = rule.deadline(graph.dags[dag].grid, partition)
+        assert got.deadline == deadline
+        current = view.runs.get((dag, partition))
+        needed = model_needed(graph, view, (dag, partition))
+        blockers = [at for at in needed if model_blocking(view, at)]
+        if current is not None and current.state is RunState.SUCCESS:
+            assert current.end_date is not None
+            assert got.state is (DeadlineState.LATE if current.end_date > deadline else DeadlineState.ON_TIME)
+            continue
+        if now > deadline:
+            assert got.state is DeadlineState.MISSED
+        elif blockers:
+            assert got.state is DeadlineState.BLOCKED
+        if blockers:
+            cause = got.cause
+            assert cause is not None and (cause.node, cause.partition) in blockers
+            # The deepest: nothing the cause itself waits for is blocking.
+            below = model_needed(graph, view, (cause.node, cause.partition))[1:]
+            assert not any(model_blocking(view, at) for at in below)
+            continue
+        assert got.cause is None
+        if now > deadline:
+            continue
+        eta = model_eta(graph, view, now, durations, (dag, partition))
+        assert got.eta == eta
+        assert eta is not None
+        warn = timedelta(seconds=rule.warn)
+        assert got.state is (DeadlineState.AT_RISK if eta > deadline - warn else DeadlineState.ON_TIME)
+
+
+def record_of(status: DeadlineStatus, sequence: int) -> DeadlineRecord:
+    return DeadlineRecord(state=status.state, deadline=status.deadline, sequence=sequence, changed_at=P0)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(list(DeadlineState)), min_size=1, max_size=12), st.integers(1, 3))
+def test_a_transition_is_emitted_once(sequence: list[DeadlineState], repeats: int) -> None:
+    """Fed the same state over and over (passes between changes), each change is one transition, never repeated."""
+    recorded: dict[tuple[NodeId, str], DeadlineRecord] = {}
+    emitted: list[DeadlineState] = []
+    for state in sequence:
+        status = DeadlineStatus(node("c"), P, state, DEADLINE)
+        for _ in range(repeats):
+            for change in transitions({(node("c"), P): status}, recorded):
+                emitted.append(change.status.state)
+                recorded[(node("c"), P)] = record_of(change.status, change.sequence)
+    changes, previous = [], DeadlineState.ON_TIME
+    for state in sequence:
+        if state is not previous:
+            changes.append(state)
+        previous = state
+    assert emitted == changes
+    if changes:
+        assert recorded[(node("c"), P)].sequence == len(changes)
+
+
+@pytest.mark.parametrize(
+    ("upstream", "mine", "warned"),
+    [
+        pytest.param({"at": "06:00", "day_offset": 1}, {"at": "07:00", "day_offset": 1, "duration": "2h"}, True,
+                     id="upstream-deadline-plus-duration-too-late"),
+        pytest.param({"at": "06:00", "day_offset": 1}, {"at": "09:00", "day_offset": 1, "duration": "2h"}, False,
+                     id="room-enough"),
+    ],
+)  # fmt: skip
+def test_validate_warns_about_an_impossible_deadline(upstream: dict[str, Any], mine: dict[str, Any],
+                                                     warned: bool) -> None:  # fmt: skip
+    """A deadline earlier than an upstream's deadline plus this DAG's duration is a validate warning."""
+    parts = {"partitions": {"cron": DAY, "timezone": "Europe/Berlin"}}
+    dags = {"a": {**parts, "expected_by": upstream}, "b": {"upstreams": "a", **parts, "expected_by": mine}}
+    graph = parse_spec(json.dumps({"version": 1, "dags": dags}))
+    warnings = [w for w in spec_warnings(graph) if "expected_by" in w.path]
+    assert bool(warnings) is warned
+    if warned:
+        assert "cannot make its own" in warnings[0].message and warnings[0].path == "$.dags['b'].expected_by"
+
+
+def test_page_colours_a_blocked_dag_and_shows_its_cause_chain() -> None:
+    """The dependencies page badges 03's blocked state and its detail names the deadline, ETA and cause chain."""
+    graph = chain_graph(EXPECTED)
+    view = view_of({("a", P): fact(RunState.FAILED)})
+    now = P0 + timedelta(hours=25)
+    statuses = deadline_states(graph, view, now, partitions=[P])
+    model = build_page(graph, view, plan(graph, view, [P]), P, [P], statuses)
+    html = render_page(model, selected=node("c"))
+    assert 'data-dag="default/c" data-state' in html and 'data-deadline="blocked"' in html
+    assert "default/c@2026-01-05T00:00:00Z &lt;- default/b@2026-01-05T00:00:00Z &lt;- default/a@" in html
+    assert "blocked — due 2026-01-06 06:00Z, ETA -" in html
+    assert html.count("data-deadline=") == 1  # a and b have no expected_by
