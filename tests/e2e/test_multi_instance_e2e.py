@@ -209,11 +209,14 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
     assert datetime.fromisoformat(sent["deadline"]) == deadline, sent
     # The cause is the failed root, two hops up and in the other instance: DAG, instance, partition and why.
     assert sent["cause"] == f"default/e2e_late_root@{partition} failed", sent
+    hops = ["team_b/e2e_late_report", "default/e2e_late_mid", "default/e2e_late_root"]
+    assert sent["chain"] == " <- ".join(f"{dag}@{partition}" for dag in hops), sent
     # The transition is recorded once, by the leader, under the documented key (docs/keys.md).
     key = f"{e2e.prefix}/deadlines/team_b/e2e_late_report/{partition}"
     raw = e2e.read_key(key)
     assert raw is not None, f"no transition recorded at {key}"
-    assert json.loads(raw)["state"] == "blocked", raw
+    recorded = json.loads(raw)
+    assert (recorded["state"], recorded["sequence"], recorded["alerted"]) == ("blocked", 1, True), recorded
     # Nothing downstream of the failure ran: the deadline is decided without any run of the late DAG.
     assert e2e.runs("e2e_late_mid", partition) == []
     assert e2e.runs("e2e_late_report", partition, stack=team_b) == []
