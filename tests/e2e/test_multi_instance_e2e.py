@@ -65,6 +65,10 @@ def late_graph(partition: str) -> dict[str, Any]:
     }
 
 
+#: Seconds between the watcher's deadline passes in the scenario (15 by default), and how long after the handler's
+#: success it must stay the only run: several later passes, each of which would alert a transition seen again.
+DEADLINE_PASS_S = 1.0
+LATE_SETTLE_S = 5 * DEADLINE_PASS_S
 #: After the last run of a cascade, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
 
@@ -95,9 +99,9 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         stack.stop()
 
 
-def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watcher_id: str) -> None:
+def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watcher_id: str, **env: str) -> None:
     """Start a watcher that reaches both Airflows through an instances file only (one password from a file, one
-    from an environment variable)."""
+    from an environment variable); ``env``: more of its settings."""
     instances = e2e.work_dir / "instances.json"
     instances.write_text(
         json.dumps(
@@ -120,6 +124,7 @@ def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watch
         COORDINATOR_INSTANCES_FILE=str(instances),
         COORDINATOR_AIRFLOW_URL="",  # only the instances file says where the Airflows are
         E2E_TEAM_B_PASSWORD=team_b.password,
+        **env,
     )
 
 
@@ -189,7 +194,7 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
     partition = canonical_partition(start)
     deadline = start + timedelta(hours=1) + DUE_AFTER_END
     deps = e2e.write_dependencies(late_graph(partition), name="late.json")
-    start_two_instance_watcher(e2e, team_b, deps, "e2e-late")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-late", COORDINATOR_DEADLINE_INTERVAL_S=str(DEADLINE_PASS_S))
     e2e.wait_for_leader(deps, "e2e-late")
     e2e.stack.trigger("e2e_late_root", e2e.run_id("late_root"), partition)
     e2e.wait_for_run_record("e2e_late_root", partition, lambda r: r.state is RunState.FAILED, timeout_s=90)
@@ -199,7 +204,7 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
         return runs[0] if runs and runs[0].state == "success" else None
 
     handler = wait_for(handler_done, 90, "the late handler's run in team_b to succeed", interval_s=0.5)
-    time.sleep(SETTLE_S)  # a second alert would come from a later reconcile pass
+    time.sleep(LATE_SETTLE_S)  # a second alert would come from a later deadline pass
     runs = all_runs(team_b, "e2e_late_handler")
     assert [r.run_id for r in runs] == [handler.run_id], f"the handler ran {len(runs)} times: {runs}"
     assert handler.queued_at is not None and handler.queued_at < deadline, (handler, deadline)
