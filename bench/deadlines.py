@@ -199,8 +199,8 @@ def main() -> None:
 |---|---:|---|---|
 | one pass, wall (median of {args.repeat}; range) | {med:.1f} ms ({min(wall):.1f}-{max(wall):.1f}) | <= {args.target_ms:g} ms | {h.verdict(ok)} |
 | one pass, CPU (median) | {statistics.median(cpu):.1f} ms | | |
-| the watcher's own pass (default horizon, 2 days: {default_count:,} statuses) | {statistics.median(wall_default):.1f} ms wall, {statistics.median(cpu_default):.1f} ms CPU | | |
 | the same with the learned durations given (computed once per view) | {statistics.median(wall_cached):.1f} ms wall, {statistics.median(cpu_cached):.1f} ms CPU | | |
+| the watcher's own pass (default horizon, 2 days: {default_count:,} statuses) | {statistics.median(wall_default):.1f} ms wall, {statistics.median(cpu_default):.1f} ms CPU | | |
 """  # noqa: E501
     h.emit(md, results, args.md, args.json)
 
