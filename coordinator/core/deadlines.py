@@ -33,12 +33,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
-from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus, partition_datetime
+from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
+from coordinator.core.spec_deadline import window_end
 from coordinator.core.view import RunFact, View
 
 #: How far back a pass looks for gridded partitions: a day's partition with a next-day deadline stays in view.
@@ -140,9 +142,18 @@ def _key(at: datetime) -> str:
 
 def grid_partitions(grid: Grid, now: datetime, horizon: timedelta) -> tuple[str, ...]:
     """The points of ``grid`` in ``[now - horizon, now]`` (rule 1), oldest first."""
-    found: list[str] = []
-    point = grid.floor(now)
+    # Cron points fall on whole minutes, so the bounds can be rounded inwards to minutes without changing the answer;
+    # then within one minute the key is the same and a pass walks each grid once.
+    end = now.replace(second=0, microsecond=0)
     start = now - horizon
+    floor = start.replace(second=0, microsecond=0)
+    return _grid_points(grid, end, floor if floor == start else floor + timedelta(minutes=1))
+
+
+@lru_cache(maxsize=4096)
+def _grid_points(grid: Grid, end: datetime, start: datetime) -> tuple[str, ...]:
+    found: list[str] = []
+    point = grid.floor(end)
     while point >= start:
         found.append(_key(point))
         point = grid.prev(point)
@@ -158,6 +169,9 @@ class _Pass:
     unreachable: frozenset[str]
     latency: timedelta
     durations: Mapping[NodeId, float]
+    #: The DAGs that can have a cause at all: those with a failed fact, a refused intent, paused or unreachable, and
+    #: their descendants. Everything else skips rule 3's search (nearly every DAG on a healthy day).
+    tainted: frozenset[NodeId] = frozenset()
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
     _etas: dict[tuple[NodeId, str], datetime | None] = field(default_factory=dict)
 
@@ -181,6 +195,8 @@ class _Pass:
 
     def cause(self, node: NodeId, partition: str) -> Cause | None:
         """Rule 3, memoised (a DAG's upstream partitions are shared by many of its dependents' partitions)."""
+        if node not in self.tainted:
+            return None
         at = (node, partition)
         if at in self._causes:
             return self._causes[at]
@@ -227,9 +243,7 @@ class _Pass:
             spec = self.graph.dags.get(node)
             ready = self.now
             if spec is None or not spec.upstreams:
-                start = partition_datetime(partition)
-                grid = spec.grid if spec is not None else None
-                ready = max(ready, grid.next(start) if grid is not None else start)
+                ready = max(ready, window_end(spec.grid if spec is not None else None, partition))
             else:
                 for source in self.sources(node, partition):
                     up = self.eta(*source)
@@ -270,6 +284,7 @@ def deadline_states(
     if partitions is not None:
         partitions = tuple(partitions)
     run = _Pass(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
+    run.tainted = _tainted(graph, view, run.paused, run.unreachable)
     result: dict[tuple[NodeId, str], DeadlineStatus] = {}
     for node in targets:
         spec = graph.dags[node]
@@ -281,6 +296,18 @@ def deadline_states(
                 result[(node, partition)] = _status(run, node, partition, rule.deadline(spec.grid, partition),
                                                     timedelta(seconds=rule.warn))  # fmt: skip
     return result
+
+
+def _tainted(graph: Graph, view: View, paused: frozenset[NodeId], unreachable: frozenset[str]) -> frozenset[NodeId]:
+    """Every DAG rule 3 could find a cause at or above (see ``_Pass.tainted``)."""
+    roots = {node for (node, _), fact in view.runs.items() if fact.state is RunState.FAILED}
+    roots |= {node for (node, _), fact in view.ledger.items() if fact.status is TriggerStatus.ERROR}
+    roots |= paused | {node for node in graph.dags if node.instance in unreachable}
+    found = set(roots)
+    for node in roots:
+        if node in graph.dags:
+            found |= graph.descendants(node)
+    return frozenset(found)
 
 
 def _status(run: _Pass, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> DeadlineStatus:

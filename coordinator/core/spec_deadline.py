@@ -22,6 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -64,17 +65,32 @@ class ExpectedBy:
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
+        return _deadline(self, grid, partition)
+
+    def _compute(self, grid: Grid | None, partition: str) -> datetime:
         start = partition_datetime(partition)
         if self.anchor == "after_start":
             return start + timedelta(seconds=self.seconds)
         if self.anchor == "after_end":
-            end = grid.next(start) if grid is not None else start
-            return end + timedelta(seconds=self.seconds)
+            return window_end(grid, partition) + timedelta(seconds=self.seconds)
         zone = ZoneInfo(grid.timezone if grid is not None else DEFAULT_TIMEZONE)
         local_day = start.astimezone(zone).date() + timedelta(days=self.day_offset)
         hour, minute = self.at
         wall = datetime(local_day.year, local_day.month, local_day.day, hour, minute, tzinfo=zone)
         return wall.astimezone(start.tzinfo)
+
+
+@lru_cache(maxsize=1 << 18)
+def _deadline(rule: ExpectedBy, grid: Grid | None, partition: str) -> datetime:
+    """Cached: thousands of DAGs share a few rules and grids, and a pass asks about the same partitions every time."""
+    return rule._compute(grid, partition)
+
+
+@lru_cache(maxsize=1 << 16)
+def window_end(grid: Grid | None, partition: str) -> datetime:
+    """The end of ``partition``'s window (rule 4: the partition itself without a grid), cached (croniter is slow)."""
+    start = partition_datetime(partition)
+    return grid.next(start) if grid is not None else start
 
 
 def _duration(raw: Any, path: JsonPath, add: Add, *, signed: bool = False) -> int | None:

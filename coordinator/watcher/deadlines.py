@@ -3,7 +3,8 @@ compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
 
 Rules (semantics rule 13):
 1. Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``, docs/keys.md) warm from the same watch
-   as its view (:meth:`DeadlineTracker.observe`); only the leader runs passes, on the leader ticks.
+   as its view (:meth:`DeadlineTracker.observe`); only the leader runs passes (:class:`DeadlineJob`, a periodic
+   job that names what it needs and never the watcher).
 2. Record first, alert after: a transition is written by a fenced compare-and-swap against the revision this watcher
    last saw for that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two
    leaders (an old one whose lease is in doubt and the new one) never both alert one transition.
@@ -16,14 +17,16 @@ Rules (semantics rule 13):
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import ValidationError
 
+from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
 from coordinator.core.deadlines import (
     DeadlineRecord,
@@ -33,12 +36,13 @@ from coordinator.core.deadlines import (
     late_run_id,
     transitions,
 )
+from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, dump_record
-from coordinator.errors import CoordinatorError, LeadershipLost
+from coordinator.core.view import View
+from coordinator.errors import CoordinatorError
+from coordinator.etcd import EtcdStore, Fence
+from coordinator.metrics import Metrics
 from coordinator.watcher.faults import crash_point
-
-if TYPE_CHECKING:
-    from coordinator.watcher.service import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -132,35 +136,54 @@ def _counts(
     return [(*k, v) for k, v in sorted(found.items())], slack
 
 
-async def deadline_pass(watcher: Watcher, now: datetime | None = None) -> list[Transition]:
-    """One pass (rules 2-4); the transitions this watcher recorded."""
-    now = now or datetime.now(UTC)
-    graph = watcher.graphs.graph
-    tracker = watcher.deadlines
-    keys = watcher.settings.keys
-    async with watcher.view_lock:
-        statuses = deadline_states(graph, watcher.view, now)
+@dataclass
+class DeadlineJob:
+    """The leader's deadline pass as a periodic job: exactly what a round needs, never the watcher (so it fits the
+    leader-jobs loop of ``watcher/jobs.py`` as it is: a name, an interval, ``run_once(now)`` that raises on failure)."""
+
+    store: EtcdStore
+    keys: KeyLayout
+    graph: Callable[[], Graph]
+    view: View
+    #: Held while the view is read (the reflector applies watch batches under it).
+    view_lock: asyncio.Lock
+    tracker: DeadlineTracker
+    clients: Mapping[str, AirflowClient]
+    metrics: Metrics
+    #: The leader's fence at the time of the call; raises LeadershipLost when not leading.
+    fence: Callable[[], Fence]
+    watcher_id: str
+    interval_s: float
+    name: str = "deadline"
+
+    async def run_once(self, now: datetime) -> None:
+        await deadline_pass(self, now)
+
+
+async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
+    """One pass (rules 2-4); the transitions this watcher recorded. Raises LeadershipLost when the fence is gone."""
+    graph = job.graph()
+    tracker = job.tracker
+    async with job.view_lock:
+        # In a thread, the view held still by the lock: on a big graph a pass takes seconds, and the event loop must
+        # keep the leader lease alive meanwhile (the reflector waits for the lock; nothing else writes the view).
+        statuses = await asyncio.to_thread(deadline_states, graph, job.view, now)
     counts, slack = _counts(statuses)
-    watcher.metrics.deadline_pass(counts, slack)
+    job.metrics.deadline_pass(counts, slack)
     recorded: list[Transition] = []
     for transition in transitions(statuses, tracker.records):
         status = transition.status
         at = (status.node, status.partition)
         handlers = graph.late_handlers.get(status.node, ()) if transition.alerts else ()
         handler_date = tracker.next_handler_date(now) if handlers else None
-        record = _record(transition, now, watcher.watcher_id, not handlers, handler_date)
-        key = keys.deadline_key(*at)
-        try:
-            result = await watcher.store.cas(key, dump_record(record), tracker.revisions.get(at, 0),
-                                             fence=watcher.election.fence)  # fmt: skip
-        except LeadershipLost:
-            watcher.actuator.leadership_lost.set()
-            return recorded
+        record = _record(transition, now, job.watcher_id, not handlers, handler_date)
+        key = job.keys.deadline_key(*at)
+        result = await job.store.cas(key, dump_record(record), tracker.revisions.get(at, 0), fence=job.fence())
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         tracker.observe(key, dump_record(record), result.revision)
         recorded.append(transition)
-        watcher.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
+        job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
         log.warning(
             "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
             "sequence=%d revision=%d",
@@ -169,22 +192,20 @@ async def deadline_pass(watcher: Watcher, now: datetime | None = None) -> list[T
             record.sequence, result.revision,
         )  # fmt: skip
         crash_point("after-deadline-transition")
-    await alert_pending(watcher)
+    await alert_pending(job, graph)
     return recorded
 
 
-async def alert_pending(watcher: Watcher) -> None:
+async def alert_pending(job: DeadlineJob, graph: Graph) -> None:
     """Trigger the handlers of every recorded transition not yet alerted, then mark it alerted (rule 3)."""
-    graph = watcher.graphs.graph
-    tracker = watcher.deadlines
-    keys = watcher.settings.keys
+    tracker = job.tracker
     for at, record in sorted(tracker.records.items()):
         if record.alerted:
             continue
         node, partition = at
         ok = True
         for handler in graph.late_handlers.get(node, ()):
-            client = watcher.clients.get(handler.instance)
+            client = job.clients.get(handler.instance)
             if client is None:
                 ok = False
                 continue
@@ -208,22 +229,7 @@ async def alert_pending(watcher: Watcher) -> None:
         if not ok:
             continue
         done = record.model_copy(update={"alerted": True})
-        try:
-            result = await watcher.store.cas(keys.deadline_key(*at), dump_record(done), tracker.revisions.get(at, 0),
-                                             fence=watcher.election.fence)  # fmt: skip
-        except LeadershipLost:
-            watcher.actuator.leadership_lost.set()
-            return
+        key = job.keys.deadline_key(*at)
+        result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
-            tracker.observe(keys.deadline_key(*at), dump_record(done), result.revision)
-
-
-async def deadline_loop(watcher: Watcher, interval: float = DEFAULT_INTERVAL_S) -> None:
-    """While leading, one deadline pass per tick; a failed pass is logged and the next tick tries again."""
-    if not any(spec.expected_by is not None for spec in watcher.graphs.graph.dags.values()):
-        log.info("deadline.none detail=%r", "no DAG declares expected_by; the deadline pass idles")
-    async for _ in watcher.leader_ticks(interval):
-        try:
-            await deadline_pass(watcher)
-        except CoordinatorError as exc:
-            log.warning("deadline.pass_failed error=%s", exc)
+            tracker.observe(key, dump_record(done), result.revision)

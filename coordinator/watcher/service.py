@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
@@ -45,7 +45,7 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import audit_once
-from coordinator.watcher.deadlines import DeadlineTracker, deadline_loop
+from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.presence import presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
@@ -407,6 +407,25 @@ class Watcher:
             except Exception as exc:  # the audit is a safety net: it must never take the watcher down
                 log.warning("audit.failed error=%s", exc)
 
+    def deadline_job(self) -> DeadlineJob:
+        """The leader's deadline pass (semantics rule 13), given only what it needs."""
+        return DeadlineJob(
+            self.store, self.settings.keys, lambda: self.graphs.graph, self.view, self.view_lock, self.deadlines,
+            self.clients, self.metrics, lambda: self.election.fence, self.watcher_id,
+            self.settings.deadline_interval_s,
+        )  # fmt: skip
+
+    async def deadline_loop(self) -> None:
+        """While leading, one deadline pass per interval; a failed pass is logged and the next one tries again."""
+        job = self.deadline_job()
+        async for _ in self.leader_ticks(job.interval_s):
+            try:
+                await job.run_once(datetime.now(UTC))
+            except LeadershipLost:
+                self.actuator.leadership_lost.set()
+            except CoordinatorError as exc:
+                log.warning("deadline.failed error=%s", exc)
+
     async def run(self) -> None:
         """The service (rules 1-5)."""
         revision = await self.load()
@@ -424,7 +443,7 @@ class Watcher:
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
             asyncio.create_task(retention_loop(self), name="retention"),
-            asyncio.create_task(deadline_loop(self, self.settings.deadline_interval_s), name="deadlines"),
+            asyncio.create_task(self.deadline_loop(), name="deadlines"),
             # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
             asyncio.create_task(presence_loop(self), name="presence"),
         ]

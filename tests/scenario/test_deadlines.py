@@ -17,6 +17,7 @@ import pytest
 from coordinator.core.model import DEFAULT_INSTANCE, NodeId, canonical_partition
 from tests.scenario.conftest import Stack, WatcherProc, wait_for
 from tests.scenario.test_crash_points import crashed
+from tests.scenario.test_metrics_health import scrape, total
 
 pytestmark = pytest.mark.scenario
 
@@ -93,6 +94,9 @@ def test_failure_two_hops_up_blocks_and_alerts_once(stack: Stack) -> None:
     assert (conf["dag"], conf["partition"], conf["state"]) == (f"default/{TARGET}", p, "blocked")
     assert conf["cause"] == record["cause"]
     assert len(watcher.lines(rf"deadline\.transition dag=default/{TARGET} partition={p} ")) == 1
+    samples = scrape(watcher)
+    assert total(samples, "coordinator_deadline_partitions", dag=TARGET, state="blocked") == 1
+    assert total(samples, "coordinator_deadline_min_slack_seconds") > 0  # blocked, but the deadline is days away
 
 
 def test_status_and_why_show_deadline_eta_and_cause(stack: Stack) -> None:
