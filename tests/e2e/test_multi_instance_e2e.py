@@ -12,13 +12,17 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import urllib.parse
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from coordinator.core.model import RunState, run_id_for
+from coordinator.core.model import RunState, canonical_partition, run_id_for
 from devtools.airflow_stack import AirflowStack
-from tests.e2e.harness import E2E, REPO, assert_started_after
+from tests.e2e.harness import E2E, REPO, TEST_DAGS, DagRun, assert_started_after, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -31,6 +35,40 @@ GRAPH = {
         "e2e_dependent": {"upstreams": "team_b/02_pipeline"},
     },
 }
+#: The expected-by scenario (tests/e2e/dags/e2e_late.py): a failure in team A two hops before team B's report.
+LATE_A = ["e2e_late_root", "e2e_late_mid"]
+LATE_B = ["e2e_late_report", "e2e_late_handler"]
+#: Hourly partitions: a gridded DAG's partitions come from its grid, so the report has a deadline for the test's
+#: partition although neither it nor its direct upstream ever gets a run there.
+HOURLY = {"cron": "0 * * * *"}
+#: The report is due three hours after its hour ends: the test's partition is the current hour, so the deadline is
+#: at least three hours ahead and everything the test sees happens before it.
+DUE_AFTER_END = timedelta(hours=3)
+
+
+def late_graph(partition: str) -> dict[str, Any]:
+    """The scenario's graph; ``from`` is the test's partition, so the report's earlier hours (whose deadlines have
+    passed, without any run) are not alerted about: only the partition under test is."""
+    return {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {
+            "e2e_late_root": {"partitions": HOURLY},
+            "e2e_late_mid": {"partitions": HOURLY, "upstreams": "e2e_late_root"},
+            "team_b/e2e_late_report": {
+                "partitions": HOURLY,
+                "upstreams": "default/e2e_late_mid",
+                "expected_by": {"after_end": "3h", "warn": "30m", "duration": "1m", "from": partition},
+            },
+            "team_b/e2e_late_handler": {"on_late_of": "team_b/e2e_late_report"},
+        },
+    }
+
+
+#: Seconds between the watcher's deadline passes in the scenario (15 by default), and how long after the handler's
+#: success it must stay the only run: several later passes, each of which would alert a transition seen again.
+DEADLINE_PASS_S = 1.0
+LATE_SETTLE_S = 5 * DEADLINE_PASS_S
 #: After the last run of a cascade, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
 
@@ -43,6 +81,7 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     dags.mkdir()
     shutil.copy2(REPO / "dags" / "02_pipeline.py", dags)
     shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
+    shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
@@ -52,16 +91,17 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     try:
         stack.start()
-        stack.wait_for_dags(["02_pipeline"])
-        stack.unpause(["02_pipeline"])
+        stack.wait_for_dags(["02_pipeline", *LATE_B])
+        stack.unpause(["02_pipeline", *LATE_B])
         print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}")
         yield stack
     finally:
         stack.stop()
 
 
-def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E2E, team_b: AirflowStack) -> None:
-    """default/01 succeeding runs team_b/02 once, then default/e2e_dependent once; clearing 01 reruns each once."""
+def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watcher_id: str, **env: str) -> None:
+    """Start a watcher that reaches both Airflows through an instances file only (one password from a file, one
+    from an environment variable); ``env``: more of its settings."""
     instances = e2e.work_dir / "instances.json"
     instances.write_text(
         json.dumps(
@@ -76,16 +116,22 @@ def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E
         ),
         encoding="utf-8",
     )
-    deps = e2e.write_dependencies(GRAPH, name="multi-instance.json")
     e2e.start_watcher(
         deps,
         "--id",
-        "e2e-multi",
-        name="multi-instance-watcher",
+        watcher_id,
+        name=f"{watcher_id}-watcher",
         COORDINATOR_INSTANCES_FILE=str(instances),
         COORDINATOR_AIRFLOW_URL="",  # only the instances file says where the Airflows are
         E2E_TEAM_B_PASSWORD=team_b.password,
+        **env,
     )
+
+
+def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E2E, team_b: AirflowStack) -> None:
+    """default/01 succeeding runs team_b/02 once, then default/e2e_dependent once; clearing 01 reruns each once."""
+    deps = e2e.write_dependencies(GRAPH, name="multi-instance.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-multi")
     e2e.wait_for_leader(deps, "e2e-multi")
     partition, run_id = e2e.new_partition(), e2e.run_id("multi")
     started = time.monotonic()
@@ -126,3 +172,63 @@ def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E
         assert record is not None and (record.state, record.clear_number) == (RunState.SUCCESS, 1), record
     # The session Airflow's own 02_pipeline is another DAG (default/02_pipeline): not in this graph, never run.
     assert e2e.runs("02_pipeline", partition) == []
+
+
+def all_runs(stack: AirflowStack, dag_id: str) -> list[DagRun]:
+    """Every run of ``dag_id`` in ``stack``, whatever its logical date (Airflow's own count)."""
+    status, body = stack.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?limit=100")
+    assert status == 200, body
+    return [DagRun.from_rest(item) for item in body["dag_runs"]]
+
+
+def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_once_naming_the_cause(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """default/e2e_late_root failing two hops before team_b/e2e_late_report (expected_by) triggers its on_late_of
+    handler once, before the deadline, with state blocked and the failed root (DAG, instance, partition) as cause."""
+    e2e.stack.wait_for_dags(LATE_A)
+    e2e.stack.unpause(LATE_A)
+    # The current hour: a past logical date (Airflow runs it) whose deadline is ahead. Only this test uses these
+    # DAGs, so the partition cannot collide with another test's.
+    start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    partition = canonical_partition(start)
+    deadline = start + timedelta(hours=1) + DUE_AFTER_END
+    deps = e2e.write_dependencies(late_graph(partition), name="late.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-late", COORDINATOR_DEADLINE_INTERVAL_S=str(DEADLINE_PASS_S))
+    e2e.wait_for_leader(deps, "e2e-late")
+    e2e.stack.trigger("e2e_late_root", e2e.run_id("late_root"), partition)
+    e2e.wait_for_run_record("e2e_late_root", partition, lambda r: r.state is RunState.FAILED, timeout_s=90)
+
+    def handler_done() -> DagRun | None:
+        runs = all_runs(team_b, "e2e_late_handler")
+        return runs[0] if runs and runs[0].state == "success" else None
+
+    handler = wait_for(handler_done, 90, "the late handler's run in team_b to succeed", interval_s=0.5)
+    time.sleep(LATE_SETTLE_S)  # a second alert would come from a later deadline pass
+    runs = all_runs(team_b, "e2e_late_handler")
+    assert [r.run_id for r in runs] == [handler.run_id], f"the handler ran {len(runs)} times: {runs}"
+    assert handler.queued_at is not None and handler.queued_at < deadline, (handler, deadline)
+
+    sent: dict[str, Any] = handler.conf["coordinator"]["deadline"]
+    assert (sent["dag"], sent["partition"], sent["state"]) == ("team_b/e2e_late_report", partition, "blocked"), sent
+    assert datetime.fromisoformat(sent["deadline"]) == deadline, sent
+    # The cause is the failed root, two hops up and in the other instance: DAG, instance, partition and why.
+    assert sent["cause"] == f"default/e2e_late_root@{partition} failed", sent
+    hops = ["team_b/e2e_late_report", "default/e2e_late_mid", "default/e2e_late_root"]
+    assert sent["chain"] == " <- ".join(f"{dag}@{partition}" for dag in hops), sent
+    # The transition is recorded once, by the leader, under the documented key (docs/keys.md).
+    key = f"{e2e.prefix}/deadlines/team_b/e2e_late_report/{partition}"
+    raw = e2e.read_key(key)
+    assert raw is not None, f"no transition recorded at {key}"
+    recorded = json.loads(raw)
+    assert (recorded["state"], recorded["sequence"], recorded["alerted"]) == ("blocked", 1, True), recorded
+    # Nothing downstream of the failure ran: the deadline is decided without any run of the late DAG.
+    assert e2e.runs("e2e_late_mid", partition) == []
+    assert e2e.runs("e2e_late_report", partition, stack=team_b) == []
+    assert e2e.read_ledger("e2e_late_report", partition, "team_b") is None
+    root = e2e.only_run("e2e_late_root", partition)
+    assert root.end_date is not None and handler.start_date is not None
+    print(
+        f"\nlate handler: root failed -> handler started {(handler.start_date - root.end_date).total_seconds():.1f} s; "
+        f"deadline {(deadline - handler.start_date).total_seconds() / 60:.0f} min later"
+    )

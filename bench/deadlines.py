@@ -1,0 +1,228 @@
+"""Expected-by deadlines: what one evaluation pass of ``coordinator.core.deadlines.deadline_states`` costs over a big
+estate (issue 19 target: 5,000 DAGs x 30 partitions in <= 50 ms per pass).
+
+Set-up, all in this process (no etcd, no subprocess: the function is pure, its input is the watcher's view):
+- ``--layers`` x ``--width`` daily DAGs (default 10 x 500 = 5,000), each below the first layer waiting for 1-3 DAGs
+  of the layer above (chains, fan-ins, fan-outs; ``cold_start.layered_graph``), written in the extended form with a
+  daily UTC grid (one zone: a dependent on a grid of another zone would need two upstream partitions per day, which
+  is another benchmark); every DAG declares ``expected_by``, by thirds ``after_end`` 6h, ``at`` 10:00 with
+  ``day_offset`` 1, and ``after_start`` 30h; every other one a fixed duration, the rest ``learned``; warn 30m.
+- a View loaded from run-state values as the Airflow plugin writes them (``View.load``: the facts the watcher keeps)
+  for ``--partitions`` daily partitions (default 30), every DAG's success after its upstreams' (revisions layer by
+  layer): all but the two newest partitions complete, 2% of those successes after their deadline (late); in the
+  second newest, 0.5% of the first layer failed (their descendants missed); in the newest (deadline not yet
+  passed), the first four layers succeeded, the fifth is running, the sixth queued, the rest not started, and 0.5%
+  of the first layer failed (their descendants blocked, the cause two or more hops up).
+- ``now``: three hours after the newest partition's window ends; the pass looks back ``--partitions`` grid points
+  (``horizon``): the 29 newest partitions of the view and today's, not started yet (the oldest one only feeds the
+  learned durations).
+
+Timed with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU): ``--repeat`` passes after one warm-up, the
+median and the range. Prints a markdown block (``--md PATH`` writes it) and the raw numbers as JSON (``--json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import inspect
+import json
+import statistics
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import _harness as h
+from cold_start import layered_graph
+
+from coordinator.core.model import PARTITION_FORMAT, KeyLayout
+from coordinator.core.spec import parse_spec
+from coordinator.core.view import View, adopt, dump_activation
+
+BASE = datetime(2026, 10, 1, tzinfo=UTC)
+EXPECTED = (
+    {"after_end": "6h", "warn": "30m"},
+    {"at": "10:00", "day_offset": 1, "warn": "30m"},
+    {"after_start": "30h", "warn": "30m"},
+)
+
+
+def estate(layers: int, width: int) -> tuple[list[list[str]], dict[str, list[str]], str]:
+    """The layers, the upstreams and the extended-form dependencies.json text."""
+    names, deps = layered_graph(layers, width)
+    body: dict[str, dict[str, Any]] = {}
+    for i, dag in enumerate(d for layer in names for d in layer):
+        expected = dict(EXPECTED[i % 3])
+        expected["duration"] = "20m" if i % 2 else "learned"
+        entry: dict[str, Any] = {"partitions": {"cron": "0 0 * * *"}, "expected_by": expected}
+        if dag in deps:
+            entry["upstreams"] = deps[dag]
+        body[dag] = entry
+    return names, deps, json.dumps({"version": 1, "dags": body})
+
+
+def record(state: str, start: datetime | None, end: datetime | None) -> bytes:
+    """A run-state value like the plugin's."""
+    stamp = (end or start or BASE).isoformat()
+    value: dict[str, Any] = {"state": state, "run_id": "scheduled__bench", "clear_number": 0, "updated_at": stamp}
+    value["source"] = "airflow-plugin:default"
+    if start is not None:
+        value["start_date"] = start.isoformat()
+    if end is not None:
+        value["end_date"] = end.isoformat()
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def states(names: list[list[str]], deps: dict[str, list[str]], partitions: int) -> list[tuple[str, int, str, int]]:
+    """(dag, partition index, state, minutes after the window end it finished) for every run state, in write order
+    (layer by layer, so each success comes after its upstreams')."""
+    failed_roots = {p: set(names[0][::200]) for p in (partitions - 2, partitions - 1)}  # 0.5% of the first layer
+    dead: dict[int, set[str]] = {p: set(roots) for p, roots in failed_roots.items()}
+    out: list[tuple[str, int, str, int]] = []
+    for layer, dags in enumerate(names):
+        for p in range(partitions):
+            for j, dag in enumerate(dags):
+                if p in dead and any(up in dead[p] for up in deps.get(dag, ())):
+                    dead[p].add(dag)  # a descendant of a failure: never started
+                    continue
+                if p in failed_roots and dag in failed_roots[p]:
+                    out.append((dag, p, "failed", 30 + layer * 20))
+                elif p < partitions - 1:
+                    late = (j + p) % 50 == 0  # 2%: finished after its deadline
+                    out.append((dag, p, "success", (480 if late else 30) + layer * 20))
+                elif layer < 4:
+                    out.append((dag, p, "success", 30 + layer * 20))
+                elif layer == 4:
+                    out.append((dag, p, "running", 0))
+                elif layer == 5:
+                    out.append((dag, p, "queued", 0))
+    return out
+
+
+def build_view(text: str, names: list[list[str]], deps: dict[str, list[str]], partitions: int) -> tuple[Any, View]:
+    graph = parse_spec(text)
+    keys = KeyLayout()
+    activation = adopt(graph.shapes, graph.digest, None, revision=1, by="bench")
+    assert activation is not None
+    items: list[tuple[str, bytes, int]] = [(keys.config_key("graph"), dump_activation(activation), 1)]
+    for rev, (dag, p, state, minutes) in enumerate(states(names, deps, partitions), start=2):
+        window_end = BASE + timedelta(days=p + 1)
+        start = window_end + timedelta(minutes=max(0, minutes - 20))
+        end = window_end + timedelta(minutes=minutes) if state in ("success", "failed") else None
+        part = (BASE + timedelta(days=p)).strftime(PARTITION_FORMAT)
+        items.append((f"{keys.runs}default/{dag}/{part}", record(state, start, end), rev))
+    view = View(keys)
+    view.load(len(items) + 1, items)
+    assert not view.problems, list(view.problems.items())[:3]
+    return graph, view
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=10)
+    parser.add_argument("--width", type=int, default=500, help="DAGs per layer")
+    parser.add_argument("--partitions", type=int, default=30)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--target-ms", type=float, default=50.0)
+    parser.add_argument("--md")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    try:
+        from coordinator.core.deadlines import deadline_states, learned_durations
+    except ImportError as exc:
+        sys.exit(f"bench/deadlines.py: {exc}: this checkout has no expected-by deadlines (issue 19) yet")
+
+    info = h.machine()
+    t = time.perf_counter()
+    names, deps, text = estate(args.layers, args.width)
+    graph, view = build_view(text, names, deps, args.partitions)
+    setup_s = time.perf_counter() - t
+    now = BASE + timedelta(days=args.partitions, hours=3)
+    print(f"estate: {len(graph.dags)} DAGs, {len(view.runs):,} run states, built in {setup_s:.1f} s", file=sys.stderr)
+
+    horizon = timedelta(days=args.partitions - 1, hours=3)
+
+    def full_pass() -> Any:
+        return deadline_states(graph, view, now, horizon=horizon)
+
+    durations = learned_durations(view, graph.dags)
+
+    def cached_pass() -> Any:
+        return deadline_states(graph, view, now, horizon=horizon, durations=durations)
+
+    def default_pass() -> Any:
+        return deadline_states(graph, view, now)
+
+    result = full_pass()  # warm-up: caches the function may fill on first use count as set-up, as in the watcher
+    wall, cpu = timed(full_pass, args.repeat)
+    wall_cached, cpu_cached = timed(cached_pass, args.repeat)
+    default_count = len(default_pass())
+    wall_default, cpu_default = timed(default_pass, args.repeat)
+    counts = count_states(result)
+    evaluated = sum(counts.values())
+    med = statistics.median(wall)
+    ok = med <= args.target_ms
+    results = {
+        "machine": info,
+        "dags": len(graph.dags),
+        "partitions": args.partitions,
+        "run_states": len(view.runs),
+        "evaluated": evaluated,
+        "states": dict(counts),
+        "wall_ms_median": med,
+        "wall_ms_min": min(wall),
+        "wall_ms_max": max(wall),
+        "cpu_ms_median": statistics.median(cpu),
+        "cached_durations_wall_ms_median": statistics.median(wall_cached),
+        "cached_durations_cpu_ms_median": statistics.median(cpu_cached),
+        "default_horizon_statuses": default_count,
+        "default_horizon_wall_ms_median": statistics.median(wall_default),
+        "default_horizon_cpu_ms_median": statistics.median(cpu_default),
+        "repeat": args.repeat,
+        "signature": str(inspect.signature(deadline_states)),
+    }
+    states_line = ", ".join(f"{name} {n:,}" for name, n in sorted(counts.items()))
+    md = f"""### Expected-by deadlines: one evaluation pass over {len(graph.dags):,} DAGs x {args.partitions} partitions
+
+- Command: `{h.command_line()}` ({h.now_utc()})
+- Machine: {h.machine_line(info)}
+- Estate: {len(graph.dags):,} daily DAGs in {args.layers} layers of {args.width}, every one with `expected_by`;
+  {len(view.runs):,} run states in the view; one pass decided {evaluated:,} (DAG, partition) states: {states_line}
+
+| measure | value | target | verdict |
+|---|---:|---|---|
+| one pass, wall (median of {args.repeat}; range) | {med:.1f} ms ({min(wall):.1f}-{max(wall):.1f}) | <= {args.target_ms:g} ms | {h.verdict(ok)} |
+| one pass, CPU (median) | {statistics.median(cpu):.1f} ms | | |
+| the same with the learned durations given (computed once per view) | {statistics.median(wall_cached):.1f} ms wall, {statistics.median(cpu_cached):.1f} ms CPU | | |
+| the watcher's own pass (default horizon, 2 days: {default_count:,} statuses) | {statistics.median(wall_default):.1f} ms wall, {statistics.median(cpu_default):.1f} ms CPU | | |
+"""  # noqa: E501
+    h.emit(md, results, args.md, args.json)
+
+
+def timed(fn: Any, repeat: int) -> tuple[list[float], list[float]]:
+    """Wall and CPU milliseconds of ``repeat`` calls (cyclic GC collected before, as between watcher passes)."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(repeat):
+        gc.collect()
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        cpu.append((time.process_time() - c) * 1000)
+        wall.append((time.perf_counter() - w) * 1000)
+    return wall, cpu
+
+
+def count_states(result: Any) -> Counter[str]:
+    """State -> how many (DAG, partition) pairs a pass decided, whatever mapping or sequence it returns."""
+    values = result.values() if hasattr(result, "values") else result
+    return Counter(str(getattr(v, "state", v)) for v in values)
+
+
+if __name__ == "__main__":
+    main()
