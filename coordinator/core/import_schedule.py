@@ -20,18 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
-from coordinator.core.grid import Grid, timezone_problem
+from coordinator.core.grid import CRON_PRESETS, Grid, timezone_problem
 from coordinator.core.import_facts import ScheduleFact, ScheduleKind
 
-PRESETS = {
-    "@hourly": "0 * * * *",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@weekly": "0 0 * * 0",
-    "@monthly": "0 0 1 * *",
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-}
 #: Where sample partitions start (UTC): each anchor is followed by SAMPLES_PER_ANCHOR grid points.
 ANCHORS = tuple(
     datetime(*parts, tzinfo=UTC)
@@ -108,7 +99,7 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
         cron = " ".join(schedule.cron.split())
         if len(cron.split()) != 5:
             return GridChoice(None, None, f"schedule {schedule.written!r}: a cron with seconds or years has no grid")
-        written = schedule.written if PRESETS.get(schedule.written) == cron else cron
+        written = schedule.written if CRON_PRESETS.get(schedule.written) == cron else cron
         return GridChoice(Grid(cron, zone), written)
     if schedule.kind is ScheduleKind.DELTA and schedule.delta is not None and schedule.start is not None:
         every = delta_cron(schedule.delta, schedule.start)
