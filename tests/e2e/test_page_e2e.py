@@ -102,6 +102,23 @@ def test_the_page_is_in_airflows_navigation(airflow_e2e: E2E) -> None:
     assert [app["url_prefix"] for app in ours["fastapi_apps"]] == ["/coordinator"]
 
 
+#: The session graph's DAGs other than the pipelines, as the page shows them at the cascade's partition, where none
+#: of them ran: roots "not run", dependents "waiting".
+OTHER_DAGS = {
+    "09_flaky": "not run",
+    "08_on_failure": "waiting",
+    "e2e_dependent": "waiting",  # on 09_flaky, which has not run
+    "e2e_hourly": "not run",  # the grids module's hourly root: nothing at this partition
+    "e2e_daily": "waiting",  # its daily rollup waits for the 24 hours of this day
+    "e2e_shift_up": "not run",  # the edges module's DAGs (issue 16): nothing at this partition either
+    "e2e_shift_down": "waiting",
+    "e2e_task_up": "not run",
+    "e2e_task_down": "waiting",
+    "e2e_chain_root": "not run",
+    "e2e_chain": "waiting",
+}
+
+
 def test_logged_in_page_follows_the_cascade(airflow_e2e: E2E, cascade: Cascade) -> None:
     """During the cascade the page refreshes itself and shows 06 waiting on its upstreams; afterwards every
     pipeline is succeeded, the other DAGs of the graph waiting or not run, and the page stops refreshing."""
@@ -111,14 +128,7 @@ def test_logged_in_page_follows_the_cascade(airflow_e2e: E2E, cascade: Cascade) 
     assert any(s.get("06_pipeline") == "waiting" and s.get("01_pipeline") == "succeeded" for s, _ in cascade.seen)
     status, html = get(airflow_e2e, "?" + urllib.parse.urlencode({"partition": cascade.partition}), cascade.token)
     assert status == 200
-    assert states(html) == {
-        **dict.fromkeys(PIPELINES, "succeeded"),
-        "09_flaky": "not run",
-        "08_on_failure": "waiting",
-        "e2e_dependent": "waiting",  # on 09_flaky, which has not run
-        "e2e_hourly": "not run",  # the grids module's hourly root: nothing at this partition
-        "e2e_daily": "waiting",  # its daily rollup waits for the 24 hours of this day
-    }
+    assert states(html) == {**dict.fromkeys(PIPELINES, "succeeded"), **OTHER_DAGS}
     assert 'http-equiv="refresh"' not in html
     assert "waiting on 09_flaky" in html
 
@@ -167,7 +177,7 @@ def test_chromium_renders_the_page_for_a_logged_in_user(
         browser.screenshot(shot.with_name("inside-airflow.png"))
     assert framed == "/coordinator/"
     assert states(dom)["07_pipeline"] == "succeeded"
-    assert len(states(dom)) == len(PIPELINES) + 5  # + 08_on_failure, 09_flaky, e2e_dependent, e2e_hourly, e2e_daily
+    assert len(states(dom)) == len(PIPELINES) + len(OTHER_DAGS)
     assert 'id="detail" data-dag="default/06_pipeline"' in dom
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     keep = os.environ.get(SCREENSHOT_ENV)
