@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.core.actions import Plan
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout
 from coordinator.core.retention import (
@@ -115,10 +114,6 @@ class RetentionTracker:
         if self._retirement is None or self._retirement.graph is not graph:
             self._retirement = Retirement(graph, self.floor)
         return self._retirement
-
-    def apply(self, graph: Graph, plan: Plan) -> Plan:
-        """``plan`` without the triggers of retired decisions (semantics rule 11b)."""
-        return plan if self.floor is None else self.retirement(graph).apply(plan)
 
 
 # -- pruning (rule 3) ------------------------------------------------------------------------------------------
