@@ -42,7 +42,7 @@ import _harness as h
 from cold_start import layered_graph
 
 from coordinator.core.model import PARTITION_FORMAT, KeyLayout
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View, adopt, dump_activation
 
 BASE = datetime(2026, 10, 1, tzinfo=UTC)

@@ -29,9 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
-from coordinator.core.planner import Trigger, plan_changes
-from coordinator.core.spec import parse_spec
+from coordinator.core.planner import plan_changes
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View, adopt, dump_activation
 
 GRIDS = {"identity": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 1"}

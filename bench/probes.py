@@ -29,7 +29,7 @@ from pathlib import Path
 import _harness as h
 
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerRecord, TriggerStatus
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import LedgerFact, View
 from coordinator.metrics import Metrics, WatcherState
 from coordinator.watcher.health import watcher_state

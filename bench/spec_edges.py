@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator.core.inputs import required_inputs
 from coordinator.core.model import PARTITION_FORMAT, NodeId
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 
 

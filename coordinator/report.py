@@ -10,9 +10,9 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
-from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import View
 
 

@@ -1,4 +1,5 @@
-"""Read ``dependencies.json`` from disk: the shell around the pure parser :func:`coordinator.core.spec.parse_spec`.
+"""Read ``dependencies.json`` from disk: the shell around the pure parser
+:func:`coordinator.core.spec.loader.parse_spec`.
 
 Rules:
 1. The only file reading of the spec: the watcher, the CLI and the dev tools load the file here, so every one of them
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 
 from coordinator.core.graph import Graph
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 
 

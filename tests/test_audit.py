@@ -15,7 +15,7 @@ from pydantic import SecretStr
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.audit import audit_record
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore

@@ -23,8 +23,8 @@ from coordinator.core.deadlines import (
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.planner import plan
-from coordinator.core.spec import parse_spec
-from coordinator.core.spec_warnings import spec_warnings
+from coordinator.core.spec.loader import parse_spec
+from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.view import RunFact, View
 from coordinator.errors import SpecError
 from coordinator.page.model import build_page

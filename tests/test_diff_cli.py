@@ -22,7 +22,7 @@ from coordinator.core.model import (
     TriggerStatus,
     dump_record,
 )
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings

@@ -26,7 +26,7 @@ from coordinator.core.model import (
     TriggerStatus,
     dump_record,
 )
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View, adopt
 
 BASE: dict[str, Any] = {"b": "a", "c": "b"}

@@ -9,7 +9,7 @@ import pytest
 
 from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
 from coordinator.core.model import NodeId
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from tests.test_spec_cli import run
 
 SPEC = {

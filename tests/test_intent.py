@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from coordinator.core import intent
+from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
-from coordinator.core.planner import Resume, Trigger
 from tests.support.world import P1, SEVEN, World, make_graph, n
 
 P = "2026-01-01T00:00:00Z"

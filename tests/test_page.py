@@ -25,7 +25,7 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.planner import plan
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View, adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.page.model import NodeState, build_page, graph_from_activation, layout

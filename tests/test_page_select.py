@@ -9,7 +9,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import plan
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page

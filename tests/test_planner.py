@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import KeyLayout, RunState, TriggerAction, TriggerStatus
-from coordinator.core.planner import Resume, Trigger, plan
+from coordinator.core.planner import plan
 from coordinator.core.view import View
 from tests.support.world import P1, P2, SEVEN, World, make_graph, n
 

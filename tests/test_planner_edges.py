@@ -7,7 +7,7 @@ import json
 
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.planner import plan_changes
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View, adopt, dump_activation
 from tests.support.world import World, n
 

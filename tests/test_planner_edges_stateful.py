@@ -18,9 +18,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, rule
 
+from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
-from coordinator.core.planner import Trigger, plan
-from coordinator.core.spec import parse_spec
+from coordinator.core.planner import plan
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from tests.support.world import World
 from tests.test_planner_grid_stateful import GRIDS, START, GridMachine, points

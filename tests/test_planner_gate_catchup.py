@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from coordinator.core.model import RunState
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from tests.support.world import World, n
 
 DAYS = ["2025-03-10T00:00:00Z", "2025-03-11T00:00:00Z", "2025-03-12T00:00:00Z"]

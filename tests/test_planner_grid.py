@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
+from coordinator.core.actions import Trigger
 from coordinator.core.model import RunState, TriggerAction, TriggerRecord, TriggerStatus, dump_record
-from coordinator.core.planner import Trigger, plan, plan_changes
-from coordinator.core.spec import parse_spec
+from coordinator.core.planner import plan, plan_changes
+from coordinator.core.spec.loader import parse_spec
 from tests.support.world import World, n
 
 DAY = "2025-03-10T00:00:00Z"

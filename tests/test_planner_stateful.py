@@ -16,9 +16,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from coordinator.core.actions import Trigger
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
-from coordinator.core.planner import Trigger, plan, plan_changes
+from coordinator.core.planner import plan, plan_changes
 from coordinator.core.view import View
 from tests.support.world import P1, P2, World, make_graph
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import RunState, TriggerStatus, dump_record
-from coordinator.core.planner import Resume, Trigger
 from coordinator.core.retention import (
     HoldReason,
     KeyKind,
@@ -27,7 +27,7 @@ from coordinator.core.retention import (
     parse_floor,
     select,
 )
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from tests.support.world import P1, P2, SEVEN, World, n
 
 NOW = datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""dependencies.json loading and validation (coordinator.core.spec), its schema and its renderings."""
+"""dependencies.json loading and validation (coordinator.core.spec.loader), its schema and its renderings."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.spec import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, parse_spec
-from coordinator.core.spec_render import render_dot, render_mermaid, render_text
-from coordinator.core.spec_schema import json_schema, schema_text
+from coordinator.core.spec.loader import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, parse_spec
+from coordinator.core.spec.render import render_dot, render_mermaid, render_text
+from coordinator.core.spec.schema import json_schema, schema_text
 from coordinator.errors import SpecError
 from coordinator.spec_file import load_spec
 

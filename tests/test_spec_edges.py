@@ -12,7 +12,7 @@ from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.graph import Condition, EdgeSpec
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import NodeId
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 
 
@@ -218,7 +218,7 @@ def test_a_valid_shift_costs_no_full_sample() -> None:
 
 def test_graph_text_lists_what_each_extended_edge_says() -> None:
     """`coordinator graph` names an edge's task, shift, member, condition and a self gate."""
-    from coordinator.core.spec_render import render_text
+    from coordinator.core.spec.render import render_text
 
     g = graph(
         {

@@ -10,9 +10,9 @@ import pytest
 
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId
-from coordinator.core.spec import parse_spec
-from coordinator.core.spec_render import render_dot, render_mermaid, render_text
-from coordinator.core.spec_schema import json_schema
+from coordinator.core.spec.loader import parse_spec
+from coordinator.core.spec.render import render_dot, render_mermaid, render_text
+from coordinator.core.spec.schema import json_schema
 from coordinator.errors import SpecError
 from coordinator.spec_file import load_spec
 from tests.test_spec_cli import run

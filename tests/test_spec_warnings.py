@@ -1,4 +1,4 @@
-"""Warnings about valid dependency files (coordinator.core.spec_warnings): near-miss DAG names and exact-date edges
+"""Warnings about valid dependency files (coordinator.core.spec.near_misses): near-miss DAG names and exact-date edges
 across grids, as tables."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId
-from coordinator.core.spec import parse_spec
-from coordinator.core.spec_warnings import (
+from coordinator.core.spec.loader import parse_spec
+from coordinator.core.spec.near_misses import (
     RULES,
     SpecWarning,
     exact_dates_across_grids,

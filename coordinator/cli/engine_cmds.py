@@ -21,14 +21,15 @@ import typer
 from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
+from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
 from coordinator.core.deadlines import deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
-from coordinator.core.planner import Plan, Trigger, partitions_to_plan
-from coordinator.core.spec_warnings import close_dags
+from coordinator.core.planner import partitions_to_plan
+from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
 from coordinator.deadline_report import deadline_rows, stamp, why_lines
 from coordinator.errors import SpecError

@@ -27,7 +27,7 @@ from coordinator.core.import_facts import FindingKind
 from coordinator.core.import_merge import merge
 from coordinator.core.import_translate import ImportResult, dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError
 from coordinator.spec_file import load_spec, read_spec_text
 

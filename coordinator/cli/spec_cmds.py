@@ -5,7 +5,7 @@ Rules:
 2. An invalid or unreadable file prints every problem on stderr, one per line, and exits 2; never a traceback.
 3. Machine-readable output (schema, mermaid, dot, JSON) is written verbatim with ``typer.echo``: rich would highlight or
    wrap it.
-4. ``validate`` prints the warnings of a valid file (``coordinator.core.spec_warnings``) on stderr and still exits 0:
+4. ``validate`` prints the warnings of a valid file (``coordinator.core.spec.near_misses``) on stderr and still exits 0:
    the watcher adopts such a file as written.
 5. ``validate --airflow`` also asks each instance's Airflow (the watcher's settings: COORDINATOR_AIRFLOW_URL or the
    instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit 1, with "did you mean"
@@ -33,9 +33,9 @@ from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.graph import Graph
 from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
 from coordinator.core.model import NodeId, canonical_partition
-from coordinator.core.spec_render import GraphFormat, render
-from coordinator.core.spec_schema import schema_text
-from coordinator.core.spec_warnings import spec_warnings
+from coordinator.core.spec.near_misses import spec_warnings
+from coordinator.core.spec.render import GraphFormat, render
+from coordinator.core.spec.schema import schema_text
 from coordinator.errors import CoordinatorError, SpecError
 from coordinator.settings import InstanceSettings, Settings
 from coordinator.spec_file import load_spec

@@ -23,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.core.actions import Trigger
 from coordinator.core.graph import Graph
 from coordinator.core.model import canonical_partition
-from coordinator.core.planner import Trigger, plan
+from coordinator.core.planner import plan
 from coordinator.core.retention import Retirement
 from coordinator.core.view import Activation, View, adopt
 

@@ -5,7 +5,7 @@ Rules:
    listing the DAGs is the caller's I/O.
 2. A DAG of the instance that Airflow does not list is missing: the watcher's trigger would fail with a 404 and its
    dependents would wait. Each missing DAG carries the Airflow DAG ids it is probably a typo of (the same near-miss
-   rule as ``spec_warnings``), so a misspelling on either side shows up as "did you mean".
+   rule as ``spec.near_misses``), so a misspelling on either side shows up as "did you mean".
 3. A listed but paused DAG is reported apart: it exists, but a run the coordinator creates waits in ``queued`` (and a
    paused root never runs on its schedule) until someone unpauses it.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.spec_warnings import near_misses
+from coordinator.core.spec.near_misses import near_misses
 
 
 @dataclass(frozen=True, slots=True)

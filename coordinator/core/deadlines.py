@@ -40,7 +40,7 @@ from pydantic import BaseModel, ConfigDict
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
-from coordinator.core.spec_deadline import window_end
+from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact, View
 
 #: How far back a pass looks for gridded partitions: a day's partition with a next-day deadline stays in view.

@@ -26,8 +26,8 @@ from functools import cached_property
 from coordinator.core.duration import format_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
-from coordinator.core.spec_deadline import ExpectedBy
-from coordinator.core.spec_json import JsonPath
+from coordinator.core.spec.deadline import ExpectedBy
+from coordinator.core.spec.source import JsonPath
 
 
 class Condition(StrEnum):
@@ -153,7 +153,7 @@ class Graph:
     instances: frozenset[str] = field(default_factory=frozenset)
     source: str = "dependencies.json"
     #: Where the file declared or wrote each DAG and edge, for warnings about the file
-    #: (``coordinator.core.spec_warnings``): the DAGs declared as keys (the others are roots only referenced) and the
+    #: (``coordinator.core.spec.near_misses``): the DAGs declared as keys (the others are roots only referenced) and the
     #: JSON path of each (source, target) edge's reference. Not part of the graph's meaning (rule 3): equality and
     #: the digest ignore them, and a graph not read from a file (the adopted one) has none.
     declared: frozenset[NodeId] = field(default_factory=frozenset, compare=False)

@@ -27,7 +27,7 @@ from coordinator.core.grid import Grid
 from coordinator.core.import_facts import DateSample
 from coordinator.core.inputs import OffGrid, required_inputs
 from coordinator.core.model import PARTITION_FORMAT, NodeId
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 
 OFFSETS = (-1, 1, -2, 2, -3, 3)

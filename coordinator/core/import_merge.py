@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from coordinator.core.model import DEFAULT_INSTANCE, NODE_SEP, NodeId
-from coordinator.core.spec import FORM_KEYS, SPEC_VERSION
+from coordinator.core.spec.loader import FORM_KEYS, SPEC_VERSION
 
 IMPORTED_FIELDS = ("partitions", "upstreams")
 

@@ -43,8 +43,8 @@ from coordinator.core.import_facts import (
 from coordinator.core.import_operators import asset_edges, marker_edges, sensor_edges, trigger_edges
 from coordinator.core.import_schedule import choose_grid
 from coordinator.core.model import DEFAULT_INSTANCE
-from coordinator.core.spec import SPEC_VERSION, parse_spec
-from coordinator.core.spec_json import format_path
+from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
+from coordinator.core.spec.source import format_path
 from coordinator.errors import SpecError
 
 MAX_VALIDATION_ROUNDS = 10

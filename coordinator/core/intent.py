@@ -42,8 +42,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from coordinator.core.actions import Trigger
 from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
-from coordinator.core.planner import Trigger
 
 #: Rule 6: retry delay (at most) after a transient failure or an active run: these clear up by themselves.
 ACTIVE_RETRY_S = 5.0

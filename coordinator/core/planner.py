@@ -65,8 +65,6 @@ from coordinator.core.model import (
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
-__all__ = ["Action", "Plan", "Resume", "Trigger", "Verdict", "partitions_to_plan", "plan", "plan_changes"]
-
 
 def plan(
     graph: Graph,

@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.core.actions import Plan, Verdict
 from coordinator.core.deadlines import DeadlineStatus
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import Plan, Verdict
 from coordinator.core.view import Activation, RunFact, View
 from coordinator.report import row_status, why
 

@@ -30,6 +30,7 @@ from typing import Any
 from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
+from coordinator.core.actions import Action, Resume, Trigger
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -38,7 +39,6 @@ from coordinator.core.model import (
     parse_trigger_record,
     partition_datetime,
 )
-from coordinator.core.planner import Action, Resume, Trigger
 from coordinator.errors import (
     AirflowError,
     AirflowNotFound,

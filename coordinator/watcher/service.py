@@ -35,11 +35,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
+from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import Action, Plan, Resume, Trigger, partitions_to_plan
+from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import ALL, View, dump_activation
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd import KV, EtcdStore, WatchBatch

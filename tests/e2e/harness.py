@@ -30,7 +30,7 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
-from coordinator.core.spec import parse_spec
+from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import Activation, View
 from coordinator.etcd import EtcdStore

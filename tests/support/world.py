@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from coordinator.core import intent
+from coordinator.core.actions import Plan, Resume, Trigger
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -25,7 +26,7 @@ from coordinator.core.model import (
     TriggerRecord,
     dump_record,
 )
-from coordinator.core.planner import Plan, Resume, Trigger, plan
+from coordinator.core.planner import plan
 from coordinator.core.view import View, adopt, dump_activation
 
 #: The world's wall clock: the protocol only writes it into records.

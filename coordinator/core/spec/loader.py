@@ -18,7 +18,7 @@ Rules:
 7. URLs and credentials are refused here: this file is shared and committed; connection settings live in the
    instances settings file and the environment (see ``coordinator/settings.py``).
 8. A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset": k}``
-   (``coordinator.core.spec_grid``). An offset needs grids on both sides of its edge: without them the edge keeps
+   (``coordinator.core.spec.grid``). An offset needs grids on both sides of its edge: without them the edge keeps
    the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.
 9. An edge object may also carry ``shift``, ``member``, ``task`` and ``condition`` (``docs/dependencies.md``). A DAG
    may name itself in ``upstreams`` only through an edge that points strictly into the past (a negative offset or
@@ -38,11 +38,11 @@ from typing import Any
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
-from coordinator.core.spec_cycles import Edge, cycle_text, shortest_cycles
-from coordinator.core.spec_deadline import ExpectedBy, read_expected_by
-from coordinator.core.spec_grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
-from coordinator.core.spec_grid import describe as _describe
-from coordinator.core.spec_json import (
+from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
+from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
+from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
+from coordinator.core.spec.grid import describe as _describe
+from coordinator.core.spec.source import (
     JsonPath,
     JsonSyntaxError,
     Problem,

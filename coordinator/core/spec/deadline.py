@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo
 from coordinator.core.duration import parse_shift
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import canonical_partition, partition_datetime
-from coordinator.core.spec_json import JsonPath
+from coordinator.core.spec.source import JsonPath
 
 Add = Callable[[JsonPath, str, str], None]
 

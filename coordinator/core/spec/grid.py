@@ -8,7 +8,7 @@ Rules:
 3. An edge object has ``dag`` (required), ``offset`` (an integer, default 0), ``shift`` (a signed duration,
    ``coordinator.core.duration``), ``member`` (``"first"``, ``"last"`` or an integer index), ``task`` (an Airflow
    task id) and ``condition`` (``"success"`` or ``"finished"``), and nothing else. Whether an offset or a member is
-   allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec` checks that after resolving.
+   allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec.loader` checks that after resolving.
 4. A cron preset (``@daily`` ...) is stored as its 5-field cron (``coordinator.core.grid``, rule 6).
 5. A mapping that can never map anything is an error (:func:`mapping_problem`): a shift that never lands on the
    upstream's grid, a member index no window has. "Never" is judged on the dependent's grid points over a fixed
@@ -38,7 +38,7 @@ from coordinator.core.grid import (
     upstream_partitions,
 )
 from coordinator.core.model import PARTITION_FORMAT, NodeId
-from coordinator.core.spec_json import JsonPath, json_type
+from coordinator.core.spec.source import JsonPath, json_type
 
 Add = Callable[[JsonPath, str, str], None]
 PARTITION_FIELDS = ("cron", "timezone")

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from coordinator.core.model import NodeId
-from coordinator.core.spec_json import JsonPath
+from coordinator.core.spec.source import JsonPath
 
 
 @dataclass(frozen=True, slots=True)

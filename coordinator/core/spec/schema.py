@@ -4,7 +4,8 @@ Rules:
 1. Built from the loader's own constants (name pattern, form keys, version); tests keep the field lists equal to the
    loader's, and ``docs/dependencies.schema.json`` (a committed copy) equal to :func:`schema_text`.
 2. The schema describes shape only. What needs the whole file (reference resolution, ambiguity, declared
-   instances, cycles) is checked by :mod:`coordinator.core.spec` alone, so ``coordinator validate`` is the authority.
+   instances, cycles) is checked by :mod:`coordinator.core.spec.loader` alone, so ``coordinator validate`` is the
+   authority.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS
 from coordinator.core.model import NAME_RE, NODE_SEP
-from coordinator.core.spec import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
-from coordinator.core.spec_deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
-from coordinator.core.spec_grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
+from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
+from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
+from coordinator.core.spec.loader import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
 
 _DURATION: dict[str, Any] = {
     "type": "string",

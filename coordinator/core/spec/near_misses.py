@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import PARTITION_FORMAT, NodeId
-from coordinator.core.spec_json import format_path
+from coordinator.core.spec.source import format_path
 
 #: A label this short (``a``, ``v``, ``eu``) that differs between two names makes them a series, not a typo.
 SHORT_LABEL = 2
