@@ -13,6 +13,7 @@ from coordinator.core.graph_diff import (
     ChangeKind,
     EdgeKind,
     StoreActivity,
+    adopted_graph,
     diff_graphs,
     store_activity,
 )
@@ -27,7 +28,7 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt
+from coordinator.core.view import Activation, View, adopt, dump_activation
 
 BASE: dict[str, Any] = {"b": "a", "c": "b"}
 
@@ -287,3 +288,46 @@ def test_grid_and_offset_changes_are_named_against_a_file_and_the_store(
         assert [(str(c.node), str(c.kind)) for c in result.changes] == [("daily", "changed")]
         assert result.changes[0].details == expected
         assert result.changes[0].edges == ()
+
+
+EXTENDED = {
+    "extract": {"partitions": {"cron": "0 1 * * *"}},
+    "load": {
+        "partitions": {"cron": "0 5 * * *"},
+        "upstreams": [
+            {"dag": "extract", "task": "publish", "shift": "-4h", "condition": "finished"},
+            {"dag": "load", "offset": -1},
+        ],
+    },
+    "report": {"upstreams": "load"},
+}
+
+
+def test_the_adopted_graph_is_rebuilt_exactly_with_extended_edges() -> None:
+    """An activation records extended edges (shift, task, condition, gate), so the graph rebuilt from its stored
+    value has the file's shapes and edges; a DAG without them writes the value it always wrote."""
+    file_graph = graph({"version": 1, "dags": EXTENDED})
+    activation = adopt(file_graph.shapes, file_graph.digest, None, 7, sources=file_graph.dags)
+    assert activation is not None
+    stored = json.loads(dump_activation(activation))
+    assert "edges" not in stored["nodes"]["default/report"] and "edges" not in stored["nodes"]["default/extract"]
+    rebuilt = adopted_graph(Activation.model_validate(stored), "adopted")
+    assert rebuilt is not None
+    assert rebuilt.shapes == file_graph.shapes
+    assert rebuilt.dags[n("load")].edges == file_graph.dags[n("load")].edges
+    assert rebuilt.gated.keys() == {n("load")}
+
+
+def test_an_adopted_graph_whose_edges_were_not_recorded_is_not_rebuilt() -> None:
+    """An entry written before edges were recorded (or damaged) rebuilds to another shape: no graph, so readers fall
+    back to the file rather than decide on a different graph."""
+    file_graph = graph({"version": 1, "dags": EXTENDED})
+    activation = adopt(file_graph.shapes, file_graph.digest, None, 7, sources=file_graph.dags)
+    assert activation is not None
+    stored = json.loads(dump_activation(activation))
+    del stored["nodes"]["default/load"]["edges"]
+    assert adopted_graph(Activation.model_validate(stored), "adopted") is None
+    stored["nodes"]["default/load"]["edges"] = [
+        ["default/extract", "publish", "success", 0, "not a shift", None, False]
+    ]
+    assert adopted_graph(Activation.model_validate(stored), "adopted") is None

@@ -71,15 +71,22 @@ def test_bad_filter_values_are_ignored_not_errors() -> None:
 
 def test_one_partition_reads_only_its_own_keys_or_its_mapped_window() -> None:
     """Without grids a partition's decision reads every DAG in that partition only; through a rollup it reads the
-    24 hours of the source too; a gate makes the set unbounded (None: the page reads everything)."""
+    24 hours of the source too; a gate adds one step back (its own yesterday and its upstream there), a task edge
+    the named task's keys."""
     plain = parse_spec(json.dumps({"version": 1, "dags": {"a": {}, "b": {"upstreams": "a"}}}), "p.json")
-    assert partition_reads(plain, P) == {(NodeId.parse("a"), P), (NodeId.parse("b"), P)}
+    a, b, g, h = (NodeId.parse(n) for n in "abgh")
+    assert partition_reads(plain, P).nodes == {(a, P), (b, P)}
+    assert partition_reads(plain, P).tasks == frozenset()
     hourly, daily = {"cron": "0 * * * *"}, {"cron": "0 0 * * *"}
     dags = {"h": {"partitions": hourly}, "d": {"partitions": daily, "upstreams": "h"}}
     rollup = parse_spec(json.dumps({"version": 1, "dags": dags}), "r.json")
-    reads = partition_reads(rollup, P)
-    assert reads is not None
-    assert len({p for n, p in reads if n == NodeId.parse("h")}) == 24
-    gated = parse_spec(json.dumps({"version": 1, "dags": {"g": {"partitions": daily, "upstreams": [
-        {"dag": "g", "offset": -1}]}}}), "g.json")  # fmt: skip
-    assert partition_reads(gated, P) is None
+    assert len({p for n, p in partition_reads(rollup, P).nodes if n == h}) == 24
+    yesterday = "2025-12-31T00:00:00Z"
+    gated = parse_spec(json.dumps({"version": 1, "dags": {
+        "a": {"partitions": daily},
+        "g": {"partitions": daily, "upstreams": ["a", {"dag": "g", "offset": -1}]},
+    }}), "g.json")  # fmt: skip
+    assert partition_reads(gated, P).nodes == {(a, P), (g, P), (g, yesterday), (a, yesterday)}
+    tasked = parse_spec(json.dumps({"version": 1, "dags": {"b": {"upstreams": [{"dag": "a", "task": "load"}]}}}),
+                        "t.json")  # fmt: skip
+    assert partition_reads(tasked, P).tasks == {(a, "load", P)}

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
-from coordinator.core.duration import format_shift
+from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import ExpectedBy
@@ -58,6 +58,23 @@ class EdgeSpec:
         m = self.mapping
         shift = None if m.shift is None else format_shift(m.shift)
         return [self.source.qualified, self.task, str(self.condition), m.offset, shift, m.member, self.failure]
+
+    @classmethod
+    def from_shape_item(cls, item: Sequence[object]) -> EdgeSpec:
+        """The edge :meth:`shape_item` wrote (an activation records it, so readers without the file rebuild the
+        graph in force exactly); raise ValueError on anything else."""
+        source, task, condition, offset, shift, member, failure = item
+        if not isinstance(source, str) or not isinstance(condition, str) or not isinstance(failure, bool):
+            raise ValueError(f"not an edge: {item!r}")
+        if not (task is None or isinstance(task, str)) or not isinstance(offset, int):
+            raise ValueError(f"not an edge: {item!r}")
+        if not (member is None or isinstance(member, int)) or not (shift is None or isinstance(shift, str)):
+            raise ValueError(f"not an edge: {item!r}")
+        seconds = None if shift is None else parse_shift(shift)
+        if isinstance(seconds, str):
+            raise ValueError(seconds)
+        mapping = EdgeMap(offset=offset, shift=seconds, member=member)
+        return cls(NodeId.parse(source), task, Condition(condition), mapping, failure)
 
 
 @dataclass(frozen=True, slots=True)

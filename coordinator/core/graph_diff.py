@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from coordinator.core.graph import DagSpec, Graph
+from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.view import Activation, View
@@ -55,6 +55,8 @@ class BaselineDag:
     #: The grid as text (None: no grid) and the non-zero offsets by source; known when the edges are.
     grid: str | None = None
     offsets: Mapping[NodeId, int] = field(default_factory=dict)
+    #: The extended edges (shift, member, task, condition, gates); () when it has none or they were not recorded.
+    edges: tuple[EdgeSpec, ...] = ()
 
     @property
     def edges_known(self) -> bool:
@@ -94,7 +96,11 @@ class Baseline:
             ups = _nodes(entry.upstreams)
             fails = _nodes(entry.on_failure_of)
             offsets = {NodeId.parse(q): k for q, k in (entry.offsets or {}).items()}
-            dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets)
+            try:
+                edges = tuple(EdgeSpec.from_shape_item(item) for item in entry.edges or ())
+            except ValueError:
+                edges = ()  # a damaged record: the rebuilt shape will not match, so no graph is rebuilt from it
+            dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets, edges)
         return cls(label, dags, revision=revision)
 
 
@@ -112,10 +118,15 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
             fields = entry.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
             grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
         dags[node] = DagSpec(node, entry.upstreams, entry.on_failure_of, grid=grid,
-                             offsets=tuple(sorted(entry.offsets.items())))  # fmt: skip
+                             offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges)  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
-    return Graph(dags, frozenset(n.instance for n in dags), source)
+    graph = Graph(dags, frozenset(n.instance for n in dags), source)
+    # The shape fingerprints everything that decides when a DAG is due: a rebuilt DAG with another shape (extended
+    # edges written before they were recorded) is not the graph in force, and deciding on it would be wrong.
+    if any(graph.shapes[node] != entry.shape for node, entry in baseline.dags.items()):
+        return None
+    return graph
 
 
 def _nodes(values: Iterable[str] | None) -> tuple[NodeId, ...] | None:

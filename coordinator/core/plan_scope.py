@@ -11,14 +11,17 @@ Rules:
    ONE step: D there is not itself changed, so nothing chains on through D's history (a rerun of Q never reruns
    the later partitions; only what was waiting on Q may now start).
 5. What deciding ONE partition reads (:func:`partition_reads`): every DAG in P, and, through mapped edges, each
-   source in the partitions it is mapped to, transitively (freshness recurses through upstreams). With a gate or a
-   task-level edge the set is not bounded here (a gate reads D's own earlier partitions and their upstreams; a task
-   edge reads task keys): None, and the reader reads everything.
+   source in the partitions it is mapped to, transitively (freshness recurses through upstreams); with each such
+   (DAG, partition), the task keys there of the tasks an edge names (rule 12a: a task-level upstream is judged by its
+   task's state, and a task fact alone puts a DAG in a partition). A gated DAG (rule 12c) also reads, ONE step, its
+   own gated partitions Q and, for each Q, its upstreams in the partitions it would read there (the ABSENT test);
+   nothing chains on through Q's own gate, as in rule 4.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -130,11 +133,18 @@ def span(window: Sequence[str], missing: Iterable[str]) -> str:
     return ", ".join(short(a) if a == b else f"{short(a)}-{short(b)}" for a, b in groups)
 
 
-def partition_reads(graph: Graph, partition: str) -> set[tuple[NodeId, str]] | None:
-    """Rule 5: the (DAG, partition) pairs whose facts a decision of every DAG in ``partition`` may read, or None
-    when that is not bounded here (gates, task-level edges)."""
-    if graph.gated or any(edge.task is not None for spec in graph.dags.values() for edge in spec.edges):
-        return None
+@dataclass(frozen=True, slots=True)
+class PartitionReads:
+    """Rule 5: the facts deciding one partition may read, by key family."""
+
+    #: (DAG, partition) pairs whose run state, ledger entry and backfill request are read.
+    nodes: frozenset[tuple[NodeId, str]]
+    #: (DAG, task id, partition) triples whose task state is read.
+    tasks: frozenset[tuple[NodeId, str, str]]
+
+
+def partition_reads(graph: Graph, partition: str) -> PartitionReads:
+    """Rule 5: what a decision of every DAG in ``partition`` may read, and nothing of other partitions' histories."""
     found: set[tuple[NodeId, str]] = set()
     work = [(node, partition) for node in graph.dags]
     while work:
@@ -145,8 +155,22 @@ def partition_reads(graph: Graph, partition: str) -> set[tuple[NodeId, str]] | N
         node, p = at
         spec = graph.dags[node]
         for source in (*spec.upstreams, *spec.on_failure_of):
-            work += [(source, q) for q in _sources(graph, node, source, p)]
-    return found
+            if source != node:  # a gate is read below, one step
+                work += [(source, q) for q in _sources(graph, node, source, p)]
+    for node, edges in graph.gated.items():
+        for edge in edges:
+            for q in graph.gate_partitions(node, edge, partition):
+                found.add((node, q))
+                found.update(
+                    (up, r) for up in graph.dags[node].upstreams if up != node for r in _sources(graph, node, up, q)
+                )
+    named: dict[NodeId, set[str]] = {}
+    for spec in graph.dags.values():
+        for edge in spec.all_edges():
+            if edge.task is not None:
+                named.setdefault(edge.source, set()).add(edge.task)
+    tasks = frozenset((node, task, p) for node, p in found for task in named.get(node, ()))
+    return PartitionReads(frozenset(found), tasks)
 
 
 def _sources(graph: Graph, target: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:

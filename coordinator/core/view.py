@@ -181,6 +181,10 @@ class NodeActivation(BaseModel):
     #: the edges (meaningful when ``upstreams`` is not None).
     grid: str | None = None
     offsets: dict[str, int] | None = None
+    #: The DAG's extended edges (``EdgeSpec.shape_item``: shift, member, task, condition, gates), recorded only for a
+    #: DAG that has them, so readers without the file (the page in Airflow's api-server) decide on exactly the graph
+    #: in force. None: none, or a value written before they were recorded.
+    edges: tuple[tuple[str | int | bool | None, ...], ...] | None = None
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -518,7 +522,7 @@ def adopt(
         edges = _recorded_edges(spec) if spec is not None else {}
         if prev is not None and prev.shape == shape:
             # Same sources: keep the dates; an entry written before edges were recorded gains them.
-            if edges and prev.upstreams is None:
+            if edges and (prev.upstreams is None or (prev.edges is None and "edges" in edges)):
                 prev = prev.model_copy(update=edges)
             nodes[node.qualified] = prev
         else:
@@ -529,16 +533,22 @@ def adopt(
 
 def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
     """What an activation entry records of a DAG's definition for ``coordinator diff``: edges, grid, offsets."""
-    return {
+    recorded: dict[str, Any] = {
         "upstreams": tuple(n.qualified for n in spec.upstreams),
         "on_failure_of": tuple(n.qualified for n in spec.on_failure_of),
         "grid": str(spec.grid) if spec.grid is not None else None,
         "offsets": {n.qualified: k for n, k in spec.offsets},
     }
+    if spec.edges:
+        recorded["edges"] = tuple(tuple(edge.shape_item()) for edge in spec.edges)
+    return recorded
 
 
 def dump_activation(activation: Activation) -> bytes:
     data = activation.model_dump(mode="json")
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
+    for entry in data["nodes"].values():
+        if entry["edges"] is None:  # so does a DAG without extended edges
+            del entry["edges"]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

@@ -6,8 +6,7 @@ Rules:
    a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
       keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
       a few roots for the picker: the cost of a request is the graph's size, not the store's;
-   b. the whole prefix when that set is not bounded: before the first adoption (it counts the whole history), and
-      for graphs with gates or task-level edges.
+   b. the whole prefix only before the first adoption (it counts the whole history).
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -76,7 +75,7 @@ class PartitionRead:
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
     """Rule 1a: the activation and the floor, then only the keys the chosen partition's decision reads, all at one
-    revision; the whole prefix (rule 1b) when that set is not bounded (a first adoption, gates, task edges)."""
+    revision; the whole prefix (rule 1b) before a first adoption."""
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     keys = settings.keys
@@ -91,16 +90,16 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
             return PartitionRead(whole, graph, partition, partitions_to_plan(graph, whole) if graph else [])
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
-        reads = partition_reads(graph, chosen) if chosen is not None else set()
-        if reads is None:
-            whole = await read_view(settings, etcd)
-            return PartitionRead(whole, graph, chosen, partitions_to_plan(graph, whole))
-        wanted = [
-            key
-            for node, p in sorted(reads)
-            for key in (keys.run_key(node, p), keys.trigger_key(node, p),
-                        keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"))
-        ]  # fmt: skip
+        wanted: list[str] = []
+        if chosen is not None:
+            reads = partition_reads(graph, chosen)
+            wanted = [
+                key
+                for node, p in sorted(reads.nodes)
+                for key in (keys.run_key(node, p), keys.trigger_key(node, p),
+                            keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"))
+            ]  # fmt: skip
+            wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
         _, found = await store.get_many(wanted, revision=revision)
     view.load(revision, [*items, *((kv.key, kv.value, kv.mod_revision) for kv in found)])
     return PartitionRead(view, graph, chosen, offered)
