@@ -138,7 +138,7 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
     return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(store=stores)
 # Stores the page reads only part of: a's own day 1 holds day 2 through the gate; r's task alone makes a due.
 @example(store={"graph": "gate", "writes": [("a", DAYS[0], RunState.FAILED), ("r", DAYS[1], RunState.SUCCESS)],

@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import json
 
-from coordinator.core.model import RunState
+from coordinator.core.actions import Trigger
+from coordinator.core.floor import RetentionFloor, dump_floor
+from coordinator.core.model import KeyLayout, RunRecord, RunState, dump_record
+from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
+from coordinator.core.view import View, adopt
 from tests.support.world import World, n
 
 DAYS = ["2025-03-10T00:00:00Z", "2025-03-11T00:00:00Z", "2025-03-12T00:00:00Z"]
@@ -74,3 +78,20 @@ def test_the_first_day_after_the_gated_dag_is_added_runs_though_its_upstream_ran
     w.state("root", DAYS[1], RunState.SUCCESS)
     w.act()
     assert triggered(w) == DAYS[1:2]
+
+
+def test_the_first_day_at_the_retention_floor_is_not_held_by_a_retired_failure() -> None:
+    """A failed day 1 holds day 2 through the gate; once a floor retires day 1, day 2 is due for a reader that
+    still holds day 1's keys (status, the page) exactly as for the watcher, whose view forgets them."""
+    graph = parse_spec(json.dumps({"version": 1, "dags": GATED}))
+    keys = KeyLayout("/gate-floor")
+    items = [
+        (keys.run_key(n("root"), DAYS[1]), dump_record(RunRecord(state=RunState.SUCCESS, run_id="r")), 3),
+        (keys.run_key(n("chain"), DAYS[0]), dump_record(RunRecord(state=RunState.FAILED, run_id="c")), 4),
+    ]
+    activation = adopt(graph.shapes, graph.digest, None, 1, history_from="", sources=graph.dags)
+    for floor, due in ((None, []), (RetentionFloor(before=DAYS[1]), [DAYS[1]])):
+        view = View(keys)
+        view.load(9, [*items, *([(keys.config_key("retention"), dump_floor(floor), 5)] if floor else [])])
+        actions = plan(graph, view, activation=activation).actions
+        assert [a.partition for a in actions if isinstance(a, Trigger) and a.node == n("chain")] == due

@@ -40,11 +40,12 @@ This module is the product's correctness; ``docs/semantics.md`` is its specifica
    b. Condition FINISHED: a failed state of the upstream (or task) satisfies the edge too, with the revision of that
       failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
    c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
-      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: D has no key in Q
-      and no upstream of D has a key in a partition D would read for Q, other than a state that predates D's
-      definition there (rule 9: no history, no backfill) (nothing will ever run D for Q: the first partition, also
-      the first after D's activation, has no predecessor, a gap is skipped). A rerun of Q never reruns P; a change
-      of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
+      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: Q is retired
+      (rule 11), or D has no fact in Q (run state, ledger entry, backfill request, a named task's state) and no
+      upstream of D has one in a partition D would read for Q, other than a state that predates D's definition
+      there (rule 9: no history, no backfill) (nothing will ever run D for Q: the first partition, also the first
+      after D's activation or at the retention floor, has no predecessor, a gap is skipped). A rerun of Q never
+      reruns P; a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -392,8 +393,14 @@ class _PartitionPlanner:
 
     def gate_wait(self, node: NodeId) -> str | None:
         """Rule 12c: why ``node``'s own earlier partitions hold it back here, or None."""
+        floor = self.view.floor
         for edge in self.graph.gated.get(node, ()):
             for q in self.graph.gate_partitions(node, edge, self.partition):
+                if floor is not None and floor.retires(q):
+                    # Absent: nothing is ever run in a retired partition (rule 11). Said here, not left to the
+                    # watcher's view forgetting retired keys, so a snapshot that still holds them (status, the
+                    # page) decides alike.
+                    continue
                 fact = self.at(q).edge_fact(EdgeSpec(node, edge.task))
                 if fact is not None and (
                     fact.state is RunState.SUCCESS
@@ -408,17 +415,27 @@ class _PartitionPlanner:
         return None
 
     def _absent(self, node: NodeId, partition: str) -> bool:
-        """Rule 12c: nothing will ever run ``node`` for ``partition``: no key of it there, and no key of its
+        """Rule 12c: nothing will ever run ``node`` for ``partition``: no fact of it there, and no fact of its
         upstreams in the partitions it would read there."""
-        if node in self.view.partitions.get(partition, ()):
+        if self._has_fact(node, partition):
             return False
         there = self.at(partition)
         spec = self.graph.dags[node]
         return not any(
-            up in self.view.partitions.get(q, ()) and not self._predates(node, up, q, partition)
+            self._has_fact(up, q) and not self._predates(node, up, q, partition)
             for up in spec.upstreams
             for q in there.sources(node, up)
         )
+
+    def _has_fact(self, node: NodeId, partition: str) -> bool:
+        """A fact that can run or has run ``node`` for ``partition``: its run state, ledger entry or backfill
+        request, or the state of a task an edge names. Other task states (written before an edge changed, or by
+        hand) run nothing, and the page does not read them."""
+        at = (node, partition)
+        if at in self.view.runs or at in self.view.ledger or at in self.view.backfills:
+            return True
+        tasks = self.graph.upstream_tasks.get(node.qualified, ())
+        return any((node, task, partition) in self.view.tasks for task in tasks)
 
     def _predates(self, node: NodeId, up: NodeId, q: str, partition: str) -> bool:
         """Rule 12c: ``up``'s state in ``q`` predates ``node``'s definition and never runs ``node`` for ``partition``
