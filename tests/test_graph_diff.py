@@ -299,7 +299,8 @@ EXTENDED = {
             {"dag": "load", "offset": -1},
         ],
     },
-    "report": {"upstreams": "load"},
+    "report": {"upstreams": "load", "expected_by": {"after_end": "6h", "warn": "30m", "duration": "learned"}},
+    "page_oncall": {"on_late_of": "report"},
 }
 
 
@@ -311,21 +312,43 @@ def test_the_adopted_graph_is_rebuilt_exactly_with_extended_edges() -> None:
     assert activation is not None
     stored = json.loads(dump_activation(activation))
     assert "edges" not in stored["nodes"]["default/report"] and "edges" not in stored["nodes"]["default/extract"]
+    assert "deadline" not in stored["nodes"]["default/extract"]
     rebuilt = adopted_graph(Activation.model_validate(stored), "adopted")
     assert rebuilt is not None
-    assert rebuilt.shapes == file_graph.shapes
+    assert rebuilt.shapes == file_graph.shapes and rebuilt.digest == file_graph.digest
     assert rebuilt.dags[n("load")].edges == file_graph.dags[n("load")].edges
     assert rebuilt.gated.keys() == {n("load")}
+    assert rebuilt.dags[n("report")].expected_by == file_graph.dags[n("report")].expected_by
+    assert rebuilt.late_handlers == file_graph.late_handlers == {n("report"): (n("page_oncall"),)}
+
+
+def test_a_deadline_change_is_adopted_without_re_dating_the_dag() -> None:
+    """Editing only expected_by changes the digest (the watcher adopts it, so the page sees the new deadline) and
+    keeps the DAG's since: a deadline never makes a DAG due."""
+    before = graph({"version": 1, "dags": EXTENDED})
+    first = adopt(before.shapes, before.digest, None, 7, sources=before.dags)
+    assert first is not None
+    dags = {**EXTENDED, "report": {"upstreams": "load", "expected_by": {"after_end": "8h"}}}
+    after = graph({"version": 1, "dags": dags})
+    assert after.digest != before.digest and after.shapes == before.shapes
+    second = adopt(after.shapes, after.digest, first, 20, sources=after.dags)
+    assert second is not None
+    assert second.nodes["default/report"].since == 7
+    rebuilt = adopted_graph(Activation.model_validate_json(dump_activation(second)), "adopted")
+    assert rebuilt is not None and rebuilt.dags[n("report")].expected_by == after.dags[n("report")].expected_by
 
 
 def test_an_adopted_graph_whose_edges_were_not_recorded_is_not_rebuilt() -> None:
-    """An entry written before edges were recorded (or damaged) rebuilds to another shape: no graph, so readers fall
-    back to the file rather than decide on a different graph."""
+    """An entry written before edges or deadlines were recorded (or damaged) rebuilds to another digest: no graph,
+    so readers fall back to the file rather than decide on a different graph."""
     file_graph = graph({"version": 1, "dags": EXTENDED})
     activation = adopt(file_graph.shapes, file_graph.digest, None, 7, sources=file_graph.dags)
     assert activation is not None
     stored = json.loads(dump_activation(activation))
     del stored["nodes"]["default/load"]["edges"]
+    assert adopted_graph(Activation.model_validate(stored), "adopted") is None
+    stored = json.loads(dump_activation(activation))
+    del stored["nodes"]["default/report"]["deadline"]
     assert adopted_graph(Activation.model_validate(stored), "adopted") is None
     stored["nodes"]["default/load"]["edges"] = [
         ["default/extract", "publish", "success", 0, "not a shift", None, False]

@@ -137,6 +137,14 @@ class DagSpec:
     def is_failure_handler(self) -> bool:
         return bool(self.on_failure_of)
 
+    def deadline_item(self) -> tuple[tuple[str | int | bool | None, ...] | None, tuple[str, ...]] | None:
+        """The deadline fields (``expected_by``, ``on_late_of``) as JSON-able values, for the digest and the
+        activation; None for a DAG without them (so its record and the digest stay what they always were)."""
+        if self.expected_by is None and not self.on_late_of:
+            return None
+        rule = self.expected_by.item() if self.expected_by is not None else None
+        return rule, tuple(n.qualified for n in self.on_late_of)
+
     def shape(self) -> str:
         """A stable fingerprint of what makes this DAG due (its sources); used to date graph changes."""
         payload: dict[str, object] = {
@@ -178,9 +186,13 @@ class Graph:
 
     @cached_property
     def digest(self) -> str:
-        return hashlib.sha256(
-            json.dumps({n.qualified: self.shapes[n] for n in sorted(self.dags)}, sort_keys=True).encode()
-        ).hexdigest()[:16]
+        """What the watcher adopts: every shape, and the deadline fields where a DAG has them (not part of any shape:
+        they never make a DAG due, but a change must reach the adopted graph that readers without the file use)."""
+        payload: dict[str, object] = {n.qualified: self.shapes[n] for n in sorted(self.dags)}
+        deadlines = {n.qualified: item for n in sorted(self.dags) if (item := self.dags[n].deadline_item()) is not None}
+        if deadlines:  # only when present: a graph without deadlines keeps the digest it always had
+            payload = {"shapes": payload, "deadlines": deadlines}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @cached_property
     def shapes(self) -> Mapping[NodeId, str]:

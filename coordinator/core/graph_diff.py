@@ -26,6 +26,7 @@ from enum import StrEnum
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.view import Activation, View
 
 
@@ -57,6 +58,9 @@ class BaselineDag:
     offsets: Mapping[NodeId, int] = field(default_factory=dict)
     #: The extended edges (shift, member, task, condition, gates); () when it has none or they were not recorded.
     edges: tuple[EdgeSpec, ...] = ()
+    #: The deadline fields (semantics rule 13), when recorded.
+    expected_by: ExpectedBy | None = None
+    on_late_of: tuple[NodeId, ...] = ()
 
     @property
     def edges_known(self) -> bool:
@@ -96,11 +100,19 @@ class Baseline:
             ups = _nodes(entry.upstreams)
             fails = _nodes(entry.on_failure_of)
             offsets = {NodeId.parse(q): k for q, k in (entry.offsets or {}).items()}
+            expected: ExpectedBy | None = None
+            late: tuple[NodeId, ...] = ()
             try:
                 edges = tuple(EdgeSpec.from_shape_item(item) for item in entry.edges or ())
+                if entry.deadline is not None:
+                    rule, handlers = entry.deadline
+                    expected = ExpectedBy.from_item(rule) if rule is not None else None
+                    late = tuple(NodeId.parse(h) for h in handlers)
             except ValueError:
-                edges = ()  # a damaged record: the rebuilt shape will not match, so no graph is rebuilt from it
-            dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets, edges)
+                # A damaged record: the rebuilt graph's digest will not match, so no graph is rebuilt from it.
+                edges, expected, late = (), None, ()
+            dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets, edges, expected,
+                                     late)  # fmt: skip
         return cls(label, dags, revision=revision)
 
 
@@ -118,13 +130,15 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
             fields = entry.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
             grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
         dags[node] = DagSpec(node, entry.upstreams, entry.on_failure_of, grid=grid,
-                             offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges)  # fmt: skip
+                             offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges,
+                             expected_by=entry.expected_by, on_late_of=entry.on_late_of)  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
     graph = Graph(dags, frozenset(n.instance for n in dags), source)
-    # The shape fingerprints everything that decides when a DAG is due: a rebuilt DAG with another shape (extended
-    # edges written before they were recorded) is not the graph in force, and deciding on it would be wrong.
-    if any(graph.shapes[node] != entry.shape for node, entry in baseline.dags.items()):
+    # The digest fingerprints everything the watcher adopted (every shape, the deadline fields): a rebuilt graph
+    # with another digest (extended edges or deadlines adopted before they were recorded, a damaged record) is not
+    # the graph in force, and deciding on it would be wrong.
+    if graph.digest != activation.digest:
         return None
     return graph
 

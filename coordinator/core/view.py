@@ -185,6 +185,9 @@ class NodeActivation(BaseModel):
     #: DAG that has them, so readers without the file (the page in Airflow's api-server) decide on exactly the graph
     #: in force. None: none, or a value written before they were recorded.
     edges: tuple[tuple[str | int | bool | None, ...], ...] | None = None
+    #: The DAG's ``expected_by`` (``ExpectedBy.item``) and ``on_late_of`` (``DagSpec.deadline_item``), recorded only
+    #: for a DAG that has either; not part of the shape, so rewritten at every adoption without re-dating the DAG.
+    deadline: tuple[tuple[str | int | bool | None, ...] | None, tuple[str, ...]] | None = None
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -524,6 +527,8 @@ def adopt(
             # Same sources: keep the dates; an entry written before edges were recorded gains them.
             if edges and (prev.upstreams is None or (prev.edges is None and "edges" in edges)):
                 prev = prev.model_copy(update=edges)
+            if spec is not None and prev.deadline != spec.deadline_item():
+                prev = prev.model_copy(update={"deadline": spec.deadline_item()})  # not in the shape: no re-dating
             nodes[node.qualified] = prev
         else:
             nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history, **edges)
@@ -541,6 +546,8 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
     }
     if spec.edges:
         recorded["edges"] = tuple(tuple(edge.shape_item()) for edge in spec.edges)
+    if spec.deadline_item() is not None:
+        recorded["deadline"] = spec.deadline_item()
     return recorded
 
 
@@ -549,6 +556,7 @@ def dump_activation(activation: Activation) -> bytes:
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
     for entry in data["nodes"].values():
-        if entry["edges"] is None:  # so does a DAG without extended edges
-            del entry["edges"]
+        for extra in ("edges", "deadline"):
+            if entry[extra] is None:  # so does a DAG without extended edges or deadlines
+                del entry[extra]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

@@ -19,7 +19,7 @@ Rules (``docs/semantics.md``, rule 13):
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -62,6 +62,26 @@ class ExpectedBy:
 
     def applies(self, partition: str) -> bool:
         return self.start is None or partition >= self.start
+
+    def item(self) -> tuple[str | int | bool | None, ...]:
+        """Every field as a flat JSON-able tuple (the graph's digest and the activation record it)."""
+        hour, minute = self.at
+        return (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
+                self.start)  # fmt: skip
+
+    @classmethod
+    def from_item(cls, item: Sequence[object]) -> ExpectedBy:
+        """The rule :meth:`item` wrote; raise ValueError on anything else."""
+        anchor, seconds, hour, minute, day_offset, warn, duration, learned, start = item
+        ints = (seconds, hour, minute, day_offset, warn)
+        if anchor not in ANCHORS or not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError(f"not an expected_by: {item!r}")
+        if not isinstance(learned, bool) or not (duration is None or isinstance(duration, int)):
+            raise ValueError(f"not an expected_by: {item!r}")
+        if not (start is None or isinstance(start, str)):
+            raise ValueError(f"not an expected_by: {item!r}")
+        assert isinstance(anchor, str)  # for mypy: ANCHORS holds strings
+        return cls(anchor, seconds, (hour, minute), day_offset, warn, duration, learned, start)  # type: ignore[arg-type]
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
