@@ -25,10 +25,12 @@ from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.near_misses import spec_warnings
+from coordinator.core.spec.render import render_text
 from coordinator.core.view import RunFact, View
 from coordinator.errors import SpecError
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page
+from coordinator.report import status_rows
 
 DAY = "0 0 * * *"
 P = "2026-01-05T00:00:00Z"
@@ -397,3 +399,19 @@ def test_page_colours_a_blocked_dag_and_shows_its_cause_chain() -> None:
     assert "default/c@2026-01-05T00:00:00Z &lt;- default/b@2026-01-05T00:00:00Z &lt;- default/a@" in html
     assert "blocked — due 2026-01-06 06:00Z, ETA -" in html
     assert html.count("data-deadline=") == 1  # a and b have no expected_by
+
+
+def test_a_late_handler_is_shown_like_a_failure_handler_not_as_a_root() -> None:
+    """status, the page, validate's summary and the text rendering call h a late handler that waits, never a root."""
+    graph = chain_graph({"after_start": "1d"})
+    view = view_of({("a", P): fact(RunState.SUCCESS)})
+    the_plan = plan(graph, view, [P])
+    rows = {row.dag: row for row in status_rows(graph, the_plan, [P], view)}
+    assert rows["h"].status == "waiting"
+    assert "root" not in rows["h"].summary and "late handler of c" in rows["h"].summary
+    assert rows["a"].status == "success"
+    assert graph.roots == (node("a"),)
+    assert "h <- on deadline changes of c" in render_text(graph).splitlines()
+    model = build_page(graph, view, the_plan, P, [P], {})
+    html = render_page(model, selected=node("h"))
+    assert 'data-dag="default/h" data-state="waiting"' in html
