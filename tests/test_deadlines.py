@@ -27,6 +27,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import render_text
 from coordinator.core.view import RunFact, View
+from coordinator.deadline_report import deadline_rows, why_lines
 from coordinator.errors import SpecError
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page
@@ -415,3 +416,34 @@ def test_a_late_handler_is_shown_like_a_failure_handler_not_as_a_root() -> None:
     model = build_page(graph, view, the_plan, P, [P], {})
     html = render_page(model, selected=node("h"))
     assert 'data-dag="default/h" data-state="waiting"' in html
+
+
+@pytest.mark.parametrize(
+    ("own", "recorded", "shown"),
+    [
+        pytest.param(RunState.RUNNING, ("blocked", "paused"), "blocked", id="leader-knows-a-paused-dag"),
+        pytest.param(None, ("blocked", "unreachable"), "blocked", id="leader-knows-an-unreachable-instance"),
+        pytest.param(None, ("blocked", "failed"), "on_time", id="a-failure-status-would-see-itself"),
+        pytest.param(RunState.SUCCESS, ("blocked", "paused"), "on_time", id="a-success-outranks-an-old-record"),
+        pytest.param(None, ("at_risk", None), "on_time", id="only-blocked-records-count"),
+    ],
+)
+def test_status_shows_the_leaders_judgement_only_for_causes_it_cannot_see(
+    own: RunState | None, recorded: tuple[str, str | None], shown: str
+) -> None:
+    """status/why take the leader's recorded blocked state only when its cause is paused or unreachable and they
+    would say on_time/at_risk without a success themselves."""
+    graph = chain_graph({"after_start": "3d"})
+    view = view_of({("c", P): fact(own, P0, P0 + timedelta(hours=1))} if own is not None else {})
+    now = P0 + timedelta(hours=2)
+    statuses = deadline_states(graph, view, now, partitions=[P])
+    state, reason = recorded
+    cause = f"default/a@{P} {reason}" if reason else None
+    record = DeadlineRecord(state=DeadlineState(state), deadline=P0 + timedelta(days=1), cause=cause, changed_at=now)
+    rows = deadline_rows(statuses, [P], {(node("c"), P): record})
+    assert [row.state for row in rows] == [shown]
+    assert rows[0].judged_by == ("leader" if shown != "on_time" else "local")
+    lines = why_lines(statuses[(node("c"), P)], record)
+    assert lines[0].startswith(f"deadline: {shown}") and (
+        ("judged by the watcher" in lines[-1]) == (shown != "on_time")
+    )

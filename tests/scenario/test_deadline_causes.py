@@ -80,6 +80,12 @@ def test_a_paused_upstream_blocks_and_alerts_once(stack: Stack) -> None:
         f"default/{ROOT}@{p} paused",
     )
     assert watcher.lines(rf"deadline\.paused instance=default dags={ROOT}$")
+    # status and why read etcd only: they show the leader's judgement of a cause only the watcher sees.
+    row = next(r for r in stack.status_json()["deadlines"] if (r["dag"], r["partition"]) == (TARGET, p))
+    assert (row["state"], row["cause"], row["judged_by"]) == ("blocked", f"default/{ROOT}@{p} paused", "leader")
+    text = stack.cli("why", TARGET, "-p", p).stdout
+    assert "deadline: blocked" in text and f"cause: default/{ROOT}@{p} paused" in text
+    assert "judged by the watcher" in text
 
     stack.fake.set_paused(ROOT, False)
     back = wait_state(stack, p, "on_time")
