@@ -53,9 +53,13 @@ class PausedForDeadlines:
     known: dict[str, frozenset[str]] = field(default_factory=dict)
     #: What was logged last per instance (rule 4).
     _logged: dict[str, frozenset[NodeId]] = field(default_factory=dict)
+    #: The scope of the last graph asked about: the graph changes rarely, a pass comes every 15 s.
+    _scope: tuple[Graph, frozenset[NodeId]] | None = None
 
     async def __call__(self, graph: Graph) -> frozenset[NodeId]:
-        scope = deadline_scope(graph)
+        if self._scope is None or self._scope[0] is not graph:
+            self._scope = (graph, deadline_scope(graph))
+        scope = self._scope[1]
         names = sorted({node.instance for node in scope} & set(self.lists))
         answers = await asyncio.gather(*(self.lists[name].listed() for name in names), return_exceptions=True)
         for name, answer in zip(names, answers, strict=True):
