@@ -4,17 +4,26 @@ Rules:
 1. Decided by ``core.deadlines.deadline_states`` on the same view the rest of the report reads, at ``now`` (the
    caller's clock), so ``status`` shows what the leader's next deadline pass would decide.
 2. Only DAGs with an ``expected_by`` have rows; times are UTC, ``-`` when there is none.
+3. Paused DAGs and unreachable instances are known only to the watcher (it asks Airflow; these commands read etcd
+   only, and must answer when Airflow does not). So where this judgement is ``on_time`` or ``at_risk`` without a
+   success and the leader's recorded transition (``{prefix}/deadlines/...``, read from the same snapshot) is
+   ``blocked`` by such a cause, the row shows the leader's state and cause (``judged_by: leader``), and ``why``
+   says so. The leader records every change within one deadline pass, so the record is as fresh as its last pass.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from coordinator.core.deadlines import DeadlineStatus
-from coordinator.core.model import NodeId
+from coordinator.core.deadlines import CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.model import KeyLayout, NodeId
+
+#: Causes only the watcher can see (rule 3).
+WATCHER_ONLY = frozenset({CauseReason.PAUSED, CauseReason.UNREACHABLE})
 
 
 class DeadlineRow(BaseModel):
@@ -28,18 +37,61 @@ class DeadlineRow(BaseModel):
     slack_s: float
     cause: str | None = None
     chain: str | None = None
+    #: ``local``: judged by this command; ``leader``: the leader's recorded state, for a cause only it sees (rule 3).
+    judged_by: Literal["local", "leader"] = "local"
+
+
+def recorded_deadlines(keys: KeyLayout, items: Iterable[tuple[str, bytes]]) -> dict[tuple[NodeId, str], DeadlineRecord]:
+    """The leader's recorded transitions among a snapshot's ``(key, value)`` items; a bad value is skipped (the
+    watcher logs it)."""
+    found: dict[tuple[NodeId, str], DeadlineRecord] = {}
+    for key, value in items:
+        at = keys.parse_deadline_key(key) if key.startswith(keys.deadlines) else None
+        if at is None:
+            continue
+        try:
+            found[at] = DeadlineRecord.model_validate_json(value)
+        except ValidationError:
+            continue
+    return found
+
+
+def _reason(cause: str | None) -> str | None:
+    # ``Cause.text()`` is ``instance/dag@partition reason``: the reason is its last word.
+    return cause.rsplit(" ", 1)[-1] if cause else None
+
+
+def leader_judged(status: DeadlineStatus, record: DeadlineRecord | None) -> DeadlineRecord | None:
+    """The leader's record where it knows a cause this command cannot see (rule 3), else None."""
+    if record is None or status.succeeded or status.state not in (DeadlineState.ON_TIME, DeadlineState.AT_RISK):
+        return None
+    if record.state is not DeadlineState.BLOCKED or _reason(record.cause) not in WATCHER_ONLY:
+        return None
+    return record
 
 
 def deadline_rows(
-    statuses: Mapping[tuple[NodeId, str], DeadlineStatus], partitions: Iterable[str] | None = None
+    statuses: Mapping[tuple[NodeId, str], DeadlineStatus],
+    partitions: Iterable[str] | None = None,
+    recorded: Mapping[tuple[NodeId, str], DeadlineRecord] | None = None,
 ) -> list[DeadlineRow]:
-    """Rows for ``partitions`` (every partition judged when None), by partition then DAG."""
+    """Rows for ``partitions`` (every partition judged when None), by partition then DAG; ``recorded``: the
+    leader's transitions (rule 3)."""
     wanted = None if partitions is None else set(partitions)
     rows = []
     for (node, partition), status in sorted(statuses.items(), key=lambda item: (item[0][1], item[0][0])):
         if wanted is not None and partition not in wanted:
             continue
+        leader = leader_judged(status, (recorded or {}).get((node, partition)))
         cause = status.cause
+        if leader is not None:
+            rows.append(
+                DeadlineRow(
+                    dag=str(node), partition=partition, state=str(leader.state), deadline=status.deadline,
+                    slack_s=status.slack, cause=leader.cause, chain=leader.chain, judged_by="leader",
+                )
+            )  # fmt: skip
+            continue
         rows.append(
             DeadlineRow(
                 dag=str(node), partition=partition, state=str(status.state), deadline=status.deadline,
@@ -54,10 +106,21 @@ def stamp(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%MZ") if at is not None else "-"
 
 
-def why_lines(status: DeadlineStatus | None) -> list[str]:
-    """What ``why`` adds for a DAG with a deadline: the state, the deadline, the ETA and the cause chain."""
+def why_lines(status: DeadlineStatus | None, record: DeadlineRecord | None = None) -> list[str]:
+    """What ``why`` adds for a DAG with a deadline: the state, the deadline, the ETA and the cause chain; the
+    leader's recorded state instead where it knows a cause this command cannot see (rule 3)."""
     if status is None:
         return []
+    leader = leader_judged(status, record)
+    if leader is not None:
+        return [
+            f"deadline: {leader.state} — due {stamp(status.deadline)}, as the leading watcher recorded at "
+            f"{stamp(leader.changed_at)}",
+            f"  cause: {leader.cause}",
+            f"  chain: {leader.chain}",
+            "  paused DAGs and unreachable instances are judged by the watcher, which asks Airflow; this command "
+            f"reads etcd only and alone would say {status.state}",
+        ]
     lines = [
         f"deadline: {status.state} — due {stamp(status.deadline)}, ETA {stamp(status.eta)}, "
         f"slack {status.slack / 60:+.0f} min"

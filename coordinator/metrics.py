@@ -153,6 +153,13 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.airflow_reachable_gauge = Gauge(
+            "coordinator_airflow_reachable",
+            "1 while the Airflow instance answers the watcher's requests, 0 after several consecutive requests got no "
+            "answer, a timeout or a 5xx (coordinator.watcher.reachability); absent until the instance was asked.",
+            ["instance"],
+            registry=r,
+        )
         self.instance_check_failures = Counter(
             "coordinator_instance_check_failures",
             "Checks of an Airflow instance (at start) that failed: unreachable, login refused, missing permission.",
@@ -210,6 +217,10 @@ class Metrics:
         self.instance_up.labels(instance).set(ok)
         if not ok:
             self.instance_check_failures.labels(instance).inc()
+
+    def airflow_reachable(self, instance: str, reachable: bool) -> None:
+        """An instance's reachability changed (coordinator.watcher.reachability)."""
+        self.airflow_reachable_gauge.labels(instance).set(reachable)
 
     def deadline_pass(self, counts: Iterable[tuple[str, str, str, int]], min_slack: float | None) -> None:
         """One deadline pass: (instance, dag, state, partitions) counts replace the last pass's, and the least slack."""

@@ -69,7 +69,8 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View 
             if verdict is None or _off_grid(graph, verdict):
                 continue
             fact = view.runs.get((node, partition)) if view is not None else None
-            handler = graph.dags[node].is_failure_handler
+            spec = graph.dags[node]
+            handler = spec.is_failure_handler or spec.is_late_handler
             rows.append(_row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler)))
     return rows
 
@@ -77,9 +78,9 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View 
 def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False) -> str:
     """ONE state for a row, the most pressing first: a failed or unconfirmed trigger, a run in progress, a rerun
     asked for but not started (the old attempt's "success" is history then, not the state), due, the outcome.
-    ``run_rev``: revision of the run state in the view (None: none). ``handler``: a failure handler that never ran
-    waits (for a failure of its sources) rather than "not run". The page draws exactly this state
-    (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart."""
+    ``run_rev``: revision of the run state in the view (None: none). ``handler``: a failure or late handler that
+    never ran waits (for a failure or a deadline change of its sources) rather than "not run". The page draws exactly
+    this state (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart."""
     ledger = verdict.ledger
     if ledger is not None and ledger.status is TriggerStatus.ERROR:
         return "trigger failed"

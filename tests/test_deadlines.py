@@ -25,10 +25,13 @@ from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.near_misses import spec_warnings
+from coordinator.core.spec.render import render_text
 from coordinator.core.view import RunFact, View
+from coordinator.deadline_report import deadline_rows, why_lines
 from coordinator.errors import SpecError
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page
+from coordinator.report import status_rows
 
 DAY = "0 0 * * *"
 P = "2026-01-05T00:00:00Z"
@@ -397,3 +400,50 @@ def test_page_colours_a_blocked_dag_and_shows_its_cause_chain() -> None:
     assert "default/c@2026-01-05T00:00:00Z &lt;- default/b@2026-01-05T00:00:00Z &lt;- default/a@" in html
     assert "blocked — due 2026-01-06 06:00Z, ETA -" in html
     assert html.count("data-deadline=") == 1  # a and b have no expected_by
+
+
+def test_a_late_handler_is_shown_like_a_failure_handler_not_as_a_root() -> None:
+    """status, the page, validate's summary and the text rendering call h a late handler that waits, never a root."""
+    graph = chain_graph({"after_start": "1d"})
+    view = view_of({("a", P): fact(RunState.SUCCESS)})
+    the_plan = plan(graph, view, [P])
+    rows = {row.dag: row for row in status_rows(graph, the_plan, [P], view)}
+    assert rows["h"].status == "waiting"
+    assert "root" not in rows["h"].summary and "late handler of c" in rows["h"].summary
+    assert rows["a"].status == "success"
+    assert graph.roots == (node("a"),)
+    assert "h <- on deadline changes of c" in render_text(graph).splitlines()
+    model = build_page(graph, view, the_plan, P, [P], {})
+    html = render_page(model, selected=node("h"))
+    assert 'data-dag="default/h" data-state="waiting"' in html
+
+
+@pytest.mark.parametrize(
+    ("own", "recorded", "shown"),
+    [
+        pytest.param(RunState.RUNNING, ("blocked", "paused"), "blocked", id="leader-knows-a-paused-dag"),
+        pytest.param(None, ("blocked", "unreachable"), "blocked", id="leader-knows-an-unreachable-instance"),
+        pytest.param(None, ("blocked", "failed"), "on_time", id="a-failure-status-would-see-itself"),
+        pytest.param(RunState.SUCCESS, ("blocked", "paused"), "on_time", id="a-success-outranks-an-old-record"),
+        pytest.param(None, ("at_risk", None), "on_time", id="only-blocked-records-count"),
+    ],
+)
+def test_status_shows_the_leaders_judgement_only_for_causes_it_cannot_see(
+    own: RunState | None, recorded: tuple[str, str | None], shown: str
+) -> None:
+    """status/why take the leader's recorded blocked state only when its cause is paused or unreachable and they
+    would say on_time/at_risk without a success themselves."""
+    graph = chain_graph({"after_start": "3d"})
+    view = view_of({("c", P): fact(own, P0, P0 + timedelta(hours=1))} if own is not None else {})
+    now = P0 + timedelta(hours=2)
+    statuses = deadline_states(graph, view, now, partitions=[P])
+    state, reason = recorded
+    cause = f"default/a@{P} {reason}" if reason else None
+    record = DeadlineRecord(state=DeadlineState(state), deadline=P0 + timedelta(days=1), cause=cause, changed_at=now)
+    rows = deadline_rows(statuses, [P], {(node("c"), P): record})
+    assert [row.state for row in rows] == [shown]
+    assert rows[0].judged_by == ("leader" if shown != "on_time" else "local")
+    lines = why_lines(statuses[(node("c"), P)], record)
+    assert lines[0].startswith(f"deadline: {shown}") and (
+        ("judged by the watcher" in lines[-1]) == (shown != "on_time")
+    )

@@ -249,6 +249,7 @@ def test_documented_alert_rules_name_exported_metrics() -> None:
     metrics = Metrics()
     metrics.bind_state(lambda: STATE)
     metrics.airflow_request("default", "GET", "200", 0.01)
+    metrics.airflow_reachable("default", True)
     metrics.action_result("default", "create", "ok")
     metrics.etcd_error("get", "UNAVAILABLE")
     metrics.etcd_probe(1)

@@ -23,7 +23,7 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
-from coordinator.core.deadlines import deadline_states
+from coordinator.core.deadlines import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
@@ -31,7 +31,7 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
-from coordinator.deadline_report import deadline_rows, stamp, why_lines
+from coordinator.deadline_report import deadline_rows, recorded_deadlines, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -134,14 +134,17 @@ async def _read_view(settings: Settings) -> View:
     return view
 
 
-async def _read_status_state(settings: Settings) -> tuple[View, LeaderFact | None, list[WatcherPresence]]:
-    """The view, plus the leader and the live watchers' presence (status's header), from one snapshot."""
+async def _read_status_state(
+    settings: Settings,
+) -> tuple[View, LeaderFact | None, list[WatcherPresence], dict[tuple[NodeId, str], DeadlineRecord]]:
+    """The view, plus the leader and the live watchers' presence (status's header) and the leader's recorded deadline
+    transitions (causes only the watcher sees: ``deadline_report`` rule 3), from one snapshot."""
     async with await EtcdStore.connect(settings.etcd()) as store:
         snap = await store.snapshot(settings.keys.root)
     view = View(settings.keys)
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
     leader, watchers = leader_and_watchers(settings.keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs))
-    return view, leader, watchers
+    return view, leader, watchers, recorded_deadlines(settings.keys, ((kv.key, kv.value) for kv in snap.kvs))
 
 
 @app.command()
@@ -307,7 +310,7 @@ def status(
         err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
                   "graph", markup=False, soft_wrap=True)  # fmt: skip
     partitions = [_partition(partition)] if partition else None
-    view, leader, watchers = run_async(lambda: _read_status_state(settings))
+    view, leader, watchers, recorded = run_async(lambda: _read_status_state(settings))
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
     graph = local or adopted
     if graph is None:
@@ -327,7 +330,7 @@ def status(
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
     rows = status_rows(graph, decision.plan, parts, view)
-    deadlines = deadline_rows(deadline_states(graph, view, decision.now), partitions)
+    deadlines = deadline_rows(deadline_states(graph, view, decision.now), partitions, recorded)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -381,7 +384,8 @@ def status(
         for column in ("partition", "dag", "deadline", "state", "eta", "cause"):
             late.add_column(column, overflow="fold")
         for d in deadlines:
-            late.add_row(d.partition, d.dag, stamp(d.deadline), d.state, stamp(d.eta), d.chain or "")
+            state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state  # deadline_report rule 3
+            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), d.chain or "")
         out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
@@ -401,7 +405,7 @@ def why_cmd(
     """Explain in plain words why a DAG is, or is not, running for a partition."""
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
-    view = run_async(lambda: _read_view(settings))
+    view, _, _, recorded = run_async(lambda: _read_status_state(settings))
     decision = _decide(graph, view, settings, [p])
     for line in _first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
@@ -409,7 +413,7 @@ def why_cmd(
         out.print(line, markup=False)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p])
-        for line in why_lines(statuses.get((node, p))):
+        for line in why_lines(statuses.get((node, p)), recorded.get((node, p))):
             out.print(line, markup=False)
 
 

@@ -264,7 +264,11 @@ def _inputs_json(node: NodeId, partition: str, found: tuple[RequiredInput, ...])
 def _inputs_text(graph: Graph, node: NodeId, partition: str, found: tuple[RequiredInput, ...]) -> list[str]:
     if not found:
         spec = graph.dags[node]
-        why = "a failure handler: it runs when a source fails" if spec.is_failure_handler else "a root"
+        why = (
+            "a failure handler: it runs when a source fails" if spec.is_failure_handler
+            else "a late handler: it runs when a source's deadline state changes" if spec.is_late_handler
+            else "a root"
+        )  # fmt: skip
         return [f"{node} {partition} waits for nothing ({node} is {why})"]
     lines = [f"{node} {partition} waits for:"]
     for item in found:

@@ -131,7 +131,15 @@ class DagSpec:
 
     @property
     def is_root(self) -> bool:
+        """No success or failure source: the planner never triggers it. A late handler is one too for the planner
+        (the deadline pass triggers it), but not for people: see :attr:`is_late_handler`."""
         return not self.upstreams and not self.on_failure_of
+
+    @property
+    def is_late_handler(self) -> bool:
+        """Runs only when a deadline state of its ``on_late_of`` sources changes: shown like a failure handler (it
+        waits for an event), never as a root that runs on its own schedule."""
+        return bool(self.on_late_of) and self.is_root
 
     @property
     def is_failure_handler(self) -> bool:
@@ -323,7 +331,8 @@ class Graph:
 
     @property
     def roots(self) -> tuple[NodeId, ...]:
-        return tuple(n for n in self.topo_order if self.dags[n].is_root)
+        """The DAGs that run on their own schedule (late handlers excluded: an event runs them)."""
+        return tuple(n for n in self.topo_order if self.dags[n].is_root and not self.dags[n].is_late_handler)
 
     @property
     def edge_count(self) -> int:

@@ -240,6 +240,8 @@ def _edges(target: NodeId, kind: ChangeKind, ups: Iterable[NodeId], fails: Itera
 
 def _applies(spec: DagSpec, baseline: Baseline, kind: ChangeKind) -> tuple[str, bool]:
     """(from which point the new definition applies, whether history needs ``coordinator backfill``)."""
+    if spec.is_late_handler:
+        return "a late handler: it runs when a source's deadline state changes, from the next deadline pass", False
     if spec.is_root:
         return "a root: it runs on its own schedule; the coordinator never triggers it", False
     if not baseline.adopted:

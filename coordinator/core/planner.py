@@ -487,7 +487,7 @@ class _PartitionPlanner:
 
         # The three common outcomes without an action skip their wording entirely when not explaining.
         if spec.is_root:
-            return (verdict(_root_summary(node, fact)) if explain else None), None
+            return (verdict(_root_summary(node, spec, fact)) if explain else None), None
         if spec.is_failure_handler:
             summary, action = self._decide_handler(node, spec, fact, ledger)
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
@@ -682,7 +682,11 @@ def _edge_name(edge: EdgeSpec) -> str:
     return f"{edge.source} task {edge.task}" if edge.task is not None else str(edge.source)
 
 
-def _root_summary(node: NodeId, fact: RunFact | None) -> str:
+def _root_summary(node: NodeId, spec: DagSpec, fact: RunFact | None) -> str:
+    if spec.is_late_handler:
+        # Its runs are dated when a deadline state changed, not by the partitions it is about (semantics rule 13).
+        sources = ", ".join(str(src) for src in spec.on_late_of)
+        return f"{node} (late handler of {sources}) runs when their deadline state changes, never on a schedule"
     if fact is None:
         return f"{node} (root) has not run for this partition"
     return f"{node} (root) is {fact.state} (run {fact.run_id}, revision {fact.rev})"

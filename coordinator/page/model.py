@@ -147,9 +147,10 @@ _PAGE_STATE = {
 
 def classify(verdict: Verdict | None, fact: RunFact | None, spec: DagSpec) -> NodeState:
     """Rule 2: ``status``'s one state of the row (``report.row_status``), in the page's words."""
+    handler = spec.is_failure_handler or spec.is_late_handler
     if verdict is None:
-        return NodeState.WAITING if spec.is_failure_handler else NodeState.NOT_RUN
-    status = row_status(verdict, fact.rev if fact is not None else None, handler=spec.is_failure_handler)
+        return NodeState.WAITING if handler else NodeState.NOT_RUN
+    status = row_status(verdict, fact.rev if fact is not None else None, handler=handler)
     return _PAGE_STATE.get(status, NodeState.NOT_RUN)
 
 

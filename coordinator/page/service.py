@@ -112,7 +112,7 @@ PICKER_ROOTS = 5
 async def _newest_partitions(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[str]:
     """The newest partitions of the graph's first roots (in graph order), oldest first; older ones are typed into
     the URL (``?partition=``)."""
-    roots = [n for n in graph.topo_order if graph.dags[n].is_root][:PICKER_ROOTS] or list(graph.topo_order[:1])
+    roots = list(graph.roots[:PICKER_ROOTS]) or list(graph.topo_order[:1])
     found: set[str] = set()
     for node in roots:
         base = f"{keys.runs}{node.instance}/{node.dag_id}/"

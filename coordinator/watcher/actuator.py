@@ -49,7 +49,7 @@ from coordinator.errors import (
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.paused import PausedDags
+from coordinator.watcher.paused import PausedDags, paused_lists
 from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ class Actuator:
         policy: ActuatorPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         on_result: Callable[[str, str, str], None] | None = None,
+        paused: Mapping[str, PausedDags] | None = None,
     ) -> None:
         self.store = store
         self.keys = keys
@@ -138,10 +139,9 @@ class Actuator:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(self.policy.max_concurrent)
         self._unpaused_until: dict[NodeId, float] = {}  # the per-DAG fallback's cache (_paused_warning)
-        #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two.
-        self._paused = {
-            name: PausedDags(client.paused_dags, instance=name, clock=clock) for name, client in clients.items()
-        }
+        #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
+        #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
+        self._paused = paused if paused is not None else paused_lists(clients, clock)
         #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
         self._own_writes: dict[DagKey, int] = {}
         #: The one retry policy of every Airflow call (built once: it depends only on the policy).

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,6 +149,10 @@ class DeadlineJob:
     view_lock: asyncio.Lock
     tracker: DeadlineTracker
     clients: Mapping[str, AirflowClient]
+    #: Rule 3's causes the view cannot show (``watcher/deadline_facts.py``): the paused DAGs that matter to this
+    #: graph's deadlines (listed at most once per pass), and the Airflow instances judged unreachable.
+    paused: Callable[[Graph], Awaitable[frozenset[NodeId]]]
+    unreachable: Callable[[], frozenset[str]]
     metrics: Metrics
     #: The leader's fence at the time of the call; raises LeadershipLost when not leading.
     fence: Callable[[], Fence]
@@ -166,10 +170,13 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     tracker = job.tracker
     if not tracker.records and all(spec.expected_by is None for spec in graph.dags.values()):
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
+    # Asked before the lock: listing paused DAGs is an Airflow request, and the reflector must not wait for it.
+    paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
         # In a thread, the view held still by the lock: on a big graph a pass takes seconds, and the event loop must
         # keep the leader lease alive meanwhile (the reflector waits for the lock; nothing else writes the view).
-        statuses = await asyncio.to_thread(deadline_states, graph, job.view, now)
+        statuses = await asyncio.to_thread(deadline_states, graph, job.view, now, paused=paused,
+                                           unreachable=unreachable)  # fmt: skip
     counts, slack = _counts(statuses)
     job.metrics.deadline_pass(counts, slack)
     recorded: list[Transition] = []

@@ -1,4 +1,5 @@
-"""Which DAGs of one Airflow instance are paused: one list request shared by every trigger for a few seconds.
+"""Which DAGs of one Airflow instance are paused: one list request shared by every trigger (and the deadline pass,
+``watcher/deadline_facts.py``) for a few seconds.
 
 The actuator warns after a trigger when the DAG is paused (intent rule 5, a courtesy: the run exists and waits). Asking
 per DAG cost a second Airflow request per trigger, and a per-DAG cache almost never hits when each DAG runs hourly or
@@ -18,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
+from coordinator.airflow.client import AirflowClient
 from coordinator.errors import AirflowError
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,16 @@ class PausedDags:
 
     async def is_paused(self, dag_id: str) -> bool | None:
         """Whether the list had ``dag_id`` as paused; None when the list failed (rule 3)."""
+        paused = await self.listed()
+        return None if paused is None else dag_id in paused
+
+    async def listed(self) -> frozenset[str] | None:
+        """The paused DAG ids, listed at most once per ``ttl_s`` (rules 1-2); None when the list failed (rule 3)."""
         if self._clock() >= self._until:
             async with self._lock:  # rule 1: whoever waited here finds the answer the first one fetched
                 if self._clock() >= self._until:
                     await self._refresh()
-        return None if self._paused is None else dag_id in self._paused
+        return self._paused
 
     async def _refresh(self) -> None:
         try:
@@ -64,3 +71,10 @@ class PausedDags:
             self._paused = None
         # From the answer, not the request: a slow list must not be reused for less than ttl_s.
         self._until = self._clock() + self._ttl_s
+
+
+def paused_lists(
+    clients: Mapping[str, AirflowClient], clock: Callable[[], float] = time.monotonic
+) -> dict[str, PausedDags]:
+    """One cached list per instance, shared by the actuator and the deadline pass."""
+    return {name: PausedDags(client.paused_dags, instance=name, clock=clock) for name, client in clients.items()}

@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,11 +49,14 @@ from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import AuditJob
+from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
+from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
@@ -133,12 +136,17 @@ class Watcher:
     health: Health = field(default_factory=Health)
     #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
     view_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Which Airflow instances answer, fed by the clients' ``on_request`` (``build_clients``); the deadline pass
+    #: names an unreachable one as a cause (semantics rule 13).
+    reachability: Reachability = field(default_factory=Reachability)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
         self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
+        # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
+        self.paused = paused_lists(self.clients)
         self.actuator = Actuator(
             self.store,
             self.settings.keys,
@@ -150,6 +158,7 @@ class Watcher:
                 error_retry_s=self.settings.error_retry_s, max_concurrent=self.settings.max_concurrent_actions
             ),
             on_result=self.metrics.action_result,
+            paused=self.paused,
         )
         #: The leader's periodic jobs: timed keys of the queue above, run by one loop of their own.
         self.jobs = self.leader_jobs()
@@ -435,9 +444,11 @@ class Watcher:
     def deadline_job(self) -> DeadlineJob:
         """The leader's deadline pass (semantics rule 13), given only what it needs."""
         return DeadlineJob(
-            self.store, self.settings.keys, lambda: self.graphs.graph, self.view, self.view_lock, self.deadlines,
-            self.clients, self.metrics, lambda: self.election.fence, self.watcher_id,
-            self.settings.deadline_interval_s,
+            store=self.store, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
+            view_lock=self.view_lock, tracker=self.deadlines, clients=self.clients,
+            paused=PausedForDeadlines(self.paused), unreachable=self.reachability.unreachable, metrics=self.metrics,
+            fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+            interval_s=self.settings.deadline_interval_s,
         )  # fmt: skip
 
     async def run(self) -> None:
@@ -508,10 +519,20 @@ class _ViewSink:
 
 
 def build_clients(
-    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None
+    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None, reachability: Reachability | None = None
 ) -> dict[str, AirflowClient]:
+    """A client per configured instance, each request counted into ``metrics`` and judged by ``reachability``."""
     clients: dict[str, AirflowClient] = {}
-    on_request = metrics.airflow_request if metrics is not None else None
+    hooks: list[Callable[[str, str, str, float], None]] = []
+    if metrics is not None:
+        hooks.append(metrics.airflow_request)
+    if reachability is not None:
+        hooks.append(reachability.on_request)
+
+    def on_request(instance: str, method: str, status: str, seconds: float) -> None:
+        for hook in hooks:
+            hook(instance, method, status, seconds)
+
     on_auth_failure = metrics.airflow_auth_failure if metrics is not None else None
     for name, instance in settings.instances().items():
         client = AirflowClient(
@@ -538,7 +559,9 @@ async def open_watcher(
     store = await EtcdStore.connect(settings.etcd())
     stack.push_async_callback(store.close)
     metrics = metrics or Metrics()
+    reachability = Reachability(on_change=metrics.airflow_reachable)
     return Watcher(
-        settings, store, graphs, build_clients(settings, stack, metrics),
+        settings, store, graphs, build_clients(settings, stack, metrics, reachability),
         watcher_id=settings.watcher_id or default_watcher_id(), metrics=metrics, health=health or Health(),
+        reachability=reachability,
     )  # fmt: skip

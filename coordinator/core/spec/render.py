@@ -33,7 +33,7 @@ def render(graph: Graph, fmt: GraphFormat) -> str:
 
 
 def render_text(graph: Graph) -> str:
-    """One line per DAG: ``06_pipeline <- 02_pipeline, 03_pipeline``; roots and failure handlers say so; a grid is
+    """One line per DAG: ``06_pipeline <- 02_pipeline, 03_pipeline``; roots, failure and late handlers say so; a grid is
     shown in brackets after the DAG and an offset after its source (``daily [0 0 * * *] <- fx [offset -1]``)."""
     lines = []
     for node in graph.topo_order:
@@ -43,6 +43,8 @@ def render_text(graph: Graph) -> str:
             line = f"{name} <- {', '.join(_source(spec, up) for up in (*spec.upstreams, *_gate(spec)))}"
         elif spec.on_failure_of:
             line = f"{name} <- on failure of {', '.join(_source(spec, src) for src in spec.on_failure_of)}"
+        elif spec.on_late_of:
+            line = f"{name} <- on deadline changes of {', '.join(str(src) for src in spec.on_late_of)}"
         else:
             line = f"{name} (root)"
         lines.append(f"{line}  # {spec.description}" if spec.description else line)

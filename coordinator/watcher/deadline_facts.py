@@ -1,0 +1,77 @@
+"""The paused DAGs the deadline pass must know about: what rule 3 of ``core.deadlines`` calls "paused", from Airflow.
+
+The view holds what the plugin and the watcher recorded; whether a DAG is paused lives only in Airflow. The deadline
+pass (``watcher/deadlines.py``) asks this module once per pass, before it takes the view lock.
+
+Rules:
+1. Only the DAGs that can be a cause matter: every DAG with an ``expected_by`` and its ancestors through success
+   edges. Only their instances are asked, and none when no DAG declares a deadline.
+2. One ``GET /dags?paused=true`` per instance per pass at most, through the instance's shared :class:`PausedDags`
+   (the actuator's cache: a list fetched for a trigger a moment ago is reused, and the other way round). The
+   instances are asked concurrently, so a hung one delays the pass by one client timeout, not one per instance.
+3. A list that failed leaves that instance's last known answer (none before the first success): a failed request
+   proves nothing about pausing, and an instance that stops answering is the reachability tracker's business
+   (``watcher/reachability.py``: the failed list counts there). Nothing here raises for what Airflow answers.
+4. One log line when an instance's paused DAGs that matter change (``deadline.paused``), never per pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from coordinator.core.graph import Graph
+from coordinator.core.model import NodeId
+from coordinator.watcher.paused import PausedDags
+
+log = logging.getLogger(__name__)
+
+
+def deadline_scope(graph: Graph) -> frozenset[NodeId]:
+    """Rule 1: the DAGs with an ``expected_by`` and every DAG they wait for, transitively."""
+    found: set[NodeId] = set()
+    stack = [node for node, spec in graph.dags.items() if spec.expected_by is not None]
+    while stack:
+        node = stack.pop()
+        if node in found:
+            continue
+        found.add(node)
+        spec = graph.dags.get(node)
+        if spec is not None:
+            stack.extend(spec.upstreams)
+    return frozenset(found)
+
+
+@dataclass
+class PausedForDeadlines:
+    """``DeadlineJob.paused``: call it with the graph, get the paused DAGs that matter (rules 1-4)."""
+
+    lists: Mapping[str, PausedDags]
+    #: The last successful answer per instance (rule 3).
+    known: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: What was logged last per instance (rule 4).
+    _logged: dict[str, frozenset[NodeId]] = field(default_factory=dict)
+    #: The scope of the last graph asked about: the graph changes rarely, a pass comes every 15 s.
+    _scope: tuple[Graph, frozenset[NodeId]] | None = None
+
+    async def __call__(self, graph: Graph) -> frozenset[NodeId]:
+        if self._scope is None or self._scope[0] is not graph:
+            self._scope = (graph, deadline_scope(graph))
+        scope = self._scope[1]
+        names = sorted({node.instance for node in scope} & set(self.lists))
+        answers = await asyncio.gather(*(self.lists[name].listed() for name in names), return_exceptions=True)
+        for name, answer in zip(names, answers, strict=True):
+            if isinstance(answer, frozenset):
+                self.known[name] = answer
+            elif isinstance(answer, BaseException):  # PausedDags maps Airflow's errors; anything else is a bug
+                log.warning("deadline.paused_failed instance=%s error=%r", name, answer)
+        paused = frozenset(node for node in scope if node.dag_id in self.known.get(node.instance, ()))
+        for name in names:
+            mine = frozenset(node for node in paused if node.instance == name)
+            if mine != self._logged.get(name, frozenset()):
+                log.info("deadline.paused instance=%s dags=%s", name,
+                         ",".join(sorted(node.dag_id for node in mine)) or "-")  # fmt: skip
+                self._logged[name] = mine
+        return paused
