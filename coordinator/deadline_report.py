@@ -14,12 +14,13 @@ Rules:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator.core.deadlines import CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.deadlines import Cause, CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
 from coordinator.core.model import KeyLayout, NodeId
 
 #: Causes only the watcher can see (rule 3).
@@ -68,6 +69,34 @@ def leader_judged(status: DeadlineStatus, record: DeadlineRecord | None) -> Dead
     if record.state is not DeadlineState.BLOCKED or _reason(record.cause) not in WATCHER_ONLY:
         return None
     return record
+
+
+def leader_status(status: DeadlineStatus, record: DeadlineRecord | None) -> DeadlineStatus:
+    """``status`` with the leader's recorded state and cause where it knows a cause a reader cannot see (rule 3):
+    what the dependencies page draws, as ``status`` shows it."""
+    leader = leader_judged(status, record)
+    if leader is None:
+        return status
+    cause = _parse_cause(leader.cause, leader.chain)
+    return replace(status, state=leader.state, eta=None, cause=cause)
+
+
+def _parse_cause(text: str | None, chain: str | None) -> Cause | None:
+    """The :class:`Cause` whose ``text()`` and ``chain_text()`` a record holds; None when they do not parse."""
+
+    def hop(item: str) -> tuple[NodeId, str]:
+        ref, _, partition = item.rpartition("@")
+        return NodeId.parse(ref), partition
+
+    if not text:
+        return None
+    try:
+        where, _, reason = text.rpartition(" ")
+        node, partition = hop(where)
+        hops = tuple(hop(item) for item in chain.split(" <- ")) if chain else ((node, partition),)
+        return Cause(node, partition, CauseReason(reason), hops)
+    except ValueError:
+        return None
 
 
 def deadline_rows(

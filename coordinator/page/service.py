@@ -6,7 +6,10 @@ Rules:
    a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
       keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
       a few roots for the picker: the cost of a request is the graph's size, not the store's;
-   b. the whole prefix only before the first adoption (it counts the whole history).
+   b. the whole prefix only before the first adoption (it counts the whole history);
+   c. with either, the leader's recorded deadline transitions of the partition (``{prefix}/deadlines/...``): a
+      paused DAG or an unreachable instance is a cause only the leader sees, and the page shows its judgement as
+      ``status`` does (``deadline_report.leader_status``).
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -18,20 +21,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
-from coordinator.core.deadlines import deadline_states
+from coordinator.core.deadlines import DeadlineRecord, deadline_states
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, canonical_partition, is_canonical_partition
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
+from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
@@ -52,15 +56,17 @@ class PageResponse:
     html: str
 
 
-async def read_view(settings: Settings, etcd: EtcdSettings | None = None) -> View:
-    """Everything under the prefix (rule 1b's fallback: a first adoption counts the whole history)."""
+async def read_whole(
+    settings: Settings, etcd: EtcdSettings | None
+) -> tuple[View, dict[tuple[NodeId, str], DeadlineRecord]]:
+    """Rule 1b: the view of everything under the prefix and the leader's recorded deadline transitions."""
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     async with await EtcdStore.connect(etcd or settings.etcd()) as store:
         snap = await store.snapshot(settings.keys.root)
     view = View(settings.keys)
     view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-    return view
+    return view, recorded_deadlines(settings.keys, ((kv.key, kv.value) for kv in snap.kvs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +77,8 @@ class PartitionRead:
     graph: Graph | None
     partition: str | None
     partitions: list[str]
+    #: The leader's recorded deadline transitions read with it (``{prefix}/deadlines/...``, rule 1c).
+    recorded: Mapping[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
@@ -86,8 +94,8 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         view.load(revision, items)
         graph = choose_graph(view, settings)
         if graph is None or is_first_adoption(view):
-            whole = await read_view(settings, etcd)
-            return PartitionRead(whole, graph, partition, partitions_to_plan(graph, whole) if graph else [])
+            whole, recorded = await read_whole(settings, etcd)
+            return PartitionRead(whole, graph, partition, partitions_to_plan(graph, whole) if graph else [], recorded)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
@@ -100,9 +108,12 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
                             keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"))
             ]  # fmt: skip
             wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
+            wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
         _, found = await store.get_many(wanted, revision=revision)
-    view.load(revision, [*items, *((kv.key, kv.value, kv.mod_revision) for kv in found)])
-    return PartitionRead(view, graph, chosen, offered)
+    facts = [(kv.key, kv.value, kv.mod_revision) for kv in found if not kv.key.startswith(keys.deadlines)]
+    view.load(revision, [*items, *facts])
+    recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
+    return PartitionRead(view, graph, chosen, offered, recorded)
 
 
 #: Root DAGs whose newest run states name the partitions the picker offers (one small ranged read each).
@@ -179,6 +190,8 @@ async def dependencies_page(
                       history=settings.history_choice, limit=settings.first_start_limit)  # fmt: skip
     # Deadlines are judged at the decision's clock, like `status` (semantics rule 13).
     deadlines = deadline_states(graph, view, decision.now, partitions=[chosen]) if chosen is not None else {}
+    # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
+    deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)
     selected: NodeId | None = None
     if node:

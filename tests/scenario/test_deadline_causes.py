@@ -8,6 +8,7 @@ its ``on_late_of`` handler; ``from`` is today's partition, so exactly one partit
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import pytest
 
 from coordinator.core.model import NodeId, canonical_partition
+from coordinator.page.service import dependencies_page
+from coordinator.settings import Settings
 from tests.scenario.conftest import Stack, TcpProxy, wait_for
 from tests.scenario.test_deadlines import (
     DAILY,
@@ -56,6 +59,15 @@ def graph(partition: str, root: str = ROOT) -> dict[str, Any]:
     }
 
 
+def page_html(stack: Stack, partition: str, dag: str) -> str:
+    """The dependencies page for ``partition`` with ``dag`` selected, as the api-server plugin asks for it: the
+    graph the watcher adopted, no dependencies.json."""
+    settings = Settings(etcd_endpoints=stack.endpoint, prefix=stack.prefix, deps=stack.deps.parent / "absent.json")
+    answer = asyncio.run(dependencies_page(partition, f"default/{dag}", instance="default", settings=settings))
+    assert answer.status == 200, answer.html
+    return answer.html
+
+
 def handler_conf(stack: Stack) -> list[dict[str, Any]]:
     return [run.conf["coordinator"]["deadline"] for run in stack.fake.runs(HANDLER)]
 
@@ -86,6 +98,10 @@ def test_a_paused_upstream_blocks_and_alerts_once(stack: Stack) -> None:
     text = stack.cli("why", TARGET, "-p", p).stdout
     assert "deadline: blocked" in text and f"cause: default/{ROOT}@{p} paused" in text
     assert "judged by the watcher" in text
+    # So does the dependencies page (in Airflow's api-server it has no dependencies.json: the adopted graph).
+    page = page_html(stack, p, TARGET)
+    assert f'data-dag="default/{TARGET}"' in page and 'data-deadline="blocked"' in page
+    assert f"default/{TARGET}@{p} &lt;- default/{MIDDLE}@{p} &lt;- default/{ROOT}@{p}" in page
 
     stack.fake.set_paused(ROOT, False)
     back = wait_state(stack, p, "on_time")
