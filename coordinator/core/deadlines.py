@@ -367,17 +367,17 @@ def _partitions(graph: Graph, view: View, node: NodeId, now: datetime, horizon: 
     return sorted(ungridded.get(node, ()))
 
 
-def ancestors(graph: Graph, node: NodeId) -> frozenset[NodeId]:
-    """Every DAG ``node`` reaches through success edges upwards (its upstreams, theirs, ...)."""
+def ancestors(graph: Graph, nodes: Iterable[NodeId]) -> set[NodeId]:
+    """Every DAG ``nodes`` reach through success edges upwards (their upstreams, theirs, ...), in one walk."""
     seen: set[NodeId] = set()
-    stack = [node]
+    stack = list(nodes)
     while stack:
         spec = graph.dags.get(stack.pop())
         for up in spec.upstreams if spec is not None else ():
             if up not in seen:
                 seen.add(up)
                 stack.append(up)
-    return frozenset(seen)
+    return seen
 
 
 def fed_partitions(graph: Graph, source: NodeId, partition: str) -> Iterable[tuple[NodeId, str]]:
@@ -398,9 +398,7 @@ def ungridded_scopes(graph: Graph, view: View, targets: Iterable[NodeId]) -> dic
     wanted = [node for node in targets if graph.dags[node].grid is None]
     if not wanted:
         return {}
-    relevant: set[NodeId] = set(wanted)
-    for node in wanted:
-        relevant |= ancestors(graph, node)
+    relevant = set(wanted) | ancestors(graph, wanted)
     reach: dict[NodeId, set[str]] = {node: set() for node in relevant}
     for partition, nodes in view.partitions.items():
         for node in nodes:
