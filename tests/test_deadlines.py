@@ -397,3 +397,20 @@ def test_page_colours_a_blocked_dag_and_shows_its_cause_chain() -> None:
     assert "default/c@2026-01-05T00:00:00Z &lt;- default/b@2026-01-05T00:00:00Z &lt;- default/a@" in html
     assert "blocked — due 2026-01-06 06:00Z, ETA -" in html
     assert html.count("data-deadline=") == 1  # a and b have no expected_by
+
+
+def test_failure_two_hops_up_an_ungridded_chain_gives_the_dag_its_partition() -> None:
+    """Ungridded a -> b -> c: a failed, b never ran; c still has a status for that partition, blocked by a (rule 1)."""
+    graph = parse_spec(
+        json.dumps(
+            {
+                "version": 1,
+                "dags": {"a": {}, "b": {"upstreams": "a"}, "c": {"upstreams": "b", "expected_by": {"after_start": "6h"}}},
+            }
+        )
+    )
+    states = deadline_states(graph, view_of({("a", P): fact(RunState.FAILED)}), P0 + timedelta(hours=1))
+    got = states[(node("c"), P)]
+    assert got.state is DeadlineState.BLOCKED
+    assert got.cause is not None and got.cause.node == node("a")
+    assert [n.dag_id for n, _ in got.cause.chain] == ["c", "b", "a"]
