@@ -405,7 +405,11 @@ def test_failure_two_hops_up_an_ungridded_chain_gives_the_dag_its_partition() ->
         json.dumps(
             {
                 "version": 1,
-                "dags": {"a": {}, "b": {"upstreams": "a"}, "c": {"upstreams": "b", "expected_by": {"after_start": "6h"}}},
+                "dags": {
+                    "a": {},
+                    "b": {"upstreams": "a"},
+                    "c": {"upstreams": "b", "expected_by": {"after_start": "6h"}},
+                },
             }
         )
     )
