@@ -9,7 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.deadline_cache import DeadlineCache
@@ -23,6 +23,7 @@ from coordinator.core.deadlines import (
     transitions,
 )
 from coordinator.core.graph import Graph
+from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import PARTITION_FORMAT, KeyLayout, NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
@@ -151,6 +152,14 @@ def check(cache: DeadlineCache, view: View, now: datetime, paused: frozenset[Nod
     for instance, dag, state, n in update.counts:
         counts[(instance, dag, state)] = n
     want, slack = full_counts(full)
+    event("statuses" if full else "no statuses")
+    event("a step moved a state by the clock alone" if update.timed else "no clock-only change")
+    if expected:
+        event("transitions")
+    if any(s.state is DeadlineState.BLOCKED for s in full.values()):
+        event("blocked")
+    if any(s.state is DeadlineState.AT_RISK for s in full.values()):
+        event("at_risk")
     assert +counts == want
     assert update.min_slack == slack
     # The shell records some of the transitions (others lose their compare-and-swap and wait for the next pass).
@@ -183,23 +192,21 @@ def test_incremental_pass_equals_full_pass(data: st.DataObject) -> None:
     record_changes: set[tuple[NodeId, str]] = set()
     counts: Counter[tuple[str, str, str]] = Counter()
     update = cache.rebuild(view, now)
+    _, cursor = view.changed_since(Cursor())
     check(cache, view, now, paused, unreachable, recorded, record_changes, counts, update)
     for _ in range(data.draw(st.integers(1, 12))):
-        changed: set[tuple[NodeId, str]] | None = set()
         for _ in range(data.draw(st.integers(0, 4))):
             k, value = data.draw(writes(graph, now))
             rev += 1
             view.apply(k, value, rev)
-            at = view.node_of(k)
-            assert at is not None and changed is not None
-            changed.add(at)
         now += timedelta(minutes=data.draw(CLOCK))
         if data.draw(st.integers(0, 4)) == 0:
             paused = paused ^ {node(data.draw(st.sampled_from(NAMES)))}
         if data.draw(st.integers(0, 6)) == 0:
             unreachable = unreachable ^ {data.draw(st.sampled_from(["default", "b"]))}
         if data.draw(st.integers(0, 15)) == 0:
-            changed = None  # a relist: the change set is unknown
+            view.journal.reset()  # a relist: the change set is unknown
+        changed, cursor = view.changed_since(cursor)
         update = cache.update(view, now, changed, paused=paused, unreachable=unreachable)
         check(cache, view, now, paused, unreachable, recorded, record_changes, counts, update)
 
@@ -221,3 +228,28 @@ def test_on_time_holds_until_its_warn_point_and_not_a_moment_longer() -> None:
         # The brief's bound now + (slack - warn) is never later than the exact instant.
         status = judgement.status(P0)
         assert P0 + timedelta(seconds=status.slack) - warn <= until
+
+
+def test_the_view_journal_names_changed_facts_and_forgets_nothing_silently() -> None:
+    """``View.changed_since`` names the (DAG, partition) of each run, ledger, task and backfill key applied after the
+    cursor; a snapshot load, a reset (relist) or an overflow answers None (start over), never a partial set."""
+    view = View(KEYS)
+    view.load(1, [(KEYS.run_key(node("default/a"), key(P0)), run_value("success", P0, P0), 1)])
+    changed, cursor = view.changed_since(Cursor())
+    assert changed is None
+    view.apply(KEYS.run_key(node("default/a"), key(P0)), run_value("failed", P0, P0), 2)
+    view.apply(KEYS.task_key(node("default/b"), "t", key(P0)), run_value("running", P0, None), 3)
+    view.apply(KEYS.config_key(f"backfill/default/c/{key(P0)}"), b"{}", 4)
+    view.apply(KEYS.config_key("retention"), b"not json", 5)
+    changed, cursor = view.changed_since(cursor)
+    assert changed == {(node("default/a"), key(P0)), (node("default/b"), key(P0)), (node("default/c"), key(P0))}
+    assert view.changed_since(cursor)[0] == set()
+    view.load_page([])
+    assert view.changed_since(cursor)[0] is None
+    journal = ChangeJournal(limit=2)
+    start = journal.cursor()
+    for k in ("x", "y"):
+        journal.add(k)
+    assert journal.since(start) == ["x", "y"]
+    journal.add("z")
+    assert journal.since(start) is None

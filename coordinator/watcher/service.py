@@ -209,6 +209,7 @@ class Watcher:
         if batch.relisted:
             self.metrics.relists.inc()
             log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
+            self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
