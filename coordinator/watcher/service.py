@@ -496,8 +496,7 @@ class _ViewSink:
         self.view.load(0, ())
         self.floor = None
         if self.deadlines is not None:
-            self.deadlines.records.clear()
-            self.deadlines.revisions.clear()
+            self.deadlines.clear()
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)
