@@ -292,7 +292,7 @@ class DeadlineCache:
             absent = keys.difference(present)
             work.update(at for at in _below(self.graph, absent) if at in self._entries)
         self.now = now
-        self._judge(view, now, sorted(work))
+        self._judge(view, now, work)  # in any order: each judgement reads the view, never another's
         timed = 0
         heap, when = self._heap, self._when
         while heap and heap[0][0] < now:  # rule 1a

@@ -286,7 +286,11 @@ class _Pass:
         spec = self.graph.dags.get(node)
         if spec is None:
             return
+        mapped = self.graph.mapped_edges.get(node, ())
         for up in spec.upstreams:
+            if up not in mapped:  # equal dates: the common case needs no mapping (grid.upstream_partitions rule 1)
+                yield up, partition
+                continue
             for source_partition in self.graph.source_partitions(node, up, partition):
                 yield up, source_partition
 
