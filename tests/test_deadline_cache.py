@@ -35,7 +35,7 @@ NAMES = ("default/n0", "b/n1", "default/n2", "default/n3", "b/n4", "default/n5")
 GRIDS = {"daily": "0 0 * * *", "six": "0 */6 * * *", "none": None}
 DAYS = [P0 + timedelta(days=d) for d in range(-25, 4)]
 SIX = [P0 + timedelta(hours=6 * k) for k in range(-12, 16)]
-CLOCK = st.sampled_from([0, 1, 5, 29, 30, 31, 59, 60, 61, 180, 360, 720, 1439, 1440, 1441, 2000])  # minutes
+CLOCK = st.sampled_from([0, 1, 5, 29, 30, 31, 59, 60, 61, 180, 360, 720, 1439, 1440, 1441, 2000, 4000])  # minutes
 
 
 def key(at: datetime) -> str:

@@ -61,7 +61,7 @@ from coordinator.core.deadlines import (
 )
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
-from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus, partition_datetime
 from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.view import RunFact, View
 
@@ -146,6 +146,8 @@ class DeadlineCache:
         self._pending: set[Key] = set()  # state changed or new since the last transitions() (rule 4)
         self._mismatch: set[Key] = set()
         self._points: dict[Grid, tuple[str, ...]] = {}
+        self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
+        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one held
         self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
         self._history: dict[NodeId, _History] = {}
         self._durations: dict[NodeId, float] = {}
@@ -227,7 +229,8 @@ class DeadlineCache:
         self._tainted = tainted_by(self.graph, self._roots())
         work: list[Key] = []
         for grid, nodes in self._by_grid.items():
-            points = self._points[grid] = grid_partitions(grid, now, self.horizon)
+            points = grid_partitions(grid, now, self.horizon)
+            self._set_points(grid, points, _key(now.replace(second=0, microsecond=0)), None)
             work += [(n, p) for n in nodes for p in points if self._targets[n].rule.applies(p)]
         self._scope = ungridded_scopes(self.graph, view, self._ungridded)
         for node, scope in self._scope.items():
@@ -346,13 +349,33 @@ class DeadlineCache:
         return True
 
     def _roll(self, now: datetime, work: set[Key]) -> None:
-        """Rule 1b: the grid points that entered the horizon are judged, those that left it dropped."""
+        """Rule 1b: the grid points that entered the horizon are judged, those that left it dropped. The same points
+        as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking forward from
+        the last point held, so a pass that crosses no grid point reads no cron expression."""
+        end = now.replace(second=0, microsecond=0)
+        start = now - self.horizon
+        floor = start.replace(second=0, microsecond=0)
+        start_key = _key(floor if floor == start else floor + timedelta(minutes=1))
+        end_key = _key(end)
         for grid, nodes in self._by_grid.items():
-            points = grid_partitions(grid, now, self.horizon)
             old = self._points.get(grid, ())
-            if points is old or points == old:
+            following = self._following.get(grid)
+            if not old or following is None or start_key > self._ends[grid]:
+                points = grid_partitions(grid, now, self.horizon)  # nothing to walk from, or a jump past it all
+                following = None
+            else:
+                entered_points: list[str] = []
+                while following <= end:
+                    entered_points.append(_key(following))
+                    following = grid.next(following)
+                cut = bisect_left(old, start_key)
+                if not entered_points and not cut:
+                    self._ends[grid] = end_key
+                    continue
+                points = old[cut:] + tuple(entered_points)
+            self._set_points(grid, points, end_key, following)
+            if points == old:
                 continue
-            self._points[grid] = points
             kept = set(points)
             left = [p for p in old if p not in kept]
             entered = kept.difference(old)
@@ -361,6 +384,13 @@ class DeadlineCache:
                     self._drop((node, partition))
                 rule = self._targets[node].rule
                 work.update((node, p) for p in entered if rule.applies(p))
+
+    def _set_points(self, grid: Grid, points: tuple[str, ...], end_key: str, following: datetime | None) -> None:
+        self._points[grid] = points
+        self._ends[grid] = end_key
+        if following is None and points:
+            following = grid.next(partition_datetime(points[-1]))
+        self._following[grid] = following
 
     def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
         run = _Pass(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
@@ -437,6 +467,10 @@ class DeadlineCache:
             self._fixed = [(c, at) for at, (_, c) in self._slack.items() if c is not None]
             heapq.heapify(self._moving)
             heapq.heapify(self._fixed)
+
+
+def _key(at: datetime) -> str:
+    return at.strftime(PARTITION_FORMAT)
 
 
 def _fixed(graph: Graph, node: NodeId) -> int | None:
