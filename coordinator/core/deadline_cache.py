@@ -405,6 +405,13 @@ class DeadlineCache:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
         node, partition = at
         self._entries[at] = judgement
+        final = judgement.final
+        if final is not None and at not in self._states:  # a new success (most of a rebuild): nothing to schedule
+            self._states[at] = final.state
+            self._count(node, final.state, 1)
+            self._changed.add(at)
+            self._pending.add(at)
+            return
         state = judgement.state(now)
         old = self._states.get(at)
         if state is not old:

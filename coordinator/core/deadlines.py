@@ -26,7 +26,7 @@ Rules:
 6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
    ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
    transition alerts exactly once; every state but ``on_time`` triggers the ``on_late_of`` handlers.
-7. The clock alone moves a status only at known instants: :func:`judge_all` decides rules 2-4 once as a
+7. The clock alone moves a status only at known instants: :func:`judge` decides rules 2-4 once as a
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
    final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
@@ -437,29 +437,6 @@ def deadline_states(
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
     """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
     replaces rule 1's scope with these (``why`` about one partition, however old)."""
-    judged = judge_all(graph, view, now, paused=paused, unreachable=unreachable, latency=latency, horizon=horizon,
-                       durations=durations, partitions=partitions)  # fmt: skip
-    return {at: judgement.status(now) for at, judgement in judged.items()}
-
-
-def targets(graph: Graph) -> list[NodeId]:
-    """The DAGs with an ``expected_by``, upstreams first."""
-    return [node for node in graph.topo_order if graph.dags[node].expected_by is not None]
-
-
-def judge_all(
-    graph: Graph,
-    view: View,
-    now: datetime,
-    *,
-    paused: Iterable[NodeId] = (),
-    unreachable: Iterable[str] = (),
-    latency: timedelta = DEFAULT_LATENCY,
-    horizon: timedelta = DEFAULT_HORIZON,
-    durations: Mapping[NodeId, float] | None = None,
-    partitions: Iterable[str] | None = None,
-) -> dict[tuple[NodeId, str], Judgement]:
-    """:func:`deadline_states` before the clock is read into them (:class:`Judgement`, rule 7)."""
     wanted = targets(graph)
     if not wanted:
         return {}
@@ -470,7 +447,8 @@ def judge_all(
     run = _Pass(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
-    result: dict[tuple[NodeId, str], Judgement] = {}
+    runs = view.runs
+    result: dict[tuple[NodeId, str], DeadlineStatus] = {}
     for node in wanted:
         spec = graph.dags[node]
         rule = spec.expected_by
@@ -479,8 +457,18 @@ def judge_all(
         scope = _partitions(graph, view, node, now, horizon, ungridded) if partitions is None else partitions
         for partition in scope:
             if rule.applies(partition):
-                result[(node, partition)] = judge(run, node, partition, rule.deadline(spec.grid, partition), warn)
+                deadline = rule.deadline(spec.grid, partition)
+                fact = runs.get((node, partition))
+                if fact is not None and fact.state is RunState.SUCCESS:  # most of them: no judgement object needed
+                    result[(node, partition)] = succeeded(node, partition, deadline, fact)
+                else:
+                    result[(node, partition)] = judge(run, node, partition, deadline, warn).status(now)
     return result
+
+
+def targets(graph: Graph) -> list[NodeId]:
+    """The DAGs with an ``expected_by``, upstreams first."""
+    return [node for node in graph.topo_order if graph.dags[node].expected_by is not None]
 
 
 def _tainted(graph: Graph, view: View, paused: frozenset[NodeId], unreachable: frozenset[str]) -> frozenset[NodeId]:
@@ -503,18 +491,21 @@ def tainted_by(graph: Graph, roots: Iterable[NodeId]) -> frozenset[NodeId]:
     return frozenset(found)
 
 
+def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -> DeadlineStatus:
+    """Rule 2 for a success: ``on_time`` or ``late`` for good."""
+    end = fact.end_date
+    if end is not None and end > deadline:
+        lateness = (end - deadline).total_seconds()
+        return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
+    slack = (deadline - end).total_seconds() if end is not None else 0.0
+    return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
+
+
 def judge(run: _Pass, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
     """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`)."""
     fact = run.fact(node, partition)
     if fact is not None and fact.state is RunState.SUCCESS:
-        end = fact.end_date
-        if end is not None and end > deadline:
-            lateness = (end - deadline).total_seconds()
-            final = DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
-        else:
-            slack = (deadline - end).total_seconds() if end is not None else 0.0
-            final = DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
-        return Judgement(node, partition, deadline, warn, final)
+        return Judgement(node, partition, deadline, warn, succeeded(node, partition, deadline, fact))
     cause = run.cause(node, partition)
     if cause is not None or run.now > deadline:  # blocked, or missed for good: no prediction needed
         return Judgement(node, partition, deadline, warn, None, cause)
