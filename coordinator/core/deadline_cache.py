@@ -15,8 +15,9 @@ Rules:
    c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: every (descendant,
       partition it maps to) through the success edges (``deadlines.fed_partitions``), transitively, that has a
       status, or that an ungridded DAG gains (rule 1 of ``deadlines``: only from a key the view indexes);
-   d. every open status of the DAGs whose learned duration changed, of the DAGs that became or stopped being paused
-      or unreachable, and of everything below them;
+   d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
+      them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
+      of everything below them;
    e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
       when ``now`` went back, or for a new graph, latency or horizon (a new cache).
 2. Nothing else can change: a status is a function of its own and its ancestors' facts through the mappings, their
@@ -249,7 +250,8 @@ class DeadlineCache:
         if not self.built or changed is None or self.now is None or now < self.now:
             return self.rebuild(view, now, paused=paused, unreachable=unreachable)
         keys = set(changed)
-        dirty_nodes: set[NodeId] = set()
+        dirty_nodes: set[NodeId] = set()  # paused or unreachable moved: every open status below is judged again
+        slower: set[NodeId] = set()  # a learned duration moved: only the statuses with a prediction below
         roots_moved = False
         for node, partition in keys:
             fact = view.runs.get((node, partition))
@@ -267,7 +269,7 @@ class DeadlineCache:
                     held.discard(partition)
                 roots_moved |= before != bool(self._failing.get(node))
             if node in self._learning and self._learn(node, partition, fact):
-                dirty_nodes.add(node)  # rule 1d
+                slower.add(node)  # rule 1d
         if paused != self._paused or unreachable != self._unreachable:
             flipped = self._unreachable ^ unreachable
             moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
@@ -278,8 +280,13 @@ class DeadlineCache:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
         self._roll(now, work)  # rule 1b
-        for node in tainted_by(self.graph, dirty_nodes) if dirty_nodes else ():
+        below = tainted_by(self.graph, dirty_nodes) if dirty_nodes else frozenset()
+        for node in below:
             work.update((node, p) for p in self._open.get(node, ()))
+        entries = self._entries
+        for node in tainted_by(self.graph, slower).difference(below) if slower else ():
+            # A blocked or missed status has no prediction: a duration cannot change it.
+            work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
         present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
         for at in _below(self.graph, present):  # rule 1c, with the partitions ungridded DAGs gain
             if at in self._entries:
