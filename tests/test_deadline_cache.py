@@ -253,3 +253,39 @@ def test_the_view_journal_names_changed_facts_and_forgets_nothing_silently() -> 
     assert journal.since(start) == ["x", "y"]
     journal.add("z")
     assert journal.since(start) is None
+
+
+def test_tracker_names_moved_records_and_unalerted_ones() -> None:
+    """The tracker hands the incremental pass the keys whose record moved (once) and keeps the not-yet-alerted ones,
+    so neither the transitions nor ``alert_pending`` read every record."""
+    from coordinator.core.model import dump_record
+    from coordinator.watcher.deadlines import DeadlineTracker
+
+    tracker = DeadlineTracker(KEYS)
+    at = (node("default/c"), key(P0))
+    record = DeadlineRecord(state=DeadlineState.BLOCKED, deadline=P0, changed_at=P0)
+    tracker.observe(KEYS.deadline_key(*at), dump_record(record), 5)
+    assert tracker.drain() == {at} and tracker.drain() == set()
+    assert tracker.unalerted == {at}
+    tracker.observe(KEYS.deadline_key(*at), dump_record(record.model_copy(update={"alerted": True})), 6)
+    assert tracker.unalerted == set() and tracker.drain() == {at}
+    tracker.observe(KEYS.deadline_key(*at), None, 7)
+    assert at not in tracker.records and tracker.drain() == {at}
+
+
+def test_incremental_metric_counts_set_only_what_moved() -> None:
+    """An incremental pass sets the counts that moved and removes a (dag, state) label that fell to zero; the
+    others keep their value."""
+    from coordinator.metrics import Metrics
+
+    metrics = Metrics()
+    metrics.deadline_pass([("default", "c", "on_time", 3), ("default", "d", "on_time", 2)], 10.0)
+    metrics.deadline_counts([("default", "c", "on_time", 2), ("default", "c", "blocked", 1)], -5.0)
+    metrics.deadline_counts([("default", "c", "blocked", 0), ("default", "x", "late", 0)], None)
+
+    def value(dag: str, state: str) -> float | None:
+        labels = {"instance": "default", "dag": dag, "state": state}
+        return metrics.registry.get_sample_value("coordinator_deadline_partitions", labels)
+
+    assert (value("c", "on_time"), value("d", "on_time"), value("c", "blocked")) == (2.0, 2.0, None)
+    assert metrics.registry.get_sample_value("coordinator_deadline_min_slack_seconds") == -5.0
