@@ -141,8 +141,8 @@ class DeadlineCache:
         self._moving: list[tuple[datetime, Key]] = []  # slack = x - now
         self._fixed: list[tuple[timedelta, Key]] = []  # slack = c
         self._open: dict[NodeId, set[str]] = {}
-        self._counts: dict[tuple[str, str, str], int] = {}
-        self._moved_counts: set[tuple[str, str, str]] = set()
+        self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
+        self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
         self._changed: set[Key] = set()
         self._pending: set[Key] = set()  # state changed or new since the last transitions() (rule 4)
         self._mismatch: set[Key] = set()
@@ -238,7 +238,7 @@ class DeadlineCache:
             work += [(node, p) for p in sorted(scope) if self._targets[node].rule.applies(p)]
         self._judge(view, now, work)
         self.built = True
-        counts = tuple((*k, v) for k, v in sorted(self._counts.items()) if v)
+        counts = _labels((k, v) for k, v in self._counts.items() if v)
         return self._finish(True, len(work), 0, counts)
 
     def update(
@@ -311,7 +311,7 @@ class DeadlineCache:
                 continue  # judged again since it was scheduled, or dropped
             timed += 1
             self._admit(at, self._entries[at], now)
-        counts = tuple((*k, self._counts.get(k, 0)) for k in sorted(self._moved_counts))
+        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
         return self._finish(False, len(work), timed, counts)
 
     # -- internals -----------------------------------------------------------------------------------------------
@@ -419,7 +419,7 @@ class DeadlineCache:
             self._changed.add(at)
             self._pending.add(at)
             return
-        state = judgement.state(now)
+        state, until, terms = judgement.timing(now)
         old = self._states.get(at)
         if state is not old:
             self._states[at] = state
@@ -427,17 +427,17 @@ class DeadlineCache:
             self._count(node, state, 1)
             self._changed.add(at)
             self._pending.add(at)
-        until = judgement.holds_until(now)
+        when = self._when
         if until is None:
-            self._when.pop(at, None)
-        elif self._when.get(at) != until:
-            self._when[at] = until
+            when.pop(at, None)
+        elif when.get(at) != until:
+            when[at] = until
             heapq.heappush(self._heap, (until, at))
-        terms = judgement.slack_terms(now)
+        slack = self._slack
         if terms == (None, None):
-            self._slack.pop(at, None)
-        elif self._slack.get(at) != terms:
-            self._slack[at] = terms
+            slack.pop(at, None)
+        elif slack.get(at) != terms:
+            slack[at] = terms
             if terms[0] is not None:
                 heapq.heappush(self._moving, (terms[0], at))
             if terms[1] is not None:
@@ -466,7 +466,7 @@ class DeadlineCache:
     def _count(self, node: NodeId, state: DeadlineState | None, delta: int) -> None:
         if state is None:
             return
-        label = (node.instance, node.dag_id, str(state))
+        label = (node, state)
         self._counts[label] = self._counts.get(label, 0) + delta
         self._moved_counts.add(label)
 
@@ -481,6 +481,11 @@ class DeadlineCache:
             self._fixed = [(c, at) for at, (_, c) in self._slack.items() if c is not None]
             heapq.heapify(self._moving)
             heapq.heapify(self._fixed)
+
+
+def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:
+    """The gauge's (instance, dag, state, partitions), sorted: labels are built only for what is reported."""
+    return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
 
 
 def _key(at: datetime) -> str:

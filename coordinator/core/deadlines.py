@@ -169,40 +169,48 @@ class Judgement:
         return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds())
 
     def state(self, now: datetime) -> DeadlineState:
-        if self.final is not None:
-            return self.final.state
-        if now > self.deadline:
-            return DeadlineState.MISSED
-        if self.cause is not None:
-            return DeadlineState.BLOCKED
-        eta = (self.eta.at(now) if self.eta is not None else None) or now
-        return DeadlineState.AT_RISK if eta > self.deadline - self.warn else DeadlineState.ON_TIME
+        return self.timing(now)[0]
 
     def holds_until(self, now: datetime) -> datetime | None:
         """The last instant up to which the state at ``now`` stays the same with no new input (rule 7); None:
         forever. A success is final and a miss stays a miss; ``blocked`` and ``at_risk`` last until the deadline;
         ``on_time`` until ``deadline - warn - ahead``: the ETA minus ``now`` (``max(ahead, fixed - now)``) never
         grows as ``now`` advances, so the ETA first passes ``deadline - warn`` right after that instant."""
-        if self.final is not None or now > self.deadline:
-            return None
-        if self.cause is not None or self.eta is None or self.eta.ahead is None:
-            return self.deadline
-        if self.state(now) is DeadlineState.AT_RISK:
-            return self.deadline
-        return min(self.deadline, self.deadline - self.warn - self.eta.ahead)
+        return self.timing(now)[1]
 
     def slack_terms(self, now: datetime) -> tuple[datetime | None, timedelta | None]:
         """``(x, c)`` with ``slack = min(x - t, c)`` at every ``t`` from ``now`` to :meth:`holds_until` (a part left
         out when None), for an open partition: the metric's least slack is then kept without reading every status.
         (None, None) for a success."""
-        if self.final is not None:
-            return None, None
+        return self.timing(now)[2]
+
+    def timing(self, now: datetime) -> tuple[DeadlineState, datetime | None, tuple[datetime | None, timedelta | None]]:
+        """``state``, ``holds_until`` and ``slack_terms`` at ``now`` from one reading of the ETA (the incremental
+        pass asks all three of every status it holds)."""
+        final = self.final
+        if final is not None:
+            return final.state, None, (None, None)
+        deadline = self.deadline
+        if now > deadline:
+            return DeadlineState.MISSED, None, (deadline, None)
+        if self.cause is not None:
+            return DeadlineState.BLOCKED, deadline, (deadline, None)
         eta = self.eta
-        if now > self.deadline or self.cause is not None or eta is None or (eta.ahead is None and eta.fixed is None):
-            return self.deadline, None  # missed, blocked, or no ETA (read as now): deadline - t
+        ahead = eta.ahead if eta is not None else None
+        fixed = eta.fixed if eta is not None else None
+        if ahead is None and fixed is None:
+            ahead = _ZERO  # no ETA reads as now (rule 2)
+        value = now + ahead if ahead is not None else None
+        if fixed is not None and (value is None or fixed > value):
+            value = fixed
+        assert value is not None
         # deadline - max(t + ahead, fixed) = min((deadline - ahead) - t, deadline - fixed)
-        return (self.deadline - eta.ahead if eta.ahead is not None else None,
-                self.deadline - eta.fixed if eta.fixed is not None else None)  # fmt: skip
+        terms = (deadline - ahead if ahead is not None else None, deadline - fixed if fixed is not None else None)
+        if value > deadline - self.warn:
+            return DeadlineState.AT_RISK, deadline, terms
+        if ahead is None:
+            return DeadlineState.ON_TIME, deadline, terms  # a fixed ETA: only the deadline changes the state
+        return DeadlineState.ON_TIME, min(deadline, deadline - self.warn - ahead), terms
 
 
 def learned_duration(samples: Iterable[float]) -> float | None:
