@@ -36,6 +36,7 @@ Rules:
 from __future__ import annotations
 
 import heapq
+import itertools
 from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -136,10 +137,13 @@ class DeadlineCache:
         self._entries: dict[Key, Judgement] = {}
         self._states: dict[Key, DeadlineState] = {}
         self._when: dict[Key, datetime] = {}
-        self._heap: list[tuple[datetime, Key]] = []
+        # Heap items carry a unique sequence number after the time: many statuses share a deadline, and a tie must
+        # never fall through to comparing the keys (NodeId's generated ordering: ~1 us per comparison).
+        self._seq = itertools.count()
+        self._heap: list[tuple[datetime, int, Key]] = []
         self._slack: dict[Key, tuple[datetime | None, timedelta | None]] = {}
-        self._moving: list[tuple[datetime, Key]] = []  # slack = x - now
-        self._fixed: list[tuple[timedelta, Key]] = []  # slack = c
+        self._moving: list[tuple[datetime, int, Key]] = []  # slack = x - now
+        self._fixed: list[tuple[timedelta, int, Key]] = []  # slack = c
         self._open: dict[NodeId, set[str]] = {}
         self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
         self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
@@ -172,9 +176,9 @@ class DeadlineCache:
         now = self.now
         assert now is not None
         found: timedelta | None = None
-        while self._moving and self._slack.get(self._moving[0][1], (None, None))[0] != self._moving[0][0]:
+        while self._moving and self._slack.get(self._moving[0][2], (None, None))[0] != self._moving[0][0]:
             heapq.heappop(self._moving)
-        while self._fixed and self._slack.get(self._fixed[0][1], (None, None))[1] != self._fixed[0][0]:
+        while self._fixed and self._slack.get(self._fixed[0][2], (None, None))[1] != self._fixed[0][0]:
             heapq.heappop(self._fixed)
         if self._moving:
             found = self._moving[0][0] - now
@@ -306,7 +310,7 @@ class DeadlineCache:
         timed = 0
         heap, when = self._heap, self._when
         while heap and heap[0][0] < now:  # rule 1a
-            instant, at = heapq.heappop(heap)
+            instant, _, at = heapq.heappop(heap)
             if when.get(at) != instant:
                 continue  # judged again since it was scheduled, or dropped
             timed += 1
@@ -432,16 +436,16 @@ class DeadlineCache:
             when.pop(at, None)
         elif when.get(at) != until:
             when[at] = until
-            heapq.heappush(self._heap, (until, at))
+            heapq.heappush(self._heap, (until, next(self._seq), at))
         slack = self._slack
         if terms == (None, None):
             slack.pop(at, None)
         elif slack.get(at) != terms:
             slack[at] = terms
             if terms[0] is not None:
-                heapq.heappush(self._moving, (terms[0], at))
+                heapq.heappush(self._moving, (terms[0], next(self._seq), at))
             if terms[1] is not None:
-                heapq.heappush(self._fixed, (terms[1], at))
+                heapq.heappush(self._fixed, (terms[1], next(self._seq), at))
         if judgement.final is None:
             self._open.setdefault(node, set()).add(partition)
         else:
@@ -474,11 +478,11 @@ class DeadlineCache:
         """Lazily deleted heap entries are dropped once they outnumber the live ones (bounded memory)."""
         live = len(self._entries) + 1024
         if len(self._heap) > 2 * live:
-            self._heap = [(t, at) for at, t in self._when.items()]
+            self._heap = [(t, next(self._seq), at) for at, t in self._when.items()]
             heapq.heapify(self._heap)
         if len(self._moving) + len(self._fixed) > 4 * live:
-            self._moving = [(x, at) for at, (x, _) in self._slack.items() if x is not None]
-            self._fixed = [(c, at) for at, (_, c) in self._slack.items() if c is not None]
+            self._moving = [(x, next(self._seq), at) for at, (x, _) in self._slack.items() if x is not None]
+            self._fixed = [(c, next(self._seq), at) for at, (_, c) in self._slack.items() if c is not None]
             heapq.heapify(self._moving)
             heapq.heapify(self._fixed)
 
