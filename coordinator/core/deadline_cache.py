@@ -406,11 +406,15 @@ class DeadlineCache:
     def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
         run = _Pass(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
-        targets_ = self._targets
+        targets_, entries = self._targets, self._entries
         for at in work:
             node, partition = at
             target = targets_[node]
-            self._admit(at, judge(run, node, partition, target.rule.deadline(target.grid, partition), target.warn), now)
+            held = entries.get(at)
+            # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
+            # than through the rule's cache, which hashes the rule and the grid at every call.
+            deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
+            self._admit(at, judge(run, node, partition, deadline, target.warn), now)
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""

@@ -279,13 +279,20 @@ class _Pass:
     tainted: frozenset[NodeId] = frozenset()
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
     _etas: dict[tuple[NodeId, str], Eta | None] = field(default_factory=dict)
+    _own: dict[NodeId, timedelta] = field(default_factory=dict)
 
     def duration(self, node: NodeId) -> timedelta:
-        spec = self.graph.dags.get(node)
-        rule = spec.expected_by if spec is not None else None
-        if rule is not None and rule.duration is not None:
-            return timedelta(seconds=rule.duration)
-        return timedelta(seconds=self.durations.get(node, 0.0))
+        """Rule 5's expected duration, once per DAG and pass (every partition of a DAG asks for it)."""
+        found = self._own.get(node)
+        if found is None:
+            spec = self.graph.dags.get(node)
+            rule = spec.expected_by if spec is not None else None
+            if rule is not None and rule.duration is not None:
+                found = timedelta(seconds=rule.duration)
+            else:
+                found = timedelta(seconds=self.durations.get(node, 0.0))
+            self._own[node] = found
+        return found
 
     def fact(self, node: NodeId, partition: str) -> RunFact | None:
         return self.view.runs.get((node, partition))
