@@ -289,3 +289,16 @@ def test_incremental_metric_counts_set_only_what_moved() -> None:
 
     assert (value("c", "on_time"), value("d", "on_time"), value("c", "blocked")) == (2.0, 2.0, None)
     assert metrics.registry.get_sample_value("coordinator_deadline_min_slack_seconds") == -5.0
+
+
+def test_retiring_partitions_from_the_view_makes_incremental_readers_start_over() -> None:
+    """Facts the retention floor drops from the view without ``apply`` (semantics rule 11f) reset the journal, so the
+    next incremental deadline pass is a full one instead of keeping statuses of facts that are gone."""
+    from coordinator.core.floor import RetentionFloor
+    from coordinator.core.retention import forget_retired
+
+    view = View(KEYS)
+    view.apply(KEYS.run_key(node("default/a"), key(P0)), run_value("success", P0, P0), 2)
+    _, cursor = view.changed_since(Cursor())
+    assert forget_retired(view, RetentionFloor(before=key(P0 + timedelta(days=1))))
+    assert view.changed_since(cursor)[0] is None
