@@ -110,13 +110,16 @@ def run_value(state: str, start: datetime | None, end: datetime | None) -> bytes
 
 @st.composite
 def writes(draw: st.DrawFn, graph: Graph, now: datetime) -> tuple[str, bytes | None]:
-    """One etcd write a watcher could see: a run state, a task state or a ledger entry put or deleted."""
+    """One etcd write a watcher could see: a run state, a task state, a ledger entry or a backfill put, or a run state
+    deleted."""
     dag = node(draw(st.sampled_from(NAMES)))
     at = draw(st.sampled_from(points(graph, dag)))
     partition = key(at)
-    kind = draw(st.sampled_from(["run", "run", "run", "run", "ledger", "task", "delete"]))
+    kind = draw(st.sampled_from(["run", "run", "run", "run", "ledger", "task", "backfill", "delete"]))
     if kind == "delete":
         return KEYS.run_key(dag, partition), None
+    if kind == "backfill":  # indexes the partition for the DAG (an ungridded descendant's scope), no run fact
+        return KEYS.config_key(f"backfill/{dag.instance}/{dag.dag_id}/{partition}"), b"{}"
     if kind == "ledger":
         status = draw(st.sampled_from(["done", "error", "pending"]))
         return KEYS.trigger_key(dag, partition), json.dumps(
