@@ -9,8 +9,9 @@ the changed keys are inputs.
 Rules:
 1. :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``); :meth:`DeadlineCache.update`
    judges again only:
-   a. no status for the clock alone: a status whose ``holds_until`` is before ``now`` is re-read from its judgement
-      at ``now`` (``deadlines`` rule 7: exactly what a full pass decides), then scheduled at its next instant;
+   a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
+      at ``now`` (``deadlines`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
+      scheduled at its next instant;
    b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
    c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: every (descendant,
       partition it maps to) through the success edges (``deadlines.fed_partitions``), transitively, that has a
@@ -50,8 +51,8 @@ from coordinator.core.deadlines import (
     DeadlineState,
     DeadlineStatus,
     Judgement,
+    Judging,
     Transition,
-    _Pass,
     ancestors,
     fed_partitions,
     grid_partitions,
@@ -404,7 +405,7 @@ class DeadlineCache:
         self._following[grid] = following
 
     def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
-        run = _Pass(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
+        run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
         targets_, entries = self._targets, self._entries
         for at in work:

@@ -266,7 +266,10 @@ def _grid_points(grid: Grid, end: datetime, start: datetime) -> tuple[str, ...]:
 
 
 @dataclass
-class _Pass:
+class Judging:
+    """One pass's reading of the view for rules 3-5, memoised per (DAG, partition): a DAG's upstream partitions are
+    shared by many of its dependents' partitions. Built per pass (full or incremental), never kept."""
+
     graph: Graph
     view: View
     now: datetime
@@ -459,7 +462,7 @@ def deadline_states(
         durations = learned_durations(view, graph.dags)
     if partitions is not None:
         partitions = tuple(partitions)
-    run = _Pass(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
+    run = Judging(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
     runs = view.runs
@@ -487,7 +490,7 @@ def targets(graph: Graph) -> list[NodeId]:
 
 
 def _tainted(graph: Graph, view: View, paused: frozenset[NodeId], unreachable: frozenset[str]) -> frozenset[NodeId]:
-    """Every DAG rule 3 could find a cause at or above (see ``_Pass.tainted``)."""
+    """Every DAG rule 3 could find a cause at or above (see ``Judging.tainted``)."""
     roots = {node for (node, _), fact in view.runs.items() if fact.state is RunState.FAILED}
     roots |= {node for (node, _), fact in view.ledger.items() if fact.status is TriggerStatus.ERROR}
     roots |= paused | {node for node in graph.dags if node.instance in unreachable}
@@ -516,7 +519,7 @@ def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -
     return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
 
 
-def judge(run: _Pass, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
+def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
     """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`)."""
     fact = run.fact(node, partition)
     if fact is not None and fact.state is RunState.SUCCESS:
