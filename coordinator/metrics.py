@@ -20,6 +20,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 
 from prometheus_client import (
@@ -227,6 +228,17 @@ class Metrics:
         self.deadline_partitions.clear()
         for instance, dag, state, count in counts:
             self.deadline_partitions.labels(instance, dag, state).set(count)
+        if min_slack is not None:
+            self.deadline_min_slack.set(min_slack)
+
+    def deadline_counts(self, changes: Iterable[tuple[str, str, str, int]], min_slack: float | None) -> None:
+        """An incremental deadline pass: only the (instance, dag, state) counts that moved (0: the label goes)."""
+        for instance, dag, state, count in changes:
+            if count:
+                self.deadline_partitions.labels(instance, dag, state).set(count)
+            else:
+                with suppress(KeyError):  # never set (a state that came and went between two scrapes)
+                    self.deadline_partitions.remove(instance, dag, state)
         if min_slack is not None:
             self.deadline_min_slack.set(min_slack)
 

@@ -447,3 +447,24 @@ def test_status_shows_the_leaders_judgement_only_for_causes_it_cannot_see(
     assert lines[0].startswith(f"deadline: {shown}") and (
         ("judged by the watcher" in lines[-1]) == (shown != "on_time")
     )
+
+
+def test_failure_two_hops_up_an_ungridded_chain_gives_the_dag_its_partition() -> None:
+    """Ungridded a -> b -> c: a failed, b never ran; c still has a status for that partition, blocked by a (rule 1)."""
+    graph = parse_spec(
+        json.dumps(
+            {
+                "version": 1,
+                "dags": {
+                    "a": {},
+                    "b": {"upstreams": "a"},
+                    "c": {"upstreams": "b", "expected_by": {"after_start": "6h"}},
+                },
+            }
+        )
+    )
+    states = deadline_states(graph, view_of({("a", P): fact(RunState.FAILED)}), P0 + timedelta(hours=1))
+    got = states[(node("c"), P)]
+    assert got.state is DeadlineState.BLOCKED
+    assert got.cause is not None and got.cause.node == node("a")
+    assert [n.dag_id for n, _ in got.cause.chain] == ["c", "b", "a"]

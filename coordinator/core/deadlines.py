@@ -4,7 +4,9 @@ Rules:
 1. Pure: :func:`deadline_states` takes the graph, the view, ``now`` and what the shell knows about Airflow (paused
    DAGs, unreachable instances) and returns one :class:`DeadlineStatus` per (DAG, partition). It never needs an
    Airflow run to exist: a gridded DAG's partitions come from its grid (the points in ``[now - horizon, now]``), an
-   ungridded DAG's from the view (every partition where it or an upstream has a fact).
+   ungridded DAG's from the view: every partition where it or any ancestor has a fact, an ancestor's partition
+   mapped down the edges to the DAG's (:func:`ungridded_scopes`; a failure two hops up a chain where nothing below
+   it ran still gives the DAG that partition).
 2. States, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
    much; a success without an end date is ``on_time``: lateness cannot be proved); no success and the deadline has
    passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is after the deadline minus ``warn``:
@@ -24,6 +26,12 @@ Rules:
 6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
    ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
    transition alerts exactly once; every state but ``on_time`` triggers the ``on_late_of`` handlers.
+7. The clock alone moves a status only at known instants: :func:`judge` decides rules 2-4 once as a
+   :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
+   changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
+   final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
+   warn - ahead`` (:meth:`Judgement.holds_until`). ``coordinator.core.deadline_cache`` keeps passes incremental on
+   this.
 """
 
 from __future__ import annotations
@@ -108,6 +116,103 @@ class DeadlineStatus:
     succeeded: bool = False
 
 
+_ZERO = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class Eta:
+    """Rule 4's predicted finish as a function of ``now``: ``max(now + ahead, fixed)``, a part left out when None.
+
+    Every ETA has this form (rule 7): a success's end is ``fixed``; a running attempt is ``max(now, start +
+    duration)``; any other is the latest of ``now``, a root's window end and its upstreams' ETAs plus the latency,
+    plus its duration, and ``max`` and ``+`` of such forms stay such forms. Kept as a form, not an instant, so a
+    status can be re-read at a later ``now`` without a pass (``coordinator.core.deadline_cache``).
+    """
+
+    ahead: timedelta | None = None
+    fixed: datetime | None = None
+
+    def at(self, now: datetime) -> datetime | None:
+        if self.ahead is None:
+            return self.fixed
+        moving = now + self.ahead
+        return moving if self.fixed is None or moving >= self.fixed else self.fixed
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """One (DAG, partition)'s status as a function of ``now`` while no input changes (rule 7): what rules 2-4
+    decided, without the parts that only the clock moves (slack, the ETA's ``now`` floor, missed)."""
+
+    node: NodeId
+    partition: str
+    deadline: datetime
+    warn: timedelta
+    #: The status of a success (``on_time`` or ``late`` for good): the clock changes nothing.
+    final: DeadlineStatus | None = None
+    cause: Cause | None = None
+    eta: Eta | None = None
+
+    def status(self, now: datetime) -> DeadlineStatus:
+        """Exactly what rule 2 decides at ``now``."""
+        if self.final is not None:
+            return self.final
+        deadline = self.deadline
+        if now > deadline:
+            return DeadlineStatus(self.node, self.partition, DeadlineState.MISSED, deadline, None, self.cause,
+                                  (deadline - now).total_seconds())  # fmt: skip
+        if self.cause is not None:
+            return DeadlineStatus(self.node, self.partition, DeadlineState.BLOCKED, deadline, None, self.cause,
+                                  (deadline - now).total_seconds())  # fmt: skip
+        eta = (self.eta.at(now) if self.eta is not None else None) or now
+        state = DeadlineState.AT_RISK if eta > deadline - self.warn else DeadlineState.ON_TIME
+        return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds())
+
+    def state(self, now: datetime) -> DeadlineState:
+        return self.timing(now)[0]
+
+    def holds_until(self, now: datetime) -> datetime | None:
+        """The last instant up to which the state at ``now`` stays the same with no new input (rule 7); None:
+        forever. A success is final and a miss stays a miss; ``blocked`` and ``at_risk`` last until the deadline;
+        ``on_time`` until ``deadline - warn - ahead``: the ETA minus ``now`` (``max(ahead, fixed - now)``) never
+        grows as ``now`` advances, so the ETA first passes ``deadline - warn`` right after that instant."""
+        return self.timing(now)[1]
+
+    def slack_terms(self, now: datetime) -> tuple[datetime | None, timedelta | None]:
+        """``(x, c)`` with ``slack = min(x - t, c)`` at every ``t`` from ``now`` to :meth:`holds_until` (a part left
+        out when None), for an open partition: the metric's least slack is then kept without reading every status.
+        (None, None) for a success."""
+        return self.timing(now)[2]
+
+    def timing(self, now: datetime) -> tuple[DeadlineState, datetime | None, tuple[datetime | None, timedelta | None]]:
+        """``state``, ``holds_until`` and ``slack_terms`` at ``now`` from one reading of the ETA (the incremental
+        pass asks all three of every status it holds)."""
+        final = self.final
+        if final is not None:
+            return final.state, None, (None, None)
+        deadline = self.deadline
+        if now > deadline:
+            return DeadlineState.MISSED, None, (deadline, None)
+        if self.cause is not None:
+            return DeadlineState.BLOCKED, deadline, (deadline, None)
+        eta = self.eta
+        ahead = eta.ahead if eta is not None else None
+        fixed = eta.fixed if eta is not None else None
+        if ahead is None and fixed is None:
+            ahead = _ZERO  # no ETA reads as now (rule 2)
+        value = now + ahead if ahead is not None else None
+        if fixed is not None and (value is None or fixed > value):
+            value = fixed
+        assert value is not None
+        # deadline - max(t + ahead, fixed) = min((deadline - ahead) - t, deadline - fixed)
+        terms = (deadline - ahead if ahead is not None else None, deadline - fixed if fixed is not None else None)
+        if value > deadline - self.warn:
+            return DeadlineState.AT_RISK, deadline, terms
+        if ahead is None:
+            return DeadlineState.ON_TIME, deadline, terms  # a fixed ETA: only the deadline changes the state
+        return DeadlineState.ON_TIME, min(deadline, deadline - self.warn - ahead), terms
+
+
 def learned_duration(samples: Iterable[float]) -> float | None:
     """Rule 5's learned duration of these run times (seconds), or None with too few samples."""
     values = sorted(s for s in samples if s >= 0)
@@ -161,7 +266,10 @@ def _grid_points(grid: Grid, end: datetime, start: datetime) -> tuple[str, ...]:
 
 
 @dataclass
-class _Pass:
+class Judging:
+    """One pass's reading of the view for rules 3-5, memoised per (DAG, partition): a DAG's upstream partitions are
+    shared by many of its dependents' partitions. Built per pass (full or incremental), never kept."""
+
     graph: Graph
     view: View
     now: datetime
@@ -173,14 +281,21 @@ class _Pass:
     #: their descendants. Everything else skips rule 3's search (nearly every DAG on a healthy day).
     tainted: frozenset[NodeId] = frozenset()
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
-    _etas: dict[tuple[NodeId, str], datetime | None] = field(default_factory=dict)
+    _etas: dict[tuple[NodeId, str], Eta | None] = field(default_factory=dict)
+    _own: dict[NodeId, timedelta] = field(default_factory=dict)
 
     def duration(self, node: NodeId) -> timedelta:
-        spec = self.graph.dags.get(node)
-        rule = spec.expected_by if spec is not None else None
-        if rule is not None and rule.duration is not None:
-            return timedelta(seconds=rule.duration)
-        return timedelta(seconds=self.durations.get(node, 0.0))
+        """Rule 5's expected duration, once per DAG and pass (every partition of a DAG asks for it)."""
+        found = self._own.get(node)
+        if found is None:
+            spec = self.graph.dags.get(node)
+            rule = spec.expected_by if spec is not None else None
+            if rule is not None and rule.duration is not None:
+                found = timedelta(seconds=rule.duration)
+            else:
+                found = timedelta(seconds=self.durations.get(node, 0.0))
+            self._own[node] = found
+        return found
 
     def fact(self, node: NodeId, partition: str) -> RunFact | None:
         return self.view.runs.get((node, partition))
@@ -189,7 +304,11 @@ class _Pass:
         spec = self.graph.dags.get(node)
         if spec is None:
             return
+        mapped = self.graph.mapped_edges.get(node, ())
         for up in spec.upstreams:
+            if up not in mapped:  # equal dates: the common case needs no mapping (grid.upstream_partitions rule 1)
+                yield up, partition
+                continue
             for source_partition in self.graph.source_partitions(node, up, partition):
                 yield up, source_partition
 
@@ -227,39 +346,99 @@ class _Pass:
             return CauseReason.UNREACHABLE
         return None
 
-    def eta(self, node: NodeId, partition: str) -> datetime | None:
-        """Rule 4; None for a success without an end date (finished, time unknown)."""
+    def eta(self, node: NodeId, partition: str) -> Eta | None:
+        """Rule 4 as a form of ``now`` (:class:`Eta`); None for a success without an end date (finished, time
+        unknown)."""
         at = (node, partition)
         if at in self._etas:
             return self._etas[at]
         self._etas[at] = None
         fact = self.fact(node, partition)
-        result: datetime | None
+        result: Eta | None
         if fact is not None and fact.state is RunState.SUCCESS:
-            result = fact.end_date
+            result = Eta(None, fact.end_date) if fact.end_date is not None else None
         elif fact is not None and fact.state.active:
-            result = max(self.now, (fact.start_date or self.now) + self.duration(node))
+            own = self.duration(node)
+            result = Eta(_ZERO, fact.start_date + own) if fact.start_date is not None else Eta(own, None)
         else:
             spec = self.graph.dags.get(node)
-            ready = self.now
+            ahead, fixed = _ZERO, None  # ready: not before now
             if spec is None or not spec.upstreams:
-                ready = max(ready, window_end(spec.grid if spec is not None else None, partition))
+                fixed = window_end(spec.grid if spec is not None else None, partition)
             else:
+                latency = self.latency
                 for source in self.sources(node, partition):
                     up = self.eta(*source)
-                    if up is not None and up + self.latency > ready:
-                        ready = up + self.latency
-            result = ready + self.duration(node)
+                    if up is None:
+                        continue
+                    if up.ahead is not None and up.ahead + latency > ahead:
+                        ahead = up.ahead + latency
+                    if up.fixed is not None and (fixed is None or up.fixed + latency > fixed):
+                        fixed = up.fixed + latency
+            own = self.duration(node)
+            result = Eta(ahead + own, fixed + own if fixed is not None else None)
         self._etas[at] = result
         return result
 
 
-def _partitions(graph: Graph, view: View, node: NodeId, now: datetime, horizon: timedelta) -> Sequence[str]:
+def _partitions(graph: Graph, view: View, node: NodeId, now: datetime, horizon: timedelta,
+                ungridded: Mapping[NodeId, set[str]]) -> Sequence[str]:  # fmt: skip
     spec = graph.dags[node]
     if spec.grid is not None:
         return grid_partitions(spec.grid, now, horizon)
-    near = {node, *spec.upstreams}
-    return sorted(p for p, nodes in view.partitions.items() if not near.isdisjoint(nodes))
+    return sorted(ungridded.get(node, ()))
+
+
+def ancestors(graph: Graph, nodes: Iterable[NodeId]) -> set[NodeId]:
+    """Every DAG ``nodes`` reach through success edges upwards (their upstreams, theirs, ...), in one walk."""
+    seen: set[NodeId] = set()
+    stack = list(nodes)
+    while stack:
+        spec = graph.dags.get(stack.pop())
+        for up in spec.upstreams if spec is not None else ():
+            if up not in seen:
+                seen.add(up)
+                stack.append(up)
+    return seen
+
+
+def fed_partitions(graph: Graph, source: NodeId, partition: str) -> Iterable[tuple[NodeId, str]]:
+    """The (DAG, partition) pairs that need ``source``'s ``partition`` directly, through the grid mappings."""
+    mapped = graph.mapped_targets.get(source, ())
+    for child in graph.downstreams.get(source, ()):
+        if child in mapped:
+            for target in graph.target_partitions(child, source, partition):
+                yield child, target
+        else:
+            yield child, partition
+
+
+def ungridded_scopes(graph: Graph, view: View, targets: Iterable[NodeId]) -> dict[NodeId, set[str]]:
+    """Rule 1 for the DAGs without a grid among ``targets``: the partitions where the DAG or any of its ancestors
+    has a fact, each ancestor's partition mapped down the edges to the DAG's own (a failure two hops up an
+    ungridded chain, where nothing below it ran, still gives the DAG that partition)."""
+    wanted = [node for node in targets if graph.dags[node].grid is None]
+    if not wanted:
+        return {}
+    relevant = set(wanted) | ancestors(graph, wanted)
+    reach: dict[NodeId, set[str]] = {node: set() for node in relevant}
+    for partition, nodes in view.partitions.items():
+        for node in nodes:
+            if node in reach:
+                reach[node].add(partition)
+    for node in graph.topo_order:  # upstreams first: each DAG's set is complete before it is pushed down
+        if node not in relevant:
+            continue
+        mapped = graph.mapped_targets.get(node, ())
+        for child in graph.downstreams.get(node, ()):
+            if child not in relevant:
+                continue
+            if child in mapped:
+                for partition in reach[node]:
+                    reach[child].update(graph.target_partitions(child, node, partition))
+            else:
+                reach[child] |= reach[node]
+    return {node: reach[node] for node in wanted}
 
 
 def deadline_states(
@@ -276,60 +455,79 @@ def deadline_states(
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
     """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
     replaces rule 1's scope with these (``why`` about one partition, however old)."""
-    targets = [node for node in graph.topo_order if graph.dags[node].expected_by is not None]
-    if not targets:
+    wanted = targets(graph)
+    if not wanted:
         return {}
     if durations is None:
         durations = learned_durations(view, graph.dags)
     if partitions is not None:
         partitions = tuple(partitions)
-    run = _Pass(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
+    run = Judging(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
+    ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
+    runs = view.runs
     result: dict[tuple[NodeId, str], DeadlineStatus] = {}
-    for node in targets:
+    for node in wanted:
         spec = graph.dags[node]
         rule = spec.expected_by
         assert rule is not None
-        scope = _partitions(graph, view, node, now, horizon) if partitions is None else partitions
+        warn = timedelta(seconds=rule.warn)
+        scope = _partitions(graph, view, node, now, horizon, ungridded) if partitions is None else partitions
         for partition in scope:
             if rule.applies(partition):
-                result[(node, partition)] = _status(run, node, partition, rule.deadline(spec.grid, partition),
-                                                    timedelta(seconds=rule.warn))  # fmt: skip
+                deadline = rule.deadline(spec.grid, partition)
+                fact = runs.get((node, partition))
+                if fact is not None and fact.state is RunState.SUCCESS:  # most of them: no judgement object needed
+                    result[(node, partition)] = succeeded(node, partition, deadline, fact)
+                else:
+                    result[(node, partition)] = judge(run, node, partition, deadline, warn).status(now)
     return result
 
 
+def targets(graph: Graph) -> list[NodeId]:
+    """The DAGs with an ``expected_by``, upstreams first."""
+    return [node for node in graph.topo_order if graph.dags[node].expected_by is not None]
+
+
 def _tainted(graph: Graph, view: View, paused: frozenset[NodeId], unreachable: frozenset[str]) -> frozenset[NodeId]:
-    """Every DAG rule 3 could find a cause at or above (see ``_Pass.tainted``)."""
+    """Every DAG rule 3 could find a cause at or above (see ``Judging.tainted``)."""
     roots = {node for (node, _), fact in view.runs.items() if fact.state is RunState.FAILED}
     roots |= {node for (node, _), fact in view.ledger.items() if fact.status is TriggerStatus.ERROR}
     roots |= paused | {node for node in graph.dags if node.instance in unreachable}
+    return tainted_by(graph, roots)
+
+
+def tainted_by(graph: Graph, roots: Iterable[NodeId]) -> frozenset[NodeId]:
+    """``roots`` and every DAG below them through success edges (one walk, each DAG visited once)."""
     found = set(roots)
-    for node in roots:
-        if node in graph.dags:
-            found |= graph.descendants(node)
+    stack = [node for node in found if node in graph.dags]
+    while stack:
+        for child in graph.downstreams.get(stack.pop(), ()):
+            if child not in found:
+                found.add(child)
+                stack.append(child)
     return frozenset(found)
 
 
-def _status(run: _Pass, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> DeadlineStatus:
+def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -> DeadlineStatus:
+    """Rule 2 for a success: ``on_time`` or ``late`` for good."""
+    end = fact.end_date
+    if end is not None and end > deadline:
+        lateness = (end - deadline).total_seconds()
+        return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
+    slack = (deadline - end).total_seconds() if end is not None else 0.0
+    return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
+
+
+def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
+    """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`)."""
     fact = run.fact(node, partition)
     if fact is not None and fact.state is RunState.SUCCESS:
-        end = fact.end_date
-        if end is not None and end > deadline:
-            lateness = (end - deadline).total_seconds()
-            return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
-        slack = (deadline - end).total_seconds() if end is not None else 0.0
-        return DeadlineStatus(node, partition, DeadlineState.ON_TIME, deadline, end, None, slack, succeeded=True)
+        return Judgement(node, partition, deadline, warn, succeeded(node, partition, deadline, fact))
     cause = run.cause(node, partition)
-    if run.now > deadline:
-        return DeadlineStatus(node, partition, DeadlineState.MISSED, deadline, None, cause,
-                              (deadline - run.now).total_seconds())  # fmt: skip
-    if cause is not None:
-        return DeadlineStatus(node, partition, DeadlineState.BLOCKED, deadline, None, cause,
-                              (deadline - run.now).total_seconds())  # fmt: skip
-    eta = run.eta(node, partition) or run.now
-    slack = (deadline - eta).total_seconds()
-    state = DeadlineState.AT_RISK if eta > deadline - warn else DeadlineState.ON_TIME
-    return DeadlineStatus(node, partition, state, deadline, eta, None, slack)
+    if cause is not None or run.now > deadline:  # blocked, or missed for good: no prediction needed
+        return Judgement(node, partition, deadline, warn, None, cause)
+    return Judgement(node, partition, deadline, warn, None, None, run.eta(node, partition))
 
 
 class DeadlineRecord(BaseModel):

@@ -218,6 +218,7 @@ class Watcher:
         if batch.relisted:
             self.metrics.relists.inc()
             log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
+            self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
@@ -506,8 +507,7 @@ class _ViewSink:
         self.view.load(0, ())
         self.floor = None
         if self.deadlines is not None:
-            self.deadlines.records.clear()
-            self.deadlines.revisions.clear()
+            self.deadlines.clear()
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)

@@ -1,0 +1,519 @@
+"""Incremental deadline passes: the leader's cache of every (DAG, partition) status, invalidated explicitly
+(semantics rule 13, "an incremental pass equals a full pass").
+
+Level-triggered like a client-go informer cache: the cache holds one :class:`~coordinator.core.deadlines.Judgement`
+per (DAG with an ``expected_by``, partition) in scope and, per status, the instant up to which the clock alone cannot
+change its state (``Judgement.holds_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
+the changed keys are inputs.
+
+Rules:
+1. :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``); :meth:`DeadlineCache.update`
+   judges again only:
+   a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
+      at ``now`` (``deadlines`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
+      scheduled at its next instant;
+   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
+   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: every (descendant,
+      partition it maps to) through the success edges (``deadlines.fed_partitions``), transitively, that has a
+      status, or that an ungridded DAG gains (rule 1 of ``deadlines``: only from a key the view indexes);
+   d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
+      them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
+      of everything below them;
+   e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
+      when ``now`` went back, or for a new graph, latency or horizon (a new cache).
+2. Nothing else can change: a status is a function of its own and its ancestors' facts through the mappings, their
+   durations, the paused and unreachable sets and ``now`` (``deadlines`` rules 2-5), and (c) and (d) cover every
+   one of those inputs; (a) covers ``now``.
+3. Learned durations are kept per DAG from the facts (``deadlines`` rule 5): a success, a rerun or a deletion
+   changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
+4. Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states only the statuses whose state
+   changed or that entered the scope since the last call, the keys whose record changed, and those that differed
+   last time; every other status equalled its record then and neither side moved, so the list equals
+   ``deadlines.transitions`` over every status.
+5. The metric counts per (instance, dag, state) and the least slack of the open statuses are kept as statuses change
+   (the slack through two heaps of ``Judgement.slack_terms``); an update reports only the counts that moved.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from bisect import bisect_left, insort
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from coordinator.core.deadlines import (
+    DEFAULT_HORIZON,
+    DEFAULT_LATENCY,
+    LEARN_SAMPLES,
+    DeadlineRecord,
+    DeadlineState,
+    DeadlineStatus,
+    Judgement,
+    Judging,
+    Transition,
+    ancestors,
+    fed_partitions,
+    grid_partitions,
+    judge,
+    learned_duration,
+    tainted_by,
+    targets,
+    ungridded_scopes,
+)
+from coordinator.core.graph import Graph
+from coordinator.core.grid import Grid
+from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus, partition_datetime
+from coordinator.core.spec.deadline import ExpectedBy
+from coordinator.core.view import RunFact, View
+
+Key = tuple[NodeId, str]
+#: (instance, dag, state) -> partitions: the ``coordinator_deadline_partitions`` gauge's labels and value.
+Count = tuple[str, str, str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class CacheUpdate:
+    """What one :meth:`DeadlineCache.update` (or rebuild) did and what the metrics need."""
+
+    full: bool
+    #: Statuses judged from the view (rule 1 b-e) and statuses only the clock moved (rule 1a).
+    judged: int
+    timed: int
+    #: Statuses whose state changed, that entered or left the scope.
+    changed: frozenset[Key]
+    #: Full: every (instance, dag, state) count; otherwise only those that moved (0: none left).
+    counts: tuple[Count, ...]
+    #: The least slack (seconds) of the statuses not yet succeeded; None without any.
+    min_slack: float | None
+
+
+@dataclass
+class _History:
+    """One DAG's successes with a start and an end (rule 3): partitions in order, and run time in seconds."""
+
+    order: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def top(self) -> list[float]:
+        return [self.seconds[p] for p in self.order[-LEARN_SAMPLES:]]
+
+    def in_top(self, partition: str) -> bool:
+        return partition in self.seconds and bisect_left(self.order, partition) >= len(self.order) - LEARN_SAMPLES
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    rule: ExpectedBy
+    grid: Grid | None
+    warn: timedelta
+
+
+class DeadlineCache:
+    """Rules 1-5 for one graph, latency and horizon (a change of any: a new cache)."""
+
+    def __init__(self, graph: Graph, *, latency: timedelta = DEFAULT_LATENCY, horizon: timedelta = DEFAULT_HORIZON):
+        self.graph = graph
+        self.latency = latency
+        self.horizon = horizon
+        self._targets: dict[NodeId, _Target] = {}
+        self._by_grid: dict[Grid, list[NodeId]] = {}
+        for node in targets(graph):
+            spec = graph.dags[node]
+            assert spec.expected_by is not None
+            self._targets[node] = _Target(spec.expected_by, spec.grid, timedelta(seconds=spec.expected_by.warn))
+            if spec.grid is not None:
+                self._by_grid.setdefault(spec.grid, []).append(node)
+        self._ungridded = frozenset(n for n, t in self._targets.items() if t.grid is None)
+        # Rule 3: only DAGs an ETA reads and whose duration is not fixed learn one.
+        relevant = set(self._targets) | ancestors(graph, self._targets)
+        self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
+        self.built = False
+        self.now: datetime | None = None
+        self._reset(frozenset(), frozenset())
+
+    def _reset(self, paused: frozenset[NodeId], unreachable: frozenset[str]) -> None:
+        self._paused, self._unreachable = paused, unreachable
+        self._entries: dict[Key, Judgement] = {}
+        self._states: dict[Key, DeadlineState] = {}
+        self._when: dict[Key, datetime] = {}
+        # Heap items carry a unique sequence number after the time: many statuses share a deadline, and a tie must
+        # never fall through to comparing the keys (NodeId's generated ordering: ~1 us per comparison).
+        self._seq = itertools.count()
+        self._heap: list[tuple[datetime, int, Key]] = []
+        self._slack: dict[Key, tuple[datetime | None, timedelta | None]] = {}
+        self._moving: list[tuple[datetime, int, Key]] = []  # slack = x - now
+        self._fixed: list[tuple[timedelta, int, Key]] = []  # slack = c
+        self._open: dict[NodeId, set[str]] = {}
+        self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
+        self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
+        self._changed: set[Key] = set()
+        self._pending: set[Key] = set()  # state changed or new since the last transitions() (rule 4)
+        self._mismatch: set[Key] = set()
+        self._points: dict[Grid, tuple[str, ...]] = {}
+        self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
+        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one held
+        self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
+        self._history: dict[NodeId, _History] = {}
+        self._durations: dict[NodeId, float] = {}
+        self._failing: dict[NodeId, set[str]] = {}
+        self._tainted: frozenset[NodeId] = frozenset()
+
+    # -- reading -------------------------------------------------------------------------------------------------
+
+    def statuses(self) -> dict[Key, DeadlineStatus]:
+        """Every status at the last update's ``now`` (reads them all: ``status``, tests)."""
+        now = self.now
+        assert now is not None
+        return {at: judgement.status(now) for at, judgement in self._entries.items()}
+
+    @property
+    def durations(self) -> Mapping[NodeId, float]:
+        return self._durations
+
+    def min_slack(self) -> float | None:
+        """Rule 5: ``min(x - now, c)`` over the open statuses, from the top of two lazily cleaned heaps."""
+        now = self.now
+        assert now is not None
+        found: timedelta | None = None
+        while self._moving and self._slack.get(self._moving[0][2], (None, None))[0] != self._moving[0][0]:
+            heapq.heappop(self._moving)
+        while self._fixed and self._slack.get(self._fixed[0][2], (None, None))[1] != self._fixed[0][0]:
+            heapq.heappop(self._fixed)
+        if self._moving:
+            found = self._moving[0][0] - now
+        if self._fixed and (found is None or self._fixed[0][0] < found):
+            found = self._fixed[0][0]
+        return found.total_seconds() if found is not None else None
+
+    def transitions(
+        self, recorded: Mapping[Key, DeadlineRecord], record_changes: Iterable[Key] = ()
+    ) -> list[Transition]:
+        """Rule 4: ``deadlines.transitions(self.statuses(), recorded)``, reading only what moved."""
+        now = self.now
+        assert now is not None
+        found: list[Transition] = []
+        mismatch: set[Key] = set()
+        for at in sorted(self._mismatch | self._pending | set(record_changes)):
+            judgement = self._entries.get(at)
+            if judgement is None:
+                continue
+            record = recorded.get(at)
+            previous = record.state if record is not None else DeadlineState.ON_TIME
+            if self._states[at] is not previous:
+                mismatch.add(at)
+                found.append(Transition(judgement.status(now), previous, (record.sequence + 1) if record else 1))
+        self._mismatch = mismatch
+        self._pending = set()
+        return found
+
+    # -- writing -------------------------------------------------------------------------------------------------
+
+    def rebuild(
+        self, view: View, now: datetime, *, paused: frozenset[NodeId] = frozenset(),
+        unreachable: frozenset[str] = frozenset(),
+    ) -> CacheUpdate:  # fmt: skip
+        """Judge everything (rule 1e)."""
+        self._reset(paused, unreachable)
+        self.now = now
+        for (node, partition), fact in view.runs.items():
+            if fact.state is RunState.SUCCESS:
+                if node in self._learning and fact.start_date is not None and fact.end_date is not None:
+                    history = self._history.setdefault(node, _History())
+                    history.seconds[partition] = (fact.end_date - fact.start_date).total_seconds()
+            elif fact.state is RunState.FAILED:
+                self._failing.setdefault(node, set()).add(partition)
+        for (node, partition), entry in view.ledger.items():
+            if entry.status is TriggerStatus.ERROR:
+                self._failing.setdefault(node, set()).add(partition)
+        for node, history in self._history.items():
+            history.order = sorted(history.seconds)
+            value = learned_duration(history.top())
+            if value is not None:
+                self._durations[node] = value
+        self._tainted = tainted_by(self.graph, self._roots())
+        work: list[Key] = []
+        for grid, nodes in self._by_grid.items():
+            points = grid_partitions(grid, now, self.horizon)
+            self._set_points(grid, points, _key(now.replace(second=0, microsecond=0)), None)
+            work += [(n, p) for n in nodes for p in points if self._targets[n].rule.applies(p)]
+        self._scope = ungridded_scopes(self.graph, view, self._ungridded)
+        for node, scope in self._scope.items():
+            work += [(node, p) for p in sorted(scope) if self._targets[node].rule.applies(p)]
+        self._judge(view, now, work)
+        self.built = True
+        counts = _labels((k, v) for k, v in self._counts.items() if v)
+        return self._finish(True, len(work), 0, counts)
+
+    def update(
+        self, view: View, now: datetime, changed: Iterable[Key] | None, *,
+        paused: frozenset[NodeId] = frozenset(), unreachable: frozenset[str] = frozenset(),
+    ) -> CacheUpdate:  # fmt: skip
+        """Rule 1: what ``changed`` (the (DAG, partition) keys whose facts changed since the last update; None:
+        unknown) and the clock moved since the last update."""
+        if not self.built or changed is None or self.now is None or now < self.now:
+            return self.rebuild(view, now, paused=paused, unreachable=unreachable)
+        keys = set(changed)
+        dirty_nodes: set[NodeId] = set()  # paused or unreachable moved: every open status below is judged again
+        slower: set[NodeId] = set()  # a learned duration moved: only the statuses with a prediction below
+        roots_moved = False
+        for node, partition in keys:
+            fact = view.runs.get((node, partition))
+            entry = view.ledger.get((node, partition))
+            failing = (fact is not None and fact.state is RunState.FAILED) or (
+                entry is not None and entry.status is TriggerStatus.ERROR
+            )
+            held = self._failing.get(node)
+            if failing != (held is not None and partition in held):
+                before = bool(held)
+                if failing:
+                    self._failing.setdefault(node, set()).add(partition)
+                else:
+                    assert held is not None
+                    held.discard(partition)
+                roots_moved |= before != bool(self._failing.get(node))
+            if node in self._learning and self._learn(node, partition, fact):
+                slower.add(node)  # rule 1d
+        if paused != self._paused or unreachable != self._unreachable:
+            flipped = self._unreachable ^ unreachable
+            moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
+            self._paused, self._unreachable = paused, unreachable
+            dirty_nodes |= moved
+            roots_moved |= bool(moved)
+        if roots_moved:
+            self._tainted = tainted_by(self.graph, self._roots())
+        work: set[Key] = set()
+        self._roll(now, work)  # rule 1b
+        below = tainted_by(self.graph, dirty_nodes) if dirty_nodes else frozenset()
+        for node in below:
+            work.update((node, p) for p in self._open.get(node, ()))
+        entries = self._entries
+        for node in tainted_by(self.graph, slower).difference(below) if slower else ():
+            # A blocked or missed status has no prediction: a duration cannot change it.
+            work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
+        present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
+        for at in _below(self.graph, present):  # rule 1c, with the partitions ungridded DAGs gain
+            if at in self._entries:
+                work.add(at)
+            elif at[0] in self._ungridded:
+                node, partition = at
+                scope = self._scope.setdefault(node, set())
+                if partition not in scope:
+                    scope.add(partition)
+                    if self._targets[node].rule.applies(partition):
+                        work.add(at)
+        if len(present) != len(keys):
+            absent = keys.difference(present)
+            work.update(at for at in _below(self.graph, absent) if at in self._entries)
+        self.now = now
+        self._judge(view, now, work)  # in any order: each judgement reads the view, never another's
+        timed = 0
+        heap, when = self._heap, self._when
+        while heap and heap[0][0] < now:  # rule 1a
+            instant, _, at = heapq.heappop(heap)
+            if when.get(at) != instant:
+                continue  # judged again since it was scheduled, or dropped
+            timed += 1
+            self._admit(at, self._entries[at], now)
+        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
+        return self._finish(False, len(work), timed, counts)
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _finish(self, full: bool, judged: int, timed: int, counts: tuple[Count, ...]) -> CacheUpdate:
+        changed = frozenset(self._changed)
+        self._changed = set()
+        self._moved_counts = set()
+        self._compact()
+        return CacheUpdate(full, judged, timed, changed, counts, self.min_slack())
+
+    def _roots(self) -> set[NodeId]:
+        roots = {node for node, partitions in self._failing.items() if partitions}
+        return roots | self._paused | {n for n in self.graph.dags if n.instance in self._unreachable}
+
+    def _learn(self, node: NodeId, partition: str, fact: RunFact | None) -> bool:
+        """Rule 3: keep ``node``'s history current; True when its learned duration changed."""
+        seconds: float | None = None
+        if fact is not None and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
+            seconds = (fact.end_date - fact.start_date).total_seconds()
+        history = self._history.setdefault(node, _History())
+        old = history.seconds.get(partition)
+        if old == seconds:
+            return False
+        counted = history.in_top(partition)
+        if old is None:
+            insort(history.order, partition)
+        if seconds is None:
+            del history.seconds[partition]
+            history.order.pop(bisect_left(history.order, partition))
+        else:
+            history.seconds[partition] = seconds
+        if not (counted or history.in_top(partition)):
+            return False
+        value = learned_duration(history.top())
+        if value == self._durations.get(node):
+            return False
+        if value is None:
+            self._durations.pop(node, None)
+        else:
+            self._durations[node] = value
+        return True
+
+    def _roll(self, now: datetime, work: set[Key]) -> None:
+        """Rule 1b: the grid points that entered the horizon are judged, those that left it dropped. The same points
+        as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking forward from
+        the last point held, so a pass that crosses no grid point reads no cron expression."""
+        end = now.replace(second=0, microsecond=0)
+        start = now - self.horizon
+        floor = start.replace(second=0, microsecond=0)
+        start_key = _key(floor if floor == start else floor + timedelta(minutes=1))
+        end_key = _key(end)
+        for grid, nodes in self._by_grid.items():
+            old = self._points.get(grid, ())
+            following = self._following.get(grid)
+            if not old or following is None or start_key > self._ends[grid]:
+                points = grid_partitions(grid, now, self.horizon)  # nothing to walk from, or a jump past it all
+                following = None
+            else:
+                entered_points: list[str] = []
+                while following <= end:
+                    entered_points.append(_key(following))
+                    following = grid.next(following)
+                cut = bisect_left(old, start_key)
+                if not entered_points and not cut:
+                    self._ends[grid] = end_key
+                    continue
+                points = old[cut:] + tuple(entered_points)
+            self._set_points(grid, points, end_key, following)
+            if points == old:
+                continue
+            kept = set(points)
+            left = [p for p in old if p not in kept]
+            entered = kept.difference(old)
+            for node in nodes:
+                for partition in left:
+                    self._drop((node, partition))
+                rule = self._targets[node].rule
+                work.update((node, p) for p in entered if rule.applies(p))
+
+    def _set_points(self, grid: Grid, points: tuple[str, ...], end_key: str, following: datetime | None) -> None:
+        self._points[grid] = points
+        self._ends[grid] = end_key
+        if following is None and points:
+            following = grid.next(partition_datetime(points[-1]))
+        self._following[grid] = following
+
+    def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
+        run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
+        run.tainted = self._tainted
+        targets_, entries = self._targets, self._entries
+        for at in work:
+            node, partition = at
+            target = targets_[node]
+            held = entries.get(at)
+            # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
+            # than through the rule's cache, which hashes the rule and the grid at every call.
+            deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
+            self._admit(at, judge(run, node, partition, deadline, target.warn), now)
+
+    def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
+        """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
+        node, partition = at
+        self._entries[at] = judgement
+        final = judgement.final
+        if final is not None and at not in self._states:  # a new success (most of a rebuild): nothing to schedule
+            self._states[at] = final.state
+            self._count(node, final.state, 1)
+            self._changed.add(at)
+            self._pending.add(at)
+            return
+        state, until, terms = judgement.timing(now)
+        old = self._states.get(at)
+        if state is not old:
+            self._states[at] = state
+            self._count(node, old, -1)
+            self._count(node, state, 1)
+            self._changed.add(at)
+            self._pending.add(at)
+        when = self._when
+        if until is None:
+            when.pop(at, None)
+        elif when.get(at) != until:
+            when[at] = until
+            heapq.heappush(self._heap, (until, next(self._seq), at))
+        slack = self._slack
+        if terms == (None, None):
+            slack.pop(at, None)
+        elif slack.get(at) != terms:
+            slack[at] = terms
+            if terms[0] is not None:
+                heapq.heappush(self._moving, (terms[0], next(self._seq), at))
+            if terms[1] is not None:
+                heapq.heappush(self._fixed, (terms[1], next(self._seq), at))
+        if judgement.final is None:
+            self._open.setdefault(node, set()).add(partition)
+        else:
+            held = self._open.get(node)
+            if held is not None:
+                held.discard(partition)
+
+    def _drop(self, at: Key) -> None:
+        judgement = self._entries.pop(at, None)
+        if judgement is None:
+            return
+        self._count(at[0], self._states.pop(at), -1)
+        self._changed.add(at)
+        self._pending.discard(at)
+        self._mismatch.discard(at)
+        self._when.pop(at, None)
+        self._slack.pop(at, None)
+        held = self._open.get(at[0])
+        if held is not None:
+            held.discard(at[1])
+
+    def _count(self, node: NodeId, state: DeadlineState | None, delta: int) -> None:
+        if state is None:
+            return
+        label = (node, state)
+        self._counts[label] = self._counts.get(label, 0) + delta
+        self._moved_counts.add(label)
+
+    def _compact(self) -> None:
+        """Lazily deleted heap entries are dropped once they outnumber the live ones (bounded memory)."""
+        live = len(self._entries) + 1024
+        if len(self._heap) > 2 * live:
+            self._heap = [(t, next(self._seq), at) for at, t in self._when.items()]
+            heapq.heapify(self._heap)
+        if len(self._moving) + len(self._fixed) > 4 * live:
+            self._moving = [(x, next(self._seq), at) for at, (x, _) in self._slack.items() if x is not None]
+            self._fixed = [(c, next(self._seq), at) for at, (_, c) in self._slack.items() if c is not None]
+            heapq.heapify(self._moving)
+            heapq.heapify(self._fixed)
+
+
+def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:
+    """The gauge's (instance, dag, state, partitions), sorted: labels are built only for what is reported."""
+    return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
+
+
+def _key(at: datetime) -> str:
+    return at.strftime(PARTITION_FORMAT)
+
+
+def _fixed(graph: Graph, node: NodeId) -> int | None:
+    spec = graph.dags.get(node)
+    rule = spec.expected_by if spec is not None else None
+    return rule.duration if rule is not None else None
+
+
+def _below(graph: Graph, origins: Iterable[Key]) -> set[Key]:
+    """``origins`` and every (DAG, partition) that needs one of them, transitively (rule 1c)."""
+    seen = set(origins)
+    stack = list(seen)
+    while stack:
+        for at in fed_partitions(graph, *stack.pop()):
+            if at not in seen:
+                seen.add(at)
+                stack.append(at)
+    return seen
