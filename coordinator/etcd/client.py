@@ -252,6 +252,17 @@ class EtcdStore:
         )
         return [bytes(kv.key).decode() for kv in response.kvs]
 
+    async def newest(self, prefix: str, limit: int, *, revision: int, below: str | None = None) -> list[KV]:
+        """The ``limit`` greatest keys under ``prefix`` with their values, greatest first, at ``revision``; with
+        ``below``, only keys less than it (the next page of a walk back in time through one DAG's partitions)."""
+        end = encode(below) if below is not None else range_end(encode(prefix))
+        request = rpc.RangeRequest(
+            key=encode(prefix), range_end=end, limit=limit, revision=revision,
+            sort_order=rpc.RangeRequest.DESCEND, sort_target=rpc.RangeRequest.KEY,
+        )  # fmt: skip
+        response = await self.call("newest", lambda c: c.kv.Range(request, timeout=self.timeout_s, metadata=c.metadata))
+        return [to_kv(kv) for kv in response.kvs]
+
     async def put(self, key: str, value: bytes, *, lease: int | None = None) -> int:
         """Write unconditionally (bound to ``lease`` if given: deleted when it expires); return the revision."""
         request = rpc.PutRequest(key=encode(key), value=value, lease=lease or 0)

@@ -9,7 +9,10 @@ Rules:
    b. the whole prefix only before the first adoption (it counts the whole history);
    c. with either, the leader's recorded deadline transitions of the partition (``{prefix}/deadlines/...``): a
       paused DAG or an unreachable instance is a cause only the leader sees, and the page shows its judgement as
-      ``status`` does (``deadline_report.leader_status``).
+      ``status`` does (``deadline_report.leader_status``);
+   d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
+      (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
+      ``status`` computes from the whole store (one ranged read per DAG, rarely two).
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -19,6 +22,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,10 +32,10 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
-from coordinator.core.deadlines import DeadlineRecord, deadline_states
+from coordinator.core.deadlines import LEARN_SAMPLES, DeadlineRecord, deadline_states
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, NodeId, canonical_partition, is_canonical_partition
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
@@ -45,6 +49,7 @@ from coordinator.spec_file import load_spec
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore
+    from coordinator.etcd.types import KV
 
 log = logging.getLogger(__name__)
 TITLE = "Dependencies"
@@ -110,10 +115,63 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
             wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
             wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
         _, found = await store.get_many(wanted, revision=revision)
+        if chosen is not None:
+            found += await _learning_history(store, keys, graph, revision)
     facts = [(kv.key, kv.value, kv.mod_revision) for kv in found if not kv.key.startswith(keys.deadlines)]
     view.load(revision, [*items, *facts])
     recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
     return PartitionRead(view, graph, chosen, offered, recorded)
+
+
+#: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
+LEARN_PAGE = 2 * LEARN_SAMPLES
+#: DAGs walked at once (each walk is one ranged read, rarely two).
+LEARN_CONCURRENCY = 32
+
+
+def learning_dags(graph: Graph) -> set[NodeId]:
+    """Rule 1d: the DAGs whose learned duration a deadline's ETA may use (semantics rule 13, rules 4-5): every DAG
+    with ``expected_by`` but no fixed duration, and every ancestor of one with ``expected_by`` (an upstream's
+    duration delays the ETA; a DAG without ``expected_by`` has no fixed duration)."""
+    cone: set[NodeId] = set()
+    work = [node for node, spec in graph.dags.items() if spec.expected_by is not None]
+    while work:
+        node = work.pop()
+        if node not in cone:
+            cone.add(node)
+            work += graph.dags[node].upstreams
+    return {node for node in cone if (rule := graph.dags[node].expected_by) is None or rule.duration is None}
+
+
+async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[KV]:
+    """Rule 1d: for each learning DAG, its newest run states back to its latest ``LEARN_SAMPLES`` successes with a
+    start and an end (or its oldest), so the learned durations are those ``status`` computes from everything."""
+    gate = asyncio.Semaphore(LEARN_CONCURRENCY)
+
+    async def walk(node: NodeId) -> list[KV]:
+        base = f"{keys.runs}{node.instance}/{node.dag_id}/"
+        found: list[KV] = []
+        learned, below = 0, None
+        async with gate:
+            while True:
+                page = await store.newest(base, LEARN_PAGE, revision=revision, below=below)
+                found += page
+                learned += sum(1 for kv in page if _learns(kv.value))
+                if len(page) < LEARN_PAGE or learned >= LEARN_SAMPLES:
+                    return found
+                below = page[-1].key
+
+    walks = await asyncio.gather(*(walk(node) for node in sorted(learning_dags(graph))))
+    return [kv for found in walks for kv in found]
+
+
+def _learns(value: bytes) -> bool:
+    """A success with a start and an end: what rule 5 learns from (a bad value learns nothing)."""
+    try:
+        record = RunRecord.model_validate_json(value)
+    except ValidationError:
+        return False
+    return record.state is RunState.SUCCESS and record.start_date is not None and record.end_date is not None
 
 
 #: Root DAGs whose newest run states name the partitions the picker offers (one small ranged read each).
