@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from coordinator.core.canonical import done_ledger_fields, run_fields
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.model import (
@@ -293,18 +294,35 @@ class View:
                 continue
             if mod_rev > top:
                 top = mod_rev
+            # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
+            # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
             record: RunRecord | TriggerRecord | None
             if kind == 1:
-                record, _ = parse_run_record(value)
-                if record is not None:
+                fast = run_fields(value)
+                if fast is not None:
+                    state, run_id, clear, source, start, end = fast
+                    fact = RunFact(state, intern(run_id), clear, mod_rev, intern(source), start, end)
+                    facts[(node, partition)] = fact
+                else:
+                    record, _ = parse_run_record(value)
+                    if record is None:
+                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
+                        continue
                     facts[(node, partition)] = run_of(record, mod_rev)
             else:
-                record, _ = parse_trigger_record(value)
-                if record is not None:
+                done = done_ledger_fields(value)
+                if done is not None:
+                    action, run_id, inputs, revs, intent, count, attempts, error, done_at = done
+                    ledger[(node, partition)] = LedgerFact(
+                        TriggerStatus.DONE, action, intern(run_id), names.setdefault(inputs, inputs), revs, mod_rev,
+                        intent, count, attempts, error, done_at,
+                    )  # fmt: skip
+                else:
+                    record, _ = parse_trigger_record(value)
+                    if record is None:
+                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
+                        continue
                     ledger[(node, partition)] = ledger_of(record, mod_rev, names)
-            if record is None:
-                self.apply(key, value, mod_rev)  # reports the problem, as for any key
-                continue
             at = index.get(partition)
             if at is None:
                 at = index[partition] = set()
