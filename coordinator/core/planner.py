@@ -264,9 +264,11 @@ class _PartitionPlanner:
     def _compute_fresh(self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None) -> bool:
         if fact is None or fact.state is not RunState.SUCCESS:
             return False
-        if spec.is_failure_handler:
+        # The fields, not the ``is_failure_handler`` / ``is_root`` properties: this runs for every DAG of every
+        # partition in a full pass (a million calls each at start-up on a big store).
+        if spec.on_failure_of:
             return ledger is None or fact.rev > ledger.intent_rev
-        if spec.is_root:
+        if not spec.upstreams:  # a root
             return True
         edges = self.graph.edge_inputs.get(node)
         if edges is not None:
@@ -287,13 +289,13 @@ class _PartitionPlanner:
                 f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
             )
             return False
-        runs = self.view.runs
+        if not mapped:  # every upstream read in this partition (rule 1): the hot path of a pass
+            return self._consumed_here(node, spec, fact, ledger, from_last_trigger)
         for up in spec.upstreams:
-            for q in self.sources(node, up) if mapped else (self.partition,):
-                # A fresh upstream has a success here (without grids: looked up directly, the hot path of a pass).
-                gen = self.at(q).generation(up) if mapped else runs[(up, q)].rev
+            for q in self.sources(node, up):
+                gen = self.at(q).generation(up)  # a fresh upstream has a success there
                 assert gen is not None
-                key = input_key(up, q, self.partition) if mapped else up.qualified
+                key = input_key(up, q, self.partition)
                 recorded = ledger.input(key) if ledger is not None else None
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
                 if not consumed:
@@ -303,6 +305,25 @@ class _PartitionPlanner:
                         f"{which} succeeded again at revision {gen} after {node} last ran ({used})"
                     )
                     return False
+        return True
+
+    def _consumed_here(
+        self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
+    ) -> bool:
+        """Rule 4's consumption check (the loop above) for a DAG without mapped edges, every upstream read in this
+        partition, with the lookups inlined: a full pass does this once per DAG and partition."""
+        runs, partition = self.view.runs, self.partition
+        names = ledger.input_names if ledger is not None else ()
+        revs = ledger.input_revs if ledger is not None else ()
+        for up in spec.upstreams:
+            gen = runs[(up, partition)].rev  # a fresh upstream has a success here
+            key = up.qualified
+            recorded = revs[names.index(key)] if key in names else None  # LedgerFact.input
+            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+            if not consumed:
+                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
+                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
+                return False
         return True
 
     # -- extended edges (rule 12) ------------------------------------------------------------------------------
@@ -460,7 +481,7 @@ class _PartitionPlanner:
         explain = self.explain
         # Without verdicts the common outcomes end here: a root never acts, and a fresh DAG's upstreams are all
         # fresh, so nothing below would act for it (failure handlers decide on their sources' failures instead).
-        if not explain and (spec.is_root or (fresh and not spec.is_failure_handler)):
+        if not explain and not spec.on_failure_of and (fresh or not spec.upstreams):  # a root, or fresh (no handler)
             return None, None
 
         def verdict(summary: str, *reasons: str, blocked: tuple[NodeId, ...] = (), due: bool = False) -> Verdict | None:
