@@ -18,14 +18,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from pydantic_core import from_json
 
 from coordinator.core.model import RunState, TriggerAction, TriggerStatus
 
-#: The JSON parser pydantic's ``validate_json`` itself uses, so both read the same text the same way.
-_parse_json = from_json
+#: The JSON parser pydantic's ``validate_json`` itself uses, so both read the same text the same way; values are not
+#: looked up in its string cache (run ids and sources are interned by the view, and the rest is not kept).
+_parse_json = partial(from_json, cache_strings="keys")
+
 
 #: ``YYYY-MM-DDTHH:MM:SS[.ffffff]`` in UTC (``Z`` or ``+00:00``): what ``dump_record`` and the plugin write. Any other
 #: form (another zone, a basic ISO form, fewer fraction digits...) is pydantic's to judge: ``datetime.fromisoformat``

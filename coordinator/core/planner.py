@@ -65,6 +65,10 @@ from coordinator.core.model import (
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
 
+#: Enum members read on the hot paths of a pass, as module constants: ``RunState.SUCCESS`` is a descriptor call in
+#: Python 3.11 (~45 ns), made for every DAG of every partition.
+_SUCCESS, _DONE = RunState.SUCCESS, TriggerStatus.DONE
+
 
 def plan(
     graph: Graph,
@@ -213,7 +217,7 @@ class _PartitionPlanner:
 
     def generation(self, node: NodeId) -> int | None:
         fact = self.run(node)
-        return fact.rev if fact is not None and fact.state is RunState.SUCCESS else None
+        return fact.rev if fact is not None and fact.state is _SUCCESS else None
 
     def inputs(self, spec: DagSpec) -> dict[str, int]:
         result: dict[str, int] = {}
@@ -262,7 +266,7 @@ class _PartitionPlanner:
         return cached
 
     def _compute_fresh(self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None) -> bool:
-        if fact is None or fact.state is not RunState.SUCCESS:
+        if fact is None or fact.state is not _SUCCESS:
             return False
         # The fields, not the ``is_failure_handler`` / ``is_root`` properties: this runs for every DAG of every
         # partition in a full pass (a million calls each at start-up on a big store).
@@ -459,7 +463,7 @@ class _PartitionPlanner:
         at = (node, self.partition)
         fact, ledger = self.view.runs.get(at), self.view.ledger.get(at)
         verdict, action = self._decide(node, fact, ledger)
-        if ledger is not None and ledger.status is not TriggerStatus.DONE:
+        if ledger is not None and ledger.status is not _DONE:
             # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
             # (crash between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger
             # never stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
