@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import pickle
 import subprocess
@@ -246,6 +247,24 @@ def test_node_id_pickles_without_its_hash() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, env=env, check=True, timeout=60)
     assert out.stdout.strip() == b"1"
+
+
+def test_node_id_keeps_its_value_behaviour() -> None:
+    """NodeId (a tuple underneath, hashed in C) still behaves as the (instance, dag_id) value it was: equality and
+    hash by both parts, ordering by instance then dag id, the same str/qualified/repr, immutable, copied and parsed
+    as before, never equal to a string or a pair of strings."""
+    a, b, c = NodeId("default", "b"), NodeId("default", "a"), NodeId("team", "a")
+    assert a == NodeId("default", "b") and hash(a) == hash(NodeId("default", "b")) and a != b
+    assert a not in ("default/b", ("default", "b"))
+    assert sorted([c, a, b]) == [b, a, c] and b < a < c
+    assert (str(a), a.qualified, str(c), c.qualified) == ("b", "default/b", "team/a", "team/a")
+    assert (c.instance, c.dag_id, repr(c)) == ("team", "a", "NodeId(instance='team', dag_id='a')")
+    assert NodeId.parse("team/a") == c and NodeId.parse("b") == a and copy.deepcopy(c) == c
+    assert {a: 1}[NodeId("default", "b")] == 1 and (a, "p") == (NodeId("default", "b"), "p")
+    with pytest.raises(AttributeError):
+        c.dag_id = "x"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="invalid dag id"):
+        NodeId.parse("team/bad id")
 
 
 def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytest.MonkeyPatch) -> None:
