@@ -168,6 +168,8 @@ class _PartitionPlanner:
     ) -> None:
         self.graph = graph
         self.view = view
+        #: The view's fact dicts (mutated in place, never replaced), read once per DAG in a pass: no attribute chain.
+        self._runs, self._ledger = view.runs, view.ledger
         self.activation = activation
         self.partition = partition
         #: False: verdicts (and the wording they need) are not built; decide returns (None, action).
@@ -210,10 +212,10 @@ class _PartitionPlanner:
     # -- facts -------------------------------------------------------------------------------------------------
 
     def run(self, node: NodeId) -> RunFact | None:
-        return self.view.runs.get((node, self.partition))
+        return self._runs.get((node, self.partition))
 
     def ledger(self, node: NodeId) -> LedgerFact | None:
-        return self.view.ledger.get((node, self.partition))
+        return self._ledger.get((node, self.partition))
 
     def generation(self, node: NodeId) -> int | None:
         fact = self.run(node)
@@ -316,7 +318,7 @@ class _PartitionPlanner:
     ) -> bool:
         """Rule 4's consumption check (the loop above) for a DAG without mapped edges, every upstream read in this
         partition, with the lookups inlined: a full pass does this once per DAG and partition."""
-        runs, partition = self.view.runs, self.partition
+        runs, partition = self._runs, self.partition
         names = ledger.input_names if ledger is not None else ()
         revs = ledger.input_revs if ledger is not None else ()
         for up in spec.upstreams:
@@ -461,7 +463,7 @@ class _PartitionPlanner:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
         # Both facts looked up once for the two steps (a pass does this for every DAG of every partition).
         at = (node, self.partition)
-        fact, ledger = self.view.runs.get(at), self.view.ledger.get(at)
+        fact, ledger = self._runs.get(at), self._ledger.get(at)
         verdict, action = self._decide(node, fact, ledger)
         if ledger is not None and ledger.status is not _DONE:
             # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
