@@ -185,6 +185,8 @@ def _same_as_pydantic(key: str, raw: bytes) -> None:
 @example(raw=b'{"state":"success","run_id":"r","start_date":"2026-01-01T00:00:00.5Z"}')
 @example(raw=b'{"state":"success","run_id":"r","clear_number":18446744073709551616}')
 @example(raw=b'{"state":"success","run_id":"r","state":"running"}')
+@example(raw=b'{"state":"success","run_id":"r","start_date":"0001-01-01T00:00:00Z","end_date":"0000-01-01T00:00:00Z"}')
+@example(raw=b'{"state":"success","run_id":"r","updated_at":"2023-02-29T00:00:00.000000+00:00"}')
 @example(raw=b'{"state":"success","run_id":"\\ud800"}')
 def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any run-state value, valid or not, well-formed JSON or not, loads into the same fact (times with the same
