@@ -168,8 +168,8 @@ class _PartitionPlanner:
     ) -> None:
         self.graph = graph
         self.view = view
-        #: The view's fact dicts (mutated in place, never replaced), read once per DAG in a pass: no attribute chain.
-        self._runs, self._ledger = view.runs, view.ledger
+        #: This partition's facts by DAG (``FactIndex.in_partition``), read once per DAG in a pass: no tuple key.
+        self._runs, self._ledger = view.runs.in_partition(partition), view.ledger.in_partition(partition)
         self.activation = activation
         self.partition = partition
         #: False: verdicts (and the wording they need) are not built; decide returns (None, action).
@@ -212,10 +212,10 @@ class _PartitionPlanner:
     # -- facts -------------------------------------------------------------------------------------------------
 
     def run(self, node: NodeId) -> RunFact | None:
-        return self._runs.get((node, self.partition))
+        return self._runs.get(node)
 
     def ledger(self, node: NodeId) -> LedgerFact | None:
-        return self._ledger.get((node, self.partition))
+        return self._ledger.get(node)
 
     def generation(self, node: NodeId) -> int | None:
         fact = self.run(node)
@@ -318,11 +318,11 @@ class _PartitionPlanner:
     ) -> bool:
         """Rule 4's consumption check (the loop above) for a DAG without mapped edges, every upstream read in this
         partition, with the lookups inlined: a full pass does this once per DAG and partition."""
-        runs, partition = self._runs, self.partition
+        runs = self._runs
         names = ledger.input_names if ledger is not None else ()
         revs = ledger.input_revs if ledger is not None else ()
         for up in spec.upstreams:
-            gen = runs[(up, partition)].rev  # a fresh upstream has a success here
+            gen = runs[up].rev  # a fresh upstream has a success here
             key = up.qualified
             recorded = revs[names.index(key)] if key in names else None  # LedgerFact.input
             consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
@@ -462,8 +462,7 @@ class _PartitionPlanner:
     def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
         # Both facts looked up once for the two steps (a pass does this for every DAG of every partition).
-        at = (node, self.partition)
-        fact, ledger = self._runs.get(at), self._ledger.get(at)
+        fact, ledger = self._runs.get(node), self._ledger.get(node)
         verdict, action = self._decide(node, fact, ledger)
         if ledger is not None and ledger.status is not _DONE:
             # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened

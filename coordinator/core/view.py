@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.core.canonical import done_ledger_fields, run_fields
+from coordinator.core.fact_index import FactIndex
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.model import (
@@ -210,8 +211,9 @@ class View:
 
     keys: KeyLayout
     revision: int = 0
-    runs: dict[tuple[NodeId, str], RunFact] = field(default_factory=dict)
-    ledger: dict[tuple[NodeId, str], LedgerFact] = field(default_factory=dict)
+    #: (DAG, partition) -> fact, held per partition (``core.fact_index``): no tuple key per fact.
+    runs: FactIndex[RunFact] = field(default_factory=FactIndex)
+    ledger: FactIndex[LedgerFact] = field(default_factory=FactIndex)
     #: (DAG, task id, partition) -> the task instance's latest state (rule 5).
     tasks: dict[tuple[NodeId, str, str], RunFact] = field(default_factory=dict)
     backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
@@ -272,7 +274,9 @@ class View:
         everything) and with the two common kinds inlined: this runs for every key of a snapshot, millions of them.
         """
         runs, triggers = self._bases
-        nodes, parts, facts, ledger, names = self._nodes, self._parts, self.runs, self.ledger, self._input_names
+        nodes, parts, names = self._nodes, self._parts, self._input_names
+        # The per-partition dicts of the facts written directly (``FactIndex`` rule 3 holds: a fact is added).
+        runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
         # Facts built with ``tuple.__new__`` (C) rather than the named tuples' Python ``__new__``, and the enum member
@@ -304,28 +308,35 @@ class View:
                 fast = run_fields(value)
                 if fast is not None:
                     state, run_id, clear, source, start, end = fast
-                    facts[(node, partition)] = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source),
-                                                             start, end))  # fmt: skip
+                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end))
+                    runs_at = runs_by.get(partition)
+                    if runs_at is None:
+                        runs_at = runs_by[partition] = {}
+                    runs_at[node] = fact
                 else:
                     record, _ = parse_run_record(value)
                     if record is None:
                         self.apply(key, value, mod_rev)  # reports the problem, as for any key
                         continue
-                    facts[(node, partition)] = run_of(record, mod_rev)
+                    self.runs[(node, partition)] = run_of(record, mod_rev)
             else:
                 done = done_ledger_fields(value)
                 if done is not None:
                     action, run_id, inputs, revs, intent, count, attempts, error, done_at = done
-                    ledger[(node, partition)] = new(LedgerFact, (
+                    entry = new(LedgerFact, (
                         done_status, action, intern(run_id), names.setdefault(inputs, inputs), revs, mod_rev, intent,
                         count, attempts, error, done_at, None,
                     ))  # fmt: skip
+                    ledger_at = ledger_by.get(partition)
+                    if ledger_at is None:
+                        ledger_at = ledger_by[partition] = {}
+                    ledger_at[node] = entry
                 else:
                     record, _ = parse_trigger_record(value)
                     if record is None:
                         self.apply(key, value, mod_rev)  # reports the problem, as for any key
                         continue
-                    ledger[(node, partition)] = ledger_of(record, mod_rev, names)
+                    self.ledger[(node, partition)] = ledger_of(record, mod_rev, names)
             at = index.get(partition)
             if at is None:
                 at = index[partition] = set()
