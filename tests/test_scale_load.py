@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import pickle
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.fact_index import FactIndex
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -246,6 +248,50 @@ def test_node_id_pickles_without_its_hash() -> None:
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], input=data, capture_output=True, env=env, check=True, timeout=60)
     assert out.stdout.strip() == b"1"
+
+
+def test_node_id_keeps_its_value_behaviour() -> None:
+    """NodeId (a tuple underneath, hashed in C) still behaves as the (instance, dag_id) value it was: equality and
+    hash by both parts, ordering by instance then dag id, the same str/qualified/repr, immutable, copied and parsed
+    as before, never equal to a string or a pair of strings."""
+    a, b, c = NodeId("default", "b"), NodeId("default", "a"), NodeId("team", "a")
+    assert a == NodeId("default", "b") and hash(a) == hash(NodeId("default", "b")) and a != b
+    assert a not in ("default/b", ("default", "b"))
+    assert sorted([c, a, b]) == [b, a, c] and b < a < c
+    assert (str(a), a.qualified, str(c), c.qualified) == ("b", "default/b", "team/a", "team/a")
+    assert (c.instance, c.dag_id, repr(c)) == ("team", "a", "NodeId(instance='team', dag_id='a')")
+    assert NodeId.parse("team/a") == c and NodeId.parse("b") == a and copy.deepcopy(c) == c
+    assert {a: 1}[NodeId("default", "b")] == 1 and (a, "p") == (NodeId("default", "b"), "p")
+    with pytest.raises(AttributeError):
+        c.dag_id = "x"  # type: ignore[misc]
+    with pytest.raises(ValueError, match="invalid dag id"):
+        NodeId.parse("team/bad id")
+
+
+def test_the_fact_index_answers_as_the_dict_it_replaced() -> None:
+    """The view's facts held per partition answer every mapping operation as a dict keyed by (DAG, partition) did,
+    drop a partition whose last fact is removed, and give a planner one partition's facts by DAG (read-only)."""
+    index: FactIndex[int] = FactIndex()
+    same: dict[tuple[NodeId, str], int] = {}
+    a, b = NodeId("default", "a"), NodeId("team", "b")
+    p, q = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
+    for key, value in [((a, p), 1), ((b, p), 2), ((a, q), 3), ((a, p), 4)]:
+        index[key] = value
+        same[key] = value
+    assert index == same and len(index) == len(same) == 3 and set(index) == set(same)
+    assert sorted(index.items()) == sorted(same.items()) and sorted(index.values()) == sorted(same.values())
+    assert index[(a, p)] == 4 and index.get((b, q)) is None and index.get((b, q), 7) == 7
+    assert (b, p) in index and (b, q) not in index and a not in index and "x" not in index
+    assert dict(index.in_partition(p)) == {a: 4, b: 2} and dict(index.in_partition("2026-01-03T00:00:00Z")) == {}
+    with pytest.raises(KeyError):
+        index[(b, q)]
+    with pytest.raises(TypeError):
+        index.in_partition("2026-01-03T00:00:00Z")[a] = 1  # type: ignore[index]
+    assert index.pop((a, q)) == 3 and index.pop((a, q), None) is None and q not in index.by_partition
+    del index[(b, p)]
+    assert index == {(a, p): 4} and list(index.by_partition) == [p]
+    index.clear()
+    assert len(index) == 0 and index == {}
 
 
 def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytest.MonkeyPatch) -> None:

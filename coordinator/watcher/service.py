@@ -511,9 +511,12 @@ class _ViewSink:
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)
+        # The deadline prefix tested here, not by a call per key: a page is nearly all run states and ledger entries.
+        observe = self.deadlines.observe if self.deadlines is not None else None
+        prefix = self.deadlines.keys.deadlines if self.deadlines is not None else ""
         for key, value, mod_rev in items:
-            if self.deadlines is not None:
-                self.deadlines.observe(key, value, mod_rev)
+            if observe is not None and key.startswith(prefix):
+                observe(key, value, mod_rev)
             if key == self.floor_key:
                 self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
 

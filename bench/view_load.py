@@ -1,0 +1,141 @@
+"""The watcher's start-up CPU in process, without etcd: ``View.load_page`` over the cold-start store's values, then
+the first full pass (``decide`` without verdicts, as the watcher plans it). CPU seconds (``time.process_time``), so
+on a shared machine the numbers depend little on the neighbours; ``--rounds`` repeats the whole measurement.
+
+The values are those ``cold_start.py --ledger`` writes (1,000 DAGs in 10 layers; a run state per DAG and partition,
+a done ledger entry per non-root DAG and partition, inputs = the upstreams' generations), fed in pages of 1,000
+(key, value, revision) triples in key order, as ``etcd.watch.stream_snapshot`` hands them to the watcher's sink.
+
+    .venv/bin/python bench/view_load.py --partitions 100 --rounds 3
+    BENCH_CPROFILE=/tmp/load.prof .venv/bin/python bench/view_load.py --partitions 100 --rounds 1
+
+``--before DIR`` runs the same measurement with the code of another checkout (``git archive <commit> | tar -x -C
+DIR``) in a subprocess, alternating with this checkout round by round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import _harness as h
+import cold_start as cs
+
+
+def store(partitions: int) -> tuple[Path, list[tuple[str, bytes, int]]]:
+    """dependencies.json and the store's (key, value, revision) triples in key order, revisions as the preload
+    gives them (each layer after the one above; a DAG's ledger entry before its run state)."""
+    names, deps = cs.layered_graph(10, 100)
+    path = Path(tempfile.mkdtemp(prefix="bench-view-")) / "dependencies.json"
+    h.write_deps(path, deps)
+    from coordinator.core.view import adopt, dump_activation
+    from coordinator.spec_file import load_spec
+
+    graph = load_spec(path)
+    activation = adopt(graph.shapes, graph.digest, None, revision=1, by="bench")  # adopted before the preload
+    assert activation is not None
+    rev = 1
+    revs: dict[tuple[str, int], int] = {}
+    items: list[tuple[str, bytes, int]] = [(f"{h.PREFIX}/config/graph", dump_activation(activation), rev)]
+    for layer, dags in enumerate(names):
+        for p in range(partitions):
+            for dag in dags:
+                if layer:
+                    rev += 1
+                    items.append((f"{h.PREFIX}/triggers/default/{dag}/{h.partition(p)}",
+                                  cs.ledger_value(deps[dag], revs, p, 0), rev))  # fmt: skip
+        for p in range(partitions):
+            for dag in dags:
+                rev += 1
+                revs[(dag, p)] = rev
+                state = cs.state_for(layer, p, partitions, len(names))
+                items.append((h.run_key(dag, h.partition(p)), h.run_value(state), rev))
+    items.sort(key=lambda item: item[0])
+    return path, items
+
+
+def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int) -> dict[str, float]:
+    """One cold start's CPU: the pages into a fresh view (cyclic GC off, as the watcher loads), then the first pass."""
+    from coordinator.core.decide import decide
+    from coordinator.core.model import KeyLayout
+    from coordinator.core.view import View
+    from coordinator.spec_file import load_spec
+
+    graph = load_spec(deps)
+    view = View(KeyLayout())
+    view.intern_nodes(graph.dags)
+    clock = time.process_time
+    gc.collect()
+    gc.disable()
+    try:
+        t0 = clock()
+        for start in range(0, len(items), page):
+            view.load_page(items[start : start + page])
+        t1 = clock()
+    finally:
+        gc.freeze()
+        gc.enable()
+    decision = decide(graph, view, None, now=datetime.now(UTC), explain=False)
+    t2 = clock()
+    gc.unfreeze()
+    return {
+        "keys": len(items),
+        "load_cpu_s": t1 - t0,
+        "load_us_per_key": (t1 - t0) / len(items) * 1e6,
+        "plan_cpu_s": t2 - t1,
+        "actions": len(decision.plan.actions),
+        "problems": len(view.problems),
+        "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--partitions", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--page", type=int, default=1000)
+    parser.add_argument("--before", type=Path, help="checkout to alternate with (run in a subprocess)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one round, JSON out (subprocesses)
+    args = parser.parse_args()
+    if args.one:
+        sys.path.insert(0, os.environ.get("BENCH_CODE", str(h.REPO)))  # before _harness's entry: the code measured
+        deps, items = store(args.partitions)
+        profile = os.environ.get("BENCH_CPROFILE")
+        if profile:
+            profiler = cProfile.Profile()
+            result = profiler.runcall(measure, deps, items, args.page)
+            profiler.dump_stats(profile)
+        else:
+            result = measure(deps, items, args.page)
+        import coordinator
+
+        print(json.dumps(result | {"code": str(Path(coordinator.__file__).parent.parent)}))
+        return
+    checkouts = {"after": h.REPO} | ({"before": args.before.resolve()} if args.before else {})
+    for round_ in range(args.rounds):
+        for name, repo in checkouts.items() if round_ % 2 == 0 else reversed(checkouts.items()):
+            env = os.environ | {"BENCH_CODE": str(repo)}
+            cmd = [sys.executable, str(Path(__file__).resolve()), "--one", f"--partitions={args.partitions}",
+                   f"--page={args.page}"]  # fmt: skip
+            out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=repo).stdout
+            r: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+            print(f"round {round_} {name:6s} keys={r['keys']:,} load={r['load_cpu_s']:.3f}s "
+                  f"({r['load_us_per_key']:.2f} us/key)\n    plan={r['plan_cpu_s']:.3f}s actions={r['actions']} "
+                  f"problems={r['problems']} maxrss={r['maxrss_mb']:.0f}MB load1={os.getloadavg()[0]:.1f} "
+                  f"code={r['code']}",
+                  flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Facts of the view held per partition: ``{partition: {node: fact}}`` behind a ``(node, partition)`` mapping.
+
+Rules:
+1. A mutable mapping from (DAG, partition) to a fact, as the view's dicts were: every reader that looks up, iterates,
+   counts or compares ``View.runs`` / ``View.ledger`` keeps working unchanged (iteration goes partition by partition,
+   which no reader depends on).
+2. Held per partition because that is how a pass reads them (every DAG of one partition, then the next): no
+   (NodeId, partition) tuple is kept per fact (two million of them, about 120 MB, on a big store), and a planner of
+   one partition looks facts up in that partition's dict (``in_partition``) without building a tuple per lookup.
+3. A partition with no fact left is dropped, so ``partitions_held`` names exactly the partitions with facts.
+4. Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the ledger for
+   /metrics): each partition's dict, and the dict of partitions, is copied in one C-level call before it is walked,
+   as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
+5. Pure: no I/O, no clock, no logging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import ItemsView, Iterator, Mapping, MutableMapping, ValuesView
+from types import MappingProxyType
+from typing import TypeVar, cast
+
+from coordinator.core.model import NodeId
+
+F = TypeVar("F")
+
+#: What ``in_partition`` answers for a partition without facts (read-only: a shared empty dict must stay empty).
+_NONE: Mapping[NodeId, object] = MappingProxyType({})
+
+
+class FactIndex(MutableMapping[tuple[NodeId, str], F]):
+    """(DAG, partition) -> fact, stored as partition -> DAG -> fact (rules 1-3)."""
+
+    __slots__ = ("by_partition",)
+
+    def __init__(self) -> None:
+        #: partition -> DAG -> fact. Writers outside this class (the view's snapshot load, the hot path) keep rule 3.
+        self.by_partition: dict[str, dict[NodeId, F]] = {}
+
+    def in_partition(self, partition: str) -> Mapping[NodeId, F]:
+        """The facts of one partition by DAG (read-only; empty when it has none)."""
+        found = self.by_partition.get(partition)
+        return found if found is not None else cast(Mapping[NodeId, F], _NONE)
+
+    def __getitem__(self, key: tuple[NodeId, str]) -> F:
+        try:
+            return self.by_partition[key[1]][key[0]]
+        except KeyError:
+            raise KeyError(key) from None
+
+    def get(self, key: tuple[NodeId, str], default: F | None = None) -> F | None:  # type: ignore[override]
+        found = self.by_partition.get(key[1])
+        return default if found is None else found.get(key[0], default)
+
+    def __contains__(self, key: object) -> bool:
+        if not isinstance(key, tuple) or len(key) != 2:
+            return False
+        found = self.by_partition.get(key[1])
+        return found is not None and key[0] in found
+
+    def __setitem__(self, key: tuple[NodeId, str], value: F) -> None:
+        node, partition = key
+        found = self.by_partition.get(partition)
+        if found is None:
+            found = self.by_partition[partition] = {}
+        found[node] = value
+
+    def __delitem__(self, key: tuple[NodeId, str]) -> None:
+        node, partition = key
+        found = self.by_partition.get(partition)
+        if found is None or node not in found:
+            raise KeyError(key)
+        del found[node]
+        if not found:  # rule 3
+            del self.by_partition[partition]
+
+    def __iter__(self) -> Iterator[tuple[NodeId, str]]:
+        for partition, facts in list(self.by_partition.items()):  # rule 4
+            for node in list(facts):
+                yield node, partition
+
+    def __len__(self) -> int:
+        return sum(map(len, self.by_partition.values()))
+
+    def clear(self) -> None:
+        self.by_partition.clear()
+
+    def items(self) -> ItemsView[tuple[NodeId, str], F]:
+        return _Items(self)
+
+    def values(self) -> ValuesView[F]:
+        return _Values(self)
+
+    def __repr__(self) -> str:
+        return f"FactIndex({dict(self.items())!r})"
+
+
+class _Items(ItemsView[tuple[NodeId, str], F]):
+    """Items straight from the per-partition dicts (the generic view looks every key up again)."""
+
+    def __init__(self, index: FactIndex[F]) -> None:
+        super().__init__(index)
+        self._index = index
+
+    def __iter__(self) -> Iterator[tuple[tuple[NodeId, str], F]]:
+        for partition, facts in list(self._index.by_partition.items()):  # rule 4
+            for node, fact in list(facts.items()):
+                yield (node, partition), fact
+
+
+class _Values(ValuesView[F]):
+    """Values straight from the per-partition dicts."""
+
+    def __init__(self, index: FactIndex[F]) -> None:
+        super().__init__(index)
+        self._index = index
+
+    def __iter__(self) -> Iterator[F]:
+        for facts in list(self._index.by_partition.values()):  # rule 4
+            yield from list(facts.values())

@@ -1,0 +1,255 @@
+"""The canonical fast path of the view's load (``core.canonical``) keeps exactly the facts and problems of pydantic."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from coordinator.core.canonical import done_ledger_fields, run_fields
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+)
+from coordinator.core.view import View
+
+KEYS = KeyLayout()
+NODE = NodeId("team", "d")
+PARTITION = "2026-01-01T00:00:00Z"
+
+_times = st.datetimes(
+    min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 30), timezones=st.sampled_from([UTC, None])
+)
+
+
+@st.composite
+def _stamp_in(draw: st.DrawFn, canonical: bool) -> Any:
+    """A time as a writer might put it: canonical (``Z``, ``+00:00``, with or without micros) or any other form."""
+    moment = draw(_times).replace(tzinfo=UTC)
+    text = moment.isoformat()
+    forms = [text, text.replace("+00:00", "Z"), moment.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00"),
+             moment.strftime("%Y-%m-%dT%H:%M:%SZ"), None]  # fmt: skip
+    if not canonical:
+        forms = [
+            moment.astimezone(timezone(timedelta(hours=2))).isoformat(),
+            moment.strftime("%Y%m%dT%H%M%SZ"),
+            moment.strftime("%Y-%m-%dT%H%M%S.%fZ"),
+            moment.strftime("%Y-%m-%dT%H:%M:%S%fZ"),
+            moment.strftime("%Y-%m-%d"),
+            moment.strftime("%Y-%m-%d %H:%M:%SZ"),
+            moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            text.replace("T", "t"),
+            text[:-6],
+            "2026-02-30T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:60Z",
+            "0000-01-01T00:00:00Z",
+            int(moment.timestamp()),
+            moment.timestamp(),
+            "",
+            "now",
+        ]
+    return draw(st.sampled_from(forms))
+
+
+_weird = st.one_of(st.none(), st.booleans(), st.floats(allow_nan=False), st.lists(st.integers(), max_size=2), st.text())
+_bad_ints = st.one_of(
+    st.integers(-5, -1), st.integers(min_value=2**63, max_value=2**65), st.integers(max_value=-(2**63) - 1),
+    st.sampled_from([1.0, 2.0, True, False, "1", None]),
+)  # fmt: skip
+_texts = st.one_of(st.text(max_size=8), st.text(alphabet="\u00e9\u2603\U0001f600ab\ud800", max_size=4))
+_STAMP = (_stamp_in(True), _stamp_in(False))
+_STRING = (_texts, _weird.filter(lambda v: not isinstance(v, str)))
+
+
+def _int(least: int) -> tuple[st.SearchStrategy[Any], st.SearchStrategy[Any]]:
+    """Valid ints (at least ``least``, 64 bits) and invalid ones (below it, beyond 64 bits, not an int)."""
+    small = st.integers(least, least + 3)
+    return st.one_of(small, st.integers(min_value=least, max_value=2**63 - 1)), st.one_of(
+        _bad_ints.filter(lambda v: not (type(v) is int and least <= v < 2**63)), st.just(least - 1)
+    )
+
+
+#: field -> (valid values, invalid values, required)
+Fields = dict[str, tuple[st.SearchStrategy[Any], st.SearchStrategy[Any], bool]]
+_RUN: Fields = {
+    "state": (st.sampled_from([s.value for s in RunState]), st.sampled_from(["SUCCESS", "done", "", 1, None]), True),
+    "run_id": (st.text(min_size=1, max_size=8), st.one_of(st.just(""), _STRING[1]), True),
+    "clear_number": (*_int(0), False),
+    "updated_at": (*_STAMP, False),
+    "source": (*_STRING, False),
+    "start_date": (*_STAMP, False),
+    "end_date": (*_STAMP, False),
+}
+_OPTIONAL_TEXT = (st.one_of(st.none(), _texts), _weird.filter(lambda v: v is not None and not isinstance(v, str)))
+_LEDGER: Fields = {
+    "status": (st.sampled_from(["done"] * 8 + ["pending", "error"]), st.sampled_from(["DONE", "", 1, None]), True),
+    "action": (st.sampled_from([a.value for a in TriggerAction]), st.sampled_from(["CREATE", "", 1, None]), True),
+    "run_id": (*_STRING, True),
+    "inputs": (
+        st.dictionaries(st.text(max_size=6), _int(0)[0], max_size=3),
+        st.one_of(st.dictionaries(st.text(max_size=6), _int(0)[1], min_size=1, max_size=2), _weird),
+        False,
+    ),
+    "reason": (*_STRING, False),
+    "cause_rev": (*_int(-(2**63)), False),
+    "intent_rev": (*_int(-(2**63)), False),
+    "requested_at": (*_STAMP, False),
+    "done_at": (*_STAMP, False),
+    "watcher": (*_STRING, False),
+    "attempts": (*_int(-(2**63)), False),
+    "last_error": (*_OPTIONAL_TEXT, False),
+    "prior_queued_at": (*_OPTIONAL_TEXT, False),
+    "trigger_count": (*_int(1), False),
+}
+
+
+@st.composite
+def _record(draw: st.DrawFn, fields: Fields) -> dict[str, Any]:
+    """A valid record (optional fields present or not), then usually one change: a field made invalid, a required
+    field dropped, or a field no model knows added. One bad field among valid ones is what the fast path must see."""
+    data = {name: draw(valid) for name, (valid, _, required) in fields.items() if required or draw(st.booleans())}
+    change = draw(st.sampled_from(["none", "invalid", "invalid", "invalid", "drop", "extra"]))
+    name = draw(st.sampled_from(sorted(fields)))
+    if change == "invalid":
+        data[name] = draw(fields[name][1])
+    elif change == "drop":
+        data.pop(name, None)
+    elif change == "extra":
+        data[draw(st.sampled_from(["foo", "State", ""]))] = draw(_weird)
+    return data
+
+
+@st.composite
+def _raw(draw: st.DrawFn, fields: Fields) -> bytes:
+    """The record as JSON text, sometimes bent: a duplicate key, whitespace, a cut, NaN, not an object, a BOM."""
+    data = draw(_record(fields))
+    text = json.dumps(data, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([(",", ":"), None])))
+    bend = draw(st.integers(0, 20))
+    if bend == 1 and data:
+        name = draw(st.sampled_from(sorted(data)))
+        again = draw(fields[name][draw(st.integers(0, 1))]) if name in fields else 1
+        text = "{" + json.dumps(name) + ":" + json.dumps(again) + "," + text[1:]
+    elif bend == 2:
+        text = " " + text
+    elif bend == 3:
+        text = text[: draw(st.integers(0, len(text)))]
+    elif bend == 4 and data:
+        text = text[:-1] + ',"nan":NaN}'
+    elif bend == 5:
+        text = "[" + text + "]"
+    elif bend == 6:
+        text = text.replace('"', "'", 1)
+    raw = text.encode("utf-8", "surrogatepass")
+    if bend == 7:
+        raw = b"\xef\xbb\xbf" + raw
+    return raw
+
+
+def _facts(view: View) -> tuple[Any, ...]:
+    """What the view keeps, with each time's tzinfo (``==`` of two datetimes ignores which tzinfo object they have)."""
+    return (
+        view.runs, view.ledger, view.problems, view.partitions, view.revision,
+        repr(sorted(view.runs.items())), repr(sorted(view.ledger.items())),
+    )  # fmt: skip
+
+
+def _same_as_pydantic(key: str, raw: bytes) -> None:
+    """The view after a page with ``raw`` at ``key`` equals the view after ``apply`` of it, both primed with a good
+    value at the key first (a page parses a DAG's key once and only then reads its values on the fast path)."""
+    good = (
+        b'{"state":"success","run_id":"r0"}'
+        if key.startswith(KEYS.runs)
+        else b'{"status":"pending","action":"create","run_id":"r0"}'
+    )
+    paged, applied = View(KEYS), View(KEYS)
+    paged.load_page([(key, good, 1)])
+    paged.load_page([(key, raw, 7)])
+    applied.apply(key, good, 1)
+    applied.apply(key, raw, 7)
+    assert _facts(paged) == _facts(applied)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_raw(_RUN))
+@example(raw=b'{"state":"success","run_id":"r","start_date":"2026-01-01T000000.5Z"}')
+@example(raw=b'{"state":"success","run_id":"r","start_date":"2026-01-01T00:00:00.5Z"}')
+@example(raw=b'{"state":"success","run_id":"r","clear_number":18446744073709551616}')
+@example(raw=b'{"state":"success","run_id":"r","state":"running"}')
+@example(raw=b'{"state":"success","run_id":"r","start_date":"0001-01-01T00:00:00Z","end_date":"0000-01-01T00:00:00Z"}')
+@example(raw=b'{"state":"success","run_id":"r","updated_at":"2023-02-29T00:00:00.000000+00:00"}')
+@example(raw=b'{"state":"success","run_id":"\\ud800"}')
+def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
+    """Any run-state value, valid or not, well-formed JSON or not, loads into the same fact (times with the same
+    tzinfo) or the same problem through the snapshot's fast path as through ``apply`` (pydantic); when the fast
+    path accepts a value, pydantic accepts it too."""
+    if run_fields(raw) is not None:
+        assert RunRecord.__pydantic_validator__.validate_json(raw) is not None
+    _same_as_pydantic(KEYS.run_key(NODE, PARTITION), raw)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=_raw(_LEDGER))
+@example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":1,"a":2}}')
+@example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":-1}}')
+@example(raw=b'{"status":"done","action":"create","run_id":"r","trigger_count":0}')
+def test_a_ledger_entry_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
+    """Any ledger value, valid or not, loads into the same fact or problem through the snapshot's fast path as
+    through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it and it is a done intent."""
+    if done_ledger_fields(raw) is not None:
+        assert TriggerRecord.__pydantic_validator__.validate_json(raw).status is TriggerStatus.DONE
+    _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), raw)
+
+
+def test_what_the_writers_write_takes_the_fast_path() -> None:
+    """A run state as the plugin writes it and a done ledger entry as the actuator writes it (``dump_record``, with
+    and without the optional fields) are read without pydantic: the fast path is the one a cold start takes."""
+    now = datetime(2026, 11, 22, 17, 0, 0, 123456, tzinfo=UTC)
+    runs = [
+        RunRecord(state=RunState.RUNNING, run_id="scheduled__x"),
+        RunRecord(
+            state=RunState.SUCCESS,
+            run_id="r",
+            clear_number=2,
+            updated_at=now,
+            source="airflow-plugin",
+            start_date=now,
+            end_date=now.replace(microsecond=0),
+        ),
+    ]
+    ledgers = [
+        TriggerRecord(status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id="r"),
+        TriggerRecord(
+            status=TriggerStatus.DONE,
+            action=TriggerAction.CLEAR,
+            run_id="r",
+            inputs={"default/u": 3, "x/v@p": 0},
+            reason="why",
+            cause_rev=3,
+            intent_rev=2,
+            requested_at=now,
+            done_at=now,
+            watcher="w:1",
+            attempts=1,
+            last_error="boom",
+            prior_queued_at="q",
+            trigger_count=4,
+        ),
+    ]
+    for record in runs:
+        assert run_fields(dump_record(record)) is not None
+        _same_as_pydantic(KEYS.run_key(NODE, PARTITION), dump_record(record))
+    for entry in ledgers:
+        assert done_ledger_fields(dump_record(entry)) is not None
+        _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), dump_record(entry))
+    pending = ledgers[1].model_copy(update={"status": TriggerStatus.PENDING})
+    assert done_ledger_fields(dump_record(pending)) is None  # kept whole: completing it rewrites every field
