@@ -241,7 +241,7 @@ class DeadlineCache:
         self._scope = ungridded_scopes(self.graph, view, self._ungridded)
         for node, scope in self._scope.items():
             work += [(node, p) for p in sorted(scope) if self._targets[node].rule.applies(p)]
-        self._judge(view, now, work)
+        self._judge(self._judging(view, now), now, work)
         self.built = True
         counts = _labels((k, v) for k, v in self._counts.items() if v)
         return self._finish(True, len(work), 0, counts)
@@ -281,6 +281,7 @@ class DeadlineCache:
             self._paused, self._unreachable = paused, unreachable
             dirty_nodes |= moved
             roots_moved |= bool(moved)
+        tainted_before = self._tainted
         if roots_moved:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
@@ -292,22 +293,21 @@ class DeadlineCache:
         for node in tainted_by(self.graph, slower).difference(below) if slower else ():
             # A blocked or missed status has no prediction: a duration cannot change it.
             work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
-        present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
-        for at in _below(self.graph, present):  # rule 1c, with the partitions ungridded DAGs gain
-            if at in self._entries:
-                work.add(at)
-            elif at[0] in self._ungridded:
+        if self._ungridded:  # rule 1c's partitions ungridded DAGs gain: every key below, however far
+            present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
+            for at in _below(self.graph, present):
                 node, partition = at
-                scope = self._scope.setdefault(node, set())
-                if partition not in scope:
-                    scope.add(partition)
-                    if self._targets[node].rule.applies(partition):
-                        work.add(at)
-        if len(present) != len(keys):
-            absent = keys.difference(present)
-            work.update(at for at in _below(self.graph, absent) if at in self._entries)
+                if node in self._ungridded and at not in entries:
+                    scope = self._scope.setdefault(node, set())
+                    if partition not in scope:
+                        scope.add(partition)
+                        if self._targets[node].rule.applies(partition):
+                            work.add(at)
         self.now = now
-        self._judge(view, now, work)  # in any order: each judgement reads the view, never another's
+        run = self._judging(view, now)
+        self._spread(run, keys, work, tainted_before)  # rule 1c: judges what it reaches and takes it out of work
+        judged = self._judged
+        self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
         timed = 0
         heap, when = self._heap, self._when
         while heap and heap[0][0] < now:  # rule 1a
@@ -317,7 +317,7 @@ class DeadlineCache:
             timed += 1
             self._admit(at, self._entries[at], now)
         counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
-        return self._finish(False, len(work), timed, counts)
+        return self._finish(False, judged + len(work), timed, counts)
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -404,18 +404,57 @@ class DeadlineCache:
             following = grid.next(partition_datetime(points[-1]))
         self._following[grid] = following
 
-    def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
+    def _judging(self, view: View, now: datetime) -> Judging:
         run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
-        targets_, entries = self._targets, self._entries
+        return run
+
+    def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
         for at in work:
-            node, partition = at
-            target = targets_[node]
-            held = entries.get(at)
-            # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
-            # than through the rule's cache, which hashes the rule and the grid at every call.
-            deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
-            self._admit(at, judge(run, node, partition, deadline, target.warn), now)
+            self._judge_one(run, now, at)
+
+    def _judge_one(self, run: Judging, now: datetime, at: Key) -> Judgement:
+        node, partition = at
+        target = self._targets[node]
+        held = self._entries.get(at)
+        # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
+        # than through the rule's cache, which hashes the rule and the grid at every call.
+        deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
+        judgement = judge(run, node, partition, deadline, target.warn)
+        self._admit(at, judgement, now)
+        return judgement
+
+    def _spread(self, run: Judging, origins: set[Key], work: set[Key], tainted_before: frozenset[NodeId]) -> None:
+        """Rule 1c: from the keys whose facts changed, down the success edges in topological order, judging each
+        status reached (and taking it out of ``work``); the walk goes on below a key only when what its dependents
+        read of it (rule 2: its cause, else its ETA) may have changed."""
+        graph, entries, runs = self.graph, self._entries, run.view.runs
+        rank = graph.topo_index
+        order = graph.topo_order
+        seen = set(origins)
+        heap = [(rank[node], partition) for node, partition in origins if node in rank]
+        heapq.heapify(heap)
+        judged = 0
+        while heap:
+            position, partition = heapq.heappop(heap)
+            node = order[position]
+            at = (node, partition)
+            if at in entries or at in work:
+                before = entries.get(at)
+                after = self._judge_one(run, run.now, at)
+                work.discard(at)
+                judged += 1
+                if at not in origins and _reads_same(before, after):
+                    continue
+            elif at not in origins:
+                fact = runs.get(at)
+                if fact is not None and fact.state is RunState.SUCCESS:
+                    continue  # its dependents read its end and no cause: facts that did not change
+            for below in fed_partitions(graph, node, partition):
+                if below not in seen:
+                    seen.add(below)
+                    heapq.heappush(heap, (rank[below[0]], below[1]))
+        self._judged = judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
@@ -495,6 +534,18 @@ class DeadlineCache:
 def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:
     """The gauge's (instance, dag, state, partitions), sorted: labels are built only for what is reported."""
     return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
+
+
+def _reads_same(before: Judgement | None, after: Judgement) -> bool:
+    """What a dependent reads of a (DAG, partition) (its cause, and its ETA when it has no cause: ``Judging``) is the
+    same in both judgements, as far as they show: a judgement without an ETA (missed) shows too little."""
+    if before is None:
+        return False
+    if before.final is not None or after.final is not None:
+        return before.final is not None and after.final is not None and before.final.eta == after.final.eta
+    if before.cause is not None or after.cause is not None:
+        return before.cause == after.cause  # a blocked key's dependents are blocked too and never read its ETA
+    return after.eta is not None and after.eta == before.eta
 
 
 def _key(at: datetime) -> str:
