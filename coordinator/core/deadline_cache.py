@@ -281,7 +281,6 @@ class DeadlineCache:
             self._paused, self._unreachable = paused, unreachable
             dirty_nodes |= moved
             roots_moved |= bool(moved)
-        tainted_before = self._tainted
         if roots_moved:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
@@ -305,8 +304,7 @@ class DeadlineCache:
                             work.add(at)
         self.now = now
         run = self._judging(view, now)
-        self._spread(run, keys, work, tainted_before)  # rule 1c: judges what it reaches and takes it out of work
-        judged = self._judged
+        judged = self._spread(run, keys, work)  # rule 1c: judges what it reaches and takes it out of work
         self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
         timed = 0
         heap, when = self._heap, self._when
@@ -410,13 +408,13 @@ class DeadlineCache:
         return run
 
     def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
+        entries = self._entries
         for at in work:
-            self._judge_one(run, now, at)
+            self._judge_one(run, now, at, entries.get(at))
 
-    def _judge_one(self, run: Judging, now: datetime, at: Key) -> Judgement:
+    def _judge_one(self, run: Judging, now: datetime, at: Key, held: Judgement | None) -> Judgement:
         node, partition = at
         target = self._targets[node]
-        held = self._entries.get(at)
         # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
         # than through the rule's cache, which hashes the rule and the grid at every call.
         deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
@@ -424,37 +422,44 @@ class DeadlineCache:
         self._admit(at, judgement, now)
         return judgement
 
-    def _spread(self, run: Judging, origins: set[Key], work: set[Key], tainted_before: frozenset[NodeId]) -> None:
+    def _spread(self, run: Judging, origins: set[Key], work: set[Key]) -> int:
         """Rule 1c: from the keys whose facts changed, down the success edges in topological order, judging each
         status reached (and taking it out of ``work``); the walk goes on below a key only when what its dependents
-        read of it (rule 2: its cause, else its ETA) may have changed."""
-        graph, entries, runs = self.graph, self._entries, run.view.runs
-        rank = graph.topo_index
-        order = graph.topo_order
-        seen = set(origins)
+        read of it (its cause, and its ETA when it has none) may have changed. Returns how many it judged."""
+        graph, entries, runs, now = self.graph, self._entries, run.view.runs, run.now
+        rank, order = graph.topo_index, graph.topo_order
+        downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
+        # Walk items are (topological position, partition): ordered, and hashed without hashing a NodeId.
         heap = [(rank[node], partition) for node, partition in origins if node in rank]
+        starts = set(heap)
+        seen = set(heap)
         heapq.heapify(heap)
         judged = 0
         while heap:
-            position, partition = heapq.heappop(heap)
+            item = heapq.heappop(heap)
+            position, partition = item
             node = order[position]
             at = (node, partition)
-            if at in entries or at in work:
-                before = entries.get(at)
-                after = self._judge_one(run, run.now, at)
+            before = entries.get(at)
+            if before is not None or at in work:
+                after = self._judge_one(run, now, at, before)
                 work.discard(at)
                 judged += 1
-                if at not in origins and _reads_same(before, after):
+                if item not in starts and _reads_same(before, after):
                     continue
-            elif at not in origins:
+            elif item not in starts:
                 fact = runs.get(at)
                 if fact is not None and fact.state is RunState.SUCCESS:
                     continue  # its dependents read its end and no cause: facts that did not change
-            for below in fed_partitions(graph, node, partition):
-                if below not in seen:
-                    seen.add(below)
-                    heapq.heappush(heap, (rank[below[0]], below[1]))
-        self._judged = judged
+            mapped = mapped_targets.get(node, ())
+            for child in downstreams.get(node, ()):
+                targets_ = graph.target_partitions(child, node, partition) if child in mapped else (partition,)
+                for target in targets_:
+                    below = (rank[child], target)
+                    if below not in seen:
+                        seen.add(below)
+                        heapq.heappush(heap, below)
+        return judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
