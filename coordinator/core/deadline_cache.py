@@ -465,18 +465,20 @@ class DeadlineCache:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
         node, partition = at
         self._entries[at] = judgement
+        states = self._states
         final = judgement.final
-        if final is not None and at not in self._states:  # a new success (most of a rebuild): nothing to schedule
-            self._states[at] = final.state
+        if final is not None and at not in states:  # a new success (most of a rebuild): nothing to schedule
+            states[at] = final.state
             self._count(node, final.state, 1)
             self._changed.add(at)
             self._pending.add(at)
             return
         state, until, terms = judgement.timing(now)
-        old = self._states.get(at)
+        old = states.get(at)
         if state is not old:
-            self._states[at] = state
-            self._count(node, old, -1)
+            states[at] = state
+            if old is not None:
+                self._count(node, old, -1)
             self._count(node, state, 1)
             self._changed.add(at)
             self._pending.add(at)
@@ -487,15 +489,16 @@ class DeadlineCache:
             when[at] = until
             heapq.heappush(self._heap, (until, next(self._seq), at))
         slack = self._slack
-        if terms == (None, None):
+        moving, fixed = terms
+        if moving is None and fixed is None:
             slack.pop(at, None)
         elif slack.get(at) != terms:
             slack[at] = terms
-            if terms[0] is not None:
-                heapq.heappush(self._moving, (terms[0], next(self._seq), at))
-            if terms[1] is not None:
-                heapq.heappush(self._fixed, (terms[1], next(self._seq), at))
-        if judgement.final is None:
+            if moving is not None:
+                heapq.heappush(self._moving, (moving, next(self._seq), at))
+            if fixed is not None:
+                heapq.heappush(self._fixed, (fixed, next(self._seq), at))
+        if final is None:
             self._open.setdefault(node, set()).add(partition)
         else:
             held = self._open.get(node)
