@@ -424,15 +424,17 @@ class DeadlineCache:
 
     def _spread(self, run: Judging, origins: set[Key], work: set[Key]) -> int:
         """Rule 1c: from the keys whose facts changed, down the success edges in topological order, judging each
-        status reached (and taking it out of ``work``); the walk goes on below a key only when what its dependents
-        read of it (its cause, and its ETA when it has none) may have changed. Returns how many it judged."""
+        status reached (and taking it out of ``work``). What a dependent reads of a (DAG, partition) is its cause
+        and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the walk
+        stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when only
+        ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
         graph, entries, runs, now = self.graph, self._entries, run.view.runs, run.now
         rank, order = graph.topo_index, graph.topo_order
         downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
         # Walk items are (topological position, partition): ordered, and hashed without hashing a NodeId.
         heap = [(rank[node], partition) for node, partition in origins if node in rank]
+        moved = dict.fromkeys(heap, _BOTH)  # item -> what may have changed above it (an origin: anything)
         starts = set(heap)
-        seen = set(heap)
         heapq.heapify(heap)
         judged = 0
         while heap:
@@ -440,25 +442,31 @@ class DeadlineCache:
             position, partition = item
             node = order[position]
             at = (node, partition)
+            if item not in starts and at not in work:
+                fact = runs.get(at)
+                if fact is not None and (fact.state is RunState.SUCCESS or (fact.state.active and moved[item] == _ETA)):
+                    continue  # nothing it reads moved: its status and what it gives below stay as they are
             before = entries.get(at)
             if before is not None or at in work:
                 after = self._judge_one(run, now, at, before)
                 work.discard(at)
                 judged += 1
-                if item not in starts and _reads_same(before, after):
+                gives = _moved(before, after)
+                if not gives:
                     continue
-            elif item not in starts:
-                fact = runs.get(at)
-                if fact is not None and fact.state is RunState.SUCCESS:
-                    continue  # its dependents read its end and no cause: facts that did not change
+            else:
+                gives = _BOTH
             mapped = mapped_targets.get(node, ())
             for child in downstreams.get(node, ()):
                 targets_ = graph.target_partitions(child, node, partition) if child in mapped else (partition,)
                 for target in targets_:
                     below = (rank[child], target)
-                    if below not in seen:
-                        seen.add(below)
+                    held = moved.get(below)
+                    if held is None:
+                        moved[below] = gives
                         heapq.heappush(heap, below)
+                    else:
+                        moved[below] = held | gives
         return judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
@@ -544,16 +552,33 @@ def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple
     return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
 
 
-def _reads_same(before: Judgement | None, after: Judgement) -> bool:
-    """What a dependent reads of a (DAG, partition) (its cause, and its ETA when it has no cause: ``Judging``) is the
-    same in both judgements, as far as they show: a judgement without an ETA (missed) shows too little."""
+#: What may have changed of a (DAG, partition) for its dependents (rule 1c): its cause, its ETA.
+_CAUSE, _ETA = 1, 2
+_BOTH = _CAUSE | _ETA
+
+
+def _moved(before: Judgement | None, after: Judgement) -> int:
+    """Which of what a dependent reads of a (DAG, partition) differ between its two judgements (``_CAUSE``,
+    ``_ETA``), as far as they show: a judgement without an ETA (missed, or new) shows too little and counts as moved.
+    A success has no cause and its end as its ETA; nobody reads the ETA of a key with a cause (its dependents are
+    blocked by it too)."""
     if before is None:
-        return False
-    if before.final is not None or after.final is not None:
-        return before.final is not None and after.final is not None and before.final.eta == after.final.eta
-    if before.cause is not None or after.cause is not None:
-        return before.cause == after.cause  # a blocked key's dependents are blocked too and never read its ETA
-    return after.eta is not None and after.eta == before.eta
+        return _BOTH
+    cause = after.cause if after.final is None else None
+    moved = _CAUSE if (before.cause if before.final is None else None) != cause else 0
+    if cause is not None:
+        return moved
+    if _shown_eta(before) != _shown_eta(after) or _shown_eta(after) is None:
+        moved |= _ETA
+    return moved
+
+
+def _shown_eta(judgement: Judgement) -> tuple[bool, object] | None:
+    if judgement.final is not None:
+        return True, judgement.final.eta
+    if judgement.cause is None and judgement.eta is not None:
+        return False, judgement.eta
+    return None
 
 
 def _key(at: datetime) -> str:
