@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest.mock import patch
 
+import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -232,9 +233,11 @@ def run_sequence(data: st.DataObject) -> None:
         check(cache, view, now, paused, unreachable, recorded, record_changes, counts, update)
 
 
-def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom() -> None:
+@pytest.mark.parametrize("middle", [None, "running", "queued"])
+def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom(middle: str | None) -> None:
     """The walk below a changed fact stops only where what dependents read did not change: a root's failure that
-    turns into a success (and back) clears (and restores) the cause of every status two hops below, not only one."""
+    turns into a success (and back) clears (and restores) the cause of every status two hops below, through a
+    middle DAG with no run, or a running or queued one (whose ETA is its own, but whose cause comes from above)."""
     rule = {"after_end": "30h", "warn": "30m"}
     dags: dict[str, Any] = {"n0": {"partitions": {"cron": GRIDS["daily"]}, "expected_by": rule}}
     dags["n1"] = {**dags["n0"], "upstreams": ["n0"]}
@@ -243,12 +246,14 @@ def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom() -> N
     root, partition, now = node("default/n0"), key(P0 - timedelta(days=1)), P0 + timedelta(hours=3)
     view = View(KEYS)
     view.apply(KEYS.run_key(root, partition), run_value("failed", P0, P0 + timedelta(minutes=10)), 2)
+    if middle is not None:
+        view.apply(KEYS.run_key(node("default/n1"), partition), run_value(middle, P0, None), 3)
     cache = DeadlineCache(graph)
     cache.rebuild(view, now)
     _, cursor = view.changed_since(Cursor())
     bottom = (node("default/n2"), partition)
     assert cache.statuses()[bottom].state is DeadlineState.BLOCKED
-    for rev, state in enumerate(("success", "failed", "success"), start=3):
+    for rev, state in enumerate(("success", "failed", "success"), start=4):
         view.apply(KEYS.run_key(root, partition), run_value(state, P0, P0 + timedelta(minutes=20)), rev)
         changed, cursor = view.changed_since(cursor)
         now += timedelta(minutes=1)
