@@ -13,9 +13,14 @@ Rules:
       at ``now`` (``deadlines`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
       scheduled at its next instant;
    b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
-   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: every (descendant,
-      partition it maps to) through the success edges (``deadlines.fed_partitions``), transitively, that has a
-      status, or that an ungridded DAG gains (rule 1 of ``deadlines``: only from a key the view indexes);
+   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
+      partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
+      that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
+      and, when it has none, its ETA (``deadlines`` rules 3-4); the walk goes on below a status only when its new
+      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed), below a
+      key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
+      that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
+      (descendant, partition) an ungridded DAG gains (rule 1 of ``deadlines``: only from a key the view indexes);
    d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
       them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
       of everything below them;
@@ -23,7 +28,8 @@ Rules:
       when ``now`` went back, or for a new graph, latency or horizon (a new cache).
 2. Nothing else can change: a status is a function of its own and its ancestors' facts through the mappings, their
    durations, the paused and unreachable sets and ``now`` (``deadlines`` rules 2-5), and (c) and (d) cover every
-   one of those inputs; (a) covers ``now``.
+   one of those inputs; (a) covers ``now``. Where (c) stops, every input of the statuses below is what it was when
+   they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
 3. Learned durations are kept per DAG from the facts (``deadlines`` rule 5): a success, a rerun or a deletion
    changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
 4. Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states only the statuses whose state
@@ -241,7 +247,7 @@ class DeadlineCache:
         self._scope = ungridded_scopes(self.graph, view, self._ungridded)
         for node, scope in self._scope.items():
             work += [(node, p) for p in sorted(scope) if self._targets[node].rule.applies(p)]
-        self._judge(view, now, work)
+        self._judge(self._judging(view, now), now, work)
         self.built = True
         counts = _labels((k, v) for k, v in self._counts.items() if v)
         return self._finish(True, len(work), 0, counts)
@@ -292,22 +298,20 @@ class DeadlineCache:
         for node in tainted_by(self.graph, slower).difference(below) if slower else ():
             # A blocked or missed status has no prediction: a duration cannot change it.
             work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
-        present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
-        for at in _below(self.graph, present):  # rule 1c, with the partitions ungridded DAGs gain
-            if at in self._entries:
-                work.add(at)
-            elif at[0] in self._ungridded:
+        if self._ungridded:  # rule 1c's partitions ungridded DAGs gain: every key below, however far
+            present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
+            for at in _below(self.graph, present):
                 node, partition = at
-                scope = self._scope.setdefault(node, set())
-                if partition not in scope:
-                    scope.add(partition)
-                    if self._targets[node].rule.applies(partition):
-                        work.add(at)
-        if len(present) != len(keys):
-            absent = keys.difference(present)
-            work.update(at for at in _below(self.graph, absent) if at in self._entries)
+                if node in self._ungridded and at not in entries:
+                    scope = self._scope.setdefault(node, set())
+                    if partition not in scope:
+                        scope.add(partition)
+                        if self._targets[node].rule.applies(partition):
+                            work.add(at)
         self.now = now
-        self._judge(view, now, work)  # in any order: each judgement reads the view, never another's
+        run = self._judging(view, now)
+        judged = self._spread(run, keys, work)  # rule 1c: judges what it reaches and takes it out of work
+        self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
         timed = 0
         heap, when = self._heap, self._when
         while heap and heap[0][0] < now:  # rule 1a
@@ -317,7 +321,7 @@ class DeadlineCache:
             timed += 1
             self._admit(at, self._entries[at], now)
         counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
-        return self._finish(False, len(work), timed, counts)
+        return self._finish(False, judged + len(work), timed, counts)
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -404,35 +408,91 @@ class DeadlineCache:
             following = grid.next(partition_datetime(points[-1]))
         self._following[grid] = following
 
-    def _judge(self, view: View, now: datetime, work: Iterable[Key]) -> None:
+    def _judging(self, view: View, now: datetime) -> Judging:
         run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
-        targets_, entries = self._targets, self._entries
+        return run
+
+    def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
+        entries = self._entries
         for at in work:
-            node, partition = at
-            target = targets_[node]
-            held = entries.get(at)
-            # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
-            # than through the rule's cache, which hashes the rule and the grid at every call.
-            deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
-            self._admit(at, judge(run, node, partition, deadline, target.warn), now)
+            self._judge_one(run, now, at, entries.get(at))
+
+    def _judge_one(self, run: Judging, now: datetime, at: Key, held: Judgement | None) -> Judgement:
+        node, partition = at
+        target = self._targets[node]
+        # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
+        # than through the rule's cache, which hashes the rule and the grid at every call.
+        deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
+        judgement = judge(run, node, partition, deadline, target.warn)
+        self._admit(at, judgement, now)
+        return judgement
+
+    def _spread(self, run: Judging, origins: set[Key], work: set[Key]) -> int:
+        """Rule 1c: from the keys whose facts changed, down the success edges in topological order, judging each
+        status reached (and taking it out of ``work``). What a dependent reads of a (DAG, partition) is its cause
+        and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the walk
+        stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when only
+        ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
+        graph, entries, runs, now = self.graph, self._entries, run.view.runs, run.now
+        rank, order = graph.topo_index, graph.topo_order
+        downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
+        # Walk items are (topological position, partition): ordered, and hashed without hashing a NodeId.
+        heap = [(rank[node], partition) for node, partition in origins if node in rank]
+        moved = dict.fromkeys(heap, _BOTH)  # item -> what may have changed above it (an origin: anything)
+        starts = set(heap)
+        heapq.heapify(heap)
+        judged = 0
+        while heap:
+            item = heapq.heappop(heap)
+            position, partition = item
+            node = order[position]
+            at = (node, partition)
+            if item not in starts and at not in work:
+                fact = runs.get(at)
+                if fact is not None and (fact.state is RunState.SUCCESS or (fact.state.active and moved[item] == _ETA)):
+                    continue  # nothing it reads moved: its status and what it gives below stay as they are
+            before = entries.get(at)
+            if before is not None or at in work:
+                after = self._judge_one(run, now, at, before)
+                work.discard(at)
+                judged += 1
+                gives = _moved(before, after)
+                if not gives:
+                    continue
+            else:
+                gives = _BOTH
+            mapped = mapped_targets.get(node, ())
+            for child in downstreams.get(node, ()):
+                targets_ = graph.target_partitions(child, node, partition) if child in mapped else (partition,)
+                for target in targets_:
+                    below = (rank[child], target)
+                    held = moved.get(below)
+                    if held is None:
+                        moved[below] = gives
+                        heapq.heappush(heap, below)
+                    else:
+                        moved[below] = held | gives
+        return judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
         node, partition = at
         self._entries[at] = judgement
+        states = self._states
         final = judgement.final
-        if final is not None and at not in self._states:  # a new success (most of a rebuild): nothing to schedule
-            self._states[at] = final.state
+        if final is not None and at not in states:  # a new success (most of a rebuild): nothing to schedule
+            states[at] = final.state
             self._count(node, final.state, 1)
             self._changed.add(at)
             self._pending.add(at)
             return
         state, until, terms = judgement.timing(now)
-        old = self._states.get(at)
+        old = states.get(at)
         if state is not old:
-            self._states[at] = state
-            self._count(node, old, -1)
+            states[at] = state
+            if old is not None:
+                self._count(node, old, -1)
             self._count(node, state, 1)
             self._changed.add(at)
             self._pending.add(at)
@@ -443,15 +503,16 @@ class DeadlineCache:
             when[at] = until
             heapq.heappush(self._heap, (until, next(self._seq), at))
         slack = self._slack
-        if terms == (None, None):
+        moving, fixed = terms
+        if moving is None and fixed is None:
             slack.pop(at, None)
         elif slack.get(at) != terms:
             slack[at] = terms
-            if terms[0] is not None:
-                heapq.heappush(self._moving, (terms[0], next(self._seq), at))
-            if terms[1] is not None:
-                heapq.heappush(self._fixed, (terms[1], next(self._seq), at))
-        if judgement.final is None:
+            if moving is not None:
+                heapq.heappush(self._moving, (moving, next(self._seq), at))
+            if fixed is not None:
+                heapq.heappush(self._fixed, (fixed, next(self._seq), at))
+        if final is None:
             self._open.setdefault(node, set()).add(partition)
         else:
             held = self._open.get(node)
@@ -495,6 +556,35 @@ class DeadlineCache:
 def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:
     """The gauge's (instance, dag, state, partitions), sorted: labels are built only for what is reported."""
     return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
+
+
+#: What may have changed of a (DAG, partition) for its dependents (rule 1c): its cause, its ETA.
+_CAUSE, _ETA = 1, 2
+_BOTH = _CAUSE | _ETA
+
+
+def _moved(before: Judgement | None, after: Judgement) -> int:
+    """Which of what a dependent reads of a (DAG, partition) differ between its two judgements (``_CAUSE``,
+    ``_ETA``), as far as they show: a judgement without an ETA (missed, or new) shows too little and counts as moved.
+    A success has no cause and its end as its ETA; nobody reads the ETA of a key with a cause (its dependents are
+    blocked by it too)."""
+    if before is None:
+        return _BOTH
+    cause = after.cause if after.final is None else None
+    moved = _CAUSE if (before.cause if before.final is None else None) != cause else 0
+    if cause is not None:
+        return moved
+    if _shown_eta(before) != _shown_eta(after) or _shown_eta(after) is None:
+        moved |= _ETA
+    return moved
+
+
+def _shown_eta(judgement: Judgement) -> tuple[bool, object] | None:
+    if judgement.final is not None:
+        return True, judgement.final.eta
+    if judgement.cause is None and judgement.eta is not None:
+        return False, judgement.eta
+    return None
 
 
 def _key(at: datetime) -> str:

@@ -213,6 +213,11 @@ class Judgement:
         return DeadlineState.ON_TIME, min(deadline, deadline - self.warn - ahead), terms
 
 
+#: Memo sentinels of ``Judging`` (never returned: a cause and an ETA are compared by identity with them).
+_UNSET_CAUSE = Cause(NodeId("", ""), "", CauseReason.FAILED)
+_UNSET_ETA = Eta()
+
+
 def learned_duration(samples: Iterable[float]) -> float | None:
     """Rule 5's learned duration of these run times (seconds), or None with too few samples."""
     values = sorted(s for s in samples if s >= 0)
@@ -317,10 +322,12 @@ class Judging:
         if node not in self.tainted:
             return None
         at = (node, partition)
-        if at in self._causes:
-            return self._causes[at]
-        self._causes[at] = None  # the graph is acyclic; this only guards a malformed one
-        fact = self.fact(node, partition)
+        causes = self._causes
+        held = causes.get(at, _UNSET_CAUSE)  # one lookup, not two: a pass asks this thousands of times
+        if held is not _UNSET_CAUSE:
+            return held
+        causes[at] = None  # the graph is acyclic; this only guards a malformed one
+        fact = self.view.runs.get(at)
         found: Cause | None = None
         if fact is None or fact.state is not RunState.SUCCESS:
             for source in self.sources(node, partition):
@@ -331,7 +338,7 @@ class Judging:
             if found is None:
                 reason = self._own_reason(node, partition, fact)
                 found = Cause(node, partition, reason, (at,)) if reason is not None else None
-        self._causes[at] = found
+        causes[at] = found
         return found
 
     def _own_reason(self, node: NodeId, partition: str, fact: RunFact | None) -> CauseReason | None:
@@ -350,10 +357,12 @@ class Judging:
         """Rule 4 as a form of ``now`` (:class:`Eta`); None for a success without an end date (finished, time
         unknown)."""
         at = (node, partition)
-        if at in self._etas:
-            return self._etas[at]
-        self._etas[at] = None
-        fact = self.fact(node, partition)
+        etas = self._etas
+        held = etas.get(at, _UNSET_ETA)
+        if held is not _UNSET_ETA:
+            return held
+        etas[at] = None
+        fact = self.view.runs.get(at)
         result: Eta | None
         if fact is not None and fact.state is RunState.SUCCESS:
             result = Eta(None, fact.end_date) if fact.end_date is not None else None
@@ -377,7 +386,7 @@ class Judging:
                         fixed = up.fixed + latency
             own = self.duration(node)
             result = Eta(ahead + own, fixed + own if fixed is not None else None)
-        self._etas[at] = result
+        etas[at] = result
         return result
 
 
@@ -521,7 +530,7 @@ def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -
 
 def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
     """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`)."""
-    fact = run.fact(node, partition)
+    fact = run.view.runs.get((node, partition))
     if fact is not None and fact.state is RunState.SUCCESS:
         return Judgement(node, partition, deadline, warn, succeeded(node, partition, deadline, fact))
     cause = run.cause(node, partition)
