@@ -114,6 +114,8 @@ class _Target:
     rule: ExpectedBy
     grid: Grid | None
     warn: timedelta
+    #: ``rule.deadlines(grid)``: the deadline by partition.
+    deadlines: Mapping[str, datetime]
 
 
 class DeadlineCache:
@@ -128,7 +130,8 @@ class DeadlineCache:
         for node in targets(graph):
             spec = graph.dags[node]
             assert spec.expected_by is not None
-            self._targets[node] = _Target(spec.expected_by, spec.grid, timedelta(seconds=spec.expected_by.warn))
+            rule = spec.expected_by
+            self._targets[node] = _Target(rule, spec.grid, timedelta(seconds=rule.warn), rule.deadlines(spec.grid))
             if spec.grid is not None:
                 self._by_grid.setdefault(spec.grid, []).append(node)
         self._ungridded = frozenset(n for n, t in self._targets.items() if t.grid is None)
@@ -421,9 +424,9 @@ class DeadlineCache:
     def _judge_one(self, run: Judging, now: datetime, at: Key, held: Judgement | None) -> Judgement:
         node, partition = at
         target = self._targets[node]
-        # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back rather
-        # than through the rule's cache, which hashes the rule and the grid at every call.
-        deadline = held.deadline if held is not None else target.rule.deadline(target.grid, partition)
+        # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back, else
+        # from the rule's table (``ExpectedBy.deadlines``: no hash of the rule and the grid per call).
+        deadline = held.deadline if held is not None else target.deadlines[partition]
         judgement = judge(run, node, partition, deadline, target.warn)
         self._admit(at, judgement, now)
         return judgement

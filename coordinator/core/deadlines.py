@@ -234,9 +234,12 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
     """The learned duration of each of ``nodes`` that has enough history (rule 5), from its latest successes."""
     wanted = set(nodes)
     found: dict[NodeId, list[tuple[str, float]]] = {}
-    for (node, partition), fact in view.runs.items():
-        if node in wanted and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
-            found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
+    success = RunState.SUCCESS
+    # Straight from the per-partition dicts (no (DAG, partition) pair built per fact: this walks every run state).
+    for partition, facts in view.runs.by_partition.items():
+        for node, fact in facts.items():
+            if node in wanted and fact.state is success and fact.start_date and fact.end_date:
+                found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
     result: dict[NodeId, float] = {}
     for node, items in found.items():
         items.sort(reverse=True)
@@ -474,18 +477,20 @@ def deadline_states(
     run = Judging(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
-    runs = view.runs
+    by_partition = view.runs.by_partition  # C-level lookups: one per status
+    none: dict[NodeId, RunFact] = {}
     result: dict[tuple[NodeId, str], DeadlineStatus] = {}
     for node in wanted:
         spec = graph.dags[node]
         rule = spec.expected_by
         assert rule is not None
         warn = timedelta(seconds=rule.warn)
+        table = rule.deadlines(spec.grid)
         scope = _partitions(graph, view, node, now, horizon, ungridded) if partitions is None else partitions
         for partition in scope:
             if rule.applies(partition):
-                deadline = rule.deadline(spec.grid, partition)
-                fact = runs.get((node, partition))
+                deadline = table[partition]
+                fact = by_partition.get(partition, none).get(node)
                 if fact is not None and fact.state is RunState.SUCCESS:  # most of them: no judgement object needed
                     result[(node, partition)] = succeeded(node, partition, deadline, fact)
                 else:

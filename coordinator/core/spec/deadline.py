@@ -87,6 +87,12 @@ class ExpectedBy:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
         return _deadline(self, grid, partition)
 
+    def deadlines(self, grid: Grid | None) -> Mapping[str, datetime]:
+        """:meth:`deadline` by partition (``table[partition]``), one table shared by every DAG with an equal rule and
+        grid: a pass hashes the rule and the grid once per DAG, not once per partition (hashing and comparing these
+        dataclasses cost more than the deadline itself when it is cached)."""
+        return _table(self, grid)
+
     def _compute(self, grid: Grid | None, partition: str) -> datetime:
         start = partition_datetime(partition)
         if self.anchor == "after_start":
@@ -98,6 +104,23 @@ class ExpectedBy:
         hour, minute = self.at
         wall = datetime(local_day.year, local_day.month, local_day.day, hour, minute, tzinfo=zone)
         return wall.astimezone(start.tzinfo)
+
+
+class _Deadlines(dict[str, datetime]):
+    """One rule's deadlines on one grid, computed on first lookup."""
+
+    def __init__(self, rule: ExpectedBy, grid: Grid | None) -> None:
+        super().__init__()
+        self._rule, self._grid = rule, grid
+
+    def __missing__(self, partition: str) -> datetime:
+        found = self[partition] = self._rule._compute(self._grid, partition)
+        return found
+
+
+@lru_cache(maxsize=1 << 12)
+def _table(rule: ExpectedBy, grid: Grid | None) -> _Deadlines:
+    return _Deadlines(rule, grid)
 
 
 @lru_cache(maxsize=1 << 18)
