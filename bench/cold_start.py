@@ -81,7 +81,7 @@ async def preload(
 
     With ``deps``, each layer's ledger entries go first (inputs: the upstream run states' revisions), then its run
     states, so every success comes after its DAG's intent (the coordinator triggered it) and consumed its inputs."""
-    from coordinator.core.view import adopt, dump_activation
+    from coordinator.core.activation import adopt, dump_activation
     from coordinator.spec_file import load_spec
 
     graph = load_spec(deps_path)

@@ -51,9 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import _harness as h
 from cold_start import layered_graph
 
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import PARTITION_FORMAT, KeyLayout
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt, dump_activation
+from coordinator.core.view import View
 
 BASE = datetime(2026, 10, 1, tzinfo=UTC)
 EXPECTED = (

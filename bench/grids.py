@@ -30,10 +30,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from coordinator.core.actions import Trigger
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.planner import plan_changes
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt, dump_activation
+from coordinator.core.view import View
 
 GRIDS = {"identity": "0 * * * *", "daily": "0 0 * * *", "weekly": "0 0 * * 1"}
 WINDOW = {"identity": 1, "daily": 24, "weekly": 168}

@@ -39,7 +39,7 @@ def store(partitions: int) -> tuple[Path, list[tuple[str, bytes, int]]]:
     names, deps = cs.layered_graph(10, 100)
     path = Path(tempfile.mkdtemp(prefix="bench-view-")) / "dependencies.json"
     h.write_deps(path, deps)
-    from coordinator.core.view import adopt, dump_activation
+    from coordinator.core.activation import adopt, dump_activation
     from coordinator.spec_file import load_spec
 
     graph = load_spec(path)

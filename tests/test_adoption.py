@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.actions import Trigger
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.adoption import HistoryChoice, HistoryMode, first_adoption, is_first_adoption
 from coordinator.core.model import RunState
 from coordinator.core.planner import plan
-from coordinator.core.view import adopt, dump_activation
 from tests.support.world import P1, P2, SEVEN, World, make_graph, n
 
 FAN_IN = ("02_pipeline", "03_pipeline", "04_pipeline", "05_pipeline")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -23,7 +24,6 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings
 

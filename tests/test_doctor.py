@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -26,7 +27,6 @@ from coordinator.core.model import (
     TriggerStatus,
     dump_record,
 )
-from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, Settings

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.activation import Activation, adopt, dump_activation
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import (
     Baseline,
@@ -28,7 +29,7 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import Activation, View, adopt, dump_activation
+from coordinator.core.view import View
 
 BASE: dict[str, Any] = {"b": "a", "c": "b"}
 

@@ -26,11 +26,11 @@ from typer.testing import CliRunner
 from coordinator.cli import engine_cmds  # registers `status` on the app
 from coordinator.cli.app import app
 from coordinator.core.actions import Trigger
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord
-from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.page.service import dependencies_page
 from coordinator.settings import EtcdSettings, Settings

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.graph import Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -26,7 +27,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt, dump_activation
+from coordinator.core.view import View
 from coordinator.etcd import EtcdStore
 from coordinator.page.model import NodeState, build_page, graph_from_activation, layout
 from coordinator.page.render import render_page

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from coordinator.cli import engine_cmds  # registers `status` on the app
 from coordinator.cli.app import app
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, dump_record
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import adopt, dump_activation
 from coordinator.etcd import EtcdStore
 from coordinator.page.service import dependencies_page, learning_dags
 from coordinator.settings import EtcdSettings, Settings

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.planner import plan_changes
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt, dump_activation
+from coordinator.core.view import View
 from tests.support.world import World, n
 
 D1, D2, D3 = "2024-03-10T01:00:00Z", "2024-03-11T01:00:00Z", "2024-03-12T01:00:00Z"

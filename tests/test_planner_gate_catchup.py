@@ -7,11 +7,12 @@ from __future__ import annotations
 import json
 
 from coordinator.core.actions import Trigger
+from coordinator.core.activation import adopt
 from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.model import KeyLayout, RunRecord, RunState, dump_record
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View, adopt
+from coordinator.core.view import View
 from tests.support.world import World, n
 
 DAYS = ["2025-03-10T00:00:00Z", "2025-03-11T00:00:00Z", "2025-03-12T00:00:00Z"]

@@ -36,8 +36,8 @@ from typing import Any, Protocol
 from coordinator.airflow_plugin.config import resolve_now
 from coordinator.airflow_plugin.records import INSTANCE_ENV, WriterConfig, connect_store
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
+from coordinator.core.activation import Activation
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
-from coordinator.core.view import Activation
 from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreError, StoreUnavailable
 
 ENTRY_POINT_GROUP = "airflow.plugins"

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator.core.actions import Trigger
+from coordinator.core.activation import Activation, adopt
 from coordinator.core.graph import Graph
 from coordinator.core.model import canonical_partition
 from coordinator.core.planner import plan
 from coordinator.core.retention import Retirement
-from coordinator.core.view import Activation, View, adopt
+from coordinator.core.view import View
 
 #: 100 runs: a first start normally finds the roots' last few runs (a handful of partitions times the DAGs that
 #: depend on them). More means months of history; each trigger is a DAG run queued on Airflow's scheduler at once,

@@ -6,7 +6,7 @@ nowhere else, so none of them can skip a step the others take (semantics rule 14
 
 a. The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``) is decided with
    ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act; semantics rule 9d);
-   otherwise the activation the leader would write for this graph (``view.adopt``: new or changed DAGs are active
+   otherwise the activation the leader would write for this graph (``activation.adopt``: new or changed DAGs are active
    from the view's revision), or the view's own when nothing changed. A caller that already adopted (the leading
    watcher wrote the activation, or holds a first adoption it decided) passes that :class:`Adoption` instead of
    re-deciding it: the decision is the same, the history is not re-counted on every pass.
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from coordinator.core.actions import Plan
+from coordinator.core.activation import Activation, adopt
 from coordinator.core.adoption import (
     DEFAULT_FIRST_START_LIMIT,
     FirstAdoption,
@@ -38,7 +39,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import plan, plan_changes
 from coordinator.core.retention import Retirement
-from coordinator.core.view import Activation, View, adopt
+from coordinator.core.view import View
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from coordinator.core.activation import Activation
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.spec.deadline import ExpectedBy
-from coordinator.core.view import Activation, View
+from coordinator.core.view import View
 
 
 class ChangeKind(StrEnum):

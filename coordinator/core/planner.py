@@ -53,6 +53,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
+from coordinator.core.activation import Activation, NodeActivation
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -64,7 +65,7 @@ from coordinator.core.model import (
     task_input_key,
 )
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
-from coordinator.core.view import Activation, LedgerFact, NodeActivation, RunFact, View
+from coordinator.core.view import LedgerFact, RunFact, View
 
 #: Enum members read on the hot paths of a pass, as module constants: ``RunState.SUCCESS`` is a descriptor call in
 #: Python 3.11 (~45 ns), made for every DAG of every partition.

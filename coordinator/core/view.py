@@ -22,19 +22,18 @@ Rules:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from sys import intern
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
+from coordinator.core.activation import Activation
 from coordinator.core.canonical import done_ledger_fields, run_fields
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.floor import RetentionFloor, parse_floor
-from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import (
     KeyLayout,
@@ -161,56 +160,6 @@ class LedgerFact(NamedTuple):
             intent_rev=self.recorded_intent_rev, trigger_count=self.trigger_count, attempts=self.attempts,
             last_error=self.last_error, done_at=self.done_at,
         )  # fmt: skip
-
-
-class NodeActivation(BaseModel):
-    """Since which revision a DAG's current set of sources is in effect, and which history it also processes.
-
-    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics rule 9): successes at or
-    before ``since`` still count for partitions at or after it ("" = every partition), because before the first
-    adoption there was no coordinator to process them. None (every later change, and every value written before
-    this field existed) keeps the activation rule: history only through ``coordinator backfill``.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    shape: str
-    since: int
-    history_from: str | None = None
-    #: The sources ``shape`` fingerprints (qualified ids), recorded so ``coordinator diff`` can name the edges of the
-    #: graph in force. None in values written before they were recorded: then only the shape is known.
-    upstreams: tuple[str, ...] | None = None
-    on_failure_of: tuple[str, ...] | None = None
-    #: The partition grid (``cron`` or ``cron timezone``; None: no grid) and the non-zero edge offsets, recorded with
-    #: the edges (meaningful when ``upstreams`` is not None).
-    grid: str | None = None
-    offsets: dict[str, int] | None = None
-    #: The DAG's extended edges (``EdgeSpec.shape_item``: shift, member, task, condition, gates), recorded only for a
-    #: DAG that has them, so readers without the file (the page in Airflow's api-server) decide on exactly the graph
-    #: in force. None: none, or a value written before they were recorded.
-    edges: tuple[tuple[str | int | bool | None, ...], ...] | None = None
-    #: The DAG's ``expected_by`` (``ExpectedBy.item``) and ``on_late_of`` (``DagSpec.deadline_item``), recorded only
-    #: for a DAG that has either; not part of the shape, so rewritten at every adoption without re-dating the DAG.
-    deadline: tuple[tuple[str | int | bool | None, ...] | None, tuple[str, ...]] | None = None
-
-    def covers_history(self, partition: str) -> bool:
-        """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
-        return self.history_from is not None and partition >= self.history_from
-
-
-class Activation(BaseModel):
-    """Value of ``{prefix}/config/graph``: the adopted graph and, per DAG, when its sources last changed.
-
-    Successes at or before ``since`` predate the DAG's current definition and never trigger it by themselves
-    (no surprise storm of history after a graph change); ``coordinator backfill`` processes them on request.
-    """
-
-    model_config = ConfigDict(extra="ignore", frozen=True)
-    digest: str
-    nodes: dict[str, NodeActivation]
-    adopted_by: str = ""
-    #: ``instance/dag_id`` -> the tasks the graph names as task-level upstreams (``Graph.upstream_tasks``): the Airflow
-    #: plugin records the states of exactly these. Absent (in values written before task-level edges) means none.
-    upstream_tasks: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass
@@ -555,68 +504,3 @@ class View:
 
     def all_partitions(self) -> list[str]:
         return sorted(self.partitions)
-
-
-def adopt(
-    graph_shapes: Mapping[NodeId, str],
-    digest: str,
-    current: Activation | None,
-    revision: int,
-    by: str = "",
-    *,
-    history_from: str | None = None,
-    sources: Mapping[NodeId, DagSpec] | None = None,
-) -> Activation | None:
-    """The activation to write when ``graph`` is loaded at ``revision``, or None when nothing changed.
-
-    A DAG keeps its entry (``since`` and ``history_from``) while its sources are unchanged, so a restart or an
-    unrelated edit never re-dates it (downtime recovery still applies to it); a new DAG or one whose sources changed
-    starts at ``revision`` with no history. ``history_from`` applies only to a first adoption (``current`` None):
-    see ``coordinator.core.adoption``. ``sources`` (the graph's DAGs) records each DAG's edges beside its shape.
-    """
-    if current is not None and current.digest == digest:
-        return None
-    old = current.nodes if current is not None else {}
-    first_history = history_from if current is None else None
-    nodes: dict[str, NodeActivation] = {}
-    for node, shape in graph_shapes.items():
-        prev = old.get(node.qualified)
-        spec = sources.get(node) if sources is not None else None
-        edges = _recorded_edges(spec) if spec is not None else {}
-        if prev is not None and prev.shape == shape:
-            # Same sources: keep the dates; an entry written before edges were recorded gains them.
-            if edges and (prev.upstreams is None or (prev.edges is None and "edges" in edges)):
-                prev = prev.model_copy(update=edges)
-            if spec is not None and prev.deadline != spec.deadline_item():
-                prev = prev.model_copy(update={"deadline": spec.deadline_item()})  # not in the shape: no re-dating
-            nodes[node.qualified] = prev
-        else:
-            nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history, **edges)
-    tasks = upstream_tasks(sources.values()) if sources is not None else {}
-    return Activation(digest=digest, nodes=nodes, adopted_by=by, upstream_tasks=tasks)
-
-
-def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
-    """What an activation entry records of a DAG's definition for ``coordinator diff``: edges, grid, offsets."""
-    recorded: dict[str, Any] = {
-        "upstreams": tuple(n.qualified for n in spec.upstreams),
-        "on_failure_of": tuple(n.qualified for n in spec.on_failure_of),
-        "grid": str(spec.grid) if spec.grid is not None else None,
-        "offsets": {n.qualified: k for n, k in spec.offsets},
-    }
-    if spec.edges:
-        recorded["edges"] = tuple(tuple(edge.shape_item()) for edge in spec.edges)
-    if spec.deadline_item() is not None:
-        recorded["deadline"] = spec.deadline_item()
-    return recorded
-
-
-def dump_activation(activation: Activation) -> bytes:
-    data = activation.model_dump(mode="json")
-    if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
-        del data["upstream_tasks"]
-    for entry in data["nodes"].values():
-        for extra in ("edges", "deadline"):
-            if entry[extra] is None:  # so does a DAG without extended edges or deadlines
-                del entry[extra]
-    return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

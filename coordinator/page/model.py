@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from coordinator.core.actions import Plan, Verdict
+from coordinator.core.activation import Activation
 from coordinator.core.deadlines import DeadlineStatus
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
-from coordinator.core.view import Activation, RunFact, View
+from coordinator.core.view import RunFact, View
 from coordinator.report import row_status, why
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.

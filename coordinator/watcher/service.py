@@ -36,12 +36,13 @@ from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
+from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import partitions_to_plan
-from coordinator.core.view import ALL, View, dump_activation
+from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd import KV, EtcdStore, WatchBatch
 from coordinator.metrics import Metrics
@@ -384,7 +385,7 @@ class Watcher:
                       changed=changed, skip=skip, retirement=memo)  # fmt: skip
 
     async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
-        """Record when each DAG's current definition took effect (the leader does this; see view.adopt).
+        """Record when each DAG's current definition took effect (the leader does this; see activation.adopt).
 
         The first adoption under a prefix also processes the history already in etcd, unless it is too long
         (semantics rule 9, coordinator.core.adoption); a held first adoption is re-decided on full passes only

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient
+from coordinator.core.activation import Activation
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -32,7 +33,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
-from coordinator.core.view import Activation, View
+from coordinator.core.view import View
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
 from coordinator.spec_file import load_spec

@@ -27,8 +27,8 @@ from pathlib import Path
 
 import pytest
 
+from coordinator.core.activation import Activation
 from coordinator.core.model import RunState
-from coordinator.core.view import Activation
 from coordinator.spec_file import load_spec
 from tests.e2e.harness import (
     E2E,

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from coordinator.core import intent
 from coordinator.core.actions import Plan, Resume, Trigger
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -27,7 +28,7 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.planner import plan
-from coordinator.core.view import View, adopt, dump_activation
+from coordinator.core.view import View
 
 #: The world's wall clock: the protocol only writes it into records.
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
