@@ -1,4 +1,4 @@
-"""Expected-by deadlines: what one evaluation pass of ``coordinator.core.deadlines.deadline_states`` costs over a big
+"""Expected-by deadlines: what one evaluation pass of ``core.deadline.states.deadline_states`` costs over a big
 estate (issue 19 target: 5,000 DAGs x 30 partitions in <= 50 ms per pass).
 
 Set-up, all in this process (no etcd, no subprocess: the function is pure, its input is the watcher's view):
@@ -20,7 +20,7 @@ Set-up, all in this process (no etcd, no subprocess: the function is pure, its i
 Timed with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU): ``--repeat`` passes after one warm-up, the
 median and the range.
 
-Then the leader's incremental pass (``coordinator.core.deadline_cache.DeadlineCache``, fed from the view's change
+Then the leader's incremental pass (``coordinator.core.deadline.cache.DeadlineCache``, fed from the view's change
 journal exactly as ``watcher/deadlines.py`` does), same estate and horizon: the first (full) pass; a steady pass 15 s
 later with nothing changed; a pass after a burst of run states applied with ``View.apply`` (the fifth layer's 500
 running DAGs succeed today; separately 50 of the sixth layer's queued DAGs fail: their descendants become blocked);
@@ -150,7 +150,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     try:
-        from coordinator.core.deadlines import deadline_states, learned_durations
+        from coordinator.core.deadline.states import deadline_states, learned_durations
     except ImportError as exc:
         sys.exit(f"bench/deadlines.py: {exc}: this checkout has no expected-by deadlines (issue 19) yet")
 
@@ -244,8 +244,8 @@ def incremental_cases(
     graph: Any, view: View, names: list[list[str]], args: argparse.Namespace, now: datetime, horizon: timedelta
 ) -> list[dict[str, Any]]:
     """The incremental passes (see the module docstring): name, statuses judged and moved by the clock, times."""
-    from coordinator.core.deadline_cache import DeadlineCache
-    from coordinator.core.deadlines import deadline_states
+    from coordinator.core.deadline.cache import DeadlineCache
+    from coordinator.core.deadline.states import deadline_states
     from coordinator.core.journal import Cursor
 
     keys = view.keys

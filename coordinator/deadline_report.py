@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
-from coordinator.core.deadlines import Cause, CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.deadline.states import Cause, CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
 from coordinator.core.model import KeyLayout, NodeId
 
 #: Causes only the watcher can see (rule 3).

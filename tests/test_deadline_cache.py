@@ -1,4 +1,4 @@
-"""The incremental deadline pass (``coordinator.core.deadline_cache``, semantics rule 13: "an incremental pass equals
+"""The incremental deadline pass (``coordinator.core.deadline.cache``, semantics rule 13: "an incremental pass equals
 a full pass"): after every random change of facts, clock, paused DAGs and unreachable instances, the cache's statuses,
 transitions, counts and least slack are exactly those of a full ``deadline_states`` pass from scratch."""
 
@@ -14,9 +14,10 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from coordinator.core import deadline_cache, deadlines
-from coordinator.core.deadline_cache import DeadlineCache
-from coordinator.core.deadlines import (
+from coordinator.core.deadline import cache as deadline_cache
+from coordinator.core.deadline import states as deadlines
+from coordinator.core.deadline.cache import DeadlineCache
+from coordinator.core.deadline.states import (
     DeadlineRecord,
     DeadlineState,
     DeadlineStatus,

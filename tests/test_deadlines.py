@@ -1,4 +1,4 @@
-"""Deadlines (semantics rule 13, ``coordinator.core.deadlines``): states, causes, ETAs, learned durations and
+"""Deadlines (semantics rule 13, ``coordinator.core.deadline.states``): states, causes, ETAs, learned durations and
 transitions, by example and with Hypothesis against an independent model on a fake clock."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.deadlines import (
+from coordinator.core.deadline.states import (
     CauseReason,
     DeadlineRecord,
     DeadlineState,

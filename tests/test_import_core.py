@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coordinator.core.grid import Grid
-from coordinator.core.import_facts import (
+from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
     FindingKind,
@@ -22,10 +22,10 @@ from coordinator.core.import_facts import (
     ScheduleFact,
     ScheduleKind,
 )
-from coordinator.core.import_fit import Edge, FitProblem, Fitter, format_shift
-from coordinator.core.import_merge import merge
-from coordinator.core.import_schedule import choose_grid, delta_cron, sample_partitions, zone_name
-from coordinator.core.import_translate import translate
+from coordinator.core.importer.fit import Edge, FitProblem, Fitter, format_shift
+from coordinator.core.importer.merge import merge
+from coordinator.core.importer.schedule import choose_grid, delta_cron, sample_partitions, zone_name
+from coordinator.core.importer.translate import translate
 
 
 def at(*parts: int) -> datetime:

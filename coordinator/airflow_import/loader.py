@@ -4,7 +4,7 @@ Rules:
 1. The only module of the package, with the plugin, that imports ``airflow``; it runs where Airflow is (2.9+ or
    3.x, whichever is installed) and is imported lazily by the ``import-dags`` command only.
 2. Airflow objects never leave this module: DAGs, timetables and operators become the typed facts of
-   :mod:`coordinator.core.import_facts`, and the translation is pure.
+   :mod:`coordinator.core.importer.facts`, and the translation is pure.
 3. A sensor's dates are the sensor's own: its ``_get_dttm_filter(context)`` is called with a context for a run of
    its DAG at each sample partition (the keys a scheduled run's context has: ``logical_date``, the data interval,
    ``ds``/``ts``, ``dag_run``...). An exception is recorded as the reason the dates are unknown, never raised.
@@ -30,7 +30,7 @@ from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any
 
-from coordinator.core.import_facts import (
+from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
     LinkFact,
@@ -39,7 +39,7 @@ from coordinator.core.import_facts import (
     ScheduleFact,
     ScheduleKind,
 )
-from coordinator.core.import_schedule import choose_grid, sample_partitions
+from coordinator.core.importer.schedule import choose_grid, sample_partitions
 from coordinator.errors import ConfigError
 
 #: How many frames up from an ``__init__`` the call site in the DAGs folder is looked for.

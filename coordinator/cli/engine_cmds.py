@@ -23,7 +23,7 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
-from coordinator.core.deadlines import DeadlineRecord, deadline_states
+from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph

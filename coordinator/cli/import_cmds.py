@@ -3,9 +3,9 @@
 Rules:
 1. The folder is loaded by Airflow's own loader through :mod:`coordinator.airflow_import`, imported here lazily:
    every other command works without Airflow; without it this one exits 2 saying where to run it.
-2. The translation is :func:`coordinator.core.import_translate.translate` (pure); this module reads, writes, prints.
+2. The translation is :func:`coordinator.core.importer.translate.translate` (pure); this module reads, writes, prints.
 3. The document goes to stdout, or to ``--output``. An existing ``--output`` is validated first (invalid: every
-   problem, exit 2, nothing written), merged (:mod:`coordinator.core.import_merge`), and what changed is printed with
+   problem, exit 2, nothing written), merged (:mod:`coordinator.core.importer.merge`), and what changed is printed with
    ``coordinator diff``'s own text; the file is written only when the result validates.
 4. The report (stderr) lists sensor bugs, what cannot be expressed and notes, each ``file:line: dag.task: ...``, and
    files Airflow could not import; ``--report FILE`` writes the same as JSON. Exit 0; with ``--strict`` exit 1 when
@@ -23,9 +23,9 @@ import typer
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, fail
 from coordinator.cli.diff_cmds import to_text
 from coordinator.core.graph_diff import Baseline, diff_graphs
-from coordinator.core.import_facts import FindingKind
-from coordinator.core.import_merge import merge
-from coordinator.core.import_translate import ImportResult, dump, translate
+from coordinator.core.importer.facts import FindingKind
+from coordinator.core.importer.merge import merge
+from coordinator.core.importer.translate import ImportResult, dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError

@@ -15,7 +15,7 @@ b. Then the planner (``planner.plan`` for whole partitions, ``planner.plan_chang
 c. Then retention, from the floor IN the view (``View.floor``, read at the same revision as the facts): the
    triggers of retired decisions are dropped and their verdicts say so (semantics rule 11b).
 d. ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status`` and the page judge
-   deadlines (semantics rule 13, ``core/deadlines.py``) at the same ``Decision.now``.
+   deadlines (semantics rule 13, ``core/deadline/states.py``) at the same ``Decision.now``.
 e. Pure: no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
 """
 

@@ -80,7 +80,7 @@ class RunFact(NamedTuple):
     #: Read by the audit (``core.audit.audit_record``): who wrote the state, and when the attempt started.
     source: str = "unknown"
     start_date: datetime | None = None
-    #: Read by the deadlines (``core.deadlines``): when a success finished decides on time or late, and the recent
+    #: Read by the deadlines (``core.deadline.states``): when a success finished decides on time or late, and the recent
     #: successes' run times are the learned duration.
     end_date: datetime | None = None
 

@@ -19,7 +19,7 @@ from enum import StrEnum
 
 from coordinator.core.actions import Plan, Verdict
 from coordinator.core.activation import Activation
-from coordinator.core.deadlines import DeadlineStatus
+from coordinator.core.deadline.states import DeadlineStatus
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
-from coordinator.core.deadlines import LEARN_SAMPLES, DeadlineRecord, deadline_states
+from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition

@@ -1,4 +1,5 @@
-"""The paused DAGs the deadline pass must know about: what rule 3 of ``core.deadlines`` calls "paused", from Airflow.
+"""The paused DAGs the deadline pass must know about: what rule 3 of ``core.deadline.states``
+calls "paused", from Airflow.
 
 The view holds what the plugin and the watcher recorded; whether a DAG is paused lives only in Airflow. The deadline
 pass (``watcher/deadlines.py``) asks this module once per pass, before it takes the view lock.

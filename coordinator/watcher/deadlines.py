@@ -1,4 +1,4 @@
-"""The leader's deadline pass: decide every deadline state (``core.deadlines``), record each transition by
+"""The leader's deadline pass: decide every deadline state (``core.deadline.states``), record each transition by
 compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
 
 Rules (semantics rule 13):
@@ -13,7 +13,7 @@ Rules (semantics rule 13):
    ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as existing, so each handler
    runs once per transition. A record already ``alerted`` is never alerted again.
 4. One log line per transition: ``deadline.transition``.
-5. Incremental (``core.deadline_cache``): the job keeps one cache and reads the view's change journal from its
+5. Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal from its
    cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a full
    pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
    (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
@@ -34,8 +34,8 @@ from pydantic import ValidationError
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
-from coordinator.core.deadline_cache import DeadlineCache
-from coordinator.core.deadlines import DeadlineRecord, Transition, late_run_id
+from coordinator.core.deadline.cache import DeadlineCache
+from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
 from coordinator.core.graph import Graph
 from coordinator.core.journal import Cursor
 from coordinator.core.model import KeyLayout, NodeId, dump_record

@@ -9,7 +9,7 @@ Rules (``docs/semantics.md``, rule 13):
    instant and not the local time. A time that does not exist that day (inside a spring-forward gap) resolves
    forward like ``zoneinfo`` does (fold 0); an ambiguous one (autumn) is its first occurrence.
 3. Optional: ``warn`` (a slack: ``at_risk`` when the predicted finish is after the deadline minus it; default 0),
-   ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see ``coordinator.core.deadlines``) and
+   ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see ``core.deadline.states``) and
    ``from`` (a date or partition before which no partition has a deadline, so declaring one does not alert about
    history).
 4. Without a grid a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.

@@ -30,7 +30,7 @@ Rules:
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
    final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
-   warn - ahead`` (:meth:`Judgement.holds_until`). ``coordinator.core.deadline_cache`` keeps passes incremental on
+   warn - ahead`` (:meth:`Judgement.holds_until`). ``coordinator.core.deadline.cache`` keeps passes incremental on
    this.
 """
 
@@ -126,7 +126,7 @@ class Eta:
     Every ETA has this form (rule 7): a success's end is ``fixed``; a running attempt is ``max(now, start +
     duration)``; any other is the latest of ``now``, a root's window end and its upstreams' ETAs plus the latency,
     plus its duration, and ``max`` and ``+`` of such forms stay such forms. Kept as a form, not an instant, so a
-    status can be re-read at a later ``now`` without a pass (``coordinator.core.deadline_cache``).
+    status can be re-read at a later ``now`` without a pass (``coordinator.core.deadline.cache``).
     """
 
     ahead: timedelta | None = None

@@ -2,7 +2,7 @@
 
 Rules (``docs/import-dags.md``, "ExternalTaskSensor -> edges" and "Sensor bugs it proves"):
 1. :func:`link_edges` proves bugs on the samples against the upstream's grid, fits the edge
-   (:mod:`coordinator.core.import_fit`) and adds one edge per awaited task. A date the upstream never runs at on
+   (:mod:`coordinator.core.importer.fit`) and adds one edge per awaited task. A date the upstream never runs at on
    every sample: never satisfied, no edge; on some samples: the edge (which maps to nothing there, as the sensor waits
    forever) and the dates are reported. A date older than D's previous partition: satisfied by an old run, reported.
    Without D's grid nothing is proven (its dates are whatever triggers it).
@@ -18,7 +18,7 @@ from datetime import datetime
 from functools import lru_cache
 
 from coordinator.core.grid import Grid
-from coordinator.core.import_facts import (
+from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
     Finding,
@@ -27,8 +27,8 @@ from coordinator.core.import_facts import (
     LinkKind,
     Origin,
 )
-from coordinator.core.import_fit import Edge, FitProblem, Fitter, key, on_grid
-from coordinator.core.import_schedule import GridChoice, sample_partitions
+from coordinator.core.importer.fit import Edge, FitProblem, Fitter, key, on_grid
+from coordinator.core.importer.schedule import GridChoice, sample_partitions
 from coordinator.core.model import DEFAULT_INSTANCE
 
 EXAMPLES = 3

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
 from coordinator.core.grid import CRON_PRESETS, Grid, timezone_problem
-from coordinator.core.import_facts import ScheduleFact, ScheduleKind
+from coordinator.core.importer.facts import ScheduleFact, ScheduleKind
 
 #: Where sample partitions start (UTC): each anchor is followed by SAMPLES_PER_ANCHOR grid points.
 ANCHORS = tuple(

@@ -1,11 +1,11 @@
 """DAGs-folder facts -> a ``dependencies.json`` document and the findings a reviewer must read.
 
 Rules (``docs/import-dags.md``):
-1. Every DAG of the folder gets an entry: its grid (:mod:`coordinator.core.import_schedule`) and its upstreams.
+1. Every DAG of the folder gets an entry: its grid (:mod:`coordinator.core.importer.schedule`) and its upstreams.
 2. An ``ExternalTaskSensor`` in D on U becomes one edge per awaited task (``external_task_id(s)``, or every task of
    ``external_task_group_id``; none: the whole run), ``condition`` from ``allowed_states`` (``[success]``: success,
    ``[success, failed]``: finished; anything else cannot be expressed), and the date semantics fitted to the
-   sensor's own dates (:mod:`coordinator.core.import_fit`). ``failed_states``/``skipped_states`` only make a sensor
+   sensor's own dates (:mod:`coordinator.core.importer.fit`). ``failed_states``/``skipped_states`` only make a sensor
    give up early: noted, not translated.
 3. Sensor bugs are proven on the samples, against the upstream's grid: a date the upstream never runs at means the
    sensor is never satisfied for that run (on every sample: no edge is written, the sensor is reported; on some: the
@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.core.import_edges import Work
-from coordinator.core.import_facts import (
+from coordinator.core.importer.edges import Work
+from coordinator.core.importer.facts import (
     DagFact,
     Finding,
     FindingKind,
@@ -40,8 +40,8 @@ from coordinator.core.import_facts import (
     LinkKind,
     ScheduleKind,
 )
-from coordinator.core.import_operators import asset_edges, marker_edges, sensor_edges, trigger_edges
-from coordinator.core.import_schedule import choose_grid
+from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
+from coordinator.core.importer.schedule import choose_grid
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
 from coordinator.core.spec.source import format_path

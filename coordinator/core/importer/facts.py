@@ -2,7 +2,7 @@
 
 Rules:
 1. The Airflow adapter (``coordinator.airflow_import``) is the only place that looks at Airflow objects; it turns
-   them into these values, so the translation (:mod:`coordinator.core.import_translate` and its helpers) is pure
+   them into these values, so the translation (:mod:`coordinator.core.importer.translate` and its helpers) is pure
    and testable without Airflow.
 2. Dates are aware UTC datetimes. A date function (``execution_date_fn``, or a delta) is known only through
    :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.

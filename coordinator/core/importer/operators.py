@@ -2,7 +2,7 @@
 
 Rules (``docs/import-dags.md``):
 1. A sensor: one edge per awaited task with the fitted date semantics
-   (:func:`coordinator.core.import_edges.link_edges`).
+   (:func:`coordinator.core.importer.edges.link_edges`).
 2. A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
 3. A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the operator.
 4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from coordinator.core.import_edges import (
+from coordinator.core.importer.edges import (
     Work,
     awaited_tasks,
     identity_samples,
@@ -22,13 +22,13 @@ from coordinator.core.import_edges import (
     link_edges,
     sensor_condition,
 )
-from coordinator.core.import_facts import (
+from coordinator.core.importer.facts import (
     DagFact,
     FindingKind,
     LinkFact,
     ScheduleKind,
 )
-from coordinator.core.import_fit import FitProblem, Fitter
+from coordinator.core.importer.fit import FitProblem, Fitter
 
 SAME_DATE_TEMPLATES = frozenset(
     t.replace(" ", "")

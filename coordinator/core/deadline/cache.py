@@ -1,7 +1,7 @@
 """Incremental deadline passes: the leader's cache of every (DAG, partition) status, invalidated explicitly
 (semantics rule 13, "an incremental pass equals a full pass").
 
-Level-triggered like a client-go informer cache: the cache holds one :class:`~coordinator.core.deadlines.Judgement`
+Level-triggered like a client-go informer cache: the cache holds one :class:`~.states.Judgement`
 per (DAG with an ``expected_by``, partition) in scope and, per status, the instant up to which the clock alone cannot
 change its state (``Judgement.holds_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
 the changed keys are inputs.
@@ -10,27 +10,27 @@ Rules:
 1. :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``); :meth:`DeadlineCache.update`
    judges again only:
    a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
-      at ``now`` (``deadlines`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
+      at ``now`` (``states`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
       scheduled at its next instant;
    b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
    c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
       partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
       that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
-      and, when it has none, its ETA (``deadlines`` rules 3-4); the walk goes on below a status only when its new
+      and, when it has none, its ETA (``states`` rules 3-4); the walk goes on below a status only when its new
       judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed), below a
       key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
       that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
-      (descendant, partition) an ungridded DAG gains (rule 1 of ``deadlines``: only from a key the view indexes);
+      (descendant, partition) an ungridded DAG gains (rule 1 of ``states``: only from a key the view indexes);
    d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
       them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
       of everything below them;
    e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
       when ``now`` went back, or for a new graph, latency or horizon (a new cache).
 2. Nothing else can change: a status is a function of its own and its ancestors' facts through the mappings, their
-   durations, the paused and unreachable sets and ``now`` (``deadlines`` rules 2-5), and (c) and (d) cover every
+   durations, the paused and unreachable sets and ``now`` (``states`` rules 2-5), and (c) and (d) cover every
    one of those inputs; (a) covers ``now``. Where (c) stops, every input of the statuses below is what it was when
    they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
-3. Learned durations are kept per DAG from the facts (``deadlines`` rule 5): a success, a rerun or a deletion
+3. Learned durations are kept per DAG from the facts (``states`` rule 5): a success, a rerun or a deletion
    changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
 4. Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states only the statuses whose state
    changed or that entered the scope since the last call, the keys whose record changed, and those that differed
@@ -49,7 +49,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.core.deadlines import (
+from coordinator.core.deadline.states import (
     DEFAULT_HORIZON,
     DEFAULT_LATENCY,
     LEARN_SAMPLES,

@@ -24,7 +24,7 @@ from functools import lru_cache
 
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
-from coordinator.core.import_facts import DateSample
+from coordinator.core.importer.facts import DateSample
 from coordinator.core.inputs import OffGrid, required_inputs
 from coordinator.core.model import PARTITION_FORMAT, NodeId
 from coordinator.core.spec.loader import parse_spec
