@@ -162,6 +162,24 @@ def test_an_edge_the_loader_rejects_is_dropped_and_reported() -> None:
     assert result.edge_count == 1
 
 
+def test_a_mutual_pair_of_many_parallel_task_sensors_is_broken_as_one_unit() -> None:
+    """Two DAGs with 23 task sensors each way (Mozilla's case): the pair's edges go in one round, nothing is raised."""
+    facts = [dag("a", "0 1 * * *"), dag("b", "0 1 * * *"), dag("c", "0 1 * * *")]
+    same = lambda p: [p]  # noqa: E731
+    tasks = tuple(f"t{i}" for i in range(23))
+    links = [
+        sensor("a", "b", DAILY_1, same, tasks=tasks),
+        sensor("b", "a", DAILY_1, same, tasks=tasks),
+        sensor("c", "a", DAILY_1, same, tasks=("t0",)),
+    ]
+    result = translate(facts, links)
+    rejected = [f for f in result.of(FindingKind.INEXPRESSIBLE) if "rejected" in f.message]
+    assert len(rejected) == 23 and all("cycle" in f.message for f in rejected)
+    assert len({f.subject for f in rejected}) == 1  # one direction of the pair, whole
+    kept = {d: len(e.get("upstreams", [])) for d, e in result.document["dags"].items()}
+    assert sorted(kept.values()) == [0, 1, 23]  # the other direction whole, and c's edge
+
+
 def test_merge_keeps_other_dags_and_human_descriptions() -> None:
     """Imported DAGs are matched by meaning (instance field or qualified key); the rest of the file is kept."""
     existing = {"b": "a", "version_x": ["b"]}

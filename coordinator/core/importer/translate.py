@@ -17,7 +17,10 @@ Rules (``docs/import-dags.md``):
    operator should then be removed. An asset schedule becomes an edge to the producing task of each consumed asset
    (several producers of one asset, OR conditions and aliases cannot be expressed: the coordinator needs all).
 5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
-   removed and reported with the loader's message, so the output always validates.
+   removed and reported with the loader's message, so the output always validates. A cycle is broken per DAG pair:
+   when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same round (two DAGs
+   with 23 mutual task sensors are one decision, not 23 rounds). Each round removes at least one edge or fails, so
+   the rounds are bounded by the number of edges, which no real graph can exceed.
 6. Pure: facts in, a document (the JSON value to write) and findings out.
 7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
    runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
@@ -46,8 +49,6 @@ from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
 from coordinator.core.spec.source import format_path
 from coordinator.errors import SpecError
-
-MAX_VALIDATION_ROUNDS = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,8 @@ def _entries(work: Work) -> dict[str, Any]:
 
 def _validated(work: Work) -> tuple[dict[str, Any], int]:
     """The document, after removing every edge the loader rejects (rule 5)."""
-    for _ in range(MAX_VALIDATION_ROUNDS):
+    # Rule 5: every round but the last removes at least one edge, so this bound cannot be reached.
+    for _ in range(sum(len(edges) for edges in work.edges.values()) + 1):
         document: dict[str, Any] = {"version": SPEC_VERSION}
         if work.instance != DEFAULT_INSTANCE:
             document["instances"] = {work.instance: {}}
@@ -146,19 +148,25 @@ def _validated(work: Work) -> tuple[dict[str, Any], int]:
 
 
 def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
-    """Remove the edges named by the loader's problems; False when a problem names no edge."""
+    """Remove the edges named by the loader's problems, a cycle's whole DAG pair at once; False when none is named."""
     dropped = False
     for dag_id, edges in work.edges.items():
         prefix = format_path(("dags", work.ref(dag_id), "upstreams"))
-        keep = []
-        for i, item in enumerate(edges):
+        reasons: dict[int, str] = {}
+        for i in range(len(edges)):
             path = prefix + f"[{i}]"
             hits = [p for p in problems if f" {path}: " in p or f" {path}." in p]
-            if not hits:
+            if hits:
+                reasons[i] = hits[0].split(": ", 2)[-1]
+        # A cycle through D <- U is broken by the pair: the other parallel edges D <- U would close it again.
+        cyclic = {edges[i][0].dag: reason for i, reason in reasons.items() if "cycle" in reason}
+        keep = []
+        for i, item in enumerate(edges):
+            edge, origin, subject = item
+            reason = reasons.get(i) or cyclic.get(edge.dag)
+            if reason is None:
                 keep.append(item)
                 continue
-            edge, origin, subject = item
-            reason = hits[0].split(": ", 2)[-1]
             work.findings.append(
                 Finding(FindingKind.INEXPRESSIBLE, origin, subject, f"edge {edge.describe()} rejected: {reason}")
             )
