@@ -2,13 +2,16 @@
 
 Rules: commands parse arguments, build :class:`Settings`, call one function, and turn known errors into a message on
 stderr plus an exit code (2: bad input or configuration, 1: a runtime failure such as etcd being unreachable). No
-command prints a traceback for an expected error.
+command prints a traceback: an unexpected error leaves ``main()`` as ``error: unexpected ...`` and exit 2
+(``COORDINATOR_TRACEBACK=1`` shows the traceback).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -125,10 +128,25 @@ def main() -> None:
         state_cmds,
     )
 
+    # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
     try:
         app()
     except (ConfigError, SpecError) as exc:
-        fail(str(exc), EXIT_INVALID)
+        _exit(str(exc), EXIT_INVALID)
     except CoordinatorError as exc:
-        fail(str(exc), EXIT_FAILURE)
+        _exit(str(exc), EXIT_FAILURE)
+    except Exception as exc:  # a bug of ours or of a library: a message and exit 2, the traceback only on request
+        if os.environ.get("COORDINATOR_TRACEBACK"):
+            traceback.print_exc()
+        _exit(
+            f"unexpected {type(exc).__name__}: {exc} (a bug of coordinator: please report it with the command; "
+            "COORDINATOR_TRACEBACK=1 prints the traceback)",
+            EXIT_INVALID,
+        )
     sys.exit(0)
+
+
+def _exit(message: str, code: int) -> NoReturn:
+    """``fail()`` for main(): print ``error: message`` on stderr and leave the process with ``code``."""
+    err.print(Text("error: ", style="bold red") + Text(message))
+    sys.exit(code)

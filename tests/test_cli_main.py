@@ -1,0 +1,44 @@
+"""``coordinator``'s entry point: an error that escapes a command is a message and an exit code, never a traceback."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+from coordinator.errors import SpecError
+
+# The module, not the Typer object that ``coordinator.cli`` exports under the same name.
+app_module = importlib.import_module("coordinator.cli.app")
+# main() imports the command modules, which register on ``app``: done here, before the test replaces ``app``.
+for _name in ("airflow", "check_airflow", "diff", "doctor", "engine", "import", "prune", "spec", "state"):
+    importlib.import_module(f"coordinator.cli.{_name}_cmds")
+
+
+def _raising(exc: BaseException) -> object:
+    def call() -> None:
+        raise exc
+
+    return call
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "words"),
+    [
+        (SpecError(["import: the loader kept rejecting edges"]), 2, "kept rejecting edges"),
+        (RuntimeError("boom"), 2, "unexpected RuntimeError: boom"),
+    ],
+    ids=["spec-error", "unexpected-error"],
+)
+def test_an_error_escaping_a_command_exits_with_a_message_and_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], exc: BaseException, code: int, words: str
+) -> None:
+    """main() turns an escaped error into `error: ...` on stderr and an exit code (before: a typer.Exit traceback)."""
+    monkeypatch.delenv("COORDINATOR_TRACEBACK", raising=False)
+    monkeypatch.setattr(app_module, "app", _raising(exc))
+    with pytest.raises(SystemExit) as exited:
+        app_module.main()
+    assert exited.value.code == code
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("error: ") and words in stderr
+    assert "Traceback" not in stderr
