@@ -28,6 +28,8 @@ from coordinator.spec_file import load_spec
 
 HERE = Path(__file__).parent / "import_dags"
 ESTATE = HERE / "estate"
+#: Airflow 3 schedules and a package imported from the DAGs folder (issue 24's crashes), kept out of ESTATE's oracle.
+ESTATE_AF3 = HERE / "estate_af3"
 ORACLE = HERE / "oracle.py"
 FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: Dependent dates per sensor: consecutive grid points from each of these (a year start, both 2024 daylight-saving
@@ -416,3 +418,23 @@ def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert "cannot write the file" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_crash(tmp_path: Path) -> None:
+    """AssetOrTimeSchedule keeps its cron, identity-partitioned assets are edges, other mappers and the asset half are
+    reported, and a DAG importing a package of its own folder loads (before: AttributeError, No module named)."""
+    output = tmp_path / "deps.json"
+    done = run_import(Path(sys.executable), ESTATE_AF3, output, tmp_path / "home", "--report", str(tmp_path / "r.json"))
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    dags = json.loads(output.read_text(encoding="utf-8"))["dags"]
+    assert dags["uses_lib"]["partitions"] == {"cron": "0 2 * * *", "timezone": "UTC"}
+    assert dags["either"]["partitions"] == {"cron": "0 3 * * *", "timezone": "UTC"}
+    assert "upstreams" not in dags["either"]
+    assert dags["same_key"]["upstreams"] == [{"dag": "producer", "task": "publish"}]
+    assert "upstreams" not in dags["daily_rollup"]
+    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    assert report["import_errors"] == []
+    messages = {f["subject"]: f["message"] for f in report["findings"] if f["kind"] == "cannot express"}
+    assert "it also runs whenever s3://estate/raw is updated" in messages["either"]
+    assert "StartOfDayMapper" in messages["daily_rollup"]

@@ -13,6 +13,10 @@ Rules:
    line of the call in the DAG file, which also holds for DAGs built in loops and factories.
 5. Airflow logs to stdout while it loads a folder; stdout is pointed at stderr for that time, so the JSON written to
    stdout stays clean.
+6. The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended to ``sys.path`` for the
+   load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
+   half reported), a ``PartitionedAssetTimetable`` with the identity mapper is an asset schedule, any other mapper
+   and any timetable without one cron grid is reported with its description.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType, SimpleNamespace
@@ -189,12 +193,33 @@ def load_folder(folder: Path) -> LoadedFolder:
         origins = _Origins(folder if folder.is_dir() else folder.parent)
         link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
         dag_classes = _classes(DAG_MODULES, {"DAG"})
-        with _recording([*dag_classes, *link_classes], origins):
+        with _recording([*dag_classes, *link_classes], origins), _import_path(folder):
             bag = _dagbag(folder)
         facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
         errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
     return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
+
+
+@contextlib.contextmanager
+def _import_path(folder: Path) -> Iterator[None]:
+    """The DAGs folder and the plugins folder on ``sys.path`` while the folder loads, as Airflow puts them.
+
+    Airflow appends its configured DAGs and plugins folders at start-up (so ``from mylib import x`` in a DAG file
+    finds ``dags/mylib``); this folder is not the configured one. Appended, not prepended, as Airflow does: an
+    estate's ``plugins/yaml`` must not shadow PyYAML. The plugins folder is ``AIRFLOW__CORE__PLUGINS_FOLDER``,
+    else the estate's usual layout, a ``plugins`` folder beside the DAGs folder.
+    """
+    dags = folder if folder.is_dir() else folder.parent
+    plugins = Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
+    added = [str(p) for p in (dags, plugins) if p.is_dir() and str(p) not in sys.path]
+    sys.path.extend(added)
+    try:
+        yield
+    finally:
+        for path in added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(path)
 
 
 def _dagbag(folder: Path) -> Any:
@@ -233,6 +258,10 @@ def _attr(obj: Any, *names: str) -> Any:
     return None
 
 
+#: Timetables that run a DAG when its assets update (a partitioned one with the identity mapper joins equal keys).
+_ASSET_TIMETABLES = ("AssetTriggeredTimetable", "DatasetTriggeredTimetable", "PartitionedAssetTimetable")
+
+
 def _schedule(dag: Any) -> ScheduleFact:
     timetable = dag.timetable
     kind = type(timetable).__name__
@@ -240,6 +269,37 @@ def _schedule(dag: Any) -> ScheduleFact:
     written = written_value if isinstance(written_value, str) else str(written_value or "")
     if kind in ("NullTimetable", "OnceTimetable"):
         return ScheduleFact(ScheduleKind.NONE, kind, written)
+    condition = _attr(timetable, "asset_condition", "dataset_condition")
+    if kind == "PartitionedAssetTimetable" and condition is not None:
+        # Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives. The
+        # identity mapper joins equal keys, which is what a plain edge means; any other mapper is a rollup or a
+        # date mapping this version does not translate, so it is reported rather than guessed.
+        mappers = {type(m).__name__ for m in (getattr(timetable, "partition_mapper_config", None) or {}).values()}
+        mappers.add(type(getattr(timetable, "default_partition_mapper", None)).__name__)
+        if mappers != {"IdentityMapper"}:
+            named = ", ".join(sorted(mappers))
+            why = f"the {kind} maps partition keys with {named}: not translated (keep the asset schedule)"
+            return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
+    if kind in _ASSET_TIMETABLES and condition is not None:
+        uris, problem = _asset_uris(condition)
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
+    inner = getattr(timetable, "timetable", None)
+    if kind in ("AssetOrTimeSchedule", "DatasetOrTimeSchedule") and inner is not None:
+        # Runs on its own time schedule OR when the assets update: the grid is the time half's; an edge waits for
+        # all of its upstreams, so the "or an asset event" half cannot be an edge and is reported.
+        timed = _timetable_schedule(dag, inner, written)
+        either = "the assets update" if condition is None else _condition_text(condition)
+        return replace(
+            timed,
+            problem=f"{kind}: it also runs whenever {either}; an edge would wait for them on every run, so that "
+            f"half is not translated (keep the asset schedule, or share the asset across deployments)",
+        )
+    return _timetable_schedule(dag, timetable, written)
+
+
+def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
+    """A time-based timetable's fact; anything without one cron grid as OTHER with its description."""
+    kind = type(timetable).__name__
     if kind in ("CronTriggerTimetable", "CronDataIntervalTimetable", "CronPartitionTimetable"):
         cron = _attr(timetable, "expression", "_expression")
         zone = _attr(timetable, "timezone", "_timezone")
@@ -250,13 +310,17 @@ def _schedule(dag: Any) -> ScheduleFact:
             return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=f"schedule {delta!r}: a calendar interval "
                                 "(relativedelta) has no fixed points a cron can name")  # fmt: skip
         return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_utc(dag.start_date))
-    condition = _attr(timetable, "asset_condition", "dataset_condition")
-    if kind in ("AssetTriggeredTimetable", "DatasetTriggeredTimetable") and condition is not None:
-        uris, problem = _asset_uris(condition)
-        return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
-    return ScheduleFact(
-        ScheduleKind.OTHER, kind, written, problem=f"the {kind} ({timetable.summary!s}) has no single cron grid"
-    )
+    # Not every timetable has ``summary`` (Airflow 3's PartitionedAssetTimetable, AssetOrTimeSchedule): never raise.
+    described = _attr(timetable, "summary", "description") or written or kind
+    problem = f"the {kind} ({described!s}) has no single cron grid"
+    return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=problem)
+
+
+def _condition_text(condition: Any) -> str:
+    uris, _ = _asset_uris(condition)
+    if not uris:
+        return "its asset condition is met"
+    return f"{uris[0]} is updated" if len(uris) == 1 else f"all of {', '.join(uris)} are updated"
 
 
 def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:

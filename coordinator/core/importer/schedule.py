@@ -100,7 +100,8 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
         if len(cron.split()) != 5:
             return GridChoice(None, None, f"schedule {schedule.written!r}: a cron with seconds or years has no grid")
         written = schedule.written if CRON_PRESETS.get(schedule.written) == cron else cron
-        return GridChoice(Grid(cron, zone), written)
+        # A problem beside a grid: the time half of an asset-or-time schedule, whose asset half is reported.
+        return GridChoice(Grid(cron, zone), written, schedule.problem)
     if schedule.kind is ScheduleKind.DELTA and schedule.delta is not None and schedule.start is not None:
         every = delta_cron(schedule.delta, schedule.start)
         if every is None:

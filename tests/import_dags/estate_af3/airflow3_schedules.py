@@ -1,0 +1,40 @@
+"""Airflow 3 schedules that used to crash the importer: AssetOrTimeSchedule and partitioned assets (3.2+)."""
+
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import (
+    DAG,
+    Asset,
+    AssetOrTimeSchedule,
+    CronPartitionTimetable,
+    CronTriggerTimetable,
+    PartitionedAssetTimetable,
+    StartOfDayMapper,
+)
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+RAW = Asset("s3://estate/raw")
+HOURLY = Asset("s3://estate/hourly")
+
+with DAG("producer", schedule=CronPartitionTimetable("0 1 * * *", timezone="UTC"), start_date=START):
+    EmptyOperator(task_id="publish", outlets=[RAW])
+
+with DAG("hourly_producer", schedule=CronPartitionTimetable("0 * * * *", timezone="UTC"), start_date=START):
+    EmptyOperator(task_id="publish", outlets=[HOURLY])
+
+with DAG(
+    "either",
+    schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 3 * * *", timezone="UTC"), assets=[RAW]),
+    start_date=START,
+):
+    EmptyOperator(task_id="work")
+
+with DAG("same_key", schedule=PartitionedAssetTimetable(assets=RAW), start_date=START):
+    EmptyOperator(task_id="work")
+
+with DAG(
+    "daily_rollup",
+    schedule=PartitionedAssetTimetable(assets=HOURLY, default_partition_mapper=StartOfDayMapper()),
+    start_date=START,
+):
+    EmptyOperator(task_id="work")
