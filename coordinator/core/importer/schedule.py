@@ -47,7 +47,11 @@ UNGRIDDED_STEPS = (timedelta(0), timedelta(hours=1), timedelta(hours=5, minutes=
 
 @dataclass(frozen=True, slots=True)
 class GridChoice:
-    """The grid for one DAG (None: no grid) and, when the schedule has one that cannot be written, why."""
+    """The grid for one DAG (None: no grid) and, when the schedule or a part of it cannot be written, why.
+
+    A problem beside a grid is a schedule only half of which is a grid (Airflow 3's ``AssetOrTimeSchedule``: its cron
+    is the grid, its "or when the assets update" half is reported).
+    """
 
     grid: Grid | None
     #: What ``partitions.cron`` says (a preset as written, else the 5 fields).
@@ -100,7 +104,6 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
         if len(cron.split()) != 5:
             return GridChoice(None, None, f"schedule {schedule.written!r}: a cron with seconds or years has no grid")
         written = schedule.written if CRON_PRESETS.get(schedule.written) == cron else cron
-        # A problem beside a grid: the time half of an asset-or-time schedule, whose asset half is reported.
         return GridChoice(Grid(cron, zone), written, schedule.problem)
     if schedule.kind is ScheduleKind.DELTA and schedule.delta is not None and schedule.start is not None:
         every = delta_cron(schedule.delta, schedule.start)
