@@ -65,6 +65,10 @@ log = logging.getLogger(__name__)
 #: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
 PLAN_SLICE_FACTS = 5000
+#: Rule 5's bounds on a stop: in-flight Airflow calls get this long to finish, the resign this long to reach etcd.
+#: Together under the 30 s grace period of Kubernetes and systemd's default of 90 s (docs/operations.md).
+STOP_DRAIN_S = 10.0
+STOP_RESIGN_S = 5.0
 
 
 def default_watcher_id() -> str:
@@ -483,15 +487,23 @@ class Watcher:
                 tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
+            # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
+            log.info("watcher.stopping watcher=%s in_flight=%d", self.watcher_id, self.actuator.busy)
             self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
             await asyncio.gather(*tasks, stopper, return_exceptions=True)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self.actuator.drain(), timeout=10.0)
+            drain = asyncio.ensure_future(self.actuator.drain())
+            if not (await asyncio.wait({drain}, timeout=STOP_DRAIN_S))[0]:
+                # Safe to cut short: an action's intent is in the ledger before its Airflow call, so the next
+                # leader looks the run up before acting again: an unanswered call is a lost answer.
+                log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d", self.watcher_id, self.actuator.busy)
             await self.actuator.cancel()
+            drain.cancel()
+            await asyncio.gather(drain, return_exceptions=True)
             with suppress(Exception):
-                await self.election.resign()
+                # Bounded too: with etcd gone the lease expires on its own after the TTL.
+                await asyncio.wait_for(self.election.resign(), timeout=STOP_RESIGN_S)
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
 
 

@@ -288,8 +288,9 @@ class WatcherProc:
         """Until this watcher ran a reconcile pass as leader (after adopting the graph, so triggers count)."""
         self.wait_log(r"reconcile revision=.* leader=True", timeout)
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM (and SIGCONT, in case it is frozen), wait, then SIGKILL; the exit code."""
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (and SIGCONT, in case it is frozen), wait longer than the watcher's own bound on a stop, then
+        SIGKILL; the exit code."""
         if self.alive:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.send_signal(signal.SIGCONT)

@@ -94,3 +94,26 @@ def test_two_watchers_with_default_settings_on_one_host_fail_over(stack: Stack) 
     stack.assert_once(p2)
     assert ledger_watchers(stack, p2) == {"b"}
     assert standby.alive
+
+
+def test_a_leader_stopped_with_an_airflow_call_hanging_resigns_within_its_bound(stack: Stack) -> None:
+    """SIGTERM while a create hangs: the watcher gives up waiting after its bound, resigns, exits 0; a successor
+    completes the cascade with every DAG created once (the hung create is found, not repeated)."""
+    stuck = FAN_IN[0]
+    p = new_partition()
+    # The create is applied, its answer held far past the stop's drain bound (10 s) and the request timeout.
+    leader = stack.start_watcher("a", COORDINATOR_AIRFLOW_TIMEOUT_S="60")
+    stack.fake.delay_next(1, 25.0, endpoint="trigger", dag_id=stuck, after=True)
+    stack.trigger_root(p)
+    wait_for(lambda: [r for r in stack.fake.requests("trigger", stuck) if r.status is None], "the create to hang")
+
+    assert leader.stop() == 0, leader.tail()
+    assert leader.lines(r"watcher\.stop\.drain_timeout .*in_flight=[1-9]"), "the stop did not bound its wait"
+    assert leader.lines(r"watcher\.stopped"), leader.tail()
+    assert stack.etcd.get(stack.keys.leader) is None, "a stopped leader resigns"
+
+    stack.start_watcher("b")
+    stack.wait_success(LAST, p)
+    stack.settle()
+    stack.assert_once(p)
+    stack.assert_order(p)
