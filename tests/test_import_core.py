@@ -191,3 +191,42 @@ def test_merge_keeps_other_dags_and_human_descriptions() -> None:
     merged2 = merge(existing2, imported)
     assert merged2["dags"] == {"etl": {"instance": "team_a", "description": "by hand"}}
     assert merged2["instances"] == {"team_a": {}}
+
+
+def asset_dag(dag_id: str, consumes: str | None, produces: str | None, cron: str | None = None) -> DagFact:
+    """A DAG scheduled on one asset (or a cron, or nothing) whose task ``publish`` produces another."""
+    if consumes is not None:
+        schedule = ScheduleFact(ScheduleKind.ASSETS, "AssetTriggeredTimetable", assets=(consumes,))
+    else:
+        schedule = dag(dag_id, cron).schedule
+    outlets = (("publish", produces),) if produces else ()
+    return DagFact(dag_id, Origin(f"{dag_id}.py", 1), schedule, outlets=outlets, task_ids=("publish",))
+
+
+CHAIN_ORDERS = {
+    "a-b-c": ("a_src", "b_mid", "c_end"),
+    "reversed": ("z_src", "y_mid", "x_end"),
+    "middle-first": ("m_src", "a_mid", "z_end"),
+}
+
+
+@pytest.mark.parametrize("names", CHAIN_ORDERS.values(), ids=CHAIN_ORDERS.keys())
+def test_grids_are_inherited_through_a_chain_of_asset_schedules_in_any_order(names: tuple[str, str, str]) -> None:
+    """A (cron) -> B (asset on A) -> C (asset on B): C gets A's grid whatever the DAG ids' order."""
+    src, mid, end = names
+    facts = [
+        asset_dag(src, None, "s3://a", "0 4 * * *"),
+        asset_dag(mid, "s3://a", "s3://b"),
+        asset_dag(end, "s3://b", None),
+    ]
+    dags = translate(facts, []).document["dags"]
+    for name in (mid, end):
+        assert dags[name]["partitions"] == {"cron": "0 4 * * *", "timezone": "UTC"}, name
+    assert dags[end]["upstreams"] == [{"dag": mid, "task": "publish"}]
+
+
+def test_a_cycle_of_asset_schedules_gets_no_grid_and_ends() -> None:
+    """Two ungridded DAGs consuming each other's assets: the inheritance terminates and neither gets a grid."""
+    facts = [asset_dag("p", "s3://q", "s3://p"), asset_dag("q", "s3://p", "s3://q")]
+    dags = translate(facts, []).document["dags"]
+    assert "partitions" not in dags["p"] and "partitions" not in dags["q"]

@@ -24,7 +24,8 @@ Rules (``docs/import-dags.md``):
 6. Pure: facts in, a document (the JSON value to write) and findings out.
 7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
    runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
-   periods and ``validate`` has nothing to warn about. Noted.
+   periods and ``validate`` has nothing to warn about. Noted. Repeated to a fixed point, so a chain of asset
+   schedules inherits the first cron's grid at every link, in any order; an ungridded cycle ends it.
 """
 
 from __future__ import annotations
@@ -90,29 +91,39 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
 
 
 def _inherit_grids(work: Work) -> None:
-    """Rule 7."""
-    for dag_id, dag in work.dags.items():
-        edges = work.edges.get(dag_id)
-        if not edges or work.grids[dag_id].grid is not None:
-            continue
-        if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
-            continue  # a schedule the file cannot express stays without a grid (it was reported)
-        sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
-        choices = {work.grids[s] for s in sources if s in work.grids}
-        plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
-        if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
-            continue
-        (choice,) = choices
-        if choice.grid is None:
-            continue
-        work.grids[dag_id] = choice
-        names = ", ".join(sorted(sources))
-        work.add(
-            FindingKind.NOTE,
-            dag,
-            f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
-            f"{choice.grid.timezone})",
-        )
+    """Rule 7, to a fixed point: a chain A (cron) <- B (asset on A) <- C (asset on B) gives C A's grid whatever the
+    order of the DAGs, because a round that gives any DAG a grid is followed by another. A DAG that got a grid keeps
+    it, so each round but the last grids at least one DAG and the rounds are bounded by the number of DAGs; a cycle
+    of ungridded DAGs gets no grid and ends the loop."""
+    for _ in range(len(work.dags) + 1):
+        if not any([_inherit_grid(work, dag_id, dag) for dag_id, dag in work.dags.items()]):
+            return
+
+
+def _inherit_grid(work: Work, dag_id: str, dag: DagFact) -> bool:
+    """Give one ungridded DAG the one grid of its plain edges' sources; True when it got one."""
+    edges = work.edges.get(dag_id)
+    if not edges or work.grids[dag_id].grid is not None:
+        return False
+    if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
+        return False  # a schedule the file cannot express stays without a grid (it was reported)
+    sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
+    choices = {work.grids[s] for s in sources if s in work.grids}
+    plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
+    if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
+        return False
+    (choice,) = choices
+    if choice.grid is None:
+        return False
+    work.grids[dag_id] = choice
+    names = ", ".join(sorted(sources))
+    work.add(
+        FindingKind.NOTE,
+        dag,
+        f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
+        f"{choice.grid.timezone})",
+    )
+    return True
 
 
 def _entries(work: Work) -> dict[str, Any]:
