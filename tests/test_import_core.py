@@ -230,3 +230,30 @@ def test_a_cycle_of_asset_schedules_gets_no_grid_and_ends() -> None:
     facts = [asset_dag("p", "s3://q", "s3://p"), asset_dag("q", "s3://p", "s3://q")]
     dags = translate(facts, []).document["dags"]
     assert "partitions" not in dags["p"] and "partitions" not in dags["q"]
+
+
+def trigger(dag_id: str, target: str, upstream: tuple[str, ...] = (), template: str | None = None) -> LinkFact:
+    return LinkFact(
+        LinkKind.TRIGGER, dag_id, "trigger", Origin(f"{dag_id}.py", 9), target, logical_date=template,
+        upstream_tasks=upstream,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("parent", "child"), [("example_external_task", "child_dag"), ("b_parent", "a_child")])
+def test_an_operator_whose_edge_is_rejected_gets_one_finding_not_also_remove_this_operator(
+    parent: str, child: str
+) -> None:
+    """Airflow's example_external_task triggers child_dag and senses it: the cycle's rejected operator is told to stay,
+    never also to be removed."""
+    facts = [dag(parent), dag(child)]
+    same = lambda p: [p]  # noqa: E731
+    links = [
+        LinkFact(LinkKind.SENSOR, parent, "wait", Origin(f"{parent}.py", 7), child, tasks=("child_task",),
+                 samples=tuple(DateSample(p, (p,)) for p in sample_partitions(None))),
+        trigger(parent, child, ("start",), "{{ logical_date }}"),
+    ]  # fmt: skip
+    result = translate(facts, links)
+    rejected = {f.subject: f for f in result.of(FindingKind.INEXPRESSIBLE) if "rejected" in f.message}
+    assert rejected and all(f.message.endswith("keep this operator") for f in rejected.values())
+    notes = {f.subject for f in result.of(FindingKind.NOTE)}
+    assert not notes & set(rejected), [str(f) for f in result.findings]

@@ -19,8 +19,9 @@ Rules (``docs/import-dags.md``):
 5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
    removed and reported with the loader's message, so the output always validates. A cycle is broken per DAG pair:
    when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same round (two DAGs
-   with 23 mutual task sensors are one decision, not 23 rounds). Each round removes at least one edge or fails, so
-   the rounds are bounded by the number of edges, which no real graph can exceed.
+   with 23 mutual task sensors are one decision, not 23 rounds). An operator whose edge is rejected gets that
+   finding only ("keep this operator"): its notes ("remove this operator") are withdrawn. Each round removes at
+   least one edge or fails, so the rounds are bounded by the number of edges, which no real graph can exceed.
 6. Pure: facts in, a document (the JSON value to write) and findings out.
 7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
    runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
@@ -42,6 +43,7 @@ from coordinator.core.importer.facts import (
     FindingKind,
     LinkFact,
     LinkKind,
+    Origin,
     ScheduleKind,
 )
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
@@ -161,6 +163,7 @@ def _validated(work: Work) -> tuple[dict[str, Any], int]:
 def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
     """Remove the edges named by the loader's problems, a cycle's whole DAG pair at once; False when none is named."""
     dropped = False
+    rejected: set[tuple[Origin, str]] = set()
     for dag_id, edges in work.edges.items():
         prefix = format_path(("dags", work.ref(dag_id), "upstreams"))
         reasons: dict[int, str] = {}
@@ -179,10 +182,21 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
                 keep.append(item)
                 continue
             work.findings.append(
-                Finding(FindingKind.INEXPRESSIBLE, origin, subject, f"edge {edge.describe()} rejected: {reason}")
+                Finding(
+                    FindingKind.INEXPRESSIBLE,
+                    origin,
+                    subject,
+                    f"edge {edge.describe()} rejected: {reason}; keep this operator",
+                )
             )
+            rejected.add((origin, subject))
             dropped = True
         edges[:] = keep
+    # An operator whose edge is gone keeps its job: a note saying "remove this operator" or "written as an edge"
+    # would contradict the rejection on the next line (Airflow's example_external_task got both).
+    work.findings[:] = [
+        f for f in work.findings if f.kind is not FindingKind.NOTE or (f.origin, f.subject) not in rejected
+    ]
     return dropped
 
 
