@@ -7,6 +7,7 @@ written in the test. The end-to-end proof against Airflow's own sensors is tests
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -257,3 +258,16 @@ def test_an_operator_whose_edge_is_rejected_gets_one_finding_not_also_remove_thi
     assert rejected and all(f.message.endswith("keep this operator") for f in rejected.values())
     notes = {f.subject for f in result.of(FindingKind.NOTE)}
     assert not notes & set(rejected), [str(f) for f in result.findings]
+
+
+def test_subdags_are_skipped_once_with_their_parent_and_their_sensors_are_the_parents() -> None:
+    """Airflow 2 SubDAGs parent.a and parent.b are no entries; one note on parent names both; a sensor inside
+    parent.a becomes parent's edge."""
+    parent = dag("parent", "0 5 * * *")
+    children = [replace(dag(f"parent.{c}", "0 5 * * *"), subdag_of="parent") for c in ("a", "b")]
+    link = sensor("parent.a", "u", DAILY_5, lambda p: [p - timedelta(hours=4)])
+    result = translate([dag("u", "0 1 * * *"), parent, *children], [link])
+    assert sorted(result.document["dags"]) == ["parent", "u"] and result.dag_count == 2
+    assert result.document["dags"]["parent"]["upstreams"] == [{"dag": "u", "shift": "-4h"}]
+    (note,) = [f for f in result.of(FindingKind.NOTE) if "SubDAG" in f.message]
+    assert note.subject == "parent" and "parent.a, parent.b skipped" in note.message

@@ -17,6 +17,9 @@ Rules:
    load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
    half reported), a ``PartitionedAssetTimetable`` with the identity mapper is an asset schedule, any other mapper
    and any timetable without one cron grid is reported with its description.
+7. A timedelta schedule starts at the earliest start date of the DAG and its tasks (``default_args`` included), as
+   Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with the top DAG it runs in, so
+   the translation can skip it as a DAG and keep its operators as its parent's.
 """
 
 from __future__ import annotations
@@ -309,11 +312,31 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
         if not isinstance(delta, timedelta):
             return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=f"schedule {delta!r}: a calendar interval "
                                 "(relativedelta) has no fixed points a cron can name")  # fmt: skip
-        return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_utc(dag.start_date))
+        return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_start(dag))
     # Not every timetable has ``summary`` (Airflow 3's PartitionedAssetTimetable, AssetOrTimeSchedule): never raise.
     described = _attr(timetable, "summary", "description") or written or kind
     problem = f"the {kind} ({described!s}) has no single cron grid"
     return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=problem)
+
+
+def _start(dag: Any) -> datetime | None:
+    """Where a timedelta schedule's points start: the earliest of the DAG's and its tasks' start dates, as the
+    scheduler's time restriction takes it. Airflow 2 leaves ``dag.start_date`` None when the date is only in
+    ``default_args`` (its common pattern) but gives every task that date; Airflow 3 copies it onto the DAG."""
+    found = [_utc(t.start_date) for t in dag.tasks if getattr(t, "start_date", None)]
+    found += [_utc(dag.start_date), _utc((getattr(dag, "default_args", None) or {}).get("start_date"))]
+    dates = [d for d in found if d is not None]
+    return min(dates) if dates else None
+
+
+def _root(dag: Any) -> str | None:
+    """The top DAG an Airflow 2 SubDAG runs inside (``parent.child`` of a ``SubDagOperator``), None for a DAG."""
+    parent = getattr(dag, "parent_dag", None)
+    if parent is None:
+        return None
+    while getattr(parent, "parent_dag", None) is not None:
+        parent = parent.parent_dag
+    return str(parent.dag_id)
 
 
 def _condition_text(condition: Any) -> str:
@@ -361,6 +384,7 @@ def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
         tuple(groups),
         tuple(sorted(outlets)),
         tuple(sorted(dag.task_ids)),
+        subdag_of=_root(dag),
     )
 
 

@@ -74,6 +74,8 @@ class DagFact:
     #: (task id, asset URI) for every outlet: who produces which asset.
     outlets: tuple[tuple[str, str], ...] = ()
     task_ids: tuple[str, ...] = ()
+    #: An Airflow 2 SubDAG: the top DAG whose ``SubDagOperator`` runs it (it is no DAG of its own).
+    subdag_of: str | None = None
 
     def group(self, group_id: str) -> tuple[str, ...] | None:
         for gid, tasks in self.task_groups:

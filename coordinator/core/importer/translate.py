@@ -27,13 +27,16 @@ Rules (``docs/import-dags.md``):
    runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
    periods and ``validate`` has nothing to warn about. Noted. Repeated to a fixed point, so a chain of asset
    schedules inherits the first cron's grid at every link, in any order; an ungridded cycle ends it.
+8. An Airflow 2 SubDAG (``parent.child``, run by a ``SubDagOperator`` inside the parent's run at the same logical
+   date) is no DAG of the file: it is skipped, noted once on its parent, and its sensors, markers and triggers are
+   translated as the parent's (a SubDAG's sensor holds the parent's run).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from coordinator.core.importer.edges import Work
@@ -66,9 +69,10 @@ class ImportResult:
 
 
 def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE) -> ImportResult:
-    """The document and findings for a folder's facts (rules 1-6)."""
-    by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id)}
+    """The document and findings for a folder's facts (rules 1-8)."""
+    by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
+    links = _skip_subdags(work, dags, links)
     for dag in by_id.values():
         problem = work.grids[dag.dag_id].problem
         if problem is not None:
@@ -90,6 +94,24 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
     return ImportResult(document, findings, len(by_id), edge_count)
+
+
+def _skip_subdags(work: Work, dags: Sequence[DagFact], links: Sequence[LinkFact]) -> list[LinkFact]:
+    """Rule 8: SubDAGs are no entries; one note per parent; their operators become the parent's."""
+    roots = {d.dag_id: d.subdag_of for d in dags if d.subdag_of is not None}
+    for parent in sorted(set(roots.values())):
+        children = sorted(child for child, root in roots.items() if root == parent)
+        fact = work.dags.get(parent)
+        if fact is None:
+            continue
+        work.add(
+            FindingKind.NOTE,
+            fact,
+            f"SubDAG(s) {', '.join(children)} skipped: Airflow 2's SubDagOperator runs them inside {parent}'s run at "
+            f"its logical date, so they are no DAGs of their own; their cross-DAG operators are translated as "
+            f"{parent}'s",
+        )
+    return [replace(link, dag_id=roots[link.dag_id]) if link.dag_id in roots else link for link in links]
 
 
 def _inherit_grids(work: Work) -> None:
