@@ -247,7 +247,6 @@ def test_an_operator_whose_edge_is_rejected_gets_one_finding_not_also_remove_thi
     """Airflow's example_external_task triggers child_dag and senses it: the cycle's rejected operator is told to stay,
     never also to be removed."""
     facts = [dag(parent), dag(child)]
-    same = lambda p: [p]  # noqa: E731
     links = [
         LinkFact(LinkKind.SENSOR, parent, "wait", Origin(f"{parent}.py", 7), child, tasks=("child_task",),
                  samples=tuple(DateSample(p, (p,)) for p in sample_partitions(None))),
@@ -271,3 +270,25 @@ def test_subdags_are_skipped_once_with_their_parent_and_their_sensors_are_the_pa
     assert result.document["dags"]["parent"]["upstreams"] == [{"dag": "u", "shift": "-4h"}]
     (note,) = [f for f in result.of(FindingKind.NOTE) if "SubDAG" in f.message]
     assert note.subject == "parent" and "parent.a, parent.b skipped" in note.message
+
+
+def test_a_rendered_trigger_template_is_fitted_and_one_that_merges_runs_is_reported() -> None:
+    """{{ macros.ds_add(ds, -1) }} on a 01:00 DAG is a +1d1h shift for the untriggered target; hourly runs rendered to
+    one day cannot be an edge and are reported, never written."""
+    yesterday = tuple(
+        DateSample(p.replace(hour=0) - timedelta(days=1), (p,)) for p in sample_partitions(DAILY_1)
+    )  # fmt: skip
+    hourly = Grid("0 * * * *")
+    by_day: dict[datetime, list[datetime]] = {}
+    for p in sample_partitions(hourly):
+        by_day.setdefault(p.replace(hour=0), []).append(p)
+    merged = tuple(DateSample(day, tuple(runs)) for day, runs in sorted(by_day.items()))
+    links = [
+        replace(trigger("u", "d", ("done",), "{{ macros.ds_add(ds, -1) }}"), samples=yesterday),
+        replace(trigger("h", "e", (), "{{ ds }}"), samples=merged),
+    ]
+    result = translate([dag("u", "0 1 * * *"), dag("d"), dag("h", "0 * * * *"), dag("e")], links)
+    assert result.document["dags"]["d"]["upstreams"] == [{"dag": "u", "shift": "+1d1h", "task": "done"}]
+    assert "upstreams" not in result.document["dags"]["e"]
+    (problem,) = result.of(FindingKind.INEXPRESSIBLE)
+    assert problem.subject == "h.trigger" and "the same date of e" in problem.message

@@ -436,21 +436,81 @@ def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_crash(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def estate_af3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    tmp = tmp_path_factory.mktemp("estate_af3")
+    yield imported(Path(sys.executable), ESTATE_AF3, tmp, "--report", str(tmp / "report.json"))
+
+
+def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_crash(estate_af3: Imported) -> None:
     """AssetOrTimeSchedule keeps its cron, identity-partitioned assets are edges, other mappers and the asset half are
     reported, and a DAG importing a package of its own folder loads (before: AttributeError, No module named)."""
-    output = tmp_path / "deps.json"
-    done = run_import(Path(sys.executable), ESTATE_AF3, output, tmp_path / "home", "--report", str(tmp_path / "r.json"))
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    dags = json.loads(output.read_text(encoding="utf-8"))["dags"]
+    assert "Traceback" not in estate_af3.stderr
+    dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
     assert dags["uses_lib"]["partitions"] == {"cron": "0 2 * * *", "timezone": "UTC"}
     assert dags["either"]["partitions"] == {"cron": "0 3 * * *", "timezone": "UTC"}
     assert "upstreams" not in dags["either"]
     assert dags["same_key"]["upstreams"] == [{"dag": "producer", "task": "publish"}]
     assert "upstreams" not in dags["daily_rollup"]
-    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    report = json.loads((estate_af3.path.parent / "report.json").read_text(encoding="utf-8"))
     assert report["import_errors"] == []
     messages = {f["subject"]: f["message"] for f in report["findings"] if f["kind"] == "cannot express"}
     assert "it also runs whenever s3://estate/raw is updated" in messages["either"]
     assert "StartOfDayMapper" in messages["daily_rollup"]
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A translated marker or trigger in ``dag`` whose templated logical_date names a run of ``target``; its edges
+    name these tasks of ``dag``."""
+
+    dag: str
+    task: str
+    target: str
+    tasks: tuple[str | None, ...] = (None,)
+
+
+TEMPLATED = (
+    Operator("load_at_one", "trigger_ds", "by_ds", ("done",)),
+    Operator("load_at_one", "trigger_yesterday", "by_yesterday", ("done",)),
+    Operator("load_at_one", "trigger_start", "by_start", ("done",)),
+    Operator("load_at_one", "mark_midnight", "marked"),
+)
+
+
+def test_templated_markers_and_triggers_wait_for_the_run_airflow_renders(
+    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """For hundreds of runs of the operator's DAG, the target's date Airflow renders from the template ({{ ds }},
+    macros.ds_add, data_interval_start) waits for exactly that run in the file."""
+    graph = estate_af3.graph
+    requests = [
+        {"dag": o.dag, "task": o.task, "field": "logical_date", "partitions": dependent_dates(graph, o.dag)}
+        for o in TEMPLATED
+    ]
+    oracle = ask_oracle(Path(sys.executable), ESTATE_AF3, tmp_path_factory.mktemp("oracle"), requests)
+    problems = []
+    for o in TEMPLATED:
+        for partition, (target_date,) in oracle[(o.dag, o.task)].items():
+            inputs = required_inputs(graph, NodeId("default", o.target), target_date)
+            for task in o.tasks:
+                got = [i.partitions for i in inputs if i.dag.dag_id == o.dag and i.task == task]
+                if got != [(partition,)]:
+                    problems.append(f"{o.target} at {target_date} (from {o.dag} at {partition}): file {got}")
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    assert sum(len(r["partitions"]) for r in requests) > 750
+
+
+TEMPLATE_FINDINGS = {
+    "covered": "templates.py:26: load_at_one.mark_sensed: covered by sensed's sensor on load_at_one",
+    "many-to-one": "templates.py:32: hourly_source.trigger_day: logical_date '{{ ds }}' gives hourly_source's runs at "
+    "2024-01-01T01:00:00Z, 2024-01-01T02:00:00Z, 2024-01-01T03:00:00Z",
+}
+
+
+@pytest.mark.parametrize("line", TEMPLATE_FINDINGS.values(), ids=TEMPLATE_FINDINGS.keys())
+def test_templated_operators_that_need_no_edge_or_cannot_have_one_are_reported(estate_af3: Imported, line: str) -> None:
+    """A redundant templated marker is covered by its target's sensor; 24 hourly runs triggering one date of a DAG
+    cannot be one edge; neither is "write the edge by hand" for a template that renders."""
+    assert line in estate_af3.stderr
+    assert "is a template the importer cannot evaluate" not in estate_af3.stderr

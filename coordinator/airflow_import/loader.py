@@ -20,6 +20,9 @@ Rules:
 7. A timedelta schedule starts at the earliest start date of the DAG and its tasks (``default_args`` included), as
    Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with the top DAG it runs in, so
    the translation can skip it as a DAG and keep its operators as its parent's.
+8. A marker's or trigger's ``logical_date`` template is rendered as Airflow renders it (the operator's
+   ``render_template`` with the run's context, ``macros`` included; then Airflow's ``timezone.parse``) for runs of its
+   DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
 """
 
 from __future__ import annotations
@@ -409,11 +412,14 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
         if kind is LinkKind.SENSOR:
             found.append(_sensor(dag, task, fact, facts.get(str(task.external_dag_id)), origin))
         elif kind is LinkKind.MARKER:
-            date = _attr(task, "logical_date", "execution_date")
+            date = _template(_attr(task, "logical_date", "execution_date"))
+            samples, error = _rendered(dag, task, fact.schedule, date)
             found.append(LinkFact(kind, dag.dag_id, task.task_id, origin, str(task.external_dag_id),
-                                  tasks=(str(task.external_task_id),), logical_date=_template(date)))  # fmt: skip
+                                  tasks=(str(task.external_task_id),), logical_date=date, samples=samples,
+                                  date_error=error))  # fmt: skip
         else:
-            date = _attr(task, "logical_date", "execution_date")
+            date = _template(_attr(task, "logical_date", "execution_date"))
+            samples, error = _rendered(dag, task, fact.schedule, date)
             found.append(
                 LinkFact(
                     kind,
@@ -421,13 +427,52 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
                     task.task_id,
                     origin,
                     str(task.trigger_dag_id),
-                    logical_date=_template(date),
+                    logical_date=date,
+                    samples=samples,
+                    date_error=error,
                     upstream_tasks=tuple(sorted(task.upstream_task_ids)),
                     trigger_rule=str(getattr(task.trigger_rule, "value", task.trigger_rule)),
                     wait_for_completion=bool(getattr(task, "wait_for_completion", False)),
                 )
             )
     return found
+
+
+def _rendered(
+    dag: Any, task: Any, schedule: ScheduleFact, template: str | None
+) -> tuple[tuple[DateSample, ...], str | None]:
+    """Rule 8: the target's logical date for runs of the operator's DAG at its sample partitions, rendered by the
+    operator's own template engine and parsed by Airflow's own parser, as a sample ``(target date, (this run,))``.
+    Nothing when the operator keeps its default (the same logical date). An error is a reason, never raised."""
+    if template is None:
+        return (), None
+    grid = choose_grid(schedule).grid
+    interval = "DataInterval" in schedule.timetable
+    by_target: dict[datetime, list[datetime]] = {}
+    try:
+        parse = _date_parser()
+        for partition in sample_partitions(grid):
+            end = grid.next(partition) if interval and grid is not None else partition
+            context = run_context(dag, task, partition, end)
+            value = task.render_template(template, context)
+            at = _utc(value if isinstance(value, datetime) else parse(str(value)))
+            if at is None:
+                raise TypeError(f"it rendered {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a date")
+            by_target.setdefault(at, []).append(partition)
+    except Exception as exc:  # a template may raise anything (an unknown macro, a bad format): a finding
+        return (), f"{type(exc).__name__}: {exc}"
+    return tuple(DateSample(target, tuple(runs)) for target, runs in sorted(by_target.items())), None
+
+
+def _date_parser() -> Callable[[str], datetime]:
+    """Airflow's own parser of a rendered ``logical_date`` (the trigger's ``timezone.parse``: pendulum, Airflow's
+    default time zone for a date without one)."""
+    try:
+        module = importlib.import_module("airflow.sdk.timezone")  # Airflow 3
+    except ImportError:
+        module = importlib.import_module("airflow.utils.timezone")  # Airflow 2
+    parse: Callable[[str], datetime] = module.parse
+    return parse
 
 
 def _template(value: Any) -> str | None:
@@ -514,4 +559,13 @@ def run_context(dag: Any, task: Any, logical_date: datetime, interval_end: datet
         "ts_nodash": at.strftime("%Y%m%dT%H%M%S"),
         "params": {},
         "conf": None,
+        "macros": _macros(),
     }
+
+
+def _macros() -> Any:
+    """The ``macros`` a template reads (``macros.ds_add``...): Airflow 3's module of the task SDK, Airflow 2's."""
+    try:
+        return importlib.import_module("airflow.sdk.execution_time.macros")
+    except ImportError:
+        return importlib.import_module("airflow.macros")

@@ -3,10 +3,11 @@
 Run with the Python of an Airflow environment (3.x: .venv; 2.x: .venv-airflow2):
 ``python oracle.py DAGS_FOLDER < requests.json > answers.json``. A request is ``{"dag", "task", "partitions"}``
 (canonical UTC partitions of the sensor's DAG); the answer maps each partition to the sorted UTC dates the sensor's
-own ``_get_dttm_filter(context)`` returns for a run at that logical date. Airflow 3 gets the context a task really
-runs with (``RuntimeTaskInstance.get_template_context()`` fed the DagRun the API server would send); Airflow 2 gets
-the context keys its sensor reads (``logical_date``/``execution_date``, the data interval, ``ds``, ``ts``).
-Nothing here imports the coordinator: the answers are Airflow's alone.
+own ``_get_dttm_filter(context)`` returns for a run at that logical date. With ``"field": "logical_date"`` the task is
+a marker or a trigger and the answer is the date its templated field renders to for that run. Airflow 3 gets the
+context a task really runs with (``RuntimeTaskInstance.get_template_context()`` fed the DagRun the API server would
+send); Airflow 2 gets the context keys its sensor reads (``logical_date``/``execution_date``, the data interval,
+``ds``, ``ts``). Nothing here imports the coordinator: the answers are Airflow's alone.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def _context_af2(dag: Any, task: Any, at: pendulum.DateTime) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _rendered(task: Any, field: str, context: Any) -> list[datetime]:
+    """A marker's or trigger's templated date: rendered by the operator with the run's context, then parsed the way
+    the operator parses it (TriggerDagRunOperator: ``timezone.parse``; Airflow 2's marker clear: ``pendulum.parse``,
+    both in UTC by default)."""
+    value = task.render_template(getattr(task, field), context)
+    if isinstance(value, datetime):
+        return [value]
+    return [pendulum.parse(str(value), tz="UTC")]
+
+
 def main() -> None:
     import airflow
 
@@ -71,7 +82,7 @@ def main() -> None:
         for partition in request["partitions"]:
             at = pendulum.instance(datetime.strptime(partition, FORMAT).replace(tzinfo=UTC)).in_timezone("UTC")
             context = _context_af3(dag, task, at) if af3 else _context_af2(dag, task, at)
-            found = task._get_dttm_filter(context)
+            found = _rendered(task, request["field"], context) if "field" in request else task._get_dttm_filter(context)
             dates[partition] = sorted({d.astimezone(UTC).strftime(FORMAT) for d in found})
         answers.append({"dag": request["dag"], "task": request["task"], "dates": dates})
     json.dump({"airflow": airflow.__version__, "answers": answers}, sys.stdout)

@@ -8,6 +8,11 @@ Rules (``docs/import-dags.md``):
 4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
    reported.
 5. Pure.
+6. A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered with Airflow's own
+   template engine (``{{ ds }}``, ``{{ macros.ds_add(ds, -1) }}``...): D's date for U's run at P. The edge is fitted
+   to them as a sensor's is (a shift, an offset...); the default and the same-date templates are U's date. A
+   template that raised, or that sends several runs of U to one date of D (Airflow acts on that run again each
+   time; an edge would wait for all), is reported.
 """
 
 from __future__ import annotations
@@ -20,15 +25,17 @@ from coordinator.core.importer.edges import (
     identity_samples,
     is_templated,
     link_edges,
+    quote_examples,
     sensor_condition,
 )
 from coordinator.core.importer.facts import (
     DagFact,
+    DateSample,
     FindingKind,
     LinkFact,
     ScheduleKind,
 )
-from coordinator.core.importer.fit import FitProblem, Fitter
+from coordinator.core.importer.fit import FitProblem, Fitter, key
 
 SAME_DATE_TEMPLATES = frozenset(
     t.replace(" ", "")
@@ -84,35 +91,63 @@ def marker_edges(work: Work, link: LinkFact, covered: bool) -> None:
             f"a rerun of {link.dag_id}, as the marker's recursive clear did",
         )
         return
-    if not same_date(link.logical_date):
-        work.add(
-            FindingKind.INEXPRESSIBLE,
-            link,
-            f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
-        )
+    samples = operator_samples(work, link)
+    if samples is None:
         return
     work.add(
         FindingKind.NOTE,
         link,
         f"the marker made a clear of {link.dag_id} clear {link.other_dag}.{(link.tasks or ('?',))[0]}: written as "
-        f"an edge {link.other_dag} <- {link.dag_id} (same logical date), so {link.other_dag} now also waits for it",
+        f"an edge {link.other_dag} <- {link.dag_id} ({_at(link)}), so {link.other_dag} now also waits for it",
     )
-    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), (None,), "success")
+    link_edges(work, link, samples, (None,), "success")
 
 
 def same_date(template: str | None) -> bool:
     return template is None or template.replace(" ", "") in SAME_DATE_TEMPLATES
 
 
-def trigger_edges(work: Work, link: LinkFact) -> None:
-    if is_templated(work, link):
-        return
-    if not same_date(link.logical_date):
+def _at(link: LinkFact) -> str:
+    if same_date(link.logical_date) or all(s.dates == (s.partition,) for s in link.samples):
+        return "same logical date"
+    return f"at the date logical_date {link.logical_date!r} gives"
+
+
+def operator_samples(work: Work, link: LinkFact) -> tuple[DateSample, ...] | None:
+    """Rule 6: what a marker's or trigger's run of U at P means for D, as samples ``(D's date, (P,))``; None (and
+    the reason reported) when its template could not be rendered or sends several runs of U to one date of D."""
+    if link.date_error is not None:
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} could not be rendered: {link.date_error}; write the edge by hand",
+        )
+        return None
+    if not link.samples:
+        if same_date(link.logical_date):
+            return identity_samples(work.grid(link.other_dag), work.grid(link.dag_id))
         work.add(
             FindingKind.INEXPRESSIBLE,
             link,
             f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
         )
+        return None
+    shared = next((s for s in link.samples if len(s.dates) > 1), None)
+    if shared is not None:
+        runs = quote_examples([key(d) for d in shared.dates]).replace("; ", ", ")
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} gives {link.dag_id}'s runs at {runs} the same date of "
+            f"{link.other_dag}, {key(shared.partition)}: Airflow acts on that one run again for each, an edge would "
+            f"wait for all of them; write the edge by hand",
+        )
+        return None
+    return link.samples
+
+
+def trigger_edges(work: Work, link: LinkFact) -> None:
+    if is_templated(work, link):
         return
     rule = link.trigger_rule
     condition = {"all_success": "success", "all_done": "finished"}.get(rule)
@@ -124,6 +159,9 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
             f"the operator",
         )
         return
+    samples = operator_samples(work, link)
+    if samples is None:
+        return
     tasks: tuple[str | None, ...] = link.upstream_tasks or (None,)
     target = work.dags.get(link.other_dag)
     also = ""
@@ -133,10 +171,11 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
     work.add(
         FindingKind.NOTE,
         link,
-        f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition once {where} of "
-        f"{link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this operator{also}",
+        f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition ({_at(link)}) once "
+        f"{where} of {link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this "
+        f"operator{also}",
     )
-    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), tasks, condition)
+    link_edges(work, link, samples, tasks, condition)
 
 
 def asset_edges(work: Work, dag: DagFact) -> None:
