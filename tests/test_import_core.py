@@ -14,6 +14,7 @@ import pytest
 
 from coordinator.core.grid import Grid
 from coordinator.core.importer.facts import (
+    AssetMapping,
     DagFact,
     DateSample,
     FindingKind,
@@ -292,3 +293,29 @@ def test_a_rendered_trigger_template_is_fitted_and_one_that_merges_runs_is_repor
     assert "upstreams" not in result.document["dags"]["e"]
     (problem,) = result.of(FindingKind.INEXPRESSIBLE)
     assert problem.subject == "h.trigger" and "the same date of e" in problem.message
+
+
+def partitioned(dag_id: str, *mappings: AssetMapping) -> DagFact:
+    schedule = ScheduleFact(
+        ScheduleKind.ASSETS, "PartitionedAssetTimetable", assets=tuple(m.uri for m in mappings), mappings=mappings
+    )
+    return DagFact(dag_id, Origin(f"{dag_id}.py", 3), schedule)
+
+
+def test_a_rollup_consumer_gets_its_mappers_days_and_an_edge_per_window_and_a_merging_mapper_is_reported() -> None:
+    """A day's rollup of an hourly producer: grid 0 0 * * * and a plain edge (the day's 24 hours); a mapping that is
+    no edge is reported with its mapper's words and writes nothing."""
+    hourly = Grid("0 * * * *")
+    days = sorted({p.replace(hour=0) for p in sample_partitions(hourly)})
+    window = tuple(DateSample(d, tuple(d + timedelta(hours=h) for h in range(24))) for d in days)
+    rollup = AssetMapping("s3://h", "RollupMapper(StartOfDayMapper, DayWindow)", window, "StartOfDayMapper")
+    merging = AssetMapping("s3://h", "StartOfDayMapper", problem="StartOfDayMapper gives ... one consumer key")
+    producer = replace(dag("hourly", "0 * * * *"), outlets=(("publish", "s3://h"),))
+    result = translate([producer, partitioned("rolled", rollup), partitioned("merged", merging)], [])
+    dags = result.document["dags"]
+    assert dags["rolled"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    assert dags["rolled"]["upstreams"] == [{"dag": "hourly", "task": "publish"}]
+    assert "upstreams" not in dags["merged"] and "partitions" not in dags["merged"]
+    (problem,) = result.of(FindingKind.INEXPRESSIBLE)
+    assert problem.subject == "merged" and "StartOfDayMapper gives" in problem.message
+    assert not [f for f in result.of(FindingKind.NOTE) if f.subject == "merged"]

@@ -514,3 +514,37 @@ def test_templated_operators_that_need_no_edge_or_cannot_have_one_are_reported(e
     cannot be one edge; neither is "write the edge by hand" for a template that renders."""
     assert line in estate_af3.stderr
     assert "is a template the importer cannot evaluate" not in estate_af3.stderr
+
+
+#: (consumer, its asset, the producer): partitioned assets whose mapper is a date mapping.
+PARTITIONED = (
+    ("day_of_producer", "s3://estate/raw", "producer"),
+    ("hourly_rolled_up", "s3://estate/hourly", "hourly_producer"),
+)
+
+
+def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(
+    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """StartOfDayMapper over a daily 01:00 producer is a +1h shift; a day's RollupMapper waits for all 24 hours; for
+    every producer run sampled, the consumer's partition date Airflow's mapper gives waits for the same producer runs
+    in the file."""
+    graph = estate_af3.graph
+    dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
+    assert dags["day_of_producer"]["upstreams"] == [{"dag": "producer", "shift": "+1h", "task": "publish"}]
+    assert dags["hourly_rolled_up"]["upstreams"] == [{"dag": "hourly_producer", "task": "publish"}]
+    assert dags["hourly_rolled_up"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    requests = [
+        {"dag": d, "asset": a, "producer": p, "partitions": dependent_dates(graph, p)} for d, a, p in PARTITIONED
+    ]
+    oracle = ask_oracle(Path(sys.executable), ESTATE_AF3, tmp_path_factory.mktemp("oracle"), requests)
+    problems, compared = [], 0
+    for consumer, asset, producer in PARTITIONED:
+        for date, upstream in oracle[(consumer, asset)].items():
+            compared += 1
+            inputs = required_inputs(graph, NodeId("default", consumer), date)
+            got = [list(i.partitions) for i in inputs if i.dag.dag_id == producer and i.task == "publish"]
+            if got != [upstream]:
+                problems.append(f"{consumer} at {date}: file {got}, Airflow {upstream}")
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    assert compared > 200

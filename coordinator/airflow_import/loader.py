@@ -15,14 +15,16 @@ Rules:
    stdout stays clean.
 6. The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended to ``sys.path`` for the
    load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
-   half reported), a ``PartitionedAssetTimetable`` with the identity mapper is an asset schedule, any other mapper
-   and any timetable without one cron grid is reported with its description.
+   half reported), a ``PartitionedAssetTimetable`` is an asset schedule (rule 9), and any timetable without one cron
+   grid is reported with its description.
 7. A timedelta schedule starts at the earliest start date of the DAG and its tasks (``default_args`` included), as
    Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with the top DAG it runs in, so
    the translation can skip it as a DAG and keep its operators as its parent's.
 8. A marker's or trigger's ``logical_date`` template is rendered as Airflow renders it (the operator's
    ``render_template`` with the run's context, ``macros`` included; then Airflow's ``timezone.parse``) for runs of its
    DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
+9. A ``PartitionedAssetTimetable``'s mapping of each asset's partition keys is computed by Airflow's own mapper on
+   the producer's sample runs (:mod:`coordinator.airflow_import.partitions`).
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any
 
+from coordinator.airflow_import.partitions import asset_mapping, scheduler_timetable
 from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
@@ -201,7 +204,8 @@ def load_folder(folder: Path) -> LoadedFolder:
         dag_classes = _classes(DAG_MODULES, {"DAG"})
         with _recording([*dag_classes, *link_classes], origins), _import_path(folder):
             bag = _dagbag(folder)
-        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
+        producers = _producers(bag.dags.values())
+        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
         errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
     return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
@@ -268,7 +272,7 @@ def _attr(obj: Any, *names: str) -> Any:
 _ASSET_TIMETABLES = ("AssetTriggeredTimetable", "DatasetTriggeredTimetable", "PartitionedAssetTimetable")
 
 
-def _schedule(dag: Any) -> ScheduleFact:
+def _schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
     timetable = dag.timetable
     kind = type(timetable).__name__
     written_value = _attr(dag, "schedule", "schedule_interval")
@@ -277,15 +281,7 @@ def _schedule(dag: Any) -> ScheduleFact:
         return ScheduleFact(ScheduleKind.NONE, kind, written)
     condition = _attr(timetable, "asset_condition", "dataset_condition")
     if kind == "PartitionedAssetTimetable" and condition is not None:
-        # Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives. The
-        # identity mapper joins equal keys, which is what a plain edge means; any other mapper is a rollup or a
-        # date mapping this version does not translate, so it is reported rather than guessed.
-        mappers = {type(m).__name__ for m in (getattr(timetable, "partition_mapper_config", None) or {}).values()}
-        mappers.add(type(getattr(timetable, "default_partition_mapper", None)).__name__)
-        if mappers != {"IdentityMapper"}:
-            named = ", ".join(sorted(mappers))
-            why = f"the {kind} maps partition keys with {named}: not translated (keep the asset schedule)"
-            return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
+        return _partitioned(timetable, condition, written, producers)
     if kind in _ASSET_TIMETABLES and condition is not None:
         uris, problem = _asset_uris(condition)
         return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
@@ -301,6 +297,22 @@ def _schedule(dag: Any) -> ScheduleFact:
             f"half is not translated (keep the asset schedule, or share the asset across deployments)",
         )
     return _timetable_schedule(dag, timetable, written)
+
+
+def _partitioned(timetable: Any, condition: Any, written: str, producers: Mapping[str, list[Any]]) -> ScheduleFact:
+    """Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives; each
+    asset's mapping is computed by Airflow's own mapper (rule 9)."""
+    kind = type(timetable).__name__
+    uris, problem = _asset_uris(condition)
+    if uris is None:
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, problem=problem)
+    try:
+        scheduler = scheduler_timetable(timetable)
+    except Exception as exc:  # a custom mapper the scheduler cannot decode: reported, the load goes on
+        why = f"the {kind}'s partition mappers could not be read ({type(exc).__name__}: {exc}); keep the asset schedule"
+        return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
+    mappings = tuple(asset_mapping(scheduler, uri, list(producers.get(uri, ()))) for uri in uris)
+    return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, mappings=mappings)
 
 
 def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
@@ -369,7 +381,17 @@ def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
     return None, f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
 
 
-def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
+def _producers(dags: Iterable[Any]) -> dict[str, list[Any]]:
+    """Asset URI -> the DAGs with a task that has it in its outlets."""
+    found: dict[str, list[Any]] = {}
+    for dag in dags:
+        uris = {getattr(o, "uri", None) for task in dag.tasks for o in getattr(task, "outlets", None) or ()}
+        for uri in sorted(u for u in uris if isinstance(u, str)):
+            found.setdefault(uri, []).append(dag)
+    return found
+
+
+def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]]) -> DagFact:
     groups: list[tuple[str, tuple[str, ...]]] = []
     for group_id, group in sorted((getattr(dag, "task_group_dict", None) or {}).items()):
         if group_id:
@@ -383,7 +405,7 @@ def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
     return DagFact(
         dag.dag_id,
         origins.origin(dag, dag.fileloc),
-        _schedule(dag),
+        _schedule(dag, producers),
         tuple(groups),
         tuple(sorted(outlets)),
         tuple(sorted(dag.task_ids)),

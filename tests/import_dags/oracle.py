@@ -4,7 +4,9 @@ Run with the Python of an Airflow environment (3.x: .venv; 2.x: .venv-airflow2):
 ``python oracle.py DAGS_FOLDER < requests.json > answers.json``. A request is ``{"dag", "task", "partitions"}``
 (canonical UTC partitions of the sensor's DAG); the answer maps each partition to the sorted UTC dates the sensor's
 own ``_get_dttm_filter(context)`` returns for a run at that logical date. With ``"field": "logical_date"`` the task is
-a marker or a trigger and the answer is the date its templated field renders to for that run. Airflow 3 gets the
+a marker or a trigger and the answer is the date its templated field renders to for that run. With ``"asset"`` and
+``"producer"`` the DAG is a partitioned-asset consumer, the partitions are the producer's, and the answer maps each
+consumer partition date reached to the producer dates the scheduler makes it wait for. Airflow 3 gets the
 context a task really runs with (``RuntimeTaskInstance.get_template_context()`` fed the DagRun the API server would
 send); Airflow 2 gets the context keys its sensor reads (``logical_date``/``execution_date``, the data interval,
 ``ds``, ``ts``). Nothing here imports the coordinator: the answers are Airflow's alone.
@@ -69,6 +71,36 @@ def _rendered(task: Any, field: str, context: Any) -> list[datetime]:
     return [pendulum.parse(str(value), tz="UTC")]
 
 
+def _partitioned(bag: Any, request: dict[str, Any]) -> dict[str, list[str]]:
+    """A partitioned consumer's runs, as the scheduler computes them: for each producer run at the given partitions,
+    the consumer's partition key from the mapper, its partition date, and the producer runs it waits for (a rollup:
+    ``to_upstream``; any other mapper: the producer's runs within three days whose key maps to the same key)."""
+    from datetime import timedelta
+
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+
+    consumer = decode_timetable(encode_timetable(bag.dags[request["dag"]].timetable))
+    producer = decode_timetable(encode_timetable(bag.dags[request["producer"]].timetable))
+    mapper = consumer.get_partition_mapper(uri=request["asset"])
+
+    def utc(value: datetime) -> str:
+        return value.astimezone(UTC).strftime(FORMAT)
+
+    answers: dict[str, list[str]] = {}
+    for partition in request["partitions"]:
+        at = pendulum.instance(datetime.strptime(partition, FORMAT).replace(tzinfo=UTC))
+        _, key = producer._get_partition_info(at)
+        consumer_key = mapper.to_downstream(key)
+        if mapper.is_rollup:
+            upstream = [producer._decode_partition_date(k) for k in mapper.to_upstream(consumer_key)]
+        else:
+            near = producer.iter_partition_dagrun_infos(earliest=at - timedelta(days=3), latest=at + timedelta(days=3))
+            upstream = [i.partition_date for i in near if mapper.to_downstream(i.partition_key) == consumer_key]
+        answers[utc(mapper.to_partition_date(consumer_key))] = sorted({utc(d) for d in upstream})
+    return answers
+
+
 def main() -> None:
     import airflow
 
@@ -76,6 +108,9 @@ def main() -> None:
     bag = _dagbag(sys.argv[1])
     answers = []
     for request in json.load(sys.stdin):
+        if "asset" in request:
+            answers.append({"dag": request["dag"], "task": request["asset"], "dates": _partitioned(bag, request)})
+            continue
         dag = bag.dags[request["dag"]]
         task = dag.get_task(request["task"])
         dates: dict[str, list[str]] = {}

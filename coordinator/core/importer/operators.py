@@ -6,7 +6,8 @@ Rules (``docs/import-dags.md``):
 2. A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
 3. A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the operator.
 4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
-   reported.
+   reported. A partitioned asset (Airflow 3.2+) mapped by anything but the identity is fitted to the samples
+   Airflow's mapper gave (a rollup waits for its window); a mapping that is no edge is reported with its mapper.
 5. Pure.
 6. A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered with Airflow's own
    template engine (``{{ ds }}``, ``{{ macros.ds_add(ds, -1) }}``...): D's date for U's run at P. The edge is fitted
@@ -183,7 +184,12 @@ def asset_edges(work: Work, dag: DagFact) -> None:
     if schedule.assets is None:
         work.add(FindingKind.INEXPRESSIBLE, dag, schedule.problem or "the asset condition cannot be expressed")
         return
+    wrote = False
     for uri in schedule.assets:
+        mapping = schedule.mapping(uri)
+        if mapping is not None and mapping.problem is not None:
+            work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: {mapping.problem}")
+            continue
         producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
         if not producers:
             work.add(
@@ -202,15 +208,31 @@ def asset_edges(work: Work, dag: DagFact) -> None:
             continue
         producer, task = producers[0]
         samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
+        if mapping is not None and mapping.samples:
+            samples = mapping.samples
         fitted = Fitter(work.grid(dag.dag_id), work.grid(producer.dag_id), self_edge=False).fit(samples)
         if isinstance(fitted, FitProblem):
             work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: no edge maps {producer.dag_id}'s dates")
             continue
         work.edge(dag.dag_id, replace(fitted, dag=work.ref(producer.dag_id), task=task), dag)
+        wrote = True
+    if not wrote:
+        return  # every asset was reported: no edge to explain
+    mapped = sorted({m.mapper for m in schedule.mappings if m.samples})
+    if mapped:
+        work.add(
+            FindingKind.NOTE,
+            dag,
+            f"partitioned assets mapped by {', '.join(mapped)}: written as edges from the producer runs Airflow's "
+            f"mapper sends to each of its partition dates (its partition_date is the coordinator's partition); set "
+            f"schedule=None",
+        )
+        return
     work.add(
         FindingKind.NOTE,
         dag,
         "asset schedule: written as edges to the producing tasks at the producer's logical date; set schedule=None "
-        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun; "
-        "the coordinator runs once per partition and reruns it)",
+        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun, "
+        "and on Airflow 3 an asset-triggered run has no logical date at all; the coordinator runs it once per "
+        "partition of the producer, with that partition as its logical date, and reruns it)",
     )

@@ -8,7 +8,9 @@ from airflow.sdk import (
     AssetOrTimeSchedule,
     CronPartitionTimetable,
     CronTriggerTimetable,
+    DayWindow,
     PartitionedAssetTimetable,
+    RollupMapper,
     StartOfDayMapper,
 )
 
@@ -35,6 +37,24 @@ with DAG("same_key", schedule=PartitionedAssetTimetable(assets=RAW), start_date=
 with DAG(
     "daily_rollup",
     schedule=PartitionedAssetTimetable(assets=HOURLY, default_partition_mapper=StartOfDayMapper()),
+    start_date=START,
+):
+    EmptyOperator(task_id="work")
+
+# A partition mapper that is a date mapping: the daily producer's key at 01:00 maps to its day (a +1h shift).
+with DAG(
+    "day_of_producer",
+    schedule=PartitionedAssetTimetable(assets=RAW, default_partition_mapper=StartOfDayMapper()),
+    start_date=START,
+):
+    EmptyOperator(task_id="work")
+
+# A rollup: the day's run waits for all 24 hourly keys (WaitForAll, the default policy).
+with DAG(
+    "hourly_rolled_up",
+    schedule=PartitionedAssetTimetable(
+        assets=HOURLY, default_partition_mapper=RollupMapper(upstream_mapper=StartOfDayMapper(), window=DayWindow())
+    ),
     start_date=START,
 ):
     EmptyOperator(task_id="work")
