@@ -520,20 +520,23 @@ def test_templated_operators_that_need_no_edge_or_cannot_have_one_are_reported(e
 PARTITIONED = (
     ("day_of_producer", "s3://estate/raw", "producer"),
     ("hourly_rolled_up", "s3://estate/hourly", "hourly_producer"),
+    ("monthly_rolled_up", "s3://estate/daily", "hourly_rolled_up"),
 )
 
 
 def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(
     estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """StartOfDayMapper over a daily 01:00 producer is a +1h shift; a day's RollupMapper waits for all 24 hours; for
-    every producer run sampled, the consumer's partition date Airflow's mapper gives waits for the same producer runs
-    in the file."""
+    """StartOfDayMapper over a daily 01:00 producer is a +1h shift; a day's RollupMapper waits for all 24 hours, a
+    month's over that daily rollup for all its days: for every producer run sampled, the consumer's partition date
+    Airflow's mapper gives waits for the same producer runs in the file."""
     graph = estate_af3.graph
     dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
     assert dags["day_of_producer"]["upstreams"] == [{"dag": "producer", "shift": "+1h", "task": "publish"}]
     assert dags["hourly_rolled_up"]["upstreams"] == [{"dag": "hourly_producer", "task": "publish"}]
     assert dags["hourly_rolled_up"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    assert dags["monthly_rolled_up"]["upstreams"] == [{"dag": "hourly_rolled_up", "task": "publish"}]
+    assert dags["monthly_rolled_up"]["partitions"] == {"cron": "0 0 1 * *", "timezone": "UTC"}
     requests = [
         {"dag": d, "asset": a, "producer": p, "partitions": dependent_dates(graph, p)} for d, a, p in PARTITIONED
     ]

@@ -329,6 +329,8 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
                                 "(relativedelta) has no fixed points a cron can name")  # fmt: skip
         return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_start(dag))
     # Not every timetable has ``summary`` (Airflow 3's PartitionedAssetTimetable, AssetOrTimeSchedule): never raise.
+    if " object at 0x" in written:  # a timetable without __repr__ (PartitionedAtRuntime): its class says more
+        written = kind
     described = _attr(timetable, "summary", "description") or written or kind
     problem = f"the {kind} ({described!s}) has no single cron grid"
     return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=problem)

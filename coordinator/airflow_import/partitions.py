@@ -9,24 +9,23 @@ Rules (``docs/import-dags.md``, "Partitioned assets"):
    A rollup (``RollupMapper`` waiting for all: ``WaitForAll``) makes the consumer's run wait for every producer key
    of its window (``to_upstream``); any other mapper makes a consumer run as soon as one producer key arrives, which
    is an edge only when no two producer runs share a consumer key.
-3. What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy, a key with no date,
-   a producer that is not a ``CronPartitionTimetable`` (its keys are not dates) or has a ``run_offset``.
+3. A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``: its key is
+   its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
+   mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy,
+   a key with no date, a producer whose keys are not dates.
 4. Never raises: an error of Airflow's code becomes the mapping's problem.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.core.grid import Grid
 from coordinator.core.importer.facts import AssetMapping, DateSample
-from coordinator.core.importer.schedule import sample_partitions
-
-#: Temporal mappers: the consumer's partition dates are the starts of their periods.
-TEMPORAL = ("StartOfHourMapper", "StartOfDayMapper", "StartOfWeekMapper", "StartOfMonthMapper",
-            "StartOfQuarterMapper", "StartOfYearMapper")  # fmt: skip
+from coordinator.core.importer.schedule import PERIOD_CRONS, sample_partitions
 
 
 def scheduler_timetable(timetable: Any) -> Any:
@@ -61,40 +60,82 @@ def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping
         return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
 
 
-def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
+@dataclass(frozen=True)
+class _Keys:
+    """A producer's partition keys: its grid, the key of its run at a point, the date of a key (rule 2)."""
+
+    grid: Grid
+    key_of: Callable[[datetime], str]
+    date_of: Callable[[str], datetime]
+
+
+def _keys(producer: Any) -> _Keys | str:
+    """How ``producer`` keys its runs, or why its keys are not dates: a ``CronPartitionTimetable`` formats its cron
+    ticks; a partitioned consumer on one temporal mapper (a chained rollup: hourly -> daily -> monthly) keys its runs
+    by that mapper's periods."""
     timetable = scheduler_timetable(producer.timetable)
     kind = type(timetable).__name__
-    if kind != "CronPartitionTimetable":
-        why = f"{producer.dag_id} runs on a {kind}, not a CronPartitionTimetable: its partition keys are not dates"
-        return AssetMapping(uri, name, problem=f"{name}: {why}; keep the asset schedule")
-    if getattr(timetable, "_run_offset", 0):
-        return AssetMapping(uri, name, problem=f"{name}: {producer.dag_id}'s CronPartitionTimetable has a run_offset "
-                            "(its key is not its run's date); keep the asset schedule")  # fmt: skip
-    import pendulum
+    if kind == "CronPartitionTimetable":
+        if getattr(timetable, "_run_offset", 0):
+            return f"{producer.dag_id}'s CronPartitionTimetable has a run_offset (its key is not its run's date)"
+        import pendulum
 
-    zone = timetable._timezone
-    grid = Grid(str(timetable._expression), str(getattr(zone, "name", zone)))
+        zone = timetable._timezone
+        return _Keys(
+            Grid(str(timetable._expression), str(getattr(zone, "name", zone))),
+            lambda at: str(timetable._get_partition_info(pendulum.instance(at))[1]),
+            lambda key: _utc(timetable._decode_partition_date(key)),
+        )
+    if kind == "PartitionedAssetTimetable":
+        uris = [key.uri for key, _ in timetable.asset_condition.iter_assets()]
+        inners = {_period_mapper(timetable.get_partition_mapper(uri=uri)) for uri in uris}
+        if len(inners) == 1:
+            (inner,) = inners
+            if inner is not None:
+                zone = inner._timezone
+                cron = PERIOD_CRONS[type(inner).__name__]
+                return _Keys(
+                    Grid(cron, str(getattr(zone, "name", zone))),
+                    lambda at: str(inner.format(at.astimezone(inner._timezone))),
+                    lambda key: _utc(inner.to_partition_date(key)),
+                )
+    return (
+        f"{producer.dag_id} runs on a {kind}, not a CronPartitionTimetable or a temporal mapper: its partition keys "
+        f"are not dates"
+    )
+
+
+def _period_mapper(mapper: Any) -> Any:
+    """The temporal mapper whose periods a consumer's keys are (a rollup's upstream mapper), or None."""
+    inner = mapper.upstream_mapper if getattr(mapper, "is_rollup", False) else mapper
+    return inner if type(inner).__name__ in PERIOD_CRONS else None
+
+
+def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
+    keys = _keys(producer)
+    if isinstance(keys, str):
+        return AssetMapping(uri, name, problem=f"{name}: {keys}; keep the asset schedule")
     rollup = bool(getattr(mapper, "is_rollup", False))
     if rollup and type(mapper.wait_policy).__name__ != "WaitForAll":
         policy = type(mapper.wait_policy).__name__
         return AssetMapping(uri, name, problem=f"{name} with {policy}: the consumer runs before its window is "
                             "complete; an edge waits for all of it; keep the asset schedule")  # fmt: skip
     runs: dict[str, list[datetime]] = {}
-    for partition in sample_partitions(grid):
-        _, key = timetable._get_partition_info(pendulum.instance(partition))
+    for partition in sample_partitions(keys.grid):
+        key = keys.key_of(partition)
         down = mapper.to_downstream(key)
-        keys = [down] if isinstance(down, str) else list(down)
-        if len(keys) != 1:
-            why = f"fans {producer.dag_id}'s key {key} out to {len(keys)} consumer runs: an edge maps a run to the runs"
-            return AssetMapping(uri, name, problem=f"{name} {why} it waits for; keep the asset schedule")
-        runs.setdefault(keys[0], []).append(partition)
+        targets: list[str] = [down] if isinstance(down, str) else [str(k) for k in down]
+        if len(targets) != 1:
+            why = f"fans {producer.dag_id}'s key {key} out to {len(targets)} consumer runs: an edge maps a run"
+            return AssetMapping(uri, name, problem=f"{name} {why} to the runs it waits for; keep the asset schedule")
+        runs.setdefault(targets[0], []).append(partition)
     samples = []
     for key, found in sorted(runs.items()):
         at = mapper.to_partition_date(key)
         if at is None:
             return AssetMapping(uri, name, problem=f"{name}: the consumer's key {key!r} has no date")
         if rollup:
-            dates = _dates(timetable, mapper.to_upstream(key))
+            dates = tuple(sorted(keys.date_of(k) for k in mapper.to_upstream(key)))
         elif len(found) > 1:
             shown = ", ".join(f"{p:%Y-%m-%dT%H:%M:%SZ}" for p in found[:3])
             return AssetMapping(uri, name, problem=f"{name} gives {producer.dag_id}'s runs at {shown}... one consumer "
@@ -104,15 +145,10 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
         else:
             dates = tuple(found)
         samples.append(DateSample(_utc(at), dates))
-    inner = mapper.upstream_mapper if rollup else mapper
-    period = type(inner).__name__ if type(inner).__name__ in TEMPORAL else None
-    mapper_zone = getattr(inner, "_timezone", "UTC")
-    return AssetMapping(uri, name, tuple(samples), period, str(getattr(mapper_zone, "name", mapper_zone)))
-
-
-def _dates(timetable: Any, keys: Iterable[str]) -> tuple[datetime, ...]:
-    """The producer's partition dates of its keys, decoded by its own timetable."""
-    return tuple(sorted(_utc(timetable._decode_partition_date(key)) for key in keys))
+    inner = _period_mapper(mapper)
+    period = type(inner).__name__ if inner is not None else None
+    zone = getattr(inner, "_timezone", "UTC")
+    return AssetMapping(uri, name, tuple(samples), period, str(getattr(zone, "name", zone)))
 
 
 def _utc(value: datetime) -> datetime:

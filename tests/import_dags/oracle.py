@@ -71,6 +71,16 @@ def _rendered(task: Any, field: str, context: Any) -> list[datetime]:
     return [pendulum.parse(str(value), tz="UTC")]
 
 
+def _producer_keys(producer: Any) -> tuple[Any, Any]:
+    """(the key of the producer's run at a date, the date of a key): a CronPartitionTimetable's own, or, for a
+    partitioned consumer producing in turn (a chained rollup), its mapper's periods."""
+    if type(producer).__name__ == "CronPartitionTimetable":
+        return (lambda at: producer._get_partition_info(at)[1]), producer._decode_partition_date
+    mapper = producer.default_partition_mapper
+    inner = mapper.upstream_mapper if mapper.is_rollup else mapper
+    return (lambda at: inner.format(at.in_timezone(inner._timezone))), inner.to_partition_date
+
+
 def _partitioned(bag: Any, request: dict[str, Any]) -> dict[str, list[str]]:
     """A partitioned consumer's runs, as the scheduler computes them: for each producer run at the given partitions,
     the consumer's partition key from the mapper, its partition date, and the producer runs it waits for (a rollup:
@@ -83,6 +93,7 @@ def _partitioned(bag: Any, request: dict[str, Any]) -> dict[str, list[str]]:
     consumer = decode_timetable(encode_timetable(bag.dags[request["dag"]].timetable))
     producer = decode_timetable(encode_timetable(bag.dags[request["producer"]].timetable))
     mapper = consumer.get_partition_mapper(uri=request["asset"])
+    key_of, date_of = _producer_keys(producer)
 
     def utc(value: datetime) -> str:
         return value.astimezone(UTC).strftime(FORMAT)
@@ -90,10 +101,9 @@ def _partitioned(bag: Any, request: dict[str, Any]) -> dict[str, list[str]]:
     answers: dict[str, list[str]] = {}
     for partition in request["partitions"]:
         at = pendulum.instance(datetime.strptime(partition, FORMAT).replace(tzinfo=UTC))
-        _, key = producer._get_partition_info(at)
-        consumer_key = mapper.to_downstream(key)
+        consumer_key = mapper.to_downstream(key_of(at))
         if mapper.is_rollup:
-            upstream = [producer._decode_partition_date(k) for k in mapper.to_upstream(consumer_key)]
+            upstream = [date_of(k) for k in mapper.to_upstream(consumer_key)]
         else:
             near = producer.iter_partition_dagrun_infos(earliest=at - timedelta(days=3), latest=at + timedelta(days=3))
             upstream = [i.partition_date for i in near if mapper.to_downstream(i.partition_key) == consumer_key]

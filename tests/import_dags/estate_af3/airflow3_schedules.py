@@ -9,14 +9,17 @@ from airflow.sdk import (
     CronPartitionTimetable,
     CronTriggerTimetable,
     DayWindow,
+    MonthWindow,
     PartitionedAssetTimetable,
     RollupMapper,
     StartOfDayMapper,
+    StartOfMonthMapper,
 )
 
 START = pendulum.datetime(2024, 1, 1, tz="UTC")
 RAW = Asset("s3://estate/raw")
 HOURLY = Asset("s3://estate/hourly")
+DAILY = Asset("s3://estate/daily")
 
 with DAG("producer", schedule=CronPartitionTimetable("0 1 * * *", timezone="UTC"), start_date=START):
     EmptyOperator(task_id="publish", outlets=[RAW])
@@ -54,6 +57,21 @@ with DAG(
     "hourly_rolled_up",
     schedule=PartitionedAssetTimetable(
         assets=HOURLY, default_partition_mapper=RollupMapper(upstream_mapper=StartOfDayMapper(), window=DayWindow())
+    ),
+    start_date=START,
+):
+    EmptyOperator(task_id="work")
+    EmptyOperator(task_id="publish", outlets=[DAILY])
+
+# A chained rollup (Airflow's own example: hourly -> daily -> monthly): the month waits for all its days, the keys of
+# a partitioned producer being its mapper's periods.
+with DAG(
+    "monthly_rolled_up",
+    schedule=PartitionedAssetTimetable(
+        assets=DAILY,
+        default_partition_mapper=RollupMapper(
+            upstream_mapper=StartOfMonthMapper(input_format="%Y-%m-%d"), window=MonthWindow()
+        ),
     ),
     start_date=START,
 ):
