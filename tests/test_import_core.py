@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.core.grid import Grid
 from coordinator.core.importer.facts import (
@@ -319,3 +321,24 @@ def test_a_rollup_consumer_gets_its_mappers_days_and_an_edge_per_window_and_a_me
     (problem,) = result.of(FindingKind.INEXPRESSIBLE)
     assert problem.subject == "merged" and "StartOfDayMapper gives" in problem.message
     assert not [f for f in result.of(FindingKind.NOTE) if f.subject == "merged"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.text("abcdefgh", min_size=3, max_size=6), min_size=5, max_size=5, unique=True),
+    loop=st.booleans(),
+)
+def test_a_chain_of_asset_schedules_inherits_the_cron_at_every_link_whatever_the_names(
+    names: list[str], loop: bool
+) -> None:
+    """A cron DAG feeding a chain of four asset schedules (ids drawn at random, so in any order): every link gets the
+    cron; with an extra pair of ungridded DAGs consuming each other, the import still ends and they get no grid."""
+    src, *chain = names
+    facts = [asset_dag(src, None, f"s3://{src}", "15 2 * * *")]
+    facts += [asset_dag(name, f"s3://{prev}", f"s3://{name}") for prev, name in zip([src, *chain], chain, strict=False)]
+    if loop:
+        facts += [asset_dag("zz_p", "s3://zz_q", "s3://zz_p"), asset_dag("zz_q", "s3://zz_p", "s3://zz_q")]
+    dags = translate(facts, []).document["dags"]
+    for name in chain:
+        assert dags[name]["partitions"] == {"cron": "15 2 * * *", "timezone": "UTC"}, name
+    assert not loop or "partitions" not in dags["zz_p"]
