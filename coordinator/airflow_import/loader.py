@@ -475,10 +475,11 @@ def _rendered(
     by_target: dict[datetime, list[datetime]] = {}
     try:
         parse = _date_parser()
+        env = _compiling_once(task.get_template_env())
         for partition in sample_partitions(grid):
             end = grid.next(partition) if interval and grid is not None else partition
             context = run_context(dag, task, partition, end)
-            value = task.render_template(template, context)
+            value = task.render_template(template, context, jinja_env=env)
             at = _utc(value if isinstance(value, datetime) else parse(str(value)))
             if at is None:
                 raise TypeError(f"it rendered {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a date")
@@ -486,6 +487,13 @@ def _rendered(
     except Exception as exc:  # a template may raise anything (an unknown macro, a bad format): a finding
         return (), f"{type(exc).__name__}: {exc}"
     return tuple(DateSample(target, tuple(runs)) for target, runs in sorted(by_target.items())), None
+
+
+def _compiling_once(env: Any) -> Any:
+    """The operator's own Jinja environment, compiling each template text once: Airflow compiles on every render
+    (``from_string``), 8 ms a time, which for 50 samples of 600 markers would be most of an estate's import."""
+    env.from_string = functools.lru_cache(maxsize=64)(env.from_string)
+    return env
 
 
 def _date_parser() -> Callable[[str], datetime]:
