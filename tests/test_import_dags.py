@@ -141,6 +141,38 @@ def check_oracle(python: Path, folder: Path, result: Imported, sensors: Sequence
     return sum(len(r["partitions"]) for r in requests)
 
 
+@dataclass(frozen=True)
+class Operator:
+    """A translated marker or trigger in ``dag`` whose templated logical_date names a run of ``target``; its edges
+    name these tasks of ``dag``."""
+
+    dag: str
+    task: str
+    target: str
+    tasks: tuple[str | None, ...] = (None,)
+
+
+def check_templates(python: Path, folder: Path, result: Imported, operators: Sequence[Operator], home: Path) -> int:
+    """Assert that, for every run of each operator's DAG, the target's date Airflow renders from its template waits
+    for exactly that run in the file; return how many runs were compared."""
+    graph = result.graph
+    requests = [
+        {"dag": o.dag, "task": o.task, "field": "logical_date", "partitions": dependent_dates(graph, o.dag)}
+        for o in operators
+    ]
+    oracle = ask_oracle(python, folder, home, requests)
+    problems = []
+    for o in operators:
+        for partition, (target_date,) in oracle[(o.dag, o.task)].items():
+            inputs = required_inputs(graph, NodeId("default", o.target), target_date)
+            for task in o.tasks:
+                got = [i.partitions for i in inputs if i.dag.dag_id == o.dag and i.task == task]
+                if got != [(partition,)]:
+                    problems.append(f"{o.target} at {target_date} (from {o.dag} at {partition}): file {got}")
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    return sum(len(r["partitions"]) for r in requests)
+
+
 # ----- the estate: sensors written the ways Airflow's docs and real repositories write them -----
 
 ESTATE_SENSORS = (
@@ -408,9 +440,14 @@ AF2_SENSORS = (
 )
 
 
+#: Airflow 2's trigger with execution_date="{{ ds }}" (legacy.py).
+AF2_TEMPLATED = (Operator("with_sections", "trigger_ds", "by_ds", ("section",)),)
+
+
 def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
     """On Airflow 2.11 (data-interval cron timetables, core sensor) the file waits for the sensors' own dates too;
-    default_args start dates place timedelta grids, and a SubDAG is skipped with its sensor kept as its parent's."""
+    default_args start dates place timedelta grids, a SubDAG is skipped with its sensor kept as its parent's, and a
+    trigger's execution_date="{{ ds }}" waits for the run Airflow 2 renders."""
     from devtools.airflow2_stack import ensure_venv
 
     python = ensure_venv()
@@ -422,7 +459,9 @@ def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
     assert "with_sections.section" not in dags
     assert dags["with_sections"]["upstreams"] == [{"dag": "ingest_orders", "shift": "-4h", "task": "load"}]
     assert result.stderr.count("SubDAG(s) with_sections.section skipped") == 1
+    assert dags["by_ds"]["upstreams"] == [{"dag": "with_sections", "shift": "+5h", "task": "section"}]
     assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
+    assert check_templates(python, HERE / "estate_af2", result, AF2_TEMPLATED, tmp_path / "home") > 200
 
 
 def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
@@ -459,17 +498,6 @@ def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_cras
     assert "StartOfDayMapper" in messages["daily_rollup"]
 
 
-@dataclass(frozen=True)
-class Operator:
-    """A translated marker or trigger in ``dag`` whose templated logical_date names a run of ``target``; its edges
-    name these tasks of ``dag``."""
-
-    dag: str
-    task: str
-    target: str
-    tasks: tuple[str | None, ...] = (None,)
-
-
 TEMPLATED = (
     Operator("load_at_one", "trigger_ds", "by_ds", ("done",)),
     Operator("load_at_one", "trigger_yesterday", "by_yesterday", ("done",)),
@@ -483,22 +511,8 @@ def test_templated_markers_and_triggers_wait_for_the_run_airflow_renders(
 ) -> None:
     """For hundreds of runs of the operator's DAG, the target's date Airflow renders from the template ({{ ds }},
     macros.ds_add, data_interval_start) waits for exactly that run in the file."""
-    graph = estate_af3.graph
-    requests = [
-        {"dag": o.dag, "task": o.task, "field": "logical_date", "partitions": dependent_dates(graph, o.dag)}
-        for o in TEMPLATED
-    ]
-    oracle = ask_oracle(Path(sys.executable), ESTATE_AF3, tmp_path_factory.mktemp("oracle"), requests)
-    problems = []
-    for o in TEMPLATED:
-        for partition, (target_date,) in oracle[(o.dag, o.task)].items():
-            inputs = required_inputs(graph, NodeId("default", o.target), target_date)
-            for task in o.tasks:
-                got = [i.partitions for i in inputs if i.dag.dag_id == o.dag and i.task == task]
-                if got != [(partition,)]:
-                    problems.append(f"{o.target} at {target_date} (from {o.dag} at {partition}): file {got}")
-    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
-    assert sum(len(r["partitions"]) for r in requests) > 750
+    compared = check_templates(Path(sys.executable), ESTATE_AF3, estate_af3, TEMPLATED, tmp_path_factory.mktemp("o"))
+    assert compared > 750
 
 
 TEMPLATE_FINDINGS = {

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from airflow import DAG
 from airflow.operators.empty import EmptyOperator
 from airflow.operators.subdag import SubDagOperator
+from airflow.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sensors.external_task import ExternalTaskSensor
 
 ARGS = {"owner": "data", "start_date": datetime(2024, 1, 1, 3), "retries": 1}
@@ -38,4 +39,9 @@ def section(parent: str, child: str) -> DAG:
 with DAG("with_sections", schedule_interval="0 5 * * *", default_args=ARGS, catchup=False):
     # Its own pool: SubDagOperator queries the metadata DB (slot_pool) when it shares a pool with its tasks, and the
     # test's AIRFLOW_HOME has no DB (a real estate's scheduler image has one).
-    SubDagOperator(task_id="section", subdag=section("with_sections", "section"), pool="sections")
+    sections = SubDagOperator(task_id="section", subdag=section("with_sections", "section"), pool="sections")
+    # Airflow 2 names the date execution_date; "{{ ds }}" of the 05:00 run is its midnight.
+    sections >> TriggerDagRunOperator(task_id="trigger_ds", trigger_dag_id="by_ds", execution_date="{{ ds }}")
+
+with DAG("by_ds", schedule_interval=None, default_args=ARGS):
+    EmptyOperator(task_id="work")
