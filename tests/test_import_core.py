@@ -7,12 +7,16 @@ written in the test. The end-to-end proof against Airflow's own sensors is tests
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coordinator.core.grid import Grid
 from coordinator.core.importer.facts import (
+    AssetMapping,
     DagFact,
     DateSample,
     FindingKind,
@@ -191,3 +195,150 @@ def test_merge_keeps_other_dags_and_human_descriptions() -> None:
     merged2 = merge(existing2, imported)
     assert merged2["dags"] == {"etl": {"instance": "team_a", "description": "by hand"}}
     assert merged2["instances"] == {"team_a": {}}
+
+
+def asset_dag(dag_id: str, consumes: str | None, produces: str | None, cron: str | None = None) -> DagFact:
+    """A DAG scheduled on one asset (or a cron, or nothing) whose task ``publish`` produces another."""
+    if consumes is not None:
+        schedule = ScheduleFact(ScheduleKind.ASSETS, "AssetTriggeredTimetable", assets=(consumes,))
+    else:
+        schedule = dag(dag_id, cron).schedule
+    outlets = (("publish", produces),) if produces else ()
+    return DagFact(dag_id, Origin(f"{dag_id}.py", 1), schedule, outlets=outlets, task_ids=("publish",))
+
+
+CHAIN_ORDERS = {
+    "a-b-c": ("a_src", "b_mid", "c_end"),
+    "reversed": ("z_src", "y_mid", "x_end"),
+    "middle-first": ("m_src", "a_mid", "z_end"),
+}
+
+
+@pytest.mark.parametrize("names", CHAIN_ORDERS.values(), ids=CHAIN_ORDERS.keys())
+def test_grids_are_inherited_through_a_chain_of_asset_schedules_in_any_order(names: tuple[str, str, str]) -> None:
+    """A (cron) -> B (asset on A) -> C (asset on B): C gets A's grid whatever the DAG ids' order."""
+    src, mid, end = names
+    facts = [
+        asset_dag(src, None, "s3://a", "0 4 * * *"),
+        asset_dag(mid, "s3://a", "s3://b"),
+        asset_dag(end, "s3://b", None),
+    ]
+    dags = translate(facts, []).document["dags"]
+    for name in (mid, end):
+        assert dags[name]["partitions"] == {"cron": "0 4 * * *", "timezone": "UTC"}, name
+    assert dags[end]["upstreams"] == [{"dag": mid, "task": "publish"}]
+
+
+def test_a_cycle_of_asset_schedules_gets_no_grid_and_ends() -> None:
+    """Two ungridded DAGs consuming each other's assets: the inheritance terminates and neither gets a grid."""
+    facts = [asset_dag("p", "s3://q", "s3://p"), asset_dag("q", "s3://p", "s3://q")]
+    dags = translate(facts, []).document["dags"]
+    assert "partitions" not in dags["p"] and "partitions" not in dags["q"]
+
+
+def trigger(dag_id: str, target: str, upstream: tuple[str, ...] = (), template: str | None = None) -> LinkFact:
+    return LinkFact(
+        LinkKind.TRIGGER, dag_id, "trigger", Origin(f"{dag_id}.py", 9), target, logical_date=template,
+        upstream_tasks=upstream,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(("parent", "child"), [("example_external_task", "child_dag"), ("b_parent", "a_child")])
+def test_an_operator_whose_edge_is_rejected_gets_one_finding_not_also_remove_this_operator(
+    parent: str, child: str
+) -> None:
+    """Airflow's example_external_task triggers child_dag and senses it: the cycle's rejected operator is told to stay,
+    never also to be removed."""
+    facts = [dag(parent), dag(child)]
+    links = [
+        LinkFact(LinkKind.SENSOR, parent, "wait", Origin(f"{parent}.py", 7), child, tasks=("child_task",),
+                 samples=tuple(DateSample(p, (p,)) for p in sample_partitions(None))),
+        trigger(parent, child, ("start",), "{{ logical_date }}"),
+    ]  # fmt: skip
+    result = translate(facts, links)
+    rejected = {f.subject: f for f in result.of(FindingKind.INEXPRESSIBLE) if "rejected" in f.message}
+    assert rejected and all(f.message.endswith("keep this operator") for f in rejected.values())
+    notes = {f.subject for f in result.of(FindingKind.NOTE)}
+    assert not notes & set(rejected), [str(f) for f in result.findings]
+
+
+def test_subdags_are_skipped_once_with_their_parent_and_their_sensors_are_the_parents() -> None:
+    """Airflow 2 SubDAGs parent.a and parent.b are no entries; one note on parent names both; a sensor inside
+    parent.a becomes parent's edge."""
+    parent = dag("parent", "0 5 * * *")
+    children = [replace(dag(f"parent.{c}", "0 5 * * *"), subdag_of="parent") for c in ("a", "b")]
+    link = sensor("parent.a", "u", DAILY_5, lambda p: [p - timedelta(hours=4)])
+    result = translate([dag("u", "0 1 * * *"), parent, *children], [link])
+    assert sorted(result.document["dags"]) == ["parent", "u"] and result.dag_count == 2
+    assert result.document["dags"]["parent"]["upstreams"] == [{"dag": "u", "shift": "-4h"}]
+    (note,) = [f for f in result.of(FindingKind.NOTE) if "SubDAG" in f.message]
+    assert note.subject == "parent" and "parent.a, parent.b skipped" in note.message
+
+
+def test_a_rendered_trigger_template_is_fitted_and_one_that_merges_runs_is_reported() -> None:
+    """{{ macros.ds_add(ds, -1) }} on a 01:00 DAG is a +1d1h shift for the untriggered target; hourly runs rendered to
+    one day cannot be an edge and are reported, never written."""
+    yesterday = tuple(
+        DateSample(p.replace(hour=0) - timedelta(days=1), (p,)) for p in sample_partitions(DAILY_1)
+    )  # fmt: skip
+    hourly = Grid("0 * * * *")
+    by_day: dict[datetime, list[datetime]] = {}
+    for p in sample_partitions(hourly):
+        by_day.setdefault(p.replace(hour=0), []).append(p)
+    merged = tuple(DateSample(day, tuple(runs)) for day, runs in sorted(by_day.items()))
+    links = [
+        replace(trigger("u", "d", ("done",), "{{ macros.ds_add(ds, -1) }}"), samples=yesterday),
+        replace(trigger("h", "e", (), "{{ ds }}"), samples=merged),
+    ]
+    result = translate([dag("u", "0 1 * * *"), dag("d"), dag("h", "0 * * * *"), dag("e")], links)
+    assert result.document["dags"]["d"]["upstreams"] == [{"dag": "u", "shift": "+1d1h", "task": "done"}]
+    assert "upstreams" not in result.document["dags"]["e"]
+    (problem,) = result.of(FindingKind.INEXPRESSIBLE)
+    assert problem.subject == "h.trigger" and "the same date of e" in problem.message
+
+
+def partitioned(dag_id: str, *mappings: AssetMapping) -> DagFact:
+    schedule = ScheduleFact(
+        ScheduleKind.ASSETS, "PartitionedAssetTimetable", assets=tuple(m.uri for m in mappings), mappings=mappings
+    )
+    return DagFact(dag_id, Origin(f"{dag_id}.py", 3), schedule)
+
+
+def test_a_rollup_consumer_gets_its_mappers_days_and_an_edge_per_window_and_a_merging_mapper_is_reported() -> None:
+    """A day's rollup of an hourly producer: grid 0 0 * * * and a plain edge (the day's 24 hours); a mapping that is
+    no edge is reported with its mapper's words and writes nothing."""
+    hourly = Grid("0 * * * *")
+    days = sorted({p.replace(hour=0) for p in sample_partitions(hourly)})
+    window = tuple(DateSample(d, tuple(d + timedelta(hours=h) for h in range(24))) for d in days)
+    rollup = AssetMapping("s3://h", "RollupMapper(StartOfDayMapper, DayWindow)", window, "StartOfDayMapper")
+    merging = AssetMapping("s3://h", "StartOfDayMapper", problem="StartOfDayMapper gives ... one consumer key")
+    producer = replace(dag("hourly", "0 * * * *"), outlets=(("publish", "s3://h"),))
+    result = translate([producer, partitioned("rolled", rollup), partitioned("merged", merging)], [])
+    dags = result.document["dags"]
+    assert dags["rolled"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    assert dags["rolled"]["upstreams"] == [{"dag": "hourly", "task": "publish"}]
+    assert "upstreams" not in dags["merged"] and "partitions" not in dags["merged"]
+    (problem,) = result.of(FindingKind.INEXPRESSIBLE)
+    assert problem.subject == "merged" and "StartOfDayMapper gives" in problem.message
+    assert not [f for f in result.of(FindingKind.NOTE) if f.subject == "merged"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    names=st.lists(st.text("abcdefgh", min_size=3, max_size=6), min_size=5, max_size=5, unique=True),
+    loop=st.booleans(),
+)
+def test_a_chain_of_asset_schedules_inherits_the_cron_at_every_link_whatever_the_names(
+    names: list[str], loop: bool
+) -> None:
+    """A cron DAG feeding a chain of four asset schedules (ids drawn at random, so in any order): every link gets the
+    cron; with an extra pair of ungridded DAGs consuming each other, the import still ends and they get no grid."""
+    src, *chain = names
+    facts = [asset_dag(src, None, f"s3://{src}", "15 2 * * *")]
+    facts += [asset_dag(name, f"s3://{prev}", f"s3://{name}") for prev, name in zip([src, *chain], chain, strict=False)]
+    if loop:
+        facts += [asset_dag("zz_p", "s3://zz_q", "s3://zz_p"), asset_dag("zz_q", "s3://zz_p", "s3://zz_q")]
+    dags = translate(facts, []).document["dags"]
+    for name in chain:
+        assert dags[name]["partitions"] == {"cron": "15 2 * * *", "timezone": "UTC"}, name
+    assert not loop or "partitions" not in dags["zz_p"]

@@ -107,6 +107,12 @@ class Sensor:
     task: str
     upstream: str
     tasks: tuple[str | None, ...] = (None,)
+    #: The DAG of the file holding the sensor's edges when it is not ``dag`` (a SubDAG's sensor is its parent's).
+    entry: str = ""
+
+    @property
+    def node(self) -> str:
+        return self.entry or self.dag
 
 
 def mismatches(graph: Graph, sensor: Sensor, oracle: dict[str, list[str]]) -> list[str]:
@@ -118,7 +124,7 @@ def mismatches(graph: Graph, sensor: Sensor, oracle: dict[str, list[str]]) -> li
         expected = tuple(dates)
         if up_grid is not None and not all(up_grid.contains(partition_datetime(d)) for d in dates):
             expected = ()
-        inputs = required_inputs(graph, NodeId("default", sensor.dag), partition)
+        inputs = required_inputs(graph, NodeId("default", sensor.node), partition)
         for task in sensor.tasks:
             got = [i.partitions for i in inputs if i.dag.dag_id == sensor.upstream and i.task == task]
             if got != [expected]:
@@ -128,9 +134,41 @@ def mismatches(graph: Graph, sensor: Sensor, oracle: dict[str, list[str]]) -> li
 
 def check_oracle(python: Path, folder: Path, result: Imported, sensors: Sequence[Sensor], home: Path) -> int:
     """Assert the oracle agrees on every dependent date of every sensor; return how many dates were compared."""
-    requests = [{"dag": s.dag, "task": s.task, "partitions": dependent_dates(result.graph, s.dag)} for s in sensors]
+    requests = [{"dag": s.dag, "task": s.task, "partitions": dependent_dates(result.graph, s.node)} for s in sensors]
     oracle = ask_oracle(python, folder, home, requests)
     problems = [m for s in sensors for m in mismatches(result.graph, s, oracle[(s.dag, s.task)])]
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    return sum(len(r["partitions"]) for r in requests)
+
+
+@dataclass(frozen=True)
+class Operator:
+    """A translated marker or trigger in ``dag`` whose templated logical_date names a run of ``target``; its edges
+    name these tasks of ``dag``."""
+
+    dag: str
+    task: str
+    target: str
+    tasks: tuple[str | None, ...] = (None,)
+
+
+def check_templates(python: Path, folder: Path, result: Imported, operators: Sequence[Operator], home: Path) -> int:
+    """Assert that, for every run of each operator's DAG, the target's date Airflow renders from its template waits
+    for exactly that run in the file; return how many runs were compared."""
+    graph = result.graph
+    requests = [
+        {"dag": o.dag, "task": o.task, "field": "logical_date", "partitions": dependent_dates(graph, o.dag)}
+        for o in operators
+    ]
+    oracle = ask_oracle(python, folder, home, requests)
+    problems = []
+    for o in operators:
+        for partition, (target_date,) in oracle[(o.dag, o.task)].items():
+            inputs = required_inputs(graph, NodeId("default", o.target), target_date)
+            for task in o.tasks:
+                got = [i.partitions for i in inputs if i.dag.dag_id == o.dag and i.task == task]
+                if got != [(partition,)]:
+                    problems.append(f"{o.target} at {target_date} (from {o.dag} at {partition}): file {got}")
     assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
     return sum(len(r["partitions"]) for r in requests)
 
@@ -396,17 +434,34 @@ AF2_SENSORS = (
     Sensor("daily_snapshot", "wait_yesterday", "daily_snapshot"),
     Sensor("cleanup", "wait_orders_done", "ingest_orders"),
     Sensor("berlin_report", "wait_load", "berlin_load", ("load",)),
+    # legacy.py: a timedelta schedule whose start date is only in default_args, and a sensor inside a SubDAG.
+    Sensor("six_hourly_report", "wait_land", "six_hourly", ("land",)),
+    Sensor("with_sections.section", "wait_orders", "ingest_orders", ("load",), entry="with_sections"),
 )
 
 
+#: Airflow 2's trigger with execution_date="{{ ds }}" (legacy.py).
+AF2_TEMPLATED = (Operator("with_sections", "trigger_ds", "by_ds", ("section",)),)
+
+
 def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
-    """On Airflow 2.11 (data-interval cron timetables, core sensor) the file waits for the sensors' own dates too."""
+    """On Airflow 2.11 (data-interval cron timetables, core sensor) the file waits for the sensors' own dates too;
+    default_args start dates place timedelta grids, a SubDAG is skipped with its sensor kept as its parent's, and a
+    trigger's execution_date="{{ ds }}" waits for the run Airflow 2 renders."""
     from devtools.airflow2_stack import ensure_venv
 
     python = ensure_venv()
     result = imported(python, HERE / "estate_af2", tmp_path)
     assert "(Airflow 2.11." in result.stderr
+    dags = json.loads(result.path.read_text(encoding="utf-8"))["dags"]
+    assert dags["six_hourly"]["partitions"] == {"cron": "0 3-23/6 * * *", "timezone": "UTC"}
+    assert dags["six_hourly_report"]["upstreams"] == [{"dag": "six_hourly", "shift": "-2h", "task": "land"}]
+    assert "with_sections.section" not in dags
+    assert dags["with_sections"]["upstreams"] == [{"dag": "ingest_orders", "shift": "-4h", "task": "load"}]
+    assert result.stderr.count("SubDAG(s) with_sections.section skipped") == 1
+    assert dags["by_ds"]["upstreams"] == [{"dag": "with_sections", "shift": "+5h", "task": "section"}]
     assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
+    assert check_templates(python, HERE / "estate_af2", result, AF2_TEMPLATED, tmp_path / "home") > 200
 
 
 def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
@@ -420,21 +475,93 @@ def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_crash(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def estate_af3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
+    tmp = tmp_path_factory.mktemp("estate_af3")
+    yield imported(Path(sys.executable), ESTATE_AF3, tmp, "--report", str(tmp / "report.json"))
+
+
+def test_airflow3_schedules_and_a_package_in_the_dags_folder_load_without_a_crash(estate_af3: Imported) -> None:
     """AssetOrTimeSchedule keeps its cron, identity-partitioned assets are edges, other mappers and the asset half are
     reported, and a DAG importing a package of its own folder loads (before: AttributeError, No module named)."""
-    output = tmp_path / "deps.json"
-    done = run_import(Path(sys.executable), ESTATE_AF3, output, tmp_path / "home", "--report", str(tmp_path / "r.json"))
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    dags = json.loads(output.read_text(encoding="utf-8"))["dags"]
+    assert "Traceback" not in estate_af3.stderr
+    dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
     assert dags["uses_lib"]["partitions"] == {"cron": "0 2 * * *", "timezone": "UTC"}
     assert dags["either"]["partitions"] == {"cron": "0 3 * * *", "timezone": "UTC"}
     assert "upstreams" not in dags["either"]
     assert dags["same_key"]["upstreams"] == [{"dag": "producer", "task": "publish"}]
     assert "upstreams" not in dags["daily_rollup"]
-    report = json.loads((tmp_path / "r.json").read_text(encoding="utf-8"))
+    report = json.loads((estate_af3.path.parent / "report.json").read_text(encoding="utf-8"))
     assert report["import_errors"] == []
     messages = {f["subject"]: f["message"] for f in report["findings"] if f["kind"] == "cannot express"}
     assert "it also runs whenever s3://estate/raw is updated" in messages["either"]
     assert "StartOfDayMapper" in messages["daily_rollup"]
+
+
+TEMPLATED = (
+    Operator("load_at_one", "trigger_ds", "by_ds", ("done",)),
+    Operator("load_at_one", "trigger_yesterday", "by_yesterday", ("done",)),
+    Operator("load_at_one", "trigger_start", "by_start", ("done",)),
+    Operator("load_at_one", "mark_midnight", "marked"),
+)
+
+
+def test_templated_markers_and_triggers_wait_for_the_run_airflow_renders(
+    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """For hundreds of runs of the operator's DAG, the target's date Airflow renders from the template ({{ ds }},
+    macros.ds_add, data_interval_start) waits for exactly that run in the file."""
+    compared = check_templates(Path(sys.executable), ESTATE_AF3, estate_af3, TEMPLATED, tmp_path_factory.mktemp("o"))
+    assert compared > 750
+
+
+TEMPLATE_FINDINGS = {
+    "covered": "templates.py:26: load_at_one.mark_sensed: covered by sensed's sensor on load_at_one",
+    "many-to-one": "templates.py:32: hourly_source.trigger_day: logical_date '{{ ds }}' gives hourly_source's runs at "
+    "2024-01-01T01:00:00Z, 2024-01-01T02:00:00Z, 2024-01-01T03:00:00Z",
+}
+
+
+@pytest.mark.parametrize("line", TEMPLATE_FINDINGS.values(), ids=TEMPLATE_FINDINGS.keys())
+def test_templated_operators_that_need_no_edge_or_cannot_have_one_are_reported(estate_af3: Imported, line: str) -> None:
+    """A redundant templated marker is covered by its target's sensor; 24 hourly runs triggering one date of a DAG
+    cannot be one edge; neither is "write the edge by hand" for a template that renders."""
+    assert line in estate_af3.stderr
+    assert "is a template the importer cannot evaluate" not in estate_af3.stderr
+
+
+#: (consumer, its asset, the producer): partitioned assets whose mapper is a date mapping.
+PARTITIONED = (
+    ("day_of_producer", "s3://estate/raw", "producer"),
+    ("hourly_rolled_up", "s3://estate/hourly", "hourly_producer"),
+    ("monthly_rolled_up", "s3://estate/daily", "hourly_rolled_up"),
+)
+
+
+def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(
+    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """StartOfDayMapper over a daily 01:00 producer is a +1h shift; a day's RollupMapper waits for all 24 hours, a
+    month's over that daily rollup for all its days: for every producer run sampled, the consumer's partition date
+    Airflow's mapper gives waits for the same producer runs in the file."""
+    graph = estate_af3.graph
+    dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
+    assert dags["day_of_producer"]["upstreams"] == [{"dag": "producer", "shift": "+1h", "task": "publish"}]
+    assert dags["hourly_rolled_up"]["upstreams"] == [{"dag": "hourly_producer", "task": "publish"}]
+    assert dags["hourly_rolled_up"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    assert dags["monthly_rolled_up"]["upstreams"] == [{"dag": "hourly_rolled_up", "task": "publish"}]
+    assert dags["monthly_rolled_up"]["partitions"] == {"cron": "0 0 1 * *", "timezone": "UTC"}
+    requests = [
+        {"dag": d, "asset": a, "producer": p, "partitions": dependent_dates(graph, p)} for d, a, p in PARTITIONED
+    ]
+    oracle = ask_oracle(Path(sys.executable), ESTATE_AF3, tmp_path_factory.mktemp("oracle"), requests)
+    problems, compared = [], 0
+    for consumer, asset, producer in PARTITIONED:
+        for date, upstream in oracle[(consumer, asset)].items():
+            compared += 1
+            inputs = required_inputs(graph, NodeId("default", consumer), date)
+            got = [list(i.partitions) for i in inputs if i.dag.dag_id == producer and i.task == "publish"]
+            if got != [upstream]:
+                problems.append(f"{consumer} at {date}: file {got}, Airflow {upstream}")
+    assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
+    assert compared > 200

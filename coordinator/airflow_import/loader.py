@@ -15,8 +15,16 @@ Rules:
    stdout stays clean.
 6. The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended to ``sys.path`` for the
    load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
-   half reported), a ``PartitionedAssetTimetable`` with the identity mapper is an asset schedule, any other mapper
-   and any timetable without one cron grid is reported with its description.
+   half reported), a ``PartitionedAssetTimetable`` is an asset schedule (rule 9), and any timetable without one cron
+   grid is reported with its description.
+7. A timedelta schedule starts at the earliest start date of the DAG and its tasks (``default_args`` included), as
+   Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with the top DAG it runs in, so
+   the translation can skip it as a DAG and keep its operators as its parent's.
+8. A marker's or trigger's ``logical_date`` template is rendered as Airflow renders it (the operator's
+   ``render_template`` with the run's context, ``macros`` included; then Airflow's ``timezone.parse``) for runs of its
+   DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
+9. A ``PartitionedAssetTimetable``'s mapping of each asset's partition keys is computed by Airflow's own mapper on
+   the producer's sample runs (:mod:`coordinator.airflow_import.partitions`).
 """
 
 from __future__ import annotations
@@ -27,13 +35,14 @@ import importlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any
 
+from coordinator.airflow_import.partitions import asset_mapping, scheduler_timetable
 from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
@@ -184,7 +193,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def load_folder(folder: Path) -> LoadedFolder:
-    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-5)."""
+    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-9)."""
     folder = folder.resolve()
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
@@ -195,7 +204,8 @@ def load_folder(folder: Path) -> LoadedFolder:
         dag_classes = _classes(DAG_MODULES, {"DAG"})
         with _recording([*dag_classes, *link_classes], origins), _import_path(folder):
             bag = _dagbag(folder)
-        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
+        producers = _producers(bag.dags.values())
+        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
         errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
     return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
@@ -262,7 +272,7 @@ def _attr(obj: Any, *names: str) -> Any:
 _ASSET_TIMETABLES = ("AssetTriggeredTimetable", "DatasetTriggeredTimetable", "PartitionedAssetTimetable")
 
 
-def _schedule(dag: Any) -> ScheduleFact:
+def _schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
     timetable = dag.timetable
     kind = type(timetable).__name__
     written_value = _attr(dag, "schedule", "schedule_interval")
@@ -271,15 +281,7 @@ def _schedule(dag: Any) -> ScheduleFact:
         return ScheduleFact(ScheduleKind.NONE, kind, written)
     condition = _attr(timetable, "asset_condition", "dataset_condition")
     if kind == "PartitionedAssetTimetable" and condition is not None:
-        # Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives. The
-        # identity mapper joins equal keys, which is what a plain edge means; any other mapper is a rollup or a
-        # date mapping this version does not translate, so it is reported rather than guessed.
-        mappers = {type(m).__name__ for m in (getattr(timetable, "partition_mapper_config", None) or {}).values()}
-        mappers.add(type(getattr(timetable, "default_partition_mapper", None)).__name__)
-        if mappers != {"IdentityMapper"}:
-            named = ", ".join(sorted(mappers))
-            why = f"the {kind} maps partition keys with {named}: not translated (keep the asset schedule)"
-            return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
+        return _partitioned(timetable, condition, written, producers)
     if kind in _ASSET_TIMETABLES and condition is not None:
         uris, problem = _asset_uris(condition)
         return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
@@ -297,6 +299,22 @@ def _schedule(dag: Any) -> ScheduleFact:
     return _timetable_schedule(dag, timetable, written)
 
 
+def _partitioned(timetable: Any, condition: Any, written: str, producers: Mapping[str, list[Any]]) -> ScheduleFact:
+    """Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives; each
+    asset's mapping is computed by Airflow's own mapper (rule 9)."""
+    kind = type(timetable).__name__
+    uris, problem = _asset_uris(condition)
+    if uris is None:
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, problem=problem)
+    try:
+        scheduler = scheduler_timetable(timetable)
+    except Exception as exc:  # a custom mapper the scheduler cannot decode: reported, the load goes on
+        why = f"the {kind}'s partition mappers could not be read ({type(exc).__name__}: {exc}); keep the asset schedule"
+        return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
+    mappings = tuple(asset_mapping(scheduler, uri, list(producers.get(uri, ()))) for uri in uris)
+    return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, mappings=mappings)
+
+
 def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
     """A time-based timetable's fact; anything without one cron grid as OTHER with its description."""
     kind = type(timetable).__name__
@@ -309,11 +327,33 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
         if not isinstance(delta, timedelta):
             return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=f"schedule {delta!r}: a calendar interval "
                                 "(relativedelta) has no fixed points a cron can name")  # fmt: skip
-        return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_utc(dag.start_date))
+        return ScheduleFact(ScheduleKind.DELTA, kind, written, delta=delta, start=_start(dag))
     # Not every timetable has ``summary`` (Airflow 3's PartitionedAssetTimetable, AssetOrTimeSchedule): never raise.
+    if " object at 0x" in written:  # a timetable without __repr__ (PartitionedAtRuntime): its class says more
+        written = kind
     described = _attr(timetable, "summary", "description") or written or kind
     problem = f"the {kind} ({described!s}) has no single cron grid"
     return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=problem)
+
+
+def _start(dag: Any) -> datetime | None:
+    """Where a timedelta schedule's points start: the earliest of the DAG's and its tasks' start dates, as the
+    scheduler's time restriction takes it. Airflow 2 leaves ``dag.start_date`` None when the date is only in
+    ``default_args`` (its common pattern) but gives every task that date; Airflow 3 copies it onto the DAG."""
+    found = [_utc(t.start_date) for t in dag.tasks if getattr(t, "start_date", None)]
+    found += [_utc(dag.start_date), _utc((getattr(dag, "default_args", None) or {}).get("start_date"))]
+    dates = [d for d in found if d is not None]
+    return min(dates) if dates else None
+
+
+def _root(dag: Any) -> str | None:
+    """The top DAG an Airflow 2 SubDAG runs inside (``parent.child`` of a ``SubDagOperator``), None for a DAG."""
+    parent = getattr(dag, "parent_dag", None)
+    if parent is None:
+        return None
+    while getattr(parent, "parent_dag", None) is not None:
+        parent = parent.parent_dag
+    return str(parent.dag_id)
 
 
 def _condition_text(condition: Any) -> str:
@@ -343,7 +383,17 @@ def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
     return None, f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
 
 
-def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
+def _producers(dags: Iterable[Any]) -> dict[str, list[Any]]:
+    """Asset URI -> the DAGs with a task that has it in its outlets."""
+    found: dict[str, list[Any]] = {}
+    for dag in dags:
+        uris = {getattr(o, "uri", None) for task in dag.tasks for o in getattr(task, "outlets", None) or ()}
+        for uri in sorted(u for u in uris if isinstance(u, str)):
+            found.setdefault(uri, []).append(dag)
+    return found
+
+
+def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]]) -> DagFact:
     groups: list[tuple[str, tuple[str, ...]]] = []
     for group_id, group in sorted((getattr(dag, "task_group_dict", None) or {}).items()):
         if group_id:
@@ -357,10 +407,11 @@ def _dag_fact(dag: Any, origins: _Origins) -> DagFact:
     return DagFact(
         dag.dag_id,
         origins.origin(dag, dag.fileloc),
-        _schedule(dag),
+        _schedule(dag, producers),
         tuple(groups),
         tuple(sorted(outlets)),
         tuple(sorted(dag.task_ids)),
+        subdag_of=_root(dag),
     )
 
 
@@ -385,11 +436,14 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
         if kind is LinkKind.SENSOR:
             found.append(_sensor(dag, task, fact, facts.get(str(task.external_dag_id)), origin))
         elif kind is LinkKind.MARKER:
-            date = _attr(task, "logical_date", "execution_date")
+            date = _template(_attr(task, "logical_date", "execution_date"))
+            samples, error = _rendered(dag, task, fact.schedule, date)
             found.append(LinkFact(kind, dag.dag_id, task.task_id, origin, str(task.external_dag_id),
-                                  tasks=(str(task.external_task_id),), logical_date=_template(date)))  # fmt: skip
+                                  tasks=(str(task.external_task_id),), logical_date=date, samples=samples,
+                                  date_error=error))  # fmt: skip
         else:
-            date = _attr(task, "logical_date", "execution_date")
+            date = _template(_attr(task, "logical_date", "execution_date"))
+            samples, error = _rendered(dag, task, fact.schedule, date)
             found.append(
                 LinkFact(
                     kind,
@@ -397,13 +451,60 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
                     task.task_id,
                     origin,
                     str(task.trigger_dag_id),
-                    logical_date=_template(date),
+                    logical_date=date,
+                    samples=samples,
+                    date_error=error,
                     upstream_tasks=tuple(sorted(task.upstream_task_ids)),
                     trigger_rule=str(getattr(task.trigger_rule, "value", task.trigger_rule)),
                     wait_for_completion=bool(getattr(task, "wait_for_completion", False)),
                 )
             )
     return found
+
+
+def _rendered(
+    dag: Any, task: Any, schedule: ScheduleFact, template: str | None
+) -> tuple[tuple[DateSample, ...], str | None]:
+    """Rule 8: the target's logical date for runs of the operator's DAG at its sample partitions, rendered by the
+    operator's own template engine and parsed by Airflow's own parser, as a sample ``(target date, (this run,))``.
+    Nothing when the operator keeps its default (the same logical date). An error is a reason, never raised."""
+    if template is None:
+        return (), None
+    grid = choose_grid(schedule).grid
+    interval = "DataInterval" in schedule.timetable
+    by_target: dict[datetime, list[datetime]] = {}
+    try:
+        parse = _date_parser()
+        env = _compiling_once(task.get_template_env())
+        for partition in sample_partitions(grid):
+            end = grid.next(partition) if interval and grid is not None else partition
+            context = run_context(dag, task, partition, end)
+            value = task.render_template(template, context, jinja_env=env)
+            at = _utc(value if isinstance(value, datetime) else parse(str(value)))
+            if at is None:
+                raise TypeError(f"it rendered {value!r} for {partition:%Y-%m-%dT%H:%M:%SZ}, not a date")
+            by_target.setdefault(at, []).append(partition)
+    except Exception as exc:  # a template may raise anything (an unknown macro, a bad format): a finding
+        return (), f"{type(exc).__name__}: {exc}"
+    return tuple(DateSample(target, tuple(runs)) for target, runs in sorted(by_target.items())), None
+
+
+def _compiling_once(env: Any) -> Any:
+    """The operator's own Jinja environment, compiling each template text once: Airflow compiles on every render
+    (``from_string``), 8 ms a time, which for 50 samples of 600 markers would be most of an estate's import."""
+    env.from_string = functools.lru_cache(maxsize=64)(env.from_string)
+    return env
+
+
+def _date_parser() -> Callable[[str], datetime]:
+    """Airflow's own parser of a rendered ``logical_date`` (the trigger's ``timezone.parse``: pendulum, Airflow's
+    default time zone for a date without one)."""
+    try:
+        module = importlib.import_module("airflow.sdk.timezone")  # Airflow 3
+    except ImportError:
+        module = importlib.import_module("airflow.utils.timezone")  # Airflow 2
+    parse: Callable[[str], datetime] = module.parse
+    return parse
 
 
 def _template(value: Any) -> str | None:
@@ -490,4 +591,13 @@ def run_context(dag: Any, task: Any, logical_date: datetime, interval_end: datet
         "ts_nodash": at.strftime("%Y%m%dT%H%M%S"),
         "params": {},
         "conf": None,
+        "macros": _macros(),
     }
+
+
+def _macros() -> Any:
+    """The ``macros`` a template reads (``macros.ds_add``...): Airflow 3's module of the task SDK, Airflow 2's."""
+    try:
+        return importlib.import_module("airflow.sdk.execution_time.macros")
+    except ImportError:
+        return importlib.import_module("airflow.macros")

@@ -41,6 +41,33 @@ class ScheduleKind(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class DateSample:
+    """For the run of the sensor's DAG at ``partition``, the sensor waits for the upstream at ``dates``."""
+
+    partition: datetime
+    dates: tuple[datetime, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AssetMapping:
+    """How an Airflow 3.2+ partitioned consumer (``PartitionedAssetTimetable``) maps one asset's partition keys.
+
+    Known by samples Airflow's own mapper computed: for the consumer's run at its partition date, the producer runs
+    (partition dates) it waits for. The identity mapper has none (equal dates).
+    """
+
+    uri: str
+    #: The mapper as written, for messages: ``StartOfDayMapper``, ``RollupMapper(StartOfDayMapper, DayWindow)``.
+    mapper: str
+    samples: tuple[DateSample, ...] = ()
+    #: The temporal mapper whose periods the consumer's partition dates are (``StartOfDayMapper``) and its zone.
+    period: str | None = None
+    timezone: str = "UTC"
+    #: Why this mapping is no edge (merges several producer runs without a rollup, a wait policy, a fan-out...).
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ScheduleFact:
     """A DAG's timetable as the adapter read it."""
 
@@ -60,6 +87,11 @@ class ScheduleFact:
     assets: tuple[str, ...] | None = None
     #: Why the schedule cannot be a grid (OTHER, or an asset condition with OR / aliases).
     problem: str | None = None
+    #: ASSETS of a ``PartitionedAssetTimetable``: each asset's partition mapping, in ``assets`` order.
+    mappings: tuple[AssetMapping, ...] = ()
+
+    def mapping(self, uri: str) -> AssetMapping | None:
+        return next((m for m in self.mappings if m.uri == uri), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +106,8 @@ class DagFact:
     #: (task id, asset URI) for every outlet: who produces which asset.
     outlets: tuple[tuple[str, str], ...] = ()
     task_ids: tuple[str, ...] = ()
+    #: An Airflow 2 SubDAG: the top DAG whose ``SubDagOperator`` runs it (it is no DAG of its own).
+    subdag_of: str | None = None
 
     def group(self, group_id: str) -> tuple[str, ...] | None:
         for gid, tasks in self.task_groups:
@@ -86,14 +120,6 @@ class LinkKind(StrEnum):
     SENSOR = "ExternalTaskSensor"
     MARKER = "ExternalTaskMarker"
     TRIGGER = "TriggerDagRunOperator"
-
-
-@dataclass(frozen=True, slots=True)
-class DateSample:
-    """For the run of the sensor's DAG at ``partition``, the sensor waits for the upstream at ``dates``."""
-
-    partition: datetime
-    dates: tuple[datetime, ...]
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,8 +6,14 @@ Rules (``docs/import-dags.md``):
 2. A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
 3. A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the operator.
 4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
-   reported.
+   reported. A partitioned asset (Airflow 3.2+) mapped by anything but the identity is fitted to the samples
+   Airflow's mapper gave (a rollup waits for its window); a mapping that is no edge is reported with its mapper.
 5. Pure.
+6. A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered with Airflow's own
+   template engine (``{{ ds }}``, ``{{ macros.ds_add(ds, -1) }}``...): D's date for U's run at P. The edge is fitted
+   to them as a sensor's is (a shift, an offset...); the default and the same-date templates are U's date. A
+   template that raised, or that sends several runs of U to one date of D (Airflow acts on that run again each
+   time; an edge would wait for all), is reported.
 """
 
 from __future__ import annotations
@@ -20,15 +26,17 @@ from coordinator.core.importer.edges import (
     identity_samples,
     is_templated,
     link_edges,
+    quote_examples,
     sensor_condition,
 )
 from coordinator.core.importer.facts import (
     DagFact,
+    DateSample,
     FindingKind,
     LinkFact,
     ScheduleKind,
 )
-from coordinator.core.importer.fit import FitProblem, Fitter
+from coordinator.core.importer.fit import FitProblem, Fitter, key
 
 SAME_DATE_TEMPLATES = frozenset(
     t.replace(" ", "")
@@ -84,35 +92,63 @@ def marker_edges(work: Work, link: LinkFact, covered: bool) -> None:
             f"a rerun of {link.dag_id}, as the marker's recursive clear did",
         )
         return
-    if not same_date(link.logical_date):
-        work.add(
-            FindingKind.INEXPRESSIBLE,
-            link,
-            f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
-        )
+    samples = operator_samples(work, link)
+    if samples is None:
         return
     work.add(
         FindingKind.NOTE,
         link,
         f"the marker made a clear of {link.dag_id} clear {link.other_dag}.{(link.tasks or ('?',))[0]}: written as "
-        f"an edge {link.other_dag} <- {link.dag_id} (same logical date), so {link.other_dag} now also waits for it",
+        f"an edge {link.other_dag} <- {link.dag_id} ({_at(link)}), so {link.other_dag} now also waits for it",
     )
-    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), (None,), "success")
+    link_edges(work, link, samples, (None,), "success")
 
 
 def same_date(template: str | None) -> bool:
     return template is None or template.replace(" ", "") in SAME_DATE_TEMPLATES
 
 
-def trigger_edges(work: Work, link: LinkFact) -> None:
-    if is_templated(work, link):
-        return
-    if not same_date(link.logical_date):
+def _at(link: LinkFact) -> str:
+    if same_date(link.logical_date) or all(s.dates == (s.partition,) for s in link.samples):
+        return "same logical date"
+    return f"at the date logical_date {link.logical_date!r} gives"
+
+
+def operator_samples(work: Work, link: LinkFact) -> tuple[DateSample, ...] | None:
+    """Rule 6: what a marker's or trigger's run of U at P means for D, as samples ``(D's date, (P,))``; None (and
+    the reason reported) when its template could not be rendered or sends several runs of U to one date of D."""
+    if link.date_error is not None:
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} could not be rendered: {link.date_error}; write the edge by hand",
+        )
+        return None
+    if not link.samples:
+        if same_date(link.logical_date):
+            return identity_samples(work.grid(link.other_dag), work.grid(link.dag_id))
         work.add(
             FindingKind.INEXPRESSIBLE,
             link,
             f"logical_date {link.logical_date!r} is a template the importer cannot evaluate; write the edge by hand",
         )
+        return None
+    shared = next((s for s in link.samples if len(s.dates) > 1), None)
+    if shared is not None:
+        runs = quote_examples([key(d) for d in shared.dates]).replace("; ", ", ")
+        work.add(
+            FindingKind.INEXPRESSIBLE,
+            link,
+            f"logical_date {link.logical_date!r} gives {link.dag_id}'s runs at {runs} the same date of "
+            f"{link.other_dag}, {key(shared.partition)}: Airflow acts on that one run again for each, an edge would "
+            f"wait for all of them; write the edge by hand",
+        )
+        return None
+    return link.samples
+
+
+def trigger_edges(work: Work, link: LinkFact) -> None:
+    if is_templated(work, link):
         return
     rule = link.trigger_rule
     condition = {"all_success": "success", "all_done": "finished"}.get(rule)
@@ -124,6 +160,9 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
             f"the operator",
         )
         return
+    samples = operator_samples(work, link)
+    if samples is None:
+        return
     tasks: tuple[str | None, ...] = link.upstream_tasks or (None,)
     target = work.dags.get(link.other_dag)
     also = ""
@@ -133,10 +172,11 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
     work.add(
         FindingKind.NOTE,
         link,
-        f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition once {where} of "
-        f"{link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this operator{also}",
+        f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition ({_at(link)}) once "
+        f"{where} of {link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this "
+        f"operator{also}",
     )
-    link_edges(work, link, identity_samples(work.grid(link.other_dag), work.grid(link.dag_id)), tasks, condition)
+    link_edges(work, link, samples, tasks, condition)
 
 
 def asset_edges(work: Work, dag: DagFact) -> None:
@@ -144,7 +184,12 @@ def asset_edges(work: Work, dag: DagFact) -> None:
     if schedule.assets is None:
         work.add(FindingKind.INEXPRESSIBLE, dag, schedule.problem or "the asset condition cannot be expressed")
         return
+    wrote = False
     for uri in schedule.assets:
+        mapping = schedule.mapping(uri)
+        if mapping is not None and mapping.problem is not None:
+            work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: {mapping.problem}")
+            continue
         producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
         if not producers:
             work.add(
@@ -163,15 +208,31 @@ def asset_edges(work: Work, dag: DagFact) -> None:
             continue
         producer, task = producers[0]
         samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
+        if mapping is not None and mapping.samples:
+            samples = mapping.samples
         fitted = Fitter(work.grid(dag.dag_id), work.grid(producer.dag_id), self_edge=False).fit(samples)
         if isinstance(fitted, FitProblem):
             work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: no edge maps {producer.dag_id}'s dates")
             continue
         work.edge(dag.dag_id, replace(fitted, dag=work.ref(producer.dag_id), task=task), dag)
+        wrote = True
+    if not wrote:
+        return  # every asset was reported: no edge to explain
+    mapped = sorted({m.mapper for m in schedule.mappings if m.samples})
+    if mapped:
+        work.add(
+            FindingKind.NOTE,
+            dag,
+            f"partitioned assets mapped by {', '.join(mapped)}: written as edges from the producer runs Airflow's "
+            f"mapper sends to each of its partition dates (its partition_date is the coordinator's partition); set "
+            f"schedule=None",
+        )
+        return
     work.add(
         FindingKind.NOTE,
         dag,
         "asset schedule: written as edges to the producing tasks at the producer's logical date; set schedule=None "
-        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun; "
-        "the coordinator runs once per partition and reruns it)",
+        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun, "
+        "and on Airflow 3 an asset-triggered run has no logical date at all; the coordinator runs it once per "
+        "partition of the producer, with that partition as its logical date, and reruns it)",
     )

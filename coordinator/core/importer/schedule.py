@@ -12,6 +12,9 @@ Rules (``docs/import-dags.md``, "Schedules"):
 4. A fixed-offset zone (``+02:00``) becomes ``Etc/GMT-2`` when it is whole hours, else it is reported.
 5. Sample partitions are consecutive grid points from anchors chosen to cross what breaks date arithmetic: year and
    month ends, a leap February, and the daylight-saving changes of Europe and North America in two years.
+6. An Airflow 3.2+ partitioned consumer (``PartitionedAssetTimetable``) whose assets are mapped by one temporal
+   mapper (``StartOfDayMapper``, or a ``RollupMapper`` over it) runs at that mapper's periods: its grid is their
+   cron in the mapper's zone (checked against every partition date Airflow's mapper gave on the samples).
 """
 
 from __future__ import annotations
@@ -39,6 +42,16 @@ ANCHORS = tuple(
         (2025, 10, 25, 23, 0),  # Europe falls back on 26 October 2025
     )
 )
+#: A temporal partition mapper's periods as a cron (its ``to_partition_date`` is the period's start; an ISO week
+#: starts on Monday).
+PERIOD_CRONS = {
+    "StartOfHourMapper": "0 * * * *",
+    "StartOfDayMapper": "0 0 * * *",
+    "StartOfWeekMapper": "0 0 * * 1",
+    "StartOfMonthMapper": "0 0 1 * *",
+    "StartOfQuarterMapper": "0 0 1 1,4,7,10 *",
+    "StartOfYearMapper": "0 0 1 1 *",
+}
 #: Grid points after each anchor: an hourly grid crosses the daylight-saving hour, a daily one the changed day.
 SAMPLES_PER_ANCHOR = 5
 #: Without a grid a partition can be any instant: times of day that a shift or a truncation treats differently.
@@ -119,7 +132,26 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
         return GridChoice(None, None, "a timedelta schedule without a start date has no fixed points")
     if schedule.kind is ScheduleKind.OTHER:
         return GridChoice(None, None, schedule.problem or f"the {schedule.timetable} has no cron grid")
+    if schedule.kind is ScheduleKind.ASSETS and schedule.mappings:
+        return _period_grid(schedule)
     return GridChoice(None)
+
+
+def _period_grid(schedule: ScheduleFact) -> GridChoice:
+    """Rule 6: a partitioned consumer's grid is the periods of its temporal mapper, when every sampled mapping agrees
+    on one and every consumer date Airflow computed is a point of it."""
+    sampled = [m for m in schedule.mappings if m.samples]
+    periods = {(m.period, m.timezone) for m in sampled}
+    if len(periods) != 1:
+        return GridChoice(None)
+    ((period, zone),) = periods
+    cron = PERIOD_CRONS.get(period or "")
+    if cron is None or timezone_problem(zone) is not None:
+        return GridChoice(None)
+    grid = Grid(cron, zone)
+    if not all(grid.contains(s.partition) for m in sampled for s in m.samples):
+        return GridChoice(None)
+    return GridChoice(grid, cron)
 
 
 @lru_cache(maxsize=4096)

@@ -19,19 +19,24 @@ Rules (``docs/import-dags.md``):
 5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
    removed and reported with the loader's message, so the output always validates. A cycle is broken per DAG pair:
    when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same round (two DAGs
-   with 23 mutual task sensors are one decision, not 23 rounds). Each round removes at least one edge or fails, so
-   the rounds are bounded by the number of edges, which no real graph can exceed.
+   with 23 mutual task sensors are one decision, not 23 rounds). An operator whose edge is rejected gets that
+   finding only ("keep this operator"): its notes ("remove this operator") are withdrawn. Each round removes at
+   least one edge or fails, so the rounds are bounded by the number of edges, which no real graph can exceed.
 6. Pure: facts in, a document (the JSON value to write) and findings out.
 7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
    runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
-   periods and ``validate`` has nothing to warn about. Noted.
+   periods and ``validate`` has nothing to warn about. Noted. Repeated to a fixed point, so a chain of asset
+   schedules inherits the first cron's grid at every link, in any order; an ungridded cycle ends it.
+8. An Airflow 2 SubDAG (``parent.child``, run by a ``SubDagOperator`` inside the parent's run at the same logical
+   date) is no DAG of the file: it is skipped, noted once on its parent, and its sensors, markers and triggers are
+   translated as the parent's (a SubDAG's sensor holds the parent's run).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from coordinator.core.importer.edges import Work
@@ -41,6 +46,7 @@ from coordinator.core.importer.facts import (
     FindingKind,
     LinkFact,
     LinkKind,
+    Origin,
     ScheduleKind,
 )
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
@@ -63,9 +69,10 @@ class ImportResult:
 
 
 def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE) -> ImportResult:
-    """The document and findings for a folder's facts (rules 1-6)."""
-    by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id)}
+    """The document and findings for a folder's facts (rules 1-8)."""
+    by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
+    links = _skip_subdags(work, dags, links)
     for dag in by_id.values():
         problem = work.grids[dag.dag_id].problem
         if problem is not None:
@@ -89,30 +96,58 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
     return ImportResult(document, findings, len(by_id), edge_count)
 
 
-def _inherit_grids(work: Work) -> None:
-    """Rule 7."""
-    for dag_id, dag in work.dags.items():
-        edges = work.edges.get(dag_id)
-        if not edges or work.grids[dag_id].grid is not None:
+def _skip_subdags(work: Work, dags: Sequence[DagFact], links: Sequence[LinkFact]) -> list[LinkFact]:
+    """Rule 8: SubDAGs are no entries; one note per parent; their operators become the parent's."""
+    roots = {d.dag_id: d.subdag_of for d in dags if d.subdag_of is not None}
+    for parent in sorted(set(roots.values())):
+        children = sorted(child for child, root in roots.items() if root == parent)
+        fact = work.dags.get(parent)
+        if fact is None:
             continue
-        if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
-            continue  # a schedule the file cannot express stays without a grid (it was reported)
-        sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
-        choices = {work.grids[s] for s in sources if s in work.grids}
-        plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
-        if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
-            continue
-        (choice,) = choices
-        if choice.grid is None:
-            continue
-        work.grids[dag_id] = choice
-        names = ", ".join(sorted(sources))
         work.add(
             FindingKind.NOTE,
-            dag,
-            f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
-            f"{choice.grid.timezone})",
+            fact,
+            f"SubDAG(s) {', '.join(children)} skipped: Airflow 2's SubDagOperator runs them inside {parent}'s run at "
+            f"its logical date, so they are no DAGs of their own; their cross-DAG operators are translated as "
+            f"{parent}'s",
         )
+    return [replace(link, dag_id=roots[link.dag_id]) if link.dag_id in roots else link for link in links]
+
+
+def _inherit_grids(work: Work) -> None:
+    """Rule 7, to a fixed point: a chain A (cron) <- B (asset on A) <- C (asset on B) gives C A's grid whatever the
+    order of the DAGs, because a round that gives any DAG a grid is followed by another. A DAG that got a grid keeps
+    it, so each round but the last grids at least one DAG and the rounds are bounded by the number of DAGs; a cycle
+    of ungridded DAGs gets no grid and ends the loop."""
+    for _ in range(len(work.dags) + 1):
+        if not any([_inherit_grid(work, dag_id, dag) for dag_id, dag in work.dags.items()]):
+            return
+
+
+def _inherit_grid(work: Work, dag_id: str, dag: DagFact) -> bool:
+    """Give one ungridded DAG the one grid of its plain edges' sources; True when it got one."""
+    edges = work.edges.get(dag_id)
+    if not edges or work.grids[dag_id].grid is not None:
+        return False
+    if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
+        return False  # a schedule the file cannot express stays without a grid (it was reported)
+    sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
+    choices = {work.grids[s] for s in sources if s in work.grids}
+    plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
+    if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
+        return False
+    (choice,) = choices
+    if choice.grid is None:
+        return False
+    work.grids[dag_id] = choice
+    names = ", ".join(sorted(sources))
+    work.add(
+        FindingKind.NOTE,
+        dag,
+        f"no schedule of its own: it runs at {names}'s partitions, so it gets that grid ({choice.written_cron} "
+        f"{choice.grid.timezone})",
+    )
+    return True
 
 
 def _entries(work: Work) -> dict[str, Any]:
@@ -150,6 +185,7 @@ def _validated(work: Work) -> tuple[dict[str, Any], int]:
 def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
     """Remove the edges named by the loader's problems, a cycle's whole DAG pair at once; False when none is named."""
     dropped = False
+    rejected: set[tuple[Origin, str]] = set()
     for dag_id, edges in work.edges.items():
         prefix = format_path(("dags", work.ref(dag_id), "upstreams"))
         reasons: dict[int, str] = {}
@@ -168,10 +204,21 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
                 keep.append(item)
                 continue
             work.findings.append(
-                Finding(FindingKind.INEXPRESSIBLE, origin, subject, f"edge {edge.describe()} rejected: {reason}")
+                Finding(
+                    FindingKind.INEXPRESSIBLE,
+                    origin,
+                    subject,
+                    f"edge {edge.describe()} rejected: {reason}; keep this operator",
+                )
             )
+            rejected.add((origin, subject))
             dropped = True
         edges[:] = keep
+    # An operator whose edge is gone keeps its job: a note saying "remove this operator" or "written as an edge"
+    # would contradict the rejection on the next line (Airflow's example_external_task got both).
+    work.findings[:] = [
+        f for f in work.findings if f.kind is not FindingKind.NOTE or (f.origin, f.subject) not in rejected
+    ]
     return dropped
 
 

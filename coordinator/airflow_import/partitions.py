@@ -1,0 +1,157 @@
+"""Airflow 3.2+ partitioned assets: what a ``PartitionedAssetTimetable`` consumer waits for, computed by Airflow.
+
+Rules (``docs/import-dags.md``, "Partitioned assets"):
+1. Runs inside Airflow 3.2+, with the loader. The consumer's timetable and the producer's ``CronPartitionTimetable``
+   are turned into the scheduler's own objects the way the dag-processor stores them (serialized, then decoded), so
+   the mapper's ``to_downstream``, ``to_upstream`` and ``to_partition_date`` are the code the scheduler runs.
+2. For each sample run of the producer (its cron ticks, rule 5 of ``core/importer/schedule.py``) the producer's
+   partition key is the one its timetable formats, and the mapper gives the consumer's key and partition date.
+   A rollup (``RollupMapper`` waiting for all: ``WaitForAll``) makes the consumer's run wait for every producer key
+   of its window (``to_upstream``); any other mapper makes a consumer run as soon as one producer key arrives, which
+   is an edge only when no two producer runs share a consumer key.
+3. A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``: its key is
+   its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
+   mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy,
+   a key with no date, a producer whose keys are not dates.
+4. Never raises: an error of Airflow's code becomes the mapping's problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from coordinator.core.grid import Grid
+from coordinator.core.importer.facts import AssetMapping, DateSample
+from coordinator.core.importer.schedule import PERIOD_CRONS, sample_partitions
+
+
+def scheduler_timetable(timetable: Any) -> Any:
+    """The scheduler's object for a DAG file's timetable (rule 1): serialized and decoded, as the dag-processor
+    stores it and the scheduler reads it."""
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+
+    return decode_timetable(encode_timetable(timetable))
+
+
+def mapper_name(mapper: Any) -> str:
+    kind = type(mapper).__name__
+    if getattr(mapper, "is_rollup", False):
+        inner = type(getattr(mapper, "upstream_mapper", None)).__name__
+        return f"{kind}({inner}, {type(getattr(mapper, 'window', None)).__name__})"
+    return kind
+
+
+def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping:
+    """Rules 2-4 for one asset of a partitioned consumer (``consumer`` is the scheduler's timetable)."""
+    try:
+        mapper = consumer.get_partition_mapper(uri=uri)
+    except Exception as exc:
+        return AssetMapping(uri, "?", problem=f"its partition mapper could not be read: {type(exc).__name__}: {exc}")
+    name = mapper_name(mapper)
+    if type(mapper).__name__ == "IdentityMapper" or len(producers) != 1:
+        return AssetMapping(uri, name)  # equal keys; no or several producers are reported by the translation
+    try:
+        return _sampled(mapper, name, uri, producers[0])
+    except Exception as exc:  # Airflow's mapper or timetable raised: a finding, not a crash (rule 4)
+        return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
+
+
+@dataclass(frozen=True)
+class _Keys:
+    """A producer's partition keys: its grid, the key of its run at a point, the date of a key (rule 2)."""
+
+    grid: Grid
+    key_of: Callable[[datetime], str]
+    date_of: Callable[[str], datetime]
+
+
+def _keys(producer: Any) -> _Keys | str:
+    """How ``producer`` keys its runs, or why its keys are not dates: a ``CronPartitionTimetable`` formats its cron
+    ticks; a partitioned consumer on one temporal mapper (a chained rollup: hourly -> daily -> monthly) keys its runs
+    by that mapper's periods."""
+    timetable = scheduler_timetable(producer.timetable)
+    kind = type(timetable).__name__
+    if kind == "CronPartitionTimetable":
+        if getattr(timetable, "_run_offset", 0):
+            return f"{producer.dag_id}'s CronPartitionTimetable has a run_offset (its key is not its run's date)"
+        import pendulum
+
+        zone = timetable._timezone
+        return _Keys(
+            Grid(str(timetable._expression), str(getattr(zone, "name", zone))),
+            lambda at: str(timetable._get_partition_info(pendulum.instance(at))[1]),
+            lambda key: _utc(timetable._decode_partition_date(key)),
+        )
+    if kind == "PartitionedAssetTimetable":
+        uris = [key.uri for key, _ in timetable.asset_condition.iter_assets()]
+        inners = {_period_mapper(timetable.get_partition_mapper(uri=uri)) for uri in uris}
+        if len(inners) == 1:
+            (inner,) = inners
+            if inner is not None:
+                zone = inner._timezone
+                cron = PERIOD_CRONS[type(inner).__name__]
+                return _Keys(
+                    Grid(cron, str(getattr(zone, "name", zone))),
+                    lambda at: str(inner.format(at.astimezone(inner._timezone))),
+                    lambda key: _utc(inner.to_partition_date(key)),
+                )
+    return (
+        f"{producer.dag_id} runs on a {kind}, not a CronPartitionTimetable or a temporal mapper: its partition keys "
+        f"are not dates"
+    )
+
+
+def _period_mapper(mapper: Any) -> Any:
+    """The temporal mapper whose periods a consumer's keys are (a rollup's upstream mapper), or None."""
+    inner = mapper.upstream_mapper if getattr(mapper, "is_rollup", False) else mapper
+    return inner if type(inner).__name__ in PERIOD_CRONS else None
+
+
+def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
+    keys = _keys(producer)
+    if isinstance(keys, str):
+        return AssetMapping(uri, name, problem=f"{name}: {keys}; keep the asset schedule")
+    rollup = bool(getattr(mapper, "is_rollup", False))
+    if rollup and type(mapper.wait_policy).__name__ != "WaitForAll":
+        policy = type(mapper.wait_policy).__name__
+        return AssetMapping(uri, name, problem=f"{name} with {policy}: the consumer runs before its window is "
+                            "complete; an edge waits for all of it; keep the asset schedule")  # fmt: skip
+    runs: dict[str, list[datetime]] = {}
+    for partition in sample_partitions(keys.grid):
+        key = keys.key_of(partition)
+        down = mapper.to_downstream(key)
+        targets: list[str] = [down] if isinstance(down, str) else [str(k) for k in down]
+        if len(targets) != 1:
+            why = f"fans {producer.dag_id}'s key {key} out to {len(targets)} consumer runs: an edge maps a run"
+            return AssetMapping(uri, name, problem=f"{name} {why} to the runs it waits for; keep the asset schedule")
+        runs.setdefault(targets[0], []).append(partition)
+    samples = []
+    for key, found in sorted(runs.items()):
+        at = mapper.to_partition_date(key)
+        if at is None:
+            return AssetMapping(uri, name, problem=f"{name}: the consumer's key {key!r} has no date")
+        if rollup:
+            dates = tuple(sorted(keys.date_of(k) for k in mapper.to_upstream(key)))
+        elif len(found) > 1:
+            shown = ", ".join(f"{p:%Y-%m-%dT%H:%M:%SZ}" for p in found[:3])
+            return AssetMapping(uri, name, problem=f"{name} gives {producer.dag_id}'s runs at {shown}... one consumer "
+                                f"key {key!r}: Airflow runs the consumer when the first of them arrives (and again for "
+                                "later ones), an edge waits for all; to wait for all, use RollupMapper; keep the asset "
+                                "schedule")  # fmt: skip
+        else:
+            dates = tuple(found)
+        samples.append(DateSample(_utc(at), dates))
+    inner = _period_mapper(mapper)
+    period = type(inner).__name__ if inner is not None else None
+    zone = getattr(inner, "_timezone", "UTC")
+    return AssetMapping(uri, name, tuple(samples), period, str(getattr(zone, "name", zone)))
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return datetime.fromtimestamp(value.timestamp(), UTC)
