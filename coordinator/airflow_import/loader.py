@@ -17,6 +17,12 @@ Rules:
    load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
    half reported), a ``PartitionedAssetTimetable`` with the identity mapper is an asset schedule, any other mapper
    and any timetable without one cron grid is reported with its description.
+7. A file that failed is recorded with its deepest cause (:func:`coordinator.core.importer.failures.deepest_cause`);
+   a DAG id that a sensor, marker or trigger names, that did not load, and that a failed file's text holds (quoted)
+   is recorded as that file's, so the report says "its file failed" rather than "not in this folder".
+8. Airflow is missing only when ``airflow`` itself cannot be found; when it is found but fails to import, the
+   error says so, with its deepest cause and the estate module (DAGs folder, plugins folder, working directory)
+   that shadows a library of the same name (an estate's ``plugins/yaml`` hiding PyYAML).
 """
 
 from __future__ import annotations
@@ -24,9 +30,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -43,6 +52,7 @@ from coordinator.core.importer.facts import (
     ScheduleFact,
     ScheduleKind,
 )
+from coordinator.core.importer.failures import FailedFile, deepest_cause
 from coordinator.core.importer.schedule import choose_grid, sample_partitions
 from coordinator.errors import ConfigError
 
@@ -65,12 +75,18 @@ DAG_MODULES = ("airflow.sdk.definitions.dag", "airflow.models.dag")
 
 @dataclass(frozen=True, slots=True)
 class LoadedFolder:
-    """What the loader found: the facts, the files that failed to import, and the Airflow version."""
+    """What the loader found: the facts, the files that failed to import, and where (Airflow version, Python)."""
 
     dags: tuple[DagFact, ...]
     links: tuple[LinkFact, ...]
-    import_errors: tuple[tuple[str, str], ...]
+    failed: tuple[FailedFile, ...]
     airflow_version: str
+    #: Python files Airflow read (those that imported, with or without DAGs, and those that failed).
+    files: int = 0
+    #: (DAG id, its failed file) for DAGs that links name but that did not load (rule 7).
+    failed_dags: tuple[tuple[str, str], ...] = ()
+    #: The interpreter that loaded the folder.
+    python: str = ""
 
 
 @dataclass
@@ -111,16 +127,48 @@ class _Origins:
             return name
 
 
-def _airflow() -> Any:
+def _airflow(estate: tuple[Path, ...]) -> Any:
+    """Airflow, or why not (rule 8)."""
     try:
         import airflow
-    except ImportError as exc:
+    except Exception as exc:  # an estate module shadowing a library breaks Airflow's import in any way at all
+        if not _installed("airflow"):
+            raise ConfigError(
+                f"Airflow is not installed in this Python environment ({sys.executable}): import-dags loads the "
+                f"folder with Airflow's own DAG loader; run it where your DAGs run (pip install "
+                f"airflow-etcd-coordinator into that environment), or point --python at that environment's python"
+            ) from None
+        shadows = "; ".join(_shadowing(estate)) or "no module of the estate shadows a library"
+        cause = deepest_cause("".join(traceback.format_exception(exc)))
         raise ConfigError(
-            f"Airflow is not installed in this Python environment ({sys.executable}): import-dags loads the folder "
-            f"with Airflow's own DAG loader; run it where your DAGs run (pip install airflow-etcd-coordinator into "
-            f"that environment) — {exc}"
+            f"Airflow is installed in this Python ({sys.executable}) but does not import: {cause}; {shadows}"
         ) from None
     return airflow
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken parent package
+        return False
+
+
+def _shadowing(estate: tuple[Path, ...]) -> list[str]:
+    """Loaded modules that come from the estate's folders while a library of the same name is installed."""
+    found = []
+    roots = [str(p.resolve()) for p in estate]
+    elsewhere = [p for p in sys.path if p and not any(str(Path(p).resolve()).startswith(r) for r in roots)]
+    for name, module in sorted(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if "." in name or not where or not any(str(Path(where).resolve()).startswith(r) for r in roots):
+            continue
+        library = importlib.machinery.PathFinder.find_spec(name, elsewhere)
+        if library is not None:
+            found.append(
+                f"the estate's {where} shadows the library {name!r} ({library.origin}): it comes first on sys.path "
+                f"(PYTHONPATH, the working directory); rename it or take its folder off PYTHONPATH"
+            )
+    return found
 
 
 def _classes(modules: tuple[str, ...], wanted: set[str]) -> list[type]:
@@ -189,7 +237,7 @@ def load_folder(folder: Path) -> LoadedFolder:
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
     with _stdout_to_stderr():  # Airflow's loggers write to the stdout they saw at import time
-        airflow = _airflow()
+        airflow = _airflow((*_folders(folder), Path.cwd()))
         origins = _Origins(folder if folder.is_dir() else folder.parent)
         link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
         dag_classes = _classes(DAG_MODULES, {"DAG"})
@@ -197,8 +245,34 @@ def load_folder(folder: Path) -> LoadedFolder:
             bag = _dagbag(folder)
         facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
-        errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
-    return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
+        failed = {str(f): deepest_cause(str(e)) for f, e in bag.import_errors.items()}
+        files = {str(getattr(stat, "file", "")) for stat in getattr(bag, "dagbag_stats", None) or ()}
+    missing = {link.other_dag for link in links if link.other_dag not in facts}
+    return LoadedFolder(
+        tuple(facts.values()),
+        tuple(links),
+        tuple(sorted(FailedFile(origins.relative(f), cause) for f, cause in failed.items())),
+        str(airflow.__version__),
+        files=len({origins.relative(f) for f in files if f} | {origins.relative(f) for f in failed}),
+        failed_dags=tuple(sorted(_failed_dags(missing, failed, origins))),
+        python=sys.executable,
+    )
+
+
+def _failed_dags(missing: set[str], failed: Mapping[str, str], origins: _Origins) -> Iterator[tuple[str, str]]:
+    """Rule 7: a missing DAG id written as a string in a failed file is most likely that file's DAG."""
+    if not missing or not failed:
+        return
+    texts = {}
+    for name in failed:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            texts[name] = Path(name).read_text(encoding="utf-8")
+    for dag_id in sorted(missing):
+        quoted = (f'"{dag_id}"', f"'{dag_id}'")
+        for name, text in sorted(texts.items()):
+            if any(q in text for q in quoted):
+                yield dag_id, origins.relative(name)
+                break
 
 
 @contextlib.contextmanager
@@ -210,9 +284,7 @@ def _import_path(folder: Path) -> Iterator[None]:
     estate's ``plugins/yaml`` must not shadow PyYAML. The plugins folder is ``AIRFLOW__CORE__PLUGINS_FOLDER``,
     else the estate's usual layout, a ``plugins`` folder beside the DAGs folder.
     """
-    dags = folder if folder.is_dir() else folder.parent
-    plugins = Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
-    added = [str(p) for p in (dags, plugins) if p.is_dir() and str(p) not in sys.path]
+    added = [str(p) for p in _folders(folder) if p.is_dir() and str(p) not in sys.path]
     sys.path.extend(added)
     try:
         yield
@@ -220,6 +292,12 @@ def _import_path(folder: Path) -> Iterator[None]:
         for path in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(path)
+
+
+def _folders(folder: Path) -> tuple[Path, Path]:
+    """The DAGs folder and the plugins folder of the estate (rule 6)."""
+    dags = folder if folder.is_dir() else folder.parent
+    return dags, Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
 
 
 def _dagbag(folder: Path) -> Any:
@@ -231,11 +309,6 @@ def _dagbag(folder: Path) -> Any:
     if "include_examples" in inspect.signature(module.DagBag.__init__).parameters:
         kwargs["include_examples"] = False  # Airflow 2 would load its examples too
     return module.DagBag(str(folder), **kwargs)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "import failed"
 
 
 def _zone(value: Any) -> str:
