@@ -21,8 +21,8 @@ Rules:
    a DAG id that a sensor, marker or trigger names, that did not load, and that a failed file's text holds (quoted)
    is recorded as that file's, so the report says "its file failed" rather than "not in this folder".
 8. Airflow is missing only when ``airflow`` itself cannot be found; when it is found but fails to import, the
-   error says so, with its deepest cause and the estate module (DAGs folder, plugins folder, working directory)
-   that shadows a library of the same name (an estate's ``plugins/yaml`` hiding PyYAML).
+   error says so, with its deepest cause and any module from outside site-packages that shadows a library of the
+   same name later on ``sys.path`` (an estate's ``plugins/yaml`` on PYTHONPATH hiding PyYAML).
 """
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ class _Origins:
             return name
 
 
-def _airflow(estate: tuple[Path, ...]) -> Any:
+def _airflow() -> Any:
     """Airflow, or why not (rule 8)."""
     try:
         import airflow
@@ -138,7 +138,7 @@ def _airflow(estate: tuple[Path, ...]) -> Any:
                 f"folder with Airflow's own DAG loader; run it where your DAGs run (pip install "
                 f"airflow-etcd-coordinator into that environment), or point --python at that environment's python"
             ) from None
-        shadows = "; ".join(_shadowing(estate)) or "no module of the estate shadows a library"
+        shadows = "; ".join(_shadowing()) or "no module outside site-packages shadows a library"
         cause = deepest_cause("".join(traceback.format_exception(exc)))
         raise ConfigError(
             f"Airflow is installed in this Python ({sys.executable}) but does not import: {cause}; {shadows}"
@@ -153,20 +153,23 @@ def _installed(name: str) -> bool:
         return False
 
 
-def _shadowing(estate: tuple[Path, ...]) -> list[str]:
-    """Loaded modules that come from the estate's folders while a library of the same name is installed."""
+def _shadowing() -> list[str]:
+    """Loaded top-level modules from outside site-packages (an estate's folder on PYTHONPATH) that hide a module of
+    the same name later on ``sys.path`` (a library): an estate's ``plugins/yaml`` hiding PyYAML from Airflow."""
     found = []
-    roots = [str(p.resolve()) for p in estate]
-    elsewhere = [p for p in sys.path if p and not any(str(Path(p).resolve()).startswith(r) for r in roots)]
     for name, module in sorted(sys.modules.items()):
         where = getattr(module, "__file__", None)
-        if "." in name or not where or not any(str(Path(where).resolve()).startswith(r) for r in roots):
+        if "." in name or not where or any(p in Path(where).parts for p in ("site-packages", "dist-packages")):
             continue
-        library = importlib.machinery.PathFinder.find_spec(name, elsewhere)
-        if library is not None:
+        entries = [p for p in sys.path if p and Path(where).resolve().is_relative_to(Path(p).resolve())]
+        if not entries:
+            continue
+        later = sys.path[sys.path.index(entries[0]) + 1 :]
+        library = importlib.machinery.PathFinder.find_spec(name, later)
+        if library is not None and library.origin != where:
             found.append(
-                f"the estate's {where} shadows the library {name!r} ({library.origin}): it comes first on sys.path "
-                f"(PYTHONPATH, the working directory); rename it or take its folder off PYTHONPATH"
+                f"{where} shadows the library {name!r} ({library.origin}): its folder comes first on sys.path "
+                f"(PYTHONPATH); rename it or take its folder off PYTHONPATH"
             )
     return found
 
@@ -237,7 +240,7 @@ def load_folder(folder: Path) -> LoadedFolder:
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
     with _stdout_to_stderr():  # Airflow's loggers write to the stdout they saw at import time
-        airflow = _airflow((*_folders(folder), Path.cwd()))
+        airflow = _airflow()
         origins = _Origins(folder if folder.is_dir() else folder.parent)
         link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
         dag_classes = _classes(DAG_MODULES, {"DAG"})

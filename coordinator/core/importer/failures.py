@@ -48,6 +48,8 @@ AIRFLOW2_IDIOMS = (
 #: Words in a cause that only an Airflow 3 DAG file produces under Airflow 2.
 AIRFLOW3_IDIOMS = ("airflow.sdk", "airflow.providers.standard", "airflow.assets")
 _MISSING = re.compile(r"No module named '([^']+)'")
+#: ``from google.cloud import bigquery`` where the namespace package has no such member: that library is missing.
+_MISSING_NAME = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
 _DATABASE = ("no such table", "OperationalError", "ProgrammingError", "could not connect to server")
 #: A Variable or Connection read at parse time that this environment does not have.
 _AIRFLOW_OBJECT = re.compile(r"(Variable|conn(ection)?(_id)?)\b.*(does not exist|isn't defined|is not defined)", re.I)
@@ -105,7 +107,8 @@ def hint(cause: str, airflow_version: str) -> str | None:
     """What to do about files failing for ``cause`` under that Airflow (rule 2)."""
     major = airflow_major(airflow_version)
     missing = _MISSING.search(cause)
-    module = missing.group(1) if missing else None
+    member = _MISSING_NAME.search(cause)
+    module = missing.group(1) if missing else f"{member.group(2)}.{member.group(1)}" if member else None
     provider = module is not None and module.startswith("airflow.providers.")
     if major is not None and major >= 3 and not provider and any(idiom in cause for idiom in AIRFLOW2_IDIOMS):
         return (
@@ -123,7 +126,7 @@ def hint(cause: str, airflow_version: str) -> str | None:
             f"install the provider (pip install apache-airflow-providers-{name}) into this Python, or import "
             f"with the estate's own Python where it is installed (--python)"
         )
-    if module is not None:
+    if module is not None and not module.startswith("airflow."):
         return (
             f"{module.split('.')[0]} is not installed in this Python: import with the estate's own Python, the one "
             f"its scheduler runs (--python PATH, e.g. a venv's or an image's python), or install it here"
