@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.importer.facts import Finding, FindingKind, Origin
-from coordinator.core.importer.failures import FailedFile, deepest_cause, group_failures, hint
+from coordinator.core.importer.failures import FailedFile, deepest_cause, group_failures, hint, verdict
 from coordinator.core.importer.report import MinLoaded, explain_missing, fold
 
 #: What Airflow recorded for a file whose DAG read the metadata database at import (issue 24's Mozilla estate).
@@ -81,6 +81,20 @@ def test_each_kind_of_failure_gets_its_hint(cause: str, version: str, expected: 
 def test_airflow2_idioms_are_not_flagged_under_airflow2() -> None:
     """schedule_interval under Airflow 2 is not an 'Airflow 2 DAG' problem: no such hint."""
     assert hint("TypeError: unexpected keyword argument 'schedule_interval'", "2.11.2") is None
+
+
+def test_the_remedy_most_failures_share_is_said_once_first() -> None:
+    """Three Airflow 2 idioms and one missing library: one verdict line for the 3 of 4; none below half."""
+    failed = [
+        FailedFile("a.py", "TypeError: DAG.__init__() got an unexpected keyword argument 'schedule_interval'"),
+        FailedFile("b.py", "ModuleNotFoundError: No module named 'airflow.operators.dummy'"),
+        FailedFile("c.py", "ImportError: cannot import name 'days_ago' from 'airflow.utils.dates'"),
+        FailedFile("d.py", "ModuleNotFoundError: No module named 'acme'"),
+    ]
+    found = verdict(group_failures(failed, "3.3.2"))
+    assert found is not None and found.startswith("3 of 4 failed files: these are Airflow 2 DAGs")
+    others = [failed[3], FailedFile("e.py", "KeyError: 'x'"), FailedFile("f.py", "KeyError: 'y'")]
+    assert verdict(group_failures(others, "3.3.2")) is None
 
 
 def _note(i: int, message: str) -> Finding:

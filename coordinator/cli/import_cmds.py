@@ -33,7 +33,7 @@ from coordinator.cli.diff_cmds import to_text
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import Baseline, diff_graphs
 from coordinator.core.importer.facts import Finding, FindingKind
-from coordinator.core.importer.failures import CauseGroup, group_failures
+from coordinator.core.importer.failures import CauseGroup, group_failures, verdict
 from coordinator.core.importer.merge import merge
 from coordinator.core.importer.report import Counts, MinLoaded, counts, explain_missing, fold
 from coordinator.core.importer.translate import dump, translate
@@ -173,6 +173,9 @@ def import_dags(
             err=True,
         )
     typer.echo(f"  {summary}", err=True)
+    first = verdict(groups)
+    if first is not None:
+        typer.echo(f"  {first}", err=True)
     if failure is None and old is not None:
         for line in to_text(diff_graphs(Baseline.from_graph(old), graph)):
             typer.echo(line, err=True)
