@@ -81,7 +81,7 @@ def test_failed_files_are_grouped_by_deepest_cause_with_the_airflow2_hint(legacy
         lines
     )
     assert "1 file: ImportError: cannot import name 'days_ago' from 'airflow.utils.dates'" in legacy_on_3.stderr
-    assert legacy_on_3.stderr.count("these are Airflow 2 DAGs") == 3
+    assert legacy_on_3.stderr.count("    -> these are Airflow 2 DAGs") == 3
     assert legacy_on_3.report is not None
     causes = {c["cause"]: c["count"] for c in legacy_on_3.report["causes"]}
     assert causes["ModuleNotFoundError: No module named 'airflow.operators.dummy'"] == 2
