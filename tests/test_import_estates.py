@@ -135,3 +135,26 @@ def test_a_plugin_shadowing_a_library_is_named_not_called_missing_airflow(tmp_pa
     assert "Airflow is installed in this Python" in shadowed.stderr
     assert f"{SHADOW / 'plugins' / 'yaml' / '__init__.py'} shadows the library 'yaml'" in shadowed.stderr
     assert "Traceback" not in shadowed.stderr
+
+
+BAD = {
+    "folder": (("/nonexistent/dags",), "/nonexistent/dags: no such DAGs folder"),
+    "python": ((str(LEGACY), "--python", "/nonexistent/python"), "--python /nonexistent/python: no such file"),
+    "min-loaded": ((str(LEGACY), "--min-loaded", "5x"), "--min-loaded: '5x' is neither a DAG count"),
+}
+
+
+@pytest.mark.parametrize(("args", "message"), BAD.values(), ids=BAD.keys())
+def test_bad_arguments_exit_2_saying_what_is_wrong(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
+    """A missing folder, a --python that is no file, a --min-loaded that is no count: exit 2 before loading."""
+    done = subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "import-dags", *args],
+        env=airflow_env(tmp_path / "home"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -140,6 +140,8 @@ def import_dags(
         threshold = MinLoaded.parse(min_loaded)
     except ValueError as exc:
         fail(f"--min-loaded: {exc}")
+    if not folder.exists():
+        fail(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
     if python is not None and not python.is_file():
         fail(f"--python {python}: no such file — give the path of the estate's python (e.g. /opt/venv/bin/python)")
     old = None
