@@ -130,6 +130,12 @@ def test_a_dag_whose_file_failed_is_not_called_missing_from_the_folder() -> None
         "warehouse is not loaded: its file wh.py failed: ModuleNotFoundError: No module named 'x': it is written as "
         "'warehouse' without a grid"
     )
+    group = _note(2, "external_task_group_id 'g': warehouse is not in this folder, so its tasks are unknown")
+    (found,) = explain_missing([group], {"warehouse": ("wh.py", "KeyError: 'x'")})
+    assert found.message == (
+        "external_task_group_id 'g': warehouse is not loaded: its file wh.py failed: KeyError: 'x', so its tasks are "
+        "unknown"
+    )
 
 
 MIN_LOADED = {

@@ -123,9 +123,9 @@ def explain_missing(findings: Sequence[Finding], failed_dags: Mapping[str, tuple
     for finding in findings:
         for dag_id, (file, cause) in failed_dags.items():
             absent = f"{dag_id} is not in this folder"
-            if finding.message.startswith(absent):
-                rest = finding.message[len(absent) :]
-                finding = replace(finding, message=f"{dag_id} is not loaded: its file {file} failed: {cause}{rest}")
+            if absent in finding.message:
+                why = f"{dag_id} is not loaded: its file {file} failed: {cause}"
+                finding = replace(finding, message=finding.message.replace(absent, why, 1))
                 break
         found.append(finding)
     return tuple(found)
