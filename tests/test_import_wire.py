@@ -53,3 +53,10 @@ def test_a_loaded_folder_round_trips_through_json() -> None:
 def test_an_error_answer_reads_as_its_message() -> None:
     """A load that could not start ({"error": ...}) reads back as the message the CLI prints."""
     assert wire.loads('{"error": "Airflow is not installed"}') == "Airflow is not installed"
+
+
+def test_the_answer_is_found_among_other_output() -> None:
+    """Lines Airflow or a DAG file print to stdout before or after the answer (at exit, say) are not taken for it."""
+    stdout = f'INFO loading\n{wire.ANSWER}{{"error": "x"}}\n[atexit] Shutting down\n'
+    assert wire.answer_line(stdout) == '{"error": "x"}'
+    assert wire.answer_line("INFO only Airflow's lines\n") is None

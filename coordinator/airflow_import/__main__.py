@@ -24,7 +24,7 @@ def main(argv: list[str]) -> int:
         text = wire.dumps(load_folder(Path(argv[1])))
     except ConfigError as exc:
         text = json.dumps({"error": str(exc)})
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(wire.ANSWER + text + "\n")
     sys.stdout.flush()
     return 0
 

@@ -34,10 +34,11 @@ PACKAGE = Path(coordinator.__file__).resolve().parent
 # Written for any Python 3 (the version check must run before the package's 3.11 syntax is compiled).
 BOOTSTRAP = """
 import importlib.util, json, sys
+ANSWER = "@ANSWER@"
 if sys.path and sys.path[0] == "":
     del sys.path[0]
 def answer(error):
-    sys.stdout.write(json.dumps({"error": error}) + "\\n")
+    sys.stdout.write(ANSWER + json.dumps({"error": error}) + "\\n")
     sys.exit(0)
 if sys.version_info < (3, 11):
     answer("this Python (%s) is %d.%d: import-dags's loader needs Python 3.11 or newer; use an environment of the "
@@ -58,7 +59,7 @@ except ImportError as exc:
     answer("the loader cannot import %r in %s: it needs pydantic and croniter there (Airflow 2.9+ installs both): "
            "%s" % (exc.name, sys.executable, exc))
 sys.exit(main(sys.argv[1:]))
-"""
+""".replace("@ANSWER@", wire.ANSWER)
 
 
 def run_loader(folder: Path, python: Path, *, verbose: bool = False, timeout: float = LOAD_TIMEOUT_S) -> LoadedFolder:
@@ -80,10 +81,10 @@ def run_loader(folder: Path, python: Path, *, verbose: bool = False, timeout: fl
             f"loading {folder} with {python} took more than {timeout:.0f} s: a DAG file may wait at import "
             f"(run with --verbose to see where)"
         ) from None
-    lines = done.stdout.strip().splitlines()
-    if done.returncode == 0 and lines:
+    line = wire.answer_line(done.stdout)
+    if done.returncode == 0 and line is not None:
         try:
-            answer = wire.loads(lines[-1])
+            answer = wire.loads(line)
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"the loader in {python} answered something unreadable: {exc}") from None
         if isinstance(answer, str):

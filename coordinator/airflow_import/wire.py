@@ -1,7 +1,8 @@
 """The loader's answer as JSON: the estate's interpreter writes a :class:`LoadedFolder`, the CLI reads it back.
 
 Rules:
-1. One JSON document on the child's stdout; nothing else is written there (Airflow's own output goes to stderr).
+1. One JSON document on one line of the child's stdout, after ``ANSWER``: Airflow's own output goes to stderr while
+   it loads, and a line something prints at the child's exit cannot be taken for the answer.
 2. The codec follows the dataclasses' type hints, so a field added to a fact travels without a change here:
    datetimes as ISO 8601, timedeltas as whole microseconds, enums by value, tuples as lists, ``X | None`` as null.
 3. A load that could not start (no Airflow there, a Python too old) is ``{"error": "..."}``: the CLI prints it and
@@ -21,6 +22,8 @@ from typing import Any
 from coordinator.airflow_import.loader import LoadedFolder
 
 _MICROSECOND = timedelta(microseconds=1)
+#: What starts the answer's line (rule 1).
+ANSWER = "coordinator-import-dags-answer: "
 
 
 def encode(value: Any) -> Any:
@@ -65,6 +68,12 @@ def decode(hint: Any, raw: Any) -> Any:
 
 def dumps(loaded: LoadedFolder) -> str:
     return json.dumps(encode(loaded))
+
+
+def answer_line(stdout: str) -> str | None:
+    """The answer's JSON in the child's stdout (rule 1), or None when it wrote none."""
+    found = [line[len(ANSWER) :] for line in stdout.splitlines() if line.startswith(ANSWER)]
+    return found[-1] if found else None
 
 
 def loads(text: str) -> LoadedFolder | str:
