@@ -55,9 +55,19 @@ def legacy_on_3(tmp_path_factory: pytest.TempPathFactory) -> Run:
 
 @pytest.fixture(scope="module")
 def legacy_on_2(tmp_path_factory: pytest.TempPathFactory) -> Run:
+    """The estate through --python of the Airflow 2.11 venv, with the coordinator hidden there, as in an estate's
+    image: ``-S`` skips site-packages' .pth files, so the venv's editable install of this repository is not seen."""
     from devtools.airflow2_stack import ensure_venv
 
-    return run(LEGACY, tmp_path_factory.mktemp("legacy2"), "--python", str(ensure_venv()))
+    tmp = tmp_path_factory.mktemp("legacy2")
+    python = ensure_venv()
+    (site,) = python.parent.parent.glob("lib/python3.*/site-packages")
+    image_python = tmp / "image-python"
+    image_python.write_text(f'#!/bin/sh\nPYTHONPATH="{site}" exec "{python}" -S "$@"\n', encoding="utf-8")
+    image_python.chmod(0o755)
+    hidden = subprocess.run([str(image_python), "-c", "import coordinator"], cwd=tmp, capture_output=True, check=False)
+    assert hidden.returncode == 1, "the coordinator must not be importable in the estate's python"
+    return run(LEGACY, tmp, "--python", str(image_python))
 
 
 def test_an_airflow2_folder_under_airflow3_fails_and_writes_no_file(legacy_on_3: Run) -> None:
@@ -104,7 +114,8 @@ def test_verbose_brings_airflows_own_output_back(tmp_path: Path) -> None:
 
 
 def test_the_estates_own_airflow2_python_loads_it(legacy_on_2: Run) -> None:
-    """With --python of an Airflow 2.11 venv the same folder converts: DAGs, the sensor's edge, the version shown."""
+    """With --python of an Airflow 2.11 venv (no coordinator in it) the same folder converts: DAGs, the sensor's
+    edge, the version shown."""
     assert legacy_on_2.returncode == 0, legacy_on_2.stderr
     assert "(Airflow 2.11." in legacy_on_2.stderr
     assert "  5 files (1 failed), 4 DAGs loaded, 2 sensors" in legacy_on_2.stderr
