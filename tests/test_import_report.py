@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from coordinator.core.importer.facts import Finding, FindingKind, Origin
-from coordinator.core.importer.failures import FailedFile, deepest_cause, group_failures, hint, verdict
+from coordinator.core.importer.failures import (
+    FailedFile,
+    deepest_cause,
+    failing_line,
+    group_failures,
+    hint,
+    verdict,
+)
 from coordinator.core.importer.report import MinLoaded, explain_missing, fold
 
 #: What Airflow recorded for a file whose DAG read the metadata database at import (issue 24's Mozilla estate).
@@ -28,6 +35,12 @@ sqlalchemy.exc.OperationalError: (sqlite3.OperationalError) no such table: slot_
 def test_the_deepest_cause_is_the_innermost_exception_not_the_last_line() -> None:
     """A chained SQLAlchemy error gives 'no such table', not its '(Background on this error ...)' last line."""
     assert deepest_cause(SQLALCHEMY_CHAIN) == "sqlite3.OperationalError: no such table: slot_pool"
+
+
+def test_the_failing_line_is_the_last_frame_in_the_dag_file() -> None:
+    """file:line of a failed file is where the traceback last stood in that file, none when it is not shown."""
+    assert failing_line(SQLALCHEMY_CHAIN, "/dags/pools.py") == 4
+    assert failing_line(SQLALCHEMY_CHAIN, "/dags/other.py") is None
 
 
 def test_a_cause_without_traceback_is_its_first_line() -> None:

@@ -52,7 +52,7 @@ from coordinator.core.importer.facts import (
     ScheduleFact,
     ScheduleKind,
 )
-from coordinator.core.importer.failures import FailedFile, deepest_cause
+from coordinator.core.importer.failures import FailedFile, deepest_cause, failing_line
 from coordinator.core.importer.schedule import choose_grid, sample_partitions
 from coordinator.errors import ConfigError
 
@@ -248,16 +248,18 @@ def load_folder(folder: Path) -> LoadedFolder:
             bag = _dagbag(folder)
         facts = {dag_id: _dag_fact(bag.dags[dag_id], origins) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
-        failed = {str(f): deepest_cause(str(e)) for f, e in bag.import_errors.items()}
+        recorded = {str(f): str(e) for f, e in bag.import_errors.items()}
         files = {str(getattr(stat, "file", "")) for stat in getattr(bag, "dagbag_stats", None) or ()}
     missing = {link.other_dag for link in links if link.other_dag not in facts}
     return LoadedFolder(
         tuple(facts.values()),
         tuple(links),
-        tuple(sorted(FailedFile(origins.relative(f), cause) for f, cause in failed.items())),
+        tuple(
+            sorted(FailedFile(origins.relative(f), deepest_cause(e), failing_line(e, f)) for f, e in recorded.items())
+        ),
         str(airflow.__version__),
-        files=len({origins.relative(f) for f in files if f} | {origins.relative(f) for f in failed}),
-        failed_dags=tuple(sorted(_failed_dags(missing, failed, origins))),
+        files=len({origins.relative(f) for f in files if f} | {origins.relative(f) for f in recorded}),
+        failed_dags=tuple(sorted(_failed_dags(missing, recorded, origins))),
         python=sys.executable,
     )
 

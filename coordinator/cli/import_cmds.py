@@ -102,7 +102,7 @@ def report_json(
             }
             for f in findings
         ],
-        "import_errors": [{"file": f.file, "error": f.cause} for f in loaded.failed],
+        "import_errors": [{"file": f.file, "line": f.line, "error": f.cause} for f in loaded.failed],
         "causes": [{"cause": g.cause, "count": len(g.files), "files": list(g.files), "hint": g.hint} for g in groups],
     }
 

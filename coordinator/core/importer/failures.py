@@ -59,10 +59,14 @@ _AIRFLOW_OBJECT = re.compile(r"(Variable|conn(ection)?(_id)?)\b.*(does not exist
 
 @dataclass(frozen=True, slots=True, order=True)
 class FailedFile:
-    """A file Airflow could not import and the deepest cause of it (rule 1)."""
+    """A file Airflow could not import, the deepest cause of it (rule 1) and the line of the file that raised."""
 
     file: str
     cause: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return self.file if self.line is None else f"{self.file}:{self.line}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,7 @@ class CauseGroup:
     """Every file that failed for one cause, and what to do about it (rule 2)."""
 
     cause: str
+    #: ``file:line`` (the line when the traceback showed it).
     files: tuple[str, ...]
     hint: str | None
 
@@ -94,6 +99,13 @@ def deepest_cause(recorded: str) -> str:
         if in_traceback and not line[0].isspace():
             return _short(line)
     return _short(lines[0])
+
+
+def failing_line(recorded: str, path: str) -> int | None:
+    """The line of ``path`` in the traceback's last frame in that file (the statement that raised), if shown."""
+    frames = re.findall(r'File "([^"]+)", line (\d+)', recorded)
+    lines = [int(line) for name, line in frames if name == path or path.endswith("/" + name.lstrip("./"))]
+    return lines[-1] if lines else None
 
 
 def _short(line: str) -> str:
@@ -145,7 +157,7 @@ def group_failures(failed: Sequence[FailedFile], airflow_version: str) -> tuple[
     """Failed files grouped by cause, the largest group first, then by cause (rule 2)."""
     by_cause: dict[str, list[str]] = {}
     for item in failed:
-        by_cause.setdefault(item.cause, []).append(item.file)
+        by_cause.setdefault(item.cause, []).append(str(item))
     groups = [CauseGroup(c, tuple(sorted(names)), hint(c, airflow_version)) for c, names in by_cause.items()]
     return tuple(sorted(groups, key=lambda g: (-len(g.files), g.cause)))
 
