@@ -3,6 +3,7 @@ only the runtime package (dev tooling lives in devtools/, beside it)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -169,3 +170,28 @@ def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
     assert broken.returncode == 1
     assert "aetcd 1.0.0 needs protobuf >= 5.27.2" in broken.stderr
     assert "airflow-etcd-coordinator[protobuf4]" in broken.stderr
+
+
+def test_the_wheel_resolves_beside_airflow_2_10_with_its_protobuf_pin(wheel: Path, tmp_path: Path) -> None:
+    """pip resolves Airflow 2.10.5 and the wheel with the protobuf4 extra under protobuf==4.25.5: protobuf is not
+    moved, aetcd is 1.0.0a4 (a resolution only, --dry-run: ~150 packages' metadata, no install)."""
+    constraints = tmp_path / "protobuf.txt"
+    constraints.write_text(f"protobuf=={AIRFLOW_2_10_PROTOBUF}\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--disable-pip-version-check", "--report", str(report), "--constraint", str(constraints),
+         "apache-airflow==2.10.5", f"{wheel}[protobuf4]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text(encoding="utf-8"))["install"]
+    }
+    assert chosen["protobuf"] == AIRFLOW_2_10_PROTOBUF
+    assert chosen["aetcd"] == "1.0.0a4"
+    assert chosen["apache-airflow"] == "2.10.5"
