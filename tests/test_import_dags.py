@@ -414,15 +414,17 @@ def test_instance_qualifies_every_dag(tmp_path: Path) -> None:
 
 
 def test_without_airflow_the_command_says_where_to_run_it(tmp_path: Path) -> None:
-    """No Airflow in the environment: exit 2 and a message, never a traceback."""
-    script = (
-        "import sys; sys.modules['airflow'] = None; from coordinator.cli import main; "
-        f"sys.argv = ['coordinator', 'import-dags', {str(ESTATE)!r}]; main()"
+    """--python naming an interpreter without Airflow: exit 2 and a message saying where to run, no traceback."""
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True, timeout=120)
+    done = run_import(
+        Path(sys.executable), ESTATE, tmp_path / "a.json", tmp_path / "home", "--python", str(bare / "bin" / "python")
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
     assert done.returncode == 2
     assert "Airflow is not installed in this Python environment" in done.stderr
+    assert "--python" in done.stderr
     assert "Traceback" not in done.stderr
+    assert not (tmp_path / "a.json").exists()
 
 
 # ----- Airflow 2.11 (its own venv): the same oracle, DAG files written for Airflow 2 -----

@@ -3,12 +3,15 @@ only the runtime package (dev tooling lives in devtools/, beside it)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import zipfile
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -49,9 +52,11 @@ def _copy_project(dest: Path) -> None:
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def test_wheel_holds_only_the_runtime_package(tmp_path: Path) -> None:
-    """The wheel users install holds only coordinator's runtime modules: no demo, launchers, devtools or tests."""
-    source, out = tmp_path / "src", tmp_path / "wheel"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel users install, built once from a copy of the project."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    source, out = tmp / "src", tmp / "wheel"
     _copy_project(source)  # a copy: an in-tree build would leave build/ and *.egg-info in the repository
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(out), str(source)],
@@ -59,7 +64,12 @@ def test_wheel_holds_only_the_runtime_package(tmp_path: Path) -> None:
         timeout=600,
         capture_output=True,
     )
-    (wheel,) = out.glob("airflow_etcd_coordinator-*.whl")
+    (built,) = out.glob("airflow_etcd_coordinator-*.whl")
+    return built
+
+
+def test_wheel_holds_only_the_runtime_package(wheel: Path) -> None:
+    """The wheel users install holds only coordinator's runtime modules: no demo, launchers, devtools or tests."""
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
     modules = [n for n in names if ".dist-info/" not in n]
@@ -93,3 +103,95 @@ def test_every_module_stays_under_the_line_ceiling() -> None:
         if (n := len(path.read_text(encoding="utf-8").splitlines())) > MODULE_LINE_CEILING
     }
     assert long == {}, f"split these modules: {long}"
+
+
+#: Airflow 2.10's constraints pin protobuf 4.25.x (2.9's too); upgrading it breaks their Google providers.
+AIRFLOW_2_10_PROTOBUF = "4.25.5"
+ETCD_ROUND_TRIP = """
+import asyncio, sys
+from coordinator.etcd import EtcdStore
+from coordinator.settings import EtcdSettings, parse_endpoints
+
+async def main():
+    async with await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(sys.argv[1]))) as store:
+        await store.put(sys.argv[2], b"protobuf 4")
+        kv = await store.get(sys.argv[2])
+        print(kv.value.decode())
+
+asyncio.run(main())
+"""
+
+
+def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
+    wheel: Path, tmp_path: Path, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """Installed with the protobuf4 extra under Airflow 2's pins with protobuf at 2.10's 4.25: pip check is clean,
+    protobuf stays 4.25 and the etcd client writes and reads a key; with aetcd 1.0.0 there instead, the import says
+    what to install."""
+    # Airflow's own constraint files live on GitHub, out of reach here: the 2.11 venv's pins (constraints/airflow2.txt)
+    # with protobuf at 2.10's pin stand for them. Our wheel and its dependencies only, not Airflow (a minute more):
+    # protobuf is where the two meet, and pip check sees every other pin the wheel shares with Airflow.
+    pins = [
+        f"protobuf=={AIRFLOW_2_10_PROTOBUF}" if line.startswith("protobuf==") else line
+        for line in (REPO / "constraints" / "airflow2.txt").read_text(encoding="utf-8").splitlines()
+        if not line.startswith(("aetcd==", "airflow-etcd-coordinator", "-e "))
+    ]
+    constraints = tmp_path / "airflow-2.10.txt"
+    constraints.write_text("\n".join(pins) + "\n", encoding="utf-8")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    pip = [python, "-m", "pip", "--disable-pip-version-check"]
+    install = [*pip, "install", "--quiet", "--constraint", str(constraints), f"{wheel}[protobuf4]"]
+    done = subprocess.run(install, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    check = subprocess.run([*pip, "check"], capture_output=True, text=True, timeout=120, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    versions = subprocess.run(
+        [python, "-c", "from importlib.metadata import version as v; print(v('protobuf'), v('aetcd'))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert versions.stdout.split() == [AIRFLOW_2_10_PROTOBUF, "1.0.0a4"]
+    key = f"{etcd_prefix}/packaging"
+    talk = subprocess.run(
+        [python, "-c", ETCD_ROUND_TRIP, etcd_endpoint, key], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert talk.returncode == 0, talk.stderr[-3000:]
+    assert talk.stdout.strip() == "protobuf 4"
+    # The trap the extra avoids: aetcd 1.0.0 installs under protobuf 4.25 (its metadata allows it) but its stubs do
+    # not import; the adapter says what to install instead of "cannot import name 'runtime_version'".
+    subprocess.run([*pip, "install", "--quiet", "--no-deps", "aetcd==1.0.0"], check=True, timeout=300)
+    broken = subprocess.run(
+        [python, "-c", "import coordinator.etcd"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert broken.returncode == 1
+    assert "aetcd 1.0.0 needs protobuf >= 5.27.2" in broken.stderr
+    assert "airflow-etcd-coordinator[protobuf4]" in broken.stderr
+
+
+def test_the_wheel_resolves_beside_airflow_2_10_with_its_protobuf_pin(wheel: Path, tmp_path: Path) -> None:
+    """pip resolves Airflow 2.10.5 and the wheel with the protobuf4 extra under protobuf==4.25.5: protobuf is not
+    moved, aetcd is 1.0.0a4 (a resolution only, --dry-run: ~150 packages' metadata, no install)."""
+    constraints = tmp_path / "protobuf.txt"
+    constraints.write_text(f"protobuf=={AIRFLOW_2_10_PROTOBUF}\n", encoding="utf-8")
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+         "--disable-pip-version-check", "--report", str(report), "--constraint", str(constraints),
+         "apache-airflow==2.10.5", f"{wheel}[protobuf4]"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    chosen = {
+        item["metadata"]["name"].lower(): item["metadata"]["version"]
+        for item in json.loads(report.read_text(encoding="utf-8"))["install"]
+    }
+    assert chosen["protobuf"] == AIRFLOW_2_10_PROTOBUF
+    assert chosen["aetcd"] == "1.0.0a4"
+    assert chosen["apache-airflow"] == "2.10.5"

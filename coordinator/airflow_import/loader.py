@@ -25,6 +25,12 @@ Rules:
    DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
 9. A ``PartitionedAssetTimetable``'s mapping of each asset's partition keys is computed by Airflow's own mapper on
    the producer's sample runs (:mod:`coordinator.airflow_import.partitions`).
+10. A file that failed is recorded with its deepest cause (:func:`coordinator.core.importer.failures.deepest_cause`);
+    a DAG id that a sensor, marker or trigger names, that did not load, and that a failed file's text holds (quoted)
+    is recorded as that file's, so the report says "its file failed" rather than "not in this folder".
+11. Airflow is missing only when ``airflow`` itself cannot be found; when it is found but fails to import, the
+    error says so, with its deepest cause and any module from outside site-packages that shadows a library of the
+    same name later on ``sys.path`` (an estate's ``plugins/yaml`` on PYTHONPATH hiding PyYAML).
 """
 
 from __future__ import annotations
@@ -32,9 +38,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -52,6 +61,7 @@ from coordinator.core.importer.facts import (
     ScheduleFact,
     ScheduleKind,
 )
+from coordinator.core.importer.failures import FailedFile, deepest_cause, failing_line
 from coordinator.core.importer.schedule import choose_grid, sample_partitions
 from coordinator.errors import ConfigError
 
@@ -74,12 +84,18 @@ DAG_MODULES = ("airflow.sdk.definitions.dag", "airflow.models.dag")
 
 @dataclass(frozen=True, slots=True)
 class LoadedFolder:
-    """What the loader found: the facts, the files that failed to import, and the Airflow version."""
+    """What the loader found: the facts, the files that failed to import, and where (Airflow version, Python)."""
 
     dags: tuple[DagFact, ...]
     links: tuple[LinkFact, ...]
-    import_errors: tuple[tuple[str, str], ...]
+    failed: tuple[FailedFile, ...]
     airflow_version: str
+    #: Python files Airflow read (those that imported, with or without DAGs, and those that failed).
+    files: int = 0
+    #: (DAG id, its failed file) for DAGs that links name but that did not load (rule 10).
+    failed_dags: tuple[tuple[str, str], ...] = ()
+    #: The interpreter that loaded the folder.
+    python: str = ""
 
 
 @dataclass
@@ -121,15 +137,50 @@ class _Origins:
 
 
 def _airflow() -> Any:
+    """Airflow, or why not (rule 11)."""
     try:
         import airflow
-    except ImportError as exc:
+    except Exception as exc:  # an estate module shadowing a library breaks Airflow's import in any way at all
+        if not _installed("airflow"):
+            raise ConfigError(
+                f"Airflow is not installed in this Python environment ({sys.executable}): import-dags loads the "
+                f"folder with Airflow's own DAG loader; run it where your DAGs run (pip install "
+                f"airflow-etcd-coordinator into that environment), or point --python at that environment's python"
+            ) from None
+        shadows = "; ".join(_shadowing()) or "no module outside site-packages shadows a library"
+        cause = deepest_cause("".join(traceback.format_exception(exc)))
         raise ConfigError(
-            f"Airflow is not installed in this Python environment ({sys.executable}): import-dags loads the folder "
-            f"with Airflow's own DAG loader; run it where your DAGs run (pip install airflow-etcd-coordinator into "
-            f"that environment) — {exc}"
+            f"Airflow is installed in this Python ({sys.executable}) but does not import: {cause}; {shadows}"
         ) from None
     return airflow
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # a module set to None in sys.modules, a broken parent package
+        return False
+
+
+def _shadowing() -> list[str]:
+    """Loaded top-level modules from outside site-packages (an estate's folder on PYTHONPATH) that hide a module of
+    the same name later on ``sys.path`` (a library): an estate's ``plugins/yaml`` hiding PyYAML from Airflow."""
+    found = []
+    for name, module in sorted(sys.modules.items()):
+        where = getattr(module, "__file__", None)
+        if "." in name or not where or any(p in Path(where).parts for p in ("site-packages", "dist-packages")):
+            continue
+        entries = [p for p in sys.path if p and Path(where).resolve().is_relative_to(Path(p).resolve())]
+        if not entries:
+            continue
+        later = sys.path[sys.path.index(entries[0]) + 1 :]
+        library = importlib.machinery.PathFinder.find_spec(name, later)
+        if library is not None and library.origin != where:
+            found.append(
+                f"{where} shadows the library {name!r} ({library.origin}): its folder comes first on sys.path "
+                f"(PYTHONPATH); rename it or take its folder off PYTHONPATH"
+            )
+    return found
 
 
 def _classes(modules: tuple[str, ...], wanted: set[str]) -> list[type]:
@@ -207,8 +258,36 @@ def load_folder(folder: Path) -> LoadedFolder:
         producers = _producers(bag.dags.values())
         facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
-        errors = tuple(sorted((origins.relative(str(f)), _last_line(str(e))) for f, e in bag.import_errors.items()))
-    return LoadedFolder(tuple(facts.values()), tuple(links), errors, str(airflow.__version__))
+        recorded = {str(f): str(e) for f, e in bag.import_errors.items()}
+        files = {str(getattr(stat, "file", "")) for stat in getattr(bag, "dagbag_stats", None) or ()}
+    missing = {link.other_dag for link in links if link.other_dag not in facts}
+    return LoadedFolder(
+        tuple(facts.values()),
+        tuple(links),
+        tuple(
+            sorted(FailedFile(origins.relative(f), deepest_cause(e), failing_line(e, f)) for f, e in recorded.items())
+        ),
+        str(airflow.__version__),
+        files=len({origins.relative(f) for f in files if f} | {origins.relative(f) for f in recorded}),
+        failed_dags=tuple(sorted(_failed_dags(missing, recorded, origins))),
+        python=sys.executable,
+    )
+
+
+def _failed_dags(missing: set[str], failed: Mapping[str, str], origins: _Origins) -> Iterator[tuple[str, str]]:
+    """Rule 10: a missing DAG id written as a string in a failed file is most likely that file's DAG."""
+    if not missing or not failed:
+        return
+    texts = {}
+    for name in failed:
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            texts[name] = Path(name).read_text(encoding="utf-8")
+    for dag_id in sorted(missing):
+        quoted = (f'"{dag_id}"', f"'{dag_id}'")
+        for name, text in sorted(texts.items()):
+            if any(q in text for q in quoted):
+                yield dag_id, origins.relative(name)
+                break
 
 
 @contextlib.contextmanager
@@ -220,9 +299,7 @@ def _import_path(folder: Path) -> Iterator[None]:
     estate's ``plugins/yaml`` must not shadow PyYAML. The plugins folder is ``AIRFLOW__CORE__PLUGINS_FOLDER``,
     else the estate's usual layout, a ``plugins`` folder beside the DAGs folder.
     """
-    dags = folder if folder.is_dir() else folder.parent
-    plugins = Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
-    added = [str(p) for p in (dags, plugins) if p.is_dir() and str(p) not in sys.path]
+    added = [str(p) for p in _folders(folder) if p.is_dir() and str(p) not in sys.path]
     sys.path.extend(added)
     try:
         yield
@@ -230,6 +307,12 @@ def _import_path(folder: Path) -> Iterator[None]:
         for path in added:
             with contextlib.suppress(ValueError):
                 sys.path.remove(path)
+
+
+def _folders(folder: Path) -> tuple[Path, Path]:
+    """The DAGs folder and the plugins folder of the estate (rule 6)."""
+    dags = folder if folder.is_dir() else folder.parent
+    return dags, Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
 
 
 def _dagbag(folder: Path) -> Any:
@@ -241,11 +324,6 @@ def _dagbag(folder: Path) -> Any:
     if "include_examples" in inspect.signature(module.DagBag.__init__).parameters:
         kwargs["include_examples"] = False  # Airflow 2 would load its examples too
     return module.DagBag(str(folder), **kwargs)
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else "import failed"
 
 
 def _zone(value: Any) -> str:

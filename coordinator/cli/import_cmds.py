@@ -1,20 +1,28 @@
 """``coordinator import-dags``: convert a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules.
 
 Rules:
-1. The folder is loaded by Airflow's own loader through :mod:`coordinator.airflow_import`, imported here lazily:
-   every other command works without Airflow; without it this one exits 2 saying where to run it.
+1. The folder is loaded by Airflow's own loader in a child process (:mod:`coordinator.airflow_import.process`): the
+   estate's own Python with ``--python``, else this one. This process never imports Airflow; without it there, the
+   command exits 2 saying where to run it.
 2. The translation is :func:`coordinator.core.importer.translate.translate` (pure); this module reads, writes, prints.
 3. The document goes to stdout, or to ``--output``. An existing ``--output`` is validated first (invalid: every
    problem, exit 2, nothing written), merged (:mod:`coordinator.core.importer.merge`), and what changed is printed with
    ``coordinator diff``'s own text; the file is written only when the result validates.
-4. The report (stderr) lists sensor bugs, what cannot be expressed and notes, each ``file:line: dag.task: ...``, and
-   files Airflow could not import; ``--report FILE`` writes the same as JSON. Exit 0; with ``--strict`` exit 1 when
-   a bug, something inexpressible or an import error was found, so CI can require a clean conversion.
+4. The report (stderr, :mod:`coordinator.core.importer.report`): the summary line first, the files Airflow could not
+   import grouped by deepest cause with a hint (:mod:`coordinator.core.importer.failures`), then sensor bugs, what
+   cannot be expressed and notes, one line each ``file:line: dag.task: ...``, repeated ones folded (``xN``).
+   Airflow's own output only with ``--verbose``. ``--report FILE`` writes every finding unfolded as JSON.
+5. Exit 1 when fewer than ``--min-loaded`` loaded (default: no DAG at all): the report is printed and written, no
+   dependencies file (nor stdout document) is, since an empty or partial graph would read as "no dependencies".
+   With ``--strict`` exit 1 when a bug, something inexpressible or a failed file was found (the file is written),
+   so CI can require a clean conversion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,10 +30,13 @@ import typer
 
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, fail
 from coordinator.cli.diff_cmds import to_text
+from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import Baseline, diff_graphs
-from coordinator.core.importer.facts import FindingKind
+from coordinator.core.importer.facts import Finding, FindingKind
+from coordinator.core.importer.failures import CauseGroup, group_failures, verdict
 from coordinator.core.importer.merge import merge
-from coordinator.core.importer.translate import ImportResult, dump, translate
+from coordinator.core.importer.report import Counts, MinLoaded, counts, explain_missing, fold
+from coordinator.core.importer.translate import dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError
@@ -48,26 +59,39 @@ def _problems(exc: SpecError, what: str) -> None:
     raise typer.Exit(EXIT_INVALID) from None
 
 
-def report_lines(result: ImportResult, import_errors: tuple[tuple[str, str], ...]) -> list[str]:
-    """The report printed on stderr (rule 4)."""
+def report_lines(findings: tuple[Finding, ...], groups: tuple[CauseGroup, ...], names: set[str]) -> list[str]:
+    """The report printed on stderr after the summary (rule 4)."""
     lines: list[str] = []
+    if groups:
+        failed = sum(len(g.files) for g in groups)
+        lines.append(f"files Airflow could not import ({failed}), by cause: their DAGs are missing from the file")
+        lines += [f"  {group}" for group in groups]
     for kind, title in SECTIONS:
-        found = result.of(kind)
+        found = [f for f in findings if f.kind is kind]
         if found:
-            lines.append(f"{title} ({len(found)}):")
-            lines += [f"  {finding}" for finding in found]
-    if import_errors:
-        lines.append(f"files Airflow could not import ({len(import_errors)}): their DAGs are missing from the file")
-        lines += [f"  {name}: {error}" for name, error in import_errors]
+            folded = fold(found, names)
+            shown = f"{len(found)}" if len(folded) == len(found) else f"{len(found)} on {len(folded)} lines"
+            lines.append(f"{title} ({shown}):")
+            lines += [f"  {line}" for line in folded]
     return lines
 
 
-def report_json(result: ImportResult, loaded: LoadedFolder) -> dict[str, Any]:
-    """The findings as JSON (``--report``): one object per finding, kinds as in the text report."""
+def report_json(
+    findings: tuple[Finding, ...],
+    summary: Counts,
+    loaded: LoadedFolder,
+    groups: tuple[CauseGroup, ...],
+    failure: str | None,
+) -> dict[str, Any]:
+    """The report as JSON (``--report``): the summary, every finding unfolded, the failed files and their causes."""
     return {
         "airflow": loaded.airflow_version,
-        "dags": result.dag_count,
-        "edges": result.edge_count,
+        "python": loaded.python,
+        "written": failure is None,
+        "failure": failure,
+        "summary": dataclasses.asdict(summary),
+        "dags": summary.dags,
+        "edges": summary.edges,
         "findings": [
             {
                 "kind": str(f.kind),
@@ -76,9 +100,10 @@ def report_json(result: ImportResult, loaded: LoadedFolder) -> dict[str, Any]:
                 "subject": f.subject,
                 "message": f.message,
             }
-            for f in result.findings
+            for f in findings
         ],
-        "import_errors": [{"file": name, "error": error} for name, error in loaded.import_errors],
+        "import_errors": [{"file": f.file, "line": f.line, "error": f.cause} for f in loaded.failed],
+        "causes": [{"cause": g.cause, "count": len(g.files), "files": list(g.files), "hint": g.hint} for g in groups],
     }
 
 
@@ -98,30 +123,89 @@ def import_dags(
     report: Annotated[
         Path | None, typer.Option("--report", help="also write the findings as JSON here (for CI and review tools)")
     ] = None,
+    python: Annotated[
+        Path | None,
+        typer.Option("--python", help="load the folder with this interpreter (the estate's: a venv's, an image's)"),
+    ] = None,
+    min_loaded: Annotated[
+        str,
+        typer.Option("--min-loaded", help="exit 1, writing no file, below N DAGs loaded or P% of files imported"),
+    ] = "1",
+    verbose: Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")] = False,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules."""
     if not NAME_RE.match(instance):
         fail(f"--instance {instance!r}: invalid instance name — use letters, digits, '_', '.', '-'")
+    try:
+        threshold = MinLoaded.parse(min_loaded)
+    except ValueError as exc:
+        fail(f"--min-loaded: {exc}")
+    if not folder.exists():
+        fail(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
+    if python is not None and not python.is_file():
+        fail(f"--python {python}: no such file — give the path of the estate's python (e.g. /opt/venv/bin/python)")
     old = None
     if output is not None and output.exists():
         try:
             old = load_spec(output)
         except SpecError as exc:
             _problems(exc, f"{output} is not a valid dependencies file: fix it or choose another --output")
-    from coordinator.airflow_import import load_folder  # rule 1: Airflow only for this command
+    from coordinator.airflow_import.process import run_loader  # rule 1: no Airflow in this process
 
     try:
-        loaded = load_folder(folder)
+        loaded = run_loader(folder, python or Path(sys.executable), verbose=verbose)
     except ConfigError as exc:
         fail(str(exc))
     result = translate(loaded.dags, loaded.links, instance)
-    document = result.document
+    causes = {f.file: f.cause for f in loaded.failed}
+    findings = explain_missing(result.findings, {d: (f, causes[f]) for d, f in loaded.failed_dags if f in causes})
+    summary = counts(loaded.files, len(loaded.failed), result.dag_count, loaded.links, result.edge_count, findings)
+    groups = group_failures(loaded.failed, loaded.airflow_version)
+    names = {d.dag_id for d in loaded.dags} | {link.other_dag for link in loaded.links}
+    failure = threshold.shortfall(loaded.files, len(loaded.failed), result.dag_count)
+    target = str(output) if output is not None else "stdout"
+    where = f"{folder} (Airflow {loaded.airflow_version}, {loaded.python})"
+    if failure is not None:
+        typer.echo(f"import-dags: FAILED: {failure}: nothing written to {target}; {where}", err=True)
+    else:
+        graph = _write(result.document, old, output)
+        typer.echo(
+            f"import-dags: {result.dag_count} DAGs, {result.edge_count} edges from {where} -> {target}; the file has "
+            f"{len(graph.dags)} DAGs, {graph.edge_count} edges",
+            err=True,
+        )
+    typer.echo(f"  {summary}", err=True)
+    first = verdict(groups)
+    if first is not None:
+        typer.echo(f"  {first}", err=True)
+    if failure is None and old is not None:
+        for line in to_text(diff_graphs(Baseline.from_graph(old), graph)):
+            typer.echo(line, err=True)
+    for line in report_lines(findings, groups, names):
+        typer.echo(line, err=True)
+    if report is not None:
+        try:
+            text = json.dumps(report_json(findings, summary, loaded, groups, failure), indent=2)
+            report.write_text(text + "\n", encoding="utf-8")
+        except OSError as exc:
+            fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
+    if failure is not None:
+        if not groups and loaded.files == 0:
+            typer.echo(f"{folder}: Airflow found no DAG file there (a file must mention 'airflow' and 'dag')", err=True)
+        raise typer.Exit(EXIT_FAILURE)
+    problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.failed)
+    if strict and problems:
+        typer.echo(f"--strict: {problems} problem(s) above", err=True)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _write(document: dict[str, Any], old: Graph | None, output: Path | None) -> Graph:
+    """Merge onto ``old``, validate, write to ``output`` (stdout when None); the written graph (rule 3)."""
     if old is not None and output is not None:
         document = merge(json.loads(read_spec_text(output)), document)
     text = dump(document)
-    target = str(output) if output is not None else "stdout"
     try:
-        graph = parse_spec(text, target)
+        graph = parse_spec(text, str(output) if output is not None else "stdout")
     except SpecError as exc:  # pragma: no cover - translate validates; a merge with hand-written edges may not
         _problems(exc, "the merged file does not validate; nothing was written")
     if output is None:
@@ -131,22 +215,4 @@ def import_dags(
             output.write_text(text, encoding="utf-8")
         except OSError as exc:
             fail(f"{output}: cannot write the file: {exc.strerror or exc} — check the directory exists and is writable")
-    typer.echo(
-        f"import-dags: {result.dag_count} DAGs, {result.edge_count} edges from {folder} (Airflow "
-        f"{loaded.airflow_version}) -> {target}; the file has {len(graph.dags)} DAGs, {graph.edge_count} edges",
-        err=True,
-    )
-    if old is not None:
-        for line in to_text(diff_graphs(Baseline.from_graph(old), graph)):
-            typer.echo(line, err=True)
-    for line in report_lines(result, loaded.import_errors):
-        typer.echo(line, err=True)
-    if report is not None:
-        try:
-            report.write_text(json.dumps(report_json(result, loaded), indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
-    problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.import_errors)
-    if strict and problems:
-        typer.echo(f"--strict: {problems} problem(s) above", err=True)
-        raise typer.Exit(EXIT_FAILURE)
+    return graph

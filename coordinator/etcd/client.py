@@ -19,11 +19,10 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from aetcd import rpc
-
 from coordinator.errors import CoordinatorError, LeadershipLost, RevisionCompacted, StoreError, StoreUnavailable
 from coordinator.etcd import watch
 from coordinator.etcd.election import Election
+from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,

@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aetcd import rpc
-
 from coordinator.errors import StoreError
+from coordinator.etcd.stubs import rpc
 from coordinator.etcd.wire import encode
 
 if TYPE_CHECKING:

@@ -29,9 +29,8 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from aetcd import rpc
-
 from coordinator.errors import RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV, Event, EventKind, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     EOF,

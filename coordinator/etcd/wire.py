@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
-from aetcd import rpc
 
 from coordinator.errors import ConfigError, CoordinatorError, RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV
 from coordinator.settings import Endpoint, EtcdSettings
 

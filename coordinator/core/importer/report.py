@@ -1,0 +1,167 @@
+"""The report a person reads after ``import-dags``: the summary first, then the causes, then one line per finding.
+
+Rules (``docs/import-dags.md``, "Importing a real estate"):
+1. The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, edges, cannot
+   express, never satisfied (sensor bugs and notes follow the same line).
+2. Findings that say the same thing about different DAGs are folded: the message with every DAG name and every
+   date replaced by a placeholder is the key; a key met ``FOLD_AT`` times or more is one line, ``xN``, the message
+   of its first finding and a few more ``file:line`` examples (every finding stays in the JSON report).
+3. A finding about a DAG that is missing because its file failed to import says so: "its file failed: <cause>"
+   instead of "not in this folder" (the loader found the DAG id in the failed file's text).
+4. Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, or a percentage of the
+   folder's files that imported; default: at least one DAG), the command fails and writes no dependencies file.
+5. Pure: values in, lines and decisions out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from coordinator.core.importer.facts import Finding, FindingKind, LinkFact, LinkKind
+
+#: How many findings with one key are folded into one line (rule 2): two are still read one by one.
+FOLD_AT = 3
+#: file:line examples shown on a folded line.
+FOLD_EXAMPLES = 3
+_DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?(Z|[+-]\d\d:\d\d)?")
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The summary line (rule 1)."""
+
+    files: int
+    failed_files: int
+    dags: int
+    sensors: int
+    markers: int
+    triggers: int
+    edges: int
+    cannot_express: int
+    never_satisfied: int
+    sensor_bugs: int
+    notes: int
+
+    def __str__(self) -> str:
+        return (
+            f"{self.files} files ({self.failed_files} failed), {self.dags} DAGs loaded, {self.sensors} sensors, "
+            f"{self.markers} markers, {self.triggers} triggers -> {self.edges} edges; {self.cannot_express} cannot "
+            f"express, {self.never_satisfied} never satisfied, {self.sensor_bugs} sensor bugs, {self.notes} notes"
+        )
+
+
+def counts(
+    files: int, failed: int, dags: int, links: Sequence[LinkFact], edges: int, findings: Sequence[Finding]
+) -> Counts:
+    """Rule 1."""
+    kinds = [link.kind for link in links]
+    bugs = [f for f in findings if f.kind is FindingKind.BUG]
+    return Counts(
+        files=files,
+        failed_files=failed,
+        dags=dags,
+        sensors=kinds.count(LinkKind.SENSOR),
+        markers=kinds.count(LinkKind.MARKER),
+        triggers=kinds.count(LinkKind.TRIGGER),
+        edges=edges,
+        cannot_express=sum(1 for f in findings if f.kind is FindingKind.INEXPRESSIBLE),
+        never_satisfied=sum(1 for f in bugs if f.message.startswith("never satisfied")),
+        sensor_bugs=len(bugs),
+        notes=sum(1 for f in findings if f.kind is FindingKind.NOTE),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """One report line: a finding, or ``count`` findings saying the same thing (rule 2)."""
+
+    first: Finding
+    count: int = 1
+    examples: tuple[Finding, ...] = ()
+
+    def __str__(self) -> str:
+        if self.count == 1:
+            return str(self.first)
+        where = ", ".join(f"{f.origin} {f.subject}" for f in self.examples)
+        return f"x{self.count} like {self.first} (also {where}, ...)"
+
+
+def fold_key(finding: Finding, names: re.Pattern[str] | None) -> str:
+    """The message with DAG names and dates as placeholders: findings with one key say the same thing."""
+    text = _DATE.sub("<date>", finding.message)
+    return names.sub("<dag>", text) if names is not None else text
+
+
+def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
+    """One pattern matching any of ``names`` as a whole word (longest first, so ``a_b`` wins over ``a``)."""
+    ordered = sorted({n for n in names if n}, key=len, reverse=True)
+    if not ordered:
+        return None
+    return re.compile(r"(?<![\w.])(" + "|".join(re.escape(n) for n in ordered) + r")(?![\w])")
+
+
+def fold(findings: Sequence[Finding], names: Iterable[str]) -> list[Folded]:
+    """Rule 2: in the order of the first finding of each key."""
+    pattern = names_pattern(names)
+    groups: dict[tuple[FindingKind, str], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.kind, fold_key(finding, pattern)), []).append(finding)
+    lines: list[Folded] = []
+    for group in groups.values():
+        if len(group) >= FOLD_AT:
+            lines.append(Folded(group[0], len(group), tuple(group[1 : 1 + FOLD_EXAMPLES])))
+        else:
+            lines += [Folded(f) for f in group]
+    return lines
+
+
+def explain_missing(findings: Sequence[Finding], failed_dags: Mapping[str, tuple[str, str]]) -> tuple[Finding, ...]:
+    """Rule 3: ``failed_dags`` maps a DAG id to (its failed file, the cause)."""
+    found = []
+    for finding in findings:
+        for dag_id, (file, cause) in failed_dags.items():
+            absent = f"{dag_id} is not in this folder"
+            if absent in finding.message:
+                why = f"{dag_id} is not loaded: its file {file} failed: {cause}"
+                finding = replace(finding, message=finding.message.replace(absent, why, 1))
+                break
+        found.append(finding)
+    return tuple(found)
+
+
+@dataclass(frozen=True, slots=True)
+class MinLoaded:
+    """``--min-loaded``: at least ``count`` DAGs, or at least ``percent`` of the folder's files imported."""
+
+    count: int | None = 1
+    percent: float | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> MinLoaded:
+        """``N`` or ``P%``; ValueError with what is wrong."""
+        raw = text.strip()
+        try:
+            if raw.endswith("%"):
+                percent = float(raw[:-1])
+                if not 0 <= percent <= 100:
+                    raise ValueError
+                return cls(None, percent)
+            count = int(raw)
+            if count < 0:
+                raise ValueError
+            return cls(count, None)
+        except ValueError:
+            raise ValueError(f"{text!r} is neither a DAG count (0, 1, 50) nor a percentage of files (90%)") from None
+
+    def shortfall(self, files: int, failed: int, dags: int) -> str | None:
+        """Why the load is not good enough (rule 4), or None."""
+        if self.count is not None and dags < self.count:
+            why = "no DAG loaded" if dags == 0 else f"{dags} DAGs loaded"
+            return f"{why}, --min-loaded {self.count}"
+        if self.percent is not None:
+            loaded = 100.0 * (files - failed) / files if files else 0.0
+            if loaded < self.percent:
+                return f"{files - failed} of {files} files imported ({loaded:.0f}%), --min-loaded {self.percent:g}%"
+        return None
