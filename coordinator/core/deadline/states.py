@@ -8,17 +8,23 @@ Rules:
    mapped down the edges to the DAG's (:func:`ungridded_scopes`; a failure two hops up a chain where nothing below
    it ran still gives the DAG that partition).
 2. States, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
-   much; a success without an end date is ``on_time``: lateness cannot be proved); no success and the deadline has
-   passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is after the deadline minus ``warn``:
-   ``at_risk``; otherwise ``on_time``.
+   much). It ended at its ``end_date``, else at the writer's ``updated_at`` (``RunFact.finished``: an outside writer
+   that omits ``end_date`` had finished by then); a success with neither is ``on_time``: lateness cannot be proved.
+   No success and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; a root it waits for is
+   overdue (rule 4): ``at_risk`` with that root as the cause; the predicted finish is after the deadline minus
+   ``warn``: ``at_risk``; otherwise ``on_time``.
 3. A cause (``blocked``) is, along the success edges and through the grid mappings, the DEEPEST (DAG, partition)
    without a success that: failed (the latest attempt failed, so no retry is in flight), has an intent Airflow
    refused (a ledger entry in ``error``), is paused, or lives in an unreachable instance. Upstreams are searched
    before the DAG itself, so the cause is where the chain starts; ``chain`` lists the hops from the DAG to it.
-4. The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start plus the expected
-   duration (never before ``now``); otherwise the latest ETA of the upstream partitions it needs (a root: its window
-   end, when Airflow schedules it), not before ``now``, plus the trigger latency (not for roots) and the expected
-   duration. Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
+4. The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start (``start_date``,
+   else the running state's ``updated_at``; without either: started now) plus the expected duration (never before
+   ``now``); otherwise the latest ETA of the upstream partitions it needs (a gridded root: its predicted start,
+   ``coordinator.core.deadline.start``: from its history, its timetable, its instance's Airflow version; an
+   ungridded one: the partition), not before ``now``, plus the trigger latency (not for roots) and the expected
+   duration. A gridded root without any fact whose start plus ``start.START_GRACE`` has passed is overdue, and so is
+   every (DAG, partition) that waits for it without a fact of its own (the earliest overdue root is the cause).
+   Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
 5. Expected duration: a fixed ``duration``, else the learned one (:func:`learned_duration`) over the DAG's latest
    :data:`LEARN_SAMPLES` successes with a start and an end, else 0. Learning ignores outliers: a run longer than
    :data:`OUTLIER_FACTOR` times the median (a run that waited a day in a queue, a backfill) is dropped, then the
@@ -30,7 +36,8 @@ Rules:
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
    final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
-   warn - ahead`` (:meth:`Judgement.holds_until`). ``coordinator.core.deadline.cache`` keeps passes incremental on
+   warn - ahead`` or until a root it waits for becomes overdue, whichever is first
+   (:meth:`Judgement.holds_until`). ``coordinator.core.deadline.cache`` keeps passes incremental on
    this.
 """
 
@@ -45,6 +52,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_rule, start_samples
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
@@ -75,6 +84,8 @@ class CauseReason(StrEnum):
     INTENT_ERROR = "intent_error"
     PAUSED = "paused"
     UNREACHABLE = "unreachable"
+    #: A root that should have started and has not (rule 4): an ``at_risk`` cause, not a ``blocked`` one.
+    NOT_STARTED = "not_started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +97,20 @@ class Cause:
     reason: CauseReason
     #: (DAG, partition) from the DAG whose status this is down to ``node`` (both included).
     chain: tuple[tuple[NodeId, str], ...] = ()
+    #: ``not_started`` only: when the root was due to start, and how late it is at the status's ``now``.
+    due: datetime | None = None
+    late: timedelta | None = None
 
     @property
     def instance(self) -> str:
         return self.node.instance
 
     def text(self) -> str:
-        """``instance/dag@partition reason`` (what status, why, the log and the handler's conf show)."""
+        """``instance/dag@partition reason`` (what status, why, the log and the handler's conf show); for a root
+        that has not started ``instance/dag@partition has not started (due HH:MM, 5h late)``."""
+        if self.reason is CauseReason.NOT_STARTED and self.due is not None and self.late is not None:
+            late = format_shift(int(self.late.total_seconds()) // 60 * 60)
+            return f"{self.node.qualified}@{self.partition} has not started (due {self.due:%H:%M}, {late} late)"
         return f"{self.node.qualified}@{self.partition} {self.reason}"
 
     def chain_text(self) -> str:
@@ -114,9 +132,38 @@ class DeadlineStatus:
     lateness: float | None = None
     #: The partition succeeded (``on_time`` or ``late`` for good); the others are still open.
     succeeded: bool = False
+    #: The predicted start of the root that sets the ETA (rule 4), and where that prediction came from.
+    start: PredictedStart | None = None
 
 
 _ZERO = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictedStart:
+    """A root's predicted start for one partition (``coordinator.core.deadline.start``), as status and why show it."""
+
+    node: NodeId
+    partition: str
+    at: datetime
+    rule: StartRule
+
+    def text(self) -> str:
+        return f"{self.node.qualified}@{self.partition} starts {self.at:%Y-%m-%d %H:%MZ} ({self.rule.source})"
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A root without any fact that is due to have started (rule 4): overdue after ``at`` (start + grace)."""
+
+    at: datetime
+    due: datetime
+    #: (DAG, partition) from the one whose ETA this is up to the root (both included).
+    chain: tuple[tuple[NodeId, str], ...]
+
+    def cause(self, now: datetime) -> Cause:
+        node, partition = self.chain[-1]
+        return Cause(node, partition, CauseReason.NOT_STARTED, self.chain, self.due, now - self.due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +178,9 @@ class Eta:
 
     ahead: timedelta | None = None
     fixed: datetime | None = None
+    #: The root this ETA starts from has not started and is overdue after ``overdue.at`` (rule 4).
+    overdue: Overdue | None = None
+    start: PredictedStart | None = None
 
     def at(self, now: datetime) -> datetime | None:
         if self.ahead is None:
@@ -164,9 +214,16 @@ class Judgement:
         if self.cause is not None:
             return DeadlineStatus(self.node, self.partition, DeadlineState.BLOCKED, deadline, None, self.cause,
                                   (deadline - now).total_seconds())  # fmt: skip
-        eta = (self.eta.at(now) if self.eta is not None else None) or now
+        found = self.eta
+        eta = (found.at(now) if found is not None else None) or now
+        start = found.start if found is not None else None
+        overdue = found.overdue if found is not None else None
+        if overdue is not None and now > overdue.at:
+            return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, overdue.cause(now),
+                                  (deadline - eta).total_seconds(), start=start)  # fmt: skip
         state = DeadlineState.AT_RISK if eta > deadline - self.warn else DeadlineState.ON_TIME
-        return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds())
+        return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds(),
+                              start=start)  # fmt: skip
 
     def state(self, now: datetime) -> DeadlineState:
         return self.timing(now)[0]
@@ -206,11 +263,15 @@ class Judgement:
         assert value is not None
         # deadline - max(t + ahead, fixed) = min((deadline - ahead) - t, deadline - fixed)
         terms = (deadline - ahead if ahead is not None else None, deadline - fixed if fixed is not None else None)
-        if value > deadline - self.warn:
+        overdue = eta.overdue if eta is not None else None
+        if value > deadline - self.warn or (overdue is not None and now > overdue.at):
             return DeadlineState.AT_RISK, deadline, terms
-        if ahead is None:
-            return DeadlineState.ON_TIME, deadline, terms  # a fixed ETA: only the deadline changes the state
-        return DeadlineState.ON_TIME, min(deadline, deadline - self.warn - ahead), terms
+        # on_time until the ETA passes deadline - warn (never, for a fixed ETA: only the deadline changes the state)
+        # or a root it waits for becomes overdue, whichever comes first
+        until = deadline if ahead is None else min(deadline, deadline - self.warn - ahead)
+        if overdue is not None and overdue.at < until:
+            until = overdue.at
+        return DeadlineState.ON_TIME, until, terms
 
 
 #: Memo sentinels of ``Judging`` (never returned: a cause and an ETA are compared by identity with them).
@@ -247,6 +308,33 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
         if value is not None:
             result[node] = value
     return result
+
+
+def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
+    """The learned start offset (``start`` rule 2a) of each of ``nodes`` with enough scheduled runs."""
+    wanted = set(nodes)
+    facts: dict[NodeId, list[tuple[str, RunFact]]] = {}
+    for partition, by_node in view.runs.by_partition.items():
+        for node, fact in by_node.items():
+            if node in wanted:
+                facts.setdefault(node, []).append((partition, fact))
+    result: dict[NodeId, float] = {}
+    for node, items in facts.items():
+        samples = sorted(start_samples(items), reverse=True)
+        value = learned_duration(offset for _, offset in samples[:LEARN_SAMPLES])
+        if value is not None:
+            result[node] = value
+    return result
+
+
+def start_learners(graph: Graph, nodes: Iterable[NodeId]) -> frozenset[NodeId]:
+    """The DAGs among ``nodes`` whose start is predicted (rule 4): the gridded roots."""
+    found = set()
+    for node in nodes:
+        spec = graph.dags.get(node)
+        if spec is not None and not spec.upstreams and spec.grid is not None:
+            found.add(node)
+    return frozenset(found)
 
 
 def _key(at: datetime) -> str:
@@ -288,7 +376,14 @@ class Judging:
     #: The DAGs that can have a cause at all: those with a failed fact, a refused intent, paused or unreachable, and
     #: their descendants. Everything else skips rule 3's search (nearly every DAG on a healthy day).
     tainted: frozenset[NodeId] = frozenset()
+    #: Rule 4's start sources (``coordinator.core.deadline.start``): learned offsets (seconds), timetables seen,
+    #: Airflow major version by instance; and how long a root may be late before it is overdue.
+    starts: Mapping[NodeId, float] = field(default_factory=dict)
+    timetables: Mapping[NodeId, Timetable] = field(default_factory=dict)
+    majors: Mapping[str, int] = field(default_factory=dict)
+    grace: timedelta = START_GRACE
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
+    _rules: dict[NodeId, StartRule] = field(default_factory=dict)
     _etas: dict[tuple[NodeId, str], Eta | None] = field(default_factory=dict)
     _own: dict[NodeId, timedelta] = field(default_factory=dict)
 
@@ -303,6 +398,14 @@ class Judging:
             else:
                 found = timedelta(seconds=self.durations.get(node, 0.0))
             self._own[node] = found
+        return found
+
+    def start_rule(self, node: NodeId) -> StartRule:
+        """Rule 4's start source for a root, once per DAG and pass."""
+        found = self._rules.get(node)
+        if found is None:
+            found = self._rules[node] = start_rule(node, history=self.starts, timetables=self.timetables,
+                                                   majors=self.majors)  # fmt: skip
         return found
 
     def fact(self, node: NodeId, partition: str) -> RunFact | None:
@@ -368,15 +471,27 @@ class Judging:
         fact = self.view.runs.get(at)
         result: Eta | None
         if fact is not None and fact.state is RunState.SUCCESS:
-            result = Eta(None, fact.end_date) if fact.end_date is not None else None
+            end = fact.finished
+            result = Eta(None, end) if end is not None else None
         elif fact is not None and fact.state.active:
             own = self.duration(node)
-            result = Eta(_ZERO, fact.start_date + own) if fact.start_date is not None else Eta(own, None)
+            started = fact.started
+            result = Eta(_ZERO, started + own) if started is not None else Eta(own, None)
         else:
             spec = self.graph.dags.get(node)
             ahead, fixed = _ZERO, None  # ready: not before now
+            overdue: Overdue | None = None
+            start: PredictedStart | None = None
             if spec is None or not spec.upstreams:
-                fixed = window_end(spec.grid if spec is not None else None, partition)
+                grid = spec.grid if spec is not None else None
+                if grid is None:
+                    fixed = window_end(None, partition)
+                else:
+                    rule = self.start_rule(node)
+                    fixed = rule.at(grid, partition)
+                    start = PredictedStart(node, partition, fixed, rule)
+                    if fact is None:  # a failed attempt has started (and is a cause)
+                        overdue = Overdue(fixed + self.grace, fixed, (at,))
             else:
                 latency = self.latency
                 for source in self.sources(node, partition):
@@ -387,8 +502,11 @@ class Judging:
                         ahead = up.ahead + latency
                     if up.fixed is not None and (fixed is None or up.fixed + latency > fixed):
                         fixed = up.fixed + latency
+                        start = up.start
+                    if up.overdue is not None and fact is None and (overdue is None or up.overdue.at < overdue.at):
+                        overdue = Overdue(up.overdue.at, up.overdue.due, (at, *up.overdue.chain))
             own = self.duration(node)
-            result = Eta(ahead + own, fixed + own if fixed is not None else None)
+            result = Eta(ahead + own, fixed + own if fixed is not None else None, overdue, start)
         etas[at] = result
         return result
 
@@ -464,6 +582,9 @@ def deadline_states(
     horizon: timedelta = DEFAULT_HORIZON,
     durations: Mapping[NodeId, float] | None = None,
     partitions: Iterable[str] | None = None,
+    majors: Mapping[str, int] | None = None,
+    timetables: Mapping[NodeId, Timetable] | None = None,
+    grace: timedelta = START_GRACE,
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
     """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
     replaces rule 1's scope with these (``why`` about one partition, however old)."""
@@ -476,6 +597,8 @@ def deadline_states(
         partitions = tuple(partitions)
     run = Judging(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
+    run.starts = learned_starts(view, start_learners(graph, graph.dags))
+    run.timetables, run.majors, run.grace = timetables or {}, majors or {}, grace
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
     by_partition = view.runs.by_partition  # C-level lookups: one per status
     none: dict[NodeId, RunFact] = {}
@@ -525,7 +648,7 @@ def tainted_by(graph: Graph, roots: Iterable[NodeId]) -> frozenset[NodeId]:
 
 def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -> DeadlineStatus:
     """Rule 2 for a success: ``on_time`` or ``late`` for good."""
-    end = fact.end_date
+    end = fact.finished
     if end is not None and end > deadline:
         lateness = (end - deadline).total_seconds()
         return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
