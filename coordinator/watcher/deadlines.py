@@ -18,6 +18,9 @@ Rules (semantics rule 13):
    pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
    (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
    Transitions and metric counts come from what changed (the tracker names the records that moved).
+6. A root's predicted start (``core.deadline.start``) needs each instance's Airflow major version: read from the
+   clients, which learn it with their first request (the paused list asks every instance a deadline depends on
+   before each pass), never asked for here. A version learned or changed starts the cache over.
 """
 
 from __future__ import annotations
@@ -171,6 +174,8 @@ class DeadlineJob:
     watcher_id: str
     interval_s: float
     name: str = "deadline"
+    #: Rule 6: the Airflow major version of every instance whose version is known (``known_majors``).
+    majors: Callable[[], Mapping[str, int]] = field(default=lambda: {})
     #: Rule 5: the cache, the journal cursor it has read up to and the leadership (fence) it was built under.
     cache: DeadlineCache | None = field(default=None, init=False)
     cursor: Cursor = field(default_factory=Cursor, init=False)
@@ -178,6 +183,11 @@ class DeadlineJob:
 
     async def run_once(self, now: datetime) -> None:
         await deadline_pass(self, now)
+
+
+def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
+    """Rule 6: each instance's Airflow major version, where its client already knows it."""
+    return {name: major for name, client in clients.items() if (major := client.known_major) is not None}
 
 
 async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
@@ -192,8 +202,9 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     async with job.view_lock:
         changed, cursor = job.view.changed_since(job.cursor)
         cache = job.cache
-        if cache is None or cache.graph is not graph or term != job.term:
-            cache, changed = DeadlineCache(graph), None  # rule 5: start over
+        majors = job.majors()
+        if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:
+            cache, changed = DeadlineCache(graph, majors=majors), None  # rules 5 and 6: start over
         job.cache = None  # until this pass succeeds: a pass that fails leaves no half-updated cache behind
         record_changes = tracker.drain()
         if changed is None or len(changed) > THREAD_ABOVE:

@@ -10,9 +10,9 @@ Rules:
 2. States, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
    much). It ended at its ``end_date``, else at the writer's ``updated_at`` (``RunFact.finished``: an outside writer
    that omits ``end_date`` had finished by then); a success with neither is ``on_time``: lateness cannot be proved.
-   No success and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; a root it waits for is
-   overdue (rule 4): ``at_risk`` with that root as the cause; the predicted finish is after the deadline minus
-   ``warn``: ``at_risk``; otherwise ``on_time``.
+   No success and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is
+   after the deadline minus ``warn``: ``at_risk`` (its cause: the overdue root it waits for, if any, rule 4);
+   otherwise ``on_time``.
 3. A cause (``blocked``) is, along the success edges and through the grid mappings, the DEEPEST (DAG, partition)
    without a success that: failed (the latest attempt failed, so no retry is in flight), has an intent Airflow
    refused (a ledger entry in ``error``), is paused, or lives in an unreachable instance. Upstreams are searched
@@ -23,7 +23,9 @@ Rules:
    ``coordinator.core.deadline.start``: from its history, its timetable, its instance's Airflow version; an
    ungridded one: the partition), not before ``now``, plus the trigger latency (not for roots) and the expected
    duration. A gridded root without any fact whose start plus ``start.START_GRACE`` has passed is overdue, and so is
-   every (DAG, partition) that waits for it without a fact of its own (the earliest overdue root is the cause).
+   every (DAG, partition) that waits for it without a fact of its own: an ``at_risk`` status names the earliest
+   such root as its cause, ``has not started (due HH:MM, 5h late)``; being overdue alone changes no state (a day-old
+   root with no run on a fresh install, the deadline weeks away, pages nobody), the ETA it pushes does.
    Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
 5. Expected duration: a fixed ``duration``, else the learned one (:func:`learned_duration`) over the DAG's latest
    :data:`LEARN_SAMPLES` successes with a start and an end, else 0. Learning ignores outliers: a run longer than
@@ -36,8 +38,8 @@ Rules:
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
    final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
-   warn - ahead`` or until a root it waits for becomes overdue, whichever is first
-   (:meth:`Judgement.holds_until`). ``coordinator.core.deadline.cache`` keeps passes incremental on
+   warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's cause, not its
+   state. ``coordinator.core.deadline.cache`` keeps passes incremental on
    this.
 """
 
@@ -218,12 +220,13 @@ class Judgement:
         eta = (found.at(now) if found is not None else None) or now
         start = found.start if found is not None else None
         overdue = found.overdue if found is not None else None
-        if overdue is not None and now > overdue.at:
-            return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, overdue.cause(now),
+        if eta <= deadline - self.warn:
+            return DeadlineStatus(self.node, self.partition, DeadlineState.ON_TIME, deadline, eta, None,
                                   (deadline - eta).total_seconds(), start=start)  # fmt: skip
-        state = DeadlineState.AT_RISK if eta > deadline - self.warn else DeadlineState.ON_TIME
-        return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds(),
-                              start=start)  # fmt: skip
+        # At risk: a root that should have started and has not is the story, not the ETA it pushes later (rule 4).
+        cause = overdue.cause(now) if overdue is not None and now > overdue.at else None
+        return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, cause,
+                              (deadline - eta).total_seconds(), start=start)  # fmt: skip
 
     def state(self, now: datetime) -> DeadlineState:
         return self.timing(now)[0]
@@ -263,15 +266,11 @@ class Judgement:
         assert value is not None
         # deadline - max(t + ahead, fixed) = min((deadline - ahead) - t, deadline - fixed)
         terms = (deadline - ahead if ahead is not None else None, deadline - fixed if fixed is not None else None)
-        overdue = eta.overdue if eta is not None else None
-        if value > deadline - self.warn or (overdue is not None and now > overdue.at):
+        if value > deadline - self.warn:
             return DeadlineState.AT_RISK, deadline, terms
-        # on_time until the ETA passes deadline - warn (never, for a fixed ETA: only the deadline changes the state)
-        # or a root it waits for becomes overdue, whichever comes first
-        until = deadline if ahead is None else min(deadline, deadline - self.warn - ahead)
-        if overdue is not None and overdue.at < until:
-            until = overdue.at
-        return DeadlineState.ON_TIME, until, terms
+        if ahead is None:
+            return DeadlineState.ON_TIME, deadline, terms  # a fixed ETA: only the deadline changes the state
+        return DeadlineState.ON_TIME, min(deadline, deadline - self.warn - ahead), terms
 
 
 #: Memo sentinels of ``Judging`` (never returned: a cause and an ETA are compared by identity with them).
