@@ -33,7 +33,8 @@ Rules:
    :data:`LEARN_PERCENTILE` percentile of the rest is taken; fewer than :data:`MIN_SAMPLES` samples learn nothing.
 6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
    ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
-   transition alerts exactly once; every state but ``on_time`` triggers the ``on_late_of`` handlers.
+   transition alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``,
+   not again for a state already alerted in the partition, after ``hold``) is ``coordinator.core.deadline.alerts``.
 7. The clock alone moves a status only at known instants: :func:`judge` decides rules 2-4 once as a
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
@@ -683,9 +684,16 @@ class DeadlineRecord(BaseModel):
     #: The logical date of the handlers' runs for this transition, whole seconds, distinct from every other recorded
     #: transition's (Airflow allows one run per DAG and logical date); chosen when recorded, so a retry asks again.
     handler_date: datetime | None = None
-    #: The handlers were triggered (or there are none); False: a transition recorded but not yet alerted.
+    #: The handlers were triggered (or there are none, or none are due: on_time, a repeat); False: a transition
+    #: recorded but not yet alerted (``core.deadline.alerts``).
     alerted: bool = False
     watcher: str = ""
+    #: The states whose handlers ran for this partition, carried across its transitions (``alerts`` rule 4).
+    alerted_states: tuple[DeadlineState, ...] = ()
+    #: The handlers run at the first pass at or after this instant if the state still holds (``alerts`` rule 3).
+    hold_until: datetime | None = None
+    #: A state already alerted for this partition: recorded, not alerted again (``alerts`` rule 2).
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -693,11 +701,6 @@ class Transition:
     status: DeadlineStatus
     previous: DeadlineState
     sequence: int
-
-    @property
-    def alerts(self) -> bool:
-        """Every state but ``on_time`` alerts (rule 6); a recovery is logged, not alerted."""
-        return self.status.state is not DeadlineState.ON_TIME
 
 
 def transitions(
