@@ -241,6 +241,10 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         job.metrics.deadline_counts(update.counts, update.min_slack)
     log.debug("deadline.pass full=%s judged=%d timed=%d changed=%d", update.full, update.judged, update.timed,
               len(update.changed))  # fmt: skip
+    # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
+    # before a new transition replaces its record: the new record then carries that state as alerted
+    # (core.deadline.alerts rule 4), so a return to it does not page again.
+    await alert_pending(job, graph, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(tracker.records, record_changes):
         status = transition.status

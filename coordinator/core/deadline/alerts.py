@@ -18,6 +18,9 @@ Rules:
    handlers ran (:func:`mark_alerted`), so "already alerted" survives every later transition and a failover.
 5. Exactly once is the existing mechanism's: the handler run id names the transition's ``sequence``; a leader that
    dies between triggering and marking leaves ``alerted: false``, and the next one triggers the same run ids again.
+   The shell alerts what is due both before and after recording a pass's transitions, so such a record is marked
+   (and its state joins ``alerted_states``) before a new transition replaces it; otherwise a return to that state
+   would page again (the property test in ``tests/test_deadline_alerts.py`` found this).
 """
 
 from __future__ import annotations
