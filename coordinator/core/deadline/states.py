@@ -312,11 +312,13 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
 
 def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
     """The learned start offset (``start`` rule 2a) of each of ``nodes`` with enough scheduled runs."""
-    wanted = set(nodes)
+    wanted = list(set(nodes))
     facts: dict[NodeId, list[tuple[str, RunFact]]] = {}
+    # Per partition, a lookup per wanted DAG (the gridded roots: a few of all the DAGs), not a walk over every fact.
     for partition, by_node in view.runs.by_partition.items():
-        for node, fact in by_node.items():
-            if node in wanted:
+        for node in wanted:
+            fact = by_node.get(node)
+            if fact is not None:
                 facts.setdefault(node, []).append((partition, fact))
     result: dict[NodeId, float] = {}
     for node, items in facts.items():
