@@ -292,8 +292,8 @@ class View:
             if kind == 1:
                 fast = run_fields(value)
                 if fast is not None:
-                    state, run_id, clear, source, start, end = fast
-                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end))
+                    state, run_id, clear, source, start, end, seen = fast
+                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end, seen))
                     runs_at = runs_by.get(partition)
                     if runs_at is None:
                         runs_at = runs_by[partition] = {}
