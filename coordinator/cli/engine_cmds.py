@@ -382,11 +382,16 @@ def status(
     out.print(table)
     if deadlines:
         late = Table(title="deadlines (expected_by)")
-        for column in ("partition", "dag", "deadline", "state", "eta", "cause"):
+        for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):
             late.add_column(column, overflow="fold")
         for d in deadlines:
             state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state  # deadline_report rule 3
-            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), d.chain or "")
+            # The root's predicted start and where it came from (history, timetable, airflow_version, default).
+            start = f"{stamp(d.start)} ({d.start_source})" if d.start is not None else "-"
+            cause = d.chain or ""
+            if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
+                cause = f"{d.cause}: {cause}"
+            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
         out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)

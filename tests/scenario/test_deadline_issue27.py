@@ -61,6 +61,8 @@ def test_airflow3_root_not_yet_started_is_not_at_risk(stack: Stack) -> None:
     assert (shown["start_of"], datetime.fromisoformat(shown["start"])) == (f"default/{ROOT}@{p}", point)
     assert transition(stack, p) is None, transition(stack, p)
     assert handler_runs(stack) == []
+    text = stack.cli("why", TARGET, "-p", p).stdout
+    assert f"start: default/{ROOT}@{p} starts {point:%Y-%m-%d %H:%M}Z (airflow_version)" in text, text
 
 
 def test_outside_writer_success_without_end_date_after_the_deadline_is_late(stack: Stack) -> None:
