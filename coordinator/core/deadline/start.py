@@ -25,7 +25,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -117,16 +117,6 @@ def start_offset(fact: RunFact, partition: str) -> float | None:
     if started is None or not scheduled(fact.run_id):
         return None
     return (started - _logical(partition)).total_seconds()
-
-
-def start_samples(facts: Iterable[tuple[str, RunFact]]) -> list[tuple[str, float]]:
-    """(partition, offset) of every fact that teaches a start (rule 2a)."""
-    found = []
-    for partition, fact in facts:
-        offset = start_offset(fact, partition)
-        if offset is not None:
-            found.append((partition, offset))
-    return found
 
 
 @lru_cache(maxsize=1 << 16)
