@@ -3,7 +3,9 @@
 Rules:
 1. Decided by ``core.deadlines.deadline_states`` on the same view the rest of the report reads, at ``now`` (the
    caller's clock), so ``status`` shows what the leader's next deadline pass would decide.
-2. Only DAGs with an ``expected_by`` have rows; times are UTC, ``-`` when there is none.
+2. Only DAGs with an ``expected_by`` have rows; times are UTC, ``-`` when there is none. A row that waits for a
+   root shows that root's predicted start and its source (``core.deadline.start``: history, timetable,
+   airflow_version, default).
 3. Paused DAGs and unreachable instances are known only to the watcher (it asks Airflow; these commands read etcd
    only, and must answer when Airflow does not). So where this judgement is ``on_time`` or ``at_risk`` without a
    success and the leader's recorded transition (``{prefix}/deadlines/...``, read from the same snapshot) is
@@ -40,6 +42,10 @@ class DeadlineRow(BaseModel):
     chain: str | None = None
     #: ``local``: judged by this command; ``leader``: the leader's recorded state, for a cause only it sees (rule 3).
     judged_by: Literal["local", "leader"] = "local"
+    #: The predicted start of the root the ETA waits for (rule 2): which root, when, and from which source.
+    start_of: str | None = None
+    start: datetime | None = None
+    start_source: str | None = None
 
 
 def recorded_deadlines(keys: KeyLayout, items: Iterable[tuple[str, bytes]]) -> dict[tuple[NodeId, str], DeadlineRecord]:
@@ -121,11 +127,14 @@ def deadline_rows(
                 )
             )  # fmt: skip
             continue
+        start = status.start
         rows.append(
             DeadlineRow(
                 dag=str(node), partition=partition, state=str(status.state), deadline=status.deadline,
                 eta=status.eta, slack_s=status.slack, cause=cause.text() if cause else None,
                 chain=cause.chain_text() if cause else None,
+                start_of=f"{start.node.qualified}@{start.partition}" if start else None,
+                start=start.at if start else None, start_source=str(start.rule.source) if start else None,
             )
         )  # fmt: skip
     return rows
@@ -157,4 +166,6 @@ def why_lines(status: DeadlineStatus | None, record: DeadlineRecord | None = Non
     if status.cause is not None:
         lines.append(f"  cause: {status.cause.text()}")
         lines.append(f"  chain: {status.cause.chain_text()}")
+    if status.start is not None and not status.succeeded:
+        lines.append(f"  start: {status.start.text()}")
     return lines

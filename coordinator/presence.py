@@ -162,3 +162,21 @@ def leader_and_watchers(
             except ValidationError:
                 continue  # a presence value of another version: it says nothing we can use
     return leader, watchers
+
+
+def airflow_majors(watchers: Iterable[WatcherPresence]) -> dict[str, int]:
+    """Each instance's Airflow major version as the live watchers' start checks found it (``status`` and ``why``
+    predict a root's start from it, as the leader does: ``core.deadline.start``): the version string's major, else
+    the API (only Airflow 3 serves v2). An instance no check reached is left out."""
+    found: dict[str, int] = {}
+    for presence in watchers:
+        for check in presence.instances:
+            major: int | None = None
+            head = (check.version or "").split(".", 1)[0]
+            if head.isdigit():
+                major = int(head)
+            elif check.api in ("v1", "v2"):
+                major = 3 if check.api == "v2" else 2
+            if major is not None:
+                found[check.instance] = major
+    return found

@@ -18,6 +18,7 @@ from coordinator.core.deadline import cache as deadline_cache
 from coordinator.core.deadline import states as deadlines
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.states import (
+    CauseReason,
     DeadlineRecord,
     DeadlineState,
     DeadlineStatus,
@@ -103,12 +104,16 @@ def points(graph: Graph, dag: NodeId) -> list[datetime]:
     return DAYS if grid.cron == GRIDS["daily"] else SIX
 
 
-def run_value(state: str, start: datetime | None, end: datetime | None) -> bytes:
-    value: dict[str, Any] = {"state": state, "run_id": "r", "clear_number": 0, "source": "test"}
+def run_value(
+    state: str, start: datetime | None, end: datetime | None, updated: datetime | None = None, run_id: str = "r"
+) -> bytes:
+    value: dict[str, Any] = {"state": state, "run_id": run_id, "clear_number": 0, "source": "test"}
     if start is not None:
         value["start_date"] = start.isoformat()
     if end is not None:
         value["end_date"] = end.isoformat()
+    if updated is not None:
+        value["updated_at"] = updated.isoformat()
     return json.dumps(value).encode()
 
 
@@ -148,7 +153,10 @@ def writes(
     end = None
     if state in ("success", "failed"):
         end = (start or at) + timedelta(minutes=draw(st.sampled_from([10, 50, 200, 3000])))
-    value = run_value(state, start, end)
+    # An outside writer's times (updated_at stands in for a missing start or end) and a manual run (which teaches no
+    # start offset) as well as the plugin's.
+    updated = draw(st.sampled_from([None, None, at + timedelta(hours=1), now - timedelta(minutes=5)]))
+    value = run_value(state, start, end, updated, draw(st.sampled_from(["r", "r", "manual__x"])))
     if kind == "task":
         return KEYS.task_key(dag, "t", partition), value
     return KEYS.run_key(dag, partition), value
@@ -164,7 +172,7 @@ def check(cache: DeadlineCache, view: View, now: datetime, paused: frozenset[Nod
           recorded: dict[tuple[NodeId, str], DeadlineRecord], record_changes: set[tuple[NodeId, str]],
           counts: Counter[tuple[str, str, str]], update: Any) -> None:  # fmt: skip
     """The cache agrees with a pass from scratch on statuses, transitions, counts and least slack."""
-    full = deadline_states(cache.graph, view, now, paused=paused, unreachable=unreachable)
+    full = deadline_states(cache.graph, view, now, paused=paused, unreachable=unreachable, majors=cache.majors)
     assert cache.statuses() == full
     expected = transitions(full, recorded)
     assert cache.transitions(recorded, record_changes) == expected
@@ -181,6 +189,8 @@ def check(cache: DeadlineCache, view: View, now: datetime, paused: frozenset[Nod
         event("blocked")
     if any(s.state is DeadlineState.AT_RISK for s in full.values()):
         event("at_risk")
+    if any(s.cause is not None and s.cause.reason is CauseReason.NOT_STARTED for s in full.values()):
+        event("at_risk because a root has not started")
     assert +counts == want
     assert update.min_slack == slack
     # The shell records some of the transitions (others lose their compare-and-swap and wait for the next pass).
@@ -217,7 +227,8 @@ def run_sequence(data: st.DataObject) -> None:
         view.apply(k, value, rev)
     paused: frozenset[NodeId] = frozenset()
     unreachable: frozenset[str] = frozenset()
-    cache = DeadlineCache(graph)
+    # The start sources: none known (window end), Airflow 3 (at the partition), or one instance of each.
+    cache = DeadlineCache(graph, majors=data.draw(st.sampled_from([{}, {"default": 3}, {"default": 2, "b": 3}])))
     recorded: dict[tuple[NodeId, str], DeadlineRecord] = {}
     record_changes: set[tuple[NodeId, str]] = set()
     counts: Counter[tuple[str, str, str]] = Counter()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,8 +18,10 @@ from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import AirflowError
 from coordinator.metrics import Metrics
+from coordinator.presence import InstanceCheck, WatcherPresence, airflow_majors
 from coordinator.settings import InstanceSettings
 from coordinator.watcher.deadline_facts import PausedForDeadlines, deadline_scope
+from coordinator.watcher.deadlines import known_majors
 from coordinator.watcher.paused import PausedDags
 from coordinator.watcher.reachability import UNREACHABLE_AFTER, Reachability
 from tests.support.fake_airflow import FakeAirflow
@@ -157,3 +160,44 @@ def test_only_the_instances_that_matter_are_listed_and_a_failed_list_keeps_the_l
     mid, root = NodeId("default", "mid"), NodeId("b", "root")
     assert found == [frozenset({mid, root}), frozenset({mid, root}), frozenset({mid}), frozenset()]
     assert sorted(asked) == ["b", "b", "b", "default", "default", "default"]
+
+
+# ---------------------------------------------------------------- the Airflow versions a root's start depends on
+
+
+def test_the_client_knows_airflow3_after_its_first_request_and_the_job_reads_it_without_asking() -> None:
+    """The fake Airflow 3 serves /api/v2: unknown before any request, major 3 after the paused list, and
+    ``known_majors`` reads it from the clients without a request of its own."""
+
+    async def main(url: str, fake: FakeAirflow) -> tuple[dict[str, int], dict[str, int], int]:
+        async with AirflowClient(InstanceSettings(url=url, username="admin", password="admin"), name="b") as client:
+            before = known_majors({"b": client})
+            await client.paused_dags()
+            asked = len(fake.requests("version"))
+            return before, known_majors({"b": client}), len(fake.requests("version")) - asked
+
+    fake = FakeAirflow(["a"]).start()
+    try:
+        before, after, extra = asyncio.run(main(fake.url, fake))
+    finally:
+        fake.stop()
+    assert (before, after, extra) == ({}, {"b": 3}, 0)
+
+
+@pytest.mark.parametrize(
+    ("version", "api", "major"),
+    [
+        pytest.param("3.3.2", "v2", 3, id="airflow-3"),
+        pytest.param("2.11.0", "v1", 2, id="airflow-2"),
+        pytest.param(None, "v2", 3, id="api-only"),
+        pytest.param(None, None, None, id="never-reached"),
+    ],
+)
+def test_status_reads_each_instances_major_from_the_watchers_start_checks(
+    version: str | None, api: str | None, major: int | None
+) -> None:
+    """``status``, ``why`` and the page take an instance's Airflow major version from the watchers' presence: the
+    version string, else the API (v2 is Airflow 3); an instance no check reached is left out."""
+    check = InstanceCheck(instance="b", version=version, api=api)
+    presence = WatcherPresence(id="w1", started_at=datetime(2026, 11, 23, tzinfo=UTC), instances=(check,))
+    assert airflow_majors([presence]) == ({"b": major} if major is not None else {})

@@ -294,12 +294,40 @@ def model_eta(graph: Graph, view: View, now: datetime, durations: dict[NodeId, f
         return max(now, current.start_date + own)
     spec = graph.dags[at[0]]
     if not spec.upstreams:
-        assert spec.grid is not None
-        return max(now, spec.grid.next(datetime.strptime(at[1], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))) + own
+        return max(now, model_start(graph, view, at)) + own
     ups = [model_eta(graph, view, now, durations, (u, q)) for u in spec.upstreams
            for q in graph.source_partitions(at[0], u, at[1])]  # fmt: skip
     ready = max([now, *(u + timedelta(seconds=60) for u in ups if u is not None)])
     return ready + own
+
+
+def model_start(graph: Graph, view: View, at: tuple[NodeId, str]) -> datetime:
+    """A gridded root's predicted start: P plus its learned start offset (the runs' start minus their partition),
+    else, with no Airflow version known, P's window end."""
+    dag, partition = at
+    logical = datetime.strptime(partition, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    samples = sorted(((p, (f.start_date - datetime.strptime(p, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC))
+                       .total_seconds()) for (n, p), f in view.runs.items() if n == dag and f.start_date is not None),
+                     reverse=True)  # fmt: skip
+    learned = learned_duration(seconds for _, seconds in samples[:20])
+    if learned is not None:
+        return logical + timedelta(seconds=learned)
+    grid = graph.dags[dag].grid
+    assert grid is not None
+    return grid.next(logical)
+
+
+def model_overdue(graph: Graph, view: View, at: tuple[NodeId, str]) -> datetime | None:
+    """When ``at`` becomes overdue: the earliest root without a fact, reached through DAGs without a fact, five
+    minutes after its predicted start; None when none is."""
+    if view.runs.get(at) is not None:
+        return None
+    spec = graph.dags[at[0]]
+    if not spec.upstreams:
+        return model_start(graph, view, at) + timedelta(minutes=5)
+    found = [model_overdue(graph, view, (u, q)) for u in spec.upstreams
+             for q in graph.source_partitions(at[0], u, at[1])]  # fmt: skip
+    return min((f for f in found if f is not None), default=None)
 
 
 @settings(max_examples=150, deadline=None)
@@ -331,10 +359,17 @@ def test_states_match_an_independent_model(world: tuple[Graph, View, datetime, d
             below = model_needed(graph, view, (cause.node, cause.partition))[1:]
             assert not any(model_blocking(view, at) for at in below)
             continue
-        assert got.cause is None
         if now > deadline:
+            assert got.cause is None
             continue
         eta = model_eta(graph, view, now, durations, (dag, partition))
+        overdue = model_overdue(graph, view, (dag, partition))
+        if got.state is DeadlineState.AT_RISK and overdue is not None and now > overdue:
+            # At risk while a root it waits for has not started: that root is the cause.
+            assert got.cause is not None and got.cause.reason is CauseReason.NOT_STARTED
+            assert not graph.dags[got.cause.node].upstreams and (got.cause.node, got.cause.partition) in needed
+        else:
+            assert got.cause is None
         assert got.eta == eta
         assert eta is not None
         warn = timedelta(seconds=rule.warn)

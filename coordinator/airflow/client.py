@@ -165,6 +165,14 @@ class AirflowClient:
                     self._api = await self._detect()
         return self._api
 
+    @property
+    def known_major(self) -> int | None:
+        """Airflow's major version as far as already known without a request: only Airflow 3 serves ``/api/v2``
+        (None until the API version was detected or configured)."""
+        if self._api is None:
+            return None
+        return 3 if self._api is ApiVersion.V2 else 2
+
     async def version(self) -> str:
         """Airflow's version string (a cheap reachability check), sent with the credential of the version probe."""
         api = await self.api_version()

@@ -35,7 +35,7 @@ from coordinator.deadline_report import deadline_rows, recorded_deadlines, stamp
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
-from coordinator.presence import LeaderFact, WatcherPresence, leader_and_watchers, status_header
+from coordinator.presence import LeaderFact, WatcherPresence, airflow_majors, leader_and_watchers, status_header
 from coordinator.report import AdoptionReport, problems_lines, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -330,7 +330,8 @@ def status(
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
     rows = status_rows(graph, decision.plan, parts, view)
-    deadlines = deadline_rows(deadline_states(graph, view, decision.now), partitions, recorded)
+    majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
+    deadlines = deadline_rows(deadline_states(graph, view, decision.now, majors=majors), partitions, recorded)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -381,11 +382,16 @@ def status(
     out.print(table)
     if deadlines:
         late = Table(title="deadlines (expected_by)")
-        for column in ("partition", "dag", "deadline", "state", "eta", "cause"):
+        for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):
             late.add_column(column, overflow="fold")
         for d in deadlines:
             state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state  # deadline_report rule 3
-            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), d.chain or "")
+            # The root's predicted start and where it came from (history, timetable, airflow_version, default).
+            start = f"{stamp(d.start)} ({d.start_source})" if d.start is not None else "-"
+            cause = d.chain or ""
+            if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
+                cause = f"{d.cause}: {cause}"
+            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
         out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
@@ -405,14 +411,14 @@ def why_cmd(
     """Explain in plain words why a DAG is, or is not, running for a partition."""
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
-    view, _, _, recorded = run_async(lambda: _read_status_state(settings))
+    view, _, watchers, recorded = run_async(lambda: _read_status_state(settings))
     decision = _decide(graph, view, settings, [p])
     for line in _first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p):
         out.print(line, markup=False)
     if graph.dags[node].expected_by is not None:
-        statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p])
+        statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p], majors=airflow_majors(watchers))
         for line in why_lines(statuses.get((node, p)), recorded.get((node, p))):
             out.print(line, markup=False)
 

@@ -88,20 +88,23 @@ _STATES = {state.value: state for state in RunState}
 _ACTIONS = {action.value: action for action in TriggerAction}
 _from_iso = datetime.fromisoformat
 
-RunFields = tuple[RunState, str, int, str, datetime | None, datetime | None]
+RunFields = tuple[RunState, str, int, str, datetime | None, datetime | None, datetime | None]
 LedgerFields = tuple[TriggerAction, str, tuple[str, ...], tuple[int, ...], int, int, int, str | None, datetime | None]
 
 
 def run_fields(raw: bytes) -> RunFields | None:
-    """(state, run id, clear number, source, start date, end date) of a canonical run-state value; None: pydantic's."""
+    """(state, run id, clear number, source, start date, end date, seen) of a canonical run-state value (``seen``:
+    ``updated_at`` where a date it stands in for is missing, as ``RunFact.of`` keeps it); None: pydantic's."""
     try:
         data: dict[str, Any] = _RUN.validate_json(raw)
         start, end, updated = data.get("start_date"), data.get("end_date"), data.get("updated_at")
-        if updated is not None:
-            _from_iso(updated)  # validated (a day out of range raises), not kept
+        state = _STATES[data["state"]]
+        seen = None if updated is None else _from_iso(updated)  # validated (a day out of range raises)
+        if start is not None and (end is not None or state.active):
+            seen = None  # both dates known: kept only where it stands in for one (memory: a million facts)
         return (
-            _STATES[data["state"]], data["run_id"], data.get("clear_number", 0), data.get("source", "unknown"),
-            None if start is None else _from_iso(start), None if end is None else _from_iso(end),
+            state, data["run_id"], data.get("clear_number", 0), data.get("source", "unknown"),
+            None if start is None else _from_iso(start), None if end is None else _from_iso(end), seen,
         )  # fmt: skip
     except (ValidationError, ValueError):
         return None

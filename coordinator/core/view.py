@@ -83,12 +83,36 @@ class RunFact(NamedTuple):
     #: Read by the deadlines (``core.deadline.states``): when a success finished decides on time or late, and the recent
     #: successes' run times are the learned duration.
     end_date: datetime | None = None
+    #: The writer's ``updated_at``, kept only when ``start_date`` or (for a finished state) ``end_date`` is missing:
+    #: the deadlines' stand-in for the missing time (an outside writer that omits them, docs/keys.md). None for the
+    #: plugin's and the audit's writes, which carry both, so the common fact pays only the slot.
+    seen: datetime | None = None
 
     @classmethod
     def of(cls, record: RunRecord, rev: int) -> RunFact:
         # Interned: run ids repeat across the DAGs of a partition, sources across everything.
+        start, end = _utc(record.start_date), _utc(record.end_date)
+        seen = None
+        if start is None or (end is None and not record.state.active):
+            seen = _utc(record.updated_at)
         return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
-                   _utc(record.start_date), _utc(record.end_date))  # fmt: skip
+                   start, end, seen)  # fmt: skip
+
+    @property
+    def started(self) -> datetime | None:
+        """When the attempt started: ``start_date``, else the writer's ``updated_at`` for a running state (it was
+        running by then); None for a queued one without a start (not started) or without either time."""
+        if self.start_date is not None:
+            return self.start_date
+        return self.seen if self.state is RunState.RUNNING else None
+
+    @property
+    def finished(self) -> datetime | None:
+        """When a finished attempt ended: ``end_date``, else the writer's ``updated_at`` (it had ended by then: a
+        success written after its deadline without ``end_date`` is late); None while active or without either."""
+        if self.end_date is not None or self.state.active:
+            return self.end_date
+        return self.seen
 
     @property
     def record(self) -> RunRecord:
@@ -268,8 +292,8 @@ class View:
             if kind == 1:
                 fast = run_fields(value)
                 if fast is not None:
-                    state, run_id, clear, source, start, end = fast
-                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end))
+                    state, run_id, clear, source, start, end, seen = fast
+                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end, seen))
                     runs_at = runs_by.get(partition)
                     if runs_at is None:
                         runs_at = runs_by[partition] = {}

@@ -44,6 +44,7 @@ from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
+from coordinator.presence import airflow_majors, leader_and_watchers
 from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 
@@ -84,6 +85,8 @@ class PartitionRead:
     partitions: list[str]
     #: The leader's recorded deadline transitions read with it (``{prefix}/deadlines/...``, rule 1c).
     recorded: Mapping[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
+    #: Each instance's Airflow major version from the watchers' presence (a root's predicted start, as ``status``).
+    majors: Mapping[str, int] = field(default_factory=dict)
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
@@ -98,9 +101,13 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         items = [(kv.key, kv.value, kv.mod_revision) for kv in heads]
         view.load(revision, items)
         graph = choose_graph(view, settings)
+        present = await store.snapshot(keys.watchers)  # a few lease-bound keys, one per live watcher
+        _, watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in present.kvs))
+        majors = airflow_majors(watchers)
         if graph is None or is_first_adoption(view):
             whole, recorded = await read_whole(settings, etcd)
-            return PartitionRead(whole, graph, partition, partitions_to_plan(graph, whole) if graph else [], recorded)
+            offered_whole = partitions_to_plan(graph, whole) if graph else []
+            return PartitionRead(whole, graph, partition, offered_whole, recorded, majors)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
@@ -120,7 +127,7 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
     facts = [(kv.key, kv.value, kv.mod_revision) for kv in found if not kv.key.startswith(keys.deadlines)]
     view.load(revision, [*items, *facts])
     recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
-    return PartitionRead(view, graph, chosen, offered, recorded)
+    return PartitionRead(view, graph, chosen, offered, recorded, majors)
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
@@ -247,7 +254,11 @@ async def dependencies_page(
     decision = decide(graph, view, [chosen] if chosen is not None else [], now=datetime.now(UTC),
                       history=settings.history_choice, limit=settings.first_start_limit)  # fmt: skip
     # Deadlines are judged at the decision's clock, like `status` (semantics rule 13).
-    deadlines = deadline_states(graph, view, decision.now, partitions=[chosen]) if chosen is not None else {}
+    deadlines = (
+        deadline_states(graph, view, decision.now, partitions=[chosen], majors=read.majors)
+        if chosen is not None
+        else {}
+    )
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)

@@ -8,16 +8,21 @@ Rules (semantics rule 13):
 2. Record first, alert after: a transition is written by a fenced compare-and-swap against the revision this watcher
    last saw for that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two
    leaders (an old one whose lease is in doubt and the new one) never both alert one transition.
-3. Then the handlers are triggered with a deterministic run id (``late_run_id``) and logical date (recorded in the
-   transition), and the record is swapped to ``alerted``. A leader that dies between the two leaves a record with
-   ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as existing, so each handler
-   runs once per transition. A record already ``alerted`` is never alerted again.
+3. Then the handlers are triggered, when ``core.deadline.alerts`` says the transition alerts (not on_time, not a
+   state already alerted for the partition, held long enough: recorded ``hold_until``), with a deterministic run id
+   (``late_run_id``) and logical date (recorded in the transition), and the record is swapped to ``alerted``.
+   A leader that dies between the two leaves a record with ``alerted`` false: the next leader triggers the same run
+   again, which Airflow refuses as existing, so each handler runs once per transition. A record already
+   ``alerted`` is never alerted again.
 4. One log line per transition: ``deadline.transition``.
 5. Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal from its
    cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a full
    pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
    (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
    Transitions and metric counts come from what changed (the tracker names the records that moved).
+6. A root's predicted start (``core.deadline.start``) needs each instance's Airflow major version: read from the
+   clients, which learn it with their first request (the paused list asks every instance a deadline depends on
+   before each pass), never asked for here. A version learned or changed starts the cache over.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from pydantic import ValidationError
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
+from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, plan_alert
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
 from coordinator.core.graph import Graph
@@ -136,7 +142,7 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[s
 
 
 def _record(
-    transition: Transition, now: datetime, watcher: str, alerted: bool, handler_date: datetime | None
+    transition: Transition, now: datetime, watcher: str, plan: AlertPlan, handler_date: datetime | None
 ) -> DeadlineRecord:
     status = transition.status
     cause = status.cause
@@ -144,8 +150,18 @@ def _record(
         state=status.state, deadline=status.deadline, eta=status.eta,
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
         sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
-        alerted=alerted, watcher=watcher,
+        alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
+        repeat=plan.repeat,
     )  # fmt: skip
+
+
+def alert_policy(graph: Graph, node: NodeId) -> AlertPolicy:
+    """The DAG's ``hold`` and ``realert`` (``core.deadline.alerts``); the defaults for a DAG no longer declared."""
+    spec = graph.dags.get(node)
+    rule = spec.expected_by if spec is not None else None
+    if rule is None:
+        return AlertPolicy()
+    return AlertPolicy(timedelta(seconds=rule.hold), rule.realert)
 
 
 @dataclass
@@ -171,6 +187,8 @@ class DeadlineJob:
     watcher_id: str
     interval_s: float
     name: str = "deadline"
+    #: Rule 6: the Airflow major version of every instance whose version is known (``known_majors``).
+    majors: Callable[[], Mapping[str, int]] = field(default=lambda: {})
     #: Rule 5: the cache, the journal cursor it has read up to and the leadership (fence) it was built under.
     cache: DeadlineCache | None = field(default=None, init=False)
     cursor: Cursor = field(default_factory=Cursor, init=False)
@@ -178,6 +196,11 @@ class DeadlineJob:
 
     async def run_once(self, now: datetime) -> None:
         await deadline_pass(self, now)
+
+
+def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
+    """Rule 6: each instance's Airflow major version, where its client already knows it."""
+    return {name: major for name, client in clients.items() if (major := client.known_major) is not None}
 
 
 async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
@@ -192,8 +215,9 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     async with job.view_lock:
         changed, cursor = job.view.changed_since(job.cursor)
         cache = job.cache
-        if cache is None or cache.graph is not graph or term != job.term:
-            cache, changed = DeadlineCache(graph), None  # rule 5: start over
+        majors = job.majors()
+        if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:
+            cache, changed = DeadlineCache(graph, majors=majors), None  # rules 5 and 6: start over
         job.cache = None  # until this pass succeeds: a pass that fails leaves no half-updated cache behind
         record_changes = tracker.drain()
         if changed is None or len(changed) > THREAD_ABOVE:
@@ -217,13 +241,18 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         job.metrics.deadline_counts(update.counts, update.min_slack)
     log.debug("deadline.pass full=%s judged=%d timed=%d changed=%d", update.full, update.judged, update.timed,
               len(update.changed))  # fmt: skip
+    # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
+    # before a new transition replaces its record: the new record then carries that state as alerted
+    # (core.deadline.alerts rule 4), so a return to it does not page again.
+    await alert_pending(job, graph, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(tracker.records, record_changes):
         status = transition.status
         at = (status.node, status.partition)
-        handlers = graph.late_handlers.get(status.node, ()) if transition.alerts else ()
-        handler_date = tracker.next_handler_date(now) if handlers else None
-        record = _record(transition, now, job.watcher_id, not handlers, handler_date)
+        handlers = graph.late_handlers.get(status.node, ())
+        plan = plan_alert(tracker.records.get(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
+        handler_date = tracker.next_handler_date(now) if not plan.alerted else None
+        record = _record(transition, now, job.watcher_id, plan, handler_date)
         key = job.keys.deadline_key(*at)
         result = await job.store.cas(key, dump_record(record), tracker.revisions.get(at, 0), fence=job.fence())
         if not result.succeeded:
@@ -233,22 +262,24 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
         log.warning(
             "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
-            "sequence=%d revision=%d",
+            "sequence=%d revision=%d repeat=%s hold_until=%s",
             status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
             record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
-            record.sequence, result.revision,
+            record.sequence, result.revision, record.repeat,
+            record.hold_until.isoformat() if record.hold_until else "-",
         )  # fmt: skip
         crash_point("after-deadline-transition")
-    await alert_pending(job, graph)
+    await alert_pending(job, graph, now)
     return recorded
 
 
-async def alert_pending(job: DeadlineJob, graph: Graph) -> None:
-    """Trigger the handlers of every recorded transition not yet alerted, then mark it alerted (rule 3)."""
+async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> None:
+    """Trigger the handlers of every recorded transition due to alert (``alerts.due``: not yet alerted, held long
+    enough), then mark it alerted (rule 3)."""
     tracker = job.tracker
     for at in sorted(tracker.unalerted):
         record = tracker.records.get(at)
-        if record is None or record.alerted:
+        if record is None or not due(record, now):
             continue
         node, partition = at
         ok = True
@@ -276,7 +307,7 @@ async def alert_pending(job: DeadlineJob, graph: Graph) -> None:
                      partition, handler.qualified, run_id, outcome.result)  # fmt: skip
         if not ok:
             continue
-        done = record.model_copy(update={"alerted": True})
+        done = mark_alerted(record)
         key = job.keys.deadline_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
         if result.succeeded:

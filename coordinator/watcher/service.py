@@ -51,7 +51,7 @@ from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
-from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker
+from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_majors
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
@@ -454,7 +454,7 @@ class Watcher:
             view_lock=self.view_lock, tracker=self.deadlines, clients=self.clients,
             paused=PausedForDeadlines(self.paused), unreachable=self.reachability.unreachable, metrics=self.metrics,
             fence=lambda: self.election.fence, watcher_id=self.watcher_id,
-            interval_s=self.settings.deadline_interval_s,
+            interval_s=self.settings.deadline_interval_s, majors=lambda: known_majors(self.clients),
         )  # fmt: skip
 
     async def run(self) -> None:

@@ -32,6 +32,9 @@ Rules:
    they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
 3. Learned durations are kept per DAG from the facts (``states`` rule 5): a success, a rerun or a deletion
    changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
+   The learned start offsets of the gridded roots (``start`` rule 2a) are kept the same way, from every scheduled
+   run with a start, and a change counts as a changed duration (1d). The other start sources (timetables, Airflow
+   versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
 4. Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states only the statuses whose state
    changed or that entered the scope since the last call, the keys whose record changed, and those that differed
    last time; every other status equalled its record then and neither side moved, so the list equals
@@ -49,6 +52,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from coordinator.core.deadline.start import START_GRACE, Timetable, start_offset
 from coordinator.core.deadline.states import (
     DEFAULT_HORIZON,
     DEFAULT_LATENCY,
@@ -64,6 +68,7 @@ from coordinator.core.deadline.states import (
     grid_partitions,
     judge,
     learned_duration,
+    start_learners,
     tainted_by,
     targets,
     ungridded_scopes,
@@ -119,12 +124,19 @@ class _Target:
 
 
 class DeadlineCache:
-    """Rules 1-5 for one graph, latency and horizon (a change of any: a new cache)."""
+    """Rules 1-5 for one graph, latency, horizon and start sources (a change of any: a new cache)."""
 
-    def __init__(self, graph: Graph, *, latency: timedelta = DEFAULT_LATENCY, horizon: timedelta = DEFAULT_HORIZON):
+    def __init__(
+        self, graph: Graph, *, latency: timedelta = DEFAULT_LATENCY, horizon: timedelta = DEFAULT_HORIZON,
+        majors: Mapping[str, int] | None = None, timetables: Mapping[NodeId, Timetable] | None = None,
+        grace: timedelta = START_GRACE,
+    ):  # fmt: skip
         self.graph = graph
         self.latency = latency
         self.horizon = horizon
+        self.majors: Mapping[str, int] = dict(majors or {})
+        self.timetables: Mapping[NodeId, Timetable] = dict(timetables or {})
+        self.grace = grace
         self._targets: dict[NodeId, _Target] = {}
         self._by_grid: dict[Grid, list[NodeId]] = {}
         for node in targets(graph):
@@ -138,6 +150,7 @@ class DeadlineCache:
         # Rule 3: only DAGs an ETA reads and whose duration is not fixed learn one.
         relevant = set(self._targets) | ancestors(graph, self._targets)
         self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
+        self._starting = start_learners(graph, relevant)
         self.built = False
         self.now: datetime | None = None
         self._reset(frozenset(), frozenset())
@@ -166,6 +179,8 @@ class DeadlineCache:
         self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
         self._history: dict[NodeId, _History] = {}
         self._durations: dict[NodeId, float] = {}
+        self._start_history: dict[NodeId, _History] = {}
+        self._starts: dict[NodeId, float] = {}
         self._failing: dict[NodeId, set[str]] = {}
         self._tainted: frozenset[NodeId] = frozenset()
 
@@ -233,6 +248,15 @@ class DeadlineCache:
                     history.seconds[partition] = (fact.end_date - fact.start_date).total_seconds()
             elif fact.state is RunState.FAILED:
                 self._failing.setdefault(node, set()).add(partition)
+            if node in self._starting:
+                offset = start_offset(fact, partition)
+                if offset is not None:
+                    self._start_history.setdefault(node, _History()).seconds[partition] = offset
+        for node, history in self._start_history.items():
+            history.order = sorted(history.seconds)
+            value = learned_duration(history.top())
+            if value is not None:
+                self._starts[node] = value
         for (node, partition), entry in view.ledger.items():
             if entry.status is TriggerStatus.ERROR:
                 self._failing.setdefault(node, set()).add(partition)
@@ -284,6 +308,10 @@ class DeadlineCache:
                 roots_moved |= before != bool(self._failing.get(node))
             if node in self._learning and self._learn(node, partition, fact):
                 slower.add(node)  # rule 1d
+            if node in self._starting:
+                offset = start_offset(fact, partition) if fact is not None else None
+                if _relearn(self._start_history, self._starts, node, partition, offset):
+                    slower.add(node)  # rule 3: a start offset moves the same predictions a duration does
         if paused != self._paused or unreachable != self._unreachable:
             flipped = self._unreachable ^ unreachable
             moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
@@ -344,28 +372,7 @@ class DeadlineCache:
         seconds: float | None = None
         if fact is not None and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
             seconds = (fact.end_date - fact.start_date).total_seconds()
-        history = self._history.setdefault(node, _History())
-        old = history.seconds.get(partition)
-        if old == seconds:
-            return False
-        counted = history.in_top(partition)
-        if old is None:
-            insort(history.order, partition)
-        if seconds is None:
-            del history.seconds[partition]
-            history.order.pop(bisect_left(history.order, partition))
-        else:
-            history.seconds[partition] = seconds
-        if not (counted or history.in_top(partition)):
-            return False
-        value = learned_duration(history.top())
-        if value == self._durations.get(node):
-            return False
-        if value is None:
-            self._durations.pop(node, None)
-        else:
-            self._durations[node] = value
-        return True
+        return _relearn(self._history, self._durations, node, partition, seconds)
 
     def _roll(self, now: datetime, work: set[Key]) -> None:
         """Rule 1b: the grid points that entered the horizon are judged, those that left it dropped. The same points
@@ -414,6 +421,7 @@ class DeadlineCache:
     def _judging(self, view: View, now: datetime) -> Judging:
         run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
+        run.starts, run.timetables, run.majors, run.grace = self._starts, self.timetables, self.majors, self.grace
         return run
 
     def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
@@ -554,6 +562,36 @@ class DeadlineCache:
             self._fixed = [(c, next(self._seq), at) for at, (_, c) in self._slack.items() if c is not None]
             heapq.heapify(self._moving)
             heapq.heapify(self._fixed)
+
+
+def _relearn(
+    histories: dict[NodeId, _History], learned: dict[NodeId, float], node: NodeId, partition: str,
+    seconds: float | None,
+) -> bool:  # fmt: skip
+    """Rule 3: put ``node``'s sample for ``partition`` (None: none) in its history; True when what it learns
+    (``learned[node]``) changed."""
+    history = histories.setdefault(node, _History())
+    old = history.seconds.get(partition)
+    if old == seconds:
+        return False
+    counted = history.in_top(partition)
+    if old is None:
+        insort(history.order, partition)
+    if seconds is None:
+        del history.seconds[partition]
+        history.order.pop(bisect_left(history.order, partition))
+    else:
+        history.seconds[partition] = seconds
+    if not (counted or history.in_top(partition)):
+        return False
+    value = learned_duration(history.top())
+    if value == learned.get(node):
+        return False
+    if value is None:
+        learned.pop(node, None)
+    else:
+        learned[node] = value
+    return True
 
 
 def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:

@@ -8,29 +8,39 @@ Rules:
    mapped down the edges to the DAG's (:func:`ungridded_scopes`; a failure two hops up a chain where nothing below
    it ran still gives the DAG that partition).
 2. States, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
-   much; a success without an end date is ``on_time``: lateness cannot be proved); no success and the deadline has
-   passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is after the deadline minus ``warn``:
-   ``at_risk``; otherwise ``on_time``.
+   much). It ended at its ``end_date``, else at the writer's ``updated_at`` (``RunFact.finished``: an outside writer
+   that omits ``end_date`` had finished by then); a success with neither is ``on_time``: lateness cannot be proved.
+   No success and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is
+   after the deadline minus ``warn``: ``at_risk`` (its cause: the overdue root it waits for, if any, rule 4);
+   otherwise ``on_time``.
 3. A cause (``blocked``) is, along the success edges and through the grid mappings, the DEEPEST (DAG, partition)
    without a success that: failed (the latest attempt failed, so no retry is in flight), has an intent Airflow
    refused (a ledger entry in ``error``), is paused, or lives in an unreachable instance. Upstreams are searched
    before the DAG itself, so the cause is where the chain starts; ``chain`` lists the hops from the DAG to it.
-4. The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start plus the expected
-   duration (never before ``now``); otherwise the latest ETA of the upstream partitions it needs (a root: its window
-   end, when Airflow schedules it), not before ``now``, plus the trigger latency (not for roots) and the expected
-   duration. Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
+4. The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start (``start_date``,
+   else the running state's ``updated_at``; without either: started now) plus the expected duration (never before
+   ``now``); otherwise the latest ETA of the upstream partitions it needs (a gridded root: its predicted start,
+   ``coordinator.core.deadline.start``: from its history, its timetable, its instance's Airflow version; an
+   ungridded one: the partition), not before ``now``, plus the trigger latency (not for roots) and the expected
+   duration. A gridded root without any fact whose start plus ``start.START_GRACE`` has passed is overdue, and so is
+   every (DAG, partition) that waits for it without a fact of its own: an ``at_risk`` status names the earliest
+   such root as its cause, ``has not started (due HH:MM, 5h late)``; being overdue alone changes no state (a day-old
+   root with no run on a fresh install, the deadline weeks away, pages nobody), the ETA it pushes does.
+   Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
 5. Expected duration: a fixed ``duration``, else the learned one (:func:`learned_duration`) over the DAG's latest
    :data:`LEARN_SAMPLES` successes with a start and an end, else 0. Learning ignores outliers: a run longer than
    :data:`OUTLIER_FACTOR` times the median (a run that waited a day in a queue, a backfill) is dropped, then the
    :data:`LEARN_PERCENTILE` percentile of the rest is taken; fewer than :data:`MIN_SAMPLES` samples learn nothing.
 6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
    ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
-   transition alerts exactly once; every state but ``on_time`` triggers the ``on_late_of`` handlers.
+   transition alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``,
+   not again for a state already alerted in the partition, after ``hold``) is ``coordinator.core.deadline.alerts``.
 7. The clock alone moves a status only at known instants: :func:`judge` decides rules 2-4 once as a
    :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
    changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
    final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
-   warn - ahead`` (:meth:`Judgement.holds_until`). ``coordinator.core.deadline.cache`` keeps passes incremental on
+   warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's cause, not its
+   state. ``coordinator.core.deadline.cache`` keeps passes incremental on
    this.
 """
 
@@ -45,6 +55,8 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_offset, start_rule
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
@@ -75,6 +87,8 @@ class CauseReason(StrEnum):
     INTENT_ERROR = "intent_error"
     PAUSED = "paused"
     UNREACHABLE = "unreachable"
+    #: A root that should have started and has not (rule 4): an ``at_risk`` cause, not a ``blocked`` one.
+    NOT_STARTED = "not_started"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,13 +100,20 @@ class Cause:
     reason: CauseReason
     #: (DAG, partition) from the DAG whose status this is down to ``node`` (both included).
     chain: tuple[tuple[NodeId, str], ...] = ()
+    #: ``not_started`` only: when the root was due to start, and how late it is at the status's ``now``.
+    due: datetime | None = None
+    late: timedelta | None = None
 
     @property
     def instance(self) -> str:
         return self.node.instance
 
     def text(self) -> str:
-        """``instance/dag@partition reason`` (what status, why, the log and the handler's conf show)."""
+        """``instance/dag@partition reason`` (what status, why, the log and the handler's conf show); for a root
+        that has not started ``instance/dag@partition has not started (due HH:MM, 5h late)``."""
+        if self.reason is CauseReason.NOT_STARTED and self.due is not None and self.late is not None:
+            late = format_shift(int(self.late.total_seconds()) // 60 * 60)
+            return f"{self.node.qualified}@{self.partition} has not started (due {self.due:%H:%M}, {late} late)"
         return f"{self.node.qualified}@{self.partition} {self.reason}"
 
     def chain_text(self) -> str:
@@ -114,9 +135,38 @@ class DeadlineStatus:
     lateness: float | None = None
     #: The partition succeeded (``on_time`` or ``late`` for good); the others are still open.
     succeeded: bool = False
+    #: The predicted start of the root that sets the ETA (rule 4), and where that prediction came from.
+    start: PredictedStart | None = None
 
 
 _ZERO = timedelta(0)
+
+
+@dataclass(frozen=True, slots=True)
+class PredictedStart:
+    """A root's predicted start for one partition (``coordinator.core.deadline.start``), as status and why show it."""
+
+    node: NodeId
+    partition: str
+    at: datetime
+    rule: StartRule
+
+    def text(self) -> str:
+        return f"{self.node.qualified}@{self.partition} starts {self.at:%Y-%m-%d %H:%MZ} ({self.rule.source})"
+
+
+@dataclass(frozen=True, slots=True)
+class Overdue:
+    """A root without any fact that is due to have started (rule 4): overdue after ``at`` (start + grace)."""
+
+    at: datetime
+    due: datetime
+    #: (DAG, partition) from the one whose ETA this is up to the root (both included).
+    chain: tuple[tuple[NodeId, str], ...]
+
+    def cause(self, now: datetime) -> Cause:
+        node, partition = self.chain[-1]
+        return Cause(node, partition, CauseReason.NOT_STARTED, self.chain, self.due, now - self.due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +181,9 @@ class Eta:
 
     ahead: timedelta | None = None
     fixed: datetime | None = None
+    #: The root this ETA starts from has not started and is overdue after ``overdue.at`` (rule 4).
+    overdue: Overdue | None = None
+    start: PredictedStart | None = None
 
     def at(self, now: datetime) -> datetime | None:
         if self.ahead is None:
@@ -164,9 +217,17 @@ class Judgement:
         if self.cause is not None:
             return DeadlineStatus(self.node, self.partition, DeadlineState.BLOCKED, deadline, None, self.cause,
                                   (deadline - now).total_seconds())  # fmt: skip
-        eta = (self.eta.at(now) if self.eta is not None else None) or now
-        state = DeadlineState.AT_RISK if eta > deadline - self.warn else DeadlineState.ON_TIME
-        return DeadlineStatus(self.node, self.partition, state, deadline, eta, None, (deadline - eta).total_seconds())
+        found = self.eta
+        eta = (found.at(now) if found is not None else None) or now
+        start = found.start if found is not None else None
+        overdue = found.overdue if found is not None else None
+        if eta <= deadline - self.warn:
+            return DeadlineStatus(self.node, self.partition, DeadlineState.ON_TIME, deadline, eta, None,
+                                  (deadline - eta).total_seconds(), start=start)  # fmt: skip
+        # At risk: a root that should have started and has not is the story, not the ETA it pushes later (rule 4).
+        cause = overdue.cause(now) if overdue is not None and now > overdue.at else None
+        return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, cause,
+                              (deadline - eta).total_seconds(), start=start)  # fmt: skip
 
     def state(self, now: datetime) -> DeadlineState:
         return self.timing(now)[0]
@@ -249,6 +310,47 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
     return result
 
 
+def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
+    """The learned start offset (``start`` rule 2a) of each of ``nodes`` with enough scheduled runs, from its latest
+    :data:`LEARN_SAMPLES` samples."""
+    samples: dict[NodeId, list[float]] = {node: [] for node in nodes}
+    waiting = list(samples)
+    by_partition = view.runs.by_partition
+    # Newest partitions first, a lookup per DAG still short of samples: a DAG leaves the walk once it has enough, so
+    # months of hourly history cost what a few days do, and the DAGs without a start rule are never looked at.
+    for partition in sorted(by_partition, reverse=True):
+        if not waiting:
+            break
+        by_node = by_partition[partition]
+        full = False
+        for node in waiting:
+            fact = by_node.get(node)
+            if fact is not None:
+                offset = start_offset(fact, partition)
+                if offset is not None:
+                    found = samples[node]
+                    found.append(offset)
+                    full = full or len(found) >= LEARN_SAMPLES
+        if full:
+            waiting = [node for node in waiting if len(samples[node]) < LEARN_SAMPLES]
+    result: dict[NodeId, float] = {}
+    for node, found in samples.items():
+        value = learned_duration(found)
+        if value is not None:
+            result[node] = value
+    return result
+
+
+def start_learners(graph: Graph, nodes: Iterable[NodeId]) -> frozenset[NodeId]:
+    """The DAGs among ``nodes`` whose start is predicted (rule 4): the gridded roots."""
+    found = set()
+    for node in nodes:
+        spec = graph.dags.get(node)
+        if spec is not None and not spec.upstreams and spec.grid is not None:
+            found.add(node)
+    return frozenset(found)
+
+
 def _key(at: datetime) -> str:
     return at.strftime(PARTITION_FORMAT)
 
@@ -288,7 +390,14 @@ class Judging:
     #: The DAGs that can have a cause at all: those with a failed fact, a refused intent, paused or unreachable, and
     #: their descendants. Everything else skips rule 3's search (nearly every DAG on a healthy day).
     tainted: frozenset[NodeId] = frozenset()
+    #: Rule 4's start sources (``coordinator.core.deadline.start``): learned offsets (seconds), timetables seen,
+    #: Airflow major version by instance; and how long a root may be late before it is overdue.
+    starts: Mapping[NodeId, float] = field(default_factory=dict)
+    timetables: Mapping[NodeId, Timetable] = field(default_factory=dict)
+    majors: Mapping[str, int] = field(default_factory=dict)
+    grace: timedelta = START_GRACE
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
+    _rules: dict[NodeId, StartRule] = field(default_factory=dict)
     _etas: dict[tuple[NodeId, str], Eta | None] = field(default_factory=dict)
     _own: dict[NodeId, timedelta] = field(default_factory=dict)
 
@@ -303,6 +412,14 @@ class Judging:
             else:
                 found = timedelta(seconds=self.durations.get(node, 0.0))
             self._own[node] = found
+        return found
+
+    def start_rule(self, node: NodeId) -> StartRule:
+        """Rule 4's start source for a root, once per DAG and pass."""
+        found = self._rules.get(node)
+        if found is None:
+            found = self._rules[node] = start_rule(node, history=self.starts, timetables=self.timetables,
+                                                   majors=self.majors)  # fmt: skip
         return found
 
     def fact(self, node: NodeId, partition: str) -> RunFact | None:
@@ -368,15 +485,27 @@ class Judging:
         fact = self.view.runs.get(at)
         result: Eta | None
         if fact is not None and fact.state is RunState.SUCCESS:
-            result = Eta(None, fact.end_date) if fact.end_date is not None else None
+            end = fact.end_date if fact.end_date is not None else fact.finished
+            result = Eta(None, end) if end is not None else None
         elif fact is not None and fact.state.active:
             own = self.duration(node)
-            result = Eta(_ZERO, fact.start_date + own) if fact.start_date is not None else Eta(own, None)
+            started = fact.started
+            result = Eta(_ZERO, started + own) if started is not None else Eta(own, None)
         else:
             spec = self.graph.dags.get(node)
             ahead, fixed = _ZERO, None  # ready: not before now
+            overdue: Overdue | None = None
+            start: PredictedStart | None = None
             if spec is None or not spec.upstreams:
-                fixed = window_end(spec.grid if spec is not None else None, partition)
+                grid = spec.grid if spec is not None else None
+                if grid is None:
+                    fixed = window_end(None, partition)
+                else:
+                    rule = self.start_rule(node)
+                    fixed = rule.at(grid, partition)
+                    start = PredictedStart(node, partition, fixed, rule)
+                    if fact is None:  # a failed attempt has started (and is a cause)
+                        overdue = Overdue(fixed + self.grace, fixed, (at,))
             else:
                 latency = self.latency
                 for source in self.sources(node, partition):
@@ -387,8 +516,11 @@ class Judging:
                         ahead = up.ahead + latency
                     if up.fixed is not None and (fixed is None or up.fixed + latency > fixed):
                         fixed = up.fixed + latency
+                        start = up.start
+                    if up.overdue is not None and fact is None and (overdue is None or up.overdue.at < overdue.at):
+                        overdue = Overdue(up.overdue.at, up.overdue.due, (at, *up.overdue.chain))
             own = self.duration(node)
-            result = Eta(ahead + own, fixed + own if fixed is not None else None)
+            result = Eta(ahead + own, fixed + own if fixed is not None else None, overdue, start)
         etas[at] = result
         return result
 
@@ -464,6 +596,9 @@ def deadline_states(
     horizon: timedelta = DEFAULT_HORIZON,
     durations: Mapping[NodeId, float] | None = None,
     partitions: Iterable[str] | None = None,
+    majors: Mapping[str, int] | None = None,
+    timetables: Mapping[NodeId, Timetable] | None = None,
+    grace: timedelta = START_GRACE,
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
     """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
     replaces rule 1's scope with these (``why`` about one partition, however old)."""
@@ -476,6 +611,8 @@ def deadline_states(
         partitions = tuple(partitions)
     run = Judging(graph, view, now, frozenset(paused), frozenset(unreachable), latency, durations)
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
+    run.starts = learned_starts(view, start_learners(graph, graph.dags))
+    run.timetables, run.majors, run.grace = timetables or {}, majors or {}, grace
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
     by_partition = view.runs.by_partition  # C-level lookups: one per status
     none: dict[NodeId, RunFact] = {}
@@ -526,6 +663,8 @@ def tainted_by(graph: Graph, roots: Iterable[NodeId]) -> frozenset[NodeId]:
 def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -> DeadlineStatus:
     """Rule 2 for a success: ``on_time`` or ``late`` for good."""
     end = fact.end_date
+    if end is None:  # the property only where needed: a full pass reads ~150,000 successes' ends
+        end = fact.finished
     if end is not None and end > deadline:
         lateness = (end - deadline).total_seconds()
         return DeadlineStatus(node, partition, DeadlineState.LATE, deadline, end, None, -lateness, lateness, True)
@@ -561,9 +700,16 @@ class DeadlineRecord(BaseModel):
     #: The logical date of the handlers' runs for this transition, whole seconds, distinct from every other recorded
     #: transition's (Airflow allows one run per DAG and logical date); chosen when recorded, so a retry asks again.
     handler_date: datetime | None = None
-    #: The handlers were triggered (or there are none); False: a transition recorded but not yet alerted.
+    #: The handlers were triggered (or there are none, or none are due: on_time, a repeat); False: a transition
+    #: recorded but not yet alerted (``core.deadline.alerts``).
     alerted: bool = False
     watcher: str = ""
+    #: The states whose handlers ran for this partition, carried across its transitions (``alerts`` rule 4).
+    alerted_states: tuple[DeadlineState, ...] = ()
+    #: The handlers run at the first pass at or after this instant if the state still holds (``alerts`` rule 3).
+    hold_until: datetime | None = None
+    #: A state already alerted for this partition: recorded, not alerted again (``alerts`` rule 2).
+    repeat: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -571,11 +717,6 @@ class Transition:
     status: DeadlineStatus
     previous: DeadlineState
     sequence: int
-
-    @property
-    def alerts(self) -> bool:
-        """Every state but ``on_time`` alerts (rule 6); a recovery is logged, not alerted."""
-        return self.status.state is not DeadlineState.ON_TIME
 
 
 def transitions(

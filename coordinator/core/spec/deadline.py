@@ -12,6 +12,9 @@ Rules (``docs/semantics.md``, rule 13):
    ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see ``core.deadline.states``) and
    ``from`` (a date or partition before which no partition has a deadline, so declaring one does not alert about
    history).
+   Alerting (``core.deadline.alerts``): ``hold`` (a duration a state must last before its handlers run; default 0:
+   at once) and ``realert`` (default false: a state already alerted for a partition is not alerted again after a
+   return to ``on_time``).
 4. Without a grid a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.
 5. An ``expected_by`` never changes when a DAG is due, so it is not part of the DAG's shape (graph rule 4).
 """
@@ -34,7 +37,7 @@ from coordinator.core.spec.source import JsonPath
 Add = Callable[[JsonPath, str, str], None]
 
 ANCHORS = ("after_end", "after_start", "at")
-EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from")
+EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert")
 LEARNED = "learned"
 EXPECTED_BY_HINT = 'write "expected_by": {"after_end": "6h"} or {"at": "10:00", "day_offset": 1, "warn": "30m"}'
 DURATION_HINT = 'write a duration such as "6h", "45m" or "1d2h"'
@@ -59,6 +62,10 @@ class ExpectedBy:
     learned: bool = False
     #: Canonical partition; partitions before it have no deadline.
     start: str | None = None
+    #: Seconds a state must last before its handlers run (rule 3); 0: at once.
+    hold: int = 0
+    #: Alert a state again after a return to on_time within the same partition (rule 3).
+    realert: bool = False
 
     def applies(self, partition: str) -> bool:
         return self.start is None or partition >= self.start
@@ -66,12 +73,22 @@ class ExpectedBy:
     def item(self) -> tuple[str | int | bool | None, ...]:
         """Every field as a flat JSON-able tuple (the graph's digest and the activation record it)."""
         hour, minute = self.at
-        return (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
+        base = (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
                 self.start)  # fmt: skip
+        # The alerting fields only when set: a rule without them keeps the item (and the graph digest) it had.
+        return base if not (self.hold or self.realert) else (*base, self.hold, self.realert)
 
     @classmethod
     def from_item(cls, item: Sequence[object]) -> ExpectedBy:
         """The rule :meth:`item` wrote; raise ValueError on anything else."""
+        hold, realert = 0, False
+        if len(item) == 11:
+            hold, realert = item[9], item[10]  # type: ignore[assignment]
+            item = item[:9]
+            if isinstance(hold, bool) or not isinstance(hold, int) or not isinstance(realert, bool):
+                raise ValueError(f"not an expected_by: {item!r}")
+        if len(item) != 9:
+            raise ValueError(f"not an expected_by: {item!r}")
         anchor, seconds, hour, minute, day_offset, warn, duration, learned, start = item
         ints = (seconds, hour, minute, day_offset, warn)
         if anchor not in ANCHORS or not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
@@ -81,7 +98,8 @@ class ExpectedBy:
         if not (start is None or isinstance(start, str)):
             raise ValueError(f"not an expected_by: {item!r}")
         assert isinstance(anchor, str)  # for mypy: ANCHORS holds strings
-        return cls(anchor, seconds, (hour, minute), day_offset, warn, duration, learned, start)  # type: ignore[arg-type]
+        return cls(anchor, seconds, (hour, minute), day_offset, warn, duration, learned, start,  # type: ignore[arg-type]
+                   hold, realert)  # fmt: skip
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
@@ -204,6 +222,12 @@ def read_expected_by(value: Any, path: JsonPath, add: Add) -> ExpectedBy | None:
         if start is None:
             add((*path, "from"), f"{value['from']!r} is not a date", 'write "from": "2026-01-01"')
             ok = False
+    hold = _duration(value["hold"], (*path, "hold"), add) if "hold" in value else 0
+    ok = ok and hold is not None
+    realert = value.get("realert", False)
+    if not isinstance(realert, bool):
+        add((*path, "realert"), f"expected true or false, got {realert!r}", 'write "realert": true (unquoted)')
+        ok = False
     if not ok:
         return None
-    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start)
+    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start, hold or 0, realert)

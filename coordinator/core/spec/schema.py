@@ -159,6 +159,11 @@ def _defs() -> dict[str, Any]:
                             "description": "Expected run time, or learned from recent successes.",
                         },
                         {"type": "string", "description": "A date: earlier partitions have no deadline."},
+                        {**_DURATION, "description": "How long a state must last before its handlers run."},
+                        {
+                            "type": "boolean",
+                            "description": "Alert a state again after a return to on_time in the same partition.",
+                        },
                     ),
                     strict=True,
                 )
