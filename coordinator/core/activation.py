@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.model import NodeId
+from coordinator.core.spec.deadline import RuleItem
 
 
 class NodeActivation(BaseModel):
@@ -50,7 +51,7 @@ class NodeActivation(BaseModel):
     edges: tuple[tuple[str | int | bool | None, ...], ...] | None = None
     #: The DAG's ``expected_by`` (``ExpectedBy.item``) and ``on_late_of`` (``DagSpec.deadline_item``), recorded only
     #: for a DAG that has either; not part of the shape, so rewritten at every adoption without re-dating the DAG.
-    deadline: tuple[tuple[str | int | bool | None, ...] | None, tuple[str, ...]] | None = None
+    deadline: tuple[RuleItem | None, tuple[str, ...]] | None = None
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""

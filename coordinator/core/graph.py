@@ -26,7 +26,7 @@ from functools import cached_property
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
-from coordinator.core.spec.deadline import ExpectedBy
+from coordinator.core.spec.deadline import ExpectedBy, RuleItem
 from coordinator.core.spec.source import JsonPath
 
 
@@ -145,7 +145,7 @@ class DagSpec:
     def is_failure_handler(self) -> bool:
         return bool(self.on_failure_of)
 
-    def deadline_item(self) -> tuple[tuple[str | int | bool | None, ...] | None, tuple[str, ...]] | None:
+    def deadline_item(self) -> tuple[RuleItem | None, tuple[str, ...]] | None:
         """The deadline fields (``expected_by``, ``on_late_of``) as JSON-able values, for the digest and the
         activation; None for a DAG without them (so its record and the digest stay what they always were)."""
         if self.expected_by is None and not self.on_late_of:

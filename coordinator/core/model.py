@@ -331,6 +331,20 @@ class KeyLayout:
     def parse_deadline_key(self, key: str) -> tuple[NodeId, str] | None:
         return self._split(key, self.deadlines)
 
+    def deadline_level_key(self, node: NodeId, partition: str, level: str) -> str:
+        """An escalation level's transition record (rule 13, ``core.deadline.levels``): one key below the
+        partition's, which readers of three-part deadline keys skip (``parse_deadline_key`` returns None)."""
+        return f"{self.deadline_key(node, partition)}/{level}"
+
+    def parse_deadline_level_key(self, key: str) -> tuple[NodeId, str, str] | None:
+        if not key.startswith(self.deadlines):
+            return None
+        head, _, level = key.rpartition("/")
+        found = self._split(head, self.deadlines)
+        if found is None or not NAME_RE.match(level):
+            return None
+        return found[0], found[1], level
+
     def config_key(self, name: str) -> str:
         return f"{self.config}{name}"
 

@@ -41,10 +41,12 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
 from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, plan_alert
 from coordinator.core.deadline.cache import DeadlineCache
+from coordinator.core.deadline.levels import LevelKey, LevelTransition, level_run_id, level_transitions
 from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
 from coordinator.core.graph import Graph
 from coordinator.core.journal import Cursor
 from coordinator.core.model import KeyLayout, NodeId, dump_record
+from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Fence
@@ -73,6 +75,10 @@ class DeadlineTracker:
     changed: set[tuple[NodeId, str]] = field(default_factory=set)
     #: The keys whose record is not ``alerted`` (``alert_pending`` reads only these, not every record).
     unalerted: set[tuple[NodeId, str]] = field(default_factory=set)
+    #: Escalation levels' records (``core.deadline.levels`` rule 3), their revisions and the unalerted ones.
+    levels: dict[LevelKey, DeadlineRecord] = field(default_factory=dict)
+    level_revisions: dict[LevelKey, int] = field(default_factory=dict)
+    levels_unalerted: set[LevelKey] = field(default_factory=set)
 
     def clear(self) -> None:
         """Forget every record (a snapshot is about to be read)."""
@@ -80,6 +86,9 @@ class DeadlineTracker:
         self.revisions.clear()
         self.changed.clear()
         self.unalerted.clear()
+        self.levels.clear()
+        self.level_revisions.clear()
+        self.levels_unalerted.clear()
 
     def drain(self) -> set[tuple[NodeId, str]]:
         changed, self.changed = self.changed, set()
@@ -90,6 +99,9 @@ class DeadlineTracker:
             return
         at = self.keys.parse_deadline_key(key)
         if at is None:
+            level = self.keys.parse_deadline_level_key(key)
+            if level is not None:
+                self._observe_level(key, level, value, mod_rev)
             return
         if value is None:
             self.records.pop(at, None)
@@ -113,6 +125,27 @@ class DeadlineTracker:
             if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
                 self.last_date = record.handler_date
 
+    def _observe_level(self, key: str, at: LevelKey, value: bytes | None, mod_rev: int) -> None:
+        if value is None:
+            self.levels.pop(at, None)
+            self.level_revisions.pop(at, None)
+            self.levels_unalerted.discard(at)
+            return
+        try:
+            record = DeadlineRecord.model_validate_json(value)
+        except ValidationError:
+            log.warning("deadline.bad_value key=%s", key)
+            return
+        if mod_rev >= self.level_revisions.get(at, 0):
+            self.levels[at] = record
+            self.level_revisions[at] = mod_rev
+            if record.alerted:
+                self.levels_unalerted.discard(at)
+            else:
+                self.levels_unalerted.add(at)
+            if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
+                self.last_date = record.handler_date
+
     def next_handler_date(self, now: datetime) -> datetime:
         """A handler logical date after every recorded one (rule 3): ``now`` in whole seconds, or one second after
         the latest, so transitions recorded within one second (or by a leader whose clock is behind) never share
@@ -124,9 +157,9 @@ class DeadlineTracker:
         return candidate
 
 
-def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[str, Any]:
-    """The conf a late handler's run receives (docs/dependencies.md)."""
-    return {
+def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
+    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``."""
+    conf = {
         "coordinator": {
             "deadline": {
                 "dag": node.qualified,
@@ -139,15 +172,20 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str) -> dict[s
             }
         }
     }
+    if level is not None:
+        conf["coordinator"]["deadline"]["level"] = level
+    return conf
 
 
 def _record(
-    transition: Transition, now: datetime, watcher: str, plan: AlertPlan, handler_date: datetime | None
-) -> DeadlineRecord:
+    transition: Transition | LevelTransition, now: datetime, watcher: str, plan: AlertPlan,
+    handler_date: datetime | None,
+) -> DeadlineRecord:  # fmt: skip
     status = transition.status
     cause = status.cause
+    state = transition.state if isinstance(transition, LevelTransition) else status.state
     return DeadlineRecord(
-        state=status.state, deadline=status.deadline, eta=status.eta,
+        state=state, deadline=status.deadline, eta=status.eta,
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
         sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
         alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
@@ -270,7 +308,74 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         )  # fmt: skip
         crash_point("after-deadline-transition")
     await alert_pending(job, graph, now)
+    await level_pass(job, graph, cache, now)
     return recorded
+
+
+def level_handlers(graph: Graph) -> dict[NodeId, tuple[Level, ...]]:
+    """The DAGs that declare escalation levels, with their levels (``core.deadline.levels``)."""
+    found = {}
+    for node, spec in graph.dags.items():
+        if spec.expected_by is not None and spec.expected_by.levels:
+            found[node] = spec.expected_by.levels
+    return found
+
+
+async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: datetime) -> list[LevelTransition]:
+    """Escalation levels (``core.deadline.levels``): complete what a dead leader left unalerted, record each level's
+    transition by the same fenced compare-and-swap as the DAG's own, then alert what is due. The levels read the
+    cache's statuses at ``now`` of the DAGs that declare levels only (none: nothing read, nothing written)."""
+    levels = level_handlers(graph)
+    tracker = job.tracker
+    if not levels and not tracker.levels_unalerted:
+        return []
+    await alert_pending_levels(job, levels, now)
+    recorded: list[LevelTransition] = []
+    for transition in level_transitions(cache.statuses_of(sorted(levels)), levels, tracker.levels):
+        at = transition.key
+        status = transition.status
+        plan = plan_alert(tracker.levels.get(at), transition.state, now, alert_policy(graph, status.node),
+                          bool(transition.level.handlers))  # fmt: skip
+        handler_date = tracker.next_handler_date(now) if not plan.alerted else None
+        record = _record(transition, now, job.watcher_id, plan, handler_date)
+        key = job.keys.deadline_level_key(*at)
+        result = await job.store.cas(key, dump_record(record), tracker.level_revisions.get(at, 0), fence=job.fence())
+        if not result.succeeded:
+            continue  # another writer moved it: the watch brings its value, the next pass decides again
+        tracker.observe(key, dump_record(record), result.revision)
+        recorded.append(transition)
+        log.warning(
+            "deadline.level_transition dag=%s partition=%s level=%s from=%s to=%s deadline=%s eta=%s cause=%s "
+            "sequence=%d revision=%d repeat=%s hold_until=%s",
+            status.node.qualified, status.partition, transition.level.name, transition.previous, transition.state,
+            record.deadline.isoformat(), record.eta.isoformat() if record.eta else "-", record.cause or "-",
+            record.sequence, result.revision, record.repeat,
+            record.hold_until.isoformat() if record.hold_until else "-",
+        )  # fmt: skip
+        crash_point("after-deadline-level-transition")
+    await alert_pending_levels(job, levels, now)
+    return recorded
+
+
+async def alert_pending_levels(job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], now: datetime) -> None:
+    """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids."""
+    tracker = job.tracker
+    for at in sorted(tracker.levels_unalerted):
+        record = tracker.levels.get(at)
+        if record is None or not due(record, now):
+            continue
+        node, partition, name = at
+        level = next((lv for lv in levels.get(node, ()) if lv.name == name), None)
+        handlers = tuple(NodeId.parse(h) for h in level.handlers) if level is not None else ()
+        run_id = level_run_id(node, partition, name, record.sequence)
+        conf = handler_conf(record, node, partition, name)
+        if not await _trigger_all(job, node, partition, handlers, run_id, record, conf):
+            continue
+        done = mark_alerted(record)
+        key = job.keys.deadline_level_key(*at)
+        result = await job.store.cas(key, dump_record(done), tracker.level_revisions.get(at, 0), fence=job.fence())
+        if result.succeeded:
+            tracker.observe(key, dump_record(done), result.revision)
 
 
 async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> None:
@@ -282,33 +387,42 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> None:
         if record is None or not due(record, now):
             continue
         node, partition = at
-        ok = True
-        for handler in graph.late_handlers.get(node, ()):
-            client = job.clients.get(handler.instance)
-            if client is None:
-                ok = False
-                continue
-            run_id = late_run_id(node, partition, record.sequence)
-            try:
-                outcome = await client.trigger(handler.dag_id, run_id, record.handler_date or record.changed_at,
-                                               handler_conf(record, node, partition))  # fmt: skip
-            except CoordinatorError as exc:
-                ok = False
-                log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
-                            partition, handler.qualified, exc)  # fmt: skip
-                continue
-            if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
-                # Another run holds the date (not ours: ours would be found by its run id): retried next pass.
-                ok = False
-                log.warning("deadline.handler_date_taken dag=%s partition=%s handler=%s run_id=%s", node.qualified,
-                            partition, handler.qualified, run_id)  # fmt: skip
-                continue
-            log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
-                     partition, handler.qualified, run_id, outcome.result)  # fmt: skip
-        if not ok:
+        run_id = late_run_id(node, partition, record.sequence)
+        conf = handler_conf(record, node, partition)
+        if not await _trigger_all(job, node, partition, graph.late_handlers.get(node, ()), run_id, record, conf):
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
             tracker.observe(key, dump_record(done), result.revision)
+
+
+async def _trigger_all(
+    job: DeadlineJob, node: NodeId, partition: str, handlers: tuple[NodeId, ...], run_id: str,
+    record: DeadlineRecord, conf: dict[str, Any],
+) -> bool:  # fmt: skip
+    """Trigger each handler's run for one recorded transition; True when every one exists now (so the record may be
+    marked alerted), False to try again next pass."""
+    ok = True
+    for handler in handlers:
+        client = job.clients.get(handler.instance)
+        if client is None:
+            ok = False
+            continue
+        try:
+            outcome = await client.trigger(handler.dag_id, run_id, record.handler_date or record.changed_at, conf)
+        except CoordinatorError as exc:
+            ok = False
+            log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
+                        partition, handler.qualified, exc)  # fmt: skip
+            continue
+        if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
+            # Another run holds the date (not ours: ours would be found by its run id): retried next pass.
+            ok = False
+            log.warning("deadline.handler_date_taken dag=%s partition=%s handler=%s run_id=%s", node.qualified,
+                        partition, handler.qualified, run_id)  # fmt: skip
+            continue
+        log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
+                 partition, handler.qualified, run_id, outcome.result)  # fmt: skip
+    return ok

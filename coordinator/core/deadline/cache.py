@@ -168,6 +168,8 @@ class DeadlineCache:
         self._moving: list[tuple[datetime, int, Key]] = []  # slack = x - now
         self._fixed: list[tuple[timedelta, int, Key]] = []  # slack = c
         self._open: dict[NodeId, set[str]] = {}
+        #: Every partition held per DAG (open or final): escalation levels read their DAG's statuses from it.
+        self._by_node: dict[NodeId, set[str]] = {}
         self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
         self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
         self._changed: set[Key] = set()
@@ -191,6 +193,15 @@ class DeadlineCache:
         now = self.now
         assert now is not None
         return {at: judgement.status(now) for at, judgement in self._entries.items()}
+
+    def statuses_of(self, nodes: Iterable[NodeId]) -> list[DeadlineStatus]:
+        """The statuses of these DAGs' partitions at the last update's ``now`` (escalation levels read them every
+        pass: a level's state moves with the clock at its own slack, which the heap of the DAG's ``warn`` does not
+        track, and ``Judgement.status(now)`` is exact at any ``now`` while no input changes)."""
+        now = self.now
+        assert now is not None
+        entries = self._entries
+        return [entries[(node, p)].status(now) for node in nodes for p in sorted(self._by_node.get(node, ()))]
 
     @property
     def durations(self) -> Mapping[NodeId, float]:
@@ -490,6 +501,7 @@ class DeadlineCache:
         """Hold ``judgement`` for ``at``: its state, schedule, slack terms and counts."""
         node, partition = at
         self._entries[at] = judgement
+        self._by_node.setdefault(node, set()).add(partition)
         states = self._states
         final = judgement.final
         if final is not None and at not in states:  # a new success (most of a rebuild): nothing to schedule
@@ -543,6 +555,9 @@ class DeadlineCache:
         held = self._open.get(at[0])
         if held is not None:
             held.discard(at[1])
+        kept = self._by_node.get(at[0])
+        if kept is not None:
+            kept.discard(at[1])
 
     def _count(self, node: NodeId, state: DeadlineState | None, delta: int) -> None:
         if state is None:

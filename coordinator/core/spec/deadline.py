@@ -17,6 +17,12 @@ Rules (``docs/semantics.md``, rule 13):
    return to ``on_time``).
 4. Without a grid a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.
 5. An ``expected_by`` never changes when a DAG is due, so it is not part of the DAG's shape (graph rule 4).
+6. Escalation (``levels``, optional): a non-empty list of ``{"name", "slack", "handlers"}``, each an alert level of
+   its own (``core.deadline.levels``): ``name`` (a short identifier, unique in the list), ``slack`` (the level's
+   ``warn``: ``at_risk`` for this level when the predicted finish is after the deadline minus it; default 0),
+   ``handlers`` (DAG references run for this level's transitions; resolved by the loader like ``on_late_of``).
+   Levels add alerts, they change nothing else: the DAG's own state, ``warn`` and ``on_late_of`` stay as they are,
+   and a rule without ``levels`` keeps its :meth:`ExpectedBy.item` (and the graph digest) unchanged.
 """
 
 from __future__ import annotations
@@ -35,15 +41,48 @@ from coordinator.core.model import canonical_partition, partition_datetime
 from coordinator.core.spec.source import JsonPath
 
 Add = Callable[[JsonPath, str, str], None]
+#: A level as the digest and the activation record it (``Level.item``), and a whole rule (``ExpectedBy.item``).
+LevelItem = tuple[str, int, tuple[str, ...]]
+RuleItem = tuple[str | int | bool | None | tuple[LevelItem, ...], ...]
 
 ANCHORS = ("after_end", "after_start", "at")
-EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert")
+EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert", "levels")
+LEVEL_FIELDS = ("name", "slack", "handlers")
+LEVELS_HINT = 'write "levels": [{"name": "warn", "slack": "2h", "handlers": ["notify"]}, {"name": "page", "handlers": ["pager"]}]'
+#: A level name is part of an etcd key and a run id: the characters of a DAG id, short.
+_LEVEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 LEARNED = "learned"
 EXPECTED_BY_HINT = 'write "expected_by": {"after_end": "6h"} or {"at": "10:00", "day_offset": 1, "warn": "30m"}'
 DURATION_HINT = 'write a duration such as "6h", "45m" or "1d2h"'
 _AT_RE = re.compile(r"^(?P<h>[01]\d|2[0-3]):(?P<m>[0-5]\d)$")
 #: A day offset beyond this is a typo (a monthly report due a year later is still within it).
 MAX_DAY_OFFSET = 366
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """One escalation level (rule 6). ``handlers`` are references as written until the loader resolves them to
+    qualified DAG names (``instance/dag_id``)."""
+
+    name: str
+    #: Seconds before the deadline from which a predicted finish puts this level ``at_risk`` (its ``warn``).
+    slack: int = 0
+    handlers: tuple[str, ...] = ()
+
+    def item(self) -> LevelItem:
+        return self.name, self.slack, self.handlers
+
+    @classmethod
+    def from_item(cls, item: object) -> Level:
+        """The level :meth:`item` wrote (JSON turns its tuples into lists); raise ValueError on anything else."""
+        if not isinstance(item, (list, tuple)) or len(item) != 3:
+            raise ValueError(f"not a level: {item!r}")
+        name, slack, handlers = item
+        if not isinstance(name, str) or isinstance(slack, bool) or not isinstance(slack, int):
+            raise ValueError(f"not a level: {item!r}")
+        if not isinstance(handlers, (list, tuple)) or not all(isinstance(h, str) for h in handlers):
+            raise ValueError(f"not a level: {item!r}")
+        return cls(name, slack, tuple(handlers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,22 +105,34 @@ class ExpectedBy:
     hold: int = 0
     #: Alert a state again after a return to on_time within the same partition (rule 3).
     realert: bool = False
+    #: Escalation levels (rule 6), in the order written; empty: the single-level form.
+    levels: tuple[Level, ...] = ()
 
     def applies(self, partition: str) -> bool:
         return self.start is None or partition >= self.start
 
-    def item(self) -> tuple[str | int | bool | None, ...]:
+    def item(self) -> RuleItem:
         """Every field as a flat JSON-able tuple (the graph's digest and the activation record it)."""
         hour, minute = self.at
         base = (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
                 self.start)  # fmt: skip
-        # The alerting fields only when set: a rule without them keeps the item (and the graph digest) it had.
+        # The alerting fields only when set: a rule without them keeps the item (and the graph digest) it had; the
+        # levels likewise, as one more element (a tuple of level items) after the alerting fields.
+        if self.levels:
+            return (*base, self.hold, self.realert, tuple(level.item() for level in self.levels))
         return base if not (self.hold or self.realert) else (*base, self.hold, self.realert)
 
     @classmethod
     def from_item(cls, item: Sequence[object]) -> ExpectedBy:
         """The rule :meth:`item` wrote; raise ValueError on anything else."""
         hold, realert = 0, False
+        levels: tuple[Level, ...] = ()
+        if len(item) == 12:
+            raw = item[11]
+            if not isinstance(raw, (list, tuple)) or not raw:
+                raise ValueError(f"not an expected_by: {item!r}")
+            levels = tuple(Level.from_item(level) for level in raw)
+            item = item[:11]
         if len(item) == 11:
             hold, realert = item[9], item[10]  # type: ignore[assignment]
             item = item[:9]
@@ -99,7 +150,7 @@ class ExpectedBy:
             raise ValueError(f"not an expected_by: {item!r}")
         assert isinstance(anchor, str)  # for mypy: ANCHORS holds strings
         return cls(anchor, seconds, (hour, minute), day_offset, warn, duration, learned, start,  # type: ignore[arg-type]
-                   hold, realert)  # fmt: skip
+                   hold, realert, levels)  # fmt: skip
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
@@ -228,6 +279,48 @@ def read_expected_by(value: Any, path: JsonPath, add: Add) -> ExpectedBy | None:
     if not isinstance(realert, bool):
         add((*path, "realert"), f"expected true or false, got {realert!r}", 'write "realert": true (unquoted)')
         ok = False
-    if not ok:
+    levels = read_levels(value["levels"], (*path, "levels"), add) if "levels" in value else ()
+    ok = ok and levels is not None
+    if not ok or levels is None:
         return None
-    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start, hold or 0, realert)
+    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start, hold or 0, realert, levels)
+
+
+def read_levels(value: Any, path: JsonPath, add: Add) -> tuple[Level, ...] | None:
+    """Rule 6's ``levels``; None after reporting what is wrong (every problem, not only the first)."""
+    if not isinstance(value, list) or not value:
+        what = "an empty list" if isinstance(value, list) else type(value).__name__
+        add(path, f"expected a non-empty list of levels, got {what}", LEVELS_HINT)
+        return None
+    ok, levels, seen = True, [], set[str]()
+    for index, raw in enumerate(value):
+        where: JsonPath = (*path, index)
+        if not isinstance(raw, Mapping):
+            add(where, f"expected an object, got {type(raw).__name__}", LEVELS_HINT)
+            ok = False
+            continue
+        for key in raw:
+            if key not in LEVEL_FIELDS:
+                add((*where, key), f"unknown field {key!r}", f"allowed: {', '.join(LEVEL_FIELDS)}")
+                ok = False
+        name = raw.get("name")
+        if not isinstance(name, str) or not _LEVEL_RE.match(name):
+            add((*where, "name"), f"{name!r} is not a level name", 'write "name": "warn" (a letter, then letters, digits, _ . -; at most 40)')
+            ok = False
+        elif name in seen:
+            add((*where, "name"), f"level {name!r} is listed twice", "give each level its own name")
+            ok = False
+        else:
+            seen.add(name)
+        slack = _duration(raw["slack"], (*where, "slack"), add) if "slack" in raw else 0
+        ok = ok and slack is not None
+        handlers = raw.get("handlers", [])
+        if isinstance(handlers, str):
+            handlers = [handlers]
+        if not isinstance(handlers, list) or not handlers or not all(isinstance(h, str) for h in handlers):
+            add((*where, "handlers"), f"expected a non-empty list of dag ids, got {handlers!r}",
+                'write "handlers": ["notify_owner"] (the DAGs this level runs)')  # fmt: skip
+            ok = False
+        elif ok:
+            levels.append(Level(name, slack or 0, tuple(handlers)))  # type: ignore[arg-type]
+    return tuple(levels) if ok else None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
@@ -549,12 +549,28 @@ def _resolve(
         late = sorted({src for src, _ in resolver.sources(node, decl.on_late_of, failure=True)})
         specs[node] = DagSpec(
             node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
-            decl.expected_by, tuple(late),
+            _resolve_levels(node, decl.expected_by, decl.path, resolver), tuple(late),
         )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)
     return specs, edges, set(declared)
+
+
+def _resolve_levels(
+    node: NodeId, rule: ExpectedBy | None, path: JsonPath, resolver: _Resolver
+) -> ExpectedBy | None:
+    """The rule with each escalation level's handlers resolved to qualified names (deadline rule 6), reported like
+    ``on_late_of``'s references (unknown, ambiguous, this DAG itself)."""
+    if rule is None or not rule.levels:
+        return rule
+    levels = []
+    for index, level in enumerate(rule.levels):
+        where: JsonPath = (*path, "expected_by", "levels", index, "handlers")
+        refs = tuple(_Ref(text, (*where, j)) for j, text in enumerate(level.handlers))
+        found = sorted({src for src, _ in resolver.sources(node, refs, failure=True)})
+        levels.append(replace(level, handlers=tuple(n.qualified for n in found)))
+    return replace(rule, levels=tuple(levels))
 
 
 def _check_edges(
