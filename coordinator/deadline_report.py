@@ -22,8 +22,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ValidationError
 
+from coordinator.core.deadline.levels import level_states
 from coordinator.core.deadline.states import Cause, CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.duration import format_shift
 from coordinator.core.model import KeyLayout, NodeId
+from coordinator.core.spec.deadline import Level
 
 #: Causes only the watcher can see (rule 3).
 WATCHER_ONLY = frozenset({CauseReason.PAUSED, CauseReason.UNREACHABLE})
@@ -46,6 +49,22 @@ class DeadlineRow(BaseModel):
     start_of: str | None = None
     start: datetime | None = None
     start_source: str | None = None
+    #: Escalation levels (rule 13 "Escalation"): each level's name and state, in spec order; None without levels.
+    levels: dict[str, str] | None = None
+
+
+def level_text(levels: Mapping[str, str] | None) -> str:
+    """``warn at_risk, page on_time``: which levels are firing (status's table, why)."""
+    return ", ".join(f"{name} {state}" for name, state in (levels or {}).items())
+
+
+def _levels(status: DeadlineStatus, state: DeadlineState | None, levels: tuple[Level, ...]) -> dict[str, str] | None:
+    """Each level's state; ``state``: the leader's recorded one (a cause only it sees reaches every level)."""
+    if not levels:
+        return None
+    if state is not None:
+        return {level.name: str(state) for level in levels}
+    return {name: str(found) for name, found in level_states(status, levels)}
 
 
 def recorded_deadlines(keys: KeyLayout, items: Iterable[tuple[str, bytes]]) -> dict[tuple[NodeId, str], DeadlineRecord]:
@@ -109,9 +128,11 @@ def deadline_rows(
     statuses: Mapping[tuple[NodeId, str], DeadlineStatus],
     partitions: Iterable[str] | None = None,
     recorded: Mapping[tuple[NodeId, str], DeadlineRecord] | None = None,
+    levels: Mapping[NodeId, tuple[Level, ...]] | None = None,
 ) -> list[DeadlineRow]:
     """Rows for ``partitions`` (every partition judged when None), by partition then DAG; ``recorded``: the
-    leader's transitions (rule 3)."""
+    leader's transitions (rule 3); ``levels``: the DAGs' escalation levels (``core.deadline.levels.graph_levels``)."""
+    levels = levels or {}
     wanted = None if partitions is None else set(partitions)
     rows = []
     for (node, partition), status in sorted(statuses.items(), key=lambda item: (item[0][1], item[0][0])):
@@ -124,6 +145,7 @@ def deadline_rows(
                 DeadlineRow(
                     dag=str(node), partition=partition, state=str(leader.state), deadline=status.deadline,
                     slack_s=status.slack, cause=leader.cause, chain=leader.chain, judged_by="leader",
+                    levels=_levels(status, leader.state, levels.get(node, ())),
                 )
             )  # fmt: skip
             continue
@@ -135,6 +157,7 @@ def deadline_rows(
                 chain=cause.chain_text() if cause else None,
                 start_of=f"{start.node.qualified}@{start.partition}" if start else None,
                 start=start.at if start else None, start_source=str(start.rule.source) if start else None,
+                levels=_levels(status, None, levels.get(node, ())),
             )
         )  # fmt: skip
     return rows
@@ -144,16 +167,27 @@ def stamp(at: datetime | None) -> str:
     return at.strftime("%Y-%m-%d %H:%MZ") if at is not None else "-"
 
 
-def why_lines(status: DeadlineStatus | None, record: DeadlineRecord | None = None) -> list[str]:
+def why_lines(
+    status: DeadlineStatus | None, record: DeadlineRecord | None = None, levels: tuple[Level, ...] = ()
+) -> list[str]:
     """What ``why`` adds for a DAG with a deadline: the state, the deadline, the ETA and the cause chain; the
-    leader's recorded state instead where it knows a cause this command cannot see (rule 3)."""
+    leader's recorded state instead where it knows a cause this command cannot see (rule 3); each escalation
+    level's state, with its slack."""
     if status is None:
         return []
     leader = leader_judged(status, record)
+    found = _levels(status, leader.state if leader is not None else None, levels)
+    level_line = []
+    if found:
+        slack = {level.name: format_shift(level.slack) for level in levels}
+        level_line = [
+            "  levels: " + ", ".join(f"{name} {state} (slack {slack[name]})" for name, state in found.items())
+        ]
     if leader is not None:
         return [
             f"deadline: {leader.state} — due {stamp(status.deadline)}, as the leading watcher recorded at "
             f"{stamp(leader.changed_at)}",
+            *level_line,
             f"  cause: {leader.cause}",
             f"  chain: {leader.chain}",
             "  paused DAGs and unreachable instances are judged by the watcher, which asks Airflow; this command "
@@ -168,4 +202,4 @@ def why_lines(status: DeadlineStatus | None, record: DeadlineRecord | None = Non
         lines.append(f"  chain: {status.cause.chain_text()}")
     if status.start is not None and not status.succeeded:
         lines.append(f"  start: {status.start.text()}")
-    return lines
+    return [*lines[:1], *level_line, *lines[1:]]

@@ -28,6 +28,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.spec.deadline import ExpectedBy, Level
 from coordinator.core.spec.loader import parse_spec
+from coordinator.deadline_report import deadline_rows, level_text, why_lines
 from coordinator.errors import SpecError
 
 P = "2026-01-05T00:00:00Z"
@@ -109,7 +110,11 @@ durations = st.integers(min_value=-3 * 3600, max_value=12 * 3600).map(lambda s: 
     now_before=durations, blocked=st.booleans(),
 )  # fmt: skip
 def test_a_level_is_the_dags_rule_judged_at_its_slack(
-    ahead: timedelta | None, fixed: timedelta | None, warn: timedelta, slack: timedelta, now_before: timedelta,
+    ahead: timedelta | None,
+    fixed: timedelta | None,
+    warn: timedelta,
+    slack: timedelta,
+    now_before: timedelta,
     blocked: bool,
 ) -> None:
     """A level's state equals rule 2 with the level's slack as ``warn``, whatever the DAG's own ``warn`` is."""
@@ -141,8 +146,10 @@ LEVEL_OBJECTS = (Level("warn", 7200, ("default/notify",)), Level("page", 0, ("de
 
 def _record(state: DeadlineState, sequence: int, plan_alerted: bool, states: tuple[DeadlineState, ...],
             hold_until: datetime | None, repeat: bool) -> DeadlineRecord:  # fmt: skip
-    return DeadlineRecord(state=state, deadline=DEADLINE, sequence=sequence, changed_at=DEADLINE,
-                          alerted=plan_alerted, alerted_states=states, hold_until=hold_until, repeat=repeat)  # fmt: skip
+    return DeadlineRecord(
+        state=state, deadline=DEADLINE, sequence=sequence, changed_at=DEADLINE, alerted=plan_alerted,
+        alerted_states=states, hold_until=hold_until, repeat=repeat,
+    )  # fmt: skip
 
 
 def test_each_level_fires_at_its_own_slack_once() -> None:
@@ -218,3 +225,14 @@ def test_no_level_alerts_a_state_twice_in_a_partition(steps: list[tuple[int, boo
                                       plan.repeat)  # fmt: skip
         alert(crash)
     assert all(count == 1 for count in runs.values()), runs
+
+
+def test_status_and_why_show_which_level_fires() -> None:
+    """An ETA one hour before the deadline: status's row and why's lines say ``warn`` is at risk and ``page`` not."""
+    status = DeadlineStatus(node("c"), P, DeadlineState.ON_TIME, DEADLINE, DEADLINE - timedelta(hours=1), slack=3600)
+    row = deadline_rows({(node("c"), P): status}, levels={node("c"): LEVEL_OBJECTS})[0]
+    assert row.levels == {"warn": "at_risk", "page": "on_time"}
+    assert level_text(row.levels) == "warn at_risk, page on_time"
+    lines = why_lines(status, None, LEVEL_OBJECTS)
+    assert lines[1] == "  levels: warn at_risk (slack 2h), page on_time (slack 0s)"
+    assert deadline_rows({(node("c"), P): status})[0].levels is None  # no levels: the row it always was

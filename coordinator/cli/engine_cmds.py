@@ -23,6 +23,7 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
+from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
@@ -31,7 +32,7 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
-from coordinator.deadline_report import deadline_rows, recorded_deadlines, stamp, why_lines
+from coordinator.deadline_report import deadline_rows, level_text, recorded_deadlines, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
@@ -331,7 +332,8 @@ def status(
     first_lines = _first_start_lines(first, settings)
     rows = status_rows(graph, decision.plan, parts, view)
     majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
-    deadlines = deadline_rows(deadline_states(graph, view, decision.now, majors=majors), partitions, recorded)
+    statuses = deadline_states(graph, view, decision.now, majors=majors)
+    deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -391,6 +393,8 @@ def status(
             cause = d.chain or ""
             if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
                 cause = f"{d.cause}: {cause}"
+            if d.levels:  # escalation: which levels fire (rule 13)
+                state = f"{state} [{level_text(d.levels)}]"
             late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
         out.print(late)
     if more > 0:
@@ -419,7 +423,9 @@ def why_cmd(
         out.print(line, markup=False)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p], majors=airflow_majors(watchers))
-        for line in why_lines(statuses.get((node, p)), recorded.get((node, p))):
+        rule = graph.dags[node].expected_by
+        levels = rule.levels if rule is not None else ()
+        for line in why_lines(statuses.get((node, p)), recorded.get((node, p)), levels):
             out.print(line, markup=False)
 
 

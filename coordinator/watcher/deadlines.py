@@ -41,7 +41,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
 from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, plan_alert
 from coordinator.core.deadline.cache import DeadlineCache
-from coordinator.core.deadline.levels import LevelKey, LevelTransition, level_run_id, level_transitions
+from coordinator.core.deadline.levels import LevelKey, LevelTransition, graph_levels, level_run_id, level_transitions
 from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
 from coordinator.core.graph import Graph
 from coordinator.core.journal import Cursor
@@ -312,20 +312,11 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     return recorded
 
 
-def level_handlers(graph: Graph) -> dict[NodeId, tuple[Level, ...]]:
-    """The DAGs that declare escalation levels, with their levels (``core.deadline.levels``)."""
-    found = {}
-    for node, spec in graph.dags.items():
-        if spec.expected_by is not None and spec.expected_by.levels:
-            found[node] = spec.expected_by.levels
-    return found
-
-
 async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: datetime) -> list[LevelTransition]:
     """Escalation levels (``core.deadline.levels``): complete what a dead leader left unalerted, record each level's
     transition by the same fenced compare-and-swap as the DAG's own, then alert what is due. The levels read the
     cache's statuses at ``now`` of the DAGs that declare levels only (none: nothing read, nothing written)."""
-    levels = level_handlers(graph)
+    levels = graph_levels(graph)
     tracker = job.tracker
     if not levels and not tracker.levels_unalerted:
         return []

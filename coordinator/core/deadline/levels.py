@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from coordinator.core.deadline.states import DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import Level
 
@@ -33,11 +34,20 @@ LevelKey = tuple[NodeId, str, str]
 _OPEN = (DeadlineState.ON_TIME, DeadlineState.AT_RISK)
 
 
+def graph_levels(graph: Graph) -> dict[NodeId, tuple[Level, ...]]:
+    """The DAGs that declare escalation levels, with their levels in spec order."""
+    found = {}
+    for node, spec in graph.dags.items():
+        if spec.expected_by is not None and spec.expected_by.levels:
+            found[node] = spec.expected_by.levels
+    return found
+
+
 def level_state(status: DeadlineStatus, slack: timedelta) -> DeadlineState:
     """Rule 2: ``status``'s state for a level with this slack."""
     if status.succeeded or status.state not in _OPEN:
         return status.state
-    eta = status.eta if status.eta is not None else None
+    eta = status.eta
     if eta is None:
         return status.state
     return DeadlineState.AT_RISK if eta > status.deadline - slack else DeadlineState.ON_TIME

@@ -43,12 +43,14 @@ from coordinator.core.spec.source import JsonPath
 Add = Callable[[JsonPath, str, str], None]
 #: A level as the digest and the activation record it (``Level.item``), and a whole rule (``ExpectedBy.item``).
 LevelItem = tuple[str, int, tuple[str, ...]]
-RuleItem = tuple[str | int | bool | None | tuple[LevelItem, ...], ...]
+RuleItem = tuple[str | int | bool | tuple[LevelItem, ...] | None, ...]
 
 ANCHORS = ("after_end", "after_start", "at")
 EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert", "levels")
 LEVEL_FIELDS = ("name", "slack", "handlers")
-LEVELS_HINT = 'write "levels": [{"name": "warn", "slack": "2h", "handlers": ["notify"]}, {"name": "page", "handlers": ["pager"]}]'
+LEVELS_HINT = (
+    'write "levels": [{"name": "warn", "slack": "2h", "handlers": ["notify"]}, {"name": "page", "handlers": ["pager"]}]'
+)
 #: A level name is part of an etcd key and a run id: the characters of a DAG id, short.
 _LEVEL_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$")
 LEARNED = "learned"
@@ -305,7 +307,11 @@ def read_levels(value: Any, path: JsonPath, add: Add) -> tuple[Level, ...] | Non
                 ok = False
         name = raw.get("name")
         if not isinstance(name, str) or not _LEVEL_RE.match(name):
-            add((*where, "name"), f"{name!r} is not a level name", 'write "name": "warn" (a letter, then letters, digits, _ . -; at most 40)')
+            add(
+                (*where, "name"),
+                f"{name!r} is not a level name",
+                'write "name": "warn" (a letter, then letters, digits, _ . -; at most 40)',
+            )
             ok = False
         elif name in seen:
             add((*where, "name"), f"level {name!r} is listed twice", "give each level its own name")

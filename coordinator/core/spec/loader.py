@@ -557,9 +557,7 @@ def _resolve(
     return specs, edges, set(declared)
 
 
-def _resolve_levels(
-    node: NodeId, rule: ExpectedBy | None, path: JsonPath, resolver: _Resolver
-) -> ExpectedBy | None:
+def _resolve_levels(node: NodeId, rule: ExpectedBy | None, path: JsonPath, resolver: _Resolver) -> ExpectedBy | None:
     """The rule with each escalation level's handlers resolved to qualified names (deadline rule 6), reported like
     ``on_late_of``'s references (unknown, ambiguous, this DAG itself)."""
     if rule is None or not rule.levels:
