@@ -236,3 +236,18 @@ def test_status_and_why_show_which_level_fires() -> None:
     lines = why_lines(status, None, LEVEL_OBJECTS)
     assert lines[1] == "  levels: warn at_risk (slack 2h), page on_time (slack 0s)"
     assert deadline_rows({(node("c"), P): status})[0].levels is None  # no levels: the row it always was
+
+
+def test_the_json_schema_agrees_on_levels() -> None:
+    """The published schema accepts a document with levels and rejects a level without handlers, like the loader."""
+    import jsonschema
+
+    from coordinator.core.spec.schema import json_schema
+
+    def doc(levels: Any) -> dict[str, Any]:
+        return {"version": 1, "dags": {"c": {"expected_by": {"at": "06:00", "levels": levels}}, "notify": {},
+                                       "pager": {}}}  # fmt: skip
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    assert validator.is_valid(doc(LEVELS))
+    assert not validator.is_valid(doc([{"name": "warn"}]))

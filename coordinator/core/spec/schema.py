@@ -164,6 +164,25 @@ def _defs() -> dict[str, Any]:
                             "type": "boolean",
                             "description": "Alert a state again after a return to on_time in the same partition.",
                         },
+                        {
+                            "type": "array",
+                            "minItems": 1,
+                            "description": "Escalation: alert levels, each with its own slack, handlers and record.",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "name": {"type": "string", "pattern": r"^[A-Za-z][A-Za-z0-9_.-]{0,39}$"},
+                                    "slack": {
+                                        **_DURATION,
+                                        "description": "at_risk for this level when the predicted finish is "
+                                        "later than the deadline minus this.",
+                                    },
+                                    "handlers": _refs("dagRef", "The DAGs this level's transitions run."),
+                                },
+                                "required": ["name", "handlers"],
+                                "additionalProperties": False,
+                            },
+                        },
                     ),
                     strict=True,
                 )
