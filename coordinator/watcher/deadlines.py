@@ -23,6 +23,10 @@ Rules (semantics rule 13):
 6. A root's predicted start (``core.deadline.start``) needs each instance's Airflow major version: read from the
    clients, which learn it with their first request (the paused list asks every instance a deadline depends on
    before each pass), never asked for here. A version learned or changed starts the cache over.
+7. Escalation levels (``core.deadline.levels``), after the DAG's own transitions in the same pass: the statuses of
+   the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded under its own
+   key (``deadline_level_key``) exactly as in rules 2-3, and alerted with ``level_run_id`` and ``"level"`` in the
+   conf; one ``deadline.level_transition`` line each. The tracker keeps the level records from the same watch.
 """
 
 from __future__ import annotations
