@@ -124,6 +124,7 @@ def main() -> None:
         engine_cmds,
         import_cmds,
         prune_cmds,
+        roles_cmds,
         spec_cmds,
         state_cmds,
     )
