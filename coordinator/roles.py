@@ -155,6 +155,21 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
     return result
 
 
+def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
+    """Every key family of the layout as (key, is a prefix): what a reader with a partial role reads one by one."""
+    return [
+        (keys.runs, True),
+        (keys.tasks, True),
+        (keys.triggers, True),
+        (keys.deadlines, True),
+        (keys.watchers, True),
+        (keys.config_key("graph"), False),
+        (keys.config_key("retention"), False),
+        (keys.config_key("backfill/"), True),
+        (keys.leader, False),
+    ]
+
+
 def commands(matrix: Sequence[Role], secrets_dir: str = "$SECRETS_DIR") -> list[str]:
     """``etcdctl`` lines creating each role, its permissions, its user (password read from
     ``{secrets_dir}/{user}``, rule 4) and the grant. Comment lines say what each role is for."""

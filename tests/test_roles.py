@@ -100,7 +100,7 @@ def auth_etcd(private_etcd: EtcdServer, tmp_path: Path) -> AuthEtcd:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     printed = documented_block()
-    users = re.findall(r'^etcdctl user add (\S+) ', printed, re.M)
+    users = re.findall(r"^etcdctl user add (\S+) ", printed, re.M)
     passwords = {user: f"pw-{i}-{user}" for i, user in enumerate(users)}
     for user, password in passwords.items():
         (secrets / user).write_text(password + "\n")
@@ -219,7 +219,7 @@ def test_each_component_works_under_exactly_its_role(
     doctor = checks_of(cli("coordinator-doctor", "doctor", "--format", "json"))
     assert doctor["etcd"]["status"] == "ok" and doctor["leader"]["status"] == "ok", doctor
     perms = doctor["etcd permissions"]
-    assert perms["status"] == "warn" and "may not write" in perms["summary"], perms
+    assert perms["status"] == "warn" and "but not write" in perms["summary"], perms
 
     pruned = cli("coordinator-prune", "prune", "--before", "2025-01-01")
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
