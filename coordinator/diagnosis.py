@@ -125,6 +125,7 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
             _unless_unreadable(facts, "unknown instances", ("runs/",), lambda: _unknown_instances(facts, view)),
             _unless_unreadable(facts, "retention", ("config/retention",), lambda: _retention(facts)),
             _unless_unreadable(facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance)),
+            _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: _budget(view)),
             _bad_values(view),
         ]
     return checks
@@ -495,6 +496,20 @@ def _intents(view: View, only: str | None) -> Check:
             fix="if they stay: is a watcher leading? (see the leader check)",
         )
     return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
+
+
+def _budget(view: View) -> Check:
+    """Semantics rule 15: an instance the trigger budget holds starts nothing new until it is released."""
+    held = {i: s for i, s in sorted(view.budget_states().items()) if s.held}
+    if not held:
+        return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
+    return Check(
+        name="trigger budget",
+        status=CheckStatus.WARN,
+        summary=f"{len(held)} instance(s) held by the trigger budget: {', '.join(held)}",
+        details=tuple(s.describe(i) for i, s in held.items()),
+        fix="check the held runs (`coordinator status`), then `coordinator release INSTANCE`",
+    )
 
 
 def _bad_values(view: View) -> Check:

@@ -114,6 +114,7 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.config_key("graph"), False),
             Grant(rw, keys.config_key("retention"), False),
             Grant(rw, keys.config_key("backfill/"), True),
+            Grant(rw, keys.budgets, True),
             Grant(rw, keys.leader, False),
         ),
     )
@@ -142,8 +143,8 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
         ),
         Role(
             f"{base}-backfill",
-            "coordinator backfill",
-            (_read_all(keys), Grant(rw, keys.config_key("backfill/"), True)),
+            "coordinator backfill and release (the operator's requests for runs)",
+            (_read_all(keys), Grant(rw, keys.config_key("backfill/"), True), Grant(rw, keys.budgets, True)),
         ),
     ]
     for w in writers:
@@ -166,6 +167,7 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.config_key("graph"), False),
         (keys.config_key("retention"), False),
         (keys.config_key("backfill/"), True),
+        (keys.budgets, True),
         (keys.leader, False),
     ]
 

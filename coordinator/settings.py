@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
+from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
@@ -184,6 +185,10 @@ class Settings(BaseSettings):
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
+    # At most this many new runs per reconcile pass and per Airflow instance, beyond which the leader holds that
+    # instance until `coordinator release` (semantics rule 15; coordinator.core.budget.DEFAULT_TRIGGER_BUDGET says
+    # why 100). 0 disables the budget.
+    trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
     # The watcher's HTTP listener (/metrics, /healthz, /readyz): HOST:PORT or "off". Loopback by default, so metrics
     # (they name instances) are not reachable from other hosts unless asked for (0.0.0.0:9465 in a pod); 9465 is in
     # the range Prometheus exporters use and clashes with none of the common ones.

@@ -338,6 +338,14 @@ class KeyLayout:
     def config_key(self, name: str) -> str:
         return f"{self.config}{name}"
 
+    @property
+    def budgets(self) -> str:
+        """The trigger budget's state per instance (semantics rule 15): ``{prefix}/config/budget/{instance}``."""
+        return self.config_key("budget/")
+
+    def budget_key(self, instance: str) -> str:
+        return f"{self.budgets}{instance}"
+
     def _split(self, key: str, base: str) -> tuple[NodeId, str] | None:
         if not key.startswith(base):
             return None
