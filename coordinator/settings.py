@@ -66,7 +66,22 @@ def parse_endpoints(text: str) -> list[Endpoint]:
         endpoints.append(Endpoint(host=parts.hostname, port=port, tls=parts.scheme == "https"))
     if not endpoints:
         raise ConfigError("no etcd endpoint given: set --etcd or COORDINATOR_ETCD_ENDPOINTS")
+    if len({e.tls for e in endpoints}) > 1:
+        # A client moves to the next endpoint on failure: the plain one would get the credentials and the data in
+        # clear, silently, whenever a TLS member is down.
+        plain = ", ".join(f"{e.host}:{e.port}" for e in endpoints if not e.tls)
+        raise ConfigError(f"etcd endpoints {text!r} mix https:// and http:// ({plain} without TLS): use https:// for "
+                          "every endpoint (or http:// for all of them in a local test set-up)")  # fmt: skip
     return endpoints
+
+
+def plaintext_credentials(settings: EtcdSettings) -> bool:
+    """True when a username and password would travel to a non-loopback endpoint over plain http (the etcd
+    Authenticate call and the token it returns are then readable on the network)."""
+    loopback = ("127.", "localhost", "::1", "[::1]")
+    return settings.username is not None and any(
+        not e.tls and not e.host.startswith(loopback) for e in settings.endpoints
+    )
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ Rules:
       ``status`` does (``deadline_report.leader_status``);
    d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
       (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
-      ``status`` computes from the whole store (one ranged read per DAG, rarely two).
+      ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
+      ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -127,6 +128,10 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
 LEARN_PAGE = 2 * LEARN_SAMPLES
 #: DAGs walked at once (each walk is one ranged read, rarely two).
 LEARN_CONCURRENCY = 32
+#: Pages of one walk at most: a DAG with few dated successes (mostly failures, or runs recorded without dates) would
+#: otherwise be read back to its first partition on every page view. 5 pages = 200 run states, ten times what a
+#: duration learns from; beyond it the page learns from what it read (``status`` reads everything).
+LEARN_MAX_PAGES = 5
 
 
 def learning_dags(graph: Graph) -> set[NodeId]:
@@ -153,13 +158,14 @@ async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, rev
         found: list[KV] = []
         learned, below = 0, None
         async with gate:
-            while True:
+            for _ in range(LEARN_MAX_PAGES):
                 page = await store.newest(base, LEARN_PAGE, revision=revision, below=below)
                 found += page
                 learned += sum(1 for kv in page if _learns(kv.value))
                 if len(page) < LEARN_PAGE or learned >= LEARN_SAMPLES:
-                    return found
+                    break
                 below = page[-1].key
+        return found
 
     walks = await asyncio.gather(*(walk(node) for node in sorted(learning_dags(graph))))
     return [kv for found in walks for kv in found]

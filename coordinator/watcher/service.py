@@ -192,7 +192,7 @@ class Watcher:
                 gc.freeze()
                 gc.enable()
         for key, problem in sorted(self.view.problems.items()):
-            log.warning("view.bad_value key=%s problem=%r", key, problem)
+            log.warning("view.bad_value key=%r problem=%r", key, problem)
         self.metrics.malformed.inc(len(self.view.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
         self.queue.add(AllPartitions)
@@ -229,7 +229,7 @@ class Watcher:
             self.deadlines.observe(event.key, value, event.mod_revision)
             if event.key in self.view.problems:
                 self.metrics.malformed.inc()
-                log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+                log.warning("view.bad_value key=%r problem=%r", event.key, self.view.problems[event.key])
             if not touched:
                 continue
             at = self.view.node_of(event.key)
