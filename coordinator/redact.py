@@ -42,7 +42,8 @@ def redact_url(url: str) -> str:
 def redact_text(text: str) -> str:
     """Rule 2."""
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
-    text = _SECRET_PAIR.sub(rf"\1\2{MASK}", text)
+    # Scheme credentials before pairs: in "Authorization: Bearer X" the pair's value would be only "Bearer".
     text = _SCHEME_CREDENTIAL.sub(rf"\1 {MASK}", text)
+    text = _SECRET_PAIR.sub(rf"\1\2{MASK}", text)
     text = _JWT.sub(MASK, text)
     return _OPAQUE.sub(MASK, text)
