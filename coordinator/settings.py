@@ -204,6 +204,9 @@ class Settings(BaseSettings):
     # instance until `coordinator release` (semantics rule 15; coordinator.core.budget.DEFAULT_TRIGGER_BUDGET says
     # why 100). 0 disables the budget.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
+    # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth
+    # manager cannot say who may read them ("hidden": counted, not drawn).
+    page_other_instances: str = Field(default="hidden", pattern="^(hidden|shown)$")
     # The watcher's HTTP listener (/metrics, /healthz, /readyz): HOST:PORT or "off". Loopback by default, so metrics
     # (they name instances) are not reachable from other hosts unless asked for (0.0.0.0:9465 in a pod); 9465 is in
     # the range Prometheus exporters use and clashes with none of the common ones.

@@ -42,6 +42,7 @@ from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
 from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
+from coordinator.page.access import Access, restrict
 from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
@@ -215,10 +216,12 @@ async def dependencies_page(
     settings: Settings | None = None,
     etcd: EtcdSettings | None = None,
     query: Mapping[str, str] | None = None,
+    access: Access | None = None,
 ) -> PageResponse:
     """The page for one request (rules 1-3). ``etcd``: the connection settings when the caller resolved them
     itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``. ``query``: the
-    request's parameters, for the filters and the page of a large graph (``page.select``)."""
+    request's parameters, for the filters and the page of a large graph (``page.select``). ``access``: what the
+    user may read (``page.access``); None draws everything (a caller that authorized the whole graph)."""
     try:
         settings = settings or Settings()
         settings.etcd()
@@ -257,6 +260,8 @@ async def dependencies_page(
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)
+    if access is not None:
+        model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
     selected: NodeId | None = None
     if node:
         try:
