@@ -231,3 +231,13 @@ def test_each_component_works_under_exactly_its_role(
     assert f"{PREFIX}/triggers/" in " ".join(partial["etcd permissions"]["details"])
     assert partial["leader"]["status"] == "skip" and "may not read" in partial["leader"]["summary"], partial
     assert partial["intents"]["status"] == "skip", partial["intents"]
+
+
+@pytest.mark.parametrize("page", ["astro.md", "composer.md", "mwaa.md"])
+def test_the_managed_pages_name_the_same_plugin_role(page: str) -> None:
+    """Each managed-service page gives the plugin the per-instance role of operations.md, not "write to runs/,
+    nothing more" (which etcd refuses: the writer reads before its compare-and-swap)."""
+    text = " ".join((ROOT / "docs" / "managed" / page).read_text().split())
+    assert "coordinator-plugin-{instance}" in text and "coordinator roles" in text
+    assert "`readwrite` of its own `/coordinator/runs/{instance}/` and `/coordinator/tasks/{instance}/`" in text
+    assert "nothing more" not in text
