@@ -135,7 +135,8 @@ def extract_success(config: WriterConfig) -> Any:
 
 def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_etcd: AuthEtcd, arun: Any) -> None:
     """Team A's plugin user writes its own run state through the plugin's writer, and etcd refuses it team B's run
-    and task keys, the ledger, the graph, the retention floor, the leader key and the deadlines (nothing lands)."""
+    and task keys, the ledger, the graph, the retention floor, the leader key and the deadlines (nothing lands); the
+    outside writer of team B's ingest_* family writes those runs but not team B's load."""
     keys = KeyLayout(PREFIX)
     own = extract_success(writer_config(auth_etcd, "team_a"))
     forged = replace(own, key=keys.run_key(NodeId("team_b", "load"), PARTITION))
@@ -164,14 +165,23 @@ def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_e
                     assert "permission denied" in str(exc).lower(), exc
                     refused.append(key)
             assert await store.get(keys.config_key("graph")) is None  # reading the graph is allowed
+        # The outside writer of the family team_b/ingest_*: its DAGs only, not team_b's load.
+        family = keys.run_key(NodeId("team_b", "ingest_orders"), PARTITION)
+        async with await EtcdStore.connect(auth_etcd.settings("coordinator-writer-spark")) as spark:
+            await spark.put(family, b'{"state":"success","run_id":"spark-1"}')
+            try:
+                await spark.put(forged.key, b'{"state":"success","run_id":"evil"}')
+            except StoreError as exc:
+                assert "permission denied" in str(exc).lower(), exc
+                refused.append(f"spark:{forged.key}")
         async with await EtcdStore.connect(auth_etcd.settings("root")) as root:
             stored = [kv.key for kv in (await root.snapshot(keys.root)).kvs]
         return outcome, refused, stored
 
     outcome, refused, stored = arun(go())
     assert outcome is WriteOutcome.WRITTEN
-    assert refused == [forged.key, *forbidden]
-    assert stored == [own.key]
+    assert refused == [forged.key, *forbidden, f"spark:{forged.key}"]
+    assert stored == sorted([own.key, keys.run_key(NodeId("team_b", "ingest_orders"), PARTITION)])
 
 
 @pytest.fixture
