@@ -84,12 +84,12 @@ class AuthEtcd:
         return EtcdSettings(endpoints=parse_endpoints(self.server.endpoint), username=user,
                             password=SecretStr(self.passwords[user]), timeout_s=3.0)  # fmt: skip
 
-    def env(self, user: str, airflow: FakeAirflow, deps: Path, instances: Path) -> dict[str, str]:
+    def env(self, user: str, airflow: FakeAirflow, deps: Path, instances: Path, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "AIRFLOW"))}
         env.update(COORDINATOR_ETCD_ENDPOINTS=self.server.endpoint, COORDINATOR_PREFIX=PREFIX,
                    COORDINATOR_DEPS=str(deps), COORDINATOR_INSTANCES_FILE=str(instances),
                    AF_PASSWORD=AIRFLOW_PASSWORD, COORDINATOR_ETCD_USERNAME=user,
-                   COORDINATOR_ETCD_PASSWORD=self.passwords[user])  # fmt: skip
+                   COORDINATOR_ETCD_PASSWORD=self.passwords[user], **extra)  # fmt: skip
         return env
 
 
@@ -126,8 +126,9 @@ def writer_config(auth: AuthEtcd, instance: str) -> WriterConfig:
                         instance=instance)  # fmt: skip
 
 
-def extract_success(config: WriterConfig) -> Any:
-    run = FakeRun(dag_id="extract", run_id=f"scheduled__{PARTITION}", logical_date=datetime(2026, 1, 1, tzinfo=UTC))
+def extract_success(config: WriterConfig, day: int = 1) -> Any:
+    date = datetime(2026, 1, day, tzinfo=UTC)
+    run = FakeRun(dag_id="extract", run_id=f"scheduled__{date:%Y-%m-%d}", logical_date=date)
     fact, _ = fact_from_dag_run(run, RunState.SUCCESS, config, datetime.now(UTC))
     assert fact is not None
     return fact
@@ -251,3 +252,46 @@ def test_the_managed_pages_name_the_same_plugin_role(page: str) -> None:
     assert "coordinator-plugin-{instance}" in text and "coordinator roles" in text
     assert "`readwrite` of its own `/coordinator/runs/{instance}/` and `/coordinator/tasks/{instance}/`" in text
     assert "nothing more" not in text
+
+
+def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on and a budget of 1: team A's plugin records two days of extract; the watcher's pass starts one
+    load and records the hold (its role may write config/budget/); `coordinator release team_b` under the backfill
+    role lets the next pass start the other, once."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(GRAPH))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+
+    def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = auth_etcd.env(user, airflow, deps, instances, COORDINATOR_TRIGGER_BUDGET="1")
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    cli("coordinator-watcher", "reconcile", "--once")
+    config = writer_config(auth_etcd, "team_a")
+
+    async def record() -> None:
+        async with await EtcdStore.connect(config.etcd) as store:
+            for day in (1, 2):
+                await write_fact(store, extract_success(config, day), 2.0)
+
+    arun(record())
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert len(airflow.runs("load")) == 1
+    status = json.loads(cli("coordinator-doctor", "status", "--format", "json").stdout)
+    assert [(b["instance"], b["held"], b["held_count"]) for b in status["budget"]] == [("team_b", True, 1)]
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert len(airflow.runs("load")) == 1, "a held run started without a release"
+    released = cli("coordinator-backfill", "release", "team_b")
+    assert "released team_b" in released.stdout
+    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert sorted(r.run_id for r in airflow.runs("load")) == [
+        "coordinator__2026-01-01T00:00:00Z",
+        "coordinator__2026-01-02T00:00:00Z",
+    ]
