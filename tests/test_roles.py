@@ -199,7 +199,8 @@ def test_each_component_works_under_exactly_its_role(
 ) -> None:
     """With auth on: the watcher (reconcile --once) adopts the graph and triggers team B's run after team A's
     plugin recorded a success; the page draws the graph; doctor passes its etcd checks read-only; prune records a
-    floor; doctor under a plugin user says what it could not check; prune under doctor's read-only user is refused."""
+    floor; the plugin's check-plugin writes and deletes its test record; doctor under a plugin user says what it could
+    not check; prune under doctor's read-only user is refused."""
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps(GRAPH))
     instances = tmp_path / "instances.json"
@@ -236,6 +237,12 @@ def test_each_component_works_under_exactly_its_role(
     assert pruned.returncode == 0, pruned.stdout + pruned.stderr
     refused = cli("coordinator-doctor", "prune", "--before", "2025-06-01")
     assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
+
+    env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances, COORDINATOR_INSTANCE="team_a")
+    checked = run_cli("check-plugin", env=env)  # the plugin's own check writes and deletes under runs/team_a/
+    assert checked.returncode == 0 and "plugin OK: wrote /coordinator/runs/team_a/" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )
 
     partial = checks_of(cli("coordinator-plugin-team_a", "doctor", "--format", "json"))
     assert partial["etcd permissions"]["status"] == "warn", partial["etcd permissions"]
