@@ -92,6 +92,14 @@ class Metrics:
             ["instance", "action", "result"],
             registry=r,
         )
+        self.triggers_held = Gauge(
+            "coordinator_triggers_held",
+            "New runs the trigger budget held when it stopped an Airflow instance (semantics rule 15), 0 when the "
+            "instance is not held: non-zero until `coordinator release INSTANCE` or a raised "
+            "COORDINATOR_TRIGGER_BUDGET.",
+            ["instance"],
+            registry=r,
+        )
         self.airflow_requests = Counter(
             "coordinator_airflow_requests",
             "HTTP requests to Airflow's REST API, by instance, method and status (a code, or timeout / error when "

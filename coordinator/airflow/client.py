@@ -63,6 +63,7 @@ from coordinator.errors import (
     AirflowNotFound,
     AirflowUnavailable,
 )
+from coordinator.redact import redact_url
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
@@ -384,7 +385,7 @@ class AirflowClient:
             raise self._error("GET", "/api/v1/version", v1)
         raise self._log(
             AirflowError(
-                f"{self.name}: no Airflow REST API at {self._settings.url}: "
+                f"{self.name}: no Airflow REST API at {redact_url(self._settings.url)}: "
                 f"GET /api/v2/version -> {v2.status_code}, GET /api/v1/version -> {v1.status_code}",
                 status=v1.status_code,
             )

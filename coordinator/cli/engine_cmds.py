@@ -355,6 +355,8 @@ def status(
             "more_partitions": more,
             "header": header,
             "deadlines": [row.model_dump(mode="json") for row in deadlines],
+            # semantics rule 15: the instances the trigger budget holds (held false after a release)
+            "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -364,6 +366,9 @@ def status(
         out.print(line, markup=False, soft_wrap=True)
     if floor is not None:
         out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
+    for instance, budget in sorted(view.budget_states().items()):
+        if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
+            out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return

@@ -38,6 +38,8 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.budget import apply_budget
+from coordinator.core.budget_state import BudgetState, dump_budget
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -194,7 +196,7 @@ class Watcher:
                 gc.freeze()
                 gc.enable()
         for key, problem in sorted(self.view.problems.items()):
-            log.warning("view.bad_value key=%s problem=%r", key, problem)
+            log.warning("view.bad_value key=%r problem=%r", key, problem)
         self.metrics.malformed.inc(len(self.view.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
         self.queue.add(AllPartitions)
@@ -231,7 +233,7 @@ class Watcher:
             self.deadlines.observe(event.key, value, event.mod_revision)
             if event.key in self.view.problems:
                 self.metrics.malformed.inc()
-                log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+                log.warning("view.bad_value key=%r problem=%r", event.key, self.view.problems[event.key])
             if not touched:
                 continue
             at = self.view.node_of(event.key)
@@ -341,6 +343,7 @@ class Watcher:
             self.queue.done_all(keys)
         submitted = 0
         if leading:
+            result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
             # error delay) comes back through the queue, so it is re-planned once that is over.
             revision = result.revision
@@ -356,6 +359,42 @@ class Watcher:
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return result
+
+    async def _within_budget(self, result: Plan) -> Plan:
+        """Semantics rule 15: the pass's actions the trigger budget lets through. An instance that goes over it is
+        recorded as held (fenced, like every leader write) before anything of it is submitted; a held trigger writes
+        nothing and is re-planned when a release or a raised limit changes the budget key."""
+        limit = self.settings.trigger_budget
+        budgeted = apply_budget(result.actions, limit, self.view.budget_states())
+        states = self.view.budget_states()
+        for instance in sorted(self.clients.keys() | states.keys() | budgeted.newly_held):
+            state = states.get(instance)
+            recorded = state.held_count if state is not None and state.holds(limit) else 0
+            # The hold's size as recorded (a pass re-plans only what changed, so its own count would flicker).
+            self.metrics.triggers_held.labels(instance=instance).set(
+                len(budgeted.held[instance]) if instance in budgeted.newly_held else recorded
+            )
+        for instance in sorted(budgeted.newly_held):
+            count = len(budgeted.held[instance])
+            log.warning(
+                "budget.held instance=%s held=%d limit=%d revision=%d fix=%s", instance, count, limit,
+                result.revision, f"`coordinator release {instance}` after checking the runs it would start",
+            )  # fmt: skip
+            key = self.settings.keys.budget_key(instance)
+            current, rev = self.view.budgets.get(instance, (BudgetState(), 0))
+            state = current.model_copy(update={"held": True, "limit": limit, "held_count": count,
+                                               "held_at": datetime.now(UTC), "by": self.watcher_id})  # fmt: skip
+            try:
+                done = await self.store.cas(key, dump_budget(state), rev, fence=self.election.fence)
+            except LeadershipLost:
+                raise
+            except CoordinatorError as exc:
+                # Not recorded: hold everything of this pass anyway (rule d); the next pass decides again.
+                log.warning("budget.record_failed instance=%s error=%s", instance, exc)
+                continue
+            if not done.succeeded:
+                log.info("budget.record_conflict instance=%s", instance)
+        return Plan(result.revision, budgeted.actions)
 
     async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
         """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
