@@ -1,0 +1,58 @@
+"""The "assets" section of dependencies.json (semantics rule 14a): routes are read and validated like edges."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from coordinator.core.assets import AssetRoute
+from coordinator.core.spec.loader import parse_spec
+from coordinator.errors import SpecError
+
+BASE = {"version": 1, "instances": {"team_a": {}, "team_b": {}}, "dags": {}}
+
+
+def spec(assets: object) -> str:
+    return json.dumps({**BASE, "assets": assets}, indent=1)
+
+
+def test_routes_are_read_in_file_order_with_duplicate_targets_once() -> None:
+    """Each route keeps its pattern, source and targets (a target listed twice counts once)."""
+    graph = parse_spec(spec([{"asset": "s3://lake/*", "from": "team_a", "to": ["team_b", "team_b"]}]))
+    assert graph.asset_routes == (AssetRoute("s3://lake/*", "team_a", ("team_b",)),)
+
+
+def test_routes_do_not_change_the_digest() -> None:
+    """Adding a route changes the graph in force but not its digest (no DAG becomes due because of it)."""
+    without = parse_spec(json.dumps(BASE))
+    with_route = parse_spec(spec([{"asset": "x", "from": "team_a", "to": ["team_b"]}]))
+    assert without.digest == with_route.digest and without != with_route
+
+
+@pytest.mark.parametrize(
+    ("assets", "message"),
+    [
+        pytest.param(
+            [{"asset": "x", "from": "team_z", "to": ["team_b"]}],
+            "$.assets[0].from: undeclared instance",
+            id="unknown-source",
+        ),
+        pytest.param(
+            [{"asset": "x", "from": "team_a", "to": ["team_q"]}],
+            "$.assets[0].to[0]: undeclared instance",
+            id="unknown-target",
+        ),
+        pytest.param([{"asset": "x", "from": "team_a", "to": ["team_a"]}], "own source", id="route-to-itself"),
+        pytest.param([{"asset": "", "from": "team_a", "to": ["team_b"]}], "$.assets[0].asset", id="empty-asset"),
+        pytest.param([{"asset": "x", "from": "team_a", "to": []}], "expected a list of instances", id="no-target"),
+        pytest.param([{"asset": "x", "from": "team_a", "to": ["team_b"], "uri": 1}], "unknown field 'uri'", id="typo"),
+        pytest.param({"asset": "x"}, "$.assets: expected a list", id="not-a-list"),
+    ],
+)
+def test_bad_routes_are_refused_with_their_path_and_line(assets: object, message: str) -> None:
+    """Every problem of a route names where it is (JSON path, line) and what to write instead."""
+    with pytest.raises(SpecError) as caught:
+        parse_spec(spec(assets))
+    assert message in str(caught.value)
+    assert "dependencies.json:" in str(caught.value)
