@@ -138,10 +138,12 @@ class Resolve:
 
 @dataclass(frozen=True, slots=True)
 class Look:
-    """Find an event of ``asset`` whose ``extra`` carries ``marker``; answer Looked."""
+    """Find an event of ``asset`` whose ``extra`` carries ``marker``, among those since about ``requested_at`` (when
+    the delivery was first recorded: no earlier POST of it can exist); answer Looked."""
 
     asset: TargetAsset
     marker: str
+    requested_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,9 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
         moved = replace(state, asset=event.asset)
         if state.fresh:
             return _post(moved)
-        return replace(moved, step=Step.LOOKING), Look(event.asset, state.record.marker)  # rule 3
+        return replace(moved, step=Step.LOOKING), Look(
+            event.asset, state.record.marker, state.record.requested_at
+        )  # rule 3
     if state.step is Step.LOOKING and isinstance(event, Looked):
         if event.target_event_id is not None:
             return _confirm(state, event.target_event_id, now)  # rule 3: it was posted before the crash

@@ -38,6 +38,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.assets import AssetKeys
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -49,6 +50,7 @@ from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker
@@ -438,6 +440,13 @@ class Watcher:
                                      settings.retention_interval_s, self.view, self.retention,
                                      lambda: self.election.fence, self.watcher_id))  # fmt: skip
         jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
+        if settings.asset_interval_s > 0:  # semantics rules 14-15: a no-op round while no route is declared
+            jobs.append(AssetJob(
+                store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
+                clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+                metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
+                error_retry_s=settings.error_retry_s,
+            ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
             on_leadership_lost=self.actuator.leadership_lost.set,
