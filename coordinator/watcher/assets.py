@@ -82,6 +82,8 @@ class AssetJob:
     lookback_s: float = 0.0
     error_retry_s: float = 30.0
     name: str = "assets"
+    #: Rule 1's mark when no event of a source was recorded yet (the watcher's start; the first round's time if
+    #: not given).
     started_at: datetime | None = None
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
 

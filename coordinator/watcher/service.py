@@ -445,7 +445,7 @@ class Watcher:
                 store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
                 clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
                 metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
-                error_retry_s=settings.error_retry_s,
+                error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
