@@ -20,9 +20,9 @@ from coordinator.core.assets import (
     DueDelivery,
     Ledger,
     SourceEvent,
-    delivered_keys,
     due_deliveries,
     is_delivered_copy,
+    prunable,
     targets_of,
 )
 
@@ -91,14 +91,24 @@ def test_events_the_coordinator_created_are_recognised_by_their_marker() -> None
     assert not is_delivered_copy({"rows": 3}) and not is_delivered_copy(None)
 
 
-def test_retention_keeps_undelivered_events_and_the_newest_of_each_asset() -> None:
-    """Only events delivered to every target are prunable, and never the newest per asset (the audit's mark)."""
+def test_retention_prunes_only_old_delivered_events_the_audit_can_no_longer_list() -> None:
+    """Prunable: delivered to every target, older than the cutoff and than the audit's mark; never the newest."""
+    hour = timedelta(hours=1)
+
+    def at(event_id: int, age: timedelta) -> SourceEvent:
+        return SourceEvent("team_a", AssetEventFact(event_id=event_id, uri=URI, timestamp=NOW - age))
+
     done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=1, uri=URI, requested_at=NOW)
-    ledger = Ledger(dict.fromkeys([("team_b", "team_a", URI, i) for i in (1, 2, 3)], (done, 20)))
-    assert [e.fact.event_id for e, _ in delivered_keys([fact(1), fact(2), fact(3)], ledger, ROUTES)] == [1, 2]
-    undelivered = [fact(1), fact(2), fact(3), fact(4), fact(5)]
-    del ledger.entries[("team_b", "team_a", URI, 2)]  # type: ignore[attr-defined]
-    assert [e.fact.event_id for e, _ in delivered_keys(undelivered, ledger, ROUTES)] == [1, 3]
+    ledger = Ledger(dict.fromkeys([("team_b", "team_a", URI, i) for i in (1, 2, 3, 4)], (done, 20)))
+    events = [at(1, 5 * hour), at(2, 4 * hour), at(3, 3 * hour), at(4, 2 * hour), at(5, 0 * hour)]
+    cutoff = NOW - 2.5 * hour
+    assert [e.fact.event_id for e, _ in prunable(events, ledger, ROUTES, cutoff, timedelta(minutes=1))] == [1, 2, 3]
+    # Within the audit's overlap of the newest event: kept, or the audit would record it again as new.
+    assert [e.fact.event_id for e, _ in prunable(events, ledger, ROUTES, cutoff, 4.5 * hour)] == [1]
+    undelivered = Ledger({k: v for k, v in ledger.entries.items() if k[3] != 2})
+    assert [e.fact.event_id for e, _ in prunable(events, undelivered, ROUTES, cutoff, timedelta(0))] == [1, 3]
+    # The newest event of an asset stays even when old and delivered.
+    assert prunable(events[:1], ledger, ROUTES, NOW, timedelta(0)) == []
 
 
 # -- rule 1: intent first --------------------------------------------------------------------------------------------

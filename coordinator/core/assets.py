@@ -23,7 +23,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote, unquote
@@ -249,21 +249,30 @@ def due_deliveries(
     return due
 
 
-def delivered_keys(
-    events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute]
+def prunable(
+    events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute], cutoff: datetime, overlap: timedelta
 ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
-    """Retention: each recorded event delivered to every target its routes name (with its ledger keys' (target,
-    mod revision)), except the newest event per (source, asset), which the audit's mark starts from."""
+    """Retention: the recorded events that may be deleted, each with its delivery entries' (target, mod revision).
+
+    An event qualifies when it is older than ``cutoff``, delivered to every target its routes name, and older than
+    its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the audit can
+    still list would otherwise be recorded again, as new, and delivered twice. The newest event of each (source,
+    asset) always stays."""
     newest: dict[tuple[str, str], int] = {}
+    marks: dict[str, datetime] = {}
     for event in events:
         key = (event.source, event.fact.uri)
         newest[key] = max(newest.get(key, 0), event.fact.event_id)
+        marks[event.source] = max(marks.get(event.source, event.fact.timestamp), event.fact.timestamp)
     done: list[tuple[SourceEvent, list[tuple[str, int]]]] = []
     for event in events:
-        if newest[(event.source, event.fact.uri)] == event.fact.event_id:
+        fact = event.fact
+        if newest[(event.source, fact.uri)] == fact.event_id:
             continue
-        targets = targets_of(routes, event.source, event.fact.uri, event.fact.name)
-        found = [(t, ledger.entries.get((t, event.source, event.fact.uri, event.fact.event_id))) for t in targets]
+        if fact.timestamp >= cutoff or fact.timestamp >= marks[event.source] - overlap:
+            continue
+        targets = targets_of(routes, event.source, fact.uri, fact.name)
+        found = [(t, ledger.entries.get((t, event.source, fact.uri, fact.event_id))) for t in targets]
         if targets and all(f is not None and f[0].status is DeliveryStatus.DONE for _, f in found):
             done.append((event, [(t, f[1]) for t, f in found if f is not None]))
     return done

@@ -15,7 +15,11 @@ Rules:
    refusal -> Refused); etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs).
 4. The target's asset ids are cached per (target, uri) for the life of the job; the protocol asks for a fresh
    resolve after a 404 and before any look-up.
-5. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
+5. Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered to every target its
+   routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
+   this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
+   may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
+6. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
 
@@ -43,6 +47,7 @@ from coordinator.core.assets import (
     is_delivered_copy,
     parse_delivery,
     parse_fact,
+    prunable,
     streams,
     targets_of,
 )
@@ -81,11 +86,15 @@ class AssetJob:
     interval_s: float
     lookback_s: float = 0.0
     error_retry_s: float = 30.0
+    #: Rule 5: delivered events older than this are pruned (None: kept).
+    retention: timedelta | None = None
     name: str = "assets"
     #: Rule 1's mark when no event of a source was recorded yet (the watcher's start; the first round's time if
     #: not given).
     started_at: datetime | None = None
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
+    #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
+    _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
 
     async def run_once(self, now: datetime) -> None:
         routes = self.graph().asset_routes
@@ -107,20 +116,22 @@ class AssetJob:
                 errors += outcome is False
             if not progress:
                 break
+        pruned = await self._prune(routes, events, ledger, now) if self.retention is not None else 0
         pending: dict[str, int] = {}
         for stream in streams(list(events.values()), Ledger(ledger), routes):
             pending[stream.target] = pending.get(stream.target, 0) + stream.pending
         self.metrics.asset_round(pending)
-        if recorded or delivered or errors:
+        if recorded or delivered or errors or pruned:
             log.info(
-                "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d",
-                len(events), recorded, delivered, errors, sum(pending.values()),
+                "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d pruned=%d",
+                len(events), recorded, delivered, errors, sum(pending.values()), pruned,
             )  # fmt: skip
 
     # ------------------------------------------------------------ reading
 
     async def _read_events(self) -> dict[tuple[str, str, int], SourceEvent]:
         found: dict[tuple[str, str, int], SourceEvent] = {}
+        self._event_revs = {}
         for kv in (await self.store.snapshot(self.keys.events)).kvs:
             parsed = self.keys.parse_event_key(kv.key)
             fact = parse_fact(kv.value)
@@ -128,6 +139,7 @@ class AssetJob:
                 log.warning("asset.malformed_event key=%s", kv.key)
                 continue
             found[parsed] = SourceEvent(parsed[0], fact)
+            self._event_revs[parsed] = kv.mod_revision
         return found
 
     async def _read_ledger(self) -> dict[Key, tuple[DeliveryRecord, int]]:
@@ -140,6 +152,33 @@ class AssetJob:
                 continue
             ledger[parsed] = (record, kv.mod_revision)
         return ledger
+
+    # ------------------------------------------------------------ rule 5: retention
+
+    async def _prune(
+        self,
+        routes: tuple[AssetRoute, ...],
+        events: dict[tuple[str, str, int], SourceEvent],
+        ledger: dict[Key, tuple[DeliveryRecord, int]],
+        now: datetime,
+    ) -> int:
+        assert self.retention is not None
+        cutoff = now - self.retention
+        pruned = 0
+        overlap = timedelta(seconds=OVERLAP_S)
+        for event, deliveries in prunable(list(events.values()), Ledger(ledger), routes, cutoff, overlap):
+            fact = event.fact
+            key = (event.source, fact.uri, fact.event_id)
+            if key not in self._event_revs:
+                continue
+            items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), self._event_revs[key])]
+            items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
+            if (await self.store.delete_unchanged(items, fence=self.fence())).succeeded:
+                pruned += 1
+                del events[key]
+                for target, _ in deliveries:
+                    ledger.pop((target, event.source, fact.uri, fact.event_id), None)
+        return pruned
 
     # ------------------------------------------------------------ rule 1: facts from each source
 

@@ -446,6 +446,7 @@ class Watcher:
                 clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
                 metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
+                retention=settings.retention_period,
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
