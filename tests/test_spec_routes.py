@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from coordinator.core.assets import AssetRoute
+from coordinator.core.assets import AssetRoute, TargetAssets, route_warnings
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 
@@ -56,3 +56,13 @@ def test_bad_routes_are_refused_with_their_path_and_line(assets: object, message
         parse_spec(spec(assets))
     assert message in str(caught.value)
     assert "dependencies.json:" in str(caught.value)
+
+
+def test_an_airflow2_target_is_warned_about_partition_keys() -> None:
+    """A route into an Airflow 2 says its events arrive without their partition keys (Airflow 2 has none)."""
+    route = AssetRoute("s3://lake/*", "team_a", ("team_b",))
+    seen = {"team_b": TargetAssets("team_b", (("s3://lake/orders", None, ("load",)),), airflow2=True)}
+    (warning,) = route_warnings([route], seen)
+    assert "team_b is an Airflow 2 (no partition keys)" in warning
+    seen3 = {"team_b": TargetAssets("team_b", (("s3://lake/orders", None, ("load",)),), airflow2=False)}
+    assert route_warnings([route], seen3) == []

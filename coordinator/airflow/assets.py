@@ -24,6 +24,8 @@ class AssetInfo:
     asset_id: int
     uri: str
     name: str | None = None
+    #: The DAGs that schedule on it (v2 ``scheduled_dags``, v1 ``consuming_dags``), when the listing says.
+    consumers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +48,13 @@ def parse_asset(data: object, _: str = "") -> AssetInfo:
     if not isinstance(data, dict) or not isinstance(data.get("id"), int) or not isinstance(data.get("uri"), str):
         raise ValueError("asset payload lacks id or uri")
     name = data.get("name")
-    return AssetInfo(asset_id=data["id"], uri=data["uri"], name=name if isinstance(name, str) else None)
+    refs = data.get("scheduled_dags", data.get("consuming_dags"))
+    consumers = tuple(
+        str(r["dag_id"]) for r in (refs if isinstance(refs, list) else []) if isinstance(r, dict) and "dag_id" in r
+    )
+    return AssetInfo(
+        asset_id=data["id"], uri=data["uri"], name=name if isinstance(name, str) else None, consumers=consumers
+    )
 
 
 def parse_asset_event(data: object, _: str = "") -> AssetEventInfo:

@@ -355,6 +355,12 @@ class AirflowClient:
         candidates = named or found
         return candidates[0] if candidates else None
 
+    async def assets(self) -> list[AssetInfo]:
+        """Every asset (dataset) of this Airflow with the DAGs that schedule on it, paged, at most SCAN_MAX."""
+        api = await self.api_version()
+        path, key = ("/api/v2/assets", "assets") if api is ApiVersion.V2 else ("/api/v1/datasets", "datasets")
+        return [self._parsed(parse_asset, "GET", path, item, "") async for item in self._pages(path, key, {}, SCAN_MAX)]
+
     async def asset_events(
         self, since: datetime, *, asset_id: int | None = None, limit: int = SCAN_MAX
     ) -> list[AssetEventInfo]:

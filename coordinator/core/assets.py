@@ -276,3 +276,41 @@ def prunable(
         if targets and all(f is not None and f[0].status is DeliveryStatus.DONE for _, f in found):
             done.append((event, [(t, f[1]) for t, f in found if f is not None]))
     return done
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAssets:
+    """What ``validate --airflow`` learned of one target instance: its assets as (uri, name, consumer DAGs), and
+    whether it is an Airflow 2 (no partition keys)."""
+
+    instance: str
+    assets: tuple[tuple[str, str | None, tuple[str, ...]], ...]
+    airflow2: bool
+
+
+def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAssets]) -> list[str]:
+    """Rule 14a checked against the targets: a route whose assets no DAG of a target schedules on (delivered,
+    consumed by nobody: a warning, the events are not lost), and an Airflow 2 target (partition keys dropped)."""
+    found: list[str] = []
+    for index, route in enumerate(routes):
+        for target in route.targets:
+            seen = targets.get(target)
+            if seen is None:
+                continue
+            matched = [a for a in seen.assets if route.matches(a[0], a[1])]
+            where = f"$.assets[{index}] ({route.pattern!r} -> {target})"
+            if not matched:
+                found.append(
+                    f"{where}: warning: no asset of {target} matches: its events wait there as pending until a DAG "
+                    "there declares the asset (schedule=[Asset(...)])"
+                )
+            elif not any(consumers for _, _, consumers in matched):
+                names = ", ".join(sorted(a[0] for a in matched)[:3])
+                found.append(f"{where}: warning: no DAG of {target} schedules on {names}: events are delivered, "
+                             "nobody consumes them")  # fmt: skip
+            if seen.airflow2:
+                found.append(
+                    f"{where}: warning: {target} is an Airflow 2 (no partition keys): events are delivered without "
+                    "their partition_key"
+                )
+    return found

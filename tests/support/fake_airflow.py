@@ -279,6 +279,7 @@ class FakeAirflow:
         #: Rule 9: uri -> (id, name); events in creation order.
         self._assets: dict[str, tuple[int, str | None]] = {}
         self._asset_events: list[dict[str, Any]] = []
+        self._consumers: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._due: list[_Due] = []
         self._busy = 0  # transitions being applied (callback included) right now
@@ -408,10 +409,11 @@ class FakeAirflow:
 
     # ------------------------------------------------------------ assets (rule 9)
 
-    def add_asset(self, uri: str, name: str | None = None) -> int:
-        """Register an asset (as a DAG file that names it would); returns its id. A second call re-creates it under
-        a new id (its events follow it), so a cached id goes stale."""
+    def add_asset(self, uri: str, name: str | None = None, consumers: Iterable[str] = ()) -> int:
+        """Register an asset (as a DAG file that names it would) with the DAGs that schedule on it; returns its id.
+        A second call re-creates it under a new id (its events follow it), so a cached id goes stale."""
         with self._lock:
+            self._consumers[uri] = tuple(consumers)
             old = self._assets.get(uri)
             new_id = 1 + max((i for i, _ in self._assets.values()), default=0)
             self._assets[uri] = (new_id, name if name is not None else uri)
@@ -457,7 +459,14 @@ class FakeAirflow:
     def _list_assets(self, query: dict[str, list[str]]) -> dict[str, Any]:
         pattern = query.get("uri_pattern", [""])[-1].lower()
         items = [
-            {"id": i, "uri": uri, "name": name, "group": "asset", "extra": {}}
+            {
+                "id": i,
+                "uri": uri,
+                "name": name,
+                "group": "asset",
+                "extra": {},
+                "scheduled_dags": [{"dag_id": d} for d in self._consumers.get(uri, ())],
+            }
             for uri, (i, name) in sorted(self._assets.items(), key=lambda kv: kv[1][0])
             if pattern in uri.lower()
         ]
