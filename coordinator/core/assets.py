@@ -314,3 +314,39 @@ def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAss
                     "their partition_key"
                 )
     return found
+
+
+def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEvent], ledger: Ledger) -> list[str]:
+    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused."""
+    mine = [e for e in events if e.fact.uri == uri or e.fact.name == uri]
+    names = {e.fact.name for e in mine if e.fact.name}
+    routed = [(i, r) for i, r in enumerate(routes) if r.matches(uri, None) or any(r.matches(uri, n) for n in names)]
+    if not routed:
+        return [f'{uri}: no route in dependencies.json shares it (add one under "assets")']
+    lines = [f"{uri}: route $.assets[{i}] shares {r.pattern!r} from {r.source} with {', '.join(r.targets)}"
+             for i, r in routed]  # fmt: skip
+    sources = sorted({r.source for _, r in routed})
+    for source in sources:
+        produced = sorted((e for e in mine if e.source == source), key=lambda e: e.fact.event_id)
+        if not produced:
+            lines.append(f"produced in {source}: no event recorded yet (the leader lists its events every round)")
+            continue
+        last = produced[-1].fact
+        key = f", partition_key {last.partition_key}" if last.partition_key else ""
+        lines.append(f"produced in {source}: {len(produced)} event(s) recorded, newest #{last.event_id} at "
+                     f"{last.timestamp.isoformat()}{key}")  # fmt: skip
+    for stream in streams(mine, ledger, [r for _, r in routed]):
+        line = f"delivered to {stream.target}: {stream.delivered}, pending {stream.pending}"
+        head = stream.head
+        if head is not None:
+            record = head.record
+            event = f"#{head.event.fact.event_id} of {stream.source}"
+            if record is None:
+                line += f"; next {event}: due at the next round"
+            elif record.status is DeliveryStatus.ERROR:
+                retry = record.retry_at.isoformat() if record.retry_at else "soon"
+                line += f"; next {event}: refused ({record.last_error}), retried at {retry}"
+            else:
+                line += f"; next {event}: intent recorded at {record.requested_at.isoformat()}, being delivered"
+        lines.append(line)
+    return lines

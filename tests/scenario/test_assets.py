@@ -124,6 +124,9 @@ def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_afte
     first = stack.fake.emit_asset_event(other)
     wait_for(lambda: any("not known in the target" in (r.get("last_error") or "") for r in ledger(stack).values()),
              "the reason in the ledger")  # fmt: skip
+    why = stack.cli("why", "asset", other).stdout
+    assert f"route $.assets[0] shares 's3://lake/*' from default with {B}" in why, why
+    assert f"delivered to {B}: 0, pending 1; next #{first} of default: refused (AssetUnknown" in why, why
     target.add_asset(other)
     wait_for(lambda: [e["extra"].get(MARKER) for e in target.asset_events(other)] == [f"default:{first}"], "refunds")
 
