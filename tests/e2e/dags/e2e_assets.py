@@ -11,7 +11,7 @@ from airflow.sdk import DAG, Asset, task
 
 log = logging.getLogger(__name__)
 
-ORDERS = Asset("s3://e2e/af2-orders", name="af2_orders")
+ORDERS = Asset(name="af2_orders", uri="s3://e2e/af2-orders")
 
 
 @task
