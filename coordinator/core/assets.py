@@ -138,6 +138,14 @@ class AssetKeys:
     def deliveries(self) -> str:
         return f"{self.prefix}/deliveries/"
 
+    @property
+    def changes(self) -> str:
+        """The plugin's hints (one key per instance): an asset event just happened there; list its events now."""
+        return f"{self.prefix}/asset_changes/"
+
+    def change_key(self, instance: str) -> str:
+        return f"{self.changes}{instance}"
+
     def event_key(self, instance: str, uri: str, event_id: int) -> str:
         return f"{self.events}{instance}/{escape_asset(uri)}/{event_id}"
 

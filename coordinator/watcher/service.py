@@ -145,6 +145,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.asset_changes = AssetKeys(self.settings.keys.prefix).changes
         self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -223,6 +224,10 @@ class Watcher:
             log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
             self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
+            if event.key.startswith(self.asset_changes):
+                # Semantics rule 14b: the plugin saw an asset event; the asset round lists it now, not in 2 s.
+                self.queue.add(JobKey(AssetJob.name))
+                continue
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
