@@ -497,14 +497,15 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
 
 def consumer_runs(e2e: E2E) -> list[dict[str, Any]]:
     """Every run of the Airflow 3 asset consumer (asset-triggered runs have no logical date: all of them)."""
-    status, body = e2e.stack.request("GET", "/api/v2/dags/e2e_asset_consumer/dagRuns?limit=100")
+    # 60 s: on a loaded machine the api-server has taken over 10 s to answer while the scheduler ran tasks.
+    status, body = e2e.stack.request("GET", "/api/v2/dags/e2e_asset_consumer/dagRuns?limit=100", timeout_s=60)
     assert status == 200, body
     return list(body["dag_runs"])
 
 
 def delivered_copies(e2e: E2E) -> list[dict[str, Any]]:
     """The orders events in Airflow 3 that the coordinator created (they carry its marker)."""
-    status, body = e2e.stack.request("GET", "/api/v2/assets/events?limit=100&order_by=timestamp")
+    status, body = e2e.stack.request("GET", "/api/v2/assets/events?limit=100&order_by=timestamp", timeout_s=60)
     assert status == 200, body
     return [e for e in body["asset_events"] if e["uri"] == "s3://e2e/af2-orders" and MARKER in (e["extra"] or {})]
 
