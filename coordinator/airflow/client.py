@@ -364,23 +364,34 @@ class AirflowClient:
     async def asset_events(
         self, since: datetime, *, asset_id: int | None = None, limit: int = SCAN_MAX
     ) -> list[AssetEventInfo]:
-        """Events (of one asset, or all) with a timestamp at or after ``since``, newest first, at most ``limit``.
+        """Events (of one asset, or all) with a timestamp at or after ``since``, at most ``limit``.
 
-        Listed by ``-timestamp`` (neither version lets events be ordered by id) and read page by page until one is
-        older than ``since``: the same request works on v1, which has no timestamp filter."""
+        v2: the OLDEST ``limit`` events since ``since`` (``timestamp_gte``, ``order_by=timestamp``), so a backlog
+        larger than one listing is read in order over several calls, each starting where the last one ended. v1 has
+        no timestamp filter: newest first (``-timestamp``), read until one is older than ``since``. Neither version
+        orders events by id."""
         api = await self.api_version()
-        path = f"/api/{api}/assets/events" if api is ApiVersion.V2 else "/api/v1/datasets/events"
-        key = "asset_events" if api is ApiVersion.V2 else "dataset_events"
-        params = {"order_by": "-timestamp"}
-        if asset_id is not None:
-            params["asset_id" if api is ApiVersion.V2 else "dataset_id"] = str(asset_id)
+        if api is ApiVersion.V2:
+            path, key = "/api/v2/assets/events", "asset_events"
+            params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
+            if asset_id is not None:
+                params["asset_id"] = str(asset_id)
+        else:
+            path, key = "/api/v1/datasets/events", "dataset_events"
+            params = {"order_by": "-timestamp"}
+            if asset_id is not None:
+                params["dataset_id"] = str(asset_id)
         events: list[AssetEventInfo] = []
+        seen: set[int] = set()
         async with aclosing(self._pages(path, key, params, limit)) as items:
             async for item in items:
                 event = self._parsed(parse_asset_event, "GET", path, item, "")
                 if event.timestamp < since:
-                    break
-                if all(e.event_id != event.event_id for e in events[-PAGE_SIZE:]):  # a page shifted by a new event
+                    if api is ApiVersion.V1:
+                        break  # newest first: everything after this one is older
+                    continue  # v2 filtered already; a server that ignored the filter costs pages, not answers
+                if event.event_id not in seen:  # a page shifted by a new event repeats one
+                    seen.add(event.event_id)
                     events.append(event)
         return events
 

@@ -31,13 +31,14 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
 9. Assets (Airflow 3.3's asset endpoints, as ``docs/`` and the notes describe them): :meth:`add_asset` registers an
-   asset (id, uri, name) and :meth:`emit_asset_event` is a producer task's outlet event. ``GET /api/v2/assets``
-   filters by ``uri_pattern`` as a SUBSTRING (SQL ``ilike %x%``), paged. ``GET /api/v2/assets/events`` filters by
-   ``asset_id``, orders by ``timestamp`` (default) or ``-timestamp`` and refuses ``order_by=id`` with 400 (not in
-   Airflow's allowed list), paged. ``POST /api/v2/assets/events`` takes a strict body (``asset_id``, ``extra``,
-   ``partition_key``; anything else 422), answers 404 for an unknown asset id, adds ``"from_rest_api": true`` to
-   ``extra``, and creates a NEW event on every call (no idempotency key). Consumer runs are not simulated:
-   :meth:`asset_events` is what a consumer would see.
+   asset (id, uri, name, the DAGs that schedule on it) and :meth:`emit_asset_event` is a producer task's outlet
+   event. ``GET /api/v2/assets`` filters by ``uri_pattern`` as a SUBSTRING (SQL ``ilike %x%``), paged.
+   ``GET /api/v2/assets/events`` filters by ``asset_id`` and ``timestamp_gte``, orders by ``timestamp`` (default)
+   or ``-timestamp`` and refuses ``order_by=id`` with 400 (not in Airflow's allowed list), paged.
+   ``POST /api/v2/assets/events`` takes a strict body (``asset_id``, ``extra``, ``partition_key``; anything else
+   422), answers 404 for an unknown asset id, adds ``"from_rest_api": true`` to ``extra``, and creates a NEW event
+   on every call (no idempotency key). Consumer runs are not simulated: :meth:`asset_events` is what a consumer
+   would see.
 
 10. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
    ends in ``/check``) are answered exactly like any other but logged apart (:meth:`checks`), not counted by
@@ -479,6 +480,10 @@ class FakeAirflow:
         wanted = query.get("asset_id", [""])[-1]
         if wanted:
             events = [e for e in events if str(e["asset_id"]) == wanted]
+        since = query.get("timestamp_gte")
+        if since:
+            bound = _aware(since[-1], ["query", "timestamp_gte"])
+            events = [e for e in events if _aware(e["timestamp"], ["timestamp"]) >= bound]
         order = query.get("order_by", ["timestamp"])[-1]
         if order.removeprefix("-") not in ("timestamp", "source_task_id", "source_dag_id", "source_run_id"):
             raise HttpError(400, f"Ordering with '{order.removeprefix('-')}' is disallowed")
