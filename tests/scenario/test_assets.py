@@ -51,8 +51,9 @@ def target(stack: Stack) -> Iterator[FakeAirflow]:
 
 
 def start(stack: Stack, name: str = "w1", **env: Any) -> Any:
+    settings = {**FAST, **env}
     return stack.start_watcher(
-        name, COORDINATOR_INSTANCES_FILE=str(stack.tmp_path / "instances.json"), B_PASSWORD="admin", **FAST, **env
+        name, COORDINATOR_INSTANCES_FILE=str(stack.tmp_path / "instances.json"), B_PASSWORD="admin", **settings
     )
 
 
@@ -137,3 +138,15 @@ def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_afte
     stack.settle()
     markers = [e["extra"][MARKER] for e in target.asset_events(other)]
     assert markers == [f"default:{i}" for i in [first, *backlog]]
+
+
+def test_the_plugin_hint_wakes_the_asset_round_long_before_its_interval(stack: Stack, target: FakeAirflow) -> None:
+    """With rounds 10 minutes apart, an event is delivered only because the plugin's hint key was written."""
+    start(stack, COORDINATOR_ASSET_INTERVAL_S="600")
+    event_id = stack.fake.emit_asset_event(URI)
+    stack.settle()
+    assert delivered(target) == [], "delivered without a hint: the round ran early"
+    hint = {"uri": URI, "partition_key": None, "at": "2026-03-01T00:00:00+00:00", "source": "airflow-plugin:default"}
+    stack.etcd.put(AssetKeys(stack.prefix).change_key("default"), json.dumps(hint))
+    wait_delivered(target, 1)
+    assert delivered(target) == [f"default:{event_id}"]
