@@ -64,6 +64,9 @@ from coordinator.watcher.retention import RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
 
+#: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
+HINT_RECHECK_S = 1.0
+
 #: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
 PLAN_SLICE_FACTS = 5000
@@ -225,8 +228,11 @@ class Watcher:
             self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
             if event.key.startswith(self.asset_changes):
-                # Semantics rule 14b: the plugin saw an asset event; the asset round lists it now, not in 2 s.
+                # Semantics rule 14b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+                # calls the hook before its transaction commits, so the event may not be listed yet: one more round
+                # a second later (the earliest delay of a key wins, so this never postpones the periodic round).
                 self.queue.add(JobKey(AssetJob.name))
+                self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
                 continue
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
