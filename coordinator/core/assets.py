@@ -139,6 +139,14 @@ class AssetKeys:
         return f"{self.prefix}/deliveries/"
 
     @property
+    def marks(self) -> str:
+        return f"{self.prefix}/asset_marks/"
+
+    def mark_key(self, instance: str) -> str:
+        """Where the first listing of ``instance`` starts while none of its events is recorded (rule 14b)."""
+        return f"{self.marks}{instance}"
+
+    @property
     def changes(self) -> str:
         """The plugin's hints (one key per instance): an asset event just happened there; list its events now."""
         return f"{self.prefix}/asset_changes/"

@@ -4,9 +4,9 @@ run only while leading, given only what it needs.
 
 Rules:
 1. One round reads the recorded events and the delivery ledger, lists each routed source instance's asset events
-   since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the job's start
-   less ``lookback_s``) and records the ones its routes share and that are not delivered copies (rule 14c),
-   create-only (rule 14b: a repeat writes nothing).
+   since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any
+   watcher stored under ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones
+   its routes share and that are not delivered copies (rule 14c), create-only (rule 14b: a repeat writes nothing).
 2. Then it drives every due delivery (``core/assets.due_deliveries``: the oldest undelivered event of each (target,
    source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
    A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -190,13 +191,8 @@ class AssetJob:
             client = self.clients.get(source)
             if client is None:
                 continue  # validate/doctor say so; the plugin may still record this instance's events
-            assert self.started_at is not None
             stamps = [e.fact.timestamp for e in events.values() if e.source == source]
-            mark = (
-                max(stamps) - timedelta(seconds=OVERLAP_S)
-                if stamps
-                else self.started_at - timedelta(seconds=self.lookback_s)
-            )
+            mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
             try:
                 listed = await client.asset_events(mark)
             except AirflowError as exc:
@@ -229,6 +225,23 @@ class AssetJob:
                     log.info("asset.recorded instance=%s uri=%s event_id=%d partition_key=%s",
                              source, item.uri, item.event_id, item.partition_key or "-")  # fmt: skip
         return recorded
+
+    async def _first_mark(self, source: str) -> datetime:
+        """Rule 1 while no event of ``source`` is recorded: the mark the first round of any watcher stored (so a
+        watcher restarted before the first event still lists what happened while it was down), else this job's
+        start less the lookback, stored now (create-only: the first writer's mark wins)."""
+        key = self.keys.mark_key(source)
+        kv = await self.store.get(key)
+        if kv is not None:
+            with suppress(ValueError):
+                return datetime.fromisoformat(kv.value.decode())
+        assert self.started_at is not None
+        mark = self.started_at - timedelta(seconds=self.lookback_s)
+        result = await self.store.cas(key, mark.isoformat().encode(), 0)
+        if not result.succeeded and result.current is not None:
+            with suppress(ValueError):
+                return datetime.fromisoformat(result.current.value.decode())
+        return mark
 
     # ------------------------------------------------------------ rule 2: one delivery through the protocol
 

@@ -150,3 +150,18 @@ def test_the_plugin_hint_wakes_the_asset_round_long_before_its_interval(stack: S
     stack.etcd.put(AssetKeys(stack.prefix).change_key("default"), json.dumps(hint))
     wait_delivered(target, 1)
     assert delivered(target) == [f"default:{event_id}"]
+
+
+def test_an_event_produced_while_no_watcher_ran_before_any_was_recorded_is_delivered(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """A watcher that ran (no event yet) and stopped leaves its first mark in etcd: an event produced before the next
+    watcher starts is still delivered, once."""
+    first = start(stack)
+    wait_for(lambda: stack.etcd.get(AssetKeys(stack.prefix).mark_key("default")), "the first listing's mark")
+    first.stop()
+    event_id = stack.fake.emit_asset_event(URI)
+    start(stack, "w2")
+    wait_delivered(target, 1)
+    stack.settle()
+    assert delivered(target) == [f"default:{event_id}"]
