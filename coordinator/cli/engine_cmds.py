@@ -23,7 +23,7 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
-from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact, why_asset
+from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact, streams, why_asset
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
@@ -364,6 +364,8 @@ def status(
         out.print(line, markup=False, soft_wrap=True)
     if floor is not None:
         out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
+    if graph.asset_routes:
+        _print_assets(graph, settings)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -427,32 +429,51 @@ def why_cmd(
             out.print(line, markup=False)
 
 
+async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
+    """The recorded asset events and the delivery ledger (semantics rules 14-15)."""
+    keys = AssetKeys(settings.keys.prefix)
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
+    events = [
+        SourceEvent(parsed[0], fact)
+        for kv in facts.kvs
+        if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
+    ]
+    entries = {
+        key: (record, kv.mod_revision)
+        for kv in deliveries.kvs
+        if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
+    }
+    return events, Ledger(entries)
+
+
 def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
     try:
         graph = load_spec(settings.deps)
     except SpecError as exc:
         fail(str(exc))
-    keys = AssetKeys(settings.keys.prefix)
-
-    async def read() -> tuple[list[SourceEvent], Ledger]:
-        async with await EtcdStore.connect(settings.etcd()) as store:
-            facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-        events = [
-            SourceEvent(parsed[0], fact)
-            for kv in facts.kvs
-            if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
-        ]
-        entries = {
-            key: (record, kv.mod_revision)
-            for kv in deliveries.kvs
-            if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
-        }
-        return events, Ledger(entries)
-
-    events, ledger = run_async(read)
+    events, ledger = run_async(lambda: _read_assets(settings))
     for line in why_asset(uri, graph.asset_routes, events, ledger):
         out.print(line, markup=False, soft_wrap=True)
+
+
+def _print_assets(graph: Graph, settings: Settings) -> None:
+    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 14d)."""
+    events, ledger = run_async(lambda: _read_assets(settings))
+    found = streams(events, ledger, graph.asset_routes)
+    if not found:
+        out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
+        return
+    table = Table(title="shared assets (why asset <uri> explains one)")
+    for column in ("asset", "from", "to", "delivered", "pending", "next"):
+        table.add_column(column, overflow="fold")
+    for stream in found:
+        head, nxt = stream.head, "-"
+        if head is not None:
+            nxt = f"#{head.event.fact.event_id}" + (f": {stream.head_error}" if stream.head_error else "")
+        table.add_row(stream.uri, stream.source, stream.target, str(stream.delivered), str(stream.pending), nxt)
+    out.print(table)
 
 
 @app.command()

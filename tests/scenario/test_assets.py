@@ -92,6 +92,9 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
     records = ledger(stack)
     assert sorted(r["status"] for r in records.values()) == ["done"] * 3
     assert all(r["target_event_id"] for r in records.values())
+    status = stack.cli("status").stdout
+    row = next(line for line in status.splitlines() if URI in line)
+    assert [cell.strip() for cell in row.split("│")[1:7]] == [URI, "default", B, "3", "0", "-"], status
 
 
 @pytest.mark.parametrize("point", ["asset-after-intent", "asset-after-post"])
