@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,25 @@ def test_an_airflow2_target_is_warned_about_partition_keys() -> None:
     assert "team_b is an Airflow 2 (no partition keys)" in warning
     seen3 = {"team_b": TargetAssets("team_b", (("s3://lake/orders", None, ("load",)),), airflow2=False)}
     assert route_warnings([route], seen3) == []
+
+
+def test_doctor_checks_each_route_against_its_targets() -> None:
+    """doctor's "asset routes" check: ok when a target DAG schedules on the asset, warn (with the route) when none
+    does, fail when a target could not be read."""
+    from datetime import UTC, datetime
+
+    from coordinator.diagnosis import CheckStatus, DoctorFacts, diagnose
+
+    graph = parse_spec(spec([{"asset": "s3://lake/*", "from": "team_a", "to": ["team_b"]}]))
+
+    def check(**facts: Any) -> Any:
+        found = diagnose(DoctorFacts(settings=[], prefix="/p", local_graph=graph, **facts), datetime.now(UTC))
+        return next(c for c in found if c.name == "asset routes")
+
+    consumed = TargetAssets("team_b", (("s3://lake/orders", None, ("report",)),), airflow2=False)
+    assert check(asset_targets={"team_b": consumed}).status is CheckStatus.OK
+    unconsumed = TargetAssets("team_b", (("s3://lake/orders", None, ()),), airflow2=False)
+    warned = check(asset_targets={"team_b": unconsumed})
+    assert warned.status is CheckStatus.WARN and "no DAG of team_b schedules on s3://lake/orders" in warned.details[0]
+    failed = check(asset_errors={"team_b": "no Airflow is configured for it"})
+    assert failed.status is CheckStatus.FAIL and failed.details == ("team_b: no Airflow is configured for it",)

@@ -172,7 +172,8 @@ def _check_airflow(graph: Graph, settings: Settings) -> int:
     return max(code, _check_routes(graph, configured))
 
 
-async def _target_assets(name: str, instance: InstanceSettings) -> TargetAssets:
+async def target_assets(name: str, instance: InstanceSettings) -> TargetAssets:
+    """What one route target holds: its assets with their consumer DAGs, and whether it is an Airflow 2."""
     async with AirflowClient(instance, name=name) as client:
         listed = await client.assets()
         airflow2 = await client.api_version() is ApiVersion.V1
@@ -191,7 +192,7 @@ def _check_routes(graph: Graph, configured: Mapping[str, InstanceSettings]) -> i
             code = max(code, EXIT_INVALID)
             continue
         try:
-            seen[name] = asyncio.run(_target_assets(name, instance))
+            seen[name] = asyncio.run(target_assets(name, instance))
         except CoordinatorError as exc:
             typer.echo(f"{graph.source}: {_where(name, instance.url)}: error: cannot list its assets: {exc}", err=True)
             code = max(code, EXIT_FAILURE)
