@@ -191,3 +191,16 @@ def test_merge_keeps_other_dags_and_human_descriptions() -> None:
     merged2 = merge(existing2, imported)
     assert merged2["dags"] == {"etl": {"instance": "team_a", "description": "by hand"}}
     assert merged2["instances"] == {"team_a": {}}
+
+
+def test_an_asset_consumer_without_a_producer_here_is_offered_a_route() -> None:
+    """A DAG scheduled on an asset no DAG of the folder produces keeps schedule=[Asset]: the finding proposes an
+    "assets" route from the producing instance to this one (semantics rule 14)."""
+    consumer = DagFact(
+        "report",
+        Origin("report.py", 3),
+        ScheduleFact(ScheduleKind.ASSETS, "AssetTriggeredTimetable", assets=("s3://x",)),
+    )
+    result = translate([consumer], [], instance="team_b")
+    (finding,) = [f for f in result.of(FindingKind.INEXPRESSIBLE) if "s3://x" in f.message]
+    assert '"assets": [{"asset": "s3://x", "from": "<producing instance>", "to": ["team_b"]}]' in finding.message
