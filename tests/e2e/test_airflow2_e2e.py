@@ -495,12 +495,23 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
     assert ledger is not None and ledger.trigger_count == 2, ledger
 
 
-def consumer_runs(e2e: E2E) -> list[dict[str, Any]]:
-    """Every run of the Airflow 3 asset consumer (asset-triggered runs have no logical date: all of them)."""
+def consumer_runs(e2e: E2E, dag_id: str = "e2e_asset_consumer") -> list[dict[str, Any]]:
+    """Every run of an Airflow 3 asset consumer (asset-triggered runs have no logical date: all of them)."""
     # 60 s: on a loaded machine the api-server has taken over 10 s to answer while the scheduler ran tasks.
-    status, body = e2e.stack.request("GET", "/api/v2/dags/e2e_asset_consumer/dagRuns?limit=100", timeout_s=60)
+    status, body = e2e.stack.request("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=100", timeout_s=60)
     assert status == 200, body
     return list(body["dag_runs"])
+
+
+def native_lag(e2e: E2E) -> float:
+    """Airflow's own asset scheduling inside Airflow 3, for comparison: producer task end -> consumer run queued."""
+    run_id = e2e.run_id("native")
+    e2e.stack.trigger("e2e_native_producer", run_id, e2e.new_partition())
+    e2e.stack.wait_for_run("e2e_native_producer", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
+    runs = wait_for(lambda: consumer_runs(e2e, "e2e_native_consumer"), CASCADE_TIMEOUT_S, "the native consumer run")
+    task_end = task_runs(e2e.stack, "e2e_native_producer", run_id)["publish"].end_date
+    assert task_end is not None
+    return (max(datetime.fromisoformat(r["queued_at"]) for r in runs) - task_end).total_seconds()
 
 
 def delivered_copies(e2e: E2E) -> list[dict[str, Any]]:
@@ -518,6 +529,7 @@ def test_three_airflow2_asset_events_run_the_airflow3_asset_consumer_three_times
     killed (os._exit, like kill -9) with the delivery's intent recorded and nothing posted."""
     af2 = setup.af2
     assert consumer_runs(e2e) == [], "the consumer ran before any producer event"
+    print(f"\nassets native 3.3 (for comparison): producer task end -> consumer run queued {native_lag(e2e):.2f} s")
     start_watcher(e2e, setup)
     for n in (1, 2):
         run_id = e2e.run_id(f"orders{n}")
