@@ -16,6 +16,7 @@ import pytest
 from coordinator.core.assets import MARKER, AssetKeys
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from tests.scenario.conftest import Stack, wait_for
+from tests.scenario.test_metrics_health import scrape, total
 from tests.support.fake_airflow import FakeAirflow
 
 pytestmark = pytest.mark.scenario
@@ -76,7 +77,7 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
 ) -> None:
     """Three producer events, one POST answer lost after the effect: three events in team_b, once each, in order,
     each with its partition key, extra and marker; none is forwarded back to the producer."""
-    start(stack)
+    watcher = start(stack)
     target.drop_next(1, endpoint="post_asset_event", after=True)  # the first POST applies, its answer is lost
     ids = [stack.fake.emit_asset_event(URI, partition_key=f"2026-03-0{i}", extra={"rows": i}) for i in (1, 2, 3)]
     wait_delivered(target, 3)
@@ -92,6 +93,10 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
     records = ledger(stack)
     assert sorted(r["status"] for r in records.values()) == ["done"] * 3
     assert all(r["target_event_id"] for r in records.values())
+    samples = scrape(watcher)
+    assert total(samples, "coordinator_asset_events_delivered_total", source="default", target=B) == 3
+    assert total(samples, "coordinator_asset_delivery_failures_total", target=B) == 1  # the lost answer
+    assert total(samples, "coordinator_asset_events_pending", target=B) == 0
     status = stack.cli("status").stdout
     row = next(line for line in status.splitlines() if URI in line)
     assert [cell.strip() for cell in row.split("│")[1:7]] == [URI, "default", B, "3", "0", "-"], status
