@@ -18,14 +18,15 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
@@ -101,6 +102,9 @@ class DoctorFacts:
     #: Instances to check (``--instance`` narrows it) and what probing each found.
     instances: Sequence[InstanceCheck] = ()
     only_instance: str | None = None
+    #: Semantics rule 16a: what each target of the local graph's asset routes holds, or why it could not be read.
+    asset_targets: Mapping[str, TargetAssets] = field(default_factory=dict)
+    asset_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
@@ -118,6 +122,8 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
         checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached")]
     for probe in facts.instances:
         checks += [_instance(probe, facts), _dags(probe)]
+    if facts.local_graph is not None and facts.local_graph.asset_routes:
+        checks.append(_asset_routes(facts.local_graph, facts))
     if reached and facts.view is not None:
         view = facts.view
         checks += [
@@ -170,6 +176,26 @@ def to_text(checks: Sequence[Check]) -> list[str]:
 
 
 # -- the checks ------------------------------------------------------------------------------------------------
+
+
+def _asset_routes(graph: Graph, f: DoctorFacts) -> Check:
+    """Each asset route against its targets: the asset exists there and a DAG there schedules on it (rule 16a)."""
+    routes = graph.asset_routes
+    problems = [f"{name}: {error}" for name, error in sorted(f.asset_errors.items())]
+    warnings = route_warnings(routes, f.asset_targets)
+    if problems:
+        return Check(name="asset routes", status=CheckStatus.FAIL,
+                     summary=f"{len(problems)} target instance(s) of the asset routes could not be read",
+                     fix="configure each target in COORDINATOR_INSTANCES_FILE and give the watcher's user read access "
+                         "to its assets", details=tuple(problems + warnings))  # fmt: skip
+    if warnings:
+        return Check(name="asset routes", status=CheckStatus.WARN,
+                     summary=f"{len(warnings)} problem(s) in {len(routes)} asset route(s)",
+                     fix="declare the asset in a DAG of the target (schedule=[Asset(...)]) or correct the route's "
+                         "pattern in dependencies.json", details=tuple(warnings))  # fmt: skip
+    return Check(name="asset routes", status=CheckStatus.OK,
+                 summary=f"{len(routes)} asset route(s): every target knows its assets and a DAG there schedules on "
+                         "them")  # fmt: skip
 
 
 def _skipped(name: str, why: str) -> Check:

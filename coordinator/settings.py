@@ -193,6 +193,13 @@ class Settings(BaseSettings):
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
+    # Semantics rules 16-17 (assets shared across deployments, only when dependencies.json has "assets" routes):
+    # 2 s between the leader's asset rounds, so an event reaches the other deployment within a scheduler loop or
+    # two (each round is one events listing per source instance); 0 disables sharing.
+    asset_interval_s: float = Field(default=2.0, ge=0)
+    # When no event of a source instance was ever recorded, the first round starts this far back (0: from the
+    # watcher's start): a new route does not replay an asset's whole history into the other deployment.
+    asset_lookback_s: float = Field(default=0.0, ge=0)
     # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule
     # 9): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
     # (only new successes; backfill the rest per DAG); or a logical date (partitions at or after it).

@@ -26,6 +26,7 @@ import typer
 from pydantic import ValidationError
 
 from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
+from coordinator.core.assets import AssetRoute, TargetAssets
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
@@ -173,7 +174,27 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         if only is not None and only not in graph:
             names = [only]
         facts.instances = await _instance_facts(names, graph, configured)
+    if facts.local_graph is not None and facts.local_graph.asset_routes:
+        await _asset_facts(facts, facts.local_graph.asset_routes, configured)
     return facts
+
+
+async def _asset_facts(facts: DoctorFacts, routes: Sequence[AssetRoute], configured: dict[str, Any]) -> None:
+    """What each route target holds (semantics rule 16a), each read bounded by AIRFLOW_TIMEOUT_S."""
+    from coordinator.cli.spec_cmds import target_assets
+
+    found: dict[str, TargetAssets] = {}
+    errors: dict[str, str] = {}
+    for name in sorted({t for route in routes for t in route.targets}):
+        instance = configured.get(name)
+        if instance is None:
+            errors[name] = "no Airflow is configured for it"
+            continue
+        try:
+            found[name] = await asyncio.wait_for(target_assets(name, instance), AIRFLOW_TIMEOUT_S * 2)
+        except (CoordinatorError, TimeoutError) as exc:
+            errors[name] = f"cannot list its assets: {exc or type(exc).__name__}"
+    facts.asset_targets, facts.asset_errors = found, errors
 
 
 def _graph_in_force(facts: DoctorFacts) -> dict[str, list[str]] | None:

@@ -38,6 +38,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.assets import AssetKeys
 from coordinator.core.budget import apply_budget
 from coordinator.core.budget_state import BudgetState, dump_budget
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
@@ -51,6 +52,7 @@ from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_majors
@@ -63,6 +65,9 @@ from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
+
+#: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
+HINT_RECHECK_S = 1.0
 
 #: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
@@ -149,6 +154,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.asset_changes = AssetKeys(self.settings.keys.prefix).changes
         self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -227,6 +233,13 @@ class Watcher:
             log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
             self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
+            if event.key.startswith(self.asset_changes):
+                # Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+                # calls the hook before its transaction commits, so the event may not be listed yet: one more round
+                # a second later (the earliest delay of a key wins, so this never postpones the periodic round).
+                self.queue.add(JobKey(AssetJob.name))
+                self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
+                continue
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
@@ -481,6 +494,14 @@ class Watcher:
                                      settings.retention_interval_s, self.view, self.retention,
                                      lambda: self.election.fence, self.watcher_id))  # fmt: skip
         jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
+        if settings.asset_interval_s > 0:  # semantics rules 16-17: a no-op round while no route is declared
+            jobs.append(AssetJob(
+                store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
+                clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+                metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
+                error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
+                retention=settings.retention_period,
+            ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
             on_leadership_lost=self.actuator.leadership_lost.set,

@@ -216,6 +216,25 @@ def _defs() -> dict[str, Any]:
                     "propertyNames": {"$ref": "#/$defs/dagRef"},
                     "additionalProperties": {"$ref": "#/$defs/dag"},
                 },
+                "assets": {
+                    "description": "Assets shared across instances (semantics rule 16).",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["asset", "from", "to"],
+                        "properties": {
+                            "asset": {
+                                "type": "string",
+                                "minLength": 1,
+                                "description": "Asset URI or name; wildcards * ? [...] allowed.",
+                            },
+                            "from": {"$ref": "#/$defs/name"},
+                            "to": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/name"}},
+                            "description": {"type": "string"},
+                        },
+                        "additionalProperties": False,
+                    },
+                },
             },
             "additionalProperties": False,
         },
