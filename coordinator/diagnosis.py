@@ -11,18 +11,22 @@ Rules:
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
    documented in docs/operations.md; fields are only ever added.
 5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too.
+6. Under a role that may read only part of the prefix (``coordinator roles``), a check whose keys the user may not
+   read is ``skip`` naming them, never judged on missing facts; a user that may read but not write gets a warning
+   (doctor's own role is read-only), not a failure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
@@ -84,6 +88,8 @@ class DoctorFacts:
     read_ok: bool | None = None
     write_ok: bool | None = None
     permission_error: str | None = None
+    #: Key families (keys or prefixes of ``coordinator.roles.key_families``) this user may not read (rule 6).
+    unreadable: tuple[str, ...] = ()
     etcd_user: str | None = None
     deps: str = "dependencies.json"
     local_graph: Graph | None = None
@@ -96,6 +102,9 @@ class DoctorFacts:
     #: Instances to check (``--instance`` narrows it) and what probing each found.
     instances: Sequence[InstanceCheck] = ()
     only_instance: str | None = None
+    #: Semantics rule 16a: what each target of the local graph's asset routes holds, or why it could not be read.
+    asset_targets: Mapping[str, TargetAssets] = field(default_factory=dict)
+    asset_errors: Mapping[str, str] = field(default_factory=dict)
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
@@ -105,21 +114,35 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
     checks.append(_permissions(facts) if reached else _skipped("etcd permissions", "etcd not reached"))
     checks.append(_graph(facts))
     if reached and facts.view is not None:
-        checks += [_leader(facts), _standbys(facts)]
+        checks += [
+            _unless_unreadable(facts, "leader", ("leader", "watchers/"), lambda: _leader(facts)),
+            _unless_unreadable(facts, "standbys", ("leader", "watchers/"), lambda: _standbys(facts)),
+        ]
     else:
         checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached")]
     for probe in facts.instances:
         checks += [_instance(probe, facts), _dags(probe)]
+    if facts.local_graph is not None and facts.local_graph.asset_routes:
+        checks.append(_asset_routes(facts.local_graph, facts))
     if reached and facts.view is not None:
         view = facts.view
         checks += [
-            _plugin_records(facts, view, now),
-            _unknown_instances(facts, view),
-            _retention(facts),
-            _intents(view, facts.only_instance),
+            _unless_unreadable(facts, "plugin records", ("runs/",), lambda: _plugin_records(facts, view, now)),
+            _unless_unreadable(facts, "unknown instances", ("runs/",), lambda: _unknown_instances(facts, view)),
+            _unless_unreadable(facts, "retention", ("config/retention",), lambda: _retention(facts)),
+            _unless_unreadable(facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance)),
+            _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: _budget(view)),
             _bad_values(view),
         ]
     return checks
+
+
+def _unless_unreadable(f: DoctorFacts, name: str, needs: Sequence[str], check: Callable[[], Check]) -> Check:
+    """Rule 6: a check whose keys this user may not read is skipped, saying which, instead of judged on nothing."""
+    missing = [f"{f.prefix}/{n}" for n in needs if f"{f.prefix}/{n}" in f.unreadable]
+    if missing:
+        return _skipped(name, f"user {f.etcd_user} may not read {', '.join(missing)}")
+    return check()
 
 
 def passed(checks: Iterable[Check]) -> bool:
@@ -153,6 +176,26 @@ def to_text(checks: Sequence[Check]) -> list[str]:
 
 
 # -- the checks ------------------------------------------------------------------------------------------------
+
+
+def _asset_routes(graph: Graph, f: DoctorFacts) -> Check:
+    """Each asset route against its targets: the asset exists there and a DAG there schedules on it (rule 16a)."""
+    routes = graph.asset_routes
+    problems = [f"{name}: {error}" for name, error in sorted(f.asset_errors.items())]
+    warnings = route_warnings(routes, f.asset_targets)
+    if problems:
+        return Check(name="asset routes", status=CheckStatus.FAIL,
+                     summary=f"{len(problems)} target instance(s) of the asset routes could not be read",
+                     fix="configure each target in COORDINATOR_INSTANCES_FILE and give the watcher's user read access "
+                         "to its assets", details=tuple(problems + warnings))  # fmt: skip
+    if warnings:
+        return Check(name="asset routes", status=CheckStatus.WARN,
+                     summary=f"{len(warnings)} problem(s) in {len(routes)} asset route(s)",
+                     fix="declare the asset in a DAG of the target (schedule=[Asset(...)]) or correct the route's "
+                         "pattern in dependencies.json", details=tuple(warnings))  # fmt: skip
+    return Check(name="asset routes", status=CheckStatus.OK,
+                 summary=f"{len(routes)} asset route(s): every target knows its assets and a DAG there schedules on "
+                         "them")  # fmt: skip
 
 
 def _skipped(name: str, why: str) -> Check:
@@ -193,24 +236,41 @@ def _etcd(f: DoctorFacts) -> Check:
 
 def _permissions(f: DoctorFacts) -> Check:
     user = f.etcd_user or "(no user: etcd auth off)"
-    if f.read_ok and f.write_ok is not False:
+    roles_fix = "`coordinator roles` prints the etcdctl commands of each component's role"
+    if f.read_ok and f.unreadable:
+        return Check(
+            name="etcd permissions",
+            status=CheckStatus.WARN,
+            summary=f"user {user} may read only part of {f.prefix}/ (a plugin's or writer's role?): the checks "
+            "that need the rest are not checked",
+            details=tuple(f"may not read {family}" for family in f.unreadable),
+            fix=f"run doctor as a user with the doctor role (read of {f.prefix}/); {roles_fix}",
+        )
+    if f.read_ok and f.write_ok is False:
+        return Check(
+            name="etcd permissions",
+            status=CheckStatus.WARN,
+            summary=f"user {user} may read {f.prefix}/ but not write it: enough for doctor, status, why and the page; "
+            "not for a watcher, prune or backfill",
+            fix=f"give the watcher's, prune's and backfill's processes the users of their roles; {roles_fix}",
+        )
+    if f.read_ok:
         return Check(
             name="etcd permissions", status=CheckStatus.OK, summary=f"user {user} may read and write {f.prefix}/"
         )
-    what = "read" if not f.read_ok else "write"
     role = "ROLE"
     return Check(
         name="etcd permissions",
         status=CheckStatus.FAIL,
-        summary=f"user {user} may not {what} {f.prefix}/: {f.permission_error or 'refused'}",
-        fix=f"etcdctl role grant-permission {role} readwrite --prefix=true {f.prefix}/ (then `etcdctl user "
+        summary=f"user {user} may not read {f.prefix}/: {f.permission_error or 'refused'}",
+        fix=f"etcdctl role grant-permission {role} read --prefix=true {f.prefix}/ (then `etcdctl user "
         f"grant-role {f.etcd_user or 'USER'} {role}`), or set COORDINATOR_ETCD_USERNAME / COORDINATOR_ETCD_PASSWORD"
-        "(_FILE) to a user that has it",
+        f"(_FILE) to a user that has it; {roles_fix}",
     )
 
 
 def _graph(f: DoctorFacts) -> Check:
-    view = f.view
+    view = f.view if f"{f.prefix}/config/graph" not in f.unreadable else None
     adopted = view.activation if view is not None else None
     local = f.local_graph
     local_text = f"{f.deps}: valid, digest {local.digest}, {len(local.dags)} DAGs" if local else f"{f.deps}: invalid"
@@ -462,6 +522,20 @@ def _intents(view: View, only: str | None) -> Check:
             fix="if they stay: is a watcher leading? (see the leader check)",
         )
     return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
+
+
+def _budget(view: View) -> Check:
+    """Semantics rule 15: an instance the trigger budget holds starts nothing new until it is released."""
+    held = {i: s for i, s in sorted(view.budget_states().items()) if s.held}
+    if not held:
+        return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
+    return Check(
+        name="trigger budget",
+        status=CheckStatus.WARN,
+        summary=f"{len(held)} instance(s) held by the trigger budget: {', '.join(held)}",
+        details=tuple(s.describe(i) for i, s in held.items()),
+        fix="check the held runs (`coordinator status`), then `coordinator release INSTANCE`",
+    )
 
 
 def _bad_values(view: View) -> Check:

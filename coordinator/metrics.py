@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 
@@ -90,6 +90,33 @@ class Metrics:
             "Actions the actuator finished, by Airflow instance, action (create, clear, resume) and result (ok, "
             "conflict: the ledger moved under it, error: recorded on the ledger and retried, skipped: nothing to do).",
             ["instance", "action", "result"],
+            registry=r,
+        )
+        self.triggers_held = Gauge(
+            "coordinator_triggers_held",
+            "New runs the trigger budget held when it stopped an Airflow instance (semantics rule 15), 0 when the "
+            "instance is not held: non-zero until `coordinator release INSTANCE` or a raised "
+            "COORDINATOR_TRIGGER_BUDGET.",
+            ["instance"],
+            registry=r,
+        )
+        # Semantics rules 16-17: assets shared across deployments.
+        self.asset_events_delivered = Counter(
+            "coordinator_asset_events_delivered",
+            "Asset events delivered into another Airflow (confirmed in the delivery ledger), by source and target.",
+            ["source", "target"],
+            registry=r,
+        )
+        self.asset_delivery_failures = Counter(
+            "coordinator_asset_delivery_failures",
+            "Delivery attempts that ended in an error recorded on the ledger (retried), by target instance.",
+            ["target"],
+            registry=r,
+        )
+        self.asset_events_pending = Gauge(
+            "coordinator_asset_events_pending",
+            "Recorded asset events not yet delivered, per target instance, as of the last asset round.",
+            ["target"],
             registry=r,
         )
         self.airflow_requests = Counter(
@@ -247,6 +274,12 @@ class Metrics:
             self.deadline_misses.labels(instance).inc()
         if state == "late" and lateness is not None:
             self.deadline_lateness.observe(lateness)
+
+    def asset_round(self, pending: Mapping[str, int]) -> None:
+        """One asset round: the pending counts per target replace the last round's."""
+        self.asset_events_pending.clear()
+        for target, count in pending.items():
+            self.asset_events_pending.labels(target).set(count)
 
     def etcd_error(self, op: str, code: str) -> None:
         self.etcd_errors.labels(op, code).inc()

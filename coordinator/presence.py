@@ -12,10 +12,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout
+from coordinator.redact import redact_url
 
 
 class InstanceCheck(BaseModel):
@@ -39,6 +40,12 @@ class InstanceCheck(BaseModel):
     error: str | None = None
     fix: str | None = None
     checked_at: datetime | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _no_userinfo(cls, url: str | None) -> str | None:
+        # Logged and written into the presence key every reader of the prefix sees: never a user:pass@ in it.
+        return redact_url(url) if url is not None else None
 
     @property
     def ok(self) -> bool:

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
+from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
@@ -65,7 +66,22 @@ def parse_endpoints(text: str) -> list[Endpoint]:
         endpoints.append(Endpoint(host=parts.hostname, port=port, tls=parts.scheme == "https"))
     if not endpoints:
         raise ConfigError("no etcd endpoint given: set --etcd or COORDINATOR_ETCD_ENDPOINTS")
+    if len({e.tls for e in endpoints}) > 1:
+        # A client moves to the next endpoint on failure: the plain one would get the credentials and the data in
+        # clear, silently, whenever a TLS member is down.
+        plain = ", ".join(f"{e.host}:{e.port}" for e in endpoints if not e.tls)
+        raise ConfigError(f"etcd endpoints {text!r} mix https:// and http:// ({plain} without TLS): use https:// for "
+                          "every endpoint (or http:// for all of them in a local test set-up)")  # fmt: skip
     return endpoints
+
+
+def plaintext_credentials(settings: EtcdSettings) -> bool:
+    """True when a username and password would travel to a non-loopback endpoint over plain http (the etcd
+    Authenticate call and the token it returns are then readable on the network)."""
+    loopback = ("127.", "localhost", "::1", "[::1]")
+    return settings.username is not None and any(
+        not e.tls and not e.host.startswith(loopback) for e in settings.endpoints
+    )
 
 
 @dataclass(frozen=True)
@@ -177,6 +193,13 @@ class Settings(BaseSettings):
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
+    # Semantics rules 16-17 (assets shared across deployments, only when dependencies.json has "assets" routes):
+    # 2 s between the leader's asset rounds, so an event reaches the other deployment within a scheduler loop or
+    # two (each round is one events listing per source instance); 0 disables sharing.
+    asset_interval_s: float = Field(default=2.0, ge=0)
+    # When no event of a source instance was ever recorded, the first round starts this far back (0: from the
+    # watcher's start): a new route does not replay an asset's whole history into the other deployment.
+    asset_lookback_s: float = Field(default=0.0, ge=0)
     # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule
     # 9): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
     # (only new successes; backfill the rest per DAG); or a logical date (partitions at or after it).
@@ -184,6 +207,13 @@ class Settings(BaseSettings):
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
+    # At most this many new runs per reconcile pass and per Airflow instance, beyond which the leader holds that
+    # instance until `coordinator release` (semantics rule 15; coordinator.core.budget.DEFAULT_TRIGGER_BUDGET says
+    # why 100). 0 disables the budget.
+    trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
+    # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth
+    # manager cannot say who may read them ("hidden": counted, not drawn).
+    page_other_instances: str = Field(default="hidden", pattern="^(hidden|shown)$")
     # The watcher's HTTP listener (/metrics, /healthz, /readyz): HOST:PORT or "off". Loopback by default, so metrics
     # (they name instances) are not reachable from other hosts unless asked for (0.0.0.0:9465 in a pod); 9465 is in
     # the range Prometheus exporters use and clashes with none of the common ones.

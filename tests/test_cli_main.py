@@ -11,7 +11,19 @@ from coordinator.errors import SpecError
 # The module, not the Typer object that ``coordinator.cli`` exports under the same name.
 app_module = importlib.import_module("coordinator.cli.app")
 # main() imports the command modules, which register on ``app``: done here, before the test replaces ``app``.
-for _name in ("airflow", "check_airflow", "diff", "doctor", "engine", "import", "prune", "spec", "state"):
+for _name in (
+    "airflow",
+    "budget",
+    "check_airflow",
+    "diff",
+    "doctor",
+    "engine",
+    "import",
+    "prune",
+    "roles",
+    "spec",
+    "state",
+):
     importlib.import_module(f"coordinator.cli.{_name}_cmds")
 
 

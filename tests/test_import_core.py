@@ -342,3 +342,16 @@ def test_a_chain_of_asset_schedules_inherits_the_cron_at_every_link_whatever_the
     for name in chain:
         assert dags[name]["partitions"] == {"cron": "15 2 * * *", "timezone": "UTC"}, name
     assert not loop or "partitions" not in dags["zz_p"]
+
+
+def test_an_asset_consumer_without_a_producer_here_is_offered_a_route() -> None:
+    """A DAG scheduled on an asset no DAG of the folder produces keeps schedule=[Asset]: the finding proposes an
+    "assets" route from the producing instance to this one (semantics rule 16)."""
+    consumer = DagFact(
+        "report",
+        Origin("report.py", 3),
+        ScheduleFact(ScheduleKind.ASSETS, "AssetTriggeredTimetable", assets=("s3://x",)),
+    )
+    result = translate([consumer], [], instance="team_b")
+    (finding,) = [f for f in result.of(FindingKind.INEXPRESSIBLE) if "s3://x" in f.message]
+    assert '"assets": [{"asset": "s3://x", "from": "<producing instance>", "to": ["team_b"]}]' in finding.message

@@ -385,7 +385,8 @@ def test_long_chain_with_back_edge_is_reported_without_recursion_error() -> None
 
 # ---- property tests ------------------------------------------------------------------------------------------------
 
-dag_ids = st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True).filter(lambda s: s not in FORM_KEYS)
+# "." and ".." are path segments, never names (coordinator.core.model.NAME_RE).
+dag_ids = st.from_regex(r"[A-Za-z0-9_.-]{1,12}", fullmatch=True).filter(lambda s: s not in (*FORM_KEYS, ".", ".."))
 
 
 @st.composite

@@ -130,3 +130,29 @@ def test_each_instance_is_asked_through_the_instances_file(airflow: FakeAirflow,
     assert f"instance team_a ({airflow.url}): Airflow 3.3.2: 1 of 1 DAGs exist" in result.stdout
     assert f"instance team_b ({other_url}): Airflow 3.3.2: 1 of 2 DAGs exist" in result.stdout
     assert "error: DAG 'reprot_check' does not exist in that Airflow" in result.stderr
+
+
+def test_asset_routes_warn_about_unconsumed_or_unknown_assets_in_the_target(
+    airflow: FakeAirflow, tmp_path: Path
+) -> None:
+    """validate --airflow checks each asset route against its target: an asset no DAG there schedules on, and a
+    pattern no asset there matches, are warnings naming the route (exit 0: the events are not lost)."""
+    with FakeAirflow([], username="b", password="b-pw") as team_b:
+        team_b.add_asset("s3://lake/orders", consumers=["load_orders"])
+        team_b.add_asset("s3://lake/refunds")
+        deps = tmp_path / "dependencies.json"
+        deps.write_text(json.dumps({
+            "version": 1, "instances": {"team_b": {}}, "dags": {"01_pipeline": {}},
+            "assets": [{"asset": "s3://lake/orders", "from": "default", "to": ["team_b"]},
+                       {"asset": "s3://lake/refunds", "from": "default", "to": ["team_b"]},
+                       {"asset": "s3://lake/missing*", "from": "default", "to": ["team_b"]}],
+        }))  # fmt: skip
+        instances = tmp_path / "instances.json"
+        instances.write_text(json.dumps({"team_b": {"url": team_b.url, "username": "b", "password_env": "B_PW"}}))
+        env = default_env(airflow) | {"COORDINATOR_INSTANCES_FILE": str(instances), "B_PW": "b-pw"}
+        result = validate(str(deps), env=env)
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2, result.stderr
+    assert "$.assets[1] ('s3://lake/refunds' -> team_b): warning: no DAG of team_b schedules on" in warnings[0]
+    assert "$.assets[2] ('s3://lake/missing*' -> team_b): warning: no asset of team_b matches" in warnings[1]

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowNotFound, AirflowUnavailable, CoordinatorError
+from coordinator.redact import redact_url
 from coordinator.settings import InstanceSettings
 
 #: What the watcher does besides reading, for the summary (Airflow's permission names).
@@ -54,7 +55,7 @@ async def check_airflow(
             version = await client.version()
         except AirflowError as exc:
             raise CheckFailed(_explain(name, settings, exc, "reaching the API")) from exc
-        report(f"API: {settings.url}/api/{api} answers, Airflow {version} (credential sent: {method})")
+        report(f"API: {redact_url(settings.url)}/api/{api} answers, Airflow {version} (credential sent: {method})")
         if api is ApiVersion.V1 and version.startswith("3."):
             raise CheckFailed(f"{name}: wrong API version: Airflow {version} serves /api/v2; set api to v2 or auto")
         try:
@@ -76,6 +77,7 @@ def _explain(name: str, settings: InstanceSettings, exc: AirflowError, doing: st
     method = settings.auth.method
     if isinstance(exc, AirflowUnavailable):
         cause = _root(exc)
+        url = redact_url(settings.url)  # a user:pass@ in the url never reaches the message
         if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(exc):
             return (
                 f"{name}: TLS: the server's certificate is not trusted ({_short(cause)}); set SSL_CERT_FILE to the "
@@ -85,12 +87,12 @@ def _explain(name: str, settings: InstanceSettings, exc: AirflowError, doing: st
             return f"{name}: TLS: handshake failed ({_short(cause)}); is the port serving https (or plain http)?"
         if isinstance(cause, ConnectionRefusedError) or "refused" in str(exc).lower():
             return (
-                f"{name}: connection refused at {urlsplit(settings.url).netloc}: nothing listens there; check the "
+                f"{name}: connection refused at {urlsplit(url).netloc}: nothing listens there; check the "
                 f"url's port and that the web server runs"
             )
         if "timed out" in str(exc):
-            return f"{name}: timed out {doing} at {settings.url}: a firewall or IP allow-list may drop the traffic"
-        return f"{name}: cannot reach {settings.url} ({doing}): {exc}"
+            return f"{name}: timed out {doing} at {url}: a firewall or IP allow-list may drop the traffic"
+        return f"{name}: cannot reach {url} ({doing}): {exc}"
     if isinstance(exc, AirflowAuthError):
         if exc.status == 401 or exc.status == 0:
             return f"{name}: 401 unauthenticated ({doing}): the {method} credential was not accepted: {exc}"

@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
+from coordinator.airflow.assets import AssetEventInfo, AssetInfo, parse_asset, parse_asset_event
 from coordinator.airflow.auth import Authenticator, AuthMethod, BoundExchange
 from coordinator.airflow.auth_methods import method_for
 from coordinator.airflow.runs import (
@@ -63,6 +64,7 @@ from coordinator.errors import (
     AirflowNotFound,
     AirflowUnavailable,
 )
+from coordinator.redact import redact_url
 from coordinator.settings import InstanceSettings
 
 # The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
@@ -337,6 +339,90 @@ class AirflowClient:
             return self._run("POST", path, data, dag_id)
         return None
 
+    # ---------------------------------------------------------------- assets (semantics rules 16, 17)
+
+    async def find_asset(self, uri: str, name: str | None = None) -> AssetInfo | None:
+        """The asset with exactly this URI (and name, when several share it), or None.
+
+        v2: ``GET /assets?uri_pattern=`` is a substring match, so every item is checked here; v1: ``GET
+        /datasets/{uri}`` (404: None)."""
+        api = await self.api_version()
+        if api is ApiVersion.V1:
+            path = f"/api/v1/datasets/{_q(uri)}"
+            try:
+                data = await self._send("GET", path)
+            except AirflowNotFound:
+                return None
+            return self._parsed(parse_asset, "GET", path, data, "")
+        path = "/api/v2/assets"
+        found = [
+            asset
+            async for item in self._pages(path, "assets", {"uri_pattern": uri}, SCAN_MAX)
+            if (asset := self._parsed(parse_asset, "GET", path, item, "")).uri == uri
+        ]
+        named = [a for a in found if name is not None and a.name == name]
+        candidates = named or found
+        return candidates[0] if candidates else None
+
+    async def assets(self) -> list[AssetInfo]:
+        """Every asset (dataset) of this Airflow with the DAGs that schedule on it, paged, at most SCAN_MAX."""
+        api = await self.api_version()
+        path, key = ("/api/v2/assets", "assets") if api is ApiVersion.V2 else ("/api/v1/datasets", "datasets")
+        return [self._parsed(parse_asset, "GET", path, item, "") async for item in self._pages(path, key, {}, SCAN_MAX)]
+
+    async def asset_events(
+        self, since: datetime, *, asset_id: int | None = None, limit: int = SCAN_MAX
+    ) -> list[AssetEventInfo]:
+        """Events (of one asset, or all) with a timestamp at or after ``since``, at most ``limit``.
+
+        v2: the OLDEST ``limit`` events since ``since`` (``timestamp_gte``, ``order_by=timestamp``), so a backlog
+        larger than one listing is read in order over several calls, each starting where the last one ended. v1 has
+        no timestamp filter: newest first (``-timestamp``), read until one is older than ``since``. Neither version
+        orders events by id."""
+        api = await self.api_version()
+        if api is ApiVersion.V2:
+            path, key = "/api/v2/assets/events", "asset_events"
+            params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
+            if asset_id is not None:
+                params["asset_id"] = str(asset_id)
+        else:
+            path, key = "/api/v1/datasets/events", "dataset_events"
+            params = {"order_by": "-timestamp"}
+            if asset_id is not None:
+                params["dataset_id"] = str(asset_id)
+        events: list[AssetEventInfo] = []
+        seen: set[int] = set()
+        async with aclosing(self._pages(path, key, params, limit)) as items:
+            async for item in items:
+                event = self._parsed(parse_asset_event, "GET", path, item, "")
+                if event.timestamp < since:
+                    if api is ApiVersion.V1:
+                        break  # newest first: everything after this one is older
+                    continue  # v2 filtered already; a server that ignored the filter costs pages, not answers
+                if event.event_id not in seen:  # a page shifted by a new event repeats one
+                    seen.add(event.event_id)
+                    events.append(event)
+        return events
+
+    async def post_asset_event(
+        self, asset: AssetInfo, extra: Mapping[str, Any], partition_key: str | None
+    ) -> AssetEventInfo:
+        """Create one asset event. NOT idempotent: every call creates one more (see ``core/delivery.py`` rule 3).
+
+        v2 takes the asset's id (404: no such id), v1 its URI; v1 has no partition key (``partition_key`` must be
+        None there)."""
+        api = await self.api_version()
+        if api is ApiVersion.V2:
+            path = "/api/v2/assets/events"
+            body: dict[str, Any] = {"asset_id": asset.asset_id, "extra": dict(extra)}
+            if partition_key is not None:
+                body["partition_key"] = partition_key
+        else:
+            path = "/api/v1/datasets/events"
+            body = {"dataset_uri": asset.uri, "extra": dict(extra)}
+        data = await self._send("POST", path, json=body)
+        return self._parsed(parse_asset_event, "POST", path, data, "")
+
     # ---------------------------------------------------------------- internals
 
     async def _iter_runs(
@@ -384,7 +470,7 @@ class AirflowClient:
             raise self._error("GET", "/api/v1/version", v1)
         raise self._log(
             AirflowError(
-                f"{self.name}: no Airflow REST API at {self._settings.url}: "
+                f"{self.name}: no Airflow REST API at {redact_url(self._settings.url)}: "
                 f"GET /api/v2/version -> {v2.status_code}, GET /api/v1/version -> {v1.status_code}",
                 status=v1.status_code,
             )

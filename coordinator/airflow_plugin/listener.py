@@ -14,6 +14,11 @@ Rules:
    ``session``, Airflow 3 has no such argument, and pluggy lets an implementation take a subset of the spec's
    arguments. Only tasks the adopted graph names are written (the writer decides, never the hook), and only the task
    process waits, bounded, for its final state to be written (``record_task_instance``).
+6. Asset hooks (semantics rule 16b) only hint the leader that an event happened (``record_asset_change``): Airflow
+   3.3's ``on_asset_event_emitted(asset_event)`` (the api-server, when a task's outlet or a REST call registers the
+   event; it carries ``extra`` and ``partition_key`` but not the event's id) and Airflow 2.8+'s
+   ``on_dataset_changed(dataset)`` (the task process, before the task's final state hook, which flushes the queue).
+   pluggy lets each version ignore the other's hook.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from coordinator.airflow_plugin.writer import announce_start, current_writer, record_dag_run, record_task_instance
+from coordinator.airflow_plugin.writer import (
+    announce_start,
+    current_writer,
+    record_asset_change,
+    record_dag_run,
+    record_task_instance,
+)
 from coordinator.core.model import RunState
 
 # How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).
@@ -61,6 +72,16 @@ class CoordinatorListener:
     @hookimpl
     def on_task_instance_failed(self, previous_state: Any, task_instance: Any, error: Any) -> None:
         record_task_instance(task_instance, RunState.FAILED)
+
+    @hookimpl
+    def on_asset_event_emitted(self, asset_event: Any) -> None:
+        asset = getattr(asset_event, "asset", None)
+        uri = getattr(asset, "uri", None)
+        record_asset_change(uri, getattr(asset_event, "partition_key", None), getattr(asset_event, "extra", None))
+
+    @hookimpl
+    def on_dataset_changed(self, dataset: Any) -> None:
+        record_asset_change(getattr(dataset, "uri", None))
 
     @hookimpl
     def before_stopping(self, component: Any) -> None:

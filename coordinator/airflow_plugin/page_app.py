@@ -5,9 +5,13 @@ Rules:
 1. Thin glue: authentication here, everything else in :mod:`coordinator.page` (which imports neither Airflow nor a
    web framework, so the watcher can serve the same page).
 2. Only users logged into Airflow: the api-server's own :func:`get_user` (the JWT in the ``Authorization`` header or
-   the ``_token`` cookie Airflow's UI sets at login) and its DAG read permission (``requires_access_dag("GET")``).
-   Anonymous: 401 with a link to Airflow's login page; a user without DAG read access: 403. Airflow's modules are
-   imported on the first request, in the api-server, never when the plugin is loaded by a scheduler or worker.
+   the ``_token`` cookie Airflow's UI sets at login). Authorization is per DAG: the auth manager's
+   ``get_authorized_dag_ids(user, "GET")`` (the simple, FAB and multi-team managers all answer it) names the DAGs of
+   this instance the user may read, and only those are drawn (``coordinator.page.access``). Airflow's
+   ``requires_access_dag`` is NOT used: it takes ``dag_id`` from the query string, so ``?dag_id=<a DAG I may read>``
+   would narrow the check to that one DAG. Anonymous: 401 with a link to Airflow's login page; a user who may read
+   no DAG: 403. Airflow's modules are imported on the first request, in the api-server, never when the plugin is
+   loaded by a scheduler or worker.
 3. Read-only: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`: ``COORDINATOR_*``,
    ``[coordinator]``, the etcd connection): instance, prefix, ``deps``, etcd endpoints, credentials and TLS. The
    connection is looked up once per api-server process; a request waits for it at most
@@ -17,13 +21,13 @@ Rules:
 from __future__ import annotations
 
 from html import escape
-from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from coordinator.airflow_plugin.config import ConnectionResolver, local_config
 from coordinator.errors import ConfigError, StoreUnavailable
+from coordinator.page.access import Access
 from coordinator.page.render import render_message
 from coordinator.page.service import TITLE, dependencies_page
 
@@ -32,14 +36,21 @@ URL_PREFIX = "/coordinator"
 NO_STORE = {"Cache-Control": "no-store"}
 
 
-async def authorize(request: Request) -> Any:
-    """Rule 2: the user, or HTTPException 401/403 from Airflow's own checks."""
-    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user, requires_access_dag
+async def authorize(request: Request) -> frozenset[str]:
+    """Rule 2: the DAG ids of this Airflow the user may read (never taken from the request), or HTTPException 401
+    (not logged in) / 403 (may read no DAG)."""
+    from airflow.api_fastapi.app import get_auth_manager
+    from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
+    from starlette.concurrency import run_in_threadpool
 
     credentials = await bearer_scheme(request)
     user = await get_user(request, None, credentials)
-    requires_access_dag("GET")(request, user)
-    return user
+    manager = get_auth_manager()
+    # A database read (the DAG table, per team): off the event loop.
+    readable = await run_in_threadpool(lambda: manager.get_authorized_dag_ids(user=user, method="GET"))
+    if not readable:
+        raise HTTPException(403, "may read no DAG")
+    return frozenset(readable)
 
 
 def _login_url(ui_base: str) -> str:
@@ -70,7 +81,7 @@ def create_app() -> FastAPI:
     async def page(request: Request, partition: str | None = None, node: str | None = None) -> HTMLResponse:
         ui_base = str(request.scope.get("root_path", "")).removesuffix(URL_PREFIX)
         try:
-            await authorize(request)
+            readable = await authorize(request)
         except HTTPException as exc:
             if exc.status_code == 401:
                 login = escape(_login_url(ui_base))
@@ -99,6 +110,7 @@ def create_app() -> FastAPI:
             settings=config.settings,
             etcd=etcd,
             query=dict(request.query_params),  # filters and paging of a large graph (page.select)
+            access=Access(config.writer.instance, readable, config.settings.page_other_instances == "shown"),
         )
         return HTMLResponse(answer.html, status_code=answer.status, headers=NO_STORE)
 

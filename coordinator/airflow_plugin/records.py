@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -209,7 +210,21 @@ class TaskReport:
         )
 
 
-Report = RunReport | TaskReport
+@dataclass(frozen=True, slots=True)
+class AssetChange:
+    """A hint that an asset event just happened in this Airflow (semantics rule 16b): the leader lists this instance's
+    events at once instead of at its next round. Not a fact: the listener does not see the event's id, the REST
+    listing stays the one source of asset events, and a lost hint only costs latency."""
+
+    key: str
+    value: bytes
+    uri: str
+
+    def describe(self) -> str:
+        return f"key={self.key} asset={self.uri}"
+
+
+Report = RunReport | TaskReport | AssetChange
 
 
 def _task_dag_run(ti: Any) -> Any:
@@ -276,6 +291,9 @@ async def write_fact(store: EtcdStore, fact: Report, timeout_s: float) -> tuple[
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
     """
+    if isinstance(fact, AssetChange):
+        # A plain put: each hint is a new revision, which is what wakes the leader; there is nothing to order.
+        return WriteOutcome.WRITTEN, await asyncio.wait_for(store.put(fact.key, fact.value), timeout_s)
     if isinstance(fact, TaskReport):
         done = await write_run_record(
             store,
@@ -308,6 +326,12 @@ async def connect_store(settings: EtcdSettings) -> EtcdStore:
     from coordinator.etcd import EtcdStore
 
     return await EtcdStore.connect(settings)
+
+
+def asset_change(config: WriterConfig, uri: str, partition_key: str | None, now: datetime) -> AssetChange:
+    """The hint for an event of asset ``uri`` in this instance."""
+    body = {"uri": uri, "partition_key": partition_key, "at": now.isoformat(), "source": config.source}
+    return AssetChange(f"{config.keys.prefix}/asset_changes/{config.instance}", json.dumps(body).encode(), uri)
 
 
 def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[WriteOutcome, int]:

@@ -46,6 +46,7 @@ from coordinator.airflow_plugin.records import (
     TaskReport,
     WriteOutcome,
     WriterConfig,
+    asset_change,
     connect_store,
     fact_from_dag_run,
     fact_from_task_instance,
@@ -522,6 +523,27 @@ def record_dag_run(dag_run: Any, state: RunState) -> None:
                 reason,
             )
     except Exception:  # never into Airflow: a listener exception would only be logged there anyway
+        log.exception("plugin.record_failed")
+
+
+#: The ``extra`` field of the events the coordinator delivered (core/assets.MARKER; not imported: the plugin loads
+#: nothing it does not need in every Airflow process).
+DELIVERY_MARKER = "coordinator_delivery"
+
+
+def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) -> None:
+    """Hook body for asset events (semantics rule 16b): hand a hint to the writer so the leader lists this Airflow's
+    events now. An event the coordinator delivered here (its marker in ``extra``) is not hinted: it never travels
+    on. Never blocks, never raises."""
+    try:
+        if isinstance(extra, dict) and DELIVERY_MARKER in extra:
+            return
+        writer = get_writer()
+        if writer is None or not uri:
+            return
+        key = str(partition_key) if partition_key is not None else None
+        writer.submit(asset_change(writer.config, str(uri), key, datetime.now(UTC)))
+    except Exception:  # never into Airflow
         log.exception("plugin.record_failed")
 
 

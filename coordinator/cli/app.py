@@ -118,12 +118,14 @@ def main() -> None:
     # Import the command modules for their registrations on ``app``.
     from coordinator.cli import (  # noqa: F401
         airflow_cmds,
+        budget_cmds,
         check_airflow_cmds,
         diff_cmds,
         doctor_cmds,
         engine_cmds,
         import_cmds,
         prune_cmds,
+        roles_cmds,
         spec_cmds,
         state_cmds,
     )

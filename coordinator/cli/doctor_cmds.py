@@ -7,6 +7,8 @@ Rules:
 2. Fast when something is down: etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
    Airflow instance a bounded check. Nothing is triggered, cleared, unpaused or written.
 3. Never a traceback: a bad setting, etcd down or Airflow down are verdicts. Exit 0 when no check fails, 1 otherwise.
+4. Under a role that may not read the whole prefix (``coordinator roles``), doctor reads each key family it may read
+   and lists the others; the checks that need them are skipped with that reason, never failed on missing facts.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import typer
 from pydantic import ValidationError
 
 from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
-from coordinator.core.model import NodeId
+from coordinator.core.assets import AssetRoute, TargetAssets
+from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
 from coordinator.diagnosis import (
@@ -37,6 +40,7 @@ from coordinator.diagnosis import (
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
 from coordinator.presence import InstanceCheck, leader_and_watchers
+from coordinator.roles import key_families
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 
@@ -170,7 +174,27 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         if only is not None and only not in graph:
             names = [only]
         facts.instances = await _instance_facts(names, graph, configured)
+    if facts.local_graph is not None and facts.local_graph.asset_routes:
+        await _asset_facts(facts, facts.local_graph.asset_routes, configured)
     return facts
+
+
+async def _asset_facts(facts: DoctorFacts, routes: Sequence[AssetRoute], configured: dict[str, Any]) -> None:
+    """What each route target holds (semantics rule 16a), each read bounded by AIRFLOW_TIMEOUT_S."""
+    from coordinator.cli.spec_cmds import target_assets
+
+    found: dict[str, TargetAssets] = {}
+    errors: dict[str, str] = {}
+    for name in sorted({t for route in routes for t in route.targets}):
+        instance = configured.get(name)
+        if instance is None:
+            errors[name] = "no Airflow is configured for it"
+            continue
+        try:
+            found[name] = await asyncio.wait_for(target_assets(name, instance), AIRFLOW_TIMEOUT_S * 2)
+        except (CoordinatorError, TimeoutError) as exc:
+            errors[name] = f"cannot list its assets: {exc or type(exc).__name__}"
+    facts.asset_targets, facts.asset_errors = found, errors
 
 
 def _graph_in_force(facts: DoctorFacts) -> dict[str, list[str]] | None:
@@ -205,30 +229,61 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
         facts.etcd_revision = await store.current_revision(retry=False)
         try:
             snap = await store.snapshot(keys.root)
+            revision, kvs = snap.revision, list(snap.kvs)
             facts.read_ok = True
         except StoreError as exc:
-            facts.read_ok, facts.permission_error = False, str(exc)
-            return
+            if not is_denied(exc):
+                facts.read_ok, facts.permission_error = False, str(exc)
+                return
+            # Rule 4: a role that may read only part of the prefix (a plugin's): read what it may, name the rest.
+            revision, kvs, facts.unreadable = await _readable_parts(store, keys)
+            facts.read_ok = len(facts.unreadable) < len(key_families(keys))
+            facts.permission_error = str(exc)
+            if not facts.read_ok:
+                return
         try:
             facts.write_ok = await write_allowed(store, keys.config_key("doctor"), ETCD_TIMEOUT_S)
         except StoreError as exc:
             facts.write_ok, facts.permission_error = None, str(exc)
         view = View(keys)
-        view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
+        view.load(revision, ((kv.key, kv.value, kv.mod_revision) for kv in kvs))
         facts.view = view
-        facts.leader, facts.watchers = leader_and_watchers(
-            keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs)
-        )
+        facts.leader, facts.watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in kvs))
         floor: RetentionFloor | None = None
-        try:
-            floor, _ = await read_floor(store, keys)
-        except CoordinatorError as exc:
-            facts.floor_error = str(exc)
+        if keys.config_key("retention") not in facts.unreadable:
+            try:
+                floor, _ = await read_floor(store, keys)
+            except CoordinatorError as exc:
+                facts.floor_error = str(exc)
         facts.floor = floor
     except CoordinatorError as exc:
         facts.etcd_error = facts.etcd_error or str(exc)
     finally:
         await store.close()
+
+
+def is_denied(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "permission denied" in text or "permission_denied" in text
+
+
+async def _readable_parts(store: Any, keys: KeyLayout) -> tuple[int, list[Any], tuple[str, ...]]:
+    """Each key family of the layout read on its own, at one revision where the user may read it: (revision, the
+    keys read, the families it may not read). Read denials are the only errors swallowed here."""
+    revision = await store.current_revision(retry=False)
+    kvs: list[Any] = []
+    unreadable: list[str] = []
+    for family, is_prefix in key_families(keys):
+        try:
+            if is_prefix:
+                kvs += (await store.snapshot(family)).kvs
+            elif (kv := await store.get(family, retry=False)) is not None:
+                kvs.append(kv)
+        except StoreError as exc:
+            if not is_denied(exc):
+                raise
+            unreadable.append(family)
+    return revision, kvs, tuple(unreadable)
 
 
 async def _instance_facts(

@@ -23,6 +23,7 @@ from rich.table import Table
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
+from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact, streams, why_asset
 from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
@@ -357,6 +358,8 @@ def status(
             "more_partitions": more,
             "header": header,
             "deadlines": [row.model_dump(mode="json") for row in deadlines],
+            # semantics rule 15: the instances the trigger budget holds (held false after a release)
+            "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -366,6 +369,11 @@ def status(
         out.print(line, markup=False, soft_wrap=True)
     if floor is not None:
         out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
+    for instance, budget in sorted(view.budget_states().items()):
+        if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
+            out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
+    if graph.asset_routes:
+        _print_assets(graph, settings)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -405,14 +413,23 @@ def status(
 
 @app.command(name="why")
 def why_cmd(
-    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
-    partition: Annotated[str, typer.Option("--partition", "-p", help="logical date")],
+    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id; or the word asset followed by a URI")],
+    uri: Annotated[str | None, typer.Argument(help="with `why asset`: the asset's URI or name")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", "-p", help="logical date")] = None,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
     first_start_limit: LimitOpt = None,
 ) -> None:
-    """Explain in plain words why a DAG is, or is not, running for a partition."""
+    """Explain in plain words why a DAG is, or is not, running for a partition; `why asset <uri>`: where an asset's
+    events come from and where they stand in each other deployment (semantics rules 16-17)."""
+    if dag == "asset" and uri is not None:
+        _why_asset(uri, etcd, prefix, deps)
+        return
+    if uri is not None:
+        fail(f"unexpected argument {uri!r}: write `why <dag> -p <partition>` or `why asset <uri>`")
+    if partition is None:
+        fail("missing --partition/-p: the logical date to explain (e.g. -p 2026-01-01)")
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
     view, _, watchers, recorded = run_async(lambda: _read_status_state(settings))
@@ -427,6 +444,53 @@ def why_cmd(
         levels = rule.levels if rule is not None else ()
         for line in why_lines(statuses.get((node, p)), recorded.get((node, p)), levels):
             out.print(line, markup=False)
+
+
+async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
+    """The recorded asset events and the delivery ledger (semantics rules 16-17)."""
+    keys = AssetKeys(settings.keys.prefix)
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
+    events = [
+        SourceEvent(parsed[0], fact)
+        for kv in facts.kvs
+        if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
+    ]
+    entries = {
+        key: (record, kv.mod_revision)
+        for kv in deliveries.kvs
+        if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
+    }
+    return events, Ledger(entries)
+
+
+def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
+    try:
+        graph = load_spec(settings.deps)
+    except SpecError as exc:
+        fail(str(exc))
+    events, ledger = run_async(lambda: _read_assets(settings))
+    for line in why_asset(uri, graph.asset_routes, events, ledger):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+def _print_assets(graph: Graph, settings: Settings) -> None:
+    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
+    events, ledger = run_async(lambda: _read_assets(settings))
+    found = streams(events, ledger, graph.asset_routes)
+    if not found:
+        out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
+        return
+    table = Table(title="shared assets (why asset <uri> explains one)")
+    for column in ("asset", "from", "to", "delivered", "pending", "next"):
+        table.add_column(column, overflow="fold")
+    for stream in found:
+        head, nxt = stream.head, "-"
+        if head is not None:
+            nxt = f"#{head.event.fact.event_id}" + (f": {stream.head_error}" if stream.head_error else "")
+        table.add_row(stream.uri, stream.source, stream.target, str(stream.delivered), str(stream.pending), nxt)
+    out.print(table)
 
 
 @app.command()

@@ -20,6 +20,7 @@ import asyncio
 import difflib
 import json
 import logging
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -27,8 +28,9 @@ from urllib.parse import urlsplit
 
 import typer
 
-from coordinator.airflow.client import AirflowClient
+from coordinator.airflow.client import AirflowClient, ApiVersion
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, DepsOpt, app, build_settings, fail
+from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.graph import Graph
 from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
@@ -167,6 +169,35 @@ def _check_airflow(graph: Graph, settings: Settings) -> int:
         _print_presence(graph.source, where, version, presence)
         if not presence.ok:
             code = max(code, EXIT_FAILURE)
+    return max(code, _check_routes(graph, configured))
+
+
+async def target_assets(name: str, instance: InstanceSettings) -> TargetAssets:
+    """What one route target holds: its assets with their consumer DAGs, and whether it is an Airflow 2."""
+    async with AirflowClient(instance, name=name) as client:
+        listed = await client.assets()
+        airflow2 = await client.api_version() is ApiVersion.V1
+    return TargetAssets(name, tuple((a.uri, a.name, a.consumers) for a in listed), airflow2)
+
+
+def _check_routes(graph: Graph, configured: Mapping[str, InstanceSettings]) -> int:
+    """Semantics rule 16a against each route's targets: warnings (exit 0), or exit 1 when a target cannot be read."""
+    code = 0
+    seen: dict[str, TargetAssets] = {}
+    for name in sorted({t for route in graph.asset_routes for t in route.targets}):
+        instance = configured.get(name)
+        if instance is None:
+            typer.echo(f"{graph.source}: instance {name}: error: assets are routed to it but no Airflow is "
+                       "configured for it (an entry in COORDINATOR_INSTANCES_FILE)", err=True)  # fmt: skip
+            code = max(code, EXIT_INVALID)
+            continue
+        try:
+            seen[name] = asyncio.run(target_assets(name, instance))
+        except CoordinatorError as exc:
+            typer.echo(f"{graph.source}: {_where(name, instance.url)}: error: cannot list its assets: {exc}", err=True)
+            code = max(code, EXIT_FAILURE)
+    for warning in route_warnings(graph.asset_routes, seen):
+        typer.echo(f"{graph.source}: {warning}", err=True)
     return code
 
 

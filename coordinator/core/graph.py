@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 
+from coordinator.core.assets import AssetRoute
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.model import NodeId
@@ -191,6 +192,9 @@ class Graph:
     #: the digest ignore them, and a graph not read from a file (the adopted one) has none.
     declared: frozenset[NodeId] = field(default_factory=frozenset, compare=False)
     edge_paths: Mapping[tuple[NodeId, NodeId], JsonPath] = field(default_factory=dict, compare=False)
+    #: Assets shared across instances (semantics rule 16a). Not part of the digest: a route never makes a DAG due;
+    #: a changed route reaches the graph in force through the reload's equality check like deadlines do.
+    asset_routes: tuple[AssetRoute, ...] = ()
 
     @cached_property
     def digest(self) -> str:

@@ -21,8 +21,12 @@ from typing import TYPE_CHECKING, Annotated, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-#: Airflow's own rule for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+#: Airflow's own characters for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
+NAME_CHARS = r"[A-Za-z0-9_.-]+"
+#: A whole name: ``\Z``, not ``$`` (which also matches before a trailing newline, so ``"a\n"`` passed), and never
+#: ``.`` or ``..``, which are path segments: httpx removes dot segments from REST paths, so a DAG named ``..`` would
+#: address another resource of Airflow's API, and the etcd key ``runs/../x`` would read as a different key elsewhere.
+NAME_RE = re.compile(rf"\A(?!\.\.?\Z){NAME_CHARS}\Z")
 #: Separates instance and dag id in a qualified reference (``team_a/01_pipeline``). ``/`` is outside NAME_RE, so a
 #: qualified reference can never be mistaken for a dag id, and it mirrors the etcd key layout.
 NODE_SEP = "/"
@@ -347,6 +351,14 @@ class KeyLayout:
 
     def config_key(self, name: str) -> str:
         return f"{self.config}{name}"
+
+    @property
+    def budgets(self) -> str:
+        """The trigger budget's state per instance (semantics rule 15): ``{prefix}/config/budget/{instance}``."""
+        return self.config_key("budget/")
+
+    def budget_key(self, instance: str) -> str:
+        return f"{self.budgets}{instance}"
 
     def _split(self, key: str, base: str) -> tuple[NodeId, str] | None:
         if not key.startswith(base):

@@ -31,11 +31,13 @@ from typing import NamedTuple
 from pydantic import ValidationError
 
 from coordinator.core.activation import Activation
+from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fields, run_fields
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import (
+    NAME_RE,
     KeyLayout,
     NodeId,
     RunRecord,
@@ -205,6 +207,9 @@ class View:
     #: bring retired partitions back).
     floor: RetentionFloor | None = None
     floor_rev: int = 0
+    #: instance -> the trigger budget's state (``{prefix}/config/budget/{instance}``, semantics rule 15) and its
+    #: mod revision; an unparsable value is a problem and the last valid state stays.
+    budgets: dict[str, tuple[BudgetState, int]] = field(default_factory=dict)
     #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
     problems: dict[str, str] = field(default_factory=dict)
     #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists).
@@ -248,6 +253,7 @@ class View:
         self.activation = None
         self.activation_rev = 0
         self.floor, self.floor_rev = None, 0
+        self.budgets.clear()
         self.load_page(items)
         self.revision = revision
 
@@ -354,6 +360,8 @@ class View:
             return self._apply_backfill(key, value, mod_rev)
         if key == self.floor_key:
             return self._apply_floor(key, value, mod_rev)
+        if key.startswith(self.keys.budgets):
+            return self._apply_budget(key, value, mod_rev)
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
@@ -373,7 +381,12 @@ class View:
             found[self.graph_key] = self.activation_rev
         if self.floor is not None:
             found[self.floor_key] = self.floor_rev
+        found.update((self.keys.budget_key(i), rev) for i, (_, rev) in self.budgets.items())
         return found
+
+    def budget_states(self) -> dict[str, BudgetState]:
+        """instance -> its trigger budget state (semantics rule 15)."""
+        return {instance: state for instance, (state, _) in self.budgets.items()}
 
     def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
         """Use these NodeId objects (the graph's) for the DAGs they name: equal either way, but a lookup of the same
@@ -496,6 +509,21 @@ class View:
             self.problems[key] = f"unparsable graph activation ({exc.errors()[0]['msg']}); will be rewritten"
             self.activation, self.activation_rev = None, 0
         return {ALL}
+
+    def _apply_budget(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        instance = key[len(self.keys.budgets) :]
+        if not NAME_RE.match(instance):
+            self.problems[key] = "malformed budget key: expected config/budget/{instance}"
+            return set()
+        if value is None:
+            self.budgets.pop(instance, None)
+            return {ALL}
+        state, problem = parse_budget(value)
+        if state is None:
+            self.problems[key] = f"unparsable trigger budget state ({problem}); the last valid state stays"
+            return set()
+        self.budgets[instance] = (state, mod_rev)
+        return {ALL}  # a release (or a new hold) changes what passes in every partition
 
     def _apply_floor(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         if value is None:  # a deleted floor is an explicit lowering

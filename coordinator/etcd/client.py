@@ -40,7 +40,7 @@ from coordinator.etcd.wire import (
     to_kv,
 )
 from coordinator.retry import RetryAttempt, RetryPolicy, retry_call
-from coordinator.settings import EtcdSettings
+from coordinator.settings import EtcdSettings, plaintext_credentials
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,13 @@ class EtcdStore:
         down (``doctor``, ``check-plugin``); the caller shortens ``settings.timeout_s`` to bound a silent endpoint.
         """
         store = cls(settings, read_tls(settings))
+        if plaintext_credentials(settings):
+            log.warning(
+                "etcd.plaintext_credentials user=%s endpoints=%s fix=%s", settings.username,
+                ",".join(endpoint_url(e) for e in settings.endpoints if not e.tls),
+                "serve etcd over TLS and use https:// endpoints (COORDINATOR_ETCD_CA_FILE): the password and the "
+                "token etcd returns cross the network in clear",
+            )  # fmt: skip
         try:
             if quick:
                 await store._first_answer()

@@ -96,6 +96,8 @@ class PageModel:
     edges: tuple[PageEdge, ...]
     graph_source: str
     problems: tuple[str, ...] = ()
+    #: DAGs left out because the user may not read them (``page.access``).
+    hidden: int = 0
 
     @property
     def moving(self) -> bool:

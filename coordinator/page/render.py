@@ -235,6 +235,9 @@ def render_page(
         if model.problems
         else ""
     )
+    if model.hidden:
+        problems += (f'<div class="meta">{model.hidden} DAG(s) you may not read in Airflow are not shown '
+                     "(their states still count for the DAGs shown)</div>")  # fmt: skip
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         f"{refresh}<title>{escape(title)}</title><style>{CSS}</style></head><body>"

@@ -12,7 +12,8 @@ Rules:
       ``status`` does (``deadline_report.leader_status``);
    d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
       (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
-      ``status`` computes from the whole store (one ranged read per DAG, rarely two).
+      ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
+      ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -41,6 +42,7 @@ from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
 from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
+from coordinator.page.access import Access, restrict
 from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
@@ -134,6 +136,10 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
 LEARN_PAGE = 2 * LEARN_SAMPLES
 #: DAGs walked at once (each walk is one ranged read, rarely two).
 LEARN_CONCURRENCY = 32
+#: Pages of one walk at most: a DAG with few dated successes (mostly failures, or runs recorded without dates) would
+#: otherwise be read back to its first partition on every page view. 5 pages = 200 run states, ten times what a
+#: duration learns from; beyond it the page learns from what it read (``status`` reads everything).
+LEARN_MAX_PAGES = 5
 
 
 def learning_dags(graph: Graph) -> set[NodeId]:
@@ -160,13 +166,14 @@ async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, rev
         found: list[KV] = []
         learned, below = 0, None
         async with gate:
-            while True:
+            for _ in range(LEARN_MAX_PAGES):
                 page = await store.newest(base, LEARN_PAGE, revision=revision, below=below)
                 found += page
                 learned += sum(1 for kv in page if _learns(kv.value))
                 if len(page) < LEARN_PAGE or learned >= LEARN_SAMPLES:
-                    return found
+                    break
                 below = page[-1].key
+        return found
 
     walks = await asyncio.gather(*(walk(node) for node in sorted(learning_dags(graph))))
     return [kv for found in walks for kv in found]
@@ -216,10 +223,12 @@ async def dependencies_page(
     settings: Settings | None = None,
     etcd: EtcdSettings | None = None,
     query: Mapping[str, str] | None = None,
+    access: Access | None = None,
 ) -> PageResponse:
     """The page for one request (rules 1-3). ``etcd``: the connection settings when the caller resolved them
     itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``. ``query``: the
-    request's parameters, for the filters and the page of a large graph (``page.select``)."""
+    request's parameters, for the filters and the page of a large graph (``page.select``). ``access``: what the
+    user may read (``page.access``); None draws everything (a caller that authorized the whole graph)."""
     try:
         settings = settings or Settings()
         settings.etcd()
@@ -262,6 +271,8 @@ async def dependencies_page(
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)
+    if access is not None:
+        model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
     selected: NodeId | None = None
     if node:
         try:

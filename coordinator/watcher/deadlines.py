@@ -116,7 +116,7 @@ class DeadlineTracker:
         try:
             record = DeadlineRecord.model_validate_json(value)
         except ValidationError:
-            log.warning("deadline.bad_value key=%s", key)
+            log.warning("deadline.bad_value key=%r", key)
             return
         if mod_rev >= self.revisions.get(at, 0):
             self.records[at] = record

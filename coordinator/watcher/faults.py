@@ -11,7 +11,9 @@ Rules:
 1. ``crash_point(name)`` calls the installed hook with ``name``; without a hook it does nothing.
 2. Names in use: ``after-intent`` (the intent is committed in the ledger; no Airflow call yet) and
    ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending) and
-   ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet).
+   ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet),
+   ``asset-after-intent`` (a delivery's pending entry is committed; nothing posted yet) and ``asset-after-post``
+   (the target created the event; the delivery ledger still says pending).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from collections.abc import Callable
 #: stop (0), so a test knows the process died at the crash point and not of something else.
 CRASH_EXIT_CODE = 86
 #: The crash points of the trigger protocol (rule 2).
-POINTS = ("after-intent", "after-airflow-call", "after-deadline-transition")
+POINTS = ("after-intent", "after-airflow-call", "after-deadline-transition", "asset-after-intent", "asset-after-post")
 
 Hook = Callable[[str], None]
 _hook: Hook | None = None

@@ -38,6 +38,9 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.assets import AssetKeys
+from coordinator.core.budget import apply_budget
+from coordinator.core.budget_state import BudgetState, dump_budget
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -49,6 +52,7 @@ from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_majors
@@ -61,6 +65,9 @@ from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
+
+#: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
+HINT_RECHECK_S = 1.0
 
 #: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
@@ -147,6 +154,7 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        self.asset_changes = AssetKeys(self.settings.keys.prefix).changes
         self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -194,7 +202,7 @@ class Watcher:
                 gc.freeze()
                 gc.enable()
         for key, problem in sorted(self.view.problems.items()):
-            log.warning("view.bad_value key=%s problem=%r", key, problem)
+            log.warning("view.bad_value key=%r problem=%r", key, problem)
         self.metrics.malformed.inc(len(self.view.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
         self.queue.add(AllPartitions)
@@ -225,13 +233,20 @@ class Watcher:
             log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
             self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         for event in batch.events:
+            if event.key.startswith(self.asset_changes):
+                # Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+                # calls the hook before its transaction commits, so the event may not be listed yet: one more round
+                # a second later (the earliest delay of a key wins, so this never postpones the periodic round).
+                self.queue.add(JobKey(AssetJob.name))
+                self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
+                continue
             value = event.value if event.kind == "put" else None
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
             self.deadlines.observe(event.key, value, event.mod_revision)
             if event.key in self.view.problems:
                 self.metrics.malformed.inc()
-                log.warning("view.bad_value key=%s problem=%r", event.key, self.view.problems[event.key])
+                log.warning("view.bad_value key=%r problem=%r", event.key, self.view.problems[event.key])
             if not touched:
                 continue
             at = self.view.node_of(event.key)
@@ -341,6 +356,7 @@ class Watcher:
             self.queue.done_all(keys)
         submitted = 0
         if leading:
+            result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
             # error delay) comes back through the queue, so it is re-planned once that is over.
             revision = result.revision
@@ -356,6 +372,42 @@ class Watcher:
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return result
+
+    async def _within_budget(self, result: Plan) -> Plan:
+        """Semantics rule 15: the pass's actions the trigger budget lets through. An instance that goes over it is
+        recorded as held (fenced, like every leader write) before anything of it is submitted; a held trigger writes
+        nothing and is re-planned when a release or a raised limit changes the budget key."""
+        limit = self.settings.trigger_budget
+        budgeted = apply_budget(result.actions, limit, self.view.budget_states())
+        states = self.view.budget_states()
+        for instance in sorted(self.clients.keys() | states.keys() | budgeted.newly_held):
+            state = states.get(instance)
+            recorded = state.held_count if state is not None and state.holds(limit) else 0
+            # The hold's size as recorded (a pass re-plans only what changed, so its own count would flicker).
+            self.metrics.triggers_held.labels(instance=instance).set(
+                len(budgeted.held[instance]) if instance in budgeted.newly_held else recorded
+            )
+        for instance in sorted(budgeted.newly_held):
+            count = len(budgeted.held[instance])
+            log.warning(
+                "budget.held instance=%s held=%d limit=%d revision=%d fix=%s", instance, count, limit,
+                result.revision, f"`coordinator release {instance}` after checking the runs it would start",
+            )  # fmt: skip
+            key = self.settings.keys.budget_key(instance)
+            current, rev = self.view.budgets.get(instance, (BudgetState(), 0))
+            state = current.model_copy(update={"held": True, "limit": limit, "held_count": count,
+                                               "held_at": datetime.now(UTC), "by": self.watcher_id})  # fmt: skip
+            try:
+                done = await self.store.cas(key, dump_budget(state), rev, fence=self.election.fence)
+            except LeadershipLost:
+                raise
+            except CoordinatorError as exc:
+                # Not recorded: hold everything of this pass anyway (rule d); the next pass decides again.
+                log.warning("budget.record_failed instance=%s error=%s", instance, exc)
+                continue
+            if not done.succeeded:
+                log.info("budget.record_conflict instance=%s", instance)
+        return Plan(result.revision, budgeted.actions)
 
     async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
         """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
@@ -442,6 +494,14 @@ class Watcher:
                                      settings.retention_interval_s, self.view, self.retention,
                                      lambda: self.election.fence, self.watcher_id))  # fmt: skip
         jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
+        if settings.asset_interval_s > 0:  # semantics rules 16-17: a no-op round while no route is declared
+            jobs.append(AssetJob(
+                store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
+                clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+                metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
+                error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
+                retention=settings.retention_period,
+            ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
             on_leadership_lost=self.actuator.leadership_lost.set,

@@ -68,6 +68,9 @@ TEST_ONLY_DAGS = [
     "e2e_daily",
     "e2e_task_level",
     "e2e_task_dependent",
+    "e2e_asset_consumer",
+    "e2e_native_producer",
+    "e2e_native_consumer",
     *EDGE_DAGS,
 ]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
@@ -365,6 +368,17 @@ class E2E:
         result: dict[str, int] = _run_coro(go())
         return result
 
+    def read_prefix(self, prefix: str) -> dict[str, bytes]:
+        """Every key under ``prefix`` with its raw value, at one revision."""
+
+        async def go() -> dict[str, bytes]:
+            async with await EtcdStore.connect(self.etcd_settings) as store:
+                snap = await store.snapshot(prefix)
+            return {kv.key: kv.value for kv in snap.kvs}
+
+        result: dict[str, bytes] = _run_coro(go())
+        return result
+
     def read_key(self, key: str) -> bytes | None:
         """The raw value of one key, None when absent."""
 
@@ -511,12 +525,19 @@ class E2E:
         env.update(extra)
         return env
 
-    def start_watcher(self, deps: Path, *args: str, name: str = "watcher", **env: str) -> subprocess.Popen[bytes]:
-        """Start ``coordinator watch`` (logs to ``<work dir>/<name>.log``); stopped at the end of the test."""
+    def start_watcher(
+        self, deps: Path, *args: str, name: str = "watcher", crash_at: str | None = None, **env: str
+    ) -> subprocess.Popen[bytes]:
+        """Start ``coordinator watch`` (logs to ``<work dir>/<name>.log``); stopped at the end of the test.
+        ``crash_at`` (``name[:n]``) arms a crash point through the tests' entry point (tests/support/crash_watcher.py).
+        """
         log_path = self.work_dir / f"{name}.log"
+        entry = ["coordinator.cli"] if crash_at is None else ["tests.support.crash_watcher", crash_at]
+        if crash_at is not None:
+            env = {"PYTHONPATH": str(REPO), **env}
         with log_path.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "coordinator.cli", "watch", *args],
+                [sys.executable, "-m", *entry, "watch", *args],
                 env=self.watcher_env(deps, **env),
                 cwd=self.work_dir,
                 stdin=subprocess.DEVNULL,

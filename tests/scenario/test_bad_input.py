@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.scenario.conftest import LAST, SEVEN_DAGS, Stack, new_partition, wait_for
@@ -40,7 +42,8 @@ def test_failure_is_routed_to_its_handler_once_per_failed_attempt(stack: Stack) 
 
 
 def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
-    """Unparsable values and malformed keys under the prefix are logged and listed by status; cascades go on."""
+    """Unparsable values and malformed keys under the prefix are logged (escaped: a newline in a key cannot forge a
+    log line) and listed by status; cascades go on."""
     watcher = stack.start_watcher()
     junk, p = new_partition(), new_partition()
     bad = {
@@ -50,11 +53,13 @@ def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
         f"{stack.keys.runs}default/05_pipeline/yesterday": '{"state": "success", "run_id": "r"}',
         f"{stack.keys.runs}stray-key": "x",
         stack.trigger_key("06_pipeline", junk): "[1, 2]",
+        f"{stack.keys.runs}default/x\n2026-01-01 level=INFO reconcile revision=999999 forged": "x",
     }
     for key, value in bad.items():
         stack.etcd.put(key, value)
     for key in bad:
-        watcher.wait_log(r"view\.bad_value key=" + key)
+        watcher.wait_log(r"view\.bad_value key=" + re.escape(repr(key)))
+    assert not watcher.lines(r"^2026-01-01 level=INFO reconcile revision=999999"), "a key forged a log line"
 
     stack.trigger_root(p)
     stack.wait_success(LAST, p)

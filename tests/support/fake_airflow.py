@@ -30,7 +30,17 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
 8. A bug in the fake (an unexpected exception in a handler) answers 500 like a broken server would, and is recorded
    in :attr:`FakeAirflow.internal_errors`: a test harness must fail on it, or a client's retries would hide it.
 
-8. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
+9. Assets (Airflow 3.3's asset endpoints, as ``docs/`` and the notes describe them): :meth:`add_asset` registers an
+   asset (id, uri, name, the DAGs that schedule on it) and :meth:`emit_asset_event` is a producer task's outlet
+   event. ``GET /api/v2/assets`` filters by ``uri_pattern`` as a SUBSTRING (SQL ``ilike %x%``), paged.
+   ``GET /api/v2/assets/events`` filters by ``asset_id`` and ``timestamp_gte``, orders by ``timestamp`` (default)
+   or ``-timestamp`` and refuses ``order_by=id`` with 400 (not in Airflow's allowed list), paged.
+   ``POST /api/v2/assets/events`` takes a strict body (``asset_id``, ``extra``, ``partition_key``; anything else
+   422), answers 404 for an unknown asset id, adds ``"from_rest_api": true`` to ``extra``, and creates a NEW event
+   on every call (no idempotency key). Consumer runs are not simulated: :meth:`asset_events` is what a consumer
+   would see.
+
+10. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
    ends in ``/check``) are answered exactly like any other but logged apart (:meth:`checks`), not counted by
    :meth:`calls` or listed by :meth:`requests`, and never consume an injected fault: scenario tests count what the
    watcher DOES (triggers, clears, who calls), which a check never changes.
@@ -267,6 +277,10 @@ class FakeAirflow:
         #: scheduler runs whole DAG runs only; task states are what a test says Airflow reports.
         self._task_instances: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._ids = itertools.count(1)
+        #: Rule 9: uri -> (id, name); events in creation order.
+        self._assets: dict[str, tuple[int, str | None]] = {}
+        self._asset_events: list[dict[str, Any]] = []
+        self._consumers: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._due: list[_Due] = []
         self._busy = 0  # transitions being applied (callback included) right now
@@ -393,6 +407,102 @@ class FakeAirflow:
         with self._lock:
             self._expired |= self._tokens
             self._tokens.clear()
+
+    # ------------------------------------------------------------ assets (rule 9)
+
+    def add_asset(self, uri: str, name: str | None = None, consumers: Iterable[str] = ()) -> int:
+        """Register an asset (as a DAG file that names it would) with the DAGs that schedule on it; returns its id.
+        A second call re-creates it under a new id (its events follow it), so a cached id goes stale."""
+        with self._lock:
+            self._consumers[uri] = tuple(consumers)
+            old = self._assets.get(uri)
+            new_id = 1 + max((i for i, _ in self._assets.values()), default=0)
+            self._assets[uri] = (new_id, name if name is not None else uri)
+            if old is not None:
+                for event in self._asset_events:
+                    if event["asset_id"] == old[0]:
+                        event["asset_id"] = new_id
+            return new_id
+
+    def emit_asset_event(
+        self,
+        uri: str,
+        *,
+        extra: dict[str, Any] | None = None,
+        partition_key: str | None = None,
+        source_dag_id: str | None = "producer",
+        source_run_id: str | None = None,
+    ) -> int:
+        """A producer task's outlet event (not through REST: no ``from_rest_api``); returns the event id."""
+        with self._lock:
+            return self._add_event(uri, dict(extra or {}), partition_key, source_dag_id, source_run_id)
+
+    def asset_events(self, uri: str | None = None) -> list[dict[str, Any]]:
+        """Every event (of one asset), oldest first, as the API would list them."""
+        with self._lock:
+            return [dict(e) for e in self._asset_events if uri in (None, e["uri"])]
+
+    def _add_event(
+        self, uri: str, extra: dict[str, Any], partition_key: str | None, dag: str | None, run: str | None
+    ) -> int:
+        asset_id, name = self._assets[uri]
+        event_id = len(self._asset_events) + 1
+        self._asset_events.append(
+            {
+                "id": event_id, "asset_id": asset_id, "uri": uri, "name": name, "group": "asset", "extra": extra,
+                "source_task_id": "task" if dag else None, "source_dag_id": dag, "source_run_id": run,
+                "source_map_index": -1, "created_dagruns": [], "timestamp": _fmt(_now()),
+                "partition_key": partition_key,
+            }
+        )  # fmt: skip
+        return event_id
+
+    def _list_assets(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        pattern = query.get("uri_pattern", [""])[-1].lower()
+        items = [
+            {
+                "id": i,
+                "uri": uri,
+                "name": name,
+                "group": "asset",
+                "extra": {},
+                "scheduled_dags": [{"dag_id": d} for d in self._consumers.get(uri, ())],
+            }
+            for uri, (i, name) in sorted(self._assets.items(), key=lambda kv: kv[1][0])
+            if pattern in uri.lower()
+        ]
+        limit = min(_int(query, "limit", 50), 100)
+        offset = _int(query, "offset", 0)
+        return {"assets": items[offset : offset + limit], "total_entries": len(items)}
+
+    def _list_asset_events(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        events = list(self._asset_events)
+        wanted = query.get("asset_id", [""])[-1]
+        if wanted:
+            events = [e for e in events if str(e["asset_id"]) == wanted]
+        since = query.get("timestamp_gte")
+        if since:
+            bound = _aware(since[-1], ["query", "timestamp_gte"])
+            events = [e for e in events if _aware(e["timestamp"], ["timestamp"]) >= bound]
+        order = query.get("order_by", ["timestamp"])[-1]
+        if order.removeprefix("-") not in ("timestamp", "source_task_id", "source_dag_id", "source_run_id"):
+            raise HttpError(400, f"Ordering with '{order.removeprefix('-')}' is disallowed")
+        key = order.removeprefix("-")
+        events.sort(key=lambda e: (e[key] or "", e["id"]), reverse=order.startswith("-"))
+        limit = min(_int(query, "limit", 50), 100)
+        offset = _int(query, "offset", 0)
+        return {"asset_events": events[offset : offset + limit], "total_entries": len(events)}
+
+    def _post_asset_event(self, data: dict[str, Any]) -> dict[str, Any]:
+        _no_extra(data, frozenset({"asset_id", "extra", "partition_key", "access_control"}))
+        asset_id, extra = data.get("asset_id"), data.get("extra", {})
+        if not isinstance(asset_id, int) or not isinstance(extra, dict):
+            raise HttpError(422, [{"type": "int_type", "loc": ["body", "asset_id"], "msg": "Input should be int"}])
+        uri = next((u for u, (i, _) in self._assets.items() if i == asset_id), None)
+        if uri is None:
+            raise HttpError(404, f"Asset with ID: `{asset_id}` was not found")
+        event_id = self._add_event(uri, {**extra, "from_rest_api": True}, data.get("partition_key"), None, None)
+        return dict(self._asset_events[event_id - 1])
 
     # ------------------------------------------------------------ direct actions (the scheduler or a user)
 
@@ -775,6 +885,13 @@ class FakeAirflow:
         if endpoint == "list_dags":
             with self._lock:
                 return 200, self._list_dags(query)
+        if endpoint in ("list_assets", "list_asset_events", "post_asset_event"):
+            with self._lock:
+                if endpoint == "list_assets":
+                    return 200, self._list_assets(query)
+                if endpoint == "list_asset_events":
+                    return 200, self._list_asset_events(query)
+                return 200, self._post_asset_event(_json_body(body))
         dag_id = segs[3]
         with self._lock:
             if endpoint == "get_dag":
@@ -899,6 +1016,10 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return "health", "", True
     if rest == ["dags"] and method == "GET":
         return "list_dags", "", False
+    if rest == ["assets"] and method == "GET":
+        return "list_assets", "", False
+    if rest == ["assets", "events"]:
+        return {"GET": "list_asset_events", "POST": "post_asset_event"}.get(method, "other"), "", False
     if len(rest) == 2 and rest[0] == "dags":
         return {"GET": "get_dag", "PATCH": "patch_dag"}.get(method, "other"), rest[1], False
     if len(rest) == 3 and rest[0] == "dags" and rest[2] == "dagRuns":

@@ -18,6 +18,7 @@ Rules (``docs/import-dags.md``):
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 from coordinator.core.importer.edges import (
@@ -192,10 +193,15 @@ def asset_edges(work: Work, dag: DagFact) -> None:
             continue
         producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
         if not producers:
+            # Semantics rule 16: a producer in another Airflow is what asset routes are for; the consumer keeps its
+            # schedule=[Asset] and nothing else changes (the producing instance is not known from this folder).
+            route = {"asset": uri, "from": "<producing instance>", "to": [work.instance]}
             work.add(
                 FindingKind.INEXPRESSIBLE,
                 dag,
-                f"asset {uri!r}: no DAG in this folder produces it; add the producer's edge by hand",
+                f"asset {uri!r}: no DAG in this folder produces it; if another Airflow produces it, keep "
+                f'schedule=[Asset] and share the asset with a route: "assets": [{json.dumps(route)}] '
+                "(docs/semantics.md rule 16); else add the producer's edge by hand",
             )
             continue
         if len(producers) > 1:

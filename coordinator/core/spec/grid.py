@@ -37,7 +37,7 @@ from coordinator.core.grid import (
     timezone_problem,
     upstream_partitions,
 )
-from coordinator.core.model import PARTITION_FORMAT, NodeId
+from coordinator.core.model import NAME_RE, PARTITION_FORMAT, NodeId
 from coordinator.core.spec.source import JsonPath, json_type
 
 Add = Callable[[JsonPath, str, str], None]
@@ -187,7 +187,8 @@ def _read_member(raw: Any, path: JsonPath, add: Add) -> int | None:
 
 
 def _read_task(raw: Any, path: JsonPath, add: Add) -> str | None:
-    if isinstance(raw, str) and TASK_RE.match(raw) and len(raw) <= 250:
+    # NAME_RE as well: TASK_RE is also the JSON schema's pattern, which cannot say "not . or .." or "no newline".
+    if isinstance(raw, str) and TASK_RE.match(raw) and NAME_RE.match(raw) and len(raw) <= 250:
         return raw
     add(path, f"expected an Airflow task id, got {describe(raw)}", TASK_HINT)
     return None

@@ -42,6 +42,7 @@ from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
 from coordinator.core.spec.grid import describe as _describe
+from coordinator.core.spec.routes import read_routes
 from coordinator.core.spec.source import (
     JsonPath,
     JsonSyntaxError,
@@ -59,7 +60,7 @@ MAX_DAG_ID_LEN = 250
 #: Any of these at the top level selects the extended form.
 FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
-TOP_FIELDS = ("$schema", *FORM_KEYS)
+TOP_FIELDS = ("$schema", *FORM_KEYS, "assets")
 INSTANCE_FIELDS = ("description",)
 DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of")
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
@@ -208,11 +209,13 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
     else:
         instances, decls = _read_extended(doc, report)
     dags, edges, declared = _resolve(decls, instances, shorthand, report)
+    routes = () if shorthand else read_routes(doc, instances, report.add)  # semantics rule 16a
     if report.problems:
         return None
     return Graph(
         dags=dags,
         instances=frozenset(instances),
+        asset_routes=routes,
         source=source,
         declared=frozenset(declared),
         edge_paths={(edge.source, edge.target): edge.path for edge in edges},

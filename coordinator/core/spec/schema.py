@@ -15,7 +15,7 @@ from typing import Any
 
 from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS
-from coordinator.core.model import NAME_RE, NODE_SEP
+from coordinator.core.model import NAME_CHARS, NODE_SEP
 from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
 from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
 from coordinator.core.spec.loader import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
@@ -24,7 +24,7 @@ _DURATION: dict[str, Any] = {
     "type": "string",
     "pattern": r"^((\d+d)?(\d+h)?(\d+m)?(\d+s)?|P(\d+D)?(T(\d+H)?(\d+M)?(\d+S)?)?)$",
 }
-_NAME = NAME_RE.pattern.removeprefix("^").removesuffix("$")
+_NAME = NAME_CHARS
 
 
 def _refs(item: str, description: str) -> dict[str, Any]:
@@ -234,6 +234,25 @@ def _defs() -> dict[str, Any]:
                     "type": "object",
                     "propertyNames": {"$ref": "#/$defs/dagRef"},
                     "additionalProperties": {"$ref": "#/$defs/dag"},
+                },
+                "assets": {
+                    "description": "Assets shared across instances (semantics rule 16).",
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["asset", "from", "to"],
+                        "properties": {
+                            "asset": {
+                                "type": "string",
+                                "minLength": 1,
+                                "description": "Asset URI or name; wildcards * ? [...] allowed.",
+                            },
+                            "from": {"$ref": "#/$defs/name"},
+                            "to": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/name"}},
+                            "description": {"type": "string"},
+                        },
+                        "additionalProperties": False,
+                    },
                 },
             },
             "additionalProperties": False,

@@ -7,7 +7,9 @@
 - ``af2_shift_up`` (grid 01:00 daily) -> ``af2_shift_down`` (grid 05:00 daily, ``"shift": "-4h"``), both here;
 - ``af2_task_up``: ``extract`` then ``hold``, which keeps the run running until the test creates its release file
   ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``;
-- ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s).
+- ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s);
+- ``af2_asset_producer``: one task with ``outlets=[Dataset("s3://e2e/af2-orders")]``, whose events the coordinator
+  delivers to the Airflow 3 instance's asset-scheduled ``e2e_asset_consumer``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from airflow import DAG
+from airflow.datasets import Dataset
 from airflow.decorators import task
 from airflow.operators.python import get_current_context
 
@@ -99,3 +102,12 @@ def tail() -> None:
 
 with _dag("af2_two_step") as af2_two_step:
     produce() >> tail()
+
+
+@task(outlets=[Dataset("s3://e2e/af2-orders")])
+def publish() -> None:
+    time.sleep(0.1)
+
+
+with _dag("af2_asset_producer") as af2_asset_producer:
+    publish()

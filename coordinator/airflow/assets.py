@@ -1,0 +1,86 @@
+"""What the asset endpoints of the REST API answer, as frozen values, and their parsing (no I/O, no HTTP client).
+
+Airflow 3 (v2): ``GET /api/v2/assets`` items have ``id``, ``uri``, ``name``; ``GET /api/v2/assets/events`` items
+have ``id``, ``asset_id``, ``uri``, ``name``, ``extra``, ``partition_key`` (3.2+), ``source_*`` and ``timestamp``.
+Airflow 2 (v1): ``GET /api/v1/datasets/{uri}`` has ``id`` and ``uri`` (no name); events have ``dataset_id`` and
+``dataset_uri`` instead, and no partition key. A payload that does not parse raises ValueError (the client names
+the request).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from coordinator.airflow.runs import _parse_dt
+
+
+@dataclass(frozen=True, slots=True)
+class AssetInfo:
+    """One asset (a dataset on Airflow 2) of an Airflow instance."""
+
+    asset_id: int
+    uri: str
+    name: str | None = None
+    #: The DAGs that schedule on it (v2 ``scheduled_dags``, v1 ``consuming_dags``), when the listing says.
+    consumers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AssetEventInfo:
+    """One asset event as Airflow lists it; ``timestamp`` is aware UTC."""
+
+    event_id: int
+    asset_id: int
+    uri: str
+    timestamp: datetime
+    name: str | None = None
+    extra: Any = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    partition_key: str | None = None
+    source_dag_id: str | None = None
+    source_run_id: str | None = None
+    source_task_id: str | None = None
+
+
+def parse_asset(data: object, _: str = "") -> AssetInfo:
+    if not isinstance(data, dict) or not isinstance(data.get("id"), int) or not isinstance(data.get("uri"), str):
+        raise ValueError("asset payload lacks id or uri")
+    name = data.get("name")
+    refs = data.get("scheduled_dags", data.get("consuming_dags"))
+    consumers = tuple(
+        str(r["dag_id"]) for r in (refs if isinstance(refs, list) else []) if isinstance(r, dict) and "dag_id" in r
+    )
+    return AssetInfo(
+        asset_id=data["id"], uri=data["uri"], name=name if isinstance(name, str) else None, consumers=consumers
+    )
+
+
+def parse_asset_event(data: object, _: str = "") -> AssetEventInfo:
+    if not isinstance(data, dict):
+        raise ValueError("asset event payload is not an object")
+    event_id = data.get("id")
+    asset_id = data.get("asset_id", data.get("dataset_id"))
+    uri = data.get("uri", data.get("dataset_uri"))
+    timestamp = _parse_dt(data.get("timestamp"))
+    if not isinstance(event_id, int) or not isinstance(asset_id, int) or not isinstance(uri, str) or not timestamp:
+        raise ValueError("asset event payload lacks id, asset id, uri or timestamp")
+    extra = data.get("extra")
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    return AssetEventInfo(
+        event_id=event_id,
+        asset_id=asset_id,
+        uri=uri,
+        timestamp=timestamp,
+        name=text("name"),
+        extra=MappingProxyType(dict(extra) if isinstance(extra, dict) else {}),
+        partition_key=text("partition_key"),
+        source_dag_id=text("source_dag_id"),
+        source_run_id=text("source_run_id"),
+        source_task_id=text("source_task_id"),
+    )

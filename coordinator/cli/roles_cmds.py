@@ -1,0 +1,57 @@
+"""``coordinator roles``: the etcd roles and users of every component, printed as ``etcdctl`` commands.
+
+Rules:
+1. The matrix is :func:`coordinator.roles.roles` (one place, derived from the key layout); this module only parses
+   the options and prints. Nothing is sent to etcd: an administrator reviews and runs the output.
+2. Instances come from ``--instance`` (repeatable), else from the local ``dependencies.json``; a bad name or a bad
+   ``--writer`` exits 2 naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from coordinator.cli.app import DepsOpt, PrefixOpt, app, build_settings, fail
+from coordinator.core.model import NAME_RE
+from coordinator.errors import SpecError
+from coordinator.roles import OutsideWriter, commands, roles
+from coordinator.spec_file import load_spec
+
+
+@app.command("roles")
+def roles_command(
+    instance: Annotated[
+        list[str] | None,
+        typer.Option("--instance", help="an Airflow instance whose plugin gets a role (default: the graph's)"),
+    ] = None,
+    writer: Annotated[
+        list[str] | None,
+        typer.Option("--writer", help="an outside writer NAME=INSTANCE/DAG (or DAG_PREFIX* for a family)"),
+    ] = None,
+    secrets_dir: Annotated[
+        str, typer.Option("--secrets-dir", help="where each user's password file lives (read by etcdctl's stdin)")
+    ] = "$SECRETS_DIR",
+    prefix: PrefixOpt = None,
+    deps: DepsOpt = None,
+) -> None:
+    """Print the etcdctl commands that create one role and user per component (plugin per instance, page,
+    watcher, doctor, prune, backfill, outside writers). Passwords are read from files, never put on the command
+    line."""
+    settings = build_settings(prefix=prefix, deps=deps)
+    names = list(instance or [])
+    if not names:
+        try:
+            names = sorted({node.instance for node in load_spec(settings.deps).dags})
+        except (SpecError, OSError) as exc:
+            fail(f"no --instance given and {settings.deps} cannot be read: {exc}")
+    for name in names:
+        if not NAME_RE.match(name):
+            fail(f"--instance {name!r} is not a valid instance name ([A-Za-z0-9_.-]+, not . or ..)")
+    try:
+        outside = [OutsideWriter.parse(w) for w in writer or []]
+    except ValueError as exc:
+        fail(str(exc))
+    for line in commands(roles(settings.keys, names, outside), secrets_dir):
+        typer.echo(line)

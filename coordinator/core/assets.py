@@ -1,0 +1,368 @@
+"""Assets shared across deployments: routes, the recorded asset events, the delivery ledger and what is due.
+
+Pure and synchronous (no I/O, no clock): the watcher's asset job (``coordinator/watcher/assets.py``) reads the keys,
+calls :func:`due_deliveries`, and drives each due delivery through the protocol of ``core/delivery.py``.
+
+Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments"):
+
+14a. A route (``dependencies.json`` ``"assets"``) shares every event of the assets of instance ``from`` whose URI or
+     name matches ``asset`` (``fnmatch`` wildcards ``*``, ``?``, ``[...]``) with each instance of ``to``.
+14b. An asset event is a fact once recorded under ``{prefix}/assets/{instance}/{asset}/{event id}``; the event id
+     is the producing Airflow's own id, so recording the same event twice (the audit's overlapping windows, two
+     leaders one after the other) writes the same key: the write is create-only and the second one is a no-op.
+14c. An event Airflow holds because the coordinator delivered it carries :data:`MARKER` in its ``extra``; it is never
+     recorded as a fact, so it is never forwarded again (no loop between two deployments, nor through a third).
+14d. One delivery per (event, target instance): its ledger key ``{prefix}/deliveries/{target}/{from}/{asset}/{event
+     id}`` is the only thing that says it happened. Per (target, source instance, asset) the events are delivered in
+     the order of their ids: only the oldest undelivered one is due, so a consumer sees the producer's order.
+14e. A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an input).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from urllib.parse import quote, unquote
+
+from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
+
+from coordinator.core.model import NAME_RE
+
+#: The ``extra`` field of every event the coordinator creates in a target (rule 16c): ``"{source}:{event id}"``.
+MARKER = "coordinator_delivery"
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # intent recorded, the target's event not confirmed
+    DONE = "done"
+    ERROR = "error"  # refused or failed; retried at ``retry_at``
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRoute:
+    """Rule 16a: the assets matching ``pattern`` (URI or name) in ``source`` are shared with ``targets``."""
+
+    pattern: str
+    source: str
+    targets: tuple[str, ...]
+
+    def matches(self, uri: str, name: str | None) -> bool:
+        return fnmatch.fnmatchcase(uri, self.pattern) or (name is not None and fnmatch.fnmatchcase(name, self.pattern))
+
+
+def targets_of(routes: Iterable[AssetRoute], source: str, uri: str, name: str | None) -> tuple[str, ...]:
+    """Every instance an event of asset (``uri``, ``name``) in ``source`` goes to, in route order, once each; never
+    back to ``source`` itself."""
+    found: list[str] = []
+    for route in routes:
+        if route.source == source and route.matches(uri, name):
+            found.extend(t for t in route.targets if t != source and t not in found)
+    return tuple(found)
+
+
+class AssetEventFact(BaseModel):
+    """One asset event of a producing Airflow (rule 16b), as recorded in etcd."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_id: int
+    uri: str
+    name: str | None = None
+    partition_key: str | None = None
+    extra: dict[str, JsonValue] = {}
+    source_dag_id: str | None = None
+    source_run_id: str | None = None
+    source_task_id: str | None = None
+    timestamp: datetime
+    recorded_by: str = ""
+
+
+class DeliveryRecord(BaseModel):
+    """The ledger entry of one delivery (rule 16d), written only by the leading watcher, fenced."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    status: DeliveryStatus
+    source: str
+    event_id: int
+    uri: str
+    name: str | None = None
+    partition_key: str | None = None
+    #: The target's own event id once confirmed (from the POST's answer or the look-up that found it).
+    target_event_id: int | None = None
+    #: The target is an Airflow 2 (v1): the event went without its partition key.
+    partition_dropped: bool = False
+    intent_rev: int = 0
+    requested_at: datetime
+    done_at: datetime | None = None
+    retry_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
+    watcher: str = ""
+
+    @property
+    def marker(self) -> str:
+        return marker_of(self.source, self.event_id)
+
+
+def marker_of(source: str, event_id: int) -> str:
+    """The value of :data:`MARKER` for the delivery of ``source``'s event ``event_id`` (rule 16c)."""
+    return f"{source}:{event_id}"
+
+
+def is_delivered_copy(extra: Mapping[str, Any] | None) -> bool:
+    """Rule 16c: the event was created by the coordinator (in this or any deployment)."""
+    return bool(extra) and MARKER in extra  # type: ignore[operator]
+
+
+def escape_asset(uri: str) -> str:
+    """One key segment for an asset URI or name: percent-encoded, so '/' and ':' never split the key."""
+    return quote(uri, safe="")
+
+
+@dataclass(frozen=True, slots=True)
+class AssetKeys:
+    """The asset keys of ``docs/keys.md`` under ``prefix``."""
+
+    prefix: str
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}/assets/"
+
+    @property
+    def deliveries(self) -> str:
+        return f"{self.prefix}/deliveries/"
+
+    @property
+    def marks(self) -> str:
+        return f"{self.prefix}/asset_marks/"
+
+    def mark_key(self, instance: str) -> str:
+        """Where the first listing of ``instance`` starts while none of its events is recorded (rule 16b)."""
+        return f"{self.marks}{instance}"
+
+    @property
+    def changes(self) -> str:
+        """The plugin's hints (one key per instance): an asset event just happened there; list its events now."""
+        return f"{self.prefix}/asset_changes/"
+
+    def change_key(self, instance: str) -> str:
+        return f"{self.changes}{instance}"
+
+    def event_key(self, instance: str, uri: str, event_id: int) -> str:
+        return f"{self.events}{instance}/{escape_asset(uri)}/{event_id}"
+
+    def delivery_key(self, target: str, source: str, uri: str, event_id: int) -> str:
+        return f"{self.deliveries}{target}/{source}/{escape_asset(uri)}/{event_id}"
+
+    def parse_event_key(self, key: str) -> tuple[str, str, int] | None:
+        """(instance, asset uri, event id), or None for a key that is not one."""
+        parts = key.removeprefix(self.events).split("/") if key.startswith(self.events) else []
+        if len(parts) != 3 or not NAME_RE.match(parts[0]) or not parts[2].isdigit():
+            return None
+        return parts[0], unquote(parts[1]), int(parts[2])
+
+    def parse_delivery_key(self, key: str) -> tuple[str, str, str, int] | None:
+        """(target, source, asset uri, event id), or None."""
+        parts = key.removeprefix(self.deliveries).split("/") if key.startswith(self.deliveries) else []
+        if len(parts) != 4 or not (NAME_RE.match(parts[0]) and NAME_RE.match(parts[1])) or not parts[3].isdigit():
+            return None
+        return parts[0], parts[1], unquote(parts[2]), int(parts[3])
+
+
+def parse_fact(value: bytes) -> AssetEventFact | None:
+    try:
+        return AssetEventFact.model_validate_json(value)
+    except ValidationError:
+        return None
+
+
+def parse_delivery(value: bytes) -> DeliveryRecord | None:
+    try:
+        return DeliveryRecord.model_validate_json(value)
+    except ValidationError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceEvent:
+    """A recorded event (rule 16b) of ``source``."""
+
+    source: str
+    fact: AssetEventFact
+
+
+@dataclass(frozen=True, slots=True)
+class DueDelivery:
+    """One delivery to make now: the event, its target, and the ledger entry as last seen (None, 0: none yet)."""
+
+    event: SourceEvent
+    target: str
+    record: DeliveryRecord | None
+    ledger_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ledger:
+    """The delivery ledger as read: (target, source, uri, event id) -> (record, mod revision)."""
+
+    entries: Mapping[tuple[str, str, str, int], tuple[DeliveryRecord, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """Where one (target, source, asset) stream stands, for ``status`` and ``why asset``."""
+
+    target: str
+    source: str
+    uri: str
+    delivered: int
+    pending: int
+    head: DueDelivery | None  # the oldest undelivered event, due or waiting for its retry
+    head_error: str | None
+
+
+def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute]) -> list[StreamState]:
+    """Rule 16d: per (target, source, asset), how many events are delivered and which one is next."""
+    by_stream: dict[tuple[str, str, str], list[SourceEvent]] = {}
+    for event in events:
+        for target in targets_of(routes, event.source, event.fact.uri, event.fact.name):
+            by_stream.setdefault((target, event.source, event.fact.uri), []).append(event)
+    result: list[StreamState] = []
+    for (target, source, uri), items in sorted(by_stream.items()):
+        items.sort(key=lambda e: e.fact.event_id)
+        delivered = 0
+        head: DueDelivery | None = None
+        for event in items:
+            found = ledger.entries.get((target, source, uri, event.fact.event_id))
+            if found is not None and found[0].status is DeliveryStatus.DONE:
+                delivered += 1
+            elif head is None:
+                head = DueDelivery(event, target, found[0] if found else None, found[1] if found else 0)
+        head_error = head.record.last_error if head is not None and head.record is not None else None
+        result.append(StreamState(target, source, uri, delivered, len(items) - delivered, head, head_error))
+    return result
+
+
+def due_deliveries(
+    events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute], now: datetime
+) -> list[DueDelivery]:
+    """Rules 16d-e: the head of every stream whose retry time (if any) has come."""
+    due: list[DueDelivery] = []
+    for stream in streams(events, ledger, routes):
+        head = stream.head
+        if head is None:
+            continue
+        record = head.record
+        if record is not None and record.status is DeliveryStatus.ERROR and record.retry_at and record.retry_at > now:
+            continue
+        due.append(head)
+    return due
+
+
+def prunable(
+    events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute], cutoff: datetime, overlap: timedelta
+) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
+    """Retention: the recorded events that may be deleted, each with its delivery entries' (target, mod revision).
+
+    An event qualifies when it is older than ``cutoff``, delivered to every target its routes name, and older than
+    its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the audit can
+    still list would otherwise be recorded again, as new, and delivered twice. The newest event of each (source,
+    asset) always stays."""
+    newest: dict[tuple[str, str], int] = {}
+    marks: dict[str, datetime] = {}
+    for event in events:
+        key = (event.source, event.fact.uri)
+        newest[key] = max(newest.get(key, 0), event.fact.event_id)
+        marks[event.source] = max(marks.get(event.source, event.fact.timestamp), event.fact.timestamp)
+    done: list[tuple[SourceEvent, list[tuple[str, int]]]] = []
+    for event in events:
+        fact = event.fact
+        if newest[(event.source, fact.uri)] == fact.event_id:
+            continue
+        if fact.timestamp >= cutoff or fact.timestamp >= marks[event.source] - overlap:
+            continue
+        targets = targets_of(routes, event.source, fact.uri, fact.name)
+        found = [(t, ledger.entries.get((t, event.source, fact.uri, fact.event_id))) for t in targets]
+        if targets and all(f is not None and f[0].status is DeliveryStatus.DONE for _, f in found):
+            done.append((event, [(t, f[1]) for t, f in found if f is not None]))
+    return done
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAssets:
+    """What ``validate --airflow`` learned of one target instance: its assets as (uri, name, consumer DAGs), and
+    whether it is an Airflow 2 (no partition keys)."""
+
+    instance: str
+    assets: tuple[tuple[str, str | None, tuple[str, ...]], ...]
+    airflow2: bool
+
+
+def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAssets]) -> list[str]:
+    """Rule 16a checked against the targets: a route whose assets no DAG of a target schedules on (delivered,
+    consumed by nobody: a warning, the events are not lost), and an Airflow 2 target (partition keys dropped)."""
+    found: list[str] = []
+    for index, route in enumerate(routes):
+        for target in route.targets:
+            seen = targets.get(target)
+            if seen is None:
+                continue
+            matched = [a for a in seen.assets if route.matches(a[0], a[1])]
+            where = f"$.assets[{index}] ({route.pattern!r} -> {target})"
+            if not matched:
+                found.append(
+                    f"{where}: warning: no asset of {target} matches: its events wait there as pending until a DAG "
+                    "there declares the asset (schedule=[Asset(...)])"
+                )
+            elif not any(consumers for _, _, consumers in matched):
+                names = ", ".join(sorted(a[0] for a in matched)[:3])
+                found.append(f"{where}: warning: no DAG of {target} schedules on {names}: events are delivered, "
+                             "nobody consumes them")  # fmt: skip
+            if seen.airflow2:
+                found.append(
+                    f"{where}: warning: {target} is an Airflow 2 (no partition keys): events are delivered without "
+                    "their partition_key"
+                )
+    return found
+
+
+def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEvent], ledger: Ledger) -> list[str]:
+    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused."""
+    mine = [e for e in events if e.fact.uri == uri or e.fact.name == uri]
+    names = {e.fact.name for e in mine if e.fact.name}
+    routed = [(i, r) for i, r in enumerate(routes) if r.matches(uri, None) or any(r.matches(uri, n) for n in names)]
+    if not routed:
+        return [f'{uri}: no route in dependencies.json shares it (add one under "assets")']
+    lines = [f"{uri}: route $.assets[{i}] shares {r.pattern!r} from {r.source} with {', '.join(r.targets)}"
+             for i, r in routed]  # fmt: skip
+    sources = sorted({r.source for _, r in routed})
+    for source in sources:
+        produced = sorted((e for e in mine if e.source == source), key=lambda e: e.fact.event_id)
+        if not produced:
+            lines.append(f"produced in {source}: no event recorded yet (the leader lists its events every round)")
+            continue
+        last = produced[-1].fact
+        key = f", partition_key {last.partition_key}" if last.partition_key else ""
+        lines.append(f"produced in {source}: {len(produced)} event(s) recorded, newest #{last.event_id} at "
+                     f"{last.timestamp.isoformat()}{key}")  # fmt: skip
+    for stream in streams(mine, ledger, [r for _, r in routed]):
+        line = f"delivered to {stream.target}: {stream.delivered}, pending {stream.pending}"
+        head = stream.head
+        if head is not None:
+            record = head.record
+            event = f"#{head.event.fact.event_id} of {stream.source}"
+            if record is None:
+                line += f"; next {event}: due at the next round"
+            elif record.status is DeliveryStatus.ERROR:
+                retry = record.retry_at.isoformat() if record.retry_at else "soon"
+                line += f"; next {event}: refused ({record.last_error}), retried at {retry}"
+            else:
+                line += f"; next {event}: intent recorded at {record.requested_at.isoformat()}, being delivered"
+        lines.append(line)
+    return lines

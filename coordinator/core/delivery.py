@@ -1,0 +1,319 @@
+"""The delivery protocol: how one asset event of one Airflow reaches another Airflow exactly once. Pure, synchronous.
+
+The asset job (``coordinator/watcher/assets.py``) performs what an instruction says (one etcd write, one Airflow
+call) and feeds the answer back as an event; :func:`step` decides the next instruction. No I/O, no clock (``now`` is
+an argument), no logging. ``tests/test_delivery.py`` drives these functions against a simulated etcd and target
+Airflow and crashes between every two steps.
+
+Airflow's ``POST /api/v2/assets/events`` has no idempotency key: each call creates one more event. Exactly once
+therefore rests on the ledger (fenced like the trigger ledger) and on a look-up before any repeat.
+
+Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event exactly once"):
+
+1. Intent first. A delivery starts by writing its ledger entry as ``pending`` in a transaction that compares the
+   revision the planner saw and that this watcher still holds the leader key (fencing). A lost race or lost
+   leadership ends the attempt: nothing was sent. Every later write compares the revision of the previous one.
+2. Resolve the target's asset by URI (and name) before posting: Airflow 3 takes an ``asset_id`` only. The id is
+   cached by the caller and resolved afresh after a 404 (rule 5) and before any look-up (rule 3). An asset the
+   target does not know is not a lost event: the delivery stays pending (``error``, retried) and ``why asset``
+   says so.
+3. Post only what cannot have been posted. An intent this attempt recorded from nothing (no entry before) cannot have
+   been sent: post at once. Any other entry (``pending`` or ``error``: a crash, a lost answer, a refusal) may have
+   been: look the event up in the target first (events of that asset whose ``extra`` carries this delivery's marker)
+   and post only when none is found.
+4. Every POST carries the marker (``extra["coordinator_delivery"] = "{source}:{event id}"``) and the source event's
+   ``extra`` and ``partition_key`` (an Airflow 2 target has no partition keys: the event goes without it and the
+   entry says ``partition_dropped``).
+5. A 404 to the POST means the cached asset id is stale (the asset was re-created) and nothing was created: resolve
+   once more, bypassing the cache, and post again. A second 404 is a refusal (rule 7).
+6. Confirm: the entry becomes ``done`` with the target's event id. A resumed entry already ``done`` (or gone) is left
+   alone.
+7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
+   after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import JsonValue
+
+from coordinator.core.assets import MARKER, DeliveryRecord, DeliveryStatus, DueDelivery
+
+#: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
+TRANSIENT_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TargetAsset:
+    """The target Airflow's asset: its id (Airflow 3) and URI; ``v1``: an Airflow 2 target (no partition keys)."""
+
+    asset_id: int
+    uri: str
+    v1: bool = False
+
+
+# -- events: what happened --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerWritten:
+    """The ledger write asked for succeeded at ``mod_rev``."""
+
+    mod_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerMoved:
+    """The compare-and-swap failed: another writer (or a newer pass) changed the entry (rule 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """The target's asset (None: the target does not know it)."""
+
+    asset: TargetAsset | None
+
+
+@dataclass(frozen=True, slots=True)
+class Looked:
+    """The look-up of rule 3: the target's id of the event carrying the marker, or None."""
+
+    target_event_id: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """The target created the event ``target_event_id``."""
+
+    target_event_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """404 to the POST (rule 5)."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A step failed for good (403, 400, 422, no such instance, anything unexpected)."""
+
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Transient:
+    """No answer, or 5xx, through the bounded retries: the call may or may not have happened."""
+
+    error: str
+
+
+Event = LedgerWritten | LedgerMoved | Resolved | Looked | Posted | NotFound | Refused | Transient
+
+
+# -- instructions: what to do next ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class WriteLedger:
+    """Write ``record`` with a fenced CAS on ``expected_rev`` (0: the key must not exist); answer LedgerWritten or
+    LedgerMoved (a lost leadership is raised by the caller and ends the attempt)."""
+
+    record: DeliveryRecord
+    expected_rev: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resolve:
+    """Find the target's asset by ``uri`` (``fresh``: bypass the cache); answer Resolved."""
+
+    uri: str
+    name: str | None
+    fresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Look:
+    """Find an event of ``asset`` whose ``extra`` carries ``marker``, among those since about ``requested_at`` (when
+    the delivery was first recorded: no earlier POST of it can exist); answer Looked."""
+
+    asset: TargetAsset
+    marker: str
+    requested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """Create the event in the target; answer Posted, NotFound (404), Refused or Transient."""
+
+    asset: TargetAsset
+    extra: dict[str, JsonValue]
+    partition_key: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The attempt is over; ``confirmed``: the entry is done."""
+
+    confirmed: bool
+    error: str | None = None
+
+
+Instruction = WriteLedger | Resolve | Look | Post | Done
+
+
+class Step(StrEnum):
+    RECORDING = "recording"
+    RESOLVING = "resolving"
+    LOOKING = "looking"
+    POSTING = "posting"
+    CONFIRMING = "confirming"
+    RECORDING_ERROR = "recording_error"
+    OVER = "over"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    """Where one attempt stands."""
+
+    step: Step
+    record: DeliveryRecord
+    mod_rev: int
+    #: Rule 3: this attempt recorded the intent from nothing, so nothing can have been posted before.
+    fresh: bool
+    extra: dict[str, JsonValue]
+    error_retry_s: float
+    asset: TargetAsset | None = None
+    refreshed: bool = False
+    error: str | None = None
+
+
+class ProtocolError(AssertionError):
+    """An event that cannot happen at this step: a bug in the caller."""
+
+
+def start(due: DueDelivery, now: datetime, watcher: str, error_retry_s: float) -> tuple[DeliveryState, Instruction]:
+    """Rule 1 (or 6): the first instruction of a due delivery."""
+    fact = due.event.fact
+    record = due.record
+    if record is not None and record.status is DeliveryStatus.DONE:
+        return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
+    if record is None:
+        record = DeliveryRecord(
+            status=DeliveryStatus.PENDING,
+            source=due.event.source,
+            event_id=fact.event_id,
+            uri=fact.uri,
+            name=fact.name,
+            partition_key=fact.partition_key,
+            requested_at=now,
+            watcher=watcher,
+        )
+    else:
+        record = record.model_copy(update={"status": DeliveryStatus.PENDING, "retry_at": None, "watcher": watcher})
+    extra: dict[str, JsonValue] = {**fact.extra, MARKER: record.marker}
+    state = DeliveryState(Step.RECORDING, record, due.ledger_rev, due.record is None, extra, error_retry_s)
+    return state, WriteLedger(record, due.ledger_rev)
+
+
+def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliveryState, Instruction]:
+    """The next instruction after ``event``."""
+    if isinstance(event, LedgerMoved):
+        return _over(state), Done(confirmed=False, error="ledger entry moved")
+    if isinstance(event, LedgerWritten):
+        return _written(state, event.mod_rev)
+    if isinstance(event, (Refused, Transient)):
+        delay = state.error_retry_s if isinstance(event, Refused) else min(state.error_retry_s, TRANSIENT_RETRY_S)
+        return _error(state, event.error, delay, now)
+    if state.step is Step.RESOLVING and isinstance(event, Resolved):
+        if event.asset is None:
+            # Rule 2: not a lost event; it waits for the target to know the asset.
+            error = f"asset {state.record.uri} is not known in the target: pending until it is"
+            return _error(state, f"AssetUnknown: {error}", state.error_retry_s, now)
+        moved = replace(state, asset=event.asset)
+        if state.fresh:
+            return _post(moved)
+        return replace(moved, step=Step.LOOKING), Look(
+            event.asset, state.record.marker, state.record.requested_at
+        )  # rule 3
+    if state.step is Step.LOOKING and isinstance(event, Looked):
+        if event.target_event_id is not None:
+            return _confirm(state, event.target_event_id, now)  # rule 3: it was posted before the crash
+        return _post(state)
+    if state.step is Step.POSTING and isinstance(event, Posted):
+        return _confirm(state, event.target_event_id, now)
+    if state.step is Step.POSTING and isinstance(event, NotFound):
+        if not state.refreshed:
+            # Rule 5: nothing was created; the cached id is stale.
+            return replace(state, step=Step.RESOLVING, refreshed=True), Resolve(
+                state.record.uri, state.record.name, fresh=True
+            )
+        return _error(state, event.error, state.error_retry_s, now)
+    raise ProtocolError(f"event {type(event).__name__} at step {state.step}")
+
+
+def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruction]:
+    if state.step is Step.RECORDING:
+        record = state.record
+        if not record.intent_rev:
+            record = record.model_copy(update={"intent_rev": mod_rev})
+        moved = replace(state, step=Step.RESOLVING, record=record, mod_rev=mod_rev, refreshed=not state.fresh)
+        # Rule 3: a look-up with a stale id would find nothing and post a second event: resolve afresh first.
+        return moved, Resolve(record.uri, record.name, fresh=not state.fresh)
+    if state.step is Step.CONFIRMING:
+        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=True)
+    if state.step is Step.RECORDING_ERROR:
+        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=False, error=state.error)
+    raise ProtocolError(f"ledger write at step {state.step}")
+
+
+def _post(state: DeliveryState) -> tuple[DeliveryState, Instruction]:
+    assert state.asset is not None
+    # Rule 4: an Airflow 2 target has no partition keys.
+    key = None if state.asset.v1 else state.record.partition_key
+    return replace(state, step=Step.POSTING), Post(state.asset, state.extra, key)
+
+
+def _confirm(state: DeliveryState, target_event_id: int, now: datetime) -> tuple[DeliveryState, Instruction]:
+    dropped = state.asset is not None and state.asset.v1 and state.record.partition_key is not None
+    done = state.record.model_copy(
+        update={
+            "status": DeliveryStatus.DONE,
+            "target_event_id": target_event_id,
+            "partition_dropped": dropped,
+            "done_at": now,
+            "retry_at": None,
+            "last_error": None,
+            "attempts": state.record.attempts + 1,
+        }
+    )
+    return replace(state, step=Step.CONFIRMING, record=done), WriteLedger(done, state.mod_rev)
+
+
+def _error(state: DeliveryState, error: str, delay_s: float, now: datetime) -> tuple[DeliveryState, Instruction]:
+    """Rule 7. Before the intent is in the ledger nothing can be recorded: the attempt just ends."""
+    if state.step is Step.RECORDING:
+        return _over(state), Done(confirmed=False, error=error)
+    failed = state.record.model_copy(
+        update={
+            "status": DeliveryStatus.ERROR,
+            "last_error": error[:500],
+            "retry_at": now + timedelta(seconds=delay_s),
+            "attempts": state.record.attempts + 1,
+        }
+    )
+    moved = replace(state, step=Step.RECORDING_ERROR, record=failed, error=error)
+    return moved, WriteLedger(failed, state.mod_rev)
+
+
+def _over(state: DeliveryState) -> DeliveryState:
+    return replace(state, step=Step.OVER)
+
+
+def _placeholder(due: DueDelivery, now: datetime, watcher: str, error_retry_s: float) -> DeliveryState:
+    assert due.record is not None
+    return DeliveryState(Step.OVER, due.record, due.ledger_rev, False, {}, error_retry_s)

@@ -1,0 +1,95 @@
+"""Which DAGs of the dependencies page a user may see, and the page with the others taken out.
+
+Rules:
+1. The decision is made on the whole graph (a DAG's state depends on upstreams the user may not read); only what
+   is DRAWN is restricted: a DAG the user may not read is not drawn, and neither is any edge, waiting-on entry,
+   failure source, ledger input, deadline cause or problem line that names it. The page says how many were left out.
+2. A DAG of the page's own Airflow instance is shown when that Airflow's auth manager lets the user read it (the
+   caller asks it for the user's readable DAG ids, never from a request parameter). A DAG of another instance is
+   unknown to this Airflow's auth manager: hidden unless the operator shares the other instances
+   (``COORDINATOR_PAGE_OTHER_INSTANCES=shown``).
+3. Free text (summaries, reasons) that names a hidden DAG, by its qualified id or, in the same instance, its bare
+   id, has that name replaced by "a DAG you may not read".
+4. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from coordinator.core.model import NodeId
+from coordinator.page.model import LedgerInfo, PageModel, PageNode
+
+HIDDEN_NAME = "a DAG you may not read"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Rule 2: what the user may read on the page of instance ``instance``."""
+
+    instance: str
+    readable: frozenset[str]
+    other_instances: bool = False
+
+    def may_read(self, node: NodeId) -> bool:
+        if node.instance == self.instance:
+            return node.dag_id in self.readable
+        return self.other_instances
+
+
+def _namer(hidden: Iterable[NodeId], instance: str) -> re.Pattern[str] | None:
+    names: set[str] = set()
+    for node in hidden:
+        names.add(node.qualified)
+        if node.instance == instance:
+            names.add(node.dag_id)
+    if not names:
+        return None
+    # Longest first, bounded by what cannot be part of a name, so "load" never matches inside "load_all".
+    alternatives = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.compile(rf"(?<![A-Za-z0-9_./-])(?:{alternatives})(?![A-Za-z0-9_.-])")
+
+
+def restrict(model: PageModel, access: Access) -> PageModel:
+    """Rules 1-3: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left out."""
+    hidden = [n.node for n in model.nodes if not access.may_read(n.node)]
+    if not hidden:
+        return model
+    gone = set(hidden)
+    pattern = _namer(hidden, access.instance)
+
+    def scrub(text: str) -> str:
+        return pattern.sub(HIDDEN_NAME, text) if pattern is not None else text
+
+    def named_hidden(text: str) -> bool:
+        return pattern is not None and pattern.search(text) is not None
+
+    def ledger(info: LedgerInfo | None) -> LedgerInfo | None:
+        if info is None:
+            return None
+        inputs = tuple((name, rev) for name, rev in info.inputs if not named_hidden(name))
+        return replace(info, inputs=inputs, last_error=scrub(info.last_error) if info.last_error else None)
+
+    def node(n: PageNode) -> PageNode:
+        deadline = n.deadline
+        if deadline is not None and deadline.cause is not None and named_hidden(deadline.cause.chain_text()):
+            deadline = replace(deadline, cause=None)
+        return replace(
+            n,
+            summary=scrub(n.summary),
+            waiting_on=tuple(w for w in n.waiting_on if w not in gone),
+            why=tuple(scrub(line) for line in n.why),
+            failure_sources=tuple(f for f in n.failure_sources if f not in gone),
+            ledger=ledger(n.ledger),
+            deadline=deadline,
+        )
+
+    return replace(
+        model,
+        nodes=tuple(node(n) for n in model.nodes if n.node not in gone),
+        edges=tuple(e for e in model.edges if e.source not in gone and e.target not in gone),
+        problems=tuple(p for p in model.problems if not named_hidden(p)),
+        hidden=model.hidden + len(hidden),
+    )

@@ -1,0 +1,188 @@
+"""The etcd role of every writer and reader of the coordinator's keys, derived from the key layout in ONE place.
+
+``coordinator roles`` prints these as ``etcdctl`` commands; ``docs/operations.md`` holds them for the example setup
+and a test runs that block as written against a real etcd with authentication on (tests/test_roles.py).
+
+Rules:
+1. Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by" columns): an
+   Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the plugin reads
+   before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which tasks to
+   record); the dependencies page and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their
+   families; an outside writer writes only the run keys of its own DAG (or DAG-name family).
+2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key and the
+   presence keys: a plugin credential cannot forge an intent, a graph or a leader.
+3. Reading the whole prefix is granted as one range (``read --prefix=true {prefix}/``): a snapshot and a watch are
+   one range over it, and etcd refuses a range that a single permission does not cover.
+4. Passwords never appear on a command line (visible in ``ps`` and shell history): ``etcdctl user add NAME
+   --interactive=false`` reads the password from its standard input, redirected from a file per user.
+5. Role and user names are ``{base}-{component}``, ``base`` derived from the prefix, so several prefixes can share
+   one etcd without their roles colliding.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from coordinator.core.model import NAME_RE, KeyLayout
+
+
+class Perm(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    READWRITE = "readwrite"
+
+
+@dataclass(frozen=True)
+class Grant:
+    """One ``etcdctl role grant-permission``: ``key`` alone, or every key starting with it (``prefix``)."""
+
+    perm: Perm
+    key: str
+    prefix: bool
+
+
+@dataclass(frozen=True)
+class Role:
+    """One etcd role (and the user of the same name that holds it)."""
+
+    name: str
+    purpose: str
+    grants: tuple[Grant, ...]
+
+
+@dataclass(frozen=True)
+class OutsideWriter:
+    """A system outside Airflow that reports the runs of one DAG, or of every DAG whose id starts with ``family``
+    (``dag`` ending in ``*``), of one instance."""
+
+    name: str
+    instance: str
+    dag: str
+
+    @classmethod
+    def parse(cls, text: str) -> OutsideWriter:
+        """``NAME=INSTANCE/DAG`` or ``NAME=INSTANCE/DAG_PREFIX*``; ValueError saying what is wrong."""
+        name, eq, target = text.partition("=")
+        instance, slash, dag = target.partition("/")
+        if not eq or not slash:
+            raise ValueError(f"--writer {text!r}: expected NAME=INSTANCE/DAG or NAME=INSTANCE/DAG_PREFIX*")
+        stem = dag[:-1] if dag.endswith("*") else dag
+        for what, value in (("name", name), ("instance", instance), ("dag", stem)):
+            if not NAME_RE.match(value):
+                raise ValueError(f"--writer {text!r}: {what} {value!r} is not a valid name ([A-Za-z0-9_.-]+)")
+        return cls(name=name, instance=instance, dag=dag)
+
+
+def base_name(keys: KeyLayout) -> str:
+    """Rule 5: ``/coordinator`` -> ``coordinator``, ``/a/b`` -> ``a-b``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", keys.prefix.strip("/")) or "coordinator"
+
+
+def _read_all(keys: KeyLayout) -> Grant:
+    return Grant(Perm.READ, keys.root, True)
+
+
+def plugin_role(keys: KeyLayout, instance: str) -> Role:
+    return Role(
+        name=f"{base_name(keys)}-plugin-{instance}",
+        purpose=f"the Airflow plugin of instance {instance} (scheduler, workers, check-plugin)",
+        grants=(
+            Grant(Perm.READWRITE, f"{keys.runs}{instance}/", True),
+            Grant(Perm.READWRITE, f"{keys.tasks}{instance}/", True),
+            Grant(Perm.READ, keys.config_key("graph"), False),
+        ),
+    )
+
+
+def watcher_role(keys: KeyLayout) -> Role:
+    rw = Perm.READWRITE
+    return Role(
+        name=f"{base_name(keys)}-watcher",
+        purpose="coordinator watch / reconcile (ledger, graph, retention, deadlines, leader, presence, audit)",
+        grants=(
+            _read_all(keys),
+            # the audit repairs run and task states; the leader's retention deletes old partitions
+            Grant(rw, keys.runs, True),
+            Grant(rw, keys.tasks, True),
+            Grant(rw, keys.triggers, True),
+            Grant(rw, keys.deadlines, True),
+            Grant(rw, keys.watchers, True),
+            Grant(rw, keys.config_key("graph"), False),
+            Grant(rw, keys.config_key("retention"), False),
+            Grant(rw, keys.config_key("backfill/"), True),
+            Grant(rw, keys.budgets, True),
+            Grant(rw, keys.leader, False),
+        ),
+    )
+
+
+def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWriter] = ()) -> list[Role]:
+    """The whole matrix (rules 1-3), in a stable order."""
+    base = base_name(keys)
+    rw = Perm.READWRITE
+    result = [plugin_role(keys, i) for i in instances]
+    result += [
+        Role(f"{base}-page", "the dependencies page in Airflow's api-server (read only)", (_read_all(keys),)),
+        watcher_role(keys),
+        Role(f"{base}-doctor", "coordinator doctor, status, why, diff (read only)", (_read_all(keys),)),
+        Role(
+            f"{base}-prune",
+            "coordinator prune (records the floor, deletes old partitions)",
+            (
+                _read_all(keys),
+                Grant(rw, keys.runs, True),
+                Grant(rw, keys.tasks, True),
+                Grant(rw, keys.triggers, True),
+                Grant(rw, keys.config_key("backfill/"), True),
+                Grant(rw, keys.config_key("retention"), False),
+            ),
+        ),
+        Role(
+            f"{base}-backfill",
+            "coordinator backfill and release (the operator's requests for runs)",
+            (_read_all(keys), Grant(rw, keys.config_key("backfill/"), True), Grant(rw, keys.budgets, True)),
+        ),
+    ]
+    for w in writers:
+        family = w.dag.endswith("*")
+        key = f"{keys.runs}{w.instance}/{w.dag[:-1] if family else w.dag + '/'}"
+        what = f"DAGs {w.dag}" if family else f"DAG {w.dag}"
+        result.append(Role(f"{base}-writer-{w.name}", f"outside writer {w.name}: run states of {what} of "
+                           f"instance {w.instance}", (Grant(rw, key, True),)))  # fmt: skip
+    return result
+
+
+def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
+    """Every key family of the layout as (key, is a prefix): what a reader with a partial role reads one by one."""
+    return [
+        (keys.runs, True),
+        (keys.tasks, True),
+        (keys.triggers, True),
+        (keys.deadlines, True),
+        (keys.watchers, True),
+        (keys.config_key("graph"), False),
+        (keys.config_key("retention"), False),
+        (keys.config_key("backfill/"), True),
+        (keys.budgets, True),
+        (keys.leader, False),
+    ]
+
+
+def commands(matrix: Sequence[Role], secrets_dir: str = "$SECRETS_DIR") -> list[str]:
+    """``etcdctl`` lines creating each role, its permissions, its user (password read from
+    ``{secrets_dir}/{user}``, rule 4) and the grant. Comment lines say what each role is for."""
+    lines: list[str] = []
+    for role in matrix:
+        name = shlex.quote(role.name)
+        lines.append(f"# {role.purpose}")
+        lines.append(f"etcdctl role add {name}")
+        for g in role.grants:
+            flag = " --prefix=true" if g.prefix else ""
+            lines.append(f"etcdctl role grant-permission {name} {g.perm}{flag} {shlex.quote(g.key)}")
+        lines.append(f'etcdctl user add {name} --interactive=false < "{secrets_dir}/{role.name}"')
+        lines.append(f"etcdctl user grant-role {name} {name}")
+    return lines

@@ -1,0 +1,325 @@
+"""The leader's asset job: record the asset events of every routed source Airflow, then deliver each one once into
+every target Airflow (semantics rules 16 and 17). A job of ``watcher/jobs.py``: a timed key of the one queue,
+run only while leading, given only what it needs.
+
+Rules:
+1. One round reads the recorded events and the delivery ledger, lists each routed source instance's asset events
+   since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any
+   watcher stored under ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones
+   its routes share and that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
+2. Then it drives every due delivery (``core/assets.due_deliveries``: the oldest undelivered event of each (target,
+   source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
+   A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
+   day) drains in order without waiting one interval per event.
+3. Airflow errors are the protocol's events (unavailable -> Transient, 404 on the POST -> NotFound, any other
+   refusal -> Refused); etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs).
+4. The target's asset ids are cached per (target, uri) for the life of the job; the protocol asks for a fresh
+   resolve after a 404 and before any look-up.
+5. Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered to every target its
+   routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
+   this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
+   may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
+6. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
+   was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from coordinator.airflow.assets import AssetInfo
+from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.core import delivery
+from coordinator.core.assets import (
+    MARKER,
+    AssetEventFact,
+    AssetKeys,
+    AssetRoute,
+    DeliveryRecord,
+    DeliveryStatus,
+    DueDelivery,
+    Ledger,
+    SourceEvent,
+    due_deliveries,
+    is_delivered_copy,
+    parse_delivery,
+    parse_fact,
+    prunable,
+    streams,
+    targets_of,
+)
+from coordinator.core.graph import Graph
+from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable
+from coordinator.etcd import EtcdStore
+from coordinator.etcd.types import Fence
+from coordinator.metrics import Metrics
+from coordinator.watcher.faults import crash_point
+
+log = logging.getLogger(__name__)
+
+#: Rule 1: a transaction's timestamp is taken before it commits, so an event may be listed after a later-stamped one
+#: was already seen; a minute of overlap covers any commit, and a re-listed event is recorded once (create-only).
+OVERLAP_S = 60.0
+#: The look-up of delivery rule 3 scans the target asset's events from this long before the intent (clocks of the
+#: watcher's and the target's hosts may differ by this much).
+LOOK_MARGIN = timedelta(minutes=10)
+#: Deliveries driven in one round at most (rule 2): a backlog drains over a few rounds, never one endless round.
+MAX_PER_ROUND = 1000
+
+Key = tuple[str, str, str, int]
+
+
+@dataclass
+class AssetJob:
+    """The leader's asset round (rules 1-5)."""
+
+    store: EtcdStore
+    keys: AssetKeys
+    graph: Callable[[], Graph]
+    clients: Mapping[str, AirflowClient]
+    fence: Callable[[], Fence]
+    watcher_id: str
+    metrics: Metrics
+    interval_s: float
+    lookback_s: float = 0.0
+    error_retry_s: float = 30.0
+    #: Rule 5: delivered events older than this are pruned (None: kept).
+    retention: timedelta | None = None
+    name: str = "assets"
+    #: Rule 1's mark when no event of a source was recorded yet (the watcher's start; the first round's time if
+    #: not given).
+    started_at: datetime | None = None
+    cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
+    #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
+    _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
+
+    async def run_once(self, now: datetime) -> None:
+        routes = self.graph().asset_routes
+        if self.started_at is None:
+            self.started_at = now
+        if not routes:
+            return
+        events = await self._read_events()
+        ledger = await self._read_ledger()
+        recorded = await self._record(routes, events, now)
+        delivered = errors = 0
+        for _ in range(MAX_PER_ROUND):
+            due = due_deliveries(list(events.values()), Ledger(ledger), routes, now)
+            progress = False
+            for item in due:
+                outcome = await self._deliver(item, now, ledger)
+                progress |= outcome is True
+                delivered += outcome is True
+                errors += outcome is False
+            if not progress:
+                break
+        pruned = await self._prune(routes, events, ledger, now) if self.retention is not None else 0
+        pending: dict[str, int] = {}
+        for stream in streams(list(events.values()), Ledger(ledger), routes):
+            pending[stream.target] = pending.get(stream.target, 0) + stream.pending
+        self.metrics.asset_round(pending)
+        if recorded or delivered or errors or pruned:
+            log.info(
+                "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d pruned=%d",
+                len(events), recorded, delivered, errors, sum(pending.values()), pruned,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------ reading
+
+    async def _read_events(self) -> dict[tuple[str, str, int], SourceEvent]:
+        found: dict[tuple[str, str, int], SourceEvent] = {}
+        self._event_revs = {}
+        for kv in (await self.store.snapshot(self.keys.events)).kvs:
+            parsed = self.keys.parse_event_key(kv.key)
+            fact = parse_fact(kv.value)
+            if parsed is None or fact is None:
+                log.warning("asset.malformed_event key=%s", kv.key)
+                continue
+            found[parsed] = SourceEvent(parsed[0], fact)
+            self._event_revs[parsed] = kv.mod_revision
+        return found
+
+    async def _read_ledger(self) -> dict[Key, tuple[DeliveryRecord, int]]:
+        ledger: dict[Key, tuple[DeliveryRecord, int]] = {}
+        for kv in (await self.store.snapshot(self.keys.deliveries)).kvs:
+            parsed = self.keys.parse_delivery_key(kv.key)
+            record = parse_delivery(kv.value)
+            if parsed is None or record is None:
+                log.warning("asset.malformed_delivery key=%s", kv.key)
+                continue
+            ledger[parsed] = (record, kv.mod_revision)
+        return ledger
+
+    # ------------------------------------------------------------ rule 5: retention
+
+    async def _prune(
+        self,
+        routes: tuple[AssetRoute, ...],
+        events: dict[tuple[str, str, int], SourceEvent],
+        ledger: dict[Key, tuple[DeliveryRecord, int]],
+        now: datetime,
+    ) -> int:
+        assert self.retention is not None
+        cutoff = now - self.retention
+        pruned = 0
+        overlap = timedelta(seconds=OVERLAP_S)
+        for event, deliveries in prunable(list(events.values()), Ledger(ledger), routes, cutoff, overlap):
+            fact = event.fact
+            key = (event.source, fact.uri, fact.event_id)
+            if key not in self._event_revs:
+                continue
+            items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), self._event_revs[key])]
+            items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
+            if (await self.store.delete_unchanged(items, fence=self.fence())).succeeded:
+                pruned += 1
+                del events[key]
+                for target, _ in deliveries:
+                    ledger.pop((target, event.source, fact.uri, fact.event_id), None)
+        return pruned
+
+    # ------------------------------------------------------------ rule 1: facts from each source
+
+    async def _record(
+        self, routes: tuple[AssetRoute, ...], events: dict[tuple[str, str, int], SourceEvent], now: datetime
+    ) -> int:
+        recorded = 0
+        for source in sorted({route.source for route in routes}):
+            client = self.clients.get(source)
+            if client is None:
+                continue  # validate/doctor say so; the plugin may still record this instance's events
+            stamps = [e.fact.timestamp for e in events.values() if e.source == source]
+            mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
+            try:
+                listed = await client.asset_events(mark)
+            except AirflowError as exc:
+                log.warning("asset.audit_failed instance=%s error=%s", source, exc)
+                continue
+            for item in sorted(listed, key=lambda e: e.event_id):
+                if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
+                    continue
+                key = (source, item.uri, item.event_id)
+                if key in events:
+                    continue
+                fact = AssetEventFact(
+                    event_id=item.event_id,
+                    uri=item.uri,
+                    name=item.name,
+                    partition_key=item.partition_key,
+                    extra={k: v for k, v in item.extra.items() if k != MARKER},
+                    source_dag_id=item.source_dag_id,
+                    source_run_id=item.source_run_id,
+                    source_task_id=item.source_task_id,
+                    timestamp=item.timestamp,
+                    recorded_by=f"audit:{self.watcher_id}",
+                )
+                result = await self.store.cas(
+                    self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode(), 0
+                )
+                events[key] = SourceEvent(source, fact)
+                if result.succeeded:
+                    recorded += 1
+                    log.info("asset.recorded instance=%s uri=%s event_id=%d partition_key=%s",
+                             source, item.uri, item.event_id, item.partition_key or "-")  # fmt: skip
+        return recorded
+
+    async def _first_mark(self, source: str) -> datetime:
+        """Rule 1 while no event of ``source`` is recorded: the mark the first round of any watcher stored (so a
+        watcher restarted before the first event still lists what happened while it was down), else this job's
+        start less the lookback, stored now (create-only: the first writer's mark wins)."""
+        key = self.keys.mark_key(source)
+        kv = await self.store.get(key)
+        if kv is not None:
+            with suppress(ValueError):
+                return datetime.fromisoformat(kv.value.decode())
+        assert self.started_at is not None
+        mark = self.started_at - timedelta(seconds=self.lookback_s)
+        result = await self.store.cas(key, mark.isoformat().encode(), 0)
+        if not result.succeeded and result.current is not None:
+            with suppress(ValueError):
+                return datetime.fromisoformat(result.current.value.decode())
+        return mark
+
+    # ------------------------------------------------------------ rule 2: one delivery through the protocol
+
+    async def _deliver(
+        self, item: DueDelivery, now: datetime, ledger: dict[Key, tuple[DeliveryRecord, int]]
+    ) -> bool | None:
+        """Drive one due delivery; True: confirmed, False: an error was recorded, None: nothing happened."""
+        fact = item.event.fact
+        key: Key = (item.target, item.event.source, fact.uri, fact.event_id)
+        etcd_key = self.keys.delivery_key(*key)
+        state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s)
+        while not isinstance(instruction, delivery.Done):
+            answer = await self._perform(item.target, etcd_key, instruction)
+            if isinstance(instruction, delivery.WriteLedger) and isinstance(answer, delivery.LedgerWritten):
+                ledger[key] = (instruction.record, answer.mod_rev)
+                if instruction.record.status is DeliveryStatus.PENDING:
+                    crash_point("asset-after-intent")
+            if isinstance(answer, delivery.Posted):
+                crash_point("asset-after-post")
+            state, instruction = delivery.step(state, answer, now)
+        if instruction.confirmed:
+            self.metrics.asset_events_delivered.labels(item.event.source, item.target).inc()
+            log.info(
+                "asset.delivered source=%s target=%s uri=%s event_id=%d target_event_id=%s partition_key=%s%s",
+                item.event.source, item.target, fact.uri, fact.event_id, state.record.target_event_id,
+                fact.partition_key or "-", " partition_dropped=true" if state.record.partition_dropped else "",
+            )  # fmt: skip
+            return True
+        if instruction.error is not None and state.record.status is DeliveryStatus.ERROR:
+            self.metrics.asset_delivery_failures.labels(item.target).inc()
+            log.warning("asset.delivery_error source=%s target=%s uri=%s event_id=%d error=%s",
+                        item.event.source, item.target, fact.uri, fact.event_id, instruction.error)  # fmt: skip
+            return False
+        return None
+
+    async def _perform(self, target: str, etcd_key: str, ins: delivery.Instruction) -> delivery.Event:
+        if isinstance(ins, delivery.WriteLedger):
+            result = await self.store.cas(
+                etcd_key, ins.record.model_dump_json().encode(), ins.expected_rev, fence=self.fence()
+            )
+            return delivery.LedgerWritten(result.revision) if result.succeeded else delivery.LedgerMoved()
+        client = self.clients.get(target)
+        if client is None:
+            return delivery.Refused(f"no Airflow is configured for instance {target}")
+        try:
+            if isinstance(ins, delivery.Resolve):
+                return delivery.Resolved(await self._resolve(client, target, ins))
+            if isinstance(ins, delivery.Look):
+                return delivery.Looked(await self._look(client, ins))
+            if isinstance(ins, delivery.Post):
+                info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
+                posted = await client.post_asset_event(info, ins.extra, ins.partition_key)
+                return delivery.Posted(posted.event_id)
+        except AirflowNotFound as exc:
+            if isinstance(ins, delivery.Post):
+                return delivery.NotFound(str(exc))
+            return delivery.Refused(str(exc))
+        except AirflowUnavailable as exc:
+            return delivery.Transient(str(exc))
+        except AirflowError as exc:
+            return delivery.Refused(str(exc))
+        raise AssertionError(f"unexpected instruction {ins!r}")  # pragma: no cover
+
+    async def _resolve(self, client: AirflowClient, target: str, ins: delivery.Resolve) -> delivery.TargetAsset | None:
+        cached = self.cache.get((target, ins.uri))
+        if cached is not None and not ins.fresh:
+            return cached
+        found = await client.find_asset(ins.uri, ins.name)
+        if found is None:
+            self.cache.pop((target, ins.uri), None)
+            return None
+        v1 = await client.api_version() is ApiVersion.V1
+        asset = delivery.TargetAsset(found.asset_id, found.uri, v1=v1)
+        self.cache[(target, ins.uri)] = asset
+        return asset
+
+    async def _look(self, client: AirflowClient, ins: delivery.Look) -> int | None:
+        for event in await client.asset_events(ins.requested_at - LOOK_MARGIN, asset_id=ins.asset.asset_id):
+            if event.extra.get(MARKER) == ins.marker:
+                return event.event_id
+        return None

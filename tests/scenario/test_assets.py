@@ -1,0 +1,175 @@
+"""Assets across deployments (semantics rules 16-17) with real etcd, real watcher processes and two fake Airflows:
+the stack's own (instance ``default``, the producer) and a second one (``team_b``, the consumer side).
+
+What the consumer's Airflow would see is its list of asset events: each producer event must be there exactly once,
+in the producer's order, with its partition key and the delivery marker, whatever is lost or killed on the way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from coordinator.core.assets import MARKER, AssetKeys
+from coordinator.watcher.faults import CRASH_EXIT_CODE
+from tests.scenario.conftest import Stack, wait_for
+from tests.scenario.test_metrics_health import scrape, total
+from tests.support.fake_airflow import FakeAirflow
+
+pytestmark = pytest.mark.scenario
+
+URI = "s3://lake/orders"
+B = "team_b"
+FAST = {"COORDINATOR_ASSET_INTERVAL_S": "0.2", "COORDINATOR_ERROR_RETRY_S": "1"}
+
+
+@pytest.fixture
+def target(stack: Stack) -> Iterator[FakeAirflow]:
+    """The second deployment (``team_b``) knowing the asset, and a dependencies.json routing it both ways."""
+    fake = FakeAirflow([]).start()
+    stack.add_cleanup(fake.stop)
+    fake.add_asset(URI, name="orders")
+    stack.fake.add_asset(URI, name="orders")
+    stack.set_deps(
+        {
+            "version": 1,
+            "instances": {B: {}},
+            "dags": {},
+            # Both ways: a copy delivered into team_b must not come back (rule 16c).
+            "assets": [
+                {"asset": "s3://lake/*", "from": "default", "to": [B]},
+                {"asset": "orders", "from": B, "to": ["default"]},
+            ],
+        }
+    )
+    instances = stack.tmp_path / "instances.json"
+    instances.write_text(json.dumps({B: {"url": fake.url, "username": "admin", "password_env": "B_PASSWORD"}}))
+    stack.add_cleanup(instances.unlink)
+    yield fake
+
+
+def start(stack: Stack, name: str = "w1", **env: Any) -> Any:
+    settings = {**FAST, **env}
+    return stack.start_watcher(
+        name, COORDINATOR_INSTANCES_FILE=str(stack.tmp_path / "instances.json"), B_PASSWORD="admin", **settings
+    )
+
+
+def delivered(fake: FakeAirflow) -> list[str]:
+    """The markers of the events the coordinator created in ``fake``, in creation order."""
+    return [str(e["extra"][MARKER]) for e in fake.asset_events(URI) if MARKER in (e["extra"] or {})]
+
+
+def wait_delivered(target: FakeAirflow, count: int) -> None:
+    wait_for(lambda: len(delivered(target)) >= count, f"{count} delivered events in {B}")
+
+
+def ledger(stack: Stack) -> dict[str, dict[str, Any]]:
+    items = stack.etcd.items(AssetKeys(stack.prefix).deliveries)
+    return {key: json.loads(value) for key, value in items.items()}
+
+
+def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_come_back(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """Three producer events, one POST answer lost after the effect: three events in team_b, once each, in order,
+    each with its partition key, extra and marker; none is forwarded back to the producer."""
+    watcher = start(stack)
+    target.drop_next(1, endpoint="post_asset_event", after=True)  # the first POST applies, its answer is lost
+    ids = [stack.fake.emit_asset_event(URI, partition_key=f"2026-03-0{i}", extra={"rows": i}) for i in (1, 2, 3)]
+    wait_delivered(target, 3)
+    stack.settle()
+    events = [e for e in target.asset_events(URI) if MARKER in e["extra"]]
+    assert [e["extra"][MARKER] for e in events] == [f"default:{i}" for i in ids]
+    assert [e["partition_key"] for e in events] == ["2026-03-01", "2026-03-02", "2026-03-03"]
+    assert [e["extra"]["rows"] for e in events] == [1, 2, 3]
+    # The lost answer's event was found by the look-up of the retry, not posted again.
+    assert len(target.requests("post_asset_event")) == 3, "an event was posted twice"
+    assert target.requests("list_asset_events"), "the retry did not look before posting again"
+    assert [e["id"] for e in stack.fake.asset_events(URI)] == ids, "a delivered copy came back to the producer"
+    records = ledger(stack)
+    assert sorted(r["status"] for r in records.values()) == ["done"] * 3
+    assert all(r["target_event_id"] for r in records.values())
+    samples = scrape(watcher)
+    assert total(samples, "coordinator_asset_events_delivered_total", source="default", target=B) == 3
+    assert total(samples, "coordinator_asset_delivery_failures_total", target=B) == 1  # the lost answer
+    assert total(samples, "coordinator_asset_events_pending", target=B) == 0
+    status = stack.cli("status").stdout
+    row = next(line for line in status.splitlines() if URI in line)
+    assert [cell.strip() for cell in row.split("│")[1:7]] == [URI, "default", B, "3", "0", "-"], status
+
+
+@pytest.mark.parametrize("point", ["asset-after-intent", "asset-after-post"])
+def test_a_watcher_killed_inside_a_delivery_leaves_exactly_one_event(
+    stack: Stack, target: FakeAirflow, point: str
+) -> None:
+    """The leader dies with the intent recorded and nothing posted, or with the event posted and the ledger pending:
+    the next leader delivers (or finds) it, and team_b holds it exactly once."""
+    first = start(stack, "first", ttl=2, crash_at=point)
+    event_id = stack.fake.emit_asset_event(URI, partition_key="2026-03-09")
+    wait_for(lambda: not first.alive, "the first watcher to die at the crash point")
+    assert first.proc.returncode == CRASH_EXIT_CODE
+    posted = len(target.requests("post_asset_event"))
+    assert posted == (1 if point == "asset-after-post" else 0)
+    assert [r["status"] for r in ledger(stack).values()] == ["pending"]
+    start(stack, "second", ttl=2)
+    wait_delivered(target, 1)
+    stack.settle()
+    assert delivered(target) == [f"default:{event_id}"]
+    assert len(target.requests("post_asset_event")) == 1, "posted a second time"
+
+
+def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_after_downtime(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """An asset team_b does not know stays pending with the reason in the ledger, then goes once it exists; events
+    produced while no watcher ran are all delivered once, in order, when one starts again."""
+    other = "s3://lake/refunds"
+    stack.fake.add_asset(other)
+    watcher = start(stack)
+    first = stack.fake.emit_asset_event(other)
+    wait_for(lambda: any("not known in the target" in (r.get("last_error") or "") for r in ledger(stack).values()),
+             "the reason in the ledger")  # fmt: skip
+    why = stack.cli("why", "asset", other).stdout
+    assert f"route $.assets[0] shares 's3://lake/*' from default with {B}" in why, why
+    assert f"delivered to {B}: 0, pending 1; next #{first} of default: refused (AssetUnknown" in why, why
+    target.add_asset(other)
+    wait_for(lambda: [e["extra"].get(MARKER) for e in target.asset_events(other)] == [f"default:{first}"], "refunds")
+
+    watcher.stop()
+    backlog = [stack.fake.emit_asset_event(other, extra={"n": i}) for i in range(4)]
+    start(stack, "w2")
+    wait_for(lambda: len(target.asset_events(other)) == 5, "the backlog in team_b")
+    stack.settle()
+    markers = [e["extra"][MARKER] for e in target.asset_events(other)]
+    assert markers == [f"default:{i}" for i in [first, *backlog]]
+
+
+def test_the_plugin_hint_wakes_the_asset_round_long_before_its_interval(stack: Stack, target: FakeAirflow) -> None:
+    """With rounds 10 minutes apart, an event is delivered only because the plugin's hint key was written."""
+    start(stack, COORDINATOR_ASSET_INTERVAL_S="600")
+    event_id = stack.fake.emit_asset_event(URI)
+    stack.settle()
+    assert delivered(target) == [], "delivered without a hint: the round ran early"
+    hint = {"uri": URI, "partition_key": None, "at": "2026-03-01T00:00:00+00:00", "source": "airflow-plugin:default"}
+    stack.etcd.put(AssetKeys(stack.prefix).change_key("default"), json.dumps(hint))
+    wait_delivered(target, 1)
+    assert delivered(target) == [f"default:{event_id}"]
+
+
+def test_an_event_produced_while_no_watcher_ran_before_any_was_recorded_is_delivered(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """A watcher that ran (no event yet) and stopped leaves its first mark in etcd: an event produced before the next
+    watcher starts is still delivered, once."""
+    first = start(stack)
+    wait_for(lambda: stack.etcd.get(AssetKeys(stack.prefix).mark_key("default")), "the first listing's mark")
+    first.stop()
+    event_id = stack.fake.emit_asset_event(URI)
+    start(stack, "w2")
+    wait_delivered(target, 1)
+    stack.settle()
+    assert delivered(target) == [f"default:{event_id}"]

@@ -1,0 +1,56 @@
+"""The trigger budget (semantics rule 15) through a real watcher: beyond the limit it holds, says so in status,
+doctor's view of the store and a metric, and `coordinator release` lets the held runs start, each exactly once."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.scenario.conftest import DOWNSTREAM, FAN_IN, QUIET_S, Stack, new_partition, wait_for
+from tests.scenario.test_metrics_health import scrape, total
+
+pytestmark = pytest.mark.scenario
+
+
+def release(stack: Stack, instance: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "release", instance, "--etcd", stack.endpoint, "--prefix",
+         stack.prefix], capture_output=True, text=True, env=stack.env(), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_budget_holds_the_runs_beyond_it_until_release_then_each_runs_once(stack: Stack) -> None:
+    """A budget of 3 and 01's success (4 dependents due at once): 3 start, 1 is held, the instance is recorded as
+    held (status, metric), nothing more starts; `coordinator release default` starts the held one and the cascade
+    ends with every DAG run exactly once."""
+    p = new_partition()
+    watcher = stack.start_watcher(COORDINATOR_TRIGGER_BUDGET="3")
+    stack.trigger_root(p)
+    wait_for(lambda: any(s["held"] for s in stack.status_json(p)["budget"]), "the budget to hold default")
+    wait_for(lambda: sum(len(stack.fake_runs(d, p)) for d in FAN_IN) == 3, "three fan-in runs")
+    watcher.wait_log(r"budget\.held instance=default held=1 limit=3 ")
+    assert total(scrape(watcher), "coordinator_triggers_held", instance="default") == 1
+    stack.settle(quiet=QUIET_S * 2)
+    assert sum(len(stack.fake_runs(d, p)) for d in FAN_IN) == 3, "a held run started"
+    held = [d for d in FAN_IN if not stack.fake_runs(d, p)]
+    assert len(held) == 1 and stack.ledger(held[0], p) is None, "a held trigger wrote an intent"
+    text = stack.cli("status", "-p", p).stdout
+    assert "instance default is held by the trigger budget" in text and "coordinator release default" in text
+
+    done = release(stack, "default")
+    assert done.returncode == 0 and "released default" in done.stdout, done.stdout + done.stderr
+    stack.wait_success(DOWNSTREAM[-1], p)
+    stack.settle()
+    stack.assert_once(p)
+    assert not any(s["held"] for s in stack.status_json(p)["budget"])
+    again = release(stack, "default")
+    assert again.returncode == 0 and "not held" in again.stdout, again.stdout
+
+
+def test_release_refuses_a_bad_instance_name(stack: Stack) -> None:
+    """`coordinator release ..` exits 2 naming the value, writing nothing."""
+    done = release(stack, "..")
+    assert done.returncode == 2 and "'..' is not a valid instance name" in done.stderr, done.stderr
+    assert stack.etcd.items(stack.keys.budgets) == {}

@@ -1,0 +1,307 @@
+"""The asset delivery protocol (coordinator/core/delivery.py) and its planner (coordinator/core/assets.py): example
+tables per numbered rule, then a Hypothesis search that crashes, loses answers and re-creates assets at every step
+and checks that the target holds exactly one event per source event, in the source's order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coordinator.core import delivery as d
+from coordinator.core.assets import (
+    MARKER,
+    AssetEventFact,
+    AssetRoute,
+    DeliveryRecord,
+    DeliveryStatus,
+    DueDelivery,
+    Ledger,
+    SourceEvent,
+    due_deliveries,
+    is_delivered_copy,
+    prunable,
+    targets_of,
+)
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+URI = "s3://lake/orders"
+ROUTES = (AssetRoute("s3://lake/*", "team_a", ("team_b",)),)
+RETRY_S = 30.0
+
+
+def fact(event_id: int, uri: str = URI, partition_key: str | None = None) -> SourceEvent:
+    return SourceEvent(
+        "team_a",
+        AssetEventFact(
+            event_id=event_id, uri=uri, timestamp=NOW, partition_key=partition_key, extra={"rows": event_id}
+        ),
+    )
+
+
+def due(event_id: int = 7, record: DeliveryRecord | None = None, rev: int = 0, **kw: str | None) -> DueDelivery:
+    return DueDelivery(fact(event_id, **kw), "team_b", record, rev)  # type: ignore[arg-type]
+
+
+ASSET = d.TargetAsset(asset_id=3, uri=URI)
+
+
+def recorded(item: DueDelivery, rev: int = 10) -> tuple[d.DeliveryState, d.Instruction]:
+    state, _ = d.start(item, NOW, "w1", RETRY_S)
+    return d.step(state, d.LedgerWritten(rev), NOW)
+
+
+# -- rules 16a-e: routes and what is due -------------------------------------------------------------------------------
+
+
+def test_routes_match_uri_or_name_with_wildcards_and_never_route_back_to_the_source() -> None:
+    """A route matches an asset by URI or by name, wildcards included; its own source is never a target."""
+    routes = (AssetRoute("orders_*", "team_a", ("team_b", "team_a")), AssetRoute("s3://x/*", "team_a", ("team_c",)))
+    assert targets_of(routes, "team_a", "s3://y/1", "orders_eu") == ("team_b",)
+    assert targets_of(routes, "team_a", "s3://x/1", None) == ("team_c",)
+    assert targets_of(routes, "team_b", "s3://x/1", "orders_eu") == ()
+
+
+def test_only_the_oldest_undelivered_event_of_a_stream_is_due() -> None:
+    """Per (target, source, asset) events go in id order: the second waits until the first is done."""
+    events = [fact(9), fact(4), fact(6, uri="s3://lake/other")]
+    due_now = due_deliveries(events, Ledger({}), ROUTES, NOW)
+    assert sorted((x.event.fact.uri, x.event.fact.event_id) for x in due_now) == [(URI, 4), ("s3://lake/other", 6)]
+    done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=4, uri=URI, requested_at=NOW)
+    after = due_deliveries(events, Ledger({("team_b", "team_a", URI, 4): (done, 11)}), ROUTES, NOW)
+    assert (URI, 9) in [(x.event.fact.uri, x.event.fact.event_id) for x in after]
+
+
+def test_an_errored_delivery_waits_for_its_retry_time() -> None:
+    """A delivery in error is due again only once retry_at has passed (rule 16e)."""
+    failed = DeliveryRecord(
+        status=DeliveryStatus.ERROR, source="team_a", event_id=4, uri=URI, requested_at=NOW,
+        retry_at=NOW + timedelta(seconds=30),
+    )  # fmt: skip
+    ledger = Ledger({("team_b", "team_a", URI, 4): (failed, 11)})
+    assert due_deliveries([fact(4)], ledger, ROUTES, NOW) == []
+    assert len(due_deliveries([fact(4)], ledger, ROUTES, NOW + timedelta(seconds=31))) == 1
+
+
+def test_events_the_coordinator_created_are_recognised_by_their_marker() -> None:
+    """An event carrying the delivery marker in extra is a delivered copy (never forwarded again)."""
+    assert is_delivered_copy({MARKER: "team_a:4"})
+    assert not is_delivered_copy({"rows": 3}) and not is_delivered_copy(None)
+
+
+def test_retention_prunes_only_old_delivered_events_the_audit_can_no_longer_list() -> None:
+    """Prunable: delivered to every target, older than the cutoff and than the audit's mark; never the newest."""
+    hour = timedelta(hours=1)
+
+    def at(event_id: int, age: timedelta) -> SourceEvent:
+        return SourceEvent("team_a", AssetEventFact(event_id=event_id, uri=URI, timestamp=NOW - age))
+
+    done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=1, uri=URI, requested_at=NOW)
+    ledger = Ledger(dict.fromkeys([("team_b", "team_a", URI, i) for i in (1, 2, 3, 4)], (done, 20)))
+    events = [at(1, 5 * hour), at(2, 4 * hour), at(3, 3 * hour), at(4, 2 * hour), at(5, 0 * hour)]
+    cutoff = NOW - 2.5 * hour
+    assert [e.fact.event_id for e, _ in prunable(events, ledger, ROUTES, cutoff, timedelta(minutes=1))] == [1, 2, 3]
+    # Within the audit's overlap of the newest event: kept, or the audit would record it again as new.
+    assert [e.fact.event_id for e, _ in prunable(events, ledger, ROUTES, cutoff, 4.5 * hour)] == [1]
+    undelivered = Ledger({k: v for k, v in ledger.entries.items() if k[3] != 2})
+    assert [e.fact.event_id for e, _ in prunable(events, undelivered, ROUTES, cutoff, timedelta(0))] == [1, 3]
+    # The newest event of an asset stays even when old and delivered.
+    assert prunable(events[:1], ledger, ROUTES, NOW, timedelta(0)) == []
+
+
+# -- rule 1: intent first --------------------------------------------------------------------------------------------
+
+
+def test_rule1_a_delivery_starts_with_a_pending_entry_compared_with_the_planned_revision() -> None:
+    """The first instruction writes a pending entry guarded by the revision the planner saw."""
+    _, first = d.start(due(rev=0), NOW, "w1", RETRY_S)
+    assert isinstance(first, d.WriteLedger) and first.expected_rev == 0
+    assert first.record.status is DeliveryStatus.PENDING and first.record.event_id == 7
+
+
+def test_rule1_a_moved_entry_ends_the_attempt_without_any_call() -> None:
+    """A lost compare-and-swap ends the attempt: nothing is resolved or posted."""
+    state, _ = d.start(due(), NOW, "w1", RETRY_S)
+    _, nxt = d.step(state, d.LedgerMoved(), NOW)
+    assert isinstance(nxt, d.Done) and not nxt.confirmed
+
+
+# -- rules 2-4: resolve, look before a repeat, post with the marker ---------------------------------------------------
+
+
+def test_rule3_a_fresh_intent_posts_without_looking() -> None:
+    """An entry recorded from nothing cannot have been sent: resolve, then post at once."""
+    state, resolve = recorded(due())
+    assert isinstance(resolve, d.Resolve) and not resolve.fresh
+    _, post = d.step(state, d.Resolved(ASSET), NOW)
+    assert isinstance(post, d.Post)
+    assert post.extra == {"rows": 7, MARKER: "team_a:7"}
+
+
+def test_rule3_a_resumed_entry_looks_first_and_confirms_what_it_finds() -> None:
+    """A pending entry (a crash after the intent) looks the marker up and confirms a found event without posting."""
+    pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=7, uri=URI, requested_at=NOW)
+    state, _ = recorded(due(record=pending, rev=5))
+    state, look = d.step(state, d.Resolved(ASSET), NOW)
+    assert isinstance(look, d.Look) and look.marker == "team_a:7"
+    _, confirm = d.step(state, d.Looked(41), NOW)
+    assert isinstance(confirm, d.WriteLedger) and confirm.record.status is DeliveryStatus.DONE
+    assert confirm.record.target_event_id == 41
+
+
+def test_rule2_an_asset_unknown_in_the_target_stays_pending_with_a_reason() -> None:
+    """The target does not know the asset: an error entry saying so, retried; never dropped."""
+    state, _ = recorded(due())
+    _, write = d.step(state, d.Resolved(None), NOW)
+    assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.ERROR
+    assert "not known in the target" in (write.record.last_error or "")
+    assert write.record.retry_at == NOW + timedelta(seconds=RETRY_S)
+
+
+def test_rule4_partition_keys_are_carried_and_dropped_only_for_airflow_2() -> None:
+    """The partition key goes with the event to Airflow 3; an Airflow 2 target gets none and the entry says so."""
+    state, _ = recorded(due(partition_key="2026-03-01"))
+    _, post = d.step(state, d.Resolved(ASSET), NOW)
+    assert isinstance(post, d.Post) and post.partition_key == "2026-03-01"
+    v1 = d.TargetAsset(asset_id=3, uri=URI, v1=True)
+    state, _ = recorded(due(partition_key="2026-03-01"))
+    state, post = d.step(state, d.Resolved(v1), NOW)
+    assert isinstance(post, d.Post) and post.partition_key is None
+    _, confirm = d.step(state, d.Posted(5), NOW)
+    assert isinstance(confirm, d.WriteLedger) and confirm.record.partition_dropped
+
+
+def test_rule5_a_404_to_the_post_resolves_afresh_once() -> None:
+    """A stale asset id (404) is resolved again bypassing the cache; a second 404 is recorded as an error."""
+    state, _ = recorded(due())
+    state, _ = d.step(state, d.Resolved(ASSET), NOW)
+    state, again = d.step(state, d.NotFound("404"), NOW)
+    assert isinstance(again, d.Resolve) and again.fresh
+    state, post = d.step(state, d.Resolved(d.TargetAsset(9, URI)), NOW)
+    assert isinstance(post, d.Post) and post.asset.asset_id == 9
+    _, write = d.step(state, d.NotFound("404 again"), NOW)
+    assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.ERROR
+
+
+def test_rule7_a_lost_answer_is_recorded_soon_and_the_retry_looks_first() -> None:
+    """No answer to the POST: an error entry retried within TRANSIENT_RETRY_S; the resume looks before posting."""
+    state, _ = recorded(due())
+    state, _ = d.step(state, d.Resolved(ASSET), NOW)
+    _, write = d.step(state, d.Transient("timed out"), NOW)
+    assert isinstance(write, d.WriteLedger)
+    assert write.record.retry_at == NOW + timedelta(seconds=d.TRANSIENT_RETRY_S)
+    state, _ = recorded(due(record=write.record, rev=12))
+    _, look = d.step(state, d.Resolved(ASSET), NOW)
+    assert isinstance(look, d.Look)
+
+
+def test_rule6_a_done_entry_is_left_alone() -> None:
+    """A delivery already done does nothing at all."""
+    done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=7, uri=URI, requested_at=NOW)
+    _, first = d.start(due(record=done, rev=3), NOW, "w1", RETRY_S)
+    assert isinstance(first, d.Done) and not first.confirmed
+
+
+# -- the search: crash at every step, lost answers, duplicate facts, stale ids ----------------------------------------
+
+
+@dataclass
+class Target:
+    """A target Airflow as the notes describe it: POST creates a new event every time; ids by asset."""
+
+    asset_ids: dict[str, int] = field(default_factory=lambda: {URI: 1})
+    events: list[tuple[int, int, dict[str, object]]] = field(default_factory=list)  # (id, asset id, extra)
+
+    def recreate(self, uri: str) -> None:
+        """The asset gets a new id; its events stay its events (a cached id is stale, nothing else changes)."""
+        old, new = self.asset_ids[uri], max(self.asset_ids.values()) + 1
+        self.asset_ids[uri] = new
+        self.events = [(i, new if a == old else a, x) for i, a, x in self.events]
+
+
+@dataclass
+class World:
+    target: Target = field(default_factory=Target)
+    ledger: dict[tuple[str, str, str, int], tuple[DeliveryRecord, int]] = field(default_factory=dict)
+    rev: int = 0
+    cache: dict[str, d.TargetAsset] = field(default_factory=dict)
+
+    def perform(self, key: tuple[str, str, str, int], ins: d.Instruction, fault: str) -> d.Event | None:
+        """Do ``ins`` (unless the fault says it never happened); None: the watcher crashed before the answer."""
+        if fault == "recreate":
+            self.target.recreate(URI)
+        if fault == "crash_before":
+            return None
+        if fault == "lost" and not isinstance(ins, d.Post):
+            return d.Transient("unavailable")
+        if isinstance(ins, d.WriteLedger):
+            current = self.ledger.get(key)
+            if (current[1] if current else 0) != ins.expected_rev:
+                return d.LedgerMoved()
+            self.rev += 1
+            self.ledger[key] = (ins.record, self.rev)
+            answer: d.Event = d.LedgerWritten(self.rev)
+        elif isinstance(ins, d.Resolve):
+            if ins.fresh or ins.uri not in self.cache:
+                self.cache[ins.uri] = d.TargetAsset(self.target.asset_ids[ins.uri], ins.uri)
+            answer = d.Resolved(self.cache[ins.uri])
+        elif isinstance(ins, d.Look):
+            found = [i for i, a, x in self.target.events if a == ins.asset.asset_id and x.get(MARKER) == ins.marker]
+            answer = d.Looked(found[0] if found else None)
+        elif isinstance(ins, d.Post):
+            if self.target.asset_ids.get(ins.asset.uri) != ins.asset.asset_id:
+                return d.NotFound("asset id not found")
+            new_id = len(self.target.events) + 1
+            self.target.events.append((new_id, ins.asset.asset_id, dict(ins.extra)))
+            answer = d.Posted(new_id)
+            if fault == "lost":
+                return d.Transient("timed out after the POST")
+        else:  # pragma: no cover - Done is never performed
+            raise AssertionError(ins)
+        return None if fault == "crash_after" else answer
+
+    def attempt(self, item: DueDelivery, now: datetime, faults: list[str]) -> None:
+        key = (item.target, item.event.source, item.event.fact.uri, item.event.fact.event_id)
+        state, ins = d.start(item, now, "w", RETRY_S)
+        while not isinstance(ins, d.Done):
+            fault = faults.pop(0) if faults else "ok"
+            answer = self.perform(key, ins, fault)
+            if answer is None:
+                return  # crashed: the next attempt starts from the ledger
+            state, ins = d.step(state, answer, now)
+
+
+FAULTS = st.sampled_from(["ok", "ok", "ok", "crash_before", "crash_after", "lost", "recreate"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    ids=st.lists(st.integers(1, 50), min_size=1, max_size=6),
+    faults=st.lists(FAULTS, max_size=40),
+    duplicates=st.integers(0, 3),
+)
+def test_every_source_event_reaches_the_target_exactly_once_in_order_whatever_fails(
+    ids: list[int], faults: list[str], duplicates: int
+) -> None:
+    """Crashes before/after any step, lost answers, stale asset ids and duplicate facts: one event per source event."""
+    world = World()
+    # Duplicate facts (the audit's overlapping windows): the same event id listed more than once.
+    events = [fact(i) for i in ids] + [fact(i) for i in ids[:duplicates]]
+    now = NOW
+    for _ in range(200):
+        due_now = due_deliveries(events, Ledger(dict(world.ledger)), ROUTES, now)
+        if not due_now:
+            break
+        for item in due_now:
+            world.attempt(item, now, faults)
+        now += timedelta(seconds=RETRY_S + 1)
+    else:  # pragma: no cover - would be a livelock
+        raise AssertionError("deliveries did not converge")
+    markers = [str(x[MARKER]) for _, _, x in world.target.events]
+    expected = [f"team_a:{i}" for i in sorted(set(ids))]
+    assert markers == expected  # exactly once each, and in the source's order
+    for i in set(ids):
+        record, _ = world.ledger[("team_b", "team_a", URI, i)]
+        assert record.status is DeliveryStatus.DONE and record.target_event_id is not None

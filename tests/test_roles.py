@@ -1,0 +1,304 @@
+"""The etcd role per writer (docs/operations.md, "etcd roles"): the documented commands run as written against a
+real etcd with authentication on, and every component works under exactly its role while team A's plugin is refused
+on team B's keys and on the watcher's (real etcd; the fake Airflow at the HTTP boundary)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
+from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.errors import StoreError
+from coordinator.etcd import EtcdStore
+from coordinator.page.service import dependencies_page
+from coordinator.roles import OutsideWriter, commands, roles
+from coordinator.settings import EtcdSettings, Settings, parse_endpoints
+from devtools.etcd_server import EtcdServer
+from tests.support.fake_airflow import FakeAirflow
+from tests.test_doctor import checks_of, run_cli
+from tests.test_plugin_writer import FakeRun
+
+ROOT = Path(__file__).resolve().parents[1]
+OPERATIONS = ROOT / "docs" / "operations.md"
+PREFIX = "/coordinator"  # the documented block's prefix
+ROOT_PASSWORD = "root-pw-for-tests"  # a test server's; not a real secret
+AIRFLOW_PASSWORD = "right-password"  # the fake's
+PARTITION = "2026-01-01T00:00:00Z"
+GRAPH = {
+    "version": 1,
+    "instances": {"team_a": {}, "team_b": {}},
+    "dags": {"team_a/extract": {}, "team_b/load": {"upstreams": ["team_a/extract"]}},
+}
+
+
+def documented_block() -> str:
+    """The bash block after the ``<!-- roles-matrix -->`` marker in docs/operations.md."""
+    text = OPERATIONS.read_text()
+    found = re.search(r"<!-- roles-matrix -->\n```bash\n(.*?)```", text, re.S)
+    assert found, "docs/operations.md lost its roles-matrix block"
+    return found.group(1)
+
+
+def test_the_documented_commands_are_what_coordinator_roles_prints() -> None:
+    """The block in docs/operations.md is exactly `coordinator roles --instance team_a --instance team_b --writer
+    spark=team_b/ingest_*`, and no line of it carries a password."""
+    printed = commands(roles(KeyLayout(PREFIX), ["team_a", "team_b"], [OutsideWriter.parse("spark=team_b/ingest_*")]))
+    assert documented_block().splitlines() == printed
+    assert not any("password" in line for line in printed)
+    done = run_cli("roles", "--instance", "team_a", "--instance", "team_b", "--writer", "spark=team_b/ingest_*",
+                   "--prefix", PREFIX, env=dict(os.environ))  # fmt: skip
+    assert done.returncode == 0 and done.stdout.splitlines() == printed, done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        pytest.param(["--instance", ".."], "'..' is not a valid instance name", id="dot-dot-instance"),
+        pytest.param(["--instance", "a", "--writer", "spark"], "expected NAME=INSTANCE/DAG", id="writer-no-target"),
+        pytest.param(["--instance", "a", "--writer", "x=a/b c"], "dag 'b c' is not a valid name", id="writer-space"),
+    ],
+)
+def test_roles_refuses_bad_names(args: list[str], message: str) -> None:
+    """Bad instance or writer names exit 2 naming the value, before printing anything."""
+    done = run_cli("roles", *args, env=dict(os.environ))
+    assert done.returncode == 2 and message in done.stderr and not done.stdout, done.stdout + done.stderr
+
+
+@dataclass(frozen=True)
+class AuthEtcd:
+    server: EtcdServer
+    passwords: dict[str, str]
+
+    def settings(self, user: str) -> EtcdSettings:
+        return EtcdSettings(endpoints=parse_endpoints(self.server.endpoint), username=user,
+                            password=SecretStr(self.passwords[user]), timeout_s=3.0)  # fmt: skip
+
+    def env(self, user: str, airflow: FakeAirflow, deps: Path, instances: Path, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "AIRFLOW"))}
+        env.update(COORDINATOR_ETCD_ENDPOINTS=self.server.endpoint, COORDINATOR_PREFIX=PREFIX,
+                   COORDINATOR_DEPS=str(deps), COORDINATOR_INSTANCES_FILE=str(instances),
+                   AF_PASSWORD=AIRFLOW_PASSWORD, COORDINATOR_ETCD_USERNAME=user,
+                   COORDINATOR_ETCD_PASSWORD=self.passwords[user], **extra)  # fmt: skip
+        return env
+
+
+@pytest.fixture
+def auth_etcd(private_etcd: EtcdServer, tmp_path: Path) -> AuthEtcd:
+    """A private etcd with a root user, the documented block run AS WRITTEN by bash, and authentication on."""
+    etcdctl = private_etcd.binary.with_name("etcdctl")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    printed = documented_block()
+    users = re.findall(r"^etcdctl user add (\S+) ", printed, re.M)
+    passwords = {user: f"pw-{i}-{user}" for i, user in enumerate(users)}
+    for user, password in passwords.items():
+        (secrets / user).write_text(password + "\n")
+    env = {**os.environ, "PATH": f"{etcdctl.parent}:{os.environ['PATH']}", "SECRETS_DIR": str(secrets),
+           "ETCDCTL_ENDPOINTS": private_etcd.endpoint}  # fmt: skip
+    env.pop("ETCDCTL_USER", None)
+    setup = f"""etcdctl role add root
+etcdctl user add root --interactive=false <<< '{ROOT_PASSWORD}'
+etcdctl user grant-role root root
+"""
+    for script in (setup, printed):
+        done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=env, capture_output=True, text=True,
+                              timeout=60, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+    subprocess.run([str(etcdctl), f"--endpoints={private_etcd.endpoint}", "auth", "enable"], check=True,
+                   capture_output=True, timeout=30)  # fmt: skip
+    passwords["root"] = ROOT_PASSWORD
+    return AuthEtcd(private_etcd, passwords)
+
+
+def writer_config(auth: AuthEtcd, instance: str) -> WriterConfig:
+    return WriterConfig(etcd=auth.settings(f"coordinator-plugin-{instance}"), keys=KeyLayout(PREFIX),
+                        instance=instance)  # fmt: skip
+
+
+def extract_success(config: WriterConfig, day: int = 1) -> Any:
+    date = datetime(2026, 1, day, tzinfo=UTC)
+    run = FakeRun(dag_id="extract", run_id=f"scheduled__{date:%Y-%m-%d}", logical_date=date)
+    fact, _ = fact_from_dag_run(run, RunState.SUCCESS, config, datetime.now(UTC))
+    assert fact is not None
+    return fact
+
+
+def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_etcd: AuthEtcd, arun: Any) -> None:
+    """Team A's plugin user writes its own run state through the plugin's writer, and etcd refuses it team B's run
+    and task keys, the ledger, the graph, the retention floor, the leader key and the deadlines (nothing lands); the
+    outside writer of team B's ingest_* family writes those runs but not team B's load."""
+    keys = KeyLayout(PREFIX)
+    own = extract_success(writer_config(auth_etcd, "team_a"))
+    forged = replace(own, key=keys.run_key(NodeId("team_b", "load"), PARTITION))
+    forbidden = [
+        keys.task_key(NodeId("team_b", "load"), "t", PARTITION),
+        keys.trigger_key(NodeId("team_b", "load"), PARTITION),
+        keys.config_key("graph"),
+        keys.config_key("retention"),
+        keys.leader,
+        keys.deadline_key(NodeId("team_b", "load"), PARTITION),
+    ]
+
+    async def go() -> tuple[WriteOutcome, list[str], list[str]]:
+        refused: list[str] = []
+        async with await EtcdStore.connect(auth_etcd.settings("coordinator-plugin-team_a")) as store:
+            outcome, _ = await write_fact(store, own, 2.0)
+            try:
+                await write_fact(store, forged, 2.0)
+            except StoreError as exc:
+                assert "PERMISSION_DENIED" in str(exc) or "permission denied" in str(exc), exc
+                refused.append(forged.key)
+            for key in forbidden:
+                try:
+                    await store.put(key, b'{"state":"success","run_id":"evil"}')
+                except StoreError as exc:
+                    assert "permission denied" in str(exc).lower(), exc
+                    refused.append(key)
+            assert await store.get(keys.config_key("graph")) is None  # reading the graph is allowed
+        # The outside writer of the family team_b/ingest_*: its DAGs only, not team_b's load.
+        family = keys.run_key(NodeId("team_b", "ingest_orders"), PARTITION)
+        async with await EtcdStore.connect(auth_etcd.settings("coordinator-writer-spark")) as spark:
+            await spark.put(family, b'{"state":"success","run_id":"spark-1"}')
+            try:
+                await spark.put(forged.key, b'{"state":"success","run_id":"evil"}')
+            except StoreError as exc:
+                assert "permission denied" in str(exc).lower(), exc
+                refused.append(f"spark:{forged.key}")
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as root:
+            stored = [kv.key for kv in (await root.snapshot(keys.root)).kvs]
+        return outcome, refused, stored
+
+    outcome, refused, stored = arun(go())
+    assert outcome is WriteOutcome.WRITTEN
+    assert refused == [forged.key, *forbidden, f"spark:{forged.key}"]
+    assert stored == sorted([own.key, keys.run_key(NodeId("team_b", "ingest_orders"), PARTITION)])
+
+
+@pytest.fixture
+def airflow() -> Iterator[FakeAirflow]:
+    fake = FakeAirflow(["extract", "load"], username="coordinator", password=AIRFLOW_PASSWORD).start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def test_each_component_works_under_exactly_its_role(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on: the watcher (reconcile --once) adopts the graph and triggers team B's run after team A's
+    plugin recorded a success; the page draws the graph; doctor passes its etcd checks read-only; prune records a
+    floor; the plugin's check-plugin writes and deletes its test record; doctor under a plugin user says what it could
+    not check; prune under doctor's read-only user is refused."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(GRAPH))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+
+    def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, env=auth_etcd.env(user, airflow, deps, instances))
+
+    adopt = cli("coordinator-watcher", "reconcile", "--once")
+    assert adopt.returncode == 0, adopt.stdout + adopt.stderr
+    config = writer_config(auth_etcd, "team_a")
+
+    async def record() -> None:
+        async with await EtcdStore.connect(config.etcd) as store:
+            await write_fact(store, extract_success(config), 2.0)
+
+    arun(record())
+    done = cli("coordinator-watcher", "reconcile", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r.run_id for r in airflow.runs("load")] == [f"coordinator__{PARTITION}"]
+
+    settings = Settings(prefix=PREFIX, deps=deps)
+    page = arun(dependencies_page(PARTITION, None, instance="team_a", settings=settings,
+                                  etcd=auth_etcd.settings("coordinator-page")))  # fmt: skip
+    assert page.status == 200 and "load" in page.html and "etcd cannot be read" not in page.html
+
+    doctor = checks_of(cli("coordinator-doctor", "doctor", "--format", "json"))
+    assert doctor["etcd"]["status"] == "ok" and doctor["leader"]["status"] == "ok", doctor
+    perms = doctor["etcd permissions"]
+    assert perms["status"] == "warn" and "but not write" in perms["summary"], perms
+
+    pruned = cli("coordinator-prune", "prune", "--before", "2025-01-01")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    refused = cli("coordinator-doctor", "prune", "--before", "2025-06-01")
+    assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
+
+    env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances, COORDINATOR_INSTANCE="team_a")
+    checked = run_cli("check-plugin", env=env)  # the plugin's own check writes and deletes under runs/team_a/
+    assert checked.returncode == 0 and "plugin OK: wrote /coordinator/runs/team_a/" in checked.stdout, (
+        checked.stdout + checked.stderr
+    )
+
+    partial = checks_of(cli("coordinator-plugin-team_a", "doctor", "--format", "json"))
+    assert partial["etcd permissions"]["status"] == "warn", partial["etcd permissions"]
+    assert f"{PREFIX}/triggers/" in " ".join(partial["etcd permissions"]["details"])
+    assert partial["leader"]["status"] == "skip" and "may not read" in partial["leader"]["summary"], partial
+    assert partial["intents"]["status"] == "skip", partial["intents"]
+
+
+@pytest.mark.parametrize("page", ["astro.md", "composer.md", "mwaa.md"])
+def test_the_managed_pages_name_the_same_plugin_role(page: str) -> None:
+    """Each managed-service page gives the plugin the per-instance role of operations.md, not "write to runs/,
+    nothing more" (which etcd refuses: the writer reads before its compare-and-swap)."""
+    text = " ".join((ROOT / "docs" / "managed" / page).read_text().split())
+    assert "coordinator-plugin-{instance}" in text and "coordinator roles" in text
+    assert "`readwrite` of its own `/coordinator/runs/{instance}/` and `/coordinator/tasks/{instance}/`" in text
+    assert "nothing more" not in text
+
+
+def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on and a budget of 1: team A's plugin records two days of extract; the watcher's pass starts one
+    load and records the hold (its role may write config/budget/); `coordinator release team_b` under the backfill
+    role lets the next pass start the other, once."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(GRAPH))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+
+    def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        env = auth_etcd.env(user, airflow, deps, instances, COORDINATOR_TRIGGER_BUDGET="1")
+        done = run_cli(*args, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    cli("coordinator-watcher", "reconcile", "--once")
+    config = writer_config(auth_etcd, "team_a")
+
+    async def record() -> None:
+        async with await EtcdStore.connect(config.etcd) as store:
+            for day in (1, 2):
+                await write_fact(store, extract_success(config, day), 2.0)
+
+    arun(record())
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert len(airflow.runs("load")) == 1
+    status = json.loads(cli("coordinator-doctor", "status", "--format", "json").stdout)
+    assert [(b["instance"], b["held"], b["held_count"]) for b in status["budget"]] == [("team_b", True, 1)]
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert len(airflow.runs("load")) == 1, "a held run started without a release"
+    released = cli("coordinator-backfill", "release", "team_b")
+    assert "released team_b" in released.stdout
+    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile", "--once")
+    assert sorted(r.run_id for r in airflow.runs("load")) == [
+        "coordinator__2026-01-01T00:00:00Z",
+        "coordinator__2026-01-02T00:00:00Z",
+    ]
