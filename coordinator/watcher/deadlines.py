@@ -27,6 +27,12 @@ Rules (semantics rule 13):
    the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded under its own
    key (``deadline_level_key``) exactly as in rules 2-3, and alerted with ``level_run_id`` and ``"level"`` in the
    conf; one ``deadline.level_transition`` line each. The tracker keeps the level records from the same watch.
+8. A recorded transition whose handlers failed to trigger in this pass (Airflow refused, timed out, or lost the
+   answer: the run may exist) is not replaced by a newer transition in the same pass: the next pass triggers the same
+   run id again (Airflow answers "exists" when the lost call took effect), marks it, and only then records the new
+   transition, which carries the state as alerted (``core.deadline.alerts`` rule 4). Otherwise a lost answer, then a
+   return to on_time and back, pages twice. The wait is bounded by ``ALERT_RETRY_WINDOW`` from the transition, so a
+   handler that cannot be triggered at all never freezes the partition's record (``deadline.alert_abandoned``).
 """
 
 from __future__ import annotations
@@ -58,6 +64,9 @@ from coordinator.metrics import Metrics
 from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
+
+#: Rule 8: how long a transition whose handlers keep failing holds off the next transition of its partition.
+ALERT_RETRY_WINDOW = timedelta(minutes=10)
 
 #: Seconds between two deadline passes: a deadline is minutes to hours away, and a pass reads only the view.
 DEFAULT_INTERVAL_S = 15.0
@@ -286,11 +295,13 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
     # before a new transition replaces its record: the new record then carries that state as alerted
     # (core.deadline.alerts rule 4), so a return to it does not page again.
-    await alert_pending(job, graph, now)
+    failing = await alert_pending(job, graph, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(tracker.records, record_changes):
         status = transition.status
         at = (status.node, status.partition)
+        if _waits_for_alert(at, tracker.records.get(at), failing, now):
+            continue  # rule 8: the cache keeps the mismatch, so the next pass offers this transition again
         handlers = graph.late_handlers.get(status.node, ())
         plan = plan_alert(tracker.records.get(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
@@ -324,11 +335,13 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
     tracker = job.tracker
     if not levels and not tracker.levels_unalerted:
         return []
-    await alert_pending_levels(job, levels, now)
+    failing = await alert_pending_levels(job, levels, now)
     recorded: list[LevelTransition] = []
     for transition in level_transitions(cache.statuses_of(sorted(levels)), levels, tracker.levels):
         at = transition.key
         status = transition.status
+        if _waits_for_alert(at, tracker.levels.get(at), failing, now):
+            continue  # rule 8: judged again from the statuses next pass
         plan = plan_alert(tracker.levels.get(at), transition.state, now, alert_policy(graph, status.node),
                           bool(transition.level.handlers))  # fmt: skip
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
@@ -352,9 +365,13 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
     return recorded
 
 
-async def alert_pending_levels(job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], now: datetime) -> None:
-    """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids."""
+async def alert_pending_levels(
+    job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], now: datetime
+) -> set[LevelKey]:  # fmt: skip
+    """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids; the
+    keys whose handlers failed to trigger (rule 8)."""
     tracker = job.tracker
+    failing: set[LevelKey] = set()
     for at in sorted(tracker.levels_unalerted):
         record = tracker.levels.get(at)
         if record is None or not due(record, now):
@@ -365,18 +382,34 @@ async def alert_pending_levels(job: DeadlineJob, levels: Mapping[NodeId, tuple[L
         run_id = level_run_id(node, partition, name, record.sequence)
         conf = handler_conf(record, node, partition, name)
         if not await _trigger_all(job, node, partition, handlers, run_id, record, conf):
+            failing.add(at)
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_level_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.level_revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
             tracker.observe(key, dump_record(done), result.revision)
+    return failing
 
 
-async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> None:
+def _waits_for_alert(
+    at: object, record: DeadlineRecord | None, failing: set[Any], now: datetime
+) -> bool:  # fmt: skip
+    """Rule 8: whether a new transition at ``at`` waits for the failed alert of the record it would replace."""
+    if at not in failing or record is None:
+        return False
+    if now - record.changed_at < ALERT_RETRY_WINDOW:
+        return True
+    log.warning("deadline.alert_abandoned key=%r sequence=%d state=%s changed_at=%s", at, record.sequence,
+                record.state, record.changed_at.isoformat())  # fmt: skip
+    return False
+
+
+async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tuple[NodeId, str]]:
     """Trigger the handlers of every recorded transition due to alert (``alerts.due``: not yet alerted, held long
-    enough), then mark it alerted (rule 3)."""
+    enough), then mark it alerted (rule 3); the keys whose handlers failed to trigger (rule 8)."""
     tracker = job.tracker
+    failing: set[tuple[NodeId, str]] = set()
     for at in sorted(tracker.unalerted):
         record = tracker.records.get(at)
         if record is None or not due(record, now):
@@ -385,12 +418,14 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> None:
         run_id = late_run_id(node, partition, record.sequence)
         conf = handler_conf(record, node, partition)
         if not await _trigger_all(job, node, partition, graph.late_handlers.get(node, ()), run_id, record, conf):
+            failing.add(at)
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
             tracker.observe(key, dump_record(done), result.revision)
+    return failing
 
 
 async def _trigger_all(
