@@ -87,3 +87,19 @@ def test_the_asset_hooks_take_the_arguments_airflow_passes() -> None:
 
     ours = inspect.signature(LISTENER.on_asset_event_emitted).parameters
     assert list(ours) == list(inspect.signature(spec.on_asset_event_emitted).parameters)
+
+
+def test_a_successful_task_with_outlets_hints_once_and_one_without_outlets_not_at_all(
+    recorder: RecordingWriter,
+) -> None:
+    """on_task_instance_success of a task with two asset outlets writes one hint (after Airflow committed its events);
+    a task without outlets writes no hint."""
+    outlets = [SimpleNamespace(uri="s3://lake/orders"), SimpleNamespace(uri="s3://lake/refunds")]
+    with_outlets = SimpleNamespace(task=SimpleNamespace(outlets=outlets))
+    LISTENER.on_task_instance_success(previous_state=None, task_instance=with_outlets)
+    hints = [f for f in recorder.facts if isinstance(f, AssetChange)]
+    assert [f.key for f in hints] == ["/p/asset_changes/team_a"], recorder.facts
+    assert json.loads(hints[0].value)["uri"] == "s3://lake/orders"
+    recorder.facts.clear()
+    LISTENER.on_task_instance_success(previous_state=None, task_instance=SimpleNamespace(task=SimpleNamespace()))
+    assert [f for f in recorder.facts if isinstance(f, AssetChange)] == []

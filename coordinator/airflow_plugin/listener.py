@@ -18,7 +18,9 @@ Rules:
    3.3's ``on_asset_event_emitted(asset_event)`` (the api-server, when a task's outlet or a REST call registers the
    event; it carries ``extra`` and ``partition_key`` but not the event's id) and Airflow 2.8+'s
    ``on_dataset_changed(dataset)`` (the task process, before the task's final state hook, which flushes the queue).
-   pluggy lets each version ignore the other's hook.
+   pluggy lets each version ignore the other's hook. A task with asset outlets also hints from its success hook
+   (``record_outlets_done``), which runs after the api-server committed the task's events: the round it wakes
+   lists them at once instead of a second later.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from coordinator.airflow_plugin.writer import (
     current_writer,
     record_asset_change,
     record_dag_run,
+    record_outlets_done,
     record_task_instance,
 )
 from coordinator.core.model import RunState
@@ -67,6 +70,8 @@ class CoordinatorListener:
 
     @hookimpl
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
+        # The hint first: the task process's bounded wait for its final state then flushes it as well (rule 6).
+        record_outlets_done(task_instance)
         record_task_instance(task_instance, RunState.SUCCESS)
 
     @hookimpl

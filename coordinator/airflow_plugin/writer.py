@@ -547,6 +547,22 @@ def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) 
         log.exception("plugin.record_failed")
 
 
+def record_outlets_done(ti: Any) -> None:
+    """Hook body for a successful task instance (semantics rule 16b): a task with asset outlets hints the leader
+    once more. Airflow 3.3 calls the asset hook in the api-server BEFORE its transaction commits, so the round that
+    hint wakes may list nothing yet (it rechecks a second later); the task's success hook runs in the task process
+    after its terminal state (and with it the outlets' events) was committed by the api-server, so the round this
+    hint wakes lists the event at once. One hint per task, whatever its outlets: the hint only wakes the round,
+    which lists every event. Never blocks, never raises."""
+    try:
+        task = getattr(ti, "task", None)
+        uris = [str(uri) for outlet in getattr(task, "outlets", None) or () if (uri := getattr(outlet, "uri", None))]
+        if uris:
+            record_asset_change(uris[0])
+    except Exception:  # never into Airflow
+        log.exception("plugin.record_failed")
+
+
 #: Why a task state is not recorded -> log level (the common, expected reasons are debug only).
 _TASK_SKIP_LEVELS = {"no logical date": logging.DEBUG, "mapped task instance": logging.DEBUG}
 

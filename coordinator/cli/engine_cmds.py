@@ -18,12 +18,22 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
-from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact, streams, why_asset
+from coordinator.core.assets import (
+    AssetKeys,
+    Ledger,
+    SourceEvent,
+    StreamState,
+    parse_delivery,
+    parse_fact,
+    streams,
+    why_asset,
+)
 from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
@@ -335,6 +345,7 @@ def status(
     majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
     deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
+    assets = _asset_rows(graph, settings)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -360,6 +371,8 @@ def status(
             "deadlines": [row.model_dump(mode="json") for row in deadlines],
             # semantics rule 15: the instances the trigger budget holds (held false after a release)
             "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
+            # semantics rule 16d: the text output's "shared assets" table, one object per stream
+            "assets": [row.model_dump(mode="json", by_alias=True) for row in assets],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -373,7 +386,7 @@ def status(
         if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
             out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
     if graph.asset_routes:
-        _print_assets(graph, settings)
+        _print_assets(graph, assets)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -475,21 +488,50 @@ def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None
         out.print(line, markup=False, soft_wrap=True)
 
 
-def _print_assets(graph: Graph, settings: Settings) -> None:
-    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
+class AssetStreamRow(BaseModel):
+    """One (target, source, asset) stream of the routed assets, as `status` shows it (semantics rule 16d)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    asset: str
+    source: str = Field(serialization_alias="from")
+    target: str = Field(serialization_alias="to")
+    delivered: int
+    pending: int
+    next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
+    next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
+
+    @classmethod
+    def of(cls, stream: StreamState) -> AssetStreamRow:
+        head = stream.head
+        return cls(
+            asset=stream.uri, source=stream.source, target=stream.target, delivered=stream.delivered,
+            pending=stream.pending, next_event_id=head.event.fact.event_id if head is not None else None,
+            next_error=stream.head_error,
+        )  # fmt: skip
+
+
+def _asset_rows(graph: Graph, settings: Settings) -> list[AssetStreamRow]:
+    """The streams of the routed assets from the recorded events and the delivery ledger; none without a route."""
+    if not graph.asset_routes:
+        return []  # nothing to read: a graph without routes never recorded a delivery
     events, ledger = run_async(lambda: _read_assets(settings))
-    found = streams(events, ledger, graph.asset_routes)
-    if not found:
+    return [AssetStreamRow.of(stream) for stream in streams(events, ledger, graph.asset_routes)]
+
+
+def _print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:
+    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
+    if not rows:
         out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
         return
     table = Table(title="shared assets (why asset <uri> explains one)")
     for column in ("asset", "from", "to", "delivered", "pending", "next"):
         table.add_column(column, overflow="fold")
-    for stream in found:
-        head, nxt = stream.head, "-"
-        if head is not None:
-            nxt = f"#{head.event.fact.event_id}" + (f": {stream.head_error}" if stream.head_error else "")
-        table.add_row(stream.uri, stream.source, stream.target, str(stream.delivered), str(stream.pending), nxt)
+    for row in rows:
+        nxt = "-"
+        if row.next_event_id is not None:
+            nxt = f"#{row.next_event_id}" + (f": {row.next_error}" if row.next_error else "")
+        table.add_row(row.asset, row.source, row.target, str(row.delivered), str(row.pending), nxt)
     out.print(table)
 
 

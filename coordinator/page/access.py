@@ -10,7 +10,10 @@ Rules:
    (``COORDINATOR_PAGE_OTHER_INSTANCES=shown``).
 3. Free text (summaries, reasons) that names a hidden DAG, by its qualified id or, in the same instance, its bare
    id, has that name replaced by "a DAG you may not read".
-4. Pure: no I/O.
+4. A shared asset (``page.assets``) is drawn when the user may read a DAG of at least one instance it names (its
+   source or a target): of the page's own instance, any DAG the auth manager lets the user read; of another, as in
+   rule 2. The others are counted, not named.
+5. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ class Access:
             return node.dag_id in self.readable
         return self.other_instances
 
+    def may_read_instance(self, instance: str) -> bool:
+        """Rule 4: the user may read some DAG of ``instance``."""
+        if instance == self.instance:
+            return bool(self.readable)
+        return self.other_instances
+
 
 def _namer(hidden: Iterable[NodeId], instance: str) -> re.Pattern[str] | None:
     names: set[str] = set()
@@ -53,7 +62,10 @@ def _namer(hidden: Iterable[NodeId], instance: str) -> re.Pattern[str] | None:
 
 
 def restrict(model: PageModel, access: Access) -> PageModel:
-    """Rules 1-3: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left out."""
+    """Rules 1-4: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left out and
+    ``hidden_assets`` the shared assets."""
+    assets = tuple(a for a in model.assets if any(access.may_read_instance(i) for i in a.instances))
+    model = replace(model, assets=assets, hidden_assets=model.hidden_assets + len(model.assets) - len(assets))
     hidden = [n.node for n in model.nodes if not access.may_read(n.node)]
     if not hidden:
         return model

@@ -24,6 +24,7 @@ from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
 from coordinator.core.view import RunFact, View
+from coordinator.page.assets import AssetNode
 from coordinator.report import row_status, why
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
@@ -98,6 +99,10 @@ class PageModel:
     problems: tuple[str, ...] = ()
     #: DAGs left out because the user may not read them (``page.access``).
     hidden: int = 0
+    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn beside the DAGs.
+    assets: tuple[AssetNode, ...] = ()
+    #: Shared assets left out because the user may read no DAG of any instance they name (``page.access``).
+    hidden_assets: int = 0
 
     @property
     def moving(self) -> bool:

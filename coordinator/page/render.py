@@ -53,6 +53,9 @@ svg a:hover rect{stroke-width:4} svg text{font-size:12px;pointer-events:none}
 .detail pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}
 .detail table{border-collapse:collapse;font-size:13px} .detail td{padding:2px 10px 2px 0;vertical-align:top}
 .problems{color:#900;font-size:13px}
+.assets{margin-top:12px} .asset{display:flex;align-items:center;gap:8px;margin:6px 0;font-size:13px}
+.asset span{border:2px solid #7a5ab8;border-radius:6px;padding:3px 8px;background:#f3effa}
+.asset .inst{border-color:#888;background:#fff} .asset .pending{border-color:#e0a000;background:#fff7e0}
 """
 
 
@@ -168,6 +171,31 @@ def _legend(model: PageModel, counts: Mapping[NodeState, int] | None = None) -> 
     return '<div class="legend">' + "".join(items) + "</div>"
 
 
+def _assets(model: PageModel) -> str:
+    """Shared assets (semantics rules 16-17) as nodes: source instance -> asset -> each target instance with its
+    delivered and pending counts (``page.assets``); a target with pending events is marked."""
+    if not model.assets and not model.hidden_assets:
+        return ""
+    rows = []
+    for asset in model.assets:
+        targets = "".join(
+            f'<span class="inst{" pending" if t.pending else ""}" data-asset-target="{escape(t.instance)}">'
+            f"{escape(t.instance)} · delivered {t.delivered} · pending {t.pending}</span>"
+            for t in asset.targets
+        )
+        rows.append(
+            f'<div class="asset" data-asset="{escape(asset.source)}:{escape(asset.uri)}">'
+            f'<span class="inst">{escape(asset.source)}</span>&rarr;<span>{escape(asset.uri)}</span>&rarr;'
+            f"{targets}</div>"
+        )
+    hidden = (
+        f'<div class="meta">{model.hidden_assets} shared asset(s) of instances you may not read are not shown</div>'
+        if model.hidden_assets
+        else ""
+    )
+    return f'<div class="assets"><h2>Shared assets</h2>{"".join(rows)}{hidden}</div>'
+
+
 def _run_text(node: PageNode) -> str:
     """The DAG's run for the partition. One counter only: Airflow's attempt of that run (``clear_number`` counts from
     0, the attempt from 1); the coordinator's own trigger count belongs to the "last trigger" row."""
@@ -246,7 +274,7 @@ def render_page(
         f"{escape(moving)}</div>"
         f"{_picker(model)}{_filters(model, chosen)}{_legend(model, drawn.counts)}{problems}"
         f"{_pager(drawn, chosen, model.partition)}"
-        f'<div id="graph">{_svg(drawn.model, selected, keep)}</div>'
+        f'<div id="graph">{_svg(drawn.model, selected, keep)}</div>{_assets(model)}'
         f"{_detail(node, instance, ui_base) if node is not None else '<p>Click a DAG for its details.</p>'}"
         "</body></html>"
     )

@@ -14,6 +14,9 @@ Rules:
       (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
       ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
       ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
+   e. the recorded asset events and the delivery ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``; retention
+      prunes delivered ones), for the shared assets drawn as nodes (``page.assets``); read after the partition's
+      keys, so at a revision of their own.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -26,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
+from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact
 from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
@@ -43,6 +47,7 @@ from coordinator.core.view import View
 from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.page.access import Access, restrict
+from coordinator.page.assets import AssetNode, asset_nodes
 from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
@@ -89,6 +94,8 @@ class PartitionRead:
     recorded: Mapping[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
     #: Each instance's Airflow major version from the watchers' presence (a root's predicted start, as ``status``).
     majors: Mapping[str, int] = field(default_factory=dict)
+    #: The shared assets from the recorded asset events and the delivery ledger (rule 1e).
+    assets: tuple[AssetNode, ...] = ()
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
@@ -106,10 +113,11 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         present = await store.snapshot(keys.watchers)  # a few lease-bound keys, one per live watcher
         _, watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in present.kvs))
         majors = airflow_majors(watchers)
+        assets = await read_assets(store, keys.prefix)
         if graph is None or is_first_adoption(view):
             whole, recorded = await read_whole(settings, etcd)
             offered_whole = partitions_to_plan(graph, whole) if graph else []
-            return PartitionRead(whole, graph, partition, offered_whole, recorded, majors)
+            return PartitionRead(whole, graph, partition, offered_whole, recorded, majors, assets)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
@@ -129,7 +137,24 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
     facts = [(kv.key, kv.value, kv.mod_revision) for kv in found if not kv.key.startswith(keys.deadlines)]
     view.load(revision, [*items, *facts])
     recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
-    return PartitionRead(view, graph, chosen, offered, recorded, majors)
+    return PartitionRead(view, graph, chosen, offered, recorded, majors, assets)
+
+
+async def read_assets(store: EtcdStore, prefix: str) -> tuple[AssetNode, ...]:
+    """Rule 1e: the shared assets as nodes, from the recorded events and the delivery ledger."""
+    keys = AssetKeys(prefix)
+    facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
+    events = [
+        SourceEvent(parsed[0], fact)
+        for kv in facts.kvs
+        if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
+    ]
+    entries = {
+        key: (record, kv.mod_revision)
+        for kv in deliveries.kvs
+        if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
+    }
+    return asset_nodes(events, Ledger(entries))
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
@@ -270,7 +295,7 @@ async def dependencies_page(
     )
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
-    model = build_page(graph, view, decision.plan, chosen, partitions, deadlines)
+    model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines), assets=read.assets)
     if access is not None:
         model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
     selected: NodeId | None = None

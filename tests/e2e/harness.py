@@ -73,6 +73,9 @@ TEST_ONLY_DAGS = [
     "e2e_native_consumer",
     *EDGE_DAGS,
 ]
+#: tests/e2e/dags/e2e_shared_assets.py: assets shared between the session's Airflow and a second one (both load it).
+SHARED_ASSET_DAGS = ["e2e_shared_producer", "e2e_shared_consumer", "e2e_parted_producer", "e2e_parted_consumer"]
+TEST_ONLY_DAGS += SHARED_ASSET_DAGS
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the README's step 5 (simple auth manager role ``user``: read, trigger, clear);
 #: the session's Airflow has it from its start, since the api-server reads its users only then.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -20,9 +21,20 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.assets import MARKER, AssetKeys
 from coordinator.core.model import RunState, canonical_partition, run_id_for
+from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.airflow_stack import AirflowStack
-from tests.e2e.harness import E2E, REPO, TEST_DAGS, DagRun, assert_started_after, wait_for
+from tests.e2e.harness import (
+    E2E,
+    REPO,
+    SHARED_ASSET_DAGS,
+    TEST_DAGS,
+    DagRun,
+    assert_started_after,
+    task_runs,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -82,6 +94,7 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     shutil.copy2(REPO / "dags" / "02_pipeline.py", dags)
     shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
     shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
+    shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
@@ -91,17 +104,19 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     )
     try:
         stack.start()
-        stack.wait_for_dags(["02_pipeline", *LATE_B])
-        stack.unpause(["02_pipeline", *LATE_B])
+        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
+        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
         print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}")
         yield stack
     finally:
         stack.stop()
 
 
-def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watcher_id: str, **env: str) -> None:
+def start_two_instance_watcher(
+    e2e: E2E, team_b: AirflowStack, deps: Path, watcher_id: str, *args: str, crash_at: str | None = None, **env: str
+) -> subprocess.Popen[bytes]:
     """Start a watcher that reaches both Airflows through an instances file only (one password from a file, one
-    from an environment variable); ``env``: more of its settings."""
+    from an environment variable); ``args``/``env``: more of its options and settings; ``crash_at``: a crash point."""
     instances = e2e.work_dir / "instances.json"
     instances.write_text(
         json.dumps(
@@ -116,11 +131,13 @@ def start_two_instance_watcher(e2e: E2E, team_b: AirflowStack, deps: Path, watch
         ),
         encoding="utf-8",
     )
-    e2e.start_watcher(
+    return e2e.start_watcher(
         deps,
         "--id",
         watcher_id,
+        *args,
         name=f"{watcher_id}-watcher",
+        crash_at=crash_at,
         COORDINATOR_INSTANCES_FILE=str(instances),
         COORDINATOR_AIRFLOW_URL="",  # only the instances file says where the Airflows are
         E2E_TEAM_B_PASSWORD=team_b.password,
@@ -232,3 +249,94 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
         f"\nlate handler: root failed -> handler started {(handler.start_date - root.end_date).total_seconds():.1f} s; "
         f"deadline {(deadline - handler.start_date).total_seconds() / 60:.0f} min later"
     )
+
+
+#: Semantics rules 16-17: default's shared assets go to team_b, whose consumers keep ``schedule=[Asset]``.
+ASSET_GRAPH = {
+    "version": 1,
+    "instances": {"team_b": {"description": "the second Airflow"}},
+    "dags": {},
+    "assets": [{"asset": "s3://e2e/shared-*", "from": "default", "to": ["team_b"]}],
+}
+ASSET_TIMEOUT_S = 120.0
+
+
+def queued_times(stack: AirflowStack, dag_id: str) -> list[datetime]:
+    """When each run of an asset consumer was queued (asset-triggered runs have no logical date: all of them)."""
+    return sorted(datetime.fromisoformat(str(r["queued_at"])) for r in raw_runs(stack, dag_id))
+
+
+def raw_runs(stack: AirflowStack, dag_id: str) -> list[dict[str, Any]]:
+    """Every run of ``dag_id`` as Airflow's REST API returns it (partition_key and run_type included)."""
+    status, body = stack.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?limit=100", timeout_s=60)
+    assert status == 200, body
+    return list(body["dag_runs"])
+
+
+def delivered_events(stack: AirflowStack, uri: str) -> list[dict[str, Any]]:
+    """The events of ``uri`` in ``stack`` that the coordinator created (they carry its marker in ``extra``)."""
+    status, body = stack.request("GET", "/api/v2/assets/events?limit=100&order_by=timestamp", timeout_s=60)
+    assert status == 200, body
+    return [e for e in body["asset_events"] if e["uri"] == uri and MARKER in (e["extra"] or {})]
+
+
+def produce(e2e: E2E, dag_id: str, label: str, conf: dict[str, Any] | None = None) -> datetime:
+    """Run a producer DAG in the session's Airflow to success; returns its publishing task's end."""
+    run_id = e2e.run_id(label)
+    e2e.stack.trigger(dag_id, run_id, e2e.new_partition(), conf)
+    e2e.stack.wait_for_run(dag_id, run_id, ["success"], timeout_s=ASSET_TIMEOUT_S)
+    (task,) = task_runs(e2e.stack, dag_id, run_id).values()
+    assert task.end_date is not None
+    return task.end_date
+
+
+def test_three_asset_events_in_one_airflow3_run_the_consumer_in_another_three_times_even_with_a_kill(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """Three runs of default's e2e_shared_producer (outlets=[Asset]) give three asset-triggered runs of team_b's
+    e2e_shared_consumer (schedule=[Asset]), the third delivered after a watcher was killed (os._exit, like kill -9)
+    between the delivery's intent and its POST; a partitioned event reaches team_b's partitioned consumer with its
+    partition_key."""
+    assert raw_runs(team_b, "e2e_shared_consumer") == [], "the consumer ran before any producer event"
+    deps = e2e.write_dependencies(ASSET_GRAPH, name="assets.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-assets")
+    e2e.wait_for_leader(deps, "e2e-assets")
+    for n in (1, 2):
+        task_end = produce(e2e, "e2e_shared_producer", f"shared{n}")
+        wait_for(lambda n=n: len(raw_runs(team_b, "e2e_shared_consumer")) == n, ASSET_TIMEOUT_S, f"consumer run {n}")
+        native = wait_for(
+            lambda n=n: queued_times(e2e.stack, "e2e_shared_consumer")[n - 1 :] or None, ASSET_TIMEOUT_S, "native"
+        )
+        delivered = queued_times(team_b, "e2e_shared_consumer")[-1]
+        # For docs/benchmarks.md, never asserted: producer task end -> consumer run queued, one host clock.
+        print(f"\nassets 3.3 -> 3.3, event {n}: producer task end -> consumer queued: native (same Airflow) "
+              f"{(native[0] - task_end).total_seconds():.2f} s, delivered (team_b) "
+              f"{(delivered - task_end).total_seconds():.2f} s")  # fmt: skip
+
+    e2e.stop_watchers()
+    crashing = start_two_instance_watcher(
+        e2e, team_b, deps, "e2e-assets", "--leader-ttl", "3", crash_at="asset-after-intent"
+    )
+    produce(e2e, "e2e_shared_producer", "shared3")
+    assert crashing.wait(timeout=ASSET_TIMEOUT_S) == CRASH_EXIT_CODE, "the watcher did not die at the crash point"
+    assert len(delivered_events(team_b, "s3://e2e/shared-orders")) == 2, "the killed watcher posted"
+    deliveries = [json.loads(v) for v in e2e.read_prefix(AssetKeys(e2e.prefix).deliveries).values()]
+    assert sorted(d["status"] for d in deliveries) == ["done", "done", "pending"], deliveries
+
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-assets")
+    wait_for(lambda: len(raw_runs(team_b, "e2e_shared_consumer")) == 3, ASSET_TIMEOUT_S, "consumer run 3")
+
+    # A partitioned event: the key travels with it and the partitioned consumer's run carries it.
+    key = "2026-01-01T05"
+    produce(e2e, "e2e_parted_producer", "parted", {"partition_key": key})
+    parted = wait_for(
+        lambda: raw_runs(team_b, "e2e_parted_consumer") or None, ASSET_TIMEOUT_S, "the partitioned consumer"
+    )
+    time.sleep(SETTLE_S)
+    runs = raw_runs(team_b, "e2e_shared_consumer")
+    assert len(runs) == 3 and {r["run_type"] for r in runs} == {"asset_triggered"}, runs
+    copies = delivered_events(team_b, "s3://e2e/shared-orders")
+    assert len(copies) == 3 and len({c["extra"][MARKER] for c in copies}) == 3, copies
+    assert [r["partition_key"] for r in parted] == [key], parted
+    (parted_copy,) = delivered_events(team_b, "s3://e2e/shared-hourly")
+    assert parted_copy["partition_key"] == key, parted_copy

@@ -76,7 +76,8 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
     stack: Stack, target: FakeAirflow
 ) -> None:
     """Three producer events, one POST answer lost after the effect: three events in team_b, once each, in order,
-    each with its partition key, extra and marker; none is forwarded back to the producer."""
+    each with its partition key, extra and marker; none is forwarded back to the producer; status (text and json)
+    shows the stream delivered 3, pending 0."""
     watcher = start(stack)
     target.drop_next(1, endpoint="post_asset_event", after=True)  # the first POST applies, its answer is lost
     ids = [stack.fake.emit_asset_event(URI, partition_key=f"2026-03-0{i}", extra={"rows": i}) for i in (1, 2, 3)]
@@ -100,6 +101,9 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
     status = stack.cli("status").stdout
     row = next(line for line in status.splitlines() if URI in line)
     assert [cell.strip() for cell in row.split("│")[1:7]] == [URI, "default", B, "3", "0", "-"], status
+    as_json = json.loads(stack.cli("status", "--format", "json").stdout)["assets"]
+    expected = {"asset": URI, "from": "default", "to": B, "delivered": 3, "pending": 0, "next_event_id": None}
+    assert as_json == [{**expected, "next_error": None}], as_json
 
 
 @pytest.mark.parametrize("point", ["asset-after-intent", "asset-after-post"])
@@ -125,7 +129,8 @@ def test_a_watcher_killed_inside_a_delivery_leaves_exactly_one_event(
 def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_after_downtime(
     stack: Stack, target: FakeAirflow
 ) -> None:
-    """An asset team_b does not know stays pending with the reason in the ledger, then goes once it exists; events
+    """An asset team_b does not know stays pending with the reason in the ledger (and in status json), then goes once
+    it exists; events
     produced while no watcher ran are all delivered once, in order, when one starts again."""
     other = "s3://lake/refunds"
     stack.fake.add_asset(other)
@@ -136,6 +141,9 @@ def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_afte
     why = stack.cli("why", "asset", other).stdout
     assert f"route $.assets[0] shares 's3://lake/*' from default with {B}" in why, why
     assert f"delivered to {B}: 0, pending 1; next #{first} of default: refused (AssetUnknown" in why, why
+    (row,) = [r for r in json.loads(stack.cli("status", "--format", "json").stdout)["assets"] if r["asset"] == other]
+    assert (row["to"], row["delivered"], row["pending"], row["next_event_id"]) == (B, 0, 1, first), row
+    assert "not known in the target" in row["next_error"], row
     target.add_asset(other)
     wait_for(lambda: [e["extra"].get(MARKER) for e in target.asset_events(other)] == [f"default:{first}"], "refunds")
 
