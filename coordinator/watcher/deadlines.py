@@ -193,7 +193,7 @@ def _record(
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
         sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
         alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
-        repeat=plan.repeat,
+        repeat=plan.repeat, task=status.task,
     )  # fmt: skip
 
 

@@ -32,6 +32,8 @@ Rules:
    they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
 3. Learned durations are kept per DAG from the facts (``states`` rule 5): a success, a rerun or a deletion
    changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
+   A deadline task's duration (``states`` rule 8) is learned again from its task facts whenever one of its DAG's
+   keys changed, and a change counts as a changed duration (1d).
    The learned start offsets of the gridded roots (``start`` rule 2a) are kept the same way, from every scheduled
    run with a start, and a change counts as a changed duration (1d). The other start sources (timetables, Airflow
    versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
@@ -68,9 +70,11 @@ from coordinator.core.deadline.states import (
     grid_partitions,
     judge,
     learned_duration,
+    learned_task_durations,
     start_learners,
     tainted_by,
     targets,
+    task_targets,
     ungridded_scopes,
 )
 from coordinator.core.graph import Graph
@@ -151,6 +155,8 @@ class DeadlineCache:
         relevant = set(self._targets) | ancestors(graph, self._targets)
         self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
         self._starting = start_learners(graph, relevant)
+        #: Task deadlines (``states`` rule 8): the DAGs whose deadline task learns a duration from its own facts.
+        self._tasks = {n: t for n, t in task_targets(graph).items() if _fixed(graph, n) is None}
         self.built = False
         self.now: datetime | None = None
         self._reset(frozenset(), frozenset())
@@ -185,6 +191,7 @@ class DeadlineCache:
         self._starts: dict[NodeId, float] = {}
         self._failing: dict[NodeId, set[str]] = {}
         self._tainted: frozenset[NodeId] = frozenset()
+        self._task_durations: dict[NodeId, float] = {}
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -277,6 +284,7 @@ class DeadlineCache:
             if value is not None:
                 self._durations[node] = value
         self._tainted = tainted_by(self.graph, self._roots())
+        self._task_durations = learned_task_durations(view, self._tasks) if self._tasks else {}
         work: list[Key] = []
         for grid, nodes in self._by_grid.items():
             points = grid_partitions(grid, now, self.horizon)
@@ -323,6 +331,17 @@ class DeadlineCache:
                 offset = start_offset(fact, partition) if fact is not None else None
                 if _relearn(self._start_history, self._starts, node, partition, offset):
                     slower.add(node)  # rule 3: a start offset moves the same predictions a duration does
+        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
+        if touched:  # rule 3 for deadline tasks: few facts (only named tasks are recorded), learned again whole
+            learned = learned_task_durations(view, touched)
+            for node in touched:
+                value = learned.get(node)
+                if value != self._task_durations.get(node):
+                    if value is None:
+                        self._task_durations.pop(node, None)
+                    else:
+                        self._task_durations[node] = value
+                    slower.add(node)
         if paused != self._paused or unreachable != self._unreachable:
             flipped = self._unreachable ^ unreachable
             moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
@@ -433,6 +452,7 @@ class DeadlineCache:
         run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
         run.starts, run.timetables, run.majors, run.grace = self._starts, self.timetables, self.majors, self.grace
+        run.task_durations = self._task_durations
         return run
 
     def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
