@@ -162,7 +162,8 @@ class DeadlineTracker:
 
 
 def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
-    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``."""
+    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``, a task
+    deadline's handler ``task``."""
     conf = {
         "coordinator": {
             "deadline": {
@@ -178,6 +179,8 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: st
     }
     if level is not None:
         conf["coordinator"]["deadline"]["level"] = level
+    if record.task is not None:  # a task deadline: the handler is told which task was judged (rule 13)
+        conf["coordinator"]["deadline"]["task"] = record.task
     return conf
 
 

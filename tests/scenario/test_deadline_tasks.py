@@ -63,7 +63,7 @@ def test_a_task_ending_after_its_deadline_is_late_while_the_run_runs_and_alerts_
     assert len(runs) == 1, runs
     assert [r.client for r in handler_runs(stack)] == [second.name]
     conf = runs[0].conf["coordinator"]["deadline"]
-    assert (conf["dag"], conf["partition"], conf["state"]) == (f"default/{TARGET}", p, "late")
+    assert (conf["dag"], conf["partition"], conf["state"], conf["task"]) == (f"default/{TARGET}", p, "late", TASK)
     assert json.loads(stack.etcd.get(stack.run_key(TARGET, p)) or b"{}")["state"] == "running"
     assert not second.lines(r"deadline\.transition "), "the standby recorded the transition again"
     rows = {(r["dag"], r["partition"]): r for r in stack.status_json()["deadlines"]}
