@@ -17,7 +17,8 @@ Rules:
       partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
       that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
       and, when it has none, its ETA (``states`` rules 3-4); the walk goes on below a status only when its new
-      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed), below a
+      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
+      deadline's judgement is its task's, not what a dependent reads: the walk always goes on below it), below a
       key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
       that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
       (descendant, partition) an ungridded DAG gains (rule 1 of ``states``: only from a key the view indexes);
@@ -156,7 +157,11 @@ class DeadlineCache:
         self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
         self._starting = start_learners(graph, relevant)
         #: Task deadlines (``states`` rule 8): the DAGs whose deadline task learns a duration from its own facts.
-        self._tasks = {n: t for n, t in task_targets(graph).items() if _fixed(graph, n) is None}
+        on_task = task_targets(graph)
+        self._tasks = {n: t for n, t in on_task.items() if _fixed(graph, n) is None}
+        #: Their judgements are the task's, while a dependent reads the DAG's cause and ETA: the walk of rule 1c
+        #: cannot stop at them on what their judgement shows.
+        self._on_task = frozenset(on_task)
         self.built = False
         self.now: datetime | None = None
         self._reset(frozenset(), frozenset())
@@ -476,7 +481,7 @@ class DeadlineCache:
         and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the walk
         stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when only
         ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
-        graph, entries, runs, now = self.graph, self._entries, run.view.runs, run.now
+        graph, entries, runs, now, on_task = self.graph, self._entries, run.view.runs, run.now, self._on_task
         rank, order = graph.topo_index, graph.topo_order
         downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
         # Walk items are (topological position, partition): ordered, and hashed without hashing a NodeId.
@@ -499,7 +504,7 @@ class DeadlineCache:
                 after = self._judge_one(run, now, at, before)
                 work.discard(at)
                 judged += 1
-                gives = _moved(before, after)
+                gives = _moved(before, after) if node not in on_task else _BOTH
                 if not gives:
                     continue
             else:
