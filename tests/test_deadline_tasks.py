@@ -166,3 +166,20 @@ def test_status_and_why_show_the_task() -> None:
     lines = why_lines(statuses[(C, P)])
     assert lines[0].startswith("deadline: late")
     assert "  task: load (the deadline is judged on this task's state)" in lines
+
+
+def test_a_task_deadlines_duration_is_the_tasks_not_the_dags_its_dependents_read() -> None:
+    """c's declared 5 h is its task's: e (below c) predicts from c's learned 10-min runs, not from 5 h."""
+    day = {"partitions": {"cron": "0 0 * * *"}}
+    graph = parse_spec(json.dumps({"version": 1, "dags": {
+        "c": {**day, "expected_by": {**RULE, "duration": "5h"}},
+        "e": {"upstreams": "c", **day, "expected_by": {"after_start": "6h", "duration": "1h"}},
+    }}, indent=1))  # fmt: skip
+    runs = {("c", P): fact(RunState.RUNNING, P0)}
+    for days in (1, 2, 3):
+        past = P0 - timedelta(days=days)
+        runs[("c", past.strftime("%Y-%m-%dT%H:%M:%SZ"))] = fact(RunState.SUCCESS, past, past + timedelta(minutes=10))
+    statuses = deadline_states(graph, view_of(runs, {}), P0 + timedelta(minutes=1))
+    below = statuses[(NodeId("default", "e"), P)]
+    assert below.state is DeadlineState.ON_TIME and below.eta is not None and below.eta < P0 + timedelta(hours=2)
+    assert statuses[(C, P)].eta == P0 + timedelta(hours=5)

@@ -153,7 +153,11 @@ def learning_dags(graph: Graph) -> set[NodeId]:
         if node not in cone:
             cone.add(node)
             work += graph.dags[node].upstreams
-    return {node for node in cone if (rule := graph.dags[node].expected_by) is None or rule.duration is None}
+    return {
+        node
+        for node in cone
+        if (rule := graph.dags[node].expected_by) is None or rule.duration is None or rule.task is not None
+    }
 
 
 async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[KV]:

@@ -158,7 +158,7 @@ class DeadlineCache:
         self._starting = start_learners(graph, relevant)
         #: Task deadlines (``states`` rule 8): the DAGs whose deadline task learns a duration from its own facts.
         on_task = task_targets(graph)
-        self._tasks = {n: t for n, t in on_task.items() if _fixed(graph, n) is None}
+        self._tasks = {n: t for n, t in on_task.items() if _task_duration(graph, n) is None}
         #: Their judgements are the task's, while a dependent reads the DAG's cause and ETA: the walk of rule 1c
         #: cannot stop at them on what their judgement shows.
         self._on_task = frozenset(on_task)
@@ -672,10 +672,16 @@ def _key(at: datetime) -> str:
     return at.strftime(PARTITION_FORMAT)
 
 
+def _task_duration(graph: Graph, node: NodeId) -> int | None:
+    rule = graph.dags[node].expected_by
+    return rule.duration if rule is not None else None
+
+
 def _fixed(graph: Graph, node: NodeId) -> int | None:
     spec = graph.dags.get(node)
     rule = spec.expected_by if spec is not None else None
-    return rule.duration if rule is not None else None
+    # A task deadline's duration is its task's (``states`` rule 8): the DAG's own is learned.
+    return rule.duration if rule is not None and rule.task is None else None
 
 
 def _below(graph: Graph, origins: Iterable[Key]) -> set[Key]:

@@ -46,7 +46,8 @@ Rules:
    the graph names the task, ``task_facts`` rule 4): its success's end (else its ``updated_at``) decides
    ``on_time`` or ``late`` though the DAG run still runs; its failure is the cause of ``blocked`` (``Cause.task``);
    a running task finishes at its start plus the task's expected duration (``duration``, else learned from the
-   task's own successes, :func:`learned_task_durations`). Without a task fact the DAG run stands in: its success
+   task's own successes, :func:`learned_task_durations`); the DAG's own duration, which its dependents' ETAs read, is
+   then always learned (rule 5). Without a task fact the DAG run stands in: its success
    (the task ended by then, or did not run), its causes, and its predicted start plus the task's duration instead
    of the DAG's (a running run: the task finishes at the run's start plus the task's duration at the earliest).
 """
@@ -449,7 +450,7 @@ class Judging:
         if found is None:
             spec = self.graph.dags.get(node)
             rule = spec.expected_by if spec is not None else None
-            if rule is not None and rule.duration is not None:
+            if rule is not None and rule.duration is not None and rule.task is None:  # a task's: not the DAG's
                 found = timedelta(seconds=rule.duration)
             else:
                 found = timedelta(seconds=self.durations.get(node, 0.0))
