@@ -51,6 +51,8 @@ class DeadlineRow(BaseModel):
     start_source: str | None = None
     #: Escalation levels (rule 13 "Escalation"): each level's name and state, in spec order; None without levels.
     levels: dict[str, str] | None = None
+    #: A task deadline (rule 13 "Task deadlines"): the task the state is judged on; None: the DAG run.
+    task: str | None = None
 
 
 def level_text(levels: Mapping[str, str] | None) -> str:
@@ -117,9 +119,10 @@ def _parse_cause(text: str | None, chain: str | None) -> Cause | None:
         return None
     try:
         where, _, reason = text.rpartition(" ")
+        where, marker, task = where.partition(" task ")  # a task deadline's failed task (``Cause.text``)
         node, partition = hop(where)
         hops = tuple(hop(item) for item in chain.split(" <- ")) if chain else ((node, partition),)
-        return Cause(node, partition, CauseReason(reason), hops)
+        return Cause(node, partition, CauseReason(reason), hops, task=task if marker else None)
     except ValueError:
         return None
 
@@ -145,7 +148,7 @@ def deadline_rows(
                 DeadlineRow(
                     dag=str(node), partition=partition, state=str(leader.state), deadline=status.deadline,
                     slack_s=status.slack, cause=leader.cause, chain=leader.chain, judged_by="leader",
-                    levels=_levels(status, leader.state, levels.get(node, ())),
+                    levels=_levels(status, leader.state, levels.get(node, ())), task=status.task,
                 )
             )  # fmt: skip
             continue
@@ -157,7 +160,7 @@ def deadline_rows(
                 chain=cause.chain_text() if cause else None,
                 start_of=f"{start.node.qualified}@{start.partition}" if start else None,
                 start=start.at if start else None, start_source=str(start.rule.source) if start else None,
-                levels=_levels(status, None, levels.get(node, ())),
+                levels=_levels(status, None, levels.get(node, ())), task=status.task,
             )
         )  # fmt: skip
     return rows
@@ -175,6 +178,7 @@ def why_lines(
     level's state, with its slack."""
     if status is None:
         return []
+    of_task = [f"  task: {status.task} (the deadline is judged on this task's state)"] if status.task else []
     leader = leader_judged(status, record)
     found = _levels(status, leader.state if leader is not None else None, levels)
     level_line = []
@@ -187,6 +191,7 @@ def why_lines(
         return [
             f"deadline: {leader.state} — due {stamp(status.deadline)}, as the leading watcher recorded at "
             f"{stamp(leader.changed_at)}",
+            *of_task,
             *level_line,
             f"  cause: {leader.cause}",
             f"  chain: {leader.chain}",
@@ -202,4 +207,4 @@ def why_lines(
         lines.append(f"  chain: {status.cause.chain_text()}")
     if status.start is not None and not status.succeeded:
         lines.append(f"  start: {status.start.text()}")
-    return [*lines[:1], *level_line, *lines[1:]]
+    return [*lines[:1], *of_task, *level_line, *lines[1:]]

@@ -54,7 +54,7 @@ def node(name: str) -> NodeId:
 @st.composite
 def graphs(draw: st.DrawFn) -> Graph:
     """Up to six DAGs in two instances: daily, six-hourly and ungridded, joined by plain edges, offsets and shifts,
-    with ``expected_by`` of every anchor, fixed, learned or no duration."""
+    with ``expected_by`` of every anchor, fixed, learned or no duration, some on a task."""
     dags: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     for i, name in enumerate(NAMES):
@@ -88,6 +88,8 @@ def graphs(draw: st.DrawFn) -> Graph:
                 rule["duration"] = duration
             if draw(st.integers(0, 5)) == 0:
                 rule["from"] = key(P0 + timedelta(days=draw(st.integers(-1, 2))))
+            if draw(st.integers(0, 3)) == 0:  # a task deadline (rule 8), on the task ``writes`` records
+                rule["task"] = "t"
             body["expected_by"] = rule
         dags[name] = body
     try:
@@ -189,6 +191,8 @@ def check(cache: DeadlineCache, view: View, now: datetime, paused: frozenset[Nod
         event("blocked")
     if any(s.state is DeadlineState.AT_RISK for s in full.values()):
         event("at_risk")
+    if any(s.task is not None and s.state is not DeadlineState.MISSED for s in full.values()):
+        event("a task deadline not missed")
     if any(s.cause is not None and s.cause.reason is CauseReason.NOT_STARTED for s in full.values()):
         event("at_risk because a root has not started")
     assert +counts == want

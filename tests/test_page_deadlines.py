@@ -91,3 +91,33 @@ def test_learning_dags_are_the_deadlines_without_a_fixed_duration_and_their_ance
     """c (learned) and its ancestors learn; fixed's own duration is given, its ancestor a still learns."""
     graph = parse_spec(json.dumps(DEPS))
     assert learning_dags(graph) == {NodeId.parse(n) for n in ("a", "b", "c")}
+
+
+def test_the_page_judges_a_task_deadline_on_the_tasks_state(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, tmp_path: Path
+) -> None:
+    """The page reads the deadline task's state: its task ended after the deadline while the run runs: ``late``."""
+    prefix = f"/page-deadlines-{uuid.uuid4().hex[:10]}"
+    keys = KeyLayout(prefix)
+    deps = {"version": 1, "dags": {"t": {"partitions": DAILY, "expected_by": {"after_start": "1h", "task": "load"}}}}
+    graph = parse_spec(json.dumps(deps))
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    partition, node = canonical_partition(today), NodeId.parse("t")
+
+    async def write() -> None:
+        async with await EtcdStore.connect(etcd_settings) as etcd:
+            rev = (await etcd.snapshot(keys.root)).revision
+            activation = adopt(graph.shapes, graph.digest, None, rev, sources=graph.dags)
+            assert activation is not None
+            await etcd.put(keys.config_key("graph"), dump_activation(activation))
+            running = RunRecord(state=RunState.RUNNING, run_id="r", start_date=today)
+            await etcd.put(keys.run_key(node, partition), dump_record(running))
+            task = RunRecord(state=RunState.SUCCESS, run_id="r", start_date=today,
+                             end_date=today + timedelta(minutes=90))  # fmt: skip
+            await etcd.put(keys.task_key(node, "load", partition), dump_record(task))
+
+    asyncio.run(write())
+    cfg = Settings(etcd_endpoints=etcd_endpoint, prefix=prefix, deps=tmp_path / "absent.json")
+    page = asyncio.run(dependencies_page(partition, "default/t", instance="default", settings=cfg))
+    assert page.status == 200, page.html
+    assert re.search(r"<td>deadline</td><td>late — due ", page.html), page.html

@@ -416,7 +416,8 @@ def status(
                 cause = f"{d.cause}: {cause}"
             if d.levels:  # escalation: which levels fire (rule 13)
                 state = f"{state} [{level_text(d.levels)}]"
-            late.add_row(d.partition, d.dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
+            dag = f"{d.dag} task {d.task}" if d.task else d.dag  # a task deadline: judged on that task (rule 13)
+            late.add_row(d.partition, dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
         out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)

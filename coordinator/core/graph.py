@@ -170,12 +170,16 @@ class DagSpec:
 
 
 def upstream_tasks(specs: Iterable[DagSpec]) -> dict[str, tuple[str, ...]]:
-    """``instance/dag_id`` -> the tasks these DAGs name as task-level upstreams, sorted (see Graph.upstream_tasks)."""
+    """``instance/dag_id`` -> the tasks these DAGs name as task-level upstreams or deadline tasks, sorted (see
+    Graph.upstream_tasks)."""
     found: dict[str, set[str]] = {}
     for spec in specs:
         for edge in spec.edges:
             if edge.task is not None:
                 found.setdefault(edge.source.qualified, set()).add(edge.task)
+        rule = spec.expected_by
+        if rule is not None and rule.task is not None:  # a task deadline needs its task's state too (rule 13)
+            found.setdefault(spec.node.qualified, set()).add(rule.task)
     return {name: tuple(sorted(tasks)) for name, tasks in sorted(found.items())}
 
 

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
 from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact
-from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states
+from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition
@@ -131,6 +131,8 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
             ]  # fmt: skip
             wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
             wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
+            # A task deadline is judged on its task's state (semantics rule 13): read it like an edge's task.
+            wanted += [keys.task_key(node, task, chosen) for node, task in sorted(task_targets(graph).items())]
         _, found = await store.get_many(wanted, revision=revision)
         if chosen is not None:
             found += await _learning_history(store, keys, graph, revision)
@@ -178,7 +180,11 @@ def learning_dags(graph: Graph) -> set[NodeId]:
         if node not in cone:
             cone.add(node)
             work += graph.dags[node].upstreams
-    return {node for node in cone if (rule := graph.dags[node].expected_by) is None or rule.duration is None}
+    return {
+        node
+        for node in cone
+        if (rule := graph.dags[node].expected_by) is None or rule.duration is None or rule.task is not None
+    }
 
 
 async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[KV]:

@@ -171,7 +171,8 @@ class DeadlineTracker:
 
 
 def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
-    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``."""
+    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``, a task
+    deadline's handler ``task``."""
     conf = {
         "coordinator": {
             "deadline": {
@@ -187,6 +188,8 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: st
     }
     if level is not None:
         conf["coordinator"]["deadline"]["level"] = level
+    if record.task is not None:  # a task deadline: the handler is told which task was judged (rule 13)
+        conf["coordinator"]["deadline"]["task"] = record.task
     return conf
 
 
@@ -202,7 +205,7 @@ def _record(
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
         sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
         alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
-        repeat=plan.repeat,
+        repeat=plan.repeat, task=status.task,
     )  # fmt: skip
 
 

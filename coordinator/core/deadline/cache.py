@@ -17,7 +17,8 @@ Rules:
       partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
       that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
       and, when it has none, its ETA (``states`` rules 3-4); the walk goes on below a status only when its new
-      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed), below a
+      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
+      deadline's judgement is its task's, not what a dependent reads: the walk always goes on below it), below a
       key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
       that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
       (descendant, partition) an ungridded DAG gains (rule 1 of ``states``: only from a key the view indexes);
@@ -32,6 +33,8 @@ Rules:
    they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
 3. Learned durations are kept per DAG from the facts (``states`` rule 5): a success, a rerun or a deletion
    changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
+   A deadline task's duration (``states`` rule 8) is learned again from its task facts whenever one of its DAG's
+   keys changed, and a change counts as a changed duration (1d).
    The learned start offsets of the gridded roots (``start`` rule 2a) are kept the same way, from every scheduled
    run with a start, and a change counts as a changed duration (1d). The other start sources (timetables, Airflow
    versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
@@ -68,9 +71,11 @@ from coordinator.core.deadline.states import (
     grid_partitions,
     judge,
     learned_duration,
+    learned_task_durations,
     start_learners,
     tainted_by,
     targets,
+    task_targets,
     ungridded_scopes,
 )
 from coordinator.core.graph import Graph
@@ -151,6 +156,12 @@ class DeadlineCache:
         relevant = set(self._targets) | ancestors(graph, self._targets)
         self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
         self._starting = start_learners(graph, relevant)
+        #: Task deadlines (``states`` rule 8): the DAGs whose deadline task learns a duration from its own facts.
+        on_task = task_targets(graph)
+        self._tasks = {n: t for n, t in on_task.items() if _task_duration(graph, n) is None}
+        #: Their judgements are the task's, while a dependent reads the DAG's cause and ETA: the walk of rule 1c
+        #: cannot stop at them on what their judgement shows.
+        self._on_task = frozenset(on_task)
         self.built = False
         self.now: datetime | None = None
         self._reset(frozenset(), frozenset())
@@ -185,6 +196,7 @@ class DeadlineCache:
         self._starts: dict[NodeId, float] = {}
         self._failing: dict[NodeId, set[str]] = {}
         self._tainted: frozenset[NodeId] = frozenset()
+        self._task_durations: dict[NodeId, float] = {}
 
     # -- reading -------------------------------------------------------------------------------------------------
 
@@ -277,6 +289,7 @@ class DeadlineCache:
             if value is not None:
                 self._durations[node] = value
         self._tainted = tainted_by(self.graph, self._roots())
+        self._task_durations = learned_task_durations(view, self._tasks) if self._tasks else {}
         work: list[Key] = []
         for grid, nodes in self._by_grid.items():
             points = grid_partitions(grid, now, self.horizon)
@@ -323,6 +336,17 @@ class DeadlineCache:
                 offset = start_offset(fact, partition) if fact is not None else None
                 if _relearn(self._start_history, self._starts, node, partition, offset):
                     slower.add(node)  # rule 3: a start offset moves the same predictions a duration does
+        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
+        if touched:  # rule 3 for deadline tasks: few facts (only named tasks are recorded), learned again whole
+            learned = learned_task_durations(view, touched)
+            for node in touched:
+                value = learned.get(node)
+                if value != self._task_durations.get(node):
+                    if value is None:
+                        self._task_durations.pop(node, None)
+                    else:
+                        self._task_durations[node] = value
+                    slower.add(node)
         if paused != self._paused or unreachable != self._unreachable:
             flipped = self._unreachable ^ unreachable
             moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
@@ -433,6 +457,7 @@ class DeadlineCache:
         run = Judging(self.graph, view, now, self._paused, self._unreachable, self.latency, self._durations)
         run.tainted = self._tainted
         run.starts, run.timetables, run.majors, run.grace = self._starts, self.timetables, self.majors, self.grace
+        run.task_durations = self._task_durations
         return run
 
     def _judge(self, run: Judging, now: datetime, work: Iterable[Key]) -> None:
@@ -456,7 +481,7 @@ class DeadlineCache:
         and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the walk
         stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when only
         ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
-        graph, entries, runs, now = self.graph, self._entries, run.view.runs, run.now
+        graph, entries, runs, now, on_task = self.graph, self._entries, run.view.runs, run.now, self._on_task
         rank, order = graph.topo_index, graph.topo_order
         downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
         # Walk items are (topological position, partition): ordered, and hashed without hashing a NodeId.
@@ -479,7 +504,7 @@ class DeadlineCache:
                 after = self._judge_one(run, now, at, before)
                 work.discard(at)
                 judged += 1
-                gives = _moved(before, after)
+                gives = _moved(before, after) if node not in on_task else _BOTH
                 if not gives:
                     continue
             else:
@@ -647,10 +672,16 @@ def _key(at: datetime) -> str:
     return at.strftime(PARTITION_FORMAT)
 
 
+def _task_duration(graph: Graph, node: NodeId) -> int | None:
+    rule = graph.dags[node].expected_by
+    return rule.duration if rule is not None else None
+
+
 def _fixed(graph: Graph, node: NodeId) -> int | None:
     spec = graph.dags.get(node)
     rule = spec.expected_by if spec is not None else None
-    return rule.duration if rule is not None else None
+    # A task deadline's duration is its task's (``states`` rule 8): the DAG's own is learned.
+    return rule.duration if rule is not None and rule.task is None else None
 
 
 def _below(graph: Graph, origins: Iterable[Key]) -> set[Key]:

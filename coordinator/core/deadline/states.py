@@ -42,13 +42,21 @@ Rules:
    warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's cause, not its
    state. ``coordinator.core.deadline.cache`` keeps passes incremental on
    this.
+8. A task deadline (``expected_by.task``) is rules 2-5 on that task's state in the partition (the plugin records it:
+   the graph names the task, ``task_facts`` rule 4): its success's end (else its ``updated_at``) decides
+   ``on_time`` or ``late`` though the DAG run still runs; its failure is the cause of ``blocked`` (``Cause.task``);
+   a running task finishes at its start plus the task's expected duration (``duration``, else learned from the
+   task's own successes, :func:`learned_task_durations`); the DAG's own duration, which its dependents' ETAs read, is
+   then always learned (rule 5). Without a task fact the DAG run stands in: its success
+   (the task ended by then, or did not run), its causes, and its predicted start plus the task's duration instead
+   of the DAG's (a running run: the task finishes at the run's start plus the task's duration at the earliest).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -103,6 +111,8 @@ class Cause:
     #: ``not_started`` only: when the root was due to start, and how late it is at the status's ``now``.
     due: datetime | None = None
     late: timedelta | None = None
+    #: The task of a task deadline whose failure this is (rule 8); None: the DAG run's.
+    task: str | None = None
 
     @property
     def instance(self) -> str:
@@ -114,6 +124,8 @@ class Cause:
         if self.reason is CauseReason.NOT_STARTED and self.due is not None and self.late is not None:
             late = format_shift(int(self.late.total_seconds()) // 60 * 60)
             return f"{self.node.qualified}@{self.partition} has not started (due {self.due:%H:%M}, {late} late)"
+        if self.task is not None:
+            return f"{self.node.qualified}@{self.partition} task {self.task} {self.reason}"
         return f"{self.node.qualified}@{self.partition} {self.reason}"
 
     def chain_text(self) -> str:
@@ -137,6 +149,8 @@ class DeadlineStatus:
     succeeded: bool = False
     #: The predicted start of the root that sets the ETA (rule 4), and where that prediction came from.
     start: PredictedStart | None = None
+    #: The task a task deadline is judged on (rule 8); None: the DAG run.
+    task: str | None = None
 
 
 _ZERO = timedelta(0)
@@ -205,6 +219,8 @@ class Judgement:
     final: DeadlineStatus | None = None
     cause: Cause | None = None
     eta: Eta | None = None
+    #: Rule 8: the task the status is judged on (shown by status and why).
+    task: str | None = None
 
     def status(self, now: datetime) -> DeadlineStatus:
         """Exactly what rule 2 decides at ``now``."""
@@ -213,21 +229,21 @@ class Judgement:
         deadline = self.deadline
         if now > deadline:
             return DeadlineStatus(self.node, self.partition, DeadlineState.MISSED, deadline, None, self.cause,
-                                  (deadline - now).total_seconds())  # fmt: skip
+                                  (deadline - now).total_seconds(), task=self.task)  # fmt: skip
         if self.cause is not None:
             return DeadlineStatus(self.node, self.partition, DeadlineState.BLOCKED, deadline, None, self.cause,
-                                  (deadline - now).total_seconds())  # fmt: skip
+                                  (deadline - now).total_seconds(), task=self.task)  # fmt: skip
         found = self.eta
         eta = (found.at(now) if found is not None else None) or now
         start = found.start if found is not None else None
         overdue = found.overdue if found is not None else None
         if eta <= deadline - self.warn:
             return DeadlineStatus(self.node, self.partition, DeadlineState.ON_TIME, deadline, eta, None,
-                                  (deadline - eta).total_seconds(), start=start)  # fmt: skip
+                                  (deadline - eta).total_seconds(), start=start, task=self.task)  # fmt: skip
         # At risk: a root that should have started and has not is the story, not the ETA it pushes later (rule 4).
         cause = overdue.cause(now) if overdue is not None and now > overdue.at else None
         return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, cause,
-                              (deadline - eta).total_seconds(), start=start)  # fmt: skip
+                              (deadline - eta).total_seconds(), start=start, task=self.task)  # fmt: skip
 
     def state(self, now: datetime) -> DeadlineState:
         return self.timing(now)[0]
@@ -301,6 +317,31 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
         for node, fact in facts.items():
             if node in wanted and fact.state is success and fact.start_date and fact.end_date:
                 found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
+    result: dict[NodeId, float] = {}
+    for node, items in found.items():
+        items.sort(reverse=True)
+        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
+        if value is not None:
+            result[node] = value
+    return result
+
+
+def task_targets(graph: Graph) -> dict[NodeId, str]:
+    """The DAGs whose deadline names a task, with that task (rule 8)."""
+    found = {}
+    for node, spec in graph.dags.items():
+        rule = spec.expected_by
+        if rule is not None and rule.task is not None:
+            found[node] = rule.task
+    return found
+
+
+def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[NodeId, float]:
+    """Rule 8: each deadline task's learned duration (rule 5 over its latest successes with a start and an end)."""
+    found: dict[NodeId, list[tuple[str, float]]] = {}
+    for (node, task, partition), fact in view.tasks.items():
+        if tasks.get(node) == task and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
+            found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
     result: dict[NodeId, float] = {}
     for node, items in found.items():
         items.sort(reverse=True)
@@ -396,6 +437,8 @@ class Judging:
     timetables: Mapping[NodeId, Timetable] = field(default_factory=dict)
     majors: Mapping[str, int] = field(default_factory=dict)
     grace: timedelta = START_GRACE
+    #: Rule 8's learned durations of the deadline tasks, by DAG (seconds).
+    task_durations: Mapping[NodeId, float] = field(default_factory=dict)
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
     _rules: dict[NodeId, StartRule] = field(default_factory=dict)
     _etas: dict[tuple[NodeId, str], Eta | None] = field(default_factory=dict)
@@ -407,12 +450,20 @@ class Judging:
         if found is None:
             spec = self.graph.dags.get(node)
             rule = spec.expected_by if spec is not None else None
-            if rule is not None and rule.duration is not None:
+            if rule is not None and rule.duration is not None and rule.task is None:  # a task's: not the DAG's
                 found = timedelta(seconds=rule.duration)
             else:
                 found = timedelta(seconds=self.durations.get(node, 0.0))
             self._own[node] = found
         return found
+
+    def task_duration(self, node: NodeId) -> timedelta:
+        """Rule 8's expected duration of ``node``'s deadline task: declared, else learned, else 0."""
+        spec = self.graph.dags.get(node)
+        rule = spec.expected_by if spec is not None else None
+        if rule is not None and rule.duration is not None:
+            return timedelta(seconds=rule.duration)
+        return timedelta(seconds=self.task_durations.get(node, 0.0))
 
     def start_rule(self, node: NodeId) -> StartRule:
         """Rule 4's start source for a root, once per DAG and pass."""
@@ -613,6 +664,7 @@ def deadline_states(
     run.tainted = _tainted(graph, view, run.paused, run.unreachable)
     run.starts = learned_starts(view, start_learners(graph, graph.dags))
     run.timetables, run.majors, run.grace = timetables or {}, majors or {}, grace
+    run.task_durations = learned_task_durations(view, task_targets(graph))
     ungridded = ungridded_scopes(graph, view, wanted) if partitions is None else {}
     by_partition = view.runs.by_partition  # C-level lookups: one per status
     none: dict[NodeId, RunFact] = {}
@@ -628,7 +680,7 @@ def deadline_states(
             if rule.applies(partition):
                 deadline = table[partition]
                 fact = by_partition.get(partition, none).get(node)
-                if fact is not None and fact.state is RunState.SUCCESS:  # most of them: no judgement object needed
+                if rule.task is None and fact is not None and fact.state is RunState.SUCCESS:  # most: no judgement
                     result[(node, partition)] = succeeded(node, partition, deadline, fact)
                 else:
                     result[(node, partition)] = judge(run, node, partition, deadline, warn).status(now)
@@ -673,7 +725,12 @@ def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -
 
 
 def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
-    """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`)."""
+    """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`); rule 8 for a task
+    deadline."""
+    spec = run.graph.dags.get(node)
+    task = spec.expected_by.task if spec is not None and spec.expected_by is not None else None
+    if task is not None:
+        return _judge_task(run, node, task, partition, deadline, warn)
     fact = run.view.runs.get((node, partition))
     if fact is not None and fact.state is RunState.SUCCESS:
         return Judgement(node, partition, deadline, warn, succeeded(node, partition, deadline, fact))
@@ -681,6 +738,40 @@ def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: 
     if cause is not None or run.now > deadline:  # blocked, or missed for good: no prediction needed
         return Judgement(node, partition, deadline, warn, None, cause)
     return Judgement(node, partition, deadline, warn, None, None, run.eta(node, partition))
+
+
+def _judge_task(run: Judging, node: NodeId, task: str, partition: str, deadline: datetime,
+                warn: timedelta) -> Judgement:  # fmt: skip
+    """Rule 8: the task's own fact first, then the DAG run standing in for it."""
+    fact = run.view.tasks.get((node, task, partition))
+    if fact is not None and fact.state is RunState.SUCCESS:
+        done = replace(succeeded(node, partition, deadline, fact), task=task)
+        return Judgement(node, partition, deadline, warn, done, task=task)
+    if fact is not None and fact.state is RunState.FAILED:
+        failed = Cause(node, partition, CauseReason.FAILED, ((node, partition),), task=task)
+        return Judgement(node, partition, deadline, warn, None, failed, task=task)
+    run_fact = run.view.runs.get((node, partition))
+    if run_fact is not None and run_fact.state is RunState.SUCCESS:  # the task ended by then (or never ran)
+        done = replace(succeeded(node, partition, deadline, run_fact), task=task)
+        return Judgement(node, partition, deadline, warn, done, task=task)
+    cause = run.cause(node, partition)
+    if cause is not None or run.now > deadline:
+        return Judgement(node, partition, deadline, warn, None, cause, task=task)
+    own = run.task_duration(node)
+    if fact is None and run_fact is not None and run_fact.state.active:
+        fact = run_fact  # the run has started, its task not yet (as far as we know): the task starts no earlier
+    if fact is not None:  # running (a task fact is running, success or failed)
+        started = fact.started
+        return Judgement(node, partition, deadline, warn, None, None,
+                         Eta(_ZERO, started + own) if started is not None else Eta(own, None), task)  # fmt: skip
+    dag = run.eta(node, partition)
+    if dag is None:
+        return Judgement(node, partition, deadline, warn, None, None, None, task)
+    # The DAG's ETA ends with the DAG's own duration (rule 4); the task's replaces it: ``max`` and ``+`` commute.
+    shift = own - run.duration(node)
+    ahead = dag.ahead + shift if dag.ahead is not None else None
+    eta = Eta(ahead, dag.fixed + shift if dag.fixed is not None else None, dag.overdue, dag.start)
+    return Judgement(node, partition, deadline, warn, None, None, eta, task)
 
 
 class DeadlineRecord(BaseModel):
@@ -710,6 +801,8 @@ class DeadlineRecord(BaseModel):
     hold_until: datetime | None = None
     #: A state already alerted for this partition: recorded, not alerted again (``alerts`` rule 2).
     repeat: bool = False
+    #: The task a task deadline was judged on (rule 8); None: the DAG run (records written before task deadlines).
+    task: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

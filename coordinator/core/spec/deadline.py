@@ -23,6 +23,10 @@ Rules (``docs/semantics.md``, rule 13):
    ``handlers`` (DAG references run for this level's transitions; resolved by the loader like ``on_late_of``).
    Levels add alerts, they change nothing else: the DAG's own state, ``warn`` and ``on_late_of`` stay as they are,
    and a rule without ``levels`` keeps its :meth:`ExpectedBy.item` (and the graph digest) unchanged.
+7. A task deadline (``task``, optional): a task id of this DAG, written like an edge's ``task``; the deadline is
+   then judged on that task's state in the partition (``core.deadline.states`` rule 8) and ``duration`` is the
+   task's. Which task ids a DAG has cannot be checked offline; a task id that cannot be part of a key is an error.
+   A rule without ``task`` keeps its item (and the graph digest) unchanged.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from zoneinfo import ZoneInfo
 
 from coordinator.core.duration import parse_shift
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
-from coordinator.core.model import canonical_partition, partition_datetime
+from coordinator.core.model import NAME_RE, canonical_partition, partition_datetime
 from coordinator.core.spec.source import JsonPath
 
 Add = Callable[[JsonPath, str, str], None]
@@ -46,7 +50,10 @@ LevelItem = tuple[str, int, tuple[str, ...]]
 RuleItem = tuple[str | int | bool | tuple[LevelItem, ...] | None, ...]
 
 ANCHORS = ("after_end", "after_start", "at")
-EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert", "levels")
+EXPECTED_BY_FIELDS = (*ANCHORS, "day_offset", "warn", "duration", "from", "hold", "realert", "levels", "task")
+TASK_HINT = 'write "task": "load" (a task id of this DAG: letters, digits, _ . -)'
+#: An edge's task id (``spec.grid.TASK_RE``, not imported: that module imports the graph, which imports this one).
+_TASK_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 LEVEL_FIELDS = ("name", "slack", "handlers")
 LEVELS_HINT = (
     'write "levels": [{"name": "warn", "slack": "2h", "handlers": ["notify"]}, {"name": "page", "handlers": ["pager"]}]'
@@ -109,6 +116,8 @@ class ExpectedBy:
     realert: bool = False
     #: Escalation levels (rule 6), in the order written; empty: the single-level form.
     levels: tuple[Level, ...] = ()
+    #: The task whose state the deadline is judged on (rule 7); None: the DAG run's.
+    task: str | None = None
 
     def applies(self, partition: str) -> bool:
         return self.start is None or partition >= self.start
@@ -119,7 +128,11 @@ class ExpectedBy:
         base = (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
                 self.start)  # fmt: skip
         # The alerting fields only when set: a rule without them keeps the item (and the graph digest) it had; the
-        # levels likewise, as one more element (a tuple of level items) after the alerting fields.
+        # levels likewise, as one more element (a tuple of level items) after the alerting fields, and the task as
+        # one more after the levels (an empty tuple of levels when it has none).
+        if self.task is not None:
+            levels = tuple(level.item() for level in self.levels)
+            return (*base, self.hold, self.realert, levels, self.task)
         if self.levels:
             return (*base, self.hold, self.realert, tuple(level.item() for level in self.levels))
         return base if not (self.hold or self.realert) else (*base, self.hold, self.realert)
@@ -129,6 +142,17 @@ class ExpectedBy:
         """The rule :meth:`item` wrote; raise ValueError on anything else."""
         hold, realert = 0, False
         levels: tuple[Level, ...] = ()
+        task: str | None = None
+        if len(item) == 13:
+            raw_task = item[12]
+            if not isinstance(raw_task, str) or not is_task_id(raw_task):
+                raise ValueError(f"not an expected_by: {item!r}")
+            task = raw_task
+            raw_levels = item[11]
+            if not isinstance(raw_levels, (list, tuple)):
+                raise ValueError(f"not an expected_by: {item!r}")
+            levels = tuple(Level.from_item(level) for level in raw_levels)
+            item = item[:11]
         if len(item) == 12:
             raw = item[11]
             if not isinstance(raw, (list, tuple)) or not raw:
@@ -152,7 +176,7 @@ class ExpectedBy:
             raise ValueError(f"not an expected_by: {item!r}")
         assert isinstance(anchor, str)  # for mypy: ANCHORS holds strings
         return cls(anchor, seconds, (hour, minute), day_offset, warn, duration, learned, start,  # type: ignore[arg-type]
-                   hold, realert, levels)  # fmt: skip
+                   hold, realert, levels, task)  # fmt: skip
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
         """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
@@ -283,9 +307,19 @@ def read_expected_by(value: Any, path: JsonPath, add: Add) -> ExpectedBy | None:
         ok = False
     levels = read_levels(value["levels"], (*path, "levels"), add) if "levels" in value else ()
     ok = ok and levels is not None
+    task = value.get("task")
+    if "task" in value and not is_task_id(task):
+        add((*path, "task"), f"{task!r} is not a task id", TASK_HINT)
+        ok = False
     if not ok or levels is None:
         return None
-    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start, hold or 0, realert, levels)
+    return ExpectedBy(anchor, seconds, at, day_offset, warn or 0, duration, learned, start, hold or 0, realert, levels,
+                      task)  # fmt: skip
+
+
+def is_task_id(raw: object) -> bool:
+    """An Airflow task id that can be part of a key, checked like an edge's ``task`` (rule 7)."""
+    return isinstance(raw, str) and bool(_TASK_RE.match(raw)) and bool(NAME_RE.match(raw)) and len(raw) <= 250
 
 
 def read_levels(value: Any, path: JsonPath, add: Add) -> tuple[Level, ...] | None:

@@ -183,6 +183,12 @@ def _defs() -> dict[str, Any]:
                                 "additionalProperties": False,
                             },
                         },
+                        {
+                            "type": "string",
+                            "pattern": TASK_RE.pattern,
+                            "maxLength": 250,
+                            "description": "A task id of this DAG: the deadline is judged on that task's state.",
+                        },
                     ),
                     strict=True,
                 )
