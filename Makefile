@@ -64,10 +64,10 @@ chromium:
 	    echo ">> chromium not found: install it (sudo apt-get install -y chromium) or tests/e2e/test_page_e2e.py fails"; \
 	  fi; }
 
-# Two workers: every end-to-end test in one (tests/e2e/conftest.py groups them: one Airflow of each version per run),
-# everything else in the other; the 25 slowest tests are listed at the end of the run.
+# Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
+# per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
 pytest: $(STAMP) venv-airflow2 chromium
-	$(BIN)/pytest -n 2 --dist loadgroup --durations=25
+	$(BIN)/pytest -n 2 --durations=25
 
 test: lint typecheck contracts pytest
 

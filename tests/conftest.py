@@ -29,6 +29,21 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under ``pytest -n 2`` (make test), every end-to-end test goes to one worker, in collection order, so the
+    session's one Airflow of each version starts once; each other test is scheduled on its own to whichever worker
+    is free. (pytest-xdist's ``--dist loadgroup`` would say the same with marks, but it renames node ids in a way
+    pytest 9 ignores, so its groups are silently split.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class EndToEndInOneWorker(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
+
+    return EndToEndInOneWorker(config, log)
+
+
 @pytest.fixture(scope="session")
 def etcd_server() -> Iterator[EtcdServer]:
     # No fsync: nothing kills this server, and 12,000-key tests stay fast. Crash tests use private_etcd.

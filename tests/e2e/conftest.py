@@ -43,10 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     and its last step (``coordinator doctor``) expects run states of its graph's instance only under the prefix,
     which the multi-instance and Airflow 2 modules add to."""
     e2e = [i for i, item in enumerate(items) if "e2e" in item.path.parts]
-    for i in e2e:
-        # Under `pytest -n 2 --dist loadgroup` (make test) every end-to-end test runs in one worker, in this order:
-        # the session's one Airflow of each version is started once, and the other worker runs everything else.
-        items[i].add_marker(pytest.mark.xdist_group("airflow"))
     readme = [item for item in items if item.path.name == README_TEST]
     if not e2e or not readme:
         return
