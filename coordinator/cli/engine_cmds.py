@@ -29,8 +29,7 @@ from coordinator.core.assets import (
     Ledger,
     SourceEvent,
     StreamState,
-    parse_delivery,
-    parse_fact,
+    read_events_and_ledger,
     streams,
     why_asset,
 )
@@ -465,17 +464,9 @@ async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
     keys = AssetKeys(settings.keys.prefix)
     async with await EtcdStore.connect(settings.etcd()) as store:
         facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-    events = [
-        SourceEvent(parsed[0], fact)
-        for kv in facts.kvs
-        if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
-    ]
-    entries = {
-        key: (record, kv.mod_revision)
-        for kv in deliveries.kvs
-        if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
-    }
-    return events, Ledger(entries)
+    return read_events_and_ledger(
+        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
+    )
 
 
 def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:

@@ -214,6 +214,24 @@ class Ledger:
     entries: Mapping[tuple[str, str, str, int], tuple[DeliveryRecord, int]]
 
 
+def read_events_and_ledger(
+    keys: AssetKeys, events: Iterable[tuple[str, bytes]], deliveries: Iterable[tuple[str, bytes, int]]
+) -> tuple[list[SourceEvent], Ledger]:
+    """The recorded events (key, value) and the delivery ledger (key, value, mod revision) as read from etcd, for
+    ``status``, ``why asset`` and the page; keys or values that do not parse are left out (read-only callers)."""
+    recorded = [
+        SourceEvent(parsed[0], fact)
+        for key, value in events
+        if (parsed := keys.parse_event_key(key)) is not None and (fact := parse_fact(value)) is not None
+    ]
+    entries = {
+        at: (record, rev)
+        for key, value, rev in deliveries
+        if (at := keys.parse_delivery_key(key)) is not None and (record := parse_delivery(value)) is not None
+    }
+    return recorded, Ledger(entries)
+
+
 @dataclass(frozen=True, slots=True)
 class StreamState:
     """Where one (target, source, asset) stream stands, for ``status`` and ``why asset``."""

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
-from coordinator.core.assets import AssetKeys, Ledger, SourceEvent, parse_delivery, parse_fact
+from coordinator.core.assets import AssetKeys, read_events_and_ledger
 from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
@@ -146,17 +146,10 @@ async def read_assets(store: EtcdStore, prefix: str) -> tuple[AssetNode, ...]:
     """Rule 1e: the shared assets as nodes, from the recorded events and the delivery ledger."""
     keys = AssetKeys(prefix)
     facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-    events = [
-        SourceEvent(parsed[0], fact)
-        for kv in facts.kvs
-        if (parsed := keys.parse_event_key(kv.key)) is not None and (fact := parse_fact(kv.value)) is not None
-    ]
-    entries = {
-        key: (record, kv.mod_revision)
-        for kv in deliveries.kvs
-        if (key := keys.parse_delivery_key(kv.key)) is not None and (record := parse_delivery(kv.value)) is not None
-    }
-    return asset_nodes(events, Ledger(entries))
+    events, ledger = read_events_and_ledger(
+        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
+    )
+    return asset_nodes(events, ledger)
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
