@@ -150,7 +150,8 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     try:
-        from coordinator.core.deadline.states import deadline_states, learned_durations
+        from coordinator.core.deadline.learning import learned_durations
+        from coordinator.core.deadline.states import deadline_states
     except ImportError as exc:
         sys.exit(f"bench/deadlines.py: {exc}: this checkout has no expected-by deadlines (issue 19) yet")
 

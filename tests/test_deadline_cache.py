@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.deadline import cache as deadline_cache
-from coordinator.core.deadline import states as deadlines
+from coordinator.core.deadline import learning as deadline_learning
 from coordinator.core.deadline.cache import DeadlineCache
+from coordinator.core.deadline.learning import LEARN_SAMPLES
 from coordinator.core.deadline.states import (
     CauseReason,
     DeadlineRecord,
@@ -214,8 +215,9 @@ def test_incremental_pass_equals_full_pass(data: st.DataObject) -> None:
     unreachable changes and relists, the cache's statuses, transitions, counts and least slack equal a full pass."""
     # Half the examples learn from the latest 4 successes instead of 20, so that random writes often cross the edge
     # of a DAG's learning window (cache rule 3) and not only add to a short history.
-    window = data.draw(st.sampled_from([4, deadlines.LEARN_SAMPLES]))
-    with patch.object(deadlines, "LEARN_SAMPLES", window), patch.object(deadline_cache, "LEARN_SAMPLES", window):
+    window = data.draw(st.sampled_from([4, LEARN_SAMPLES]))
+    learning, cache = deadline_learning, deadline_cache
+    with patch.object(learning, "LEARN_SAMPLES", window), patch.object(cache, "LEARN_SAMPLES", window):
         run_sequence(data)
 
 

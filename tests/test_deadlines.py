@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.deadline.learning import learned_duration
 from coordinator.core.deadline.states import (
     CauseReason,
     DeadlineRecord,
     DeadlineState,
     DeadlineStatus,
     deadline_states,
-    learned_duration,
     transitions,
 )
 from coordinator.core.graph import Graph

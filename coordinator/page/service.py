@@ -37,7 +37,8 @@ from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
 from coordinator.core.assets import AssetKeys, read_events_and_ledger
-from coordinator.core.deadline.states import LEARN_SAMPLES, DeadlineRecord, deadline_states, task_targets
+from coordinator.core.deadline.learning import LEARN_SAMPLES
+from coordinator.core.deadline.states import DeadlineRecord, deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition

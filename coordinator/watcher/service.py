@@ -72,8 +72,9 @@ HINT_RECHECK_S = 1.0
 #: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
 PLAN_SLICE_FACTS = 5000
-#: Rule 5's bounds on a stop: in-flight Airflow calls get this long to finish, the resign this long to reach etcd.
-#: Together under the 30 s grace period of Kubernetes and systemd's default of 90 s (docs/operations.md).
+#: Rule 5's bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to finish,
+#: the resign this long to reach etcd. Together (20 s) under Kubernetes' 30 s grace period (docs/operations.md).
+STOP_TASKS_S = 5.0
 STOP_DRAIN_S = 10.0
 STOP_RESIGN_S = 5.0
 
@@ -552,7 +553,11 @@ class Watcher:
             self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
-            await asyncio.gather(*tasks, stopper, return_exceptions=True)
+            # Bounded as well: a loop stuck in a call that ignores its cancellation must not keep the leader key.
+            _, stuck = await asyncio.wait([*tasks, stopper], timeout=STOP_TASKS_S)
+            if stuck:
+                log.warning("watcher.stop.tasks_stuck watcher=%s tasks=%s", self.watcher_id,
+                            ",".join(sorted(t.get_name() for t in stuck)))  # fmt: skip
             drain = asyncio.ensure_future(self.actuator.drain())
             if not (await asyncio.wait({drain}, timeout=STOP_DRAIN_S))[0]:
                 # Safe to cut short: an action's intent is in the ledger before its Airflow call, so the next
@@ -561,9 +566,11 @@ class Watcher:
             await self.actuator.cancel()
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
-            with suppress(Exception):
+            try:
                 # Bounded too: with etcd gone the lease expires on its own after the TTL.
                 await asyncio.wait_for(self.election.resign(), timeout=STOP_RESIGN_S)
+            except Exception as exc:  # the stop goes on: the lease TTL ends the leadership
+                log.warning("watcher.stop.resign_failed watcher=%s error=%r", self.watcher_id, exc)
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
 
 

@@ -55,11 +55,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from coordinator.core.deadline.learning import LEARN_SAMPLES, learned_duration, learned_task_durations, start_learners
 from coordinator.core.deadline.start import START_GRACE, Timetable, start_offset
 from coordinator.core.deadline.states import (
     DEFAULT_HORIZON,
     DEFAULT_LATENCY,
-    LEARN_SAMPLES,
     DeadlineRecord,
     DeadlineState,
     DeadlineStatus,
@@ -70,9 +70,6 @@ from coordinator.core.deadline.states import (
     fed_partitions,
     grid_partitions,
     judge,
-    learned_duration,
-    learned_task_durations,
-    start_learners,
     tainted_by,
     targets,
     task_targets,

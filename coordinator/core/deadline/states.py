@@ -27,10 +27,9 @@ Rules:
    such root as its cause, ``has not started (due HH:MM, 5h late)``; being overdue alone changes no state (a day-old
    root with no run on a fresh install, the deadline weeks away, pages nobody), the ETA it pushes does.
    Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
-5. Expected duration: a fixed ``duration``, else the learned one (:func:`learned_duration`) over the DAG's latest
-   :data:`LEARN_SAMPLES` successes with a start and an end, else 0. Learning ignores outliers: a run longer than
-   :data:`OUTLIER_FACTOR` times the median (a run that waited a day in a queue, a backfill) is dropped, then the
-   :data:`LEARN_PERCENTILE` percentile of the rest is taken; fewer than :data:`MIN_SAMPLES` samples learn nothing.
+5. Expected duration: a fixed ``duration``, else the learned one over the DAG's latest successes with a start and
+   an end (``core.deadline.learning``: outliers dropped, a high percentile of the rest, too few samples learn
+   nothing), else 0.
 6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
    ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
    transition alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``,
@@ -54,7 +53,6 @@ Rules:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -63,7 +61,13 @@ from functools import lru_cache
 
 from pydantic import BaseModel, ConfigDict
 
-from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_offset, start_rule
+from coordinator.core.deadline.learning import (
+    learned_durations,
+    learned_starts,
+    learned_task_durations,
+    start_learners,
+)
+from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_rule
 from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
@@ -76,10 +80,6 @@ DEFAULT_HORIZON = timedelta(days=2)
 #: Seconds from an upstream's success to the dependent's run starting (the watcher's trigger plus Airflow's
 #: scheduler loop): a minute is what the scenario tests and the demo stack measure with room to spare.
 DEFAULT_LATENCY = timedelta(seconds=60)
-LEARN_SAMPLES = 20
-MIN_SAMPLES = 3
-OUTLIER_FACTOR = 3.0
-LEARN_PERCENTILE = 0.9
 
 
 class DeadlineState(StrEnum):
@@ -295,37 +295,6 @@ _UNSET_CAUSE = Cause(NodeId("", ""), "", CauseReason.FAILED)
 _UNSET_ETA = Eta()
 
 
-def learned_duration(samples: Iterable[float]) -> float | None:
-    """Rule 5's learned duration of these run times (seconds), or None with too few samples."""
-    values = sorted(s for s in samples if s >= 0)
-    if len(values) < MIN_SAMPLES:
-        return None
-    middle = len(values) // 2
-    median = values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-    kept = [v for v in values if v <= OUTLIER_FACTOR * median] if median > 0 else values
-    index = max(0, math.ceil(LEARN_PERCENTILE * len(kept)) - 1)
-    return kept[index]
-
-
-def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
-    """The learned duration of each of ``nodes`` that has enough history (rule 5), from its latest successes."""
-    wanted = set(nodes)
-    found: dict[NodeId, list[tuple[str, float]]] = {}
-    success = RunState.SUCCESS
-    # Straight from the per-partition dicts (no (DAG, partition) pair built per fact: this walks every run state).
-    for partition, facts in view.runs.by_partition.items():
-        for node, fact in facts.items():
-            if node in wanted and fact.state is success and fact.start_date and fact.end_date:
-                found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
-    result: dict[NodeId, float] = {}
-    for node, items in found.items():
-        items.sort(reverse=True)
-        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
-        if value is not None:
-            result[node] = value
-    return result
-
-
 def task_targets(graph: Graph) -> dict[NodeId, str]:
     """The DAGs whose deadline names a task, with that task (rule 8)."""
     found = {}
@@ -334,62 +303,6 @@ def task_targets(graph: Graph) -> dict[NodeId, str]:
         if rule is not None and rule.task is not None:
             found[node] = rule.task
     return found
-
-
-def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[NodeId, float]:
-    """Rule 8: each deadline task's learned duration (rule 5 over its latest successes with a start and an end)."""
-    found: dict[NodeId, list[tuple[str, float]]] = {}
-    for (node, task, partition), fact in view.tasks.items():
-        if tasks.get(node) == task and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
-            found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
-    result: dict[NodeId, float] = {}
-    for node, items in found.items():
-        items.sort(reverse=True)
-        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
-        if value is not None:
-            result[node] = value
-    return result
-
-
-def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
-    """The learned start offset (``start`` rule 2a) of each of ``nodes`` with enough scheduled runs, from its latest
-    :data:`LEARN_SAMPLES` samples."""
-    samples: dict[NodeId, list[float]] = {node: [] for node in nodes}
-    waiting = list(samples)
-    by_partition = view.runs.by_partition
-    # Newest partitions first, a lookup per DAG still short of samples: a DAG leaves the walk once it has enough, so
-    # months of hourly history cost what a few days do, and the DAGs without a start rule are never looked at.
-    for partition in sorted(by_partition, reverse=True):
-        if not waiting:
-            break
-        by_node = by_partition[partition]
-        full = False
-        for node in waiting:
-            fact = by_node.get(node)
-            if fact is not None:
-                offset = start_offset(fact, partition)
-                if offset is not None:
-                    found = samples[node]
-                    found.append(offset)
-                    full = full or len(found) >= LEARN_SAMPLES
-        if full:
-            waiting = [node for node in waiting if len(samples[node]) < LEARN_SAMPLES]
-    result: dict[NodeId, float] = {}
-    for node, found in samples.items():
-        value = learned_duration(found)
-        if value is not None:
-            result[node] = value
-    return result
-
-
-def start_learners(graph: Graph, nodes: Iterable[NodeId]) -> frozenset[NodeId]:
-    """The DAGs among ``nodes`` whose start is predicted (rule 4): the gridded roots."""
-    found = set()
-    for node in nodes:
-        spec = graph.dags.get(node)
-        if spec is not None and not spec.upstreams and spec.grid is not None:
-            found.add(node)
-    return frozenset(found)
 
 
 def _key(at: datetime) -> str:
