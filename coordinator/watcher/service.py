@@ -73,7 +73,7 @@ HINT_RECHECK_S = 1.0
 #: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
 PLAN_SLICE_FACTS = 5000
 #: Rule 5's bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to finish,
-#: the resign this long to reach etcd. Together (20 s) under Kubernetes' 30 s grace period (docs/operations.md).
+#: the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace period.
 STOP_TASKS_S = 5.0
 STOP_DRAIN_S = 10.0
 STOP_RESIGN_S = 5.0
@@ -554,10 +554,15 @@ class Watcher:
             for task in [*tasks, stopper]:
                 task.cancel()
             # Bounded as well: a loop stuck in a call that ignores its cancellation must not keep the leader key.
+            # Python 3.11's wait_for can swallow a cancellation that meets its inner call's completion (fixed in
+            # 3.12), and a `while True` loop then goes on: such a loop is cancelled once more.
             _, stuck = await asyncio.wait([*tasks, stopper], timeout=STOP_TASKS_S)
             if stuck:
                 log.warning("watcher.stop.tasks_stuck watcher=%s tasks=%s", self.watcher_id,
                             ",".join(sorted(t.get_name() for t in stuck)))  # fmt: skip
+                for task in stuck:
+                    task.cancel()
+                await asyncio.wait(stuck, timeout=1.0)
             drain = asyncio.ensure_future(self.actuator.drain())
             if not (await asyncio.wait({drain}, timeout=STOP_DRAIN_S))[0]:
                 # Safe to cut short: an action's intent is in the ledger before its Airflow call, so the next
