@@ -43,7 +43,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
@@ -64,6 +64,8 @@ from coordinator.metrics import Metrics
 from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
+
+K = TypeVar("K", tuple[NodeId, str], LevelKey)
 
 #: Rule 8: how long a transition whose handlers keep failing holds off the next transition of its partition.
 ALERT_RETRY_WINDOW = timedelta(minutes=10)
@@ -116,48 +118,38 @@ class DeadlineTracker:
             if level is not None:
                 self._observe_level(key, level, value, mod_rev)
             return
-        if value is None:
-            self.records.pop(at, None)
-            self.revisions.pop(at, None)
-            self.unalerted.discard(at)
+        if self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev):
             self.changed.add(at)
-            return
+
+    def _observe_level(self, key: str, at: LevelKey, value: bytes | None, mod_rev: int) -> None:
+        self._store(self.levels, self.level_revisions, self.levels_unalerted, key, at, value, mod_rev)
+
+    def _store(
+        self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,
+        value: bytes | None, mod_rev: int,
+    ) -> bool:  # fmt: skip
+        """One watched record (a DAG's or a level's) into its maps; True when it changed them."""
+        if value is None:
+            records.pop(at, None)
+            revisions.pop(at, None)
+            unalerted.discard(at)
+            return True
         try:
             record = DeadlineRecord.model_validate_json(value)
         except ValidationError:
             log.warning("deadline.bad_value key=%r", key)
-            return
-        if mod_rev >= self.revisions.get(at, 0):
-            self.records[at] = record
-            self.revisions[at] = mod_rev
-            self.changed.add(at)
-            if record.alerted:
-                self.unalerted.discard(at)
-            else:
-                self.unalerted.add(at)
-            if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
-                self.last_date = record.handler_date
-
-    def _observe_level(self, key: str, at: LevelKey, value: bytes | None, mod_rev: int) -> None:
-        if value is None:
-            self.levels.pop(at, None)
-            self.level_revisions.pop(at, None)
-            self.levels_unalerted.discard(at)
-            return
-        try:
-            record = DeadlineRecord.model_validate_json(value)
-        except ValidationError:
-            log.warning("deadline.bad_value key=%s", key)
-            return
-        if mod_rev >= self.level_revisions.get(at, 0):
-            self.levels[at] = record
-            self.level_revisions[at] = mod_rev
-            if record.alerted:
-                self.levels_unalerted.discard(at)
-            else:
-                self.levels_unalerted.add(at)
-            if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
-                self.last_date = record.handler_date
+            return False
+        if mod_rev < revisions.get(at, 0):
+            return False
+        records[at] = record
+        revisions[at] = mod_rev
+        if record.alerted:
+            unalerted.discard(at)
+        else:
+            unalerted.add(at)
+        if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
+            self.last_date = record.handler_date
+        return True
 
     def next_handler_date(self, now: datetime) -> datetime:
         """A handler logical date after every recorded one (rule 3): ``now`` in whole seconds, or one second after

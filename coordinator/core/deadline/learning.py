@@ -39,6 +39,17 @@ def learned_duration(samples: Iterable[float]) -> float | None:
     return kept[index]
 
 
+def _latest_learned(found: Mapping[NodeId, list[tuple[str, float]]]) -> dict[NodeId, float]:
+    """Rule 5 over each node's latest :data:`LEARN_SAMPLES` (partition, seconds) samples, where it learns anything."""
+    result: dict[NodeId, float] = {}
+    for node, items in found.items():
+        items.sort(reverse=True)
+        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
+        if value is not None:
+            result[node] = value
+    return result
+
+
 def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
     """The learned duration of each of ``nodes`` that has enough history (rule 5), from its latest successes."""
     wanted = set(nodes)
@@ -49,13 +60,7 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
         for node, fact in facts.items():
             if node in wanted and fact.state is success and fact.start_date and fact.end_date:
                 found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
-    result: dict[NodeId, float] = {}
-    for node, items in found.items():
-        items.sort(reverse=True)
-        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
-        if value is not None:
-            result[node] = value
-    return result
+    return _latest_learned(found)
 
 
 def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[NodeId, float]:
@@ -64,13 +69,7 @@ def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[Node
     for (node, task, partition), fact in view.tasks.items():
         if tasks.get(node) == task and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
             found.setdefault(node, []).append((partition, (fact.end_date - fact.start_date).total_seconds()))
-    result: dict[NodeId, float] = {}
-    for node, items in found.items():
-        items.sort(reverse=True)
-        value = learned_duration(seconds for _, seconds in items[:LEARN_SAMPLES])
-        if value is not None:
-            result[node] = value
-    return result
+    return _latest_learned(found)
 
 
 def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
