@@ -502,6 +502,7 @@ class Watcher:
                 metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period,
+                soon=lambda delay_s: self.queue.add_after(JobKey(AssetJob.name), delay_s),
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
