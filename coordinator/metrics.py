@@ -107,6 +107,12 @@ class Metrics:
             ["source", "target"],
             registry=r,
         )
+        self.asset_events_skipped = Counter(
+            "coordinator_asset_events_skipped",
+            "Asset deliveries given up on an operator's request (coordinator skip-event), by source and target.",
+            ["source", "target"],
+            registry=r,
+        )
         self.asset_delivery_failures = Counter(
             "coordinator_asset_delivery_failures",
             "Delivery attempts that ended in an error recorded on the ledger (retried), by target instance.",

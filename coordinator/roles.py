@@ -7,10 +7,13 @@ Rules:
 1. Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by" columns): an
    Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the plugin reads
    before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which tasks to
-   record); the dependencies page and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their
-   families; an outside writer writes only the run keys of its own DAG (or DAG-name family).
-2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key and the
-   presence keys: a plugin credential cannot forge an intent, a graph or a leader.
+   record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics rule 16b); the dependencies page
+   and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill`` also the
+   delivery ledger, where ``skip-event`` adds an operator's skip request, rule 16f); an outside writer writes only
+   the run keys of its own DAG (or DAG-name family).
+2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key, the presence
+   keys and the asset facts, marks and deliveries (rules 16-17): a plugin credential cannot forge an intent, a graph,
+   a leader or an asset event.
 3. Reading the whole prefix is granted as one range (``read --prefix=true {prefix}/``): a snapshot and a watch are
    one range over it, and etcd refuses a range that a single permission does not cover.
 4. Passwords never appear on a command line (visible in ``ps`` and shell history): ``etcdctl user add NAME
@@ -27,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from coordinator.core.assets import AssetKeys
 from coordinator.core.model import NAME_RE, KeyLayout
 
 
@@ -94,12 +98,14 @@ def plugin_role(keys: KeyLayout, instance: str) -> Role:
             Grant(Perm.READWRITE, f"{keys.runs}{instance}/", True),
             Grant(Perm.READWRITE, f"{keys.tasks}{instance}/", True),
             Grant(Perm.READ, keys.config_key("graph"), False),
+            Grant(Perm.READWRITE, AssetKeys(keys.prefix).change_key(instance), False),
         ),
     )
 
 
 def watcher_role(keys: KeyLayout) -> Role:
     rw = Perm.READWRITE
+    assets = AssetKeys(keys.prefix)
     return Role(
         name=f"{base_name(keys)}-watcher",
         purpose="coordinator watch / reconcile (ledger, graph, retention, deadlines, leader, presence, audit)",
@@ -116,6 +122,10 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.config_key("backfill/"), True),
             Grant(rw, keys.budgets, True),
             Grant(rw, keys.leader, False),
+            # semantics rules 16-17: the asset round records events, the first listing's marks and the deliveries
+            Grant(rw, assets.events, True),
+            Grant(rw, assets.marks, True),
+            Grant(rw, assets.deliveries, True),
         ),
     )
 
@@ -143,8 +153,13 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
         ),
         Role(
             f"{base}-backfill",
-            "coordinator backfill and release (the operator's requests for runs)",
-            (_read_all(keys), Grant(rw, keys.config_key("backfill/"), True), Grant(rw, keys.budgets, True)),
+            "coordinator backfill, release and skip-event (the operator's requests)",
+            (
+                _read_all(keys),
+                Grant(rw, keys.config_key("backfill/"), True),
+                Grant(rw, keys.budgets, True),
+                Grant(rw, AssetKeys(keys.prefix).deliveries, True),
+            ),
         ),
     ]
     for w in writers:
@@ -169,6 +184,10 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.config_key("backfill/"), True),
         (keys.budgets, True),
         (keys.leader, False),
+        (AssetKeys(keys.prefix).events, True),
+        (AssetKeys(keys.prefix).marks, True),
+        (AssetKeys(keys.prefix).changes, True),
+        (AssetKeys(keys.prefix).deliveries, True),
     ]
 
 

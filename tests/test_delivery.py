@@ -19,10 +19,12 @@ from coordinator.core.assets import (
     DeliveryStatus,
     DueDelivery,
     Ledger,
+    SkipRequest,
     SourceEvent,
     due_deliveries,
     is_delivered_copy,
     prunable,
+    streams,
     targets_of,
 )
 
@@ -195,6 +197,53 @@ def test_rule7_a_lost_answer_is_recorded_soon_and_the_retry_looks_first() -> Non
     state, _ = recorded(due(record=write.record, rev=12))
     _, look = d.step(state, d.Resolved(ASSET), NOW)
     assert isinstance(look, d.Look)
+
+
+SKIP = SkipRequest(by="ops@host", at=NOW, reason="team_b rejects this extra")
+
+
+def refused(skip: SkipRequest | None = SKIP) -> DeliveryRecord:
+    return DeliveryRecord(status=DeliveryStatus.ERROR, source="team_a", event_id=7, uri=URI, requested_at=NOW,
+                          last_error="422", retry_at=NOW, skip=skip)  # fmt: skip
+
+
+def test_rule8_a_skip_request_is_applied_where_the_post_would_come_and_nothing_is_posted() -> None:
+    """An entry with a skip request looks first; nothing found: it becomes skipped, with no POST, and the attempt
+    says so."""
+    state, _ = recorded(due(record=refused(), rev=5))
+    state, look = d.step(state, d.Resolved(ASSET), NOW)
+    assert isinstance(look, d.Look), "a skip must look before giving up: the event may be there"
+    state, write = d.step(state, d.Looked(None), NOW)
+    assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.SKIPPED
+    assert write.record.skip == SKIP and write.record.last_error is None
+    _, done = d.step(state, d.LedgerWritten(13), NOW)
+    assert done == d.Done(confirmed=False, skipped=True)
+
+
+def test_rule8_a_skip_never_hides_a_delivery_that_happened() -> None:
+    """The look-up finds the event in the target: the entry is confirmed done, not skipped."""
+    state, _ = recorded(due(record=refused(), rev=5))
+    state, _ = d.step(state, d.Resolved(ASSET), NOW)
+    _, write = d.step(state, d.Looked(41), NOW)
+    assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.DONE
+    assert write.record.target_event_id == 41
+
+
+def test_rule8_an_asset_the_target_does_not_know_is_skipped_on_request() -> None:
+    """No such asset in the target (no copy can be there): a skip request gives it up instead of waiting."""
+    state, _ = recorded(due(record=refused(), rev=5))
+    _, write = d.step(state, d.Resolved(None), NOW)
+    assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.SKIPPED
+
+
+def test_rule16f_a_skipped_event_is_settled_counted_apart_and_the_next_one_is_due() -> None:
+    """After a skip the stream's next event is due; status counts it as skipped, never as delivered."""
+    skipped = refused().model_copy(update={"status": DeliveryStatus.SKIPPED})
+    ledger = Ledger({("team_b", "team_a", URI, 7): (skipped, 3)})
+    events = [fact(7), fact(8)]
+    assert [x.event.fact.event_id for x in due_deliveries(events, ledger, ROUTES, NOW)] == [8]
+    (stream,) = streams(events, ledger, ROUTES)
+    assert (stream.delivered, stream.skipped, stream.pending) == (0, 1, 1)
 
 
 def test_rule6_a_done_entry_is_left_alone() -> None:

@@ -8,6 +8,8 @@ import json
 import os
 import re
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -18,6 +20,7 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
+from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore
@@ -25,6 +28,7 @@ from coordinator.page.service import dependencies_page
 from coordinator.roles import OutsideWriter, commands, roles
 from coordinator.settings import EtcdSettings, Settings, parse_endpoints
 from devtools.etcd_server import EtcdServer
+from devtools.procs import stop_child
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_doctor import checks_of, run_cli
 from tests.test_plugin_writer import FakeRun
@@ -302,3 +306,74 @@ def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
         "coordinator__2026-01-01T00:00:00Z",
         "coordinator__2026-01-02T00:00:00Z",
     ]
+
+
+async def marks(auth: AuthEtcd) -> list[str]:
+    """The first-listing marks the watcher stored (read as root)."""
+    async with await EtcdStore.connect(auth.settings("root")) as store:
+        return [kv.key for kv in (await store.snapshot(AssetKeys(PREFIX).marks)).kvs]
+
+
+def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on: team A's plugin writes its own asset hint but is refused team B's hint, the asset facts and the
+    delivery ledger; a `coordinator watch` under the watcher role records team A's event and delivers it to team B
+    once; `skip-event` works under the backfill role and is refused under doctor's read-only one."""
+    uri = "s3://lake/orders"
+    keys = AssetKeys(PREFIX)
+    airflow.add_asset(uri, name="orders")
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps({**GRAPH, "assets": [{"asset": uri, "from": "team_a", "to": ["team_b"]}]}))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))  # one fake Airflow plays both
+
+    async def as_plugin() -> list[str]:
+        refused: list[str] = []
+        async with await EtcdStore.connect(auth_etcd.settings("coordinator-plugin-team_a")) as store:
+            await store.put(keys.change_key("team_a"), b'{"uri": "s3://lake/orders"}')
+            for key in (keys.change_key("team_b"), keys.event_key("team_a", uri, 99),
+                        keys.delivery_key("team_b", "team_a", uri, 99)):  # fmt: skip
+                try:
+                    await store.put(key, b"{}")
+                except StoreError as exc:
+                    assert "permission denied" in str(exc).lower(), exc
+                    refused.append(key)
+        return refused
+
+    assert len(arun(as_plugin())) == 3, "team A's plugin wrote another instance's hint, a fact or a delivery"
+    env = auth_etcd.env("coordinator-watcher", airflow, deps, instances, COORDINATOR_ASSET_INTERVAL_S="0.2",
+                        COORDINATOR_HTTP="off", COORDINATOR_WATCHER_ID="roles")  # fmt: skip
+    log = tmp_path / "watcher.log"
+    with log.open("wb") as out:
+        watcher = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "watch"], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, cwd=tmp_path)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        # An event before the first listing's mark is history, not replayed (COORDINATOR_ASSET_LOOKBACK_S=0).
+        while time.monotonic() < deadline and "asset_marks" not in str(arun(marks(auth_etcd))):
+            time.sleep(0.2)
+        event_id = airflow.emit_asset_event(uri)
+        copies: list[Any] = []
+        while time.monotonic() < deadline and not copies and watcher.poll() is None:
+            copies = [e for e in airflow.asset_events(uri) if MARKER in e["extra"]]
+            time.sleep(0.2)
+        assert [c["extra"][MARKER] for c in copies] == [f"team_a:{event_id}"], log.read_text()
+    finally:
+        stop_child(watcher, timeout_s=30.0, what="coordinator watch")
+    assert "permission denied" not in log.read_text().lower(), log.read_text()
+
+    pending = DeliveryRecord(status=DeliveryStatus.ERROR, source="team_a", event_id=99, uri=uri,
+                             requested_at=datetime.now(UTC), last_error="422")  # fmt: skip
+
+    async def as_root() -> None:
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as store:
+            await store.put(keys.delivery_key("team_b", "team_a", uri, 99), pending.model_dump_json().encode())
+
+    arun(as_root())
+    args = ("skip-event", uri, "99", "--from", "team_a", "--to", "team_b")
+    refused = run_cli(*args, env=auth_etcd.env("coordinator-doctor", airflow, deps, instances))
+    assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
+    skipped = run_cli(*args, env=auth_etcd.env("coordinator-backfill", airflow, deps, instances))
+    assert skipped.returncode == 0 and "skip requested" in skipped.stdout, skipped.stdout + skipped.stderr

@@ -118,6 +118,7 @@ def main() -> None:
     # Import the command modules for their registrations on ``app``.
     from coordinator.cli import (  # noqa: F401
         airflow_cmds,
+        asset_cmds,
         budget_cmds,
         check_airflow_cmds,
         diff_cmds,

@@ -493,6 +493,7 @@ class AssetStreamRow(BaseModel):
     pending: int
     next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
     next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
+    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16f)
 
     @classmethod
     def of(cls, stream: StreamState) -> AssetStreamRow:
@@ -500,7 +501,7 @@ class AssetStreamRow(BaseModel):
         return cls(
             asset=stream.uri, source=stream.source, target=stream.target, delivered=stream.delivered,
             pending=stream.pending, next_event_id=head.event.fact.event_id if head is not None else None,
-            next_error=stream.head_error,
+            next_error=stream.head_error, skipped=stream.skipped,
         )  # fmt: skip
 
 
@@ -524,6 +525,8 @@ def _print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:
         nxt = "-"
         if row.next_event_id is not None:
             nxt = f"#{row.next_event_id}" + (f": {row.next_error}" if row.next_error else "")
+        if row.skipped:
+            nxt += f" ({row.skipped} skipped)"
         table.add_row(row.asset, row.source, row.target, str(row.delivered), str(row.pending), nxt)
     out.print(table)
 

@@ -5,17 +5,21 @@ calls :func:`due_deliveries`, and drives each due delivery through the protocol 
 
 Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments"):
 
-14a. A route (``dependencies.json`` ``"assets"``) shares every event of the assets of instance ``from`` whose URI or
+16a. A route (``dependencies.json`` ``"assets"``) shares every event of the assets of instance ``from`` whose URI or
      name matches ``asset`` (``fnmatch`` wildcards ``*``, ``?``, ``[...]``) with each instance of ``to``.
-14b. An asset event is a fact once recorded under ``{prefix}/assets/{instance}/{asset}/{event id}``; the event id
+16b. An asset event is a fact once recorded under ``{prefix}/assets/{instance}/{asset}/{event id}``; the event id
      is the producing Airflow's own id, so recording the same event twice (the audit's overlapping windows, two
      leaders one after the other) writes the same key: the write is create-only and the second one is a no-op.
-14c. An event Airflow holds because the coordinator delivered it carries :data:`MARKER` in its ``extra``; it is never
+16c. An event Airflow holds because the coordinator delivered it carries :data:`MARKER` in its ``extra``; it is never
      recorded as a fact, so it is never forwarded again (no loop between two deployments, nor through a third).
-14d. One delivery per (event, target instance): its ledger key ``{prefix}/deliveries/{target}/{from}/{asset}/{event
+16d. One delivery per (event, target instance): its ledger key ``{prefix}/deliveries/{target}/{from}/{asset}/{event
      id}`` is the only thing that says it happened. Per (target, source instance, asset) the events are delivered in
      the order of their ids: only the oldest undelivered one is due, so a consumer sees the producer's order.
-14e. A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an input).
+16e. A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an input), or at once when
+     it carries a skip request (rule 16f).
+16f. A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader applied instead
+     of a POST, ``core/delivery.py`` rule 8): the stream's next event becomes due, retention may prune it, and
+     ``status`` counts it apart (``skipped``), never as delivered.
 """
 
 from __future__ import annotations
@@ -40,6 +44,21 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # intent recorded, the target's event not confirmed
     DONE = "done"
     ERROR = "error"  # refused or failed; retried at ``retry_at``
+    SKIPPED = "skipped"  # rule 16f: an operator asked to skip it and the leader applied that; never delivered
+
+
+#: Rule 16f: a stream moves past these.
+SETTLED = frozenset({DeliveryStatus.DONE, DeliveryStatus.SKIPPED})
+
+
+class SkipRequest(BaseModel):
+    """An operator's request (``coordinator skip-event``) that one delivery be given up (rule 16f)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    by: str
+    at: datetime
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +122,9 @@ class DeliveryRecord(BaseModel):
     attempts: int = 0
     last_error: str | None = None
     watcher: str = ""
+    #: Rule 16f: set by ``coordinator skip-event`` (a compare-and-swap on this entry); the leader applies it instead
+    #: of its next POST, unless its look-up finds the event in the target (then it is done, as always).
+    skip: SkipRequest | None = None
 
     @property
     def marker(self) -> str:
@@ -243,6 +265,7 @@ class StreamState:
     pending: int
     head: DueDelivery | None  # the oldest undelivered event, due or waiting for its retry
     head_error: str | None
+    skipped: int = 0
 
 
 def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute]) -> list[StreamState]:
@@ -254,16 +277,19 @@ def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[Asse
     result: list[StreamState] = []
     for (target, source, uri), items in sorted(by_stream.items()):
         items.sort(key=lambda e: e.fact.event_id)
-        delivered = 0
+        delivered = skipped = 0
         head: DueDelivery | None = None
         for event in items:
             found = ledger.entries.get((target, source, uri, event.fact.event_id))
             if found is not None and found[0].status is DeliveryStatus.DONE:
                 delivered += 1
+            elif found is not None and found[0].status is DeliveryStatus.SKIPPED:
+                skipped += 1  # rule 16f
             elif head is None:
                 head = DueDelivery(event, target, found[0] if found else None, found[1] if found else 0)
         head_error = head.record.last_error if head is not None and head.record is not None else None
-        result.append(StreamState(target, source, uri, delivered, len(items) - delivered, head, head_error))
+        pending = len(items) - delivered - skipped
+        result.append(StreamState(target, source, uri, delivered, pending, head, head_error, skipped))
     return result
 
 
@@ -277,7 +303,10 @@ def due_deliveries(
         if head is None:
             continue
         record = head.record
-        if record is not None and record.status is DeliveryStatus.ERROR and record.retry_at and record.retry_at > now:
+        waiting = (
+            record is not None and record.status is DeliveryStatus.ERROR and record.retry_at and record.retry_at > now
+        )
+        if waiting and record is not None and record.skip is None:  # rule 16f: a skip request is acted on at once
             continue
         due.append(head)
     return due
@@ -288,10 +317,10 @@ def prunable(
 ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
     """Retention: the recorded events that may be deleted, each with its delivery entries' (target, mod revision).
 
-    An event qualifies when it is older than ``cutoff``, delivered to every target its routes name, and older than
-    its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the audit can
-    still list would otherwise be recorded again, as new, and delivered twice. The newest event of each (source,
-    asset) always stays."""
+    An event qualifies when it is older than ``cutoff``, settled (rule 16f) in every target its routes name, and
+    older than its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the
+    audit can still list would otherwise be recorded again, as new, and delivered twice. The newest event of each
+    (source, asset) always stays."""
     newest: dict[tuple[str, str], int] = {}
     marks: dict[str, datetime] = {}
     for event in events:
@@ -307,7 +336,7 @@ def prunable(
             continue
         targets = targets_of(routes, event.source, fact.uri, fact.name)
         found = [(t, ledger.entries.get((t, event.source, fact.uri, fact.event_id))) for t in targets]
-        if targets and all(f is not None and f[0].status is DeliveryStatus.DONE for _, f in found):
+        if targets and all(f is not None and f[0].status in SETTLED for _, f in found):
             done.append((event, [(t, f[1]) for t, f in found if f is not None]))
     return done
 
@@ -371,15 +400,21 @@ def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEve
                      f"{last.timestamp.isoformat()}{key}")  # fmt: skip
     for stream in streams(mine, ledger, [r for _, r in routed]):
         line = f"delivered to {stream.target}: {stream.delivered}, pending {stream.pending}"
+        line += f", skipped {stream.skipped}" if stream.skipped else ""
         head = stream.head
         if head is not None:
             record = head.record
             event = f"#{head.event.fact.event_id} of {stream.source}"
             if record is None:
                 line += f"; next {event}: due at the next round"
+            elif record.skip is not None:
+                line += (f"; next {event}: skip requested by {record.skip.by} at {record.skip.at.isoformat()}, "
+                         "applied at the next attempt unless the event is found there")  # fmt: skip
             elif record.status is DeliveryStatus.ERROR:
                 retry = record.retry_at.isoformat() if record.retry_at else "soon"
-                line += f"; next {event}: refused ({record.last_error}), retried at {retry}"
+                line += (f"; next {event}: refused ({record.last_error}), retried at {retry}; to give it up: "
+                         f"coordinator skip-event {head.event.fact.uri} {head.event.fact.event_id} "
+                         f"--from {stream.source} --to {stream.target} --reason TEXT")  # fmt: skip
             else:
                 line += f"; next {event}: intent recorded at {record.requested_at.isoformat()}, being delivered"
         lines.append(line)

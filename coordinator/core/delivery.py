@@ -30,6 +30,10 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event
    alone.
 7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
    after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
+8. Skip (``core/assets.py`` rule 16f). An entry carrying an operator's skip request is given up where a POST would
+   come: after its look-up found nothing (an entry with a request is never fresh), or when the target does not know
+   the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up that finds the
+   event confirms it ``done`` as always: a skip never hides a delivery that happened.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from enum import StrEnum
 
 from pydantic import JsonValue
 
-from coordinator.core.assets import MARKER, DeliveryRecord, DeliveryStatus, DueDelivery
+from coordinator.core.assets import MARKER, SETTLED, DeliveryRecord, DeliveryStatus, DueDelivery
 
 #: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
@@ -157,10 +161,11 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The attempt is over; ``confirmed``: the entry is done."""
+    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request (rule 8)."""
 
     confirmed: bool
     error: str | None = None
+    skipped: bool = False
 
 
 Instruction = WriteLedger | Resolve | Look | Post | Done
@@ -172,6 +177,7 @@ class Step(StrEnum):
     LOOKING = "looking"
     POSTING = "posting"
     CONFIRMING = "confirming"
+    SKIPPING = "skipping"
     RECORDING_ERROR = "recording_error"
     OVER = "over"
 
@@ -200,7 +206,7 @@ def start(due: DueDelivery, now: datetime, watcher: str, error_retry_s: float) -
     """Rule 1 (or 6): the first instruction of a due delivery."""
     fact = due.event.fact
     record = due.record
-    if record is not None and record.status is DeliveryStatus.DONE:
+    if record is not None and record.status in SETTLED:
         return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
     if record is None:
         record = DeliveryRecord(
@@ -231,19 +237,21 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
         return _error(state, event.error, delay, now)
     if state.step is Step.RESOLVING and isinstance(event, Resolved):
         if event.asset is None:
+            if state.record.skip is not None:
+                return _skip(state, now)  # rule 8: no asset there, so no copy either
             # Rule 2: not a lost event; it waits for the target to know the asset.
             error = f"asset {state.record.uri} is not known in the target: pending until it is"
             return _error(state, f"AssetUnknown: {error}", state.error_retry_s, now)
         moved = replace(state, asset=event.asset)
         if state.fresh:
-            return _post(moved)
+            return _post(moved, now)
         return replace(moved, step=Step.LOOKING), Look(
             event.asset, state.record.marker, state.record.requested_at
         )  # rule 3
     if state.step is Step.LOOKING and isinstance(event, Looked):
         if event.target_event_id is not None:
             return _confirm(state, event.target_event_id, now)  # rule 3: it was posted before the crash
-        return _post(state)
+        return _post(state, now)
     if state.step is Step.POSTING and isinstance(event, Posted):
         return _confirm(state, event.target_event_id, now)
     if state.step is Step.POSTING and isinstance(event, NotFound):
@@ -266,12 +274,16 @@ def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruc
         return moved, Resolve(record.uri, record.name, fresh=not state.fresh)
     if state.step is Step.CONFIRMING:
         return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=True)
+    if state.step is Step.SKIPPING:
+        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=False, skipped=True)
     if state.step is Step.RECORDING_ERROR:
         return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=False, error=state.error)
     raise ProtocolError(f"ledger write at step {state.step}")
 
 
-def _post(state: DeliveryState) -> tuple[DeliveryState, Instruction]:
+def _post(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
+    if state.record.skip is not None:
+        return _skip(state, now)  # rule 8: where the POST would come
     assert state.asset is not None
     # Rule 4: an Airflow 2 target has no partition keys.
     key = None if state.asset.v1 else state.record.partition_key
@@ -292,6 +304,14 @@ def _confirm(state: DeliveryState, target_event_id: int, now: datetime) -> tuple
         }
     )
     return replace(state, step=Step.CONFIRMING, record=done), WriteLedger(done, state.mod_rev)
+
+
+def _skip(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
+    """Rule 8: the entry becomes ``skipped``; nothing is posted."""
+    skipped = state.record.model_copy(
+        update={"status": DeliveryStatus.SKIPPED, "done_at": now, "retry_at": None, "last_error": None}
+    )
+    return replace(state, step=Step.SKIPPING, record=skipped), WriteLedger(skipped, state.mod_rev)
 
 
 def _error(state: DeliveryState, error: str, delay_s: float, now: datetime) -> tuple[DeliveryState, Instruction]:

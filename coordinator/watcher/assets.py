@@ -281,7 +281,8 @@ class AssetJob:
     async def _deliver(
         self, item: DueDelivery, now: datetime, ledger: dict[Key, tuple[DeliveryRecord, int]]
     ) -> bool | None:
-        """Drive one due delivery; True: confirmed, False: an error was recorded, None: nothing happened."""
+        """Drive one due delivery; True: confirmed (or skipped, rule 8), False: an error was recorded, None: nothing
+        happened."""
         fact = item.event.fact
         key: Key = (item.target, item.event.source, fact.uri, fact.event_id)
         etcd_key = self.keys.delivery_key(*key)
@@ -303,6 +304,12 @@ class AssetJob:
                 fact.partition_key or "-", " partition_dropped=true" if state.record.partition_dropped else "",
             )  # fmt: skip
             return True
+        if instruction.skipped:
+            self.metrics.asset_events_skipped.labels(item.event.source, item.target).inc()
+            by, reason = (state.record.skip.by, state.record.skip.reason) if state.record.skip else ("-", "")
+            log.warning("asset.skipped source=%s target=%s uri=%s event_id=%d by=%s reason=%r",
+                        item.event.source, item.target, fact.uri, fact.event_id, by, reason)  # fmt: skip
+            return True  # the stream's next event is due in this round, as after a delivery
         if instruction.error is not None and state.record.status is DeliveryStatus.ERROR:
             self.metrics.asset_delivery_failures.labels(item.target).inc()
             log.warning("asset.delivery_error source=%s target=%s uri=%s event_id=%d error=%s",

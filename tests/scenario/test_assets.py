@@ -8,6 +8,8 @@ in the producer's order, with its partition key and the delivery marker, whateve
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -103,7 +105,7 @@ def test_three_events_arrive_once_each_in_order_with_partition_keys_and_never_co
     assert [cell.strip() for cell in row.split("│")[1:7]] == [URI, "default", B, "3", "0", "-"], status
     as_json = json.loads(stack.cli("status", "--format", "json").stdout)["assets"]
     expected = {"asset": URI, "from": "default", "to": B, "delivered": 3, "pending": 0, "next_event_id": None}
-    assert as_json == [{**expected, "next_error": None}], as_json
+    assert as_json == [{**expected, "next_error": None, "skipped": 0}], as_json
 
 
 @pytest.mark.parametrize("point", ["asset-after-intent", "asset-after-post"])
@@ -231,3 +233,40 @@ def test_a_look_up_that_cannot_read_the_delivered_copy_waits_instead_of_posting_
     wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["done"], "the confirmation")
     assert delivered(target) == [f"default:{event_id}"]
     assert len(target.requests("post_asset_event")) == 1, "posted a second time"
+
+
+def skip_event(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "coordinator.cli", "skip-event", *args, "--etcd", stack.endpoint, "--prefix",
+         stack.prefix], capture_output=True, text=True, env=stack.env(), timeout=60, check=False,
+    )  # fmt: skip
+
+
+def test_an_event_the_target_refuses_for_good_holds_its_stream_until_an_operator_skips_it(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """team_b refuses one event (422) and its stream waits behind it; `coordinator skip-event` (suggested by `why
+    asset`) makes the leader give it up without posting it, the next event arrives, and status counts it skipped."""
+    watcher = start(stack, COORDINATOR_ERROR_RETRY_S="600")  # a refusal would wait 10 minutes without the skip
+    target.fail_next(1, 422, endpoint="post_asset_event")
+    refused = stack.fake.emit_asset_event(URI)
+    wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["error"], "the refusal in the ledger")
+    later = stack.fake.emit_asset_event(URI)
+    stack.settle()
+    assert delivered(target) == [], "an event passed the refused one"
+    command = f"coordinator skip-event {URI} {refused} --from default --to {B} --reason TEXT"
+    assert command in stack.cli("why", "asset", URI).stdout
+    assert skip_event(stack, URI, str(later), "--from", "default", "--to", B).returncode == 1, "no entry: nothing"
+    done = skip_event(stack, URI, str(refused), "--from", "default", "--to", B, "--reason", "bad extra")
+    assert done.returncode == 0 and "skip requested" in done.stdout, done.stderr
+    wait_delivered(target, 1)
+    stack.settle()
+    assert delivered(target) == [f"default:{later}"]
+    assert len(target.requests("post_asset_event")) == 2, "the skipped event was posted again"
+    records = {r["event_id"]: r for r in ledger(stack).values()}
+    assert records[refused]["status"] == "skipped" and records[refused]["skip"]["reason"] == "bad extra"
+    (row,) = json.loads(stack.cli("status", "--format", "json").stdout)["assets"]
+    assert (row["delivered"], row["skipped"], row["pending"]) == (1, 1, 0), row
+    assert total(scrape(watcher), "coordinator_asset_events_skipped_total", source="default", target=B) == 1
+    again = skip_event(stack, URI, str(refused), "--from", "default", "--to", B)
+    assert again.returncode == 0 and "already skipped" in again.stdout

@@ -1,0 +1,81 @@
+"""``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``: give up one asset delivery an operator knows
+will never succeed (semantics rule 16f, delivery rule 8), so its stream's later events move on.
+
+Rules:
+1. The request is one compare-and-swap on the delivery's ledger entry that only adds ``skip`` (who, when, why); the
+   status stays as it is. The leading watcher applies it at its next attempt, where it would POST: after a look-up
+   that finds nothing (then the entry becomes ``skipped``), or confirms ``done`` when the event is found in the
+   target. Nothing is posted or deleted here, so a skip can never hide a delivery that happened.
+2. Only a delivery that was attempted has an entry: one that was not (the stream is held by an earlier event) exits 1
+   and names that; one already ``done`` or ``skipped`` says so and writes nothing (exit 0).
+3. Bad arguments exit 2 before etcd is reached; etcd trouble, or the entry changing three times in a row, exits 1.
+"""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, run_async
+from coordinator.core.assets import AssetKeys, DeliveryStatus, SkipRequest, parse_delivery
+from coordinator.core.model import NAME_RE
+from coordinator.errors import CoordinatorError, StoreError
+from coordinator.settings import Settings
+
+#: Rule 3: compare-and-swap attempts before giving up (the leader writes the entry at each step of an attempt).
+ATTEMPTS = 3
+
+
+@app.command("skip-event")
+def skip_event(
+    uri: Annotated[str, typer.Argument(help="the asset's URI, as `coordinator why asset` shows it")],
+    event_id: Annotated[int, typer.Argument(help="the event's id in its source Airflow (`why asset`: next #ID)")],
+    source: Annotated[str, typer.Option("--from", help="the instance that produced the event")],
+    target: Annotated[str, typer.Option("--to", help="the instance the delivery is to")],
+    reason: Annotated[str, typer.Option("--reason", help="why it is given up (kept in the ledger entry)")] = "",
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Give up one asset delivery (an event TARGET will never accept): the leading watcher skips it at its next
+    attempt, unless it finds the event in TARGET, and the stream's later events go on."""
+    for what, name in (("--from", source), ("--to", target)):
+        if not NAME_RE.match(name):
+            fail(f"{what} {name!r} is not a valid instance name ([A-Za-z0-9_.-]+, not . or ..)")
+    if event_id < 1:
+        fail(f"EVENT_ID must be a positive event id, got {event_id}")
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
+    typer.echo(run_async(lambda: _skip(settings, uri, event_id, source, target, reason)))
+
+
+async def _skip(settings: Settings, uri: str, event_id: int, source: str, target: str, reason: str) -> str:
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+
+    key = AssetKeys(settings.keys.prefix).delivery_key(target, source, uri, event_id)
+    what = f"event #{event_id} of {uri} from {source} to {target}"
+    request = SkipRequest(by=f"{getpass.getuser()}@{socket.gethostname()}", at=datetime.now(UTC), reason=reason)
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        for _ in range(ATTEMPTS):
+            kv = await store.get(key)
+            if kv is None:
+                raise CoordinatorError(
+                    f"{what} has no delivery entry ({key}): it was never attempted, so there is nothing to skip; "
+                    f"`coordinator why asset {uri}` shows which event holds the stream"
+                )
+            record = parse_delivery(kv.value)
+            if record is None:
+                raise StoreError(f"{key} holds an unreadable delivery entry; `coordinator why asset {uri}`")
+            if record.status is DeliveryStatus.DONE:
+                return f"{what} is already delivered (target event #{record.target_event_id}): nothing to skip"
+            if record.status is DeliveryStatus.SKIPPED:
+                return f"{what} is already skipped: nothing to do"
+            updated = record.model_copy(update={"skip": request})
+            if (await store.cas(key, updated.model_dump_json().encode(), kv.mod_revision)).succeeded:
+                return (
+                    f"skip requested for {what} (it was {record.status.value}): the leading watcher gives it up at its "
+                    f"next attempt unless it finds the event in {target}; `coordinator why asset {uri}` shows it"
+                )
+    raise StoreError(f"{key} changed {ATTEMPTS} times while requesting the skip; run the command again")
