@@ -27,7 +27,15 @@ from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.planner import plan
 from coordinator.etcd import EtcdStore
 from coordinator.page.access import Access, restrict
-from coordinator.page.assets import AssetFilter, AssetNode, AssetTarget, TargetState, asset_nodes, place
+from coordinator.page.assets import (
+    MAX_DRAWN,
+    AssetFilter,
+    AssetNode,
+    AssetTarget,
+    TargetState,
+    asset_nodes,
+    place,
+)
 from coordinator.page.model import PageModel, build_page
 from coordinator.page.render import render_page
 from coordinator.page.select import Selection
@@ -95,7 +103,8 @@ def test_assets_are_placed_right_of_their_producers_and_targets_right_of_them_wi
     DAG of the graph starts a column of its own (column 0, below the DAGs there); DAG places are untouched."""
     model = placed_model((LINKED, UNLINKED))
     dags = {n.node: (n.column, n.row) for n in model.nodes}
-    linked, unlinked = place(model.assets, dags, set(dags), AssetFilter())
+    (linked, unlinked), matched = place(model.assets, dags, set(dags), AssetFilter())
+    assert matched == 2
     r_col = dags[NodeId("default", "r")][0]
     below = {c: 1 + max(r for cc, r in dags.values() if cc == c) for c, _ in dags.values()}
     assert (linked.column, linked.row) == (r_col + 1, below[r_col + 1])
@@ -254,3 +263,15 @@ def test_service_draws_the_shared_assets_recorded_in_etcd(
     assert drawn_assets(answer.html) == {f"team_a:{ORDERS}"}
     assert "delivered 2 · pending 1" in answer.html and "delivered 1 · pending 2" in answer.html
     assert ('id="why-command"' in answer.html) is (selected is not None)
+
+
+def test_at_most_max_drawn_assets_are_drawn_per_view_and_the_page_says_how_many_matched() -> None:
+    """70 assets made outside the graph: the first MAX_DRAWN (by source, URI) are drawn and the page counts the
+    rest; a name filter finds one of the others."""
+    many = tuple(AssetNode(f"s3://lake/t{i:02d}", "team_x", (AssetTarget("default", 1, 0),)) for i in range(70))
+    model = placed_model(many)
+    html = render_page(model)
+    assert len(drawn_assets(html)) == MAX_DRAWN
+    assert f"shared assets: {MAX_DRAWN} of 70 drawn" in html
+    found = render_page(model, selection=Selection.parse({"q": "lake/t69"}))
+    assert drawn_assets(found) == {"team_x:s3://lake/t69"} and 'id="asset-pager"' not in found

@@ -17,6 +17,7 @@ Rules:
    asset whose producer DAG is drawn; one with no producer in the graph when no state or neighbourhood filter is
    set, the text filters match it (``q`` in ``source:uri``, ``instance`` its source or a target) and on the first
    page only. Its place depends on the DAGs drawn, so a filtered view closes up around it as it does for DAGs.
+   At most :data:`MAX_DRAWN` assets are drawn per view (in source, URI order); the page says how many more matched.
 """
 
 from __future__ import annotations
@@ -124,6 +125,11 @@ def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNod
     return tuple(nodes)
 
 
+#: Assets drawn at most per view: an asset with two targets is about 2 KB of HTML, so 60 keep a page of 120 DAGs
+#: (about 80 KB) under the page's 200 KB budget (bench/page.py); a filter (``?q=``) finds the others.
+MAX_DRAWN = 60
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class Slot:
     """A node the drawing adds for a shared asset: the asset itself (``target`` empty) or one of its targets."""
@@ -168,10 +174,12 @@ def place(
     drawn: Mapping[NodeId, tuple[int, int]],
     in_graph: frozenset[NodeId] | set[NodeId],
     view: AssetFilter,
-) -> tuple[DrawnAsset, ...]:
+) -> tuple[tuple[DrawnAsset, ...], int]:
     """Rule 5: the assets this view draws, placed after the drawn DAGs (``drawn``: their places; ``in_graph``: every
-    DAG of the whole graph, to tell a producer filtered out from one the graph does not have)."""
-    chosen = [a for a in assets if _shown(a, drawn, in_graph, view)]
+    DAG of the whole graph, to tell a producer filtered out from one the graph does not have), and how many
+    matched the view (more than drawn past :data:`MAX_DRAWN`)."""
+    matched = [a for a in assets if _shown(a, drawn, in_graph, view)]
+    chosen = matched[:MAX_DRAWN]
     order: list[Slot] = []
     sources: dict[Slot, tuple[object, ...]] = {}
     for asset in chosen:
@@ -191,7 +199,7 @@ def place(
         linked = tuple(p for p in asset.producer_nodes if p in drawn)
         unlinked = tuple(p.dag_id for p in asset.producer_nodes if p not in drawn)
         result.append(DrawnAsset(asset, column, row, targets, linked, unlinked))
-    return tuple(result)
+    return tuple(result), len(matched)
 
 
 def _shown(

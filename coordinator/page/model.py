@@ -100,7 +100,7 @@ class PageModel:
     problems: tuple[str, ...] = ()
     #: DAGs left out because the user may not read them (``page.access``).
     hidden: int = 0
-    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn beside the DAGs.
+    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn as nodes of the graph after the DAGs.
     assets: tuple[AssetNode, ...] = ()
     #: Shared assets left out because the user may read no DAG of any instance they name (``page.access``).
     hidden_assets: int = 0

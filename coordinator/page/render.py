@@ -10,11 +10,12 @@ Rules:
    window (the page is shown in an iframe of Airflow's UI).
 5. A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood of one DAG
    (``page.select``): a GET form and previous/next links that keep the partition and the filters.
-6. Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and colour (a purple pill for
+6. Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and colour (a teal pill for
    the asset, a small box per target instance coloured like a succeeded DAG when all is delivered, a waiting one
-   while events are pending, an error one while the next event is refused), with legend entries only when there
-   are any: a page without routes is the page it was. Each asset links to ``?asset=source:uri`` (keeping the
-   partition, the filters and the page) for its detail panel.
+   while events are pending, an error one while the next event is refused; ``page.render_assets``), with legend
+   entries only when there are any: a page without routes is the page it was. Each asset links to
+   ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more assets
+   match the view than are drawn, the page says how many.
 """
 
 from __future__ import annotations
@@ -259,7 +260,7 @@ def render_page(
         f'<div class="meta">{escape(where)} · etcd revision {model.revision} · graph: {escape(model.graph_source)}'
         f"{escape(moving)}</div>"
         f"{_picker(model)}{_filters(model, chosen)}{_legend(model, drawn.counts)}{problems}"
-        f"{_pager(drawn, chosen, model.partition)}"
+        f"{_pager(drawn, chosen, model.partition)}{_asset_pager(drawn)}"
         f'<div id="graph">{_svg(drawn.model, selected, keep, drawn.assets, selected_asset)}</div>'
         f"{_hidden_assets(model)}{_details(model, node, selected_asset, instance, ui_base)}"
         "</body></html>"
@@ -295,6 +296,14 @@ def _filters(model: PageModel, chosen: Selection) -> str:
         f'<label>around <input name="around" value="{escape(around)}" size="14"></label> '
         '<button type="submit">Filter</button></form>'
     )
+
+
+def _asset_pager(drawn: Drawn) -> str:
+    """Rule 6: how many shared assets matched this view when not all of them are drawn (``page.assets`` rule 5)."""
+    if drawn.assets_matched <= len(drawn.assets):
+        return ""
+    return (f'<div class="meta" id="asset-pager">shared assets: {len(drawn.assets)} of {drawn.assets_matched} drawn '
+            "with these DAGs; filter by name (q) to see the others</div>")  # fmt: skip
 
 
 def _pager(drawn: Drawn, chosen: Selection, partition: str | None) -> str:

@@ -77,8 +77,9 @@ class Drawn:
     pages: int
     counts: Mapping[NodeState, int]
     moving: bool
-    #: The shared assets drawn with these DAGs, placed after them (rule 5).
+    #: The shared assets drawn with these DAGs, placed after them (rule 5), and how many matched the view.
     assets: tuple[DrawnAsset, ...] = ()
+    assets_matched: int = 0
 
 
 def select(model: PageModel, selection: Selection) -> Drawn:
@@ -94,12 +95,13 @@ def select(model: PageModel, selection: Selection) -> Drawn:
     relaid = _relaid(shown)
     drawn = replace(model, nodes=relaid, edges=tuple(e for e in model.edges if e.source in names and e.target in names))
     assets: tuple[DrawnAsset, ...] = ()
+    matched = 0
     if model.assets:
         view = AssetFilter(selection.q, selection.instance,
                            selection.state is not None or selection.around is not None, page == 1)  # fmt: skip
         places = {n.node: (n.column, n.row) for n in relaid}
-        assets = place(model.assets, places, {n.node for n in model.nodes}, view)
-    return Drawn(drawn, len(keep), len(model.nodes), page, pages, state_counts(model), model.moving, assets)
+        assets, matched = place(model.assets, places, {n.node for n in model.nodes}, view)
+    return Drawn(drawn, len(keep), len(model.nodes), page, pages, state_counts(model), model.moving, assets, matched)
 
 
 def _matches(node: PageNode, selection: Selection) -> bool:
