@@ -125,9 +125,9 @@ def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNod
     return tuple(nodes)
 
 
-#: Assets drawn at most per view: an asset with two targets is about 2 KB of HTML, so 60 keep a page of 120 DAGs
-#: (about 80 KB) under the page's 200 KB budget (bench/page.py); a filter (``?q=``) finds the others.
-MAX_DRAWN = 60
+#: Assets drawn at most per view: an asset with two targets is about 2.4 KB of HTML, so 40 keep a page of 120 DAGs
+#: (about 66 KB) near 165 KB, under the page's 200 KB budget (bench/page.py --assets); ``?q=`` finds the others.
+MAX_DRAWN = 40
 
 
 @dataclass(frozen=True, order=True, slots=True)
