@@ -8,6 +8,9 @@ the process's RSS growth over all requests (VmHWM after minus VmRSS before), the
 
 Targets: p50 <= 300 ms, p99 <= 1 s, RSS growth <= 50 MB, default HTML <= 200 KB.
 
+``--assets N`` adds N shared assets (issue 25): asset i made by the first layer's DAG i % 100, 5 recorded events,
+delivered to two target instances (4 done, 1 pending each), so the page reads and draws them as graph nodes.
+
     .venv/bin/python bench/page.py --partitions 100               # 100,000 run states
     .venv/bin/python bench/page.py --partitions 1000 --max-txn-ops 1024 --batch 1000   # 1,000,000
 """
@@ -87,12 +90,35 @@ async def measure(endpoint: str, deps: Path, partitions: int, requests: int, nam
     }
 
 
+async def preload_assets(endpoint: str, producers: list[str], count: int, batch: int) -> None:
+    """``count`` shared assets as the leader records them: 5 events each, 2 targets with 4 delivered and 1 pending."""
+    from datetime import UTC, datetime
+
+    from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
+
+    keys, at = AssetKeys(h.PREFIX), datetime(2026, 1, 1, tzinfo=UTC)
+    items: list[tuple[str, bytes]] = []
+    for i in range(count):
+        uri = f"s3://lake/bench/asset-{i:04d}"
+        for event in range(1, 6):
+            fact = AssetEventFact(event_id=event, uri=uri, timestamp=at, source_dag_id=producers[i % len(producers)])
+            items.append((keys.event_key("default", uri, event), fact.model_dump_json().encode()))
+            for target in ("team_b", "team_c"):
+                status = DeliveryStatus.DONE if event < 5 else DeliveryStatus.PENDING
+                record = DeliveryRecord(status=status, source="default", event_id=event, uri=uri, requested_at=at)
+                items.append((keys.delivery_key(target, "default", uri, event), record.model_dump_json().encode()))
+    etcd = h.RawEtcd(endpoint)
+    for start in range(0, len(items), batch):
+        await etcd.put_many(items[start : start + batch])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=100)
     parser.add_argument("--requests", type=int, default=100)
     parser.add_argument("--batch", type=int, default=128, help="puts per preload transaction")
     parser.add_argument("--max-txn-ops", type=int, default=0, help="etcd --max-txn-ops (0: etcd's default, 128)")
+    parser.add_argument("--assets", type=int, default=0, help="shared assets to record (events and deliveries)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -107,8 +133,10 @@ def main() -> None:
         revision = asyncio.run(preload(etcd.endpoint, names, args.partitions, deps, args.batch))
         print(f"preloaded {1000 * args.partitions} run states in {time.monotonic() - t:.1f} s (revision {revision})",
               file=sys.stderr)  # fmt: skip
+        if args.assets:
+            asyncio.run(preload_assets(etcd.endpoint, names[0], args.assets, args.batch))
         result = asyncio.run(measure(etcd.endpoint, deps, args.partitions, args.requests, names))
-    result.update(machine=h.machine_line(info), dags=1000, run_states=1000 * args.partitions)
+    result.update(machine=h.machine_line(info), dags=1000, run_states=1000 * args.partitions, assets=args.assets)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

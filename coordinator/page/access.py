@@ -12,7 +12,9 @@ Rules:
    id, has that name replaced by "a DAG you may not read".
 4. A shared asset (``page.assets``) is drawn when the user may read a DAG of at least one instance it names (its
    source or a target): of the page's own instance, any DAG the auth manager lets the user read; of another, as in
-   rule 2. The others are counted, not named.
+   rule 2. The others are counted, not named: not in the drawing, a title or the detail panel (``?asset=`` of one
+   is answered like an unknown asset). Of a drawn asset, a producer DAG the user may not read is left out (neither
+   an edge nor its name), and its errors are scrubbed as in rule 3.
 5. Pure: no I/O.
 """
 
@@ -23,6 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from coordinator.core.model import NodeId
+from coordinator.page.assets import AssetNode
 from coordinator.page.model import LedgerInfo, PageModel, PageNode
 
 HIDDEN_NAME = "a DAG you may not read"
@@ -61,16 +64,30 @@ def _namer(hidden: Iterable[NodeId], instance: str) -> re.Pattern[str] | None:
     return re.compile(rf"(?<![A-Za-z0-9_./-])(?:{alternatives})(?![A-Za-z0-9_.-])")
 
 
+def _asset(asset: AssetNode, access: Access, pattern: re.Pattern[str] | None) -> AssetNode:
+    """Rule 4: a drawn asset without the producers the user may not read, its errors scrubbed (rule 3)."""
+    producers = tuple(p.dag_id for p in asset.producer_nodes if access.may_read(p))
+    targets = tuple(
+        replace(t, last_error=pattern.sub(HIDDEN_NAME, t.last_error) if pattern and t.last_error else t.last_error)
+        for t in asset.targets
+    )
+    return replace(asset, producers=producers, targets=targets)
+
+
 def restrict(model: PageModel, access: Access) -> PageModel:
     """Rules 1-4: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left out and
     ``hidden_assets`` the shared assets."""
-    assets = tuple(a for a in model.assets if any(access.may_read_instance(i) for i in a.instances))
-    model = replace(model, assets=assets, hidden_assets=model.hidden_assets + len(model.assets) - len(assets))
     hidden = [n.node for n in model.nodes if not access.may_read(n.node)]
+    gone = set(hidden)
+    # A producer of an asset may be no DAG of the graph: its name is hidden all the same (rule 4).
+    unread = {p for a in model.assets for p in a.producer_nodes if not access.may_read(p)}
+    pattern = _namer([*hidden, *unread], access.instance)
+    assets = tuple(
+        _asset(a, access, pattern) for a in model.assets if any(access.may_read_instance(i) for i in a.instances)
+    )
+    model = replace(model, assets=assets, hidden_assets=model.hidden_assets + len(model.assets) - len(assets))
     if not hidden:
         return model
-    gone = set(hidden)
-    pattern = _namer(hidden, access.instance)
 
     def scrub(text: str) -> str:
         return pattern.sub(HIDDEN_NAME, text) if pattern is not None else text

@@ -25,6 +25,7 @@ from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
 from coordinator.core.view import RunFact, View
 from coordinator.page.assets import AssetNode
+from coordinator.page.layout import layered
 from coordinator.report import row_status, why
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
@@ -99,7 +100,7 @@ class PageModel:
     problems: tuple[str, ...] = ()
     #: DAGs left out because the user may not read them (``page.access``).
     hidden: int = 0
-    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn beside the DAGs.
+    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn as nodes of the graph after the DAGs.
     assets: tuple[AssetNode, ...] = ()
     #: Shared assets left out because the user may read no DAG of any instance they name (``page.access``).
     hidden_assets: int = 0
@@ -122,26 +123,9 @@ def graph_from_activation(activation: Activation | None, source: str) -> Graph |
 
 
 def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
-    """Node -> (column, row): rule 3."""
-    depth: dict[NodeId, int] = {}
-    for node in graph.topo_order:
-        spec = graph.dags[node]
-        sources = (*spec.upstreams, *spec.on_failure_of)
-        depth[node] = 1 + max((depth[s] for s in sources), default=-1)
-    columns: dict[int, list[NodeId]] = {}
-    for node in graph.topo_order:
-        columns.setdefault(depth[node], []).append(node)
-    rows: dict[NodeId, int] = {}
-    for col in sorted(columns):
-
-        def barycentre(node: NodeId) -> tuple[float, NodeId]:
-            spec = graph.dags[node]
-            placed = [rows[s] for s in (*spec.upstreams, *spec.on_failure_of) if s in rows]
-            return (sum(placed) / len(placed) if placed else 0.0, node)
-
-        for i, node in enumerate(sorted(columns[col], key=barycentre)):
-            rows[node] = i
-    return {node: (depth[node], rows[node]) for node in graph.dags}
+    """Node -> (column, row): rule 3 (``page.layout``, which also places the shared assets after the DAGs)."""
+    sources = {node: (*spec.upstreams, *spec.on_failure_of) for node, spec in graph.dags.items()}
+    return layered(graph.topo_order, sources)
 
 
 #: ``report.row_status``'s words in the page's (the legend's colours).

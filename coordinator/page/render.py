@@ -10,6 +10,12 @@ Rules:
    window (the page is shown in an iframe of Airflow's UI).
 5. A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood of one DAG
    (``page.select``): a GET form and previous/next links that keep the partition and the filters.
+6. Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and colour (a teal pill for
+   the asset, a small box per target instance coloured like a succeeded DAG when all is delivered, a waiting one
+   while events are pending, an error one while the next event is refused; ``page.render_assets``), with legend
+   entries only when there are any: a page without routes is the page it was. Each asset links to
+   ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more assets
+   match the view than are drawn, the page says how many.
 """
 
 from __future__ import annotations
@@ -19,27 +25,14 @@ from html import escape
 from urllib.parse import quote, urlencode
 
 from coordinator.core.model import NodeId
+from coordinator.page.assets import DrawnAsset
 from coordinator.page.model import NodeState, PageModel, PageNode, state_counts
+from coordinator.page.palette import COLOURS, GAP_X, GAP_Y, MARGIN, NODE_H, NODE_W
+from coordinator.page.render_assets import asset_detail, asset_legend, assets_svg, drawing_places
 from coordinator.page.select import PAGE_SIZE, Drawn, Selection, select
 
 #: Seconds between reloads while a cascade moves: a DAG run takes tens of seconds; faster only costs etcd reads.
 REFRESH_S = 5
-NODE_W, NODE_H, GAP_X, GAP_Y, MARGIN = 190, 54, 80, 22, 20
-
-#: Fill and stroke per state: the palette of Airflow's own state colours where one exists.
-COLOURS: dict[NodeState, tuple[str, str]] = {
-    NodeState.SUCCEEDED: ("#c8efc8", "#008000"),
-    NodeState.RUNNING: ("#cdeffd", "#00a0e0"),
-    NodeState.QUEUED: ("#e5e5e5", "#808080"),
-    NodeState.FAILED: ("#ffd0d0", "#d00000"),
-    NodeState.WAITING: ("#ffffff", "#b0b0b0"),
-    NodeState.STALE: ("#fff1c2", "#c89a00"),
-    NodeState.DUE: ("#ffe0b3", "#ff8c00"),
-    NodeState.TRIGGERED: ("#e8dcff", "#7b50d0"),
-    NodeState.ERROR: ("#ff9e9e", "#800000"),
-    NodeState.NOT_RUN: ("#f7f7f7", "#d0d0d0"),
-}
-
 #: Badge colours of the deadline states an operator must see (on_time shows nothing).
 DEADLINE_COLOURS: dict[str, str] = {"late": "#c86400", "missed": "#d00000", "at_risk": "#e0a000", "blocked": "#800000"}
 
@@ -53,27 +46,35 @@ svg a:hover rect{stroke-width:4} svg text{font-size:12px;pointer-events:none}
 .detail pre{white-space:pre-wrap;background:#f6f6f6;padding:8px;margin:4px 0}
 .detail table{border-collapse:collapse;font-size:13px} .detail td{padding:2px 10px 2px 0;vertical-align:top}
 .problems{color:#900;font-size:13px}
-.assets{margin-top:12px} .asset{display:flex;align-items:center;gap:8px;margin:6px 0;font-size:13px}
-.asset span{border:2px solid #7a5ab8;border-radius:6px;padding:3px 8px;background:#f3effa}
-.asset .inst{border-color:#888;background:#fff} .asset .pending{border-color:#e0a000;background:#fff7e0}
 """
 
 
-def _href(partition: str | None, node: NodeId | None = None, keep: Mapping[str, str] | None = None) -> str:
+def _href(
+    partition: str | None, node: NodeId | None = None, keep: Mapping[str, str] | None = None, asset: str | None = None
+) -> str:
     params = {}
     if partition is not None:
         params["partition"] = partition
     if node is not None:
         params["node"] = node.qualified
+    if asset is not None:
+        params["asset"] = asset
     params.update(keep or {})  # the filters and the page a link keeps (page.select)
     return "?" + urlencode(params) if params else "?"
 
 
-def _svg(model: PageModel, selected: NodeId | None, keep: Mapping[str, str] | None = None) -> str:
-    if not model.nodes:
+def _svg(
+    model: PageModel,
+    selected: NodeId | None,
+    keep: Mapping[str, str] | None = None,
+    assets: tuple[DrawnAsset, ...] = (),
+    selected_asset: str | None = None,
+) -> str:
+    if not model.nodes and not assets:
         return "<p>The graph is empty.</p>"
-    cols = max(n.column for n in model.nodes) + 1
-    rows = max(n.row for n in model.nodes) + 1
+    places = [(n.column, n.row) for n in model.nodes] + drawing_places(assets)
+    cols = max(c for c, _ in places) + 1
+    rows = max(r for _, r in places) + 1
     width = 2 * MARGIN + cols * NODE_W + (cols - 1) * GAP_X
     height = 2 * MARGIN + rows * NODE_H + (rows - 1) * GAP_Y
     at = {n.node: (MARGIN + n.column * (NODE_W + GAP_X), MARGIN + n.row * (NODE_H + GAP_Y)) for n in model.nodes}
@@ -104,6 +105,7 @@ def _svg(model: PageModel, selected: NodeId | None, keep: Mapping[str, str] | No
         )
     for node in model.nodes:
         parts.append(_node_svg(node, at[node.node], model.partition, node.node == selected, keep))
+    parts += assets_svg(assets, at, lambda key: _href(model.partition, None, keep, key), selected_asset)
     parts.append("</svg>")
     return "\n".join(parts)
 
@@ -168,32 +170,16 @@ def _legend(model: PageModel, counts: Mapping[NodeState, int] | None = None) -> 
             f'<span><i style="background:{fill};border-color:{stroke}"></i>{escape(str(state))}'
             f"{f' ({counts[state]})' if state in counts else ''}</span>"
         )
+    if model.assets:  # rule 6: only a page with shared assets has their entries
+        items += asset_legend(model.assets)
     return '<div class="legend">' + "".join(items) + "</div>"
 
 
-def _assets(model: PageModel) -> str:
-    """Shared assets (semantics rules 16-17) as nodes: source instance -> asset -> each target instance with its
-    delivered and pending counts (``page.assets``); a target with pending events is marked."""
-    if not model.assets and not model.hidden_assets:
+def _hidden_assets(model: PageModel) -> str:
+    """How many shared assets the user may not see (``page.access`` rule 4): counted, never named."""
+    if not model.hidden_assets:
         return ""
-    rows = []
-    for asset in model.assets:
-        targets = "".join(
-            f'<span class="inst{" pending" if t.pending else ""}" data-asset-target="{escape(t.instance)}">'
-            f"{escape(t.instance)} · delivered {t.delivered} · pending {t.pending}</span>"
-            for t in asset.targets
-        )
-        rows.append(
-            f'<div class="asset" data-asset="{escape(asset.source)}:{escape(asset.uri)}">'
-            f'<span class="inst">{escape(asset.source)}</span>&rarr;<span>{escape(asset.uri)}</span>&rarr;'
-            f"{targets}</div>"
-        )
-    hidden = (
-        f'<div class="meta">{model.hidden_assets} shared asset(s) of instances you may not read are not shown</div>'
-        if model.hidden_assets
-        else ""
-    )
-    return f'<div class="assets"><h2>Shared assets</h2>{"".join(rows)}{hidden}</div>'
+    return f'<div class="meta">{model.hidden_assets} shared asset(s) of instances you may not read are not shown</div>'
 
 
 def _run_text(node: PageNode) -> str:
@@ -249,8 +235,9 @@ def render_page(
     title: str = "Dependencies",
     refresh_s: int = REFRESH_S,
     selection: Selection | None = None,
+    selected_asset: str | None = None,
 ) -> str:
-    """The whole page (rules 1-5)."""
+    """The whole page (rules 1-6). ``selected_asset``: ``?asset=`` (``source:uri``) for its detail panel."""
     chosen = selection or Selection()
     drawn = select(model, chosen)
     keep = {**chosen.query(), **({"page": str(drawn.page)} if drawn.page > 1 else {})}
@@ -273,11 +260,24 @@ def render_page(
         f'<div class="meta">{escape(where)} · etcd revision {model.revision} · graph: {escape(model.graph_source)}'
         f"{escape(moving)}</div>"
         f"{_picker(model)}{_filters(model, chosen)}{_legend(model, drawn.counts)}{problems}"
-        f"{_pager(drawn, chosen, model.partition)}"
-        f'<div id="graph">{_svg(drawn.model, selected, keep)}</div>{_assets(model)}'
-        f"{_detail(node, instance, ui_base) if node is not None else '<p>Click a DAG for its details.</p>'}"
+        f"{_pager(drawn, chosen, model.partition)}{_asset_pager(drawn)}"
+        f'<div id="graph">{_svg(drawn.model, selected, keep, drawn.assets, selected_asset)}</div>'
+        f"{_hidden_assets(model)}{_details(model, node, selected_asset, instance, ui_base)}"
         "</body></html>"
     )
+
+
+def _details(model: PageModel, node: PageNode | None, selected_asset: str | None, instance: str, ui_base: str) -> str:
+    """The selected DAG's panel, or the selected shared asset's (rule 6), or how to get one."""
+    if node is not None:
+        return _detail(node, instance, ui_base)
+    if selected_asset is not None:
+        asset = next((a for a in model.assets if a.key == selected_asset), None)
+        if asset is not None:
+            return asset_detail(asset)
+        # Never echo the name asked for: it may be an asset the user may not read (page.access rule 4).
+        return '<p id="detail-missing">No shared asset by that name is shown here.</p>'
+    return "<p>Click a DAG for its details.</p>"
 
 
 def _filters(model: PageModel, chosen: Selection) -> str:
@@ -296,6 +296,14 @@ def _filters(model: PageModel, chosen: Selection) -> str:
         f'<label>around <input name="around" value="{escape(around)}" size="14"></label> '
         '<button type="submit">Filter</button></form>'
     )
+
+
+def _asset_pager(drawn: Drawn) -> str:
+    """Rule 6: how many shared assets matched this view when not all of them are drawn (``page.assets`` rule 5)."""
+    if drawn.assets_matched <= len(drawn.assets):
+        return ""
+    return (f'<div class="meta" id="asset-pager">shared assets: {len(drawn.assets)} of {drawn.assets_matched} drawn '
+            "with these DAGs; filter by name (q) to see the others</div>")  # fmt: skip
 
 
 def _pager(drawn: Drawn, chosen: Selection, partition: str | None) -> str:

@@ -10,6 +10,8 @@ Rules:
 4. The drawing is laid out again for what is drawn (columns and rows closed up, their order kept), with only the
    edges between drawn DAGs; the legend still counts every DAG of the partition, and the page still refreshes while
    any of them moves.
+5. The shared assets drawn are chosen and placed for the DAGs drawn (``page.assets`` rule 5); the legend counts
+   every one of them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from coordinator.core.model import NodeId
+from coordinator.page.assets import AssetFilter, DrawnAsset, place
 from coordinator.page.model import NodeState, PageModel, PageNode, state_counts
 
 #: DAGs drawn at most per page: about 80 KB of HTML; more is not readable in one drawing anyway.
@@ -74,6 +77,9 @@ class Drawn:
     pages: int
     counts: Mapping[NodeState, int]
     moving: bool
+    #: The shared assets drawn with these DAGs, placed after them (rule 5), and how many matched the view.
+    assets: tuple[DrawnAsset, ...] = ()
+    assets_matched: int = 0
 
 
 def select(model: PageModel, selection: Selection) -> Drawn:
@@ -86,10 +92,16 @@ def select(model: PageModel, selection: Selection) -> Drawn:
     page = min(selection.page, pages)
     shown = keep[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     names = {n.node for n in shown}
-    drawn = replace(
-        model, nodes=_relaid(shown), edges=tuple(e for e in model.edges if e.source in names and e.target in names)
-    )
-    return Drawn(drawn, len(keep), len(model.nodes), page, pages, state_counts(model), model.moving)
+    relaid = _relaid(shown)
+    drawn = replace(model, nodes=relaid, edges=tuple(e for e in model.edges if e.source in names and e.target in names))
+    assets: tuple[DrawnAsset, ...] = ()
+    matched = 0
+    if model.assets:
+        view = AssetFilter(selection.q, selection.instance,
+                           selection.state is not None or selection.around is not None, page == 1)  # fmt: skip
+        places = {n.node: (n.column, n.row) for n in relaid}
+        assets, matched = place(model.assets, places, {n.node for n in model.nodes}, view)
+    return Drawn(drawn, len(keep), len(model.nodes), page, pages, state_counts(model), model.moving, assets, matched)
 
 
 def _matches(node: PageNode, selection: Selection) -> bool:

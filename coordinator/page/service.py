@@ -304,8 +304,9 @@ async def dependencies_page(
             selected = NodeId.parse(node)
         except ValueError:
             selected = None
+    asset = (query or {}).get("asset") or None  # ?asset=source:uri, the shared asset's detail panel
     page = render_page(model, selected=selected, instance=instance, ui_base=ui_base, title=TITLE,
-                       selection=Selection.parse(query or {}))  # fmt: skip
+                       selection=Selection.parse(query or {}), selected_asset=asset)  # fmt: skip
     return PageResponse(200, page)
 
 

@@ -15,10 +15,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.model import RunState
 from tests.e2e.chromium import INSTALL_HINT, chromium, find_chromium
 from tests.e2e.harness import E2E, PIPELINES, SESSION_GRAPH
@@ -148,12 +150,36 @@ def test_clicking_a_dag_shows_why_the_ledger_and_the_run_link(airflow_e2e: E2E, 
     assert f'href="/dags/06_pipeline/runs/{urllib.parse.quote(run_id, safe="")}"' in detail
 
 
+#: A shared asset the page draws (page.assets): made by 07_pipeline, delivered to an instance no route of the
+#: session names (no watcher delivers or prunes it), so the test writes its ledger as the leader would have.
+PAGE_ASSET, PAGE_TARGET = "s3://e2e/page-orders", "page_target"
+
+
+@pytest.fixture
+def shared_asset(airflow_e2e: E2E) -> Iterator[str]:
+    """Two recorded events of PAGE_ASSET, the first delivered to PAGE_TARGET, the second refused there."""
+    keys, at = AssetKeys(airflow_e2e.prefix), datetime.now(UTC)
+    written = []
+    for event_id, status in ((1, DeliveryStatus.DONE), (2, DeliveryStatus.ERROR)):
+        fact = AssetEventFact(event_id=event_id, uri=PAGE_ASSET, timestamp=at, source_dag_id="07_pipeline")
+        record = DeliveryRecord(status=status, source="default", event_id=event_id, uri=PAGE_ASSET, requested_at=at,
+                                last_error="403 Forbidden" if status is DeliveryStatus.ERROR else None)  # fmt: skip
+        for key, value in ((keys.event_key("default", PAGE_ASSET, event_id), fact),
+                           (keys.delivery_key(PAGE_TARGET, "default", PAGE_ASSET, event_id), record)):  # fmt: skip
+            airflow_e2e.put_key(key, value.model_dump_json().encode())
+            written.append(key)
+    yield f"default:{PAGE_ASSET}"
+    for key in written:
+        airflow_e2e.delete_key(key)
+
+
 def test_chromium_renders_the_page_for_a_logged_in_user(
-    airflow_e2e: E2E, cascade: Cascade, tmp_path_factory: pytest.TempPathFactory
+    airflow_e2e: E2E, cascade: Cascade, shared_asset: str, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """A real headless Chromium holding Airflow's login cookie renders the graph (DOM checked), also inside
-    Airflow's UI at the navigation entry's route, and takes screenshots; without the cookie it gets the login
-    message."""
+    """A real headless Chromium holding Airflow's login cookie renders the graph (DOM checked) with a shared asset
+    as a node linked from its producer 07_pipeline and its target's counts, the asset's panel on a click, the page
+    also inside Airflow's UI at the navigation entry's route, and takes screenshots; without the cookie it gets the
+    login message."""
     binary = find_chromium()
     if binary is None:
         pytest.fail(INSTALL_HINT)
@@ -168,6 +194,11 @@ def test_chromium_renders_the_page_for_a_logged_in_user(
         browser.set_cookie("_token", cascade.token, url)  # what Airflow's UI keeps after login
         dom = browser.load(page_url)
         browser.screenshot(shot)
+        # The asset node is a link in the SVG: following it (as a click does) opens its panel.
+        href = browser.evaluate(
+            f"document.querySelector('svg a.asset[data-asset=\"{shared_asset}\"]').getAttribute('href')"
+        )
+        asset_dom = browser.load(f"{url}/coordinator/{href}")
         # Airflow's own UI: the navigation entry's route shows the page in an iframe (same origin: readable).
         browser.load(f"{url}/plugin/dependencies")
         browser.wait_until(
@@ -179,6 +210,11 @@ def test_chromium_renders_the_page_for_a_logged_in_user(
     assert states(dom)["07_pipeline"] == "succeeded"
     assert len(states(dom)) == len(PIPELINES) + len(OTHER_DAGS)
     assert 'id="detail" data-dag="default/06_pipeline"' in dom
+    assert f'data-from="default/07_pipeline" data-to="{shared_asset}"' in dom
+    target = re.search(rf'data-asset-target="{PAGE_TARGET}" data-state="refused">.*?</a>', dom)
+    assert target is not None and "delivered 1 · pending 1" in target.group(0)
+    assert f'id="detail" data-asset="{shared_asset}"' in asset_dom
+    assert "#2: refused" in asset_dom and "403 Forbidden" in asset_dom and f"why asset {PAGE_ASSET}" in asset_dom
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 10_000
     keep = os.environ.get(SCREENSHOT_ENV)
     if keep:
