@@ -7,8 +7,9 @@ Rules:
    a routed asset is one the ledger has a delivery of, and its targets are the instances the ledger delivers it to.
 2. Per target: ``delivered`` counts the recorded events of the asset the ledger marks done there; ``pending`` the
    other recorded events of the asset (an intent not confirmed, a refused or failed one, or none yet), as
-   ``status`` counts a stream (``core.assets.streams``). The next pending event is the oldest undelivered one (the
-   one rule 16d makes due) with its ledger status; the last error is the newest (by ledger revision) recorded one.
+   ``status`` counts a stream (``core.assets.streams``); a skipped one (rule 16f) counts in neither. The next
+   pending event is the oldest undelivered one (the one rule 16d makes due) with its ledger status; the last error
+   is the newest (by ledger revision) recorded one.
 3. A recorded event with no delivery at all (an asset no route shares, a copy the coordinator made) draws nothing.
 4. Producers: the DAGs of the source instance whose recorded events carry ``source_dag_id``. One that is a DAG of
    the drawn graph gets an edge to the asset node; the others are named in the node as text.
@@ -96,10 +97,13 @@ def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNod
             producers.setdefault((event.source, event.fact.uri), set()).add(event.fact.source_dag_id)
     done: dict[tuple[str, str], dict[str, set[int]]] = {}
     errors: dict[tuple[str, str, str], tuple[int, str]] = {}
+    skipped: set[tuple[str, str, str, int]] = set()
     for (target, source, uri, event_id), (record, rev) in ledger.entries.items():
         delivered_ids = done.setdefault((source, uri), {}).setdefault(target, set())
         if record.status is DeliveryStatus.DONE:
             delivered_ids.add(event_id)
+        elif record.status is DeliveryStatus.SKIPPED:
+            skipped.add((target, source, uri, event_id))
         if record.last_error and rev >= errors.get((target, source, uri), (-1, ""))[0]:
             errors[(target, source, uri)] = (rev, record.last_error)
     nodes: list[AssetNode] = []
@@ -108,7 +112,7 @@ def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNod
         targets = []
         for target, delivered in sorted(per_target.items()):
             # Retention deletes a delivered event with its ledger entries: both counts cover what is still recorded.
-            waiting = sorted(ids - delivered)
+            waiting = sorted(i for i in ids - delivered if (target, source, uri, i) not in skipped)
             head = ledger.entries.get((target, source, uri, waiting[0])) if waiting else None
             targets.append(
                 AssetTarget(
