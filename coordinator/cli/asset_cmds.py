@@ -1,7 +1,9 @@
-"""``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``: give up one asset delivery an operator knows
-will never succeed (semantics rule 16f, delivery rule 8), so its stream's later events move on.
+"""What the CLI says and does about shared assets (semantics rules 16-17): the ``status`` table of their streams,
+``why asset URI``, and ``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``, which gives up one asset
+delivery an operator knows will never succeed (semantics rule 16f, delivery rule 8), so its stream's later events
+move on.
 
-Rules:
+Rules (of ``skip-event``):
 1. The request is one compare-and-swap on the delivery's ledger entry that only adds ``skip`` (who, when, why); the
    status stays as it is. The leading watcher applies it at its next attempt, where it would POST: after a look-up
    that finds nothing (then the entry becomes ``skipped``), or confirms ``done`` when the event is found in the
@@ -16,15 +18,31 @@ from __future__ import annotations
 import getpass
 import socket
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import BaseModel, ConfigDict, Field
+from rich.table import Table
 
-from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, run_async
-from coordinator.core.assets import AssetKeys, DeliveryStatus, SkipRequest, parse_delivery
+from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.core.assets import (
+    AssetKeys,
+    DeliveryStatus,
+    Ledger,
+    SkipRequest,
+    SourceEvent,
+    StreamState,
+    parse_delivery,
+    read_events_and_ledger,
+    streams,
+    why_asset,
+)
+from coordinator.core.graph import Graph
 from coordinator.core.model import NAME_RE
-from coordinator.errors import CoordinatorError, StoreError
+from coordinator.errors import CoordinatorError, SpecError, StoreError
 from coordinator.settings import Settings
+from coordinator.spec_file import load_spec
 
 #: Rule 3: compare-and-swap attempts before giving up (the leader writes the entry at each step of an attempt).
 ATTEMPTS = 3
@@ -79,3 +97,76 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
                     f"next attempt unless it finds the event in {target}; `coordinator why asset {uri}` shows it"
                 )
     raise StoreError(f"{key} changed {ATTEMPTS} times while requesting the skip; run the command again")
+
+
+async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
+    """The recorded asset events and the delivery ledger (semantics rules 16-17)."""
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+
+    keys = AssetKeys(settings.keys.prefix)
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
+    return read_events_and_ledger(
+        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
+    )
+
+
+def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
+    try:
+        graph = load_spec(settings.deps)
+    except SpecError as exc:
+        fail(str(exc))
+    events, ledger = run_async(lambda: _read_assets(settings))
+    for line in why_asset(uri, graph.asset_routes, events, ledger):
+        out.print(line, markup=False, soft_wrap=True)
+
+
+class AssetStreamRow(BaseModel):
+    """One (target, source, asset) stream of the routed assets, as `status` shows it (semantics rule 16d)."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    asset: str
+    source: str = Field(serialization_alias="from")
+    target: str = Field(serialization_alias="to")
+    delivered: int
+    pending: int
+    next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
+    next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
+    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16f)
+
+    @classmethod
+    def of(cls, stream: StreamState) -> AssetStreamRow:
+        head = stream.head
+        return cls(
+            asset=stream.uri, source=stream.source, target=stream.target, delivered=stream.delivered,
+            pending=stream.pending, next_event_id=head.event.fact.event_id if head is not None else None,
+            next_error=stream.head_error, skipped=stream.skipped,
+        )  # fmt: skip
+
+
+def asset_rows(graph: Graph, settings: Settings) -> list[AssetStreamRow]:
+    """The streams of the routed assets from the recorded events and the delivery ledger; none without a route."""
+    if not graph.asset_routes:
+        return []  # nothing to read: a graph without routes never recorded a delivery
+    events, ledger = run_async(lambda: _read_assets(settings))
+    return [AssetStreamRow.of(stream) for stream in streams(events, ledger, graph.asset_routes)]
+
+
+def print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:
+    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
+    if not rows:
+        out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
+        return
+    table = Table(title="shared assets (why asset <uri> explains one)")
+    for column in ("asset", "from", "to", "delivered", "pending", "next"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        nxt = "-"
+        if row.next_event_id is not None:
+            nxt = f"#{row.next_event_id}" + (f": {row.next_error}" if row.next_error else "")
+        if row.skipped:
+            nxt += f" ({row.skipped} skipped)"
+        table.add_row(row.asset, row.source, row.target, str(row.delivered), str(row.pending), nxt)
+    out.print(table)

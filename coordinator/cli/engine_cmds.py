@@ -18,21 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
+from coordinator.cli.asset_cmds import asset_rows, print_assets, why_asset_lines
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
-from coordinator.core.assets import (
-    AssetKeys,
-    Ledger,
-    SourceEvent,
-    StreamState,
-    read_events_and_ledger,
-    streams,
-    why_asset,
-)
 from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states
 from coordinator.core.decide import Decision, decide
@@ -345,7 +336,7 @@ def status(
     majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
     deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
-    assets = _asset_rows(graph, settings)
+    assets = asset_rows(graph, settings)
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -386,7 +377,7 @@ def status(
         if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
             out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
     if graph.asset_routes:
-        _print_assets(graph, assets)
+        print_assets(graph, assets)
     if not parts:
         out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
         return
@@ -438,7 +429,7 @@ def why_cmd(
     """Explain in plain words why a DAG is, or is not, running for a partition; `why asset <uri>`: where an asset's
     events come from and where they stand in each other deployment (semantics rules 16-17)."""
     if dag == "asset" and uri is not None:
-        _why_asset(uri, etcd, prefix, deps)
+        why_asset_lines(uri, etcd, prefix, deps)
         return
     if uri is not None:
         fail(f"unexpected argument {uri!r}: write `why <dag> -p <partition>` or `why asset <uri>`")
@@ -458,77 +449,6 @@ def why_cmd(
         levels = rule.levels if rule is not None else ()
         for line in why_lines(statuses.get((node, p)), recorded.get((node, p)), levels):
             out.print(line, markup=False)
-
-
-async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
-    """The recorded asset events and the delivery ledger (semantics rules 16-17)."""
-    keys = AssetKeys(settings.keys.prefix)
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-    return read_events_and_ledger(
-        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
-    )
-
-
-def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
-    settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
-    try:
-        graph = load_spec(settings.deps)
-    except SpecError as exc:
-        fail(str(exc))
-    events, ledger = run_async(lambda: _read_assets(settings))
-    for line in why_asset(uri, graph.asset_routes, events, ledger):
-        out.print(line, markup=False, soft_wrap=True)
-
-
-class AssetStreamRow(BaseModel):
-    """One (target, source, asset) stream of the routed assets, as `status` shows it (semantics rule 16d)."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    asset: str
-    source: str = Field(serialization_alias="from")
-    target: str = Field(serialization_alias="to")
-    delivered: int
-    pending: int
-    next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
-    next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
-    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16f)
-
-    @classmethod
-    def of(cls, stream: StreamState) -> AssetStreamRow:
-        head = stream.head
-        return cls(
-            asset=stream.uri, source=stream.source, target=stream.target, delivered=stream.delivered,
-            pending=stream.pending, next_event_id=head.event.fact.event_id if head is not None else None,
-            next_error=stream.head_error, skipped=stream.skipped,
-        )  # fmt: skip
-
-
-def _asset_rows(graph: Graph, settings: Settings) -> list[AssetStreamRow]:
-    """The streams of the routed assets from the recorded events and the delivery ledger; none without a route."""
-    if not graph.asset_routes:
-        return []  # nothing to read: a graph without routes never recorded a delivery
-    events, ledger = run_async(lambda: _read_assets(settings))
-    return [AssetStreamRow.of(stream) for stream in streams(events, ledger, graph.asset_routes)]
-
-
-def _print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:
-    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
-    if not rows:
-        out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
-        return
-    table = Table(title="shared assets (why asset <uri> explains one)")
-    for column in ("asset", "from", "to", "delivered", "pending", "next"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        nxt = "-"
-        if row.next_event_id is not None:
-            nxt = f"#{row.next_event_id}" + (f": {row.next_error}" if row.next_error else "")
-        if row.skipped:
-            nxt += f" ({row.skipped} skipped)"
-        table.add_row(row.asset, row.source, row.target, str(row.delivered), str(row.pending), nxt)
-    out.print(table)
 
 
 @app.command()
