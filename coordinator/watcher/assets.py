@@ -7,6 +7,9 @@ Rules:
    since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any
    watcher stored under ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones
    its routes share and that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
+   A listing returns the oldest events since the mark, at most ``list_limit``; the next one starts no earlier than
+   the newest event this job listed less the overlap (recorded or not), so a backlog, or a stretch of events no
+   route shares, is read over several rounds and never listed twice over.
 2. Then it drives every due delivery (``core/assets.due_deliveries``: the oldest undelivered event of each (target,
    source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
    A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
@@ -31,8 +34,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.airflow.assets import AssetInfo
-from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.airflow.assets import AssetEventInfo, AssetInfo
+from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
 from coordinator.core import delivery
 from coordinator.core.assets import (
     MARKER,
@@ -94,6 +97,13 @@ class AssetJob:
     #: not given).
     started_at: datetime | None = None
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
+    #: Rule 1: events listed per call at most (a backlog drains over rounds of this many).
+    list_limit: int = SCAN_MAX
+    #: Rule 1: per source, where the next listing may start because this job already examined everything before it
+    #: (the newest event it listed, less the overlap). Without it a listing full of events no route shares (or of
+    #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
+    #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
+    _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
     _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
 
@@ -193,11 +203,14 @@ class AssetJob:
                 continue  # validate/doctor say so; the plugin may still record this instance's events
             stamps = [e.fact.timestamp for e in events.values() if e.source == source]
             mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
+            since = max(mark, self._listed.get(source, mark))
             try:
-                listed = await client.asset_events(mark)
+                listed = await client.asset_events(since, limit=self.list_limit)
             except AirflowError as exc:
                 log.warning("asset.audit_failed instance=%s error=%s", source, exc)
                 continue
+            if listed:
+                self._listed[source] = _next_since(since, listed, len(listed) >= self.list_limit)
             for item in sorted(listed, key=lambda e: e.event_id):
                 if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
                     continue
@@ -323,3 +336,13 @@ class AssetJob:
             if event.extra.get(MARKER) == ins.marker:
                 return event.event_id
         return None
+
+
+def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> datetime:
+    """Rule 1: where the next listing of a source may start after this one examined ``listed`` (oldest first, from
+    ``since``): the newest listed less the overlap. A full listing whose events all fall within one overlap (a
+    listing's worth of events in a minute) would start again where it started: it moves to the newest listed
+    itself (at or after: its equal timestamps are listed again), so the rounds still advance."""
+    newest = max(e.timestamp for e in listed)
+    after = newest - timedelta(seconds=OVERLAP_S)
+    return newest if full and after <= since else max(since, after)
