@@ -14,7 +14,7 @@ import httpx
 from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.assets import MARKER, AssetKeys
+from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import Fence
@@ -115,3 +115,42 @@ def test_an_airflow2_source_backlog_larger_than_a_listing_is_delivered_whole_onc
 
         arun(go())
         assert delivered(target) == [f"team_a:{i}" for i in since]
+
+
+def test_the_look_before_a_repeat_finds_the_marker_behind_more_than_one_listing_of_events(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A pending delivery (the leader died after posting) whose target asset got 120 other events between the
+    intent and the marked one (listings of 50): the look-up pages on, finds it, confirms it, and posts nothing."""
+    now = datetime.now(UTC)
+    with FakeAirflow([]) as source, FakeAirflow([]) as target:
+        for fake in (source, target):
+            fake.add_asset(ORDERS)
+        event_id = source.emit_asset_event(ORDERS, at=now - timedelta(minutes=5))
+        intent = now - timedelta(minutes=4)
+        for i in range(120):
+            target.emit_asset_event(ORDERS, at=intent + timedelta(seconds=i))
+        marked = target.emit_asset_event(ORDERS, at=intent + timedelta(minutes=3), extra={MARKER: f"team_a:{event_id}"})
+        keys = AssetKeys(etcd_prefix)
+        pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=event_id, uri=ORDERS,
+                                 requested_at=intent)  # fmt: skip
+
+        async def go() -> DeliveryRecord:
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings(source.url), name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                await store.put(
+                    keys.delivery_key("team_b", "team_a", ORDERS, event_id), pending.model_dump_json().encode()
+                )
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
+                await job.run_once(now)
+                kv = await store.get(keys.delivery_key("team_b", "team_a", ORDERS, event_id))
+                assert kv is not None
+                return DeliveryRecord.model_validate_json(kv.value)
+
+        record = arun(go())
+        assert (record.status, record.target_event_id) == (DeliveryStatus.DONE, marked)
+        assert target.requests("post_asset_event") == [], "posted although the event was there"
+        assert len(target.requests("list_asset_events")) >= 3  # it paged: 121 events, listings of 50

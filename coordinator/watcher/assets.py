@@ -332,10 +332,19 @@ class AssetJob:
         return asset
 
     async def _look(self, client: AirflowClient, ins: delivery.Look) -> int | None:
-        for event in await client.asset_events(ins.requested_at - LOOK_MARGIN, asset_id=ins.asset.asset_id):
-            if event.extra.get(MARKER) == ins.marker:
-                return event.event_id
-        return None
+        """Delivery rule 3: the target's event carrying this delivery's marker, among ALL the asset's events since
+        the intent (less the clock margin), oldest first, listing after listing: an asset busy since a long-failing
+        intent may hold more than one listing's worth, and a marker missed would be posted twice."""
+        since = ins.requested_at - LOOK_MARGIN
+        while True:
+            events = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
+            for event in events:
+                if event.extra.get(MARKER) == ins.marker:
+                    return event.event_id
+            newest = max((e.timestamp for e in events), default=since)
+            if newest <= since:
+                return None  # nothing after since (or one instant holds more than a listing: no way past it)
+            since = newest  # at or after: the events stamped ``newest`` are read again, none skipped
 
 
 def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> datetime:
