@@ -22,6 +22,8 @@ Rules:
    routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
    this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
    may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
+   Only events read at the round's start are deleted (their mod revisions are what the transaction compares), so
+   an event recorded in a round is pruned at the earliest in the next.
 6. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
