@@ -119,6 +119,14 @@ class Metrics:
             ["target"],
             registry=r,
         )
+        self.asset_listing_stopped = Gauge(
+            "coordinator_asset_listing_stopped",
+            "1 while the last listing of a source instance's asset events stopped at an event its Airflow answers 500 "
+            "for (apache/airflow#71360: a consumer run of that event has not started), else 0. Later events of that "
+            "instance wait for it.",
+            ["instance"],
+            registry=r,
+        )
         self.airflow_requests = Counter(
             "coordinator_airflow_requests",
             "HTTP requests to Airflow's REST API, by instance, method and status (a code, or timeout / error when "

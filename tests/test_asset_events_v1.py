@@ -13,7 +13,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from coordinator.airflow.client import SCAN_MAX, AirflowClient, AssetEventInfo
+from coordinator.airflow.assets import AssetEventInfo, AssetEventListing
+from coordinator.airflow.client import SCAN_MAX, AirflowClient
 from coordinator.settings import InstanceSettings
 from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
 
@@ -32,8 +33,8 @@ def listing(fake: FakeDatasetEventsV1, call: Callable[[AirflowClient], object]) 
 
 def events_since(fake: FakeDatasetEventsV1, since: datetime, **kw: object) -> list[AssetEventInfo]:
     found = listing(fake, lambda c: c.asset_events(since, **kw))  # type: ignore[arg-type]
-    assert isinstance(found, list)
-    return found
+    assert isinstance(found, AssetEventListing) and not found.stopped
+    return found.events
 
 
 def stamps_ok(found: list[AssetEventInfo]) -> None:

@@ -240,7 +240,7 @@ def test_watcher_start_check_names_the_password_setting_and_sets_the_metric(
     async def go() -> Any:
         async with AsyncExitStack() as stack:
             watcher = await open_watcher(settings, stack, metrics)
-            return await check_instances(watcher)
+            return await check_instances(watcher.presence())
 
     with caplog.at_level(logging.INFO, logger="coordinator.watcher.presence"):
         checks = arun(go())

@@ -44,6 +44,21 @@ class AssetEventInfo:
     source_task_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AssetEventListing:
+    """The events a listing read, in its order, and whether it stopped early.
+
+    ``stopped``: Airflow answered 500 for the event right after the last one listed, and the listing ends there.
+    Airflow 3.x before apache/airflow#71379 (issue #71360) cannot serialize an event one of whose consumer runs has
+    no ``start_date`` yet: a run just created (usually milliseconds) or cleared and still queued (as long as it
+    waits). Every page holding that event fails, so the client reads up to it and says so; the event becomes readable
+    once its run starts. A caller must not take "not listed" for "not there" when ``stopped`` is set.
+    """
+
+    events: list[AssetEventInfo]
+    stopped: bool = False
+
+
 def parse_asset(data: object, _: str = "") -> AssetInfo:
     if not isinstance(data, dict) or not isinstance(data.get("id"), int) or not isinstance(data.get("uri"), str):
         raise ValueError("asset payload lacks id or uri")

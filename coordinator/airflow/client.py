@@ -37,7 +37,7 @@ from urllib.parse import quote, unquote
 
 import httpx
 
-from coordinator.airflow.assets import AssetEventInfo, AssetInfo, parse_asset, parse_asset_event
+from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo, parse_asset, parse_asset_event
 from coordinator.airflow.auth import Authenticator, AuthMethod, BoundExchange
 from coordinator.airflow.auth_methods import method_for
 from coordinator.airflow.runs import (
@@ -97,6 +97,10 @@ _USER_AGENT = "airflow-etcd-coordinator"
 def _q(segment: str) -> str:
     """Percent-encode a path segment: run ids hold ':' and '+' (``manual__...+00:00``)."""
     return quote(segment, safe="")
+
+
+class _Unreadable(Exception):
+    """A halved listing reached the item Airflow answers 500 for (``AssetEventListing.stopped``)."""
 
 
 class AirflowClient:
@@ -372,31 +376,36 @@ class AirflowClient:
 
     async def asset_events(
         self, since: datetime, *, asset_id: int | None = None, limit: int = SCAN_MAX
-    ) -> list[AssetEventInfo]:
+    ) -> AssetEventListing:
         """The OLDEST ``limit`` events (of one asset, or all) with a timestamp at or after ``since``, oldest first, so
         a backlog larger than one listing is read in order over several calls, each starting where the last one
         ended. Neither version orders events by id.
 
-        v2: ``timestamp_gte`` and ``order_by=timestamp``. v1 (Airflow 2) has no timestamp filter: see
-        :meth:`_v1_asset_events`."""
+        v2: ``timestamp_gte`` and ``order_by=timestamp``; pages that Airflow answers 500 are halved down to the one
+        event it cannot serialize (apache/airflow#71360): the listing ends before that event, ``stopped`` (see
+        AssetEventListing). v1 (Airflow 2) has no timestamp filter: see :meth:`_v1_asset_events`."""
         api = await self.api_version()
         if api is ApiVersion.V1:
-            return await self._v1_asset_events(since, asset_id, limit)
+            return AssetEventListing(await self._v1_asset_events(since, asset_id, limit))
         path, key = "/api/v2/assets/events", "asset_events"
         params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
         if asset_id is not None:
             params["asset_id"] = str(asset_id)
         events: list[AssetEventInfo] = []
         seen: set[int] = set()
-        async with aclosing(self._pages(path, key, params, limit)) as items:
-            async for item in items:
-                event = self._parsed(parse_asset_event, "GET", path, item, "")
-                if event.timestamp < since:
-                    continue  # filtered already; a server that ignored the filter costs pages, not answers
-                if event.event_id not in seen:  # a page shifted by a new event repeats one
-                    seen.add(event.event_id)
-                    events.append(event)
-        return events
+        stopped = False
+        try:
+            async with aclosing(self._pages(path, key, params, limit, halve_500=True)) as items:
+                async for item in items:
+                    event = self._parsed(parse_asset_event, "GET", path, item, "")
+                    if event.timestamp < since:
+                        continue  # filtered already; a server that ignored the filter costs pages, not answers
+                    if event.event_id not in seen:  # a page shifted by a new event repeats one
+                        seen.add(event.event_id)
+                        events.append(event)
+        except _Unreadable:
+            stopped = True
+        return AssetEventListing(events, stopped)
 
     async def _v1_asset_events(self, since: datetime, asset_id: int | None, limit: int) -> list[AssetEventInfo]:
         """``GET /api/v1/datasets/events`` filters by dataset but not by time, and sorts by ``timestamp`` alone
@@ -481,16 +490,30 @@ class AirflowClient:
                 yield self._run("GET", path, item, dag_id)
 
     async def _pages(
-        self, path: str, key: str, params: Mapping[str, str], max_items: int
+        self, path: str, key: str, params: Mapping[str, str], max_items: int, *, halve_500: bool = False
     ) -> AsyncGenerator[object, None]:
-        """The items of list ``key`` of a paged GET, pages of PAGE_SIZE by offset, at most ``max_items``."""
+        """The items of list ``key`` of a paged GET, pages of PAGE_SIZE by offset, at most ``max_items``.
+
+        ``halve_500``: a page answered 500 is read again in halves (:meth:`_readable`); the items before the one that
+        fails are yielded, then :class:`_Unreadable` is raised."""
         offset = 0
         while offset < max_items:
             page = min(PAGE_SIZE, max_items - offset)
-            data = await self._send("GET", path, params={**params, "limit": str(page), "offset": str(offset)})
-            items = data.get(key) if isinstance(data, dict) else None
-            if not isinstance(items, list):
-                raise self._bad_payload("GET", path, f"no {key} list")
+            try:
+                data = await self._send("GET", path, params={**params, "limit": str(page), "offset": str(offset)})
+            except AirflowUnavailable as exc:
+                if not halve_500 or exc.status != 500:
+                    raise
+                items, complete = await self._readable(path, key, params, offset, page)
+                for item in items:
+                    yield item
+                if not complete:
+                    raise _Unreadable from exc
+                if len(items) < page:
+                    return  # the halves reached the end of the list
+                offset += len(items)
+                continue
+            items = self._items(data, path, key)
             for item in items:
                 yield item
             offset += len(items)
@@ -498,6 +521,34 @@ class AirflowClient:
             # Stop on an empty page or the reported total, not on a short page: the server may cap the page size.
             if not items or (isinstance(total, int) and offset >= total):
                 return
+
+    async def _readable(
+        self, path: str, key: str, params: Mapping[str, str], offset: int, size: int
+    ) -> tuple[list[object], bool]:
+        """Items ``[offset, offset + size)`` of a paged GET up to the first one Airflow answers 500 for, and True
+        when none did. Each 500 halves the range: about log2(PAGE_SIZE) quiet requests find the item."""
+        try:
+            data = await self._send(
+                "GET", path, params={**params, "limit": str(size), "offset": str(offset)}, quiet=True
+            )
+        except AirflowUnavailable as exc:
+            if exc.status != 500:
+                raise
+            if size == 1:
+                return [], False
+            half = size // 2
+            left, complete = await self._readable(path, key, params, offset, half)
+            if not complete or len(left) < half:
+                return left, complete
+            right, complete = await self._readable(path, key, params, offset + half, size - half)
+            return left + right, complete
+        return self._items(data, path, key), True
+
+    def _items(self, data: Any, path: str, key: str) -> list[object]:
+        items = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(items, list):
+            raise self._bad_payload("GET", path, f"no {key} list")
+        return items
 
     async def _detect(self) -> ApiVersion:
         """v2 or v1, asked with the instance's credentials (a managed front answers 401/403 without them)."""
@@ -545,10 +596,12 @@ class AirflowClient:
         json: Any = None,
         params: Mapping[str, str] | None = None,
         probe: bool = False,
+        quiet: bool = False,
     ) -> Any:
         """Send one request with the credential and the single refresh-and-retry; map failures; return the JSON.
 
         ``probe``: the version probe's credential (the same for both API versions: no Airflow 3 login needed for it).
+        ``quiet``: a failure the caller expects and reports itself is a debug line, not a warning.
         """
         api = await self.api_version()
         auth_api = None if probe else api
@@ -571,7 +624,7 @@ class AirflowClient:
             if data is None:
                 raise self._bad_payload(method, path, "body is not JSON")
             return data
-        raise self._error(method, path, resp)
+        raise self._error(method, path, resp, quiet=quiet)
 
     async def _raw(
         self,
@@ -606,7 +659,7 @@ class AirflowClient:
                   resp.status_code, (time.monotonic() - started) * 1000)  # fmt: skip
         return resp
 
-    def _error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
+    def _error(self, method: str, path: str, resp: httpx.Response, *, quiet: bool = False) -> AirflowError:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
@@ -614,7 +667,7 @@ class AirflowClient:
             message += f"; check {self._settings.credentials_from}"
         elif status == 403:
             message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
-        return self._log(error_class(status)(message, status))
+        return self._log(error_class(status)(message, status), quiet=quiet)
 
     def _refused(self, method: str, path: str, resp: httpx.Response, *, refreshed: bool) -> AirflowError:
         """A final 401/403: counted (auth rule 3), and the message says which credential was refused."""
@@ -651,9 +704,9 @@ class AirflowClient:
         except ValueError as exc:
             raise self._bad_payload(method, path, str(exc)) from exc
 
-    def _log(self, exc: AirflowError) -> AirflowError:
+    def _log(self, exc: AirflowError, *, quiet: bool = False) -> AirflowError:
         # 404 and 409 are answers callers expect and handle; everything else is worth a warning.
-        expected = self._quiet or isinstance(exc, AirflowNotFound | AirflowConflict)
+        expected = quiet or self._quiet or isinstance(exc, AirflowNotFound | AirflowConflict)
         level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc

@@ -264,7 +264,8 @@ def reconcile(
                 await watcher.actuator.drain()
             finally:
                 await watcher.election.resign()
-            await record_pass(watcher)  # doctor and status: a watcher passes here now and then (00_watcher)
+            # doctor and status: a watcher passes here now and then (00_watcher)
+            await record_pass(watcher.store, settings, watcher.watcher_id)
             o = watcher.actuator.outcome
             # One line says what the pass did (the watcher DAG's task log shows it as is).
             did = ", ".join(

@@ -14,10 +14,16 @@ Rules:
    source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
    A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
    day) drains in order without waiting one interval per event.
+1a. A listing that stopped at an event Airflow cannot serialize (``AssetEventListing.stopped``, apache/airflow#71360:
+   one of its consumer runs has not started) records what it read before that event and asks for another round
+   soon (0.25 s, doubling up to the interval, back to 0.25 s once a listing completes): the mark never passes the
+   unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
+   streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
 3. Airflow errors are the protocol's events (unavailable -> Transient, 404 on the POST -> NotFound, any other
    refusal -> Refused); etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs).
 4. The target's asset ids are cached per (target, uri) for the life of the job; the protocol asks for a fresh
-   resolve after a 404 and before any look-up.
+   resolve after a 404 and before any look-up. A look-up whose listing stopped (rule 1a) without the marker is
+   transient, never "not found": the unread event may be the delivered copy, and posting again would duplicate it.
 5. Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered to every target its
    routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
    this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
@@ -36,7 +42,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.airflow.assets import AssetEventInfo, AssetInfo
+from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo
 from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
 from coordinator.core import delivery
 from coordinator.core.assets import (
@@ -74,6 +80,14 @@ OVERLAP_S = 60.0
 LOOK_MARGIN = timedelta(minutes=10)
 #: Deliveries driven in one round at most (rule 2): a backlog drains over a few rounds, never one endless round.
 MAX_PER_ROUND = 1000
+#: Rule 1a: the first sooner round after a listing stopped at an unreadable event (the usual case, a consumer run
+#: just created, clears within tens of milliseconds); each further stop doubles it, up to the job's interval.
+STOPPED_RETRY_S = 0.25
+#: Why a listing stops (rule 1a), for the log and ``why``.
+STOPPED_REASON = (
+    "Airflow answers 500 for the next event: one of its consumer runs has no start date yet (apache/airflow#71360, "
+    "fixed by #71379); it is listed once that run starts, and later events wait for it"
+)
 
 Key = tuple[str, str, str, int]
 
@@ -106,6 +120,10 @@ class AssetJob:
     #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
     #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    #: Rule 1a: asks for another round after this many seconds (the watcher adds the job's key to its queue).
+    soon: Callable[[float], None] = lambda delay_s: None
+    #: Rule 1a: consecutive stopped listings per source instance.
+    _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
     _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
 
@@ -207,13 +225,15 @@ class AssetJob:
             mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
             since = max(mark, self._listed.get(source, mark))
             try:
-                listed = await client.asset_events(since, limit=self.list_limit)
+                listing = await client.asset_events(since, limit=self.list_limit)
             except AirflowError as exc:
                 log.warning("asset.audit_failed instance=%s error=%s", source, exc)
                 continue
-            if listed:
-                self._listed[source] = _next_since(since, listed, len(listed) >= self.list_limit)
-            for item in sorted(listed, key=lambda e: e.event_id):
+            self._note_stopped(source, listing)
+            if listing.events:  # a stopped listing ends before its unread event: the next one still starts before it
+                full = len(listing.events) >= self.list_limit
+                self._listed[source] = _next_since(since, listing.events, full)
+            for item in sorted(listing.events, key=lambda e: e.event_id):
                 if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
                     continue
                 key = (source, item.uri, item.event_id)
@@ -240,6 +260,20 @@ class AssetJob:
                     log.info("asset.recorded instance=%s uri=%s event_id=%d partition_key=%s",
                              source, item.uri, item.event_id, item.partition_key or "-")  # fmt: skip
         return recorded
+
+    def _note_stopped(self, source: str, listing: AssetEventListing) -> None:
+        """Rule 1a: a sooner round while ``source``'s listing stops at an unreadable event; say so once per streak."""
+        streak = self._stopped.pop(source, 0)
+        self.metrics.asset_listing_stopped.labels(source).set(1 if listing.stopped else 0)
+        if not listing.stopped:
+            if streak:
+                log.info("asset.listing_resumed instance=%s after_stops=%d", source, streak)
+            return
+        self._stopped[source] = streak + 1
+        if not streak:
+            log.warning("asset.listing_stopped instance=%s listed=%d reason=%s", source, len(listing.events),
+                        STOPPED_REASON)  # fmt: skip
+        self.soon(min(self.interval_s, STOPPED_RETRY_S * 2.0 ** min(streak, 16)))
 
     async def _first_mark(self, source: str) -> datetime:
         """Rule 1 while no event of ``source`` is recorded: the mark the first round of any watcher stored (so a
@@ -339,11 +373,15 @@ class AssetJob:
         intent may hold more than one listing's worth, and a marker missed would be posted twice."""
         since = ins.requested_at - LOOK_MARGIN
         while True:
-            events = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
-            for event in events:
+            listing = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
+            for event in listing.events:
                 if event.extra.get(MARKER) == ins.marker:
                     return event.event_id
-            newest = max((e.timestamp for e in events), default=since)
+            if listing.stopped:  # rule 4: the unread event may be our copy; posting now could make a second one
+                raise AirflowUnavailable(
+                    f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500
+                )
+            newest = max((e.timestamp for e in listing.events), default=since)
             if newest <= since:
                 return None  # nothing after since (or one instant holds more than a listing: no way past it)
             since = newest  # at or after: the events stamped ``newest`` are read again, none skipped

@@ -8,6 +8,7 @@ Rules:
    bound to a lease of ``leader_ttl_s``: it disappears within that time after the process dies, so ``doctor`` lists
    live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish.
 3. etcd trouble here is logged and retried after a pause; it never takes the watcher down.
+4. It is given only what it needs (:class:`Presence`), never the watcher.
 """
 
 from __future__ import annotations
@@ -15,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
 from coordinator import __version__
+from coordinator.core.graph import Graph
 from coordinator.errors import CoordinatorError
+from coordinator.etcd import EtcdStore
+from coordinator.metrics import Metrics
 from coordinator.presence import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
+from coordinator.settings import Settings
 from coordinator.watcher.instance_check import check_instance
-
-if TYPE_CHECKING:
-    from coordinator.watcher.service import Watcher
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +35,25 @@ log = logging.getLogger(__name__)
 RETRY_S = 1.0
 
 
-async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
+@dataclass(frozen=True)
+class Presence:
+    """What the start checks and the presence key need of a watcher (rule 4)."""
+
+    store: EtcdStore
+    settings: Settings
+    watcher_id: str
+    #: The graph in force (read when the checks start).
+    graph: Callable[[], Graph]
+    #: The instances this watcher has an Airflow client for (checked even when the graph names none of their DAGs).
+    clients: Collection[str]
+    metrics: Metrics
+    #: Set when the watcher stops: the presence key is revoked then.
+    stop: asyncio.Event
+
+
+async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
     """Rule 1: every instance of the graph in force, concurrently; one log line each."""
-    graph = watcher.graphs.graph
+    graph = watcher.graph()
     names = sorted(graph.instances | set(watcher.clients))
     configured = watcher.settings.instances()
     dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
@@ -68,7 +87,7 @@ async def check_instances(watcher: Watcher) -> tuple[InstanceCheck, ...]:
     return tuple(results)
 
 
-async def presence_loop(watcher: Watcher) -> None:
+async def presence_loop(watcher: Presence) -> None:
     """Rules 1-3: run the start checks, keep the presence key alive until the watcher stops."""
     started = datetime.now(UTC)
     key = watcher.settings.keys.watcher_key(watcher.watcher_id)
@@ -117,15 +136,15 @@ async def presence_loop(watcher: Watcher) -> None:
                 await asyncio.wait_for(watcher.store.revoke_lease(lease_id), timeout=1.0)
 
 
-async def record_pass(watcher: Watcher) -> None:
+async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> None:
     """After a ``reconcile --once`` pass: the one presence key of that mode, bound to a lease of RECONCILE_ONCE_TTL_S,
     so ``doctor`` and ``status`` know passes happen although no watcher leads between them. Best effort: etcd
     trouble here is logged, never fails the pass."""
-    key = watcher.settings.keys.watcher_key(RECONCILE_ONCE)
-    value = WatcherPresence(id=watcher.watcher_id, started_at=datetime.now(UTC), version=__version__,
+    key = settings.keys.watcher_key(RECONCILE_ONCE)
+    value = WatcherPresence(id=watcher_id, started_at=datetime.now(UTC), version=__version__,
                             mode=RECONCILE_ONCE)  # fmt: skip
     try:
-        lease = await watcher.store.grant_lease(RECONCILE_ONCE_TTL_S)
-        await watcher.store.put(key, value.model_dump_json().encode(), lease=lease.id)
+        lease = await store.grant_lease(RECONCILE_ONCE_TTL_S)
+        await store.put(key, value.model_dump_json().encode(), lease=lease.id)
     except CoordinatorError as exc:
         log.warning("presence.failed key=%s error=%s", key, exc)

@@ -59,7 +59,7 @@ from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_ma
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
-from coordinator.watcher.presence import presence_loop
+from coordinator.watcher.presence import Presence, presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import RetentionJob, RetentionTracker
@@ -502,10 +502,18 @@ class Watcher:
                 metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period,
+                soon=lambda delay_s: self.queue.add_after(JobKey(AssetJob.name), delay_s),
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
             on_leadership_lost=self.actuator.leadership_lost.set,
+        )  # fmt: skip
+
+    def presence(self) -> Presence:
+        """The start checks and the presence key, given only what they need."""
+        return Presence(
+            store=self.store, settings=self.settings, watcher_id=self.watcher_id, graph=lambda: self.graphs.graph,
+            clients=self.clients.keys(), metrics=self.metrics, stop=self.stop,
         )  # fmt: skip
 
     def deadline_job(self) -> DeadlineJob:
@@ -536,7 +544,7 @@ class Watcher:
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
             # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
-            asyncio.create_task(presence_loop(self), name="presence"),
+            asyncio.create_task(presence_loop(self.presence()), name="presence"),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:

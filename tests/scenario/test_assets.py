@@ -184,6 +184,56 @@ def test_an_event_produced_while_no_watcher_ran_before_any_was_recorded_is_deliv
     assert delivered(target) == [f"default:{event_id}"]
 
 
+def test_an_event_airflow_cannot_list_yet_holds_its_successors_and_all_arrive_in_order_once_it_can(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """While the producer's Airflow answers 500 for one event (apache/airflow#71360: its consumer run has not
+    started), the events before it are delivered, it and its successors wait (the gauge says so), and once it is
+    readable all of them arrive once each, in order."""
+    watcher = start(stack)
+    before = stack.fake.emit_asset_event(URI)
+    wait_delivered(target, 1)
+    stuck = stack.fake.emit_asset_event(URI)
+    stack.fake.set_event_unreadable(stuck)
+    after = [stack.fake.emit_asset_event(URI) for _ in range(2)]
+    wait_for(lambda: total(scrape(watcher), "coordinator_asset_listing_stopped", instance="default") == 1, "gauge")
+    stack.settle()
+    assert delivered(target) == [f"default:{before}"], "an event passed the one Airflow could not list"
+    assert len(ledger(stack)) == 1, "an event after the unreadable one was recorded"
+    stack.fake.set_event_unreadable(stuck, False)
+    wait_delivered(target, 4)
+    stack.settle()
+    assert delivered(target) == [f"default:{i}" for i in [before, stuck, *after]]
+    assert total(scrape(watcher), "coordinator_asset_listing_stopped", instance="default") == 0
+    assert watcher.lines(r"asset\.listing_stopped instance=default .*apache/airflow#71360"), watcher.tail()
+
+
+def test_a_look_up_that_cannot_read_the_delivered_copy_waits_instead_of_posting_again(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """A leader dies after its POST; the copy in team_b cannot be listed (its consumer run has not started,
+    apache/airflow#71360): the next leader's look-up does not take that for "not there" and posts nothing until the
+    copy is readable, then confirms it: one event in team_b."""
+    first = start(stack, "first", ttl=2, crash_at="asset-after-post")
+    event_id = stack.fake.emit_asset_event(URI)
+    wait_for(lambda: not first.alive, "the first watcher to die at the crash point")
+    (copy,) = [e["id"] for e in target.asset_events(URI) if MARKER in e["extra"]]
+    target.set_event_unreadable(copy)
+    start(stack, "second", ttl=2)
+
+    def waited_or_posted() -> bool:
+        posts = len(target.requests("post_asset_event"))
+        return posts > 1 or any(r.get("last_error") for r in ledger(stack).values())
+
+    wait_for(waited_or_posted, "the look-up's failure in the ledger")
+    stack.settle()
+    assert len(target.requests("post_asset_event")) == 1, "posted again while the copy could not be listed"
+    target.set_event_unreadable(copy, False)
+    wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["done"], "the confirmation")
+    assert delivered(target) == [f"default:{event_id}"]
+    assert len(target.requests("post_asset_event")) == 1, "posted a second time"
+
+
 def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stack: Stack, target: FakeAirflow) -> None:
     """COORDINATOR_RETENTION=1d reaches the leader's asset job: of three delivered events (3 and 2 days old, and
     new) the two old ones and their delivery entries are deleted; team_b holds each event once."""

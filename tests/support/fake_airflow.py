@@ -38,7 +38,9 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    ``POST /api/v2/assets/events`` takes a strict body (``asset_id``, ``extra``, ``partition_key``; anything else
    422), answers 404 for an unknown asset id, adds ``"from_rest_api": true`` to ``extra``, and creates a NEW event
    on every call (no idempotency key). Consumer runs are not simulated: :meth:`asset_events` is what a consumer
-   would see.
+   would see. :meth:`set_event_unreadable` reproduces apache/airflow#71360 (Airflow 3.x before #71379): while set,
+   any page of ``GET /api/v2/assets/events`` holding that event answers 500, as when one of its consumer runs has no
+   start date yet.
 
 10. Requests of the coordinator's read-only instance checks (the watcher's start check, ``doctor``; their User-Agent
    ends in ``/check``) are answered exactly like any other but logged apart (:meth:`checks`), not counted by
@@ -280,6 +282,7 @@ class FakeAirflow:
         #: Rule 9: uri -> (id, name); events in creation order.
         self._assets: dict[str, tuple[int, str | None]] = {}
         self._asset_events: list[dict[str, Any]] = []
+        self._unreadable_events: set[int] = set()
         self._consumers: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._due: list[_Due] = []
@@ -439,6 +442,14 @@ class FakeAirflow:
         with self._lock:
             return self._add_event(uri, dict(extra or {}), partition_key, source_dag_id, source_run_id, at)
 
+    def set_event_unreadable(self, event_id: int, unreadable: bool = True) -> None:
+        """While set, a listing page holding event ``event_id`` answers 500 (rule 9, apache/airflow#71360)."""
+        with self._lock:
+            if unreadable:
+                self._unreadable_events.add(event_id)
+            else:
+                self._unreadable_events.discard(event_id)
+
     def asset_events(self, uri: str | None = None) -> list[dict[str, Any]]:
         """Every event (of one asset), oldest first, as the API would list them."""
         with self._lock:
@@ -502,7 +513,11 @@ class FakeAirflow:
             events.sort(key=lambda e: (e[key] or "", e["id"]), reverse=order.startswith("-"))
         limit = min(_int(query, "limit", 50), 100)
         offset = _int(query, "offset", 0)
-        return {"asset_events": events[offset : offset + limit], "total_entries": len(events)}
+        page = events[offset : offset + limit]
+        if any(e["id"] in self._unreadable_events for e in page):
+            # Airflow's own answer: pydantic fails on created_dagruns[].start_date and uvicorn sends a bare 500.
+            raise HttpError(500, "Internal Server Error")
+        return {"asset_events": page, "total_entries": len(events)}
 
     def _post_asset_event(self, data: dict[str, Any]) -> dict[str, Any]:
         _no_extra(data, frozenset({"asset_id", "extra", "partition_key", "access_control"}))
