@@ -137,7 +137,7 @@ def markers(fake: FakeAirflow, uri: str) -> list[str]:
     return [str(e["extra"][MARKER]) for e in fake.asset_events(uri) if MARKER in (e["extra"] or {})]
 
 
-def test_a_prune_deletes_only_events_delivered_everywhere_old_and_outside_the_listing_window(
+def test_a_prune_deletes_old_events_delivered_everywhere_and_keeps_the_newest_the_refused_and_the_pending(
     etcd_settings: EtcdSettings, world: World, arun: Callable[..., Any]
 ) -> None:
     """Old refunds delivered to team_b are deleted with their entries, but never the newest refund (even old), nor
@@ -147,7 +147,7 @@ def test_a_prune_deletes_only_events_delivered_everywhere_old_and_outside_the_li
     refunds = [src.emit_asset_event(REFUNDS, at=now - age) for age in (5 * DAY, 4 * DAY, 3 * DAY)]
     # Orders: team_c does not know the asset, so its first delivery is refused (error, retried in an hour).
     orders = [src.emit_asset_event(ORDERS, at=now - age) for age in (5 * DAY, 4 * DAY)]
-    # The source's newest event, 10 s old: the next listing starts a minute before it, the window kept whole.
+    # Two recent orders (not old enough to prune); the newest sets where the source's next listing starts.
     window = src.emit_asset_event(ORDERS, at=now - timedelta(seconds=40))
     newest = src.emit_asset_event(ORDERS, at=now - timedelta(seconds=10))
 
