@@ -382,9 +382,12 @@ class AssetJob:
                     f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500
                 )
             newest = max((e.timestamp for e in listing.events), default=since)
-            if newest <= since:
-                return None  # nothing after since (or one instant holds more than a listing: no way past it)
-            since = newest  # at or after: the events stamped ``newest`` are read again, none skipped
+            if newest > since:
+                since = newest  # at or after: the events stamped ``newest`` are read again, none skipped
+            elif len(listing.events) < self.list_limit:
+                return None  # read to the end: not there
+            else:  # one instant holds more events than a listing: no way past it, and "not there" is unproven
+                raise AirflowError(f"{client.name}: the look-up of {ins.marker} cannot page past {newest.isoformat()}")
 
 
 def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> datetime:
