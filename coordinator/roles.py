@@ -9,7 +9,7 @@ Rules:
    before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which tasks to
    record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics rule 16b); the dependencies page
    and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill`` also the
-   delivery ledger, where ``skip-event`` adds an operator's skip request, rule 16f); an outside writer writes only
+   delivery ledger, where ``skip-event`` adds an operator's skip request, rule 16g); an outside writer writes only
    the run keys of its own DAG (or DAG-name family).
 2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key, the presence
    keys and the asset facts, marks and deliveries (rules 16-17): a plugin credential cannot forge an intent, a graph,

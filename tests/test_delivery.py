@@ -236,7 +236,7 @@ def test_rule8_an_asset_the_target_does_not_know_is_skipped_on_request() -> None
     assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.SKIPPED
 
 
-def test_rule16f_a_skipped_event_is_settled_counted_apart_and_the_next_one_is_due() -> None:
+def test_rule16g_a_skipped_event_is_settled_counted_apart_and_the_next_one_is_due() -> None:
     """After a skip the stream's next event is due; status counts it as skipped, never as delivered."""
     skipped = refused().model_copy(update={"status": DeliveryStatus.SKIPPED})
     ledger = Ledger({("team_b", "team_a", URI, 7): (skipped, 3)})

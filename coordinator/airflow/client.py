@@ -377,41 +377,88 @@ class AirflowClient:
     async def asset_events(
         self, since: datetime, *, asset_id: int | None = None, limit: int = SCAN_MAX
     ) -> AssetEventListing:
-        """Events (of one asset, or all) with a timestamp at or after ``since``, at most ``limit``.
+        """The OLDEST ``limit`` events (of one asset, or all) with a timestamp at or after ``since``, oldest first, so
+        a backlog larger than one listing is read in order over several calls, each starting where the last one
+        ended. Neither version orders events by id.
 
-        v2: the OLDEST ``limit`` events since ``since`` (``timestamp_gte``, ``order_by=timestamp``), so a backlog
-        larger than one listing is read in order over several calls, each starting where the last one ended. v1 has
-        no timestamp filter: newest first (``-timestamp``), read until one is older than ``since``. Neither version
-        orders events by id. v2 pages that Airflow answers 500 are halved down to the one event it cannot serialize
-        (apache/airflow#71360): the listing ends before that event, ``stopped`` (see AssetEventListing)."""
+        v2: ``timestamp_gte`` and ``order_by=timestamp``; pages that Airflow answers 500 are halved down to the one
+        event it cannot serialize (apache/airflow#71360): the listing ends before that event, ``stopped`` (see
+        AssetEventListing). v1 (Airflow 2) has no timestamp filter: see :meth:`_v1_asset_events`."""
         api = await self.api_version()
-        if api is ApiVersion.V2:
-            path, key = "/api/v2/assets/events", "asset_events"
-            params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
-            if asset_id is not None:
-                params["asset_id"] = str(asset_id)
-        else:
-            path, key = "/api/v1/datasets/events", "dataset_events"
-            params = {"order_by": "-timestamp"}
-            if asset_id is not None:
-                params["dataset_id"] = str(asset_id)
+        if api is ApiVersion.V1:
+            return AssetEventListing(await self._v1_asset_events(since, asset_id, limit))
+        path, key = "/api/v2/assets/events", "asset_events"
+        params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
+        if asset_id is not None:
+            params["asset_id"] = str(asset_id)
         events: list[AssetEventInfo] = []
         seen: set[int] = set()
         stopped = False
         try:
-            async with aclosing(self._pages(path, key, params, limit, halve_500=api is ApiVersion.V2)) as items:
+            async with aclosing(self._pages(path, key, params, limit, halve_500=True)) as items:
                 async for item in items:
                     event = self._parsed(parse_asset_event, "GET", path, item, "")
                     if event.timestamp < since:
-                        if api is ApiVersion.V1:
-                            break  # newest first: everything after this one is older
-                        continue  # v2 filtered already; a server that ignored the filter costs pages, not answers
+                        continue  # filtered already; a server that ignored the filter costs pages, not answers
                     if event.event_id not in seen:  # a page shifted by a new event repeats one
                         seen.add(event.event_id)
                         events.append(event)
         except _Unreadable:
             stopped = True
         return AssetEventListing(events, stopped)
+
+    async def _v1_asset_events(self, since: datetime, asset_id: int | None, limit: int) -> list[AssetEventInfo]:
+        """``GET /api/v1/datasets/events`` filters by dataset but not by time, and sorts by ``timestamp`` alone
+        (Airflow 2.11's ``apply_sorting``: no tie-breaker, so equal timestamps come in any order). Reading newest
+        first until ``since`` would stop after a fixed number and lose the oldest of a larger backlog for good.
+
+        1. One newest-first page: when it reaches back past ``since`` (or holds every event), it is the answer (the
+           steady state: one request).
+        2. Else the offset of the first event at or after ``since`` in ascending order is found by bisection over
+           ``total_entries`` with one-item pages (O(log n) requests, nothing loaded whole). Events added meanwhile
+           have later timestamps and land after it; the events before it stay put.
+        3. From there, pages in ascending order, at most ``limit`` events. Each next page starts at the first event
+           of the previous page's trailing run of equal timestamps (at least its last event), so a run split by a
+           page boundary (in a different order on the next query) is read whole; repeats are dropped by id.
+        """
+        path, key = "/api/v1/datasets/events", "dataset_events"
+        base = {} if asset_id is None else {"dataset_id": str(asset_id)}
+        newest, total = await self._v1_page(path, key, {**base, "order_by": "-timestamp"}, 0, PAGE_SIZE)
+        if total <= len(newest) or (newest and newest[-1].timestamp < since):
+            return _oldest_first([e for e in newest if e.timestamp >= since], limit)
+        ascending = {**base, "order_by": "timestamp"}
+        low, high = 0, total  # [0, low): older than since; [high, total): at or after it
+        while low < high:
+            middle = (low + high) // 2
+            probe, _ = await self._v1_page(path, key, ascending, middle, 1)
+            if probe and probe[0].timestamp < since:
+                low = middle + 1
+            else:
+                high = middle  # at or after since, or past the end (the table shrank: read from here)
+        events: dict[int, AssetEventInfo] = {}
+        offset = low
+        while len(events) < limit:
+            page, total = await self._v1_page(path, key, ascending, offset, PAGE_SIZE)
+            events.update((e.event_id, e) for e in page if e.timestamp >= since)
+            if not page or offset + len(page) >= total:
+                break
+            # The last event may share its timestamp with the next page's first: read it (and its run) again.
+            run = len(page) - 1
+            while run > 0 and page[run - 1].timestamp == page[-1].timestamp:
+                run -= 1
+            offset += run or len(page)  # a page of one timestamp only: move on (more ties than a page)
+        return _oldest_first(list(events.values()), limit)
+
+    async def _v1_page(
+        self, path: str, key: str, params: Mapping[str, str], offset: int, limit: int
+    ) -> tuple[list[AssetEventInfo], int]:
+        """One page of v1 dataset events and the ``total_entries`` the server counted for it."""
+        data = await self._send("GET", path, params={**params, "limit": str(limit), "offset": str(offset)})
+        items = data.get(key) if isinstance(data, dict) else None
+        total = data.get("total_entries") if isinstance(data, dict) else None
+        if not isinstance(items, list) or not isinstance(total, int):
+            raise self._bad_payload("GET", path, f"no {key} list or total_entries")
+        return [self._parsed(parse_asset_event, "GET", path, item, "") for item in items], total
 
     async def post_asset_event(
         self, asset: AssetInfo, extra: Mapping[str, Any], partition_key: str | None
@@ -663,6 +710,12 @@ class AirflowClient:
         level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
+
+
+def _oldest_first(events: list[AssetEventInfo], limit: int) -> list[AssetEventInfo]:
+    """Each event once (pages that overlap or shifted repeat some), by timestamp then id, the first ``limit``."""
+    unique = {e.event_id: e for e in events}
+    return sorted(unique.values(), key=lambda e: (e.timestamp, e.event_id))[:limit]
 
 
 def _json_or_none(resp: httpx.Response) -> Any:

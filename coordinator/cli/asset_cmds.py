@@ -1,6 +1,6 @@
 """What the CLI says and does about shared assets (semantics rules 16-17): the ``status`` table of their streams,
 ``why asset URI``, and ``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``, which gives up one asset
-delivery an operator knows will never succeed (semantics rule 16f, delivery rule 8), so its stream's later events
+delivery an operator knows will never succeed (semantics rule 16g, delivery rule 8), so its stream's later events
 move on.
 
 Rules (of ``skip-event``):
@@ -134,7 +134,7 @@ class AssetStreamRow(BaseModel):
     pending: int
     next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
     next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
-    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16f)
+    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16g)
 
     @classmethod
     def of(cls, stream: StreamState) -> AssetStreamRow:

@@ -16,8 +16,10 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments
      id}`` is the only thing that says it happened. Per (target, source instance, asset) the events are delivered in
      the order of their ids: only the oldest undelivered one is due, so a consumer sees the producer's order.
 16e. A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an input), or at once when
-     it carries a skip request (rule 16f).
-16f. A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader applied instead
+     it carries a skip request (rule 16g).
+16f. Retention (:func:`prunable`): an old event settled in every target its routes name, not the newest of its
+     (source, asset) and out of its source's listing window, may be deleted with its delivery entries.
+16g. A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader applied instead
      of a POST, ``core/delivery.py`` rule 8): the stream's next event becomes due, retention may prune it, and
      ``status`` counts it apart (``skipped``), never as delivered.
 """
@@ -44,15 +46,15 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # intent recorded, the target's event not confirmed
     DONE = "done"
     ERROR = "error"  # refused or failed; retried at ``retry_at``
-    SKIPPED = "skipped"  # rule 16f: an operator asked to skip it and the leader applied that; never delivered
+    SKIPPED = "skipped"  # rule 16g: an operator asked to skip it and the leader applied that; never delivered
 
 
-#: Rule 16f: a stream moves past these.
+#: Rule 16g: a stream moves past these.
 SETTLED = frozenset({DeliveryStatus.DONE, DeliveryStatus.SKIPPED})
 
 
 class SkipRequest(BaseModel):
-    """An operator's request (``coordinator skip-event``) that one delivery be given up (rule 16f)."""
+    """An operator's request (``coordinator skip-event``) that one delivery be given up (rule 16g)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -122,7 +124,7 @@ class DeliveryRecord(BaseModel):
     attempts: int = 0
     last_error: str | None = None
     watcher: str = ""
-    #: Rule 16f: set by ``coordinator skip-event`` (a compare-and-swap on this entry); the leader applies it instead
+    #: Rule 16g: set by ``coordinator skip-event`` (a compare-and-swap on this entry); the leader applies it instead
     #: of its next POST, unless its look-up finds the event in the target (then it is done, as always).
     skip: SkipRequest | None = None
 
@@ -284,7 +286,7 @@ def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[Asse
             if found is not None and found[0].status is DeliveryStatus.DONE:
                 delivered += 1
             elif found is not None and found[0].status is DeliveryStatus.SKIPPED:
-                skipped += 1  # rule 16f
+                skipped += 1  # rule 16g
             elif head is None:
                 head = DueDelivery(event, target, found[0] if found else None, found[1] if found else 0)
         head_error = head.record.last_error if head is not None and head.record is not None else None
@@ -306,7 +308,7 @@ def due_deliveries(
         waiting = (
             record is not None and record.status is DeliveryStatus.ERROR and record.retry_at and record.retry_at > now
         )
-        if waiting and record is not None and record.skip is None:  # rule 16f: a skip request is acted on at once
+        if waiting and record is not None and record.skip is None:  # rule 16g: a skip request is acted on at once
             continue
         due.append(head)
     return due
@@ -317,7 +319,7 @@ def prunable(
 ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
     """Retention: the recorded events that may be deleted, each with its delivery entries' (target, mod revision).
 
-    An event qualifies when it is older than ``cutoff``, settled (rule 16f) in every target its routes name, and
+    An event qualifies when it is older than ``cutoff``, settled (rule 16g) in every target its routes name, and
     older than its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the
     audit can still list would otherwise be recorded again, as new, and delivered twice. The newest event of each
     (source, asset) always stays."""

@@ -30,7 +30,7 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event
    alone.
 7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
    after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
-8. Skip (``core/assets.py`` rule 16f). An entry carrying an operator's skip request is given up where a POST would
+8. Skip (``core/assets.py`` rule 16g). An entry carrying an operator's skip request is given up where a POST would
    come: after its look-up found nothing (an entry with a request is never fresh), or when the target does not know
    the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up that finds the
    event confirms it ``done`` as always: a skip never hides a delivery that happened.

@@ -7,7 +7,7 @@ Rules:
    a routed asset is one the ledger has a delivery of, and its targets are the instances the ledger delivers it to.
 2. Per target: ``delivered`` counts the recorded events of the asset the ledger marks done there; ``pending`` the
    other recorded events of the asset (an intent not confirmed, a refused or failed one, or none yet), as
-   ``status`` counts a stream (``core.assets.streams``); a skipped one (rule 16f) counts in neither. The next
+   ``status`` counts a stream (``core.assets.streams``); a skipped one (rule 16g) counts in neither. The next
    pending event is the oldest undelivered one (the one rule 16d makes due) with its ledger status; the last error
    is the newest (by ledger revision) recorded one.
 3. A recorded event with no delivery at all (an asset no route shares, a copy the coordinator made) draws nothing.

@@ -7,6 +7,9 @@ Rules:
    since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any
    watcher stored under ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones
    its routes share and that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
+   A listing returns the oldest events since the mark, at most ``list_limit``; the next one starts no earlier than
+   the newest event this job listed less the overlap (recorded or not), so a backlog, or a stretch of events no
+   route shares, is read over several rounds and never listed twice over.
 2. Then it drives every due delivery (``core/assets.due_deliveries``: the oldest undelivered event of each (target,
    source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
    A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
@@ -25,6 +28,8 @@ Rules:
    routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
    this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
    may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
+   Only events read at the round's start are deleted (their mod revisions are what the transaction compares), so
+   an event recorded in a round is pruned at the earliest in the next.
 6. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
@@ -37,8 +42,8 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.airflow.assets import AssetEventListing, AssetInfo
-from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo
+from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
 from coordinator.core import delivery
 from coordinator.core.assets import (
     MARKER,
@@ -108,6 +113,13 @@ class AssetJob:
     #: not given).
     started_at: datetime | None = None
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
+    #: Rule 1: events listed per call at most (a backlog drains over rounds of this many).
+    list_limit: int = SCAN_MAX
+    #: Rule 1: per source, where the next listing may start because this job already examined everything before it
+    #: (the newest event it listed, less the overlap). Without it a listing full of events no route shares (or of
+    #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
+    #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
+    _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     #: Rule 1a: asks for another round after this many seconds (the watcher adds the job's key to its queue).
     soon: Callable[[float], None] = lambda delay_s: None
     #: Rule 1a: consecutive stopped listings per source instance.
@@ -211,12 +223,16 @@ class AssetJob:
                 continue  # validate/doctor say so; the plugin may still record this instance's events
             stamps = [e.fact.timestamp for e in events.values() if e.source == source]
             mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
+            since = max(mark, self._listed.get(source, mark))
             try:
-                listing = await client.asset_events(mark)
+                listing = await client.asset_events(since, limit=self.list_limit)
             except AirflowError as exc:
                 log.warning("asset.audit_failed instance=%s error=%s", source, exc)
                 continue
             self._note_stopped(source, listing)
+            if listing.events:  # a stopped listing ends before its unread event: the next one still starts before it
+                full = len(listing.events) >= self.list_limit
+                self._listed[source] = _next_since(since, listing.events, full)
             for item in sorted(listing.events, key=lambda e: e.event_id):
                 if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
                     continue
@@ -359,10 +375,33 @@ class AssetJob:
         return asset
 
     async def _look(self, client: AirflowClient, ins: delivery.Look) -> int | None:
-        listing = await client.asset_events(ins.requested_at - LOOK_MARGIN, asset_id=ins.asset.asset_id)
-        for event in listing.events:
-            if event.extra.get(MARKER) == ins.marker:
-                return event.event_id
-        if listing.stopped:  # rule 4: the unread event may be our copy; posting now could make a second one
-            raise AirflowUnavailable(f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500)
-        return None
+        """Delivery rule 3: the target's event carrying this delivery's marker, among ALL the asset's events since
+        the intent (less the clock margin), oldest first, listing after listing: an asset busy since a long-failing
+        intent may hold more than one listing's worth, and a marker missed would be posted twice."""
+        since = ins.requested_at - LOOK_MARGIN
+        while True:
+            listing = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
+            for event in listing.events:
+                if event.extra.get(MARKER) == ins.marker:
+                    return event.event_id
+            if listing.stopped:  # rule 4: the unread event may be our copy; posting now could make a second one
+                raise AirflowUnavailable(
+                    f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500
+                )
+            newest = max((e.timestamp for e in listing.events), default=since)
+            if newest > since:
+                since = newest  # at or after: the events stamped ``newest`` are read again, none skipped
+            elif len(listing.events) < self.list_limit:
+                return None  # read to the end: not there
+            else:  # one instant holds more events than a listing: no way past it, and "not there" is unproven
+                raise AirflowError(f"{client.name}: the look-up of {ins.marker} cannot page past {newest.isoformat()}")
+
+
+def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> datetime:
+    """Rule 1: where the next listing of a source may start after this one examined ``listed`` (oldest first, from
+    ``since``): the newest listed less the overlap. A full listing whose events all fall within one overlap (a
+    listing's worth of events in a minute) would start again where it started: it moves to the newest listed
+    itself (at or after: its equal timestamps are listed again), so the rounds still advance."""
+    newest = max(e.timestamp for e in listed)
+    after = newest - timedelta(seconds=OVERLAP_S)
+    return newest if full and after <= since else max(since, after)

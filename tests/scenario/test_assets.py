@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -270,3 +271,19 @@ def test_an_event_the_target_refuses_for_good_holds_its_stream_until_an_operator
     assert total(scrape(watcher), "coordinator_asset_events_skipped_total", source="default", target=B) == 1
     again = skip_event(stack, URI, str(refused), "--from", "default", "--to", B)
     assert again.returncode == 0 and "already skipped" in again.stdout
+
+
+def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stack: Stack, target: FakeAirflow) -> None:
+    """COORDINATOR_RETENTION=1d reaches the leader's asset job: of three delivered events (3 and 2 days old, and
+    new) the two old ones and their delivery entries are deleted; team_b holds each event once."""
+    now = datetime.now(UTC)
+    ids = [stack.fake.emit_asset_event(URI, at=now - age) for age in (timedelta(days=3), timedelta(days=2))]
+    ids.append(stack.fake.emit_asset_event(URI))
+    start(stack, COORDINATOR_RETENTION="1d", COORDINATOR_ASSET_LOOKBACK_S=str(5 * 86400))
+    keys = AssetKeys(stack.prefix)
+    wait_delivered(target, 3)
+    wait_for(lambda: len(stack.etcd.items(keys.events)) == 1, "the two old events pruned")
+    assert [k.rsplit("/", 1)[-1] for k in stack.etcd.items(keys.events)] == [str(ids[-1])]
+    assert [k.rsplit("/", 1)[-1] for k in ledger(stack)] == [str(ids[-1])]
+    stack.settle()
+    assert delivered(target) == [f"default:{i}" for i in ids]

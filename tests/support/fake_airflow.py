@@ -435,10 +435,12 @@ class FakeAirflow:
         partition_key: str | None = None,
         source_dag_id: str | None = "producer",
         source_run_id: str | None = None,
+        at: datetime | None = None,
     ) -> int:
-        """A producer task's outlet event (not through REST: no ``from_rest_api``); returns the event id."""
+        """A producer task's outlet event (not through REST: no ``from_rest_api``); returns the event id. ``at``: its
+        timestamp (now by default), for events a test needs older than a retention period."""
         with self._lock:
-            return self._add_event(uri, dict(extra or {}), partition_key, source_dag_id, source_run_id)
+            return self._add_event(uri, dict(extra or {}), partition_key, source_dag_id, source_run_id, at)
 
     def set_event_unreadable(self, event_id: int, unreadable: bool = True) -> None:
         """While set, a listing page holding event ``event_id`` answers 500 (rule 9, apache/airflow#71360)."""
@@ -454,7 +456,13 @@ class FakeAirflow:
             return [dict(e) for e in self._asset_events if uri in (None, e["uri"])]
 
     def _add_event(
-        self, uri: str, extra: dict[str, Any], partition_key: str | None, dag: str | None, run: str | None
+        self,
+        uri: str,
+        extra: dict[str, Any],
+        partition_key: str | None,
+        dag: str | None,
+        run: str | None,
+        at: datetime | None = None,
     ) -> int:
         asset_id, name = self._assets[uri]
         event_id = len(self._asset_events) + 1
@@ -462,7 +470,7 @@ class FakeAirflow:
             {
                 "id": event_id, "asset_id": asset_id, "uri": uri, "name": name, "group": "asset", "extra": extra,
                 "source_task_id": "task" if dag else None, "source_dag_id": dag, "source_run_id": run,
-                "source_map_index": -1, "created_dagruns": [], "timestamp": _fmt(_now()),
+                "source_map_index": -1, "created_dagruns": [], "timestamp": _fmt(at or _now()),
                 "partition_key": partition_key,
             }
         )  # fmt: skip
@@ -499,7 +507,10 @@ class FakeAirflow:
         if order.removeprefix("-") not in ("timestamp", "source_task_id", "source_dag_id", "source_run_id"):
             raise HttpError(400, f"Ordering with '{order.removeprefix('-')}' is disallowed")
         key = order.removeprefix("-")
-        events.sort(key=lambda e: (e[key] or "", e["id"]), reverse=order.startswith("-"))
+        if key == "timestamp":  # by time, not by text: isoformat drops a zero microsecond part
+            events.sort(key=lambda e: (_aware(e["timestamp"], ["timestamp"]), e["id"]), reverse=order.startswith("-"))
+        else:
+            events.sort(key=lambda e: (e[key] or "", e["id"]), reverse=order.startswith("-"))
         limit = min(_int(query, "limit", 50), 100)
         offset = _int(query, "offset", 0)
         page = events[offset : offset + limit]

@@ -1,0 +1,156 @@
+"""Rule 1 of the asset job (``coordinator/watcher/assets.py``) over more events than one listing returns, against a
+real etcd: a stretch of events no route shares does not stall the rounds, and an Airflow 2 source's backlog (its
+v1 listing bisected and paged oldest first, ``tests/support/fake_datasets_v1.py``) reaches the target whole, once,
+in order. The job lists at most ``list_limit`` events per call: small here, 10,000 in production."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from coordinator.airflow.client import AirflowClient
+from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
+from coordinator.core.spec.loader import parse_spec
+from coordinator.etcd import EtcdStore
+from coordinator.etcd.types import Fence
+from coordinator.metrics import Metrics
+from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.watcher.assets import AssetJob
+from tests.support.fake_airflow import FakeAirflow
+from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
+
+ORDERS = "s3://lake/orders"
+NOISE = "s3://lake/noise"  # an asset of the source that no route shares
+SPEC = parse_spec(
+    json.dumps(
+        {
+            "version": 1,
+            "instances": {"team_a": {}, "team_b": {}},
+            "dags": {},
+            "assets": [{"asset": ORDERS, "from": "team_a", "to": ["team_b"]}],
+        }
+    )
+)
+
+
+def settings(url: str) -> InstanceSettings:
+    return InstanceSettings(url=url, username="admin", password=SecretStr("admin"))
+
+
+async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClient], start: datetime) -> AssetJob:
+    leader = f"{prefix}/leader"
+    await store.put(leader, b"w1")
+    kv = await store.get(leader)
+    assert kv is not None
+    return AssetJob(
+        store=store, keys=AssetKeys(prefix), graph=lambda: SPEC, clients=clients,
+        fence=lambda: Fence(leader, kv.create_revision), watcher_id="w1", metrics=Metrics(), interval_s=2.0,
+        lookback_s=86400.0, started_at=start, list_limit=50,
+    )  # fmt: skip
+
+
+def delivered(target: FakeAirflow) -> list[str]:
+    return [str(e["extra"][MARKER]) for e in target.asset_events(ORDERS) if MARKER in (e["extra"] or {})]
+
+
+def test_a_listing_full_of_events_no_route_shares_does_not_stall_the_rounds(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """120 events of an unrouted asset (more than two listings of 50) then one routed event: a few rounds later the
+    routed event is in team_b, once."""
+    now = datetime.now(UTC)
+    with FakeAirflow([]) as source, FakeAirflow([]) as target:
+        for fake in (source, target):
+            fake.add_asset(ORDERS)
+        source.add_asset(NOISE)
+        for i in range(120):
+            source.emit_asset_event(NOISE, at=now - timedelta(hours=2) + timedelta(seconds=50 * i))
+        wanted = source.emit_asset_event(ORDERS, at=now - timedelta(seconds=5))
+
+        async def go() -> None:
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings(source.url), name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
+                for _ in range(5):
+                    await job.run_once(now)
+
+        arun(go())
+        assert delivered(target) == [f"team_a:{wanted}"]
+
+
+def test_an_airflow2_source_backlog_larger_than_a_listing_is_delivered_whole_once_in_order(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """An Airflow 2 source holding 1,000 events of which the 240 after the mark are routed (v1 listing: no time
+    filter): rounds of listings of 50 record and deliver all 240 into team_b, each once, in the source's order."""
+    now = datetime.now(UTC)
+    source = FakeDatasetEventsV1(seed=5)
+    first = now - timedelta(hours=6)
+    ids = [source.add(first + timedelta(seconds=20 * i), uri=ORDERS) for i in range(1_000)]
+    mark = now - timedelta(seconds=1 + 6400)  # the job's start less its lookback: the last 240 events
+    since = [i for i, e in zip(ids, source.events, strict=True) if datetime.fromisoformat(e["timestamp"]) >= mark]
+    assert len(since) == 240
+    with FakeAirflow([]) as target:
+        target.add_asset(ORDERS)
+
+        async def go() -> None:
+            v1 = httpx.MockTransport(source)
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings("http://airflow2.test"), transport=v1, name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now - timedelta(seconds=1))
+                job.lookback_s = 6400.0
+                for _ in range(8):
+                    await job.run_once(now)
+
+        arun(go())
+        assert delivered(target) == [f"team_a:{i}" for i in since]
+
+
+def test_the_look_before_a_repeat_finds_the_marker_behind_more_than_one_listing_of_events(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A pending delivery (the leader died after posting) whose target asset got 120 other events between the
+    intent and the marked one (listings of 50): the look-up pages on, finds it, confirms it, and posts nothing."""
+    now = datetime.now(UTC)
+    with FakeAirflow([]) as source, FakeAirflow([]) as target:
+        for fake in (source, target):
+            fake.add_asset(ORDERS)
+        event_id = source.emit_asset_event(ORDERS, at=now - timedelta(minutes=5))
+        intent = now - timedelta(minutes=4)
+        for i in range(120):
+            target.emit_asset_event(ORDERS, at=intent + timedelta(seconds=i))
+        marked = target.emit_asset_event(ORDERS, at=intent + timedelta(minutes=3), extra={MARKER: f"team_a:{event_id}"})
+        keys = AssetKeys(etcd_prefix)
+        pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=event_id, uri=ORDERS,
+                                 requested_at=intent)  # fmt: skip
+
+        async def go() -> DeliveryRecord:
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings(source.url), name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                await store.put(
+                    keys.delivery_key("team_b", "team_a", ORDERS, event_id), pending.model_dump_json().encode()
+                )
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
+                await job.run_once(now)
+                kv = await store.get(keys.delivery_key("team_b", "team_a", ORDERS, event_id))
+                assert kv is not None
+                return DeliveryRecord.model_validate_json(kv.value)
+
+        record = arun(go())
+        assert (record.status, record.target_event_id) == (DeliveryStatus.DONE, marked)
+        assert target.requests("post_asset_event") == [], "posted although the event was there"
+        assert len(target.requests("list_asset_events")) >= 3  # it paged: 121 events, listings of 50
