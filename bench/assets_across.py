@@ -140,23 +140,34 @@ def line(values: list[float]) -> str:
 def markdown(samples: list[Sample], info: dict[str, Any]) -> str:
     native, delivered = column(samples, "native_s"), column(samples, "delivered_s")
     ratio = h.percentile(delivered, 50) / h.percentile(native, 50)
-    rows = [
-        ("native consumer queued (same Airflow)", "native_s"),
-        ("delivered consumer queued (other Airflow)", "delivered_s"),
-        ("  of which: source event recorded by Airflow", "to_source_event_s"),
-        ("  watcher recorded the event (`asset.recorded`)", "to_recorded_s"),
-        ("  target event created (intent + POST)", "to_target_event_s"),
-        ("  delivered consumer queued (target's scheduler)", "to_delivered_queued_s"),
+    chain = [
+        ("the source event's timestamp (Airflow records the outlet)", "to_source_event_s"),
+        ("the watcher records it (`asset.recorded`: hint, round, listing)", "to_recorded_s"),
+        ("the target event's timestamp (intent, POST)", "to_target_event_s"),
+        ("the delivered consumer run queued (the target scheduler's loop)", "to_delivered_queued_s"),
     ]
+    rows = [
+        f"| native consumer run queued (same Airflow) | {line(native)} | |",
+        f"| delivered consumer run queued (other Airflow) | {line(delivered)} | |",
+    ]
+    previous: str | None = None
+    for label, name in chain:
+        steps = [
+            v - (getattr(s, previous) or 0.0 if previous else 0.0)
+            for s in samples
+            if (v := getattr(s, name)) is not None
+        ]
+        rows.append(f"| &nbsp;&nbsp;{label} | {line(column(samples, name))} | {line(steps)} |")
+        previous = name
     out = [
         f"### Assets across deployments, {len(samples)} rounds ({h.now_utc()})",
         "",
         f"Command: `{h.command_line()}`",
         f"Machine: {h.machine_line(info['machine'])}; busy cores while measuring {info['busy_cores']:.2f}",
         "",
-        "| producer task end -> | median (min-max; p90), s |",
-        "| --- | --- |",
-        *(f"| {label} | {line(column(samples, name))} |" for label, name in rows),
+        "| producer task end -> | median (min-max; p90), s | this step alone, s |",
+        "| --- | --- | --- |",
+        *rows,
         "",
         f"Delivered / native median: {ratio:.2f} (target <= {TARGET}): {h.verdict(ratio <= TARGET)}",
     ]
