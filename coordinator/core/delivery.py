@@ -30,6 +30,16 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event
    alone.
 7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
    after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
+8. A new term's look waits for the old term's calls. An entry not written in this leader's current term (its mod
+   revision is below the term's revision, the leader key's create revision: every ledger write is fenced, so only
+   this term's leader can have written above it) may belong to a POST still in flight from a leader whose lease ran
+   out. Until the term's ``look_after`` (its start + the longest an Airflow call can take + a margin, computed by
+   the caller) a look could miss that POST and post a second event, so the delivery is deferred: no write, no
+   call, the entry stays as it is and is due again in a later round (``Done.deferred_until``). An entry this term
+   wrote, and a delivery with no entry, never wait.
+9. (The caller's.) Immediately before a POST the caller checks that its lease is not in doubt and ends the round as
+   on a lost leadership when it is: no POST leaves a leader that may already have been replaced, so rule 8's wait
+   covers every POST of an earlier term.
 """
 
 from __future__ import annotations
@@ -44,6 +54,15 @@ from coordinator.core.assets import MARKER, DeliveryRecord, DeliveryStatus, DueD
 
 #: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """The leader's current term (rule 8): ``revision``, the leader key's create revision (every ledger write of
+    this term has a higher mod revision); ``look_after``, from when an entry of an earlier term may be looked up."""
+
+    revision: int
+    look_after: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +180,8 @@ class Done:
 
     confirmed: bool
     error: str | None = None
+    #: Rule 8: nothing was done; the delivery waits for a POST of an earlier term until then.
+    deferred_until: datetime | None = None
 
 
 Instruction = WriteLedger | Resolve | Look | Post | Done
@@ -196,12 +217,17 @@ class ProtocolError(AssertionError):
     """An event that cannot happen at this step: a bug in the caller."""
 
 
-def start(due: DueDelivery, now: datetime, watcher: str, error_retry_s: float) -> tuple[DeliveryState, Instruction]:
-    """Rule 1 (or 6): the first instruction of a due delivery."""
+def start(
+    due: DueDelivery, now: datetime, watcher: str, error_retry_s: float, term: Term
+) -> tuple[DeliveryState, Instruction]:
+    """Rule 1 (or 6, or 8): the first instruction of a due delivery."""
     fact = due.event.fact
     record = due.record
     if record is not None and record.status is DeliveryStatus.DONE:
         return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
+    if record is not None and due.ledger_rev < term.revision and now < term.look_after:
+        # Rule 8: before the write, or the rewritten entry would look like this term's own once the wait is over.
+        return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False, deferred_until=term.look_after)
     if record is None:
         record = DeliveryRecord(
             status=DeliveryStatus.PENDING,
