@@ -378,6 +378,8 @@ class AssetJob:
     async def _post(self, client: AirflowClient, target: str, ins: delivery.Post) -> delivery.Event:
         """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s``."""
         if not self.leading():
+            log.warning("asset.post_withheld target=%s uri=%s marker=%s reason=lease_in_doubt",
+                        target, ins.asset.uri, ins.extra.get(MARKER))  # fmt: skip
             raise LeadershipLost(f"{self.watcher_id}: lease in doubt before posting to {target}: nothing sent")
         info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
         try:
