@@ -24,6 +24,7 @@ from coordinator.core.assets import (
     is_delivered_copy,
     prunable,
     targets_of,
+    why_asset,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -378,3 +379,14 @@ def test_every_source_event_reaches_the_target_exactly_once_in_order_whatever_fa
     for i in set(ids):
         record, _ = world.ledger[("team_b", "team_a", URI, i)]
         assert record.status is DeliveryStatus.DONE and record.target_event_id is not None
+
+
+def test_why_asset_says_a_delivery_of_an_earlier_term_waits_for_the_earlier_leaders_calls() -> None:
+    """`why asset` on a pending entry written before the current leader's term names the writer and rule 8's wait;
+    an entry of the current term does not."""
+    key = ("team_b", "team_a", URI, 7)
+    before = why_asset(URI, ROUTES, [fact(7)], Ledger({key: (pending(), 49)}), leader_rev=50)
+    assert "written by old before the current leader took over (revision 50)" in before[-1], before
+    assert "COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover" in before[-1], before
+    current = why_asset(URI, ROUTES, [fact(7)], Ledger({key: (pending(), 51)}), leader_rev=50)
+    assert "being delivered" in current[-1] and "earlier lease" not in current[-1], current

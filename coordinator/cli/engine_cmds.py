@@ -470,6 +470,13 @@ async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
     )
 
 
+async def _leader_revision(settings: Settings) -> int | None:
+    """The leader key's create revision (the current term, delivery rule 8); None while nobody leads."""
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        kv = await store.get(settings.keys.leader)
+    return kv.create_revision if kv is not None else None
+
+
 def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
     try:
@@ -477,7 +484,8 @@ def _why_asset(uri: str, etcd: str | None, prefix: str | None, deps: Path | None
     except SpecError as exc:
         fail(str(exc))
     events, ledger = run_async(lambda: _read_assets(settings))
-    for line in why_asset(uri, graph.asset_routes, events, ledger):
+    leader = run_async(lambda: _leader_revision(settings))
+    for line in why_asset(uri, graph.asset_routes, events, ledger, leader):
         out.print(line, markup=False, soft_wrap=True)
 
 

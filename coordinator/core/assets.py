@@ -350,8 +350,17 @@ def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAss
     return found
 
 
-def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEvent], ledger: Ledger) -> list[str]:
-    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused."""
+def why_asset(
+    uri: str,
+    routes: Sequence[AssetRoute],
+    events: Sequence[SourceEvent],
+    ledger: Ledger,
+    leader_rev: int | None = None,
+) -> list[str]:
+    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused.
+
+    ``leader_rev``: the leader key's create revision (None: nobody leads); an unfinished entry written before it waits
+    for the earlier leader's calls (delivery rule 8) and says so."""
     mine = [e for e in events if e.fact.uri == uri or e.fact.name == uri]
     names = {e.fact.name for e in mine if e.fact.name}
     routed = [(i, r) for i, r in enumerate(routes) if r.matches(uri, None) or any(r.matches(uri, n) for n in names)]
@@ -382,5 +391,12 @@ def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEve
                 line += f"; next {event}: refused ({record.last_error}), retried at {retry}"
             else:
                 line += f"; next {event}: intent recorded at {record.requested_at.isoformat()}, being delivered"
+            if record is not None and leader_rev is not None and head.ledger_rev < leader_rev:
+                by = record.watcher or "an earlier leader"
+                line += (
+                    f"; written by {by} before the current leader took over (revision {leader_rev}): looked up in "
+                    f"{stream.target} only once any POST sent under the earlier lease has been answered or timed out "
+                    "(COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover, delivery rule 8)"
+                )
         lines.append(line)
     return lines
