@@ -31,6 +31,7 @@ Rules:
    and immediately before each POST the job asks ``leading()`` (the election's local lease deadline) and raises
    LeadershipLost when it says no. The POST itself is bounded by ``call_timeout_s`` as a whole (both exchanges of
    the client's refresh-and-retry included), so "the longest an Airflow call can take" is a bound, not a hope.
+   A deferred delivery asks for a round at its ``look_after`` (``soon``), and is logged once per term.
 7. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
@@ -316,6 +317,8 @@ class AssetJob:
         etcd_key = self.keys.delivery_key(*key)
         state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
         if isinstance(instruction, delivery.Done) and instruction.deferred_until is not None:
+            # A round when the wait ends, not up to an interval later (the queue keeps the earliest delay of a key).
+            self.soon(max(0.0, (instruction.deferred_until - now).total_seconds()))
             if self._deferred.get(key) != term.revision:
                 self._deferred[key] = term.revision
                 log.info(
