@@ -6,6 +6,7 @@ in order. The job lists at most ``list_limit`` events per call: small here, 10,0
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -50,7 +51,8 @@ async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClie
     return AssetJob(
         store=store, keys=AssetKeys(prefix), graph=lambda: SPEC, clients=clients,
         fence=lambda: Fence(leader, kv.create_revision), watcher_id="w1", metrics=Metrics(), interval_s=2.0,
-        lookback_s=86400.0, started_at=start, list_limit=50,
+        lookback_s=86400.0, started_at=start, list_limit=50, leading=lambda: True,
+        term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,  # a term long begun: no rule 8 wait
     )  # fmt: skip
 
 

@@ -7,6 +7,7 @@ after a prune, later rounds re-listing the source never record or deliver a prun
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -78,7 +79,8 @@ class Harness:
         self.job = AssetJob(
             store=store, keys=world.keys, graph=lambda: graph, clients=self.clients, fence=lambda: self.fence,
             watcher_id="w1", metrics=Metrics(), interval_s=2.0, lookback_s=30 * 86400.0, error_retry_s=3600.0,
-            retention=retention,
+            retention=retention, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
+            call_timeout_s=5.0,
         )  # fmt: skip
 
     async def close(self) -> None:

@@ -26,12 +26,15 @@ from coordinator.core.assets import (
     prunable,
     streams,
     targets_of,
+    why_asset,
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URI = "s3://lake/orders"
 ROUTES = (AssetRoute("s3://lake/*", "team_a", ("team_b",)),)
 RETRY_S = 30.0
+#: A term that began long ago (rule 8 never defers under it): for the rules that are not about terms.
+OLD_TERM = d.Term(revision=1, look_after=NOW - timedelta(hours=1))
 
 
 def fact(event_id: int, uri: str = URI, partition_key: str | None = None) -> SourceEvent:
@@ -51,7 +54,7 @@ ASSET = d.TargetAsset(asset_id=3, uri=URI)
 
 
 def recorded(item: DueDelivery, rev: int = 10) -> tuple[d.DeliveryState, d.Instruction]:
-    state, _ = d.start(item, NOW, "w1", RETRY_S)
+    state, _ = d.start(item, NOW, "w1", RETRY_S, OLD_TERM)
     return d.step(state, d.LedgerWritten(rev), NOW)
 
 
@@ -118,14 +121,14 @@ def test_retention_prunes_only_old_delivered_events_the_audit_can_no_longer_list
 
 def test_rule1_a_delivery_starts_with_a_pending_entry_compared_with_the_planned_revision() -> None:
     """The first instruction writes a pending entry guarded by the revision the planner saw."""
-    _, first = d.start(due(rev=0), NOW, "w1", RETRY_S)
+    _, first = d.start(due(rev=0), NOW, "w1", RETRY_S, OLD_TERM)
     assert isinstance(first, d.WriteLedger) and first.expected_rev == 0
     assert first.record.status is DeliveryStatus.PENDING and first.record.event_id == 7
 
 
 def test_rule1_a_moved_entry_ends_the_attempt_without_any_call() -> None:
     """A lost compare-and-swap ends the attempt: nothing is resolved or posted."""
-    state, _ = d.start(due(), NOW, "w1", RETRY_S)
+    state, _ = d.start(due(), NOW, "w1", RETRY_S, OLD_TERM)
     _, nxt = d.step(state, d.LedgerMoved(), NOW)
     assert isinstance(nxt, d.Done) and not nxt.confirmed
 
@@ -207,7 +210,7 @@ def refused(skip: SkipRequest | None = SKIP) -> DeliveryRecord:
                           last_error="422", retry_at=NOW, skip=skip)  # fmt: skip
 
 
-def test_rule8_a_skip_request_is_applied_where_the_post_would_come_and_nothing_is_posted() -> None:
+def test_rule10_a_skip_request_is_applied_where_the_post_would_come_and_nothing_is_posted() -> None:
     """An entry with a skip request looks first; nothing found: it becomes skipped, with no POST, and the attempt
     says so."""
     state, _ = recorded(due(record=refused(), rev=5))
@@ -220,7 +223,7 @@ def test_rule8_a_skip_request_is_applied_where_the_post_would_come_and_nothing_i
     assert done == d.Done(confirmed=False, skipped=True)
 
 
-def test_rule8_a_skip_never_hides_a_delivery_that_happened() -> None:
+def test_rule10_a_skip_never_hides_a_delivery_that_happened() -> None:
     """The look-up finds the event in the target: the entry is confirmed done, not skipped."""
     state, _ = recorded(due(record=refused(), rev=5))
     state, _ = d.step(state, d.Resolved(ASSET), NOW)
@@ -229,7 +232,7 @@ def test_rule8_a_skip_never_hides_a_delivery_that_happened() -> None:
     assert write.record.target_event_id == 41
 
 
-def test_rule8_an_asset_the_target_does_not_know_is_skipped_on_request() -> None:
+def test_rule10_an_asset_the_target_does_not_know_is_skipped_on_request() -> None:
     """No such asset in the target (no copy can be there): a skip request gives it up instead of waiting."""
     state, _ = recorded(due(record=refused(), rev=5))
     _, write = d.step(state, d.Resolved(None), NOW)
@@ -249,8 +252,56 @@ def test_rule16g_a_skipped_event_is_settled_counted_apart_and_the_next_one_is_du
 def test_rule6_a_done_entry_is_left_alone() -> None:
     """A delivery already done does nothing at all."""
     done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=7, uri=URI, requested_at=NOW)
-    _, first = d.start(due(record=done, rev=3), NOW, "w1", RETRY_S)
+    _, first = d.start(due(record=done, rev=3), NOW, "w1", RETRY_S, OLD_TERM)
     assert isinstance(first, d.Done) and not first.confirmed
+
+
+# -- rule 8: a new term's look waits for the old term's calls --------------------------------------------------------
+
+TERM = d.Term(revision=50, look_after=NOW + timedelta(seconds=12))
+
+
+def pending(status: DeliveryStatus = DeliveryStatus.PENDING) -> DeliveryRecord:
+    return DeliveryRecord(status=status, source="team_a", event_id=7, uri=URI, requested_at=NOW, watcher="old")
+
+
+def test_rule8_an_entry_of_an_earlier_term_waits_without_any_write_until_look_after() -> None:
+    """A pending or error entry written before the term began: nothing is written or called until look_after."""
+    for record in (pending(), pending(DeliveryStatus.ERROR)):
+        state, first = d.start(due(record=record, rev=49), NOW + timedelta(seconds=11), "w1", RETRY_S, TERM)
+        assert isinstance(first, d.Done) and not first.confirmed and first.error is None
+        assert first.deferred_until == TERM.look_after
+        assert state.record == record, "a deferral must leave the entry as it is"
+
+
+def test_rule8_after_look_after_the_entry_of_an_earlier_term_is_looked_up() -> None:
+    """At look_after the earlier term's entry is taken over (fenced write) and looked up before any post."""
+    state, first = d.start(due(record=pending(), rev=49), TERM.look_after, "w1", RETRY_S, TERM)
+    assert isinstance(first, d.WriteLedger) and first.expected_rev == 49
+    state, resolve = d.step(state, d.LedgerWritten(51), TERM.look_after)
+    assert isinstance(resolve, d.Resolve) and resolve.fresh
+    _, look = d.step(state, d.Resolved(ASSET), TERM.look_after)
+    assert isinstance(look, d.Look)
+
+
+def test_rule8_this_terms_own_entries_and_new_deliveries_never_wait() -> None:
+    """An entry written in this term (a revision above the term's) and a delivery with no entry start at once."""
+    _, own = d.start(due(record=pending(), rev=51), NOW, "w1", RETRY_S, TERM)
+    assert isinstance(own, d.WriteLedger)
+    _, new = d.start(due(), NOW, "w1", RETRY_S, TERM)
+    assert isinstance(new, d.WriteLedger) and new.expected_rev == 0
+
+
+def test_rule8_a_skip_request_written_in_this_term_does_not_hide_an_earlier_terms_entry() -> None:
+    """The operator's skip request rewrites the entry (a revision above the term's) without a fence: the entry is
+    still judged by its last leader write and waits until look_after, so an old leader's POST is found, not skipped."""
+    request = SKIP.model_copy(update={"entry_rev": 49})
+    record = pending(DeliveryStatus.ERROR).model_copy(update={"skip": request})
+    _, first = d.start(due(record=record, rev=60), NOW, "w1", RETRY_S, TERM)
+    assert isinstance(first, d.Done) and first.deferred_until == TERM.look_after
+    own = record.model_copy(update={"skip": SKIP.model_copy(update={"entry_rev": 55})})
+    _, now_first = d.start(due(record=own, rev=60), NOW, "w1", RETRY_S, TERM)
+    assert isinstance(now_first, d.WriteLedger), "an entry this term's leader wrote last does not wait"
 
 
 # -- the search: crash at every step, lost answers, duplicate facts, stale ids ----------------------------------------
@@ -270,15 +321,36 @@ class Target:
         self.events = [(i, new if a == old else a, x) for i, a, x in self.events]
 
 
+#: The search's watcher: the longest an Airflow call can take, and rule 8's margin on top (as the job computes it).
+CALL_TIMEOUT_S = 10.0
+TERM_MARGIN_S = 2.0
+
+
 @dataclass
 class World:
     target: Target = field(default_factory=Target)
     ledger: dict[tuple[str, str, str, int], tuple[DeliveryRecord, int]] = field(default_factory=dict)
     rev: int = 0
     cache: dict[str, d.TargetAsset] = field(default_factory=dict)
+    term: d.Term = OLD_TERM
+    #: POSTs sent by a leader that died before they reached Airflow: (lands at, asset id, extra), landing in order.
+    in_flight: list[tuple[datetime, int, dict[str, object]]] = field(default_factory=list)
 
-    def perform(self, key: tuple[str, str, str, int], ins: d.Instruction, fault: str) -> d.Event | None:
+    def new_term(self, now: datetime) -> None:
+        """A crash: the next leader creates the leader key (one revision) and waits rule 8's time for old calls."""
+        self.rev += 1
+        self.term = d.Term(self.rev, now + timedelta(seconds=CALL_TIMEOUT_S + TERM_MARGIN_S))
+
+    def land(self, now: datetime) -> None:
+        """In-flight POSTs whose time came: Airflow creates their events now (a client that went away changes
+        nothing)."""
+        for item in [x for x in self.in_flight if x[0] <= now]:
+            self.in_flight.remove(item)
+            self.target.events.append((len(self.target.events) + 1, item[1], item[2]))
+
+    def perform(self, key: tuple[str, str, str, int], ins: d.Instruction, fault: str, now: datetime) -> d.Event | None:
         """Do ``ins`` (unless the fault says it never happened); None: the watcher crashed before the answer."""
+        self.land(now)
         if fault == "recreate":
             self.target.recreate(URI)
         if fault == "crash_before":
@@ -302,6 +374,12 @@ class World:
         elif isinstance(ins, d.Post):
             if self.target.asset_ids.get(ins.asset.uri) != ins.asset.asset_id:
                 return d.NotFound("asset id not found")
+            if fault.startswith("in_flight"):
+                # Sent, then the leader died (or lost its lease) before Airflow created the event: it lands later,
+                # but within the call timeout of when it was sent.
+                late = CALL_TIMEOUT_S if fault == "in_flight_slow" else 0.5
+                self.in_flight.append((now + timedelta(seconds=late), ins.asset.asset_id, dict(ins.extra)))
+                return None
             new_id = len(self.target.events) + 1
             self.target.events.append((new_id, ins.asset.asset_id, dict(ins.extra)))
             answer = d.Posted(new_id)
@@ -313,16 +391,21 @@ class World:
 
     def attempt(self, item: DueDelivery, now: datetime, faults: list[str]) -> None:
         key = (item.target, item.event.source, item.event.fact.uri, item.event.fact.event_id)
-        state, ins = d.start(item, now, "w", RETRY_S)
+        state, ins = d.start(item, now, "w", RETRY_S, self.term)
         while not isinstance(ins, d.Done):
             fault = faults.pop(0) if faults else "ok"
-            answer = self.perform(key, ins, fault)
+            answer = self.perform(key, ins, fault, now)
             if answer is None:
-                return  # crashed: the next attempt starts from the ledger
+                self.new_term(now)
+                return  # crashed: the next leader starts from the ledger
             state, ins = d.step(state, answer, now)
 
 
-FAULTS = st.sampled_from(["ok", "ok", "ok", "crash_before", "crash_after", "lost", "recreate"])
+FAULTS = st.sampled_from(
+    ["ok", "ok", "ok", "crash_before", "crash_after", "lost", "recreate", "in_flight_fast", "in_flight_slow"]
+)
+#: Seconds between two rounds: short ones let a new leader come back while an old POST is still in flight.
+STEPS = st.lists(st.sampled_from([0.5, 1.0, 3.0, 31.0]), max_size=30)
 
 
 @settings(max_examples=300, deadline=None)
@@ -330,27 +413,41 @@ FAULTS = st.sampled_from(["ok", "ok", "ok", "crash_before", "crash_after", "lost
     ids=st.lists(st.integers(1, 50), min_size=1, max_size=6),
     faults=st.lists(FAULTS, max_size=40),
     duplicates=st.integers(0, 3),
+    steps=STEPS,
 )
 def test_every_source_event_reaches_the_target_exactly_once_in_order_whatever_fails(
-    ids: list[int], faults: list[str], duplicates: int
+    ids: list[int], faults: list[str], duplicates: int, steps: list[float]
 ) -> None:
-    """Crashes before/after any step, lost answers, stale asset ids and duplicate facts: one event per source event."""
+    """Crashes before/after any step, lost answers, POSTs still in flight when their leader died, stale asset ids and
+    duplicate facts: one event per source event."""
     world = World()
     # Duplicate facts (the audit's overlapping windows): the same event id listed more than once.
     events = [fact(i) for i in ids] + [fact(i) for i in ids[:duplicates]]
     now = NOW
     for _ in range(200):
         due_now = due_deliveries(events, Ledger(dict(world.ledger)), ROUTES, now)
-        if not due_now:
+        if not due_now and all(r.status is DeliveryStatus.DONE for r, _ in world.ledger.values()):
             break
         for item in due_now:
             world.attempt(item, now, faults)
-        now += timedelta(seconds=RETRY_S + 1)
+        now += timedelta(seconds=steps.pop(0) if steps else RETRY_S + 1)
     else:  # pragma: no cover - would be a livelock
         raise AssertionError("deliveries did not converge")
+    world.land(now + timedelta(seconds=CALL_TIMEOUT_S))  # anything still in flight lands: it must not be a second
     markers = [str(x[MARKER]) for _, _, x in world.target.events]
     expected = [f"team_a:{i}" for i in sorted(set(ids))]
     assert markers == expected  # exactly once each, and in the source's order
     for i in set(ids):
         record, _ = world.ledger[("team_b", "team_a", URI, i)]
         assert record.status is DeliveryStatus.DONE and record.target_event_id is not None
+
+
+def test_why_asset_says_a_delivery_of_an_earlier_term_waits_for_the_earlier_leaders_calls() -> None:
+    """`why asset` on a pending entry written before the current leader's term names the writer and rule 8's wait;
+    an entry of the current term does not."""
+    key = ("team_b", "team_a", URI, 7)
+    before = why_asset(URI, ROUTES, [fact(7)], Ledger({key: (pending(), 49)}), leader_rev=50)
+    assert "written by old before the current leader took over (revision 50)" in before[-1], before
+    assert "COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover" in before[-1], before
+    current = why_asset(URI, ROUTES, [fact(7)], Ledger({key: (pending(), 51)}), leader_rev=50)
+    assert "being delivered" in current[-1] and "earlier lease" not in current[-1], current

@@ -623,6 +623,25 @@ def test_acquire_with_timeout_returns_false_while_held(etcd_settings: EtcdSettin
     run_coro(scenario())
 
 
+def test_each_term_starts_when_its_create_was_answered(etcd_settings: EtcdSettings, etcd_prefix: str) -> None:
+    """term_started (delivery rule 8's clock) falls between the call and the return of the acquire that won, and a
+    term won again after a resignation starts later, under a higher fence revision."""
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            election = store.election(f"{etcd_prefix}/leader", "me", ttl=5)
+            before = time.monotonic()
+            assert await election.acquire(timeout=5)
+            first, first_rev = election.term_started, election.fence.create_revision
+            assert before <= first <= time.monotonic()
+            await election.resign()
+            assert await election.acquire(timeout=5)
+            assert election.term_started > first and election.fence.create_revision > first_rev
+            await election.resign()
+
+    run_coro(scenario())
+
+
 def test_election_hands_over_when_the_leader_process_is_killed(etcd_endpoint: str, etcd_prefix: str) -> None:
     """When the leader's process is SIGKILLed, a standby acquires within TTL + 2 s."""
     ttl = 2

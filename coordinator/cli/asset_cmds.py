@@ -1,6 +1,6 @@
 """What the CLI says and does about shared assets (semantics rules 16-17): the ``status`` table of their streams,
 ``why asset URI``, and ``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``, which gives up one asset
-delivery an operator knows will never succeed (semantics rule 16g, delivery rule 8), so its stream's later events
+delivery an operator knows will never succeed (semantics rule 16g, delivery rule 10), so its stream's later events
 move on.
 
 Rules (of ``skip-event``):
@@ -90,7 +90,9 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
                 return f"{what} is already delivered (target event #{record.target_event_id}): nothing to skip"
             if record.status is DeliveryStatus.SKIPPED:
                 return f"{what} is already skipped: nothing to do"
-            updated = record.model_copy(update={"skip": request})
+            # Delivery rule 8 needs the revision of the leader's last write, not of this unfenced one.
+            entry_rev = record.skip.entry_rev if record.skip is not None else kv.mod_revision
+            updated = record.model_copy(update={"skip": request.model_copy(update={"entry_rev": entry_rev})})
             if (await store.cas(key, updated.model_dump_json().encode(), kv.mod_revision)).succeeded:
                 return (
                     f"skip requested for {what} (it was {record.status.value}): the leading watcher gives it up at its "
@@ -111,6 +113,15 @@ async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
     )
 
 
+async def _leader_revision(settings: Settings) -> int | None:
+    """The leader key's create revision (the current term, delivery rule 8); None while nobody leads."""
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        kv = await store.get(settings.keys.leader)
+    return kv.create_revision if kv is not None else None
+
+
 def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
     try:
@@ -118,7 +129,8 @@ def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path |
     except SpecError as exc:
         fail(str(exc))
     events, ledger = run_async(lambda: _read_assets(settings))
-    for line in why_asset(uri, graph.asset_routes, events, ledger):
+    leader = run_async(lambda: _leader_revision(settings))
+    for line in why_asset(uri, graph.asset_routes, events, ledger, leader):
         out.print(line, markup=False, soft_wrap=True)
 
 

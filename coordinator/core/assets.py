@@ -20,7 +20,7 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments
 16f. Retention (:func:`prunable`): an old event settled in every target its routes name, not the newest of its
      (source, asset) and out of its source's listing window, may be deleted with its delivery entries.
 16g. A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader applied instead
-     of a POST, ``core/delivery.py`` rule 8): the stream's next event becomes due, retention may prune it, and
+     of a POST, ``core/delivery.py`` rule 10): the stream's next event becomes due, retention may prune it, and
      ``status`` counts it apart (``skipped``), never as delivered.
 """
 
@@ -61,6 +61,10 @@ class SkipRequest(BaseModel):
     by: str
     at: datetime
     reason: str = ""
+    #: The entry's mod revision when the request was added: the last write of a leader (delivery rule 8 judges
+    #: whether that write is of the current term by it, not by the request's own, unfenced write). 0: unknown, so
+    #: the entry counts as an earlier term's (the safe side: the leader waits before it looks).
+    entry_rev: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,8 +385,17 @@ def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAss
     return found
 
 
-def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEvent], ledger: Ledger) -> list[str]:
-    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused."""
+def why_asset(
+    uri: str,
+    routes: Sequence[AssetRoute],
+    events: Sequence[SourceEvent],
+    ledger: Ledger,
+    leader_rev: int | None = None,
+) -> list[str]:
+    """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused.
+
+    ``leader_rev``: the leader key's create revision (None: nobody leads); an unfinished entry written before it waits
+    for the earlier leader's calls (delivery rule 8) and says so."""
     mine = [e for e in events if e.fact.uri == uri or e.fact.name == uri]
     names = {e.fact.name for e in mine if e.fact.name}
     routed = [(i, r) for i, r in enumerate(routes) if r.matches(uri, None) or any(r.matches(uri, n) for n in names)]
@@ -419,5 +432,12 @@ def why_asset(uri: str, routes: Sequence[AssetRoute], events: Sequence[SourceEve
                          f"--from {stream.source} --to {stream.target} --reason TEXT")  # fmt: skip
             else:
                 line += f"; next {event}: intent recorded at {record.requested_at.isoformat()}, being delivered"
+            if record is not None and leader_rev is not None and head.ledger_rev < leader_rev:
+                by = record.watcher or "an earlier leader"
+                line += (
+                    f"; written by {by} before the current leader took over (revision {leader_rev}): looked up in "
+                    f"{stream.target} only once any POST sent under the earlier lease has been answered or timed out "
+                    "(COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover, delivery rule 8)"
+                )
         lines.append(line)
     return lines

@@ -30,10 +30,21 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event
    alone.
 7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
    after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
-8. Skip (``core/assets.py`` rule 16g). An entry carrying an operator's skip request is given up where a POST would
-   come: after its look-up found nothing (an entry with a request is never fresh), or when the target does not know
-   the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up that finds the
-   event confirms it ``done`` as always: a skip never hides a delivery that happened.
+8. A new term's look waits for the old term's calls. An entry not written in this leader's current term (its mod
+   revision is below the term's revision, the leader key's create revision: every ledger write is fenced, so only
+   this term's leader can have written above it) may belong to a POST still in flight from a leader whose lease ran
+   out. Until the term's ``look_after`` (its start + the longest an Airflow call can take + a margin, computed by
+   the caller) a look could miss that POST and post a second event, so the delivery is deferred: no write, no
+   call, the entry stays as it is and is due again in a later round (``Done.deferred_until``). An entry this term
+   wrote, and a delivery with no entry, never wait. An entry with a skip request (rule 10) is judged by the revision
+   its last leader write had (``SkipRequest.entry_rev``), since the request itself is not a leader's write.
+9. (The caller's.) Immediately before a POST the caller checks that its lease is not in doubt and ends the round as
+   on a lost leadership when it is: no POST leaves a leader that may already have been replaced, so rule 8's wait
+   covers every POST of an earlier term.
+10. Skip (``core/assets.py`` rule 16g). An entry carrying an operator's skip request is given up where a POST would
+    come: after its look-up found nothing (an entry with a request is never fresh), or when the target does not know
+    the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up that finds the
+    event confirms it ``done`` as always: a skip never hides a delivery that happened.
 """
 
 from __future__ import annotations
@@ -48,6 +59,15 @@ from coordinator.core.assets import MARKER, SETTLED, DeliveryRecord, DeliverySta
 
 #: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """The leader's current term (rule 8): ``revision``, the leader key's create revision (every ledger write of
+    this term has a higher mod revision); ``look_after``, from when an entry of an earlier term may be looked up."""
+
+    revision: int
+    look_after: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +181,13 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request (rule 8)."""
+    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request (rule 10)."""
 
     confirmed: bool
     error: str | None = None
     skipped: bool = False
+    #: Rule 8: nothing was done; the delivery waits for a POST of an earlier term until then.
+    deferred_until: datetime | None = None
 
 
 Instruction = WriteLedger | Resolve | Look | Post | Done
@@ -202,12 +224,19 @@ class ProtocolError(AssertionError):
     """An event that cannot happen at this step: a bug in the caller."""
 
 
-def start(due: DueDelivery, now: datetime, watcher: str, error_retry_s: float) -> tuple[DeliveryState, Instruction]:
-    """Rule 1 (or 6): the first instruction of a due delivery."""
+def start(
+    due: DueDelivery, now: datetime, watcher: str, error_retry_s: float, term: Term
+) -> tuple[DeliveryState, Instruction]:
+    """Rule 1 (or 6, or 8): the first instruction of a due delivery."""
     fact = due.event.fact
     record = due.record
     if record is not None and record.status in SETTLED:
         return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
+    # Rule 8 judges the last LEADER write: an operator's skip request (rule 10) rewrites the entry without a fence.
+    written = record.skip.entry_rev if record is not None and record.skip is not None else due.ledger_rev
+    if record is not None and written < term.revision and now < term.look_after:
+        # Rule 8: before the write, or the rewritten entry would look like this term's own once the wait is over.
+        return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False, deferred_until=term.look_after)
     if record is None:
         record = DeliveryRecord(
             status=DeliveryStatus.PENDING,
@@ -238,7 +267,7 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
     if state.step is Step.RESOLVING and isinstance(event, Resolved):
         if event.asset is None:
             if state.record.skip is not None:
-                return _skip(state, now)  # rule 8: no asset there, so no copy either
+                return _skip(state, now)  # rule 10: no asset there, so no copy either
             # Rule 2: not a lost event; it waits for the target to know the asset.
             error = f"asset {state.record.uri} is not known in the target: pending until it is"
             return _error(state, f"AssetUnknown: {error}", state.error_retry_s, now)
@@ -283,7 +312,7 @@ def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruc
 
 def _post(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
     if state.record.skip is not None:
-        return _skip(state, now)  # rule 8: where the POST would come
+        return _skip(state, now)  # rule 10: where the POST would come
     assert state.asset is not None
     # Rule 4: an Airflow 2 target has no partition keys.
     key = None if state.asset.v1 else state.record.partition_key
@@ -307,7 +336,7 @@ def _confirm(state: DeliveryState, target_event_id: int, now: datetime) -> tuple
 
 
 def _skip(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
-    """Rule 8: the entry becomes ``skipped``; nothing is posted."""
+    """Rule 10: the entry becomes ``skipped``; nothing is posted."""
     skipped = state.record.model_copy(
         update={"status": DeliveryStatus.SKIPPED, "done_at": now, "retry_at": None, "last_error": None}
     )

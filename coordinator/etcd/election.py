@@ -44,6 +44,9 @@ class Election:
         self._fence: Fence | None = None
         self._lease_id = 0
         self._deadline = 0.0  # monotonic time after which etcd may already have expired our lease
+        #: Monotonic time the current term began: when our create of the key was answered. Any earlier leader's lease
+        #: had expired in etcd before that create committed, so whatever it sent while leading was sent before this.
+        self.term_started = 0.0
         self._suspect = False  # the last keepalive failed; not leading until one succeeds
         self._task: asyncio.Task[None] | None = None
 
@@ -107,6 +110,7 @@ class Election:
 
     def _won(self, fence: Fence, lease_id: int, deadline: float) -> None:
         self._fence, self._lease_id, self._deadline, self._suspect = fence, lease_id, deadline, False
+        self.term_started = time.monotonic()
         self.lost = asyncio.Event()
         self._task = asyncio.create_task(self._keep_alive(), name=f"election-keepalive:{self.key}")
         log.info(

@@ -30,13 +30,22 @@ Rules:
    may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
    Only events read at the round's start are deleted (their mod revisions are what the transaction compares), so
    an event recorded in a round is pruned at the earliest in the next.
-6. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
+6. Delivery rules 8 and 9 (``core/delivery.py``), the leader-lease race: every round computes its term (the fence's
+   revision; ``look_after`` = the term's start + :attr:`AssetJob.call_timeout_s` + :data:`TERM_MARGIN_S`), so an
+   entry of an earlier term is looked up only once any POST sent under that term's lease has answered or timed out;
+   and immediately before each POST the job asks ``leading()`` (the election's local lease deadline) and raises
+   LeadershipLost when it says no. The POST itself is bounded by ``call_timeout_s`` as a whole (both exchanges of
+   the client's refresh-and-retry included), so "the longest an Airflow call can take" is a bound, not a hope.
+   A deferred delivery asks for a round at its ``look_after`` (``soon``), and is logged once per term.
+7. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -64,7 +73,7 @@ from coordinator.core.assets import (
     targets_of,
 )
 from coordinator.core.graph import Graph
-from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable
+from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
@@ -78,6 +87,10 @@ OVERLAP_S = 60.0
 #: The look-up of delivery rule 3 scans the target asset's events from this long before the intent (clocks of the
 #: watcher's and the target's hosts may differ by this much).
 LOOK_MARGIN = timedelta(minutes=10)
+#: Rule 6: added to the call timeout before a new term looks up an earlier term's entry. It covers what the timeout
+#: does not: the old leader's event loop between its lease check and the start of the timed call (a busy loop, a GC
+#: pause shorter than the lease margin) and the clock-rate drift between two hosts over a few seconds.
+TERM_MARGIN_S = 2.0
 #: Deliveries driven in one round at most (rule 2): a backlog drains over a few rounds, never one endless round.
 MAX_PER_ROUND = 1000
 #: Rule 1a: the first sooner round after a listing stopped at an unreadable event (the usual case, a consumer run
@@ -104,6 +117,13 @@ class AssetJob:
     watcher_id: str
     metrics: Metrics
     interval_s: float
+    #: Rule 6: the election's "this watcher leads and its lease cannot have expired yet", asked before each POST.
+    leading: Callable[[], bool]
+    #: Rule 6: the monotonic time the current term began (``Election.term_started``).
+    term_started: Callable[[], float]
+    #: Rule 6: the longest an Airflow call can take (the clients' timeout, ``COORDINATOR_AIRFLOW_TIMEOUT_S``); every
+    #: watcher of a deployment must use the same value, since a new leader waits for the old one's calls by its own.
+    call_timeout_s: float
     lookback_s: float = 0.0
     error_retry_s: float = 30.0
     #: Rule 5: delivered events older than this are pruned (None: kept).
@@ -126,6 +146,8 @@ class AssetJob:
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
     _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
+    #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term, not per round.
+    _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
 
     async def run_once(self, now: datetime) -> None:
         routes = self.graph().asset_routes
@@ -136,12 +158,13 @@ class AssetJob:
         events = await self._read_events()
         ledger = await self._read_ledger()
         recorded = await self._record(routes, events, now)
+        term = self.term(now)
         delivered = errors = 0
         for _ in range(MAX_PER_ROUND):
             due = due_deliveries(list(events.values()), Ledger(ledger), routes, now)
             progress = False
             for item in due:
-                outcome = await self._deliver(item, now, ledger)
+                outcome = await self._deliver(item, now, ledger, term)
                 progress |= outcome is True
                 delivered += outcome is True
                 errors += outcome is False
@@ -157,6 +180,13 @@ class AssetJob:
                 "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d pruned=%d",
                 len(events), recorded, delivered, errors, sum(pending.values()), pruned,
             )  # fmt: skip
+
+    def term(self, now: datetime) -> delivery.Term:
+        """Rule 6: this round's term; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
+        revision = self.fence().create_revision  # raises LeadershipLost: no round without leading
+        elapsed = time.monotonic() - self.term_started()
+        wait = self.call_timeout_s + TERM_MARGIN_S - elapsed
+        return delivery.Term(revision, now + timedelta(seconds=wait))
 
     # ------------------------------------------------------------ reading
 
@@ -295,14 +325,26 @@ class AssetJob:
     # ------------------------------------------------------------ rule 2: one delivery through the protocol
 
     async def _deliver(
-        self, item: DueDelivery, now: datetime, ledger: dict[Key, tuple[DeliveryRecord, int]]
+        self, item: DueDelivery, now: datetime, ledger: dict[Key, tuple[DeliveryRecord, int]], term: delivery.Term
     ) -> bool | None:
-        """Drive one due delivery; True: confirmed (or skipped, rule 8), False: an error was recorded, None: nothing
+        """Drive one due delivery; True: confirmed (or skipped, rule 10), False: an error was recorded, None: nothing
         happened."""
         fact = item.event.fact
         key: Key = (item.target, item.event.source, fact.uri, fact.event_id)
         etcd_key = self.keys.delivery_key(*key)
-        state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s)
+        state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
+        if isinstance(instruction, delivery.Done) and instruction.deferred_until is not None:
+            # A round when the wait ends, not up to an interval later (the queue keeps the earliest delay of a key).
+            self.soon(max(0.0, (instruction.deferred_until - now).total_seconds()))
+            if self._deferred.get(key) != term.revision:
+                self._deferred[key] = term.revision
+                log.info(
+                    "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
+                    "reason=entry_of_an_earlier_term",
+                    item.event.source, item.target, fact.uri, fact.event_id,
+                    instruction.deferred_until.isoformat(), state.record.watcher or "-",
+                )  # fmt: skip
+            return None
         while not isinstance(instruction, delivery.Done):
             answer = await self._perform(item.target, etcd_key, instruction)
             if isinstance(instruction, delivery.WriteLedger) and isinstance(answer, delivery.LedgerWritten):
@@ -348,9 +390,7 @@ class AssetJob:
             if isinstance(ins, delivery.Look):
                 return delivery.Looked(await self._look(client, ins))
             if isinstance(ins, delivery.Post):
-                info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
-                posted = await client.post_asset_event(info, ins.extra, ins.partition_key)
-                return delivery.Posted(posted.event_id)
+                return await self._post(client, target, ins)
         except AirflowNotFound as exc:
             if isinstance(ins, delivery.Post):
                 return delivery.NotFound(str(exc))
@@ -360,6 +400,21 @@ class AssetJob:
         except AirflowError as exc:
             return delivery.Refused(str(exc))
         raise AssertionError(f"unexpected instruction {ins!r}")  # pragma: no cover
+
+    async def _post(self, client: AirflowClient, target: str, ins: delivery.Post) -> delivery.Event:
+        """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s``."""
+        if not self.leading():
+            log.warning("asset.post_withheld target=%s uri=%s marker=%s reason=lease_in_doubt",
+                        target, ins.asset.uri, ins.extra.get(MARKER))  # fmt: skip
+            raise LeadershipLost(f"{self.watcher_id}: lease in doubt before posting to {target}: nothing sent")
+        info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
+        try:
+            async with asyncio.timeout(self.call_timeout_s):
+                posted = await client.post_asset_event(info, ins.extra, ins.partition_key)
+        except TimeoutError:
+            # Like a lost answer: the event may exist; the retry looks first (delivery rule 3).
+            return delivery.Transient(f"{target}: POST asset event: no answer within {self.call_timeout_s:g} s")
+        return delivery.Posted(posted.event_id)
 
     async def _resolve(self, client: AirflowClient, target: str, ins: delivery.Resolve) -> delivery.TargetAsset | None:
         cached = self.cache.get((target, ins.uri))

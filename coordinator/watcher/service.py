@@ -499,7 +499,9 @@ class Watcher:
             jobs.append(AssetJob(
                 store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
                 clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
-                metrics=self.metrics, interval_s=settings.asset_interval_s, lookback_s=settings.asset_lookback_s,
+                metrics=self.metrics, interval_s=settings.asset_interval_s,
+                leading=lambda: self.election.is_leader, term_started=lambda: self.election.term_started,
+                call_timeout_s=settings.airflow_timeout_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period,
                 soon=lambda delay_s: self.queue.add_after(JobKey(AssetJob.name), delay_s),

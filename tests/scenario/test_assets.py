@@ -26,7 +26,8 @@ pytestmark = pytest.mark.scenario
 
 URI = "s3://lake/orders"
 B = "team_b"
-FAST = {"COORDINATOR_ASSET_INTERVAL_S": "0.2", "COORDINATOR_ERROR_RETRY_S": "1"}
+# A short Airflow call timeout: a leader taking over an earlier leader's delivery waits it + 2 s (delivery rule 8).
+FAST = {"COORDINATOR_ASSET_INTERVAL_S": "0.2", "COORDINATOR_ERROR_RETRY_S": "1", "COORDINATOR_AIRFLOW_TIMEOUT_S": "3"}
 
 
 @pytest.fixture
@@ -287,3 +288,54 @@ def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stac
     assert [k.rsplit("/", 1)[-1] for k in ledger(stack)] == [str(ids[-1])]
     stack.settle()
     assert delivered(target) == [f"default:{i}" for i in ids]
+
+
+# -- delivery rules 8 and 9: the leader-lease race on a POST in flight -------------------------------------------------
+
+
+def post_requests(fake: FakeAirflow) -> list[Any]:
+    return fake.requests("post_asset_event")
+
+
+def test_a_leader_killed_with_its_post_held_by_the_target_leaves_one_event_after_the_takeover(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """Rule 8: team_b holds A's POST and creates the event only when it answers (5 s later, A long dead); B takes
+    over within the TTL, waits for A's call (its timeout, 6 s, + 2 s) before looking, finds A's event: one event."""
+    timeout = {"COORDINATOR_AIRFLOW_TIMEOUT_S": "6"}
+    a = start(stack, "a", ttl=2, **timeout)
+    b = start(stack, "b", ttl=2, ready="loaded", **timeout)
+    target.delay_next(1, 5.0, endpoint="post_asset_event")  # held BEFORE the effect: created when it answers
+    event_id = stack.fake.emit_asset_event(URI)
+    wait_for(lambda: [r for r in post_requests(target) if r.status is None], "A's POST held by team_b")
+    a.kill9()
+    b.wait_log(r"asset\.delivery_deferred .*reason=entry_of_an_earlier_term")
+    # Both ends must be over before counting: A's held POST answered (its event created though A is gone) and B's
+    # delivery confirmed in the ledger.
+    wait_for(lambda: all(r.status is not None for r in post_requests(target)), "A's held POST to be answered")
+    wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["done"], "the delivery confirmed")
+    stack.settle()
+    assert delivered(target) == [f"default:{event_id}"], "the next leader posted a second event"
+    assert len(post_requests(target)) == 1, "the next leader posted again"
+    assert [r["watcher"] for r in ledger(stack).values()] == ["b"]
+
+
+def test_a_leader_frozen_between_intent_and_post_past_its_lease_never_posts_once_resumed(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """Rule 9: A is frozen (SIGSTOP) right after recording its intent; B takes over and delivers; A, resumed with
+    its lease long expired, withholds its POST: team_b holds exactly one event."""
+    timeout = {"COORDINATOR_AIRFLOW_TIMEOUT_S": "3"}
+    a = start(stack, "a", ttl=2, crash_at="stop@asset-after-intent", **timeout)
+    b = start(stack, "b", ttl=2, ready="loaded", **timeout)
+    event_id = stack.fake.emit_asset_event(URI)
+    a.wait_log(r"fault\.freeze point=asset-after-intent")
+    wait_for(lambda: [r["watcher"] for r in ledger(stack).values()] == ["b"], "B to take the delivery over")
+    wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["done"], "B's delivery confirmed")
+    assert len(post_requests(target)) == 1
+    a.thaw()
+    a.wait_log(r"asset\.post_withheld .*reason=lease_in_doubt")
+    stack.settle()
+    assert delivered(target) == [f"default:{event_id}"], "the resumed leader posted a second event"
+    assert len(post_requests(target)) == 1, "the resumed leader posted"
+    assert a.alive and b.alive
