@@ -156,3 +156,74 @@ def test_the_look_before_a_repeat_finds_the_marker_behind_more_than_one_listing_
         assert (record.status, record.target_event_id) == (DeliveryStatus.DONE, marked)
         assert target.requests("post_asset_event") == [], "posted although the event was there"
         assert len(target.requests("list_asset_events")) >= 3  # it paged: 121 events, listings of 50
+
+
+def test_a_post_left_unanswered_past_the_call_timeout_is_recorded_transient_and_found_by_the_next_look(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """team_b creates the event but answers the POST only after the job's call timeout: the round records an error
+    ("no answer within"), and the next round looks before posting, finds the event and confirms it: one POST."""
+    now = datetime.now(UTC)
+    with FakeAirflow([]) as source, FakeAirflow([]) as target:
+        for fake in (source, target):
+            fake.add_asset(ORDERS)
+        event_id = source.emit_asset_event(ORDERS, at=now - timedelta(seconds=5))
+        target.delay_next(1, 2.0, endpoint="post_asset_event", after=True)  # created, answered 2 s later
+        key = AssetKeys(etcd_prefix).delivery_key("team_b", "team_a", ORDERS, event_id)
+
+        async def go() -> tuple[DeliveryRecord, DeliveryRecord]:
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings(source.url), name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
+                job.call_timeout_s = 0.5  # the whole POST's bound (delivery rule 8 counts on it)
+                records = []
+                for at in (now, now + timedelta(seconds=10)):  # the second round after the transient retry time
+                    await job.run_once(at)
+                    kv = await store.get(key)
+                    assert kv is not None
+                    records.append(DeliveryRecord.model_validate_json(kv.value))
+                return records[0], records[1]
+
+        first, second = arun(go())
+        assert first.status is DeliveryStatus.ERROR and "no answer within 0.5 s" in (first.last_error or ""), first
+        assert second.status is DeliveryStatus.DONE, second
+        assert delivered(target) == [f"team_a:{event_id}"]
+        assert len(target.requests("post_asset_event")) == 1, "posted again instead of looking"
+
+
+def test_a_look_that_cannot_page_past_one_instant_posts_nothing_and_records_why(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A pending delivery whose target asset holds more events at one timestamp than a listing returns (60 against
+    listings of 50), none with the marker: "not there" is unproven, so nothing is posted and the entry says why."""
+    now = datetime.now(UTC)
+    with FakeAirflow([]) as source, FakeAirflow([]) as target:
+        for fake in (source, target):
+            fake.add_asset(ORDERS)
+        event_id = source.emit_asset_event(ORDERS, at=now - timedelta(minutes=5))
+        intent = now - timedelta(minutes=4)
+        for _ in range(60):
+            target.emit_asset_event(ORDERS, at=intent + timedelta(seconds=1))
+        key = AssetKeys(etcd_prefix).delivery_key("team_b", "team_a", ORDERS, event_id)
+        pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=event_id, uri=ORDERS,
+                                 requested_at=intent)  # fmt: skip
+
+        async def go() -> DeliveryRecord:
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings(source.url), name="team_a") as a,
+                AirflowClient(settings(target.url), name="team_b") as b,
+            ):
+                await store.put(key, pending.model_dump_json().encode())
+                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
+                await job.run_once(now)
+                kv = await store.get(key)
+                assert kv is not None
+                return DeliveryRecord.model_validate_json(kv.value)
+
+        record = arun(go())
+        assert record.status is DeliveryStatus.ERROR and "cannot page past" in (record.last_error or ""), record
+        assert target.requests("post_asset_event") == [], "posted although the marker may be among the unread"
