@@ -173,6 +173,7 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
 
 def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
     """Every key family of the layout as (key, is a prefix): what a reader with a partial role reads one by one."""
+    assets = AssetKeys(keys.prefix)
     return [
         (keys.runs, True),
         (keys.tasks, True),
@@ -184,10 +185,10 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.config_key("backfill/"), True),
         (keys.budgets, True),
         (keys.leader, False),
-        (AssetKeys(keys.prefix).events, True),
-        (AssetKeys(keys.prefix).marks, True),
-        (AssetKeys(keys.prefix).changes, True),
-        (AssetKeys(keys.prefix).deliveries, True),
+        (assets.events, True),
+        (assets.marks, True),
+        (assets.changes, True),
+        (assets.deliveries, True),
     ]
 
 

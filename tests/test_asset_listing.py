@@ -60,6 +60,38 @@ def delivered(target: FakeAirflow) -> list[str]:
     return [str(e["extra"][MARKER]) for e in target.asset_events(ORDERS) if MARKER in (e["extra"] or {})]
 
 
+async def entry_after_rounds(
+    etcd_settings: EtcdSettings,
+    prefix: str,
+    fakes: tuple[FakeAirflow, FakeAirflow],
+    event_id: int,
+    rounds: list[datetime],
+    *,
+    pending: DeliveryRecord | None = None,
+    call_timeout_s: float | None = None,
+) -> list[DeliveryRecord]:
+    """Run the job of team_a -> team_b once at each of ``rounds`` (``pending``: the ledger entry put first) and
+    return the delivery entry of ``event_id`` after each round."""
+    key = AssetKeys(prefix).delivery_key("team_b", "team_a", ORDERS, event_id)
+    async with (
+        await EtcdStore.connect(etcd_settings) as store,
+        AirflowClient(settings(fakes[0].url), name="team_a") as a,
+        AirflowClient(settings(fakes[1].url), name="team_b") as b,
+    ):
+        if pending is not None:
+            await store.put(key, pending.model_dump_json().encode())
+        job = await job_with(store, prefix, {"team_a": a, "team_b": b}, rounds[0])
+        if call_timeout_s is not None:
+            job.call_timeout_s = call_timeout_s  # the whole POST's bound (delivery rule 8 counts on it)
+        records = []
+        for at in rounds:
+            await job.run_once(at)
+            kv = await store.get(key)
+            assert kv is not None
+            records.append(DeliveryRecord.model_validate_json(kv.value))
+        return records
+
+
 def test_a_listing_full_of_events_no_route_shares_does_not_stall_the_rounds(
     etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
 ) -> None:
@@ -133,26 +165,10 @@ def test_the_look_before_a_repeat_finds_the_marker_behind_more_than_one_listing_
         for i in range(120):
             target.emit_asset_event(ORDERS, at=intent + timedelta(seconds=i))
         marked = target.emit_asset_event(ORDERS, at=intent + timedelta(minutes=3), extra={MARKER: f"team_a:{event_id}"})
-        keys = AssetKeys(etcd_prefix)
         pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=event_id, uri=ORDERS,
                                  requested_at=intent)  # fmt: skip
-
-        async def go() -> DeliveryRecord:
-            async with (
-                await EtcdStore.connect(etcd_settings) as store,
-                AirflowClient(settings(source.url), name="team_a") as a,
-                AirflowClient(settings(target.url), name="team_b") as b,
-            ):
-                await store.put(
-                    keys.delivery_key("team_b", "team_a", ORDERS, event_id), pending.model_dump_json().encode()
-                )
-                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
-                await job.run_once(now)
-                kv = await store.get(keys.delivery_key("team_b", "team_a", ORDERS, event_id))
-                assert kv is not None
-                return DeliveryRecord.model_validate_json(kv.value)
-
-        record = arun(go())
+        (record,) = arun(entry_after_rounds(etcd_settings, etcd_prefix, (source, target), event_id, [now],
+                                            pending=pending))  # fmt: skip
         assert (record.status, record.target_event_id) == (DeliveryStatus.DONE, marked)
         assert target.requests("post_asset_event") == [], "posted although the event was there"
         assert len(target.requests("list_asset_events")) >= 3  # it paged: 121 events, listings of 50
@@ -169,25 +185,10 @@ def test_a_post_left_unanswered_past_the_call_timeout_is_recorded_transient_and_
             fake.add_asset(ORDERS)
         event_id = source.emit_asset_event(ORDERS, at=now - timedelta(seconds=5))
         target.delay_next(1, 2.0, endpoint="post_asset_event", after=True)  # created, answered 2 s later
-        key = AssetKeys(etcd_prefix).delivery_key("team_b", "team_a", ORDERS, event_id)
-
-        async def go() -> tuple[DeliveryRecord, DeliveryRecord]:
-            async with (
-                await EtcdStore.connect(etcd_settings) as store,
-                AirflowClient(settings(source.url), name="team_a") as a,
-                AirflowClient(settings(target.url), name="team_b") as b,
-            ):
-                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
-                job.call_timeout_s = 0.5  # the whole POST's bound (delivery rule 8 counts on it)
-                records = []
-                for at in (now, now + timedelta(seconds=10)):  # the second round after the transient retry time
-                    await job.run_once(at)
-                    kv = await store.get(key)
-                    assert kv is not None
-                    records.append(DeliveryRecord.model_validate_json(kv.value))
-                return records[0], records[1]
-
-        first, second = arun(go())
+        # The second round comes after the transient retry time.
+        rounds = [now, now + timedelta(seconds=10)]
+        first, second = arun(entry_after_rounds(etcd_settings, etcd_prefix, (source, target), event_id, rounds,
+                                                call_timeout_s=0.5))  # fmt: skip
         assert first.status is DeliveryStatus.ERROR and "no answer within 0.5 s" in (first.last_error or ""), first
         assert second.status is DeliveryStatus.DONE, second
         assert delivered(target) == [f"team_a:{event_id}"]
@@ -207,23 +208,9 @@ def test_a_look_that_cannot_page_past_one_instant_posts_nothing_and_records_why(
         intent = now - timedelta(minutes=4)
         for _ in range(60):
             target.emit_asset_event(ORDERS, at=intent + timedelta(seconds=1))
-        key = AssetKeys(etcd_prefix).delivery_key("team_b", "team_a", ORDERS, event_id)
         pending = DeliveryRecord(status=DeliveryStatus.PENDING, source="team_a", event_id=event_id, uri=ORDERS,
                                  requested_at=intent)  # fmt: skip
-
-        async def go() -> DeliveryRecord:
-            async with (
-                await EtcdStore.connect(etcd_settings) as store,
-                AirflowClient(settings(source.url), name="team_a") as a,
-                AirflowClient(settings(target.url), name="team_b") as b,
-            ):
-                await store.put(key, pending.model_dump_json().encode())
-                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
-                await job.run_once(now)
-                kv = await store.get(key)
-                assert kv is not None
-                return DeliveryRecord.model_validate_json(kv.value)
-
-        record = arun(go())
+        (record,) = arun(entry_after_rounds(etcd_settings, etcd_prefix, (source, target), event_id, [now],
+                                            pending=pending))  # fmt: skip
         assert record.status is DeliveryStatus.ERROR and "cannot page past" in (record.last_error or ""), record
         assert target.requests("post_asset_event") == [], "posted although the marker may be among the unread"

@@ -101,25 +101,19 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
     raise StoreError(f"{key} changed {ATTEMPTS} times while requesting the skip; run the command again")
 
 
-async def _read_assets(settings: Settings) -> tuple[list[SourceEvent], Ledger]:
-    """The recorded asset events and the delivery ledger (semantics rules 16-17)."""
+async def _read_assets(settings: Settings, *, leader: bool = False) -> tuple[list[SourceEvent], Ledger, int | None]:
+    """The recorded asset events and the delivery ledger (semantics rules 16-17), and with ``leader`` the leader
+    key's create revision (the current term, delivery rule 8; None while nobody leads), over one connection."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     keys = AssetKeys(settings.keys.prefix)
     async with await EtcdStore.connect(settings.etcd()) as store:
         facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-    return read_events_and_ledger(
+        term = await store.get(settings.keys.leader) if leader else None
+    events, ledger = read_events_and_ledger(
         keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
     )
-
-
-async def _leader_revision(settings: Settings) -> int | None:
-    """The leader key's create revision (the current term, delivery rule 8); None while nobody leads."""
-    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
-
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        kv = await store.get(settings.keys.leader)
-    return kv.create_revision if kv is not None else None
+    return events, ledger, term.create_revision if term is not None else None
 
 
 def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
@@ -128,8 +122,7 @@ def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path |
         graph = load_spec(settings.deps)
     except SpecError as exc:
         fail(str(exc))
-    events, ledger = run_async(lambda: _read_assets(settings))
-    leader = run_async(lambda: _leader_revision(settings))
+    events, ledger, leader = run_async(lambda: _read_assets(settings, leader=True))
     for line in why_asset(uri, graph.asset_routes, events, ledger, leader):
         out.print(line, markup=False, soft_wrap=True)
 
@@ -162,7 +155,7 @@ def asset_rows(graph: Graph, settings: Settings) -> list[AssetStreamRow]:
     """The streams of the routed assets from the recorded events and the delivery ledger; none without a route."""
     if not graph.asset_routes:
         return []  # nothing to read: a graph without routes never recorded a delivery
-    events, ledger = run_async(lambda: _read_assets(settings))
+    events, ledger, _ = run_async(lambda: _read_assets(settings))
     return [AssetStreamRow.of(stream) for stream in streams(events, ledger, graph.asset_routes)]
 
 
