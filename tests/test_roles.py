@@ -377,3 +377,61 @@ def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
     assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
     skipped = run_cli(*args, env=auth_etcd.env("coordinator-backfill", airflow, deps, instances))
     assert skipped.returncode == 0 and "skip requested" in skipped.stdout, skipped.stdout + skipped.stderr
+
+
+def test_the_page_reads_as_its_own_user_while_the_plugin_user_is_refused_the_ledger(
+    auth_etcd: AuthEtcd, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, arun: Any
+) -> None:
+    """One credential per component in one api-server: with the plugin's user in COORDINATOR_ETCD_* and the page's in
+    COORDINATOR_PAGE_ETCD_*, the plugin user is refused the ledger and team B's run states, the page resolves to its
+    own user and draws the graph; without the page's options the page falls back to the plugin's user and says that
+    etcd cannot be read."""
+    from coordinator.airflow_plugin.config import local_config
+    from coordinator.airflow_plugin.page_credential import PageResolver, read_options
+
+    keys = KeyLayout(PREFIX)
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(GRAPH))
+    page_password = tmp_path / "page-password"
+    page_password.write_text(auth_etcd.passwords["coordinator-page"] + "\n")
+    for name in [k for k in os.environ if k.startswith("COORDINATOR_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("COORDINATOR_ETCD_ENDPOINTS", auth_etcd.server.endpoint)
+    monkeypatch.setenv("COORDINATOR_PREFIX", PREFIX)
+    monkeypatch.setenv("COORDINATOR_DEPS", str(deps))
+    monkeypatch.setenv("COORDINATOR_INSTANCE", "team_a")
+    monkeypatch.setenv("COORDINATOR_ETCD_USERNAME", "coordinator-plugin-team_a")
+    monkeypatch.setenv("COORDINATOR_ETCD_PASSWORD", auth_etcd.passwords["coordinator-plugin-team_a"])
+
+    def page_with(resolver: PageResolver) -> Any:
+        async def go() -> Any:
+            etcd = await resolver.etcd()
+            page = await dependencies_page(PARTITION, None, instance="team_a", settings=resolver.config.settings,
+                                           etcd=etcd)  # fmt: skip
+            return etcd.username, page
+
+        return arun(go())
+
+    async def plugin_reads() -> list[str]:
+        refused = []
+        async with await EtcdStore.connect(auth_etcd.settings("coordinator-plugin-team_a")) as store:
+            for key in (keys.trigger_key(NodeId("team_b", "load"), PARTITION),
+                        keys.run_key(NodeId("team_b", "load"), PARTITION)):  # fmt: skip
+                try:
+                    await store.get(key)
+                except StoreError as exc:
+                    assert "permission denied" in str(exc).lower(), exc
+                    refused.append(key)
+        return refused
+
+    assert len(arun(plugin_reads())) == 2
+
+    shared_user, shared = page_with(PageResolver(local_config(), read_options(), lambda _conn_id: None))
+    assert shared_user == "coordinator-plugin-team_a"
+    assert "etcd cannot be read" in shared.html, shared.html[:500]
+
+    monkeypatch.setenv("COORDINATOR_PAGE_ETCD_USERNAME", "coordinator-page")
+    monkeypatch.setenv("COORDINATOR_PAGE_ETCD_PASSWORD_FILE", str(page_password))
+    own_user, own = page_with(PageResolver(local_config(), read_options(), lambda _conn_id: None))
+    assert own_user == "coordinator-page"
+    assert own.status == 200 and "load" in own.html and "etcd cannot be read" not in own.html

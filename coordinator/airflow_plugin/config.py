@@ -146,7 +146,7 @@ class PluginConfig:
         return [f"{s.name.ljust(width)}  {self.origins[s.name].where}" for s in SETTINGS]
 
 
-def _airflow_conf(import_airflow: bool) -> Any | None:
+def airflow_conf(import_airflow: bool) -> Any | None:
     """Airflow's configuration object, or None where Airflow is not loaded (rule 4) or not installed."""
     if not import_airflow and "airflow" not in sys.modules:
         return None
@@ -157,7 +157,7 @@ def _airflow_conf(import_airflow: bool) -> Any | None:
     return conf
 
 
-def _conf_get(conf: Any, option: str) -> str | None:
+def conf_get(conf: Any, option: str) -> str | None:
     if conf is None:
         return None
     try:
@@ -173,7 +173,7 @@ def local_config(flags: Mapping[str, str] | None = None, *, import_airflow: bool
     """The settings that do not need the connection: flags (check-plugin's ``--etcd``, ``--prefix``, ``--instance``,
     keyed by option name) > environment > ``[coordinator]`` > defaults. ConfigError names the bad setting's origin."""
     env = os.environ
-    conf = _airflow_conf(import_airflow)
+    conf = airflow_conf(import_airflow)
     values: dict[str, str] = {}
     origins: dict[str, Origin] = {}
     for setting in SETTINGS:
@@ -190,7 +190,7 @@ def local_config(flags: Mapping[str, str] | None = None, *, import_airflow: bool
                 values.update({o: env[env_var(o)].strip() for o in given})
             else:
                 for option in setting.options:
-                    value = _conf_get(conf, option)
+                    value = conf_get(conf, option)
                     if value is None:
                         continue
                     via = f"from {airflow_env_var(option)}" if env.get(airflow_env_var(option)) else "airflow.cfg"
@@ -370,7 +370,7 @@ def resolve_now(
     except ConfigError:
         raise
     except Exception as exc:
-        raise ConfigError(f"looking up connection {config.conn_id!r} failed: {_error_text(exc)}") from exc
+        raise ConfigError(f"looking up connection {config.conn_id!r} failed: {error_text(exc)}") from exc
     return with_connection(config, conn)
 
 
@@ -391,7 +391,7 @@ def _start_lookup(
     threading.Thread(target=run, name="coordinator-connection-lookup", daemon=True).start()
 
 
-def _error_text(exc: BaseException) -> str:
+def error_text(exc: BaseException) -> str:
     # Bounded: an error must not carry a whole secret document into a log line.
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text if len(text) <= 300 else text[:300] + "..."
@@ -472,7 +472,7 @@ class ConnectionResolver:
             return self._future
 
     def _failed(self, exc: BaseException) -> StoreUnavailable:
-        error = _error_text(exc)
+        error = error_text(exc)
         with self._lock:
             self._future, self._failed_at = None, time.monotonic()
             changed, self._last_error = error != self._last_error, error

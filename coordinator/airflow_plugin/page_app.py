@@ -25,7 +25,8 @@ from html import escape
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from coordinator.airflow_plugin.config import ConnectionResolver, local_config
+from coordinator.airflow_plugin.config import local_config
+from coordinator.airflow_plugin.page_credential import PageResolver, read_options
 from coordinator.errors import ConfigError, StoreUnavailable
 from coordinator.page.access import Access
 from coordinator.page.render import render_message
@@ -62,15 +63,16 @@ def _login_url(ui_base: str) -> str:
         return ui_base + "/"
 
 
-_resolver: ConnectionResolver | None = None
+_resolver: PageResolver | None = None
 
 
-def _settings() -> ConnectionResolver:
-    """The plugin's settings in this api-server process (rule 3), created on the first request; ConfigError when
-    invalid (not kept: the next request reads them again)."""
+def _settings() -> PageResolver:
+    """The plugin's settings in this api-server process (rule 3) with the page's own etcd credential on top
+    (:mod:`coordinator.airflow_plugin.page_credential`), created on the first request; ConfigError when invalid
+    (not kept: the next request reads them again)."""
     global _resolver
     if _resolver is None:
-        _resolver = ConnectionResolver(local_config())
+        _resolver = PageResolver(local_config(), read_options())
     return _resolver
 
 
