@@ -125,6 +125,7 @@ def main() -> None:
         doctor_cmds,
         engine_cmds,
         import_cmds,
+        probe_cmds,
         prune_cmds,
         roles_cmds,
         spec_cmds,
