@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest chromium demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest fast chromium buildah image demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
@@ -64,10 +64,32 @@ chromium:
 	    echo ">> chromium not found: install it (sudo apt-get install -y chromium) or tests/e2e/test_page_e2e.py fails"; \
 	  fi; }
 
+# tests/scenario/test_watcher_image.py builds the watcher image with Debian's buildah (chroot isolation, vfs storage:
+# no daemon) from a base debootstrapped here: both installed when missing and we are root on Debian; otherwise those
+# tests skip, saying why.
+buildah:
+	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo ">> installing Debian's buildah and debootstrap for the watcher image's tests"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q buildah debootstrap >/dev/null; \
+	  else \
+	    echo ">> buildah or debootstrap not found: tests/scenario/test_watcher_image.py will skip (sudo apt-get install -y buildah debootstrap)"; \
+	  fi; }
+
+# The slim watcher image (docker/watcher.Containerfile) without a Docker daemon: buildah from a debootstrapped
+# debian:bookworm-slim (made once); prints its size beside the 150 MB target. Elsewhere:
+#   docker build -f docker/watcher.Containerfile -t airflow-etcd-coordinator-watcher:0.1.0 .
+image: $(STAMP) buildah
+	$(BIN)/python -m devtools.image build
+
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 chromium
+pytest: $(STAMP) venv-airflow2 chromium buildah
 	$(BIN)/pytest -n 2 --durations=25
+
+# The loop for your own changes: everything but the tests that start Airflow (e2e) or build the image, on two workers.
+fast: $(STAMP)
+	$(BIN)/pytest -n 2 -m "not e2e and not image" --durations=10
 
 test: lint typecheck contracts pytest
 

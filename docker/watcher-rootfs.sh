@@ -7,7 +7,9 @@
 # package manager and no compiler: the way distroless images are made from Debian's packages.
 set -eu
 root=$1
-mkdir -p "$root"/usr/bin "$root"/usr/lib "$root"/usr/share/doc "$root"/etc/ssl/certs "$root"/tmp "$root"/opt
+# dev, proc, sys and run: empty mount points that runtimes (and tests/scenario/test_watcher_image.py) mount over.
+mkdir -p "$root"/usr/bin "$root"/usr/lib "$root"/usr/share/doc "$root"/etc/ssl/certs "$root"/tmp "$root"/opt \
+    "$root"/dev "$root"/proc "$root"/sys "$root"/run
 chmod 1777 "$root"/tmp
 # usrmerge, as on Debian 12: /lib, /lib64, /bin, /sbin are links into /usr (the loader's path is /lib64/...).
 for d in lib lib64 bin sbin; do mkdir -p "$root/usr/$d"; ln -s "usr/$d" "$root/$d"; done

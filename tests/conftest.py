@@ -22,6 +22,7 @@ from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
+IMAGE_TESTS = "tests/scenario/test_watcher_image.py"
 
 
 def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
@@ -32,14 +33,18 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``pytest -n 2`` (make test), every end-to-end test goes to one worker, in collection order, so the
-    session's one Airflow of each version starts once; each other test is scheduled on its own to whichever worker
+    session's one Airflow of each version starts once (the watcher image's tests likewise, for one build); each
+    other test is scheduled on its own to whichever worker
     is free. (pytest-xdist's ``--dist loadgroup`` would say the same with marks, but it renames node ids in a way
     pytest 9 ignores, so its groups are silently split.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndInOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            return "tests/e2e" if nodeid.startswith("tests/e2e/") else nodeid
+            if nodeid.startswith("tests/e2e/"):
+                return "tests/e2e"
+            # The watcher image's tests share one build (a module fixture): one worker, not two builds at once.
+            return IMAGE_TESTS if nodeid.startswith(IMAGE_TESTS) else nodeid
 
     return EndToEndInOneWorker(config, log)
 

@@ -46,9 +46,9 @@ OTHER_VARIABLES = {
     "POSTGRES_DB": "postgres image",
     "AIRFLOW_ADMIN_PASSWORD": "airflow-init's script writes it into the passwords file",
 }
-COORDINATOR_IMAGE_SERVICES = {
-    "airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "watcher-1", "watcher-2",
-}  # fmt: skip
+COORDINATOR_IMAGE_SERVICES = {"airflow-init", "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor"}
+WATCHER_SERVICES = {"watcher-1", "watcher-2"}
+WATCHER_CONTAINERFILE = REPO / "docker" / "watcher.Containerfile"
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def _default(value: str) -> str:
 
 def test_compose_file_parses_with_the_expected_services(services: dict[str, dict[str, Any]]) -> None:
     """etcd, Postgres, Airflow's init + three components and two watchers, and nothing else."""
-    assert set(services) == {"etcd", "postgres", *COORDINATOR_IMAGE_SERVICES}
+    assert set(services) == {"etcd", "postgres", *COORDINATOR_IMAGE_SERVICES, *WATCHER_SERVICES}
     for name, service in services.items():
         for dep in service.get("depends_on") or {}:
             assert dep in services, f"{name} depends on unknown service {dep}"
@@ -106,15 +106,18 @@ def test_long_running_services_have_health_checks(services: dict[str, dict[str, 
 
 
 def test_watcher_health_check_asks_the_listener_the_watcher_opens(services: dict[str, dict[str, Any]]) -> None:
-    """Each watcher's health check requests /readyz on the address its COORDINATOR_HTTP makes the listener bind."""
+    """Each watcher's health check is `coordinator probe readyz` (a real command of the CLI), which asks the listener
+    its own COORDINATOR_HTTP names; that listener is on."""
+    from coordinator.cli import probe_cmds  # noqa: F401  (registration)
     from coordinator.settings import parse_listen
 
-    for name in ("watcher-1", "watcher-2"):
+    group = typer.main.get_command(app)
+    for name in WATCHER_SERVICES:
         service = services[name]
-        address = parse_listen(service["environment"]["COORDINATOR_HTTP"])
-        assert address is not None, f"{name}: the listener is off, so its health check cannot pass"
-        check = " ".join(service["healthcheck"]["test"])
-        assert f"http://{address.host}:{address.port}/readyz" in check, f"{name}: {check}"
+        assert parse_listen(service["environment"]["COORDINATOR_HTTP"]) is not None, f"{name}: the listener is off"
+        check = service["healthcheck"]["test"]
+        assert check == ["CMD", "coordinator", "probe", "readyz"], f"{name}: {check}"
+        assert "probe" in group.commands  # type: ignore[attr-defined]
 
 
 # ----- images -----
@@ -147,12 +150,19 @@ def test_etcd_is_an_official_image_at_least_3_5_3(services: dict[str, dict[str, 
 def test_coordinator_image_is_built_from_the_dockerfile_at_the_package_version(
     services: dict[str, dict[str, Any]],
 ) -> None:
-    """Airflow and the watchers share one image built from docker/Dockerfile, tagged with this package's version."""
+    """Airflow's services use the Airflow image built from docker/Dockerfile, the watchers the slim watcher image
+    built from docker/watcher.Containerfile, each tagged with this package's version."""
     for name in COORDINATOR_IMAGE_SERVICES:
         service = services[name]
         # A service without the build section would make `docker compose up` try to pull a local-only image.
         assert service.get("build") == {"context": ".", "dockerfile": "docker/Dockerfile"}, name
         assert service["image"] == f"airflow-etcd-coordinator:{coordinator.__version__}", name
+    for name in WATCHER_SERVICES:
+        service = services[name]
+        assert service.get("build") == {"context": ".", "dockerfile": "docker/watcher.Containerfile"}, name
+        assert service["image"] == f"airflow-etcd-coordinator-watcher:{coordinator.__version__}", name
+        # The image writes nothing outside /tmp: compose runs it as a pod with readOnlyRootFilesystem would.
+        assert service.get("read_only") is True and service.get("tmpfs") == ["/tmp"], name
 
 
 def test_dockerfile_extends_the_airflow_the_tests_run_against() -> None:
@@ -172,6 +182,23 @@ def test_dockerignore_lets_exactly_the_copied_sources_through() -> None:
     lines = [ln for ln in (REPO / "docker" / "Dockerfile.dockerignore").read_text().splitlines() if ln[:1] not in "#"]
     assert lines[0] == "*"
     assert {"!pyproject.toml", "!README.md", "!coordinator/"} <= set(lines)
+
+
+def test_watcher_containerfile_copies_only_what_its_dockerignore_admits() -> None:
+    """The watcher image's context is an allow-list: every COPY source of its Containerfile exists and is admitted,
+    and nothing else (no .git, .venv, secrets) is."""
+    text = WATCHER_CONTAINERFILE.read_text()
+    lines = [ln for ln in (REPO / "docker" / "watcher.Containerfile.dockerignore").read_text().splitlines()
+             if ln and ln[:1] != "#"]  # fmt: skip
+    assert lines[0] == "*"
+    admitted = {ln[1:].removesuffix("/**") for ln in lines if ln.startswith("!")}
+    sources = [p for src in re.findall(r"^COPY\s+(?!--from)(?:--\S+\s+)*(.+)\s+\S+$", text, flags=re.MULTILINE)
+               for p in src.split()]  # fmt: skip
+    assert sources, "no COPY found"
+    for path in sources:
+        assert (REPO / path).exists(), f"COPY source {path} does not exist"
+        assert path in admitted, f"COPY source {path} is not admitted by the dockerignore"
+    assert admitted == set(sources), f"admitted but never copied: {admitted - set(sources)}"
 
 
 # ----- commands -----

@@ -408,19 +408,24 @@ class Stack:
         ready: Literal["leading", "loaded", "none"] = "leading",
         endpoint: str | None = None,
         crash_at: str | None = None,
+        command: Callable[[dict[str, str]], list[str]] | None = None,
         **env: object,
     ) -> WatcherProc:
         """Start a watcher; by default wait until it leads (graph adopted, first pass done). ``crash_at``
-        (``name[:n]``) arms a crash point through the tests' entry point (tests/support/crash_watcher.py)."""
+        (``name[:n]``) arms a crash point through the tests' entry point (tests/support/crash_watcher.py).
+        ``command`` runs ``coordinator`` some other way (inside the watcher image): given the environment, it
+        returns the words that stand for ``coordinator``."""
         entry = ["coordinator.cli"] if crash_at is None else ["tests.support.crash_watcher", crash_at]
+        environment = self.env(**env)
+        program = [sys.executable, "-m", *entry] if command is None else command(environment)
         args = [
-            sys.executable, "-m", *entry, "watch", "--etcd", endpoint or self.endpoint,
+            *program, "watch", "--etcd", endpoint or self.endpoint,
             "--prefix", self.prefix, "--deps", str(self.deps), "--airflow-url", self.fake.url,
             "--id", watcher_id, "--leader-ttl", str(ttl),
         ]  # fmt: skip
         n = sum(w.id == watcher_id for w in self.watchers)
         log_path = self.tmp_path / f"watcher-{watcher_id}{f'-{n}' if n else ''}.log"
-        watcher = WatcherProc(watcher_id, args, self.env(**env), log_path)
+        watcher = WatcherProc(watcher_id, args, environment, log_path)
         self.watchers.append(watcher)
         if ready == "leading":
             watcher.wait_leading()

@@ -1,0 +1,189 @@
+"""The watcher image (docker/watcher.Containerfile), built here with buildah as `make image` builds it: its size, its
+user, what it holds and does not, and a real cascade run by ``coordinator watch`` inside it, once under ``buildah
+run`` and once on its root filesystem mounted read-only as UID 65532 (the chart's readOnlyRootFilesystem), against
+a real etcd and the fake Airflow on loopback.
+
+Needs root, buildah and debootstrap (`make pytest` installs them on Debian, as it does chromium); elsewhere these
+tests skip, saying so. tests/conftest.py runs them in one worker so the image is built once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import coordinator
+from devtools import image
+from tests.scenario.conftest import DOWNSTREAM, LAST, SEVEN_DAGS, Stack, new_partition
+
+pytestmark = [pytest.mark.scenario, pytest.mark.image]
+
+#: Why these tests cannot run here, or None when they can.
+CANNOT_BUILD = (
+    "building the watcher image needs root (buildah's chroot isolation and vfs storage)"
+    if os.geteuid() != 0
+    else f"{' and '.join(image.missing_tools())} not installed (make pytest installs Debian's packages)"
+    if image.missing_tools()
+    else None
+)
+if CANNOT_BUILD:
+    pytestmark.append(pytest.mark.skip(reason=CANNOT_BUILD))
+
+VENV = "/opt/coordinator"
+#: Names that must not be in the image: build tools, package managers, shells.
+FORBIDDEN_PROGRAMS = {"gcc", "cc", "g++", "c++", "clang", "ld", "as", "make", "pip", "pip3", "apt", "apt-get", "dpkg",
+                      "sh", "bash", "dash"}  # fmt: skip
+#: Files that look like secrets or a developer's state. The CA bundles of certifi, grpc and Debian are public.
+SECRET_NAMES = (".env", ".netrc", ".pypirc", "pip.conf", "id_rsa", "id_ed25519", "credentials", "passwords.json",
+                "dependencies.json", "instances.json", ".git")  # fmt: skip
+
+
+def _buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["buildah", *image.STORAGE, *args], capture_output=True, text=True, check=check, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def built() -> image.Built:
+    """The image as `make image` builds it (the store's layer cache makes a rebuild of unchanged steps quick)."""
+    return image.build()
+
+
+@pytest.fixture
+def container(built: image.Built) -> Iterator[str]:
+    """A working container of the image, removed afterwards."""
+    name = _buildah("from", "--pull=never", built.tag).stdout.strip()
+    try:
+        yield name
+    finally:
+        _buildah("rm", name, check=False)
+
+
+@pytest.fixture
+def rootfs(container: str) -> Iterator[Path]:
+    """The container's root filesystem, mounted on the host."""
+    yield Path(_buildah("mount", container).stdout.strip())
+    _buildah("umount", container, check=False)
+
+
+@pytest.fixture
+def shared(stack: Stack) -> Path:
+    """A folder UID 65532 may read (pytest's own are root's, mode 0700), under /tmp, holding the stack's deps file."""
+    folder = Path(tempfile.mkdtemp(prefix="coordinator-image-"))
+    folder.chmod(0o755)
+    stack.add_cleanup(lambda: shutil.rmtree(folder, ignore_errors=True))
+    stack.deps = folder / "dependencies.json"
+    stack.set_deps(SEVEN_DAGS)
+    stack.deps.chmod(0o644)
+    return folder
+
+
+def run_in(container: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return _buildah("run", "--isolation", "chroot", container, "--", *argv, check=False)
+
+
+def test_the_image_builds_under_its_size_target(built: image.Built) -> None:
+    """The image builds and its root filesystem is under the 150 MB target, uncompressed (printed beside it)."""
+    print(f"\n{built.tag}: {built.size_mb:.1f} MB uncompressed (target {image.TARGET_MB} MB)")
+    assert 0 < built.size_mb < image.TARGET_MB
+
+
+def test_the_image_runs_coordinator_as_the_non_root_user(built: image.Built, container: str) -> None:
+    """The image's user is 65532:65532, its entrypoint `coordinator`, its health check `coordinator probe healthz`,
+    its OCI labels name version, source and revision; `coordinator --version` inside prints this package's version
+    and a process inside runs as UID 65532."""
+    config = json.loads(_buildah("inspect", "--type", "image", built.tag).stdout)["Docker"]["config"]
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["coordinator"] and config["Cmd"] == ["watch"]
+    assert config["Healthcheck"]["Test"] == ["CMD", "coordinator", "probe", "healthz"]
+    labels = config["Labels"]
+    assert labels["org.opencontainers.image.version"] == coordinator.__version__
+    assert labels["org.opencontainers.image.source"].startswith("https://")
+    assert labels["org.opencontainers.image.revision"] == image.revision()
+    version = run_in(container, "coordinator", "--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"coordinator {coordinator.__version__}", version
+    ids = run_in(container, "python3", "-c", "import os; print(os.getuid(), os.getgid())")
+    assert ids.stdout.split() == ["65532", "65532"], ids
+
+
+def test_the_image_holds_no_airflow_compiler_shell_or_secret(container: str, rootfs: Path) -> None:
+    """Airflow does not import inside; no compiler, package manager or shell is anywhere on the filesystem; no file
+    looks like a secret or a developer's state; the build's CA secret left nothing under /run."""
+    no_airflow = run_in(container, "python3", "-c", "import airflow")
+    assert no_airflow.returncode != 0 and "No module named 'airflow'" in no_airflow.stderr, no_airflow
+    found = [p for p in rootfs.rglob("*") if p.name in FORBIDDEN_PROGRAMS and (p.is_file() or p.is_symlink())]
+    assert not found, found
+    secrets = [p for p in rootfs.rglob("*") if p.name in SECRET_NAMES]
+    assert not secrets, secrets
+    assert not any((rootfs / "run").iterdir())
+    site = next((rootfs / VENV.lstrip("/") / "lib").glob("python3.*/site-packages"))
+    assert not list(site.glob("apache_airflow*")) and not list(site.glob("pip"))
+
+
+Launcher = Callable[[dict[str, str]], list[str]]
+
+
+def buildah_run(container: str, tmp: Path) -> Launcher:
+    """``coordinator`` under ``buildah run``: host network (loopback reaches etcd and the fake), the test's folder
+    mounted at the same path (the deps file), the coordinator's settings passed in (the rest of the host's
+    environment does not cross)."""
+
+    def command(env: dict[str, str]) -> list[str]:
+        settings = [f"--env={k}={v}" for k, v in env.items() if k.startswith("COORDINATOR_") or k == "PYTHONUNBUFFERED"]
+        return ["buildah", *image.STORAGE, "run", "--isolation", "chroot", "--volume", f"{tmp}:{tmp}:ro",
+                *settings, container, "--", "coordinator"]  # fmt: skip
+
+    return command
+
+
+def read_only_root(rootfs: Path, tmp: Path, scratch: Path) -> Launcher:
+    """``coordinator`` on the image's root filesystem mounted read-only, /tmp a fresh tmpfs, as UID 65532, in a mount
+    namespace of its own (what a pod with readOnlyRootFilesystem and an emptyDir at /tmp gives), the test's folder
+    (under /tmp) mounted at its own path; the view's mount point is in ``scratch``. TERM reaches it: ``unshare --kill-child`` passes it on when the test stops
+    the watcher."""
+    assert tmp.is_relative_to("/tmp"), f"the test folder {tmp} must be under /tmp, the image's one writable path"
+
+    def command(env: dict[str, str]) -> list[str]:
+        view = scratch / "ro-root"
+        view.mkdir(exist_ok=True)
+        script = (
+            f"mount --bind {rootfs} {view} && mount -o remount,bind,ro {view} && "
+            f"mount -t tmpfs -o mode=1777 tmpfs {view}/tmp && mount --rbind /dev {view}/dev && "
+            f"mkdir -p {view}{tmp} && mount --bind {tmp} {view}{tmp} && "
+            f'exec chroot --userspec=65532:65532 {view} {VENV}/bin/coordinator "$@"'
+        )
+        return ["unshare", "--mount", "--fork", "--kill-child=SIGTERM", "sh", "-c", script, "coordinator"]
+
+    return command
+
+
+def test_a_cascade_runs_through_coordinator_watch_inside_the_image(stack: Stack, container: str, shared: Path) -> None:
+    """`coordinator watch` run by `buildah run` inside the image adopts the graph, leads and triggers 02..07 once
+    each after 01 succeeds, in dependency order."""
+    stack.start_watcher("img", command=buildah_run(container, shared))
+    partition = new_partition()
+    stack.trigger_root(partition)
+    stack.wait_success(LAST, partition)
+    stack.settle()
+    stack.assert_once(partition)
+    stack.assert_order(partition)
+    assert [stack.fake.creates(dag) for dag in DOWNSTREAM] == [1] * len(DOWNSTREAM)
+
+
+def test_the_watcher_runs_on_a_read_only_root_as_65532(stack: Stack, rootfs: Path, shared: Path) -> None:
+    """On the image's root filesystem mounted read-only, as UID 65532 with only /tmp writable, the watcher leads and
+    runs the cascade once, and nothing it does needs a write elsewhere (no read-only error in its log)."""
+    watcher = stack.start_watcher("ro", command=read_only_root(rootfs, shared, stack.tmp_path))
+    partition = new_partition()
+    stack.trigger_root(partition)
+    stack.wait_success(LAST, partition)
+    stack.settle()
+    stack.assert_once(partition)
+    assert "Read-only file system" not in watcher.log(), shlex.quote(watcher.tail())
