@@ -41,6 +41,8 @@ from tests.e2e.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.e2e  # runs on the session's real Airflow 3.3: outside `make fast`
+
 README = REPO / "README.md"
 BLOCK_RE = re.compile(r"<!-- readme-e2e: ([\w-]+) -->\n```bash\n(.*?)\n```", re.DOTALL)
 #: The marked blocks, in the order the README gives them.
