@@ -136,7 +136,13 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
     rw = Perm.READWRITE
     result = [plugin_role(keys, i) for i in instances]
     result += [
-        Role(f"{base}-page", "the dependencies page in Airflow's api-server (read only)", (_read_all(keys),)),
+        Role(
+            f"{base}-page",
+            # Its own user, never granted to the plugin's (page_credential): the plugin's stays write-own.
+            "the dependencies page in Airflow's api-server (read only; its own user: page_etcd_username or the "
+            "coordinator_etcd_page connection, never the plugin's)",
+            (_read_all(keys),),
+        ),
         watcher_role(keys),
         Role(f"{base}-doctor", "coordinator doctor, status, why, diff (read only)", (_read_all(keys),)),
         Role(
