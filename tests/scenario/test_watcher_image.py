@@ -146,20 +146,24 @@ def buildah_run(container: str, tmp: Path) -> Launcher:
 def read_only_root(rootfs: Path, tmp: Path, scratch: Path) -> Launcher:
     """``coordinator`` on the image's root filesystem mounted read-only, /tmp a fresh tmpfs, as UID 65532, in a mount
     namespace of its own (what a pod with readOnlyRootFilesystem and an emptyDir at /tmp gives), the test's folder
-    (under /tmp) mounted at its own path; the view's mount point is in ``scratch``. TERM reaches it: ``unshare --kill-child`` passes it on when the test stops
-    the watcher."""
+    (under /tmp) mounted at its own path; the view's mount point is in ``scratch``. The watcher runs in a PID
+    namespace of its own under a shell that stays its parent: a TERM to ``unshare`` reaches the shell
+    (``--kill-child=SIGTERM``), which passes it on; if the shell dies any other way the namespace, watcher included,
+    goes with it. (The kernel's parent-death signal alone would not do: it is cleared when ``chroot --userspec``
+    changes the watcher's user, and a stopped test left the watcher running.)"""
     assert tmp.is_relative_to("/tmp"), f"the test folder {tmp} must be under /tmp, the image's one writable path"
 
     def command(env: dict[str, str]) -> list[str]:
         view = scratch / "ro-root"
         view.mkdir(exist_ok=True)
         script = (
-            f"mount --bind {rootfs} {view} && mount -o remount,bind,ro {view} && "
-            f"mount -t tmpfs -o mode=1777 tmpfs {view}/tmp && mount --rbind /dev {view}/dev && "
-            f"mkdir -p {view}{tmp} && mount --bind {tmp} {view}{tmp} && "
-            f'exec chroot --userspec=65532:65532 {view} {VENV}/bin/coordinator "$@"'
+            f"set -e; mount --bind {rootfs} {view}; mount -o remount,bind,ro {view}; "
+            f"mount -t tmpfs -o mode=1777 tmpfs {view}/tmp; mount --rbind /dev {view}/dev; "
+            f"mkdir -p {view}{tmp}; mount --bind {tmp} {view}{tmp}; set +e; "
+            f'chroot --userspec=65532:65532 {view} {VENV}/bin/coordinator "$@" & child=$!; '
+            'trap \'kill -TERM "$child"\' TERM INT; wait "$child"; wait "$child"'
         )
-        return ["unshare", "--mount", "--fork", "--kill-child=SIGTERM", "sh", "-c", script, "coordinator"]
+        return ["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGTERM", "sh", "-c", script, "coordinator"]
 
     return command
 
