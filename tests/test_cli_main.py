@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import pkgutil
 
 import pytest
 
@@ -10,21 +11,11 @@ from coordinator.errors import SpecError
 
 # The module, not the Typer object that ``coordinator.cli`` exports under the same name.
 app_module = importlib.import_module("coordinator.cli.app")
-# main() imports the command modules, which register on ``app``: done here, before the test replaces ``app``.
-for _name in (
-    "airflow",
-    "budget",
-    "check_airflow",
-    "diff",
-    "doctor",
-    "engine",
-    "import",
-    "prune",
-    "roles",
-    "spec",
-    "state",
-):
-    importlib.import_module(f"coordinator.cli.{_name}_cmds")
+# main() imports the command modules, which register on ``app``: done here, before the test replaces ``app`` (every
+# ``*_cmds`` module of the package, so a new command module cannot slip past).
+for _module in pkgutil.iter_modules(importlib.import_module("coordinator.cli").__path__):
+    if _module.name.endswith("_cmds"):
+        importlib.import_module(f"coordinator.cli.{_module.name}")
 
 
 def _raising(exc: BaseException) -> object:
