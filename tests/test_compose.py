@@ -26,10 +26,9 @@ import typer
 import yaml
 
 import coordinator
-from coordinator.airflow_plugin.records import INSTANCE_ENV, QUEUE_SIZE_ENV
 from coordinator.cli import app
-from coordinator.settings import Settings
 from devtools.etcd_server import find_etcd_binary
+from tests.support.cli_contract import command_problem, setting_variables
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = REPO / "docker-compose.yaml"
@@ -214,19 +213,11 @@ def _coordinator_args(services: dict[str, dict[str, Any]]) -> list[tuple[str, li
 
 def test_watchers_run_real_coordinator_commands_and_flags(services: dict[str, dict[str, Any]]) -> None:
     """Each `coordinator ...` command exists in the typer app and accepts the flags given."""
-    from coordinator.cli import airflow_cmds, engine_cmds, spec_cmds, state_cmds  # noqa: F401  (registrations)
-
-    group = typer.main.get_command(app)
     calls = _coordinator_args(services)
     assert {name for name, _ in calls} == {"watcher-1", "watcher-2"}
     for name, args in calls:
-        command = group.commands.get(args[0])  # type: ignore[attr-defined]
-        assert command is not None, f"{name}: `coordinator {args[0]}` does not exist"
-        parent = group.make_context("coordinator", list(args))
-        try:
-            command.make_context(args[0], list(args[1:]), parent=parent)
-        except Exception as exc:  # typer vendors click: its UsageError is not importable from click
-            pytest.fail(f"{name}: coordinator {' '.join(args)}: {exc}")
+        problem = command_problem(args)
+        assert problem is None, f"{name}: {problem}"
 
 
 def _airflow_calls(services: dict[str, dict[str, Any]]) -> list[tuple[str, list[str]]]:
@@ -298,7 +289,7 @@ def test_etcd_flags_exist_in_the_etcd_binary(services: dict[str, dict[str, Any]]
 
 def test_coordinator_variables_are_real_settings(services: dict[str, dict[str, Any]]) -> None:
     """Every COORDINATOR_* variable is a field of Settings (or one of the plugin's own two variables)."""
-    known = {f"COORDINATOR_{field.upper()}" for field in Settings.model_fields} | {INSTANCE_ENV, QUEUE_SIZE_ENV}
+    known = setting_variables()
     used = {(name, key) for name, key, _ in _all_env(services) if key.startswith("COORDINATOR_")}
     assert used
     for name, key in used:
