@@ -203,9 +203,10 @@ def pip_ca_bundle() -> Path | None:
     return None
 
 
-def build(tag: str | None = None) -> Built:
-    """The base if missing, then the watcher image from the repository root; returns its tag and size."""
-    tag = tag or default_tag()
+def build(tag: str | None = None, extras: str = "") -> Built:
+    """The base if missing, then the watcher image from the repository root, with the package's ``extras`` (e.g.
+    "google", for Cloud Composer's auth method; the tag gets them as a suffix); returns its tag and size."""
+    tag = tag or default_tag() + (f"-{extras.replace(',', '-')}" if extras else "")
     install_tools()
     make_base()
     say(f">> building {tag} from {CONTAINERFILE.relative_to(REPO)} with buildah (chroot, vfs)")
@@ -214,6 +215,7 @@ def build(tag: str | None = None) -> Built:
     buildah("bud", "--isolation", "chroot", "--format", "docker", "--pull=never", "--layers", *secret,
             "--ignorefile", str(IGNOREFILE), "-f", str(CONTAINERFILE),
             "--build-arg", f"VERSION={version()}", "--build-arg", f"REVISION={revision()}",
+            "--build-arg", f"EXTRAS={extras}",
             "-t", tag, str(REPO))  # fmt: skip
     return Built(tag, image_size(tag))
 
@@ -236,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("build", "size"):
         sub.add_parser(name).add_argument("--tag", default=None, help=f"default {default_tag()}")
+    sub.choices["build"].add_argument("--extras", default="", help="the package's extras: google, aws")
     sub.add_parser("base").add_argument("--force", action="store_true", help="make it again even if stored")
     args = parser.parse_args(argv)
     try:
@@ -243,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             install_tools()
             make_base(force=args.force)
             return 0
-        built = build(args.tag) if args.command == "build" else Built(args.tag or default_tag(), 0)
+        built = build(args.tag, args.extras) if args.command == "build" else Built(args.tag or default_tag(), 0)
         size = built.size_bytes or image_size(built.tag)
         verdict = "under" if size < TARGET_MB * 1_000_000 else "OVER"
         say(f">> {built.tag}: {size / 1_000_000:.1f} MB uncompressed, {verdict} the {TARGET_MB} MB target")
