@@ -6,6 +6,7 @@ import importlib
 import pkgutil
 
 import pytest
+import typer
 
 from coordinator.errors import SpecError
 
@@ -45,3 +46,22 @@ def test_an_error_escaping_a_command_exits_with_a_message_and_no_traceback(
     stderr = capsys.readouterr().err
     assert stderr.startswith("error: ") and words in stderr
     assert "Traceback" not in stderr
+
+
+def test_no_help_page_shows_a_type_beside_a_flag() -> None:
+    """`coordinator --help` and every command's help list their flags without a "<bool>" beside them (a flag takes
+    no value), while options that take one keep their type (e.g. "<str>")."""
+    from typer.testing import CliRunner
+
+    from coordinator.cli import app
+
+    runner = CliRunner()
+    group = typer.main.get_command(app)
+    pages = {"coordinator": runner.invoke(app, ["--help"], terminal_width=200)}
+    for name in group.commands:  # type: ignore[attr-defined]
+        pages[name] = runner.invoke(app, [name, "--help"], terminal_width=200)
+    assert len(pages) > 15
+    for name, page in pages.items():
+        assert page.exit_code == 0, (name, page.output)
+        assert "--help" in page.output and "<bool>" not in page.output, (name, page.output)
+    assert "<str>" in pages["status"].output

@@ -24,6 +24,17 @@ from rich.text import Text
 from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError, StoreUnavailable
 from coordinator.settings import Settings
 
+# Typer (0.29) prints each option's type beside it, "<bool>" included for flags, which take no value: a reader
+# takes it for an argument to give. Flags show no type; every other option keeps its own.
+_display_type_rich = typer.core.TyperOption.display_type_rich
+
+
+def _display_type_unless_flag(self: typer.core.TyperOption, ctx: Any) -> str | None:
+    return None if self.is_flag else _display_type_rich(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _display_type_unless_flag  # type: ignore[method-assign]
+
 app = typer.Typer(
     name="coordinator",
     help="DAG-to-DAG dependencies across Airflow DAGs, teams and instances, with etcd as the shared state.",
