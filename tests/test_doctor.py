@@ -252,6 +252,37 @@ def test_watcher_start_check_names_the_password_setting_and_sets_the_metric(
     assert metrics.registry.get_sample_value("coordinator_instance_check_failures_total", {"instance": "default"}) == 1
 
 
+def test_watcher_start_check_leaves_out_an_instance_nothing_uses(
+    arun: Any, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    """A graph whose DAGs all live in team_a and team_b (the implicit instance "default" holds none) and an instances
+    file naming those two: the start check asks exactly team_a and team_b, and no ERROR line mentions "default"."""
+    deps = tmp_path / "dependencies.json"
+    dags = {"team_a/01_pipeline": {}, "team_b/02_pipeline": {"upstreams": ["team_a/01_pipeline"]}}
+    deps.write_text(json.dumps({"version": 1, "instances": {"team_a": {}, "team_b": {}}, "dags": dags}))
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "DOCTOR_TEST_AF_PASSWORD"}
+    instances = tmp_path / "instances.json"
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+    os.environ["DOCTOR_TEST_AF_PASSWORD"] = PASSWORD
+    try:
+        settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=deps, instances_file=instances,
+                            http="off")  # fmt: skip
+
+        async def go() -> Any:
+            async with AsyncExitStack() as stack:
+                watcher = await open_watcher(settings, stack, Metrics())
+                return await check_instances(watcher.presence())
+
+        with caplog.at_level(logging.INFO, logger="coordinator.watcher.presence"):
+            checks = arun(go())
+    finally:
+        del os.environ["DOCTOR_TEST_AF_PASSWORD"]
+    assert [c.instance for c in checks] == ["team_a", "team_b"]
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [line for line in errors if "default" in line], errors
+
+
 def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: Path) -> None:
     """check-plugin against a wrong etcd endpoint exits 1 with ONE error line naming COORDINATOR_ETCD_ENDPOINTS and
     no retry log (etcd is asked once per endpoint before the writer would retry for the whole timeout)."""
