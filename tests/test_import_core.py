@@ -166,6 +166,23 @@ def test_an_edge_the_loader_rejects_is_dropped_and_reported() -> None:
     assert result.edge_count == 1
 
 
+def test_only_the_edge_that_maps_dates_differently_is_rejected_not_the_one_it_is_compared_with() -> None:
+    """Three task sensors at -4h and one at -3h on the same upstream DAG: the -3h edge is rejected ("maps dates
+    differently from the one at ...[0]") and the three -4h edges all stay (the first was rejected with it before:
+    its path appears in the other edge's problem text)."""
+    facts = [dag("u", "0 * * * *"), dag("d", "0 5 * * *")]
+    links = [
+        replace(sensor("d", "u", DAILY_5, lambda p: [p - timedelta(hours=4)], tasks=(task,)), task_id=f"wait_{task}")
+        for task in ("a", "b", "c")
+    ]
+    links.append(replace(sensor("d", "u", DAILY_5, lambda p: [p - timedelta(hours=3)], tasks=("z",)), task_id="z"))
+    result = translate(facts, links)
+    kept = result.document["dags"]["d"]["upstreams"]
+    assert [(e["task"], e["shift"]) for e in kept] == [("a", "-4h"), ("b", "-4h"), ("c", "-4h")]
+    rejected = [f for f in result.of(FindingKind.INEXPRESSIBLE) if "rejected" in f.message]
+    assert [f.subject for f in rejected] == ["d.z"] and "maps dates differently" in rejected[0].message
+
+
 def test_a_mutual_pair_of_many_parallel_task_sensors_is_broken_as_one_unit() -> None:
     """Two DAGs with 23 task sensors each way (Mozilla's case): the pair's edges go in one round, nothing is raised."""
     facts = [dag("a", "0 1 * * *"), dag("b", "0 1 * * *"), dag("c", "0 1 * * *")]

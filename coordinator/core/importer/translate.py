@@ -35,6 +35,7 @@ Rules (``docs/import-dags.md``):
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -191,7 +192,9 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
         reasons: dict[int, str] = {}
         for i in range(len(edges)):
             path = prefix + f"[{i}]"
-            hits = [p for p in problems if f" {path}: " in p or f" {path}." in p]
+            # The problem's own path only: its text may name another edge ("... from the one at ...[0]"), which
+            # is the edge it is compared with, not one to remove.
+            hits = [p for p in problems if (subject := problem_path(p)) == path or subject.startswith(path + ".")]
             if hits:
                 reasons[i] = hits[0].split(": ", 2)[-1]
         # A cycle through D <- U is broken by the pair: the other parallel edges D <- U would close it again.
@@ -220,6 +223,16 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
         f for f in work.findings if f.kind is not FindingKind.NOTE or (f.origin, f.subject) not in rejected
     ]
     return dropped
+
+
+#: A loader problem reads ``SOURCE:LINE: $.json.path: message``; the path is what the problem is about.
+_PROBLEM_PATH = re.compile(r"^\S+ (\$\S*): ")
+
+
+def problem_path(problem: str) -> str:
+    """The JSON path a loader problem is about ("" when it names none)."""
+    found = _PROBLEM_PATH.match(problem)
+    return found.group(1) if found else ""
 
 
 def dump(document: Mapping[str, Any]) -> str:
