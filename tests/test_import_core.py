@@ -279,6 +279,19 @@ def test_an_operator_whose_edge_is_rejected_gets_one_finding_not_also_remove_thi
     assert not notes & set(rejected), [str(f) for f in result.findings]
 
 
+@pytest.mark.parametrize("kind", [LinkKind.MARKER, LinkKind.TRIGGER], ids=["marker", "trigger"])
+def test_a_marker_or_trigger_whose_target_did_not_load_claims_no_edge(kind: LinkKind) -> None:
+    """A marker (or trigger) in u naming d, where d is not in the file (its file failed): no note says "written as an
+    edge" or "triggered by the coordinator"; one note says no edge d <- u was written, and the file has none."""
+    facts = [dag("u", "0 1 * * *")]
+    link = LinkFact(kind, "u", "mark", Origin("u.py", 9), "d", tasks=("t",), trigger_rule="all_success")
+    result = translate(facts, [link])
+    assert "upstreams" not in result.document["dags"]["u"] and "d" not in result.document["dags"]
+    notes = [f.message for f in result.of(FindingKind.NOTE)]
+    assert not [n for n in notes if "written as" in n or "now also waits" in n or "is triggered by" in n], notes
+    assert [n for n in notes if n.startswith("d is not in this folder: no edge d <- u written")], notes
+
+
 def test_subdags_are_skipped_once_with_their_parent_and_their_sensors_are_the_parents() -> None:
     """Airflow 2 SubDAGs parent.a and parent.b are no entries; one note on parent names both; a sensor inside
     parent.a becomes parent's edge."""

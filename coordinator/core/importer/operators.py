@@ -94,7 +94,7 @@ def marker_edges(work: Work, link: LinkFact, covered: bool) -> None:
         )
         return
     samples = operator_samples(work, link)
-    if samples is None:
+    if samples is None or target_missing(work, link):
         return
     work.add(
         FindingKind.NOTE,
@@ -103,6 +103,21 @@ def marker_edges(work: Work, link: LinkFact, covered: bool) -> None:
         f"an edge {link.other_dag} <- {link.dag_id} ({_at(link)}), so {link.other_dag} now also waits for it",
     )
     link_edges(work, link, samples, (None,), "success")
+
+
+def target_missing(work: Work, link: LinkFact) -> bool:
+    """A marker's or trigger's edge lives in the DAG it clears or triggers: when that DAG is not in the file (not in
+    the folder, or its file failed to import), no edge can be written, and the report says so instead of claiming
+    one. The words "D is not in this folder" are the ones the report replaces with the failed file's cause."""
+    if link.other_dag in work.dags:
+        return False
+    work.add(
+        FindingKind.NOTE,
+        link,
+        f"{link.other_dag} is not in this folder: no edge {link.other_dag} <- {link.dag_id} written (the edge "
+        f"belongs to {link.other_dag}); keep this operator, and import again once {link.other_dag} loads",
+    )
+    return True
 
 
 def same_date(template: str | None) -> bool:
@@ -162,7 +177,7 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
         )
         return
     samples = operator_samples(work, link)
-    if samples is None:
+    if samples is None or target_missing(work, link):
         return
     tasks: tuple[str | None, ...] = link.upstream_tasks or (None,)
     target = work.dags.get(link.other_dag)
