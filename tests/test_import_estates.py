@@ -168,3 +168,24 @@ def test_bad_arguments_exit_2_saying_what_is_wrong(args: tuple[str, ...], messag
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_estate_python_without_pydantic_is_told_exactly_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Python with Airflow but no pydantic (a plain Airflow 2.11 lacks it: only its [pydantic] extra brings it):
+    the loader answers with the package specs to install there, and no longer claims Airflow installs it."""
+    from coordinator.airflow_import.process import run_loader
+    from coordinator.errors import ConfigError
+
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    (shim / "pydantic.py").write_text("raise ImportError(\"No module named 'pydantic'\", name='pydantic')\n")
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    monkeypatch.setenv("PYTHONPATH", str(shim))
+    with pytest.raises(ConfigError) as refused:
+        run_loader(folder, Path(sys.executable))
+    message = str(refused.value)
+    assert "cannot import 'pydantic'" in message and "pip install 'pydantic>=2.7,<3' 'croniter>=2'" in message
+    assert "installs both" not in message

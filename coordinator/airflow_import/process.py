@@ -6,8 +6,9 @@ Rules:
    its ``sys.path`` and ``sys.modules`` changes and whatever a DAG file does at import stay in the child.
 2. The child runs this package's loader from this package's folder, whatever that Python has installed: only the
    ``coordinator`` package is put in its ``sys.modules`` (not this environment's site-packages), so the estate's
-   own libraries answer every other import. The loader needs Python 3.11+ and pydantic and croniter there (Airflow
-   2.9+ brings both); without them, or without Airflow, the child answers why and the command exits 2.
+   own libraries answer every other import. The loader needs Python 3.11+, pydantic 2 and croniter there (Airflow
+   2.9+ brings croniter; pydantic only with its ``[pydantic]`` extra, so a plain Airflow 2.11 lacks it); without
+   them, or without Airflow, the child answers what to install and the command exits 2.
 3. The working directory is not put on the child's ``sys.path`` (``python -c`` would): Airflow's scheduler does not
    have it either, and an estate's ``yaml/`` folder there would shadow PyYAML.
 4. Airflow's output (stderr) is shown only with ``verbose``; when the child dies without an answer, the error
@@ -56,8 +57,11 @@ spec.loader.exec_module(module)
 try:
     from coordinator.airflow_import.__main__ import main
 except ImportError as exc:
-    answer("the loader cannot import %r in %s: it needs pydantic and croniter there (Airflow 2.9+ installs both): "
-           "%s" % (exc.name, sys.executable, exc))
+    answer("the loader cannot import %r in %s (%s): import-dags's loader needs pydantic 2 and croniter in the "
+           "estate's Python; Airflow 2.9+ brings croniter, but pydantic only with its [pydantic] extra (not in a "
+           "plain Airflow 2.11): install them there with pip install 'pydantic>=2.7,<3' 'croniter>=2', or "
+           "apache-airflow[pydantic] under Airflow's constraints file for that version"
+           % (exc.name, sys.executable, exc))
 sys.exit(main(sys.argv[1:]))
 """.replace("@ANSWER@", wire.ANSWER)
 
