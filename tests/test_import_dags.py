@@ -466,6 +466,41 @@ def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
     assert check_templates(python, HERE / "estate_af2", result, AF2_TEMPLATED, tmp_path / "home") > 200
 
 
+SIMPLE_DAG = """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.empty import EmptyOperator
+
+with DAG("{name}", start_date=datetime(2024, 1, 1), schedule="@daily", catchup=False):
+    EmptyOperator(task_id="t")
+"""
+
+
+def test_airflow2_counts_each_failed_file_once_with_its_dags_folder_set(tmp_path: Path) -> None:
+    """Airflow 2.11 with AIRFLOW__CORE__DAGS_FOLDER set to the folder (as the docs advise): 3 good files and 1 that
+    fails read as 4 files (1 failed), not 5; --min-loaded 80% then fails at 75% (exit 1, nothing written)."""
+    from devtools.airflow2_stack import ensure_venv
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        (folder / f"{name}.py").write_text(SIMPLE_DAG.format(name=name), encoding="utf-8")
+    (folder / "broken.py").write_text("from airflow import DAG\nimport no_such_module_here\n", encoding="utf-8")
+    env = airflow_env(tmp_path / "home") | {"AIRFLOW__CORE__DAGS_FOLDER": str(folder)}
+    output = tmp_path / "deps.json"
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        cmd = [str(ensure_venv()), "-m", "coordinator.cli", "import-dags", str(folder), "--output", str(output)]
+        return subprocess.run([*cmd, *flags], env=env, capture_output=True, text=True, timeout=600, check=False)
+
+    done = run()
+    assert done.returncode == 0 and "4 files (1 failed), 3 DAGs loaded" in done.stderr, done.stderr
+    output.unlink()
+    gated = run("--min-loaded", "80%")
+    assert gated.returncode == 1, gated.stderr
+    assert "3 of 4 files imported (75%), --min-loaded 80%" in gated.stderr and not output.exists()
+
+
 def test_an_unwritable_output_is_an_error_not_a_traceback(tmp_path: Path) -> None:
     """--output in a missing directory: exit 2 with the path and what to check."""
     folder = tmp_path / "dags"

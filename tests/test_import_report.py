@@ -158,6 +158,11 @@ MIN_LOADED = {
     "percent-short": ("90%", 100, 20, 300, "80 of 100 files imported (80%), --min-loaded 90%"),
     "percent-ok": ("80%", 100, 20, 300, None),
     "zero": ("0", 5, 5, 0, None),
+    "default-mostly-failed": (MinLoaded.DEFAULT, 213, 212, 1, "1 of 213 files imported (0%), --min-loaded 1,50%"),
+    "default-no-dag": (MinLoaded.DEFAULT, 10, 0, 0, "no DAG loaded, --min-loaded 1,50%"),
+    "default-half": (MinLoaded.DEFAULT, 10, 5, 5, None),
+    "both": ("2,90%", 10, 0, 1, "1 DAGs loaded, --min-loaded 2,90%"),
+    "both-percent-short": ("90%,2", 10, 2, 9, "8 of 10 files imported (80%), --min-loaded 2,90%"),
 }
 
 
@@ -165,11 +170,16 @@ MIN_LOADED = {
 def test_min_loaded_counts_dags_or_a_percentage_of_files(
     text: str, files: int, failed: int, dags: int, expected: str | None
 ) -> None:
-    """--min-loaded N is a DAG count, P% a share of files that imported; the default fails only on no DAG."""
+    """--min-loaded N is a DAG count, P% a share of files that imported, N,P% both; the default (1,50%) fails on no
+    DAG and on a folder where most files failed (212 of 213: exit 1, not a file with one DAG)."""
     assert MinLoaded.parse(text).shortfall(files, failed, dags) == expected
 
 
-@pytest.mark.parametrize("text", ["-1", "abc", "120%", "5.5"], ids=["negative", "word", "over-100", "fraction"])
+@pytest.mark.parametrize(
+    "text",
+    ["-1", "abc", "120%", "5.5", "1,2", "50%,60%", "1,50%,3"],
+    ids=["negative", "word", "over-100", "fraction", "two-counts", "two-percentages", "three-parts"],
+)
 def test_a_bad_min_loaded_says_what_it_takes(text: str) -> None:
     """Anything but a count or a percentage is a ValueError naming both forms."""
     with pytest.raises(ValueError, match="neither a DAG count"):

@@ -267,10 +267,32 @@ def load_folder(folder: Path) -> LoadedFolder:
             sorted(FailedFile(origins.relative(f), deepest_cause(e), failing_line(e, f)) for f, e in recorded.items())
         ),
         str(airflow.__version__),
-        files=len({origins.relative(f) for f in files if f} | {origins.relative(f) for f in recorded}),
+        files=len(
+            {origins.relative(_stat_path(f, folder)) for f in files if f} | {origins.relative(f) for f in recorded}
+        ),
         failed_dags=tuple(sorted(_failed_dags(missing, recorded, origins))),
         python=sys.executable,
     )
+
+
+def _stat_path(name: str, folder: Path) -> str:
+    """The file a ``dagbag_stats`` entry names, as an absolute path. Airflow 2 cuts its DAGS_FOLDER off the front
+    (``/x.py`` for ``DAGS_FOLDER/x.py``) while its import errors keep the whole path: read as written, one failed file
+    would count twice (once from each) and a folder would seem to hold more files than it does."""
+    path = Path(name)
+    if path.is_absolute() and path.exists():
+        return name
+    try:
+        from airflow import settings
+
+        dags_folder = Path(str(settings.DAGS_FOLDER))
+    except Exception:  # Airflow's settings are its own; without them, the folder given is the best guess
+        dags_folder = folder if folder.is_dir() else folder.parent
+    for base in (dags_folder, folder if folder.is_dir() else folder.parent):
+        candidate = base / name.lstrip("/")
+        if candidate.exists():
+            return str(candidate)
+    return name
 
 
 def _failed_dags(missing: set[str], failed: Mapping[str, str], origins: _Origins) -> Iterator[tuple[str, str]]:

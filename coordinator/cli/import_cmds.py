@@ -12,7 +12,8 @@ Rules:
    import grouped by deepest cause with a hint (:mod:`coordinator.core.importer.failures`), then sensor bugs, what
    cannot be expressed and notes, one line each ``file:line: dag.task: ...``, repeated ones folded (``xN``).
    Airflow's own output only with ``--verbose``. ``--report FILE`` writes every finding unfolded as JSON.
-5. Exit 1 when fewer than ``--min-loaded`` loaded (default: no DAG at all): the report is printed and written, no
+5. Exit 1 when fewer than ``--min-loaded`` loaded (default: no DAG, or fewer than half of the files): the report is
+   printed and written, no
    dependencies file (nor stdout document) is, since an empty or partial graph would read as "no dependencies".
    With ``--strict`` exit 1 when a bug, something inexpressible or a failed file was found (the file is written),
    so CI can require a clean conversion.
@@ -129,8 +130,12 @@ def import_dags(
     ] = None,
     min_loaded: Annotated[
         str,
-        typer.Option("--min-loaded", help="exit 1, writing no file, below N DAGs loaded or P% of files imported"),
-    ] = "1",
+        typer.Option(
+            "--min-loaded",
+            help="exit 1, writing no file, below N DAGs loaded or P% of files imported, or either of N,P% "
+            "[default: 1,50%]",
+        ),
+    ] = MinLoaded.DEFAULT,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")] = False,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules."""

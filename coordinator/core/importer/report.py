@@ -8,8 +8,10 @@ Rules (``docs/import-dags.md``, "Importing a real estate"):
    of its first finding and a few more ``file:line`` examples (every finding stays in the JSON report).
 3. A finding about a DAG that is missing because its file failed to import says so: "its file failed: <cause>"
    instead of "not in this folder" (the loader found the DAG id in the failed file's text).
-4. Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, or a percentage of the
-   folder's files that imported; default: at least one DAG), the command fails and writes no dependencies file.
+4. Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, a percentage of the
+   folder's files that imported, or both as ``N,P%``; default ``1,50%``: at least one DAG and at least half of the
+   files, since a folder that mostly failed would write a file that reads as "these DAGs have no dependencies"),
+   the command fails and writes no dependencies file. Asking for less (``1``, ``0``, ``20%``) is the user's call.
 5. Pure: values in, lines and decisions out.
 """
 
@@ -133,35 +135,55 @@ def explain_missing(findings: Sequence[Finding], failed_dags: Mapping[str, tuple
 
 @dataclass(frozen=True, slots=True)
 class MinLoaded:
-    """``--min-loaded``: at least ``count`` DAGs, or at least ``percent`` of the folder's files imported."""
+    """``--min-loaded``: at least ``count`` DAGs and at least ``percent`` of the folder's files imported (rule 4)."""
 
     count: int | None = 1
-    percent: float | None = None
+    percent: float | None = 50.0
+
+    #: The default of ``--min-loaded`` (rule 4).
+    DEFAULT = "1,50%"
 
     @classmethod
     def parse(cls, text: str) -> MinLoaded:
-        """``N`` or ``P%``; ValueError with what is wrong."""
-        raw = text.strip()
+        """``N``, ``P%`` or ``N,P%``; ValueError with what is wrong."""
+        count: int | None = None
+        percent: float | None = None
+        parts = [p.strip() for p in text.split(",")]
         try:
-            if raw.endswith("%"):
-                percent = float(raw[:-1])
-                if not 0 <= percent <= 100:
-                    raise ValueError
-                return cls(None, percent)
-            count = int(raw)
-            if count < 0:
+            if not 1 <= len(parts) <= 2:
                 raise ValueError
-            return cls(count, None)
+            for raw in parts:
+                if raw.endswith("%"):
+                    if percent is not None:
+                        raise ValueError
+                    percent = float(raw[:-1])
+                    if not 0 <= percent <= 100:
+                        raise ValueError
+                else:
+                    if count is not None:
+                        raise ValueError
+                    count = int(raw)
+                    if count < 0:
+                        raise ValueError
         except ValueError:
-            raise ValueError(f"{text!r} is neither a DAG count (0, 1, 50) nor a percentage of files (90%)") from None
+            raise ValueError(
+                f"{text!r} is neither a DAG count (0, 1, 50), a percentage of files (90%) nor both (1,50%)"
+            ) from None
+        return cls(count, percent)
 
     def shortfall(self, files: int, failed: int, dags: int) -> str | None:
         """Why the load is not good enough (rule 4), or None."""
         if self.count is not None and dags < self.count:
             why = "no DAG loaded" if dags == 0 else f"{dags} DAGs loaded"
-            return f"{why}, --min-loaded {self.count}"
+            return f"{why}, --min-loaded {self}"
         if self.percent is not None:
             loaded = 100.0 * (files - failed) / files if files else 0.0
             if loaded < self.percent:
-                return f"{files - failed} of {files} files imported ({loaded:.0f}%), --min-loaded {self.percent:g}%"
+                return f"{files - failed} of {files} files imported ({loaded:.0f}%), --min-loaded {self}"
         return None
+
+    def __str__(self) -> str:
+        parts = ([str(self.count)] if self.count is not None else []) + (
+            [f"{self.percent:g}%"] if self.percent is not None else []
+        )
+        return ",".join(parts) or "0"
