@@ -7,6 +7,7 @@ import pytest
 from coordinator.core.importer.facts import Finding, FindingKind, Origin
 from coordinator.core.importer.failures import (
     FailedFile,
+    airflow2_headline,
     deepest_cause,
     failing_line,
     group_failures,
@@ -89,6 +90,66 @@ def test_each_kind_of_failure_gets_its_hint(cause: str, version: str, expected: 
     provider, database reads to the configured database."""
     found = hint(cause, version)
     assert found is not None and expected in found
+
+
+PROVIDER_HINTS = {
+    "cncf-kubernetes": ("No module named 'airflow.providers.cncf.kubernetes'",
+                        "apache-airflow-providers-cncf-kubernetes"),
+    "dbt-cloud": ("No module named 'airflow.providers.dbt.cloud.operators'", "apache-airflow-providers-dbt-cloud"),
+    "microsoft-azure": ("No module named 'airflow.providers.microsoft.azure'",
+                        "apache-airflow-providers-microsoft-azure"),
+    "amazon": ("No module named 'airflow.providers.amazon.aws.hooks.s3'", "apache-airflow-providers-amazon"),
+    "common-sql": ("No module named 'airflow.providers.common.sql'", "apache-airflow-providers-common-sql"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("cause", "package"), PROVIDER_HINTS.values(), ids=PROVIDER_HINTS.keys())
+def test_a_missing_provider_is_named_by_its_real_package(cause: str, package: str) -> None:
+    """The hint names the provider's real PyPI package (two segments for cncf, dbt, microsoft, apache, common,
+    atlassian; one for the rest), never one cut from the module path (apache-airflow-providers-cncf, -dbt)."""
+    found = hint(f"ModuleNotFoundError: {cause}", "3.3.2")
+    assert found is not None and f"(pip install {package})" in found
+
+
+def test_a_provider_name_that_cannot_be_told_is_not_guessed() -> None:
+    """`airflow.providers.cncf` alone names no package: the hint says which module, not a package that does not
+    exist."""
+    found = hint("ModuleNotFoundError: No module named 'airflow.providers.cncf'", "3.3.2")
+    assert found is not None and "pip install" not in found and "airflow.providers.cncf" in found
+
+
+def test_a_name_missing_from_an_installed_provider_says_the_version_does_not_match() -> None:
+    """`cannot import name 'SimpleHttpOperator' from airflow.providers.http...`: the provider is installed but not
+    the version the estate was written for; the hint does not say "install the provider"."""
+    cause = "ImportError: cannot import name 'SimpleHttpOperator' from 'airflow.providers.http.operators.http'"
+    found = hint(cause, "3.3.2")
+    assert found is not None and "pip install" not in found
+    assert "apache-airflow-providers-http is installed here but has no SimpleHttpOperator" in found
+
+
+def test_a_module_of_the_estate_itself_points_to_pythonpath_not_to_another_python() -> None:
+    """A missing `operators` that lives beside the DAGs folder (the estate's own code) gets the PYTHONPATH hint with
+    the folder that holds it; one nothing holds keeps the "not installed" hint."""
+    cause = "ModuleNotFoundError: No module named 'operators.slack_alert'"
+    local = hint(cause, "2.10.5", {"operators": "/estate"})
+    assert local is not None and "put /estate on PYTHONPATH" in local and "not installed" not in local
+    elsewhere = hint(cause, "2.10.5", {})
+    assert elsewhere is not None and "operators is not installed in this Python" in elsewhere
+
+
+def test_a_folder_of_airflow2_dags_is_called_so_in_the_headline_under_airflow3() -> None:
+    """Under Airflow 3, when a fifth or more of the files use Airflow 2 idioms in their source (whatever they failed
+    on), one headline says these look like Airflow 2 DAGs with the idioms seen; fewer, or Airflow 2 itself: none."""
+    sources = {f"f{i}.py": "with DAG('x', schedule_interval='@daily', start_date=days_ago(1)):" for i in range(3)}
+    sources |= {f"g{i}.py": "with DAG('y', schedule='@daily'):" for i in range(7)}
+    line = airflow2_headline(sources, "3.3.2")
+    assert line is not None and line.startswith("these look like Airflow 2 DAGs: 3 of 10 files")
+    assert "days_ago" in line and "schedule_interval" in line and "--python" in line
+    assert airflow2_headline(sources, "2.11.2") is None
+    one = {**{k: v for k, v in sources.items() if k.startswith("g")}, "f0.py": sources["f0.py"]} | {
+        f"h{i}.py": "" for i in range(10)
+    }
+    assert airflow2_headline(one, "3.3.2") is None
 
 
 def test_airflow2_idioms_are_not_flagged_under_airflow2() -> None:

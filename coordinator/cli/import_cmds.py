@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -34,7 +35,14 @@ from coordinator.cli.diff_cmds import to_text
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import Baseline, diff_graphs
 from coordinator.core.importer.facts import Finding, FindingKind
-from coordinator.core.importer.failures import CauseGroup, group_failures, verdict
+from coordinator.core.importer.failures import (
+    CauseGroup,
+    FailedFile,
+    airflow2_headline,
+    group_failures,
+    missing_module,
+    verdict,
+)
 from coordinator.core.importer.merge import merge
 from coordinator.core.importer.report import Counts, MinLoaded, counts, explain_missing, fold
 from coordinator.core.importer.translate import dump, translate
@@ -165,7 +173,8 @@ def import_dags(
     causes = {f.file: f.cause for f in loaded.failed}
     findings = explain_missing(result.findings, {d: (f, causes[f]) for d, f in loaded.failed_dags if f in causes})
     summary = counts(loaded.files, len(loaded.failed), result.dag_count, loaded.links, result.edge_count, findings)
-    groups = group_failures(loaded.failed, loaded.airflow_version)
+    groups = group_failures(loaded.failed, loaded.airflow_version, local_modules(folder, loaded.failed))
+    airflow2 = airflow2_headline(_sources(folder), loaded.airflow_version)
     names = {d.dag_id for d in loaded.dags} | {link.other_dag for link in loaded.links}
     failure = threshold.shortfall(loaded.files, len(loaded.failed), result.dag_count)
     target = str(output) if output is not None else "stdout"
@@ -180,8 +189,10 @@ def import_dags(
             err=True,
         )
     typer.echo(f"  {summary}", err=True)
+    if airflow2 is not None:
+        typer.echo(f"  {airflow2}", err=True)
     first = verdict(groups)
-    if first is not None:
+    if first is not None and (airflow2 is None or "Airflow 2 DAGs" not in first):
         typer.echo(f"  {first}", err=True)
     if failure is None and old is not None:
         for line in to_text(diff_graphs(Baseline.from_graph(old), graph)):
@@ -202,6 +213,45 @@ def import_dags(
     if strict and problems:
         typer.echo(f"--strict: {problems} problem(s) above", err=True)
         raise typer.Exit(EXIT_FAILURE)
+
+
+#: How far above the DAGs folder the estate's own modules are looked for (its root is usually one or two up).
+LOCAL_LEVELS = 3
+#: A DAG file larger than this is not read for the Airflow 2 headline (a generated file, not a DAG someone wrote).
+MAX_SOURCE_BYTES = 1_000_000
+
+
+def local_modules(folder: Path, failed: Sequence[FailedFile]) -> dict[str, str]:
+    """Each missing top-level module of the failed files that the estate holds itself, with the folder that holds it:
+    a package or module directly in one of the DAGs folder's ancestors, or in a direct subfolder of the DAGs folder
+    or of its parent (``plugins/``, ``include/``). The image puts that folder on PYTHONPATH; this Python does not."""
+    base = folder.resolve() if folder.is_dir() else folder.resolve().parent
+    roots = [*base.parents[:LOCAL_LEVELS]]
+    for parent in (base, base.parent):
+        try:
+            roots += sorted(p for p in parent.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+        except OSError:
+            continue
+    found: dict[str, str] = {}
+    for name in sorted({m for f in failed if (m := missing_module(f.cause)) is not None}):
+        for root in roots:
+            if (root / name).is_dir() or (root / f"{name}.py").is_file():
+                found[name] = str(root)
+                break
+    return found
+
+
+def _sources(folder: Path) -> dict[str, str]:
+    """The text of each Python file Airflow would read in ``folder`` (for the Airflow 2 headline)."""
+    files = [folder] if folder.is_file() else sorted(folder.rglob("*.py"))
+    sources: dict[str, str] = {}
+    for path in files:
+        try:
+            if path.stat().st_size <= MAX_SOURCE_BYTES:
+                sources[str(path)] = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+    return sources
 
 
 def _write(document: dict[str, Any], old: Graph | None, output: Path | None) -> Graph:

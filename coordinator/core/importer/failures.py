@@ -10,19 +10,28 @@ Rules (``docs/import-dags.md``, "Importing a real estate"):
      ``airflow.operators.dummy``, any removed ``airflow.*`` module...) -> these are Airflow 2 DAGs: import with an
      Airflow 2 interpreter (``--python``); an Airflow 3 idiom (``airflow.sdk``, the standard provider) under
      Airflow 2 -> the converse;
-   - a missing ``airflow.providers.X`` module -> install that provider, or run with the estate's Python;
+   - a missing ``airflow.providers.X`` module -> install that provider (its real package name: Airflow's registry
+     keeps two segments for the namespaces of :data:`TWO_SEGMENT_PROVIDERS`, ``cncf.kubernetes`` ->
+     ``apache-airflow-providers-cncf-kubernetes``; a name that cannot be told is not guessed), or run with the
+     estate's Python;
+   - a name missing from an installed provider (``cannot import name 'SimpleHttpOperator' from
+     'airflow.providers.http...'``) -> the provider here is not the version the estate was written for;
+   - a missing module that is the estate's own code (found beside the DAGs folder: ``operators/``, ``utils/``,
+     which the estate's image puts on ``PYTHONPATH``) -> put that folder on ``PYTHONPATH``;
    - any other missing module -> install it, or run with the estate's Python (``--python``);
    - a metadata-database error (``no such table``, a Variable or Connection read at parse time) -> the file reads
      Airflow's database while it loads: run where that database (and its Variables) is configured.
 3. The verdict: the hint shared by at least half of the failed files is said once, first (an Airflow 2 estate under
-   Airflow 3 fails on a dozen different idioms, all with one remedy).
+   Airflow 3 fails on a dozen different idioms, all with one remedy). Under Airflow 3, a folder where at least
+   :data:`AIRFLOW2_SHARE` of the files use Airflow 2 idioms in their source is called Airflow 2 in the headline,
+   whatever its files failed on first (a missing local module hides the idiom further down).
 4. Pure: text in, values out.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 #: The longest cause kept: a cause is one line of a report, not a dump of an SQL statement.
@@ -49,6 +58,26 @@ AIRFLOW2_IDIOMS = (
 )
 #: Words in a cause that only an Airflow 3 DAG file produces under Airflow 2.
 AIRFLOW3_IDIOMS = ("airflow.sdk", "airflow.providers.standard", "airflow.assets")
+#: Words in a DAG file's source that only Airflow 2 DAGs use (removed in Airflow 3).
+AIRFLOW2_SOURCE_IDIOMS = (
+    "schedule_interval",
+    "days_ago",
+    "airflow.utils.dates",
+    "airflow.operators.subdag",
+    "SubDagOperator",
+    "SlaMiss",
+    "sla_miss_callback",
+    "airflow.operators.dummy",
+    "DummyOperator",
+    "airflow.contrib",
+    "provide_context",
+)
+#: The share of a folder's files that must show Airflow 2 idioms for the headline to call it Airflow 2 (rule 3).
+AIRFLOW2_SHARE = 0.2
+#: Provider namespaces of Airflow's provider registry that hold several providers: the package name keeps the next
+#: segment too (apache-airflow-providers-apache-spark, -cncf-kubernetes, -common-sql, -dbt-cloud, -microsoft-azure,
+#: -atlassian-jira); every other provider is named by its first segment (-amazon for airflow.providers.amazon.aws).
+TWO_SEGMENT_PROVIDERS = frozenset({"apache", "atlassian", "cncf", "common", "dbt", "microsoft"})
 _MISSING = re.compile(r"No module named '([^']+)'")
 #: ``from google.cloud import bigquery`` where the namespace package has no such member: that library is missing.
 _MISSING_NAME = re.compile(r"cannot import name '(\w+)' from '([\w.]+)'")
@@ -117,8 +146,30 @@ def airflow_major(version: str) -> int | None:
     return int(head) if head.isdigit() else None
 
 
-def hint(cause: str, airflow_version: str) -> str | None:
-    """What to do about files failing for ``cause`` under that Airflow (rule 2)."""
+def provider_package(module: str) -> str | None:
+    """The PyPI package of the provider that holds ``module`` (``airflow.providers.cncf.kubernetes.operators.pod`` ->
+    ``apache-airflow-providers-cncf-kubernetes``), or None when the module path does not tell (rule 2)."""
+    parts = module.split(".")
+    if len(parts) < 3 or parts[:2] != ["airflow", "providers"]:
+        return None
+    if parts[2] in TWO_SEGMENT_PROVIDERS:
+        if len(parts) < 4:
+            return None
+        name = f"{parts[2]}-{parts[3]}"
+    else:
+        name = parts[2]
+    return "apache-airflow-providers-" + name.replace("_", "-")
+
+
+def missing_module(cause: str) -> str | None:
+    """The top-level module a ``No module named`` cause names (``utils`` for ``utils.slack``), if any."""
+    missing = _MISSING.search(cause)
+    return missing.group(1).split(".")[0] if missing else None
+
+
+def hint(cause: str, airflow_version: str, local: Mapping[str, str] | None = None) -> str | None:
+    """What to do about files failing for ``cause`` under that Airflow (rule 2). ``local`` maps a top-level module
+    name to the folder beside the DAGs where the estate's own code holds it (the command looks; this is pure)."""
     major = airflow_major(airflow_version)
     missing = _MISSING.search(cause)
     member = _MISSING_NAME.search(cause)
@@ -135,10 +186,28 @@ def hint(cause: str, airflow_version: str) -> str | None:
             f"--python /path/to/airflow3/bin/python"
         )
     if module is not None and provider:
-        name = module.split(".")[2].replace("_", "-")
+        package = provider_package(module)
+        if member is not None and not missing:
+            named = package or "the provider"
+            return (
+                f"{named} is installed here but has no {member.group(1)}: it is not the version the estate was "
+                f"written for (a newer release removed or renamed it); import with the estate's own Python "
+                f"(--python) or install the provider version the estate pins"
+            )
+        if package is None:
+            return (
+                f"install the provider that holds {module} (Airflow's provider registry names it) into this "
+                f"Python, or import with the estate's own Python where it is installed (--python)"
+            )
         return (
-            f"install the provider (pip install apache-airflow-providers-{name}) into this Python, or import "
-            f"with the estate's own Python where it is installed (--python)"
+            f"install the provider (pip install {package}) into this Python, or import with the estate's own "
+            f"Python where it is installed (--python)"
+        )
+    top = module.split(".")[0] if module is not None else None
+    if top is not None and local and top in local:
+        return (
+            f"{top} is the estate's own code ({local[top]}/{top}), not a library: put {local[top]} on PYTHONPATH "
+            f"as the estate's image does (PYTHONPATH={local[top]} coordinator import-dags ...)"
         )
     if module is not None and not module.startswith("airflow."):
         return (
@@ -153,12 +222,36 @@ def hint(cause: str, airflow_version: str) -> str | None:
     return None
 
 
-def group_failures(failed: Sequence[FailedFile], airflow_version: str) -> tuple[CauseGroup, ...]:
+def airflow2_headline(sources: Mapping[str, str], airflow_version: str) -> str | None:
+    """Rule 3's headline: under Airflow 3, when enough of the folder's files (``sources``: file -> text) use Airflow 2
+    idioms, say so once with the idioms seen and the remedy; None otherwise."""
+    major = airflow_major(airflow_version)
+    if major is None or major < 3 or not sources:
+        return None
+    seen: dict[str, int] = {}
+    files = 0
+    for text in sources.values():
+        found = [idiom for idiom in AIRFLOW2_SOURCE_IDIOMS if idiom in text]
+        files += bool(found)
+        for idiom in found:
+            seen[idiom] = seen.get(idiom, 0) + 1
+    if not files or files < AIRFLOW2_SHARE * len(sources):
+        return None
+    common = ", ".join(name for name, _ in sorted(seen.items(), key=lambda kv: (-kv[1], kv[0]))[:4])
+    return (
+        f"these look like Airflow 2 DAGs: {files} of {len(sources)} files use Airflow 2 idioms ({common}) and this "
+        f"is Airflow {airflow_version}: import with an Airflow 2 interpreter, --python /path/to/airflow2/bin/python"
+    )
+
+
+def group_failures(
+    failed: Sequence[FailedFile], airflow_version: str, local: Mapping[str, str] | None = None
+) -> tuple[CauseGroup, ...]:
     """Failed files grouped by cause, the largest group first, then by cause (rule 2)."""
     by_cause: dict[str, list[str]] = {}
     for item in failed:
         by_cause.setdefault(item.cause, []).append(str(item))
-    groups = [CauseGroup(c, tuple(sorted(names)), hint(c, airflow_version)) for c, names in by_cause.items()]
+    groups = [CauseGroup(c, tuple(sorted(names)), hint(c, airflow_version, local)) for c, names in by_cause.items()]
     return tuple(sorted(groups, key=lambda g: (-len(g.files), g.cause)))
 
 
