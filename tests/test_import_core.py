@@ -183,6 +183,14 @@ def test_only_the_edge_that_maps_dates_differently_is_rejected_not_the_one_it_is
     assert [f.subject for f in rejected] == ["d.z"] and "maps dates differently" in rejected[0].message
 
 
+def test_a_zone_is_named_once_in_a_never_satisfied_finding() -> None:
+    """An upstream on Asia/Shanghai's grid: the finding says "runs at 0 1 * * * Asia/Shanghai", the zone once."""
+    facts = [dag("u", "0 1 * * *", "Asia/Shanghai"), dag("d", "0 5 * * *")]
+    result = translate(facts, [sensor("d", "u", DAILY_5, lambda p: [p - timedelta(hours=3)])])
+    (bug,) = result.of(FindingKind.BUG)
+    assert "u runs at 0 1 * * * Asia/Shanghai" in bug.message and bug.message.count("Asia/Shanghai") == 1
+
+
 def test_a_mutual_pair_of_many_parallel_task_sensors_is_broken_as_one_unit() -> None:
     """Two DAGs with 23 task sensors each way (Mozilla's case): the pair's edges go in one round, nothing is raised."""
     facts = [dag("a", "0 1 * * *"), dag("b", "0 1 * * *"), dag("c", "0 1 * * *")]
@@ -290,6 +298,40 @@ def test_a_marker_or_trigger_whose_target_did_not_load_claims_no_edge(kind: Link
     notes = [f.message for f in result.of(FindingKind.NOTE)]
     assert not [n for n in notes if "written as" in n or "now also waits" in n or "is triggered by" in n], notes
     assert [n for n in notes if n.startswith("d is not in this folder: no edge d <- u written")], notes
+
+
+def test_a_relay_dags_markers_become_no_edges_unless_asked_and_the_note_says_why() -> None:
+    """A relay DAG whose three tasks are all markers (clearing a, b, c) writes no edge a/b/c <- relay by default, one
+    note says why and how many, and the result lists it; with relay_edges the three edges are written. A DAG with a
+    marker beside real work is no relay: its marker is an edge as before."""
+    facts = [
+        dag("relay"),
+        dag("a", "0 1 * * *"),
+        dag("b", "0 1 * * *"),
+        dag("c", "0 1 * * *"),
+        dag("work", "0 1 * * *"),
+    ]
+    facts[0] = replace(facts[0], task_ids=("clear_a", "clear_b", "clear_c"))
+    facts[4] = replace(facts[4], task_ids=("load", "clear_c"))
+    markers = [
+        LinkFact(LinkKind.MARKER, "relay", f"clear_{d}", Origin("relay.py", 5), d, tasks=("t",)) for d in "abc"
+    ] + [LinkFact(LinkKind.MARKER, "work", "clear_c", Origin("work.py", 9), "c", tasks=("t",))]
+    default = translate(facts, markers)
+    ups = {
+        d: [u if isinstance(u, str) else u["dag"] for u in e.get("upstreams", [])]
+        for d, e in default.document["dags"].items()
+    }
+    assert ups["a"] == [] and ups["b"] == [] and ups["c"] == ["work"]
+    assert default.relays == (("relay", 3),)
+    (note,) = [f for f in default.of(FindingKind.NOTE) if f.subject == "relay"]
+    assert "relay DAG" in note.message and "--relay-edges" in note.message
+    asked = translate(facts, markers, relay_edges=True)
+    ups = {
+        d: [u if isinstance(u, str) else u["dag"] for u in e.get("upstreams", [])]
+        for d, e in asked.document["dags"].items()
+    }
+    assert ups["a"] == ["relay"] and ups["b"] == ["relay"] and sorted(ups["c"]) == ["relay", "work"]
+    assert asked.relays == ()
 
 
 def test_subdags_are_skipped_once_with_their_parent_and_their_sensors_are_the_parents() -> None:

@@ -14,7 +14,7 @@ from coordinator.core.importer.failures import (
     hint,
     verdict,
 )
-from coordinator.core.importer.report import MinLoaded, explain_missing, fold
+from coordinator.core.importer.report import MAX_LINE, Counts, MinLoaded, clip, explain_missing, fold
 
 #: What Airflow recorded for a file whose DAG read the metadata database at import (issue 24's Mozilla estate).
 SQLALCHEMY_CHAIN = """Traceback (most recent call last):
@@ -245,3 +245,27 @@ def test_a_bad_min_loaded_says_what_it_takes(text: str) -> None:
     """Anything but a count or a percentage is a ValueError naming both forms."""
     with pytest.raises(ValueError, match="neither a DAG count"):
         MinLoaded.parse(text)
+
+
+def test_the_summary_says_what_its_edges_count_and_plurals_agree() -> None:
+    """Four sensors on one upstream DAG are one edge in the file (a DAG pair) from four upstream entries, and the
+    summary says so; a count of one is singular ("1 edge", "1 file")."""
+    line = str(Counts(files=1, failed_files=0, dags=2, sensors=4, markers=0, triggers=0, edges=1, cannot_express=0,
+                      never_satisfied=0, sensor_bugs=0, notes=1, entries=4))  # fmt: skip
+    assert "4 sensors, 0 markers, 0 triggers -> 1 edge (one per DAG pair, from 4 upstream entries)" in line
+    assert line.startswith("1 file (0 failed)") and line.endswith("1 note")
+
+
+def test_cycles_of_any_length_fold_and_long_lines_are_cut_saying_where_the_rest_is() -> None:
+    """Rejected edges whose cycles chain 2, 3 or 4 DAGs fold into one line; a line longer than MAX_LINE ends with
+    where the whole text is (the JSON report)."""
+    chains = ["a -> b -> a", "c -> d -> e -> c", "f -> g -> h -> i -> f"]
+    findings = [
+        Finding(FindingKind.INEXPRESSIBLE, Origin(f"{c[0]}.py", 3), f"{c[0]}.wait",
+                f"edge {c[0]} <- {c[5]} rejected: cycle {c}; keep this operator")
+        for c in chains
+    ]  # fmt: skip
+    (line,) = fold(findings, "abcdefghi")
+    assert line.count == 3
+    long = clip("x" * 1000)
+    assert len(long) == MAX_LINE and long.endswith("(whole in --report)")

@@ -44,7 +44,15 @@ from coordinator.core.importer.failures import (
     verdict,
 )
 from coordinator.core.importer.merge import merge
-from coordinator.core.importer.report import Counts, MinLoaded, counts, explain_missing, fold
+from coordinator.core.importer.report import (
+    MAX_SECTION_LINES,
+    Counts,
+    MinLoaded,
+    clip,
+    counts,
+    explain_missing,
+    fold,
+)
 from coordinator.core.importer.translate import dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
@@ -74,15 +82,23 @@ def report_lines(findings: tuple[Finding, ...], groups: tuple[CauseGroup, ...], 
     if groups:
         failed = sum(len(g.files) for g in groups)
         lines.append(f"files Airflow could not import ({failed}), by cause: their DAGs are missing from the file")
-        lines += [f"  {group}" for group in groups]
+        lines += _section(["\n".join(clip(part) for part in f"  {group}".split("\n")) for group in groups])
     for kind, title in SECTIONS:
         found = [f for f in findings if f.kind is kind]
         if found:
             folded = fold(found, names)
             shown = f"{len(found)}" if len(folded) == len(found) else f"{len(found)} on {len(folded)} lines"
             lines.append(f"{title} ({shown}):")
-            lines += [f"  {line}" for line in folded]
+            lines += _section([f"  {clip(str(line))}" for line in folded])
     return lines
+
+
+def _section(lines: list[str]) -> list[str]:
+    """At most MAX_SECTION_LINES lines of a section, then how many more the JSON report holds (report rule 2)."""
+    if len(lines) <= MAX_SECTION_LINES:
+        return lines
+    rest = len(lines) - MAX_SECTION_LINES
+    return [*lines[:MAX_SECTION_LINES], f"  ... and {rest} more line(s): --report FILE writes every one"]
 
 
 def report_json(
@@ -145,6 +161,14 @@ def import_dags(
         ),
     ] = MinLoaded.DEFAULT,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")] = False,
+    relay_edges: Annotated[
+        bool,
+        typer.Option(
+            "--relay-edges",
+            help="also write edges for the markers of relay DAGs (all tasks markers), which make every marked DAG "
+            "wait for the relay's runs",
+        ),
+    ] = False,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules."""
     if not NAME_RE.match(instance):
@@ -169,10 +193,13 @@ def import_dags(
         loaded = run_loader(folder, python or Path(sys.executable), verbose=verbose)
     except ConfigError as exc:
         fail(str(exc))
-    result = translate(loaded.dags, loaded.links, instance)
+    result = translate(loaded.dags, loaded.links, instance, relay_edges=relay_edges)
     causes = {f.file: f.cause for f in loaded.failed}
     findings = explain_missing(result.findings, {d: (f, causes[f]) for d, f in loaded.failed_dags if f in causes})
-    summary = counts(loaded.files, len(loaded.failed), result.dag_count, loaded.links, result.edge_count, findings)
+    entries = sum(len(entry.get("upstreams", ())) for entry in result.document["dags"].values())
+    summary = counts(
+        loaded.files, len(loaded.failed), result.dag_count, loaded.links, result.edge_count, findings, entries
+    )
     groups = group_failures(loaded.failed, loaded.airflow_version, local_modules(folder, loaded.failed))
     airflow2 = airflow2_headline(_sources(folder), loaded.airflow_version)
     names = {d.dag_id for d in loaded.dags} | {link.other_dag for link in loaded.links}
@@ -191,6 +218,16 @@ def import_dags(
     typer.echo(f"  {summary}", err=True)
     if airflow2 is not None:
         typer.echo(f"  {airflow2}", err=True)
+    if result.relays:
+        left = sum(count for _, count in result.relays)
+        relays = ", ".join(f"{dag} ({count})" for dag, count in result.relays[:3])
+        more = f" and {len(result.relays) - 3} more" if len(result.relays) > 3 else ""
+        typer.echo(
+            f"  {left} marker(s) of {len(result.relays)} relay DAG(s) written as no edges: {relays}{more} (their "
+            f"tasks only clear other DAGs; as edges every marked DAG would wait for the relay's runs); "
+            f"--relay-edges writes them",
+            err=True,
+        )
     first = verdict(groups)
     if first is not None and (airflow2 is None or "Airflow 2 DAGs" not in first):
         typer.echo(f"  {first}", err=True)

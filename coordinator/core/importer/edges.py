@@ -172,7 +172,7 @@ def _bugs(
     """Report what the samples prove (rule 3); False when the sensor is never satisfied (no edge is written)."""
     off = [(s, d) for s in samples for d in s.dates if not on_grid(up_grid, d)]
     bad_runs = {s.partition for s, _ in off}
-    where = f"{up} runs at {up_grid}" if up_grid.timezone == "UTC" else f"{up} runs at {up_grid} ({up_grid.timezone})"
+    where = f"{up} runs at {up_grid}"  # the grid names its zone
     # Only the quoted examples get their nearest runs: two cron steps each, for hundreds of off-grid samples.
     examples = [
         f"{down}'s run at {key(s.partition)} waits for {up} at {key(d)} (nearest runs {key(up_grid.floor(d))}, "

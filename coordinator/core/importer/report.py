@@ -1,11 +1,14 @@
 """The report a person reads after ``import-dags``: the summary first, then the causes, then one line per finding.
 
 Rules (``docs/import-dags.md``, "Importing a real estate"):
-1. The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, edges, cannot
+1. The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, the edges written
+   (counted as the file counts them, one per DAG pair, beside the upstream entries that carry them), cannot
    express, never satisfied (sensor bugs and notes follow the same line).
-2. Findings that say the same thing about different DAGs are folded: the message with every DAG name and every
-   date replaced by a placeholder is the key; a key met ``FOLD_AT`` times or more is one line, ``xN``, the message
-   of its first finding and a few more ``file:line`` examples (every finding stays in the JSON report).
+2. Findings that say the same thing about different DAGs are folded: the message with every DAG name, every chain
+   of DAGs (a cycle's) and every date replaced by a placeholder is the key; a key met ``FOLD_AT`` times or more is
+   one line, ``xN``, the message of its first finding and a few more ``file:line`` examples. So that the report
+   reads on a screen, a line is cut at ``MAX_LINE`` characters and a section at ``MAX_SECTION_LINES`` lines, each
+   saying so; every finding stays whole in the JSON report (``--report``).
 3. A finding about a DAG that is missing because its file failed to import says so: "its file failed: <cause>"
    instead of "not in this folder" (the loader found the DAG id in the failed file's text).
 4. Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, a percentage of the
@@ -28,6 +31,13 @@ FOLD_AT = 3
 #: file:line examples shown on a folded line.
 FOLD_EXAMPLES = 3
 _DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?(Z|[+-]\d\d:\d\d)?")
+#: A chain of DAG placeholders (a cycle ``a -> b -> c -> a``): chains of any length fold together (rule 2).
+_CHAIN = re.compile(r"<dag>(\s+-(?:\(on failure\))?>\s+<dag>)+")
+#: The longest report line (rule 2): a finding with its first example fits (about 300 characters); notes and
+#: cycles of 450-900 characters are cut, their whole text is in the JSON report.
+MAX_LINE = 400
+#: Lines shown per report section before the rest is left to the JSON report (rule 2): a screen and a half.
+MAX_SECTION_LINES = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,16 +56,42 @@ class Counts:
     sensor_bugs: int
     notes: int
 
+    #: The upstream entries written (one per task or window an edge waits for; several may join one DAG pair).
+    entries: int = 0
+
     def __str__(self) -> str:
+        edges = plural(self.edges, "edge")
+        if self.entries != self.edges:
+            edges += f" (one per DAG pair, from {plural(self.entries, 'upstream entry', 'upstream entries')})"
         return (
-            f"{self.files} files ({self.failed_files} failed), {self.dags} DAGs loaded, {self.sensors} sensors, "
-            f"{self.markers} markers, {self.triggers} triggers -> {self.edges} edges; {self.cannot_express} cannot "
-            f"express, {self.never_satisfied} never satisfied, {self.sensor_bugs} sensor bugs, {self.notes} notes"
+            f"{plural(self.files, 'file')} ({self.failed_files} failed), {self.dags} DAGs loaded, "
+            f"{plural(self.sensors, 'sensor')}, {plural(self.markers, 'marker')}, {plural(self.triggers, 'trigger')}"
+            f" -> {edges}; {self.cannot_express} cannot express, {self.never_satisfied} never satisfied, "
+            f"{plural(self.sensor_bugs, 'sensor bug')}, {plural(self.notes, 'note')}"
         )
 
 
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``1 edge``, ``2 edges``."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+def clip(line: str, limit: int = MAX_LINE) -> str:
+    """A report line cut to ``limit`` characters, saying where the rest is (rule 2)."""
+    if len(line) <= limit:
+        return line
+    tail = " ... (whole in --report)"
+    return line[: limit - len(tail)].rstrip() + tail
+
+
 def counts(
-    files: int, failed: int, dags: int, links: Sequence[LinkFact], edges: int, findings: Sequence[Finding]
+    files: int,
+    failed: int,
+    dags: int,
+    links: Sequence[LinkFact],
+    edges: int,
+    findings: Sequence[Finding],
+    entries: int | None = None,
 ) -> Counts:
     """Rule 1."""
     kinds = [link.kind for link in links]
@@ -72,6 +108,7 @@ def counts(
         never_satisfied=sum(1 for f in bugs if f.message.startswith("never satisfied")),
         sensor_bugs=len(bugs),
         notes=sum(1 for f in findings if f.kind is FindingKind.NOTE),
+        entries=edges if entries is None else entries,
     )
 
 
@@ -93,7 +130,7 @@ class Folded:
 def fold_key(finding: Finding, names: re.Pattern[str] | None) -> str:
     """The message with DAG names and dates as placeholders: findings with one key say the same thing."""
     text = _DATE.sub("<date>", finding.message)
-    return names.sub("<dag>", text) if names is not None else text
+    return _CHAIN.sub("<dags>", names.sub("<dag>", text)) if names is not None else text
 
 
 def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:

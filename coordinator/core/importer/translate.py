@@ -30,13 +30,17 @@ Rules (``docs/import-dags.md``):
 8. An Airflow 2 SubDAG (``parent.child``, run by a ``SubDagOperator`` inside the parent's run at the same logical
    date) is no DAG of the file: it is skipped, noted once on its parent, and its sensors, markers and triggers are
    translated as the parent's (a SubDAG's sensor holds the parent's run).
+9. A relay DAG, one whose every task is an ``ExternalTaskMarker`` (it exists to clear other DAGs on demand, not to
+   produce anything), gets no marker edges by default: each would make the marked DAG wait for every run of the
+   relay, which Airflow never did (a marker only clears). One note per relay says how many were left out;
+   ``relay_edges`` (``--relay-edges``) writes them as any marker's.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -64,13 +68,17 @@ class ImportResult:
     findings: tuple[Finding, ...]
     dag_count: int
     edge_count: int
+    #: Rule 9: (relay DAG, the marker edges left out of it), when they were left out.
+    relays: tuple[tuple[str, int], ...] = ()
 
     def of(self, kind: FindingKind) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.kind is kind)
 
 
-def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE) -> ImportResult:
-    """The document and findings for a folder's facts (rules 1-8)."""
+def translate(
+    dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE, *, relay_edges: bool = False
+) -> ImportResult:
+    """The document and findings for a folder's facts (rules 1-9)."""
     by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
     links = _skip_subdags(work, dags, links)
@@ -80,11 +88,21 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
             work.add(FindingKind.INEXPRESSIBLE, dag, f"{problem}")
     sensors = [link for link in links if link.kind is LinkKind.SENSOR]
     sensed = {(s.dag_id, s.other_dag) for s in sensors}
+    relays = {} if relay_edges else relay_dags(by_id.values(), links)
+    for dag_id, count in relays.items():
+        work.add(
+            FindingKind.NOTE,
+            by_id[dag_id],
+            f"{dag_id} is a relay DAG (its {count} task(s) are all ExternalTaskMarkers: it clears other DAGs, it "
+            f"produces nothing): its markers are written as no edges, since each marked DAG would then wait for "
+            f"every run of {dag_id}, which Airflow never did; --relay-edges writes them",
+        )
     for link in sorted(links, key=lambda x: (x.dag_id, x.task_id)):
         if link.kind is LinkKind.SENSOR:
             sensor_edges(work, link)
         elif link.kind is LinkKind.MARKER:
-            marker_edges(work, link, covered=(link.other_dag, link.dag_id) in sensed)
+            if link.dag_id not in relays:
+                marker_edges(work, link, covered=(link.other_dag, link.dag_id) in sensed)
         else:
             trigger_edges(work, link)
     for dag in by_id.values():
@@ -94,7 +112,20 @@ def translate(dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str 
     document, edge_count = _validated(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
-    return ImportResult(document, findings, len(by_id), edge_count)
+    return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())))
+
+
+def relay_dags(dags: Iterable[DagFact], links: Sequence[LinkFact]) -> dict[str, int]:
+    """Rule 9: each DAG whose every task is a marker, with its number of markers."""
+    markers: dict[str, set[str]] = {}
+    for link in links:
+        if link.kind is LinkKind.MARKER:
+            markers.setdefault(link.dag_id, set()).add(link.task_id)
+    return {
+        dag.dag_id: len(markers[dag.dag_id])
+        for dag in dags
+        if dag.task_ids and dag.dag_id in markers and set(dag.task_ids) <= markers[dag.dag_id]
+    }
 
 
 def _skip_subdags(work: Work, dags: Sequence[DagFact], links: Sequence[LinkFact]) -> list[LinkFact]:
