@@ -117,3 +117,28 @@ def test_mapped_windows_cover_the_shifted_window(down: Grid, up: Grid, offset: i
     assert firsts[0] <= start < up.next(firsts[0])
     assert all(up.next(a) == b for a, b in itertools.pairwise(firsts))
     assert firsts[-1] < end <= up.next(firsts[-1])
+
+
+CRONS = ["0 1 * * *", "5-59/15 * * * *", "30 4 * * 1-5", "0 0 1 * *", "0 0 L * *", "0 9 * * 1#2", "0 3-23/6 * * *",
+         "0 0 29 2 *", "*/7 * * * *", "0 12 15W * *"]  # fmt: skip
+ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    cron=st.sampled_from(CRONS),
+    zone=st.sampled_from(ZONES),
+    at=st.datetimes(min_value=datetime(2020, 1, 1), max_value=datetime(2030, 12, 31), timezones=st.just(UTC)),
+)
+def test_a_grid_steps_exactly_as_plain_croniter_does(cron: str, zone: str, at: datetime) -> None:
+    """The grid parses each cron expression once (a cached croniter parse): next, prev and floor agree with a croniter
+    built from scratch at every step, across zones with daylight saving, L, W and # fields, a leap day."""
+    from zoneinfo import ZoneInfo
+
+    from croniter import croniter
+
+    grid, local = Grid(cron, zone), at.astimezone(ZoneInfo(zone))
+    assert grid.next(at) == croniter(cron, local).get_next(datetime).astimezone(UTC)
+    assert grid.prev(at) == croniter(cron, local).get_prev(datetime).astimezone(UTC)
+    previous = grid.prev(at)
+    assert grid.next(previous) > previous and grid.contains(previous)
