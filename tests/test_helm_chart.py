@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 import coordinator
-from coordinator.settings import Settings
+from coordinator.settings import ListenAddress, Settings, parse_listen
 from tests.support.cli_contract import command_problem, setting_variables
 
 CHART = Path(__file__).resolve().parents[1] / "charts" / "airflow-etcd-coordinator"
@@ -225,6 +225,22 @@ def test_the_watcher_runs_hardened_with_two_replicas_and_both_probes(chart: helm
     assert env["COORDINATOR_HTTP"] == "0.0.0.0:9465"
     assert watcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
     assert watcher["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http-metrics"}
+
+
+@pytest.mark.parametrize("port", [9465, 9500], ids=["default-port", "moved-port"])
+def test_the_probes_hit_the_port_the_watcher_binds_on_every_interface(chart: helm.Chart, port: int) -> None:
+    """Liveness and startup on /healthz, readiness on /readyz, each on the container port that COORDINATOR_HTTP makes
+    the listener bind on 0.0.0.0, also when metrics.port moves it; the metrics Service targets that port."""
+    objects = render(chart, {"metrics": {"port": port}})
+    watcher = container(objects)
+    env = {e["name"]: e.get("value") for e in watcher["env"]}
+    assert parse_listen(env["COORDINATOR_HTTP"]) == ListenAddress("0.0.0.0", port)
+    ports = {p["name"]: p["containerPort"] for p in watcher["ports"]}
+    for probe, path in (("startupProbe", "/healthz"), ("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = watcher[probe]["httpGet"]
+        assert (get["path"], ports[get["port"]]) == (path, port)
+    (service_port,) = by_kind(objects, "Service")["spec"]["ports"]
+    assert service_port["port"] == port and ports[service_port["targetPort"]] == port
 
 
 def test_credentials_reach_the_pod_only_as_files_from_existing_secrets(chart: helm.Chart) -> None:

@@ -259,18 +259,3 @@ def test_documented_alert_rules_name_exported_metrics() -> None:
     used = {name for rule in rules for name in re.findall(r"\bcoordinator_\w+", rule["expr"])}
     assert len(rules) >= 8 and used, rules
     assert used <= exported, f"not exported: {sorted(used - exported)}"
-
-
-def test_documented_deployment_probes_the_listener() -> None:
-    """The Kubernetes example runs two replicas whose probes hit /healthz and /readyz on the port COORDINATOR_HTTP
-    binds, on every interface."""
-    deployment, _budget = _doc_yaml_blocks()[1]
-    assert deployment["spec"]["replicas"] == 2
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    address = parse_listen(env["COORDINATOR_HTTP"])
-    assert address == ListenAddress("0.0.0.0", 9465)
-    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
-        get = container[probe]["httpGet"]
-        assert (get["path"], ports[get["port"]]) == (path, address.port)
