@@ -212,10 +212,15 @@ def build(tag: str | None = None, extras: str = "") -> Built:
     say(f">> building {tag} from {CONTAINERFILE.relative_to(REPO)} with buildah (chroot, vfs)")
     ca = pip_ca_bundle()
     secret = ["--secret", f"id=pip-ca,src={ca}"] if ca is not None else []
+    # The build args set the labels for `docker build`; --label sets them again on the final commit here, because
+    # buildah's layer cache (1.28, Debian's) keys a LABEL step on its text before the args are substituted: a store
+    # that built an earlier commit handed back that commit's revision label.
+    stamps = {"org.opencontainers.image.version": version(), "org.opencontainers.image.revision": revision()}
     buildah("bud", "--isolation", "chroot", "--format", "docker", "--pull=never", "--layers", *secret,
             "--ignorefile", str(IGNOREFILE), "-f", str(CONTAINERFILE),
             "--build-arg", f"VERSION={version()}", "--build-arg", f"REVISION={revision()}",
             "--build-arg", f"EXTRAS={extras}",
+            *(arg for name, value in stamps.items() for arg in ("--label", f"{name}={value}")),
             "-t", tag, str(REPO))  # fmt: skip
     return Built(tag, image_size(tag))
 
