@@ -113,6 +113,22 @@ def test_the_image_runs_coordinator_as_the_non_root_user(built: image.Built, con
     assert ids.stdout.split() == ["65532", "65532"], ids
 
 
+def test_a_rebuild_at_another_revision_is_labelled_with_it(built: image.Built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store that built one commit, asked to build the next, labels the image with the next commit's revision
+    (buildah's layer cache once handed back the earlier label: CI saw a stale revision)."""
+    tag = f"{image.IMAGE}:revision-test"
+    try:
+        labels = []
+        for revision in ("1" * 40, "2" * 40):
+            monkeypatch.setattr(image, "revision", lambda revision=revision: revision)
+            image.build(tag)
+            config = json.loads(_buildah("inspect", "--type", "image", tag).stdout)["Docker"]["config"]
+            labels.append(config["Labels"]["org.opencontainers.image.revision"])
+        assert labels == ["1" * 40, "2" * 40]
+    finally:
+        _buildah("rmi", tag, check=False)
+
+
 def test_the_image_holds_no_airflow_compiler_shell_or_secret(container: str, rootfs: Path) -> None:
     """Airflow does not import inside; no compiler, package manager or shell is anywhere on the filesystem; no file
     looks like a secret or a developer's state; the build's CA secret left nothing under /run."""
@@ -146,11 +162,11 @@ def buildah_run(container: str, tmp: Path) -> Launcher:
 def read_only_root(rootfs: Path, tmp: Path, scratch: Path) -> Launcher:
     """``coordinator`` on the image's root filesystem mounted read-only, /tmp a fresh tmpfs, as UID 65532, in a mount
     namespace of its own (what a pod with readOnlyRootFilesystem and an emptyDir at /tmp gives), the test's folder
-    (under /tmp) mounted at its own path; the view's mount point is in ``scratch``. The watcher runs in a PID
-    namespace of its own under a shell that stays its parent: a TERM to ``unshare`` reaches the shell
-    (``--kill-child=SIGTERM``), which passes it on; if the shell dies any other way the namespace, watcher included,
-    goes with it. (The kernel's parent-death signal alone would not do: it is cleared when ``chroot --userspec``
-    changes the watcher's user, and a stopped test left the watcher running.)"""
+    (under /tmp) mounted at its own path; the view's mount point is in ``scratch``. ``unshare`` without ``--fork``
+    and the shell ``exec`` into chroot and the watcher, so the process the test started IS the watcher: its TERM
+    reaches it directly, and the mounts go with it. (A forking ``unshare`` ignores TERM while it waits, and the
+    parent-death signal is cleared when ``chroot --userspec`` changes the user: both were tried, and left the
+    watcher to a KILL after 30 s or running.)"""
     assert tmp.is_relative_to("/tmp"), f"the test folder {tmp} must be under /tmp, the image's one writable path"
 
     def command(env: dict[str, str]) -> list[str]:
@@ -159,11 +175,10 @@ def read_only_root(rootfs: Path, tmp: Path, scratch: Path) -> Launcher:
         script = (
             f"set -e; mount --bind {rootfs} {view}; mount -o remount,bind,ro {view}; "
             f"mount -t tmpfs -o mode=1777 tmpfs {view}/tmp; mount --rbind /dev {view}/dev; "
-            f"mkdir -p {view}{tmp}; mount --bind {tmp} {view}{tmp}; set +e; "
-            f'chroot --userspec=65532:65532 {view} {VENV}/bin/coordinator "$@" & child=$!; '
-            'trap \'kill -TERM "$child"\' TERM INT; wait "$child"; wait "$child"'
+            f"mkdir -p {view}{tmp}; mount --bind {tmp} {view}{tmp}; "
+            f'exec chroot --userspec=65532:65532 {view} {VENV}/bin/coordinator "$@"'
         )
-        return ["unshare", "--mount", "--pid", "--fork", "--kill-child=SIGTERM", "sh", "-c", script, "coordinator"]
+        return ["unshare", "--mount", "sh", "-c", script, "coordinator"]
 
     return command
 
@@ -183,11 +198,13 @@ def test_a_cascade_runs_through_coordinator_watch_inside_the_image(stack: Stack,
 
 def test_the_watcher_runs_on_a_read_only_root_as_65532(stack: Stack, rootfs: Path, shared: Path) -> None:
     """On the image's root filesystem mounted read-only, as UID 65532 with only /tmp writable, the watcher leads and
-    runs the cascade once, and nothing it does needs a write elsewhere (no read-only error in its log)."""
+    runs the cascade once, nothing it does needs a write elsewhere (no read-only error in its log), and a TERM stops
+    it cleanly (exit 0, as a pod's does)."""
     watcher = stack.start_watcher("ro", command=read_only_root(rootfs, shared, stack.tmp_path))
     partition = new_partition()
     stack.trigger_root(partition)
     stack.wait_success(LAST, partition)
     stack.settle()
     stack.assert_once(partition)
+    assert watcher.stop() == 0 and "watcher.stopped" in watcher.log(), watcher.tail()
     assert "Read-only file system" not in watcher.log(), shlex.quote(watcher.tail())
