@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, SecretBytes, SecretStr, ValidationError, 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
-from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET
+from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET, DEFAULT_TRIGGER_BUDGET_WINDOW_S
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
@@ -207,10 +207,11 @@ class Settings(BaseSettings):
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
-    # At most this many new runs per reconcile pass and per Airflow instance, beyond which the leader holds that
-    # instance until `coordinator release` (semantics rule 15; coordinator.core.budget.DEFAULT_TRIGGER_BUDGET says
-    # why 100). 0 disables the budget.
+    # At most this many new runs per Airflow instance within trigger_budget_window_s, beyond which the leader holds
+    # that instance until `coordinator release` (semantics rule 15; coordinator.core.budget says why 100 in 10
+    # minutes). 0 disables the budget.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
+    trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
     # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth
     # manager cannot say who may read them ("hidden": counted, not drawn).
     page_other_instances: str = Field(default="hidden", pattern="^(hidden|shown)$")

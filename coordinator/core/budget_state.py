@@ -25,6 +25,17 @@ class BudgetState(BaseModel):
     released_through: int = Field(default=0, ge=0)
     by: str = ""
     at: datetime | None = None
+    #: New runs let through per bucket of the window, ``(bucket start in epoch seconds, count)``, oldest first: the
+    #: count that ``coordinator.core.budget.Window`` judges (rule d). Kept here, in etcd, so that it holds across
+    #: reconcile passes and a failover; a release empties it.
+    started: tuple[tuple[int, int], ...] = ()
+
+    def affects_plans(self, other: BudgetState | None) -> bool:
+        """Whether going from ``other`` to this state can change what passes: a hold, its limit or a release. A
+        new count in the window alone cannot (it is read when the next trigger is judged), so the view does not
+        re-plan every partition for it."""
+        was = other if other is not None else BudgetState()
+        return (self.held, self.limit, self.released_through) != (was.held, was.limit, was.released_through)
 
     def holds(self, limit: int) -> bool:
         return self.held and limit > 0 and self.limit >= limit
@@ -33,8 +44,8 @@ class BudgetState(BaseModel):
         """One line for ``status`` and ``doctor``: who is held since when, and how to release it."""
         since = f" since {self.held_at.isoformat(timespec='seconds')}" if self.held_at is not None else ""
         return (f"instance {instance} is held by the trigger budget{since}: {self.held_count} new run(s) beyond the "
-                f"limit of {self.limit} in one pass wait, and nothing new starts there until `coordinator release "
-                f"{instance}` (check the runs first) or a larger COORDINATOR_TRIGGER_BUDGET")  # fmt: skip
+                f"limit of {self.limit} new runs in its window wait, and nothing new starts there until `coordinator "
+                f"release {instance}` (check the runs first) or a larger COORDINATOR_TRIGGER_BUDGET")  # fmt: skip
 
 
 def parse_budget(raw: bytes) -> tuple[BudgetState | None, str | None]:

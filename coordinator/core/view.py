@@ -522,8 +522,10 @@ class View:
         if state is None:
             self.problems[key] = f"unparsable trigger budget state ({problem}); the last valid state stays"
             return set()
+        previous = self.budgets.get(instance)
         self.budgets[instance] = (state, mod_rev)
-        return {ALL}  # a release (or a new hold) changes what passes in every partition
+        # A release (or a new hold) changes what passes in every partition; the window's count alone does not.
+        return {ALL} if state.affects_plans(previous[0] if previous else None) else set()
 
     def _apply_floor(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         if value is None:  # a deleted floor is an explicit lowering

@@ -165,6 +165,14 @@ class Actuator:
         task.add_done_callback(self._tasks.discard)
         return True
 
+    def can_start(self, action: Action, *, view_revision: int) -> bool:
+        """Whether ``submit`` would start ``action`` now (it changes nothing): what the trigger budget counts. One
+        refused is a repeat of an attempt in flight or waiting, whose intent's compare-and-swap makes it no new run."""
+        key = DagKey(action.node, action.partition)
+        if self._own_writes.get(key, 0) > view_revision:
+            return False
+        return not self.queue.processing(key) and not self.queue.waiting(key)
+
     def _forget_seen(self, view_revision: int) -> None:
         """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""
         writes = self._own_writes

@@ -39,8 +39,6 @@ from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
 from coordinator.core.assets import AssetKeys
-from coordinator.core.budget import apply_budget
-from coordinator.core.budget_state import BudgetState, dump_budget
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
@@ -54,6 +52,7 @@ from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
+from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_majors
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
@@ -161,6 +160,10 @@ class Watcher:
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
         self.paused = paused_lists(self.clients)
+        self.budget = TriggerBudget(
+            self.store, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
+            self.watcher_id, self.metrics, fence=lambda: self.election.fence,
+        )  # fmt: skip
         self.actuator = Actuator(
             self.store,
             self.settings.keys,
@@ -375,40 +378,18 @@ class Watcher:
         return result
 
     async def _within_budget(self, result: Plan) -> Plan:
-        """Semantics rule 15: the pass's actions the trigger budget lets through. An instance that goes over it is
-        recorded as held (fenced, like every leader write) before anything of it is submitted; a held trigger writes
-        nothing and is re-planned when a release or a raised limit changes the budget key."""
-        limit = self.settings.trigger_budget
-        budgeted = apply_budget(result.actions, limit, self.view.budget_states())
-        states = self.view.budget_states()
-        for instance in sorted(self.clients.keys() | states.keys() | budgeted.newly_held):
-            state = states.get(instance)
-            recorded = state.held_count if state is not None and state.holds(limit) else 0
-            # The hold's size as recorded (a pass re-plans only what changed, so its own count would flicker).
-            self.metrics.triggers_held.labels(instance=instance).set(
-                len(budgeted.held[instance]) if instance in budgeted.newly_held else recorded
-            )
-        for instance in sorted(budgeted.newly_held):
-            count = len(budgeted.held[instance])
-            log.warning(
-                "budget.held instance=%s held=%d limit=%d revision=%d fix=%s", instance, count, limit,
-                result.revision, f"`coordinator release {instance}` after checking the runs it would start",
-            )  # fmt: skip
-            key = self.settings.keys.budget_key(instance)
-            current, rev = self.view.budgets.get(instance, (BudgetState(), 0))
-            state = current.model_copy(update={"held": True, "limit": limit, "held_count": count,
-                                               "held_at": datetime.now(UTC), "by": self.watcher_id})  # fmt: skip
-            try:
-                done = await self.store.cas(key, dump_budget(state), rev, fence=self.election.fence)
-            except LeadershipLost:
-                raise
-            except CoordinatorError as exc:
-                # Not recorded: hold everything of this pass anyway (rule d); the next pass decides again.
-                log.warning("budget.record_failed instance=%s error=%s", instance, exc)
-                continue
-            if not done.succeeded:
-                log.info("budget.record_conflict instance=%s", instance)
-        return Plan(result.revision, budgeted.actions)
+        """Semantics rule 15 (``watcher/budget.py``): the pass's actions the trigger budget lets through, each
+        instance's count and any hold recorded in etcd first. A trigger whose count could not be recorded is not
+        submitted; its DAG and partition come back through the queue to be judged again."""
+        # Only what the actuator would start counts: a trigger planned again while its attempt is in flight goes
+        # to submit as before (refused there, and re-planned when the attempt ends).
+        repeats = {id(a) for a in result.actions if not self.actuator.can_start(a, view_revision=result.revision)}
+        startable = Plan(result.revision, tuple(a for a in result.actions if id(a) not in repeats))
+        admitted = await self.budget.admit(startable, self.view.budgets, self.clients.keys())
+        for trigger in admitted.withheld:
+            self.queue.add_rate_limited(DagKey(trigger.node, trigger.partition), max_s=self.settings.error_retry_s)
+        passed = {id(a) for a in admitted.plan.actions} | repeats
+        return Plan(result.revision, tuple(a for a in result.actions if id(a) in passed))
 
     async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
         """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.scenario.conftest import DOWNSTREAM, FAN_IN, QUIET_S, Stack, new_partition, wait_for
+from tests.scenario.conftest import DOWNSTREAM, FAN_IN, LAST, QUIET_S, ROOT_DAG, Stack, new_partition, wait_for
 from tests.scenario.test_metrics_health import scrape, total
 
 pytestmark = pytest.mark.scenario
@@ -47,6 +47,53 @@ def test_budget_holds_the_runs_beyond_it_until_release_then_each_runs_once(stack
     assert not any(s["held"] for s in stack.status_json(p)["budget"])
     again = release(stack, "default")
     assert again.returncode == 0 and "not held" in again.stdout, again.stdout
+
+
+def fan_in_runs(stack: Stack, partitions: list[str]) -> int:
+    return sum(len(stack.fake_runs(d, p)) for d in FAN_IN for p in partitions)
+
+
+def test_runs_counted_by_earlier_passes_and_a_killed_leader_count_toward_the_window(stack: Stack) -> None:
+    """A budget of 8: the first partition's cascade (6 runs over three passes) is counted in etcd; after the leader's
+    kill -9 the next leader, judging the second partition's 4 fan-in runs, starts 2 and holds 2 (a per-pass count
+    would start all 4); `coordinator release default` starts the held 2 and both cascades end with every DAG run
+    exactly once."""
+    first, second = new_partition(), new_partition()
+    leader = stack.start_watcher("w1", COORDINATOR_TRIGGER_BUDGET="8")
+    stack.trigger_root(first)
+    stack.wait_success(LAST, first)
+    stack.settle()
+    leader.kill9()
+    follower = stack.start_watcher("w2", COORDINATOR_TRIGGER_BUDGET="8")
+    stack.trigger_root(second)
+    follower.wait_log(r"budget\.held instance=default held=2 limit=8 ")
+    stack.settle(quiet=QUIET_S * 2)
+    assert fan_in_runs(stack, [second]) == 2, "the window did not count the first partition's runs"
+    assert any(s["held"] for s in stack.status_json(second)["budget"])
+
+    done = release(stack, "default")
+    assert done.returncode == 0 and "released default" in done.stdout, done.stdout + done.stderr
+    stack.wait_success(LAST, second)
+    stack.settle()
+    stack.assert_once(first)
+    stack.assert_once(second)
+
+
+def test_a_flood_written_one_success_at_a_time_is_held_at_the_budget(stack: Stack) -> None:
+    """A writer puts 30 root successes one after another (120 fan-in runs due, over many passes): with a budget of
+    10 exactly 10 runs start, the hold is recorded (status, metric), and nothing more starts while it stands."""
+    watcher = stack.start_watcher(COORDINATOR_TRIGGER_BUDGET="10")
+    partitions = [new_partition() for _ in range(30)]
+    for partition in partitions:
+        stack.trigger_root(partition)
+    watcher.wait_log(r"budget\.held instance=default ")
+    for partition in partitions:
+        stack.wait_success(ROOT_DAG, partition)
+    stack.settle(quiet=QUIET_S * 2)
+    assert fan_in_runs(stack, partitions) == 10
+    assert any(s["held"] for s in stack.status_json(partitions[0])["budget"])
+    assert total(scrape(watcher), "coordinator_triggers_held", instance="default") >= 1
+    assert watcher.lines(r"reconcile .*leader=True") and len(watcher.lines(r"budget\.held ")) == 1
 
 
 def test_release_refuses_a_bad_instance_name(stack: Stack) -> None:
