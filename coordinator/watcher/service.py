@@ -11,7 +11,9 @@ Rules:
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
    lease expires; a leader whose lease is in doubt stops acting at once, and the ledger's fencing condition refuses
-   any write it still attempts.
+   any write it still attempts. A standby also plans (without acting) and keeps the keys its passes found due; on
+   taking the lead it plans those first, on its own view, and every partition a few seconds later, so a takeover on
+   a big store costs one lease expiry, not a whole plan, before the next trigger.
 3. Bad input never stops the service: unparsable values are reported and skipped (the view does that); an invalid
    dependencies.json is reported loudly and the last valid graph stays in force.
 4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors.
@@ -73,6 +75,9 @@ HINT_RECHECK_S = 1.0
 PLAN_SLICE_FACTS = 5000
 #: Rule 5's bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to finish,
 #: the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace period.
+#: Rule 2: a new leader's full pass waits this long after its warm work (and whatever events arrive meanwhile), so
+#: that a big store's whole plan (seconds) does not stand between a takeover and the triggers already known due.
+WARM_FULL_PASS_DELAY_S = 5.0
 STOP_TASKS_S = 5.0
 STOP_DRAIN_S = 10.0
 STOP_RESIGN_S = 5.0
@@ -143,6 +148,11 @@ class Watcher:
     #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None
+    #: A standby's warm work (rule 2): the (DAG, partition) keys its own passes found something to do for since its
+    #: last full pass. A new leader plans these first, then everything.
+    standby_due: set[DagKey] = field(default_factory=set)
+    #: Whether this process has planned every partition as a standby: only then is its warm work complete.
+    standby_warm: bool = False
     #: Counted and probed for the HTTP listener (coordinator.watcher.http); cheap enough to keep without one.
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
@@ -273,9 +283,9 @@ class Watcher:
                 continue
             if not acquired:
                 continue
-            log.info("leader.acquired watcher=%s ttl_s=%d", self.watcher_id, self.settings.leader_ttl_s)
             self.actuator.leadership_lost.clear()
-            self.queue.add(AllPartitions)
+            warm = self._take_warm_work()
+            log.info("leader.acquired watcher=%s ttl_s=%d warm=%d", self.watcher_id, self.settings.leader_ttl_s, warm)
             lost = asyncio.create_task(self.election.lost.wait())
             fenced = asyncio.create_task(self.actuator.leadership_lost.wait())
             stopping = asyncio.create_task(self.stop.wait())
@@ -288,6 +298,31 @@ class Watcher:
             with suppress(Exception):
                 await self.election.resign()
             await asyncio.sleep(0.2)
+
+    def _remember_due(self, result: Plan, *, full: bool) -> None:
+        """A standby pass's actions, kept as keys (rule 2): a full pass replaces them (so they cover at most one
+        resync interval), an incremental one adds to them. Only keys: the leader plans them again on its own view."""
+        keys = {DagKey(action.node, action.partition) for action in result.actions}
+        if full:
+            self.standby_due, self.standby_warm = keys, True
+        else:
+            self.standby_due |= keys
+
+    def _take_warm_work(self) -> int:
+        """On taking the lead (rule 2): plan first what this process, as a standby, found due (what changed since
+        its view was loaded, and the intents the old leader left in the ledger, which plan as resumes), then every
+        partition ``WARM_FULL_PASS_DELAY_S`` later as before. A process that has not planned every partition as a
+        standby, or a first adoption, plans everything at once. Returns how many keys were planned first (0 with
+        nothing due: the events that arrive make the first pass, and the full pass still follows)."""
+        due, self.standby_due = self.standby_due, set()
+        warm, self.standby_warm = self.standby_warm, False
+        if not warm or is_first_adoption(self.view):
+            self.queue.add(AllPartitions)
+            return 0
+        for key in sorted(due, key=lambda k: (k.partition, k.node.qualified)):
+            self.queue.add(key)
+        self.queue.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
+        return len(due)
 
     async def reconcile_loop(self) -> None:
         resync = self.settings.resync_interval_s
@@ -359,6 +394,8 @@ class Watcher:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
         submitted = 0
+        if not leading and act:
+            self._remember_due(result, full=partitions is None)
         if leading:
             result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an

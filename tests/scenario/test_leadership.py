@@ -73,6 +73,32 @@ def test_standby_takes_over_within_ttl_after_leader_kill(stack: Stack) -> None:
     assert not standby.lines(r"actuator\.intent .*partition=" + re.escape(p1))
 
 
+def test_a_new_leader_plans_first_what_it_found_due_as_a_standby_then_everything(stack: Stack) -> None:
+    """The leader frozen, a root success arrives: the standby plans its 4 dependents without acting; once the frozen
+    leader is killed, the standby's first pass as leader plans only those keys (not every partition) and triggers
+    them, a full pass follows, and both cascades run exactly once."""
+    first = stack.start_watcher("a", ttl=2)
+    standby = stack.start_watcher("b", ttl=2, ready="loaded")
+    p1, p2 = new_partition(), new_partition()
+    stack.trigger_root(p1)
+    stack.wait_success(LAST, p1)
+    stack.settle()
+    first.freeze()
+    stack.trigger_root(p2)
+    standby.wait_log(r"reconcile .*triggers=4 .*leader=False")
+    first.kill9()
+    acquired = standby.wait_log(r"leader\.acquired watcher=b ttl_s=2 warm=(\d+)")
+    assert int(re.findall(r"warm=(\d+)", acquired)[-1]) >= 4, acquired  # p2's 4, and p1's keys from before
+    stack.wait_success(LAST, p2)
+    stack.settle()
+    standby.wait_log(r"reconcile .*dirty=all .*leader=True")
+    leading = standby.lines(r"reconcile .*leader=True")
+    assert "dirty=all" not in leading[0] and "triggers=4" in leading[0], leading[:3]
+    stack.assert_once(p1)
+    stack.assert_once(p2)
+    assert ledger_watchers(stack, p2) == {"b"}
+
+
 def test_two_watchers_with_default_settings_on_one_host_fail_over(stack: Stack) -> None:
     """Two watchers started with identical settings and no --http on one host both run (the second listens on a free
     port instead of exiting on the taken default), and after the leader is SIGKILLed the standby finishes the
