@@ -31,6 +31,10 @@ DEFAULT_CREDENTIALS = (
     "COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD (or COORDINATOR_AIRFLOW_PASSWORD_FILE)"
 )
 
+#: 10 minutes to load the view before /healthz says the start failed: a 5,000-DAG x 365-day estate (3.5 million keys)
+#: loads in under a minute on 2 cores; ten times that leaves room for a slow node or a busy etcd.
+DEFAULT_START_TIMEOUT_S = 600.0
+
 
 def read_secret(value: SecretStr | None, file: Path | None, what: str) -> SecretStr | None:
     """The secret from its file when one is named (trailing newline stripped), else the direct value."""
@@ -212,6 +216,9 @@ class Settings(BaseSettings):
     # minutes). 0 disables the budget.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
     trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
+    # How long the watcher may take to load its view before /healthz fails (coordinator.watcher.health rule 1);
+    # /readyz is not ready until the view is loaded, whatever this is.
+    start_timeout_s: float = Field(default=DEFAULT_START_TIMEOUT_S, gt=0)
     # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth
     # manager cannot say who may read them ("hidden": counted, not drawn).
     page_other_instances: str = Field(default="hidden", pattern="^(hidden|shown)$")

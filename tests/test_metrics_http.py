@@ -109,12 +109,29 @@ def test_liveness_fails_after_a_stall() -> None:
     """/healthz's verdict is ok while the loop beats, and 'stalled' once it has not for longer than STALL_S."""
     clock = Clock()
     health = Health(clock)
+    health.view_loaded()
     assert health.liveness().ok
     clock.now += STALL_S + 1
     verdict = health.liveness()
     assert (verdict.ok, verdict.reason) == (False, "stalled")
     health.beat()
     assert health.liveness().ok
+
+
+def test_a_view_loading_longer_than_a_stall_is_alive_until_the_start_timeout() -> None:
+    """While the view loads, /healthz is ok past STALL_S (a big store is no stall) and fails with 'start_timeout'
+    only past the start timeout; once loaded, the stall clock counts from the load."""
+    clock = Clock()
+    health = Health(clock, start_timeout_s=300)
+    clock.now += STALL_S * 3
+    assert health.liveness().ok and not health.readiness().ok
+    clock.now += 300
+    verdict = health.liveness()
+    assert (verdict.ok, verdict.reason) == (False, "start_timeout") and "COORDINATOR_START_TIMEOUT_S" in verdict.detail
+    health.view_loaded()
+    assert health.liveness().ok
+    clock.now += STALL_S + 1
+    assert health.liveness().reason == "stalled"
 
 
 def test_readiness_needs_a_loaded_view_and_a_recent_etcd_answer() -> None:

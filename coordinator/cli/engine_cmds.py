@@ -183,7 +183,7 @@ def watch(
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
-            metrics, health = Metrics(), Health()
+            metrics, health = Metrics(), Health(start_timeout_s=settings.start_timeout_s)
             if settings.http_address is not None:
                 # Before etcd is reached: /healthz answers while the view loads, /readyz says why it is not ready.
                 # Not set by the operator (flag or environment): the default port may give way (http rule 4).

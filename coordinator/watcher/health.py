@@ -4,7 +4,9 @@ Rules:
 1. Alive = the reconcile loop keeps turning. It beats on every turn, at least every 2 s (it wakes that often to
    notice a changed dependencies.json); no beat for STALL_S means a wedged event loop or pass: ``/healthz`` answers
    503 and the orchestrator restarts the process. Waiting for etcd is no stall (every etcd call has a deadline), so
-   an etcd outage never gets watchers restarted.
+   an etcd outage never gets watchers restarted. Before the loop turns, the view loads: that is alive for up to the
+   start timeout (``COORDINATOR_START_TIMEOUT_S``, sized for the largest estates), then ``start_timeout``; a big
+   store's load is never taken for a stall.
 2. Ready = the view is loaded and etcd answered the active probe within READY_WITHIN_S, and its last probe did not
    fail. The watch stream is no evidence: a hung etcd (stopped process, partition) keeps the TCP connection open and
    silent, exactly like a quiet store. So :func:`probe_etcd` sends a cheap linearizable read every PROBE_INTERVAL_S
@@ -29,6 +31,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.probe import ping
 from coordinator.metrics import Metrics, WatcherState
+from coordinator.settings import DEFAULT_START_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +58,23 @@ class Verdict:
 class Health:
     """What the probes answer from; ``clock`` is monotonic seconds."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, start_timeout_s: float = DEFAULT_START_TIMEOUT_S
+    ) -> None:
         self.clock = clock
-        self.beat_at = clock()
+        self.started_at = self.beat_at = clock()
+        self.start_timeout_s = start_timeout_s
         self.loaded = False
         self.etcd_ok_at: float | None = None
         self.etcd_error: str | None = None
 
     def beat(self) -> None:
         self.beat_at = self.clock()
+
+    def view_loaded(self) -> None:
+        """The view is loaded: ready once etcd answers, and alive while the loop beats from now on (rule 1)."""
+        self.loaded = True
+        self.beat()
 
     def etcd_answered(self) -> None:
         self.etcd_ok_at = self.clock()
@@ -73,12 +84,18 @@ class Health:
         self.etcd_error = error
 
     def liveness(self) -> Verdict:
+        if not self.loaded:
+            loading = self.clock() - self.started_at
+            if loading > self.start_timeout_s:
+                return Verdict(False, "start_timeout", f"the view has been loading for {loading:.0f} s (limit "
+                               f"{self.start_timeout_s:g} s: COORDINATOR_START_TIMEOUT_S)")  # fmt: skip
+            return Verdict(True, "ok", "starting: loading the view")
         idle = self.clock() - self.beat_at
         if idle > STALL_S:
             return Verdict(
                 False, "stalled", f"the reconcile loop has not turned for {idle:.0f} s (limit {STALL_S:g} s)"
             )
-        return Verdict(True, "ok", "the reconcile loop turns" if self.loaded else "starting: loading the view")
+        return Verdict(True, "ok", "the reconcile loop turns")
 
     def readiness(self) -> Verdict:
         if not self.loaded:

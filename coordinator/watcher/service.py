@@ -549,7 +549,7 @@ class Watcher:
     async def run(self) -> None:
         """The service (rules 1-5)."""
         revision = await self.load()
-        self.health.loaded = True
+        self.health.view_loaded()
         self.jobs.schedule()
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
@@ -678,6 +678,7 @@ async def open_watcher(
     reachability = Reachability(on_change=metrics.airflow_reachable)
     return Watcher(
         settings, store, graphs, build_clients(settings, stack, metrics, reachability),
-        watcher_id=settings.watcher_id or default_watcher_id(), metrics=metrics, health=health or Health(),
+        watcher_id=settings.watcher_id or default_watcher_id(), metrics=metrics,
+        health=health or Health(start_timeout_s=settings.start_timeout_s),
         reachability=reachability,
     )  # fmt: skip
