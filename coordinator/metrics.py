@@ -100,6 +100,13 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.trigger_budget_used = Gauge(
+            "coordinator_trigger_budget_used",
+            "New runs the leader started in the trigger budget's window for an Airflow instance, as counted in etcd "
+            "(semantics rule 15): the instance is held when the next would pass COORDINATOR_TRIGGER_BUDGET.",
+            ["instance"],
+            registry=r,
+        )
         # Semantics rules 16-17: assets shared across deployments.
         self.asset_events_delivered = Counter(
             "coordinator_asset_events_delivered",

@@ -69,19 +69,20 @@ class TriggerBudget:
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []
         for instance in sorted(budgeted.counted.keys() | budgeted.newly_held):
-            verdict = await self._record(instance, plan.actions, budgets.get(instance, (BudgetState(), 0)), window)
-            if verdict is None:
+            recorded = await self._record(instance, plan.actions, budgets.get(instance, (BudgetState(), 0)), window)
+            if recorded is None:
                 withheld.extend(_triggers_of(plan.actions, instance))
             else:
-                verdicts[instance] = verdict
+                verdicts[instance], states[instance] = recorded
         passed = _merge(plan.actions, budgeted, verdicts, {id(t) for t in withheld})
-        self._report(instances, states, budgeted, verdicts)
+        self._report(instances, states, budgeted, verdicts, window)
         return Admitted(Plan(plan.revision, passed), tuple(withheld))
 
     async def _record(
         self, instance: str, actions: tuple[Action, ...], seen: tuple[BudgetState, int], window: Window
-    ) -> Budgeted | None:
-        """Rules 1-3 for one instance: its verdict once its count is in etcd, or None when it could not be."""
+    ) -> tuple[Budgeted, BudgetState] | None:
+        """Rules 1-3 for one instance: its verdict and its state once its count is in etcd, or None when it could
+        not be."""
         key = self.keys.budget_key(instance)
         mine = _triggers_of(actions, instance)
         state, rev = seen
@@ -90,7 +91,7 @@ class TriggerBudget:
             record = budget_record(state, verdict, instance, self.limit, window, at=datetime.now(UTC),
                                    by=self.watcher_id)  # fmt: skip
             if record is None:  # the fresh state (a hold, a release) passes nothing new and holds nothing new
-                return verdict
+                return verdict, state
             try:
                 done = await self.store.cas(key, dump_budget(record), rev, fence=self.fence())
             except LeadershipLost:
@@ -105,7 +106,7 @@ class TriggerBudget:
                         len(verdict.held[instance]), self.limit, window.seconds, done.revision,
                         f"`coordinator release {instance}` after checking the runs it would start",
                     )  # fmt: skip
-                return verdict
+                return verdict, record
             found = done.current
             parsed = parse_budget(found.value)[0] if found is not None else BudgetState()
             if parsed is None:  # an unreadable value: the view reports it; count from nothing, over its revision
@@ -116,10 +117,10 @@ class TriggerBudget:
 
     def _report(
         self, instances: Iterable[str], states: Mapping[str, BudgetState], budgeted: Budgeted,
-        verdicts: Mapping[str, Budgeted],
+        verdicts: Mapping[str, Budgeted], window: Window,
     ) -> None:  # fmt: skip
         """``coordinator_triggers_held{instance}``: the hold's size as recorded (a pass re-plans only what changed,
-        so its own count would flicker)."""
+        so its own count would flicker); ``coordinator_trigger_budget_used{instance}``: the window's count."""
         for instance in sorted({*instances, *states, *budgeted.newly_held}):
             verdict = verdicts.get(instance)
             state = states.get(instance)
@@ -128,6 +129,7 @@ class TriggerBudget:
             self.metrics.triggers_held.labels(instance=instance).set(
                 len(verdict.held[instance]) if verdict is not None and newly else recorded
             )
+            self.metrics.trigger_budget_used.labels(instance=instance).set(window.count(state))
 
 
 def _triggers_of(actions: Iterable[Action], instance: str) -> list[Trigger]:

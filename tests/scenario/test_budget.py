@@ -81,7 +81,8 @@ def test_runs_counted_by_earlier_passes_and_a_killed_leader_count_toward_the_win
 
 def test_a_flood_written_one_success_at_a_time_is_held_at_the_budget(stack: Stack) -> None:
     """A writer puts 30 root successes one after another (120 fan-in runs due, over many passes): with a budget of
-    10 exactly 10 runs start, the hold is recorded (status, metric), and nothing more starts while it stands."""
+    10 exactly 10 runs start, the hold is recorded (status, metrics: the window's count is 10), and nothing more
+    starts while it stands."""
     watcher = stack.start_watcher(COORDINATOR_TRIGGER_BUDGET="10")
     partitions = [new_partition() for _ in range(30)]
     for partition in partitions:
@@ -92,7 +93,9 @@ def test_a_flood_written_one_success_at_a_time_is_held_at_the_budget(stack: Stac
     stack.settle(quiet=QUIET_S * 2)
     assert fan_in_runs(stack, partitions) == 10
     assert any(s["held"] for s in stack.status_json(partitions[0])["budget"])
-    assert total(scrape(watcher), "coordinator_triggers_held", instance="default") >= 1
+    samples = scrape(watcher)
+    assert total(samples, "coordinator_triggers_held", instance="default") >= 1
+    assert total(samples, "coordinator_trigger_budget_used", instance="default") == 10
     assert watcher.lines(r"reconcile .*leader=True") and len(watcher.lines(r"budget\.held ")) == 1
 
 
