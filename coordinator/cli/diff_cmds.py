@@ -33,6 +33,7 @@ from coordinator.core.graph_diff import Baseline, ChangeKind, DagChange, GraphDi
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
 from coordinator.errors import ConfigError, SpecError
+from coordinator.read_model import read_model
 from coordinator.settings import EtcdSettings
 from coordinator.spec_file import load_spec
 
@@ -60,10 +61,7 @@ async def read_adopted(etcd: EtcdSettings, keys: KeyLayout) -> View:
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     async with await EtcdStore.connect(etcd) as store:
-        snap = await store.snapshot(keys.root)
-    view = View(keys)
-    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-    return view
+        return (await read_model(store, keys)).view
 
 
 def diff_against_store(new: Graph, view: View) -> GraphDiff:

@@ -29,7 +29,6 @@ from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, 
 from coordinator.core.assets import AssetRoute, TargetAssets
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
-from coordinator.core.view import View
 from coordinator.diagnosis import (
     DoctorFacts,
     SettingSource,
@@ -39,7 +38,8 @@ from coordinator.diagnosis import (
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
-from coordinator.presence import InstanceCheck, leader_and_watchers
+from coordinator.presence import InstanceCheck
+from coordinator.read_model import model_of
 from coordinator.roles import key_families
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -245,10 +245,8 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
             facts.write_ok = await write_allowed(store, keys.config_key("doctor"), ETCD_TIMEOUT_S)
         except StoreError as exc:
             facts.write_ok, facts.permission_error = None, str(exc)
-        view = View(keys)
-        view.load(revision, ((kv.key, kv.value, kv.mod_revision) for kv in kvs))
-        facts.view = view
-        facts.leader, facts.watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in kvs))
+        model = model_of(keys, revision, kvs)
+        facts.view, facts.leader, facts.watchers = model.view, model.leader, model.watchers
         floor: RetentionFloor | None = None
         if keys.config_key("retention") not in facts.unreadable:
             try:

@@ -25,7 +25,7 @@ from coordinator.cli.asset_cmds import asset_rows, print_assets, why_asset_lines
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
 from coordinator.core.deadline.levels import graph_levels
-from coordinator.core.deadline.states import DeadlineRecord, deadline_states
+from coordinator.core.deadline.states import deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
@@ -33,11 +33,12 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
-from coordinator.deadline_report import deadline_rows, level_text, recorded_deadlines, stamp, why_lines
+from coordinator.deadline_report import deadline_rows, level_text, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
-from coordinator.presence import LeaderFact, WatcherPresence, airflow_majors, leader_and_watchers, status_header
+from coordinator.presence import airflow_majors, status_header
+from coordinator.read_model import StoreModel, read_model
 from coordinator.report import AdoptionReport, problems_lines, status_rows, why
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -128,25 +129,11 @@ def _graph(settings: Settings) -> Graph:
         fail("\n".join(exc.problems))
 
 
-async def _read_view(settings: Settings) -> View:
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        snap = await store.snapshot(settings.keys.root)
-    view = View(settings.keys)
-    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-    return view
-
-
-async def _read_status_state(
-    settings: Settings,
-) -> tuple[View, LeaderFact | None, list[WatcherPresence], dict[tuple[NodeId, str], DeadlineRecord]]:
+async def _read_model(settings: Settings) -> StoreModel:
     """The view, plus the leader and the live watchers' presence (status's header) and the leader's recorded deadline
     transitions (causes only the watcher sees: ``deadline_report`` rule 3), from one snapshot."""
     async with await EtcdStore.connect(settings.etcd()) as store:
-        snap = await store.snapshot(settings.keys.root)
-    view = View(settings.keys)
-    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-    leader, watchers = leader_and_watchers(settings.keys, ((kv.key, kv.value, kv.create_revision) for kv in snap.kvs))
-    return view, leader, watchers, recorded_deadlines(settings.keys, ((kv.key, kv.value) for kv in snap.kvs))
+        return await read_model(store, settings.keys)
 
 
 @app.command()
@@ -228,7 +215,7 @@ def reconcile(
     graph = _graph(settings)
 
     if dry_run:
-        view = run_async(lambda: _read_view(settings))
+        view = run_async(lambda: _read_model(settings)).view
         # The same plan the first pass would make: nothing while a first adoption is held (backfill requests aside).
         decision = _decide(graph, view, settings)
         first = decision.adoption.first
@@ -313,7 +300,8 @@ def status(
         err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
                   "graph", markup=False, soft_wrap=True)  # fmt: skip
     partitions = [_partition(partition)] if partition else None
-    view, leader, watchers, recorded = run_async(lambda: _read_status_state(settings))
+    model = run_async(lambda: _read_model(settings))
+    view, leader, watchers, recorded = model.view, model.leader, model.watchers, model.recorded
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
     graph = local or adopted
     if graph is None:
@@ -437,7 +425,8 @@ def why_cmd(
         fail("missing --partition/-p: the logical date to explain (e.g. -p 2026-01-01)")
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
     p = _partition(partition)
-    view, _, watchers, recorded = run_async(lambda: _read_status_state(settings))
+    model = run_async(lambda: _read_model(settings))
+    view, watchers, recorded = model.view, model.watchers, model.recorded
     decision = _decide(graph, view, settings, [p])
     for line in _first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
@@ -471,7 +460,7 @@ def backfill(
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
 
-    view = run_async(lambda: _read_view(settings))
+    view = run_async(lambda: _read_model(settings)).view
     # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics rule 11).
     decision = _decide(graph, view, settings, [])
     floor = decision.floor

@@ -53,6 +53,7 @@ from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_act
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
 from coordinator.presence import airflow_majors, leader_and_watchers
+from coordinator.read_model import read_model
 from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 
@@ -77,10 +78,8 @@ async def read_whole(
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     async with await EtcdStore.connect(etcd or settings.etcd()) as store:
-        snap = await store.snapshot(settings.keys.root)
-    view = View(settings.keys)
-    view.load(snap.revision, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs))
-    return view, recorded_deadlines(settings.keys, ((kv.key, kv.value) for kv in snap.kvs))
+        model = await read_model(store, settings.keys)
+    return model.view, model.recorded
 
 
 @dataclass(frozen=True, slots=True)
