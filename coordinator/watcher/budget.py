@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from coordinator.core.actions import Action, Plan, Trigger
+from coordinator.core.actions import Plan, Trigger
 from coordinator.core.budget import Budgeted, Window, apply_budget, budget_record
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
 from coordinator.core.model import KeyLayout
@@ -65,26 +65,30 @@ class TriggerBudget:
         ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports."""
         window = Window(self.window_s, self.clock())
         states = {instance: state for instance, (state, _) in budgets.items()}
-        budgeted = apply_budget(plan.actions, self.limit, states, window)
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []
-        for instance in sorted(budgeted.counted.keys() | budgeted.newly_held):
-            recorded = await self._record(instance, plan.actions, budgets.get(instance, (BudgetState(), 0)), window)
+        by_instance: dict[str, list[Trigger]] = {}  # each instance's new triggers, in the plan's order
+        for action in plan.actions:
+            if isinstance(action, Trigger):
+                by_instance.setdefault(action.node.instance, []).append(action)
+        for instance, mine in sorted(by_instance.items()):
+            recorded = await self._record(instance, mine, budgets.get(instance, (BudgetState(), 0)), window)
             if recorded is None:
-                withheld.extend(_triggers_of(plan.actions, instance))
+                withheld.extend(mine)
             else:
                 verdicts[instance], states[instance] = recorded
-        passed = _merge(plan.actions, budgeted, verdicts, {id(t) for t in withheld})
-        self._report(instances, states, budgeted, verdicts, window)
-        return Admitted(Plan(plan.revision, passed), tuple(withheld))
+        # Rule a: whatever is not a new trigger passes; a trigger passes when its instance's recorded verdict says.
+        passed = {id(a) for verdict in verdicts.values() for a in verdict.actions}
+        kept = tuple(a for a in plan.actions if not isinstance(a, Trigger) or id(a) in passed)
+        self._report(instances, states, verdicts, window)
+        return Admitted(Plan(plan.revision, kept), tuple(withheld))
 
     async def _record(
-        self, instance: str, actions: tuple[Action, ...], seen: tuple[BudgetState, int], window: Window
+        self, instance: str, mine: list[Trigger], seen: tuple[BudgetState, int], window: Window
     ) -> tuple[Budgeted, BudgetState] | None:
-        """Rules 1-3 for one instance: its verdict and its state once its count is in etcd, or None when it could
-        not be."""
+        """Rules 1-3 for one instance's new triggers: its verdict and its state once its count is in etcd (no write
+        when the verdict counts nothing new: a held or released instance), or None when it could not be counted."""
         key = self.keys.budget_key(instance)
-        mine = _triggers_of(actions, instance)
         state, rev = seen
         for _ in range(RECORD_ATTEMPTS):
             verdict = apply_budget(mine, self.limit, {instance: state}, window)
@@ -116,12 +120,15 @@ class TriggerBudget:
         return None
 
     def _report(
-        self, instances: Iterable[str], states: Mapping[str, BudgetState], budgeted: Budgeted,
-        verdicts: Mapping[str, Budgeted], window: Window,
-    ) -> None:  # fmt: skip
+        self,
+        instances: Iterable[str],
+        states: Mapping[str, BudgetState],
+        verdicts: Mapping[str, Budgeted],
+        window: Window,
+    ) -> None:
         """``coordinator_triggers_held{instance}``: the hold's size as recorded (a pass re-plans only what changed,
         so its own count would flicker); ``coordinator_trigger_budget_used{instance}``: the window's count."""
-        for instance in sorted({*instances, *states, *budgeted.newly_held}):
+        for instance in sorted({*instances, *states}):
             verdict = verdicts.get(instance)
             state = states.get(instance)
             recorded = state.held_count if state is not None and state.holds(self.limit) else 0
@@ -130,28 +137,3 @@ class TriggerBudget:
                 len(verdict.held[instance]) if verdict is not None and newly else recorded
             )
             self.metrics.trigger_budget_used.labels(instance=instance).set(window.count(state))
-
-
-def _triggers_of(actions: Iterable[Action], instance: str) -> list[Trigger]:
-    """The new triggers of ``instance`` among ``actions``, in order: what its budget judges."""
-    return [a for a in actions if isinstance(a, Trigger) and a.node.instance == instance]
-
-
-def _merge(
-    actions: tuple[Action, ...], first: Budgeted, verdicts: Mapping[str, Budgeted], withheld: set[int]
-) -> tuple[Action, ...]:
-    """The plan's order kept: an instance whose count was recorded by its recorded verdict (rule 2 may have judged
-    it again), every other action by the pass's first verdict, withheld triggers left out (rule 3)."""
-    recorded = {instance: {id(a) for a in verdict.actions} for instance, verdict in verdicts.items()}
-    first_passed = {id(a) for a in first.actions}
-    out: list[Action] = []
-    for action in actions:
-        if id(action) in withheld:
-            continue
-        if isinstance(action, Trigger) and action.node.instance in recorded:
-            keep = id(action) in recorded[action.node.instance]
-        else:
-            keep = id(action) in first_passed
-        if keep:
-            out.append(action)
-    return tuple(out)
