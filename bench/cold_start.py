@@ -216,14 +216,19 @@ def watch_probe(
     return time.monotonic() - t, False
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def estate_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that size the preloaded estate (this benchmark's, and ``takeover.py``'s)."""
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--width", type=int, default=100, help="DAGs per layer")
     parser.add_argument("--partitions", type=int, default=100)
     parser.add_argument("--batch", type=int, default=128, help="puts per preload transaction (etcd --max-txn-ops: 128)")
     parser.add_argument("--ledger", action="store_true", help="also a done ledger entry per non-root DAG/partition")
     parser.add_argument("--max-txn-ops", type=int, default=0, help="etcd --max-txn-ops (0: etcd's default, 128)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    estate_arguments(parser)
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process breakdown (slow at 1M)")
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the first pass")
     parser.add_argument("--time-target", type=float, default=3.0, help="target: s from start to the first pass")

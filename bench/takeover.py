@@ -27,12 +27,7 @@ import cold_start
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, default=10)
-    parser.add_argument("--width", type=int, default=100, help="DAGs per layer")
-    parser.add_argument("--partitions", type=int, default=100)
-    parser.add_argument("--ledger", action="store_true", help="also a done ledger entry per non-root DAG/partition")
-    parser.add_argument("--batch", type=int, default=128, help="puts per preload transaction")
-    parser.add_argument("--max-txn-ops", type=int, default=0, help="etcd --max-txn-ops (0: etcd's default, 128)")
+    cold_start.estate_arguments(parser)
     parser.add_argument("--mode", choices=("kill", "term"), default="kill")
     parser.add_argument("--ttl", type=int, default=10, help="the leader lease, seconds")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each watcher's first pass")
