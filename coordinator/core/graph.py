@@ -26,6 +26,7 @@ from functools import cached_property
 from coordinator.core.assets import AssetRoute
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
+from coordinator.core.lineage.mapping import LineageJob
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import ExpectedBy, RuleItem
 from coordinator.core.spec.source import JsonPath
@@ -199,6 +200,9 @@ class Graph:
     #: Assets shared across instances (semantics rule 16a). Not part of the digest: a route never makes a DAG due;
     #: a changed route reaches the graph in force through the reload's equality check like deadlines do.
     asset_routes: tuple[AssetRoute, ...] = ()
+    #: OpenLineage jobs that are nodes (semantics rule 18a, ``"openlineage"`` in the file). Not part of the digest
+    #: either: a mapping never makes a DAG due, only the run states the receiver writes do.
+    lineage_jobs: tuple[LineageJob, ...] = ()
 
     @cached_property
     def digest(self) -> str:
