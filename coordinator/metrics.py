@@ -107,6 +107,28 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        # Semantics rule 18: the OpenLineage receiver (``coordinator lineage serve``) counts into the same registry.
+        self.lineage_events = Counter(
+            "coordinator_lineage_events",
+            "OpenLineage events the receiver answered 2xx for, by outcome (accepted: the run state written; recorded: "
+            "kept in the run's record only; duplicate: a copy already recorded; ignored: no mapping names the job).",
+            ["outcome"],
+            registry=r,
+        )
+        self.lineage_refused = Counter(
+            "coordinator_lineage_refused",
+            "Requests the OpenLineage receiver refused, by reason (invalid_json, invalid_event, invalid_name, "
+            "unknown_spec, unmapped_name, no_partition, unauthorized, forbidden, too_large, unsupported_encoding, "
+            "not_found, unavailable: etcd did not answer, the client retries).",
+            ["reason"],
+            registry=r,
+        )
+        self.lineage_seconds = Histogram(
+            "coordinator_lineage_request_seconds",
+            "Time from a lineage request's arrival to its answer (2xx only once the facts are in etcd).",
+            buckets=AIRFLOW_BUCKETS,
+            registry=r,
+        )
         # Semantics rules 16-17: assets shared across deployments.
         self.asset_events_delivered = Counter(
             "coordinator_asset_events_delivered",

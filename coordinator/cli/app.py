@@ -136,6 +136,7 @@ def main() -> None:
         doctor_cmds,
         engine_cmds,
         import_cmds,
+        lineage_cmds,
         probe_cmds,
         prune_cmds,
         roles_cmds,

@@ -360,6 +360,14 @@ class KeyLayout:
     def budget_key(self, instance: str) -> str:
         return f"{self.budgets}{instance}"
 
+    @property
+    def lineage(self) -> str:
+        """OpenLineage runs as the receiver recorded them (semantics rule 18c): ``{prefix}/lineage/{instance}/{runId}``."""
+        return f"{self.prefix}/lineage/"
+
+    def lineage_key(self, instance: str, run_id: str) -> str:
+        return f"{self.lineage}{instance}/{run_id}"
+
     def _split(self, key: str, base: str) -> tuple[NodeId, str] | None:
         if not key.startswith(base):
             return None

@@ -355,6 +355,35 @@ class EtcdStore:
                 )
         return CasResult(False, revision, current)
 
+    async def put_unchanged(self, items: Sequence[tuple[str, bytes, int]]) -> CasResult:
+        """Write every (key, value, expected mod_revision) of ``items`` in ONE transaction, only if each key still has
+        its expected mod revision (0: absent); all or nothing. Keep ``items`` under etcd's ``--max-txn-ops``.
+
+        On a conflict nothing is written (``current`` is None: the caller reads again). An answer lost with the
+        connection whose retry then conflicts is taken for success when every key now holds exactly our value at
+        one revision newer than expected (the earlier attempt applied): values that carry what they were written
+        for (the receiver's do) make that unambiguous.
+        """
+        compare = [
+            rpc.Compare(result=rpc.Compare.EQUAL, target=rpc.Compare.MOD, key=encode(key), mod_revision=rev)
+            for key, _, rev in items
+        ]
+        success = [rpc.RequestOp(request_put=rpc.PutRequest(key=encode(key), value=value)) for key, value, _ in items]
+        failure = [rpc.RequestOp(request_range=rpc.RangeRequest(key=encode(key))) for key, _, _ in items]
+        response, attempts = await self._txn("put_unchanged", compare, success, failure)
+        revision = int(response.header.revision)
+        if response.succeeded:
+            return CasResult(True, revision, None)
+        if attempts > 1:
+            found = [reply.response_range.kvs for reply in response.responses]
+            revisions = {int(kvs[0].mod_revision) for kvs in found if kvs}
+            ours = all(kvs and bytes(kvs[0].value) == value for kvs, (_, value, _) in zip(found, items, strict=True))
+            if ours and len(revisions) == 1:
+                (written,) = revisions
+                if all(written > rev for _, _, rev in items):
+                    return CasResult(True, written, None)
+        return CasResult(False, revision, None)
+
     async def delete_unchanged(self, items: Sequence[tuple[str, int]], *, fence: Fence | None = None) -> DeleteResult:
         """Delete every (key, mod_revision) of ``items`` in ONE transaction, only if none of them changed (and, with
         a fence, only while it holds: else LeadershipLost). Keep ``items`` under etcd's ``--max-txn-ops`` (128).

@@ -13,7 +13,8 @@ Rules:
    ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending) and
    ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet),
    ``asset-after-intent`` (a delivery's pending entry is committed; nothing posted yet) and ``asset-after-post``
-   (the target created the event; the delivery ledger still says pending).
+   (the target created the event; the delivery ledger still says pending), ``lineage-after-write`` (the OpenLineage
+   receiver committed an event's transaction; no answer sent yet).
 """
 
 from __future__ import annotations
@@ -24,7 +25,14 @@ from collections.abc import Callable
 #: stop (0), so a test knows the process died at the crash point and not of something else.
 CRASH_EXIT_CODE = 86
 #: The crash points of the trigger protocol (rule 2).
-POINTS = ("after-intent", "after-airflow-call", "after-deadline-transition", "asset-after-intent", "asset-after-post")
+POINTS = (
+    "after-intent",
+    "after-airflow-call",
+    "after-deadline-transition",
+    "asset-after-intent",
+    "asset-after-post",
+    "lineage-after-write",
+)
 
 Hook = Callable[[str], None]
 _hook: Hook | None = None

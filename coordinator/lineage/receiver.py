@@ -1,0 +1,231 @@
+"""The OpenLineage HTTP transport's server side (semantics rule 18d): what the receiver answers, and when.
+
+A plain ASGI app (served by uvicorn, ``coordinator/lineage/service.py``). Rules:
+1. ``POST /api/v1/lineage`` takes one event, ``POST /api/v1/lineage/batch`` a JSON array of them; JSON, optionally
+   ``Content-Encoding: gzip``. Anything else is 404 (405 for another method on those paths).
+2. The answers are the ones OpenLineage's clients act on: 2xx only once every event of the request is in etcd (the
+   Python client takes any 2xx as done); 400 for a body or event that can never be accepted (the clients do not
+   retry a 4xx); 401 for no or an unknown token, 403 for an event of a namespace the token may not write (or of an
+   instance this receiver does not serve); 413 past ``max_body`` bytes, compressed or not; 415 for another
+   encoding; 503 (with ``Retry-After``) when etcd does not answer in time: the clients retry 5xx, and the events
+   already written are duplicates on the retry (``writer.py``).
+3. A request is judged whole before anything is written (events, names, tokens, mapping): a 4xx writes nothing.
+4. Nothing from a request reaches a log line unquoted: names are logged with ``%r``, the token never.
+5. Answers are JSON: ``{"accepted": n, "recorded": n, "duplicate": n, "ignored": n}`` or ``{"error": reason,
+   "detail": sentence}``; the reason is the metric's label.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import zlib
+from collections import Counter
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from coordinator.core.graph import Graph
+from coordinator.core.lineage.events import Refusal, RunEvent, parse_body
+from coordinator.core.lineage.facts import Outcome
+from coordinator.core.lineage.mapping import LineageJob, PartitionSource, match
+from coordinator.core.model import NodeId
+from coordinator.errors import CoordinatorError
+from coordinator.lineage.tokens import TokenEntry, Tokens
+from coordinator.lineage.writer import EventWriter
+from coordinator.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+SINGLE = "/api/v1/lineage"
+BATCH = "/api/v1/lineage/batch"
+#: Default bound of a request body (rule 2): dbt-ol's largest events (a model with its schema and SQL facets) are
+#: tens of kB; a batch of a few hundred of them fits.
+DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: Rule 2: the Python client's timeout is 5 s; an answer within it lets the client retry on its own schedule.
+DEFAULT_WRITE_TIMEOUT_S = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+class Refused(Exception):
+    def __init__(self, status: int, reason: str, detail: str, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+        super().__init__(detail)
+        self.answer = Answer(status, {"error": reason, "detail": detail}, headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Routed:
+    """One event with the mapping entry and node it goes to (None: ignored)."""
+
+    event: RunEvent
+    entry: LineageJob | None
+    node: NodeId | None
+
+
+class Receiver:
+    """The ASGI app (rules 1-5). ``graph`` and ``tokens`` are read per request: reloads take effect at once."""
+
+    def __init__(
+        self,
+        writer: EventWriter,
+        graph: Callable[[], Graph],
+        tokens: Callable[[], Tokens],
+        metrics: Metrics,
+        *,
+        instances: frozenset[str] | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
+        write_timeout_s: float = DEFAULT_WRITE_TIMEOUT_S,
+    ) -> None:
+        self.writer = writer
+        self.graph = graph
+        self.tokens = tokens
+        self.metrics = metrics
+        #: The instances this receiver writes (its etcd role's); None: every instance the mapping names.
+        self.instances = instances
+        self.max_body = max_body
+        self.write_timeout_s = write_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        started = time.perf_counter()
+        try:
+            answer = await self._handle(scope, receive)
+        except Refused as exc:
+            answer = exc.answer
+        if answer.status >= 300:
+            self.metrics.lineage_refused.labels(answer.body["error"]).inc()
+        self.metrics.lineage_seconds.observe(time.perf_counter() - started)
+        payload = json.dumps(answer.body).encode() + b"\n"
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": answer.status, "headers": [*headers, *answer.headers]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _handle(self, scope: Scope, receive: Receive) -> Answer:
+        path = scope.get("path", "")
+        if path not in (SINGLE, BATCH):
+            raise Refused(404, "not_found", f"POST OpenLineage events to {SINGLE} or {BATCH}")
+        if scope.get("method") != "POST":
+            raise Refused(405, "method_not_allowed", "only POST", ((b"allow", b"POST"),))
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+        holder = self.tokens().holder(headers.get("authorization"))
+        if holder is None:
+            raise Refused(401, "unauthorized", "send Authorization: Bearer <token> with a token the receiver knows "
+                          "(the OpenLineage client's api_key)", ((b"www-authenticate", b"Bearer"),))  # fmt: skip
+        raw = await self._body(headers, receive)
+        try:
+            body = parse_body(raw, batch=path == BATCH)
+        except Refusal as exc:
+            raise Refused(400, exc.reason, exc.detail) from None
+        routed = self._route(body.events, holder)
+        counts: Counter[str] = Counter({Outcome.IGNORED.value: body.other})
+        for item in routed:
+            if item.entry is None or item.node is None:
+                counts[Outcome.IGNORED.value] += 1
+                continue
+            try:
+                written = await asyncio.wait_for(
+                    self.writer.write(item.event, item.entry, item.node), timeout=self.write_timeout_s
+                )
+            except (CoordinatorError, TimeoutError) as exc:
+                log.warning("lineage.unavailable token=%s error=%r", holder.name, str(exc)[:300])
+                self._count(counts)
+                raise Refused(503, "unavailable", "etcd did not answer in time; retry (events already written "
+                              "are recognised as duplicates)", ((b"retry-after", b"1"),)) from None  # fmt: skip
+            counts[written.writes.outcome.value] += 1
+            if written.writes.outcome is Outcome.ACCEPTED and written.writes.run_state is not None:
+                log.info("lineage.run_state node=%s partition=%s state=%s run_id=%s job=%r revision=%d",
+                         item.node.qualified, written.writes.partition, written.writes.run_state.state.value,
+                         item.event.run_id, f"{item.event.namespace}/{item.event.job}", written.revision)  # fmt: skip
+        self._count(counts)
+        return Answer(200, {outcome.value: counts[outcome.value] for outcome in Outcome})
+
+    def _count(self, counts: Counter[str]) -> None:
+        for outcome, n in counts.items():
+            if n:
+                self.metrics.lineage_events.labels(outcome).inc(n)
+        counts.clear()
+
+    def _route(self, events: tuple[RunEvent, ...], holder: TokenEntry) -> list[Routed]:
+        """Rule 3: every event's namespace allowed, mapping and node settled, before any write."""
+        jobs = self.graph().lineage_jobs
+        routed: list[Routed] = []
+        for index, event in enumerate(events):
+            where = f"event [{index}] ({event.namespace!r}/{event.job!r})"
+            if not holder.allows(event.namespace):
+                raise Refused(403, "forbidden", f"{where}: token {holder.name!r} may not write namespace "
+                              f"{event.namespace!r} (it may write {', '.join(holder.namespaces)})")  # fmt: skip
+            entry = match(jobs, event.namespace, event.job)
+            if entry is None:
+                routed.append(Routed(event, None, None))
+                continue
+            node = entry.node_for(event.job)
+            if node is None:
+                raise Refused(400, "unmapped_name", f"{where}: {entry.label} takes the dag id from the job name, "
+                              "and this one is not a valid dag id; give the entry a \"dag\"")  # fmt: skip
+            if self.instances is not None and node.instance not in self.instances:
+                raise Refused(403, "forbidden", f"{where}: maps to instance {node.instance!r}, which this receiver "
+                              f"does not write (it writes {', '.join(sorted(self.instances))})")  # fmt: skip
+            if entry.partition is PartitionSource.NOMINAL and event.nominal_start is None:
+                raise Refused(400, "no_partition", f"{where}: {entry.label} says \"partition\": \"nominal\" and the "
+                              "event has no nominalTime facet")  # fmt: skip
+            routed.append(Routed(event, entry, node))
+        return routed
+
+    async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
+        """Rule 2: the body, decompressed, within ``max_body`` (a bomb stops at the bound, not in memory)."""
+        encoding = headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("identity", "gzip"):
+            raise Refused(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r}: send identity or gzip")
+        length = headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body:
+            raise Refused(413, "too_large", f"the body is {length} bytes; this receiver takes at most {self.max_body}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Refused(400, "invalid_json", "the client went away before the body ended")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise Refused(413, "too_large", f"the body passed {self.max_body} bytes, the receiver's bound")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        if encoding == "gzip":
+            inflate = zlib.decompressobj(wbits=31)
+            try:
+                raw = inflate.decompress(raw, self.max_body + 1)
+            except zlib.error as exc:
+                raise Refused(400, "invalid_json", f"the gzip body does not decompress: {exc}") from None
+            if len(raw) > self.max_body or inflate.unconsumed_tail:
+                raise Refused(413, "too_large", f"the body decompresses past {self.max_body} bytes")
+        return raw
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
