@@ -25,6 +25,9 @@ Rules:
    shift, neither positive): a GATE on its own earlier partitions, not an input and not a cycle. "Listed twice" is
    about (DAG, task): a sensor on two tasks of one DAG is two edges. Every edge to one upstream DAG maps dates the
    same way (offset, shift, member), and a member needs grids on both sides.
+10. The extended form may also share assets (``"assets"``, :mod:`coordinator.core.spec.routes`) and name OpenLineage
+    jobs as nodes (``"openlineage"``, :mod:`coordinator.core.spec.lineage`); the latter is read after references are
+    resolved, because an entry is judged against the DAGs it maps.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
 from coordinator.core.spec.grid import describe as _describe
+from coordinator.core.spec.lineage import read_lineage
 from coordinator.core.spec.routes import read_routes
 from coordinator.core.spec.source import (
     JsonPath,
@@ -60,7 +64,7 @@ MAX_DAG_ID_LEN = 250
 #: Any of these at the top level selects the extended form.
 FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
-TOP_FIELDS = ("$schema", *FORM_KEYS, "assets")
+TOP_FIELDS = ("$schema", *FORM_KEYS, "assets", "openlineage")
 INSTANCE_FIELDS = ("description",)
 DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of")
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
@@ -210,12 +214,15 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
         instances, decls = _read_extended(doc, report)
     dags, edges, declared = _resolve(decls, instances, shorthand, report)
     routes = () if shorthand else read_routes(doc, instances, report.add)  # semantics rule 16a
+    # Semantics rule 18a; after _resolve, because an entry is judged against the DAGs it maps.
+    lineage = () if shorthand else read_lineage(doc, instances, dags, report.add)
     if report.problems:
         return None
     return Graph(
         dags=dags,
         instances=frozenset(instances),
         asset_routes=routes,
+        lineage_jobs=lineage,
         source=source,
         declared=frozenset(declared),
         edge_paths={(edge.source, edge.target): edge.path for edge in edges},

@@ -15,9 +15,11 @@ from typing import Any
 
 from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS
+from coordinator.core.lineage.mapping import PartitionSource, Slot
 from coordinator.core.model import NAME_CHARS, NODE_SEP
 from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
 from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
+from coordinator.core.spec.lineage import LINEAGE_FIELDS, MAX_PATTERN_LEN
 from coordinator.core.spec.loader import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
 
 _DURATION: dict[str, Any] = {
@@ -260,9 +262,52 @@ def _defs() -> dict[str, Any]:
                         "additionalProperties": False,
                     },
                 },
+                "openlineage": {
+                    "description": "OpenLineage jobs that are nodes (semantics rule 18a): the first entry whose "
+                    "namespace and job patterns match a run event names its node.",
+                    "type": "array",
+                    "items": {"$ref": "#/$defs/lineageJob"},
+                },
             },
             "additionalProperties": False,
         },
+        "lineageJob": _lineage_job(),
+    }
+
+
+def _lineage_job() -> dict[str, Any]:
+    """One ``"openlineage"`` entry (coordinator.core.spec.lineage)."""
+    # Control characters (C0, DEL, C1) are what the loader refuses in a pattern.
+    pattern = {"type": "string", "minLength": 1, "maxLength": MAX_PATTERN_LEN, "pattern": r"^[^\x00-\x1f\x7f-\x9f]+$"}
+    return {
+        "description": "Which OpenLineage jobs are one node, and how a run of one becomes a partition.",
+        "type": "object",
+        "required": ["namespace", "job", "instance"],
+        "properties": dict(
+            zip(
+                LINEAGE_FIELDS,
+                (
+                    {**pattern, "description": "OpenLineage job namespace; wildcards * ? [...] allowed."},
+                    {**pattern, "description": "OpenLineage job name; wildcards * ? [...] allowed."},
+                    {"$ref": "#/$defs/name", "description": "The instance the node belongs to (declared)."},
+                    {"$ref": "#/$defs/dagId", "description": "The node's dag id; default: the job's own name."},
+                    {
+                        "enum": [str(p) for p in PartitionSource],
+                        "description": "auto (default): nominalTime, else the run's time on the grid; nominal: "
+                        "nominalTime only.",
+                    },
+                    {
+                        "enum": [str(s) for s in Slot],
+                        "description": "previous (default): the grid interval that ended (Airflow's logical date); "
+                        "current: the latest grid point.",
+                    },
+                    {"$ref": "#/$defs/partitions"},
+                    {"type": "string"},
+                ),
+                strict=True,
+            )
+        ),
+        "additionalProperties": False,
     }
 
 
