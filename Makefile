@@ -36,11 +36,24 @@ lock:
 	  "$$tmp/venv/bin/python" -m pip freeze --exclude-editable; } > $(CONSTRAINTS); \
 	echo ">> wrote $(CONSTRAINTS): review the diff, run make test, commit"
 
+# Re-pin the dbt venv of the OpenLineage tests (constraints/dbt.txt): dbt-core 1.11.x, dbt-duckdb, openlineage-dbt
+# 1.54.0 resolved unpinned in a scratch venv, `pip check`, then `pip freeze` (devtools/dbt_stack.py, LOCK_REQUIREMENTS).
+# Review the diff; .venv-dbt is rebuilt on its next use.
+.PHONY: lock-dbt
+lock-dbt:
+	$(PYTHON) -m devtools.dbt_stack lock
+
 # Airflow 2 and 3 cannot share a venv: the Airflow 2.11 end-to-end tests run one from .venv-airflow2, pinned by
 # constraints/airflow2.txt and rebuilt only when the pins or the project metadata change (first time: ~1 min).
 # The tests build it on demand too; building it here keeps the install out of the first test's time budget.
 venv-airflow2: $(STAMP)
 	@$(BIN)/python -m devtools.airflow2_stack venv
+
+# dbt, dbt-duckdb and openlineage-dbt for the OpenLineage tests (tests/lineage): .venv-dbt, pinned by
+# constraints/dbt.txt, rebuilt only when the pins change (first time: ~30 s). The tests build it on demand too.
+.PHONY: venv-dbt
+venv-dbt:
+	@$(PYTHON) -m devtools.dbt_stack venv
 
 lint: $(STAMP)
 	$(BIN)/ruff check coordinator devtools tests bench dags
