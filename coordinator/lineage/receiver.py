@@ -153,8 +153,9 @@ class Receiver:
                 log.info("lineage.run_state node=%s partition=%s state=%s run_id=%s job=%r revision=%d",
                          item.node.qualified, written.writes.partition, written.writes.run_state.state.value,
                          item.event.run_id, f"{item.event.namespace}/{item.event.job}", written.revision)  # fmt: skip
+        answer = Answer(200, {outcome.value: counts[outcome.value] for outcome in Outcome})
         self._count(counts)
-        return Answer(200, {outcome.value: counts[outcome.value] for outcome in Outcome})
+        return answer
 
     def _count(self, counts: Counter[str]) -> None:
         for outcome, n in counts.items():
