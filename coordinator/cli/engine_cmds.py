@@ -36,6 +36,7 @@ from coordinator.core.view import View
 from coordinator.deadline_report import deadline_rows, level_text, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
+from coordinator.lineage.explain import why_lineage_lines
 from coordinator.metrics import Metrics
 from coordinator.presence import airflow_majors, status_header
 from coordinator.read_model import StoreModel, read_model
@@ -120,6 +121,11 @@ def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[
     if first.held:
         lines += [f"  - {hint}" for hint in first.how_to_proceed()]
     return lines
+
+
+async def _lineage_lines(settings: Settings, graph: Graph, node: NodeId, partition: str) -> list[str]:
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        return await why_lineage_lines(store, settings.keys, graph, node, partition)
 
 
 def _graph(settings: Settings) -> Graph:
@@ -432,6 +438,9 @@ def why_cmd(
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p):
         out.print(line, markup=False)
+    if graph.lineage_jobs:  # semantics rule 18: an upstream that is an OpenLineage job names the job and its last event
+        for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
+            out.print(line, markup=False, soft_wrap=True)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p], majors=airflow_majors(watchers))
         rule = graph.dags[node].expected_by

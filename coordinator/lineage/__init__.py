@@ -1,1 +1,1 @@
-"""The OpenLineage receiver (semantics rule 18): a process of its own that writes OpenLineage run events as run states."""
+"""The OpenLineage receiver (semantics rule 18): its own process, writing OpenLineage run events as run states."""
