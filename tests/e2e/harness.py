@@ -68,6 +68,7 @@ TEST_ONLY_DAGS = [
     "e2e_daily",
     "e2e_task_level",
     "e2e_task_dependent",
+    "e2e_lineage_report",
     "e2e_asset_consumer",
     "e2e_native_producer",
     "e2e_native_consumer",

@@ -6,6 +6,7 @@
 - ``e2e_hourly``: an hourly-partitioned root for the partition-grid scenario (the test triggers its runs for a day).
 - ``e2e_daily``: its daily rollup, triggered by the coordinator.
 - ``e2e_task_dependent``: a dependent of the task ``produce`` of ``e2e_task_level`` (task-level upstreams).
+- ``e2e_lineage_report``: a dependent of two dbt models, known through OpenLineage (semantics rule 18).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ def work(seconds: float) -> None:
 
 
 # e2e_dependent works a little longer: the failure-routing scenario watches it run.
-for dag_id, seconds in (("e2e_dependent", 0.5), ("e2e_hourly", 0.1), ("e2e_daily", 0.1), ("e2e_task_dependent", 0.1)):
+for dag_id, seconds in (
+    ("e2e_dependent", 0.5),
+    ("e2e_hourly", 0.1),
+    ("e2e_daily", 0.1),
+    ("e2e_task_dependent", 0.1),
+    ("e2e_lineage_report", 0.1),
+):
     with DAG(
         dag_id=dag_id,
         schedule=None,
