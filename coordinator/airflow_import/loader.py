@@ -31,6 +31,9 @@ Rules:
 11. Airflow is missing only when ``airflow`` itself cannot be found; when it is found but fails to import, the
     error says so, with its deepest cause and any module from outside site-packages that shadows a library of the
     same name later on ``sys.path`` (an estate's ``plugins/yaml`` on PYTHONPATH hiding PyYAML).
+12. A sensor on another system's job (a provider class :mod:`coordinator.airflow_import.job_sensors` knows by
+    name) is a link of kind ``JOB``, its arguments as written; its line is recorded by wrapping the ``__init__`` of
+    Airflow's ``BaseSensorOperator``, which every provider sensor calls, so no provider is imported.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from pathlib import Path
 from types import FrameType, SimpleNamespace
 from typing import Any
 
+from coordinator.airflow_import.job_sensors import job_fact
 from coordinator.airflow_import.schedules import asset_producers, attr, dag_root, dag_schedule, utc
 from coordinator.core.importer.facts import (
     DagFact,
@@ -79,6 +83,8 @@ CLASS_MODULES = (
     "airflow.operators.trigger_dagrun",
 )
 DAG_MODULES = ("airflow.sdk.definitions.dag", "airflow.models.dag")
+#: Every sensor's base class (Airflow 3, Airflow 2): its ``__init__`` records a job sensor's line (rule 12).
+SENSOR_MODULES = ("airflow.sdk.bases.sensor", "airflow.sensors.base")
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +249,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def load_folder(folder: Path) -> LoadedFolder:
-    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-9)."""
+    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-12)."""
     folder = folder.resolve()
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
@@ -252,14 +258,15 @@ def load_folder(folder: Path) -> LoadedFolder:
         origins = _Origins(folder if folder.is_dir() else folder.parent)
         link_classes = _classes(CLASS_MODULES, set(LINK_CLASSES))
         dag_classes = _classes(DAG_MODULES, {"DAG"})
-        with _recording([*dag_classes, *link_classes], origins), _import_path(folder):
+        sensor_classes = _classes(SENSOR_MODULES, {"BaseSensorOperator"})
+        with _recording([*dag_classes, *link_classes, *sensor_classes], origins), _import_path(folder):
             bag = _dagbag(folder)
         producers = asset_producers(bag.dags.values())
         facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
         recorded = {str(f): str(e) for f, e in bag.import_errors.items()}
         files = {str(getattr(stat, "file", "")) for stat in getattr(bag, "dagbag_stats", None) or ()}
-    missing = {link.other_dag for link in links if link.other_dag not in facts}
+    missing = {link.other_dag for link in links if link.kind is not LinkKind.JOB and link.other_dag not in facts}
     return LoadedFolder(
         tuple(facts.values()),
         tuple(links),
@@ -385,6 +392,10 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
     for task in sorted(dag.tasks, key=lambda t: t.task_id):
         kind = _kind(task)
         if kind is None:
+            job = job_fact(task, dag)  # rule 12
+            if job is not None:
+                found.append(LinkFact(LinkKind.JOB, dag.dag_id, task.task_id, origins.origin(task, dag.fileloc), "",
+                                      job=job))  # fmt: skip
             continue
         origin = origins.origin(task, dag.fileloc)
         if kind is LinkKind.SENSOR:

@@ -8,6 +8,9 @@ Rules:
    :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.
 3. Every fact carries its :class:`Origin` (file:line of the call that created it), so every finding can point at
    the line a reviewer has to read.
+4. A sensor that polls another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) is a :class:`LinkFact` of
+   kind ``JOB`` with a :class:`JobFact`: the arguments that name the job or its run, each as written (a literal, a
+   template, another task's output), never rendered: their run-time value is not the job's name.
 """
 
 from __future__ import annotations
@@ -120,11 +123,53 @@ class LinkKind(StrEnum):
     SENSOR = "ExternalTaskSensor"
     MARKER = "ExternalTaskMarker"
     TRIGGER = "TriggerDagRunOperator"
+    #: A sensor polling a job of another system (rule 4): offered as an OpenLineage node, never an edge by itself.
+    JOB = "job sensor"
+
+
+class ValueKind(StrEnum):
+    """How a job sensor's argument was written (rule 4)."""
+
+    LITERAL = "literal"
+    #: A Jinja string (``"{{ dag_run.conf['run_id'] }}"``): its value is known only when the task runs.
+    TEMPLATE = "template"
+    #: Another task's output: an ``XComArg`` (``start.output``) or a template that pulls one (``xcom_pull``).
+    XCOM = "xcom"
+    #: Not given (None).
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class JobArgument:
+    """One argument of a job sensor naming the job or one of its runs (``job_name``, ``run_id``), as written."""
+
+    name: str
+    kind: ValueKind
+    #: LITERAL: the value; TEMPLATE and XCOM: the text as written (``start.output`` for an XComArg).
+    text: str = ""
+    #: XCOM: the task of the same DAG whose output it is, and that task's operator class (when it is in the DAG).
+    task: str | None = None
+    task_class: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class JobFact:
+    """What a job sensor polls (rule 4): its provider class and the arguments that name the job or the run."""
+
+    #: The provider's class found among the task's classes (``GlueJobSensor``) and the module that class came from.
+    sensor: str
+    module: str
+    #: The task's own class (``MyGlueSensor`` for a subclass; the same as ``sensor`` otherwise).
+    task_class: str
+    arguments: tuple[JobArgument, ...] = ()
+
+    def argument(self, name: str) -> JobArgument | None:
+        return next((a for a in self.arguments if a.name == name), None)
 
 
 @dataclass(frozen=True, slots=True)
 class LinkFact:
-    """A cross-DAG operator: a sensor, a marker or a trigger, in DAG ``dag_id``."""
+    """A cross-DAG operator: a sensor, a marker or a trigger, in DAG ``dag_id``; or a sensor on another system's job."""
 
     kind: LinkKind
     dag_id: str
@@ -152,6 +197,8 @@ class LinkFact:
     upstream_tasks: tuple[str, ...] = ()
     trigger_rule: str = "all_success"
     wait_for_completion: bool = False
+    #: JOB: the job it polls (rule 4); ``other_dag`` is then "" (it names no DAG).
+    job: JobFact | None = None
 
 
 class FindingKind(StrEnum):

@@ -3,7 +3,8 @@
 Rules (``docs/import-dags.md``, "Importing a real estate"):
 1. The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, the edges written
    (counted as the file counts them, one per DAG pair, beside the upstream entries that carry them), cannot
-   express, never satisfied (sensor bugs and notes follow the same line).
+   express, never satisfied (sensor bugs and notes follow the same line). Sensors on other systems' jobs are
+   counted apart, and named only when there are some (they write no edge: :mod:`coordinator.core.importer.jobs`).
 2. Findings that say the same thing about different DAGs are folded: the message with every DAG name, every chain
    of DAGs (a cycle's) and every date replaced by a placeholder is the key; a key met ``FOLD_AT`` times or more is
    one line, ``xN``, the message of its first finding and a few more ``file:line`` examples. So that the report
@@ -58,15 +59,18 @@ class Counts:
 
     #: The upstream entries written (one per task or window an edge waits for; several may join one DAG pair).
     entries: int = 0
+    #: Sensors on other systems' jobs (dbt Cloud, Glue, EMR...): reported with an OpenLineage offer, no edge.
+    job_sensors: int = 0
 
     def __str__(self) -> str:
         edges = plural(self.edges, "edge")
         if self.entries != self.edges:
             edges += f" (one per DAG pair, from {plural(self.entries, 'upstream entry', 'upstream entries')})"
+        jobs = f" ({plural(self.job_sensors, 'sensor')} on other systems' jobs: no edges)" if self.job_sensors else ""
         return (
             f"{plural(self.files, 'file')} ({self.failed_files} failed), {self.dags} DAGs loaded, "
             f"{plural(self.sensors, 'sensor')}, {plural(self.markers, 'marker')}, {plural(self.triggers, 'trigger')}"
-            f" -> {edges}; {self.cannot_express} cannot express, {self.never_satisfied} never satisfied, "
+            f" -> {edges}{jobs}; {self.cannot_express} cannot express, {self.never_satisfied} never satisfied, "
             f"{plural(self.sensor_bugs, 'sensor bug')}, {plural(self.notes, 'note')}"
         )
 
@@ -109,6 +113,7 @@ def counts(
         sensor_bugs=len(bugs),
         notes=sum(1 for f in findings if f.kind is FindingKind.NOTE),
         entries=edges if entries is None else entries,
+        job_sensors=kinds.count(LinkKind.JOB),
     )
 
 

@@ -34,6 +34,10 @@ Rules (``docs/import-dags.md``):
    produce anything), gets no marker edges by default: each would make the marked DAG wait for every run of the
    relay, which Airflow never did (a marker only clears). One note per relay says how many were left out;
    ``relay_edges`` (``--relay-edges``) writes them as any marker's.
+10. A sensor on another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) writes no edge: it is noted as
+    the DAG's own work, or reported with an OpenLineage node offered for confirmation
+    (:mod:`coordinator.core.importer.jobs`), after the grids are final (the offer's partitions are the sensing DAG's
+    grid). The offers are in the result (``offers``) and in the findings, never in the document.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from coordinator.core.importer.facts import (
     Origin,
     ScheduleKind,
 )
+from coordinator.core.importer.jobs import LineageOffer, job_links
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
 from coordinator.core.importer.schedule import choose_grid
 from coordinator.core.model import DEFAULT_INSTANCE
@@ -70,6 +75,8 @@ class ImportResult:
     edge_count: int
     #: Rule 9: (relay DAG, the marker edges left out of it), when they were left out.
     relays: tuple[tuple[str, int], ...] = ()
+    #: Rule 10: the OpenLineage nodes offered for sensors on other systems' jobs (not in ``document``).
+    offers: tuple[LineageOffer, ...] = ()
 
     def of(self, kind: FindingKind) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.kind is kind)
@@ -78,7 +85,7 @@ class ImportResult:
 def translate(
     dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE, *, relay_edges: bool = False
 ) -> ImportResult:
-    """The document and findings for a folder's facts (rules 1-9)."""
+    """The document and findings for a folder's facts (rules 1-10)."""
     by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
     links = _skip_subdags(work, dags, links)
@@ -97,22 +104,24 @@ def translate(
             f"produces nothing): its markers are written as no edges, since each marked DAG would then wait for "
             f"every run of {dag_id}, which Airflow never did; --relay-edges writes them",
         )
-    for link in sorted(links, key=lambda x: (x.dag_id, x.task_id)):
+    ordered = sorted(links, key=lambda x: (x.dag_id, x.task_id))
+    for link in ordered:
         if link.kind is LinkKind.SENSOR:
             sensor_edges(work, link)
         elif link.kind is LinkKind.MARKER:
             if link.dag_id not in relays:
                 marker_edges(work, link, covered=(link.other_dag, link.dag_id) in sensed)
-        else:
+        elif link.kind is LinkKind.TRIGGER:
             trigger_edges(work, link)
     for dag in by_id.values():
         if dag.schedule.kind is ScheduleKind.ASSETS:
             asset_edges(work, dag)
     _inherit_grids(work)
+    offers = job_links(work, [link for link in ordered if link.kind is LinkKind.JOB and link.dag_id in by_id])
     document, edge_count = _validated(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
-    return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())))
+    return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())), offers)
 
 
 def relay_dags(dags: Iterable[DagFact], links: Sequence[LinkFact]) -> dict[str, int]:
