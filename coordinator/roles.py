@@ -10,7 +10,10 @@ Rules:
    record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics rule 16b); the dependencies page
    and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill`` also the
    delivery ledger, where ``skip-event`` adds an operator's skip request, rule 16g); an outside writer writes only
-   the run keys of its own DAG (or DAG-name family).
+   the run keys of its own DAG (or DAG-name family); an OpenLineage receiver (semantics rule 18d) reads and writes
+   only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances it serves (its writer reads the run's
+   record and the partition's run state before its guarded transaction) and reads the ``leader`` key (its readiness
+   probe's read), nothing else.
 2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key, the presence
    keys and the asset facts, marks and deliveries (rules 16-17): a plugin credential cannot forge an intent, a graph,
    a leader or an asset event.
@@ -81,6 +84,29 @@ class OutsideWriter:
         return cls(name=name, instance=instance, dag=dag)
 
 
+@dataclass(frozen=True)
+class LineageReceiver:
+    """An OpenLineage receiver (``coordinator lineage serve``) and the instances it writes (its ``--instance``).
+
+    ``name`` None is the receiver of every instance the mapping names (``lineage serve`` without ``--instance``)."""
+
+    name: str | None
+    instances: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> LineageReceiver:
+        """``INSTANCE`` (a receiver of that instance, named after it) or ``NAME=INSTANCE[,INSTANCE...]``;
+        ValueError saying what is wrong."""
+        name, eq, listed = text.partition("=")
+        instances = tuple(i.strip() for i in listed.split(",")) if eq else (name,)
+        for what, value in (("name", name), *(("instance", i) for i in instances)):
+            if not NAME_RE.match(value) or value in (".", ".."):
+                raise ValueError(f"--lineage {text!r}: {what} {value!r} is not a valid name ([A-Za-z0-9_.-]+)")
+        if len(set(instances)) != len(instances):
+            raise ValueError(f"--lineage {text!r}: an instance is named twice")
+        return cls(name=name, instances=instances)
+
+
 def base_name(keys: KeyLayout) -> str:
     """Rule 5: ``/coordinator`` -> ``coordinator``, ``/a/b`` -> ``a-b``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", keys.prefix.strip("/")) or "coordinator"
@@ -101,6 +127,21 @@ def plugin_role(keys: KeyLayout, instance: str) -> Role:
             Grant(Perm.READWRITE, AssetKeys(keys.prefix).change_key(instance), False),
         ),
     )
+
+
+def lineage_role(keys: KeyLayout, receiver: LineageReceiver) -> Role:
+    """Rule 1: the run states and run records of its instances, and the leader key its readiness probe reads."""
+    grants: list[Grant] = []
+    for instance in receiver.instances:
+        grants.append(Grant(Perm.READWRITE, f"{keys.runs}{instance}/", True))
+        grants.append(Grant(Perm.READWRITE, f"{keys.lineage}{instance}/", True))
+    grants.append(Grant(Perm.READ, keys.leader, False))
+    if receiver.name is None:
+        name, how = f"{base_name(keys)}-lineage", "coordinator lineage serve, every instance the mapping names"
+    else:
+        name = f"{base_name(keys)}-lineage-{receiver.name}"
+        how = "coordinator lineage serve " + " ".join(f"--instance {i}" for i in receiver.instances)
+    return Role(name, f"the OpenLineage receiver of {', '.join(receiver.instances)} ({how})", tuple(grants))
 
 
 def watcher_role(keys: KeyLayout) -> Role:
@@ -130,7 +171,12 @@ def watcher_role(keys: KeyLayout) -> Role:
     )
 
 
-def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWriter] = ()) -> list[Role]:
+def roles(
+    keys: KeyLayout,
+    instances: Sequence[str],
+    writers: Sequence[OutsideWriter] = (),
+    receivers: Sequence[LineageReceiver] = (),
+) -> list[Role]:
     """The whole matrix (rules 1-3), in a stable order."""
     base = base_name(keys)
     rw = Perm.READWRITE
@@ -174,6 +220,7 @@ def roles(keys: KeyLayout, instances: Sequence[str], writers: Sequence[OutsideWr
         what = f"DAGs {w.dag}" if family else f"DAG {w.dag}"
         result.append(Role(f"{base}-writer-{w.name}", f"outside writer {w.name}: run states of {what} of "
                            f"instance {w.instance}", (Grant(rw, key, True),)))  # fmt: skip
+    result += [lineage_role(keys, r) for r in receivers]
     return result
 
 
@@ -195,6 +242,7 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (assets.marks, True),
         (assets.changes, True),
         (assets.deliveries, True),
+        (keys.lineage, True),
     ]
 
 

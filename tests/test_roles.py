@@ -1,6 +1,7 @@
 """The etcd role per writer (docs/operations.md, "etcd roles"): the documented commands run as written against a
 real etcd with authentication on, and every component works under exactly its role while team A's plugin is refused
-on team B's keys and on the watcher's (real etcd; the fake Airflow at the HTTP boundary)."""
+on team B's keys and on the watcher's, and the OpenLineage receiver writes its own instance only (real etcd; the fake
+Airflow at the HTTP boundary; the OpenLineage project's own client and HTTP transport)."""
 
 from __future__ import annotations
 
@@ -10,25 +11,33 @@ import re
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.event_v2 import Job, Run, RunEvent
+from openlineage.client.event_v2 import RunState as OLRunState
+from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 from pydantic import SecretStr
 
 from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
 from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
-from coordinator.core.model import KeyLayout, NodeId, RunState
+from coordinator.core.lineage.facts import LineageRun
+from coordinator.core.model import KeyLayout, NodeId, RunState, parse_run_record
 from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore
+from coordinator.lineage.tokens import hash_token
 from coordinator.page.service import dependencies_page
-from coordinator.roles import OutsideWriter, commands, roles
+from coordinator.roles import LineageReceiver, OutsideWriter, commands, roles
 from coordinator.settings import EtcdSettings, Settings, parse_endpoints
 from devtools.etcd_server import EtcdServer
-from devtools.procs import stop_child
+from devtools.procs import free_port, stop_child
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_doctor import checks_of, run_cli
 from tests.test_plugin_writer import FakeRun
@@ -44,6 +53,17 @@ GRAPH = {
     "instances": {"team_a": {}, "team_b": {}},
     "dags": {"team_a/extract": {}, "team_b/load": {"upstreams": ["team_a/extract"]}},
 }
+#: GRAPH with a dbt model as a node of the instance "analytics", written by the OpenLineage receiver.
+LINEAGE_GRAPH = {
+    "version": 1,
+    "instances": {"team_a": {}, "team_b": {}, "analytics": {}},
+    "dags": {
+        "team_a/extract": {},
+        "team_b/load": {"upstreams": ["team_a/extract"]},
+        "analytics/orders": {"partitions": {"cron": "0 0 * * *"}},
+    },
+    "openlineage": [{"namespace": "dbt_prod", "job": "orders", "instance": "analytics"}],
+}
 
 
 def documented_block() -> str:
@@ -56,13 +76,36 @@ def documented_block() -> str:
 
 def test_the_documented_commands_are_what_coordinator_roles_prints() -> None:
     """The block in docs/operations.md is exactly `coordinator roles --instance team_a --instance team_b --writer
-    spark=team_b/ingest_*`, and no line of it carries a password."""
-    printed = commands(roles(KeyLayout(PREFIX), ["team_a", "team_b"], [OutsideWriter.parse("spark=team_b/ingest_*")]))
+    spark=team_b/ingest_* --lineage analytics`, and no line of it carries a password."""
+    printed = commands(roles(KeyLayout(PREFIX), ["team_a", "team_b"], [OutsideWriter.parse("spark=team_b/ingest_*")],
+                             [LineageReceiver.parse("analytics")]))  # fmt: skip
     assert documented_block().splitlines() == printed
     assert not any("password" in line for line in printed)
     done = run_cli("roles", "--instance", "team_a", "--instance", "team_b", "--writer", "spark=team_b/ingest_*",
-                   "--prefix", PREFIX, env=dict(os.environ))  # fmt: skip
+                   "--lineage", "analytics", "--prefix", PREFIX, env=dict(os.environ))  # fmt: skip
     assert done.returncode == 0 and done.stdout.splitlines() == printed, done.stderr
+
+
+def test_without_instances_the_receiver_role_covers_every_mapped_instance(tmp_path: Path) -> None:
+    """Without --instance, `coordinator roles` reads dependencies.json: one receiver role, `coordinator-lineage`,
+    for every instance its "openlineage" section names (what `lineage serve` without --instance writes), and with
+    --lineage the roles named there instead."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(LINEAGE_GRAPH))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    done = run_cli("roles", "--deps", str(deps), "--prefix", PREFIX, env=env)
+    assert done.returncode == 0, done.stderr
+    lineage = [line for line in done.stdout.splitlines() if "lineage" in line and not line.startswith("#")]
+    assert lineage[:4] == [
+        "etcdctl role add coordinator-lineage",
+        "etcdctl role grant-permission coordinator-lineage readwrite --prefix=true /coordinator/runs/analytics/",
+        "etcdctl role grant-permission coordinator-lineage readwrite --prefix=true /coordinator/lineage/analytics/",
+        "etcdctl role grant-permission coordinator-lineage read /coordinator/leader",
+    ]
+    named = run_cli("roles", "--deps", str(deps), "--prefix", PREFIX, "--lineage", "dbt=analytics,spark", env=env)
+    assert named.returncode == 0, named.stderr
+    assert "etcdctl role add coordinator-lineage-dbt" in named.stdout.splitlines()
+    assert "etcdctl role add coordinator-lineage\n" not in named.stdout + "\n"
 
 
 @pytest.mark.parametrize(
@@ -71,6 +114,11 @@ def test_the_documented_commands_are_what_coordinator_roles_prints() -> None:
         pytest.param(["--instance", ".."], "'..' is not a valid instance name", id="dot-dot-instance"),
         pytest.param(["--instance", "a", "--writer", "spark"], "expected NAME=INSTANCE/DAG", id="writer-no-target"),
         pytest.param(["--instance", "a", "--writer", "x=a/b c"], "dag 'b c' is not a valid name", id="writer-space"),
+        pytest.param(["--instance", "a", "--lineage", ".."], "name '..' is not a valid name", id="lineage-dot-dot"),
+        pytest.param(["--instance", "a", "--lineage", "dbt=a,,b"], "instance '' is not a valid", id="lineage-empty"),
+        pytest.param(
+            ["--instance", "a", "--lineage", "a", "--lineage", "a=a,b"], "two receivers named 'a'", id="lineage-twice"
+        ),
     ],
 )
 def test_roles_refuses_bad_names(args: list[str], message: str) -> None:
@@ -435,3 +483,104 @@ def test_the_page_reads_as_its_own_user_while_the_plugin_user_is_refused_the_led
     own_user, own = page_with(PageResolver(local_config(), read_options(), lambda _conn_id: None))
     assert own_user == "coordinator-page"
     assert own.status == 200 and "load" in own.html and "etcd cannot be read" not in own.html
+
+
+def test_the_lineage_receiver_writes_its_instance_only_under_its_role(
+    auth_etcd: AuthEtcd, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on: `coordinator lineage serve --instance analytics` under the documented
+    coordinator-lineage-analytics user is ready (its probe reads the leader key), and an OpenLineage client's START
+    and COMPLETE become the node's run state and the run's record; the same user is refused every other instance's
+    run keys (read and write), task keys, the ledger, the graph, the leader key (write) and other instances'
+    records."""
+    user = "coordinator-lineage-analytics"
+    keys = KeyLayout(PREFIX)
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(LINEAGE_GRAPH))
+    token = "dbt-token-for-tests"  # a test receiver's; not a real secret
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"name": "dbt", "sha256": hash_token(token), "namespaces": ["dbt_*"]}]}))
+    port = free_port()
+    http_port = free_port(exclude=[port])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "OPENLINEAGE"))}
+    env.update(COORDINATOR_ETCD_ENDPOINTS=auth_etcd.server.endpoint, COORDINATOR_PREFIX=PREFIX,
+               COORDINATOR_DEPS=str(deps), COORDINATOR_ETCD_USERNAME=user,
+               COORDINATOR_ETCD_PASSWORD=auth_etcd.passwords[user])  # fmt: skip
+    log = tmp_path / "receiver.log"
+    with log.open("wb") as out:
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "lineage", "serve", "--instance", "analytics", "--tokens",
+             str(tokens), "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    run_id = str(uuid.uuid4())
+    try:
+        deadline = time.monotonic() + 30
+        ready = 0
+        while time.monotonic() < deadline and ready != 200 and receiver.poll() is None:
+            try:
+                ready = httpx.get(f"http://127.0.0.1:{http_port}/readyz", timeout=1).status_code
+            except httpx.HTTPError:
+                time.sleep(0.1)
+            else:
+                time.sleep(0.1)
+        assert ready == 200, log.read_text()
+        config = HttpConfig(url=f"http://127.0.0.1:{port}", auth=ApiKeyTokenProvider({"apiKey": token}))
+        client = OpenLineageClient(transport=HttpTransport(config))
+        for kind, hour in ((OLRunState.START, 2), (OLRunState.COMPLETE, 3)):
+            client.emit(
+                RunEvent(
+                    eventType=kind,
+                    eventTime=f"2026-01-02T0{hour}:00:00+00:00",
+                    run=Run(runId=run_id),
+                    job=Job(namespace="dbt_prod", name="orders"),
+                    producer="https://example.com/tests",
+                )
+            )
+    finally:
+        stop_child(receiver, timeout_s=15.0, what="coordinator lineage serve")
+    assert "permission denied" not in log.read_text().lower(), log.read_text()
+
+    node = NodeId("analytics", "orders")
+    forbidden = [
+        keys.run_key(NodeId("team_a", "extract"), PARTITION),
+        keys.task_key(node, "t", PARTITION),
+        keys.trigger_key(node, PARTITION),
+        keys.config_key("graph"),
+        keys.leader,
+        keys.lineage_key("team_a", run_id),
+    ]
+
+    async def as_receiver() -> tuple[list[str], list[str]]:
+        refused_writes: list[str] = []
+        refused_reads: list[str] = []
+        async with await EtcdStore.connect(auth_etcd.settings(user)) as store:
+            assert await store.get(keys.leader) is None  # reading the leader key is allowed
+            for key in forbidden:
+                try:
+                    await store.put(key, b'{"state":"success","run_id":"evil"}')
+                except StoreError as exc:
+                    assert "permission denied" in str(exc).lower(), exc
+                    refused_writes.append(key)
+            for key in (keys.run_key(NodeId("team_a", "extract"), PARTITION), keys.config_key("graph")):
+                try:
+                    await store.get(key)
+                except StoreError as exc:
+                    assert "permission denied" in str(exc).lower(), exc
+                    refused_reads.append(key)
+        return refused_writes, refused_reads
+
+    async def as_root() -> dict[str, bytes]:
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as root:
+            return {kv.key: kv.value for kv in (await root.snapshot(keys.root)).kvs}
+
+    refused_writes, refused_reads = arun(as_receiver())
+    assert refused_writes == forbidden
+    assert len(refused_reads) == 2
+    stored = arun(as_root())
+    assert sorted(stored) == [keys.lineage_key("analytics", run_id), keys.run_key(node, PARTITION)]
+    record, _ = parse_run_record(stored[keys.run_key(node, PARTITION)])
+    assert record is not None
+    assert (record.state, record.run_id, record.source) == (RunState.SUCCESS, run_id, "openlineage:dbt_prod")
+    run = LineageRun.model_validate_json(stored[keys.lineage_key("analytics", run_id)])
+    assert (run.dag, run.partition, sorted(run.events)) == ("orders", PARTITION, ["COMPLETE", "START"])

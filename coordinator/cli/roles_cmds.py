@@ -5,6 +5,10 @@ Rules:
    the options and prints. Nothing is sent to etcd: an administrator reviews and runs the output.
 2. Instances come from ``--instance`` (repeatable), else from the local ``dependencies.json``; a bad name or a bad
    ``--writer`` exits 2 naming it.
+3. OpenLineage receivers come from ``--lineage`` (repeatable: ``INSTANCE``, or ``NAME=INSTANCE,...`` for one receiver
+   of several instances), else, when the instances came from ``dependencies.json``, one receiver of every instance
+   its ``"openlineage"`` section names (``lineage serve`` without ``--instance`` writes them all). Two receivers of
+   one role name exit 2.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import typer
 from coordinator.cli.app import DepsOpt, PrefixOpt, app, build_settings, fail
 from coordinator.core.model import NAME_RE
 from coordinator.errors import SpecError
-from coordinator.roles import OutsideWriter, commands, roles
+from coordinator.roles import LineageReceiver, OutsideWriter, commands, roles
 from coordinator.spec_file import load_spec
 
 
@@ -30,6 +34,14 @@ def roles_command(
         list[str] | None,
         typer.Option("--writer", help="an outside writer NAME=INSTANCE/DAG (or DAG_PREFIX* for a family)"),
     ] = None,
+    lineage: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--lineage",
+            help="an OpenLineage receiver: INSTANCE, or NAME=INSTANCE,INSTANCE for one of several (default: one "
+            "of every instance the graph's openlineage section names, when --instance is not given)",
+        ),
+    ] = None,
     secrets_dir: Annotated[
         str, typer.Option("--secrets-dir", help="where each user's password file lives (read by etcdctl's stdin)")
     ] = "$SECRETS_DIR",
@@ -37,21 +49,32 @@ def roles_command(
     deps: DepsOpt = None,
 ) -> None:
     """Print the etcdctl commands that create one role and user per component (plugin per instance, page,
-    watcher, doctor, prune, backfill, outside writers). Passwords are read from files, never put on the command
-    line."""
+    watcher, doctor, prune, backfill, outside writers, OpenLineage receivers). Passwords are read from files, never
+    put on the command line."""
     settings = build_settings(prefix=prefix, deps=deps)
     names = list(instance or [])
+    mapped: list[str] = []
     if not names:
         try:
-            names = sorted({node.instance for node in load_spec(settings.deps).dags})
+            graph = load_spec(settings.deps)
         except (SpecError, OSError) as exc:
             fail(f"no --instance given and {settings.deps} cannot be read: {exc}")
+        names = sorted({node.instance for node in graph.dags})
+        mapped = sorted({job.instance for job in graph.lineage_jobs})
     for name in names:
         if not NAME_RE.match(name):
             fail(f"--instance {name!r} is not a valid instance name ([A-Za-z0-9_.-]+, not . or ..)")
     try:
         outside = [OutsideWriter.parse(w) for w in writer or []]
+        receivers = [LineageReceiver.parse(r) for r in lineage or []]
     except ValueError as exc:
         fail(str(exc))
-    for line in commands(roles(settings.keys, names, outside), secrets_dir):
+    if not receivers and mapped:
+        receivers = [LineageReceiver(None, tuple(mapped))]
+    seen: set[str | None] = set()
+    for receiver in receivers:
+        if receiver.name in seen:
+            fail(f"--lineage: two receivers named {receiver.name!r} (one role each; name them NAME=INSTANCE,...)")
+        seen.add(receiver.name)
+    for line in commands(roles(settings.keys, names, outside, receivers), secrets_dir):
         typer.echo(line)
