@@ -326,7 +326,11 @@ def test_the_command_offers_nodes_for_a_folders_job_sensors(tmp_path: Path) -> N
     assert "jobs.py:12: orders_report.wait_glue: GlueJobSensor polls AWS Glue job_name 'Orders ETL'" in done.stderr
     assert "node spark/orders_enrich for OpenLineage job 'orders_enrich' (a guess)" in done.stderr
     assert "jobs.py:21: own_glue.wait_etl: GlueJobSensor polls the AWS Glue run that task start_etl" in done.stderr
-    findings = {f["subject"]: f for f in json.loads(report.read_text(encoding="utf-8"))["findings"]}
+    document = json.loads(report.read_text(encoding="utf-8"))
+    findings = {f["subject"]: f for f in document["findings"]}
+    offered = {offer["subject"]: offer for offer in document["openlineage_offers"]}
+    assert set(offered) == {"marts.wait_dbt", "orders_report.wait_glue", "orders_report.wait_spark"}
+    assert offered["orders_report.wait_glue"]["sensor"] == "GlueJobSensor"
     assert (findings["marts.wait_dbt"]["line"], findings["marts.wait_dbt"]["kind"]) == (17, "cannot express")
     assert (
         '"job": "orders_etl", "instance": "glue", "dag": "orders_etl"' in findings["orders_report.wait_glue"]["message"]

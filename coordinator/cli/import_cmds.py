@@ -43,6 +43,7 @@ from coordinator.core.importer.failures import (
     missing_module,
     verdict,
 )
+from coordinator.core.importer.jobs import LineageOffer
 from coordinator.core.importer.merge import merge
 from coordinator.core.importer.report import (
     MAX_SECTION_LINES,
@@ -107,9 +108,12 @@ def report_json(
     loaded: LoadedFolder,
     groups: tuple[CauseGroup, ...],
     failure: str | None,
+    offers: tuple[LineageOffer, ...] = (),
 ) -> dict[str, Any]:
-    """The report as JSON (``--report``): the summary, every finding unfolded, the failed files and their causes."""
+    """The report as JSON (``--report``): the summary, every finding unfolded, the failed files and their causes, and
+    the OpenLineage nodes offered for sensors on other systems' jobs (to confirm before adding them)."""
     return {
+        "openlineage_offers": [offer.to_json() for offer in offers],
         "airflow": loaded.airflow_version,
         "python": loaded.python,
         "written": failure is None,
@@ -238,7 +242,7 @@ def import_dags(
         typer.echo(line, err=True)
     if report is not None:
         try:
-            text = json.dumps(report_json(findings, summary, loaded, groups, failure), indent=2)
+            text = json.dumps(report_json(findings, summary, loaded, groups, failure, result.offers), indent=2)
             report.write_text(text + "\n", encoding="utf-8")
         except OSError as exc:
             fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
