@@ -105,6 +105,21 @@ class DoctorFacts:
     #: Semantics rule 16a: what each target of the local graph's asset routes holds, or why it could not be read.
     asset_targets: Mapping[str, TargetAssets] = field(default_factory=dict)
     asset_errors: Mapping[str, str] = field(default_factory=dict)
+    #: Semantics rule 18: what the OpenLineage receiver answered (None: the local graph maps no OpenLineage job).
+    lineage: LineageProbe | None = None
+
+
+@dataclass(frozen=True)
+class LineageProbe:
+    """The receiver's ``GET /api/v1/lineage/status`` as doctor saw it (``url`` empty: COORDINATOR_LINEAGE_URL unset)."""
+
+    url: str
+    #: HTTP status, 0 when nothing answered.
+    status: int = 0
+    error: str | None = None
+    token: str | None = None
+    #: instance -> "writable", "denied" or why etcd did not say.
+    instances: Mapping[str, str] = field(default_factory=dict)
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
@@ -124,6 +139,8 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
         checks += [_instance(probe, facts), _dags(probe)]
     if facts.local_graph is not None and facts.local_graph.asset_routes:
         checks.append(_asset_routes(facts.local_graph, facts))
+    if facts.lineage is not None:
+        checks.append(_lineage(facts.lineage))
     if reached and facts.view is not None:
         view = facts.view
         checks += [
@@ -196,6 +213,37 @@ def _asset_routes(graph: Graph, f: DoctorFacts) -> Check:
     return Check(name="asset routes", status=CheckStatus.OK,
                  summary=f"{len(routes)} asset route(s): every target knows its assets and a DAG there schedules on "
                          "them")  # fmt: skip
+
+
+def _lineage(p: LineageProbe) -> Check:
+    """Semantics rule 18d: the receiver answers, knows doctor's token, and may write each instance it serves."""
+    name = "lineage receiver"
+    if not p.url:
+        return Check(name=name, status=CheckStatus.WARN,
+                     summary="dependencies.json maps OpenLineage jobs, and the receiver's address is not set",
+                     fix="set COORDINATOR_LINEAGE_URL (and COORDINATOR_LINEAGE_TOKEN_FILE, a producer's token) so "
+                         "doctor can check `coordinator lineage serve`")  # fmt: skip
+    if p.status == 0:
+        return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} did not answer: {p.error}",
+                     fix="start `coordinator lineage serve` there, or correct COORDINATOR_LINEAGE_URL")  # fmt: skip
+    if p.status in (401, 403):
+        return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} refused the token ({p.status})",
+                     fix="COORDINATOR_LINEAGE_TOKEN_FILE must hold a token whose sha256 is in the receiver's tokens "
+                         "file (`coordinator lineage token` makes one)")  # fmt: skip
+    if p.status != 200:
+        return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} answered {p.status}: {p.error}",
+                     fix="see the receiver's log")  # fmt: skip
+    bad = {i: verdict for i, verdict in sorted(p.instances.items()) if verdict != "writable"}
+    if bad:
+        return Check(name=name, status=CheckStatus.FAIL,
+                     summary=f"the receiver's etcd user may not write {', '.join(bad)}",
+                     fix="give the receiver's user its role: `coordinator roles` (runs/ and lineage/ of each instance "
+                         "it serves)", details=tuple(f"{i}: {v}" for i, v in bad.items()))  # fmt: skip
+    return Check(
+        name=name,
+        status=CheckStatus.OK,
+        summary=f"{p.url} answers; token {p.token!r} known; may write {', '.join(sorted(p.instances)) or '-'}",
+    )
 
 
 def _skipped(name: str, why: str) -> Check:

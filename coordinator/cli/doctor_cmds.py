@@ -31,6 +31,7 @@ from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
 from coordinator.diagnosis import (
     DoctorFacts,
+    LineageProbe,
     SettingSource,
     diagnose,
     passed,
@@ -38,6 +39,7 @@ from coordinator.diagnosis import (
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.lineage.status import receiver_status
 from coordinator.presence import InstanceCheck
 from coordinator.read_model import model_of
 from coordinator.roles import key_families
@@ -176,7 +178,18 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         facts.instances = await _instance_facts(names, graph, configured)
     if facts.local_graph is not None and facts.local_graph.asset_routes:
         await _asset_facts(facts, facts.local_graph.asset_routes, configured)
+    if facts.local_graph is not None and facts.local_graph.lineage_jobs:
+        facts.lineage = await _lineage_facts()
     return facts
+
+
+async def _lineage_facts() -> LineageProbe:
+    """The OpenLineage receiver's status (semantics rule 18d), with the token of COORDINATOR_LINEAGE_TOKEN_FILE."""
+    url = os.environ.get("COORDINATOR_LINEAGE_URL", "")
+    if not url:
+        return LineageProbe(url="")
+    token_file = os.environ.get("COORDINATOR_LINEAGE_TOKEN_FILE")
+    return await asyncio.to_thread(receiver_status, url, token_file, AIRFLOW_TIMEOUT_S)
 
 
 async def _asset_facts(facts: DoctorFacts, routes: Sequence[AssetRoute], configured: dict[str, Any]) -> None:

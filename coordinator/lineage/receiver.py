@@ -13,6 +13,9 @@ A plain ASGI app (served by uvicorn, ``coordinator/lineage/service.py``). Rules:
 4. Nothing from a request reaches a log line unquoted: names are logged with ``%r``, the token never.
 5. Answers are JSON: ``{"accepted": n, "recorded": n, "duplicate": n, "ignored": n}`` or ``{"error": reason,
    "detail": sentence}``; the reason is the metric's label.
+6. ``GET /api/v1/lineage/status`` (the same token) answers what ``coordinator doctor`` checks: the token's name and
+   namespaces, and for each instance this receiver writes whether its etcd user may write that instance's run
+   states and run records (asked of etcd without writing), or why etcd did not say.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from coordinator.core.lineage.facts import Outcome
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource, match
 from coordinator.core.model import NodeId
 from coordinator.errors import CoordinatorError
+from coordinator.etcd.probe import write_allowed
 from coordinator.lineage.tokens import TokenEntry, Tokens
 from coordinator.lineage.writer import EventWriter
 from coordinator.metrics import Metrics
@@ -46,6 +50,10 @@ Send = Callable[[Message], Awaitable[None]]
 
 SINGLE = "/api/v1/lineage"
 BATCH = "/api/v1/lineage/batch"
+#: Not part of the OpenLineage transport: what ``coordinator doctor`` asks (rule 6).
+STATUS = "/api/v1/lineage/status"
+#: Rule 6: a write permission is asked of etcd about this key name under each instance (nothing is written).
+PROBE_NAME = "00000000-0000-0000-0000-000000000000"
 #: Default bound of a request body (rule 2): dbt-ol's largest events (a model with its schema and SQL facets) are
 #: tens of kB; a batch of a few hundred of them fits.
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
@@ -119,15 +127,18 @@ class Receiver:
 
     async def _handle(self, scope: Scope, receive: Receive) -> Answer:
         path = scope.get("path", "")
-        if path not in (SINGLE, BATCH):
+        if path not in (SINGLE, BATCH, STATUS):
             raise Refused(404, "not_found", f"POST OpenLineage events to {SINGLE} or {BATCH}")
-        if scope.get("method") != "POST":
-            raise Refused(405, "method_not_allowed", "only POST", ((b"allow", b"POST"),))
+        method = "GET" if path == STATUS else "POST"
+        if scope.get("method") != method:
+            raise Refused(405, "method_not_allowed", f"only {method}", ((b"allow", method.encode()),))
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
         holder = self.tokens().holder(headers.get("authorization"))
         if holder is None:
             raise Refused(401, "unauthorized", "send Authorization: Bearer <token> with a token the receiver knows "
                           "(the OpenLineage client's api_key)", ((b"www-authenticate", b"Bearer"),))  # fmt: skip
+        if path == STATUS:
+            return await self._status(holder)
         raw = await self._body(headers, receive)
         try:
             body = parse_body(raw, batch=path == BATCH)
@@ -156,6 +167,24 @@ class Receiver:
         answer = Answer(200, {outcome.value: counts[outcome.value] for outcome in Outcome})
         self._count(counts)
         return answer
+
+    async def _status(self, holder: TokenEntry) -> Answer:
+        """Rule 6."""
+        jobs = self.graph().lineage_jobs
+        served = sorted(self.instances if self.instances is not None else {entry.instance for entry in jobs})
+        keys, store = self.writer.keys, self.writer.store
+        roles: dict[str, str] = {}
+        for instance in served:
+            probes = (keys.run_key(NodeId(instance, "probe"), "1970-01-01T00:00:00Z"), keys.lineage_key(instance,
+                      PROBE_NAME))  # fmt: skip
+            try:
+                allowed = [await write_allowed(store, key, self.write_timeout_s) for key in probes]
+            except CoordinatorError as exc:
+                roles[instance] = f"etcd did not answer: {str(exc)[:200]}"
+                continue
+            roles[instance] = "writable" if all(allowed) else "denied"
+        body = {"token": holder.name, "namespaces": list(holder.namespaces), "mappings": len(jobs), "instances": roles}
+        return Answer(200, body)
 
     def _count(self, counts: Counter[str]) -> None:
         for outcome, n in counts.items():
