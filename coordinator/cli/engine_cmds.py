@@ -36,7 +36,7 @@ from coordinator.core.view import View
 from coordinator.deadline_report import deadline_rows, level_text, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.lineage.explain import why_lineage_lines
+from coordinator.lineage.explain import LineageState, lineage_states, why_lineage_lines
 from coordinator.metrics import Metrics
 from coordinator.presence import airflow_majors, status_header
 from coordinator.read_model import StoreModel, read_model
@@ -121,6 +121,11 @@ def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[
     if first.held:
         lines += [f"  - {hint}" for hint in first.how_to_proceed()]
     return lines
+
+
+async def _lineage_states(settings: Settings, graph: Graph, partitions: list[str]) -> list[LineageState]:
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        return await lineage_states(store, settings.keys, graph, partitions)
 
 
 async def _lineage_lines(settings: Settings, graph: Graph, node: NodeId, partition: str) -> list[str]:
@@ -331,6 +336,8 @@ def status(
     statuses = deadline_states(graph, view, decision.now, majors=majors)
     deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
     assets = asset_rows(graph, settings)
+    # semantics rule 18: each OpenLineage node at the shown partitions, with its job and last event
+    lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
         if first is not None:
@@ -358,6 +365,16 @@ def status(
             "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
             # semantics rule 16d: the text output's "shared assets" table, one object per stream
             "assets": [row.model_dump(mode="json", by_alias=True) for row in assets],
+            "openlineage": [
+                {
+                    "node": s.node.qualified,
+                    "partition": s.partition,
+                    "entry": s.entry.label,
+                    "state": s.record.state.value if s.record is not None else None,
+                    "describe": s.describe(),
+                }
+                for s in lineage
+            ],
         }
         typer.echo(json.dumps(payload, indent=2))
         return
@@ -388,6 +405,8 @@ def status(
             row.last_error or "",
         )  # fmt: skip
     out.print(table)
+    for item in lineage:
+        out.print(f"openlineage: {item.describe()}", markup=False, soft_wrap=True)
     if deadlines:
         late = Table(title="deadlines (expected_by)")
         for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):

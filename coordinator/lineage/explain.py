@@ -1,20 +1,48 @@
-"""What ``why`` adds for an upstream that is an OpenLineage job (semantics rule 18): which job, and its last event.
+"""What ``why`` and ``status`` say of a node that is an OpenLineage job (semantics rule 18): the job, its last event.
 
-An upstream is an OpenLineage node when an ``"openlineage"`` entry of the graph maps to it (its fixed ``dag``, or a
-job pattern matching its dag id). The line reads the node's run state (its ``run_id`` is the OpenLineage runId) and
-the receiver's record of that run, so an operator reads "waits for dbt job ... last event FAIL at ..." instead of a
-bare state.
+A node is an OpenLineage node when an ``"openlineage"`` entry of the graph maps to it (its fixed ``dag``, or a job
+pattern matching its dag id). Its run state's ``run_id`` is the OpenLineage runId, and the receiver's record of that
+run says which job it was and its events, so an operator reads "OpenLineage job dbt_prod/... at P: last event FAIL
+at ..." instead of a bare state. Reads are targeted (a node's run state, then that run's record), never the prefix.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
+
+from pydantic import ValidationError
 
 from coordinator.core.graph import Graph
 from coordinator.core.lineage.facts import SOURCE_PREFIX, LineageRun
 from coordinator.core.lineage.mapping import LineageJob
-from coordinator.core.model import KeyLayout, NodeId, parse_run_record
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
 from coordinator.etcd import EtcdStore
+
+
+@dataclass(frozen=True, slots=True)
+class LineageState:
+    """One OpenLineage node at one partition: its mapping entry, run state and the run's record (None: absent)."""
+
+    node: NodeId
+    partition: str
+    entry: LineageJob
+    record: RunRecord | None
+    run: LineageRun | None
+
+    def describe(self) -> str:
+        """One sentence, for ``why`` and ``status``."""
+        entry = self.entry
+        if self.record is None or not self.record.source.startswith(SOURCE_PREFIX):
+            return (f"{self.node} is an OpenLineage job ({entry.label}: namespace {entry.namespace!r}, job "
+                    f"{entry.job!r}): no event for {self.partition} has reached the receiver")  # fmt: skip
+        state = self.record.state.value
+        if self.run is None:
+            return f"{self.node} is an OpenLineage job ({entry.label}): state {state}, run {self.record.run_id}"
+        last = self.run.last_event()
+        said = f"last event {last[0].value} at {last[1].isoformat()}" if last is not None else "no event"
+        return (f"{self.node} is OpenLineage job {self.run.namespace}/{self.run.job} ({entry.label}) at "
+                f"{self.partition}: {said}; state {state} (run {self.record.run_id})")  # fmt: skip
 
 
 def entry_for(graph: Graph, node: NodeId) -> LineageJob | None:
@@ -27,6 +55,28 @@ def entry_for(graph: Graph, node: NodeId) -> LineageJob | None:
     return None
 
 
+def lineage_nodes(graph: Graph) -> list[tuple[NodeId, LineageJob]]:
+    """Every node of the graph an entry maps, with its entry, sorted."""
+    found = ((node, entry_for(graph, node)) for node in sorted(graph.dags))
+    return [(node, entry) for node, entry in found if entry is not None]
+
+
+async def lineage_state(
+    store: EtcdStore, keys: KeyLayout, node: NodeId, entry: LineageJob, partition: str
+) -> LineageState:
+    kv = await store.get(keys.run_key(node, partition))
+    record = parse_run_record(kv.value)[0] if kv is not None else None
+    run = None
+    if record is not None and record.source.startswith(SOURCE_PREFIX):
+        stored = await store.get(keys.lineage_key(node.instance, record.run_id))
+        if stored is not None:
+            try:
+                run = LineageRun.model_validate_json(stored.value)
+            except ValidationError:
+                run = None  # a record that does not parse: the state alone is said
+    return LineageState(node, partition, entry, record, run)
+
+
 async def why_lineage_lines(store: EtcdStore, keys: KeyLayout, graph: Graph, node: NodeId, partition: str) -> list[str]:
     """One line per upstream of ``node`` that is an OpenLineage job, saying where it stands at ``partition``."""
     spec = graph.dags.get(node)
@@ -35,22 +85,15 @@ async def why_lineage_lines(store: EtcdStore, keys: KeyLayout, graph: Graph, nod
     lines: list[str] = []
     for up in sorted({*spec.upstreams, *spec.on_failure_of}):
         entry = entry_for(graph, up)
-        if entry is None:
-            continue
-        kv = await store.get(keys.run_key(up, partition))
-        record = parse_run_record(kv.value)[0] if kv is not None else None
-        if record is None or not record.source.startswith(SOURCE_PREFIX):
-            lines.append(f"  {up} is an OpenLineage job ({entry.label}: namespace {entry.namespace!r}, job "
-                         f"{entry.job!r}): no event for {partition} has reached the receiver")  # fmt: skip
-            continue
-        stored = await store.get(keys.lineage_key(up.instance, record.run_id))
-        run = LineageRun.model_validate_json(stored.value) if stored is not None else None
-        if run is None:
-            state = record.state.value
-            lines.append(f"  {up} is an OpenLineage job ({entry.label}): state {state}, run {record.run_id}")
-            continue
-        last = run.last_event()
-        said = f"last event {last[0].value} at {last[1].isoformat()}" if last is not None else "no event"
-        lines.append(f"  {up} is OpenLineage job {run.namespace}/{run.job} ({entry.label}) at {partition}: "
-                     f"{said}; state {record.state.value} (run {record.run_id})")  # fmt: skip
+        if entry is not None:
+            lines.append("  " + (await lineage_state(store, keys, up, entry, partition)).describe())
     return lines
+
+
+async def lineage_states(store: EtcdStore, keys: KeyLayout, graph: Graph, partitions: list[str]) -> list[LineageState]:
+    """Every OpenLineage node at each of ``partitions`` (``status``'s table)."""
+    return [
+        await lineage_state(store, keys, node, entry, partition)
+        for node, entry in lineage_nodes(graph)
+        for partition in partitions
+    ]

@@ -1,4 +1,4 @@
-"""``coordinator doctor`` on a graph that maps OpenLineage jobs: the receiver reachable, the token, the role."""
+"""The operators' commands on a graph that maps OpenLineage jobs: doctor (receiver, token, role), status and why."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.lineage.receiver_proc import TOKENS, ReceiverProc
+from openlineage.client.event_v2 import RunState
+
+from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
+from tests.lineage.test_receiver import AT, PARTITION
 
 
 def lineage_check(workdir: Path, etcd: str, prefix: str, **env: str) -> dict[str, Any]:
@@ -47,3 +51,30 @@ def test_doctor_checks_the_receiver_its_token_and_its_role(
     assert gone["status"] == "fail" and "did not answer" in gone["summary"] and "lineage serve" in gone["fix"], gone
     unset = lineage_check(tmp_path, etcd_endpoint, etcd_prefix)
     assert unset["status"] == "warn" and "COORDINATOR_LINEAGE_URL" in unset["fix"], unset
+
+
+def test_status_and_why_name_the_openlineage_job_and_its_last_event(
+    etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """status shows each OpenLineage node with its job and last event; why on its dependent says the same."""
+    receiver = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path).start()
+    try:
+        ol = client(receiver.url, TOKENS["dbt"][0])
+        run = new_run_id()
+        ol.emit(event(RunState.START, run, at=AT))
+        ol.emit(event(RunState.FAIL, run, at=AT + timedelta(minutes=1)))
+    finally:
+        receiver.stop()
+    base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
+    common = ["--etcd", etcd_endpoint, "--prefix", etcd_prefix, "--deps", str(tmp_path / "dependencies.json")]
+    status = subprocess.run([sys.executable, "-m", "coordinator.cli", "status", "-p", PARTITION, "--format", "json",
+                             *common], env=base, capture_output=True, text=True, timeout=120)  # fmt: skip
+    rows = {row["node"]: row for row in json.loads(status.stdout)["openlineage"]}
+    orders = rows["analytics/orders"]
+    assert orders["state"] == "failed" and orders["entry"] == "openlineage[0]", orders
+    assert f"OpenLineage job dbt_prod/jaffle.main.jaffle.orders.build.run (openlineage[0]) at {PARTITION}: last " \
+           "event FAIL at 2026-11-21T02:01:00+00:00; state failed" in orders["describe"], orders  # fmt: skip
+    why = subprocess.run([sys.executable, "-m", "coordinator.cli", "why", "report", "-p", PARTITION, *common],
+                         env=base, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert why.returncode == 0, why.stderr
+    assert "last event FAIL at 2026-11-21T02:01:00+00:00; state failed" in why.stdout, why.stdout
