@@ -36,7 +36,7 @@ from coordinator.core.view import View
 from coordinator.deadline_report import deadline_rows, level_text, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.lineage.explain import LineageState, lineage_states, why_lineage_lines
+from coordinator.lineage_states import LineageState, lineage_states, why_lineage_lines
 from coordinator.metrics import Metrics
 from coordinator.presence import airflow_majors, status_header
 from coordinator.read_model import StoreModel, read_model

@@ -47,9 +47,10 @@ from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
 from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
+from coordinator.lineage_states import LineageState, lineage_states
 from coordinator.page.access import Access, restrict
 from coordinator.page.assets import AssetNode, asset_nodes
-from coordinator.page.model import PICKER_PARTITIONS, build_page, graph_from_activation
+from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
 from coordinator.presence import airflow_majors, leader_and_watchers
@@ -295,6 +296,11 @@ async def dependencies_page(
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines), assets=read.assets)
+    if graph.lineage_jobs and chosen is not None:  # semantics rule 18: an OpenLineage node says its job, last event
+        try:
+            model = with_lineage(model, await read_lineage(settings, etcd, graph, chosen))
+        except CoordinatorError as exc:
+            log.warning("page.lineage_unread error=%s", exc)
     if access is not None:
         model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
     selected: NodeId | None = None
@@ -307,6 +313,22 @@ async def dependencies_page(
     page = render_page(model, selected=selected, instance=instance, ui_base=ui_base, title=TITLE,
                        selection=Selection.parse(query or {}), selected_asset=asset)  # fmt: skip
     return PageResponse(200, page)
+
+
+async def read_lineage(
+    settings: Settings, etcd: EtcdSettings | None, graph: Graph, partition: str
+) -> list[LineageState]:
+    from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
+
+    async with await EtcdStore.connect(etcd or settings.etcd()) as store:
+        return await lineage_states(store, settings.keys, graph, [partition])
+
+
+def with_lineage(model: PageModel, states: list[LineageState]) -> PageModel:
+    """Each OpenLineage node's detail leads with its job and last event (the line ``why`` and ``status`` print)."""
+    said = {state.node: state.describe() for state in states}
+    nodes = tuple(replace(n, why=(said[n.node], *n.why)) if n.node in said else n for n in model.nodes)
+    return replace(model, nodes=nodes)
 
 
 def _first(exc: Exception) -> str:

@@ -1,7 +1,8 @@
-"""The operators' commands on a graph that maps OpenLineage jobs: doctor (receiver, token, role), status and why."""
+"""What operators see of a graph that maps OpenLineage jobs: doctor (receiver, token, role), status, why, the page."""
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import subprocess
@@ -12,6 +13,9 @@ from typing import Any
 
 from openlineage.client.event_v2 import RunState
 
+from coordinator.page.service import dependencies_page
+from coordinator.settings import Settings
+from tests.conftest import run_coro
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.lineage.test_receiver import AT, PARTITION
 
@@ -78,3 +82,21 @@ def test_status_and_why_name_the_openlineage_job_and_its_last_event(
                          env=base, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert why.returncode == 0, why.stderr
     assert "last event FAIL at 2026-11-21T02:01:00+00:00; state failed" in why.stdout, why.stdout
+
+
+def test_the_page_shows_an_openlineage_nodes_job_and_last_event(
+    etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """The dependencies page's detail of an OpenLineage node leads with its job and last event, as status says it."""
+    receiver = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path).start()
+    try:
+        run = new_run_id()
+        client(receiver.url, TOKENS["dbt"][0]).emit(event(RunState.COMPLETE, run, at=AT))
+    finally:
+        receiver.stop()
+    settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=tmp_path / "dependencies.json")
+    page = run_coro(dependencies_page(PARTITION, "analytics/orders", instance="default", settings=settings))
+    assert page.status == 200
+    said = f"OpenLineage job dbt_prod/jaffle.main.jaffle.orders.build.run (openlineage[0]) at {PARTITION}: last event "
+    assert html.escape(said) in page.html, page.html[:3000]
+    assert html.escape(f"state success (run {run})") in page.html

@@ -1,4 +1,5 @@
-"""What ``why`` and ``status`` say of a node that is an OpenLineage job (semantics rule 18): the job, its last event.
+"""What ``why``, ``status`` and the page say of a node that is an OpenLineage job (semantics rule 18): the job, its
+last event. Below the page and the CLI in the import layers (beside the read model), so all three read it alike.
 
 A node is an OpenLineage node when an ``"openlineage"`` entry of the graph maps to it (its fixed ``dag``, or a job
 pattern matching its dag id). Its run state's ``run_id`` is the OpenLineage runId, and the receiver's record of that
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
@@ -17,7 +19,9 @@ from coordinator.core.graph import Graph
 from coordinator.core.lineage.facts import SOURCE_PREFIX, LineageRun
 from coordinator.core.lineage.mapping import LineageJob
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
-from coordinator.etcd import EtcdStore
+
+if TYPE_CHECKING:  # the store is handed in: the page imports gRPC only when asked for (page/service.py)
+    from coordinator.etcd import EtcdStore
 
 
 @dataclass(frozen=True, slots=True)
