@@ -8,7 +8,8 @@ Rules:
    roles`` gives that user the run keys and lineage records of the instances it serves, nothing else.
 3. dependencies.json and the tokens file are re-read when they change (every 2 s at most); a change that does not
    parse is logged and the last valid one stays in force (the watcher's rule 3).
-4. Alive while its loop turns; ready while etcd answers (the watcher's probes); SIGTERM stops taking requests,
+4. Its own records follow the retention floor (``retire.py``).
+5. Alive while its loop turns; ready while etcd answers (the watcher's probes); SIGTERM stops taking requests,
    lets those in flight finish (uvicorn's graceful shutdown, bounded) and exits 0.
 """
 
@@ -24,9 +25,10 @@ from pathlib import Path
 
 import uvicorn
 
-from coordinator.errors import ConfigError
+from coordinator.errors import ConfigError, CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.lineage.receiver import DEFAULT_MAX_BODY, Receiver
+from coordinator.lineage.retire import RETIRE_EVERY_S, retire_records
 from coordinator.lineage.tokens import Tokens, load_tokens
 from coordinator.lineage.writer import EventWriter
 from coordinator.metrics import Metrics
@@ -39,7 +41,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9467"
 DEFAULT_HTTP = "127.0.0.1:9468"
-#: Rule 4: requests in flight get this long after SIGTERM (each is bounded by the write timeout, 4 s).
+#: Rule 5: requests in flight get this long after SIGTERM (each is bounded by the write timeout, 4 s).
 GRACEFUL_S = 8
 RELOAD_EVERY_S = 2.0
 
@@ -89,7 +91,7 @@ def _stamp(path: Path) -> tuple[float, int] | None:
 
 
 async def run_receiver(settings: Settings, options: ReceiverOptions) -> None:
-    """Rules 1-4, until SIGTERM or SIGINT."""
+    """Rules 1-5, until SIGTERM or SIGINT."""
     graphs = GraphSource(settings.deps)
     tokens = TokenSource(options.tokens_file)
     if not graphs.graph.lineage_jobs:
@@ -127,6 +129,7 @@ async def run_receiver(settings: Settings, options: ReceiverOptions) -> None:
             asyncio.create_task(_serve(server, sock), name="server"),
             asyncio.create_task(_reload(graphs, tokens, health, stop), name="reload"),
             asyncio.create_task(probe_etcd(store, settings.keys.leader, health, metrics, stop), name="probe"),
+            asyncio.create_task(_retire(store, settings, graphs, options, stop), name="retire"),
         ]
         host, port = sock.getsockname()[:2]
         log.info("lineage.start listen=%s:%d prefix=%s deps=%s mappings=%d tokens=%d instances=%s",
@@ -163,12 +166,26 @@ def bind(address: ListenAddress) -> socket.socket:
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
-    """uvicorn's server on our socket, without its own signal handling (rule 4 is ours)."""
+    """uvicorn's server on our socket, without its own signal handling (rule 5 is ours)."""
     await server._serve(sockets=[sock])
 
 
+async def _retire(
+    store: EtcdStore, settings: Settings, graphs: GraphSource, options: ReceiverOptions, stop: asyncio.Event
+) -> None:
+    """``retire.py``: this receiver's records follow the retention floor, once at start and every hour."""
+    while not stop.is_set():
+        served = options.instances or {entry.instance for entry in graphs.graph.lineage_jobs}
+        try:
+            await retire_records(store, settings.keys, served)
+        except CoordinatorError as exc:
+            log.warning("lineage.retire_failed error=%s", exc)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=RETIRE_EVERY_S)
+
+
 async def _reload(graphs: GraphSource, tokens: TokenSource, health: Health, stop: asyncio.Event) -> None:
-    """Rule 3; each turn is also the liveness beat (rule 4)."""
+    """Rule 3; each turn is also the liveness beat (rule 5)."""
     while not stop.is_set():
         health.beat()
         graphs.refresh()

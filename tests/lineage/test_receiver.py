@@ -13,8 +13,10 @@ import httpx
 import pytest
 from openlineage.client.event_v2 import RunState
 
+from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
 from coordinator.etcd import KV, EtcdStore
+from coordinator.lineage.retire import retire_records
 from coordinator.settings import EtcdSettings
 from tests.conftest import run_coro
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
@@ -265,3 +267,24 @@ def test_two_receivers_racing_one_run_record_it_once(
         assert len(states) == 20
     finally:
         first.stop(), second.stop()
+
+
+def test_records_before_the_retention_floor_are_retired(
+    receiver: ReceiverProc, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """With a floor recorded, the receiver's records of retired partitions are deleted and the others kept."""
+    ol = client(receiver.url, DBT_TOKEN)
+    old, kept = new_run_id(), new_run_id()
+    ol.emit(event(RunState.COMPLETE, old, at=AT - timedelta(days=10)))
+    ol.emit(event(RunState.COMPLETE, kept, at=AT))
+    keys = KeyLayout(etcd_prefix)
+
+    async def retire() -> int:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            assert await retire_records(store, keys, ["analytics"]) == 0  # no floor: nothing goes
+            await store.put(keys.config_key("retention"), dump_floor(RetentionFloor(before=PARTITION, by="test")))
+            return await retire_records(store, keys, ["analytics"])
+
+    assert run_coro(retire()) == 1
+    assert read(etcd_settings, keys.lineage_key("analytics", old)) is None
+    assert read(etcd_settings, keys.lineage_key("analytics", kept)) is not None
