@@ -53,3 +53,26 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "coordinator.etcdClusterName" -}}
 {{- default (printf "%s-etcd" .Release.Name) .Values.etcdCluster.name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
+
+{{/* The OpenLineage receiver (lineage.*): its own component label, so the watcher's Service, PDB, monitors and
+network policy never select its pods, nor its objects the watcher's. */}}
+{{- define "coordinator.lineageFullname" -}}
+{{- printf "%s-lineage" (include "coordinator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "coordinator.lineageSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "coordinator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: lineage
+{{- end -}}
+
+{{- define "coordinator.lineageLabels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "coordinator.lineageSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "coordinator.lineageTokensConfigMap" -}}
+{{- default (printf "%s-tokens" (include "coordinator.lineageFullname" .)) .Values.lineage.tokens.existingConfigMap -}}
+{{- end -}}
