@@ -13,7 +13,7 @@ Rules:
    the run keys of its own DAG (or DAG-name family); an OpenLineage receiver (semantics rule 18d) reads and writes
    only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances it serves (its writer reads the run's
    record and the partition's run state before its guarded transaction) and reads the ``leader`` key (its readiness
-   probe's read), nothing else.
+   probe's read) and the retention floor ``config/retention`` (its records follow it), nothing else.
 2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key, the presence
    keys and the asset facts, marks and deliveries (rules 16-17): a plugin credential cannot forge an intent, a graph,
    a leader or an asset event.
@@ -130,12 +130,14 @@ def plugin_role(keys: KeyLayout, instance: str) -> Role:
 
 
 def lineage_role(keys: KeyLayout, receiver: LineageReceiver) -> Role:
-    """Rule 1: the run states and run records of its instances, and the leader key its readiness probe reads."""
+    """Rule 1: the run states and run records of its instances, the leader key its readiness probe reads and the
+    retention floor its records follow (``lineage/retire.py``)."""
     grants: list[Grant] = []
     for instance in receiver.instances:
         grants.append(Grant(Perm.READWRITE, f"{keys.runs}{instance}/", True))
         grants.append(Grant(Perm.READWRITE, f"{keys.lineage}{instance}/", True))
     grants.append(Grant(Perm.READ, keys.leader, False))
+    grants.append(Grant(Perm.READ, keys.config_key("retention"), False))
     if receiver.name is None:
         name, how = f"{base_name(keys)}-lineage", "coordinator lineage serve, every instance the mapping names"
     else:
