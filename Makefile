@@ -97,7 +97,7 @@ image: $(STAMP) buildah
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 chromium buildah
+pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or build the image, on two workers.
@@ -122,4 +122,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean: down
-	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .demo .mypy_cache .ruff_cache .pytest_cache
