@@ -119,7 +119,8 @@ class Metrics:
             "coordinator_lineage_refused",
             "Requests the OpenLineage receiver refused, by reason (invalid_json, invalid_event, invalid_name, "
             "unknown_spec, unmapped_name, no_partition, unauthorized, forbidden, too_large, unsupported_encoding, "
-            "not_found, unavailable: etcd did not answer, the client retries).",
+            "not_found, etcd_denied: the receiver's etcd role does not cover the instance, unavailable: etcd did not "
+            "answer, the client retries).",
             ["reason"],
             registry=r,
         )

@@ -584,3 +584,56 @@ def test_the_lineage_receiver_writes_its_instance_only_under_its_role(
     assert (record.state, record.run_id, record.source) == (RunState.SUCCESS, run_id, "openlineage:dbt_prod")
     run = LineageRun.model_validate_json(stored[keys.lineage_key("analytics", run_id)])
     assert (run.dag, run.partition, sorted(run.events)) == ("orders", PARTITION, ["COMPLETE", "START"])
+
+
+def test_a_receiver_whose_role_misses_an_instance_answers_403_not_503(
+    auth_etcd: AuthEtcd, tmp_path: Path, arun: Any
+) -> None:
+    """Under the analytics-only role, a receiver serving every mapped instance answers an event of another instance
+    403 etcd_denied (a retry cannot fix a role; a 503 would be retried for nothing) and writes nothing."""
+    user = "coordinator-lineage-analytics"
+    graph = json.loads(json.dumps(LINEAGE_GRAPH))
+    graph["instances"]["spark"] = {}
+    graph["dags"]["spark/export"] = {"partitions": {"cron": "0 0 * * *"}}
+    graph["openlineage"].append({"namespace": "dbt_prod", "job": "export", "instance": "spark"})
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(graph))
+    token = "dbt-token-for-tests"  # a test receiver's; not a real secret
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({"tokens": [{"name": "dbt", "sha256": hash_token(token), "namespaces": ["dbt_*"]}]}))
+    port = free_port()
+    http_port = free_port(exclude=[port])
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COORDINATOR_", "OPENLINEAGE"))}
+    env.update(COORDINATOR_ETCD_ENDPOINTS=auth_etcd.server.endpoint, COORDINATOR_PREFIX=PREFIX,
+               COORDINATOR_DEPS=str(deps), COORDINATOR_ETCD_USERNAME=user,
+               COORDINATOR_ETCD_PASSWORD=auth_etcd.passwords[user])  # fmt: skip
+    log = tmp_path / "receiver.log"
+    with log.open("wb") as out:
+        receiver = subprocess.Popen(
+            [sys.executable, "-m", "coordinator.cli", "lineage", "serve", "--tokens", str(tokens), "--listen",
+             f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http_port}"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path,
+        )  # fmt: skip
+    event = {"eventType": "COMPLETE", "eventTime": "2026-01-02T03:00:00+00:00", "producer": "https://example.com",
+             "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+             "run": {"runId": str(uuid.uuid4())}, "job": {"namespace": "dbt_prod", "name": "export"}}  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        answer = None
+        while time.monotonic() < deadline and receiver.poll() is None and answer is None:
+            try:
+                answer = httpx.post(f"http://127.0.0.1:{port}/api/v1/lineage", json=event, timeout=10,
+                                    headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert answer is not None, log.read_text()
+        assert (answer.status_code, answer.json()["error"]) == (403, "etcd_denied"), answer.text
+        assert "'spark'" in answer.json()["detail"] and "coordinator roles" in answer.json()["detail"]
+    finally:
+        stop_child(receiver, timeout_s=15.0, what="coordinator lineage serve")
+
+    async def as_root() -> list[str]:
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as root:
+            return [kv.key for kv in (await root.snapshot(KeyLayout(PREFIX).root)).kvs]
+
+    assert not [key for key in arun(as_root()) if "/spark/" in key]

@@ -155,8 +155,13 @@ class Receiver:
                     self.writer.write(item.event, item.entry, item.node), timeout=self.write_timeout_s
                 )
             except (CoordinatorError, TimeoutError) as exc:
-                log.warning("lineage.unavailable token=%s error=%r", holder.name, str(exc)[:300])
                 self._count(counts)
+                if "PERMISSION_DENIED" in str(exc):  # a retry cannot fix a role: say so, and let the client stop
+                    log.error("lineage.etcd_denied instance=%s error=%r", item.node.instance, str(exc)[:300])
+                    raise Refused(403, "etcd_denied", f"this receiver's etcd user may not write instance "
+                                  f"{item.node.instance!r}: give it its role (`coordinator roles`) or leave the "
+                                  "instance out of --instance") from None  # fmt: skip
+                log.warning("lineage.unavailable token=%s error=%r", holder.name, str(exc)[:300])
                 raise Refused(503, "unavailable", "etcd did not answer in time; retry (events already written "
                               "are recognised as duplicates)", ((b"retry-after", b"1"),)) from None  # fmt: skip
             counts[written.writes.outcome.value] += 1
@@ -194,7 +199,8 @@ class Receiver:
 
     def _route(self, events: tuple[RunEvent, ...], holder: TokenEntry) -> list[Routed]:
         """Rule 3: every event's namespace allowed, mapping and node settled, before any write."""
-        jobs = self.graph().lineage_jobs
+        graph = self.graph()
+        jobs = graph.lineage_jobs
         routed: list[Routed] = []
         for index, event in enumerate(events):
             where = f"event [{index}] ({event.namespace!r}/{event.job!r})"
@@ -206,6 +212,9 @@ class Receiver:
                 routed.append(Routed(event, None, None))
                 continue
             node = entry.node_for(event.job)
+            if node is not None and node not in graph.dags:
+                routed.append(Routed(event, None, None))  # the mapping's rule 2: nothing waits for it, nothing written
+                continue
             if node is None:
                 raise Refused(400, "unmapped_name", f"{where}: {entry.label} takes the dag id from the job name, "
                               "and this one is not a valid dag id; give the entry a \"dag\"")  # fmt: skip

@@ -34,6 +34,9 @@ DEPS: dict[str, Any] = {
     "dags": {
         "analytics/orders": {"partitions": {"cron": "0 0 * * *"}},
         "report": {"upstreams": ["analytics/orders"], "partitions": {"cron": "0 0 * * *"}},
+        # Nodes the "jaffle.*" pattern names: only nodes of the graph are written (the mapping's rule 2).
+        **{f"analytics/jaffle.{name}": {"partitions": {"cron": "0 0 * * *"}}
+           for name in ["invocation", *(f"m{i}" for i in range(20)), *(f"model_{i}" for i in range(3))]},
     },
     "openlineage": [
         {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.orders.build.run", "instance": "analytics",

@@ -159,6 +159,16 @@ def test_an_unmapped_job_is_answered_and_ignored(
     assert receiver.metric("coordinator_lineage_events_total", outcome="ignored") == 1
 
 
+def test_a_pattern_writes_only_the_nodes_of_the_graph(
+    receiver: ReceiverProc, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """A job the "jaffle.*" pattern matches but whose node no DAG names (a task job) is answered and ignored."""
+    ol = client(receiver.url, DBT_TOKEN)
+    ol.emit(event(RunState.COMPLETE, new_run_id(), job="jaffle.orders.some_task", at=AT))
+    assert read_prefix(etcd_settings, f"{etcd_prefix}/") == []
+    assert receiver.metric("coordinator_lineage_events_total", outcome="ignored") == 1
+
+
 def test_a_batch_and_a_gzip_body_are_taken(
     receiver: ReceiverProc, etcd_settings: EtcdSettings, etcd_prefix: str
 ) -> None:

@@ -13,7 +13,10 @@ Rules (semantics rule 18a):
    answered 2xx and ignored (a client that tees every event to the receiver is not an error).
 2. The node is ``{instance}/{dag}``; without ``dag`` the job's own name is the dag id, which must then be a valid
    one (an event whose job name is not is refused, naming the entry). Several jobs may map to one node (a dbt
-   invocation's models as one node is mapping the invocation's job; many nodes is a pattern over the models).
+   invocation's models as one node is mapping the invocation's job; many nodes is a pattern over the models). A node
+   the graph does not hold (no DAG names it: nothing waits for it) is not written: its events are answered and
+   ignored, so a pattern over every job of a namespace (an Airflow's task jobs ``dag.task`` among its DAG runs)
+   writes only what a dependent reads.
 3. The partition of a run: the ``nominalTime`` facet's ``nominalStartTime`` when the producer sends it; otherwise
    (``"partition": "auto"``, the default) the run's anchor time placed on the node's grid by ``slot``; with
    ``"partition": "nominal"`` an event without ``nominalTime`` is refused (400).
