@@ -10,7 +10,6 @@ at ..." instead of a bare state. Reads are targeted (a node's run state, then th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
@@ -18,6 +17,7 @@ from pydantic import ValidationError
 from coordinator.core.graph import Graph
 from coordinator.core.lineage.facts import SOURCE_PREFIX, LineageRun
 from coordinator.core.lineage.mapping import LineageJob
+from coordinator.core.lineage.mapping import entry_for as mapped_entry
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
 
 if TYPE_CHECKING:  # the store is handed in: the page imports gRPC only when asked for (page/service.py)
@@ -50,13 +50,8 @@ class LineageState:
 
 
 def entry_for(graph: Graph, node: NodeId) -> LineageJob | None:
-    """The first mapping entry that can name ``node`` (the mapping's rule 1 read backwards)."""
-    for entry in graph.lineage_jobs:
-        if entry.instance != node.instance:
-            continue
-        if entry.dag == node.dag_id or (entry.dag is None and fnmatchcase(node.dag_id, entry.job)):
-            return entry
-    return None
+    """The entry that names ``node`` (``core.lineage.mapping.entry_for``)."""
+    return mapped_entry(graph.lineage_jobs, node)
 
 
 def lineage_nodes(graph: Graph) -> list[tuple[NodeId, LineageJob]]:

@@ -298,3 +298,26 @@ def test_audit_lists_each_named_task_once_per_pass(
 
     arun(go())
     assert airflow.calls("list_task_instances", "a") == 3
+
+
+def test_audit_leaves_an_openlineage_node_to_the_receiver(
+    etcd_settings: EtcdSettings, etcd_prefix: str, airflow: FakeAirflow, arun: Callable[..., Any]
+) -> None:
+    """A DAG an "openlineage" entry maps (its facts come from Airflow's OpenLineage provider through the receiver) is
+    not audited: a second writer with Airflow's run ids would make each success two generations."""
+    keys = KeyLayout(etcd_prefix)
+    graph = parse_spec(json.dumps({
+        "version": 1, "instances": {"default": {}},
+        "dags": {"default/a": {}, "default/b": {"upstreams": ["default/a"]}},
+        "openlineage": [{"namespace": "airflow_prod", "job": "a", "instance": "default", "partition": "nominal"}],
+    }))  # fmt: skip
+
+    async def go() -> None:
+        settings = InstanceSettings(url=airflow.url, username="admin", password=SecretStr("pw"))
+        async with await EtcdStore.connect(etcd_settings) as store, AirflowClient(settings, timeout_s=5.0) as client:
+            view = await loaded_view(store, keys)
+            result = await audit_once(store, keys, graph, {"default": client}, timedelta(days=3650), view)
+            assert (result.checked, result.repaired) == (0, 0)
+            assert await store.get(keys.run_key(NodeId("default", "a"), PARTITION)) is None
+
+    arun(go())

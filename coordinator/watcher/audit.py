@@ -27,6 +27,7 @@ from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.airflow.runs import TaskInstanceInfo
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
+from coordinator.core.lineage.mapping import entry_for
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_partition
 from coordinator.core.task_facts import (
     NamedTasks,
@@ -102,7 +103,9 @@ async def audit_once(
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)
-        if client is None:
+        # An OpenLineage node's facts are the receiver's (semantics rule 18): a second writer with Airflow's run ids
+        # beside the receiver's run ids would make each success two generations, and its dependents run twice.
+        if client is None or entry_for(graph.lineage_jobs, node) is not None:
             continue
         try:
             runs = await client.list_runs(node.dag_id, since=now - lookback)

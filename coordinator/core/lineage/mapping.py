@@ -89,6 +89,17 @@ class LineageJob:
         return f"openlineage[{self.index}]"
 
 
+def entry_for(jobs: tuple[LineageJob, ...], node: NodeId) -> LineageJob | None:
+    """The first entry that can name ``node`` (rule 1 read backwards: its fixed ``dag``, or a job pattern matching
+    the dag id), or None: a node no entry names is not an OpenLineage node."""
+    for entry in jobs:
+        if entry.instance == node.instance and (
+            entry.dag == node.dag_id or (entry.dag is None and fnmatchcase(node.dag_id, entry.job))
+        ):
+            return entry
+    return None
+
+
 def match(jobs: tuple[LineageJob, ...], namespace: str, job: str) -> LineageJob | None:
     """Rule 1: the first entry matching (namespace, job), or None."""
     for entry in jobs:
