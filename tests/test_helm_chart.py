@@ -348,3 +348,42 @@ def test_the_examples_are_valid_kubernetes(example: Path) -> None:
                 kubernetes_validate.validate(obj, version, strict=True)
     for tag in __import__("re").findall(r"etcd:v(\d+)\.(\d+)\.(\d+)", example.read_text()):
         assert tuple(map(int, tag)) >= (3, 5, 3), example
+
+
+#: The OpenLineage receiver switched on, with its own etcd user, tokens, monitors and network policy.
+LINEAGE_ON: dict[str, Any] = {
+    **ALL_ON,
+    "lineage": {
+        "enabled": True,
+        "instances": ["analytics"],
+        "etcdAuth": {"username": "coordinator-lineage-analytics", "existingSecret": "coordinator-lineage-etcd"},
+        "tokens": {"content": {"tokens": [{"name": "dbt", "sha256": "a" * 64, "namespaces": ["dbt_prod"]}]}},
+        "podMonitor": {"enabled": True},
+    },
+}
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_receiver_renders_valid_objects_apart_from_the_watcher(chart: helm.Chart, version: str) -> None:
+    """With lineage.enabled each object validates strictly; the receiver's Deployment runs a real `coordinator lineage
+    serve` command line with real settings, and neither Deployment's selector picks the other's pods."""
+    objects = render(chart, LINEAGE_ON)
+    for obj in objects:
+        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if custom is not None:
+            jsonschema.validate(obj, custom)
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+    deployments = [o for o in objects if o["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}
+    for deployment in deployments:
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        picked = [name for name, labels in pods.items() if selector.items() <= labels.items()]
+        assert picked == [deployment["metadata"]["name"]], (deployment["metadata"]["name"], picked)
+    receiver = next(d for d in deployments if d["spec"]["template"]["spec"]["containers"][0]["args"][0] == "lineage")
+    main = receiver["spec"]["template"]["spec"]["containers"][0]
+    assert main["args"][:2] == ["lineage", "serve"] and command_problem(main["args"]) is None, main["args"]
+    assert {e["name"] for e in main["env"]} <= setting_variables()
+    env = {e["name"]: e.get("value") for e in main["env"]}
+    assert env["COORDINATOR_LINEAGE_INSTANCES"] == "analytics" and env["COORDINATOR_LINEAGE_LISTEN"] == "0.0.0.0:9467"

@@ -13,10 +13,20 @@ from coordinator.airflow_plugin.records import INSTANCE_ENV, QUEUE_SIZE_ENV
 from coordinator.cli import app
 from coordinator.settings import Settings
 
+#: What ``coordinator lineage serve`` reads besides the settings (``coordinator/cli/lineage_cmds.py``).
+LINEAGE_ENV = {
+    "COORDINATOR_LINEAGE_LISTEN", "COORDINATOR_LINEAGE_HTTP", "COORDINATOR_LINEAGE_TOKENS_FILE",
+    "COORDINATOR_LINEAGE_INSTANCES",
+}  # fmt: skip
+
 
 def setting_variables() -> set[str]:
     """Every ``COORDINATOR_*`` variable a coordinator process reads: the settings' fields and the plugin's own."""
-    return {f"COORDINATOR_{field.upper()}" for field in Settings.model_fields} | {INSTANCE_ENV, QUEUE_SIZE_ENV}
+    return (
+        {f"COORDINATOR_{field.upper()}" for field in Settings.model_fields}
+        | {INSTANCE_ENV, QUEUE_SIZE_ENV}
+        | (LINEAGE_ENV)
+    )
 
 
 def command_problem(args: list[str]) -> str | None:
@@ -25,12 +35,18 @@ def command_problem(args: list[str]) -> str | None:
         if module.name.endswith("_cmds"):  # each registers its commands on ``app`` when imported
             importlib.import_module(f"coordinator.cli.{module.name}")
     group = typer.main.get_command(app)
-    command = group.commands.get(args[0])  # type: ignore[attr-defined]
-    if command is None:
-        return f"`coordinator {args[0]}` does not exist"
     parent = group.make_context("coordinator", list(args))
-    try:
-        command.make_context(args[0], list(args[1:]), parent=parent)
-    except Exception as exc:  # typer vendors click: its UsageError is not importable from click
-        return f"coordinator {' '.join(args)}: {exc}"
+    rest = list(args)
+    # A command group (``lineage``) hands the rest to its subcommand (``serve``): descend to the one that runs.
+    while rest and hasattr(group, "commands"):
+        command = group.commands.get(rest[0])
+        if command is None:
+            return f"`coordinator {' '.join(args[: len(args) - len(rest) + 1])}` does not exist"
+        try:
+            parent = command.make_context(rest[0], rest[1:], parent=parent)
+        except Exception as exc:  # typer vendors click: its UsageError is not importable from click
+            return f"coordinator {' '.join(args)}: {exc}"
+        # A group's context keeps its subcommand and that one's arguments in ``args`` (click 8.2+).
+        group, rest = command, (list(getattr(parent, "_protected_args", [])) + list(parent.args)
+                                if hasattr(command, "commands") else [])  # fmt: skip
     return None
