@@ -56,12 +56,17 @@ PRODUCER = NodeId(INSTANCE, "producer")
 WARMUP_RUNS = 10
 
 
-def write_config(workdir: Path) -> None:
-    """dependencies.json (a pattern over the throughput jobs, one producer the consumer waits for) and tokens."""
+def write_config(workdir: Path, jobs: int) -> None:
+    """dependencies.json (a pattern over the throughput jobs, each a node of the graph: the receiver writes only
+    those; one producer the consumer waits for) and tokens."""
     deps = {
         "version": 1,
         "instances": {"default": {}, INSTANCE: {"description": "bench producers, through OpenLineage"}},
-        "dags": {f"{INSTANCE}/producer": {}, "consumer": {"upstreams": [f"{INSTANCE}/producer"]}},
+        "dags": {
+            f"{INSTANCE}/producer": {},
+            "consumer": {"upstreams": [f"{INSTANCE}/producer"]},
+            **{f"{INSTANCE}/bench_job_{i:03d}": {} for i in range(jobs)},
+        },
         "openlineage": [
             {"namespace": NAMESPACE, "job": "producer", "instance": INSTANCE, "partition": "nominal"},
             {"namespace": NAMESPACE, "job": "bench_job_*", "instance": INSTANCE, "partition": "nominal"},
@@ -437,7 +442,7 @@ def main() -> None:
 
     info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-lineage-"))
-    write_config(workdir)
+    write_config(workdir, args.jobs)
     tp = throughput(args, workdir)
     lt = latency(args, workdir)
     results = {"machine": info, "args": vars(args), "throughput": tp, "latency": lt}
