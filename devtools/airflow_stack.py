@@ -3,8 +3,8 @@ tests, ``make demo`` and ``bench/side_by_side.py``.
 
 Rules:
 1. Loopback only and deterministic: everything that matters is set in the children's environment
-   (:meth:`AirflowStack.environment`); inherited ``AIRFLOW__*``/``COORDINATOR_*`` variables are dropped so a
-   developer's own configuration cannot leak in. SQLite + LocalExecutor, parallelism 4, no examples.
+   (:meth:`AirflowStack.environment`); inherited ``AIRFLOW__*``/``COORDINATOR_*``/``OPENLINEAGE*`` variables are
+   dropped so a developer's own configuration cannot leak in. SQLite + LocalExecutor, parallelism 4, no examples.
 2. Each component is a child process in its own session (so its whole process group can be signalled), run with the
    home as working directory and logging to ``<home>/logs/<component>.log``. The PIDs go to ``<home>/stack.json`` so
    :func:`stop_recorded` in another process (``make down``) can stop them later.
@@ -119,7 +119,11 @@ class AirflowStack:
         inherited = {
             k: v
             for k, v in os.environ.items()
-            if not (k.startswith(("AIRFLOW__", "COORDINATOR_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))
+            # OPENLINEAGE*: the OpenLineage provider (installed for tests/e2e/test_lineage_provider_e2e.py) stays
+            # disabled unless a stack's extra_env configures it, whatever the shell that started the tests holds.
+            if not (
+                k.startswith(("AIRFLOW__", "COORDINATOR_", "OPENLINEAGE")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG")
+            )
         }
         bin_dir = str(Path(self.python).parent)
         env = {
