@@ -362,7 +362,7 @@ class KeyLayout:
 
     @property
     def lineage(self) -> str:
-        """OpenLineage runs as the receiver recorded them (semantics rule 18c): ``{prefix}/lineage/{instance}/{runId}``."""
+        """OpenLineage runs as the receiver recorded them (rule 18c): ``{prefix}/lineage/{instance}/{runId}``."""
         return f"{self.prefix}/lineage/"
 
     def lineage_key(self, instance: str, run_id: str) -> str:
