@@ -298,3 +298,24 @@ def test_records_before_the_retention_floor_are_retired(
     assert run_coro(retire()) == 1
     assert read(etcd_settings, keys.lineage_key("analytics", old)) is None
     assert read(etcd_settings, keys.lineage_key("analytics", kept)) is not None
+
+
+def test_a_batch_keeps_a_parent_before_its_children(
+    receiver: ReceiverProc, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """In one batch with other runs written side by side, a model after its invocation still lands on the
+    invocation's partition (a run family is written in order)."""
+    parent, model = new_run_id(), new_run_id()
+    others = [json.loads(client_json(event(RunState.COMPLETE, new_run_id(), job=f"jaffle.m{i}", at=AT)))
+              for i in range(10)]  # fmt: skip
+    family = [
+        json.loads(client_json(event(RunState.START, parent, job="jaffle.invocation",
+                                     at=datetime(2026, 11, 21, 23, 58, tzinfo=UTC)))),
+        json.loads(client_json(event(RunState.COMPLETE, model, at=datetime(2026, 11, 22, 0, 5, tzinfo=UTC),
+                                     parent=("dbt_prod", "jaffle.invocation", parent)))),
+    ]  # fmt: skip
+    headers = {"Authorization": f"Bearer {DBT_TOKEN}", "Content-Type": "application/json"}
+    answer = httpx.post(f"{receiver.url}/api/v1/lineage/batch", content=json.dumps([*others[:5], *family,
+                        *others[5:]]).encode(), headers=headers, timeout=30)  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["accepted"] == 12, answer.text
+    assert run_state(etcd_settings, etcd_prefix, "2026-11-20T00:00:00Z")[0].run_id == model

@@ -92,8 +92,8 @@ def test_a_receiver_killed_after_a_write_loses_nothing_and_counts_nothing_twice(
 def test_a_batch_cut_by_a_kill_is_completed_by_its_retry_without_doubles(
     etcd_endpoint: str, etcd_settings: EtcdSettings, etcd_prefix: str, tmp_path: Path
 ) -> None:
-    """A batch of 6 events, the receiver killed after the 3rd write: the batch sent again writes the other 3 and
-    finds the first 3 duplicates; every run record holds each of its events once."""
+    """A batch of 6 events, the receiver killed after its 3rd write: the batch sent again writes the rest and finds
+    the written ones duplicates; every run record holds each of its events once."""
     crashing = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path, crash="lineage-after-write:3").start()
     restarted = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path, port=crashing.port, http_port=crashing.http_port)
     try:
@@ -108,7 +108,10 @@ def test_a_batch_cut_by_a_kill_is_completed_by_its_retry_without_doubles(
         restarted.start()
         answer = httpx.post(f"{restarted.url}/api/v1/lineage/batch", content=body, headers=headers, timeout=30)
         assert answer.status_code == 200, answer.text
-        assert answer.json()["duplicate"] == 3 and answer.json()["accepted"] == 3
+        # At least the 3 the crash point counted were written before the kill; runs are written side by side
+        # (receiver rule 7), so a 4th in flight may have reached etcd too: each is then a duplicate, never twice.
+        counts = answer.json()
+        assert counts["duplicate"] >= 3 and counts["duplicate"] + counts["accepted"] == 6, counts
         keys = KeyLayout(etcd_prefix)
         for run in runs:
             stored = read(etcd_settings, keys.lineage_key("analytics", run))
