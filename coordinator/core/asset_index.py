@@ -1,0 +1,431 @@
+"""The asset read model: every recorded asset event and delivery ledger entry, applied key by key, with the state of
+each (target, source, asset) stream kept current. Pure and synchronous (no I/O, no clock, no logging).
+
+The watcher feeds it from its one list/watch of the prefix (``watcher/service.py``); the leader's asset job
+(``watcher/assets.py``) asks it what is due, pending and prunable, and writes its own writes through to it. It
+answers exactly as the whole-history functions of ``core/assets.py`` (:func:`~coordinator.core.assets.streams`,
+:func:`~coordinator.core.assets.due_deliveries`, :func:`~coordinator.core.assets.prunable`) do over the same keys
+(``tests/test_asset_index.py`` checks it on random sequences of puts and deletes), but a question costs the streams
+that have work, not the history: an asset round with 100,000 delivered events costs what one with 100 does.
+
+Rules:
+1. :meth:`AssetIndex.apply` takes one put (value) or delete (None) at its mod revision. A change no newer than what
+   the index holds for that key (its value, or its deletion) is ignored, so the watch, a relist and the job's own
+   write-through may arrive in any order and the newest write wins. A deletion is remembered (a tombstone) until
+   the feed says it has passed that revision (:meth:`AssetIndex.passed`): a put older than a delete the job wrote
+   through must never bring a pruned event back (it would be due again and posted twice).
+2. A key or value that does not parse is a problem: held (so a relist hands it out again), answered to the caller
+   (who logs it), and left out of every answer, as the whole-history functions leave it out. A key that is not the
+   canonical spelling of what it parses to (``AssetKeys.event_key``), and an event whose value names another asset
+   or id than its key, are problems too: every writer writes those keys, so any other spelling is not a fact.
+3. Streams depend on the routes (``dependencies.json``): per stream the events routed there, how many are delivered
+   or skipped, and the ids not settled (a heap: the head is the smallest). Every question passes the routes in force;
+   when they differ from the last ones the per-stream state is rebuilt once from the held keys (a change of
+   ``dependencies.json``'s routes costs one walk of the history, not every round).
+4. Retention candidates (``core/assets.prunable``): per source, a heap by timestamp of the events settled in every
+   target their routes name. A question pops those older than both the cutoff and the source's mark less the
+   overlap (the only ones that can qualify) and puts back the ones still held: an event young enough to stay is
+   never looked at.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from coordinator.core.assets import (
+    AssetKeys,
+    AssetRoute,
+    DeliveryRecord,
+    DeliveryStatus,
+    DueDelivery,
+    SourceEvent,
+    StreamState,
+    parse_delivery,
+    parse_fact,
+    targets_of,
+)
+
+#: (source, asset uri, event id): one recorded event.
+EventKey = tuple[str, str, int]
+#: (target, source, asset uri, event id): one delivery.
+DeliveryKey = tuple[str, str, str, int]
+#: (target, source, asset uri): one stream (rule 16d).
+StreamKey = tuple[str, str, str]
+
+
+class Problem(StrEnum):
+    """What :meth:`AssetIndex.apply` found wrong with a key (rule 2); the caller logs it."""
+
+    MALFORMED_EVENT = "malformed_event"
+    MALFORMED_DELIVERY = "malformed_delivery"
+
+
+@dataclass(slots=True)
+class _Stream:
+    """Rule 3: one stream's counts and its unsettled event ids."""
+
+    total: int = 0
+    delivered: int = 0
+    skipped: int = 0
+    unsettled: set[int] = field(default_factory=set)
+    #: Ids in ``heap`` (some no longer unsettled: dropped when they reach the top), so none is pushed twice.
+    heaped: set[int] = field(default_factory=set)
+    heap: list[int] = field(default_factory=list)
+
+    def head(self) -> int | None:
+        while self.heap and self.heap[0] not in self.unsettled:
+            self.heaped.discard(heapq.heappop(self.heap))
+        return self.heap[0] if self.heap else None
+
+
+@dataclass
+class AssetIndex:
+    """The recorded events and the delivery ledger under ``keys``, with per-stream state (rules 1-4)."""
+
+    keys: AssetKeys
+    events: dict[EventKey, tuple[SourceEvent, int]] = field(default_factory=dict)
+    ledger: dict[DeliveryKey, tuple[DeliveryRecord, int]] = field(default_factory=dict)
+    #: Rule 2: key -> (problem, mod revision).
+    problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
+    #: Rule 1: key -> the revision of its deletion, until the feed passed it.
+    _tombstones: dict[str, int] = field(default_factory=dict, repr=False)
+    # Route-independent summaries (rule 4): every event id per (source, uri) and the newest; every timestamp per
+    # source and the newest (the source's mark).
+    _ids: dict[tuple[str, str], set[int]] = field(default_factory=dict, repr=False)
+    _newest: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
+    _stamps: dict[str, Counter[datetime]] = field(default_factory=dict, repr=False)
+    _marks: dict[str, datetime] = field(default_factory=dict, repr=False)
+    # Route-dependent state (rule 3), valid for ``_routes`` (None: not built).
+    _routes: tuple[AssetRoute, ...] | None = field(default=None, repr=False)
+    _targets: dict[tuple[str, str, str | None], tuple[str, ...]] = field(default_factory=dict, repr=False)
+    _streams: dict[StreamKey, _Stream] = field(default_factory=dict, repr=False)
+    #: Streams with an unsettled event (some may have become settled since: dropped when asked).
+    _active: set[StreamKey] = field(default_factory=set, repr=False)
+    #: Rule 4: events settled in every target, and per source a heap of (timestamp, uri, id) over them.
+    _ripe: set[EventKey] = field(default_factory=set, repr=False)
+    _ripe_heaps: dict[str, list[tuple[datetime, str, int]]] = field(default_factory=dict, repr=False)
+    _ripe_heaped: set[tuple[str, datetime, str, int]] = field(default_factory=set, repr=False)
+
+    # ------------------------------------------------------------ feeding (rules 1-2)
+
+    def reset(self) -> None:
+        """Forget everything (a snapshot starts over)."""
+        self.events.clear()
+        self.ledger.clear()
+        self.problems.clear()
+        self._tombstones.clear()
+        self._ids.clear()
+        self._newest.clear()
+        self._stamps.clear()
+        self._marks.clear()
+        self._routes = None
+        self._clear_derived()
+
+    def owns(self, key: str) -> bool:
+        """Whether ``key`` is an asset event or a delivery key (anything else is not this index's)."""
+        return key.startswith((self.keys.events, self.keys.deliveries))
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
+        """Rule 1: one put (``value``) or delete (None) at ``mod_rev``; the problem found in it, if any (rule 2)."""
+        if key.startswith(self.keys.events):
+            return self._apply_event(key, value, mod_rev)
+        if key.startswith(self.keys.deliveries):
+            return self._apply_delivery(key, value, mod_rev)
+        return None
+
+    def passed(self, revision: int) -> None:
+        """Rule 1: the feed handed out everything up to ``revision``: no older change can arrive any more."""
+        if self._tombstones:
+            self._tombstones = {k: rev for k, rev in self._tombstones.items() if rev > revision}
+
+    def held(self) -> dict[str, int]:
+        """key -> mod revision of every key held (problems: -1, so a relist hands them out again): what a relist
+        diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (rule 2 keeps keys canonical)."""
+        found = {key: -1 for key in self.problems}
+        found.update((self.keys.event_key(*ek), rev) for ek, (_, rev) in self.events.items())
+        found.update((self.keys.delivery_key(*dk), rev) for dk, (_, rev) in self.ledger.items())
+        return found
+
+    def _seen(self, key: str, rev: int) -> int:
+        problem = self.problems.get(key)
+        return max(rev, problem[1] if problem is not None else 0, self._tombstones.get(key, 0))
+
+    def _apply_event(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
+        parsed = self.keys.parse_event_key(key)
+        held = self.events.get(parsed) if parsed is not None else None
+        if mod_rev <= self._seen(key, held[1] if held is not None else 0):
+            return None
+        self.problems.pop(key, None)
+        if parsed is not None and held is not None:
+            self._remove_event(parsed)
+        if value is None:
+            self._tombstones[key] = mod_rev
+            return None
+        self._tombstones.pop(key, None)
+        fact = parse_fact(value)
+        if (
+            parsed is None
+            or fact is None
+            or self.keys.event_key(*parsed) != key
+            or (fact.uri, fact.event_id) != parsed[1:]
+        ):
+            self.problems[key] = (Problem.MALFORMED_EVENT, mod_rev)
+            return Problem.MALFORMED_EVENT
+        self._add_event(parsed, SourceEvent(parsed[0], fact), mod_rev)
+        return None
+
+    def _apply_delivery(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
+        parsed = self.keys.parse_delivery_key(key)
+        held = self.ledger.get(parsed) if parsed is not None else None
+        if mod_rev <= self._seen(key, held[1] if held is not None else 0):
+            return None
+        self.problems.pop(key, None)
+        record = parse_delivery(value) if value is not None else None
+        bad = value is not None and (parsed is None or record is None or self.keys.delivery_key(*parsed) != key)
+        if parsed is not None and (held is not None or (record is not None and not bad)):
+            self._set_entry(parsed, None if bad or record is None else (record, mod_rev))
+        if value is None:
+            self._tombstones[key] = mod_rev
+            return None
+        self._tombstones.pop(key, None)
+        if bad:
+            self.problems[key] = (Problem.MALFORMED_DELIVERY, mod_rev)
+            return Problem.MALFORMED_DELIVERY
+        return None
+
+    # ------------------------------------------------------------ what the job and the page ask
+
+    def has_event(self, source: str, uri: str, event_id: int) -> bool:
+        return (source, uri, event_id) in self.events
+
+    def mark(self, source: str) -> datetime | None:
+        """The newest recorded timestamp of ``source`` (None: none recorded)."""
+        return self._marks.get(source)
+
+    def event_rev(self, source: str, uri: str, event_id: int) -> int | None:
+        held = self.events.get((source, uri, event_id))
+        return held[1] if held is not None else None
+
+    def recorded(self) -> list[SourceEvent]:
+        """Every recorded event (for a whole-history reader: ``status``, ``why asset``, the page)."""
+        return [event for event, _ in self.events.values()]
+
+    def streams(self, routes: Sequence[AssetRoute]) -> list[StreamState]:
+        """``core/assets.streams`` over the held keys: one per stream, sorted (costs the streams, not the events)."""
+        self._sync(routes)
+        return [self._state(sk, stream) for sk, stream in sorted(self._streams.items())]
+
+    def pending(self, routes: Sequence[AssetRoute]) -> dict[str, int]:
+        """Per target instance, the events not yet settled there (the gauge ``coordinator_asset_pending``)."""
+        self._sync(routes)
+        found: dict[str, int] = {}
+        for (target, _, _), stream in self._streams.items():
+            found[target] = found.get(target, 0) + stream.total - stream.delivered - stream.skipped
+        return found
+
+    def due(self, routes: Sequence[AssetRoute], now: datetime) -> list[DueDelivery]:
+        """``core/assets.due_deliveries``: the head of every stream with work whose retry time (if any) has come."""
+        self._sync(routes)
+        found: list[DueDelivery] = []
+        for sk in sorted(self._active):
+            stream = self._streams.get(sk)
+            first = stream.head() if stream is not None else None
+            if stream is None or first is None:
+                self._active.discard(sk)
+                continue
+            head = self._head(sk, first)
+            record = head.record
+            if (
+                record is not None
+                and record.status is DeliveryStatus.ERROR
+                and record.retry_at is not None
+                and record.retry_at > now
+                and record.skip is None  # rule 16g: a skip request is acted on at once
+            ):
+                continue
+            found.append(head)
+        return found
+
+    def prunable(
+        self, routes: Sequence[AssetRoute], cutoff: datetime, overlap: timedelta
+    ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
+        """``core/assets.prunable`` (rule 4), sorted by (source, uri, event id)."""
+        self._sync(routes)
+        found: list[tuple[SourceEvent, list[tuple[str, int]]]] = []
+        for source, heap in self._ripe_heaps.items():
+            mark = self._marks.get(source)
+            if mark is None:
+                continue
+            limit = min(cutoff, mark - overlap)
+            popped: list[tuple[datetime, str, int]] = []
+            while heap and heap[0][0] < limit:
+                entry = heapq.heappop(heap)
+                self._ripe_heaped.discard((source, *entry))
+                popped.append(entry)
+            for stamp, uri, event_id in popped:
+                ek = (source, uri, event_id)
+                held = self.events.get(ek)
+                if ek not in self._ripe or held is None or held[0].fact.timestamp != stamp:
+                    continue  # gone, changed or no longer settled: it comes back when it is again
+                self._push_ripe(ek, stamp)  # kept until the delete is seen: a failed one is tried again
+                if self._newest[(source, uri)] == event_id:
+                    continue
+                event = held[0]
+                targets = self._targets_of(event)
+                entries = [(t, self.ledger[(t, *ek)][1]) for t in targets]
+                found.append((event, entries))
+        found.sort(key=lambda item: (item[0].source, item[0].fact.uri, item[0].fact.event_id))
+        return found
+
+    # ------------------------------------------------------------ route-independent summaries
+
+    def _add_event(self, ek: EventKey, event: SourceEvent, rev: int) -> None:
+        self.events[ek] = (event, rev)
+        group = (ek[0], ek[1])
+        self._ids.setdefault(group, set()).add(ek[2])
+        self._newest[group] = max(self._newest.get(group, ek[2]), ek[2])
+        stamp = event.fact.timestamp
+        self._stamps.setdefault(ek[0], Counter())[stamp] += 1
+        mark = self._marks.get(ek[0])
+        self._marks[ek[0]] = stamp if mark is None or stamp > mark else mark
+        if self._routes is not None:
+            self._attach(ek, event)
+
+    def _remove_event(self, ek: EventKey) -> None:
+        event, _ = self.events.pop(ek)
+        if self._routes is not None:
+            self._detach(ek, event)
+        group = (ek[0], ek[1])
+        ids = self._ids[group]
+        ids.discard(ek[2])
+        if not ids:
+            del self._ids[group], self._newest[group]
+        elif self._newest[group] == ek[2]:
+            self._newest[group] = max(ids)  # the newest is never pruned: rare (an operator's delete, a relist)
+        stamps = self._stamps[ek[0]]
+        stamp = event.fact.timestamp
+        stamps[stamp] -= 1
+        if stamps[stamp] <= 0:
+            del stamps[stamp]
+            if not stamps:
+                del self._stamps[ek[0]], self._marks[ek[0]]
+            elif self._marks[ek[0]] == stamp:
+                self._marks[ek[0]] = max(stamps)  # the mark is never pruned either: rare
+
+    def _set_entry(self, dk: DeliveryKey, entry: tuple[DeliveryRecord, int] | None) -> None:
+        ek: EventKey = (dk[1], dk[2], dk[3])
+        held = self.events.get(ek)
+        routed = self._routes is not None and held is not None and dk[0] in self._targets_of(held[0])
+        if routed and held is not None:
+            self._detach(ek, held[0])
+        if entry is None:
+            self.ledger.pop(dk, None)
+        else:
+            self.ledger[dk] = entry
+        if routed and held is not None:
+            self._attach(ek, held[0])
+
+    # ------------------------------------------------------------ route-dependent state (rules 3-4)
+
+    def _clear_derived(self) -> None:
+        self._targets.clear()
+        self._streams.clear()
+        self._active.clear()
+        self._ripe.clear()
+        self._ripe_heaps.clear()
+        self._ripe_heaped.clear()
+
+    def _sync(self, routes: Sequence[AssetRoute]) -> None:
+        wanted = tuple(routes)
+        if wanted == self._routes:
+            return
+        self._clear_derived()
+        self._routes = wanted
+        for ek, (event, _) in self.events.items():
+            self._attach(ek, event)
+
+    def _targets_of(self, event: SourceEvent) -> tuple[str, ...]:
+        at = (event.source, event.fact.uri, event.fact.name)
+        found = self._targets.get(at)
+        if found is None:
+            assert self._routes is not None
+            found = self._targets[at] = targets_of(self._routes, *at)
+        return found
+
+    def _status(self, target: str, ek: EventKey) -> DeliveryStatus | None:
+        entry = self.ledger.get((target, *ek))
+        return entry[0].status if entry is not None else None
+
+    def _attach(self, ek: EventKey, event: SourceEvent) -> None:
+        targets = self._targets_of(event)
+        settled_everywhere = bool(targets)
+        for target in targets:
+            sk = (target, ek[0], ek[1])
+            stream = self._streams.get(sk)
+            if stream is None:
+                stream = self._streams[sk] = _Stream()
+            stream.total += 1
+            status = self._status(target, ek)
+            if status is DeliveryStatus.DONE:
+                stream.delivered += 1
+            elif status is DeliveryStatus.SKIPPED:
+                stream.skipped += 1
+            else:
+                settled_everywhere = False
+                stream.unsettled.add(ek[2])
+                if ek[2] not in stream.heaped:
+                    stream.heaped.add(ek[2])
+                    heapq.heappush(stream.heap, ek[2])
+                self._active.add(sk)
+        if settled_everywhere:
+            self._ripe.add(ek)
+            self._push_ripe(ek, event.fact.timestamp)
+
+    def _detach(self, ek: EventKey, event: SourceEvent) -> None:
+        self._ripe.discard(ek)
+        for target in self._targets_of(event):
+            sk = (target, ek[0], ek[1])
+            stream = self._streams[sk]
+            stream.total -= 1
+            status = self._status(target, ek)
+            if status is DeliveryStatus.DONE:
+                stream.delivered -= 1
+            elif status is DeliveryStatus.SKIPPED:
+                stream.skipped -= 1
+            else:
+                stream.unsettled.discard(ek[2])
+            if not stream.total:
+                del self._streams[sk]
+                self._active.discard(sk)
+
+    def _push_ripe(self, ek: EventKey, stamp: datetime) -> None:
+        at = (ek[0], stamp, ek[1], ek[2])
+        if at not in self._ripe_heaped:
+            self._ripe_heaped.add(at)
+            heapq.heappush(self._ripe_heaps.setdefault(ek[0], []), (stamp, ek[1], ek[2]))
+
+    def _head(self, sk: StreamKey, event_id: int) -> DueDelivery:
+        target, source, uri = sk
+        event = self.events[(source, uri, event_id)][0]
+        entry = self.ledger.get((target, source, uri, event_id))
+        return DueDelivery(event, target, entry[0] if entry else None, entry[1] if entry else 0)
+
+    def _state(self, sk: StreamKey, stream: _Stream) -> StreamState:
+        first = stream.head()
+        head = self._head(sk, first) if first is not None else None
+        head_error = head.record.last_error if head is not None and head.record is not None else None
+        pending = stream.total - stream.delivered - stream.skipped
+        return StreamState(sk[0], sk[1], sk[2], stream.delivered, pending, head, head_error, stream.skipped)
+
+
+def index_of(keys: AssetKeys, items: Iterable[tuple[str, bytes, int]]) -> AssetIndex:
+    """An index of (key, value, mod revision) triples read at one revision (a one-shot reader's)."""
+    index = AssetIndex(keys)
+    for key, value, rev in items:
+        index.apply(key, value, rev)
+    return index
