@@ -3,15 +3,27 @@ every target Airflow (semantics rules 16 and 17). A job of ``watcher/jobs.py``: 
 run only while leading, given only what it needs.
 
 Rules:
-1. One round reads the recorded events and the delivery ledger, lists each routed source instance's asset events
-   since its mark (the newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any
-   watcher stored under ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones
-   its routes share and that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
+0. What is recorded and delivered comes from the asset index (``core/asset_index.py``), which the watcher keeps
+   current from its one list/watch of the prefix whether it leads or not (``watcher/service.py``): a round reads
+   neither prefix, so its cost is the streams with work, not the history, and a new leader's first round needs no
+   full read. The job's own writes go through to the index at the revision etcd answered (write-through), so the
+   next question never acts on a stale entry of its own. A write another process made that the watch has not
+   brought yet cannot lead to a wrong act either: every ledger write is a compare-and-swap on the revision the index
+   holds (an entry the index lacks or holds older makes ``LedgerMoved``: the attempt ends before any call, delivery
+   rule 1), every event write is create-only, and retention compares every mod revision it deletes (rule 5); after
+   such a conflict the keys involved are read once (point reads) into the index, so the next round does not fail
+   the same way while the watch catches up. A job built without an index (tests, a one-shot run) reads both
+   prefixes into a fresh one each round, as every round did before.
+1. One round lists each routed source instance's asset events since its mark (the newest recorded event's
+   timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
+   ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and
+   that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
    A listing returns the oldest events since the mark, at most ``list_limit``; the next one starts no earlier than
    the newest event this job listed less the overlap (recorded or not), so a backlog, or a stretch of events no
    route shares, is read over several rounds and never listed twice over.
-2. Then it drives every due delivery (``core/assets.due_deliveries``: the oldest undelivered event of each (target,
-   source, asset) stream) through ``core/delivery.py``, performing each instruction and feeding the answer back.
+2. Then it drives every due delivery (``AssetIndex.due``, as ``core/assets.due_deliveries``: the oldest undelivered
+   event of each (target, source, asset) stream) through ``core/delivery.py``, performing each instruction and
+   feeding the answer back.
    A confirmed delivery makes the stream's next event due in the same round, so a backlog (a watcher down for a
    day) drains in order without waiting one interval per event.
 1a. A listing that stopped at an event Airflow cannot serialize (``AssetEventListing.stopped``, apache/airflow#71360:
@@ -27,9 +39,9 @@ Rules:
 5. Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered to every target its
    routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
    this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
-   may still list (``core/assets.prunable``: pruned and listed again, it would be recorded and delivered twice).
-   Only events read at the round's start are deleted (their mod revisions are what the transaction compares), so
-   an event recorded in a round is pruned at the earliest in the next.
+   may still list (``AssetIndex.prunable``, as ``core/assets.prunable``: pruned and listed again, it would be
+   recorded and delivered twice). The transaction compares the mod revisions the index holds (a delete that fails
+   on one reads those keys afresh, rule 0); an event recorded in a round is pruned at the earliest in the next.
 6. Delivery rules 8 and 9 (``core/delivery.py``), the leader-lease race: every round computes its term (the fence's
    revision; ``look_after`` = the term's start + :attr:`AssetJob.call_timeout_s` + :data:`TERM_MARGIN_S`), so an
    entry of an earlier term is looked up only once any POST sent under that term's lease has answered or timed out;
@@ -54,22 +66,15 @@ from datetime import datetime, timedelta
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo
 from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
 from coordinator.core import delivery
+from coordinator.core.asset_index import AssetIndex, EventKey
 from coordinator.core.assets import (
     MARKER,
     AssetEventFact,
     AssetKeys,
     AssetRoute,
-    DeliveryRecord,
     DeliveryStatus,
     DueDelivery,
-    Ledger,
-    SourceEvent,
-    due_deliveries,
     is_delivered_copy,
-    parse_delivery,
-    parse_fact,
-    prunable,
-    streams,
     targets_of,
 )
 from coordinator.core.graph import Graph
@@ -144,8 +149,9 @@ class AssetJob:
     soon: Callable[[float], None] = lambda delay_s: None
     #: Rule 1a: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    #: The mod revision of each recorded event as last read (rule 5 deletes only what did not change since).
-    _event_revs: dict[tuple[str, str, int], int] = field(default_factory=dict, init=False, repr=False)
+    #: Rule 0: the asset index the watcher keeps current from its watch (None: each round reads both prefixes into a
+    #: fresh one, for a job nobody feeds).
+    index: AssetIndex | None = None
     #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term, not per round.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
 
@@ -155,30 +161,27 @@ class AssetJob:
             self.started_at = now
         if not routes:
             return
-        events = await self._read_events()
-        ledger = await self._read_ledger()
-        recorded = await self._record(routes, events, now)
+        index = self.index if self.index is not None else await self._read_index()
+        fresh: set[EventKey] = set()
+        recorded = await self._record(routes, index, fresh, now)
         term = self.term(now)
         delivered = errors = 0
         for _ in range(MAX_PER_ROUND):
-            due = due_deliveries(list(events.values()), Ledger(ledger), routes, now)
             progress = False
-            for item in due:
-                outcome = await self._deliver(item, now, ledger, term)
+            for item in index.due(routes, now):
+                outcome = await self._deliver(item, now, index, term)
                 progress |= outcome is True
                 delivered += outcome is True
                 errors += outcome is False
             if not progress:
                 break
-        pruned = await self._prune(routes, events, ledger, now) if self.retention is not None else 0
-        pending: dict[str, int] = {}
-        for stream in streams(list(events.values()), Ledger(ledger), routes):
-            pending[stream.target] = pending.get(stream.target, 0) + stream.pending
+        pruned = await self._prune(routes, index, fresh, now) if self.retention is not None else 0
+        pending = index.pending(routes)
         self.metrics.asset_round(pending)
         if recorded or delivered or errors or pruned:
             log.info(
                 "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d pruned=%d",
-                len(events), recorded, delivered, errors, sum(pending.values()), pruned,
+                len(index.events), recorded, delivered, errors, sum(pending.values()), pruned,
             )  # fmt: skip
 
     def term(self, now: datetime) -> delivery.Term:
@@ -190,69 +193,59 @@ class AssetJob:
 
     # ------------------------------------------------------------ reading
 
-    async def _read_events(self) -> dict[tuple[str, str, int], SourceEvent]:
-        found: dict[tuple[str, str, int], SourceEvent] = {}
-        self._event_revs = {}
-        for kv in (await self.store.snapshot(self.keys.events)).kvs:
-            parsed = self.keys.parse_event_key(kv.key)
-            fact = parse_fact(kv.value)
-            if parsed is None or fact is None:
-                log.warning("asset.malformed_event key=%s", kv.key)
-                continue
-            found[parsed] = SourceEvent(parsed[0], fact)
-            self._event_revs[parsed] = kv.mod_revision
-        return found
+    async def _read_index(self) -> AssetIndex:
+        """Rule 0 for a job nobody feeds an index: both prefixes read into a fresh one (the whole history)."""
+        index = AssetIndex(self.keys)
+        for prefix in (self.keys.events, self.keys.deliveries):
+            for kv in (await self.store.snapshot(prefix)).kvs:
+                apply_logged(index, kv.key, kv.value, kv.mod_revision)
+        return index
 
-    async def _read_ledger(self) -> dict[Key, tuple[DeliveryRecord, int]]:
-        ledger: dict[Key, tuple[DeliveryRecord, int]] = {}
-        for kv in (await self.store.snapshot(self.keys.deliveries)).kvs:
-            parsed = self.keys.parse_delivery_key(kv.key)
-            record = parse_delivery(kv.value)
-            if parsed is None or record is None:
-                log.warning("asset.malformed_delivery key=%s", kv.key)
-                continue
-            ledger[parsed] = (record, kv.mod_revision)
-        return ledger
+    async def _refresh(self, index: AssetIndex, keys: list[str]) -> None:
+        """Rule 0: after a conflict, the keys involved as etcd holds them now (point reads at one revision)."""
+        revision, found = await self.store.get_many(keys)
+        for kv in found:
+            apply_logged(index, kv.key, kv.value, kv.mod_revision)
+        for key in set(keys) - {kv.key for kv in found}:
+            index.apply(key, None, revision)  # absent at ``revision``: any older put of it is stale
 
     # ------------------------------------------------------------ rule 5: retention
 
     async def _prune(
-        self,
-        routes: tuple[AssetRoute, ...],
-        events: dict[tuple[str, str, int], SourceEvent],
-        ledger: dict[Key, tuple[DeliveryRecord, int]],
-        now: datetime,
+        self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
     ) -> int:
         assert self.retention is not None
         cutoff = now - self.retention
         pruned = 0
         overlap = timedelta(seconds=OVERLAP_S)
-        for event, deliveries in prunable(list(events.values()), Ledger(ledger), routes, cutoff, overlap):
+        for event, deliveries in index.prunable(routes, cutoff, overlap):
             fact = event.fact
-            key = (event.source, fact.uri, fact.event_id)
-            if key not in self._event_revs:
+            rev = index.event_rev(event.source, fact.uri, fact.event_id)
+            if (event.source, fact.uri, fact.event_id) in fresh or rev is None:
                 continue
-            items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), self._event_revs[key])]
+            items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), rev)]
             items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
-            if (await self.store.delete_unchanged(items, fence=self.fence())).succeeded:
+            result = await self.store.delete_unchanged(items, fence=self.fence())
+            if result.succeeded:
                 pruned += 1
-                del events[key]
-                for target, _ in deliveries:
-                    ledger.pop((target, event.source, fact.uri, fact.event_id), None)
+                for key, _ in items:  # rule 0: write-through, so no later round sees the event or its entries again
+                    index.apply(key, None, result.revision)
+            else:
+                await self._refresh(index, [key for key, _ in items])
         return pruned
 
     # ------------------------------------------------------------ rule 1: facts from each source
 
     async def _record(
-        self, routes: tuple[AssetRoute, ...], events: dict[tuple[str, str, int], SourceEvent], now: datetime
+        self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
     ) -> int:
         recorded = 0
         for source in sorted({route.source for route in routes}):
             client = self.clients.get(source)
             if client is None:
                 continue  # validate/doctor say so; the plugin may still record this instance's events
-            stamps = [e.fact.timestamp for e in events.values() if e.source == source]
-            mark = max(stamps) - timedelta(seconds=OVERLAP_S) if stamps else await self._first_mark(source)
+            newest = index.mark(source)
+            mark = newest - timedelta(seconds=OVERLAP_S) if newest is not None else await self._first_mark(source)
             since = max(mark, self._listed.get(source, mark))
             try:
                 listing = await client.asset_events(since, limit=self.list_limit)
@@ -266,8 +259,7 @@ class AssetJob:
             for item in sorted(listing.events, key=lambda e: e.event_id):
                 if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
                     continue
-                key = (source, item.uri, item.event_id)
-                if key in events:
+                if index.has_event(source, item.uri, item.event_id):
                     continue
                 fact = AssetEventFact(
                     event_id=item.event_id,
@@ -281,10 +273,14 @@ class AssetJob:
                     timestamp=item.timestamp,
                     recorded_by=f"audit:{self.watcher_id}",
                 )
-                result = await self.store.cas(
-                    self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode(), 0
-                )
-                events[key] = SourceEvent(source, fact)
+                key, value = self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode()
+                result = await self.store.cas(key, value, 0)
+                # Rule 0: write-through (ours, or the one another recorder wrote first: create-only).
+                if result.succeeded:
+                    index.apply(key, value, result.revision)
+                    fresh.add((source, item.uri, item.event_id))
+                elif result.current is not None:
+                    apply_logged(index, key, result.current.value, result.current.mod_revision)
                 if result.succeeded:
                     recorded += 1
                     log.info("asset.recorded instance=%s uri=%s event_id=%d partition_key=%s",
@@ -324,9 +320,7 @@ class AssetJob:
 
     # ------------------------------------------------------------ rule 2: one delivery through the protocol
 
-    async def _deliver(
-        self, item: DueDelivery, now: datetime, ledger: dict[Key, tuple[DeliveryRecord, int]], term: delivery.Term
-    ) -> bool | None:
+    async def _deliver(self, item: DueDelivery, now: datetime, index: AssetIndex, term: delivery.Term) -> bool | None:
         """Drive one due delivery; True: confirmed (or skipped, rule 10), False: an error was recorded, None: nothing
         happened."""
         fact = item.event.fact
@@ -346,11 +340,13 @@ class AssetJob:
                 )  # fmt: skip
             return None
         while not isinstance(instruction, delivery.Done):
-            answer = await self._perform(item.target, etcd_key, instruction)
-            if isinstance(instruction, delivery.WriteLedger) and isinstance(answer, delivery.LedgerWritten):
-                ledger[key] = (instruction.record, answer.mod_rev)
-                if instruction.record.status is DeliveryStatus.PENDING:
-                    crash_point("asset-after-intent")
+            answer = await self._perform(item.target, etcd_key, instruction, index)
+            if (
+                isinstance(instruction, delivery.WriteLedger)
+                and isinstance(answer, delivery.LedgerWritten)
+                and instruction.record.status is DeliveryStatus.PENDING
+            ):
+                crash_point("asset-after-intent")
             if isinstance(answer, delivery.Posted):
                 crash_point("asset-after-post")
             state, instruction = delivery.step(state, answer, now)
@@ -375,12 +371,23 @@ class AssetJob:
             return False
         return None
 
-    async def _perform(self, target: str, etcd_key: str, ins: delivery.Instruction) -> delivery.Event:
+    async def _perform(
+        self, target: str, etcd_key: str, ins: delivery.Instruction, index: AssetIndex
+    ) -> delivery.Event:
         if isinstance(ins, delivery.WriteLedger):
-            result = await self.store.cas(
-                etcd_key, ins.record.model_dump_json().encode(), ins.expected_rev, fence=self.fence()
-            )
-            return delivery.LedgerWritten(result.revision) if result.succeeded else delivery.LedgerMoved()
+            value = ins.record.model_dump_json().encode()
+            result = await self.store.cas(etcd_key, value, ins.expected_rev, fence=self.fence())
+            if result.succeeded:
+                index.apply(etcd_key, value, result.revision)  # rule 0: write-through
+                return delivery.LedgerWritten(result.revision)
+            # Rule 0: the index held this entry older than etcd (or not at all: another leader's write the watch has
+            # not brought yet). Nothing was written or called; the entry as it is now goes into the index, so the
+            # next attempt starts from it (delivery rule 1: compared with the revision it saw).
+            if result.current is not None:
+                apply_logged(index, etcd_key, result.current.value, result.current.mod_revision)
+            else:
+                index.apply(etcd_key, None, result.revision)
+            return delivery.LedgerMoved()
         client = self.clients.get(target)
         if client is None:
             return delivery.Refused(f"no Airflow is configured for instance {target}")
@@ -460,3 +467,10 @@ def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> da
     newest = max(e.timestamp for e in listed)
     after = newest - timedelta(seconds=OVERLAP_S)
     return newest if full and after <= since else max(since, after)
+
+
+def apply_logged(index: AssetIndex, key: str, value: bytes | None, mod_rev: int) -> None:
+    """``index.apply``, saying so when the key or its value does not parse (the index leaves it out)."""
+    problem = index.apply(key, value, mod_rev)
+    if problem is not None:
+        log.warning("asset.%s key=%s", problem.value, key)

@@ -40,6 +40,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.graph import Graph
@@ -52,7 +53,7 @@ from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
-from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.assets import AssetJob, apply_logged
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.deadline_facts import PausedForDeadlines
@@ -165,6 +166,9 @@ class Watcher:
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
         self.asset_changes = AssetKeys(self.settings.keys.prefix).changes
+        # Semantics rules 16-17: the recorded asset events and the delivery ledger, fed by the same list/watch as the
+        # view whether this process leads or not, so the asset job (and a new leader's first round) reads neither.
+        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
         self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -203,9 +207,10 @@ class Watcher:
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            sink = _ViewSink(self.view, self.retention.key, self.deadlines)
+            sink = _ViewSink(self.view, self.retention.key, self.deadlines, self.assets)
             revision, keys = await self.store.stream_snapshot(self.settings.keys.root, sink, cuts=self.cuts())
             self.view.revision = revision
+            self.assets.passed(revision)
             self.retention.load(self.view, sink.floor)
         finally:
             if gc_was_enabled:
@@ -236,9 +241,16 @@ class Watcher:
         """Feed watch events into the view and queue what they touch (rule 1)."""
         # A relist diffs against the view's own keys: nothing else keeps a copy of a million keys.
         root = self.settings.keys.root
-        async for batch in self.store.watch_prefix(root, revision, self.view.held, self.cuts()):
+        async for batch in self.store.watch_prefix(root, revision, self.held_keys, self.cuts()):
             async with self.view_lock:
                 self._apply_batch(batch)
+
+    def held_keys(self) -> dict[str, int]:
+        """Every key this process holds, for a relist to diff against: the view's and the asset index's (a relist
+        must hand out the deletes of asset keys too, or a pruned event would stay in the index)."""
+        found = self.view.held()
+        found.update(self.assets.held())
+        return found
 
     def _apply_batch(self, batch: WatchBatch) -> None:
         """One watch batch into the view; queue what it touches (rule 1)."""
@@ -255,6 +267,9 @@ class Watcher:
                 self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
                 continue
             value = event.value if event.kind == "put" else None
+            if self.assets.owns(event.key):  # the view holds nothing of these
+                apply_logged(self.assets, event.key, value, event.mod_revision)
+                continue
             touched = self.view.apply(event.key, value, event.mod_revision)
             self.retention.observe(self.view, event.key, value, event.mod_revision)
             self.deadlines.observe(event.key, value, event.mod_revision)
@@ -270,6 +285,7 @@ class Watcher:
                 for partition in touched:
                     self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
         self.view.revision = max(self.view.revision, batch.revision)
+        self.assets.passed(batch.revision)
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -521,7 +537,7 @@ class Watcher:
                 leading=lambda: self.election.is_leader, term_started=lambda: self.election.term_started,
                 call_timeout_s=settings.airflow_timeout_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
-                retention=settings.retention_period,
+                retention=settings.retention_period, index=self.assets,
                 soon=lambda delay_s: self.queue.add_after(JobKey(AssetJob.name), delay_s),
             ))  # fmt: skip
         return LeaderJobs(
@@ -609,11 +625,13 @@ class Watcher:
 
 @dataclass
 class _ViewSink:
-    """Snapshot pages straight into the view (``etcd.watch.ItemSink``), noting the retention floor's key."""
+    """Snapshot pages straight into the view (``etcd.watch.ItemSink``), noting the retention floor's key, and the
+    asset events and delivery entries into the asset index."""
 
     view: View
     floor_key: str
     deadlines: DeadlineTracker | None = None
+    assets: AssetIndex | None = None
     floor: KV | None = None
 
     def reset(self) -> None:
@@ -621,9 +639,15 @@ class _ViewSink:
         self.floor = None
         if self.deadlines is not None:
             self.deadlines.clear()
+        if self.assets is not None:
+            self.assets.reset()
 
     def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
         self.view.load_page(items)
+        if self.assets is not None and items and _may_hold(items, self.assets):
+            for key, value, mod_rev in items:
+                if self.assets.owns(key):
+                    apply_logged(self.assets, key, value, mod_rev)
         # The deadline prefix tested here, not by a call per key: a page is nearly all run states and ledger entries.
         observe = self.deadlines.observe if self.deadlines is not None else None
         prefix = self.deadlines.keys.deadlines if self.deadlines is not None else ""
@@ -632,6 +656,14 @@ class _ViewSink:
                 observe(key, value, mod_rev)
             if key == self.floor_key:
                 self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
+
+
+def _may_hold(items: list[tuple[str, bytes, int]], assets: AssetIndex) -> bool:
+    """Whether a page (sorted by key: etcd answers a range in key order) can hold an asset key: a test of its first
+    and last key, not of every key (a page is nearly always run states or ledger entries of one DAG)."""
+    first, last = items[0][0], items[-1][0]
+    # Every key under "{p}/assets/" sorts before "{p}/assets0" ('0' follows '/').
+    return any(first < p[:-1] + "0" and last >= p for p in (assets.keys.events, assets.keys.deliveries))
 
 
 def build_clients(
