@@ -188,6 +188,10 @@ def _same_as_pydantic(key: str, raw: bytes) -> None:
 @example(raw=b'{"state":"success","run_id":"r","start_date":"0001-01-01T00:00:00Z","end_date":"0000-01-01T00:00:00Z"}')
 @example(raw=b'{"state":"success","run_id":"r","updated_at":"2023-02-29T00:00:00.000000+00:00"}')
 @example(raw=b'{"state":"success","run_id":"\\ud800"}')
+@example(raw=b'{"state":"success","run_id":"r","end_date":"2026-01-01T12:34:56.9999999Z"}')
+@example(raw=b'{"state":"success","run_id":"r","end_date":"2026-01-01T12:34:56.123456789+00:00"}')
+@example(raw=b'{"state":"success","run_id":"r","end_date":"2026-01-01T12:34:56-00:00"}')
+@example(raw=b'{"state":"queued","run_id":"0","source":"\xed\xa0\x80"}')
 def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any run-state value, valid or not, well-formed JSON or not, loads into the same fact (times with the same
     tzinfo) or the same problem through the snapshot's fast path as through ``apply`` (pydantic); when the fast
@@ -202,6 +206,8 @@ def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> No
 @example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":1,"a":2}}')
 @example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":-1}}')
 @example(raw=b'{"status":"done","action":"create","run_id":"r","trigger_count":0}')
+@example(raw=b'{"status":"done","action":"create","run_id":"r","done_at":"2026-01-01T00:00:00.0000005Z"}')
+@example(raw=b'{"status":"done","action":"create","run_id":"r","requested_at":"2026-01-01T02:00:00+02:00"}')
 def test_a_ledger_entry_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any ledger value, valid or not, loads into the same fact or problem through the snapshot's fast path as
     through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it and it is a done intent."""
