@@ -310,6 +310,8 @@ def test_an_applied_but_unconfirmed_intent_is_confirmed_once_its_run_reports() -
     resume = next(a for a in world.plan().actions if a.node == n("02_pipeline"))
     assert isinstance(resume, Resume)
     assert resume.observed
+    # The watcher's passes plan without verdicts (``act``): a fresh DAG with an unconfirmed intent still resumes.
+    assert plan(world.graph, world.view, explain=False).actions == world.plan().actions
     world.settle()
     assert world.count("02_pipeline") == 1
     assert world.view.ledger[(n("02_pipeline"), P1)].record.status is TriggerStatus.DONE

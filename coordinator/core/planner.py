@@ -105,6 +105,13 @@ def plan(
             if graph.mapped_edges:
                 extra = mapped_candidates(graph, view, partition).difference(nodes)
                 nodes = sorted((*nodes, *extra), key=order.__getitem__)
+        if not explain:
+            act = evaluator.act
+            for node in nodes:
+                action = act(node)
+                if action is not None:
+                    actions.append(action)
+            continue
         for node in nodes:
             verdict, action = evaluator.decide(node)
             if verdict is not None:
@@ -476,6 +483,23 @@ class _PartitionPlanner:
         return (node, partition) not in self.view.backfills
 
     # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
+
+    def act(self, node: NodeId) -> Action | None:
+        """``decide``'s action without a verdict, the common outcomes of a full pass answered first: a root never
+        acts, nor does a fresh DAG (no failure handler), unless an unconfirmed intent may need a resume (rule 8).
+        A root's freshness is left to the first DAG below it that asks (``fresh`` computes it then)."""
+        ledger = self._ledger.get(node)
+        if ledger is None or ledger.status is _DONE:
+            spec = self.graph.dags[node]
+            if not spec.on_failure_of:
+                if not spec.upstreams:
+                    return None
+                fresh = self._fresh.get(node)
+                if fresh is None:
+                    fresh = self._fresh[node] = self._compute_fresh(node, spec, self._runs.get(node), ledger)
+                if fresh:
+                    return None
+        return self.decide(node)[1]
 
     def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
