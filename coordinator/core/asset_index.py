@@ -92,6 +92,9 @@ class AssetIndex:
     ledger: dict[DeliveryKey, tuple[DeliveryRecord, int]] = field(default_factory=dict)
     #: Rule 2: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
+    #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
+    #: index (the page's asset nodes) derives it again only when this moved.
+    version: int = 0
     #: Rule 1: key -> the revision of its deletion, until the feed passed it.
     _tombstones: dict[str, int] = field(default_factory=dict, repr=False)
     # Route-independent summaries (rule 4): every event id per (source, uri) and the newest; every timestamp per
@@ -125,6 +128,7 @@ class AssetIndex:
         self._marks.clear()
         self._routes = None
         self._clear_derived()
+        self.version += 1
 
     def owns(self, key: str) -> bool:
         """Whether ``key`` is an asset event or a delivery key (anything else is not this index's)."""
@@ -160,6 +164,7 @@ class AssetIndex:
         held = self.events.get(parsed) if parsed is not None else None
         if mod_rev <= self._seen(key, held[1] if held is not None else 0):
             return None
+        self.version += 1
         self.problems.pop(key, None)
         if parsed is not None and held is not None:
             self._remove_event(parsed)
@@ -184,6 +189,7 @@ class AssetIndex:
         held = self.ledger.get(parsed) if parsed is not None else None
         if mod_rev <= self._seen(key, held[1] if held is not None else 0):
             return None
+        self.version += 1
         self.problems.pop(key, None)
         record = parse_delivery(value) if value is not None else None
         bad = value is not None and (parsed is None or record is None or self.keys.delivery_key(*parsed) != key)

@@ -14,9 +14,10 @@ Rules:
       (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
       ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
       ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
-   e. the recorded asset events and the delivery ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``; retention
-      prunes delivered ones), for the shared assets drawn as nodes (``page.assets``); read after the partition's
-      keys, so at a revision of their own.
+   e. the shared assets drawn as nodes (``page.assets``) come from the recorded asset events and the delivery
+      ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``) as this process's asset index holds them
+      (``page.asset_feed``: loaded at the first view, then kept current by a watch), not from a read per view: those
+      prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -36,7 +37,6 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
-from coordinator.core.assets import AssetKeys, read_events_and_ledger
 from coordinator.core.deadline.learning import LEARN_SAMPLES
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states, task_targets
 from coordinator.core.decide import decide
@@ -49,7 +49,8 @@ from coordinator.deadline_report import leader_status, recorded_deadlines
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.lineage_states import LineageState, lineage_states
 from coordinator.page.access import Access, restrict
-from coordinator.page.assets import AssetNode, asset_nodes
+from coordinator.page.asset_feed import shared_assets
+from coordinator.page.assets import AssetNode
 from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
@@ -114,7 +115,7 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         present = await store.snapshot(keys.watchers)  # a few lease-bound keys, one per live watcher
         _, watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in present.kvs))
         majors = airflow_majors(watchers)
-        assets = await read_assets(store, keys.prefix)
+        assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
         if graph is None or is_first_adoption(view):
             whole, recorded = await read_whole(settings, etcd)
             offered_whole = partitions_to_plan(graph, whole) if graph else []
@@ -141,16 +142,6 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
     view.load(revision, [*items, *facts])
     recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
     return PartitionRead(view, graph, chosen, offered, recorded, majors, assets)
-
-
-async def read_assets(store: EtcdStore, prefix: str) -> tuple[AssetNode, ...]:
-    """Rule 1e: the shared assets as nodes, from the recorded events and the delivery ledger."""
-    keys = AssetKeys(prefix)
-    facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-    events, ledger = read_events_and_ledger(
-        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
-    )
-    return asset_nodes(events, ledger)
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).

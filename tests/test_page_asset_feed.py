@@ -1,0 +1,70 @@
+"""``coordinator/page/asset_feed.py`` against a real etcd: the page's shared assets come from an asset index loaded
+at the first view and kept current by a watch, so later views read neither asset prefix and still show what changed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
+from coordinator.etcd import EtcdStore
+from coordinator.page.asset_feed import shared_assets
+from coordinator.page.assets import AssetNode
+from coordinator.settings import EtcdSettings
+
+ORDERS = "s3://lake/orders"
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def event(event_id: int) -> bytes:
+    return (
+        AssetEventFact(event_id=event_id, uri=ORDERS, timestamp=AT, source_dag_id="producer").model_dump_json().encode()
+    )
+
+
+def entry(event_id: int, status: DeliveryStatus) -> bytes:
+    record = DeliveryRecord(status=status, source="team_a", event_id=event_id, uri=ORDERS, requested_at=AT)
+    return record.model_dump_json().encode()
+
+
+def counts(nodes: tuple[AssetNode, ...]) -> list[tuple[str, int, int]]:
+    return [(t.instance, t.delivered, t.pending) for node in nodes for t in node.targets]
+
+
+def test_views_after_the_first_read_neither_asset_prefix_and_show_what_the_watch_brought(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first view loads the index; later views make no ranged read of the events or deliveries prefix, and a
+    delivery confirmed and an event recorded since appear in them once the watch brought them."""
+    keys = AssetKeys(etcd_prefix)
+    ranged: list[str] = []
+    real = EtcdStore.snapshot
+
+    async def counting(self: EtcdStore, prefix: str, **kwargs: Any) -> Any:
+        ranged.append(prefix)
+        return await real(self, prefix, **kwargs)
+
+    async def main() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(keys.event_key("team_a", ORDERS, 1), event(1))
+            await store.put(keys.delivery_key("team_b", "team_a", ORDERS, 1), entry(1, DeliveryStatus.PENDING))
+            assert counts(await shared_assets(etcd_settings, etcd_prefix)) == [("team_b", 0, 1)]
+            monkeypatch.setattr(EtcdStore, "snapshot", counting)
+            await store.put(keys.delivery_key("team_b", "team_a", ORDERS, 1), entry(1, DeliveryStatus.DONE))
+            await store.put(keys.event_key("team_a", ORDERS, 2), event(2))
+            deadline = time.monotonic() + 10
+            while (seen := counts(await shared_assets(etcd_settings, etcd_prefix))) != [("team_b", 1, 1)]:
+                assert time.monotonic() < deadline, seen
+                await asyncio.sleep(0.05)
+            await store.delete(keys.event_key("team_a", ORDERS, 2))
+            while (seen := counts(await shared_assets(etcd_settings, etcd_prefix))) != [("team_b", 1, 0)]:
+                assert time.monotonic() < deadline, seen
+                await asyncio.sleep(0.05)
+        assert not [p for p in ranged if p.startswith((keys.events, keys.deliveries))], ranged
+
+    arun(main())
