@@ -10,9 +10,11 @@ Targets: p50 <= 300 ms, p99 <= 1 s, RSS growth <= 50 MB, default HTML <= 200 KB.
 
 ``--assets N`` adds N shared assets (issue 25): asset i made by the first layer's DAG i % 100, 5 recorded events,
 delivered to two target instances (4 done, 1 pending each), so the page reads and draws them as graph nodes.
+``--events E`` records E events per asset instead (E - 1 done and 1 pending in each target): a long history.
 
     .venv/bin/python bench/page.py --partitions 100               # 100,000 run states
     .venv/bin/python bench/page.py --partitions 1000 --max-txn-ops 1024 --batch 1000   # 1,000,000
+    .venv/bin/python bench/page.py --partitions 100 --assets 200 --events 500   # and 100,000 asset events
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ async def measure(endpoint: str, deps: Path, partitions: int, requests: int, nam
     }
 
 
-async def preload_assets(endpoint: str, producers: list[str], count: int, batch: int) -> None:
-    """``count`` shared assets as the leader records them: 5 events each, 2 targets with 4 delivered and 1 pending."""
+async def preload_assets(endpoint: str, producers: list[str], count: int, batch: int, events: int = 5) -> None:
+    """``count`` shared assets as the leader records them: ``events`` events each, 2 targets with all but the last
+    delivered."""
     from datetime import UTC, datetime
 
     from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
@@ -100,11 +103,11 @@ async def preload_assets(endpoint: str, producers: list[str], count: int, batch:
     items: list[tuple[str, bytes]] = []
     for i in range(count):
         uri = f"s3://lake/bench/asset-{i:04d}"
-        for event in range(1, 6):
+        for event in range(1, events + 1):
             fact = AssetEventFact(event_id=event, uri=uri, timestamp=at, source_dag_id=producers[i % len(producers)])
             items.append((keys.event_key("default", uri, event), fact.model_dump_json().encode()))
             for target in ("team_b", "team_c"):
-                status = DeliveryStatus.DONE if event < 5 else DeliveryStatus.PENDING
+                status = DeliveryStatus.DONE if event < events else DeliveryStatus.PENDING
                 record = DeliveryRecord(status=status, source="default", event_id=event, uri=uri, requested_at=at)
                 items.append((keys.delivery_key(target, "default", uri, event), record.model_dump_json().encode()))
     etcd = h.RawEtcd(endpoint)
@@ -119,6 +122,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128, help="puts per preload transaction")
     parser.add_argument("--max-txn-ops", type=int, default=0, help="etcd --max-txn-ops (0: etcd's default, 128)")
     parser.add_argument("--assets", type=int, default=0, help="shared assets to record (events and deliveries)")
+    parser.add_argument("--events", type=int, default=5, help="recorded events per shared asset")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -134,9 +138,10 @@ def main() -> None:
         print(f"preloaded {1000 * args.partitions} run states in {time.monotonic() - t:.1f} s (revision {revision})",
               file=sys.stderr)  # fmt: skip
         if args.assets:
-            asyncio.run(preload_assets(etcd.endpoint, names[0], args.assets, args.batch))
+            asyncio.run(preload_assets(etcd.endpoint, names[0], args.assets, args.batch, args.events))
         result = asyncio.run(measure(etcd.endpoint, deps, args.partitions, args.requests, names))
-    result.update(machine=h.machine_line(info), dags=1000, run_states=1000 * args.partitions, assets=args.assets)
+    result.update(machine=h.machine_line(info), dags=1000, run_states=1000 * args.partitions, assets=args.assets,
+                  asset_events=args.assets * args.events)  # fmt: skip
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
