@@ -26,6 +26,11 @@ Rules:
    target their routes name. A question pops those older than both the cutoff and the source's mark less the
    overlap (the only ones that can qualify) and puts back the ones still held: an event young enough to stay is
    never looked at.
+5. Each key is held as its value's bytes and the few fields the rules above read (:class:`HeldEvent`,
+   :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about 2 KB a key,
+   400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
+   validated in full when applied (rule 2); a record is parsed again only when an answer carries it (a due head, a
+   retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import NamedTuple
 
 from coordinator.core.assets import (
     AssetKeys,
@@ -56,6 +62,25 @@ EventKey = tuple[str, str, int]
 DeliveryKey = tuple[str, str, str, int]
 #: (target, source, asset uri): one stream (rule 16d).
 StreamKey = tuple[str, str, str]
+
+
+class HeldEvent(NamedTuple):
+    """Rule 5: a recorded event as held: its mod revision, what the rules read, and its value."""
+
+    rev: int
+    timestamp: datetime
+    name: str | None
+    source_dag_id: str | None
+    value: bytes
+
+
+class HeldEntry(NamedTuple):
+    """Rule 5: a delivery entry as held: its mod revision, its status and last error, and its value."""
+
+    rev: int
+    status: DeliveryStatus
+    last_error: str | None
+    value: bytes
 
 
 class Problem(StrEnum):
@@ -88,13 +113,18 @@ class AssetIndex:
     """The recorded events and the delivery ledger under ``keys``, with per-stream state (rules 1-4)."""
 
     keys: AssetKeys
-    events: dict[EventKey, tuple[SourceEvent, int]] = field(default_factory=dict)
-    ledger: dict[DeliveryKey, tuple[DeliveryRecord, int]] = field(default_factory=dict)
+    events: dict[EventKey, HeldEvent] = field(default_factory=dict)
+    ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
     #: Rule 2: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
     #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
     #: index (the page's asset nodes) derives it again only when this moved.
     version: int = 0
+    #: Rule 5: parsed records of due heads (and of what an answer carried), dropped when their key changes.
+    _facts: dict[EventKey, SourceEvent] = field(default_factory=dict, repr=False)
+    _records: dict[DeliveryKey, DeliveryRecord] = field(default_factory=dict, repr=False)
+    #: One copy of each asset URI, instance and DAG name (100,000 events name a few hundred).
+    _strings: dict[str, str] = field(default_factory=dict, repr=False)
     #: Rule 1: key -> the revision of its deletion, until the feed passed it.
     _tombstones: dict[str, int] = field(default_factory=dict, repr=False)
     # Route-independent summaries (rule 4): every event id per (source, uri) and the newest; every timestamp per
@@ -120,6 +150,8 @@ class AssetIndex:
         """Forget everything (a snapshot starts over)."""
         self.events.clear()
         self.ledger.clear()
+        self._facts.clear()
+        self._records.clear()
         self.problems.clear()
         self._tombstones.clear()
         self._ids.clear()
@@ -151,8 +183,8 @@ class AssetIndex:
         """key -> mod revision of every key held (problems: -1, so a relist hands them out again): what a relist
         diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (rule 2 keeps keys canonical)."""
         found = {key: -1 for key in self.problems}
-        found.update((self.keys.event_key(*ek), rev) for ek, (_, rev) in self.events.items())
-        found.update((self.keys.delivery_key(*dk), rev) for dk, (_, rev) in self.ledger.items())
+        found.update((self.keys.event_key(*ek), held.rev) for ek, held in self.events.items())
+        found.update((self.keys.delivery_key(*dk), held.rev) for dk, held in self.ledger.items())
         return found
 
     def _seen(self, key: str, rev: int) -> int:
@@ -161,8 +193,10 @@ class AssetIndex:
 
     def _apply_event(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
         parsed = self.keys.parse_event_key(key)
+        if parsed is not None:
+            parsed = (self._str(parsed[0]), self._str(parsed[1]), parsed[2])
         held = self.events.get(parsed) if parsed is not None else None
-        if mod_rev <= self._seen(key, held[1] if held is not None else 0):
+        if mod_rev <= self._seen(key, held.rev if held is not None else 0):
             return None
         self.version += 1
         self.problems.pop(key, None)
@@ -181,20 +215,29 @@ class AssetIndex:
         ):
             self.problems[key] = (Problem.MALFORMED_EVENT, mod_rev)
             return Problem.MALFORMED_EVENT
-        self._add_event(parsed, SourceEvent(parsed[0], fact), mod_rev)
+        dag = self._str(fact.source_dag_id) if fact.source_dag_id is not None else None
+        name = self._str(fact.name) if fact.name is not None else None
+        self._add_event(parsed, HeldEvent(mod_rev, fact.timestamp, name, dag, value))
         return None
 
     def _apply_delivery(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
         parsed = self.keys.parse_delivery_key(key)
+        if parsed is not None:
+            parsed = (self._str(parsed[0]), self._str(parsed[1]), self._str(parsed[2]), parsed[3])
         held = self.ledger.get(parsed) if parsed is not None else None
-        if mod_rev <= self._seen(key, held[1] if held is not None else 0):
+        if mod_rev <= self._seen(key, held.rev if held is not None else 0):
             return None
         self.version += 1
         self.problems.pop(key, None)
         record = parse_delivery(value) if value is not None else None
         bad = value is not None and (parsed is None or record is None or self.keys.delivery_key(*parsed) != key)
         if parsed is not None and (held is not None or (record is not None and not bad)):
-            self._set_entry(parsed, None if bad or record is None else (record, mod_rev))
+            entry = (
+                None
+                if bad or record is None or value is None
+                else HeldEntry(mod_rev, record.status, record.last_error, value)
+            )
+            self._set_entry(parsed, entry)
         if value is None:
             self._tombstones[key] = mod_rev
             return None
@@ -215,11 +258,34 @@ class AssetIndex:
 
     def event_rev(self, source: str, uri: str, event_id: int) -> int | None:
         held = self.events.get((source, uri, event_id))
-        return held[1] if held is not None else None
+        return held.rev if held is not None else None
+
+    def event(self, ek: EventKey, *, keep: bool = True) -> SourceEvent:
+        """Rule 5: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its entries changes."""
+        found = self._facts.get(ek)
+        if found is None:
+            fact = parse_fact(self.events[ek].value)
+            assert fact is not None  # validated when applied (rule 2)
+            found = SourceEvent(ek[0], fact)
+            if keep:
+                self._facts[ek] = found
+        return found
+
+    def record(self, dk: DeliveryKey) -> tuple[DeliveryRecord, int] | None:
+        """Rule 5: the delivery entry ``dk`` with its mod revision, parsed (kept until its key changes)."""
+        held = self.ledger.get(dk)
+        if held is None:
+            return None
+        found = self._records.get(dk)
+        if found is None:
+            parsed = parse_delivery(held.value)
+            assert parsed is not None  # validated when applied (rule 2)
+            found = self._records[dk] = parsed
+        return found, held.rev
 
     def recorded(self) -> list[SourceEvent]:
-        """Every recorded event (for a whole-history reader: ``status``, ``why asset``, the page)."""
-        return [event for event, _ in self.events.values()]
+        """Every recorded event, parsed (a whole-history reader's; not kept)."""
+        return [self.event(ek, keep=False) for ek in self.events]
 
     def streams(self, routes: Sequence[AssetRoute]) -> list[StreamState]:
         """``core/assets.streams`` over the held keys: one per stream, sorted (costs the streams, not the events)."""
@@ -276,26 +342,27 @@ class AssetIndex:
             for stamp, uri, event_id in popped:
                 ek = (source, uri, event_id)
                 held = self.events.get(ek)
-                if ek not in self._ripe or held is None or held[0].fact.timestamp != stamp:
+                if ek not in self._ripe or held is None or held.timestamp != stamp:
                     continue  # gone, changed or no longer settled: it comes back when it is again
                 self._push_ripe(ek, stamp)  # kept until the delete is seen: a failed one is tried again
                 if self._newest[(source, uri)] == event_id:
                     continue
-                event = held[0]
-                targets = self._targets_of(event)
-                entries = [(t, self.ledger[(t, *ek)][1]) for t in targets]
-                found.append((event, entries))
+                entries = [(t, self.ledger[(t, *ek)].rev) for t in self._targets_of(ek, held)]
+                found.append((self.event(ek, keep=False), entries))
         found.sort(key=lambda item: (item[0].source, item[0].fact.uri, item[0].fact.event_id))
         return found
 
     # ------------------------------------------------------------ route-independent summaries
 
-    def _add_event(self, ek: EventKey, event: SourceEvent, rev: int) -> None:
-        self.events[ek] = (event, rev)
+    def _str(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
+
+    def _add_event(self, ek: EventKey, event: HeldEvent) -> None:
+        self.events[ek] = event
         group = (ek[0], ek[1])
         self._ids.setdefault(group, set()).add(ek[2])
         self._newest[group] = max(self._newest.get(group, ek[2]), ek[2])
-        stamp = event.fact.timestamp
+        stamp = event.timestamp
         self._stamps.setdefault(ek[0], Counter())[stamp] += 1
         mark = self._marks.get(ek[0])
         self._marks[ek[0]] = stamp if mark is None or stamp > mark else mark
@@ -303,7 +370,8 @@ class AssetIndex:
             self._attach(ek, event)
 
     def _remove_event(self, ek: EventKey) -> None:
-        event, _ = self.events.pop(ek)
+        event = self.events.pop(ek)
+        self._facts.pop(ek, None)
         if self._routes is not None:
             self._detach(ek, event)
         group = (ek[0], ek[1])
@@ -314,7 +382,7 @@ class AssetIndex:
         elif self._newest[group] == ek[2]:
             self._newest[group] = max(ids)  # the newest is never pruned: rare (an operator's delete, a relist)
         stamps = self._stamps[ek[0]]
-        stamp = event.fact.timestamp
+        stamp = event.timestamp
         stamps[stamp] -= 1
         if stamps[stamp] <= 0:
             del stamps[stamp]
@@ -323,18 +391,21 @@ class AssetIndex:
             elif self._marks[ek[0]] == stamp:
                 self._marks[ek[0]] = max(stamps)  # the mark is never pruned either: rare
 
-    def _set_entry(self, dk: DeliveryKey, entry: tuple[DeliveryRecord, int] | None) -> None:
+    def _set_entry(self, dk: DeliveryKey, entry: HeldEntry | None) -> None:
         ek: EventKey = (dk[1], dk[2], dk[3])
         held = self.events.get(ek)
-        routed = self._routes is not None and held is not None and dk[0] in self._targets_of(held[0])
+        routed = self._routes is not None and held is not None and dk[0] in self._targets_of(ek, held)
         if routed and held is not None:
-            self._detach(ek, held[0])
+            self._detach(ek, held)
+        # A head's parsed records go when they change: a delivered event's fact is not kept for the history's life.
+        self._records.pop(dk, None)
+        self._facts.pop(ek, None)
         if entry is None:
             self.ledger.pop(dk, None)
         else:
             self.ledger[dk] = entry
         if routed and held is not None:
-            self._attach(ek, held[0])
+            self._attach(ek, held)
 
     # ------------------------------------------------------------ route-dependent state (rules 3-4)
 
@@ -352,11 +423,11 @@ class AssetIndex:
             return
         self._clear_derived()
         self._routes = wanted
-        for ek, (event, _) in self.events.items():
+        for ek, event in self.events.items():
             self._attach(ek, event)
 
-    def _targets_of(self, event: SourceEvent) -> tuple[str, ...]:
-        at = (event.source, event.fact.uri, event.fact.name)
+    def _targets_of(self, ek: EventKey, event: HeldEvent) -> tuple[str, ...]:
+        at = (ek[0], ek[1], event.name)
         found = self._targets.get(at)
         if found is None:
             assert self._routes is not None
@@ -365,10 +436,10 @@ class AssetIndex:
 
     def _status(self, target: str, ek: EventKey) -> DeliveryStatus | None:
         entry = self.ledger.get((target, *ek))
-        return entry[0].status if entry is not None else None
+        return entry.status if entry is not None else None
 
-    def _attach(self, ek: EventKey, event: SourceEvent) -> None:
-        targets = self._targets_of(event)
+    def _attach(self, ek: EventKey, event: HeldEvent) -> None:
+        targets = self._targets_of(ek, event)
         settled_everywhere = bool(targets)
         for target in targets:
             sk = (target, ek[0], ek[1])
@@ -390,11 +461,11 @@ class AssetIndex:
                 self._active.add(sk)
         if settled_everywhere:
             self._ripe.add(ek)
-            self._push_ripe(ek, event.fact.timestamp)
+            self._push_ripe(ek, event.timestamp)
 
-    def _detach(self, ek: EventKey, event: SourceEvent) -> None:
+    def _detach(self, ek: EventKey, event: HeldEvent) -> None:
         self._ripe.discard(ek)
-        for target in self._targets_of(event):
+        for target in self._targets_of(ek, event):
             sk = (target, ek[0], ek[1])
             stream = self._streams[sk]
             stream.total -= 1
@@ -417,8 +488,8 @@ class AssetIndex:
 
     def _head(self, sk: StreamKey, event_id: int) -> DueDelivery:
         target, source, uri = sk
-        event = self.events[(source, uri, event_id)][0]
-        entry = self.ledger.get((target, source, uri, event_id))
+        entry = self.record((target, source, uri, event_id))
+        event = self.event((source, uri, event_id))
         return DueDelivery(event, target, entry[0] if entry else None, entry[1] if entry else 0)
 
     def _state(self, sk: StreamKey, stream: _Stream) -> StreamState:
