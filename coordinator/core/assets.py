@@ -1,7 +1,9 @@
 """Assets shared across deployments: routes, the recorded asset events, the delivery ledger and what is due.
 
-Pure and synchronous (no I/O, no clock): the watcher's asset job (``coordinator/watcher/assets.py``) reads the keys,
-calls :func:`due_deliveries`, and drives each due delivery through the protocol of ``core/delivery.py``.
+Pure and synchronous (no I/O, no clock). :func:`streams`, :func:`due_deliveries` and :func:`prunable` take the whole
+history, for one-shot readers (``status``, ``why asset``); the watcher's asset job (``coordinator/watcher/assets.py``)
+asks ``core/asset_index.py`` instead, which gives the same answers from the streams with work, and drives each due
+delivery through the protocol of ``core/delivery.py``.
 
 Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments"):
 
