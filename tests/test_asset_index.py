@@ -1,7 +1,7 @@
-"""``core/asset_index.py`` against the whole-history functions of ``core/assets.py``: on random sequences of puts and
-deletes of asset events and delivery entries (some malformed, some replayed late, routes changing), the index gives
-exactly the streams, due deliveries, pending counts and retention candidates those functions compute over the same
-keys."""
+"""``core/asset_index.py`` against the whole-history functions of ``core/assets.py`` and ``page/assets.py``: on random
+sequences of puts and deletes of asset events and delivery entries (some malformed, some replayed late, routes
+changing), the index gives exactly the streams, due deliveries, pending counts, retention candidates and the page's
+asset nodes those functions compute over the same keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.asset_index import AssetIndex, Problem
+from coordinator.core.asset_index import AssetIndex, Problem, index_of
 from coordinator.core.assets import (
     AssetEventFact,
     AssetKeys,
@@ -25,6 +25,8 @@ from coordinator.core.assets import (
     read_events_and_ledger,
     streams,
 )
+from coordinator.page.asset_feed import nodes_from
+from coordinator.page.assets import asset_nodes
 
 KEYS = AssetKeys("/p")
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -121,6 +123,7 @@ steps = st.lists(
         st.just(("passed", 0)),
         st.integers(0, len(ROUTE_SETS) - 1).map(lambda n: ("routes", n)),
     ),
+    min_size=10,
     max_size=80,
 )
 
@@ -133,6 +136,10 @@ def check(index: AssetIndex, store: dict[str, tuple[bytes, int]], routes: tuple[
     )
     want = streams(events, ledger, routes)
     assert index.streams(routes) == want
+    # The page's nodes, kept as keys change and built at once from the same keys (rule 5).
+    nodes = asset_nodes(events, ledger)
+    assert nodes_from(index) == nodes
+    assert nodes_from(index_of(KEYS, ((k, v, rev) for k, (v, rev) in store.items()))) == nodes
     pending: dict[str, int] = {}
     for stream in want:
         pending[stream.target] = pending.get(stream.target, 0) + stream.pending
@@ -155,7 +162,7 @@ def test_the_index_answers_as_the_whole_history_functions_after_any_puts_deletes
     script: list[tuple[str, object]],
 ) -> None:
     """After every step of random writes (and stale replays, and route changes), the index's streams, due
-    deliveries, pending counts and retention candidates equal those of core/assets.py over the same keys."""
+    deliveries, pending counts, retention candidates and page nodes equal those computed over the same keys."""
     store: dict[str, tuple[bytes, int]] = {}
     index = AssetIndex(KEYS)
     written: list[tuple[Op, int]] = []

@@ -26,7 +26,11 @@ Rules:
    target their routes name. A question pops those older than both the cutoff and the source's mark less the
    overlap (the only ones that can qualify) and puts back the ones still held: an event young enough to stay is
    never looked at.
-5. Each key is held as its value's bytes and the few fields the rules above read (:class:`HeldEvent`,
+5. The page's counts (``page/assets.py`` rules 1-2: per asset and target instance of its ledger, the delivered,
+   the waiting and the oldest waiting event, the newest error) are kept the same way once a reader first asks
+   (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history. The watcher never asks,
+   and holds none of it.
+6. Each key is held as its value's bytes and the few fields the rules above read (:class:`HeldEvent`,
    :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about 2 KB a key,
    400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
    validated in full when applied (rule 2); a record is parsed again only when an answer carries it (a due head, a
@@ -44,6 +48,7 @@ from enum import StrEnum
 from typing import NamedTuple
 
 from coordinator.core.assets import (
+    SETTLED,
     AssetKeys,
     AssetRoute,
     DeliveryRecord,
@@ -65,7 +70,7 @@ StreamKey = tuple[str, str, str]
 
 
 class HeldEvent(NamedTuple):
-    """Rule 5: a recorded event as held: its mod revision, what the rules read, and its value."""
+    """Rule 6: a recorded event as held: its mod revision, what the rules read, and its value."""
 
     rev: int
     timestamp: datetime
@@ -75,12 +80,57 @@ class HeldEvent(NamedTuple):
 
 
 class HeldEntry(NamedTuple):
-    """Rule 5: a delivery entry as held: its mod revision, its status and last error, and its value."""
+    """Rule 6: a delivery entry as held: its mod revision, its status and last error, and its value."""
 
     rev: int
     status: DeliveryStatus
     last_error: str | None
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredTo:
+    """Rule 5: one target instance of a shared asset, as the page counts it (``page/assets.py`` rule 2)."""
+
+    target: str
+    delivered: int
+    pending: int
+    #: The oldest recorded event not settled there, and its ledger entry (None: none yet).
+    next_event: int | None
+    next_record: DeliveryRecord | None
+    #: The last error of the newest (by mod revision) entry that has one.
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SharedAsset:
+    """Rule 5: one (source, asset) with an entry in the ledger, its targets and its producer DAGs."""
+
+    source: str
+    uri: str
+    targets: tuple[DeliveredTo, ...]
+    producers: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Shared:
+    """Rule 5: one (target, source, asset) of the ledger: its entries, which event ids are settled there, a heap of
+    recorded ids that may wait, and a heap of its entries with an error by revision."""
+
+    entries: int = 0
+    done: int = 0
+    settled: set[int] = field(default_factory=set)
+    settled_recorded: int = 0
+    heap: list[int] = field(default_factory=list)
+    heaped: set[int] = field(default_factory=set)
+    #: event id -> mod revision of its entry while that entry has an error; ``error_heap`` orders them (lazily).
+    errors: dict[int, int] = field(default_factory=dict)
+    error_heap: list[tuple[int, int]] = field(default_factory=list)
+
+    def push(self, event_id: int) -> None:
+        if event_id not in self.heaped:
+            self.heaped.add(event_id)
+            heapq.heappush(self.heap, event_id)
 
 
 class Problem(StrEnum):
@@ -120,7 +170,7 @@ class AssetIndex:
     #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
     #: index (the page's asset nodes) derives it again only when this moved.
     version: int = 0
-    #: Rule 5: parsed records of due heads (and of what an answer carried), dropped when their key changes.
+    #: Rule 6: parsed records of due heads (and of what an answer carried), dropped when their key changes.
     _facts: dict[EventKey, SourceEvent] = field(default_factory=dict, repr=False)
     _records: dict[DeliveryKey, DeliveryRecord] = field(default_factory=dict, repr=False)
     #: One copy of each asset URI, instance and DAG name (100,000 events name a few hundred).
@@ -143,6 +193,9 @@ class AssetIndex:
     _ripe: set[EventKey] = field(default_factory=set, repr=False)
     _ripe_heaps: dict[str, list[tuple[datetime, str, int]]] = field(default_factory=dict, repr=False)
     _ripe_heaped: set[tuple[str, datetime, str, int]] = field(default_factory=set, repr=False)
+    # Rule 5, built at the first ``shared`` (None: not asked for): per (source, uri), per target, and the producers.
+    _page: dict[tuple[str, str], dict[str, _Shared]] | None = field(default=None, repr=False)
+    _producers: dict[tuple[str, str], Counter[str]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ feeding (rules 1-2)
 
@@ -160,6 +213,8 @@ class AssetIndex:
         self._marks.clear()
         self._routes = None
         self._clear_derived()
+        self._page = None
+        self._producers.clear()
         self.version += 1
 
     def owns(self, key: str) -> bool:
@@ -261,7 +316,7 @@ class AssetIndex:
         return held.rev if held is not None else None
 
     def event(self, ek: EventKey, *, keep: bool = True) -> SourceEvent:
-        """Rule 5: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its entries changes."""
+        """Rule 6: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its entries changes."""
         found = self._facts.get(ek)
         if found is None:
             fact = parse_fact(self.events[ek].value)
@@ -272,7 +327,7 @@ class AssetIndex:
         return found
 
     def record(self, dk: DeliveryKey) -> tuple[DeliveryRecord, int] | None:
-        """Rule 5: the delivery entry ``dk`` with its mod revision, parsed (kept until its key changes)."""
+        """Rule 6: the delivery entry ``dk`` with its mod revision, parsed (kept until its key changes)."""
         held = self.ledger.get(dk)
         if held is None:
             return None
@@ -352,6 +407,88 @@ class AssetIndex:
         found.sort(key=lambda item: (item[0].source, item[0].fact.uri, item[0].fact.event_id))
         return found
 
+    def shared(self) -> list[SharedAsset]:
+        """Rule 5: the page's shared assets (``page/assets.asset_nodes``), sorted by source and URI."""
+        if self._page is None:
+            self._page = {}
+            for ek, event in self.events.items():
+                self._page_event(ek, event, 1)
+            for dk, entry in self.ledger.items():
+                self._page_entry(dk, None, entry)
+        found: list[SharedAsset] = []
+        for (source, uri), targets in sorted(self._page.items()):
+            ids = self._ids.get((source, uri), set())
+            states = []
+            for target, shared in sorted(targets.items()):
+                first = self._page_head(shared, ids)
+                head = self.record((target, source, uri, first)) if first is not None else None
+                states.append(DeliveredTo(target, shared.done, len(ids) - shared.settled_recorded, first,
+                                          head[0] if head is not None else None,
+                                          self._page_error(shared, (target, source, uri))))  # fmt: skip
+            producers = self._producers.get((source, uri), Counter())
+            found.append(SharedAsset(source, uri, tuple(states), tuple(sorted(d for d, n in producers.items() if n))))
+        return found
+
+    def _page_event(self, ek: EventKey, event: HeldEvent, sign: int) -> None:
+        """Rule 5: an event recorded (``sign`` 1) or removed (-1)."""
+        assert self._page is not None
+        group = (ek[0], ek[1])
+        if event.source_dag_id:
+            self._producers.setdefault(group, Counter())[event.source_dag_id] += sign
+        for shared in self._page.get(group, {}).values():
+            if ek[2] in shared.settled:
+                shared.settled_recorded += sign
+            elif sign > 0:
+                shared.push(ek[2])
+
+    def _page_entry(self, dk: DeliveryKey, old: HeldEntry | None, new: HeldEntry | None) -> None:
+        """Rule 5: an entry put, replaced or deleted (``self.ledger`` already holds ``new``)."""
+        assert self._page is not None
+        target, group, event_id = dk[0], (dk[1], dk[2]), dk[3]
+        targets = self._page.setdefault(group, {})
+        shared = targets.get(target)
+        if shared is None:
+            shared = targets[target] = _Shared()
+            for recorded in self._ids.get(group, ()):
+                shared.push(recorded)
+        shared.entries += (new is not None) - (old is not None)
+        done = DeliveryStatus.DONE
+        shared.done += (new is not None and new.status is done) - (old is not None and old.status is done)
+        was = old is not None and old.status in SETTLED
+        now = new is not None and new.status in SETTLED
+        recorded = event_id in self._ids.get(group, ())
+        if was and not now:
+            shared.settled.discard(event_id)
+            shared.settled_recorded -= recorded
+            shared.push(event_id)
+        elif now and not was:
+            shared.settled.add(event_id)
+            shared.settled_recorded += recorded
+        shared.errors.pop(event_id, None)
+        if new is not None and new.last_error:
+            shared.errors[event_id] = new.rev
+            heapq.heappush(shared.error_heap, (-new.rev, event_id))
+            if len(shared.error_heap) > 2 * len(shared.errors) + 16:  # stale ones piled up under the top
+                shared.error_heap = [(-rev, i) for i, rev in shared.errors.items()]
+                heapq.heapify(shared.error_heap)
+        if not shared.entries:
+            del targets[target]
+            if not targets:
+                del self._page[group]
+
+    def _page_head(self, shared: _Shared, recorded: set[int]) -> int | None:
+        while shared.heap and (shared.heap[0] not in recorded or shared.heap[0] in shared.settled):
+            shared.heaped.discard(heapq.heappop(shared.heap))
+        return shared.heap[0] if shared.heap else None
+
+    def _page_error(self, shared: _Shared, stream: StreamKey) -> str | None:
+        while shared.error_heap:
+            rev, event_id = shared.error_heap[0]
+            if shared.errors.get(event_id) == -rev:
+                return self.ledger[(*stream, event_id)].last_error
+            heapq.heappop(shared.error_heap)
+        return None
+
     # ------------------------------------------------------------ route-independent summaries
 
     def _str(self, text: str) -> str:
@@ -368,12 +505,16 @@ class AssetIndex:
         self._marks[ek[0]] = stamp if mark is None or stamp > mark else mark
         if self._routes is not None:
             self._attach(ek, event)
+        if self._page is not None:
+            self._page_event(ek, event, 1)
 
     def _remove_event(self, ek: EventKey) -> None:
         event = self.events.pop(ek)
         self._facts.pop(ek, None)
         if self._routes is not None:
             self._detach(ek, event)
+        if self._page is not None:
+            self._page_event(ek, event, -1)
         group = (ek[0], ek[1])
         ids = self._ids[group]
         ids.discard(ek[2])
@@ -400,10 +541,13 @@ class AssetIndex:
         # A head's parsed records go when they change: a delivered event's fact is not kept for the history's life.
         self._records.pop(dk, None)
         self._facts.pop(ek, None)
+        old = self.ledger.get(dk)
         if entry is None:
             self.ledger.pop(dk, None)
         else:
             self.ledger[dk] = entry
+        if self._page is not None:
+            self._page_entry(dk, old, entry)
         if routed and held is not None:
             self._attach(ek, held)
 

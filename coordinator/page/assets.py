@@ -23,12 +23,12 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from coordinator.core.assets import DeliveryRecord, DeliveryStatus, Ledger, SourceEvent
+from coordinator.core.assets import DeliveryStatus, Ledger, SourceEvent
 from coordinator.core.model import NodeId
 from coordinator.page.layout import layered
 
@@ -87,45 +87,25 @@ class AssetNode:
         return tuple(NodeId(self.source, dag) for dag in self.producers)
 
 
-#: What rules 1-4 read of a recorded event: (source, uri, event id, source DAG id).
-EventFields = tuple[str, str, int, str | None]
-#: What they read of a ledger entry: ((target, source, uri, event id), status, last error, mod revision).
-EntryFields = tuple[tuple[str, str, str, int], DeliveryStatus, str | None, int]
-
-
 def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNode, ...]:
     """Rules 1-4: one node per (source, asset) with a delivery in the ledger, sorted by source then URI."""
-    return nodes_of(
-        ((e.source, e.fact.uri, e.fact.event_id, e.fact.source_dag_id) for e in events),
-        ((at, record.status, record.last_error, rev) for at, (record, rev) in ledger.entries.items()),
-        lambda at: found[0] if (found := ledger.entries.get(at)) is not None else None,
-    )
-
-
-def nodes_of(
-    events: Iterable[EventFields],
-    entries: Iterable[EntryFields],
-    record: Callable[[tuple[str, str, str, int]], DeliveryRecord | None],
-) -> tuple[AssetNode, ...]:
-    """:func:`asset_nodes` from the few fields it reads of each event and entry, and ``record`` for the entries of
-    the next pending events only (the page's asset index holds values, not parsed records: ``page.asset_feed``)."""
     recorded: dict[tuple[str, str], set[int]] = {}
     producers: dict[tuple[str, str], set[str]] = {}
-    for source, uri, event_id, dag in events:
-        recorded.setdefault((source, uri), set()).add(event_id)
-        if dag:
-            producers.setdefault((source, uri), set()).add(dag)
+    for event in events:
+        recorded.setdefault((event.source, event.fact.uri), set()).add(event.fact.event_id)
+        if event.fact.source_dag_id:
+            producers.setdefault((event.source, event.fact.uri), set()).add(event.fact.source_dag_id)
     done: dict[tuple[str, str], dict[str, set[int]]] = {}
     errors: dict[tuple[str, str, str], tuple[int, str]] = {}
     skipped: set[tuple[str, str, str, int]] = set()
-    for (target, source, uri, event_id), status, last_error, rev in entries:
+    for (target, source, uri, event_id), (record, rev) in ledger.entries.items():
         delivered_ids = done.setdefault((source, uri), {}).setdefault(target, set())
-        if status is DeliveryStatus.DONE:
+        if record.status is DeliveryStatus.DONE:
             delivered_ids.add(event_id)
-        elif status is DeliveryStatus.SKIPPED:
+        elif record.status is DeliveryStatus.SKIPPED:
             skipped.add((target, source, uri, event_id))
-        if last_error and rev >= errors.get((target, source, uri), (-1, ""))[0]:
-            errors[(target, source, uri)] = (rev, last_error)
+        if record.last_error and rev >= errors.get((target, source, uri), (-1, ""))[0]:
+            errors[(target, source, uri)] = (rev, record.last_error)
     nodes: list[AssetNode] = []
     for (source, uri), per_target in sorted(done.items()):
         ids = recorded.get((source, uri), set())
@@ -133,15 +113,15 @@ def nodes_of(
         for target, delivered in sorted(per_target.items()):
             # Retention deletes a delivered event with its ledger entries: both counts cover what is still recorded.
             waiting = sorted(i for i in ids - delivered if (target, source, uri, i) not in skipped)
-            head = record((target, source, uri, waiting[0])) if waiting else None
+            head = ledger.entries.get((target, source, uri, waiting[0])) if waiting else None
             targets.append(
                 AssetTarget(
                     target,
                     len(delivered),
                     len(waiting),
                     next_event=waiting[0] if waiting else None,
-                    next_status=head.status if head is not None else None,
-                    retry_at=head.retry_at if head is not None else None,
+                    next_status=head[0].status if head is not None else None,
+                    retry_at=head[0].retry_at if head is not None else None,
                     last_error=errors.get((target, source, uri), (0, None))[1],
                 )
             )
