@@ -8,12 +8,18 @@ Rules:
    neither prefix, so its cost is the streams with work, not the history, and a new leader's first round needs no
    full read. The job's own writes go through to the index at the revision etcd answered (write-through), so the
    next question never acts on a stale entry of its own. A write another process made that the watch has not
-   brought yet cannot lead to a wrong act either: every ledger write is a compare-and-swap on the revision the index
-   holds (an entry the index lacks or holds older makes ``LedgerMoved``: the attempt ends before any call, delivery
-   rule 1), every event write is create-only, and retention compares every mod revision it deletes (rule 5); after
-   such a conflict the keys involved are read once (point reads) into the index, so the next round does not fail
-   the same way while the watch catches up. A job built without an index (tests, a one-shot run) reads both
-   prefixes into a fresh one each round, as every round did before.
+   brought yet cannot lead to a wrong act either (``core/delivery.py``): only an attempt's first write takes its
+   expected revision from the index (``start``: ``WriteLedger(record, due.ledger_rev)``; later writes compare the
+   revision the previous write returned), and it is a fenced compare-and-swap: an entry the index lacks is written
+   create-only (revision 0) and one it holds older is compared with that older revision, so either fails with
+   ``LedgerMoved`` and the attempt ends before any Airflow call (delivery rule 1); in particular "no entry, so post
+   without a look-up" (delivery rule 3's fresh intent) holds only when the create-only write succeeded. Every
+   event write is create-only too, and retention compares every mod revision it deletes (rule 5). A prune deletes
+   an event with its entries in one transaction, which the watch hands out as one batch (the event's key first),
+   applied without a pause, so the index never holds a pruned event without its entries (which would make it due
+   again). After such a conflict the keys involved are read once (point reads) into the index, so the next round
+   does not fail the same way while the watch catches up. A job built without an index (tests, a one-shot run)
+   reads both prefixes into a fresh one each round, as every round did before.
 1. One round lists each routed source instance's asset events since its mark (the newest recorded event's
    timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
    ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and
