@@ -4,6 +4,8 @@ at the first view and kept current by a watch, so later views read neither asset
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -68,3 +70,28 @@ def test_views_after_the_first_read_neither_asset_prefix_and_show_what_the_watch
         assert not [p for p in ranged if p.startswith((keys.events, keys.deliveries))], ranged
 
     arun(main())
+
+
+def test_a_loop_that_ends_right_after_a_view_always_ends(etcd_settings: EtcdSettings, etcd_prefix: str) -> None:
+    """A view in a short-lived event loop (``asyncio.run``, as the one-decision test calls the page; a page process
+    stopping) leaves a watch opening or open; the loop's end cancels it and always finishes, whichever await the
+    cancel meets (600 loops ending 0-6 ms after the view). Python 3.11's ``wait_for`` around the watch's creation
+    swallowed that cancel about once in 30-130 loops, and the loop's end then waited for ever."""
+    rng = random.Random(35)
+
+    async def view(linger_s: float) -> None:
+        await shared_assets(etcd_settings, etcd_prefix)
+        await asyncio.sleep(linger_s)
+
+    for attempt in range(600):
+        linger_s = rng.uniform(0, 0.006)
+        loop_ended = threading.Event()
+
+        def run_one(linger_s: float = linger_s, loop_ended: threading.Event = loop_ended) -> None:
+            asyncio.run(view(linger_s))
+            loop_ended.set()
+
+        worker = threading.Thread(target=run_one, name=f"page-view-{attempt}", daemon=True)
+        worker.start()
+        worker.join(60)  # a loop's end takes milliseconds; a cancel swallowed never ends (the worker stays behind)
+        assert loop_ended.is_set(), f"loop {attempt} (ending {linger_s * 1000:.1f} ms after its view) never ended"

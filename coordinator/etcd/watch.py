@@ -129,8 +129,13 @@ async def open_watch(store: EtcdStore, key: bytes, end: bytes, start_revision: i
     stream = WatchStream(conn.watch.Watch(metadata=conn.metadata))
     try:
         create = rpc.WatchCreateRequest(key=key, range_end=end, start_revision=start_revision, fragment=True)
-        await asyncio.wait_for(stream.send(rpc.WatchRequest(create_request=create)), store.timeout_s)
-        await asyncio.wait_for(stream.wait_created(), store.timeout_s)
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the result when the inner call completes as
+        # the task is cancelled, swallowing the cancel (gh-86296). A watch opened that way then waits for events
+        # for ever, and a loop shutting down (asyncio.run's exit, a page process stopping) waits for it for ever.
+        async with asyncio.timeout(store.timeout_s):
+            await stream.send(rpc.WatchRequest(create_request=create))
+        async with asyncio.timeout(store.timeout_s):
+            await stream.wait_created()
     except BaseException:
         stream.close()
         raise
