@@ -213,6 +213,27 @@ def test_shutdown_wakes_getters_and_refuses_new_keys() -> None:
     assert queue.shutting_down
 
 
+@pytest.mark.parametrize("wake", [pytest.param("add", id="by-an-add"), pytest.param("shutdown", id="by-the-shutdown")])
+def test_a_getter_cancelled_as_it_is_woken_ends_cancelled_and_takes_no_key(wake: str) -> None:
+    """A getter cancelled in the same turn of the loop as it is woken (by an add, or by the shutdown as at every
+    stop) ends cancelled and leaves the key queued; Python 3.11's wait_for returned instead (gh-86296)."""
+
+    async def scenario() -> tuple[bool, list[WorkKey]]:
+        queue: WorkQueue[WorkKey] = WorkQueue()
+        getter = asyncio.create_task(queue.get(timeout_s=30.0))
+        await asyncio.sleep(0.01)
+        assert not getter.done()
+        if wake == "add":
+            queue.add(A)
+        else:
+            queue.shutdown()
+        getter.cancel()
+        await asyncio.wait({getter})
+        return getter.cancelled(), queue.get_nowait()
+
+    assert run_coro(scenario(), timeout=10.0) == (True, [A] if wake == "add" else [])
+
+
 @pytest.mark.parametrize(
     "key",
     [pytest.param(A, id="dag"), pytest.param(PartitionKey(P1), id="partition"), pytest.param(AllPartitions, id="all")],

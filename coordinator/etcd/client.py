@@ -200,8 +200,11 @@ class EtcdStore:
     async def close(self) -> None:
         """Resign any leadership held through this store (fast hand-over), then close every channel."""
         for election in [e for e in self._elections if e.holding]:
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that meets resign's answer
+            # (gh-86296), and a caller cancelled while closing (a stop, a loop's end) would carry on.
             with contextlib.suppress(CoordinatorError, TimeoutError):
-                await asyncio.wait_for(election.resign(), timeout=1.0)
+                async with asyncio.timeout(1.0):
+                    await election.resign()
         self._closed = True
         conns, self._conns = self._conns, {}
         for conn in conns.values():

@@ -138,12 +138,13 @@ class Election:
                     self._lose("no successful keepalive before the lease deadline")
                     break
                 try:
-                    ttl = await asyncio.wait_for(
-                        self._store.keepalive_once(self._lease_id, timeout_s=self._deadline - now), self._deadline - now
-                    )
-                    holder = await asyncio.wait_for(
-                        self._store.get(self.key, retry=False), max(0.05, self._deadline - now)
-                    )
+                    # asyncio.timeout, not wait_for: Python 3.11's wait_for returns the answer when it arrives as the
+                    # task is cancelled, swallowing the cancel (gh-86296). resign() stops this loop only by cancelling
+                    # it: a swallowed cancel would keep the lease alive and resign() waiting for ever.
+                    async with asyncio.timeout(self._deadline - now):
+                        ttl = await self._store.keepalive_once(self._lease_id, timeout_s=self._deadline - now)
+                    async with asyncio.timeout(max(0.05, self._deadline - now)):
+                        holder = await self._store.get(self.key, retry=False)
                 except (StoreError, TimeoutError) as exc:
                     self._suspect = True
                     log.warning(

@@ -181,9 +181,11 @@ class Receiver:
         """One event into etcd (``writer.py``), counted; etcd's refusal or silence as the answer rule 2 says."""
         assert item.entry is not None and item.node is not None
         try:
-            written = await asyncio.wait_for(
-                self.writer.write(item.event, item.entry, item.node), timeout=self.write_timeout_s
-            )
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that meets the write's answer
+            # (gh-86296); the batch's TaskGroup cancels the other families when one is refused, and such a family
+            # would go on writing its events after the refusal.
+            async with asyncio.timeout(self.write_timeout_s):
+                written = await self.writer.write(item.event, item.entry, item.node)
         except (CoordinatorError, TimeoutError) as exc:
             if "PERMISSION_DENIED" in str(exc):  # a retry cannot fix a role: say so, and let the client stop
                 log.error("lineage.etcd_denied instance=%s error=%r", item.node.instance, str(exc)[:300])

@@ -169,8 +169,12 @@ class WorkQueue(Generic[K]):
             wait = deadline - now
             if self._waiting:
                 wait = min(wait, max(0.0, self._waiting[0][0] - now))
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that meets a wake-up (gh-86296),
+            # as at every stop (shutdown() wakes the getter, then its task is cancelled) or an add as the consumer is
+            # cancelled: the getter returned as if not cancelled and its caller went on.
             with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     def try_start(self, key: K) -> bool:
         """Take ``key`` into processing directly (rule 4); False when it is processed or its delayed add pending."""
