@@ -331,21 +331,21 @@ def test_the_view_journal_names_changed_facts_and_forgets_nothing_silently() -> 
     assert journal.since(start) is None
 
 
-def test_tracker_names_moved_records_and_unalerted_ones() -> None:
-    """The tracker hands the incremental pass the keys whose record moved (once) and keeps the not-yet-alerted ones,
-    so neither the transitions nor ``alert_pending`` read every record."""
+def test_deadline_index_names_moved_records_and_unalerted_ones() -> None:
+    """The deadline index hands the incremental pass the keys whose record moved (once) and keeps the not-yet-alerted
+    ones, so neither the transitions nor ``alert_pending`` read every record."""
     from coordinator.core.model import dump_record
-    from coordinator.watcher.deadlines import DeadlineTracker
+    from coordinator.informer import DeadlineIndex
 
-    tracker = DeadlineTracker(KEYS)
+    tracker = DeadlineIndex(KEYS)
     at = (node("default/c"), key(P0))
     record = DeadlineRecord(state=DeadlineState.BLOCKED, deadline=P0, changed_at=P0)
-    tracker.observe(KEYS.deadline_key(*at), dump_record(record), 5)
+    tracker.apply(KEYS.deadline_key(*at), dump_record(record), 5)
     assert tracker.drain() == {at} and tracker.drain() == set()
     assert tracker.unalerted == {at}
-    tracker.observe(KEYS.deadline_key(*at), dump_record(record.model_copy(update={"alerted": True})), 6)
+    tracker.apply(KEYS.deadline_key(*at), dump_record(record.model_copy(update={"alerted": True})), 6)
     assert tracker.unalerted == set() and tracker.drain() == {at}
-    tracker.observe(KEYS.deadline_key(*at), None, 7)
+    tracker.apply(KEYS.deadline_key(*at), None, 7)
     assert at not in tracker.records and tracker.drain() == {at}
 
 

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from coordinator.core.assets import (
     SETTLED,
@@ -162,6 +162,9 @@ class _Stream:
 class AssetIndex:
     """The recorded events and the delivery ledger under ``keys``, with per-stream state (rules 1-4)."""
 
+    #: Its name in the informer's log lines (``asset.bad_value``).
+    name: ClassVar[str] = "asset"
+
     keys: AssetKeys
     events: dict[EventKey, HeldEvent] = field(default_factory=dict)
     ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
@@ -216,6 +219,11 @@ class AssetIndex:
         self._page = None
         self._producers.clear()
         self.version += 1
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The keys it holds: asset events and delivery entries."""
+        return (self.keys.events, self.keys.deliveries)
 
     def owns(self, key: str) -> bool:
         """Whether ``key`` is an asset event or a delivery key (anything else is not this index's)."""

@@ -3,8 +3,8 @@ compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
 
 Rules (semantics rule 13):
 1. Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``, docs/keys.md) warm from the same watch
-   as its view (:meth:`DeadlineTracker.observe`); only the leader runs passes (:class:`DeadlineJob`, a periodic
-   job that names what it needs and never the watcher).
+   as its view (the informer's :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes
+   (:class:`DeadlineJob`, a periodic job that names what it needs and never the watcher).
 2. Record first, alert after: a transition is written by a fenced compare-and-swap against the revision this watcher
    last saw for that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two
    leaders (an old one whose lease is in doubt and the new one) never both alert one transition.
@@ -19,14 +19,14 @@ Rules (semantics rule 13):
    cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a full
    pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
    (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
-   Transitions and metric counts come from what changed (the tracker names the records that moved).
+   Transitions and metric counts come from what changed (the deadline index names the records that moved).
 6. A root's predicted start (``core.deadline.start``) needs each instance's Airflow major version: read from the
    clients, which learn it with their first request (the paused list asks every instance a deadline depends on
    before each pass), never asked for here. A version learned or changed starts the cache over.
 7. Escalation levels (``core.deadline.levels``), after the DAG's own transitions in the same pass: the statuses of
    the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded under its own
    key (``deadline_level_key``) exactly as in rules 2-3, and alerted with ``level_run_id`` and ``"level"`` in the
-   conf; one ``deadline.level_transition`` line each. The tracker keeps the level records from the same watch.
+   conf; one ``deadline.level_transition`` line each. The deadline index keeps the level records too.
 8. A recorded transition whose handlers failed to trigger in this pass (Airflow refused, timed out, or lost the
    answer: the run may exist) is not replaced by a newer transition in the same pass: the next pass triggers the same
    run id again (Airflow answers "exists" when the lost call took effect), marks it, and only then records the new
@@ -43,9 +43,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
-
-from pydantic import ValidationError
+from typing import Any
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
@@ -60,12 +58,11 @@ from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Fence
+from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.metrics import Metrics
 from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
-
-K = TypeVar("K", tuple[NodeId, str], LevelKey)
 
 #: Rule 8: how long a transition whose handlers keep failing holds off the next transition of its partition.
 ALERT_RETRY_WINDOW = timedelta(minutes=10)
@@ -75,91 +72,6 @@ DEFAULT_INTERVAL_S = 15.0
 #: Changed (DAG, partition) keys above which an incremental pass also runs in a thread: each can dirty thousands of
 #: descendants' statuses (~6 us each), and the event loop must not stall for long under the view lock.
 THREAD_ABOVE = 2_000
-
-
-@dataclass
-class DeadlineTracker:
-    """The recorded transitions, by (DAG, partition), with the mod revision each was written at (rule 1)."""
-
-    keys: KeyLayout
-    records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
-    revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
-    #: The latest handler logical date recorded (``next_handler_date``).
-    last_date: datetime | None = None
-    #: The keys whose record changed since the last ``drain`` (the incremental pass compares only those, rule 5).
-    changed: set[tuple[NodeId, str]] = field(default_factory=set)
-    #: The keys whose record is not ``alerted`` (``alert_pending`` reads only these, not every record).
-    unalerted: set[tuple[NodeId, str]] = field(default_factory=set)
-    #: Escalation levels' records (``core.deadline.levels`` rule 3), their revisions and the unalerted ones.
-    levels: dict[LevelKey, DeadlineRecord] = field(default_factory=dict)
-    level_revisions: dict[LevelKey, int] = field(default_factory=dict)
-    levels_unalerted: set[LevelKey] = field(default_factory=set)
-
-    def clear(self) -> None:
-        """Forget every record (a snapshot is about to be read)."""
-        self.records.clear()
-        self.revisions.clear()
-        self.changed.clear()
-        self.unalerted.clear()
-        self.levels.clear()
-        self.level_revisions.clear()
-        self.levels_unalerted.clear()
-
-    def drain(self) -> set[tuple[NodeId, str]]:
-        changed, self.changed = self.changed, set()
-        return changed
-
-    def observe(self, key: str, value: bytes | None, mod_rev: int) -> None:
-        if not key.startswith(self.keys.deadlines):
-            return
-        at = self.keys.parse_deadline_key(key)
-        if at is None:
-            level = self.keys.parse_deadline_level_key(key)
-            if level is not None:
-                self._observe_level(key, level, value, mod_rev)
-            return
-        if self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev):
-            self.changed.add(at)
-
-    def _observe_level(self, key: str, at: LevelKey, value: bytes | None, mod_rev: int) -> None:
-        self._store(self.levels, self.level_revisions, self.levels_unalerted, key, at, value, mod_rev)
-
-    def _store(
-        self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,
-        value: bytes | None, mod_rev: int,
-    ) -> bool:  # fmt: skip
-        """One watched record (a DAG's or a level's) into its maps; True when it changed them."""
-        if value is None:
-            records.pop(at, None)
-            revisions.pop(at, None)
-            unalerted.discard(at)
-            return True
-        try:
-            record = DeadlineRecord.model_validate_json(value)
-        except ValidationError:
-            log.warning("deadline.bad_value key=%r", key)
-            return False
-        if mod_rev < revisions.get(at, 0):
-            return False
-        records[at] = record
-        revisions[at] = mod_rev
-        if record.alerted:
-            unalerted.discard(at)
-        else:
-            unalerted.add(at)
-        if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
-            self.last_date = record.handler_date
-        return True
-
-    def next_handler_date(self, now: datetime) -> datetime:
-        """A handler logical date after every recorded one (rule 3): ``now`` in whole seconds, or one second after
-        the latest, so transitions recorded within one second (or by a leader whose clock is behind) never share
-        one."""
-        candidate = now.replace(microsecond=0)
-        if self.last_date is not None and candidate <= self.last_date:
-            candidate = self.last_date + timedelta(seconds=1)
-        self.last_date = candidate
-        return candidate
 
 
 def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
@@ -221,7 +133,8 @@ class DeadlineJob:
     view: View
     #: Held while the view is read (the reflector applies watch batches under it).
     view_lock: asyncio.Lock
-    tracker: DeadlineTracker
+    #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; this job writes through.
+    tracker: DeadlineIndex
     clients: Mapping[str, AirflowClient]
     #: Rule 3's causes the view cannot show (``watcher/deadline_facts.py``): the paused DAGs that matter to this
     #: graph's deadlines (listed at most once per pass), and the Airflow instances judged unreachable.
@@ -305,7 +218,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         result = await job.store.cas(key, dump_record(record), tracker.revisions.get(at, 0), fence=job.fence())
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
-        tracker.observe(key, dump_record(record), result.revision)
+        tracker.apply(key, dump_record(record), result.revision)
         recorded.append(transition)
         job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
         log.warning(
@@ -345,7 +258,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
         result = await job.store.cas(key, dump_record(record), tracker.level_revisions.get(at, 0), fence=job.fence())
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
-        tracker.observe(key, dump_record(record), result.revision)
+        tracker.apply(key, dump_record(record), result.revision)
         recorded.append(transition)
         log.warning(
             "deadline.level_transition dag=%s partition=%s level=%s from=%s to=%s deadline=%s eta=%s cause=%s "
@@ -383,7 +296,7 @@ async def alert_pending_levels(
         key = job.keys.deadline_level_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.level_revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
-            tracker.observe(key, dump_record(done), result.revision)
+            tracker.apply(key, dump_record(done), result.revision)
     return failing
 
 
@@ -419,7 +332,7 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tu
         key = job.keys.deadline_key(*at)
         result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
         if result.succeeded:
-            tracker.observe(key, dump_record(done), result.revision)
+            tracker.apply(key, dump_record(done), result.revision)
     return failing
 
 

@@ -1,7 +1,8 @@
 """Retention in the shell: the floor a watcher holds, pruning in guarded transactions, and the leader's timer.
 
 Rules (semantics rule 11, ``coordinator.core.retention``):
-1. :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the view: every plan the
+1. :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the view (the informer's
+   follower, :class:`FollowView`): every plan the
    service makes passes through :meth:`RetentionTracker.apply`, which drops the triggers of retired decisions. An
    unparsable floor is reported and the last valid one stays (a garbage value must not bring retired partitions
    back); a deleted floor is an explicit lowering.
@@ -42,7 +43,7 @@ from coordinator.core.retention import (
 )
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
-from coordinator.etcd import KV, EtcdStore, Fence
+from coordinator.etcd import EtcdStore, Fence
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,13 @@ class RetentionTracker:
         self.leftovers: dict[str, KeyFact] = {}
         self._retirement: Retirement | None = None
 
-    def load(self, view: View, floor: KV | None) -> None:
-        """After the view is loaded: take the floor read with the same snapshot (None: no floor) and forget what it
-        retires."""
-        self.floor, self.floor_rev, self.leftovers = None, 0, {}
-        if floor is not None:
-            self._set(floor.value, floor.mod_revision)
+    def load(self, view: View) -> None:
+        """After the view is loaded: take the floor it read with the same snapshot (None: no floor) and forget what
+        that floor retires."""
+        self.floor, self.floor_rev, self.leftovers, self._retirement = view.floor, view.floor_rev, {}, None
+        if view.floor is not None:
+            log.info("retention.floor before=%s by=%s at=%s revision=%d", view.floor.before, view.floor.by,
+                     view.floor.at.isoformat() if view.floor.at else "-", view.floor_rev)  # fmt: skip
         self._forget(view, None)
 
     def observe(self, view: View, key: str, value: bytes | None, mod_rev: int) -> None:
@@ -114,6 +116,21 @@ class RetentionTracker:
         if self._retirement is None or self._retirement.graph is not graph:
             self._retirement = Retirement(graph, self.floor)
         return self._retirement
+
+
+@dataclass
+class FollowView:
+    """The tracker as the informer's follower of ``view`` (``informer.Follower``): it sees each key right after the
+    view has applied it, so what the floor retires is forgotten in event order."""
+
+    tracker: RetentionTracker
+    view: View
+
+    def loaded(self) -> None:
+        self.tracker.load(self.view)
+
+    def follow(self, key: str, value: bytes | None, mod_rev: int) -> None:
+        self.tracker.observe(self.view, key, value, mod_rev)
 
 
 # -- pruning (rule 3) ------------------------------------------------------------------------------------------

@@ -1,0 +1,123 @@
+"""The index of the leader's recorded deadline transitions (``{prefix}/deadlines/...``, docs/keys.md; semantics
+rule 13): every watcher keeps it warm from the informer, the leader's deadline pass (``watcher/deadlines.py``) reads
+it and writes its own records through to it, and ``status`` and ``why`` read the leader's causes from it.
+
+Rules:
+1. Newest revision wins: a record older than the one held (the deadline pass's own write-through raced the watch)
+   changes nothing; a delete removes it.
+2. A value that does not parse is left out and named (the informer logs it); the last valid record stays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import ClassVar, TypeVar
+
+from pydantic import ValidationError
+
+from coordinator.core.deadline.levels import LevelKey
+from coordinator.core.deadline.states import DeadlineRecord
+from coordinator.core.model import KeyLayout, NodeId
+
+K = TypeVar("K", tuple[NodeId, str], LevelKey)
+
+
+@dataclass
+class DeadlineIndex:
+    """The recorded transitions, by (DAG, partition), with the mod revision each was written at (rule 1)."""
+
+    name: ClassVar[str] = "deadline"
+
+    keys: KeyLayout
+    records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
+    revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
+    #: The latest handler logical date recorded (``next_handler_date``).
+    last_date: datetime | None = None
+    #: The keys whose record changed since the last ``drain`` (the incremental pass compares only those).
+    changed: set[tuple[NodeId, str]] = field(default_factory=set)
+    #: The keys whose record is not ``alerted`` (``alert_pending`` reads only these, not every record).
+    unalerted: set[tuple[NodeId, str]] = field(default_factory=set)
+    #: Escalation levels' records (``core.deadline.levels`` rule 3), their revisions and the unalerted ones.
+    levels: dict[LevelKey, DeadlineRecord] = field(default_factory=dict)
+    level_revisions: dict[LevelKey, int] = field(default_factory=dict)
+    levels_unalerted: set[LevelKey] = field(default_factory=set)
+    #: key -> mod revision of every key held (a bad value: -1, so a relist hands it out again).
+    _held: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.keys.deadlines,)
+
+    def reset(self) -> None:
+        """Forget every record (a snapshot is about to be read)."""
+        self.records.clear()
+        self.revisions.clear()
+        self.changed.clear()
+        self.unalerted.clear()
+        self.levels.clear()
+        self.level_revisions.clear()
+        self.levels_unalerted.clear()
+        self._held.clear()
+
+    def passed(self, revision: int) -> None:
+        """Nothing waits for a revision here: a delete removes its record at once."""
+
+    def held(self) -> dict[str, int]:
+        return dict(self._held)
+
+    def drain(self) -> set[tuple[NodeId, str]]:
+        changed, self.changed = self.changed, set()
+        return changed
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
+        """One watched (or written-through) record, a DAG's or a level's; what is wrong with it, or None."""
+        at = self.keys.parse_deadline_key(key)
+        if at is not None:
+            changed, problem = self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev)
+            if changed:
+                self.changed.add(at)
+            return problem
+        level = self.keys.parse_deadline_level_key(key)
+        if level is None:
+            return "malformed key: not a deadline record's or an escalation level's"
+        return self._store(self.levels, self.level_revisions, self.levels_unalerted, key, level, value, mod_rev)[1]
+
+    def _store(
+        self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,
+        value: bytes | None, mod_rev: int,
+    ) -> tuple[bool, str | None]:  # fmt: skip
+        """One record into its maps (rule 1): whether it changed them, and what is wrong with it (rule 2)."""
+        if value is None:
+            records.pop(at, None)
+            revisions.pop(at, None)
+            unalerted.discard(at)
+            self._held.pop(key, None)
+            return True, None
+        try:
+            record = DeadlineRecord.model_validate_json(value)
+        except ValidationError as exc:
+            self._held[key] = -1  # a relist hands it out again
+            return False, f"unparsable deadline record ({exc.error_count()} errors); the last valid one stays"
+        if mod_rev < revisions.get(at, 0):
+            return False, None
+        records[at] = record
+        revisions[at] = mod_rev
+        self._held[key] = mod_rev
+        if record.alerted:
+            unalerted.discard(at)
+        else:
+            unalerted.add(at)
+        if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
+            self.last_date = record.handler_date
+        return True, None
+
+    def next_handler_date(self, now: datetime) -> datetime:
+        """A handler logical date after every recorded one (``watcher/deadlines.py`` rule 3): ``now`` in whole
+        seconds, or one second after the latest, so transitions recorded within one second (or by a leader whose
+        clock is behind) never share one."""
+        candidate = now.replace(microsecond=0)
+        if self.last_date is not None and candidate <= self.last_date:
+            candidate = self.last_date + timedelta(seconds=1)
+        self.last_date = candidate
+        return candidate

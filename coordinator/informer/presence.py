@@ -1,0 +1,71 @@
+"""The index of who is running: the leader key and the watchers' presence keys (``{prefix}/leader``,
+``{prefix}/watchers/{id}``, docs/keys.md), for ``status``, ``doctor`` and the page's header.
+
+Rules:
+1. The leader key is created only when absent and never rewritten while its lease lives (``etcd/election.py``), so
+   its mod revision is its create revision: the revision its term began (``LeaderFact.since_revision``).
+2. A presence value another version wrote may not parse: it says nothing this version can use and is left out
+   without a complaint (it is not bad input, only someone else's).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import ValidationError
+
+from coordinator.core.model import KeyLayout
+from coordinator.presence import LeaderFact, WatcherPresence
+
+
+@dataclass
+class PresenceIndex:
+    """The leader and the live watchers, as the last applied keys say."""
+
+    name: ClassVar[str] = "presence"
+
+    keys: KeyLayout
+    leader: LeaderFact | None = None
+    leader_rev: int = 0
+    #: key -> (the parsed presence or None for one of another version (rule 2), mod revision).
+    _watchers: dict[str, tuple[WatcherPresence | None, int]] = field(default_factory=dict)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.keys.leader, self.keys.watchers)
+
+    @property
+    def watchers(self) -> list[WatcherPresence]:
+        """The live watchers' presence values, in key order."""
+        return [presence for _, (presence, _) in sorted(self._watchers.items()) if presence is not None]
+
+    def reset(self) -> None:
+        self.leader, self.leader_rev = None, 0
+        self._watchers.clear()
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
+        if key == self.keys.leader:
+            if value is None:
+                self.leader, self.leader_rev = None, 0
+            else:
+                self.leader, self.leader_rev = LeaderFact(value.decode("utf-8", "replace"), mod_rev), mod_rev  # rule 1
+        elif key.startswith(self.keys.watchers):
+            if value is None:
+                self._watchers.pop(key, None)
+                return None
+            try:
+                presence: WatcherPresence | None = WatcherPresence.model_validate_json(value)
+            except ValidationError:
+                presence = None  # rule 2
+            self._watchers[key] = (presence, mod_rev)
+        return None
+
+    def passed(self, revision: int) -> None:
+        """Nothing waits for a revision here."""
+
+    def held(self) -> dict[str, int]:
+        found = {key: rev for key, (_, rev) in self._watchers.items()}
+        if self.leader is not None:
+            found[self.keys.leader] = self.leader_rev
+        return found
