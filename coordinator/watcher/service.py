@@ -1,12 +1,13 @@
 """The watcher service: reflector -> reconcile -> actuator, level-triggered, with leader election.
 
 Rules:
-1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1. Events only update the view
-   and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass takes every ready key, plans
-   them with the pure planner and hands the actions to the actuator. Every requeue (retry delays, actions that had
-   to wait for one in flight, resyncs, failed passes) goes through that queue; nothing else schedules work: the
-   leader's periodic jobs (audit, retention) are timed keys of it too (``JobKey``), handed to the one loop that runs
-   them (``watcher/jobs.py``).
+1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1, both through the informer
+   (``coordinator/informer``: the view, the asset and deadline indexes, the retention tracker as the view's follower).
+   Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
+   takes every ready key, plans them with the pure planner and hands the actions to the actuator. Every requeue
+   (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
+   nothing else schedules work: the leader's periodic jobs (audit, retention) are timed keys of it too
+   (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
    Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
@@ -25,7 +26,6 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import socket
@@ -48,23 +48,24 @@ from coordinator.core.model import NodeId
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
-from coordinator.etcd import KV, EtcdStore, WatchBatch
+from coordinator.etcd import EtcdStore, WatchBatch
+from coordinator.informer import Changes, DeadlineIndex, Informer
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator, ActuatorPolicy
-from coordinator.watcher.assets import AssetJob, apply_logged
+from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.deadline_facts import PausedForDeadlines
-from coordinator.watcher.deadlines import DeadlineJob, DeadlineTracker, known_majors
+from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.reachability import Reachability
-from coordinator.watcher.retention import RetentionJob, RetentionTracker
+from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +166,16 @@ class Watcher:
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
-        self.asset_changes = AssetKeys(self.settings.keys.prefix).changes
         # Semantics rules 16-17: the recorded asset events and the delivery ledger, fed by the same list/watch as the
         # view whether this process leads or not, so the asset job (and a new leader's first round) reads neither.
         self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
-        self.deadlines = DeadlineTracker(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
+        self.deadlines = DeadlineIndex(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
+        # Rule 1: the one list/watch consumer; everything above is fed by it, nothing by hand.
+        self.informer = Informer(
+            self.view, [self.assets, self.deadlines], [FollowView(self.retention, self.view)],
+            hints=AssetKeys(self.settings.keys.prefix).changes,
+        )  # fmt: skip
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
         self.paused = paused_lists(self.clients)
@@ -199,33 +204,20 @@ class Watcher:
                                 graph_invalid=self.graphs.error is not None))  # fmt: skip
 
     async def load(self) -> int:
-        """Read the whole prefix into the view, page by page as etcd sends it (no snapshot is held); its revision."""
+        """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
+        snapshot is held); its revision."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
-        # Loading creates a few objects per key and frees none: with the cyclic GC on, its collections rescan the
-        # growing heap again and again (half the load time at 100,000 keys). Nothing here makes cycles.
-        gc_was_enabled = gc.isenabled()
-        gc.disable()
-        try:
-            sink = _ViewSink(self.view, self.retention.key, self.deadlines, self.assets)
-            revision, keys = await self.store.stream_snapshot(self.settings.keys.root, sink, cuts=self.cuts())
-            self.view.revision = revision
-            self.assets.passed(revision)
-            self.retention.load(self.view, sink.floor)
-        finally:
-            if gc_was_enabled:
-                # What exists now (the loaded view above all) lives long and is acyclic: keep it out of every later
-                # collection, or the first ones would walk it all (during the first pass: ~0.15 s at 100,000 keys)
-                # and each later full one again. Frozen objects are still freed by reference counting when the view
-                # replaces them; only cyclic garbage left over from start-up (a few call objects) is never collected.
-                gc.freeze()
-                gc.enable()
+        loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%r problem=%r", key, problem)
+        for name, key, problem in loaded.problems:
+            log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
         self.metrics.malformed.inc(len(self.view.problems))
-        log.info("view.loaded revision=%d keys=%d partitions=%d", revision, keys, len(self.view.partitions))
+        log.info("view.loaded revision=%d keys=%d partitions=%d", loaded.revision, loaded.keys,
+                 len(self.view.partitions))  # fmt: skip
         self.queue.add(AllPartitions)
-        return revision
+        return loaded.revision
 
     def cuts(self) -> list[str]:
         """Where a read of the whole prefix splits into ranges (``etcd.watch`` rule 1): each DAG's run states and
@@ -238,54 +230,36 @@ class Watcher:
     # -- the loops -------------------------------------------------------------------------------------------
 
     async def reflect(self, revision: int) -> None:
-        """Feed watch events into the view and queue what they touch (rule 1)."""
-        # A relist diffs against the view's own keys: nothing else keeps a copy of a million keys.
+        """Feed watch events through the informer and queue what they touch (rule 1)."""
+        # A relist diffs against what the informer's indexes hold: nothing else keeps a copy of a million keys.
         root = self.settings.keys.root
-        async for batch in self.store.watch_prefix(root, revision, self.held_keys, self.cuts()):
+        async for batch in self.store.watch_prefix(root, revision, self.informer.held, self.cuts()):
             async with self.view_lock:
                 self._apply_batch(batch)
 
-    def held_keys(self) -> dict[str, int]:
-        """Every key this process holds, for a relist to diff against: the view's and the asset index's (a relist
-        must hand out the deletes of asset keys too, or a pruned event would stay in the index)."""
-        found = self.view.held()
-        found.update(self.assets.held())
-        return found
-
     def _apply_batch(self, batch: WatchBatch) -> None:
-        """One watch batch into the view; queue what it touches (rule 1)."""
-        if batch.relisted:
+        """One watch batch into the informer; queue what it changed (rule 1)."""
+        self._enqueue(self.informer.apply(batch))
+
+    def _enqueue(self, changes: Changes) -> None:
+        if changes.relisted:
             self.metrics.relists.inc()
-            log.warning("view.relisted revision=%d changes=%d", batch.revision, len(batch.events))
-            self.view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
-        for event in batch.events:
-            if event.key.startswith(self.asset_changes):
-                # Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
-                # calls the hook before its transaction commits, so the event may not be listed yet: one more round
-                # a second later (the earliest delay of a key wins, so this never postpones the periodic round).
-                self.queue.add(JobKey(AssetJob.name))
-                self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
-                continue
-            value = event.value if event.kind == "put" else None
-            if self.assets.owns(event.key):  # the view holds nothing of these
-                apply_logged(self.assets, event.key, value, event.mod_revision)
-                continue
-            touched = self.view.apply(event.key, value, event.mod_revision)
-            self.retention.observe(self.view, event.key, value, event.mod_revision)
-            self.deadlines.observe(event.key, value, event.mod_revision)
-            if event.key in self.view.problems:
-                self.metrics.malformed.inc()
-                log.warning("view.bad_value key=%r problem=%r", event.key, self.view.problems[event.key])
-            if not touched:
-                continue
-            at = self.view.node_of(event.key)
-            if at is not None:
-                self.queue.add(DagKey(*at))
-            else:
-                for partition in touched:
-                    self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
-        self.view.revision = max(self.view.revision, batch.revision)
-        self.assets.passed(batch.revision)
+            log.warning("view.relisted revision=%d changes=%d", changes.revision, changes.events)
+        if changes.hints:
+            # Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+            # calls the hook before its transaction commits, so the event may not be listed yet: one more round a
+            # second later (the earliest delay of a key wins, so this never postpones the periodic round).
+            self.queue.add(JobKey(AssetJob.name))
+            self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
+        for key, problem in changes.view_problems:
+            self.metrics.malformed.inc()
+            log.warning("view.bad_value key=%r problem=%r", key, problem)
+        for name, key, problem in changes.problems:
+            log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
+        for node, partition in changes.nodes:
+            self.queue.add(DagKey(node, partition))
+        for partition in changes.partitions:
+            self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -621,49 +595,6 @@ class Watcher:
             except Exception as exc:  # the stop goes on: the lease TTL ends the leadership
                 log.warning("watcher.stop.resign_failed watcher=%s error=%r", self.watcher_id, exc)
             log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
-
-
-@dataclass
-class _ViewSink:
-    """Snapshot pages straight into the view (``etcd.watch.ItemSink``), noting the retention floor's key, and the
-    asset events and delivery entries into the asset index."""
-
-    view: View
-    floor_key: str
-    deadlines: DeadlineTracker | None = None
-    assets: AssetIndex | None = None
-    floor: KV | None = None
-
-    def reset(self) -> None:
-        self.view.load(0, ())
-        self.floor = None
-        if self.deadlines is not None:
-            self.deadlines.clear()
-        if self.assets is not None:
-            self.assets.reset()
-
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
-        self.view.load_page(items)
-        if self.assets is not None and items and _may_hold(items, self.assets):
-            for key, value, mod_rev in items:
-                if self.assets.owns(key):
-                    apply_logged(self.assets, key, value, mod_rev)
-        # The deadline prefix tested here, not by a call per key: a page is nearly all run states and ledger entries.
-        observe = self.deadlines.observe if self.deadlines is not None else None
-        prefix = self.deadlines.keys.deadlines if self.deadlines is not None else ""
-        for key, value, mod_rev in items:
-            if observe is not None and key.startswith(prefix):
-                observe(key, value, mod_rev)
-            if key == self.floor_key:
-                self.floor = KV(key, value, mod_rev, 0, 0)  # the retention tracker reads its value and revision
-
-
-def _may_hold(items: list[tuple[str, bytes, int]], assets: AssetIndex) -> bool:
-    """Whether a page (sorted by key: etcd answers a range in key order) can hold an asset key: a test of its first
-    and last key, not of every key (a page is nearly always run states or ledger entries of one DAG)."""
-    first, last = items[0][0], items[-1][0]
-    # Every key under "{p}/assets/" sorts before "{p}/assets0" ('0' follows '/').
-    return any(first < p[:-1] + "0" and last >= p for p in (assets.keys.events, assets.keys.deliveries))
 
 
 def build_clients(
