@@ -1,5 +1,6 @@
 """The one read of the store that readers build on: ``status``, ``why``, ``reconcile --once``'s report, ``diff``,
-``doctor`` and the page's whole-prefix view take it from here instead of each reading and loading its own copy.
+``doctor`` and the page's whole-prefix view take it from here instead of each reading and loading its own copy, and
+it loads through the watcher's own informer (``coordinator/informer``): the same indexes, fed by the same code.
 
 Everything under the prefix at one revision, loaded into the same :class:`~coordinator.core.view.View` the watcher
 keeps (so a reader sees the facts the watcher decides on, parsed by the same code, problems included), plus what only
@@ -16,9 +17,9 @@ from typing import TYPE_CHECKING
 from coordinator.core.deadline.states import DeadlineRecord
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import View
-from coordinator.deadline_report import recorded_deadlines
 from coordinator.etcd.types import KV
-from coordinator.presence import LeaderFact, WatcherPresence, leader_and_watchers
+from coordinator.informer import DeadlineIndex, Informer, PresenceIndex
+from coordinator.presence import LeaderFact, WatcherPresence
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
     from coordinator.etcd import EtcdStore
@@ -35,15 +36,26 @@ class StoreModel:
     recorded: dict[tuple[NodeId, str], DeadlineRecord]
 
 
+def _informer(keys: KeyLayout) -> tuple[Informer, DeadlineIndex, PresenceIndex]:
+    deadlines, presence = DeadlineIndex(keys), PresenceIndex(keys)
+    return Informer(View(keys), [deadlines, presence]), deadlines, presence
+
+
+def _model(informer: Informer, deadlines: DeadlineIndex, presence: PresenceIndex) -> StoreModel:
+    return StoreModel(informer.view, presence.leader, presence.watchers, dict(deadlines.records))
+
+
 def model_of(keys: KeyLayout, revision: int, kvs: Sequence[KV]) -> StoreModel:
-    """The model of keys read at ``revision`` (all of the prefix, or the parts a restricted role may read)."""
-    view = View(keys)
-    view.load(revision, ((kv.key, kv.value, kv.mod_revision) for kv in kvs))
-    leader, watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in kvs))
-    return StoreModel(view, leader, watchers, recorded_deadlines(keys, ((kv.key, kv.value) for kv in kvs)))
+    """The model of keys read at ``revision`` (all of the prefix, or the parts a restricted role may read), taken in
+    as the informer takes a snapshot."""
+    informer, deadlines, presence = _informer(keys)
+    items = sorted((kv.key, kv.value, kv.mod_revision) for kv in kvs)
+    informer.load_items(revision, items)
+    return _model(informer, deadlines, presence)
 
 
 async def read_model(store: EtcdStore, keys: KeyLayout) -> StoreModel:
-    """One snapshot of the whole prefix, as a model."""
-    snap = await store.snapshot(keys.root)
-    return model_of(keys, snap.revision, snap.kvs)
+    """One snapshot of the whole prefix, streamed into the model by the watcher's own informer (``informer.load``)."""
+    informer, deadlines, presence = _informer(keys)
+    await informer.load(store, keys.root)
+    return _model(informer, deadlines, presence)
