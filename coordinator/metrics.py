@@ -69,6 +69,8 @@ class WatcherState:
     graph_digest: str
     graph_dags: int
     graph_invalid: bool
+    #: Watcher services with a live presence key (``informer/presence.py`` rule 3), this one included.
+    watchers: int = 0
 
 
 class Metrics:
@@ -368,6 +370,8 @@ class _StateCollector:
             ("coordinator_graph_dags", "DAGs in the dependencies.json in force.", s.graph_dags),
             ("coordinator_graph_invalid", "1 while dependencies.json on disk is invalid (the last valid graph stays "
              "in force).", s.graph_invalid),
+            ("coordinator_watchers", "Watcher services with a live presence key, this one included: the leader and "
+             "its warm standbys. Below 2, the leader's death stops triggers until one restarts.", s.watchers),
         ]  # fmt: skip
         families: list[Metric] = [GaugeMetricFamily(name, text, value=float(v)) for name, text, v in gauges]
         graph = InfoMetricFamily("coordinator_graph", "Digest of the dependencies.json in force.")

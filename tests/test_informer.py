@@ -5,8 +5,10 @@ compaction removes from every index what was deleted while the watch was away; b
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from hypothesis import given
@@ -20,9 +22,10 @@ from coordinator.core.view import View
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import DeadlineIndex, Informer, PresenceIndex
 from coordinator.informer.informer import _may_hold
-from coordinator.presence import WatcherPresence
+from coordinator.presence import RECONCILE_ONCE, WatcherPresence
 from coordinator.read_model import model_of, read_model
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.settings import EtcdSettings, Settings, parse_endpoints
+from coordinator.watcher.service import GraphSource, Watcher
 from devtools.etcd_server import EtcdServer
 
 A, B = NodeId("team_a", "extract"), NodeId("team_b", "load")
@@ -228,3 +231,39 @@ def test_a_page_reaches_an_index_whenever_it_holds_one_of_its_keys(keys: list[st
     page = sorted(keys)
     if any(k.startswith(prefix) for k in page):
         assert _may_hold(page[0], page[-1], prefix)
+
+
+def test_the_watcher_counts_live_watcher_services_from_the_presence_keys(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path, arun: Callable[..., Any]
+) -> None:
+    """The watcher's ``coordinator_watchers`` gauge follows the presence keys its informer loads and watches: watcher
+    services only (a ``reconcile --once`` pass and a value of another version are not counted), down when a key
+    goes (a dead watcher's lease expired)."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps({"version": 1, "instances": {"default": {}}, "dags": {}}))
+    settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=deps, http="off")
+    keys = settings.keys
+
+    def gauge(watcher: Watcher) -> float:
+        return next(s.value for family in watcher.metrics.registry.collect() for s in family.samples
+                    if s.name == "coordinator_watchers")  # fmt: skip
+
+    async def main() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(keys.watcher_key("w1"), presence_value("w1"))
+            once = WatcherPresence(id="dag", started_at=AT, mode=RECONCILE_ONCE).model_dump_json().encode()
+            await store.put(keys.watcher_key("dag"), once)
+            await store.put(keys.watcher_key("old"), b'{"id": 1}')  # another version's value: not counted
+            watcher = Watcher(settings, store, GraphSource(deps), {}, watcher_id="w1")
+            revision = await watcher.load()
+            assert gauge(watcher) == 1
+            await store.put(keys.watcher_key("w2"), presence_value("w2"))
+            assert await store.delete(keys.watcher_key("w1"))
+            last = await store.put(keys.watcher_key("w3"), presence_value("w3"))
+            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.held):
+                watcher._apply_batch(batch)
+                if batch.revision >= last:
+                    break
+            assert gauge(watcher) == 2 and [w.id for w in watcher.running.watchers] == ["dag", "w2", "w3"]
+
+    arun(main())

@@ -58,7 +58,7 @@ def samples(body: bytes) -> dict[str, float]:
 
 STATE = WatcherState(
     leader=True, watch_revision=42, view_keys=7, view_partitions=2, bad_values=1, pending_intents=3,
-    failed_intents=1, actions_in_flight=2, graph_digest="abc123", graph_dags=4, graph_invalid=False,
+    failed_intents=1, actions_in_flight=2, graph_digest="abc123", graph_dags=4, graph_invalid=False, watchers=2,
 )  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def test_metrics_page_parses_and_shows_state_and_counters(served: tuple[str, Met
     got = samples(body)
     assert got["coordinator_leader"] == 1 and got["coordinator_watch_revision"] == 42
     assert got["coordinator_view_keys"] == 7 and got["coordinator_pending_intents"] == 3
-    assert got["coordinator_graph_info{digest=abc123}"] == 1
+    assert got["coordinator_graph_info{digest=abc123}"] == 1 and got["coordinator_watchers"] == 2
     assert got["coordinator_airflow_requests_total{instance=default,method=POST,status=timeout}"] == 1
     assert got["coordinator_airflow_request_seconds_count{instance=default,method=POST}"] == 2
     assert got["coordinator_triggers_total{action=create,instance=default,result=ok}"] == 1

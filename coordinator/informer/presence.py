@@ -6,6 +6,9 @@ Rules:
    its mod revision is its create revision: the revision its term began (``LeaderFact.since_revision``).
 2. A presence value another version wrote may not parse: it says nothing this version can use and is left out
    without a complaint (it is not bad input, only someone else's).
+3. ``services`` counts the watcher services (``watch``, not the passes of ``reconcile --once``) with a live key:
+   the leader and its warm standbys. An int kept on every change, so a metrics scrape in another thread reads it
+   without iterating a dict the event loop changes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import ClassVar
 from pydantic import ValidationError
 
 from coordinator.core.model import KeyLayout
-from coordinator.presence import LeaderFact, WatcherPresence
+from coordinator.presence import RECONCILE_ONCE, LeaderFact, WatcherPresence
 
 
 @dataclass
@@ -28,6 +31,8 @@ class PresenceIndex:
     keys: KeyLayout
     leader: LeaderFact | None = None
     leader_rev: int = 0
+    #: Rule 3.
+    services: int = 0
     #: key -> (the parsed presence or None for one of another version (rule 2), mod revision).
     _watchers: dict[str, tuple[WatcherPresence | None, int]] = field(default_factory=dict)
 
@@ -43,6 +48,7 @@ class PresenceIndex:
     def reset(self) -> None:
         self.leader, self.leader_rev = None, 0
         self._watchers.clear()
+        self.services = 0
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
         if key == self.keys.leader:
@@ -53,12 +59,13 @@ class PresenceIndex:
         elif key.startswith(self.keys.watchers):
             if value is None:
                 self._watchers.pop(key, None)
-                return None
-            try:
-                presence: WatcherPresence | None = WatcherPresence.model_validate_json(value)
-            except ValidationError:
-                presence = None  # rule 2
-            self._watchers[key] = (presence, mod_rev)
+            else:
+                try:
+                    presence: WatcherPresence | None = WatcherPresence.model_validate_json(value)
+                except ValidationError:
+                    presence = None  # rule 2
+                self._watchers[key] = (presence, mod_rev)
+            self.services = sum(p is not None and p.mode != RECONCILE_ONCE for p, _ in self._watchers.values())
         return None
 
     def passed(self, revision: int) -> None:

@@ -142,7 +142,9 @@ def _failed(health: Health, metrics: Metrics, error: str) -> None:
     metrics.etcd_probe(None)
 
 
-def watcher_state(view: View, *, leading: bool, in_flight: int, graph: Graph, graph_invalid: bool) -> WatcherState:
+def watcher_state(
+    view: View, *, leading: bool, in_flight: int, graph: Graph, graph_invalid: bool, watchers: int = 0
+) -> WatcherState:
     """The state gauges (coordinator.metrics), read in the listener's thread at scrape time (rule 3).
 
     The ledger is copied before it is counted, partition by partition, each in one C-level call
@@ -171,4 +173,5 @@ def watcher_state(view: View, *, leading: bool, in_flight: int, graph: Graph, gr
         graph_digest=graph.digest,
         graph_dags=len(graph.dags),
         graph_invalid=graph_invalid,
+        watchers=watchers,
     )

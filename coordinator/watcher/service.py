@@ -49,7 +49,7 @@ from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
 from coordinator.etcd import EtcdStore, WatchBatch
-from coordinator.informer import Changes, DeadlineIndex, Informer
+from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
@@ -171,9 +171,10 @@ class Watcher:
         self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
         self.deadlines = DeadlineIndex(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
+        self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
         # Rule 1: the one list/watch consumer; everything above is fed by it, nothing by hand.
         self.informer = Informer(
-            self.view, [self.assets, self.deadlines], [FollowView(self.retention, self.view)],
+            self.view, [self.assets, self.deadlines, self.running], [FollowView(self.retention, self.view)],
             hints=AssetKeys(self.settings.keys.prefix).changes,
         )  # fmt: skip
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -201,7 +202,8 @@ class Watcher:
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
                                 in_flight=self.actuator.busy, graph=self.graphs.graph,
-                                graph_invalid=self.graphs.error is not None))  # fmt: skip
+                                graph_invalid=self.graphs.error is not None,
+                                watchers=self.running.services))  # fmt: skip
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
