@@ -20,12 +20,12 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from coordinator.core.deadline.levels import level_states
 from coordinator.core.deadline.states import Cause, CauseReason, DeadlineRecord, DeadlineState, DeadlineStatus
 from coordinator.core.duration import format_shift
-from coordinator.core.model import KeyLayout, NodeId
+from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import Level
 
 #: Causes only the watcher can see (rule 3).
@@ -67,21 +67,6 @@ def _levels(status: DeadlineStatus, state: DeadlineState | None, levels: tuple[L
     if state is not None:
         return {level.name: str(state) for level in levels}
     return {name: str(found) for name, found in level_states(status, levels)}
-
-
-def recorded_deadlines(keys: KeyLayout, items: Iterable[tuple[str, bytes]]) -> dict[tuple[NodeId, str], DeadlineRecord]:
-    """The leader's recorded transitions among a snapshot's ``(key, value)`` items; a bad value is skipped (the
-    watcher logs it)."""
-    found: dict[tuple[NodeId, str], DeadlineRecord] = {}
-    for key, value in items:
-        at = keys.parse_deadline_key(key) if key.startswith(keys.deadlines) else None
-        if at is None:
-            continue
-        try:
-            found[at] = DeadlineRecord.model_validate_json(value)
-        except ValidationError:
-            continue
-    return found
 
 
 def _reason(cause: str | None) -> str | None:

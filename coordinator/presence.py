@@ -12,10 +12,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout
 from coordinator.redact import redact_url
 
 
@@ -152,23 +151,6 @@ def status_header(
                     f"{check.describe()}" + (f"; fix: {check.fix}" if check.fix else "")
                 )
     return lines
-
-
-def leader_and_watchers(
-    keys: KeyLayout, items: Iterable[tuple[str, bytes, int]]
-) -> tuple[LeaderFact | None, list[WatcherPresence]]:
-    """The leader key and the presence keys among ``(key, value, create_revision)`` items of a prefix snapshot."""
-    leader: LeaderFact | None = None
-    watchers: list[WatcherPresence] = []
-    for key, value, created in items:
-        if key == keys.leader:
-            leader = LeaderFact(value.decode("utf-8", "replace"), created)
-        elif key.startswith(keys.watchers):
-            try:
-                watchers.append(WatcherPresence.model_validate_json(value))
-            except ValidationError:
-                continue  # a presence value of another version: it says nothing we can use
-    return leader, watchers
 
 
 def airflow_majors(watchers: Iterable[WatcherPresence]) -> dict[str, int]:

@@ -45,7 +45,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canon
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
-from coordinator.deadline_report import leader_status, recorded_deadlines
+from coordinator.deadline_report import leader_status
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.lineage_states import LineageState, lineage_states
 from coordinator.page.access import Access, restrict
@@ -54,8 +54,8 @@ from coordinator.page.assets import AssetNode
 from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
-from coordinator.presence import airflow_majors, leader_and_watchers
-from coordinator.read_model import read_model
+from coordinator.presence import airflow_majors
+from coordinator.read_model import model_of, read_model
 from coordinator.settings import EtcdSettings, Settings
 from coordinator.spec_file import load_spec
 
@@ -113,8 +113,7 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         view.load(revision, items)
         graph = choose_graph(view, settings)
         present = await store.snapshot(keys.watchers)  # a few lease-bound keys, one per live watcher
-        _, watchers = leader_and_watchers(keys, ((kv.key, kv.value, kv.create_revision) for kv in present.kvs))
-        majors = airflow_majors(watchers)
+        majors = airflow_majors(model_of(keys, present.revision, present.kvs).watchers)
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
         if graph is None or is_first_adoption(view):
             whole, recorded = await read_whole(settings, etcd)
@@ -138,10 +137,9 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         _, found = await store.get_many(wanted, revision=revision)
         if chosen is not None:
             found += await _learning_history(store, keys, graph, revision)
-    facts = [(kv.key, kv.value, kv.mod_revision) for kv in found if not kv.key.startswith(keys.deadlines)]
-    view.load(revision, [*items, *facts])
-    recorded = recorded_deadlines(keys, ((kv.key, kv.value) for kv in found))
-    return PartitionRead(view, graph, chosen, offered, recorded, majors, assets)
+    # The same indexes as every reader's (``read_model``): the view, the recorded deadline transitions.
+    model = model_of(keys, revision, [*heads, *found])
+    return PartitionRead(model.view, graph, chosen, offered, model.recorded, majors, assets)
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
