@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from coordinator.core.asset_index import AssetIndex
+from coordinator.core.assets import AssetKeys
 from coordinator.core.deadline.states import DeadlineRecord
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import View
 from coordinator.etcd.types import KV
-from coordinator.informer import DeadlineIndex, Informer, PresenceIndex
+from coordinator.informer import DeadlineIndex, Index, Informer, PresenceIndex
 from coordinator.presence import LeaderFact, WatcherPresence
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
@@ -34,28 +36,42 @@ class StoreModel:
     watchers: list[WatcherPresence]
     #: The leader's recorded deadline transitions (``{prefix}/deadlines/...``): causes only the watcher sees.
     recorded: dict[tuple[NodeId, str], DeadlineRecord]
+    #: The recorded asset events and the delivery ledger, when asked for (``status``'s asset streams).
+    assets: AssetIndex | None = None
 
 
-def _informer(keys: KeyLayout) -> tuple[Informer, DeadlineIndex, PresenceIndex]:
-    deadlines, presence = DeadlineIndex(keys), PresenceIndex(keys)
-    return Informer(View(keys), [deadlines, presence]), deadlines, presence
+@dataclass(frozen=True)
+class _Reader:
+    """The informer a reader loads through, and the indexes it fills."""
 
+    informer: Informer
+    deadlines: DeadlineIndex
+    presence: PresenceIndex
+    assets: AssetIndex | None
 
-def _model(informer: Informer, deadlines: DeadlineIndex, presence: PresenceIndex) -> StoreModel:
-    return StoreModel(informer.view, presence.leader, presence.watchers, dict(deadlines.records))
+    @classmethod
+    def of(cls, keys: KeyLayout, *, assets: bool = False) -> _Reader:
+        deadlines, presence = DeadlineIndex(keys), PresenceIndex(keys)
+        index = AssetIndex(AssetKeys(keys.prefix)) if assets else None
+        indexes: list[Index] = [deadlines, presence, *([index] if index is not None else [])]
+        return cls(Informer(View(keys), indexes), deadlines, presence, index)
+
+    def model(self) -> StoreModel:
+        view, presence = self.informer.view, self.presence
+        return StoreModel(view, presence.leader, presence.watchers, dict(self.deadlines.records), self.assets)
 
 
 def model_of(keys: KeyLayout, revision: int, kvs: Sequence[KV]) -> StoreModel:
     """The model of keys read at ``revision`` (all of the prefix, or the parts a restricted role may read), taken in
     as the informer takes a snapshot."""
-    informer, deadlines, presence = _informer(keys)
-    items = sorted((kv.key, kv.value, kv.mod_revision) for kv in kvs)
-    informer.load_items(revision, items)
-    return _model(informer, deadlines, presence)
+    reader = _Reader.of(keys)
+    reader.informer.load_items(revision, sorted((kv.key, kv.value, kv.mod_revision) for kv in kvs))
+    return reader.model()
 
 
-async def read_model(store: EtcdStore, keys: KeyLayout) -> StoreModel:
-    """One snapshot of the whole prefix, streamed into the model by the watcher's own informer (``informer.load``)."""
-    informer, deadlines, presence = _informer(keys)
-    await informer.load(store, keys.root)
-    return _model(informer, deadlines, presence)
+async def read_model(store: EtcdStore, keys: KeyLayout, *, assets: bool = False) -> StoreModel:
+    """One snapshot of the whole prefix, streamed into the model by the watcher's own informer (``informer.load``);
+    with ``assets``, the asset index too (its values are validated: only a reader that shows assets pays for it)."""
+    reader = _Reader.of(keys, assets=assets)
+    await reader.informer.load(store, keys.root)
+    return reader.model()

@@ -26,16 +26,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
 from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import (
     AssetKeys,
     DeliveryStatus,
-    Ledger,
     SkipRequest,
-    SourceEvent,
     StreamState,
     parse_delivery,
-    read_events_and_ledger,
-    streams,
     why_asset,
 )
 from coordinator.core.graph import Graph
@@ -101,19 +98,19 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
     raise StoreError(f"{key} changed {ATTEMPTS} times while requesting the skip; run the command again")
 
 
-async def _read_assets(settings: Settings, *, leader: bool = False) -> tuple[list[SourceEvent], Ledger, int | None]:
-    """The recorded asset events and the delivery ledger (semantics rules 16-17), and with ``leader`` the leader
-    key's create revision (the current term, delivery rule 8; None while nobody leads), over one connection."""
+async def _read_assets(settings: Settings) -> tuple[AssetIndex, int | None]:
+    """The recorded asset events and the delivery ledger (semantics rules 16-17) in the watcher's asset index, and
+    the leader key's create revision (the current term, delivery rule 8; None while nobody leads), over one
+    connection: only the two asset prefixes, not the whole store."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
-    keys = AssetKeys(settings.keys.prefix)
+    index = AssetIndex(AssetKeys(settings.keys.prefix))
     async with await EtcdStore.connect(settings.etcd()) as store:
-        facts, deliveries = await store.snapshot(keys.events), await store.snapshot(keys.deliveries)
-        term = await store.get(settings.keys.leader) if leader else None
-    events, ledger = read_events_and_ledger(
-        keys, ((kv.key, kv.value) for kv in facts.kvs), ((kv.key, kv.value, kv.mod_revision) for kv in deliveries.kvs)
-    )
-    return events, ledger, term.create_revision if term is not None else None
+        for prefix in index.prefixes:
+            for kv in (await store.snapshot(prefix)).kvs:
+                index.apply(kv.key, kv.value, kv.mod_revision)  # a key that does not parse is left out, as before
+        term = await store.get(settings.keys.leader)
+    return index, term.create_revision if term is not None else None
 
 
 def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:
@@ -122,8 +119,8 @@ def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path |
         graph = load_spec(settings.deps)
     except SpecError as exc:
         fail(str(exc))
-    events, ledger, leader = run_async(lambda: _read_assets(settings, leader=True))
-    for line in why_asset(uri, graph.asset_routes, events, ledger, leader):
+    index, leader = run_async(lambda: _read_assets(settings))
+    for line in why_asset(uri, graph.asset_routes, index.recorded(), index.whole_ledger(), leader):
         out.print(line, markup=False, soft_wrap=True)
 
 
@@ -151,12 +148,12 @@ class AssetStreamRow(BaseModel):
         )  # fmt: skip
 
 
-def asset_rows(graph: Graph, settings: Settings) -> list[AssetStreamRow]:
-    """The streams of the routed assets from the recorded events and the delivery ledger; none without a route."""
-    if not graph.asset_routes:
-        return []  # nothing to read: a graph without routes never recorded a delivery
-    events, ledger, _ = run_async(lambda: _read_assets(settings))
-    return [AssetStreamRow.of(stream) for stream in streams(events, ledger, graph.asset_routes)]
+def asset_rows(graph: Graph, assets: AssetIndex | None) -> list[AssetStreamRow]:
+    """The streams of the routed assets from the recorded events and the delivery ledger (the asset index read with
+    the rest of ``status``'s model); none without a route."""
+    if not graph.asset_routes or assets is None:
+        return []  # nothing to show: a graph without routes never recorded a delivery
+    return [AssetStreamRow.of(stream) for stream in assets.streams(graph.asset_routes)]
 
 
 def print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:

@@ -140,11 +140,12 @@ def _graph(settings: Settings) -> Graph:
         fail("\n".join(exc.problems))
 
 
-async def _read_model(settings: Settings) -> StoreModel:
+async def _read_model(settings: Settings, *, assets: bool = False) -> StoreModel:
     """The view, plus the leader and the live watchers' presence (status's header) and the leader's recorded deadline
-    transitions (causes only the watcher sees: ``deadline_report`` rule 3), from one snapshot."""
+    transitions (causes only the watcher sees: ``deadline_report`` rule 3), and with ``assets`` the asset events and
+    deliveries (status's streams), from one snapshot."""
     async with await EtcdStore.connect(settings.etcd()) as store:
-        return await read_model(store, settings.keys)
+        return await read_model(store, settings.keys, assets=assets)
 
 
 @app.command()
@@ -311,7 +312,9 @@ def status(
         err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
                   "graph", markup=False, soft_wrap=True)  # fmt: skip
     partitions = [_partition(partition)] if partition else None
-    model = run_async(lambda: _read_model(settings))
+    # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
+    routes = local is None or bool(local.asset_routes)
+    model = run_async(lambda: _read_model(settings, assets=routes))
     view, leader, watchers, recorded = model.view, model.leader, model.watchers, model.recorded
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
     graph = local or adopted
@@ -335,7 +338,7 @@ def status(
     majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
     deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
-    assets = asset_rows(graph, settings)
+    assets = asset_rows(graph, model.assets)
     # semantics rule 18: each OpenLineage node at the shown partitions, with its job and last event
     lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
     if fmt == "json":

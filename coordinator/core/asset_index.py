@@ -54,6 +54,7 @@ from coordinator.core.assets import (
     DeliveryRecord,
     DeliveryStatus,
     DueDelivery,
+    Ledger,
     SourceEvent,
     StreamState,
     parse_delivery,
@@ -349,6 +350,10 @@ class AssetIndex:
     def recorded(self) -> list[SourceEvent]:
         """Every recorded event, parsed (a whole-history reader's; not kept)."""
         return [self.event(ek, keep=False) for ek in self.events]
+
+    def whole_ledger(self) -> Ledger:
+        """Every delivery entry, parsed (a whole-history reader's, ``why asset``'s)."""
+        return Ledger({dk: found for dk in self.ledger if (found := self.record(dk)) is not None})
 
     def streams(self, routes: Sequence[AssetRoute]) -> list[StreamState]:
         """``core/assets.streams`` over the held keys: one per stream, sorted (costs the streams, not the events)."""

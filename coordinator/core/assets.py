@@ -247,8 +247,9 @@ class Ledger:
 def read_events_and_ledger(
     keys: AssetKeys, events: Iterable[tuple[str, bytes]], deliveries: Iterable[tuple[str, bytes, int]]
 ) -> tuple[list[SourceEvent], Ledger]:
-    """The recorded events (key, value) and the delivery ledger (key, value, mod revision) as read from etcd, for
-    ``status``, ``why asset`` and the page; keys or values that do not parse are left out (read-only callers)."""
+    """The recorded events (key, value) and the delivery ledger (key, value, mod revision) as read from etcd, parsed
+    whole; keys or values that do not parse are left out. The whole-history reading the asset index
+    (``core/asset_index.py``), which every reader uses, is held to by ``tests/test_asset_index.py``."""
     recorded = [
         SourceEvent(parsed[0], fact)
         for key, value in events
