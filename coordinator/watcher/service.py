@@ -2,7 +2,8 @@
 
 Rules:
 1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1, both through the informer
-   (``coordinator/informer``: the view, the asset and deadline indexes, the retention tracker as the view's follower).
+   (``coordinator/informer``: the view, the asset, deadline and presence indexes, the retention tracker as the view's
+   follower).
    Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
    takes every ready key, plans them with the pure planner and hands the actions to the actuator. Every requeue
    (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
