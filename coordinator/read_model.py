@@ -20,7 +20,7 @@ from coordinator.core.deadline.states import DeadlineRecord
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import View
 from coordinator.etcd.types import KV
-from coordinator.informer import DeadlineIndex, Index, Informer, PresenceIndex
+from coordinator.informer import DeadlineIndex, Index, Informer, Loaded, PresenceIndex
 from coordinator.presence import LeaderFact, WatcherPresence
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
@@ -38,6 +38,8 @@ class StoreModel:
     recorded: dict[tuple[NodeId, str], DeadlineRecord]
     #: The recorded asset events and the delivery ledger, when asked for (``status``'s asset streams).
     assets: AssetIndex | None = None
+    #: Keys an index left out, with why: (index, key, problem) (the view's own are in ``view.problems``).
+    problems: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -56,22 +58,22 @@ class _Reader:
         indexes: list[Index] = [deadlines, presence, *([index] if index is not None else [])]
         return cls(Informer(View(keys), indexes), deadlines, presence, index)
 
-    def model(self) -> StoreModel:
+    def model(self, loaded: Loaded) -> StoreModel:
         view, presence = self.informer.view, self.presence
-        return StoreModel(view, presence.leader, presence.watchers, dict(self.deadlines.records), self.assets)
+        return StoreModel(view, presence.leader, presence.watchers, dict(self.deadlines.records), self.assets,
+                          loaded.problems)  # fmt: skip
 
 
 def model_of(keys: KeyLayout, revision: int, kvs: Sequence[KV]) -> StoreModel:
     """The model of keys read at ``revision`` (all of the prefix, or the parts a restricted role may read), taken in
     as the informer takes a snapshot."""
     reader = _Reader.of(keys)
-    reader.informer.load_items(revision, sorted((kv.key, kv.value, kv.mod_revision) for kv in kvs))
-    return reader.model()
+    loaded = reader.informer.load_items(revision, sorted((kv.key, kv.value, kv.mod_revision) for kv in kvs))
+    return reader.model(loaded)
 
 
 async def read_model(store: EtcdStore, keys: KeyLayout, *, assets: bool = False) -> StoreModel:
     """One snapshot of the whole prefix, streamed into the model by the watcher's own informer (``informer.load``);
     with ``assets``, the asset index too (its values are validated: only a reader that shows assets pays for it)."""
     reader = _Reader.of(keys, assets=assets)
-    await reader.informer.load(store, keys.root)
-    return reader.model()
+    return reader.model(await reader.informer.load(store, keys.root))

@@ -162,5 +162,8 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
     return lines
 
 
-def problems_lines(view: View) -> list[str]:
-    return [f"{key}: {problem}" for key, problem in sorted(view.problems.items())]
+def problems_lines(view: View, others: Iterable[tuple[str, str, str]] = ()) -> list[str]:
+    """``key: problem`` for every key the view left out, and every key an index left out (``others``: the read
+    model's (index, key, problem)), sorted by key."""
+    found = {**{key: problem for _, key, problem in others}, **view.problems}
+    return [f"{key}: {problem}" for key, problem in sorted(found.items())]

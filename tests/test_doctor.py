@@ -194,6 +194,28 @@ def test_doctor_lists_run_states_of_an_instance_the_graph_does_not_know(
     assert "COORDINATOR_INSTANCE" in done.stdout
 
 
+def test_doctor_lists_a_bad_deadline_record_with_the_view_s_bad_values(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
+) -> None:
+    """An unparsable deadline record (the deadline index leaves it out) is named by doctor's values check beside an
+    unparsable run state (the view's), each with its key."""
+    seed(arun, etcd_settings, etcd_prefix, leader=True, runs={})
+    keys = KeyLayout(etcd_prefix)
+    node = NodeId("default", "01_pipeline")
+    deadline, run = keys.deadline_key(node, "2026-01-01T00:00:00Z"), keys.run_key(node, "2026-01-02T00:00:00Z")
+
+    async def write() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(deadline, b"{not json")
+            await store.put(run, b"{not json")
+
+    arun(write())
+    done = run_cli("doctor", "--format", "json", env=cli_env(etcd_endpoint, etcd_prefix, airflow.url))
+    values = checks_of(done)["values"]
+    assert values["status"] == "warn", done.stdout + done.stderr
+    assert [line.split(": ", 1)[0] for line in values["details"]] == sorted([deadline, run])
+
+
 def test_status_header_says_nothing_will_be_triggered_without_a_leader(
     arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
 ) -> None:

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from coordinator.core.assets import AssetKeys
+from coordinator.core.model import NodeId
 from tests.scenario.conftest import LAST, SEVEN_DAGS, Stack, new_partition, wait_for
 
 pytestmark = pytest.mark.scenario
@@ -42,8 +44,9 @@ def test_failure_is_routed_to_its_handler_once_per_failed_attempt(stack: Stack) 
 
 
 def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
-    """Unparsable values and malformed keys under the prefix are logged (escaped: a newline in a key cannot forge a
-    log line) and listed by status; cascades go on."""
+    """Unparsable values and malformed keys under the prefix, in every key family the watcher's informer reads (run
+    states, ledger, deadline records, asset events), are logged by the index that owns them (escaped: a newline in a
+    key cannot forge a log line) and listed by status; cascades go on."""
     watcher = stack.start_watcher()
     junk, p = new_partition(), new_partition()
     bad = {
@@ -55,10 +58,17 @@ def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
         stack.trigger_key("06_pipeline", junk): "[1, 2]",
         f"{stack.keys.runs}default/x\n2026-01-01 level=INFO reconcile revision=999999 forged": "x",
     }
-    for key, value in bad.items():
+    # The families the view does not hold: each index names its own bad keys.
+    others = {
+        stack.keys.deadline_key(NodeId("default", "02_pipeline"), junk): ("deadline", '{"state": "late"}'),
+        AssetKeys(stack.prefix).event_key("default", "s3://lake/x", 7): ("asset", "not json {"),
+    }
+    for key, value in [*bad.items(), *((k, v) for k, (_, v) in others.items())]:
         stack.etcd.put(key, value)
     for key in bad:
         watcher.wait_log(r"view\.bad_value key=" + re.escape(repr(key)))
+    for key, (index, _) in others.items():
+        watcher.wait_log(rf"{index}\.bad_value key=" + re.escape(repr(key)))
     assert not watcher.lines(r"^2026-01-01 level=INFO reconcile revision=999999"), "a key forged a log line"
 
     stack.trigger_root(p)
@@ -68,7 +78,8 @@ def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
     stack.assert_once(p)
     stack.assert_order(p)
     problems = stack.status_json()["problems"]
-    for key in bad:
+    # status reads asset keys only for a graph that routes assets (this one does not); the rest it lists.
+    for key in [*bad, *(k for k, (index, _) in others.items() if index != "asset")]:
         assert any(line.startswith(f"{key}: ") for line in problems), (key, problems)
     assert all(stack.fake_runs(dag, junk) == [] for dag in ("02_pipeline", "06_pipeline", LAST))
 
