@@ -233,6 +233,37 @@ def test_a_page_reaches_an_index_whenever_it_holds_one_of_its_keys(keys: list[st
         assert _may_hold(page[0], page[-1], prefix)
 
 
+def test_the_watcher_counts_what_every_index_skips_as_malformed(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path, arun: Callable[..., Any]
+) -> None:
+    """``coordinator_malformed_values_total`` counts the unparsable values the indexes leave out (a deadline record
+    at load, an asset event from the watch) as it counts the view's (a run state)."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps({"version": 1, "instances": {"default": {}}, "dags": {}}))
+    settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=deps, http="off")
+    keys, assets = settings.keys, AssetKeys(etcd_prefix)
+
+    def malformed(watcher: Watcher) -> float:
+        return next(s.value for family in watcher.metrics.registry.collect() for s in family.samples
+                    if s.name == "coordinator_malformed_values_total")  # fmt: skip
+
+    async def main() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(keys.deadline_key(A, P1), b"{not json")
+            await store.put(keys.run_key(A, P1), b"{not json")
+            watcher = Watcher(settings, store, GraphSource(deps), {}, watcher_id="w1")
+            revision = await watcher.load()
+            assert malformed(watcher) == 2
+            last = await store.put(assets.event_key("team_a", URI, 9), b"{not json")
+            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.held):
+                watcher._apply_batch(batch)
+                if batch.revision >= last:
+                    break
+            assert malformed(watcher) == 3
+
+    arun(main())
+
+
 def test_the_watcher_counts_live_watcher_services_from_the_presence_keys(
     etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path, arun: Callable[..., Any]
 ) -> None:

@@ -216,7 +216,7 @@ class Watcher:
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in loaded.problems:
             log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
-        self.metrics.malformed.inc(len(self.view.problems))
+        self.metrics.malformed.inc(len(self.view.problems) + len(loaded.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", loaded.revision, loaded.keys,
                  len(self.view.partitions))  # fmt: skip
         self.queue.add(AllPartitions)
@@ -258,6 +258,7 @@ class Watcher:
             self.metrics.malformed.inc()
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in changes.problems:
+            self.metrics.malformed.inc()
             log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
         for node, partition in changes.nodes:
             self.queue.add(DagKey(node, partition))
