@@ -97,8 +97,8 @@ class DoctorFacts:
     view: View | None = None
     leader: LeaderFact | None = None
     watchers: Sequence[WatcherPresence] = ()
-    #: Keys the read model's indexes left out: (index, key, problem) (the view's own are in ``view.problems``).
-    index_problems: Sequence[tuple[str, str, str]] = ()
+    #: Every key the read model left out, with why (``StoreModel.bad_values``: the view's and its indexes').
+    bad_values: Mapping[str, str] = field(default_factory=dict)
     floor: RetentionFloor | None = None
     floor_error: str | None = None
     #: Instances to check (``--instance`` narrows it) and what probing each found.
@@ -151,7 +151,7 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
             _unless_unreadable(facts, "retention", ("config/retention",), lambda: _retention(facts)),
             _unless_unreadable(facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance)),
             _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: _budget(view)),
-            _bad_values(view, facts.index_problems),
+            _bad_values(view, facts.bad_values),
         ]
     return checks
 
@@ -588,10 +588,9 @@ def _budget(view: View) -> Check:
     )
 
 
-def _bad_values(view: View, others: Sequence[tuple[str, str, str]]) -> Check:
-    """Every key the view or an index of the read model left out (the adopted graph's has a check of its own)."""
-    found = {**{key: problem for _, key, problem in others}, **view.problems}
-    problems = [f"{key}: {problem}" for key, problem in sorted(found.items()) if key != view.graph_key]
+def _bad_values(view: View, found: Mapping[str, str]) -> Check:
+    """Every key the read model left out (the adopted graph's has a check of its own)."""
+    problems = [f"{key}: {problem}" for key, problem in found.items() if key != view.graph_key]
     if not problems:
         return Check(name="values", status=CheckStatus.OK, summary="every key under the prefix parses")
     return Check(

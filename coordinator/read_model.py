@@ -41,6 +41,11 @@ class StoreModel:
     #: Keys an index left out, with why: (index, key, problem) (the view's own are in ``view.problems``).
     problems: tuple[tuple[str, str, str], ...] = ()
 
+    def bad_values(self) -> dict[str, str]:
+        """key -> what is wrong with it, for every key the view or an index left out, sorted by key."""
+        found = {**{key: problem for _, key, problem in self.problems}, **self.view.problems}
+        return dict(sorted(found.items()))
+
 
 @dataclass(frozen=True)
 class _Reader:

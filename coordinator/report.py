@@ -6,7 +6,7 @@ dashboards and scripts can rely on it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel, ConfigDict
 
@@ -162,8 +162,6 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
     return lines
 
 
-def problems_lines(view: View, others: Iterable[tuple[str, str, str]] = ()) -> list[str]:
-    """``key: problem`` for every key the view left out, and every key an index left out (``others``: the read
-    model's (index, key, problem)), sorted by key."""
-    found = {**{key: problem for _, key, problem in others}, **view.problems}
-    return [f"{key}: {problem}" for key, problem in sorted(found.items())]
+def problems_lines(problems: Mapping[str, str]) -> list[str]:
+    """``key: problem`` for every key the read model left out (``StoreModel.bad_values``), in order."""
+    return [f"{key}: {problem}" for key, problem in problems.items()]

@@ -260,7 +260,7 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
             facts.write_ok, facts.permission_error = None, str(exc)
         model = model_of(keys, revision, kvs)
         facts.view, facts.leader, facts.watchers = model.view, model.leader, model.watchers
-        facts.index_problems = model.problems
+        facts.bad_values = model.bad_values()
         floor: RetentionFloor | None = None
         if keys.config_key("retention") not in facts.unreadable:
             try:

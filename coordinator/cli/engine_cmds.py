@@ -353,7 +353,7 @@ def status(
             "retention": floor.model_dump(mode="json") if floor is not None else None,
             "adoption": adoption.model_dump(exclude_none=True),
             "rows": [row.model_dump(mode="json") for row in rows],
-            "problems": problems_lines(view, model.problems),
+            "problems": problems_lines(model.bad_values()),
             "leader": leader.identity if leader is not None else None,
             "graph": {
                 "adopted_digest": view.activation.digest if view.activation else None,
@@ -428,7 +428,7 @@ def status(
         out.print(late)
     if more > 0:
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
-    for line in problems_lines(view, model.problems):
+    for line in problems_lines(model.bad_values()):
         out.print(f"[yellow]problem[/]: {line}")
 
 
