@@ -38,6 +38,7 @@ from coordinator.core.assets import (
 from coordinator.core.graph import Graph
 from coordinator.core.model import NAME_RE
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.informer import load_prefixes
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
 
@@ -106,9 +107,7 @@ async def _read_assets(settings: Settings) -> tuple[AssetIndex, int | None]:
 
     index = AssetIndex(AssetKeys(settings.keys.prefix))
     async with await EtcdStore.connect(settings.etcd()) as store:
-        for prefix in index.prefixes:
-            for kv in (await store.snapshot(prefix)).kvs:
-                index.apply(kv.key, kv.value, kv.mod_revision)  # a key that does not parse is left out, as before
+        await load_prefixes(store, index)
         term = await store.get(settings.keys.leader)
     return index, term.create_revision if term is not None else None
 

@@ -218,6 +218,19 @@ class Informer:
         return found
 
 
+async def load_prefixes(store: EtcdStore, index: Index) -> dict[str, int]:
+    """Each of ``index``'s prefixes read whole (one snapshot each) into it, for a reader that needs one key family and
+    must not read the whole store (``why asset``, the page's asset feed); each prefix's snapshot revision. A key the
+    index leaves out stays out (rule 5); these readers show what parses."""
+    revisions: dict[str, int] = {}
+    for prefix in index.prefixes:
+        snapshot = await store.snapshot(prefix)
+        for kv in snapshot.kvs:
+            index.apply(kv.key, kv.value, kv.mod_revision)
+        revisions[prefix] = snapshot.revision
+    return revisions
+
+
 @dataclass
 class _Sink:
     """Snapshot pages into the view and, where a page can hold their keys, the indexes (``etcd.watch.ItemSink``)."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.errors import CoordinatorError
+from coordinator.informer import load_prefixes
 from coordinator.page.assets import AssetNode, AssetTarget
 from coordinator.settings import EtcdSettings
 
@@ -77,12 +78,8 @@ class AssetFeed:
 
         try:
             async with await EtcdStore.connect(self.etcd) as store:
-                start: dict[str, int] = {}
-                for prefix in (self.keys.events, self.keys.deliveries):
-                    snapshot = await store.snapshot(prefix)
-                    for kv in snapshot.kvs:
-                        self.index.apply(kv.key, kv.value, kv.mod_revision)
-                    start[prefix] = self._passed[prefix] = snapshot.revision
+                start = await load_prefixes(store, self.index)
+                self._passed.update(start)
                 self.index.passed(min(start.values()))
                 log.info("page.assets_loaded prefix=%s events=%d deliveries=%d", self.keys.prefix,
                          len(self.index.events), len(self.index.ledger))  # fmt: skip
