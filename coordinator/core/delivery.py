@@ -1,7 +1,9 @@
 """The delivery protocol: how one asset event of one Airflow reaches another Airflow exactly once. Pure, synchronous.
 
 The asset job (``coordinator/watcher/assets.py``) performs what an instruction says (one etcd write, one Airflow
-call) and feeds the answer back as an event; :func:`step` decides the next instruction. No I/O, no clock (``now`` is
+call) through the one executor and feeds the answer back as an event; :func:`step` decides the next instruction. How
+a write or a failed call turned out is the executor's one vocabulary (``core/effects.py``), shared with the trigger
+intent. No I/O, no clock (``now`` is
 an argument), no logging. ``tests/test_delivery.py`` drives these functions against a simulated etcd and target
 Airflow and crashes between every two steps.
 
@@ -28,8 +30,9 @@ Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event
    once more, bypassing the cache, and post again. A second 404 is a refusal (rule 7).
 6. Confirm: the entry becomes ``done`` with the target's event id. A resumed entry already ``done`` (or gone) is left
    alone.
-7. Errors are recorded and retried later: a refusal after ``error_retry_s``, a transient failure (no answer, 5xx)
-   after at most ``TRANSIENT_RETRY_S``. A lost answer to the POST is transient: the retry looks first (rule 3).
+7. Errors are recorded and retried later: a refusal (a 404 to anything but the POST included) after
+   ``error_retry_s``, a transient failure (no answer, 5xx) after at most ``TRANSIENT_RETRY_S``. A lost answer to the
+   POST is transient: the retry looks first (rule 3).
 8. A new term's look waits for the old term's calls. An entry not written in this leader's current term (its mod
    revision is below the term's revision, the leader key's create revision: every ledger write is fenced, so only
    this term's leader can have written above it) may belong to a POST still in flight from a leader whose lease ran
@@ -56,6 +59,7 @@ from enum import StrEnum
 from pydantic import JsonValue
 
 from coordinator.core.assets import MARKER, SETTLED, DeliveryRecord, DeliveryStatus, DueDelivery
+from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
 
 #: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
@@ -83,18 +87,6 @@ class TargetAsset:
 
 
 @dataclass(frozen=True, slots=True)
-class LedgerWritten:
-    """The ledger write asked for succeeded at ``mod_rev``."""
-
-    mod_rev: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerMoved:
-    """The compare-and-swap failed: another writer (or a newer pass) changed the entry (rule 1)."""
-
-
-@dataclass(frozen=True, slots=True)
 class Resolved:
     """The target's asset (None: the target does not know it)."""
 
@@ -113,27 +105,6 @@ class Posted:
     """The target created the event ``target_event_id``."""
 
     target_event_id: int
-
-
-@dataclass(frozen=True, slots=True)
-class NotFound:
-    """404 to the POST (rule 5)."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """A step failed for good (403, 400, 422, no such instance, anything unexpected)."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Transient:
-    """No answer, or 5xx, through the bounded retries: the call may or may not have happened."""
-
-    error: str
 
 
 Event = LedgerWritten | LedgerMoved | Resolved | Looked | Posted | NotFound | Refused | Transient
@@ -261,9 +232,10 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
         return _over(state), Done(confirmed=False, error="ledger entry moved")
     if isinstance(event, LedgerWritten):
         return _written(state, event.mod_rev)
-    if isinstance(event, (Refused, Transient)):
-        delay = state.error_retry_s if isinstance(event, Refused) else min(state.error_retry_s, TRANSIENT_RETRY_S)
-        return _error(state, event.error, delay, now)
+    if isinstance(event, Transient):
+        return _error(state, event.error, min(state.error_retry_s, TRANSIENT_RETRY_S), now)
+    if isinstance(event, Refused) or (isinstance(event, NotFound) and state.step is not Step.POSTING):
+        return _error(state, event.error, state.error_retry_s, now)  # rule 7 (a 404 to a read is a refusal)
     if state.step is Step.RESOLVING and isinstance(event, Resolved):
         if event.asset is None:
             if state.record.skip is not None:

@@ -1,16 +1,19 @@
 """The intent protocol: how one planned trigger reaches Airflow exactly once in effect. Pure and synchronous.
 
 The actuator (``coordinator/watcher/actuator.py``) performs what an instruction says (one etcd write, one Airflow
-call) and feeds the result back as an event; ``step`` decides the next instruction. No I/O, no asyncio, no clock (the
-time comes in as an argument), no logging: the Hypothesis state machine (``tests/test_planner_stateful.py``) drives
-these very functions against a simulated etcd and Airflow and crashes between steps.
+call) through the one executor and feeds the result back as an event; ``step`` decides the next instruction. How a
+write or a failed call turned out is the executor's one vocabulary (``core/effects.py``), shared with the asset
+delivery. No I/O, no asyncio, no clock (the time comes in as an argument), no logging: the Hypothesis state
+machine (``tests/test_planner_stateful.py``) drives these very functions against a simulated etcd and Airflow and
+crashes between steps.
 
 Rules, numbered as in ``docs/semantics.md`` ("Acting on Airflow: exactly-once effect"):
 
 1. Intent first. A trigger starts by recording a pending intent in its ledger key, in a transaction that compares the
    ledger revision the planner saw and that this watcher still holds the leader key (fencing). A lost race or lost
-   leadership ends the attempt there: nothing happened and the next pass re-plans. Every later write of the same
-   intent compares the revision of the previous one (a mismatch ends the attempt the same way) and carries
+   leadership ends the attempt there (``LedgerMoved`` -> ``Done(moved=True)``): nothing happened and the next pass
+   re-plans. Every later write of the same intent compares the revision of the previous one (a mismatch ends the
+   attempt the same way) and carries
    ``intent_rev``, the revision that first recorded it.
 2. Create idempotently. A create posts the partition's deterministic run id. A conflict on that same run id means an
    earlier attempt of this intent already created it: go on to confirm (rule 5).
@@ -43,6 +46,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from coordinator.core.actions import Trigger
+from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
 from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 
 #: Rule 6: retry delay (at most) after a transient failure or an active run: these clear up by themselves.
@@ -79,13 +83,6 @@ class IntentFound:
     record: TriggerRecord | None
     mod_rev: int
     observed: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerWritten:
-    """The ledger write the last instruction asked for succeeded at ``mod_rev``."""
-
-    mod_rev: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,20 +126,6 @@ class PausedChecked:
     warning: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Refused:
-    """Any step failed for good: Airflow refused (404, 403, ...), no Airflow is configured, or something unexpected."""
-
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class Transient:
-    """Airflow stayed unavailable through the bounded retries."""
-
-    error: str
-
-
 Event = (
     IntentRecorded
     | IntentFound
@@ -153,7 +136,9 @@ Event = (
     | RunObserved
     | Cleared
     | PausedChecked
+    | LedgerMoved
     | Refused
+    | NotFound
     | Transient
 )
 
@@ -164,7 +149,7 @@ Event = (
 @dataclass(frozen=True, slots=True)
 class WriteLedger:
     """Write ``record`` to the ledger key with a CAS on ``expected_rev`` (and the leader fence); answer
-    ``IntentRecorded`` / ``LedgerWritten``. A failed CAS ends the attempt: nothing more to do (rule 1)."""
+    ``IntentRecorded`` / ``LedgerWritten``, or ``LedgerMoved``: a failed CAS ends the attempt (rule 1)."""
 
     record: TriggerRecord
     expected_rev: int
@@ -243,9 +228,11 @@ class RecordError:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The attempt is over: ``confirmed`` (the intent is done) or not (skipped: nothing to do, or an error)."""
+    """The attempt is over: ``confirmed`` (the intent is done) or not (skipped: nothing to do, or an error);
+    ``moved``: it ended because the ledger changed under it (rule 1)."""
 
     confirmed: bool
+    moved: bool = False
 
 
 Instruction = (
@@ -322,9 +309,13 @@ def start_resume(partition: str, error_retry_s: float) -> IntentState:
 
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
     """The next instruction after ``event``."""
-    if isinstance(event, (Refused, Transient)):
-        # Rule 6: whatever step failed, the intent stays and is retried later.
-        delay = state.error_retry_s if isinstance(event, Refused) else min(state.error_retry_s, ACTIVE_RETRY_S)
+    if isinstance(event, LedgerMoved):
+        # Rule 1: the ledger changed under this attempt (another watcher, or a newer intent): nothing more to do
+        # here; the watch brings the change and the next pass re-plans from it.
+        return _over(state), Done(confirmed=False, moved=True)
+    if isinstance(event, (Refused, NotFound, Transient)):
+        # Rule 6: whatever step failed, the intent stays and is retried later (a 404 is a refusal like any other).
+        delay = min(state.error_retry_s, ACTIVE_RETRY_S) if isinstance(event, Transient) else state.error_retry_s
         return _over(state), RecordError(event.error, delay)
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
         return _found(state, event, now)
