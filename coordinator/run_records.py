@@ -13,7 +13,8 @@ Rules:
 4. A value nobody can read counts as absent (the watcher ignores it too) and is replaced; the outcome says why.
 5. Task-state keys (``{prefix}/tasks/...``) use the same writer with their own parse and ordering rule
    (``parse=parse_task_record, rule=should_replace_task`` from :mod:`coordinator.core.task_facts`).
-6. Only the store's public ``get`` and ``cas``: importing this module loads no gRPC (the plugin imports it in every
+6. Only the store's public ``get`` and ``cas`` (``etcd.Writes``: the store, or the leader's fenced executor):
+   importing this module loads no gRPC (the plugin imports it in every
    Airflow process). etcd errors propagate (StoreError; TimeoutError when ``op_timeout_s`` runs out).
 """
 
@@ -29,7 +30,7 @@ from coordinator.core.model import RunRecord, dump_record, parse_run_record, sho
 from coordinator.retry import RetryPolicy, retry_call
 
 if TYPE_CHECKING:
-    from coordinator.etcd import KV, EtcdStore
+    from coordinator.etcd import KV, Writes
 
 T = TypeVar("T")
 
@@ -80,7 +81,7 @@ def _parse(kv: KV | None, parse: Parse = parse_run_record) -> tuple[RunRecord | 
 
 
 async def write_run_record(
-    store: EtcdStore,
+    store: Writes,
     key: str,
     propose: Propose,
     *,

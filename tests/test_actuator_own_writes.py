@@ -12,6 +12,8 @@ from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStat
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
+from coordinator.watcher.executor import Executor
+from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.queue import WorkKey, WorkQueue
 from tests.support.fake_airflow import FakeAirflow
 
@@ -46,10 +48,12 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
                 InstanceSettings(url=fake.url, username="admin", password="admin")
             ) as client:  # fmt: skip
                 queue: WorkQueue[WorkKey] = WorkQueue()
-                actuator = Actuator(store, keys, {"default": client}, fence=lambda: None, watcher_id="w", queue=queue)
+                clients = {"default": client}
+                executor = Executor(store, clients, fence=lambda: None)
+                actuator = Actuator(executor, keys, watcher_id="w", queue=queue, paused=paused_lists(clients))
                 before = await store.current_revision()
                 assert actuator.submit(trigger(), view_revision=before)
-                await actuator.drain()
+                await executor.drain()
                 ledger = await store.get(keys.trigger_key(NODE, PARTITION))
                 assert ledger is not None
                 record, _ = parse_trigger_record(ledger.value)
@@ -59,14 +63,14 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
                 # The view is still at `before`: it has not seen our intent nor our confirmation.
                 assert not actuator.submit(trigger(), view_revision=before)
                 assert not actuator.submit(trigger(), view_revision=confirmed - 1)
-                await actuator.drain()
+                await executor.drain()
                 assert await store.current_revision() == confirmed
                 assert fake.creates("child") == 1
                 assert actuator.outcome.skipped == 0
 
                 # Once the view has our write, a (still stale) plan is started again and the ledger CAS refuses it.
                 assert actuator.submit(trigger(), view_revision=confirmed)
-                await actuator.drain()
+                await executor.drain()
                 assert actuator.outcome.skipped == 1
                 assert await store.current_revision() == confirmed
                 assert fake.creates("child") == 1

@@ -22,6 +22,7 @@ from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.executor import Executor
 from tests.support.fake_airflow import FakeAirflow
 from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
 
@@ -48,9 +49,10 @@ async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClie
     await store.put(leader, b"w1")
     kv = await store.get(leader)
     assert kv is not None
+    fence = Fence(leader, kv.create_revision)
     return AssetJob(
-        store=store, keys=AssetKeys(prefix), graph=lambda: SPEC, clients=clients,
-        fence=lambda: Fence(leader, kv.create_revision), watcher_id="w1", metrics=Metrics(), interval_s=2.0,
+        store=store, executor=Executor(store, clients, fence=lambda: fence), keys=AssetKeys(prefix),
+        graph=lambda: SPEC, clients=clients, fence=lambda: fence, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
         lookback_s=86400.0, started_at=start, list_limit=50, leading=lambda: True,
         term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,  # a term long begun: no rule 8 wait
     )  # fmt: skip

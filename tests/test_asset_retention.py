@@ -25,6 +25,7 @@ from coordinator.etcd.types import DeleteResult, Fence
 from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.executor import Executor
 from tests.support.fake_airflow import FakeAirflow
 
 ORDERS = "s3://lake/orders"  # routed to team_b and team_c
@@ -77,7 +78,8 @@ class Harness:
             for name, fake in world.fakes().items()
         }  # fmt: skip
         self.job = AssetJob(
-            store=store, keys=world.keys, graph=lambda: graph, clients=self.clients, fence=lambda: self.fence,
+            store=store, executor=Executor(store, self.clients, fence=lambda: self.fence), keys=world.keys,
+            graph=lambda: graph, clients=self.clients, fence=lambda: self.fence,
             watcher_id="w1", metrics=Metrics(), interval_s=2.0, lookback_s=30 * 86400.0, error_retry_s=3600.0,
             retention=retention, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
             call_timeout_s=5.0,
@@ -237,7 +239,7 @@ def test_an_entry_changed_between_the_read_and_the_delete_is_not_deleted(
         await h.job.run_once(now)
         h.job.retention = DAY
         racing = RacingStore(h.store, world.keys.delivery_key("team_b", "team_a", REFUNDS, first))
-        h.job.store = racing  # type: ignore[assignment]
+        h.job.executor = Executor(racing, h.clients, fence=lambda: h.fence)  # type: ignore[arg-type]
         await h.job.run_once(now)
         assert racing.raced
         ids = await h.event_ids(REFUNDS)

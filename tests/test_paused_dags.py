@@ -19,7 +19,8 @@ from coordinator.etcd import EtcdStore
 from coordinator.instance_auth import BearerAuth
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
-from coordinator.watcher.paused import PausedDags
+from coordinator.watcher.executor import Executor
+from coordinator.watcher.paused import PausedDags, paused_lists
 from coordinator.watcher.queue import WorkKey, WorkQueue
 from tests.support.fake_airflow import FakeAirflow
 
@@ -170,15 +171,17 @@ def run_triggers(
             InstanceSettings(url=fake.url, username="admin", password="admin")
         ) as client:  # fmt: skip
             queue: WorkQueue[WorkKey] = WorkQueue()
+            clients = {"default": client}
+            executor = Executor(store, clients, fence=lambda: None)
             actuator = Actuator(
-                store, keys, {"default": client}, fence=lambda: None, watcher_id="w", queue=queue, clock=clock
+                executor, keys, watcher_id="w", queue=queue, paused=paused_lists(clients, clock), clock=clock
             )
             for n, batch in enumerate(batches):
                 if n:
                     between()
                 for action in batch:
                     assert actuator.submit(action)
-                await actuator.drain()
+                await executor.drain()
             result = {}
             for action in (a for batch in batches for a in batch):
                 kv = await store.get(keys.trigger_key(action.node, action.partition))

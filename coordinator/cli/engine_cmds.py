@@ -251,7 +251,7 @@ def reconcile(
                 return 0
             try:
                 result = await watcher.reconcile_pass()
-                await watcher.actuator.drain()
+                await watcher.executor.drain()
             finally:
                 await watcher.election.resign()
             # doctor and status: a watcher passes here now and then (00_watcher)

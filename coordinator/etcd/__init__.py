@@ -6,7 +6,8 @@ relies on: it has no TLS, cannot page a range at a fixed revision, flattens watc
 and fragments), and its lock enters on timeout without holding the lock.
 
 Modules: ``types`` (the values), ``wire`` (channels, TLS, gRPC error mapping), ``client`` (:class:`EtcdStore`:
-connection, retries, key-value, CAS, leases), ``watch`` (snapshots, watch, relist), ``election``.
+connection, retries, key-value, CAS, leases), ``watch`` (snapshots, watch, relist), ``election``, ``access`` (what a
+caller may do: the ``Reads`` and ``Writes`` protocols).
 
 Rules:
 1. Callers see only this package's frozen values (KV, Snapshot, Event, WatchBatch, Fence, CasResult, Lease) and the
@@ -23,6 +24,7 @@ Rules:
    every leader write carries a Fence that etcd checks in the same transaction.
 """
 
+from coordinator.etcd.access import Reads, Writes
 from coordinator.etcd.client import EtcdStore
 from coordinator.etcd.election import Election
 from coordinator.etcd.types import KV, CasResult, DeleteResult, Event, EventKind, Fence, Lease, Snapshot, WatchBatch
@@ -37,6 +39,8 @@ __all__ = [
     "EventKind",
     "Fence",
     "Lease",
+    "Reads",
     "Snapshot",
     "WatchBatch",
+    "Writes",
 ]

@@ -1,15 +1,15 @@
-"""The actuator: performs the intent protocol's instructions (etcd writes, Airflow calls). Owns all Airflow retries.
+"""The actuator: performs the intent protocol's instructions through the one executor (``watcher/executor.py``).
 
 What to do for one trigger of DAG D for partition P, and in which order, is decided by ``coordinator/core/intent.py``
-(its numbered rules are those of docs/semantics.md, "Acting on Airflow"); this module only schedules, performs the
-I/O an instruction names and feeds the result back as an event.
+(its numbered rules are those of docs/semantics.md, "Acting on Airflow"); the executor owns the fenced writes, the
+Airflow calls and their retries, the vocabulary of their outcomes and how many attempts run at once. This module
+only says what each intent instruction is as I/O, and what an attempt's end means for its work-queue key.
 
-Rules: one action per (DAG, partition) in flight at a time (the work queue's processing set); a bounded number of
-Airflow calls in flight overall, so one slow partition never blocks the others; transient Airflow errors are retried
-with exponential backoff and jitter (coordinator.retry) inside a bounded time (``_call``, the one place Airflow is
-called); refusals (404, 403, paused, unknown instance) are recorded on the ledger and the key comes back through
-the work queue's one requeue path, ``add_rate_limited``: a per-key backoff doubling from the queue's base up to the
-protocol's delay for that error, reset by ``forget`` once an action for the key is confirmed. Never a busy loop.
+Rules: one action per (DAG, partition) in flight at a time (the work queue's processing set); refusals (404, 403,
+paused, unknown instance) are recorded on the ledger and the key comes back through the work queue's one requeue
+path, ``add_rate_limited``: a per-key backoff doubling from the queue's base up to the protocol's delay for that
+error, reset by ``forget`` once an action for the key is confirmed. etcd trouble ends the attempt without a record
+(etcd is what failed) and the key comes back the same way (``actuator.store_error``). Never a busy loop.
 
 An action planned before the view received this actuator's own last write of the same ledger key (the plan's view
 revision is older than that write) is not started: it was decided on a ledger we already changed (a Trigger would
@@ -19,7 +19,6 @@ nothing is lost; without this, most triggers cost a wasted etcd read or transact
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -31,6 +30,7 @@ from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.actions import Action, Resume, Trigger
+from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -39,57 +39,22 @@ from coordinator.core.model import (
     parse_trigger_record,
     partition_datetime,
 )
-from coordinator.errors import (
-    AirflowError,
-    AirflowNotFound,
-    AirflowUnavailable,
-    CoordinatorError,
-    LeadershipLost,
-)
-from coordinator.etcd import EtcdStore, Fence
-from coordinator.retry import RetryPolicy, retry_call
+from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost
+from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.paused import PausedDags, paused_lists
+from coordinator.watcher.paused import PausedDags
 from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
 
 #: Seconds an "is not paused" answer is reused (see _paused_warning).
 UNPAUSED_CACHE_S = 10.0
+#: Refusals (404 DAG missing, 403, paused): retried this often; status shows the error meanwhile.
+ERROR_RETRY_S = 30.0
 
 
-class _IntentMoved(CoordinatorError):
-    """The ledger changed under us (another watcher, or a newer intent): stop; the next pass re-plans."""
-
-
-@dataclass(frozen=True)
-class ActuatorPolicy:
-    # Transient Airflow errors: up to 5 tries within 30 s per attempt (rides out an api-server restart of ~6 s).
-    attempts: int = 5
-    max_attempt_s: float = 30.0
-    backoff_max_s: float = 8.0
-    # Refusals (404 DAG missing, 403, paused): retried this often; status shows the error meanwhile.
-    error_retry_s: float = 30.0
-    max_concurrent: int = 16
-
-
-#: First delay of the in-attempt retries of a transient Airflow failure. 0.2 s doubling: with 5 attempts the sleeps
-#: total at most 0.2 + 0.4 + 0.8 + 1.6 = 3 s (plus the request timeouts); a longer outage ends as an error that the
-#: work queue brings back within ACTIVE_RETRY_S, so nothing is lost.
-AIRFLOW_RETRY_INITIAL_S = 0.2
-#: Full jitter (each delay drawn from [0, d]): watchers and partitions that failed together spread out.
-AIRFLOW_RETRY_JITTER = 1.0
-
-
-def airflow_call_retry(policy: ActuatorPolicy) -> RetryPolicy:
-    """The retry policy of one Airflow call (retry rule 1: a named policy whose numbers are explained here)."""
-    return RetryPolicy(
-        initial_s=AIRFLOW_RETRY_INITIAL_S,
-        max_s=policy.backoff_max_s,
-        jitter=AIRFLOW_RETRY_JITTER,
-        max_attempts=policy.attempts,
-        deadline_s=policy.max_attempt_s,
-    )
+class _Unreadable(CoordinatorError):
+    """The ledger entry to resume holds a value nobody can parse."""
 
 
 @dataclass
@@ -102,50 +67,42 @@ class Outcome:
 
 
 class Actuator:
-    """Executes actions for the leader. ``submit`` never blocks on Airflow; ``drain`` waits for what was submitted.
+    """Executes actions for the leader. ``submit`` never blocks on Airflow; the executor's ``drain`` waits for what
+    was submitted.
 
-    It only schedules and performs I/O: what to do next is decided by the intent protocol (``core/intent.py``), which
-    gets the result of every etcd write and Airflow call as an event.
+    It only says what each instruction is as I/O: what to do next is decided by the intent protocol
+    (``core/intent.py``), which gets the outcome of every etcd write and Airflow call as an event, and the executor
+    performs it.
     """
 
     def __init__(
         self,
-        store: EtcdStore,
+        executor: Executor,
         keys: KeyLayout,
-        clients: Mapping[str, AirflowClient],
         *,
-        fence: Callable[[], Fence | None],
         watcher_id: str,
         queue: WorkQueue[WorkKey],
-        policy: ActuatorPolicy | None = None,
+        paused: Mapping[str, PausedDags],
+        error_retry_s: float = ERROR_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
         on_result: Callable[[str, str, str], None] | None = None,
-        paused: Mapping[str, PausedDags] | None = None,
     ) -> None:
-        self.store = store
+        self.executor = executor
         self.keys = keys
-        self.clients = clients
-        self.fence = fence
         self.watcher_id = watcher_id
         self.queue = queue
-        self.policy = policy or ActuatorPolicy()
+        self.error_retry_s = error_retry_s
         self.clock = clock
         self.outcome = Outcome()
         #: Told (instance, action, result) of every finished action (the watcher's metrics): action is create, clear
         #: or resume; result ok, conflict (the ledger moved under it), error or skipped (nothing to do).
         self.on_result = on_result or (lambda instance, action, result: None)
-        self.leadership_lost = asyncio.Event()
-        #: Only to wait for or cancel them: which action may start is the queue's decision (its processing set).
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self.policy.max_concurrent)
         self._unpaused_until: dict[NodeId, float] = {}  # the per-DAG fallback's cache (_paused_warning)
         #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
         #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
-        self._paused = paused if paused is not None else paused_lists(clients, clock)
+        self._paused = paused
         #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
         self._own_writes: dict[DagKey, int] = {}
-        #: The one retry policy of every Airflow call (built once: it depends only on the policy).
-        self._retry = airflow_call_retry(self.policy)
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -160,9 +117,7 @@ class Actuator:
                 return False
         if not self.queue.try_start(key):
             return False
-        task = asyncio.create_task(self._run(action, key), name=f"act {action.node} {action.partition}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.executor.spawn(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
         return True
 
     def can_start(self, action: Action, *, view_revision: int) -> bool:
@@ -187,87 +142,69 @@ class Actuator:
         self._own_writes.pop(key, None)  # re-inserted at the end: the dict stays ordered by write
         self._own_writes[key] = revision
 
-    @property
-    def busy(self) -> int:
-        return len(self._tasks)
-
-    async def drain(self) -> None:
-        """Wait for every submitted action to finish (reconcile --once, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    async def cancel(self) -> None:
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
     # -- one action ---------------------------------------------------------------------------------------------
 
     async def _run(self, action: Action, key: DagKey) -> None:
         ledger_key = self.keys.trigger_key(action.node, action.partition)
         result = "error"
         try:
-            async with self._slots:
-                result = await self._drive(action, ledger_key)
-        except LeadershipLost as exc:
+            result = await self._attempt(action, ledger_key)
+        except LeadershipLost as exc:  # the executor already told the campaign (executor rule 2)
             result = "conflict"
             log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
-            self.leadership_lost.set()
-        except _IntentMoved as exc:
+        except _Unreadable as exc:
+            # Nothing to resume from: the view reports the bad value (view.bad_value), and a fixed value comes back
+            # through the watch and is planned then.
             result = "conflict"
             self.outcome.skipped += 1
-            log.info("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
+            log.warning("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
+        except CoordinatorError as exc:
+            # etcd trouble (executor rule 3: not an outcome, and nothing can be recorded where it failed): the
+            # attempt ends where it stands, and the key comes back after its backoff to be planned again.
+            self.outcome.errors += 1
+            delay = self.queue.add_rate_limited(key, max_s=self.error_retry_s)
+            log.warning("actuator.store_error node=%s partition=%s error=%s retry_in_s=%.1f", action.node,
+                        action.partition, exc, delay)  # fmt: skip
         except Exception as exc:
             # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
             self.outcome.errors += 1
             log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
-            self.queue.add_rate_limited(key, max_s=self.policy.error_retry_s)
+            self.queue.add_rate_limited(key, max_s=self.error_retry_s)
         finally:
             if result == "ok":  # confirmed
                 self.queue.forget(key)
             self.queue.done(key)
             self.on_result(action.node.instance, action.action if isinstance(action, Trigger) else "resume", result)
 
-    async def _drive(self, action: Action, ledger_key: str) -> str:
-        """Run the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result)."""
-        retry_s = self.policy.error_retry_s
+    async def _attempt(self, action: Action, ledger_key: str) -> str:
+        """Drive the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result)."""
         if isinstance(action, Trigger):
-            state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, retry_s)
+            state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, self.error_retry_s)
         else:
-            state = intent.start_resume(action.partition, retry_s)
-            found = await self._attempt(self._find(ledger_key, action))
-            assert found is not None  # _find always answers
-            state, instruction = intent.step(state, found, _now())
-        while True:
-            if isinstance(instruction, intent.Done):
-                if instruction.confirmed:
-                    self.outcome.done += 1
-                else:
-                    self.outcome.skipped += 1
-                return "ok" if instruction.confirmed else "skipped"
-            if isinstance(instruction, intent.RecordError):
-                self.outcome.errors += 1
-                await self._record_error(action, ledger_key, instruction)
-                return "error"
-            event = await self._attempt(self._perform(action, ledger_key, instruction))
-            if event is None:  # lost the race for the intent
-                self.outcome.skipped += 1
-                return "conflict"
-            state, instruction = intent.step(state, event, _now())
+            state = intent.start_resume(action.partition, self.error_retry_s)
+            state, instruction = intent.step(state, await self._find(ledger_key, action), datetime.now(UTC))
 
-    async def _attempt(self, io: Awaitable[intent.Event | None]) -> intent.Event | None:
-        """Await one step's I/O; a failure becomes the protocol's error event (intent rule 6)."""
-        try:
-            return await io
-        except (LeadershipLost, _IntentMoved):
-            raise
-        except AirflowUnavailable as exc:
-            return intent.Transient(_message(exc))
-        except Exception as exc:
-            # Any other failure (Airflow refusal, etcd trouble, a bug) is recorded and retried slowly: the
-            # service must survive it and the operator must see it.
-            return intent.Refused(_message(exc))
+        async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
+            return await self._perform(action, ledger_key, instruction)
+
+        state, instruction = await self.executor.drive(
+            state, instruction, step=intent.step, perform=perform,
+            over=lambda i: isinstance(i, (intent.Done, intent.RecordError)),
+        )  # fmt: skip
+        if isinstance(instruction, intent.RecordError):
+            self.outcome.errors += 1
+            await self._record_error(action, ledger_key, instruction)
+            return "error"
+        assert isinstance(instruction, intent.Done)
+        if instruction.moved:
+            self.outcome.skipped += 1
+            log.info("actuator.moved node=%s partition=%s step=%s", action.node, action.partition, state.step)
+            return "conflict"
+        if instruction.confirmed:
+            self.outcome.done += 1
+            return "ok"
+        self.outcome.skipped += 1
+        return "skipped"
 
     async def _find(self, ledger_key: str, action: Resume) -> intent.Event:
         current = await self._load(ledger_key)
@@ -275,19 +212,15 @@ class Actuator:
             return intent.IntentFound(None, 0, action.observed)
         return intent.IntentFound(current[0], current[1], action.observed)
 
-    async def _perform(self, action: Action, ledger_key: str, instruction: intent.Instruction) -> intent.Event | None:
-        """Do what ``instruction`` says; its result as an event (None: the ledger moved before our intent)."""
+    async def _perform(self, action: Action, ledger_key: str, instruction: intent.Instruction) -> intent.Event:
+        """Do what ``instruction`` says through the executor; its result as an event."""
         node, partition = action.node, action.partition
         if isinstance(instruction, intent.WriteLedger):
-            result = await self.store.cas(
-                ledger_key, dump_record(instruction.record), instruction.expected_rev, fence=self.fence()
-            )
-            if result.succeeded:
-                self._wrote(action, result.revision)
+            result = await self.executor.cas(ledger_key, dump_record(instruction.record), instruction.expected_rev)
+            if not result.succeeded:
+                return LedgerMoved()  # intent rule 1: the attempt ends; the watch brings the change
+            self._wrote(action, result.revision)
             if isinstance(instruction, intent.RecordIntent):
-                if not result.succeeded:
-                    log.info("actuator.lost_race node=%s partition=%s", node, partition)
-                    return None
                 assert isinstance(action, Trigger)
                 log.info(
                     "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
@@ -295,21 +228,15 @@ class Actuator:
                 )  # fmt: skip
                 crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
                 return intent.IntentRecorded(result.revision)
-            if not result.succeeded:
-                raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {instruction.expected_rev})")
             if isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
                 log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
                          "run already started")  # fmt: skip
-            return intent.LedgerWritten(result.revision)
-        client = self.clients.get(node.instance)
-        if client is None:
-            raise AirflowNotFound(
-                f"no Airflow configured for instance {node.instance!r}: add it to the instances file "
-                "(COORDINATOR_INSTANCES_FILE) or set COORDINATOR_AIRFLOW_URL for 'default'"
-            )
+            return LedgerWritten(result.revision)
+        client = self.executor.client(node.instance)
         if isinstance(instruction, intent.CallCreate):
             run_id, conf = instruction.run_id, _conf(partition, instruction.record)
-            outcome = await self._call(lambda: client.trigger(node.dag_id, run_id, partition_datetime(partition), conf))
+            at = partition_datetime(partition)
+            outcome = await self.executor.call(lambda: client.trigger(node.dag_id, run_id, at, conf))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             answers: dict[TriggerResult, Callable[[str], intent.Event]] = {
                 TriggerResult.CREATED: intent.Created,
@@ -319,13 +246,13 @@ class Actuator:
             return answers[outcome.result](outcome.run.run_id)
         if isinstance(instruction, intent.ReadQueuedAt):
             wanted = instruction.run_id
-            return intent.RunObserved(_shown(await self._call(lambda: client.get_run(node.dag_id, wanted))))
+            return intent.RunObserved(_shown(await self.executor.call(lambda: client.get_run(node.dag_id, wanted))))
         if isinstance(instruction, intent.FindRunByDate):
             at = partition_datetime(partition)
-            found = await self._call(lambda: client.find_run_by_logical_date(node.dag_id, at))
+            found = await self.executor.call(lambda: client.find_run_by_logical_date(node.dag_id, at))
             return intent.RunObserved(_shown(found))
         if isinstance(instruction, intent.CallClear):
-            await self._call(self._clear_once(client, node, instruction))
+            await self.executor.call(self._clear_once(client, node, instruction))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             return intent.Cleared()
         if isinstance(instruction, intent.CheckPaused):
@@ -355,12 +282,13 @@ class Actuator:
             log.info("actuator.created node=%s partition=%s result=%s", node, partition, effect)
 
     async def _load(self, key: str) -> tuple[TriggerRecord, int] | None:
-        kv = await self.store.get(key)
+        """The ledger entry as etcd holds it now; an unparsable one ends the attempt (nothing to resume from)."""
+        kv = await self.executor.get(key)
         if kv is None:
             return None
         record, problem = parse_trigger_record(kv.value)
         if record is None:
-            raise _IntentMoved(f"ledger value unparsable: {problem}")
+            raise _Unreadable(f"ledger value {key} unparsable: {problem}")
         return record, kv.mod_revision
 
     async def _paused_warning(self, client: AirflowClient, node: NodeId) -> str | None:
@@ -381,10 +309,6 @@ class Actuator:
         self._unpaused_until[node] = self.clock() + UNPAUSED_CACHE_S
         return None
 
-    async def _call(self, fn: Callable[[], Any]) -> Any:
-        """Retry transient Airflow failures with exponential backoff and jitter, bounded in attempts and time."""
-        return await retry_call(fn, self._retry, lambda exc: isinstance(exc, AirflowUnavailable))
-
     async def _record_error(self, action: Action, ledger_key: str, instruction: intent.RecordError) -> None:
         """Intent rule 6: come back after the key's backoff, capped by the protocol's delay (through the queue), log,
         and record the error on the ledger."""
@@ -403,22 +327,13 @@ class Actuator:
             failed = intent.failed_record(current[0], current[1], instruction.error)
             if failed is None:
                 return
-            result = await self.store.cas(ledger_key, dump_record(failed), current[1], fence=self.fence())
-            if not result.succeeded:
-                raise _IntentMoved(f"ledger {ledger_key} changed (expected revision {current[1]})")
-            self._wrote(action, result.revision)
+            result = await self.executor.cas(ledger_key, dump_record(failed), current[1])
+            if result.succeeded:
+                self._wrote(action, result.revision)
         except LeadershipLost:
-            self.leadership_lost.set()
+            pass  # the executor told the campaign; the next leader resumes the intent
         except Exception as inner:  # the error is already logged; etcd may be down too
             log.warning("actuator.error_not_recorded node=%s error=%s", action.node, inner)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _message(exc: Exception) -> str:
-    return f"{type(exc).__name__}: {exc}"[:500]
 
 
 def _conf(partition: str, record: TriggerRecord) -> dict[str, Any]:

@@ -37,8 +37,10 @@ Rules:
    soon (0.25 s, doubling up to the interval, back to 0.25 s once a listing completes): the mark never passes the
    unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
    streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
-3. Airflow errors are the protocol's events (unavailable -> Transient, 404 on the POST -> NotFound, any other
-   refusal -> Refused); etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs).
+3. Airflow errors are the protocol's events, mapped by the executor as for a trigger (``watcher/executor.py`` rule
+   3: unavailable -> Transient, 404 -> NotFound, which the protocol takes as a stale asset id on a POST and as a
+   refusal elsewhere, any other refusal -> Refused); etcd errors and a lost leadership end the round (the loop
+   retries it, rule 4 of jobs). Every write of a round (events, marks, entries, prunes) is the executor's, fenced.
 4. The target's asset ids are cached per (target, uri) for the life of the job; the protocol asks for a fresh
    resolve after a 404 and before any look-up. A look-up whose listing stopped (rule 1a) without the marker is
    transient, never "not found": the unread event may be the delivered copy, and posting again would duplicate it.
@@ -61,7 +63,6 @@ Rules:
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -83,11 +84,13 @@ from coordinator.core.assets import (
     is_delivered_copy,
     targets_of,
 )
+from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.graph import Graph
-from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
-from coordinator.etcd import EtcdStore
+from coordinator.errors import AirflowError, AirflowUnavailable, LeadershipLost
+from coordinator.etcd import Reads
 from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
+from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -120,10 +123,15 @@ Key = tuple[str, str, str, int]
 class AssetJob:
     """The leader's asset round (rules 1-5)."""
 
-    store: EtcdStore
+    #: Reads only: every write (an event, a mark, a delivery entry, a prune), every call of a delivery and the
+    #: delivery protocol's loop are the executor's (``watcher/executor.py``), fenced and mapped in one place.
+    store: Reads
+    executor: Executor
     keys: AssetKeys
     graph: Callable[[], Graph]
+    #: The routed sources' Airflows, whose asset events rule 1 lists.
     clients: Mapping[str, AirflowClient]
+    #: Rule 6: the leader's fence, whose revision names the term; raises LeadershipLost when not leading.
     fence: Callable[[], Fence]
     watcher_id: str
     metrics: Metrics
@@ -231,7 +239,7 @@ class AssetJob:
                 continue
             items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), rev)]
             items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
-            result = await self.store.delete_unchanged(items, fence=self.fence())
+            result = await self.executor.delete_unchanged(items)
             if result.succeeded:
                 pruned += 1
                 for key, _ in items:  # rule 0: write-through, so no later round sees the event or its entries again
@@ -280,7 +288,7 @@ class AssetJob:
                     recorded_by=f"audit:{self.watcher_id}",
                 )
                 key, value = self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode()
-                result = await self.store.cas(key, value, 0)
+                result = await self.executor.cas(key, value, 0)
                 # Rule 0: write-through (ours, or the one another recorder wrote first: create-only).
                 if result.succeeded:
                     index.apply(key, value, result.revision)
@@ -318,7 +326,7 @@ class AssetJob:
                 return datetime.fromisoformat(kv.value.decode())
         assert self.started_at is not None
         mark = self.started_at - timedelta(seconds=self.lookback_s)
-        result = await self.store.cas(key, mark.isoformat().encode(), 0)
+        result = await self.executor.cas(key, mark.isoformat().encode(), 0)
         if not result.succeeded and result.current is not None:
             with suppress(ValueError):
                 return datetime.fromisoformat(result.current.value.decode())
@@ -345,17 +353,15 @@ class AssetJob:
                     instruction.deferred_until.isoformat(), state.record.watcher or "-",
                 )  # fmt: skip
             return None
-        while not isinstance(instruction, delivery.Done):
-            answer = await self._perform(item.target, etcd_key, instruction, index)
-            if (
-                isinstance(instruction, delivery.WriteLedger)
-                and isinstance(answer, delivery.LedgerWritten)
-                and instruction.record.status is DeliveryStatus.PENDING
-            ):
-                crash_point("asset-after-intent")
-            if isinstance(answer, delivery.Posted):
-                crash_point("asset-after-post")
-            state, instruction = delivery.step(state, answer, now)
+
+        async def perform(state: delivery.DeliveryState, ins: delivery.Instruction) -> delivery.Event:
+            return await self._perform(item.target, etcd_key, ins, index)
+
+        state, instruction = await self.executor.drive(
+            state, instruction, step=delivery.step, perform=perform,
+            over=lambda ins: isinstance(ins, delivery.Done), at=now,
+        )  # fmt: skip
+        assert isinstance(instruction, delivery.Done)
         if instruction.confirmed:
             self.metrics.asset_events_delivered.labels(item.event.source, item.target).inc()
             log.info(
@@ -380,12 +386,15 @@ class AssetJob:
     async def _perform(
         self, target: str, etcd_key: str, ins: delivery.Instruction, index: AssetIndex
     ) -> delivery.Event:
+        """One instruction through the executor; a failed Airflow call is raised for it to map (executor rule 3)."""
         if isinstance(ins, delivery.WriteLedger):
             value = ins.record.model_dump_json().encode()
-            result = await self.store.cas(etcd_key, value, ins.expected_rev, fence=self.fence())
+            result = await self.executor.cas(etcd_key, value, ins.expected_rev)
             if result.succeeded:
                 index.apply(etcd_key, value, result.revision)  # rule 0: write-through
-                return delivery.LedgerWritten(result.revision)
+                if ins.record.status is DeliveryStatus.PENDING:
+                    crash_point("asset-after-intent")
+                return LedgerWritten(result.revision)
             # Rule 0: the index held this entry older than etcd (or not at all: another leader's write the watch has
             # not brought yet). Nothing was written or called; the entry as it is now goes into the index, so the
             # next attempt starts from it (delivery rule 1: compared with the revision it saw).
@@ -393,40 +402,30 @@ class AssetJob:
                 apply_logged(index, etcd_key, result.current.value, result.current.mod_revision)
             else:
                 index.apply(etcd_key, None, result.revision)
-            return delivery.LedgerMoved()
-        client = self.clients.get(target)
-        if client is None:
-            return delivery.Refused(f"no Airflow is configured for instance {target}")
-        try:
-            if isinstance(ins, delivery.Resolve):
-                return delivery.Resolved(await self._resolve(client, target, ins))
-            if isinstance(ins, delivery.Look):
-                return delivery.Looked(await self._look(client, ins))
-            if isinstance(ins, delivery.Post):
-                return await self._post(client, target, ins)
-        except AirflowNotFound as exc:
-            if isinstance(ins, delivery.Post):
-                return delivery.NotFound(str(exc))
-            return delivery.Refused(str(exc))
-        except AirflowUnavailable as exc:
-            return delivery.Transient(str(exc))
-        except AirflowError as exc:
-            return delivery.Refused(str(exc))
+            return LedgerMoved()
+        client = self.executor.client(target)
+        if isinstance(ins, delivery.Resolve):
+            return delivery.Resolved(await self._resolve(client, target, ins))
+        if isinstance(ins, delivery.Look):
+            return delivery.Looked(await self._look(client, ins))
+        if isinstance(ins, delivery.Post):
+            posted = await self._post(client, target, ins)
+            crash_point("asset-after-post")
+            return posted
         raise AssertionError(f"unexpected instruction {ins!r}")  # pragma: no cover
 
     async def _post(self, client: AirflowClient, target: str, ins: delivery.Post) -> delivery.Event:
-        """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s``."""
+        """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s`` and
+        never repeated in place (executor rule 4: a lost answer is ``Transient``, and the retry looks first)."""
         if not self.leading():
             log.warning("asset.post_withheld target=%s uri=%s marker=%s reason=lease_in_doubt",
                         target, ins.asset.uri, ins.extra.get(MARKER))  # fmt: skip
             raise LeadershipLost(f"{self.watcher_id}: lease in doubt before posting to {target}: nothing sent")
         info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
-        try:
-            async with asyncio.timeout(self.call_timeout_s):
-                posted = await client.post_asset_event(info, ins.extra, ins.partition_key)
-        except TimeoutError:
-            # Like a lost answer: the event may exist; the retry looks first (delivery rule 3).
-            return delivery.Transient(f"{target}: POST asset event: no answer within {self.call_timeout_s:g} s")
+        posted = await self.executor.call(
+            lambda: client.post_asset_event(info, ins.extra, ins.partition_key),
+            retry=False, within_s=self.call_timeout_s, what=f"{target}: POST asset event",
+        )  # fmt: skip
         return delivery.Posted(posted.event_id)
 
     async def _resolve(self, client: AirflowClient, target: str, ins: delivery.Resolve) -> delivery.TargetAsset | None:

@@ -14,6 +14,10 @@ view's activation) the audit lists that task's instances changed within the look
 task-state key with :func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task
 ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs without a logical
 date have no task-state key and are skipped.
+
+The leader's audit writes through the executor (``watcher/executor.py``), so every repair is fenced: once this watcher
+no longer leads, a repair is refused and the round ends (the new leader audits). :func:`audit_once` takes any
+``etcd.Writes``: a caller that does not lead passes the store itself.
 """
 
 from __future__ import annotations
@@ -37,8 +41,8 @@ from coordinator.core.task_facts import (
     should_replace_task,
 )
 from coordinator.core.view import View
-from coordinator.errors import CoordinatorError, StoreUnavailable
-from coordinator.etcd import EtcdStore
+from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
+from coordinator.etcd import Writes
 from coordinator.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
@@ -48,7 +52,8 @@ log = logging.getLogger(__name__)
 class AuditJob:
     """The leader's periodic audit as a job of ``watcher/jobs.py``: exactly what a pass needs, not the watcher."""
 
-    store: EtcdStore
+    #: The leader's executor (``watcher/executor.py``): a repair sent after this watcher stopped leading is refused.
+    writes: Writes
     keys: KeyLayout
     #: The graph in force at the time of the round (it is reloaded while the watcher runs).
     graph: Callable[[], Graph]
@@ -59,7 +64,7 @@ class AuditJob:
     name: str = "audit"
 
     async def run_once(self, now: datetime) -> None:
-        await audit_once(self.store, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
+        await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
 
 
 @dataclass
@@ -87,7 +92,7 @@ def _decider(run: DagRunInfo, source: str, now: datetime) -> Propose:
 
 
 async def audit_once(
-    store: EtcdStore,
+    writes: Writes,
     keys: KeyLayout,
     graph: Graph,
     clients: Mapping[str, AirflowClient],
@@ -113,7 +118,7 @@ async def audit_once(
             result.errors += 1
             log.warning("audit.list_failed node=%s error=%s", node, exc)
             continue
-        if not await _audit_tasks(store, keys, client, node, named, now - lookback, now, result):
+        if not await _audit_tasks(writes, keys, client, node, named, now - lookback, now, result):
             return result  # etcd is down
         for run in runs:
             if run.logical_date is None:
@@ -127,7 +132,9 @@ async def audit_once(
                 continue  # the view already says enough: no etcd call at all
             key = keys.run_key(node, partition)
             try:
-                done = await write_run_record(store, key, decide)
+                done = await write_run_record(writes, key, decide)
+            except LeadershipLost:
+                raise  # the round ends: a leader's repairs are the executor's fenced writes
             except StoreUnavailable as exc:
                 # etcd is down: every other key would fail the same way, each after its own retries.
                 result.errors += 1
@@ -159,7 +166,7 @@ async def audit_once(
 
 
 async def _audit_tasks(
-    store: EtcdStore,
+    writes: Writes,
     keys: KeyLayout,
     client: AirflowClient,
     node: NodeId,
@@ -181,19 +188,21 @@ async def _audit_tasks(
                 continue  # no partition, or mapped: no single task state
             result.tasks_checked += 1
             key = keys.task_key(node, task_id, canonical_partition(ti.logical_date))
-            if not await _repair_task(store, key, ti, f"audit:{node.instance}", now, result):
+            if not await _repair_task(writes, key, ti, f"audit:{node.instance}", now, result):
                 return False
     return True
 
 
 async def _repair_task(
-    store: EtcdStore, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
+    writes: Writes, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
 ) -> bool:
     """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
     try:
         done = await write_run_record(
-            store, key, _task_decider(ti, source, now), parse=parse_task_record, rule=should_replace_task
+            writes, key, _task_decider(ti, source, now), parse=parse_task_record, rule=should_replace_task
         )
+    except LeadershipLost:
+        raise
     except StoreUnavailable as exc:
         result.errors += 1
         log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)

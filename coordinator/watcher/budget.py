@@ -27,8 +27,7 @@ from coordinator.core.budget import Budgeted, Window, apply_budget, budget_recor
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
 from coordinator.core.model import KeyLayout
 from coordinator.errors import CoordinatorError, LeadershipLost
-from coordinator.etcd import EtcdStore
-from coordinator.etcd.types import Fence
+from coordinator.etcd import Writes
 from coordinator.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -49,13 +48,13 @@ class Admitted:
 class TriggerBudget:
     """The leader's budget keeper: one per watcher, asked once per leading pass."""
 
-    store: EtcdStore
+    #: The count is the executor's fenced write (``watcher/executor.py``): refused once this watcher no longer leads.
+    executor: Writes
     keys: KeyLayout
     limit: int
     window_s: float
     watcher_id: str
     metrics: Metrics
-    fence: Callable[[], Fence]
     clock: Callable[[], float] = time.time
 
     async def admit(
@@ -97,7 +96,7 @@ class TriggerBudget:
             if record is None:  # the fresh state (a hold, a release) passes nothing new and holds nothing new
                 return verdict, state
             try:
-                done = await self.store.cas(key, dump_budget(record), rev, fence=self.fence())
+                done = await self.executor.cas(key, dump_budget(record), rev)
             except LeadershipLost:
                 raise
             except CoordinatorError as exc:

@@ -5,15 +5,16 @@ Rules (semantics rule 13):
 1. Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``, docs/keys.md) warm from the same watch
    as its view (the informer's :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes
    (:class:`DeadlineJob`, a periodic job that names what it needs and never the watcher).
-2. Record first, alert after: a transition is written by a fenced compare-and-swap against the revision this watcher
-   last saw for that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two
-   leaders (an old one whose lease is in doubt and the new one) never both alert one transition.
-3. Then the handlers are triggered, when ``core.deadline.alerts`` says the transition alerts (not on_time, not a
-   state already alerted for the partition, held long enough: recorded ``hold_until``), with a deterministic run id
-   (``late_run_id``) and logical date (recorded in the transition), and the record is swapped to ``alerted``.
-   A leader that dies between the two leaves a record with ``alerted`` false: the next leader triggers the same run
-   again, which Airflow refuses as existing, so each handler runs once per transition. A record already
-   ``alerted`` is never alerted again.
+2. Record first, alert after: a transition is written by a fenced compare-and-swap (the executor's,
+   ``watcher/executor.py``) against the revision this watcher last saw for that key (0: absent) with ``alerted``
+   false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose lease is in doubt and the new
+   one) never both alert one transition.
+3. Then the handlers are triggered (through the executor, with its retries of a transient failure), when
+   ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted for the partition,
+   held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and logical date
+   (recorded in the transition), and the record is swapped to ``alerted``. A leader that dies between the two leaves
+   a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as existing,
+   so each handler runs once per transition. A record already ``alerted`` is never alerted again.
 4. One log line per transition: ``deadline.transition``.
 5. Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal from its
    cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a full
@@ -43,6 +44,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from coordinator.airflow.client import AirflowClient
@@ -56,10 +58,11 @@ from coordinator.core.journal import Cursor
 from coordinator.core.model import KeyLayout, NodeId, dump_record
 from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
-from coordinator.errors import CoordinatorError
-from coordinator.etcd import EtcdStore, Fence
+from coordinator.errors import AirflowError
+from coordinator.etcd import Fence
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.metrics import Metrics
+from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
@@ -127,7 +130,8 @@ class DeadlineJob:
     """The leader's deadline pass as a periodic job: exactly what a round needs, never the watcher (so it fits the
     leader-jobs loop of ``watcher/jobs.py`` as it is: a name, an interval, ``run_once(now)`` that raises on failure)."""
 
-    store: EtcdStore
+    #: Every write (a fenced compare-and-swap of a record) and every handler's trigger goes through the executor.
+    executor: Executor
     keys: KeyLayout
     graph: Callable[[], Graph]
     view: View
@@ -135,13 +139,13 @@ class DeadlineJob:
     view_lock: asyncio.Lock
     #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; this job writes through.
     tracker: DeadlineIndex
-    clients: Mapping[str, AirflowClient]
     #: Rule 3's causes the view cannot show (``watcher/deadline_facts.py``): the paused DAGs that matter to this
     #: graph's deadlines (listed at most once per pass), and the Airflow instances judged unreachable.
     paused: Callable[[Graph], Awaitable[frozenset[NodeId]]]
     unreachable: Callable[[], frozenset[str]]
     metrics: Metrics
-    #: The leader's fence at the time of the call; raises LeadershipLost when not leading.
+    #: The leader's fence at the time of the call, whose revision names the term (rule 5); raises LeadershipLost when
+    #: not leading.
     fence: Callable[[], Fence]
     watcher_id: str
     interval_s: float
@@ -215,7 +219,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
         key = job.keys.deadline_key(*at)
-        result = await job.store.cas(key, dump_record(record), tracker.revisions.get(at, 0), fence=job.fence())
+        result = await job.executor.cas(key, dump_record(record), tracker.revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         tracker.apply(key, dump_record(record), result.revision)
@@ -255,7 +259,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
         key = job.keys.deadline_level_key(*at)
-        result = await job.store.cas(key, dump_record(record), tracker.level_revisions.get(at, 0), fence=job.fence())
+        result = await job.executor.cas(key, dump_record(record), tracker.level_revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         tracker.apply(key, dump_record(record), result.revision)
@@ -294,7 +298,7 @@ async def alert_pending_levels(
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_level_key(*at)
-        result = await job.store.cas(key, dump_record(done), tracker.level_revisions.get(at, 0), fence=job.fence())
+        result = await job.executor.cas(key, dump_record(done), tracker.level_revisions.get(at, 0))
         if result.succeeded:
             tracker.apply(key, dump_record(done), result.revision)
     return failing
@@ -330,7 +334,7 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tu
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_key(*at)
-        result = await job.store.cas(key, dump_record(done), tracker.revisions.get(at, 0), fence=job.fence())
+        result = await job.executor.cas(key, dump_record(done), tracker.revisions.get(at, 0))
         if result.succeeded:
             tracker.apply(key, dump_record(done), result.revision)
     return failing
@@ -344,13 +348,12 @@ async def _trigger_all(
     marked alerted), False to try again next pass."""
     ok = True
     for handler in handlers:
-        client = job.clients.get(handler.instance)
-        if client is None:
-            ok = False
-            continue
+        at = record.handler_date or record.changed_at
         try:
-            outcome = await client.trigger(handler.dag_id, run_id, record.handler_date or record.changed_at, conf)
-        except CoordinatorError as exc:
+            client = job.executor.client(handler.instance)
+            # The executor's retries (executor rule 4): the handler's run id is deterministic, so a repeat is a 409.
+            outcome = await job.executor.call(partial(client.trigger, handler.dag_id, run_id, at, conf))
+        except AirflowError as exc:
             ok = False
             log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
                         partition, handler.qualified, exc)  # fmt: skip

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -43,7 +43,7 @@ from coordinator.core.retention import (
 )
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
-from coordinator.etcd import EtcdStore, Fence
+from coordinator.etcd import EtcdStore, Writes
 
 log = logging.getLogger(__name__)
 
@@ -156,22 +156,20 @@ async def read_floor(store: EtcdStore, keys: KeyLayout) -> tuple[RetentionFloor 
     return floor, kv.mod_revision
 
 
-async def record_floor(
-    store: EtcdStore, keys: KeyLayout, floor: RetentionFloor, expected_rev: int, *, fence: Fence | None = None
-) -> int:
+async def record_floor(writes: Writes, keys: KeyLayout, floor: RetentionFloor, expected_rev: int) -> int:
     """Write ``floor`` if the key still has ``expected_rev``; its revision. A concurrent writer is an error (the
-    caller re-reads and decides again: the floor must never move back by accident)."""
-    result = await store.cas(keys.config_key("retention"), dump_floor(floor), expected_rev, fence=fence)
+    caller re-reads and decides again: the floor must never move back by accident). ``writes``: the store (``prune``)
+    or the leader's executor (fenced)."""
+    result = await writes.cas(keys.config_key("retention"), dump_floor(floor), expected_rev)
     if not result.succeeded:
         raise CoordinatorError("the retention floor changed while pruning (another prune?); run it again")
     return result.revision
 
 
 async def delete_selected(
-    store: EtcdStore,
+    writes: Writes,
     facts: Sequence[KeyFact],
     *,
-    fence: Fence | None = None,
     size: int = BATCH_SIZE,
     in_flight: int = IN_FLIGHT,
 ) -> PruneOutcome:
@@ -184,7 +182,7 @@ async def delete_selected(
     async def one(batch: list[KeyFact]) -> None:
         pending = [(f.key, f.mod_rev) for f in batch]
         while pending:
-            result = await store.delete_unchanged(pending, fence=fence)
+            result = await writes.delete_unchanged(pending)
             outcome.transactions += 1
             if result.succeeded:
                 outcome.deleted += len(pending)
@@ -214,14 +212,13 @@ async def delete_selected(
 class RetentionJob:
     """The leader's periodic retention (rule 4) as a job of ``watcher/jobs.py``: exactly what a round needs."""
 
-    store: EtcdStore
+    #: The floor and the deletes are the executor's fenced writes: refused once this watcher no longer leads.
+    executor: Writes
     keys: KeyLayout
     period: timedelta
     interval_s: float
     view: View
     tracker: RetentionTracker
-    #: The leader's fence at the time of the call (None: not leading; the write is then refused).
-    fence: Callable[[], Fence | None]
     watcher_id: str
     name: str = "retention"
 
@@ -248,17 +245,16 @@ async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, 
     before the cutoff."""
     tracker, view = job.tracker, job.view
     cutoff = cutoff_before(now, job.period)
-    fence = job.fence()
     # Gather first: recording the floor makes the view forget these partitions.
     facts = {f.key: f for f in facts_from_view(view, cutoff)}
     facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
     floor = next_floor(tracker.floor, cutoff)
     if tracker.floor is None or tracker.floor.before != floor:
         new = RetentionFloor(before=floor, by=job.watcher_id, at=now)
-        revision = await record_floor(job.store, job.keys, new, tracker.floor_rev, fence=fence)
+        revision = await record_floor(job.executor, job.keys, new, tracker.floor_rev)
         # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
         view.revision = max(view.revision, revision)
         tracker.observe(view, tracker.key, dump_floor(new), revision)
     selection = select(facts.values(), cutoff)
-    outcome = await delete_selected(job.store, selection.delete, fence=fence)
+    outcome = await delete_selected(job.executor, selection.delete)
     return selection, outcome, floor

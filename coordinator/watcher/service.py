@@ -54,12 +54,13 @@ from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
 from coordinator.spec_file import load_spec
-from coordinator.watcher.actuator import Actuator, ActuatorPolicy
+from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
+from coordinator.watcher.executor import Executor, ExecutorPolicy
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
@@ -181,28 +182,25 @@ class Watcher:
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
         self.paused = paused_lists(self.clients)
+        # The one executor: every etcd write of this watcher while it leads (fenced by its term), every Airflow call
+        # of the two exactly-once protocols, their one error vocabulary and how many attempts run at once.
+        self.executor = Executor(
+            self.store, self.clients, fence=lambda: self.election.fence,
+            policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
+        )  # fmt: skip
         self.budget = TriggerBudget(
-            self.store, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
-            self.watcher_id, self.metrics, fence=lambda: self.election.fence,
+            self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
+            self.watcher_id, self.metrics,
         )  # fmt: skip
         self.actuator = Actuator(
-            self.store,
-            self.settings.keys,
-            self.clients,
-            fence=lambda: self.election.fence,
-            watcher_id=self.watcher_id,
-            queue=self.queue,
-            policy=ActuatorPolicy(
-                error_retry_s=self.settings.error_retry_s, max_concurrent=self.settings.max_concurrent_actions
-            ),
-            on_result=self.metrics.action_result,
-            paused=self.paused,
-        )
+            self.executor, self.settings.keys, watcher_id=self.watcher_id, queue=self.queue, paused=self.paused,
+            error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
+        )  # fmt: skip
         #: The leader's periodic jobs: timed keys of the queue above, run by one loop of their own.
         self.jobs = self.leader_jobs()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
-                                in_flight=self.actuator.busy, graph=self.graphs.graph,
+                                in_flight=self.executor.busy, graph=self.graphs.graph,
                                 graph_invalid=self.graphs.error is not None,
                                 watchers=self.running.services))  # fmt: skip
 
@@ -277,11 +275,11 @@ class Watcher:
                 continue
             if not acquired:
                 continue
-            self.actuator.leadership_lost.clear()
+            self.executor.leadership_lost.clear()
             warm = self._take_warm_work()
             log.info("leader.acquired watcher=%s ttl_s=%d warm=%d", self.watcher_id, self.settings.leader_ttl_s, warm)
             lost = asyncio.create_task(self.election.lost.wait())
-            fenced = asyncio.create_task(self.actuator.leadership_lost.wait())
+            fenced = asyncio.create_task(self.executor.leadership_lost.wait())
             stopping = asyncio.create_task(self.stop.wait())
             await asyncio.wait({lost, fenced, stopping}, return_when=asyncio.FIRST_COMPLETED)
             for task in (lost, fenced, stopping):
@@ -403,7 +401,7 @@ class Watcher:
             result.revision, "all" if partitions is None else len(dirty | rest.keys()),
             len(self.view.partitions) if partitions is None else len(dirty | rest.keys()), len(result.actions),
             sum(isinstance(a, Trigger) for a in result.actions), sum(isinstance(a, Resume) for a in result.actions),
-            submitted, self.actuator.busy, self.actuator.outcome.errors, leading,
+            submitted, self.executor.busy, self.actuator.outcome.errors, leading,
             (time.perf_counter() - started) * 1000,
         )  # fmt: skip
         return result
@@ -480,11 +478,8 @@ class Watcher:
             return
         key = self.view.graph_key
         try:
-            result = await self.store.cas(
-                key, dump_activation(new), self.view.activation_rev, fence=self.election.fence
-            )
-        except LeadershipLost:
-            self.actuator.leadership_lost.set()
+            result = await self.executor.cas(key, dump_activation(new), self.view.activation_rev)
+        except LeadershipLost:  # the executor told the campaign
             return
         if result.succeeded:
             # Apply our own write now rather than waiting for the watch: this pass must plan with it.
@@ -500,16 +495,17 @@ class Watcher:
         jobs: list[Job] = []
         if settings.audit_interval_s > 0 and self.clients:
             lookback = timedelta(hours=settings.audit_lookback_h)
-            jobs.append(AuditJob(self.store, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
+            jobs.append(AuditJob(self.executor, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
                                  self.view, settings.audit_interval_s))  # fmt: skip
         if settings.retention_period is not None:
-            jobs.append(RetentionJob(self.store, settings.keys, settings.retention_period,
+            jobs.append(RetentionJob(self.executor, settings.keys, settings.retention_period,
                                      settings.retention_interval_s, self.view, self.retention,
-                                     lambda: self.election.fence, self.watcher_id))  # fmt: skip
+                                     self.watcher_id))  # fmt: skip
         jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
         if settings.asset_interval_s > 0:  # semantics rules 16-17: a no-op round while no route is declared
             jobs.append(AssetJob(
-                store=self.store, keys=AssetKeys(settings.keys.prefix), graph=lambda: self.graphs.graph,
+                store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
+                graph=lambda: self.graphs.graph,
                 clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
                 metrics=self.metrics, interval_s=settings.asset_interval_s,
                 leading=lambda: self.election.is_leader, term_started=lambda: self.election.term_started,
@@ -520,7 +516,7 @@ class Watcher:
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
-            on_leadership_lost=self.actuator.leadership_lost.set,
+            on_leadership_lost=self.executor.leadership_lost.set,
         )  # fmt: skip
 
     def presence(self) -> Presence:
@@ -533,8 +529,8 @@ class Watcher:
     def deadline_job(self) -> DeadlineJob:
         """The leader's deadline pass (semantics rule 13), given only what it needs."""
         return DeadlineJob(
-            store=self.store, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
-            view_lock=self.view_lock, tracker=self.deadlines, clients=self.clients,
+            executor=self.executor, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
+            view_lock=self.view_lock, tracker=self.deadlines,
             paused=PausedForDeadlines(self.paused), unreachable=self.reachability.unreachable, metrics=self.metrics,
             fence=lambda: self.election.fence, watcher_id=self.watcher_id,
             interval_s=self.settings.deadline_interval_s, majors=lambda: known_majors(self.clients),
@@ -571,7 +567,7 @@ class Watcher:
         finally:
             self.stop.set()
             # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
-            log.info("watcher.stopping watcher=%s in_flight=%d", self.watcher_id, self.actuator.busy)
+            log.info("watcher.stopping watcher=%s in_flight=%d", self.watcher_id, self.executor.busy)
             self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
@@ -585,12 +581,12 @@ class Watcher:
                 for task in stuck:
                     task.cancel()
                 await asyncio.wait(stuck, timeout=1.0)
-            drain = asyncio.ensure_future(self.actuator.drain())
+            drain = asyncio.ensure_future(self.executor.drain())
             if not (await asyncio.wait({drain}, timeout=STOP_DRAIN_S))[0]:
                 # Safe to cut short: an action's intent is in the ledger before its Airflow call, so the next
                 # leader looks the run up before acting again: an unanswered call is a lost answer.
-                log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d", self.watcher_id, self.actuator.busy)
-            await self.actuator.cancel()
+                log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d", self.watcher_id, self.executor.busy)
+            await self.executor.cancel()
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
             try:

@@ -1,0 +1,232 @@
+"""The executor: the one place where a leading watcher's effects happen.
+
+Both exactly-once protocols, the trigger intent (``core/intent.py``, performed by ``watcher/actuator.py``) and the
+asset delivery (``core/delivery.py``, performed by ``watcher/assets.py``), are sans-IO: they say what to do next and
+take what happened as an event. This module owns what they share: the fenced writes, the Airflow calls, the one
+vocabulary of their outcomes (``core/effects.py``), the loop that drives a protocol, and how many attempts run at
+once. The leader's jobs (budget, adoption, deadlines, asset recording, retention, audit) write through it too.
+
+Rules:
+1. The only writer while leading. Every etcd write a leader makes (ledger entries, the activation, budget counts,
+   deadline records, asset events, marks and deliveries, the retention floor and its deletes, the audit's repairs)
+   is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of the term the election
+   holds now: a write sent after that term ended is refused by etcd in the same transaction. The jobs hold the
+   store only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so ``mypy --strict`` refuses a
+   leader write that bypasses the fence.
+2. A write refused because the leader key moved (``LeadershipLost``, also raised when this process never led) sets
+   :attr:`Executor.leadership_lost`, which makes the campaign step down at once, and is raised to the caller: the
+   attempt or round that made it ends where it stands, and the next leader starts from the ledger.
+3. One error vocabulary. :func:`failure` maps a failed Airflow call onto ``core/effects``: ``AirflowUnavailable``
+   (5xx, transport, no answer in time) is ``Transient``, ``AirflowNotFound`` (404) ``NotFound``, any other
+   ``AirflowError`` (403, 400, 409 left unexplained, no Airflow configured) ``Refused``; the error text is
+   ``"{kind}: {message}"`` for both protocols. Each protocol decides what an outcome means for it (a 404 is a
+   refusal for a trigger, a stale asset id for a delivery's POST). A lost leadership, etcd trouble and a bug are
+   not outcomes: they end the attempt, and its key comes back through the work queue's backoff.
+4. One retry policy for Airflow calls that are safe to repeat (:meth:`Executor.call` with ``retry``): transient
+   failures retried with exponential backoff and full jitter, bounded in attempts and time
+   (:func:`airflow_call_retry`). A call that is not safe to repeat (an asset event's POST: Airflow has no
+   idempotency key) is tried once, and may be bounded as a whole (``within_s``: no answer in time is ``Transient``,
+   like a lost answer, and the protocol looks before it posts again).
+5. One driver. :meth:`Executor.drive` performs a protocol's instructions until it says the attempt is over, feeding
+   each answer to its ``step``, a failed Airflow call as its outcome (rule 3).
+6. Concurrency in one place. :meth:`Executor.spawn` runs an attempt as a task, at most ``max_concurrent`` at once
+   (one slow Airflow never holds the others); :meth:`Executor.drain` waits for them (``reconcile --once``, the
+   stop), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision (one per
+   key in processing), not this module's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from coordinator.airflow.client import AirflowClient
+from coordinator.core.effects import Failure, NotFound, Refused, Transient
+from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
+from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
+from coordinator.retry import RetryPolicy, retry_call
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+S = TypeVar("S")
+I = TypeVar("I")  # noqa: E741
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class ExecutorPolicy:
+    """Rule 4's bounds on the retries of one Airflow call, and rule 6's concurrency."""
+
+    # Transient Airflow errors: up to 5 tries within 30 s per attempt (rides out an api-server restart of ~6 s).
+    attempts: int = 5
+    max_attempt_s: float = 30.0
+    backoff_max_s: float = 8.0
+    max_concurrent: int = 16
+
+
+#: First delay of the in-attempt retries of a transient Airflow failure. 0.2 s doubling: with 5 attempts the sleeps
+#: total at most 0.2 + 0.4 + 0.8 + 1.6 = 3 s (plus the request timeouts); a longer outage ends as ``Transient``,
+#: which the protocol retries within seconds through the work queue, so nothing is lost.
+AIRFLOW_RETRY_INITIAL_S = 0.2
+#: Full jitter (each delay drawn from [0, d]): watchers and partitions that failed together spread out.
+AIRFLOW_RETRY_JITTER = 1.0
+
+
+def airflow_call_retry(policy: ExecutorPolicy) -> RetryPolicy:
+    """The retry policy of one Airflow call (retry rule 1: a named policy whose numbers are explained here)."""
+    return RetryPolicy(
+        initial_s=AIRFLOW_RETRY_INITIAL_S,
+        max_s=policy.backoff_max_s,
+        jitter=AIRFLOW_RETRY_JITTER,
+        max_attempts=policy.attempts,
+        deadline_s=policy.max_attempt_s,
+    )
+
+
+def failure(exc: AirflowError) -> Failure:
+    """Rule 3: the outcome of a failed Airflow call, in the vocabulary every protocol takes."""
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    if isinstance(exc, AirflowUnavailable):
+        return Transient(error)
+    if isinstance(exc, AirflowNotFound):
+        return NotFound(error)
+    return Refused(error)
+
+
+class NoAirflow(AirflowError):
+    """No Airflow is configured for the instance an instruction names (a refusal, rule 3)."""
+
+
+class Executor:
+    """Rules 1-6 for one watcher: its fenced writes, its Airflow calls, its attempts in flight."""
+
+    def __init__(
+        self,
+        store: EtcdStore,
+        clients: Mapping[str, AirflowClient],
+        *,
+        fence: Callable[[], Fence | None],
+        policy: ExecutorPolicy | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._store = store
+        self._clients = clients
+        self._fence = fence
+        self.policy = policy or ExecutorPolicy()
+        self._now = now
+        self._retry = airflow_call_retry(self.policy)
+        #: Rule 2: set by a write refused for a lost leadership; the campaign clears it when it leads again.
+        self.leadership_lost = asyncio.Event()
+        #: Rule 6: only to count, wait for or cancel them.
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.policy.max_concurrent)
+
+    # -- rule 1: the fenced writes ------------------------------------------------------------------------------
+
+    async def get(self, key: str) -> KV | None:
+        """The key as etcd holds it now (the read a compare-and-swap writer makes before it writes)."""
+        return await self._store.get(key)
+
+    async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
+        """Write ``value`` if ``key`` still has ``expected_mod_revision`` (0: absent) and this term still leads."""
+        return await self._fenced(lambda fence: self._store.cas(key, value, expected_mod_revision, fence=fence))
+
+    async def delete_unchanged(self, items: Sequence[tuple[str, int]]) -> DeleteResult:
+        """Delete every (key, mod revision) of ``items`` in one transaction, if none changed and this term leads."""
+        return await self._fenced(lambda fence: self._store.delete_unchanged(items, fence=fence))
+
+    async def _fenced(self, write: Callable[[Fence | None], Awaitable[T]]) -> T:
+        """Rule 2: a write refused for a lost leadership says so once, here, for every writer."""
+        try:
+            return await write(self._fence())
+        except LeadershipLost:
+            self.leadership_lost.set()
+            raise
+
+    # -- rules 3 and 4: the Airflow calls -----------------------------------------------------------------------
+
+    def client(self, instance: str) -> AirflowClient:
+        """The client of ``instance``; NoAirflow (a refusal) when none is configured."""
+        client = self._clients.get(instance)
+        if client is None:
+            raise NoAirflow(
+                f"no Airflow configured for instance {instance!r}: add it to the instances file "
+                "(COORDINATOR_INSTANCES_FILE) or set COORDINATOR_AIRFLOW_URL for 'default'"
+            )
+        return client
+
+    async def call(
+        self, fn: Callable[[], Awaitable[T]], *, retry: bool = True, within_s: float | None = None, what: str = ""
+    ) -> T:
+        """Rule 4: ``fn()``, its transient failures retried when ``retry``; bounded as a whole by ``within_s`` (no
+        answer in time raises ``AirflowUnavailable`` naming ``what``)."""
+        if within_s is None:
+            return await (retry_call(fn, self._retry, _transient) if retry else fn())
+        try:
+            async with asyncio.timeout(within_s):
+                return await (retry_call(fn, self._retry, _transient) if retry else fn())
+        except TimeoutError:
+            raise AirflowUnavailable(f"{what}: no answer within {within_s:g} s") from None
+
+    # -- rule 5: the driver -------------------------------------------------------------------------------------
+
+    async def drive(
+        self,
+        state: S,
+        instruction: I,
+        *,
+        step: Callable[[S, Any, datetime], tuple[S, I]],
+        perform: Callable[[S, I], Awaitable[E]],
+        over: Callable[[I], bool],
+        at: datetime | None = None,
+    ) -> tuple[S, I]:
+        """Perform ``instruction`` and feed its answer to ``step`` until ``over`` says the attempt ended; the last
+        state and instruction. Each step is told the time ``at`` (a round's time), else the executor's clock."""
+        while not over(instruction):
+            answer: E | Failure
+            try:
+                answer = await perform(state, instruction)
+            except AirflowError as exc:
+                answer = failure(exc)
+            state, instruction = step(state, answer, at if at is not None else self._now())
+        return state, instruction
+
+    # -- rule 6: attempts in flight -----------------------------------------------------------------------------
+
+    def spawn(self, attempt: Callable[[], Awaitable[None]], *, name: str) -> None:
+        """Run ``attempt()`` as a task once one of ``max_concurrent`` slots is free (started only then: a task
+        cancelled while it waits leaves no attempt half begun)."""
+
+        async def slotted() -> None:
+            async with self._slots:
+                await attempt()
+
+        task = asyncio.create_task(slotted(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def busy(self) -> int:
+        """Attempts in flight (or waiting for a slot)."""
+        return len(self._tasks)
+
+    async def drain(self) -> None:
+        """Wait for every spawned attempt to finish."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def cancel(self) -> None:
+        """End every spawned attempt (the stop, once draining ran out of time)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _transient(exc: BaseException) -> bool:
+    return isinstance(exc, AirflowUnavailable)

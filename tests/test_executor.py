@@ -1,0 +1,298 @@
+"""The one executor (``coordinator/watcher/executor.py``): every leader write is fenced by the term (a write, an asset
+round and an audit of a watcher whose term ended write nothing, against a real etcd and a fake Airflow), one error
+vocabulary for both protocols, one driver loop, one bound on attempts in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from pydantic import SecretStr
+
+from coordinator.airflow.client import AirflowClient
+from coordinator.core import delivery, intent
+from coordinator.core.actions import Trigger
+from coordinator.core.assets import AssetKeys, DeliveryRecord, DeliveryStatus
+from coordinator.core.effects import NotFound, Refused, Transient
+from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
+from coordinator.core.spec.loader import parse_spec
+from coordinator.core.view import View
+from coordinator.errors import (
+    AirflowAuthError,
+    AirflowConflict,
+    AirflowError,
+    AirflowNotFound,
+    AirflowUnavailable,
+    LeadershipLost,
+)
+from coordinator.etcd import EtcdStore, Fence
+from coordinator.metrics import Metrics
+from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.audit import audit_once
+from coordinator.watcher.executor import Executor, ExecutorPolicy, NoAirflow, failure
+from tests.support.fake_airflow import FakeAirflow
+
+ORDERS = "s3://lake/orders"
+PARTITION = "2026-01-01T00:00:00Z"
+LD = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def ended_term(store: EtcdStore, leader: str) -> Fence:
+    """A fence of a term that has ended: the leader key was taken over since (a new create revision)."""
+    await store.put(leader, b"old")
+    old = await store.get(leader)
+    assert old is not None
+    await store.delete(leader)
+    await store.put(leader, b"new")
+    return Fence(leader, old.create_revision)
+
+
+def test_a_write_of_an_ended_term_is_refused_and_the_leader_steps_down(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """While the term holds, cas and delete_unchanged write; once it ended, both raise LeadershipLost, set
+    ``leadership_lost`` and change nothing in etcd."""
+
+    async def main() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            leader, key = f"{etcd_prefix}/leader", f"{etcd_prefix}/config/x"
+            await store.put(leader, b"me")
+            held = await store.get(leader)
+            assert held is not None
+            fence = Fence(leader, held.create_revision)
+            executor = Executor(store, {}, fence=lambda: fence)
+            written = await executor.cas(key, b"v1", 0)
+            assert written.succeeded and not executor.leadership_lost.is_set()
+
+            await store.delete(leader)
+            await store.put(leader, b"someone else")  # the term ended: another watcher leads
+            before = await store.current_revision()
+            with pytest.raises(LeadershipLost):
+                await executor.cas(key, b"v2", written.revision)
+            assert executor.leadership_lost.is_set()
+            executor.leadership_lost.clear()
+            with pytest.raises(LeadershipLost):
+                await executor.delete_unchanged([(key, written.revision)])
+            assert executor.leadership_lost.is_set()
+            assert await store.current_revision() == before
+            kv = await store.get(key)
+            assert kv is not None and kv.value == b"v1"
+
+    arun(main())
+
+
+def test_an_asset_round_of_an_ended_term_records_nothing(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A source event and no mark yet: the round of a watcher whose term ended writes neither the first mark nor the
+    event (both go through the executor, fenced), raises LeadershipLost and steps down; nothing reaches the target."""
+    spec = parse_spec(json.dumps({"version": 1, "instances": {"team_a": {}, "team_b": {}}, "dags": {},
+                                  "assets": [{"asset": ORDERS, "from": "team_a", "to": ["team_b"]}]}))  # fmt: skip
+
+    async def main() -> None:
+        with FakeAirflow() as source, FakeAirflow() as target:
+            source.add_asset(ORDERS)
+            target.add_asset(ORDERS)
+            source.emit_asset_event(ORDERS)
+            clients = {
+                name: AirflowClient(InstanceSettings(url=fake.url, username="admin", password=SecretStr("admin")),
+                                    timeout_s=5.0, name=name)
+                for name, fake in (("team_a", source), ("team_b", target))
+            }  # fmt: skip
+            try:
+                async with await EtcdStore.connect(etcd_settings) as store:
+                    fence = await ended_term(store, f"{etcd_prefix}/leader")
+                    executor = Executor(store, clients, fence=lambda: fence)
+                    job = AssetJob(
+                        store=store, executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec,
+                        clients=clients, fence=lambda: fence, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
+                        lookback_s=86400.0, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
+                        call_timeout_s=5.0,
+                    )  # fmt: skip
+                    before = await store.current_revision()
+                    with pytest.raises(LeadershipLost):
+                        await job.run_once(datetime.now(UTC))
+                    assert executor.leadership_lost.is_set()
+                    assert await store.current_revision() == before
+                    assert (await store.snapshot(f"{etcd_prefix}/asset")).kvs == ()
+                    assert target.asset_events(ORDERS) == []
+            finally:
+                for client in clients.values():
+                    await client.aclose()
+
+    arun(main())
+
+
+def test_an_audit_of_an_ended_term_repairs_nothing(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A run Airflow shows and etcd lacks: the audit of a watcher whose term ended does not write it (its repairs are
+    the executor's fenced writes) and ends its round with LeadershipLost; the same audit through the store writes it."""
+    keys = KeyLayout(etcd_prefix)
+    graph = parse_spec('{"b": "a"}')
+
+    async def main() -> None:
+        with FakeAirflow(["a", "b"], password="pw", run_duration_s=0.02) as fake:
+            fake.create_run("a", run_id_for(PARTITION), LD)
+            fake.wait_idle()
+            settings = InstanceSettings(url=fake.url, username="admin", password=SecretStr("pw"))
+            async with (
+                await EtcdStore.connect(etcd_settings) as store,
+                AirflowClient(settings, timeout_s=5.0) as client,
+            ):
+                fence = await ended_term(store, f"{etcd_prefix}/leader")
+                executor = Executor(store, {"default": client}, fence=lambda: fence)
+                lookback = timedelta(days=3650)
+                with pytest.raises(LeadershipLost):
+                    await audit_once(executor, keys, graph, {"default": client}, lookback, View(keys))
+                assert executor.leadership_lost.is_set()
+                assert await store.get(keys.run_key(NodeId("default", "a"), PARTITION)) is None
+                repaired = await audit_once(store, keys, graph, {"default": client}, lookback, View(keys))
+                assert repaired.repaired == 1
+                assert await store.get(keys.run_key(NodeId("default", "a"), PARTITION)) is not None
+
+    arun(main())
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome"),
+    [
+        pytest.param(AirflowUnavailable("503 from the api-server", 503), Transient, id="unavailable-is-transient"),
+        pytest.param(AirflowNotFound("404 no such DAG", 404), NotFound, id="404-is-not-found"),
+        pytest.param(AirflowAuthError("403 forbidden", 403), Refused, id="403-is-refused"),
+        pytest.param(AirflowConflict("409 unexplained", 409), Refused, id="409-is-refused"),
+        pytest.param(NoAirflow("no Airflow configured for instance 'x'"), Refused, id="no-airflow-is-refused"),
+        pytest.param(AirflowError("422 bad conf", 422), Refused, id="any-other-is-refused"),
+    ],
+)
+def test_one_error_vocabulary_for_every_protocol(error: AirflowError, outcome: type) -> None:
+    """Each failed Airflow call maps to one outcome whose text names the kind and the message, the same for a trigger
+    and a delivery; each protocol then decides what it means (a 404 is a refusal for a trigger and for a delivery's
+    resolve, a stale asset id for its POST)."""
+    answer = failure(error)
+    assert type(answer) is outcome
+    assert answer.error == f"{type(error).__name__}: {error}"
+    trigger = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
+    state, _ = intent.start_trigger(trigger, LD, "w", 30.0)
+    _, next_step = intent.step(state, answer, LD)
+    assert isinstance(next_step, intent.RecordError)
+    assert next_step.retry_in_s == (intent.ACTIVE_RETRY_S if outcome is Transient else 30.0)
+
+
+def test_the_driver_feeds_a_failed_call_back_and_stops_where_the_protocol_says(arun: Callable[..., Any]) -> None:
+    """``drive`` performs each instruction; an Airflow failure becomes its outcome for ``step`` (a create that finds
+    Airflow down ends in the protocol's RecordError), and a lost leadership ends the drive with nothing more done."""
+    trigger = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
+    executor = Executor(cast(EtcdStore, None), {}, fence=lambda: None, now=lambda: LD)
+    performed: list[str] = []
+
+    async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
+        performed.append(type(instruction).__name__)
+        if isinstance(instruction, intent.RecordIntent):
+            return intent.IntentRecorded(7)
+        raise AirflowUnavailable("connection refused")
+
+    async def main() -> None:
+        state, first = intent.start_trigger(trigger, LD, "w", 30.0)
+        _, last = await executor.drive(
+            state, first, step=intent.step, perform=perform,
+            over=lambda i: isinstance(i, (intent.Done, intent.RecordError)),
+        )  # fmt: skip
+        assert last == intent.RecordError("AirflowUnavailable: connection refused", intent.ACTIVE_RETRY_S)
+        assert performed == ["RecordIntent", "CallCreate"]
+
+        async def fenced(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
+            performed.append("fenced")
+            raise LeadershipLost("the term ended")
+
+        performed.clear()
+        with pytest.raises(LeadershipLost):
+            await executor.drive(state, first, step=intent.step, perform=fenced, over=lambda i: False)
+        assert performed == ["fenced"]
+
+    arun(main())
+
+
+def test_a_404_to_a_delivery_read_is_a_refusal_and_to_its_post_a_stale_id() -> None:
+    """The delivery protocol takes the executor's NotFound as a stale asset id on a POST (resolve afresh) and as a
+    refusal on anything else (an error recorded, retried after the refusal delay)."""
+    record = DeliveryRecord(status=DeliveryStatus.PENDING, source="a", event_id=1, uri=ORDERS, requested_at=LD)
+    asset = delivery.TargetAsset(3, ORDERS)
+    base = delivery.DeliveryState(delivery.Step.RESOLVING, record, 5, True, {}, 30.0)
+    _, on_read = delivery.step(base, NotFound("AirflowNotFound: 404"), LD)
+    assert isinstance(on_read, delivery.WriteLedger) and on_read.record.status is DeliveryStatus.ERROR
+    assert on_read.record.retry_at == LD + timedelta(seconds=30.0)
+    posting = delivery.DeliveryState(delivery.Step.POSTING, record, 5, True, {}, 30.0, asset=asset)
+    _, on_post = delivery.step(posting, NotFound("AirflowNotFound: 404"), LD)
+    assert on_post == delivery.Resolve(ORDERS, None, fresh=True)
+
+
+def test_attempts_in_flight_are_bounded_drained_and_cancelled(arun: Callable[..., Any]) -> None:
+    """With a bound of 2, five spawned attempts run at most two at once, each in turn; ``drain`` waits for all of
+    them; ``cancel`` ends those still waiting, and one never started is never begun."""
+    executor = Executor(cast(EtcdStore, None), {}, fence=lambda: None, policy=ExecutorPolicy(max_concurrent=2))
+
+    async def main() -> None:
+        running = peak = 0
+        release = asyncio.Event()
+        started: list[int] = []
+
+        def attempt(n: int) -> Callable[[], Any]:
+            async def run() -> None:
+                nonlocal running, peak
+                started.append(n)
+                running += 1
+                peak = max(peak, running)
+                await release.wait()
+                running -= 1
+
+            return run
+
+        for n in range(5):
+            executor.spawn(attempt(n), name=f"a{n}")
+        assert executor.busy == 5
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert len(started) == 2 and peak == 2
+        release.set()
+        await executor.drain()
+        assert executor.busy == 0 and sorted(started) == [0, 1, 2, 3, 4] and peak == 2
+
+        started.clear()
+        release.clear()
+        for n in range(3):
+            executor.spawn(attempt(n), name=f"b{n}")
+        for _ in range(20):
+            await asyncio.sleep(0)
+        await executor.cancel()
+        assert executor.busy == 0 and started == [0, 1]
+
+    arun(main())
+
+
+def test_a_call_bounded_as_a_whole_without_an_answer_is_transient(arun: Callable[..., Any]) -> None:
+    """``call(within_s=...)`` with no answer in time raises AirflowUnavailable naming the call (``failure`` makes it
+    Transient: the delivery looks before it posts again), and tries it only once without ``retry``."""
+    executor = Executor(cast(EtcdStore, None), {}, fence=lambda: None)
+    tries = 0
+
+    async def never_answers() -> None:
+        nonlocal tries
+        tries += 1
+        await asyncio.Event().wait()
+
+    async def main() -> None:
+        with pytest.raises(AirflowUnavailable, match=r"POST asset event: no answer within 0\.05 s") as caught:
+            await executor.call(never_answers, retry=False, within_s=0.05, what="team_b: POST asset event")
+        assert isinstance(failure(caught.value), Transient)
+        assert tries == 1
+        with pytest.raises(NoAirflow, match="no Airflow configured for instance 'nowhere'"):
+            executor.client("nowhere")
+
+    arun(main())
