@@ -36,12 +36,15 @@ class FakeJob:
     takes_s: float = 0.0
     fail: list[BaseException] = field(default_factory=list)
     ran_at: list[datetime] = field(default_factory=list)
+    #: What each round returns as its ``requeue_after``, in turn (None once used up: one interval).
+    requeue: list[float] = field(default_factory=list)
 
-    async def run_once(self, now: datetime) -> None:
+    async def run_once(self, now: datetime) -> float | None:
         self.ran_at.append(now)
         self.clock.t += self.takes_s
         if self.fail:
             raise self.fail.pop(0)
+        return self.requeue.pop(0) if self.requeue else None
 
 
 #: Leadership losses reported by the runner of the current test.
@@ -171,3 +174,20 @@ def test_a_job_key_in_processing_is_not_handed_out_twice() -> None:
     queue.done(AllPartitions)
     round_of(queue, runner, keys)  # done: the add made meanwhile is handed out now
     assert queue.get_nowait() == [JobKey("audit")]
+
+
+def test_a_round_that_asks_for_a_sooner_round_is_due_then_and_never_later_than_its_interval() -> None:
+    """A round returning ``requeue_after`` 0.25 s brings its key back 0.25 s after it ends, not one interval later;
+    one asking for more than the interval is due at the interval; the next round asking nothing, at the interval."""
+    queue, clock, runner, jobs = make("audit")
+    runner.schedule()
+    jobs["audit"].requeue = [0.25, 600.0]
+    round_of(queue, runner, due_after(queue, clock, 60.0))
+    keys = due_after(queue, clock, 0.25)
+    assert keys == [JobKey("audit")]
+    round_of(queue, runner, keys)  # asks for 600 s: capped at the 60 s interval
+    keys = due_after(queue, clock, 60.0)
+    assert keys == [JobKey("audit")]
+    round_of(queue, runner, keys)  # asks nothing: one interval
+    assert due_after(queue, clock, 60.0) == [JobKey("audit")]
+    assert runner.rounds["audit"] == 3

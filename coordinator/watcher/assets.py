@@ -56,7 +56,8 @@ Rules:
    and immediately before each POST the job asks ``leading()`` (the election's local lease deadline) and raises
    LeadershipLost when it says no. The POST itself is bounded by ``call_timeout_s`` as a whole (both exchanges of
    the client's refresh-and-retry included), so "the longest an Airflow call can take" is a bound, not a hope.
-   A deferred delivery asks for a round at its ``look_after`` (``soon``), and is logged once per term.
+   A deferred delivery asks for a round at its ``look_after`` (the round's ``requeue_after``), and is logged once
+   per term.
 7. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
    was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
@@ -92,6 +93,7 @@ from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +161,8 @@ class AssetJob:
     #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
     #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
-    #: Rule 1a: asks for another round after this many seconds (the watcher adds the job's key to its queue).
-    soon: Callable[[float], None] = lambda delay_s: None
+    #: Rules 1a and 6: this round's ``requeue_after`` (``watcher/jobs.py`` rule 1), the soonest round it asked for.
+    _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: Rule 1a: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
     #: Rule 0: the asset index the watcher keeps current from its watch (None: each round reads both prefixes into a
@@ -169,12 +171,14 @@ class AssetJob:
     #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term, not per round.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
 
-    async def run_once(self, now: datetime) -> None:
+    async def run_once(self, now: datetime) -> RequeueAfter:
+        """One round (rules 1-5); the seconds to the next one when it must come sooner than the interval."""
+        self._requeue_after = None
         routes = self.graph().asset_routes
         if self.started_at is None:
             self.started_at = now
         if not routes:
-            return
+            return None
         index = self.index if self.index is not None else await self._read_index()
         fresh: set[EventKey] = set()
         recorded = await self._record(routes, index, fresh, now)
@@ -197,6 +201,12 @@ class AssetJob:
                 "asset.round events=%d recorded=%d delivered=%d errors=%d pending=%d pruned=%d",
                 len(index.events), recorded, delivered, errors, sum(pending.values()), pruned,
             )  # fmt: skip
+        return self._requeue_after
+
+    def _sooner(self, delay_s: float) -> None:
+        """Rules 1a and 6: the next round in at most ``delay_s`` (the soonest ask of the round wins)."""
+        if self._requeue_after is None or delay_s < self._requeue_after:
+            self._requeue_after = delay_s
 
     def term(self, now: datetime) -> delivery.Term:
         """Rule 6: this round's term; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
@@ -313,7 +323,7 @@ class AssetJob:
         if not streak:
             log.warning("asset.listing_stopped instance=%s listed=%d reason=%s", source, len(listing.events),
                         STOPPED_REASON)  # fmt: skip
-        self.soon(min(self.interval_s, STOPPED_RETRY_S * 2.0 ** min(streak, 16)))
+        self._sooner(min(self.interval_s, STOPPED_RETRY_S * 2.0 ** min(streak, 16)))
 
     async def _first_mark(self, source: str) -> datetime:
         """Rule 1 while no event of ``source`` is recorded: the mark the first round of any watcher stored (so a
@@ -343,7 +353,7 @@ class AssetJob:
         state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
         if isinstance(instruction, delivery.Done) and instruction.deferred_until is not None:
             # A round when the wait ends, not up to an interval later (the queue keeps the earliest delay of a key).
-            self.soon(max(0.0, (instruction.deferred_until - now).total_seconds()))
+            self._sooner(max(0.0, (instruction.deferred_until - now).total_seconds()))
             if self._deferred.get(key) != term.revision:
                 self._deferred[key] = term.revision
                 log.info(

@@ -44,6 +44,7 @@ from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
 from coordinator.run_records import Propose, RunWriteStatus, write_run_record
+from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,9 @@ class AuditJob:
     interval_s: float
     name: str = "audit"
 
-    async def run_once(self, now: datetime) -> None:
+    async def run_once(self, now: datetime) -> RequeueAfter:
         await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
+        return None
 
 
 @dataclass

@@ -64,6 +64,7 @@ from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.metrics import Metrics
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,9 @@ class DeadlineJob:
     cursor: Cursor = field(default_factory=Cursor, init=False)
     term: int | None = field(default=None, init=False)
 
-    async def run_once(self, now: datetime) -> None:
+    async def run_once(self, now: datetime) -> RequeueAfter:
         await deadline_pass(self, now)
+        return None
 
 
 def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:

@@ -5,7 +5,10 @@ audit every 5 minutes" is the key ``JobKey("audit")`` added to the queue with a 
 
 Rules:
 1. :meth:`LeaderJobs.schedule` adds each job's key after its interval; the queue hands it out when it is due. A job
-   is due exactly one interval after the end of its previous round (or after the schedule, for the first).
+   is due one interval after the end of its previous round (or after the schedule, for the first), or sooner when
+   that round asked for it: a round returns its ``requeue_after`` (controller-runtime's ``Result{RequeueAfter}``),
+   the seconds to its next round when that must come before the interval (an unread event to list again, a
+   delivery whose wait ends), None otherwise. A job never reaches into the queue itself.
 2. A due key is handed to :meth:`LeaderJobs.hand` by the loop that reads the queue; :meth:`LeaderJobs.run` is the one
    loop that runs the jobs, one at a time, and owns no other work. While the key runs it stays in processing (the
    queue never hands it out twice), and ``done`` is called when the round ends.
@@ -41,9 +44,14 @@ class Job(Protocol):
     @property
     def interval_s(self) -> float: ...
 
-    async def run_once(self, now: datetime) -> None:
-        """One round; raises on failure (rule 4)."""
+    async def run_once(self, now: datetime) -> RequeueAfter:
+        """One round; raises on failure (rule 4). Returns when the next round must come sooner than the interval
+        (rule 1)."""
         ...
+
+
+#: Rule 1: seconds to a job's next round when sooner than its interval; None: one interval.
+RequeueAfter = float | None
 
 
 def wall_clock() -> datetime:
@@ -94,7 +102,9 @@ class LeaderJobs:
         delay = job.interval_s
         try:
             if self._leading():
-                await job.run_once(self._now())
+                requeue_after = await job.run_once(self._now())
+                if requeue_after is not None:
+                    delay = min(delay, max(0.0, requeue_after))  # rule 1: sooner, never later than the interval
                 self.rounds[job.name] += 1
                 self._queue.forget(key)
         except LeadershipLost:

@@ -44,6 +44,7 @@ from coordinator.core.retention import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Writes
+from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +223,7 @@ class RetentionJob:
     watcher_id: str
     name: str = "retention"
 
-    async def run_once(self, now: datetime) -> None:
+    async def run_once(self, now: datetime) -> RequeueAfter:
         """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off)."""
         selection, outcome, floor = await prune_from_view(self, now)
         kept = selection.kept_counts()
@@ -238,6 +239,7 @@ class RetentionJob:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
+        return None
 
 
 async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, PruneOutcome, str]:

@@ -512,7 +512,6 @@ class Watcher:
                 call_timeout_s=settings.airflow_timeout_s, lookback_s=settings.asset_lookback_s,
                 error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period, index=self.assets,
-                soon=lambda delay_s: self.queue.add_after(JobKey(AssetJob.name), delay_s),
             ))  # fmt: skip
         return LeaderJobs(
             self.queue, jobs, leading=lambda: self.election.is_leader,
