@@ -130,11 +130,11 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
         await watcher.load()
         assert await watcher.election.acquire(timeout=5)
         try:
-            await watcher.ensure_adopted(watcher.graphs.graph)
+            await watcher.triggers.ensure_adopted(watcher.graphs.graph)
             result = await watcher.reconcile_pass(act=False, keys=[AllPartitions])
         finally:
             await watcher.election.resign()
-    held = watcher.first is not None and watcher.first.held
+    held = watcher.triggers.first is not None and watcher.triggers.first.held
     return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 

@@ -31,7 +31,7 @@ from coordinator.core.planner import plan
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
 from coordinator.settings import EtcdSettings, parse_endpoints
-from coordinator.watcher import service
+from coordinator.watcher import triggers
 from coordinator.watcher.retention import RetentionTracker
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
@@ -295,7 +295,7 @@ def test_the_fact_index_answers_as_the_dict_it_replaced() -> None:
 
 
 def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The watcher's sliced full pass (one partition per slice here) returns exactly ``plan``'s actions, in order."""
+    """The trigger reconciler's sliced full pass (a partition per slice) returns just ``plan``'s actions, in order."""
     world = World(make_graph({"b": ["a"], "c": ["a", "b"]}, {"h": ["c"]}))
     world.adopt()
     for i, state in enumerate(["success", "success", "failed"]):
@@ -303,10 +303,10 @@ def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytes
         world.write(world.keys.run_key(NodeId("default", "a"), p), _value(RunRecord(state=RunState(state), run_id="x")))
     world.write(world.keys.run_key(NodeId("default", "c"), "2026-01-03T00:00:00Z"),
                 _value(RunRecord(state=RunState.FAILED, run_id="y")))  # fmt: skip
-    monkeypatch.setattr(service, "PLAN_SLICE_FACTS", 1)
-    # The pass decides through the watcher's one call of core/decide.py (retention from the view's floor: none here).
+    monkeypatch.setattr(triggers, "PLAN_SLICE_FACTS", 1)
+    # The pass decides through the reconciler's one call of core/decide.py (retention from the view's floor: none).
     fake = SimpleNamespace(view=world.view, retention=RetentionTracker(world.keys))
-    fake._decide = partial(service.Watcher._decide, fake)
-    sliced = asyncio.run(service.Watcher._plan_whole(fake, world.graph, None))  # type: ignore[arg-type]
+    fake._decide = partial(triggers.TriggerReconciler._decide, fake)
+    sliced = asyncio.run(triggers.TriggerReconciler._plan_whole(fake, world.graph, None))  # type: ignore[arg-type]
     whole = plan(world.graph, world.view, explain=False)
     assert sliced.actions == whole.actions and len(whole.actions) >= 3

@@ -5,7 +5,8 @@ Rules:
    (``coordinator/informer``: the view, the asset, deadline and presence indexes, the retention tracker as the view's
    follower).
    Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
-   takes every ready key, plans them with the pure planner and hands the actions to the actuator. Every requeue
+   takes every ready key and hands it to its reconciler: the triggers' (``watcher/triggers.py``: the pure planner,
+   the budget, the actuator) or the leader's periodic jobs' (``watcher/jobs.py``). Every requeue
    (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
    nothing else schedules work: the leader's periodic jobs (audit, retention) are timed keys of it too
    (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
@@ -13,15 +14,18 @@ Rules:
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
    lease expires; a leader whose lease is in doubt stops acting at once, and the ledger's fencing condition refuses
-   any write it still attempts. A standby also plans (without acting) and keeps the keys its passes found due; on
-   taking the lead it plans those first, on its own view, and every partition a few seconds later, so a takeover on
-   a big store costs one lease expiry, not a whole plan, before the next trigger.
+   any write it still attempts (every leader write is the executor's, ``watcher/executor.py``). A standby also plans
+   (without acting) and keeps the keys its passes found due; on taking the lead it plans those first, on its own
+   view, and every partition a few seconds later (``watcher/triggers.py`` rule 2), so a takeover on a big store costs
+   one lease expiry, not a whole plan, before the next trigger.
 3. Bad input never stops the service: unparsable values are reported and skipped (the view does that); an invalid
    dependencies.json is reported loudly and the last valid graph stays in force.
-4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors.
+4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors (the trigger
+   reconciler's).
 5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
 6. Nothing blocks the event loop for long: a full pass over a big store plans in slices and yields between them,
-   with the view held still (``view_lock``) so the pass sees one revision; the reflector waits for it.
+   with the view held still (``view_lock``) so the pass sees one revision; the reflector waits for it
+   (``watcher/triggers.py`` rule 3).
 """
 
 from __future__ import annotations
@@ -31,24 +35,18 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.actions import Action, Plan, Resume, Trigger
-from coordinator.core.activation import dump_activation
-from coordinator.core.adoption import FirstAdoption, is_first_adoption
+from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
-from coordinator.core.decide import Adoption, Decision, adoption_for, decide
-from coordinator.core.graph import Graph
-from coordinator.core.model import NodeId
-from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import ALL, View
-from coordinator.errors import CoordinatorError, LeadershipLost, SpecError
+from coordinator.errors import CoordinatorError, SpecError
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.metrics import Metrics
@@ -68,20 +66,15 @@ from coordinator.watcher.presence import Presence, presence_loop
 from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
+from coordinator.watcher.triggers import TriggerReconciler
 
 log = logging.getLogger(__name__)
 
 #: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
 HINT_RECHECK_S = 1.0
 
-#: A full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a pass
-#: takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
-PLAN_SLICE_FACTS = 5000
 #: Rule 5's bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to finish,
 #: the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace period.
-#: Rule 2: a new leader's full pass waits this long after its warm work (and whatever events arrive meanwhile), so
-#: that a big store's whole plan (seconds) does not stand between a takeover and the triggers already known due.
-WARM_FULL_PASS_DELAY_S = 5.0
 STOP_TASKS_S = 5.0
 STOP_DRAIN_S = 10.0
 STOP_RESIGN_S = 5.0
@@ -147,16 +140,6 @@ class Watcher:
     #: costs what changed, not the size of the partition; planner.plan_changes says why that is enough).
     queue: WorkQueue[WorkKey] = field(default_factory=WorkQueue)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    passes: int = 0
-    #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
-    #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
-    first: FirstAdoption | None = None
-    held: str | None = None
-    #: A standby's warm work (rule 2): the (DAG, partition) keys its own passes found something to do for since its
-    #: last full pass. A new leader plans these first, then everything.
-    standby_due: set[DagKey] = field(default_factory=set)
-    #: Whether this process has planned every partition as a standby: only then is its warm work complete.
-    standby_warm: bool = False
     #: Counted and probed for the HTTP listener (coordinator.watcher.http); cheap enough to keep without one.
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
@@ -196,7 +179,15 @@ class Watcher:
             self.executor, self.settings.keys, watcher_id=self.watcher_id, queue=self.queue, paused=self.paused,
             error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
         )  # fmt: skip
-        #: The leader's periodic jobs: timed keys of the queue above, run by one loop of their own.
+        #: The reconcilers of the one queue: the triggers (partition and DAG keys), and the leader's periodic jobs
+        #: (timed keys, run by one loop of their own).
+        self.triggers = TriggerReconciler(
+            view=self.view, view_lock=self.view_lock, graph=lambda: self.graphs.graph, retention=self.retention,
+            queue=self.queue, executor=self.executor, actuator=self.actuator, budget=self.budget,
+            leading=lambda: self.election.is_leader, instances=self.clients.keys(), watcher_id=self.watcher_id,
+            history=self.settings.history_choice, first_start_limit=self.settings.first_start_limit,
+            error_retry_s=self.settings.error_retry_s,
+        )  # fmt: skip
         self.jobs = self.leader_jobs()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
@@ -276,7 +267,7 @@ class Watcher:
             if not acquired:
                 continue
             self.executor.leadership_lost.clear()
-            warm = self._take_warm_work()
+            warm = self.triggers.take_warm_work()
             log.info("leader.acquired watcher=%s ttl_s=%d warm=%d", self.watcher_id, self.settings.leader_ttl_s, warm)
             lost = asyncio.create_task(self.election.lost.wait())
             fenced = asyncio.create_task(self.executor.leadership_lost.wait())
@@ -290,31 +281,6 @@ class Watcher:
             with suppress(Exception):
                 await self.election.resign()
             await asyncio.sleep(0.2)
-
-    def _remember_due(self, result: Plan, *, full: bool) -> None:
-        """A standby pass's actions, kept as keys (rule 2): a full pass replaces them (so they cover at most one
-        resync interval), an incremental one adds to them. Only keys: the leader plans them again on its own view."""
-        keys = {DagKey(action.node, action.partition) for action in result.actions}
-        if full:
-            self.standby_due, self.standby_warm = keys, True
-        else:
-            self.standby_due |= keys
-
-    def _take_warm_work(self) -> int:
-        """On taking the lead (rule 2): plan first what this process, as a standby, found due (what changed since
-        its view was loaded, and the intents the old leader left in the ledger, which plan as resumes), then every
-        partition ``WARM_FULL_PASS_DELAY_S`` later as before. A process that has not planned every partition as a
-        standby, or a first adoption, plans everything at once. Returns how many keys were planned first (0 with
-        nothing due: the events that arrive make the first pass, and the full pass still follows)."""
-        due, self.standby_due = self.standby_due, set()
-        warm, self.standby_warm = self.standby_warm, False
-        if not warm or is_first_adoption(self.view):
-            self.queue.add(AllPartitions)
-            return 0
-        for key in sorted(due, key=lambda k: (k.partition, k.node.qualified)):
-            self.queue.add(key)
-        self.queue.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
-        return len(due)
 
     async def reconcile_loop(self) -> None:
         resync = self.settings.resync_interval_s
@@ -351,143 +317,11 @@ class Watcher:
         return [key for key in keys if type(key) is not JobKey]
 
     async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None) -> Plan:
-        """Plan ``keys`` (every ready one when None) and, when leading, hand the actions to the actuator (rule 4: one
-        log line)."""
+        """One pass of the trigger reconciler over ``keys`` (every ready one when None: the due jobs go to their own
+        loop)."""
         if keys is None:
             keys = self._hand_jobs(self.queue.get_nowait())
-        everything = False
-        dirty: set[str] = set()
-        changed: dict[str, set[NodeId]] = {}
-        for key in keys:
-            if isinstance(key, DagKey):
-                changed.setdefault(key.partition, set()).add(key.node)
-            elif isinstance(key, PartitionKey):
-                dirty.add(key.partition)
-            elif key is AllPartitions:
-                everything = True
-        partitions: Iterable[str] | None = None if everything else dirty
-        leading = act and self.election.is_leader
-        try:
-            graph = self.graphs.graph
-            if leading:
-                await self.ensure_adopted(graph, full=partitions is None)
-            async with self.view_lock:  # the view holds still while planning yields (rule 6)
-                started = time.perf_counter()
-                # No verdicts: nothing here reads them; building them for every DAG made a pass cost the whole graph.
-                whole = await self._plan_whole(graph, partitions) if partitions is None or dirty else None
-                rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
-                # A change in a partition planned whole can still map to OTHER partitions (partition grids):
-                # plan_changes follows it there and skips the partitions `whole` already covered.
-                mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
-                parts = self._decide(graph, changed=rest | mapped, skip=dirty).plan if rest or mapped else None
-                actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
-                result = Plan(self.view.revision, actions)
-        finally:
-            # Planning is over: an action planned for one of these keys may now take it into processing.
-            self.queue.done_all(keys)
-        submitted = 0
-        if not leading and act:
-            self._remember_due(result, full=partitions is None)
-        if leading:
-            result = await self._within_budget(result)
-            # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
-            # error delay) comes back through the queue, so it is re-planned once that is over.
-            revision = result.revision
-            submitted = sum(self.actuator.submit(action, view_revision=revision) for action in result.actions)
-        self.passes += 1
-        log.info(
-            "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
-            "in_flight=%d errors=%d leader=%s plan_ms=%.1f",
-            result.revision, "all" if partitions is None else len(dirty | rest.keys()),
-            len(self.view.partitions) if partitions is None else len(dirty | rest.keys()), len(result.actions),
-            sum(isinstance(a, Trigger) for a in result.actions), sum(isinstance(a, Resume) for a in result.actions),
-            submitted, self.executor.busy, self.actuator.outcome.errors, leading,
-            (time.perf_counter() - started) * 1000,
-        )  # fmt: skip
-        return result
-
-    async def _within_budget(self, result: Plan) -> Plan:
-        """Semantics rule 15 (``watcher/budget.py``): the pass's actions the trigger budget lets through, each
-        instance's count and any hold recorded in etcd first. A trigger whose count could not be recorded is not
-        submitted; its DAG and partition come back through the queue to be judged again."""
-        # Only what the actuator would start counts: a trigger planned again while its attempt is in flight goes
-        # to submit as before (refused there, and re-planned when the attempt ends).
-        repeats = {id(a) for a in result.actions if not self.actuator.can_start(a, view_revision=result.revision)}
-        startable = Plan(result.revision, tuple(a for a in result.actions if id(a) not in repeats))
-        admitted = await self.budget.admit(startable, self.view.budgets, self.clients.keys())
-        for trigger in admitted.withheld:
-            self.queue.add_rate_limited(DagKey(trigger.node, trigger.partition), max_s=self.settings.error_retry_s)
-        passed = {id(a) for a in admitted.plan.actions} | repeats
-        return Plan(result.revision, tuple(a for a in result.actions if id(a) in passed))
-
-    async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
-        """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
-        loop between them (rule 6). Same actions in the same order: partitions are planned independently, and
-        through partition grids a slice only re-judges what another slice judged too."""
-        parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, self.view)
-        actions: list[Action] = []
-        chunk: list[str] = []
-        size = 0
-        for index, partition in enumerate(parts):
-            chunk.append(partition)
-            size += len(self.view.partitions.get(partition, ())) or 1
-            if size >= PLAN_SLICE_FACTS or index == len(parts) - 1:
-                actions += self._decide(graph, chunk).plan.actions
-                chunk, size = [], 0
-                await asyncio.sleep(0)
-        return Plan(self.view.revision, tuple(actions))
-
-    def _decide(
-        self,
-        graph: Graph,
-        partitions: Iterable[str] | None = None,
-        *,
-        changed: dict[str, set[NodeId]] | None = None,
-        skip: Iterable[str] = (),
-    ) -> Decision:
-        """The one decision (``core/decide.py``) against what ``ensure_adopted`` left in the view (the activation it
-        wrote, or none while a first adoption is held), retention from the view's floor: actions only."""
-        adopted, memo = Adoption(self.view.activation), self.retention.retirement(graph)
-        return decide(graph, self.view, partitions, now=datetime.now(UTC), adoption=adopted, explain=False,
-                      changed=changed, skip=skip, retirement=memo)  # fmt: skip
-
-    async def ensure_adopted(self, graph: Graph, *, full: bool = True) -> None:
-        """Record when each DAG's current definition took effect (the leader does this; see activation.adopt).
-
-        The first adoption under a prefix also processes the history already in etcd, unless it is too long
-        (semantics rule 9, coordinator.core.adoption); a held first adoption is re-decided on full passes only
-        (start, leadership, resync, graph change): counting plans every partition.
-        """
-        if is_first_adoption(self.view) and not full and self.held == graph.digest:
-            return
-        # The one decision's rule a (core/decide.py): the first adoption decided, or the change to adopt.
-        adoption = adoption_for(
-            graph, self.view, self.settings.history_choice, self.settings.first_start_limit, by=self.watcher_id
-        )
-        first = adoption.first
-        if first is not None:
-            self.first = first
-            if first.activation is None:
-                self.held = graph.digest
-                log.warning("graph.adoption_held triggers=%d partitions=%d limit=%d detail=%r next=%r",
-                            len(first.triggers), len(first.partitions), first.limit, first.summary(),
-                            " | ".join(first.how_to_proceed()))  # fmt: skip
-                return
-        new = adoption.activation if adoption.activation is not self.view.activation else None
-        if new is None:
-            return
-        key = self.view.graph_key
-        try:
-            result = await self.executor.cas(key, dump_activation(new), self.view.activation_rev)
-        except LeadershipLost:  # the executor told the campaign
-            return
-        if result.succeeded:
-            # Apply our own write now rather than waiting for the watch: this pass must plan with it.
-            self.view.apply(key, dump_activation(new), result.revision)
-            self.held = None
-            log.info("graph.adopted digest=%s revision=%d dags=%d first=%s history=%r", graph.digest,
-                     result.revision, len(graph.dags), first is not None,
-                     first.summary() if first is not None else "-")  # fmt: skip
+        return await self.triggers.reconcile(keys, act=act)
 
     def leader_jobs(self) -> LeaderJobs:
         """The periodic jobs this watcher runs while it leads, each given only what it needs (``watcher/jobs.py``)."""
@@ -593,7 +427,7 @@ class Watcher:
                 await asyncio.wait_for(self.election.resign(), timeout=STOP_RESIGN_S)
             except Exception as exc:  # the stop goes on: the lease TTL ends the leadership
                 log.warning("watcher.stop.resign_failed watcher=%s error=%r", self.watcher_id, exc)
-            log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.passes)
+            log.info("watcher.stopped watcher=%s passes=%d", self.watcher_id, self.triggers.passes)
 
 
 def build_clients(
