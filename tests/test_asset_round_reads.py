@@ -22,7 +22,8 @@ from coordinator.etcd import EtcdStore
 from coordinator.etcd.watch import relist_diff
 from coordinator.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
-from coordinator.watcher.service import GraphSource, Watcher
+from coordinator.watcher.graph_source import GraphSource
+from coordinator.watcher.service import Watcher
 from tests.support.fake_airflow import FakeAirflow
 
 ORDERS = "s3://lake/orders"

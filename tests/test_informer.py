@@ -25,7 +25,8 @@ from coordinator.informer.informer import _may_hold
 from coordinator.presence import RECONCILE_ONCE, WatcherPresence
 from coordinator.read_model import model_of, read_model
 from coordinator.settings import EtcdSettings, Settings, parse_endpoints
-from coordinator.watcher.service import GraphSource, Watcher
+from coordinator.watcher.graph_source import GraphSource
+from coordinator.watcher.service import Watcher
 from devtools.etcd_server import EtcdServer
 
 A, B = NodeId("team_a", "extract"), NodeId("team_b", "load")

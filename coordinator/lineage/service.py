@@ -33,9 +33,9 @@ from coordinator.lineage.tokens import Tokens, load_tokens
 from coordinator.lineage.writer import EventWriter
 from coordinator.metrics import Metrics
 from coordinator.settings import ListenAddress, Settings
+from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.health import Health, probe_etcd
 from coordinator.watcher.http import serve
-from coordinator.watcher.service import GraphSource
 
 log = logging.getLogger(__name__)
 

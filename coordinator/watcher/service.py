@@ -39,19 +39,17 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.core.view import ALL, View
-from coordinator.errors import CoordinatorError, SpecError
+from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.metrics import Metrics
 from coordinator.settings import Settings
-from coordinator.spec_file import load_spec
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
@@ -59,6 +57,7 @@ from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.executor import Executor, ExecutorPolicy
+from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
@@ -82,47 +81,6 @@ STOP_RESIGN_S = 5.0
 
 def default_watcher_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-class GraphSource:
-    """Holds the last valid graph and reloads dependencies.json when it changes (rule 3)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.graph = load_spec(path)  # the first load must succeed: there is nothing to fall back to
-        self._stamp = self._read_stamp()
-        self.error: str | None = None
-
-    def _read_stamp(self) -> tuple[float, int] | None:
-        try:
-            st = self.path.stat()
-        except OSError:
-            return None
-        return (st.st_mtime, st.st_size)
-
-    def refresh(self) -> bool:
-        """Reload if the file changed; True when a new valid graph is now in force."""
-        stamp = self._read_stamp()
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        try:
-            graph = load_spec(self.path)
-        except (SpecError, OSError) as exc:
-            self.error = str(exc)
-            log.error("graph.invalid path=%s kept_digest=%s problems=%r", self.path, self.graph.digest, self.error)
-            return False
-        self.error = None
-        if graph.digest == self.graph.digest:
-            if graph != self.graph:  # deadlines or late handlers changed: nothing to re-plan (semantics rule 13)
-                log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
-                         "expected_by or on_late_of changed")  # fmt: skip
-                self.graph = graph
-            return False
-        log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
-                 len(graph.dags))  # fmt: skip
-        self.graph = graph
-        return True
 
 
 @dataclass
