@@ -13,11 +13,14 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.etcd import EtcdStore
-from coordinator.page.asset_feed import shared_assets
+from coordinator.informer import load_prefixes
+from coordinator.page.asset_feed import AssetFeed, shared_assets
 from coordinator.page.assets import AssetNode
-from coordinator.settings import EtcdSettings
+from coordinator.settings import EtcdSettings, parse_endpoints
+from devtools.etcd_server import EtcdServer
 
 ORDERS = "s3://lake/orders"
 AT = datetime(2026, 1, 1, tzinfo=UTC)
@@ -95,3 +98,58 @@ def test_a_loop_that_ends_right_after_a_view_always_ends(etcd_settings: EtcdSett
         worker.start()
         worker.join(60)  # a loop's end takes milliseconds; a cancel swallowed never ends (the worker stays behind)
         assert loop_ended.is_set(), f"loop {attempt} (ending {linger_s * 1000:.1f} ms after its view) never ended"
+
+
+def test_a_relist_of_one_asset_prefix_removes_what_was_deleted_there_and_leaves_the_other_prefix_alone(
+    private_etcd: EtcdServer, arun: Callable[..., Any]
+) -> None:
+    """An event and a delivery entry deleted (and an event recorded) while the feed's watches were away, with those
+    revisions compacted: the events watch relists, dropping the deleted event and adding the new one, and leaves the
+    delivery entries alone (a relist diffs its own prefix only, rule 1); the deliveries watch's relist then drops the
+    deleted entry, and the index holds what a fresh load holds."""
+    prefix = "/feed-relist"
+    keys = AssetKeys(prefix)
+    settings = EtcdSettings(endpoints=parse_endpoints(private_etcd.endpoint))
+
+    async def follow_until(
+        feed: AssetFeed, store: EtcdStore, watched: str, revision: int, done: Callable[[], bool]
+    ) -> None:
+        task = asyncio.create_task(feed._follow(store, watched, revision))
+        try:
+            async with asyncio.timeout(30):
+                while not done():
+                    assert not task.done(), task
+                    await asyncio.sleep(0.02)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def main() -> None:
+        async with await EtcdStore.connect(settings) as store:
+            for n in (1, 2):
+                await store.put(keys.event_key("team_a", ORDERS, n), event(n))
+                await store.put(keys.delivery_key("team_b", "team_a", ORDERS, n), entry(n, DeliveryStatus.DONE))
+            feed = AssetFeed(settings, keys)
+            start = await load_prefixes(store, feed.index)
+            await store.delete(keys.event_key("team_a", ORDERS, 2))
+            await store.delete(keys.delivery_key("team_b", "team_a", ORDERS, 1))
+            now = await store.put(keys.event_key("team_a", ORDERS, 3), event(3))
+            await store.compact(now)
+
+            def event_ids() -> set[int]:
+                return {key[2] for key in feed.index.events}
+
+            def entries() -> set[str]:
+                return {key for key in feed.index.held() if key.startswith(keys.deliveries)}
+
+            both = {keys.delivery_key("team_b", "team_a", ORDERS, n) for n in (1, 2)}
+            assert entries() == both
+            await follow_until(feed, store, keys.events, start[keys.events], lambda: event_ids() == {1, 3})
+            assert entries() == both  # the events relist left the other prefix's keys alone
+            await follow_until(feed, store, keys.deliveries, start[keys.deliveries], lambda: len(entries()) == 1)
+            assert entries() == {keys.delivery_key("team_b", "team_a", ORDERS, 2)}
+            fresh = AssetIndex(keys)
+            await load_prefixes(store, fresh)
+            assert feed.index.held() == fresh.held()
+
+    arun(main())
