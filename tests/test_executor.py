@@ -87,6 +87,45 @@ def test_a_write_of_an_ended_term_is_refused_and_the_leader_steps_down(
     arun(main())
 
 
+def test_writes_pinned_to_a_term_are_refused_in_a_later_term_of_the_same_watcher(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """A round's writes pinned at its start (``pin``) are refused once that term ended, even though this watcher
+    leads again (a new term, its own): nothing is written, ``leadership_lost`` is set; the executor's unpinned writes
+    go on in the new term."""
+
+    async def main() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            leader, key = f"{etcd_prefix}/leader", f"{etcd_prefix}/config/x"
+            terms: list[Fence] = []
+
+            async def lead() -> None:
+                await store.put(leader, b"me")
+                kv = await store.get(leader)
+                assert kv is not None
+                terms.append(Fence(leader, kv.create_revision))
+
+            await lead()
+            executor = Executor(store, {}, fence=lambda: terms[-1])
+            pinned = executor.pin()
+            first = await pinned.cas(key, b"in the first term", 0)
+            assert first.succeeded
+            await store.delete(leader)  # the lease ran out ...
+            await lead()  # ... and this watcher won the next term
+            before = await store.current_revision()
+            with pytest.raises(LeadershipLost):
+                await pinned.cas(key, b"decided in the first term", first.revision)
+            with pytest.raises(LeadershipLost):
+                await pinned.delete_unchanged([(key, first.revision)])
+            assert executor.leadership_lost.is_set()
+            assert await store.current_revision() == before
+            second = await executor.cas(key, b"in the second term", first.revision)
+            assert second.succeeded
+            assert (await executor.pin().cas(key, b"pinned to the second term", second.revision)).succeeded
+
+    arun(main())
+
+
 def test_an_asset_round_of_an_ended_term_records_nothing(
     etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
 ) -> None:

@@ -51,8 +51,10 @@ Rules:
    recorded and delivered twice). The transaction compares the mod revisions the index holds (a delete that fails
    on one reads those keys afresh, rule 0); an event recorded in a round is pruned at the earliest in the next.
 6. Delivery rules 8 and 9 (``core/delivery.py``), the leader-lease race: every round computes its term (the fence's
-   revision; ``look_after`` = the term's start + :attr:`AssetJob.call_timeout_s` + :data:`TERM_MARGIN_S`), so an
-   entry of an earlier term is looked up only once any POST sent under that term's lease has answered or timed out;
+   revision; ``look_after`` = the term's start + :attr:`AssetJob.call_timeout_s` + :data:`TERM_MARGIN_S`) and writes
+   only in it (``Executor.pin``: a write after the term ended is refused, even when this watcher leads again, so no
+   delivery judged under one term acts in another), so an entry of an earlier term is looked up only once any POST
+   sent under that term's lease has answered or timed out;
    and immediately before each POST the job asks ``leading()`` (the election's local lease deadline) and raises
    LeadershipLost when it says no. The POST itself is bounded by ``call_timeout_s`` as a whole (both exchanges of
    the client's refresh-and-retry included), so "the longest an Airflow call can take" is a bound, not a hope.
@@ -88,7 +90,7 @@ from coordinator.core.assets import (
 from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, LeadershipLost
-from coordinator.etcd import Reads
+from coordinator.etcd import Reads, Writes
 from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
 from coordinator.watcher.executor import Executor
@@ -161,6 +163,8 @@ class AssetJob:
     #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
     #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
+    #: Rule 6: this round's writes, pinned to the term it began in (``Executor.pin``).
+    _writes: Writes = field(init=False, repr=False)
     #: Rules 1a and 6: this round's ``requeue_after`` (``watcher/jobs.py`` rule 1), the soonest round it asked for.
     _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: Rule 1a: consecutive stopped listings per source instance.
@@ -179,10 +183,14 @@ class AssetJob:
             self.started_at = now
         if not routes:
             return None
+        # Rule 6: the round's term, and every write of the round pinned to it (executor rule 1): a delivery judged
+        # under this term never writes in a later one, even if this watcher lost the lead and won it back meanwhile.
+        fence = self.fence()  # raises LeadershipLost: no round without leading
+        self._writes = self.executor.pin(fence)
         index = self.index if self.index is not None else await self._read_index()
         fresh: set[EventKey] = set()
         recorded = await self._record(routes, index, fresh, now)
-        term = self.term(now)
+        term = self.term(now, fence)
         delivered = errors = 0
         for _ in range(MAX_PER_ROUND):
             progress = False
@@ -208,9 +216,9 @@ class AssetJob:
         if self._requeue_after is None or delay_s < self._requeue_after:
             self._requeue_after = delay_s
 
-    def term(self, now: datetime) -> delivery.Term:
-        """Rule 6: this round's term; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
-        revision = self.fence().create_revision  # raises LeadershipLost: no round without leading
+    def term(self, now: datetime, fence: Fence) -> delivery.Term:
+        """Rule 6: the term of ``fence``; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
+        revision = fence.create_revision
         elapsed = time.monotonic() - self.term_started()
         wait = self.call_timeout_s + TERM_MARGIN_S - elapsed
         return delivery.Term(revision, now + timedelta(seconds=wait))
@@ -249,7 +257,7 @@ class AssetJob:
                 continue
             items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), rev)]
             items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
-            result = await self.executor.delete_unchanged(items)
+            result = await self._writes.delete_unchanged(items)
             if result.succeeded:
                 pruned += 1
                 for key, _ in items:  # rule 0: write-through, so no later round sees the event or its entries again
@@ -298,7 +306,7 @@ class AssetJob:
                     recorded_by=f"audit:{self.watcher_id}",
                 )
                 key, value = self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode()
-                result = await self.executor.cas(key, value, 0)
+                result = await self._writes.cas(key, value, 0)
                 # Rule 0: write-through (ours, or the one another recorder wrote first: create-only).
                 if result.succeeded:
                     index.apply(key, value, result.revision)
@@ -336,7 +344,7 @@ class AssetJob:
                 return datetime.fromisoformat(kv.value.decode())
         assert self.started_at is not None
         mark = self.started_at - timedelta(seconds=self.lookback_s)
-        result = await self.executor.cas(key, mark.isoformat().encode(), 0)
+        result = await self._writes.cas(key, mark.isoformat().encode(), 0)
         if not result.succeeded and result.current is not None:
             with suppress(ValueError):
                 return datetime.fromisoformat(result.current.value.decode())
@@ -399,7 +407,7 @@ class AssetJob:
         """One instruction through the executor; a failed Airflow call is raised for it to map (executor rule 3)."""
         if isinstance(ins, delivery.WriteLedger):
             value = ins.record.model_dump_json().encode()
-            result = await self.executor.cas(etcd_key, value, ins.expected_rev)
+            result = await self._writes.cas(etcd_key, value, ins.expected_rev)
             if result.succeeded:
                 index.apply(etcd_key, value, result.revision)  # rule 0: write-through
                 if ins.record.status is DeliveryStatus.PENDING:

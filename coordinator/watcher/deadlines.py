@@ -6,9 +6,9 @@ Rules (semantics rule 13):
    as its view (the informer's :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes
    (:class:`DeadlineJob`, a periodic job that names what it needs and never the watcher).
 2. Record first, alert after: a transition is written by a fenced compare-and-swap (the executor's,
-   ``watcher/executor.py``) against the revision this watcher last saw for that key (0: absent) with ``alerted``
-   false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose lease is in doubt and the new
-   one) never both alert one transition.
+   ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for
+   that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old
+   one whose lease is in doubt and the new one) never both alert one transition.
 3. Then the handlers are triggered (through the executor, with its retries of a transient failure), when
    ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted for the partition,
    held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and logical date
@@ -59,7 +59,7 @@ from coordinator.core.model import KeyLayout, NodeId, dump_record
 from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import AirflowError
-from coordinator.etcd import Fence
+from coordinator.etcd import Fence, Writes
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.metrics import Metrics
 from coordinator.watcher.executor import Executor
@@ -157,6 +157,8 @@ class DeadlineJob:
     cache: DeadlineCache | None = field(default=None, init=False)
     cursor: Cursor = field(default_factory=Cursor, init=False)
     term: int | None = field(default=None, init=False)
+    #: Rule 2: the current pass's writes, pinned to the term it began in (``Executor.pin``).
+    writes: Writes = field(init=False)
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         await deadline_pass(self, now)
@@ -174,7 +176,9 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     tracker = job.tracker
     if not tracker.records and all(spec.expected_by is None for spec in graph.dags.values()):
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
-    term = job.fence().create_revision  # raises LeadershipLost: no pass without leading
+    fence = job.fence()  # raises LeadershipLost: no pass without leading
+    term = fence.create_revision
+    job.writes = job.executor.pin(fence)  # rule 2: every record of this pass is written in this term only
     # Asked before the lock: listing paused DAGs is an Airflow request, and the reflector must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
@@ -221,7 +225,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
         key = job.keys.deadline_key(*at)
-        result = await job.executor.cas(key, dump_record(record), tracker.revisions.get(at, 0))
+        result = await job.writes.cas(key, dump_record(record), tracker.revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         tracker.apply(key, dump_record(record), result.revision)
@@ -261,7 +265,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
         key = job.keys.deadline_level_key(*at)
-        result = await job.executor.cas(key, dump_record(record), tracker.level_revisions.get(at, 0))
+        result = await job.writes.cas(key, dump_record(record), tracker.level_revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         tracker.apply(key, dump_record(record), result.revision)
@@ -300,7 +304,7 @@ async def alert_pending_levels(
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_level_key(*at)
-        result = await job.executor.cas(key, dump_record(done), tracker.level_revisions.get(at, 0))
+        result = await job.writes.cas(key, dump_record(done), tracker.level_revisions.get(at, 0))
         if result.succeeded:
             tracker.apply(key, dump_record(done), result.revision)
     return failing
@@ -336,7 +340,7 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tu
             continue
         done = mark_alerted(record)
         key = job.keys.deadline_key(*at)
-        result = await job.executor.cas(key, dump_record(done), tracker.revisions.get(at, 0))
+        result = await job.writes.cas(key, dump_record(done), tracker.revisions.get(at, 0))
         if result.succeeded:
             tracker.apply(key, dump_record(done), result.revision)
     return failing

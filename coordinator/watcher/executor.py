@@ -12,7 +12,9 @@ Rules:
    is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of the term the election
    holds now: a write sent after that term ended is refused by etcd in the same transaction. The jobs hold the
    store only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so ``mypy --strict`` refuses a
-   leader write that bypasses the fence.
+   leader write that bypasses the fence. A round whose decisions hold for one term only (the asset round's term
+   rule, a deadline pass, a retention round) writes through :meth:`Executor.pin`: fenced by the term it began in,
+   so none of its writes lands in a later term of the same watcher (lost and won back in the middle of it).
 2. A write refused because the leader key moved (``LeadershipLost``, also raised when this process never led) sets
    :attr:`Executor.leadership_lost`, which makes the campaign step down at once, and is raised to the caller: the
    attempt or round that made it ends where it stands, and the next leader starts from the ledger.
@@ -133,17 +135,35 @@ class Executor:
         return await self._store.get(key)
 
     async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
-        """Write ``value`` if ``key`` still has ``expected_mod_revision`` (0: absent) and this term still leads."""
-        return await self._fenced(lambda fence: self._store.cas(key, value, expected_mod_revision, fence=fence))
+        """Write ``value`` if ``key`` still has ``expected_mod_revision`` (0: absent) and this watcher leads."""
+        return await self._cas(key, value, expected_mod_revision, self._current())
 
     async def delete_unchanged(self, items: Sequence[tuple[str, int]]) -> DeleteResult:
-        """Delete every (key, mod revision) of ``items`` in one transaction, if none changed and this term leads."""
-        return await self._fenced(lambda fence: self._store.delete_unchanged(items, fence=fence))
+        """Delete every (key, mod revision) of ``items`` in one transaction, if none changed and this watcher leads."""
+        return await self._delete_unchanged(items, self._current())
 
-    async def _fenced(self, write: Callable[[Fence | None], Awaitable[T]]) -> T:
+    def pin(self, fence: Fence | None = None) -> TermWrites:
+        """Rule 1's writes pinned to one term (``fence``, else the one this watcher leads now): refused once that term
+        ends, even when this watcher leads again meanwhile. For a round whose decisions hold for one term only."""
+        return TermWrites(self, fence if fence is not None else self._current())
+
+    def _current(self) -> Fence | None:
+        try:
+            return self._fence()
+        except LeadershipLost:  # rule 2: this watcher does not lead (any more)
+            self.leadership_lost.set()
+            raise
+
+    async def _cas(self, key: str, value: bytes, expected_mod_revision: int, fence: Fence | None) -> CasResult:
+        return await self._refused(self._store.cas(key, value, expected_mod_revision, fence=fence))
+
+    async def _delete_unchanged(self, items: Sequence[tuple[str, int]], fence: Fence | None) -> DeleteResult:
+        return await self._refused(self._store.delete_unchanged(items, fence=fence))
+
+    async def _refused(self, write: Awaitable[T]) -> T:
         """Rule 2: a write refused for a lost leadership says so once, here, for every writer."""
         try:
-            return await write(self._fence())
+            return await write
         except LeadershipLost:
             self.leadership_lost.set()
             raise
@@ -226,6 +246,23 @@ class Executor:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class TermWrites:
+    """Rule 1 for one term: the executor's writes, each fenced by the term pinned when this was made (``pin``)."""
+
+    def __init__(self, executor: Executor, fence: Fence | None) -> None:
+        self._executor = executor
+        self.fence = fence
+
+    async def get(self, key: str) -> KV | None:
+        return await self._executor.get(key)
+
+    async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
+        return await self._executor._cas(key, value, expected_mod_revision, self.fence)
+
+    async def delete_unchanged(self, items: Sequence[tuple[str, int]]) -> DeleteResult:
+        return await self._executor._delete_unchanged(items, self.fence)
 
 
 def _transient(exc: BaseException) -> bool:

@@ -44,6 +44,7 @@ from coordinator.core.retention import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Writes
+from coordinator.watcher.executor import Executor
 from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
@@ -213,8 +214,9 @@ async def delete_selected(
 class RetentionJob:
     """The leader's periodic retention (rule 4) as a job of ``watcher/jobs.py``: exactly what a round needs."""
 
-    #: The floor and the deletes are the executor's fenced writes: refused once this watcher no longer leads.
-    executor: Writes
+    #: The floor and the deletes are the executor's writes, pinned to the term the round began in (refused once it
+    #: ends, even if this watcher leads again meanwhile).
+    executor: Executor
     keys: KeyLayout
     period: timedelta
     interval_s: float
@@ -247,16 +249,17 @@ async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, 
     before the cutoff."""
     tracker, view = job.tracker, job.view
     cutoff = cutoff_before(now, job.period)
+    writes = job.executor.pin()  # raises LeadershipLost: no round without leading
     # Gather first: recording the floor makes the view forget these partitions.
     facts = {f.key: f for f in facts_from_view(view, cutoff)}
     facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
     floor = next_floor(tracker.floor, cutoff)
     if tracker.floor is None or tracker.floor.before != floor:
         new = RetentionFloor(before=floor, by=job.watcher_id, at=now)
-        revision = await record_floor(job.executor, job.keys, new, tracker.floor_rev)
+        revision = await record_floor(writes, job.keys, new, tracker.floor_rev)
         # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
         view.revision = max(view.revision, revision)
         tracker.observe(view, tracker.key, dump_floor(new), revision)
     selection = select(facts.values(), cutoff)
-    outcome = await delete_selected(job.executor, selection.delete)
+    outcome = await delete_selected(writes, selection.delete)
     return selection, outcome, floor
