@@ -52,7 +52,7 @@ async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClie
     fence = Fence(leader, kv.create_revision)
     return AssetJob(
         store=store, executor=Executor(store, clients, fence=lambda: fence), keys=AssetKeys(prefix),
-        graph=lambda: SPEC, clients=clients, fence=lambda: fence, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
+        graph=lambda: SPEC, clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
         lookback_s=86400.0, started_at=start, list_limit=50, leading=lambda: True,
         term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,  # a term long begun: no rule 8 wait
     )  # fmt: skip

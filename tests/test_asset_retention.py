@@ -79,7 +79,7 @@ class Harness:
         }  # fmt: skip
         self.job = AssetJob(
             store=store, executor=Executor(store, self.clients, fence=lambda: self.fence), keys=world.keys,
-            graph=lambda: graph, clients=self.clients, fence=lambda: self.fence,
+            graph=lambda: graph, clients=self.clients,
             watcher_id="w1", metrics=Metrics(), interval_s=2.0, lookback_s=30 * 86400.0, error_retry_s=3600.0,
             retention=retention, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
             call_timeout_s=5.0,

@@ -150,7 +150,7 @@ def test_an_asset_round_of_an_ended_term_records_nothing(
                     executor = Executor(store, clients, fence=lambda: fence)
                     job = AssetJob(
                         store=store, executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec,
-                        clients=clients, fence=lambda: fence, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
+                        clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
                         lookback_s=86400.0, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
                         call_timeout_s=5.0,
                     )  # fmt: skip

@@ -90,10 +90,10 @@ from coordinator.core.assets import (
 from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, LeadershipLost
-from coordinator.etcd import Reads, Writes
+from coordinator.etcd import Reads
 from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
-from coordinator.watcher.executor import Executor
+from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.jobs import RequeueAfter
 
@@ -135,8 +135,6 @@ class AssetJob:
     graph: Callable[[], Graph]
     #: The routed sources' Airflows, whose asset events rule 1 lists.
     clients: Mapping[str, AirflowClient]
-    #: Rule 6: the leader's fence, whose revision names the term; raises LeadershipLost when not leading.
-    fence: Callable[[], Fence]
     watcher_id: str
     metrics: Metrics
     interval_s: float
@@ -164,7 +162,7 @@ class AssetJob:
     #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     #: Rule 6: this round's writes, pinned to the term it began in (``Executor.pin``).
-    _writes: Writes = field(init=False, repr=False)
+    _writes: TermWrites = field(init=False, repr=False)
     #: Rules 1a and 6: this round's ``requeue_after`` (``watcher/jobs.py`` rule 1), the soonest round it asked for.
     _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: Rule 1a: consecutive stopped listings per source instance.
@@ -185,12 +183,11 @@ class AssetJob:
             return None
         # Rule 6: the round's term, and every write of the round pinned to it (executor rule 1): a delivery judged
         # under this term never writes in a later one, even if this watcher lost the lead and won it back meanwhile.
-        fence = self.fence()  # raises LeadershipLost: no round without leading
-        self._writes = self.executor.pin(fence)
+        self._writes = self.executor.pin()  # raises LeadershipLost: no round without leading
         index = self.index if self.index is not None else await self._read_index()
         fresh: set[EventKey] = set()
         recorded = await self._record(routes, index, fresh, now)
-        term = self.term(now, fence)
+        term = self.term(now, self._writes.fence)
         delivered = errors = 0
         for _ in range(MAX_PER_ROUND):
             progress = False

@@ -59,10 +59,9 @@ from coordinator.core.model import KeyLayout, NodeId, dump_record
 from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import AirflowError
-from coordinator.etcd import Fence, Writes
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.metrics import Metrics
-from coordinator.watcher.executor import Executor
+from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.jobs import RequeueAfter
 
@@ -145,9 +144,6 @@ class DeadlineJob:
     paused: Callable[[Graph], Awaitable[frozenset[NodeId]]]
     unreachable: Callable[[], frozenset[str]]
     metrics: Metrics
-    #: The leader's fence at the time of the call, whose revision names the term (rule 5); raises LeadershipLost when
-    #: not leading.
-    fence: Callable[[], Fence]
     watcher_id: str
     interval_s: float
     name: str = "deadline"
@@ -158,7 +154,7 @@ class DeadlineJob:
     cursor: Cursor = field(default_factory=Cursor, init=False)
     term: int | None = field(default=None, init=False)
     #: Rule 2: the current pass's writes, pinned to the term it began in (``Executor.pin``).
-    writes: Writes = field(init=False)
+    writes: TermWrites = field(init=False)
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         await deadline_pass(self, now)
@@ -176,9 +172,10 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     tracker = job.tracker
     if not tracker.records and all(spec.expected_by is None for spec in graph.dags.values()):
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
-    fence = job.fence()  # raises LeadershipLost: no pass without leading
-    term = fence.create_revision
-    job.writes = job.executor.pin(fence)  # rule 2: every record of this pass is written in this term only
+    # Rule 2: every record of this pass is written in the term it began in; the term's revision also keys the cache
+    # (rule 5). Raises LeadershipLost: no pass without leading.
+    job.writes = job.executor.pin()
+    term = job.writes.fence.create_revision
     # Asked before the lock: listing paused DAGs is an Airflow request, and the reflector must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:

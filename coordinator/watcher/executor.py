@@ -40,19 +40,16 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.effects import Failure, NotFound, Refused, Transient
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
 from coordinator.retry import RetryPolicy, retry_call
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -142,10 +139,15 @@ class Executor:
         """Delete every (key, mod revision) of ``items`` in one transaction, if none changed and this watcher leads."""
         return await self._delete_unchanged(items, self._current())
 
-    def pin(self, fence: Fence | None = None) -> TermWrites:
-        """Rule 1's writes pinned to one term (``fence``, else the one this watcher leads now): refused once that term
-        ends, even when this watcher leads again meanwhile. For a round whose decisions hold for one term only."""
-        return TermWrites(self, fence if fence is not None else self._current())
+    def pin(self) -> TermWrites:
+        """Rule 1's writes pinned to the term this watcher leads now (its fence says which): refused once that term
+        ends, even when this watcher leads again meanwhile. For a round whose decisions hold for one term only.
+        Raises LeadershipLost (rule 2) when this watcher leads no term."""
+        fence = self._current()
+        if fence is None:
+            self.leadership_lost.set()
+            raise LeadershipLost("no term to pin: this executor writes unfenced")
+        return TermWrites(self, fence)
 
     def _current(self) -> Fence | None:
         try:
@@ -200,7 +202,7 @@ class Executor:
         state: S,
         instruction: I,
         *,
-        step: Callable[[S, Any, datetime], tuple[S, I]],
+        step: Callable[[S, E | Failure, datetime], tuple[S, I]],
         perform: Callable[[S, I], Awaitable[E]],
         over: Callable[[I], bool],
         at: datetime | None = None,
@@ -249,9 +251,10 @@ class Executor:
 
 
 class TermWrites:
-    """Rule 1 for one term: the executor's writes, each fenced by the term pinned when this was made (``pin``)."""
+    """Rule 1 for one term: the executor's writes, each fenced by the term pinned when this was made (``pin``);
+    ``fence`` names the term (its revision: every write of the term has a higher one)."""
 
-    def __init__(self, executor: Executor, fence: Fence | None) -> None:
+    def __init__(self, executor: Executor, fence: Fence) -> None:
         self._executor = executor
         self.fence = fence
 

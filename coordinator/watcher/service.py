@@ -298,7 +298,7 @@ class Watcher:
             jobs.append(AssetJob(
                 store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
                 graph=lambda: self.graphs.graph,
-                clients=self.clients, fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+                clients=self.clients, watcher_id=self.watcher_id,
                 metrics=self.metrics, interval_s=settings.asset_interval_s,
                 leading=lambda: self.election.is_leader, term_started=lambda: self.election.term_started,
                 call_timeout_s=settings.airflow_timeout_s, lookback_s=settings.asset_lookback_s,
@@ -323,7 +323,7 @@ class Watcher:
             executor=self.executor, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
             view_lock=self.view_lock, tracker=self.deadlines,
             paused=PausedForDeadlines(self.paused), unreachable=self.reachability.unreachable, metrics=self.metrics,
-            fence=lambda: self.election.fence, watcher_id=self.watcher_id,
+            watcher_id=self.watcher_id,
             interval_s=self.settings.deadline_interval_s, majors=lambda: known_majors(self.clients),
         )  # fmt: skip
 
