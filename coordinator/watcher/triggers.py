@@ -81,7 +81,7 @@ class TriggerReconciler:
     error_retry_s: float
     passes: int = 0
     #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
-    #: whose first adoption is held (rule 9d), so that incremental passes do not re-count the whole history.
+    #: whose first adoption is held (semantics rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None
     #: Rule 2's warm work: the (DAG, partition) keys this process's standby passes found something to do for since its
@@ -108,7 +108,7 @@ class TriggerReconciler:
             graph = self.graph()
             if leading:
                 await self.ensure_adopted(graph, full=partitions is None)
-            async with self.view_lock:  # the view holds still while planning yields (rule 6)
+            async with self.view_lock:  # the view holds still while planning yields (rule 3)
                 started = time.perf_counter()
                 # No verdicts: nothing here reads them; building them for every DAG made a pass cost the whole graph.
                 whole = await self._plan_whole(graph, partitions) if partitions is None or dirty else None
@@ -159,7 +159,7 @@ class TriggerReconciler:
 
     async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
         """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
-        loop between them (rule 6). Same actions in the same order: partitions are planned independently, and
+        loop between them (rule 3). Same actions in the same order: partitions are planned independently, and
         through partition grids a slice only re-judges what another slice judged too."""
         parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, self.view)
         actions: list[Action] = []
