@@ -161,6 +161,25 @@ def refresh_constraints(constraints: Path = CONSTRAINTS) -> None:
 # ----- the stack -----
 
 
+def users_create_argv(username: str, password: str) -> tuple[str, ...]:
+    """``airflow users create`` for the stack's admin.
+
+    Each value is joined to its option with ``=``: a generated password may begin with ``-`` (``token_urlsafe``
+    draws from ``-`` and ``_`` too), and argparse reads a separate ``-…`` word as an option, so ``--password -x…``
+    failed the start with "expected one argument" about once in 64 fresh homes.
+    """
+    return (
+        "users",
+        "create",
+        f"--username={username}",
+        f"--password={password}",
+        "--role=Admin",
+        f"--email={username}@example.invalid",
+        "--firstname=Ad",
+        "--lastname=Min",
+    )
+
+
 @dataclass
 class Airflow2Stack(AirflowStack):
     """One local Airflow 2.11. ``start()`` returns when REST v1 answers and the scheduler is healthy."""
@@ -220,9 +239,9 @@ class Airflow2Stack(AirflowStack):
         env = self.environment()
         try:
             self._run_once(("db", "migrate"), env, "db-migrate", timeout_s=min(timeout_s, 180.0))
-            user = ("users", "create", "--username", self.username, "--password", self.password, "--role", "Admin")
-            names = ("--email", f"{self.username}@example.invalid", "--firstname", "Ad", "--lastname", "Min")
-            self._run_once((*user, *names), env, "users-create", timeout_s=min(timeout_s, 120.0))
+            self._run_once(
+                users_create_argv(self.username, self.password), env, "users-create", timeout_s=min(timeout_s, 120.0)
+            )
             for component, args in COMPONENTS.items():
                 self._spawn(component, args, env)
             self._record()

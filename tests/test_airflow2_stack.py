@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
 import pytest
 
 from devtools import airflow2_stack
-from devtools.airflow2_stack import AIRFLOW2_VERSION, CONSTRAINTS, Airflow2Stack, ensure_venv, fingerprint
+from devtools.airflow2_stack import (
+    AIRFLOW2_VERSION,
+    CONSTRAINTS,
+    Airflow2Stack,
+    ensure_venv,
+    fingerprint,
+    users_create_argv,
+)
 
 
 @pytest.fixture
@@ -75,3 +83,19 @@ def test_the_environment_is_loopback_only_basic_auth_and_ignores_the_callers_air
     assert (env["COORDINATOR_INSTANCE"], env["COORDINATOR_PREFIX"]) == ("af2", "/p")
     assert env["PATH"].split(os.pathsep)[0] == str(Path(stack.python).parent)
     assert stack.environment()["AIRFLOW__WEBSERVER__SECRET_KEY"] == env["AIRFLOW__WEBSERVER__SECRET_KEY"], "kept"
+
+
+@pytest.mark.parametrize("password", ["-3xQ_secret", "--role", "plain"])
+def test_the_admin_password_reaches_airflow_intact_even_when_it_begins_with_a_dash(password: str) -> None:
+    """A generated password beginning with ``-`` is parsed as the password, not as an option (argparse, as Airflow)."""
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("command", nargs=2)
+    for option in ("username", "password", "role", "email", "firstname", "lastname"):
+        parser.add_argument(f"--{option}", required=True)
+    parsed = parser.parse_args(users_create_argv("admin", password))
+    assert (parsed.command, parsed.username, parsed.password, parsed.role) == (
+        ["users", "create"],
+        "admin",
+        password,
+        "Admin",
+    )
