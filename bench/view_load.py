@@ -33,10 +33,10 @@ import _harness as h
 import cold_start as cs
 
 
-def store(partitions: int) -> tuple[Path, list[tuple[str, bytes, int]]]:
+def store(partitions: int, width: int = 100) -> tuple[Path, list[tuple[str, bytes, int]]]:
     """dependencies.json and the store's (key, value, revision) triples in key order, revisions as the preload
     gives them (each layer after the one above; a DAG's ledger entry before its run state)."""
-    names, deps = cs.layered_graph(10, 100)
+    names, deps = cs.layered_graph(10, width)
     path = Path(tempfile.mkdtemp(prefix="bench-view-")) / "dependencies.json"
     h.write_deps(path, deps)
     from coordinator.core.activation import adopt, dump_activation
@@ -103,6 +103,7 @@ def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int) -> dict[
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=100)
+    parser.add_argument("--width", type=int, default=100, help="DAGs per layer (10 layers); the estate has 500")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page", type=int, default=1000)
     parser.add_argument("--before", type=Path, help="checkout to alternate with (run in a subprocess)")
@@ -110,7 +111,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         sys.path.insert(0, os.environ.get("BENCH_CODE", str(h.REPO)))  # before _harness's entry: the code measured
-        deps, items = store(args.partitions)
+        deps, items = store(args.partitions, args.width)
         profile = os.environ.get("BENCH_CPROFILE")
         if profile:
             profiler = cProfile.Profile()
@@ -127,7 +128,7 @@ def main() -> None:
         for name, repo in checkouts.items() if round_ % 2 == 0 else reversed(checkouts.items()):
             env = os.environ | {"BENCH_CODE": str(repo)}
             cmd = [sys.executable, str(Path(__file__).resolve()), "--one", f"--partitions={args.partitions}",
-                   f"--page={args.page}"]  # fmt: skip
+                   f"--width={args.width}", f"--page={args.page}"]  # fmt: skip
             out = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True, cwd=repo).stdout
             r: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
             print(f"round {round_} {name:6s} keys={r['keys']:,} load={r['load_cpu_s']:.3f}s "

@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     max_concurrent_actions: int = 16
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
     audit_interval_s: float = 60.0
+    # Semantics rule 19: at most every 30 s the leader records the revision its trigger work is settled through
+    # (``{prefix}/config/checkpoint``), so a restart plans first what changed after it; 0 turns the job off.
+    checkpoint_interval_s: float = Field(default=30.0, ge=0)
     # 15 s between the leader's deadline passes (semantics rule 13): deadlines are minutes to hours away.
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.

@@ -46,6 +46,7 @@ from coordinator.spec_file import load_spec
 from coordinator.watcher.health import Health
 from coordinator.watcher.http import serve
 from coordinator.watcher.presence import record_pass
+from coordinator.watcher.queue import AllPartitions
 from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger(__name__)
@@ -250,7 +251,8 @@ def reconcile(
                 out.print(f"another watcher leads ({holder}); nothing done")
                 return 0
             try:
-                result = await watcher.reconcile_pass()
+                # Every partition: a one-shot pass has no full pass after it, so no plan checkpoint may narrow it.
+                result = await watcher.reconcile_pass(keys=[AllPartitions])
                 await watcher.executor.drain()
             finally:
                 await watcher.election.resign()

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fields, run_fields
+from coordinator.core.checkpoint import PlanCheckpoint, parse_checkpoint
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.journal import ChangeJournal, Cursor
@@ -210,6 +211,11 @@ class View:
     #: instance -> the trigger budget's state (``{prefix}/config/budget/{instance}``, semantics rule 15) and its
     #: mod revision; an unparsable value is a problem and the last valid state stays.
     budgets: dict[str, tuple[BudgetState, int]] = field(default_factory=dict)
+    #: The plan checkpoint (``{prefix}/config/checkpoint``, semantics rule 19) and its mod revision: the revision the
+    #: leader had planned through. Unparsable: a problem, None here, and ``checkpoint_rev`` still set (the start
+    #: says the checkpoint was unreadable, not missing).
+    checkpoint: PlanCheckpoint | None = None
+    checkpoint_rev: int = 0
     #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
     problems: dict[str, str] = field(default_factory=dict)
     #: partition -> nodes with any fact in it (so a reconcile pass touches only what exists).
@@ -239,6 +245,10 @@ class View:
         return self.keys.config_key("retention")
 
     @property
+    def checkpoint_key(self) -> str:
+        return self.keys.config_key("checkpoint")
+
+    @property
     def backfill_prefix(self) -> str:
         return self.keys.config_key("backfill/")
 
@@ -254,6 +264,7 @@ class View:
         self.activation_rev = 0
         self.floor, self.floor_rev = None, 0
         self.budgets.clear()
+        self.checkpoint, self.checkpoint_rev = None, 0
         self.load_page(items)
         self.revision = revision
 
@@ -362,6 +373,8 @@ class View:
             return self._apply_floor(key, value, mod_rev)
         if key.startswith(self.keys.budgets):
             return self._apply_budget(key, value, mod_rev)
+        if key == self.checkpoint_key:
+            return self._apply_checkpoint(key, value, mod_rev)
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
@@ -382,6 +395,8 @@ class View:
         if self.floor is not None:
             found[self.floor_key] = self.floor_rev
         found.update((self.keys.budget_key(i), rev) for i, (_, rev) in self.budgets.items())
+        if self.checkpoint is not None:
+            found[self.checkpoint_key] = self.checkpoint_rev
         return found
 
     def budget_states(self) -> dict[str, BudgetState]:
@@ -537,6 +552,17 @@ class View:
             return set()
         self.floor, self.floor_rev = floor, mod_rev
         return {ALL}
+
+    def _apply_checkpoint(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        """Semantics rule 19: nothing to re-plan; only a start reads it (``core/first_work.py``)."""
+        if value is None:
+            self.checkpoint, self.checkpoint_rev = None, 0
+            return set()
+        self.checkpoint, problem = parse_checkpoint(value)
+        self.checkpoint_rev = mod_rev
+        if problem is not None:
+            self.problems[key] = f"unparsable plan checkpoint ({problem}); the next start plans every partition at once"
+        return set()
 
     def _apply_backfill(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         rest = key[len(self.backfill_prefix) :].split("/")

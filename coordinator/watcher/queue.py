@@ -224,6 +224,14 @@ class WorkQueue(Generic[K]):
         """A delayed add of ``key`` is pending."""
         return key in self._waiting_at
 
+    def holds(self, match: Callable[[K], bool], *, delayed: bool = True) -> bool:
+        """Whether a key that ``match``es is queued, processed or (``delayed``) waiting for its delayed add: work
+        still to do or under way for it (the trigger reconciler's settled check)."""
+        places: list[Iterable[K]] = [self._dirty, self._processing]
+        if delayed:
+            places.append(self._waiting_at)
+        return any(match(key) for place in places for key in place)
+
     def __len__(self) -> int:
         """Keys ready to be handed out."""
         self._promote()

@@ -54,6 +54,7 @@ from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
+from coordinator.watcher.checkpoint import CheckpointJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.executor import Executor, ExecutorPolicy
@@ -155,7 +156,7 @@ class Watcher:
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
-        snapshot is held); its revision."""
+        snapshot is held); its revision. What to plan first is the caller's (``run``: triggers rule 5)."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
@@ -166,7 +167,6 @@ class Watcher:
         self.metrics.malformed.inc(len(self.view.problems) + len(loaded.problems))
         log.info("view.loaded revision=%d keys=%d partitions=%d", loaded.revision, loaded.keys,
                  len(self.view.partitions))  # fmt: skip
-        self.queue.add(AllPartitions)
         return loaded.revision
 
     def cuts(self) -> list[str]:
@@ -294,6 +294,10 @@ class Watcher:
                                      settings.retention_interval_s, self.view, self.retention,
                                      self.watcher_id))  # fmt: skip
         jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
+        if settings.checkpoint_interval_s > 0:  # semantics rule 19
+            jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
+                                      lambda: self.graphs.graph.digest, self.watcher_id,
+                                      settings.checkpoint_interval_s))  # fmt: skip
         if settings.asset_interval_s > 0:  # semantics rules 16-17: a no-op round while no route is declared
             jobs.append(AssetJob(
                 store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
@@ -336,6 +340,10 @@ class Watcher:
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
+        if not self.election.is_leader:
+            # A standby plans what changed after the plan checkpoint, then everything (triggers rule 5); a leader's
+            # campaign does the same on taking the lead (``take_warm_work``).
+            self.triggers.start_work()
         tasks = [
             asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),

@@ -17,6 +17,11 @@ Rules (the watcher's rules 2, 4 and 6, for the triggers):
 3. A full pass over a big store plans in slices of about ``PLAN_SLICE_FACTS`` facts and yields to the event loop
    between them, with the view held still (``view_lock``) so the pass sees one revision.
 4. One structured log line per pass: revision, dirty partitions, actions, errors.
+5. A start plans first what changed after the plan checkpoint (semantics rule 19, ``core/first_work.py``), then
+   every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new leader without warm work).
+   The leader's work is settled through the revision of its last pass (``settled_through``, which the checkpoint
+   job records) when, in this term, a full pass has run and nothing waits or runs for a DAG, a partition or a
+   failed pass: no key dirty, no action in flight or waiting out an error delay, no withheld trigger.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from coordinator.core.actions import Action, Plan, Resume, Trigger
 from coordinator.core.activation import dump_activation
 from coordinator.core.adoption import FirstAdoption, HistoryChoice, is_first_adoption
 from coordinator.core.decide import Adoption, Decision, adoption_for, decide
+from coordinator.core.first_work import first_work
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import partitions_to_plan
@@ -89,6 +95,9 @@ class TriggerReconciler:
     standby_due: set[DagKey] = field(default_factory=set)
     #: Whether this process has planned every partition as a standby: only then is its warm work complete.
     standby_warm: bool = False
+    #: Rule 5: a full pass has run in this term, and the revision of the last pass as leader.
+    led_full_pass: bool = False
+    planned_revision: int = 0
 
     async def reconcile(self, keys: list[WorkKey], *, act: bool = True) -> Plan:
         """Rules 1-4: plan ``keys`` and, when leading (and ``act``), adopt, count and submit; one log line."""
@@ -131,6 +140,8 @@ class TriggerReconciler:
             # error delay) comes back through the queue, so it is re-planned once that is over.
             revision = result.revision
             submitted = sum(self.actuator.submit(action, view_revision=revision) for action in result.actions)
+            self.planned_revision = revision  # rule 5
+            self.led_full_pass = self.led_full_pass or partitions is None
         self.passes += 1
         log.info(
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
@@ -241,10 +252,39 @@ class TriggerReconciler:
         nothing due: the events that arrive make the first pass, and the full pass still follows)."""
         due, self.standby_due = self.standby_due, set()
         warm, self.standby_warm = self.standby_warm, False
+        self.led_full_pass = False  # rule 5: this term has not planned everything yet
         if not warm or is_first_adoption(self.view):
+            return self.start_work()
+        self._queue_first(due)
+        return len(due)
+
+    def start_work(self) -> int:
+        """Rule 5: queue what changed after the plan checkpoint, and every partition ``WARM_FULL_PASS_DELAY_S``
+        later; or every partition now when the checkpoint cannot say what changed (``core/first_work.py`` rule 2).
+        Returns how many keys are planned first (0: everything at once)."""
+        work = first_work(self.view, self.graph().digest, first_adoption=is_first_adoption(self.view))
+        log.info("reconcile.first_work keys=%d everything=%s reason=%r", len(work.keys), work.everything,
+                 work.reason)  # fmt: skip
+        if work.everything:
             self.queue.add(AllPartitions)
             return 0
-        for key in sorted(due, key=lambda k: (k.partition, k.node.qualified)):
+        self._queue_first(DagKey(node, partition) for node, partition in work.keys)
+        return len(work.keys)
+
+    def _queue_first(self, keys: Iterable[DagKey]) -> None:
+        """``keys`` now, in partition order, and the full pass after them (rules 2 and 5)."""
+        for key in sorted(keys, key=lambda k: (k.partition, k.node.qualified)):
             self.queue.add(key)
         self.queue.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
-        return len(due)
+
+    def settled_through(self) -> int | None:
+        """Rule 5: the revision this leader has planned through with nothing left waiting or running; None while
+        it does not lead, has not run a full pass in this term, or has work queued, in flight or delayed."""
+        if not self.leading() or not self.led_full_pass:
+            return None
+        queue = self.queue
+        if queue.holds(lambda key: type(key) is DagKey or type(key) is PartitionKey):
+            return None  # a change not planned yet, an action in flight or waiting out its delay, a withheld trigger
+        if queue.num_requeues(AllPartitions) or queue.holds(lambda key: key is AllPartitions, delayed=False):
+            return None  # a failed pass waits for its retry, or a full pass is due or running
+        return self.planned_revision

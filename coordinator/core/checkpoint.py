@@ -1,0 +1,48 @@
+"""The plan checkpoint as a value: ``{prefix}/config/checkpoint`` (semantics rule 19).
+
+A leader whose trigger work is settled records the revision it has planned through; a watcher that starts later
+(a restart, a cold standby taking the lead) plans first only what changed after that revision, then every partition
+a few seconds later, as a warm standby does on taking the lead (``core/first_work.py``). The checkpoint orders work
+and never skips any: the full pass that always follows judges everything, so a checkpoint that is stale, missing,
+unreadable or even wrong costs time, never a trigger, and exactly-once rests on the ledger as before.
+
+Rules:
+1. The value records the revision ``R`` the leader had planned through, the digest of the graph it planned with,
+   who wrote it and when. "Planned through R": every run-state, ledger, task and backfill key at or below R was
+   planned by a pass of that leader, each action those passes made has left the actuator (confirmed, recorded as
+   an error, or handed back), and a full pass ran in its term (``watcher/triggers.py`` rule 5).
+2. A fact of the view like the retention floor (``View.checkpoint``), read with the same revision as the facts it
+   speaks of; an unparsable value is a problem of the view and means no checkpoint.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class PlanCheckpoint(BaseModel):
+    """Value of ``{prefix}/config/checkpoint`` (rule 1), written only by the leading watcher."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    revision: int = Field(ge=0)
+    digest: str
+    watcher: str = ""
+    at: datetime | None = None
+
+    def describe(self) -> str:
+        at = f" at {self.at.isoformat(timespec='seconds')}" if self.at is not None else ""
+        return f"planned through revision {self.revision} by {self.watcher or 'unknown'}{at}"
+
+
+def parse_checkpoint(raw: bytes) -> tuple[PlanCheckpoint | None, str | None]:
+    """The checkpoint in ``raw``, or (None, why not). Never raises (rule 2)."""
+    try:
+        return PlanCheckpoint.model_validate_json(raw), None
+    except ValidationError as exc:
+        return None, str(exc.errors()[0]["msg"])
+
+
+def dump_checkpoint(checkpoint: PlanCheckpoint) -> bytes:
+    return checkpoint.model_dump_json(exclude_none=True).encode()
