@@ -216,6 +216,42 @@ def watch_probe(
     return time.monotonic() - t, False
 
 
+def write_roots(endpoint: str, names: list[list[str]], deps: dict[str, list[str]], part: str) -> str:
+    """Successes of a layer-1 DAG's upstreams (roots) in partition ``part``; returns that DAG."""
+    child = names[1][0]
+
+    async def put() -> None:
+        etcd = h.RawEtcd(endpoint)
+        await etcd.put_many([(h.run_key(up, part), h.run_value("success")) for up in deps[child]])
+        await etcd.close()
+
+    asyncio.run(put())
+    return child
+
+
+def fake_arrival(fake: Any, dag: str, since: float, timeout: float) -> float | None:
+    """When (``time.monotonic``) the fake Airflow first received a trigger of ``dag`` after ``since``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [at for (name, _), at in list(fake.arrivals.items()) if name == dag and at >= since]
+        if found:
+            return min(found)
+        time.sleep(0.02)
+    return None
+
+
+def previous_leader(endpoint: str, deps: Path, airflow_url: str, log_path: Path, timeout: float) -> float:
+    """``--restart``: a watcher that leads until it has recorded a plan checkpoint (semantics rule 19), then stops
+    (SIGTERM), as before a restart; returns its run time."""
+    watcher = h.WatcherProcess(endpoint, deps, airflow_url, log_path,
+                               extra_env={"COORDINATOR_CHECKPOINT_INTERVAL_S": "1"}).start()  # fmt: skip
+    try:
+        watcher.wait_for(lambda w: w.first_line("checkpoint.recorded"), timeout, "the previous leader's checkpoint")
+    finally:
+        watcher.stop()
+    return time.monotonic() - watcher.started_mono
+
+
 def estate_arguments(parser: argparse.ArgumentParser) -> None:
     """The options that size the preloaded estate (this benchmark's, and ``takeover.py``'s)."""
     parser.add_argument("--layers", type=int, default=10)
@@ -230,6 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     estate_arguments(parser)
     parser.add_argument("--no-breakdown", action="store_true", help="skip the in-process breakdown (slow at 1M)")
+    parser.add_argument("--restart", action="store_true",
+                        help="measure a restart: a previous leader records its plan checkpoint and stops, a root "
+                             "succeeds meanwhile, then the measured watcher starts")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=300, help="seconds to wait for the first pass")
     parser.add_argument("--time-target", type=float, default=3.0, help="target: s from start to the first pass")
     parser.add_argument("--rss-target", type=float, default=300, help="target: peak RSS in MB")
@@ -255,12 +294,22 @@ def main() -> None:
         load_s = time.monotonic() - t
         print(f"preloaded {keys} keys in {load_s:.1f} s (revision {revision})", file=sys.stderr)
 
+        previous_s, down_child = 0.0, None
+        if args.restart:
+            previous_s = previous_leader(etcd.endpoint, deps, fake.url, workdir / "previous.log", args.timeout + 120)
+            down_child = write_roots(etcd.endpoint, names, spec, h.partition(args.partitions + 1))
+            print(f"previous leader ran {previous_s:.1f} s; a root succeeded while down", file=sys.stderr)
         watcher = h.WatcherProcess(etcd.endpoint, deps, fake.url, workdir / "watcher.log").start()
         try:
             assert watcher.proc is not None
             meter = h.CpuMeter({"watcher": watcher.proc.pid})
             first = watcher.wait_for(lambda w: w.reconciles[:1], args.timeout, "the first reconcile pass")[0]
             cpu_first = watcher.cpu_seconds()
+            down_trigger = float("nan")
+            if down_child is not None:  # the change made while no watcher ran: when was it acted on?
+                arrived = fake_arrival(fake, down_child, watcher.started_mono, args.timeout)
+                down_trigger = arrived - watcher.started_mono if arrived is not None else float("nan")
+            full_line = watcher.wait_for(lambda w: w.first_line("dirty=all"), args.timeout, "the full pass")
             busy = meter.read()
             hwm_first = watcher.status("VmHWM")
             # The watch is live: a root's success in a new partition must trigger its downstreams (fake Airflow).
@@ -280,6 +329,9 @@ def main() -> None:
         fsync = h.fsync_stats(etcd.endpoint)
 
     to_first = first.at - watcher.started_wall
+    to_full = (h.log_time(full_line) or float("nan")) - watcher.started_wall
+    first_work = watcher.first_line("reconcile.first_work") or "no reconcile.first_work line"
+    first_work = first_work[first_work.find("reconcile.first_work") :]
 
     def since_start(name: str) -> float:
         stamp = stamps.get(name)
@@ -303,6 +355,11 @@ def main() -> None:
         "first_reconcile_plan_ms": first.plan_ms,
         "first_reconcile_actions": first.actions,
         "first_reconcile_line": first_line,
+        "restart": args.restart,
+        "previous_leader_s": previous_s,
+        "first_work_line": first_work,
+        "changed_while_down_triggered_s": down_trigger,
+        "full_pass_s": to_full,
         "vmhwm_first_mb": hwm_first / 1024,
         "vmhwm_after_3s_mb": hwm_later / 1024,
         "vmrss_after_3s_mb": rss_later / 1024,
@@ -328,13 +385,22 @@ pages go straight into the view, so both are in the second figure), plan over al
 {b["verdicts"]:,} verdicts (what `status` computes) {b["plan_explained_cpu_s"]:.2f} s; resident memory grew by
 {b["rss_growth_mb"]:.0f} MB."""
     )
+    restart_md = (
+        ""
+        if not args.restart
+        else f"""
+Restart (`--restart`): a previous leader ran {previous_s:.1f} s until it recorded its plan checkpoint, then stopped;
+while no watcher ran, a layer-1 DAG's roots succeeded in a new partition. The measured watcher's start:
+`{first_work}`; that DAG triggered
+{down_trigger:.2f} s after the process started; the full pass (every partition) logged at {to_full:.2f} s."""
+    )
     md = f"""### 3. Cold start: {runs:,} run states and {ledgers:,} ledger keys preloaded
 
 - Command: `{h.command_line()}` ({h.now_utc()})
 - Graph: {len(dags)} DAGs in {args.layers} layers of {args.width}, {results["edges"]} edges; {args.partitions}
   partitions; {runs:,} run-state keys, {ledgers:,} ledger keys (+ the graph activation), preloaded in {load_s:.1f} s
   with transactions of
-  {args.batch} puts; the watcher's first pass plans every partition ({first.actions} actions: all up to date)
+  {args.batch} puts; the watcher's first pass: {first.actions} actions{"" if args.restart else " (it plans every partition: all up to date)"}
 
 | measure | value | target | verdict |
 |---|---:|---|---|
@@ -347,6 +413,7 @@ Subprocess timeline (its own log stamps, from process start): imports and settin
 {since_start("start"):.2f} s; snapshot + view loaded {since_start("loaded"):.2f} s; leader
 {since_start("leader"):.2f} s; first pass logged {to_first:.2f} s (its plan took {first.plan_ms:.0f} ms).
 {h.cpu_line(busy)}.
+{restart_md}
 {breakdown_md}
 {h.fsync_line(fsync)} (mostly the preload).
 """  # noqa: E501
