@@ -5,7 +5,8 @@ changed after R, and every partition a few seconds later (``watcher/triggers.py`
 
 Rules:
 1. First: each (DAG, partition) whose run state, ledger entry, task state or backfill request was written after R,
-   and each unfinished ledger entry whatever its revision (an intent in flight plans as a resume); nothing else.
+   and each unfinished ledger entry whatever its revision (an intent in flight plans as a resume); nothing else. A
+   key deleted after R is not among them (a loaded view keeps no tombstones): the full pass judges its partition.
 2. Everything instead, at once, when the checkpoint cannot say what changed: none recorded or unreadable, a graph
    other than the one in force, a first adoption still to make, an activation or a retention floor written after R
    (each re-judges every partition), R beyond the view's own revision (the store was restored from an older
