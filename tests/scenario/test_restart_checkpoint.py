@@ -29,11 +29,20 @@ def mod_revision(stack: Stack, key: str) -> int:
     return int(kvs[0]["mod_revision"])
 
 
-def claim_planned_through_now(stack: Stack) -> None:
-    """Overwrite the checkpoint with one that claims everything in the store was planned (a wrong hint)."""
+def root_succeeds_behind_a_wrong_checkpoint(stack: Stack) -> str:
+    """A leader records a checkpoint and stops; a root succeeds in a new partition while no watcher runs; then the
+    checkpoint is overwritten to claim everything in the store was planned (a wrong hint). The partition."""
+    p = new_partition()
+    first = stack.start_watcher("w1", COORDINATOR_CHECKPOINT_INTERVAL_S="0.5")
+    wait_for(lambda: checkpoint_of(stack) is not None, "a first checkpoint")
+    assert first.stop() == 0
+    stack.trigger_root(p)
+    stack.wait_success(ROOT_DAG, p)
+    stack.settle()
     current = checkpoint_of(stack)
     assert current is not None
     stack.etcd.put(stack.keys.config_key("checkpoint"), json.dumps(current | {"revision": stack.etcd.revision()}))
+    return p
 
 
 def test_a_restart_plans_first_what_changed_while_it_was_down_then_everything(stack: Stack) -> None:
@@ -70,14 +79,7 @@ def test_a_restart_plans_first_what_changed_while_it_was_down_then_everything(st
 def test_a_checkpoint_that_claims_too_much_costs_time_never_a_trigger(stack: Stack) -> None:
     """A checkpoint claiming a root's success was planned when no watcher saw it: the restart plans nothing first,
     and the full pass that follows every start triggers the cascade, once."""
-    p = new_partition()
-    first = stack.start_watcher("w1", COORDINATOR_CHECKPOINT_INTERVAL_S="0.5")
-    wait_for(lambda: checkpoint_of(stack) is not None, "a first checkpoint")
-    assert first.stop() == 0
-    stack.trigger_root(p)
-    stack.wait_success(ROOT_DAG, p)
-    stack.settle()
-    claim_planned_through_now(stack)
+    p = root_succeeds_behind_a_wrong_checkpoint(stack)
 
     second = stack.start_watcher("w2", COORDINATOR_RESYNC_INTERVAL_S=NO_RESYNC, COORDINATOR_CHECKPOINT_INTERVAL_S="0")
     assert "keys=0 everything=False" in second.lines(r"reconcile\.first_work ")[0]
@@ -92,14 +94,7 @@ def test_a_checkpoint_that_claims_too_much_costs_time_never_a_trigger(stack: Sta
 def test_a_one_shot_pass_plans_every_partition_whatever_the_checkpoint_says(stack: Stack) -> None:
     """``reconcile --once`` (the watcher DAG's pass) has no full pass after it: a checkpoint claiming a root's
     success was planned does not narrow it, and the root's fan-in is triggered."""
-    p = new_partition()
-    first = stack.start_watcher("w1", COORDINATOR_CHECKPOINT_INTERVAL_S="0.5")
-    wait_for(lambda: checkpoint_of(stack) is not None, "a first checkpoint")
-    assert first.stop() == 0
-    stack.trigger_root(p)
-    stack.wait_success(ROOT_DAG, p)
-    stack.settle()
-    claim_planned_through_now(stack)
+    p = root_succeeds_behind_a_wrong_checkpoint(stack)
 
     done = stack.cli("reconcile", "--once", airflow=True)
     assert f"{len(FAN_IN)} action(s)" in done.stdout, done.stdout
