@@ -1,15 +1,16 @@
 """The watcher service: reflector -> reconcile -> actuator, level-triggered, with leader election.
 
 Rules:
-1. Start = consistent snapshot + full reconcile; then watch from snapshot revision + 1, both through the informer
-   (``coordinator/informer``: the view, the asset, deadline and presence indexes, the retention tracker as the view's
-   follower).
+1. Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a full one a few seconds
+   later (everything at once without a usable checkpoint: ``watcher/triggers.py`` rule 5, semantics rule 19); then
+   watch from snapshot revision + 1, both through the informer (``coordinator/informer``: the view, the asset,
+   deadline and presence indexes, the retention tracker as the view's follower).
    Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
    takes every ready key and hands it to its reconciler: the triggers' (``watcher/triggers.py``: the pure planner,
    the budget, the actuator) or the leader's periodic jobs' (``watcher/jobs.py``). Every requeue
    (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
-   nothing else schedules work: the leader's periodic jobs (audit, retention) are timed keys of it too
-   (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
+   nothing else schedules work: the leader's periodic jobs (audit, retention, the checkpoint...) are timed keys of
+   it too (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
    Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
    length ends in the same decisions as running throughout.
 2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
