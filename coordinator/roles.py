@@ -14,9 +14,9 @@ Rules:
    only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances it serves (its writer reads the run's
    record and the partition's run state before its guarded transaction) and reads the ``leader`` key (its readiness
    probe's read) and the retention floor ``config/retention`` (its records follow it), nothing else.
-2. Only the watcher may write the trigger ledger, the graph activation, the deadlines, the leader key, the presence
-   keys and the asset facts, marks and deliveries (rules 16-17): a plugin credential cannot forge an intent, a graph,
-   a leader or an asset event.
+2. Only the watcher may write the trigger ledger, the graph activation, the plan checkpoint (rule 19), the
+   deadlines, the leader key, the presence keys and the asset facts, marks and deliveries (rules 16-17): a plugin
+   credential cannot forge an intent, a graph, a checkpoint, a leader or an asset event.
 3. Reading the whole prefix is granted as one range (``read --prefix=true {prefix}/``): a snapshot and a watch are
    one range over it, and etcd refuses a range that a single permission does not cover.
 4. Passwords never appear on a command line (visible in ``ps`` and shell history): ``etcdctl user add NAME
@@ -151,7 +151,8 @@ def watcher_role(keys: KeyLayout) -> Role:
     assets = AssetKeys(keys.prefix)
     return Role(
         name=f"{base_name(keys)}-watcher",
-        purpose="coordinator watch / reconcile (ledger, graph, retention, deadlines, leader, presence, audit)",
+        purpose="coordinator watch / reconcile (ledger, graph, checkpoint, retention, deadlines, leader, presence, "
+        "audit)",
         grants=(
             _read_all(keys),
             # the audit repairs run and task states; the leader's retention deletes old partitions
@@ -161,6 +162,7 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.deadlines, True),
             Grant(rw, keys.watchers, True),
             Grant(rw, keys.config_key("graph"), False),
+            Grant(rw, keys.config_key("checkpoint"), False),  # semantics rule 19: the leader's checkpoint job
             Grant(rw, keys.config_key("retention"), False),
             Grant(rw, keys.config_key("backfill/"), True),
             Grant(rw, keys.budgets, True),
@@ -236,6 +238,7 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.deadlines, True),
         (keys.watchers, True),
         (keys.config_key("graph"), False),
+        (keys.config_key("checkpoint"), False),
         (keys.config_key("retention"), False),
         (keys.config_key("backfill/"), True),
         (keys.budgets, True),

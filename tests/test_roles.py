@@ -188,7 +188,8 @@ def extract_success(config: WriterConfig, day: int = 1) -> Any:
 
 def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_etcd: AuthEtcd, arun: Any) -> None:
     """Team A's plugin user writes its own run state through the plugin's writer, and etcd refuses it team B's run
-    and task keys, the ledger, the graph, the retention floor, the leader key and the deadlines (nothing lands); the
+    and task keys, the ledger, the graph, the plan checkpoint, the retention floor, the leader key and the deadlines
+    (nothing lands); the
     outside writer of team B's ingest_* family writes those runs but not team B's load."""
     keys = KeyLayout(PREFIX)
     own = extract_success(writer_config(auth_etcd, "team_a"))
@@ -197,6 +198,7 @@ def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_e
         keys.task_key(NodeId("team_b", "load"), "t", PARTITION),
         keys.trigger_key(NodeId("team_b", "load"), PARTITION),
         keys.config_key("graph"),
+        keys.config_key("checkpoint"),
         keys.config_key("retention"),
         keys.leader,
         keys.deadline_key(NodeId("team_b", "load"), PARTITION),
@@ -362,12 +364,20 @@ async def marks(auth: AuthEtcd) -> list[str]:
         return [kv.key for kv in (await store.snapshot(AssetKeys(PREFIX).marks)).kvs]
 
 
+async def checkpoint(auth: AuthEtcd) -> bytes | None:
+    """The plan checkpoint the leading watcher recorded (read as root; semantics rule 19)."""
+    async with await EtcdStore.connect(auth.settings("root")) as store:
+        found = await store.get(KeyLayout(PREFIX).config_key("checkpoint"))
+        return None if found is None else found.value
+
+
 def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
     auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
 ) -> None:
     """With auth on: team A's plugin writes its own asset hint but is refused team B's hint, the asset facts and the
     delivery ledger; a `coordinator watch` under the watcher role records team A's event and delivers it to team B
-    once; `skip-event` works under the backfill role and is refused under doctor's read-only one."""
+    once and records its plan checkpoint; `skip-event` works under the backfill role and is refused under doctor's
+    read-only one."""
     uri = "s3://lake/orders"
     keys = AssetKeys(PREFIX)
     airflow.add_asset(uri, name="orders")
@@ -392,7 +402,8 @@ def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
 
     assert len(arun(as_plugin())) == 3, "team A's plugin wrote another instance's hint, a fact or a delivery"
     env = auth_etcd.env("coordinator-watcher", airflow, deps, instances, COORDINATOR_ASSET_INTERVAL_S="0.2",
-                        COORDINATOR_HTTP="off", COORDINATOR_WATCHER_ID="roles")  # fmt: skip
+                        COORDINATOR_HTTP="off", COORDINATOR_WATCHER_ID="roles",
+                        COORDINATOR_CHECKPOINT_INTERVAL_S="0.2")  # fmt: skip
     log = tmp_path / "watcher.log"
     with log.open("wb") as out:
         watcher = subprocess.Popen([sys.executable, "-m", "coordinator.cli", "watch"], env=env, stdout=out,
@@ -408,6 +419,9 @@ def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
             copies = [e for e in airflow.asset_events(uri) if MARKER in e["extra"]]
             time.sleep(0.2)
         assert [c["extra"][MARKER] for c in copies] == [f"team_a:{event_id}"], log.read_text()
+        while time.monotonic() < deadline and arun(checkpoint(auth_etcd)) is None:  # the leader's plan checkpoint
+            time.sleep(0.2)
+        assert arun(checkpoint(auth_etcd)) is not None, log.read_text()
     finally:
         stop_child(watcher, timeout_s=30.0, what="coordinator watch")
     assert "permission denied" not in log.read_text().lower(), log.read_text()
