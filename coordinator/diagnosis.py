@@ -4,8 +4,8 @@ Rules:
 1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
    the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
 2. Checks come in a fixed order (configuration, etcd, permissions, graph, leader, standbys, instances, DAGs, plugin
-   records, unknown instances, retention, intents, bad values). A check whose premise failed is ``skip``, never a
-   second failure for the same cause (etcd down is one failure, not ten).
+   records, unknown instances, retention, intents, trigger budget, plan checkpoint, bad values). A check whose
+   premise failed is ``skip``, never a second failure for the same cause (etcd down is one failure, not ten).
 3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.assets import TargetAssets, route_warnings
+from coordinator.core.first_work import changed_after
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
@@ -151,6 +152,7 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
             _unless_unreadable(facts, "retention", ("config/retention",), lambda: _retention(facts)),
             _unless_unreadable(facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance)),
             _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: _budget(view)),
+            _unless_unreadable(facts, "plan checkpoint", ("config/checkpoint",), lambda: _checkpoint(view)),
             _bad_values(view, facts.bad_values),
         ]
     return checks
@@ -586,6 +588,24 @@ def _budget(view: View) -> Check:
         details=tuple(s.describe(i) for i, s in held.items()),
         fix="check the held runs (`coordinator status`), then `coordinator release INSTANCE`",
     )
+
+
+def _checkpoint(view: View) -> Check:
+    """Semantics rule 19: what a watcher starting now would plan before its full pass."""
+    name = "plan checkpoint"
+    if view.checkpoint_key in view.problems:
+        return Check(name=name, status=CheckStatus.WARN, summary=view.problems[view.checkpoint_key],
+                     fix=f"delete it (`etcdctl del {view.checkpoint_key}`): the leader records a new one once its "
+                         "work is settled (COORDINATOR_CHECKPOINT_INTERVAL_S)")  # fmt: skip
+    checkpoint = view.checkpoint
+    if checkpoint is None:
+        return Check(name=name, status=CheckStatus.OK,
+                     summary="none recorded yet: a watcher starting now plans every partition before its first "
+                             "trigger")  # fmt: skip
+    changed = len(changed_after(view, checkpoint.revision))
+    summary = (f"{checkpoint.describe()}: a watcher starting now plans first the {changed} DAG partition(s) "
+               "written since (and every partition 5 s later), unless the graph changed")  # fmt: skip
+    return Check(name=name, status=CheckStatus.OK, summary=summary)
 
 
 def _bad_values(view: View, found: Mapping[str, str]) -> Check:

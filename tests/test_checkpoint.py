@@ -232,3 +232,26 @@ def test_the_leaders_work_is_settled_only_after_a_full_pass_with_nothing_waiting
             assert last is not None and last.mod_revision == stored.mod_revision
 
     arun(main())
+
+
+def test_doctor_says_what_a_start_would_plan_first_and_names_an_unreadable_checkpoint() -> None:
+    """``doctor``'s plan checkpoint line: none yet (every partition first), the checkpoint with the number of DAG
+    partitions written since it, an unparsable value as a warning with the command that deletes it, and skipped
+    for a user who may not read the key."""
+    from coordinator.diagnosis import CheckStatus, DoctorFacts, diagnose
+
+    def check(view: View, unreadable: tuple[str, ...] = ()) -> Any:
+        facts = DoctorFacts(settings=[], prefix="/cp", etcd_revision=9, view=view, unreadable=unreadable)
+        return next(c for c in diagnose(facts, AT) if c.name == "plan checkpoint")
+
+    none = check(view_of((KEYS.run_key(A, P1), run())))
+    assert none.status is CheckStatus.OK and "plans every partition before its first trigger" in none.summary
+    recorded = check(view_of((KEYS.config_key("checkpoint"), checkpoint(0)), (KEYS.run_key(A, P1), run()),
+                             (KEYS.run_key(B, P2), run())))  # fmt: skip
+    assert recorded.status is CheckStatus.OK, recorded
+    assert "planned through revision 0 by w1" in recorded.summary and "plans first the 2 DAG" in recorded.summary
+    bad = check(view_of((KEYS.config_key("checkpoint"), b"[]")))
+    assert bad.status is CheckStatus.WARN and "unparsable plan checkpoint" in bad.summary
+    assert bad.fix is not None and "etcdctl del /cp/config/checkpoint" in bad.fix
+    hidden = check(view_of(), unreadable=("/cp/config/checkpoint",))
+    assert hidden.status is CheckStatus.SKIP
