@@ -14,7 +14,7 @@ import pytest
 
 from coordinator.core import first_work as first_work_module
 from coordinator.core.activation import adopt, dump_activation
-from coordinator.core.checkpoint import PlanCheckpoint, dump_checkpoint, parse_checkpoint
+from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.first_work import first_work
 from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.model import (
@@ -26,6 +26,7 @@ from coordinator.core.model import (
     TriggerRecord,
     TriggerStatus,
     dump_record,
+    parse_value,
 )
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord
@@ -54,7 +55,7 @@ def ledger(status: TriggerStatus) -> bytes:
 
 
 def checkpoint(revision: int, digest: str = DIGEST) -> bytes:
-    return dump_checkpoint(PlanCheckpoint(revision=revision, digest=digest, watcher="w1", at=AT))
+    return dump_record(PlanCheckpoint(revision=revision, digest=digest, watcher="w1", at=AT))
 
 
 def view_of(*writes: tuple[str, bytes]) -> View:
@@ -137,7 +138,7 @@ def test_the_view_holds_the_checkpoint_names_a_bad_value_and_forgets_a_deleted_o
     view = View(KEYS)
     key = KEYS.config_key("checkpoint")
     assert view.apply(key, checkpoint(5), 7) == set()
-    assert view.checkpoint == parse_checkpoint(checkpoint(5))[0] and view.checkpoint_rev == 7
+    assert view.checkpoint == parse_value(PlanCheckpoint, checkpoint(5))[0] and view.checkpoint_rev == 7
     assert view.held()[key] == 7
     assert view.apply(key, b"{not json", 8) == set()
     assert view.checkpoint is None and view.checkpoint_rev == 8
@@ -205,7 +206,7 @@ def test_the_leaders_work_is_settled_only_after_a_full_pass_with_nothing_waiting
             assert await job.run_once(AT) is None
             stored = await store.get(keys.config_key("checkpoint"))
             assert stored is not None
-            recorded = parse_checkpoint(stored.value)[0]
+            recorded = parse_value(PlanCheckpoint, stored.value)[0]
             assert recorded == PlanCheckpoint(revision=plan.revision, digest=watcher.graphs.graph.digest,
                                               watcher="w1", at=AT)  # fmt: skip
             assert await job.run_once(AT) is None  # nothing new to say: no second write

@@ -12,14 +12,15 @@ Rules:
    planned by a pass of that leader, each action those passes made has left the actuator (confirmed, recorded as
    an error, or handed back), and a full pass ran in its term (``watcher/triggers.py`` rule 5).
 2. A fact of the view like the retention floor (``View.checkpoint``), read with the same revision as the facts it
-   speaks of; an unparsable value is a problem of the view and means no checkpoint.
+   speaks of (``model.parse_value``, written with ``model.dump_record``); an unparsable value is a problem of the
+   view and means no checkpoint.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class PlanCheckpoint(BaseModel):
@@ -34,15 +35,3 @@ class PlanCheckpoint(BaseModel):
     def describe(self) -> str:
         at = f" at {self.at.isoformat(timespec='seconds')}" if self.at is not None else ""
         return f"planned through revision {self.revision} by {self.watcher or 'unknown'}{at}"
-
-
-def parse_checkpoint(raw: bytes) -> tuple[PlanCheckpoint | None, str | None]:
-    """The checkpoint in ``raw``, or (None, why not). Never raises (rule 2)."""
-    try:
-        return PlanCheckpoint.model_validate_json(raw), None
-    except ValidationError as exc:
-        return None, str(exc.errors()[0]["msg"])
-
-
-def dump_checkpoint(checkpoint: PlanCheckpoint) -> bytes:
-    return checkpoint.model_dump_json(exclude_none=True).encode()

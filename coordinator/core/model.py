@@ -231,7 +231,8 @@ def task_input_key(source: NodeId, task: str | None, source_partition: str, part
 _Record = TypeVar("_Record", bound=BaseModel)
 
 
-def _parse(model: type[_Record], raw: bytes) -> tuple[_Record | None, str | None]:
+def parse_value(model: type[_Record], raw: bytes) -> tuple[_Record | None, str | None]:
+    """A JSON value as ``model``: (value, None), or (None, where and what is wrong). Never raises."""
     try:
         # The schema validator itself: model_validate_json adds a third to each call, a million calls at start-up.
         return model.__pydantic_validator__.validate_json(raw), None
@@ -245,12 +246,12 @@ def _parse(model: type[_Record], raw: bytes) -> tuple[_Record | None, str | None
 
 def parse_run_record(raw: bytes) -> tuple[RunRecord | None, str | None]:
     """Parse a run-state value; return (record, None) or (None, reason). Never raises."""
-    return _parse(RunRecord, raw)
+    return parse_value(RunRecord, raw)
 
 
 def parse_trigger_record(raw: bytes) -> tuple[TriggerRecord | None, str | None]:
     """Parse a ledger value; return (record, None) or (None, reason). Never raises."""
-    return _parse(TriggerRecord, raw)
+    return parse_value(TriggerRecord, raw)
 
 
 def dump_record(record: BaseModel) -> bytes:

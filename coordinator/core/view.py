@@ -33,7 +33,7 @@ from pydantic import ValidationError
 from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fields, run_fields
-from coordinator.core.checkpoint import PlanCheckpoint, parse_checkpoint
+from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.journal import ChangeJournal, Cursor
@@ -49,6 +49,7 @@ from coordinator.core.model import (
     is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
+    parse_value,
 )
 
 #: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
@@ -558,7 +559,7 @@ class View:
         if value is None:
             self.checkpoint, self.checkpoint_rev = None, 0
             return set()
-        self.checkpoint, problem = parse_checkpoint(value)
+        self.checkpoint, problem = parse_value(PlanCheckpoint, value)
         self.checkpoint_rev = mod_rev
         if problem is not None:
             self.problems[key] = f"unparsable plan checkpoint ({problem}); the next start plans every partition at once"

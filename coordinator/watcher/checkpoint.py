@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from coordinator.core.checkpoint import PlanCheckpoint, dump_checkpoint
+from coordinator.core.checkpoint import PlanCheckpoint
+from coordinator.core.model import dump_record
 from coordinator.core.view import View
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.jobs import RequeueAfter
@@ -62,7 +63,7 @@ class CheckpointJob:
         if current is not None and current.revision >= revision and current.digest == digest:
             return None  # rule 3: nothing new to say
         new = PlanCheckpoint(revision=revision, digest=digest, watcher=self.watcher_id, at=now)
-        result = await writes.cas(self.view.checkpoint_key, dump_checkpoint(new), expected)
+        result = await writes.cas(self.view.checkpoint_key, dump_record(new), expected)
         if not result.succeeded:
             log.info("checkpoint.moved revision=%d expected_mod_revision=%d", revision, expected)
             return min(RECHECK_S, self.interval_s)
