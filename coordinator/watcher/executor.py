@@ -8,13 +8,14 @@ once. The leader's jobs (budget, adoption, deadlines, asset recording, retention
 
 Rules:
 1. The only writer while leading. Every etcd write a leader makes (ledger entries, the activation, budget counts,
-   deadline records, asset events, marks and deliveries, the retention floor and its deletes, the audit's repairs)
-   is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of the term the election
-   holds now: a write sent after that term ended is refused by etcd in the same transaction. The jobs hold the
-   store only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so ``mypy --strict`` refuses a
-   leader write that bypasses the fence. A round whose decisions hold for one term only (the asset round's term
-   rule, a deadline pass, a retention round) writes through :meth:`Executor.pin`: fenced by the term it began in,
-   so none of its writes lands in a later term of the same watcher (lost and won back in the middle of it).
+   deadline records, asset events, marks and deliveries, the retention floor and its deletes, the plan checkpoint,
+   the audit's repairs) is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of
+   the term the election holds now: a write sent after that term ended is refused by etcd in the same
+   transaction. The jobs hold the store only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so
+   ``mypy --strict`` refuses a leader write that bypasses the fence. A round whose decisions hold for one term only
+   (the asset round's term rule, a deadline pass, a retention round, a checkpoint) writes through
+   :meth:`Executor.pin`: fenced by the term it began in, so none of its writes lands in a later term of the same
+   watcher (lost and won back in the middle of it).
 2. A write refused because the leader key moved (``LeadershipLost``, also raised when this process never led) sets
    :attr:`Executor.leadership_lost`, which makes the campaign step down at once, and is raised to the caller: the
    attempt or round that made it ends where it stands, and the next leader starts from the ledger.
