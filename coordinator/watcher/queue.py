@@ -11,9 +11,10 @@ Rules:
    a delayed add of the key is pending (a retry waits for its time; that add brings the key back).
 5. After ``shutdown`` nothing is added and getters return at once.
 
-Keys are typed: ``AllPartitions`` (re-plan everything), ``PartitionKey`` (re-plan one partition) and ``DagKey`` (the
-facts of one DAG in one partition changed; an action for it is in flight while it is processed) and ``JobKey`` (a
-periodic job is due: time as a key, client-go's ``AddAfter``).
+Keys are typed: ``AllPartitions`` (re-plan everything), ``NextSlice`` (the next slice of a sweep over everything),
+``PartitionKey`` (re-plan one partition) and ``DagKey`` (the facts of one DAG in one partition changed; an action for
+it is in flight while it is processed) and ``JobKey`` (a periodic job is due: time as a key, client-go's
+``AddAfter``).
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ from coordinator.core.model import NodeId
 
 class _All(Enum):
     ALL = "all"
+    NEXT_SLICE = "next slice"
 
     def __repr__(self) -> str:
-        return "AllPartitions"
+        return "AllPartitions" if self is _All.ALL else "NextSlice"
 
 
 #: Every partition must be re-planned (start, graph change, resync, new leadership, a failed pass).
 AllPartitions = _All.ALL
+#: The watcher's sweep over every partition has slices left to plan (``watcher/triggers.py`` rule 3): queued behind
+#: whatever the watch brought meanwhile, so a sweep never holds an event for longer than a slice.
+NextSlice = _All.NEXT_SLICE
 AllPartitionsType = _All
 
 

@@ -24,9 +24,9 @@ Rules:
 4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors (the trigger
    reconciler's).
 5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
-6. Nothing blocks the event loop for long: a full pass over a big store plans in slices and yields between them,
-   with the view held still (``view_lock``) so the pass sees one revision; the reflector waits for it
-   (``watcher/triggers.py`` rule 3).
+6. Nothing blocks the event loop or the watch for long: the loop plans every partition as a sweep, a slice of about
+   20,000 facts per turn of the queue, newest partitions first; between two slices the reflector applies what the
+   watch brought and the next turn plans those keys too (``watcher/triggers.py`` rule 3).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ class Watcher:
                 continue
             started = time.perf_counter()
             try:
-                await self.reconcile_pass(keys=keys)
+                await self.reconcile_pass(keys=keys, sweep=True)
             except CoordinatorError as exc:
                 # etcd trouble while adopting the graph: the view stays; everything is re-planned after a backoff.
                 delay = self.queue.add_rate_limited(AllPartitions)
@@ -275,12 +275,12 @@ class Watcher:
                 self.jobs.hand(key)
         return [key for key in keys if type(key) is not JobKey]
 
-    async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None) -> Plan:
+    async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None, sweep: bool = False) -> Plan:
         """One pass of the trigger reconciler over ``keys`` (every ready one when None: the due jobs go to their own
-        loop)."""
+        loop); ``sweep`` (the loop's passes): every partition is planned a slice per pass (triggers rule 3)."""
         if keys is None:
             keys = self._hand_jobs(self.queue.get_nowait())
-        return await self.triggers.reconcile(keys, act=act)
+        return await self.triggers.reconcile(keys, act=act, sweep=sweep)
 
     def leader_jobs(self) -> LeaderJobs:
         """The periodic jobs this watcher runs while it leads, each given only what it needs (``watcher/jobs.py``)."""

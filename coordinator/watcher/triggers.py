@@ -14,14 +14,25 @@ Rules (the watcher's rules 2, 4 and 6, for the triggers):
    the keys its passes found due (warm work): on taking the lead it plans those first (``take_warm_work``), on its
    own view, and every partition ``WARM_FULL_PASS_DELAY_S`` later, so a takeover costs one lease expiry, not a
    whole plan, before the next trigger.
-3. A full pass over a big store plans in slices of about ``PLAN_SLICE_FACTS`` facts and yields to the event loop
-   between them, with the view held still (``view_lock``) so the pass sees one revision.
-4. One structured log line per pass: revision, dirty partitions, actions, errors.
+3. Every partition, in the watcher's loop, is a sweep: ``AllPartitions`` starts one (and starts over one under way),
+   and each turn of the queue plans its next slice of about ``SWEEP_SLICE_FACTS`` facts, newest partitions first,
+   submits what that slice found, and queues ``NextSlice`` behind whatever the watch brought meanwhile. So an event
+   waits for one slice, never for the whole plan of a big store, and the newest partitions' triggers go out first.
+   The result is the full pass's: a slice plans its partitions whole at the view's current revision, and a change
+   to a partition already planned reaches the queue as its own key (level-triggered). A sweep ends with the full
+   pass's line (``dirty=all``); it counts as the term's full pass (rule 5) only when every slice was planned leading
+   in this term. A one-shot pass (``reconcile --once``) plans every partition at once. Within a pass, planning
+   yields to the event loop every ``PLAN_SLICE_FACTS`` facts, with the view held still (``view_lock``) so the
+   pass sees one revision.
+4. One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice that found nothing
+   to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends (``dirty=all``,
+   ``slices=``, ``sweep_ms=``).
 5. A start plans first what changed after the plan checkpoint (semantics rule 19, ``core/first_work.py``), then
    every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new leader without warm work).
    The leader's work is settled through the revision of its last pass (``settled_through``, which the checkpoint
-   job records) when, in this term, a full pass has run and nothing waits or runs for a DAG, a partition or a
-   failed pass: no key dirty, no action in flight or waiting out an error delay, no withheld trigger.
+   job records) when, in this term, a full pass has run, no sweep is under way and nothing waits or runs for a DAG,
+   a partition or a failed pass: no key dirty, no action in flight or waiting out an error delay, no withheld
+   trigger.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -46,7 +57,7 @@ from coordinator.errors import LeadershipLost
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.queue import AllPartitions, DagKey, NextSlice, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.retention import RetentionTracker
 
 log = logging.getLogger(__name__)
@@ -57,6 +68,59 @@ PLAN_SLICE_FACTS = 5000
 #: Rule 2: a new leader's full pass waits this long after its warm work (and whatever events arrive meanwhile), so
 #: that a big store's whole plan (seconds) does not stand between a takeover and the triggers already known due.
 WARM_FULL_PASS_DELAY_S = 5.0
+
+#: Rule 3: a sweep plans about this many facts in one turn of the queue (tens of milliseconds), then lets the view
+#: go: an event waits for at most one slice, and the newest partitions' triggers go out after the first slice, not
+#: after the whole estate's plan (seconds at a million facts).
+SWEEP_SLICE_FACTS = 20000
+
+
+@dataclass
+class _Sweep:
+    """Rule 3: a plan of every partition under way in the watcher's loop, a slice per turn of the queue."""
+
+    #: The partitions not planned yet, oldest first: slices are taken from the end, so the newest (where a start's or
+    #: a resync's due work almost always is) go first.
+    todo: list[str]
+    started: float
+    partitions: int = 0
+    slices: int = 0
+    actions: int = 0
+    triggers: int = 0
+    resumes: int = 0
+    submitted: int = 0
+    plan_s: float = 0.0
+    #: Every slice so far planned while leading in this term (the sweep is then this term's full pass, rule 5), or
+    #: none (its due keys are then the standby's warm work, rule 2).
+    led: bool = True
+    standby: bool = True
+    #: A standby's due keys since the sweep began: its slices' and the passes' between them (rule 2).
+    due: set[DagKey] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.partitions = len(self.todo)
+
+    def take(self, facts: Mapping[str, Collection[NodeId]]) -> list[str]:
+        """The next slice: the newest partitions left, about ``SWEEP_SLICE_FACTS`` facts (``facts``: the view's
+        nodes per partition); empty once every partition is taken."""
+        taken: list[str] = []
+        size = 0
+        while self.todo and size < SWEEP_SLICE_FACTS:
+            partition = self.todo.pop()
+            taken.append(partition)
+            size += len(facts.get(partition, ())) or 1
+        return taken
+
+    def add(self, result: Plan, triggers: int, resumes: int, submitted: int, plan_s: float, *, leading: bool) -> None:
+        """A pass that planned one of its slices did ``result``."""
+        self.slices += 1
+        self.actions += len(result.actions)
+        self.triggers += triggers
+        self.resumes += resumes
+        self.submitted += submitted
+        self.plan_s += plan_s
+        self.led = self.led and leading
+        self.standby = self.standby and not leading
 
 
 @dataclass
@@ -98,10 +162,15 @@ class TriggerReconciler:
     #: Rule 5: a full pass has run in this term, and the revision of the last pass as leader.
     led_full_pass: bool = False
     planned_revision: int = 0
+    #: Rule 3: the sweep over every partition under way in the watcher's loop, if any.
+    sweep: _Sweep | None = None
 
-    async def reconcile(self, keys: list[WorkKey], *, act: bool = True) -> Plan:
-        """Rules 1-4: plan ``keys`` and, when leading (and ``act``), adopt, count and submit; one log line."""
-        everything = False
+    async def reconcile(self, keys: list[WorkKey], *, act: bool = True, sweep: bool = False) -> Plan:
+        """Rules 1-4: plan ``keys`` and, when leading (and ``act``), adopt, count and submit; one log line.
+
+        ``sweep`` (the watcher's loop): ``AllPartitions`` starts a sweep, planned a slice per turn of the queue
+        (rule 3); without it (a one-shot pass) every partition is planned in this pass."""
+        everything = next_slice = False
         dirty: set[str] = set()
         changed: dict[str, set[NodeId]] = {}
         for key in keys:
@@ -111,23 +180,40 @@ class TriggerReconciler:
                 dirty.add(key.partition)
             elif key is AllPartitions:
                 everything = True
-        partitions: Iterable[str] | None = None if everything else dirty
+            elif key is NextSlice:
+                next_slice = True
+        if keys == [NextSlice] and self.sweep is None:
+            self.queue.done_all(keys)  # the sweep it belonged to was started over or dropped: nothing to plan
+            return Plan(self.view.revision, ())
         leading = act and self.leading()
+        sliced: list[str] | None = None  # the sweep's slice this pass plans (rule 3)
         try:
             graph = self.graph()
             if leading:
-                await self.ensure_adopted(graph, full=partitions is None)
+                await self.ensure_adopted(graph, full=everything)
             async with self.view_lock:  # the view holds still while planning yields (rule 3)
                 started = time.perf_counter()
+                if everything and sweep:  # a new sweep replaces one under way: it plans everything again
+                    self.sweep = _Sweep(partitions_to_plan(graph, self.view), started)
+                if self.sweep is not None and sweep and (everything or next_slice):
+                    sliced = self.sweep.take(self.view.partitions)
+                whole_parts = dirty.union(sliced or ())
+                partitions: Iterable[str] | None = None if everything and not sweep else whole_parts
                 # No verdicts: nothing here reads them; building them for every DAG made a pass cost the whole graph.
-                whole = await self._plan_whole(graph, partitions) if partitions is None or dirty else None
-                rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in dirty}
+                whole = await self._plan_whole(graph, partitions) if partitions is None or whole_parts else None
+                rest = {} if partitions is None else {p: nodes for p, nodes in changed.items() if p not in whole_parts}
                 # A change in a partition planned whole can still map to OTHER partitions (partition grids):
                 # plan_changes follows it there and skips the partitions `whole` already covered.
-                mapped = {p: changed[p] for p in changed.keys() & dirty} if graph.mapped_edges and partitions else {}
-                parts = self._decide(graph, changed=rest | mapped, skip=dirty).plan if rest or mapped else None
+                mapped = (
+                    {p: changed[p] for p in changed.keys() & whole_parts} if graph.mapped_edges and partitions else {}
+                )
+                parts = self._decide(graph, changed=rest | mapped, skip=whole_parts).plan if rest or mapped else None
                 actions = (whole.actions if whole else ()) + (parts.actions if parts else ())
                 result = Plan(self.view.revision, actions)
+                plan_s = time.perf_counter() - started
+        except BaseException:
+            self.sweep = None  # a failed pass is retried as a whole (the loop queues AllPartitions): a new sweep
+            raise
         finally:
             # Planning is over: an action planned for one of these keys may now take it into processing.
             self.queue.done_all(keys)
@@ -143,16 +229,42 @@ class TriggerReconciler:
             self.planned_revision = revision  # rule 5
             self.led_full_pass = self.led_full_pass or partitions is None
         self.passes += 1
-        log.info(
+        triggers = sum(isinstance(a, Trigger) for a in result.actions)
+        resumes = sum(isinstance(a, Resume) for a in result.actions)
+        log.log(
+            logging.DEBUG if sliced is not None and not result.actions else logging.INFO,
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
-            "in_flight=%d errors=%d leader=%s plan_ms=%.1f",
-            result.revision, "all" if partitions is None else len(dirty | rest.keys()),
-            len(self.view.partitions) if partitions is None else len(dirty | rest.keys()), len(result.actions),
-            sum(isinstance(a, Trigger) for a in result.actions), sum(isinstance(a, Resume) for a in result.actions),
-            submitted, self.executor.busy, self.actuator.outcome.errors, leading,
-            (time.perf_counter() - started) * 1000,
+            "in_flight=%d errors=%d leader=%s plan_ms=%.1f%s",
+            result.revision, "all" if partitions is None else len(whole_parts | rest.keys()),
+            len(self.view.partitions) if partitions is None else len(whole_parts | rest.keys()), len(result.actions),
+            triggers, resumes, submitted, self.executor.busy, self.actuator.outcome.errors, leading, plan_s * 1000,
+            "" if sliced is None or self.sweep is None else f" sweep_left={len(self.sweep.todo)}",
         )  # fmt: skip
+        if sliced is not None and self.sweep is not None:
+            self._swept(self.sweep, result, triggers, resumes, submitted, plan_s, leading=leading)
         return result
+
+    def _swept(
+        self, sweep: _Sweep, result: Plan, triggers: int, resumes: int, submitted: int, plan_s: float, *, leading: bool
+    ) -> None:
+        """Rule 3: one more slice of ``sweep`` planned in a pass that did ``result``; the next one queued behind
+        whatever the watch brought meanwhile, or the sweep ended with the full pass's line."""
+        sweep.add(result, triggers, resumes, submitted, plan_s, leading=leading)
+        if sweep.todo:
+            self.queue.add(NextSlice)
+            return
+        self.sweep = None
+        if sweep.led:
+            self.led_full_pass = True  # rule 5: every slice planned while leading in this term
+        if sweep.standby:
+            self.standby_due, self.standby_warm = sweep.due, True  # rule 2: every partition planned as a standby
+        log.info(
+            "reconcile revision=%d dirty=all partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
+            "in_flight=%d errors=%d leader=%s plan_ms=%.1f slices=%d sweep_ms=%.1f",
+            result.revision, sweep.partitions, sweep.actions, sweep.triggers, sweep.resumes, sweep.submitted,
+            self.executor.busy, self.actuator.outcome.errors, sweep.led, sweep.plan_s * 1000, sweep.slices,
+            (time.perf_counter() - sweep.started) * 1000,
+        )  # fmt: skip
 
     async def _within_budget(self, result: Plan) -> Plan:
         """Semantics rule 15 (``watcher/budget.py``): the pass's actions the trigger budget lets through, each
@@ -237,12 +349,15 @@ class TriggerReconciler:
 
     def _remember_due(self, result: Plan, *, full: bool) -> None:
         """A standby pass's actions, kept as keys (rule 2): a full pass replaces them (so they cover at most one
-        resync interval), an incremental one adds to them. Only keys: the leader plans them again on its own view."""
+        resync interval), an incremental one adds to them, and to the sweep under way (whose end replaces them).
+        Only keys: the leader plans them again on its own view."""
         keys = {DagKey(action.node, action.partition) for action in result.actions}
         if full:
             self.standby_due, self.standby_warm = keys, True
-        else:
-            self.standby_due |= keys
+            return
+        self.standby_due |= keys
+        if self.sweep is not None:
+            self.sweep.due |= keys
 
     def take_warm_work(self) -> int:
         """On taking the lead (rule 2): plan first what this process, as a standby, found due (what changed since
@@ -253,6 +368,8 @@ class TriggerReconciler:
         due, self.standby_due = self.standby_due, set()
         warm, self.standby_warm = self.standby_warm, False
         self.led_full_pass = False  # rule 5: this term has not planned everything yet
+        if self.sweep is not None:
+            self.sweep.led = False  # it began before this term (it goes on, and now acts on what it finds)
         if not warm or is_first_adoption(self.view):
             return self.start_work()
         self._queue_first(due)
@@ -280,8 +397,8 @@ class TriggerReconciler:
     def settled_through(self) -> int | None:
         """Rule 5: the revision this leader has planned through with nothing left waiting or running; None while
         it does not lead, has not run a full pass in this term, or has work queued, in flight or delayed."""
-        if not self.leading() or not self.led_full_pass:
-            return None
+        if not self.leading() or not self.led_full_pass or self.sweep is not None:
+            return None  # (a sweep under way: the partitions it has not reached yet are not planned in this term)
         queue = self.queue
         if queue.holds(lambda key: type(key) is DagKey or type(key) is PartitionKey):
             return None  # a change not planned yet, an action in flight or waiting out its delay, a withheld trigger
