@@ -417,7 +417,7 @@ started (the sweep's first slice: newest partitions first); the sweep over every
 - Graph: {len(dags)} DAGs in {args.layers} layers of {args.width}, {results["edges"]} edges; {args.partitions}
   partitions; {runs:,} run-state keys, {ledgers:,} ledger keys (+ the graph activation), preloaded in {load_s:.1f} s
   with transactions of
-  {args.batch} puts; the watcher's first pass: {first.actions} actions{"" if args.restart else " (it plans every partition: all up to date)"}
+  {args.batch} puts; the watcher's first pass: {first.actions} actions{"" if args.restart or args.due_at_start else " (all up to date)"}
 
 | measure | value | target | verdict |
 |---|---:|---|---|
