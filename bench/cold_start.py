@@ -199,26 +199,15 @@ def watch_probe(
 ) -> tuple[float, bool]:
     """Write successes of a layer-1 DAG's upstreams (roots) in a partition after every preloaded one; wait (60 s at
     most) for that DAG to be triggered at the fake Airflow: proof that the watch delivers. Returns (seconds, seen)."""
-    child = names[1][0]
-    part = h.partition(partitions)
-
-    async def put() -> None:
-        etcd = h.RawEtcd(endpoint)
-        await etcd.put_many([(h.run_key(up, part), h.run_value("success")) for up in deps[child]])
-        await etcd.close()
-
     t = time.monotonic()
-    asyncio.run(put())
-    while time.monotonic() - t < 60:
-        if any(dag == child for dag, _ in list(fake.arrivals)):
-            return time.monotonic() - t, True
-        time.sleep(0.02)
-    return time.monotonic() - t, False
+    child = write_roots(endpoint, names, deps, h.partition(partitions))
+    arrived = fake_arrival(fake, child, t, 60)
+    return (arrived - t, True) if arrived is not None else (time.monotonic() - t, False)
 
 
-def write_roots(endpoint: str, names: list[list[str]], deps: dict[str, list[str]], part: str) -> str:
-    """Successes of a layer-1 DAG's upstreams (roots) in partition ``part``; returns that DAG."""
-    child = names[1][0]
+def write_roots(endpoint: str, names: list[list[str]], deps: dict[str, list[str]], part: str, which: int = 0) -> str:
+    """Successes of a layer-1 DAG's (the ``which``-th) upstreams (roots) in partition ``part``; returns that DAG."""
+    child = names[1][which]
 
     async def put() -> None:
         etcd = h.RawEtcd(endpoint)
@@ -317,6 +306,14 @@ def main() -> None:
             if down_child is not None:  # the change made while no watcher ran: when was it acted on?
                 arrived = fake_arrival(fake, down_child, watcher.started_mono, args.timeout)
                 down_trigger = arrived - watcher.started_mono if arrived is not None else float("nan")
+            # An event while the sweep over every partition is still under way: how long does it wait?
+            during, during_ended = float("nan"), None
+            if watcher.first_line("dirty=all") is None:
+                t = time.monotonic()
+                child = write_roots(etcd.endpoint, names, spec, h.partition(args.partitions + 2), which=1)
+                arrived = fake_arrival(fake, child, t, args.timeout)
+                during = arrived - t if arrived is not None else float("nan")
+                during_ended = watcher.first_line("dirty=all") is not None
             full_line = watcher.wait_for(lambda w: w.first_line("dirty=all"), args.timeout, "the full pass")
             busy = meter.read()
             hwm_first = watcher.status("VmHWM")
@@ -370,6 +367,8 @@ def main() -> None:
         "first_work_line": first_work,
         "changed_while_down_triggered_s": down_trigger,
         "full_pass_s": to_full,
+        "event_during_sweep_triggered_s": during,
+        "sweep_ended_before_that_trigger": during_ended,
         "vmhwm_first_mb": hwm_first / 1024,
         "vmhwm_after_3s_mb": hwm_later / 1024,
         "vmrss_after_3s_mb": rss_later / 1024,
@@ -411,6 +410,10 @@ while no watcher ran, a layer-1 DAG's roots succeeded in a new partition. The me
 First start with work due (`--due-at-start`): no plan checkpoint (`{first_work}`); a layer-1 DAG's roots had
 succeeded in a new partition before the watcher started. That DAG triggered {down_trigger:.2f} s after the process
 started (the sweep's first slice: newest partitions first); the sweep over every partition ended at {to_full:.2f} s."""
+    if during_ended is not None:
+        restart_md += f"""
+An event while the sweep was under way (another layer-1 DAG's roots succeeded in a newer partition right after the
+first pass): triggered {during:.3f} s after the write; the sweep had {"" if during_ended else "not "}ended by then."""
     md = f"""### 3. Cold start: {runs:,} run states and {ledgers:,} ledger keys preloaded
 
 - Command: `{h.command_line()}` ({h.now_utc()})
