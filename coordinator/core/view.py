@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -40,8 +41,6 @@ from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
     NodeId,
-    RunRecord,
-    TriggerRecord,
     is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
@@ -50,6 +49,10 @@ from coordinator.core.model import (
 
 #: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
 ALL = "*"
+
+#: A partition's slot in a snapshot page (``View.load_page``): its facts of one kind (run states or ledger entries:
+#: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
+_Slot = tuple[dict[NodeId, Any], set[NodeId]]
 
 
 @dataclass
@@ -145,57 +148,63 @@ class View:
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
         # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
-        # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up.
-        last = "\0"  # the previous key's "{base}{instance}/{dag_id}/" (no key starts with a NUL)
+        # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
+        # the page's slots: partition -> (its facts of the DAG's kind, its nodes in ``partitions``), one lookup
+        # where there were three. A slot is made when a fact is added (``FactIndex`` rule 3), and all are dropped
+        # after an ``apply``, which may drop a partition's dict of facts.
+        last: str | None = None  # the previous key's "{base}{instance}/{dag_id}" when it named a known DAG
         kind, node = 0, None
+        run_slots: dict[str, _Slot] = {}
+        ledger_slots: dict[str, _Slot] = {}
+        no_slots: dict[str, _Slot] = {}  # a key of no known DAG: never written
+        slots = no_slots
         top = self.revision  # the page's highest revision, kept in a local: an attribute store per key costs more
         for key, value, mod_rev in items:
-            if key.startswith(last):
-                partition = parts.get(key[len(last) :])  # only valid partitions are held: "p/deeper" is not one
-            else:
+            head, _, suffix = key.rpartition("/")  # one C call where ``startswith`` and a slice were two
+            if head != last:
                 kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
                 split = key[len(runs if kind == 1 else triggers) :].split("/") if kind else []
                 node = nodes.get((split[0], split[1])) if len(split) == 3 else None
-                partition = parts.get(split[2]) if node is not None else None
-                last = key[: len(key) - len(split[2])] if node is not None else "\0"
-            if node is None or partition is None or (problems and key in problems):
-                self.apply(key, value, mod_rev)  # anything but a run state or ledger entry of known parts
-                continue
-            if mod_rev > top:
-                top = mod_rev
-            # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
-            # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
-            record: RunRecord | TriggerRecord | None
-            if kind == 1:
-                fact = run_fact(value, mod_rev)
+                last, slots = (None, no_slots) if node is None else (head, run_slots if kind == 1 else ledger_slots)
+            slot = slots.get(suffix)
+            partition = ""  # not looked up ("" is never a partition)
+            if problems and key in problems:
+                slot = None  # ``apply`` clears the problem or words it again
+            elif slot is None and node is not None:
+                partition = parts.get(suffix, "")  # only valid ones are held: a first key there takes ``apply``
+            if node is not None and (slot is not None or partition):
+                # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
+                # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
+                fact: RunFact | LedgerFact | None
+                if kind == 1:
+                    fact = run_fact(value, mod_rev)
+                    if fact is None:
+                        record, _ = parse_run_record(value)
+                        fact = None if record is None else run_of(record, mod_rev)
+                else:
+                    fact = done_ledger_fact(value, mod_rev, names)
+                    if fact is None:
+                        entry, _ = parse_trigger_record(value)
+                        fact = None if entry is None else ledger_of(entry, mod_rev, names)
                 if fact is not None:
-                    runs_at = runs_by.get(partition)
-                    if runs_at is None:
-                        runs_at = runs_by[partition] = {}
-                    runs_at[node] = fact
-                else:
-                    record, _ = parse_run_record(value)
-                    if record is None:
-                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
-                        continue
-                    self.runs[(node, partition)] = run_of(record, mod_rev)
-            else:
-                entry = done_ledger_fact(value, mod_rev, names)
-                if entry is not None:
-                    ledger_at = ledger_by.get(partition)
-                    if ledger_at is None:
-                        ledger_at = ledger_by[partition] = {}
-                    ledger_at[node] = entry
-                else:
-                    record, _ = parse_trigger_record(value)
-                    if record is None:
-                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
-                        continue
-                    self.ledger[(node, partition)] = ledger_of(record, mod_rev, names)
-            at = index.get(partition)
-            if at is None:
-                at = index[partition] = set()
-            at.add(node)
+                    if slot is None:
+                        facts_by: dict[str, dict[NodeId, Any]] = runs_by if kind == 1 else ledger_by
+                        facts = facts_by.get(partition)
+                        if facts is None:
+                            facts = facts_by[partition] = {}
+                        at = index.get(partition)
+                        if at is None:
+                            at = index[partition] = set()
+                        slot = slots[suffix] = (facts, at)
+                    facts, at = slot
+                    facts[node] = fact
+                    at.add(node)
+                    if mod_rev > top:
+                        top = mod_rev
+                    continue
+            self.apply(key, value, mod_rev)  # anything but a good run state or ledger entry of known parts
+            run_slots.clear()
+            ledger_slots.clear()
         if top > self.revision:  # ``apply`` above may have raised it too
             self.revision = top
 
