@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.canonical import done_ledger_fact, run_fact
+from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
 from coordinator.core.facts import LedgerFact, RunFact
 from coordinator.core.model import (
     KeyLayout,
@@ -264,3 +265,19 @@ def test_what_the_writers_write_takes_the_fast_path() -> None:
         _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), dump_record(entry))
     pending = ledgers[1].model_copy(update={"status": TriggerStatus.PENDING})
     assert done_ledger_fact(dump_record(pending), 1, {}) is None  # kept whole: completing it rewrites every field
+
+
+_fragments = st.sampled_from([b".", b"1234567", b"123456", b"0", b"\n", b"Z", b".123456", b"x"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=st.lists(st.one_of(st.binary(max_size=12), st.lists(_fragments, max_size=6).map(b"".join)), max_size=5))
+@example(values=[b"a.123", b"4567"])
+@example(values=[b"a.123456", b"7"])
+def test_one_search_of_a_page_finds_a_long_fraction_exactly_when_one_of_its_values_holds_one(
+    values: list[bytes],
+) -> None:
+    """``no_long_fraction`` of a page's values (one search of them joined) is False exactly when a search of some
+    value alone finds a fraction of seven digits or more (rule 2): no match spans two values."""
+    alone = re.compile(rb"\.[0-9]{7}")
+    assert no_long_fraction(values) == (not any(alone.search(value) for value in values))

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from pydantic import ValidationError
 
 from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
-from coordinator.core.canonical import done_ledger_fact, run_fact
+from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
 from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
@@ -53,6 +54,7 @@ ALL = "*"
 #: A partition's slot in a snapshot page (``View.load_page``): its facts of one kind (run states or ledger entries:
 #: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
 _Slot = tuple[dict[NodeId, Any], set[NodeId]]
+_value = itemgetter(1)
 
 
 @dataclass
@@ -141,6 +143,8 @@ class View:
         everything) and with the two common kinds inlined: this runs for every key of a snapshot, millions of them.
         """
         self.journal.reset()  # a snapshot: what changed is unknown (once per page, not per key)
+        page = items if isinstance(items, list) else list(items)
+        scanned = no_long_fraction(map(_value, page))  # canonical rule 2 for every value at once
         runs, triggers = self._bases
         nodes, parts, names = self._nodes, self._parts, self._input_names
         # The per-partition dicts of the facts written directly (``FactIndex`` rule 3 holds: a fact is added).
@@ -159,7 +163,7 @@ class View:
         no_slots: dict[str, _Slot] = {}  # a key of no known DAG: never written
         slots = no_slots
         top = self.revision  # the page's highest revision, kept in a local: an attribute store per key costs more
-        for key, value, mod_rev in items:
+        for key, value, mod_rev in page:
             head, _, suffix = key.rpartition("/")  # one C call where ``startswith`` and a slice were two
             if head != last:
                 kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
@@ -177,12 +181,12 @@ class View:
                 # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
                 fact: RunFact | LedgerFact | None
                 if kind == 1:
-                    fact = run_fact(value, mod_rev)
+                    fact = run_fact(value, mod_rev, scanned)
                     if fact is None:
                         record, _ = parse_run_record(value)
                         fact = None if record is None else run_of(record, mod_rev)
                 else:
-                    fact = done_ledger_fact(value, mod_rev, names)
+                    fact = done_ledger_fact(value, mod_rev, names, scanned)
                     if fact is None:
                         entry, _ = parse_trigger_record(value)
                         fact = None if entry is None else ledger_of(entry, mod_rev, names)
