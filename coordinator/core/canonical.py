@@ -49,7 +49,7 @@ _RunId = Annotated[str, msgspec.Meta(min_length=1)]
 class _Run(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A run-state value as ``RunRecord`` reads it: strict JSON types, no unknown field."""
 
-    state: Literal["queued", "running", "success", "failed"]
+    state: RunState
     run_id: _RunId
     clear_number: _Count = 0
     updated_at: datetime | None = None
@@ -62,7 +62,7 @@ class _DoneLedger(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A done ledger value as ``TriggerRecord`` reads it: strict JSON types, no unknown field."""
 
     status: Literal["done"]
-    action: Literal["create", "clear"]
+    action: TriggerAction
     run_id: str
     inputs: dict[str, _Count] = {}
     reason: str = ""
@@ -79,8 +79,6 @@ class _DoneLedger(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 _RUN = msgspec.json.Decoder(_Run)
 _DONE_LEDGER = msgspec.json.Decoder(_DoneLedger)
-_STATES = {state.value: state for state in RunState}
-_ACTIONS = {action.value: action for action in TriggerAction}
 _long_fraction = _LONG_FRACTION.search
 #: The facts are built with ``tuple.__new__`` (C) rather than the named tuples' Python ``__new__``.
 _new = tuple.__new__
@@ -111,7 +109,7 @@ def run_fact(raw: bytes, rev: int, scanned: bool = False) -> RunFact | None:
         or (not scanned and _long_fraction(raw))
     ):
         return None
-    state = _STATES[data.state]
+    state = data.state
     if start is not None and (end is not None or state.active):
         seen = None  # both dates known: kept only where it stands in for one (memory: a million facts)
     return _new(RunFact, (state, intern(data.run_id), data.clear_number, rev, intern(data.source), start, end, seen))
@@ -137,6 +135,6 @@ def done_ledger_fact(
     inputs = data.inputs
     keys = tuple(inputs)
     return _new(LedgerFact, (
-        _DONE, _ACTIONS[data.action], intern(data.run_id), names.setdefault(keys, keys), tuple(inputs.values()),
+        _DONE, data.action, intern(data.run_id), names.setdefault(keys, keys), tuple(inputs.values()),
         mod_rev, data.intent_rev, data.trigger_count, data.attempts, data.last_error, done_at, None,
     ))  # fmt: skip
