@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.canonical import done_ledger_fields, run_fields
+from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
+from coordinator.core.facts import LedgerFact, RunFact
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -195,9 +197,10 @@ def _same_as_pydantic(key: str, raw: bytes) -> None:
 def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any run-state value, valid or not, well-formed JSON or not, loads into the same fact (times with the same
     tzinfo) or the same problem through the snapshot's fast path as through ``apply`` (pydantic); when the fast
-    path accepts a value, pydantic accepts it too."""
-    if run_fields(raw) is not None:
-        assert RunRecord.__pydantic_validator__.validate_json(raw) is not None
+    path accepts a value, pydantic accepts it too and ``RunFact.of`` its record is that fact."""
+    fact = run_fact(raw, 7)
+    if fact is not None:
+        assert repr(fact) == repr(RunFact.of(RunRecord.__pydantic_validator__.validate_json(raw), 7))
     _same_as_pydantic(KEYS.run_key(NODE, PARTITION), raw)
 
 
@@ -210,9 +213,12 @@ def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> No
 @example(raw=b'{"status":"done","action":"create","run_id":"r","requested_at":"2026-01-01T02:00:00+02:00"}')
 def test_a_ledger_entry_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any ledger value, valid or not, loads into the same fact or problem through the snapshot's fast path as
-    through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it and it is a done intent."""
-    if done_ledger_fields(raw) is not None:
-        assert TriggerRecord.__pydantic_validator__.validate_json(raw).status is TriggerStatus.DONE
+    through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it, it is a done intent and
+    ``LedgerFact.of`` its record is that fact."""
+    fact = done_ledger_fact(raw, 7, {})
+    if fact is not None:
+        record = TriggerRecord.__pydantic_validator__.validate_json(raw)
+        assert record.status is TriggerStatus.DONE and repr(fact) == repr(LedgerFact.of(record, 7, {}))
     _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), raw)
 
 
@@ -252,10 +258,26 @@ def test_what_the_writers_write_takes_the_fast_path() -> None:
         ),
     ]
     for record in runs:
-        assert run_fields(dump_record(record)) is not None
+        assert run_fact(dump_record(record), 1) is not None
         _same_as_pydantic(KEYS.run_key(NODE, PARTITION), dump_record(record))
     for entry in ledgers:
-        assert done_ledger_fields(dump_record(entry)) is not None
+        assert done_ledger_fact(dump_record(entry), 1, {}) is not None
         _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), dump_record(entry))
     pending = ledgers[1].model_copy(update={"status": TriggerStatus.PENDING})
-    assert done_ledger_fields(dump_record(pending)) is None  # kept whole: completing it rewrites every field
+    assert done_ledger_fact(dump_record(pending), 1, {}) is None  # kept whole: completing it rewrites every field
+
+
+_fragments = st.sampled_from([b".", b"1234567", b"123456", b"0", b"\n", b"Z", b".123456", b"x"])
+
+
+@settings(max_examples=500, deadline=None)
+@given(values=st.lists(st.one_of(st.binary(max_size=12), st.lists(_fragments, max_size=6).map(b"".join)), max_size=5))
+@example(values=[b"a.123", b"4567"])
+@example(values=[b"a.123456", b"7"])
+def test_one_search_of_a_page_finds_a_long_fraction_exactly_when_one_of_its_values_holds_one(
+    values: list[bytes],
+) -> None:
+    """``no_long_fraction`` of a page's values (one search of them joined) is False exactly when a search of some
+    value alone finds a fraction of seven digits or more (rule 2): no match spans two values."""
+    alone = re.compile(rb"\.[0-9]{7}")
+    assert no_long_fraction(values) == (not any(alone.search(value) for value in values))

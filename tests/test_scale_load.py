@@ -15,6 +15,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.model import (
@@ -208,6 +210,62 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
         keys.runs + "default/a", keys.triggers + "bad id!/a/" + p,
     }  # fmt: skip
     assert set(paged.runs) == {(a, q), (b, p)} and set(paged.ledger) == {(b, p)}
+
+
+_PAGE_KEYS = KeyLayout()
+_PAGE_NODES = [NodeId("default", "a"), NodeId("team", "b")]
+_PAGE_PARTS = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]
+_PAGE_KEY_LIST = [
+    *(_PAGE_KEYS.run_key(n, p) for n in _PAGE_NODES for p in _PAGE_PARTS),
+    *(_PAGE_KEYS.trigger_key(n, p) for n in _PAGE_NODES for p in _PAGE_PARTS),
+    _PAGE_KEYS.run_key(_PAGE_NODES[0], _PAGE_PARTS[0]) + "/deeper",
+    _PAGE_KEYS.runs + "default/a/not-a-date",
+    _PAGE_KEYS.runs + "default/a",
+    _PAGE_KEYS.task_key(_PAGE_NODES[1], "t", _PAGE_PARTS[1]),
+    _PAGE_KEYS.config_key(f"backfill/default/a/{_PAGE_PARTS[0]}"),
+]
+_PAGE_VALUES = [
+    b'{"state":"success","run_id":"r","source":"s","start_date":"2026-01-01T00:00:00.123456Z"}',  # canonical
+    b'{"state":"running","run_id":"r","start_date":"2026-01-01T02:00:00+02:00"}',  # pydantic's: another zone
+    b'{"state":"failed","run_id":"r","end_date":"2026-01-01T00:00:00.1234567Z"}',  # pydantic's: rule 2
+    b'{"status":"done","action":"create","run_id":"r","inputs":{"default/a":3},"done_at":"2026-01-01T00:00:00Z"}',
+    b'{"status":"pending","action":"clear","run_id":"r"}',  # pydantic's: kept whole
+    b"{",
+    b"[]",
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_PAGE_KEY_LIST), st.sampled_from(_PAGE_VALUES), st.booleans()), max_size=24))
+@example(  # known parts; then a partition's last fact dropped mid-page and a fact of another DAG there after it
+    [
+        (_PAGE_KEY_LIST[0], _PAGE_VALUES[0], False),
+        (_PAGE_KEY_LIST[3], _PAGE_VALUES[0], True),
+        (_PAGE_KEY_LIST[0], _PAGE_VALUES[0], False),
+        (_PAGE_KEY_LIST[0], b"{", False),
+        (_PAGE_KEY_LIST[2], _PAGE_VALUES[0], True),
+    ]
+)
+def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[str, bytes, bool]]) -> None:
+    """Any keys and values cut into pages anywhere (a page ends after a write drawn True) load into the same facts,
+    partitions (with no partition left without facts), problems and revision as ``apply`` of each key in turn: a
+    partition whose last fact a bad value drops in the middle of a page and that gets a fact again later in it, a
+    key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule 2)."""
+    items = [(key, value, rev) for rev, (key, value, _) in enumerate(writes, start=1)]
+    one_by_one, paged = View(_PAGE_KEYS), View(_PAGE_KEYS)
+    for key, value, mod_rev in items:
+        one_by_one.apply(key, value, mod_rev)
+    start = 0
+    for end, (_, _, cut) in enumerate(writes, start=1):
+        if cut or end == len(writes):
+            paged.load_page(iter(items[start:end]))  # any iterable, as typed
+            start = end
+    for name in ("runs", "ledger", "tasks", "backfills", "problems", "partitions", "revision"):
+        assert getattr(paged, name) == getattr(one_by_one, name), name
+    assert repr(sorted(paged.runs.items())) == repr(sorted(one_by_one.runs.items()))
+    assert repr(sorted(paged.ledger.items())) == repr(sorted(one_by_one.ledger.items()))
+    assert paged.runs.by_partition.keys() == one_by_one.runs.by_partition.keys()
+    assert paged.ledger.by_partition.keys() == one_by_one.ledger.by_partition.keys()
 
 
 def test_slim_facts_keep_what_decisions_read_and_a_whole_unfinished_intent() -> None:

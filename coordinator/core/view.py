@@ -24,28 +24,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from sys import intern
-from typing import NamedTuple
+from operator import itemgetter
+from typing import Any
 
 from pydantic import ValidationError
 
 from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
-from coordinator.core.canonical import done_ledger_fields, run_fields
+from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
 from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.fact_index import FactIndex
+from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
+from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
     NodeId,
-    RunRecord,
-    RunState,
-    TriggerAction,
-    TriggerRecord,
-    TriggerStatus,
     is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
@@ -55,139 +51,10 @@ from coordinator.core.model import (
 #: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
 ALL = "*"
 
-
-_ZERO = timedelta(0)
-
-
-def _utc(stamp: datetime | None) -> datetime | None:
-    """``stamp`` with the shared UTC tzinfo when it is UTC: pydantic gives every parsed time its own tzinfo object
-    (40 bytes, a million of them on a big store)."""
-    if stamp is None or stamp.tzinfo is UTC or stamp.utcoffset() != _ZERO:
-        return stamp
-    return stamp.replace(tzinfo=UTC)
-
-
-class RunFact(NamedTuple):
-    """The latest run state of one (DAG, partition) and the revision it was written at.
-
-    Slim on purpose (a million of these on a big store): the fields decisions and the audit read, not the pydantic
-    record (~1.3 kB each); ``record`` rebuilds one on demand. ``updated_at`` is not kept. A named
-    tuple, not a frozen dataclass: as immutable, and built in a third of the time (a frozen dataclass sets each field
-    through ``object.__setattr__``), which is a second per million keys at start-up.
-    """
-
-    state: RunState
-    run_id: str
-    clear_number: int
-    #: Revision of the write (for a success: the GENERATION of this DAG for this partition).
-    rev: int
-    #: Read by the audit (``core.audit.audit_record``): who wrote the state, and when the attempt started.
-    source: str = "unknown"
-    start_date: datetime | None = None
-    #: Read by the deadlines (``core.deadline.states``): when a success finished decides on time or late, and the recent
-    #: successes' run times are the learned duration.
-    end_date: datetime | None = None
-    #: The writer's ``updated_at``, kept only when ``start_date`` or (for a finished state) ``end_date`` is missing:
-    #: the deadlines' stand-in for the missing time (an outside writer that omits them, docs/keys.md). None for the
-    #: plugin's and the audit's writes, which carry both, so the common fact pays only the slot.
-    seen: datetime | None = None
-
-    @classmethod
-    def of(cls, record: RunRecord, rev: int) -> RunFact:
-        # Interned: run ids repeat across the DAGs of a partition, sources across everything.
-        start, end = _utc(record.start_date), _utc(record.end_date)
-        seen = None
-        if start is None or (end is None and not record.state.active):
-            seen = _utc(record.updated_at)
-        return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
-                   start, end, seen)  # fmt: skip
-
-    @property
-    def started(self) -> datetime | None:
-        """When the attempt started: ``start_date``, else the writer's ``updated_at`` for a running state (it was
-        running by then); None for a queued one without a start (not started) or without either time."""
-        if self.start_date is not None:
-            return self.start_date
-        return self.seen if self.state is RunState.RUNNING else None
-
-    @property
-    def finished(self) -> datetime | None:
-        """When a finished attempt ended: ``end_date``, else the writer's ``updated_at`` (it had ended by then: a
-        success written after its deadline without ``end_date`` is late); None while active or without either."""
-        if self.end_date is not None or self.state.active:
-            return self.end_date
-        return self.seen
-
-    @property
-    def record(self) -> RunRecord:
-        """The record as far as the view keeps it (for display and for the writers' rules, which read only these)."""
-        return RunRecord.model_construct(
-            state=self.state, run_id=self.run_id, clear_number=self.clear_number, source=self.source,
-            start_date=self.start_date, end_date=self.end_date,
-        )  # fmt: skip
-
-
-class LedgerFact(NamedTuple):
-    """The last trigger intent recorded for one (DAG, partition).
-
-    A done intent (nearly all of them) is kept slim: what decisions, ``status`` and the page read, with the input
-    names shared by every partition of the DAG. An unfinished one (pending, error) keeps its whole record in ``full``:
-    completing it rewrites every field (``core/intent.py``), and there are few of them.
-    """
-
-    status: TriggerStatus
-    action: TriggerAction
-    run_id: str
-    #: The recorded inputs as two parallel tuples (``inputs`` rebuilds the dict): the names are interned per DAG.
-    input_names: tuple[str, ...]
-    input_revs: tuple[int, ...]
-    #: mod revision of the ledger key (the CAS guard for the next write).
-    mod_rev: int
-    recorded_intent_rev: int = 0
-    trigger_count: int = 1
-    attempts: int = 0
-    last_error: str | None = None
-    done_at: datetime | None = None
-    full: TriggerRecord | None = None
-
-    @classmethod
-    def of(cls, record: TriggerRecord, mod_rev: int, names: dict[tuple[str, ...], tuple[str, ...]]) -> LedgerFact:
-        """The fact of ``record``; ``names`` interns the input-name tuples (one per DAG and edge set)."""
-        keys = tuple(record.inputs)
-        keys = names.setdefault(keys, keys)
-        return cls(
-            record.status, record.action, intern(record.run_id), keys, tuple(record.inputs.values()), mod_rev,
-            record.intent_rev, record.trigger_count, record.attempts, record.last_error, _utc(record.done_at),
-            None if record.status is TriggerStatus.DONE else record,
-        )  # fmt: skip
-
-    @property
-    def intent_rev(self) -> int:
-        """Revision at which the intent was recorded: a state write after it proves the triggered run started."""
-        # The first write of an intent cannot know its own revision; every later write of it carries that revision.
-        return self.recorded_intent_rev or self.mod_rev
-
-    @property
-    def inputs(self) -> dict[str, int]:
-        return dict(zip(self.input_names, self.input_revs, strict=True))
-
-    def input(self, name: str) -> int | None:
-        """The recorded generation of input ``name`` (None: not recorded), without building the dict."""
-        try:
-            return self.input_revs[self.input_names.index(name)]
-        except ValueError:
-            return None
-
-    @property
-    def record(self) -> TriggerRecord:
-        """The whole record of an unfinished intent; for a done one, the record as far as the view keeps it."""
-        if self.full is not None:
-            return self.full
-        return TriggerRecord.model_construct(
-            status=self.status, action=self.action, run_id=self.run_id, inputs=self.inputs,
-            intent_rev=self.recorded_intent_rev, trigger_count=self.trigger_count, attempts=self.attempts,
-            last_error=self.last_error, done_at=self.done_at,
-        )  # fmt: skip
+#: A partition's slot in a snapshot page (``View.load_page``): its facts of one kind (run states or ledger entries:
+#: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
+_Slot = tuple[dict[NodeId, Any], set[NodeId]]
+_value = itemgetter(1)
 
 
 @dataclass
@@ -276,74 +143,72 @@ class View:
         everything) and with the two common kinds inlined: this runs for every key of a snapshot, millions of them.
         """
         self.journal.reset()  # a snapshot: what changed is unknown (once per page, not per key)
+        page = items if isinstance(items, list) else list(items)
+        scanned = no_long_fraction(map(_value, page))  # canonical rule 2 for every value at once
         runs, triggers = self._bases
         nodes, parts, names = self._nodes, self._parts, self._input_names
         # The per-partition dicts of the facts written directly (``FactIndex`` rule 3 holds: a fact is added).
         runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
-        # Facts built with ``tuple.__new__`` (C) rather than the named tuples' Python ``__new__``, and the enum member
-        # read once: a third of a microsecond per key.
-        new, done_status = tuple.__new__, TriggerStatus.DONE
         # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
-        # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up.
-        last = "\0"  # the previous key's "{base}{instance}/{dag_id}/" (no key starts with a NUL)
+        # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
+        # the page's slots: partition -> (its facts of the DAG's kind, its nodes in ``partitions``), one lookup
+        # where there were three. A slot is made when a fact is added (``FactIndex`` rule 3), and all are dropped
+        # after an ``apply``, which may drop a partition's dict of facts.
+        last: str | None = None  # the previous key's "{base}{instance}/{dag_id}" when it named a known DAG
         kind, node = 0, None
+        run_slots: dict[str, _Slot] = {}
+        ledger_slots: dict[str, _Slot] = {}
+        no_slots: dict[str, _Slot] = {}  # a key of no known DAG: never written
+        slots = no_slots
         top = self.revision  # the page's highest revision, kept in a local: an attribute store per key costs more
-        for key, value, mod_rev in items:
-            if key.startswith(last):
-                partition = parts.get(key[len(last) :])  # only valid partitions are held: "p/deeper" is not one
-            else:
+        for key, value, mod_rev in page:
+            head, _, suffix = key.rpartition("/")  # one C call where ``startswith`` and a slice were two
+            if head != last:
                 kind = 1 if key.startswith(runs) else 2 if key.startswith(triggers) else 0
                 split = key[len(runs if kind == 1 else triggers) :].split("/") if kind else []
                 node = nodes.get((split[0], split[1])) if len(split) == 3 else None
-                partition = parts.get(split[2]) if node is not None else None
-                last = key[: len(key) - len(split[2])] if node is not None else "\0"
-            if node is None or partition is None or (problems and key in problems):
-                self.apply(key, value, mod_rev)  # anything but a run state or ledger entry of known parts
-                continue
-            if mod_rev > top:
-                top = mod_rev
-            # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
-            # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
-            record: RunRecord | TriggerRecord | None
-            if kind == 1:
-                fast = run_fields(value)
-                if fast is not None:
-                    state, run_id, clear, source, start, end, seen = fast
-                    fact = new(RunFact, (state, intern(run_id), clear, mod_rev, intern(source), start, end, seen))
-                    runs_at = runs_by.get(partition)
-                    if runs_at is None:
-                        runs_at = runs_by[partition] = {}
-                    runs_at[node] = fact
+                last, slots = (None, no_slots) if node is None else (head, run_slots if kind == 1 else ledger_slots)
+            slot = slots.get(suffix)
+            partition = ""  # not looked up ("" is never a partition)
+            if problems and key in problems:
+                slot = None  # ``apply`` clears the problem or words it again
+            elif slot is None and node is not None:
+                partition = parts.get(suffix, "")  # only valid ones are held: a first key there takes ``apply``
+            if node is not None and (slot is not None or partition):
+                # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
+                # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
+                fact: RunFact | LedgerFact | None
+                if kind == 1:
+                    fact = run_fact(value, mod_rev, scanned)
+                    if fact is None:
+                        record, _ = parse_run_record(value)
+                        fact = None if record is None else run_of(record, mod_rev)
                 else:
-                    record, _ = parse_run_record(value)
-                    if record is None:
-                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
-                        continue
-                    self.runs[(node, partition)] = run_of(record, mod_rev)
-            else:
-                done = done_ledger_fields(value)
-                if done is not None:
-                    action, run_id, inputs, revs, intent, count, attempts, error, done_at = done
-                    entry = new(LedgerFact, (
-                        done_status, action, intern(run_id), names.setdefault(inputs, inputs), revs, mod_rev, intent,
-                        count, attempts, error, done_at, None,
-                    ))  # fmt: skip
-                    ledger_at = ledger_by.get(partition)
-                    if ledger_at is None:
-                        ledger_at = ledger_by[partition] = {}
-                    ledger_at[node] = entry
-                else:
-                    record, _ = parse_trigger_record(value)
-                    if record is None:
-                        self.apply(key, value, mod_rev)  # reports the problem, as for any key
-                        continue
-                    self.ledger[(node, partition)] = ledger_of(record, mod_rev, names)
-            at = index.get(partition)
-            if at is None:
-                at = index[partition] = set()
-            at.add(node)
+                    fact = done_ledger_fact(value, mod_rev, names, scanned)
+                    if fact is None:
+                        entry, _ = parse_trigger_record(value)
+                        fact = None if entry is None else ledger_of(entry, mod_rev, names)
+                if fact is not None:
+                    if slot is None:
+                        facts_by: dict[str, dict[NodeId, Any]] = runs_by if kind == 1 else ledger_by
+                        facts = facts_by.get(partition)
+                        if facts is None:
+                            facts = facts_by[partition] = {}
+                        at = index.get(partition)
+                        if at is None:
+                            at = index[partition] = set()
+                        slot = slots[suffix] = (facts, at)
+                    facts, at = slot
+                    facts[node] = fact
+                    at.add(node)
+                    if mod_rev > top:
+                        top = mod_rev
+                    continue
+            self.apply(key, value, mod_rev)  # anything but a good run state or ledger entry of known parts
+            run_slots.clear()
+            ledger_slots.clear()
         if top > self.revision:  # ``apply`` above may have raised it too
             self.revision = top
 
