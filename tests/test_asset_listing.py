@@ -22,6 +22,7 @@ from coordinator.etcd.types import Fence
 from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor
 from tests.support.fake_airflow import FakeAirflow
 from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
@@ -50,11 +51,16 @@ async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClie
     kv = await store.get(leader)
     assert kv is not None
     fence = Fence(leader, kv.create_revision)
-    return AssetJob(
-        store=store, executor=Executor(store, clients, fence=lambda: fence), keys=AssetKeys(prefix),
-        graph=lambda: SPEC, clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
-        lookback_s=86400.0, started_at=start, list_limit=50, leading=lambda: True,
+    executor, metrics = Executor(store, clients, fence=lambda: fence), Metrics()
+    deliveries = AssetDeliveries(
+        executor=executor, keys=AssetKeys(prefix), graph=lambda: SPEC, watcher_id="w1", metrics=metrics,
+        leading=lambda: True, list_limit=50,
         term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,  # a term long begun: no rule 8 wait
+    )  # fmt: skip
+    return AssetJob(
+        store=store, executor=executor, keys=AssetKeys(prefix), graph=lambda: SPEC, clients=clients,
+        watcher_id="w1", metrics=metrics, interval_s=2.0, deliveries=deliveries, lookback_s=86400.0,
+        started_at=start, list_limit=50,
     )  # fmt: skip
 
 
@@ -84,7 +90,7 @@ async def entry_after_rounds(
             await store.put(key, pending.model_dump_json().encode())
         job = await job_with(store, prefix, {"team_a": a, "team_b": b}, rounds[0])
         if call_timeout_s is not None:
-            job.call_timeout_s = call_timeout_s  # the whole POST's bound (delivery rule 8 counts on it)
+            job.deliveries.call_timeout_s = call_timeout_s  # the whole POST's bound (delivery rule 8 counts on it)
         records = []
         for at in rounds:
             await job.run_once(at)

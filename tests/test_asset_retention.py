@@ -25,6 +25,7 @@ from coordinator.etcd.types import DeleteResult, Fence
 from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor
 from tests.support.fake_airflow import FakeAirflow
 
@@ -77,12 +78,16 @@ class Harness:
                                 timeout_s=5.0, name=name)
             for name, fake in world.fakes().items()
         }  # fmt: skip
+        executor, metrics = Executor(store, self.clients, fence=lambda: self.fence), Metrics()
+        deliveries = AssetDeliveries(
+            executor=executor, keys=world.keys, graph=lambda: graph, watcher_id="w1", metrics=metrics,
+            leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,
+            error_retry_s=3600.0,
+        )  # fmt: skip
         self.job = AssetJob(
-            store=store, executor=Executor(store, self.clients, fence=lambda: self.fence), keys=world.keys,
-            graph=lambda: graph, clients=self.clients,
-            watcher_id="w1", metrics=Metrics(), interval_s=2.0, lookback_s=30 * 86400.0, error_retry_s=3600.0,
-            retention=retention, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
-            call_timeout_s=5.0,
+            store=store, executor=executor, keys=world.keys, graph=lambda: graph, clients=self.clients,
+            watcher_id="w1", metrics=metrics, interval_s=2.0, deliveries=deliveries, lookback_s=30 * 86400.0,
+            retention=retention,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -239,7 +244,7 @@ def test_an_entry_changed_between_the_read_and_the_delete_is_not_deleted(
         await h.job.run_once(now)
         h.job.retention = DAY
         racing = RacingStore(h.store, world.keys.delivery_key("team_b", "team_a", REFUNDS, first))
-        h.job.executor = Executor(racing, h.clients, fence=lambda: h.fence)  # type: ignore[arg-type]
+        h.job.executor = h.job.deliveries.executor = Executor(racing, h.clients, fence=lambda: h.fence)  # type: ignore[arg-type]
         await h.job.run_once(now)
         assert racing.raced
         ids = await h.event_ids(REFUNDS)

@@ -104,6 +104,12 @@ def asset_job(watcher: Watcher) -> AssetJob:
     return next(job for job in watcher.jobs._jobs.values() if isinstance(job, AssetJob))
 
 
+async def asset_round(watcher: Watcher, job: AssetJob) -> None:
+    """One round of the watcher's asset job and the stream attempts it started (keys of the watcher's queue)."""
+    await job.run_once(datetime.now(UTC))
+    await watcher.executor.drain()
+
+
 def markers(fake: FakeAirflow) -> list[str]:
     return [str(e["extra"][MARKER]) for e in fake.asset_events(ORDERS) if MARKER in (e["extra"] or {})]
 
@@ -142,15 +148,15 @@ def test_an_asset_round_over_a_long_history_reads_neither_prefix_and_delivers_ea
                 job.store = counting  # type: ignore[assignment]
                 emitted = [source.emit_asset_event(ORDERS, at=now - timedelta(seconds=s)) for s in (30, 20, 10)]
                 # No watch yet: the index knows the job's writes only through its write-through (rule 0).
-                await job.run_once(datetime.now(UTC))
+                await asset_round(watcher, job)
                 assert markers(target) == [f"team_a:{i}" for i in emitted]
                 counting.writes.clear()
-                await job.run_once(datetime.now(UTC))
+                await asset_round(watcher, job)
                 assert counting.writes == [], "a second round acted on a stale entry of its own"
                 reflector = asyncio.create_task(watcher.reflect(revision))
                 for _ in range(3):  # more rounds, the watch catching up in between: nothing posted again
                     await asyncio.sleep(0.2)
-                    await job.run_once(datetime.now(UTC))
+                    await asset_round(watcher, job)
                 assert markers(target) == [f"team_a:{i}" for i in emitted]
                 assert not [p for p in counting.ranged if p.startswith((keys.events, keys.deliveries))], counting.ranged
                 assert len(watcher.assets.events) == RECORDED + len(emitted)

@@ -35,6 +35,7 @@ from coordinator.metrics import Metrics
 from coordinator.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import audit_once
+from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, NoAirflow, failure
 from tests.support.fake_airflow import FakeAirflow
 
@@ -148,11 +149,15 @@ def test_an_asset_round_of_an_ended_term_records_nothing(
                 async with await EtcdStore.connect(etcd_settings) as store:
                     fence = await ended_term(store, f"{etcd_prefix}/leader")
                     executor = Executor(store, clients, fence=lambda: fence)
+                    deliveries = AssetDeliveries(
+                        executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec, watcher_id="w1",
+                        metrics=Metrics(), leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
+                        call_timeout_s=5.0,
+                    )  # fmt: skip
                     job = AssetJob(
                         store=store, executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec,
-                        clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0,
-                        lookback_s=86400.0, leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
-                        call_timeout_s=5.0,
+                        clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0, deliveries=deliveries,
+                        lookback_s=86400.0,
                     )  # fmt: skip
                     before = await store.current_revision()
                     with pytest.raises(LeadershipLost):

@@ -371,25 +371,33 @@ class AssetIndex:
     def due(self, routes: Sequence[AssetRoute], now: datetime) -> list[DueDelivery]:
         """``core/assets.due_deliveries``: the head of every stream with work whose retry time (if any) has come."""
         self._sync(routes)
-        found: list[DueDelivery] = []
-        for sk in sorted(self._active):
-            stream = self._streams.get(sk)
-            first = stream.head() if stream is not None else None
-            if stream is None or first is None:
-                self._active.discard(sk)
-                continue
-            head = self._head(sk, first)
-            record = head.record
-            if (
-                record is not None
-                and record.status is DeliveryStatus.ERROR
-                and record.retry_at is not None
-                and record.retry_at > now
-                and record.skip is None  # rule 16g: a skip request is acted on at once
-            ):
-                continue
-            found.append(head)
-        return found
+        return [head for sk in sorted(self._active) if (head := self._due_head(sk, now)) is not None]
+
+    def due_stream(self, sk: StreamKey, routes: Sequence[AssetRoute], now: datetime) -> DueDelivery | None:
+        """``due`` of one stream: its head when that is due now, else None (the asset streams' reconciler, one key
+        per stream: ``watcher/deliveries.py``)."""
+        self._sync(routes)
+        return self._due_head(sk, now) if sk in self._active else None
+
+    def _due_head(self, sk: StreamKey, now: datetime) -> DueDelivery | None:
+        """The head of an active stream when its retry time (if any) has come; a stream with no head leaves the
+        active ones."""
+        stream = self._streams.get(sk)
+        first = stream.head() if stream is not None else None
+        if stream is None or first is None:
+            self._active.discard(sk)
+            return None
+        head = self._head(sk, first)
+        record = head.record
+        if (
+            record is not None
+            and record.status is DeliveryStatus.ERROR
+            and record.retry_at is not None
+            and record.retry_at > now
+            and record.skip is None  # rule 16g: a skip request is acted on at once
+        ):
+            return None
+        return head
 
     def prunable(
         self, routes: Sequence[AssetRoute], cutoff: datetime, overlap: timedelta

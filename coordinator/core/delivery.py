@@ -1,11 +1,10 @@
 """The delivery protocol: how one asset event of one Airflow reaches another Airflow exactly once. Pure, synchronous.
 
-The asset job (``coordinator/watcher/assets.py``) performs what an instruction says (one etcd write, one Airflow
-call) through the one executor and feeds the answer back as an event; :func:`step` decides the next instruction. How
-a write or a failed call turned out is the executor's one vocabulary (``core/effects.py``), shared with the trigger
-intent. No I/O, no clock (``now`` is
-an argument), no logging. ``tests/test_delivery.py`` drives these functions against a simulated etcd and target
-Airflow and crashes between every two steps.
+The asset streams' reconciler (``coordinator/watcher/deliveries.py``) performs what an instruction says (one etcd
+write, one Airflow call) through the one executor and feeds the answer back as an event; :func:`step` decides the
+next instruction. How a write or a failed call turned out is the executor's one vocabulary (``core/effects.py``),
+shared with the trigger intent. No I/O, no clock (``now`` is an argument), no logging. ``tests/test_delivery.py``
+drives these functions against a simulated etcd and target Airflow and crashes between every two steps.
 
 Airflow's ``POST /api/v2/assets/events`` has no idempotency key: each call creates one more event. Exactly once
 therefore rests on the ledger (fenced like the trigger ledger) and on a look-up before any repeat.

@@ -1,7 +1,7 @@
 """The executor: the one place where a leading watcher's effects happen.
 
 Both exactly-once protocols, the trigger intent (``core/intent.py``, performed by ``watcher/actuator.py``) and the
-asset delivery (``core/delivery.py``, performed by ``watcher/assets.py``), are sans-IO: they say what to do next and
+asset delivery (``core/delivery.py``, performed by ``watcher/deliveries.py``), are sans-IO: they say what to do next and
 take what happened as an event. This module owns what they share: the fenced writes, the Airflow calls, the one
 vocabulary of their outcomes (``core/effects.py``), the loop that drives a protocol, and how many attempts run at
 once. The leader's jobs (budget, adoption, deadlines, asset recording, retention, audit) write through it too.
@@ -32,10 +32,12 @@ Rules:
    like a lost answer, and the protocol looks before it posts again).
 5. One driver. :meth:`Executor.drive` performs a protocol's instructions until it says the attempt is over, feeding
    each answer to its ``step``, a failed Airflow call as its outcome (rule 3).
-6. Concurrency in one place. :meth:`Executor.spawn` runs an attempt as a task, at most ``max_concurrent`` at once
-   (one slow Airflow never holds the others); :meth:`Executor.drain` waits for them (``reconcile --once``, the
-   stop), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision (one per
-   key in processing), not this module's.
+6. Concurrency in one place. :meth:`Executor.spawn` runs an attempt as a task in its pool: trigger attempts at
+   most ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
+   (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of
+   deliveries never waits in front of a trigger; :meth:`Executor.drain` waits for both (``reconcile --once``, the
+   stop, a test), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision
+   (one per key in processing), not this module's.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import TypeVar
 
 from coordinator.airflow.client import AirflowClient
@@ -67,6 +70,9 @@ class ExecutorPolicy:
     max_attempt_s: float = 30.0
     backoff_max_s: float = 8.0
     max_concurrent: int = 16
+    #: Asset stream attempts at once (rule 6): each drives one stream's due events in order, a few Airflow calls
+    #: apiece; four keep several targets busy while the triggers' pool stays free.
+    max_concurrent_streams: int = 4
 
 
 #: First delay of the in-attempt retries of a transient Airflow failure. 0.2 s doubling: with 5 attempts the sleeps
@@ -86,6 +92,13 @@ def airflow_call_retry(policy: ExecutorPolicy) -> RetryPolicy:
         max_attempts=policy.attempts,
         deadline_s=policy.max_attempt_s,
     )
+
+
+class Pool(StrEnum):
+    """Rule 6: which bound an attempt counts against."""
+
+    TRIGGERS = "triggers"
+    STREAMS = "streams"
 
 
 def failure(exc: AirflowError) -> Failure:
@@ -124,7 +137,10 @@ class Executor:
         self.leadership_lost = asyncio.Event()
         #: Rule 6: only to count, wait for or cancel them.
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(self.policy.max_concurrent)
+        self._slots = {
+            Pool.TRIGGERS: asyncio.Semaphore(self.policy.max_concurrent),
+            Pool.STREAMS: asyncio.Semaphore(self.policy.max_concurrent_streams),
+        }
 
     # -- rule 1: the fenced writes ------------------------------------------------------------------------------
 
@@ -221,12 +237,13 @@ class Executor:
 
     # -- rule 6: attempts in flight -----------------------------------------------------------------------------
 
-    def spawn(self, attempt: Callable[[], Awaitable[None]], *, name: str) -> None:
-        """Run ``attempt()`` as a task once one of ``max_concurrent`` slots is free (started only then: a task
-        cancelled while it waits leaves no attempt half begun)."""
+    def spawn(self, attempt: Callable[[], Awaitable[None]], *, name: str, pool: Pool = Pool.TRIGGERS) -> None:
+        """Run ``attempt()`` as a task once a slot of ``pool`` is free (started only then: a task cancelled while it
+        waits leaves no attempt half begun)."""
+        slots = self._slots[pool]
 
         async def slotted() -> None:
-            async with self._slots:
+            async with slots:
                 await attempt()
 
         task = asyncio.create_task(slotted(), name=name)

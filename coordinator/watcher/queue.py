@@ -12,9 +12,9 @@ Rules:
 5. After ``shutdown`` nothing is added and getters return at once.
 
 Keys are typed: ``AllPartitions`` (re-plan everything), ``NextSlice`` (the next slice of a sweep over everything),
-``PartitionKey`` (re-plan one partition) and ``DagKey`` (the facts of one DAG in one partition changed; an action for
-it is in flight while it is processed) and ``JobKey`` (a periodic job is due: time as a key, client-go's
-``AddAfter``).
+``PartitionKey`` (re-plan one partition), ``DagKey`` (the facts of one DAG in one partition changed; an action for
+it is in flight while it is processed), ``AssetStream`` (one asset stream has an event to deliver; its attempt runs
+while it is processed) and ``JobKey`` (a periodic job is due: time as a key, client-go's ``AddAfter``).
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ class DagKey(NamedTuple):
     partition: str
 
 
+class AssetStream(NamedTuple):
+    """The (target, source, asset uri) stream of asset deliveries (semantics rule 16d): its due events are delivered
+    in order by one attempt at a time (``watcher/deliveries.py``). A tuple, as the asset index's stream keys are."""
+
+    target: str
+    source: str
+    uri: str
+
+
 @dataclass(frozen=True, slots=True)
 class JobKey:
     """A periodic job of the leader is due (``watcher/jobs.py``): added with ``add_after`` its interval ahead."""
@@ -74,7 +83,7 @@ class JobKey:
     name: str
 
 
-WorkKey = AllPartitionsType | PartitionKey | DagKey | JobKey
+WorkKey = AllPartitionsType | PartitionKey | DagKey | AssetStream | JobKey
 
 K = TypeVar("K", bound=Hashable)
 

@@ -7,7 +7,8 @@ Rules:
    deadline and presence indexes, the retention tracker as the view's follower).
    Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
    takes every ready key and hands it to its reconciler: the triggers' (``watcher/triggers.py``: the pure planner,
-   the budget, the actuator) or the leader's periodic jobs' (``watcher/jobs.py``). Every requeue
+   the budget, the actuator), the asset streams' (``watcher/deliveries.py``: one key per stream with an event to
+   deliver) or the leader's periodic jobs' (``watcher/jobs.py``). Every requeue
    (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
    nothing else schedules work: the leader's periodic jobs (audit, retention, the checkpoint...) are timed keys of
    it too (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
@@ -58,13 +59,14 @@ from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.checkpoint import CheckpointJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
+from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy
 from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, presence_loop
-from coordinator.watcher.queue import AllPartitions, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.queue import AllPartitions, AssetStream, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
 from coordinator.watcher.triggers import TriggerReconciler
@@ -131,6 +133,14 @@ class Watcher:
             self.store, self.clients, fence=lambda: self.election.fence,
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
         )  # fmt: skip
+        # The asset streams' reconciler: each stream with a due event a key of the one queue (semantics rule 17).
+        self.deliveries = AssetDeliveries(
+            executor=self.executor, keys=AssetKeys(self.settings.keys.prefix), graph=lambda: self.graphs.graph,
+            watcher_id=self.watcher_id, metrics=self.metrics, leading=lambda: self.election.is_leader,
+            term_started=lambda: self.election.term_started, call_timeout_s=self.settings.airflow_timeout_s,
+            error_retry_s=self.settings.error_retry_s, backoff_max_s=self.settings.asset_interval_s or 2.0,
+            queue=self.queue, index=self.assets,
+        )  # fmt: skip
         self.budget = TriggerBudget(
             self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
             self.watcher_id, self.metrics,
@@ -139,8 +149,8 @@ class Watcher:
             self.executor, self.settings.keys, watcher_id=self.watcher_id, queue=self.queue, paused=self.paused,
             error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
         )  # fmt: skip
-        #: The reconcilers of the one queue: the triggers (partition and DAG keys), and the leader's periodic jobs
-        #: (timed keys, run by one loop of their own).
+        #: The reconcilers of the one queue: the triggers (partition and DAG keys), the asset streams (above), and
+        #: the leader's periodic jobs (timed keys, run by one loop of their own).
         self.triggers = TriggerReconciler(
             view=self.view, view_lock=self.view_lock, graph=lambda: self.graphs.graph, retention=self.retention,
             queue=self.queue, executor=self.executor, actuator=self.actuator, budget=self.budget,
@@ -247,7 +257,7 @@ class Watcher:
         while not self.stop.is_set():
             self.health.beat()  # liveness (watcher/health.py): this loop turns at least every 2 s
             # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
-            keys = self._hand_jobs(await self.queue.get(timeout_s=2.0))
+            keys = self._hand_off(await self.queue.get(timeout_s=2.0))
             if self.graphs.refresh():
                 self.queue.add(AllPartitions)
             if not keys or self.stop.is_set():
@@ -266,20 +276,23 @@ class Watcher:
             if AllPartitions in keys:
                 self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
 
-    def _hand_jobs(self, keys: list[WorkKey]) -> list[WorkKey]:
-        """``keys`` without the due periodic jobs, which go to their own loop (``watcher/jobs.py``)."""
-        if not any(type(key) is JobKey for key in keys):
+    def _hand_off(self, keys: list[WorkKey]) -> list[WorkKey]:
+        """``keys`` without the due periodic jobs, which go to their own loop (``watcher/jobs.py``), and the asset
+        streams, which go to their reconciler (``watcher/deliveries.py``): the trigger reconciler's keys."""
+        if not any(type(key) is JobKey or type(key) is AssetStream for key in keys):
             return keys
         for key in keys:
             if type(key) is JobKey:
                 self.jobs.hand(key)
-        return [key for key in keys if type(key) is not JobKey]
+            elif type(key) is AssetStream:
+                self.deliveries.hand(key)
+        return [key for key in keys if type(key) is not JobKey and type(key) is not AssetStream]
 
     async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None, sweep: bool = False) -> Plan:
         """One pass of the trigger reconciler over ``keys`` (every ready one when None: the due jobs go to their own
         loop); ``sweep`` (the loop's passes): every partition is planned a slice per pass (triggers rule 3)."""
         if keys is None:
-            keys = self._hand_jobs(self.queue.get_nowait())
+            keys = self._hand_off(self.queue.get_nowait())
         return await self.triggers.reconcile(keys, act=act, sweep=sweep)
 
     def leader_jobs(self) -> LeaderJobs:
@@ -304,10 +317,8 @@ class Watcher:
                 store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
                 graph=lambda: self.graphs.graph,
                 clients=self.clients, watcher_id=self.watcher_id,
-                metrics=self.metrics, interval_s=settings.asset_interval_s,
-                leading=lambda: self.election.is_leader, term_started=lambda: self.election.term_started,
-                call_timeout_s=settings.airflow_timeout_s, lookback_s=settings.asset_lookback_s,
-                error_retry_s=settings.error_retry_s, started_at=datetime.now(UTC),
+                metrics=self.metrics, interval_s=settings.asset_interval_s, deliveries=self.deliveries,
+                lookback_s=settings.asset_lookback_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period, index=self.assets,
             ))  # fmt: skip
         return LeaderJobs(

@@ -1,0 +1,402 @@
+"""The asset streams' reconciler: each (target, source, asset) stream a key of the watcher's one work queue, its due
+events delivered once each, in order, through the delivery protocol (semantics rule 17, ``core/delivery.py``) and
+the one executor (``watcher/executor.py``).
+
+The leader's asset round (``watcher/assets.py``) records what each source Airflow listed and submits every stream
+that has an event due; this module delivers them. The stream is the protocol's unit of order (rule 16d: an event is
+due only once every older one of its stream is settled), so it is the key: one attempt per stream at a time (the
+queue's processing set), several streams at once, and a slow or unreachable target holds only its own streams.
+
+Rules:
+1. Keys. :meth:`AssetDeliveries.submit` starts an attempt for a stream unless one runs or waits (the queue's
+   ``try_start``; a stream submitted while its attempt runs is marked dirty and handed out again when it ends:
+   level-triggered); :meth:`AssetDeliveries.hand` takes a stream key the queue handed out. Only the leader
+   attempts: a key handed out on a standby is dropped, since a new leader's first asset round submits every stream
+   with a due event.
+2. One attempt pins its term first (``Executor.pin``: every write of the attempt is fenced by the term it began in,
+   and none lands in a later one) and computes that term's ``look_after`` (rule 6 below). It then delivers the
+   stream's due head (``AssetIndex.due_stream``) and, while each is confirmed or skipped, the next, at most
+   :data:`MAX_PER_ATTEMPT`: then the key goes to the back of the queue, so one stream's backlog never holds the
+   others' turn.
+3. How an attempt ends decides its key: a stream drained, or whose head waits out a retry time an Airflow error
+   recorded in the ledger, is forgotten (the round submits it again once ``due_stream`` says it is due: the retry
+   time is in etcd, so it holds across a failover). A head deferred by rule 6 comes back at its ``look_after``
+   (``add_after``). An entry that moved under the attempt (another writer: the index has read it afresh), etcd
+   trouble or a bug bring the key back after the queue's per-key backoff (1, 2, 4... s, capped at
+   ``backoff_max_s``). A lost leadership ends the attempt and drops the key.
+4. Airflow errors are the protocol's events, mapped by the executor as for a trigger (``watcher/executor.py`` rule
+   3: unavailable -> Transient, 404 -> NotFound, which the protocol takes as a stale asset id on a POST and as a
+   refusal elsewhere, any other refusal -> Refused); every write is the executor's, fenced (rule 2).
+5. The target's asset ids are cached per (target, uri) for the life of the reconciler; the protocol asks for a
+   fresh resolve after a 404 and before any look-up. A look-up whose listing stopped (``AssetEventListing.stopped``,
+   apache/airflow#71360) without the marker is transient, never "not found": the unread event may be the
+   delivered copy, and posting again would duplicate it.
+6. Delivery rules 8 and 9, the leader-lease race: ``look_after`` = the term's start + :attr:`call_timeout_s` +
+   :data:`TERM_MARGIN_S`, so an entry of an earlier term is looked up only once any POST sent under that term's
+   lease has answered or timed out; immediately before each POST the attempt asks ``leading()`` (the election's
+   local lease deadline) and raises LeadershipLost when it says no. The POST itself is bounded by
+   ``call_timeout_s`` as a whole (both exchanges of the client's refresh-and-retry included), so "the longest an
+   Airflow call can take" is a bound, not a hope. A deferred delivery is logged once per term.
+7. Concurrency: attempts are the executor's tasks in their own pool (``Pool.STREAMS``, at most
+   ``ExecutorPolicy.max_concurrent_streams``), apart from the triggers' pool.
+8. A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a round's due streams
+   one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same attempt and under
+   the round's pinned term.
+9. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
+   was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from coordinator.airflow.assets import AssetInfo
+from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
+from coordinator.core import delivery
+from coordinator.core.asset_index import AssetIndex
+from coordinator.core.assets import MARKER, AssetKeys, AssetRoute, DeliveryStatus, DueDelivery
+from coordinator.core.effects import LedgerMoved, LedgerWritten
+from coordinator.core.graph import Graph
+from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
+from coordinator.etcd.types import Fence
+from coordinator.metrics import Metrics
+from coordinator.watcher.executor import Executor, Pool, TermWrites
+from coordinator.watcher.faults import crash_point
+from coordinator.watcher.queue import AssetStream, WorkKey, WorkQueue
+
+log = logging.getLogger(__name__)
+
+#: The look-up of delivery rule 3 scans the target asset's events from this long before the intent (clocks of the
+#: watcher's and the target's hosts may differ by this much).
+LOOK_MARGIN = timedelta(minutes=10)
+#: Rule 6: added to the call timeout before a new term looks up an earlier term's entry. It covers what the timeout
+#: does not: the old leader's event loop between its lease check and the start of the timed call (a busy loop, a GC
+#: pause shorter than the lease margin) and the clock-rate drift between two hosts over a few seconds.
+TERM_MARGIN_S = 2.0
+#: Rule 2: deliveries of one stream in one attempt at most; a longer backlog drains over several turns of the queue.
+MAX_PER_ATTEMPT = 100
+#: Rule 8: attempts per stream in one round without a queue (a round then delivers at most 1,000 events a stream).
+MAX_ATTEMPTS_PER_ROUND = 10
+#: Why a look-up stops early (rule 5), for the log and ``why``.
+STOPPED_REASON = (
+    "Airflow answers 500 for the next event: one of its consumer runs has no start date yet (apache/airflow#71360, "
+    "fixed by #71379); it is listed once that run starts, and later events wait for it"
+)
+
+Key = tuple[str, str, str, int]
+
+
+def stream_of(due: DueDelivery) -> AssetStream:
+    """The stream key of a due delivery."""
+    return AssetStream(due.target, due.event.source, due.event.fact.uri)
+
+
+@dataclass
+class Delivered:
+    """What attempts did: deliveries confirmed (or skipped), errors recorded, and how they ended (rule 3)."""
+
+    delivered: int = 0
+    errors: int = 0
+    #: The stream still has an event due after ``MAX_PER_ATTEMPT`` (rule 2).
+    more: bool = False
+    #: Seconds until the soonest deferred head may be looked up (rule 6).
+    deferred_s: float | None = None
+    #: An entry moved under the attempt (rule 3).
+    moved: bool = False
+
+    def add(self, other: Delivered) -> None:
+        self.delivered += other.delivered
+        self.errors += other.errors
+        self.moved |= other.moved
+        if other.deferred_s is not None:
+            self.deferred_s = other.deferred_s if self.deferred_s is None else min(self.deferred_s, other.deferred_s)
+
+
+@dataclass
+class AssetDeliveries:
+    """The asset streams' reconciler (rules 1-9)."""
+
+    executor: Executor
+    keys: AssetKeys
+    graph: Callable[[], Graph]
+    watcher_id: str
+    metrics: Metrics
+    #: Rule 6: the election's "this watcher leads and its lease cannot have expired yet", asked before each POST.
+    leading: Callable[[], bool]
+    #: Rule 6: the monotonic time the current term began (``Election.term_started``).
+    term_started: Callable[[], float]
+    #: Rule 6: the longest an Airflow call can take (the clients' timeout, ``COORDINATOR_AIRFLOW_TIMEOUT_S``); every
+    #: watcher of a deployment must use the same value, since a new leader waits for the old one's calls by its own.
+    call_timeout_s: float
+    #: A refused delivery is tried again this much later (recorded in its ledger entry: ``retry_at``).
+    error_retry_s: float = 30.0
+    #: Rule 3: the per-key backoff's cap (the asset round's interval).
+    backoff_max_s: float = 2.0
+    #: Rule 5: events listed per call at most in a look-up.
+    list_limit: int = SCAN_MAX
+    #: Rule 1: the watcher's one work queue; None: rule 8 (deliveries inside the round).
+    queue: WorkQueue[WorkKey] | None = None
+    #: The asset index the watcher keeps current (required with a queue); attempts write through to it.
+    index: AssetIndex | None = None
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
+    #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term.
+    _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
+
+    # ------------------------------------------------------------ rule 1: the keys
+
+    @property
+    def keyed(self) -> bool:
+        """Whether streams are keys of the queue (rule 1), else delivered inside the round (rule 8)."""
+        return self.queue is not None
+
+    def submit_due(self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime) -> int:
+        """Rule 1: submit every stream whose head is due at ``now``; how many attempts started."""
+        return sum(self.submit(stream_of(due)) for due in index.due(routes, now))
+
+    def submit(self, stream: AssetStream) -> bool:
+        """Start an attempt for ``stream`` unless one runs (it is handed out again when that ends) or its key waits
+        for a delay (rule 3)."""
+        assert self.queue is not None
+        if not self.queue.try_start(stream):
+            return False
+        self._spawn(stream)
+        return True
+
+    def hand(self, stream: AssetStream) -> None:
+        """A stream key the queue handed out (in processing): an attempt while leading, else dropped (rule 1)."""
+        assert self.queue is not None
+        if not self.leading():
+            self.queue.done(stream)
+            return
+        self._spawn(stream)
+
+    def _spawn(self, stream: AssetStream) -> None:
+        name = f"deliver {stream.target} {stream.source} {stream.uri}"
+        self.executor.spawn(lambda: self._run(stream), name=name, pool=Pool.STREAMS)
+
+    async def _run(self, stream: AssetStream) -> None:
+        """One attempt of a stream key in processing, and its key afterwards (rules 2 and 3)."""
+        queue, index = self.queue, self.index
+        assert queue is not None and index is not None
+        backoff, again = False, None
+        try:
+            writes = self.executor.pin()  # raises LeadershipLost: no attempt without leading
+            now = self.now()
+            done = await self.attempt(stream, index, now, writes, self.term(now, writes.fence))
+            again = 0.0 if done.more else done.deferred_s
+            backoff = done.moved and again is None
+        except LeadershipLost as exc:  # the executor already told the campaign
+            log.warning("asset.stream_fenced target=%s source=%s uri=%s error=%s", *stream, exc)
+        except CoordinatorError as exc:  # etcd trouble: nothing could be recorded where it failed
+            backoff = True
+            log.warning("asset.store_error target=%s source=%s uri=%s error=%s", *stream, exc)
+        except Exception as exc:  # a bug: the service survives it, and the stream is retried slowly
+            backoff = True
+            log.exception("asset.bug target=%s source=%s uri=%s error=%r", *stream, exc)
+        finally:
+            if backoff:
+                queue.add_rate_limited(stream, max_s=self.backoff_max_s)
+            else:
+                queue.forget(stream)
+                if again is not None:
+                    queue.add_after(stream, again)
+            queue.done(stream)
+
+    # ------------------------------------------------------------ rule 8: inside a round
+
+    async def deliver_due(
+        self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime, writes: TermWrites
+    ) -> Delivered:
+        """Rule 8: every stream due at ``now`` delivered in turn, under the round's pinned ``writes``."""
+        term = self.term(now, writes.fence)
+        done = Delivered()
+        streams = [stream_of(due) for due in index.due(routes, now)]
+        for _ in range(MAX_ATTEMPTS_PER_ROUND):
+            again: list[AssetStream] = []
+            for stream in streams:
+                one = await self.attempt(stream, index, now, writes, term)
+                done.add(one)
+                if one.more:
+                    again.append(stream)
+            if not again:
+                break
+            streams = again
+        return done
+
+    # ------------------------------------------------------------ rule 2: one attempt
+
+    def term(self, now: datetime, fence: Fence) -> delivery.Term:
+        """Rule 6: the term of ``fence``; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
+        revision = fence.create_revision
+        elapsed = time.monotonic() - self.term_started()
+        wait = self.call_timeout_s + TERM_MARGIN_S - elapsed
+        return delivery.Term(revision, now + timedelta(seconds=wait))
+
+    async def attempt(
+        self, stream: AssetStream, index: AssetIndex, now: datetime, writes: TermWrites, term: delivery.Term
+    ) -> Delivered:
+        """Rule 2: the stream's due events in order, while each is confirmed or skipped, at most MAX_PER_ATTEMPT."""
+        routes = self.graph().asset_routes
+        done = Delivered()
+        for _ in range(MAX_PER_ATTEMPT):
+            due = index.due_stream(stream, routes, now)
+            if due is None:
+                return done
+            outcome = await self._deliver(due, now, index, term, writes, done)
+            if outcome is not True:
+                return done
+        done.more = index.due_stream(stream, routes, now) is not None
+        return done
+
+    async def _deliver(
+        self,
+        item: DueDelivery,
+        now: datetime,
+        index: AssetIndex,
+        term: delivery.Term,
+        writes: TermWrites,
+        done: Delivered,
+    ) -> bool | None:
+        """Drive one due delivery; True: confirmed (or skipped, rule 10), False: an error was recorded, None: it
+        was deferred or its entry moved (``done`` says which)."""
+        fact = item.event.fact
+        key: Key = (item.target, item.event.source, fact.uri, fact.event_id)
+        etcd_key = self.keys.delivery_key(*key)
+        state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
+        if isinstance(instruction, delivery.Done) and instruction.deferred_until is not None:
+            wait = max(0.0, (instruction.deferred_until - now).total_seconds())
+            done.add(Delivered(deferred_s=wait))
+            if self._deferred.get(key) != term.revision:
+                self._deferred[key] = term.revision
+                log.info(
+                    "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
+                    "reason=entry_of_an_earlier_term",
+                    item.event.source, item.target, fact.uri, fact.event_id,
+                    instruction.deferred_until.isoformat(), state.record.watcher or "-",
+                )  # fmt: skip
+            return None
+
+        async def perform(state: delivery.DeliveryState, ins: delivery.Instruction) -> delivery.Event:
+            return await self._perform(item.target, etcd_key, ins, index, writes)
+
+        state, instruction = await self.executor.drive(
+            state, instruction, step=delivery.step, perform=perform,
+            over=lambda ins: isinstance(ins, delivery.Done), at=now,
+        )  # fmt: skip
+        assert isinstance(instruction, delivery.Done)
+        if instruction.confirmed:
+            done.delivered += 1
+            self.metrics.asset_events_delivered.labels(item.event.source, item.target).inc()
+            log.info(
+                "asset.delivered source=%s target=%s uri=%s event_id=%d target_event_id=%s partition_key=%s%s",
+                item.event.source, item.target, fact.uri, fact.event_id, state.record.target_event_id,
+                fact.partition_key or "-", " partition_dropped=true" if state.record.partition_dropped else "",
+            )  # fmt: skip
+            return True
+        if instruction.skipped:
+            done.delivered += 1
+            self.metrics.asset_events_skipped.labels(item.event.source, item.target).inc()
+            by, reason = (state.record.skip.by, state.record.skip.reason) if state.record.skip else ("-", "")
+            log.warning("asset.skipped source=%s target=%s uri=%s event_id=%d by=%s reason=%r",
+                        item.event.source, item.target, fact.uri, fact.event_id, by, reason)  # fmt: skip
+            return True  # the stream's next event is due now, as after a delivery
+        if instruction.error is not None and state.record.status is DeliveryStatus.ERROR:
+            done.errors += 1
+            self.metrics.asset_delivery_failures.labels(item.target).inc()
+            log.warning("asset.delivery_error source=%s target=%s uri=%s event_id=%d error=%s",
+                        item.event.source, item.target, fact.uri, fact.event_id, instruction.error)  # fmt: skip
+            return False
+        done.moved = True
+        return None
+
+    async def _perform(
+        self, target: str, etcd_key: str, ins: delivery.Instruction, index: AssetIndex, writes: TermWrites
+    ) -> delivery.Event:
+        """One instruction through the executor; a failed Airflow call is raised for it to map (rule 4)."""
+        if isinstance(ins, delivery.WriteLedger):
+            value = ins.record.model_dump_json().encode()
+            result = await writes.cas(etcd_key, value, ins.expected_rev)
+            if result.succeeded:
+                index.apply(etcd_key, value, result.revision)  # write-through (``watcher/assets.py`` rule 0)
+                if ins.record.status is DeliveryStatus.PENDING:
+                    crash_point("asset-after-intent")
+                return LedgerWritten(result.revision)
+            # The index held this entry older than etcd (or not at all: another leader's write the watch has not
+            # brought yet). Nothing was written or called; the entry as it is now goes into the index, so the next
+            # attempt starts from it (delivery rule 1: compared with the revision it saw).
+            if result.current is not None:
+                apply_logged(index, etcd_key, result.current.value, result.current.mod_revision)
+            else:
+                index.apply(etcd_key, None, result.revision)
+            return LedgerMoved()
+        client = self.executor.client(target)
+        if isinstance(ins, delivery.Resolve):
+            return delivery.Resolved(await self._resolve(client, target, ins))
+        if isinstance(ins, delivery.Look):
+            return delivery.Looked(await self._look(client, ins))
+        if isinstance(ins, delivery.Post):
+            posted = await self._post(client, target, ins)
+            crash_point("asset-after-post")
+            return posted
+        raise AssertionError(f"unexpected instruction {ins!r}")  # pragma: no cover
+
+    async def _post(self, client: AirflowClient, target: str, ins: delivery.Post) -> delivery.Event:
+        """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s`` and
+        never repeated in place (executor rule 4: a lost answer is ``Transient``, and the retry looks first)."""
+        if not self.leading():
+            log.warning("asset.post_withheld target=%s uri=%s marker=%s reason=lease_in_doubt",
+                        target, ins.asset.uri, ins.extra.get(MARKER))  # fmt: skip
+            raise LeadershipLost(f"{self.watcher_id}: lease in doubt before posting to {target}: nothing sent")
+        info = AssetInfo(ins.asset.asset_id, ins.asset.uri)
+        posted = await self.executor.call(
+            lambda: client.post_asset_event(info, ins.extra, ins.partition_key),
+            retry=False, within_s=self.call_timeout_s, what=f"{target}: POST asset event",
+        )  # fmt: skip
+        return delivery.Posted(posted.event_id)
+
+    async def _resolve(self, client: AirflowClient, target: str, ins: delivery.Resolve) -> delivery.TargetAsset | None:
+        cached = self.cache.get((target, ins.uri))
+        if cached is not None and not ins.fresh:
+            return cached
+        found = await client.find_asset(ins.uri, ins.name)
+        if found is None:
+            self.cache.pop((target, ins.uri), None)
+            return None
+        v1 = await client.api_version() is ApiVersion.V1
+        asset = delivery.TargetAsset(found.asset_id, found.uri, v1=v1)
+        self.cache[(target, ins.uri)] = asset
+        return asset
+
+    async def _look(self, client: AirflowClient, ins: delivery.Look) -> int | None:
+        """Delivery rule 3: the target's event carrying this delivery's marker, among ALL the asset's events since
+        the intent (less the clock margin), oldest first, listing after listing: an asset busy since a long-failing
+        intent may hold more than one listing's worth, and a marker missed would be posted twice."""
+        since = ins.requested_at - LOOK_MARGIN
+        while True:
+            listing = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
+            for event in listing.events:
+                if event.extra.get(MARKER) == ins.marker:
+                    return event.event_id
+            if listing.stopped:  # rule 5: the unread event may be our copy; posting now could make a second one
+                raise AirflowUnavailable(
+                    f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500
+                )
+            newest = max((e.timestamp for e in listing.events), default=since)
+            if newest > since:
+                since = newest  # at or after: the events stamped ``newest`` are read again, none skipped
+            elif len(listing.events) < self.list_limit:
+                return None  # read to the end: not there
+            else:  # one instant holds more events than a listing: no way past it, and "not there" is unproven
+                raise AirflowError(f"{client.name}: the look-up of {ins.marker} cannot page past {newest.isoformat()}")
+
+
+def apply_logged(index: AssetIndex, key: str, value: bytes | None, mod_rev: int) -> None:
+    """``index.apply``, saying so when the key or its value does not parse (the index leaves it out)."""
+    problem = index.apply(key, value, mod_rev)
+    if problem is not None:
+        log.warning("asset.%s key=%s", problem.value, key)
