@@ -22,6 +22,7 @@ from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, DeliveryR
 from coordinator.etcd import EtcdStore
 from coordinator.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.executor import Pool
 from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.queue import AssetStream
 from coordinator.watcher.service import Watcher
@@ -79,7 +80,8 @@ def test_a_slow_target_holds_only_its_own_stream(
     arun: Callable[..., Any],
 ) -> None:  # fmt: skip
     """One source event routed to two targets, team_b's POST held for 3 s: team_c's copy arrives while team_b's
-    stream attempt is still in flight, and once it ends each target holds exactly one copy."""
+    stream attempt is still in flight (counted in the streams' pool, not among the trigger actions in flight), and
+    once it ends each target holds exactly one copy."""
     source, b, c = fakes
     settings = settings_for(tmp_path, etcd_endpoint, etcd_prefix)
 
@@ -97,6 +99,7 @@ def test_a_slow_target_holds_only_its_own_stream(
                 await until(lambda: copies(c) == [f"team_a:{event_id}"])
                 assert copies(b) == [], "team_c waited for team_b's POST"
                 assert watcher.queue.processing(AssetStream("team_b", "team_a", ORDERS))
+                assert (watcher.executor.busy, watcher.executor.busy_in(Pool.STREAMS)) == (0, 1)
                 await watcher.executor.drain()
                 assert copies(b) == [f"team_a:{event_id}"]
                 assert copies(c) == [f"team_a:{event_id}"]

@@ -35,7 +35,8 @@ Rules:
 6. Concurrency in one place. :meth:`Executor.spawn` runs an attempt as a task in its pool: trigger attempts at
    most ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
    (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of
-   deliveries never waits in front of a trigger; :meth:`Executor.drain` waits for both (``reconcile --once``, the
+   deliveries never waits in front of a trigger (``busy``, the gauge ``coordinator_actions_in_flight``, counts the
+   triggers' pool only); :meth:`Executor.drain` waits for both (``reconcile --once``, the
    stop, a test), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision
    (one per key in processing), not this module's.
 """
@@ -137,6 +138,7 @@ class Executor:
         self.leadership_lost = asyncio.Event()
         #: Rule 6: only to count, wait for or cancel them.
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pools: dict[Pool, set[asyncio.Task[None]]] = {pool: set() for pool in Pool}
         self._slots = {
             Pool.TRIGGERS: asyncio.Semaphore(self.policy.max_concurrent),
             Pool.STREAMS: asyncio.Semaphore(self.policy.max_concurrent_streams),
@@ -248,12 +250,19 @@ class Executor:
 
         task = asyncio.create_task(slotted(), name=name)
         self._tasks.add(task)
+        self._pools[pool].add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._pools[pool].discard)
 
     @property
     def busy(self) -> int:
-        """Attempts in flight (or waiting for a slot)."""
-        return len(self._tasks)
+        """Trigger attempts in flight (or waiting for a slot): ``coordinator_actions_in_flight``, bounded by
+        ``max_concurrent``."""
+        return len(self._pools[Pool.TRIGGERS])
+
+    def busy_in(self, pool: Pool) -> int:
+        """Attempts of ``pool`` in flight (or waiting for a slot)."""
+        return len(self._pools[pool])
 
     async def drain(self) -> None:
         """Wait for every spawned attempt to finish."""

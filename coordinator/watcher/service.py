@@ -60,7 +60,7 @@ from coordinator.watcher.checkpoint import CheckpointJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
-from coordinator.watcher.executor import Executor, ExecutorPolicy
+from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
 from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
@@ -378,7 +378,8 @@ class Watcher:
         finally:
             self.stop.set()
             # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
-            log.info("watcher.stopping watcher=%s in_flight=%d", self.watcher_id, self.executor.busy)
+            log.info("watcher.stopping watcher=%s in_flight=%d streams=%d", self.watcher_id, self.executor.busy,
+                     self.executor.busy_in(Pool.STREAMS))  # fmt: skip
             self.queue.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
@@ -396,7 +397,8 @@ class Watcher:
             if not (await asyncio.wait({drain}, timeout=STOP_DRAIN_S))[0]:
                 # Safe to cut short: an action's intent is in the ledger before its Airflow call, so the next
                 # leader looks the run up before acting again: an unanswered call is a lost answer.
-                log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d", self.watcher_id, self.executor.busy)
+                log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d streams=%d", self.watcher_id,
+                            self.executor.busy, self.executor.busy_in(Pool.STREAMS))  # fmt: skip
             await self.executor.cancel()
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
