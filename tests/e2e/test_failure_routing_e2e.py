@@ -46,6 +46,9 @@ def test_a_failed_run_triggers_its_handler_once_per_attempt_and_not_its_dependen
             timeout_s=90,
             what=f"handler success of attempt {attempt}",
         )
+        # The listener writes before the scheduler commits: Airflow's REST shows the run's end a moment later.
+        e2e.stack.wait_for_run("09_flaky", run_id, ["failed"], timeout_s=30)
+        e2e.stack.wait_for_run("08_on_failure", run_id_for(partition), ["success"], timeout_s=30)
         failed, handler = e2e.only_run("09_flaky", partition), e2e.only_run("08_on_failure", partition)
         assert failed.state == "failed" and handler.state == "success", (failed, handler)
         assert handler.run_id == run_id_for(partition)
