@@ -244,7 +244,7 @@ def previous_leader(endpoint: str, deps: Path, airflow_url: str, log_path: Path,
 
 
 def estate_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options that size the preloaded estate (this benchmark's, and ``takeover.py``'s)."""
+    """The options that size the preloaded estate (this benchmark's, ``takeover.py``'s and ``snapshot_read.py``'s)."""
     parser.add_argument("--layers", type=int, default=10)
     parser.add_argument("--width", type=int, default=100, help="DAGs per layer")
     parser.add_argument("--partitions", type=int, default=100)

@@ -95,12 +95,7 @@ def per_key(seconds: float, keys: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--layers", type=int, default=10)
-    parser.add_argument("--width", type=int, default=100, help="DAGs per layer")
-    parser.add_argument("--partitions", type=int, default=100)
-    parser.add_argument("--ledger", action="store_true", help="also a done ledger entry per non-root DAG/partition")
-    parser.add_argument("--batch", type=int, default=128, help="puts per preload transaction")
-    parser.add_argument("--max-txn-ops", type=int, default=0, help="etcd --max-txn-ops (0: etcd's default, 128)")
+    cs.estate_arguments(parser)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--md")
     parser.add_argument("--json")
