@@ -241,3 +241,28 @@ def test_malformed_keys_are_reported_held_for_a_relist_and_left_out(key: str, va
     assert index.streams(ROUTE_SETS[0]) == []
     index.apply(key, None, 6)
     assert index.held() == {}
+
+
+def test_a_new_skip_request_on_an_unsettled_entry_is_reported_once_and_only_where_collected() -> None:
+    """Rule 7: an entry that gains a skip request while in error reports its stream once; the same request applied
+    again, a request on a settled entry, a stale replay and an index without a list report nothing."""
+    index = AssetIndex(KEYS, skip_requests=[])
+    key = KEYS.delivery_key("team_b", "team_a", URIS[0], 1)
+    refused = record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=False)
+    requested = record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=True)
+    index.apply(key, refused, 5)
+    assert index.skip_requests == []
+    index.apply(key, requested, 6)
+    assert index.skip_requests == [("team_b", "team_a", URIS[0])]
+    index.skip_requests.clear()
+    index.apply(key, requested, 6)  # the watch replays what the write-through applied: stale, ignored
+    index.apply(key, requested, 7)  # the request held already (the leader rewrote the entry keeping it)
+    index.apply(key, record_bytes("team_a", URIS[0], 1, DeliveryStatus.SKIPPED, None, skip=True), 8)
+    assert index.skip_requests == []
+    other = KEYS.delivery_key("team_c", "team_a", URIS[0], 2)
+    index.apply(other, record_bytes("team_a", URIS[0], 2, DeliveryStatus.PENDING, None, skip=True), 9)
+    assert index.skip_requests == [("team_c", "team_a", URIS[0])], "a request on an entry the index did not hold"
+    reader = AssetIndex(KEYS)
+    reader.apply(key, refused, 5)
+    reader.apply(key, requested, 6)
+    assert reader.skip_requests is None

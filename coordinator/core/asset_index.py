@@ -35,6 +35,11 @@ Rules:
    400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
    validated in full when applied (rule 2); a record is parsed again only when an answer carries it (a due head, a
    retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
+7. Skip requests (``core/assets.py`` rule 16g) are news, not only state: with ``skip_requests`` (a list; the
+   watcher's index has one, a reader's has None), each delivery entry that gains an operator's skip request while
+   unsettled adds its stream there once, for the feeder to hand to the leader's stream reconciler at once instead
+   of at the next asset round. A request already held, or one on a settled entry, adds nothing; the feeder drains
+   the list.
 """
 
 from __future__ import annotations
@@ -171,6 +176,8 @@ class AssetIndex:
     ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
     #: Rule 2: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
+    #: Rule 7: streams whose entry gained a skip request since the feeder last drained this (None: not collected).
+    skip_requests: list[StreamKey] | None = None
     #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
     #: index (the page's asset nodes) derives it again only when this moved.
     version: int = 0
@@ -219,6 +226,8 @@ class AssetIndex:
         self._clear_derived()
         self._page = None
         self._producers.clear()
+        if self.skip_requests is not None:
+            self.skip_requests.clear()
         self.version += 1
 
     @property
@@ -309,7 +318,18 @@ class AssetIndex:
         if bad:
             self.problems[key] = (Problem.MALFORMED_DELIVERY, mod_rev)
             return Problem.MALFORMED_DELIVERY
+        if self.skip_requests is not None and record is not None and parsed is not None:
+            self._note_skip_request(parsed[:3], record, held)
         return None
+
+    def _note_skip_request(self, stream: StreamKey, record: DeliveryRecord, held: HeldEntry | None) -> None:
+        """Rule 7: ``stream`` to ``skip_requests`` when ``record`` brings a skip request the entry did not hold."""
+        assert self.skip_requests is not None
+        if record.skip is None or record.status in SETTLED:
+            return
+        before = parse_delivery(held.value) if held is not None else None  # only on a request: rare
+        if before is None or before.skip is None:
+            self.skip_requests.append(stream)
 
     # ------------------------------------------------------------ what the job and the page ask
 

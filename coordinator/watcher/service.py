@@ -8,7 +8,8 @@ Rules:
    Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
    takes every ready key and hands it to its reconciler: the triggers' (``watcher/triggers.py``: the pure planner,
    the budget, the actuator), the asset streams' (``watcher/deliveries.py``: one key per stream with an event to
-   deliver) or the leader's periodic jobs' (``watcher/jobs.py``). Every requeue
+   deliver; the asset round submits the due ones, and a skip request the watch brings goes there at once) or the
+   leader's periodic jobs' (``watcher/jobs.py``). Every requeue
    (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
    nothing else schedules work: the leader's periodic jobs (audit, retention, the checkpoint...) are timed keys of
    it too (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
@@ -115,7 +116,8 @@ class Watcher:
         self.view = View(self.settings.keys)
         # Semantics rules 16-17: the recorded asset events and the delivery ledger, fed by the same list/watch as the
         # view whether this process leads or not, so the asset job (and a new leader's first round) reads neither.
-        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
+        # Its skip requests (asset index rule 7) go to the stream reconciler as the watch brings them.
+        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix), skip_requests=[])
         self.deadlines = DeadlineIndex(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
         self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
         self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
@@ -171,6 +173,7 @@ class Watcher:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
+        self._submit_skip_requests()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in loaded.problems:
@@ -201,6 +204,22 @@ class Watcher:
     def _apply_batch(self, batch: WatchBatch) -> None:
         """One watch batch into the informer; queue what it changed (rule 1)."""
         self._enqueue(self.informer.apply(batch))
+        self._submit_skip_requests()
+
+    def _submit_skip_requests(self) -> None:
+        """Semantics rule 16g: a stream whose entry just gained an operator's skip request (asset index rule 7) goes
+        to its reconciler now, not at the next asset round (a refused head may wait out a long retry time). Only
+        the leader delivers; a standby drops them, since a new leader's first asset round submits every due stream."""
+        requests = self.assets.skip_requests
+        if not requests:
+            return
+        streams = set(requests)
+        requests.clear()
+        if self.settings.asset_interval_s <= 0 or not self.election.is_leader:
+            return
+        for stream in streams:
+            submitted = self.deliveries.submit(AssetStream(*stream))
+            log.info("asset.skip_requested target=%s source=%s uri=%s submitted=%s", *stream, submitted)
 
     def _enqueue(self, changes: Changes) -> None:
         if changes.relisted:

@@ -160,14 +160,19 @@ def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_afte
     assert markers == [f"default:{i}" for i in [first, *backlog]]
 
 
+def hint(stack: Stack) -> None:
+    """What the plugin writes when Airflow records an event of ``default``: a nudge to list its events now."""
+    change = {"uri": URI, "partition_key": None, "at": "2026-03-01T00:00:00+00:00", "source": "airflow-plugin:default"}
+    stack.etcd.put(AssetKeys(stack.prefix).change_key("default"), json.dumps(change))
+
+
 def test_the_plugin_hint_wakes_the_asset_round_long_before_its_interval(stack: Stack, target: FakeAirflow) -> None:
     """With rounds 10 minutes apart, an event is delivered only because the plugin's hint key was written."""
     start(stack, COORDINATOR_ASSET_INTERVAL_S="600")
     event_id = stack.fake.emit_asset_event(URI)
     stack.settle()
     assert delivered(target) == [], "delivered without a hint: the round ran early"
-    hint = {"uri": URI, "partition_key": None, "at": "2026-03-01T00:00:00+00:00", "source": "airflow-plugin:default"}
-    stack.etcd.put(AssetKeys(stack.prefix).change_key("default"), json.dumps(hint))
+    hint(stack)
     wait_delivered(target, 1)
     assert delivered(target) == [f"default:{event_id}"]
 
@@ -272,6 +277,29 @@ def test_an_event_the_target_refuses_for_good_holds_its_stream_until_an_operator
     assert total(scrape(watcher), "coordinator_asset_events_skipped_total", source="default", target=B) == 1
     again = skip_event(stack, URI, str(refused), "--from", "default", "--to", B)
     assert again.returncode == 0 and "already skipped" in again.stdout
+
+
+def test_a_skip_request_reaches_the_leader_through_its_watch_not_at_the_next_asset_round(
+    stack: Stack, target: FakeAirflow
+) -> None:
+    """With asset rounds 10 minutes apart (events are listed only on the plugin's hint) and a refusal retried after
+    10 minutes, `coordinator skip-event` alone gets the refused head skipped and the next event delivered."""
+    start(stack, COORDINATOR_ASSET_INTERVAL_S="600", COORDINATOR_ERROR_RETRY_S="600")
+    target.fail_next(1, 422, endpoint="post_asset_event")
+    refused = stack.fake.emit_asset_event(URI)
+    hint(stack)
+    wait_for(lambda: [r["status"] for r in ledger(stack).values()] == ["error"], "the refusal in the ledger")
+    later = stack.fake.emit_asset_event(URI)
+    hint(stack)
+    events = AssetKeys(stack.prefix).events
+    wait_for(lambda: len(stack.etcd.items(events)) == 2, "the later event recorded")
+    stack.settle()  # the hint's second round (a second later) is over too: no round is due for 10 minutes
+    assert delivered(target) == [], "an event passed the refused one"
+    done = skip_event(stack, URI, str(refused), "--from", "default", "--to", B)
+    assert done.returncode == 0 and "skip requested" in done.stdout, done.stderr
+    wait_delivered(target, 1)
+    assert delivered(target) == [f"default:{later}"]
+    assert {r["event_id"]: r["status"] for r in ledger(stack).values()} == {refused: "skipped", later: "done"}
 
 
 def test_coordinator_retention_prunes_delivered_events_in_a_running_watcher(stack: Stack, target: FakeAirflow) -> None:
