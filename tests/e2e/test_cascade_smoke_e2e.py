@@ -19,7 +19,10 @@ pytestmark = pytest.mark.e2e
 def test_one_partition_cascades_through_the_seven_pipelines(e2e: E2E) -> None:
     """Triggering 01_pipeline for a partition runs 02..05, then 06 once (fan-in), then 07, each exactly once."""
     deps = e2e.write_dependencies(json.loads((REPO / "dependencies.json").read_text()), name="cascade-smoke.json")
-    watcher = e2e.start_watcher(deps, name="cascade-smoke-watcher")
+    watcher = e2e.start_watcher(deps, "--id", "cascade-smoke", name="cascade-smoke-watcher")
+    # The graph must be adopted before 01 succeeds: a success older than its edges' adoption is history, not news
+    # (on a loaded machine 01 once finished before a watcher that had not waited for this started).
+    e2e.wait_for_leader(deps, "cascade-smoke")
     partition = e2e.new_partition()
     started = time.monotonic()
     e2e.stack.trigger("01_pipeline", e2e.run_id("cascade"), partition)

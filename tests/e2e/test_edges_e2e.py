@@ -86,6 +86,8 @@ def wait_success(e2e: E2E, dag_id: str, partition: str, clear_number: int = 0) -
 def assert_ran(e2e: E2E, dag_id: str, partition: str, tries: int, before: DagRun | None = None) -> DagRun:
     """``dag_id`` has one successful run for ``partition``, the coordinator's, its task tried ``tries`` times (and,
     given ``before``, it is still that same attempt: nothing ran since)."""
+    # The listener writes the success before the scheduler commits it: Airflow's REST shows the end a moment later.
+    e2e.stack.wait_for_run(dag_id, run_id_for(partition), ["success", "failed"], timeout_s=30)
     run = e2e.only_run(dag_id, partition)
     assert (run.state, run.run_id) == ("success", run_id_for(partition)), run
     assert set(task_tries(e2e.stack, dag_id, run.run_id).values()) == {tries}, f"{dag_id} {partition}: tries"
