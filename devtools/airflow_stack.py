@@ -132,6 +132,10 @@ class AirflowStack:
             "PATH": bin_dir + os.pathsep + inherited.get("PATH", ""),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            # Airflow's default database, with a writer waiting up to 30 s for SQLite's one lock instead of Python's
+            # 5 s: on a loaded CI machine the scheduler's loop died of "database is locked" past 5 s (its runs then
+            # never started), and the API answered 500.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=30",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
