@@ -24,6 +24,7 @@ from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
+IMAGE_TESTS = "tests/scenario/test_watcher_image.py"
 ROOT = Path(__file__).resolve().parents[1]
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
 #: (the plugin), the DAG files Airflow parses again and again, the helpers run as scripts.
@@ -54,23 +55,18 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``pytest -n 2`` (make test), every end-to-end test goes to one worker, in collection order, so the
-    session's one Airflow of each version starts once; every other module goes whole to whichever worker is free.
-    (pytest-xdist's ``--dist loadgroup`` would say the same with marks, but it renames node ids in a way pytest 9
-    ignores, so its groups are silently split.)"""
+    session's one Airflow of each version starts once (the watcher image's tests likewise, for one build); each
+    other test is scheduled on its own to whichever worker is free. (pytest-xdist's ``--dist loadgroup`` would say
+    the same with marks, but it renames node ids in a way pytest 9 ignores, so its groups are silently split.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndInOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith("tests/e2e/"):
                 return "tests/e2e"
-            # Any other test goes with its module: a module's fixture (the watcher image's build, an estate imported
-            # through Airflow, the pre-commit environment, a built wheel) is made once, not once per worker and again
-            # after each switch to another module's test (three pre-commit environments of 37 s each before).
-            return nodeid.split("::", 1)[0]
+            # The watcher image's tests share one build (a module fixture): one worker, not two builds at once.
+            return IMAGE_TESTS if nodeid.startswith(IMAGE_TESTS) else nodeid
 
-    # Modules in collection order (not largest first): the end-to-end tests first, the image's early, the many small
-    # unit modules last, where they even out the two workers' ends.
-    config.option.loadscopereorder = False
     return EndToEndInOneWorker(config, log)
 
 
