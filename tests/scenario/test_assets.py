@@ -142,12 +142,18 @@ def test_an_asset_unknown_in_the_target_waits_and_a_backlog_drains_in_order_afte
     first = stack.fake.emit_asset_event(other)
     wait_for(lambda: any("not known in the target" in (r.get("last_error") or "") for r in ledger(stack).values()),
              "the reason in the ledger")  # fmt: skip
-    why = stack.cli("why", "asset", other).stdout
+    # Each retry rewrites the entry as an intent for a moment ("being delivered"): read until the refusal shows.
+    refused = f"delivered to {B}: 0, pending 1; next #{first} of default: refused (AssetUnknown"
+    why = wait_for(lambda: out if refused in (out := stack.cli("why", "asset", other).stdout) else None, "why: refused")
     assert f"route $.assets[0] shares 's3://lake/*' from default with {B}" in why, why
-    assert f"delivered to {B}: 0, pending 1; next #{first} of default: refused (AssetUnknown" in why, why
-    (row,) = [r for r in json.loads(stack.cli("status", "--format", "json").stdout)["assets"] if r["asset"] == other]
+
+    def status_row() -> dict[str, Any] | None:
+        rows = json.loads(stack.cli("status", "--format", "json").stdout)["assets"]
+        (row,) = [r for r in rows if r["asset"] == other]
+        return row if "not known in the target" in (row["next_error"] or "") else None
+
+    row = wait_for(status_row, "status: the refusal")
     assert (row["to"], row["delivered"], row["pending"], row["next_event_id"]) == (B, 0, 1, first), row
-    assert "not known in the target" in row["next_error"], row
     target.add_asset(other)
     wait_for(lambda: [e["extra"].get(MARKER) for e in target.asset_events(other)] == [f"default:{first}"], "refunds")
 
