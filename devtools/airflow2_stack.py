@@ -186,6 +186,7 @@ class Airflow2Stack(AirflowStack):
 
     API_ROOT: ClassVar[str] = API
     PARSER: ClassVar[str] = "scheduler"  # Airflow 2 parses DAG files in the scheduler
+    HEALTH: ClassVar[str] = f"{API}/health"
 
     # gunicorn workers of the webserver: two so a slow request (a DAG bag refresh) does not stall the watcher's calls.
     webserver_workers: int = 2
@@ -263,7 +264,7 @@ class Airflow2Stack(AirflowStack):
                         + self._tail(name)
                     )
             try:
-                status, body = self._http("GET", f"{API}/health", None, token=None, timeout_s=2.0)
+                status, body = self._http("GET", self.HEALTH, None, token=None, timeout_s=2.0)
                 scheduler = (body.get("scheduler") or {}).get("status") if status == 200 else None
                 if scheduler == "healthy":
                     return

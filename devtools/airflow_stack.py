@@ -5,6 +5,7 @@ Rules:
 1. Loopback only and deterministic: everything that matters is set in the children's environment
    (:meth:`AirflowStack.environment`); inherited ``AIRFLOW__*``/``COORDINATOR_*``/``OPENLINEAGE*`` variables are
    dropped so a developer's own configuration cannot leak in. SQLite + LocalExecutor, parallelism 4, no examples.
+   The database runs in SQLite's write-ahead-log mode (:meth:`AirflowStack.use_write_ahead_log`).
 2. Each component is a child process in its own session (so its whole process group can be signalled), run with the
    home as working directory and logging to ``<home>/logs/<component>.log``. The PIDs go to ``<home>/stack.json`` so
    :func:`stop_recorded` in another process (``make down``) can stop them later.
@@ -12,8 +13,11 @@ Rules:
    idle worker), then KILL. A recorded PID is only signalled if it still leads its own session and runs airflow.
 4. Nothing waits forever: a component that exits early or a REST API that does not come up raises
    :class:`AirflowStackError` naming the log file and its last lines.
-5. Several stacks can run at once (multi-instance tests): each has its own home, database, port and JWT secret.
-6. REST calls here use the standard library: this is a launcher and test helper, not the watcher's Airflow client
+5. A stack shared by many tests can be checked (:meth:`AirflowStack.problem`) and revived
+   (:meth:`AirflowStack.revive`): a component that died or a scheduler that stopped heartbeating is restarted, so
+   one crash of Airflow under load fails the test it hit, not every test after it.
+6. Several stacks can run at once (multi-instance tests): each has its own home, database, port and JWT secret.
+7. REST calls here use the standard library: this is a launcher and test helper, not the watcher's Airflow client
    (that is ``coordinator.airflow.client``).
 """
 
@@ -24,6 +28,7 @@ import json
 import logging
 import os
 import secrets
+import sqlite3
 import subprocess
 import sys
 import time
@@ -70,9 +75,11 @@ class AirflowUnreachable(AirflowStackError):
 class AirflowStack:
     """One local Airflow. ``start()`` returns when the REST API answers and the scheduler is healthy."""
 
-    #: REST root and the component that parses DAG files (the Airflow 2 launcher overrides both).
+    #: REST root and the component that parses DAG files (the Airflow 2 launcher overrides these three).
     API_ROOT: ClassVar[str] = "/api/v2"
     PARSER: ClassVar[str] = "dag-processor"
+    #: Where the REST API reports the scheduler's heartbeat, without a login.
+    HEALTH: ClassVar[str] = "/api/v2/monitor/health"
 
     home: Path
     dags_folder: Path
@@ -97,6 +104,7 @@ class AirflowStack:
         self.home = self.home.resolve()
         self.dags_folder = self.dags_folder.resolve()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._args: dict[str, tuple[str, ...]] = {}
         self._token: str | None = None
         self.password = ""
         self.started_in_s: float | None = None
@@ -231,6 +239,7 @@ class AirflowStack:
         env = self.environment()
         try:
             self._run_once(("db", "migrate"), env, "db-migrate", timeout_s=min(timeout_s, 180.0))
+            self.use_write_ahead_log()
             components = {**COMPONENTS, "triggerer": TRIGGERER} if self.triggerer else COMPONENTS
             for component, args in components.items():
                 self._spawn(component, args, env)
@@ -242,6 +251,30 @@ class AirflowStack:
         self.started_in_s = time.monotonic() - begin
         log.info("airflow_stack.up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
         return self
+
+    @property
+    def database_file(self) -> Path | None:
+        """The SQLite file of this stack's metadata database (None when ``extra_env`` points it elsewhere)."""
+        url = self.environment().get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+        if not url.startswith("sqlite:///"):
+            return None
+        return Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+
+    def use_write_ahead_log(self) -> None:
+        """Switch the migrated SQLite database to write-ahead logging (the mode is stored in the file).
+
+        Why: in SQLite's default mode a writer waits until no reader holds the file, and a stack shared by a test
+        session has many readers (the API server answering polls every 0.2 s, the DAG processor, the scheduler's
+        own queries). On a loaded CI machine the scheduler's writes then waited past any timeout and its loop died
+        ("database is locked"), leaving every later run queued. With the log, readers never block the one writer.
+        """
+        database = self.database_file
+        if database is None:
+            return
+        with contextlib.closing(sqlite3.connect(database, timeout=30)) as connection:
+            (mode,) = connection.execute("PRAGMA journal_mode=WAL").fetchone()
+        if mode != "wal":
+            raise AirflowStackError(f"SQLite refused write-ahead logging for {database}: journal mode is {mode!r}")
 
     def _run_once(self, args: tuple[str, ...], env: dict[str, str], name: str, timeout_s: float) -> None:
         with self.log_file(name).open("wb") as out:
@@ -264,6 +297,7 @@ class AirflowStack:
             )
 
     def _spawn(self, component: str, args: tuple[str, ...], env: dict[str, str]) -> None:
+        self._args[component] = args  # revive() starts it again the same way
         with self.log_file(component).open("ab") as out:
             self._procs[component] = subprocess.Popen(
                 [self.python, "-m", "airflow", *args],
@@ -298,7 +332,7 @@ class AirflowStack:
                         + self._tail(name)
                     )
             try:
-                status, body = self._http("GET", "/api/v2/monitor/health", None, token=None, timeout_s=2.0)
+                status, body = self._http("GET", self.HEALTH, None, token=None, timeout_s=2.0)
                 if status == 200:
                     scheduler = (body.get("scheduler") or {}).get("status")
                     if scheduler == "healthy":
@@ -335,6 +369,55 @@ class AirflowStack:
 
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
+
+    def _scheduler_status(self) -> str:
+        """The scheduler's health as the REST API reports it ("healthy", "unhealthy", or why it is unknown)."""
+        try:
+            status, body = self._http("GET", self.HEALTH, None, token=None, timeout_s=5.0)
+        except OSError as exc:
+            return f"unknown ({type(exc).__name__}: {exc})"
+        if status != 200:
+            return f"unknown (HTTP {status})"
+        return str((body.get("scheduler") or {}).get("status"))
+
+    def problem(self) -> str | None:
+        """What is wrong with a started stack (components that exited, a scheduler that is not healthy), else None."""
+        dead = [
+            f"{name} exited with {proc.returncode}" for name, proc in self._procs.items() if proc.poll() is not None
+        ]
+        if dead:
+            return "; ".join(dead)
+        scheduler = self._scheduler_status()
+        return None if scheduler == "healthy" else f"scheduler status {scheduler!r}"
+
+    def diagnosis(self) -> str:
+        """One paragraph for a failing test: each component alive or not, and the end of the scheduler's log."""
+        states = ", ".join(
+            f"{name} {'alive' if proc.poll() is None else f'exited {proc.returncode}'}"
+            for name, proc in self._procs.items()
+        )
+        return f"components: {states}; scheduler log {self.log_file('scheduler')} ends:\n{self._tail('scheduler')}"
+
+    def revive(self, timeout_s: float = 120.0) -> list[str]:
+        """Restart the components that exited, and the scheduler if it stopped heartbeating; wait until healthy.
+
+        Returns the names restarted. A hung scheduler is stopped by its process group first (rule 3).
+        """
+        begin = time.monotonic()
+        restart = [name for name, proc in self._procs.items() if proc.poll() is not None]
+        if "scheduler" not in restart and self._scheduler_status() == "unhealthy":
+            restart.append("scheduler")
+        if not restart:
+            return []
+        _stop_groups({self._procs[name].pid: self._procs[name] for name in restart})
+        env = self.environment()
+        for name in restart:
+            log.warning("airflow_stack.revive instance=%s component=%s", self.instance, name)
+            self._spawn(name, self._args[name], env)
+        self._record()
+        self._token = None
+        self._wait_healthy(begin + timeout_s)
+        return restart
 
     def _tail(self, component: str) -> str:
         try:

@@ -6,10 +6,12 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,22 @@ def test_failed_start_names_the_log_file(tmp_path: Path) -> None:
         stack.start(timeout_s=10)
     assert "no airflow here" in str(info.value)
     assert not (tmp_path / "home" / STATE_FILE).exists()
+
+
+def test_the_sqlite_database_is_switched_to_the_write_ahead_log(tmp_path: Path) -> None:
+    """use_write_ahead_log() puts the stack's SQLite file in WAL mode; a stack on another database is left alone."""
+    stack = AirflowStack(home=tmp_path, dags_folder=tmp_path)
+    assert stack.database_file == tmp_path / "airflow.db"
+    with closing(sqlite3.connect(tmp_path / "airflow.db")) as connection:
+        connection.execute("CREATE TABLE t (x INTEGER)")
+    stack.use_write_ahead_log()
+    with closing(sqlite3.connect(tmp_path / "airflow.db")) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    (tmp_path / "pg").mkdir()
+    elsewhere = AirflowStack(
+        home=tmp_path / "pg", dags_folder=tmp_path,
+        extra_env={"AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "postgresql+psycopg2://airflow@127.0.0.1/airflow"},
+    )  # fmt: skip
+    assert elsewhere.database_file is None
+    elsewhere.use_write_ahead_log()  # nothing to switch, and no SQLite file made
+    assert not (tmp_path / "pg" / "airflow.db").exists()

@@ -6,6 +6,7 @@ the coordinator plugin installed through its entry point, writing to the session
   issue 16 included), all unpaused.
   Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
 - ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
+  Before the test, a component of the stack that died (or a scheduler that stopped heartbeating) is restarted.
 - Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
   ``start_watcher`` runs ``coordinator watch`` as a subprocess against this Airflow and etcd.
 - Partitions: Airflow allows ONE run per (DAG, logical date), and the session shares one Airflow, so every test takes
@@ -85,7 +86,9 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
 
 @pytest.fixture
 def e2e(airflow_e2e: E2E) -> Iterator[E2E]:
-    """The session's Airflow for one test; watchers started by the test are stopped afterwards."""
+    """The session's Airflow for one test, revived first if a component died; watchers started by the test are
+    stopped afterwards."""
+    airflow_e2e.revive_if_needed()
     try:
         yield airflow_e2e
     finally:

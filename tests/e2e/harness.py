@@ -348,7 +348,7 @@ class E2E:
             time.sleep(0.1)
         raise AssertionError(
             f"{dag_id} {partition}: no record {what} within {timeout_s:.0f} s; last: {record!r}; "
-            f"scheduler log: {self.stack.log_file('scheduler')}"
+            f"{self.stack.diagnosis()}"
         )
 
     def read_ledger(self, dag_id: str, partition: str, instance: str | None = None) -> TriggerRecord | None:
@@ -569,6 +569,16 @@ class E2E:
     def wait_for_named_tasks() -> None:
         """After an adoption: every task process from now on knows the graph's named tasks (not a cached copy)."""
         time.sleep(PLUGIN_TASKS_TTL_S + 0.2)
+
+    def revive_if_needed(self) -> None:
+        """Restart what died in the shared Airflow (a scheduler whose loop crashed on a loaded machine leaves every
+        later run queued), saying so in the test's output: one crash fails the test it hit, not the session."""
+        problem = self.stack.problem()
+        if problem is None:
+            return
+        print(f"\nairflow e2e stack unhealthy ({problem}): {self.stack.diagnosis()}")
+        restarted = self.stack.revive()
+        print(f"airflow e2e stack revived: restarted {', '.join(restarted) or 'nothing (it recovered by itself)'}")
 
     def stop_watchers(self, timeout_s: float = 30.0) -> None:
         """TERM every watcher this object started, then KILL what did not exit (after more than the watcher's own

@@ -104,6 +104,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     """An Airflow 2.11 (instance af2) on the session's etcd and prefix, for this module only; stopped by PID."""
+    airflow_e2e.revive_if_needed()
     begin = time.monotonic()
     python = ensure_venv()
     venv_s = time.monotonic() - begin

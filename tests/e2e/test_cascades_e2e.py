@@ -95,6 +95,7 @@ def report(state: dict[str, Attempt], origin: str) -> str:
 def cascade(airflow_e2e: E2E) -> Iterator[Cascade]:
     """One watcher for the module and the first cascade of a fresh partition (01 triggered by hand)."""
     e2e = airflow_e2e
+    e2e.revive_if_needed()
     deps = e2e.write_dependencies(SESSION_GRAPH, name="session-graph.json")
     watcher_id = "e2e-cascades"
     e2e.start_watcher(deps, "--id", watcher_id, name="cascades-watcher")

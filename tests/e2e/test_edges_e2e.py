@@ -51,6 +51,7 @@ SETTLE_S = 3.0
 def edges(airflow_e2e: E2E) -> Iterator[E2E]:
     """The session's Airflow with one watcher for this module, leading with SESSION_GRAPH adopted."""
     e2e = airflow_e2e
+    e2e.revive_if_needed()
     deps = e2e.write_dependencies(SESSION_GRAPH, name="session-graph.json")
     e2e.start_watcher(deps, "--id", WATCHER_ID, name="edges-watcher")
     try:

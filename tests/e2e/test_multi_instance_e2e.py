@@ -88,6 +88,7 @@ SETTLE_S = 2.0
 @pytest.fixture(scope="module")
 def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     """A second Airflow (instance team_b) on the session's etcd and prefix, only for this module; stopped by PID."""
+    airflow_e2e.revive_if_needed()
     base = tmp_path_factory.mktemp("team_b")
     dags = base / "dags"
     dags.mkdir()

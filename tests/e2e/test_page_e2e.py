@@ -58,6 +58,7 @@ class Cascade:
 @pytest.fixture(scope="module")
 def cascade(airflow_e2e: E2E) -> Iterator[Cascade]:
     e2e = airflow_e2e
+    e2e.revive_if_needed()
     deps = e2e.write_dependencies(SESSION_GRAPH, name="page-session.json")
     try:
         e2e.start_watcher(deps, "--id", "page-watcher", name="page-watcher")

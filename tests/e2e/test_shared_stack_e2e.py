@@ -1,0 +1,51 @@
+"""The session's shared Airflow survives its own crashes: a scheduler that died is found before the next test and
+started again, so one crash of Airflow under load fails the test it hit and not every test after it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import time
+from contextlib import closing
+
+import pytest
+
+from coordinator.core.model import RunState
+from devtools.airflow_stack import STATE_FILE
+from tests.e2e.harness import E2E
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_shared_airflow_uses_sqlites_write_ahead_log(e2e: E2E) -> None:
+    """The shared stack's database is in write-ahead-log mode: its many readers never block the scheduler's writes."""
+    database = e2e.stack.database_file
+    assert database is not None and database.is_file()
+    with closing(sqlite3.connect(database)) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_a_killed_scheduler_is_named_restarted_and_runs_the_next_trigger(e2e: E2E) -> None:
+    """After kill -9 of the scheduler's process group, problem() names it, revive() restarts only it, and a run
+    triggered afterwards reaches success and its run-state key."""
+    pids = json.loads((e2e.stack.home / STATE_FILE).read_text(encoding="utf-8"))["pids"]
+    os.killpg(pids["scheduler"], signal.SIGKILL)  # the suite started it in its own session (rule 2 of the stack)
+    deadline = time.monotonic() + 30
+    while (problem := e2e.stack.problem()) is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert problem is not None and "scheduler exited with -9" in problem
+
+    assert e2e.stack.revive() == ["scheduler"]
+    assert e2e.stack.problem() is None
+    others = json.loads((e2e.stack.home / STATE_FILE).read_text(encoding="utf-8"))["pids"]
+    assert others["scheduler"] != pids["scheduler"]
+    assert {name: pid for name, pid in others.items() if name != "scheduler"} == {
+        name: pid for name, pid in pids.items() if name != "scheduler"
+    }
+
+    partition, run_id = e2e.new_partition(), e2e.run_id("revived")
+    e2e.stack.trigger("01_pipeline", run_id, partition)
+    e2e.stack.wait_for_run("01_pipeline", run_id, ["success"], timeout_s=120)
+    e2e.wait_for_run_record("01_pipeline", partition, lambda r: r.state is RunState.SUCCESS, what="success")
