@@ -77,8 +77,8 @@ chromium:
 	    echo ">> chromium not found: install it (sudo apt-get install -y chromium) or tests/e2e/test_page_e2e.py fails"; \
 	  fi; }
 
-# tests/scenario/test_watcher_image.py builds the watcher image with Debian's buildah (chroot isolation, vfs storage:
-# no daemon) from a base debootstrapped here: both installed when missing and we are root on Debian; otherwise those
+# tests/scenario/test_watcher_image.py builds the watcher image with Debian's buildah (chroot isolation, overlay or
+# vfs storage: no daemon) from a base debootstrapped here: both installed when missing and we are root on Debian; otherwise those
 # tests skip, saying why.
 buildah:
 	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \

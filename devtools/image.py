@@ -1,22 +1,25 @@
 """Build the watcher image (docker/watcher.Containerfile) without a Docker daemon: ``make image``.
 
-Debian's ``buildah`` builds it with chroot isolation and vfs storage (neither needs a daemon, kernel overlay support
-or user namespaces). No container registry is reachable from the build machines, so the base, ``debian:bookworm-
-slim``, is made here once from Debian's own packages with ``debootstrap --variant=minbase``, trimmed the way the
-official slim image is (no docs, man pages or locales; dpkg told to keep them out), and stored under the base's own
-name: the same Containerfile then builds here and, with ``docker build`` or ``podman build``, anywhere the real base
-can be pulled. The base is made only when the store does not hold it.
+Debian's ``buildah`` builds it with chroot isolation (no daemon, no user namespaces) on overlay storage where this
+kernel lets buildah mount it, and on vfs storage otherwise (:func:`storage`). No container registry is reachable
+from the build machines, so the base, ``debian:bookworm-slim``, is made here once from Debian's own packages with
+``debootstrap --variant=minbase``, trimmed the way the official slim image is (no docs, man pages or locales; dpkg
+told to keep them out), and stored under the base's own name: the same Containerfile then builds here and, with
+``docker build`` or ``podman build``, anywhere the real base can be pulled. The base is made only when the store
+does not hold it.
 
     python -m devtools.image build [--tag T]   # base if missing, then the image; prints its size beside the target
     python -m devtools.image size [--tag T]
     python -m devtools.image base [--force]    # (re)make only the base
 
-Every buildah call names the storage driver, so a machine whose containers/storage.conf says otherwise still works.
+Every buildah call names the storage driver (:func:`storage`), so a machine whose containers/storage.conf says
+otherwise still works; ``STORAGE_DRIVER=vfs`` (buildah's own variable) chooses one.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import subprocess
@@ -34,7 +37,8 @@ SUITE = "bookworm"
 IMAGE = "localhost/airflow-etcd-coordinator-watcher"
 #: The size the image must stay under, uncompressed (issue 33): the package and its dependencies on a slim Debian.
 TARGET_MB = 150
-STORAGE = ["--storage-driver", "vfs"]
+#: The storage drivers :func:`storage` chooses from, best first.
+DRIVERS = ("overlay", "vfs")
 #: What Debian's slim images leave out (docker-library/debian's slimify list, as dpkg path excludes): docs but their
 #: copyright files, man and info pages, locales but the C one.
 DPKG_EXCLUDES = """\
@@ -101,17 +105,46 @@ def install_tools() -> None:
     subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
+@functools.cache
+def storage() -> tuple[str, ...]:
+    """The storage options of every buildah call here: ``STORAGE_DRIVER`` when set, else overlay if buildah can mount
+    an overlay container on this kernel, else vfs.
+
+    Why overlay first: its layers are copy-on-write. vfs copies the whole tree for every step, so on a 2-core machine
+    an image build with every step cached took 47-68 s and a rebuild that changed one label 110 s; on overlay the
+    same rebuild took 4 s. vfs still works where overlay cannot mount (some containers, no kernel module). Each
+    driver keeps its own images in the same store, so switching makes the base again once.
+    """
+    chosen = os.environ.get("STORAGE_DRIVER", "").strip()
+    if chosen:
+        return ("--storage-driver", chosen)
+    probe = ["buildah", "--storage-driver", DRIVERS[0]]
+    made = subprocess.run([*probe, "from", "scratch"], capture_output=True, text=True)
+    if made.returncode == 0:
+        container = made.stdout.strip()
+        mounted = subprocess.run([*probe, "mount", container], capture_output=True, text=True)
+        subprocess.run([*probe, "rm", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if mounted.returncode == 0:
+            return ("--storage-driver", DRIVERS[0])
+    return ("--storage-driver", DRIVERS[1])
+
+
 def buildah(*args: str, capture: bool = False) -> str:
-    """Run ``buildah --storage-driver vfs ARGS``; raise ImageError with its stderr when it fails."""
-    cmd = ["buildah", *STORAGE, *args]
+    """Run ``buildah <storage options> ARGS``; raise ImageError with its stderr when it fails."""
+    cmd = ["buildah", *storage(), *args]
     result = subprocess.run(cmd, text=True, stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE)
     if result.returncode != 0:
         raise ImageError(f"{' '.join(cmd)} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
     return result.stdout if capture else ""
 
 
+def discard(container: str) -> None:
+    """Remove a working container, quietly (cleanup after an error must not hide the error)."""
+    subprocess.run(["buildah", *storage(), "rm", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def has_image(name: str) -> bool:
-    cmd = ["buildah", *STORAGE, "inspect", "--type", "image", name]
+    cmd = ["buildah", *storage(), "inspect", "--type", "image", name]
     return subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
 
 
@@ -185,7 +218,7 @@ def make_base(force: bool = False) -> None:
                     "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", container)  # fmt: skip
             buildah("commit", "--quiet", "--format", "docker", container, BASE, capture=True)
         finally:
-            subprocess.run(["buildah", *STORAGE, "rm", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            discard(container)
 
 
 def revision() -> str:
@@ -209,7 +242,7 @@ def build(tag: str | None = None, extras: str = "") -> Built:
     tag = tag or default_tag() + (f"-{extras.replace(',', '-')}" if extras else "")
     install_tools()
     make_base()
-    say(f">> building {tag} from {CONTAINERFILE.relative_to(REPO)} with buildah (chroot, vfs)")
+    say(f">> building {tag} from {CONTAINERFILE.relative_to(REPO)} with buildah (chroot, {storage()[-1]})")
     ca = pip_ca_bundle()
     secret = ["--secret", f"id=pip-ca,src={ca}"] if ca is not None else []
     # The build args set the labels for `docker build`; --label sets them again on the final commit here, because
@@ -235,7 +268,7 @@ def image_size(tag: str) -> int:
         du = subprocess.run(["du", "-sb", mount], capture_output=True, text=True, check=True)
         return int(du.stdout.split()[0])
     finally:
-        subprocess.run(["buildah", *STORAGE, "rm", container], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        discard(container)
 
 
 def main(argv: list[str] | None = None) -> int:

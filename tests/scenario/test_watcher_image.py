@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.scenario, pytest.mark.image]
 
 #: Why these tests cannot run here, or None when they can.
 CANNOT_BUILD = (
-    "building the watcher image needs root (buildah's chroot isolation and vfs storage)"
+    "building the watcher image needs root (buildah's chroot isolation and its storage)"
     if os.geteuid() != 0
     else f"{' and '.join(image.missing_tools())} not installed (make pytest installs Debian's packages)"
     if image.missing_tools()
@@ -47,7 +47,8 @@ SECRET_NAMES = (".env", ".netrc", ".pypirc", "pip.conf", "id_rsa", "id_ed25519",
 
 
 def _buildah(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["buildah", *image.STORAGE, *args], capture_output=True, text=True, check=check, timeout=300)
+    command = ["buildah", *image.storage(), *args]
+    return subprocess.run(command, capture_output=True, text=True, check=check, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def buildah_run(container: str, tmp: Path) -> Launcher:
 
     def command(env: dict[str, str]) -> list[str]:
         settings = [f"--env={k}={v}" for k, v in env.items() if k.startswith("COORDINATOR_") or k == "PYTHONUNBUFFERED"]
-        return ["buildah", *image.STORAGE, "run", "--isolation", "chroot", "--volume", f"{tmp}:{tmp}:ro",
+        return ["buildah", *image.storage(), "run", "--isolation", "chroot", "--volume", f"{tmp}:{tmp}:ro",
                 *settings, container, "--", "coordinator"]  # fmt: skip
 
     return command
