@@ -24,7 +24,9 @@ from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
-IMAGE_TESTS = "tests/scenario/test_watcher_image.py"
+#: Modules whose tests share one expensive module fixture: each runs in one worker, so the fixture is made once (the
+#: watcher image's build; the pre-commit environment that installs this checkout).
+SHARED_FIXTURE_MODULES = ("tests/scenario/test_watcher_image.py", "tests/test_precommit_hook.py")
 ROOT = Path(__file__).resolve().parents[1]
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
 #: (the plugin), the DAG files Airflow parses again and again, the helpers run as scripts.
@@ -55,7 +57,7 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under ``pytest -n 2`` (make test), every end-to-end test goes to one worker, in collection order, so the
-    session's one Airflow of each version starts once (the watcher image's tests likewise, for one build); each
+    session's one Airflow of each version starts once (the modules of ``SHARED_FIXTURE_MODULES`` likewise); each
     other test is scheduled on its own to whichever worker is free. (pytest-xdist's ``--dist loadgroup`` would say
     the same with marks, but it renames node ids in a way pytest 9 ignores, so its groups are silently split.)"""
     from xdist.scheduler import LoadScopeScheduling
@@ -64,8 +66,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         def _split_scope(self, nodeid: str) -> str:
             if nodeid.startswith("tests/e2e/"):
                 return "tests/e2e"
-            # The watcher image's tests share one build (a module fixture): one worker, not two builds at once.
-            return IMAGE_TESTS if nodeid.startswith(IMAGE_TESTS) else nodeid
+            # One worker per such module, not two builds of its fixture at once.
+            module = nodeid.split("::", 1)[0]
+            return module if module in SHARED_FIXTURE_MODULES else nodeid
 
     return EndToEndInOneWorker(config, log)
 

@@ -1,7 +1,9 @@
-"""The hooks of ``.pre-commit-hooks.yaml``, run through ``pre-commit try-repo`` on a temporary repository.
+"""The hooks of ``.pre-commit-hooks.yaml``, run by ``pre-commit`` in a temporary team repository.
 
-try-repo installs this checkout (its working tree, committed or staged) into pre-commit's own environment, exactly
-as a team's repository would get it; the first install takes a minute, so the environment is shared by the module.
+pre-commit installs this checkout (its working tree, committed or not) into its own environment, exactly as a team's
+repository gets it: the module copies the working tree into a shadow git repository once, as ``pre-commit try-repo``
+does, and each test's repository names that commit in its ``.pre-commit-config.yaml``. (``try-repo`` itself keeps
+its environments in a temporary store, so each of its calls installs the package again: about 30 s each.)
 """
 
 from __future__ import annotations
@@ -11,18 +13,47 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = '{\n  "a": "c",\n  "b": ["a", "bad id"],\n  "c": "b"\n}\n'
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"} | {
+    "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HookRepo:
+    """This checkout's working tree as one commit of a git repository, and pre-commit's store for the module."""
+
+    path: Path
+    rev: str
+    home: Path
+
+
+def git(*args: str, cwd: Path) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, env=os.environ | IDENTITY, capture_output=True, text=True)
+    assert done.returncode == 0, f"git {' '.join(args)}: {done.stderr}"
+    return done.stdout
 
 
 @pytest.fixture(scope="module")
-def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    # A private cache: the test never reuses (or pollutes) the user's ~/.cache/pre-commit.
-    yield tmp_path_factory.mktemp("pre-commit-home")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookRepo]:
+    """The working tree's tracked files (changes not yet committed included) committed in a shadow repository, and a
+    private pre-commit store (never the user's ~/.cache/pre-commit) that installs it once for the module."""
+    base = tmp_path_factory.mktemp("pre-commit")
+    shadow = base / "shadow"
+    git("clone", "--quiet", "--no-hardlinks", str(ROOT), str(shadow), cwd=base)
+    changes = git("diff", "HEAD", "--binary", cwd=ROOT)
+    if changes:
+        applied = subprocess.run(["git", "apply", "--binary", "-"], cwd=shadow, input=changes, text=True, check=False)
+        assert applied.returncode == 0, "the working tree's changes did not apply to the shadow repository"
+    git("add", "--all", cwd=shadow)
+    git("commit", "--quiet", "--allow-empty", "--no-verify", "-m", "working tree", cwd=shadow)
+    yield HookRepo(shadow, git("rev-parse", "HEAD", cwd=shadow).strip(), base / "home")
 
 
 def team_repo(path: Path, text: str) -> Path:
@@ -34,14 +65,18 @@ def team_repo(path: Path, text: str) -> Path:
     return path
 
 
-def try_repo(repo: Path, hook: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def run_hook(repo: Path, hook: str, hooks: HookRepo, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pre-commit run HOOK --all-files`` in ``repo``, whose config names the shadow repository at its commit."""
+    config = repo / ".pre-commit-config.yaml"
+    config.write_text(
+        f"repos:\n  - repo: {hooks.path}\n    rev: {hooks.rev}\n    hooks:\n      - id: {hook}\n", encoding="utf-8"
+    )
+    git("add", config.name, cwd=repo)  # pre-commit refuses a configuration with unstaged changes
     base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"}
-    identity |= {"GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid"}
     return subprocess.run(
-        [sys.executable, "-m", "pre_commit", "try-repo", str(ROOT), hook, "--all-files", "--color", "never"],
+        [sys.executable, "-m", "pre_commit", "run", hook, "--all-files", "--color", "never", "--config", str(config)],
         cwd=repo,
-        env=base | identity | {"PRE_COMMIT_HOME": str(home)} | env,
+        env=base | IDENTITY | {"PRE_COMMIT_HOME": str(hooks.home)} | env,
         capture_output=True,
         text=True,
         timeout=600,
@@ -49,19 +84,19 @@ def try_repo(repo: Path, hook: str, home: Path, **env: str) -> subprocess.Comple
     )
 
 
-def test_validate_hook_passes_a_valid_file(tmp_path: Path, pre_commit_home: Path) -> None:
+def test_validate_hook_passes_a_valid_file(tmp_path: Path, hook_repo: HookRepo) -> None:
     """coordinator-validate passes on a valid dependencies.json."""
     repo = team_repo(tmp_path / "team", (ROOT / "dependencies.json").read_text(encoding="utf-8"))
-    result = try_repo(repo, "coordinator-validate", pre_commit_home)
+    result = run_hook(repo, "coordinator-validate", hook_repo)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "coordinator validate (dependencies.json)" in result.stdout
     assert "Passed" in result.stdout
 
 
-def test_validate_hook_fails_an_invalid_file_and_says_why(tmp_path: Path, pre_commit_home: Path) -> None:
+def test_validate_hook_fails_an_invalid_file_and_says_why(tmp_path: Path, hook_repo: HookRepo) -> None:
     """coordinator-validate fails the commit on an invalid file and prints the problem with its line."""
     repo = team_repo(tmp_path / "team", INVALID)
-    result = try_repo(repo, "coordinator-validate", pre_commit_home)
+    result = run_hook(repo, "coordinator-validate", hook_repo)
     assert result.returncode == 1, result.stdout + result.stderr
     assert "Failed" in result.stdout
     assert "dependencies.json:2: $.a: cycle a -> b -> c -> a" in result.stdout
@@ -69,14 +104,14 @@ def test_validate_hook_fails_an_invalid_file_and_says_why(tmp_path: Path, pre_co
 
 
 def test_diff_hook_prints_the_change_against_the_store(
-    tmp_path: Path, pre_commit_home: Path, etcd_endpoint: str, etcd_prefix: str
+    tmp_path: Path, hook_repo: HookRepo, etcd_endpoint: str, etcd_prefix: str
 ) -> None:
     """coordinator-diff (no args: the adopted graph in etcd) prints what the file would change and passes."""
     repo = team_repo(tmp_path / "team", json.dumps({"b": "a"}))
-    result = try_repo(
+    result = run_hook(
         repo,
         "coordinator-diff",
-        pre_commit_home,
+        hook_repo,
         COORDINATOR_ETCD_ENDPOINTS=etcd_endpoint,
         COORDINATOR_PREFIX=etcd_prefix,
     )
