@@ -291,12 +291,15 @@ class Airflow2Stack(AirflowStack):
         """Nothing to log in to: REST v1 takes HTTP Basic credentials on every request."""
         return ""
 
-    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+    def request(
+        self, method: str, path: str, body: Any = None, timeout_s: float | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """One authenticated REST call (``/api/v1/...``). Returns (status, JSON).
 
-        Raises AirflowUnreachable when the API does not answer within ``timeout_s``."""
+        Raises AirflowUnreachable when the API does not answer within ``timeout_s`` (10 s unless given: this stack
+        keeps SQLite's default 5 s wait for its lock)."""
         try:
-            return self._http(method, path, body, None, timeout_s)
+            return self._http(method, path, body, None, 10.0 if timeout_s is None else timeout_s)
         except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
             raise AirflowUnreachable(f"{method} {self.url}{path}: {exc}") from exc
 

@@ -57,6 +57,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
 TRIGGERER: tuple[str, ...] = ("triggerer", "--skip-serve-logs")
 STATE_FILE = "stack.json"
 _LOG_TAIL_LINES = 25
+#: How long a test waits for a REST call that writes: longer than the 30 s the API server's write may wait for
+#: SQLite's lock (the ``timeout`` of the database URL), so a loaded machine's slow write is not taken for a hang.
+WRITE_TIMEOUT_S = 40.0
 # Stop: first TERM, then a second TERM, then KILL. Airflow normally exits within 2-5 s of the first TERM.
 _TERM_WAIT_S = 10.0
 _SECOND_TERM_WAIT_S = 5.0
@@ -462,10 +465,15 @@ class AirflowStack:
         self._token = str(body["access_token"])
         return self._token
 
-    def request(self, method: str, path: str, body: Any = None, timeout_s: float = 10.0) -> tuple[int, dict[str, Any]]:
+    def request(
+        self, method: str, path: str, body: Any = None, timeout_s: float | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """One authenticated REST call (``/api/v2/...``); logs in again once on 401/403. Returns (status, JSON).
 
-        Raises AirflowUnreachable when the API does not answer within ``timeout_s``."""
+        Raises AirflowUnreachable when the API does not answer within ``timeout_s`` (10 s for a read,
+        ``WRITE_TIMEOUT_S`` for a write)."""
+        if timeout_s is None:
+            timeout_s = 10.0 if method == "GET" else WRITE_TIMEOUT_S
         try:
             token = self._token or self.login()
             status, parsed = self._http(method, path, body, token, timeout_s)
@@ -515,11 +523,18 @@ class AirflowStack:
         body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
         path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns"
         for attempt in range(5):
-            status, parsed = self.request("POST", path, body)
+            try:
+                status, parsed = self.request("POST", path, body)
+            except AirflowUnreachable:
+                if attempt == 4:
+                    raise
+                time.sleep(1.0)
+                continue
             if status < 300:
                 return parsed
             # SQLite (the local stacks' database) answers 500 "database is locked" when the scheduler holds its one
-            # writer lock; the run id is ours, so a retry is safe and a 409 after one means the first try committed.
+            # writer lock past the wait, and a loaded machine may not answer in time at all; the run id is ours, so a
+            # retry is safe and a 409 after one means an earlier try committed.
             if status == 409 and attempt > 0 and (run := self.get_run(dag_id, run_id)) is not None:
                 return run
             if status != 500 or attempt == 4:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
 import os
 import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -182,3 +185,53 @@ def test_the_sqlite_database_is_switched_to_the_write_ahead_log(tmp_path: Path) 
     assert elsewhere.database_file is None
     elsewhere.use_write_ahead_log()  # nothing to switch, and no SQLite file made
     assert not (tmp_path / "pg" / "airflow.db").exists()
+
+
+class SlowFirstWrite(http.server.BaseHTTPRequestHandler):
+    """An Airflow REST stand-in whose first trigger commits but answers too late (a write waiting for SQLite's lock
+    on a loaded machine); the run id then exists, so a second trigger gets 409."""
+
+    posts: ClassVar[list[float]] = []
+    run: ClassVar[dict[str, str]] = {"dag_run_id": "r1", "state": "queued"}
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/auth/token":
+            return self.answer(201, {"access_token": "t"})
+        type(self).posts.append(time.monotonic())
+        if len(self.posts) == 1:
+            time.sleep(1.0)  # committed, but the client gave up
+            return self.answer(200, self.run)
+        return self.answer(409, {"detail": "already exists"})
+
+    def do_GET(self) -> None:
+        return self.answer(200, self.run)
+
+    def answer(self, status: int, body: dict[str, str]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_trigger_whose_answer_timed_out_is_retried_and_found_committed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """trigger() retries a POST that timed out; the 409 that follows means the first try committed: it returns the
+    run instead of failing the test that triggered."""
+    monkeypatch.setattr(airflow_stack, "WRITE_TIMEOUT_S", 0.3)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowFirstWrite)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        stack = AirflowStack(home=tmp_path, dags_folder=tmp_path, port=server.server_address[1])
+        assert stack.trigger("01_pipeline", "r1", "2001-01-01T00:00:00Z") == SlowFirstWrite.run
+        assert len(SlowFirstWrite.posts) == 2
+    finally:
+        server.shutdown()
+        server.server_close()
