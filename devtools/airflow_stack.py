@@ -57,8 +57,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
 TRIGGERER: tuple[str, ...] = ("triggerer", "--skip-serve-logs")
 STATE_FILE = "stack.json"
 _LOG_TAIL_LINES = 25
-#: How long a test waits for a REST call that writes: longer than the 30 s the API server's write may wait for
-#: SQLite's lock (the ``timeout`` of the database URL), so a loaded machine's slow write is not taken for a hang.
+#: How long a test waits for a REST call that writes: a loaded machine's API server may be slow to write to SQLite,
+#: and a slow write is not a hang.
 WRITE_TIMEOUT_S = 40.0
 # Stop: first TERM, then a second TERM, then KILL. Airflow normally exits within 2-5 s of the first TERM.
 _TERM_WAIT_S = 10.0
@@ -143,10 +143,12 @@ class AirflowStack:
             "PATH": bin_dir + os.pathsep + inherited.get("PATH", ""),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            # Airflow's default database, with a writer waiting up to 30 s for SQLite's one lock instead of Python's
-            # 5 s: on a loaded CI machine the scheduler's loop died of "database is locked" past 5 s (its runs then
-            # never started), and the API answered 500.
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db?timeout=30",
+            # Airflow's default database, named so the stack can switch it to SQLite's write-ahead log. A writer waits
+            # Python's default 5 s for the lock: with 30 s, CI saw every writer stall for 61 s at once (the DAG
+            # processor's heartbeat "recovered after 61.35 seconds"; tasks killed, the API's writes timing out), as
+            # if a process waited twice on a lock it held through another connection. A scheduler that dies of
+            # "database is locked" is revived instead (``revive``).
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
