@@ -23,6 +23,7 @@ from coordinator.errors import CoordinatorError, LeadershipLost, RevisionCompact
 from coordinator.etcd import watch
 from coordinator.etcd.election import Election
 from coordinator.etcd.stubs import rpc
+from coordinator.etcd.tls_hint import is_handshake_failure, not_tls_message, plain_http_answers
 from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,
@@ -99,6 +100,11 @@ class EtcdStore:
             where = ", ".join(endpoint_url(ep) for ep in settings.endpoints)
             cause = exc.__cause__
             detail = details(cause) if isinstance(cause, RpcError) else str(exc)
+            if is_handshake_failure(detail):
+                # gRPC says only "handshake read failed": ask plainly whether the member speaks TLS at all.
+                plain = [ep for ep in settings.endpoints if ep.tls and await plain_http_answers(ep)]
+                if plain:
+                    raise StoreUnavailable("; ".join(not_tls_message(ep) for ep in plain)) from exc
             raise StoreUnavailable(f"cannot reach {where}: {detail}") from exc
         except BaseException:
             await store.close()
