@@ -233,7 +233,7 @@ def _lineage(p: LineageProbe) -> Check:
     if p.status in (401, 403):
         return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} refused the token ({p.status})",
                      fix="COORDINATOR_LINEAGE_TOKEN_FILE must hold a token whose sha256 is in the receiver's tokens "
-                         "file (`coordinator lineage token` makes one)")  # fmt: skip
+                         "file (`coordinator lineage token NAME --namespace NAMESPACE` makes one)")  # fmt: skip
     if p.status != 200:
         return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} answered {p.status}: {p.error}",
                      fix="see the receiver's log")  # fmt: skip

@@ -71,7 +71,11 @@ AdoptSinceOpt = Annotated[
     typer.Option("--adopt-since", help="first start: process run states of partitions at or after this logical date"),
 ]
 AdoptNoneOpt = Annotated[
-    bool, typer.Option("--adopt-none", help="first start: ignore history (use `coordinator backfill` for it)")
+    bool,
+    typer.Option(
+        "--adopt-none",
+        help="first start: ignore history (then `coordinator backfill DAG --from DATE --to DATE` for it)",
+    ),
 ]
 LimitOpt = Annotated[
     int | None,

@@ -77,8 +77,8 @@ def serve(
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
     tokens_file = tokens or (Path(p) if (p := os.environ.get("COORDINATOR_LINEAGE_TOKENS_FILE")) else None)
     if tokens_file is None:
-        fail("no tokens file: give --tokens or COORDINATOR_LINEAGE_TOKENS_FILE (`coordinator lineage token` makes "
-             "an entry)")  # fmt: skip
+        fail("no tokens file: give --tokens or COORDINATOR_LINEAGE_TOKENS_FILE (`coordinator lineage token "
+             "NAME --namespace NAMESPACE` makes an entry)")  # fmt: skip
     listen_at = _address(listen or os.environ.get("COORDINATOR_LINEAGE_LISTEN", DEFAULT_LISTEN), "--listen")
     if listen_at is None:
         fail("--listen: the receiver needs an address (off is for --http)")

@@ -114,12 +114,13 @@ class FirstAdoption:
     def how_to_proceed(self) -> list[str]:
         """What the operator can do about a held adoption (rule e)."""
         newest = self.partitions[-1] if self.partitions else "2026-01-01"
+        oldest = self.partitions[0] if self.partitions else newest
         return [
             f"process recent history only: coordinator watch --adopt-since {newest[:10]} "
             "(or COORDINATOR_ADOPT_HISTORY=<date>)",
             "process all of it: coordinator watch --adopt-all (or COORDINATOR_ADOPT_HISTORY=all)",
             "start from new runs only: coordinator watch --adopt-none (or COORDINATOR_ADOPT_HISTORY=none), then "
-            "coordinator backfill DAG --from ... --to ... for the history you want",
+            f"coordinator backfill DAG --from {oldest[:10]} --to {newest[:10]} for each DAG whose history you want",
             "raise the limit: COORDINATOR_FIRST_START_LIMIT (the same works for reconcile --once and the watcher DAG)",
         ]
 

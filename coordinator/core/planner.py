@@ -590,7 +590,8 @@ class _PartitionPlanner:
                 else f"its inputs predate its definition (active since revision {since})"
             )
             return verdict(
-                f"{node} is not triggered: {why}; run `coordinator backfill {node}` to process it",
+                f"{node} is not triggered: {why}; run `coordinator backfill {node} --from {self.partition} --to "
+                f"{self.partition}` to process it",
                 *((stale,) if stale else ()),
             ), None
         if edges is not None:

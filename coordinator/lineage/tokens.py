@@ -91,7 +91,8 @@ def load_tokens(path: Path) -> Tokens:
             raise ConfigError(f"{where}.name: expected a unique non-empty name")
         if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ConfigError(
-                f"{where}.sha256: expected 64 lowercase hex digits (`coordinator lineage token` prints it)"
+                f"{where}.sha256: expected 64 lowercase hex digits (`coordinator lineage token NAME --namespace "
+                "NAMESPACE` prints it)"
             )
         if not isinstance(namespaces, list) or not namespaces or not all(isinstance(n, str) and n for n in namespaces):
             raise ConfigError(f"{where}.namespaces: expected a non-empty list of namespace patterns")
