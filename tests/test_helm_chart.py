@@ -2,12 +2,21 @@
 Helm v4's Go code through its C ABI: no helm binary, no cluster, no network), every rendered object validated
 strictly against Kubernetes' OpenAPI schemas of three releases (kubernetes-validate), the custom resources against
 the fields their operators define, the values schema refusing bad values with the path of the bad one, and every
-setting and flag the chart gives the watcher checked against the real settings and CLI."""
+setting and flag the chart gives the watcher checked against the real settings and CLI. The graph a user gives
+reaches the ConfigMap unchanged (the real `coordinator validate` judges it), an install missing a value it cannot
+run without is refused naming that value, and the install commands of docs/operations.md are rendered as Helm parses
+them."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +28,40 @@ import pytest
 import yaml
 
 import coordinator
-from coordinator.settings import ListenAddress, Settings, parse_listen
+from coordinator.settings import ListenAddress, Settings, load_instances_file, parse_listen
+from coordinator.spec_file import load_spec
 from tests.support.cli_contract import command_problem, setting_variables
 
-CHART = Path(__file__).resolve().parents[1] / "charts" / "airflow-etcd-coordinator"
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "airflow-etcd-coordinator"
+EXAMPLES = ROOT / "charts" / "examples"
+#: The image in a team's own registry (no public image exists: the team builds and pushes it).
+IMAGE = "registry.example.com/platform/airflow-etcd-coordinator-watcher"
+#: What a release cannot run without, and nothing else: the image, etcd, one Airflow and a graph.
+REQUIRED: dict[str, Any] = {
+    "image": {"repository": IMAGE},
+    "etcd": {"endpoints": "http://etcd:2379"},
+    "airflow": {"url": "http://airflow-api-server:8080"},
+    "deps": {"content": {"version": 1, "dags": {"b": {"upstreams": ["a"]}, "a": {}}}},
+}
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` deep-merged over a copy of ``base`` (maps merge, anything else replaces), as Helm merges values."""
+    result = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(result.get(key), dict):
+            result[key] = merged(result[key], value)
+        else:
+            result[key] = copy.deepcopy(value)
+    return result
+
+
 #: Three releases across the supported range (Chart.yaml's kubeVersion is >= 1.30).
 KUBERNETES = ["1.30.0", "1.33.0", "1.35.0"]
 #: Every switch on: TLS, auth, several instances, monitors, network policy, etcd-operator's cluster.
 ALL_ON: dict[str, Any] = {
+    "image": {"repository": IMAGE},
     "etcd": {
         "endpoints": "https://coordinator-etcd-client:2379",
         "auth": {"username": "coordinator-watcher", "existingSecret": "coordinator-etcd"},
@@ -89,7 +124,7 @@ ALL_ON: dict[str, Any] = {
         "storage": {"volumeSizeRequest": "16Gi", "storageClassName": "fast"},
     },
 }
-CASES = {"defaults": {}, "all-on": ALL_ON}
+CASES = {"minimal": REQUIRED, "all-on": ALL_ON}
 
 #: The custom resources' own schemas, written from the fields their operators define (etcd-operator's CRD
 #: operator.etcd.io_etcdclusters.yaml; the Prometheus Operator's ServiceMonitor and PodMonitor), strict on the
@@ -176,7 +211,7 @@ def container(objects: list[dict[str, Any]]) -> dict[str, Any]:
 @pytest.mark.parametrize("version", KUBERNETES)
 @pytest.mark.parametrize("case", list(CASES))
 def test_every_rendered_object_is_valid_kubernetes(chart: helm.Chart, case: str, version: str) -> None:
-    """With the default values and with every switch on, each rendered object validates strictly (unknown fields
+    """With only the required values and with every switch on, each rendered object validates strictly (unknown fields
     refused) against that Kubernetes release's schema, or against its operator's fields for a custom resource."""
     objects = render(chart, CASES[case])
     kinds = sorted(o["kind"] for o in objects)
@@ -195,7 +230,7 @@ def test_every_rendered_object_is_valid_kubernetes(chart: helm.Chart, case: str,
 @pytest.mark.parametrize("version", KUBERNETES)
 def test_helm_lint_finds_nothing(version: str) -> None:
     """`helm lint --strict` (Helm's own linter, run for each Kubernetes release) reports no error or warning, with
-    the default values and with every switch on."""
+    only the required values and with every switch on."""
     for values in CASES.values():
         report = helm.lint(CHART, values, strict=True, kube_version=f"v{version}")
         problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
@@ -206,7 +241,7 @@ def test_the_watcher_runs_hardened_with_two_replicas_and_both_probes(chart: helm
     """Defaults: 2 replicas, a rollout that never removes a ready pod first, a PDB keeping one, non-root 65532 with
     every capability dropped and a read-only root (/tmp an emptyDir), no service account token, /healthz and
     /readyz probes on the listener the watcher binds on 0.0.0.0, and the image tag the package's version."""
-    objects = render(chart, {})
+    objects = render(chart, REQUIRED)
     deployment = by_kind(objects, "Deployment")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
@@ -220,7 +255,7 @@ def test_the_watcher_runs_hardened_with_two_replicas_and_both_probes(chart: helm
     assert watcher["securityContext"] == {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                           "capabilities": {"drop": ["ALL"]}}  # fmt: skip
     assert {"name": "tmp", "mountPath": "/tmp"} in watcher["volumeMounts"]
-    assert watcher["image"] == f"airflow-etcd-coordinator-watcher:{coordinator.__version__}"
+    assert watcher["image"] == f"{IMAGE}:{coordinator.__version__}"
     env = {e["name"]: e.get("value") for e in watcher["env"]}
     assert env["COORDINATOR_HTTP"] == "0.0.0.0:9465"
     assert watcher["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http-metrics"}
@@ -231,7 +266,7 @@ def test_the_watcher_runs_hardened_with_two_replicas_and_both_probes(chart: helm
 def test_the_probes_hit_the_port_the_watcher_binds_on_every_interface(chart: helm.Chart, port: int) -> None:
     """Liveness and startup on /healthz, readiness on /readyz, each on the container port that COORDINATOR_HTTP makes
     the listener bind on 0.0.0.0, also when metrics.port moves it; the metrics Service targets that port."""
-    objects = render(chart, {"metrics": {"port": port}})
+    objects = render(chart, merged(REQUIRED, {"metrics": {"port": port}}))
     watcher = container(objects)
     env = {e["name"]: e.get("value") for e in watcher["env"]}
     assert parse_listen(env["COORDINATOR_HTTP"]) == ListenAddress("0.0.0.0", port)
@@ -308,13 +343,14 @@ def test_the_values_schema_refuses_bad_values_naming_the_path(
     """A string or zero replica count, an unknown key, a password given inline (anywhere), an etcd below 3.5.3 or a
     retention that is no duration fails Helm's values validation with an error naming the bad value's path."""
     with pytest.raises(helm.HelmValuesError) as refused:
-        chart.validate_schema(values)
+        chart.validate_schema(merged(REQUIRED, values))
     assert path.split(".")[-1] in str(refused.value), str(refused.value)
+    assert str(refused.value).count("- at '") == 1, "only the bad value is refused: " + str(refused.value)
 
 
-def test_the_defaults_pass_the_values_schema(chart: helm.Chart) -> None:
-    """values.yaml itself and the all-on values are valid against values.schema.json."""
-    chart.validate_schema({})
+def test_the_required_and_all_on_values_pass_the_values_schema(chart: helm.Chart) -> None:
+    """The required values alone and the all-on values are valid against values.schema.json."""
+    chart.validate_schema(REQUIRED)
     chart.validate_schema(ALL_ON)
 
 
@@ -327,12 +363,13 @@ def test_a_changed_dependencies_file_rolls_the_pods(chart: helm.Chart) -> None:
         value: str = pod["annotations"]["checksum/deps"]
         return value
 
-    changed = {"deps": {"content": {"version": 1, "dags": {"x": {}}}}}
-    assert checksum({}) == checksum({}) != checksum(changed)
+    changed = merged(REQUIRED, {"deps": {"content": {"version": 1, "dags": {"x": {}}}}})
+    assert checksum(REQUIRED) == checksum(REQUIRED) != checksum(changed)
 
 
 def examples() -> Iterator[Path]:
-    yield from sorted((CHART.parent / "examples").glob("*.yaml"))
+    """The example manifests (the example values files, *-values.yaml, are the chart's input: tested below)."""
+    yield from sorted(p for p in EXAMPLES.glob("*.yaml") if not p.name.endswith("-values.yaml"))
 
 
 @pytest.mark.parametrize("example", list(examples()), ids=lambda p: p.name)
@@ -387,3 +424,242 @@ def test_the_receiver_renders_valid_objects_apart_from_the_watcher(chart: helm.C
     assert {e["name"] for e in main["env"]} <= setting_variables()
     env = {e["name"]: e.get("value") for e in main["env"]}
     assert env["COORDINATOR_LINEAGE_INSTANCES"] == "analytics" and env["COORDINATOR_LINEAGE_LISTEN"] == "0.0.0.0:9467"
+
+
+def deps_text(objects: list[dict[str, Any]]) -> str:
+    """The dependencies.json the watcher's pods read: the deps ConfigMap's data, as the API server stores it."""
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-deps")]
+    text: str = config["data"]["dependencies.json"]
+    return text
+
+
+def validate_graph(text: str, tmp_path: Path) -> str:
+    """Run the real `coordinator validate` on ``text`` as a user would; its summary line, or the test fails."""
+    path = tmp_path / "dependencies.json"
+    path.write_text(text, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "coordinator.cli", "validate", str(path)], capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("flag", ["--set-json", "--set-file"])
+def test_the_repositorys_graph_reaches_the_pods_unchanged(
+    chart: helm.Chart, flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repository's own dependencies.json (the shorthand) given as `--set-json deps.content="$(cat ...)"` or as
+    `--set-file deps.content=dependencies.json` (parsed by Helm's own parsers) renders a ConfigMap holding that graph
+    and nothing else (the text byte for byte with --set-file), which the real `coordinator validate` accepts."""
+    monkeypatch.chdir(ROOT)
+    source = (ROOT / "dependencies.json").read_text(encoding="utf-8")
+    if flag == "--set-json":
+        given = helm.parse_set_json("deps.content=" + source)
+    else:
+        given = helm.parse_set_file("deps.content=dependencies.json")
+    values = merged({k: v for k, v in REQUIRED.items() if k != "deps"}, given)
+    text = deps_text(render(chart, values))
+    assert json.loads(text) == json.loads(source)
+    if flag == "--set-file":
+        assert text == source
+    assert "valid — 7 DAGs, 9 edges, 1 root (01_pipeline)" in validate_graph(text, tmp_path)
+
+
+def test_an_empty_install_is_refused_naming_each_value_it_cannot_run_without(chart: helm.Chart) -> None:
+    """`helm install` with no values fails Helm's values validation, one error naming each missing value: the image's
+    repository, etcd's endpoints, the Airflow (url, instances or an instances ConfigMap) and the graph."""
+    with pytest.raises(helm.HelmValuesError) as refused:
+        render(chart, {})
+    message = str(refused.value)
+    paths = ["/image/repository", "/etcd/endpoints", "/airflow/url", "/airflow/instances", "/deps/existingConfigMap"]
+    for path in paths:
+        assert f"at '{path}'" in message, message
+    assert "at '/deps': missing property 'content'" in message, message
+
+
+def test_without_schema_validation_the_templates_refuse_an_empty_install(tmp_path: Path) -> None:
+    """Rendered with no schema at all (as `--skip-schema-validation` installs), the chart still refuses no values, with
+    one message naming every missing value and how to give the graph."""
+    copy_of_chart = tmp_path / "chart"
+    shutil.copytree(CHART, copy_of_chart)
+    (copy_of_chart / "values.schema.json").unlink()
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(helm.Chart.load(copy_of_chart), {})
+    message = str(refused.value)
+    assert "the release cannot run without: image.repository" in message, message
+    for value in ("etcd.endpoints", "airflow.url or airflow.instances", "--set-file deps.content=dependencies.json"):
+        assert value in message, message
+
+
+@pytest.mark.parametrize(
+    ("deps", "expected"),
+    [
+        pytest.param({"content": "[1, 2]"}, "deps.content: the text given is not a JSON object", id="not-an-object"),
+        pytest.param({"content": '{"a": '}, "coordinator validate dependencies.json", id="truncated-file"),
+        pytest.param({"existingConfigMap": "mine"}, "not both", id="content-and-existing-configmap"),
+    ],
+)
+def test_a_graph_the_chart_cannot_pass_on_is_refused_at_install(
+    chart: helm.Chart, deps: dict[str, Any], expected: str
+) -> None:
+    """A file whose text is no JSON object, or a graph given both as content and as an existing ConfigMap, fails the
+    render with a message naming deps and what to do, instead of pods that refuse to start."""
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, merged(REQUIRED, {"deps": deps}))
+    assert expected in str(refused.value), str(refused.value)
+
+
+def test_a_graph_may_name_a_dag_error(chart: helm.Chart) -> None:
+    """A file whose one DAG is called "Error" is not mistaken for Helm's fromJson failure: it renders as given."""
+    text = '{"Error": "extract"}\n'
+    assert deps_text(render(chart, merged(REQUIRED, {"deps": {"content": text}}))) == text
+
+
+def test_an_existing_configmap_is_mounted_and_none_is_rendered(chart: helm.Chart) -> None:
+    """deps.existingConfigMap alone gives the graph: no deps ConfigMap is rendered, the pods mount that one."""
+    values = {k: v for k, v in REQUIRED.items() if k != "deps"} | {"deps": {"existingConfigMap": "team-graph"}}
+    objects = render(chart, values)
+    assert not [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-deps")]
+    volumes = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "deps", "configMap": {"name": "team-graph"}} in volumes
+
+
+def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
+    """The values a `helm upgrade --install` command line gives, parsed by Helm's own parsers and merged in Helm's
+    order (-f files, then --set-json, --set, --set-file); `"$(cat FILE)"` is substituted as the shell would."""
+
+    def cat(match: re.Match[str]) -> str:
+        return shlex.quote((ROOT / match.group(1)).read_text(encoding="utf-8"))
+
+    words = shlex.split(re.sub(r'"\$\(cat ([^)]+)\)"', cat, command))
+    assert words[:3] == ["helm", "upgrade", "--install"], words
+    positional: list[str] = []
+    given: dict[str, list[dict[str, Any]]] = {"-f": [], "--set-json": [], "--set": [], "--set-file": []}
+    rest = iter(words[3:])
+    for word in rest:
+        if word in ("-n", "--namespace"):
+            next(rest)
+        elif word in ("-f", "--values"):
+            given["-f"].append(yaml.safe_load((ROOT / next(rest)).read_text()))
+        elif word == "--set-json":
+            given[word].append(helm.parse_set_json(next(rest)))
+        elif word == "--set":
+            given[word].append(helm.parse_set_string(next(rest)))
+        elif word == "--set-file":
+            given[word].append(helm.parse_set_file(next(rest)))
+        elif word.startswith("-"):
+            pytest.fail(f"the test does not know the flag {word}: teach values_of() how Helm reads it")
+        else:
+            positional.append(word)
+    assert positional == ["coordinator", "charts/airflow-etcd-coordinator"], positional
+    values: dict[str, Any] = {}
+    for parts in given.values():
+        for part in parts:
+            values = merged(values, part)
+    return values
+
+
+def documented_installs() -> list[str]:
+    """Every `helm upgrade --install` command of docs/operations.md, continuation lines joined."""
+    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip().startswith("helm upgrade --install")]
+
+
+def test_the_documented_install_commands_are_the_ones_tested() -> None:
+    """docs/operations.md shows both forms of giving the graph and the platform team's values file."""
+    commands = documented_installs()
+    assert len(commands) == 3, commands
+    assert any("--set-file deps.content=dependencies.json" in c for c in commands), commands
+    assert any('--set-json deps.content="$(cat dependencies.json)"' in c for c in commands), commands
+    assert any("-f charts/examples/platform-values.yaml" in c for c in commands), commands
+
+
+def install_id(command: str) -> str:
+    """A test id naming how the command gives its values."""
+    return "values-file" if " -f " in command else "set-json" if "--set-json" in command else "set-file"
+
+
+@pytest.mark.parametrize("command", documented_installs(), ids=install_id)
+def test_each_documented_install_renders_valid_objects_and_a_valid_graph(
+    chart: helm.Chart, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each `helm upgrade --install` of docs/operations.md, run from the repository's root, passes the values schema,
+    renders objects valid for every Kubernetes release above, and a graph the real `coordinator validate` accepts,
+    exactly the one the command gave."""
+    monkeypatch.chdir(ROOT)
+    values = values_of(command, tmp_path)
+    objects = render(chart, values)
+    for obj in objects:
+        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        for version in KUBERNETES:
+            if custom is not None:
+                jsonschema.validate(obj, custom)
+            else:
+                kubernetes_validate.validate(obj, version, strict=True)
+    text = deps_text(objects)
+    given = values["deps"]["content"]
+    assert text == given if isinstance(given, str) else json.loads(text) == given
+    validate_graph(text, tmp_path)
+
+
+def platform_values() -> dict[str, Any]:
+    """charts/examples/platform-values.yaml with its graph, as `-f ... --set-file deps.content=...` gives them."""
+    values: dict[str, Any] = yaml.safe_load((EXAMPLES / "platform-values.yaml").read_text())
+    return merged(values, helm.parse_set_file(f"deps.content={EXAMPLES / 'platform-dependencies.json'}"))
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_platform_example_renders_valid_objects_and_lints_clean(chart: helm.Chart, version: str) -> None:
+    """The platform team's example values (three Airflows, TLS etcd with client certificates, auth, a PodMonitor,
+    a NetworkPolicy) render objects that each validate strictly, and `helm lint --strict` finds nothing."""
+    objects = render(chart, platform_values())
+    kinds = sorted(o["kind"] for o in objects)
+    assert kinds == sorted(["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
+                            "PodMonitor", "ServiceAccount"]), kinds  # fmt: skip
+    for obj in objects:
+        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if custom is not None:
+            jsonschema.validate(obj, custom)
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+    report = helm.lint(CHART, platform_values(), strict=True, kube_version=f"v{version}")
+    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    assert not problems, problems
+
+
+def test_the_platform_example_runs_a_watcher_that_reaches_all_three_airflows(
+    chart: helm.Chart, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In the platform example every instance the graph names is in the instances file, which loads as the watcher
+    loads it with each credential a file inside a mounted Secret; etcd is reached over TLS with the client certificate
+    and key from their Secret, and the settings validate as the watcher's."""
+    objects = render(chart, platform_values())
+    graph = load_spec(EXAMPLES / "platform-dependencies.json")
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-instances")]
+    text = config["data"]["instances.json"]
+    named = json.loads(text)
+    assert {node.instance for node in graph.dags} == set(named) == {"ingest", "analytics", "finance"}
+    watcher = container(objects)
+    mounts = [m["mountPath"] for m in watcher["volumeMounts"]]
+    # The mounted Secrets, stood in by folders of the test's holding the files the instances file names.
+    for entry in named.values():
+        file = Path(entry.get("password_file") or entry["auth"]["token_file"])
+        assert any(file.parent == Path(mount) for mount in mounts), (file, mounts)
+        stand_in = tmp_path / file.parent.name / file.name
+        stand_in.parent.mkdir(exist_ok=True)
+        stand_in.write_text("secret\n")
+    local = tmp_path / "instances.json"
+    local.write_text(text.replace("/run/secrets/airflow/", f"{tmp_path}/"))
+    loaded = load_instances_file(local)
+    assert {name: str(item.url).rstrip("/") for name, item in loaded.items()} == {
+        name: entry["url"] for name, entry in named.items()
+    }
+    env = {e["name"]: e.get("value", "pod-name") for e in watcher["env"]}
+    assert env["COORDINATOR_ETCD_CERT_FILE"] == "/run/secrets/etcd-tls/tls.crt"
+    assert env["COORDINATOR_ETCD_KEY_FILE"] == "/run/secrets/etcd-tls/tls.key"
+    assert all(url.startswith("https://") for url in env["COORDINATOR_ETCD_ENDPOINTS"].split(","))
+    assert watcher["image"] == f"{IMAGE}:{coordinator.__version__}"
+    for name in [k for k in os.environ if k.startswith("COORDINATOR_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().etcd_username == "coordinator-watcher"

@@ -76,3 +76,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "coordinator.lineageTokensConfigMap" -}}
 {{- default (printf "%s-tokens" (include "coordinator.lineageFullname" .)) .Values.lineage.tokens.existingConfigMap -}}
 {{- end -}}
+
+{{/* What a release cannot run without. values.schema.json refuses these first; this repeats the check, with what to
+set, for an install run with --skip-schema-validation (it would otherwise start pods that can do nothing). */}}
+{{- define "coordinator.required" -}}
+{{- $missing := list -}}
+{{- if not .Values.image.repository -}}
+{{- $missing = append $missing "image.repository (the watcher image in your registry)" -}}
+{{- end -}}
+{{- if not .Values.etcd.endpoints -}}
+{{- $missing = append $missing "etcd.endpoints (etcd's client URLs)" -}}
+{{- end -}}
+{{- if not (or .Values.airflow.url (include "coordinator.hasInstances" .)) -}}
+{{- $missing = append $missing "airflow.url or airflow.instances (the Airflow REST API to trigger)" -}}
+{{- end -}}
+{{- if not (or .Values.deps.content .Values.deps.existingConfigMap) -}}
+{{- $missing = append $missing "deps.content (--set-file deps.content=dependencies.json) or deps.existingConfigMap" -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "the release cannot run without: %s" (join "; " $missing)) -}}
+{{- end -}}
+{{- end -}}
