@@ -203,6 +203,14 @@ class Graph:
     #: OpenLineage jobs that are nodes (semantics rule 18a, ``"openlineage"`` in the file). Not part of the digest
     #: either: a mapping never makes a DAG due, only the run states the receiver writes do.
     lineage_jobs: tuple[LineageJob, ...] = ()
+    #: Instances declared ``"kind": "external"`` (no Airflow: ``coordinator.core.spec.instances``). Not part of the
+    #: digest: a kind never makes a DAG due (the loader refuses a dependent in such an instance); a changed kind
+    #: reaches the graph in force through the reload's equality check, like routes.
+    external_instances: frozenset[str] = frozenset()
+
+    def has_airflow(self, instance: str) -> bool:
+        """Whether ``instance`` is an Airflow the coordinator may ask and trigger in (not ``"kind": "external"``)."""
+        return instance not in self.external_instances
 
     @cached_property
     def digest(self) -> str:

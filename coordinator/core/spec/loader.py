@@ -28,6 +28,8 @@ Rules:
 10. The extended form may also share assets (``"assets"``, :mod:`coordinator.core.spec.routes`) and name OpenLineage
     jobs as nodes (``"openlineage"``, :mod:`coordinator.core.spec.lineage`); the latter is read after references are
     resolved, because an entry is judged against the DAGs it maps.
+11. An instance may declare ``"kind": "external"`` (no Airflow, :mod:`coordinator.core.spec.instances`): its DAGs are
+    never triggered, so the graph may not make one a dependent; judged after references are resolved, like rule 10.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
 from coordinator.core.spec.grid import describe as _describe
+from coordinator.core.spec.instances import InstanceKind, check_external, read_kind
 from coordinator.core.spec.lineage import read_lineage
 from coordinator.core.spec.routes import read_routes
 from coordinator.core.spec.source import (
@@ -65,7 +68,7 @@ MAX_DAG_ID_LEN = 250
 FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
 TOP_FIELDS = ("$schema", *FORM_KEYS, "assets", "openlineage")
-INSTANCE_FIELDS = ("description",)
+INSTANCE_FIELDS = ("description", "kind")
 DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of")
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
 CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
@@ -208,14 +211,18 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
         )
         return None
     shorthand = not any(key in doc for key in FORM_KEYS)
+    external: set[str] = set()  # rule 11: filled by _read_instances
     if shorthand:
         instances, decls = {DEFAULT_INSTANCE}, _read_shorthand(doc, report)
     else:
-        instances, decls = _read_extended(doc, report)
+        instances, decls = _read_extended(doc, report, external)
     dags, edges, declared = _resolve(decls, instances, shorthand, report)
     routes = () if shorthand else read_routes(doc, instances, report.add)  # semantics rule 16a
     # Semantics rule 18a; after _resolve, because an entry is judged against the DAGs it maps.
     lineage = () if shorthand else read_lineage(doc, instances, dags, report.add)
+    edge_paths = {(edge.source, edge.target): edge.path for edge in edges}
+    declared_at = {decl.node: decl.path for decl in reversed(decls) if decl.node is not None}  # the first one wins
+    check_external(frozenset(external), dags, declared_at, edge_paths, doc, report.add)  # rule 11
     if report.problems:
         return None
     return Graph(
@@ -225,7 +232,8 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
         lineage_jobs=lineage,
         source=source,
         declared=frozenset(declared),
-        edge_paths={(edge.source, edge.target): edge.path for edge in edges},
+        edge_paths=edge_paths,
+        external_instances=frozenset(external),
     )
 
 
@@ -243,10 +251,10 @@ def _read_shorthand(doc: Mapping[str, Any], report: _Report) -> list[_Decl]:
     return decls
 
 
-def _read_extended(doc: Mapping[str, Any], report: _Report) -> tuple[set[str], list[_Decl]]:
+def _read_extended(doc: Mapping[str, Any], report: _Report, external: set[str]) -> tuple[set[str], list[_Decl]]:
     _check_fields(doc, (), TOP_FIELDS, report, fallback='DAGs are declared under "dags" in the extended form')
     _check_version(doc, report)
-    instances = _read_instances(doc, report)
+    instances = _read_instances(doc, report, external)
     if "dags" not in doc:
         report.add((), 'missing "dags"', 'add "dags": {"my_dag": {"upstreams": ["other_dag"]}, ...}')
         return instances, []
@@ -277,7 +285,8 @@ def _check_version(doc: Mapping[str, Any], report: _Report) -> None:
         )
 
 
-def _read_instances(doc: Mapping[str, Any], report: _Report) -> set[str]:
+def _read_instances(doc: Mapping[str, Any], report: _Report, external: set[str]) -> set[str]:
+    """The declared instance names; those of ``"kind": "external"`` are added to ``external`` (rule 11)."""
     names = {DEFAULT_INSTANCE}  # implicitly declared: the shorthand's DAGs and bare undeclared references live there
     if "instances" not in doc:
         return names
@@ -300,6 +309,8 @@ def _read_instances(doc: Mapping[str, Any], report: _Report) -> set[str]:
             continue
         _check_fields(body, path, INSTANCE_FIELDS, report)
         _read_description(body, path, report)
+        if read_kind(body, path, report.add) is InstanceKind.EXTERNAL:
+            external.add(name)
     return names
 
 

@@ -19,6 +19,7 @@ from coordinator.core.lineage.mapping import PartitionSource, Slot
 from coordinator.core.model import NAME_CHARS, NODE_SEP
 from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
 from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
+from coordinator.core.spec.instances import InstanceKind
 from coordinator.core.spec.lineage import LINEAGE_FIELDS, MAX_PATTERN_LEN
 from coordinator.core.spec.loader import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
 
@@ -199,9 +200,17 @@ def _defs() -> dict[str, Any]:
             "additionalProperties": False,
         },
         "instance": {
-            "description": "An Airflow instance. Its URL and credentials belong in the instances settings file.",
+            "description": "An Airflow instance (its URL and credentials belong in the instances settings file), or "
+            'with "kind": "external" an instance without an Airflow.',
             "type": "object",
-            "properties": {"description": {"type": "string"}},
+            "properties": {
+                "description": {"type": "string"},
+                "kind": {
+                    "enum": [str(kind) for kind in InstanceKind],
+                    "description": "airflow (default) or external: no Airflow; its DAGs' run states are written by "
+                    "the OpenLineage receiver or coordinator mark, and none of them may be a dependent.",
+                },
+            },
             "additionalProperties": False,
         },
         "dag": {
