@@ -3,9 +3,9 @@
 Rules:
 1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
    the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
-2. Checks come in a fixed order (configuration, etcd, permissions, graph, leader, standbys, instances, DAGs, plugin
-   records, unknown instances, retention, intents, trigger budget, plan checkpoint, bad values). A check whose
-   premise failed is ``skip``, never a second failure for the same cause (etcd down is one failure, not ten).
+2. Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, leader, standbys, instances,
+   DAGs, plugin records, unknown instances, retention, intents, trigger budget, plan checkpoint, bad values). A check
+   whose premise failed is ``skip``, never a second failure for the same cause (etcd down is one failure, not ten).
 3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
@@ -92,6 +92,11 @@ class DoctorFacts:
     #: Key families (keys or prefixes of ``coordinator.roles.key_families``) this user may not read (rule 6).
     unreadable: tuple[str, ...] = ()
     etcd_user: str | None = None
+    #: etcd's raised alarms (None: not asked, or ``alarms_error`` says why) and the etcdctl words that reach the
+    #: same cluster as this user (endpoints, user, TLS files), for the fix of the "etcd alarms" check.
+    etcd_alarms: Sequence[EtcdAlarm] | None = None
+    alarms_error: str | None = None
+    etcdctl: str = "etcdctl"
     deps: str = "dependencies.json"
     local_graph: Graph | None = None
     local_error: str | None = None
@@ -113,6 +118,14 @@ class DoctorFacts:
 
 
 @dataclass(frozen=True)
+class EtcdAlarm:
+    """An alarm etcd raised (``etcdctl alarm list``): its name (NOSPACE, CORRUPT) and the member, in hex."""
+
+    name: str
+    member: str
+
+
+@dataclass(frozen=True)
 class LineageProbe:
     """The receiver's ``GET /api/v1/lineage/status`` as doctor saw it (``url`` empty: COORDINATOR_LINEAGE_URL unset)."""
 
@@ -130,6 +143,7 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
     checks = [_configuration(facts), _etcd(facts)]
     reached = facts.etcd_revision is not None
     checks.append(_permissions(facts) if reached else _skipped("etcd permissions", "etcd not reached"))
+    checks.append(_alarms(facts) if reached else _skipped("etcd alarms", "etcd not reached"))
     checks.append(_graph(facts))
     if reached and facts.view is not None:
         checks += [
@@ -324,6 +338,46 @@ def _permissions(f: DoctorFacts) -> Check:
         f"grant-role {f.etcd_user or 'USER'} {role}`), or set COORDINATOR_ETCD_USERNAME / COORDINATOR_ETCD_PASSWORD"
         f"(_FILE) to a user that has it; {roles_fix}",
     )
+
+
+def _alarms(f: DoctorFacts) -> Check:
+    """etcd's own alarms: while NOSPACE or CORRUPT is raised etcd refuses every write, so nothing moves. The fix is
+    etcd's documented procedure (its maintenance guide, "Space quota"; "Data corruption")."""
+    name = "etcd alarms"
+    if f.etcd_alarms is None:
+        return Check(name=name, status=CheckStatus.WARN, summary=f"etcd's alarm list could not be read: "
+                     f"{f.alarms_error or 'not asked'}",
+                     fix=f"{f.etcdctl} alarm list (as a user that may)")  # fmt: skip
+    if not f.etcd_alarms:
+        return Check(name=name, status=CheckStatus.OK, summary="no alarm raised: etcd accepts writes")
+    raised = sorted({a.name for a in f.etcd_alarms})
+    where = tuple(f"{a.name} on member {a.member}" for a in f.etcd_alarms)
+    summary = f"alarm {', '.join(raised)} raised: etcd refuses every write, so nothing is triggered or recorded"
+    ctl = f.etcdctl
+    if "NOSPACE" in raised:
+        rev = f.etcd_revision if f.etcd_revision is not None else "REVISION"
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL,
+            summary=f"{summary} (NOSPACE: the database reached etcd's --quota-backend-bytes)",
+            details=(
+                *where,
+                f"compact to the current revision ({rev}), defragment every member, then disarm: {ctl} compact "
+                f"{rev}; {ctl} defrag --cluster; {ctl} alarm disarm",
+                "then keep it from coming back (after the disarm: these write): `coordinator prune --older-than "
+                "DURATION` retires old partitions, etcd's --auto-compaction-retention drops old history; if the "
+                "data itself needs the space, raise --quota-backend-bytes on every member (8 GiB at most)",
+            ),
+            fix=f"{ctl} compact {rev} && {ctl} defrag --cluster && {ctl} alarm disarm",
+        )
+    return Check(
+        name=name,
+        status=CheckStatus.FAIL,
+        summary=f"{summary} (CORRUPT: a member's data differs from the others')",
+        details=(*where, "etcd's procedure: find the member whose hash differs, replace it (member remove, then add "
+                 "it back with an empty data dir: it copies a healthy member's data), then disarm"),
+        fix=f"{ctl} endpoint hashkv --cluster; after replacing that member: {ctl} alarm disarm",
+    )  # fmt: skip
 
 
 def _graph(f: DoctorFacts) -> Check:

@@ -5,6 +5,8 @@ CoordinatorError
 ├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
 ├── StoreError                        etcd could not be reached or answered an error
 │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
+│   ├── WritesRefused                 an etcd alarm is raised (NOSPACE: database space exceeded; CORRUPT):
+│   │                                 etcd refuses every write until an operator clears it (carries alarm)
 │   └── RevisionCompacted             a revision was compacted: a watch's start, a snapshot's pinned page
 │                                     (carries compacted_revision; 0 = etcd did not say). The only one.
 ├── LeadershipLost                    the fencing condition failed: this watcher no longer leads
@@ -41,6 +43,16 @@ class StoreError(CoordinatorError):
 
 class StoreUnavailable(StoreError):
     """etcd could not be reached (after the short retries that follow a server restart)."""
+
+
+class WritesRefused(StoreError):
+    """etcd refuses writes because one of its alarms is raised: ``alarm`` is ``NOSPACE`` (the database reached
+    ``--quota-backend-bytes``) or ``CORRUPT``. Retrying does not help: it lasts until an operator compacts,
+    defragments and disarms (``coordinator doctor`` prints the commands)."""
+
+    def __init__(self, message: str, alarm: str) -> None:
+        super().__init__(message)
+        self.alarm = alarm
 
 
 class RevisionCompacted(StoreError):

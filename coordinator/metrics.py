@@ -50,6 +50,9 @@ AIRFLOW_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 #: takes seconds.
 RECONCILE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
+#: The alarms etcd defines (its AlarmType, NONE aside): each always has a series, 0 while not raised.
+ETCD_ALARMS = ("NOSPACE", "CORRUPT")
+
 #: Lateness of a late success: a minute to a day.
 LATENESS_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
 
@@ -221,6 +224,14 @@ class Metrics:
         self.etcd_revision = Gauge(
             "coordinator_etcd_revision", "etcd's current revision, as of the last answered probe.", registry=r
         )
+        self.etcd_alarm = Gauge(
+            "coordinator_etcd_alarm",
+            "1 while etcd has the alarm raised (NOSPACE: the database reached --quota-backend-bytes; CORRUPT), else 0: "
+            "etcd refuses every write meanwhile, so nothing is triggered or recorded. As of the last probe that read "
+            "etcd's alarm list; `coordinator doctor` prints the fix.",
+            ["alarm"],
+            registry=r,
+        )
         self.instance_up = Gauge(
             "coordinator_instance_up",
             "1 if the watcher's last check of the Airflow instance passed (reachable, login, permissions), else 0.",
@@ -336,6 +347,13 @@ class Metrics:
         if revision is not None:
             self.etcd_revision.set(revision)
             self.etcd_last_success.set(time.time())
+
+    def etcd_alarms(self, raised: Iterable[str]) -> None:
+        """etcd's alarm list as last read: each alarm etcd defines is 1 when raised, else 0 (so an alert can also see
+        it clear). Label values are etcd's alarm names, a closed set."""
+        active = set(raised)
+        for name in sorted(active | set(ETCD_ALARMS)):
+            self.etcd_alarm.labels(name).set(name in active)
 
     def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
         """The library's exposition app for this registry (text or OpenMetrics by Accept header, gzip)."""

@@ -31,6 +31,7 @@ from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
 from coordinator.diagnosis import (
     DoctorFacts,
+    EtcdAlarm,
     LineageProbe,
     SettingSource,
     diagnose,
@@ -164,6 +165,7 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         facts.config_error = str(exc)
         return facts
     facts.etcd_endpoints = settings.etcd_endpoints
+    facts.etcdctl = etcdctl_words(settings)
     await _etcd_facts(facts, settings, etcd.model_copy(update={"timeout_s": ETCD_TIMEOUT_S}))
     try:
         configured = settings.instances()
@@ -229,7 +231,7 @@ def _by_instance(nodes: Iterable[NodeId]) -> dict[str, list[str]]:
 
 async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None:
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
-    from coordinator.etcd.probe import write_allowed
+    from coordinator.etcd.probe import alarms, write_allowed
     from coordinator.watcher.retention import read_floor
 
     try:
@@ -240,6 +242,11 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
     keys = settings.keys
     try:
         facts.etcd_revision = await store.current_revision(retry=False)
+        try:
+            found = await alarms(store, ETCD_TIMEOUT_S)
+            facts.etcd_alarms = [EtcdAlarm(a.name, a.member) for a in found]
+        except StoreError as exc:
+            facts.alarms_error = str(exc)
         try:
             snap = await store.snapshot(keys.root)
             revision, kvs = snap.revision, list(snap.kvs)
@@ -272,6 +279,18 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
         facts.etcd_error = facts.etcd_error or str(exc)
     finally:
         await store.close()
+
+
+def etcdctl_words(settings: Settings) -> str:
+    """``etcdctl`` with the flags that reach the cluster doctor asked, as this user: pasted before a subcommand."""
+    words = ["etcdctl", f"--endpoints={settings.etcd_endpoints}"]
+    if settings.etcd_username:
+        words.append(f"--user={settings.etcd_username}")  # etcdctl asks for the password
+    for flag, path in (("cacert", settings.etcd_ca_file), ("cert", settings.etcd_cert_file),
+                       ("key", settings.etcd_key_file)):  # fmt: skip
+        if path is not None:
+            words.append(f"--{flag}={path}")
+    return " ".join(words)
 
 
 def is_denied(exc: BaseException) -> bool:

@@ -10,8 +10,9 @@ connection, retries, key-value, CAS, leases), ``watch`` (snapshots, watch, relis
 caller may do: the ``Reads`` and ``Writes`` protocols).
 
 Rules:
-1. Callers see only this package's frozen values (KV, Snapshot, Event, WatchBatch, Fence, CasResult, Lease) and the
-   errors of ``coordinator.errors``; every gRPC error is mapped with ``raise ... from exc``.
+1. Callers see only this package's frozen values (KV, Snapshot, Event, WatchBatch, Fence, CasResult, Lease, Alarm)
+   and the errors of ``coordinator.errors``; every gRPC error is mapped with ``raise ... from exc`` (a write etcd
+   refuses under its NOSPACE or CORRUPT alarm is ``WritesRefused``).
 2. Unary calls are retried briefly on UNAVAILABLE only (``client.UNARY_RETRY``): the first call after a server
    restart fails although the server is up. Deadline errors are not retried (a write may have applied). With several
    endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
@@ -27,10 +28,22 @@ Rules:
 from coordinator.etcd.access import Reads, Writes
 from coordinator.etcd.client import EtcdStore
 from coordinator.etcd.election import Election
-from coordinator.etcd.types import KV, CasResult, DeleteResult, Event, EventKind, Fence, Lease, Snapshot, WatchBatch
+from coordinator.etcd.types import (
+    KV,
+    Alarm,
+    CasResult,
+    DeleteResult,
+    Event,
+    EventKind,
+    Fence,
+    Lease,
+    Snapshot,
+    WatchBatch,
+)
 
 __all__ = [
     "KV",
+    "Alarm",
     "CasResult",
     "DeleteResult",
     "Election",

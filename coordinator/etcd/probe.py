@@ -1,9 +1,11 @@
-"""A cheap liveness question to etcd, for the watcher's readiness probe.
+"""Cheap questions to etcd, for the watcher's readiness probe and ``doctor``: is it there, which alarms are raised,
+may this user write.
 
-Rules: one linearizable read (``count_only``, so no value travels) with its own short gRPC deadline and no retry: a
-linearizable read needs the cluster's quorum, so a member cut off from its peers does not answer it, and neither does
-a stopped (SIGSTOP) or wedged server, whose TCP connection stays open and silent. The answer's header carries etcd's
-current revision.
+Rules: the liveness question is one linearizable read (``count_only``, so no value travels) with its own short gRPC
+deadline and no retry: a linearizable read needs the cluster's quorum, so a member cut off from its peers does not
+answer it, and neither does a stopped (SIGSTOP) or wedged server, whose TCP connection stays open and silent. The
+answer's header carries etcd's current revision. The alarm question is etcd's own alarm list (Maintenance.Alarm GET,
+what ``etcdctl alarm list`` asks): NOSPACE or CORRUPT there means every write is refused until an operator disarms it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from coordinator.errors import StoreError
 from coordinator.etcd.stubs import rpc
+from coordinator.etcd.types import Alarm
 from coordinator.etcd.wire import encode
 
 if TYPE_CHECKING:
@@ -25,6 +28,20 @@ async def ping(store: EtcdStore, key: str, timeout_s: float) -> int:
         "probe", lambda c: c.kv.Range(request, timeout=timeout_s, metadata=c.metadata), retry=False
     )
     return int(response.header.revision)
+
+
+async def alarms(store: EtcdStore, timeout_s: float) -> tuple[Alarm, ...]:
+    """The alarms raised on any member (empty when none), asked once with a ``timeout_s`` deadline; StoreError when
+    etcd does not answer or refuses the question."""
+    request = rpc.AlarmRequest(action=rpc.AlarmRequest.GET, memberID=0, alarm=rpc.NONE)
+    response = await store.call(
+        "alarms", lambda c: c.maintenance.Alarm(request, timeout=timeout_s, metadata=c.metadata), retry=False
+    )
+    return tuple(
+        Alarm(name=str(rpc.AlarmType.Name(a.alarm)), member_id=int(a.memberID))
+        for a in response.alarms
+        if a.alarm != rpc.NONE
+    )
 
 
 async def write_allowed(store: EtcdStore, key: str, timeout_s: float) -> bool:

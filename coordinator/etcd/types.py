@@ -87,3 +87,17 @@ class Lease:
 
     id: int
     ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    """An alarm etcd raised on one member: ``name`` is etcd's own (``NOSPACE``, ``CORRUPT``); while any is raised the
+    cluster refuses writes."""
+
+    name: str
+    member_id: int
+
+    @property
+    def member(self) -> str:
+        """The member id as etcdctl prints it (hex)."""
+        return f"{self.member_id:x}"

@@ -13,7 +13,14 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]  # grpcio ships no type information
 
-from coordinator.errors import ConfigError, CoordinatorError, RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.errors import (
+    ConfigError,
+    CoordinatorError,
+    RevisionCompacted,
+    StoreError,
+    StoreUnavailable,
+    WritesRefused,
+)
 from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV
 from coordinator.settings import Endpoint, EtcdSettings
@@ -113,6 +120,13 @@ def map_error(op: str, endpoint: str, exc: Any) -> CoordinatorError:
         return ConfigError(f"{where}: authentication failed; check the etcd username and password")
     if code == grpc.StatusCode.OUT_OF_RANGE and "compacted" in text:
         return RevisionCompacted(0)  # etcd does not say up to where; 0 = unknown
+    # etcd's ErrGRPCNoSpace and ErrGRPCCorrupt: an alarm is raised and every write is refused until it is disarmed.
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "database space exceeded" in text:
+        return WritesRefused(f"{where}: etcd refuses writes: {text} (alarm NOSPACE; `coordinator doctor` prints the "
+                             "fix)", "NOSPACE")  # fmt: skip
+    if code == grpc.StatusCode.DATA_LOSS and "corrupt" in text:
+        return WritesRefused(f"{where}: etcd refuses writes: {text} (alarm CORRUPT; `coordinator doctor` prints the "
+                             "fix)", "CORRUPT")  # fmt: skip
     return StoreError(f"{where}: {code.name}: {text}")
 
 

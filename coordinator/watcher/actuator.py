@@ -39,7 +39,7 @@ from coordinator.core.model import (
     parse_trigger_record,
     partition_datetime,
 )
-from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost
+from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.paused import PausedDags
@@ -163,8 +163,10 @@ class Actuator:
             # attempt ends where it stands, and the key comes back after its backoff to be planned again.
             self.outcome.errors += 1
             delay = self.queue.add_rate_limited(key, max_s=self.error_retry_s)
-            log.warning("actuator.store_error node=%s partition=%s error=%s retry_in_s=%.1f", action.node,
-                        action.partition, exc, delay)  # fmt: skip
+            # Under an etcd alarm every key would repeat it: the probe logs the alarm once (etcd.alarm_raised).
+            level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
+            log.log(level, "actuator.store_error node=%s partition=%s error=%s retry_in_s=%.1f", action.node,
+                    action.partition, exc, delay)  # fmt: skip
         except Exception as exc:
             # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
             self.outcome.errors += 1

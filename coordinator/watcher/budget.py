@@ -26,7 +26,7 @@ from coordinator.core.actions import Plan, Trigger
 from coordinator.core.budget import Budgeted, Window, apply_budget, budget_record
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
 from coordinator.core.model import KeyLayout
-from coordinator.errors import CoordinatorError, LeadershipLost
+from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.etcd import Writes
 from coordinator.metrics import Metrics
 
@@ -100,7 +100,9 @@ class TriggerBudget:
             except LeadershipLost:
                 raise
             except CoordinatorError as exc:
-                log.warning("budget.record_failed instance=%s error=%s", instance, exc)
+                # Under an etcd alarm every pass would repeat it: the probe logs the alarm once (etcd.alarm_raised).
+                level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
+                log.log(level, "budget.record_failed instance=%s error=%s", instance, exc)
                 return None
             if done.succeeded:
                 if instance in verdict.newly_held:

@@ -13,6 +13,11 @@ Rules:
    with a PROBE_TIMEOUT_S deadline. Standbys are ready too: readiness says the process could take over, not that it
    leads.
 3. The event loop writes, the listener's thread reads: single attribute reads and writes, atomic under the GIL.
+4. etcd's own alarms: every ALARM_INTERVAL_S the probe also reads etcd's alarm list. While NOSPACE or CORRUPT is
+   raised etcd refuses every write, so nothing can be triggered or recorded: ``/readyz`` answers 503 ``etcd_alarm``
+   naming it, ``coordinator_etcd_alarm{alarm}`` is 1, and the log has one ERROR line when it is raised
+   (``etcd.alarm_raised``, with the fix) and one INFO line when it clears (``etcd.alarm_cleared``), not one per
+   refused write. A list the user may not read changes nothing (logged once).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from coordinator.core.model import TriggerStatus
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
-from coordinator.etcd.probe import ping
+from coordinator.etcd.probe import alarms, ping
 from coordinator.metrics import Metrics, WatcherState
 from coordinator.settings import DEFAULT_START_TIMEOUT_S
 
@@ -42,6 +47,13 @@ STALL_S = 60.0
 PROBE_INTERVAL_S = 1.0
 #: A linearizable read takes milliseconds; 2 s covers a loaded etcd's fsync stalls and a leader election.
 PROBE_TIMEOUT_S = 2.0
+#: The alarm list goes through etcd's raft log (one small entry each): every 5 s is cheap, and a full etcd is named
+#: within seconds of its first refused write.
+ALARM_INTERVAL_S = 5.0
+#: What an operator does about a raised alarm (docs/operations.md, "When etcd refuses writes").
+ALARM_FIX = ("`coordinator doctor` prints the commands: compact, defragment every member, `etcdctl alarm disarm`; "
+             "raise --quota-backend-bytes if the data needs the space")  # fmt: skip
+
 #: Not ready when etcd's last answer is older than this, even if no probe has failed yet (one may be hanging).
 READY_WITHIN_S = 5.0
 
@@ -67,6 +79,9 @@ class Health:
         self.loaded = False
         self.etcd_ok_at: float | None = None
         self.etcd_error: str | None = None
+        #: etcd's raised alarms as last read (rule 4), e.g. ("NOSPACE",); empty when none.
+        self.alarms: tuple[str, ...] = ()
+        self.alarms_unreadable = False
 
     def beat(self) -> None:
         self.beat_at = self.clock()
@@ -108,11 +123,21 @@ class Health:
             since = "ever" if age is None else f"for {age:.1f} s"
             return Verdict(False, "etcd_unavailable", f"etcd has not answered a probe {since} (limit "
                            f"{READY_WITHIN_S:g} s)")  # fmt: skip
+        raised = self.alarms
+        if raised:
+            return Verdict(False, "etcd_alarm", f"etcd refuses writes: alarm {', '.join(raised)} raised "
+                           f"({_ALARM_MEANING.get(raised[0], 'see etcdctl alarm list')}); {ALARM_FIX}")  # fmt: skip
         return Verdict(True, "ok", f"view loaded; etcd answered {age:.1f} s ago")
 
 
+_ALARM_MEANING = {"NOSPACE": "database space exceeded: --quota-backend-bytes reached",
+                  "CORRUPT": "a member's data differs from the others'"}  # fmt: skip
+
+
 async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metrics, stop: asyncio.Event) -> None:
-    """Ask etcd every PROBE_INTERVAL_S, each time with a PROBE_TIMEOUT_S deadline, until ``stop`` (rule 2)."""
+    """Ask etcd every PROBE_INTERVAL_S, each time with a PROBE_TIMEOUT_S deadline, until ``stop`` (rule 2); its
+    alarm list every ALARM_INTERVAL_S (rule 4)."""
+    alarms_due = health.clock()
     while not stop.is_set():
         try:
             # The gRPC deadline ends the call; the outer timeout only backs it up (e.g. a re-login that hangs).
@@ -131,8 +156,38 @@ async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metric
                 log.info("health.etcd_answered revision=%d", revision)
             health.etcd_answered()
             metrics.etcd_probe(revision)
+            if health.clock() >= alarms_due:
+                alarms_due = health.clock() + ALARM_INTERVAL_S
+                await _read_alarms(store, health, metrics)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=PROBE_INTERVAL_S)
+
+
+async def _read_alarms(store: EtcdStore, health: Health, metrics: Metrics) -> None:
+    """Rule 4: etcd's alarm list into the health, the gauge and one log line per change."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
+            found = await alarms(store, PROBE_TIMEOUT_S)
+    except (TimeoutError, CoordinatorError) as exc:
+        # Unanswered: the liveness probe tells that story. Refused (a role without it): the alarm stays unknown,
+        # and writes refused under it still show as errors; said once, not every 5 s.
+        if "PERMISSION_DENIED" in str(exc) and not health.alarms_unreadable:
+            health.alarms_unreadable = True
+            log.warning("etcd.alarms_unreadable error=%s", exc)
+        return
+    raised = tuple(sorted({a.name for a in found}))
+    before = health.alarms
+    for name in raised:
+        if name not in before:
+            members = ",".join(sorted(a.member for a in found if a.name == name))
+            log.error("etcd.alarm_raised alarm=%s members=%s effect=%r fix=%r", name, members,
+                      f"etcd refuses every write ({_ALARM_MEANING.get(name, name)}): nothing is triggered or "
+                      "recorded until it is disarmed", ALARM_FIX)  # fmt: skip
+    for name in before:
+        if name not in raised:
+            log.info("etcd.alarm_cleared alarm=%s", name)
+    health.alarms = raised
+    metrics.etcd_alarms(raised)
 
 
 def _failed(health: Health, metrics: Metrics, error: str) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
-from coordinator.errors import LeadershipLost
+from coordinator.errors import LeadershipLost, WritesRefused
 from coordinator.watcher.queue import JobKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,9 @@ class LeaderJobs:
         except Exception as exc:  # a periodic job is a safety net: it never takes the watcher down (rule 4)
             self._queue.done(key)
             retry = self._queue.add_rate_limited(key, max_s=job.interval_s)
-            log.warning("%s.failed error=%s retry_in_s=%.1f", job.name, exc, retry)
+            # Under an etcd alarm every round would repeat it: the probe logs the alarm once (etcd.alarm_raised).
+            level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
+            log.log(level, "%s.failed error=%s retry_in_s=%.1f", job.name, exc, retry)
             return
         self._queue.done(key)
         self._queue.add_after(key, delay)

@@ -48,7 +48,7 @@ from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.core.view import ALL, View
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.metrics import Metrics
@@ -248,8 +248,10 @@ class Watcher:
             try:
                 acquired = await self.election.acquire(timeout=self.settings.leader_ttl_s)
             except CoordinatorError as exc:
-                # etcd unreachable: stay a contender; the store's own retries already waited a little.
-                log.warning("leader.campaign_failed watcher=%s error=%s", self.watcher_id, exc)
+                # etcd unreachable: stay a contender; the store's own retries already waited a little. Under an etcd
+                # alarm (no lease can be granted) the probe logs the alarm once (etcd.alarm_raised), not every second.
+                level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
+                log.log(level, "leader.campaign_failed watcher=%s error=%s", self.watcher_id, exc)
                 await asyncio.sleep(1.0)
                 continue
             if not acquired:
@@ -288,7 +290,8 @@ class Watcher:
             except CoordinatorError as exc:
                 # etcd trouble while adopting the graph: the view stays; everything is re-planned after a backoff.
                 delay = self.queue.add_rate_limited(AllPartitions)
-                log.warning("reconcile.failed error=%s retry_in_s=%.1f", exc, delay)
+                level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING  # see campaign()
+                log.log(level, "reconcile.failed error=%s retry_in_s=%.1f", exc, delay)
             else:
                 self.queue.forget(AllPartitions)
             self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
