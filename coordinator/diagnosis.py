@@ -4,8 +4,9 @@ Rules:
 1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
    the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
 2. Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, leader, standbys, instances,
-   DAGs, plugin records, unknown instances, retention, intents, trigger budget, plan checkpoint, bad values). A check
-   whose premise failed is ``skip``, never a second failure for the same cause (etcd down is one failure, not ten).
+   DAGs, instances without Airflow, plugin records, unknown instances, retention, intents, trigger budget, plan
+   checkpoint, bad values). A check whose premise failed is ``skip``, never a second failure for the same cause (etcd
+   down is one failure, not ten).
 3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
@@ -29,6 +30,8 @@ from pydantic import BaseModel, ConfigDict
 from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.first_work import changed_after
 from coordinator.core.graph import Graph
+from coordinator.core.lineage.ignored import IgnoredJob, did_you_mean
+from coordinator.core.lineage.mapping import entry_for
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
@@ -45,6 +48,8 @@ from coordinator.presence import (
 RECENT_RECORDS = timedelta(hours=48)
 #: Failed or pending intents listed by name; the rest are counted.
 MAX_LISTED = 5
+#: Jobs the OpenLineage receiver ignored, listed with a did-you-mean; the rest are counted.
+MAX_IGNORED_LISTED = 10
 JSON_VERSION = 1
 
 
@@ -136,6 +141,8 @@ class LineageProbe:
     token: str | None = None
     #: instance -> "writable", "denied" or why etcd did not say.
     instances: Mapping[str, str] = field(default_factory=dict)
+    #: The jobs it answered ``ignored`` for lately and still would (its rule 8), of the token's namespaces.
+    ignored: tuple[IgnoredJob, ...] = ()
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
@@ -154,10 +161,12 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
         checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached")]
     for probe in facts.instances:
         checks += [_instance(probe, facts), _dags(probe)]
+    if facts.local_graph is not None and facts.local_graph.external_instances:
+        checks.append(_external(facts.local_graph, facts.only_instance))
     if facts.local_graph is not None and facts.local_graph.asset_routes:
         checks.append(_asset_routes(facts.local_graph, facts))
     if facts.lineage is not None:
-        checks.append(_lineage(facts.lineage))
+        checks.append(_with_ignored(_lineage(facts.lineage), facts.lineage, facts.local_graph))
     if reached and facts.view is not None:
         view = facts.view
         checks += [
@@ -262,6 +271,52 @@ def _lineage(p: LineageProbe) -> Check:
         status=CheckStatus.OK,
         summary=f"{p.url} answers; token {p.token!r} known; may write {', '.join(sorted(p.instances)) or '-'}",
     )
+
+
+def _with_ignored(check: Check, p: LineageProbe, graph: Graph | None) -> Check:
+    """The receiver's check with the jobs it ignored lately (its rule 8), each with a did-you-mean against the local
+    mapping. A close match is probably a typo in dependencies.json: the check warns; jobs with none are listed only
+    (a producer that sends every job, dbt's tests and its invocation job included, is normal)."""
+    if not p.ignored:
+        return check
+    mapping = graph.lineage_jobs if graph is not None else ()
+    lines: list[str] = []
+    typos = 0
+    for job in p.ignored[:MAX_IGNORED_LISTED]:
+        seen = f"{job.count} event(s), last {job.last_seen.isoformat(timespec='seconds')}"
+        close = did_you_mean(job, mapping)
+        typos += bool(close)
+        hint = (
+            "; did you mean " + " or ".join(f"{e.namespace}/{e.job} ({e.label})" for e in close) + "?" if close else ""
+        )
+        lines.append(f"ignored {job.name}: {seen}: {job.why}{hint}")
+    if len(p.ignored) > MAX_IGNORED_LISTED:
+        lines.append(f"... and {len(p.ignored) - MAX_IGNORED_LISTED} more (the receiver's status answer lists them)")
+    details = (*check.details, *lines)
+    if check.status is not CheckStatus.OK or not typos:
+        return check.model_copy(update={"details": details})
+    return check.model_copy(update={
+        "status": CheckStatus.WARN,
+        "summary": f"{check.summary}; {typos} ignored job(s) are close to a mapped one (a typo in dependencies.json?)",
+        "details": details,
+        "fix": 'correct "job" in that "openlineage" entry of dependencies.json to the name the producer sends '
+               "(dbt-ol: {project}.{schema}.{project}.{model}.build.run), then `coordinator validate`",
+    })  # fmt: skip
+
+
+def _external(graph: Graph, only: str | None) -> Check:
+    """The instances without an Airflow (``"kind": "external"``): named, never asked (their DAGs' run states come from
+    the OpenLineage receiver or ``coordinator mark``)."""
+    names = sorted(n for n in graph.external_instances if only is None or n == only)
+    mapped = frozenset(node for node in graph.dags if entry_for(graph.lineage_jobs, node) is not None)
+    details = []
+    for name in names:
+        dags = [node for node in graph.dags if node.instance == name]
+        details.append(f"{name}: {len(dags)} DAG(s), {sum(n in mapped for n in dags)} of them mapped to OpenLineage "
+                       "jobs; the others are written by `coordinator mark` (or nothing)")  # fmt: skip
+    return Check(name="instances without Airflow", status=CheckStatus.OK,
+                 summary=f"{', '.join(names) or '-'}: \"kind\": \"external\" in {graph.source}, not asked "
+                         "(nothing is triggered there)", details=tuple(details))  # fmt: skip
 
 
 def _skipped(name: str, why: str) -> Check:

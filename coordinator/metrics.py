@@ -129,6 +129,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.lineage_ignored_jobs = Gauge(
+            "coordinator_lineage_ignored_jobs",
+            "Distinct OpenLineage jobs (namespace, job) the receiver answered 'ignored' for lately (the last 100 "
+            "remembered) that the mapping in force still does not map: a job mistyped in dependencies.json's "
+            '"openlineage" shows here. Its status answer and `coordinator doctor` name them, with a did-you-mean.',
+            registry=r,
+        )
         self.lineage_seconds = Histogram(
             "coordinator_lineage_request_seconds",
             "Time from a lineage request's arrival to its answer (2xx only once the facts are in etcd).",
@@ -354,6 +361,11 @@ class Metrics:
         active = set(raised)
         for name in sorted(active | set(ETCD_ALARMS)):
             self.etcd_alarm.labels(name).set(name in active)
+
+    def lineage_ignored_source(self, count: Callable[[], int]) -> None:
+        """``coordinator_lineage_ignored_jobs`` is ``count()`` at each scrape (the receiver's memory, filtered by the
+        mapping in force then: a fixed file clears it without another event)."""
+        self.lineage_ignored_jobs.set_function(count)
 
     def wsgi_app(self) -> Callable[..., Iterable[bytes]]:
         """The library's exposition app for this registry (text or OpenMetrics by Accept header, gzip)."""

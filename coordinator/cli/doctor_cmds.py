@@ -174,8 +174,10 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         configured = {}
     graph = _graph_in_force(facts)
     if graph is not None:
-        names = sorted(n for n in graph if only is None or n == only)
-        if only is not None and only not in graph:
+        # An instance the file declares "kind": "external" has no Airflow to ask (diagnosis names it instead).
+        external = facts.local_graph.external_instances if facts.local_graph is not None else frozenset()
+        names = sorted(n for n in graph if (only is None or n == only) and n not in external)
+        if only is not None and only not in graph and only not in external:
             names = [only]
         facts.instances = await _instance_facts(names, graph, configured)
     if facts.local_graph is not None and facts.local_graph.asset_routes:

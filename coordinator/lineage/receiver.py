@@ -20,6 +20,10 @@ A plain ASGI app (served by uvicorn, ``coordinator/lineage/service.py``). Rules:
    a child's partition may come from its parent's record) and families side by side, ``BATCH_CONCURRENCY`` at once.
    Every write is idempotent and guarded, so the order across families changes nothing written; a failure answers
    as rule 2 says, and whatever was written before it is a duplicate on the client's retry.
+8. A run event answered ``ignored`` (no entry maps its job, or its node is not in the graph) is remembered
+   (``coordinator.core.lineage.ignored``: the last 100 distinct jobs, with counts): the status answer lists those the
+   mapping in force still ignores, of the namespaces the asking token may write; the metric
+   ``coordinator_lineage_ignored_jobs`` counts them; a job's first time is logged once (``lineage.ignored``).
 """
 
 from __future__ import annotations
@@ -32,11 +36,13 @@ import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.core.graph import Graph
 from coordinator.core.lineage.events import Refusal, RunEvent, parse_body
 from coordinator.core.lineage.facts import Outcome
+from coordinator.core.lineage.ignored import IgnoredJobs
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource, match
 from coordinator.core.model import NodeId
 from coordinator.errors import CoordinatorError
@@ -82,11 +88,12 @@ class Refused(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Routed:
-    """One event with the mapping entry and node it goes to (None: ignored)."""
+    """One event with the mapping entry and node it goes to (None: ignored, and why)."""
 
     event: RunEvent
     entry: LineageJob | None
     node: NodeId | None
+    why: str = ""
 
 
 class Receiver:
@@ -111,6 +118,9 @@ class Receiver:
         self.instances = instances
         self.max_body = max_body
         self.write_timeout_s = write_timeout_s
+        #: Rule 8.
+        self.ignored = IgnoredJobs()
+        metrics.lineage_ignored_source(lambda: len(self.ignored.recent(self._still_ignored)))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -154,9 +164,13 @@ class Receiver:
         counts: Counter[str] = Counter({Outcome.IGNORED.value: body.other})
         # Rule 7: a batch's runs are written side by side, each family (a run with its parent's) in order.
         families: dict[str, list[Routed]] = {}
+        now = datetime.now(UTC)
         for item in routed:
             if item.entry is None or item.node is None:
                 counts[Outcome.IGNORED.value] += 1
+                if self.ignored.note(item.event.namespace, item.event.job, item.why, now):  # rule 8
+                    log.info("lineage.ignored namespace=%r job=%r why=%r", item.event.namespace, item.event.job,
+                             item.why)  # fmt: skip
             else:
                 families.setdefault(item.event.parent_run_id or item.event.run_id, []).append(item)
         gate = asyncio.Semaphore(BATCH_CONCURRENCY)
@@ -216,8 +230,24 @@ class Receiver:
                 roles[instance] = f"etcd did not answer: {str(exc)[:200]}"
                 continue
             roles[instance] = "writable" if all(allowed) else "denied"
-        body = {"token": holder.name, "namespaces": list(holder.namespaces), "mappings": len(jobs), "instances": roles}
+        ignored = [
+            {"namespace": job.namespace, "job": job.job, "count": job.count, "why": job.why,
+             "first_seen": job.first_seen.isoformat(), "last_seen": job.last_seen.isoformat()}
+            for job in self.ignored.recent(self._still_ignored)
+            if holder.allows(job.namespace)  # rule 8: a token sees the names of its own namespaces only
+        ]  # fmt: skip
+        body = {"token": holder.name, "namespaces": list(holder.namespaces), "mappings": len(jobs), "instances": roles,
+                "ignored": ignored}  # fmt: skip
         return Answer(200, body)
+
+    def _still_ignored(self, namespace: str, job: str) -> bool:
+        """Rule 8: whether the mapping in force now would ignore this job's events (the file may have been fixed)."""
+        graph = self.graph()
+        entry = match(graph.lineage_jobs, namespace, job)
+        if entry is None:
+            return True
+        node = entry.node_for(job)
+        return node is not None and node not in graph.dags
 
     def _count(self, counts: Counter[str]) -> None:
         for outcome, n in counts.items():
@@ -237,11 +267,13 @@ class Receiver:
                               f"{event.namespace!r} (it may write {', '.join(holder.namespaces)})")  # fmt: skip
             entry = match(jobs, event.namespace, event.job)
             if entry is None:
-                routed.append(Routed(event, None, None))
+                routed.append(Routed(event, None, None, 'no entry of "openlineage" matches it'))
                 continue
             node = entry.node_for(event.job)
             if node is not None and node not in graph.dags:
-                routed.append(Routed(event, None, None))  # the mapping's rule 2: nothing waits for it, nothing written
+                # The mapping's rule 2: nothing waits for it, nothing written.
+                why = f"{entry.label} maps it to {node}, which no DAG of the graph declares or waits for"
+                routed.append(Routed(event, None, None, why))
                 continue
             if node is None:
                 raise Refused(400, "unmapped_name", f"{where}: {entry.label} takes the dag id from the job name, "

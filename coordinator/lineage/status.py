@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+from coordinator.core.lineage.ignored import IgnoredJob
 from coordinator.diagnosis import LineageProbe
 from coordinator.lineage.receiver import STATUS
 
@@ -42,4 +45,20 @@ def receiver_status(url: str, token_file: str | None, timeout_s: float) -> Linea
         return LineageProbe(url=url, status=status, error=str(body.get("detail", ""))[:300])
     instances = body.get("instances")
     found = {str(k): str(v) for k, v in instances.items()} if isinstance(instances, dict) else {}
-    return LineageProbe(url=url, status=200, token=str(body.get("token")), instances=found)
+    ignored = body.get("ignored")
+    jobs = tuple(job for item in ignored if (job := _ignored(item)) is not None) if isinstance(ignored, list) else ()
+    return LineageProbe(url=url, status=200, token=str(body.get("token")), instances=found, ignored=jobs)
+
+
+def _ignored(item: Any) -> IgnoredJob | None:
+    """One entry of the status answer's ``ignored`` (the receiver's rule 8); None for one that does not read (an older
+    or newer receiver: doctor shows what it can)."""
+    if not isinstance(item, dict):
+        return None
+    try:
+        return IgnoredJob(
+            namespace=str(item["namespace"]), job=str(item["job"]), count=int(item["count"]), why=str(item["why"]),
+            first_seen=datetime.fromisoformat(item["first_seen"]), last_seen=datetime.fromisoformat(item["last_seen"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        return None
