@@ -11,7 +11,9 @@ Rules:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
    documented in docs/operations.md; fields are only ever added.
-5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too.
+5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too; so do the graph
+   each watcher runs (watchers on different digests fail: a failover would change the graph) and the warnings of the
+   graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you mean").
 6. Under a role that may read only part of the prefix (``coordinator roles``), a check whose keys the user may not
    read is ``skip`` naming them, never judged on missing facts; a user that may read but not write gets a warning
    (doctor's own role is read-only), not a failure.
@@ -34,12 +36,15 @@ from coordinator.core.lineage.ignored import IgnoredJob, did_you_mean
 from coordinator.core.lineage.mapping import entry_for
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.retention import RetentionFloor
+from coordinator.core.spec.near_misses import near_miss_references
 from coordinator.core.view import View
 from coordinator.presence import (
     RECONCILE_ONCE,
     InstanceCheck,
     LeaderFact,
     WatcherPresence,
+    different_graphs_text,
+    graph_digests,
     last_reconcile_once,
     started_text,
 )
@@ -152,13 +157,16 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
     checks.append(_permissions(facts) if reached else _skipped("etcd permissions", "etcd not reached"))
     checks.append(_alarms(facts) if reached else _skipped("etcd alarms", "etcd not reached"))
     checks.append(_graph(facts))
+    checks.append(_graph_warnings(facts))
     if reached and facts.view is not None:
         checks += [
             _unless_unreadable(facts, "leader", ("leader", "watchers/"), lambda: _leader(facts)),
             _unless_unreadable(facts, "standbys", ("leader", "watchers/"), lambda: _standbys(facts)),
+            _unless_unreadable(facts, "watcher graphs", ("watchers/",), lambda: _watcher_graphs(facts)),
         ]
     else:
-        checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached")]
+        checks += [_skipped("leader", "etcd not reached"), _skipped("standbys", "etcd not reached"),
+                   _skipped("watcher graphs", "etcd not reached")]  # fmt: skip
     for probe in facts.instances:
         checks += [_instance(probe, facts), _dags(probe)]
     if facts.local_graph is not None and facts.local_graph.external_instances:
@@ -173,7 +181,9 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
             _unless_unreadable(facts, "plugin records", ("runs/",), lambda: _plugin_records(facts, view, now)),
             _unless_unreadable(facts, "unknown instances", ("runs/",), lambda: _unknown_instances(facts, view)),
             _unless_unreadable(facts, "retention", ("config/retention",), lambda: _retention(facts)),
-            _unless_unreadable(facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance)),
+            _unless_unreadable(
+                facts, "intents", ("triggers/",), lambda: _intents(view, facts.only_instance, _graph_nodes(facts))
+            ),
             _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: _budget(view)),
             _unless_unreadable(facts, "plan checkpoint", ("config/checkpoint",), lambda: _checkpoint(view)),
             _bad_values(view, facts.bad_values),
@@ -509,6 +519,54 @@ def _leader(f: DoctorFacts) -> Check:
     )
 
 
+def _graph_warnings(f: DoctorFacts) -> Check:
+    """The local file's and the running watchers' graph warnings: an upstream declared nowhere whose name is close to
+    a declared DAG's is a root that never runs, and its dependent waits for ever (``spec.near_misses`` rule 4)."""
+    name = "graph warnings"
+    local = f.local_graph
+    lines = [w.format(local.source) for w in near_miss_references(local)] if local is not None else []
+    lines += [f"watcher {w.id}: {text}" for w in f.watchers for text in w.graph_warnings]
+    if lines:
+        return Check(name=name, status=CheckStatus.WARN,
+                     summary=f"{len(lines)} upstream reference(s) look misspelt: a DAG declared nowhere is a root "
+                             "that never runs, so what waits for it never starts", details=tuple(lines[:MAX_LISTED]),
+                     fix=f"correct the name in {f.deps} (`coordinator validate {f.deps}` lists each with its path); "
+                         "running watchers reload the file on their own")  # fmt: skip
+    if local is None and not f.watchers:
+        return _skipped(name, "no valid graph to check")
+    return Check(name=name, status=CheckStatus.OK, summary="no upstream looks misspelt")
+
+
+def _watcher_graphs(f: DoctorFacts) -> Check:
+    """Every watcher service plans with the same graph: a standby started with another dependencies.json would take
+    its graph into force when it takes over (and the leader's back when it returns)."""
+    name = "watcher graphs"
+    digests = graph_digests(f.watchers)
+    if not digests:
+        return _skipped(name, "no running watcher says which graph it runs (none runs, or an older version)")
+    leader = f.leader.identity if f.leader is not None else None
+    running = different_graphs_text(digests, leader)
+    if len(digests) == 1:
+        return Check(name=name, status=CheckStatus.OK, summary=f"every watcher runs the same graph: {running}")
+    local = f"; {f.deps} here has digest {f.local_graph.digest}" if f.local_graph is not None else ""
+    return Check(name=name, status=CheckStatus.FAIL,
+                 summary=f"watchers run DIFFERENT graphs ({running}): a failover changes the graph in force{local}",
+                 fix="start every watcher with the same dependencies file (--deps / COORDINATOR_DEPS) and restart "
+                     "the odd one; `coordinator diff THEIR_FILE` shows how a file differs from the adopted "
+                     "graph")  # fmt: skip
+
+
+def _graph_nodes(f: DoctorFacts) -> frozenset[NodeId] | None:
+    """The DAGs of the local file and of the adopted graph (None when neither is known): a DAG in neither was removed,
+    and no watcher plans it any more."""
+    if f.local_graph is None and (f.view is None or f.view.activation is None):
+        return None
+    nodes = set(f.local_graph.dags) if f.local_graph is not None else set()
+    if f.view is not None and f.view.activation is not None:
+        nodes |= {NodeId.parse(q) for q in f.view.activation.nodes}
+    return frozenset(nodes)
+
+
 def _standbys(f: DoctorFacts) -> Check:
     leader = f.leader.identity if f.leader is not None else None
     standbys = sorted(w.id for w in f.watchers if w.id != leader and w.mode != RECONCILE_ONCE)
@@ -659,13 +717,20 @@ def _retention(f: DoctorFacts) -> Check:
     return Check(name="retention", status=CheckStatus.OK, summary=f.floor.describe())
 
 
-def _intents(view: View, only: str | None) -> Check:
+def _intents(view: View, only: str | None, graph: frozenset[NodeId] | None = None) -> Check:
+    """Refused and unconfirmed triggers of the DAGs of the graph (``graph``: None = every DAG counts). Those of a DAG
+    removed from the graph are history: the planner never resumes an intent of a DAG outside its graph, so they
+    never fail doctor; they are named (and kept: should the DAG come back, its intent is resumed, never re-decided,
+    which exactly-once needs)."""
     failed: list[str] = []
     pending: list[str] = []
+    removed: list[str] = []
     for (node, partition), fact in sorted(view.ledger.items(), key=lambda item: (str(item[0][0]), item[0][1])):
         if only is not None and node.instance != only:
             continue
-        if fact.status is TriggerStatus.ERROR:
+        if graph is not None and node not in graph and fact.status is not TriggerStatus.DONE:
+            removed.append(f"{node} {partition} ({fact.status}): {node} is no longer in the graph, nothing retries it")
+        elif fact.status is TriggerStatus.ERROR:
             failed.append(f"{node} {partition}: {fact.record.last_error or 'unknown error'}")
         elif fact.status is TriggerStatus.PENDING:
             pending.append(f"{node} {partition}")
@@ -675,7 +740,8 @@ def _intents(view: View, only: str | None) -> Check:
             status=CheckStatus.FAIL,
             summary=f"{len(failed)} trigger(s) Airflow refused (retried slowly), {len(pending)} pending",
             details=tuple(failed[:MAX_LISTED])
-            + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ()),
+            + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ())
+            + _listed(removed),
             fix="each line says what Airflow answered; fix that (DAG missing, paused, permission) and the leader "
             "retries on its own; `coordinator why DAG -p PARTITION` explains one",
         )
@@ -684,10 +750,22 @@ def _intents(view: View, only: str | None) -> Check:
             name="intents",
             status=CheckStatus.WARN,
             summary=f"{len(pending)} trigger(s) not confirmed yet (normal while the leader works)",
-            details=tuple(pending[:MAX_LISTED]),
+            details=tuple(pending[:MAX_LISTED]) + _listed(removed),
             fix="if they stay: is a watcher leading? (see the leader check)",
         )
+    if removed:
+        dags = sorted({line.split(" ", 1)[0] for line in removed})
+        return Check(name="intents", status=CheckStatus.OK,
+                     summary=f"no pending or failed triggers of the graph's DAGs; {len(removed)} unfinished intent(s) "
+                             f"of DAG(s) removed from the graph ({', '.join(dags)}) are history: nothing retries "
+                             "them unless the DAG returns to the graph", details=_listed(removed))  # fmt: skip
     return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
+
+
+def _listed(lines: Sequence[str]) -> tuple[str, ...]:
+    """At most MAX_LISTED lines, then how many more."""
+    more = (f"... and {len(lines) - MAX_LISTED} more",) if len(lines) > MAX_LISTED else ()
+    return tuple(lines[:MAX_LISTED]) + more
 
 
 def _budget(view: View) -> Check:

@@ -78,6 +78,29 @@ class WatcherPresence(BaseModel):
     #: ``watch`` (the service) or ``reconcile-once`` (the last ``reconcile --once`` pass, e.g. the 00_watcher DAG's:
     #: ``started_at`` is then when that pass ran; the key outlives it by RECONCILE_ONCE_TTL_S).
     mode: str = "watch"
+    #: The digest of the graph this watcher plans with (its dependencies.json), and that graph's warnings (an
+    #: upstream declared nowhere whose name is close to a DAG's: "did you mean"). Absent in an older watcher's value.
+    graph_digest: str | None = None
+    graph_warnings: tuple[str, ...] = ()
+
+
+def graph_digests(watchers: Iterable[WatcherPresence]) -> dict[str, list[str]]:
+    """Digest -> the watcher services (not ``reconcile --once`` passes) whose graph it is; a watcher of a version that
+    does not say is left out. More than one digest: a failover changes the graph in force."""
+    found: dict[str, list[str]] = {}
+    for w in watchers:
+        if w.mode != RECONCILE_ONCE and w.graph_digest is not None:
+            found.setdefault(w.graph_digest, []).append(w.id)
+    return {digest: sorted(ids) for digest, ids in sorted(found.items())}
+
+
+def different_graphs_text(digests: dict[str, list[str]], leader: str | None) -> str:
+    """``w1 (leader) runs digest a; w2 runs digest b``: who runs which graph, for ``status`` and ``doctor``."""
+    parts = []
+    for digest, ids in digests.items():
+        named = ", ".join(f"{i} (leader)" if i == leader else i for i in ids)
+        parts.append(f"{named} {'runs' if len(ids) == 1 else 'run'} digest {digest}")
+    return "; ".join(parts)
 
 
 #: How long a ``reconcile --once`` pass stays visible: a 00_watcher DAG on its default one-minute schedule renews it
@@ -115,7 +138,8 @@ def status_header(
     adopted_rev: int,
 ) -> list[str]:
     """The lines ``status`` prints above its table: who leads (or that nothing will be triggered), the graph in force
-    against the local file, and the watchers' failed instance checks (each with its fix)."""
+    against the local file, watchers running different graphs, each watcher's graph warnings, and the watchers'
+    failed instance checks (each with its fix)."""
     once = last_reconcile_once(watchers)
     if leader is None and once is not None:
         at = once.started_at.isoformat(timespec="seconds")
@@ -143,7 +167,13 @@ def status_header(
         else:
             graph += f"; {deps} differs (digest {local.digest}): see `coordinator diff`"
     lines.append(graph)
+    digests = graph_digests(watchers)
+    if len(digests) > 1:
+        running = different_graphs_text(digests, leader.identity if leader else None)
+        lines.append(f"watchers run DIFFERENT graphs: {running}: a failover changes the graph in force (`coordinator "
+                     "doctor` names the fix)")  # fmt: skip
     for w in watchers:
+        lines += [f"watcher {w.id}: graph warning: {text}" for text in w.graph_warnings]
         for check in w.instances:
             if not check.ok:
                 lines.append(

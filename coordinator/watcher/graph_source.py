@@ -1,6 +1,12 @@
 """The graph in force: the last valid dependencies.json, reloaded when the file changes (the watcher's rule 3).
 
 Shared by the watcher and the OpenLineage receiver (its mapping of jobs to nodes follows the same file).
+
+A graph taken into force (the first load, each reload with a new digest) whose upstreams include a DAG declared
+nowhere with a name close to a declared one's (``spec.near_misses`` rule 4: a typo makes a root that never runs) is
+logged as ONE WARNING line with each "did you mean"; the same lines go into the watcher's presence value, so
+``status`` and ``doctor`` show them (:attr:`GraphSource.warnings`). The graph is still taken as written, as
+``validate`` does: a warning never makes a file invalid.
 """
 
 from __future__ import annotations
@@ -8,6 +14,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from coordinator.core.graph import Graph
+from coordinator.core.spec.near_misses import near_miss_references
 from coordinator.errors import SpecError
 from coordinator.spec_file import load_spec
 
@@ -22,6 +30,8 @@ class GraphSource:
         self.graph = load_spec(path)  # the first load must succeed: there is nothing to fall back to
         self._stamp = self._read_stamp()
         self.error: str | None = None
+        self.warnings = unknown_upstreams(self.graph)
+        _warn(self.graph, self.warnings)
 
     def _read_stamp(self) -> tuple[float, int] | None:
         try:
@@ -52,4 +62,18 @@ class GraphSource:
         log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
                  len(graph.dags))  # fmt: skip
         self.graph = graph
+        self.warnings = unknown_upstreams(graph)
+        _warn(graph, self.warnings)
         return True
+
+
+def unknown_upstreams(graph: Graph) -> tuple[str, ...]:
+    """Each reference to a DAG declared nowhere whose name is close to a declared DAG's, as ``validate`` prints it
+    (``file: $.path: warning: what — did you mean 'X'?``)."""
+    return tuple(warning.format(graph.source) for warning in near_miss_references(graph))
+
+
+def _warn(graph: Graph, warnings: tuple[str, ...]) -> None:
+    if warnings:
+        log.warning("graph.unknown_upstream digest=%s count=%d warnings=%r", graph.digest, len(warnings),
+                    " | ".join(warnings))  # fmt: skip

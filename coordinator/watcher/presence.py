@@ -7,7 +7,9 @@ Rules:
    setting to fix and never stops the watcher (the instance may come up later; the actuator retries as always).
 2. The presence key ``{prefix}/watchers/{id}`` (docs/keys.md) holds a :class:`~coordinator.diagnosis.WatcherPresence`
    bound to a lease of ``leader_ttl_s``: it disappears within that time after the process dies, so ``doctor`` lists
-   live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish.
+   live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish and when the
+   graph in force changes: it carries that graph's digest and warnings, so ``doctor`` flags watchers that run
+   different graphs (a failover would change the graph) and ``status`` shows a misspelt upstream the watcher took.
 3. etcd trouble here is logged and retried after a pause; it never takes the watcher down.
 4. It is given only what it needs (:class:`Presence`), never the watcher.
 """
@@ -28,6 +30,7 @@ from coordinator.etcd import EtcdStore
 from coordinator.metrics import Metrics
 from coordinator.presence import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
 from coordinator.settings import Settings
+from coordinator.watcher.graph_source import unknown_upstreams
 from coordinator.watcher.instance_check import check_instance
 
 log = logging.getLogger(__name__)
@@ -107,7 +110,9 @@ async def presence_loop(watcher: Presence) -> None:
     checking = asyncio.create_task(check_instances(watcher))
     lease_id = 0
     reported = False
-    written: tuple[InstanceCheck, ...] | None = None
+    written: WatcherPresence | None = None
+    shown: Graph | None = None
+    warnings: tuple[str, ...] = ()
     try:
         while not watcher.stop.is_set():
             if checking.done() and not checks and not reported:
@@ -120,12 +125,15 @@ async def presence_loop(watcher: Presence) -> None:
                 if lease_id == 0:
                     lease_id = (await watcher.store.grant_lease(ttl)).id
                     written = None
-                if written != checks:
-                    value = WatcherPresence(
-                        id=watcher.watcher_id, started_at=started, version=__version__, instances=checks
-                    )
+                graph = watcher.graph()
+                if graph is not shown:  # the warnings are a function of the graph: computed once per graph
+                    shown, warnings = graph, unknown_upstreams(graph)
+                value = WatcherPresence(id=watcher.watcher_id, started_at=started, version=__version__,
+                                        instances=checks, graph_digest=graph.digest,
+                                        graph_warnings=warnings)  # fmt: skip
+                if written != value:
                     await watcher.store.put(key, value.model_dump_json().encode(), lease=lease_id)
-                    written = checks
+                    written = value
                 elif await watcher.store.keepalive_once(lease_id, watcher.store.timeout_s) <= 0:
                     lease_id = 0  # expired meanwhile (etcd was away longer than the TTL): a new lease, a new key
                     continue
