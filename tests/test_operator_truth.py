@@ -5,6 +5,8 @@ upstream adopted by a live watcher."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -14,12 +16,22 @@ from typing import Any
 
 import pytest
 
-from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerRecord, TriggerStatus, dump_record
+from coordinator.core.activation import adopt, dump_activation
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+)
 from coordinator.etcd import EtcdStore
 from coordinator.presence import WatcherPresence, graph_digests
 from coordinator.settings import EtcdSettings
 from tests.support.fake_airflow import FakeAirflow
-from tests.test_doctor import DAGS, PASSWORD, checks_of, cli_env, run_cli, seed
+from tests.test_doctor import DAGS, GRAPH, PASSWORD, checks_of, cli_env, run_cli, seed
 
 
 @pytest.fixture
@@ -171,3 +183,31 @@ def _wait_status(env: dict[str, str], text: str, watcher: subprocess.Popen[bytes
         time.sleep(0.3)
         status = run_cli("status", env=env).stdout
     return status
+
+
+def test_why_prints_a_backfill_command_that_runs(
+    arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """For a success older than the adopted definition, `why` names `coordinator backfill DAG --from P --to P`, and
+    that command, pasted as printed, runs (exit 0) and records the backfill request."""
+    keys = KeyLayout(etcd_prefix)
+    up = NodeId("default", "01_pipeline")
+
+    async def write() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            success = RunRecord(state=RunState.SUCCESS, run_id=f"scheduled__{P}", source="airflow-plugin:default")
+            rev = await store.put(keys.run_key(up, P), dump_record(success))
+            activation = adopt(GRAPH.shapes, GRAPH.digest, None, rev + 1, by="test", sources=GRAPH.dags)
+            assert activation is not None
+            await store.put(keys.config_key("graph"), dump_activation(activation))
+
+    arun(write())
+    env = cli_env(etcd_endpoint, etcd_prefix, "http://127.0.0.1:9")
+    why = run_cli("why", "02_pipeline", "-p", P, env=env)
+    assert why.returncode == 0, why.stdout + why.stderr
+    printed = re.search(r"`(coordinator backfill [^`]+)`", why.stdout)
+    assert printed is not None, why.stdout
+    assert printed.group(1) == f"coordinator backfill 02_pipeline --from {P} --to {P}", why.stdout
+    done = run_cli(*shlex.split(printed.group(1))[1:], env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert any(k.startswith(keys.config_key("backfill/")) for k in _keys(arun, etcd_settings, etcd_prefix))
