@@ -3,10 +3,10 @@
 Rules:
 1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
    the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
-2. Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, leader, standbys, instances,
-   DAGs, instances without Airflow, plugin records, unknown instances, retention, intents, trigger budget, plan
-   checkpoint, bad values). A check whose premise failed is ``skip``, never a second failure for the same cause (etcd
-   down is one failure, not ten).
+2. Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, graph warnings, leader,
+   standbys, watcher graphs, instances, DAGs, instances without Airflow, plugin records, unknown instances,
+   retention, intents, trigger budget, plan checkpoint, bad values). A check whose premise failed is ``skip``, never
+   a second failure for the same cause (etcd down is one failure, not ten).
 3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
@@ -525,7 +525,8 @@ def _graph_warnings(f: DoctorFacts) -> Check:
     name = "graph warnings"
     local = f.local_graph
     lines = [w.format(local.source) for w in near_miss_references(local)] if local is not None else []
-    lines += [f"watcher {w.id}: {text}" for w in f.watchers for text in w.graph_warnings]
+    # A watcher's warning that the local file repeats is said once, by the file's line.
+    lines += [f"watcher {w.id}: {text}" for w in f.watchers for text in w.graph_warnings if text not in lines]
     if lines:
         return Check(name=name, status=CheckStatus.WARN,
                      summary=f"{len(lines)} upstream reference(s) look misspelt: a DAG declared nowhere is a root "
