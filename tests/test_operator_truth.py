@@ -43,12 +43,12 @@ def airflow() -> Iterator[FakeAirflow]:
         fake.stop()
 
 
-def test_an_https_endpoint_of_a_plain_etcd_names_the_scheme_and_the_fix(etcd_endpoint: str) -> None:
+def test_an_https_endpoint_of_a_plain_etcd_names_the_scheme_and_the_fix(etcd_endpoint: str, etcd_prefix: str) -> None:
     """status and doctor against a real plain etcd given as https:// say that etcd does not speak TLS and to use
-    http://HOST:PORT (or enable TLS), not only "handshake failed"."""
+    http://HOST:PORT (or enable TLS), not only "handshake failed"; doctor's fix, applied, reaches etcd."""
     https = etcd_endpoint.replace("http://", "https://")
     where = etcd_endpoint.removeprefix("http://")
-    env = cli_env(https, "/coordinator", "http://127.0.0.1:9")
+    env = cli_env(https, etcd_prefix, "http://127.0.0.1:9")
     status = run_cli("status", env=env)
     assert status.returncode == 1, status.stdout + status.stderr
     assert f"etcd at {where} does not speak TLS" in status.stderr, status.stderr
@@ -56,6 +56,10 @@ def test_an_https_endpoint_of_a_plain_etcd_names_the_scheme_and_the_fix(etcd_end
     check = checks_of(run_cli("doctor", "--format", "json", env=env))["etcd"]
     assert check["status"] == "fail" and f"etcd at {where} does not speak TLS" in check["summary"], check
     assert f"COORDINATOR_ETCD_ENDPOINTS={etcd_endpoint}" in check["fix"], check
+    fixed = re.search(r"COORDINATOR_ETCD_ENDPOINTS=(\S+)", check["fix"])
+    assert fixed is not None
+    env.update(COORDINATOR_ETCD_ENDPOINTS=fixed.group(1))
+    assert checks_of(run_cli("doctor", "--format", "json", env=env))["etcd"]["status"] == "ok"
 
 
 def _put(arun: Any, settings: EtcdSettings, values: dict[str, bytes]) -> None:
