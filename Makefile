@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest fast chromium buildah image demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest fast chromium buildah image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
@@ -95,6 +95,12 @@ buildah:
 image: $(STAMP) buildah
 	$(BIN)/python -m devtools.image build
 
+# The release (devtools/dist.py, docs/releasing.md): dist/ with the wheel and the sdist (twine check --strict), the
+# chart as NAME-VERSION.tgz, the watcher image as an OCI archive and its CycloneDX SBOM, and SHA256SUMS. Refuses to
+# build when Chart.yaml or CHANGELOG.md do not carry coordinator.__version__. Nothing is published.
+dist: $(STAMP) buildah
+	$(BIN)/python -m devtools.dist
+
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
 pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah
@@ -126,4 +132,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean: down
-	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .demo .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .demo dist build .mypy_cache .ruff_cache .pytest_cache

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,8 +75,10 @@ def say(text: str, *, error: bool = False) -> None:
 
 
 def version() -> str:
-    data = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
-    return str(data["project"]["version"])
+    """The package's version, from its one source (coordinator/__init__.py, which pyproject.toml reads too)."""
+    from coordinator import __version__
+
+    return __version__
 
 
 def default_tag() -> str:

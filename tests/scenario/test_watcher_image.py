@@ -1,7 +1,8 @@
 """The watcher image (docker/watcher.Containerfile), built here with buildah as `make image` builds it: its size, its
 user, what it holds and does not, and a real cascade run by ``coordinator watch`` inside it, once under ``buildah
 run`` and once on its root filesystem mounted read-only as UID 65532 (the chart's readOnlyRootFilesystem), against
-a real etcd and the fake Airflow on loopback.
+a real etcd and the fake Airflow on loopback. The release's image artifacts (`make dist`): the OCI archive loaded into
+an empty store runs the same cascade, and the SBOM lists exactly the image's Python packages.
 
 Needs root, buildah and debootstrap (`make pytest` installs them on Debian, as it does chromium); elsewhere these
 tests skip, saying so. tests/conftest.py runs them in one worker so the image is built once.
@@ -21,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import coordinator
-from devtools import image
+from devtools import dist, image
 from tests.scenario.conftest import DOWNSTREAM, LAST, SEVEN_DAGS, Stack, new_partition
 
 pytestmark = [pytest.mark.scenario, pytest.mark.image]
@@ -146,14 +147,14 @@ def test_the_image_holds_no_airflow_compiler_shell_or_secret(container: str, roo
 Launcher = Callable[[dict[str, str]], list[str]]
 
 
-def buildah_run(container: str, tmp: Path) -> Launcher:
+def buildah_run(container: str, tmp: Path, store: tuple[str, ...] | None = None) -> Launcher:
     """``coordinator`` under ``buildah run``: host network (loopback reaches etcd and the fake), the test's folder
     mounted at the same path (the deps file), the coordinator's settings passed in (the rest of the host's
-    environment does not cross)."""
+    environment does not cross); ``store``: buildah's storage options (default: the build's store)."""
 
     def command(env: dict[str, str]) -> list[str]:
         settings = [f"--env={k}={v}" for k, v in env.items() if k.startswith("COORDINATOR_") or k == "PYTHONUNBUFFERED"]
-        return ["buildah", *image.storage(), "run", "--isolation", "chroot", "--volume", f"{tmp}:{tmp}:ro",
+        return ["buildah", *(store or image.storage()), "run", "--isolation", "chroot", "--volume", f"{tmp}:{tmp}:ro",
                 *settings, container, "--", "coordinator"]  # fmt: skip
 
     return command
@@ -208,3 +209,69 @@ def test_the_watcher_runs_on_a_read_only_root_as_65532(stack: Stack, rootfs: Pat
     stack.assert_once(partition)
     assert watcher.stop() == 0 and "watcher.stopped" in watcher.log(), watcher.tail()
     assert "Read-only file system" not in watcher.log(), shlex.quote(watcher.tail())
+
+
+@pytest.fixture(scope="module")
+def released(built: image.Built, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The built image as `make dist` exports it: the OCI archive and the SBOM of its Python environment."""
+    return dist.export_image(tmp_path_factory.mktemp("dist"), dist.source_date_epoch(), built.tag)
+
+
+@pytest.fixture
+def empty_store() -> Iterator[tuple[str, ...]]:
+    """A buildah store of its own, empty (root and run root in a new folder): what another machine or a registry
+    holds before the archive arrives; its containers and images are removed afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="coordinator-store-"))
+    store = (*image.storage(), "--root", str(folder / "root"), "--runroot", str(folder / "run"))
+    try:
+        yield store
+    finally:
+        subprocess.run(["buildah", *store, "rm", "--all"], capture_output=True, check=False, timeout=120)
+        subprocess.run(["buildah", *store, "rmi", "--all", "--force"], capture_output=True, check=False, timeout=120)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_release_archive_loads_into_an_empty_store_and_runs_a_cascade(
+    stack: Stack, released: tuple[Path, Path], empty_store: tuple[str, ...], shared: Path
+) -> None:
+    """The OCI archive `make dist` writes, pulled into an empty store (`buildah pull oci-archive:`), is the image
+    named airflow-etcd-coordinator-watcher:VERSION with its user, entrypoint and version label, and `coordinator
+    watch` run from it triggers 02..07 once each after 01 succeeds."""
+    archive, _ = released
+    assert archive.name == f"airflow-etcd-coordinator-watcher-{coordinator.__version__}.tar"
+
+    def buildah_in_store(*args: str) -> str:
+        done = subprocess.run(["buildah", *empty_store, *args], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    buildah_in_store("pull", "--quiet", f"oci-archive:{archive}")
+    name = f"localhost/airflow-etcd-coordinator-watcher:{coordinator.__version__}"
+    config = json.loads(buildah_in_store("inspect", "--type", "image", name))["OCIv1"]["config"]
+    assert config["User"] == "65532:65532" and config["Entrypoint"] == ["coordinator"], config
+    assert config["Labels"]["org.opencontainers.image.version"] == coordinator.__version__
+    container = buildah_in_store("from", "--pull=never", name)
+    stack.start_watcher("archive", command=buildah_run(container, shared, empty_store))
+    partition = new_partition()
+    stack.trigger_root(partition)
+    stack.wait_success(LAST, partition)
+    stack.settle()
+    stack.assert_once(partition)
+    assert [stack.fake.creates(dag) for dag in DOWNSTREAM] == [1] * len(DOWNSTREAM)
+
+
+def test_the_sbom_lists_exactly_the_images_python_packages(released: tuple[Path, Path], rootfs: Path) -> None:
+    """The SBOM `make dist` writes is CycloneDX JSON whose components are the distributions installed in the
+    image's venv, each at its installed version (this package's at VERSION), and no Airflow."""
+    _, sbom = released
+    bom = json.loads(sbom.read_text(encoding="utf-8"))
+    assert bom["bomFormat"] == "CycloneDX"
+    listed = {c["name"].lower().replace("_", "-"): c["version"] for c in bom["components"]}
+    site = next((rootfs / VENV.lstrip("/") / "lib").glob("python3.*/site-packages"))
+    installed = {}
+    for info in site.glob("*.dist-info"):
+        name, version = info.name.removesuffix(".dist-info").rsplit("-", 1)
+        installed[name.lower().replace("_", "-")] = version
+    assert listed == installed
+    assert listed["airflow-etcd-coordinator"] == coordinator.__version__
+    assert not any(name.startswith("apache-airflow") for name in listed)

@@ -1,0 +1,255 @@
+"""Build the release: ``make dist`` writes ``dist/`` with everything a platform team installs, nothing published.
+
+    python -m devtools.dist [--out dist] [--no-image]
+
+What it writes (VERSION is ``coordinator.__version__``, the one version source):
+
+- ``airflow_etcd_coordinator-VERSION-py3-none-any.whl`` and ``airflow_etcd_coordinator-VERSION.tar.gz``: PyPA's
+  ``build`` from a clean copy of the checkout's files (tracked and new, never ignored ones such as ``.venv``), then
+  ``twine check --strict`` (what an index would refuse: metadata, the README's rendering);
+- ``airflow-etcd-coordinator-VERSION.tgz``: the Helm chart in Helm's package layout (the chart's folder inside one
+  top folder named after it), whose ``version`` and ``appVersion`` must equal VERSION;
+- ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
+  ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
+- ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
+  ``cyclonedx-py environment`` on the image's own venv);
+- ``SHA256SUMS``: every artifact above, in ``sha256sum -c`` form.
+
+Before it builds anything it refuses a release whose version is not the same everywhere: the chart, and a
+``CHANGELOG.md`` section for it. Every time stamp it controls is the last commit's (``SOURCE_DATE_EPOCH``), so two
+builds of one checkout give the same wheel and chart bytes (the sdist's gzip header carries setuptools' own clock).
+``--no-image`` skips the two image artifacts (a machine without buildah, or the quick tests of the Python and chart
+artifacts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from coordinator import __version__
+from devtools import image
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "charts" / "airflow-etcd-coordinator"
+CHANGELOG = REPO / "CHANGELOG.md"
+PACKAGE = "airflow_etcd_coordinator"
+WATCHER = "airflow-etcd-coordinator-watcher"
+#: Where the image keeps its venv (docker/watcher.Containerfile): the environment the SBOM describes.
+IMAGE_VENV = "opt/coordinator"
+SUMS = "SHA256SUMS"
+
+
+class DistError(RuntimeError):
+    """A release cannot be built as asked; the message says what is wrong and the command that fixes it."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one ``make dist`` wrote, by role (None: not built this time)."""
+
+    out: Path
+    version: str
+    wheel: Path
+    sdist: Path
+    chart: Path
+    image: Path | None
+    sbom: Path | None
+    sums: Path
+
+    def artifacts(self) -> list[Path]:
+        return [p for p in (self.wheel, self.sdist, self.chart, self.image, self.sbom) if p is not None]
+
+
+def say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def chart_versions(chart: Path = CHART) -> tuple[str, str]:
+    """Chart.yaml's ``version`` and ``appVersion``, read as Helm does (top-level scalars, quotes stripped)."""
+    found: dict[str, str] = {}
+    for line in (chart / "Chart.yaml").read_text(encoding="utf-8").splitlines():
+        match = re.match(r"^(version|appVersion):\s*[\"']?([^\"'\s#]+)", line)
+        if match:
+            found[match.group(1)] = match.group(2)
+    return found.get("version", ""), found.get("appVersion", "")
+
+
+def changelog_versions(changelog: Path = CHANGELOG) -> list[str]:
+    """The released versions CHANGELOG.md has a section for (``## [X.Y.Z] - DATE``), newest first."""
+    if not changelog.is_file():
+        return []
+    return re.findall(r"^## \[(\d[^\]]*)\]", changelog.read_text(encoding="utf-8"), flags=re.MULTILINE)
+
+
+def version_problems(version: str = __version__, chart: Path = CHART, changelog: Path = CHANGELOG) -> list[str]:
+    """Every place that must carry ``version`` and does not, each with the edit that fixes it."""
+    problems = []
+    chart_version, app_version = chart_versions(chart)
+    where = f"{chart.relative_to(REPO) if chart.is_relative_to(REPO) else chart}/Chart.yaml"
+    if chart_version != version:
+        problems.append(f"{where}: version is {chart_version!r}, the package's {version!r}: set `version: {version}`")
+    if app_version != version:
+        fix = f'set `appVersion: "{version}"`'
+        problems.append(f"{where}: appVersion is {app_version!r}, the package's {version!r}: {fix}")
+    if version not in changelog_versions(changelog):
+        fix = f"add `## [{version}] - YYYY-MM-DD` above the older sections"
+        problems.append(f"{changelog.name} has no section for {version}: {fix}")
+    return problems
+
+
+def source_date_epoch() -> int:
+    """The last commit's time, the time stamp of every file the release writes (reproducible builds' convention)."""
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        return int(os.environ["SOURCE_DATE_EPOCH"])
+    done = subprocess.run(["git", "-C", str(REPO), "log", "-1", "--format=%ct"], capture_output=True, text=True)
+    return int(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip().isdigit() else 315532800
+
+
+def checkout_files() -> list[str]:
+    """The checkout's files as a fresh clone plus the work in progress would hold them: tracked and new, no ignored
+    ones (a developer's .venv, build/ or dist/ must never reach an sdist)."""
+    done = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise DistError(f"cannot list the checkout's files (git ls-files): {done.stderr.strip()}")
+    return sorted(name for name in done.stdout.split("\0") if name and (REPO / name).is_file())
+
+
+def run(command: list[str], what: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd)
+    if done.returncode != 0:
+        output = (done.stdout + done.stderr)[-3000:]
+        raise DistError(f"{what} failed ({' '.join(command)} exited {done.returncode}):\n{output}")
+    return done.stdout
+
+
+def build_python(out: Path, epoch: int) -> tuple[Path, Path]:
+    """The sdist, then the wheel from it (``python -m build``'s default, so the sdist is proven to build), from a
+    clean copy of the checkout, then ``twine check --strict`` on both."""
+    with tempfile.TemporaryDirectory(prefix="coordinator-dist-") as tmp:
+        source = Path(tmp) / "src"
+        for name in checkout_files():
+            target = source / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, target)
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        say(">> building the wheel and the sdist (python -m build, isolated)")
+        run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], "python -m build", env=env)
+    wheel = out / f"{PACKAGE}-{__version__}-py3-none-any.whl"
+    sdist = out / f"{PACKAGE}-{__version__}.tar.gz"
+    for path in (wheel, sdist):
+        if not path.is_file():
+            raise DistError(f"python -m build did not write {path.name}; found {sorted(p.name for p in out.iterdir())}")
+    say(">> twine check --strict")
+    run([sys.executable, "-m", "twine", "check", "--strict", str(wheel), str(sdist)], "twine check --strict")
+    return wheel, sdist
+
+
+def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
+    """The chart as ``helm package`` lays it out: ``NAME/...`` inside ``NAME-VERSION.tgz``, files in a stable order,
+    owned by root, stamped with ``epoch`` (so the bytes depend on the chart alone)."""
+    name = chart.name
+    target = out / f"{name}-{__version__}.tgz"
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in chart.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            info = tarfile.TarInfo(f"{name}/{path.relative_to(chart).as_posix()}")
+            data = path.read_bytes()
+            info.size, info.mtime, info.mode = len(data), epoch, 0o644
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=epoch, filename="") as zipped:
+        zipped.write(buffer.getvalue())
+    say(f">> packaged the chart: {target.name}")
+    return target
+
+
+def image_artifacts(out: Path, epoch: int, tag: str | None = None) -> tuple[Path, Path]:
+    """The watcher image, built as ``make image`` builds it (buildah's layer cache makes a rebuild quick), then
+    :func:`export_image`."""
+    return export_image(out, epoch, image.build(tag).tag)
+
+
+def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
+    """The image ``tag`` of the local store pushed to an OCI archive named ``WATCHER:VERSION`` inside (what ``podman
+    load`` names it), and the CycloneDX SBOM of its Python environment."""
+    archive = out / f"{WATCHER}-{__version__}.tar"
+    archive.unlink(missing_ok=True)
+    say(f">> writing {tag} to {archive.name} (OCI archive)")
+    image.buildah("push", "--quiet", "--format", "oci", tag, f"oci-archive:{archive}:{WATCHER}:{__version__}")
+    sbom = out / f"{WATCHER}-{__version__}.cdx.json"
+    say(f">> writing the SBOM of the image's Python environment: {sbom.name}")
+    container = image.buildah("from", "--pull=never", tag, capture=True).strip()
+    try:
+        root = Path(image.buildah("mount", container, capture=True).strip())
+        # cyclonedx-py asks the environment's own interpreter for its paths: the image's venv python is a link to
+        # Debian's /usr/bin/python3, which resolves to this host's Python 3.11 and reads the image's site-packages.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        run([sys.executable, "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
+             "-o", str(sbom), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
+    finally:
+        image.discard(container)
+    return archive, sbom
+
+
+def write_sums(out: Path, artifacts: list[Path]) -> Path:
+    """``SHA256SUMS`` in ``sha256sum`` form (two spaces, names relative to ``out``): ``sha256sum -c SHA256SUMS``."""
+    lines = [f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n" for path in sorted(artifacts)]
+    sums = out / SUMS
+    sums.write_text("".join(lines), encoding="utf-8")
+    return sums
+
+
+def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release:
+    """Everything above into ``out`` (emptied of earlier artifacts of any version first)."""
+    problems = version_problems(__version__, CHART, CHANGELOG)
+    if problems:
+        raise DistError("the version is not the same everywhere:\n  " + "\n  ".join(problems))
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
+        if old.is_file() and (old.name == SUMS or old.name.startswith((PACKAGE, CHART.name))):
+            old.unlink()
+    epoch = source_date_epoch()
+    wheel, sdist = build_python(out, epoch)
+    chart = package_chart(out, epoch, CHART)
+    archive, sbom = image_artifacts(out, epoch, tag) if with_image else (None, None)
+    sums = write_sums(out, [p for p in (wheel, sdist, chart, archive, sbom) if p is not None])
+    return Release(out, __version__, wheel, sdist, chart, archive, sbom, sums)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.dist", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=REPO / "dist", help="where to write (default: dist/)")
+    parser.add_argument("--no-image", action="store_true", help="skip the image archive and its SBOM (no buildah)")
+    args = parser.parse_args(argv)
+    try:
+        release = build(args.out.resolve(), with_image=not args.no_image)
+    except (DistError, image.ImageError) as exc:
+        sys.stderr.write(f"dist: {exc}\n")
+        return 1
+    say(f">> release {release.version} in {release.out}:")
+    for path in [*release.artifacts(), release.sums]:
+        say(f"   {path.name}  ({path.stat().st_size / 1_000_000:.1f} MB)")
+    say(f">> verify: (cd {release.out} && sha256sum -c {SUMS})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

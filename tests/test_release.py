@@ -1,0 +1,187 @@
+"""The release ``make dist`` writes (devtools/dist.py), built here as a user builds it (``python -m devtools.dist``):
+the wheel, the sdist and the packaged chart with their SHA256SUMS, one version in every place that carries one, the
+wheel installed into a fresh venv and into a fresh Airflow 3.3 venv with its plugin loaded by Airflow and writing to
+a real etcd. The image archive and its SBOM are built and run in tests/scenario/test_watcher_image.py, beside the
+image's other tests (one image build per run)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import helm_python as helm
+import pytest
+import yaml
+
+import coordinator
+from devtools import dist
+from tests.test_helm_chart import REQUIRED, deps_text, merged, render, validate_graph
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSION = coordinator.__version__
+WHEEL = f"airflow_etcd_coordinator-{VERSION}-py3-none-any.whl"
+SDIST = f"airflow_etcd_coordinator-{VERSION}.tar.gz"
+CHART_TGZ = f"airflow-etcd-coordinator-{VERSION}.tgz"
+
+
+def make_dist(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """``python -m devtools.dist --no-image --out OUT`` (what ``make dist`` runs, less the image), from the checkout."""
+    command = [sys.executable, "-m", "devtools.dist", "--no-image", "--out", str(out), *extra]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist/ as ``make dist`` writes it, once for the module."""
+    out = tmp_path_factory.mktemp("dist")
+    done = make_dist(out)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+def test_make_dist_writes_the_wheel_sdist_and_chart_with_their_checksums(release: Path) -> None:
+    """dist/ holds the wheel, the sdist, the chart package and SHA256SUMS naming exactly those, and `sha256sum -c`
+    verifies every one."""
+    assert sorted(p.name for p in release.iterdir()) == sorted([WHEEL, SDIST, CHART_TGZ, "SHA256SUMS"])
+    listed = sorted(line.split("  ", 1)[1] for line in (release / "SHA256SUMS").read_text().splitlines())
+    assert listed == sorted([WHEEL, SDIST, CHART_TGZ])
+    check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release, capture_output=True, text=True, check=False)
+    assert check.returncode == 0 and check.stdout.count(": OK") == 3, check.stdout + check.stderr
+
+
+def test_one_version_in_the_package_the_wheel_the_chart_and_the_changelog(release: Path) -> None:
+    """The wheel's metadata, the packaged Chart.yaml's version and appVersion and CHANGELOG.md's newest release all
+    carry coordinator.__version__, and pyproject.toml reads the version from there instead of holding its own."""
+    with zipfile.ZipFile(release / WHEEL) as wheel:
+        metadata = wheel.read(f"airflow_etcd_coordinator-{VERSION}.dist-info/METADATA").decode()
+    assert re.search(r"^Version: (.+)$", metadata, flags=re.MULTILINE).group(1) == VERSION  # type: ignore[union-attr]
+    with tarfile.open(release / CHART_TGZ) as chart:
+        meta = yaml.safe_load(chart.extractfile("airflow-etcd-coordinator/Chart.yaml").read())  # type: ignore[union-attr]
+    assert (meta["version"], meta["appVersion"]) == (VERSION, VERSION)
+    assert dist.changelog_versions()[0] == VERSION
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'dynamic = ["version"]' in pyproject and 'attr = "coordinator.__version__"' in pyproject
+    assert dist.version_problems() == []
+
+
+def test_a_release_whose_chart_or_changelog_lags_is_refused_with_the_edit(tmp_path: Path) -> None:
+    """`make dist` exits 1 before building anything when Chart.yaml or CHANGELOG.md carry another version, naming
+    the file, both versions and the line to write."""
+    chart = tmp_path / "chart"
+    chart.mkdir()
+    (chart / "Chart.yaml").write_text('apiVersion: v2\nname: x\nversion: 9.9.9\nappVersion: "9.9.8"\n')
+    changelog = tmp_path / "CHANGELOG.md"
+    changelog.write_text("# Changelog\n\n## [9.9.9] - 2030-01-01\n")
+    problems = dist.version_problems(VERSION, chart, changelog)
+    assert problems == [
+        f"{chart}/Chart.yaml: version is '9.9.9', the package's {VERSION!r}: set `version: {VERSION}`",
+        f"{chart}/Chart.yaml: appVersion is '9.9.8', the package's {VERSION!r}: set `appVersion: \"{VERSION}\"`",
+        f"CHANGELOG.md has no section for {VERSION}: add `## [{VERSION}] - YYYY-MM-DD` above the older sections",
+    ]
+    out = tmp_path / "out"
+    code = [
+        "import sys; from pathlib import Path; from devtools import dist",
+        f"dist.CHART = Path({str(chart)!r}); dist.CHANGELOG = Path({str(changelog)!r})",
+        f"sys.exit(dist.main(['--no-image', '--out', {str(out)!r}]))",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(code)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 1
+    assert "the version is not the same everywhere" in done.stderr and "set `version:" in done.stderr, done.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_the_wheel_and_sdist_hold_the_package_its_licence_and_no_dev_code(release: Path) -> None:
+    """The wheel holds coordinator/ and its dist-info with the Apache-2.0 LICENSE; the sdist holds the package, the
+    metadata, LICENSE, CHANGELOG.md and SECURITY.md, and no tests, dev tooling, benchmarks, demo DAGs or docs."""
+    with zipfile.ZipFile(release / WHEEL) as wheel:
+        names = wheel.namelist()
+    assert {n.split("/")[0] for n in names} == {"coordinator", f"airflow_etcd_coordinator-{VERSION}.dist-info"}
+    licence = wheel_licence = f"airflow_etcd_coordinator-{VERSION}.dist-info/licenses/LICENSE"
+    assert licence in names
+    with zipfile.ZipFile(release / WHEEL) as wheel:
+        assert "Apache License" in wheel.read(wheel_licence).decode()
+    with tarfile.open(release / SDIST) as sdist:
+        tops = {name.split("/")[1] for name in sdist.getnames() if "/" in name}
+    assert {"coordinator", "LICENSE", "CHANGELOG.md", "SECURITY.md", "README.md", "pyproject.toml"} <= tops
+    assert not tops & {"tests", "devtools", "bench", "dags", "docs", "charts", ".venv", "dist"}, tops
+
+
+def test_two_builds_of_one_checkout_give_the_same_wheel_and_chart(release: Path, tmp_path: Path) -> None:
+    """A second `make dist` of the same checkout writes a byte-identical wheel and chart package (every time stamp
+    is the last commit's), so a team can rebuild a release and compare its SHA256SUMS."""
+    done = make_dist(tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    first = dict(reversed(line.split("  ", 1)) for line in (release / "SHA256SUMS").read_text().splitlines())
+    second = dict(reversed(line.split("  ", 1)) for line in (tmp_path / "SHA256SUMS").read_text().splitlines())
+    assert first[WHEEL] == second[WHEEL] and first[CHART_TGZ] == second[CHART_TGZ]
+
+
+def test_the_packaged_chart_renders_the_repositorys_graph_from_the_tgz(release: Path, tmp_path: Path) -> None:
+    """Helm's own loader (helm-python-sdk) reads the .tgz as the chart at the package's version, and rendered with
+    the values a release needs and `--set-file deps.content=dependencies.json`, it puts the repository's graph in
+    the pods' ConfigMap byte for byte, which the real `coordinator validate` accepts."""
+    packaged = helm.Chart.load(release / CHART_TGZ)
+    assert packaged.metadata["name"] == "airflow-etcd-coordinator"
+    assert (packaged.metadata["version"], packaged.metadata["appVersion"]) == (VERSION, VERSION)
+    source = ROOT / "dependencies.json"
+    given = helm.parse_set_file(f"deps.content={source}")
+    values = merged({k: v for k, v in REQUIRED.items() if k != "deps"}, given)
+    text = deps_text(render(packaged, values))
+    assert text == source.read_text(encoding="utf-8")
+    assert "7 DAGs, 9 edges" in validate_graph(text, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def installed(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh venv with the released wheel and Airflow 3.3 (the `airflow` extra), pinned as the tests are."""
+    venv = tmp_path_factory.mktemp("airflow-venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    wheel = f"{release / WHEEL}[airflow]"
+    done = subprocess.run([*pip, "install", "-c", str(ROOT / "constraints" / "dev.txt"), wheel],
+                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return venv
+
+
+def test_the_released_wheel_runs_from_a_fresh_venv(installed: Path) -> None:
+    """The wheel's console script runs from the fresh venv (not this checkout) and prints the release's version;
+    its package is imported from that venv's site-packages."""
+    version = subprocess.run([str(installed / "bin" / "coordinator"), "--version"], capture_output=True, text=True,
+                             timeout=60, check=False, cwd="/")  # fmt: skip
+    assert version.returncode == 0 and version.stdout.strip() == f"coordinator {VERSION}", version
+    where = subprocess.run([str(installed / "bin" / "python"), "-c", "import coordinator; print(coordinator.__file__)"],
+                           capture_output=True, text=True, timeout=60, check=True, cwd="/")  # fmt: skip
+    assert where.stdout.strip().startswith(str(installed)), where.stdout
+
+
+def test_airflow_loads_the_released_plugin_and_it_writes_to_etcd(
+    installed: Path, tmp_path: Path, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """In the fresh Airflow 3.3 venv, `airflow plugins` lists the wheel's etcd_coordinator plugin with its listener,
+    and `coordinator check-plugin` runs the plugin's hook through Airflow's plugin manager into a real etcd."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "COORDINATOR"))},
+        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "COORDINATOR_ETCD_ENDPOINTS": etcd_endpoint,
+        "COORDINATOR_PREFIX": etcd_prefix,
+        "COORDINATOR_INSTANCE": "release_check",
+    }
+    plugins = subprocess.run([str(installed / "bin" / "airflow"), "plugins", "--output", "json"], env=env,
+                             capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)  # fmt: skip
+    assert plugins.returncode == 0, plugins.stderr[-3000:]
+    found = {p["name"]: p for p in json.loads(plugins.stdout)}
+    assert "etcd_coordinator" in found, sorted(found)
+    assert "listener" in json.dumps(found["etcd_coordinator"]).lower(), found["etcd_coordinator"]
+    check = subprocess.run([str(installed / "bin" / "coordinator"), "check-plugin"], env=env,
+                           capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)  # fmt: skip
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
