@@ -310,7 +310,7 @@ def _with_ignored(check: Check, p: LineageProbe, graph: Graph | None) -> Check:
         "summary": f"{check.summary}; {typos} ignored job(s) are close to a mapped one (a typo in dependencies.json?)",
         "details": details,
         "fix": 'correct "job" in that "openlineage" entry of dependencies.json to the name the producer sends '
-               "(dbt-ol: {project}.{schema}.{project}.{model}.build.run), then `coordinator validate`",
+               "(dbt-ol: {database}.{schema}.{project}.{model}.build.run), then `coordinator validate`",
     })  # fmt: skip
 
 

@@ -94,6 +94,8 @@ def test_an_instance_without_settings_exits_2(tmp_path: Path) -> None:
     assert f"{path}: instance team_a: error: no Airflow is configured for it — set an entry in the instances file" in (
         result.stderr
     )
+    # An instance with no Airflow at all is told how to say so.
+    assert f'declare "team_a": {{"kind": "external"}} under "instances" in {path}' in result.stderr
     assert "Traceback" not in result.stderr
 
 

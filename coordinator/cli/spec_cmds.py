@@ -10,7 +10,8 @@ Rules:
 5. ``validate --airflow`` also asks each instance's Airflow (the watcher's settings: COORDINATOR_AIRFLOW_URL or the
    instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit 1, with "did you mean"
    against Airflow's DAG ids), a paused one a warning; an instance without settings exits 2 (configuration), one
-   that cannot be asked exits 1.
+   that cannot be asked exits 1. An instance the file declares ``"kind": "external"`` has no Airflow: it is named
+   on stdout and never asked (``coordinator.core.spec.instances``).
 6. None of them needs etcd; ``inputs`` answers "what does this run wait for?" from the file alone.
 """
 
@@ -148,12 +149,19 @@ def _check_airflow(graph: Graph, settings: Settings) -> int:
     configured = settings.instances()
     code = 0
     for name in sorted({node.instance for node in graph.dags}):
+        if not graph.has_airflow(name):
+            count = sum(node.instance == name for node in graph.dags)
+            typer.echo(f"instance {name}: no Airflow (\"kind\": \"external\"): {_count(count, 'DAG')} not asked; "
+                       "their run states come from the OpenLineage receiver or `coordinator mark`")  # fmt: skip
+            continue
         instance = configured.get(name)
         if instance is None:
             how = "COORDINATOR_AIRFLOW_URL" if name == "default" else "an entry in the instances file"
             typer.echo(
                 f"{graph.source}: instance {name}: error: no Airflow is configured for it — set {how} "
-                "(COORDINATOR_INSTANCES_FILE maps every instance name to its URL and credentials)",
+                "(COORDINATOR_INSTANCES_FILE maps every instance name to its URL and credentials); if it has no "
+                f'Airflow (its DAGs are OpenLineage jobs or written by `coordinator mark`), declare "{name}": '
+                f'{{"kind": "external"}} under "instances" in {graph.source}',
                 err=True,
             )
             code = max(code, EXIT_INVALID)

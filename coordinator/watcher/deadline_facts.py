@@ -61,7 +61,8 @@ class PausedForDeadlines:
         if self._scope is None or self._scope[0] is not graph:
             self._scope = (graph, deadline_scope(graph))
         scope = self._scope[1]
-        names = sorted({node.instance for node in scope} & set(self.lists))
+        # An external instance ("kind": "external") has no Airflow to ask, even if a client was configured for it.
+        names = sorted({node.instance for node in scope if graph.has_airflow(node.instance)} & set(self.lists))
         answers = await asyncio.gather(*(self.lists[name].listed() for name in names), return_exceptions=True)
         for name, answer in zip(names, answers, strict=True):
             if isinstance(answer, frozenset):

@@ -2,9 +2,10 @@
 
 Rules:
 1. At start every instance in use (a DAG of the graph or an asset route names it; or a client is configured) is
-   checked once (``instance_check``): one log line per instance, the metrics
-   ``coordinator_instance_up{instance}`` / ``coordinator_instance_check_failures{instance}``; a failure names the
-   setting to fix and never stops the watcher (the instance may come up later; the actuator retries as always).
+   checked once (``instance_check``), except those the graph declares ``"kind": "external"`` (no Airflow: nothing
+   to ask): one log line per instance, the metrics ``coordinator_instance_up{instance}`` /
+   ``coordinator_instance_check_failures{instance}``; a failure names the setting to fix and never stops the watcher
+   (the instance may come up later; the actuator retries as always).
 2. The presence key ``{prefix}/watchers/{id}`` (docs/keys.md) holds a :class:`~coordinator.diagnosis.WatcherPresence`
    bound to a lease of ``leader_ttl_s``: it disappears within that time after the process dies, so ``doctor`` lists
    live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish and when the
@@ -58,17 +59,18 @@ class Presence:
 def instances_in_use(graph: Graph) -> set[str]:
     """The instances something depends on: those holding a DAG of the graph or named by an asset route. An instance
     the file only declares (or the implicit ``default`` of a graph whose DAGs all name their instance) is not checked:
-    its missing URL would be an ERROR line about nothing, and alerting on ERROR pages someone for it."""
+    its missing URL would be an ERROR line about nothing, and alerting on ERROR pages someone for it. Nor is an
+    external one (``"kind": "external"``): it has no URL to miss."""
     used = {node.instance for node in graph.dags}
     for route in graph.asset_routes:
         used |= {route.source, *route.targets}
-    return used
+    return used - graph.external_instances
 
 
 async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
     """Rule 1: every instance of the graph in force, concurrently; one log line each."""
     graph = watcher.graph()
-    names = sorted(instances_in_use(graph) | set(watcher.clients))
+    names = sorted((instances_in_use(graph) | set(watcher.clients)) - graph.external_instances)
     configured = watcher.settings.instances()
     dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
     timeout = watcher.settings.airflow_timeout_s

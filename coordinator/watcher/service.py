@@ -466,7 +466,8 @@ async def open_watcher(
 ) -> Watcher:
     """The watcher for ``settings``, counting into ``metrics`` and reporting to ``health`` (fresh ones if None)."""
     graphs = GraphSource(settings.deps)
-    missing = sorted({n.instance for n in graphs.graph.dags} - set(settings.instances()))
+    graph = graphs.graph
+    missing = sorted({n.instance for n in graph.dags} - set(settings.instances()) - graph.external_instances)
     if missing:
         log.warning("config.instances_missing instances=%s detail=%r", ",".join(missing),
                     "DAGs in these instances cannot be triggered until their Airflow is configured")  # fmt: skip
