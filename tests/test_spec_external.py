@@ -14,6 +14,8 @@ import pytest
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.schema import json_schema
 from coordinator.errors import SpecError
+from coordinator.watcher.instance_check import check_instance
+from tests.conftest import run_coro
 
 ROOT = Path(__file__).resolve().parent.parent
 DAILY = {"cron": "0 0 * * *"}
@@ -130,3 +132,12 @@ def test_the_documented_external_example_loads() -> None:
     blocks = [b for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if '"kind": "external"' in b]
     assert blocks, "no example declares an external instance"
     assert all(parse_spec(block).external_instances for block in blocks)
+
+
+def test_an_instance_without_an_airflow_url_is_told_how_to_declare_it_external() -> None:
+    """The start check of an instance with no URL (doctor's and the watcher's) names both fixes: the instances file,
+    or "kind": "external" for an instance that has no Airflow."""
+    check = run_coro(check_instance("analytics", None, ["orders"]))
+    assert not check.ok and check.fix is not None
+    assert "add 'analytics' to the instances file" in check.fix
+    assert 'declare "analytics": {"kind": "external"} under "instances" in dependencies.json' in check.fix

@@ -58,7 +58,9 @@ async def check_instance(
             fix=(
                 "set COORDINATOR_AIRFLOW_URL (with COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD)"
                 if name == "default"
-                else f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE)"
+                else f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE); if it has no "
+                "Airflow (its DAGs are OpenLineage jobs or written by `coordinator mark`), declare "
+                f'"{name}": {{"kind": "external"}} under "instances" in dependencies.json'
             ),
         )
     try:
