@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -19,27 +20,15 @@ from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new
 from tests.scenario.conftest import Stack, wait_for
 from tests.support.fake_airflow import FakeAirflow
 
-DAILY = {"cron": "0 0 * * *"}
-#: The README's worked example ("Waiting for dbt, Spark and other jobs"), as its docs now write it.
-EXAMPLE: dict[str, Any] = {
-    "version": 1,
-    "instances": {"team_b": {}, "analytics": {"kind": "external", "description": "the jaffle dbt project"}},
-    "dags": {
-        "analytics/orders": {"partitions": DAILY},
-        "analytics/customers": {"partitions": DAILY},
-        "analytics/dbt_run": {"partitions": DAILY},
-        "team_b/report": {"upstreams": ["analytics/orders", "analytics/customers"], "partitions": DAILY},
-    },
-    "openlineage": [
-        {"namespace": "dbt_prod", "job": "dbt-run-jaffle", "instance": "analytics", "dag": "dbt_run"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.orders.build.run", "instance": "analytics",
-         "dag": "orders"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.customers.build.run", "instance": "analytics",
-         "dag": "customers"},
-    ],
-}  # fmt: skip
+README = Path(__file__).resolve().parents[2] / "README.md"
+#: The README's section with the worked example ("Waiting for dbt, Spark and other jobs").
+SECTION = (
+    README.read_text(encoding="utf-8").split("## Waiting for dbt, Spark and other jobs", 1)[1].split("\n## ", 1)[0]
+)
+#: Its graph, read from the README itself (the first JSON block of the section), so the docs cannot drift from this.
+EXAMPLE: dict[str, Any] = json.loads(re.search(r"```json\n(.*?)\n```", SECTION, re.DOTALL).group(1))  # type: ignore[union-attr]
 #: The README's step 4, as a user pastes it (GNU date; `coordinator` is the installed command).
-WHY = 'coordinator why team_b/report -p "$(date -u -d yesterday +%F)"'
+WHY = next(line for line in SECTION.splitlines() if line.startswith("coordinator why team_b/report"))
 
 
 def run(stack: Stack, words: list[str], **env: str) -> subprocess.CompletedProcess[str]:
