@@ -16,12 +16,23 @@ import zipfile
 from pathlib import Path
 
 import helm_python as helm
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
 import coordinator
 from devtools import dist
-from tests.test_helm_chart import REQUIRED, deps_text, merged, render, validate_graph
+from tests.test_helm_chart import (
+    CUSTOM_SCHEMAS,
+    KUBERNETES,
+    REQUIRED,
+    deps_text,
+    merged,
+    platform_values,
+    render,
+    validate_graph,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = coordinator.__version__
@@ -137,6 +148,24 @@ def test_the_packaged_chart_renders_the_repositorys_graph_from_the_tgz(release: 
     text = deps_text(render(packaged, values))
     assert text == source.read_text(encoding="utf-8")
     assert "7 DAGs, 9 edges" in validate_graph(text, tmp_path)
+
+
+def test_the_packaged_chart_renders_the_platform_example_as_valid_kubernetes(release: Path) -> None:
+    """The .tgz rendered with the platform team's example values (three Airflows, TLS etcd with client certificates,
+    auth, a PodMonitor) gives the same objects as the chart folder, each valid in strict mode on every supported
+    Kubernetes release, with the image tag defaulting to the package's version."""
+    packaged = render(helm.Chart.load(release / CHART_TGZ), platform_values())
+    assert packaged == render(helm.Chart.load(ROOT / "charts" / "airflow-etcd-coordinator"), platform_values())
+    for version in KUBERNETES:
+        for obj in packaged:
+            custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+            if custom is not None:
+                jsonschema.validate(obj, custom)
+            else:
+                kubernetes_validate.validate(obj, version, strict=True)
+    (deployment,) = [o for o in packaged if o["kind"] == "Deployment"]
+    images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
+    assert all(image.endswith(f":{VERSION}") for image in images), images
 
 
 @pytest.fixture(scope="module")
