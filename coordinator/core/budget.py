@@ -1,26 +1,35 @@
-"""The trigger budget (semantics rule 15): at most ``limit`` new runs per Airflow instance over a sliding window.
+"""The trigger budget (semantics rule 15): each DAG's new runs against what its partition grids explain, and an
+instance-wide ceiling, over a sliding window.
 
 A forged or mistaken flood of successes (N partitions written at once, or one put each as fast as a writer can) would
-otherwise become N runs in Airflow at the speed of the actuator. The count lives in etcd with the hold
+otherwise become N runs in Airflow at the speed of the actuator. The counts live in etcd with the holds
 (``{prefix}/config/budget/{instance}``, written by the leader, fenced), so a flood spread over many reconcile passes,
-or over a failover, is counted as one. Beyond the budget the leader holds that instance until an operator releases it
-(``coordinator release INSTANCE``) or the limit is raised. Rules, numbered as in ``docs/semantics.md`` rule 15:
+or over a failover, is counted as one. Rules, numbered as in ``docs/semantics.md`` rule 15:
 
 a. Only new triggers count: a :class:`Resume` completes an intent already recorded (holding it would leave the
    ledger pending forever), so it always passes.
-b. A trigger whose cause (``cause_rev``, its newest input) is at or before the instance's ``released_through`` was
-   released by an operator: it passes whatever the count, and is not counted.
-c. While an instance is held at a limit at least the current one, every other new trigger of it is held.
+b. A trigger whose cause (``cause_rev``, its newest input) is at or before the instance's ``released_through``, or
+   its DAG's, was released by an operator; one whose partition a declared backfill explains
+   (``coordinator.core.budget_allowance`` rule 3) was asked for. Either passes whatever the counts, uncounted.
+c. While an instance is held at a ceiling at least the current one, every other new trigger of it is held; while a
+   DAG is held at an allowance at least its current one, every other new trigger of that DAG is held.
 d. Otherwise new triggers pass, in the plan's order, while the instance's count over the window (the new runs let
-   through in the last ``window.seconds``, :meth:`Window.count`) stays within ``limit``; the rest are held and the
-   instance becomes held. The leader records what passed (:meth:`Window.add`) and any new hold in one fenced
-   compare-and-swap of the budget key before it submits anything of that instance.
+   through in the last ``window.seconds``, :meth:`Window.count`) stays within ``limit`` (the ceiling) and the DAG's
+   count stays within its allowance; the first trigger beyond the ceiling holds the instance, the first beyond a
+   DAG's allowance holds that DAG only. The leader records what passed (:meth:`Window.add`, per instance and per
+   DAG) and any new hold in one fenced compare-and-swap of the budget key before it submits anything of that instance.
 e. A held trigger writes nothing: no intent, no Airflow call. It stays due (the planner is level-triggered), so a
    release or a raised limit re-plans it and the ledger's compare-and-swap admits it exactly once, like any trigger.
-f. ``limit`` 0 disables the budget. Pure: the same actions, limit, states and window give the same outcome.
-g. The window is kept as ``WINDOW_BUCKETS`` buckets of counts (``BudgetState.started``): a run is counted until its
-   whole bucket has left the window, so the count errs on the side of holding by at most one bucket's length. A
-   release empties it: counting starts again from the operator's confirmation.
+f. ``limit`` 0 disables the whole budget (ceiling and allowances); an allowance of 0 (a floor of 0) disables the
+   per-DAG brake. Pure: the same actions, limit, allowances, states and window give the same outcome.
+g. The window is kept as ``WINDOW_BUCKETS`` buckets of counts (``started``): a run is counted until its whole bucket
+   has left the window, so the count errs on the side of holding by at most one bucket's length. A release empties
+   what it releases: counting starts again from the operator's confirmation.
+h. Why per DAG, not per family: a DAG's count is what its grids predict directly, and a held DAG does not run, so
+   its own dependents get nothing new from the flood; the family below an anomalous upstream is held by
+   construction, without a rule that would also hold siblings fed by healthy upstreams. Unrelated DAGs of the
+   instance are never judged on another DAG's count. The price: each direct dependent of a flooded root starts up
+   to its own allowance (40 by default) before it is held; the ceiling bounds the sum.
 """
 
 from __future__ import annotations
@@ -30,13 +39,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from coordinator.core.actions import Action, Trigger
-from coordinator.core.budget_state import BudgetState
+from coordinator.core.budget_allowance import Allowances, Declared
+from coordinator.core.budget_state import BudgetState, DagBudget
+from coordinator.core.model import NodeId
 
-#: 100 new runs per instance in the window. A real cascade triggers the direct dependents of what just succeeded, per
-#: partition: the example's widest fan-out is 4, a wide estate's a few dozen; a catch-up after a day of downtime of an
-#: hourly root with a fan-out of 4 is 96, all due at once. More than 100 in a few minutes is what a flood of forged or
-#: mistaken successes looks like (and is the first-start limit's number, for the same reason: Airflow queues them).
-DEFAULT_TRIGGER_BUDGET = 100
+#: The instance-wide ceiling: 1,000 new runs per instance in the window, whatever the DAGs' allowances. Each DAG is
+#: judged against its own allowance (rule d); the ceiling is the backstop for a flood spread over many DAGs, each
+#: within its allowance. A wide estate's midnight cascade starts a few hundred runs in one instance (300 DAGs fed by
+#: one root) and passes; a thousand in ten minutes is more than one Airflow's scheduler starts in that time anyway.
+#: (It was 100 and the only limit before per-DAG allowances; a configured COORDINATOR_TRIGGER_BUDGET keeps that
+#: meaning: an instance-wide ceiling.)
+DEFAULT_TRIGGER_BUDGET = 1000
 #: 10 minutes: long enough that a flood written one success at a time, as fast or as slowly as a writer likes over a
 #: few minutes, is counted as one burst; short enough that a day's scheduled cascades, spread over the day, are not.
 DEFAULT_TRIGGER_BUDGET_WINDOW_S = 600.0
@@ -55,67 +68,131 @@ class Window:
     def bucket_s(self) -> int:
         return max(1, int(self.seconds // WINDOW_BUCKETS))
 
-    def _live(self, started: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    def live(self, started: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
         """Rule g: the buckets any part of which is still inside the window."""
-        return [(start, n) for start, n in started if start + self.bucket_s > self.now - self.seconds]
+        return tuple((start, n) for start, n in started if start + self.bucket_s > self.now - self.seconds)
 
-    def count(self, state: BudgetState | None) -> int:
+    def tally(self, started: Iterable[tuple[int, int]]) -> int:
+        """New runs in the window, as buckets ``started`` record them."""
+        return sum(n for _, n in self.live(started))
+
+    def count(self, state: BudgetState | DagBudget | None) -> int:
         """New runs let through in the window, as ``state`` records them."""
-        return 0 if state is None else sum(n for _, n in self._live(state.started))
+        return 0 if state is None else self.tally(state.started)
+
+    def added(self, started: Iterable[tuple[int, int]], passed: int) -> tuple[tuple[int, int], ...]:
+        """``started`` with ``passed`` more runs counted now, and the buckets that left the window dropped."""
+        bucket = int(self.now // self.bucket_s) * self.bucket_s
+        counts = dict(self.live(started))
+        counts[bucket] = counts.get(bucket, 0) + passed
+        return tuple(sorted(counts.items()))
 
     def add(self, state: BudgetState, passed: int) -> BudgetState:
         """``state`` with ``passed`` more runs counted now, and the buckets that left the window dropped."""
-        bucket = int(self.now // self.bucket_s) * self.bucket_s
-        counts = dict(self._live(state.started))
-        counts[bucket] = counts.get(bucket, 0) + passed
-        return state.model_copy(update={"started": tuple(sorted(counts.items()))})
+        return state.model_copy(update={"started": self.added(state.started, passed)})
 
 
 @dataclass(frozen=True)
 class Budgeted:
-    """What passes the budget, what it holds (per instance), the instances that became held in this pass, and how
-    many new triggers of each instance passed by rule d (counted: the leader records them before submitting)."""
+    """What passes the budget, what it holds (per instance: every held trigger, by either rule), the instances and
+    DAGs that became held in this pass, and how many new triggers passed by rule d per instance and per DAG (counted:
+    the leader records them before submitting)."""
 
     actions: tuple[Action, ...]
     held: Mapping[str, tuple[Trigger, ...]] = field(default_factory=dict)
     newly_held: frozenset[str] = frozenset()
     counted: Mapping[str, int] = field(default_factory=dict)
+    #: Rule d per DAG: the DAGs newly held beyond their allowance, how many of each were held, how many passed.
+    newly_held_dags: frozenset[NodeId] = frozenset()
+    held_dags: Mapping[NodeId, int] = field(default_factory=dict)
+    counted_dags: Mapping[NodeId, int] = field(default_factory=dict)
 
 
-def apply_budget(actions: Iterable[Action], limit: int, states: Mapping[str, BudgetState], window: Window) -> Budgeted:
-    """Rules a-g over one pass's actions."""
+def apply_budget(
+    actions: Iterable[Action],
+    limit: int,
+    states: Mapping[str, BudgetState],
+    window: Window,
+    allowances: Allowances | None = None,
+    declared: Declared | None = None,
+) -> Budgeted:
+    """Rules a-h over one pass's actions."""
+    allow = allowances if allowances is not None else Allowances()
     passed: list[Action] = []
     held: dict[str, list[Trigger]] = {}
     counted: dict[str, int] = {}
+    counted_dags: dict[NodeId, int] = {}
+    held_dags: dict[NodeId, int] = {}
     newly: set[str] = set()
+    newly_dags: set[NodeId] = set()
     for action in actions:
         if not isinstance(action, Trigger) or limit <= 0:  # rules a, f
             passed.append(action)
             continue
-        instance = action.node.instance
+        node = action.node
+        instance, allowance = node.instance, allow.of(node)
         state = states.get(instance)
-        if state is not None and action.cause_rev <= state.released_through:  # rule b
+        dag = state.dags.get(node.dag_id) if state is not None else None
+        released = state is not None and action.cause_rev <= state.released_through
+        released = released or (dag is not None and action.cause_rev <= dag.released_through)
+        if released or (declared is not None and declared.covers(node, action.partition)):  # rule b
             passed.append(action)
-        elif state is not None and state.holds(limit):  # rule c
+        elif (state is not None and state.holds(limit)) or (dag is not None and dag.holds(allowance)):  # rule c
             held.setdefault(instance, []).append(action)
-        elif window.count(state) + counted.get(instance, 0) < limit:  # rule d
-            counted[instance] = counted.get(instance, 0) + 1
-            passed.append(action)
-        else:
+            if not (state is not None and state.holds(limit)):
+                held_dags[node] = held_dags.get(node, 0) + 1
+        elif window.count(state) + counted.get(instance, 0) >= limit:  # rule d: the ceiling
             held.setdefault(instance, []).append(action)
             newly.add(instance)
-    return Budgeted(tuple(passed), {i: tuple(t) for i, t in held.items()}, frozenset(newly), counted)
+        elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:  # rule d: the allowance
+            held.setdefault(instance, []).append(action)
+            held_dags[node] = held_dags.get(node, 0) + 1
+            newly_dags.add(node)
+        else:
+            counted[instance] = counted.get(instance, 0) + 1
+            counted_dags[node] = counted_dags.get(node, 0) + 1
+            passed.append(action)
+    return Budgeted(
+        tuple(passed), {i: tuple(t) for i, t in held.items()}, frozenset(newly), counted,
+        frozenset(newly_dags), held_dags, counted_dags,
+    )  # fmt: skip
 
 
 def budget_record(
-    state: BudgetState, budgeted: Budgeted, instance: str, limit: int, window: Window, *, at: datetime, by: str
+    state: BudgetState,
+    budgeted: Budgeted,
+    instance: str,
+    limit: int,
+    window: Window,
+    *,
+    at: datetime,
+    by: str,
+    allowances: Allowances | None = None,
 ) -> BudgetState | None:
-    """Rule d's write for ``instance``: what passed counted in the window and, when it became held, the hold; None
-    when this pass changes nothing of it. ``at`` is the hold's time, passed in to keep this pure."""
+    """Rule d's write for ``instance``: what passed counted in the window (the instance's and each DAG's) and any new
+    hold; None when this pass changes nothing of it. ``at`` is the hold's time, passed in to keep this pure."""
+    allow = allowances if allowances is not None else Allowances()
     passed = budgeted.counted.get(instance, 0)
-    if not passed and instance not in budgeted.newly_held:
+    newly_dags = {n for n in budgeted.newly_held_dags if n.instance == instance}
+    if not passed and instance not in budgeted.newly_held and not newly_dags:
         return None
     record = window.add(state, passed) if passed else state
+    dags: dict[str, DagBudget] = {}
+    for dag_id, dag in state.dags.items():  # rule g: a DAG with nothing left to remember is dropped
+        kept = dag.model_copy(update={"started": window.live(dag.started)})
+        if kept.held or kept.started or kept.released_through:
+            dags[dag_id] = kept
+    for node, n in budgeted.counted_dags.items():
+        if node.instance == instance:
+            dag = dags.get(node.dag_id, DagBudget())
+            dags[node.dag_id] = dag.model_copy(update={"started": window.added(dag.started, n)})
+    for node in newly_dags:
+        dag = dags.get(node.dag_id, DagBudget())
+        dags[node.dag_id] = dag.model_copy(update={
+            "held": True, "allowance": allow.of(node), "count": window.tally(dag.started),
+            "held_count": budgeted.held_dags.get(node, 0), "held_at": at,
+        })  # fmt: skip
+    record = record.model_copy(update={"dags": dict(sorted(dags.items()))})
     if instance in budgeted.newly_held:
         held = len(budgeted.held[instance])
         record = record.model_copy(update={"held": True, "limit": limit, "held_count": held, "held_at": at, "by": by})

@@ -1,7 +1,9 @@
 """The trigger budget's state as a value: ``{prefix}/config/budget/{instance}`` (semantics rule 15).
 
 A fact of the view like the retention floor (``View.budgets``), so every decision reads it from the same snapshot as
-the run states; what it lets pass is ``coordinator.core.budget``'s.
+the run states; what it lets pass is ``coordinator.core.budget``'s. One record per instance holds the instance-wide
+ceiling's count and hold and, in ``dags``, each DAG's own count and hold (rule 15h): one compare-and-swap still
+counts a whole pass of an instance, and a record without ``dags`` (written before per-DAG holds) decodes as before.
 """
 
 from __future__ import annotations
@@ -9,6 +11,38 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class DagBudget(BaseModel):
+    """One DAG's part of the instance's record (``dags[dag_id]``, rule 15h): its count in the window and its hold."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    held: bool = False
+    #: The DAG's allowance when the hold was recorded: a larger one (a new graph, a larger floor) lifts the hold.
+    allowance: int = Field(default=0, ge=0)
+    #: New runs of the DAG let through in the window when it was held, and how many were held then.
+    count: int = Field(default=0, ge=0)
+    held_count: int = Field(default=0, ge=0)
+    held_at: datetime | None = None
+    #: Triggers of this DAG caused at or before this revision pass (``coordinator release INSTANCE --dag DAG``).
+    released_through: int = Field(default=0, ge=0)
+    #: As :attr:`BudgetState.started`, for this DAG's new runs only.
+    started: tuple[tuple[int, int], ...] = ()
+
+    def holds(self, allowance: int) -> bool:
+        return self.held and allowance > 0 and self.allowance >= allowance
+
+    def plan_fields(self) -> tuple[bool, int, int]:
+        return self.held, self.allowance, self.released_through
+
+    def describe(self, instance: str, dag: str) -> str:
+        """One line for ``status``, ``doctor`` and ``why``: which DAG is held, count against allowance, the fix."""
+        since = f" since {self.held_at.isoformat(timespec='seconds')}" if self.held_at is not None else ""
+        return (f"DAG {instance}/{dag} is held by the trigger budget{since}: {self.count} new run(s) of it started in "
+                f"the window, its allowance is {self.allowance} (what its partition grid explains, with a margin), "
+                f"and {self.held_count} more wait; nothing new of {dag} starts until `coordinator release {instance} "
+                f"--dag {dag}` (check its upstream's successes first); other DAGs of {instance} are not "
+                f"held")  # fmt: skip
 
 
 class BudgetState(BaseModel):
@@ -29,13 +63,28 @@ class BudgetState(BaseModel):
     #: count that ``coordinator.core.budget.Window`` judges (rule d). Kept here, in etcd, so that it holds across
     #: reconcile passes and a failover; a release empties it.
     started: tuple[tuple[int, int], ...] = ()
+    #: Rule 15h: dag_id -> that DAG's count and hold (absent in records written before per-DAG holds).
+    dags: dict[str, DagBudget] = Field(default_factory=dict)
+
+    def held_dags(self) -> dict[str, DagBudget]:
+        """The DAGs of this instance held by their allowance, by dag_id."""
+        return {dag: d for dag, d in sorted(self.dags.items()) if d.held}
+
+    def held_anywhere(self) -> bool:
+        """Whether the instance, or any DAG of it, is held (what ``coordinator release INSTANCE`` releases)."""
+        return self.held or any(d.held for d in self.dags.values())
 
     def affects_plans(self, other: BudgetState | None) -> bool:
         """Whether going from ``other`` to this state can change what passes: a hold, its limit or a release. A
         new count in the window alone cannot (it is read when the next trigger is judged), so the view does not
         re-plan every partition for it."""
         was = other if other is not None else BudgetState()
-        return (self.held, self.limit, self.released_through) != (was.held, was.limit, was.released_through)
+        if (self.held, self.limit, self.released_through) != (was.held, was.limit, was.released_through):
+            return True
+        plans = {d: b.plan_fields() for d, b in self.dags.items()}
+        before = {d: b.plan_fields() for d, b in was.dags.items()}
+        idle = DagBudget().plan_fields()  # a DAG entry appearing with only a count changes nothing
+        return any(plans.get(d, idle) != before.get(d, idle) for d in plans.keys() | before.keys())
 
     def holds(self, limit: int) -> bool:
         return self.held and limit > 0 and self.limit >= limit
@@ -44,8 +93,9 @@ class BudgetState(BaseModel):
         """One line for ``status`` and ``doctor``: who is held since when, and how to release it."""
         since = f" since {self.held_at.isoformat(timespec='seconds')}" if self.held_at is not None else ""
         return (f"instance {instance} is held by the trigger budget{since}: {self.held_count} new run(s) beyond the "
-                f"limit of {self.limit} new runs in its window wait, and nothing new starts there until `coordinator "
-                f"release {instance}` (check the runs first) or a larger COORDINATOR_TRIGGER_BUDGET")  # fmt: skip
+                f"instance-wide ceiling of {self.limit} new runs in its window wait, and nothing new starts there "
+                f"until `coordinator release {instance}` (check the runs first) or a larger "
+                f"COORDINATOR_TRIGGER_BUDGET")  # fmt: skip
 
 
 def parse_budget(raw: bytes) -> tuple[BudgetState | None, str | None]:

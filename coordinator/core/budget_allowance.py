@@ -1,0 +1,128 @@
+"""Each DAG's trigger allowance (semantics rule 15h): how many new runs of it the graph explains in the budget's window.
+
+Rules:
+1. A DAG's grid and its sources' grids bound how many of its partitions can become due in a window: a source whose
+   grid puts ``n`` points in the window, each of which maps to ``k`` partitions of the DAG (a daily upstream under an
+   hourly DAG: 24), explains ``n * k`` triggers; the DAG expects the largest of its sources' (a partition is triggered
+   once all its sources are in, so sources are not summed). Without a grid a source is one point per window.
+2. The allowance is ``max(floor, MARGIN * expected)``; a floor of 0 turns the per-DAG brake off (allowance 0).
+3. A declared backfill (``{prefix}/config/backfill/{instance}/{dag}/{partition}``) explains its own partitions and,
+   for every DAG below the backfilled one, the partitions whose window overlaps the backfill's range: those pass
+   uncounted (:meth:`Declared.covers`). A partition outside it is merely counted (errs on the side of holding).
+4. Pure and deterministic: the sample the grids are measured on is fixed (:data:`SAMPLE_FROM`), not the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from coordinator.core.graph import Graph
+from coordinator.core.grid import Grid
+from coordinator.core.model import NodeId, canonical_partition, partition_datetime
+from coordinator.core.spec.deadline import window_end
+
+#: Rule 2's floor: 40 new runs of one DAG in the window. A catch-up after four weeks of downtime of a daily DAG is 28
+#: partitions of each dependent, all due at once; 13 days of an 8-DAG graph written by an outside writer is 13 per
+#: DAG. A forged flood of 300 successes of one root asks for 300 of each dependent: 40 start, the rest wait.
+DEFAULT_DAG_ALLOWANCE_FLOOR = 40
+#: Rule 2's margin: twice what the grids explain, so a rerun of every partition of a window (a clear of the
+#: upstream's runs) still passes; a flood is an order of magnitude beyond, not a factor of two.
+MARGIN = 2
+#: Rule 4: grids are measured from here, over this many points: enough to see the shortest gap of a grid that is
+#: irregular within a day or a week (``0 9,17 * * 1-5``) and its mapping across a DST change.
+SAMPLE_FROM = datetime(2024, 3, 1, tzinfo=UTC)
+SAMPLE_POINTS = 48
+_SECOND = timedelta(seconds=1)
+
+
+def points_in_window(grid: Grid | None, window_s: float) -> int:
+    """At most how many points of ``grid`` fall in any window of ``window_s`` seconds (rule 1)."""
+    if grid is None:
+        return 1
+    at, gaps = grid.floor(SAMPLE_FROM), []
+    for _ in range(SAMPLE_POINTS):
+        nxt = grid.next(at)
+        gaps.append((nxt - at).total_seconds())
+        at = nxt
+    return int(window_s // max(1.0, min(gaps))) + 1
+
+
+def _fan_out(graph: Graph, node: NodeId, source: NodeId) -> int:
+    """At most how many partitions of ``node`` one partition of ``source`` maps to (rule 1's ``k``)."""
+    grid = graph.dags[source].grid
+    at = SAMPLE_FROM if grid is None else grid.floor(SAMPLE_FROM)
+    most = 1
+    for _ in range(4 if grid is not None else 1):
+        most = max(most, len(graph.target_partitions(node, source, canonical_partition(at))))
+        if grid is not None:
+            at = grid.next(at)
+    return most
+
+
+def expected_runs(graph: Graph, node: NodeId, window_s: float) -> int:
+    """Rule 1: the new runs of ``node`` its sources' grids explain in a window (its own grid's for a root)."""
+    spec = graph.dags[node]
+    sources = sorted({*spec.upstreams, *spec.on_failure_of})
+    if not sources:
+        return points_in_window(spec.grid, window_s)
+    return max(points_in_window(graph.dags[s].grid, window_s) * _fan_out(graph, node, s) for s in sources)
+
+
+def dag_allowances(graph: Graph, window_s: float, floor: int) -> dict[NodeId, int]:
+    """Rule 2 for every DAG of ``graph`` (empty when the floor is 0: the per-DAG brake is off)."""
+    if floor <= 0:
+        return {}
+    return {node: max(floor, MARGIN * expected_runs(graph, node, window_s)) for node in graph.dags}
+
+
+@dataclass(frozen=True)
+class Allowances:
+    """What the budget judges each DAG against: the floor, and the graph's allowance per DAG (rule 2)."""
+
+    floor: int = 0
+    per_dag: Mapping[NodeId, int] = field(default_factory=dict)
+
+    def of(self, node: NodeId) -> int:
+        """``node``'s allowance; a DAG the graph does not know (yet) gets the floor; 0: not limited."""
+        return 0 if self.floor <= 0 else self.per_dag.get(node, self.floor)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Rule 3: the partitions a declared backfill explains."""
+
+    exact: frozenset[tuple[NodeId, str]] = frozenset()
+    #: DAG below a backfilled one -> the backfills' ranges, ``[first partition, end of the last one's window)``.
+    ranges: Mapping[NodeId, tuple[tuple[datetime, datetime], ...]] = field(default_factory=dict)
+    grids: Mapping[NodeId, Grid | None] = field(default_factory=dict)
+
+    def covers(self, node: NodeId, partition: str) -> bool:
+        if (node, partition) in self.exact:
+            return True
+        spans = self.ranges.get(node)
+        if not spans:
+            return False
+        start = partition_datetime(partition)
+        end = window_end(self.grids.get(node), partition)
+        return any(start < hi and (lo < end or lo <= start) for lo, hi in spans)
+
+
+def declared_backfills(graph: Graph, backfills: Iterable[tuple[NodeId, str]]) -> Declared:
+    """Rule 3 from the view's backfill requests (``View.backfills``)."""
+    exact = frozenset(backfills)
+    bounds: dict[NodeId, tuple[str, str]] = {}
+    for node, partition in exact:
+        lo, hi = bounds.get(node, (partition, partition))
+        bounds[node] = (min(lo, partition), max(hi, partition))
+    ranges: dict[NodeId, list[tuple[datetime, datetime]]] = {}
+    for node, (lo, hi) in bounds.items():
+        if node not in graph.dags:
+            continue
+        # Without a grid a partition is an instant: the range ends just after the last one.
+        span = (partition_datetime(lo), max(window_end(graph.dags[node].grid, hi), partition_datetime(hi) + _SECOND))
+        for below in graph.descendants(node):
+            ranges.setdefault(below, []).append(span)
+    grids = {node: graph.dags[node].grid for node in ranges}
+    return Declared(exact, {n: tuple(s) for n, s in ranges.items()}, grids)

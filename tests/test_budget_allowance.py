@@ -1,0 +1,240 @@
+"""Per-DAG trigger allowances (semantics rule 15h): what the grids explain, what a DAG's hold holds (that DAG only),
+what a release or a declared backfill lets pass, and the record that carries it (coordinator.core.budget*)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from coordinator.cli.budget_cmds import _released
+from coordinator.core.actions import Action, Trigger
+from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET, Window, apply_budget, budget_record
+from coordinator.core.budget_allowance import (
+    DEFAULT_DAG_ALLOWANCE_FLOOR,
+    Allowances,
+    dag_allowances,
+    declared_backfills,
+)
+from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, parse_budget
+from coordinator.core.model import KeyLayout, NodeId, TriggerAction, canonical_partition
+from coordinator.core.spec.loader import parse_spec
+from coordinator.core.view import View
+
+NOW = Window(600.0, 1_800_000_000.0)
+FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
+DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def day(n: int) -> str:
+    return canonical_partition(DAY0 + timedelta(days=n))
+
+
+def trigger(dag: str, partition: str, cause_rev: int = 10, instance: str = "default") -> Trigger:
+    return Trigger(node=NodeId(instance, dag), partition=partition, inputs={}, action=TriggerAction.CREATE, run_id="r",
+                   reason="", cause_rev=cause_rev, ledger_rev=0, trigger_count=1)  # fmt: skip
+
+
+def graph(dags: dict[str, Any]) -> Any:
+    return parse_spec(json.dumps({"version": 1, "dags": dags}))
+
+
+def node(dag: str) -> NodeId:
+    return NodeId("default", dag)
+
+
+DAILY, HOURLY, MINUTE = {"cron": "0 0 * * *"}, {"cron": "0 * * * *"}, {"cron": "* * * * *"}
+
+
+@pytest.mark.parametrize(
+    ("dags", "dag", "allowance"),
+    [
+        pytest.param({"r": {}, "c": {"upstreams": ["r"]}}, "c", 40, id="no-grid-the-floor"),
+        pytest.param(
+            {"r": {"partitions": DAILY}, "c": {"partitions": DAILY, "upstreams": ["r"]}}, "c", 40, id="daily-the-floor"
+        ),
+        pytest.param(
+            {"r": {"partitions": MINUTE}, "c": {"partitions": MINUTE, "upstreams": ["r"]}},
+            "c",
+            40,
+            id="minutely-11-in-ten-minutes-twice-is-under-the-floor",
+        ),
+        pytest.param(
+            {"r": {"partitions": DAILY}, "c": {"partitions": HOURLY, "upstreams": ["r"]}},
+            "c",
+            48,
+            id="hourly-fan-out-of-a-daily-upstream-24-twice",
+        ),
+        pytest.param(
+            {"r": {"partitions": MINUTE}, "c": {"partitions": {"cron": "*/2 * * * *"}, "upstreams": ["r"]}},
+            "c",
+            40,
+            id="a-coarser-dependent-takes-its-upstreams-count",
+        ),
+    ],
+)
+def test_the_allowance_is_what_the_grids_explain_with_a_margin_and_a_floor(
+    dags: dict[str, Any], dag: str, allowance: int
+) -> None:
+    """Rules 1-2: max(40, 2 x the largest of its sources' points in the window x their fan-out to this DAG)."""
+    assert dag_allowances(graph(dags), 600.0, DEFAULT_DAG_ALLOWANCE_FLOOR)[node(dag)] == allowance
+
+
+def test_a_floor_of_zero_turns_per_dag_holds_off() -> None:
+    """Rule 2: no allowances, and apply_budget then holds nothing by DAG (the ceiling alone)."""
+    g = graph({"r": {}, "c": {"upstreams": ["r"]}})
+    assert dag_allowances(g, 600.0, 0) == {}
+    out = apply_budget([trigger("c", day(i)) for i in range(300)], 1000, {}, NOW, Allowances(0))
+    assert len(out.actions) == 300 and not out.held
+
+
+def test_a_midnight_cascade_of_300_dags_passes_under_the_defaults() -> None:
+    """300 different DAGs due once each in one instance: nothing held (the old fixed 100 held 200 of them)."""
+    cascade = [trigger(f"d{i:03}", day(0)) for i in range(300)]
+    out = apply_budget(cascade, DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
+    assert out.actions == tuple(cascade) and not out.held and not out.newly_held_dags and not out.newly_held
+
+
+def test_a_13_day_catch_up_of_an_8_dag_graph_passes() -> None:
+    """13 partitions of each of 7 dependents at once (an outside writer's catch-up): nothing held."""
+    catch_up = [trigger(f"d{k}", day(i)) for i in range(13) for k in range(7)]
+    out = apply_budget(catch_up, DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
+    assert len(out.actions) == 91 and not out.held
+
+
+def test_a_flood_of_one_dag_holds_that_dag_only() -> None:
+    """300 triggers of c (a forged flood of its upstream) and one of an unrelated DAG v after them: 40 of c pass,
+    260 are held by c's allowance, v passes, the instance itself is not held."""
+    flood = [trigger("c", day(i)) for i in range(300)]
+    other = trigger("v", day(0))
+    out = apply_budget([*flood, other], DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
+    assert out.actions == (*flood[:40], other)
+    assert out.newly_held_dags == {node("c")} and out.held_dags == {node("c"): 260} and not out.newly_held
+    assert out.counted_dags == {node("c"): 40, node("v"): 1} and out.counted == {"default": 41}
+
+
+HELD_C = BudgetState(dags={"c": DagBudget(held=True, allowance=40, count=40, held_count=260)})
+
+
+@pytest.mark.parametrize(
+    ("state", "allowance", "passed_c", "newly"),
+    [
+        pytest.param(HELD_C, 40, 0, set(), id="a-held-dag-holds-all-of-its-triggers"),
+        pytest.param(HELD_C, 48, 5, set(), id="a-larger-allowance-lifts-the-hold"),
+        pytest.param(BudgetState(dags={"c": DagBudget(released_through=10)}), 40, 5, set(), id="dag-released"),
+        pytest.param(
+            BudgetState(dags={"c": DagBudget(held=True, allowance=40, released_through=9)}),
+            40,
+            0,
+            set(),
+            id="caused-after-the-dag-release",
+        ),
+        pytest.param(
+            BudgetState(dags={"c": DagBudget(started=((1_800_000_000 - 60, 38),))}),
+            40,
+            2,
+            {node("c")},
+            id="the-dag-window-counts-earlier-passes",
+        ),
+    ],
+)
+def test_a_dag_hold_and_its_release(state: BudgetState, allowance: int, passed_c: int, newly: set[NodeId]) -> None:
+    """Rules b-d per DAG on five triggers of c and one of v: c's state decides c's fate only, v always passes."""
+    actions = [*(trigger("c", day(i)) for i in range(5)), trigger("v", day(0))]
+    out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, Allowances(40, {node("c"): allowance}))
+    assert sum(a.node == node("c") for a in out.actions if isinstance(a, Trigger)) == passed_c
+    assert actions[-1] in out.actions and out.newly_held_dags == newly
+
+
+def test_a_declared_backfill_passes_its_range_and_its_descendants_uncounted() -> None:
+    """Rule 3: a backfill of b over 60 days lets b's 60 triggers, and c's (below b) in that range, pass uncounted;
+    c's partition after the range is counted; an unrelated DAG's is counted."""
+    g = graph({"a": {"partitions": DAILY}, "b": {"partitions": DAILY, "upstreams": ["a"]},
+               "c": {"partitions": DAILY, "upstreams": ["b"]}, "v": {}})  # fmt: skip
+    declared = declared_backfills(g, [(node("b"), day(i)) for i in range(60)])
+    actions = [trigger("b", day(i)) for i in range(60)] + [trigger("c", day(i)) for i in range(61)]
+    actions.append(trigger("v", day(0)))
+    out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {}, NOW, Allowances(40), declared)
+    assert out.actions == tuple(actions) and out.counted_dags == {node("c"): 1, node("v"): 1}
+    assert not declared.covers(node("a"), day(3)) and declared.covers(node("c"), day(59))
+
+
+def test_the_record_keeps_each_dags_count_and_hold_and_drops_idle_dags() -> None:
+    """The leader's write: c's 40 counted and its hold (count 40, allowance 40, 260 held) in the instance's record;
+    a DAG whose buckets left the window, not held and never released, is dropped; the instance is not held."""
+    old = BudgetState(dags={"gone": DagBudget(started=((1_700_000_000, 3),)), "kept": DagBudget(released_through=4)})
+    out = apply_budget([trigger("c", day(i)) for i in range(300)], DEFAULT_TRIGGER_BUDGET, {"default": old}, NOW, FLOOR)
+    at = datetime(2027, 1, 15, tzinfo=UTC)
+    record = budget_record(old, out, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=at, by="w1", allowances=FLOOR)
+    assert record is not None and not record.held and NOW.count(record) == 40
+    assert set(record.dags) == {"c", "kept"}
+    c = record.dags["c"]
+    assert (c.held, c.count, c.allowance, c.held_count, c.held_at) == (True, 40, 40, 260, at)
+    assert parse_budget(dump_budget(record))[0] == record
+
+
+def test_a_record_written_before_per_dag_holds_still_decodes() -> None:
+    """Old records (no ``dags``) decode with no DAG held; unknown fields are ignored."""
+    state, problem = parse_budget(b'{"held": true, "limit": 100, "held_count": 3, "started": [[60, 2]], "x": 1}')
+    assert problem is None and state is not None and state.held and state.dags == {} and not state.held_dags()
+
+
+def test_a_dag_hold_or_its_release_replans_and_a_dag_count_alone_does_not() -> None:
+    """The view re-plans every partition when a DAG's hold, allowance or release changes, not for its count."""
+    keys, view = KeyLayout("/c"), View(KeyLayout("/c"))
+    counted = BudgetState(dags={"c": DagBudget(started=((1, 1),))})
+    assert not view.apply(keys.budget_key("default"), dump_budget(counted), 5)
+    assert view.apply(keys.budget_key("default"), dump_budget(HELD_C), 6)
+    released = BudgetState(dags={"c": DagBudget(released_through=6)})
+    assert view.apply(keys.budget_key("default"), dump_budget(released), 7)
+
+
+def test_release_of_one_dag_leaves_the_others_and_release_of_the_instance_frees_all() -> None:
+    """``release --dag c`` frees c (released_through, count emptied) and keeps d held; ``release`` frees both and the
+    instance; releasing a DAG that is not held says so."""
+    state = BudgetState(dags={"c": HELD_C.dags["c"], "d": DagBudget(held=True, allowance=40, held_count=1)})
+    one, text = _released(state, "default", "c", 77, "me")
+    assert not one.dags["c"].held and one.dags["c"].released_through == 77 and one.dags["d"].held
+    assert "released default/c" in text and "260 run(s)" in text
+    every, text = _released(state, "default", None, 78, "me")
+    assert not every.held_anywhere() and every.released_through == 78 and "DAGs c, d" in text
+    with pytest.raises(LookupError, match="default/x is not held"):
+        _released(state, "default", "x", 79, "me")
+
+
+DAGS = st.sampled_from(["c", "d", "v"])
+ACTION = st.builds(lambda dag, i, rev, inst: trigger(dag, day(i), rev, inst), DAGS, st.integers(0, 60),
+                   st.integers(1, 20), st.sampled_from(["a", "b"]))  # fmt: skip
+DAG_STATE = st.builds(
+    DagBudget,
+    held=st.booleans(),
+    allowance=st.integers(0, 6),
+    released_through=st.integers(0, 20),
+    started=st.lists(st.tuples(st.just(1_800_000_000), st.integers(0, 8)), max_size=1).map(tuple),
+)
+STATE = st.builds(BudgetState, held=st.booleans(), limit=st.integers(0, 30), released_through=st.integers(0, 20),
+                  dags=st.dictionaries(DAGS, DAG_STATE, max_size=3))  # fmt: skip
+
+
+@given(st.lists(ACTION, max_size=60), st.integers(0, 40), st.integers(0, 6),
+       st.dictionaries(st.sampled_from(["a", "b"]), STATE))  # fmt: skip
+def test_every_action_is_passed_or_held_exactly_once_with_allowances(
+    actions: list[Action], limit: int, floor: int, states: dict[str, BudgetState]
+) -> None:
+    """Nothing lost or duplicated and the order kept, with per-DAG allowances; a DAG with no recorded state passes
+    at most its allowance by rule d; what passed by rule d is what is counted, per DAG and per instance."""
+    out = apply_budget(actions, limit, states, NOW, Allowances(floor))
+    held = [t for ts in out.held.values() for t in ts]
+    assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
+    assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
+    assert sum(out.held_dags.values()) <= len(held)
+    assert sum(out.counted_dags.values()) == sum(out.counted.values())
+    if limit and floor:
+        for n, passed in Counter(a.node for a in out.actions if isinstance(a, Trigger)).items():
+            if n.instance not in states:
+                assert passed <= floor and out.counted_dags.get(n, 0) == passed
