@@ -771,15 +771,21 @@ def _listed(lines: Sequence[str]) -> tuple[str, ...]:
 
 def _budget(view: View) -> Check:
     """Semantics rule 15: an instance the trigger budget holds starts nothing new until it is released."""
-    held = {i: s for i, s in sorted(view.budget_states().items()) if s.held}
-    if not held:
+    states = sorted(view.budget_states().items())
+    held = {i: s for i, s in states if s.held}
+    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.held_dags().items()}  # rule 15h
+    if not held and not dags:
         return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
+    what = [f"{len(held)} instance(s): {', '.join(held)}"] if held else []
+    what += [f"{len(dags)} DAG(s): {', '.join(dags)}"] if dags else []
+    fixes = ["`coordinator release INSTANCE`"] if held else []
+    fixes += ["`coordinator release INSTANCE --dag DAG`"] if dags else []
     return Check(
         name="trigger budget",
         status=CheckStatus.WARN,
-        summary=f"{len(held)} instance(s) held by the trigger budget: {', '.join(held)}",
-        details=tuple(s.describe(i) for i, s in held.items()),
-        fix="check the held runs (`coordinator status`), then `coordinator release INSTANCE`",
+        summary=f"held by the trigger budget: {'; '.join(what)}",
+        details=tuple(s.describe(i) for i, s in held.items()) + tuple(b.describe(i, d) for i, d, b in dags.values()),
+        fix=f"check the held runs (`coordinator status`), then {' or '.join(fixes)}",
     )
 
 

@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.core.adoption import DEFAULT_FIRST_START_LIMIT, HistoryChoice
 from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET, DEFAULT_TRIGGER_BUDGET_WINDOW_S
+from coordinator.core.budget_allowance import DEFAULT_DAG_ALLOWANCE_FLOOR
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
@@ -214,11 +215,14 @@ class Settings(BaseSettings):
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
-    # At most this many new runs per Airflow instance within trigger_budget_window_s, beyond which the leader holds
-    # that instance until `coordinator release` (semantics rule 15; coordinator.core.budget says why 100 in 10
-    # minutes). 0 disables the budget.
+    # The instance-wide ceiling: at most this many new runs per Airflow instance within trigger_budget_window_s,
+    # beyond which the leader holds that whole instance until `coordinator release` (semantics rule 15;
+    # coordinator.core.budget says why 1,000 in 10 minutes). 0 disables the whole budget, per-DAG holds included.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
     trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
+    # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before that DAG alone is held
+    # (semantics rule 15h; coordinator.core.budget_allowance says why 40). 0 turns per-DAG holds off.
+    trigger_budget_dag_floor: int = Field(default=DEFAULT_DAG_ALLOWANCE_FLOOR, ge=0)
     # How long the watcher may take to load its view before /healthz fails (coordinator.watcher.health rule 1);
     # /readyz is not ready until the view is loaded, whatever this is.
     start_timeout_s: float = Field(default=DEFAULT_START_TIMEOUT_S, gt=0)

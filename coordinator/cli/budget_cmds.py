@@ -1,13 +1,17 @@
-"""``coordinator release INSTANCE``: let the runs the trigger budget held go ahead (semantics rule 15).
+"""``coordinator release INSTANCE [--dag DAG]``: let the runs the trigger budget held go ahead (semantics rule 15).
 
 Rules:
 1. The release is one compare-and-swap of ``{prefix}/config/budget/{instance}``: ``held`` false and
    ``released_through`` the store's current revision, so every trigger caused so far passes the budget once; a
    trigger caused later counts against it again, in a window emptied by the release (counting starts again from
    the operator's confirmation). The leader re-plans every partition when the key changes. A conflict (the leader
-   counted runs in the meantime) reads the key again, a few times, before giving up with a message.
+   counted runs in the meantime) reads the key again, a few times, before giving up with a message. Every DAG hold of
+   the instance is released with it (their counts go too: the instance's ``released_through`` covers them).
+   ``--dag DAG`` releases that DAG's hold alone (rule 15h): its ``released_through`` and an emptied count, in the
+   same record; the instance's ceiling and the other DAGs' holds stay.
 2. Nothing else is written and nothing is triggered here: the leading watcher acts, exactly once, through the ledger.
-3. A bad instance name exits 2; an instance that is not held says so and writes nothing (exit 0); etcd trouble exits 1.
+3. A bad instance or DAG name exits 2; an instance (DAG) that is not held says so and writes nothing (exit 0); etcd
+   trouble exits 1.
 """
 
 from __future__ import annotations
@@ -28,21 +32,51 @@ from coordinator.settings import Settings
 @app.command()
 def release(
     instance: Annotated[str, typer.Argument(help="the Airflow instance whose held runs may start")],
+    dag: Annotated[
+        str | None, typer.Option("--dag", help="release only this DAG's hold (its dag_id); default: every hold")
+    ] = None,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Release the runs the trigger budget holds for INSTANCE: the leading watcher then starts them, once each."""
+    """Release the runs the trigger budget holds for INSTANCE (or only its DAG): the leading watcher then starts
+    them, once each."""
     if not NAME_RE.match(instance):
         fail(f"instance {instance!r} is not a valid instance name ([A-Za-z0-9_.-]+, not . or ..)")
+    if dag is not None and not NAME_RE.match(dag):
+        fail(f"--dag {dag!r} is not a valid dag_id ([A-Za-z0-9_.-]+, not . or ..)")
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
-    typer.echo(run_async(lambda: _release(settings, instance)))
+    typer.echo(run_async(lambda: _release(settings, instance, dag)))
 
 
-#: Rule 1: the leader writes the key only while the instance is not held, so one conflict at most is expected.
-RELEASE_ATTEMPTS = 3
+#: Rule 1: the leader writes the key on every pass that starts runs of the instance (a DAG hold leaves the others
+#: running and counted), one write per pass: ten reads outlast a busy few seconds of passes.
+RELEASE_ATTEMPTS = 10
 
 
-async def _release(settings: Settings, instance: str) -> str:
+def _released(state: BudgetState, instance: str, dag: str | None, revision: int, by: str) -> tuple[BudgetState, str]:
+    """Rule 1's new value and what to print; raises LookupError with the message when nothing of it is held."""
+    at = datetime.now(UTC)
+    if dag is not None:
+        found = state.dags.get(dag)
+        if found is None or not found.held:
+            raise LookupError(f"DAG {instance}/{dag} is not held by the trigger budget: nothing to release")
+        freed = found.model_copy(update={"held": False, "released_through": revision, "started": ()})
+        return state.model_copy(update={"dags": {**state.dags, dag: freed}, "by": by, "at": at}), (
+            f"released {instance}/{dag}: the {found.held_count} run(s) held beyond its allowance of {found.allowance}, "
+            f"and every trigger of it caused up to revision {revision}, start on the leader's next pass"
+        )
+    if not state.held_anywhere():
+        raise LookupError(f"{instance} is not held by the trigger budget: nothing to release")
+    dags = ", ".join(state.held_dags())
+    released = state.model_copy(
+        update={"held": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": {}}
+    )
+    what = f"the {state.held_count} run(s) held at limit {state.limit}" if state.held else "the held runs"
+    return released, (f"released {instance}: {what}" + (f" (DAGs {dags})" if dags else "") + ", and every trigger "
+                      f"caused up to revision {revision}, start on the leader's next pass")  # fmt: skip
+
+
+async def _release(settings: Settings, instance: str, dag: str | None = None) -> str:
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     key = settings.keys.budget_key(instance)
@@ -55,15 +89,13 @@ async def _release(settings: Settings, instance: str) -> str:
                 if parsed is None:
                     raise StoreError(f"{key} holds an unreadable value ({problem}); delete it to release {instance}")
                 state = parsed
-            if not state.held:
-                return f"{instance} is not held by the trigger budget: nothing to release"
             revision = await store.current_revision()
-            by = f"release@{socket.gethostname()}"
-            released = state.model_copy(
-                update={"held": False, "released_through": revision, "by": by, "at": datetime.now(UTC), "started": ()}
-            )
+            try:
+                released, message = _released(state, instance, dag, revision, f"release@{socket.gethostname()}")
+            except LookupError as exc:
+                return str(exc)
             done = await store.cas(key, dump_budget(released), kv.mod_revision if kv is not None else 0)
             if done.succeeded:
-                return (f"released {instance}: the {state.held_count} run(s) held at limit {state.limit}, and every "
-                        f"trigger caused up to revision {revision}, start on the leader's next pass")  # fmt: skip
-    raise StoreError(f"{key} kept changing while releasing; run `coordinator release {instance}` again")
+                return message
+    again = f"coordinator release {instance}" + (f" --dag {dag}" if dag is not None else "")
+    raise StoreError(f"{key} kept changing while releasing; run `{again}` again")

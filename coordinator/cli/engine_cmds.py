@@ -396,6 +396,8 @@ def status(
     for instance, budget in sorted(view.budget_states().items()):
         if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
             out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
+        for dag_id, held in budget.held_dags().items():  # rule 15h: a DAG beyond its allowance, the others run
+            out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
     if graph.asset_routes:
         print_assets(graph, assets)
     if not parts:
@@ -466,6 +468,12 @@ def why_cmd(
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p):
         out.print(line, markup=False)
+    budget = view.budget_states().get(node.instance)
+    held = budget.dags.get(node.dag_id) if budget is not None else None
+    if held is not None and held.held:  # rule 15h: a due trigger of this DAG waits for a release
+        out.print(f"trigger budget: {held.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
+    elif budget is not None and budget.held:
+        out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
     if graph.lineage_jobs:  # semantics rule 18: an upstream that is an OpenLineage job names the job and its last event
         for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
             out.print(line, markup=False, soft_wrap=True)

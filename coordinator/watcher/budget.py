@@ -12,6 +12,8 @@ The rules are ``coordinator.core.budget``'s; this module reads the clock, writes
    conflict returned, up to ``RECORD_ATTEMPTS`` times.
 3. What cannot be counted is not submitted. An etcd error, or conflicts past the attempts, withhold the instance's
    counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
+4. Each DAG's allowance (rule 15h) is computed once per graph (``core/budget_allowance.py``) and the declared
+   backfills once per pass; a held DAG logs ``budget.dag_held`` once, when its hold is recorded.
 """
 
 from __future__ import annotations
@@ -24,8 +26,16 @@ from datetime import UTC, datetime
 
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.budget import Budgeted, Window, apply_budget, budget_record
+from coordinator.core.budget_allowance import (
+    DEFAULT_DAG_ALLOWANCE_FLOOR,
+    Allowances,
+    Declared,
+    dag_allowances,
+    declared_backfills,
+)
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
-from coordinator.core.model import KeyLayout
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.etcd import Writes
 from coordinator.metrics import Metrics
@@ -55,14 +65,36 @@ class TriggerBudget:
     window_s: float
     watcher_id: str
     metrics: Metrics
+    #: Rule 4: the per-DAG allowance's floor (``COORDINATOR_TRIGGER_BUDGET_DAG_FLOOR``); 0 turns per-DAG holds off.
+    dag_floor: int = DEFAULT_DAG_ALLOWANCE_FLOOR
     clock: Callable[[], float] = time.time
+    #: Rule 4: the allowances of the last graph seen, by its digest.
+    _allowances: tuple[str, Allowances] | None = None
+
+    def allowances(self, graph: Graph | None) -> Allowances:
+        """Each DAG's allowance under ``graph`` (the floor for every DAG without one)."""
+        if graph is None:
+            return Allowances(self.dag_floor)
+        if self._allowances is None or self._allowances[0] != graph.digest:
+            per_dag = dag_allowances(graph, self.window_s, self.dag_floor)
+            self._allowances = (graph.digest, Allowances(self.dag_floor, per_dag))
+        return self._allowances[1]
 
     async def admit(
-        self, plan: Plan, budgets: Mapping[str, tuple[BudgetState, int]], instances: Iterable[str]
+        self,
+        plan: Plan,
+        budgets: Mapping[str, tuple[BudgetState, int]],
+        instances: Iterable[str],
+        graph: Graph | None = None,
+        backfills: Iterable[tuple[NodeId, str]] = (),
     ) -> Admitted:
-        """The plan's actions the budget lets through, each instance's count recorded first (rules 1-3).
-        ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports."""
+        """The plan's actions the budget lets through, each instance's count recorded first (rules 1-4).
+        ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports;
+        ``graph`` and ``backfills`` (the view's requests) give each DAG's allowance and what a backfill explains."""
         window = Window(self.window_s, self.clock())
+        allowances = self.allowances(graph)
+        has_triggers = any(isinstance(a, Trigger) for a in plan.actions)
+        declared = declared_backfills(graph, backfills) if graph is not None and has_triggers else Declared()
         states = {instance: state for instance, (state, _) in budgets.items()}
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []
@@ -71,7 +103,8 @@ class TriggerBudget:
             if isinstance(action, Trigger):
                 by_instance.setdefault(action.node.instance, []).append(action)
         for instance, mine in sorted(by_instance.items()):
-            recorded = await self._record(instance, mine, budgets.get(instance, (BudgetState(), 0)), window)
+            seen = budgets.get(instance, (BudgetState(), 0))
+            recorded = await self._record(instance, mine, seen, window, allowances, declared)
             if recorded is None:
                 withheld.extend(mine)
             else:
@@ -83,16 +116,22 @@ class TriggerBudget:
         return Admitted(Plan(plan.revision, kept), tuple(withheld))
 
     async def _record(
-        self, instance: str, mine: list[Trigger], seen: tuple[BudgetState, int], window: Window
+        self,
+        instance: str,
+        mine: list[Trigger],
+        seen: tuple[BudgetState, int],
+        window: Window,
+        allowances: Allowances,
+        declared: Declared,
     ) -> tuple[Budgeted, BudgetState] | None:
         """Rules 1-3 for one instance's new triggers: its verdict and its state once its count is in etcd (no write
         when the verdict counts nothing new: a held or released instance), or None when it could not be counted."""
         key = self.keys.budget_key(instance)
         state, rev = seen
         for _ in range(RECORD_ATTEMPTS):
-            verdict = apply_budget(mine, self.limit, {instance: state}, window)
+            verdict = apply_budget(mine, self.limit, {instance: state}, window, allowances, declared)
             record = budget_record(state, verdict, instance, self.limit, window, at=datetime.now(UTC),
-                                   by=self.watcher_id)  # fmt: skip
+                                   by=self.watcher_id, allowances=allowances)  # fmt: skip
             if record is None:  # the fresh state (a hold, a release) passes nothing new and holds nothing new
                 return verdict, state
             try:
@@ -111,6 +150,14 @@ class TriggerBudget:
                         len(verdict.held[instance]), self.limit, window.seconds, done.revision,
                         f"`coordinator release {instance}` after checking the runs it would start",
                     )  # fmt: skip
+                for node in sorted(verdict.newly_held_dags):
+                    dag = record.dags[node.dag_id]
+                    log.warning(
+                        "budget.dag_held instance=%s dag=%s held=%d count=%d allowance=%d window_s=%g revision=%d "
+                        "fix=%s", instance, node.dag_id, dag.held_count, dag.count, dag.allowance, window.seconds,
+                        done.revision, f"`coordinator release {instance} --dag {node.dag_id}` after checking its "
+                        "upstreams' successes",
+                    )  # fmt: skip
                 return verdict, record
             found = done.current
             parsed = parse_budget(found.value)[0] if found is not None else BudgetState()
@@ -127,14 +174,16 @@ class TriggerBudget:
         verdicts: Mapping[str, Budgeted],
         window: Window,
     ) -> None:
-        """``coordinator_triggers_held{instance}``: the hold's size as recorded (a pass re-plans only what changed,
-        so its own count would flicker); ``coordinator_trigger_budget_used{instance}``: the window's count."""
+        """``coordinator_triggers_held{instance}``: the holds' sizes as recorded, the instance's and its DAGs' (a pass
+        re-plans only what changed, so its own count would flicker); ``coordinator_trigger_budget_used{instance}``:
+        the window's count."""
         for instance in sorted({*instances, *states}):
             verdict = verdicts.get(instance)
             state = states.get(instance)
             recorded = state.held_count if state is not None and state.holds(self.limit) else 0
             newly = verdict is not None and instance in verdict.newly_held
+            dags = sum(d.held_count for d in state.held_dags().values()) if state is not None else 0
             self.metrics.triggers_held.labels(instance=instance).set(
-                len(verdict.held[instance]) if verdict is not None and newly else recorded
+                (len(verdict.held[instance]) if verdict is not None and newly else recorded) + dags
             )
             self.metrics.trigger_budget_used.labels(instance=instance).set(window.count(state))

@@ -145,7 +145,7 @@ class Watcher:
         )  # fmt: skip
         self.budget = TriggerBudget(
             self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
-            self.watcher_id, self.metrics,
+            self.watcher_id, self.metrics, dag_floor=self.settings.trigger_budget_dag_floor,
         )  # fmt: skip
         self.actuator = Actuator(
             self.executor, self.settings.keys, watcher_id=self.watcher_id, queue=self.queue, paused=self.paused,

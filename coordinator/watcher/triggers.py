@@ -274,7 +274,9 @@ class TriggerReconciler:
         # to submit as before (refused there, and re-planned when the attempt ends).
         repeats = {id(a) for a in result.actions if not self.actuator.can_start(a, view_revision=result.revision)}
         startable = Plan(result.revision, tuple(a for a in result.actions if id(a) not in repeats))
-        admitted = await self.budget.admit(startable, self.view.budgets, self.instances)
+        admitted = await self.budget.admit(
+            startable, self.view.budgets, self.instances, self.graph(), self.view.backfills.keys()
+        )
         for trigger in admitted.withheld:
             self.queue.add_rate_limited(DagKey(trigger.node, trigger.partition), max_s=self.error_retry_s)
         passed = {id(a) for a in admitted.plan.actions} | repeats
