@@ -39,9 +39,10 @@ class DagBudget(BaseModel):
         """One line for ``status``, ``doctor`` and ``why``: which DAG is held, count against allowance, the fix."""
         since = f" since {self.held_at.isoformat(timespec='seconds')}" if self.held_at is not None else ""
         return (f"DAG {instance}/{dag} is held by the trigger budget{since}: {self.count} new run(s) of it started in "
-                f"the window, its allowance is {self.allowance} (what its partition grid explains, with a margin), "
-                f"and {self.held_count} more wait; nothing new of {dag} starts until `coordinator release {instance} "
-                f"--dag {dag}` (check its upstream's successes first); other DAGs of {instance} are not "
+                f"the window, reaching its allowance of {self.allowance} (what its partition grids explain, with a "
+                f"margin), and {self.held_count} "
+                f"more were due when it was held; nothing new of {dag} starts until `coordinator release {instance} "
+                f"--dag {dag}` (check its upstreams' successes first); other DAGs of {instance} are not "
                 f"held")  # fmt: skip
 
 
