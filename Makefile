@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest fast chromium buildah image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest fast chromium buildah postgresql image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
@@ -89,6 +89,18 @@ buildah:
 	    echo ">> buildah or debootstrap not found: tests/scenario/test_watcher_image.py will skip (sudo apt-get install -y buildah debootstrap)"; \
 	  fi; }
 
+# The end-to-end tests' Airflow stacks keep their metadata in PostgreSQL (devtools/postgres_server.py starts one
+# server per test run from Debian's binaries): installed when missing and we are root on Debian; otherwise those
+# tests fail saying how to install it.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo ">> installing Debian's postgresql for the end-to-end tests' Airflow databases"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null; \
+	  else \
+	    echo ">> postgresql not found: install it (sudo apt-get install -y postgresql) or the tests in tests/e2e fail"; \
+	  fi; }
+
 # The slim watcher image (docker/watcher.Containerfile) without a Docker daemon: buildah from a debootstrapped
 # debian:bookworm-slim (made once); prints its size beside the 150 MB target. Elsewhere:
 #   docker build -f docker/watcher.Containerfile -t airflow-etcd-coordinator-watcher:0.1.0 .
@@ -103,7 +115,7 @@ dist: $(STAMP) buildah
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah
+pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah postgresql
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or build the image, on two workers.

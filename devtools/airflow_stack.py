@@ -4,8 +4,10 @@ tests, ``make demo`` and ``bench/side_by_side.py``.
 Rules:
 1. Loopback only and deterministic: everything that matters is set in the children's environment
    (:meth:`AirflowStack.environment`); inherited ``AIRFLOW__*``/``COORDINATOR_*``/``OPENLINEAGE*`` variables are
-   dropped so a developer's own configuration cannot leak in. SQLite + LocalExecutor, parallelism 4, no examples.
-   The database runs in SQLite's write-ahead-log mode (:meth:`AirflowStack.use_write_ahead_log`).
+   dropped so a developer's own configuration cannot leak in. LocalExecutor, parallelism 4, no examples.
+   The metadata database is ``database_url`` when given (the tests pass a fresh PostgreSQL database of
+   ``devtools.postgres_server``), else a SQLite file in the home (``make demo``), run in SQLite's write-ahead-log
+   mode (:meth:`AirflowStack.use_write_ahead_log`).
 2. Each component is a child process in its own session (so its whole process group can be signalled), run with the
    home as working directory and logging to ``<home>/logs/<component>.log``. The PIDs go to ``<home>/stack.json`` so
    :func:`stop_recorded` in another process (``make down``) can stop them later.
@@ -96,6 +98,10 @@ class AirflowStack:
     users: Mapping[str, str] = field(default_factory=dict)
     # 4 workers: the example pipelines are tiny; Airflow's default (32) pre-forks 32 processes.
     parallelism: int = 4
+    #: The metadata database as a SQLAlchemy URL (``postgresql+psycopg2://...``; Airflow derives its API server's
+    #: async URL from it). Empty: ``<home>/airflow.db``, SQLite, for ``make demo``. Its database must exist and be
+    #: this stack's alone: ``start()`` migrates it.
+    database_url: str = ""
     triggerer: bool = False  # start a triggerer too (deferrable operators need one)
     #: How the plugin gets its settings: "env" (``COORDINATOR_*`` variables) or "airflow", the way managed services
     #: configure it (:meth:`plugin_settings_the_airflow_way`): no ``COORDINATOR_*`` variable at all.
@@ -143,12 +149,13 @@ class AirflowStack:
             "PATH": bin_dir + os.pathsep + inherited.get("PATH", ""),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            # Airflow's default database, named so the stack can switch it to SQLite's write-ahead log. A writer waits
-            # Python's default 5 s for the lock: with 30 s, CI saw every writer stall for 61 s at once (the DAG
+            # database_url (the tests: PostgreSQL, as in every production Airflow), else Airflow's default database,
+            # named so the stack can switch it to SQLite's write-ahead log. A SQLite writer waits Python's default
+            # 5 s for the lock: with 30 s, CI saw every writer stall for 61 s at once (the DAG
             # processor's heartbeat "recovered after 61.35 seconds"; tasks killed, the API's writes timing out), as
             # if a process waited twice on a lock it held through another connection. A scheduler that dies of
             # "database is locked" is revived instead (``revive``).
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home}/airflow.db",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url or f"sqlite:///{self.home}/airflow.db",
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
@@ -256,6 +263,17 @@ class AirflowStack:
         self.started_in_s = time.monotonic() - begin
         log.info("airflow_stack.up instance=%s url=%s seconds=%.1f", self.instance, self.url, self.started_in_s)
         return self
+
+    @property
+    def database(self) -> str:
+        """What the suite's output names: the metadata database's SQLite file, or its URL with any password masked."""
+        if (database_file := self.database_file) is not None:
+            return str(database_file)
+        parts = urllib.parse.urlsplit(self.environment().get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", ""))
+        if parts.password is None:
+            return parts.geturl()
+        userinfo, _, host = parts.netloc.rpartition("@")
+        return parts._replace(netloc=f"{userinfo.split(':', 1)[0]}:***@{host}").geturl()
 
     @property
     def database_file(self) -> Path | None:

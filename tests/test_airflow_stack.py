@@ -187,6 +187,21 @@ def test_the_sqlite_database_is_switched_to_the_write_ahead_log(tmp_path: Path) 
     assert not (tmp_path / "pg" / "airflow.db").exists()
 
 
+def test_a_database_url_is_the_stacks_metadata_database(tmp_path: Path) -> None:
+    """With database_url every Airflow process gets it as its connection and the stack names it; without one the
+    stack names its SQLite file (make demo's database)."""
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5999/airflow_e2e"
+    stack = AirflowStack(home=tmp_path, dags_folder=tmp_path, database_url=url)
+    assert stack.environment()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == url
+    assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC" not in stack.environment()  # Airflow derives +asyncpg
+    assert (stack.database, stack.database_file) == (url, None)
+    stack.use_write_ahead_log()
+    assert not (tmp_path / "airflow.db").exists()
+    assert AirflowStack(home=tmp_path, dags_folder=tmp_path).database == str(tmp_path / "airflow.db")
+    secret = AirflowStack(home=tmp_path, dags_folder=tmp_path, database_url="postgresql://u:pw@db:5432/airflow")
+    assert secret.database == "postgresql://u:***@db:5432/airflow"
+
+
 class SlowFirstWrite(http.server.BaseHTTPRequestHandler):
     """An Airflow REST stand-in whose first trigger commits but answers too late (a write waiting for SQLite's lock
     on a loaded machine); the run id then exists, so a second trigger gets 409."""
