@@ -23,6 +23,7 @@ import yaml
 
 import coordinator
 from devtools import dist
+from tests.support.release import released_venv
 from tests.test_helm_chart import (
     CUSTOM_SCHEMAS,
     KUBERNETES,
@@ -170,15 +171,9 @@ def test_the_packaged_chart_renders_the_platform_example_as_valid_kubernetes(rel
 
 @pytest.fixture(scope="module")
 def installed(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh venv with the released wheel and Airflow 3.3 (the `airflow` extra), pinned as the tests are."""
-    venv = tmp_path_factory.mktemp("airflow-venv") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", "--quiet"]
-    wheel = f"{release / WHEEL}[airflow]"
-    done = subprocess.run([*pip, "install", "-c", str(ROOT / "constraints" / "dev.txt"), wheel],
-                          capture_output=True, text=True, timeout=900, check=False)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    return venv
+    """A fresh venv with the released wheel and Airflow 3.3 (the `airflow` extra), pinned as the tests are; the
+    README walkthrough (tests/e2e/test_readme_e2e.py) reuses the same one (devtools/release_venv.py)."""
+    return released_venv(release / WHEEL, tmp_path_factory)
 
 
 def test_the_released_wheel_runs_from_a_fresh_venv(installed: Path) -> None:
