@@ -5,6 +5,11 @@ the coordinator plugin installed through its entry point, writing to the session
   (01..07 pipelines, 08_on_failure, 09_flaky) and ``tests/e2e/dags/`` (test-only DAGs, the edge-semantics ones of
   issue 16 included), all unpaused.
   Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
+- ``postgres_server`` (session): ONE PostgreSQL (``devtools.postgres_server``); ``airflow_database(label)`` makes a
+  fresh database on it for each Airflow stack, so the shared stack and the module stacks keep their metadata in
+  PostgreSQL, as production Airflows do (SQLite once stalled the shared stack's scheduler). The SQLite path of
+  ``make demo`` keeps one smoke test on a stack of its own (``test_sqlite_cascade_smoke_e2e.py``); the Airflow 2.11
+  stack stays on SQLite too (its venv has no PostgreSQL driver).
 - ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
   Before the test, a component of the stack that died (or a scheduler that stopped heartbeating) is restarted.
 - Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
@@ -15,8 +20,8 @@ the coordinator plugin installed through its entry point, writing to the session
   definition only applies to upstream successes after its adoption. The single-instance scenarios share
   ``harness.SESSION_GRAPH`` so they never re-date each other's DAGs. Watchers share the session prefix, hence its
   leader key: one runs at a time.
-- The README walkthrough (``test_readme_e2e.py``) runs first among these modules (``pytest_collection_modifyitems``)
-  and uses the watcher user the README creates (``harness.WATCHER_USER``).
+- The README walkthrough (``test_readme_e2e.py``) runs first among these modules (``pytest_collection_modifyitems``):
+  it starts an etcd and an Airflow of its own (from the released wheel), before this session's Airflow exists.
 - Modules that need more start it themselves, for their own duration: a second Airflow on the same etcd and prefix
   (``test_multi_instance_e2e.py``), a real Airflow 2.11 from its own venv (``test_airflow2_e2e.py``), an etcd and an
   Airflow that may be stopped (``test_etcd_outage_e2e.py``). At most two Airflows run at once.
@@ -28,12 +33,13 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
+from devtools.postgres_server import PostgresServer
 from tests.e2e.harness import ALL_DAGS, E2E, PLUGIN_ENV, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
 
 README_TEST = "test_readme_e2e.py"
@@ -41,8 +47,8 @@ README_TEST = "test_readme_e2e.py"
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The README walkthrough runs first among the end-to-end tests: it is what a newcomer does on a fresh Airflow,
-    and its last step (``coordinator doctor``) expects run states of its graph's instance only under the prefix,
-    which the multi-instance and Airflow 2 modules add to."""
+    and it starts its own Airflow, so going first keeps it from running beside this session's (at most two Airflows
+    run at once)."""
     e2e = [i for i, item in enumerate(items) if "e2e" in item.path.parts]
     readme = [item for item in items if item.path.name == README_TEST]
     if not e2e or not readme:
@@ -53,7 +59,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def postgres_server() -> Iterator[PostgresServer]:
+    """ONE PostgreSQL for the Airflow stacks of the session (per xdist worker that runs e2e tests; the scheduler in
+    tests/conftest.py sends them all to one); stopped by PID at the end, even on failure."""
+    with PostgresServer() as server:
+        print(
+            f"\npostgres {server.version} for the e2e Airflow databases at 127.0.0.1:{server.port} (pid {server.pid})"
+        )
+        yield server
+
+
+@pytest.fixture(scope="session")
+def airflow_database(postgres_server: PostgresServer) -> Callable[[str], str]:
+    """Makes a fresh database on the session's PostgreSQL for one Airflow stack and returns its URL:
+    ``airflow_database("team_b")``. Each stack migrates its own, so stacks never share metadata."""
+
+    def create(label: str) -> str:
+        return postgres_server.create_database(f"airflow_{label}_{uuid.uuid4().hex[:6]}")
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def airflow_e2e(
+    etcd_server: EtcdServer, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
     """One Airflow for the session, its DAGs parsed and unpaused; stopped by PID at the end, even on failure."""
     base = tmp_path_factory.mktemp("e2e")
     dags = base / "dags"
@@ -71,12 +101,16 @@ def airflow_e2e(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         # tasks after 1 s instead of 30 (PLUGIN_ENV); the plugin's cache of them goes with the test's files.
         extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV, "TMPDIR": str(tmp)},
         users={WATCHER_USER: WATCHER_ROLE},
+        database_url=airflow_database("shared"),
     )
     try:
         stack.start()
         stack.wait_for_dags(ALL_DAGS)
         stack.unpause(ALL_DAGS)
-        print(f"\nairflow e2e stack up in {stack.started_in_s:.1f} s at {stack.url} (home {stack.home})")
+        print(
+            f"\nairflow e2e stack up in {stack.started_in_s:.1f} s at {stack.url} (home {stack.home}, "
+            f"database {stack.database})"
+        )
         env = E2E(stack=stack, etcd_endpoint=etcd_server.endpoint, prefix=stack.prefix, work_dir=base)
         yield env
         env.stop_watchers()
