@@ -99,16 +99,17 @@ class Metrics:
         )
         self.triggers_held = Gauge(
             "coordinator_triggers_held",
-            "New runs the trigger budget held when it stopped an Airflow instance (semantics rule 15), 0 when the "
-            "instance is not held: non-zero until `coordinator release INSTANCE` or a raised "
-            "COORDINATOR_TRIGGER_BUDGET.",
+            "New runs the trigger budget held when it stopped an Airflow instance or DAGs of it beyond their "
+            "allowance (semantics rule 15, summed), 0 when nothing is held: non-zero until `coordinator release "
+            "INSTANCE` (or `--dag DAG`) or a raised COORDINATOR_TRIGGER_BUDGET.",
             ["instance"],
             registry=r,
         )
         self.trigger_budget_used = Gauge(
             "coordinator_trigger_budget_used",
             "New runs the leader started in the trigger budget's window for an Airflow instance, as counted in etcd "
-            "(semantics rule 15): the instance is held when the next would pass COORDINATOR_TRIGGER_BUDGET.",
+            "(semantics rule 15): the instance is held when the next would pass its ceiling, "
+            "COORDINATOR_TRIGGER_BUDGET.",
             ["instance"],
             registry=r,
         )

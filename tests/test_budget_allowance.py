@@ -25,6 +25,7 @@ from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, p
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, canonical_partition
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
+from coordinator.diagnosis import CheckStatus, _budget
 
 NOW = Window(600.0, 1_800_000_000.0)
 FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
@@ -238,3 +239,16 @@ def test_every_action_is_passed_or_held_exactly_once_with_allowances(
         for n, passed in Counter(a.node for a in out.actions if isinstance(a, Trigger)).items():
             if n.instance not in states:
                 assert passed <= floor and out.counted_dags.get(n, 0) == passed
+
+
+def test_doctor_names_the_held_dag_with_its_count_and_allowance_and_the_release_command() -> None:
+    """doctor's trigger budget check warns with the held DAG, its count against its allowance and the --dag fix;
+    an instance with no hold is OK."""
+    keys = KeyLayout("/c")
+    view = View(keys)
+    assert _budget(view).status is CheckStatus.OK
+    view.apply(keys.budget_key("default"), dump_budget(HELD_C), 5)
+    check = _budget(view)
+    assert check.status is CheckStatus.WARN and check.summary == "held by the trigger budget: 1 DAG(s): default/c"
+    assert "40 new run(s) of it started in the window, reaching its allowance of 40" in check.details[0]
+    assert check.fix is not None and "`coordinator release INSTANCE --dag DAG`" in check.fix

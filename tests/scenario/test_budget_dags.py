@@ -134,3 +134,24 @@ def test_release_refuses_a_bad_dag_name(stack: Stack) -> None:
     done = release(stack, "default", "--dag", "..")
     assert done.returncode == 2 and "--dag '..' is not a valid dag_id" in done.stderr, done.stderr
     assert stack.etcd.items(stack.keys.budgets) == {}
+
+
+def test_a_declared_backfill_beyond_the_allowance_runs_with_no_hold(stack: Stack) -> None:
+    """60 days of history the first adoption left alone (--adopt-none): `coordinator backfill b` over them starts
+    b's 60 runs and its dependent c's 60, beyond their allowance of 40, each once and with no hold: a declared
+    backfill is what explains them."""
+    for dag in ("a", "b", "c"):
+        stack.fake.add_dag(dag)
+    stack.set_deps({"b": "a", "c": "b"})
+    days = [new_partition() for _ in range(60)]
+    for p in days:
+        forge_success(stack, "a", p)
+    watcher = stack.start_watcher(COORDINATOR_ADOPT_HISTORY="none")
+    stack.settle()
+    assert runs(stack, "b", days) == 0
+    done = stack.cli("backfill", "b", "--from", days[0], "--to", days[-1])
+    assert "requested backfill of b for 60 partition(s)" in done.stdout, done.stdout
+    wait_for(lambda: all(stack.succeeded("c", p) for p in days), "60 c successes", timeout=SLOW, interval=0.5)
+    stack.settle()
+    assert all(len(stack.fake_runs(d, p)) == 1 for d in ("b", "c") for p in days)
+    assert not watcher.lines(r"budget\.(dag_)?held ") and not held_dags(budget(stack, days[0]))
