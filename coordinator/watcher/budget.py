@@ -70,6 +70,8 @@ class TriggerBudget:
     clock: Callable[[], float] = time.time
     #: Rule 4: the allowances of the last graph seen, by its digest.
     _allowances: tuple[str, Allowances] | None = None
+    #: Rule 4: what the last set of backfill requests explains, by the graph's digest and the requests.
+    _declared: tuple[str, frozenset[tuple[NodeId, str]], Declared] | None = None
 
     def allowances(self, graph: Graph | None) -> Allowances:
         """Each DAG's allowance under ``graph`` (the floor for every DAG without one)."""
@@ -79,6 +81,14 @@ class TriggerBudget:
             per_dag = dag_allowances(graph, self.window_s, self.dag_floor)
             self._allowances = (graph.digest, Allowances(self.dag_floor, per_dag))
         return self._allowances[1]
+
+    def declared(self, graph: Graph, backfills: Iterable[tuple[NodeId, str]]) -> Declared:
+        """What ``backfills`` explain under ``graph``: rebuilt only when either changed (the requests are few and
+        rarely change; finding the DAGs below each backfilled one walks the graph)."""
+        requests = frozenset(backfills)
+        if self._declared is None or self._declared[:2] != (graph.digest, requests):
+            self._declared = (graph.digest, requests, declared_backfills(graph, requests))
+        return self._declared[2]
 
     async def admit(
         self,
@@ -94,7 +104,7 @@ class TriggerBudget:
         window = Window(self.window_s, self.clock())
         allowances = self.allowances(graph)
         has_triggers = any(isinstance(a, Trigger) for a in plan.actions)
-        declared = declared_backfills(graph, backfills) if graph is not None and has_triggers else Declared()
+        declared = self.declared(graph, backfills) if graph is not None and has_triggers else Declared()
         states = {instance: state for instance, (state, _) in budgets.items()}
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []
