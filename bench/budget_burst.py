@@ -1,10 +1,11 @@
 """Budget burst: a writer floods one root's successes, one put each, and the trigger budget must hold the excess.
 
 Set-up: one root DAG with ``--fanout`` dependents; a real etcd; the fake Airflow in its own process; a real
-``coordinator watch`` with the default budget (100 new runs per instance in 10 minutes) unless ``--budget`` says
-otherwise. Load: ``--writes`` successes of the root, each for its own partition, written as fast as one writer can
-(``--mode puts``: one put each, as a buggy or hostile writer holding only its instance's role would; ``--mode txn``:
-all in one transaction). Each success makes ``--fanout`` dependent runs due.
+``coordinator watch`` with the default budget (each dependent's allowance of 40 new runs in 10 minutes, an
+instance-wide ceiling of 1000: semantics rule 15) unless ``--budget`` sets the ceiling. Load: ``--writes`` successes
+of the root, each for its own partition, written as fast as one writer can (``--mode puts``: one put each, as a buggy
+or hostile writer holding only its instance's role would; ``--mode txn``: all in one transaction). Each success makes
+``--fanout`` dependent runs due.
 
 Measured: writes per second acknowledged by etcd; dependent runs the fake Airflow received (``POST .../dagRuns``)
 once the watcher has settled; the hold recorded in ``{prefix}/config/budget/default`` (held, held_count) and the
@@ -23,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
+
+from coordinator.core.budget import DEFAULT_TRIGGER_BUDGET
+from coordinator.core.budget_allowance import DEFAULT_DAG_ALLOWANCE_FLOOR
 
 ROOT = "root"
 
@@ -89,11 +93,13 @@ def main() -> None:
                     runs, quiet_since = now, time.monotonic()
             state = asyncio.run(budget_key(etcd.endpoint))
             passes = len(watcher.reconciles) - passes0
-            held_lines = [line for line in watcher.lines if "budget.held" in line]
+            held_lines = [line for line in watcher.lines if "budget.held" in line or "budget.dag_held" in line]
         finally:
             watcher.stop()
 
-    limit = args.budget if args.budget is not None else 100
+    # Without --budget each dependent stops at its allowance (the floor: the root has no grid), under the ceiling.
+    per_dags = args.fanout * DEFAULT_DAG_ALLOWANCE_FLOOR
+    limit = min(args.budget, per_dags) if args.budget is not None else min(DEFAULT_TRIGGER_BUDGET, per_dags)
     results: dict[str, Any] = {
         "machine": info,
         "mode": args.mode,
@@ -105,7 +111,7 @@ def main() -> None:
         "writes_per_s": args.writes / seconds if seconds else float("inf"),
         "runs_created": runs,
         "reconcile_passes": passes,
-        "held": bool(state and state.get("held")),
+        "held": bool(state and (state.get("held") or any(d.get("held") for d in state.get("dags", {}).values()))),
         "held_count": (state or {}).get("held_count", 0),
         "held_log_lines": len(held_lines),
     }
