@@ -25,7 +25,8 @@ from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, p
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, canonical_partition
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
-from coordinator.diagnosis import CheckStatus, _budget
+from coordinator.diagnosis import CheckStatus
+from coordinator.diagnosis.state_checks import budget_check as _budget
 
 NOW = Window(600.0, 1_800_000_000.0)
 FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
@@ -120,6 +121,7 @@ def test_a_flood_of_one_dag_holds_that_dag_only() -> None:
     assert out.actions == (*flood[:40], other)
     assert out.newly_held_dags == {node("c")} and out.held_dags == {node("c"): 260} and not out.newly_held
     assert out.counted_dags == {node("c"): 40, node("v"): 1} and out.counted == {"default": 41}
+    assert out.held_spans == {node("c"): (day(40), day(299))}
 
 
 HELD_C = BudgetState(dags={"c": DagBudget(held=True, allowance=40, count=40, held_count=260)})
@@ -179,7 +181,35 @@ def test_the_record_keeps_each_dags_count_and_hold_and_drops_idle_dags() -> None
     assert set(record.dags) == {"c", "kept"}
     c = record.dags["c"]
     assert (c.held, c.count, c.allowance, c.held_count, c.held_at) == (True, 40, 40, 260, at)
+    assert (c.held_first, c.held_last) == (day(40), day(299))
     assert parse_budget(dump_budget(record))[0] == record
+
+
+def test_a_held_dag_records_a_wider_range_once_and_nothing_when_within_it() -> None:
+    """Held by rule c, a pass holding partitions outside the recorded range widens it (one write); a pass within
+    it writes nothing (a held DAG is not rewritten on every pass)."""
+    held = BudgetState(dags={"c": DagBudget(held=True, allowance=40, held_first=day(40), held_last=day(60))})
+    at = datetime(2027, 1, 15, tzinfo=UTC)
+
+    def record(days: range) -> BudgetState | None:
+        out = apply_budget([trigger("c", day(i)) for i in days], 1000, {"default": held}, NOW, FLOOR)
+        assert not out.actions
+        return budget_record(held, out, "default", 1000, NOW, at=at, by="w1", allowances=FLOOR)
+
+    wider = record(range(10, 71))
+    assert wider is not None and (wider.dags["c"].held_first, wider.dags["c"].held_last) == (day(10), day(70))
+    assert record(range(41, 60)) is None
+
+
+def test_a_released_range_passes_for_the_dag_and_those_below_it() -> None:
+    """Rule 3: after c's release over days 40-299, c's and g's (below c) triggers in that range pass uncounted; a
+    day after it is counted; a sibling of c (fed by the same root) is not covered."""
+    g = graph({"r": {}, "c": {"upstreams": ["r"]}, "g": {"upstreams": ["c"]}, "s": {"upstreams": ["r"]}})
+    declared = declared_backfills(g, [], [(node("c"), day(40), day(299))])
+    actions = [trigger(d, day(i)) for d in ("c", "g") for i in range(40, 300)]
+    out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR, declared)
+    assert out.actions == tuple(actions) and not out.counted_dags
+    assert not declared.covers(node("g"), day(300)) and not declared.covers(node("s"), day(50))
 
 
 def test_a_record_written_before_per_dag_holds_still_decodes() -> None:
@@ -199,14 +229,21 @@ def test_a_dag_hold_or_its_release_replans_and_a_dag_count_alone_does_not() -> N
 
 
 def test_release_of_one_dag_leaves_the_others_and_release_of_the_instance_frees_all() -> None:
-    """``release --dag c`` frees c (released_through, count emptied) and keeps d held; ``release`` frees both and the
-    instance; releasing a DAG that is not held says so."""
-    state = BudgetState(dags={"c": HELD_C.dags["c"], "d": DagBudget(held=True, allowance=40, held_count=1)})
+    """``release --dag c`` frees c (released_through, count emptied, its held range now released) and keeps d held;
+    ``release`` frees both and the instance, keeping each DAG's released range; releasing a DAG that is not held
+    says so."""
+    c = HELD_C.dags["c"].model_copy(update={"held_first": day(40), "held_last": day(299), "started": ((1, 40),)})
+    state = BudgetState(dags={"c": c, "d": DagBudget(held=True, allowance=40, held_count=1, held_first=day(3),
+                                                     held_last=day(3))})  # fmt: skip
     one, text = _released(state, "default", "c", 77, "me")
-    assert not one.dags["c"].held and one.dags["c"].released_through == 77 and one.dags["d"].held
+    freed = one.dags["c"]
+    assert not freed.held and freed.released_through == 77 and freed.started == () and one.dags["d"].held
+    assert (freed.released_first, freed.released_last, freed.held_first) == (day(40), day(299), None)
     assert "released default/c" in text and "260 run(s)" in text
     every, text = _released(state, "default", None, 78, "me")
     assert not every.held_anywhere() and every.released_through == 78 and "DAGs c, d" in text
+    assert {d: (e.released_first, e.released_last) for d, e in every.dags.items()} == {
+        "c": (day(40), day(299)), "d": (day(3), day(3))}  # fmt: skip
     with pytest.raises(LookupError, match="default/x is not held"):
         _released(state, "default", "x", 79, "me")
 

@@ -6,9 +6,10 @@ Rules:
    trigger caused later counts against it again, in a window emptied by the release (counting starts again from
    the operator's confirmation). The leader re-plans every partition when the key changes. A conflict (the leader
    counted runs in the meantime) reads the key again, a few times, before giving up with a message. Every DAG hold of
-   the instance is released with it (their counts go too: the instance's ``released_through`` covers them).
-   ``--dag DAG`` releases that DAG's hold alone (rule 15h): its ``released_through`` and an emptied count, in the
-   same record; the instance's ceiling and the other DAGs' holds stay.
+   the instance is released with it, as ``--dag`` would.
+   ``--dag DAG`` releases that DAG's hold alone (rule 15h): its ``released_through``, an emptied count and its held
+   range as the released range (its partitions then pass for that DAG and the DAGs below it, so the released runs'
+   successes do not hold their dependents again), in the same record; the ceiling and the other DAGs' holds stay.
 2. Nothing else is written and nothing is triggered here: the leading watcher acts, exactly once, through the ledger.
 3. A bad instance or DAG name exits 2; an instance (DAG) that is not held says so and writes nothing (exit 0); etcd
    trouble exits 1.
@@ -23,7 +24,7 @@ from typing import Annotated
 import typer
 
 from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, run_async
-from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
+from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, parse_budget
 from coordinator.core.model import NAME_RE
 from coordinator.errors import StoreError
 from coordinator.settings import Settings
@@ -53,6 +54,14 @@ def release(
 RELEASE_ATTEMPTS = 10
 
 
+def _free(dag: DagBudget, revision: int) -> DagBudget:
+    """A held DAG's entry once released: not held, its count emptied, its held range now the released range."""
+    return dag.model_copy(update={
+        "held": False, "released_through": revision, "started": (), "held_first": None, "held_last": None,
+        "released_first": dag.held_first, "released_last": dag.held_last,
+    })  # fmt: skip
+
+
 def _released(state: BudgetState, instance: str, dag: str | None, revision: int, by: str) -> tuple[BudgetState, str]:
     """Rule 1's new value and what to print; raises LookupError with the message when nothing of it is held."""
     at = datetime.now(UTC)
@@ -60,7 +69,7 @@ def _released(state: BudgetState, instance: str, dag: str | None, revision: int,
         found = state.dags.get(dag)
         if found is None or not found.held:
             raise LookupError(f"DAG {instance}/{dag} is not held by the trigger budget: nothing to release")
-        freed = found.model_copy(update={"held": False, "released_through": revision, "started": ()})
+        freed = _free(found, revision)
         return state.model_copy(update={"dags": {**state.dags, dag: freed}, "by": by, "at": at}), (
             f"released {instance}/{dag}: the {found.held_count} run(s) held beyond its allowance of {found.allowance}, "
             f"and every trigger of it caused up to revision {revision}, start on the leader's next pass"
@@ -68,8 +77,12 @@ def _released(state: BudgetState, instance: str, dag: str | None, revision: int,
     if not state.held_anywhere():
         raise LookupError(f"{instance} is not held by the trigger budget: nothing to release")
     dags = ", ".join(state.held_dags())
+    # Every held DAG is released as by --dag (its range then declared for its dependents); a DAG released before
+    # keeps its range; the others' counts go with the instance's.
+    kept = {d: _free(e, revision) if e.held else e.model_copy(update={"started": ()}) for d, e in state.dags.items()}
+    kept = {d: e for d, e in kept.items() if e.released_first is not None}
     released = state.model_copy(
-        update={"held": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": {}}
+        update={"held": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": kept}
     )
     what = f"the {state.held_count} run(s) held at limit {state.limit}" if state.held else "the held runs"
     return released, (f"released {instance}: {what}" + (f" (DAGs {dags})" if dags else "") + ", and every trigger "

@@ -106,6 +106,8 @@ class Budgeted:
     newly_held_dags: frozenset[NodeId] = frozenset()
     held_dags: Mapping[NodeId, int] = field(default_factory=dict)
     counted_dags: Mapping[NodeId, int] = field(default_factory=dict)
+    #: The first and last partition held per DAG by its allowance (rules c-d), for the hold's range.
+    held_spans: Mapping[NodeId, tuple[str, str]] = field(default_factory=dict)
 
 
 def apply_budget(
@@ -125,6 +127,13 @@ def apply_budget(
     held_dags: dict[NodeId, int] = {}
     newly: set[str] = set()
     newly_dags: set[NodeId] = set()
+    spans: dict[NodeId, tuple[str, str]] = {}
+
+    def held_by_dag(node: NodeId, partition: str) -> None:
+        held_dags[node] = held_dags.get(node, 0) + 1
+        lo, hi = spans.get(node, (partition, partition))
+        spans[node] = (min(lo, partition), max(hi, partition))
+
     for action in actions:
         if not isinstance(action, Trigger) or limit <= 0:  # rules a, f
             passed.append(action)
@@ -140,13 +149,13 @@ def apply_budget(
         elif (state is not None and state.holds(limit)) or (dag is not None and dag.holds(allowance)):  # rule c
             held.setdefault(instance, []).append(action)
             if not (state is not None and state.holds(limit)):
-                held_dags[node] = held_dags.get(node, 0) + 1
+                held_by_dag(node, action.partition)
         elif window.count(state) + counted.get(instance, 0) >= limit:  # rule d: the ceiling
             held.setdefault(instance, []).append(action)
             newly.add(instance)
         elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:  # rule d: the allowance
             held.setdefault(instance, []).append(action)
-            held_dags[node] = held_dags.get(node, 0) + 1
+            held_by_dag(node, action.partition)
             newly_dags.add(node)
         else:
             counted[instance] = counted.get(instance, 0) + 1
@@ -154,7 +163,7 @@ def apply_budget(
             passed.append(action)
     return Budgeted(
         tuple(passed), {i: tuple(t) for i, t in held.items()}, frozenset(newly), counted,
-        frozenset(newly_dags), held_dags, counted_dags,
+        frozenset(newly_dags), held_dags, counted_dags, spans,
     )  # fmt: skip
 
 
@@ -169,12 +178,15 @@ def budget_record(
     by: str,
     allowances: Allowances | None = None,
 ) -> BudgetState | None:
-    """Rule d's write for ``instance``: what passed counted in the window (the instance's and each DAG's) and any new
-    hold; None when this pass changes nothing of it. ``at`` is the hold's time, passed in to keep this pure."""
+    """Rule d's write for ``instance``: what passed counted in the window (the instance's and each DAG's), any new
+    hold, and a held DAG's range widened by what it held now; None when this pass changes nothing of it. ``at`` is
+    the hold's time, passed in to keep this pure."""
     allow = allowances if allowances is not None else Allowances()
     passed = budgeted.counted.get(instance, 0)
     newly_dags = {n for n in budgeted.newly_held_dags if n.instance == instance}
-    if not passed and instance not in budgeted.newly_held and not newly_dags:
+    spans = {n: span for n, span in budgeted.held_spans.items() if n.instance == instance}
+    widened = {n for n, span in spans.items() if n not in newly_dags and _widens(state.dags.get(n.dag_id), span)}
+    if not passed and instance not in budgeted.newly_held and not newly_dags and not widened:
         return None
     record = window.add(state, passed) if passed else state
     dags: dict[str, DagBudget] = {}
@@ -188,12 +200,25 @@ def budget_record(
             dags[node.dag_id] = dag.model_copy(update={"started": window.added(dag.started, n)})
     for node in newly_dags:
         dag = dags.get(node.dag_id, DagBudget())
+        first, last = spans[node]
         dags[node.dag_id] = dag.model_copy(update={
             "held": True, "allowance": allow.of(node), "count": window.tally(dag.started),
-            "held_count": budgeted.held_dags.get(node, 0), "held_at": at,
+            "held_count": budgeted.held_dags.get(node, 0), "held_at": at, "held_first": first, "held_last": last,
         })  # fmt: skip
+    for node in widened:
+        dag = dags[node.dag_id]
+        first, last = spans[node]
+        lo, hi = dag.held_first or first, dag.held_last or last
+        dags[node.dag_id] = dag.model_copy(update={"held_first": min(lo, first), "held_last": max(hi, last)})
     record = record.model_copy(update={"dags": dict(sorted(dags.items()))})
     if instance in budgeted.newly_held:
         held = len(budgeted.held[instance])
         record = record.model_copy(update={"held": True, "limit": limit, "held_count": held, "held_at": at, "by": by})
     return record
+
+
+def _widens(dag: DagBudget | None, span: tuple[str, str]) -> bool:
+    """Whether ``span`` reaches outside the held range ``dag`` records (a held DAG's range only grows)."""
+    if dag is None or not dag.held:
+        return False
+    return dag.held_first is None or dag.held_last is None or span[0] < dag.held_first or span[1] > dag.held_last

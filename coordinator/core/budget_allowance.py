@@ -8,7 +8,10 @@ Rules:
 2. The allowance is ``max(floor, MARGIN * expected)``; a floor of 0 turns the per-DAG brake off (allowance 0).
 3. A declared backfill (``{prefix}/config/backfill/{instance}/{dag}/{partition}``) explains its own partitions and,
    for every DAG below the backfilled one, the partitions whose window overlaps the backfill's range: those pass
-   uncounted (:meth:`Declared.covers`). A partition outside it is merely counted (errs on the side of holding).
+   uncounted (:meth:`Declared.covers`). A DAG's release (``coordinator release INSTANCE --dag DAG``) is declared the
+   same way over the range it let through (``released_first`` .. ``released_last``), for that DAG and every DAG
+   below it: the released runs' successes do not hold their dependents again. A partition outside these is merely
+   counted (errs on the side of holding).
 4. Pure and deterministic: the sample the grids are measured on is fixed (:data:`SAMPLE_FROM`), not the clock.
 """
 
@@ -109,20 +112,24 @@ class Declared:
         return any(start < hi and (lo < end or lo <= start) for lo, hi in spans)
 
 
-def declared_backfills(graph: Graph, backfills: Iterable[tuple[NodeId, str]]) -> Declared:
-    """Rule 3 from the view's backfill requests (``View.backfills``)."""
+def declared_backfills(
+    graph: Graph, backfills: Iterable[tuple[NodeId, str]], releases: Iterable[tuple[NodeId, str, str]] = ()
+) -> Declared:
+    """Rule 3 from the view's backfill requests (``View.backfills``) and the DAG releases ``(DAG, first, last)``."""
     exact = frozenset(backfills)
     bounds: dict[NodeId, tuple[str, str]] = {}
     for node, partition in exact:
         lo, hi = bounds.get(node, (partition, partition))
         bounds[node] = (min(lo, partition), max(hi, partition))
     ranges: dict[NodeId, list[tuple[datetime, datetime]]] = {}
-    for node, (lo, hi) in bounds.items():
+    spans = [(node, lo, hi, False) for node, (lo, hi) in bounds.items()]
+    spans += [(node, lo, hi, True) for node, lo, hi in releases]
+    for node, lo, hi, itself in spans:
         if node not in graph.dags:
             continue
         # Without a grid a partition is an instant: the range ends just after the last one.
         span = (partition_datetime(lo), max(window_end(graph.dags[node].grid, hi), partition_datetime(hi) + _SECOND))
-        for below in graph.descendants(node):
+        for below in graph.descendants(node) | ({node} if itself else set()):
             ranges.setdefault(below, []).append(span)
     grids = {node: graph.dags[node].grid for node in ranges}
     return Declared(exact, {n: tuple(s) for n, s in ranges.items()}, grids)

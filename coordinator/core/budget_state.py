@@ -25,8 +25,15 @@ class DagBudget(BaseModel):
     count: int = Field(default=0, ge=0)
     held_count: int = Field(default=0, ge=0)
     held_at: datetime | None = None
+    #: The first and last partition held while held (widened as more are held), so a release can name its range.
+    held_first: str | None = None
+    held_last: str | None = None
     #: Triggers of this DAG caused at or before this revision pass (``coordinator release INSTANCE --dag DAG``).
     released_through: int = Field(default=0, ge=0)
+    #: The range the last release let through (the held range then): its partitions, of this DAG and of every DAG
+    #: below it, pass uncounted afterwards (``coordinator.core.budget_allowance`` rule 3), as a backfill's do.
+    released_first: str | None = None
+    released_last: str | None = None
     #: As :attr:`BudgetState.started`, for this DAG's new runs only.
     started: tuple[tuple[int, int], ...] = ()
 
@@ -39,12 +46,12 @@ class DagBudget(BaseModel):
     def describe(self, instance: str, dag: str) -> str:
         """One line for ``status``, ``doctor`` and ``why``: which DAG is held, count against allowance, the fix."""
         since = f" since {self.held_at.isoformat(timespec='seconds')}" if self.held_at is not None else ""
+        span = f" (partitions {self.held_first} .. {self.held_last})" if self.held_first is not None else ""
         return (f"DAG {instance}/{dag} is held by the trigger budget{since}: {self.count} new run(s) of it started in "
                 f"the window, reaching its allowance of {self.allowance} (what its partition grids explain, with a "
-                f"margin), and {self.held_count} "
-                f"more were due when it was held; nothing new of {dag} starts until `coordinator release {instance} "
-                f"--dag {dag}` (check its upstreams' successes first); other DAGs of {instance} are not "
-                f"held")  # fmt: skip
+                f"margin), and {self.held_count} more were due when it was held{span}; nothing new of {dag} starts "
+                f"until `coordinator release {instance} --dag {dag}` (check its upstreams' successes first); other "
+                f"DAGs of {instance} are not held")  # fmt: skip
 
 
 class BudgetState(BaseModel):

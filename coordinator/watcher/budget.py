@@ -70,8 +70,8 @@ class TriggerBudget:
     clock: Callable[[], float] = time.time
     #: Rule 4: the allowances of the last graph seen, by its digest.
     _allowances: tuple[str, Allowances] | None = None
-    #: Rule 4: what the last set of backfill requests explains, by the graph's digest and the requests.
-    _declared: tuple[str, frozenset[tuple[NodeId, str]], Declared] | None = None
+    #: Rule 4: what the last backfill requests and DAG releases explain, by the graph's digest and both.
+    _declared: tuple[str, frozenset[tuple[NodeId, str]], frozenset[tuple[NodeId, str, str]], Declared] | None = None
 
     def allowances(self, graph: Graph | None) -> Allowances:
         """Each DAG's allowance under ``graph`` (the floor for every DAG without one)."""
@@ -82,13 +82,21 @@ class TriggerBudget:
             self._allowances = (graph.digest, Allowances(self.dag_floor, per_dag))
         return self._allowances[1]
 
-    def declared(self, graph: Graph, backfills: Iterable[tuple[NodeId, str]]) -> Declared:
-        """What ``backfills`` explain under ``graph``: rebuilt only when either changed (the requests are few and
-        rarely change; finding the DAGs below each backfilled one walks the graph)."""
+    def declared(
+        self, graph: Graph, backfills: Iterable[tuple[NodeId, str]], states: Iterable[tuple[str, BudgetState]]
+    ) -> Declared:
+        """What ``backfills`` and the DAG releases recorded in ``states`` explain under ``graph``: rebuilt only when
+        one of them changed (they are few and rarely change; finding the DAGs below each one walks the graph)."""
         requests = frozenset(backfills)
-        if self._declared is None or self._declared[:2] != (graph.digest, requests):
-            self._declared = (graph.digest, requests, declared_backfills(graph, requests))
-        return self._declared[2]
+        releases = frozenset(
+            (NodeId(instance, dag_id), d.released_first, d.released_last)
+            for instance, state in states
+            for dag_id, d in state.dags.items()
+            if d.released_first is not None and d.released_last is not None
+        )
+        if self._declared is None or self._declared[:3] != (graph.digest, requests, releases):
+            self._declared = (graph.digest, requests, releases, declared_backfills(graph, requests, releases))
+        return self._declared[3]
 
     async def admit(
         self,
@@ -104,7 +112,9 @@ class TriggerBudget:
         window = Window(self.window_s, self.clock())
         allowances = self.allowances(graph)
         has_triggers = any(isinstance(a, Trigger) for a in plan.actions)
-        declared = self.declared(graph, backfills) if graph is not None and has_triggers else Declared()
+        declared = Declared()
+        if graph is not None and has_triggers:
+            declared = self.declared(graph, backfills, ((i, state) for i, (state, _) in budgets.items()))
         states = {instance: state for instance, (state, _) in budgets.items()}
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []

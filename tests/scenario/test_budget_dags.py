@@ -90,10 +90,11 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     """300 forged successes of root `flooded` written one put at a time: each of its two dependents starts 40 runs
     (its allowance) and is held, said in status, why and the metric; an unrelated DAG of the same instance still
     triggers. `coordinator release default --dag c1` starts c1's other 260 once each, even though the leader is
-    killed -9 while they start; c2 stays held; the instance never is."""
-    for dag in ("flooded", "c1", "c2", "other", "v"):
+    killed -9 while they start, and their successes start g1 (below c1) for all 300 with no new hold: the release
+    declared that range; c2 stays held; the instance never is."""
+    for dag in ("flooded", "c1", "c2", "g1", "other", "v"):
         stack.fake.add_dag(dag)
-    stack.set_deps({"c1": "flooded", "c2": "flooded", "v": "other"})
+    stack.set_deps({"c1": "flooded", "c2": "flooded", "g1": "c1", "v": "other"})
     leader = stack.start_watcher("w1")
     stack.start_watcher("w2", ready="loaded")
     flood = [new_partition() for _ in range(300)]
@@ -121,9 +122,10 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     assert done.returncode == 0 and "released default/c1" in done.stdout, done.stdout + done.stderr
     wait_for(lambda: runs(stack, "c1", flood) > 60, "c1's released runs to start", timeout=SLOW)
     leader.kill9()
-    wait_for(lambda: all(stack.succeeded("c1", p) for p in flood), "every c1 partition", timeout=SLOW, interval=0.5)
+    wait_for(lambda: all(stack.succeeded("g1", p) for p in flood), "every g1 partition", timeout=SLOW, interval=0.5)
     stack.settle(quiet=1.5)
     assert all(len(stack.fake_runs("c1", p)) == 1 for p in flood), "a released trigger started twice"
+    assert all(len(stack.fake_runs("g1", p)) == 1 for p in flood)
     assert runs(stack, "c2", flood) == 40 and held_dags(budget(stack, unrelated)) == {"c2"}
     again = release(stack, "default", "--dag", "c1")
     assert again.returncode == 0 and "default/c1 is not held" in again.stdout, again.stdout
