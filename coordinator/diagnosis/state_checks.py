@@ -1,0 +1,134 @@
+"""``doctor``'s checks of what the watcher keeps in etcd: retention, intents, the trigger budget, the plan checkpoint
+and the values the read model left out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from coordinator.core.first_work import changed_after
+from coordinator.core.model import NodeId, TriggerStatus
+from coordinator.core.view import View
+from coordinator.diagnosis.model import (
+    MAX_LISTED,
+    Check,
+    CheckStatus,
+    DoctorFacts,
+)
+
+
+def retention_check(f: DoctorFacts) -> Check:
+    if f.floor_error is not None:
+        return Check(
+            name="retention",
+            status=CheckStatus.FAIL,
+            summary=f.floor_error,
+            fix="`coordinator prune --before DATE` rewrites the floor",
+        )
+    if f.floor is None:
+        return Check(
+            name="retention", status=CheckStatus.OK, summary="no retention floor: every partition is plannable"
+        )
+    return Check(name="retention", status=CheckStatus.OK, summary=f.floor.describe())
+
+
+def intents_check(view: View, only: str | None, graph: frozenset[NodeId] | None = None) -> Check:
+    """Refused and unconfirmed triggers of the DAGs of the graph (``graph``: None = every DAG counts). Those of a DAG
+    removed from the graph are history: the planner never resumes an intent of a DAG outside its graph, so they
+    never fail doctor; they are named (and kept: should the DAG come back, its intent is resumed, never re-decided,
+    which exactly-once needs)."""
+    failed: list[str] = []
+    pending: list[str] = []
+    removed: list[str] = []
+    for (node, partition), fact in sorted(view.ledger.items(), key=lambda item: (str(item[0][0]), item[0][1])):
+        if only is not None and node.instance != only:
+            continue
+        if graph is not None and node not in graph and fact.status is not TriggerStatus.DONE:
+            removed.append(f"{node} {partition} ({fact.status}): {node} is no longer in the graph, nothing retries it")
+        elif fact.status is TriggerStatus.ERROR:
+            failed.append(f"{node} {partition}: {fact.record.last_error or 'unknown error'}")
+        elif fact.status is TriggerStatus.PENDING:
+            pending.append(f"{node} {partition}")
+    if failed:
+        return Check(
+            name="intents",
+            status=CheckStatus.FAIL,
+            summary=f"{len(failed)} trigger(s) Airflow refused (retried slowly), {len(pending)} pending",
+            details=tuple(failed[:MAX_LISTED])
+            + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ())
+            + _listed(removed),
+            fix="each line says what Airflow answered; fix that (DAG missing, paused, permission) and the leader "
+            "retries on its own; `coordinator why DAG -p PARTITION` explains one",
+        )
+    if pending:
+        return Check(
+            name="intents",
+            status=CheckStatus.WARN,
+            summary=f"{len(pending)} trigger(s) not confirmed yet (normal while the leader works)",
+            details=tuple(pending[:MAX_LISTED]) + _listed(removed),
+            fix="if they stay: is a watcher leading? (see the leader check)",
+        )
+    if removed:
+        dags = sorted({line.split(" ", 1)[0] for line in removed})
+        return Check(name="intents", status=CheckStatus.OK,
+                     summary=f"no pending or failed triggers of the graph's DAGs; {len(removed)} unfinished intent(s) "
+                             f"of DAG(s) removed from the graph ({', '.join(dags)}) are history: nothing retries "
+                             "them unless the DAG returns to the graph", details=_listed(removed))  # fmt: skip
+    return Check(name="intents", status=CheckStatus.OK, summary="no pending or failed triggers")
+
+
+def _listed(lines: Sequence[str]) -> tuple[str, ...]:
+    """At most MAX_LISTED lines, then how many more."""
+    more = (f"... and {len(lines) - MAX_LISTED} more",) if len(lines) > MAX_LISTED else ()
+    return tuple(lines[:MAX_LISTED]) + more
+
+
+def budget_check(view: View) -> Check:
+    """Semantics rule 15: an instance the trigger budget holds starts nothing new until it is released."""
+    states = sorted(view.budget_states().items())
+    held = {i: s for i, s in states if s.held}
+    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.held_dags().items()}  # rule 15h
+    if not held and not dags:
+        return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
+    what = [f"{len(held)} instance(s): {', '.join(held)}"] if held else []
+    what += [f"{len(dags)} DAG(s): {', '.join(dags)}"] if dags else []
+    fixes = ["`coordinator release INSTANCE`"] if held else []
+    fixes += ["`coordinator release INSTANCE --dag DAG`"] if dags else []
+    return Check(
+        name="trigger budget",
+        status=CheckStatus.WARN,
+        summary=f"held by the trigger budget: {'; '.join(what)}",
+        details=tuple(s.describe(i) for i, s in held.items()) + tuple(b.describe(i, d) for i, d, b in dags.values()),
+        fix=f"check the held runs (`coordinator status`), then {' or '.join(fixes)}",
+    )
+
+
+def checkpoint_check(view: View) -> Check:
+    """Semantics rule 19: what a watcher starting now would plan before its full pass."""
+    name = "plan checkpoint"
+    if view.checkpoint_key in view.problems:
+        return Check(name=name, status=CheckStatus.WARN, summary=view.problems[view.checkpoint_key],
+                     fix=f"delete it (`etcdctl del {view.checkpoint_key}`): the leader records a new one once its "
+                         "work is settled (COORDINATOR_CHECKPOINT_INTERVAL_S)")  # fmt: skip
+    checkpoint = view.checkpoint
+    if checkpoint is None:
+        return Check(name=name, status=CheckStatus.OK,
+                     summary="none recorded yet: a watcher starting now plans every partition before its first "
+                             "trigger")  # fmt: skip
+    changed = len(changed_after(view, checkpoint.revision))
+    summary = (f"{checkpoint.describe()}: a watcher starting now plans first the {changed} DAG partition(s) "
+               "written since (and every partition 5 s later), unless the graph changed")  # fmt: skip
+    return Check(name=name, status=CheckStatus.OK, summary=summary)
+
+
+def bad_values_check(view: View, found: Mapping[str, str]) -> Check:
+    """Every key the read model left out (the adopted graph's has a check of its own)."""
+    problems = [f"{key}: {problem}" for key, problem in found.items() if key != view.graph_key]
+    if not problems:
+        return Check(name="values", status=CheckStatus.OK, summary="every key under the prefix parses")
+    return Check(
+        name="values",
+        status=CheckStatus.WARN,
+        summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
+        details=tuple(problems[:MAX_LISTED]),
+        fix="rewrite them in the documented format (docs/keys.md) or delete them",
+    )
