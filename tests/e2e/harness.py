@@ -520,10 +520,11 @@ class E2E:
             COORDINATOR_AIRFLOW_PASSWORD=self.stack.password,
             # A free port per watcher: a test may run several, and other suites may hold the default 9465.
             COORDINATOR_HTTP="127.0.0.1:0",
-            # One Airflow call at a time: the e2e Airflow runs on SQLite, where a few concurrent REST writes (four
-            # triggers at once) wait on each other's locks for 5-15 s and some fail with HTTP 500 "database is
-            # locked". The coordinator survives that (retries, 409 read-back), but it makes cascade timings
-            # meaningless; production Airflow databases do not serialise writers like this.
+            # One Airflow call at a time: on SQLite (the smoke test's stack, make demo's), a few concurrent REST
+            # writes (four triggers at once) wait on each other's locks for 5-15 s and some fail with HTTP 500
+            # "database is locked". The coordinator survives that (retries, 409 read-back), but it makes cascade
+            # timings meaningless. The other stacks now run on PostgreSQL, which does not serialise writers like
+            # this; the scenarios' timings were tuned with one call at a time, so it stays until they are re-tuned.
             COORDINATOR_MAX_CONCURRENT_ACTIONS="1",
         )
         env.update(extra)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -35,7 +35,9 @@ AUDIT_INTERVAL_S = 3.0
 
 
 @pytest.fixture
-def outage_e2e(private_etcd: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def outage_e2e(
+    private_etcd: EtcdServer, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
     """A second Airflow with the plugin, on a private etcd; stopped by PID (watchers first) even on failure."""
     base = tmp_path_factory.mktemp("outage")
     dags = base / "dags"
@@ -48,13 +50,14 @@ def outage_e2e(private_etcd: EtcdServer, tmp_path_factory: pytest.TempPathFactor
         etcd_endpoints=private_etcd.endpoint,
         prefix="/e2e-outage",
         extra_env={"PIPELINE_01_SCHEDULE": "none", "COORDINATOR_PLUGIN_QUEUE_SIZE": "1"},
+        database_url=airflow_database("outage"),
     )
     env = E2E(stack=stack, etcd_endpoint=private_etcd.endpoint, prefix=stack.prefix, work_dir=base)
     try:
         stack.start()
         stack.wait_for_dags(DAGS)
         stack.unpause(DAGS)
-        print(f"\noutage airflow up in {stack.started_in_s:.1f} s at {stack.url}")
+        print(f"\noutage airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield env
     finally:
         env.stop_watchers()

@@ -16,7 +16,7 @@ import shutil
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -39,7 +39,9 @@ SETTLE_S = 12.0
 
 
 @pytest.fixture(scope="module")
-def fresh(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def fresh(
+    etcd_server: EtcdServer, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
     """An Airflow with the example DAGs and 00_watcher (paused) on a new prefix; stopped by PID, even on failure."""
     base = tmp_path_factory.mktemp("first_start")
     dags = base / "dags"
@@ -56,6 +58,7 @@ def fresh(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> 
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/first-{uuid.uuid4().hex[:8]}",
         port=port,
+        database_url=airflow_database("first_start"),
         extra_env={
             "PIPELINE_01_SCHEDULE": "none",
             # What the watcher DAG's task needs, from the workers' environment (as a user would configure it).
@@ -72,7 +75,7 @@ def fresh(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> 
         stack.start()
         stack.wait_for_dags([WATCHER_DAG, *PIPELINES])
         stack.unpause(PIPELINES)  # every DAG except the watcher, as the story says
-        print(f"\nfirst-start airflow up in {stack.started_in_s:.1f} s at {stack.url}")
+        print(f"\nfirst-start airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield env
     finally:
         env.stop_watchers()

@@ -140,7 +140,9 @@ class OpenLineageAirflow:
 
 
 @pytest.fixture
-def ol_airflow(etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path) -> Iterator[OpenLineageAirflow]:
+def ol_airflow(
+    etcd_server: EtcdServer, etcd_prefix: str, airflow_database: Callable[[str], str], tmp_path: Path
+) -> Iterator[OpenLineageAirflow]:
     """The receiver (started first), then a second Airflow 3.3 whose OpenLineage provider sends to it; both stopped
     by PID afterwards, even on failure."""
     (tmp_path / "dependencies.json").write_text(json.dumps(GRAPH, indent=2))
@@ -173,13 +175,17 @@ def ol_airflow(etcd_server: EtcdServer, etcd_prefix: str, tmp_path: Path) -> Ite
             # The coordinator plugin off (module docstring): an invalid setting makes it log plugin.disabled.
             "COORDINATOR_PLUGIN_QUEUE_SIZE": "0",
         },
+        database_url=airflow_database("lineage"),
     )
     try:
         receiver.start()
         stack.start()
         stack.wait_for_dags([DAG_ID])
         stack.unpause([DAG_ID])
-        print(f"\nOpenLineage airflow up in {stack.started_in_s:.1f} s at {stack.url}; receiver {receiver.url}")
+        print(
+            f"\nOpenLineage airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}; "
+            f"receiver {receiver.url}"
+        )
         yield OpenLineageAirflow(
             receiver=receiver,
             stack=stack,

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,9 @@ SETTLE_S = 2.0
 
 
 @pytest.fixture(scope="module")
-def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def team_b(
+    airflow_e2e: E2E, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
     """A second Airflow (instance team_b) on the session's etcd and prefix, only for this module; stopped by PID."""
     airflow_e2e.revive_if_needed()
     base = tmp_path_factory.mktemp("team_b")
@@ -102,12 +104,13 @@ def team_b(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         instance="team_b",
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
+        database_url=airflow_database("team_b"),
     )
     try:
         stack.start()
         stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
         stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
-        print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}")
+        print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield stack
     finally:
         stack.stop()

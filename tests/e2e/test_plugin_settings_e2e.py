@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,9 @@ INSTANCE = "managed"
 
 
 @pytest.fixture(scope="module")
-def managed(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def managed(
+    etcd_server: EtcdServer, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[E2E]:
     """An Airflow 3.3 whose plugin settings come only from Airflow's configuration and its secrets backend."""
     base = tmp_path_factory.mktemp("managed")
     dags = base / "dags"
@@ -41,6 +43,7 @@ def managed(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -
         etcd_endpoints=etcd_server.endpoint,
         prefix=f"/e2e-managed-{uuid.uuid4().hex[:8]}",
         plugin_settings="airflow",
+        database_url=airflow_database("managed"),
     )
     try:
         stack.start()

@@ -1,30 +1,41 @@
-"""The session's shared Airflow survives its own crashes: a scheduler that died is found before the next test and
-started again, so one crash of Airflow under load fails the test it hit and not every test after it."""
+"""The session's shared Airflow keeps its metadata in PostgreSQL and survives its own crashes: a scheduler that died
+is found before the next test and started again, so one crash of Airflow under load fails the test it hit and not
+every test after it."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import sqlite3
 import time
-from contextlib import closing
 
 import pytest
+import sqlalchemy
 
 from coordinator.core.model import RunState
 from devtools.airflow_stack import STATE_FILE
+from devtools.postgres_server import PostgresServer
 from tests.e2e.harness import E2E
 
 pytestmark = pytest.mark.e2e
 
 
-def test_the_shared_airflow_uses_sqlites_write_ahead_log(e2e: E2E) -> None:
-    """The shared stack's database is in write-ahead-log mode: its many readers never block the scheduler's writes."""
-    database = e2e.stack.database_file
-    assert database is not None and database.is_file()
-    with closing(sqlite3.connect(database)) as connection:
-        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+def test_the_shared_airflow_keeps_its_metadata_in_the_sessions_postgresql(
+    e2e: E2E, postgres_server: PostgresServer
+) -> None:
+    """The shared stack's metadata database is a database of its own on the session's PostgreSQL, the one its DAGs
+    were parsed into (not a SQLite file in its home)."""
+    url = sqlalchemy.make_url(e2e.stack.database)
+    assert (url.drivername, url.host, url.port) == ("postgresql+psycopg2", "127.0.0.1", postgres_server.port)
+    assert url.database in postgres_server.databases()
+    assert e2e.stack.database_file is None and not (e2e.stack.home / "airflow.db").exists()
+    engine = sqlalchemy.create_engine(url)
+    try:
+        with engine.connect() as connection:
+            dag_ids = set(connection.execute(sqlalchemy.text("SELECT dag_id FROM dag")).scalars())
+    finally:
+        engine.dispose()
+    assert {"01_pipeline", "07_pipeline"} <= dag_ids
 
 
 def test_a_killed_scheduler_is_named_restarted_and_runs_the_next_trigger(e2e: E2E) -> None:
