@@ -20,6 +20,7 @@ from coordinator.core.budget_allowance import (
     Allowances,
     dag_allowances,
     declared_backfills,
+    graph_allowances,
 )
 from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, parse_budget
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, canonical_partition
@@ -85,6 +86,15 @@ def test_the_allowance_is_what_the_grids_explain_with_a_margin_and_a_floor(
 ) -> None:
     """Rules 1-2: max(40, 2 x the largest of its sources' points in the window x their fan-out to this DAG)."""
     assert dag_allowances(graph(dags), 600.0, DEFAULT_DAG_ALLOWANCE_FLOOR)[node(dag)] == allowance
+
+
+def test_the_watchers_on_demand_allowances_equal_the_table() -> None:
+    """graph_allowances measures a DAG when first asked and gives what dag_allowances gives; unknown DAG: the floor."""
+    g = graph({"r": {"partitions": DAILY}, "c": {"partitions": HOURLY, "upstreams": ["r"]}, "d": {"upstreams": ["r"]}})
+    lazy = graph_allowances(g, 600.0, 40)
+    assert {n: lazy.of(n) for n in g.dags} == dag_allowances(g, 600.0, 40) == {node("r"): 40, node("c"): 48,
+                                                                                node("d"): 40}  # fmt: skip
+    assert lazy.of(node("unknown")) == 40 and graph_allowances(g, 600.0, 0).of(node("c")) == 0
 
 
 def test_a_floor_of_zero_turns_per_dag_holds_off() -> None:

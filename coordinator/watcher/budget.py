@@ -30,8 +30,8 @@ from coordinator.core.budget_allowance import (
     DEFAULT_DAG_ALLOWANCE_FLOOR,
     Allowances,
     Declared,
-    dag_allowances,
     declared_backfills,
+    graph_allowances,
 )
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
 from coordinator.core.graph import Graph
@@ -78,8 +78,7 @@ class TriggerBudget:
         if graph is None:
             return Allowances(self.dag_floor)
         if self._allowances is None or self._allowances[0] != graph.digest:
-            per_dag = dag_allowances(graph, self.window_s, self.dag_floor)
-            self._allowances = (graph.digest, Allowances(self.dag_floor, per_dag))
+            self._allowances = (graph.digest, graph_allowances(graph, self.window_s, self.dag_floor))
         return self._allowances[1]
 
     def declared(
