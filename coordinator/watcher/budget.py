@@ -12,8 +12,10 @@ The rules are ``coordinator.core.budget``'s; this module reads the clock, writes
    conflict returned, up to ``RECORD_ATTEMPTS`` times.
 3. What cannot be counted is not submitted. An etcd error, or conflicts past the attempts, withhold the instance's
    counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
-4. Each DAG's allowance (rule 15h) is computed once per graph (``core/budget_allowance.py``) and the declared
-   backfills once per pass; a held DAG logs ``budget.dag_held`` once, when its hold is recorded.
+4. Each DAG's allowance (rule 15h, ``core/budget_allowance.py``) is measured once per graph, when a pass first
+   triggers that DAG; what the backfill requests and the DAG releases declare is rebuilt when they change (read from
+   the view: a release that lands during a conflict's retry is seen on the next pass, erring on the side of
+   holding). A held DAG logs ``budget.dag_held`` once, when its hold is recorded.
 """
 
 from __future__ import annotations
