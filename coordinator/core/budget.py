@@ -9,7 +9,7 @@ or over a failover, is counted as one. Rules, numbered as in ``docs/semantics.md
 a. Only new triggers count: a :class:`Resume` completes an intent already recorded (holding it would leave the
    ledger pending forever), so it always passes.
 b. A trigger whose cause (``cause_rev``, its newest input) is at or before the instance's ``released_through``, or
-   its DAG's, was released by an operator; one whose partition a declared backfill explains
+   its DAG's, was released by an operator; one whose partition a declared backfill or a DAG's release explains
    (``coordinator.core.budget_allowance`` rule 3) was asked for. Either passes whatever the counts, uncounted.
 c. While an instance is held at a ceiling at least the current one, every other new trigger of it is held; while a
    DAG is held at an allowance at least its current one, every other new trigger of that DAG is held.
