@@ -296,9 +296,9 @@ def test_doctor_names_the_held_dag_with_its_count_and_allowance_and_the_release_
     an instance with no hold is OK."""
     keys = KeyLayout("/c")
     view = View(keys)
-    assert _budget(view).status is CheckStatus.OK
+    assert budget_check(view).status is CheckStatus.OK
     view.apply(keys.budget_key("default"), dump_budget(HELD_C), 5)
-    check = _budget(view)
+    check = budget_check(view)
     assert check.status is CheckStatus.WARN and check.summary == "held by the trigger budget: 1 DAG(s): default/c"
     assert "40 new run(s) of it started in the window, reaching its allowance of 40" in check.details[0]
     assert check.fix is not None and "`coordinator release INSTANCE --dag DAG`" in check.fix
