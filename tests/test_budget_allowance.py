@@ -27,7 +27,7 @@ from coordinator.core.model import KeyLayout, NodeId, TriggerAction, canonical_p
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.diagnosis import CheckStatus
-from coordinator.diagnosis.state_checks import budget_check as _budget
+from coordinator.diagnosis.state_checks import budget_check
 
 NOW = Window(600.0, 1_800_000_000.0)
 FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
