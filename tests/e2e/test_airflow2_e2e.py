@@ -296,9 +296,10 @@ FAB_BLOCK_RE = re.compile(r"<!-- readme-e2e-airflow2: fab-role -->\n```bash\n(.*
 
 
 def test_the_readme_fab_role_lets_the_watcher_read_trigger_and_clear(e2e: E2E, setup: Setup, tmp_path: Path) -> None:
-    """The README's FAB role (step 5), created as written on Airflow 2.11, lets its user list DAGs, trigger and clear
-    a run over REST v1; without can_edit on DAGs the trigger is refused, which is why the README asks for it."""
-    (block,) = FAB_BLOCK_RE.findall((REPO / "README.md").read_text(encoding="utf-8"))
+    """The install guide's FAB role (docs/howto/existing-airflow.md, step 5), created as written on Airflow 2.11, lets
+    its user list DAGs, trigger and clear a run over REST v1; without can_edit on DAGs the trigger is refused, which
+    is why the guide asks for it."""
+    (block,) = FAB_BLOCK_RE.findall((REPO / "docs" / "howto" / "existing-airflow.md").read_text(encoding="utf-8"))
     password = tmp_path / "airflow_password"
     password.write_text("readme-role-pw", encoding="utf-8")
     env = setup.af2.environment()

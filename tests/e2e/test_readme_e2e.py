@@ -1,6 +1,8 @@
-"""The README's "Installing into an existing Airflow", step by step, from the release artifacts, on a fresh Airflow 3.3.
+"""The install guide, "Installing into an existing Airflow" (docs/howto/existing-airflow.md, cut from the README
+into the docs site; "the README" below means that page), step by step, from the release artifacts, on a fresh
+Airflow 3.3.
 
-The commands come from the README itself: every fenced block preceded by ``<!-- readme-e2e: NAME -->`` is run as
+The commands come from the page itself: every fenced block preceded by ``<!-- readme-e2e: NAME -->`` is run as
 written in bash, in the order of :data:`STEPS`, so the README cannot drift from what works. Only the deployment's own
 values are replaced (:data:`PLACEHOLDERS`: etcd's ports, the prefix, Airflow's URL, the password file, the date), and
 each replacement must be used, so renaming one in the README fails here too. Exported variables carry over from
@@ -56,7 +58,7 @@ from tests.support.release import released_venv
 
 pytestmark = pytest.mark.e2e  # starts a real etcd and Airflow 3.3 of its own: outside `make fast`
 
-README = REPO / "README.md"
+README = REPO / "docs" / "howto" / "existing-airflow.md"
 BLOCK_RE = re.compile(r"<!-- readme-e2e: ([\w-]+) -->\n```bash\n(.*?)\n```", re.DOTALL)
 #: The marked blocks, in the order the README gives them.
 STEPS = ["install", "trial-etcd", "plugin", "example-dags", "unpause", "airflow3-simple-user", "watcher-password",

@@ -1,6 +1,6 @@
-"""The README's OpenLineage worked example, green in the coordinator's own tools: its dbt instance ``analytics`` has
-no Airflow (``"kind": "external"``), so ``validate --airflow``, ``doctor`` and the watcher ask it nothing, and the
-watcher still triggers ``team_b/report`` once both models' OpenLineage runs succeeded."""
+"""The OpenLineage worked example of docs/howto/openlineage.md, green in the coordinator's own tools: its dbt
+instance ``analytics`` has no Airflow (``"kind": "external"``), so ``validate --airflow``, ``doctor`` and the watcher
+ask it nothing, and the watcher still triggers ``team_b/report`` once both models' OpenLineage runs succeeded."""
 
 from __future__ import annotations
 
@@ -20,11 +20,9 @@ from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new
 from tests.scenario.conftest import Stack, wait_for
 from tests.support.fake_airflow import FakeAirflow
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-#: The README's section with the worked example ("Waiting for dbt, Spark and other jobs").
-SECTION = (
-    README.read_text(encoding="utf-8").split("## Waiting for dbt, Spark and other jobs", 1)[1].split("\n## ", 1)[0]
-)
+README = Path(__file__).resolve().parents[2] / "docs" / "howto" / "openlineage.md"
+#: The docs page with the worked example ("Waiting for dbt, Spark and other jobs", cut from the README).
+SECTION = README.read_text(encoding="utf-8").split("# Waiting for dbt, Spark and other jobs", 1)[1].split("\n## ", 1)[0]
 #: Its graph, read from the README itself (the first JSON block of the section), so the docs cannot drift from this.
 EXAMPLE: dict[str, Any] = json.loads(re.search(r"```json\n(.*?)\n```", SECTION, re.DOTALL).group(1))  # type: ignore[union-attr]
 #: The README's step 4, as a user pastes it (GNU date; `coordinator` is the installed command).
