@@ -92,6 +92,15 @@ def test_the_settings_reference_lists_every_variable(site: Path) -> None:
             assert f'<code class="docutils literal notranslate"><span class="pre">{field.default}' in html, name
 
 
+def test_the_schema_reference_has_every_definition(site: Path) -> None:
+    """The dependencies.json schema page has a section for every definition of the schema the code validates with."""
+    from coordinator.core.spec.schema import json_schema
+
+    html = (site / "reference" / "dependencies-schema.html").read_text(encoding="utf-8")
+    for name in json_schema()["$defs"]:
+        assert f'id="{name.lower()}"' in html, name
+
+
 def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
     """A README link to a heading that does not exist, and a page's link to a missing page, each fail the build by
     name."""

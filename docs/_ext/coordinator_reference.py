@@ -7,6 +7,8 @@ by the Markdown :data:`GENERATORS` writes for NAME:
   its help, usage, arguments and options with their defaults;
 - ``settings``: every field of :class:`coordinator.settings.Settings`, its ``COORDINATOR_*`` variable, type, default
   and the comment above it in coordinator/settings.py (the module's own explanation of each default);
+- ``schema``: every definition of the JSON Schema of ``dependencies.json`` (``coordinator schema``'s output) with
+  its properties, types and descriptions;
 - ``metrics``: every series of the watcher's registry (:class:`coordinator.metrics.Metrics`), its type, labels and
   help.
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
 import pkgutil
 import re
 from collections.abc import Callable, Iterator
@@ -200,11 +203,57 @@ def metrics_markdown() -> str:
     return "\n".join(out)
 
 
-GENERATORS: dict[str, Callable[[], str]] = {
-    "cli": cli_markdown,
-    "settings": settings_markdown,
-    "metrics": metrics_markdown,
-}
+# --- dependencies.json schema -----------------------------------------------------------------------------------------
+
+
+def _schema_type(node: dict[str, Any]) -> str:
+    """A schema node's type in a few words, with a link to the definition it refers to."""
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return f"[{name}](#{_slug(name)})"
+    if "const" in node:
+        return _code(json.dumps(node["const"]))
+    if "enum" in node:
+        return " or ".join(_code(json.dumps(value)) for value in node["enum"])
+    if "oneOf" in node and "type" not in node:  # with a type, oneOf only picks which properties are required
+        return " or ".join(_schema_type(alternative) for alternative in node["oneOf"])
+    kind = node.get("type", "any")
+    if kind == "array" and isinstance(node.get("items"), dict):
+        return f"array of {_schema_type(node['items'])}"
+    if kind == "object" and isinstance(node.get("additionalProperties"), dict):
+        return f"object of {_schema_type(node['additionalProperties'])}"
+    return str(kind)
+
+
+def _schema_rows(node: dict[str, Any], path: str) -> Iterator[str]:
+    """One table row per property, nested objects as dotted paths (``[]`` for an array's items)."""
+    required = set(node.get("required", ()))
+    for name, prop in node.get("properties", {}).items():
+        where = f"{path}{name}"
+        flag = " (required)" if name in required else ""
+        yield f"| {_code(where)}{flag} | {_cell(_schema_type(prop))} | {_cell(prop.get('description', ''))} |"
+        for nested, suffix in ((prop, "."), (prop.get("items"), "[].")):
+            if isinstance(nested, dict) and "properties" in nested:
+                yield from _schema_rows(nested, f"{where}{suffix}")
+        for alternative in prop.get("oneOf", ()):
+            if isinstance(alternative, dict) and "properties" in alternative:
+                yield from _schema_rows(alternative, f"{where}.")
+
+
+def schema_markdown() -> str:
+    from coordinator.core.spec.schema import json_schema
+
+    schema = json_schema()
+    lines = [f"The file is one of: {_schema_type(schema)}.", ""]
+    for name, node in schema.get("$defs", {}).items():
+        lines += [f"## {name}", "", _cell(node.get("description", "")), "", f"Type: {_schema_type(node)}.", ""]
+        rows = list(_schema_rows(node, ""))
+        for alternative in node.get("oneOf", ()):
+            if isinstance(alternative, dict) and "properties" in alternative:
+                rows += list(_schema_rows(alternative, ""))
+        if rows:
+            lines += ["| property | type | description |", "| --- | --- | --- |", *rows, ""]
+    return "\n".join(lines)
 
 
 # --- README links ----------------------------------------------------------------------------------------------------
@@ -256,6 +305,14 @@ def _check_readme(app: Any, env: Any) -> None:
     readme = Path(app.srcdir).parent / "README.md"
     for line, problem in readme_link_problems(readme, env):
         logger.warning("README link %s", problem, location=f"{readme}:{line}", type="coordinator", subtype="readme")
+
+
+GENERATORS: dict[str, Callable[[], str]] = {
+    "cli": cli_markdown,
+    "settings": settings_markdown,
+    "metrics": metrics_markdown,
+    "schema": schema_markdown,
+}
 
 
 def _fill(app: Any, docname: str, source: list[str]) -> None:
