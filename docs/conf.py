@@ -30,3 +30,4 @@ nitpicky = True
 
 html_theme = "furo"
 html_title = "airflow-etcd-coordinator"
+smartquotes = False  # option names such as --from stay as typed (no en dashes), quotes stay straight
