@@ -1,7 +1,7 @@
 """Plain answers for operators: ``status`` rows and ``why`` chains, rendered from the planner's verdicts.
 
-Rules: pure functions of (graph, view, plan); no I/O. The JSON form is stable (documented in the README) so that
-dashboards and scripts can rely on it.
+Rules: pure functions of (graph, view, plan); no I/O. The JSON form is stable (docs/howto/doctor.md, "Asking why")
+so that dashboards and scripts can rely on it.
 """
 
 from __future__ import annotations

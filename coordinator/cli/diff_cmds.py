@@ -78,7 +78,7 @@ def diff_against_store(new: Graph, view: View) -> GraphDiff:
 
 
 def to_json(diff: GraphDiff) -> dict[str, Any]:
-    """The stable JSON form (documented in the README)."""
+    """The stable JSON form (documented in docs/howto/change-the-graph.md)."""
     return {
         "old": diff.old_label,
         "new": diff.new_label,

@@ -9,9 +9,10 @@ Rules:
 3. An address that cannot be bound (in use, not local, no permission) is a configuration error naming the address
    and the setting; port 0 binds a free port, and the bound address is logged (``http.listening``).
 4. Only the DEFAULT address gives way: when ``--http`` / ``COORDINATOR_HTTP`` was not set and the default port is in
-   use (a second watcher on the same host, as the README's high-availability recipe runs them), the listener binds a
-   free port on the same host instead and logs ``http.default_port_taken``. An address the operator chose is never
-   replaced: that stays rule 3's error, since a scraper or a probe is pointed at exactly it.
+   use (a second watcher on the same host, as the high-availability recipe of docs/howto/run-the-watcher.md runs
+   them), the listener binds a free port on the same host instead and logs ``http.default_port_taken``. An address
+   the operator chose is never replaced: that stays rule 3's error, since a scraper or a probe is pointed at exactly
+   it.
 """
 
 from __future__ import annotations

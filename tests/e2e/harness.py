@@ -78,9 +78,9 @@ TEST_ONLY_DAGS = [
 SHARED_ASSET_DAGS = ["e2e_shared_producer", "e2e_shared_consumer", "e2e_parted_producer", "e2e_parted_consumer"]
 TEST_ONLY_DAGS += SHARED_ASSET_DAGS
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
-#: The watcher's own Airflow user of the README's step 5 (simple auth manager role ``user``: read, trigger, clear);
-#: the session's Airflow has it from its start, since the api-server reads its users only then.
-#: tests/e2e/test_readme_e2e.py checks that the README creates exactly this user.
+#: The watcher's own Airflow user of the install guide's step 5 (docs/howto/existing-airflow.md; simple auth manager
+#: role ``user``: read, trigger, clear); the session's Airflow has it from its start, since the api-server reads its
+#: users only then. tests/e2e/test_readme_e2e.py checks that the guide creates exactly this user.
 WATCHER_USER, WATCHER_ROLE = "coordinator", "user"
 #: How long the plugin of an e2e Airflow keeps the adopted graph's named upstream tasks. The default is 30 s (a task
 #: named by a NEW graph is recorded within 30 s; the REST audit repairs what it missed): right for a graph that changes
