@@ -195,6 +195,17 @@ def render(chart: helm.Chart, values: dict[str, Any]) -> list[dict[str, Any]]:
     return objects
 
 
+def validate_strictly(objects: list[dict[str, Any]], version: str) -> None:
+    """Each object against Kubernetes ``version``'s schema in strict mode (unknown fields refused), or a custom
+    resource against its operator's fields (CUSTOM_SCHEMAS)."""
+    for obj in objects:
+        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        if custom is not None:
+            jsonschema.validate(obj, custom)
+        else:
+            kubernetes_validate.validate(obj, version, strict=True)
+
+
 def by_kind(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     found = [o for o in objects if o["kind"] == kind]
     assert len(found) == 1, f"{len(found)} objects of kind {kind}"
@@ -219,12 +230,7 @@ def test_every_rendered_object_is_valid_kubernetes(chart: helm.Chart, case: str,
     if case == "all-on":
         expected += ["ConfigMap", "EtcdCluster", "NetworkPolicy", "PodMonitor", "ServiceMonitor"]
     assert kinds == sorted(expected)
-    for obj in objects:
-        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-        if custom is not None:
-            jsonschema.validate(obj, custom)
-        else:
-            kubernetes_validate.validate(obj, version, strict=True)
+    validate_strictly(objects, version)
 
 
 @pytest.mark.parametrize("version", KUBERNETES)
@@ -405,12 +411,7 @@ def test_the_receiver_renders_valid_objects_apart_from_the_watcher(chart: helm.C
     """With lineage.enabled each object validates strictly; the receiver's Deployment runs a real `coordinator lineage
     serve` command line with real settings, and neither Deployment's selector picks the other's pods."""
     objects = render(chart, LINEAGE_ON)
-    for obj in objects:
-        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-        if custom is not None:
-            jsonschema.validate(obj, custom)
-        else:
-            kubernetes_validate.validate(obj, version, strict=True)
+    validate_strictly(objects, version)
     deployments = [o for o in objects if o["kind"] == "Deployment"]
     assert len(deployments) == 2
     pods = {d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"] for d in deployments}
@@ -588,13 +589,8 @@ def test_each_documented_install_renders_valid_objects_and_a_valid_graph(
     monkeypatch.chdir(ROOT)
     values = values_of(command, tmp_path)
     objects = render(chart, values)
-    for obj in objects:
-        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-        for version in KUBERNETES:
-            if custom is not None:
-                jsonschema.validate(obj, custom)
-            else:
-                kubernetes_validate.validate(obj, version, strict=True)
+    for version in KUBERNETES:
+        validate_strictly(objects, version)
     text = deps_text(objects)
     given = values["deps"]["content"]
     assert text == given if isinstance(given, str) else json.loads(text) == given
@@ -615,12 +611,7 @@ def test_the_platform_example_renders_valid_objects_and_lints_clean(chart: helm.
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
                             "PodMonitor", "ServiceAccount"]), kinds  # fmt: skip
-    for obj in objects:
-        custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-        if custom is not None:
-            jsonschema.validate(obj, custom)
-        else:
-            kubernetes_validate.validate(obj, version, strict=True)
+    validate_strictly(objects, version)
     report = helm.lint(CHART, platform_values(), strict=True, kube_version=f"v{version}")
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
     assert not problems, problems

@@ -16,8 +16,6 @@ import zipfile
 from pathlib import Path
 
 import helm_python as helm
-import jsonschema
-import kubernetes_validate
 import pytest
 import yaml
 
@@ -25,7 +23,6 @@ import coordinator
 from devtools import dist
 from tests.support.release import released_venv
 from tests.test_helm_chart import (
-    CUSTOM_SCHEMAS,
     KUBERNETES,
     REQUIRED,
     deps_text,
@@ -33,6 +30,7 @@ from tests.test_helm_chart import (
     platform_values,
     render,
     validate_graph,
+    validate_strictly,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -158,12 +156,7 @@ def test_the_packaged_chart_renders_the_platform_example_as_valid_kubernetes(rel
     packaged = render(helm.Chart.load(release / CHART_TGZ), platform_values())
     assert packaged == render(helm.Chart.load(ROOT / "charts" / "airflow-etcd-coordinator"), platform_values())
     for version in KUBERNETES:
-        for obj in packaged:
-            custom = CUSTOM_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
-            if custom is not None:
-                jsonschema.validate(obj, custom)
-            else:
-                kubernetes_validate.validate(obj, version, strict=True)
+        validate_strictly(packaged, version)
     (deployment,) = [o for o in packaged if o["kind"] == "Deployment"]
     images = {c["image"] for c in deployment["spec"]["template"]["spec"]["containers"]}
     assert all(image.endswith(f":{VERSION}") for image in images), images

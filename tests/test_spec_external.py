@@ -16,27 +16,13 @@ from coordinator.core.spec.schema import json_schema
 from coordinator.errors import SpecError
 from coordinator.watcher.instance_check import check_instance
 from tests.conftest import run_coro
+from tests.support.openlineage_example import example
 
 ROOT = Path(__file__).resolve().parent.parent
 DAILY = {"cron": "0 0 * * *"}
-#: The README's worked example ("Waiting for dbt, Spark and other jobs"), its instance declared external.
-EXAMPLE: dict[str, Any] = {
-    "version": 1,
-    "instances": {"team_b": {}, "analytics": {"kind": "external", "description": "the jaffle dbt project"}},
-    "dags": {
-        "analytics/orders": {"partitions": DAILY},
-        "analytics/customers": {"partitions": DAILY},
-        "analytics/dbt_run": {"partitions": DAILY},
-        "team_b/report": {"upstreams": ["analytics/orders", "analytics/customers"], "partitions": DAILY},
-    },
-    "openlineage": [
-        {"namespace": "dbt_prod", "job": "dbt-run-jaffle", "instance": "analytics", "dag": "dbt_run"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.orders.build.run", "instance": "analytics",
-         "dag": "orders"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.customers.build.run", "instance": "analytics",
-         "dag": "customers"},
-    ],
-}  # fmt: skip
+#: The docs' worked example (docs/howto/openlineage.md): dbt models of the external instance analytics, waited for
+#: by team_b/report.
+EXAMPLE = example()
 REFUSED = '"kind": "external": there is no Airflow to trigger it in'
 
 

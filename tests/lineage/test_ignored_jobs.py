@@ -18,26 +18,11 @@ from coordinator.core.lineage.ignored import IgnoredJobs
 from coordinator.lineage.receiver import STATUS
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.scenario.conftest import wait_for
+from tests.support.openlineage_example import example
 
-DAILY = {"cron": "0 0 * * *"}
-#: The README's worked example: dbt models of the external instance analytics, waited for by team_b/report.
-EXAMPLE: dict[str, Any] = {
-    "version": 1,
-    "instances": {"team_b": {}, "analytics": {"kind": "external", "description": "the jaffle dbt project"}},
-    "dags": {
-        "analytics/orders": {"partitions": DAILY},
-        "analytics/customers": {"partitions": DAILY},
-        "analytics/dbt_run": {"partitions": DAILY},
-        "team_b/report": {"upstreams": ["analytics/orders", "analytics/customers"], "partitions": DAILY},
-    },
-    "openlineage": [
-        {"namespace": "dbt_prod", "job": "dbt-run-jaffle", "instance": "analytics", "dag": "dbt_run"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.orders.build.run", "instance": "analytics",
-         "dag": "orders"},
-        {"namespace": "dbt_prod", "job": "jaffle.main.jaffle.customers.build.run", "instance": "analytics",
-         "dag": "customers"},
-    ],
-}  # fmt: skip
+#: The docs' worked example (docs/howto/openlineage.md): dbt models of the external instance analytics, waited for
+#: by team_b/report.
+EXAMPLE = example()
 TYPO = "jaffle.main.jaffle.ordrs.build.run"
 UNRELATED = "jaffle.main.jaffle.payments.build.run"
 AT = datetime(2026, 11, 21, 2, 0, tzinfo=UTC)

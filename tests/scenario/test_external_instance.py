@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from openlineage.client.event_v2 import RunState
 
@@ -19,14 +17,10 @@ from coordinator.core.model import canonical_partition
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.scenario.conftest import Stack, wait_for
 from tests.support.fake_airflow import FakeAirflow
+from tests.support.openlineage_example import WHY, example
 
-README = Path(__file__).resolve().parents[2] / "docs" / "howto" / "openlineage.md"
-#: The docs page with the worked example ("Waiting for dbt, Spark and other jobs", cut from the README).
-SECTION = README.read_text(encoding="utf-8").split("# Waiting for dbt, Spark and other jobs", 1)[1].split("\n## ", 1)[0]
-#: Its graph, read from the README itself (the first JSON block of the section), so the docs cannot drift from this.
-EXAMPLE: dict[str, Any] = json.loads(re.search(r"```json\n(.*?)\n```", SECTION, re.DOTALL).group(1))  # type: ignore[union-attr]
-#: The README's step 4, as a user pastes it (GNU date; `coordinator` is the installed command).
-WHY = next(line for line in SECTION.splitlines() if line.startswith("coordinator why team_b/report"))
+#: The docs' worked example (docs/howto/openlineage.md) and its `why` line, read from the page.
+EXAMPLE = example()
 
 
 def run(stack: Stack, words: list[str], **env: str) -> subprocess.CompletedProcess[str]:
