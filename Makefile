@@ -119,7 +119,7 @@ pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah postgresql
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or build the image, on two workers.
-fast: $(STAMP)
+fast: $(STAMP) postgresql
 	$(BIN)/pytest -n 2 -m "not e2e and not image" --durations=10
 
 # The checks (lint, types, layer contracts, the docs site) and the two side venvs side by side (three jobs; each
