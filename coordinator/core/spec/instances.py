@@ -23,7 +23,7 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -32,6 +32,7 @@ from coordinator.core.model import NodeId
 from coordinator.core.spec.grid import describe
 from coordinator.core.spec.routes import Report
 from coordinator.core.spec.source import JsonPath
+from coordinator.core.spec.triggered import level_handlers, trigger_reasons
 
 
 class InstanceKind(StrEnum):
@@ -69,7 +70,7 @@ def check_external(
     """Rules 4-5 for every DAG of an external instance, and the asset routes naming one."""
     if not external:
         return
-    handlers = _level_handlers(dags.values())
+    handlers = level_handlers(dags.values())
     for node, spec in sorted(dags.items()):
         where = declared_at.get(node, ("dags", node.qualified))
         if node.instance in external:
@@ -94,17 +95,7 @@ def check_external(
 
 
 def _check_untriggered(node: NodeId, spec: DagSpec, handlers: frozenset[str], where: JsonPath, report: Report) -> None:
-    why = [
-        name
-        for name, present in (
-            ("upstreams", bool(spec.upstreams or spec.gates)),
-            ("on_failure_of", bool(spec.on_failure_of)),
-            ("on_late_of", bool(spec.on_late_of)),
-        )
-        if present
-    ]
-    if node.qualified in handlers:
-        why.append("a deadline level names it as a handler")
+    why = trigger_reasons(spec, handlers)
     if not why:
         return
     report(
@@ -135,14 +126,3 @@ def _check_routes(external: frozenset[str], doc: Mapping[str, Any], report: Repo
                     "an Airflow, and this instance has none",
                     "route assets between Airflow instances only; a DAG waits for an external DAG through upstreams",
                 )
-
-
-def _level_handlers(specs: Iterable[DagSpec]) -> frozenset[str]:
-    """The qualified name of every DAG a deadline level runs (the loader resolved the references)."""
-    return frozenset(
-        name
-        for spec in specs
-        if spec.expected_by is not None
-        for level in spec.expected_by.levels
-        for name in level.handlers
-    )

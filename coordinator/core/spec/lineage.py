@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, TypeVar
@@ -42,6 +42,7 @@ from coordinator.core.model import NAME_RE, NodeId
 from coordinator.core.spec.grid import check_fields, describe, read_partitions
 from coordinator.core.spec.routes import Report
 from coordinator.core.spec.source import JsonPath, format_path
+from coordinator.core.spec.triggered import level_handlers, trigger_reasons
 
 LINEAGE_FIELDS = ("namespace", "job", "instance", "dag", "partition", "slot", "partitions", "description")
 LINEAGE_HINT = '"openlineage": [{"namespace": "dbt_prod", "job": "jaffle.main.*", "instance": "analytics"}]'
@@ -99,7 +100,7 @@ def read_lineage(
     if not isinstance(value, list):
         report(("openlineage",), f"expected a list, got {describe(value)}", LINEAGE_HINT)
         return ()
-    handlers = _level_handlers(dags.values())
+    handlers = level_handlers(dags.values())
     seen: dict[tuple[str, str], JsonPath] = {}
     jobs: list[LineageJob] = []
     for index, body in enumerate(value):
@@ -231,16 +232,7 @@ def _judge(
 
 def _check_untriggered(entry: _Entry, index: int, spec: DagSpec, handlers: frozenset[str], report: Report) -> bool:
     """Rule 5 for one mapped node; False after reporting."""
-    why = [
-        name
-        for name, present in (
-            ("upstreams", bool(spec.upstreams or spec.gates)),
-            ("on_failure_of", bool(spec.on_failure_of)),
-            ("on_late_of", bool(spec.on_late_of)),
-            ("a deadline level names it as a handler", spec.node.qualified in handlers),
-        )
-        if present
-    ]
+    why = trigger_reasons(spec, handlers)
     if not why:
         return True
     report(
@@ -250,17 +242,6 @@ def _check_untriggered(entry: _Entry, index: int, spec: DagSpec, handlers: froze
         "that waits for it lists it in its own upstreams), or map another node",
     )
     return False
-
-
-def _level_handlers(specs: Iterable[DagSpec]) -> frozenset[str]:
-    """The qualified name of every DAG a deadline level runs (the loader resolved the references)."""
-    return frozenset(
-        name
-        for spec in specs
-        if spec.expected_by is not None
-        for level in spec.expected_by.levels
-        for name in level.handlers
-    )
 
 
 def _is_dag_id(text: str) -> bool:
