@@ -178,12 +178,22 @@ class AirflowStack:
             "COORDINATOR_INSTANCE": self.instance,
             "COORDINATOR_PREFIX": self.prefix,
             "PIPELINE_OUTPUT_DIR": str(self.home / "output"),
+            # Every temporary file Airflow's processes and the plugin make (e.g. the plugin's named-tasks cache,
+            # coordinator-tasks-*.json) stays in the stack's home and goes with it, not into the host's /tmp.
+            "TMPDIR": str(self.temp_dir),
         }
         if self.etcd_endpoints:
             env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
         env.update(self.plugin_settings_the_airflow_way(env))
         env.update(self.extra_env)
         return env
+
+    @property
+    def temp_dir(self) -> Path:
+        """The stack's TMPDIR (made here: a process fails on a TMPDIR that does not exist)."""
+        path = self.home / "tmp"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     @property
     def connections_file(self) -> Path:
