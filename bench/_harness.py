@@ -244,11 +244,14 @@ def recording_fake_airflow(dags: Iterable[str], *, keep_alive: bool = False, **k
                 match = trigger_path.match(raw_path)
                 if match:
                     try:
-                        logical_date = str(json.loads(body).get("logical_date"))
+                        sent = json.loads(body).get("logical_date")
                     except ValueError:
-                        logical_date = "?"
-                    with self.arrival_lock:
-                        self.arrivals.setdefault((match.group(1), logical_date), received)
+                        sent = "?"
+                    # The watcher's start check POSTs a body without a logical date to learn whether it may
+                    # trigger (Airflow refuses it); that is no trigger, and counting it would skew every count.
+                    if sent is not None:
+                        with self.arrival_lock:
+                            self.arrivals.setdefault((match.group(1), str(sent)), received)
             return super().handle(method, raw_path, headers, body)
 
     return RecordingFakeAirflow()

@@ -11,7 +11,10 @@ The first ``--warmup`` seconds are not counted (first Airflow login, connection 
 The target rate is measured for ``--duration`` s; ``--sweep`` rates (shorter runs, each with a fresh etcd and
 watcher) show where the latency breaks down on the machine at hand, and the watcher's CPU time per trigger says why.
 
-Targets (issue): p50 <= 10 ms and p99 <= 50 ms at 200 events/s.
+The trigger budget is off (``trigger_budget=0``) unless ``--setting trigger_budget=N`` sets it: its default
+ceiling, 1,000 new runs per instance in 10 minutes, holds the instance a few seconds into a run at these rates.
+
+Targets: p50 <= 10 ms and p99 <= 50 ms at 200 events/s.
 """
 
 from __future__ import annotations
@@ -77,7 +80,10 @@ def measure(args: argparse.Namespace, rate: float, duration: float) -> dict[str,
     else:
         fake_cm = h.FakeAirflowProcess(roots + children, keep_alive=args.keep_alive)
     with h.start_etcd() as etcd, fake_cm as fake:
-        settings = dict(item.split("=", 1) for item in args.setting)
+        # The trigger budget is off unless --setting says otherwise: its default ceiling (1,000 new runs per
+        # instance in 10 minutes) would hold the instance after a few seconds at these rates, and this measures the
+        # path to Airflow, not the brake.
+        settings = {"trigger_budget": "0"} | dict(item.split("=", 1) for item in args.setting)
         env = {f"COORDINATOR_{name.upper()}": value for name, value in settings.items()}
         watcher = h.WatcherProcess(etcd.endpoint, deps, fake.url, workdir / "watcher.log", extra_env=env).start()
         try:
@@ -190,7 +196,7 @@ def main() -> None:
   steady rate (open loop), {args.pairs} roots per partition, then the next partition: every write makes one child due.
   Fake Airflow {"with" if args.keep_alive else "without"} keep-alive (the fake closes each connection by default),
   {"in the load generator's process" if args.fake_in_process else "in a process of its own"};
-  watcher settings: {", ".join(args.setting) or "defaults"}.
+  watcher settings: {", ".join(args.setting) or "defaults"} (the trigger budget off unless set).
 - Target run: {args.rate:.0f}/s for {args.duration:.0f} s, {target["events_counted"]} of {target["events_written"]} writes
   counted (first {args.warmup:.0f} s excluded), triggers missing {target["missing_triggers"]}
 

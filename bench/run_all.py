@@ -2,7 +2,7 @@
 
 Each benchmark runs as its own process (its own etcd, fake Airflow and watcher) one after the other, so they never
 compete with each other. The generated part of docs/benchmarks.md lies between the two ``bench:results`` markers;
-the text around it (findings, analysis) is kept as it is.
+the text around it (what each benchmark measures, the other benchmarks' results) is kept as it is.
 
 Usage: ``.venv/bin/python bench/run_all.py [--quick] [--only latency,throughput,cold_start] [--no-write]
 [--wait-quiet SECONDS [--quiet-below CORES]] [--strict]``. ``--strict`` exits 1 when a target is missed (for CI);
@@ -24,11 +24,13 @@ import _harness as h
 BENCH = Path(__file__).resolve().parent
 DOC = h.REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
-#: name -> (script, arguments of a --quick run)
+#: name -> (script, arguments of every run, extra arguments of a --quick run). The latency run keeps the fake
+#: Airflow's connections open, as Airflow's API server (uvicorn) does: closing each one costs the watcher a TCP
+#: handshake per trigger that no deployment pays.
 BENCHMARKS = {
-    "latency": ("latency.py", ["--duration", "10", "--sweep", "50,100", "--sweep-duration", "6"]),
-    "throughput": ("throughput.py", ["--partitions", "20", "--alone-seconds", "2"]),
-    "cold_start": ("cold_start.py", ["--partitions", "20"]),
+    "latency": ("latency.py", ["--keep-alive"], ["--duration", "10", "--sweep", "50,100", "--sweep-duration", "6"]),
+    "throughput": ("throughput.py", [], ["--partitions", "20", "--alone-seconds", "2"]),
+    "cold_start": ("cold_start.py", [], ["--partitions", "20"]),
 }
 
 
@@ -99,11 +101,11 @@ def main() -> None:
     failures: list[str] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-run-all-"))
     for name in [n.strip() for n in args.only.split(",") if n.strip()]:
-        script, quick_args = BENCHMARKS[name]
+        script, always_args, quick_args = BENCHMARKS[name]
         loads[name] = wait_quiet(args.wait_quiet, args.quiet_below) if args.wait_quiet else other_load()
         md, js = tmp / f"{name}.md", tmp / f"{name}.json"
         cmd = [sys.executable, str(BENCH / script), "--md", str(md), "--json", str(js)]
-        cmd += quick_args if args.quick else []
+        cmd += always_args + (quick_args if args.quick else [])
         print(f"\n=== {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
         started = time.monotonic()
         proc = subprocess.run(cmd, cwd=h.REPO, check=False)
