@@ -1,4 +1,4 @@
-"""Assets across deployments (issue 25): producer task end -> consumer run queued, native beside delivered.
+"""Assets across deployments: producer task end -> consumer run queued, native beside delivered.
 
 Set-up (all on 127.0.0.1, free ports): a real etcd, two real Airflow 3.3 from ``devtools.airflow_stack`` (instances
 ``default`` and ``team_b``, SQLite + LocalExecutor, Airflow's defaults otherwise, the coordinator plugin in both),
@@ -16,7 +16,7 @@ Measured from Airflow's own timestamps (REST, one host clock) and the watcher's 
 - where the delivered time goes: end -> the source event's ``timestamp``; -> the watcher's ``asset.recorded`` line
   (the hint and the listing); -> the target event's ``timestamp`` (intent and POST); -> the delivered run's
   ``queued_at`` (the target scheduler's next loop).
-Median, min-max and p90 per column; the issue's target is delivered median <= 1.5x native median.
+Median, min-max and p90 per column; the target is delivered median <= 1.5x native median.
 
 Usage: ``.venv/bin/python bench/assets_across.py [--rounds 12] [--airflow-env NAME=VALUE ...]
 [--watcher-env NAME=VALUE ...] [--json out.json] [--md out.md] [--keep]``.
@@ -51,7 +51,7 @@ DAGS_DIR = Path(__file__).resolve().parent / "assets_across_dags"
 PRODUCER, CONSUMER, URI = "bench_asset_producer", "bench_asset_consumer", "s3://bench/orders"
 PREFIX = "/assets-across"
 ROUND_TIMEOUT_S = 120.0
-#: Issue 25: a delivered consumer is queued within this factor of the native consumer's median.
+#: The target: a delivered consumer is queued within this factor of the native consumer's median.
 TARGET = 1.5
 _RECORDED = re.compile(r"asset\.recorded instance=default uri=\S+ event_id=(\d+)")
 

@@ -9,7 +9,7 @@ or hostile writer holding only its instance's role would; ``--mode txn``: all in
 
 Measured: writes per second acknowledged by etcd; dependent runs the fake Airflow received (``POST .../dagRuns``)
 once the watcher has settled; the hold recorded in ``{prefix}/config/budget/default`` (held, held_count) and the
-``budget.held`` log line; reconcile passes during the flood. Target (issue 35): a burst spread over many passes is
+``budget.held`` log line; reconcile passes during the flood. Target: a burst spread over many passes is
 held like one in a single pass: at most the budget's runs start, and the hold is recorded.
 """
 

@@ -10,9 +10,9 @@ Measured on a real ``coordinator watch`` subprocess: wall time from process star
 reconcile pass (which plans every partition), the watcher's own log stamps for imports -> view loaded, and peak RSS
 (VmHWM). Then, in this process, the same work piece by piece: snapshot, View.load, plan over all partitions.
 
-Targets (issue): first reconcile finished <= 3 s after start; peak RSS <= 300 MB.
+Targets: first reconcile finished <= 3 s after start; peak RSS <= 300 MB.
 
-At scale (issue 10): ``--partitions 1000 --ledger`` is 1,000,000 run states plus a done ledger entry for every
+At scale: ``--partitions 1000 --ledger`` is 1,000,000 run states plus a done ledger entry for every
 triggered (non-root) DAG and partition, as after a year of the coordinator running: inputs = the upstreams'
 generations, written before the DAG's success, so every partition is up to date. Targets: first pass <= 10 s,
 peak RSS < 1 GB, and the watch healthy (no reconnect or relist while loading; a success written after the first pass

@@ -1,4 +1,4 @@
-"""Cold starts of two checkouts back to back against ONE preloaded etcd (issue 10): before/after at 1,000,000 keys.
+"""Cold starts of two checkouts back to back against ONE preloaded etcd: before/after at 1,000,000 keys.
 
 The ``cold_start`` bench preloads for minutes at that size and measures one checkout; this preloads once (the same
 graph, run states and ledger as ``cold_start.py --ledger``) and starts ``coordinator watch`` from each checkout in

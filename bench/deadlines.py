@@ -1,5 +1,5 @@
 """Expected-by deadlines: what one evaluation pass of ``core.deadline.states.deadline_states`` costs over a big
-estate (issue 19 target: 5,000 DAGs x 30 partitions in <= 50 ms per pass).
+estate (target: 5,000 DAGs x 30 partitions in <= 50 ms per pass).
 
 Set-up, all in this process (no etcd, no subprocess: the function is pure, its input is the watcher's view):
 - ``--layers`` x ``--width`` daily DAGs (default 10 x 500 = 5,000), each below the first layer waiting for 1-3 DAGs
@@ -153,7 +153,7 @@ def main() -> None:
         from coordinator.core.deadline.learning import learned_durations
         from coordinator.core.deadline.states import deadline_states
     except ImportError as exc:
-        sys.exit(f"bench/deadlines.py: {exc}: this checkout has no expected-by deadlines (issue 19) yet")
+        sys.exit(f"bench/deadlines.py: {exc}: this checkout has no expected-by deadlines yet")
 
     info = h.machine()
     t = time.perf_counter()

@@ -1,5 +1,6 @@
 """``coordinator import-dags`` on a generated estate: 200 DAGs with 300 ExternalTaskSensors (target: under 30 s), or
-a 600-file estate with failing files (issue 24, target: under 60 s; see ``docs/benchmarks.md`` for both commands).
+a 600-file estate with failing files (target: under 60 s; docs/benchmarks.md, "coordinator import-dags", has both
+commands).
 
 Set-up: ``--files`` DAG files in a temporary folder holding ``--producers`` upstream DAGs (daily at a random hour and
 minute, hourly, weekly, @daily; UTC or Europe/Berlin; two tasks and a task group) and ``--dependents`` DAGs with

@@ -1,6 +1,6 @@
 """OpenLineage receiver: events accepted per second, answer time, and producer COMPLETE -> dependent run queued.
 
-Issue 36. Two parts, each with a fresh etcd (fsync on) and a real ``coordinator lineage serve`` subprocess
+Two parts, each with a fresh etcd (fsync on) and a real ``coordinator lineage serve`` subprocess
 (``tests/lineage/receiver_proc.py`` starts it as the receiver tests do), mapping the jobs with ``"partition":
 "nominal"`` (each run's ``nominalTime`` is its partition):
 

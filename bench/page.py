@@ -1,4 +1,4 @@
-"""The dependencies page at estate scale: request latency, memory growth and HTML size (issue 18, item 2).
+"""The dependencies page at estate scale: request latency, memory growth and HTML size.
 
 Set-up: bench/cold_start.py's layered graph of 1,000 DAGs (10 layers of 100) and its preload, ``--partitions`` run
 states per DAG (1,000 for 1,000,000 run states) in a real etcd with fsync on, the activation adopted. Then, in this
@@ -9,9 +9,10 @@ the process's RSS growth over all requests (VmHWM after minus VmRSS before), the
 
 Targets: p50 <= 300 ms, p99 <= 1 s, RSS growth <= 50 MB, default HTML <= 200 KB.
 
-``--assets N`` adds N shared assets (issue 25): asset i made by the first layer's DAG i % 100, 5 recorded events,
-delivered to two target instances (4 done, 1 pending each), so the page reads and draws them as graph nodes.
-``--events E`` records E events per asset instead (E - 1 done and 1 pending in each target): a long history.
+``--assets N`` adds N shared assets (routed across deployments): asset i made by the first layer's DAG i % 100, 5
+recorded events, delivered to two target instances (4 done, 1 pending each), so the page reads and draws them as
+graph nodes. ``--events E`` records E events per asset instead (E - 1 done and 1 pending in each target): a long
+history.
 
     .venv/bin/python bench/page.py --partitions 100               # 100,000 run states
     .venv/bin/python bench/page.py --partitions 1000 --max-txn-ops 1024 --batch 1000   # 1,000,000

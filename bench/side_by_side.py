@@ -24,7 +24,7 @@ queued (``queued_at``; not meaningful for the sensors, whose run was queued befo
 task after the mechanism (``work``) start. Also, to see where the time goes: producer run end (the scheduler marks it
 success; the plugin's listener fires then), consumer run ``run_after`` and ``start_date``. Median, min-max and p90 per
 mechanism; a markdown table on stdout, raw numbers with ``--json``. With both ``task`` and ``asset`` measured, the
-ratio of their medians (issue 16's target: task-level <= 0.8x assets) is printed too. The scheduler process's CPU is
+ratio of their medians (the target: task-level <= 0.8x assets) is printed too. The scheduler process's CPU is
 reported too, while measuring and for ``--idle-seconds`` with nothing to do (what ``scheduler_idle_sleep_time``
 costs).
 
@@ -74,7 +74,7 @@ LABELS = {
 }
 FIRST_DATE = datetime(2001, 1, 1, tzinfo=UTC)
 PAIR_TIMEOUT_S = 180.0
-#: Issue 16: a dependent on the producer's final task starts at most this fraction of the asset schedule's median.
+#: The target: a dependent on the producer's final task starts at most this fraction of the asset schedule's median.
 TASK_TARGET = 0.8
 #: What the watcher of the benchmark adopts, per coordinator mechanism: a run-level edge, a task-level edge (the
 #: producer's only task).

@@ -8,7 +8,7 @@ stopped (``--mode term``: SIGTERM, it resigns), and at once the upstreams of a l
 after every preloaded one. Measured: seconds from the signal to that DAG's trigger request at the fake Airflow, the
 new leader's first pass as leader (its ``dirty=`` and plan time), and the runs created for the probe (exactly one).
 
-Targets (issue 35): kill -9 -> dependent triggered <= TTL + 2 s; SIGTERM -> <= 2 s; exactly one trigger.
+Targets: kill -9 -> dependent triggered <= TTL + 2 s; SIGTERM -> <= 2 s; exactly one trigger.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ the first reconcile pass whose revision (from the watcher's ``reconcile revision
 written revision. The lag during the flood is read from the same lines. Before the watcher starts, etcd alone is
 measured with the same writers (single puts and transactions) to show what the store can take on this machine.
 
-Target (issue): >= 5,000 state events/s absorbed by one watcher while keeping up.
+Target: >= 5,000 state events/s absorbed by one watcher while keeping up.
 """
 
 from __future__ import annotations
