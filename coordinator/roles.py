@@ -1,7 +1,7 @@
 """The etcd role of every writer and reader of the coordinator's keys, derived from the key layout in ONE place.
 
-``coordinator roles`` prints these as ``etcdctl`` commands; ``docs/operations.md`` holds them for the example setup
-and a test runs that block as written against a real etcd with authentication on (tests/test_roles.py).
+``coordinator roles`` prints these as ``etcdctl`` commands; ``docs/howto/etcd-roles.md`` holds them for the example
+setup and a test runs that block as written against a real etcd with authentication on (tests/test_roles.py).
 
 Rules:
 1. Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by" columns): an

@@ -49,7 +49,7 @@ DEFAULT_HTTP_PORT = 9465
 
 #: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).
 PORT_VARIABLES = {"DEMO_AIRFLOW_PORT": 8080, "DEMO_ETCD_PORT": 2379, "DEMO_ETCD_PEER_PORT": 2380}
-#: Keep etcd's history small the way production should (docs/operations.md): the watcher relists on compaction.
+#: Keep etcd's history small the way production should (docs/howto/etcd.md): the watcher relists on compaction.
 ETCD_ARGS = ("--auto-compaction-mode=revision", "--auto-compaction-retention=10000")
 #: Airflow's start: 12-40 s the first time (database migration; more on a loaded machine), 12-25 s later; 180 s
 #: covers a slow laptop.

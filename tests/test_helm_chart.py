@@ -4,8 +4,8 @@ strictly against Kubernetes' OpenAPI schemas of three releases (kubernetes-valid
 the fields their operators define, the values schema refusing bad values with the path of the bad one, and every
 setting and flag the chart gives the watcher checked against the real settings and CLI. The graph a user gives
 reaches the ConfigMap unchanged (the real `coordinator validate` judges it), an install missing a value it cannot
-run without is refused naming that value, and the install commands of docs/operations.md are rendered as Helm parses
-them."""
+run without is refused naming that value, and the install commands of docs/howto/kubernetes.md are rendered as Helm
+parses them."""
 
 from __future__ import annotations
 
@@ -421,9 +421,10 @@ def test_the_receiver_renders_valid_objects_apart_from_the_watcher(chart: helm.C
         assert picked == [deployment["metadata"]["name"]], (deployment["metadata"]["name"], picked)
     receiver = next(d for d in deployments if d["spec"]["template"]["spec"]["containers"][0]["args"][0] == "lineage")
     main = receiver["spec"]["template"]["spec"]["containers"][0]
-    assert main["args"][:2] == ["lineage", "serve"] and command_problem(main["args"]) is None, main["args"]
-    assert {e["name"] for e in main["env"]} <= setting_variables()
     env = {e["name"]: e.get("value") for e in main["env"]}
+    # --tokens is required: the chart gives it as COORDINATOR_LINEAGE_TOKENS_FILE, so the parse sees the pod's env.
+    assert main["args"][:2] == ["lineage", "serve"] and command_problem(main["args"], env) is None, main["args"]
+    assert {e["name"] for e in main["env"]} <= setting_variables()
     assert env["COORDINATOR_LINEAGE_INSTANCES"] == "analytics" and env["COORDINATOR_LINEAGE_LISTEN"] == "0.0.0.0:9467"
 
 
@@ -560,13 +561,13 @@ def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
 
 
 def documented_installs() -> list[str]:
-    """Every `helm upgrade --install` command of docs/operations.md, continuation lines joined."""
-    text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    """Every `helm upgrade --install` command of docs/howto/kubernetes.md, continuation lines joined."""
+    text = (ROOT / "docs" / "howto" / "kubernetes.md").read_text(encoding="utf-8").replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip().startswith("helm upgrade --install")]
 
 
 def test_the_documented_install_commands_are_the_ones_tested() -> None:
-    """docs/operations.md shows both forms of giving the graph and the platform team's values file."""
+    """docs/howto/kubernetes.md shows both forms of giving the graph and the platform team's values file."""
     commands = documented_installs()
     assert len(commands) == 3, commands
     assert any("--set-file deps.content=dependencies.json" in c for c in commands), commands
@@ -583,9 +584,9 @@ def install_id(command: str) -> str:
 def test_each_documented_install_renders_valid_objects_and_a_valid_graph(
     chart: helm.Chart, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each `helm upgrade --install` of docs/operations.md, run from the repository's root, passes the values schema,
-    renders objects valid for every Kubernetes release above, and a graph the real `coordinator validate` accepts,
-    exactly the one the command gave."""
+    """Each `helm upgrade --install` of docs/howto/kubernetes.md, run from the repository's root, passes the values
+    schema, renders objects valid for every Kubernetes release above, and a graph the real `coordinator validate`
+    accepts, exactly the one the command gave."""
     monkeypatch.chdir(ROOT)
     values = values_of(command, tmp_path)
     objects = render(chart, values)

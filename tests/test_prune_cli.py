@@ -206,9 +206,9 @@ def test_a_partition_larger_than_one_transaction_goes_whole_and_nothing_else_is_
 
 
 def test_the_etcd_flags_the_retention_docs_name_exist() -> None:
-    """Every etcd server flag in docs/operations.md's retention and compaction sections is one etcd 3.5 knows."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "operations.md").read_text()
-    section = text[text.index("### Retention") : text.index("## Backups")]
+    """Every etcd server flag in docs/howto/etcd.md's retention and compaction sections is one etcd 3.5 knows."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "howto" / "etcd.md").read_text()
+    section = text[text.index("## Retire old partitions") : text.index("## Backups")]
     helptext = subprocess.run([str(find_etcd_binary()), "--help"], capture_output=True, text=True, timeout=30)
     known = set(re.findall(r"^\s+(--[a-z0-9-]+)", helptext.stdout + helptext.stderr, flags=re.MULTILINE))
     named = set(re.findall(r"(--(?:auto-compaction|quota-backend|max-txn)[a-z-]*)", section))

@@ -1,4 +1,4 @@
-"""The etcd role per writer (docs/operations.md, "etcd roles"): the documented commands run as written against a
+"""The etcd role per writer (docs/howto/etcd-roles.md): the documented commands run as written against a
 real etcd with authentication on, and every component works under exactly its role while team A's plugin is refused
 on team B's keys and on the watcher's, and the OpenLineage receiver writes its own instance only (real etcd; the fake
 Airflow at the HTTP boundary; the OpenLineage project's own client and HTTP transport)."""
@@ -43,7 +43,7 @@ from tests.test_doctor import checks_of, run_cli
 from tests.test_plugin_writer import FakeRun
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATIONS = ROOT / "docs" / "operations.md"
+ROLES_PAGE = ROOT / "docs" / "howto" / "etcd-roles.md"
 PREFIX = "/coordinator"  # the documented block's prefix
 ROOT_PASSWORD = "root-pw-for-tests"  # a test server's; not a real secret
 AIRFLOW_PASSWORD = "right-password"  # the fake's
@@ -67,15 +67,15 @@ LINEAGE_GRAPH = {
 
 
 def documented_block() -> str:
-    """The bash block after the ``<!-- roles-matrix -->`` marker in docs/operations.md."""
-    text = OPERATIONS.read_text()
+    """The bash block after the ``<!-- roles-matrix -->`` marker in docs/howto/etcd-roles.md."""
+    text = ROLES_PAGE.read_text()
     found = re.search(r"<!-- roles-matrix -->\n```bash\n(.*?)```", text, re.S)
-    assert found, "docs/operations.md lost its roles-matrix block"
+    assert found, "docs/howto/etcd-roles.md lost its roles-matrix block"
     return found.group(1)
 
 
 def test_the_documented_commands_are_what_coordinator_roles_prints() -> None:
-    """The block in docs/operations.md is exactly `coordinator roles --instance team_a --instance team_b --writer
+    """The block in docs/howto/etcd-roles.md is exactly `coordinator roles --instance team_a --instance team_b --writer
     spark=team_b/ingest_* --lineage analytics`, and no line of it carries a password."""
     printed = commands(roles(KeyLayout(PREFIX), ["team_a", "team_b"], [OutsideWriter.parse("spark=team_b/ingest_*")],
                              [LineageReceiver.parse("analytics")]))  # fmt: skip
@@ -307,8 +307,8 @@ def test_each_component_works_under_exactly_its_role(
 
 @pytest.mark.parametrize("page", ["astro.md", "composer.md", "mwaa.md"])
 def test_the_managed_pages_name_the_same_plugin_role(page: str) -> None:
-    """Each managed-service page gives the plugin the per-instance role of operations.md, not "write to runs/,
-    nothing more" (which etcd refuses: the writer reads before its compare-and-swap)."""
+    """Each managed-service page gives the plugin the per-instance role of docs/howto/etcd-roles.md, not "write to
+    runs/, nothing more" (which etcd refuses: the writer reads before its compare-and-swap)."""
     text = " ".join((ROOT / "docs" / "managed" / page).read_text().split())
     assert "coordinator-plugin-{instance}" in text and "coordinator roles" in text
     assert "`readwrite` of its own `/coordinator/runs/{instance}/` and `/coordinator/tasks/{instance}/`" in text

@@ -10,7 +10,7 @@ Rules:
 3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
-   documented in docs/operations.md; fields are only ever added.
+   documented in docs/howto/doctor.md; fields are only ever added.
 5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too; so do the graph
    each watcher runs (watchers on different digests fail: a failover would change the graph) and the warnings of the
    graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you mean").

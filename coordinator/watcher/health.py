@@ -50,7 +50,7 @@ PROBE_TIMEOUT_S = 2.0
 #: The alarm list goes through etcd's raft log (one small entry each): every 5 s is cheap, and a full etcd is named
 #: within seconds of its first refused write.
 ALARM_INTERVAL_S = 5.0
-#: What an operator does about a raised alarm (docs/operations.md, "When etcd refuses writes").
+#: What an operator does about a raised alarm (docs/howto/etcd.md, "When etcd refuses writes").
 ALARM_FIX = ("`coordinator doctor` prints the commands: compact, defragment every member, `etcdctl alarm disarm`; "
              "raise --quota-backend-bytes if the data needs the space")  # fmt: skip
 

@@ -583,7 +583,8 @@ class E2E:
 
     def stop_watchers(self, timeout_s: float = 30.0) -> None:
         """TERM every watcher this object started, then KILL what did not exit (after more than the watcher's own
-        bound on a stop, docs/operations.md: a loaded machine's slow Airflow answers are not a failure to resign)."""
+        bound on a stop, docs/explanation/deployment.md: a loaded machine's slow Airflow answers are not a failure to
+        resign)."""
         for proc in self._watchers:
             if proc.poll() is None:
                 proc.terminate()
