@@ -2,19 +2,22 @@
 
 Airflow 2 and 3 cannot share a virtual environment, so Airflow 2 runs from ``.venv-airflow2/`` in the repository
 root, created on demand by :func:`ensure_venv` (the test fixture and ``make venv-airflow2`` call it) with
-``apache-airflow==2.11.2`` and this repository installed in editable mode: the coordinator's plugin registers through
-the ``airflow.plugins`` entry point exactly as in a user's deployment.
+``apache-airflow==2.11.2``, the PostgreSQL driver (``psycopg2-binary``) and this repository installed in editable
+mode: the coordinator's plugin registers through the ``airflow.plugins`` entry point exactly as in a user's deployment.
 
 Rules:
 1. The venv is pinned by ``constraints/airflow2.txt`` (a ``pip freeze`` of a working install). It is rebuilt only
-   when the constraints file, the project's ``[project]`` table of ``pyproject.toml`` (dependencies, entry points) or
-   the Python minor version changed: a fingerprint of those is kept in ``<venv>/.fingerprint``. A file lock beside
-   the venv keeps two processes from building it at once. Refresh the pins with
-   ``python -m devtools.airflow2_stack refresh-constraints`` (a fresh unconstrained install, then ``pip freeze``).
+   when the constraints file, the requirements installed (:data:`REQUIREMENTS`), the project's ``[project]`` table of
+   ``pyproject.toml`` (dependencies, entry points) or the Python minor version changed: a fingerprint of those is kept
+   in ``<venv>/.fingerprint``. A file lock beside the venv keeps two processes from building it at once. Refresh the
+   pins with ``python -m devtools.airflow2_stack refresh-constraints`` (a fresh unconstrained install, then
+   ``pip freeze``).
 2. The same launch rules as the Airflow 3 launcher (:mod:`devtools.airflow_stack`): loopback only, the
    environment fully set here (inherited ``AIRFLOW__*``/``COORDINATOR_*`` dropped), each component in its own
    process group, stopped by PID (TERM, TERM, KILL), nothing waits forever.
-3. Airflow 2 specifics: SQLite + SequentialExecutor (the only executor SQLite allows), the webserver serving REST v1
+3. Airflow 2 specifics: the metadata database is ``database_url`` when given (the tests pass a fresh PostgreSQL
+   database of ``devtools.postgres_server``, as for Airflow 3) with LocalExecutor, else a SQLite file in the home with
+   SequentialExecutor (the only executor Airflow 2 allows on SQLite); the webserver serving REST v1
    with the basic_auth backend (plus session, for the UI), an admin user created with ``airflow users create``, the
    scheduler parsing DAG files itself (no separate dag-processor) with ``--skip-serve-logs``.
 4. REST calls use HTTP Basic auth on ``/api/v1``; helper methods mirror the Airflow 3 stack's (``trigger``,
@@ -52,6 +55,10 @@ AIRFLOW2_VERSION = "2.11.2"
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VENV = REPO / ".venv-airflow2"
 CONSTRAINTS = REPO / "constraints" / "airflow2.txt"
+#: What the venv installs besides this repository (versions from CONSTRAINTS). psycopg2-binary: the driver of the
+#: PostgreSQL metadata database (``postgresql+psycopg2://``); Airflow's ``[postgres]`` extra would bring the postgres
+#: provider and psycopg 3 too, which nothing here uses.
+REQUIREMENTS = (f"apache-airflow=={AIRFLOW2_VERSION}", "psycopg2-binary")
 FINGERPRINT_FILE = ".fingerprint"
 API = "/api/v1"
 COMPONENTS: dict[str, tuple[str, ...]] = {
@@ -72,10 +79,10 @@ def venv_python(venv: Path = DEFAULT_VENV) -> Path:
 
 
 def fingerprint(constraints: Path = CONSTRAINTS, pyproject: Path = REPO / "pyproject.toml") -> str:
-    """What the venv was built from: the pins, the project's metadata (deps, entry points), Airflow and Python."""
+    """What the venv was built from: the pins, the requirements, the project's metadata (deps, entry points), Python."""
     project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
     material = {
-        "airflow": AIRFLOW2_VERSION,
+        "requirements": list(REQUIREMENTS),
         "python": f"{sys.version_info.major}.{sys.version_info.minor}",
         "constraints": constraints.read_text(encoding="utf-8"),
         "project": project,
@@ -94,7 +101,7 @@ def _run_pip(args: list[str], what: str) -> None:
 
 
 def _install(venv: Path, constraints: Path | None) -> Path:
-    """(Re)create ``venv`` with Airflow 2 and this repository (editable); pinned by ``constraints`` when given."""
+    """(Re)create ``venv`` with REQUIREMENTS and this repository (editable); pinned by ``constraints`` when given."""
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=120)
     python = venv_python(venv)
     pins = ["--constraint", str(constraints)] if constraints is not None else []
@@ -107,11 +114,11 @@ def _install(venv: Path, constraints: Path | None) -> Path:
             "--quiet",
             "--disable-pip-version-check",
             *pins,
-            f"apache-airflow=={AIRFLOW2_VERSION}",
+            *REQUIREMENTS,
             "--editable",
             str(REPO),
         ],
-        f"installing apache-airflow=={AIRFLOW2_VERSION} into {venv}",
+        f"installing {' '.join(REQUIREMENTS)} into {venv}",
     )
     return python
 
@@ -139,7 +146,7 @@ def ensure_venv(venv: Path = DEFAULT_VENV, constraints: Path = CONSTRAINTS) -> P
 
 
 def refresh_constraints(constraints: Path = CONSTRAINTS) -> None:
-    """Install Airflow 2 and this repository unpinned into a scratch venv and write its ``pip freeze`` as the pins."""
+    """Install REQUIREMENTS and this repository unpinned into a scratch venv; write its ``pip freeze`` as the pins."""
     with tempfile.TemporaryDirectory(prefix="airflow2-refresh-") as scratch:
         python = _install(Path(scratch) / "venv", constraints=None)
         _run_pip([str(python), "-m", "pip", "check"], "pip check of the fresh install")
@@ -198,14 +205,20 @@ class Airflow2Stack(AirflowStack):
             for k, v in os.environ.items()
             if not (k.startswith(("AIRFLOW__", "COORDINATOR_")) or k in ("AIRFLOW_HOME", "AIRFLOW_CONFIG"))
         }
+        database = self.database_url or f"sqlite:///{self.home}/airflow.db"
         env = {
             **inherited,
             # Airflow spawns `airflow tasks run` and gunicorn by name: this venv's bin must come first.
             "PATH": str(Path(self.python).parent) + os.pathsep + inherited.get("PATH", ""),
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            # database_url (the tests: PostgreSQL), else the file Airflow 2 would pick itself, named so that
+            # ``database`` reports it.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor",  # the only one SQLite allows in 2.x
+            # Airflow 2 refuses any other executor on SQLite; on PostgreSQL LocalExecutor runs up to `parallelism`
+            # tasks at once (SequentialExecutor ran one `airflow tasks run` at a time, 5-10 s each here).
+            "AIRFLOW__CORE__EXECUTOR": "SequentialExecutor" if database.startswith("sqlite") else "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__API__AUTH_BACKENDS": "airflow.api.auth.backend.basic_auth,airflow.api.auth.backend.session",
             "AIRFLOW__WEBSERVER__WEB_SERVER_HOST": "127.0.0.1",  # binds 0.0.0.0 otherwise
@@ -296,8 +309,8 @@ class Airflow2Stack(AirflowStack):
     ) -> tuple[int, dict[str, Any]]:
         """One authenticated REST call (``/api/v1/...``). Returns (status, JSON).
 
-        Raises AirflowUnreachable when the API does not answer within ``timeout_s`` (10 s unless given: this stack
-        keeps SQLite's default 5 s wait for its lock)."""
+        Raises AirflowUnreachable when the API does not answer within ``timeout_s`` (10 s unless given: on SQLite
+        this stack keeps the default 5 s wait for the database lock, so a write answers well within it)."""
         try:
             return self._http(method, path, body, None, 10.0 if timeout_s is None else timeout_s)
         except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors

@@ -12,6 +12,7 @@ from devtools import airflow2_stack
 from devtools.airflow2_stack import (
     AIRFLOW2_VERSION,
     CONSTRAINTS,
+    REQUIREMENTS,
     Airflow2Stack,
     ensure_venv,
     fingerprint,
@@ -36,9 +37,12 @@ def installs(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_committed_pins_hold_the_airflow_version_the_launcher_installs() -> None:
-    """constraints/airflow2.txt pins apache-airflow to AIRFLOW2_VERSION (else pip would refuse the install)."""
+    """constraints/airflow2.txt pins apache-airflow to AIRFLOW2_VERSION (else pip would refuse the install) and pins
+    every other requirement the launcher installs (the PostgreSQL driver), so the venv never floats."""
     lines = CONSTRAINTS.read_text(encoding="utf-8").splitlines()
     assert f"apache-airflow=={AIRFLOW2_VERSION}" in lines
+    pinned = {line.split("==", 1)[0].lower() for line in lines if "==" in line}
+    assert {requirement.split("==", 1)[0] for requirement in REQUIREMENTS} <= pinned
     assert not [line for line in lines if line.startswith("airflow-etcd-coordinator")], "the project must stay editable"
 
 
@@ -67,6 +71,19 @@ def test_changed_pins_or_a_half_built_venv_are_rebuilt(tmp_path: Path, installs:
     assert installs == [venv, venv, venv]
 
 
+def test_a_changed_requirement_list_rebuilds_the_venv(
+    tmp_path: Path, installs: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requirement added to the launcher's install list (as the PostgreSQL driver was) rebuilds a current venv."""
+    constraints = tmp_path / "pins.txt"
+    constraints.write_text("apache-airflow==2.11.2\n", encoding="utf-8")
+    venv = tmp_path / "venv"
+    ensure_venv(venv, constraints)
+    monkeypatch.setattr(airflow2_stack, "REQUIREMENTS", (*REQUIREMENTS, "some-driver"))
+    ensure_venv(venv, constraints)
+    assert installs == [venv, venv]
+
+
 def test_the_environment_is_loopback_only_basic_auth_and_ignores_the_callers_airflow_settings(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +100,18 @@ def test_the_environment_is_loopback_only_basic_auth_and_ignores_the_callers_air
     assert (env["COORDINATOR_INSTANCE"], env["COORDINATOR_PREFIX"]) == ("af2", "/p")
     assert env["PATH"].split(os.pathsep)[0] == str(Path(stack.python).parent)
     assert stack.environment()["AIRFLOW__WEBSERVER__SECRET_KEY"] == env["AIRFLOW__WEBSERVER__SECRET_KEY"], "kept"
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{stack.home}/airflow.db"
+    assert stack.database == str(stack.home / "airflow.db")
+
+
+def test_with_a_database_url_airflow2_keeps_its_metadata_there_and_runs_local_executor(tmp_path: Path) -> None:
+    """Given a PostgreSQL URL, Airflow 2 connects to it (named by ``database``) and runs LocalExecutor."""
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow_af2_abc123"
+    stack = Airflow2Stack(home=tmp_path / "home", dags_folder=tmp_path, database_url=url)
+    stack.home.mkdir()
+    env = stack.environment()
+    assert (env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"], env["AIRFLOW__CORE__EXECUTOR"]) == (url, "LocalExecutor")
+    assert (stack.database, stack.database_file) == (url, None)
 
 
 @pytest.mark.parametrize("password", ["-3xQ_secret", "--role", "plain"])
