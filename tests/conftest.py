@@ -24,6 +24,9 @@ from coordinator.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
+#: Hooks that name each end-to-end Airflow stack's database at the end of the run; a plugin here, so the xdist
+#: controller (which never loads tests/e2e/conftest.py) has them too.
+pytest_plugins = ("tests.e2e.stacks_summary",)
 #: Modules whose tests share one expensive module fixture: each runs in one worker, so the fixture is made once (the
 #: watcher image's build; the pre-commit environment that installs this checkout).
 SHARED_FIXTURE_MODULES = ("tests/scenario/test_watcher_image.py", "tests/test_precommit_hook.py")

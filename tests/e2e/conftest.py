@@ -7,9 +7,10 @@ the coordinator plugin installed through its entry point, writing to the session
   Every run-state key lives under a prefix of its own (``/e2e-<hex>``); the stack's logs are under its home.
 - ``postgres_server`` (session): ONE PostgreSQL (``devtools.postgres_server``); ``airflow_database(label)`` makes a
   fresh database on it for each Airflow stack, so the shared stack and the module stacks keep their metadata in
-  PostgreSQL, as production Airflows do (SQLite once stalled the shared stack's scheduler). The SQLite path of
-  ``make demo`` keeps one smoke test on a stack of its own (``test_sqlite_cascade_smoke_e2e.py``); the Airflow 2.11
-  stack stays on SQLite too (its venv has no PostgreSQL driver).
+  PostgreSQL, as production Airflows do (SQLite once stalled the shared stack's scheduler); the Airflow 2.11 stack
+  too (``airflow_database("af2", airflow="2.11")``). The SQLite path of ``make demo`` keeps one smoke test on a stack
+  of its own (``test_sqlite_cascade_smoke_e2e.py``). The end of the run names each stack's database in one line
+  (``tests/e2e/stacks_summary.py``: ``airflow stacks: airflow 3.3 shared -> postgresql db=... on 127.0.0.1:PORT; ...``).
 - ``e2e``: the same object for one test; watchers it started are stopped when the test ends (even on failure).
   Before the test, a component of the stack that died (or a scheduler that stopped heartbeating) is restarted.
 - Scenario tests (cascades) reuse it: ``write_dependencies`` makes a dependencies file for the test's own graph and
@@ -40,6 +41,7 @@ import pytest
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
 from devtools.postgres_server import PostgresServer
+from tests.e2e import stacks_summary
 from tests.e2e.harness import ALL_DAGS, E2E, PLUGIN_ENV, REPO, TEST_DAGS, WATCHER_ROLE, WATCHER_USER
 
 README_TEST = "test_readme_e2e.py"
@@ -70,19 +72,22 @@ def postgres_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def airflow_database(postgres_server: PostgresServer) -> Callable[[str], str]:
+def airflow_database(postgres_server: PostgresServer, pytestconfig: pytest.Config) -> Callable[..., str]:
     """Makes a fresh database on the session's PostgreSQL for one Airflow stack and returns its URL:
-    ``airflow_database("team_b")``. Each stack migrates its own, so stacks never share metadata."""
+    ``airflow_database("team_b")`` (``airflow="2.11"`` for an Airflow 2 stack). Each stack migrates its own, so
+    stacks never share metadata; the end of the run names it (``airflow 3.3 team_b -> postgresql db=...``)."""
 
-    def create(label: str) -> str:
-        return postgres_server.create_database(f"airflow_{label}_{uuid.uuid4().hex[:6]}")
+    def create(label: str, airflow: str = "3.3") -> str:
+        url = postgres_server.create_database(f"airflow_{label}_{uuid.uuid4().hex[:6]}")
+        stacks_summary.record(pytestconfig, f"airflow {airflow} {label}", url)
+        return url
 
     return create
 
 
 @pytest.fixture(scope="session")
 def airflow_e2e(
-    etcd_server: EtcdServer, airflow_database: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory
+    etcd_server: EtcdServer, airflow_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[E2E]:
     """One Airflow for the session, its DAGs parsed and unpaused; stopped by PID at the end, even on failure."""
     base = tmp_path_factory.mktemp("e2e")

@@ -2,7 +2,8 @@
 an instances file (Airflow 2 over REST v1 with HTTP Basic auth, Airflow 3 over REST v2 with a JWT).
 
 The Airflow 2 instance (``af2``) runs from its own venv (``.venv-airflow2``, built on first use, see
-``devtools/airflow2_stack.py``) with this package installed, so the coordinator's plugin records its run states from
+``devtools/airflow2_stack.py``) with this package installed, its metadata in a database of its own on the session's
+PostgreSQL (LocalExecutor, as a production Airflow 2 runs), so the coordinator's plugin records its run states from
 inside Airflow 2's scheduler (and task states from its task processes). Its DAGs are ``tests/e2e/dags_af2/``; the
 Airflow 3 side uses the session's ``e2e_dependent``, ``08_on_failure`` and ``e2e_af2_task_down``. The issue 16 cases
 (a shift, a task-level upstream) run here in short versions; the full ones are in ``test_edges_e2e.py``.
@@ -19,7 +20,7 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -88,7 +89,7 @@ WATCHER_ID = "e2e-af2"
 #: within a second of the success it reacts to, and a cleared run shows as queued at once (its try number moves when
 #: the scheduler queues it, 1-5 s later on Airflow 2).
 SETTLE_S = 6.0
-#: Generous: Airflow 2's SequentialExecutor starts one `airflow tasks run` process per task (5-10 s each here).
+#: Generous: Airflow 2 starts one `airflow tasks run` process per task (5-10 s each here).
 CASCADE_TIMEOUT_S = 240.0
 
 
@@ -102,8 +103,11 @@ class Setup:
 
 
 @pytest.fixture(scope="module")
-def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
-    """An Airflow 2.11 (instance af2) on the session's etcd and prefix, for this module only; stopped by PID."""
+def setup(
+    airflow_e2e: E2E, airflow_database: Callable[..., str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """An Airflow 2.11 (instance af2) on the session's etcd, prefix and PostgreSQL, for this module only; stopped by
+    PID."""
     airflow_e2e.revive_if_needed()
     begin = time.monotonic()
     python = ensure_venv()
@@ -128,12 +132,16 @@ def setup(airflow_e2e: E2E, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # As on the session's Airflow 3: a named task is seen by task processes within 1 s (default 30 s); an Airflow
         # option here, since this plugin reads no COORDINATOR_* variable.
         extra_env={"AIRFLOW__COORDINATOR__PLUGIN_TASKS_TTL_S": f"{PLUGIN_TASKS_TTL_S:g}", "TMPDIR": str(base / "tmp")},
+        database_url=airflow_database(AF2, airflow="2.11"),
     )
     try:
         stack.start()
         stack.wait_for_dags(AF2_DAGS)
         stack.unpause(AF2_DAGS)
-        print(f"\nairflow 2 venv ready in {venv_s:.1f} s; stack up in {stack.started_in_s:.1f} s at {stack.url}")
+        print(
+            f"\nairflow 2 venv ready in {venv_s:.1f} s; stack up in {stack.started_in_s:.1f} s at {stack.url}, "
+            f"database {stack.database}"
+        )
         instances = base / "instances.json"
         instances.write_text(
             json.dumps(

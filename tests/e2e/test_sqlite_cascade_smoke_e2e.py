@@ -21,13 +21,16 @@ import pytest
 from coordinator.core.model import RunState, run_id_for
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
+from tests.e2e import stacks_summary
 from tests.e2e.harness import E2E, PIPELINES, PLUGIN_ENV, REPO
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def sqlite_airflow(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2E]:
+def sqlite_airflow(
+    etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[E2E]:
     """An Airflow of this module's own on SQLite (make demo's database) with the seven pipelines, unpaused; stopped
     by PID (watchers first), even on failure."""
     base = tmp_path_factory.mktemp("sqlite_smoke")
@@ -50,6 +53,7 @@ def sqlite_airflow(etcd_server: EtcdServer, tmp_path_factory: pytest.TempPathFac
         stack.wait_for_dags(PIPELINES)
         stack.unpause(PIPELINES)
         print(f"\nsqlite airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
+        stacks_summary.record(pytestconfig, "sqlite smoke", stack.database)
         yield env
     finally:
         env.stop_watchers()
