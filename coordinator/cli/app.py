@@ -4,6 +4,11 @@ Rules: commands parse arguments, build :class:`Settings`, call one function, and
 stderr plus an exit code (2: bad input or configuration, 1: a runtime failure such as etcd being unreachable). No
 command prints a traceback: an unexpected error leaves ``main()`` as ``error: unexpected ...`` and exit 2
 (``COORDINATOR_TRACEBACK=1`` shows the traceback).
+
+Options explain themselves in ``--help`` (tests/test_cli_help.py holds every command to it): an option that overrides
+a setting declares its environment variable (:func:`setting_option`), every option shows its default or is required,
+a short option means the same long option everywhere, a value's metavar says what to type, and every command sits in
+one panel of :data:`PANELS`.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreEr
 from coordinator.settings import Settings
 
 # Typer (0.29) prints each option's type beside it, "<bool>" included for flags, which take no value: a reader
-# takes it for an argument to give. Flags show no type; every other option keeps its own.
+# takes it for an argument to give. Flags show no type; every other option names what to type (its metavar).
 _display_type_rich = typer.core.TyperOption.display_type_rich
 
 
@@ -35,12 +40,58 @@ def _display_type_unless_flag(self: typer.core.TyperOption, ctx: Any) -> str | N
 
 typer.core.TyperOption.display_type_rich = _display_type_unless_flag  # type: ignore[method-assign]
 
+# An argument is shown by its metavar (DAG, FILE), which already says what to type; typer would add "<str>" beside it.
+_argument_type_rich = typer.core.TyperArgument.display_type_rich
+
+
+def _argument_type_unless_named(self: typer.core.TyperArgument, ctx: Any) -> str | None:
+    return None if self.metavar is not None else _argument_type_rich(self, ctx)
+
+
+typer.core.TyperArgument.display_type_rich = _argument_type_unless_named  # type: ignore[method-assign,assignment]
+
+# An option whose value stays None until given (so Settings, or the command, decides) shows the default it stands
+# for as a string; click and typer put such a string in parentheses ("[default: (127.0.0.1:9465)]"), which would
+# make two styles of default in one listing. Every default reads "[default: X]".
+_default_string = typer.core.TyperOption._get_default_string
+
+
+def _default_string_unwrapped(self: Any, *, ctx: Any, show_default_is_str: bool, default_value: Any) -> str:
+    if show_default_is_str:
+        return str(self.show_default)
+    return _default_string(self, ctx=ctx, show_default_is_str=False, default_value=default_value)
+
+
+typer.core.TyperOption._get_default_string = _default_string_unwrapped  # type: ignore[method-assign]
+typer.core.TyperArgument._get_default_string = _default_string_unwrapped  # type: ignore[method-assign]
+
+#: The panels of ``coordinator --help``, in this order; every command is in one (``rich_help_panel``).
+SETUP = "Setup: describe the dependencies, check the installation"
+RUN = "Run: the services and the one-shot pass"
+INSPECT = "Inspect: read what the coordinator knows (changes nothing)"
+OPERATE = "Operate: change state by hand"
+PANELS = (SETUP, RUN, INSPECT, OPERATE)
+
+
+class PanelOrderGroup(typer.core.TyperGroup):
+    """Commands listed panel by panel (:data:`PANELS`), by name within a panel: the order does not depend on which
+    module happened to be imported first."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        def rank(name: str) -> tuple[int, str]:
+            panel = getattr(self.commands[name], "rich_help_panel", None)
+            return (PANELS.index(panel) if panel in PANELS else len(PANELS), name)
+
+        return sorted(self.commands, key=rank)
+
+
 app = typer.Typer(
     name="coordinator",
     help="DAG-to-DAG dependencies across Airflow DAGs, teams and instances, with etcd as the shared state.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=PanelOrderGroup,
 )
 
 # Piped output (CI logs, `| less`) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
@@ -54,17 +105,80 @@ ETCD_HINT = (
     "Is etcd running there? The address comes from --etcd or COORDINATOR_ETCD_ENDPOINTS (see `coordinator doctor`)"
 )
 
+
+def env_var(field: str) -> str:
+    """The environment variable of the setting ``field`` (settings rule 1: ``COORDINATOR_<NAME>``)."""
+    assert field in Settings.model_fields, field
+    return f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
+
+
+def setting_option(*flags: str, field: str, help: str, metavar: str, shown: str | None = None) -> Any:
+    """An option that overrides the setting ``field``: ``--help`` shows its environment variable and the setting's
+    default (``shown`` instead, for a setting without one or a command whose default differs). The value stays None
+    when neither the flag nor the variable is given, so :func:`build_settings` leaves the setting to Settings."""
+    default = Settings.model_fields[field].default
+    return typer.Option(
+        *flags, envvar=env_var(field), show_envvar=True, show_default=shown if shown is not None else str(default),
+        help=help, metavar=metavar,
+    )  # fmt: skip
+
+
+def typed(ctx: typer.Context, param: str) -> bool:
+    """True when ``param`` was given on the command line (not read from its environment variable, not defaulted):
+    the commands that report where each setting came from tell a flag from the environment with it."""
+    source = ctx.get_parameter_source(param)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 EtcdOpt = Annotated[
     str | None,
-    typer.Option("--etcd", help="etcd endpoints, comma-separated http(s)://host:port [env COORDINATOR_ETCD_ENDPOINTS]"),
+    setting_option(
+        "--etcd",
+        field="etcd_endpoints",
+        metavar="ENDPOINTS",
+        help="etcd endpoints, comma-separated http(s)://host:port",
+    ),
 ]
-PrefixOpt = Annotated[
-    str | None, typer.Option("--prefix", help="etcd key prefix [env COORDINATOR_PREFIX, default /coordinator]")
-]
+PrefixOpt = Annotated[str | None, setting_option("--prefix", field="prefix", metavar="PREFIX", help="etcd key prefix")]
 DepsOpt = Annotated[
-    Path | None,
-    typer.Option("--deps", help="dependencies.json [env COORDINATOR_DEPS, default ./dependencies.json]"),
+    Path | None, setting_option("--deps", field="deps", metavar="FILE", help="the dependencies file (JSON)")
 ]
+
+AirflowUrlOpt = Annotated[
+    str | None,
+    setting_option(
+        "--airflow-url", field="airflow_url", metavar="URL", shown="none",
+        help="Airflow base URL of instance 'default' (its login: COORDINATOR_AIRFLOW_USERNAME and _PASSWORD)",
+    ),
+]  # fmt: skip
+InstancesOpt = Annotated[
+    Path | None,
+    setting_option(
+        "--instances", field="instances_file", metavar="FILE", shown="none",
+        help="instances file: each instance name -> its URL and where its credentials come from",
+    ),
+]  # fmt: skip
+
+
+def load_commands() -> None:
+    """Import every command module for its registrations on ``app`` (``main()``, the reference page and the tests
+    see the same commands)."""
+    from coordinator.cli import (  # noqa: F401
+        airflow_cmds,
+        asset_cmds,
+        budget_cmds,
+        check_airflow_cmds,
+        diff_cmds,
+        doctor_cmds,
+        engine_cmds,
+        import_cmds,
+        lineage_cmds,
+        probe_cmds,
+        prune_cmds,
+        roles_cmds,
+        spec_cmds,
+        state_cmds,
+    )
 
 
 def _print_version(value: bool) -> None:
@@ -126,23 +240,7 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def main() -> None:
     """Console-script entry point."""
-    # Import the command modules for their registrations on ``app``.
-    from coordinator.cli import (  # noqa: F401
-        airflow_cmds,
-        asset_cmds,
-        budget_cmds,
-        check_airflow_cmds,
-        diff_cmds,
-        doctor_cmds,
-        engine_cmds,
-        import_cmds,
-        lineage_cmds,
-        probe_cmds,
-        prune_cmds,
-        roles_cmds,
-        spec_cmds,
-        state_cmds,
-    )
+    load_commands()
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
     try:

@@ -25,7 +25,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from rich.table import Table
 
-from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import (
     AssetKeys,
@@ -46,18 +46,29 @@ from coordinator.spec_file import load_spec
 ATTEMPTS = 3
 
 
-@app.command("skip-event")
+@app.command("skip-event", rich_help_panel=OPERATE)
 def skip_event(
-    uri: Annotated[str, typer.Argument(help="the asset's URI, as `coordinator why asset` shows it")],
-    event_id: Annotated[int, typer.Argument(help="the event's id in its source Airflow (`why asset`: next #ID)")],
-    source: Annotated[str, typer.Option("--from", help="the instance that produced the event")],
-    target: Annotated[str, typer.Option("--to", help="the instance the delivery is to")],
-    reason: Annotated[str, typer.Option("--reason", help="why it is given up (kept in the ledger entry)")] = "",
+    uri: Annotated[str, typer.Argument(metavar="URI", help="the asset's URI, as `coordinator why asset` shows it")],
+    event_id: Annotated[
+        int, typer.Argument(metavar="EVENT_ID", help="the event's id in its source Airflow (`why asset`: next #ID)")
+    ],
+    source: Annotated[str, typer.Option("--from", metavar="INSTANCE", help="the instance that produced the event")],
+    target: Annotated[str, typer.Option("--to", metavar="INSTANCE", help="the instance the delivery is to")],
+    reason: Annotated[
+        str,
+        typer.Option(
+            "--reason", metavar="REASON", show_default="none", help="why it is given up (kept in the ledger entry)"
+        ),
+    ] = "",
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Give up one asset delivery (an event TARGET will never accept): the leading watcher skips it at its next
-    attempt, unless it finds the event in TARGET, and the stream's later events go on."""
+    """Give up one asset delivery (an event the --to instance will never accept): the leading watcher skips it at
+    its next attempt, unless it finds the event there, and the stream's later events go on.
+
+    Exit 0 when requested (or already delivered or skipped), 1 when the delivery was never attempted or etcd
+    fails, 2 for bad arguments.
+    """
     for what, name in (("--from", source), ("--to", target)):
         if not NAME_RE.match(name):
             fail(f"{what} {name!r} is not a valid instance name ([A-Za-z0-9_.-]+, not . or ..)")

@@ -23,18 +23,21 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, run_async
+from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, run_async
 from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, parse_budget
 from coordinator.core.model import NAME_RE
 from coordinator.errors import StoreError
 from coordinator.settings import Settings
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATE)
 def release(
-    instance: Annotated[str, typer.Argument(help="the Airflow instance whose held runs may start")],
+    instance: Annotated[str, typer.Argument(metavar="INSTANCE", help="the Airflow instance whose held runs may start")],
     dag: Annotated[
-        str | None, typer.Option("--dag", help="release only this DAG's hold (its dag_id); default: every hold")
+        str | None,
+        typer.Option(
+            "--dag", metavar="DAG_ID", show_default="every hold of the instance", help="release only this DAG's hold"
+        ),
     ] = None,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,

@@ -13,20 +13,36 @@ from typing import Annotated
 import typer
 
 from coordinator.airflow.check import CheckFailed, check_airflow
-from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, build_settings, fail, out
-from coordinator.cli.engine_cmds import AirflowUrlOpt, InstancesOpt, setup_logging
+from coordinator.cli.app import (
+    EXIT_FAILURE,
+    EXIT_INVALID,
+    SETUP,
+    AirflowUrlOpt,
+    InstancesOpt,
+    app,
+    build_settings,
+    fail,
+    out,
+)
+from coordinator.cli.engine_cmds import LogLevelOpt, setup_logging
 from coordinator.errors import ConfigError
 
 
-@app.command("check-airflow")
+@app.command("check-airflow", rich_help_panel=SETUP)
 def check_airflow_command(
-    instance: Annotated[str, typer.Argument(help="instance name ('default' for --airflow-url)")],
+    instance: Annotated[str, typer.Argument(metavar="INSTANCE", help="instance name ('default' for --airflow-url)")],
     airflow_url: AirflowUrlOpt = None,
     instances: InstancesOpt = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="seconds per request", min=0.1)] = 10.0,
-    log_level: Annotated[str, typer.Option("--log-level", help="adapter log lines on stderr (e.g. INFO)")] = "ERROR",
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="how long each request may take", min=0.1)
+    ] = 10.0,
+    log_level: LogLevelOpt = "ERROR",
 ) -> None:
-    """Read-only check of one Airflow instance: DNS, TLS, API version, auth, permission to read DAGs and runs."""
+    """Read-only check of one Airflow instance: DNS, TLS, API version, auth, permission to read DAGs and runs.
+
+    Exit 0 when every step passes, 1 when one fails, 2 for a configuration problem (unknown instance, bad instances
+    file).
+    """
     # The adapter's own warnings repeat what the failing step says; the step's message is the answer.
     setup_logging(log_level)
     settings = build_settings(airflow_url=airflow_url, instances_file=instances)

@@ -20,6 +20,7 @@ import typer
 from coordinator.cli.app import (
     EXIT_FAILURE,
     EXIT_INVALID,
+    SETUP,
     DepsOpt,
     EtcdOpt,
     PrefixOpt,
@@ -38,11 +39,7 @@ from coordinator.settings import EtcdSettings
 from coordinator.spec_file import load_spec
 
 PathArg = Annotated[
-    Path | None,
-    typer.Argument(
-        help="the changed dependencies file [default: --deps, env COORDINATOR_DEPS, ./dependencies.json]",
-        show_default=False,
-    ),
+    Path | None, typer.Argument(metavar="FILE", help="the changed dependencies file", show_default="the --deps file")
 ]
 
 
@@ -136,14 +133,19 @@ def _since(change: DagChange) -> str:
     return f" (old definition active since revision {change.old_since})" if change.old_since is not None else ""
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def diff(
     path: PathArg = None,
     against: Annotated[
         Path | None,
-        typer.Option("--against", help="compare with this file instead of the graph adopted in etcd"),
+        typer.Option(
+            "--against",
+            metavar="FILE",
+            show_default="the graph adopted in etcd",
+            help="compare with this dependencies file",
+        ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")] = "text",
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="exit 1 when the graphs differ (for CI), 0 when they do not")
     ] = False,
@@ -151,7 +153,10 @@ def diff(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Show what a dependencies.json change does: DAGs and edges added, removed or changed, from when, backfills."""
+    """Show what a dependencies.json change does: DAGs and edges added, removed or changed, from when, backfills.
+
+    Exit 2 when a file is invalid, 1 when etcd cannot be read (or, with --exit-code, when the graphs differ).
+    """
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
     target = path if path is not None else build_settings(deps=deps).deps

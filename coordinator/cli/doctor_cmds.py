@@ -19,13 +19,23 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
 
-from coordinator.cli.app import EXIT_FAILURE, DepsOpt, EtcdOpt, PrefixOpt, app, fail
+from coordinator.cli.app import (
+    EXIT_FAILURE,
+    INSPECT,
+    AirflowUrlOpt,
+    DepsOpt,
+    EtcdOpt,
+    InstancesOpt,
+    PrefixOpt,
+    app,
+    fail,
+    typed,
+)
 from coordinator.core.assets import AssetRoute, TargetAssets
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.retention import RetentionFloor
@@ -92,38 +102,34 @@ def setting_sources(given: dict[str, Any], settings: Settings | None) -> list[Se
     return result
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def doctor(
+    ctx: typer.Context,
     instance: Annotated[
-        str | None, typer.Option("--instance", help="check only this Airflow instance (and its intents)")
+        str | None,
+        typer.Option(
+            "--instance",
+            metavar="INSTANCE",
+            show_default="every instance of the graph",
+            help="check only this Airflow instance (and its intents)",
+        ),
     ] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")] = "text",
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
-    airflow_url: Annotated[
-        str | None,
-        typer.Option("--airflow-url", help="Airflow URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]"),
-    ] = None,
-    instances: Annotated[
-        Path | None, typer.Option("--instances", help="instances file [env COORDINATOR_INSTANCES_FILE]")
-    ] = None,
+    airflow_url: AirflowUrlOpt = None,
+    instances: InstancesOpt = None,
 ) -> None:
     """Check everything the coordinator needs, in order, one line each with the fix: the first thing to run when
-    something does not move. Exit 0 when nothing fails."""
+    something does not move. Exit 0 when no check fails, 1 when one does."""
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
-    given = {
-        k: v
-        for k, v in {
-            "etcd_endpoints": etcd,
-            "prefix": prefix,
-            "deps": deps,
-            "airflow_url": airflow_url,
-            "instances_file": instances,
-        }.items()
-        if v is not None
-    }
+    # Only what was typed counts as a flag: a value typer read from the environment is reported as the environment's.
+    flags = {"etcd": "etcd_endpoints", "prefix": "prefix", "deps": "deps", "airflow_url": "airflow_url",
+             "instances": "instances_file"}  # fmt: skip
+    values = {"etcd": etcd, "prefix": prefix, "deps": deps, "airflow_url": airflow_url, "instances": instances}
+    given = {flags[k]: v for k, v in values.items() if v is not None and typed(ctx, k)}
     # Every failure is a verdict in the output; the adapters' own warning lines would only repeat them.
     logging.getLogger("coordinator").setLevel(logging.CRITICAL)
     facts = asyncio.run(gather(given, instance))

@@ -20,7 +20,23 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
+from coordinator.cli.app import (
+    INSPECT,
+    OPERATE,
+    RUN,
+    AirflowUrlOpt,
+    DepsOpt,
+    EtcdOpt,
+    InstancesOpt,
+    PrefixOpt,
+    app,
+    build_settings,
+    err,
+    fail,
+    out,
+    run_async,
+    setting_option,
+)
 from coordinator.cli.asset_cmds import asset_rows, print_assets, why_asset_lines
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
@@ -51,35 +67,53 @@ from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger(__name__)
 
-AirflowUrlOpt = Annotated[
+PartitionOpt = Annotated[
     str | None,
-    typer.Option("--airflow-url", help="Airflow base URL of instance 'default' [env COORDINATOR_AIRFLOW_URL]"),
-]
-InstancesOpt = Annotated[
-    Path | None,
     typer.Option(
-        "--instances", help="instances file: name -> url and credential sources [env COORDINATOR_INSTANCES_FILE]"
+        "--partition", "-p", metavar="PARTITION", show_default="the last --last partitions",
+        help="logical date, e.g. 2026-01-01T00:00:00Z",
     ),
-]
-PartitionOpt = Annotated[str | None, typer.Option("--partition", "-p", help="logical date, e.g. 2026-01-01T00:00:00Z")]
-FormatOpt = Annotated[str, typer.Option("--format", help="text or json")]
+]  # fmt: skip
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")]
 AdoptAllOpt = Annotated[
-    bool, typer.Option("--adopt-all", help="first start: process every run state already in etcd, however many")
+    bool,
+    typer.Option(
+        "--adopt-all",
+        help="first start: process every run state already in etcd, however many (COORDINATOR_ADOPT_HISTORY=all)",
+    ),
 ]
 AdoptSinceOpt = Annotated[
     str | None,
-    typer.Option("--adopt-since", help="first start: process run states of partitions at or after this logical date"),
-]
+    typer.Option(
+        "--adopt-since", metavar="DATE", show_default="COORDINATOR_ADOPT_HISTORY, else auto",
+        help="first start: process run states of partitions at or after this logical date",
+    ),
+]  # fmt: skip
 AdoptNoneOpt = Annotated[
     bool,
     typer.Option(
         "--adopt-none",
-        help="first start: ignore history (then `coordinator backfill DAG --from DATE --to DATE` for it)",
+        help="first start: ignore history (then `coordinator backfill DAG --from DATE --to DATE` for it; "
+        "COORDINATOR_ADOPT_HISTORY=none)",
     ),
 ]
 LimitOpt = Annotated[
     int | None,
-    typer.Option("--first-start-limit", help="first start in auto mode: hold above this many runs [100]"),
+    setting_option(
+        "--first-start-limit", field="first_start_limit", metavar="N",
+        help="first start in auto mode: hold the first pass when it would trigger more than N runs",
+    ),
+]  # fmt: skip
+#: status and why predict what a first pass would hold: the watcher's own limit makes the prediction match it.
+PredictLimitOpt = Annotated[
+    int | None,
+    setting_option(
+        "--first-start-limit", field="first_start_limit", metavar="N",
+        help="the watcher's first-start limit, for the prediction of whether its first pass is held",
+    ),
+]  # fmt: skip
+LogLevelOpt = Annotated[
+    str, typer.Option("--log-level", metavar="LEVEL", help="log lines on stderr from this level up (DEBUG, INFO, ...)")
 ]
 
 
@@ -153,26 +187,36 @@ async def _read_model(settings: Settings, *, assets: bool = False) -> StoreModel
         return await read_model(store, settings.keys, assets=assets)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def watch(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
     airflow_url: AirflowUrlOpt = None,
     instances: InstancesOpt = None,
-    leader_ttl: Annotated[int | None, typer.Option("--leader-ttl", help="leader lease TTL in seconds [10]")] = None,
-    watcher_id: Annotated[str | None, typer.Option("--id", help="watcher identity [host:pid]")] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+    leader_ttl: Annotated[
+        int | None,
+        setting_option("--leader-ttl", field="leader_ttl_s", metavar="SECONDS", help="leader lease TTL"),
+    ] = None,
+    watcher_id: Annotated[
+        str | None,
+        setting_option(
+            "--id",
+            field="watcher_id",
+            metavar="ID",
+            shown="HOST:PID",
+            help="this watcher's identity in the leader key and the ledger",
+        ),
+    ] = None,
+    log_level: LogLevelOpt = "INFO",
     adopt_all: AdoptAllOpt = False,
     adopt_since: AdoptSinceOpt = None,
     adopt_none: AdoptNoneOpt = False,
     first_start_limit: LimitOpt = None,
     http: Annotated[
         str | None,
-        typer.Option(
-            "--http",
-            help="listener for /metrics, /healthz, /readyz: HOST:PORT or off [env COORDINATOR_HTTP, "
-            "default 127.0.0.1:9465]",
+        setting_option(
+            "--http", field="http", metavar="HOST:PORT", help="listener for /metrics, /healthz, /readyz, or off"
         ),
     ] = None,
 ) -> None:
@@ -204,26 +248,29 @@ def watch(
     run_async(main)
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def reconcile(
-    once: Annotated[
-        bool, typer.Option("--once", help="one pass, then exit (the only mode; required for clarity)")
-    ] = False,
+    # One pass is the only mode: --once, once required, is still accepted (and ignored) for the scripts that pass it.
+    once: Annotated[bool, typer.Option("--once", hidden=True)] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the plan, change nothing")] = False,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
     airflow_url: AirflowUrlOpt = None,
     instances: InstancesOpt = None,
-    wait: Annotated[float, typer.Option("--wait", help="seconds to wait for leadership")] = 0.0,
+    wait: Annotated[
+        float, typer.Option("--wait", metavar="SECONDS", help="how long to wait for leadership (0: do not wait)")
+    ] = 0.0,
     adopt_all: AdoptAllOpt = False,
     adopt_since: AdoptSinceOpt = None,
     adopt_none: AdoptNoneOpt = False,
     first_start_limit: LimitOpt = None,
 ) -> None:
-    """One reconcile pass and exit (for cron or a watcher DAG). --dry-run prints what would be done."""
-    if not once:
-        fail("reconcile needs --once (use `coordinator watch` for the service)")
+    """One reconcile pass, then exit (for cron or a watcher DAG); --dry-run prints what it would do.
+
+    Exit 0 when the pass recorded no error (or another watcher leads: nothing done), 1 when it did.
+    """
+    del once  # accepted for scripts written when it was required; one pass is the only mode
     setup_logging("WARNING" if dry_run else "INFO")
     settings = _settings(
         etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances,
@@ -292,15 +339,15 @@ def _print_plan(result: Plan) -> None:
             out.print(f"  resume {action.node} {action.partition}: {action.reason}")
 
 
-@app.command()
+@app.command(rich_help_panel=INSPECT)
 def status(
     partition: PartitionOpt = None,
     fmt: FormatOpt = "text",
-    last: Annotated[int, typer.Option("--last", help="how many recent partitions to show")] = 3,
+    last: Annotated[int, typer.Option("--last", metavar="N", help="how many recent partitions to show")] = 3,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
-    first_start_limit: LimitOpt = None,
+    first_start_limit: PredictLimitOpt = None,
 ) -> None:
     """Per DAG and partition: state, fresh or stale, due, waiting on whom, last trigger, last error."""
     if fmt not in ("text", "json"):
@@ -440,18 +487,32 @@ def status(
         out.print(f"[yellow]problem[/]: {line}")
 
 
-@app.command(name="why")
+@app.command(name="why", rich_help_panel=INSPECT)
 def why_cmd(
-    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id; or the word asset followed by a URI")],
-    uri: Annotated[str | None, typer.Argument(help="with `why asset`: the asset's URI or name")] = None,
-    partition: Annotated[str | None, typer.Option("--partition", "-p", help="logical date")] = None,
+    dag: Annotated[
+        str, typer.Argument(metavar="DAG", help="dag id, or instance/dag_id; or the word asset followed by a URI")
+    ],
+    uri: Annotated[
+        str | None,
+        typer.Argument(metavar="URI", help="with `why asset`: the asset's URI or name", show_default=False),
+    ] = None,
+    partition: Annotated[
+        str | None,
+        typer.Option(
+            "--partition",
+            "-p",
+            metavar="PARTITION",
+            show_default="none: required, except for `why asset URI`",
+            help="logical date, e.g. 2026-01-01T00:00:00Z",
+        ),
+    ] = None,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
-    first_start_limit: LimitOpt = None,
+    first_start_limit: PredictLimitOpt = None,
 ) -> None:
-    """Explain in plain words why a DAG is, or is not, running for a partition; `why asset <uri>`: where an asset's
-    events come from and where they stand in each other deployment (semantics rules 16-17)."""
+    """Explain in plain words why a DAG is, or is not, running for a partition; `why asset URI`: where an asset's
+    events come from and where they stand in each deployment the asset is shared with."""
     if dag == "asset" and uri is not None:
         why_asset_lines(uri, etcd, prefix, deps)
         return
@@ -485,11 +546,11 @@ def why_cmd(
             out.print(line, markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATE)
 def backfill(
-    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
-    start: Annotated[str, typer.Option("--from", help="first logical date (inclusive)")],
-    end: Annotated[str, typer.Option("--to", help="last logical date (inclusive)")],
+    dag: Annotated[str, typer.Argument(metavar="DAG", help="dag id, or instance/dag_id")],
+    start: Annotated[str, typer.Option("--from", metavar="DATE", help="first logical date (inclusive)")],
+    end: Annotated[str, typer.Option("--to", metavar="DATE", help="last logical date (inclusive)")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the partitions, change nothing")] = False,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, app, fail
+from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, app, fail
 from coordinator.cli.diff_cmds import to_text
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import Baseline, diff_graphs
@@ -136,32 +136,58 @@ def report_json(
     }
 
 
-@app.command("import-dags")
+@app.command("import-dags", rich_help_panel=SETUP)
 def import_dags(
-    folder: Annotated[Path, typer.Argument(help="the DAGs folder (or one DAG file) to convert", show_default=False)],
+    folder: Annotated[
+        Path,
+        typer.Argument(metavar="FOLDER", help="the DAGs folder (or one DAG file) to convert", show_default=False),
+    ],
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="write here (an existing file is merged; the diff is shown) [stdout]"),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            show_default="standard output",
+            help="write here (an existing file is merged; the diff is shown)",
+        ),
     ] = None,
     instance: Annotated[
-        str, typer.Option("--instance", help="the Airflow instance these DAGs live in (qualifies every DAG)")
+        str,
+        typer.Option(
+            "--instance", metavar="INSTANCE", help="the Airflow instance these DAGs live in (qualifies every DAG)"
+        ),
     ] = DEFAULT_INSTANCE,
     strict: Annotated[
-        bool, typer.Option("--strict", help="exit 1 when something cannot be expressed, a sensor bug or import error")
+        bool,
+        typer.Option(
+            "--strict", help="exit 1 when something cannot be expressed, a sensor has a bug or a file fails to import"
+        ),
     ] = False,
     report: Annotated[
-        Path | None, typer.Option("--report", help="also write the findings as JSON here (for CI and review tools)")
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            show_default="none",
+            help="also write the findings as JSON here (for CI and review tools)",
+        ),
     ] = None,
     python: Annotated[
         Path | None,
-        typer.Option("--python", help="load the folder with this interpreter (the estate's: a venv's, an image's)"),
+        typer.Option(
+            "--python",
+            metavar="PYTHON",
+            show_default="this Python",
+            help="load the folder with this interpreter (the estate's: a venv's, an image's)",
+        ),
     ] = None,
     min_loaded: Annotated[
         str,
         typer.Option(
             "--min-loaded",
-            help="exit 1, writing no file, below N DAGs loaded or P% of files imported, or either of N,P% "
-            "[default: 1,50%]",
+            metavar="N|P%|N,P%",
+            help="exit 1, writing no file, below N DAGs loaded or P% of files imported, or either of N,P%",
         ),
     ] = MinLoaded.DEFAULT,
     verbose: Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")] = False,
@@ -174,7 +200,11 @@ def import_dags(
         ),
     ] = False,
 ) -> None:
-    """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules."""
+    """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules.
+
+    Exit 1 when too little loaded (--min-loaded; nothing is written) or, with --strict, when a problem was found (the
+    file is written); 2 for bad options, an invalid existing --output or no Airflow to load the folder with.
+    """
     if not NAME_RE.match(instance):
         fail(f"--instance {instance!r}: invalid instance name — use letters, digits, '_', '.', '-'")
     try:

@@ -9,8 +9,21 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import DepsOpt, EtcdOpt, PrefixOpt, app, build_settings, err, fail, out, run_async
-from coordinator.cli.engine_cmds import setup_logging
+from coordinator.cli.app import (
+    RUN,
+    SETUP,
+    DepsOpt,
+    EtcdOpt,
+    PanelOrderGroup,
+    PrefixOpt,
+    app,
+    build_settings,
+    err,
+    fail,
+    out,
+    run_async,
+)
+from coordinator.cli.engine_cmds import LogLevelOpt, setup_logging
 from coordinator.lineage.receiver import DEFAULT_MAX_BODY
 from coordinator.lineage.service import DEFAULT_HTTP, DEFAULT_LISTEN, ReceiverOptions, run_receiver
 from coordinator.lineage.tokens import hash_token, new_token
@@ -20,8 +33,9 @@ lineage = typer.Typer(
     name="lineage",
     help="OpenLineage jobs (dbt, Spark, Airflow's provider...) as upstreams: the receiver and its tokens.",
     no_args_is_help=True,
+    cls=PanelOrderGroup,
 )
-app.add_typer(lineage)
+app.add_typer(lineage, rich_help_panel=RUN)
 
 
 def _address(text: str, setting: str) -> ListenAddress | None:
@@ -31,79 +45,96 @@ def _address(text: str, setting: str) -> ListenAddress | None:
         fail(f"{setting}: {exc}")
 
 
-@lineage.command()
+@lineage.command(rich_help_panel=RUN)
 def serve(
+    tokens: Annotated[
+        Path,
+        typer.Option(
+            "--tokens",
+            metavar="FILE",
+            envvar="COORDINATOR_LINEAGE_TOKENS_FILE",
+            show_envvar=True,
+            help="the tokens file: name, sha256 and namespaces per producer (`coordinator lineage token NAME -n "
+            "NAMESPACE` makes an entry)",
+        ),
+    ],
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
     listen: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--listen",
-            help=f"where producers POST events, HOST:PORT [env COORDINATOR_LINEAGE_LISTEN, default {DEFAULT_LISTEN}]",
+            metavar="HOST:PORT",
+            envvar="COORDINATOR_LINEAGE_LISTEN",
+            show_envvar=True,
+            help="where producers POST events",
         ),
-    ] = None,
+    ] = DEFAULT_LISTEN,
     http: Annotated[
-        str | None,
+        str,
         typer.Option(
             "--http",
-            help=f"listener for /metrics, /healthz, /readyz: HOST:PORT or off [env "
-            f"COORDINATOR_LINEAGE_HTTP, default {DEFAULT_HTTP}]",
+            metavar="HOST:PORT",
+            envvar="COORDINATOR_LINEAGE_HTTP",
+            show_envvar=True,
+            help="listener for /metrics, /healthz, /readyz, or off",
         ),
-    ] = None,
-    tokens: Annotated[
-        Path | None,
-        typer.Option(
-            "--tokens",
-            help="the tokens file: name, sha256 and namespaces per producer [env COORDINATOR_LINEAGE_TOKENS_FILE]",
-        ),
-    ] = None,
+    ] = DEFAULT_HTTP,
     instance: Annotated[
         list[str] | None,
         typer.Option(
             "--instance",
-            help="an instance this receiver writes (repeat; its etcd role's) [env "
-            "COORDINATOR_LINEAGE_INSTANCES, comma-separated; default: every instance the mapping names]",
+            metavar="INSTANCE",
+            envvar="COORDINATOR_LINEAGE_INSTANCES",
+            show_envvar=True,
+            show_default="every instance the mapping names",
+            help="an instance this receiver writes (repeat, or comma-separated; its etcd role's)",
         ),
     ] = None,
     max_body: Annotated[
-        int | None,
-        typer.Option("--max-body", help=f"largest request body in bytes, compressed or not [{DEFAULT_MAX_BODY}]"),
-    ] = None,
-    log_level: Annotated[str, typer.Option("--log-level")] = "INFO",
+        int, typer.Option("--max-body", metavar="BYTES", help="largest request body, compressed or not")
+    ] = DEFAULT_MAX_BODY,
+    log_level: LogLevelOpt = "INFO",
 ) -> None:
-    """Receive OpenLineage run events over the HTTP transport and write them as run states (semantics rule 18)."""
+    """Receive OpenLineage run events over the HTTP transport and write them as run states of the DAGs the
+    dependencies file maps them to."""
     setup_logging(log_level)
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
-    tokens_file = tokens or (Path(p) if (p := os.environ.get("COORDINATOR_LINEAGE_TOKENS_FILE")) else None)
-    if tokens_file is None:
-        fail("no tokens file: give --tokens or COORDINATOR_LINEAGE_TOKENS_FILE (`coordinator lineage token "
-             "NAME --namespace NAMESPACE` makes an entry)")  # fmt: skip
-    listen_at = _address(listen or os.environ.get("COORDINATOR_LINEAGE_LISTEN", DEFAULT_LISTEN), "--listen")
+    listen_at = _address(listen, "--listen")
     if listen_at is None:
         fail("--listen: the receiver needs an address (off is for --http)")
-    names = instance or [n for n in os.environ.get("COORDINATOR_LINEAGE_INSTANCES", "").split(",") if n.strip()]
+    # The variable is comma-separated (the chart joins its list); typer splits it on whitespace only.
+    names = [n.strip() for item in instance or () for n in item.split(",") if n.strip()]
     options = ReceiverOptions(
         listen=listen_at,
-        http=_address(http or os.environ.get("COORDINATOR_LINEAGE_HTTP", DEFAULT_HTTP), "--http"),
-        tokens_file=tokens_file,
-        instances=frozenset(n.strip() for n in names) if names else None,
-        max_body=max_body if max_body is not None else DEFAULT_MAX_BODY,
+        http=_address(http, "--http"),
+        tokens_file=tokens,
+        instances=frozenset(names) if names else None,
+        max_body=max_body,
     )
     if options.max_body < 1024:
         fail(f"--max-body {options.max_body}: at least 1024 bytes (one event)")
     run_async(lambda: run_receiver(settings, options))
 
 
-@lineage.command()
+@lineage.command(rich_help_panel=SETUP)
 def token(
-    name: Annotated[str, typer.Argument(help="who holds it, e.g. dbt-analytics (shown in logs, never the token)")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="who holds it, e.g. dbt-analytics (shown in logs, never the token)")
+    ],
     namespace: Annotated[
-        list[str], typer.Option("--namespace", "-n", help="a job namespace (pattern) it may write; repeat")
+        list[str],
+        typer.Option("--namespace", "-n", metavar="NAMESPACE", help="a job namespace (pattern) it may write; repeat"),
     ],
     out_file: Annotated[
         Path | None,
-        typer.Option("--out", help="write the token to this file (mode 0600) instead of standard output"),
+        typer.Option(
+            "--out",
+            metavar="FILE",
+            show_default="standard output",
+            help="write the token to this file (mode 0600)",
+        ),
     ] = None,
 ) -> None:
     """Make a producer token: the token for the producer's api_key, and the entry for the receiver's tokens file."""

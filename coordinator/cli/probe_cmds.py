@@ -13,23 +13,30 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import EXIT_FAILURE, app, err, fail
+from coordinator.cli.app import EXIT_FAILURE, RUN, app, err, fail, setting_option
 from coordinator.settings import Settings, parse_listen
 
 #: A wildcard listen address is probed on the loopback of the same family.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
 
 
-@app.command()
+@app.command(rich_help_panel=RUN)
 def probe(
-    which: Annotated[str, typer.Argument(help="healthz (alive) or readyz (view loaded, etcd answering)")] = "healthz",
+    which: Annotated[
+        str, typer.Argument(metavar="healthz|readyz", help="healthz (alive) or readyz (view loaded, etcd answering)")
+    ] = "healthz",
     http: Annotated[
-        str | None,
-        typer.Option("--http", help="the watcher's listener HOST:PORT [env COORDINATOR_HTTP, default 127.0.0.1:9465]"),
+        str | None, setting_option("--http", field="http", metavar="HOST:PORT", help="the watcher's listener")
     ] = None,
-    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait for the answer", min=0.1)] = 3.0,
+    timeout: Annotated[
+        float, typer.Option("--timeout", metavar="SECONDS", help="how long to wait for the answer", min=0.1)
+    ] = 3.0,
 ) -> None:
-    """Ask the watcher on this host for /healthz or /readyz (a container HEALTHCHECK); exit 0 when it answers 200."""
+    """Ask the watcher on this host for /healthz or /readyz (a container HEALTHCHECK).
+
+    Exit 0 when it answers 200, 1 otherwise (no answer, or not healthy or ready), 2 for a bad probe name or a listener
+    that is off.
+    """
     if which not in ("healthz", "readyz"):
         fail(f"probe: unknown probe {which!r}; expected healthz or readyz")
     address = parse_listen(http if http is not None else Settings().http)

@@ -22,7 +22,7 @@ from typing import Annotated
 import typer
 from pydantic import BaseModel, ConfigDict
 
-from coordinator.cli.app import EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.model import KeyLayout, canonical_partition
 from coordinator.core.retention import (
     HoldReason,
@@ -149,27 +149,40 @@ def _print(report: PruneReport) -> None:
             out.print(f"  {key}", markup=False)
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATE)
 def prune(
     before: Annotated[
-        str | None, typer.Option("--before", help="prune partitions before this logical date (UTC), e.g. 2026-01-01")
+        str | None,
+        typer.Option(
+            "--before",
+            metavar="DATE",
+            show_default="none: give --before or --older-than",
+            help="prune partitions before this logical date (UTC), e.g. 2026-01-01",
+        ),
     ] = None,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="prune partitions older than this, e.g. 90d, 12h, 2w")
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="DURATION",
+            show_default="none: give --before or --older-than",
+            help="prune partitions older than this, e.g. 90d, 12h, 2w",
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print what would be deleted; change nothing")] = False,
     lower_floor: Annotated[
         bool,
         typer.Option("--lower-floor", help="set the retention floor to the cutoff even when it is below the current"),
     ] = False,
-    fmt: Annotated[str, typer.Option("--format", help="text or json")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")] = "text",
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
     """Retire the partitions before a cutoff and delete their run-state, ledger and backfill keys.
 
     Partitions holding an unfinished trigger or a queued/running run are kept and listed. The watchers never trigger
-    or clear anything because of it: see semantics rule 11.
+    or clear anything because of it: a retired partition is history they no longer plan.
+    Exit 2 for bad input (nothing touched), 1 when etcd cannot be read or written.
     """
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")

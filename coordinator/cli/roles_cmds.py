@@ -17,33 +17,47 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import DepsOpt, PrefixOpt, app, build_settings, fail
+from coordinator.cli.app import SETUP, DepsOpt, PrefixOpt, app, build_settings, fail
 from coordinator.core.model import NAME_RE
 from coordinator.errors import SpecError
 from coordinator.roles import LineageReceiver, OutsideWriter, commands, roles
 from coordinator.spec_file import load_spec
 
 
-@app.command("roles")
+@app.command("roles", rich_help_panel=SETUP)
 def roles_command(
     instance: Annotated[
         list[str] | None,
-        typer.Option("--instance", help="an Airflow instance whose plugin gets a role (default: the graph's)"),
+        typer.Option(
+            "--instance",
+            metavar="INSTANCE",
+            show_default="every instance of the graph",
+            help="an Airflow instance whose plugin gets a role (repeat)",
+        ),
     ] = None,
     writer: Annotated[
         list[str] | None,
-        typer.Option("--writer", help="an outside writer NAME=INSTANCE/DAG (or DAG_PREFIX* for a family)"),
+        typer.Option(
+            "--writer",
+            metavar="NAME=INSTANCE/DAG",
+            show_default="none",
+            help="an outside writer of one DAG's run states (DAG_PREFIX* for a family; repeat)",
+        ),
     ] = None,
     lineage: Annotated[
         list[str] | None,
         typer.Option(
             "--lineage",
-            help="an OpenLineage receiver: INSTANCE, or NAME=INSTANCE,INSTANCE for one of several (default: one "
-            "of every instance the graph's openlineage section names, when --instance is not given)",
+            metavar="INSTANCE|NAME=INSTANCE,...",
+            show_default="without --instance: one receiver of every instance the graph's openlineage section names",
+            help="an OpenLineage receiver: INSTANCE, or NAME=INSTANCE,INSTANCE for one of several (repeat)",
         ),
     ] = None,
     secrets_dir: Annotated[
-        str, typer.Option("--secrets-dir", help="where each user's password file lives (read by etcdctl's stdin)")
+        str,
+        typer.Option(
+            "--secrets-dir", metavar="DIR", help="where each user's password file lives (read by etcdctl's stdin)"
+        ),
     ] = "$SECRETS_DIR",
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import typer
 
 from coordinator.airflow.client import AirflowClient, ApiVersion
-from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, DepsOpt, app, build_settings, fail
+from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, DepsOpt, app, build_settings, fail
 from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.graph import Graph
@@ -48,11 +48,9 @@ SUMMARY_ROOTS = 5
 
 PathArg = Annotated[
     Path | None,
-    typer.Argument(
-        help="dependencies file [default: --deps, env COORDINATOR_DEPS, ./dependencies.json]", show_default=False
-    ),
+    typer.Argument(metavar="FILE", help="dependencies file", show_default="the --deps file"),
 ]
-FormatOpt = Annotated[GraphFormat, typer.Option("--format", "-f", help="output format")]
+FormatOpt = Annotated[GraphFormat, typer.Option("--format", "-f", metavar="text|mermaid|dot", help="output format")]
 
 
 def _load(path: Path | None, deps: Path | None) -> Graph:
@@ -90,9 +88,7 @@ def summary(graph: Graph) -> str:
 
 PathsArg = Annotated[
     list[Path] | None,
-    typer.Argument(
-        help="dependencies files [default: --deps, env COORDINATOR_DEPS, ./dependencies.json]", show_default=False
-    ),
+    typer.Argument(metavar="FILE", help="dependencies files (one or more)", show_default="the --deps file"),
 ]
 
 
@@ -101,15 +97,19 @@ AirflowFlag = Annotated[
     typer.Option(
         "--airflow",
         help="also check that every DAG exists in its instance's Airflow (REST; the watcher's settings: "
-        "COORDINATOR_AIRFLOW_URL/_USERNAME/_PASSWORD(_FILE) or COORDINATOR_INSTANCES_FILE); exit 1 if one is missing",
+        "COORDINATOR_AIRFLOW_URL/_USERNAME/_PASSWORD(_FILE) or COORDINATOR_INSTANCES_FILE): exit 1 when a DAG is "
+        "missing or an Airflow cannot be asked, 2 when an instance has no Airflow configured",
     ),
 ]
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def validate(paths: PathsArg = None, deps: DepsOpt = None, airflow: AirflowFlag = False) -> None:
     """Check the dependencies file(s); print a summary each and any warnings (exit 0) or every problem found (exit 2).
-    With --airflow, also check each DAG exists in its Airflow (exit 1 if one does not)."""
+
+    With --airflow, also check each DAG exists in its Airflow: exit 1 when one does not or an Airflow cannot be asked,
+    2 when an instance has no Airflow configured (an invalid file: 2 as well).
+    """
     # Several paths: a pre-commit hook (.pre-commit-hooks.yaml) passes every matching file at once.
     codes = [0]
     targets: list[Path | None] = list(paths) if paths else [None]
@@ -230,13 +230,13 @@ def _print_presence(source: str, where: str, version: str, presence: DagPresence
     typer.echo(f"{where}: Airflow {version}: {found} of {len(presence.checked)} DAGs exist")
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of the dependencies file."""
     typer.echo(schema_text(), nl=False)
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def graph(path: PathArg = None, deps: DepsOpt = None, fmt: FormatOpt = GraphFormat.TEXT) -> None:
     """Draw the dependency graph as text, a Mermaid flowchart or Graphviz dot."""
     typer.echo(render(_load(path, deps), fmt), nl=False)
@@ -247,14 +247,19 @@ class InputsFormat(StrEnum):
     JSON = "json"
 
 
-@app.command()
+@app.command(rich_help_panel=SETUP)
 def inputs(
-    dag: Annotated[str, typer.Argument(help="dag id, or instance/dag_id")],
+    dag: Annotated[str, typer.Argument(metavar="DAG", help="dag id, or instance/dag_id")],
     partition: Annotated[
-        str, typer.Option("--partition", "-p", help="logical date, e.g. 2026-01-01T05:00:00Z or 2026-01-01")
+        str,
+        typer.Option(
+            "--partition", "-p", metavar="PARTITION", help="logical date, e.g. 2026-01-01T05:00:00Z or 2026-01-01"
+        ),
     ],
     deps: DepsOpt = None,
-    fmt: Annotated[InputsFormat, typer.Option("--format", "-f", help="output format")] = InputsFormat.TEXT,
+    fmt: Annotated[
+        InputsFormat, typer.Option("--format", "-f", metavar="text|json", help="output format")
+    ] = InputsFormat.TEXT,
 ) -> None:
     """Print the exact upstream partitions one run of DAG waits for (no etcd needed)."""
     graph = _load(None, deps)

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from coordinator.cli.app import EXIT_FAILURE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
+from coordinator.cli.app import EXIT_FAILURE, OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.model import (
     DEFAULT_INSTANCE,
     KeyLayout,
@@ -132,28 +132,47 @@ async def mark_run(
     return planned
 
 
-StateOpt = Annotated[str, typer.Option("--state", "-s", help="queued, running, success or failed", show_default=False)]
-PartitionOpt = Annotated[
-    str, typer.Option("--partition", "-p", help="logical date in UTC, e.g. 2026-01-01T00:00:00Z", show_default=False)
+StateOpt = Annotated[
+    str,
+    typer.Option("--state", "-s", metavar="queued|running|success|failed", help="the run's state", show_default=False),
 ]
+PartitionOpt = Annotated[
+    str,
+    typer.Option(
+        "--partition", "-p", metavar="PARTITION", help="logical date in UTC, e.g. 2026-01-01T00:00:00Z",
+        show_default=False,
+    ),
+]  # fmt: skip
 
 
-@app.command()
+@app.command(rich_help_panel=OPERATE)
 def mark(
-    dag_id: Annotated[str, typer.Argument(help="DAG id, or instance/dag_id", show_default=False)],
+    dag_id: Annotated[str, typer.Argument(metavar="DAG", help="DAG id, or instance/dag_id", show_default=False)],
     partition: PartitionOpt,
     state: StateOpt,
     instance: Annotated[
-        str | None, typer.Option("--instance", help=f"Airflow instance name [default: {DEFAULT_INSTANCE}]")
+        str | None,
+        typer.Option(
+            "--instance",
+            metavar="INSTANCE",
+            show_default=f"the DAG's (instance/dag_id), else {DEFAULT_INSTANCE}",
+            help="Airflow instance name",
+        ),
     ] = None,
     run_id: Annotated[
         str | None,
-        typer.Option("--run-id", help="run id [default: the stored record's, else manual__PARTITION]"),
+        typer.Option(
+            "--run-id", metavar="RUN_ID", show_default="the stored record's, else manual__PARTITION", help="run id"
+        ),
     ] = None,
     clear_number: Annotated[
         int | None,
         typer.Option(
-            "--clear-number", min=0, help="attempt number [default: the stored record's for that run, else 0]"
+            "--clear-number",
+            metavar="N",
+            min=0,
+            show_default="the stored record's for that run, else 0",
+            help="attempt number",
         ),
     ] = None,
     force: Annotated[
@@ -165,7 +184,7 @@ def mark(
     """Record a DAG run's state for a partition by hand (as the Airflow plugin would); dependents react to it.
 
     A rewrite of the state the run already has is refused (exit 1): it would rerun every dependent. --force records a
-    new attempt instead.
+    new attempt instead. Exit 2 for bad input, 1 when etcd cannot be reached.
     """
     try:
         node = NodeId.parse(dag_id, default_instance=instance or DEFAULT_INSTANCE)

@@ -19,10 +19,11 @@ def lineage_check(p: LineageProbe) -> Check:
         return Check(name=name, status=CheckStatus.WARN,
                      summary="dependencies.json maps OpenLineage jobs, and the receiver's address is not set",
                      fix="set COORDINATOR_LINEAGE_URL (and COORDINATOR_LINEAGE_TOKEN_FILE, a producer's token) so "
-                         "doctor can check `coordinator lineage serve`")  # fmt: skip
+                         "doctor can check the receiver (`coordinator lineage serve --tokens FILE`)")  # fmt: skip
     if p.status == 0:
         return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} did not answer: {p.error}",
-                     fix="start `coordinator lineage serve` there, or correct COORDINATOR_LINEAGE_URL")  # fmt: skip
+                     fix="start `coordinator lineage serve --tokens FILE` there, or correct "
+                         "COORDINATOR_LINEAGE_URL")  # fmt: skip
     if p.status in (401, 403):
         return Check(name=name, status=CheckStatus.FAIL, summary=f"{p.url} refused the token ({p.status})",
                      fix="COORDINATOR_LINEAGE_TOKEN_FILE must hold a token whose sha256 is in the receiver's tokens "

@@ -4,7 +4,7 @@ A page whose source holds a marker line ``<!-- generated: NAME -->`` gets the ma
 by the Markdown :data:`GENERATORS` writes for NAME:
 
 - ``cli``: every command of the ``coordinator`` app (walked through click, as ``coordinator --help`` sees it), with
-  its help, usage, arguments and options with their defaults;
+  its help, usage, arguments and options with their environment variables and defaults;
 - ``settings``: every field of :class:`coordinator.settings.Settings`, its ``COORDINATOR_*`` variable, type, default
   and the comment above it in coordinator/settings.py (the module's own explanation of each default);
 - ``schema``: every definition of the JSON Schema of ``dependencies.json`` (``coordinator schema``'s output) with
@@ -19,9 +19,7 @@ an incremental build never serves a stale reference.
 from __future__ import annotations
 
 import ast
-import importlib
 import json
-import pkgutil
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -44,17 +42,14 @@ def _code(text: str) -> str:
 
 
 def cli_group() -> Any:
-    """The ``coordinator`` app as a click group, with every command module registered (each ``coordinator.cli``
-    module registers its own commands on import, as ``coordinator.cli.app.main`` does). Typer vendors its own click,
-    so commands are told apart by what they have (a group lists commands), not by click's classes."""
+    """The ``coordinator`` app as a click group, with every command module registered as ``coordinator.cli.app.main``
+    registers them. Typer vendors its own click, so commands are told apart by what they have (a group lists
+    commands), not by click's classes."""
     import typer.main
 
-    import coordinator.cli
-    from coordinator.cli.app import app
+    from coordinator.cli.app import app, load_commands
 
-    for module in pkgutil.iter_modules(coordinator.cli.__path__):
-        if module.name != "__main__":  # the console script itself: importing it would run the app
-            importlib.import_module(f"coordinator.cli.{module.name}")
+    load_commands()
     return typer.main.get_command(app)
 
 
@@ -86,11 +81,13 @@ def cli_markdown() -> str:
     root_ctx = root.context_class(root, info_name="coordinator")
     lines: list[str] = []
     commands = list(walk_commands(root, root_ctx))
-    lines.append("| command | what it does |")
-    lines.append("| --- | --- |")
+    lines.append("| command | group | what it does |")
+    lines.append("| --- | --- | --- |")
     for command, ctx in commands:
         path = ctx.command_path
-        lines.append(f"| [{_code(path)}](#{_slug(path)}) | {_cell(command.get_short_help_str(limit=200))} |")
+        # The panel of `coordinator --help` ("Setup: ..."), by its first word.
+        group = str(getattr(command, "rich_help_panel", None) or "").split(":")[0]
+        lines.append(f"| [{_code(path)}](#{_slug(path)}) | {group} | {_cell(command.get_short_help_str(limit=200))} |")
     lines.append("")
     for command, ctx in commands:
         path = ctx.command_path
@@ -168,15 +165,15 @@ def settings_markdown() -> str:
 
 
 def _options_by_variable() -> dict[str, str]:
-    """``COORDINATOR_X`` -> the help of the first command-line option that says it reads that variable."""
+    """``COORDINATOR_X`` -> the help of the first command-line option that reads that variable (its ``envvar``)."""
     found: dict[str, str] = {}
     root = cli_group()
     for command, ctx in walk_commands(root, root.context_class(root, info_name="coordinator")):
         for param in command.get_params(ctx):
-            record = param.get_help_record(ctx)
-            for variable in re.findall(r"\benv (COORDINATOR_[A-Z0-9_]+)", record[1] if record else ""):
+            variable = getattr(param, "envvar", None)
+            if isinstance(variable, str) and param.help:
                 option = ", ".join(getattr(param, "opts", []))
-                found.setdefault(variable, f"{record[1]} (command-line option {_code(option)})")
+                found.setdefault(variable, f"{param.help} (command-line option {_code(option)})")
     return found
 
 
