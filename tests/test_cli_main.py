@@ -50,7 +50,7 @@ def test_an_error_escaping_a_command_exits_with_a_message_and_no_traceback(
 
 def test_no_help_page_shows_a_type_beside_a_flag() -> None:
     """`coordinator --help` and every command's help list their flags without a "<bool>" beside them (a flag takes
-    no value), while options that take one keep their type (e.g. "<str>")."""
+    no value), while options that take one show what to type (e.g. "PARTITION")."""
     from typer.testing import CliRunner
 
     from coordinator.cli import app
@@ -64,4 +64,4 @@ def test_no_help_page_shows_a_type_beside_a_flag() -> None:
     for name, page in pages.items():
         assert page.exit_code == 0, (name, page.output)
         assert "--help" in page.output and "<bool>" not in page.output, (name, page.output)
-    assert "<str>" in pages["status"].output
+    assert "PARTITION" in pages["status"].output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -79,7 +80,6 @@ def test_backfill_requests_only_partitions_in_range_where_upstreams_ran(
         pytest.param(["why", "nope", "-p", "2026-01-01"], "is not a DAG", id="why-unknown-dag"),
         pytest.param(["why", "06_pipeline", "-p", "2026-01-01T00:00:00"], "no time zone", id="why-naive-date"),
         pytest.param(["status", "--format", "xml"], "--format must be text or json", id="status-bad-format"),
-        pytest.param(["reconcile"], "reconcile needs --once", id="reconcile-without-once"),
     ],
 )  # fmt: skip
 def test_bad_input_exits_2_with_a_message(args: list[str], message: str, etcd_endpoint: str, etcd_prefix: str) -> None:
@@ -118,6 +118,29 @@ def test_status_and_why_on_an_empty_store(etcd_endpoint: str, etcd_prefix: str) 
     as_json = cli("status", "--format", "json", "-p", "2026-01-01", endpoint=etcd_endpoint, prefix=etcd_prefix)
     rows = json.loads(as_json.stdout)["rows"]
     assert [r["dag"] for r in rows][:2] == ["01_pipeline", "02_pipeline"]
+
+
+@pytest.mark.parametrize("once", [pytest.param([], id="reconcile"), pytest.param(["--once"], id="reconcile-once")])
+def test_reconcile_needs_no_once_and_still_accepts_it(once: list[str], etcd_endpoint: str, etcd_prefix: str) -> None:
+    """`reconcile --dry-run` is the one pass; `--once` (once required) is still accepted for scripts and changes
+    nothing; `--help` does not list it."""
+    result = cli("reconcile", *once, "--dry-run", endpoint=etcd_endpoint, prefix=etcd_prefix)
+    assert result.returncode == 0, result.stderr
+    assert "nothing to do" in result.stdout
+    page = subprocess.run([sys.executable, "-m", "coordinator.cli", "reconcile", "--help"], capture_output=True,
+                          text=True, timeout=60, check=True)  # fmt: skip
+    assert "--dry-run" in page.stdout and "--once" not in page.stdout
+
+
+def test_a_flag_wins_over_its_environment_variable(etcd_endpoint: str, etcd_prefix: str) -> None:
+    """An option reads its COORDINATOR_* variable when not given (a bad one fails), and the flag wins when given."""
+    env = {**os.environ, "COORDINATOR_ETCD_ENDPOINTS": "http://127.0.0.1:9"}
+    base = [sys.executable, "-m", "coordinator.cli", "status", "--prefix", etcd_prefix, "--deps", DEPS]
+    from_env = subprocess.run(base, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert from_env.returncode == 1 and "127.0.0.1:9" in from_env.stderr, from_env.stderr
+    flag = subprocess.run([*base, "--etcd", etcd_endpoint], env=env, capture_output=True, text=True, timeout=60,
+                          check=False)  # fmt: skip
+    assert flag.returncode == 0, flag.stderr
 
 
 def test_unreachable_etcd_exits_1_with_a_message(etcd_prefix: str) -> None:

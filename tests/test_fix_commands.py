@@ -35,7 +35,7 @@ PLAIN = re.compile(
 #: Sample values for the placeholders the messages use.
 SAMPLES = {"DAG": "02_pipeline", "PARTITION": "2026-01-01T00:00:00Z", "DATE": "2026-01-01", "YYYY-MM-DD": "2026-01-01",
            "INSTANCE": "default", "NAME": "dbt", "NAMESPACE": "dbt_prod", "DURATION": "30d",
-           "TEXT": "given up"}  # fmt: skip
+           "TEXT": "given up", "FILE": "tokens.json"}  # fmt: skip
 #: Named in prose, not given as a command to type: what writes an external DAG's run state ("written by `coordinator
 #: mark`"), and the import-dags command line the user already ran, with its own arguments ("... coordinator
 #: import-dags ...").

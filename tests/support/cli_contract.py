@@ -5,7 +5,10 @@ tests that check those artifacts without running them."""
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
+from collections.abc import Mapping
+from unittest import mock
 
 import typer
 
@@ -29,8 +32,19 @@ def setting_variables() -> set[str]:
     )
 
 
-def command_problem(args: list[str]) -> str | None:
-    """Why ``coordinator ARGS`` would not parse (unknown command, unknown flag, bad value), or None when it does."""
+def command_problem(args: list[str], env: Mapping[str, str | None] | None = None) -> str | None:
+    """Why ``coordinator ARGS`` would not parse (unknown command, unknown flag, bad value, a required option given
+    neither as a flag nor by its variable), or None when it does. ``env``: the artifact's environment, which the parse
+    sees instead of this process's ``COORDINATOR_*`` variables (a value from a secret, None, counts as unset)."""
+    if env is None:
+        return _problem(args)
+    kept = {name: value for name, value in os.environ.items() if not name.startswith("COORDINATOR_")}
+    given = {name: value for name, value in env.items() if value is not None}
+    with mock.patch.dict(os.environ, {**kept, **given}, clear=True):
+        return _problem(args)
+
+
+def _problem(args: list[str]) -> str | None:
     for module in pkgutil.iter_modules(importlib.import_module("coordinator.cli").__path__):
         if module.name.endswith("_cmds"):  # each registers its commands on ``app`` when imported
             importlib.import_module(f"coordinator.cli.{module.name}")
