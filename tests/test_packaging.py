@@ -127,7 +127,7 @@ def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
 ) -> None:
     """Installed with the protobuf4 extra under Airflow 2's pins with protobuf at 2.10's 4.25: pip check is clean,
     protobuf stays 4.25 and the etcd client writes and reads a key; with aetcd 1.0.0 there instead, the import says
-    what to install."""
+    what to install. Slow by design: pip installs the wheel into a fresh venv, twice."""
     # Airflow's own constraint files live on GitHub, out of reach here: the 2.11 venv's pins (constraints/airflow2.txt)
     # with protobuf at 2.10's pin stand for them. Our wheel and its dependencies only, not Airflow (a minute more):
     # protobuf is where the two meet, and pip check sees every other pin the wheel shares with Airflow.
@@ -174,7 +174,8 @@ def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
 
 def test_the_wheel_resolves_beside_airflow_2_10_with_its_protobuf_pin(wheel: Path, tmp_path: Path) -> None:
     """pip resolves Airflow 2.10.5 and the wheel with the protobuf4 extra under protobuf==4.25.5: protobuf is not
-    moved, aetcd is 1.0.0a4 (a resolution only, --dry-run: ~150 packages' metadata, no install)."""
+    moved, aetcd is 1.0.0a4 (a resolution only, --dry-run: ~150 packages' metadata, no install). Slow by design:
+    pip resolves Airflow's whole dependency tree."""
     constraints = tmp_path / "protobuf.txt"
     constraints.write_text(f"protobuf=={AIRFLOW_2_10_PROTOBUF}\n", encoding="utf-8")
     report = tmp_path / "report.json"

@@ -85,7 +85,8 @@ def run_hook(repo: Path, hook: str, hooks: HookRepo, **env: str) -> subprocess.C
 
 
 def test_validate_hook_passes_a_valid_file(tmp_path: Path, hook_repo: HookRepo) -> None:
-    """coordinator-validate passes on a valid dependencies.json."""
+    """coordinator-validate passes on a valid dependencies.json. Slow by design when it runs first: pre-commit
+    installs this checkout into its environment then (the module's other tests reuse it)."""
     repo = team_repo(tmp_path / "team", (ROOT / "dependencies.json").read_text(encoding="utf-8"))
     result = run_hook(repo, "coordinator-validate", hook_repo)
     assert result.returncode == 0, result.stdout + result.stderr

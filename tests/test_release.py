@@ -171,7 +171,8 @@ def installed(release: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_released_wheel_runs_from_a_fresh_venv(installed: Path) -> None:
     """The wheel's console script runs from the fresh venv (not this checkout) and prints the release's version;
-    its package is imported from that venv's site-packages."""
+    its package is imported from that venv's site-packages. Slow by design: the module's fixture installs the
+    wheel and Airflow 3.3 into a fresh venv (shared with the README walkthrough)."""
     version = subprocess.run([str(installed / "bin" / "coordinator"), "--version"], capture_output=True, text=True,
                              timeout=60, check=False, cwd="/")  # fmt: skip
     assert version.returncode == 0 and version.stdout.strip() == f"coordinator {VERSION}", version

@@ -57,7 +57,7 @@ def test_runs_counted_by_earlier_passes_and_a_killed_leader_count_toward_the_win
     """A budget of 8: the first partition's cascade (6 runs over three passes) is counted in etcd; after the leader's
     kill -9 the next leader, judging the second partition's 4 fan-in runs, starts 2 and holds 2 (a per-pass count
     would start all 4); `coordinator release default` starts the held 2 and both cascades end with every DAG run
-    exactly once."""
+    exactly once. Slow by design: the successor waits out the killed leader's 3 s lease."""
     first, second = new_partition(), new_partition()
     leader = stack.start_watcher("w1", COORDINATOR_TRIGGER_BUDGET="8")
     stack.trigger_root(first)

@@ -49,7 +49,8 @@ def held_dags(state: dict[str, Any]) -> set[str]:
 
 def test_a_midnight_cascade_of_300_dags_runs_with_no_hold(stack: Stack) -> None:
     """One root's success makes 300 different DAGs of one instance due at once: under the default settings every
-    one of them runs exactly once and nothing is held (the old fixed budget of 100 held 200 of them)."""
+    one of them runs exactly once and nothing is held (the old fixed budget of 100 held 200 of them). Slow by design:
+    300 real triggers through one watcher."""
     wide = [f"m{i:03}" for i in range(300)]
     for dag in ["midnight", *wide]:
         stack.fake.add_dag(dag)
@@ -91,7 +92,8 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     (its allowance) and is held, said in status, why and the metric; an unrelated DAG of the same instance still
     triggers. `coordinator release default --dag c1` starts c1's other 260 once each, even though the leader is
     killed -9 while they start, and their successes start g1 (below c1) for all 300 with no new hold: the release
-    declared that range; c2 stays held; the instance never is."""
+    declared that range; c2 stays held; the instance never is. Slow by design: ~640 real triggers, a kill -9 and
+    the successor's wait for the dead leader's lease."""
     for dag in ("flooded", "c1", "c2", "g1", "other", "v"):
         stack.fake.add_dag(dag)
     stack.set_deps({"c1": "flooded", "c2": "flooded", "g1": "c1", "v": "other"})
@@ -141,7 +143,7 @@ def test_release_refuses_a_bad_dag_name(stack: Stack) -> None:
 def test_a_declared_backfill_beyond_the_allowance_runs_with_no_hold(stack: Stack) -> None:
     """60 days of history the first adoption left alone (--adopt-none): `coordinator backfill b` over them starts
     b's 60 runs and its dependent c's 60, beyond their allowance of 40, each once and with no hold: a declared
-    backfill is what explains them."""
+    backfill is what explains them. Slow by design: 120 real triggers through one watcher."""
     for dag in ("a", "b", "c"):
         stack.fake.add_dag(dag)
     stack.set_deps({"b": "a", "c": "b"})

@@ -182,7 +182,8 @@ def seeded() -> tuple[int, random.Random]:
 
 
 def test_kills_during_cascades_lose_and_repeat_nothing(stack: Stack) -> None:
-    """8 cascades with 1-2 kills each at chosen protocol points all complete, every DAG created once, never cleared."""
+    """8 cascades with 1-2 kills each at chosen protocol points all complete, every DAG created once, never cleared.
+    Slow by design: every kill starts a successor that waits out the dead leader's 1 s lease, 8-16 times."""
     seed, rng = seeded()
     stack.fake.run_duration_s = 0.03
     chaos = Chaos(stack, rng, attempt=0, endpoint="trigger")
@@ -209,7 +210,8 @@ def test_kills_during_cascades_lose_and_repeat_nothing(stack: Stack) -> None:
 
 
 def test_kills_during_clear_cascades_clear_each_dag_once(stack: Stack) -> None:
-    """Reruns after a root clear, with 1-2 kills each at chosen protocol points, clear every dependent exactly once."""
+    """Reruns after a root clear, with 1-2 kills each at chosen protocol points, clear every dependent exactly once.
+    Slow by design: every kill starts a successor that waits out the dead leader's 1 s lease."""
     seed, rng = seeded()
     stack.fake.run_duration_s = 0.03
     partitions = [new_partition() for _ in range(4)]
