@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from coordinator.core.grid import Grid
 from coordinator.core.model import RunState, canonical_partition
 from devtools.dbt_stack import dbt_project, ensure_venv, model_job, run_dbt_ol
 from tests.e2e.harness import E2E, REPO
+from tests.e2e.settle import wait_settled
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc
 
 pytestmark = pytest.mark.e2e
@@ -50,7 +50,8 @@ def test_dbt_ol_builds_trigger_the_dependent_once_per_partition_and_a_failed_mod
     e2e: E2E, tmp_path: Path
 ) -> None:
     """A failed model blocks the dependent (why names the model's FAIL); a good build triggers it once; a second
-    build of the day (a rerun) clears it once; Airflow holds one run of it for the partition throughout."""
+    build of the day (a rerun) clears it once; Airflow holds one run of it for the partition throughout. Slow by
+    design: three real `dbt-ol build` runs and two real Airflow runs of the dependent."""
     venv = ensure_venv()
     project = dbt_project(tmp_path / "jaffle")
     instance = e2e.stack.instance
@@ -58,6 +59,7 @@ def test_dbt_ol_builds_trigger_the_dependent_once_per_partition_and_a_failed_mod
     (tmp_path / "dependencies.json").write_text(deps.read_text())
     watcher_id = "lineage-e2e-watcher"
     e2e.start_watcher(deps, "--id", watcher_id, name="lineage-watcher")
+    log = e2e.work_dir / "lineage-watcher.log"
     e2e.wait_for_leader(deps, watcher_id)
     receiver = ReceiverProc(e2e.etcd_endpoint, e2e.prefix, tmp_path).start()
     token = TOKENS["dbt"][0]
@@ -79,7 +81,11 @@ def test_dbt_ol_builds_trigger_the_dependent_once_per_partition_and_a_failed_mod
         assert why.returncode == 0, why.stderr
         assert f"OpenLineage job {NAMESPACE}/{model_job('orders')}" in why.stdout, why.stdout
         assert "last event FAIL" in why.stdout and "state failed" in why.stdout, why.stdout
-        time.sleep(5)  # a few reconcile passes: nothing is triggered for a failed upstream
+        # The watcher's pass that saw the build's last record planned nothing: nothing is triggered for a failed
+        # upstream (an event, not a sleep: tests/e2e/settle.py).
+        written = [e2e.read_run(dag, partition, "analytics")[1] for dag in ("orders", "customers", "dbt_run")]
+        wait_settled(log, max(written))
+        assert e2e.read_ledger(DEPENDENT, partition) is None
         assert e2e.runs(DEPENDENT, partition) == []
 
         # 2. A good build: both models succeed, the dependent is triggered once and succeeds.
@@ -95,7 +101,9 @@ def test_dbt_ol_builds_trigger_the_dependent_once_per_partition_and_a_failed_mod
         assert again.returncode == 0, again.stdout[-2000:]
         e2e.wait_for_run_record(DEPENDENT, partition, lambda r: r.state is RunState.SUCCESS and r.clear_number >= 1,
                                 120, "success after one clear")  # fmt: skip
-        time.sleep(5)  # the two models' new successes came in separately: still one clear, not two
+        # The two models' new successes came in separately: once the watcher has seen the dependent's success and
+        # planned nothing more, there was one clear, not two.
+        wait_settled(log, e2e.read_run(DEPENDENT, partition)[1])
         ledger = e2e.read_ledger(DEPENDENT, partition)
         assert ledger is not None and ledger.trigger_count == 2, ledger
         record, _ = e2e.read_run(DEPENDENT, partition)
