@@ -149,7 +149,8 @@ def test_page_status_and_watcher_agree_for_every_dag_and_partition(
     store: dict[str, Any], etcd_settings: EtcdSettings, etcd_endpoint: str, deps_dir: Path
 ) -> None:
     """For every DAG and partition: the page's state is status's, and the watcher triggers exactly what both show
-    as due (first adoption held or not, retired partitions, activations, grids)."""
+    as due (first adoption held or not, retired partitions, activations, grids). Slow by design: 150 Hypothesis
+    stores, each written to etcd and read by status, the page (once per day) and a watcher pass."""
     prefix = f"/one-decision-{uuid.uuid4().hex[:10]}"
     deps = deps_dir / f"{store['graph']}.json"
     deps.write_text(json.dumps({"version": 1, "dags": GRAPHS[store["graph"]]}))

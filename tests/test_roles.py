@@ -254,7 +254,8 @@ def test_each_component_works_under_exactly_its_role(
     """With auth on: the watcher (reconcile --once) adopts the graph and triggers team B's run after team A's
     plugin recorded a success; the page draws the graph; doctor passes its etcd checks read-only; prune records a
     floor; the plugin's check-plugin writes and deletes its test record; doctor under a plugin user says what it could
-    not check; prune under doctor's read-only user is refused."""
+    not check; prune under doctor's read-only user is refused. Slow by design: seven CLI processes, each a component
+    logging in to etcd as its own user."""
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps(GRAPH))
     instances = tmp_path / "instances.json"

@@ -73,7 +73,7 @@ def e2e(sqlite_airflow: E2E) -> Iterator[E2E]:
 
 def test_the_sqlite_airflow_uses_the_write_ahead_log(e2e: E2E) -> None:
     """The SQLite stack's database file is in write-ahead-log mode: its many readers never block the scheduler's
-    writes."""
+    writes. Slow by design when it runs first: the module's fixture starts its own Airflow on SQLite."""
     database = e2e.stack.database_file
     assert database is not None and database.is_file() and e2e.stack.database == str(database)
     with closing(sqlite3.connect(database)) as connection:
@@ -81,7 +81,8 @@ def test_the_sqlite_airflow_uses_the_write_ahead_log(e2e: E2E) -> None:
 
 
 def test_on_sqlite_one_partition_cascades_through_the_seven_pipelines(e2e: E2E) -> None:
-    """Triggering 01_pipeline for a partition runs 02..05, then 06 once (fan-in), then 07, each exactly once."""
+    """Triggering 01_pipeline for a partition runs 02..05, then 06 once (fan-in), then 07, each exactly once.
+    Slow by design: seven real Airflow runs (and, when it runs first, the module's own Airflow starting)."""
     deps = e2e.write_dependencies(json.loads((REPO / "dependencies.json").read_text()), name="cascade-smoke.json")
     watcher = e2e.start_watcher(deps, "--id", "cascade-smoke", name="cascade-smoke-watcher")
     # The graph must be adopted before 01 succeeds: a success older than its edges' adoption is history, not news

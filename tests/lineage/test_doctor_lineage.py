@@ -36,7 +36,8 @@ def test_doctor_checks_the_receiver_its_token_and_its_role(
     etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
 ) -> None:
     """With the receiver's URL and a known token doctor says ok and names what it may write; an unknown token and a
-    stopped receiver fail with the fix; no URL is a warning naming the settings."""
+    stopped receiver fail with the fix; no URL is a warning naming the settings. Slow by design: four doctor
+    processes, as an operator runs it, and a receiver process."""
     receiver = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path).start()
     good, bad = tmp_path / "good.token", tmp_path / "bad.token"
     good.write_text(TOKENS["dbt"][0] + "\n")

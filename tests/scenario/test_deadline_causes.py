@@ -133,7 +133,8 @@ def test_an_unreachable_instance_blocks_then_recovers_without_a_second_alert(
 ) -> None:
     """b stops answering: 03 in the default instance is blocked (cause: b/01 unreachable), the handler runs once
     with that cause and the reachability gauge says 0; b answers again: the gauge says 1 and 03 is on time again
-    (logged, not alerted), and b/01's success then changes nothing."""
+    (logged, not alerted), and b/01's success then changes nothing. Slow by design: the watcher calls b
+    unreachable after three failed paused-DAG lists, 5 s apart (the list's reuse period), and reachable at the next."""
     fake_b, proxy = instance_b
     p = today()
     stack.set_deps(graph(p, root=f"{B}/{ROOT}"))

@@ -92,7 +92,8 @@ def run_in(container: str, *argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_image_builds_under_its_size_target(built: image.Built) -> None:
-    """The image builds and its root filesystem is under the 150 MB target, uncompressed (printed beside it)."""
+    """The image builds and its root filesystem is under the 150 MB target, uncompressed (printed beside it).
+    Slow by design when it runs first: the module's fixture builds the image with buildah."""
     print(f"\n{built.tag}: {built.size_mb:.1f} MB uncompressed (target {image.TARGET_MB} MB)")
     assert 0 < built.size_mb < image.TARGET_MB
 
