@@ -75,7 +75,7 @@ class WatcherPresence(BaseModel):
     started_at: datetime
     version: str = ""
     instances: tuple[InstanceCheck, ...] = ()
-    #: ``watch`` (the service) or ``reconcile-once`` (the last ``reconcile --once`` pass, e.g. the 00_watcher DAG's:
+    #: ``watch`` (the service) or ``reconcile-once`` (the last ``reconcile`` pass, e.g. the 00_watcher DAG's:
     #: ``started_at`` is then when that pass ran; the key outlives it by RECONCILE_ONCE_TTL_S).
     mode: str = "watch"
     #: The digest of the graph this watcher plans with (its dependencies.json), and that graph's warnings (an
@@ -85,7 +85,7 @@ class WatcherPresence(BaseModel):
 
 
 def graph_digests(watchers: Iterable[WatcherPresence]) -> dict[str, list[str]]:
-    """Digest -> the watcher services (not ``reconcile --once`` passes) whose graph it is; a watcher of a version that
+    """Digest -> the watcher services (not ``reconcile`` passes) whose graph it is; a watcher of a version that
     does not say is left out. More than one digest: a failover changes the graph in force."""
     found: dict[str, list[str]] = {}
     for w in watchers:
@@ -103,7 +103,7 @@ def different_graphs_text(digests: dict[str, list[str]], leader: str | None) -> 
     return "; ".join(parts)
 
 
-#: How long a ``reconcile --once`` pass stays visible: a 00_watcher DAG on its default one-minute schedule renews it
+#: How long a ``reconcile`` pass stays visible: a 00_watcher DAG on its default one-minute schedule renews it
 #: 15 times over; a schedule slower than 15 minutes shows as "no watcher" between passes, which is then nearly true.
 RECONCILE_ONCE_TTL_S = 900
 RECONCILE_ONCE = "reconcile-once"
@@ -143,7 +143,7 @@ def status_header(
     once = last_reconcile_once(watchers)
     if leader is None and once is not None:
         at = once.started_at.isoformat(timespec="seconds")
-        lines = [f"no watcher leads between passes; the last `reconcile --once` pass ({once.id}) ran at {at}: what "
+        lines = [f"no watcher leads between passes; the last `reconcile` pass ({once.id}) ran at {at}: what "
                  "is due is triggered at the next pass"]  # fmt: skip
     elif leader is None:
         lines = [

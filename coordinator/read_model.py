@@ -1,4 +1,4 @@
-"""The one read of the store that readers build on: ``status``, ``why``, ``reconcile --once``'s report, ``diff``,
+"""The one read of the store that readers build on: ``status``, ``why``, ``reconcile``'s report, ``diff``,
 ``doctor`` and the page's whole-prefix view take it from here instead of each reading and loading its own copy, and
 it loads through the watcher's own informer (``coordinator/informer``): the same indexes, fed by the same code.
 

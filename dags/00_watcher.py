@@ -1,6 +1,6 @@
 """00_watcher: the in-Airflow variant of the watcher, for teams that cannot run ``coordinator watch`` as a service.
 
-Each run is ``coordinator reconcile --once``: one consistent snapshot of etcd, one planning pass, the due
+Each run is ``coordinator reconcile``: one consistent snapshot of etcd, one planning pass, the due
 triggers/clears through the REST API, then exit; its task log ends with ONE line saying what the pass did, e.g.
 ``revision 812: 4 action(s), 4 done, 0 skipped, 0 error(s) [create 02_pipeline 2026-01-01T00:00:00Z, ...]``.
 Exactly-once holds as with the service (the ledger and the leader lease are the same), and a pass that finds a
@@ -63,6 +63,6 @@ with DAG(
     BashOperator(
         task_id="reconcile_once",
         # --wait 0: if a service watcher leads, this pass exits at once with "another watcher leads".
-        bash_command="coordinator reconcile --once --wait 0",
+        bash_command="coordinator reconcile --wait 0",
         execution_timeout=timedelta(minutes=4),
     )

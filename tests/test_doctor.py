@@ -515,13 +515,13 @@ def test_doctor_checks_the_etcd_users_permissions_without_writing(
 def test_reconcile_once_passes_count_as_a_watcher_between_passes(
     etcd_endpoint: str, etcd_prefix: str, airflow: FakeAirflow
 ) -> None:
-    """The 00_watcher mode: after a `reconcile --once` pass nobody leads, but doctor's leader check passes and status
+    """The 00_watcher mode: after a `reconcile` pass nobody leads, but doctor's leader check passes and status
     says the next pass triggers what is due, instead of "nothing will be triggered"."""
     env = cli_env(etcd_endpoint, etcd_prefix, airflow.url)
-    done = run_cli("reconcile", "--once", env=env)
+    done = run_cli("reconcile", env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     leader = checks_of(run_cli("doctor", "--format", "json", env=env))["leader"]
-    assert leader["status"] == "ok" and "last `reconcile --once` pass" in leader["summary"], leader
+    assert leader["status"] == "ok" and "last `reconcile` pass" in leader["summary"], leader
     status = run_cli("status", env=env)
     assert status.stdout.startswith("no watcher leads between passes"), status.stdout
     assert "nothing will be triggered" not in status.stdout

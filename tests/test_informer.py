@@ -269,7 +269,7 @@ def test_the_watcher_counts_live_watcher_services_from_the_presence_keys(
     etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path, arun: Callable[..., Any]
 ) -> None:
     """The watcher's ``coordinator_watchers`` gauge follows the presence keys its informer loads and watches: watcher
-    services only (a ``reconcile --once`` pass and a value of another version are not counted), down when a key
+    services only (a ``reconcile`` pass and a value of another version are not counted), down when a key
     goes (a dead watcher's lease expired)."""
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps({"version": 1, "instances": {"default": {}}, "dags": {}}))

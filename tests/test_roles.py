@@ -251,7 +251,7 @@ def airflow() -> Iterator[FakeAirflow]:
 def test_each_component_works_under_exactly_its_role(
     auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
 ) -> None:
-    """With auth on: the watcher (reconcile --once) adopts the graph and triggers team B's run after team A's
+    """With auth on: the watcher (reconcile) adopts the graph and triggers team B's run after team A's
     plugin recorded a success; the page draws the graph; doctor passes its etcd checks read-only; prune records a
     floor; the plugin's check-plugin writes and deletes its test record; doctor under a plugin user says what it could
     not check; prune under doctor's read-only user is refused. Slow by design: seven CLI processes, each a component
@@ -265,7 +265,7 @@ def test_each_component_works_under_exactly_its_role(
     def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
         return run_cli(*args, env=auth_etcd.env(user, airflow, deps, instances))
 
-    adopt = cli("coordinator-watcher", "reconcile", "--once")
+    adopt = cli("coordinator-watcher", "reconcile")
     assert adopt.returncode == 0, adopt.stdout + adopt.stderr
     config = writer_config(auth_etcd, "team_a")
 
@@ -274,7 +274,7 @@ def test_each_component_works_under_exactly_its_role(
             await write_fact(store, extract_success(config), 2.0)
 
     arun(record())
-    done = cli("coordinator-watcher", "reconcile", "--once")
+    done = cli("coordinator-watcher", "reconcile")
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r.run_id for r in airflow.runs("load")] == [f"coordinator__{PARTITION}"]
 
@@ -334,7 +334,7 @@ def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
-    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile")
     config = writer_config(auth_etcd, "team_a")
 
     async def record() -> None:
@@ -343,16 +343,16 @@ def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
                 await write_fact(store, extract_success(config, day), 2.0)
 
     arun(record())
-    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile")
     assert len(airflow.runs("load")) == 1
     status = json.loads(cli("coordinator-doctor", "status", "--format", "json").stdout)
     assert [(b["instance"], b["held"], b["held_count"]) for b in status["budget"]] == [("team_b", True, 1)]
-    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile")
     assert len(airflow.runs("load")) == 1, "a held run started without a release"
     released = cli("coordinator-backfill", "release", "team_b")
     assert "released team_b" in released.stdout
-    cli("coordinator-watcher", "reconcile", "--once")
-    cli("coordinator-watcher", "reconcile", "--once")
+    cli("coordinator-watcher", "reconcile")
+    cli("coordinator-watcher", "reconcile")
     assert sorted(r.run_id for r in airflow.runs("load")) == [
         "coordinator__2026-01-01T00:00:00Z",
         "coordinator__2026-01-02T00:00:00Z",

@@ -11,7 +11,7 @@ c. A graph key that exists but cannot be read is not a first adoption (something
 d. A long history must not turn a first start into a flood. Before acting, the leader counts the triggers the history
    would cause now (the first wave: the dependents of what already succeeded; the cascade behind them follows as
    they run). In ``auto`` mode, more than ``limit`` HOLDS the adoption: nothing is written, nothing is triggered;
-   the leader logs it, ``status`` and ``reconcile --once --dry-run`` show it, with how to proceed.
+   the leader logs it, ``status`` and ``reconcile --dry-run`` show it, with how to proceed.
 e. The operator chooses explicitly, with no limit: ``all`` (every partition), ``since P`` (partitions at or after
    P), or ``none`` (no history, as rule b: then ``coordinator backfill`` per DAG for the history wanted).
 f. Pure: no I/O, no clock, no logging; the shell writes the activation with a fenced CAS and logs the decision.
@@ -121,7 +121,7 @@ class FirstAdoption:
             "process all of it: coordinator watch --adopt-all (or COORDINATOR_ADOPT_HISTORY=all)",
             "start from new runs only: coordinator watch --adopt-none (or COORDINATOR_ADOPT_HISTORY=none), then "
             f"coordinator backfill DAG --from {oldest[:10]} --to {newest[:10]} for each DAG whose history you want",
-            "raise the limit: COORDINATOR_FIRST_START_LIMIT (the same works for reconcile --once and the watcher DAG)",
+            "raise the limit: COORDINATOR_FIRST_START_LIMIT (the same works for reconcile and the watcher DAG)",
         ]
 
 

@@ -99,7 +99,7 @@ def leader_check(f: DoctorFacts) -> Check:
         return Check(
             name="leader",
             status=CheckStatus.OK,
-            summary=f"no watcher leads between passes; the last `reconcile --once` pass ({once.id}) ran at "
+            summary=f"no watcher leads between passes; the last `reconcile` pass ({once.id}) ran at "
             f"{once.started_at.isoformat(timespec='seconds')}",
         )
     if f.leader is None:

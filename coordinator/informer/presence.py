@@ -6,7 +6,7 @@ Rules:
    its mod revision is its create revision: the revision its term began (``LeaderFact.since_revision``).
 2. A presence value another version wrote may not parse: it says nothing this version can use and is left out
    without a complaint (it is not bad input, only someone else's).
-3. ``services`` counts the watcher services (``watch``, not the passes of ``reconcile --once``) with a live key:
+3. ``services`` counts the watcher services (``watch``, not the passes of ``reconcile``) with a live key:
    the leader and its warm standbys. An int kept on every change, so a metrics scrape in another thread reads it
    without iterating a dict the event loop changes.
 """

@@ -36,7 +36,7 @@ Rules:
    most ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
    (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of
    deliveries never waits in front of a trigger (``busy``, the gauge ``coordinator_actions_in_flight``, counts the
-   triggers' pool only); :meth:`Executor.drain` waits for both (``reconcile --once``, the
+   triggers' pool only); :meth:`Executor.drain` waits for both (``reconcile``, the
    stop, a test), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision
    (one per key in processing), not this module's.
 """

@@ -158,7 +158,7 @@ async def presence_loop(watcher: Presence) -> None:
 
 
 async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> None:
-    """After a ``reconcile --once`` pass: the one presence key of that mode, bound to a lease of RECONCILE_ONCE_TTL_S,
+    """After a ``reconcile`` pass: the one presence key of that mode, bound to a lease of RECONCILE_ONCE_TTL_S,
     so ``doctor`` and ``status`` know passes happen although no watcher leads between them. Best effort: etcd
     trouble here is logged, never fails the pass."""
     key = settings.keys.watcher_key(RECONCILE_ONCE)

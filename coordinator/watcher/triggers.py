@@ -21,7 +21,7 @@ Rules (the watcher's rules 2, 4 and 6, for the triggers):
    The result is the full pass's: a slice plans its partitions whole at the view's current revision, and a change
    to a partition already planned reaches the queue as its own key (level-triggered). A sweep ends with the full
    pass's line (``dirty=all``); it counts as the term's full pass (rule 5) only when every slice was planned leading
-   in this term. A one-shot pass (``reconcile --once``) plans every partition at once. Within a pass, planning
+   in this term. A one-shot pass (``reconcile``) plans every partition at once. Within a pass, planning
    yields to the event loop every ``PLAN_SLICE_FACTS`` facts, with the view held still (``view_lock``) so the
    pass sees one revision.
 4. One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice that found nothing
@@ -150,7 +150,7 @@ class TriggerReconciler:
     #: A withheld trigger (its count could not be recorded) comes back after at most this long.
     error_retry_s: float
     passes: int = 0
-    #: The last first-adoption decision of this process (reported by reconcile --once), and the digest of the graph
+    #: The last first-adoption decision of this process (reported by reconcile), and the digest of the graph
     #: whose first adoption is held (semantics rule 9d), so that incremental passes do not re-count the whole history.
     first: FirstAdoption | None = None
     held: str | None = None

@@ -58,7 +58,7 @@ def test_first_start_above_the_limit_holds_until_the_operator_chooses(stack: Sta
     status = json.loads(stack.cli("status", "--format", "json", "--first-start-limit", "5").stdout)
     assert status["adoption"]["held"] is True and status["adoption"]["triggers"] == 8
     assert any("--adopt-since" in hint for hint in status["adoption"]["next"])
-    dry = stack.cli("reconcile", "--once", "--dry-run", "--first-start-limit", "5").stdout
+    dry = stack.cli("reconcile", "--dry-run", "--first-start-limit", "5").stdout
     assert "first adoption held" in dry and "nothing to do" in dry and "held back (8)" in dry, dry
     watcher.stop()
 
@@ -76,9 +76,9 @@ def test_first_start_above_the_limit_holds_until_the_operator_chooses(stack: Sta
 
 def test_adopt_flags_are_checked(stack: Stack) -> None:
     """Two --adopt-* flags, a bad date or a bad COORDINATOR_ADOPT_HISTORY exit 2 with a message saying what is wrong."""
-    both = stack.cli("reconcile", "--once", "--dry-run", "--adopt-all", "--adopt-none", check=False)
+    both = stack.cli("reconcile", "--dry-run", "--adopt-all", "--adopt-none", check=False)
     assert both.returncode == 2 and "choose one of --adopt-all, --adopt-none" in both.stderr, both.stderr
-    bad = stack.cli("reconcile", "--once", "--dry-run", "--adopt-since", "yesterday", check=False)
+    bad = stack.cli("reconcile", "--dry-run", "--adopt-since", "yesterday", check=False)
     assert bad.returncode == 2 and "invalid partition 'yesterday'" in bad.stderr, bad.stderr
     watcher = stack.start_watcher("w1", ready="none", COORDINATOR_ADOPT_HISTORY="everything")
     wait_for(lambda: not watcher.alive, "the watcher to refuse a bad COORDINATOR_ADOPT_HISTORY")

@@ -92,11 +92,11 @@ def test_a_checkpoint_that_claims_too_much_costs_time_never_a_trigger(stack: Sta
 
 
 def test_a_one_shot_pass_plans_every_partition_whatever_the_checkpoint_says(stack: Stack) -> None:
-    """``reconcile --once`` (the watcher DAG's pass) has no full pass after it: a checkpoint claiming a root's
+    """``reconcile`` (the watcher DAG's pass) has no full pass after it: a checkpoint claiming a root's
     success was planned does not narrow it, and the root's fan-in is triggered."""
     p = root_succeeds_behind_a_wrong_checkpoint(stack)
 
-    done = stack.cli("reconcile", "--once", airflow=True)
+    done = stack.cli("reconcile", airflow=True)
     assert f"{len(FAN_IN)} action(s)" in done.stdout, done.stdout
     for dag in FAN_IN:
         assert len(stack.fake_runs(dag, p)) == 1, dag
