@@ -91,7 +91,8 @@ def wait_cascaded(e2e: E2E, partitions: list[str]) -> None:
 def test_scheduler_stays_fast_while_etcd_is_down_and_the_audit_repairs_lost_states(
     outage_e2e: E2E, private_etcd: EtcdServer
 ) -> None:
-    """With etcd down, runs finish as fast as with it up; once it is back the audit repairs the lost states."""
+    """With etcd down, runs finish as fast as with it up; once it is back the audit repairs the lost states.
+    Slow by design: real Airflow runs timed with etcd up and down, an outage outlasting the lease, then the audit."""
     e2e = outage_e2e
     deps = e2e.write_dependencies(GRAPH, name="outage-graph.json")
     e2e.start_watcher(

@@ -17,6 +17,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,8 @@ from coordinator.core.model import RunState, run_id_for
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
 from devtools.procs import free_port
-from tests.e2e.harness import E2E, PIPELINES, REPO, UPSTREAMS, assert_started_after, wait_for
+from tests.e2e.harness import E2E, PIPELINES, REPO, UPSTREAMS, assert_started_after, parse_time, wait_for
+from tests.e2e.settle import wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +35,11 @@ DOWNSTREAM = PIPELINES[1:]
 WATCHER_DAG = "00_watcher"
 #: Three levels (02..05, 06, 07), each waiting for the next 10 s pass plus a task start: ~1 min; bound for a hang.
 CASCADE_TIMEOUT_S = 240.0
-#: Longer than two watcher-DAG intervals: had the paused watcher (or anything else) acted, it would show.
-PAUSED_QUIET_S = 25.0
-SETTLE_S = 12.0
+#: Longer than one watcher-DAG interval: were the pause ignored, the scheduler would create the DAG's run at its next
+#: loop (catchup off, the DAG parsed before the fixture yields), and no watcher-DAG run is asserted below.
+PAUSED_QUIET_S = 10.0
+#: Bounds one whole watcher-DAG pass: the 10 s interval, the task's start-up and its pass, on a loaded machine.
+PASS_TIMEOUT_S = 90.0
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +116,21 @@ def assert_cascaded_once(env: E2E, partition: str) -> None:
         assert ledger is not None and ledger.trigger_count == 1, (dag_id, ledger)
 
 
+def wait_for_a_pass_after(stack: AirflowStack, after: datetime) -> None:
+    """Until a watcher-DAG run that started after ``after`` has ended: one whole pass that saw everything written
+    before ``after``, so a duplicate it would trigger shows now (an event, not a fixed sleep)."""
+
+    def ended() -> bool:
+        for run in watcher_dag_runs(stack):
+            started = parse_time(str(run["start_date"])) if run.get("start_date") else None
+            if started is not None and started > after and run["state"] in ("success", "failed"):
+                assert run["state"] == "success", run
+                return True
+        return False
+
+    wait_for(ended, PASS_TIMEOUT_S, f"a whole {WATCHER_DAG} run started after {after.isoformat()}", interval_s=0.5)
+
+
 def task_log_lines(home: Path, needle: str) -> list[str]:
     found: list[str] = []
     for path in (home / "logs").glob(f"dag_id={WATCHER_DAG}/**/*.log"):
@@ -120,7 +139,8 @@ def task_log_lines(home: Path, needle: str) -> list[str]:
 
 
 def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fresh: E2E) -> None:
-    """Paused 00_watcher: nothing runs; enabled: each dependent runs once, in order, and again once after a clear."""
+    """Paused 00_watcher: nothing runs; enabled: each dependent runs once, in order, and again once after a clear.
+    Slow by design: each of the three levels, twice, waits for the watcher DAG's next pass on its real 10 s schedule."""
     partition = root_succeeds(fresh, "before-watcher-dag")
     time.sleep(PAUSED_QUIET_S)
     assert all(fresh.runs(dag_id, partition) == [] for dag_id in DOWNSTREAM)
@@ -133,7 +153,7 @@ def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fres
         "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=CASCADE_TIMEOUT_S, what="success"
     )
     print(f"\nwatcher DAG (10 s schedule): enabled -> 07 success in {time.monotonic() - enabled:.1f} s")
-    time.sleep(SETTLE_S)  # another watcher-DAG pass or two: a duplicate would show now
+    wait_for_a_pass_after(fresh.stack, datetime.now(UTC))
     assert_cascaded_once(fresh, partition)
     assert json.loads(fresh.read_key(fresh.keys.config_key("graph")) or b"{}")["nodes"], "the first pass adopted"
     # The pass that adopted the graph said so in one line of its task log.
@@ -146,7 +166,7 @@ def test_watcher_dag_enabled_after_the_root_succeeded_runs_the_cascade_once(fres
         "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
         timeout_s=CASCADE_TIMEOUT_S, what="rerun success",
     )  # fmt: skip
-    time.sleep(SETTLE_S)
+    wait_for_a_pass_after(fresh.stack, datetime.now(UTC))
     set_paused(fresh.stack, True)
     for dag_id in DOWNSTREAM:
         record, _ = fresh.read_run(dag_id, partition)
@@ -166,7 +186,7 @@ def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fr
     )
     fresh.delete_key(fresh.keys.config_key("graph"))  # what "no watcher ever ran here" is
     partition = root_succeeds(fresh, "before-service")
-    time.sleep(5.0)
+    time.sleep(5.0)  # no watcher of any kind runs now: a quiet period is the only evidence there is
     assert all(fresh.runs(dag_id, partition) == [] for dag_id in DOWNSTREAM)
     ledger_before = fresh.revisions(fresh.keys.triggers)
 
@@ -177,7 +197,7 @@ def test_first_watcher_service_after_the_root_succeeded_runs_the_cascade_once(fr
         "07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=150, what="success"
     )
     print(f"\nfirst service start -> 07 success in {time.monotonic() - started:.1f} s")
-    time.sleep(2.0)
+    wait_settled(fresh.work_dir / "first-service.log", fresh.read_run("07_pipeline", partition)[1])
     assert_cascaded_once(fresh, partition)
     ledger_after = fresh.revisions(fresh.keys.triggers)
     rewritten = {key for key, rev in ledger_before.items() if ledger_after.get(key) != rev}

@@ -14,13 +14,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from coordinator.core.model import RunState, TriggerAction, run_id_for
 from tests.e2e.harness import E2E, PIPELINES, SESSION_GRAPH, wait_for
 from tests.e2e.managed_auth import METHODS, auth_failures, instances_file, managed, watcher_metrics, watcher_ready
+from tests.e2e.settle import wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,6 @@ DOWNSTREAM = PIPELINES[1:]
 #: Credentials live 4 s: a cascade (15-30 s here) and its rerun cross several expiries; longer than a request.
 LIFETIME_S = 4.0
 CASCADE_TIMEOUT_S = 150.0
-SETTLE_S = 2.0
 
 
 def wait_success(e2e: E2E, dag_id: str, partition: str, clear_number: int) -> None:
@@ -57,7 +56,8 @@ def test_cascade_and_cleared_rerun_run_once_across_expiries_then_revocation_is_r
     e2e: E2E, method: str
 ) -> None:
     """Through the front: 02..07 run once, then 06 and 07 once more after clearing 05, while the credential expires or
-    rotates at least twice; a revoked credential is a per-instance error + metric, /readyz ready; restored, it works."""
+    rotates at least twice; a revoked credential is a per-instance error + metric, /readyz ready; restored, it works.
+    Slow by design: a real seven-DAG cascade and rerun per method, long enough to cross credential expiries."""
     work = e2e.work_dir / f"auth-{method}"
     with managed(
         method, e2e.stack.url, username=e2e.stack.username, password=e2e.stack.password, upstream_api="v2",
@@ -78,13 +78,13 @@ def test_cascade_and_cleared_rerun_run_once_across_expiries_then_revocation_is_r
         partition, root = e2e.new_partition(), e2e.run_id(f"auth-{method}")
         e2e.stack.trigger("01_pipeline", root, partition)
         wait_success(e2e, "07_pipeline", partition, 0)
-        time.sleep(SETTLE_S)
+        wait_settled(log_file, e2e.read_run("07_pipeline", partition)[1])  # a duplicate would be due by now
         assert_each_ran(e2e, partition, {dag_id: (0, 1) for dag_id in DOWNSTREAM})
         # The cleared rerun: an operator clears 05; 06 (fan-in) and 07 rerun once each, 02..04 do not run again.
         # (Clearing 05 rather than 01 keeps the rerun to three DAG runs: the e2e budget is shared by four methods.)
         e2e.stack.clear("05_pipeline", run_id_for(partition))
         wait_success(e2e, "07_pipeline", partition, 1)
-        time.sleep(SETTLE_S)
+        wait_settled(log_file, e2e.read_run("07_pipeline", partition)[1])
         rerun = {"05_pipeline": (1, 1), "06_pipeline": (1, 2), "07_pipeline": (1, 2)}
         assert_each_ran(e2e, partition, {**{dag_id: (0, 1) for dag_id in DOWNSTREAM}, **rerun})
         ledger = e2e.read_ledger("07_pipeline", partition)

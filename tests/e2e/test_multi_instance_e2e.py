@@ -35,6 +35,7 @@ from tests.e2e.harness import (
     task_runs,
     wait_for,
 )
+from tests.e2e.settle import wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -81,8 +82,10 @@ def late_graph(partition: str) -> dict[str, Any]:
 #: success it must stay the only run: several later passes, each of which would alert a transition seen again.
 DEADLINE_PASS_S = 1.0
 LATE_SETTLE_S = 5 * DEADLINE_PASS_S
-#: After the last run of a cascade, how long nothing more may happen (see test_cascades_e2e.py).
+#: After the last asset delivery, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
+#: The two DAGs each attempt of the cross-instance cascade runs, with their instances.
+RERUN = [("02_pipeline", "team_b"), ("e2e_dependent", "default")]
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +153,8 @@ def start_two_instance_watcher(
 
 
 def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E2E, team_b: AirflowStack) -> None:
-    """default/01 succeeding runs team_b/02 once, then default/e2e_dependent once; clearing 01 reruns each once."""
+    """default/01 succeeding runs team_b/02 once, then default/e2e_dependent once; clearing 01 reruns each once.
+    Slow by design: two real cascades, each hop a run in a real Airflow."""
     deps = e2e.write_dependencies(GRAPH, name="multi-instance.json")
     start_two_instance_watcher(e2e, team_b, deps, "e2e-multi")
     e2e.wait_for_leader(deps, "e2e-multi")
@@ -187,8 +191,10 @@ def test_dependencies_across_two_airflow_instances_trigger_and_rerun_once(e2e: E
             assert ledger is not None and ledger.trigger_count == attempt + 1, (instance, dag_id, ledger)
         print(f"\nacross instances, attempt {attempt}: 01 triggered/cleared -> e2e_dependent success {elapsed:.1f} s")
 
-    time.sleep(SETTLE_S)
-    for dag_id, instance in [("02_pipeline", "team_b"), ("e2e_dependent", "default")]:
+    # The watcher has seen both reruns' successes and planned nothing more: a third run would have been due now.
+    last = max(e2e.read_run(dag_id, partition, instance)[1] for dag_id, instance in RERUN)
+    wait_settled(e2e.work_dir / "e2e-multi-watcher.log", last)
+    for dag_id, instance in RERUN:
         record, _ = e2e.read_run(dag_id, partition, instance)
         assert record is not None and (record.state, record.clear_number) == (RunState.SUCCESS, 1), record
     # The session Airflow's own 02_pipeline is another DAG (default/02_pipeline): not in this graph, never run.
@@ -206,7 +212,9 @@ def test_an_upstream_failure_in_one_instance_alerts_the_late_handler_in_another_
     e2e: E2E, team_b: AirflowStack
 ) -> None:
     """default/e2e_late_root failing two hops before team_b/e2e_late_report (expected_by) triggers its on_late_of
-    handler once, before the deadline, with state blocked and the failed root (DAG, instance, partition) as cause."""
+    handler once, before the deadline, with state blocked and the failed root (DAG, instance, partition) as cause.
+    Slow by design: real runs in two Airflows, then five deadline passes (1 s apart, logged only at DEBUG) showing no
+    second alert."""
     e2e.stack.wait_for_dags(LATE_A)
     e2e.stack.unpause(LATE_A)
     # The current hour: a past logical date (Airflow runs it) whose deadline is ahead. Only this test uses these
@@ -300,7 +308,7 @@ def test_three_asset_events_in_one_airflow3_run_the_consumer_in_another_three_ti
     """Three runs of default's e2e_shared_producer (outlets=[Asset]) give three asset-triggered runs of team_b's
     e2e_shared_consumer (schedule=[Asset]), the third delivered after a watcher was killed (os._exit, like kill -9)
     between the delivery's intent and its POST; a partitioned event reaches team_b's partitioned consumer with its
-    partition_key."""
+    partition_key. Slow by design: five real producer and consumer runs across two Airflows and a watcher's crash."""
     assert raw_runs(team_b, "e2e_shared_consumer") == [], "the consumer ran before any producer event"
     deps = e2e.write_dependencies(ASSET_GRAPH, name="assets.json")
     start_two_instance_watcher(e2e, team_b, deps, "e2e-assets")

@@ -256,7 +256,8 @@ def paused(stack: AirflowStack, dag_id: str) -> bool | None:
 @pytest.mark.timeout(900)
 def test_the_readme_install_guide_works_from_the_release_in_order(trial: Trial, tmp_path: Path) -> None:
     """Following the README's steps in order from dist/ on a fresh Airflow 3.3 and a fresh etcd runs the cascade
-    02..07 once each, `status` says 07 is up to date, and doctor exits 0."""
+    02..07 once each, `status` says 07 is up to date, and doctor exits 0. Slow by design: it builds the release,
+    installs it with Airflow into a fresh venv and starts that Airflow and etcd as a user would."""
     begin = time.monotonic()
     phases: dict[str, float] = {}
     blocks = readme_blocks()
