@@ -118,9 +118,10 @@ dist: $(STAMP) buildah
 pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah postgresql
 	$(BIN)/pytest -n 2 --durations=25
 
-# The loop for your own changes: everything but the tests that start Airflow (e2e) or build the image, on two workers.
+# The loop for your own changes: everything but the tests that start Airflow (e2e), build the image (image) or install
+# the package into fresh environments (install), on two workers.
 fast: $(STAMP) postgresql
-	$(BIN)/pytest -n 2 -m "not e2e and not image" --durations=10
+	$(BIN)/pytest -n 2 -m "not e2e and not image and not install" --durations=10
 
 # The checks (lint, types, layer contracts, the docs site) and the two side venvs side by side (three jobs; each
 # target's output printed whole when it ends), then the tests: on a fresh clone here the tests started 170 s after

@@ -122,6 +122,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.install
 def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
     wheel: Path, tmp_path: Path, etcd_endpoint: str, etcd_prefix: str
 ) -> None:
@@ -172,6 +173,7 @@ def test_the_wheel_installs_under_airflow_2_10s_protobuf_and_talks_to_etcd(
     assert "airflow-etcd-coordinator[protobuf4]" in broken.stderr
 
 
+@pytest.mark.install
 def test_the_wheel_resolves_beside_airflow_2_10_with_its_protobuf_pin(wheel: Path, tmp_path: Path) -> None:
     """pip resolves Airflow 2.10.5 and the wheel with the protobuf4 extra under protobuf==4.25.5: protobuf is not
     moved, aetcd is 1.0.0a4 (a resolution only, --dry-run: ~150 packages' metadata, no install). Slow by design:

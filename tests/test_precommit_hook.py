@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+#: Builds the package and installs it into fresh environments with pip (minutes): not in `make fast`.
+pytestmark = pytest.mark.install
+
 ROOT = Path(__file__).resolve().parents[1]
 INVALID = '{\n  "a": "c",\n  "b": ["a", "bad id"],\n  "c": "b"\n}\n'
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid"} | {

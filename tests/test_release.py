@@ -33,6 +33,9 @@ from tests.test_helm_chart import (
     validate_strictly,
 )
 
+#: Builds the package and installs it into fresh environments with pip (minutes): not in `make fast`.
+pytestmark = pytest.mark.install
+
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = coordinator.__version__
 WHEEL = f"airflow_etcd_coordinator-{VERSION}-py3-none-any.whl"

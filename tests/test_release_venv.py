@@ -15,6 +15,9 @@ import pytest
 
 from devtools import release_venv
 
+#: Builds the package and installs it into fresh environments with pip (minutes): not in `make fast`.
+pytestmark = pytest.mark.install
+
 
 def tiny_wheel(folder: Path, body: str) -> Path:
     """A pure-Python wheel ``rvprobe-1.0`` whose module holds ``body`` (another body: other bytes, another hash)."""
