@@ -3,7 +3,8 @@
 The oracle is Airflow: ``tests/import_dags/oracle.py`` loads the same folder with Airflow's DagBag and asks every
 sensor's own ``_get_dttm_filter`` (with the context a task really runs with) which upstream dates a run waits for;
 ``required_inputs`` of the imported file must name the same partitions, for hundreds of dependent dates per sensor,
-across daylight-saving changes. Airflow runs in subprocesses (its own AIRFLOW_HOME), never in the test process.
+across daylight-saving changes. Airflow runs in subprocesses (its own AIRFLOW_HOME), never in the test process; one
+oracle process per module and Airflow version answers every question (``tests/support/oracle_client.py``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,12 +25,12 @@ from coordinator.core.grid import Grid
 from coordinator.core.inputs import required_inputs
 from coordinator.core.model import NodeId, partition_datetime
 from coordinator.spec_file import load_spec
+from tests.support.oracle_client import Oracle, running_oracle
 
 HERE = Path(__file__).parent / "import_dags"
 ESTATE = HERE / "estate"
 #: Airflow 3 schedules and a package imported from the DAGs folder (issue 24's crashes), kept out of ESTATE's oracle.
 ESTATE_AF3 = HERE / "estate_af3"
-ORACLE = HERE / "oracle.py"
 FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: Dependent dates per sensor: consecutive grid points from each of these (a year start, both 2024 daylight-saving
 #: changes in Europe and North America, a leap-day month end, the 2025 spring change).
@@ -61,22 +61,6 @@ def run_import(python: Path, folder: Path, output: Path, home: Path, *flags: str
         timeout=300,
         check=False,
     )
-
-
-def ask_oracle(python: Path, folder: Path, home: Path, requests: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
-    """(dag, task) -> {partition: the dates Airflow's sensor waits for}."""
-    done = subprocess.run(
-        [str(python), str(ORACLE), str(folder)],
-        input=json.dumps(requests),
-        env=airflow_env(home),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    answer = json.loads(done.stdout.strip().splitlines()[-1])
-    return {(a["dag"], a["task"]): a["dates"] for a in answer["answers"]}
 
 
 def imported(python: Path, folder: Path, tmp: Path, *flags: str) -> Imported:
@@ -132,11 +116,11 @@ def mismatches(graph: Graph, sensor: Sensor, oracle: dict[str, list[str]]) -> li
     return found
 
 
-def check_oracle(python: Path, folder: Path, result: Imported, sensors: Sequence[Sensor], home: Path) -> int:
+def check_oracle(oracle: Oracle, folder: Path, result: Imported, sensors: Sequence[Sensor]) -> int:
     """Assert the oracle agrees on every dependent date of every sensor; return how many dates were compared."""
     requests = [{"dag": s.dag, "task": s.task, "partitions": dependent_dates(result.graph, s.node)} for s in sensors]
-    oracle = ask_oracle(python, folder, home, requests)
-    problems = [m for s in sensors for m in mismatches(result.graph, s, oracle[(s.dag, s.task)])]
+    answers = oracle.ask(folder, requests)
+    problems = [m for s in sensors for m in mismatches(result.graph, s, answers[(s.dag, s.task)])]
     assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
     return sum(len(r["partitions"]) for r in requests)
 
@@ -152,7 +136,7 @@ class Operator:
     tasks: tuple[str | None, ...] = (None,)
 
 
-def check_templates(python: Path, folder: Path, result: Imported, operators: Sequence[Operator], home: Path) -> int:
+def check_templates(oracle: Oracle, folder: Path, result: Imported, operators: Sequence[Operator]) -> int:
     """Assert that, for every run of each operator's DAG, the target's date Airflow renders from its template waits
     for exactly that run in the file; return how many runs were compared."""
     graph = result.graph
@@ -160,10 +144,10 @@ def check_templates(python: Path, folder: Path, result: Imported, operators: Seq
         {"dag": o.dag, "task": o.task, "field": "logical_date", "partitions": dependent_dates(graph, o.dag)}
         for o in operators
     ]
-    oracle = ask_oracle(python, folder, home, requests)
+    answers = oracle.ask(folder, requests)
     problems = []
     for o in operators:
-        for partition, (target_date,) in oracle[(o.dag, o.task)].items():
+        for partition, (target_date,) in answers[(o.dag, o.task)].items():
             inputs = required_inputs(graph, NodeId("default", o.target), target_date)
             for task in o.tasks:
                 got = [i.partitions for i in inputs if i.dag.dag_id == o.dag and i.task == task]
@@ -217,16 +201,22 @@ EXPECTED_EDGES = {
 
 
 @pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
+    """Airflow 3's oracle for every question of this module (the estate's sensors, the templates, the mappers)."""
+    tmp = tmp_path_factory.mktemp("oracle")
+    with running_oracle(Path(sys.executable), airflow_env(tmp / "home"), tmp / "oracle.log") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Imported]:
     tmp = tmp_path_factory.mktemp("estate")
     yield imported(Path(sys.executable), ESTATE, tmp, "--report", str(tmp / "report.json"))
 
 
-def test_every_sensor_waits_for_the_dates_airflow_computes(
-    estate: Imported, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_every_sensor_waits_for_the_dates_airflow_computes(estate: Imported, oracle: Oracle) -> None:
     """For every translated sensor and hundreds of its DAG's dates, required_inputs equals the sensor's own dates."""
-    compared = check_oracle(Path(sys.executable), ESTATE, estate, ESTATE_SENSORS, tmp_path_factory.mktemp("oracle"))
+    compared = check_oracle(oracle, ESTATE, estate, ESTATE_SENSORS)
     assert compared > 2500
 
 
@@ -462,8 +452,9 @@ def test_airflow2_sensors_are_translated_exactly(tmp_path: Path) -> None:
     assert dags["with_sections"]["upstreams"] == [{"dag": "ingest_orders", "shift": "-4h", "task": "load"}]
     assert result.stderr.count("SubDAG(s) with_sections.section skipped") == 1
     assert dags["by_ds"]["upstreams"] == [{"dag": "with_sections", "shift": "+5h", "task": "section"}]
-    assert check_oracle(python, HERE / "estate_af2", result, AF2_SENSORS, tmp_path / "home") > 1000
-    assert check_templates(python, HERE / "estate_af2", result, AF2_TEMPLATED, tmp_path / "home") > 200
+    with running_oracle(python, airflow_env(tmp_path / "home"), tmp_path / "oracle.log") as airflow2:
+        assert check_oracle(airflow2, HERE / "estate_af2", result, AF2_SENSORS) > 1000
+        assert check_templates(airflow2, HERE / "estate_af2", result, AF2_TEMPLATED) > 200
 
 
 SIMPLE_DAG = """
@@ -543,12 +534,10 @@ TEMPLATED = (
 )
 
 
-def test_templated_markers_and_triggers_wait_for_the_run_airflow_renders(
-    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_templated_markers_and_triggers_wait_for_the_run_airflow_renders(estate_af3: Imported, oracle: Oracle) -> None:
     """For hundreds of runs of the operator's DAG, the target's date Airflow renders from the template ({{ ds }},
     macros.ds_add, data_interval_start) waits for exactly that run in the file."""
-    compared = check_templates(Path(sys.executable), ESTATE_AF3, estate_af3, TEMPLATED, tmp_path_factory.mktemp("o"))
+    compared = check_templates(oracle, ESTATE_AF3, estate_af3, TEMPLATED)
     assert compared > 750
 
 
@@ -575,9 +564,7 @@ PARTITIONED = (
 )
 
 
-def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(
-    estate_af3: Imported, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(estate_af3: Imported, oracle: Oracle) -> None:
     """StartOfDayMapper over a daily 01:00 producer is a +1h shift; a day's RollupMapper waits for all 24 hours, a
     month's over that daily rollup for all its days: for every producer run sampled, the consumer's partition date
     Airflow's mapper gives waits for the same producer runs in the file."""
@@ -591,10 +578,10 @@ def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(
     requests = [
         {"dag": d, "asset": a, "producer": p, "partitions": dependent_dates(graph, p)} for d, a, p in PARTITIONED
     ]
-    oracle = ask_oracle(Path(sys.executable), ESTATE_AF3, tmp_path_factory.mktemp("oracle"), requests)
+    answers = oracle.ask(ESTATE_AF3, requests)
     problems, compared = [], 0
     for consumer, asset, producer in PARTITIONED:
-        for date, upstream in oracle[(consumer, asset)].items():
+        for date, upstream in answers[(consumer, asset)].items():
             compared += 1
             inputs = required_inputs(graph, NodeId("default", consumer), date)
             got = [list(i.partitions) for i in inputs if i.dag.dag_id == producer and i.task == "publish"]

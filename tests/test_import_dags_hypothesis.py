@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,8 @@ from hypothesis import strategies as st
 
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, partition_datetime
-from tests.test_import_dags import Sensor, ask_oracle, dependent_dates, imported, mismatches
+from tests.support.oracle_client import Oracle, running_oracle
+from tests.test_import_dags import Sensor, airflow_env, dependent_dates, imported, mismatches
 
 HEADER = """
 from datetime import timedelta
@@ -96,10 +98,18 @@ def folder_text(items: list[Pair]) -> str:
     return "\n".join(lines)
 
 
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oracle]:
+    """One oracle process for every example: Airflow is imported once, each example's folder is a new DagBag."""
+    tmp = tmp_path_factory.mktemp("oracle")
+    with running_oracle(Path(sys.executable), airflow_env(tmp / "home"), tmp / "oracle.log") as running:
+        yield running
+
+
 @settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=st.lists(pairs(), min_size=10, max_size=14))
 def test_generated_sensors_are_translated_exactly_or_reported(
-    tmp_path_factory: pytest.TempPathFactory, items: list[Pair]
+    tmp_path_factory: pytest.TempPathFactory, oracle: Oracle, items: list[Pair]
 ) -> None:
     """Every generated sensor gets an edge Airflow agrees with on every date, or a 'never satisfied' finding that
     Airflow confirms (none of its dates is a run of the upstream)."""
@@ -119,11 +129,11 @@ def test_generated_sensors_are_translated_exactly_or_reported(
             reported.append(sensor)
     sensors = translated + reported
     requests = [{"dag": s.dag, "task": s.task, "partitions": dependent_dates(result.graph, s.dag)} for s in sensors]
-    oracle = ask_oracle(Path(sys.executable), folder, tmp / "home", requests)
-    problems = [m for s in translated for m in mismatches(result.graph, s, oracle[(s.dag, s.task)])]
+    answers = oracle.ask(folder, requests)
+    problems = [m for s in translated for m in mismatches(result.graph, s, answers[(s.dag, s.task)])]
     assert not problems, f"{len(problems)} mismatches, e.g. " + "; ".join(problems[:5])
     for sensor in reported:
         up = result.graph.dags[NodeId("default", sensor.upstream)].grid
         assert up is not None
-        for dates in oracle[(sensor.dag, sensor.task)].values():
+        for dates in answers[(sensor.dag, sensor.task)].values():
             assert not all(up.contains(partition_datetime(d)) for d in dates), (sensor, dates)
