@@ -11,9 +11,10 @@ etcd takes writes and no budget holds: a pass that cannot record a trigger plans
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
-from tests.e2e.harness import wait_for
+from tests.e2e.harness import E2E, wait_for
 
 _PASS = re.compile(r"reconcile revision=(\d+) .*\bactions=(\d+) .*\bin_flight=(\d+) .*\bleader=True\b")
 
@@ -36,3 +37,12 @@ def wait_settled(log_path: Path, revision: int, timeout_s: float = 60.0) -> int:
     except AssertionError as exc:
         tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-20:] if log_path.exists() else []
         raise AssertionError(f"{exc}; {log_path.name}:\n" + "\n".join(tail)) from None
+
+
+def wait_runs_settled(e2e: E2E, log_name: str, runs: Iterable[tuple[str, ...]], timeout_s: float = 60.0) -> int:
+    """Until the watcher logging to ``<work dir>/<log_name>.log`` has had an idle leader pass that saw the newest of
+    the run-state records ``runs`` names (each ``(dag_id, partition)`` or ``(dag_id, partition, instance)``)."""
+    named = list(runs)
+    revision = max(e2e.read_run(*run)[1] for run in named)
+    assert revision > 0, f"none of these run-state records exists: {named}"
+    return wait_settled(e2e.work_dir / f"{log_name}.log", revision, timeout_s)

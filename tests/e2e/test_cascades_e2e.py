@@ -9,7 +9,6 @@ reads the state it starts from, so the second and third also pass when run alone
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,6 +17,7 @@ import pytest
 
 from coordinator.core.model import RunRecord, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 from tests.e2e.harness import E2E, PIPELINES, SESSION_GRAPH, UPSTREAMS, DagRun, assert_started_after, timeline
+from tests.e2e.settle import wait_runs_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -25,9 +25,8 @@ DOWNSTREAM = PIPELINES[1:]  # 02..07: what the coordinator runs
 FAN_IN = PIPELINES[1:5]  # 02..05: 06 waits for all four
 #: A cascade of six one-task DAGs takes 15-30 s on two loaded cores; the bound only turns a hang into a failure.
 CASCADE_TIMEOUT_S = 150.0
-#: After the last DAG of a cascade succeeded, how long nothing more may happen (a duplicate trigger would be decided
-#: within a reconcile pass of the success that caused it, i.e. well under a second).
-SETTLE_S = 2.0
+#: The module's watcher logs to <work dir>/<this>.log (tests/e2e/settle.py reads its passes).
+WATCHER_LOG = "cascades-watcher"
 #: The plugin and REST may round start dates differently.
 SAME_START = timedelta(seconds=1)
 
@@ -66,10 +65,11 @@ class Cascade:
         )
 
     def settled(self, last: str, clear_number: int) -> dict[str, Attempt]:
-        """Wait for ``last`` to succeed at ``clear_number``, then check that nothing else happens for a while."""
+        """Wait for ``last`` to succeed at ``clear_number``, then check that nothing else happens: the watcher's idle
+        pass after every record of the partition would have planned a late or duplicate trigger (settle.py)."""
         self.wait_success(last, clear_number)
         before = self.snapshot()
-        time.sleep(SETTLE_S)
+        wait_runs_settled(self.e2e, WATCHER_LOG, [(dag_id, self.partition) for dag_id in PIPELINES])
         after = self.snapshot()
         assert after == before, "the partition changed after the cascade ended (a late or duplicate trigger)"
         for dag_id, attempt in after.items():
@@ -98,7 +98,7 @@ def cascade(airflow_e2e: E2E) -> Iterator[Cascade]:
     e2e.revive_if_needed()
     deps = e2e.write_dependencies(SESSION_GRAPH, name="session-graph.json")
     watcher_id = "e2e-cascades"
-    e2e.start_watcher(deps, "--id", watcher_id, name="cascades-watcher")
+    e2e.start_watcher(deps, "--id", watcher_id, name=WATCHER_LOG)
     try:
         e2e.wait_for_leader(deps, watcher_id)
         partition, run_id = e2e.new_partition(), e2e.run_id("cascade")

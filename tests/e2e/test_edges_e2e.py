@@ -16,7 +16,6 @@ own records over REST (runs per DAG and logical date, try numbers of the tasks),
 from __future__ import annotations
 
 import itertools
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -33,6 +32,7 @@ from tests.e2e.harness import (
     task_runs,
     task_tries,
 )
+from tests.e2e.settle import wait_runs_settled
 
 #: Task states of a task that has not finished.
 UNFINISHED = ("scheduled", "queued", "running")
@@ -42,9 +42,10 @@ pytestmark = pytest.mark.e2e
 WATCHER_ID = "e2e-edges"
 #: A one-task DAG takes 1-3 s here; the bound only turns a hang into a failure.
 TIMEOUT_S = 120.0
-#: How long nothing more may happen after the last expected run: a duplicate or wrong trigger would be decided within
-#: a reconcile pass of the fact that caused it (well under a second), and shows as a new or queued run at once.
-SETTLE_S = 3.0
+#: The module's watcher logs to <work dir>/<this>.log. After the last expected run, the tests wait for its idle pass
+#: that saw the run's record (tests/e2e/settle.py): a duplicate or wrong trigger would be an action of that pass or
+#: of one before it, done (a new or queued run in REST, an entry on the ledger) before the pass counts as idle.
+WATCHER_LOG = "edges-watcher"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def edges(airflow_e2e: E2E) -> Iterator[E2E]:
     e2e = airflow_e2e
     e2e.revive_if_needed()
     deps = e2e.write_dependencies(SESSION_GRAPH, name="session-graph.json")
-    e2e.start_watcher(deps, "--id", WATCHER_ID, name="edges-watcher")
+    e2e.start_watcher(deps, "--id", WATCHER_ID, name=WATCHER_LOG)
     try:
         e2e.wait_for_leader(deps, WATCHER_ID)
         e2e.wait_for_named_tasks()  # the task-level scenario needs extract's state recorded
@@ -114,7 +115,7 @@ def test_a_4h_shift_runs_each_0500_day_once_and_a_rerun_of_one_0100_day_reruns_o
         e2e.stack.trigger("e2e_shift_up", up_runs[up], up)
     for down in downs:
         wait_success(e2e, "e2e_shift_down", down)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_shift_up", up) for up in ups] + [("e2e_shift_down", d) for d in downs])
 
     window = (days[0], at(days[-1], 47))  # one day beyond the last: a run at an upstream date would show too
     assert [r.logical_date for r in runs_between(e2e.stack, "e2e_shift_down", *window)] == [
@@ -131,7 +132,7 @@ def test_a_4h_shift_runs_each_0500_day_once_and_a_rerun_of_one_0100_day_reruns_o
 
     e2e.stack.clear("e2e_shift_up", up_runs[ups[1]])
     wait_success(e2e, "e2e_shift_down", downs[1], clear_number=1)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_shift_up", ups[1]), ("e2e_shift_down", downs[1])])
     rerun = assert_ran(e2e, "e2e_shift_down", downs[1], tries=2)
     assert_started_after(rerun, [e2e.only_run("e2e_shift_up", ups[1])])
     assert trigger_count(e2e, "e2e_shift_down", downs[1]) == 2
@@ -164,7 +165,8 @@ def test_a_task_level_upstream_starts_the_dependent_while_its_dag_runs_and_a_cle
 
     release(e2e.stack, "e2e_task_up", partition)
     e2e.stack.wait_for_run("e2e_task_up", up_run, ["success"], timeout_s=TIMEOUT_S)
-    time.sleep(SETTLE_S)
+    wait_success(e2e, "e2e_task_up", partition)
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_task_up", partition), ("e2e_task_down", partition)])
     # Task facts (docs/keys.md) exist for the task the graph names, and only for it; the plugin wrote it from the
     # task process (the REST audit, the safety net, would sign "audit:default").
     tasks = f"{e2e.prefix}/tasks/{e2e.stack.instance}"
@@ -179,7 +181,8 @@ def test_a_task_level_upstream_starts_the_dependent_while_its_dag_runs_and_a_cle
     e2e.stack.clear_task("e2e_task_up", up_run, "extract")
     wait_success(e2e, "e2e_task_down", partition, clear_number=1)
     e2e.stack.wait_for_run("e2e_task_up", up_run, ["success"], timeout_s=TIMEOUT_S)
-    time.sleep(SETTLE_S)
+    # The listener wrote the upstream's success before REST showed it.
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_task_up", partition), ("e2e_task_down", partition)])
     up_tasks = task_runs(e2e.stack, "e2e_task_up", up_run)
     assert (up_tasks["extract"].try_number, up_tasks["hold"].try_number) == (2, 1), up_tasks
     rerun = assert_ran(e2e, "e2e_task_down", partition, tries=2)
@@ -207,12 +210,14 @@ def test_a_self_dependency_runs_three_days_in_order_once_each_and_a_rerun_does_n
         e2e.wait_for_run_record(
             "e2e_chain", day, lambda r: r.state is RunState.RUNNING, timeout_s=TIMEOUT_S, what="running"
         )
-        time.sleep(SETTLE_S)
+        # The idle pass that saw day i running and every root's success did not trigger a later day.
+        wait_runs_settled(e2e, WATCHER_LOG, [("e2e_chain", day)] + [("e2e_chain_root", d) for d in days])
         for later in days[i + 1 :]:
             assert e2e.runs("e2e_chain", later) == [], f"e2e_chain {later} started before {day} succeeded"
+            assert e2e.read_ledger("e2e_chain", later) is None, f"e2e_chain {later} decided before {day} succeeded"
         release(e2e.stack, "e2e_chain", day)
         wait_success(e2e, "e2e_chain", day)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_chain", day) for day in days])
 
     first = {day: assert_ran(e2e, "e2e_chain", day, tries=1) for day in days}
     for previous, day in itertools.pairwise(days):
@@ -222,7 +227,7 @@ def test_a_self_dependency_runs_three_days_in_order_once_each_and_a_rerun_does_n
     # A user reruns day 1: day 2 already ran with day 1 as its predecessor and is not rerun.
     e2e.stack.clear("e2e_chain", run_id_for(days[0]))
     wait_success(e2e, "e2e_chain", days[0], clear_number=1)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("e2e_chain", days[0])])
     assert_ran(e2e, "e2e_chain", days[0], tries=2)
     for day in days[1:]:
         assert_ran(e2e, "e2e_chain", day, tries=1, before=first[day])

@@ -7,18 +7,13 @@ attempt, and never its normal dependents (only a success satisfies a dependency)
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from coordinator.core.model import RunState, run_id_for
 from tests.e2e.harness import E2E, SESSION_GRAPH, assert_started_after
+from tests.e2e.settle import wait_runs_settled
 
 pytestmark = pytest.mark.e2e
-
-#: A dependent wrongly triggered by the failure would be decided in the same reconcile pass as the handler; by the
-#: time the handler succeeded (seconds later) it would exist. This extra wait covers a late, separate pass.
-SETTLE_S = 2.0
 
 
 def test_a_failed_run_triggers_its_handler_once_per_attempt_and_not_its_dependents(e2e: E2E) -> None:
@@ -59,7 +54,9 @@ def test_a_failed_run_triggers_its_handler_once_per_attempt_and_not_its_dependen
         delay = (handler.start_date - failed.end_date).total_seconds()
         print(f"\nfailure attempt {attempt}: 09 ended -> 08 started {delay:.1f} s")
 
-    time.sleep(SETTLE_S)
+    # A dependent wrongly triggered by a failure, or a second handler run, would be an action of the watcher's idle pass
+    # after the last records of 09_flaky and 08_on_failure, or of one before it (tests/e2e/settle.py).
+    wait_runs_settled(e2e, "failure-watcher", [("09_flaky", partition), ("08_on_failure", partition)])
     handler_record, _ = e2e.read_run("08_on_failure", partition)
     assert handler_record is not None and handler_record.clear_number == 1, "the handler ran more than once per failure"
     assert e2e.runs("e2e_dependent", partition) == []

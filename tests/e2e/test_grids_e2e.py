@@ -6,18 +6,15 @@ e2e_hourly (hourly grid) and e2e_daily (daily grid, upstream e2e_hourly) are in 
 
 from __future__ import annotations
 
-import time
 from datetime import timedelta
 
 import pytest
 
 from coordinator.core.model import RunState, canonical_partition, partition_datetime, run_id_for
 from tests.e2e.harness import E2E, SESSION_GRAPH, assert_started_after
+from tests.e2e.settle import wait_runs_settled
 
 pytestmark = pytest.mark.e2e
-
-#: A duplicate daily trigger would be decided within a pass or two of the rerun's success; this covers a late one.
-SETTLE_S = 3.0
 
 
 def test_a_day_of_hourly_runs_triggers_the_daily_run_once_and_one_clear_reruns_it_once(e2e: E2E) -> None:
@@ -52,7 +49,8 @@ def test_a_day_of_hourly_runs_triggers_the_daily_run_once_and_one_clear_reruns_i
     )
     rerun_hour = e2e.only_run("e2e_hourly", hours[5])
     assert_started_after(e2e.only_run("e2e_daily", day), [rerun_hour])
-    time.sleep(SETTLE_S)
+    # A duplicate daily clear would be an action of the watcher's idle pass after the rerun's success, or before it.
+    wait_runs_settled(e2e, "grids-watcher", [("e2e_daily", day), ("e2e_hourly", hours[5])])
     record, _ = e2e.read_run("e2e_daily", day)
     assert record is not None and record.clear_number == 1, "the daily DAG reran more than once"
     assert [r.run_id for r in e2e.runs("e2e_daily", day)] == [run_id_for(day)]
