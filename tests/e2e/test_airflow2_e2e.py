@@ -51,6 +51,7 @@ from tests.e2e.harness import (
     wait_for,
 )
 from tests.e2e.managed_auth import instances_file, managed
+from tests.e2e.settle import wait_runs_settled
 
 # The first test also waits for the Airflow 2 venv (about a minute when it must be built) and the stack's start.
 #: Task states of a task that has not finished.
@@ -85,10 +86,14 @@ GRAPH = {
     "assets": [{"asset": "s3://e2e/af2-*", "from": AF2, "to": ["default"]}],
 }
 WATCHER_ID = "e2e-af2"
-#: After the last run of a cascade, how long nothing more may happen: a duplicate trigger or clear would be decided
-#: within a second of the success it reacts to, and a cleared run shows as queued at once (its try number moves when
-#: the scheduler queues it, 1-5 s later on Airflow 2).
-SETTLE_S = 6.0
+#: The module's watcher logs to <work dir>/<this>.log. After the last run of a cascade the tests wait for its idle
+#: pass that saw the run's record (tests/e2e/settle.py): a duplicate trigger or clear would be an action of that pass
+#: or of one before it, on the ledger (trigger_count, asserted) before the pass counts as idle; REST may show the
+#: cleared run's new try only when Airflow 2's scheduler queues it (1-5 s later), the ledger shows it at once.
+WATCHER_LOG = "airflow2-watcher"
+#: Asset deliveries are not reconcile actions (no idle line to wait for), and the consumer's asset-triggered run
+#: appears only when Airflow 3's scheduler reads the posted event: a quiet period is the only evidence of no 4th run.
+ASSET_QUIET_S = 6.0
 #: Generous: Airflow 2 starts one `airflow tasks run` process per task (5-10 s each here).
 CASCADE_TIMEOUT_S = 240.0
 
@@ -168,7 +173,7 @@ def start_watcher(e2e: E2E, setup: Setup) -> None:
         setup.deps,
         "--id",
         WATCHER_ID,
-        name="airflow2-watcher",
+        name=WATCHER_LOG,
         COORDINATOR_INSTANCES_FILE=str(setup.instances),
         COORDINATOR_AIRFLOW_URL="",
         E2E_AF2_PASSWORD=setup.af2.password,
@@ -181,6 +186,11 @@ def assert_unchanged(e2e: E2E, stack: AirflowStack, dag_id: str, partition: str,
     after = e2e.only_run(dag_id, partition, stack=stack)
     assert (after.state, after.start_date) == (before.state, before.start_date), f"{dag_id} ran again: {after}"
     assert set(task_tries(stack, dag_id, after.run_id).values()) == {tries}, f"{dag_id} not tried {tries} time(s)"
+
+
+def cascade_runs(partition: str) -> list[tuple[str, ...]]:
+    """The run-state records of the 2 -> 3 -> 2 cascade for ``partition`` (for ``wait_runs_settled``)."""
+    return [("af2_root", partition, AF2), ("e2e_dependent", partition), ("af2_leaf", partition, AF2)]
 
 
 def wait_for_state(
@@ -228,7 +238,7 @@ def test_cascade_2_to_3_to_2_and_a_cleared_2x_root_reruns_each_dependent_once(e2
             assert task_tries(stack, dag_id, run_id_for(partition)) == {"work": attempt + 1}, (dag_id, attempt)
         print(f"\n2 -> 3 -> 2, attempt {attempt}: af2_root triggered/cleared -> af2_leaf success {elapsed:.1f} s")
 
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, cascade_runs(partition))
     assert_unchanged(e2e, e2e.stack, "e2e_dependent", partition, middle, tries=2)
     assert_unchanged(e2e, af2, "af2_leaf", partition, leaf, tries=2)
     assert_unchanged(e2e, af2, "af2_root", partition, root, tries=2)
@@ -256,7 +266,7 @@ def test_a_failure_in_airflow2_runs_its_handler_in_airflow3_once(e2e: E2E, setup
     assert (failed.state, handler.state) == ("failed", "success"), (failed, handler)
     assert handler.run_id == run_id_for(partition)
     assert_started_after(handler, [failed])
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("af2_fail", partition, AF2), ("08_on_failure", partition)])
     assert_unchanged(e2e, e2e.stack, "08_on_failure", partition, handler, tries=1)
     ledger = e2e.read_ledger("08_on_failure", partition)
     assert ledger is not None and ledger.trigger_count == 1, ledger
@@ -285,7 +295,7 @@ def test_a_2x_success_while_the_watcher_is_down_cascades_once_after_restart(e2e:
     middle = e2e.only_run("e2e_dependent", partition)
     leaf = e2e.only_run("af2_leaf", partition, stack=af2)
     assert middle.state == leaf.state == "success", (middle, leaf)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, cascade_runs(partition))
     assert_unchanged(e2e, e2e.stack, "e2e_dependent", partition, middle, tries=1)
     assert_unchanged(e2e, af2, "af2_leaf", partition, leaf, tries=1)
     for dag_id, instance in [("e2e_dependent", "default"), ("af2_leaf", AF2)]:
@@ -379,7 +389,7 @@ def test_through_a_managed_front_the_2_to_3_to_2_cascade_and_rerun_run_once(
         af2.clear("af2_root", run_id)
         af2.wait_for_run("af2_root", run_id, ["success"], timeout_s=CASCADE_TIMEOUT_S)
         wait_for_state(e2e, "af2_leaf", partition, AF2, RunState.SUCCESS, 1)
-        time.sleep(SETTLE_S)
+        wait_runs_settled(e2e, f"airflow2-{method}-watcher", cascade_runs(partition))
         middle = e2e.only_run("e2e_dependent", partition)
         leaf = e2e.only_run("af2_leaf", partition, stack=af2)
         assert middle.state == leaf.state == "success", (middle, leaf)
@@ -457,7 +467,7 @@ def test_a_4h_shift_on_airflow2_runs_each_0500_day_once_and_a_rerun_reruns_only_
 
     af2.clear("af2_shift_up", up_runs[1])
     wait_for_state(e2e, "af2_shift_down", downs[1], AF2, RunState.SUCCESS, clear_number=1)
-    time.sleep(SETTLE_S)
+    wait_runs_settled(e2e, WATCHER_LOG, [("af2_shift_up", ups[1], AF2), ("af2_shift_down", downs[1], AF2)])
     assert_unchanged(e2e, af2, "af2_shift_down", downs[0], first[0], tries=1)
     rerun = e2e.only_run("af2_shift_down", downs[1], stack=af2)
     assert rerun.state == "success" and task_tries(af2, "af2_shift_down", rerun.run_id) == {"work": 2}, rerun
@@ -496,7 +506,8 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
     af2.clear_task("af2_task_up", up_run, "extract")
     wait_for_state(e2e, "e2e_af2_task_down", partition, "default", RunState.SUCCESS, clear_number=1)
     af2.wait_for_run("af2_task_up", up_run, ["success"], timeout_s=CASCADE_TIMEOUT_S)
-    time.sleep(SETTLE_S)
+    # The listener wrote the upstream's success before REST showed it.
+    wait_runs_settled(e2e, WATCHER_LOG, [("af2_task_up", partition, AF2), ("e2e_af2_task_down", partition)])
     up_tasks = task_runs(af2, "af2_task_up", up_run)
     assert (up_tasks["extract"].try_number, up_tasks["hold"].try_number) == (2, 1), up_tasks
     rerun = e2e.only_run("e2e_af2_task_down", partition)
@@ -570,7 +581,7 @@ def test_three_airflow2_asset_events_run_the_airflow3_asset_consumer_three_times
 
     start_watcher(e2e, setup)
     wait_for(lambda: len(consumer_runs(e2e)) == 3, CASCADE_TIMEOUT_S, "consumer run 3")
-    time.sleep(SETTLE_S)
+    time.sleep(ASSET_QUIET_S)
     runs = consumer_runs(e2e)
     assert len(runs) == 3 and {r["run_type"] for r in runs} == {"asset_triggered"}, runs
     copies = delivered_copies(e2e)
