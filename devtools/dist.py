@@ -12,7 +12,7 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
 - ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
-  ``cyclonedx-py environment`` on the image's own venv);
+  ``cyclonedx-py environment`` on the image's own venv, run from the pinned ``.venv-sbom``: devtools/tool_venv.py);
 - ``SHA256SUMS``: every artifact above, in ``sha256sum -c`` form.
 
 Before it builds anything it refuses a release whose version is not the same everywhere: the chart, and a
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import __version__
-from devtools import image
+from devtools import image, tool_venv
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "airflow-etcd-coordinator"
@@ -199,10 +199,13 @@ def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
     container = image.buildah("from", "--pull=never", tag, capture=True).strip()
     try:
         root = Path(image.buildah("mount", container, capture=True).strip())
-        # cyclonedx-py asks the environment's own interpreter for its paths: the image's venv python is a link to
-        # Debian's /usr/bin/python3, which resolves to this host's Python 3.11 and reads the image's site-packages.
+        # cyclonedx-py asks the environment's own interpreter for its paths, whichever venv cyclonedx-py runs from:
+        # the image's venv python is a link to Debian's /usr/bin/python3, which resolves to this host's Python 3.11
+        # and reads the image's site-packages. cyclonedx-bom lives in its own pinned venv (.venv-sbom): in the dev
+        # venv its jsonschema extras would slow every Airflow process the tests start.
+        generator = tool_venv.python(tool_venv.ensure_tool(tool_venv.SBOM))
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-        run([sys.executable, "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
+        run([str(generator), "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
              "-o", str(sbom), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
     finally:
         image.discard(container)
