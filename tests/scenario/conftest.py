@@ -38,7 +38,14 @@ from typing import Any, Literal, TypeVar
 
 import pytest
 
-from coordinator.core.model import DEFAULT_INSTANCE, KeyLayout, NodeId, canonical_partition, partition_datetime
+from coordinator.core.model import (
+    DEFAULT_INSTANCE,
+    KeyLayout,
+    NodeId,
+    TriggerStatus,
+    canonical_partition,
+    partition_datetime,
+)
 from devtools.etcd_server import EtcdServer
 from tests.support.fake_airflow import Execution, FakeAirflow, RunView
 from tests.support.peers import owner_pid
@@ -512,17 +519,29 @@ class Stack:
     def activity(self) -> tuple[int, int, int]:
         return (self.etcd.revision(), sum(self.fake.calls(ep) for ep in _ENDPOINTS), len(self.fake.executions()))
 
-    def settle(self, quiet: float = QUIET_S, timeout: float = TIMEOUT) -> None:
-        """Until nothing happens for ``quiet`` seconds: no etcd write, no Airflow request, no run transition."""
+    def pending_intents(self) -> list[str]:
+        """The ledger keys whose intent is recorded but not yet confirmed by Airflow."""
+        return [
+            key
+            for key, raw in self.etcd.items(self.keys.triggers).items()
+            if json.loads(raw).get("status") == TriggerStatus.PENDING
+        ]
+
+    def settle(self, quiet: float = QUIET_S, timeout: float = TIMEOUT, *, confirmed: bool = False) -> None:
+        """Until nothing happens for ``quiet`` seconds: no etcd write, no Airflow request, no run transition; with
+        ``confirmed``, also until no intent is pending. A watcher starved of CPU between writing its intent and
+        calling Airflow is quiet for seconds on a loaded machine (CI saw 3.2 s), so a count asserted after a bare
+        quiet period could miss runs whose calls were still to come."""
         deadline = time.monotonic() + timeout
         while True:
             self.fake.wait_idle(timeout=max(0.1, deadline - time.monotonic()))
             before = self.activity()
             time.sleep(quiet)
-            if self.activity() == before:
+            if self.activity() == before and not (confirmed and self.pending_intents()):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"still busy after {timeout:g} s")
+                pending = f"; intents pending: {self.pending_intents()}" if confirmed else ""
+                raise AssertionError(f"still busy after {timeout:g} s{pending}")
 
     # -- assertions --------------------------------------------------------------------------------------------
 

@@ -67,7 +67,7 @@ def test_runs_counted_by_earlier_passes_and_a_killed_leader_count_toward_the_win
     follower = stack.start_watcher("w2", COORDINATOR_TRIGGER_BUDGET="8")
     stack.trigger_root(second)
     follower.wait_log(r"budget\.held instance=default held=2 limit=8 ")
-    stack.settle(quiet=QUIET_S * 2)
+    stack.settle(quiet=QUIET_S * 2, confirmed=True)
     assert fan_in_runs(stack, [second]) == 2, "the window did not count the first partition's runs"
     assert any(s["held"] for s in stack.status_json(second)["budget"])
 
@@ -90,7 +90,8 @@ def test_a_flood_written_one_success_at_a_time_is_held_at_the_budget(stack: Stac
     watcher.wait_log(r"budget\.held instance=default ")
     for partition in partitions:
         stack.wait_success(ROOT_DAG, partition)
-    stack.settle(quiet=QUIET_S * 2)
+    wait_for(lambda: fan_in_runs(stack, partitions) >= 10, "the 10 runs the budget allows")
+    stack.settle(quiet=QUIET_S * 2, confirmed=True)
     assert fan_in_runs(stack, partitions) == 10
     assert any(s["held"] for s in stack.status_json(partitions[0])["budget"])
     samples = scrape(watcher)

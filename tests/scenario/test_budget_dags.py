@@ -107,7 +107,7 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     unrelated = flood[0]
     stack.trigger_root(unrelated, dag="other")
     stack.wait_success("v", unrelated)
-    stack.settle(quiet=1.5)
+    stack.settle(quiet=1.5, confirmed=True)
     assert runs(stack, "c1", flood) == 40 and runs(stack, "c2", flood) == 40
     state = budget(stack, unrelated)
     assert held_dags(state) == {"c1", "c2"} and not state["held"]
@@ -125,7 +125,7 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     wait_for(lambda: runs(stack, "c1", flood) > 60, "c1's released runs to start", timeout=SLOW)
     leader.kill9()
     wait_for(lambda: all(stack.succeeded("g1", p) for p in flood), "every g1 partition", timeout=SLOW, interval=0.5)
-    stack.settle(quiet=1.5)
+    stack.settle(quiet=1.5, confirmed=True)
     assert all(len(stack.fake_runs("c1", p)) == 1 for p in flood), "a released trigger started twice"
     assert all(len(stack.fake_runs("g1", p)) == 1 for p in flood)
     assert runs(stack, "c2", flood) == 40 and held_dags(budget(stack, unrelated)) == {"c2"}
