@@ -49,6 +49,16 @@ lock-dbt:
 venv-airflow2: $(STAMP)
 	@$(BIN)/python -m devtools.airflow2_stack venv
 
+# CycloneDX's SBOM generator for `make dist` and the image's SBOM test: .venv-sbom, pinned by constraints/sbom.txt,
+# rebuilt only when the pins change (devtools/tool_venv.py; the tests build it on demand too). Kept out of .venv: its
+# jsonschema extras doubled the CPU of every `import airflow` there. `make lock-sbom` re-pins it.
+.PHONY: venv-sbom lock-sbom
+venv-sbom:
+	@$(PYTHON) -m devtools.tool_venv venv sbom
+
+lock-sbom: $(STAMP)
+	$(BIN)/python -m devtools.tool_venv lock sbom
+
 # dbt, dbt-duckdb and openlineage-dbt for the OpenLineage tests (tests/lineage): .venv-dbt, pinned by
 # constraints/dbt.txt, rebuilt only when the pins change (first time: ~30 s). The tests build it on demand too.
 .PHONY: venv-dbt
@@ -115,7 +125,7 @@ dist: $(STAMP) buildah
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 venv-dbt chromium buildah postgresql
+pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e), build the image (image) or install
@@ -127,7 +137,7 @@ fast: $(STAMP) postgresql
 # target's output printed whole when it ends), then the tests: on a fresh clone here the tests started 170 s after
 # `make test` did, 218 s one after the other.
 test:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck contracts docs venv-airflow2 venv-dbt
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck contracts docs venv-airflow2 venv-dbt venv-sbom
 	@$(MAKE) --no-print-directory pytest
 
 # The documentation site (docs/conf.py: Sphinx, MyST, furo) into docs/_build/html. Warnings are errors: a link between
@@ -153,4 +163,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean: down
-	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .demo dist build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .venv-sbom .demo dist build .mypy_cache .ruff_cache .pytest_cache

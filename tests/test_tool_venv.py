@@ -16,7 +16,8 @@ import pytest
 
 from devtools import tool_venv
 
-pytestmark = pytest.mark.timeout(600)
+#: Builds venvs with pip (a minute or more): not in `make fast`.
+pytestmark = [pytest.mark.install, pytest.mark.timeout(600)]
 
 
 def tiny_wheel(folder: Path, version: str) -> Path:
