@@ -77,21 +77,18 @@ captured parent START and a model COMPLETE):
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from devtools import tool_venv
 from devtools.procs import stop_groups
 
 log = logging.getLogger(__name__)
@@ -100,8 +97,6 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_NAME = ".venv-dbt"
 CONSTRAINTS = REPO / "constraints" / "dbt.txt"
 PROJECT_SOURCE = REPO / "tests" / "lineage" / "dbt_project"
-FINGERPRINT_FILE = ".fingerprint"
-LOCK_FILE = ".build.lock"
 #: What the venv installs, pinned by constraints/dbt.txt.
 REQUIREMENTS = ("dbt-core", "dbt-duckdb", "openlineage-dbt")
 #: What ``make lock-dbt`` resolves: dbt-core 1.12 does not install here (a build step downloads from GitHub).
@@ -115,9 +110,7 @@ SCHEMA = "main"
 PARENT_JOB = f"dbt-run-{PROJECT}"
 
 # A cold install downloads ~40 packages (~20 s with a warm pip cache); 15 min only fails a hung index.
-_INSTALL_TIMEOUT_S = 900.0
 _OUTPUT_TAIL_CHARS = 3000
-_KEEP_ON_REBUILD = frozenset({LOCK_FILE, ".gitignore"})
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -141,95 +134,22 @@ def venv_bin(venv: Path, name: str) -> Path:
     return venv / "bin" / name
 
 
-def fingerprint(constraints: Path = CONSTRAINTS) -> str:
-    """What the venv was built from: the pins, the requirements installed under them, the Python minor version."""
-    material = {
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "requirements": list(REQUIREMENTS),
-        "constraints": constraints.read_text(encoding="utf-8"),
-    }
-    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
-
-
-def _run(args: Sequence[str], what: str, timeout_s: float = _INSTALL_TIMEOUT_S) -> str:
-    try:
-        done = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DbtStackError(f"{what} timed out after {timeout_s:.0f} s") from exc
-    if done.returncode != 0:
-        output = (done.stdout + done.stderr)[-_OUTPUT_TAIL_CHARS:]
-        raise DbtStackError(f"{what} failed with exit code {done.returncode}:\n{output}")
-    return done.stdout
-
-
-def _install(venv: Path, requirements: Sequence[str], constraints: Path | None) -> None:
-    """Create the venv in ``venv`` (which may hold only the lock and .gitignore) and install ``requirements``."""
-    _run([sys.executable, "-m", "venv", str(venv)], f"creating {venv}", timeout_s=120.0)
-    pins = ["--constraint", str(constraints)] if constraints is not None else []
-    python = str(venv_bin(venv, "python"))
-    _run(
-        [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *pins, *requirements],
-        f"installing {' '.join(requirements)} into {venv}",
-    )
-    _run([python, "-m", "pip", "check", "--disable-pip-version-check"], f"pip check of {venv}", timeout_s=120.0)
-    for tool in ("dbt", "dbt-ol"):
-        if not venv_bin(venv, tool).exists():
-            raise DbtStackError(f"{venv_bin(venv, tool)} missing after the install")
-
-
-def _empty_but_lock(venv: Path) -> None:
-    """Remove the venv's content except the lock (held by us) and .gitignore: a rebuild starts from nothing."""
-    for child in venv.iterdir():
-        if child.name in _KEEP_ON_REBUILD:
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+#: The dbt venv as a pinned tool venv (devtools/tool_venv.py: fingerprint, build lock, rebuild rules).
+DBT = tool_venv.Tool("dbt", REQUIREMENTS, LOCK_REQUIREMENTS, executables=("dbt", "dbt-ol"))
 
 
 def ensure_venv(root: Path = REPO, constraints: Path | None = None) -> Path:
     """The venv (``root/.venv-dbt``) with dbt-core, dbt-duckdb and openlineage-dbt, built now unless current."""
-    pins = constraints if constraints is not None else root / "constraints" / "dbt.txt"
-    venv = venv_dir(root.resolve())
-    wanted = fingerprint(pins)
-    venv.mkdir(parents=True, exist_ok=True)
-    gitignore = venv / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("# made by devtools/dbt_stack.py: git ignores the whole venv\n*\n", encoding="utf-8")
-    with (venv / LOCK_FILE).open("a") as lock:
-        # Two test processes (or make and pytest) must not build the same venv at once: the second waits, then reuses.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        stamp = venv / FINGERPRINT_FILE
-        if venv_bin(venv, "dbt-ol").exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
-            return venv
-        begin = time.monotonic()
-        log.info("dbt.venv.build venv=%s constraints=%s", venv, pins)
-        with contextlib.suppress(FileNotFoundError):
-            stamp.unlink()  # a half-built venv must never look current
-        _empty_but_lock(venv)
-        _install(venv, REQUIREMENTS, pins)
-        stamp.write_text(wanted, encoding="utf-8")
-        log.info("dbt.venv.built venv=%s seconds=%.1f", venv, time.monotonic() - begin)
-        return venv
+    pins = constraints if constraints is not None else DBT.constraints(root)
+    try:
+        return tool_venv.ensure(root, DBT.name, DBT.requirements, pins, executables=DBT.executables)
+    except tool_venv.ToolVenvError as exc:
+        raise DbtStackError(str(exc)) from exc
 
 
-def lock(constraints: Path = CONSTRAINTS) -> None:
-    """Install :data:`LOCK_REQUIREMENTS` unpinned into a scratch venv and write its ``pip freeze`` as the pins."""
-    with tempfile.TemporaryDirectory(prefix="dbt-lock-") as scratch:
-        venv = Path(scratch) / "venv"
-        venv.mkdir()
-        _install(venv, LOCK_REQUIREMENTS, constraints=None)
-        python = str(venv_bin(venv, "python"))
-        frozen = _run([python, "-m", "pip", "freeze", "--disable-pip-version-check"], "pip freeze", timeout_s=120.0)
-        version = _run([python, "-c", "import platform; print(platform.python_version())"], "python version").strip()
-    header = (
-        "# Pins for the dbt venv of the OpenLineage tests (.venv-dbt/, devtools/dbt_stack.py), Python "
-        f"{version}.\n"
-        f"# Regenerate: make lock-dbt (a fresh venv with {' '.join(LOCK_REQUIREMENTS)}, then pip freeze).\n"
-    )
-    constraints.parent.mkdir(parents=True, exist_ok=True)
-    constraints.write_text(header + frozen, encoding="utf-8")
+def lock() -> None:
+    """Resolve :data:`LOCK_REQUIREMENTS` unpinned in a scratch venv and write its ``pip freeze`` as the pins."""
+    tool_venv.lock(DBT, REPO)
 
 
 # ----- the project -----

@@ -9,7 +9,7 @@ library looks for it. ``cyclonedx-bom`` pulls ``jsonschema[format-nongpl]``, who
 grammar when jsonschema is imported (and Airflow imports jsonschema): ``import airflow`` cost twice the CPU with it
 installed. Only ``make dist`` needs it, so it lives in ``.venv-sbom``.
 
-Rules (the same as ``devtools/dbt_stack.py``'s venv, which could move onto this module):
+Rules (``devtools/dbt_stack.py``'s ``.venv-dbt`` is built by them too):
 1. The venv is rebuilt only when its fingerprint changed: the pins' text, the requirements installed under them and
    the Python minor version. The fingerprint is written last, so a half-built venv never looks current.
 2. Two processes never build it at once: ``.build.lock`` (flock) inside the venv folder makes the second wait, then
@@ -61,6 +61,8 @@ class Tool:
     requirements: tuple[str, ...]
     #: What ``lock`` resolves into the pins (the versions chosen on purpose; the rest follows).
     lock_requirements: tuple[str, ...]
+    #: The venv's ``bin/`` programs the tool is run as: a venv without one of them is not current (nor built).
+    executables: tuple[str, ...] = ()
 
     def venv(self, root: Path = REPO) -> Path:
         return root / f".venv-{self.name}"
@@ -100,8 +102,15 @@ def _run(args: Sequence[str], what: str, timeout_s: float = INSTALL_TIMEOUT_S) -
     return done.stdout
 
 
-def _install(venv: Path, requirements: Sequence[str], constraints: Path | None, pip_options: Sequence[str]) -> None:
-    """Create the venv in ``venv`` (which may hold only the lock and .gitignore) and install ``requirements``."""
+def _install(
+    venv: Path,
+    requirements: Sequence[str],
+    constraints: Path | None,
+    pip_options: Sequence[str],
+    executables: Sequence[str] = (),
+) -> None:
+    """Create the venv in ``venv`` (which may hold only the lock and .gitignore) and install ``requirements``; every
+    one of ``executables`` must then be in its ``bin/``."""
     _run([sys.executable, "-m", "venv", str(venv)], f"creating {venv}", timeout_s=120.0)
     pins = ["--constraint", str(constraints)] if constraints is not None else []
     interpreter = str(python(venv))
@@ -111,6 +120,9 @@ def _install(venv: Path, requirements: Sequence[str], constraints: Path | None, 
         f"installing {' '.join(requirements)} into {venv}",
     )  # fmt: skip
     _run([interpreter, "-m", "pip", "check", "--disable-pip-version-check"], f"pip check of {venv}", timeout_s=120.0)
+    for name in executables:
+        if not (venv / "bin" / name).exists():
+            raise ToolVenvError(f"{venv / 'bin' / name} missing after the install")
 
 
 def _empty_but_lock(venv: Path) -> None:
@@ -125,10 +137,17 @@ def _empty_but_lock(venv: Path) -> None:
 
 
 def ensure(
-    root: Path, name: str, requirements: Sequence[str], constraints: Path, *, pip_options: Sequence[str] = ()
+    root: Path,
+    name: str,
+    requirements: Sequence[str],
+    constraints: Path,
+    *,
+    pip_options: Sequence[str] = (),
+    executables: Sequence[str] = (),
 ) -> Path:
     """The venv ``root/.venv-{name}`` with ``requirements`` installed under ``constraints``, built now unless its
-    fingerprint is current. ``pip_options`` go to ``pip install`` (a wheelhouse: ``--no-index --find-links DIR``)."""
+    fingerprint is current and it has its ``executables``. ``pip_options`` go to ``pip install`` (a wheelhouse:
+    ``--no-index --find-links DIR``)."""
     venv = root.resolve() / f".venv-{name}"
     wanted = fingerprint(requirements, constraints)
     venv.mkdir(parents=True, exist_ok=True)
@@ -139,14 +158,15 @@ def ensure(
         # Two test processes (or make and pytest) must not build the same venv at once: the second waits, then reuses.
         fcntl.flock(lock_file, fcntl.LOCK_EX)
         stamp = venv / FINGERPRINT_FILE
-        if python(venv).exists() and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
+        present = all((venv / "bin" / program).exists() for program in ("python", *executables))
+        if present and stamp.exists() and stamp.read_text(encoding="utf-8") == wanted:
             return venv
         begin = time.monotonic()
         log.info("tool_venv.build name=%s venv=%s constraints=%s", name, venv, constraints)
         with contextlib.suppress(FileNotFoundError):
             stamp.unlink()  # a half-built venv must never look current
         _empty_but_lock(venv)
-        _install(venv, requirements, constraints, pip_options)
+        _install(venv, requirements, constraints, pip_options, executables)
         stamp.write_text(wanted, encoding="utf-8")
         log.info("tool_venv.built name=%s venv=%s seconds=%.1f", name, venv, time.monotonic() - begin)
         return venv
@@ -154,7 +174,7 @@ def ensure(
 
 def ensure_tool(tool: Tool, root: Path = REPO) -> Path:
     """:func:`ensure` for one of :data:`TOOLS`, pinned by its ``constraints/{name}.txt``."""
-    return ensure(root, tool.name, tool.requirements, tool.constraints(root))
+    return ensure(root, tool.name, tool.requirements, tool.constraints(root), executables=tool.executables)
 
 
 def lock(tool: Tool, root: Path = REPO, *, under: Path | None = None) -> Path:
@@ -171,7 +191,7 @@ def lock(tool: Tool, root: Path = REPO, *, under: Path | None = None) -> Path:
         version = _run([interpreter, "-c", "import platform; print(platform.python_version())"], "python version")
     header = (
         f"# Pins for the {tool.name} tool venv (.venv-{tool.name}/, devtools/tool_venv.py), Python {version.strip()}.\n"
-        f"# Regenerate: python -m devtools.tool_venv lock {tool.name} "
+        f"# Regenerate: make lock-{tool.name} "
         f"(a fresh venv with {' '.join(tool.lock_requirements)}, then pip freeze).\n"
     )
     target.parent.mkdir(parents=True, exist_ok=True)

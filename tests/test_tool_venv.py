@@ -106,5 +106,5 @@ def test_rebuilt_when_the_pins_change_or_a_build_did_not_finish(
 def test_sbom_pins_name_the_generator_and_how_to_regenerate_them() -> None:
     """constraints/sbom.txt pins cyclonedx-bom and says how to regenerate it with the command this module runs."""
     pins = tool_venv.SBOM.constraints().read_text(encoding="utf-8")
-    assert "python -m devtools.tool_venv lock sbom" in pins.splitlines()[1]
+    assert "make lock-sbom" in pins.splitlines()[1]
     assert "cyclonedx-bom==7.5.0" in pins.splitlines()

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from devtools import dbt_stack
+from devtools import dbt_stack, tool_venv
 from devtools.dbt_stack import (
     MODELS,
     PARENT_JOB,
@@ -311,13 +311,14 @@ def test_the_venv_is_built_once_and_rebuilt_when_the_pins_change(
     """ensure_venv installs on first use, reuses while the pins hold, rebuilds after a change or a lost stamp."""
     built: list[Path] = []
 
-    def fake_install(venv: Path, requirements: Any, constraints: Path | None) -> None:
+    def fake_install(venv: Path, requirements: Any, constraints: Path | None, *options: Any) -> None:
         assert sorted(p.name for p in venv.iterdir()) == [".build.lock", ".gitignore"]  # emptied first
         built.append(venv)
         (venv / "bin").mkdir()
-        (venv / "bin" / "dbt-ol").touch()
+        for program in ("python", "dbt", "dbt-ol"):
+            (venv / "bin" / program).touch()
 
-    monkeypatch.setattr(dbt_stack, "_install", fake_install)
+    monkeypatch.setattr(tool_venv, "_install", fake_install)
     pins = tmp_path / "constraints" / "dbt.txt"
     pins.parent.mkdir()
     pins.write_text("dbt-core==1.11.16\n", encoding="utf-8")
@@ -325,7 +326,7 @@ def test_the_venv_is_built_once_and_rebuilt_when_the_pins_change(
     assert ensure_venv(tmp_path) == ensure_venv(tmp_path) == venv
     pins.write_text("dbt-core==1.11.16\nduckdb==2.0.1\n", encoding="utf-8")
     ensure_venv(tmp_path)
-    (venv / dbt_stack.FINGERPRINT_FILE).unlink()
+    (venv / tool_venv.FINGERPRINT_FILE).unlink()
     ensure_venv(tmp_path)
     assert built == [venv, venv, venv]
     assert (venv / ".gitignore").read_text(encoding="utf-8").splitlines()[-1] == "*"
