@@ -235,6 +235,9 @@ class Airflow2Stack(AirflowStack):
             "COORDINATOR_PREFIX": self.prefix,
             # Where DAGs may write files (test DAGs look for their release files there), as in the Airflow 3 launcher.
             "PIPELINE_OUTPUT_DIR": str(self.home / "output"),
+            # Temporary files of Airflow's processes and the plugin (its coordinator-tasks-*.json cache) go with the
+            # stack's home, not into the host's /tmp (made by ``start``).
+            "TMPDIR": str(self.home / "tmp"),
         }
         if self.etcd_endpoints:
             env["COORDINATOR_ETCD_ENDPOINTS"] = self.etcd_endpoints
@@ -247,6 +250,7 @@ class Airflow2Stack(AirflowStack):
         begin = time.monotonic()
         self.home.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(exist_ok=True)
+        (self.home / "tmp").mkdir(exist_ok=True)
         if not self.port:
             self.port = free_port()
         self.password = self._secret("admin_password", 12)
