@@ -66,9 +66,9 @@ async def measure(endpoint: str, etcd_pid: int | None, workdir: Path, new: int, 
 
     from coordinator.airflow.client import AirflowClient
     from coordinator.etcd import EtcdStore
-    from coordinator.settings import InstanceSettings, Settings
+    from coordinator.runtime.graph_source import GraphSource
+    from coordinator.runtime.settings import InstanceSettings, Settings
     from coordinator.watcher.assets import AssetJob
-    from coordinator.watcher.graph_source import GraphSource
     from coordinator.watcher.service import Watcher
     from tests.support.fake_airflow import FakeAirflow  # admin/admin
 

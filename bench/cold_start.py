@@ -82,7 +82,7 @@ async def preload(
     With ``deps``, each layer's ledger entries go first (inputs: the upstream run states' revisions), then its run
     states, so every success comes after its DAG's intent (the coordinator triggered it) and consumed its inputs."""
     from coordinator.core.activation import adopt, dump_activation
-    from coordinator.spec_file import load_spec
+    from coordinator.runtime.spec_file import load_spec
 
     graph = load_spec(deps_path)
     etcd = h.RawEtcd(endpoint)
@@ -144,8 +144,8 @@ async def in_process(endpoint: str, deps_path: Path) -> dict[str, float]:
     from coordinator.core.planner import plan
     from coordinator.core.view import View
     from coordinator.etcd import EtcdStore
-    from coordinator.settings import EtcdSettings, parse_endpoints
-    from coordinator.spec_file import load_spec
+    from coordinator.runtime.settings import EtcdSettings, parse_endpoints
+    from coordinator.runtime.spec_file import load_spec
 
     clock = time.process_time
     gc.collect()

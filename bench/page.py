@@ -46,7 +46,7 @@ def status_kb(field: str) -> int:
 
 async def measure(endpoint: str, deps: Path, partitions: int, requests: int, names: list[list[str]]) -> dict[str, Any]:
     from coordinator.page.service import dependencies_page
-    from coordinator.settings import Settings
+    from coordinator.runtime.settings import Settings
 
     settings = Settings(etcd_endpoints=endpoint, prefix=h.PREFIX, deps=deps, http="off")
     rng = random.Random(11)

@@ -31,8 +31,8 @@ import _harness as h
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerRecord, TriggerStatus
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import LedgerFact, View
-from coordinator.metrics import Metrics, WatcherState
-from coordinator.watcher.health import watcher_state
+from coordinator.runtime.health import watcher_state
+from coordinator.runtime.metrics import Metrics, WatcherState
 from devtools.etcd_server import EtcdServer
 
 

@@ -63,8 +63,8 @@ async def read(endpoint: str, deps: Path, etcd_pid: int, mode: str) -> Read:
     from coordinator.core.view import View
     from coordinator.etcd.client import EtcdStore
     from coordinator.informer.informer import Informer
-    from coordinator.settings import EtcdSettings, parse_endpoints
-    from coordinator.spec_file import load_spec
+    from coordinator.runtime.settings import EtcdSettings, parse_endpoints
+    from coordinator.runtime.spec_file import load_spec
 
     store = await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(endpoint)))
     try:

@@ -32,7 +32,7 @@ from coordinator.airflow_plugin.records import WriterConfig
 from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, record_task_instance
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
 
 def ti(task_id: str, try_number: int) -> SimpleNamespace:

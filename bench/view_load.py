@@ -40,7 +40,7 @@ def store(partitions: int, width: int = 100) -> tuple[Path, list[tuple[str, byte
     path = Path(tempfile.mkdtemp(prefix="bench-view-")) / "dependencies.json"
     h.write_deps(path, deps)
     from coordinator.core.activation import adopt, dump_activation
-    from coordinator.spec_file import load_spec
+    from coordinator.runtime.spec_file import load_spec
 
     graph = load_spec(path)
     activation = adopt(graph.shapes, graph.digest, None, revision=1, by="bench")  # adopted before the preload
@@ -70,7 +70,7 @@ def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int) -> dict[
     from coordinator.core.decide import decide
     from coordinator.core.model import KeyLayout
     from coordinator.core.view import View
-    from coordinator.spec_file import load_spec
+    from coordinator.runtime.spec_file import load_spec
 
     graph = load_spec(deps)
     view = View(KeyLayout())

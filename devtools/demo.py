@@ -34,7 +34,7 @@ from rich.text import Text
 
 from coordinator.core.model import canonical_partition, partition_datetime
 from coordinator.errors import SpecError
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 from devtools.airflow_stack import AirflowStack, AirflowStackError
 from devtools.demo_live import EtcdPeek, Follower, FollowError, Row, order_checks
 from devtools.demo_stack import PORT_VARIABLES, DemoError, DemoStack

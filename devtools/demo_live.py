@@ -45,7 +45,7 @@ from coordinator.core.model import (
     partition_datetime,
 )
 from coordinator.errors import AirflowError
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.settings import InstanceSettings
 from devtools.airflow_stack import AirflowStack
 
 #: Poll twice a second: a one-task run takes ~2 s here, so every state is seen, and the load is negligible.

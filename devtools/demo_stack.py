@@ -44,7 +44,7 @@ from devtools.demo_state import (
 from devtools.etcd_server import EtcdServer, EtcdServerError
 from devtools.procs import free_port, port_in_use, process_matches
 
-#: The watcher listener's documented default (coordinator.settings: COORDINATOR_HTTP).
+#: The watcher listener's documented default (coordinator.runtime.settings: COORDINATOR_HTTP).
 DEFAULT_HTTP_PORT = 9465
 
 #: Conventional ports, so `etcdctl` and `coordinator status` work without flags; each can be moved (rule 4).

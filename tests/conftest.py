@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")

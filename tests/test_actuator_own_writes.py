@@ -10,7 +10,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStatus, parse_trigger_record, run_id_for
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import paused_lists

@@ -30,8 +30,8 @@ from coordinator.errors import (
     AirflowNotFound,
     AirflowUnavailable,
 )
-from coordinator.retry import RetryPolicy, retry_call
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.retry import RetryPolicy, retry_call
+from coordinator.runtime.settings import InstanceSettings
 
 PASSWORD = "s3cret-Pa55word"
 URL = "http://airflow.test"

@@ -22,9 +22,9 @@ from pydantic import SecretStr
 
 from coordinator.airflow import AirflowClient, ApiVersion
 from coordinator.errors import AirflowAuthError
-from coordinator.instance_auth import AuthConfig, BearerAuth, ExecAuth, NoAuth
-from coordinator.metrics import Metrics
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.instance_auth import AuthConfig, BearerAuth, ExecAuth, NoAuth
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import InstanceSettings
 from tests.support.auth_front import AuthFront, Policy, SignedTokens, StaticTokens
 from tests.support.fake_airflow import FakeAirflow
 

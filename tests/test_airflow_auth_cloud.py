@@ -16,9 +16,9 @@ import pytest
 
 from coordinator.airflow import AirflowClient
 from coordinator.errors import AirflowAuthError
-from coordinator.instance_auth import GoogleAuth, MwaaAuth
-from coordinator.metrics import Metrics
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.instance_auth import GoogleAuth, MwaaAuth
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import InstanceSettings
 from tests.support.auth_front import AuthFront, GoogleTokenEndpoint, MwaaApi, MwaaSessions, SignedTokens
 from tests.support.cloud_auth import google_service_account, mwaa_environment
 from tests.support.fake_airflow import FakeAirflow

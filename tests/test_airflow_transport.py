@@ -15,7 +15,7 @@ import pytest
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.transport import LeanTransport, lean_transport_for
 from coordinator.errors import AirflowUnavailable
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.settings import InstanceSettings
 
 BODY = json.dumps({"version": "3.3.2"}).encode()
 

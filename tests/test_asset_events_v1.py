@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing
 from coordinator.airflow.client import SCAN_MAX, AirflowClient
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.settings import InstanceSettings
 from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)

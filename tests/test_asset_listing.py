@@ -19,8 +19,8 @@ from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryS
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import Fence
-from coordinator.metrics import Metrics
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor

@@ -22,8 +22,8 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import LeadershipLost
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import DeleteResult, Fence
-from coordinator.metrics import Metrics
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor

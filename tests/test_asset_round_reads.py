@@ -20,9 +20,9 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.watch import relist_diff
-from coordinator.settings import EtcdSettings, InstanceSettings, Settings
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
-from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.service import Watcher
 from tests.support.fake_airflow import FakeAirflow
 

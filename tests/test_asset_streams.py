@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, InstanceSettings, Settings
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.executor import Pool
-from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.queue import AssetStream
 from coordinator.watcher.service import Watcher
 from tests.support.fake_airflow import FakeAirflow

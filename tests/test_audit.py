@@ -19,7 +19,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.audit import AuditResult, audit_once
 from tests.support.fake_airflow import FakeAirflow
 

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from coordinator.errors import ConfigError
-from coordinator.settings import load_instances_file
+from coordinator.runtime.settings import load_instances_file
 from tests.support.auth_front import AuthFront, StaticTokens
 from tests.support.fake_airflow import FakeAirflow
 

@@ -33,9 +33,9 @@ from coordinator.core.task_facts import TaskRecord
 from coordinator.core.view import View
 from coordinator.errors import LeadershipLost
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.watcher.checkpoint import RECHECK_S, CheckpointJob
-from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.queue import AllPartitions, DagKey, WorkKey, WorkQueue
 from coordinator.watcher.service import Watcher
 

@@ -22,7 +22,7 @@ import typer.main
 from typer.testing import CliRunner
 
 from coordinator.cli.app import PANELS, app, env_var, load_commands
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 
 #: Options that read no environment variable, by long name (or "command --option" where the same name reads one
 #: elsewhere), each group with its reason. Flags are not listed: a flag says what this one run does, off unless given.

@@ -108,7 +108,7 @@ def test_watcher_health_check_asks_the_listener_the_watcher_opens(services: dict
     """Each watcher's health check is `coordinator probe readyz` (a real command of the CLI), which asks the listener
     its own COORDINATOR_HTTP names; that listener is on."""
     from coordinator.cli import probe_cmds  # noqa: F401  (registration)
-    from coordinator.settings import parse_listen
+    from coordinator.runtime.settings import parse_listen
 
     group = typer.main.get_command(app)
     for name in WATCHER_SERVICES:

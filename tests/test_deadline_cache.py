@@ -352,7 +352,7 @@ def test_deadline_index_names_moved_records_and_unalerted_ones() -> None:
 def test_incremental_metric_counts_set_only_what_moved() -> None:
     """An incremental pass sets the counts that moved and removes a (dag, state) label that fell to zero; the
     others keep their value."""
-    from coordinator.metrics import Metrics
+    from coordinator.runtime.metrics import Metrics
 
     metrics = Metrics()
     metrics.deadline_pass([("default", "c", "on_time", 3), ("default", "d", "on_time", 2)], 10.0)

@@ -17,9 +17,9 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import AirflowError
-from coordinator.metrics import Metrics
-from coordinator.presence import InstanceCheck, WatcherPresence, airflow_majors
-from coordinator.settings import InstanceSettings
+from coordinator.informer.presence_value import InstanceCheck, WatcherPresence, airflow_majors
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import InstanceSettings
 from coordinator.watcher.deadline_facts import PausedForDeadlines, deadline_scope
 from coordinator.watcher.deadlines import known_majors
 from coordinator.watcher.paused import PausedDags

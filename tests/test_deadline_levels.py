@@ -28,8 +28,8 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.spec.deadline import ExpectedBy, Level
 from coordinator.core.spec.loader import parse_spec
-from coordinator.deadline_report import deadline_rows, level_text, why_lines
 from coordinator.errors import SpecError
+from coordinator.explain.deadlines import deadline_rows, level_text, why_lines
 
 P = "2026-01-05T00:00:00Z"
 DEADLINE = datetime(2026, 1, 6, 6, tzinfo=UTC)

@@ -26,7 +26,7 @@ from coordinator.core.grid import Grid
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import RunFact, View
-from coordinator.deadline_report import deadline_rows, why_lines
+from coordinator.explain.deadlines import deadline_rows, why_lines
 
 DAY = "0 0 * * *"
 HOURLY = "0 * * * *"

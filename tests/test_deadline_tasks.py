@@ -16,8 +16,8 @@ from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import RunFact, View
-from coordinator.deadline_report import _parse_cause, deadline_rows, why_lines
 from coordinator.errors import SpecError
+from coordinator.explain.deadlines import _parse_cause, deadline_rows, why_lines
 
 P = "2026-01-05T00:00:00Z"
 P0 = datetime(2026, 1, 5, tzinfo=UTC)

@@ -27,11 +27,11 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import render_text
 from coordinator.core.view import RunFact, View
-from coordinator.deadline_report import deadline_rows, why_lines
 from coordinator.errors import SpecError
+from coordinator.explain.deadlines import deadline_rows, why_lines
+from coordinator.explain.report import status_rows
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page
-from coordinator.report import status_rows
 
 DAY = "0 0 * * *"
 P = "2026-01-05T00:00:00Z"

@@ -24,8 +24,8 @@ from rich.console import Console
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.core.model import KeyLayout
-from coordinator.settings import InstanceSettings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import InstanceSettings
+from coordinator.runtime.spec_file import load_spec
 from devtools.airflow_stack import AirflowStack
 from devtools.demo import main, next_partition
 from devtools.demo_live import (

@@ -25,7 +25,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPS = ROOT / "dependencies.json"

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "howto" / "assets.md"
 

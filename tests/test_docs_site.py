@@ -84,7 +84,7 @@ def test_the_cli_reference_lists_every_command(site: Path, capsys: pytest.Captur
 
 def test_the_settings_reference_lists_every_variable(site: Path) -> None:
     """The settings reference names the COORDINATOR_* variable and default of every field of the settings model."""
-    from coordinator.settings import Settings
+    from coordinator.runtime.settings import Settings
 
     html = (site / "reference" / "settings.html").read_text(encoding="utf-8")
     for name, field in Settings.model_fields.items():

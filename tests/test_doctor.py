@@ -28,9 +28,9 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.etcd import EtcdStore
-from coordinator.metrics import Metrics
-from coordinator.settings import EtcdSettings, Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import EtcdSettings, Settings
+from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher.presence import check_instances
 from coordinator.watcher.service import open_watcher
 from devtools.etcd_server import EtcdServer
@@ -455,7 +455,7 @@ def test_a_refused_login_names_the_instances_file_fields(tmp_path: Path, airflow
     """An instance from the instances file whose password is wrong: the 401 names that instance's fields and file."""
     from coordinator.airflow.client import AirflowClient
     from coordinator.errors import AirflowAuthError
-    from coordinator.settings import load_instances_file
+    from coordinator.runtime.settings import load_instances_file
 
     path = tmp_path / "instances.json"
     path.write_text(json.dumps({"team_b": {"url": airflow.url, "username": "coordinator", "password_env": "PW_B"}}))

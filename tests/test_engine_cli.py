@@ -12,7 +12,7 @@ import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPS = str(ROOT / "dependencies.json")

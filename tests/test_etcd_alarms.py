@@ -11,9 +11,9 @@ import pytest
 
 from coordinator.cli.doctor_cmds import etcdctl_words
 from coordinator.diagnosis import CheckStatus, DoctorFacts, EtcdAlarm, diagnose
-from coordinator.metrics import Metrics
-from coordinator.settings import Settings
-from coordinator.watcher.health import Health
+from coordinator.runtime.health import Health
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import Settings
 
 CTL = "etcdctl --endpoints=http://etcd-1:2379,http://etcd-2:2379"
 

@@ -31,8 +31,8 @@ from coordinator.errors import (
     LeadershipLost,
 )
 from coordinator.etcd import EtcdStore, Fence
-from coordinator.metrics import Metrics
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import audit_once
 from coordinator.watcher.deliveries import AssetDeliveries

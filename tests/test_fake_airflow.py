@@ -20,8 +20,8 @@ from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.errors import AirflowAuthError, AirflowNotFound, AirflowUnavailable
-from coordinator.retry import RetryPolicy, retry_call
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.retry import RetryPolicy, retry_call
+from coordinator.runtime.settings import InstanceSettings
 from tests.support.fake_airflow import DROPPED, FakeAirflow
 from tests.support.peers import owner_pid
 

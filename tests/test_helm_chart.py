@@ -28,8 +28,8 @@ import pytest
 import yaml
 
 import coordinator
-from coordinator.settings import ListenAddress, Settings, load_instances_file, parse_listen
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import ListenAddress, Settings, load_instances_file, parse_listen
+from coordinator.runtime.spec_file import load_spec
 from tests.support.cli_contract import command_problem, setting_variables
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.inputs import required_inputs
 from coordinator.core.model import NodeId, partition_datetime
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 from tests.support.oracle_client import Oracle, running_oracle
 
 HERE = Path(__file__).parent / "import_dags"

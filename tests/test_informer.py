@@ -22,10 +22,10 @@ from coordinator.core.view import View
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import DeadlineIndex, Informer, PresenceIndex
 from coordinator.informer.informer import _may_hold
-from coordinator.presence import RECONCILE_ONCE, WatcherPresence
-from coordinator.read_model import model_of, read_model
-from coordinator.settings import EtcdSettings, Settings, parse_endpoints
-from coordinator.watcher.graph_source import GraphSource
+from coordinator.informer.presence_value import RECONCILE_ONCE, WatcherPresence
+from coordinator.informer.read_model import model_of, read_model
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.settings import EtcdSettings, Settings, parse_endpoints
 from coordinator.watcher.service import Watcher
 from devtools.etcd_server import EtcdServer
 

@@ -14,7 +14,7 @@ import helm_python as helm
 import pytest
 import yaml
 
-from coordinator.settings import Settings, load_instances_file
+from coordinator.runtime.settings import Settings, load_instances_file
 from tests.support.cli_contract import command_problem, setting_variables
 
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "managed" / "recipes"

@@ -11,7 +11,7 @@ import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import KV, EtcdStore
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 PARTITION = "2026-01-01T00:00:00Z"
 Mark = Callable[..., subprocess.CompletedProcess[str]]

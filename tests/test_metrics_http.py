@@ -20,10 +20,10 @@ from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerReco
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.errors import ConfigError
-from coordinator.metrics import Metrics, WatcherState
-from coordinator.settings import ListenAddress, Settings, parse_listen
-from coordinator.watcher.health import READY_WITHIN_S, STALL_S, Health, watcher_state
-from coordinator.watcher.http import Listener, serve
+from coordinator.runtime.health import READY_WITHIN_S, STALL_S, Health, watcher_state
+from coordinator.runtime.http import Listener, serve
+from coordinator.runtime.metrics import Metrics, WatcherState
+from coordinator.runtime.settings import ListenAddress, Settings, parse_listen
 
 
 class Clock:

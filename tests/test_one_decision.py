@@ -33,7 +33,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord
 from coordinator.etcd import EtcdStore
 from coordinator.page.service import dependencies_page
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.watcher.queue import AllPartitions
 from coordinator.watcher.service import open_watcher
 

@@ -28,8 +28,8 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.etcd import EtcdStore
-from coordinator.presence import WatcherPresence, graph_digests
-from coordinator.settings import EtcdSettings
+from coordinator.informer.presence_value import WatcherPresence, graph_digests
+from coordinator.runtime.settings import EtcdSettings
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_doctor import DAGS, GRAPH, PASSWORD, checks_of, cli_env, run_cli, seed
 

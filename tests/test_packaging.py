@@ -110,7 +110,7 @@ AIRFLOW_2_10_PROTOBUF = "4.25.5"
 ETCD_ROUND_TRIP = """
 import asyncio, sys
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
 async def main():
     async with await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(sys.argv[1]))) as store:

@@ -32,7 +32,7 @@ from coordinator.etcd import EtcdStore
 from coordinator.page.model import NodeState, build_page, graph_from_activation, layout
 from coordinator.page.render import render_page
 from coordinator.page.service import dependencies_page
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.settings import EtcdSettings, Settings
 
 P = "2026-01-01T00:00:00Z"
 #: One DAG per state (rule 2 of coordinator.page.model); r is the root everything hangs off.

@@ -122,7 +122,7 @@ def test_page_app_takes_the_readable_dags_from_the_auth_manager_never_the_query(
 
     from coordinator.airflow_plugin import page_app
     from coordinator.page.service import PageResponse
-    from coordinator.settings import Settings
+    from coordinator.runtime.settings import Settings
 
     seen: list[Access | None] = []
 

@@ -19,7 +19,7 @@ from coordinator.etcd import EtcdStore
 from coordinator.informer import load_prefixes
 from coordinator.page.asset_feed import AssetFeed, shared_assets
 from coordinator.page.assets import AssetNode
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 ORDERS = "s3://lake/orders"

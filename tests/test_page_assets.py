@@ -40,7 +40,7 @@ from coordinator.page.model import PageModel, build_page
 from coordinator.page.render import render_page
 from coordinator.page.select import Selection
 from coordinator.page.service import dependencies_page
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.settings import EtcdSettings, Settings
 from tests.test_page import P, states_store, states_view
 from tests.test_page_select import chain_page
 

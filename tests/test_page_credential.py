@@ -16,7 +16,7 @@ from pydantic import SecretStr
 from coordinator.airflow_plugin.config import ConnectionFields, local_config
 from coordinator.airflow_plugin.page_credential import DEFAULT_PAGE_CONN_ID, PageResolver, read_options
 from coordinator.errors import ConfigError
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 PLUGIN_CONN = ConnectionFields("coordinator_etcd", login="plugin-user", password=SecretStr("plugin-pw"))
 

@@ -19,7 +19,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canon
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.page.service import dependencies_page, learning_dags
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.settings import EtcdSettings, Settings
 
 assert engine_cmds  # imported for its registrations only
 DAILY = {"cron": "0 0 * * *"}

@@ -16,8 +16,8 @@ from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerStatus, parse_trigger_record, run_id_for
 from coordinator.errors import AirflowError, AirflowUnavailable
 from coordinator.etcd import EtcdStore
-from coordinator.instance_auth import BearerAuth
-from coordinator.settings import EtcdSettings, InstanceSettings
+from coordinator.runtime.instance_auth import BearerAuth
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import PausedDags, paused_lists

@@ -18,7 +18,7 @@ from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter,
 from coordinator.core.assets import MARKER, AssetKeys
 from coordinator.core.model import KeyLayout
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 
 def config(etcd_settings: EtcdSettings, prefix: str) -> WriterConfig:

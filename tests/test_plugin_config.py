@@ -34,7 +34,7 @@ from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, 
 from coordinator.core.model import NodeId, RunState, parse_run_record
 from coordinator.errors import StoreUnavailable
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 from tests.support.plugin_settings_probe import RESULT
 from tests.test_store import _make_certs

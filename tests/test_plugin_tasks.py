@@ -28,7 +28,7 @@ from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, 
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from tests.test_plugin_writer import _child_env, closed_port, run_check_plugin
 
 PARTITION = "2026-01-01T00:00:00Z"

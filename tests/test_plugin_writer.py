@@ -28,7 +28,7 @@ from coordinator.airflow_plugin.records import RunReport, WriteOutcome, WriterCo
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 PARTITION = "2026-01-01T00:00:00Z"

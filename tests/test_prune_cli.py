@@ -15,7 +15,7 @@ import pytest
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, TriggerRecord, TriggerStatus, dump_record
 from coordinator.core.retention import HoldReason, KeyFact, KeyKind, parse_floor
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.retention import delete_selected
 from devtools.etcd_server import find_etcd_binary
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from coordinator.retry import RetryAttempt, RetryPolicy, backoff_delay, retry_call
+from coordinator.runtime.retry import RetryAttempt, RetryPolicy, backoff_delay, retry_call
 
 
 class FakeClock:

@@ -34,8 +34,8 @@ from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore
 from coordinator.lineage.tokens import hash_token
 from coordinator.page.service import dependencies_page
-from coordinator.roles import LineageReceiver, OutsideWriter, commands, roles
-from coordinator.settings import EtcdSettings, Settings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, Settings, parse_endpoints
+from coordinator.writers.roles import LineageReceiver, OutsideWriter, commands, roles
 from devtools.etcd_server import EtcdServer
 from devtools.procs import free_port, stop_child
 from tests.support.fake_airflow import FakeAirflow

@@ -7,8 +7,8 @@ from typing import Any
 
 from coordinator.core.model import RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import KV, EtcdStore
-from coordinator.run_records import RunWriteStatus, write_run_record
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
+from coordinator.writers.run_records import RunWriteStatus, write_run_record
 
 RUN = "scheduled__2026-01-01T00:00:00+00:00"
 

@@ -32,7 +32,7 @@ from coordinator.core.model import (
 from coordinator.core.planner import plan
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher import triggers
 from coordinator.watcher.retention import RetentionTracker
 from devtools.etcd_server import EtcdServer

@@ -18,7 +18,7 @@ from coordinator.core.spec.loader import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS,
 from coordinator.core.spec.render import render_dot, render_mermaid, render_text
 from coordinator.core.spec.schema import json_schema, schema_text
 from coordinator.errors import SpecError
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_DEPS = ROOT / "dependencies.json"

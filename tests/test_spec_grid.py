@@ -14,7 +14,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.render import render_dot, render_mermaid, render_text
 from coordinator.core.spec.schema import json_schema
 from coordinator.errors import SpecError
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 from tests.test_spec_cli import run
 
 ROOT = Path(__file__).resolve().parent.parent

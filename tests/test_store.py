@@ -32,7 +32,7 @@ from coordinator.etcd import (
     WatchBatch,
 )
 from coordinator.etcd.watch import relist_diff
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer, ServerTls
 
 T = TypeVar("T")
@@ -578,7 +578,7 @@ def test_fenced_cas_raises_leadership_lost_once_another_leader_holds_the_key(
 _LEADER_CHILD = """
 import asyncio, sys
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
 
 async def main():

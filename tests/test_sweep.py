@@ -17,10 +17,10 @@ from coordinator.core.actions import Trigger
 from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.model import NodeId, RunRecord, RunState, dump_record
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.settings import EtcdSettings, Settings
+from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher import triggers as triggers_module
-from coordinator.watcher.graph_source import GraphSource
 from coordinator.watcher.queue import AllPartitions, DagKey, NextSlice
 from coordinator.watcher.service import Watcher
 

@@ -15,11 +15,11 @@ from coordinator.airflow.auth_methods import ExecMethod
 from coordinator.core.model import NAME_RE, KeyLayout, NodeId
 from coordinator.errors import AirflowAuthError, ConfigError, SpecError, StoreUnavailable
 from coordinator.etcd import KV, EtcdStore
+from coordinator.informer.presence_value import InstanceCheck
 from coordinator.page import service
-from coordinator.presence import InstanceCheck
-from coordinator.redact import redact_text, redact_url
-from coordinator.settings import EtcdSettings, parse_endpoints, plaintext_credentials
-from coordinator.spec_file import parse_spec
+from coordinator.runtime.redact import redact_text, redact_url
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints, plaintext_credentials
+from coordinator.runtime.spec_file import parse_spec
 from tests.test_plugin_writer import closed_port
 
 

@@ -20,9 +20,9 @@ from pydantic import SecretStr
 from coordinator.airflow.auth import AuthMethod, Credential, Exchange
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError
-from coordinator.instance_auth import BearerAuth, ExecAuth, GoogleAuth, MwaaAuth, NoAuth
-from coordinator.redact import redact_text
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.instance_auth import BearerAuth, ExecAuth, GoogleAuth, MwaaAuth, NoAuth
+from coordinator.runtime.redact import redact_text
+from coordinator.runtime.settings import InstanceSettings
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ class ExecMethod:
             await proc.wait()
             raise self._error(f"{program!r} did not finish within {self._timeout_s:g} s (killed)") from None
         if proc.returncode != 0:
-            # Another program's words: it may echo a token or a secret it was given (rule 2 of coordinator.redact).
+            # Another program's words: it may echo a token or a secret
+            # it was given (rule 2 of coordinator.runtime.redact).
             tail = redact_text(" ".join(err.decode(errors="replace").split()))[-STDERR_MAX:] or "no stderr"
             raise self._error(f"{program!r} exited with status {proc.returncode}: {tail}")
         return self._parse(out.decode(errors="replace").strip())

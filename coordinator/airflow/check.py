@@ -24,8 +24,8 @@ from urllib.parse import urlsplit
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowNotFound, AirflowUnavailable, CoordinatorError
-from coordinator.redact import redact_url
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.redact import redact_url
+from coordinator.runtime.settings import InstanceSettings
 
 #: What the watcher does besides reading, for the summary (Airflow's permission names).
 NEEDS = "trigger (can_create on DAG Runs), clear (can_edit on DAG Runs / Task Instances), read DAGs and runs"

@@ -15,7 +15,7 @@ Rules:
    programming error and raises ValueError. Datetimes come back as aware UTC.
 5. The only retry here is the single refresh-and-retry after a 401/403 (rules of :mod:`coordinator.airflow.auth`:
    shared by concurrent requests, counted when it fails). The retry POLICY belongs to the caller (the actuator retries
-   AirflowUnavailable only, with :mod:`coordinator.retry`).
+   AirflowUnavailable only, with :mod:`coordinator.runtime.retry`).
 6. Values returned are frozen dataclasses, never dicts.
 
 Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
@@ -64,8 +64,8 @@ from coordinator.errors import (
     AirflowNotFound,
     AirflowUnavailable,
 )
-from coordinator.redact import redact_url
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.redact import redact_url
+from coordinator.runtime.settings import InstanceSettings
 
 # The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
 __all__ = [

@@ -47,7 +47,7 @@ from pydantic import SecretBytes, SecretStr, ValidationError
 from coordinator.airflow_plugin.records import WriterConfig, make_config
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.errors import ConfigError, StoreUnavailable
-from coordinator.settings import EtcdSettings, Settings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, Settings, parse_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ SETTINGS: tuple[PluginSetting, ...] = (
 )
 #: check-plugin's flags, by the option they set (for the "source" lines).
 FLAGS = {"etcd_endpoints": "--etcd", "prefix": "--prefix", "instance": "--instance"}
-#: Options that are fields of :class:`~coordinator.settings.Settings` (the others are the plugin's own).
+#: Options that are fields of :class:`~coordinator.runtime.settings.Settings` (the others are the plugin's own).
 _PLUGIN_ONLY = {"instance", "plugin_queue_size", "plugin_tasks_ttl_s", "etcd_conn_id"}
 
 

@@ -49,7 +49,7 @@ from coordinator.airflow_plugin.config import (
     lookup_connection,
 )
 from coordinator.errors import ConfigError, StoreUnavailable
-from coordinator.settings import EtcdSettings, parse_endpoints, read_secret
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints, read_secret
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ Rules:
    ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
 2. A run without a logical date, or one the key layout cannot name (a sub-second or naive logical date), is not a
    partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
-3. Every write goes through the one run-record writer (:func:`coordinator.run_records.write_run_record`): a
+3. Every write goes through the one run-record writer (:func:`coordinator.writers.run_records.write_run_record`): a
    compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a
    newer one and an identical rewrite is skipped (it would make a new generation and rerun every dependent). A lost
    race re-decides. Every etcd call has a short timeout.
 4. Configuration: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the listener, the task
    and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults); :func:`config_from_env`
    reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE``,
-   ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.settings.Settings` ones).
+   ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.runtime.settings.Settings` ones).
 5. Task instances (semantics "task-level upstreams") are duck-typed the same way: Airflow 3's task-SDK
    ``RuntimeTaskInstance`` (the DAG run under ``_ti_context_from_server.dag_run``), Airflow 2's and Airflow 3's ORM
    ``TaskInstance`` (``dag_run``). The key is the DAG run's partition; the value carries the DAG run's ``run_id`` and
@@ -47,9 +47,9 @@ from coordinator.core.model import (
 )
 from coordinator.core.task_facts import TaskRecord, parse_task_record, should_replace_task
 from coordinator.errors import ConfigError, StoreError, StoreUnavailable
-from coordinator.retry import RetryAttempt, RetryPolicy, retry_call
-from coordinator.run_records import RunWriteStatus, write_run_record
-from coordinator.settings import EtcdSettings, Settings
+from coordinator.runtime.retry import RetryAttempt, RetryPolicy, retry_call
+from coordinator.runtime.settings import EtcdSettings, Settings
+from coordinator.writers.run_records import RunWriteStatus, write_run_record
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore

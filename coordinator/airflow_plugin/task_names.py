@@ -33,7 +33,7 @@ from coordinator.core.task_facts import UPSTREAM_TASKS_FIELD, NamedTasks, named_
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore
-    from coordinator.settings import EtcdSettings
+    from coordinator.runtime.settings import EtcdSettings
 
 log = logging.getLogger(__name__)
 

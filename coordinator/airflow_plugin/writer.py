@@ -10,8 +10,8 @@ Rules:
 3. Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact` (compare-and-swap +
    ``should_replace``), with short timeouts.
 4. While etcd is unreachable the thread retries the head of the queue with bounded exponential backoff
-   (:meth:`WriterConfig.delivery_policy`, through ``coordinator.retry``) and keeps the rest queued; only errors that
-   are not about reachability give up after a few attempts.
+   (:meth:`WriterConfig.delivery_policy`, through ``coordinator.runtime.retry``) and keeps the rest queued; only
+   errors that are not about reachability give up after a few attempts.
 5. Started lazily (first record), restarted in a forked child (the parent's thread and queue do not exist there),
    flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged as undelivered.
 6. Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one thread only, so plain
@@ -57,8 +57,8 @@ from coordinator.airflow_plugin.records import (
 from coordinator.airflow_plugin.task_names import TaskNames
 from coordinator.core.model import RunState
 from coordinator.errors import ConfigError
-from coordinator.retry import RetryAttempt, retry_call
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.retry import RetryAttempt, retry_call
+from coordinator.runtime.settings import EtcdSettings
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore

@@ -15,7 +15,7 @@ from coordinator.airflow_plugin import INSTANCE_ENV, check_plugin
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, app, build_settings, fail, out, setting_option, typed
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX
 from coordinator.errors import ConfigError, CoordinatorError
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 
 
 class _Printer:

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.text import Text
 
 from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError, StoreUnavailable
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 
 # Typer (0.29) prints each option's type beside it, "<bool>" included for flags, which take no value: a reader
 # takes it for an argument to give. Flags show no type; every other option names what to type (its metavar).

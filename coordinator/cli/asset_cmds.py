@@ -39,8 +39,8 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NAME_RE
 from coordinator.errors import CoordinatorError, SpecError, StoreError
 from coordinator.informer import load_prefixes
-from coordinator.settings import Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import Settings
+from coordinator.runtime.spec_file import load_spec
 
 #: Rule 3: compare-and-swap attempts before giving up (the leader writes the entry at each step of an attempt).
 ATTEMPTS = 3

@@ -27,7 +27,7 @@ from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings
 from coordinator.core.budget_state import BudgetState, DagBudget, dump_budget, parse_budget
 from coordinator.core.model import NAME_RE
 from coordinator.errors import StoreError
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 
 
 @app.command(rich_help_panel=OPERATE)

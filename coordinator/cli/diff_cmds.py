@@ -34,9 +34,9 @@ from coordinator.core.graph_diff import Baseline, ChangeKind, DagChange, GraphDi
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
 from coordinator.errors import ConfigError, SpecError
-from coordinator.read_model import read_model
-from coordinator.settings import EtcdSettings
-from coordinator.spec_file import load_spec
+from coordinator.informer.read_model import read_model
+from coordinator.runtime.settings import EtcdSettings
+from coordinator.runtime.spec_file import load_spec
 
 PathArg = Annotated[
     Path | None, typer.Argument(metavar="FILE", help="the changed dependencies file", show_default="the --deps file")

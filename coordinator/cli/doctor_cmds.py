@@ -50,12 +50,12 @@ from coordinator.diagnosis import (
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.informer.presence_value import InstanceCheck
+from coordinator.informer.read_model import model_of
 from coordinator.lineage.status import receiver_status
-from coordinator.presence import InstanceCheck
-from coordinator.read_model import model_of
-from coordinator.roles import key_families
-from coordinator.settings import Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import Settings
+from coordinator.runtime.spec_file import load_spec
+from coordinator.writers.roles import key_families
 
 #: etcd's first answer: milliseconds when healthy; 3 s covers a slow one and keeps a wrong address cheap.
 ETCD_TIMEOUT_S = 3.0

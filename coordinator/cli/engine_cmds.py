@@ -49,18 +49,18 @@ from coordinator.core.model import NodeId, canonical_partition, partition_dateti
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
-from coordinator.deadline_report import deadline_rows, level_text, stamp, why_lines
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.lineage_states import LineageState, lineage_states, why_lineage_lines
-from coordinator.metrics import Metrics
-from coordinator.presence import airflow_majors, status_header
-from coordinator.read_model import StoreModel, read_model
-from coordinator.report import AdoptionReport, problems_lines, status_rows, why
-from coordinator.settings import Settings
-from coordinator.spec_file import load_spec
-from coordinator.watcher.health import Health
-from coordinator.watcher.http import serve
+from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_lines
+from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
+from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, why
+from coordinator.informer.presence_value import airflow_majors, status_header
+from coordinator.informer.read_model import StoreModel, read_model
+from coordinator.runtime.health import Health
+from coordinator.runtime.http import serve
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import Settings
+from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher.presence import record_pass
 from coordinator.watcher.queue import AllPartitions
 from coordinator.watcher.service import open_watcher

@@ -58,7 +58,7 @@ from coordinator.core.importer.translate import dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError
-from coordinator.spec_file import load_spec, read_spec_text
+from coordinator.runtime.spec_file import load_spec, read_spec_text
 
 if TYPE_CHECKING:  # the adapter is imported inside the command only (rule 1)
     from coordinator.airflow_import import LoadedFolder

@@ -27,7 +27,7 @@ from coordinator.cli.engine_cmds import LogLevelOpt, setup_logging
 from coordinator.lineage.receiver import DEFAULT_MAX_BODY
 from coordinator.lineage.service import DEFAULT_HTTP, DEFAULT_LISTEN, ReceiverOptions, run_receiver
 from coordinator.lineage.tokens import hash_token, new_token
-from coordinator.settings import ListenAddress, parse_listen
+from coordinator.runtime.settings import ListenAddress, parse_listen
 
 lineage = typer.Typer(
     name="lineage",

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from coordinator.cli.app import EXIT_FAILURE, RUN, app, err, fail, setting_option
-from coordinator.settings import Settings, parse_listen
+from coordinator.runtime.settings import Settings, parse_listen
 
 #: A wildcard listen address is probed on the loopback of the same family.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}

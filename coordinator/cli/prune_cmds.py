@@ -36,7 +36,7 @@ from coordinator.core.retention import (
     select,
 )
 from coordinator.errors import ConfigError
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 
 class KeptReport(BaseModel):

@@ -1,8 +1,8 @@
 """``coordinator roles``: the etcd roles and users of every component, printed as ``etcdctl`` commands.
 
 Rules:
-1. The matrix is :func:`coordinator.roles.roles` (one place, derived from the key layout); this module only parses
-   the options and prints. Nothing is sent to etcd: an administrator reviews and runs the output.
+1. The matrix is :func:`coordinator.writers.roles.roles` (one place, derived from the key layout); this module only
+   parses the options and prints. Nothing is sent to etcd: an administrator reviews and runs the output.
 2. Instances come from ``--instance`` (repeatable), else from the local ``dependencies.json``; a bad name or a bad
    ``--writer`` exits 2 naming it.
 3. OpenLineage receivers come from ``--lineage`` (repeatable: ``INSTANCE``, or ``NAME=INSTANCE,...`` for one receiver
@@ -20,8 +20,8 @@ import typer
 from coordinator.cli.app import SETUP, DepsOpt, PrefixOpt, app, build_settings, fail
 from coordinator.core.model import NAME_RE
 from coordinator.errors import SpecError
-from coordinator.roles import LineageReceiver, OutsideWriter, commands, roles
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
+from coordinator.writers.roles import LineageReceiver, OutsideWriter, commands, roles
 
 
 @app.command("roles", rich_help_panel=SETUP)

@@ -40,8 +40,8 @@ from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import GraphFormat, render
 from coordinator.core.spec.schema import schema_text
 from coordinator.errors import CoordinatorError, SpecError
-from coordinator.settings import InstanceSettings, Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import InstanceSettings, Settings
+from coordinator.runtime.spec_file import load_spec
 
 #: Roots named in the summary line; a wide graph would otherwise print a paragraph.
 SUMMARY_ROOTS = 5

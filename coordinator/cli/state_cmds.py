@@ -2,8 +2,8 @@
 
 Rules:
 1. ``mark`` writes the same RunRecord the Airflow plugin writes, to the same key, through the same run-record writer
-   (:func:`coordinator.run_records.write_run_record`, a compare-and-swap): a concurrent writer is never overwritten
-   blindly; the command re-decides on a lost race (a few rounds at most).
+   (:func:`coordinator.writers.run_records.write_run_record`, a compare-and-swap): a concurrent writer is never
+   overwritten blindly; the command re-decides on a lost race (a few rounds at most).
 2. It follows :func:`should_replace` like every writer: rewriting the same state of the same attempt would be a new
    generation (every dependent would rerun), so it is refused unless ``--force``, which records a NEW attempt
    (``clear_number`` + 1) on purpose.
@@ -29,8 +29,8 @@ from coordinator.core.model import (
     should_replace,
 )
 from coordinator.errors import ConfigError, CoordinatorError
-from coordinator.run_records import RunWriteStatus, write_run_record
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
+from coordinator.writers.run_records import RunWriteStatus, write_run_record
 
 #: CAS rounds before giving up: each lost round means another writer changed the key in between; more than a few in
 #: a row means something is looping, and a human should look.

@@ -11,9 +11,9 @@ Rules:
    a secret setting shows where it comes from, never its value.
 4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
    documented in docs/howto/doctor.md; fields are only ever added.
-5. A watcher's own start check of each Airflow instance (``coordinator.presence``) shows here too; so do the graph
-   each watcher runs (watchers on different digests fail: a failover would change the graph) and the warnings of the
-   graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you mean").
+5. A watcher's own start check of each Airflow instance (``coordinator.informer.presence_value``) shows here too; so do
+   the graph each watcher runs (watchers on different digests fail: a failover would change the graph) and the warnings
+   of the graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you mean").
 6. Under a role that may read only part of the prefix (``coordinator roles``), a check whose keys the user may not
    read is ``skip`` naming them, never judged on missing facts; a user that may read but not write gets a warning
    (doctor's own role is read-only), not a failure.

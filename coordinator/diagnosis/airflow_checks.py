@@ -13,7 +13,7 @@ from coordinator.diagnosis.model import (
     DoctorFacts,
     skipped,
 )
-from coordinator.presence import (
+from coordinator.informer.presence_value import (
     InstanceCheck,
 )
 

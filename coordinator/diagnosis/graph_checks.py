@@ -15,7 +15,7 @@ from coordinator.diagnosis.model import (
     DoctorFacts,
     skipped,
 )
-from coordinator.presence import (
+from coordinator.informer.presence_value import (
     RECONCILE_ONCE,
     different_graphs_text,
     graph_digests,

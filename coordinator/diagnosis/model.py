@@ -16,7 +16,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.lineage.ignored import IgnoredJob
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
-from coordinator.presence import (
+from coordinator.informer.presence_value import (
     InstanceCheck,
     LeaderFact,
     WatcherPresence,
@@ -72,7 +72,7 @@ class DoctorFacts:
     read_ok: bool | None = None
     write_ok: bool | None = None
     permission_error: str | None = None
-    #: Key families (keys or prefixes of ``coordinator.roles.key_families``) this user may not read (rule 6).
+    #: Key families (keys or prefixes of ``coordinator.writers.roles.key_families``) this user may not read (rule 6).
     unreadable: tuple[str, ...] = ()
     etcd_user: str | None = None
     #: etcd's raised alarms (None: not asked, or ``alarms_error`` says why) and the etcdctl words that reach the

@@ -40,8 +40,8 @@ from coordinator.etcd.wire import (
     status_name,
     to_kv,
 )
-from coordinator.retry import RetryAttempt, RetryPolicy, retry_call
-from coordinator.settings import EtcdSettings, plaintext_credentials
+from coordinator.runtime.retry import RetryAttempt, RetryPolicy, retry_call
+from coordinator.runtime.settings import EtcdSettings, plaintext_credentials
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 from coordinator.etcd.wire import endpoint_url
-from coordinator.settings import Endpoint
+from coordinator.runtime.settings import Endpoint
 
 #: How long the plain-HTTP question of :func:`plain_http_answers` may take: a local member answers in milliseconds.
 PLAIN_PROBE_TIMEOUT_S = 2.0

@@ -44,7 +44,7 @@ from coordinator.etcd.wire import (
     status_name,
     to_kv,
 )
-from coordinator.retry import RetryAttempt, RetryPolicy, backoff_delay, retry_call
+from coordinator.runtime.retry import RetryAttempt, RetryPolicy, backoff_delay, retry_call
 
 if TYPE_CHECKING:
     from coordinator.etcd.client import EtcdStore

@@ -23,7 +23,7 @@ from coordinator.errors import (
 )
 from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV
-from coordinator.settings import Endpoint, EtcdSettings
+from coordinator.runtime.settings import Endpoint, EtcdSettings
 
 CHANNEL_OPTIONS = (
     # A page or a big watch revision must never be refused by the client's default 4 MB receive limit.

@@ -3,7 +3,7 @@
 Rules:
 1. One read, one way in. ``load`` streams the whole prefix at one revision into the view and every index, page by
    page as etcd sends it (nothing holds the snapshot); ``apply`` takes one watch batch into them and says what
-   changed. The watcher and every reader of the whole prefix (``coordinator.read_model``: ``status``, ``why``,
+   changed. The watcher and every reader of the whole prefix (``coordinator.informer.read_model``: ``status``, ``why``,
    ``diff``, ``doctor``, ``reconcile``, the page) load through this module; none parses keys of its own.
 2. Each key reaches the indexes that own it: the view (``core/view.py``) every key of the families it holds, and
    each :class:`Index` the keys under its ``prefixes``. During a load a page reaches an index only when its key

@@ -19,7 +19,7 @@ from typing import ClassVar
 from pydantic import ValidationError
 
 from coordinator.core.model import KeyLayout
-from coordinator.presence import RECONCILE_ONCE, LeaderFact, WatcherPresence
+from coordinator.informer.presence_value import RECONCILE_ONCE, LeaderFact, WatcherPresence
 
 
 @dataclass

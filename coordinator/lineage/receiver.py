@@ -49,7 +49,7 @@ from coordinator.errors import CoordinatorError
 from coordinator.etcd.probe import write_allowed
 from coordinator.lineage.tokens import TokenEntry, Tokens
 from coordinator.lineage.writer import EventWriter
-from coordinator.metrics import Metrics
+from coordinator.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -31,11 +31,11 @@ from coordinator.lineage.receiver import DEFAULT_MAX_BODY, Receiver
 from coordinator.lineage.retire import RETIRE_EVERY_S, retire_records
 from coordinator.lineage.tokens import Tokens, load_tokens
 from coordinator.lineage.writer import EventWriter
-from coordinator.metrics import Metrics
-from coordinator.settings import ListenAddress, Settings
-from coordinator.watcher.graph_source import GraphSource
-from coordinator.watcher.health import Health, probe_etcd
-from coordinator.watcher.http import serve
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.health import Health, probe_etcd
+from coordinator.runtime.http import serve
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import ListenAddress, Settings
 
 log = logging.getLogger(__name__)
 

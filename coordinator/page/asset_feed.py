@@ -32,7 +32,7 @@ from coordinator.core.assets import AssetKeys
 from coordinator.errors import CoordinatorError
 from coordinator.informer import load_prefixes
 from coordinator.page.assets import AssetNode, AssetTarget
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore

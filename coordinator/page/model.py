@@ -24,9 +24,9 @@ from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
 from coordinator.core.view import RunFact, View
+from coordinator.explain.report import row_status, why
 from coordinator.page.assets import AssetNode
 from coordinator.page.layout import layered
-from coordinator.report import row_status, why
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
 PICKER_PARTITIONS = 30

@@ -45,19 +45,19 @@ from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canon
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
-from coordinator.deadline_report import leader_status
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
-from coordinator.lineage_states import LineageState, lineage_states
+from coordinator.explain.deadlines import leader_status
+from coordinator.explain.lineage import LineageState, lineage_states
+from coordinator.informer.presence_value import airflow_majors
+from coordinator.informer.read_model import model_of, read_model
 from coordinator.page.access import Access, restrict
 from coordinator.page.asset_feed import shared_assets
 from coordinator.page.assets import AssetNode
 from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
-from coordinator.presence import airflow_majors
-from coordinator.read_model import model_of, read_model
-from coordinator.settings import EtcdSettings, Settings
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import EtcdSettings, Settings
+from coordinator.runtime.spec_file import load_spec
 
 if TYPE_CHECKING:
     from coordinator.etcd import EtcdStore

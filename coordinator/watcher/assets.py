@@ -64,7 +64,7 @@ from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, AssetRout
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError
 from coordinator.etcd import Reads
-from coordinator.metrics import Metrics
+from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries, Delivered, apply_logged
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.jobs import RequeueAfter

@@ -3,8 +3,8 @@
 Rules: runs only on the leader; reads Airflow over REST (one list call per DAG of the graph in that instance) and
 decides from the leader's in-memory view which runs need a write (:func:`coordinator.core.audit.audit_record`), so a
 pass costs no etcd read for the runs etcd already knows. Each write goes through the one run-record writer
-(:func:`coordinator.run_records.write_run_record`), which re-reads the key and re-decides against what etcd holds
-then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
+(:func:`coordinator.writers.run_records.write_run_record`), which re-reads the key and re-decides against what etcd
+holds then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
 unreachable instance is logged and skipped; the audit never stops the watcher. It runs as the timed key
 ``JobKey("audit")`` of the work queue (``watcher/jobs.py``), at the ``now`` that loop gives it.
 
@@ -43,8 +43,8 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
-from coordinator.run_records import Propose, RunWriteStatus, write_run_record
 from coordinator.watcher.jobs import RequeueAfter
+from coordinator.writers.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
 

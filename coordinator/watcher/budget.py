@@ -40,7 +40,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.etcd import Writes
-from coordinator.metrics import Metrics
+from coordinator.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -60,7 +60,7 @@ from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import AirflowError
 from coordinator.informer.deadlines import DeadlineIndex
-from coordinator.metrics import Metrics
+from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.jobs import RequeueAfter

@@ -63,7 +63,7 @@ from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
-from coordinator.metrics import Metrics
+from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, Pool, TermWrites
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.queue import AssetStream, WorkKey, WorkQueue

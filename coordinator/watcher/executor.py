@@ -54,7 +54,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.effects import Failure, NotFound, Refused, Transient
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
-from coordinator.retry import RetryPolicy, retry_call
+from coordinator.runtime.retry import RetryPolicy, retry_call
 
 T = TypeVar("T")
 S = TypeVar("S")

@@ -24,8 +24,8 @@ from urllib.parse import quote
 
 from coordinator.airflow.client import AirflowClient, ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
-from coordinator.presence import InstanceCheck
-from coordinator.settings import InstanceSettings
+from coordinator.informer.presence_value import InstanceCheck
+from coordinator.runtime.settings import InstanceSettings
 
 #: DAGs whose trigger and clear permissions are probed: Airflow roles grant per DAG at most, and 20 DAGs (40 requests,
 #: well under a second on a healthy API) find a role that misses some without hammering a large estate.

@@ -28,10 +28,10 @@ from coordinator import __version__
 from coordinator.core.graph import Graph
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
-from coordinator.metrics import Metrics
-from coordinator.presence import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
-from coordinator.settings import Settings
-from coordinator.watcher.graph_source import unknown_upstreams
+from coordinator.informer.presence_value import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
+from coordinator.runtime.graph_source import unknown_upstreams
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import Settings
 from coordinator.watcher.instance_check import check_instance
 
 log = logging.getLogger(__name__)

@@ -51,8 +51,10 @@ from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
-from coordinator.metrics import Metrics
-from coordinator.settings import Settings
+from coordinator.runtime.graph_source import GraphSource
+from coordinator.runtime.health import Health, probe_etcd, watcher_state
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import Settings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
@@ -62,8 +64,6 @@ from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
-from coordinator.watcher.graph_source import GraphSource
-from coordinator.watcher.health import Health, probe_etcd, watcher_state
 from coordinator.watcher.jobs import Job, LeaderJobs
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, presence_loop
@@ -103,7 +103,7 @@ class Watcher:
     #: costs what changed, not the size of the partition; planner.plan_changes says why that is enough).
     queue: WorkQueue[WorkKey] = field(default_factory=WorkQueue)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    #: Counted and probed for the HTTP listener (coordinator.watcher.http); cheap enough to keep without one.
+    #: Counted and probed for the HTTP listener (coordinator.runtime.http); cheap enough to keep without one.
     metrics: Metrics = field(default_factory=Metrics)
     health: Health = field(default_factory=Health)
     #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
@@ -276,7 +276,7 @@ class Watcher:
         resync = self.settings.resync_interval_s
         self.queue.add_after(AllPartitions, resync)
         while not self.stop.is_set():
-            self.health.beat()  # liveness (watcher/health.py): this loop turns at least every 2 s
+            self.health.beat()  # liveness (runtime/health.py): this loop turns at least every 2 s
             # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
             keys = self._hand_off(await self.queue.get(timeout_s=2.0))
             if self.graphs.refresh():

@@ -5,11 +5,11 @@ by the Markdown :data:`GENERATORS` writes for NAME:
 
 - ``cli``: every command of the ``coordinator`` app (walked through click, as ``coordinator --help`` sees it), with
   its help, usage, arguments and options with their environment variables and defaults;
-- ``settings``: every field of :class:`coordinator.settings.Settings`, its ``COORDINATOR_*`` variable, type, default
-  and the comment above it in coordinator/settings.py (the module's own explanation of each default);
+- ``settings``: every field of :class:`coordinator.runtime.settings.Settings`, its ``COORDINATOR_*`` variable, type, default
+  and the comment above it in coordinator/runtime/settings.py (the module's own explanation of each default);
 - ``schema``: every definition of the JSON Schema of ``dependencies.json`` (``coordinator schema``'s output) with
   its properties, types and descriptions;
-- ``metrics``: every series of the watcher's registry (:class:`coordinator.metrics.Metrics`), its type, labels and
+- ``metrics``: every series of the watcher's registry (:class:`coordinator.runtime.metrics.Metrics`), its type, labels and
   help.
 
 Nothing generated is written to disk, and the generated pages are re-read on every build (``env-get-outdated``), so
@@ -138,8 +138,8 @@ def _slug(heading: str) -> str:
 def settings_markdown() -> str:
     import inspect
 
-    from coordinator import settings
-    from coordinator.settings import Settings
+    from coordinator.runtime import settings
+    from coordinator.runtime.settings import Settings
 
     source = inspect.getsource(settings)
     lines = source.splitlines()
@@ -181,7 +181,7 @@ def _options_by_variable() -> dict[str, str]:
 
 
 def metrics_markdown() -> str:
-    from coordinator.metrics import Metrics, WatcherState
+    from coordinator.runtime.metrics import Metrics, WatcherState
 
     metrics = Metrics()
     # The state gauges exist only while a watcher's state is bound (read at scrape time): a zero state shows them.

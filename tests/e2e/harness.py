@@ -35,8 +35,8 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.core.view import View
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, InstanceSettings, parse_endpoints
-from coordinator.spec_file import load_spec
+from coordinator.runtime.settings import EtcdSettings, InstanceSettings, parse_endpoints
+from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher.audit import AuditResult, audit_once
 from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable

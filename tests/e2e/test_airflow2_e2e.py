@@ -33,7 +33,7 @@ from coordinator.airflow.runs import TriggerResult
 from coordinator.core.assets import MARKER, AssetKeys
 from coordinator.core.model import NodeId, RunState, canonical_partition, partition_datetime, run_id_for
 from coordinator.errors import AirflowAuthError
-from coordinator.settings import InstanceSettings
+from coordinator.runtime.settings import InstanceSettings
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.airflow2_stack import Airflow2Stack, ensure_venv
 from devtools.airflow_stack import AirflowStack

@@ -41,7 +41,7 @@ import pytest
 from coordinator import __version__
 from coordinator.core.activation import Activation
 from coordinator.core.model import RunState
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 from devtools.airflow_stack import AirflowStack
 from devtools.procs import free_port, stop_groups
 from tests.e2e.harness import (

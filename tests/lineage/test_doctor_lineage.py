@@ -14,7 +14,7 @@ from typing import Any
 from openlineage.client.event_v2 import RunState
 
 from coordinator.page.service import dependencies_page
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 from tests.conftest import run_coro
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.lineage.test_receiver import AT, PARTITION

@@ -8,7 +8,7 @@ from pathlib import Path
 from openlineage.client.event_v2 import RunState
 
 from coordinator.core.model import KeyLayout, NodeId, parse_run_record
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.lineage.test_receiver import AT, read
 

@@ -17,7 +17,7 @@ from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, parse_run_record
 from coordinator.etcd import KV, EtcdStore
 from coordinator.lineage.retire import retire_records
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 from tests.conftest import run_coro
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 

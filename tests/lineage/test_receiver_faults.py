@@ -13,7 +13,7 @@ import pytest
 from openlineage.client.event_v2 import RunState
 
 from coordinator.core.model import KeyLayout
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.etcd_server import EtcdServer
 from tests.lineage.receiver_proc import ReceiverProc, client, event, new_run_id

@@ -12,7 +12,7 @@ from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import RunState
 from openlineage.client.transport.composite import CompositeConfig, CompositeTransport
 
-from coordinator.settings import EtcdSettings
+from coordinator.runtime.settings import EtcdSettings
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, event, new_run_id
 from tests.lineage.test_dbt_stack import CaptureServer
 from tests.lineage.test_receiver import AT, run_state

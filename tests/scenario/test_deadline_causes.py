@@ -17,7 +17,7 @@ import pytest
 
 from coordinator.core.model import NodeId, canonical_partition
 from coordinator.page.service import dependencies_page
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 from tests.scenario.conftest import Stack, TcpProxy, wait_for
 from tests.scenario.test_deadlines import (
     DAILY,

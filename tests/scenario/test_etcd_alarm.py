@@ -18,7 +18,7 @@ import pytest
 
 from coordinator.errors import WritesRefused
 from coordinator.etcd import EtcdStore
-from coordinator.settings import EtcdSettings, parse_endpoints
+from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
 from tests.scenario.conftest import FAN_IN, JOIN, LAST, PIPELINE, ROOT_DAG, Stack, _b64, new_partition, wait_for
@@ -32,7 +32,7 @@ FILL_BYTES = 100_000
 #: How long each fan-in DAG runs: it must still run when its trigger is confirmed (milliseconds), and end while the
 #: watcher is paused.
 FAN_IN_S = 2.0
-#: The watcher's alarm read runs every 5 s (watcher/health.py ALARM_INTERVAL_S): seen well within this.
+#: The watcher's alarm read runs every 5 s (runtime/health.py ALARM_INTERVAL_S): seen well within this.
 ALARM_SEEN_S = 20.0
 #: No trigger while the alarm holds, through this many of the leader's retries of 06 (one pass each, 1 s apart:
 #: COORDINATOR_ERROR_RETRY_S=1 here) after the alarm was raised.

@@ -22,7 +22,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 from tests.scenario.conftest import DOWNSTREAM, Stack, WatcherProc, new_partition, wait_for
 
 pytestmark = pytest.mark.scenario

@@ -14,7 +14,7 @@ import typer
 
 from coordinator.airflow_plugin.records import INSTANCE_ENV, QUEUE_SIZE_ENV
 from coordinator.cli import app
-from coordinator.settings import Settings
+from coordinator.runtime.settings import Settings
 
 #: What ``coordinator lineage serve`` reads besides the settings (``coordinator/cli/lineage_cmds.py``).
 LINEAGE_ENV = {

@@ -2,7 +2,7 @@
 
 Rules:
 1. Pure: :func:`parse_spec` takes text and a source name (for messages) and does no I/O; reading the file is the
-   shell's job (``coordinator.spec_file.load_spec``).
+   shell's job (``coordinator.runtime.spec_file.load_spec``).
 2. Never stop at the first problem: every problem is collected and raised together in one :class:`SpecError`, each
    formatted ``<file>[:line]: <JSON path>: <what is wrong> — <how to fix it>``. Only a JSON syntax error stops early
    (there is no document to check yet); it carries ``line:col`` instead of a path.
@@ -16,7 +16,7 @@ Rules:
 6. A DAG is either a success dependent (``upstreams``) or a failure handler (``on_failure_of``), never both: the
    two trigger on different events for the same partition, and one Airflow run per partition cannot serve both.
 7. URLs and credentials are refused here: this file is shared and committed; connection settings live in the
-   instances settings file and the environment (see ``coordinator/settings.py``).
+   instances settings file and the environment (see ``coordinator/runtime/settings.py``).
 8. A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset": k}``
    (``coordinator.core.spec.grid``). An offset needs grids on both sides of its edge: without them the edge keeps
    the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.

@@ -35,8 +35,8 @@ from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.probe import alarms, ping
-from coordinator.metrics import Metrics, WatcherState
-from coordinator.settings import DEFAULT_START_TIMEOUT_S
+from coordinator.runtime.metrics import Metrics, WatcherState
+from coordinator.runtime.settings import DEFAULT_START_TIMEOUT_S
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ def _failed(health: Health, metrics: Metrics, error: str) -> None:
 def watcher_state(
     view: View, *, leading: bool, in_flight: int, graph: Graph, graph_invalid: bool, watchers: int = 0
 ) -> WatcherState:
-    """The state gauges (coordinator.metrics), read in the listener's thread at scrape time (rule 3).
+    """The state gauges (coordinator.runtime.metrics), read in the listener's thread at scrape time (rule 3).
 
     The ledger is copied before it is counted, partition by partition, each in one C-level call
     (``core.fact_index`` rule 4): iterating the live dicts while the event loop changes them could fail. Counting

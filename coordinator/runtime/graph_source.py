@@ -17,7 +17,7 @@ from pathlib import Path
 from coordinator.core.graph import Graph
 from coordinator.core.spec.near_misses import near_miss_references
 from coordinator.errors import SpecError
-from coordinator.spec_file import load_spec
+from coordinator.runtime.spec_file import load_spec
 
 log = logging.getLogger(__name__)
 

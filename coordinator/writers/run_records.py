@@ -27,7 +27,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 from coordinator.core.model import RunRecord, dump_record, parse_run_record, should_replace
-from coordinator.retry import RetryPolicy, retry_call
+from coordinator.runtime.retry import RetryPolicy, retry_call
 
 if TYPE_CHECKING:
     from coordinator.etcd import KV, Writes

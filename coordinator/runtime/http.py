@@ -3,7 +3,7 @@
 Rules:
 1. The standard library's WSGI server (one thread per request) in a daemon thread, and the Prometheus client's own
    exposition app for ``/metrics``: no HTTP parsing of our own. It never touches the event loop; it reads
-   :class:`~coordinator.watcher.health.Health` and the metrics registry, both safe from another thread.
+   :class:`~coordinator.runtime.health.Health` and the metrics registry, both safe from another thread.
 2. Probes answer JSON ``{"status": "ok" | "fail", "reason": word, "detail": sentence}`` with 200 or 503; anything
    else is 404. Only GET and HEAD.
 3. An address that cannot be bound (in use, not local, no permission) is a configuration error naming the address
@@ -29,9 +29,9 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from coordinator.errors import ConfigError
-from coordinator.metrics import Metrics
-from coordinator.settings import ListenAddress
-from coordinator.watcher.health import Health, Verdict
+from coordinator.runtime.health import Health, Verdict
+from coordinator.runtime.metrics import Metrics
+from coordinator.runtime.settings import ListenAddress
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from coordinator.core.budget_allowance import DEFAULT_DAG_ALLOWANCE_FLOOR
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX, NAME_RE, KeyLayout
 from coordinator.core.retention import parse_duration
 from coordinator.errors import ConfigError
-from coordinator.instance_auth import AuthConfig, PasswordAuth, parse_auth
+from coordinator.runtime.instance_auth import AuthConfig, PasswordAuth, parse_auth
 
 #: Where the single-instance shorthand's credentials come from (instance ``default``).
 DEFAULT_CREDENTIALS = (
@@ -141,7 +141,7 @@ class InstanceSettings(BaseModel):
     #: Where the username and password come from, in words an operator can act on (the settings' names, never their
     #: values): a refused login names it as the thing to fix.
     credentials_from: str = ""
-    # How requests authenticate (coordinator.instance_auth); password uses username/password above.
+    # How requests authenticate (coordinator.runtime.instance_auth); password uses username/password above.
     auth: AuthConfig = PasswordAuth()
 
     @field_validator("url")
@@ -223,7 +223,7 @@ class Settings(BaseSettings):
     # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before that DAG alone is held
     # (semantics rule 15h; coordinator.core.budget_allowance says why 40). 0 turns per-DAG holds off.
     trigger_budget_dag_floor: int = Field(default=DEFAULT_DAG_ALLOWANCE_FLOOR, ge=0)
-    # How long the watcher may take to load its view before /healthz fails (coordinator.watcher.health rule 1);
+    # How long the watcher may take to load its view before /healthz fails (coordinator.runtime.health rule 1);
     # /readyz is not ready until the view is loaded, whatever this is.
     start_timeout_s: float = Field(default=DEFAULT_START_TIMEOUT_S, gt=0)
     # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth

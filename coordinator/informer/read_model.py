@@ -21,7 +21,7 @@ from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import View
 from coordinator.etcd.types import KV
 from coordinator.informer import DeadlineIndex, Index, Informer, Loaded, PresenceIndex
-from coordinator.presence import LeaderFact, WatcherPresence
+from coordinator.informer.presence_value import LeaderFact, WatcherPresence
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
     from coordinator.etcd import EtcdStore

@@ -15,7 +15,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from coordinator.core.graph import Graph
-from coordinator.redact import redact_url
+from coordinator.runtime.redact import redact_url
 
 
 class InstanceCheck(BaseModel):
