@@ -99,8 +99,10 @@ async def measure(endpoint: str, etcd_pid: int | None, workdir: Path, new: int, 
             reflector = asyncio.create_task(watcher.reflect(revision))
             try:
                 assert await watcher.election.acquire(timeout=10)
-                job = next(j for j in watcher.jobs._jobs.values() if isinstance(j, AssetJob))
+                job = watcher.jobs[AssetJob.name]
+                assert isinstance(job, AssetJob)
                 await job.run_once(datetime.now(UTC))  # the first round stores the marks; not measured
+                await watcher.deliveries.controller.drain_ready()
                 await watcher.executor.drain()
                 walls: list[float] = []
                 cpus: list[float] = []
@@ -112,7 +114,8 @@ async def measure(endpoint: str, etcd_pid: int | None, workdir: Path, new: int, 
                     etcd_before = h.process_cpu_seconds(etcd_pid or 0)
                     cpu_before, t = time.process_time(), time.perf_counter()
                     await job.run_once(datetime.now(UTC))
-                    await watcher.executor.drain()  # the stream attempts the round started
+                    await watcher.deliveries.controller.drain_ready()  # the stream attempts the round submitted
+                    await watcher.executor.drain()
                     walls.append(time.perf_counter() - t)
                     cpus.append(time.process_time() - cpu_before)
                     etcd_cpus.append(h.process_cpu_seconds(etcd_pid or 0) - etcd_before)

@@ -14,7 +14,6 @@ from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import paused_lists
-from coordinator.watcher.queue import WorkKey, WorkQueue
 from tests.support.fake_airflow import FakeAirflow
 
 PARTITION = "2026-01-01T00:00:00Z"
@@ -47,13 +46,14 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
             async with await EtcdStore.connect(etcd_settings) as store, AirflowClient(
                 InstanceSettings(url=fake.url, username="admin", password="admin")
             ) as client:  # fmt: skip
-                queue: WorkQueue[WorkKey] = WorkQueue()
                 clients = {"default": client}
                 executor = Executor(store, clients, fence=lambda: None)
-                actuator = Actuator(executor, keys, watcher_id="w", queue=queue, paused=paused_lists(clients))
+                actuator = Actuator(
+                    executor, keys, watcher_id="w", replan=lambda key: None, paused=paused_lists(clients)
+                )
                 before = await store.current_revision()
                 assert actuator.submit(trigger(), view_revision=before)
-                await executor.drain()
+                await actuator.controller.drain_ready()
                 ledger = await store.get(keys.trigger_key(NODE, PARTITION))
                 assert ledger is not None
                 record, _ = parse_trigger_record(ledger.value)
@@ -63,14 +63,14 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
                 # The view is still at `before`: it has not seen our intent nor our confirmation.
                 assert not actuator.submit(trigger(), view_revision=before)
                 assert not actuator.submit(trigger(), view_revision=confirmed - 1)
-                await executor.drain()
+                await actuator.controller.drain_ready()
                 assert await store.current_revision() == confirmed
                 assert fake.creates("child") == 1
                 assert actuator.outcome.skipped == 0
 
                 # Once the view has our write, a (still stale) plan is started again and the ledger CAS refuses it.
                 assert actuator.submit(trigger(), view_revision=confirmed)
-                await executor.drain()
+                await actuator.controller.drain_ready()
                 assert actuator.outcome.skipped == 1
                 assert await store.current_revision() == confirmed
                 assert fake.creates("child") == 1

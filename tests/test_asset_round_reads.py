@@ -101,12 +101,16 @@ def watcher_for(
 
 
 def asset_job(watcher: Watcher) -> AssetJob:
-    return next(job for job in watcher.jobs._jobs.values() if isinstance(job, AssetJob))
+    job = watcher.jobs[AssetJob.name]
+    assert isinstance(job, AssetJob)
+    return job
 
 
 async def asset_round(watcher: Watcher, job: AssetJob) -> None:
-    """One round of the watcher's asset job and the stream attempts it started (keys of the watcher's queue)."""
+    """One round of the watcher's asset job and the stream attempts it submitted (keys of the streams' controller),
+    run to their end."""
     await job.run_once(datetime.now(UTC))
+    await watcher.deliveries.controller.drain_ready()
     await watcher.executor.drain()
 
 

@@ -24,7 +24,7 @@ from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.executor import Pool
-from coordinator.watcher.queue import AssetStream
+from coordinator.watcher.keys import AssetStream
 from coordinator.watcher.service import Watcher
 from tests.support.fake_airflow import FakeAirflow
 
@@ -60,7 +60,9 @@ def watcher_for(settings: Settings, store: EtcdStore, fakes: Fakes, stack: Async
 
 
 def asset_job(watcher: Watcher) -> AssetJob:
-    return next(job for job in watcher.jobs._jobs.values() if isinstance(job, AssetJob))
+    job = watcher.jobs[AssetJob.name]
+    assert isinstance(job, AssetJob)
+    return job
 
 
 def copies(fake: FakeAirflow) -> list[str]:
@@ -91,6 +93,7 @@ def test_a_slow_target_holds_only_its_own_stream(
             stack.push_async_callback(store.close)
             watcher = watcher_for(settings, store, fakes, stack)
             await watcher.load()
+            streams = asyncio.create_task(watcher.deliveries.controller.run())  # the controller's workers
             try:
                 assert await watcher.election.acquire(timeout=5)
                 event_id = source.emit_asset_event(ORDERS)
@@ -100,13 +103,16 @@ def test_a_slow_target_holds_only_its_own_stream(
                 assert copies(b) == [], "team_c waited for team_b's POST"
                 # team_c's attempt ends (its done entry written) while team_b's still waits for its POST's answer.
                 await until(lambda: watcher.executor.busy_in(Pool.STREAMS) == 1)
-                assert copies(b) == [] and watcher.queue.processing(AssetStream("team_b", "team_a", ORDERS))
+                team_b = AssetStream("team_b", "team_a", ORDERS)
+                assert copies(b) == [] and watcher.deliveries.controller.queue.processing(team_b)
                 assert watcher.executor.busy == 0, "a stream attempt counted among the trigger actions"
                 await watcher.executor.drain()
                 assert copies(b) == [f"team_a:{event_id}"]
                 assert copies(c) == [f"team_a:{event_id}"]
-                assert not watcher.queue.processing(AssetStream("team_b", "team_a", ORDERS))
+                await until(lambda: not watcher.deliveries.controller.queue.processing(team_b))
             finally:
+                streams.cancel()
+                await asyncio.gather(streams, return_exceptions=True)
                 await watcher.executor.drain()
                 await watcher.election.resign()
 
@@ -138,22 +144,24 @@ def test_a_stream_deferred_by_the_term_rule_comes_back_through_the_queue_at_its_
             await store.put(keys.delivery_key(*stream, event_id), pending.model_dump_json().encode())
             watcher = watcher_for(settings, store, fakes, stack)
             await watcher.load()
+            streams = asyncio.create_task(watcher.deliveries.controller.run())  # the controller's workers
             try:
                 assert await watcher.election.acquire(timeout=5)
                 led = time.monotonic()
                 await asset_job(watcher).run_once(datetime.now(UTC))
                 await until(lambda: copies(c) == [f"team_a:{event_id}"])
-                await until(lambda: not watcher.queue.processing(stream))
-                assert watcher.queue.waiting(stream), "the deferred stream is not waiting in the queue"
+                await until(lambda: not watcher.deliveries.controller.queue.processing(stream))
+                assert watcher.deliveries.controller.queue.waiting(stream), "the deferred stream is not waiting"
                 assert copies(b) == []
-                while not copies(b):  # the watcher's loop: what the queue hands out goes to its reconciler
-                    watcher._hand_off(await watcher.queue.get(timeout_s=0.1))
+                while not copies(b):  # the controller's workers take the key when its delay ends
                     assert time.monotonic() - led < 15.0, "the deferred stream never came back"
                     await asyncio.sleep(0.01)
                 assert time.monotonic() - led >= 3.0 - 0.1, "delivered before the term's look-after"
                 await watcher.executor.drain()
                 assert len(copies(b)) == 1 and len(copies(c)) == 1
             finally:
+                streams.cancel()
+                await asyncio.gather(streams, return_exceptions=True)
                 await watcher.executor.drain()
                 await watcher.election.resign()
 
@@ -182,12 +190,13 @@ def test_a_stream_key_handed_out_on_a_standby_is_dropped(
             watcher = watcher_for(settings, store, fakes, stack)
             await watcher.load()
             before = await store.current_revision()
-            watcher.queue.add(stream)
-            assert watcher._hand_off(await watcher.queue.get(timeout_s=1.0)) == []
+            queue = watcher.deliveries.controller.queue
+            queue.add(stream)
+            assert await watcher.deliveries.controller.drain_ready() == 1  # handed out, on a standby
             await watcher.executor.drain()
             assert not watcher.executor.leadership_lost.is_set(), "a standby attempted the stream"
             assert copies(b) == []
             assert await store.current_revision() == before
-            assert not watcher.queue.processing(stream) and not watcher.queue.waiting(stream)
+            assert not queue.processing(stream) and not queue.waiting(stream) and len(queue) == 0
 
     arun(main())

@@ -33,10 +33,11 @@ from coordinator.core.task_facts import TaskRecord
 from coordinator.core.view import View
 from coordinator.errors import LeadershipLost
 from coordinator.etcd import EtcdStore
+from coordinator.manager.queue import WorkQueue
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.watcher.checkpoint import RECHECK_S, CheckpointJob
-from coordinator.watcher.queue import AllPartitions, DagKey, WorkKey, WorkQueue
+from coordinator.watcher.keys import AllPartitions, DagKey, TriggerKey
 from coordinator.watcher.service import Watcher
 
 A, B, C = NodeId("default", "a"), NodeId("default", "b"), NodeId("default", "c")
@@ -150,8 +151,8 @@ def test_the_view_holds_the_checkpoint_names_a_bad_value_and_forgets_a_deleted_o
 
 def test_the_queue_tells_whether_work_of_a_kind_is_queued_running_or_delayed() -> None:
     """``holds`` sees a key queued, in processing and (unless ``delayed=False``) waiting for its delayed add."""
-    queue: WorkQueue[WorkKey] = WorkQueue()
-    is_dag: Callable[[WorkKey], bool] = lambda key: type(key) is DagKey  # noqa: E731
+    queue: WorkQueue[TriggerKey] = WorkQueue()
+    is_dag: Callable[[TriggerKey], bool] = lambda key: type(key) is DagKey  # noqa: E731
     key = DagKey(A, P1)
     assert not queue.holds(is_dag)
     queue.add(key)
@@ -184,7 +185,7 @@ def test_the_leaders_work_is_settled_only_after_a_full_pass_with_nothing_waiting
             await store.put(keys.run_key(A, P1), run(RunState.RUNNING))  # nothing is due: no action to wait for
             watcher = Watcher(settings, store, GraphSource(deps), {}, watcher_id="w1")
             await watcher.load()
-            triggers, queue = watcher.triggers, watcher.queue
+            triggers, queue = watcher.triggers, watcher.triggers.controller.queue
             assert await watcher.election.acquire(timeout=5)
             triggers.take_warm_work()  # no checkpoint: every partition at once
             assert queue.get_nowait() == [AllPartitions]

@@ -34,7 +34,7 @@ from coordinator.core.task_facts import TaskRecord
 from coordinator.etcd import EtcdStore
 from coordinator.page.service import dependencies_page
 from coordinator.runtime.settings import EtcdSettings, Settings
-from coordinator.watcher.queue import AllPartitions
+from coordinator.watcher.keys import AllPartitions
 from coordinator.watcher.service import open_watcher
 
 assert engine_cmds  # imported for its registrations only

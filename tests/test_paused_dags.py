@@ -21,7 +21,6 @@ from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import PausedDags, paused_lists
-from coordinator.watcher.queue import WorkKey, WorkQueue
 from tests.support.fake_airflow import FakeAirflow
 
 PARTITION = "2026-01-01T00:00:00Z"
@@ -170,18 +169,22 @@ def run_triggers(
         async with await EtcdStore.connect(etcd_settings) as store, AirflowClient(
             InstanceSettings(url=fake.url, username="admin", password="admin")
         ) as client:  # fmt: skip
-            queue: WorkQueue[WorkKey] = WorkQueue()
             clients = {"default": client}
             executor = Executor(store, clients, fence=lambda: None)
             actuator = Actuator(
-                executor, keys, watcher_id="w", queue=queue, paused=paused_lists(clients, clock), clock=clock
+                executor,
+                keys,
+                watcher_id="w",
+                replan=lambda key: None,
+                paused=paused_lists(clients, clock),
+                clock=clock,
             )
             for n, batch in enumerate(batches):
                 if n:
                     between()
                 for action in batch:
                     assert actuator.submit(action)
-                await executor.drain()
+                await actuator.controller.drain_ready()
             result = {}
             for action in (a for batch in batches for a in batch):
                 kv = await store.get(keys.trigger_key(action.node, action.partition))

@@ -1,4 +1,4 @@
-"""The watcher's work queue (coordinator/watcher/queue.py): dedup, processing set, delays, backoff, shutdown."""
+"""A controller's work queue (coordinator/manager/queue.py): dedup, processing set, delays, backoff, shutdown."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from coordinator.core.model import NodeId
-from coordinator.watcher.queue import AllPartitions, DagKey, PartitionKey, WorkKey, WorkQueue
+from coordinator.manager.queue import WorkQueue
+from coordinator.watcher.keys import AllPartitions, DagKey, PartitionKey, TriggerKey
 from tests.conftest import run_coro
 
 P1 = "2026-01-01T00:00:00Z"
@@ -26,7 +27,7 @@ class FakeClock:
         return self.now
 
 
-def make(clock: FakeClock | None = None) -> tuple[WorkQueue[WorkKey], FakeClock]:
+def make(clock: FakeClock | None = None) -> tuple[WorkQueue[TriggerKey], FakeClock]:
     clock = clock or FakeClock()
     return WorkQueue(clock=clock, backoff_base_s=1.0, backoff_max_s=8.0), clock
 
@@ -43,7 +44,7 @@ def test_keys_added_many_times_are_handed_out_once_in_order() -> None:
 def test_keys_are_typed_values_not_strings() -> None:
     """Equal partitions make equal keys; a partition key never equals the everything key or a DAG key."""
     assert PartitionKey(P1) == PartitionKey(P1) and PartitionKey(P1) != PartitionKey(P2)
-    distinct: set[WorkKey] = {AllPartitions, PartitionKey("*"), DagKey(NodeId.parse("a"), P1), A}
+    distinct: set[TriggerKey] = {AllPartitions, PartitionKey("*"), DagKey(NodeId.parse("a"), P1), A}
     assert len(distinct) == 3
 
 
@@ -84,26 +85,6 @@ def test_done_without_a_new_add_does_not_requeue() -> None:
     assert len(queue) == 0 and not queue.processing(A)
 
 
-def test_try_start_refuses_a_key_in_processing_and_requeues_it_after_done() -> None:
-    """An action planned for a DAG with one in flight is refused; the key is re-planned once that one ends."""
-    queue, _ = make()
-    assert queue.try_start(A)
-    assert not queue.try_start(A)
-    assert queue.get_nowait() == []
-    queue.done(A)
-    assert queue.get_nowait() == [A]
-
-
-def test_try_start_takes_a_queued_key_out_of_the_queue_until_done() -> None:
-    """A key waiting to be handed out and then started directly is handed out only after done (never twice)."""
-    queue, _ = make()
-    queue.add(A)
-    assert queue.try_start(A)
-    assert queue.get_nowait() == []
-    queue.done(A)
-    assert queue.get_nowait() == [A]
-
-
 def test_add_after_hands_the_key_out_once_its_time_has_come() -> None:
     """A key added with a 5 s delay is not ready at 4.9 s and ready at 5 s; the earliest of two delays wins."""
     queue, clock = make()
@@ -116,19 +97,6 @@ def test_add_after_hands_the_key_out_once_its_time_has_come() -> None:
     clock.now += 10.0
     queue.done(A)
     assert queue.get_nowait() == [], "the later delay of the same key was superseded"
-
-
-def test_try_start_waits_for_a_pending_retry_delay() -> None:
-    """While a retry delay of a key is pending, an action for it is refused; the delay brings the key back."""
-    queue, clock = make()
-    queue.add_after(A, 5.0)
-    assert queue.waiting(A)
-    assert not queue.try_start(A)
-    assert queue.get_nowait() == []
-    clock.now += 5.0
-    assert queue.get_nowait() == [A]
-    queue.done(A)
-    assert queue.try_start(A)
 
 
 def test_rate_limited_backoff_doubles_is_capped_and_forget_resets_it() -> None:
@@ -169,8 +137,8 @@ def test_a_rate_limited_key_is_handed_out_after_its_backoff() -> None:
 def test_get_waits_for_a_key_added_by_another_task() -> None:
     """A getter blocked on an empty queue returns the key another task adds."""
 
-    async def scenario() -> list[WorkKey]:
-        queue: WorkQueue[WorkKey] = WorkQueue()
+    async def scenario() -> list[TriggerKey]:
+        queue: WorkQueue[TriggerKey] = WorkQueue()
         getter = asyncio.create_task(queue.get(timeout_s=30.0))
         await asyncio.sleep(0.01)
         assert not getter.done()
@@ -183,8 +151,8 @@ def test_get_waits_for_a_key_added_by_another_task() -> None:
 def test_get_wakes_for_a_delayed_key_and_returns_empty_on_timeout() -> None:
     """A delayed key wakes a getter when due (real clock); an empty queue returns [] after the timeout."""
 
-    async def scenario() -> tuple[list[WorkKey], list[WorkKey]]:
-        queue: WorkQueue[WorkKey] = WorkQueue()
+    async def scenario() -> tuple[list[TriggerKey], list[TriggerKey]]:
+        queue: WorkQueue[TriggerKey] = WorkQueue()
         queue.add_after(A, 0.05)
         delayed = await queue.get(timeout_s=30.0)
         empty = await queue.get(timeout_s=0.05)
@@ -196,8 +164,8 @@ def test_get_wakes_for_a_delayed_key_and_returns_empty_on_timeout() -> None:
 def test_shutdown_wakes_getters_and_refuses_new_keys() -> None:
     """After shutdown a blocked getter returns [] at once and adds of any kind are ignored."""
 
-    async def scenario() -> tuple[list[WorkKey], int]:
-        queue: WorkQueue[WorkKey] = WorkQueue()
+    async def scenario() -> tuple[list[TriggerKey], int]:
+        queue: WorkQueue[TriggerKey] = WorkQueue()
         getter = asyncio.create_task(queue.get(timeout_s=30.0))
         await asyncio.sleep(0.01)
         queue.shutdown()
@@ -218,8 +186,8 @@ def test_a_getter_cancelled_as_it_is_woken_ends_cancelled_and_takes_no_key(wake:
     """A getter cancelled in the same turn of the loop as it is woken (by an add, or by the shutdown as at every
     stop) ends cancelled and leaves the key queued; Python 3.11's wait_for returned instead (gh-86296)."""
 
-    async def scenario() -> tuple[bool, list[WorkKey]]:
-        queue: WorkQueue[WorkKey] = WorkQueue()
+    async def scenario() -> tuple[bool, list[TriggerKey]]:
+        queue: WorkQueue[TriggerKey] = WorkQueue()
         getter = asyncio.create_task(queue.get(timeout_s=30.0))
         await asyncio.sleep(0.01)
         assert not getter.done()
@@ -238,7 +206,7 @@ def test_a_getter_cancelled_as_it_is_woken_ends_cancelled_and_takes_no_key(wake:
     "key",
     [pytest.param(A, id="dag"), pytest.param(PartitionKey(P1), id="partition"), pytest.param(AllPartitions, id="all")],
 )
-def test_every_key_kind_is_deduplicated_while_processing(key: WorkKey) -> None:
+def test_every_key_kind_is_deduplicated_while_processing(key: TriggerKey) -> None:
     """Each kind of key, added twice while processed, comes back exactly once after done."""
     queue, _ = make()
     queue.add(key)

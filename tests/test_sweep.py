@@ -21,7 +21,7 @@ from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher import triggers as triggers_module
-from coordinator.watcher.queue import AllPartitions, DagKey, NextSlice
+from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice
 from coordinator.watcher.service import Watcher
 
 A, B = NodeId("default", "a"), NodeId("default", "b")
@@ -87,7 +87,7 @@ def test_a_sweep_plans_the_newest_partitions_first_a_slice_per_turn_and_finds_wh
     async def main() -> None:
         async with await EtcdStore.connect(etcd_settings) as store:
             watcher = await loaded_watcher(store, settings, deps)
-            triggers, queue = watcher.triggers, watcher.queue
+            triggers, queue = watcher.triggers, watcher.triggers.controller.queue
             whole = await triggers.reconcile([AllPartitions])  # one-shot: every partition in one pass
             assert sorted(due(whole.actions)) == PARTS
             triggers.standby_warm, triggers.standby_due = False, set()
@@ -121,7 +121,7 @@ def test_a_change_the_watch_brings_during_a_sweep_is_planned_with_the_next_slice
     async def main() -> None:
         async with await EtcdStore.connect(etcd_settings) as store:
             watcher = await loaded_watcher(store, settings, deps)
-            triggers, queue = watcher.triggers, watcher.queue
+            triggers, queue = watcher.triggers, watcher.triggers.controller.queue
             reflector = asyncio.create_task(watcher.reflect(watcher.view.revision))
             try:
                 queue.add(AllPartitions)
@@ -160,7 +160,7 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
     async def turn(watcher: Watcher) -> list[str]:
         """One turn of the loop's reconcile: the ready keys, planned; the partitions the pass planned whole."""
         before = list(watcher.triggers.sweep.todo) if watcher.triggers.sweep is not None else []
-        keys = watcher.queue.get_nowait()
+        keys = watcher.triggers.controller.queue.get_nowait()
         await watcher.triggers.reconcile(keys, sweep=True)
         after = watcher.triggers.sweep.todo if watcher.triggers.sweep is not None else []
         return [p for p in (before if AllPartitions not in keys else PARTS) if p not in after]
@@ -168,7 +168,7 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
     async def main() -> None:
         async with await EtcdStore.connect(etcd_settings) as store:
             watcher = await loaded_watcher(store, settings, deps, b_done=True)  # nothing due: no Airflow needed
-            triggers, queue = watcher.triggers, watcher.queue
+            triggers, queue = watcher.triggers, watcher.triggers.controller.queue
             assert await watcher.election.acquire(timeout=5)
             triggers.take_warm_work()  # no checkpoint: AllPartitions now
             assert sorted(await turn(watcher)) == PARTS[3:]

@@ -61,8 +61,8 @@ from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
+from coordinator.watcher.keys import AllPartitions
 from coordinator.watcher.presence import record_pass
-from coordinator.watcher.queue import AllPartitions
 from coordinator.watcher.service import open_watcher
 
 log = logging.getLogger(__name__)
@@ -304,7 +304,7 @@ def reconcile(
             try:
                 # Every partition: a one-shot pass has no full pass after it, so no plan checkpoint may narrow it.
                 result = await watcher.reconcile_pass(keys=[AllPartitions])
-                await watcher.executor.drain()
+                await watcher.act_on_submitted()
             finally:
                 await watcher.election.resign()
             # doctor and status: a watcher passes here now and then (00_watcher)

@@ -1,20 +1,26 @@
-"""The actuator: performs the intent protocol's instructions through the one executor (``watcher/executor.py``).
+"""The actuator: the reconciler of the actions' controller, keyed by (DAG, partition). It performs the intent
+protocol's instructions through the one executor (``watcher/executor.py``).
 
 What to do for one trigger of DAG D for partition P, and in which order, is decided by ``coordinator/core/intent.py``
-(its numbered rules are those of docs/semantics.md, "Acting on Airflow"); the executor owns the fenced writes, the
-Airflow calls and their retries, the vocabulary of their outcomes and how many attempts run at once. This module
-only says what each intent instruction is as I/O, and what an attempt's end means for its work-queue key.
+(its steps are those of docs/semantics.md, "Acting on Airflow"); the executor owns the fenced writes, the Airflow
+calls and their retries, and the vocabulary of their outcomes. This module only says what each intent instruction
+is as I/O, and what an attempt's end means for its key.
 
-Rules: one action per (DAG, partition) in flight at a time (the work queue's processing set); refusals (404, 403,
-paused, unknown instance) are recorded on the ledger and the key comes back through the work queue's one requeue
-path, ``add_rate_limited``: a per-key backoff doubling from the queue's base up to the protocol's delay for that
-error, reset by ``forget`` once an action for the key is confirmed. etcd trouble ends the attempt without a record
-(etcd is what failed) and the key comes back the same way (``actuator.store_error``). Never a busy loop.
-
-An action planned before the view received this actuator's own last write of the same ledger key (the plan's view
-revision is older than that write) is not started: it was decided on a ledger we already changed (a Trigger would
-lose its CAS, a Resume would read back an intent we confirmed). The watch event of that write re-plans the key, so
-nothing is lost; without this, most triggers cost a wasted etcd read or transaction while the watch catches up.
+Rules:
+- **One action per key.** The planner (``watcher/triggers.py``) submits the actions it decided; each is a key of the
+  actions' controller, so at most one attempt per (DAG, partition) runs at a time (the queue's *one worker per key*).
+  An action planned while the key's attempt runs is not started: the key is planned again when the attempt ends
+  (level-triggered: on the view as it is then). While the key waits out an error's backoff nothing starts either;
+  when the backoff ends the key is planned again.
+- **Errors come back through the queue.** Refusals (404, 403, paused, unknown instance) are recorded on the ledger
+  and the key comes back after its per-key backoff, doubling from the queue's base up to the protocol's delay for
+  that error, reset once an attempt ends without an error. etcd trouble ends the attempt without a record (etcd is
+  what failed) and the key comes back the same way (``actuator.store_error``). Never a busy loop.
+- **Own writes.** An action planned before the view received this actuator's own last write of the same ledger key
+  (the plan's view revision is older than that write) is not started: it was decided on a ledger we already changed
+  (a Trigger would lose its CAS, a Resume would read back an intent we confirmed). The watch event of that write
+  re-plans the key, so nothing is lost; without this, most triggers cost a wasted etcd read or transaction while the
+  watch catches up.
 """
 
 from __future__ import annotations
@@ -40,10 +46,11 @@ from coordinator.core.model import (
     partition_datetime,
 )
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
+from coordinator.manager import DONE, Controller, Result
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.keys import DagKey
 from coordinator.watcher.paused import PausedDags
-from coordinator.watcher.queue import DagKey, WorkKey, WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +88,9 @@ class Actuator:
         keys: KeyLayout,
         *,
         watcher_id: str,
-        queue: WorkQueue[WorkKey],
+        replan: Callable[[DagKey], None],
         paused: Mapping[str, PausedDags],
+        leading: Callable[[], bool] = lambda: True,
         error_retry_s: float = ERROR_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
         on_result: Callable[[str, str, str], None] | None = None,
@@ -90,7 +98,17 @@ class Actuator:
         self.executor = executor
         self.keys = keys
         self.watcher_id = watcher_id
-        self.queue = queue
+        #: Asks the planner to plan a key again (rule *one action per key*).
+        self.replan = replan
+        #: The actions' controller: its workers are the attempts that may run at once (``max_concurrent``).
+        self.controller: Controller[DagKey] = Controller(
+            "actions", self, workers=executor.policy.max_concurrent, needs_leader=True, leading=leading,
+            backoff_max_s=error_retry_s,
+        )  # fmt: skip
+        #: The action each queued key will start, the latest planned (rule *one action per key*).
+        self._pending: dict[DagKey, Action] = {}
+        #: Keys planned again while their attempt ran: planned afresh when it ends.
+        self._replan_after: set[DagKey] = set()
         self.error_retry_s = error_retry_s
         self.clock = clock
         self.outcome = Outcome()
@@ -107,17 +125,24 @@ class Actuator:
     # -- scheduling -------------------------------------------------------------------------------------------
 
     def submit(self, action: Action, *, view_revision: int | None = None) -> bool:
-        """Start the action unless one for the same (DAG, partition) is in flight (the key is re-planned when it
-        ends), waiting out an error delay (the queue brings the key back then), or planned on a view that has not
-        received our own last write of its ledger key yet (``view_revision``; that write's event re-plans it)."""
+        """Queue the action as its key unless one for the same (DAG, partition) is in flight (the key is planned
+        again when it ends), waiting out an error's backoff (the key is planned again then), or planned on a view
+        that has not received our own last write of its ledger key yet (``view_revision``; that write's event
+        re-plans it). Rule *one action per key*, rule *own writes*."""
         key = DagKey(action.node, action.partition)
         if view_revision is not None and self._own_writes:
             self._forget_seen(view_revision)
             if self._own_writes.get(key, 0) > view_revision:
                 return False
-        if not self.queue.try_start(key):
+        queue = self.controller.queue
+        if key in self._pending or queue.processing(key):
+            # Queued to start, or running: this plan waits for that attempt's end, then the key is planned afresh.
+            self._replan_after.add(key)
             return False
-        self.executor.spawn(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
+        if queue.waiting(key):
+            return False
+        self._pending[key] = action
+        self.controller.add(key)
         return True
 
     def can_start(self, action: Action, *, view_revision: int) -> bool:
@@ -126,7 +151,24 @@ class Actuator:
         key = DagKey(action.node, action.partition)
         if self._own_writes.get(key, 0) > view_revision:
             return False
-        return not self.queue.processing(key) and not self.queue.waiting(key)
+        return key not in self._pending and not self.controller.busy(key)
+
+    def holds(self) -> bool:
+        """Whether an action is queued, in flight or waiting out a backoff (the leader's settled check)."""
+        return self.controller.queue.holds(lambda key: True)
+
+    async def reconcile(self, key: DagKey, now: datetime) -> Result:
+        """One key of the actions' controller: its pending action's attempt; a key whose backoff ended (nothing
+        pending) is planned again."""
+        action = self._pending.pop(key, None)
+        if action is None:
+            self.replan(key)
+            return DONE
+        result = await self.executor.run(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
+        if key in self._replan_after:
+            self._replan_after.discard(key)
+            self.replan(key)
+        return result
 
     def _forget_seen(self, view_revision: int) -> None:
         """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""
@@ -144,11 +186,12 @@ class Actuator:
 
     # -- one action ---------------------------------------------------------------------------------------------
 
-    async def _run(self, action: Action, key: DagKey) -> None:
+    async def _run(self, action: Action, key: DagKey) -> Result:
         ledger_key = self.keys.trigger_key(action.node, action.partition)
-        result = "error"
+        result, then = "error", DONE
+        queue = self.controller.queue
         try:
-            result = await self._attempt(action, ledger_key)
+            result, then = await self._attempt(action, ledger_key)
         except LeadershipLost as exc:  # the executor already told the campaign (executor rule 2)
             result = "conflict"
             log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
@@ -162,24 +205,23 @@ class Actuator:
             # etcd trouble (executor rule 3: not an outcome, and nothing can be recorded where it failed): the
             # attempt ends where it stands, and the key comes back after its backoff to be planned again.
             self.outcome.errors += 1
-            delay = self.queue.add_rate_limited(key, max_s=self.error_retry_s)
+            then = Result(retry=True, retry_max_s=self.error_retry_s)
             # Under an etcd alarm every key would repeat it: the probe logs the alarm once (etcd.alarm_raised).
             level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
             log.log(level, "actuator.store_error node=%s partition=%s error=%s retry_in_s=%.1f", action.node,
-                    action.partition, exc, delay)  # fmt: skip
+                    action.partition, exc, queue.backoff(key, self.error_retry_s))  # fmt: skip
         except Exception as exc:
             # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
             self.outcome.errors += 1
             log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
-            self.queue.add_rate_limited(key, max_s=self.error_retry_s)
+            then = Result(retry=True, retry_max_s=self.error_retry_s)
         finally:
-            if result == "ok":  # confirmed
-                self.queue.forget(key)
-            self.queue.done(key)
             self.on_result(action.node.instance, action.action if isinstance(action, Trigger) else "resume", result)
+        return then
 
-    async def _attempt(self, action: Action, ledger_key: str) -> str:
-        """Drive the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result)."""
+    async def _attempt(self, action: Action, ledger_key: str) -> tuple[str, Result]:
+        """Drive the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result),
+        and what the key's end is (an error recorded: back after its backoff)."""
         if isinstance(action, Trigger):
             state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, self.error_retry_s)
         else:
@@ -196,17 +238,17 @@ class Actuator:
         if isinstance(instruction, intent.RecordError):
             self.outcome.errors += 1
             await self._record_error(action, ledger_key, instruction)
-            return "error"
+            return "error", Result(retry=True, retry_max_s=instruction.retry_in_s)
         assert isinstance(instruction, intent.Done)
         if instruction.moved:
             self.outcome.skipped += 1
             log.info("actuator.moved node=%s partition=%s step=%s", action.node, action.partition, state.step)
-            return "conflict"
+            return "conflict", DONE
         if instruction.confirmed:
             self.outcome.done += 1
-            return "ok"
+            return "ok", DONE
         self.outcome.skipped += 1
-        return "skipped"
+        return "skipped", DONE
 
     async def _find(self, ledger_key: str, action: Resume) -> intent.Event:
         current = await self._load(ledger_key)
@@ -312,9 +354,9 @@ class Actuator:
         return None
 
     async def _record_error(self, action: Action, ledger_key: str, instruction: intent.RecordError) -> None:
-        """Intent rule 6: come back after the key's backoff, capped by the protocol's delay (through the queue), log,
-        and record the error on the ledger."""
-        delay = self.queue.add_rate_limited(DagKey(action.node, action.partition), max_s=instruction.retry_in_s)
+        """Intent rule 6: log, and record the error on the ledger; the key comes back after its backoff, capped by the
+        protocol's delay (the attempt's result)."""
+        delay = self.controller.queue.backoff(DagKey(action.node, action.partition), instruction.retry_in_s)
         log.warning(
             "actuator.error node=%s partition=%s error=%r retry_in_s=%.1f",
             action.node,

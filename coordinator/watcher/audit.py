@@ -6,7 +6,7 @@ pass costs no etcd read for the runs etcd already knows. Each write goes through
 (:func:`coordinator.writers.run_records.write_run_record`), which re-reads the key and re-decides against what etcd
 holds then: a concurrent plugin write, or one the view has not seen yet, is never overwritten by an older fact. An
 unreachable instance is logged and skipped; the audit never stops the watcher. It runs as the timed key
-``JobKey("audit")`` of the work queue (``watcher/jobs.py``), at the ``now`` that loop gives it.
+``Tick("audit")`` of its controller (``manager/periodic.py``), at the ``now`` the controller gives it.
 
 Task states (semantics "task-level upstreams"): for each task the adopted graph names (``upstream_tasks`` of the
 view's activation) the audit lists that task's instances changed within the lookback (one paged
@@ -43,7 +43,7 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
-from coordinator.watcher.jobs import RequeueAfter
+from coordinator.manager.periodic import RequeueAfter
 from coordinator.writers.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuditJob:
-    """The leader's periodic audit as a job of ``watcher/jobs.py``: exactly what a pass needs, not the watcher."""
+    """The leader's periodic audit as a timed concern (``manager/periodic.py``): exactly what a pass needs, not the watcher."""
 
     #: The leader's executor (``watcher/executor.py``): a repair sent after this watcher stopped leading is refused.
     writes: Writes

@@ -25,8 +25,8 @@ from datetime import datetime
 from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.model import dump_record
 from coordinator.core.view import View
+from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ RECHECK_S = 5.0
 
 @dataclass
 class CheckpointJob:
-    """Rules 1-4, as a job of ``watcher/jobs.py``: only what a round needs."""
+    """Rules 1-4, as a timed concern (``manager/periodic.py``): only what a round needs."""
 
     executor: Executor
     view: View

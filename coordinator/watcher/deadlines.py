@@ -59,11 +59,12 @@ from coordinator.core.model import KeyLayout, NodeId, dump_record
 from coordinator.core.spec.deadline import Level
 from coordinator.core.view import View
 from coordinator.errors import AirflowError
+from coordinator.etcd import CasResult
 from coordinator.informer.deadlines import DeadlineIndex
+from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -128,14 +129,14 @@ def alert_policy(graph: Graph, node: NodeId) -> AlertPolicy:
 @dataclass
 class DeadlineJob:
     """The leader's deadline pass as a periodic job: exactly what a round needs, never the watcher (so it fits the
-    leader-jobs loop of ``watcher/jobs.py`` as it is: a name, an interval, ``run_once(now)`` that raises on failure)."""
+    timed concerns of ``manager/periodic.py``: a name, an interval, ``run_once(now)`` that raises on failure)."""
 
     #: Every write (a fenced compare-and-swap of a record) and every handler's trigger goes through the executor.
     executor: Executor
     keys: KeyLayout
     graph: Callable[[], Graph]
     view: View
-    #: Held while the view is read (the reflector applies watch batches under it).
+    #: Held while the view is read (the informer applies watch batches under it).
     view_lock: asyncio.Lock
     #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; this job writes through.
     tracker: DeadlineIndex
@@ -176,7 +177,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     # (rule 5). Raises LeadershipLost: no pass without leading.
     job.writes = job.executor.pin()
     term = job.writes.fence.create_revision
-    # Asked before the lock: listing paused DAGs is an Airflow request, and the reflector must not wait for it.
+    # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
         changed, cursor = job.view.changed_since(job.cursor)
@@ -188,7 +189,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         record_changes = tracker.drain()
         if changed is None or len(changed) > THREAD_ABOVE:
             # In a thread, the view held still by the lock: a full pass over a big graph takes seconds, and the
-            # event loop must keep the leader lease alive meanwhile (the reflector waits for the lock).
+            # event loop must keep the leader lease alive meanwhile (the informer waits for the lock).
             update = await asyncio.to_thread(
                 cache.update, job.view, now, changed, paused=paused, unreachable=unreachable
             )
@@ -221,11 +222,9 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         plan = plan_alert(tracker.records.get(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
-        key = job.keys.deadline_key(*at)
-        result = await job.writes.cas(key, dump_record(record), tracker.revisions.get(at, 0))
+        result = await _write(job, job.keys.deadline_key(*at), record, tracker.revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
-        tracker.apply(key, dump_record(record), result.revision)
         recorded.append(transition)
         job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
         log.warning(
@@ -261,11 +260,9 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
                           bool(transition.level.handlers))  # fmt: skip
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
-        key = job.keys.deadline_level_key(*at)
-        result = await job.writes.cas(key, dump_record(record), tracker.level_revisions.get(at, 0))
+        result = await _write(job, job.keys.deadline_level_key(*at), record, tracker.level_revisions.get(at, 0))
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
-        tracker.apply(key, dump_record(record), result.revision)
         recorded.append(transition)
         log.warning(
             "deadline.level_transition dag=%s partition=%s level=%s from=%s to=%s deadline=%s eta=%s cause=%s "
@@ -299,11 +296,7 @@ async def alert_pending_levels(
         if not await _trigger_all(job, node, partition, handlers, run_id, record, conf):
             failing.add(at)
             continue
-        done = mark_alerted(record)
-        key = job.keys.deadline_level_key(*at)
-        result = await job.writes.cas(key, dump_record(done), tracker.level_revisions.get(at, 0))
-        if result.succeeded:
-            tracker.apply(key, dump_record(done), result.revision)
+        await _write(job, job.keys.deadline_level_key(*at), mark_alerted(record), tracker.level_revisions.get(at, 0))
     return failing
 
 
@@ -335,12 +328,18 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tu
         if not await _trigger_all(job, node, partition, graph.late_handlers.get(node, ()), run_id, record, conf):
             failing.add(at)
             continue
-        done = mark_alerted(record)
-        key = job.keys.deadline_key(*at)
-        result = await job.writes.cas(key, dump_record(done), tracker.revisions.get(at, 0))
-        if result.succeeded:
-            tracker.apply(key, dump_record(done), result.revision)
+        await _write(job, job.keys.deadline_key(*at), mark_alerted(record), tracker.revisions.get(at, 0))
     return failing
+
+
+async def _write(job: DeadlineJob, key: str, record: DeadlineRecord, expected: int) -> CasResult:
+    """A deadline record by the round's fenced compare-and-swap, and, when it lands, into the tracker at once: the
+    round's next step (and the next round, before the watch brings it) reads it there."""
+    value = dump_record(record)
+    result = await job.writes.cas(key, value, expected)
+    if result.succeeded:
+        job.tracker.apply(key, value, result.revision)
+    return result
 
 
 async def _trigger_all(

@@ -1,4 +1,4 @@
-"""The asset streams' reconciler: each (target, source, asset) stream a key of the watcher's one work queue, its due
+"""The asset streams' reconciler: each (target, source, asset) stream a key of its controller, its due
 events delivered once each, in order, through the delivery protocol (semantics rule 17, ``core/delivery.py``) and
 the one executor (``watcher/executor.py``).
 
@@ -8,11 +8,11 @@ due only once every older one of its stream is settled), so it is the key: one a
 queue's processing set), several streams at once, and a slow or unreachable target holds only its own streams.
 
 Rules:
-1. Keys. :meth:`AssetDeliveries.submit` starts an attempt for a stream unless one runs or waits (the queue's
-   ``try_start``; a stream submitted while its attempt runs is marked dirty and handed out again when it ends:
-   level-triggered); :meth:`AssetDeliveries.hand` takes a stream key the queue handed out. Only the leader
-   attempts: a key handed out on a standby is dropped, since a new leader's first asset round submits every stream
-   with a due event.
+1. Keys. :meth:`AssetDeliveries.submit` adds a stream to the streams' controller unless its key waits out a delay
+   (a stream submitted while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
+   :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
+   key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due
+   event.
 2. One attempt pins its term first (``Executor.pin``: every write of the attempt is fenced by the term it began in,
    and none lands in a later one) and computes that term's ``look_after`` (rule 6 below). It then delivers the
    stream's due head (``AssetIndex.due_stream``) and, while each is confirmed or skipped, the next, at most
@@ -37,8 +37,8 @@ Rules:
    local lease deadline) and raises LeadershipLost when it says no. The POST itself is bounded by
    ``call_timeout_s`` as a whole (both exchanges of the client's refresh-and-retry included), so "the longest an
    Airflow call can take" is a bound, not a hope. A deferred delivery is logged once per term.
-7. Concurrency: attempts are the executor's tasks in their own pool (``Pool.STREAMS``, at most
-   ``ExecutorPolicy.max_concurrent_streams``), apart from the triggers' pool.
+7. Concurrency: the controller has ``ExecutorPolicy.max_concurrent_streams`` workers, and each attempt is the
+   executor's task in its own pool (``Pool.STREAMS``), apart from the triggers' pool.
 8. A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a round's due streams
    one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same attempt and under
    the round's pinned term.
@@ -63,10 +63,11 @@ from coordinator.core.effects import LedgerMoved, LedgerWritten
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
+from coordinator.manager import DONE, Controller, Result
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, Pool, TermWrites
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.queue import AssetStream, WorkKey, WorkQueue
+from coordinator.watcher.keys import AssetStream
 
 log = logging.getLogger(__name__)
 
@@ -138,51 +139,48 @@ class AssetDeliveries:
     backoff_max_s: float = 2.0
     #: Rule 5: events listed per call at most in a look-up.
     list_limit: int = SCAN_MAX
-    #: Rule 1: the watcher's one work queue; None: rule 8 (deliveries inside the round).
-    queue: WorkQueue[WorkKey] | None = None
-    #: The asset index the watcher keeps current (required with a queue); attempts write through to it.
+    #: Rule 1: streams are keys of the streams' controller; False: rule 8 (deliveries inside the round).
+    keyed: bool = False
+    #: The asset index the watcher keeps current (required when keyed); attempts write through to it.
     index: AssetIndex | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
     #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
+    #: Rule 1: the streams' controller (registered by the watcher when ``keyed``).
+    controller: Controller[AssetStream] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.controller = Controller(
+            "streams", self, workers=self.executor.policy.max_concurrent_streams, needs_leader=True,
+            leading=self.leading, backoff_max_s=self.backoff_max_s,
+        )  # fmt: skip
 
     # ------------------------------------------------------------ rule 1: the keys
 
-    @property
-    def keyed(self) -> bool:
-        """Whether streams are keys of the queue (rule 1), else delivered inside the round (rule 8)."""
-        return self.queue is not None
-
     def submit_due(self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime) -> int:
-        """Rule 1: submit every stream whose head is due at ``now``; how many attempts started."""
+        """Rule 1: submit every stream whose head is due at ``now``; how many were queued."""
         return sum(self.submit(stream_of(due)) for due in index.due(routes, now))
 
     def submit(self, stream: AssetStream) -> bool:
-        """Start an attempt for ``stream`` unless one runs (it is handed out again when that ends) or its key waits
-        for a delay (rule 3)."""
-        assert self.queue is not None
-        if not self.queue.try_start(stream):
+        """Queue ``stream`` unless its attempt runs (it is reconciled again when that ends) or its key waits for a
+        delay (rule 3); whether it was queued now."""
+        queue = self.controller.queue
+        if queue.waiting(stream):
             return False
-        self._spawn(stream)
-        return True
+        running = queue.processing(stream)
+        self.controller.add(stream)
+        return not running
 
-    def hand(self, stream: AssetStream) -> None:
-        """A stream key the queue handed out (in processing): an attempt while leading, else dropped (rule 1)."""
-        assert self.queue is not None
-        if not self.leading():
-            self.queue.done(stream)
-            return
-        self._spawn(stream)
-
-    def _spawn(self, stream: AssetStream) -> None:
+    async def reconcile(self, stream: AssetStream, now: datetime) -> Result:
+        """One attempt of a stream key (rules 2 and 3), as the executor's task in the streams' pool."""
         name = f"deliver {stream.target} {stream.source} {stream.uri}"
-        self.executor.spawn(lambda: self._run(stream), name=name, pool=Pool.STREAMS)
+        return await self.executor.run(lambda: self._run(stream), name=name, pool=Pool.STREAMS)
 
-    async def _run(self, stream: AssetStream) -> None:
-        """One attempt of a stream key in processing, and its key afterwards (rules 2 and 3)."""
-        queue, index = self.queue, self.index
-        assert queue is not None and index is not None
+    async def _run(self, stream: AssetStream) -> Result:
+        """One attempt, and what its end means for the key (rules 2 and 3)."""
+        index = self.index
+        assert index is not None
         backoff, again = False, None
         try:
             writes = self.executor.pin()  # raises LeadershipLost: no attempt without leading
@@ -198,14 +196,9 @@ class AssetDeliveries:
         except Exception as exc:  # a bug: the service survives it, and the stream is retried slowly
             backoff = True
             log.exception("asset.bug target=%s source=%s uri=%s error=%r", *stream, exc)
-        finally:
-            if backoff:
-                queue.add_rate_limited(stream, max_s=self.backoff_max_s)
-            else:
-                queue.forget(stream)
-                if again is not None:
-                    queue.add_after(stream, again)
-            queue.done(stream)
+        if backoff:
+            return Result(retry=True, retry_max_s=self.backoff_max_s)
+        return DONE if again is None else Result(requeue_after=again)
 
     # ------------------------------------------------------------ rule 8: inside a round
 

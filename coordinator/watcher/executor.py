@@ -239,7 +239,9 @@ class Executor:
 
     # -- rule 6: attempts in flight -----------------------------------------------------------------------------
 
-    def spawn(self, attempt: Callable[[], Awaitable[None]], *, name: str, pool: Pool = Pool.TRIGGERS) -> None:
+    def spawn(
+        self, attempt: Callable[[], Awaitable[None]], *, name: str, pool: Pool = Pool.TRIGGERS
+    ) -> asyncio.Task[None]:
         """Run ``attempt()`` as a task once a slot of ``pool`` is free (started only then: a task cancelled while it
         waits leaves no attempt half begun)."""
         slots = self._slots[pool]
@@ -253,6 +255,18 @@ class Executor:
         self._pools[pool].add(task)
         task.add_done_callback(self._tasks.discard)
         task.add_done_callback(self._pools[pool].discard)
+        return task
+
+    async def run(self, attempt: Callable[[], Awaitable[T]], *, name: str, pool: Pool = Pool.TRIGGERS) -> T:
+        """Rule 6 for a controller's worker: ``attempt()`` as a task of ``pool``, awaited. The task is shielded from
+        the worker: a worker cancelled at the stop leaves the attempt running for :meth:`drain` to wait for."""
+        box: list[T] = []
+
+        async def kept() -> None:
+            box.append(await attempt())
+
+        await asyncio.shield(self.spawn(kept, name=name, pool=pool))
+        return box[0]
 
     @property
     def busy(self) -> int:

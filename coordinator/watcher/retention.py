@@ -11,7 +11,7 @@ Rules (semantics rule 11, ``coordinator.core.retention``):
 3. :func:`prune` records the floor first (never lowering it unless asked), then deletes in transactions of at most
    ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is kept and reported.
 4. The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as the timed key
-   ``JobKey("retention")`` of the work queue (``watcher/jobs.py``); each round logs one ``retention.pruned`` line. A
+   ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one ``retention.pruned`` line. A
    failure is logged and retried with a backoff capped at the interval, never fatal.
 """
 
@@ -44,8 +44,8 @@ from coordinator.core.retention import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Writes
+from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.jobs import RequeueAfter
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,7 @@ async def delete_selected(
 
 @dataclass(frozen=True)
 class RetentionJob:
-    """The leader's periodic retention (rule 4) as a job of ``watcher/jobs.py``: exactly what a round needs."""
+    """The leader's periodic retention (rule 4) as a timed concern (``manager/periodic.py``): exactly what a round needs."""
 
     #: The floor and the deletes are the executor's writes, pinned to the term the round began in (refused once it
     #: ends, even if this watcher leads again meanwhile).

@@ -1,34 +1,37 @@
-"""The watcher service: reflector -> reconcile -> actuator, level-triggered, with leader election.
+"""The watcher service: one informer, the manager's controllers, one executor; level-triggered, with leader election.
+
+    etcd --list/watch--> informer (the read model) --changes--> manager --keys--> controllers
+    controllers --> executor --> etcd (fenced writes) and Airflow (REST calls)
 
 Rules:
 1. Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a full one a few seconds
    later (everything at once without a usable checkpoint: ``watcher/triggers.py`` rule 5, semantics rule 19); then
    watch from snapshot revision + 1, both through the informer (``coordinator/informer``: the view, the asset,
-   deadline and presence indexes, the retention tracker as the view's follower).
-   Events only update that model and add typed keys to the one work queue (``watcher/queue.py``); a reconcile pass
-   takes every ready key and hands it to its reconciler: the triggers' (``watcher/triggers.py``: the pure planner,
-   the budget, the actuator), the asset streams' (``watcher/deliveries.py``: one key per stream with an event to
-   deliver; the asset round submits the due ones, and a skip request the watch brings goes there at once) or the
-   leader's periodic jobs' (``watcher/jobs.py``). Every requeue
-   (retry delays, actions that had to wait for one in flight, resyncs, failed passes) goes through that queue;
-   nothing else schedules work: the leader's periodic jobs (audit, retention, the checkpoint...) are timed keys of
-   it too (``JobKey``), handed to the one loop that runs them (``watcher/jobs.py``).
+   deadline and presence indexes, the retention tracker as the view's follower). A watch batch only updates that
+   model; the manager (``coordinator/manager``) fans its changes out to the controllers that declared interest, each
+   adding keys of its own to its own queue. The concerns, one registration each (:meth:`Watcher.register`): the
+   triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions (``watcher/actuator.py``: one
+   intent protocol attempt per (DAG, partition)), the asset streams (``watcher/deliveries.py``: one delivery attempt
+   per stream), and the timed concerns (the asset round, the audit, retention, deadlines, the plan checkpoint, the
+   graph file's reload), each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry delays,
+   resyncs, failed passes, the next slice of a sweep) is a reconcile's result; nothing else schedules work.
    Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
    length ends in the same decisions as running throughout.
-2. Every process keeps a warm view; only the leader adopts the graph and acts. A standby takes over when the leader's
-   lease expires; a leader whose lease is in doubt stops acting at once, and the ledger's fencing condition refuses
-   any write it still attempts (every leader write is the executor's, ``watcher/executor.py``). A standby also plans
-   (without acting) and keeps the keys its passes found due; on taking the lead it plans those first, on its own
-   view, and every partition a few seconds later (``watcher/triggers.py`` rule 2), so a takeover on a big store costs
-   one lease expiry, not a whole plan, before the next trigger.
+2. Every process keeps a warm view; only the leader adopts the graph and acts (the controllers that act need the
+   leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt stops acting at
+   once, and the ledger's fencing condition refuses any write it still attempts (every leader write is the
+   executor's, ``watcher/executor.py``). A standby also plans (without acting) and keeps the keys its passes found
+   due; on taking the lead it plans those first, on its own view, and every partition a few seconds later
+   (``watcher/triggers.py`` rule 2), so a takeover on a big store costs one lease expiry, not a whole plan, before
+   the next trigger.
 3. Bad input never stops the service: unparsable values are reported and skipped (the view does that); an invalid
-   dependencies.json is reported loudly and the last valid graph stays in force.
+   dependencies.json is reported loudly and the last valid graph stays in force (``watcher/graph_reload.py``).
 4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors (the trigger
    reconciler's).
-5. SIGTERM/SIGINT stop the loop, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
-6. Nothing blocks the event loop or the watch for long: the loop plans every partition as a sweep, a slice of about
-   20,000 facts per turn of the queue, newest partitions first; between two slices the reflector applies what the
-   watch brought and the next turn plans those keys too (``watcher/triggers.py`` rule 3).
+5. SIGTERM/SIGINT stop the controllers, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
+6. Nothing blocks the event loop or the watch for long: the planner plans every partition as a sweep, a slice of
+   about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer applies what
+   the watch brought and the next turn plans those keys too (``watcher/triggers.py`` rule 3).
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ import asyncio
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable
 from contextlib import AsyncExitStack, suppress
 from dataclasses import dataclass, field
@@ -51,6 +53,8 @@ from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
+from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager.periodic import Job
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health, probe_etcd, watcher_state
 from coordinator.runtime.metrics import Metrics
@@ -64,10 +68,10 @@ from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
-from coordinator.watcher.jobs import Job, LeaderJobs
+from coordinator.watcher.graph_reload import GraphReload
+from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, PartitionKey, Tick, TriggerKey
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, presence_loop
-from coordinator.watcher.queue import AllPartitions, AssetStream, DagKey, JobKey, PartitionKey, WorkKey, WorkQueue
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
 from coordinator.watcher.triggers import TriggerReconciler
@@ -90,7 +94,8 @@ def default_watcher_id() -> str:
 
 @dataclass
 class Watcher:
-    """One watcher process's state. ``run`` is the service; ``reconcile_once`` the one-shot variant."""
+    """One watcher process's state. ``run`` is the service; ``reconcile_pass`` and ``act_on_submitted`` the one-shot
+    variant (``coordinator reconcile``)."""
 
     settings: Settings
     store: EtcdStore
@@ -98,10 +103,6 @@ class Watcher:
     clients: dict[str, AirflowClient]
     watcher_id: str = field(default_factory=default_watcher_id)
     view: View = field(init=False)
-    #: What to re-plan: AllPartitions (graph, activation, resync, leadership, a failed pass), PartitionKey (backfill),
-    #: DagKey (a DAG's run state or ledger entry changed: only it and what depends on it are re-planned, so a pass
-    #: costs what changed, not the size of the partition; planner.plan_changes says why that is enough).
-    queue: WorkQueue[WorkKey] = field(default_factory=WorkQueue)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     #: Counted and probed for the HTTP listener (coordinator.runtime.http); cheap enough to keep without one.
     metrics: Metrics = field(default_factory=Metrics)
@@ -135,32 +136,34 @@ class Watcher:
             self.store, self.clients, fence=lambda: self.election.fence,
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
         )  # fmt: skip
-        # The asset streams' reconciler: each stream with a due event a key of the one queue (semantics rule 17).
+        leading = self._leading
+        # The asset streams' reconciler: each stream with a due event a key of its controller (semantics rule 17).
         self.deliveries = AssetDeliveries(
             executor=self.executor, keys=AssetKeys(self.settings.keys.prefix), graph=lambda: self.graphs.graph,
-            watcher_id=self.watcher_id, metrics=self.metrics, leading=lambda: self.election.is_leader,
+            watcher_id=self.watcher_id, metrics=self.metrics, leading=leading,
             term_started=lambda: self.election.term_started, call_timeout_s=self.settings.airflow_timeout_s,
             error_retry_s=self.settings.error_retry_s, backoff_max_s=self.settings.asset_interval_s or 2.0,
-            queue=self.queue, index=self.assets,
+            keyed=True, index=self.assets,
         )  # fmt: skip
         self.budget = TriggerBudget(
             self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
             self.watcher_id, self.metrics, dag_floor=self.settings.trigger_budget_dag_floor,
         )  # fmt: skip
         self.actuator = Actuator(
-            self.executor, self.settings.keys, watcher_id=self.watcher_id, queue=self.queue, paused=self.paused,
-            error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
+            self.executor, self.settings.keys, watcher_id=self.watcher_id, replan=self._replan, paused=self.paused,
+            leading=leading, error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
         )  # fmt: skip
-        #: The reconcilers of the one queue: the triggers (partition and DAG keys), the asset streams (above), and
-        #: the leader's periodic jobs (timed keys, run by one loop of their own).
         self.triggers = TriggerReconciler(
             view=self.view, view_lock=self.view_lock, graph=lambda: self.graphs.graph, retention=self.retention,
-            queue=self.queue, executor=self.executor, actuator=self.actuator, budget=self.budget,
-            leading=lambda: self.election.is_leader, instances=self.clients.keys(), watcher_id=self.watcher_id,
-            history=self.settings.history_choice, first_start_limit=self.settings.first_start_limit,
-            error_retry_s=self.settings.error_retry_s,
+            executor=self.executor, actuator=self.actuator, budget=self.budget, leading=leading,
+            instances=self.clients.keys(), watcher_id=self.watcher_id, history=self.settings.history_choice,
+            first_start_limit=self.settings.first_start_limit, error_retry_s=self.settings.error_retry_s,
+            resync_s=self.settings.resync_interval_s, on_pass=self.metrics.reconcile_seconds.observe,
         )  # fmt: skip
-        self.jobs = self.leader_jobs()
+        self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
+        #: The leader's timed concerns by name (audit, retention, deadlines, the checkpoint, the asset round).
+        self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
+        self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
                                 in_flight=self.executor.busy, graph=self.graphs.graph,
@@ -173,7 +176,9 @@ class Watcher:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
-        self._submit_skip_requests()
+        # Skip requests already in the store: the first asset round of whoever leads submits their streams.
+        if self.assets.skip_requests:
+            self.assets.skip_requests.clear()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in loaded.problems:
@@ -193,8 +198,71 @@ class Watcher:
 
     # -- the loops -------------------------------------------------------------------------------------------
 
+    # -- the manager -----------------------------------------------------------------------------------------
+
+    def _leading(self) -> bool:
+        return self.election.is_leader
+
+    def register(self) -> Manager:
+        """Every concern of this watcher, one registration each: its controller, and which keys of its own the
+        informer's changes bring (``manager/manager.py``)."""
+        manager = Manager()
+        settings = self.settings
+        manager.register(self.triggers.controller, interest=self._trigger_keys,
+                         start_after=(AllPartitions, settings.resync_interval_s))  # fmt: skip
+        manager.register(self.actuator.controller)
+        if settings.asset_interval_s > 0:  # semantics rules 16-17: nothing to deliver while no route is declared
+            manager.register(self.deliveries.controller, interest=self._skip_requested)
+        for job in self.jobs.values():
+            manager.register(
+                Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
+                           period_s=job.interval_s, backoff_max_s=job.interval_s),
+                interest=self._asset_hints if job.name == AssetJob.name else None,
+                start_after=(Tick(job.name), job.interval_s),
+            )  # fmt: skip
+        # Rule 3: a changed dependencies.json is read within 2 s, by every watcher (a standby plans too).
+        reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions))
+        manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
+                         start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
+        return manager
+
+    def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
+        """What a watch batch brings the planner: the DAGs whose facts changed, the partitions to plan whole."""
+        keys: list[TriggerKey] = [DagKey(node, partition) for node, partition in changes.nodes]
+        keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
+        return keys
+
+    def _asset_hints(self, changes: Changes) -> list[Tick]:
+        """Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+        calls the hook before its transaction commits, so the event may not be listed yet: one more round a second
+        later (the earliest delay of a key wins, so this never postpones the periodic round)."""
+        if not changes.hints:
+            return []
+        self.manager.controllers[AssetJob.name].add_after(Tick(AssetJob.name), HINT_RECHECK_S)
+        return [Tick(AssetJob.name)]
+
+    def _skip_requested(self, changes: Changes) -> list[AssetStream]:
+        """Semantics rule 16g: a stream whose entry just gained an operator's skip request (asset index rule 7) goes
+        to its controller now, not at the next asset round (a refused head may wait out a long retry time). Only the
+        leader delivers: a standby's controller drops them, since a new leader's first asset round submits every
+        due stream."""
+        requests = self.assets.skip_requests
+        if not requests:
+            return []
+        streams = [AssetStream(*stream) for stream in sorted(set(requests))]
+        requests.clear()
+        for stream in streams:
+            log.info("asset.skip_requested target=%s source=%s uri=%s", *stream)
+        return streams
+
+    def _replan(self, key: DagKey) -> None:
+        """The actions' controller hands a key back to the planner (the actuator's rule *one action per key*)."""
+        self.triggers.controller.add(key)
+
+    # -- the loops -------------------------------------------------------------------------------------------
+
     async def reflect(self, revision: int) -> None:
-        """Feed watch events through the informer and queue what they touch (rule 1)."""
+        """Feed watch events through the informer and fan what they touch out to the controllers (rule 1)."""
         # A relist diffs against what the informer's indexes hold: nothing else keeps a copy of a million keys.
         root = self.settings.keys.root
         async for batch in self.store.watch_prefix(root, revision, self.informer.held, self.cuts()):
@@ -202,45 +270,21 @@ class Watcher:
                 self._apply_batch(batch)
 
     def _apply_batch(self, batch: WatchBatch) -> None:
-        """One watch batch into the informer; queue what it changed (rule 1)."""
-        self._enqueue(self.informer.apply(batch))
-        self._submit_skip_requests()
+        """One watch batch into the informer; its changes to the controllers that declared interest (rule 1)."""
+        changes = self.informer.apply(batch)
+        self._report(changes)
+        self.manager.dispatch(changes)
 
-    def _submit_skip_requests(self) -> None:
-        """Semantics rule 16g: a stream whose entry just gained an operator's skip request (asset index rule 7) goes
-        to its reconciler now, not at the next asset round (a refused head may wait out a long retry time). Only
-        the leader delivers; a standby drops them, since a new leader's first asset round submits every due stream."""
-        requests = self.assets.skip_requests
-        if not requests:
-            return
-        streams = set(requests)
-        requests.clear()
-        if self.settings.asset_interval_s <= 0 or not self.election.is_leader:
-            return
-        for stream in streams:
-            submitted = self.deliveries.submit(AssetStream(*stream))
-            log.info("asset.skip_requested target=%s source=%s uri=%s submitted=%s", *stream, submitted)
-
-    def _enqueue(self, changes: Changes) -> None:
+    def _report(self, changes: Changes) -> None:
         if changes.relisted:
             self.metrics.relists.inc()
             log.warning("view.relisted revision=%d changes=%d", changes.revision, changes.events)
-        if changes.hints:
-            # Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
-            # calls the hook before its transaction commits, so the event may not be listed yet: one more round a
-            # second later (the earliest delay of a key wins, so this never postpones the periodic round).
-            self.queue.add(JobKey(AssetJob.name))
-            self.queue.add_after(JobKey(AssetJob.name), HINT_RECHECK_S)
         for key, problem in changes.view_problems:
             self.metrics.malformed.inc()
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in changes.problems:
             self.metrics.malformed.inc()
             log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
-        for node, partition in changes.nodes:
-            self.queue.add(DagKey(node, partition))
-        for partition in changes.partitions:
-            self.queue.add(AllPartitions if partition == ALL else PartitionKey(partition))
 
     async def campaign(self) -> None:
         """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
@@ -272,53 +316,24 @@ class Watcher:
                 await self.election.resign()
             await asyncio.sleep(0.2)
 
-    async def reconcile_loop(self) -> None:
-        resync = self.settings.resync_interval_s
-        self.queue.add_after(AllPartitions, resync)
-        while not self.stop.is_set():
-            self.health.beat()  # liveness (runtime/health.py): this loop turns at least every 2 s
-            # Wake at least every 2 s to notice a changed dependencies.json (rule 3).
-            keys = self._hand_off(await self.queue.get(timeout_s=2.0))
-            if self.graphs.refresh():
-                self.queue.add(AllPartitions)
-            if not keys or self.stop.is_set():
-                self.queue.done_all(keys)
-                continue
-            started = time.perf_counter()
-            try:
-                await self.reconcile_pass(keys=keys, sweep=True)
-            except CoordinatorError as exc:
-                # etcd trouble while adopting the graph: the view stays; everything is re-planned after a backoff.
-                delay = self.queue.add_rate_limited(AllPartitions)
-                level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING  # see campaign()
-                log.log(level, "reconcile.failed error=%s retry_in_s=%.1f", exc, delay)
-            else:
-                self.queue.forget(AllPartitions)
-            self.metrics.reconcile_seconds.observe(time.perf_counter() - started)
-            if AllPartitions in keys:
-                self.queue.add_after(AllPartitions, resync)  # the next resync, counted from this full pass
-
-    def _hand_off(self, keys: list[WorkKey]) -> list[WorkKey]:
-        """``keys`` without the due periodic jobs, which go to their own loop (``watcher/jobs.py``), and the asset
-        streams, which go to their reconciler (``watcher/deliveries.py``): the trigger reconciler's keys."""
-        if not any(type(key) is JobKey or type(key) is AssetStream for key in keys):
-            return keys
-        for key in keys:
-            if type(key) is JobKey:
-                self.jobs.hand(key)
-            elif type(key) is AssetStream:
-                self.deliveries.hand(key)
-        return [key for key in keys if type(key) is not JobKey and type(key) is not AssetStream]
-
-    async def reconcile_pass(self, *, act: bool = True, keys: list[WorkKey] | None = None, sweep: bool = False) -> Plan:
-        """One pass of the trigger reconciler over ``keys`` (every ready one when None: the due jobs go to their own
-        loop); ``sweep`` (the loop's passes): every partition is planned a slice per pass (triggers rule 3)."""
+    async def reconcile_pass(
+        self, *, act: bool = True, keys: list[TriggerKey] | None = None, sweep: bool = False
+    ) -> Plan:
+        """One pass of the trigger reconciler over ``keys`` (every ready one when None), outside the manager's
+        workers (``coordinator reconcile``, tests); ``sweep``: every partition is planned a slice per pass
+        (triggers rule 3). The actions it submits wait for :meth:`act_on_submitted`."""
         if keys is None:
-            keys = self._hand_off(self.queue.get_nowait())
+            keys = self.triggers.controller.queue.get_nowait()
         return await self.triggers.reconcile(keys, act=act, sweep=sweep)
 
-    def leader_jobs(self) -> LeaderJobs:
-        """The periodic jobs this watcher runs while it leads, each given only what it needs (``watcher/jobs.py``)."""
+    async def act_on_submitted(self) -> None:
+        """Without the manager running (a one-shot pass): run the actions submitted so far, and wait for them."""
+        await self.actuator.controller.drain_ready()
+        await self.executor.drain()
+
+    def leader_jobs(self) -> list[Job]:
+        """The timed concerns this watcher runs while it leads, each given only what it needs (each a controller
+        whose key is requeued at its interval: ``manager/periodic.py``)."""
         settings = self.settings
         jobs: list[Job] = []
         if settings.audit_interval_s > 0 and self.clients:
@@ -343,10 +358,7 @@ class Watcher:
                 lookback_s=settings.asset_lookback_s, started_at=datetime.now(UTC),
                 retention=settings.retention_period, index=self.assets,
             ))  # fmt: skip
-        return LeaderJobs(
-            self.queue, jobs, leading=lambda: self.election.is_leader,
-            on_leadership_lost=self.executor.leadership_lost.set,
-        )  # fmt: skip
+        return jobs
 
     def presence(self) -> Presence:
         """The start checks and the presence key, given only what they need."""
@@ -369,7 +381,6 @@ class Watcher:
         """The service (rules 1-5)."""
         revision = await self.load()
         self.health.view_loaded()
-        self.jobs.schedule()
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
         # standby pass followed at once by a second full pass as leader (each costs seconds on a big store).
         with suppress(CoordinatorError):
@@ -381,8 +392,7 @@ class Watcher:
         tasks = [
             asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
-            asyncio.create_task(self.reconcile_loop(), name="reconcile"),
-            asyncio.create_task(self.jobs.run(), name="jobs"),
+            asyncio.create_task(self.manager.run(), name="manager"),
             asyncio.create_task(
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
@@ -402,7 +412,7 @@ class Watcher:
             # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
             log.info("watcher.stopping watcher=%s in_flight=%d streams=%d", self.watcher_id, self.executor.busy,
                      self.executor.busy_in(Pool.STREAMS))  # fmt: skip
-            self.queue.shutdown()
+            self.manager.shutdown()
             for task in [*tasks, stopper]:
                 task.cancel()
             # Bounded as well: a loop stuck in a call that ignores its cancellation must not keep the leader key.

@@ -1,13 +1,14 @@
 """The trigger reconciler: what the watch marked as changed, planned by the one decision and, while leading, adopted,
-counted and handed to the actuator (semantics rules 1-10 and 15). One reconciler of the watcher's work queue: the
-watcher (``watcher/service.py``) hands it the keys of a pass; the leader's periodic jobs are the other reconcilers
-(``watcher/jobs.py``).
+counted and handed to the actions' controller (semantics rules 1-10 and 15). The batch reconciler of the triggers'
+controller: its one worker takes every ready key as one pass (planning costs per pass, not per key); the informer's
+changes add its keys (``watcher/service.py``).
 
 Rules (the watcher's rules 2, 4 and 6, for the triggers):
 1. A pass takes keys: ``DagKey`` (a DAG's run state or ledger entry changed: only it and what depends on it are
    re-planned, ``planner.plan_changes``), ``PartitionKey`` (a backfill: the whole partition), ``AllPartitions``
-   (start, graph, activation, resync, leadership, a failed pass). Their planning ends before any action starts
-   (``done_all``), so an action planned for a key may take it into processing.
+   (start, graph, activation, resync, leadership, a failed pass). The actions a pass decides are keys of the
+   actions' controller (``watcher/actuator.py``); a pass as a whole that fails (etcd trouble while adopting) is
+   retried as ``AllPartitions`` after a backoff, and a pass that planned every partition queues the next resync.
 2. Leading: adopt the graph first (``ensure_adopted``: the executor's fenced write, or the first adoption held,
    semantics rule 9), plan, count the new triggers in the budget (``watcher/budget.py``: a trigger whose count could
    not be recorded comes back through the queue), submit to the actuator. A standby plans without acting and keeps
@@ -53,11 +54,12 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
-from coordinator.errors import LeadershipLost
+from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
+from coordinator.manager import Controller, Result
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.queue import AllPartitions, DagKey, NextSlice, PartitionKey, WorkKey, WorkQueue
+from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, TriggerKey
 from coordinator.watcher.retention import RetentionTracker
 
 log = logging.getLogger(__name__)
@@ -128,13 +130,12 @@ class TriggerReconciler:
     """Rules 1-4, given only what they need (never the watcher)."""
 
     view: View
-    #: Rule 3: held while a pass plans; the reflector applies watch batches under it.
+    #: Rule 3: held while a pass plans; the informer applies watch batches under it.
     view_lock: asyncio.Lock
     #: The graph in force (reloaded while the watcher runs).
     graph: Callable[[], Graph]
     #: Semantics rule 11: the floor's retirement of old partitions, kept in event order with the view.
     retention: RetentionTracker
-    queue: WorkQueue[WorkKey]
     #: The adoption's fenced write (rule 2).
     executor: Executor
     actuator: Actuator
@@ -164,8 +165,55 @@ class TriggerReconciler:
     planned_revision: int = 0
     #: Rule 3: the sweep over every partition under way in the watcher's loop, if any.
     sweep: _Sweep | None = None
+    #: Rule 1: every partition is planned again this long after a pass that planned them all.
+    resync_s: float = 300.0
+    #: Told the seconds each pass of the controller took (the metric ``coordinator_reconcile_seconds``).
+    on_pass: Callable[[float], None] = lambda seconds: None
+    #: The triggers' controller (its queue holds rule 1's keys).
+    controller: Controller[TriggerKey] = field(init=False, repr=False)
+    #: What this pass asks for keys besides its own (the next slice, a withheld trigger): settled with the pass.
+    _then: dict[TriggerKey, Result] = field(default_factory=dict, init=False, repr=False)
 
-    async def reconcile(self, keys: list[WorkKey], *, act: bool = True, sweep: bool = False) -> Plan:
+    def __post_init__(self) -> None:
+        self.controller = Controller("triggers", self, idle_s=2.0)
+
+    async def reconcile_batch(self, keys: list[TriggerKey], now: datetime) -> dict[TriggerKey, Result]:
+        """The controller's pass (rules 1-4): a sweep; a failed pass is retried whole after a backoff; a pass that
+        planned every partition queues the next resync."""
+        started = time.perf_counter()
+        try:
+            await self.plan_keys(keys, act=True, sweep=True)
+        except CoordinatorError as exc:
+            # etcd trouble while adopting the graph: the view stays; everything is re-planned after a backoff.
+            self._then.clear()
+            level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING  # see the campaign
+            log.log(level, "reconcile.failed error=%s retry_in_s=%.1f", exc,
+                    self.controller.queue.backoff(AllPartitions))  # fmt: skip
+            return {AllPartitions: Result(retry=True)}
+        finally:
+            self.on_pass(time.perf_counter() - started)
+        results = self._take_then()
+        if AllPartitions in keys:
+            results[AllPartitions] = Result(requeue_after=self.resync_s)  # counted from this full pass
+        return results
+
+    async def reconcile(self, keys: list[TriggerKey], *, act: bool = True, sweep: bool = False) -> Plan:
+        """A pass outside the controller's worker (a one-shot ``reconcile``, a test): ``keys`` taken from the
+        controller's queue are settled as its worker would settle them."""
+        try:
+            plan = await self.plan_keys(keys, act=act, sweep=sweep)
+        except BaseException:
+            self._then.clear()
+            self.controller.settle(keys, {})
+            raise
+        self.controller.settle(keys, self._take_then())
+        return plan
+
+    def _take_then(self) -> dict[TriggerKey, Result]:
+        then, self._then = self._then, {}
+        return then
+
+    async def plan_keys(self, keys: list[TriggerKey], *, act: bool = True, sweep: bool = False) -> Plan:
         """Rules 1-4: plan ``keys`` and, when leading (and ``act``), adopt, count and submit; one log line.
 
         ``sweep`` (the watcher's loop): ``AllPartitions`` starts a sweep, planned a slice per turn of the queue
@@ -183,8 +231,7 @@ class TriggerReconciler:
             elif key is NextSlice:
                 next_slice = True
         if keys == [NextSlice] and self.sweep is None:
-            self.queue.done_all(keys)  # the sweep it belonged to was started over or dropped: nothing to plan
-            return Plan(self.view.revision, ())
+            return Plan(self.view.revision, ())  # the sweep it belonged to was started over or dropped
         leading = act and self.leading()
         sliced: list[str] | None = None  # the sweep's slice this pass plans (rule 3)
         try:
@@ -212,18 +259,15 @@ class TriggerReconciler:
                 result = Plan(self.view.revision, actions)
                 plan_s = time.perf_counter() - started
         except BaseException:
-            self.sweep = None  # a failed pass is retried as a whole (the loop queues AllPartitions): a new sweep
+            self.sweep = None  # a failed pass is retried as a whole (``AllPartitions``): a new sweep
             raise
-        finally:
-            # Planning is over: an action planned for one of these keys may now take it into processing.
-            self.queue.done_all(keys)
         submitted = 0
         if not leading and act:
             self._remember_due(result, full=partitions is None)
         if leading:
             result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
-            # error delay) comes back through the queue, so it is re-planned once that is over.
+            # error delay) is planned again once that is over (the actuator's rule *one action per key*).
             revision = result.revision
             submitted = sum(self.actuator.submit(action, view_revision=revision) for action in result.actions)
             self.planned_revision = revision  # rule 5
@@ -251,7 +295,7 @@ class TriggerReconciler:
         whatever the watch brought meanwhile, or the sweep ended with the full pass's line."""
         sweep.add(result, triggers, resumes, submitted, plan_s, leading=leading)
         if sweep.todo:
-            self.queue.add(NextSlice)
+            self._then[NextSlice] = Result(requeue_after=0.0)
             return
         self.sweep = None
         if sweep.led:
@@ -278,7 +322,7 @@ class TriggerReconciler:
             startable, self.view.budgets, self.instances, self.graph(), self.view.backfills.keys()
         )
         for trigger in admitted.withheld:
-            self.queue.add_rate_limited(DagKey(trigger.node, trigger.partition), max_s=self.error_retry_s)
+            self._then[DagKey(trigger.node, trigger.partition)] = Result(retry=True, retry_max_s=self.error_retry_s)
         passed = {id(a) for a in admitted.plan.actions} | repeats
         return Plan(result.revision, tuple(a for a in result.actions if id(a) in passed))
 
@@ -385,7 +429,7 @@ class TriggerReconciler:
         log.info("reconcile.first_work keys=%d everything=%s reason=%r", len(work.keys), work.everything,
                  work.reason)  # fmt: skip
         if work.everything:
-            self.queue.add(AllPartitions)
+            self.controller.add(AllPartitions)
             return 0
         self._queue_first(DagKey(node, partition) for node, partition in work.keys)
         return len(work.keys)
@@ -393,16 +437,16 @@ class TriggerReconciler:
     def _queue_first(self, keys: Iterable[DagKey]) -> None:
         """``keys`` now, in partition order, and the full pass after them (rules 2 and 5)."""
         for key in sorted(keys, key=lambda k: (k.partition, k.node.qualified)):
-            self.queue.add(key)
-        self.queue.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
+            self.controller.add(key)
+        self.controller.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
 
     def settled_through(self) -> int | None:
         """Rule 5: the revision this leader has planned through with nothing left waiting or running; None while
         it does not lead, has not run a full pass in this term, or has work queued, in flight or delayed."""
         if not self.leading() or not self.led_full_pass or self.sweep is not None:
             return None  # (a sweep under way: the partitions it has not reached yet are not planned in this term)
-        queue = self.queue
-        if queue.holds(lambda key: type(key) is DagKey or type(key) is PartitionKey):
+        queue = self.controller.queue
+        if queue.holds(lambda key: isinstance(key, DagKey | PartitionKey)) or self.actuator.holds():
             return None  # a change not planned yet, an action in flight or waiting out its delay, a withheld trigger
         if queue.num_requeues(AllPartitions) or queue.holds(lambda key: key is AllPartitions, delayed=False):
             return None  # a failed pass waits for its retry, or a full pass is due or running

@@ -1,20 +1,15 @@
-"""The watcher's one work queue, in the spirit of client-go's ``workqueue``: every requeue path goes through it.
+"""A controller's work queue, in the spirit of client-go's ``workqueue``: every requeue of a controller goes through
+its own queue (``manager/controller.py``), and nothing else schedules its work.
 
 Rules:
-1. Keys are deduplicated: a key added any number of times before it is handed out is handed out once.
-2. A key being processed is never handed out again: added meanwhile, it is marked dirty and queued when ``done``.
-3. ``add_after`` hands a key out after a delay (the earliest of several delays wins); ``add_rate_limited`` does the
-   same with a per-key exponential backoff (client-go's ItemExponentialFailureRateLimiter), capped by the cap the
-   caller names (else the queue's maximum), that ``forget`` resets when the key's work succeeds.
-4. ``try_start`` takes a key into processing without it being handed out (the actuator: an action was planned for
-   it). It refuses while the key is processed (the key is marked dirty, so it is re-planned after ``done``) and while
-   a delayed add of the key is pending (a retry waits for its time; that add brings the key back).
-5. After ``shutdown`` nothing is added and getters return at once.
-
-Keys are typed: ``AllPartitions`` (re-plan everything), ``NextSlice`` (the next slice of a sweep over everything),
-``PartitionKey`` (re-plan one partition), ``DagKey`` (the facts of one DAG in one partition changed; an action for
-it is in flight while it is processed), ``AssetStream`` (one asset stream has an event to deliver; its attempt runs
-while it is processed) and ``JobKey`` (a periodic job is due: time as a key, client-go's ``AddAfter``).
+- **Dedup.** A key added any number of times before it is handed out is handed out once.
+- **One worker per key.** A key being processed is never handed out again: added meanwhile, it is marked dirty and
+  queued when ``done`` (so a change that arrives during a reconcile is reconciled after it, never alongside it).
+- **Time is a requeue.** ``add_after`` hands a key out after a delay (the earliest of several delays wins);
+  ``add_rate_limited`` does the same with a per-key exponential backoff (client-go's
+  ItemExponentialFailureRateLimiter), capped by the cap the caller names (else the queue's maximum), that
+  ``forget`` resets when the key's work succeeds.
+- **Shutdown.** After ``shutdown`` nothing is added and getters return at once.
 """
 
 from __future__ import annotations
@@ -26,70 +21,13 @@ import time
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass
-from enum import Enum
-from typing import Generic, NamedTuple, TypeVar
-
-from coordinator.core.model import NodeId
-
-
-class _All(Enum):
-    ALL = "all"
-    NEXT_SLICE = "next slice"
-
-    def __repr__(self) -> str:
-        return "AllPartitions" if self is _All.ALL else "NextSlice"
-
-
-#: Every partition must be re-planned (start, graph change, resync, new leadership, a failed pass).
-AllPartitions = _All.ALL
-#: The watcher's sweep over every partition has slices left to plan (``watcher/triggers.py`` rule 3): queued behind
-#: whatever the watch brought meanwhile, so a sweep never holds an event for longer than a slice.
-NextSlice = _All.NEXT_SLICE
-AllPartitionsType = _All
-
-
-@dataclass(frozen=True, slots=True)
-class PartitionKey:
-    """One partition must be re-planned whole (a backfill request)."""
-
-    partition: str
-
-
-class DagKey(NamedTuple):
-    """The run state or ledger entry of one DAG in one partition changed: it and what depends on it are re-planned.
-    Also the unit of the actuator: one action per key in flight.
-
-    A named tuple rather than a frozen dataclass: one is made and hashed per watch event, and a tuple is made and
-    hashed three times faster (a pass of 100,000 events would otherwise spend ~0.1 s of CPU on keys alone)."""
-
-    node: NodeId
-    partition: str
-
-
-class AssetStream(NamedTuple):
-    """The (target, source, asset uri) stream of asset deliveries (semantics rule 16d): its due events are delivered
-    in order by one attempt at a time (``watcher/deliveries.py``). A tuple, as the asset index's stream keys are."""
-
-    target: str
-    source: str
-    uri: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobKey:
-    """A periodic job of the leader is due (``watcher/jobs.py``): added with ``add_after`` its interval ahead."""
-
-    name: str
-
-
-WorkKey = AllPartitionsType | PartitionKey | DagKey | AssetStream | JobKey
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 
 class WorkQueue(Generic[K]):
-    """Deduplicated dirty keys, a processing set, delayed and rate-limited adds (module rules 1-5)."""
+    """Deduplicated dirty keys, a processing set, delayed and rate-limited adds (the module's rules)."""
 
     def __init__(
         self,
@@ -117,7 +55,7 @@ class WorkQueue(Generic[K]):
     # -- adding ---------------------------------------------------------------------------------------------------
 
     def add(self, key: K) -> None:
-        """Mark ``key`` dirty (rules 1 and 2)."""
+        """Mark ``key`` dirty (**dedup**, **one worker per key**)."""
         if self._shutdown:
             return
         dirty = len(self._dirty)
@@ -129,7 +67,7 @@ class WorkQueue(Generic[K]):
             self._wake.set()
 
     def add_after(self, key: K, delay_s: float) -> None:
-        """Add ``key`` once ``delay_s`` seconds have passed (rule 3)."""
+        """Add ``key`` once ``delay_s`` seconds have passed (**time is a requeue**)."""
         if self._shutdown:
             return
         if delay_s <= 0:
@@ -144,13 +82,16 @@ class WorkQueue(Generic[K]):
 
     def add_rate_limited(self, key: K, max_s: float | None = None) -> float:
         """Add ``key`` after its backoff (base * 2^failures, capped at ``max_s``, else at the queue's maximum); return
-        that delay (rule 3)."""
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        cap = self._backoff_max_s if max_s is None else max_s
-        delay = min(self._backoff_base_s * 2.0 ** min(failures, 62), cap)
+        that delay (**time is a requeue**)."""
+        delay = self.backoff(key, max_s)
+        self._failures[key] = self._failures.get(key, 0) + 1
         self.add_after(key, delay)
         return delay
+
+    def backoff(self, key: K, max_s: float | None = None) -> float:
+        """The delay the next ``add_rate_limited`` of ``key`` would wait (nothing changes)."""
+        cap = self._backoff_max_s if max_s is None else max_s
+        return min(self._backoff_base_s * 2.0 ** min(self._failures.get(key, 0), 62), cap)
 
     def forget(self, key: K) -> None:
         """The key's work succeeded: its next ``add_rate_limited`` starts from the base delay again."""
@@ -161,22 +102,26 @@ class WorkQueue(Generic[K]):
 
     # -- handing out ----------------------------------------------------------------------------------------------
 
-    def get_nowait(self) -> list[K]:
-        """Every key that is ready, now in processing (possibly none)."""
+    def get_nowait(self, limit: int | None = None) -> list[K]:
+        """Every key that is ready (at most ``limit``, oldest first), now in processing (possibly none)."""
         self._promote()
-        batch = list(self._queue)
-        self._queue.clear()
+        if limit is None or limit >= len(self._queue):
+            batch = list(self._queue)
+            self._queue.clear()
+        else:
+            batch = [self._queue.popleft() for _ in range(limit)]
         # Set operations on the whole batch: a pass after a flood of events takes thousands of keys at once.
         self._dirty.difference_update(batch)
         self._processing.update(batch)
         return batch
 
-    async def get(self, timeout_s: float) -> list[K]:
-        """Wait up to ``timeout_s`` for ready keys and take them all into processing; [] on timeout or shutdown."""
+    async def get(self, timeout_s: float, limit: int | None = None) -> list[K]:
+        """Wait up to ``timeout_s`` for ready keys and take them (at most ``limit``) into processing; [] on timeout
+        or shutdown."""
         deadline = self._clock() + timeout_s
         while True:
             self._wake.clear()
-            batch = self.get_nowait()
+            batch = self.get_nowait(limit)
             now = self._clock()
             if batch or self._shutdown or now >= deadline:
                 return batch
@@ -190,21 +135,8 @@ class WorkQueue(Generic[K]):
                 async with asyncio.timeout(wait):
                     await self._wake.wait()
 
-    def try_start(self, key: K) -> bool:
-        """Take ``key`` into processing directly (rule 4); False when it is processed or its delayed add pending."""
-        if key in self._processing:
-            self.add(key)  # re-queued after done: whatever wanted it then is planned afresh
-            return False
-        if key in self._waiting_at:
-            return False
-        if key in self._dirty:
-            # Queued to be handed out: it stays dirty and is queued again when done (rule 2).
-            self._queue.remove(key)
-        self._processing.add(key)
-        return True
-
     def done(self, key: K) -> None:
-        """Processing of ``key`` ended; if it was added meanwhile it is queued now (rule 2)."""
+        """Processing of ``key`` ended; if it was added meanwhile it is queued now (**one worker per key**)."""
         self._processing.discard(key)
         if key in self._dirty and not self._shutdown:
             self._queue.append(key)
@@ -223,7 +155,7 @@ class WorkQueue(Generic[K]):
     # -- state ----------------------------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Refuse new keys and wake every getter (rule 5)."""
+        """Refuse new keys and wake every getter (**shutdown**)."""
         self._shutdown = True
         self._wake.set()
 
