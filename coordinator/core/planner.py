@@ -298,12 +298,9 @@ class _PartitionPlanner:
             if not up_fresh:
                 self._stale_reason[node] = f"its upstream {up} is not fresh"
                 return False
-        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
-        if ledger is not None and not from_last_trigger:
-            self._stale_reason[node] = (
-                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
-            )
-            return False
+        if ledger is not None and fact.rev <= ledger.intent_rev:
+            return self._not_since_trigger(node, ledger)
+        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
         if not mapped:  # every upstream read in this partition (rule 1): the hot path of a pass
             return self._consumed_here(node, spec, fact, ledger, from_last_trigger)
         for up in spec.upstreams:
@@ -321,6 +318,12 @@ class _PartitionPlanner:
                     )
                     return False
         return True
+
+    def _not_since_trigger(self, node: NodeId, ledger: LedgerFact) -> bool:
+        """False, with the stale reason, for a DAG whose success predates its last trigger's intent: the triggered
+        attempt has not succeeded yet (semantics `consumed-by-ledger`)."""
+        self._stale_reason[node] = f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
+        return False
 
     def _consumed_here(
         self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
@@ -387,12 +390,9 @@ class _PartitionPlanner:
             if not self.edge_fresh(node, edge):
                 self._stale_reason[node] = f"its upstream {_edge_name(edge)} is not satisfied"
                 return False
-        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
-        if ledger is not None and not from_last_trigger:
-            self._stale_reason[node] = (
-                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
-            )
-            return False
+        if ledger is not None and fact.rev <= ledger.intent_rev:
+            return self._not_since_trigger(node, ledger)
+        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
         for edge in edges:
             for q in self.sources(node, edge.source):
                 gen = self.at(q).edge_generation(edge)
