@@ -1,22 +1,24 @@
 """The one decision: (graph, view, partitions, now) -> the plan, with every partition's state and reason.
 
 The watcher, ``status``, ``why``, ``reconcile --dry-run``, ``backfill`` and the dependencies page all decide here and
-nowhere else, so none of them can skip a step the others take (semantics rule 14). Rules, numbered as in
-``docs/semantics.md`` rule 14:
+nowhere else, so none of them can skip a step the others take (semantics `one-decision`). Rules, in the order of
+semantics `one-decision`:
 
-a. The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``) is decided with
-   ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act; semantics rule 9d);
-   otherwise the activation the leader would write for this graph (``activation.adopt``: new or changed DAGs are active
-   from the view's revision), or the view's own when nothing changed. A caller that already adopted (the leading
-   watcher wrote the activation, or holds a first adoption it decided) passes that :class:`Adoption` instead of
-   re-deciding it: the decision is the same, the history is not re-counted on every pass.
-b. Then the planner (``planner.plan`` for whole partitions, ``planner.plan_changes`` for what changed): rules 1-10
-   and 12 unchanged.
-c. Then retention, from the floor IN the view (``View.floor``, read at the same revision as the facts): the
-   triggers of retired decisions are dropped and their verdicts say so (semantics rule 11b).
-d. ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status`` and the page judge
-   deadlines (semantics rule 13, ``core/deadline/states.py``) at the same ``Decision.now``.
-e. Pure: no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
+a. **Activation first.** The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``)
+   is decided with ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act;
+   semantics `adoption-flood-guard`); otherwise the activation the leader would write for this graph
+   (``activation.adopt``: new or changed DAGs are active from the view's revision), or the view's own when nothing
+   changed. A caller that already adopted (the leading watcher wrote the activation, or holds a first adoption it
+   decided) passes that :class:`Adoption` instead of re-deciding it: the decision is the same, the history is not
+   re-counted on every pass.
+b. **Then the plan.** Then the planner (``planner.plan`` for whole partitions, ``planner.plan_changes`` for what
+   changed): the planner's rules unchanged.
+c. **Then retention.** Then retention, from the floor IN the view (``View.floor``, read at the same revision as the
+   facts): the triggers of retired decisions are dropped and their verdicts say so (semantics `retired-inert`).
+d. **Now as an input.** ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status``
+   and the page judge deadlines (semantics `deadlines-judged`, ``core/deadline/states.py``) at the same
+   ``Decision.now``.
+e. **Pure.** no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ class Adoption:
     """Rule a: the activation decisions are planned against, and the first adoption when there is one."""
 
     activation: Activation | None
-    #: Set when no graph was ever adopted under the prefix (semantics rule 9): held when ``activation`` is None.
+    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): held when ``activation`` is
+    #: None.
     first: FirstAdoption | None = None
 
     @property
