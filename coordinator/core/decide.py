@@ -46,7 +46,7 @@ from coordinator.core.view import View
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
-    """Rule a: the activation decisions are planned against, and the first adoption when there is one."""
+    """**Activation first**: the activation decisions are planned against, and the first adoption when there is one."""
 
     activation: Activation | None
     #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): held when ``activation`` is
@@ -70,7 +70,8 @@ class Decision:
     retirement: Retirement | None = None
 
     def why_retired(self, node: NodeId, partition: str) -> str | None:
-        """None when a decision of ``node`` for ``partition`` is live; else why retention retires it (rule c)."""
+        """None when a decision of ``node`` for ``partition`` is live; else why retention retires it
+        (**Then retention**)."""
         return self.retirement.why_retired(node, partition) if self.retirement is not None else None
 
 
@@ -82,7 +83,8 @@ def adoption_for(
     *,
     by: str = "",
 ) -> Adoption:
-    """Rule a: what the leader would plan against on this view (a first adoption decided, or the change adopted)."""
+    """**Activation first**: what the leader would plan against on this view (a first adoption decided, or the change
+    adopted)."""
     if is_first_adoption(view):
         first = first_adoption(graph, view, history or HistoryChoice(), limit, by=by)
         return Adoption(first.activation, first)
@@ -104,12 +106,12 @@ def decide(
     skip: Iterable[str] = (),
     retirement: Retirement | None = None,
 ) -> Decision:
-    """Rules a-e. ``partitions``: planned whole (every known one when None); ``changed`` instead: only the DAGs whose
-    facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole in the same
-    pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of the floor's
-    retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
+    """Every rule above. ``partitions``: planned whole (every known one when None); ``changed`` instead: only the
+    DAGs whose facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole in
+    the same pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of the
+    floor's retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
     adopted = adoption if adoption is not None else adoption_for(graph, view, history, limit)
-    # A held first adoption activates nothing; the view's activation is None then too (rule a).
+    # A held first adoption activates nothing; the view's activation is None then too (**Activation first**).
     active = adopted.activation
     if changed is not None:
         result = plan_changes(graph, view, changed, activation=active, skip=skip)
