@@ -252,7 +252,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def load_folder(folder: Path) -> LoadedFolder:
-    """Load ``folder`` with Airflow's DagBag and read its facts (every rule above)."""
+    """Load ``folder`` with Airflow's DagBag and read its facts (every rule of the module)."""
     folder = folder.resolve()
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")

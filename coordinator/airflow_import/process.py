@@ -67,7 +67,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def run_loader(folder: Path, python: Path, *, verbose: bool = False, timeout: float = LOAD_TIMEOUT_S) -> LoadedFolder:
-    """The folder as ``python``'s Airflow loads it (every rule above); ConfigError when it cannot."""
+    """The folder as ``python``'s Airflow loads it (every rule of the module); ConfigError when it cannot."""
     command = [str(python), "-c", BOOTSTRAP, str(PACKAGE), str(folder.resolve())]
     try:
         done = subprocess.run(

@@ -123,7 +123,7 @@ def apply_budget(
     allowances: Allowances | None = None,
     declared: Declared | None = None,
 ) -> Budgeted:
-    """Every rule above over one pass's actions."""
+    """Every rule of the module over one pass's actions."""
     allow = allowances if allowances is not None else Allowances()
     passed: list[Action] = []
     held: dict[str, list[Trigger]] = {}

@@ -106,10 +106,10 @@ def decide(
     skip: Iterable[str] = (),
     retirement: Retirement | None = None,
 ) -> Decision:
-    """Every rule above. ``partitions``: planned whole (every known one when None); ``changed`` instead: only the
-    DAGs whose facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole in
-    the same pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of the
-    floor's retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
+    """Every rule of the module. ``partitions``: planned whole (every known one when None); ``changed`` instead: only
+    the DAGs whose facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole
+    in the same pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of
+    the floor's retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
     adopted = adoption if adoption is not None else adoption_for(graph, view, history, limit)
     # A held first adoption activates nothing; the view's activation is None then too (**Activation first**).
     active = adopted.activation
