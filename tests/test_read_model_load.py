@@ -101,7 +101,7 @@ def test_load_fills_only_the_indexes_of_the_families_asked_for(
     assert {name for name, full in filled(model).items() if full} == expected
     built = {"deadlines": model.deadlines, "presence": model.presence, "assets": model.assets, "lineage": model.lineage}
     assert {name for name, index in built.items() if index is not None} == expected - {"view"}
-    if "view" in expected:  # the bad ledger entry is the view's problem, kept in the model (read_model rule 4)
+    if "view" in expected:  # the bad ledger entry: the view's problem, kept (``read_model``'s **Bad values are kept**)
         assert list(model.bad_values()) == [KeyLayout(etcd_prefix).trigger_key(B, P1)]
 
 
@@ -126,7 +126,7 @@ def test_a_scope_reads_only_its_parts(etcd_settings: EtcdSettings, etcd_prefix: 
 def test_a_role_that_may_read_only_part_of_the_prefix_loads_what_it_may_and_names_the_rest(
     private_etcd: EtcdServer, arun: Callable[..., Any]
 ) -> None:
-    """Under a role granted only the run states and the leader key (doctor's restricted path, rule 4 of doctor): the
+    """Under a role granted only the run states and the leader key (doctor's restricted path): the
     whole-prefix load is refused, and the load of the families one by one holds the run state and the leader and
     names every other family as unread."""
     prefix = "/coordinator"

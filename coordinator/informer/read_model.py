@@ -5,19 +5,21 @@ the page and its asset feed and the OpenLineage receiver's retirer read the stor
 its own (``tests/test_read_model_load.py`` greps for one).
 
 Rules:
-1. Families name the key families of the layout (``docs/keys.md``) and, with them, the indexes filled: the view
-   (run states, task states, the ledger, the config keys), the leader's recorded deadline transitions, the
-   watchers' presence and the leader key, the asset events with the delivery ledger, the lineage records. An index
-   not asked for is not built (None in the model): a reader pays only for what it shows.
-2. The scope says which keys of them are read. ``WHOLE``: every key of the families; with the view's, one streamed
-   read of the whole prefix at one revision (the watcher's read: the view's facts are never from two moments),
-   without them one snapshot per family. Named parts
-   (``Scope``): sub-prefixes (one instance's lineage records), single keys (read together at ``Scope.revision``)
-   and keys the reader already read at that revision (``given``: the page's walk back through a DAG's runs).
-   Each snapshot is one revision; separate snapshots may differ (``StoreModel.revisions``).
-3. ``readable_only``: a reader under a role that may read only parts of the prefix (``coordinator roles``) reads
-   each part on its own and leaves out those it may not read, named in ``StoreModel.unread``; ``doctor`` lists them.
-4. Bad values are the informer's problems, kept in the model (``bad_values``); a reader shows what parses.
+- **Families fill indexes.** Families name the key families of the layout (``docs/keys.md``) and, with them, the
+  indexes filled: the view (run states, task states, the ledger, the config keys), the leader's recorded deadline
+  transitions, the watchers' presence and the leader key, the asset events with the delivery ledger, the lineage
+  records. An index not asked for is not built (None in the model): a reader pays only for what it shows.
+- **The scope says what is read.** ``WHOLE``: every key of the families; with the view's, one streamed read of the
+  whole prefix at one revision (the watcher's read: the view's facts are never from two moments), without them one
+  snapshot per family. Named parts (``Scope``): sub-prefixes (one instance's lineage records), single keys (read
+  together at ``Scope.revision``) and keys the reader already read at that revision (``given``: the page's walk
+  back through a DAG's runs). Each snapshot is one revision; separate snapshots may differ
+  (``StoreModel.revisions``).
+- **What the role may read.** ``readable_only``: a reader under a role that may read only parts of the prefix
+  (``coordinator roles``) reads each part on its own and leaves out those it may not read, named in
+  ``StoreModel.unread``; ``doctor`` lists them.
+- **Bad values are kept.** They are the informer's problems, kept in the model (``bad_values``); a reader shows what
+  parses.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `co
 
 
 class Family(StrEnum):
-    """A key family of the layout (rule 1), and so the index it fills."""
+    """A key family of the layout (**Families fill indexes**), and so the index it fills."""
 
     RUNS = "runs"  # {prefix}/runs/: the view's run states
     TASKS = "tasks"  # {prefix}/tasks/: the view's task states
@@ -78,7 +80,7 @@ READERS: frozenset[Family] = VIEW | {Family.DEADLINES, Family.PRESENCE}
 
 @dataclass(frozen=True)
 class Scope:
-    """Which keys of the families a load reads (rule 2): none named, the whole of them (``WHOLE``)."""
+    """Which keys of the families a load reads (**The scope says what is read**): none named, all (``WHOLE``)."""
 
     #: Sub-prefixes, each read as one snapshot.
     prefixes: tuple[str, ...] = ()
@@ -108,9 +110,9 @@ class StoreModel:
     lineage: LineageIndex | None = None
     #: The newest revision read (a whole-prefix load: the one revision).
     revision: int = 0
-    #: Each snapshot read and its revision, when the load took several (rule 2).
+    #: Each snapshot read and its revision, when the load took several (**The scope says what is read**).
     revisions: dict[str, int] = field(default_factory=dict)
-    #: Parts the role may not read (rule 3).
+    #: Parts the role may not read (**What the role may read**).
     unread: tuple[str, ...] = ()
     #: Keys an index left out, with why: (index, key, problem) (the view's own are in ``view.problems``).
     problems: tuple[tuple[str, str, str], ...] = ()
@@ -138,7 +140,7 @@ class StoreModel:
 
 @dataclass(frozen=True)
 class _Reader:
-    """The informer a load goes through, and the indexes of the families asked for (rule 1)."""
+    """The informer a load goes through, and the indexes of the families asked for (**Families fill indexes**)."""
 
     informer: Informer
     families: frozenset[Family]
@@ -165,7 +167,7 @@ class _Reader:
 
 
 def prefixes_of(keys: KeyLayout, families: Collection[Family]) -> tuple[str, ...]:
-    """Every family's prefixes, in key order (rule 2's one snapshot per family)."""
+    """Every family's prefixes, in key order (one snapshot per family: **The scope says what is read**)."""
     return tuple(sorted({p for family in families for p in family.prefixes(keys)}))
 
 
@@ -178,17 +180,19 @@ async def load(
     given: Sequence[KV] = (),
     readable_only: Callable[[StoreError], bool] | None = None,
 ) -> StoreModel:
-    """``families``' indexes filled with the keys of ``scope`` (rules 1-4), through the informer.
+    """``families``' indexes filled with the keys of ``scope`` (every rule above), through the informer.
 
-    ``given``: keys already read at ``scope.revision``, taken with the rest (rule 2). ``readable_only``: the errors
-    that mean "this role may not read it" (rule 3): such a part is left out and named instead of failing the load."""
+    ``given``: keys already read at ``scope.revision``, taken with the rest. ``readable_only``: the errors
+    that mean "this role may not read it" (**What the role may read**): such a part is left out and named instead
+    of failing the load."""
     reader = _Reader.of(keys, families)
     informer = reader.informer
     if scope.whole and readable_only is None and reader.families >= VIEW:
-        scope = Scope((keys.root,))  # the view's facts at one revision (``core/view.py`` rule 6): one read of all
+        # The view's facts at one revision (``core/view.py``'s **The floor is a fact**): one read of it all.
+        scope = Scope((keys.root,))
     elif scope.whole:
         parts = prefixes_of(keys, reader.families)
-        # A role may be granted one key (the leader's) and no range over it: read such keys as keys (rule 3).
+        # A role may be granted one key (the leader's) and no range over it: read such keys as keys.
         single = tuple(p for p in parts if not p.endswith("/")) if readable_only is not None else ()
         scope = Scope(tuple(p for p in parts if p not in single), single)
     if scope.prefixes == (keys.root,) and not scope.keys and not given and readable_only is None:
