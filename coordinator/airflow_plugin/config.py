@@ -4,12 +4,12 @@ Managed Airflow services do not let every deployment set environment variables (
 ``AIRFLOW__SECTION__KEY``) and keep secrets in the secrets backend the deployment configured (Secret Manager, AWS
 Secrets Manager, Vault). So each plugin setting is looked up in four places, first hit wins:
 
-- **Precedence.** Precedence per setting: ``COORDINATOR_<OPTION>`` environment variable > Airflow configuration
+- **Precedence** per setting: ``COORDINATOR_<OPTION>`` environment variable > Airflow configuration
   ``[coordinator] <option>`` (``airflow.cfg`` or ``AIRFLOW__COORDINATOR__<OPTION>``) > the Airflow connection named by
   ``etcd_conn_id`` (default ``coordinator_etcd``; only the etcd endpoints, credentials and TLS material) > defaults. A
   setting with two forms (``etcd_password`` / ``etcd_password_file``) is taken whole from the first place that sets
   either form.
-- **The connection.** The connection: ``extra.endpoints`` (comma-separated URLs, or a list), else ``host`` (a URL, or a
+- **The connection**: ``extra.endpoints`` (comma-separated URLs, or a list), else ``host`` (a URL, or a
   bare host with ``port``, default 2379: ``https`` when the connection carries TLS material or ``extra.tls`` is true);
   ``login`` and ``password``; ``extra.ca``, ``extra.cert``, ``extra.key`` as PEM text, handed to the etcd client as
   bytes (never written to disk). Airflow resolves it the way it resolves every connection: the configured secrets

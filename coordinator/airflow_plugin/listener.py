@@ -10,7 +10,7 @@ Rules:
 - **Facts, not decisions.** Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
 - **No queued.** ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed
   only.
-- **Task hooks.** Task hooks (semantics `edge-task`) fire in the task's own process (Airflow 3.3: the task-SDK runner,
+- **Task hooks** (semantics `edge-task`) fire in the task's own process (Airflow 3.3: the task-SDK runner,
   after the task's terminal state went to the api-server and before the process exits; Airflow 2.9-2.11: the raw task
   process, after the state is committed), and in the api-server when a user sets a task's state, and in the scheduler
   when it fails a task it lost. Their parameters are the ones both versions pass: Airflow 2 also passes ``session``,

@@ -2,7 +2,7 @@
 entry "Dependencies" (an external view shown in Airflow's UI), registered by :mod:`coordinator.airflow_plugin.plugin`.
 
 Rules:
-- **Thin glue.** Thin glue: authentication here, everything else in :mod:`coordinator.page` (which imports neither
+- **Thin glue**: authentication here, everything else in :mod:`coordinator.page` (which imports neither
   Airflow nor a web framework, so the watcher can serve the same page).
 - **Airflow users only.** Only users logged into Airflow: the api-server's own :func:`get_user` (the JWT in the
   ``Authorization`` header or the ``_token`` cookie Airflow's UI sets at login). Authorization is per DAG: the auth
@@ -12,7 +12,7 @@ Rules:
   would narrow the check to that one DAG. Anonymous: 401 with a link to Airflow's login page; a user who may read no
   DAG: 403. Airflow's modules are imported on the first request, in the api-server, never when the plugin is loaded by a
   scheduler or worker.
-- **Read-only.** Read-only: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`:
+- **Read-only**: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`:
   ``COORDINATOR_*``, ``[coordinator]``, the etcd connection): instance, prefix, ``deps``, etcd endpoints, credentials
   and TLS. The connection is looked up once per api-server process; a request waits for it at most
   :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` (then 503, "try again").

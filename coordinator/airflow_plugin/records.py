@@ -3,7 +3,7 @@
 Shared by the listener's background writer and by the explicit task (``operator``).
 
 Rules:
-- **No Airflow import.** No Airflow import: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``,
+- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``,
   ``clear_number``, ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test
   stand-in all work.
 - **Only nameable runs.** A run without a logical date, or one the key layout cannot name (a sub-second or naive logical
@@ -13,7 +13,7 @@ Rules:
   :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a newer one and an identical
   rewrite is skipped (it would make a new generation and rerun every dependent). A lost race re-decides. Every etcd call
   has a short timeout.
-- **Configuration.** Configuration: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the
+- **Configuration**: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the
   listener, the task and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults);
   :func:`config_from_env` reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE``,
   ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.runtime.settings.Settings` ones).

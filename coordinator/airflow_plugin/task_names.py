@@ -4,7 +4,7 @@ Every task process of every DAG asks "is my task named?", and most never are. Re
 gRPC import, a connection and a read per task instance, so the answer is cached:
 
 Rules:
-- **In memory.** In memory for ``tasks_ttl_s`` (a long-lived process: the scheduler, the api-server).
+- **In memory** for ``tasks_ttl_s`` (a long-lived process: the scheduler, the api-server).
 - **In a file per host.** In a small file per host and store (``coordinator-tasks-<hash of prefix and endpoints>.json``
   in the system's temporary directory, or ``tasks_cache_dir``) for the same TTL: task processes are short-lived (one per
   task instance), so the file is what spares them the etcd read. It is written atomically (temporary file + rename); a
