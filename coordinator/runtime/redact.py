@@ -8,7 +8,7 @@ Rules:
   program (an exec auth command's stderr): ``key=value`` / ``key: value`` pairs whose key names a secret, ``Bearer`` /
   ``Basic`` credentials, JWTs, URL user information, and long opaque tokens (32+ characters of a base64/hex alphabet).
   It errs on the side of masking: the text is for a human diagnosing a failure, and the exit status stays.
-- **Pure.** Pure: no I/O.
+- **Pure**: no I/O.
 """
 
 from __future__ import annotations
