@@ -1,6 +1,6 @@
 """What a change of ``dependencies.json`` does to the running system: the pure core of ``coordinator diff``.
 
-Rules (the semantics are in ``docs/semantics.md``, "Changing dependencies.json" and semantics `first-adoption`):
+Rules (the semantics are ``docs/semantics.md``'s "Changing dependencies.json" and semantics `first-adoption`):
 
 - **Pure**: a :class:`Baseline` (the graph in force, from the adopted activation or another file) and the new
   :class:`~coordinator.core.graph.Graph` in, a typed :class:`GraphDiff` out. No I/O, no clock, no logging.

@@ -7,7 +7,7 @@ delivery. No I/O, no asyncio, no clock (the time comes in as an argument), no lo
 machine (``tests/test_planner_stateful.py``) drives these very functions against a simulated etcd and Airflow and
 crashes between steps.
 
-Rules, named as in ``docs/semantics.md`` ("Acting on Airflow: exactly-once effect"):
+Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
 
 - semantics `trigger-intent-first`: Intent first. A trigger starts by recording a pending intent in its ledger key, in a
   transaction that compares the ledger revision the planner saw and that this watcher still holds the leader key
