@@ -238,8 +238,9 @@ def _task_dag_run(ti: Any) -> Any:
 
 
 def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
-    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``, **A retry is no fact**
-    of :mod:`coordinator.core.task_facts`). Airflow sets the instance's state before the failure hook in 2.x and 3.x."""
+    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``,
+    :mod:`coordinator.core.task_facts`' **A retry is no fact**). Airflow sets the instance's state before the failure
+    hook in 2.x and 3.x."""
     if hook_state is not RunState.FAILED:
         return hook_state
     # str() of Airflow 2's TaskInstanceState may be "TaskInstanceState.UP_FOR_RETRY"; Airflow 3's is the value.

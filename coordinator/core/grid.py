@@ -17,9 +17,8 @@ Rules (semantics `partition-grids`):
   **Mapping by overlap** is ``EdgeMap(offset=k)``. With a ``shift`` s (seconds), P needs exactly the one upstream
   partition ``P' + s``, where P' is P moved by the offset (**Mapping by overlap**' periods): without a grid on the
   upstream side any date, with one only a grid point (else nothing maps). A ``member`` i picks the i-th (0-based;
-  negative counts from the end) of
-  **Mapping by overlap **' overlapping window, and nothing when the window has fewer members. **Exact inverse** holds
-  for all of them.
+  negative counts from the end) of the overlapping window of **Mapping by overlap**, and nothing when the window has
+  fewer members. **Exact inverse** holds for all of them.
 - **Cron presets** (``@daily`` ...) are read as their 5-field cron (:func:`normalise_cron`), so ``@daily`` and ``0 0 * *
   *`` are one grid.
 """

@@ -40,7 +40,7 @@ class CheckStatus(StrEnum):
 
 class Check(BaseModel):
     """One line of ``doctor``: what was checked, the verdict, and for warn/fail the fix
-    (**Every problem has a fix**)."""
+    (the package's **Every problem has a fix**)."""
 
     model_config = ConfigDict(frozen=True)
     name: str
@@ -61,7 +61,7 @@ class SettingSource:
 
 @dataclass
 class DoctorFacts:
-    """Everything the shell probed (**Pure**). ``None`` means not reached (an earlier step failed)."""
+    """Everything the shell probed (the package's **Pure**). ``None`` means not reached (an earlier step failed)."""
 
     settings: Sequence[SettingSource]
     prefix: str
@@ -74,7 +74,7 @@ class DoctorFacts:
     write_ok: bool | None = None
     permission_error: str | None = None
     #: Key families (keys or prefixes of ``coordinator.writers.roles.key_families``) this user may not read
-    #: (**Partial roles**).
+    #: (the package's **Partial roles**).
     unreadable: tuple[str, ...] = ()
     etcd_user: str | None = None
     #: etcd's raised alarms (None: not asked, or ``alarms_error`` says why) and the etcdctl words that reach the
@@ -135,7 +135,7 @@ def passed(checks: Iterable[Check]) -> bool:
 
 
 def to_json(checks: Sequence[Check]) -> dict[str, Any]:
-    """The stable JSON form (**Stable result**)."""
+    """The stable JSON form (the package's **Stable result**)."""
     return {
         "version": JSON_VERSION,
         "ok": passed(checks),

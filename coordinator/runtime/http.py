@@ -12,8 +12,8 @@ Rules:
 - **Only the default gives way.** Only the DEFAULT address gives way: when ``--http`` / ``COORDINATOR_HTTP`` was not set
   and the default port is in use (a second watcher on the same host, as the high-availability recipe of
   docs/howto/run-the-watcher.md runs them), the listener binds a free port on the same host instead and logs
-  ``http.default_port_taken``. An address the operator chose is never replaced: that stays **Unbindable is a
-  configuration error**, since a scraper or a probe is pointed at exactly it.
+  ``http.default_port_taken``. An address the operator chose is never replaced: that stays
+  **Unbindable is a configuration error**, since a scraper or a probe is pointed at exactly it.
 """
 
 from __future__ import annotations
