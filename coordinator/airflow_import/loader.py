@@ -16,8 +16,8 @@ Rules:
   JSON written to stdout stays clean.
 - **Loads as Airflow does.** The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended
   to ``sys.path`` for the load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its
-  time half (the asset half reported), a ``PartitionedAssetTimetable`` is an asset schedule (
-  **Airflow's own partition mapper**), and any timetable without one cron grid is reported with its description.
+  time half (the asset half reported), a ``PartitionedAssetTimetable`` is an asset schedule
+  (**Airflow's own partition mapper**), and any timetable without one cron grid is reported with its description.
 - **Timedelta starts.** A timedelta schedule starts at the earliest start date of the DAG and its tasks
   (``default_args`` included), as Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with
   the top DAG it runs in, so the translation can skip it as a DAG and keep its operators as its parent's.
