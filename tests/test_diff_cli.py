@@ -1,4 +1,6 @@
-"""``coordinator diff`` as a user runs it (a subprocess): against a file, against a real etcd, and on bad input."""
+"""``coordinator diff`` as a user runs it: against a file, against a real etcd, and on bad input. The first test runs
+a real ``python -m coordinator.cli`` process, the others the same entry point in the test process
+(tests/support/cli_inproc.py: same ``main()``, arguments, environment and working directory; no 0.6 s CPU start)."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from coordinator.core.model import (
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings
+from tests.support.cli_inproc import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPS = ROOT / "dependencies.json"
@@ -44,17 +47,13 @@ CHANGED = {
 }
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``coordinator diff <args>`` with no COORDINATOR_* variable set; in the test process unless ``process``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "diff", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    if not process:
+        return run_cli(["diff", *args], env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", "coordinator.cli", "diff", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
 
 
 @pytest.fixture
@@ -90,7 +89,7 @@ def adopt_example(arun: Callable[..., Any], settings: EtcdSettings, prefix: str,
 
 def test_against_a_file_text_lists_changes_backfill_and_warnings(changed: Path) -> None:
     """Text output names each changed DAG and edge, the backfill commands and the new failure handler; exit 0."""
-    result = run(str(changed), "--against", str(DEPS))
+    result = run(str(changed), "--against", str(DEPS), process=True)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert f"{changed} against {DEPS}:" in out

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
+from coordinator.core.model import KeyLayout
 from coordinator.etcd import EtcdStore
-from coordinator.informer import load_prefixes
+from coordinator.informer.read_model import Family, load
 from coordinator.page.asset_feed import AssetFeed, shared_assets
 from coordinator.page.assets import AssetNode
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
@@ -114,7 +114,7 @@ def test_a_relist_of_one_asset_prefix_removes_what_was_deleted_there_and_leaves_
     async def follow_until(
         feed: AssetFeed, store: EtcdStore, watched: str, revision: int, done: Callable[[], bool]
     ) -> None:
-        task = asyncio.create_task(feed._follow(store, watched, revision))
+        task = asyncio.create_task(feed.follow(store, watched, revision))
         try:
             async with asyncio.timeout(30):
                 while not done():
@@ -130,7 +130,7 @@ def test_a_relist_of_one_asset_prefix_removes_what_was_deleted_there_and_leaves_
                 await store.put(keys.event_key("team_a", ORDERS, n), event(n))
                 await store.put(keys.delivery_key("team_b", "team_a", ORDERS, n), entry(n, DeliveryStatus.DONE))
             feed = AssetFeed(settings, keys)
-            start = await load_prefixes(store, feed.index)
+            start = await feed.load(store)
             await store.delete(keys.event_key("team_a", ORDERS, 2))
             await store.delete(keys.delivery_key("team_b", "team_a", ORDERS, 1))
             now = await store.put(keys.event_key("team_a", ORDERS, 3), event(3))
@@ -148,8 +148,7 @@ def test_a_relist_of_one_asset_prefix_removes_what_was_deleted_there_and_leaves_
             assert entries() == both  # the events relist left the other prefix's keys alone
             await follow_until(feed, store, keys.deliveries, start[keys.deliveries], lambda: len(entries()) == 1)
             assert entries() == {keys.delivery_key("team_b", "team_a", ORDERS, 2)}
-            fresh = AssetIndex(keys)
-            await load_prefixes(store, fresh)
-            assert feed.index.held() == fresh.held()
+            fresh = (await load(store, KeyLayout(prefix), {Family.ASSETS})).assets
+            assert fresh is not None and feed.index.held() == fresh.held()
 
     arun(main())

@@ -1,4 +1,6 @@
-"""The ``validate``, ``schema`` and ``graph`` commands, run as a user runs them (a subprocess)."""
+"""The ``validate``, ``schema`` and ``graph`` commands, run as a user runs them: the first test through a real
+``python -m coordinator.cli`` process, the others through the same entry point in the test process
+(tests/support/cli_inproc.py: same ``main()``, arguments, environment and working directory; no 0.6 s CPU start)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli_inproc import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = "dependencies.json: valid — 7 DAGs, 9 edges, 1 root (01_pipeline), 1 instance\n"
 INVALID = '{\n  "a": "c",\n  "b": ["a", "bad id"],\n  "c": "b"\n}\n'
@@ -20,18 +24,16 @@ TWO_INSTANCES = {
 }
 
 
-def run(*args: str, cwd: Path = ROOT, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m coordinator.cli`` with COORDINATOR_DEPS unset unless ``env`` sets it."""
-    base = {k: v for k, v in os.environ.items() if k != "COORDINATOR_DEPS"}
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", *args],
-        cwd=cwd,
-        env=base | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+def run(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None, process: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``coordinator <args>`` with COORDINATOR_DEPS unset unless ``env`` sets it; in the test process unless
+    ``process`` (then ``python -m coordinator.cli``, a process of its own)."""
+    base = {k: v for k, v in os.environ.items() if k != "COORDINATOR_DEPS"} | (env or {})
+    if not process:
+        return run_cli(args, env=base, cwd=cwd)
+    return subprocess.run([sys.executable, "-m", "coordinator.cli", *args], cwd=cwd, env=base, capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
 
 
 @pytest.fixture
@@ -49,8 +51,9 @@ def two_instances(tmp_path: Path) -> Path:
 
 
 def test_validate_defaults_to_dependencies_json_in_the_working_directory() -> None:
-    """Without a path, validate checks ./dependencies.json, prints the summary line and exits 0."""
-    result = run("validate")
+    """Without a path, validate checks ./dependencies.json, prints the summary line and exits 0 (in a process of its
+    own, as a user runs it)."""
+    result = run("validate", process=True)
     assert (result.returncode, result.stdout, result.stderr) == (0, SUMMARY, "")
 
 

@@ -6,19 +6,22 @@ behind :class:`AuthMethod`: "which headers does a request carry" (:meth:`AuthMet
 :class:`Authenticator` around it owns everything the methods share.
 
 Rules:
-1. A credential is obtained lazily, before the first request that needs it, and again shortly before its
-   ``expires_at`` (EXPIRY_MARGIN_S, at most a quarter of its lifetime), so a request rarely meets an expired token.
-   If that early renewal fails, the old credential serves until it really expires.
-2. A 401/403 leads to exactly one refresh and one retry of that request. Refreshes are shared: each credential has a
-   generation, a request remembers the generation it sent, and a refresh for a generation that was already replaced
-   does nothing (the request just retries with the newer credential). Concurrent 401s therefore cause ONE login, not
-   one each. A method that cannot refresh (a token from the environment, HTTP basic, ``none``) makes a 401/403 final.
-3. A credential that cannot be obtained, or a fresh one Airflow still refuses, is an error naming the instance and the
-   method (AirflowAuthError; AirflowUnavailable when the token service could not be reached) and is counted through
-   ``on_failure(instance, method)`` (the metric ``coordinator_airflow_auth_failures_total``). The watcher records it
-   on the ledger like any Airflow refusal (``status`` shows it), and keeps serving: readiness is about etcd.
-4. No token, password or cookie value ever reaches a log line or an error message: :meth:`Authenticator.redact`
-   scrubs every secret of the current and the previous credential from any text the client reports.
+- **Renewed before expiry.** A credential is obtained lazily, before the first request that needs it, and again shortly
+  before its ``expires_at`` (EXPIRY_MARGIN_S, at most a quarter of its lifetime), so a request rarely meets an expired
+  token. If that early renewal fails, the old credential serves until it really expires.
+- **One shared refresh.** A 401/403 leads to exactly one refresh and one retry of that request. Refreshes are shared:
+  each credential has a generation, a request remembers the generation it sent, and a refresh for a generation that was
+  already replaced does nothing (the request just retries with the newer credential). Concurrent 401s therefore cause
+  ONE login, not one each. A method that cannot refresh (a token from the environment, HTTP basic, ``none``) makes a
+  401/403 final.
+- **Failures named and counted.** A credential that cannot be obtained, or a fresh one Airflow still refuses, is an
+  error naming the instance and the method (AirflowAuthError; AirflowUnavailable when the token service could not be
+  reached) and is counted through ``on_failure(instance, method)`` (the metric
+  ``coordinator_airflow_auth_failures_total``). The watcher records it on the ledger like any Airflow refusal
+  (``status`` shows it), and keeps serving: readiness is about etcd.
+- **Secrets never shown.** No token, password or cookie value ever reaches a log line or an error message:
+  :meth:`Authenticator.redact` scrubs every secret of the current and the previous credential from any text the client
+  reports.
 """
 
 from __future__ import annotations
@@ -48,42 +51,23 @@ class Credential:
 
     headers: Mapping[str, str]
     expires_at: float | None = None
-    #: Secret values to scrub from any text (rule 4): the token, the password, cookie values.
+    #: Secret values to scrub from any text (**Secrets never shown**): the token, the password, cookie values.
     secrets: tuple[str, ...] = ()
-    #: When it was obtained, for the renewal margin (rule 1).
+    #: When it was obtained, for the renewal margin (**Renewed before expiry**).
     obtained_at: float = field(default_factory=time.time)
 
     def due(self, now: float) -> bool:
-        """Rule 1: time to renew."""
+        """**Renewed before expiry**: time to renew."""
         if self.expires_at is None:
             return False
         margin = min(EXPIRY_MARGIN_S, max(0.0, self.expires_at - self.obtained_at) / 4)
         return now >= self.expires_at - margin
 
 
-class Exchange(Protocol):
-    """What a method may send to the instance: the client's own request path (timeouts, metrics, error mapping)."""
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        data: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> httpx.Response:
-        """One exchange without the instance's credentials; transport failures raise AirflowUnavailable."""
-        ...
-
-    def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
-        """The client's status -> exception mapping for this answer."""
-        ...
-
-
 @dataclass(frozen=True)
-class BoundExchange:
-    """An :class:`Exchange` over the client's own exchange and error-mapping functions."""
+class Exchange:
+    """What a method may send to the instance: the client's own request path (timeouts, metrics, error mapping),
+    over the client's exchange and error-mapping functions."""
 
     send: Callable[..., Awaitable[httpx.Response]]
     map_error: Callable[[str, str, httpx.Response], AirflowError]
@@ -97,9 +81,11 @@ class BoundExchange:
         data: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
+        """One exchange without the instance's credentials; transport failures raise AirflowUnavailable."""
         return await self.send(method, path, headers=headers or {}, json=json, data=data)
 
     def error(self, method: str, path: str, resp: httpx.Response) -> AirflowError:
+        """The client's status -> exception mapping for this answer."""
         return self.map_error(method, path, resp)
 
 
@@ -120,7 +106,7 @@ class AuthMethod(Protocol):
         ...
 
     def refreshable(self, api: ApiVersion | None) -> bool:
-        """Whether asking again can cure a 401/403 (rule 2)."""
+        """Whether asking again can cure a 401/403 (**One shared refresh**)."""
         ...
 
 
@@ -148,7 +134,8 @@ class Authenticator:
         self.obtained = 0
 
     async def credential(self, api: ApiVersion | None, exchange: Exchange) -> tuple[int, Credential]:
-        """The credential for a request to ``api`` and its generation (rule 1: obtained or renewed when due)."""
+        """The credential for a request to ``api`` and its generation (**Renewed before expiry**: obtained or renewed
+        when due)."""
         current = self._credential
         if current is None or not self._fits(api) or current.due(self._clock()):
             try:
@@ -165,7 +152,7 @@ class Authenticator:
     async def refresh(self, stale: int, api: ApiVersion | None, exchange: Exchange, status: int) -> bool:
         """After a 401/403 on a request sent with generation ``stale``: renew (once for all such requests).
 
-        False when the method cannot refresh: the 401/403 is final (rule 2).
+        False when the method cannot refresh: the 401/403 is final (**One shared refresh**).
         """
         if not self.method.refreshable(api):
             return False
@@ -174,11 +161,12 @@ class Authenticator:
         return True
 
     def rejected(self) -> None:
-        """A request ended in 401/403 although its credential was fresh or cannot be refreshed (rule 3)."""
+        """A request ended in 401/403 although its credential was fresh or cannot be refreshed
+        (**Failures named and counted**)."""
         self._on_failure(self.instance, self.method.name)
 
     def redact(self, text: str) -> str:
-        """Rule 4."""
+        """**Secrets never shown**."""
         secrets = (*(self._credential.secrets if self._credential else ()), *self._old_secrets)
         for secret in secrets:
             if secret:
@@ -192,7 +180,7 @@ class Authenticator:
         async with self._lock:
             current = self._credential
             if current is not None and self._fits(api) and self._generation != seen:
-                return  # another request renewed it while this one waited: share that one (rule 2)
+                return  # another request renewed it while this one waited: share that one (**One shared refresh**)
             if proactive and current is not None and self._fits(api) and not current.due(self._clock()):
                 return
             try:

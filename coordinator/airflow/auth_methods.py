@@ -173,7 +173,7 @@ class ExecMethod:
             raise self._error(f"{program!r} did not finish within {self._timeout_s:g} s (killed)") from None
         if proc.returncode != 0:
             # Another program's words: it may echo a token or a secret
-            # it was given (rule 2 of coordinator.runtime.redact).
+            # it was given (``coordinator.runtime.redact``'s **Credentials masked in text**).
             tail = redact_text(" ".join(err.decode(errors="replace").split()))[-STDERR_MAX:] or "no stderr"
             raise self._error(f"{program!r} exited with status {proc.returncode}: {tail}")
         return self._parse(out.decode(errors="replace").strip())

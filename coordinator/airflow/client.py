@@ -3,20 +3,22 @@
 The only module of the package that imports httpx.
 
 Rules:
-1. Every request carries the configured timeout (httpx's own default is 5 s); nothing waits forever.
-2. HTTP and transport failures are mapped in one place (:meth:`AirflowClient._send`):
-   5xx, 429, timeouts and connection errors -> AirflowUnavailable; 404 -> AirflowNotFound; 401/403 that survive one
-   refresh of the credential (or whose method cannot refresh) -> AirflowAuthError; 409 -> AirflowConflict unless
-   the method explains it; any other 4xx -> AirflowError with the server's detail, trimmed. Each error names the
-   method, path and status of the request that actually failed, never the one before it.
-3. No credential (password, token, cookie) reaches an error message or a log line: login failures carry no response
-   body and every detail text is scrubbed of them (:meth:`coordinator.airflow.auth.Authenticator.redact`).
-4. Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones); naive input is a
-   programming error and raises ValueError. Datetimes come back as aware UTC.
-5. The only retry here is the single refresh-and-retry after a 401/403 (rules of :mod:`coordinator.airflow.auth`:
-   shared by concurrent requests, counted when it fails). The retry POLICY belongs to the caller (the actuator retries
-   AirflowUnavailable only, with :mod:`coordinator.runtime.retry`).
-6. Values returned are frozen dataclasses, never dicts.
+- **Timeouts everywhere.** Every request carries the configured timeout (httpx's own default is 5 s); nothing waits
+  forever.
+- **One error mapping.** HTTP and transport failures are mapped in one place (:meth:`AirflowClient._send`): 5xx, 429,
+  timeouts and connection errors -> AirflowUnavailable; 404 -> AirflowNotFound; 401/403 that survive one refresh of the
+  credential (or whose method cannot refresh) -> AirflowAuthError; 409 -> AirflowConflict unless the method explains it;
+  any other 4xx -> AirflowError with the server's detail, trimmed. Each error names the method, path and status of the
+  request that actually failed, never the one before it.
+- **No credential in errors.** No credential (password, token, cookie) reaches an error message or a log line: login
+  failures carry no response body and every detail text is scrubbed of them
+  (:meth:`coordinator.airflow.auth.Authenticator.redact`).
+- **Aware datetimes.** Datetimes go out as ISO 8601 with an explicit ``+00:00`` (Airflow 3 answers 422 to naive ones);
+  naive input is a programming error and raises ValueError. Datetimes come back as aware UTC.
+- **One refresh, no retry policy.** The only retry here is the single refresh-and-retry after a 401/403 (rules of
+  :mod:`coordinator.airflow.auth`: shared by concurrent requests, counted when it fails). The retry POLICY belongs to
+  the caller (the actuator retries AirflowUnavailable only, with :mod:`coordinator.runtime.retry`).
+- **Frozen values.** Values returned are frozen dataclasses, never dicts.
 
 Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
 resolved by reading the run back). :meth:`AirflowClient.clear` is not: a clear whose response was lost (timeout) may
@@ -38,7 +40,7 @@ from urllib.parse import quote, unquote
 import httpx
 
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo, parse_asset, parse_asset_event
-from coordinator.airflow.auth import Authenticator, AuthMethod, BoundExchange
+from coordinator.airflow.auth import Authenticator, AuthMethod, Exchange
 from coordinator.airflow.auth_methods import method_for
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
@@ -150,7 +152,7 @@ class AirflowClient:
             instance=name,
             on_failure=on_auth_failure,
         )
-        self._exchange = BoundExchange(self._raw, self._error)
+        self._exchange = Exchange(self._raw, self._error)
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -217,7 +219,8 @@ class AirflowClient:
         return {dag.dag_id: dag.is_paused for dag in dags}
 
     async def send(self, method: str, path: str, body: Any) -> Any:
-        """One authenticated request with the errors of rule 2 (for read-only probes such as ``doctor``'s)."""
+        """One authenticated request with the errors of **One error mapping** (for read-only probes such as
+        ``doctor``'s)."""
         return await self._send(method, path, json=body)
 
     async def unpause(self, dag_id: str) -> DagInfo:
@@ -343,7 +346,7 @@ class AirflowClient:
             return self._run("POST", path, data, dag_id)
         return None
 
-    # ---------------------------------------------------------------- assets (semantics rules 16, 17)
+    # ------------------------------------------------ assets (semantics `assets-by-route`, `asset-exactly-once`)
 
     async def find_asset(self, uri: str, name: str | None = None) -> AssetInfo | None:
         """The asset with exactly this URI (and name, when several share it), or None.
@@ -463,7 +466,7 @@ class AirflowClient:
     async def post_asset_event(
         self, asset: AssetInfo, extra: Mapping[str, Any], partition_key: str | None
     ) -> AssetEventInfo:
-        """Create one asset event. NOT idempotent: every call creates one more (see ``core/delivery.py`` rule 3).
+        """Create one asset event. NOT idempotent: every call creates one more (see semantics `delivery-look-first`).
 
         v2 takes the asset's id (404: no such id), v1 its URI; v1 has no partition key (``partition_key`` must be
         None there)."""
@@ -575,7 +578,8 @@ class AirflowClient:
         )
 
     async def _probe(self, path: str) -> httpx.Response:
-        """GET a version path with the credential, refreshed and retried once on 401/403 (auth rule 2)."""
+        """GET a version path with the credential, refreshed and retried once on 401/403 (``auth``
+        **One shared refresh**)."""
         for attempt in (1, 2):
             gen, credential = await self.auth.credential(None, self._exchange)
             resp = await self._raw("GET", path, headers=credential.headers)
@@ -610,7 +614,8 @@ class AirflowClient:
             gen, credential = await self.auth.credential(auth_api, self._exchange)
             resp = await self._raw(method, path, headers=credential.headers, json=json, params=params)
             # 401: expired; 403: rejected (e.g. Airflow 3's JWT secret rotated, a revoked token). One refresh, one
-            # retry, shared with every concurrent request that saw the same credential (auth rule 2).
+            # retry, shared with every concurrent request that saw the same credential (``auth``
+            # **One shared refresh**).
             if resp.status_code in (401, 403):
                 if attempt == 1 and await self.auth.refresh(gen, auth_api, self._exchange, resp.status_code):
                     continue
@@ -670,7 +675,8 @@ class AirflowClient:
         return self._log(error_class(status)(message, status), quiet=quiet)
 
     def _refused(self, method: str, path: str, resp: httpx.Response, *, refreshed: bool) -> AirflowError:
-        """A final 401/403: counted (auth rule 3), and the message says which credential was refused."""
+        """A final 401/403: counted (``auth`` **Failures named and counted**), and the message says which credential was
+        refused."""
         self.auth.rejected()
         how = "after one refresh" if refreshed else "and cannot be refreshed"
         status = resp.status_code

@@ -177,7 +177,7 @@ def error_detail(body: object) -> str:
 
 
 def error_class(status: int) -> type[AirflowError]:
-    """THE status -> exception mapping (rule 2 of ``coordinator.airflow.client``)."""
+    """THE status -> exception mapping (``coordinator.airflow.client``'s **One error mapping**)."""
     if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
         return AirflowUnavailable
     if status == 404:

@@ -6,21 +6,21 @@ in its pool, which for every request it assigns re-checks every pooled connectio
 builds the request and the response (auth, URL, JSON), only the socket work is done here.
 
 Rules:
-1. HTTP/1.1, one request at a time per connection. A connection goes back to the pool only after a complete
-   exchange that both sides may continue (h11 says so: no ``Connection: close``, body fully read); any error,
-   timeout or cancellation closes it.
-2. A pooled connection is never reused once the server has closed it or sent anything unasked (the event loop has
-   already read the EOF or the bytes: checked without a syscall), nor after KEEPALIVE_EXPIRY_S idle (uvicorn, the
-   Airflow 3 API server, closes idle connections after 5 s; reusing one at that moment would lose the request).
-   A request that still meets a closing connection fails like with httpx's own transport
-   (``RemoteProtocolError``); the caller's retry covers it (the actuator retries AirflowUnavailable, and every
-   Airflow call it makes is safe to repeat).
-3. Failures are httpx's own exceptions (ConnectError/ConnectTimeout, WriteError, ReadError/ReadTimeout,
-   RemoteProtocolError, PoolTimeout), so the client maps them exactly as before. Timeouts come from the request
-   (``httpx.Timeout``): connect, each read, and the wait for a free connection slot.
-4. Used only where httpx's transport would do nothing more: not when the environment names a proxy for the URL
-   (:func:`lean_transport_for` returns None and httpx keeps its own, proxy-aware transport). TLS uses httpx's default
-   context (certifi, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
+- **Complete exchanges only.** HTTP/1.1, one request at a time per connection. A connection goes back to the pool only
+  after a complete exchange that both sides may continue (h11 says so: no ``Connection: close``, body fully read); any
+  error, timeout or cancellation closes it.
+- **No stale connection.** A pooled connection is never reused once the server has closed it or sent anything unasked
+  (the event loop has already read the EOF or the bytes: checked without a syscall), nor after KEEPALIVE_EXPIRY_S idle
+  (uvicorn, the Airflow 3 API server, closes idle connections after 5 s; reusing one at that moment would lose the
+  request). A request that still meets a closing connection fails like with httpx's own transport
+  (``RemoteProtocolError``); the caller's retry covers it (the actuator retries AirflowUnavailable, and every Airflow
+  call it makes is safe to repeat).
+- **httpx's errors.** Failures are httpx's own exceptions (ConnectError/ConnectTimeout, WriteError,
+  ReadError/ReadTimeout, RemoteProtocolError, PoolTimeout), so the client maps them exactly as before. Timeouts come
+  from the request (``httpx.Timeout``): connect, each read, and the wait for a free connection slot.
+- **Only without a proxy.** Used only where httpx's transport would do nothing more: not when the environment names a
+  proxy for the URL (:func:`lean_transport_for` returns None and httpx keeps its own, proxy-aware transport). TLS uses
+  httpx's default context (certifi, ``SSL_CERT_FILE``/``SSL_CERT_DIR``).
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ class _Connection(asyncio.Protocol):
         return data
 
     def reusable(self) -> bool:
-        """Rule 2: still open, nothing unasked buffered, and h11 ready for the next exchange."""
+        """**No stale connection**: still open, nothing unasked buffered, and h11 ready for the next exchange."""
         return (
             not self.eof
             and not self.buffer

@@ -1,15 +1,15 @@
 """Read a sensor that polls another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) into a fact.
 
 Rules (``docs/import-dags.md``, "Sensors on other systems' jobs"):
-1. Recognised by the name of a class among the task's classes
-   (:data:`coordinator.core.importer.jobs.JOB_SENSORS`), as the loader recognises ``ExternalTaskSensor``: no
-   provider module is imported here. A DAG file whose provider is not installed fails to import, and is reported
-   with its cause like any other.
-2. Each argument naming the job or its run is read from the task's attribute, as the DAG file gave it (never
-   rendered): a string with Jinja markers is a template; an ``XComArg`` (``start.output``) or a template calling
-   ``xcom_pull`` names the task whose output it is, with that task's operator class when it is in the DAG; anything
-   else is a literal, as text.
-3. Never raises: an attribute the class does not have, or None, is MISSING.
+- **By class name.** Recognised by the name of a class among the task's classes
+  (:data:`coordinator.core.importer.jobs.JOB_SENSORS`), as the loader recognises ``ExternalTaskSensor``: no provider
+  module is imported here. A DAG file whose provider is not installed fails to import, and is reported with its cause
+  like any other.
+- **Arguments as written.** Each argument naming the job or its run is read from the task's attribute, as the DAG file
+  gave it (never rendered): a string with Jinja markers is a template; an ``XComArg`` (``start.output``) or a template
+  calling ``xcom_pull`` names the task whose output it is, with that task's operator class when it is in the DAG;
+  anything else is a literal, as text.
+- **Never raises**: an attribute the class does not have, or None, is MISSING.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ _PULL_POSITIONAL = re.compile(r"xcom_pull\(\s*[\[(]?\s*['\"]([^'\"]+)['\"]")
 
 
 def job_fact(task: Any, dag: Any) -> JobFact | None:
-    """The job a task of ``dag`` polls, when one of its classes is a known job sensor (rule 1); else None."""
+    """The job a task of ``dag`` polls, when one of its classes is a known job sensor (**By class name**); else None."""
     for cls in type(task).__mro__:
         kind = JOB_SENSORS.get(cls.__name__)
         if kind is not None:
@@ -36,7 +36,7 @@ def job_fact(task: Any, dag: Any) -> JobFact | None:
 
 
 def _argument(name: str, value: Any, dag: Any) -> JobArgument:
-    """Rule 2."""
+    """**Arguments as written**."""
     if value is None:
         return JobArgument(name, ValueKind.MISSING)
     operator = getattr(value, "operator", None)

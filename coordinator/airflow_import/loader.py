@@ -1,39 +1,41 @@
 """Load a DAGs folder with Airflow's own loader (``DagBag``) and read the facts ``import-dags`` translates.
 
 Rules:
-1. The only module of the package, with the plugin, that imports ``airflow``; it runs where Airflow is (2.9+ or
-   3.x, whichever is installed) and is imported lazily by the ``import-dags`` command only.
-2. Airflow objects never leave this module: DAGs, timetables and operators become the typed facts of
-   :mod:`coordinator.core.importer.facts`, and the translation is pure.
-3. A sensor's dates are the sensor's own: its ``_get_dttm_filter(context)`` is called with a context for a run of
-   its DAG at each sample partition (the keys a scheduled run's context has: ``logical_date``, the data interval,
-   ``ds``/``ts``, ``dag_run``...). An exception is recorded as the reason the dates are unknown, never raised.
-4. file:line of every DAG and cross-DAG operator is recorded while the folder loads, by wrapping the ``__init__`` of
-   ``DAG`` and of the three operator classes for the duration of the load (restored afterwards, even on error): the
-   line of the call in the DAG file, which also holds for DAGs built in loops and factories.
-5. Airflow logs to stdout while it loads a folder; stdout is pointed at stderr for that time, so the JSON written to
-   stdout stays clean.
-6. The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended to ``sys.path`` for the
-   load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its time half (the asset
-   half reported), a ``PartitionedAssetTimetable`` is an asset schedule (rule 9), and any timetable without one cron
-   grid is reported with its description.
-7. A timedelta schedule starts at the earliest start date of the DAG and its tasks (``default_args`` included), as
-   Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with the top DAG it runs in, so
-   the translation can skip it as a DAG and keep its operators as its parent's.
-8. A marker's or trigger's ``logical_date`` template is rendered as Airflow renders it (the operator's
-   ``render_template`` with the run's context, ``macros`` included; then Airflow's ``timezone.parse``) for runs of its
-   DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
-9. A ``PartitionedAssetTimetable``'s mapping of each asset's partition keys is computed by Airflow's own mapper on
-   the producer's sample runs (:mod:`coordinator.airflow_import.partitions`).
-10. A file that failed is recorded with its deepest cause (:func:`coordinator.core.importer.failures.deepest_cause`);
-    a DAG id that a sensor, marker or trigger names, that did not load, and that a failed file's text holds (quoted)
-    is recorded as that file's, so the report says "its file failed" rather than "not in this folder".
-11. Airflow is missing only when ``airflow`` itself cannot be found; when it is found but fails to import, the
-    error says so, with its deepest cause and any module from outside site-packages that shadows a library of the
-    same name later on ``sys.path`` (an estate's ``plugins/yaml`` on PYTHONPATH hiding PyYAML).
-12. A sensor on another system's job (a provider class :mod:`coordinator.airflow_import.job_sensors` knows by
-    name) is a link of kind ``JOB``, its arguments as written; its line is recorded by wrapping the ``__init__`` of
-    Airflow's ``BaseSensorOperator``, which every provider sensor calls, so no provider is imported.
+- **Imports airflow, lazily.** The only module of the package, with the plugin, that imports ``airflow``; it runs where
+  Airflow is (2.9+ or 3.x, whichever is installed) and is imported lazily by the ``import-dags`` command only.
+- **Airflow stays inside.** Airflow objects never leave this module: DAGs, timetables and operators become the typed
+  facts of :mod:`coordinator.core.importer.facts`, and the translation is pure.
+- **Sensors' own dates.** A sensor's dates are the sensor's own: its ``_get_dttm_filter(context)`` is called with a
+  context for a run of its DAG at each sample partition (the keys a scheduled run's context has: ``logical_date``, the
+  data interval, ``ds``/``ts``, ``dag_run``...). An exception is recorded as the reason the dates are unknown, never
+  raised.
+- **Call sites recorded.** file:line of every DAG and cross-DAG operator is recorded while the folder loads, by wrapping
+  the ``__init__`` of ``DAG`` and of the three operator classes for the duration of the load (restored afterwards, even
+  on error): the line of the call in the DAG file, which also holds for DAGs built in loops and factories.
+- **Clean stdout.** Airflow logs to stdout while it loads a folder; stdout is pointed at stderr for that time, so the
+  JSON written to stdout stays clean.
+- **Loads as Airflow does.** The folder loads as Airflow loads it: the DAGs folder and the plugins folder are appended
+  to ``sys.path`` for the load. No timetable crashes the load: Airflow 3's ``AssetOrTimeSchedule`` gets the grid of its
+  time half (the asset half reported), a ``PartitionedAssetTimetable`` is an asset schedule
+  (**Airflow's own partition mapper**), and any timetable without one cron grid is reported with its description.
+- **Timedelta starts.** A timedelta schedule starts at the earliest start date of the DAG and its tasks
+  (``default_args`` included), as Airflow's scheduler restricts it. An Airflow 2 SubDAG (``parent.child``) is read with
+  the top DAG it runs in, so the translation can skip it as a DAG and keep its operators as its parent's.
+- **Rendered templates.** A marker's or trigger's ``logical_date`` template is rendered as Airflow renders it (the
+  operator's ``render_template`` with the run's context, ``macros`` included; then Airflow's ``timezone.parse``) for
+  runs of its DAG at the sample partitions; the translation fits an edge to those dates as it does for a sensor's.
+- **Airflow's own partition mapper.** A ``PartitionedAssetTimetable``'s mapping of each asset's partition keys is
+  computed by Airflow's own mapper on the producer's sample runs (:mod:`coordinator.airflow_import.partitions`).
+- **Failed files, deepest cause.** A file that failed is recorded with its deepest cause
+  (:func:`coordinator.core.importer.failures.deepest_cause`); a DAG id that a sensor, marker or trigger names, that did
+  not load, and that a failed file's text holds (quoted) is recorded as that file's, so the report says "its file
+  failed" rather than "not in this folder".
+- **Missing means not found.** Airflow is missing only when ``airflow`` itself cannot be found; when it is found but
+  fails to import, the error says so, with its deepest cause and any module from outside site-packages that shadows a
+  library of the same name later on ``sys.path`` (an estate's ``plugins/yaml`` on PYTHONPATH hiding PyYAML).
+- **Job sensors.** A sensor on another system's job (a provider class :mod:`coordinator.airflow_import.job_sensors`
+  knows by name) is a link of kind ``JOB``, its arguments as written; its line is recorded by wrapping the ``__init__``
+  of Airflow's ``BaseSensorOperator``, which every provider sensor calls, so no provider is imported.
 """
 
 from __future__ import annotations
@@ -83,7 +85,7 @@ CLASS_MODULES = (
     "airflow.operators.trigger_dagrun",
 )
 DAG_MODULES = ("airflow.sdk.definitions.dag", "airflow.models.dag")
-#: Every sensor's base class (Airflow 3, Airflow 2): its ``__init__`` records a job sensor's line (rule 12).
+#: Every sensor's base class (Airflow 3, Airflow 2): its ``__init__`` records a job sensor's line (**Job sensors**).
 SENSOR_MODULES = ("airflow.sdk.bases.sensor", "airflow.sensors.base")
 
 
@@ -97,7 +99,7 @@ class LoadedFolder:
     airflow_version: str
     #: Python files Airflow read (those that imported, with or without DAGs, and those that failed).
     files: int = 0
-    #: (DAG id, its failed file) for DAGs that links name but that did not load (rule 10).
+    #: (DAG id, its failed file) for DAGs that links name but that did not load (**Failed files, deepest cause**).
     failed_dags: tuple[tuple[str, str], ...] = ()
     #: The interpreter that loaded the folder.
     python: str = ""
@@ -105,7 +107,7 @@ class LoadedFolder:
 
 @dataclass
 class _Origins:
-    """Call sites recorded while the folder loads (rule 4), keyed by ``id()`` of the created object."""
+    """Call sites recorded while the folder loads (**Call sites recorded**), keyed by ``id()`` of the created object."""
 
     folder: Path
     sites: dict[int, tuple[tuple[str, int], ...]] = field(default_factory=dict)
@@ -142,7 +144,7 @@ class _Origins:
 
 
 def _airflow() -> Any:
-    """Airflow, or why not (rule 11)."""
+    """Airflow, or why not (**Missing means not found**)."""
     try:
         import airflow
     except Exception as exc:  # an estate module shadowing a library breaks Airflow's import in any way at all
@@ -209,7 +211,8 @@ def _classes(modules: tuple[str, ...], wanted: set[str]) -> list[type]:
 
 @contextlib.contextmanager
 def _recording(classes: list[type], origins: _Origins) -> Iterator[None]:
-    """Wrap ``__init__`` of ``classes`` so every instance's call site is recorded (rule 4); always restored."""
+    """Wrap ``__init__`` of ``classes`` so every instance's call site is recorded (**Call sites recorded**); always
+    restored."""
     saved: list[tuple[type, Callable[..., None]]] = []
 
     def wrap(original: Callable[..., None]) -> Callable[..., None]:
@@ -235,7 +238,7 @@ def _recording(classes: list[type], origins: _Origins) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _stdout_to_stderr() -> Iterator[None]:
-    """Rule 5: file descriptor 1 points at stderr while Airflow loads (its loggers hold their own stdout)."""
+    """**Clean stdout**: file descriptor 1 points at stderr while Airflow loads (its loggers hold their own stdout)."""
     sys.stdout.flush()
     saved = os.dup(1)
     try:
@@ -249,7 +252,7 @@ def _stdout_to_stderr() -> Iterator[None]:
 
 
 def load_folder(folder: Path) -> LoadedFolder:
-    """Load ``folder`` with Airflow's DagBag and read its facts (rules 1-12)."""
+    """Load ``folder`` with Airflow's DagBag and read its facts (every rule of the module)."""
     folder = folder.resolve()
     if not folder.exists():
         raise ConfigError(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
@@ -303,7 +306,8 @@ def _stat_path(name: str, folder: Path) -> str:
 
 
 def _failed_dags(missing: set[str], failed: Mapping[str, str], origins: _Origins) -> Iterator[tuple[str, str]]:
-    """Rule 10: a missing DAG id written as a string in a failed file is most likely that file's DAG."""
+    """**Failed files, deepest cause**: a missing DAG id written as a string in a failed file is most likely that file's
+    DAG."""
     if not missing or not failed:
         return
     texts = {}
@@ -338,7 +342,7 @@ def _import_path(folder: Path) -> Iterator[None]:
 
 
 def _folders(folder: Path) -> tuple[Path, Path]:
-    """The DAGs folder and the plugins folder of the estate (rule 6)."""
+    """The DAGs folder and the plugins folder of the estate (**Loads as Airflow does**)."""
     dags = folder if folder.is_dir() else folder.parent
     return dags, Path(os.environ.get("AIRFLOW__CORE__PLUGINS_FOLDER") or dags.parent / "plugins")
 
@@ -392,7 +396,7 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
     for task in sorted(dag.tasks, key=lambda t: t.task_id):
         kind = _kind(task)
         if kind is None:
-            job = job_fact(task, dag)  # rule 12
+            job = job_fact(task, dag)  # **Job sensors**
             if job is not None:
                 found.append(LinkFact(LinkKind.JOB, dag.dag_id, task.task_id, origins.origin(task, dag.fileloc), "",
                                       job=job))  # fmt: skip
@@ -430,9 +434,10 @@ def _links(dag: Any, fact: DagFact, facts: Mapping[str, DagFact], origins: _Orig
 def _rendered(
     dag: Any, task: Any, schedule: ScheduleFact, template: str | None
 ) -> tuple[tuple[DateSample, ...], str | None]:
-    """Rule 8: the target's logical date for runs of the operator's DAG at its sample partitions, rendered by the
-    operator's own template engine and parsed by Airflow's own parser, as a sample ``(target date, (this run,))``.
-    Nothing when the operator keeps its default (the same logical date). An error is a reason, never raised."""
+    """**Rendered templates**: the target's logical date for runs of the operator's DAG at its sample partitions,
+    rendered by the operator's own template engine and parsed by Airflow's own parser, as a sample
+    ``(target date, (this run,))``. Nothing when the operator keeps its default (the same logical date). An error is a
+    reason, never raised."""
     if template is None:
         return (), None
     grid = choose_grid(schedule).grid
@@ -508,8 +513,9 @@ def _sensor(dag: Any, task: Any, fact: DagFact, upstream: DagFact | None, origin
 def sensor_samples(
     dag: Any, task: Any, schedule: ScheduleFact, upstream: ScheduleFact | None
 ) -> tuple[DateSample, ...]:
-    """The sensor's own dates for runs of its DAG at the sample partitions (rule 3). A DAG without a grid runs when
-    something triggers it: sampled where its sensor can be satisfied, at the upstream's points plus the delta."""
+    """The sensor's own dates for runs of its DAG at the sample partitions (**Sensors' own dates**). A DAG without a
+    grid runs when something triggers it: sampled where its sensor can be satisfied, at the upstream's points plus the
+    delta."""
     grid = choose_grid(schedule).grid
     interval = "DataInterval" in schedule.timetable
     partitions = sample_partitions(grid)

@@ -1,19 +1,21 @@
 """Airflow 3.2+ partitioned assets: what a ``PartitionedAssetTimetable`` consumer waits for, computed by Airflow.
 
 Rules (``docs/import-dags.md``, "Partitioned assets"):
-1. Runs inside Airflow 3.2+, with the loader. The consumer's timetable and the producer's ``CronPartitionTimetable``
-   are turned into the scheduler's own objects the way the dag-processor stores them (serialized, then decoded), so
-   the mapper's ``to_downstream``, ``to_upstream`` and ``to_partition_date`` are the code the scheduler runs.
-2. For each sample run of the producer (its cron ticks, rule 5 of ``core/importer/schedule.py``) the producer's
-   partition key is the one its timetable formats, and the mapper gives the consumer's key and partition date.
-   A rollup (``RollupMapper`` waiting for all: ``WaitForAll``) makes the consumer's run wait for every producer key
-   of its window (``to_upstream``); any other mapper makes a consumer run as soon as one producer key arrives, which
-   is an edge only when no two producer runs share a consumer key.
-3. A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``: its key is
-   its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
-   mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy,
-   a key with no date, a producer whose keys are not dates.
-4. Never raises: an error of Airflow's code becomes the mapping's problem.
+- **The scheduler's own objects.** Runs inside Airflow 3.2+, with the loader. The consumer's timetable and the
+  producer's ``CronPartitionTimetable`` are turned into the scheduler's own objects the way the dag-processor stores
+  them (serialized, then decoded), so the mapper's ``to_downstream``, ``to_upstream`` and ``to_partition_date`` are the
+  code the scheduler runs.
+- **Keys from the producer's runs.** For each sample run of the producer (its cron ticks,
+  ``core/importer/schedule.py``'s **Sample partitions**) the producer's partition key is the one its timetable formats,
+  and the mapper gives the consumer's key and partition date. A rollup (``RollupMapper`` waiting for all:
+  ``WaitForAll``) makes the consumer's run wait for every producer key of its window (``to_upstream``); any other mapper
+  makes a consumer run as soon as one producer key arrives, which is an edge only when no two producer runs share a
+  consumer key.
+- **Dates or labels.** A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``:
+  its key is its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
+  mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy, a key
+  with no date, a producer whose keys are not dates.
+- **Never raises**: an error of Airflow's code becomes the mapping's problem.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from coordinator.core.importer.schedule import PERIOD_CRONS, sample_partitions
 
 
 def scheduler_timetable(timetable: Any) -> Any:
-    """The scheduler's object for a DAG file's timetable (rule 1): serialized and decoded, as the dag-processor
-    stores it and the scheduler reads it."""
+    """The scheduler's object for a DAG file's timetable (**The scheduler's own objects**): serialized and decoded, as
+    the dag-processor stores it and the scheduler reads it."""
     from airflow.serialization.decoders import decode_timetable
     from airflow.serialization.encoders import encode_timetable
 
@@ -46,7 +48,8 @@ def mapper_name(mapper: Any) -> str:
 
 
 def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping:
-    """Rules 2-4 for one asset of a partitioned consumer (``consumer`` is the scheduler's timetable)."""
+    """**Keys from the producer's runs** to **Never raises** for one asset of a partitioned consumer (``consumer`` is
+    the scheduler's timetable)."""
     try:
         mapper = consumer.get_partition_mapper(uri=uri)
     except Exception as exc:
@@ -56,13 +59,14 @@ def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping
         return AssetMapping(uri, name)  # equal keys; no or several producers are reported by the translation
     try:
         return _sampled(mapper, name, uri, producers[0])
-    except Exception as exc:  # Airflow's mapper or timetable raised: a finding, not a crash (rule 4)
+    except Exception as exc:  # Airflow's mapper or timetable raised: a finding, not a crash (**Never raises**)
         return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
 
 
 @dataclass(frozen=True)
 class _Keys:
-    """A producer's partition keys: its grid, the key of its run at a point, the date of a key (rule 2)."""
+    """A producer's partition keys: its grid, the key of its run at a point, the date of a key
+    (**Keys from the producer's runs**)."""
 
     grid: Grid
     key_of: Callable[[datetime], str]

@@ -1,18 +1,18 @@
 """Run the loader in the estate's interpreter (``--python``, else the CLI's own) and read its JSON answer.
 
 Rules:
-1. The folder always loads in a child process: the estate's own Python (an Airflow 2.11 venv, an image's python)
-   where its providers are installed, or this one. The CLI's process never imports Airflow, so Airflow's logging,
-   its ``sys.path`` and ``sys.modules`` changes and whatever a DAG file does at import stay in the child.
-2. The child runs this package's loader from this package's folder, whatever that Python has installed: only the
-   ``coordinator`` package is put in its ``sys.modules`` (not this environment's site-packages), so the estate's
-   own libraries answer every other import. The loader needs Python 3.11+, pydantic 2 and croniter there (Airflow
-   2.9+ brings croniter; pydantic only with its ``[pydantic]`` extra, so a plain Airflow 2.11 lacks it); without
-   them, or without Airflow, the child answers what to install and the command exits 2.
-3. The working directory is not put on the child's ``sys.path`` (``python -c`` would): Airflow's scheduler does not
-   have it either, and an estate's ``yaml/`` folder there would shadow PyYAML.
-4. Airflow's output (stderr) is shown only with ``verbose``; when the child dies without an answer, the error
-   quotes the end of it. A load has a time limit, so nothing waits forever.
+- **A child process.** The folder always loads in a child process: the estate's own Python (an Airflow 2.11 venv, an
+  image's python) where its providers are installed, or this one. The CLI's process never imports Airflow, so Airflow's
+  logging, its ``sys.path`` and ``sys.modules`` changes and whatever a DAG file does at import stay in the child.
+- **This package's loader.** The child runs this package's loader from this package's folder, whatever that Python has
+  installed: only the ``coordinator`` package is put in its ``sys.modules`` (not this environment's site-packages), so
+  the estate's own libraries answer every other import. The loader needs Python 3.11+, pydantic 2 and croniter there
+  (Airflow 2.9+ brings croniter; pydantic only with its ``[pydantic]`` extra, so a plain Airflow 2.11 lacks it); without
+  them, or without Airflow, the child answers what to install and the command exits 2.
+- **No working directory on the path.** The working directory is not put on the child's ``sys.path`` (``python -c``
+  would): Airflow's scheduler does not have it either, and an estate's ``yaml/`` folder there would shadow PyYAML.
+- **Airflow's output on request.** Airflow's output (stderr) is shown only with ``verbose``; when the child dies without
+  an answer, the error quotes the end of it. A load has a time limit, so nothing waits forever.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ sys.exit(main(sys.argv[1:]))
 
 
 def run_loader(folder: Path, python: Path, *, verbose: bool = False, timeout: float = LOAD_TIMEOUT_S) -> LoadedFolder:
-    """The folder as ``python``'s Airflow loads it (rules 1-4); ConfigError when it cannot."""
+    """The folder as ``python``'s Airflow loads it (every rule of the module); ConfigError when it cannot."""
     command = [str(python), "-c", BOOTSTRAP, str(PACKAGE), str(folder.resolve())]
     try:
         done = subprocess.run(

@@ -1,5 +1,6 @@
-"""How each loaded DAG schedules (``loader`` rules 6, 7 and 9): its cron grid and zone, timedelta start, asset
-condition or partitioned timetable, as Airflow's own objects say, for ``core.importer.schedule`` to choose a grid.
+"""How each loaded DAG schedules (``loader``'s **Loads as Airflow does**, **Timedelta starts**,
+**Airflow's own partition mapper**): its cron grid and zone, timedelta start, asset condition or partitioned timetable,
+as Airflow's own objects say, for ``core.importer.schedule`` to choose a grid.
 
 Runs inside the estate's Airflow (2 or 3); every attribute is read defensively (:func:`attr`), so no timetable
 crashes the load: what cannot be read becomes a reported problem.
@@ -69,7 +70,7 @@ def dag_schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
 
 def _partitioned(timetable: Any, condition: Any, written: str, producers: Mapping[str, list[Any]]) -> ScheduleFact:
     """Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives; each
-    asset's mapping is computed by Airflow's own mapper (rule 9)."""
+    asset's mapping is computed by Airflow's own mapper (``loader``'s **Airflow's own partition mapper**)."""
     kind = type(timetable).__name__
     uris, problem = _asset_uris(condition)
     if uris is None:

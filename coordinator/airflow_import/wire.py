@@ -1,12 +1,13 @@
 """The loader's answer as JSON: the estate's interpreter writes a :class:`LoadedFolder`, the CLI reads it back.
 
 Rules:
-1. One JSON document on one line of the child's stdout, after ``ANSWER``: Airflow's own output goes to stderr while
-   it loads, and a line something prints at the child's exit cannot be taken for the answer.
-2. The codec follows the dataclasses' type hints, so a field added to a fact travels without a change here:
-   datetimes as ISO 8601, timedeltas as whole microseconds, enums by value, tuples as lists, ``X | None`` as null.
-3. A load that could not start (no Airflow there, a Python too old) is ``{"error": "..."}``: the CLI prints it and
-   exits 2.
+- **One line after ANSWER.** One JSON document on one line of the child's stdout, after ``ANSWER``: Airflow's own output
+  goes to stderr while it loads, and a line something prints at the child's exit cannot be taken for the answer.
+- **Codec by type hints.** The codec follows the dataclasses' type hints, so a field added to a fact travels without a
+  change here: datetimes as ISO 8601, timedeltas as whole microseconds, enums by value, tuples as lists, ``X | None`` as
+  null.
+- **Errors as answers.** A load that could not start (no Airflow there, a Python too old) is ``{"error": "..."}``: the
+  CLI prints it and exits 2.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ from typing import Any
 from coordinator.airflow_import.loader import LoadedFolder
 
 _MICROSECOND = timedelta(microseconds=1)
-#: What starts the answer's line (rule 1).
+#: What starts the answer's line (**One line after ANSWER**).
 ANSWER = "coordinator-import-dags-answer: "
 
 
 def encode(value: Any) -> Any:
-    """A JSON value for a fact (rule 2)."""
+    """A JSON value for a fact (**Codec by type hints**)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, Enum):
@@ -43,7 +44,7 @@ def encode(value: Any) -> Any:
 
 
 def decode(hint: Any, raw: Any) -> Any:
-    """The typed value for ``raw`` (rule 2)."""
+    """The typed value for ``raw`` (**Codec by type hints**)."""
     if raw is None:
         return None
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -79,13 +80,13 @@ def dumps(loaded: LoadedFolder) -> str:
 
 
 def answer_line(stdout: str) -> str | None:
-    """The answer's JSON in the child's stdout (rule 1), or None when it wrote none."""
+    """The answer's JSON in the child's stdout (**One line after ANSWER**), or None when it wrote none."""
     found = [line[len(ANSWER) :] for line in stdout.splitlines() if line.startswith(ANSWER)]
     return found[-1] if found else None
 
 
 def loads(text: str) -> LoadedFolder | str:
-    """The folder, or the reason the load could not start (rule 3)."""
+    """The folder, or the reason the load could not start (**Errors as answers**)."""
     raw = json.loads(text)
     if "error" in raw:
         return str(raw["error"])

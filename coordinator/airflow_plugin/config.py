@@ -4,27 +4,29 @@ Managed Airflow services do not let every deployment set environment variables (
 ``AIRFLOW__SECTION__KEY``) and keep secrets in the secrets backend the deployment configured (Secret Manager, AWS
 Secrets Manager, Vault). So each plugin setting is looked up in four places, first hit wins:
 
-1. Precedence per setting: ``COORDINATOR_<OPTION>`` environment variable > Airflow configuration ``[coordinator]
-   <option>`` (``airflow.cfg`` or ``AIRFLOW__COORDINATOR__<OPTION>``) > the Airflow connection named by
-   ``etcd_conn_id`` (default ``coordinator_etcd``; only the etcd endpoints, credentials and TLS material) >
-   defaults. A setting with two forms (``etcd_password`` / ``etcd_password_file``) is taken whole from the first
-   place that sets either form.
-2. The connection: ``extra.endpoints`` (comma-separated URLs, or a list), else ``host`` (a URL, or a bare host with
-   ``port``, default 2379: ``https`` when the connection carries TLS material or ``extra.tls`` is true);
-   ``login`` and ``password``; ``extra.ca``, ``extra.cert``, ``extra.key`` as PEM text, handed to the etcd client
-   as bytes (never written to disk). Airflow resolves it the way it resolves every connection: the configured
-   secrets backend, then ``AIRFLOW_CONN_<ID>``, then its database (in a task: through the API server).
-   A missing ``coordinator_etcd`` is normal (environment and ``[coordinator]`` suffice); a connection id set on
-   purpose that is missing is an error.
-3. Reading the environment and ``[coordinator]`` is local and cheap (Airflow holds its configuration in memory):
-   :func:`local_config` runs where the writer is created. The connection lookup can be slow (a secrets backend
-   across the network), so the listener's writer never waits for it on Airflow's thread: :class:`ConnectionResolver`
-   runs it once per process in a thread of its own, and the writer's thread waits for it at most
-   :data:`LOOKUP_WAIT_S` per attempt (records stay queued meanwhile); a slow or failing lookup is logged once and
-   tried again at most every :data:`LOOKUP_RETRY_S`.
-4. Airflow's configuration is only read in a process where Airflow is already loaded (every Airflow process, and
-   ``check-plugin`` once it imported the plugin): the plugin's settings never make a process import Airflow.
-5. Secrets are never logged or printed: :class:`Origin` names where a value came from, never the value.
+- **Precedence** per setting: ``COORDINATOR_<OPTION>`` environment variable > Airflow configuration
+  ``[coordinator] <option>`` (``airflow.cfg`` or ``AIRFLOW__COORDINATOR__<OPTION>``) > the Airflow connection named by
+  ``etcd_conn_id`` (default ``coordinator_etcd``; only the etcd endpoints, credentials and TLS material) > defaults. A
+  setting with two forms (``etcd_password`` / ``etcd_password_file``) is taken whole from the first place that sets
+  either form.
+- **The connection**: ``extra.endpoints`` (comma-separated URLs, or a list), else ``host`` (a URL, or a
+  bare host with ``port``, default 2379: ``https`` when the connection carries TLS material or ``extra.tls`` is true);
+  ``login`` and ``password``; ``extra.ca``, ``extra.cert``, ``extra.key`` as PEM text, handed to the etcd client as
+  bytes (never written to disk). Airflow resolves it the way it resolves every connection: the configured secrets
+  backend, then ``AIRFLOW_CONN_<ID>``, then its database (in a task: through the API server). A missing
+  ``coordinator_etcd`` is normal (environment and ``[coordinator]`` suffice); a connection id set on purpose that is
+  missing is an error.
+- **Cheap reads.** Reading the environment and ``[coordinator]`` is local and cheap (Airflow holds its configuration in
+  memory): :func:`local_config` runs where the writer is created. The connection lookup can be slow (a secrets backend
+  across the network), so the listener's writer never waits for it on Airflow's thread: :class:`ConnectionResolver` runs
+  it once per process in a thread of its own, and the writer's thread waits for it at most :data:`LOOKUP_WAIT_S` per
+  attempt (records stay queued meanwhile); a slow or failing lookup is logged once and tried again at most every
+  :data:`LOOKUP_RETRY_S`.
+- **Only where Airflow is loaded.** Airflow's configuration is only read in a process where Airflow is already loaded
+  (every Airflow process, and ``check-plugin`` once it imported the plugin): the plugin's settings never make a process
+  import Airflow.
+- **No secrets shown.** Secrets are never logged or printed: :class:`Origin` names where a value came from, never the
+  value.
 """
 
 from __future__ import annotations
@@ -147,7 +149,8 @@ class PluginConfig:
 
 
 def airflow_conf(import_airflow: bool) -> Any | None:
-    """Airflow's configuration object, or None where Airflow is not loaded (rule 4) or not installed."""
+    """Airflow's configuration object, or None where Airflow is not loaded (**Only where Airflow is loaded**) or not
+    installed."""
     if not import_airflow and "airflow" not in sys.modules:
         return None
     try:
@@ -251,8 +254,8 @@ class ConnectionFields:
 
 
 def connection_fields(conn_id: str, conn: Any) -> ConnectionFields:
-    """Read an Airflow ``Connection`` (either Airflow's ORM one or the Task SDK's; duck-typed) by rule 2 of the
-    module. ConfigError names the connection and the field, never its value."""
+    """Read an Airflow ``Connection`` (either Airflow's ORM one or the Task SDK's; duck-typed) by the **The connection**
+    rule of the module. ConfigError names the connection and the field, never its value."""
     extra = conn.extra_dejson or {}
     if not isinstance(extra, dict):
         raise ConfigError(f"connection {conn_id!r}: extra must be a JSON object")
@@ -316,7 +319,7 @@ def lookup_connection(conn_id: str) -> ConnectionFields | None:
 
 
 def with_connection(config: PluginConfig, conn: ConnectionFields | None) -> PluginConfig:
-    """Fill the settings still at their defaults from the connection (rule 1); ConfigError if it is unusable."""
+    """Fill the settings still at their defaults from the connection (**Precedence**); ConfigError if it is unusable."""
     if conn is None:
         if config.conn_explicit:
             raise ConfigError(
@@ -399,8 +402,8 @@ def error_text(exc: BaseException) -> str:
 
 class ConnectionResolver:
     """The listener's etcd settings with the connection merged in, looked up once per process off Airflow's thread
-    (rule 3). :meth:`etcd` is awaited by the writer's thread before it connects; it raises StoreUnavailable while
-    the lookup is slow or failing, which the writer retries like an unreachable etcd (its records stay queued)."""
+    (**Cheap reads**). :meth:`etcd` is awaited by the writer's thread before it connects; it raises StoreUnavailable
+    while the lookup is slow or failing, which the writer retries like an unreachable etcd (its records stay queued)."""
 
     def __init__(
         self,

@@ -2,25 +2,28 @@
 :mod:`coordinator.airflow_plugin.plugin`).
 
 Rules:
-1. Airflow 3.3 calls these hooks synchronously inside the scheduler loop (and in the api-server when a user sets a
-   run's state), BEFORE its transaction commits. Each hook only hands a record to the writer: no I/O, no waiting.
-2. A hook never raises: :func:`~coordinator.airflow_plugin.writer.record_dag_run` catches and logs everything.
-3. Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
-4. ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed only.
-5. Task hooks (semantics "task-level upstreams") fire in the task's own process (Airflow 3.3: the task-SDK runner,
-   after the task's terminal state went to the api-server and before the process exits; Airflow 2.9-2.11: the raw
-   task process, after the state is committed), and in the api-server when a user sets a task's state, and in the
-   scheduler when it fails a task it lost. Their parameters are the ones both versions pass: Airflow 2 also passes
-   ``session``, Airflow 3 has no such argument, and pluggy lets an implementation take a subset of the spec's
-   arguments. Only tasks the adopted graph names are written (the writer decides, never the hook), and only the task
-   process waits, bounded, for its final state to be written (``record_task_instance``).
-6. Asset hooks (semantics rule 16b) only hint the leader that an event happened (``record_asset_change``): Airflow
-   3.3's ``on_asset_event_emitted(asset_event)`` (the api-server, when a task's outlet or a REST call registers the
-   event; it carries ``extra`` and ``partition_key`` but not the event's id) and Airflow 2.8+'s
-   ``on_dataset_changed(dataset)`` (the task process, before the task's final state hook, which flushes the queue).
-   pluggy lets each version ignore the other's hook. A task with asset outlets also hints from its success hook
-   (``record_outlets_done``), which runs after the api-server committed the task's events: the round it wakes
-   lists them at once instead of a second later.
+- **Synchronous hooks.** Airflow 3.3 calls these hooks synchronously inside the scheduler loop (and in the api-server
+  when a user sets a run's state), BEFORE its transaction commits. Each hook only hands a record to the writer: no I/O,
+  no waiting.
+- **Never raises.** A hook never raises: :func:`~coordinator.airflow_plugin.writer.record_dag_run` catches and logs
+  everything.
+- **Facts, not decisions.** Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
+- **No queued.** ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed
+  only.
+- **Task hooks** (semantics `edge-task`) fire in the task's own process (Airflow 3.3: the task-SDK runner,
+  after the task's terminal state went to the api-server and before the process exits; Airflow 2.9-2.11: the raw task
+  process, after the state is committed), and in the api-server when a user sets a task's state, and in the scheduler
+  when it fails a task it lost. Their parameters are the ones both versions pass: Airflow 2 also passes ``session``,
+  Airflow 3 has no such argument, and pluggy lets an implementation take a subset of the spec's arguments. Only tasks
+  the adopted graph names are written (the writer decides, never the hook), and only the task process waits, bounded,
+  for its final state to be written (``record_task_instance``).
+- **Asset hints.** Asset hooks (semantics `asset-facts`) only hint the leader that an event happened
+  (``record_asset_change``): Airflow 3.3's ``on_asset_event_emitted(asset_event)`` (the api-server, when a task's outlet
+  or a REST call registers the event; it carries ``extra`` and ``partition_key`` but not the event's id) and Airflow
+  2.8+'s ``on_dataset_changed(dataset)`` (the task process, before the task's final state hook, which flushes the
+  queue). pluggy lets each version ignore the other's hook. A task with asset outlets also hints from its success hook
+  (``record_outlets_done``), which runs after the api-server committed the task's events: the round it wakes lists them
+  at once instead of a second later.
 """
 
 from __future__ import annotations
@@ -70,7 +73,7 @@ class CoordinatorListener:
 
     @hookimpl
     def on_task_instance_success(self, previous_state: Any, task_instance: Any) -> None:
-        # The hint first: the task process's bounded wait for its final state then flushes it as well (rule 6).
+        # The hint first: the task process's bounded wait for its final state then flushes it as well (**Asset hints**).
         record_outlets_done(task_instance)
         record_task_instance(task_instance, RunState.SUCCESS)
 

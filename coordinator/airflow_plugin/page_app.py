@@ -2,20 +2,20 @@
 entry "Dependencies" (an external view shown in Airflow's UI), registered by :mod:`coordinator.airflow_plugin.plugin`.
 
 Rules:
-1. Thin glue: authentication here, everything else in :mod:`coordinator.page` (which imports neither Airflow nor a
-   web framework, so the watcher can serve the same page).
-2. Only users logged into Airflow: the api-server's own :func:`get_user` (the JWT in the ``Authorization`` header or
-   the ``_token`` cookie Airflow's UI sets at login). Authorization is per DAG: the auth manager's
-   ``get_authorized_dag_ids(user, "GET")`` (the simple, FAB and multi-team managers all answer it) names the DAGs of
-   this instance the user may read, and only those are drawn (``coordinator.page.access``). Airflow's
-   ``requires_access_dag`` is NOT used: it takes ``dag_id`` from the query string, so ``?dag_id=<a DAG I may read>``
-   would narrow the check to that one DAG. Anonymous: 401 with a link to Airflow's login page; a user who may read
-   no DAG: 403. Airflow's modules are imported on the first request, in the api-server, never when the plugin is
-   loaded by a scheduler or worker.
-3. Read-only: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`: ``COORDINATOR_*``,
-   ``[coordinator]``, the etcd connection): instance, prefix, ``deps``, etcd endpoints, credentials and TLS. The
-   connection is looked up once per api-server process; a request waits for it at most
-   :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` (then 503, "try again").
+- **Thin glue**: authentication here, everything else in :mod:`coordinator.page` (which imports neither
+  Airflow nor a web framework, so the watcher can serve the same page).
+- **Airflow users only.** Only users logged into Airflow: the api-server's own :func:`get_user` (the JWT in the
+  ``Authorization`` header or the ``_token`` cookie Airflow's UI sets at login). Authorization is per DAG: the auth
+  manager's ``get_authorized_dag_ids(user, "GET")`` (the simple, FAB and multi-team managers all answer it) names the
+  DAGs of this instance the user may read, and only those are drawn (``coordinator.page.access``). Airflow's
+  ``requires_access_dag`` is NOT used: it takes ``dag_id`` from the query string, so ``?dag_id=<a DAG I may read>``
+  would narrow the check to that one DAG. Anonymous: 401 with a link to Airflow's login page; a user who may read no
+  DAG: 403. Airflow's modules are imported on the first request, in the api-server, never when the plugin is loaded by a
+  scheduler or worker.
+- **Read-only**: GET only. Configuration is the plugin's (:mod:`coordinator.airflow_plugin.config`:
+  ``COORDINATOR_*``, ``[coordinator]``, the etcd connection): instance, prefix, ``deps``, etcd endpoints, credentials
+  and TLS. The connection is looked up once per api-server process; a request waits for it at most
+  :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` (then 503, "try again").
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def authorize(request: Request) -> frozenset[str]:
-    """Rule 2: the DAG ids of this Airflow the user may read (never taken from the request), or HTTPException 401
-    (not logged in) / 403 (may read no DAG)."""
+    """**Airflow users only**: the DAG ids of this Airflow the user may read (never taken from the request), or
+    HTTPException 401 (not logged in) / 403 (may read no DAG)."""
     from airflow.api_fastapi.app import get_auth_manager
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
     from starlette.concurrency import run_in_threadpool
@@ -67,7 +67,7 @@ _resolver: PageResolver | None = None
 
 
 def _settings() -> PageResolver:
-    """The plugin's settings in this api-server process (rule 3) with the page's own etcd credential on top
+    """The plugin's settings in this api-server process (**Read-only**) with the page's own etcd credential on top
     (:mod:`coordinator.airflow_plugin.page_credential`), created on the first request; ConfigError when invalid
     (not kept: the next request reads them again)."""
     global _resolver

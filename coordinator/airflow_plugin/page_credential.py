@@ -6,20 +6,20 @@ role ``{base}-plugin-{instance}``) and the dependencies page (it reads the whole
 and worker) read the ledger, other instances' run states and the watchers' Airflow URLs; so the page logs in as a
 user of its own. Rules:
 
-1. Where the page's credential comes from, first hit wins: the options ``page_etcd_username`` and
-   ``page_etcd_password`` / ``page_etcd_password_file`` (environment ``COORDINATOR_PAGE_ETCD_*`` or Airflow's
-   ``[coordinator]`` section) > the Airflow connection named by ``page_etcd_conn_id`` (default
-   ``coordinator_etcd_page``: its login and password, and its endpoints and TLS material where it has them) > the
-   plugin's own credential (an etcd without auth needs nothing more).
-2. Everything else (endpoints, TLS, timeout, prefix, instance) is the plugin's (:mod:`coordinator.airflow_plugin.
-   config`), so one set of ``[coordinator]`` options serves both components.
-3. A page connection named on purpose that is missing is an error; the default one missing is normal (rule 1 falls
-   through to the plugin's credential, logged once as ``page.shared_credential`` so an operator under etcd auth
-   sees why the page cannot read).
-4. The connection lookup may be slow (a secrets backend): it runs off the event loop, at most
-   :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` per request (then 503, "try again"), and a failure is
-   retried no sooner than :data:`~coordinator.airflow_plugin.config.LOOKUP_RETRY_S`.
-5. Secrets are never logged: the log names the user and where it came from, never a password.
+- **Credential sources.** Where the page's credential comes from, first hit wins: the options ``page_etcd_username`` and
+  ``page_etcd_password`` / ``page_etcd_password_file`` (environment ``COORDINATOR_PAGE_ETCD_*`` or Airflow's
+  ``[coordinator]`` section) > the Airflow connection named by ``page_etcd_conn_id`` (default ``coordinator_etcd_page``:
+  its login and password, and its endpoints and TLS material where it has them) > the plugin's own credential (an etcd
+  without auth needs nothing more).
+- **The rest is the plugin's.** Everything else (endpoints, TLS, timeout, prefix, instance) is the plugin's
+  (:mod:`coordinator.airflow_plugin. config`), so one set of ``[coordinator]`` options serves both components.
+- **Missing on purpose is an error.** A page connection named on purpose that is missing is an error; the default one
+  missing is normal (**Credential sources** falls through to the plugin's credential, logged once as
+  ``page.shared_credential`` so an operator under etcd auth sees why the page cannot read).
+- **Slow lookups off the loop.** The connection lookup may be slow (a secrets backend): it runs off the event loop, at
+  most :data:`~coordinator.airflow_plugin.config.LOOKUP_WAIT_S` per request (then 503, "try again"), and a failure is
+  retried no sooner than :data:`~coordinator.airflow_plugin.config.LOOKUP_RETRY_S`.
+- **No secrets logged.** Secrets are never logged: the log names the user and where it came from, never a password.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ from coordinator.runtime.settings import EtcdSettings, parse_endpoints, read_sec
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_CONN_ID = "coordinator_etcd_page"
-#: The page's own options (rule 1), each also ``COORDINATOR_<OPTION>`` and ``AIRFLOW__COORDINATOR__<OPTION>``.
+#: The page's own options (**Credential sources**), each also ``COORDINATOR_<OPTION>`` and
+#: ``AIRFLOW__COORDINATOR__<OPTION>``.
 PAGE_OPTIONS = ("page_etcd_username", "page_etcd_password", "page_etcd_password_file", "page_etcd_conn_id")
 
 
@@ -99,7 +100,8 @@ def read_options(env: Mapping[str, str] | None = None, *, import_airflow: bool =
 
 
 def local_credential(options: PageOptions) -> PageCredential | None:
-    """Rule 1's first source; ConfigError when a password is given without a user, or its file is unreadable."""
+    """**Credential sources**' first source; ConfigError when a password is given without a user, or its file is
+    unreadable."""
     username = options.get("page_etcd_username")
     password, password_file = options.get("page_etcd_password"), options.get("page_etcd_password_file")
     if username is None:
@@ -130,8 +132,8 @@ def apply_connection(etcd: EtcdSettings, conn: ConnectionFields) -> EtcdSettings
 
 
 class PageResolver:
-    """The page's etcd settings (rules 1-5): the plugin's, resolved by its own :class:`ConnectionResolver`, with
-    the page's credential on top."""
+    """The page's etcd settings (**Credential sources** to **No secrets logged**): the plugin's, resolved by its own
+    :class:`ConnectionResolver`, with the page's credential on top."""
 
     def __init__(
         self,
@@ -181,7 +183,8 @@ class PageResolver:
             return self._conn
         if self._failed_at is not None and time.monotonic() - self._failed_at < self._retry_s:
             raise StoreUnavailable(f"connection {self._conn_id!r} failed recently; next lookup soon")
-        if self._task is None:  # one lookup at a time; concurrent requests wait for the same one (rule 4)
+        # one lookup at a time; concurrent requests wait for the same one (**Slow lookups off the loop**)
+        if self._task is None:
             self._task = asyncio.ensure_future(asyncio.to_thread(self._lookup, self._conn_id))
         try:
             conn = await asyncio.wait_for(asyncio.shield(self._task), self._wait_s)

@@ -3,24 +3,25 @@
 Shared by the listener's background writer and by the explicit task (``operator``).
 
 Rules:
-1. No Airflow import: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``clear_number``,
-   ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
-2. A run without a logical date, or one the key layout cannot name (a sub-second or naive logical date), is not a
-   partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
-3. Every write goes through the one run-record writer (:func:`coordinator.writers.run_records.write_run_record`): a
-   compare-and-swap guarded by :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a
-   newer one and an identical rewrite is skipped (it would make a new generation and rerun every dependent). A lost
-   race re-decides. Every etcd call has a short timeout.
-4. Configuration: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the listener, the task
-   and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults); :func:`config_from_env`
-   reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE``,
-   ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.runtime.settings.Settings` ones).
-5. Task instances (semantics "task-level upstreams") are duck-typed the same way: Airflow 3's task-SDK
-   ``RuntimeTaskInstance`` (the DAG run under ``_ti_context_from_server.dag_run``), Airflow 2's and Airflow 3's ORM
-   ``TaskInstance`` (``dag_run``). The key is the DAG run's partition; the value carries the DAG run's ``run_id`` and
-   ``clear_number`` and the task's ``try_number``, written with
-   :func:`~coordinator.core.task_facts.should_replace_task`.
-   A mapped task instance (``map_index`` >= 0) is not one task state and is not recorded.
+- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``,
+  ``clear_number``, ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test
+  stand-in all work.
+- **Only nameable runs.** A run without a logical date, or one the key layout cannot name (a sub-second or naive logical
+  date), is not a partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
+- **One writer.** Every write goes through the one run-record writer
+  (:func:`coordinator.writers.run_records.write_run_record`): a compare-and-swap guarded by
+  :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a newer one and an identical
+  rewrite is skipped (it would make a new generation and rerun every dependent). A lost race re-decides. Every etcd call
+  has a short timeout.
+- **Configuration**: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the
+  listener, the task and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults);
+  :func:`config_from_env` reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE``,
+  ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.runtime.settings.Settings` ones).
+- **Task instances alike.** Task instances (semantics `edge-task`) are duck-typed the same way: Airflow 3's task-SDK
+  ``RuntimeTaskInstance`` (the DAG run under ``_ti_context_from_server.dag_run``), Airflow 2's and Airflow 3's ORM
+  ``TaskInstance`` (``dag_run``). The key is the DAG run's partition; the value carries the DAG run's ``run_id`` and
+  ``clear_number`` and the task's ``try_number``, written with :func:`~coordinator.core.task_facts.should_replace_task`.
+  A mapped task instance (``map_index`` >= 0) is not one task state and is not recorded.
 """
 
 from __future__ import annotations
@@ -212,9 +213,9 @@ class TaskReport:
 
 @dataclass(frozen=True, slots=True)
 class AssetChange:
-    """A hint that an asset event just happened in this Airflow (semantics rule 16b): the leader lists this instance's
-    events at once instead of at its next round. Not a fact: the listener does not see the event's id, the REST
-    listing stays the one source of asset events, and a lost hint only costs latency."""
+    """A hint that an asset event just happened in this Airflow (semantics `asset-facts`): the leader lists this
+    instance's events at once instead of at its next round. Not a fact: the listener does not see the event's id, the
+    REST listing stays the one source of asset events, and a lost hint only costs latency."""
 
     key: str
     value: bytes
@@ -237,8 +238,9 @@ def _task_dag_run(ti: Any) -> Any:
 
 
 def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
-    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``, rule 3 of
-    :mod:`coordinator.core.task_facts`). Airflow sets the instance's state before the failure hook in 2.x and 3.x."""
+    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``,
+    :mod:`coordinator.core.task_facts`' **A retry is no fact**). Airflow sets the instance's state before the failure
+    hook in 2.x and 3.x."""
     if hook_state is not RunState.FAILED:
         return hook_state
     # str() of Airflow 2's TaskInstanceState may be "TaskInstanceState.UP_FOR_RETRY"; Airflow 3's is the value.
@@ -287,7 +289,8 @@ class WriteOutcome(StrEnum):
 
 
 async def write_fact(store: EtcdStore, fact: Report, timeout_s: float) -> tuple[WriteOutcome, int]:
-    """Write one record with per-run ordering through the one run-record writer (rules 3 and 5).
+    """Write one record with per-run ordering through the one run-record writer (**One writer**,
+    **Task instances alike**).
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
     """

@@ -4,15 +4,16 @@ Every task process of every DAG asks "is my task named?", and most never are. Re
 gRPC import, a connection and a read per task instance, so the answer is cached:
 
 Rules:
-1. In memory for ``tasks_ttl_s`` (a long-lived process: the scheduler, the api-server).
-2. In a small file per host and store (``coordinator-tasks-<hash of prefix and endpoints>.json`` in the system's
-   temporary directory, or ``tasks_cache_dir``) for the same TTL: task processes are short-lived (one per task
-   instance), so the file is what spares them the etcd read. It is written atomically (temporary file + rename); a
-   file that cannot be read, written or parsed only means one more etcd read. A file another user owns is ignored:
-   the name is predictable, and a planted file must not be able to switch the recording of tasks off.
-3. The graph value is read only by the writer thread (never in a hook) with the writer's per-call timeout.
-4. A graph value whose ``upstream_tasks`` has bad entries is used without them; the problems are logged once per
-   process (rule 4 of :mod:`coordinator.core.task_facts`).
+- **In memory** for ``tasks_ttl_s`` (a long-lived process: the scheduler, the api-server).
+- **In a file per host.** In a small file per host and store (``coordinator-tasks-<hash of prefix and endpoints>.json``
+  in the system's temporary directory, or ``tasks_cache_dir``) for the same TTL: task processes are short-lived (one per
+  task instance), so the file is what spares them the etcd read. It is written atomically (temporary file + rename); a
+  file that cannot be read, written or parsed only means one more etcd read. A file another user owns is ignored: the
+  name is predictable, and a planted file must not be able to switch the recording of tasks off.
+- **Read by the writer thread.** The graph value is read only by the writer thread (never in a hook) with the writer's
+  per-call timeout.
+- **Bad entries dropped.** A graph value whose ``upstream_tasks`` has bad entries is used without them; the problems are
+  logged once per process (:mod:`coordinator.core.task_facts`' **Names from the graph**).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def cache_file(cache_dir: Path | None, keys: KeyLayout, etcd: EtcdSettings) -> P
 
 
 class TaskNames:
-    """The named tasks of the adopted graph, at most ``ttl_s`` old (rules 1 and 2)."""
+    """The named tasks of the adopted graph, at most ``ttl_s`` old (**In memory**, **In a file per host**)."""
 
     def __init__(self, keys: KeyLayout, etcd: EtcdSettings, ttl_s: float, cache_dir: Path | None = None) -> None:
         self._keys = keys

@@ -1,26 +1,27 @@
 """Hands run-state records to one background thread that writes them to etcd; the caller never waits.
 
 Rules:
-1. :func:`record_dag_run` is the body of every listener hook. It runs inside Airflow's scheduler loop, so it only reads
-   a few attributes, builds a record and enqueues it: no I/O, no waiting, and it never raises (everything is caught
-   and logged).
-2. One bounded queue per process, consumed by ONE daemon thread running its own asyncio loop with an ``EtcdStore``.
-   When the queue is full the NEW record is dropped, counted and logged (the queued ones are older facts that are
-   already promised; the watcher's REST audit repairs what was dropped).
-3. Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact` (compare-and-swap +
-   ``should_replace``), with short timeouts.
-4. While etcd is unreachable the thread retries the head of the queue with bounded exponential backoff
-   (:meth:`WriterConfig.delivery_policy`, through ``coordinator.runtime.retry``) and keeps the rest queued; only
-   errors that are not about reachability give up after a few attempts.
-5. Started lazily (first record), restarted in a forked child (the parent's thread and queue do not exist there),
-   flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged as undelivered.
-6. Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one thread only, so plain
-   integers are enough; readers may see slightly stale values.
-7. Task states (:func:`record_task_instance`, semantics "task-level upstreams") go through the same queue; the writer
-   thread drops those of tasks the adopted graph does not name (``task_names``: a cached list, etcd read at most
-   every ``tasks_ttl_s``). A task process ends with ``os._exit`` (Airflow 2 and 3), so no exit handler runs there:
-   the hook of a task's final state waits for the queue, at most ``task_flush_s``, and logs once if that ran out.
-   Nowhere else does a hook wait (the scheduler and the api-server fire task hooks too).
+- **Hooks never block.** :func:`record_dag_run` is the body of every listener hook. It runs inside Airflow's scheduler
+  loop, so it only reads a few attributes, builds a record and enqueues it: no I/O, no waiting, and it never raises
+  (everything is caught and logged).
+- **One queue, one thread.** One bounded queue per process, consumed by ONE daemon thread running its own asyncio loop
+  with an ``EtcdStore``. When the queue is full the NEW record is dropped, counted and logged (the queued ones are older
+  facts that are already promised; the watcher's REST audit repairs what was dropped).
+- **Per-run ordering.** Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact`
+  (compare-and-swap + ``should_replace``), with short timeouts.
+- **Retry while unreachable.** While etcd is unreachable the thread retries the head of the queue with bounded
+  exponential backoff (:meth:`WriterConfig.delivery_policy`, through ``coordinator.runtime.retry``) and keeps the rest
+  queued; only errors that are not about reachability give up after a few attempts.
+- **Lazy start, fork-safe.** Started lazily (first record), restarted in a forked child (the parent's thread and queue
+  do not exist there), flushed at interpreter exit for at most ``exit_flush_s``; whatever is still queued then is logged
+  as undelivered.
+- **Single-writer counters.** Counters (submitted, delivered, skipped, dropped, failed, ...) are each written by one
+  thread only, so plain integers are enough; readers may see slightly stale values.
+- **Task states alike.** Task states (:func:`record_task_instance`, semantics `edge-task`) go through the
+  same queue; the writer thread drops those of tasks the adopted graph does not name (``task_names``: a cached list,
+  etcd read at most every ``tasks_ttl_s``). A task process ends with ``os._exit`` (Airflow 2 and 3), so no exit handler
+  runs there: the hook of a task's final state waits for the queue, at most ``task_flush_s``, and logs once if that ran
+  out. Nowhere else does a hook wait (the scheduler and the api-server fire task hooks too).
 """
 
 from __future__ import annotations
@@ -124,7 +125,8 @@ _live_writers: weakref.WeakSet[BackgroundWriter] = weakref.WeakSet()
 
 
 class BackgroundWriter:
-    """A bounded queue and one daemon thread that writes its records to etcd (rules 2 to 6 of the module)."""
+    """A bounded queue and one daemon thread that writes its records to etcd (the module's **One queue, one thread** to
+    **Single-writer counters**)."""
 
     def __init__(
         self,
@@ -321,8 +323,8 @@ class BackgroundWriter:
                 await self._close_store(store)
 
     async def _deliver(self, store: EtcdStore | None, fact: Report) -> EtcdStore | None:
-        """Write one record, retrying while etcd is unreachable (rule 4); return the (possibly new) store. Never
-        raises."""
+        """Write one record, retrying while etcd is unreachable (**Retry while unreachable**); return the (possibly new)
+        store. Never raises."""
         failures = 0
 
         async def attempt() -> tuple[WriteOutcome, int]:
@@ -332,7 +334,8 @@ class BackgroundWriter:
             try:
                 names = self.task_names.cached() if isinstance(fact, TaskReport) else None
                 if isinstance(fact, TaskReport) and names is not None and not names.names(fact.node, fact.task_id):
-                    return WriteOutcome.NOT_NAMED, 0  # the common case: no etcd connection at all (rule 7)
+                    # the common case: no etcd connection at all (**Task states alike**)
+                    return WriteOutcome.NOT_NAMED, 0
                 if store is None:
                     etcd = self.config.etcd if self.resolver is None else await self.resolver.etcd()
                     store = await asyncio.wait_for(self._store_factory(etcd), self.config.op_timeout_s)
@@ -532,9 +535,9 @@ DELIVERY_MARKER = "coordinator_delivery"
 
 
 def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) -> None:
-    """Hook body for asset events (semantics rule 16b): hand a hint to the writer so the leader lists this Airflow's
-    events now. An event the coordinator delivered here (its marker in ``extra``) is not hinted: it never travels
-    on. Never blocks, never raises."""
+    """Hook body for asset events (semantics `asset-facts`): hand a hint to the writer so the leader lists this
+    Airflow's events now. An event the coordinator delivered here (its marker in ``extra``) is not hinted: it never
+    travels on. Never blocks, never raises."""
     try:
         if isinstance(extra, dict) and DELIVERY_MARKER in extra:
             return
@@ -548,7 +551,7 @@ def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) 
 
 
 def record_outlets_done(ti: Any) -> None:
-    """Hook body for a successful task instance (semantics rule 16b): a task with asset outlets hints the leader
+    """Hook body for a successful task instance (semantics `asset-facts`): a task with asset outlets hints the leader
     once more. Airflow 3.3 calls the asset hook in the api-server BEFORE its transaction commits, so the round that
     hint wakes may list nothing yet (it rechecks a second later); the task's success hook runs in the task process
     after its terminal state (and with it the outlets' events) was committed by the api-server, so the round this
@@ -578,8 +581,8 @@ def _in_task_process(ti: Any) -> bool:
 
 
 def record_task_instance(ti: Any, state: RunState) -> None:
-    """Hook body for task instances (rule 7): hand the state to the writer; in the task's own process, wait for a
-    final state to be written (bounded). Never raises."""
+    """Hook body for task instances (**Task states alike**): hand the state to the writer; in the task's own process,
+    wait for a final state to be written (bounded). Never raises."""
     try:
         writer = get_writer()
         if writer is None:

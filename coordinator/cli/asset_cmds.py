@@ -38,7 +38,6 @@ from coordinator.core.assets import (
 from coordinator.core.graph import Graph
 from coordinator.core.model import NAME_RE
 from coordinator.errors import CoordinatorError, SpecError, StoreError
-from coordinator.informer import load_prefixes
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
 
@@ -111,16 +110,18 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
 
 
 async def _read_assets(settings: Settings) -> tuple[AssetIndex, int | None]:
-    """The recorded asset events and the delivery ledger (semantics rules 16-17) in the watcher's asset index, and
-    the leader key's create revision (the current term, delivery rule 8; None while nobody leads), over one
-    connection: only the two asset prefixes, not the whole store."""
+    """The recorded asset events and the delivery ledger (semantics rules 16-17) in the watcher's asset index (one
+    load of the assets family: only the two asset prefixes, not the whole store), and the leader key's create
+    revision (the current term, delivery rule 8; None while nobody leads: a point read, since the presence index
+    keeps the key's mod revision), over one connection."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+    from coordinator.informer.read_model import Family, load
 
-    index = AssetIndex(AssetKeys(settings.keys.prefix))
     async with await EtcdStore.connect(settings.etcd()) as store:
-        await load_prefixes(store, index)
+        model = await load(store, settings.keys, {Family.ASSETS})
         term = await store.get(settings.keys.leader)
-    return index, term.create_revision if term is not None else None
+    assert model.assets is not None  # asked for
+    return model.assets, term.create_revision if term is not None else None
 
 
 def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path | None) -> None:

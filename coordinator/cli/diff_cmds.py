@@ -34,7 +34,7 @@ from coordinator.core.graph_diff import Baseline, ChangeKind, DagChange, GraphDi
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
 from coordinator.errors import ConfigError, SpecError
-from coordinator.informer.read_model import read_model
+from coordinator.informer.read_model import VIEW, load
 from coordinator.runtime.settings import EtcdSettings
 from coordinator.runtime.spec_file import load_spec
 
@@ -54,11 +54,12 @@ def _load(path: Path, role: str) -> Graph:
 
 
 async def read_adopted(etcd: EtcdSettings, keys: KeyLayout) -> View:
-    """A snapshot of everything under the prefix: the activation and the facts the warnings need."""
+    """The view of everything under the prefix (one load, no other index): the activation and the facts the
+    warnings need."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     async with await EtcdStore.connect(etcd) as store:
-        return (await read_model(store, keys)).view
+        return (await load(store, keys, VIEW)).view
 
 
 def diff_against_store(new: Graph, view: View) -> GraphDiff:

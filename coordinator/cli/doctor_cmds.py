@@ -1,7 +1,7 @@
 """``coordinator doctor``: every check a newcomer needs when something does not move, one line each, with the fix.
 
 Rules:
-1. This module only probes (settings and their sources, one quick etcd connection, one snapshot of the prefix, a
+1. This module only probes (settings and their sources, one quick etcd connection, one load of the prefix, a
    write-permission question that writes nothing, each Airflow instance through
    :func:`coordinator.watcher.instance_check.check_instance`); the verdicts are :func:`coordinator.diagnosis.diagnose`.
 2. Fast when something is down: etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
@@ -38,7 +38,6 @@ from coordinator.cli.app import (
 )
 from coordinator.core.assets import AssetRoute, TargetAssets
 from coordinator.core.model import KeyLayout, NodeId
-from coordinator.core.retention import RetentionFloor
 from coordinator.diagnosis import (
     DoctorFacts,
     EtcdAlarm,
@@ -51,7 +50,7 @@ from coordinator.diagnosis import (
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
 from coordinator.informer.presence_value import InstanceCheck
-from coordinator.informer.read_model import model_of
+from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.lineage.status import receiver_status
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
@@ -240,7 +239,6 @@ def _by_instance(nodes: Iterable[NodeId]) -> dict[str, list[str]]:
 async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None:
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
     from coordinator.etcd.probe import alarms, write_allowed
-    from coordinator.watcher.retention import read_floor
 
     try:
         store = await EtcdStore.connect(etcd, quick=True)
@@ -255,16 +253,17 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
             facts.etcd_alarms = [EtcdAlarm(a.name, a.member) for a in found]
         except StoreError as exc:
             facts.alarms_error = str(exc)
+        model: StoreModel | None = None
         try:
-            snap = await store.snapshot(keys.root)
-            revision, kvs = snap.revision, list(snap.kvs)
+            model = await load(store, keys, READERS)
             facts.read_ok = True
         except StoreError as exc:
             if not is_denied(exc):
                 facts.read_ok, facts.permission_error = False, str(exc)
                 return
             # Rule 4: a role that may read only part of the prefix (a plugin's): read what it may, name the rest.
-            revision, kvs, facts.unreadable = await _readable_parts(store, keys)
+            model = await load(store, keys, READERS, readable_parts(keys), readable_only=is_denied)
+            facts.unreadable = tuple(f for f, _ in key_families(keys) if f in model.unread)  # in the layout's order
             facts.read_ok = len(facts.unreadable) < len(key_families(keys))
             facts.permission_error = str(exc)
             if not facts.read_ok:
@@ -273,16 +272,14 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
             facts.write_ok = await write_allowed(store, keys.config_key("doctor"), ETCD_TIMEOUT_S)
         except StoreError as exc:
             facts.write_ok, facts.permission_error = None, str(exc)
-        model = model_of(keys, revision, kvs)
         facts.view, facts.leader, facts.watchers = model.view, model.leader, model.watchers
         facts.bad_values = model.bad_values()
-        floor: RetentionFloor | None = None
-        if keys.config_key("retention") not in facts.unreadable:
-            try:
-                floor, _ = await read_floor(store, keys)
-            except CoordinatorError as exc:
-                facts.floor_error = str(exc)
-        facts.floor = floor
+        # The floor as the view holds it (read with the rest); an unparsable one is an error to fix first.
+        floor_key = keys.config_key("retention")
+        problem = model.view.problems.get(floor_key)
+        if problem is not None:
+            facts.floor_error = f"{floor_key} holds an {problem.split(';')[0]}; rewrite or delete it"
+        facts.floor = model.view.floor if problem is None else None
     except CoordinatorError as exc:
         facts.etcd_error = facts.etcd_error or str(exc)
     finally:
@@ -306,23 +303,13 @@ def is_denied(exc: BaseException) -> bool:
     return "permission denied" in text or "permission_denied" in text
 
 
-async def _readable_parts(store: Any, keys: KeyLayout) -> tuple[int, list[Any], tuple[str, ...]]:
-    """Each key family of the layout read on its own, at one revision where the user may read it: (revision, the
-    keys read, the families it may not read). Read denials are the only errors swallowed here."""
-    revision = await store.current_revision(retry=False)
-    kvs: list[Any] = []
-    unreadable: list[str] = []
-    for family, is_prefix in key_families(keys):
-        try:
-            if is_prefix:
-                kvs += (await store.snapshot(family)).kvs
-            elif (kv := await store.get(family, retry=False)) is not None:
-                kvs.append(kv)
-        except StoreError as exc:
-            if not is_denied(exc):
-                raise
-            unreadable.append(family)
-    return revision, kvs, tuple(unreadable)
+def readable_parts(keys: KeyLayout) -> Scope:
+    """Rule 4: each key family of the layout as a part of its own (``writers.roles.key_families``, the grain roles
+    are granted at): a prefix read as one snapshot, a single key read as a key."""
+    families = key_families(keys)
+    return Scope(
+        tuple(f for f, is_prefix in families if is_prefix), tuple(f for f, is_prefix in families if not is_prefix)
+    )
 
 
 async def _instance_facts(

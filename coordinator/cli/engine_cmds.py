@@ -55,7 +55,7 @@ from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_
 from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
 from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, why
 from coordinator.informer.presence_value import airflow_majors, status_header
-from coordinator.informer.read_model import StoreModel, read_model
+from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
 from coordinator.runtime.health import Health
 from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
@@ -179,12 +179,13 @@ def _graph(settings: Settings) -> Graph:
         fail("\n".join(exc.problems))
 
 
-async def _read_model(settings: Settings, *, assets: bool = False) -> StoreModel:
-    """The view, plus the leader and the live watchers' presence (status's header) and the leader's recorded deadline
-    transitions (causes only the watcher sees: ``deadline_report`` rule 3), and with ``assets`` the asset events and
-    deliveries (status's streams), from one snapshot."""
+async def _read_model(settings: Settings, families: frozenset[Family] = READERS) -> StoreModel:
+    """One load of the whole prefix (``informer.read_model.load``) into the indexes of ``families``: the view, plus
+    by default the leader and the live watchers' presence (status's header) and the leader's recorded deadline
+    transitions (causes only the watcher sees: ``deadline_report`` rule 3); ``status`` adds the asset events and
+    deliveries (its streams)."""
     async with await EtcdStore.connect(settings.etcd()) as store:
-        return await read_model(store, settings.keys, assets=assets)
+        return await load(store, settings.keys, families)
 
 
 @app.command(rich_help_panel=RUN)
@@ -279,7 +280,7 @@ def reconcile(
     graph = _graph(settings)
 
     if dry_run:
-        view = run_async(lambda: _read_model(settings)).view
+        view = run_async(lambda: _read_model(settings, VIEW)).view
         # The same plan the first pass would make: nothing while a first adoption is held (backfill requests aside).
         decision = _decide(graph, view, settings)
         first = decision.adoption.first
@@ -367,7 +368,7 @@ def status(
     partitions = [_partition(partition)] if partition else None
     # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
     routes = local is None or bool(local.asset_routes)
-    model = run_async(lambda: _read_model(settings, assets=routes))
+    model = run_async(lambda: _read_model(settings, READERS | {Family.ASSETS} if routes else READERS))
     view, leader, watchers, recorded = model.view, model.leader, model.watchers, model.recorded
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
     graph = local or adopted
@@ -566,7 +567,7 @@ def backfill(
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
 
-    view = run_async(lambda: _read_model(settings)).view
+    view = run_async(lambda: _read_model(settings, VIEW)).view
     # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics rule 11).
     decision = _decide(graph, view, settings, [])
     floor = decision.floor

@@ -3,9 +3,12 @@
 Rules:
 1. The retention floor is recorded BEFORE anything is deleted, so no watcher ever sees a deletion without the floor
    that retires it (rule 11a); it never moves back unless ``--lower-floor`` says so (rule 11d).
-2. The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from snapshots read after the
-   floor (one per key family, so only the old keys stay in memory); partitions holding an unfinished intent or a
-   queued/running run are kept whole and listed with the reason.
+2. The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from one load read after the
+   floor (``informer.read_model.load`` of the run states, task states, ledger entries and backfill requests, into
+   the watcher's view: streamed, so no snapshot is held, and the leader's periodic retention decides on the same
+   facts, ``retention.facts_from_view``); partitions holding an unfinished intent or a queued/running run are kept
+   whole and listed with the reason. A key of a retired partition whose value does not parse (the view leaves it
+   out and names it) is deleted too, guarded by the revision a point read of it gives.
 3. Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod revision: a key written
    meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any delete.
 4. Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff in the future, a bad
@@ -31,6 +34,7 @@ from coordinator.core.retention import (
     cutoff_before,
     cutoff_problem,
     facts_from_kvs,
+    facts_from_view,
     next_floor,
     parse_duration,
     select,
@@ -71,6 +75,7 @@ async def run_prune(
 ) -> PruneReport:
     """Rules 1-3: record the floor, read a snapshot, select, delete in guarded batches."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+    from coordinator.informer.read_model import VIEW, Scope, load
     from coordinator.watcher.retention import delete_selected, read_floor, record_floor
 
     async with await EtcdStore.connect(etcd) as store:
@@ -79,12 +84,14 @@ async def run_prune(
         write = current is None or current.before != floor
         if write and not dry_run:
             await record_floor(store, keys, RetentionFloor(before=floor, by=by, at=now), current_rev)
-        facts = []
-        # One family at a time: only the old keys' facts stay in memory, not a copy of the whole store.
-        for family in (keys.runs, keys.triggers, keys.tasks, keys.config_key("backfill/")):
-            snap = await store.snapshot(family)
-            facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in snap.kvs), cutoff)
-            del snap
+        parts = (keys.runs, keys.triggers, keys.tasks, keys.config_key("backfill/"))
+        view = (await load(store, keys, VIEW, Scope(parts))).view
+        facts = facts_from_view(view, cutoff)
+        # Rule 2: the keys the view left out for their values (their partition is in the key: ``facts_from_kvs``).
+        unreadable = [key for key in view.problems if key.startswith(parts)]
+        if unreadable:
+            _, bad = await store.get_many(unreadable)
+            facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in bad), cutoff)
         selection = select(facts, cutoff)
         deleted, transactions, changed = 0, 0, []
         if not dry_run:

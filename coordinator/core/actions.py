@@ -1,8 +1,8 @@
 """What the planner returns: actions (:class:`Trigger`, :class:`Resume`), verdicts and the plan holding them.
 
 Rules:
-1. Values only (frozen dataclasses); ``coordinator.core.planner`` decides them and re-exports these names, which is
-   where the rest of the code imports them from.
+- **Values only** (frozen dataclasses); ``coordinator.core.planner`` decides them and re-exports these names, which is
+  where the rest of the code imports them from.
 """
 
 from __future__ import annotations

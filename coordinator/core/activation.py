@@ -1,14 +1,15 @@
 """The graph activation (``{prefix}/config/graph``, docs/keys.md): which graph the leading watcher adopted, and
-since which revision each DAG's current definition applies (semantics rules 8-9).
+since which revision each DAG's current definition applies (semantics `run-confirms-intent`, `first-adoption`).
 
 Rules:
-1. Pure: :func:`adopt` takes the graph's shapes and digest, the activation in force and the revision, and returns
-   the activation to write (None when nothing changed); :func:`dump_activation` is its stored form.
-2. A DAG whose shape is unchanged keeps its ``since`` and ``history_from``: a restart or an unrelated edit never
-   re-dates it. Fields that are not part of the shape (the deadline fields) are rewritten at every adoption.
-3. What a reader without ``dependencies.json`` needs to rebuild the graph in force is recorded beside each shape
-   (edges, grid, offsets, extended edges, deadline fields), each only when present, so a graph without them writes
-   the value it always wrote. Readers ignore unknown fields.
+- **Pure**: :func:`adopt` takes the graph's shapes and digest, the activation in force and the revision, and returns the
+  activation to write (None when nothing changed); :func:`dump_activation` is its stored form.
+- **Unchanged shapes keep their dates.** A DAG whose shape is unchanged keeps its ``since`` and ``history_from``: a
+  restart or an unrelated edit never re-dates it. Fields that are not part of the shape (the deadline fields) are
+  rewritten at every adoption.
+- **Enough to rebuild the graph.** What a reader without ``dependencies.json`` needs to rebuild the graph in force is
+  recorded beside each shape (edges, grid, offsets, extended edges, deadline fields), each only when present, so a graph
+  without them writes the value it always wrote. Readers ignore unknown fields.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from coordinator.core.spec.deadline import RuleItem
 class NodeActivation(BaseModel):
     """Since which revision a DAG's current set of sources is in effect, and which history it also processes.
 
-    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics rule 9): successes at or
-    before ``since`` still count for partitions at or after it ("" = every partition), because before the first
+    ``history_from`` is set only by the FIRST adoption of a graph under a prefix (semantics `first-adoption`): successes
+    at or before ``since`` still count for partitions at or after it ("" = every partition), because before the first
     adoption there was no coordinator to process them. None (every later change, and every value written before
     this field existed) keeps the activation rule: history only through ``coordinator backfill``.
     """

@@ -1,21 +1,27 @@
-"""First adoption of a graph under a prefix: does the watcher process the run states it finds? (semantics rule 9)
+"""First adoption of a graph under a prefix: does the watcher process the run states it finds?
+(semantics `first-adoption`)
 
-Rules (numbered as in ``docs/semantics.md``, rule 9):
+Rules (semantics `first-adoption` refers to them):
 
-a. A FIRST adoption (no graph was ever adopted under the prefix: ``{prefix}/config/graph`` does not exist) is not a
-   change of the graph. There was no coordinator before it, so the successes already in etcd are processed as if the
-   watcher had been running all along: "the watcher was not running yet" is downtime like any other.
-b. Every LATER adoption (a DAG or edge added or changed in a graph in force) keeps the activation rule: it applies to
-   upstream successes after the adoption; history only through ``coordinator backfill``. A restart adopts nothing.
-c. A graph key that exists but cannot be read is not a first adoption (something was adopted before): rule b.
-d. A long history must not turn a first start into a flood. Before acting, the leader counts the triggers the history
-   would cause now (the first wave: the dependents of what already succeeded; the cascade behind them follows as
-   they run). In ``auto`` mode, more than ``limit`` HOLDS the adoption: nothing is written, nothing is triggered;
-   the leader logs it, ``status`` and ``reconcile --dry-run`` show it, with how to proceed.
-e. The operator chooses explicitly, with no limit: ``all`` (every partition), ``since P`` (partitions at or after
-   P), or ``none`` (no history, as rule b: then ``coordinator backfill`` per DAG for the history wanted).
-f. Pure: no I/O, no clock, no logging; the shell writes the activation with a fenced CAS and logs the decision.
-g. The count of rule d leaves out the triggers the retention floor retires (semantics rule 11): they never run.
+- **First adoption processes history.** A FIRST adoption (no graph was ever adopted under the prefix:
+  ``{prefix}/config/graph`` does not exist) is not a change of the graph. There was no coordinator before it, so the
+  successes already in etcd are processed as if the watcher had been running all along: "the watcher was not running
+  yet" is downtime like any other.
+- **Later changes keep history out.** Every LATER adoption (a DAG or edge added or changed in a graph in force) keeps
+  the activation rule: it applies to upstream successes after the adoption; history only through ``coordinator
+  backfill``. A restart adopts nothing.
+- **Unreadable is no first adoption.** A graph key that exists but cannot be read is not a first adoption (something was
+  adopted before): **Later changes keep history out**.
+- **Flood guard.** A long history must not turn a first start into a flood. Before acting, the leader counts the
+  triggers the history would cause now (the first wave: the dependents of what already succeeded; the cascade behind
+  them follows as they run). In ``auto`` mode, more than ``limit`` HOLDS the adoption: nothing is written, nothing is
+  triggered; the leader logs it, ``status`` and ``reconcile --dry-run`` show it, with how to proceed.
+- **Explicit choices.** The operator chooses explicitly, with no limit: ``all`` (every partition), ``since P``
+  (partitions at or after P), or ``none`` (no history, as **Later changes keep history out**: then ``coordinator
+  backfill`` per DAG for the history wanted).
+- **Pure**: no I/O, no clock, no logging; the shell writes the activation with a fenced CAS and logs the decision.
+- **Retired triggers not counted.** The count of **Flood guard** leaves out the triggers the retention floor retires
+  (semantics `retention-retires`): they never run.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from coordinator.core.view import View
 
 #: 100 runs: a first start normally finds the roots' last few runs (a handful of partitions times the DAGs that
 #: depend on them). More means months of history; each trigger is a DAG run queued on Airflow's scheduler at once,
-#: competing with scheduled work, so the operator decides what to process (rule d).
+#: competing with scheduled work, so the operator decides what to process (**Flood guard**).
 DEFAULT_FIRST_START_LIMIT = 100
 
 
@@ -46,7 +52,8 @@ class HistoryMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class HistoryChoice:
-    """What a first adoption does with the run states it finds (rules d and e)."""
+    """What a first adoption does with the run states it finds (**Flood guard**, **First adoption processes history**,
+    **Flood guard**, **Explicit choices**)."""
 
     mode: HistoryMode = HistoryMode.AUTO
     #: Canonical partition: the first one processed, with ``SINCE``.
@@ -84,7 +91,7 @@ class HistoryChoice:
 
 @dataclass(frozen=True, slots=True)
 class FirstAdoption:
-    """The decision for a first adoption: the activation to write, or None when held (rule d)."""
+    """The decision for a first adoption: the activation to write, or None when held (**Flood guard**)."""
 
     activation: Activation | None
     choice: HistoryChoice
@@ -112,7 +119,7 @@ class FirstAdoption:
         return f"first adoption with {self.choice.describe()}: {len(self.triggers)} run(s) to trigger now{span}"
 
     def how_to_proceed(self) -> list[str]:
-        """What the operator can do about a held adoption (rule e)."""
+        """What the operator can do about a held adoption (**Explicit choices**)."""
         newest = self.partitions[-1] if self.partitions else "2026-01-01"
         oldest = self.partitions[0] if self.partitions else newest
         return [
@@ -126,18 +133,20 @@ class FirstAdoption:
 
 
 def is_first_adoption(view: View) -> bool:
-    """No graph was ever adopted under this prefix (rules a and c)."""
+    """No graph was ever adopted under this prefix (**First adoption processes history**,
+    **First adoption processes history**, **Flood guard**, **Unreadable is no first adoption**)."""
     return view.activation is None and view.graph_key not in view.problems
 
 
 def first_adoption(graph: Graph, view: View, choice: HistoryChoice, limit: int, by: str = "") -> FirstAdoption:
-    """Decide a first adoption at the view's revision (rules a, d, e). Call only when ``is_first_adoption``."""
+    """Decide a first adoption at the view's revision (**First adoption processes history**, **Flood guard**,
+    **Explicit choices**). Call only when ``is_first_adoption``."""
     proposed = adopt(
         graph.shapes, graph.digest, None, view.revision, by, history_from=choice.history_from, sources=graph.dags
     )
     if proposed is None:  # cannot happen: with no current activation there is always something to adopt
         raise AssertionError("a first adoption always proposes an activation")
-    # Retired decisions (semantics rule 11) never trigger, so they do not count: the leader's view has forgotten
+    # Retired decisions (semantics `retired-inert`) never trigger, so they do not count: the leader's view has forgotten
     # retired partitions, a reader's snapshot has not, and both must come to the same decision.
     result = Retirement(graph, view.floor).apply(plan(graph, view, activation=proposed, explain=False))
     triggers = tuple(a for a in result.actions if isinstance(a, Trigger))

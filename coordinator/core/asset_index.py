@@ -9,37 +9,36 @@ answers exactly as the whole-history functions of ``core/assets.py`` (:func:`~co
 that have work, not the history: an asset round with 100,000 delivered events costs what one with 100 does.
 
 Rules:
-1. :meth:`AssetIndex.apply` takes one put (value) or delete (None) at its mod revision. A change no newer than what
-   the index holds for that key (its value, or its deletion) is ignored, so the watch, a relist and the job's own
-   write-through may arrive in any order and the newest write wins. A deletion is remembered (a tombstone) until
-   the feed says it has passed that revision (:meth:`AssetIndex.passed`): a put older than a delete the job wrote
-   through must never bring a pruned event back (it would be due again and posted twice).
-2. A key or value that does not parse is a problem: held (so a relist hands it out again), answered to the caller
-   (who logs it), and left out of every answer, as the whole-history functions leave it out. A key that is not the
-   canonical spelling of what it parses to (``AssetKeys.event_key``), and an event whose value names another asset
-   or id than its key, are problems too: every writer writes those keys, so any other spelling is not a fact.
-3. Streams depend on the routes (``dependencies.json``): per stream the events routed there, how many are delivered
-   or skipped, and the ids not settled (a heap: the head is the smallest). Every question passes the routes in force;
-   when they differ from the last ones the per-stream state is rebuilt once from the held keys (a change of
-   ``dependencies.json``'s routes costs one walk of the history, not every round).
-4. Retention candidates (``core/assets.prunable``): per source, a heap by timestamp of the events settled in every
-   target their routes name. A question pops those older than both the cutoff and the source's mark less the
-   overlap (the only ones that can qualify) and puts back the ones still held: an event young enough to stay is
-   never looked at.
-5. The page's counts (``page/assets.py`` rules 1-2: per asset and target instance of its ledger, the delivered,
-   the waiting and the oldest waiting event, the newest error) are kept the same way once a reader first asks
-   (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history. The watcher never asks,
-   and holds none of it.
-6. Each key is held as its value's bytes and the few fields the rules above read (:class:`HeldEvent`,
-   :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about 2 KB a key,
-   400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
-   validated in full when applied (rule 2); a record is parsed again only when an answer carries it (a due head, a
-   retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
-7. Skip requests (``core/assets.py`` rule 16g) are news, not only state: with ``skip_requests`` (a list; the
-   watcher's index has one, a reader's has None), each delivery entry that gains an operator's skip request while
-   unsettled adds its stream there once, for the feeder to hand to the leader's stream reconciler at once instead
-   of at the next asset round. A request already held, or one on a settled entry, adds nothing; the feeder drains
-   the list.
+- **Newer changes only.** :meth:`AssetIndex.apply` takes one put (value) or delete (None) at its mod revision. A change
+  no newer than what the index holds for that key (its value, or its deletion) is ignored, so the watch, a relist and
+  the job's own write-through may arrive in any order and the newest write wins. A deletion is remembered (a tombstone)
+  until the feed says it has passed that revision (:meth:`AssetIndex.passed`): a put older than a delete the job wrote
+  through must never bring a pruned event back (it would be due again and posted twice).
+- **Problems held.** A key or value that does not parse is a problem: held (so a relist hands it out again), answered to
+  the caller (who logs it), and left out of every answer, as the whole-history functions leave it out. A key that is not
+  the canonical spelling of what it parses to (``AssetKeys.event_key``), and an event whose value names another asset or
+  id than its key, are problems too: every writer writes those keys, so any other spelling is not a fact.
+- **Streams follow the routes.** Streams depend on the routes (``dependencies.json``): per stream the events routed
+  there, how many are delivered or skipped, and the ids not settled (a heap: the head is the smallest). Every question
+  passes the routes in force; when they differ from the last ones the per-stream state is rebuilt once from the held
+  keys (a change of ``dependencies.json``'s routes costs one walk of the history, not every round).
+- **Retention candidates** (``core/assets.prunable``): per source, a heap by timestamp of the events settled in every
+  target their routes name. A question pops those older than both the cutoff and the source's mark less the overlap (the
+  only ones that can qualify) and puts back the ones still held: an event young enough to stay is never looked at.
+- **The page's counts** (``page/assets.py`` rules 1-2: per asset and target instance of its ledger, the delivered, the
+  waiting and the oldest waiting event, the newest error) are kept the same way once a reader first asks
+  (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history. The watcher never asks, and
+  holds none of it.
+- **Bytes and a few fields.** Each key is held as its value's bytes and the few fields the rules above read
+  (:class:`HeldEvent`, :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about
+  2 KB a key, 400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
+  validated in full when applied (**Problems held**); a record is parsed again only when an answer carries it (a due
+  head, a retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
+- **Skip requests are news.** Skip requests (semantics `asset-skip`) are news, not only state: with ``skip_requests`` (a
+  list; the watcher's index has one, a reader's has None), each delivery entry that gains an operator's skip request
+  while unsettled adds its stream there once, for the feeder to hand to the leader's stream reconciler at once instead
+  of at the next asset round. A request already held, or one on a settled entry, adds nothing; the feeder drains the
+  list.
 """
 
 from __future__ import annotations
@@ -71,12 +70,12 @@ from coordinator.core.assets import (
 EventKey = tuple[str, str, int]
 #: (target, source, asset uri, event id): one delivery.
 DeliveryKey = tuple[str, str, str, int]
-#: (target, source, asset uri): one stream (rule 16d).
+#: (target, source, asset uri): one stream (semantics `asset-order`).
 StreamKey = tuple[str, str, str]
 
 
 class HeldEvent(NamedTuple):
-    """Rule 6: a recorded event as held: its mod revision, what the rules read, and its value."""
+    """**Bytes and a few fields**: a recorded event as held: its mod revision, what the rules read, and its value."""
 
     rev: int
     timestamp: datetime
@@ -86,7 +85,8 @@ class HeldEvent(NamedTuple):
 
 
 class HeldEntry(NamedTuple):
-    """Rule 6: a delivery entry as held: its mod revision, its status and last error, and its value."""
+    """**Bytes and a few fields**: a delivery entry as held: its mod revision, its status and last error, and its
+    value."""
 
     rev: int
     status: DeliveryStatus
@@ -96,7 +96,8 @@ class HeldEntry(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class DeliveredTo:
-    """Rule 5: one target instance of a shared asset, as the page counts it (``page/assets.py`` rule 2)."""
+    """**The page's counts**: one target instance of a shared asset, as the page counts it (``page/assets.py`` rule
+    2)."""
 
     target: str
     delivered: int
@@ -110,7 +111,7 @@ class DeliveredTo:
 
 @dataclass(frozen=True, slots=True)
 class SharedAsset:
-    """Rule 5: one (source, asset) with an entry in the ledger, its targets and its producer DAGs."""
+    """**The page's counts**: one (source, asset) with an entry in the ledger, its targets and its producer DAGs."""
 
     source: str
     uri: str
@@ -120,8 +121,8 @@ class SharedAsset:
 
 @dataclass(slots=True)
 class _Shared:
-    """Rule 5: one (target, source, asset) of the ledger: its entries, which event ids are settled there, a heap of
-    recorded ids that may wait, and a heap of its entries with an error by revision."""
+    """**The page's counts**: one (target, source, asset) of the ledger: its entries, which event ids are settled there,
+    a heap of recorded ids that may wait, and a heap of its entries with an error by revision."""
 
     entries: int = 0
     done: int = 0
@@ -140,7 +141,7 @@ class _Shared:
 
 
 class Problem(StrEnum):
-    """What :meth:`AssetIndex.apply` found wrong with a key (rule 2); the caller logs it."""
+    """What :meth:`AssetIndex.apply` found wrong with a key (**Problems held**); the caller logs it."""
 
     MALFORMED_EVENT = "malformed_event"
     MALFORMED_DELIVERY = "malformed_delivery"
@@ -148,7 +149,7 @@ class Problem(StrEnum):
 
 @dataclass(slots=True)
 class _Stream:
-    """Rule 3: one stream's counts and its unsettled event ids."""
+    """**Streams follow the routes**: one stream's counts and its unsettled event ids."""
 
     total: int = 0
     delivered: int = 0
@@ -166,7 +167,8 @@ class _Stream:
 
 @dataclass
 class AssetIndex:
-    """The recorded events and the delivery ledger under ``keys``, with per-stream state (rules 1-4)."""
+    """The recorded events and the delivery ledger under ``keys``, with per-stream state (**Newer changes only**,
+    **Problems held**, **Streams follow the routes** and **Retention candidates**)."""
 
     #: Its name in the informer's log lines (``asset.bad_value``).
     name: ClassVar[str] = "asset"
@@ -174,41 +176,46 @@ class AssetIndex:
     keys: AssetKeys
     events: dict[EventKey, HeldEvent] = field(default_factory=dict)
     ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
-    #: Rule 2: key -> (problem, mod revision).
+    #: **Problems held**: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
-    #: Rule 7: streams whose entry gained a skip request since the feeder last drained this (None: not collected).
+    #: **Skip requests are news**: streams whose entry gained a skip request since the feeder last drained this (None:
+    #: not collected).
     skip_requests: list[StreamKey] | None = None
     #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
     #: index (the page's asset nodes) derives it again only when this moved.
     version: int = 0
-    #: Rule 6: parsed records of due heads (and of what an answer carried), dropped when their key changes.
+    #: **Bytes and a few fields**: parsed records of due heads (and of what an answer carried), dropped when their key
+    #: changes.
     _facts: dict[EventKey, SourceEvent] = field(default_factory=dict, repr=False)
     _records: dict[DeliveryKey, DeliveryRecord] = field(default_factory=dict, repr=False)
     #: One copy of each asset URI, instance and DAG name (100,000 events name a few hundred).
     _strings: dict[str, str] = field(default_factory=dict, repr=False)
-    #: Rule 1: key -> the revision of its deletion, until the feed passed it.
+    #: **Newer changes only**: key -> the revision of its deletion, until the feed passed it.
     _tombstones: dict[str, int] = field(default_factory=dict, repr=False)
-    # Route-independent summaries (rule 4): every event id per (source, uri) and the newest; every timestamp per
-    # source and the newest (the source's mark).
+    # Route-independent summaries (**Retention candidates**): every event id per (source, uri) and the newest; every
+    # timestamp per source and the newest (the source's mark).
     _ids: dict[tuple[str, str], set[int]] = field(default_factory=dict, repr=False)
     _newest: dict[tuple[str, str], int] = field(default_factory=dict, repr=False)
     _stamps: dict[str, Counter[datetime]] = field(default_factory=dict, repr=False)
     _marks: dict[str, datetime] = field(default_factory=dict, repr=False)
-    # Route-dependent state (rule 3), valid for ``_routes`` (None: not built).
+    # Route-dependent state (**Streams follow the routes**), valid for ``_routes`` (None: not built).
     _routes: tuple[AssetRoute, ...] | None = field(default=None, repr=False)
     _targets: dict[tuple[str, str, str | None], tuple[str, ...]] = field(default_factory=dict, repr=False)
     _streams: dict[StreamKey, _Stream] = field(default_factory=dict, repr=False)
     #: Streams with an unsettled event (some may have become settled since: dropped when asked).
     _active: set[StreamKey] = field(default_factory=set, repr=False)
-    #: Rule 4: events settled in every target, and per source a heap of (timestamp, uri, id) over them.
+    #: **Retention candidates**: events settled in every target, and per source a heap of (timestamp, uri, id) over
+    #: them.
     _ripe: set[EventKey] = field(default_factory=set, repr=False)
     _ripe_heaps: dict[str, list[tuple[datetime, str, int]]] = field(default_factory=dict, repr=False)
     _ripe_heaped: set[tuple[str, datetime, str, int]] = field(default_factory=set, repr=False)
-    # Rule 5, built at the first ``shared`` (None: not asked for): per (source, uri), per target, and the producers.
+    # **The page's counts**, built at the first ``shared`` (None: not asked for): per (source, uri), per target, and the
+    # producers.
     _page: dict[tuple[str, str], dict[str, _Shared]] | None = field(default=None, repr=False)
     _producers: dict[tuple[str, str], Counter[str]] = field(default_factory=dict, repr=False)
 
-    # ------------------------------------------------------------ feeding (rules 1-2)
+    # ------------------------------------------------------------ feeding (**Newer changes only** and
+    # **Problems held**)
 
     def reset(self) -> None:
         """Forget everything (a snapshot starts over)."""
@@ -240,7 +247,8 @@ class AssetIndex:
         return key.startswith((self.keys.events, self.keys.deliveries))
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
-        """Rule 1: one put (``value``) or delete (None) at ``mod_rev``; the problem found in it, if any (rule 2)."""
+        """**Newer changes only**: one put (``value``) or delete (None) at ``mod_rev``; the problem found in it, if any
+        (**Problems held**)."""
         if key.startswith(self.keys.events):
             return self._apply_event(key, value, mod_rev)
         if key.startswith(self.keys.deliveries):
@@ -248,13 +256,15 @@ class AssetIndex:
         return None
 
     def passed(self, revision: int) -> None:
-        """Rule 1: the feed handed out everything up to ``revision``: no older change can arrive any more."""
+        """**Newer changes only**: the feed handed out everything up to ``revision``: no older change can arrive any
+        more."""
         if self._tombstones:
             self._tombstones = {k: rev for k, rev in self._tombstones.items() if rev > revision}
 
     def held(self) -> dict[str, int]:
         """key -> mod revision of every key held (problems: -1, so a relist hands them out again): what a relist
-        diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (rule 2 keeps keys canonical)."""
+        diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (**Problems held** keeps keys
+        canonical)."""
         found = {key: -1 for key in self.problems}
         found.update((self.keys.event_key(*ek), held.rev) for ek, held in self.events.items())
         found.update((self.keys.delivery_key(*dk), held.rev) for dk, held in self.ledger.items())
@@ -323,7 +333,8 @@ class AssetIndex:
         return None
 
     def _note_skip_request(self, stream: StreamKey, record: DeliveryRecord, held: HeldEntry | None) -> None:
-        """Rule 7: ``stream`` to ``skip_requests`` when ``record`` brings a skip request the entry did not hold."""
+        """**Skip requests are news**: ``stream`` to ``skip_requests`` when ``record`` brings a skip request the entry
+        did not hold."""
         assert self.skip_requests is not None
         if record.skip is None or record.status in SETTLED:
             return
@@ -345,25 +356,27 @@ class AssetIndex:
         return held.rev if held is not None else None
 
     def event(self, ek: EventKey, *, keep: bool = True) -> SourceEvent:
-        """Rule 6: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its entries changes."""
+        """**Bytes and a few fields**: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its
+        entries changes."""
         found = self._facts.get(ek)
         if found is None:
             fact = parse_fact(self.events[ek].value)
-            assert fact is not None  # validated when applied (rule 2)
+            assert fact is not None  # validated when applied (**Problems held**)
             found = SourceEvent(ek[0], fact)
             if keep:
                 self._facts[ek] = found
         return found
 
     def record(self, dk: DeliveryKey) -> tuple[DeliveryRecord, int] | None:
-        """Rule 6: the delivery entry ``dk`` with its mod revision, parsed (kept until its key changes)."""
+        """**Bytes and a few fields**: the delivery entry ``dk`` with its mod revision, parsed (kept until its key
+        changes)."""
         held = self.ledger.get(dk)
         if held is None:
             return None
         found = self._records.get(dk)
         if found is None:
             parsed = parse_delivery(held.value)
-            assert parsed is not None  # validated when applied (rule 2)
+            assert parsed is not None  # validated when applied (**Problems held**)
             found = self._records[dk] = parsed
         return found, held.rev
 
@@ -414,7 +427,7 @@ class AssetIndex:
             and record.status is DeliveryStatus.ERROR
             and record.retry_at is not None
             and record.retry_at > now
-            and record.skip is None  # rule 16g: a skip request is acted on at once
+            and record.skip is None  # semantics `asset-skip`: a skip request is acted on at once
         ):
             return None
         return head
@@ -422,7 +435,7 @@ class AssetIndex:
     def prunable(
         self, routes: Sequence[AssetRoute], cutoff: datetime, overlap: timedelta
     ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
-        """``core/assets.prunable`` (rule 4), sorted by (source, uri, event id)."""
+        """``core/assets.prunable`` (**Retention candidates**), sorted by (source, uri, event id)."""
         self._sync(routes)
         found: list[tuple[SourceEvent, list[tuple[str, int]]]] = []
         for source, heap in self._ripe_heaps.items():
@@ -449,7 +462,7 @@ class AssetIndex:
         return found
 
     def shared(self) -> list[SharedAsset]:
-        """Rule 5: the page's shared assets (``page/assets.asset_nodes``), sorted by source and URI."""
+        """**The page's counts**: the page's shared assets (``page/assets.asset_nodes``), sorted by source and URI."""
         if self._page is None:
             self._page = {}
             for ek, event in self.events.items():
@@ -471,7 +484,7 @@ class AssetIndex:
         return found
 
     def _page_event(self, ek: EventKey, event: HeldEvent, sign: int) -> None:
-        """Rule 5: an event recorded (``sign`` 1) or removed (-1)."""
+        """**The page's counts**: an event recorded (``sign`` 1) or removed (-1)."""
         assert self._page is not None
         group = (ek[0], ek[1])
         if event.source_dag_id:
@@ -483,7 +496,7 @@ class AssetIndex:
                 shared.push(ek[2])
 
     def _page_entry(self, dk: DeliveryKey, old: HeldEntry | None, new: HeldEntry | None) -> None:
-        """Rule 5: an entry put, replaced or deleted (``self.ledger`` already holds ``new``)."""
+        """**The page's counts**: an entry put, replaced or deleted (``self.ledger`` already holds ``new``)."""
         assert self._page is not None
         target, group, event_id = dk[0], (dk[1], dk[2]), dk[3]
         targets = self._page.setdefault(group, {})
@@ -592,7 +605,8 @@ class AssetIndex:
         if routed and held is not None:
             self._attach(ek, held)
 
-    # ------------------------------------------------------------ route-dependent state (rules 3-4)
+    # ------------------------------------------------------------ route-dependent state (**Streams follow the routes**
+    # and **Retention candidates**)
 
     def _clear_derived(self) -> None:
         self._targets.clear()

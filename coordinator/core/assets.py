@@ -5,25 +5,28 @@ history, for one-shot readers (``status``, ``why asset``); the watcher's asset j
 asks ``core/asset_index.py`` instead, which gives the same answers from the streams with work, and drives each due
 delivery through the protocol of ``core/delivery.py``.
 
-Rules, numbered as in ``docs/semantics.md`` ("Rule 16: assets across deployments"):
+Rules, named as in ``docs/semantics.md`` (semantics `assets-by-route`):
 
-16a. A route (``dependencies.json`` ``"assets"``) shares every event of the assets of instance ``from`` whose URI or
-     name matches ``asset`` (``fnmatch`` wildcards ``*``, ``?``, ``[...]``) with each instance of ``to``.
-16b. An asset event is a fact once recorded under ``{prefix}/assets/{instance}/{asset}/{event id}``; the event id
-     is the producing Airflow's own id, so recording the same event twice (the audit's overlapping windows, two
-     leaders one after the other) writes the same key: the write is create-only and the second one is a no-op.
-16c. An event Airflow holds because the coordinator delivered it carries :data:`MARKER` in its ``extra``; it is never
-     recorded as a fact, so it is never forwarded again (no loop between two deployments, nor through a third).
-16d. One delivery per (event, target instance): its ledger key ``{prefix}/deliveries/{target}/{from}/{asset}/{event
-     id}`` is the only thing that says it happened. Per (target, source instance, asset) the events are delivered in
-     the order of their ids: only the oldest undelivered one is due, so a consumer sees the producer's order.
-16e. A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an input), or at once when
-     it carries a skip request (rule 16g).
-16f. Retention (:func:`prunable`): an old event settled in every target its routes name, not the newest of its
-     (source, asset) and out of its source's listing window, may be deleted with its delivery entries.
-16g. A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader applied instead
-     of a POST, ``core/delivery.py`` rule 10): the stream's next event becomes due, retention may prune it, and
-     ``status`` counts it apart (``skipped``), never as delivered.
+- semantics `asset-routes`: A route (``dependencies.json`` ``"assets"``) shares every event of the assets of instance
+  ``from`` whose URI or name matches ``asset`` (``fnmatch`` wildcards ``*``, ``?``, ``[...]``) with each instance of
+  ``to``.
+- semantics `asset-facts`: An asset event is a fact once recorded under ``{prefix}/assets/{instance}/{asset}/{event
+  id}``; the event id is the producing Airflow's own id, so recording the same event twice (the audit's overlapping
+  windows, two leaders one after the other) writes the same key: the write is create-only and the second one is a no-op.
+- semantics `asset-no-loops`: An event Airflow holds because the coordinator delivered it carries :data:`MARKER` in its
+  ``extra``; it is never recorded as a fact, so it is never forwarded again (no loop between two deployments, nor
+  through a third).
+- semantics `asset-order`: One delivery per (event, target instance): its ledger key
+  ``{prefix}/deliveries/{target}/{from}/{asset}/{event id}`` is the only thing that says it happened. Per (target,
+  source instance, asset) the events are delivered in the order of their ids: only the oldest undelivered one is due, so
+  a consumer sees the producer's order.
+- semantics `asset-waiting`: A delivery in ``error`` is due again once its ``retry_at`` has passed (``now`` is an
+  input), or at once when it carries a skip request (semantics `asset-skip`).
+- semantics `asset-retention`: Retention (:func:`prunable`): an old event settled in every target its routes name, not
+  the newest of its (source, asset) and out of its source's listing window, may be deleted with its delivery entries.
+- semantics `asset-skip`: A delivery is settled when ``done`` or ``skipped`` (an operator's skip request that the leader
+  applied instead of a POST, semantics `delivery-skip`): the stream's next event becomes due, retention may prune it,
+  and ``status`` counts it apart (``skipped``), never as delivered.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from coordinator.core.model import NAME_RE
 
-#: The ``extra`` field of every event the coordinator creates in a target (rule 16c): ``"{source}:{event id}"``.
+#: The ``extra`` field of every event the coordinator creates in a target (semantics `asset-no-loops`):
+#: ``"{source}:{event id}"``.
 MARKER = "coordinator_delivery"
 
 
@@ -48,30 +52,32 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"  # intent recorded, the target's event not confirmed
     DONE = "done"
     ERROR = "error"  # refused or failed; retried at ``retry_at``
-    SKIPPED = "skipped"  # rule 16g: an operator asked to skip it and the leader applied that; never delivered
+    # semantics `asset-skip`: an operator asked to skip it and the leader applied that; never delivered
+    SKIPPED = "skipped"
 
 
-#: Rule 16g: a stream moves past these.
+#: Semantics `asset-skip`: a stream moves past these.
 SETTLED = frozenset({DeliveryStatus.DONE, DeliveryStatus.SKIPPED})
 
 
 class SkipRequest(BaseModel):
-    """An operator's request (``coordinator skip-event``) that one delivery be given up (rule 16g)."""
+    """An operator's request (``coordinator skip-event``) that one delivery be given up (semantics `asset-skip`)."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     by: str
     at: datetime
     reason: str = ""
-    #: The entry's mod revision when the request was added: the last write of a leader (delivery rule 8 judges
-    #: whether that write is of the current term by it, not by the request's own, unfenced write). 0: unknown, so
+    #: The entry's mod revision when the request was added: the last write of a leader (semantics `delivery-term-wait`
+    #: judges whether that write is of the current term by it, not by the request's own, unfenced write). 0: unknown, so
     #: the entry counts as an earlier term's (the safe side: the leader waits before it looks).
     entry_rev: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class AssetRoute:
-    """Rule 16a: the assets matching ``pattern`` (URI or name) in ``source`` are shared with ``targets``."""
+    """Semantics `asset-routes`: the assets matching ``pattern`` (URI or name) in ``source`` are shared with
+    ``targets``."""
 
     pattern: str
     source: str
@@ -92,7 +98,7 @@ def targets_of(routes: Iterable[AssetRoute], source: str, uri: str, name: str | 
 
 
 class AssetEventFact(BaseModel):
-    """One asset event of a producing Airflow (rule 16b), as recorded in etcd."""
+    """One asset event of a producing Airflow (semantics `asset-facts`), as recorded in etcd."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -109,7 +115,7 @@ class AssetEventFact(BaseModel):
 
 
 class DeliveryRecord(BaseModel):
-    """The ledger entry of one delivery (rule 16d), written only by the leading watcher, fenced."""
+    """The ledger entry of one delivery (semantics `asset-order`), written only by the leading watcher, fenced."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
@@ -130,8 +136,8 @@ class DeliveryRecord(BaseModel):
     attempts: int = 0
     last_error: str | None = None
     watcher: str = ""
-    #: Rule 16g: set by ``coordinator skip-event`` (a compare-and-swap on this entry); the leader applies it instead
-    #: of its next POST, unless its look-up finds the event in the target (then it is done, as always).
+    #: Semantics `asset-skip`: set by ``coordinator skip-event`` (a compare-and-swap on this entry); the leader applies
+    #: it instead of its next POST, unless its look-up finds the event in the target (then it is done, as always).
     skip: SkipRequest | None = None
 
     @property
@@ -140,12 +146,12 @@ class DeliveryRecord(BaseModel):
 
 
 def marker_of(source: str, event_id: int) -> str:
-    """The value of :data:`MARKER` for the delivery of ``source``'s event ``event_id`` (rule 16c)."""
+    """The value of :data:`MARKER` for the delivery of ``source``'s event ``event_id`` (semantics `asset-no-loops`)."""
     return f"{source}:{event_id}"
 
 
 def is_delivered_copy(extra: Mapping[str, Any] | None) -> bool:
-    """Rule 16c: the event was created by the coordinator (in this or any deployment)."""
+    """Semantics `asset-no-loops`: the event was created by the coordinator (in this or any deployment)."""
     return bool(extra) and MARKER in extra  # type: ignore[operator]
 
 
@@ -173,7 +179,8 @@ class AssetKeys:
         return f"{self.prefix}/asset_marks/"
 
     def mark_key(self, instance: str) -> str:
-        """Where the first listing of ``instance`` starts while none of its events is recorded (rule 16b)."""
+        """Where the first listing of ``instance`` starts while none of its events is recorded
+        (semantics `asset-facts`)."""
         return f"{self.marks}{instance}"
 
     @property
@@ -221,7 +228,7 @@ def parse_delivery(value: bytes) -> DeliveryRecord | None:
 
 @dataclass(frozen=True, slots=True)
 class SourceEvent:
-    """A recorded event (rule 16b) of ``source``."""
+    """A recorded event (semantics `asset-facts`) of ``source``."""
 
     source: str
     fact: AssetEventFact
@@ -278,7 +285,7 @@ class StreamState:
 
 
 def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute]) -> list[StreamState]:
-    """Rule 16d: per (target, source, asset), how many events are delivered and which one is next."""
+    """Semantics `asset-order`: per (target, source, asset), how many events are delivered and which one is next."""
     by_stream: dict[tuple[str, str, str], list[SourceEvent]] = {}
     for event in events:
         for target in targets_of(routes, event.source, event.fact.uri, event.fact.name):
@@ -293,7 +300,7 @@ def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[Asse
             if found is not None and found[0].status is DeliveryStatus.DONE:
                 delivered += 1
             elif found is not None and found[0].status is DeliveryStatus.SKIPPED:
-                skipped += 1  # rule 16g
+                skipped += 1  # semantics `asset-skip`
             elif head is None:
                 head = DueDelivery(event, target, found[0] if found else None, found[1] if found else 0)
         head_error = head.record.last_error if head is not None and head.record is not None else None
@@ -305,7 +312,7 @@ def streams(events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[Asse
 def due_deliveries(
     events: Sequence[SourceEvent], ledger: Ledger, routes: Sequence[AssetRoute], now: datetime
 ) -> list[DueDelivery]:
-    """Rules 16d-e: the head of every stream whose retry time (if any) has come."""
+    """Semantics `asset-order`-e: the head of every stream whose retry time (if any) has come."""
     due: list[DueDelivery] = []
     for stream in streams(events, ledger, routes):
         head = stream.head
@@ -315,7 +322,8 @@ def due_deliveries(
         waiting = (
             record is not None and record.status is DeliveryStatus.ERROR and record.retry_at and record.retry_at > now
         )
-        if waiting and record is not None and record.skip is None:  # rule 16g: a skip request is acted on at once
+        # semantics `asset-skip`: a skip request is acted on at once
+        if waiting and record is not None and record.skip is None:
             continue
         due.append(head)
     return due
@@ -326,10 +334,10 @@ def prunable(
 ) -> list[tuple[SourceEvent, list[tuple[str, int]]]]:
     """Retention: the recorded events that may be deleted, each with its delivery entries' (target, mod revision).
 
-    An event qualifies when it is older than ``cutoff``, settled (rule 16g) in every target its routes name, and
-    older than its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an event the
-    audit can still list would otherwise be recorded again, as new, and delivered twice. The newest event of each
-    (source, asset) always stays."""
+    An event qualifies when it is older than ``cutoff``, settled (semantics `asset-skip`) in every target its routes
+    name, and older than its source's audit mark (the newest recorded timestamp of that source less ``overlap``): an
+    event the audit can still list would otherwise be recorded again, as new, and delivered twice. The newest event of
+    each (source, asset) always stays."""
     newest: dict[tuple[str, str], int] = {}
     marks: dict[str, datetime] = {}
     for event in events:
@@ -361,8 +369,9 @@ class TargetAssets:
 
 
 def route_warnings(routes: Sequence[AssetRoute], targets: Mapping[str, TargetAssets]) -> list[str]:
-    """Rule 16a checked against the targets: a route whose assets no DAG of a target schedules on (delivered,
-    consumed by nobody: a warning, the events are not lost), and an Airflow 2 target (partition keys dropped)."""
+    """Semantics `asset-routes` checked against the targets: a route whose assets no DAG of a target schedules on
+    (delivered, consumed by nobody: a warning, the events are not lost), and an Airflow 2 target (partition keys
+    dropped)."""
     found: list[str] = []
     for index, route in enumerate(routes):
         for target in route.targets:
@@ -398,7 +407,7 @@ def why_asset(
     """``coordinator why asset <uri>`` in plain words: routed where, produced where, delivered, pending, refused.
 
     ``leader_rev``: the leader key's create revision (None: nobody leads); an unfinished entry written before it waits
-    for the earlier leader's calls (delivery rule 8) and says so."""
+    for the earlier leader's calls (semantics `delivery-term-wait`) and says so."""
     mine = [e for e in events if e.fact.uri == uri or e.fact.name == uri]
     names = {e.fact.name for e in mine if e.fact.name}
     routed = [(i, r) for i, r in enumerate(routes) if r.matches(uri, None) or any(r.matches(uri, n) for n in names)]
@@ -440,7 +449,7 @@ def why_asset(
                 line += (
                     f"; written by {by} before the current leader took over (revision {leader_rev}): looked up in "
                     f"{stream.target} only once any POST sent under the earlier lease has been answered or timed out "
-                    "(COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover, delivery rule 8)"
+                    "(COORDINATOR_AIRFLOW_TIMEOUT_S + 2 s after the takeover, semantics `delivery-term-wait`)"
                 )
         lines.append(line)
     return lines

@@ -5,13 +5,14 @@ scheduler killed). The watcher therefore periodically lists recent runs over RES
 lets an instance without the plugin take part ("agentless" mode), with the audit interval as its latency.
 
 Rules (pure: no I/O, no clock):
-1. Airflow is the truth for Airflow runs. ``queued`` and unknown states are never written (the listener never
-   writes queued either; only running and terminal states are facts).
-2. Never a needless write: every success write is a new generation (it reruns dependents), so the audit writes only
-   when etcd is missing the run, lags behind it (running -> success), or missed a whole attempt.
-3. REST does not expose ``clear_number``. A missed attempt is recognised by a later ``start_date`` than the one
-   recorded, and written as the next attempt (``clear_number`` + 1).
-4. A record from a non-Airflow writer (``mark``, another team's job) under another run id is left alone.
+- **Airflow is the truth** for Airflow runs. ``queued`` and unknown states are never written (the listener never writes
+  queued either; only running and terminal states are facts).
+- **Never a needless write**: every success write is a new generation (it reruns dependents), so the audit writes only
+  when etcd is missing the run, lags behind it (running -> success), or missed a whole attempt.
+- **Missed attempts by start date.** REST does not expose ``clear_number``. A missed attempt is recognised by a later
+  ``start_date`` than the one recorded, and written as the next attempt (``clear_number`` + 1).
+- **Other writers left alone.** A record from a non-Airflow writer (``mark``, another team's job) under another run id
+  is left alone.
 """
 
 from __future__ import annotations

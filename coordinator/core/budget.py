@@ -1,35 +1,38 @@
-"""The trigger budget (semantics rule 15): each DAG's new runs against what its partition grids explain, and an
+"""The trigger budget (semantics `trigger-budget`): each DAG's new runs against what its partition grids explain, and an
 instance-wide ceiling, over a sliding window.
 
 A forged or mistaken flood of successes (N partitions written at once, or one put each as fast as a writer can) would
 otherwise become N runs in Airflow at the speed of the actuator. The counts live in etcd with the holds
 (``{prefix}/config/budget/{instance}``, written by the leader, fenced), so a flood spread over many reconcile passes,
-or over a failover, is counted as one. Rules, numbered as in ``docs/semantics.md`` rule 15:
+or over a failover, is counted as one. Rules, named as in ``docs/semantics.md`` (semantics `trigger-budget`):
 
-a. Only new triggers count: a :class:`Resume` completes an intent already recorded (holding it would leave the
-   ledger pending forever), so it always passes.
-b. A trigger whose cause (``cause_rev``, its newest input) is at or before the instance's ``released_through``, or
-   its DAG's, was released by an operator; one whose partition a declared backfill or a DAG's release explains
-   (``coordinator.core.budget_allowance`` rule 3) was asked for. Either passes whatever the counts, uncounted.
-c. While an instance is held at a ceiling at least the current one, every other new trigger of it is held; while a
-   DAG is held at an allowance at least its current one, every other new trigger of that DAG is held.
-d. Otherwise new triggers pass, in the plan's order, while the instance's count over the window (the new runs let
-   through in the last ``window.seconds``, :meth:`Window.count`) stays within ``limit`` (the ceiling) and the DAG's
-   count stays within its allowance; the first trigger beyond the ceiling holds the instance, the first beyond a
-   DAG's allowance holds that DAG only. The leader records what passed (:meth:`Window.add`, per instance and per
-   DAG) and any new hold in one fenced compare-and-swap of the budget key before it submits anything of that instance.
-e. A held trigger writes nothing: no intent, no Airflow call. It stays due (the planner is level-triggered), so a
-   release or a raised limit re-plans it and the ledger's compare-and-swap admits it exactly once, like any trigger.
-f. ``limit`` 0 disables the whole budget (ceiling and allowances); an allowance of 0 (a floor of 0) disables the
-   per-DAG brake. Pure: the same actions, limit, allowances, states and window give the same outcome.
-g. The window is kept as ``WINDOW_BUCKETS`` buckets of counts (``started``): a run is counted until its whole bucket
-   has left the window, so the count errs on the side of holding by at most one bucket's length. A release empties
-   what it releases: counting starts again from the operator's confirmation.
-h. Why per DAG, not per family: a DAG's count is what its grids predict directly, and a held DAG does not run, so
-   its own dependents get nothing new from the flood; the family below an anomalous upstream is held by
-   construction, without a rule that would also hold siblings fed by healthy upstreams. Unrelated DAGs of the
-   instance are never judged on another DAG's count. The price: each direct dependent of a flooded root starts up
-   to its own allowance (40 by default) before it is held; the ceiling bounds the sum.
+- semantics `budget-resumes-pass`: Only new triggers count: a :class:`Resume` completes an intent already recorded
+  (holding it would leave the ledger pending forever), so it always passes.
+- semantics `budget-explained-pass`: A trigger whose cause (``cause_rev``, its newest input) is at or before the
+  instance's ``released_through``, or its DAG's, was released by an operator; one whose partition a declared backfill or
+  a DAG's release explains (``coordinator.core.budget_allowance``'s **Backfills explain themselves**) was asked for.
+  Either passes whatever the counts, uncounted.
+- semantics `budget-holds-stay`: While an instance is held at a ceiling at least the current one, every other new
+  trigger of it is held; while a DAG is held at an allowance at least its current one, every other new trigger of that
+  DAG is held.
+- semantics `budget-order`: Otherwise new triggers pass, in the plan's order, while the instance's count over the window
+  (the new runs let through in the last ``window.seconds``, :meth:`Window.count`) stays within ``limit`` (the ceiling)
+  and the DAG's count stays within its allowance; the first trigger beyond the ceiling holds the instance, the first
+  beyond a DAG's allowance holds that DAG only. The leader records what passed (:meth:`Window.add`, per instance and per
+  DAG) and any new hold in one fenced compare-and-swap of the budget key before it submits anything of that instance.
+- semantics `budget-held-waits`: A held trigger writes nothing: no intent, no Airflow call. It stays due (the planner is
+  level-triggered), so a release or a raised limit re-plans it and the ledger's compare-and-swap admits it exactly once,
+  like any trigger.
+- semantics `budget-off`: ``limit`` 0 disables the whole budget (ceiling and allowances); an allowance of 0 (a floor of
+  0) disables the per-DAG brake. Pure: the same actions, limit, allowances, states and window give the same outcome.
+- semantics `budget-window`: The window is kept as ``WINDOW_BUCKETS`` buckets of counts (``started``): a run is counted
+  until its whole bucket has left the window, so the count errs on the side of holding by at most one bucket's length. A
+  release empties what it releases: counting starts again from the operator's confirmation.
+- semantics `budget-per-dag`: Why per DAG, not per family: a DAG's count is what its grids predict directly, and a held
+  DAG does not run, so its own dependents get nothing new from the flood; the family below an anomalous upstream is held
+  by construction, without a rule that would also hold siblings fed by healthy upstreams. Unrelated DAGs of the instance
+  are never judged on another DAG's count. The price: each direct dependent of a flooded root starts up to its own
+  allowance (40 by default) before it is held; the ceiling bounds the sum.
 """
 
 from __future__ import annotations
@@ -44,16 +47,16 @@ from coordinator.core.budget_state import BudgetState, DagBudget
 from coordinator.core.model import NodeId
 
 #: The instance-wide ceiling: 1,000 new runs per instance in the window, whatever the DAGs' allowances. Each DAG is
-#: judged against its own allowance (rule d); the ceiling is the backstop for a flood spread over many DAGs, each
-#: within its allowance. A wide estate's midnight cascade starts a few hundred runs in one instance (300 DAGs fed by
-#: one root) and passes; a thousand in ten minutes is more than one Airflow's scheduler starts in that time anyway.
-#: (It was 100 and the only limit before per-DAG allowances; a configured COORDINATOR_TRIGGER_BUDGET keeps that
+#: judged against its own allowance (semantics `budget-order`); the ceiling is the backstop for a flood spread over many
+#: DAGs, each within its allowance. A wide estate's midnight cascade starts a few hundred runs in one instance (300 DAGs
+#: fed by one root) and passes; a thousand in ten minutes is more than one Airflow's scheduler starts in that time
+#: anyway. (It was 100 and the only limit before per-DAG allowances; a configured COORDINATOR_TRIGGER_BUDGET keeps that
 #: meaning: an instance-wide ceiling.)
 DEFAULT_TRIGGER_BUDGET = 1000
 #: 10 minutes: long enough that a flood written one success at a time, as fast or as slowly as a writer likes over a
 #: few minutes, is counted as one burst; short enough that a day's scheduled cascades, spread over the day, are not.
 DEFAULT_TRIGGER_BUDGET_WINDOW_S = 600.0
-#: Rule g: the window's resolution (a tenth of it: 60 s buckets for the default 10 minutes).
+#: Semantics `budget-window`: the window's resolution (a tenth of it: 60 s buckets for the default 10 minutes).
 WINDOW_BUCKETS = 10
 
 
@@ -69,7 +72,7 @@ class Window:
         return max(1, int(self.seconds // WINDOW_BUCKETS))
 
     def live(self, started: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:
-        """Rule g: the buckets any part of which is still inside the window."""
+        """Semantics `budget-window`: the buckets any part of which is still inside the window."""
         return tuple((start, n) for start, n in started if start + self.bucket_s > self.now - self.seconds)
 
     def tally(self, started: Iterable[tuple[int, int]]) -> int:
@@ -95,18 +98,20 @@ class Window:
 @dataclass(frozen=True)
 class Budgeted:
     """What passes the budget, what it holds (per instance: every held trigger, by either rule), the instances and
-    DAGs that became held in this pass, and how many new triggers passed by rule d per instance and per DAG (counted:
-    the leader records them before submitting)."""
+    DAGs that became held in this pass, and how many new triggers passed by semantics `budget-order` per instance and
+    per DAG (counted: the leader records them before submitting)."""
 
     actions: tuple[Action, ...]
     held: Mapping[str, tuple[Trigger, ...]] = field(default_factory=dict)
     newly_held: frozenset[str] = frozenset()
     counted: Mapping[str, int] = field(default_factory=dict)
-    #: Rule d per DAG: the DAGs newly held beyond their allowance, how many of each were held, how many passed.
+    #: Semantics `budget-order` per DAG: the DAGs newly held beyond their allowance, how many of each were held, how
+    #: many passed.
     newly_held_dags: frozenset[NodeId] = frozenset()
     held_dags: Mapping[NodeId, int] = field(default_factory=dict)
     counted_dags: Mapping[NodeId, int] = field(default_factory=dict)
-    #: The first and last partition held per DAG by its allowance (rules c-d), for the hold's range.
+    #: The first and last partition held per DAG by its allowance (semantics `budget-holds-stay`, `budget-resumes-pass`,
+    #: `budget-order`, `budget-order`), for the hold's range.
     held_spans: Mapping[NodeId, tuple[str, str]] = field(default_factory=dict)
 
 
@@ -118,7 +123,7 @@ def apply_budget(
     allowances: Allowances | None = None,
     declared: Declared | None = None,
 ) -> Budgeted:
-    """Rules a-h over one pass's actions."""
+    """Every rule of the module over one pass's actions."""
     allow = allowances if allowances is not None else Allowances()
     passed: list[Action] = []
     held: dict[str, list[Trigger]] = {}
@@ -135,7 +140,7 @@ def apply_budget(
         spans[node] = (min(lo, partition), max(hi, partition))
 
     for action in actions:
-        if not isinstance(action, Trigger) or limit <= 0:  # rules a, f
+        if not isinstance(action, Trigger) or limit <= 0:  # semantics `budget-resumes-pass`, `budget-off`
             passed.append(action)
             continue
         node = action.node
@@ -144,16 +149,19 @@ def apply_budget(
         dag = state.dags.get(node.dag_id) if state is not None else None
         released = state is not None and action.cause_rev <= state.released_through
         released = released or (dag is not None and action.cause_rev <= dag.released_through)
-        if released or (declared is not None and declared.covers(node, action.partition)):  # rule b
+        # semantics `budget-explained-pass`
+        if released or (declared is not None and declared.covers(node, action.partition)):
             passed.append(action)
-        elif (state is not None and state.holds(limit)) or (dag is not None and dag.holds(allowance)):  # rule c
+        # semantics `budget-holds-stay`
+        elif (state is not None and state.holds(limit)) or (dag is not None and dag.holds(allowance)):
             held.setdefault(instance, []).append(action)
             if not (state is not None and state.holds(limit)):
                 held_by_dag(node, action.partition)
-        elif window.count(state) + counted.get(instance, 0) >= limit:  # rule d: the ceiling
+        elif window.count(state) + counted.get(instance, 0) >= limit:  # semantics `budget-order`: the ceiling
             held.setdefault(instance, []).append(action)
             newly.add(instance)
-        elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:  # rule d: the allowance
+        # semantics `budget-order`: the allowance
+        elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:
             held.setdefault(instance, []).append(action)
             held_by_dag(node, action.partition)
             newly_dags.add(node)
@@ -178,9 +186,9 @@ def budget_record(
     by: str,
     allowances: Allowances | None = None,
 ) -> BudgetState | None:
-    """Rule d's write for ``instance``: what passed counted in the window (the instance's and each DAG's), any new
-    hold, and a held DAG's range widened by what it held now; None when this pass changes nothing of it. ``at`` is
-    the hold's time, passed in to keep this pure."""
+    """Semantics `budget-order`'s write for ``instance``: what passed counted in the window (the instance's and each
+    DAG's), any new hold, and a held DAG's range widened by what it held now; None when this pass changes nothing of it.
+    ``at`` is the hold's time, passed in to keep this pure."""
     allow = allowances if allowances is not None else Allowances()
     passed = budgeted.counted.get(instance, 0)
     newly_dags = {n for n in budgeted.newly_held_dags if n.instance == instance}
@@ -190,7 +198,7 @@ def budget_record(
         return None
     record = window.add(state, passed) if passed else state
     dags: dict[str, DagBudget] = {}
-    for dag_id, dag in state.dags.items():  # rule g: a DAG with nothing left to remember is dropped
+    for dag_id, dag in state.dags.items():  # semantics `budget-window`: a DAG with nothing left to remember is dropped
         kept = dag.model_copy(update={"started": window.live(dag.started)})
         if kept.held or kept.started or kept.released_through:
             dags[dag_id] = kept

@@ -1,18 +1,20 @@
-"""Each DAG's trigger allowance (semantics rule 15h): how many new runs of it the graph explains in the budget's window.
+"""Each DAG's trigger allowance (semantics `budget-per-dag`): how many new runs of it the graph explains in the budget's
+window.
 
 Rules:
-1. A DAG's grid and its sources' grids bound how many of its partitions can become due in a window: a source whose
-   grid puts ``n`` points in the window, each of which maps to ``k`` partitions of the DAG (a daily upstream under an
-   hourly DAG: 24), explains ``n * k`` triggers; the DAG expects the largest of its sources' (a partition is triggered
-   once all its sources are in, so sources are not summed). Without a grid a source is one point per window.
-2. The allowance is ``max(floor, MARGIN * expected)``; a floor of 0 turns the per-DAG brake off (allowance 0).
-3. A declared backfill (``{prefix}/config/backfill/{instance}/{dag}/{partition}``) explains its own partitions and,
-   for every DAG below the backfilled one, the partitions whose window overlaps the backfill's range: those pass
-   uncounted (:meth:`Declared.covers`). A DAG's release (``coordinator release INSTANCE --dag DAG``) is declared the
-   same way over the range it let through (``released_first`` .. ``released_last``), for that DAG and every DAG
-   below it: the released runs' successes do not hold their dependents again. A partition outside these is merely
-   counted (errs on the side of holding).
-4. Pure and deterministic: the sample the grids are measured on is fixed (:data:`SAMPLE_FROM`), not the clock.
+- **Grids bound the due partitions.** A DAG's grid and its sources' grids bound how many of its partitions can become
+  due in a window: a source whose grid puts ``n`` points in the window, each of which maps to ``k`` partitions of the
+  DAG (a daily upstream under an hourly DAG: 24), explains ``n * k`` triggers; the DAG expects the largest of its
+  sources' (a partition is triggered once all its sources are in, so sources are not summed). Without a grid a source is
+  one point per window.
+- **The allowance** is ``max(floor, MARGIN * expected)``; a floor of 0 turns the per-DAG brake off (allowance 0).
+- **Backfills explain themselves.** A declared backfill (``{prefix}/config/backfill/{instance}/{dag}/{partition}``)
+  explains its own partitions and, for every DAG below the backfilled one, the partitions whose window overlaps the
+  backfill's range: those pass uncounted (:meth:`Declared.covers`). A DAG's release (``coordinator release INSTANCE
+  --dag DAG``) is declared the same way over the range it let through (``released_first`` .. ``released_last``), for
+  that DAG and every DAG below it: the released runs' successes do not hold their dependents again. A partition outside
+  these is merely counted (errs on the side of holding).
+- **Pure and deterministic**: the sample the grids are measured on is fixed (:data:`SAMPLE_FROM`), not the clock.
 """
 
 from __future__ import annotations
@@ -26,22 +28,23 @@ from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.spec.deadline import window_end
 
-#: Rule 2's floor: 40 new runs of one DAG in the window. A catch-up after four weeks of downtime of a daily DAG is 28
-#: partitions of each dependent, all due at once; 13 days of an 8-DAG graph written by an outside writer is 13 per
-#: DAG. A forged flood of 300 successes of one root asks for 300 of each dependent: 40 start, the rest wait.
+#: **The allowance**' floor: 40 new runs of one DAG in the window. A catch-up after four weeks of downtime of a daily
+#: DAG is 28 partitions of each dependent, all due at once; 13 days of an 8-DAG graph written by an outside writer is 13
+#: per DAG. A forged flood of 300 successes of one root asks for 300 of each dependent: 40 start, the rest wait.
 DEFAULT_DAG_ALLOWANCE_FLOOR = 40
-#: Rule 2's margin: twice what the grids explain, so a rerun of every partition of a window (a clear of the
+#: **The allowance**' margin: twice what the grids explain, so a rerun of every partition of a window (a clear of the
 #: upstream's runs) still passes; a flood is an order of magnitude beyond, not a factor of two.
 MARGIN = 2
-#: Rule 4: grids are measured from here, over this many points: enough to see the shortest gap of a grid that is
-#: irregular within a day or a week (``0 9,17 * * 1-5``) and its mapping across a DST change.
+#: **Pure and deterministic**: grids are measured from here, over this many points: enough to see the shortest gap of a
+#: grid that is irregular within a day or a week (``0 9,17 * * 1-5``) and its mapping across a DST change.
 SAMPLE_FROM = datetime(2024, 3, 1, tzinfo=UTC)
 SAMPLE_POINTS = 48
 _SECOND = timedelta(seconds=1)
 
 
 def points_in_window(grid: Grid | None, window_s: float) -> int:
-    """At most how many points of ``grid`` fall in any window of ``window_s`` seconds (rule 1)."""
+    """At most how many points of ``grid`` fall in any window of ``window_s`` seconds
+    (**Grids bound the due partitions**)."""
     if grid is None:
         return 1
     at, gaps = grid.floor(SAMPLE_FROM), []
@@ -53,7 +56,8 @@ def points_in_window(grid: Grid | None, window_s: float) -> int:
 
 
 def _fan_out(graph: Graph, node: NodeId, source: NodeId) -> int:
-    """At most how many partitions of ``node`` one partition of ``source`` maps to (rule 1's ``k``)."""
+    """At most how many partitions of ``node`` one partition of ``source`` maps to (**Grids bound the due partitions**'
+    ``k``)."""
     grid = graph.dags[source].grid
     at = SAMPLE_FROM if grid is None else grid.floor(SAMPLE_FROM)
     most = 1
@@ -65,7 +69,8 @@ def _fan_out(graph: Graph, node: NodeId, source: NodeId) -> int:
 
 
 def expected_runs(graph: Graph, node: NodeId, window_s: float) -> int:
-    """Rule 1: the new runs of ``node`` its sources' grids explain in a window (its own grid's for a root)."""
+    """**Grids bound the due partitions**: the new runs of ``node`` its sources' grids explain in a window (its own
+    grid's for a root)."""
     spec = graph.dags[node]
     sources = sorted({*spec.upstreams, *spec.on_failure_of})
     if not sources:
@@ -74,15 +79,15 @@ def expected_runs(graph: Graph, node: NodeId, window_s: float) -> int:
 
 
 def dag_allowances(graph: Graph, window_s: float, floor: int) -> dict[NodeId, int]:
-    """Rule 2 for every DAG of ``graph`` (empty when the floor is 0: the per-DAG brake is off)."""
+    """**The allowance** for every DAG of ``graph`` (empty when the floor is 0: the per-DAG brake is off)."""
     if floor <= 0:
         return {}
     return {node: max(floor, MARGIN * expected_runs(graph, node, window_s)) for node in graph.dags}
 
 
 class _OnDemand(Mapping[NodeId, int]):
-    """Rule 2 per DAG, computed the first time a DAG is asked about: a pass asks only about the DAGs it triggers,
-    and measuring every DAG of a 5,000-DAG graph with mixed grids takes about a second."""
+    """**The allowance** per DAG, computed the first time a DAG is asked about: a pass asks only about the DAGs it
+    triggers, and measuring every DAG of a 5,000-DAG graph with mixed grids takes about a second."""
 
     def __init__(self, graph: Graph, window_s: float, floor: int) -> None:
         self._graph, self._window_s, self._floor = graph, window_s, floor
@@ -109,7 +114,7 @@ def graph_allowances(graph: Graph, window_s: float, floor: int) -> Allowances:
 
 @dataclass(frozen=True)
 class Allowances:
-    """What the budget judges each DAG against: the floor, and the graph's allowance per DAG (rule 2)."""
+    """What the budget judges each DAG against: the floor, and the graph's allowance per DAG (**The allowance**)."""
 
     floor: int = 0
     per_dag: Mapping[NodeId, int] = field(default_factory=dict)
@@ -121,7 +126,7 @@ class Allowances:
 
 @dataclass(frozen=True)
 class Declared:
-    """Rule 3: the partitions a declared backfill explains."""
+    """**Backfills explain themselves**: the partitions a declared backfill explains."""
 
     exact: frozenset[tuple[NodeId, str]] = frozenset()
     #: DAG below a backfilled one -> the backfills' ranges, ``[first partition, end of the last one's window)``.
@@ -142,7 +147,8 @@ class Declared:
 def declared_backfills(
     graph: Graph, backfills: Iterable[tuple[NodeId, str]], releases: Iterable[tuple[NodeId, str, str]] = ()
 ) -> Declared:
-    """Rule 3 from the view's backfill requests (``View.backfills``) and the DAG releases ``(DAG, first, last)``."""
+    """**Backfills explain themselves** from the view's backfill requests (``View.backfills``) and the DAG releases
+    ``(DAG, first, last)``."""
     exact = frozenset(backfills)
     bounds: dict[NodeId, tuple[str, str]] = {}
     for node, partition in exact:

@@ -1,9 +1,10 @@
-"""The trigger budget's state as a value: ``{prefix}/config/budget/{instance}`` (semantics rule 15).
+"""The trigger budget's state as a value: ``{prefix}/config/budget/{instance}`` (semantics `trigger-budget`).
 
 A fact of the view like the retention floor (``View.budgets``), so every decision reads it from the same snapshot as
 the run states; what it lets pass is ``coordinator.core.budget``'s. One record per instance holds the instance-wide
-ceiling's count and hold and, in ``dags``, each DAG's own count and hold (rule 15h): one compare-and-swap still
-counts a whole pass of an instance, and a record without ``dags`` (written before per-DAG holds) decodes as before.
+ceiling's count and hold and, in ``dags``, each DAG's own count and hold (semantics `budget-per-dag`): one
+compare-and-swap still counts a whole pass of an instance, and a record without ``dags`` (written before per-DAG holds)
+decodes as before.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class DagBudget(BaseModel):
-    """One DAG's part of the instance's record (``dags[dag_id]``, rule 15h): its count in the window and its hold."""
+    """One DAG's part of the instance's record (``dags[dag_id]``, semantics `budget-per-dag`): its count in the window
+    and its hold."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     held: bool = False
@@ -31,7 +33,8 @@ class DagBudget(BaseModel):
     #: Triggers of this DAG caused at or before this revision pass (``coordinator release INSTANCE --dag DAG``).
     released_through: int = Field(default=0, ge=0)
     #: The range the last release let through (the held range then): its partitions, of this DAG and of every DAG
-    #: below it, pass uncounted afterwards (``coordinator.core.budget_allowance`` rule 3), as a backfill's do.
+    #: below it, pass uncounted afterwards (``coordinator.core.budget_allowance``'s **Backfills explain themselves**),
+    #: as a backfill's do.
     released_first: str | None = None
     released_last: str | None = None
     #: As :attr:`BudgetState.started`, for this DAG's new runs only.
@@ -59,20 +62,21 @@ class BudgetState(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     held: bool = False
-    #: The limit in force when the hold was recorded: a larger limit lifts the hold (rule c).
+    #: The limit in force when the hold was recorded: a larger limit lifts the hold (semantics `budget-holds-stay`).
     limit: int = Field(default=0, ge=0)
     #: How many new triggers were held when the hold was recorded.
     held_count: int = Field(default=0, ge=0)
     held_at: datetime | None = None
-    #: Triggers caused at or before this revision pass (rule b); written by ``coordinator release``.
+    #: Triggers caused at or before this revision pass (semantics `budget-explained-pass`); written by
+    #: ``coordinator release``.
     released_through: int = Field(default=0, ge=0)
     by: str = ""
     at: datetime | None = None
     #: New runs let through per bucket of the window, ``(bucket start in epoch seconds, count)``, oldest first: the
-    #: count that ``coordinator.core.budget.Window`` judges (rule d). Kept here, in etcd, so that it holds across
-    #: reconcile passes and a failover; a release empties it.
+    #: count that ``coordinator.core.budget.Window`` judges (semantics `budget-order`). Kept here, in etcd, so that it
+    #: holds across reconcile passes and a failover; a release empties it.
     started: tuple[tuple[int, int], ...] = ()
-    #: Rule 15h: dag_id -> that DAG's count and hold (absent in records written before per-DAG holds).
+    #: Semantics `budget-per-dag`: dag_id -> that DAG's count and hold (absent in records written before per-DAG holds).
     dags: dict[str, DagBudget] = Field(default_factory=dict)
 
     def held_dags(self) -> dict[str, DagBudget]:

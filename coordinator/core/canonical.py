@@ -9,76 +9,91 @@ state, measured with ``bench/view_load.py``). The fact is built here, not handed
 pack again: that was a tenth of a microsecond per key.
 
 Rules:
-1. Exactly equivalent or nothing: for a value these functions accept, ``parse_run_record`` / ``parse_trigger_record``
-   would accept it too and the view would keep the same fact (``RunFact.of`` / ``LedgerFact.of`` of that record).
-   Anything else (an unknown field, a wrong type, a value out of range, a time in another zone or without one, a
-   ledger entry that is not done) returns None and the caller takes the pydantic path, which decides (and words)
-   every problem. Declining is always safe; accepting must be exact (``tests/test_canonical.py`` checks both on
-   random valid and invalid values).
-2. Times: msgspec and pydantic read every RFC 3339 form msgspec accepts to the same instant, except a fraction of
-   more than six digits (msgspec rounds it, pydantic truncates): a value holding one anywhere is declined (searched
-   per value, or once for a whole snapshot page: ``no_long_fraction``). A time whose zone is not UTC (another
-   offset, or none) is declined too: the view keeps pydantic's reading of those.
-3. Pure: no I/O, no clock, no logging.
+- **Exactly equivalent or nothing**: for a value these functions accept, ``parse_run_record`` / ``parse_trigger_record``
+  would accept it too and the view would keep the same fact (``RunFact.of`` / ``LedgerFact.of`` of that record).
+  Anything else (an unknown field, a wrong type, a value out of range, a time in another zone or without one, a ledger
+  entry that is not done) returns None and the caller takes the pydantic path, which decides (and words) every problem.
+  The structs are built from the pydantic models' own fields (``_struct_of``), so a field added to a record reaches this
+  path with its type, bounds and default. Declining is always safe; accepting must be exact (``tests/test_canonical.py``
+  checks both on random valid and invalid values).
+- **UTC times, six digits.** msgspec and pydantic read every RFC 3339 form msgspec accepts to the same instant,
+  except a fraction of more than six digits (msgspec rounds it, pydantic truncates): a value holding one anywhere is
+  declined (searched per value, or once for a whole snapshot page: ``no_long_fraction``). A time whose zone is not UTC
+  (another offset, or none) is declined too: the view keeps pydantic's reading of those.
+- **Pure**: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Iterable, Sequence
+from datetime import UTC
 from sys import intern
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
+import annotated_types
 import msgspec
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 from coordinator.core.facts import LedgerFact, RunFact
-from coordinator.core.model import RunState, TriggerAction, TriggerStatus
+from coordinator.core.model import RunRecord, TriggerRecord, TriggerStatus
 
 #: Integers of 64 bits at most (msgspec's bounds are int64; beyond them pydantic decides, this path does not guess).
 _INT_MAX = (1 << 63) - 1
-#: Rule 2: a fraction of seconds of seven digits or more, anywhere in the value (msgspec rounds it, pydantic cuts it).
+#: **UTC times, six digits**: a fraction of seconds of seven digits or more, anywhere in the value (msgspec rounds it,
+#: pydantic cuts it).
 _LONG_FRACTION = re.compile(rb"\.[0-9]{7}")
 
-_Count = Annotated[int, msgspec.Meta(ge=0, le=_INT_MAX)]
-_Signed = Annotated[int, msgspec.Meta(ge=-_INT_MAX, le=_INT_MAX)]
-_Positive = Annotated[int, msgspec.Meta(ge=1, le=_INT_MAX)]
-_RunId = Annotated[str, msgspec.Meta(min_length=1)]
+
+def _strict(annotation: Any, metadata: Sequence[Any] = ()) -> Any:
+    """The msgspec type that reads a JSON value as a pydantic field of ``annotation`` with ``metadata`` does
+    (**Exactly equivalent or nothing**): every int bounded to 64 bits, pydantic's ``ge`` and ``min_length`` kept,
+    any other type as it is. A constraint this does not know is an error at import, never a silent difference."""
+    if get_origin(annotation) is Annotated:
+        base, *extra = get_args(annotation)
+        found = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else (e,))]
+        return _strict(base, [*metadata, *found])
+    meta: dict[str, int] = {}
+    for m in metadata:
+        if isinstance(m, annotated_types.Ge) and isinstance(m.ge, int):
+            meta["ge"] = m.ge
+        elif isinstance(m, annotated_types.MinLen):
+            meta["min_length"] = m.min_length
+        else:
+            raise TypeError(f"canonical: no msgspec reading of the constraint {m!r}")
+    if annotation is int:
+        return Annotated[int, msgspec.Meta(ge=meta.get("ge", -_INT_MAX), le=_INT_MAX)]
+    if annotation is str and set(meta) <= {"min_length"}:
+        return Annotated[str, msgspec.Meta(min_length=meta["min_length"])] if meta else str
+    if meta:
+        raise TypeError(f"canonical: no msgspec reading of {meta} on {annotation!r}")
+    if get_origin(annotation) is dict:
+        key, value = get_args(annotation)
+        return dict[_strict(key), _strict(value)]  # type: ignore[misc]
+    return annotation
 
 
-class _Run(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A run-state value as ``RunRecord`` reads it: strict JSON types, no unknown field."""
-
-    state: RunState
-    run_id: _RunId
-    clear_number: _Count = 0
-    updated_at: datetime | None = None
-    source: str = "unknown"
-    start_date: datetime | None = None
-    end_date: datetime | None = None
-
-
-class _DoneLedger(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """A done ledger value as ``TriggerRecord`` reads it: strict JSON types, no unknown field."""
-
-    status: Literal["done"]
-    action: TriggerAction
-    run_id: str
-    inputs: dict[str, _Count] = {}
-    reason: str = ""
-    cause_rev: _Signed = 0
-    intent_rev: _Signed = 0
-    requested_at: datetime | None = None
-    done_at: datetime | None = None
-    watcher: str = ""
-    attempts: _Signed = 0
-    last_error: str | None = None
-    prior_queued_at: str | None = None
-    trigger_count: _Positive = 1
+def _struct_of(model: type[BaseModel], name: str, **fixed: Any) -> type[msgspec.Struct]:
+    """A msgspec ``Struct`` with ``model``'s fields, types and defaults (``fixed`` replaces a field's type), no unknown
+    field: the one definition of a value stays the pydantic model, this path only reads it faster."""
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+    for field_name, info in model.model_fields.items():
+        kind = fixed.get(field_name) or _strict(info.annotation, info.metadata)
+        if info.is_required():
+            fields.append((field_name, kind))
+        else:
+            fields.append((field_name, kind, info.get_default(call_default_factory=True)))
+    return msgspec.defstruct(name, fields, forbid_unknown_fields=True, gc=False)
 
 
-_RUN = msgspec.json.Decoder(_Run)
-_DONE_LEDGER = msgspec.json.Decoder(_DoneLedger)
+#: A run-state value as ``RunRecord`` reads it: strict JSON types, no unknown field.
+_Run = _struct_of(RunRecord, "_Run")
+#: A done ledger value as ``TriggerRecord`` reads it: strict JSON types, no unknown field.
+_DoneLedger = _struct_of(TriggerRecord, "_DoneLedger", status=Literal["done"])
+
+_RUN: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_Run)
+_DONE_LEDGER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_DoneLedger)
 _long_fraction = _LONG_FRACTION.search
 #: The facts are built with ``tuple.__new__`` (C) rather than the named tuples' Python ``__new__``.
 _new = tuple.__new__
@@ -86,22 +101,24 @@ _DONE = TriggerStatus.DONE
 
 
 def no_long_fraction(values: Iterable[bytes]) -> bool:
-    """True when no value of ``values`` holds a fraction of seven digits or more (rule 2). One search of them all,
-    joined by newlines (neither a dot nor a digit: no match spans two values), costs a third less than one per value: a
-    snapshot page asks it once and gives the answer to ``run_fact`` / ``done_ledger_fact`` as ``scanned``."""
+    """True when no value of ``values`` holds a fraction of seven digits or more (**UTC times, six digits**). One search
+    of them all, joined by newlines (neither a dot nor a digit: no match spans two values), costs a third less than one
+    per value: a snapshot page asks it once and gives the answer to ``run_fact`` / ``done_ledger_fact`` as
+    ``scanned``."""
     return _long_fraction(b"\n".join(values)) is None
 
 
 def run_fact(raw: bytes, rev: int, scanned: bool = False) -> RunFact | None:
     """The fact of a canonical run-state value written at ``rev`` (``seen``: ``updated_at`` where a date it stands in
-    for is missing, as ``RunFact.of`` keeps it; run id and source interned); None: pydantic's. ``scanned``: rule 2's
-    search of ``raw`` is done (``no_long_fraction`` of values holding it was True)."""
+    for is missing, as ``RunFact.of`` keeps it; run id and source interned); None: pydantic's. ``scanned``:
+    **UTC times, six digits**' search of ``raw`` is done (``no_long_fraction`` of values holding it was True)."""
     try:
         data = _RUN.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):  # invalid UTF-8 (a lone surrogate) is pydantic's to word
         return None
     start, end, seen = data.start_date, data.end_date, data.updated_at
-    # Rule 2 (msgspec gives ``Z`` and ``+00:00`` the shared ``datetime.UTC``), tested inline: this runs per key.
+    # **UTC times, six digits** (msgspec gives ``Z`` and ``+00:00`` the shared ``datetime.UTC``), tested inline: this
+    # runs per key.
     if (
         (start is not None and start.tzinfo is not UTC)
         or (end is not None and end.tzinfo is not UTC)
@@ -131,7 +148,7 @@ def done_ledger_fact(
         or (done_at is not None and done_at.tzinfo is not UTC)
         or (not scanned and _long_fraction(raw))
     ):
-        return None  # rule 2
+        return None  # **UTC times, six digits**
     inputs = data.inputs
     keys = tuple(inputs)
     return _new(LedgerFact, (

@@ -1,4 +1,4 @@
-"""The plan checkpoint as a value: ``{prefix}/config/checkpoint`` (semantics rule 19).
+"""The plan checkpoint as a value: ``{prefix}/config/checkpoint`` (semantics `checkpoint-first`).
 
 A leader whose trigger work is settled records the revision it has planned through; a watcher that starts later
 (a restart, a cold standby taking the lead) plans first only what changed after that revision, then every partition
@@ -7,13 +7,13 @@ and never skips any: the full pass that always follows judges everything, so a c
 unreadable or even wrong costs time, never a trigger, and exactly-once rests on the ledger as before.
 
 Rules:
-1. The value records the revision ``R`` the leader had planned through, the digest of the graph it planned with,
-   who wrote it and when. "Planned through R": every run-state, ledger, task and backfill key at or below R was
-   planned by a pass of that leader, each action those passes made has left the actuator (confirmed, recorded as
-   an error, or handed back), and a full pass ran in its term (``watcher/triggers.py`` rule 5).
-2. A fact of the view like the retention floor (``View.checkpoint``), read with the same revision as the facts it
-   speaks of (``model.parse_value``, written with ``model.dump_record``); an unparsable value is a problem of the
-   view and means no checkpoint.
+- **What the value records.** The value records the revision ``R`` the leader had planned through, the digest of the
+  graph it planned with, who wrote it and when. "Planned through R": every run-state, ledger, task and backfill key at
+  or below R was planned by a pass of that leader, each action those passes made has left the actuator (confirmed,
+  recorded as an error, or handed back), and a full pass ran in its term (``watcher/triggers.py`` rule 5).
+- **A fact of the view** like the retention floor (``View.checkpoint``), read with the same revision as the facts it
+  speaks of (``model.parse_value``, written with ``model.dump_record``); an unparsable value is a problem of the view
+  and means no checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class PlanCheckpoint(BaseModel):
-    """Value of ``{prefix}/config/checkpoint`` (rule 1), written only by the leading watcher."""
+    """Value of ``{prefix}/config/checkpoint`` (**What the value records**), written only by the leading watcher."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     revision: int = Field(ge=0)

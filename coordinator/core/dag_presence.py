@@ -1,13 +1,13 @@
 """Do the graph's DAGs exist in their Airflow? The comparison behind ``coordinator validate --airflow``.
 
 Rules:
-1. Pure: the graph, an instance name and what that Airflow lists (dag id -> paused) in, a :class:`DagPresence` out;
-   listing the DAGs is the caller's I/O.
-2. A DAG of the instance that Airflow does not list is missing: the watcher's trigger would fail with a 404 and its
-   dependents would wait. Each missing DAG carries the Airflow DAG ids it is probably a typo of (the same near-miss
-   rule as ``spec.near_misses``), so a misspelling on either side shows up as "did you mean".
-3. A listed but paused DAG is reported apart: it exists, but a run the coordinator creates waits in ``queued`` (and a
-   paused root never runs on its schedule) until someone unpauses it.
+- **Pure**: the graph, an instance name and what that Airflow lists (dag id -> paused) in, a :class:`DagPresence` out;
+  listing the DAGs is the caller's I/O.
+- **Missing DAGs.** A DAG of the instance that Airflow does not list is missing: the watcher's trigger would fail with a
+  404 and its dependents would wait. Each missing DAG carries the Airflow DAG ids it is probably a typo of (the same
+  near-miss rule as ``spec.near_misses``), so a misspelling on either side shows up as "did you mean".
+- **Paused DAGs apart.** A listed but paused DAG is reported apart: it exists, but a run the coordinator creates waits
+  in ``queued`` (and a paused root never runs on its schedule) until someone unpauses it.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ class DagPresence:
 
 
 def dag_presence(graph: Graph, instance: str, listed: Mapping[str, bool]) -> DagPresence:
-    """Rules 2 and 3 for the DAGs of ``instance``; ``listed`` maps every DAG id Airflow lists to its paused flag."""
+    """**Missing DAGs** and **Paused DAGs apart** for the DAGs of ``instance``; ``listed`` maps every DAG id Airflow
+    lists to its paused flag."""
     nodes = tuple(sorted(n for n in graph.dags if n.instance == instance))
     missing = tuple(MissingDag(n, tuple(near_misses(n.dag_id, listed))) for n in nodes if n.dag_id not in listed)
     paused = tuple(n for n in nodes if listed.get(n.dag_id, False))

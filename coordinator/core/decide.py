@@ -1,22 +1,24 @@
 """The one decision: (graph, view, partitions, now) -> the plan, with every partition's state and reason.
 
 The watcher, ``status``, ``why``, ``reconcile --dry-run``, ``backfill`` and the dependencies page all decide here and
-nowhere else, so none of them can skip a step the others take (semantics rule 14). Rules, numbered as in
-``docs/semantics.md`` rule 14:
+nowhere else, so none of them can skip a step the others take (semantics `one-decision`). Rules, in the order of
+semantics `one-decision`:
 
-a. The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``) is decided with
-   ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act; semantics rule 9d);
-   otherwise the activation the leader would write for this graph (``activation.adopt``: new or changed DAGs are active
-   from the view's revision), or the view's own when nothing changed. A caller that already adopted (the leading
-   watcher wrote the activation, or holds a first adoption it decided) passes that :class:`Adoption` instead of
-   re-deciding it: the decision is the same, the history is not re-counted on every pass.
-b. Then the planner (``planner.plan`` for whole partitions, ``planner.plan_changes`` for what changed): rules 1-10
-   and 12 unchanged.
-c. Then retention, from the floor IN the view (``View.floor``, read at the same revision as the facts): the
-   triggers of retired decisions are dropped and their verdicts say so (semantics rule 11b).
-d. ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status`` and the page judge
-   deadlines (semantics rule 13, ``core/deadline/states.py``) at the same ``Decision.now``.
-e. Pure: no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
+a. **Activation first.** The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``)
+   is decided with ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act;
+   semantics `adoption-flood-guard`); otherwise the activation the leader would write for this graph
+   (``activation.adopt``: new or changed DAGs are active from the view's revision), or the view's own when nothing
+   changed. A caller that already adopted (the leading watcher wrote the activation, or holds a first adoption it
+   decided) passes that :class:`Adoption` instead of re-deciding it: the decision is the same, the history is not
+   re-counted on every pass.
+b. **Then the plan.** Then the planner (``planner.plan`` for whole partitions, ``planner.plan_changes`` for what
+   changed): the planner's rules unchanged.
+c. **Then retention.** Then retention, from the floor IN the view (``View.floor``, read at the same revision as the
+   facts): the triggers of retired decisions are dropped and their verdicts say so (semantics `retired-inert`).
+d. **Now as an input.** ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status``
+   and the page judge deadlines (semantics `deadlines-judged`, ``core/deadline/states.py``) at the same
+   ``Decision.now``.
+e. **Pure.** no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
 """
 
 from __future__ import annotations
@@ -44,10 +46,11 @@ from coordinator.core.view import View
 
 @dataclass(frozen=True, slots=True)
 class Adoption:
-    """Rule a: the activation decisions are planned against, and the first adoption when there is one."""
+    """**Activation first**: the activation decisions are planned against, and the first adoption when there is one."""
 
     activation: Activation | None
-    #: Set when no graph was ever adopted under the prefix (semantics rule 9): held when ``activation`` is None.
+    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): held when ``activation`` is
+    #: None.
     first: FirstAdoption | None = None
 
     @property
@@ -67,7 +70,8 @@ class Decision:
     retirement: Retirement | None = None
 
     def why_retired(self, node: NodeId, partition: str) -> str | None:
-        """None when a decision of ``node`` for ``partition`` is live; else why retention retires it (rule c)."""
+        """None when a decision of ``node`` for ``partition`` is live; else why retention retires it
+        (**Then retention**)."""
         return self.retirement.why_retired(node, partition) if self.retirement is not None else None
 
 
@@ -79,7 +83,8 @@ def adoption_for(
     *,
     by: str = "",
 ) -> Adoption:
-    """Rule a: what the leader would plan against on this view (a first adoption decided, or the change adopted)."""
+    """**Activation first**: what the leader would plan against on this view (a first adoption decided, or the change
+    adopted)."""
     if is_first_adoption(view):
         first = first_adoption(graph, view, history or HistoryChoice(), limit, by=by)
         return Adoption(first.activation, first)
@@ -101,12 +106,12 @@ def decide(
     skip: Iterable[str] = (),
     retirement: Retirement | None = None,
 ) -> Decision:
-    """Rules a-e. ``partitions``: planned whole (every known one when None); ``changed`` instead: only the DAGs whose
-    facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole in the same
-    pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of the floor's
-    retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
+    """Every rule of the module. ``partitions``: planned whole (every known one when None); ``changed`` instead: only
+    the DAGs whose facts changed and what depends on them (``plan_changes``; ``skip``: partitions the caller plans whole
+    in the same pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of
+    the floor's retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
     adopted = adoption if adoption is not None else adoption_for(graph, view, history, limit)
-    # A held first adoption activates nothing; the view's activation is None then too (rule a).
+    # A held first adoption activates nothing; the view's activation is None then too (**Activation first**).
     active = adopted.activation
     if changed is not None:
         result = plan_changes(graph, view, changed, activation=active, skip=skip)

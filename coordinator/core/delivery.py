@@ -9,44 +9,47 @@ drives these functions against a simulated etcd and target Airflow and crashes b
 Airflow's ``POST /api/v2/assets/events`` has no idempotency key: each call creates one more event. Exactly once
 therefore rests on the ledger (fenced like the trigger ledger) and on a look-up before any repeat.
 
-Rules, numbered as in ``docs/semantics.md`` ("Rule 17: delivering an asset event exactly once"):
+Rules, named as in ``docs/semantics.md`` (semantics `asset-exactly-once`):
 
-1. Intent first. A delivery starts by writing its ledger entry as ``pending`` in a transaction that compares the
-   revision the planner saw and that this watcher still holds the leader key (fencing). A lost race or lost
-   leadership ends the attempt: nothing was sent. Every later write compares the revision of the previous one.
-2. Resolve the target's asset by URI (and name) before posting: Airflow 3 takes an ``asset_id`` only. The id is
-   cached by the caller and resolved afresh after a 404 (rule 5) and before any look-up (rule 3). An asset the
-   target does not know is not a lost event: the delivery stays pending (``error``, retried) and ``why asset``
-   says so.
-3. Post only what cannot have been posted. An intent this attempt recorded from nothing (no entry before) cannot have
-   been sent: post at once. Any other entry (``pending`` or ``error``: a crash, a lost answer, a refusal) may have
-   been: look the event up in the target first (events of that asset whose ``extra`` carries this delivery's marker)
-   and post only when none is found.
-4. Every POST carries the marker (``extra["coordinator_delivery"] = "{source}:{event id}"``) and the source event's
-   ``extra`` and ``partition_key`` (an Airflow 2 target has no partition keys: the event goes without it and the
-   entry says ``partition_dropped``).
-5. A 404 to the POST means the cached asset id is stale (the asset was re-created) and nothing was created: resolve
-   once more, bypassing the cache, and post again. A second 404 is a refusal (rule 7).
-6. Confirm: the entry becomes ``done`` with the target's event id. A resumed entry already ``done`` (or gone) is left
-   alone.
-7. Errors are recorded and retried later: a refusal (a 404 to anything but the POST included) after
-   ``error_retry_s``, a transient failure (no answer, 5xx) after at most ``TRANSIENT_RETRY_S``. A lost answer to the
-   POST is transient: the retry looks first (rule 3).
-8. A new term's look waits for the old term's calls. An entry not written in this leader's current term (its mod
-   revision is below the term's revision, the leader key's create revision: every ledger write is fenced, so only
-   this term's leader can have written above it) may belong to a POST still in flight from a leader whose lease ran
-   out. Until the term's ``look_after`` (its start + the longest an Airflow call can take + a margin, computed by
-   the caller) a look could miss that POST and post a second event, so the delivery is deferred: no write, no
-   call, the entry stays as it is and is due again in a later round (``Done.deferred_until``). An entry this term
-   wrote, and a delivery with no entry, never wait. An entry with a skip request (rule 10) is judged by the revision
-   its last leader write had (``SkipRequest.entry_rev``), since the request itself is not a leader's write.
-9. (The caller's.) Immediately before a POST the caller checks that its lease is not in doubt and ends the round as
-   on a lost leadership when it is: no POST leaves a leader that may already have been replaced, so rule 8's wait
-   covers every POST of an earlier term.
-10. Skip (``core/assets.py`` rule 16g). An entry carrying an operator's skip request is given up where a POST would
-    come: after its look-up found nothing (an entry with a request is never fresh), or when the target does not know
-    the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up that finds the
-    event confirms it ``done`` as always: a skip never hides a delivery that happened.
+- semantics `delivery-intent-first`: Intent first. A delivery starts by writing its ledger entry as ``pending`` in a
+  transaction that compares the revision the planner saw and that this watcher still holds the leader key (fencing). A
+  lost race or lost leadership ends the attempt: nothing was sent. Every later write compares the revision of the
+  previous one.
+- semantics `delivery-resolve`: Resolve the target's asset by URI (and name) before posting: Airflow 3 takes an
+  ``asset_id`` only. The id is cached by the caller and resolved afresh after a 404 (semantics `delivery-post-404`) and
+  before any look-up (semantics `delivery-look-first`). An asset the target does not know is not a lost event: the
+  delivery stays pending (``error``, retried) and ``why asset`` says so.
+- semantics `delivery-look-first`: Post only what cannot have been posted. An intent this attempt recorded from nothing
+  (no entry before) cannot have been sent: post at once. Any other entry (``pending`` or ``error``: a crash, a lost
+  answer, a refusal) may have been: look the event up in the target first (events of that asset whose ``extra`` carries
+  this delivery's marker) and post only when none is found.
+- semantics `delivery-post`: Every POST carries the marker (``extra["coordinator_delivery"] = "{source}:{event id}"``)
+  and the source event's ``extra`` and ``partition_key`` (an Airflow 2 target has no partition keys: the event goes
+  without it and the entry says ``partition_dropped``).
+- semantics `delivery-post-404`: A 404 to the POST means the cached asset id is stale (the asset was re-created) and
+  nothing was created: resolve once more, bypassing the cache, and post again. A second 404 is a refusal
+  (semantics `delivery-errors`).
+- semantics `delivery-confirm`: Confirm: the entry becomes ``done`` with the target's event id. A resumed entry already
+  ``done`` (or gone) is left alone.
+- semantics `delivery-errors`: Errors are recorded and retried later: a refusal (a 404 to anything but the POST
+  included) after ``error_retry_s``, a transient failure (no answer, 5xx) after at most ``TRANSIENT_RETRY_S``. A lost
+  answer to the POST is transient: the retry looks first (semantics `delivery-look-first`).
+- semantics `delivery-term-wait`: A new term's look waits for the old term's calls. An entry not written in this
+  leader's current term (its mod revision is below the term's revision, the leader key's create revision: every ledger
+  write is fenced, so only this term's leader can have written above it) may belong to a POST still in flight from a
+  leader whose lease ran out. Until the term's ``look_after`` (its start + the longest an Airflow call can take + a
+  margin, computed by the caller) a look could miss that POST and post a second event, so the delivery is deferred: no
+  write, no call, the entry stays as it is and is due again in a later round (``Done.deferred_until``). An entry this
+  term wrote, and a delivery with no entry, never wait. An entry with a skip request (semantics `delivery-skip`) is
+  judged by the revision its last leader write had (``SkipRequest.entry_rev``), since the request itself is not a
+  leader's write.
+- semantics `delivery-lease-check`: (The caller's.) Immediately before a POST the caller checks that its lease is not in
+  doubt and ends the round as on a lost leadership when it is: no POST leaves a leader that may already have been
+  replaced, so the wait of semantics `delivery-term-wait` covers every POST of an earlier term.
+- semantics `delivery-skip`: Skip (semantics `asset-skip`). An entry carrying an operator's skip request is given
+  up where a POST would come: after its look-up found nothing (an entry with a request is never fresh), or when the
+  target does not know the asset (no copy can be there). The entry becomes ``skipped`` and nothing is posted. A look-up
+  that finds the event confirms it ``done`` as always: a skip never hides a delivery that happened.
 """
 
 from __future__ import annotations
@@ -60,14 +63,15 @@ from pydantic import JsonValue
 from coordinator.core.assets import MARKER, SETTLED, DeliveryRecord, DeliveryStatus, DueDelivery
 from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
 
-#: Rule 7: the delay (at most) after a transient failure: these clear up by themselves.
+#: semantics `delivery-errors`: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
 
 
 @dataclass(frozen=True, slots=True)
 class Term:
-    """The leader's current term (rule 8): ``revision``, the leader key's create revision (every ledger write of
-    this term has a higher mod revision); ``look_after``, from when an entry of an earlier term may be looked up."""
+    """The leader's current term (semantics `delivery-term-wait`): ``revision``, the leader key's create revision (every
+    ledger write of this term has a higher mod revision); ``look_after``, from when an entry of an earlier term may be
+    looked up."""
 
     revision: int
     look_after: datetime
@@ -94,7 +98,7 @@ class Resolved:
 
 @dataclass(frozen=True, slots=True)
 class Looked:
-    """The look-up of rule 3: the target's id of the event carrying the marker, or None."""
+    """The look-up of semantics `delivery-look-first`: the target's id of the event carrying the marker, or None."""
 
     target_event_id: int | None
 
@@ -151,12 +155,13 @@ class Post:
 
 @dataclass(frozen=True, slots=True)
 class Done:
-    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request (rule 10)."""
+    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request
+    (semantics `delivery-skip`)."""
 
     confirmed: bool
     error: str | None = None
     skipped: bool = False
-    #: Rule 8: nothing was done; the delivery waits for a POST of an earlier term until then.
+    #: semantics `delivery-term-wait`: nothing was done; the delivery waits for a POST of an earlier term until then.
     deferred_until: datetime | None = None
 
 
@@ -181,7 +186,8 @@ class DeliveryState:
     step: Step
     record: DeliveryRecord
     mod_rev: int
-    #: Rule 3: this attempt recorded the intent from nothing, so nothing can have been posted before.
+    #: semantics `delivery-look-first`: this attempt recorded the intent from nothing, so nothing can have been posted
+    #: before.
     fresh: bool
     extra: dict[str, JsonValue]
     error_retry_s: float
@@ -197,15 +203,17 @@ class ProtocolError(AssertionError):
 def start(
     due: DueDelivery, now: datetime, watcher: str, error_retry_s: float, term: Term
 ) -> tuple[DeliveryState, Instruction]:
-    """Rule 1 (or 6, or 8): the first instruction of a due delivery."""
+    """Semantics `delivery-intent-first` (or 6, or 8): the first instruction of a due delivery."""
     fact = due.event.fact
     record = due.record
     if record is not None and record.status in SETTLED:
         return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
-    # Rule 8 judges the last LEADER write: an operator's skip request (rule 10) rewrites the entry without a fence.
+    # semantics `delivery-term-wait` judges the last LEADER write: an operator's skip request
+    # (semantics `delivery-skip`) rewrites the entry without a fence.
     written = record.skip.entry_rev if record is not None and record.skip is not None else due.ledger_rev
     if record is not None and written < term.revision and now < term.look_after:
-        # Rule 8: before the write, or the rewritten entry would look like this term's own once the wait is over.
+        # semantics `delivery-term-wait`: before the write, or the rewritten entry would look like this term's own once
+        # the wait is over.
         return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False, deferred_until=term.look_after)
     if record is None:
         record = DeliveryRecord(
@@ -234,12 +242,13 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
     if isinstance(event, Transient):
         return _error(state, event.error, min(state.error_retry_s, TRANSIENT_RETRY_S), now)
     if isinstance(event, Refused) or (isinstance(event, NotFound) and state.step is not Step.POSTING):
-        return _error(state, event.error, state.error_retry_s, now)  # rule 7 (a 404 to a read is a refusal)
+        # semantics `delivery-errors` (a 404 to a read is a refusal)
+        return _error(state, event.error, state.error_retry_s, now)
     if state.step is Step.RESOLVING and isinstance(event, Resolved):
         if event.asset is None:
             if state.record.skip is not None:
-                return _skip(state, now)  # rule 10: no asset there, so no copy either
-            # Rule 2: not a lost event; it waits for the target to know the asset.
+                return _skip(state, now)  # semantics `delivery-skip`: no asset there, so no copy either
+            # semantics `delivery-resolve`: not a lost event; it waits for the target to know the asset.
             error = f"asset {state.record.uri} is not known in the target: pending until it is"
             return _error(state, f"AssetUnknown: {error}", state.error_retry_s, now)
         moved = replace(state, asset=event.asset)
@@ -247,16 +256,17 @@ def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliverySta
             return _post(moved, now)
         return replace(moved, step=Step.LOOKING), Look(
             event.asset, state.record.marker, state.record.requested_at
-        )  # rule 3
+        )  # semantics `delivery-look-first`
     if state.step is Step.LOOKING and isinstance(event, Looked):
         if event.target_event_id is not None:
-            return _confirm(state, event.target_event_id, now)  # rule 3: it was posted before the crash
+            # semantics `delivery-look-first`: it was posted before the crash
+            return _confirm(state, event.target_event_id, now)
         return _post(state, now)
     if state.step is Step.POSTING and isinstance(event, Posted):
         return _confirm(state, event.target_event_id, now)
     if state.step is Step.POSTING and isinstance(event, NotFound):
         if not state.refreshed:
-            # Rule 5: nothing was created; the cached id is stale.
+            # semantics `delivery-post-404`: nothing was created; the cached id is stale.
             return replace(state, step=Step.RESOLVING, refreshed=True), Resolve(
                 state.record.uri, state.record.name, fresh=True
             )
@@ -270,7 +280,8 @@ def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruc
         if not record.intent_rev:
             record = record.model_copy(update={"intent_rev": mod_rev})
         moved = replace(state, step=Step.RESOLVING, record=record, mod_rev=mod_rev, refreshed=not state.fresh)
-        # Rule 3: a look-up with a stale id would find nothing and post a second event: resolve afresh first.
+        # semantics `delivery-look-first`: a look-up with a stale id would find nothing and post a second event: resolve
+        # afresh first.
         return moved, Resolve(record.uri, record.name, fresh=not state.fresh)
     if state.step is Step.CONFIRMING:
         return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=True)
@@ -283,9 +294,9 @@ def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruc
 
 def _post(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
     if state.record.skip is not None:
-        return _skip(state, now)  # rule 10: where the POST would come
+        return _skip(state, now)  # semantics `delivery-skip`: where the POST would come
     assert state.asset is not None
-    # Rule 4: an Airflow 2 target has no partition keys.
+    # semantics `delivery-post`: an Airflow 2 target has no partition keys.
     key = None if state.asset.v1 else state.record.partition_key
     return replace(state, step=Step.POSTING), Post(state.asset, state.extra, key)
 
@@ -307,7 +318,7 @@ def _confirm(state: DeliveryState, target_event_id: int, now: datetime) -> tuple
 
 
 def _skip(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instruction]:
-    """Rule 10: the entry becomes ``skipped``; nothing is posted."""
+    """Semantics `delivery-skip`: the entry becomes ``skipped``; nothing is posted."""
     skipped = state.record.model_copy(
         update={"status": DeliveryStatus.SKIPPED, "done_at": now, "retry_at": None, "last_error": None}
     )
@@ -315,7 +326,8 @@ def _skip(state: DeliveryState, now: datetime) -> tuple[DeliveryState, Instructi
 
 
 def _error(state: DeliveryState, error: str, delay_s: float, now: datetime) -> tuple[DeliveryState, Instruction]:
-    """Rule 7. Before the intent is in the ledger nothing can be recorded: the attempt just ends."""
+    """Semantics `delivery-errors`. Before the intent is in the ledger nothing can be recorded: the attempt just
+    ends."""
     if state.step is Step.RECORDING:
         return _over(state), Done(confirmed=False, error=error)
     failed = state.record.model_copy(

@@ -1,13 +1,13 @@
 """Signed durations for an edge's ``shift``: parsing the two written forms and the one canonical form.
 
 Rules:
-1. Two forms are read: the compact ``[+-]NdNhNmNs`` (any non-empty subset of the parts, in that order: ``-4h``,
-   ``-5d16h``, ``+30m``, ``0s``) and an ISO 8601 duration of days and time (``-P1DT4H``, ``PT30M``). Years, months
-   and weeks are refused: their length depends on the date, and a shift is a fixed number of seconds, like Airflow's
-   ``execution_delta`` (a ``timedelta``).
-2. The canonical form is the compact one with every non-zero part and no ``+`` (``-1d4h``; zero is ``0s``), so two
-   spellings of one shift give one graph digest. The importer writes this form.
-3. Pure; a problem is returned as text for the loader to report with its JSON path, never raised.
+- **Two forms** are read: the compact ``[+-]NdNhNmNs`` (any non-empty subset of the parts, in that order: ``-4h``,
+  ``-5d16h``, ``+30m``, ``0s``) and an ISO 8601 duration of days and time (``-P1DT4H``, ``PT30M``). Years, months and
+  weeks are refused: their length depends on the date, and a shift is a fixed number of seconds, like Airflow's
+  ``execution_delta`` (a ``timedelta``).
+- **Canonical form.** The canonical form is the compact one with every non-zero part and no ``+`` (``-1d4h``; zero is
+  ``0s``), so two spellings of one shift give one graph digest. The importer writes this form.
+- **Pure**; a problem is returned as text for the loader to report with its JSON path, never raised.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ SHIFT_HINT = 'write a signed duration such as "-4h", "-5d16h", "+30m" or "-P1DT4
 
 
 def parse_shift(text: str) -> int | str:
-    """The shift in seconds, or the reason ``text`` is not one (rule 1)."""
+    """The shift in seconds, or the reason ``text`` is not one (**Two forms**)."""
     stripped = text.strip()
     match = _COMPACT.match(stripped)
     if match is None or not any(match.group(unit) for unit, _ in _UNITS):
@@ -40,7 +40,7 @@ def parse_shift(text: str) -> int | str:
 
 
 def format_shift(seconds: int) -> str:
-    """The canonical compact form of a shift (rule 2): ``-1d4h``, ``+30m`` is ``30m``, zero is ``0s``."""
+    """The canonical compact form of a shift (**Canonical form**): ``-1d4h``, ``+30m`` is ``30m``, zero is ``0s``."""
     if seconds == 0:
         return "0s"
     rest = abs(seconds)

@@ -6,13 +6,13 @@ these very classes as events, so the one executor (``watcher/executor.py``) maps
 for both, and a protocol decides what each means for it.
 
 Rules:
-1. A ledger write answers :class:`LedgerWritten` (at its new mod revision) or :class:`LedgerMoved` (the compare
-   failed: another writer, or this leader's newer attempt, changed the key). A write refused because the leader key
-   moved is no answer: the executor raises ``LeadershipLost`` and the attempt ends where it stands.
-2. An Airflow call that failed answers exactly one of :class:`Transient` (no answer, a timeout, 5xx or a transport
-   error, through the bounded retries: it may or may not have happened), :class:`NotFound` (404: the object named
-   does not exist there, and nothing was created) or :class:`Refused` (any other refusal: 400, 403, 409 left
-   unexplained, 422, no Airflow configured for the instance). ``error`` says what failed, for the ledger and the log.
+- **Ledger writes.** A ledger write answers :class:`LedgerWritten` (at its new mod revision) or :class:`LedgerMoved`
+  (the compare failed: another writer, or this leader's newer attempt, changed the key). A write refused because the
+  leader key moved is no answer: the executor raises ``LeadershipLost`` and the attempt ends where it stands.
+- **Failed calls.** An Airflow call that failed answers exactly one of :class:`Transient` (no answer, a timeout, 5xx or
+  a transport error, through the bounded retries: it may or may not have happened), :class:`NotFound` (404: the object
+  named does not exist there, and nothing was created) or :class:`Refused` (any other refusal: 400, 403, 409 left
+  unexplained, 422, no Airflow configured for the instance). ``error`` says what failed, for the ledger and the log.
 """
 
 from __future__ import annotations
@@ -22,36 +22,36 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class LedgerWritten:
-    """Rule 1: the ledger write asked for succeeded at ``mod_rev``."""
+    """**Ledger writes**: the ledger write asked for succeeded at ``mod_rev``."""
 
     mod_rev: int
 
 
 @dataclass(frozen=True, slots=True)
 class LedgerMoved:
-    """Rule 1: the compare-and-swap failed; nothing was written."""
+    """**Ledger writes**: the compare-and-swap failed; nothing was written."""
 
 
 @dataclass(frozen=True, slots=True)
 class Transient:
-    """Rule 2: no answer, or an error that clears by itself, through the bounded retries."""
+    """**Failed calls**: no answer, or an error that clears by itself, through the bounded retries."""
 
     error: str
 
 
 @dataclass(frozen=True, slots=True)
 class NotFound:
-    """Rule 2: 404, the object named does not exist there."""
+    """**Failed calls**: 404, the object named does not exist there."""
 
     error: str
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
-    """Rule 2: any other refusal; retrying at once would be refused again."""
+    """**Failed calls**: any other refusal; retrying at once would be refused again."""
 
     error: str
 
 
-#: Rule 2: what a failed Airflow call answers.
+#: **Failed calls**: what a failed Airflow call answers.
 Failure = Transient | NotFound | Refused

@@ -1,17 +1,19 @@
 """Facts of the view held per partition: ``{partition: {node: fact}}`` behind a ``(node, partition)`` mapping.
 
 Rules:
-1. A mutable mapping from (DAG, partition) to a fact, as the view's dicts were: every reader that looks up, iterates,
-   counts or compares ``View.runs`` / ``View.ledger`` keeps working unchanged (iteration goes partition by partition,
-   which no reader depends on).
-2. Held per partition because that is how a pass reads them (every DAG of one partition, then the next): no
-   (NodeId, partition) tuple is kept per fact (two million of them, about 120 MB, on a big store), and a planner of
-   one partition looks facts up in that partition's dict (``in_partition``) without building a tuple per lookup.
-3. A partition with no fact left is dropped, so ``partitions_held`` names exactly the partitions with facts.
-4. Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the ledger for
-   /metrics): each partition's dict, and the dict of partitions, is copied in one C-level call before it is walked,
-   as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
-5. Pure: no I/O, no clock, no logging.
+- **A mapping.** A mutable mapping from (DAG, partition) to a fact, as the view's dicts were: every reader that looks
+  up, iterates, counts or compares ``View.runs`` / ``View.ledger`` keeps working unchanged (iteration goes partition by
+  partition, which no reader depends on).
+- **Per partition.** Held per partition because that is how a pass reads them (every DAG of one partition, then the
+  next): no (NodeId, partition) tuple is kept per fact (two million of them, about 120 MB, on a big store), and a
+  planner of one partition looks facts up in that partition's dict (``in_partition``) without building a tuple per
+  lookup.
+- **Empty partitions dropped.** A partition with no fact left is dropped, so ``partitions_held`` names exactly the
+  partitions with facts.
+- **Safe iteration.** Iterating never fails while the event loop's thread writes (the HTTP listener's thread counts the
+  ledger for /metrics): each partition's dict, and the dict of partitions, is copied in one C-level call before it is
+  walked, as ``list(d.values())`` of the one dict was; ``len`` is one C-level sum.
+- **Pure**: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
@@ -29,12 +31,14 @@ _NONE: Mapping[NodeId, object] = MappingProxyType({})
 
 
 class FactIndex(MutableMapping[tuple[NodeId, str], F]):
-    """(DAG, partition) -> fact, stored as partition -> DAG -> fact (rules 1-3)."""
+    """(DAG, partition) -> fact, stored as partition -> DAG -> fact (**A mapping**, **Per partition** and
+    **Empty partitions dropped**)."""
 
     __slots__ = ("by_partition",)
 
     def __init__(self) -> None:
-        #: partition -> DAG -> fact. Writers outside this class (the view's snapshot load, the hot path) keep rule 3.
+        #: partition -> DAG -> fact. Writers outside this class (the view's snapshot load, the hot path) keep
+        #: **Empty partitions dropped**.
         self.by_partition: dict[str, dict[NodeId, F]] = {}
 
     def in_partition(self, partition: str) -> Mapping[NodeId, F]:
@@ -71,11 +75,11 @@ class FactIndex(MutableMapping[tuple[NodeId, str], F]):
         if found is None or node not in found:
             raise KeyError(key)
         del found[node]
-        if not found:  # rule 3
+        if not found:  # **Empty partitions dropped**
             del self.by_partition[partition]
 
     def __iter__(self) -> Iterator[tuple[NodeId, str]]:
-        for partition, facts in list(self.by_partition.items()):  # rule 4
+        for partition, facts in list(self.by_partition.items()):  # **Safe iteration**
             for node in list(facts):
                 yield node, partition
 
@@ -103,7 +107,7 @@ class _Items(ItemsView[tuple[NodeId, str], F]):
         self._index = index
 
     def __iter__(self) -> Iterator[tuple[tuple[NodeId, str], F]]:
-        for partition, facts in list(self._index.by_partition.items()):  # rule 4
+        for partition, facts in list(self._index.by_partition.items()):  # **Safe iteration**
             for node, fact in list(facts.items()):
                 yield (node, partition), fact
 
@@ -116,5 +120,5 @@ class _Values(ValuesView[F]):
         self._index = index
 
     def __iter__(self) -> Iterator[F]:
-        for facts in list(self._index.by_partition.values()):  # rule 4
+        for facts in list(self._index.by_partition.values()):  # **Safe iteration**
             yield from list(facts.values())

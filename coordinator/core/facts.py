@@ -4,9 +4,9 @@ A module of their own so that both the view and the snapshot's fast path (``core
 straight from a value) can make them without importing each other.
 
 Rules:
-1. Slim: a fact holds only what decisions, the audit and ``status`` read, not the pydantic record; a big store holds
-   millions of them.
-2. Pure: no I/O, no clock, no logging.
+- **Slim**: a fact holds only what decisions, the audit and ``status`` read, not the pydantic record; a big store holds
+  millions of them.
+- **Pure**: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations

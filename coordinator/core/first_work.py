@@ -1,19 +1,21 @@
-"""What a start plans first (semantics rule 19): what changed after the plan checkpoint, before the full pass.
+"""What a start plans first (semantics `checkpoint-first`): what changed after the plan checkpoint, before the full
+pass.
 
 The checkpoint (``core/checkpoint.py``) says the leader had planned through revision R. A start plans first what
 changed after R, and every partition a few seconds later (``watcher/triggers.py`` rule 5).
 
 Rules:
-1. First: each (DAG, partition) whose run state, ledger entry, task state or backfill request was written after R,
-   and each unfinished ledger entry whatever its revision (an intent in flight plans as a resume); nothing else. A
-   key deleted after R is not among them (a loaded view keeps no tombstones): the full pass judges its partition.
-2. Everything instead, at once, when the checkpoint cannot say what changed: none recorded or unreadable, a graph
-   other than the one in force, a first adoption still to make, an activation or a retention floor written after R
-   (each re-judges every partition), R beyond the view's own revision (the store was restored from an older
-   backup), or more changed keys than ``MAX_FIRST_KEYS`` (a long downtime: planning every partition at once is
-   cheaper then).
-3. Pure: the view, the graph's digest and whether a first adoption is due in; keys out. The shell queues them, and
-   the full pass after them.
+- **Changes first.** First: each (DAG, partition) whose run state, ledger entry, task state or backfill request was
+  written after R, and each unfinished ledger entry whatever its revision (an intent in flight plans as a resume);
+  nothing else. A key deleted after R is not among them (a loaded view keeps no tombstones): the full pass judges its
+  partition.
+- **Everything when unsure.** Everything instead, at once, when the checkpoint cannot say what changed: none recorded or
+  unreadable, a graph other than the one in force, a first adoption still to make, an activation or a retention floor
+  written after R (each re-judges every partition), R beyond the view's own revision (the store was restored from an
+  older backup), or more changed keys than ``MAX_FIRST_KEYS`` (a long downtime: planning every partition at once is
+  cheaper then).
+- **Pure**: the view, the graph's digest and whether a first adoption is due in; keys out. The shell queues them, and
+  the full pass after them.
 """
 
 from __future__ import annotations
@@ -23,22 +25,24 @@ from dataclasses import dataclass
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.view import View
 
-#: Rule 2: above this many changed (DAG, partition) keys a start plans every partition at once.
+#: **Everything when unsure**: above this many changed (DAG, partition) keys a start plans every partition at once.
 MAX_FIRST_KEYS = 100_000
 
 
 @dataclass(frozen=True, slots=True)
 class FirstWork:
-    """What a start plans before its full pass: ``keys``, unless ``everything`` (rule 2)."""
+    """What a start plans before its full pass: ``keys``, unless ``everything`` (**Everything when unsure**)."""
 
     everything: bool
-    #: Why everything (rule 2), or the checkpoint the keys are counted from: for the start's log line.
+    #: Why everything (**Everything when unsure**), or the checkpoint the keys are counted from: for the start's log
+    #: line.
     reason: str
     keys: frozenset[tuple[NodeId, str]] = frozenset()
 
 
 def first_work(view: View, digest: str, *, first_adoption: bool) -> FirstWork:
-    """Rules 1-2: what to plan first at a start, from the view's checkpoint and the graph in force (``digest``)."""
+    """**Changes first** and **Everything when unsure**: what to plan first at a start, from the view's checkpoint and
+    the graph in force (``digest``)."""
     checkpoint = view.checkpoint
     if checkpoint is None:
         return FirstWork(True, "no plan checkpoint" if view.checkpoint_rev == 0 else "unreadable plan checkpoint")
@@ -60,7 +64,7 @@ def first_work(view: View, digest: str, *, first_adoption: bool) -> FirstWork:
 
 
 def changed_after(view: View, revision: int) -> set[tuple[NodeId, str]]:
-    """Rule 1's keys: (DAG, partition) with a run state, ledger entry, task state or backfill written after
+    """**Changes first**' keys: (DAG, partition) with a run state, ledger entry, task state or backfill written after
     ``revision``, and every unfinished ledger entry. One scan of the facts (a fraction of a second at millions)."""
     found: set[tuple[NodeId, str]] = set()
     for partition, runs in view.runs.by_partition.items():

@@ -1,4 +1,4 @@
-"""The retention floor as a value: ``{prefix}/config/retention`` (semantics rule 11a).
+"""The retention floor as a value: ``{prefix}/config/retention`` (semantics `floor-first`).
 
 A fact of the view like any other key (``View.floor``), so every decision reads it from the same snapshot as the
 run states it retires; what it retires is ``coordinator.core.retention``'s.
@@ -14,7 +14,8 @@ from coordinator.core.model import is_canonical_partition
 
 
 class RetentionFloor(BaseModel):
-    """Value of ``{prefix}/config/retention``: partitions before ``before`` are retired (rule 11)."""
+    """Value of ``{prefix}/config/retention``: partitions before ``before`` are retired
+    (semantics `retention-retires`)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     before: str

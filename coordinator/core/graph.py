@@ -1,17 +1,19 @@
 """The validated dependency graph: what ``spec.parse_spec`` returns and what the planner reads.
 
 Rules:
-1. A Graph is only ever built from a spec that passed validation: acyclic, every reference resolved, ids valid.
-2. Every node appears in ``dags``, roots included (a root has no upstreams and no failure sources).
-3. Immutable; ``digest`` identifies the graph's meaning (not its formatting), so reformatting the file is not a change.
-4. A DAG's grid and its edges' offsets are part of its shape only when present: a graph without grids has exactly
-   the shapes and digest it had before grids existed, so upgrading never re-dates a DAG. The same holds for the
-   extended edge fields (``shift``, ``member``, ``task``, ``condition``, a self-dependency): they enter a shape, as
-   :attr:`DagSpec.edges`, only for an edge that writes one.
-5. ``upstreams`` and ``on_failure_of`` name DAGs (sorted, distinct, never the DAG itself): the graph's structure
-   (order, descendants, cycles) is made of them. :meth:`DagSpec.all_edges` lists every edge as written, one
-   :class:`EdgeSpec` per (DAG, task), self-dependencies (gates) included; every edge to one upstream DAG shares one
-   date mapping (the loader checks it), so ``mapping(source)`` is a function of the DAG.
+- **Validated only.** A Graph is only ever built from a spec that passed validation: acyclic, every reference resolved,
+  ids valid.
+- **Every node** appears in ``dags``, roots included (a root has no upstreams and no failure sources).
+- **Digest of meaning.** Immutable; ``digest`` identifies the graph's meaning (not its formatting), so reformatting the
+  file is not a change.
+- **Grids in the shape only when present.** A DAG's grid and its edges' offsets are part of its shape only when present:
+  a graph without grids has exactly the shapes and digest it had before grids existed, so upgrading never re-dates a
+  DAG. The same holds for the extended edge fields (``shift``, ``member``, ``task``, ``condition``, a self-dependency):
+  they enter a shape, as :attr:`DagSpec.edges`, only for an edge that writes one.
+- **Sources are other DAGs.** ``upstreams`` and ``on_failure_of`` name DAGs (sorted, distinct, never the DAG itself):
+  the graph's structure (order, descendants, cycles) is made of them. :meth:`DagSpec.all_edges` lists every edge as
+  written, one :class:`EdgeSpec` per (DAG, task), self-dependencies (gates) included; every edge to one upstream DAG
+  shares one date mapping (the loader checks it), so ``mapping(source)`` is a function of the DAG.
 """
 
 from __future__ import annotations
@@ -53,7 +55,8 @@ class EdgeSpec:
 
     @property
     def extended(self) -> bool:
-        """Whether the edge says more than a reference with an offset (so it enters the DAG's shape, rule 4)."""
+        """Whether the edge says more than a reference with an offset (so it enters the DAG's shape,
+        **Grids in the shape only when present**)."""
         return not self.mapping.plain or self.task is not None or self.condition is not Condition.SUCCESS
 
     def shape_item(self) -> list[object]:
@@ -94,10 +97,11 @@ class DagSpec:
     #: (source, offset) for every edge with a non-zero offset, sorted (upstreams and failure sources alike).
     offsets: tuple[tuple[NodeId, int], ...] = ()
     #: Every edge with an extended field (shift, member, task, condition) and every self-dependency, sorted, plus
-    #: the other edges to the same upstream DAG (rule 5); () for a file without them (rule 4).
+    #: the other edges to the same upstream DAG (**Sources are other DAGs**); () for a file without them
+    #: (**Grids in the shape only when present**).
     edges: tuple[EdgeSpec, ...] = ()
-    #: The partition deadline (``expected_by``, semantics rule 13); never part of the shape: it does not change when
-    #: the DAG is due.
+    #: The partition deadline (``expected_by``, semantics `deadlines-judged`); never part of the shape: it does not
+    #: change when the DAG is due.
     expected_by: ExpectedBy | None = None
     #: The DAGs whose deadline state changes trigger this one (a late handler, sorted); not part of the shape either.
     on_late_of: tuple[NodeId, ...] = ()
@@ -109,14 +113,15 @@ class DagSpec:
         return 0
 
     def mapping(self, source: NodeId) -> EdgeMap:
-        """The date mapping of the edges to ``source`` (rule 5: one per upstream DAG)."""
+        """The date mapping of the edges to ``source`` (**Sources are other DAGs**: one per upstream DAG)."""
         for edge in self.edges:
             if edge.source == source:
                 return edge.mapping
         return EdgeMap(offset=self.offset(source))
 
     def all_edges(self) -> tuple[EdgeSpec, ...]:
-        """Every edge (rule 5), sorted by (source, task): the extended ones and a plain one per other source."""
+        """Every edge (**Sources are other DAGs**), sorted by (source, task): the extended ones and a plain one per
+        other source."""
         extended = {edge.source for edge in self.edges}
         plain = [
             EdgeSpec(src, mapping=EdgeMap(offset=self.offset(src)), failure=failure)
@@ -161,11 +166,11 @@ class DagSpec:
             "u": [n.qualified for n in self.upstreams],
             "f": [n.qualified for n in self.on_failure_of],
         }
-        if self.grid is not None:  # only when present: rule 4
+        if self.grid is not None:  # only when present: **Grids in the shape only when present**
             payload["g"] = [self.grid.cron, self.grid.timezone]
         if self.offsets:
             payload["o"] = [[n.qualified, k] for n, k in self.offsets]
-        if self.edges:  # only when present: rule 4
+        if self.edges:  # only when present: **Grids in the shape only when present**
             payload["e"] = [edge.shape_item() for edge in self.edges]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -179,7 +184,8 @@ def upstream_tasks(specs: Iterable[DagSpec]) -> dict[str, tuple[str, ...]]:
             if edge.task is not None:
                 found.setdefault(edge.source.qualified, set()).add(edge.task)
         rule = spec.expected_by
-        if rule is not None and rule.task is not None:  # a task deadline needs its task's state too (rule 13)
+        # a task deadline needs its task's state too (semantics `deadline-task`)
+        if rule is not None and rule.task is not None:
             found.setdefault(spec.node.qualified, set()).add(rule.task)
     return {name: tuple(sorted(tasks)) for name, tasks in sorted(found.items())}
 
@@ -193,15 +199,15 @@ class Graph:
     source: str = "dependencies.json"
     #: Where the file declared or wrote each DAG and edge, for warnings about the file
     #: (``coordinator.core.spec.near_misses``): the DAGs declared as keys (the others are roots only referenced) and the
-    #: JSON path of each (source, target) edge's reference. Not part of the graph's meaning (rule 3): equality and
-    #: the digest ignore them, and a graph not read from a file (the adopted one) has none.
+    #: JSON path of each (source, target) edge's reference. Not part of the graph's meaning (**Digest of meaning**):
+    #: equality and the digest ignore them, and a graph not read from a file (the adopted one) has none.
     declared: frozenset[NodeId] = field(default_factory=frozenset, compare=False)
     edge_paths: Mapping[tuple[NodeId, NodeId], JsonPath] = field(default_factory=dict, compare=False)
-    #: Assets shared across instances (semantics rule 16a). Not part of the digest: a route never makes a DAG due;
+    #: Assets shared across instances (semantics `asset-routes`). Not part of the digest: a route never makes a DAG due;
     #: a changed route reaches the graph in force through the reload's equality check like deadlines do.
     asset_routes: tuple[AssetRoute, ...] = ()
-    #: OpenLineage jobs that are nodes (semantics rule 18a, ``"openlineage"`` in the file). Not part of the digest
-    #: either: a mapping never makes a DAG due, only the run states the receiver writes do.
+    #: OpenLineage jobs that are nodes (semantics `lineage-mapping`, ``"openlineage"`` in the file). Not part of the
+    #: digest either: a mapping never makes a DAG due, only the run states the receiver writes do.
     lineage_jobs: tuple[LineageJob, ...] = ()
     #: Instances declared ``"kind": "external"`` (no Airflow: ``coordinator.core.spec.instances``). Not part of the
     #: digest: a kind never makes a DAG due (the loader refuses a dependent in such an instance); a changed kind
@@ -245,7 +251,8 @@ class Graph:
     @cached_property
     def edge_inputs(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:
         """Node -> its success edges (gates excluded), for the DAGs with a task-level or a "finished" edge: the
-        planner judges those edge by edge; every other DAG keeps the per-DAG path (rules 3-6 as before)."""
+        planner judges those edge by edge; every other DAG keeps the per-DAG path (semantics `root-fresh` to
+        `failure-handler`, as before)."""
         result: dict[NodeId, tuple[EdgeSpec, ...]] = {}
         for node, spec in self.dags.items():
             if any(
@@ -285,7 +292,8 @@ class Graph:
         return {n: tuple(sorted(v)) for n, v in result.items()}
 
     def source_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
-        """The partitions of ``source`` that ``node``'s ``partition`` needs (``coordinator.core.grid``, rule 2)."""
+        """The partitions of ``source`` that ``node``'s ``partition`` needs (``coordinator.core.grid``'s
+        **Mapping by overlap**)."""
         spec = self.dags[node]
         return upstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
 

@@ -1,20 +1,21 @@
 """What a change of ``dependencies.json`` does to the running system: the pure core of ``coordinator diff``.
 
-Rules (the semantics are in ``docs/semantics.md``, "Changing dependencies.json" and rule 9):
+Rules (the semantics are ``docs/semantics.md``'s "Changing dependencies.json" and semantics `first-adoption`):
 
-1. Pure: a :class:`Baseline` (the graph in force, from the adopted activation or another file) and the new
-   :class:`~coordinator.core.graph.Graph` in, a typed :class:`GraphDiff` out. No I/O, no clock, no logging.
-2. A DAG is *changed* when its sources (upstreams or failure sources), its grid or an offset change: exactly what
-   re-dates it on adoption.
-   A description change is not a change (the graph's digest ignores it, and so does the watcher).
-3. When the baseline knows only a DAG's shape (an activation written before edges were recorded), equal shapes mean
-   unchanged (the shape is a fingerprint of the sources) and different shapes are reported as changed with the
-   edges unknown; nothing is guessed.
-4. When nothing was ever adopted (no baseline graph), the next adoption is a FIRST adoption: history is processed
-   (rule 9), so no DAG needs a backfill; otherwise an added or changed non-root DAG applies only to successes of its
-   sources after the adoption and needs ``coordinator backfill`` for older partitions.
-5. Warnings come from facts the caller gathered in the store (:class:`StoreActivity`): a removed DAG with queued or
-   running runs or pending intents is left half-done; a new failure handler starts running on failures.
+- **Pure**: a :class:`Baseline` (the graph in force, from the adopted activation or another file) and the new
+  :class:`~coordinator.core.graph.Graph` in, a typed :class:`GraphDiff` out. No I/O, no clock, no logging.
+- **Changed DAGs.** A DAG is *changed* when its sources (upstreams or failure sources), its grid or an offset change:
+  exactly what re-dates it on adoption. A description change is not a change (the graph's digest ignores it, and so does
+  the watcher).
+- **Shapes when edges are unknown.** When the baseline knows only a DAG's shape (an activation written before edges were
+  recorded), equal shapes mean unchanged (the shape is a fingerprint of the sources) and different shapes are reported
+  as changed with the edges unknown; nothing is guessed.
+- **First adoption.** When nothing was ever adopted (no baseline graph), the next adoption is a FIRST adoption: history
+  is processed (semantics `first-adoption`), so no DAG needs a backfill; otherwise an added or changed non-root DAG
+  applies only to successes of its sources after the adoption and needs ``coordinator backfill`` for older partitions.
+- **Warnings from the store.** Warnings come from facts the caller gathered in the store (:class:`StoreActivity`): a
+  removed DAG with queued or running runs or pending intents is left half-done; a new failure handler starts running on
+  failures.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class BaselineDag:
     offsets: Mapping[NodeId, int] = field(default_factory=dict)
     #: The extended edges (shift, member, task, condition, gates); () when it has none or they were not recorded.
     edges: tuple[EdgeSpec, ...] = ()
-    #: The deadline fields (semantics rule 13), when recorded.
+    #: The deadline fields (semantics `deadlines-judged`), when recorded.
     expected_by: ExpectedBy | None = None
     on_late_of: tuple[NodeId, ...] = ()
 
@@ -74,7 +75,8 @@ class Baseline:
 
     label: str
     dags: Mapping[NodeId, BaselineDag]
-    #: False when no graph was ever adopted under the prefix: the next adoption is a first adoption (rule 9).
+    #: False when no graph was ever adopted under the prefix: the next adoption is a first adoption
+    #: (semantics `first-adoption`).
     adopted: bool = True
     #: Revision of the activation value (0 for a file).
     revision: int = 0
@@ -181,7 +183,8 @@ class DagChange:
     node: NodeId
     kind: ChangeKind
     edges: tuple[EdgeChange, ...] = ()
-    #: False when the baseline held only a shape for this DAG (rule 3): the edges are unknown.
+    #: False when the baseline held only a shape for this DAG (**Shapes when edges are unknown**): the edges are
+    #: unknown.
     edges_known: bool = True
     applies_from: str = ""
     #: True when partitions older than the adoption are processed only with ``coordinator backfill``.
@@ -246,14 +249,18 @@ def _applies(spec: DagSpec, baseline: Baseline, kind: ChangeKind) -> tuple[str, 
     if spec.is_root:
         return "a root: it runs on its own schedule; the coordinator never triggers it", False
     if not baseline.adopted:
-        return "first adoption: run states already in etcd are processed too (rule 9; flood guard applies)", False
+        return (
+            "first adoption: run states already in etcd are processed too (semantics `first-adoption`; flood guard "
+            "applies)",
+            False,
+        )
     events = "failed attempts" if spec.is_failure_handler else "successes"  # a DAG is one or the other
     what = "its sources'" if kind is ChangeKind.ADDED else "its new sources'"
     return f"{what} {events} after the watcher adopts this file; older partitions only with coordinator backfill", True
 
 
 def diff_graphs(baseline: Baseline, new: Graph, activity: Mapping[NodeId, StoreActivity] | None = None) -> GraphDiff:
-    """Compare the graph in force with ``new`` (rules 1-5)."""
+    """Compare the graph in force with ``new`` (**Pure** to **Warnings from the store**)."""
     activity = activity or {}
     changes: list[DagChange] = []
     warnings: list[str] = []
@@ -298,7 +305,8 @@ def diff_graphs(baseline: Baseline, new: Graph, activity: Mapping[NodeId, StoreA
 
 
 def _details(old: BaselineDag, spec: DagSpec) -> tuple[str, ...]:
-    """Grid and offset changes of a DAG whose edges are known (rule 2: they re-date it like an edge change)."""
+    """Grid and offset changes of a DAG whose edges are known (**Changed DAGs**: they re-date it like an edge
+    change)."""
     found: list[str] = []
     grid = str(spec.grid) if spec.grid is not None else None
     if grid != old.grid:

@@ -1,23 +1,26 @@
 """Partition grids: which upstream partitions a partition of a DAG on another schedule needs, and the inverse.
 
-Rules (``docs/semantics.md``, rule 10):
-1. A grid is a 5-field cron expression read in an IANA time zone. Partition P of a gridded DAG is a point of its grid
-   and covers the window ``[P, next(P))``. Keys stay canonical UTC strings: the zone only decides where the points
-   fall (a Berlin day starts at 23:00Z in winter, 22:00Z in summer, and lasts 23 or 25 hours on a DST Sunday).
-2. An edge U -> D with offset k maps D's partition P to every grid point Q of U whose window overlaps D's window
-   shifted by k of D's periods (k = -1: the previous period). Finer U: many (a rollup); coarser U: the one that
-   contains it (a fan-out); same grid and k = 0: identity, ``(P,)``.
-3. :func:`downstream_partitions` is the exact inverse on grid points: Q is in ``upstream_partitions(P)`` iff P is in
-   ``downstream_partitions(Q)``. A partition that is not a point of its DAG's grid (a manual run at an odd time) maps
-   to nothing, except under identity, where every partition maps to itself (today's exact-date join).
-4. Pure and deterministic; results are cached because the planner asks the same questions for every pass.
-5. An edge's mapping is an :class:`EdgeMap` (offset, shift, member); the plain offset ``k`` of rule 2 is
-   ``EdgeMap(offset=k)``. With a ``shift`` s (seconds), P needs exactly the one upstream partition ``P' + s``, where
-   P' is P moved by the offset (rule 2's periods): without a grid on the upstream side any date, with one only a
-   grid point (else nothing maps). A ``member`` i picks the i-th (0-based; negative counts from the end) of rule 2's
-   overlapping window, and nothing when the window has fewer members. Rule 3 holds for all of them.
-6. Cron presets (``@daily`` ...) are read as their 5-field cron (:func:`normalise_cron`), so ``@daily`` and
-   ``0 0 * * *`` are one grid.
+Rules (semantics `partition-grids`):
+- **Grids.** A grid is a 5-field cron expression read in an IANA time zone. Partition P of a gridded DAG is a point of
+  its grid and covers the window ``[P, next(P))``. Keys stay canonical UTC strings: the zone only decides where the
+  points fall (a Berlin day starts at 23:00Z in winter, 22:00Z in summer, and lasts 23 or 25 hours on a DST Sunday).
+- **Mapping by overlap.** An edge U -> D with offset k maps D's partition P to every grid point Q of U whose window
+  overlaps D's window shifted by k of D's periods (k = -1: the previous period). Finer U: many (a rollup); coarser U:
+  the one that contains it (a fan-out); same grid and k = 0: identity, ``(P,)``.
+- **Exact inverse.** :func:`downstream_partitions` is the exact inverse on grid points: Q is in
+  ``upstream_partitions(P)`` iff P is in ``downstream_partitions(Q)``. A partition that is not a point of its DAG's grid
+  (a manual run at an odd time) maps to nothing, except under identity, where every partition maps to itself (today's
+  exact-date join).
+- **Pure and cached.** Pure and deterministic; results are cached because the planner asks the same questions for every
+  pass.
+- **Edge maps.** An edge's mapping is an :class:`EdgeMap` (offset, shift, member); the plain offset ``k`` of
+  **Mapping by overlap** is ``EdgeMap(offset=k)``. With a ``shift`` s (seconds), P needs exactly the one upstream
+  partition ``P' + s``, where P' is P moved by the offset (**Mapping by overlap**' periods): without a grid on the
+  upstream side any date, with one only a grid point (else nothing maps). A ``member`` i picks the i-th (0-based;
+  negative counts from the end) of the overlapping window of **Mapping by overlap**, and nothing when the window has
+  fewer members. **Exact inverse** holds for all of them.
+- **Cron presets** (``@daily`` ...) are read as their 5-field cron (:func:`normalise_cron`), so ``@daily`` and ``0 0 * *
+  *`` are one grid.
 """
 
 from __future__ import annotations
@@ -49,25 +52,26 @@ CRON_PRESETS = {
 
 
 def normalise_cron(cron: str) -> str:
-    """A preset as its 5-field cron, any other expression with its whitespace collapsed (rule 6)."""
+    """A preset as its 5-field cron, any other expression with its whitespace collapsed (**Cron presets**)."""
     text = " ".join(cron.split())
     return CRON_PRESETS.get(text.lower(), text)
 
 
 @dataclass(frozen=True, slots=True, order=True)
 class EdgeMap:
-    """How an edge maps D's partition to the upstream's (rules 2 and 5). The default is the plain overlap join."""
+    """How an edge maps D's partition to the upstream's (**Mapping by overlap** and **Edge maps**). The default is the
+    plain overlap join."""
 
-    #: Periods of D's grid (rule 2); needs grids on both sides.
+    #: Periods of D's grid (**Mapping by overlap**); needs grids on both sides.
     offset: int = 0
-    #: Seconds added to (the offset) P; None: no shift (the window overlap of rule 2, or equal dates).
+    #: Seconds added to (the offset) P; None: no shift (the window overlap of **Mapping by overlap**, or equal dates).
     shift: int | None = None
     #: Index into the mapped window (0 first, -1 last); None: the whole window. Needs grids on both sides.
     member: int | None = None
 
     @property
     def plain(self) -> bool:
-        """No shift and no member: rule 2's overlap with an offset (or rule 1's equal dates)."""
+        """No shift and no member: **Mapping by overlap**' overlap with an offset (or **Grids**' equal dates)."""
         return self.shift is None and self.member is None
 
 
@@ -110,8 +114,8 @@ class Grid:
 
 @lru_cache(maxsize=65_536)
 def _step(grid: Grid, at: datetime, forward: bool) -> datetime:
-    """One step along ``grid`` from ``at`` (rule 4: the planner, the importer's fitting and the page ask the same
-    steps many times; 65,536 entries hold a 300-sensor folder's fitting and stay under 20 MB)."""
+    """One step along ``grid`` from ``at`` (**Pure and cached**: the planner, the importer's fitting and the page ask
+    the same steps many times; 65,536 entries hold a 300-sensor folder's fitting and stay under 20 MB)."""
     cron = grid._iter(at)
     return _utc(cron.get_next(datetime) if forward else cron.get_prev(datetime))
 
@@ -202,7 +206,8 @@ def is_identity(down: Grid | None, up: Grid | None, mapping: EdgeMap | int) -> b
 
 
 def upstream_partitions(down: Grid | None, up: Grid | None, mapping: EdgeMap | int, partition: str) -> tuple[str, ...]:
-    """The partitions of the upstream that D's ``partition`` needs (rules 2 and 5), in time order."""
+    """The partitions of the upstream that D's ``partition`` needs (**Mapping by overlap** and **Edge maps**), in time
+    order."""
     return _upstream(down, up, _as_map(mapping), partition)
 
 
@@ -225,7 +230,7 @@ def _upstream(down: Grid | None, up: Grid | None, edge: EdgeMap, partition: str)
     if down is not None and not down.contains(at):
         return ()
     start = down.shift(at, edge.offset) if down is not None else at
-    if edge.shift is not None and edge.member is None:  # rule 5: exactly one date
+    if edge.shift is not None and edge.member is None:  # **Edge maps**: exactly one date
         target = _shifted(start, edge.shift)
         return (_key(target),) if up is None or up.contains(target) else ()
     assert down is not None and up is not None  # the loader demands both grids for an offset or a member

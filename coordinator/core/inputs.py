@@ -1,15 +1,16 @@
 """What one run of a DAG waits for: every upstream edge with the exact upstream partitions it needs.
 
 Rules:
-1. The same mapping the planner uses (``coordinator.core.grid``, rules 2 and 5, through each edge's
-   :class:`~coordinator.core.grid.EdgeMap`), so ``coordinator inputs`` shows what the watcher will wait for and the
-   importer can compare it with the dates an ExternalTaskSensor computes.
-2. One :class:`RequiredInput` per success edge (failure sources are not waited for), a self-dependency included
-   (the DAG's own earlier partitions: a gate), sorted by (DAG, task); partitions sorted, canonical UTC ``...Z``. An
-   edge whose mapping yields nothing for this partition (a shift off the upstream's grid, a member the window does
-   not have) has no partitions: D waits for it forever, which is what the user needs to see.
-3. A partition that is not a point of the DAG's own grid raises :class:`OffGrid` with the grid points around it.
-4. Pure: no I/O.
+- **The planner's mapping.** The same mapping the planner uses (``coordinator.core.grid``'s **Mapping by overlap** and
+  **Edge maps**, through each edge's :class:`~coordinator.core.grid.EdgeMap`), so ``coordinator inputs`` shows what the
+  watcher will wait for and the importer can compare it with the dates an ExternalTaskSensor computes.
+- **One input per success edge.** One :class:`RequiredInput` per success edge (failure sources are not waited for), a
+  self-dependency included (the DAG's own earlier partitions: a gate), sorted by (DAG, task); partitions sorted,
+  canonical UTC ``...Z``. An edge whose mapping yields nothing for this partition (a shift off the upstream's grid, a
+  member the window does not have) has no partitions: D waits for it forever, which is what the user needs to see.
+- **Off-grid partitions.** A partition that is not a point of the DAG's own grid raises :class:`OffGrid` with the grid
+  points around it.
+- **Pure**: no I/O.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class OffGrid(ValueError):
 
 
 def required_inputs(graph: Graph, node: NodeId, partition: str) -> tuple[RequiredInput, ...]:
-    """The upstream partitions ``node``'s ``partition`` waits for (rules 1-3); KeyError if ``node`` is unknown."""
+    """The upstream partitions ``node``'s ``partition`` waits for (**The planner's mapping**,
+    **One input per success edge** and **Off-grid partitions**); KeyError if ``node`` is unknown."""
     spec = graph.dags[node]
     partition = canonical_partition(partition)
     if spec.grid is not None:

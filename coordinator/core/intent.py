@@ -7,36 +7,40 @@ delivery. No I/O, no asyncio, no clock (the time comes in as an argument), no lo
 machine (``tests/test_planner_stateful.py``) drives these very functions against a simulated etcd and Airflow and
 crashes between steps.
 
-Rules, numbered as in ``docs/semantics.md`` ("Acting on Airflow: exactly-once effect"):
+Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
 
-1. Intent first. A trigger starts by recording a pending intent in its ledger key, in a transaction that compares the
-   ledger revision the planner saw and that this watcher still holds the leader key (fencing). A lost race or lost
-   leadership ends the attempt there (``LedgerMoved`` -> ``Done(moved=True)``): nothing happened and the next pass
-   re-plans. Every later write of the same intent compares the revision of the previous one (a mismatch ends the
-   attempt the same way) and carries
-   ``intent_rev``, the revision that first recorded it.
-2. Create idempotently. A create posts the partition's deterministic run id. A conflict on that same run id means an
-   earlier attempt of this intent already created it: go on to confirm (rule 5).
-3. A create becomes a clear. A conflict because another run (scheduled, manual) holds the logical date turns the
-   intent into a clear of that run; the switch (action clear, that run id, no queued_at) is written to the ledger
-   before anything else happens.
-4. Clear once, proven by ``queued_at``. Before clearing, read the run by its id (``ReadQueuedAt``) and, when no run has
-   that id, the run that holds the partition's logical date (``FindRunByDate``: a scheduled or manual run):
-   a. no such run (deleted, or never created): create it under the deterministic id, record that run id, confirm;
-   b. the ledger holds a queued_at for this very run and Airflow shows a different one: the clear already happened
-      (a crash after the call): confirm without clearing again;
-   c. the run is queued or running: clearing it would kill work in progress: record an error and retry soon (rule 6);
-   d. otherwise record the run's queued_at in the ledger, then clear. A clear retried after a lost answer re-reads
-      the run before each try and clears only while :func:`clear_needed` says so (its queued_at has not moved: the
-      lost answer was not a clear that happened). The actuator's retry loop does the read; the rule is here.
-5. Confirm. After the effect, the intent is marked done (one more attempt, done_at, and a warning when the DAG is
-   paused: the run waits until it is unpaused). A resumed intent whose run already reported a state after it is
-   confirmed without calling Airflow (planner rule 8: the call happened before a crash). A resumed intent that is
-   already done, or gone, is left alone.
-6. Errors are recorded and retried later, never in a busy loop. A refusal (404, 403, unknown instance, any unexpected
-   failure) marks the intent ``error`` with the message and is retried after ``error_retry_s``; a transient failure
-   that outlived the bounded retries, or an active run (4c), after at most ``ACTIVE_RETRY_S``. The intent stays the
-   same intent: the planner resumes it, never re-decides it.
+- semantics `trigger-intent-first`: Intent first. A trigger starts by recording a pending intent in its ledger key, in a
+  transaction that compares the ledger revision the planner saw and that this watcher still holds the leader key
+  (fencing). A lost race or lost leadership ends the attempt there (``LedgerMoved`` -> ``Done(moved=True)``): nothing
+  happened and the next pass re-plans. Every later write of the same intent compares the revision of the previous one (a
+  mismatch ends the attempt the same way) and carries ``intent_rev``, the revision that first recorded it.
+- semantics `trigger-create`: Create idempotently. A create posts the partition's deterministic run id. A conflict on
+  that same run id means an earlier attempt of this intent already created it: go on to confirm
+  (semantics `trigger-confirm`).
+- semantics `trigger-create-to-clear`: A create becomes a clear. A conflict because another run (scheduled, manual)
+  holds the logical date turns the intent into a clear of that run; the switch (action clear, that run id, no queued_at)
+  is written to the ledger before anything else happens.
+- semantics `trigger-clear-once`: Clear once, proven by ``queued_at``. Before clearing, read the run by its id
+  (``ReadQueuedAt``) and, when no run has that id, the run that holds the partition's logical date (``FindRunByDate``: a
+  scheduled or manual run):
+  a. `clear-run-gone`: no such run (deleted, or never created): create it under the deterministic id, record that run
+     id, confirm;
+  b. `clear-already-done`: the ledger holds a queued_at for this very run and Airflow shows a different one: the clear
+     already happened (a crash after the call): confirm without clearing again;
+  c. `clear-never-active`: the run is queued or running: clearing it would kill work in progress: record an error and
+     retry soon (semantics `trigger-errors`);
+  d. `clear-queued-at-first`: otherwise record the run's queued_at in the ledger, then clear. A clear retried after a
+     lost answer re-reads the run before each try and clears only while :func:`clear_needed` says so (its queued_at has
+     not moved: the lost answer was not a clear that happened). The actuator's retry loop does the read; the rule is
+     here.
+- semantics `trigger-confirm`: Confirm. After the effect, the intent is marked done (one more attempt, done_at, and a
+  warning when the DAG is paused: the run waits until it is unpaused). A resumed intent whose run already reported a
+  state after it is confirmed without calling Airflow (semantics `run-confirms-intent`: the call happened before a
+  crash). A resumed intent that is already done, or gone, is left alone.
+- semantics `trigger-errors`: Errors are recorded and retried later, never in a busy loop. A refusal (404, 403, unknown
+  instance, any unexpected failure) marks the intent ``error`` with the message and is retried after ``error_retry_s``;
+  a transient failure that outlived the bounded retries, or an active run (semantics `clear-never-active`), after at
+  most ``ACTIVE_RETRY_S``. The intent stays the same intent: the planner resumes it, never re-decides it.
 """
 
 from __future__ import annotations
@@ -49,7 +53,8 @@ from coordinator.core.actions import Trigger
 from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
 from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 
-#: Rule 6: retry delay (at most) after a transient failure or an active run: these clear up by themselves.
+#: semantics `trigger-errors`: retry delay (at most) after a transient failure or an active run: these clear up by
+#: themselves.
 ACTIVE_RETRY_S = 5.0
 
 
@@ -58,7 +63,8 @@ ACTIVE_RETRY_S = 5.0
 
 @dataclass(frozen=True, slots=True)
 class AirflowRun:
-    """The run to clear as Airflow shows it (rule 4). ``queued_at`` is a stamp: ISO 8601 UTC, "" when unknown."""
+    """The run to clear as Airflow shows it (semantics `trigger-clear-once`). ``queued_at`` is a stamp: ISO 8601 UTC, ""
+    when unknown."""
 
     run_id: str
     state: str
@@ -70,7 +76,7 @@ class AirflowRun:
 
 @dataclass(frozen=True, slots=True)
 class IntentRecorded:
-    """The pending intent of a trigger is in the ledger at ``mod_rev`` (rule 1)."""
+    """The pending intent of a trigger is in the ledger at ``mod_rev`` (semantics `trigger-intent-first`)."""
 
     mod_rev: int
 
@@ -78,7 +84,7 @@ class IntentRecorded:
 @dataclass(frozen=True, slots=True)
 class IntentFound:
     """A resume read the ledger: the intent (None: the key is gone) at ``mod_rev``. ``observed``: the planner saw
-    the triggered run report a state after the intent (planner rule 8)."""
+    the triggered run report a state after the intent (semantics `run-confirms-intent`)."""
 
     record: TriggerRecord | None
     mod_rev: int
@@ -121,7 +127,7 @@ class Cleared:
 
 @dataclass(frozen=True, slots=True)
 class PausedChecked:
-    """The courtesy check of rule 5: a warning when the DAG is paused, else None."""
+    """The courtesy check of semantics `trigger-confirm`: a warning when the DAG is paused, else None."""
 
     warning: str | None
 
@@ -149,7 +155,8 @@ Event = (
 @dataclass(frozen=True, slots=True)
 class WriteLedger:
     """Write ``record`` to the ledger key with a CAS on ``expected_rev`` (and the leader fence); answer
-    ``IntentRecorded`` / ``LedgerWritten``, or ``LedgerMoved``: a failed CAS ends the attempt (rule 1)."""
+    ``IntentRecorded`` / ``LedgerWritten``, or ``LedgerMoved``: a failed CAS ends the attempt
+    (semantics `trigger-intent-first`)."""
 
     record: TriggerRecord
     expected_rev: int
@@ -157,27 +164,27 @@ class WriteLedger:
 
 @dataclass(frozen=True, slots=True)
 class RecordIntent(WriteLedger):
-    """Rule 1."""
+    """Semantics `trigger-intent-first`."""
 
 
 @dataclass(frozen=True, slots=True)
 class SwitchToClear(WriteLedger):
-    """Rule 3."""
+    """Semantics `trigger-create-to-clear`."""
 
 
 @dataclass(frozen=True, slots=True)
 class RecordQueuedAt(WriteLedger):
-    """Rule 4d."""
+    """Semantics `clear-queued-at-first`."""
 
 
 @dataclass(frozen=True, slots=True)
 class RecordRunId(WriteLedger):
-    """Rule 4a."""
+    """Semantics `clear-run-gone`."""
 
 
 @dataclass(frozen=True, slots=True)
 class Confirm(WriteLedger):
-    """Rule 5: ``record`` is the done record."""
+    """Semantics `trigger-confirm`: ``record`` is the done record."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,21 +198,22 @@ class CallCreate:
 
 @dataclass(frozen=True, slots=True)
 class ReadQueuedAt:
-    """Read run ``run_id`` (by id only); answer RunObserved (rule 4)."""
+    """Read run ``run_id`` (by id only); answer RunObserved (semantics `trigger-clear-once`)."""
 
     run_id: str
 
 
 @dataclass(frozen=True, slots=True)
 class FindRunByDate:
-    """Read the run that holds the partition's logical date, whatever its id; answer RunObserved (rule 4: the run
-    the intent names is gone, or was never the one Airflow holds for the date)."""
+    """Read the run that holds the partition's logical date, whatever its id; answer RunObserved
+    (semantics `trigger-clear-once`: the run the intent names is gone, or was never the one Airflow holds for the
+    date)."""
 
 
 @dataclass(frozen=True, slots=True)
 class CallClear:
-    """Clear ``run_id`` unless its queued_at is no longer ``queued_at`` (rule 4d, :func:`clear_needed`); answer
-    Cleared."""
+    """Clear ``run_id`` unless its queued_at is no longer ``queued_at`` (semantics `clear-queued-at-first`,
+    :func:`clear_needed`); answer Cleared."""
 
     run_id: str
     queued_at: str
@@ -213,14 +221,16 @@ class CallClear:
 
 @dataclass(frozen=True, slots=True)
 class CheckPaused:
-    """Ask whether the DAG is paused; answer PausedChecked (rule 5). ``effect`` says what reached Airflow."""
+    """Ask whether the DAG is paused; answer PausedChecked (semantics `trigger-confirm`). ``effect`` says what reached
+    Airflow."""
 
     effect: Effect
 
 
 @dataclass(frozen=True, slots=True)
 class RecordError:
-    """Rule 6: re-read the ledger, write ``failed_record`` of it, and come back in ``retry_in_s`` seconds."""
+    """Semantics `trigger-errors`: re-read the ledger, write ``failed_record`` of it, and come back in ``retry_in_s``
+    seconds."""
 
     error: str
     retry_in_s: float
@@ -229,7 +239,7 @@ class RecordError:
 @dataclass(frozen=True, slots=True)
 class Done:
     """The attempt is over: ``confirmed`` (the intent is done) or not (skipped: nothing to do, or an error);
-    ``moved``: it ended because the ledger changed under it (rule 1)."""
+    ``moved``: it ended because the ledger changed under it (semantics `trigger-intent-first`)."""
 
     confirmed: bool
     moved: bool = False
@@ -296,7 +306,8 @@ class ProtocolError(AssertionError):
 def start_trigger(
     trigger: Trigger, now: datetime, watcher: str, error_retry_s: float
 ) -> tuple[IntentState, Instruction]:
-    """Rule 1: the first instruction of a trigger is its pending intent, compared with the planned ledger revision."""
+    """Semantics `trigger-intent-first`: the first instruction of a trigger is its pending intent, compared with the
+    planned ledger revision."""
     record = trigger.intent(requested_at=now, watcher=watcher)
     state = IntentState(Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s)
     return state, RecordIntent(record, trigger.ledger_rev)
@@ -310,11 +321,12 @@ def start_resume(partition: str, error_retry_s: float) -> IntentState:
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
     """The next instruction after ``event``."""
     if isinstance(event, LedgerMoved):
-        # Rule 1: the ledger changed under this attempt (another watcher, or a newer intent): nothing more to do
-        # here; the watch brings the change and the next pass re-plans from it.
+        # semantics `trigger-intent-first`: the ledger changed under this attempt (another watcher, or a newer intent):
+        # nothing more to do here; the watch brings the change and the next pass re-plans from it.
         return _over(state), Done(confirmed=False, moved=True)
     if isinstance(event, (Refused, NotFound, Transient)):
-        # Rule 6: whatever step failed, the intent stays and is retried later (a 404 is a refusal like any other).
+        # semantics `trigger-errors`: whatever step failed, the intent stays and is retried later (a 404 is a refusal
+        # like any other).
         delay = min(state.error_retry_s, ACTIVE_RETRY_S) if isinstance(event, Transient) else state.error_retry_s
         return _over(state), RecordError(event.error, delay)
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
@@ -324,21 +336,23 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     record = _record(state)
     if state.step is Step.CREATING:
         if isinstance(event, (Created, ConflictSameRun)):
-            # Rule 2: either way the run exists now; the done record names it.
+            # semantics `trigger-create`: either way the run exists now; the done record names it.
             effect = Effect.CREATED if isinstance(event, Created) else Effect.ALREADY_CREATED
             created = replace_record(record, run_id=event.run_id)
             return _at(state, Step.CHECKING_PAUSED, record=created), CheckPaused(effect)
         if isinstance(event, ConflictOtherRun):
-            # Rule 3: Airflow keeps one run per logical date: rerun the one that exists instead of failing.
+            # semantics `trigger-create-to-clear`: Airflow keeps one run per logical date: rerun the one that exists
+            # instead of failing.
             switched = replace_record(record, action=TriggerAction.CLEAR, run_id=event.run_id, prior_queued_at=None)
             return _at(state, Step.SWITCHING, record=switched), SwitchToClear(switched, state.mod_rev)
     if state.step is Step.CREATING_MISSING and isinstance(event, (Created, ConflictSameRun, ConflictOtherRun)):
-        # Rule 4a: whichever run now holds the logical date is the intent's run.
+        # semantics `clear-run-gone`: whichever run now holds the logical date is the intent's run.
         updated = replace_record(record, run_id=event.run_id)
         return _at(state, Step.RECORDING_RUN_ID, record=updated), RecordRunId(updated, state.mod_rev)
     if state.step is Step.READING and isinstance(event, RunObserved):
         if event.run is None:
-            # Rule 4: no run has the intent's id; the logical date may be held by another run (scheduled, manual).
+            # semantics `trigger-clear-once`: no run has the intent's id; the logical date may be held by another run
+            # (scheduled, manual).
             return _at(state, Step.READING_BY_DATE), FindRunByDate()
         return _observed(state, record, event.run)
     if state.step is Step.READING_BY_DATE and isinstance(event, RunObserved):
@@ -346,7 +360,8 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     if state.step is Step.CLEARING and isinstance(event, Cleared):
         return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.CLEARED)
     if state.step is Step.CHECKING_PAUSED and isinstance(event, PausedChecked):
-        # Rule 5: the DAG may be paused: the run exists but waits; the operator sees why in ``status``.
+        # semantics `trigger-confirm`: the DAG may be paused: the run exists but waits; the operator sees why in
+        # ``status``.
         done = replace_record(
             record, status=TriggerStatus.DONE, done_at=now, last_error=event.warning, attempts=record.attempts + 1
         )
@@ -355,15 +370,16 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
 
 
 def clear_needed(instruction: CallClear, latest: AirflowRun | None) -> bool:
-    """Rule 4d: whether a (re)try of ``instruction`` may clear, given the run as Airflow shows it just before the try.
-    A queued_at other than the recorded one means a clear already happened (an earlier try whose answer was lost):
-    clearing again would rerun the DAG twice. A run that cannot be read is left to the clear call to report."""
+    """Semantics `clear-queued-at-first`: whether a (re)try of ``instruction`` may clear, given the run as Airflow shows
+    it just before the try. A queued_at other than the recorded one means a clear already happened (an earlier try whose
+    answer was lost): clearing again would rerun the DAG twice. A run that cannot be read is left to the clear call to
+    report."""
     return latest is None or latest.queued_at == instruction.queued_at
 
 
 def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> TriggerRecord | None:
-    """Rule 6: the ledger value that records ``error`` on the intent now in the ledger (``current`` at ``mod_rev``);
-    None when there is nothing to record it on (the key is gone, or the intent completed meanwhile)."""
+    """Semantics `trigger-errors`: the ledger value that records ``error`` on the intent now in the ledger (``current``
+    at ``mod_rev``); None when there is nothing to record it on (the key is gone, or the intent completed meanwhile)."""
     if current is None or current.status is TriggerStatus.DONE:
         return None
     return replace_record(
@@ -386,10 +402,12 @@ def replace_record(record: TriggerRecord, **changes: object) -> TriggerRecord:
 def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[IntentState, Instruction]:
     record = event.record
     if record is None or record.status is TriggerStatus.DONE:
-        # Rule 5: completed by us or another watcher (the planner's view was behind), or deleted: nothing to do.
+        # semantics `trigger-confirm`: completed by us or another watcher (the planner's view was behind), or deleted:
+        # nothing to do.
         return _over(state), Done(confirmed=False)
     if event.observed:
-        # Rule 5 / planner rule 8: the run reported after the intent, so the Airflow call happened: confirm only.
+        # semantics `trigger-confirm` / semantics `run-confirms-intent`: the run reported after the intent, so the
+        # Airflow call happened: confirm only.
         done = replace_record(
             record,
             status=TriggerStatus.DONE,
@@ -419,10 +437,12 @@ def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction
 
 
 def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
-    """The intent is in the ledger at ``mod_rev``: make its effect (rules 2 and 4)."""
+    """The intent is in the ledger at ``mod_rev``: make its effect (semantics `trigger-create` and
+    `trigger-clear-once`)."""
     record = _record(state)
     if not record.intent_rev:
-        # Rule 1: every later write of this intent carries the revision that first recorded it.
+        # semantics `trigger-intent-first`: every later write of this intent carries the revision that first recorded
+        # it.
         record = replace_record(record, intent_rev=mod_rev)
     state = replace(state, record=record, mod_rev=mod_rev)
     if record.action is TriggerAction.CREATE:
@@ -431,7 +451,7 @@ def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
 
 
 def _observed(state: IntentState, record: TriggerRecord, run: AirflowRun | None) -> tuple[IntentState, Instruction]:
-    """Rule 4: decide from the run as Airflow shows it."""
+    """Semantics `trigger-clear-once`: decide from the run as Airflow shows it."""
     if run is None:
         # 4a: the run is gone (deleted in the UI, or never existed in Airflow): create it instead.
         return _at(state, Step.CREATING_MISSING), CallCreate(run_id_for(state.partition), record)

@@ -1,13 +1,14 @@
-"""Which keys of the view changed since a reader last looked: a bounded journal the view keeps (semantics rule 13).
+"""Which keys of the view changed since a reader last looked: a bounded journal the view keeps
+(semantics `deadlines-judged`).
 
 Rules:
-1. ``View.apply`` adds every key it is given (one list append); a snapshot (``View.load``, ``View.load_page``) or a
-   relist resets the journal (:meth:`ChangeJournal.reset`, once per page, never per key): what changed is then
-   unknown and every reader starts over.
-2. A reader keeps a :class:`Cursor`; :meth:`ChangeJournal.since` gives the keys added after it, or None when they
-   are not all known any more: a reset happened, or the journal grew past :data:`JOURNAL_LIMIT` and was cleared
-   (bounded memory on a watcher whose reader does not run, a standby). None means "everything may have changed".
-3. Pure: no clock, no I/O; the reader decides what a key means (``View.changed_since``).
+- **Every applied key.** ``View.apply`` adds every key it is given (one list append); a snapshot (``View.load``,
+  ``View.load_page``) or a relist resets the journal (:meth:`ChangeJournal.reset`, once per page, never per key): what
+  changed is then unknown and every reader starts over.
+- **Cursors.** A reader keeps a :class:`Cursor`; :meth:`ChangeJournal.since` gives the keys added after it, or None when
+  they are not all known any more: a reset happened, or the journal grew past :data:`JOURNAL_LIMIT` and was cleared
+  (bounded memory on a watcher whose reader does not run, a standby). None means "everything may have changed".
+- **Pure**: no clock, no I/O; the reader decides what a key means (``View.changed_since``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class Cursor:
 
 @dataclass
 class ChangeJournal:
-    """Rules 1-2."""
+    """**Every applied key** and **Cursors**."""
 
     limit: int = JOURNAL_LIMIT
     epoch: int = 0
@@ -49,7 +50,7 @@ class ChangeJournal:
         return Cursor(self.epoch, len(self.keys))
 
     def since(self, cursor: Cursor) -> list[str] | None:
-        """The keys added after ``cursor``; None when not all of them are known (rule 2)."""
+        """The keys added after ``cursor``; None when not all of them are known (**Cursors**)."""
         if cursor.epoch != self.epoch or cursor.position > len(self.keys):
             return None
         return self.keys[cursor.position :]

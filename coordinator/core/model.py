@@ -1,12 +1,14 @@
 """Values shared by every layer: run states, node ids, partitions, etcd keys and the records stored under them.
 
 Rules:
-1. Pure and synchronous: stdlib and pydantic only, no I/O, no clock (callers pass timestamps in).
-2. The key layout here is a public contract documented in ``docs/keys.md``; changing it is a breaking change.
-3. A partition is a logical date in UTC rendered ``YYYY-MM-DDTHH:MM:SSZ``; every writer and reader goes through
-   :func:`canonical_partition`, so ``2026-01-01T00:00:00+00:00`` and ``2026-01-01T00:00:00Z`` are one partition.
-4. Records ignore unknown fields (other teams' writers may add their own) and never raise on parse: callers get
-   ``None`` plus a reason and keep going.
+- **Pure** and synchronous: stdlib and pydantic only, no I/O, no clock (callers pass timestamps in).
+- **Public key layout.** The key layout here is a public contract documented in ``docs/keys.md``; changing it is a
+  breaking change.
+- **UTC partitions.** A partition is a logical date in UTC rendered ``YYYY-MM-DDTHH:MM:SSZ``; every writer and reader
+  goes through :func:`canonical_partition`, so ``2026-01-01T00:00:00+00:00`` and ``2026-01-01T00:00:00Z`` are one
+  partition.
+- **Never raise on parse.** Records ignore unknown fields (other teams' writers may add their own) and never raise on
+  parse: callers get ``None`` plus a reason and keep going.
 """
 
 from __future__ import annotations
@@ -327,7 +329,8 @@ class KeyLayout:
 
     @property
     def deadlines(self) -> str:
-        """Deadline transitions (semantics rule 13): ``{prefix}/deadlines/{instance}/{dag_id}/{partition}``."""
+        """Deadline transitions (semantics `deadlines-judged`):
+        ``{prefix}/deadlines/{instance}/{dag_id}/{partition}``."""
         return f"{self.prefix}/deadlines/"
 
     def deadline_key(self, node: NodeId, partition: str) -> str:
@@ -337,8 +340,8 @@ class KeyLayout:
         return self._split(key, self.deadlines)
 
     def deadline_level_key(self, node: NodeId, partition: str, level: str) -> str:
-        """An escalation level's transition record (rule 13, ``core.deadline.levels``): one key below the
-        partition's, which readers of three-part deadline keys skip (``parse_deadline_key`` returns None)."""
+        """An escalation level's transition record (semantics `deadline-levels`, ``core.deadline.levels``): one key
+        below the partition's, which readers of three-part deadline keys skip (``parse_deadline_key`` returns None)."""
         return f"{self.deadline_key(node, partition)}/{level}"
 
     def parse_deadline_level_key(self, key: str) -> tuple[NodeId, str, str] | None:
@@ -355,7 +358,8 @@ class KeyLayout:
 
     @property
     def budgets(self) -> str:
-        """The trigger budget's state per instance (semantics rule 15): ``{prefix}/config/budget/{instance}``."""
+        """The trigger budget's state per instance (semantics `trigger-budget`):
+        ``{prefix}/config/budget/{instance}``."""
         return self.config_key("budget/")
 
     def budget_key(self, instance: str) -> str:
@@ -363,7 +367,8 @@ class KeyLayout:
 
     @property
     def lineage(self) -> str:
-        """OpenLineage runs as the receiver recorded them (rule 18c): ``{prefix}/lineage/{instance}/{runId}``."""
+        """OpenLineage runs as the receiver recorded them (semantics `lineage-once`):
+        ``{prefix}/lineage/{instance}/{runId}``."""
         return f"{self.prefix}/lineage/"
 
     def lineage_key(self, instance: str, run_id: str) -> str:

@@ -1,21 +1,24 @@
 """What a planner pass looks at: the (partition, DAG) pairs a change can affect, and the candidates of a partition.
 
 Rules:
-1. Without partition grids a fact in partition P can only affect decisions in P (semantics rule 1): the sets here are
-   exactly the ones the planner used before grids existed (:func:`affected_same_partition`, :func:`candidates`).
-2. With grids, a fact of U in partition Q affects D in every partition ``graph.target_partitions(D, U, Q)`` (a daily
-   success: 24 hourly partitions of D), and so on down the graph (:func:`affected`). A partition of D is a candidate
-   when a source it is mapped to has a fact (:func:`mapped_candidates`), which may live in another partition.
-3. Pure; each function's cost is what changed times the mapped windows, never the size of the store.
-4. A gate (a self-dependency, semantics rule 12c) makes a change of D in Q re-plan D in the partitions gated by Q,
-   ONE step: D there is not itself changed, so nothing chains on through D's history (a rerun of Q never reruns
-   the later partitions; only what was waiting on Q may now start).
-5. What deciding ONE partition reads (:func:`partition_reads`): every DAG in P, and, through mapped edges, each
-   source in the partitions it is mapped to, transitively (freshness recurses through upstreams); with each such
-   (DAG, partition), the task keys there of the tasks an edge names (rule 12a: a task-level upstream is judged by its
-   task's state, and a task fact alone puts a DAG in a partition). A gated DAG (rule 12c) also reads, ONE step, its
-   own gated partitions Q and, for each Q, its upstreams in the partitions it would read there (the ABSENT test);
-   nothing chains on through Q's own gate, as in rule 4.
+- **Same partition without grids.** Without partition grids a fact in partition P can only affect decisions in P
+  (semantics `joins-per-partition`): the sets here are exactly the ones the planner used before grids existed
+  (:func:`affected_same_partition`, :func:`candidates`).
+- **Mapped partitions.** With grids, a fact of U in partition Q affects D in every partition
+  ``graph.target_partitions(D, U, Q)`` (a daily success: 24 hourly partitions of D), and so on down the graph
+  (:func:`affected`). A partition of D is a candidate when a source it is mapped to has a fact
+  (:func:`mapped_candidates`), which may live in another partition.
+- **Cost of what changed.** Pure; each function's cost is what changed times the mapped windows, never the size of the
+  store.
+- **Gates one step.** A gate (a self-dependency, semantics `edge-gate`) makes a change of D in Q re-plan D in the
+  partitions gated by Q, ONE step: D there is not itself changed, so nothing chains on through D's history (a rerun of Q
+  never reruns the later partitions; only what was waiting on Q may now start).
+- **What a partition reads.** What deciding ONE partition reads (:func:`partition_reads`): every DAG in P, and, through
+  mapped edges, each source in the partitions it is mapped to, transitively (freshness recurses through upstreams); with
+  each such (DAG, partition), the task keys there of the tasks an edge names (semantics `edge-task`: a task-level
+  upstream is judged by its task's state, and a task fact alone puts a DAG in a partition). A gated DAG
+  (semantics `edge-gate`) also reads, ONE step, its own gated partitions Q and, for each Q, its upstreams in the
+  partitions it would read there (the ABSENT test); nothing chains on through Q's own gate, as in **Gates one step**.
 """
 
 from __future__ import annotations
@@ -47,8 +50,9 @@ def _targets(graph: Graph, target: NodeId, source: NodeId, partition: str) -> tu
 
 
 def affected(graph: Graph, changed: Mapping[str, Iterable[NodeId]]) -> dict[str, list[NodeId]]:
-    """partition -> the DAGs to re-plan there (topo order) after facts of ``changed`` changed (rule 2): the changed
-    DAGs, what depends on them in the partitions mapped from theirs (transitively), and their failure handlers."""
+    """partition -> the DAGs to re-plan there (topo order) after facts of ``changed`` changed (**Mapped partitions**):
+    the changed DAGs, what depends on them in the partitions mapped from theirs (transitively), and their failure
+    handlers."""
     order = graph.topo_index
     if not graph.mapped_edges and not graph.gated:
         return {p: affected_same_partition(graph, nodes, order) for p, nodes in changed.items()}
@@ -67,7 +71,7 @@ def affected(graph: Graph, changed: Mapping[str, Iterable[NodeId]]) -> dict[str,
             handlers += [(p, handler) for p in _targets(graph, handler, node, partition)]
     for partition, handler in handlers:
         found.setdefault(partition, set()).add(handler)
-    for partition, nodes in changed.items():  # rule 4: one step, from what changed only
+    for partition, nodes in changed.items():  # **Gates one step**: one step, from what changed only
         for node in nodes:
             for edge in graph.gated.get(node, ()):
                 for later in graph.gated_partitions(node, edge, partition):
@@ -135,7 +139,7 @@ def span(window: Sequence[str], missing: Iterable[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class PartitionReads:
-    """Rule 5: the facts deciding one partition may read, by key family."""
+    """**What a partition reads**: the facts deciding one partition may read, by key family."""
 
     #: (DAG, partition) pairs whose run state, ledger entry and backfill request are read.
     nodes: frozenset[tuple[NodeId, str]]
@@ -144,7 +148,8 @@ class PartitionReads:
 
 
 def partition_reads(graph: Graph, partition: str) -> PartitionReads:
-    """Rule 5: what a decision of every DAG in ``partition`` may read, and nothing of other partitions' histories."""
+    """**What a partition reads**: what a decision of every DAG in ``partition`` may read, and nothing of other
+    partitions' histories."""
     found: set[tuple[NodeId, str]] = set()
     work = [(node, partition) for node in graph.dags]
     while work:

@@ -1,51 +1,36 @@
 """The planner: (graph, view) -> actions with reasons, and a verdict for every (DAG, partition) it looked at.
 
-This module is the product's correctness; ``docs/semantics.md`` is its specification. Rules, numbered as there:
+This module is the product's correctness; ``docs/semantics.md`` is its specification. It enforces
+semantics `joins-per-partition`, `success-is-generation`, `root-fresh`, `fresh-consumed` (`consumed-by-ledger`,
+`consumed-by-order`), `dag-due`, `failure-handler`, `planner-pure`, `run-confirms-intent`, `first-adoption`,
+`partition-grids` and `extended-edges`; ``coordinator.core.retention`` drops the triggers of the decisions the floor
+retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the watcher and the commands apply).
 
-1. Joins are per partition. Nothing here ever compares two different partitions.
-2. A success is a GENERATION identified by the etcd revision of its write (one global counter orders every writer).
-3. A root is FRESH for P when its latest state for P is success.
-4. A non-root D is FRESH for P when its latest state is success, every upstream is fresh, and that success CONSUMED
-   each upstream's current generation:
-   a. D's success came from the attempt the coordinator last triggered (it was written after the ledger's intent),
-      and the ledger's recorded input for that upstream equals the upstream's current generation; or
-   b. the ledger has no input for that upstream (D never triggered by the coordinator for P, or the edge is newer
-      than the last trigger) and D's success was written after the upstream's generation.
-5. D is DUE for P when every upstream is fresh, D is not fresh, D has no active attempt, no unfinished intent, the
-   last trigger (if any) was for different inputs AND was seen to start, and some input generation is newer than
-   the revision since which D's current definition is active (or a backfill asked for P).
-6. A failure handler H is DUE for P when a source's latest state for P is failed with a generation H has not handled,
-   under the same in-flight and activation conditions.
-7. Pure: no I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the view's
-   facts arrived in.
-8. An unconfirmed intent whose run already reported a state after it is confirmed (a Resume with ``observed``, no
-   Airflow call), whatever D's freshness says: where the call may have happened (a create, or a clear whose
-   queued_at was recorded), and where D is already fresh from it. The intent protocol (``core/intent.py``, rule 5)
-   then only writes the confirmation.
-9. The FIRST adoption of a graph under a prefix may also activate history (``coordinator.core.adoption``): a DAG
-   whose activation entry ``covers_history(P)`` counts inputs older than its ``since`` for P as well.
-10. Partition grids (``coordinator.core.grid``) refine rule 1: across an edge between two gridded DAGs, "upstream U
-   for P" means U for EVERY partition ``graph.source_partitions(D, U, P)`` (a rollup's 24 hours, a fan-out's day, an
-   offset's yesterday), and rules 3-6 apply to each of them: D is fresh only when each is fresh and consumed, due
-   only when all are fresh (an incomplete window waits: no partial run), and a new generation of any one makes D
-   stale for every P it maps to. A P that is not a point of D's grid maps to nothing and waits. Ledger inputs from
-   another partition are keyed ``dag@partition`` (``model.input_key``), so a ledger written before grids existed
-   reads exactly as before. An edge without a grid on both sides is rule 1 unchanged.
-11. Retention (``coordinator.core.retention``) drops the triggers of decisions the floor retires from this module's
-   plans (``Retirement.apply``, which the watcher and the commands apply); the rules above are unchanged by it.
-12. Extended edges (``docs/semantics.md`` rule 12). A shift or a member is a mapping of rule 10 (nothing new here).
-   a. A TASK-LEVEL upstream (U, t) is fresh for Q exactly as U would be (rules 3-4) with the task's state in place of
-      U's run state (U's own upstreams and U's ledger as they are); its generation is the revision of the task's
-      success write, its ledger input key ``instance/dag_id:task_id`` (``@Q`` when mapped).
-   b. Condition FINISHED: a failed state of the upstream (or task) satisfies the edge too, with the revision of that
-      failed write as generation; a success must be fresh as under rule 4. A new terminal write reruns D once.
-   c. A GATE (self-dependency) is no input: D for P is not due (rule 5) while, for some partition Q it maps to, D's
-      latest state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: Q is retired
-      (rule 11), or D has no fact in Q (run state, ledger entry, backfill request, a named task's state) and no
-      upstream of D has one in a partition D would read for Q, other than a state that predates D's definition
-      there (rule 9: no history, no backfill) (nothing will ever run D for Q: the first partition, also the first
-      after D's activation or at the retention floor, has no predecessor, a gap is skipped). A rerun of Q never
-      reruns P; a change of D in Q re-plans D in the partitions gated by Q, one step (``plan_scope``).
+What the semantics leave to this module:
+- **Pure.** No I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the
+  view's facts arrived in.
+- **Resume without a call.** An unconfirmed intent whose run already reported a state after it is a Resume with
+  ``observed`` (no Airflow call), whatever D's freshness says: where the call may have happened (a create, or a clear
+  whose queued_at was recorded), and where D is already fresh from it. The intent protocol (``core/intent.py``,
+  semantics `trigger-confirm`) then only writes the confirmation.
+- **History by activation.** A DAG whose activation entry ``covers_history(P)`` (``coordinator.core.adoption``)
+  counts inputs older than its ``since`` for P as well.
+- **Mapped partitions.** Across an edge between two gridded DAGs, "upstream U for P" is U for EVERY partition
+  ``graph.source_partitions(D, U, P)``; ledger inputs from another partition are keyed ``dag@partition``
+  (``model.input_key``), so a ledger written before grids existed reads exactly as before. A shift or a member is
+  such a mapping too (nothing new here).
+- **Task-level upstreams.** (U, t) is fresh for Q exactly as U would be, with the task's state in place of U's run
+  state (U's own upstreams and U's ledger as they are); its generation is the revision of the task's success write,
+  its ledger input key ``instance/dag_id:task_id`` (``@Q`` when mapped).
+- **Finished edges.** A failed state of the upstream (or task) satisfies the edge, with the revision of that failed
+  write as generation; a success must be fresh. A new terminal write reruns D once.
+- **Gates.** A self-dependency is no input: D for P is not due while, for some partition Q it maps to, D's latest
+  state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: Q is retired, or D has no fact
+  in Q (run state, ledger entry, backfill request, a named task's state) and no upstream of D has one in a partition
+  D would read for Q, other than a state that predates D's definition there (no history, no backfill): nothing will
+  ever run D for Q (the first partition, also the first after D's activation or at the retention floor, has no
+  predecessor; a gap is skipped). A rerun of Q never reruns P; a change of D in Q re-plans D in the partitions gated
+  by Q, one step (``plan_scope``).
 """
 
 from __future__ import annotations
@@ -123,7 +108,8 @@ def plan(
 
 def partitions_to_plan(graph: Graph, view: View) -> list[str]:
     """The partitions a pass over everything plans, in order (``plan`` with ``partitions`` None)."""
-    if graph.mapped_edges:  # rule 10: a fan-out's partitions of D exist nowhere in the store before D runs
+    # semantics `partition-grids`: a fan-out's partitions of D exist nowhere in the store before D runs
+    if graph.mapped_edges:
         return sorted(set(view.partitions) | mapped_partitions(graph, view))
     return view.all_partitions()
 
@@ -138,14 +124,14 @@ def plan_changes(
 ) -> Plan:
     """Actions (no verdicts) for what changed: in each partition P of ``changed``, the DAGs whose facts in P changed,
     everything downstream of them and their failure handlers; no other DAG is looked at. Through a mapped edge
-    (rule 10) "downstream" lives in the partitions the change maps to, which may differ from P. Partitions in
-    ``skip`` (planned whole by the caller in the same pass) yield no actions here.
+    (semantics `partition-grids`) "downstream" lives in the partitions the change maps to, which may differ from P.
+    Partitions in ``skip`` (planned whole by the caller in the same pass) yield no actions here.
 
     Whatever else the partition holds decides exactly as before the change, so an incremental caller that planned
     everything once (``plan``) and then plans each change this way has every action a full pass would have: a
     decision reads only the DAG's own facts, the freshness of its upstreams (which reads theirs, recursively) and the
-    states of its failure sources (rules 3-6). Changes to the activation or to backfills are not DAG facts: callers
-    re-plan whole partitions for those.
+    states of its failure sources (semantics `root-fresh`, `fresh-consumed`, `dag-due`, `failure-handler`). Changes to
+    the activation or to backfills are not DAG facts: callers re-plan whole partitions for those.
     """
     active = activation if activation is not None else view.activation
     skipped = set(skip)
@@ -185,7 +171,8 @@ class _PartitionPlanner:
         self.explain = explain
         self._fresh: dict[NodeId, bool] = {}
         self._stale_reason: dict[NodeId, str] = {}
-        #: partition -> its planner, for freshness across mapped edges (rule 10); each partition is judged once.
+        #: partition -> its planner, for freshness across mapped edges (semantics `partition-grids`); each partition is
+        #: judged once.
         self._shared = shared if shared is not None else {}
         self._shared.setdefault(partition, self)
         self._task_fresh: dict[tuple[NodeId, str], bool] = {}
@@ -205,7 +192,8 @@ class _PartitionPlanner:
         return found
 
     def sources(self, node: NodeId, source: NodeId) -> tuple[str, ...]:
-        """The partitions of ``source`` that ``node`` needs for this partition (rule 10; rule 1 without grids)."""
+        """The partitions of ``source`` that ``node`` needs for this partition (semantics `partition-grids`;
+        semantics `joins-per-partition` without grids)."""
         mapped = self.graph.mapped_edges.get(node)
         if mapped is None or source not in mapped:
             return (self.partition,)
@@ -233,14 +221,15 @@ class _PartitionPlanner:
     def inputs(self, spec: DagSpec) -> dict[str, int]:
         result: dict[str, int] = {}
         edges = self.graph.edge_inputs.get(spec.node)
-        if edges is not None:  # rule 12: edge by edge
+        if edges is not None:  # semantics `extended-edges`: edge by edge
             for edge in edges:
                 for q in self.sources(spec.node, edge.source):
                     gen = self.at(q).edge_generation(edge)
                     if gen is not None:
                         result[task_input_key(edge.source, edge.task, q, self.partition)] = gen
             return result
-        if spec.node not in self.graph.mapped_edges:  # rule 1: the hot path of every graph without grids
+        # semantics `joins-per-partition`: the hot path of every graph without grids
+        if spec.node not in self.graph.mapped_edges:
             for up in spec.upstreams:
                 gen = self.generation(up)
                 if gen is not None:
@@ -267,7 +256,7 @@ class _PartitionPlanner:
             return None
         return entry
 
-    # -- freshness (rules 3 and 4) -----------------------------------------------------------------------------
+    # -- freshness (semantics `root-fresh`, `fresh-consumed`) ----------------------------------------------------------
 
     def fresh(self, node: NodeId) -> bool:
         cached = self._fresh.get(node)
@@ -298,13 +287,11 @@ class _PartitionPlanner:
             if not up_fresh:
                 self._stale_reason[node] = f"its upstream {up} is not fresh"
                 return False
-        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
-        if ledger is not None and not from_last_trigger:
-            self._stale_reason[node] = (
-                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
-            )
-            return False
-        if not mapped:  # every upstream read in this partition (rule 1): the hot path of a pass
+        if ledger is not None and fact.rev <= ledger.intent_rev:
+            return self._not_since_trigger(node, ledger)
+        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
+        # every upstream read in this partition (semantics `joins-per-partition`): the hot path of a pass
+        if not mapped:
             return self._consumed_here(node, spec, fact, ledger, from_last_trigger)
         for up in spec.upstreams:
             for q in self.sources(node, up):
@@ -322,11 +309,17 @@ class _PartitionPlanner:
                     return False
         return True
 
+    def _not_since_trigger(self, node: NodeId, ledger: LedgerFact) -> bool:
+        """False, with the stale reason, for a DAG whose success predates its last trigger's intent: the triggered
+        attempt has not succeeded yet (semantics `consumed-by-ledger`)."""
+        self._stale_reason[node] = f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
+        return False
+
     def _consumed_here(
         self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
     ) -> bool:
-        """Rule 4's consumption check (the loop above) for a DAG without mapped edges, every upstream read in this
-        partition, with the lookups inlined: a full pass does this once per DAG and partition."""
+        """Semantics `fresh-consumed`'s consumption check (the loop above) for a DAG without mapped edges, every
+        upstream read in this partition, with the lookups inlined: a full pass does this once per DAG and partition."""
         runs = self._runs
         names = ledger.input_names if ledger is not None else ()
         revs = ledger.input_revs if ledger is not None else ()
@@ -341,16 +334,17 @@ class _PartitionPlanner:
                 return False
         return True
 
-    # -- extended edges (rule 12) ------------------------------------------------------------------------------
+    # -- extended edges (semantics `extended-edges`) -------------------------------------------------------------------
 
     def edge_fact(self, edge: EdgeSpec) -> RunFact | None:
-        """The latest state the edge reads here: the upstream's run, or its task's instance (rule 12a)."""
+        """The latest state the edge reads here: the upstream's run, or its task's instance (semantics `edge-task`)."""
         if edge.task is None:
             return self.run(edge.source)
         return self.view.tasks.get((edge.source, edge.task, self.partition))
 
     def edge_generation(self, edge: EdgeSpec) -> int | None:
-        """The generation that satisfies ``edge`` in this partition (rules 12a-b); None when it is not satisfied."""
+        """The generation that satisfies ``edge`` in this partition (semantics `edge-task`, `edge-finished`); None when
+        it is not satisfied."""
         fact = self.edge_fact(edge)
         if fact is None:
             return None
@@ -362,7 +356,7 @@ class _PartitionPlanner:
         return fact.rev if fresh else None
 
     def task_fresh(self, node: NodeId, task: str, fact: RunFact) -> bool:
-        """Rule 12a: (node, task) judged like ``node`` with the task's success in place of the run's."""
+        """Semantics `edge-task`: (node, task) judged like ``node`` with the task's success in place of the run's."""
         key = (node, task)
         cached = self._task_fresh.get(key)
         if cached is None:
@@ -382,17 +376,15 @@ class _PartitionPlanner:
     def _fresh_by_edges(
         self, node: NodeId, edges: tuple[EdgeSpec, ...], fact: RunFact, ledger: LedgerFact | None
     ) -> bool:
-        """Rule 4 for a DAG with task-level or "finished" edges: every edge satisfied and consumed."""
+        """Semantics `fresh-consumed` for a DAG with task-level or "finished" edges: every edge satisfied and
+        consumed."""
         for edge in edges:
             if not self.edge_fresh(node, edge):
                 self._stale_reason[node] = f"its upstream {_edge_name(edge)} is not satisfied"
                 return False
-        from_last_trigger = ledger is not None and fact.rev > ledger.intent_rev
-        if ledger is not None and not from_last_trigger:
-            self._stale_reason[node] = (
-                f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
-            )
-            return False
+        if ledger is not None and fact.rev <= ledger.intent_rev:
+            return self._not_since_trigger(node, ledger)
+        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
         for edge in edges:
             for q in self.sources(node, edge.source):
                 gen = self.at(q).edge_generation(edge)
@@ -427,14 +419,14 @@ class _PartitionPlanner:
         return f"needs {_edge_name(edge)}{where}: {state}{more}"
 
     def gate_wait(self, node: NodeId) -> str | None:
-        """Rule 12c: why ``node``'s own earlier partitions hold it back here, or None."""
+        """Semantics `edge-gate`: why ``node``'s own earlier partitions hold it back here, or None."""
         floor = self.view.floor
         for edge in self.graph.gated.get(node, ()):
             for q in self.graph.gate_partitions(node, edge, self.partition):
                 if floor is not None and floor.retires(q):
-                    # Absent: nothing is ever run in a retired partition (rule 11). Said here, not left to the
-                    # watcher's view forgetting retired keys, so a snapshot that still holds them (status, the
-                    # page) decides alike.
+                    # Absent: nothing is ever run in a retired partition (semantics `retention-retires`). Said here, not
+                    # left to the watcher's view forgetting retired keys, so a snapshot that still holds them (status,
+                    # the page) decides alike.
                     continue
                 fact = self.at(q).edge_fact(EdgeSpec(node, edge.task))
                 if fact is not None and (
@@ -450,8 +442,8 @@ class _PartitionPlanner:
         return None
 
     def _absent(self, node: NodeId, partition: str) -> bool:
-        """Rule 12c: nothing will ever run ``node`` for ``partition``: no fact of it there, and no fact of its
-        upstreams in the partitions it would read there."""
+        """Semantics `edge-gate`: nothing will ever run ``node`` for ``partition``: no fact of it there, and no fact of
+        its upstreams in the partitions it would read there."""
         if self._has_fact(node, partition):
             return False
         there = self.at(partition)
@@ -473,21 +465,22 @@ class _PartitionPlanner:
         return any((node, task, partition) in self.view.tasks for task in tasks)
 
     def _predates(self, node: NodeId, up: NodeId, q: str, partition: str) -> bool:
-        """Rule 12c: ``up``'s state in ``q`` predates ``node``'s definition and never runs ``node`` for ``partition``
-        by itself (rule 9: no history processed there, no backfill asked), so the first partition after ``node``'s
-        activation is not held by a predecessor that will never run."""
+        """Semantics `edge-gate`: ``up``'s state in ``q`` predates ``node``'s definition and never runs ``node`` for
+        ``partition`` by itself (semantics `first-adoption`: no history processed there, no backfill asked), so the
+        first partition after ``node``'s activation is not held by a predecessor that will never run."""
         fact = self.view.runs.get((up, q))
         entry = self._entry(node)
         if fact is None or entry is None or fact.rev > entry.since or entry.covers_history(partition):
             return False
         return (node, partition) not in self.view.backfills
 
-    # -- decisions (rules 5 and 6) -----------------------------------------------------------------------------
+    # -- decisions (semantics `dag-due`, `failure-handler`) ------------------------------------------------------------
 
     def act(self, node: NodeId) -> Action | None:
         """``decide``'s action without a verdict, the common outcomes of a full pass answered first: a root never
-        acts, nor does a fresh DAG (no failure handler), unless an unconfirmed intent may need a resume (rule 8).
-        A root's freshness is left to the first DAG below it that asks (``fresh`` computes it then)."""
+        acts, nor does a fresh DAG (no failure handler), unless an unconfirmed intent may need a resume
+        (semantics `run-confirms-intent`). A root's freshness is left to the first DAG below it that asks (``fresh``
+        computes it then)."""
         ledger = self._ledger.get(node)
         if ledger is None or ledger.status is _DONE:
             spec = self.graph.dags[node]
@@ -507,10 +500,10 @@ class _PartitionPlanner:
         fact, ledger = self._runs.get(node), self._ledger.get(node)
         verdict, action = self._decide(node, fact, ledger)
         if ledger is not None and ledger.status is not _DONE:
-            # Rule 8. An unconfirmed intent whose run already reported a state after it: the Airflow call happened
-            # (crash between the call and the confirmation). Confirm it, whatever D's freshness says, so the ledger
-            # never stays pending. Only where the call may have happened: a create, or a clear after its queued_at was
-            # recorded (a state write before that may come from an attempt older than the intent).
+            # Semantics `run-confirms-intent`. An unconfirmed intent whose run already reported a state after it: the
+            # Airflow call happened (crash between the call and the confirmation). Confirm it, whatever D's freshness
+            # says, so the ledger never stays pending. Only where the call may have happened: a create, or a clear after
+            # its queued_at was recorded (a state write before that may come from an attempt older than the intent).
             called = ledger.action is TriggerAction.CREATE or ledger.record.prior_queued_at is not None
             # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.
             if fact is not None and fact.rev > ledger.intent_rev and (called or self.fresh(node)):
@@ -658,7 +651,8 @@ class _PartitionPlanner:
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
         entry = self._entry(node)
-        # Rule 9: a first adoption also processes the history it found (for the partitions it was told to).
+        # Semantics `first-adoption`: a first adoption also processes the history it found (for the partitions it was
+        # told to).
         if entry is not None and (cause > entry.since or entry.covers_history(self.partition)):
             return True
         backfill = self.view.backfills.get((node, self.partition))
@@ -736,7 +730,8 @@ def _edge_name(edge: EdgeSpec) -> str:
 
 def _root_summary(node: NodeId, spec: DagSpec, fact: RunFact | None) -> str:
     if spec.is_late_handler:
-        # Its runs are dated when a deadline state changed, not by the partitions it is about (semantics rule 13).
+        # Its runs are dated when a deadline state changed, not by the partitions it is about
+        # (semantics `deadlines-judged`).
         sources = ", ".join(str(src) for src in spec.on_late_of)
         return f"{node} (late handler of {sources}) runs when their deadline state changes, never on a schedule"
     if fact is None:

@@ -1,28 +1,31 @@
 """Retention: what a pruned partition means, which keys ``coordinator prune`` deletes, and what a watcher forgets.
 
-This module is the specification of semantics rule 11 (``docs/semantics.md``); the rules are numbered as there.
+This module is the specification of semantics `retention-retires` (``docs/semantics.md``); the rules are named as there.
 
-11. **Retention retires partitions.** ``{prefix}/config/retention`` holds the retention FLOOR F, a canonical
-    partition. A partition P < F is RETIRED (canonical partitions sort by time).
-   a. The floor comes first. Whoever deletes keys below F records F before the first delete, so every view that
-      reflects a deletion also reflects the floor (etcd's one revision order; a watcher applies events in order).
-   b. A retired decision makes nothing happen. The decision of D for P is retired when P < F, or when it reads a
-      partition before F: through a mapped edge (rule 10: a fan-out hour whose day starts before F, an offset's
-      yesterday), transitively through the freshness of D's upstreams. The planner's triggers for retired decisions
-      are dropped, so neither a deletion nor a new write in a retired partition (an old date rerun in Airflow after
-      it was pruned) ever triggers or clears anything. A window that straddles the floor is retired as a whole: it
-      is never planned with missing inputs.
-   c. Unfinished intents are completed. An intent recorded before its partition was retired (``pending`` or
-      ``error``) is still completed (a Resume, never a new decision): its Airflow call may already have happened and
-      exactly-once needs it finished. Prune therefore never deletes a partition holding one.
-   d. The floor only moves forward. A prune with an earlier cutoff keeps the floor; only an explicit lowering
-      (``prune --lower-floor``, or editing the key) moves it back, which makes the partitions between the two
+``{prefix}/config/retention`` holds the retention FLOOR F, a canonical
+partition. A partition P < F is RETIRED (canonical partitions sort by time).
+   a. `floor-first`: The floor comes first. Whoever deletes keys below F records F before the first delete, so every
+      view that reflects a deletion also reflects the floor (etcd's one revision order; a watcher applies events in
+      order).
+   b. `retired-inert`: A retired decision makes nothing happen. The decision of D for P is retired when P < F, or when
+      it reads a partition before F: through a mapped edge (semantics `partition-grids`: a fan-out hour whose day starts
+      before F, an offset's yesterday), transitively through the freshness of D's upstreams. The planner's triggers for
+      retired decisions are dropped, so neither a deletion nor a new write in a retired partition (an old date rerun in
+      Airflow after it was pruned) ever triggers or clears anything. A window that straddles the floor is retired as a
+      whole: it is never planned with missing inputs.
+   c. `retired-intents-complete`: Unfinished intents are completed. An intent recorded before its partition was retired
+      (``pending`` or ``error``) is still completed (a Resume, never a new decision): its Airflow call may already have
+      happened and exactly-once needs it finished. Prune therefore never deletes a partition holding one.
+   d. `floor-forward`: The floor only moves forward. A prune with an earlier cutoff keeps the floor; only an explicit
+      lowering (``prune --lower-floor``, or editing the key) moves it back, which makes the partitions between the two
       plannable again with whatever keys are left.
-   e. What prune deletes: every run-state, ledger and backfill key whose partition is before the cutoff, except in
-      the partitions that hold an unfinished intent or a queued/running run of any DAG (kept whole and listed with
-      the reason). Each delete compares the key's mod revision, so a key written meanwhile is kept, never lost.
-   f. A watcher forgets retired partitions (memory), except those holding an unfinished intent (rule c needs them
-      whole); a retired key written later is forgotten again as soon as it is applied.
+   e. `prune-deletes`: What prune deletes: every run-state, ledger and backfill key whose partition is before the
+      cutoff, except in the partitions that hold an unfinished intent or a queued/running run of any DAG (kept whole and
+      listed with the reason). Each delete compares the key's mod revision, so a key written meanwhile is kept, never
+      lost.
+   f. `forget-retired`: A watcher forgets retired partitions (memory), except those holding an unfinished intent
+      (`retired-intents-complete` needs them whole); a retired key written later is forgotten again as soon as it is
+      applied.
 
 Pure: no I/O, no clock (callers pass ``now``), no logging.
 """
@@ -86,13 +89,14 @@ def cutoff_problem(cutoff: str, now: datetime) -> str | None:
 
 
 def next_floor(current: RetentionFloor | None, cutoff: str, *, lower: bool = False) -> str:
-    """The floor to record for ``cutoff`` (rule d): never below the current one unless ``lower``."""
+    """The floor to record for ``cutoff`` (semantics `floor-forward`): never below the current one unless ``lower``."""
     if current is None or lower:
         return cutoff
     return max(current.before, cutoff)
 
 
-# -- selection (rule e) --------------------------------------------------------------------------------------------
+# -- selection (semantics `prune-deletes`)
+# --------------------------------------------------------------------------------------------
 
 
 class KeyKind(StrEnum):
@@ -160,7 +164,8 @@ def _hold_of_run(raw: bytes) -> tuple[HoldReason | None, str]:
     record, _ = parse_run_record(raw)
     if record is not None and record.state.active:
         return HoldReason.ACTIVE_RUN, f"{record.state} (run {record.run_id})"
-    return None, ""  # an unparsable value counts as absent, as everywhere (view rule 4): it holds nothing
+    # an unparsable value counts as absent, as everywhere (``view``'s **Bad values never raise**): it holds nothing
+    return None, ""
 
 
 def _hold_of_ledger(raw: bytes) -> tuple[HoldReason | None, str]:
@@ -250,7 +255,7 @@ def partition_facts(view: View, partition: str) -> list[KeyFact]:
 
 
 def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
-    """Rule e: delete every key before ``cutoff`` except in partitions held by one of their keys."""
+    """Semantics `prune-deletes`: delete every key before ``cutoff`` except in partitions held by one of their keys."""
     by_partition: dict[str, list[KeyFact]] = {}
     for fact in facts:
         if fact.partition < cutoff:
@@ -276,11 +281,12 @@ def batches(facts: Sequence[KeyFact], size: int = BATCH_SIZE) -> list[list[KeyFa
     return [list(facts[i : i + size]) for i in range(0, len(facts), size)]
 
 
-# -- the planner side (rules b, c, f) --------------------------------------------------------------------------
+# -- the planner side (semantics `retired-inert`, `retired-intents-complete`, `forget-retired`)
+# --------------------------------------------------------------------------
 
 
 class Retirement:
-    """Which decisions a floor retires (rule b), for one graph; memoised, so ask freely."""
+    """Which decisions a floor retires (semantics `retired-inert`), for one graph; memoised, so ask freely."""
 
     def __init__(self, graph: Graph, floor: RetentionFloor | None) -> None:
         self.graph = graph
@@ -324,7 +330,8 @@ class Retirement:
         return None
 
     def apply(self, plan: Plan) -> Plan:
-        """``plan`` without the triggers of retired decisions, with their verdicts saying so (rules b, c)."""
+        """``plan`` without the triggers of retired decisions, with their verdicts saying so (semantics `retired-inert`,
+        `retired-intents-complete`)."""
         if self.floor is None:
             return plan
         actions = tuple(
@@ -341,7 +348,8 @@ class Retirement:
 
 
 def unfinished(view: View, partition: str) -> bool:
-    """Whether ``partition`` holds an intent that is not confirmed (rule c keeps it whole)."""
+    """Whether ``partition`` holds an intent that is not confirmed (semantics `retired-intents-complete` keeps it
+    whole)."""
     return any(
         (fact := view.ledger.get((node, partition))) is not None and fact.status is not TriggerStatus.DONE
         for node in view.partitions.get(partition, ())
@@ -349,9 +357,9 @@ def unfinished(view: View, partition: str) -> bool:
 
 
 def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterable[str] | None = None) -> list[KeyFact]:
-    """Rule f: drop the facts of retired ``partitions`` (every retired one when None) from ``view``, except the
-    partitions holding an unfinished intent. Returns the keys dropped: they are still in etcd until pruned, and the
-    leader's periodic retention deletes them from this list (the view no longer has them)."""
+    """Semantics `forget-retired`: drop the facts of retired ``partitions`` (every retired one when None) from ``view``,
+    except the partitions holding an unfinished intent. Returns the keys dropped: they are still in etcd until pruned,
+    and the leader's periodic retention deletes them from this list (the view no longer has them)."""
     if floor is None:
         return []
     candidates = list(view.partitions) if partitions is None else list(partitions)
@@ -371,6 +379,7 @@ def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterabl
                 if task is not None:
                     view.tasks.pop(task, None)
     if dropped:
-        # Facts left the view without ``apply``: incremental readers (the deadline pass) start over (journal rule 1).
+        # Facts left the view without ``apply``: incremental readers (the deadline pass) start over (``journal``'s
+        # **Every applied key**).
         view.journal.reset()
     return dropped

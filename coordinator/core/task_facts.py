@@ -1,25 +1,26 @@
-"""Task-level facts (semantics "task-level upstreams"): the state of one named task of a DAG run, and who writes it.
+"""Task-level facts (semantics `edge-task`): the state of one named task of a DAG run, and who writes it.
 
 A task-state key ``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}`` holds the run-state value format of
 ``{prefix}/runs/...`` (``run_id`` and ``clear_number`` are the DAG run's) plus the writer's ``try_number``. Only the
 tasks the adopted graph names (its ``upstream_tasks`` field) are recorded, so etcd does not grow with every task.
 
 Rules (pure: no I/O, no clock):
-1. The value parses as a :class:`TaskRecord`: a RunRecord with an optional ``try_number`` (readers that only know
-   RunRecord ignore it, so the format stays the run-state format).
-2. Per-run ordering (:func:`should_replace_task`) is ``should_replace`` with the TRY as the attempt when both records
-   carry one: Airflow raises ``try_number`` on every retry and every clear of a task within one DAG run, while the DAG
-   run's ``clear_number`` does not move when a task of a still-running run is cleared on Airflow 2. A newer try
-   replaces an older one whatever the states (a cleared task goes success -> running -> success: two generations,
-   each dependent reruns once); within one try a state never goes backwards and is never rewritten unchanged. Without
-   a try on either side (``mark``, another team's writer) the rule is exactly ``should_replace``.
-3. ``up_for_retry`` is not a fact: a task that will run again has not failed (a "finished" condition or a failure
-   route must not fire on it). Writers record running, success and failed only; queued and every other Airflow
-   state are never written.
-4. The names come from the adopted graph value's ``upstream_tasks`` (``{"instance/dag_id": ["task", ...]}``; absent =
-   none). Entries that do not parse are skipped and reported, never fatal: a bad entry must not stop the others.
-5. The audit's rule (:func:`audit_task_record`): Airflow is the truth; REST reports the try but not the DAG run's
-   ``clear_number``, so an audit write keeps the recorded ``clear_number`` and carries the try it saw.
+- **A run record with a try.** The value parses as a :class:`TaskRecord`: a RunRecord with an optional ``try_number``
+  (readers that only know RunRecord ignore it, so the format stays the run-state format).
+- **Ordered by try.** Per-run ordering (:func:`should_replace_task`) is ``should_replace`` with the TRY as the attempt
+  when both records carry one: Airflow raises ``try_number`` on every retry and every clear of a task within one DAG
+  run, while the DAG run's ``clear_number`` does not move when a task of a still-running run is cleared on Airflow 2. A
+  newer try replaces an older one whatever the states (a cleared task goes success -> running -> success: two
+  generations, each dependent reruns once); within one try a state never goes backwards and is never rewritten
+  unchanged. Without a try on either side (``mark``, another team's writer) the rule is exactly ``should_replace``.
+- **A retry is no fact.** ``up_for_retry`` is not a fact: a task that will run again has not failed (a "finished"
+  condition or a failure route must not fire on it). Writers record running, success and failed only; queued and every
+  other Airflow state are never written.
+- **Names from the graph.** The names come from the adopted graph value's ``upstream_tasks`` (``{"instance/dag_id":
+  ["task", ...]}``; absent = none). Entries that do not parse are skipped and reported, never fatal: a bad entry must
+  not stop the others.
+- **The audit's rule.** (:func:`audit_task_record`) Airflow is the truth; REST reports the try but not
+  the DAG run's ``clear_number``, so an audit write keeps the recorded ``clear_number`` and carries the try it saw.
 """
 
 from __future__ import annotations
@@ -33,16 +34,17 @@ from pydantic import Field, ValidationError
 
 from coordinator.core.model import NAME_RE, NodeId, RunRecord, RunState, should_replace
 
-#: Airflow's task states that are facts here (rule 3); the rest (queued, up_for_retry, skipped, ...) are not written.
+#: Airflow's task states that are facts here (**A retry is no fact**); the rest (queued, up_for_retry, skipped, ...) are
+#: not written.
 TASK_FACT_STATES = {"running": RunState.RUNNING, "success": RunState.SUCCESS, "failed": RunState.FAILED}
-#: The field of the adopted graph value that names the recorded tasks (rule 4).
+#: The field of the adopted graph value that names the recorded tasks (**Names from the graph**).
 UPSTREAM_TASKS_FIELD = "upstream_tasks"
 
 _RANK = {RunState.QUEUED: 0, RunState.RUNNING: 1, RunState.SUCCESS: 2, RunState.FAILED: 2}
 
 
 class TaskRecord(RunRecord):
-    """Value of a task-state key: the run-state format plus the try that produced it (rule 1)."""
+    """Value of a task-state key: the run-state format plus the try that produced it (**A run record with a try**)."""
 
     try_number: int | None = Field(default=None, ge=0)
 
@@ -58,7 +60,7 @@ def parse_task_record(raw: bytes) -> tuple[TaskRecord | None, str | None]:
 
 
 def should_replace_task(old: RunRecord | None, new: RunRecord) -> bool:
-    """Whether a writer should overwrite ``old`` with ``new`` on a task-state key (rule 2)."""
+    """Whether a writer should overwrite ``old`` with ``new`` on a task-state key (**Ordered by try**)."""
     old_try = getattr(old, "try_number", None)
     new_try = getattr(new, "try_number", None)
     if old is None or old_try is None or new_try is None or old.run_id != new.run_id:
@@ -72,7 +74,8 @@ def should_replace_task(old: RunRecord | None, new: RunRecord) -> bool:
 
 @dataclass(frozen=True)
 class NamedTasks:
-    """The tasks the adopted graph names as upstreams, per DAG (rule 4); ``problems`` lists the entries skipped."""
+    """The tasks the adopted graph names as upstreams, per DAG (**Names from the graph**); ``problems`` lists the
+    entries skipped."""
 
     by_node: Mapping[NodeId, frozenset[str]] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
@@ -131,7 +134,8 @@ def audit_task_record(
     source: str,
     now: datetime,
 ) -> TaskRecord | None:
-    """The record to write for a task instance Airflow reports, or None when etcd already says enough (rule 5)."""
+    """The record to write for a task instance Airflow reports, or None when etcd already says enough
+    (**The audit's rule**)."""
     mapped = TASK_FACT_STATES.get(state)
     if mapped is None:
         return None

@@ -1,23 +1,24 @@
 """The view: what the watcher knows at etcd revision R, built from a snapshot and advanced by watch events.
 
 Rules:
-1. Pure: ``apply`` takes a key, a value (None = deleted) and the write's revision, and returns the partitions whose
-   plan may have changed. No I/O, no clock, no logging; problems are collected in ``problems`` for the shell to report.
-2. A view built from a snapshot at R and a view built from events up to R hold exactly the same facts: only the
-   latest value of each key and its mod revision are kept, because that is all a relist can recover. This is what
-   makes downtime of any length end in the same decisions as running throughout. Of a value, only what decisions,
-   the audit and ``status`` read is kept (``RunFact``, ``LedgerFact``): a big store holds millions of them.
-3. Every success write is a new generation, even a rewrite of the same attempt (a relist could not tell the two
-   apart). Writers therefore never rewrite an unchanged state (``should_replace``), and ``mark`` refuses to unless
-   told to start a new generation.
-4. Bad values never raise: an unparsable run-state or ledger value is recorded as a problem and the key is treated as
-   absent, so one team's garbage cannot stop the others' pipelines.
-5. Task-instance states (``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}``, the run-state value format)
-   are facts of their DAG in their partition like run states (``tasks``; a malformed key or value is a problem
-   like a run key's), so a change of one re-plans what depends on that DAG there.
-6. The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read at the same revision
-   as the facts it retires, so a decision never pairs a floor with run states from another moment
-   (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
+- **Pure apply.** Pure: ``apply`` takes a key, a value (None = deleted) and the write's revision, and returns the
+  partitions whose plan may have changed. No I/O, no clock, no logging; problems are collected in ``problems`` for the
+  shell to report.
+- **Snapshot equals events.** A view built from a snapshot at R and a view built from events up to R hold exactly the
+  same facts: only the latest value of each key and its mod revision are kept, because that is all a relist can recover.
+  This is what makes downtime of any length end in the same decisions as running throughout. Of a value, only what
+  decisions, the audit and ``status`` read is kept (``RunFact``, ``LedgerFact``): a big store holds millions of them.
+- **Every success a generation.** Every success write is a new generation, even a rewrite of the same attempt (a relist
+  could not tell the two apart). Writers therefore never rewrite an unchanged state (``should_replace``), and ``mark``
+  refuses to unless told to start a new generation.
+- **Bad values never raise**: an unparsable run-state or ledger value is recorded as a problem and the key is treated as
+  absent, so one team's garbage cannot stop the others' pipelines.
+- **Task states.** Task-instance states (``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}``, the run-state
+  value format) are facts of their DAG in their partition like run states (``tasks``; a malformed key or value is a
+  problem like a run key's), so a change of one re-plans what depends on that DAG there.
+- **The floor is a fact.** The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read
+  at the same revision as the facts it retires, so a decision never pairs a floor with run states from another moment
+  (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
 """
 
 from __future__ import annotations
@@ -66,22 +67,22 @@ class View:
     #: (DAG, partition) -> fact, held per partition (``core.fact_index``): no tuple key per fact.
     runs: FactIndex[RunFact] = field(default_factory=FactIndex)
     ledger: FactIndex[LedgerFact] = field(default_factory=FactIndex)
-    #: (DAG, task id, partition) -> the task instance's latest state (rule 5).
+    #: (DAG, task id, partition) -> the task instance's latest state (**Task states**).
     tasks: dict[tuple[NodeId, str, str], RunFact] = field(default_factory=dict)
     backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
     activation: Activation | None = None
     activation_rev: int = 0
-    #: The retention floor (``{prefix}/config/retention``, semantics rule 11) read with the same revision as the
-    #: facts it retires; an unparsable value is a problem and the last valid floor stays (a garbage value must not
+    #: The retention floor (``{prefix}/config/retention``, semantics `retention-retires`) read with the same revision as
+    #: the facts it retires; an unparsable value is a problem and the last valid floor stays (a garbage value must not
     #: bring retired partitions back).
     floor: RetentionFloor | None = None
     floor_rev: int = 0
-    #: instance -> the trigger budget's state (``{prefix}/config/budget/{instance}``, semantics rule 15) and its
-    #: mod revision; an unparsable value is a problem and the last valid state stays.
+    #: instance -> the trigger budget's state (``{prefix}/config/budget/{instance}``, semantics `trigger-budget`) and
+    #: its mod revision; an unparsable value is a problem and the last valid state stays.
     budgets: dict[str, tuple[BudgetState, int]] = field(default_factory=dict)
-    #: The plan checkpoint (``{prefix}/config/checkpoint``, semantics rule 19) and its mod revision: the revision the
-    #: leader had planned through. Unparsable: a problem, None here, and ``checkpoint_rev`` still set (the start
-    #: says the checkpoint was unreadable, not missing).
+    #: The plan checkpoint (``{prefix}/config/checkpoint``, semantics `checkpoint-first`) and its mod revision: the
+    #: revision the leader had planned through. Unparsable: a problem, None here, and ``checkpoint_rev`` still set (the
+    #: start says the checkpoint was unreadable, not missing).
     checkpoint: PlanCheckpoint | None = None
     checkpoint_rev: int = 0
     #: key -> what is wrong with its value (reported by the shell, shown by ``status``).
@@ -139,23 +140,26 @@ class View:
     def load_page(self, items: Iterable[tuple[str, bytes, int]]) -> None:
         """Apply one page of a snapshot: (key, value, mod_revision) triples, as ``apply`` of each in turn would.
 
-        The same facts as ``apply`` of each (rule 2), without the sets of partitions to re-plan (a snapshot re-plans
-        everything) and with the two common kinds inlined: this runs for every key of a snapshot, millions of them.
+        The same facts as ``apply`` of each (**Snapshot equals events**), without the sets of partitions to re-plan (a
+        snapshot re-plans everything) and with the two common kinds inlined: this runs for every key of a snapshot,
+        millions of them.
         """
         self.journal.reset()  # a snapshot: what changed is unknown (once per page, not per key)
         page = items if isinstance(items, list) else list(items)
-        scanned = no_long_fraction(map(_value, page))  # canonical rule 2 for every value at once
+        # ``core.canonical``'s **UTC times, six digits** for every value at once
+        scanned = no_long_fraction(map(_value, page))
         runs, triggers = self._bases
         nodes, parts, names = self._nodes, self._parts, self._input_names
-        # The per-partition dicts of the facts written directly (``FactIndex`` rule 3 holds: a fact is added).
+        # The per-partition dicts of the facts written directly (``FactIndex``' **Empty partitions dropped** holds: a
+        # fact is added).
         runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
         # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
         # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
         # the page's slots: partition -> (its facts of the DAG's kind, its nodes in ``partitions``), one lookup
-        # where there were three. A slot is made when a fact is added (``FactIndex`` rule 3), and all are dropped
-        # after an ``apply``, which may drop a partition's dict of facts.
+        # where there were three. A slot is made when a fact is added (``FactIndex``' **Empty partitions dropped**), and
+        # all are dropped after an ``apply``, which may drop a partition's dict of facts.
         last: str | None = None  # the previous key's "{base}{instance}/{dag_id}" when it named a known DAG
         kind, node = 0, None
         run_slots: dict[str, _Slot] = {}
@@ -178,7 +182,8 @@ class View:
                 partition = parts.get(suffix, "")  # only valid ones are held: a first key there takes ``apply``
             if node is not None and (slot is not None or partition):
                 # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
-                # ``core.canonical`` rule 1); any other value takes the pydantic path, which also words any problem.
+                # ``core.canonical``'s **Exactly equivalent or nothing**); any other value takes the pydantic path,
+                # which also words any problem.
                 fact: RunFact | LedgerFact | None
                 if kind == 1:
                     fact = run_fact(value, mod_rev, scanned)
@@ -266,7 +271,7 @@ class View:
         return found
 
     def budget_states(self) -> dict[str, BudgetState]:
-        """instance -> its trigger budget state (semantics rule 15)."""
+        """instance -> its trigger budget state (semantics `trigger-budget`)."""
         return {instance: state for instance, (state, _) in self.budgets.items()}
 
     def intern_nodes(self, nodes: Iterable[NodeId]) -> None:
@@ -420,7 +425,7 @@ class View:
         return {ALL}
 
     def _apply_checkpoint(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
-        """Semantics rule 19: nothing to re-plan; only a start reads it (``core/first_work.py``)."""
+        """Semantics `checkpoint-first`: nothing to re-plan; only a start reads it (``core/first_work.py``)."""
         if value is None:
             self.checkpoint, self.checkpoint_rev = None, 0
             return set()

@@ -1,22 +1,23 @@
 """``coordinator doctor``'s verdicts: facts gathered by the shell in, one :class:`Check` per line out.
 
 Rules:
-1. Pure: :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's answers,
-   the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
-2. Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, graph warnings, leader,
-   standbys, watcher graphs, instances, DAGs, instances without Airflow, plugin records, unknown instances,
-   retention, intents, trigger budget, plan checkpoint, bad values). A check whose premise failed is ``skip``, never
-   a second failure for the same cause (etcd down is one failure, not ten).
-3. Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves it. Secrets never appear:
-   a secret setting shows where it comes from, never its value.
-4. ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is stable and
-   documented in docs/howto/doctor.md; fields are only ever added.
-5. A watcher's own start check of each Airflow instance (``coordinator.informer.presence_value``) shows here too; so do
-   the graph each watcher runs (watchers on different digests fail: a failover would change the graph) and the warnings
-   of the graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you mean").
-6. Under a role that may read only part of the prefix (``coordinator roles``), a check whose keys the user may not
-   read is ``skip`` naming them, never judged on missing facts; a user that may read but not write gets a warning
-   (doctor's own role is read-only), not a failure.
+- **Pure.** :func:`diagnose` takes :class:`DoctorFacts` (what the CLI probed: settings and their sources, etcd's
+  answers, the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
+- **Fixed order.** Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, graph warnings,
+  leader, standbys, watcher graphs, instances, DAGs, instances without Airflow, plugin records, unknown instances,
+  retention, intents, trigger budget, plan checkpoint, bad values). A check whose premise failed is ``skip``, never a
+  second failure for the same cause (etcd down is one failure, not ten).
+- **Every problem has a fix.** Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves
+  it. Secrets never appear: a secret setting shows where it comes from, never its value.
+- **Stable result.** ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is
+  stable and documented in docs/howto/doctor.md; fields are only ever added.
+- **What watchers saw.** A watcher's own start check of each Airflow instance (``coordinator.informer.presence_value``)
+  shows here too; so do the graph each watcher runs (watchers on different digests fail: a failover would change the
+  graph) and the warnings of the graphs in force (an upstream declared nowhere whose name is close to a DAG's: "did you
+  mean").
+- **Partial roles.** Under a role that may read only part of the prefix (``coordinator roles``), a check whose keys the
+  user may not read is ``skip`` naming them, never judged on missing facts; a user that may read but not write gets a
+  warning (doctor's own role is read-only), not a failure.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ __all__ = [
 
 
 def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
-    """Every check, in the order of rule 2."""
+    """Every check, in the **Fixed order**."""
     checks = [configuration_check(facts), etcd_check(facts)]
     reached = facts.etcd_revision is not None
     checks.append(permissions_check(facts) if reached else skipped("etcd permissions", "etcd not reached"))
@@ -120,7 +121,8 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
 
 
 def _unless_unreadable(f: DoctorFacts, name: str, needs: Sequence[str], check: Callable[[], Check]) -> Check:
-    """Rule 6: a check whose keys this user may not read is skipped, saying which, instead of judged on nothing."""
+    """**Partial roles**: a check whose keys this user may not read is skipped, saying which, instead of judged on
+    nothing."""
     missing = [f"{f.prefix}/{n}" for n in needs if f"{f.prefix}/{n}" in f.unreadable]
     if missing:
         return skipped(name, f"user {f.etcd_user} may not read {', '.join(missing)}")

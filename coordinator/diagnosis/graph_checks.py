@@ -1,5 +1,6 @@
 """``doctor``'s checks of the graph and the watchers that run it: the graph, its warnings, the leader, the standbys,
-the graphs the watchers run, asset routes and instances without an Airflow (rule 5 of :mod:`coordinator.diagnosis`)."""
+the graphs the watchers run, asset routes and instances without an Airflow (:mod:`coordinator.diagnosis`'s
+**What watchers saw**)."""
 
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def graph_check(f: DoctorFacts) -> Check:
 
 def graph_warnings_check(f: DoctorFacts) -> Check:
     """The local file's and the running watchers' graph warnings: an upstream declared nowhere whose name is close to
-    a declared DAG's is a root that never runs, and its dependent waits for ever (``spec.near_misses`` rule 4)."""
+    a declared DAG's is a root that never runs, and its dependent waits for ever (``spec.near_misses``'s
+    **Near misses**)."""
     name = "graph warnings"
     local = f.local_graph
     lines = [w.format(local.source) for w in near_miss_references(local)] if local is not None else []
@@ -165,7 +167,8 @@ def graph_nodes(f: DoctorFacts) -> frozenset[NodeId] | None:
 
 
 def asset_routes_check(graph: Graph, f: DoctorFacts) -> Check:
-    """Each asset route against its targets: the asset exists there and a DAG there schedules on it (rule 16a)."""
+    """Each asset route against its targets: the asset exists there and a DAG there schedules on it
+    (semantics `asset-routes`)."""
     routes = graph.asset_routes
     problems = [f"{name}: {error}" for name, error in sorted(f.asset_errors.items())]
     warnings = route_warnings(routes, f.asset_targets)

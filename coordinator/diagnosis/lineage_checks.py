@@ -13,7 +13,8 @@ from coordinator.diagnosis.model import (
 
 
 def lineage_check(p: LineageProbe) -> Check:
-    """Semantics rule 18d: the receiver answers, knows doctor's token, and may write each instance it serves."""
+    """Semantics `lineage-receiver`: the receiver answers, knows doctor's token, and may write each instance it
+    serves."""
     name = "lineage receiver"
     if not p.url:
         return Check(name=name, status=CheckStatus.WARN,

@@ -1,5 +1,5 @@
 """What ``doctor`` takes and gives: the facts the shell probed, one :class:`Check` per line, and the text and
-JSON forms of the result (rules 3 and 4 of :mod:`coordinator.diagnosis`)."""
+JSON forms of the result (:mod:`coordinator.diagnosis`'s **Every problem has a fix** and **Stable result**)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ class CheckStatus(StrEnum):
 
 
 class Check(BaseModel):
-    """One line of ``doctor``: what was checked, the verdict, and for warn/fail the fix (rule 3)."""
+    """One line of ``doctor``: what was checked, the verdict, and for warn/fail the fix
+    (the package's **Every problem has a fix**)."""
 
     model_config = ConfigDict(frozen=True)
     name: str
@@ -60,7 +61,7 @@ class SettingSource:
 
 @dataclass
 class DoctorFacts:
-    """Everything the shell probed (rule 1). ``None`` means not reached (an earlier step failed)."""
+    """Everything the shell probed (the package's **Pure**). ``None`` means not reached (an earlier step failed)."""
 
     settings: Sequence[SettingSource]
     prefix: str
@@ -72,7 +73,8 @@ class DoctorFacts:
     read_ok: bool | None = None
     write_ok: bool | None = None
     permission_error: str | None = None
-    #: Key families (keys or prefixes of ``coordinator.writers.roles.key_families``) this user may not read (rule 6).
+    #: Key families (keys or prefixes of ``coordinator.writers.roles.key_families``) this user may not read
+    #: (the package's **Partial roles**).
     unreadable: tuple[str, ...] = ()
     etcd_user: str | None = None
     #: etcd's raised alarms (None: not asked, or ``alarms_error`` says why) and the etcdctl words that reach the
@@ -93,10 +95,11 @@ class DoctorFacts:
     #: Instances to check (``--instance`` narrows it) and what probing each found.
     instances: Sequence[InstanceCheck] = ()
     only_instance: str | None = None
-    #: Semantics rule 16a: what each target of the local graph's asset routes holds, or why it could not be read.
+    #: Semantics `asset-routes`: what each target of the local graph's asset routes holds, or why it could not be read.
     asset_targets: Mapping[str, TargetAssets] = field(default_factory=dict)
     asset_errors: Mapping[str, str] = field(default_factory=dict)
-    #: Semantics rule 18: what the OpenLineage receiver answered (None: the local graph maps no OpenLineage job).
+    #: Semantics `lineage-upstreams`: what the OpenLineage receiver answered (None: the local graph maps no OpenLineage
+    #: job).
     lineage: LineageProbe | None = None
 
 
@@ -132,7 +135,7 @@ def passed(checks: Iterable[Check]) -> bool:
 
 
 def to_json(checks: Sequence[Check]) -> dict[str, Any]:
-    """The stable JSON form (rule 4)."""
+    """The stable JSON form (the package's **Stable result**)."""
     return {
         "version": JSON_VERSION,
         "ok": passed(checks),

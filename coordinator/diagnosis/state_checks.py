@@ -83,10 +83,10 @@ def _listed(lines: Sequence[str]) -> tuple[str, ...]:
 
 
 def budget_check(view: View) -> Check:
-    """Semantics rule 15: an instance the trigger budget holds starts nothing new until it is released."""
+    """Semantics `trigger-budget`: an instance the trigger budget holds starts nothing new until it is released."""
     states = sorted(view.budget_states().items())
     held = {i: s for i, s in states if s.held}
-    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.held_dags().items()}  # rule 15h
+    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.held_dags().items()}  # semantics `budget-per-dag`
     if not held and not dags:
         return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
     what = [f"{len(held)} instance(s): {', '.join(held)}"] if held else []
@@ -103,7 +103,7 @@ def budget_check(view: View) -> Check:
 
 
 def checkpoint_check(view: View) -> Check:
-    """Semantics rule 19: what a watcher starting now would plan before its full pass."""
+    """Semantics `checkpoint-first`: what a watcher starting now would plan before its full pass."""
     name = "plan checkpoint"
     if view.checkpoint_key in view.problems:
         return Check(name=name, status=CheckStatus.WARN, summary=view.problems[view.checkpoint_key],

@@ -1,12 +1,13 @@
 """The etcd client: connection, authentication, the one retry policy of unary calls, key-value, CAS and leases.
 
-Rules (numbered as in the package docstring):
-1. Callers see only the package's frozen values and the errors of ``coordinator.errors``; every gRPC error is mapped
-   with ``raise ... from exc`` (:func:`coordinator.etcd.wire.map_error`).
-2. Unary calls are retried briefly (:data:`UNARY_RETRY`) on UNAVAILABLE only, plus UNAUTHENTICATED when a user is
-   configured (the member forgot our token: log in again). Deadline errors are not retried (a write may have
-   applied). With several endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
-5. Every leader write carries a Fence that etcd checks in the same transaction as the write (:meth:`EtcdStore.cas`).
+Rules (named as in the package docstring):
+- **Mapped errors.** Callers see only the package's frozen values and the errors of ``coordinator.errors``; every gRPC
+  error is mapped with ``raise ... from exc`` (:func:`coordinator.etcd.wire.map_error`).
+- **Brief unary retry.** Unary calls are retried briefly (:data:`UNARY_RETRY`) on UNAVAILABLE only, plus UNAUTHENTICATED
+  when a user is configured (the member forgot our token: log in again). Deadline errors are not retried (a write may
+  have applied). With several endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
+- **Fenced leadership.** Every leader write carries a Fence that etcd checks in the same transaction as the write
+  (:meth:`EtcdStore.cas`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ GET_BATCH = 100
 #: Unary calls on UNAVAILABLE: the first call after a server restart fails although the server is up. 5 attempts with
 #: waits of about 0.1, 0.2, 0.4, 0.5 s, each drawn from [d/2, d] so clients restarted together do not retry in
 #: lockstep: 0.6-1.2 s in all, longer than a local restart, short enough that a caller with its own (longer) retry
-#: loop, such as the plugin's writer, soon takes over. One more attempt per extra endpoint (see rule 2).
+#: loop, such as the plugin's writer, soon takes over. One more attempt per extra endpoint (see **Brief unary retry**).
 UNARY_RETRY = RetryPolicy(initial_s=0.1, max_s=0.5, jitter=0.5, max_attempts=5)
 #: One attempt: for calls whose failure must be seen at once (a leader's keepalive).
 NO_RETRY = RetryPolicy(initial_s=0.0, max_s=0.0, max_attempts=1)
@@ -188,7 +189,8 @@ class EtcdStore:
         self.after_failure(attempt.error)
 
     async def call(self, op: str, fn: Callable[[Conn], Awaitable[Any]], *, retry: bool = True) -> Any:
-        """Run one unary RPC with :data:`UNARY_RETRY` (or once, without ``retry``); map gRPC errors (rules 1, 2)."""
+        """Run one unary RPC with :data:`UNARY_RETRY` (or once, without ``retry``); map gRPC errors (**Mapped errors**,
+        **Brief unary retry**)."""
         policy = NO_RETRY
         if retry:
             attempts = (UNARY_RETRY.max_attempts or 1) + len(self._settings.endpoints) - 1

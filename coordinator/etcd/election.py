@@ -1,8 +1,9 @@
 """Leader election on one key, built only on the client's public API (leases, create-if-absent, get, wait_deleted).
 
-Rule 5 of the package: leadership is a lease-bound key created only if absent. A leader stops claiming leadership
-(``is_leader``) as soon as a keepalive fails and for good once ``last keepalive + TTL - margin`` has passed, i.e.
-before any standby can acquire the key; every leader write carries a Fence that etcd checks in the same transaction.
+The package's **Fenced leadership**: leadership is a lease-bound key created only if absent. A leader stops claiming
+leadership (``is_leader``) as soon as a keepalive fails and for good once ``last keepalive + TTL - margin`` has passed,
+i.e. before any standby can acquire the key; every leader write carries a Fence that etcd checks in the same
+transaction.
 """
 
 from __future__ import annotations

@@ -1,22 +1,22 @@
 """Reading a prefix of etcd over time: consistent paged snapshots, the resilient watch, relist after compaction.
 
-Rules (rules 3 and 4 of the package):
-1. A snapshot is one revision: every page of a prefix is read at the revision of the first page, so a concurrent
-   write can never produce a view that existed at no revision. Pages keep each response far below gRPC's 4 MB limit.
-   etcd (3.5) counts every key from a page's start to its range end to answer ``count``, so paging one range of N
-   keys costs it N²/page: at 2 million keys, minutes. ``cuts`` split the prefix into consecutive ranges (the
-   watcher cuts at each DAG's keys), each paged on its own, which makes that cost linear.
-   When the pinned revision is compacted while paging, the snapshot starts over (a few times) at a newer revision.
-   ``stream_snapshot`` hands the pages to a sink as they arrive (the next page is already requested while the sink
-   takes one) instead of holding them all: at a million keys the held snapshot alone was a gigabyte.
-2. ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out (+1), and when
-   that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted`` batch. The
-   difference is taken against the keys the consumer holds: the snapshot it started from (kept up to date), or,
-   started from a bare revision, what the consumer's ``held`` callback says at the time of the relist.
-   It never gives up on connection loss (it reconnects with :data:`WATCH_BACKOFF`); it only stops on errors a retry
-   cannot fix (permissions, closed store).
-3. A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call or a watch stream
-   reports it.
+Rules (the package's **One-revision snapshot** and **Lossless watch**):
+- **One-revision snapshot.** A snapshot is one revision: every page of a prefix is read at the revision of the first
+  page, so a concurrent write can never produce a view that existed at no revision. Pages keep each response far below
+  gRPC's 4 MB limit. etcd (3.5) counts every key from a page's start to its range end to answer ``count``, so paging one
+  range of N keys costs it N²/page: at 2 million keys, minutes. ``cuts`` split the prefix into consecutive ranges (the
+  watcher cuts at each DAG's keys), each paged on its own, which makes that cost linear. When the pinned revision is
+  compacted while paging, the snapshot starts over (a few times) at a newer revision. ``stream_snapshot`` hands the
+  pages to a sink as they arrive (the next page is already requested while the sink takes one) instead of holding them
+  all: at a million keys the held snapshot alone was a gigabyte.
+- **Lossless watch.** ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out
+  (+1), and when that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted``
+  batch. The difference is taken against the keys the consumer holds: the snapshot it started from (kept up to date),
+  or, started from a bare revision, what the consumer's ``held`` callback says at the time of the relist. It never gives
+  up on connection loss (it reconnects with :data:`WATCH_BACKOFF`); it only stops on errors a retry cannot fix
+  (permissions, closed store).
+- **One compaction error.** A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call
+  or a watch stream reports it.
 """
 
 from __future__ import annotations
@@ -177,7 +177,8 @@ class _Collect:
 async def snapshot(
     store: EtcdStore, prefix: str, page_size: int = SNAPSHOT_PAGE_SIZE, cuts: Sequence[str] = ()
 ) -> Snapshot:
-    """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision (rule 1)."""
+    """Every key under ``prefix`` at one revision, read in pages pinned to the first page's revision
+    (**One-revision snapshot**)."""
     sink = _Collect()
     revision, _ = await stream_snapshot(store, prefix, sink, page_size, cuts)
     return Snapshot(revision, tuple(sink.kvs))
@@ -190,10 +191,12 @@ async def stream_snapshot(
     page_size: int = SNAPSHOT_PAGE_SIZE,
     cuts: Sequence[str] = (),
 ) -> tuple[int, int]:
-    """Every key under ``prefix`` at one revision, handed to ``sink`` page by page (rule 1); (revision, keys).
+    """Every key under ``prefix`` at one revision, handed to ``sink`` page by page (**One-revision snapshot**);
+    (revision, keys).
 
-    ``cuts``: keys inside the prefix where the read may split it into ranges read one after the other (rule 1);
-    any cuts give the same keys, only faster when they split the prefix into ranges of about a page each."""
+    ``cuts``: keys inside the prefix where the read may split it into ranges read one after the other
+    (**One-revision snapshot**); any cuts give the same keys, only faster when they split the prefix into ranges of
+    about a page each."""
 
     def restarting(attempt: RetryAttempt) -> None:
         log.warning("snapshot.restart prefix=%s attempt=%d reason=compacted", prefix, attempt.number)
@@ -341,7 +344,7 @@ async def watch_prefix(
     held: Callable[[], Mapping[str, int]] | None = None,
     cuts: Sequence[str] = (),
 ) -> AsyncIterator[WatchBatch]:
-    """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (rule 2).
+    """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (**Lossless watch**).
 
     ``start`` is the snapshot the consumer holds, or only its revision: then ``held()`` (key -> mod revision of
     every key the consumer holds, asked at a relist) replaces the copy of the keys this generator would keep."""

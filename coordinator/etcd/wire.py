@@ -1,10 +1,10 @@
 """The gRPC side of the etcd adapter: channels, TLS, key encoding, protobuf -> values, gRPC errors -> our errors.
 
 Rules:
-1. Every gRPC error that leaves the package is mapped here (:func:`map_error`) into the tree of
-   ``coordinator.errors``; the caller raises it ``from`` the gRPC error.
-2. Keys are UTF-8 with ``surrogateescape``: keys that other writers stored as non-UTF-8 bytes round-trip instead of
-   crashing the reader.
+- **Mapped errors.** Every gRPC error that leaves the package is mapped here (:func:`map_error`) into the tree of
+  ``coordinator.errors``; the caller raises it ``from`` the gRPC error.
+- **Keys round-trip.** Keys are UTF-8 with ``surrogateescape``: keys that other writers stored as non-UTF-8 bytes
+  round-trip instead of crashing the reader.
 """
 
 from __future__ import annotations

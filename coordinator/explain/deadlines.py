@@ -1,16 +1,16 @@
-"""Deadlines as ``status`` and ``why`` show them (semantics rule 13): the pure decision, rendered.
+"""Deadlines as ``status`` and ``why`` show them (semantics `deadlines-judged`): the pure decision, rendered.
 
 Rules:
-1. Decided by ``core.deadlines.deadline_states`` on the same view the rest of the report reads, at ``now`` (the
-   caller's clock), so ``status`` shows what the leader's next deadline pass would decide.
-2. Only DAGs with an ``expected_by`` have rows; times are UTC, ``-`` when there is none. A row that waits for a
-   root shows that root's predicted start and its source (``core.deadline.start``: history, timetable,
-   airflow_version, default).
-3. Paused DAGs and unreachable instances are known only to the watcher (it asks Airflow; these commands read etcd
-   only, and must answer when Airflow does not). So where this judgement is ``on_time`` or ``at_risk`` without a
-   success and the leader's recorded transition (``{prefix}/deadlines/...``, read from the same snapshot) is
-   ``blocked`` by such a cause, the row shows the leader's state and cause (``judged_by: leader``), and ``why``
-   says so. The leader records every change within one deadline pass, so the record is as fresh as its last pass.
+- **The leader's decision.** Decided by ``core.deadlines.deadline_states`` on the same view the rest of the report
+  reads, at ``now`` (the caller's clock), so ``status`` shows what the leader's next deadline pass would decide.
+- **Rows for expected_by only.** Only DAGs with an ``expected_by`` have rows; times are UTC, ``-`` when there is none. A
+  row that waits for a root shows that root's predicted start and its source (``core.deadline.start``: history,
+  timetable, airflow_version, default).
+- **The leader's causes.** Paused DAGs and unreachable instances are known only to the watcher (it asks Airflow; these
+  commands read etcd only, and must answer when Airflow does not). So where this judgement is ``on_time`` or ``at_risk``
+  without a success and the leader's recorded transition (``{prefix}/deadlines/...``, read from the same snapshot) is
+  ``blocked`` by such a cause, the row shows the leader's state and cause (``judged_by: leader``), and ``why`` says so.
+  The leader records every change within one deadline pass, so the record is as fresh as its last pass.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from coordinator.core.duration import format_shift
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import Level
 
-#: Causes only the watcher can see (rule 3).
+#: Causes only the watcher can see (**The leader's causes**).
 WATCHER_ONLY = frozenset({CauseReason.PAUSED, CauseReason.UNREACHABLE})
 
 
@@ -43,15 +43,17 @@ class DeadlineRow(BaseModel):
     slack_s: float
     cause: str | None = None
     chain: str | None = None
-    #: ``local``: judged by this command; ``leader``: the leader's recorded state, for a cause only it sees (rule 3).
+    #: ``local``: judged by this command; ``leader``: the leader's recorded state, for a cause only it sees
+    #: (**The leader's causes**).
     judged_by: Literal["local", "leader"] = "local"
-    #: The predicted start of the root the ETA waits for (rule 2): which root, when, and from which source.
+    #: The predicted start of the root the ETA waits for (**Rows for expected_by only**): which root, when, and from
+    #: which source.
     start_of: str | None = None
     start: datetime | None = None
     start_source: str | None = None
-    #: Escalation levels (rule 13 "Escalation"): each level's name and state, in spec order; None without levels.
+    #: Escalation levels (semantics `deadline-levels`): each level's name and state, in spec order; None without levels.
     levels: dict[str, str] | None = None
-    #: A task deadline (rule 13 "Task deadlines"): the task the state is judged on; None: the DAG run.
+    #: A task deadline (semantics `deadline-task`): the task the state is judged on; None: the DAG run.
     task: str | None = None
 
 
@@ -75,7 +77,7 @@ def _reason(cause: str | None) -> str | None:
 
 
 def leader_judged(status: DeadlineStatus, record: DeadlineRecord | None) -> DeadlineRecord | None:
-    """The leader's record where it knows a cause this command cannot see (rule 3), else None."""
+    """The leader's record where it knows a cause this command cannot see (**The leader's causes**), else None."""
     if record is None or status.succeeded or status.state not in (DeadlineState.ON_TIME, DeadlineState.AT_RISK):
         return None
     if record.state is not DeadlineState.BLOCKED or _reason(record.cause) not in WATCHER_ONLY:
@@ -84,8 +86,8 @@ def leader_judged(status: DeadlineStatus, record: DeadlineRecord | None) -> Dead
 
 
 def leader_status(status: DeadlineStatus, record: DeadlineRecord | None) -> DeadlineStatus:
-    """``status`` with the leader's recorded state and cause where it knows a cause a reader cannot see (rule 3):
-    what the dependencies page draws, as ``status`` shows it."""
+    """``status`` with the leader's recorded state and cause where it knows a cause a reader cannot see
+    (**The leader's causes**): what the dependencies page draws, as ``status`` shows it."""
     leader = leader_judged(status, record)
     if leader is None:
         return status
@@ -119,7 +121,8 @@ def deadline_rows(
     levels: Mapping[NodeId, tuple[Level, ...]] | None = None,
 ) -> list[DeadlineRow]:
     """Rows for ``partitions`` (every partition judged when None), by partition then DAG; ``recorded``: the
-    leader's transitions (rule 3); ``levels``: the DAGs' escalation levels (``core.deadline.levels.graph_levels``)."""
+    leader's transitions (**The leader's causes**); ``levels``: the DAGs' escalation levels
+    (``core.deadline.levels.graph_levels``)."""
     levels = levels or {}
     wanted = None if partitions is None else set(partitions)
     rows = []
@@ -159,8 +162,8 @@ def why_lines(
     status: DeadlineStatus | None, record: DeadlineRecord | None = None, levels: tuple[Level, ...] = ()
 ) -> list[str]:
     """What ``why`` adds for a DAG with a deadline: the state, the deadline, the ETA and the cause chain; the
-    leader's recorded state instead where it knows a cause this command cannot see (rule 3); each escalation
-    level's state, with its slack."""
+    leader's recorded state instead where it knows a cause this command cannot see (**The leader's causes**); each
+    escalation level's state, with its slack."""
     if status is None:
         return []
     of_task = [f"  task: {status.task} (the deadline is judged on this task's state)"] if status.task else []

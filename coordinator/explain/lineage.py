@@ -1,5 +1,6 @@
-"""What ``why``, ``status`` and the page say of a node that is an OpenLineage job (semantics rule 18): the job, its
-last event. Below the page and the CLI in the import layers (beside the read model), so all three read it alike.
+"""What ``why``, ``status`` and the page say of a node that is an OpenLineage job (semantics `lineage-upstreams`): the
+job, its last event. Below the page and the CLI in the import layers (beside the read model), so all three read it
+alike.
 
 A node is an OpenLineage node when an ``"openlineage"`` entry of the graph maps to it (its fixed ``dag``, or a job
 pattern matching its dag id). Its run state's ``run_id`` is the OpenLineage runId, and the receiver's record of that

@@ -48,7 +48,8 @@ class StatusRow(BaseModel):
 
 
 class AdoptionReport(BaseModel):
-    """Whether a graph was ever adopted under the prefix and, if not, what the first start will do (rule 9)."""
+    """Whether a graph was ever adopted under the prefix and, if not, what the first start will do
+    (semantics `first-adoption`)."""
 
     model_config = ConfigDict(frozen=True)
     adopted: bool
@@ -153,7 +154,8 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
             lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
         for up in verdict.blocked_by:
             if up in graph.mapped_edges.get(current, ()):
-                continue  # another partition's story (rule 10): the reason line already names what is missing
+                # another partition's story (semantics `partition-grids`): the reason line already names what is missing
+                continue
             up_verdict = plan.verdicts.get((up, partition))
             if up_verdict is not None and (up_verdict.blocked_by or not graph.dags[up].is_root):
                 explain(up, depth + 1)

@@ -1,7 +1,8 @@
 """The informer and the indexes it feeds: one list/watch of the store, one read model of every key family."""
 
 from coordinator.informer.deadlines import DeadlineIndex
-from coordinator.informer.informer import Changes, Follower, Index, Informer, Loaded, load_prefixes
+from coordinator.informer.informer import Changes, Follower, Index, Informer, Loaded
+from coordinator.informer.lineage import LineageIndex
 from coordinator.informer.presence import PresenceIndex
 
-__all__ = ["Changes", "DeadlineIndex", "Follower", "Index", "Informer", "Loaded", "PresenceIndex", "load_prefixes"]
+__all__ = ["Changes", "DeadlineIndex", "Follower", "Index", "Informer", "LineageIndex", "Loaded", "PresenceIndex"]

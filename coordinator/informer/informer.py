@@ -2,9 +2,11 @@
 
 Rules:
 1. One read, one way in. ``load`` streams the whole prefix at one revision into the view and every index, page by
-   page as etcd sends it (nothing holds the snapshot); ``apply`` takes one watch batch into them and says what
-   changed. The watcher and every reader of the whole prefix (``coordinator.informer.read_model``: ``status``, ``why``,
-   ``diff``, ``doctor``, ``reconcile``, the page) load through this module; none parses keys of its own.
+   page as etcd sends it (nothing holds the snapshot); ``load_parts`` reads named parts of it (sub-prefixes, single
+   keys, keys a reader already read); ``watch`` follows a prefix from a load's revision, applies each batch
+   (``apply``) and yields what changed, relisting after a compaction (rule 4). The watcher and every reader
+   (``coordinator.informer.read_model.load``: the CLI, the page and its asset feed, prune, the lineage retirer) read
+   through this module; none lists or watches the store, or parses keys, of its own.
 2. Each key reaches the indexes that own it: the view (``core/view.py``) every key of the families it holds, and
    each :class:`Index` the keys under its ``prefixes``. During a load a page reaches an index only when its key
    range can hold one of them (etcd answers a range in key order, and nearly every page is run states or ledger
@@ -22,15 +24,17 @@ Rules:
 from __future__ import annotations
 
 import gc
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from coordinator.core.model import NodeId
 from coordinator.core.view import View
+from coordinator.errors import StoreError
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
-    from coordinator.etcd import EtcdStore, WatchBatch
+    from coordinator.etcd import KV, EtcdStore, WatchBatch
 
 
 class Index(Protocol):
@@ -77,6 +81,10 @@ class Loaded:
     revision: int
     keys: int
     problems: tuple[tuple[str, str, str], ...] = ()
+    #: ``load_parts``: each sub-prefix read and the revision of its snapshot (each part is one revision; the
+    #: parts' may differ, ``revision`` is the newest), and the parts left out because the role may not read them.
+    revisions: Mapping[str, int] = field(default_factory=dict)
+    unread: tuple[str, ...] = ()
 
 
 @dataclass
@@ -116,6 +124,8 @@ class Informer:
         self.hints = hints
         # Every prefix that is not the view's, tested once per watch event (str.startswith takes a tuple).
         self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
+        #: Per prefix read, the revision the model holds it at: its load's, then its watch's (``watch``).
+        self._passed: dict[str, int] = {}
 
     # -- the list ------------------------------------------------------------------------------------------------
 
@@ -149,11 +159,11 @@ class Informer:
         sink = _Sink(self)
         revision, keys = await store.stream_snapshot(prefix, sink, cuts=cuts)
         self._loaded(revision)
+        self._passed = {prefix: revision}
         return Loaded(revision, keys, tuple(sink.problems))
 
     def load_items(self, revision: int, items: Sequence[tuple[str, bytes, int]]) -> Loaded:
-        """Keys already read at ``revision`` (sorted by key), as a load would take them: for a reader that may read
-        only parts of the prefix (a restricted role) and so reads them itself."""
+        """Keys already read at ``revision`` (sorted by key), as a load would take them."""
         sink = _Sink(self)
         sink.reset()
         if items:
@@ -161,17 +171,142 @@ class Informer:
         self._loaded(revision)
         return Loaded(revision, len(items), tuple(sink.problems))
 
-    def _loaded(self, revision: int) -> None:
+    async def load_parts(
+        self,
+        store: EtcdStore,
+        prefixes: Sequence[str] = (),
+        keys: Sequence[str] = (),
+        *,
+        revision: int = 0,
+        given: Sequence[KV] = (),
+        skip: Callable[[StoreError], bool] | None = None,
+    ) -> Loaded:
+        """Named parts of the prefix into the view and every index, replacing what they held (rule 1): each of
+        ``prefixes`` streamed as one snapshot, ``keys`` read together at ``revision`` (0: the current one), and
+        ``given``, keys the caller read itself at that revision (the page's walk back through a DAG's runs).
+
+        ``skip``: a read that fails with an error it accepts (a role that may not read that part) leaves the part out
+        and names it in ``Loaded.unread``; then each key is read on its own, so one key refused leaves only itself
+        out. A snapshot restarted by a compaction while paging starts the whole load over."""
+        for _ in range(_PARTS_ATTEMPTS):
+            try:
+                return await self._load_parts(store, prefixes, keys, revision, given, skip)
+            except _Restarted:
+                continue
+        raise StoreError(f"a load of {', '.join(prefixes)} kept being compacted away while paging")
+
+    async def _load_parts(
+        self,
+        store: EtcdStore,
+        prefixes: Sequence[str],
+        keys: Sequence[str],
+        revision: int,
+        given: Sequence[KV],
+        skip: Callable[[StoreError], bool] | None,
+    ) -> Loaded:
+        sink = _Sink(self)
+        sink.reset()
+        revisions: dict[str, int] = {}
+        unread: list[str] = []
+        count = 0
+        for prefix in prefixes:
+            try:
+                revisions[prefix], read = await store.stream_snapshot(prefix, _Part(sink))
+            except StoreError as exc:
+                if skip is None or not skip(exc):
+                    raise
+                unread.append(prefix)
+                continue
+            count += read
+        found = list(given)
+        if keys and skip is None:
+            revision, point = await store.get_many(keys, revision=revision)
+            found += point
+        elif keys and skip is not None:
+            revision = revision or await store.current_revision(retry=False)
+            for key in keys:
+                try:
+                    kv = await store.get(key, retry=False)
+                except StoreError as exc:
+                    if not skip(exc):
+                        raise
+                    unread.append(key)
+                    continue
+                if kv is not None:
+                    found.append(kv)
+        if found:
+            sink.add_items(sorted((kv.key, kv.value, kv.mod_revision) for kv in found))
+            count += len(found)
+        newest = max([revision, *revisions.values()])
+        # An index forgets a deletion once every part has passed it: the oldest part's revision.
+        self._loaded(newest, passed=min([newest, *revisions.values()]))
+        self._passed = dict(revisions)
+        return Loaded(newest, count, tuple(sink.problems), revisions, tuple(unread))
+
+    def _loaded(self, revision: int, *, passed: int | None = None) -> None:
         self.view.revision = revision
         for index in self.indexes:
-            index.passed(revision)
+            index.passed(revision if passed is None else passed)
         for follower in self.followers:
             follower.loaded()
 
     # -- the watch -----------------------------------------------------------------------------------------------
 
+    async def watch(
+        self,
+        store: EtcdStore,
+        prefix: str,
+        revision: int,
+        *,
+        cuts: Sequence[str] = (),
+        lock: AbstractAsyncContextManager[object] | None = None,
+        then: Callable[[Changes], None] | None = None,
+    ) -> AsyncIterator[Changes]:
+        """Every change under ``prefix`` after ``revision`` (a load's), applied, then yielded, forever (rule 1).
+
+        A compaction relists ``prefix`` and diffs it against the keys held under it only (rule 4), so watches of
+        several prefixes into one informer (the page's asset feed) never delete each other's keys; an index forgets a
+        deletion once every prefix read has passed it (its load's revision, then its watch's). ``lock`` (reusable,
+        e.g. ``asyncio.Lock``) is held around each apply and ``then``, which sees the batch's changes before any
+        other holder of the lock sees the model."""
+        self._passed[prefix] = revision
+
+        def held() -> dict[str, int]:
+            return {key: rev for key, rev in self.held().items() if key.startswith(prefix)}
+
+        async for batch in store.watch_prefix(prefix, revision, held, cuts):
+            async with lock if lock is not None else nullcontext():
+                changes = self._apply(batch)
+                self._passed[prefix] = batch.revision
+                passed = min(self._passed.values())
+                for index in self.indexes:
+                    index.passed(passed)
+                if then is not None:
+                    then(changes)
+            yield changes
+
+    async def run(
+        self,
+        store: EtcdStore,
+        prefix: str,
+        revision: int,
+        *,
+        cuts: Sequence[str] = (),
+        lock: AbstractAsyncContextManager[object] | None = None,
+        then: Callable[[Changes], None] | None = None,
+    ) -> None:
+        """``watch``, for a caller that takes each batch's changes in ``then``: returns only on an error."""
+        async for _ in self.watch(store, prefix, revision, cuts=cuts, lock=lock, then=then):
+            pass
+
     def apply(self, batch: WatchBatch) -> Changes:
         """One watch batch into the view, the indexes and the followers; what it changed (rules 2-6)."""
+        changes = self._apply(batch)
+        for index in self.indexes:
+            index.passed(batch.revision)
+        return changes
+
+    def _apply(self, batch: WatchBatch) -> Changes:
         view = self.view
         changes = Changes(batch.revision, batch.relisted, len(batch.events))
         if batch.relisted:
@@ -196,8 +331,6 @@ class Informer:
             else:
                 changes.partitions |= touched
         view.revision = max(view.revision, batch.revision)
-        for index in self.indexes:
-            index.passed(batch.revision)
         return changes
 
     def _apply_other(self, key: str, value: bytes | None, mod_rev: int, changes: Changes) -> None:
@@ -216,19 +349,6 @@ class Informer:
         for index in self.indexes:
             found.update(index.held())
         return found
-
-
-async def load_prefixes(store: EtcdStore, index: Index) -> dict[str, int]:
-    """Each of ``index``'s prefixes read whole (one snapshot each) into it, for a reader that needs one key family and
-    must not read the whole store (``why asset``, the page's asset feed); each prefix's snapshot revision. A key the
-    index leaves out stays out (rule 5); these readers show what parses."""
-    revisions: dict[str, int] = {}
-    for prefix in index.prefixes:
-        snapshot = await store.snapshot(prefix)
-        for kv in snapshot.kvs:
-            index.apply(kv.key, kv.value, kv.mod_revision)
-        revisions[prefix] = snapshot.revision
-    return revisions
 
 
 @dataclass
@@ -258,6 +378,32 @@ class _Sink:
                     problem = index.apply(key, value, mod_rev)
                     if problem is not None:
                         self.problems.append((index.name, key, problem))
+
+
+#: Attempts of ``load_parts`` when a part's snapshot restarts (a compaction while paging, ``etcd.watch`` rule 1): as
+#: many as a snapshot's own (``SNAPSHOT_RETRY``).
+_PARTS_ATTEMPTS = 3
+
+
+class _Restarted(Exception):
+    """A part's snapshot started over: what the load took of it is mixed with what came before (``load_parts``)."""
+
+
+@dataclass
+class _Part:
+    """One part of ``load_parts`` into the shared sink: its first ``reset`` is the load's; another means the
+    snapshot restarted, and the load starts over."""
+
+    sink: _Sink
+    started: bool = False
+
+    def reset(self) -> None:
+        if self.started:
+            raise _Restarted
+        self.started = True
+
+    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+        self.sink.add_items(items)
 
 
 def _may_hold(first: str, last: str, prefix: str) -> bool:

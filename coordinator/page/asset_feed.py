@@ -1,14 +1,17 @@
-"""The page's shared assets (``page/service.py`` rule 1e) from an asset index kept current by a watch, so that a page
-view reads neither ``{prefix}/assets/`` nor ``{prefix}/deliveries/``.
+"""The page's shared assets (``page/service.py`` rule 1e) from an informer of one family (the assets: events and
+deliveries) kept current by its watch, so that a page view reads neither ``{prefix}/assets/`` nor
+``{prefix}/deliveries/``.
 
 The page is served by a long-lived process (the Airflow api-server's plugin app); a view used to read and parse both
 prefixes whole, which grows with the history until retention runs (seconds at 100,000 recorded events). Here one
-:class:`~coordinator.core.asset_index.AssetIndex` per process follows them instead, like the watcher's.
+:class:`~coordinator.core.asset_index.AssetIndex` per process follows them instead, loaded and watched by the
+informer as the watcher's is (``informer.read_model.load``, ``Informer.watch``): no list or watch code of its own.
 
 Rules:
 1. Started at the first view that asks, per event loop (gRPC channels belong to one), etcd connection and prefix: a
-   snapshot of each of the two prefixes into the index, then a watch of each from its snapshot's revision. A relist
-   (after a compaction) diffs only the keys of its own prefix, so one prefix's relist never deletes the other's.
+   load of the assets family (a snapshot of each of the two prefixes) into the index, then the informer's watch of
+   each from its snapshot's revision. A relist (after a compaction) diffs only the keys of its own prefix, so one
+   prefix's relist never deletes the other's (``Informer.watch``).
 2. A view asks the index, not etcd: the index keeps the page's counts per asset and target current as keys change
    (``AssetIndex.shared``, the same nodes as ``page/assets.asset_nodes``), so a view costs the assets and their
    targets, not the history. The nodes are rebuilt only when the index changed since the last view
@@ -29,8 +32,10 @@ from typing import TYPE_CHECKING
 
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
+from coordinator.core.model import KeyLayout
 from coordinator.errors import CoordinatorError
-from coordinator.informer import load_prefixes
+from coordinator.informer import Informer
+from coordinator.informer.read_model import Family, load
 from coordinator.page.assets import AssetNode, AssetTarget
 from coordinator.runtime.settings import EtcdSettings
 
@@ -42,16 +47,15 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AssetFeed:
-    """One process's asset index of one prefix, loaded at first use and followed by a watch (rules 1-3)."""
+    """One process's asset index of one prefix, loaded at first use and followed by the informer's watch (rules 1-3)."""
 
     etcd: EtcdSettings
     keys: AssetKeys
     index: AssetIndex = field(init=False)
+    _informer: Informer | None = field(default=None, init=False, repr=False)
     _ready: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
     _nodes: tuple[int, tuple[AssetNode, ...]] | None = field(default=None, init=False, repr=False)
-    #: Per prefix, the revision its watch has handed out: tombstones go once both passed them.
-    _passed: dict[str, int] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = AssetIndex(self.keys)
@@ -67,9 +71,20 @@ class AssetFeed:
             self._nodes = (version, nodes_from(self.index))
         return self._nodes[1]
 
+    async def load(self, store: EtcdStore) -> dict[str, int]:
+        """Rule 1: the assets family into a fresh informer and its index; each prefix's snapshot revision."""
+        model = await load(store, KeyLayout(self.keys.prefix), {Family.ASSETS})
+        assert model.assets is not None  # asked for
+        self.index, self._informer, self._nodes = model.assets, model.informer, None
+        return dict(model.revisions)
+
+    async def follow(self, store: EtcdStore, prefix: str, revision: int) -> None:
+        """Rule 1: the informer's watch of ``prefix`` (one of the two) from ``revision``, until it fails."""
+        assert self._informer is not None, "load first"
+        await self._informer.run(store, prefix, revision)
+
     def _start(self) -> None:
-        self.index = AssetIndex(self.keys)
-        self._nodes, self._passed = None, {}
+        self._nodes = None
         self._ready = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(self._ready), name=f"page-assets:{self.keys.prefix}")
 
@@ -78,13 +93,11 @@ class AssetFeed:
 
         try:
             async with await EtcdStore.connect(self.etcd) as store:
-                start = await load_prefixes(store, self.index)
-                self._passed.update(start)
-                self.index.passed(min(start.values()))
+                start = await self.load(store)
                 log.info("page.assets_loaded prefix=%s events=%d deliveries=%d", self.keys.prefix,
                          len(self.index.events), len(self.index.ledger))  # fmt: skip
                 ready.set_result(None)
-                await asyncio.gather(*(self._follow(store, prefix, rev) for prefix, rev in start.items()))
+                await asyncio.gather(*(self.follow(store, prefix, rev) for prefix, rev in start.items()))
         except asyncio.CancelledError:
             if not ready.done():
                 ready.cancel()
@@ -93,16 +106,6 @@ class AssetFeed:
             log.warning("page.assets_unread prefix=%s error=%s", self.keys.prefix, exc)
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, CoordinatorError) else CoordinatorError(str(exc)))
-
-    async def _follow(self, store: EtcdStore, prefix: str, revision: int) -> None:
-        def held() -> dict[str, int]:  # rule 1: a relist of this prefix diffs this prefix's keys only
-            return {key: rev for key, rev in self.index.held().items() if key.startswith(prefix)}
-
-        async for batch in store.watch_prefix(prefix, revision, held):
-            for event in batch.events:
-                self.index.apply(event.key, event.value if event.kind == "put" else None, event.mod_revision)
-            self._passed[prefix] = batch.revision
-            self.index.passed(min(self._passed.values()))
 
 
 #: Rule 1: per event loop, the feeds by (etcd connection, prefix); a loop's feeds go with it.

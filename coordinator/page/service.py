@@ -2,14 +2,17 @@
 
 Rules:
 1. Read-only, never a write; the one decision (``core/decide.py``: first adoption, activation, retention floor) and
-   the same ``why`` as ``coordinator status`` and the watcher. What one request reads, at one revision:
+   the same ``why`` as ``coordinator status`` and the watcher. One request is one connection and one load
+   (``informer.read_model.load``: one model built, by the informer every reader loads through) after the two keys
+   that say what to load. What it reads, at one revision:
    a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
       keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
       a few roots for the picker: the cost of a request is the graph's size, not the store's;
    b. the whole prefix only before the first adoption (it counts the whole history);
    c. with either, the leader's recorded deadline transitions of the partition (``{prefix}/deadlines/...``): a
       paused DAG or an unreachable instance is a cause only the leader sees, and the page shows its judgement as
-      ``status`` does (``deadline_report.leader_status``);
+      ``status`` does (``deadline_report.leader_status``); and the live watchers' presence (a root's predicted
+      start needs each instance's Airflow major version), in the same load;
    d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
       (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
       ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
@@ -18,6 +21,8 @@ Rules:
       ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``) as this process's asset index holds them
       (``page.asset_feed``: loaded at the first view, then kept current by a watch), not from a read per view: those
       prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
+   f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
+      same connection.
 2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
    so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
 3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
@@ -29,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -49,7 +54,7 @@ from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.explain.deadlines import leader_status
 from coordinator.explain.lineage import LineageState, lineage_states
 from coordinator.informer.presence_value import airflow_majors
-from coordinator.informer.read_model import model_of, read_model
+from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.page.access import Access, restrict
 from coordinator.page.asset_feed import shared_assets
 from coordinator.page.assets import AssetNode
@@ -73,17 +78,6 @@ class PageResponse:
     html: str
 
 
-async def read_whole(
-    settings: Settings, etcd: EtcdSettings | None
-) -> tuple[View, dict[tuple[NodeId, str], DeadlineRecord]]:
-    """Rule 1b: the view of everything under the prefix and the leader's recorded deadline transitions."""
-    from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
-
-    async with await EtcdStore.connect(etcd or settings.etcd()) as store:
-        model = await read_model(store, settings.keys)
-    return model.view, model.recorded
-
-
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
     """What one request read (rule 1a): the view of one partition, the graph, the partitions to offer."""
@@ -98,30 +92,37 @@ class PartitionRead:
     majors: Mapping[str, int] = field(default_factory=dict)
     #: The shared assets from the recorded asset events and the delivery ledger (rule 1e).
     assets: tuple[AssetNode, ...] = ()
+    #: The OpenLineage nodes' states in the partition drawn (rule 1f); None when they could not be read.
+    lineage: tuple[LineageState, ...] | None = ()
+
+    @classmethod
+    def of(cls, model: StoreModel, graph: Graph | None, partition: str | None, partitions: list[str],
+           assets: tuple[AssetNode, ...], lineage: tuple[LineageState, ...] | None) -> PartitionRead:  # fmt: skip
+        return cls(model.view, graph, partition, partitions, model.recorded, airflow_majors(model.watchers), assets,
+                   lineage)  # fmt: skip
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
-    """Rule 1a: the activation and the floor, then only the keys the chosen partition's decision reads, all at one
-    revision; the whole prefix (rule 1b) before a first adoption."""
+    """Rule 1: the activation and the floor, then one load of the keys the chosen partition's decision reads, all
+    at one revision; the whole prefix (rule 1b) before a first adoption."""
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     keys = settings.keys
     async with await EtcdStore.connect(etcd or settings.etcd()) as store:
-        view = View(keys)
-        revision, heads = await store.get_many([view.graph_key, view.floor_key])
-        items = [(kv.key, kv.value, kv.mod_revision) for kv in heads]
-        view.load(revision, items)
-        graph = choose_graph(view, settings)
-        present = await store.snapshot(keys.watchers)  # a few lease-bound keys, one per live watcher
-        majors = airflow_majors(model_of(keys, present.revision, present.kvs).watchers)
+        heads_view = View(keys)
+        revision, heads = await store.get_many([heads_view.graph_key, heads_view.floor_key])
+        heads_view.load(revision, [(kv.key, kv.value, kv.mod_revision) for kv in heads])
+        graph = choose_graph(heads_view, settings)
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
-        if graph is None or is_first_adoption(view):
-            whole, recorded = await read_whole(settings, etcd)
-            offered_whole = partitions_to_plan(graph, whole) if graph else []
-            return PartitionRead(whole, graph, partition, offered_whole, recorded, majors, assets)
+        if graph is None or is_first_adoption(heads_view):
+            model = await load(store, keys, READERS)  # rule 1b: the whole prefix, presence and deadlines with it
+            offered = partitions_to_plan(graph, model.view) if graph else []
+            lineage = await _lineage(store, settings, graph, partition or (offered[-1] if offered else None))
+            return PartitionRead.of(model, graph, partition, offered, assets, lineage)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
+        learned: list[KV] = []
         if chosen is not None:
             reads = partition_reads(graph, chosen)
             wanted = [
@@ -134,12 +135,27 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
             wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
             # A task deadline is judged on its task's state (semantics rule 13): read it like an edge's task.
             wanted += [keys.task_key(node, task, chosen) for node, task in sorted(task_targets(graph).items())]
-        _, found = await store.get_many(wanted, revision=revision)
-        if chosen is not None:
-            found += await _learning_history(store, keys, graph, revision)
-    # The same indexes as every reader's (``read_model``): the view, the recorded deadline transitions.
-    model = model_of(keys, revision, [*heads, *found])
-    return PartitionRead(model.view, graph, chosen, offered, model.recorded, majors, assets)
+            learned = await _learning_history(store, keys, graph, revision)
+        # Rule 1: the one load, into the indexes every reader's has (the view, the recorded deadline transitions,
+        # the presence): the partition's keys at the heads' revision, the walks' and the heads' as read.
+        scope = Scope((keys.watchers,), tuple(wanted), revision)
+        model = await load(store, keys, READERS, scope, given=[*heads, *learned])
+        lineage = await _lineage(store, settings, graph, chosen)
+    return PartitionRead.of(model, graph, chosen, offered, assets, lineage)
+
+
+async def _lineage(
+    store: EtcdStore, settings: Settings, graph: Graph | None, partition: str | None
+) -> tuple[LineageState, ...] | None:
+    """Rule 1f: the lineage nodes' states in ``partition``; None when they could not be read (the page draws the
+    rest: semantics rule 18 says the job only in a node's detail)."""
+    if graph is None or not graph.lineage_jobs or partition is None:
+        return ()
+    try:
+        return tuple(await lineage_states(store, settings.keys, graph, [partition]))
+    except CoordinatorError as exc:
+        log.warning("page.lineage_unread error=%s", exc)
+        return None
 
 
 #: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
@@ -285,11 +301,8 @@ async def dependencies_page(
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines), assets=read.assets)
-    if graph.lineage_jobs and chosen is not None:  # semantics rule 18: an OpenLineage node says its job, last event
-        try:
-            model = with_lineage(model, await read_lineage(settings, etcd, graph, chosen))
-        except CoordinatorError as exc:
-            log.warning("page.lineage_unread error=%s", exc)
+    if read.lineage:  # semantics rule 18: an OpenLineage node says its job, last event
+        model = with_lineage(model, read.lineage)
     if access is not None:
         model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
     selected: NodeId | None = None
@@ -304,16 +317,7 @@ async def dependencies_page(
     return PageResponse(200, page)
 
 
-async def read_lineage(
-    settings: Settings, etcd: EtcdSettings | None, graph: Graph, partition: str
-) -> list[LineageState]:
-    from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
-
-    async with await EtcdStore.connect(etcd or settings.etcd()) as store:
-        return await lineage_states(store, settings.keys, graph, [partition])
-
-
-def with_lineage(model: PageModel, states: list[LineageState]) -> PageModel:
+def with_lineage(model: PageModel, states: Sequence[LineageState]) -> PageModel:
     """Each OpenLineage node's detail leads with its job and last event (the line ``why`` and ``status`` print)."""
     said = {state.node: state.describe() for state in states}
     nodes = tuple(replace(n, why=(said[n.node], *n.why)) if n.node in said else n for n in model.nodes)

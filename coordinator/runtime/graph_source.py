@@ -3,8 +3,8 @@
 Shared by the watcher and the OpenLineage receiver (its mapping of jobs to nodes follows the same file).
 
 A graph taken into force (the first load, each reload with a new digest) whose upstreams include a DAG declared
-nowhere with a name close to a declared one's (``spec.near_misses`` rule 4: a typo makes a root that never runs) is
-logged as ONE WARNING line with each "did you mean"; the same lines go into the watcher's presence value, so
+nowhere with a name close to a declared one's (``spec.near_misses``' **Near misses**: a typo makes a root that never
+runs) is logged as ONE WARNING line with each "did you mean"; the same lines go into the watcher's presence value, so
 ``status`` and ``doctor`` show them (:attr:`GraphSource.warnings`). The graph is still taken as written, as
 ``validate`` does: a warning never makes a file invalid.
 """
@@ -54,7 +54,8 @@ class GraphSource:
             return False
         self.error = None
         if graph.digest == self.graph.digest:
-            if graph != self.graph:  # deadlines or late handlers changed: nothing to re-plan (semantics rule 13)
+            # deadlines or late handlers changed: nothing to re-plan (semantics `deadlines-judged`)
+            if graph != self.graph:
                 log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
                          "expected_by or on_late_of changed")  # fmt: skip
                 self.graph = graph

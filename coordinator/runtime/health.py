@@ -1,23 +1,23 @@
 """Liveness and readiness of one watcher process, for its HTTP probes (``/healthz``, ``/readyz``).
 
 Rules:
-1. Alive = the reconcile loop keeps turning. It beats on every turn, at least every 2 s (it wakes that often to
-   notice a changed dependencies.json); no beat for STALL_S means a wedged event loop or pass: ``/healthz`` answers
-   503 and the orchestrator restarts the process. Waiting for etcd is no stall (every etcd call has a deadline), so
-   an etcd outage never gets watchers restarted. Before the loop turns, the view loads: that is alive for up to the
-   start timeout (``COORDINATOR_START_TIMEOUT_S``, sized for the largest estates), then ``start_timeout``; a big
-   store's load is never taken for a stall.
-2. Ready = the view is loaded and etcd answered the active probe within READY_WITHIN_S, and its last probe did not
-   fail. The watch stream is no evidence: a hung etcd (stopped process, partition) keeps the TCP connection open and
-   silent, exactly like a quiet store. So :func:`probe_etcd` sends a cheap linearizable read every PROBE_INTERVAL_S
-   with a PROBE_TIMEOUT_S deadline. Standbys are ready too: readiness says the process could take over, not that it
-   leads.
-3. The event loop writes, the listener's thread reads: single attribute reads and writes, atomic under the GIL.
-4. etcd's own alarms: every ALARM_INTERVAL_S the probe also reads etcd's alarm list. While NOSPACE or CORRUPT is
-   raised etcd refuses every write, so nothing can be triggered or recorded: ``/readyz`` answers 503 ``etcd_alarm``
-   naming it, ``coordinator_etcd_alarm{alarm}`` is 1, and the log has one ERROR line when it is raised
-   (``etcd.alarm_raised``, with the fix) and one INFO line when it clears (``etcd.alarm_cleared``), not one per
-   refused write. A list the user may not read changes nothing (logged once).
+- **Alive** = the reconcile loop keeps turning. It beats on every turn, at least every 2 s (it wakes that often to
+  notice a changed dependencies.json); no beat for STALL_S means a wedged event loop or pass: ``/healthz`` answers 503
+  and the orchestrator restarts the process. Waiting for etcd is no stall (every etcd call has a deadline), so an etcd
+  outage never gets watchers restarted. Before the loop turns, the view loads: that is alive for up to the start timeout
+  (``COORDINATOR_START_TIMEOUT_S``, sized for the largest estates), then ``start_timeout``; a big store's load is never
+  taken for a stall.
+- **Ready** = the view is loaded and etcd answered the active probe within READY_WITHIN_S, and its last probe did not
+  fail. The watch stream is no evidence: a hung etcd (stopped process, partition) keeps the TCP connection open and
+  silent, exactly like a quiet store. So :func:`probe_etcd` sends a cheap linearizable read every PROBE_INTERVAL_S with
+  a PROBE_TIMEOUT_S deadline. Standbys are ready too: readiness says the process could take over, not that it leads.
+- **One writer thread.** The event loop writes, the listener's thread reads: single attribute reads and writes, atomic
+  under the GIL.
+- **etcd's alarms.** etcd's own alarms: every ALARM_INTERVAL_S the probe also reads etcd's alarm list. While NOSPACE or
+  CORRUPT is raised etcd refuses every write, so nothing can be triggered or recorded: ``/readyz`` answers 503
+  ``etcd_alarm`` naming it, ``coordinator_etcd_alarm{alarm}`` is 1, and the log has one ERROR line when it is raised
+  (``etcd.alarm_raised``, with the fix) and one INFO line when it clears (``etcd.alarm_cleared``), not one per refused
+  write. A list the user may not read changes nothing (logged once).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class Health:
         self.loaded = False
         self.etcd_ok_at: float | None = None
         self.etcd_error: str | None = None
-        #: etcd's raised alarms as last read (rule 4), e.g. ("NOSPACE",); empty when none.
+        #: etcd's raised alarms as last read (**etcd's alarms**), e.g. ("NOSPACE",); empty when none.
         self.alarms: tuple[str, ...] = ()
         self.alarms_unreadable = False
 
@@ -87,7 +87,7 @@ class Health:
         self.beat_at = self.clock()
 
     def view_loaded(self) -> None:
-        """The view is loaded: ready once etcd answers, and alive while the loop beats from now on (rule 1)."""
+        """The view is loaded: ready once etcd answers, and alive while the loop beats from now on (**Alive**)."""
         self.loaded = True
         self.beat()
 
@@ -135,8 +135,8 @@ _ALARM_MEANING = {"NOSPACE": "database space exceeded: --quota-backend-bytes rea
 
 
 async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metrics, stop: asyncio.Event) -> None:
-    """Ask etcd every PROBE_INTERVAL_S, each time with a PROBE_TIMEOUT_S deadline, until ``stop`` (rule 2); its
-    alarm list every ALARM_INTERVAL_S (rule 4)."""
+    """Ask etcd every PROBE_INTERVAL_S, each time with a PROBE_TIMEOUT_S deadline, until ``stop`` (**Ready**); its
+    alarm list every ALARM_INTERVAL_S (**etcd's alarms**)."""
     alarms_due = health.clock()
     while not stop.is_set():
         try:
@@ -164,7 +164,7 @@ async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metric
 
 
 async def _read_alarms(store: EtcdStore, health: Health, metrics: Metrics) -> None:
-    """Rule 4: etcd's alarm list into the health, the gauge and one log line per change."""
+    """**etcd's alarms**: etcd's alarm list into the health, the gauge and one log line per change."""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
             found = await alarms(store, PROBE_TIMEOUT_S)
@@ -200,12 +200,13 @@ def _failed(health: Health, metrics: Metrics, error: str) -> None:
 def watcher_state(
     view: View, *, leading: bool, in_flight: int, graph: Graph, graph_invalid: bool, watchers: int = 0
 ) -> WatcherState:
-    """The state gauges (coordinator.runtime.metrics), read in the listener's thread at scrape time (rule 3).
+    """The state gauges (coordinator.runtime.metrics), read in the listener's thread at scrape time
+    (**One writer thread**).
 
     The ledger is copied before it is counted, partition by partition, each in one C-level call
-    (``core.fact_index`` rule 4): iterating the live dicts while the event loop changes them could fail. Counting
-    costs about 0.1 s per million ledger keys (55 ms for 500,000, measured before the copy went per partition), once
-    per scrape, in the listener's thread.
+    (``core.fact_index``'s **Safe iteration**): iterating the live dicts while the event loop changes them could fail.
+    Counting costs about 0.1 s per million ledger keys (55 ms for 500,000, measured before the copy went per partition),
+    once per scrape, in the listener's thread.
     """
     ledger = list(view.ledger.values())
     done = failed = 0

@@ -1,18 +1,19 @@
 """The watcher's HTTP listener: ``/metrics`` (Prometheus), ``/healthz`` (liveness), ``/readyz`` (readiness).
 
 Rules:
-1. The standard library's WSGI server (one thread per request) in a daemon thread, and the Prometheus client's own
-   exposition app for ``/metrics``: no HTTP parsing of our own. It never touches the event loop; it reads
-   :class:`~coordinator.runtime.health.Health` and the metrics registry, both safe from another thread.
-2. Probes answer JSON ``{"status": "ok" | "fail", "reason": word, "detail": sentence}`` with 200 or 503; anything
-   else is 404. Only GET and HEAD.
-3. An address that cannot be bound (in use, not local, no permission) is a configuration error naming the address
-   and the setting; port 0 binds a free port, and the bound address is logged (``http.listening``).
-4. Only the DEFAULT address gives way: when ``--http`` / ``COORDINATOR_HTTP`` was not set and the default port is in
-   use (a second watcher on the same host, as the high-availability recipe of docs/howto/run-the-watcher.md runs
-   them), the listener binds a free port on the same host instead and logs ``http.default_port_taken``. An address
-   the operator chose is never replaced: that stays rule 3's error, since a scraper or a probe is pointed at exactly
-   it.
+- **Standard library server.** The standard library's WSGI server (one thread per request) in a daemon thread, and the
+  Prometheus client's own exposition app for ``/metrics``: no HTTP parsing of our own. It never touches the event loop;
+  it reads :class:`~coordinator.runtime.health.Health` and the metrics registry, both safe from another thread.
+- **JSON probes.** Probes answer JSON ``{"status": "ok" | "fail", "reason": word, "detail": sentence}`` with 200 or 503;
+  anything else is 404. Only GET and HEAD.
+- **Unbindable is a configuration error.** An address that cannot be bound (in use, not local, no permission) is a
+  configuration error naming the address and the setting; port 0 binds a free port, and the bound address is logged
+  (``http.listening``).
+- **Only the default gives way.** Only the DEFAULT address gives way: when ``--http`` / ``COORDINATOR_HTTP`` was not set
+  and the default port is in use (a second watcher on the same host, as the high-availability recipe of
+  docs/howto/run-the-watcher.md runs them), the listener binds a free port on the same host instead and logs
+  ``http.default_port_taken``. An address the operator chose is never replaced: that stays
+  **Unbindable is a configuration error**, since a scraper or a probe is pointed at exactly it.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def dispatcher(metrics: Metrics, health: Health) -> WsgiApp:
-    """The WSGI app of the listener (rule 2)."""
+    """The WSGI app of the listener (**JSON probes**)."""
     metrics_app = metrics.wsgi_app()
     probes: dict[str, Callable[[], Verdict]] = {"/healthz": health.liveness, "/readyz": health.readiness}
 
@@ -102,7 +103,8 @@ class Listener:
                     f"cannot listen on {address} (--http / COORDINATOR_HTTP): {exc.strerror or exc}; "
                     "choose another HOST:PORT, or 'off'"
                 ) from exc
-            # Rule 4: the default port is taken (another watcher on this host); any free port serves as well.
+            # **Only the default gives way**: the default port is taken (another watcher on this host); any free port
+            # serves as well.
             free = ListenAddress(address.host, 0)
             try:
                 self._server = make_server(free.host, free.port, app, server_class, _QuietHandler)
@@ -137,6 +139,8 @@ class Listener:
 
 
 def serve(address: ListenAddress, metrics: Metrics, health: Health, *, default: bool = False) -> Listener:
-    """Start the listener on ``address`` in a thread of its own (rule 1); ConfigError if it cannot bind (rule 3).
-    ``default``: the address is the built-in default, not the operator's choice, so a taken port gives way (rule 4)."""
+    """Start the listener on ``address`` in a thread of its own (**Standard library server**); ConfigError if it cannot
+    bind (**Unbindable is a configuration error**).
+    ``default``: the address is the built-in default, not the operator's choice, so a taken port gives way
+    (**Only the default gives way**)."""
     return Listener(address, dispatcher(metrics, health), default=default)

@@ -12,14 +12,14 @@ Methods (``method``; the Airflow adapter, :mod:`coordinator.airflow.auth`, imple
 - ``none``: no credentials at all.
 
 Rules:
-1. Every problem is a ConfigError naming the file, the instance and the field (exit 2 in every command), found when
-   the file is loaded, not at the first request: unknown method or field, a missing field, both ``token_env`` and
-   ``token_file``, an unset variable, an unreadable file, a method whose optional library is not installed (the
-   message gives the pip command).
-2. Secrets are never inlined in the file: tokens come from the environment or a file; the token value of
-   ``token_env`` is held as SecretStr.
-3. No optional library is imported here (``importlib.util.find_spec`` only asks whether it is installed): importing
-   google-auth or boto3 is the Airflow adapter's business (an import-linter contract).
+- **Problems named, at load.** Every problem is a ConfigError naming the file, the instance and the field (exit 2 in
+  every command), found when the file is loaded, not at the first request: unknown method or field, a missing field,
+  both ``token_env`` and ``token_file``, an unset variable, an unreadable file, a method whose optional library is not
+  installed (the message gives the pip command).
+- **No inline secrets.** Secrets are never inlined in the file: tokens come from the environment or a file; the token
+  value of ``token_env`` is held as SecretStr.
+- **No optional import.** No optional library is imported here (``importlib.util.find_spec`` only asks whether it is
+  installed): importing google-auth or boto3 is the Airflow adapter's business (an import-linter contract).
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ def _both(env: object) -> str:
 
 
 def _need_extra(method: str, at: str) -> None:
-    """Rule 1/3: a method whose library is missing fails at load time with the install command."""
+    """**Problems named, at load** and **No optional import**: a method whose library is missing fails at load time with
+    the install command."""
     if method not in _EXTRAS:
         return
     module, dist, extra = _EXTRAS[method]

@@ -2,16 +2,16 @@
 
 The only module that imports ``prometheus_client`` (an import-linter contract); the HTTP listener serves
 :meth:`Metrics.wsgi_app`. Rules:
-1. One registry per :class:`Metrics`, never the library's global one: tests and several watchers in one process each
-   count their own.
-2. Events are counted where they happen, through hooks the shell already has a place for (the Airflow client's
-   ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's ``on_error``); state
-   (leader, revision, view size, pending intents) is read at scrape time from one callable returning a
-   :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for that
-   scrape instead of failing the scrape.
-3. Label values are bounded: configured instance names, auth method names, HTTP methods and status codes, action
-   and result names, etcd operation names and gRPC codes. Never a DAG id, partition or run id (those would grow the
-   series without bound).
+- **One registry each.** One registry per :class:`Metrics`, never the library's global one: tests and several watchers
+  in one process each count their own.
+- **Counted where it happens.** Events are counted where they happen, through hooks the shell already has a place for
+  (the Airflow client's ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's
+  ``on_error``); state (leader, revision, view size, pending intents) is read at scrape time from one callable returning
+  a :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for that scrape
+  instead of failing the scrape.
+- **Bounded labels.** Label values are bounded: configured instance names, auth method names, HTTP methods and status
+  codes, action and result names, etcd operation names and gRPC codes. Never a DAG id, partition or run id (those would
+  grow the series without bound).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ LATENESS_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0
 
 @dataclass(frozen=True)
 class WatcherState:
-    """What the state gauges show, read at scrape time (rule 2)."""
+    """What the state gauges show, read at scrape time (**Counted where it happens**)."""
 
     leader: bool
     watch_revision: int
@@ -100,20 +100,21 @@ class Metrics:
         self.triggers_held = Gauge(
             "coordinator_triggers_held",
             "New runs the trigger budget held when it stopped an Airflow instance or DAGs of it beyond their "
-            "allowance (semantics rule 15, summed), 0 when nothing is held: non-zero until `coordinator release "
-            "INSTANCE` (or `--dag DAG`) or a raised COORDINATOR_TRIGGER_BUDGET.",
+            "allowance (semantics `trigger-budget`, summed), 0 when nothing is held: non-zero until "
+            "`coordinator release INSTANCE` (or `--dag DAG`) or a raised COORDINATOR_TRIGGER_BUDGET.",
             ["instance"],
             registry=r,
         )
         self.trigger_budget_used = Gauge(
             "coordinator_trigger_budget_used",
             "New runs the leader started in the trigger budget's window for an Airflow instance, as counted in etcd "
-            "(semantics rule 15): the instance is held when the next would pass its ceiling, "
+            "(semantics `trigger-budget`): the instance is held when the next would pass its ceiling, "
             "COORDINATOR_TRIGGER_BUDGET.",
             ["instance"],
             registry=r,
         )
-        # Semantics rule 18: the OpenLineage receiver (``coordinator lineage serve``) counts into the same registry.
+        # Semantics `lineage-upstreams`: the OpenLineage receiver (``coordinator lineage serve``) counts into the same
+        # registry.
         self.lineage_events = Counter(
             "coordinator_lineage_events",
             "OpenLineage events the receiver answered 2xx for, by outcome (accepted: the run state written; recorded: "
@@ -143,7 +144,7 @@ class Metrics:
             buckets=AIRFLOW_BUCKETS,
             registry=r,
         )
-        # Semantics rules 16-17: assets shared across deployments.
+        # Semantics `assets-by-route`, `asset-exactly-once`: assets shared across deployments.
         self.asset_events_delivered = Counter(
             "coordinator_asset_events_delivered",
             "Asset events delivered into another Airflow (confirmed in the delivery ledger), by source and target.",
@@ -259,8 +260,8 @@ class Metrics:
             ["instance"],
             registry=r,
         )
-        # Deadlines (semantics rule 13). ``dag`` is a label here, unlike rule 3: the series are bounded by the DAGs
-        # that declare an ``expected_by`` (each a promise someone alerts on), never by partitions.
+        # Deadlines (semantics `deadlines-judged`). ``dag`` is a label here, unlike **Bounded labels**: the series are
+        # bounded by the DAGs that declare an ``expected_by`` (each a promise someone alerts on), never by partitions.
         self.deadline_partitions = Gauge(
             "coordinator_deadline_partitions",
             "Partitions in each deadline state (on_time, late, missed, at_risk, blocked) per DAG with an expected_by, "
@@ -289,7 +290,8 @@ class Metrics:
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
-    # -- hooks (rule 2) -------------------------------------------------------------------------------------------
+    # -- hooks (**Counted where it happens**)
+    # -----------------------------------------------------------------------------------
 
     def bind_state(self, reader: Callable[[], WatcherState]) -> None:
         """Read the state gauges from ``reader`` at every scrape (called from the listener's thread)."""

@@ -1,14 +1,14 @@
 """Secrets out of texts that leave the process (logs, etcd keys others read, error messages).
 
 Rules:
-1. :func:`redact_url` replaces the user information of a URL (``https://user:pass@host``) with ``***@``: the URL
-   of an Airflow instance is logged and written into the watcher's presence key, which every reader of the prefix
-   sees.
-2. :func:`redact_text` masks what looks like a credential in free text written by another program (an exec auth
-   command's stderr): ``key=value`` / ``key: value`` pairs whose key names a secret, ``Bearer`` / ``Basic``
-   credentials, JWTs, URL user information, and long opaque tokens (32+ characters of a base64/hex alphabet).
-   It errs on the side of masking: the text is for a human diagnosing a failure, and the exit status stays.
-3. Pure: no I/O.
+- **URLs without user information.** :func:`redact_url` replaces the user information of a URL
+  (``https://user:pass@host``) with ``***@``: the URL of an Airflow instance is logged and written into the watcher's
+  presence key, which every reader of the prefix sees.
+- **Credentials masked in text.** :func:`redact_text` masks what looks like a credential in free text written by another
+  program (an exec auth command's stderr): ``key=value`` / ``key: value`` pairs whose key names a secret, ``Bearer`` /
+  ``Basic`` credentials, JWTs, URL user information, and long opaque tokens (32+ characters of a base64/hex alphabet).
+  It errs on the side of masking: the text is for a human diagnosing a failure, and the exit status stays.
+- **Pure**: no I/O.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ _OPAQUE = re.compile(r"[A-Za-z0-9+/_=-]{32,}")
 
 
 def redact_url(url: str) -> str:
-    """Rule 1: ``scheme://***@host:port/path`` when the URL carries a user (or password), else ``url`` unchanged."""
+    """**URLs without user information**:
+    ``scheme://***@host:port/path`` when the URL carries a user (or password), else ``url`` unchanged."""
     try:
         parts = urlsplit(url)
     except ValueError:
@@ -40,7 +41,7 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str) -> str:
-    """Rule 2."""
+    """**Credentials masked in text**."""
     text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
     # Scheme credentials before pairs: in "Authorization: Bearer X" the pair's value would be only "Bearer".
     text = _SCHEME_CREDENTIAL.sub(rf"\1 {MASK}", text)

@@ -1,19 +1,19 @@
 """The one retry and backoff policy: every adapter and loop that waits before trying again uses this module.
 
 Rules:
-1. A :class:`RetryPolicy` is a value: the first delay, the growth factor, the cap, the jitter, and when to stop (a
-   number of attempts and/or a deadline). Each call site defines its policy as a named constant whose numbers are
-   explained where it is defined.
-2. The n-th delay is ``min(max_s, initial_s * factor ** (n - 1))``, then jittered down: drawn uniformly from
-   ``[d * (1 - jitter), d]``. ``jitter=1`` is "full jitter", ``0.5`` "equal jitter", ``0`` none. Jitter never raises a
-   delay above the cap, so the cap is a promise.
-3. :func:`retry_call` retries only what ``retryable`` accepts; anything else surfaces at once, unchanged. It stops
-   after ``max_attempts`` calls, or before a sleep that would end past ``deadline_s`` from the first call (so nothing
-   waits beyond the deadline only to give up), and then re-raises the last error.
-4. No hidden clock or randomness: ``sleep``, ``clock`` and ``rng`` are injectable, so tests run with a fake clock.
-5. tenacity (the maintained standard) runs the loop; this module only supplies the policy as its stop and wait. The
-   first attempt runs before the loop is built (most calls succeed at once) and a retryable failure of it is replayed
-   as the loop's first attempt.
+- **A value.** A :class:`RetryPolicy` is a value: the first delay, the growth factor, the cap, the jitter, and when to
+  stop (a number of attempts and/or a deadline). Each call site defines its policy as a named constant whose numbers are
+  explained where it is defined.
+- **Capped, jittered delays.** The n-th delay is ``min(max_s, initial_s * factor ** (n - 1))``, then jittered down:
+  drawn uniformly from ``[d * (1 - jitter), d]``. ``jitter=1`` is "full jitter", ``0.5`` "equal jitter", ``0`` none.
+  Jitter never raises a delay above the cap, so the cap is a promise.
+- **Only what is retryable.** :func:`retry_call` retries only what ``retryable`` accepts; anything else surfaces at
+  once, unchanged. It stops after ``max_attempts`` calls, or before a sleep that would end past ``deadline_s`` from the
+  first call (so nothing waits beyond the deadline only to give up), and then re-raises the last error.
+- **No hidden clock** or randomness: ``sleep``, ``clock`` and ``rng`` are injectable, so tests run with a fake clock.
+- **tenacity runs the loop.** tenacity (the maintained standard) runs the loop; this module only supplies the policy as
+  its stop and wait. The first attempt runs before the loop is built (most calls succeed at once) and a retryable
+  failure of it is replayed as the loop's first attempt.
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """How long to wait between attempts and when to give up (module rules 1-3). None = no such limit."""
+    """How long to wait between attempts and when to give up (**A value**, **Capped, jittered delays**,
+    **Only what is retryable**). None = no such limit."""
 
     initial_s: float
     max_s: float
@@ -89,11 +90,13 @@ async def retry_call(
     clock: Callable[[], float] = time.monotonic,
     rng: Callable[[], float] = random.random,
 ) -> T:
-    """Await ``fn()`` until it returns, retrying the errors ``retryable`` accepts as ``policy`` says (rule 3).
+    """Await ``fn()`` until it returns, retrying the errors ``retryable`` accepts as ``policy`` says
+    (**Only what is retryable**).
 
     ``on_retry`` runs before each sleep (logging, switching endpoints, dropping a broken connection). tenacity runs
-    the loop; the policy decides: the stop condition draws the next delay first, because rule 3 stops BEFORE a sleep
-    that would end past the deadline (tenacity's own stop_after_delay looks at time already spent, on its own clock).
+    the loop; the policy decides: the stop condition draws the next delay first, because **Only what is retryable**
+    stops BEFORE a sleep that would end past the deadline (tenacity's own stop_after_delay looks at time already spent,
+    on its own clock).
     """
     started = clock()
     # The first attempt runs outside tenacity: its loop objects cost ~25 us per call, paid by every etcd and Airflow

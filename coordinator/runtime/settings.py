@@ -1,10 +1,11 @@
 """Configuration from flags and environment variables (pydantic-settings).
 
 Rules:
-1. Every setting has an environment variable ``COORDINATOR_<NAME>``; a CLI flag overrides it.
-2. Secrets (etcd and Airflow passwords) come from the environment or from a file (``*_FILE``), are held as
-   ``SecretStr`` and are never logged or printed; ``dependencies.json`` never holds them.
-3. Every default says why it is that number.
+- **An environment variable each.** Every setting has an environment variable ``COORDINATOR_<NAME>``; a CLI flag
+  overrides it.
+- **Secrets from the environment or a file.** Secrets (etcd and Airflow passwords) come from the environment or from a
+  file (``*_FILE``), are held as ``SecretStr`` and are never logged or printed; ``dependencies.json`` never holds them.
+- **Every default explained.** Every default says why it is that number.
 """
 
 from __future__ import annotations
@@ -194,36 +195,37 @@ class Settings(BaseSettings):
     max_concurrent_actions: int = 16
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
     audit_interval_s: float = 60.0
-    # Semantics rule 19: at most every 30 s the leader records the revision its trigger work is settled through
-    # (``{prefix}/config/checkpoint``), so a restart plans first what changed after it; 0 turns the job off.
+    # Semantics `checkpoint-first`: at most every 30 s the leader records the revision its trigger work is settled
+    # through (``{prefix}/config/checkpoint``), so a restart plans first what changed after it; 0 turns the job off.
     checkpoint_interval_s: float = Field(default=30.0, ge=0)
-    # 15 s between the leader's deadline passes (semantics rule 13): deadlines are minutes to hours away.
+    # 15 s between the leader's deadline passes (semantics `deadlines-judged`): deadlines are minutes to hours away.
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
-    # Semantics rules 16-17 (assets shared across deployments, only when dependencies.json has "assets" routes):
-    # 2 s between the leader's asset rounds, so an event reaches the other deployment within a scheduler loop or
-    # two (each round is one events listing per source instance); 0 disables sharing.
+    # Semantics `assets-by-route`, `asset-exactly-once` (assets shared across deployments, only when dependencies.json
+    # has "assets" routes): 2 s between the leader's asset rounds, so an event reaches the other deployment within a
+    # scheduler loop or two (each round is one events listing per source instance); 0 disables sharing.
     asset_interval_s: float = Field(default=2.0, ge=0)
     # When no event of a source instance was ever recorded, the first round starts this far back (0: from the
     # watcher's start): a new route does not replay an asset's whole history into the other deployment.
     asset_lookback_s: float = Field(default=0.0, ge=0)
-    # What the FIRST adoption of a graph under this prefix does with the run states already in etcd (semantics rule
-    # 9): "auto" processes them unless that would trigger more than first_start_limit runs at once; "all"; "none"
-    # (only new successes; backfill the rest per DAG); or a logical date (partitions at or after it).
+    # What the FIRST adoption of a graph under this prefix does with the run states already in etcd
+    # (semantics `first-adoption`): "auto" processes them unless that would trigger more than first_start_limit runs at
+    # once; "all"; "none" (only new successes; backfill the rest per DAG); or a logical date (partitions at or after
+    # it).
     adopt_history: str = "auto"
     # 100 runs (see coordinator.core.adoption.DEFAULT_FIRST_START_LIMIT): a late first start finds the roots' last
     # few runs; more means months of history, which would queue that many runs on Airflow at once.
     first_start_limit: int = Field(default=DEFAULT_FIRST_START_LIMIT, ge=0)
     # The instance-wide ceiling: at most this many new runs per Airflow instance within trigger_budget_window_s,
-    # beyond which the leader holds that whole instance until `coordinator release` (semantics rule 15;
+    # beyond which the leader holds that whole instance until `coordinator release` (semantics `trigger-budget`;
     # coordinator.core.budget says why 1,000 in 10 minutes). 0 disables the whole budget, per-DAG holds included.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
     trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
     # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before that DAG alone is held
-    # (semantics rule 15h; coordinator.core.budget_allowance says why 40). 0 turns per-DAG holds off.
+    # (semantics `budget-per-dag`; coordinator.core.budget_allowance says why 40). 0 turns per-DAG holds off.
     trigger_budget_dag_floor: int = Field(default=DEFAULT_DAG_ALLOWANCE_FLOOR, ge=0)
-    # How long the watcher may take to load its view before /healthz fails (coordinator.runtime.health rule 1);
+    # How long the watcher may take to load its view before /healthz fails (coordinator.runtime.health's **Alive**);
     # /readyz is not ready until the view is loaded, whatever this is.
     start_timeout_s: float = Field(default=DEFAULT_START_TIMEOUT_S, gt=0)
     # The dependencies page draws the DAGs of other Airflow instances only when shared here: this Airflow's auth
@@ -244,8 +246,9 @@ class Settings(BaseSettings):
     def http_address(self) -> ListenAddress | None:
         return parse_listen(self.http)
 
-    # Periodic retention on the leader (semantics rule 11): "off" (the default: deleting history is the operator's
-    # decision) or a duration such as 90d; every retention_interval_s the leader prunes partitions older than it.
+    # Periodic retention on the leader (semantics `retention-retires`): "off" (the default: deleting history is the
+    # operator's decision) or a duration such as 90d; every retention_interval_s the leader prunes partitions older than
+    # it.
     retention: str = "off"
     # 1 h: the cutoff moves by the hour at most, and one pass over a large view costs a second or so.
     retention_interval_s: float = Field(default=3600.0, gt=0)

@@ -2,10 +2,10 @@
 :func:`coordinator.core.spec.loader.parse_spec`.
 
 Rules:
-1. The only file reading of the spec: the watcher, the CLI and the dev tools load the file here, so every one of them
-   judges it exactly the same way; ``coordinator.core`` gets text and a source name, never a path.
-2. An unreadable or non-UTF-8 file is a :class:`~coordinator.errors.SpecError` in the same
-   ``<file>: <what> — <how to fix it>`` shape as the parser's problems, never an OSError.
+- **The only reader.** The only file reading of the spec: the watcher, the CLI and the dev tools load the file here, so
+  every one of them judges it exactly the same way; ``coordinator.core`` gets text and a source name, never a path.
+- **Unreadable is a spec error.** An unreadable or non-UTF-8 file is a :class:`~coordinator.errors.SpecError` in the
+  same ``<file>: <what> — <how to fix it>`` shape as the parser's problems, never an OSError.
 """
 
 from __future__ import annotations

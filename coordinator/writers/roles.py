@@ -4,25 +4,28 @@
 setup and a test runs that block as written against a real etcd with authentication on (tests/test_roles.py).
 
 Rules:
-1. Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by" columns): an
-   Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the plugin reads
-   before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which tasks to
-   record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics rule 16b); the dependencies page
-   and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill`` also the
-   delivery ledger, where ``skip-event`` adds an operator's skip request, rule 16g); an outside writer writes only
-   the run keys of its own DAG (or DAG-name family); an OpenLineage receiver (semantics rule 18d) reads and writes
-   only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances it serves (its writer reads the run's
-   record and the partition's run state before its guarded transaction) and reads the ``leader`` key (its readiness
-   probe's read) and the retention floor ``config/retention`` (its records follow it), nothing else.
-2. Only the watcher may write the trigger ledger, the graph activation, the plan checkpoint (rule 19), the
-   deadlines, the leader key, the presence keys and the asset facts, marks and deliveries (rules 16-17): a plugin
-   credential cannot forge an intent, a graph, a checkpoint, a leader or an asset event.
-3. Reading the whole prefix is granted as one range (``read --prefix=true {prefix}/``): a snapshot and a watch are
-   one range over it, and etcd refuses a range that a single permission does not cover.
-4. Passwords never appear on a command line (visible in ``ps`` and shell history): ``etcdctl user add NAME
-   --interactive=false`` reads the password from its standard input, redirected from a file per user.
-5. Role and user names are ``{base}-{component}``, ``base`` derived from the prefix, so several prefixes can share
-   one etcd without their roles colliding.
+- **Least access.** Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by"
+  columns): an Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the
+  plugin reads before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which
+  tasks to record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics `asset-facts`); the
+  dependencies page and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill``
+  also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics `asset-skip`); an outside
+  writer writes only the run keys of its own DAG (or DAG-name family); an OpenLineage receiver
+  (semantics `lineage-receiver`) reads and writes only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances
+  it serves (its writer reads the run's record and the partition's run state before its guarded transaction) and reads
+  the ``leader`` key (its readiness probe's read) and the retention floor ``config/retention`` (its records follow it),
+  nothing else.
+- **Watcher-only writes.** Only the watcher may write the trigger ledger, the graph activation, the plan checkpoint
+  (semantics `checkpoint-first`), the deadlines, the leader key, the presence keys and the asset facts, marks and
+  deliveries (semantics `assets-by-route`, `asset-exactly-once`): a plugin credential cannot forge an intent, a graph, a
+  checkpoint, a leader or an asset event.
+- **One range for the prefix.** Reading the whole prefix is granted as one range (``read --prefix=true {prefix}/``): a
+  snapshot and a watch are one range over it, and etcd refuses a range that a single permission does not cover.
+- **No password on a command line.** Passwords never appear on a command line (visible in ``ps`` and shell history):
+  ``etcdctl user add NAME --interactive=false`` reads the password from its standard input, redirected from a file per
+  user.
+- **Names per prefix.** Role and user names are ``{base}-{component}``, ``base`` derived from the prefix, so several
+  prefixes can share one etcd without their roles colliding.
 """
 
 from __future__ import annotations
@@ -108,7 +111,7 @@ class LineageReceiver:
 
 
 def base_name(keys: KeyLayout) -> str:
-    """Rule 5: ``/coordinator`` -> ``coordinator``, ``/a/b`` -> ``a-b``."""
+    """**Names per prefix**: ``/coordinator`` -> ``coordinator``, ``/a/b`` -> ``a-b``."""
     return re.sub(r"[^A-Za-z0-9_.-]", "-", keys.prefix.strip("/")) or "coordinator"
 
 
@@ -130,8 +133,8 @@ def plugin_role(keys: KeyLayout, instance: str) -> Role:
 
 
 def lineage_role(keys: KeyLayout, receiver: LineageReceiver) -> Role:
-    """Rule 1: the run states and run records of its instances, the leader key its readiness probe reads and the
-    retention floor its records follow (``lineage/retire.py``)."""
+    """**Least access**: the run states and run records of its instances, the leader key its readiness probe reads and
+    the retention floor its records follow (``lineage/retire.py``)."""
     grants: list[Grant] = []
     for instance in receiver.instances:
         grants.append(Grant(Perm.READWRITE, f"{keys.runs}{instance}/", True))
@@ -162,12 +165,13 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.deadlines, True),
             Grant(rw, keys.watchers, True),
             Grant(rw, keys.config_key("graph"), False),
-            Grant(rw, keys.config_key("checkpoint"), False),  # semantics rule 19: the leader's checkpoint job
+            Grant(rw, keys.config_key("checkpoint"), False),  # semantics `checkpoint-first`: the leader's job
             Grant(rw, keys.config_key("retention"), False),
             Grant(rw, keys.config_key("backfill/"), True),
             Grant(rw, keys.budgets, True),
             Grant(rw, keys.leader, False),
-            # semantics rules 16-17: the asset round records events, the first listing's marks and the deliveries
+            # semantics `assets-by-route`, `asset-exactly-once`: the asset round records events, the first listing's
+            # marks and the deliveries
             Grant(rw, assets.events, True),
             Grant(rw, assets.marks, True),
             Grant(rw, assets.deliveries, True),
@@ -181,7 +185,7 @@ def roles(
     writers: Sequence[OutsideWriter] = (),
     receivers: Sequence[LineageReceiver] = (),
 ) -> list[Role]:
-    """The whole matrix (rules 1-3), in a stable order."""
+    """The whole matrix (**Least access**, **Watcher-only writes**, **One range for the prefix**), in a stable order."""
     base = base_name(keys)
     rw = Perm.READWRITE
     result = [plugin_role(keys, i) for i in instances]
@@ -253,7 +257,8 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
 
 def commands(matrix: Sequence[Role], secrets_dir: str = "$SECRETS_DIR") -> list[str]:
     """``etcdctl`` lines creating each role, its permissions, its user (password read from
-    ``{secrets_dir}/{user}``, rule 4) and the grant. Comment lines say what each role is for."""
+    ``{secrets_dir}/{user}``, **No password on a command line**) and the grant. Comment lines say what each role is
+    for."""
     lines: list[str] = []
     for role in matrix:
         name = shlex.quote(role.name)

@@ -4,18 +4,21 @@ The Airflow plugin (:func:`coordinator.airflow_plugin.records.write_fact`), ``co
 REST audit all write run-state records through :func:`write_run_record`, so the ordering rules hold whoever writes.
 
 Rules:
-1. Every write is a compare-and-swap on the mod revision just read: a concurrent writer is never overwritten blindly.
-2. The caller proposes the record to write given the one found (``propose(current) -> record | None``); the writer
-   writes it only if :func:`~coordinator.core.model.should_replace` allows it, so an older fact never overwrites a
-   newer one and a state is never rewritten unchanged (that would be a new generation and rerun every dependent).
-3. A lost race re-decides with the record the failed CAS found (no extra read), at most ``max_rounds`` times in a
-   row (:data:`LOST_RACE_RETRY`); then the outcome is ``CONTENDED`` and nothing was written.
-4. A value nobody can read counts as absent (the watcher ignores it too) and is replaced; the outcome says why.
-5. Task-state keys (``{prefix}/tasks/...``) use the same writer with their own parse and ordering rule
-   (``parse=parse_task_record, rule=should_replace_task`` from :mod:`coordinator.core.task_facts`).
-6. Only the store's public ``get`` and ``cas`` (``etcd.Writes``: the store, or the leader's fenced executor):
-   importing this module loads no gRPC (the plugin imports it in every
-   Airflow process). etcd errors propagate (StoreError; TimeoutError when ``op_timeout_s`` runs out).
+- **Compare-and-swap.** Every write is a compare-and-swap on the mod revision just read: a concurrent writer is never
+  overwritten blindly.
+- **Never older, never unchanged.** The caller proposes the record to write given the one found (``propose(current) ->
+  record | None``); the writer writes it only if :func:`~coordinator.core.model.should_replace` allows it, so an older
+  fact never overwrites a newer one and a state is never rewritten unchanged (that would be a new generation and rerun
+  every dependent).
+- **Bounded re-decide.** A lost race re-decides with the record the failed CAS found (no extra read), at most
+  ``max_rounds`` times in a row (:data:`LOST_RACE_RETRY`); then the outcome is ``CONTENDED`` and nothing was written.
+- **Unreadable is absent.** A value nobody can read counts as absent (the watcher ignores it too) and is replaced; the
+  outcome says why.
+- **Task keys alike.** Task-state keys (``{prefix}/tasks/...``) use the same writer with their own parse and ordering
+  rule (``parse=parse_task_record, rule=should_replace_task`` from :mod:`coordinator.core.task_facts`).
+- **Public calls only.** Only the store's public ``get`` and ``cas`` (``etcd.Writes``: the store, or the leader's fenced
+  executor): importing this module loads no gRPC (the plugin imports it in every Airflow process). etcd errors propagate
+  (StoreError; TimeoutError when ``op_timeout_s`` runs out).
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ async def write_run_record(
     race.
 
     ``max_rounds`` overrides :data:`LOST_RACE_RETRY`'s bound; ``op_timeout_s`` bounds every etcd call; ``parse`` and
-    ``rule`` are the value format and ordering of the key's kind (rule 5).
+    ``rule`` are the value format and ordering of the key's kind (**Task keys alike**).
     """
 
     async def timed(call: Awaitable[T]) -> T:

@@ -1,4 +1,5 @@
-"""When a recorded deadline transition alerts (runs its ``on_late_of`` handlers): no flapping (semantics rule 13).
+"""When a recorded deadline transition alerts (runs its ``on_late_of`` handlers): no flapping
+(semantics `deadlines-judged`).
 
 A prediction can cross ``deadline - warn`` and back as facts arrive (a learned duration moves, a retry starts); each
 crossing is a transition and used to be an alert, so one partition paged twice for ``at_risk``. These rules decide,
@@ -6,21 +7,22 @@ from the previous record alone (in etcd, so they survive a failover), what a tra
 alerting. The shell (``watcher/deadlines.py``) records, then alerts what :func:`due` says, then marks it alerted.
 
 Rules:
-1. Pure: records and ``now`` in, records out.
-2. A transition to ``on_time`` never alerts (a recovery is logged). A transition to a state already alerted for this
-   partition (``alerted_states`` of the previous record) does not alert again, unless the rule says ``realert``: it
-   is recorded ``alerted`` with ``repeat`` set, and the log says so.
-3. Any other transition alerts once it has held for ``hold`` (``expected_by.hold``; 0: in the pass that records it):
-   it is recorded ``alerted: false`` with ``hold_until``; a pass at or after that instant alerts it if the record
-   still holds that transition. A state that changes before (``at_risk`` -> ``on_time`` within the hold) is replaced
-   by the next transition's record and never alerts.
-4. ``alerted_states`` is carried from record to record for the partition and grows by a state when that state's
-   handlers ran (:func:`mark_alerted`), so "already alerted" survives every later transition and a failover.
-5. Exactly once is the existing mechanism's: the handler run id names the transition's ``sequence``; a leader that
-   dies between triggering and marking leaves ``alerted: false``, and the next one triggers the same run ids again.
-   The shell alerts what is due both before and after recording a pass's transitions, so such a record is marked
-   (and its state joins ``alerted_states``) before a new transition replaces it; otherwise a return to that state
-   would page again (the property test in ``tests/test_deadline_alerts.py`` found this).
+- **Pure**: records and ``now`` in, records out.
+- **No repeat alerts.** A transition to ``on_time`` never alerts (a recovery is logged). A transition to a state already
+  alerted for this partition (``alerted_states`` of the previous record) does not alert again, unless the rule says
+  ``realert``: it is recorded ``alerted`` with ``repeat`` set, and the log says so.
+- **Held before alerting.** Any other transition alerts once it has held for ``hold`` (``expected_by.hold``; 0: in the
+  pass that records it): it is recorded ``alerted: false`` with ``hold_until``; a pass at or after that instant alerts
+  it if the record still holds that transition. A state that changes before (``at_risk`` -> ``on_time`` within the hold)
+  is replaced by the next transition's record and never alerts.
+- **Alerted states carried.** ``alerted_states`` is carried from record to record for the partition and grows by a state
+  when that state's handlers ran (:func:`mark_alerted`), so "already alerted" survives every later transition and a
+  failover.
+- **Exactly once by sequence.** Exactly once is the existing mechanism's: the handler run id names the transition's
+  ``sequence``; a leader that dies between triggering and marking leaves ``alerted: false``, and the next one triggers
+  the same run ids again. The shell alerts what is due both before and after recording a pass's transitions, so such a
+  record is marked (and its state joins ``alerted_states``) before a new transition replaces it; otherwise a return to
+  that state would page again (the property test in ``tests/test_deadline_alerts.py`` found this).
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ class AlertPolicy:
 
 @dataclass(frozen=True, slots=True)
 class AlertPlan:
-    """What a new transition's record says about alerting (rules 2-4)."""
+    """What a new transition's record says about alerting (**No repeat alerts**, **Held before alerting** and
+    **Alerted states carried**)."""
 
     #: Nothing left to do: on_time, a repeat, or no handlers.
     alerted: bool
-    #: A state already alerted in this partition, not alerted again (rule 2).
+    #: A state already alerted in this partition, not alerted again (**No repeat alerts**).
     repeat: bool
     hold_until: datetime | None
     alerted_states: tuple[DeadlineState, ...]
@@ -54,7 +57,8 @@ class AlertPlan:
 def plan_alert(
     previous: DeadlineRecord | None, state: DeadlineState, now: datetime, policy: AlertPolicy, handlers: bool
 ) -> AlertPlan:
-    """Rules 2-4 for a transition to ``state`` recorded at ``now`` after ``previous``."""
+    """**No repeat alerts**, **Held before alerting** and **Alerted states carried** for a transition to ``state``
+    recorded at ``now`` after ``previous``."""
     before = previous.alerted_states if previous is not None else ()
     if state is DeadlineState.ON_TIME:
         return AlertPlan(True, False, None, before)
@@ -68,14 +72,14 @@ def plan_alert(
 
 
 def due(record: DeadlineRecord, now: datetime) -> bool:
-    """Rule 3: a recorded transition whose handlers should run at ``now``."""
+    """**Held before alerting**: a recorded transition whose handlers should run at ``now``."""
     if record.alerted:
         return False
     return record.hold_until is None or now >= record.hold_until
 
 
 def mark_alerted(record: DeadlineRecord) -> DeadlineRecord:
-    """Rule 4: the record once its handlers ran."""
+    """**Alerted states carried**: the record once its handlers ran."""
     return record.model_copy(update={"alerted": True, "alerted_states": _with(record.alerted_states, record.state)})
 
 

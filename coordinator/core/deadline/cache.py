@@ -1,5 +1,5 @@
 """Incremental deadline passes: the leader's cache of every (DAG, partition) status, invalidated explicitly
-(semantics rule 13, "an incremental pass equals a full pass").
+(semantics `deadlines-judged`, "an incremental pass equals a full pass").
 
 Level-triggered like a client-go informer cache: the cache holds one :class:`~.states.Judgement`
 per (DAG with an ``expected_by``, partition) in scope and, per status, the instant up to which the clock alone cannot
@@ -7,43 +7,45 @@ change its state (``Judgement.holds_until``), in a heap. Nothing here reads a cl
 the changed keys are inputs.
 
 Rules:
-1. :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``); :meth:`DeadlineCache.update`
-   judges again only:
-   a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
-      at ``now`` (``states`` rule 7: exactly what a full pass decides; nothing is recomputed from the view), then
-      scheduled at its next instant;
-   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
-   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
-      partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
-      that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
-      and, when it has none, its ETA (``states`` rules 3-4); the walk goes on below a status only when its new
-      judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
-      deadline's judgement is its task's, not what a dependent reads: the walk always goes on below it), below a
-      key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
-      that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
-      (descendant, partition) an ungridded DAG gains (rule 1 of ``states``: only from a key the view indexes);
-   d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
-      them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
-      of everything below them;
-   e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
-      when ``now`` went back, or for a new graph, latency or horizon (a new cache).
-2. Nothing else can change: a status is a function of its own and its ancestors' facts through the mappings, their
-   durations, the paused and unreachable sets and ``now`` (``states`` rules 2-5), and (c) and (d) cover every
-   one of those inputs; (a) covers ``now``. Where (c) stops, every input of the statuses below is what it was when
-   they were judged (each held judgement is a full pass's at the last update: the invariant this rule keeps).
-3. Learned durations are kept per DAG from the facts (``states`` rule 5): a success, a rerun or a deletion
-   changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
-   A deadline task's duration (``states`` rule 8) is learned again from its task facts whenever one of its DAG's
-   keys changed, and a change counts as a changed duration (1d).
-   The learned start offsets of the gridded roots (``start`` rule 2a) are kept the same way, from every scheduled
-   run with a start, and a change counts as a changed duration (1d). The other start sources (timetables, Airflow
-   versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
-4. Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states only the statuses whose state
-   changed or that entered the scope since the last call, the keys whose record changed, and those that differed
-   last time; every other status equalled its record then and neither side moved, so the list equals
-   ``deadlines.transitions`` over every status.
-5. The metric counts per (instance, dag, state) and the least slack of the open statuses are kept as statuses change
-   (the slack through two heaps of ``Judgement.slack_terms``); an update reports only the counts that moved.
+- **Rebuild and update.** :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``);
+  :meth:`DeadlineCache.update` judges again only:
+  a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
+     at ``now`` (``states``' **Known instants**: exactly what a full pass decides; nothing is recomputed from the view),
+     then scheduled at its next instant;
+  b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
+  c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
+     partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
+     that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
+     and, when it has none, its ETA (``states``' **Causes** and **ETA**); the walk goes on below a status only when its
+     new judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
+     deadline's judgement is its task's, not what a dependent reads: the walk always goes on below it), below a
+     key without a status unless it is a success, and it judges neither a success nor a running or queued attempt
+     that only ETAs reached (their own ETA comes from their own fact), as nothing they read moved; plus every
+     (descendant, partition) an ungridded DAG gains (``states``' **Pure**: only from a key the view indexes);
+  d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
+     them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
+     of everything below them;
+  e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
+     when ``now`` went back, or for a new graph, latency or horizon (a new cache).
+- **Nothing else changes.** Nothing else can change: a status is a function of its own and its ancestors' facts through
+  the mappings, their durations, the paused and unreachable sets and ``now`` (``states``' **States** to
+  **Expected duration**), and (c) and (d) cover every one of those inputs; (a) covers ``now``. Where (c) stops, every
+  input of the statuses below is what it was when they were judged (each held judgement is a full pass's at the last
+  update: the invariant this rule keeps).
+- **Learned durations from facts.** Learned durations are kept per DAG from the facts (``states``'
+  **Expected duration**): a success, a rerun or a deletion changes a DAG's duration only when its partition is among the
+  DAG's latest ``LEARN_SAMPLES`` before or after. A deadline task's duration (``states``' **Task deadlines**) is learned
+  again from its task facts whenever one of its DAG's keys changed, and a change counts as a changed duration (1d). The
+  learned start offsets of the gridded roots (``start``'s **First source that knows** (a)) are kept the same way, from
+  every scheduled run with a start, and a change counts as a changed duration (1d). The other start sources (timetables,
+  Airflow versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
+- **Transitions from what changed.** Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states
+  only the statuses whose state changed or that entered the scope since the last call, the keys whose record changed,
+  and those that differed last time; every other status equalled its record then and neither side moved, so the list
+  equals ``deadlines.transitions`` over every status.
+- **Counts kept as statuses change.** The metric counts per (instance, dag, state) and the least slack of the open
+  statuses are kept as statuses change (the slack through two heaps of ``Judgement.slack_terms``); an update reports
+  only the counts that moved.
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ class CacheUpdate:
     """What one :meth:`DeadlineCache.update` (or rebuild) did and what the metrics need."""
 
     full: bool
-    #: Statuses judged from the view (rule 1 b-e) and statuses only the clock moved (rule 1a).
+    #: Statuses judged from the view (**Rebuild and update** b-e) and statuses only the clock moved
+    #: (**Rebuild and update** (a)).
     judged: int
     timed: int
     #: Statuses whose state changed, that entered or left the scope.
@@ -104,7 +107,8 @@ class CacheUpdate:
 
 @dataclass
 class _History:
-    """One DAG's successes with a start and an end (rule 3): partitions in order, and run time in seconds."""
+    """One DAG's successes with a start and an end (**Learned durations from facts**): partitions in order, and run time
+    in seconds."""
 
     order: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -126,7 +130,8 @@ class _Target:
 
 
 class DeadlineCache:
-    """Rules 1-5 for one graph, latency, horizon and start sources (a change of any: a new cache)."""
+    """**Rebuild and update** to **Counts kept as statuses change** for one graph, latency, horizon and start sources (a
+    change of any: a new cache)."""
 
     def __init__(
         self, graph: Graph, *, latency: timedelta = DEFAULT_LATENCY, horizon: timedelta = DEFAULT_HORIZON,
@@ -149,15 +154,16 @@ class DeadlineCache:
             if spec.grid is not None:
                 self._by_grid.setdefault(spec.grid, []).append(node)
         self._ungridded = frozenset(n for n, t in self._targets.items() if t.grid is None)
-        # Rule 3: only DAGs an ETA reads and whose duration is not fixed learn one.
+        # **Learned durations from facts**: only DAGs an ETA reads and whose duration is not fixed learn one.
         relevant = set(self._targets) | ancestors(graph, self._targets)
         self._learning = frozenset(n for n in relevant if _fixed(graph, n) is None)
         self._starting = start_learners(graph, relevant)
-        #: Task deadlines (``states`` rule 8): the DAGs whose deadline task learns a duration from its own facts.
+        #: Task deadlines (``states``' **Task deadlines**): the DAGs whose deadline task learns a duration from its own
+        #: facts.
         on_task = task_targets(graph)
         self._tasks = {n: t for n, t in on_task.items() if _task_duration(graph, n) is None}
-        #: Their judgements are the task's, while a dependent reads the DAG's cause and ETA: the walk of rule 1c
-        #: cannot stop at them on what their judgement shows.
+        #: Their judgements are the task's, while a dependent reads the DAG's cause and ETA: the walk of
+        #: **Rebuild and update** (c) cannot stop at them on what their judgement shows.
         self._on_task = frozenset(on_task)
         self.built = False
         self.now: datetime | None = None
@@ -181,7 +187,8 @@ class DeadlineCache:
         self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
         self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
         self._changed: set[Key] = set()
-        self._pending: set[Key] = set()  # state changed or new since the last transitions() (rule 4)
+        # state changed or new since the last transitions() (**Transitions from what changed**)
+        self._pending: set[Key] = set()
         self._mismatch: set[Key] = set()
         self._points: dict[Grid, tuple[str, ...]] = {}
         self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
@@ -217,7 +224,8 @@ class DeadlineCache:
         return self._durations
 
     def min_slack(self) -> float | None:
-        """Rule 5: ``min(x - now, c)`` over the open statuses, from the top of two lazily cleaned heaps."""
+        """**Counts kept as statuses change**: ``min(x - now, c)`` over the open statuses, from the top of two lazily
+        cleaned heaps."""
         now = self.now
         assert now is not None
         found: timedelta | None = None
@@ -234,7 +242,8 @@ class DeadlineCache:
     def transitions(
         self, recorded: Mapping[Key, DeadlineRecord], record_changes: Iterable[Key] = ()
     ) -> list[Transition]:
-        """Rule 4: ``deadlines.transitions(self.statuses(), recorded)``, reading only what moved."""
+        """**Transitions from what changed**: ``deadlines.transitions(self.statuses(), recorded)``, reading only what
+        moved."""
         now = self.now
         assert now is not None
         found: list[Transition] = []
@@ -258,7 +267,7 @@ class DeadlineCache:
         self, view: View, now: datetime, *, paused: frozenset[NodeId] = frozenset(),
         unreachable: frozenset[str] = frozenset(),
     ) -> CacheUpdate:  # fmt: skip
-        """Judge everything (rule 1e)."""
+        """Judge everything (**Rebuild and update** (e))."""
         self._reset(paused, unreachable)
         self.now = now
         for (node, partition), fact in view.runs.items():
@@ -304,8 +313,8 @@ class DeadlineCache:
         self, view: View, now: datetime, changed: Iterable[Key] | None, *,
         paused: frozenset[NodeId] = frozenset(), unreachable: frozenset[str] = frozenset(),
     ) -> CacheUpdate:  # fmt: skip
-        """Rule 1: what ``changed`` (the (DAG, partition) keys whose facts changed since the last update; None:
-        unknown) and the clock moved since the last update."""
+        """**Rebuild and update**: what ``changed`` (the (DAG, partition) keys whose facts changed since the last
+        update; None: unknown) and the clock moved since the last update."""
         if not self.built or changed is None or self.now is None or now < self.now:
             return self.rebuild(view, now, paused=paused, unreachable=unreachable)
         keys = set(changed)
@@ -328,13 +337,16 @@ class DeadlineCache:
                     held.discard(partition)
                 roots_moved |= before != bool(self._failing.get(node))
             if node in self._learning and self._learn(node, partition, fact):
-                slower.add(node)  # rule 1d
+                slower.add(node)  # **Rebuild and update** (d)
             if node in self._starting:
                 offset = start_offset(fact, partition) if fact is not None else None
                 if _relearn(self._start_history, self._starts, node, partition, offset):
-                    slower.add(node)  # rule 3: a start offset moves the same predictions a duration does
+                    # **Learned durations from facts**: a start offset moves the same predictions a duration does
+                    slower.add(node)
         touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
-        if touched:  # rule 3 for deadline tasks: few facts (only named tasks are recorded), learned again whole
+        # **Learned durations from facts** for deadline tasks: few facts (only named tasks are recorded), learned again
+        # whole
+        if touched:
             learned = learned_task_durations(view, touched)
             for node in touched:
                 value = learned.get(node)
@@ -353,7 +365,7 @@ class DeadlineCache:
         if roots_moved:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
-        self._roll(now, work)  # rule 1b
+        self._roll(now, work)  # **Rebuild and update** (b)
         below = tainted_by(self.graph, dirty_nodes) if dirty_nodes else frozenset()
         for node in below:
             work.update((node, p) for p in self._open.get(node, ()))
@@ -361,7 +373,7 @@ class DeadlineCache:
         for node in tainted_by(self.graph, slower).difference(below) if slower else ():
             # A blocked or missed status has no prediction: a duration cannot change it.
             work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
-        if self._ungridded:  # rule 1c's partitions ungridded DAGs gain: every key below, however far
+        if self._ungridded:  # **Rebuild and update** (c)' partitions ungridded DAGs gain: every key below, however far
             present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
             for at in _below(self.graph, present):
                 node, partition = at
@@ -373,11 +385,12 @@ class DeadlineCache:
                             work.add(at)
         self.now = now
         run = self._judging(view, now)
-        judged = self._spread(run, keys, work)  # rule 1c: judges what it reaches and takes it out of work
+        # **Rebuild and update** (c): judges what it reaches and takes it out of work
+        judged = self._spread(run, keys, work)
         self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
         timed = 0
         heap, when = self._heap, self._when
-        while heap and heap[0][0] < now:  # rule 1a
+        while heap and heap[0][0] < now:  # **Rebuild and update** (a)
             instant, _, at = heapq.heappop(heap)
             if when.get(at) != instant:
                 continue  # judged again since it was scheduled, or dropped
@@ -400,16 +413,16 @@ class DeadlineCache:
         return roots | self._paused | {n for n in self.graph.dags if n.instance in self._unreachable}
 
     def _learn(self, node: NodeId, partition: str, fact: RunFact | None) -> bool:
-        """Rule 3: keep ``node``'s history current; True when its learned duration changed."""
+        """**Learned durations from facts**: keep ``node``'s history current; True when its learned duration changed."""
         seconds: float | None = None
         if fact is not None and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
             seconds = (fact.end_date - fact.start_date).total_seconds()
         return _relearn(self._history, self._durations, node, partition, seconds)
 
     def _roll(self, now: datetime, work: set[Key]) -> None:
-        """Rule 1b: the grid points that entered the horizon are judged, those that left it dropped. The same points
-        as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking forward from
-        the last point held, so a pass that crosses no grid point reads no cron expression."""
+        """**Rebuild and update** (b): the grid points that entered the horizon are judged, those that left it dropped.
+        The same points as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking
+        forward from the last point held, so a pass that crosses no grid point reads no cron expression."""
         end = now.replace(second=0, microsecond=0)
         start = now - self.horizon
         floor = start.replace(second=0, microsecond=0)
@@ -473,11 +486,11 @@ class DeadlineCache:
         return judgement
 
     def _spread(self, run: Judging, origins: set[Key], work: set[Key]) -> int:
-        """Rule 1c: from the keys whose facts changed, down the success edges in topological order, judging each
-        status reached (and taking it out of ``work``). What a dependent reads of a (DAG, partition) is its cause
-        and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the walk
-        stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when only
-        ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
+        """**Rebuild and update** (c): from the keys whose facts changed, down the success edges in topological order,
+        judging each status reached (and taking it out of ``work``). What a dependent reads of a (DAG, partition) is its
+        cause and its ETA (``Judging``); each key reached carries which of the two may have changed above it, and the
+        walk stops where neither did, at a success (it reads nothing above), and at a running or queued attempt when
+        only ETAs changed above (its own ETA comes from its start). Returns how many statuses it judged."""
         graph, entries, runs, now, on_task = self.graph, self._entries, run.view.runs, run.now, self._on_task
         rank, order = graph.topo_index, graph.topo_order
         downstreams, mapped_targets = graph.downstreams, graph.mapped_targets
@@ -605,8 +618,8 @@ def _relearn(
     histories: dict[NodeId, _History], learned: dict[NodeId, float], node: NodeId, partition: str,
     seconds: float | None,
 ) -> bool:  # fmt: skip
-    """Rule 3: put ``node``'s sample for ``partition`` (None: none) in its history; True when what it learns
-    (``learned[node]``) changed."""
+    """**Learned durations from facts**: put ``node``'s sample for ``partition`` (None: none) in its history; True when
+    what it learns (``learned[node]``) changed."""
     history = histories.setdefault(node, _History())
     old = history.seconds.get(partition)
     if old == seconds:
@@ -636,7 +649,7 @@ def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple
     return tuple(sorted((node.instance, node.dag_id, str(state), n) for (node, state), n in counts))
 
 
-#: What may have changed of a (DAG, partition) for its dependents (rule 1c): its cause, its ETA.
+#: What may have changed of a (DAG, partition) for its dependents (**Rebuild and update** (c)): its cause, its ETA.
 _CAUSE, _ETA = 1, 2
 _BOTH = _CAUSE | _ETA
 
@@ -677,12 +690,12 @@ def _task_duration(graph: Graph, node: NodeId) -> int | None:
 def _fixed(graph: Graph, node: NodeId) -> int | None:
     spec = graph.dags.get(node)
     rule = spec.expected_by if spec is not None else None
-    # A task deadline's duration is its task's (``states`` rule 8): the DAG's own is learned.
+    # A task deadline's duration is its task's (``states``' **Task deadlines**): the DAG's own is learned.
     return rule.duration if rule is not None and rule.task is None else None
 
 
 def _below(graph: Graph, origins: Iterable[Key]) -> set[Key]:
-    """``origins`` and every (DAG, partition) that needs one of them, transitively (rule 1c)."""
+    """``origins`` and every (DAG, partition) that needs one of them, transitively (**Rebuild and update** (c))."""
     seen = set(origins)
     stack = list(seen)
     while stack:

@@ -1,13 +1,15 @@
-"""What a DAG's history teaches the deadlines (``core.deadline.states`` rules 4, 5 and 8): learned run times of DAGs
-and of deadline tasks, and learned start offsets of gridded roots.
+"""What a DAG's history teaches the deadlines (``core.deadline.states``' **ETA**, **Expected duration** and
+**Task deadlines**): learned run times of DAGs and of deadline tasks, and learned start offsets of gridded roots.
 
-Rules (numbered as in ``states``):
-5. A learned duration is taken over the latest :data:`LEARN_SAMPLES` successes with a start and an end: a run longer
+Rules (named as in ``states``):
+- **Expected duration.** A learned duration is taken over the latest :data:`LEARN_SAMPLES` successes with a start and an
+  end: a run longer
    than :data:`OUTLIER_FACTOR` times the median (one that waited a day in a queue, a backfill) is dropped, then the
    :data:`LEARN_PERCENTILE` percentile of the rest is taken; fewer than :data:`MIN_SAMPLES` samples learn nothing.
-4. A root's start offset (its scheduled runs' start minus their logical date, ``start`` rule 2a) is learned the same
+- **ETA.** A root's start offset (its scheduled runs' start minus their logical date, ``start``'s
+  **First source that knows** (a)) is learned the same
    way, newest partitions first, only for the gridded roots (:func:`start_learners`).
-8. A deadline task's duration is learned from that task's own successes.
+- **Task deadlines.** A deadline task's duration is learned from that task's own successes.
 Pure: the view in, numbers out.
 """
 
@@ -28,7 +30,7 @@ LEARN_PERCENTILE = 0.9
 
 
 def learned_duration(samples: Iterable[float]) -> float | None:
-    """Rule 5's learned duration of these run times (seconds), or None with too few samples."""
+    """**Expected duration**: the learned duration of these run times (seconds), or None with too few samples."""
     values = sorted(s for s in samples if s >= 0)
     if len(values) < MIN_SAMPLES:
         return None
@@ -40,7 +42,8 @@ def learned_duration(samples: Iterable[float]) -> float | None:
 
 
 def _latest_learned(found: Mapping[NodeId, list[tuple[str, float]]]) -> dict[NodeId, float]:
-    """Rule 5 over each node's latest :data:`LEARN_SAMPLES` (partition, seconds) samples, where it learns anything."""
+    """**Expected duration** over each node's latest :data:`LEARN_SAMPLES` (partition, seconds) samples, where it learns
+    anything."""
     result: dict[NodeId, float] = {}
     for node, items in found.items():
         items.sort(reverse=True)
@@ -51,7 +54,8 @@ def _latest_learned(found: Mapping[NodeId, list[tuple[str, float]]]) -> dict[Nod
 
 
 def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
-    """The learned duration of each of ``nodes`` that has enough history (rule 5), from its latest successes."""
+    """The learned duration of each of ``nodes`` that has enough history (**Expected duration**), from its latest
+    successes."""
     wanted = set(nodes)
     found: dict[NodeId, list[tuple[str, float]]] = {}
     success = RunState.SUCCESS
@@ -64,7 +68,8 @@ def learned_durations(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float
 
 
 def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[NodeId, float]:
-    """Rule 8: each deadline task's learned duration (rule 5 over its latest successes with a start and an end)."""
+    """**Task deadlines**: each deadline task's learned duration (**Expected duration** over its latest successes with a
+    start and an end)."""
     found: dict[NodeId, list[tuple[str, float]]] = {}
     for (node, task, partition), fact in view.tasks.items():
         if tasks.get(node) == task and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
@@ -73,8 +78,8 @@ def learned_task_durations(view: View, tasks: Mapping[NodeId, str]) -> dict[Node
 
 
 def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
-    """The learned start offset (``start`` rule 2a) of each of ``nodes`` with enough scheduled runs, from its latest
-    :data:`LEARN_SAMPLES` samples."""
+    """The learned start offset (``start``'s **First source that knows** (a)) of each of ``nodes`` with enough scheduled
+    runs, from its latest :data:`LEARN_SAMPLES` samples."""
     samples: dict[NodeId, list[float]] = {node: [] for node in nodes}
     waiting = list(samples)
     by_partition = view.runs.by_partition
@@ -104,7 +109,7 @@ def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
 
 
 def start_learners(graph: Graph, nodes: Iterable[NodeId]) -> frozenset[NodeId]:
-    """The DAGs among ``nodes`` whose start is predicted (rule 4): the gridded roots."""
+    """The DAGs among ``nodes`` whose start is predicted (**ETA**): the gridded roots."""
     found = set()
     for node in nodes:
         spec = graph.dags.get(node)

@@ -1,20 +1,22 @@
-"""Escalation levels of a deadline (semantics rule 13, "Escalation"): several alerts for one (DAG, partition), each
-with its own slack, handlers and exactly-once record.
+"""Escalation levels of a deadline (semantics `deadlines-judged`, "Escalation"): several alerts for one (DAG,
+partition), each with its own slack, handlers and exactly-once record.
 
 Rules:
-1. Pure: statuses and records in, transitions out; no clock, no I/O.
-2. A level's state is rule 2 of ``core.deadline.states`` with the level's ``slack`` as ``warn``: a success is
-   ``on_time`` or ``late``, a passed deadline ``missed``, a cause ``blocked`` for every level alike; only
-   ``at_risk`` depends on the level: the predicted finish is after the deadline minus the level's slack. So a
-   level with more slack is never less alarmed than one with less (``warn`` fires before ``page``), and the DAG's
-   own state (its ``warn``) is untouched by its levels.
-3. Each level keeps its own record (``{prefix}/deadlines/{instance}/{dag_id}/{partition}/{level}``, a
-   :class:`~coordinator.core.deadline.states.DeadlineRecord`): a transition is a level state that differs from the
-   one recorded for that level (absent reads as ``on_time``), recorded by the shell with the same fenced
-   compare-and-swap before alerting. Alerting then follows ``core.deadline.alerts`` per level (``hold``,
-   ``realert``, ``alerted_states`` are the level record's): a level never alerts one state twice in a partition.
-4. A level's handler run id names the level (:func:`level_run_id`), so two levels that share a handler DAG, and the
-   DAG's own ``on_late_of`` handlers, never collide, and a retry after a failover reuses the same id.
+- **Pure**: statuses and records in, transitions out; no clock, no I/O.
+- **A level is the state at its slack.** A level's state is ``core.deadline.states``' **States** with the level's
+  ``slack`` as ``warn``: a success is ``on_time`` or ``late``, a passed deadline ``missed``, a cause ``blocked`` for
+  every level alike; only ``at_risk`` depends on the level: the predicted finish is after the deadline minus the level's
+  slack. So a level with more slack is never less alarmed than one with less (``warn`` fires before ``page``), and the
+  DAG's own state (its ``warn``) is untouched by its levels.
+- **A record per level.** Each level keeps its own record
+  (``{prefix}/deadlines/{instance}/{dag_id}/{partition}/{level}``, a
+  :class:`~coordinator.core.deadline.states.DeadlineRecord`): a transition is a level state that differs from the one
+  recorded for that level (absent reads as ``on_time``), recorded by the shell with the same fenced compare-and-swap
+  before alerting. Alerting then follows ``core.deadline.alerts`` per level (``hold``, ``realert``, ``alerted_states``
+  are the level record's): a level never alerts one state twice in a partition.
+- **Run ids name the level.** A level's handler run id names the level (:func:`level_run_id`), so two levels that share
+  a handler DAG, and the DAG's own ``on_late_of`` handlers, never collide, and a retry after a failover reuses the same
+  id.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def graph_levels(graph: Graph) -> dict[NodeId, tuple[Level, ...]]:
 
 
 def level_state(status: DeadlineStatus, slack: timedelta) -> DeadlineState:
-    """Rule 2: ``status``'s state for a level with this slack."""
+    """**A level is the state at its slack**: ``status``'s state for a level with this slack."""
     if status.succeeded or status.state not in _OPEN:
         return status.state
     eta = status.eta
@@ -54,13 +56,15 @@ def level_state(status: DeadlineStatus, slack: timedelta) -> DeadlineState:
 
 
 def level_states(status: DeadlineStatus, levels: Iterable[Level]) -> tuple[tuple[str, DeadlineState], ...]:
-    """Each level's name and state (rule 2), in the order the spec lists them (what status and why show)."""
+    """Each level's name and state (**A level is the state at its slack**), in the order the spec lists them (what
+    status and why show)."""
     return tuple((level.name, level_state(status, timedelta(seconds=level.slack))) for level in levels)
 
 
 @dataclass(frozen=True, slots=True)
 class LevelTransition:
-    """A level's state moved from ``previous`` (rule 3); ``sequence`` numbers the level record's transitions."""
+    """A level's state moved from ``previous`` (**A record per level**); ``sequence`` numbers the level record's
+    transitions."""
 
     status: DeadlineStatus
     level: Level
@@ -78,7 +82,7 @@ def level_transitions(
     levels: Mapping[NodeId, tuple[Level, ...]],
     recorded: Mapping[LevelKey, DeadlineRecord],
 ) -> list[LevelTransition]:
-    """Rule 3: every (status, level) whose level state differs from the level's record, in key order."""
+    """**A record per level**: every (status, level) whose level state differs from the level's record, in key order."""
     found = []
     for status in sorted(statuses, key=lambda s: (s.node, s.partition)):
         for level in levels.get(status.node, ()):
@@ -92,5 +96,6 @@ def level_transitions(
 
 
 def level_run_id(node: NodeId, partition: str, level: str, sequence: int) -> str:
-    """Rule 4: the deterministic run id of a level handler's run for one transition of that level."""
+    """**Run ids name the level**: the deterministic run id of a level handler's run for one transition of that
+    level."""
     return f"coordinator_late__{node.instance}__{node.dag_id}__{partition}__{level}__{sequence}"

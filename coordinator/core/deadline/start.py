@@ -1,4 +1,5 @@
-"""When does a root DAG's run for a partition start: the instant its deadline ETA begins from (semantics rule 13).
+"""When does a root DAG's run for a partition start: the instant its deadline ETA begins from
+(semantics `deadlines-judged`).
 
 A root is started by Airflow's scheduler, not by the coordinator, and when depends on the timetable: Airflow 2 reads
 a cron string as a data-interval timetable (the run for logical date P starts at P's window end), Airflow 3 as
@@ -6,21 +7,22 @@ a cron string as a data-interval timetable (the run for logical date P starts at
 start on Airflow 3 puts a daily root's ETA a day late and pages for nothing.
 
 Rules:
-1. Pure: values in, a :class:`StartRule` out; no clock, no I/O.
-2. A DAG's predicted start for partition P is taken from the first source that knows, in this order
-   (:func:`start_rule`):
-   a. ``history``: its own runs' start minus their logical date, learned like durations (``learned_duration``:
-      the 90th percentile of the latest samples after dropping outliers, at least three samples), over the runs the
-      scheduler made (:func:`scheduled`: manual, backfill, asset-triggered and coordinator runs start when someone
-      asks, not on the timetable). A running state without ``start_date`` counts from the writer's ``updated_at``.
-   b. ``timetable``: what the importer or the audit saw of the DAG's timetable (:class:`Timetable`: at the logical
-      date or at the window end, plus a delay), when the caller has it.
-   c. ``airflow_version``: the instance's Airflow major version as the watcher found it (API v2 is Airflow 3):
-      3 starts at P, 2 at P's window end.
-   d. ``default``: nothing known: the window end (Airflow 2's behaviour, what rule 13 said before Airflow 3).
-3. A (DAG, partition) without any fact whose predicted start plus :data:`START_GRACE` has passed has not started:
-   it is overdue (``states``: ``at_risk`` with the cause ``dag@P has not started (due HH:MM, Nh late)``, shown by
-   every dependent that waits for it), instead of an ETA pushed later and later.
+- **Pure**: values in, a :class:`StartRule` out; no clock, no I/O.
+- **First source that knows.** A DAG's predicted start for partition P is taken from the first source that knows, in
+  this order (:func:`start_rule`):
+  a. ``history``: its own runs' start minus their logical date, learned like durations (``learned_duration``:
+     the 90th percentile of the latest samples after dropping outliers, at least three samples), over the runs the
+     scheduler made (:func:`scheduled`: manual, backfill, asset-triggered and coordinator runs start when someone
+     asks, not on the timetable). A running state without ``start_date`` counts from the writer's ``updated_at``.
+  b. ``timetable``: what the importer or the audit saw of the DAG's timetable (:class:`Timetable`: at the logical
+     date or at the window end, plus a delay), when the caller has it.
+  c. ``airflow_version``: the instance's Airflow major version as the watcher found it (API v2 is Airflow 3):
+     3 starts at P, 2 at P's window end.
+  d. ``default``: nothing known: the window end (Airflow 2's behaviour, what semantics `deadlines-judged` said before
+     Airflow 3).
+- **Overdue.** A (DAG, partition) without any fact whose predicted start plus :data:`START_GRACE` has passed has not
+  started: it is overdue (``states``: ``at_risk`` with the cause ``dag@P has not started (due HH:MM, Nh late)``, shown
+  by every dependent that waits for it), instead of an ETA pushed later and later.
 """
 
 from __future__ import annotations
@@ -36,18 +38,19 @@ from coordinator.core.model import NodeId, partition_datetime
 from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact
 
-#: How long after its predicted start a root may still not have a run before it is overdue (rule 3): Airflow's
+#: How long after its predicted start a root may still not have a run before it is overdue (**Overdue**): Airflow's
 #: scheduler creates a due run within seconds, a busy one within a minute or two; five minutes without any state is
 #: a stopped scheduler, a paused DAG or a writer that did not run, which the on-call engineer wants named.
 START_GRACE = timedelta(minutes=5)
 
-#: Run id prefixes of runs that start when someone asks, not on the timetable (rule 2a): Airflow's manual, backfill
-#: and asset/dataset-triggered runs, and the coordinator's own (``core.model`` names them ``coordinator__...``).
+#: Run id prefixes of runs that start when someone asks, not on the timetable (**First source that knows** (a)):
+#: Airflow's manual, backfill and asset/dataset-triggered runs, and the coordinator's own (``core.model`` names them
+#: ``coordinator__...``).
 UNSCHEDULED_PREFIXES = ("manual__", "backfill__", "asset_triggered__", "dataset_triggered__", "coordinator")
 
 
 class StartSource(StrEnum):
-    """Where a predicted start came from (rule 2), as ``status`` and ``why`` show it."""
+    """Where a predicted start came from (**First source that knows**), as ``status`` and ``why`` show it."""
 
     HISTORY = "history"
     TIMETABLE = "timetable"
@@ -64,7 +67,7 @@ class TimetableKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Timetable:
-    """What the importer or the audit saw of a DAG's timetable (rule 2b)."""
+    """What the importer or the audit saw of a DAG's timetable (**First source that knows** (b))."""
 
     kind: TimetableKind
     #: Seconds after the timetable's instant the run starts (``CronTriggerTimetable(interval=...)``, a delay).
@@ -92,7 +95,7 @@ def start_rule(
     timetables: Mapping[NodeId, Timetable],
     majors: Mapping[str, int],
 ) -> StartRule:
-    """Rule 2: the first source that knows when ``node`` starts."""
+    """**First source that knows**: the first source that knows when ``node`` starts."""
     learned = history.get(node)
     if learned is not None:
         return StartRule(StartSource.HISTORY, timedelta(seconds=learned))
@@ -107,7 +110,8 @@ def start_rule(
 
 
 def scheduled(run_id: str) -> bool:
-    """The run was started by the timetable (rule 2a), so its start teaches when the next one starts."""
+    """The run was started by the timetable (**First source that knows** (a)), so its start teaches when the next one
+    starts."""
     return not run_id.startswith(UNSCHEDULED_PREFIXES)
 
 

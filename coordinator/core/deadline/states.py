@@ -1,54 +1,54 @@
-"""Deadlines: will each (DAG, partition) with an ``expected_by`` be on time, and if not, why (semantics rule 13).
+"""Deadlines: will each (DAG, partition) with an ``expected_by`` be on time, and if not, why
+(semantics `deadlines-judged`).
 
 Rules:
-1. Pure: :func:`deadline_states` takes the graph, the view, ``now`` and what the shell knows about Airflow (paused
-   DAGs, unreachable instances) and returns one :class:`DeadlineStatus` per (DAG, partition). It never needs an
-   Airflow run to exist: a gridded DAG's partitions come from its grid (the points in ``[now - horizon, now]``), an
-   ungridded DAG's from the view: every partition where it or any ancestor has a fact, an ancestor's partition
-   mapped down the edges to the DAG's (:func:`ungridded_scopes`; a failure two hops up a chain where nothing below
-   it ran still gives the DAG that partition).
-2. States, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
-   much). It ended at its ``end_date``, else at the writer's ``updated_at`` (``RunFact.finished``: an outside writer
-   that omits ``end_date`` had finished by then); a success with neither is ``on_time``: lateness cannot be proved.
-   No success and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is
-   after the deadline minus ``warn``: ``at_risk`` (its cause: the overdue root it waits for, if any, rule 4);
-   otherwise ``on_time``.
-3. A cause (``blocked``) is, along the success edges and through the grid mappings, the DEEPEST (DAG, partition)
-   without a success that: failed (the latest attempt failed, so no retry is in flight), has an intent Airflow
-   refused (a ledger entry in ``error``), is paused, or lives in an unreachable instance. Upstreams are searched
-   before the DAG itself, so the cause is where the chain starts; ``chain`` lists the hops from the DAG to it.
-4. The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start (``start_date``,
-   else the running state's ``updated_at``; without either: started now) plus the expected duration (never before
-   ``now``); otherwise the latest ETA of the upstream partitions it needs (a gridded root: its predicted start,
-   ``coordinator.core.deadline.start``: from its history, its timetable, its instance's Airflow version; an
-   ungridded one: the partition), not before ``now``, plus the trigger latency (not for roots) and the expected
-   duration. A gridded root without any fact whose start plus ``start.START_GRACE`` has passed is overdue, and so is
-   every (DAG, partition) that waits for it without a fact of its own: an ``at_risk`` status names the earliest
-   such root as its cause, ``has not started (due HH:MM, 5h late)``; being overdue alone changes no state (a day-old
-   root with no run on a fresh install, the deadline weeks away, pages nobody), the ETA it pushes does.
-   Task-level edges count as their whole DAG and gates (self-dependencies) are not predicted.
-5. Expected duration: a fixed ``duration``, else the learned one over the DAG's latest successes with a start and
-   an end (``core.deadline.learning``: outliers dropped, a high percentile of the rest, too few samples learn
-   nothing), else 0.
-6. A transition is a status whose state differs from the state recorded for it (nothing recorded reads as
-   ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one
-   transition alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``,
-   not again for a state already alerted in the partition, after ``hold``) is ``coordinator.core.deadline.alerts``.
-7. The clock alone moves a status only at known instants: :func:`judge` decides rules 2-4 once as a
-   :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later ``now`` returns while no input
-   changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now`` never grows: a success is
-   final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time`` until ``deadline -
-   warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's cause, not its
-   state. ``coordinator.core.deadline.cache`` keeps passes incremental on
-   this.
-8. A task deadline (``expected_by.task``) is rules 2-5 on that task's state in the partition (the plugin records it:
-   the graph names the task, ``task_facts`` rule 4): its success's end (else its ``updated_at``) decides
-   ``on_time`` or ``late`` though the DAG run still runs; its failure is the cause of ``blocked`` (``Cause.task``);
-   a running task finishes at its start plus the task's expected duration (``duration``, else learned from the
-   task's own successes, :func:`learned_task_durations`); the DAG's own duration, which its dependents' ETAs read, is
-   then always learned (rule 5). Without a task fact the DAG run stands in: its success
-   (the task ended by then, or did not run), its causes, and its predicted start plus the task's duration instead
-   of the DAG's (a running run: the task finishes at the run's start plus the task's duration at the earliest).
+- **Pure**: :func:`deadline_states` takes the graph, the view, ``now`` and what the shell knows about Airflow (paused
+  DAGs, unreachable instances) and returns one :class:`DeadlineStatus` per (DAG, partition). It never needs an Airflow
+  run to exist: a gridded DAG's partitions come from its grid (the points in ``[now - horizon, now]``), an ungridded
+  DAG's from the view: every partition where it or any ancestor has a fact, an ancestor's partition mapped down the
+  edges to the DAG's (:func:`ungridded_scopes`; a failure two hops up a chain where nothing below it ran still gives the
+  DAG that partition).
+- **States**, first match wins: a success is ``on_time`` if it ended at or before the deadline, else ``late`` (by how
+  much). It ended at its ``end_date``, else at the writer's ``updated_at`` (``RunFact.finished``: an outside writer that
+  omits ``end_date`` had finished by then); a success with neither is ``on_time``: lateness cannot be proved. No success
+  and the deadline has passed: ``missed``; a cause blocks it: ``blocked``; the predicted finish is after the deadline
+  minus ``warn``: ``at_risk`` (its cause: the overdue root it waits for, if any, **ETA**); otherwise ``on_time``.
+- **Causes.** A cause (``blocked``) is, along the success edges and through the grid mappings, the DEEPEST (DAG,
+  partition) without a success that: failed (the latest attempt failed, so no retry is in flight), has an intent Airflow
+  refused (a ledger entry in ``error``), is paused, or lives in an unreachable instance. Upstreams are searched before
+  the DAG itself, so the cause is where the chain starts; ``chain`` lists the hops from the DAG to it.
+- **ETA.** The predicted finish (ETA) of a (DAG, partition): its success's end; a running attempt's start
+  (``start_date``, else the running state's ``updated_at``; without either: started now) plus the expected duration
+  (never before ``now``); otherwise the latest ETA of the upstream partitions it needs (a gridded root: its predicted
+  start, ``coordinator.core.deadline.start``: from its history, its timetable, its instance's Airflow version; an
+  ungridded one: the partition), not before ``now``, plus the trigger latency (not for roots) and the expected duration.
+  A gridded root without any fact whose start plus ``start.START_GRACE`` has passed is overdue, and so is every (DAG,
+  partition) that waits for it without a fact of its own: an ``at_risk`` status names the earliest such root as its
+  cause, ``has not started (due HH:MM, 5h late)``; being overdue alone changes no state (a day-old root with no run on a
+  fresh install, the deadline weeks away, pages nobody), the ETA it pushes does. Task-level edges count as their whole
+  DAG and gates (self-dependencies) are not predicted.
+- **Expected duration**: a fixed ``duration``, else the learned one over the DAG's latest successes with a start and an
+  end (``core.deadline.learning``: outliers dropped, a high percentile of the rest, too few samples learn nothing), else
+  0.
+- **Transitions.** A transition is a status whose state differs from the state recorded for it (nothing recorded reads
+  as ``on_time``): :func:`transitions`. The shell records each by compare-and-swap before it alerts, so one transition
+  alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``, not again for a
+  state already alerted in the partition, after ``hold``) is ``coordinator.core.deadline.alerts``.
+- **Known instants.** The clock alone moves a status only at known instants: :func:`judge` decides **States**,
+  **Causes** and **ETA** once as a :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later
+  ``now`` returns while no input changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now``
+  never grows: a success is final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time``
+  until ``deadline - warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's
+  cause, not its state. ``coordinator.core.deadline.cache`` keeps passes incremental on this.
+- **Task deadlines.** A task deadline (``expected_by.task``) is **States**, **Causes**, **ETA** and
+  **Expected duration** on that task's state in the partition (the plugin records it: the graph names the task,
+  ``task_facts``' **Names from the graph**): its success's end (else its ``updated_at``) decides ``on_time`` or ``late``
+  though the DAG run still runs; its failure is the cause of ``blocked`` (``Cause.task``); a running task finishes at
+  its start plus the task's expected duration (``duration``, else learned from the task's own successes,
+  :func:`learned_task_durations`); the DAG's own duration, which its dependents' ETAs read, is then always learned
+  (**Expected duration**). Without a task fact the DAG run stands in: its success (the task ended by then, or did not
+  run), its causes, and its predicted start plus the task's duration instead of the DAG's (a running run: the task
+  finishes at the run's start plus the task's duration at the earliest).
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ class CauseReason(StrEnum):
     INTENT_ERROR = "intent_error"
     PAUSED = "paused"
     UNREACHABLE = "unreachable"
-    #: A root that should have started and has not (rule 4): an ``at_risk`` cause, not a ``blocked`` one.
+    #: A root that should have started and has not (**ETA**): an ``at_risk`` cause, not a ``blocked`` one.
     NOT_STARTED = "not_started"
 
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """Why a partition cannot finish (rule 3): the deepest blocked (DAG, partition) and the hops to it."""
+    """Why a partition cannot finish (**Causes**): the deepest blocked (DAG, partition) and the hops to it."""
 
     node: NodeId
     partition: str
@@ -111,7 +111,7 @@ class Cause:
     #: ``not_started`` only: when the root was due to start, and how late it is at the status's ``now``.
     due: datetime | None = None
     late: timedelta | None = None
-    #: The task of a task deadline whose failure this is (rule 8); None: the DAG run's.
+    #: The task of a task deadline whose failure this is (**Task deadlines**); None: the DAG run's.
     task: str | None = None
 
     @property
@@ -147,9 +147,9 @@ class DeadlineStatus:
     lateness: float | None = None
     #: The partition succeeded (``on_time`` or ``late`` for good); the others are still open.
     succeeded: bool = False
-    #: The predicted start of the root that sets the ETA (rule 4), and where that prediction came from.
+    #: The predicted start of the root that sets the ETA (**ETA**), and where that prediction came from.
     start: PredictedStart | None = None
-    #: The task a task deadline is judged on (rule 8); None: the DAG run.
+    #: The task a task deadline is judged on (**Task deadlines**); None: the DAG run.
     task: str | None = None
 
 
@@ -171,7 +171,7 @@ class PredictedStart:
 
 @dataclass(frozen=True, slots=True)
 class Overdue:
-    """A root without any fact that is due to have started (rule 4): overdue after ``at`` (start + grace)."""
+    """A root without any fact that is due to have started (**ETA**): overdue after ``at`` (start + grace)."""
 
     at: datetime
     due: datetime
@@ -185,9 +185,9 @@ class Overdue:
 
 @dataclass(frozen=True, slots=True)
 class Eta:
-    """Rule 4's predicted finish as a function of ``now``: ``max(now + ahead, fixed)``, a part left out when None.
+    """**ETA**' predicted finish as a function of ``now``: ``max(now + ahead, fixed)``, a part left out when None.
 
-    Every ETA has this form (rule 7): a success's end is ``fixed``; a running attempt is ``max(now, start +
+    Every ETA has this form (**Known instants**): a success's end is ``fixed``; a running attempt is ``max(now, start +
     duration)``; any other is the latest of ``now``, a root's window end and its upstreams' ETAs plus the latency,
     plus its duration, and ``max`` and ``+`` of such forms stay such forms. Kept as a form, not an instant, so a
     status can be re-read at a later ``now`` without a pass (``coordinator.core.deadline.cache``).
@@ -195,7 +195,7 @@ class Eta:
 
     ahead: timedelta | None = None
     fixed: datetime | None = None
-    #: The root this ETA starts from has not started and is overdue after ``overdue.at`` (rule 4).
+    #: The root this ETA starts from has not started and is overdue after ``overdue.at`` (**ETA**).
     overdue: Overdue | None = None
     start: PredictedStart | None = None
 
@@ -208,8 +208,9 @@ class Eta:
 
 @dataclass(frozen=True, slots=True)
 class Judgement:
-    """One (DAG, partition)'s status as a function of ``now`` while no input changes (rule 7): what rules 2-4
-    decided, without the parts that only the clock moves (slack, the ETA's ``now`` floor, missed)."""
+    """One (DAG, partition)'s status as a function of ``now`` while no input changes (**Known instants**): what
+    **States**, **Causes** and **ETA** decided, without the parts that only the clock moves (slack, the ETA's ``now``
+    floor, missed)."""
 
     node: NodeId
     partition: str
@@ -219,11 +220,11 @@ class Judgement:
     final: DeadlineStatus | None = None
     cause: Cause | None = None
     eta: Eta | None = None
-    #: Rule 8: the task the status is judged on (shown by status and why).
+    #: **Task deadlines**: the task the status is judged on (shown by status and why).
     task: str | None = None
 
     def status(self, now: datetime) -> DeadlineStatus:
-        """Exactly what rule 2 decides at ``now``."""
+        """Exactly what **States** decides at ``now``."""
         if self.final is not None:
             return self.final
         deadline = self.deadline
@@ -240,7 +241,7 @@ class Judgement:
         if eta <= deadline - self.warn:
             return DeadlineStatus(self.node, self.partition, DeadlineState.ON_TIME, deadline, eta, None,
                                   (deadline - eta).total_seconds(), start=start, task=self.task)  # fmt: skip
-        # At risk: a root that should have started and has not is the story, not the ETA it pushes later (rule 4).
+        # At risk: a root that should have started and has not is the story, not the ETA it pushes later (**ETA**).
         cause = overdue.cause(now) if overdue is not None and now > overdue.at else None
         return DeadlineStatus(self.node, self.partition, DeadlineState.AT_RISK, deadline, eta, cause,
                               (deadline - eta).total_seconds(), start=start, task=self.task)  # fmt: skip
@@ -249,8 +250,8 @@ class Judgement:
         return self.timing(now)[0]
 
     def holds_until(self, now: datetime) -> datetime | None:
-        """The last instant up to which the state at ``now`` stays the same with no new input (rule 7); None:
-        forever. A success is final and a miss stays a miss; ``blocked`` and ``at_risk`` last until the deadline;
+        """The last instant up to which the state at ``now`` stays the same with no new input (**Known instants**);
+        None: forever. A success is final and a miss stays a miss; ``blocked`` and ``at_risk`` last until the deadline;
         ``on_time`` until ``deadline - warn - ahead``: the ETA minus ``now`` (``max(ahead, fixed - now)``) never
         grows as ``now`` advances, so the ETA first passes ``deadline - warn`` right after that instant."""
         return self.timing(now)[1]
@@ -276,7 +277,7 @@ class Judgement:
         ahead = eta.ahead if eta is not None else None
         fixed = eta.fixed if eta is not None else None
         if ahead is None and fixed is None:
-            ahead = _ZERO  # no ETA reads as now (rule 2)
+            ahead = _ZERO  # no ETA reads as now (**States**)
         value = now + ahead if ahead is not None else None
         if fixed is not None and (value is None or fixed > value):
             value = fixed
@@ -296,7 +297,7 @@ _UNSET_ETA = Eta()
 
 
 def task_targets(graph: Graph) -> dict[NodeId, str]:
-    """The DAGs whose deadline names a task, with that task (rule 8)."""
+    """The DAGs whose deadline names a task, with that task (**Task deadlines**)."""
     found = {}
     for node, spec in graph.dags.items():
         rule = spec.expected_by
@@ -310,7 +311,7 @@ def _key(at: datetime) -> str:
 
 
 def grid_partitions(grid: Grid, now: datetime, horizon: timedelta) -> tuple[str, ...]:
-    """The points of ``grid`` in ``[now - horizon, now]`` (rule 1), oldest first."""
+    """The points of ``grid`` in ``[now - horizon, now]`` (**Pure**), oldest first."""
     # Cron points fall on whole minutes, so the bounds can be rounded inwards to minutes without changing the answer;
     # then within one minute the key is the same and a pass walks each grid once.
     end = now.replace(second=0, microsecond=0)
@@ -331,8 +332,9 @@ def _grid_points(grid: Grid, end: datetime, start: datetime) -> tuple[str, ...]:
 
 @dataclass
 class Judging:
-    """One pass's reading of the view for rules 3-5, memoised per (DAG, partition): a DAG's upstream partitions are
-    shared by many of its dependents' partitions. Built per pass (full or incremental), never kept."""
+    """One pass's reading of the view for **Causes**, **ETA** and **Expected duration**, memoised per (DAG, partition):
+    a DAG's upstream partitions are shared by many of its dependents' partitions. Built per pass (full or incremental),
+    never kept."""
 
     graph: Graph
     view: View
@@ -342,15 +344,15 @@ class Judging:
     latency: timedelta
     durations: Mapping[NodeId, float]
     #: The DAGs that can have a cause at all: those with a failed fact, a refused intent, paused or unreachable, and
-    #: their descendants. Everything else skips rule 3's search (nearly every DAG on a healthy day).
+    #: their descendants. Everything else skips **Causes**' search (nearly every DAG on a healthy day).
     tainted: frozenset[NodeId] = frozenset()
-    #: Rule 4's start sources (``coordinator.core.deadline.start``): learned offsets (seconds), timetables seen,
+    #: **ETA**' start sources (``coordinator.core.deadline.start``): learned offsets (seconds), timetables seen,
     #: Airflow major version by instance; and how long a root may be late before it is overdue.
     starts: Mapping[NodeId, float] = field(default_factory=dict)
     timetables: Mapping[NodeId, Timetable] = field(default_factory=dict)
     majors: Mapping[str, int] = field(default_factory=dict)
     grace: timedelta = START_GRACE
-    #: Rule 8's learned durations of the deadline tasks, by DAG (seconds).
+    #: **Task deadlines**' learned durations of the deadline tasks, by DAG (seconds).
     task_durations: Mapping[NodeId, float] = field(default_factory=dict)
     _causes: dict[tuple[NodeId, str], Cause | None] = field(default_factory=dict)
     _rules: dict[NodeId, StartRule] = field(default_factory=dict)
@@ -358,7 +360,7 @@ class Judging:
     _own: dict[NodeId, timedelta] = field(default_factory=dict)
 
     def duration(self, node: NodeId) -> timedelta:
-        """Rule 5's expected duration, once per DAG and pass (every partition of a DAG asks for it)."""
+        """**Expected duration**' expected duration, once per DAG and pass (every partition of a DAG asks for it)."""
         found = self._own.get(node)
         if found is None:
             spec = self.graph.dags.get(node)
@@ -371,7 +373,7 @@ class Judging:
         return found
 
     def task_duration(self, node: NodeId) -> timedelta:
-        """Rule 8's expected duration of ``node``'s deadline task: declared, else learned, else 0."""
+        """**Task deadlines**' expected duration of ``node``'s deadline task: declared, else learned, else 0."""
         spec = self.graph.dags.get(node)
         rule = spec.expected_by if spec is not None else None
         if rule is not None and rule.duration is not None:
@@ -379,7 +381,7 @@ class Judging:
         return timedelta(seconds=self.task_durations.get(node, 0.0))
 
     def start_rule(self, node: NodeId) -> StartRule:
-        """Rule 4's start source for a root, once per DAG and pass."""
+        """**ETA**' start source for a root, once per DAG and pass."""
         found = self._rules.get(node)
         if found is None:
             found = self._rules[node] = start_rule(node, history=self.starts, timetables=self.timetables,
@@ -395,14 +397,14 @@ class Judging:
             return
         mapped = self.graph.mapped_edges.get(node, ())
         for up in spec.upstreams:
-            if up not in mapped:  # equal dates: the common case needs no mapping (grid.upstream_partitions rule 1)
+            if up not in mapped:  # equal dates: the common case needs no mapping (``grid``'s **Grids**)
                 yield up, partition
                 continue
             for source_partition in self.graph.source_partitions(node, up, partition):
                 yield up, source_partition
 
     def cause(self, node: NodeId, partition: str) -> Cause | None:
-        """Rule 3, memoised (a DAG's upstream partitions are shared by many of its dependents' partitions)."""
+        """**Causes**, memoised (a DAG's upstream partitions are shared by many of its dependents' partitions)."""
         if node not in self.tainted:
             return None
         at = (node, partition)
@@ -438,7 +440,7 @@ class Judging:
         return None
 
     def eta(self, node: NodeId, partition: str) -> Eta | None:
-        """Rule 4 as a form of ``now`` (:class:`Eta`); None for a success without an end date (finished, time
+        """**ETA** as a form of ``now`` (:class:`Eta`); None for a success without an end date (finished, time
         unknown)."""
         at = (node, partition)
         etas = self._etas
@@ -522,7 +524,7 @@ def fed_partitions(graph: Graph, source: NodeId, partition: str) -> Iterable[tup
 
 
 def ungridded_scopes(graph: Graph, view: View, targets: Iterable[NodeId]) -> dict[NodeId, set[str]]:
-    """Rule 1 for the DAGs without a grid among ``targets``: the partitions where the DAG or any of its ancestors
+    """**Pure** for the DAGs without a grid among ``targets``: the partitions where the DAG or any of its ancestors
     has a fact, each ancestor's partition mapped down the edges to the DAG's own (a failure two hops up an
     ungridded chain, where nothing below it ran, still gives the DAG that partition)."""
     wanted = [node for node in targets if graph.dags[node].grid is None]
@@ -564,8 +566,9 @@ def deadline_states(
     timetables: Mapping[NodeId, Timetable] | None = None,
     grace: timedelta = START_GRACE,
 ) -> dict[tuple[NodeId, str], DeadlineStatus]:
-    """The deadline status of every (DAG with an ``expected_by``, partition) in scope (rules 1-5); ``partitions``
-    replaces rule 1's scope with these (``why`` about one partition, however old)."""
+    """The deadline status of every (DAG with an ``expected_by``, partition) in scope (**Pure** to
+    **Expected duration**); ``partitions`` replaces **Pure**' scope with these (``why`` about one partition, however
+    old)."""
     wanted = targets(graph)
     if not wanted:
         return {}
@@ -606,7 +609,7 @@ def targets(graph: Graph) -> list[NodeId]:
 
 
 def _tainted(graph: Graph, view: View, paused: frozenset[NodeId], unreachable: frozenset[str]) -> frozenset[NodeId]:
-    """Every DAG rule 3 could find a cause at or above (see ``Judging.tainted``)."""
+    """Every DAG **Causes** could find a cause at or above (see ``Judging.tainted``)."""
     roots = {node for (node, _), fact in view.runs.items() if fact.state is RunState.FAILED}
     roots |= {node for (node, _), fact in view.ledger.items() if fact.status is TriggerStatus.ERROR}
     roots |= paused | {node for node in graph.dags if node.instance in unreachable}
@@ -626,7 +629,7 @@ def tainted_by(graph: Graph, roots: Iterable[NodeId]) -> frozenset[NodeId]:
 
 
 def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -> DeadlineStatus:
-    """Rule 2 for a success: ``on_time`` or ``late`` for good."""
+    """**States** for a success: ``on_time`` or ``late`` for good."""
     end = fact.end_date
     if end is None:  # the property only where needed: a full pass reads ~150,000 successes' ends
         end = fact.finished
@@ -638,8 +641,8 @@ def succeeded(node: NodeId, partition: str, deadline: datetime, fact: RunFact) -
 
 
 def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: timedelta) -> Judgement:
-    """Rules 2-4 for one (DAG, partition), as a function of the clock (:class:`Judgement`); rule 8 for a task
-    deadline."""
+    """**States**, **Causes** and **ETA** for one (DAG, partition), as a function of the clock (:class:`Judgement`);
+    **Task deadlines** for a task deadline."""
     spec = run.graph.dags.get(node)
     task = spec.expected_by.task if spec is not None and spec.expected_by is not None else None
     if task is not None:
@@ -655,7 +658,7 @@ def judge(run: Judging, node: NodeId, partition: str, deadline: datetime, warn: 
 
 def _judge_task(run: Judging, node: NodeId, task: str, partition: str, deadline: datetime,
                 warn: timedelta) -> Judgement:  # fmt: skip
-    """Rule 8: the task's own fact first, then the DAG run standing in for it."""
+    """**Task deadlines**: the task's own fact first, then the DAG run standing in for it."""
     fact = run.view.tasks.get((node, task, partition))
     if fact is not None and fact.state is RunState.SUCCESS:
         done = replace(succeeded(node, partition, deadline, fact), task=task)
@@ -680,7 +683,7 @@ def _judge_task(run: Judging, node: NodeId, task: str, partition: str, deadline:
     dag = run.eta(node, partition)
     if dag is None:
         return Judgement(node, partition, deadline, warn, None, None, None, task)
-    # The DAG's ETA ends with the DAG's own duration (rule 4); the task's replaces it: ``max`` and ``+`` commute.
+    # The DAG's ETA ends with the DAG's own duration (**ETA**); the task's replaces it: ``max`` and ``+`` commute.
     shift = own - run.duration(node)
     ahead = dag.ahead + shift if dag.ahead is not None else None
     eta = Eta(ahead, dag.fixed + shift if dag.fixed is not None else None, dag.overdue, dag.start)
@@ -689,7 +692,7 @@ def _judge_task(run: Judging, node: NodeId, task: str, partition: str, deadline:
 
 class DeadlineRecord(BaseModel):
     """Value of a transition key ``{prefix}/deadlines/{instance}/{dag_id}/{partition}`` (docs/keys.md): the last
-    state recorded for this (DAG, partition), written by the leader by compare-and-swap (rule 6)."""
+    state recorded for this (DAG, partition), written by the leader by compare-and-swap (**Transitions**)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
     state: DeadlineState
@@ -708,13 +711,16 @@ class DeadlineRecord(BaseModel):
     #: recorded but not yet alerted (``core.deadline.alerts``).
     alerted: bool = False
     watcher: str = ""
-    #: The states whose handlers ran for this partition, carried across its transitions (``alerts`` rule 4).
+    #: The states whose handlers ran for this partition, carried across its transitions (``alerts``'
+    #: **Alerted states carried**).
     alerted_states: tuple[DeadlineState, ...] = ()
-    #: The handlers run at the first pass at or after this instant if the state still holds (``alerts`` rule 3).
+    #: The handlers run at the first pass at or after this instant if the state still holds (``alerts``'
+    #: **Held before alerting**).
     hold_until: datetime | None = None
-    #: A state already alerted for this partition: recorded, not alerted again (``alerts`` rule 2).
+    #: A state already alerted for this partition: recorded, not alerted again (``alerts``' **No repeat alerts**).
     repeat: bool = False
-    #: The task a task deadline was judged on (rule 8); None: the DAG run (records written before task deadlines).
+    #: The task a task deadline was judged on (**Task deadlines**); None: the DAG run (records written before task
+    #: deadlines).
     task: str | None = None
 
 

@@ -1,13 +1,14 @@
 """The shared half of import-dags' translation: the work in progress, and a link's samples -> an edge or findings.
 
 Rules (``docs/import-dags.md``, "ExternalTaskSensor -> edges" and "Sensor bugs it proves"):
-1. :func:`link_edges` proves bugs on the samples against the upstream's grid, fits the edge
-   (:mod:`coordinator.core.importer.fit`) and adds one edge per awaited task. A date the upstream never runs at on
-   every sample: never satisfied, no edge; on some samples: the edge (which maps to nothing there, as the sensor waits
-   forever) and the dates are reported. A date older than D's previous partition: satisfied by an old run, reported.
-   Without D's grid nothing is proven (its dates are whatever triggers it).
-2. ``allowed_states`` ``[success]`` is ``success``, ``[success, failed]`` is ``finished``; anything else is reported.
-3. Pure.
+- **Fitted edges.** :func:`link_edges` proves bugs on the samples against the upstream's grid, fits the edge
+  (:mod:`coordinator.core.importer.fit`) and adds one edge per awaited task. A date the upstream never runs at on every
+  sample: never satisfied, no edge; on some samples: the edge (which maps to nothing there, as the sensor waits forever)
+  and the dates are reported. A date older than D's previous partition: satisfied by an old run, reported. Without D's
+  grid nothing is proven (its dates are whatever triggers it).
+- **Allowed states.** ``allowed_states`` ``[success]`` is ``success``, ``[success, failed]`` is ``finished``; anything
+  else is reported.
+- **Pure**.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Work:
 
     instance: str
     dags: Mapping[str, DagFact]
-    #: Mutable: a DAG without a schedule inherits its producer's grid at the end (translation rule 7).
+    #: Mutable: a DAG without a schedule inherits its producer's grid at the end (``translate``'s **Unscheduled DAGs**).
     grids: dict[str, GridChoice]
     edges: dict[str, list[tuple[Edge, Origin, str]]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
@@ -119,7 +120,7 @@ def is_templated(work: Work, link: LinkFact) -> bool:
 def link_edges(
     work: Work, link: LinkFact, samples: Sequence[DateSample], tasks: Sequence[str | None], condition: str
 ) -> None:
-    """Prove bugs on the samples, fit the edge, add one edge per task (rules 2, 3)."""
+    """Prove bugs on the samples, fit the edge, add one edge per task (**Allowed states** and **Pure**)."""
     down, up = link.dag_id, link.other_dag
     if link.kind is not LinkKind.SENSOR:
         down, up = link.other_dag, link.dag_id  # markers and triggers live in the upstream
@@ -169,7 +170,7 @@ def _bugs(
     up_grid: Grid,
     down_grid: Grid | None,
 ) -> bool:
-    """Report what the samples prove (rule 3); False when the sensor is never satisfied (no edge is written)."""
+    """Report what the samples prove (**Pure**); False when the sensor is never satisfied (no edge is written)."""
     off = [(s, d) for s in samples for d in s.dates if not on_grid(up_grid, d)]
     bad_runs = {s.partition for s, _ in off}
     where = f"{up} runs at {up_grid}"  # the grid names its zone

@@ -1,16 +1,16 @@
 """What ``coordinator import-dags`` learned from a DAGs folder: typed facts in, typed findings out.
 
 Rules:
-1. The Airflow adapter (``coordinator.airflow_import``) is the only place that looks at Airflow objects; it turns
-   them into these values, so the translation (:mod:`coordinator.core.importer.translate` and its helpers) is pure
-   and testable without Airflow.
-2. Dates are aware UTC datetimes. A date function (``execution_date_fn``, or a delta) is known only through
-   :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.
-3. Every fact carries its :class:`Origin` (file:line of the call that created it), so every finding can point at
-   the line a reviewer has to read.
-4. A sensor that polls another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) is a :class:`LinkFact` of
-   kind ``JOB`` with a :class:`JobFact`: the arguments that name the job or its run, each as written (a literal, a
-   template, another task's output), never rendered: their run-time value is not the job's name.
+- **Airflow stays in the adapter.** The Airflow adapter (``coordinator.airflow_import``) is the only place that looks at
+  Airflow objects; it turns them into these values, so the translation (:mod:`coordinator.core.importer.translate` and
+  its helpers) is pure and testable without Airflow.
+- **Aware UTC dates.** Dates are aware UTC datetimes. A date function (``execution_date_fn``, or a delta) is known only
+  through :class:`DateSample` values: what the sensor's own code returned for a run of its DAG at a sample partition.
+- **Every fact has an origin.** Every fact carries its :class:`Origin` (file:line of the call that created it), so every
+  finding can point at the line a reviewer has to read.
+- **Job sensors.** A sensor that polls another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) is a
+  :class:`LinkFact` of kind ``JOB`` with a :class:`JobFact`: the arguments that name the job or its run, each as written
+  (a literal, a template, another task's output), never rendered: their run-time value is not the job's name.
 """
 
 from __future__ import annotations
@@ -123,12 +123,13 @@ class LinkKind(StrEnum):
     SENSOR = "ExternalTaskSensor"
     MARKER = "ExternalTaskMarker"
     TRIGGER = "TriggerDagRunOperator"
-    #: A sensor polling a job of another system (rule 4): offered as an OpenLineage node, never an edge by itself.
+    #: A sensor polling a job of another system (**Job sensors**): offered as an OpenLineage node, never an edge by
+    #: itself.
     JOB = "job sensor"
 
 
 class ValueKind(StrEnum):
-    """How a job sensor's argument was written (rule 4)."""
+    """How a job sensor's argument was written (**Job sensors**)."""
 
     LITERAL = "literal"
     #: A Jinja string (``"{{ dag_run.conf['run_id'] }}"``): its value is known only when the task runs.
@@ -154,7 +155,7 @@ class JobArgument:
 
 @dataclass(frozen=True, slots=True)
 class JobFact:
-    """What a job sensor polls (rule 4): its provider class and the arguments that name the job or the run."""
+    """What a job sensor polls (**Job sensors**): its provider class and the arguments that name the job or the run."""
 
     #: The provider's class found among the task's classes (``GlueJobSensor``) and the module that class came from.
     sensor: str
@@ -197,7 +198,7 @@ class LinkFact:
     upstream_tasks: tuple[str, ...] = ()
     trigger_rule: str = "all_success"
     wait_for_completion: bool = False
-    #: JOB: the job it polls (rule 4); ``other_dag`` is then "" (it names no DAG).
+    #: JOB: the job it polls (**Job sensors**); ``other_dag`` is then "" (it names no DAG).
     job: JobFact | None = None
 
 

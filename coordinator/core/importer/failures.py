@@ -1,31 +1,32 @@
 """Why DAG files failed to import: the deepest cause of each, grouped by cause, each group with what to do.
 
 Rules (``docs/import-dags.md``, "Importing a real estate"):
-1. A file's cause is the deepest exception of what Airflow recorded: Python prints a chain innermost first, so it
-   is the first exception line of the text (the first line at column 0 that is not ``Traceback ...``), not the last
-   line (SQLAlchemy's last line is ``(Background on this error at: ...)``, its real cause ``no such table: ...``).
-   Without a traceback (Airflow's tracebacks turned off) it is the first line.
-2. Files are grouped by cause, the largest group first; each group names a few files and gets a hint:
-   - an Airflow 2 idiom under Airflow 3 (``schedule_interval``, ``days_ago``, ``airflow.datasets``,
-     ``airflow.operators.dummy``, any removed ``airflow.*`` module...) -> these are Airflow 2 DAGs: import with an
-     Airflow 2 interpreter (``--python``); an Airflow 3 idiom (``airflow.sdk``, the standard provider) under
-     Airflow 2 -> the converse;
-   - a missing ``airflow.providers.X`` module -> install that provider (its real package name: Airflow's registry
-     keeps two segments for the namespaces of :data:`TWO_SEGMENT_PROVIDERS`, ``cncf.kubernetes`` ->
-     ``apache-airflow-providers-cncf-kubernetes``; a name that cannot be told is not guessed), or run with the
-     estate's Python;
-   - a name missing from an installed provider (``cannot import name 'SimpleHttpOperator' from
-     'airflow.providers.http...'``) -> the provider here is not the version the estate was written for;
-   - a missing module that is the estate's own code (found beside the DAGs folder: ``operators/``, ``utils/``,
-     which the estate's image puts on ``PYTHONPATH``) -> put that folder on ``PYTHONPATH``;
-   - any other missing module -> install it, or run with the estate's Python (``--python``);
-   - a metadata-database error (``no such table``, a Variable or Connection read at parse time) -> the file reads
-     Airflow's database while it loads: run where that database (and its Variables) is configured.
-3. The verdict: the hint shared by at least half of the failed files is said once, first (an Airflow 2 estate under
-   Airflow 3 fails on a dozen different idioms, all with one remedy). Under Airflow 3, a folder where at least
-   :data:`AIRFLOW2_SHARE` of the files use Airflow 2 idioms in their source is called Airflow 2 in the headline,
-   whatever its files failed on first (a missing local module hides the idiom further down).
-4. Pure: text in, values out.
+- **Deepest cause.** A file's cause is the deepest exception of what Airflow recorded: Python prints a chain innermost
+  first, so it is the first exception line of the text (the first line at column 0 that is not ``Traceback ...``), not
+  the last line (SQLAlchemy's last line is ``(Background on this error at: ...)``, its real cause ``no such table:
+  ...``). Without a traceback (Airflow's tracebacks turned off) it is the first line.
+- **Grouped by cause.** Files are grouped by cause, the largest group first; each group names a few files and gets a
+  hint:
+  - an Airflow 2 idiom under Airflow 3 (``schedule_interval``, ``days_ago``, ``airflow.datasets``,
+    ``airflow.operators.dummy``, any removed ``airflow.*`` module...) -> these are Airflow 2 DAGs: import with an
+    Airflow 2 interpreter (``--python``); an Airflow 3 idiom (``airflow.sdk``, the standard provider) under
+    Airflow 2 -> the converse;
+  - a missing ``airflow.providers.X`` module -> install that provider (its real package name: Airflow's registry
+    keeps two segments for the namespaces of :data:`TWO_SEGMENT_PROVIDERS`, ``cncf.kubernetes`` ->
+    ``apache-airflow-providers-cncf-kubernetes``; a name that cannot be told is not guessed), or run with the
+    estate's Python;
+  - a name missing from an installed provider (``cannot import name 'SimpleHttpOperator' from
+    'airflow.providers.http...'``) -> the provider here is not the version the estate was written for;
+  - a missing module that is the estate's own code (found beside the DAGs folder: ``operators/``, ``utils/``,
+    which the estate's image puts on ``PYTHONPATH``) -> put that folder on ``PYTHONPATH``;
+  - any other missing module -> install it, or run with the estate's Python (``--python``);
+  - a metadata-database error (``no such table``, a Variable or Connection read at parse time) -> the file reads
+    Airflow's database while it loads: run where that database (and its Variables) is configured.
+- **The verdict**: the hint shared by at least half of the failed files is said once, first (an Airflow 2 estate under
+  Airflow 3 fails on a dozen different idioms, all with one remedy). Under Airflow 3, a folder where at least
+  :data:`AIRFLOW2_SHARE` of the files use Airflow 2 idioms in their source is called Airflow 2 in the headline, whatever
+  its files failed on first (a missing local module hides the idiom further down).
+- **Pure**: text in, values out.
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ AIRFLOW2_SOURCE_IDIOMS = (
     "airflow.contrib",
     "provide_context",
 )
-#: The share of a folder's files that must show Airflow 2 idioms for the headline to call it Airflow 2 (rule 3).
+#: The share of a folder's files that must show Airflow 2 idioms for the headline to call it Airflow 2
+#: (**The verdict**).
 AIRFLOW2_SHARE = 0.2
 #: Provider namespaces of Airflow's provider registry that hold several providers: the package name keeps the next
 #: segment too (apache-airflow-providers-apache-spark, -cncf-kubernetes, -common-sql, -dbt-cloud, -microsoft-azure,
@@ -88,7 +90,8 @@ _AIRFLOW_OBJECT = re.compile(r"(Variable|conn(ection)?(_id)?)\b.*(does not exist
 
 @dataclass(frozen=True, slots=True, order=True)
 class FailedFile:
-    """A file Airflow could not import, the deepest cause of it (rule 1) and the line of the file that raised."""
+    """A file Airflow could not import, the deepest cause of it (**Deepest cause**) and the line of the file that
+    raised."""
 
     file: str
     cause: str
@@ -100,7 +103,7 @@ class FailedFile:
 
 @dataclass(frozen=True, slots=True)
 class CauseGroup:
-    """Every file that failed for one cause, and what to do about it (rule 2)."""
+    """Every file that failed for one cause, and what to do about it (**Grouped by cause**)."""
 
     cause: str
     #: ``file:line`` (the line when the traceback showed it).
@@ -116,7 +119,7 @@ class CauseGroup:
 
 
 def deepest_cause(recorded: str) -> str:
-    """The first exception line of a traceback Airflow recorded (rule 1)."""
+    """The first exception line of a traceback Airflow recorded (**Deepest cause**)."""
     lines = [line.rstrip() for line in recorded.strip().splitlines() if line.strip()]
     if not lines:
         return "import failed (Airflow recorded no error)"
@@ -148,7 +151,7 @@ def airflow_major(version: str) -> int | None:
 
 def provider_package(module: str) -> str | None:
     """The PyPI package of the provider that holds ``module`` (``airflow.providers.cncf.kubernetes.operators.pod`` ->
-    ``apache-airflow-providers-cncf-kubernetes``), or None when the module path does not tell (rule 2)."""
+    ``apache-airflow-providers-cncf-kubernetes``), or None when the module path does not tell (**Grouped by cause**)."""
     parts = module.split(".")
     if len(parts) < 3 or parts[:2] != ["airflow", "providers"]:
         return None
@@ -168,8 +171,9 @@ def missing_module(cause: str) -> str | None:
 
 
 def hint(cause: str, airflow_version: str, local: Mapping[str, str] | None = None) -> str | None:
-    """What to do about files failing for ``cause`` under that Airflow (rule 2). ``local`` maps a top-level module
-    name to the folder beside the DAGs where the estate's own code holds it (the command looks; this is pure)."""
+    """What to do about files failing for ``cause`` under that Airflow (**Grouped by cause**). ``local`` maps a
+    top-level module name to the folder beside the DAGs where the estate's own code holds it (the command looks; this is
+    pure)."""
     major = airflow_major(airflow_version)
     missing = _MISSING.search(cause)
     member = _MISSING_NAME.search(cause)
@@ -223,8 +227,8 @@ def hint(cause: str, airflow_version: str, local: Mapping[str, str] | None = Non
 
 
 def airflow2_headline(sources: Mapping[str, str], airflow_version: str) -> str | None:
-    """Rule 3's headline: under Airflow 3, when enough of the folder's files (``sources``: file -> text) use Airflow 2
-    idioms, say so once with the idioms seen and the remedy; None otherwise."""
+    """**The verdict**' headline: under Airflow 3, when enough of the folder's files (``sources``: file -> text) use
+    Airflow 2 idioms, say so once with the idioms seen and the remedy; None otherwise."""
     major = airflow_major(airflow_version)
     if major is None or major < 3 or not sources:
         return None
@@ -247,7 +251,7 @@ def airflow2_headline(sources: Mapping[str, str], airflow_version: str) -> str |
 def group_failures(
     failed: Sequence[FailedFile], airflow_version: str, local: Mapping[str, str] | None = None
 ) -> tuple[CauseGroup, ...]:
-    """Failed files grouped by cause, the largest group first, then by cause (rule 2)."""
+    """Failed files grouped by cause, the largest group first, then by cause (**Grouped by cause**)."""
     by_cause: dict[str, list[str]] = {}
     for item in failed:
         by_cause.setdefault(item.cause, []).append(str(item))

@@ -1,17 +1,19 @@
 """Fit an edge to a sensor's dates: the edge whose ``required_inputs`` equal what the sensor waits for, on every sample.
 
 Rules (``docs/import-dags.md``, "How dates are matched"):
-1. The sensor is known only by samples: for D's run at P, the upstream dates its own code returned. An edge fits when,
-   for every sample, :func:`coordinator.core.inputs.required_inputs` of D at P (through a graph holding just D, the
-   upstream and this edge, parsed by the real loader) returns exactly those dates, sorted, canonical UTC. Nothing is
-   assumed about what an edge field means: the candidates are judged by the same code the watcher runs.
-2. Candidates, simplest first (the first that fits wins): the plain edge; a constant shift (when every sample waits
-   for one date at a constant distance); an offset of a few of D's periods; one member of the mapped window (first,
-   last, or an index found on the first sample, from the start and from the end), with offsets -1, 0, 1.
-3. A candidate the loader rejects (an offset without grids, a shift that never lands on the upstream's grid) is not
-   a fit. When nothing fits, the caller reports the sensor as inexpressible with a sample where the simplest
-   candidate differs.
-4. Pure and deterministic; parsed candidate graphs are cached by (grids, edge): a folder has few distinct pairs.
+- **Known by samples.** The sensor is known only by samples: for D's run at P, the upstream dates its own code returned.
+  An edge fits when, for every sample, :func:`coordinator.core.inputs.required_inputs` of D at P (through a graph
+  holding just D, the upstream and this edge, parsed by the real loader) returns exactly those dates, sorted, canonical
+  UTC. Nothing is assumed about what an edge field means: the candidates are judged by the same code the watcher runs.
+- **Simplest candidate first.** Candidates, simplest first (the first that fits wins): the plain edge; a constant shift
+  (when every sample waits for one date at a constant distance); an offset of a few of D's periods; one member of the
+  mapped window (first, last, or an index found on the first sample, from the start and from the end), with offsets -1,
+  0, 1.
+- **Loader-rejected candidates.** A candidate the loader rejects (an offset without grids, a shift that never lands on
+  the upstream's grid) is not a fit. When nothing fits, the caller reports the sensor as inexpressible with a sample
+  where the simplest candidate differs.
+- **Pure and cached.** Pure and deterministic; parsed candidate graphs are cached by (grids, edge): a folder has few
+  distinct pairs.
 """
 
 from __future__ import annotations
@@ -123,7 +125,8 @@ class FitProblem:
 
 
 class Fitter:
-    """Fits edges between one dependent and one upstream (rules 1-3)."""
+    """Fits edges between one dependent and one upstream (**Known by samples**, **Simplest candidate first** and
+    **Loader-rejected candidates**)."""
 
     def __init__(self, down: Grid | None, up: Grid | None, self_edge: bool) -> None:
         self.down = down
@@ -146,8 +149,8 @@ class Fitter:
         return all(self.answer(edge, s.partition) == self.wanted(s) for s in samples)
 
     def candidates(self, samples: Sequence[DateSample]) -> Iterator[Edge]:
-        """Rule 2's candidates for these samples, lazily: most sensors fit the first or second, and every window
-        the member candidates need costs a graph and a mapping."""
+        """**Simplest candidate first**' candidates for these samples, lazily: most sensors fit the first or second, and
+        every window the member candidates need costs a graph and a mapping."""
         yield Edge(_UP)
         if samples and all(len(s.dates) == 1 for s in samples):
             distances = {s.dates[0] - s.partition for s in samples}

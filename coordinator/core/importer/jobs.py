@@ -2,28 +2,28 @@
 an OpenLineage node offered for confirmation (issue 36), never an edge written on a guess.
 
 Rules (``docs/import-dags.md``, "Sensors on other systems' jobs"):
-1. A job sensor is known by the name of a class among the task's classes (:data:`JOB_SENSORS`), as an
-   ``ExternalTaskSensor`` is, so a subclass counts and no provider is imported. The table says, per class, the
-   system, the arguments that name the job (``job_name``, ``application_name``) and those that name one run
-   (``run_id``, ``step_id``...), and the operators that start such runs.
-2. A sensor whose job or run argument is the output of a task of its own DAG that starts such runs (a
-   ``GlueJobOperator``'s run id, a ``SparkKubernetesOperator``'s application) polls the DAG's own work: noted,
-   nothing to translate, the sensor stays.
-3. Any other job sensor depends on a job outside the folder: no edge is written; it is reported (cannot express) with
-   an offer: the ``"openlineage"`` entry that makes the job a node (``coordinator.core.lineage.mapping``), the
-   instance to declare, and the edge from the sensing DAG to that node, which replaces the sensor as an
-   ``ExternalTaskSensor``'s edge does. Every offer needs confirmation: the namespace is a placeholder
-   (:data:`NAMESPACE_PLACEHOLDER`); the job is a guess from a literal job name (the OpenLineage Spark listener's
-   snake_case of the application's name), else a placeholder and what the system's integration emits; the node's
-   partitions are the sensing DAG's grid (the job's own schedule is not in the folder).
-4. The offer is in the report only (text and JSON, :attr:`LineageOffer.to_json`), not in the written file: the file's
-   loader has no ``"openlineage"`` section yet, and an edge to a node whose job is guessed wrong would receive no
-   run and hold the sensing DAG forever.
-5. A literal names the job or the run; a template is known only when the task runs and is reported as one; another
-   task's output names that task. A literal run id names one run, not the job: it is said so.
-6. The node's dag id is the guessed job name, else the sensor's task id; its instance is the system's
-   (:attr:`JobSensorKind.instance`).
-7. Pure.
+- **By class name.** A job sensor is known by the name of a class among the task's classes (:data:`JOB_SENSORS`), as an
+  ``ExternalTaskSensor`` is, so a subclass counts and no provider is imported. The table says, per class, the system,
+  the arguments that name the job (``job_name``, ``application_name``) and those that name one run (``run_id``,
+  ``step_id``...), and the operators that start such runs.
+- **Jobs started in the DAG.** A sensor whose job or run argument is the output of a task of its own DAG that starts
+  such runs (a ``GlueJobOperator``'s run id, a ``SparkKubernetesOperator``'s application) polls the DAG's own work:
+  noted, nothing to translate, the sensor stays.
+- **Jobs outside the folder.** Any other job sensor depends on a job outside the folder: no edge is written; it is
+  reported (cannot express) with an offer: the ``"openlineage"`` entry that makes the job a node
+  (``coordinator.core.lineage.mapping``), the instance to declare, and the edge from the sensing DAG to that node, which
+  replaces the sensor as an ``ExternalTaskSensor``'s edge does. Every offer needs confirmation: the namespace is a
+  placeholder (:data:`NAMESPACE_PLACEHOLDER`); the job is a guess from a literal job name (the OpenLineage Spark
+  listener's snake_case of the application's name), else a placeholder and what the system's integration emits; the
+  node's partitions are the sensing DAG's grid (the job's own schedule is not in the folder).
+- **Offers in the report only.** The offer is in the report only (text and JSON, :attr:`LineageOffer.to_json`), not in
+  the written file: the file's loader has no ``"openlineage"`` section yet, and an edge to a node whose job is guessed
+  wrong would receive no run and hold the sensing DAG forever.
+- **Literals and templates.** A literal names the job or the run; a template is known only when the task runs and is
+  reported as one; another task's output names that task. A literal run id names one run, not the job: it is said so.
+- **The node's name.** The node's dag id is the guessed job name, else the sensor's task id; its instance is the
+  system's (:attr:`JobSensorKind.instance`).
+- **Pure**.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ from coordinator.core.importer.edges import Work
 from coordinator.core.importer.facts import FindingKind, JobArgument, JobFact, LinkFact, Origin, ValueKind
 from coordinator.core.model import NAME_RE, NODE_SEP
 
-#: What the user writes in place of the namespace (rule 3): only they know which namespace their integration emits.
+#: What the user writes in place of the namespace (**Jobs outside the folder**): only they know which namespace their
+#: integration emits.
 NAMESPACE_PLACEHOLDER = "<namespace your job's OpenLineage integration uses>"
-#: The job when no literal names it (rule 3).
+#: The job when no literal names it (**Jobs outside the folder**).
 JOB_PLACEHOLDER = "<the job's name as its OpenLineage integration emits it>"
 SPARK_NAMING = "the OpenLineage Spark listener's: spark.app.name in snake_case, each action's job adding .<action>"
 DBT_NAMING = "dbt-ol's: {project}.{schema}.{project}.{model}.build.run per model, dbt-run-{project} per invocation"
@@ -48,21 +49,22 @@ DBT_NAMING = "dbt-ol's: {project}.{schema}.{project}.{model}.build.run per model
 
 @dataclass(frozen=True, slots=True)
 class JobSensorKind:
-    """One provider sensor class that polls a job (rule 1)."""
+    """One provider sensor class that polls a job (**By class name**)."""
 
     sensor: str
     #: The provider package it ships in (``airflow.providers.amazon``), to say when a class of that name is not it.
     provider: str
     system: str
-    #: The instance offered for the system's nodes (rule 6).
+    #: The instance offered for the system's nodes (**The node's name**).
     instance: str
     #: Arguments naming the job itself (a literal one gives the job's name a guess).
     name_args: tuple[str, ...] = ()
     #: Arguments naming one run, or the application or cluster it runs on.
     run_args: tuple[str, ...] = ()
-    #: The one of ``run_args`` that names the run itself (a literal names one run, not the job: rule 5).
+    #: The one of ``run_args`` that names the run itself (a literal names one run, not the job:
+    #: **Literals and templates**).
     one_run: str | None = None
-    #: Class-name prefixes of operators that start such runs (rule 2).
+    #: Class-name prefixes of operators that start such runs (**Jobs started in the DAG**).
     starters: tuple[str, ...] = ()
     #: How the system's OpenLineage integration names the job.
     naming: str = SPARK_NAMING
@@ -77,7 +79,7 @@ class JobSensorKind:
 _AWS = "airflow.providers.amazon"
 _GOOGLE = "airflow.providers.google"
 _EMR_STARTERS = ("EmrCreateJobFlow", "EmrAddSteps", "EmrServerlessStartJob", "EmrContainer")
-#: Rule 1: the provider classes recognised, by the names the providers give them.
+#: **By class name**: the provider classes recognised, by the names the providers give them.
 JOB_SENSORS: dict[str, JobSensorKind] = {
     k.sensor: k
     for k in (
@@ -179,7 +181,8 @@ JOB_SENSORS: dict[str, JobSensorKind] = {
 
 @dataclass(frozen=True, slots=True)
 class LineageOffer:
-    """Rule 3: what to add so the polled job is a node the sensing DAG waits for; every field is to confirm."""
+    """**Jobs outside the folder**: what to add so the polled job is a node the sensing DAG waits for; every field is to
+    confirm."""
 
     origin: Origin
     #: ``dag.task`` of the sensor.
@@ -237,7 +240,8 @@ class LineageOffer:
 
 
 def spark_job_name(name: str) -> str:
-    """The OpenLineage Spark listener's job name for an application name: snake_case, lowercase (rule 3)."""
+    """The OpenLineage Spark listener's job name for an application name: snake_case, lowercase
+    (**Jobs outside the folder**)."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name)
     return re.sub(r"[^A-Za-z0-9]+", "_", spaced).strip("_").lower()
 
@@ -247,7 +251,8 @@ def job_sensor_kind(link: LinkFact) -> JobSensorKind | None:
 
 
 def job_links(work: Work, links: Iterable[LinkFact]) -> tuple[LineageOffer, ...]:
-    """Rules 2-6 for every job sensor of ``links``: notes, findings and the offers, in the links' order."""
+    """**Jobs started in the DAG** to **The node's name** for every job sensor of ``links``: notes, findings and the
+    offers, in the links' order."""
     offers = []
     for link in links:
         kind = job_sensor_kind(link)
@@ -292,7 +297,7 @@ def _named(job: JobFact) -> str:
 
 
 def _started_here(argument: JobArgument, kind: JobSensorKind) -> bool:
-    """Rule 2: the argument is the output of a task of this DAG that starts runs of this system."""
+    """**Jobs started in the DAG**: the argument is the output of a task of this DAG that starts runs of this system."""
     return (
         argument.kind is ValueKind.XCOM
         and argument.task_class is not None
@@ -301,7 +306,7 @@ def _started_here(argument: JobArgument, kind: JobSensorKind) -> bool:
 
 
 def _offer(work: Work, link: LinkFact, job: JobFact, kind: JobSensorKind) -> LineageOffer:
-    """Rules 3, 5, 6."""
+    """**Jobs outside the folder**, **Literals and templates** and **The node's name**."""
     name = next((a for n in kind.name_args if (a := job.argument(n)) is not None), None)
     guess = None
     if name is not None and name.kind is ValueKind.LITERAL:
@@ -328,8 +333,8 @@ def _offer(work: Work, link: LinkFact, job: JobFact, kind: JobSensorKind) -> Lin
 
 
 def _polls(kind: JobSensorKind, job: JobFact) -> str:
-    """What the sensor's arguments say it polls (rule 5), each argument by its name: ``job_name 'orders'``,
-    ``run_id '{{ dag_run.conf["run"] }}' (a template: known only when it runs)``."""
+    """What the sensor's arguments say it polls (**Literals and templates**), each argument by its name:
+    ``job_name 'orders'``, ``run_id '{{ dag_run.conf["run"] }}' (a template: known only when it runs)``."""
     parts = []
     for name in kind.arguments:
         argument = job.argument(name)

@@ -1,13 +1,14 @@
 """Merge an imported document into an existing ``dependencies.json``: the imported DAGs are replaced, the rest kept.
 
 Rules:
-1. A DAG is matched by what its key means (instance and dag id), not by how the key is written: ``"etl"`` with
-   ``"instance": "team_a"`` and ``"team_a/etl"`` are the same DAG. The existing key is kept as written.
-2. For an imported DAG the import is the authority on ``partitions`` and ``upstreams`` (set, or removed when the
-   folder says there are none); its ``description`` and ``instance`` as written by a person are kept. DAGs the
-   folder does not have, and top-level ``instances``, are kept; instances the import needs are added.
-3. A shorthand file becomes the extended form (the same graph: the shorthand maps to exactly these entries).
-4. Pure: JSON values in, a JSON value out; the caller validates the result with the real loader and diffs it.
+- **Matched by meaning.** A DAG is matched by what its key means (instance and dag id), not by how the key is written:
+  ``"etl"`` with ``"instance": "team_a"`` and ``"team_a/etl"`` are the same DAG. The existing key is kept as written.
+- **The import decides.** For an imported DAG the import is the authority on ``partitions`` and ``upstreams`` (set, or
+  removed when the folder says there are none); its ``description`` and ``instance`` as written by a person are kept.
+  DAGs the folder does not have, and top-level ``instances``, are kept; instances the import needs are added.
+- **Extended form.** A shorthand file becomes the extended form (the same graph: the shorthand maps to exactly these
+  entries).
+- **Pure**: JSON values in, a JSON value out; the caller validates the result with the real loader and diffs it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _node(key: str, entry: Any) -> NodeId:
 
 
 def extended(existing: dict[str, Any]) -> dict[str, Any]:
-    """The extended form of a valid document (rule 3)."""
+    """The extended form of a valid document (**Extended form**)."""
     if any(k in existing for k in FORM_KEYS):
         return dict(existing)
     dags = {down: {"upstreams": [ups] if isinstance(ups, str) else list(ups)} for down, ups in existing.items()}
@@ -36,7 +37,8 @@ def extended(existing: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge(existing: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
-    """``existing`` with the DAGs of ``imported`` replaced or added (rules 1-3)."""
+    """``existing`` with the DAGs of ``imported`` replaced or added (**Matched by meaning**, **The import decides** and
+    **Extended form**)."""
     result = extended(existing)
     dags: dict[str, Any] = dict(result.get("dags") or {})
     by_node = {_node(k, v): k for k, v in dags.items()}
@@ -47,7 +49,8 @@ def merge(existing: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
             dags[key] = entry
             continue
         merged = dict(dags[found]) if isinstance(dags[found], dict) else {}
-        if "upstreams" in entry:  # a DAG is a dependent or a failure handler, never both (spec rule 6)
+        # a DAG is a dependent or a failure handler, never both (``spec.loader``'s **Dependent or handler**)
+        if "upstreams" in entry:
             merged.pop("on_failure_of", None)
         for name in IMPORTED_FIELDS:
             if name in entry:

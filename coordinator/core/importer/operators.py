@@ -1,19 +1,21 @@
-"""What each cross-DAG mechanism becomes: sensors, markers, triggers and asset schedules (translation rules 2 and 4).
+"""What each cross-DAG mechanism becomes: sensors, markers, triggers and asset schedules (``translate``'s **Sensors**
+and **Markers**).
 
 Rules (``docs/import-dags.md``):
-1. A sensor: one edge per awaited task with the fitted date semantics
-   (:func:`coordinator.core.importer.edges.link_edges`).
-2. A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
-3. A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the operator.
-4. An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no producers are
-   reported. A partitioned asset (Airflow 3.2+) mapped by anything but the identity is fitted to the samples
-   Airflow's mapper gave (a rollup waits for its window); a mapping that is no edge is reported with its mapper.
-5. Pure.
-6. A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered with Airflow's own
-   template engine (``{{ ds }}``, ``{{ macros.ds_add(ds, -1) }}``...): D's date for U's run at P. The edge is fitted
-   to them as a sensor's is (a shift, an offset...); the default and the same-date templates are U's date. A
-   template that raised, or that sends several runs of U to one date of D (Airflow acts on that run again each
-   time; an edge would wait for all), is reported.
+- **Sensors.** A sensor: one edge per awaited task with the fitted date semantics
+  (:func:`coordinator.core.importer.edges.link_edges`).
+- **Markers.** A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
+- **Triggers.** A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the
+  operator.
+- **Asset schedules.** An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no
+  producers are reported. A partitioned asset (Airflow 3.2+) mapped by anything but the identity is fitted to the
+  samples Airflow's mapper gave (a rollup waits for its window); a mapping that is no edge is reported with its mapper.
+- **Pure**.
+- **Rendered templates.** A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered
+  with Airflow's own template engine (``{{ ds }}``, ``{{ macros.ds_add(ds, -1) }}``...): D's date for U's run at P. The
+  edge is fitted to them as a sensor's is (a shift, an offset...); the default and the same-date templates are U's date.
+  A template that raised, or that sends several runs of U to one date of D (Airflow acts on that run again each time; an
+  edge would wait for all), is reported.
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ def _at(link: LinkFact) -> str:
 
 
 def operator_samples(work: Work, link: LinkFact) -> tuple[DateSample, ...] | None:
-    """Rule 6: what a marker's or trigger's run of U at P means for D, as samples ``(D's date, (P,))``; None (and
-    the reason reported) when its template could not be rendered or sends several runs of U to one date of D."""
+    """**Rendered templates**: what a marker's or trigger's run of U at P means for D, as samples ``(D's date, (P,))``;
+    None (and the reason reported) when its template could not be rendered or sends several runs of U to one date of
+    D."""
     if link.date_error is not None:
         work.add(
             FindingKind.INEXPRESSIBLE,
@@ -208,15 +211,16 @@ def asset_edges(work: Work, dag: DagFact) -> None:
             continue
         producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
         if not producers:
-            # Semantics rule 16: a producer in another Airflow is what asset routes are for; the consumer keeps its
-            # schedule=[Asset] and nothing else changes (the producing instance is not known from this folder).
+            # Semantics `assets-by-route`: a producer in another Airflow is what asset routes are for; the consumer
+            # keeps its schedule=[Asset] and nothing else changes (the producing instance is not known from this
+            # folder).
             route = {"asset": uri, "from": "<producing instance>", "to": [work.instance]}
             work.add(
                 FindingKind.INEXPRESSIBLE,
                 dag,
                 f"asset {uri!r}: no DAG in this folder produces it; if another Airflow produces it, keep "
                 f'schedule=[Asset] and share the asset with a route: "assets": [{json.dumps(route)}] '
-                "(docs/semantics.md rule 16); else add the producer's edge by hand",
+                "(docs/semantics.md#assets-by-route); else add the producer's edge by hand",
             )
             continue
         if len(producers) > 1:

@@ -1,22 +1,23 @@
 """The report a person reads after ``import-dags``: the summary first, then the causes, then one line per finding.
 
 Rules (``docs/import-dags.md``, "Importing a real estate"):
-1. The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, the edges written
-   (counted as the file counts them, one per DAG pair, beside the upstream entries that carry them), cannot
-   express, never satisfied (sensor bugs and notes follow the same line). Sensors on other systems' jobs are
-   counted apart, and named only when there are some (they write no edge: :mod:`coordinator.core.importer.jobs`).
-2. Findings that say the same thing about different DAGs are folded: the message with every DAG name, every chain
-   of DAGs (a cycle's) and every date replaced by a placeholder is the key; a key met ``FOLD_AT`` times or more is
-   one line, ``xN``, the message of its first finding and a few more ``file:line`` examples. So that the report
-   reads on a screen, a line is cut at ``MAX_LINE`` characters and a section at ``MAX_SECTION_LINES`` lines, each
-   saying so; every finding stays whole in the JSON report (``--report``).
-3. A finding about a DAG that is missing because its file failed to import says so: "its file failed: <cause>"
-   instead of "not in this folder" (the loader found the DAG id in the failed file's text).
-4. Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, a percentage of the
-   folder's files that imported, or both as ``N,P%``; default ``1,50%``: at least one DAG and at least half of the
-   files, since a folder that mostly failed would write a file that reads as "these DAGs have no dependencies"),
-   the command fails and writes no dependencies file. Asking for less (``1``, ``0``, ``20%``) is the user's call.
-5. Pure: values in, lines and decisions out.
+- **Counts first.** The summary counts come first: files, failed files, DAGs loaded, sensors, markers, triggers, the
+  edges written (counted as the file counts them, one per DAG pair, beside the upstream entries that carry them), cannot
+  express, never satisfied (sensor bugs and notes follow the same line). Sensors on other systems' jobs are counted
+  apart, and named only when there are some (they write no edge: :mod:`coordinator.core.importer.jobs`).
+- **Folded findings.** Findings that say the same thing about different DAGs are folded: the message with every DAG
+  name, every chain of DAGs (a cycle's) and every date replaced by a placeholder is the key; a key met ``FOLD_AT`` times
+  or more is one line, ``xN``, the message of its first finding and a few more ``file:line`` examples. So that the
+  report reads on a screen, a line is cut at ``MAX_LINE`` characters and a section at ``MAX_SECTION_LINES`` lines, each
+  saying so; every finding stays whole in the JSON report (``--report``).
+- **Failed files named.** A finding about a DAG that is missing because its file failed to import says so: "its file
+  failed: <cause>" instead of "not in this folder" (the loader found the DAG id in the failed file's text).
+- **Good enough to write.** Whether the load is good enough to write a file: below ``--min-loaded`` (a count of DAGs, a
+  percentage of the folder's files that imported, or both as ``N,P%``; default ``1,50%``: at least one DAG and at least
+  half of the files, since a folder that mostly failed would write a file that reads as "these DAGs have no
+  dependencies"), the command fails and writes no dependencies file. Asking for less (``1``, ``0``, ``20%``) is the
+  user's call.
+- **Pure**: values in, lines and decisions out.
 """
 
 from __future__ import annotations
@@ -27,23 +28,23 @@ from dataclasses import dataclass, replace
 
 from coordinator.core.importer.facts import Finding, FindingKind, LinkFact, LinkKind
 
-#: How many findings with one key are folded into one line (rule 2): two are still read one by one.
+#: How many findings with one key are folded into one line (**Folded findings**): two are still read one by one.
 FOLD_AT = 3
 #: file:line examples shown on a folded line.
 FOLD_EXAMPLES = 3
 _DATE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d)?(Z|[+-]\d\d:\d\d)?")
-#: A chain of DAG placeholders (a cycle ``a -> b -> c -> a``): chains of any length fold together (rule 2).
+#: A chain of DAG placeholders (a cycle ``a -> b -> c -> a``): chains of any length fold together (**Folded findings**).
 _CHAIN = re.compile(r"<dag>(\s+-(?:\(on failure\))?>\s+<dag>)+")
-#: The longest report line (rule 2): a finding with its first example fits (about 300 characters); notes and
-#: cycles of 450-900 characters are cut, their whole text is in the JSON report.
+#: The longest report line (**Folded findings**): a finding with its first example fits (about 300 characters); notes
+#: and cycles of 450-900 characters are cut, their whole text is in the JSON report.
 MAX_LINE = 400
-#: Lines shown per report section before the rest is left to the JSON report (rule 2): a screen and a half.
+#: Lines shown per report section before the rest is left to the JSON report (**Folded findings**): a screen and a half.
 MAX_SECTION_LINES = 30
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """The summary line (rule 1)."""
+    """The summary line (**Counts first**)."""
 
     files: int
     failed_files: int
@@ -81,7 +82,7 @@ def plural(count: int, word: str, words: str | None = None) -> str:
 
 
 def clip(line: str, limit: int = MAX_LINE) -> str:
-    """A report line cut to ``limit`` characters, saying where the rest is (rule 2)."""
+    """A report line cut to ``limit`` characters, saying where the rest is (**Folded findings**)."""
     if len(line) <= limit:
         return line
     tail = " ... (whole in --report)"
@@ -97,7 +98,7 @@ def counts(
     findings: Sequence[Finding],
     entries: int | None = None,
 ) -> Counts:
-    """Rule 1."""
+    """**Counts first**."""
     kinds = [link.kind for link in links]
     bugs = [f for f in findings if f.kind is FindingKind.BUG]
     return Counts(
@@ -119,7 +120,7 @@ def counts(
 
 @dataclass(frozen=True, slots=True)
 class Folded:
-    """One report line: a finding, or ``count`` findings saying the same thing (rule 2)."""
+    """One report line: a finding, or ``count`` findings saying the same thing (**Folded findings**)."""
 
     first: Finding
     count: int = 1
@@ -147,7 +148,7 @@ def names_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
 
 
 def fold(findings: Sequence[Finding], names: Iterable[str]) -> list[Folded]:
-    """Rule 2: in the order of the first finding of each key."""
+    """**Folded findings**: in the order of the first finding of each key."""
     pattern = names_pattern(names)
     groups: dict[tuple[FindingKind, str], list[Finding]] = {}
     for finding in findings:
@@ -162,7 +163,7 @@ def fold(findings: Sequence[Finding], names: Iterable[str]) -> list[Folded]:
 
 
 def explain_missing(findings: Sequence[Finding], failed_dags: Mapping[str, tuple[str, str]]) -> tuple[Finding, ...]:
-    """Rule 3: ``failed_dags`` maps a DAG id to (its failed file, the cause)."""
+    """**Failed files named**: ``failed_dags`` maps a DAG id to (its failed file, the cause)."""
     found = []
     for finding in findings:
         for dag_id, (file, cause) in failed_dags.items():
@@ -177,12 +178,13 @@ def explain_missing(findings: Sequence[Finding], failed_dags: Mapping[str, tuple
 
 @dataclass(frozen=True, slots=True)
 class MinLoaded:
-    """``--min-loaded``: at least ``count`` DAGs and at least ``percent`` of the folder's files imported (rule 4)."""
+    """``--min-loaded``: at least ``count`` DAGs and at least ``percent`` of the folder's files imported
+    (**Good enough to write**)."""
 
     count: int | None = 1
     percent: float | None = 50.0
 
-    #: The default of ``--min-loaded`` (rule 4).
+    #: The default of ``--min-loaded`` (**Good enough to write**).
     DEFAULT = "1,50%"
 
     @classmethod
@@ -214,7 +216,7 @@ class MinLoaded:
         return cls(count, percent)
 
     def shortfall(self, files: int, failed: int, dags: int) -> str | None:
-        """Why the load is not good enough (rule 4), or None."""
+        """Why the load is not good enough (**Good enough to write**), or None."""
         if self.count is not None and dags < self.count:
             why = "no DAG loaded" if dags == 0 else f"{dags} DAGs loaded"
             return f"{why}, --min-loaded {self}"

@@ -1,20 +1,20 @@
 """A DAG's timetable -> its partition grid, and the sample partitions on which sensors are evaluated.
 
 Rules (``docs/import-dags.md``, "Schedules"):
-1. A cron schedule (presets included) becomes ``partitions: {cron, timezone}`` with the zone of the DAG's start date;
-   a preset is written as the DAG wrote it (``@daily``), which ``partitions.cron`` accepts.
-2. A logical date of a cron DAG is a point of its cron in Airflow 2 (start of the data interval) and in Airflow 3
-   (the run time) alike, so the grid is the cron in both; only *which* point a given day's data carries differs,
-   and the sensors being translated were written against the dates of the Airflow that loads them.
-3. A ``timedelta`` schedule has the points ``start + k * delta`` in absolute time. When a cron in UTC has exactly
-   those points (a divisor of an hour or of a day, one day, one week) that cron is the grid; any other interval
-   (90 minutes, 5 hours, 2 days) has no cron and is reported: the DAG gets no grid (edges join equal dates).
-4. A fixed-offset zone (``+02:00``) becomes ``Etc/GMT-2`` when it is whole hours, else it is reported.
-5. Sample partitions are consecutive grid points from anchors chosen to cross what breaks date arithmetic: year and
-   month ends, a leap February, and the daylight-saving changes of Europe and North America in two years.
-6. An Airflow 3.2+ partitioned consumer (``PartitionedAssetTimetable``) whose assets are mapped by one temporal
-   mapper (``StartOfDayMapper``, or a ``RollupMapper`` over it) runs at that mapper's periods: its grid is their
-   cron in the mapper's zone (checked against every partition date Airflow's mapper gave on the samples).
+- **Cron grids.** A cron schedule (presets included) becomes ``partitions: {cron, timezone}`` with the zone of the DAG's
+  start date; a preset is written as the DAG wrote it (``@daily``), which ``partitions.cron`` accepts.
+- **Logical dates on the cron.** A logical date of a cron DAG is a point of its cron in Airflow 2 (start of the data
+  interval) and in Airflow 3 (the run time) alike, so the grid is the cron in both; only *which* point a given day's
+  data carries differs, and the sensors being translated were written against the dates of the Airflow that loads them.
+- **Timedelta points.** A ``timedelta`` schedule has the points ``start + k * delta`` in absolute time. When a cron in
+  UTC has exactly those points (a divisor of an hour or of a day, one day, one week) that cron is the grid; any other
+  interval (90 minutes, 5 hours, 2 days) has no cron and is reported: the DAG gets no grid (edges join equal dates).
+- **Fixed offsets.** A fixed-offset zone (``+02:00``) becomes ``Etc/GMT-2`` when it is whole hours, else it is reported.
+- **Sample partitions** are consecutive grid points from anchors chosen to cross what breaks date arithmetic: year and
+  month ends, a leap February, and the daylight-saving changes of Europe and North America in two years.
+- **Partitioned consumers.** An Airflow 3.2+ partitioned consumer (``PartitionedAssetTimetable``) whose assets are
+  mapped by one temporal mapper (``StartOfDayMapper``, or a ``RollupMapper`` over it) runs at that mapper's periods: its
+  grid is their cron in the mapper's zone (checked against every partition date Airflow's mapper gave on the samples).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class GridChoice:
 
 
 def zone_name(zone: str) -> tuple[str | None, str | None]:
-    """(IANA name, None) for a zone the adapter read, or (None, why not) (rule 4)."""
+    """(IANA name, None) for a zone the adapter read, or (None, why not) (**Fixed offsets**)."""
     if zone in ("UTC", "Z", "+00:00", "GMT"):
         return "UTC", None
     if zone[:1] in "+-" and len(zone) == 6 and zone[3] == ":":
@@ -88,7 +88,7 @@ def zone_name(zone: str) -> tuple[str | None, str | None]:
 
 
 def delta_cron(delta: timedelta, start: datetime) -> str | None:
-    """The UTC cron whose points are exactly ``start + k * delta``, or None (rule 3)."""
+    """The UTC cron whose points are exactly ``start + k * delta``, or None (**Timedelta points**)."""
     start = start.astimezone(UTC)
     seconds = int(delta.total_seconds())
     if seconds <= 0 or seconds % 60 or delta.microseconds or start.second or start.microsecond:
@@ -108,7 +108,7 @@ def delta_cron(delta: timedelta, start: datetime) -> str | None:
 
 
 def choose_grid(schedule: ScheduleFact) -> GridChoice:
-    """The grid a DAG's schedule gives it (rules 1, 3, 4)."""
+    """The grid a DAG's schedule gives it (**Cron grids**, **Timedelta points**, **Fixed offsets**)."""
     if schedule.kind is ScheduleKind.CRON and schedule.cron is not None:
         zone, problem = zone_name(schedule.timezone or "UTC")
         if zone is None or problem is not None:
@@ -138,8 +138,8 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
 
 
 def _period_grid(schedule: ScheduleFact) -> GridChoice:
-    """Rule 6: a partitioned consumer's grid is the periods of its temporal mapper, when every sampled mapping agrees
-    on one and every consumer date Airflow computed is a point of it."""
+    """**Partitioned consumers**: a partitioned consumer's grid is the periods of its temporal mapper, when every
+    sampled mapping agrees on one and every consumer date Airflow computed is a point of it."""
     sampled = [m for m in schedule.mappings if m.samples]
     periods = {(m.period, m.timezone) for m in sampled}
     if len(periods) != 1:
@@ -156,7 +156,7 @@ def _period_grid(schedule: ScheduleFact) -> GridChoice:
 
 @lru_cache(maxsize=4096)
 def sample_partitions(grid: Grid | None) -> tuple[datetime, ...]:
-    """The partitions of a DAG on which its sensors are evaluated (rule 5), sorted, without repeats."""
+    """The partitions of a DAG on which its sensors are evaluated (**Sample partitions**), sorted, without repeats."""
     found: set[datetime] = set()
     for anchor in ANCHORS:
         if grid is None:

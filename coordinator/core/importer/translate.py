@@ -1,43 +1,44 @@
 """DAGs-folder facts -> a ``dependencies.json`` document and the findings a reviewer must read.
 
 Rules (``docs/import-dags.md``):
-1. Every DAG of the folder gets an entry: its grid (:mod:`coordinator.core.importer.schedule`) and its upstreams.
-2. An ``ExternalTaskSensor`` in D on U becomes one edge per awaited task (``external_task_id(s)``, or every task of
-   ``external_task_group_id``; none: the whole run), ``condition`` from ``allowed_states`` (``[success]``: success,
-   ``[success, failed]``: finished; anything else cannot be expressed), and the date semantics fitted to the
-   sensor's own dates (:mod:`coordinator.core.importer.fit`). ``failed_states``/``skipped_states`` only make a sensor
-   give up early: noted, not translated.
-3. Sensor bugs are proven on the samples, against the upstream's grid: a date the upstream never runs at means the
-   sensor is never satisfied for that run (on every sample: no edge is written, the sensor is reported; on some: the
-   edge is written and the dates are reported); a date older than D's previous partition means the run is satisfied
-   by an upstream run that already existed for D's previous run (reported; the edge reproduces it).
-4. An ``ExternalTaskMarker`` in U naming D's task means "D's run at the same logical date depends on U": covered when
-   D has a sensor on U, else an edge with U's date equal to D's. A ``TriggerDagRunOperator`` in U triggering D becomes
-   an edge D <- each direct upstream task of the trigger (the whole run when it has none) at U's logical date; the
-   operator should then be removed. An asset schedule becomes an edge to the producing task of each consumed asset
-   (several producers of one asset, OR conditions and aliases cannot be expressed: the coordinator needs all).
-5. The document is validated by the real loader before it is returned; an edge it rejects (a cycle, a duplicate) is
-   removed and reported with the loader's message, so the output always validates. A cycle is broken per DAG pair:
-   when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same round (two DAGs
-   with 23 mutual task sensors are one decision, not 23 rounds). An operator whose edge is rejected gets that
-   finding only ("keep this operator"): its notes ("remove this operator") are withdrawn. Each round removes at
-   least one edge or fails, so the rounds are bounded by the number of edges, which no real graph can exceed.
-6. Pure: facts in, a document (the JSON value to write) and findings out.
-7. A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from DAGs on one grid
-   runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its edges join equal
-   periods and ``validate`` has nothing to warn about. Noted. Repeated to a fixed point, so a chain of asset
-   schedules inherits the first cron's grid at every link, in any order; an ungridded cycle ends it.
-8. An Airflow 2 SubDAG (``parent.child``, run by a ``SubDagOperator`` inside the parent's run at the same logical
-   date) is no DAG of the file: it is skipped, noted once on its parent, and its sensors, markers and triggers are
-   translated as the parent's (a SubDAG's sensor holds the parent's run).
-9. A relay DAG, one whose every task is an ``ExternalTaskMarker`` (it exists to clear other DAGs on demand, not to
-   produce anything), gets no marker edges by default: each would make the marked DAG wait for every run of the
-   relay, which Airflow never did (a marker only clears). One note per relay says how many were left out;
-   ``relay_edges`` (``--relay-edges``) writes them as any marker's.
-10. A sensor on another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) writes no edge: it is noted as
-    the DAG's own work, or reported with an OpenLineage node offered for confirmation
-    (:mod:`coordinator.core.importer.jobs`), after the grids are final (the offer's partitions are the sensing DAG's
-    grid). The offers are in the result (``offers``) and in the findings, never in the document.
+- **Every DAG an entry.** Every DAG of the folder gets an entry: its grid (:mod:`coordinator.core.importer.schedule`)
+  and its upstreams.
+- **Sensors.** An ``ExternalTaskSensor`` in D on U becomes one edge per awaited task (``external_task_id(s)``, or every
+  task of ``external_task_group_id``; none: the whole run), ``condition`` from ``allowed_states`` (``[success]``:
+  success, ``[success, failed]``: finished; anything else cannot be expressed), and the date semantics fitted to the
+  sensor's own dates (:mod:`coordinator.core.importer.fit`). ``failed_states``/``skipped_states`` only make a sensor
+  give up early: noted, not translated.
+- **Bugs proven on samples.** Sensor bugs are proven on the samples, against the upstream's grid: a date the upstream
+  never runs at means the sensor is never satisfied for that run (on every sample: no edge is written, the sensor is
+  reported; on some: the edge is written and the dates are reported); a date older than D's previous partition means the
+  run is satisfied by an upstream run that already existed for D's previous run (reported; the edge reproduces it).
+- **Markers.** An ``ExternalTaskMarker`` in U naming D's task means "D's run at the same logical date depends on U":
+  covered when D has a sensor on U, else an edge with U's date equal to D's. A ``TriggerDagRunOperator`` in U triggering
+  D becomes an edge D <- each direct upstream task of the trigger (the whole run when it has none) at U's logical date;
+  the operator should then be removed. An asset schedule becomes an edge to the producing task of each consumed asset
+  (several producers of one asset, OR conditions and aliases cannot be expressed: the coordinator needs all).
+- **Validated by the loader.** The document is validated by the real loader before it is returned; an edge it rejects (a
+  cycle, a duplicate) is removed and reported with the loader's message, so the output always validates. A cycle is
+  broken per DAG pair: when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same
+  round (two DAGs with 23 mutual task sensors are one decision, not 23 rounds). An operator whose edge is rejected gets
+  that finding only ("keep this operator"): its notes ("remove this operator") are withdrawn. Each round removes at
+  least one edge or fails, so the rounds are bounded by the number of edges, which no real graph can exceed.
+- **Pure**: facts in, a document (the JSON value to write) and findings out.
+- **Unscheduled DAGs.** A DAG without a schedule (``None``, an asset schedule) whose edges are all plain and come from
+  DAGs on one grid runs at those DAGs' partitions (the coordinator triggers it for each): it gets that grid, so its
+  edges join equal periods and ``validate`` has nothing to warn about. Noted. Repeated to a fixed point, so a chain of
+  asset schedules inherits the first cron's grid at every link, in any order; an ungridded cycle ends it.
+- **SubDAGs.** An Airflow 2 SubDAG (``parent.child``, run by a ``SubDagOperator`` inside the parent's run at the same
+  logical date) is no DAG of the file: it is skipped, noted once on its parent, and its sensors, markers and triggers
+  are translated as the parent's (a SubDAG's sensor holds the parent's run).
+- **Relay DAGs.** A relay DAG, one whose every task is an ``ExternalTaskMarker`` (it exists to clear other DAGs on
+  demand, not to produce anything), gets no marker edges by default: each would make the marked DAG wait for every run
+  of the relay, which Airflow never did (a marker only clears). One note per relay says how many were left out;
+  ``relay_edges`` (``--relay-edges``) writes them as any marker's.
+- **Job sensors.** A sensor on another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) writes no edge: it is
+  noted as the DAG's own work, or reported with an OpenLineage node offered for confirmation
+  (:mod:`coordinator.core.importer.jobs`), after the grids are final (the offer's partitions are the sensing DAG's
+  grid). The offers are in the result (``offers``) and in the findings, never in the document.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ class ImportResult:
     findings: tuple[Finding, ...]
     dag_count: int
     edge_count: int
-    #: Rule 9: (relay DAG, the marker edges left out of it), when they were left out.
+    #: **Relay DAGs**: (relay DAG, the marker edges left out of it), when they were left out.
     relays: tuple[tuple[str, int], ...] = ()
-    #: Rule 10: the OpenLineage nodes offered for sensors on other systems' jobs (not in ``document``).
+    #: **Job sensors**: the OpenLineage nodes offered for sensors on other systems' jobs (not in ``document``).
     offers: tuple[LineageOffer, ...] = ()
 
     def of(self, kind: FindingKind) -> tuple[Finding, ...]:
@@ -85,7 +86,7 @@ class ImportResult:
 def translate(
     dags: Sequence[DagFact], links: Sequence[LinkFact], instance: str = DEFAULT_INSTANCE, *, relay_edges: bool = False
 ) -> ImportResult:
-    """The document and findings for a folder's facts (rules 1-10)."""
+    """The document and findings for a folder's facts (**Every DAG an entry** to **Job sensors**)."""
     by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
     links = _skip_subdags(work, dags, links)
@@ -125,7 +126,7 @@ def translate(
 
 
 def relay_dags(dags: Iterable[DagFact], links: Sequence[LinkFact]) -> dict[str, int]:
-    """Rule 9: each DAG whose every task is a marker, with its number of markers."""
+    """**Relay DAGs**: each DAG whose every task is a marker, with its number of markers."""
     markers: dict[str, set[str]] = {}
     for link in links:
         if link.kind is LinkKind.MARKER:
@@ -138,7 +139,7 @@ def relay_dags(dags: Iterable[DagFact], links: Sequence[LinkFact]) -> dict[str, 
 
 
 def _skip_subdags(work: Work, dags: Sequence[DagFact], links: Sequence[LinkFact]) -> list[LinkFact]:
-    """Rule 8: SubDAGs are no entries; one note per parent; their operators become the parent's."""
+    """**SubDAGs**: SubDAGs are no entries; one note per parent; their operators become the parent's."""
     roots = {d.dag_id: d.subdag_of for d in dags if d.subdag_of is not None}
     for parent in sorted(set(roots.values())):
         children = sorted(child for child, root in roots.items() if root == parent)
@@ -156,10 +157,10 @@ def _skip_subdags(work: Work, dags: Sequence[DagFact], links: Sequence[LinkFact]
 
 
 def _inherit_grids(work: Work) -> None:
-    """Rule 7, to a fixed point: a chain A (cron) <- B (asset on A) <- C (asset on B) gives C A's grid whatever the
-    order of the DAGs, because a round that gives any DAG a grid is followed by another. A DAG that got a grid keeps
-    it, so each round but the last grids at least one DAG and the rounds are bounded by the number of DAGs; a cycle
-    of ungridded DAGs gets no grid and ends the loop."""
+    """**Unscheduled DAGs**, to a fixed point: a chain A (cron) <- B (asset on A) <- C (asset on B) gives C A's grid
+    whatever the order of the DAGs, because a round that gives any DAG a grid is followed by another. A DAG that got a
+    grid keeps it, so each round but the last grids at least one DAG and the rounds are bounded by the number of DAGs; a
+    cycle of ungridded DAGs gets no grid and ends the loop."""
     for _ in range(len(work.dags) + 1):
         if not any([_inherit_grid(work, dag_id, dag) for dag_id, dag in work.dags.items()]):
             return
@@ -206,8 +207,8 @@ def _entries(work: Work) -> dict[str, Any]:
 
 
 def _validated(work: Work) -> tuple[dict[str, Any], int]:
-    """The document, after removing every edge the loader rejects (rule 5)."""
-    # Rule 5: every round but the last removes at least one edge, so this bound cannot be reached.
+    """The document, after removing every edge the loader rejects (**Validated by the loader**)."""
+    # **Validated by the loader**: every round but the last removes at least one edge, so this bound cannot be reached.
     for _ in range(sum(len(edges) for edges in work.edges.values()) + 1):
         document: dict[str, Any] = {"version": SPEC_VERSION}
         if work.instance != DEFAULT_INSTANCE:

@@ -1,1 +1,2 @@
-"""OpenLineage jobs as upstreams (semantics rule 18): the mapping, the events and the facts they become. Pure."""
+"""OpenLineage jobs as upstreams (semantics `lineage-upstreams`): the mapping, the events and the facts they become.
+Pure."""

@@ -1,18 +1,21 @@
-"""OpenLineage events as the receiver reads them (semantics rule 18b): parsed, checked, or refused with a reason.
+"""OpenLineage events as the receiver reads them (semantics `lineage-events`): parsed, checked, or refused with a
+reason.
 
-Rules (semantics rule 18b):
-1. A body is one event (``/api/v1/lineage``) or a JSON array of events (``/api/v1/lineage/batch``). Each event is
-   judged whole before anything is written: one bad event refuses the body (the client does not retry a 4xx, so it
-   must say which event and why).
-2. What the event's ``schemaURL`` names decides its kind: a ``RunEvent`` (or no fragment: the spec's default event)
-   is read below; a ``DatasetEvent`` or ``JobEvent`` is valid OpenLineage with no run in it: accepted and ignored. A
-   schemaURL of another spec than OpenLineage's 1.x/2.x is refused: the receiver cannot know what it says.
-3. A run event has what the spec requires (``eventTime`` with its offset, ``producer``, ``schemaURL``,
-   ``run.runId`` a UUID, ``job.namespace`` and ``job.name`` non-empty) and an ``eventType`` of the spec's six; a
-   missing ``eventType`` (optional in the spec) reads as ``OTHER``: recorded, no state. Facets read: ``nominalTime``
-   (``nominalStartTime``) and ``parent`` (its run's id); every other field and facet is ignored.
-4. Names never reach a key or a log line raw: a namespace or job name with a control character (a newline forges a
-   log line) or a ``..`` path segment is refused; the run id must be a UUID (it is a key segment); names are bounded.
+Rules (semantics `lineage-events`):
+- **One event or an array.** A body is one event (``/api/v1/lineage``) or a JSON array of events
+  (``/api/v1/lineage/batch``). Each event is judged whole before anything is written: one bad event refuses the body
+  (the client does not retry a 4xx, so it must say which event and why).
+- **Kind by schemaURL.** What the event's ``schemaURL`` names decides its kind: a ``RunEvent`` (or no fragment: the
+  spec's default event) is read below; a ``DatasetEvent`` or ``JobEvent`` is valid OpenLineage with no run in it:
+  accepted and ignored. A schemaURL of another spec than OpenLineage's 1.x/2.x is refused: the receiver cannot know what
+  it says.
+- **What the spec requires.** A run event has what the spec requires (``eventTime`` with its offset, ``producer``,
+  ``schemaURL``, ``run.runId`` a UUID, ``job.namespace`` and ``job.name`` non-empty) and an ``eventType`` of the spec's
+  six; a missing ``eventType`` (optional in the spec) reads as ``OTHER``: recorded, no state. Facets read:
+  ``nominalTime`` (``nominalStartTime``) and ``parent`` (its run's id); every other field and facet is ignored.
+- **Names never raw.** Names never reach a key or a log line raw: a namespace or job name with a control character (a
+  newline forges a log line) or a ``..`` path segment is refused; the run id must be a UUID (it is a key segment); names
+  are bounded.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from uuid import UUID
 #: OpenLineage's names in practice (dbt's job names, Spark's namespaces) stay far below this; a key and a log line
 #: need a bound.
 MAX_NAME_LEN = 1000
-#: The spec versions whose RunEvent this reads (rule 2): ``https://openlineage.io/spec/2-0-2/OpenLineage.json``.
+#: The spec versions whose RunEvent this reads (**Kind by schemaURL**): ``https://openlineage.io/spec/2-0-2/OpenLineage.json``.
 SPEC_RE = re.compile(
     r"^https?://openlineage\.io/spec/(?P<major>\d+)-\d+-\d+/OpenLineage\.json(?:#/(?:\$defs|definitions)/(?P<def>\w+))?$"
 )
@@ -46,7 +49,8 @@ class EventType(StrEnum):
 
 
 class Refusal(Exception):
-    """Why a body cannot be accepted (rule 1): ``reason`` a word for the metric, ``detail`` the sentence answered."""
+    """Why a body cannot be accepted (**One event or an array**): ``reason`` a word for the metric, ``detail`` the
+    sentence answered."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(detail)
@@ -56,7 +60,7 @@ class Refusal(Exception):
 
 @dataclass(frozen=True, slots=True)
 class RunEvent:
-    """The parts of one OpenLineage RunEvent the receiver uses (rule 3)."""
+    """The parts of one OpenLineage RunEvent the receiver uses (**What the spec requires**)."""
 
     event_type: EventType
     event_time: datetime
@@ -72,14 +76,14 @@ class RunEvent:
 
 @dataclass(frozen=True, slots=True)
 class Body:
-    """A parsed body: its run events in order, and how many valid non-run events it held (rule 2)."""
+    """A parsed body: its run events in order, and how many valid non-run events it held (**Kind by schemaURL**)."""
 
     events: tuple[RunEvent, ...]
     other: int = 0
 
 
 def parse_body(raw: bytes, *, batch: bool) -> Body:
-    """Rule 1: every event of ``raw`` read, or :class:`Refusal` naming the first bad one."""
+    """**One event or an array**: every event of ``raw`` read, or :class:`Refusal` naming the first bad one."""
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -103,7 +107,8 @@ def parse_body(raw: bytes, *, batch: bool) -> Body:
 
 
 def read_event(doc: Any, where: str = "the event") -> RunEvent | None:
-    """Rules 2-4: a RunEvent, None for a valid non-run event, or :class:`Refusal`."""
+    """**Kind by schemaURL**, **What the spec requires** and **Names never raw**: a RunEvent, None for a valid non-run
+    event, or :class:`Refusal`."""
     if not isinstance(doc, dict):
         raise Refusal("invalid_event", f"{where}: expected a JSON object, got {_kind(doc)}")
     schema = _text(doc, "schemaURL", where)

@@ -1,26 +1,28 @@
-"""What one OpenLineage run event changes in etcd (semantics rule 18c): the run's own record and its node's run state.
+"""What one OpenLineage run event changes in etcd (semantics `lineage-once`): the run's own record and its node's run
+state.
 
 The receiver keeps one record per run, ``{prefix}/lineage/{instance}/{runId}`` (:class:`LineageRun`), and writes the
 node's run state, ``{prefix}/runs/{instance}/{dag}/{partition}``, as any writer does (``docs/keys.md``). Both are
 written in one transaction, guarded by their mod revisions; :func:`judge` says what to write, from what is stored.
 
-Rules (semantics rule 18c):
-1. Exactly once per (runId, eventType): an event whose type the run's record already holds is a duplicate; nothing
-   is written and the client is answered as for the first copy.
-2. A run's partition is fixed by the first event the receiver records for it (the mapping's rule 3: the
-   ``nominalTime`` facet's start on the node's grid; else the partition of its parent's run, when the receiver
-   holds that run's record under the same instance, so every model of one dbt invocation lands on one partition;
-   else the event's time placed by the mapping's slot). Later events of the run keep it, whatever their times.
-3. A run's state is its strongest event: a terminal one (COMPLETE: success; FAIL, ABORT: failed; of two, the later
-   event time) over START or RUNNING (running); OTHER gives none. So COMPLETE before START is a success that a late
-   START does not undo, and a run never goes backwards.
-4. The run state is written when the run's state changed and the run is the partition's newest: the key holds no
-   state, or this run's, or another run's that started before this one did (``start_date``, else ``updated_at``).
-   A late event of an older run is recorded in its own record only: it never hides a newer run.
-5. The value follows the writers' rules (``docs/keys.md``): ``run_id`` is the OpenLineage runId, ``clear_number``
-   0 (a rerun is a new runId: a new generation that reruns every dependent once, like a cleared DAG run),
-   ``start_date``/``end_date`` the START and terminal event times, ``updated_at`` the latest event time,
-   ``source`` ``openlineage:<namespace>``.
+Rules (semantics `lineage-once`):
+- **Once per run and type.** Exactly once per (runId, eventType): an event whose type the run's record already holds is
+  a duplicate; nothing is written and the client is answered as for the first copy.
+- **Partition fixed by the first event.** A run's partition is fixed by the first event the receiver records for it
+  (``lineage.mapping``'s **The partition**: the ``nominalTime`` facet's start on the node's grid; else the partition of
+  its parent's run, when the receiver holds that run's record under the same instance, so every model of one dbt
+  invocation lands on one partition; else the event's time placed by the mapping's slot). Later events of the run keep
+  it, whatever their times.
+- **Strongest event.** A run's state is its strongest event: a terminal one (COMPLETE: success; FAIL, ABORT: failed; of
+  two, the later event time) over START or RUNNING (running); OTHER gives none. So COMPLETE before START is a success
+  that a late START does not undo, and a run never goes backwards.
+- **Newest run only.** The run state is written when the run's state changed and the run is the partition's newest: the
+  key holds no state, or this run's, or another run's that started before this one did (``start_date``, else
+  ``updated_at``). A late event of an older run is recorded in its own record only: it never hides a newer run.
+- **The writers' rules.** The value follows the writers' rules (``docs/keys.md``): ``run_id`` is the OpenLineage runId,
+  ``clear_number`` 0 (a rerun is a new runId: a new generation that reruns every dependent once, like a cleared DAG
+  run), ``start_date``/``end_date`` the START and terminal event times, ``updated_at`` the latest event time, ``source``
+  ``openlineage:<namespace>``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from coordinator.core.lineage.events import EventType, RunEvent
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource
 from coordinator.core.model import NodeId, RunRecord, RunState, canonical_partition
 
-#: Rule 3: what each event type says of the run.
+#: **Strongest event**: what each event type says of the run.
 STATE_OF = {
     EventType.START: RunState.RUNNING,
     EventType.RUNNING: RunState.RUNNING,
@@ -56,15 +58,16 @@ class LineageRun(BaseModel):
     job: str
     dag: str
     partition: str
-    #: The time the partition was placed from (rule 2): the nominal start, else the first event's time.
+    #: The time the partition was placed from (**Partition fixed by the first event**): the nominal start, else the
+    #: first event's time.
     anchor: datetime
     parent_run_id: str | None = None
-    #: Event type -> its event time (rule 1: one of each).
+    #: Event type -> its event time (**Once per run and type**: one of each).
     events: dict[EventType, datetime] = Field(default_factory=dict)
     producer: str = ""
 
     def state(self) -> RunState | None:
-        """Rule 3."""
+        """**Strongest event**."""
         terminal = [(at, kind) for kind, at in self.events.items() if kind in _TERMINAL]
         if terminal:
             return STATE_OF[max(terminal)[1]]
@@ -84,14 +87,16 @@ class Outcome(StrEnum):
     """What became of one event (the receiver's metric label)."""
 
     ACCEPTED = "accepted"  # recorded, the run state written
-    RECORDED = "recorded"  # recorded, the run state unchanged (rule 3: nothing new; rule 4: an older run)
-    DUPLICATE = "duplicate"  # rule 1
-    IGNORED = "ignored"  # no mapping names its job (the mapping's rule 1), or not a run event
+    # recorded, the run state unchanged (**Strongest event**: nothing new; **Newest run only**: an older run)
+    RECORDED = "recorded"
+    DUPLICATE = "duplicate"  # **Once per run and type**
+    IGNORED = "ignored"  # no mapping names its job (``lineage.mapping``'s **First match**), or not a run event
 
 
 @dataclass(frozen=True, slots=True)
 class Writes:
-    """What to write for one event: the run's record, and the node's run state when it changes (rules 1-5)."""
+    """What to write for one event: the run's record, and the node's run state when it changes
+    (**Once per run and type** to **The writers' rules**)."""
 
     outcome: Outcome
     node: NodeId
@@ -105,7 +110,7 @@ class NoPartition(ValueError):
 
 
 def partition_of(event: RunEvent, entry: LineageJob, parent: LineageRun | None) -> tuple[str, datetime]:
-    """Rule 2: (partition, anchor) of a run first seen with ``event``."""
+    """**Partition fixed by the first event**: (partition, anchor) of a run first seen with ``event``."""
     if event.nominal_start is not None:
         at = event.nominal_start.astimezone(UTC).replace(microsecond=0)
         point = entry.grid.floor(at) if entry.grid is not None else at
@@ -128,9 +133,9 @@ def judge(
     parent: LineageRun | None,
     current: RunRecord | None,
 ) -> Writes:
-    """Rules 1-5 for ``event`` of a job ``entry`` maps to ``node``, given the run's ``record``, its ``parent``'s
-    record (looked up only for a run not yet recorded) and the run state ``current`` of the partition the record
-    fixes (of the partition rule 2 gives, for a new run)."""
+    """**Once per run and type** to **The writers' rules** for ``event`` of a job ``entry`` maps to ``node``, given the
+    run's ``record``, its ``parent``'s record (looked up only for a run not yet recorded) and the run state ``current``
+    of the partition the record fixes (of the partition **Partition fixed by the first event** gives, for a new run)."""
     if record is not None and event.event_type in record.events:
         return Writes(Outcome.DUPLICATE, node, record.partition)
     if record is None:
@@ -150,7 +155,7 @@ def judge(
 
 
 def run_state(event: RunEvent, run: LineageRun, state: RunState) -> RunRecord:
-    """Rule 5."""
+    """**The writers' rules**."""
     start = run.events.get(EventType.START) or run.events.get(EventType.RUNNING)
     ends = [at for kind, at in run.events.items() if kind in _TERMINAL]
     return RunRecord(
@@ -161,7 +166,8 @@ def run_state(event: RunEvent, run: LineageRun, state: RunState) -> RunRecord:
 
 
 def _newer(current: RunRecord, run: LineageRun) -> bool:
-    """Rule 4: whether the run state held by another run started after ``run`` did (this run's earliest event: its
-    START, or what came first when START is late or missing; never the nominal anchor, which a rerun shares)."""
+    """**Newest run only**: whether the run state held by another run started after ``run`` did (this run's earliest
+    event: its START, or what came first when START is late or missing; never the nominal anchor, which a rerun
+    shares)."""
     since = current.start_date or current.updated_at
     return since is not None and since > min(run.events.values())

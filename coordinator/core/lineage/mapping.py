@@ -1,4 +1,5 @@
-"""Which OpenLineage jobs are nodes of the graph, and how a run of one becomes a partition (semantics rule 18a).
+"""Which OpenLineage jobs are nodes of the graph, and how a run of one becomes a partition
+(semantics `lineage-mapping`).
 
 Declared in ``dependencies.json`` under ``"openlineage"`` (read by ``coordinator.core.spec.lineage``)::
 
@@ -7,23 +8,23 @@ Declared in ``dependencies.json`` under ``"openlineage"`` (read by ``coordinator
       {"namespace": "spark-*", "job": "export_*", "instance": "spark"}
     ]
 
-Rules (semantics rule 18a):
-1. Entries are tried in file order; the first whose ``namespace`` and ``job`` patterns (``fnmatch``: ``*``, ``?``,
-   ``[...]``, case-sensitive) both match names the node. A job no entry matches is not a node: its events are
-   answered 2xx and ignored (a client that tees every event to the receiver is not an error).
-2. The node is ``{instance}/{dag}``; without ``dag`` the job's own name is the dag id, which must then be a valid
-   one (an event whose job name is not is refused, naming the entry). Several jobs may map to one node (a dbt
-   invocation's models as one node is mapping the invocation's job; many nodes is a pattern over the models). A node
-   the graph does not hold (no DAG names it: nothing waits for it) is not written: its events are answered and
-   ignored, so a pattern over every job of a namespace (an Airflow's task jobs ``dag.task`` among its DAG runs)
-   writes only what a dependent reads.
-3. The partition of a run: the ``nominalTime`` facet's ``nominalStartTime`` when the producer sends it; otherwise
-   (``"partition": "auto"``, the default) the run's anchor time placed on the node's grid by ``slot``; with
-   ``"partition": "nominal"`` an event without ``nominalTime`` is refused (400).
-4. ``slot`` ``"previous"`` (default, Airflow's logical date): a run at time t belongs to the latest grid interval
-   that ENDED at or before t, and the partition is that interval's start (a daily job at 02:00 on the 21st is the
-   20th's, like Airflow's scheduled run of the 20th that starts at midnight on the 21st). ``"current"``: the latest
-   grid point at or before t (a run at 02:00 on the 21st is the 21st's).
+Rules (semantics `lineage-mapping`):
+- **First match.** Entries are tried in file order; the first whose ``namespace`` and ``job`` patterns (``fnmatch``:
+  ``*``, ``?``, ``[...]``, case-sensitive) both match names the node. A job no entry matches is not a node: its events
+  are answered 2xx and ignored (a client that tees every event to the receiver is not an error).
+- **The node** is ``{instance}/{dag}``; without ``dag`` the job's own name is the dag id, which must then be a valid one
+  (an event whose job name is not is refused, naming the entry). Several jobs may map to one node (a dbt invocation's
+  models as one node is mapping the invocation's job; many nodes is a pattern over the models). A node the graph does
+  not hold (no DAG names it: nothing waits for it) is not written: its events are answered and ignored, so a pattern
+  over every job of a namespace (an Airflow's task jobs ``dag.task`` among its DAG runs) writes only what a dependent
+  reads.
+- **The partition** of a run: the ``nominalTime`` facet's ``nominalStartTime`` when the producer sends it; otherwise
+  (``"partition": "auto"``, the default) the run's anchor time placed on the node's grid by ``slot``; with
+  ``"partition": "nominal"`` an event without ``nominalTime`` is refused (400).
+- **Slot.** ``slot`` ``"previous"`` (default, Airflow's logical date): a run at time t belongs to the latest grid
+  interval that ENDED at or before t, and the partition is that interval's start (a daily job at 02:00 on the 21st is
+  the 20th's, like Airflow's scheduled run of the 20th that starts at midnight on the 21st). ``"current"``: the latest
+  grid point at or before t (a run at 02:00 on the 21st is the 21st's).
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from coordinator.core.model import NAME_RE, NodeId
 
 
 class PartitionSource(StrEnum):
-    """Where a run's partition comes from (rule 3)."""
+    """Where a run's partition comes from (**The partition**)."""
 
     AUTO = "auto"
     NOMINAL = "nominal"
 
 
 class Slot(StrEnum):
-    """How an anchor time is placed on a grid (rule 4)."""
+    """How an anchor time is placed on a grid (**Slot**)."""
 
     PREVIOUS = "previous"
     CURRENT = "current"
@@ -53,12 +54,13 @@ class Slot(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class LineageJob:
-    """One entry of ``"openlineage"``: which jobs, which node, which partition (rules 1-4)."""
+    """One entry of ``"openlineage"``: which jobs, which node, which partition (**First match**, **The node**,
+    **The partition** and **Slot**)."""
 
     namespace: str
     job: str
     instance: str
-    #: The node's dag id; None: the job's own name (rule 2).
+    #: The node's dag id; None: the job's own name (**The node**).
     dag: str | None = None
     partition: PartitionSource = PartitionSource.AUTO
     slot: Slot = Slot.PREVIOUS
@@ -72,14 +74,14 @@ class LineageJob:
         return fnmatchcase(namespace, self.namespace) and fnmatchcase(job, self.job)
 
     def node_for(self, job: str) -> NodeId | None:
-        """Rule 2: the node a matched job is; None when the job's name cannot be a dag id."""
+        """**The node**: the node a matched job is; None when the job's name cannot be a dag id."""
         dag = self.dag if self.dag is not None else job
         if not NAME_RE.match(dag) or dag in (".", ".."):
             return None
         return NodeId(self.instance, dag)
 
     def place(self, at: datetime) -> datetime:
-        """Rule 4: the partition (a grid point, UTC) of a run anchored at ``at``. Needs a grid (rule 3)."""
+        """**Slot**: the partition (a grid point, UTC) of a run anchored at ``at``. Needs a grid (**The partition**)."""
         assert self.grid is not None, "partition: auto needs a grid (the loader refuses one without)"
         point = self.grid.floor(at)
         return self.grid.prev(point) if self.slot is Slot.PREVIOUS else point
@@ -90,8 +92,8 @@ class LineageJob:
 
 
 def entry_for(jobs: tuple[LineageJob, ...], node: NodeId) -> LineageJob | None:
-    """The first entry that can name ``node`` (rule 1 read backwards: its fixed ``dag``, or a job pattern matching
-    the dag id), or None: a node no entry names is not an OpenLineage node."""
+    """The first entry that can name ``node`` (**First match** read backwards: its fixed ``dag``, or a job pattern
+    matching the dag id), or None: a node no entry names is not an OpenLineage node."""
     for entry in jobs:
         if entry.instance == node.instance and (
             entry.dag == node.dag_id or (entry.dag is None and fnmatchcase(node.dag_id, entry.job))
@@ -101,7 +103,7 @@ def entry_for(jobs: tuple[LineageJob, ...], node: NodeId) -> LineageJob | None:
 
 
 def match(jobs: tuple[LineageJob, ...], namespace: str, job: str) -> LineageJob | None:
-    """Rule 1: the first entry matching (namespace, job), or None."""
+    """**First match**: the first entry matching (namespace, job), or None."""
     for entry in jobs:
         if entry.matches(namespace, job):
             return entry

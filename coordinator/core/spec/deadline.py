@@ -1,32 +1,32 @@
 """Reading a DAG's ``expected_by`` (its per-partition deadline), for the spec loader, and the deadline it sets.
 
-Rules (``docs/semantics.md``, rule 13):
-1. Pure, like the loader: a value in, an :class:`ExpectedBy` out, every problem reported through ``add`` with its
-   JSON path and a hint; nothing raises.
-2. ``expected_by`` has exactly one anchor: ``after_end`` or ``after_start`` (a duration after the partition's window
-   end or start) or ``at`` (``HH:MM`` wall-clock in the DAG's grid time zone, ``day_offset`` days after the
-   partition's local date, default 0). Wall-clock arithmetic happens in the zone, so a DST change moves the UTC
-   instant and not the local time. A time that does not exist that day (inside a spring-forward gap) resolves
-   forward like ``zoneinfo`` does (fold 0); an ambiguous one (autumn) is its first occurrence.
-3. Optional: ``warn`` (a slack: ``at_risk`` when the predicted finish is after the deadline minus it; default 0),
-   ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see ``core.deadline.states``) and
-   ``from`` (a date or partition before which no partition has a deadline, so declaring one does not alert about
-   history).
-   Alerting (``core.deadline.alerts``): ``hold`` (a duration a state must last before its handlers run; default 0:
-   at once) and ``realert`` (default false: a state already alerted for a partition is not alerted again after a
-   return to ``on_time``).
-4. Without a grid a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.
-5. An ``expected_by`` never changes when a DAG is due, so it is not part of the DAG's shape (graph rule 4).
-6. Escalation (``levels``, optional): a non-empty list of ``{"name", "slack", "handlers"}``, each an alert level of
-   its own (``core.deadline.levels``): ``name`` (a short identifier, unique in the list), ``slack`` (the level's
-   ``warn``: ``at_risk`` for this level when the predicted finish is after the deadline minus it; default 0),
-   ``handlers`` (DAG references run for this level's transitions; resolved by the loader like ``on_late_of``).
-   Levels add alerts, they change nothing else: the DAG's own state, ``warn`` and ``on_late_of`` stay as they are,
-   and a rule without ``levels`` keeps its :meth:`ExpectedBy.item` (and the graph digest) unchanged.
-7. A task deadline (``task``, optional): a task id of this DAG, written like an edge's ``task``; the deadline is
-   then judged on that task's state in the partition (``core.deadline.states`` rule 8) and ``duration`` is the
-   task's. Which task ids a DAG has cannot be checked offline; a task id that cannot be part of a key is an error.
-   A rule without ``task`` keeps its item (and the graph digest) unchanged.
+Rules (semantics `deadlines-judged`):
+- **Pure**, like the loader: a value in, an :class:`ExpectedBy` out, every problem reported through ``add`` with its
+  JSON path and a hint; nothing raises.
+- **One anchor.** ``expected_by`` has exactly one anchor: ``after_end`` or ``after_start`` (a duration after the
+  partition's window end or start) or ``at`` (``HH:MM`` wall-clock in the DAG's grid time zone, ``day_offset`` days
+  after the partition's local date, default 0). Wall-clock arithmetic happens in the zone, so a DST change moves the UTC
+  instant and not the local time. A time that does not exist that day (inside a spring-forward gap) resolves forward
+  like ``zoneinfo`` does (fold 0); an ambiguous one (autumn) is its first occurrence.
+- **Optional fields.** Optional: ``warn`` (a slack: ``at_risk`` when the predicted finish is after the deadline minus
+  it; default 0), ``duration`` (this DAG's expected run time: a duration, or ``"learned"``, see
+  ``core.deadline.states``) and ``from`` (a date or partition before which no partition has a deadline, so declaring one
+  does not alert about history). Alerting (``core.deadline.alerts``): ``hold`` (a duration a state must last before its
+  handlers run; default 0: at once) and ``realert`` (default false: a state already alerted for a partition is not
+  alerted again after a return to ``on_time``).
+- **Without a grid** a partition's window is the instant itself: ``after_end`` then means the same as ``after_start``.
+- **Not part of the shape.** An ``expected_by`` never changes when a DAG is due, so it is not part of the DAG's shape
+  (``graph``'s **Grids in the shape only when present**).
+- **Escalation levels.** Escalation (``levels``, optional): a non-empty list of ``{"name", "slack", "handlers"}``, each
+  an alert level of its own (``core.deadline.levels``): ``name`` (a short identifier, unique in the list), ``slack``
+  (the level's ``warn``: ``at_risk`` for this level when the predicted finish is after the deadline minus it; default
+  0), ``handlers`` (DAG references run for this level's transitions; resolved by the loader like ``on_late_of``). Levels
+  add alerts, they change nothing else: the DAG's own state, ``warn`` and ``on_late_of`` stay as they are, and a rule
+  without ``levels`` keeps its :meth:`ExpectedBy.item` (and the graph digest) unchanged.
+- **Task deadlines.** A task deadline (``task``, optional): a task id of this DAG, written like an edge's ``task``; the
+  deadline is then judged on that task's state in the partition (``core.deadline.states``' **Task deadlines**) and
+  ``duration`` is the task's. Which task ids a DAG has cannot be checked offline; a task id that cannot be part of a key
+  is an error. A rule without ``task`` keeps its item (and the graph digest) unchanged.
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ MAX_DAY_OFFSET = 366
 
 @dataclass(frozen=True, slots=True)
 class Level:
-    """One escalation level (rule 6). ``handlers`` are references as written until the loader resolves them to
-    qualified DAG names (``instance/dag_id``)."""
+    """One escalation level (**Escalation levels**). ``handlers`` are references as written until the loader resolves
+    them to qualified DAG names (``instance/dag_id``)."""
 
     name: str
     #: Seconds before the deadline from which a predicted finish puts this level ``at_risk`` (its ``warn``).
@@ -96,7 +96,7 @@ class Level:
 
 @dataclass(frozen=True, slots=True)
 class ExpectedBy:
-    """A DAG's deadline rule (rules 2-3). ``anchor`` is one of :data:`ANCHORS`."""
+    """A DAG's deadline rule (**One anchor** and **Optional fields**). ``anchor`` is one of :data:`ANCHORS`."""
 
     anchor: str
     #: Seconds after the window's end or start (``after_*``); 0 for ``at``.
@@ -110,13 +110,13 @@ class ExpectedBy:
     learned: bool = False
     #: Canonical partition; partitions before it have no deadline.
     start: str | None = None
-    #: Seconds a state must last before its handlers run (rule 3); 0: at once.
+    #: Seconds a state must last before its handlers run (**Optional fields**); 0: at once.
     hold: int = 0
-    #: Alert a state again after a return to on_time within the same partition (rule 3).
+    #: Alert a state again after a return to on_time within the same partition (**Optional fields**).
     realert: bool = False
-    #: Escalation levels (rule 6), in the order written; empty: the single-level form.
+    #: Escalation levels (**Escalation levels**), in the order written; empty: the single-level form.
     levels: tuple[Level, ...] = ()
-    #: The task whose state the deadline is judged on (rule 7); None: the DAG run's.
+    #: The task whose state the deadline is judged on (**Task deadlines**); None: the DAG run's.
     task: str | None = None
 
     def applies(self, partition: str) -> bool:
@@ -179,7 +179,7 @@ class ExpectedBy:
                    hold, realert, levels, task)  # fmt: skip
 
     def deadline(self, grid: Grid | None, partition: str) -> datetime:
-        """The UTC instant by which ``partition`` should have succeeded (rules 2 and 4)."""
+        """The UTC instant by which ``partition`` should have succeeded (**One anchor** and **Without a grid**)."""
         return _deadline(self, grid, partition)
 
     def deadlines(self, grid: Grid | None) -> Mapping[str, datetime]:
@@ -226,7 +226,8 @@ def _deadline(rule: ExpectedBy, grid: Grid | None, partition: str) -> datetime:
 
 @lru_cache(maxsize=1 << 16)
 def window_end(grid: Grid | None, partition: str) -> datetime:
-    """The end of ``partition``'s window (rule 4: the partition itself without a grid), cached (croniter is slow)."""
+    """The end of ``partition``'s window (**Without a grid**: the partition itself without a grid), cached (croniter is
+    slow)."""
     start = partition_datetime(partition)
     return grid.next(start) if grid is not None else start
 
@@ -318,12 +319,12 @@ def read_expected_by(value: Any, path: JsonPath, add: Add) -> ExpectedBy | None:
 
 
 def is_task_id(raw: object) -> bool:
-    """An Airflow task id that can be part of a key, checked like an edge's ``task`` (rule 7)."""
+    """An Airflow task id that can be part of a key, checked like an edge's ``task`` (**Task deadlines**)."""
     return isinstance(raw, str) and bool(_TASK_RE.match(raw)) and bool(NAME_RE.match(raw)) and len(raw) <= 250
 
 
 def read_levels(value: Any, path: JsonPath, add: Add) -> tuple[Level, ...] | None:
-    """Rule 6's ``levels``; None after reporting what is wrong (every problem, not only the first)."""
+    """**Escalation levels**' ``levels``; None after reporting what is wrong (every problem, not only the first)."""
     if not isinstance(value, list) or not value:
         what = "an empty list" if isinstance(value, list) else type(value).__name__
         add(path, f"expected a non-empty list of levels, got {what}", LEVELS_HINT)

@@ -1,19 +1,21 @@
 """Reading a DAG's ``partitions`` grid and the ``{"dag": REF, "offset": k}`` edge form, for the spec loader.
 
 Rules:
-1. Pure, like the loader: values in, a :class:`Grid` / an offset out, every problem reported through ``add`` with its
-   JSON path and a hint; nothing raises.
-2. ``partitions`` is ``{"cron": "<5 fields>", "timezone": "<IANA name>"}`` (timezone default ``UTC``), checked when
-   the file loads (croniter for the cron, zoneinfo for the zone), so a typo never reaches the planner.
-3. An edge object has ``dag`` (required), ``offset`` (an integer, default 0), ``shift`` (a signed duration,
-   ``coordinator.core.duration``), ``member`` (``"first"``, ``"last"`` or an integer index), ``task`` (an Airflow
-   task id) and ``condition`` (``"success"`` or ``"finished"``), and nothing else. Whether an offset or a member is
-   allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec.loader` checks that after resolving.
-4. A cron preset (``@daily`` ...) is stored as its 5-field cron (``coordinator.core.grid``, rule 6).
-5. A mapping that can never map anything is an error (:func:`mapping_problem`): a shift that never lands on the
-   upstream's grid, a member index no window has. "Never" is judged on the dependent's grid points over a fixed
-   sample (:data:`SAMPLE_FROM`, four years or :data:`SAMPLE_POINTS` points: a daily grid's DST changes, a yearly
-   grid's leap day); a valid mapping stops at its first hit, so checking costs nothing for the files that pass.
+- **Pure**, like the loader: values in, a :class:`Grid` / an offset out, every problem reported through ``add`` with its
+  JSON path and a hint; nothing raises.
+- **Partitions.** ``partitions`` is ``{"cron": "<5 fields>", "timezone": "<IANA name>"}`` (timezone default ``UTC``),
+  checked when the file loads (croniter for the cron, zoneinfo for the zone), so a typo never reaches the planner.
+- **Edge objects.** An edge object has ``dag`` (required), ``offset`` (an integer, default 0), ``shift`` (a signed
+  duration, ``coordinator.core.duration``), ``member`` (``"first"``, ``"last"`` or an integer index), ``task`` (an
+  Airflow task id) and ``condition`` (``"success"`` or ``"finished"``), and nothing else. Whether an offset or a member
+  is allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec.loader` checks that after
+  resolving.
+- **Cron presets.** A cron preset (``@daily`` ...) is stored as its 5-field cron (``coordinator.core.grid``'s
+  **Cron presets**).
+- **Mappings that never map.** A mapping that can never map anything is an error (:func:`mapping_problem`): a shift that
+  never lands on the upstream's grid, a member index no window has. "Never" is judged on the dependent's grid points
+  over a fixed sample (:data:`SAMPLE_FROM`, four years or :data:`SAMPLE_POINTS` points: a daily grid's DST changes, a
+  yearly grid's leap day); a valid mapping stops at its first hit, so checking costs nothing for the files that pass.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ MEMBER_HINT = 'write "first", "last" or an index into the window (0-based; -1 is
 CONDITION_HINT = 'write "success" (the default) or "finished" (success or failed: the upstream merely finished)'
 
 
-#: Where the sample of rule 5 starts (a Monday, a leap year); fixed so validation is deterministic.
+#: Where the sample of **Mappings that never map** starts (a Monday, a leap year); fixed so validation is deterministic.
 SAMPLE_FROM = datetime(2024, 1, 1, tzinfo=UTC)
 SAMPLE_SPAN = timedelta(days=4 * 366)
 SAMPLE_POINTS = 500
@@ -138,7 +140,7 @@ def read_partitions(value: Any, path: JsonPath, add: Add) -> Grid | None:
 
 
 def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenEdge | None:
-    """The fields of an edge object (rule 3); None after reporting what is wrong."""
+    """The fields of an edge object (**Edge objects**); None after reporting what is wrong."""
     check_fields(value, path, EDGE_FIELDS, add)
     problems: list[JsonPath] = []
 
@@ -209,7 +211,8 @@ def edge_offsets(
     add: Add,
 ) -> tuple[tuple[NodeId, int], ...]:
     """The non-zero offsets of ``node``'s edges, sorted by source; an offset written on an edge without grids on both
-    sides is reported at its ``offset`` key (rule 3). ``sources``: source -> (path of its ``dag`` value, offset)."""
+    sides is reported at its ``offset`` key (**Edge objects**). ``sources``: source -> (path of its ``dag`` value,
+    offset)."""
     found = []
     for src, (path, offset) in sources.items():
         if offset is None:
@@ -228,8 +231,8 @@ def edge_offsets(
 
 
 def _sample(grid: Grid) -> Iterator[datetime]:
-    """Grid points from :data:`SAMPLE_FROM` on (rule 5), the first one included; lazily, so a check stops at its
-    first hit."""
+    """Grid points from :data:`SAMPLE_FROM` on (**Mappings that never map**), the first one included; lazily, so a check
+    stops at its first hit."""
     point = grid.floor(SAMPLE_FROM)
     for _ in range(SAMPLE_POINTS):
         yield point
@@ -239,8 +242,8 @@ def _sample(grid: Grid) -> Iterator[datetime]:
 
 
 def mapping_problem(down: Grid | None, up: Grid | None, mapping: EdgeMap, source: str) -> tuple[str, str] | None:
-    """(what, hint) when ``mapping`` can never map a partition of D (rule 5); None when it can or cannot be judged
-    (no grid on the dependent's side: its partitions are whatever dates runs have)."""
+    """(what, hint) when ``mapping`` can never map a partition of D (**Mappings that never map**); None when it can or
+    cannot be judged (no grid on the dependent's side: its partitions are whatever dates runs have)."""
     if down is None or (up is None and mapping.member is None):
         return None
     if mapping.member is None and mapping.shift is not None:

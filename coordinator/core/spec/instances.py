@@ -7,17 +7,17 @@ or an outside writer (``coordinator mark``).
 ```
 
 Rules:
-1. Pure and exhaustive, like the loader: every problem goes to ``report(path, what, hint)``; the file does not load.
-2. Absent ``kind`` is ``"airflow"``: every file written before kinds existed means what it meant.
-3. Nothing asks an external instance anything: ``validate --airflow``, ``doctor`` and the watcher skip it (no REST
-   call, no error about its missing URL).
-4. The coordinator never triggers a DAG of an external instance (there is no Airflow to trigger it in), so such a
-   DAG may have no ``upstreams`` (a self-dependency included), no ``on_failure_of``, no ``on_late_of``, and no
-   deadline level may name it as a handler: each is refused here, where the user can fix it, rather than by the
-   watcher failing the trigger for ever.
-5. Nothing records an external DAG's tasks (task states come from the Airflow plugin only): an edge or a deadline
-   naming one of its tasks would wait for ever, and is refused. Assets live in Airflows: a route from or to an
-   external instance is refused.
+- **Pure and exhaustive**, like the loader: every problem goes to ``report(path, what, hint)``; the file does not load.
+- **Airflow by default.** Absent ``kind`` is ``"airflow"``: every file written before kinds existed means what it meant.
+- **Never asked.** Nothing asks an external instance anything: ``validate --airflow``, ``doctor`` and the watcher skip
+  it (no REST call, no error about its missing URL).
+- **Never triggered.** The coordinator never triggers a DAG of an external instance (there is no Airflow to trigger it
+  in), so such a DAG may have no ``upstreams`` (a self-dependency included), no ``on_failure_of``, no ``on_late_of``,
+  and no deadline level may name it as a handler: each is refused here, where the user can fix it, rather than by the
+  watcher failing the trigger for ever.
+- **No task states.** Nothing records an external DAG's tasks (task states come from the Airflow plugin only): an edge
+  or a deadline naming one of its tasks would wait for ever, and is refused. Assets live in Airflows: a route from or to
+  an external instance is refused.
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from coordinator.core.spec.triggered import level_handlers, trigger_reasons
 
 
 class InstanceKind(StrEnum):
-    """What an instance is (rule 2: ``airflow`` when the file does not say)."""
+    """What an instance is (**Airflow by default**: ``airflow`` when the file does not say)."""
 
     AIRFLOW = "airflow"
-    #: No Airflow: its DAGs are OpenLineage jobs or written by ``coordinator mark`` (rules 3-5).
+    #: No Airflow: its DAGs are OpenLineage jobs or written by ``coordinator mark`` (**Never asked**,
+    #: **Never triggered** and **No task states**).
     EXTERNAL = "external"
 
 
@@ -50,7 +51,7 @@ KIND_HINT = (
 
 
 def read_kind(body: Mapping[str, Any], path: JsonPath, report: Report) -> InstanceKind:
-    """The instance's ``kind`` (rule 2); ``airflow`` after reporting an invalid one."""
+    """The instance's ``kind`` (**Airflow by default**); ``airflow`` after reporting an invalid one."""
     value = body.get("kind", InstanceKind.AIRFLOW.value)
     if isinstance(value, str) and value in tuple(InstanceKind):
         return InstanceKind(value)
@@ -67,7 +68,8 @@ def check_external(
     doc: Mapping[str, Any],
     report: Report,
 ) -> None:
-    """Rules 4-5 for every DAG of an external instance, and the asset routes naming one."""
+    """**Never triggered** and **No task states** for every DAG of an external instance, and the asset routes naming
+    one."""
     if not external:
         return
     handlers = level_handlers(dags.values())

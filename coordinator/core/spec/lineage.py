@@ -1,6 +1,6 @@
 """The ``"openlineage"`` section of ``dependencies.json``: which OpenLineage jobs are nodes of the graph (semantics
-rule 18a). What each field means is :mod:`coordinator.core.lineage.mapping`'s docstring; this module reads the
-section and refuses what could never work, like :mod:`coordinator.core.spec.routes` does for ``"assets"``.
+semantics `lineage-mapping`). What each field means is :mod:`coordinator.core.lineage.mapping`'s docstring; this module
+reads the section and refuses what could never work, like :mod:`coordinator.core.spec.routes` does for ``"assets"``.
 
 ```json
 "openlineage": [{"namespace": "dbt_prod", "job": "jaffle.main.jaffle.orders.build.run", "instance": "analytics",
@@ -8,22 +8,23 @@ section and refuses what could never work, like :mod:`coordinator.core.spec.rout
 ```
 
 Rules:
-1. Pure and exhaustive, like the loader: every problem goes to ``report(path, what, hint)`` with its JSON path (the
-   loader adds the line), and the file does not load. Read after the DAGs are resolved: an entry is judged against
-   the nodes it maps.
-2. ``namespace`` and ``job`` are ``fnmatch`` patterns: non-empty, at most :data:`MAX_PATTERN_LEN` characters, no
-   control characters. ``instance`` must be declared; ``dag`` is a dag id (the instance is its own field).
-3. The node an entry maps is FIXED when it has ``dag``, or a ``job`` without wildcards, which must then be a dag id
-   itself (mapping rule 2). A wildcard ``job`` without ``dag`` maps the instance's DAGs whose id it matches; the
-   DAGs of this file are the ones it can check.
-4. The grid: a fixed node's own ``partitions`` win, and the entry's may only repeat them (one node placed on one grid
-   and waited for on another would never line up). A DAG matched by a wildcard that declares a grid must declare
-   the entry's. ``"partition": "auto"`` without a grid is refused: an event without ``nominalTime`` (dbt-ol sends
-   none) could not be placed.
-5. A mapped node runs when its producer runs it, never because the coordinator triggers it: it may have no
-   upstreams (a self-dependency included), no ``on_failure_of``, no ``on_late_of``, and no deadline level may name
-   it as a handler.
-6. Two entries with the same ``namespace`` and ``job`` patterns: the second never matches (mapping rule 1).
+- **Pure and exhaustive**, like the loader: every problem goes to ``report(path, what, hint)`` with its JSON path (the
+  loader adds the line), and the file does not load. Read after the DAGs are resolved: an entry is judged against the
+  nodes it maps.
+- **Patterns.** ``namespace`` and ``job`` are ``fnmatch`` patterns: non-empty, at most :data:`MAX_PATTERN_LEN`
+  characters, no control characters. ``instance`` must be declared; ``dag`` is a dag id (the instance is its own field).
+- **Fixed nodes.** The node an entry maps is FIXED when it has ``dag``, or a ``job`` without wildcards, which must then
+  be a dag id itself (``lineage.mapping``'s **The node**). A wildcard ``job`` without ``dag`` maps the instance's DAGs
+  whose id it matches; the DAGs of this file are the ones it can check.
+- **The grid**: a fixed node's own ``partitions`` win, and the entry's may only repeat them (one node placed on one grid
+  and waited for on another would never line up). A DAG matched by a wildcard that declares a grid must declare the
+  entry's. ``"partition": "auto"`` without a grid is refused: an event without ``nominalTime`` (dbt-ol sends none) could
+  not be placed.
+- **Producers run mapped nodes.** A mapped node runs when its producer runs it, never because the coordinator triggers
+  it: it may have no upstreams (a self-dependency included), no ``on_failure_of``, no ``on_late_of``, and no deadline
+  level may name it as a handler.
+- **Duplicate patterns.** Two entries with the same ``namespace`` and ``job`` patterns: the second never matches
+  (``lineage.mapping``'s **First match**).
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ _Choice = TypeVar("_Choice", PartitionSource, Slot)
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One entry as written, its fields valid one by one; rules 3-5 are judged against the graph afterwards."""
+    """One entry as written, its fields valid one by one; **Fixed nodes**, **The grid** and
+    **Producers run mapped nodes** are judged against the graph afterwards."""
 
     path: JsonPath
     namespace: str
@@ -79,7 +81,7 @@ class _Entry:
 
     @property
     def fixed(self) -> NodeId | None:
-        """The one node the entry maps (rule 3), or None for a wildcard job without ``dag``."""
+        """The one node the entry maps (**Fixed nodes**), or None for a wildcard job without ``dag``."""
         if self.dag is not None:
             return NodeId(self.instance, self.dag)
         return None if self.wildcard else NodeId(self.instance, self.job)
@@ -108,7 +110,7 @@ def read_lineage(
         if entry is None:
             continue
         first = seen.setdefault((entry.namespace, entry.job), entry.path)
-        if first != entry.path:  # rule 6
+        if first != entry.path:  # **Duplicate patterns**
             report(
                 entry.path,
                 f"the same namespace and job patterns as {format_path(first)}: this entry never matches",
@@ -122,7 +124,7 @@ def read_lineage(
 
 
 def _read_entry(body: Any, path: JsonPath, instances: set[str], report: Report) -> _Entry | None:
-    """The entry's fields (rule 2); None after reporting what is wrong."""
+    """The entry's fields (**Patterns**); None after reporting what is wrong."""
     if not isinstance(body, dict):
         report(path, f"expected an object, got {describe(body)}", LINEAGE_HINT)
         return None
@@ -187,7 +189,8 @@ def _read_choice(
 def _judge(
     entry: _Entry, index: int, dags: Mapping[NodeId, DagSpec], handlers: frozenset[str], report: Report
 ) -> LineageJob | None:
-    """Rules 3-5 for one entry: its nodes, its grid; None after reporting."""
+    """**Fixed nodes**, **The grid** and **Producers run mapped nodes** for one entry: its nodes, its grid; None after
+    reporting."""
     ok = True
     fixed = entry.fixed
     if entry.dag is None and not entry.wildcard and not _is_dag_id(entry.job):
@@ -215,7 +218,7 @@ def _judge(
             )
             ok = False
         if fixed is not None:
-            grid = spec.grid  # rule 4: the node's own grid wins
+            grid = spec.grid  # **The grid**: the node's own grid wins
     if grid is None and entry.partition is PartitionSource.AUTO:
         where = f"on {fixed} or on this entry" if fixed is not None else "on this entry"
         report(
@@ -231,7 +234,7 @@ def _judge(
 
 
 def _check_untriggered(entry: _Entry, index: int, spec: DagSpec, handlers: frozenset[str], report: Report) -> bool:
-    """Rule 5 for one mapped node; False after reporting."""
+    """**Producers run mapped nodes** for one mapped node; False after reporting."""
     why = trigger_reasons(spec, handlers)
     if not why:
         return True

@@ -1,35 +1,38 @@
 """``dependencies.json`` -> a validated :class:`Graph`. The format is documented in ``docs/dependencies.md``.
 
 Rules:
-1. Pure: :func:`parse_spec` takes text and a source name (for messages) and does no I/O; reading the file is the
-   shell's job (``coordinator.runtime.spec_file.load_spec``).
-2. Never stop at the first problem: every problem is collected and raised together in one :class:`SpecError`, each
-   formatted ``<file>[:line]: <JSON path>: <what is wrong> — <how to fix it>``. Only a JSON syntax error stops early
-   (there is no document to check yet); it carries ``line:col`` instead of a path.
-3. Two forms. The proof of concept's shorthand ``{"b": "a", "c": ["a", "b"]}`` keeps loading unchanged (every DAG in
-   the ``default`` instance). Any of the top-level keys ``version``, ``instances``, ``dags`` selects the extended
-   form, so a DAG with one of those names can only be declared in the extended form.
-4. A reference is ``dag_id`` or ``instance/dag_id`` (``/`` is outside Airflow's dag id charset, so the split is
-   unambiguous). A bare id resolves to the unique declared DAG with that id, else to an undeclared root in the
-   ``default`` instance; an id declared in two instances must be qualified. Undeclared DAGs become roots.
-5. The graph must be acyclic over success AND failure edges: the planner orders work along both.
-6. A DAG is either a success dependent (``upstreams``) or a failure handler (``on_failure_of``), never both: the
-   two trigger on different events for the same partition, and one Airflow run per partition cannot serve both.
-7. URLs and credentials are refused here: this file is shared and committed; connection settings live in the
-   instances settings file and the environment (see ``coordinator/runtime/settings.py``).
-8. A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset": k}``
-   (``coordinator.core.spec.grid``). An offset needs grids on both sides of its edge: without them the edge keeps
-   the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.
-9. An edge object may also carry ``shift``, ``member``, ``task`` and ``condition`` (``docs/dependencies.md``). A DAG
-   may name itself in ``upstreams`` only through an edge that points strictly into the past (a negative offset or
-   shift, neither positive): a GATE on its own earlier partitions, not an input and not a cycle. "Listed twice" is
-   about (DAG, task): a sensor on two tasks of one DAG is two edges. Every edge to one upstream DAG maps dates the
-   same way (offset, shift, member), and a member needs grids on both sides.
-10. The extended form may also share assets (``"assets"``, :mod:`coordinator.core.spec.routes`) and name OpenLineage
-    jobs as nodes (``"openlineage"``, :mod:`coordinator.core.spec.lineage`); the latter is read after references are
-    resolved, because an entry is judged against the DAGs it maps.
-11. An instance may declare ``"kind": "external"`` (no Airflow, :mod:`coordinator.core.spec.instances`): its DAGs are
-    never triggered, so the graph may not make one a dependent; judged after references are resolved, like rule 10.
+- **Pure**: :func:`parse_spec` takes text and a source name (for messages) and does no I/O; reading the file is the
+  shell's job (``coordinator.runtime.spec_file.load_spec``).
+- **Every problem at once.** Never stop at the first problem: every problem is collected and raised together in one
+  :class:`SpecError`, each formatted ``<file>[:line]: <JSON path>: <what is wrong> — <how to fix it>``. Only a JSON
+  syntax error stops early (there is no document to check yet); it carries ``line:col`` instead of a path.
+- **Two forms**. The proof of concept's shorthand ``{"b": "a", "c": ["a", "b"]}`` keeps loading unchanged (every DAG in
+  the ``default`` instance). Any of the top-level keys ``version``, ``instances``, ``dags`` selects the extended form,
+  so a DAG with one of those names can only be declared in the extended form.
+- **References.** A reference is ``dag_id`` or ``instance/dag_id`` (``/`` is outside Airflow's dag id charset, so the
+  split is unambiguous). A bare id resolves to the unique declared DAG with that id, else to an undeclared root in the
+  ``default`` instance; an id declared in two instances must be qualified. Undeclared DAGs become roots.
+- **Acyclic.** The graph must be acyclic over success AND failure edges: the planner orders work along both.
+- **Dependent or handler.** A DAG is either a success dependent (``upstreams``) or a failure handler
+  (``on_failure_of``), never both: the two trigger on different events for the same partition, and one Airflow run per
+  partition cannot serve both.
+- **No URLs or credentials.** URLs and credentials are refused here: this file is shared and committed; connection
+  settings live in the instances settings file and the environment (see ``coordinator/runtime/settings.py``).
+- **Grids and offsets.** A DAG may declare a partition grid (``partitions``) and an edge may be ``{"dag": REF, "offset":
+  k}`` (``coordinator.core.spec.grid``). An offset needs grids on both sides of its edge: without them the edge keeps
+  the exact-date join, where an offset has no meaning. A file without grids yields exactly today's graph.
+- **Extended edges.** An edge object may also carry ``shift``, ``member``, ``task`` and ``condition``
+  (``docs/dependencies.md``). A DAG may name itself in ``upstreams`` only through an edge that points strictly into the
+  past (a negative offset or shift, neither positive): a GATE on its own earlier partitions, not an input and not a
+  cycle. "Listed twice" is about (DAG, task): a sensor on two tasks of one DAG is two edges. Every edge to one upstream
+  DAG maps dates the same way (offset, shift, member), and a member needs grids on both sides.
+- **Assets and OpenLineage.** The extended form may also share assets (``"assets"``,
+  :mod:`coordinator.core.spec.routes`) and name OpenLineage jobs as nodes (``"openlineage"``,
+  :mod:`coordinator.core.spec.lineage`); the latter is read after references are resolved, because an entry is judged
+  against the DAGs it maps.
+- **External instances.** An instance may declare ``"kind": "external"`` (no Airflow,
+  :mod:`coordinator.core.spec.instances`): its DAGs are never triggered, so the graph may not make one a dependent;
+  judged after references are resolved, like **Assets and OpenLineage**.
 """
 
 from __future__ import annotations
@@ -211,18 +214,18 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
         )
         return None
     shorthand = not any(key in doc for key in FORM_KEYS)
-    external: set[str] = set()  # rule 11: filled by _read_instances
+    external: set[str] = set()  # **External instances**: filled by _read_instances
     if shorthand:
         instances, decls = {DEFAULT_INSTANCE}, _read_shorthand(doc, report)
     else:
         instances, decls = _read_extended(doc, report, external)
     dags, edges, declared = _resolve(decls, instances, shorthand, report)
-    routes = () if shorthand else read_routes(doc, instances, report.add)  # semantics rule 16a
-    # Semantics rule 18a; after _resolve, because an entry is judged against the DAGs it maps.
+    routes = () if shorthand else read_routes(doc, instances, report.add)  # semantics `asset-routes`
+    # Semantics `lineage-mapping`; after _resolve, because an entry is judged against the DAGs it maps.
     lineage = () if shorthand else read_lineage(doc, instances, dags, report.add)
     edge_paths = {(edge.source, edge.target): edge.path for edge in edges}
     declared_at = {decl.node: decl.path for decl in reversed(decls) if decl.node is not None}  # the first one wins
-    check_external(frozenset(external), dags, declared_at, edge_paths, doc, report.add)  # rule 11
+    check_external(frozenset(external), dags, declared_at, edge_paths, doc, report.add)  # **External instances**
     if report.problems:
         return None
     return Graph(
@@ -286,7 +289,8 @@ def _check_version(doc: Mapping[str, Any], report: _Report) -> None:
 
 
 def _read_instances(doc: Mapping[str, Any], report: _Report, external: set[str]) -> set[str]:
-    """The declared instance names; those of ``"kind": "external"`` are added to ``external`` (rule 11)."""
+    """The declared instance names; those of ``"kind": "external"`` are added to ``external``
+    (**External instances**)."""
     names = {DEFAULT_INSTANCE}  # implicitly declared: the shorthand's DAGs and bare undeclared references live there
     if "instances" not in doc:
         return names
@@ -377,7 +381,7 @@ def _declared_node(
 
 def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> tuple[_Ref, ...]:
     """A single reference or a non-empty list of them (a single string is accepted, like the shorthand); in the
-    extended form a reference may also be an edge object (rule 8)."""
+    extended form a reference may also be an edge object (**Grids and offsets**)."""
     single = isinstance(value, str) or (isinstance(value, dict) and spec is not _SHORTHAND)
     value = [value] if single else value
     if not isinstance(value, list):
@@ -460,7 +464,7 @@ def _instance_hint(name: str, instances: Iterable[str]) -> str:
 
 @dataclass(slots=True)
 class _Resolver:
-    """Turns references into nodes (rule 4), reporting invalid, ambiguous, self and repeated references."""
+    """Turns references into nodes (**References**), reporting invalid, ambiguous, self and repeated references."""
 
     declared: Mapping[NodeId, _Decl]
     instances: set[str]
@@ -514,7 +518,7 @@ class _Resolver:
         return [(node, ref) for (node, _), ref in found.items()]
 
     def _gate_ok(self, ref: _Ref, failure: bool) -> bool:
-        """Whether a self-reference is a valid gate (rule 9), reporting why not."""
+        """Whether a self-reference is a valid gate (**Extended edges**), reporting why not."""
         example = f'write {{"dag": "{ref.text}", "offset": -1}} (its previous partition) or a negative "shift"'
         if failure:
             self.report.add(
@@ -579,8 +583,8 @@ def _resolve(
 
 
 def _resolve_levels(node: NodeId, rule: ExpectedBy | None, path: JsonPath, resolver: _Resolver) -> ExpectedBy | None:
-    """The rule with each escalation level's handlers resolved to qualified names (deadline rule 6), reported like
-    ``on_late_of``'s references (unknown, ambiguous, this DAG itself)."""
+    """The rule with each escalation level's handlers resolved to qualified names (``spec.deadline``'s
+    **Escalation levels**), reported like ``on_late_of``'s references (unknown, ambiguous, this DAG itself)."""
     if rule is None or not rule.levels:
         return rule
     levels = []
@@ -599,7 +603,8 @@ def _check_edges(
     grids: Mapping[NodeId, Grid | None],
     report: _Report,
 ) -> tuple[EdgeSpec, ...]:
-    """The DAG's extended edges (graph rule 5), after checking rule 9's per-edge conditions."""
+    """The DAG's extended edges (``graph``'s **Sources are other DAGs**), after checking **Extended edges**' per-edge
+    conditions."""
     first_of: dict[NodeId, _Ref] = {}
     keep: set[NodeId] = set()
     for src, ref, failure in written:

@@ -1,25 +1,27 @@
 """Warnings about a valid ``dependencies.json``: things that load but are probably not what the author meant.
 
 Rules:
-1. Pure: a validated :class:`Graph` (with where the file wrote each DAG and edge) in, :class:`SpecWarning` values out.
-   A warning never makes the file invalid: ``coordinator validate`` prints it on stderr and still exits 0, and the
-   watcher adopts the graph as written.
-2. Each rule is an independent function ``Graph -> list[SpecWarning]`` listed in :data:`RULES`; :func:`spec_warnings`
-   runs them all, in that order. A rule reads only the graph, so rules can be added without touching one another.
-3. A warning names the JSON path of what it is about and ends with what to do, like a problem of ``spec.py``
-   (``file: $.path: warning: what — hint``).
-4. Near misses (:func:`near_miss_references`): a DAG that no key declares (so it became a root) and whose id is within
-   a small edit distance of another DAG of the graph is probably a typo (``"04_pipline"`` for ``"04_pipeline"``): the
-   dependent would wait for a DAG that never runs. The rarer of the two spellings is the suspect. Names that differ
-   in a number (``01_pipeline``/``02_pipeline``) or in a short label (``load_a``/``load_b``) are a series of
-   distinct DAGs, never a near miss (:func:`near_misses`).
-5. Exact dates across grids (:func:`exact_dates_across_grids`): an edge that joins equal logical dates while only one
-   side declares a grid triggers the dependent at the upstream's dates, which its own schedule has only if the two
-   schedules line up (a sensor without ``execution_delta`` between DAGs on different cron times).
-6. Impossible deadlines (:func:`impossible_deadlines`): a DAG whose ``expected_by`` deadline for a partition is
-   earlier than an upstream's deadline for a partition it needs plus this DAG's fixed ``duration`` (0 when learned)
-   promises what the upstream's own promise does not allow. Checked on one sample partition
-   (:data:`PROMISE_SAMPLE`): deadlines repeat with the grid.
+- **Warnings only.** Pure: a validated :class:`Graph` (with where the file wrote each DAG and edge) in,
+  :class:`SpecWarning` values out. A warning never makes the file invalid: ``coordinator validate`` prints it on stderr
+  and still exits 0, and the watcher adopts the graph as written.
+- **Independent checks.** Each rule is an independent function ``Graph -> list[SpecWarning]`` listed in :data:`RULES`;
+  :func:`spec_warnings` runs them all, in that order. A rule reads only the graph, so rules can be added without
+  touching one another.
+- **Path and hint.** A warning names the JSON path of what it is about and ends with what to do, like a problem of
+  ``spec.py`` (``file: $.path: warning: what — hint``).
+- **Near misses** (:func:`near_miss_references`): a DAG that no key declares (so it became a root) and
+  whose id is within a small edit distance of another DAG of the graph is probably a typo (``"04_pipline"`` for
+  ``"04_pipeline"``): the dependent would wait for a DAG that never runs. The rarer of the two spellings is the suspect.
+  Names that differ in a number (``01_pipeline``/``02_pipeline``) or in a short label (``load_a``/``load_b``) are a
+  series of distinct DAGs, never a near miss (:func:`near_misses`).
+- **Exact dates across grids** (:func:`exact_dates_across_grids`): an edge that joins equal
+  logical dates while only one side declares a grid triggers the dependent at the upstream's dates, which its own
+  schedule has only if the two schedules line up (a sensor without ``execution_delta`` between DAGs on different cron
+  times).
+- **Impossible deadlines** (:func:`impossible_deadlines`): a DAG whose ``expected_by`` deadline
+  for a partition is earlier than an upstream's deadline for a partition it needs plus this DAG's fixed ``duration`` (0
+  when learned) promises what the upstream's own promise does not allow. Checked on one sample partition
+  (:data:`PROMISE_SAMPLE`): deadlines repeat with the grid.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class SpecWarning:
     hint: str
 
     def format(self, source: str) -> str:
-        """``file: $.path: warning: what — hint`` (rule 3)."""
+        """``file: $.path: warning: what — hint`` (**Path and hint**)."""
         return f"{source}: {self.path}: warning: {self.message} — {self.hint}"
 
 
@@ -79,8 +81,8 @@ def edit_distance(a: str, b: str, limit: int) -> int:
 
 
 def _series(a: str, b: str) -> bool:
-    """True when ``a`` and ``b`` read as two members of a series (rule 4): different numbers (compared as numbers, so
-    ``6`` and ``06`` are the same), or the same words but for a short label."""
+    """True when ``a`` and ``b`` read as two members of a series (**Near misses**): different numbers (compared as
+    numbers, so ``6`` and ``06`` are the same), or the same words but for a short label."""
     if [int(n) for n in _NUMBER_RE.findall(a)] != [int(n) for n in _NUMBER_RE.findall(b)]:
         return True
     words_a, words_b = _WORD_RE.findall(a.lower()), _WORD_RE.findall(b.lower())
@@ -115,7 +117,7 @@ def close_dags(name: str, nodes: Iterable[NodeId]) -> list[NodeId]:
 
 
 def near_miss_references(graph: Graph) -> list[SpecWarning]:
-    """Rule 4: each reference to an undeclared DAG whose id is a near miss of another DAG's id.
+    """**Near misses**: each reference to an undeclared DAG whose id is a near miss of another DAG's id.
 
     A typo is the rarer spelling: the undeclared id is a suspect only if it is written at most as often as the other
     (its references, plus one for a declaration), so a root used consistently in several places is taken as meant,
@@ -146,7 +148,8 @@ def near_miss_references(graph: Graph) -> list[SpecWarning]:
 
 
 def exact_dates_across_grids(graph: Graph) -> list[SpecWarning]:
-    """Rule 5: each exact-date edge with a grid on one side only (no shift, member or offset says how dates map)."""
+    """**Exact dates across grids**: each exact-date edge with a grid on one side only (no shift, member or offset says
+    how dates map)."""
     found: list[SpecWarning] = []
     for node in sorted(graph.dags):
         spec = graph.dags[node]
@@ -175,13 +178,14 @@ def exact_dates_across_grids(graph: Graph) -> list[SpecWarning]:
     return found
 
 
-#: The partition a deadline promise is checked on (rule 6): a fixed date (checks stay pure and repeatable), the first
-#: grid point at or after it for a gridded DAG.
+#: The partition a deadline promise is checked on (**Impossible deadlines**): a fixed date (checks stay pure and
+#: repeatable), the first grid point at or after it for a gridded DAG.
 PROMISE_SAMPLE = datetime(2026, 1, 5, tzinfo=UTC)
 
 
 def impossible_deadlines(graph: Graph) -> list[SpecWarning]:
-    """Rule 6: each DAG whose deadline is earlier than an upstream's deadline plus its own fixed duration."""
+    """**Impossible deadlines**: each DAG whose deadline is earlier than an upstream's deadline plus its own fixed
+    duration."""
     found: list[SpecWarning] = []
     for node in sorted(graph.dags):
         spec = graph.dags[node]
@@ -216,10 +220,10 @@ def impossible_deadlines(graph: Graph) -> list[SpecWarning]:
 
 
 Rule = Callable[[Graph], list[SpecWarning]]
-#: Every rule, in the order their warnings are printed (rule 2).
+#: Every rule, in the order their warnings are printed (**Independent checks**).
 RULES: Sequence[Rule] = (near_miss_references, exact_dates_across_grids, impossible_deadlines)
 
 
 def spec_warnings(graph: Graph, rules: Sequence[Rule] = RULES) -> list[SpecWarning]:
-    """The warnings of every rule about ``graph`` (rule 2)."""
+    """The warnings of every rule about ``graph`` (**Independent checks**)."""
     return [warning for rule in rules for warning in rule(graph)]

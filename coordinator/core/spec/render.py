@@ -1,10 +1,12 @@
 """Render a validated :class:`Graph` as text, Mermaid or Graphviz dot, for ``coordinator graph``.
 
 Rules:
-1. Pure and deterministic: DAGs in topological order (ties by name), so the output diffs cleanly in reviews.
-2. Failure edges look different from success edges in every format (``on failure``, dashed), because they mean the
-   opposite outcome.
-3. Instances become subgraphs only when DAGs live in more than one; a single instance would be a useless box.
+- **Deterministic.** Pure and deterministic: DAGs in topological order (ties by name), so the output diffs cleanly in
+  reviews.
+- **Failure edges look different** from success edges in every format (``on failure``, dashed), because they mean the
+  opposite outcome.
+- **Instances as subgraphs.** Instances become subgraphs only when DAGs live in more than one; a single instance would
+  be a useless box.
 """
 
 from __future__ import annotations

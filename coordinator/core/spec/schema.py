@@ -1,11 +1,12 @@
 """The JSON Schema (draft 2020-12) of ``dependencies.json``, for editors and other tools.
 
 Rules:
-1. Built from the loader's own constants (name pattern, form keys, version); tests keep the field lists equal to the
-   loader's, and ``docs/dependencies.schema.json`` (a committed copy) equal to :func:`schema_text`.
-2. The schema describes shape only. What needs the whole file (reference resolution, ambiguity, declared
-   instances, cycles) is checked by :mod:`coordinator.core.spec.loader` alone, so ``coordinator validate`` is the
-   authority.
+- **From the loader's constants.** Built from the loader's own constants (name pattern, form keys, version); tests keep
+  the field lists equal to the loader's, and ``docs/dependencies.schema.json`` (a committed copy) equal to
+  :func:`schema_text`.
+- **Shape only.** The schema describes shape only. What needs the whole file (reference resolution, ambiguity, declared
+  instances, cycles) is checked by :mod:`coordinator.core.spec.loader` alone, so ``coordinator validate`` is the
+  authority.
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """Reading JSON for the spec loader: problems with a file, a JSON path and a line, duplicate keys, type names.
 
 Rules:
-1. Pure: text in, values and :class:`Problem` values out; nothing here raises on bad input except :func:`decode`,
-   which raises :class:`JsonSyntaxError` carrying a ready-made problem.
-2. A JSON path is a tuple of keys and indexes, rendered ``$.dags.etl.upstreams[2]``; a key that is not a plain
-   word is rendered in brackets (``$.dags["team_a/etl"]``) because dag ids may contain ``.``; a very long key is
-   shortened with ``...``.
-3. Duplicate keys are detected by the ``object_pairs_hook`` (the standard decoder silently keeps the last value, so
-   a repeated entry would otherwise vanish without a word); lines are found afterwards by a tokenizer that only ever
-   runs on text the decoder already accepted.
+- **Pure**: text in, values and :class:`Problem` values out; nothing here raises on bad input except :func:`decode`,
+  which raises :class:`JsonSyntaxError` carrying a ready-made problem.
+- **JSON paths.** A JSON path is a tuple of keys and indexes, rendered ``$.dags.etl.upstreams[2]``; a key that is not a
+  plain word is rendered in brackets (``$.dags["team_a/etl"]``) because dag ids may contain ``.``; a very long key is
+  shortened with ``...``.
+- **Duplicate keys** are detected by the ``object_pairs_hook`` (the standard decoder silently keeps the last value, so a
+  repeated entry would otherwise vanish without a word); lines are found afterwards by a tokenizer that only ever runs
+  on text the decoder already accepted.
 """
 
 from __future__ import annotations
