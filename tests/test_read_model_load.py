@@ -215,8 +215,6 @@ def test_the_informer_watch_applies_each_batch_under_the_lock_and_relists_after_
 
 #: Modules that still list or watch the store outside the informer, each with why: the lead empties this.
 STILL_OWN_READS = {
-    # the watcher's watch loop, until ``Watcher.reflect`` calls ``Informer.watch``/``Informer.run``
-    ("coordinator/watcher/service.py", "watch_prefix"),
     # the asset round's index when nobody feeds one (``AssetStreams._read_index``)
     ("coordinator/watcher/assets.py", "snapshot"),
 }

@@ -1,7 +1,7 @@
 """The leader's asset round: record the asset events of every routed source Airflow, hand every stream with an
 event due to the asset streams' reconciler, which delivers each one once into every target Airflow (semantics rules
-16 and 17), and prune what retention allows. A timed concern (``manager/periodic.py``): a key requeued at its interval, run only
-while leading, given only what it needs.
+16 and 17), and prune what retention allows. A timed concern (``manager/periodic.py``): a key requeued at its
+interval, run only while leading, given only what it needs.
 
 Rules:
 0. What is recorded and delivered comes from the asset index (``core/asset_index.py``), which the watcher keeps
@@ -34,8 +34,8 @@ Rules:
    unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
    streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
 2. Then every stream whose oldest unsettled event is due (``AssetIndex.due``, as ``core/assets.due_deliveries``)
-   goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as a key of the streams' controller
-   (one attempt per stream at a time, several streams at once, its own term, its own backoff); without a queue,
+   goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as a key of the streams'
+   controller (one attempt per stream at a time, several streams at once, its own term, its own backoff); without a queue,
    delivered in the round under the round's term (deliveries rule 8). A stream that waits out a retry time is
    submitted by the first round after it: every round asks, so nothing depends on a timer held in memory.
 3. Etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs). Every write of a round
@@ -111,8 +111,8 @@ class AssetJob:
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     #: Rule 3: this round's writes, pinned to the term it began in (``Executor.pin``).
     _writes: TermWrites = field(init=False, repr=False)
-    #: Rule 1a and deliveries rule 6: this round's ``requeue_after`` (``manager/periodic.py``, *interval*), the soonest round
-    #: it asked for.
+    #: Rule 1a and deliveries rule 6: this round's ``requeue_after`` (``manager/periodic.py``, *interval*), the
+    #: soonest round it asked for.
     _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: Rule 1a: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuditJob:
-    """The leader's periodic audit as a timed concern (``manager/periodic.py``): exactly what a pass needs, not the watcher."""
+    """The leader's periodic audit as a timed concern (``manager/periodic.py``): what a pass needs, not the watcher."""
 
     #: The leader's executor (``watcher/executor.py``): a repair sent after this watcher stopped leading is refused.
     writes: Writes

@@ -212,7 +212,7 @@ async def delete_selected(
 
 @dataclass(frozen=True)
 class RetentionJob:
-    """The leader's periodic retention (rule 4) as a timed concern (``manager/periodic.py``): exactly what a round needs."""
+    """The leader's periodic retention (rule 4) as a timed concern (``manager/periodic.py``): what a round needs."""
 
     #: The floor and the deletes are the executor's writes, pinned to the term the round began in (refused once it
     #: ends, even if this watcher leads again meanwhile).

@@ -262,16 +262,17 @@ class Watcher:
     # -- the loops -------------------------------------------------------------------------------------------
 
     async def reflect(self, revision: int) -> None:
-        """Feed watch events through the informer and fan what they touch out to the controllers (rule 1)."""
-        # A relist diffs against what the informer's indexes hold: nothing else keeps a copy of a million keys.
+        """The informer follows the store from ``revision`` (its watch, relists included); each batch's changes go
+        to the controllers that declared interest, under the view's lock (rule 1)."""
         root = self.settings.keys.root
-        async for batch in self.store.watch_prefix(root, revision, self.informer.held, self.cuts()):
-            async with self.view_lock:
-                self._apply_batch(batch)
+        await self.informer.run(self.store, root, revision, cuts=self.cuts(), lock=self.view_lock,
+                                then=self._dispatch)  # fmt: skip
 
     def _apply_batch(self, batch: WatchBatch) -> None:
-        """One watch batch into the informer; its changes to the controllers that declared interest (rule 1)."""
-        changes = self.informer.apply(batch)
+        """One watch batch into the informer and its changes to the controllers (tests feed batches this way)."""
+        self._dispatch(self.informer.apply(batch))
+
+    def _dispatch(self, changes: Changes) -> None:
         self._report(changes)
         self.manager.dispatch(changes)
 
