@@ -35,8 +35,8 @@ Rules:
    streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
 2. Then every stream whose oldest unsettled event is due (``AssetIndex.due``, as ``core/assets.due_deliveries``)
    goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as a key of the streams'
-   controller (one attempt per stream at a time, several streams at once, its own term, its own backoff); without a queue,
-   delivered in the round under the round's term (deliveries rule 8). A stream that waits out a retry time is
+   controller (one attempt per stream at a time, several streams at once, its own term, its own backoff); without
+   a queue, delivered in the round under the round's term (deliveries rule 8). A stream that waits out a retry time is
    submitted by the first round after it: every round asks, so nothing depends on a timer held in memory.
 3. Etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs). Every write of a round
    (events, marks, prunes) is the executor's, fenced, and pinned to the term the round began in (``Executor.pin``).
