@@ -290,10 +290,13 @@ def trigger() -> Trigger:
                    trigger_count=1)  # fmt: skip
 
 
-def actuator() -> tuple[Actuator, list[DagKey]]:
+def actuator(leading: list[bool] | None = None) -> tuple[Actuator, list[DagKey]]:
     replanned: list[DagKey] = []
     executor = Executor(cast(Any, None), {}, fence=lambda: None)
-    return Actuator(executor, KeyLayout("/t"), watcher_id="w", replan=replanned.append, paused={}), replanned
+    state = leading if leading is not None else [True]
+    act = Actuator(executor, KeyLayout("/t"), watcher_id="w", replan=replanned.append, paused={},
+                   leading=lambda: state[0])  # fmt: skip
+    return act, replanned
 
 
 def test_an_action_planned_while_its_keys_attempt_runs_is_not_started_and_its_key_is_planned_again_after() -> None:
@@ -321,3 +324,16 @@ def test_an_action_waiting_out_its_error_backoff_is_not_started_and_the_backoff_
     assert queue.waiting(key)
     result = run_coro(act.reconcile(key, EPOCH))  # the backoff ended: nothing pending
     assert result == DONE and replanned == [key]
+
+
+def test_an_action_handed_out_while_the_lease_is_in_doubt_is_dropped_and_the_next_plan_of_it_starts() -> None:
+    """A submitted action whose key is handed out while this watcher does not lead (a lease in doubt) starts nothing
+    and leaves nothing behind: once leading again, the next plan of the same DAG and partition is accepted."""
+    leading = [True]
+    act, _ = actuator(leading)
+    assert act.submit(trigger())
+    leading[0] = False
+    assert turn(act.controller) == 1  # handed out, dropped without an attempt
+    assert act.outcome.done == act.outcome.errors == act.outcome.skipped == 0
+    leading[0] = True
+    assert act.submit(trigger()), "a dropped action kept its key from ever being planned again"

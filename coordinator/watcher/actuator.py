@@ -101,10 +101,12 @@ class Actuator:
         #: Asks the planner to plan a key again (rule *one action per key*).
         self.replan = replan
         #: The actions' controller: its workers are the attempts that may run at once (``max_concurrent``).
+        #: Only the leader acts; the reconcile asks (not the controller): a key handed out while the lease is in
+        #: doubt must also drop its pending action, or a later plan of it would be refused for ever.
+        self.leading = leading
         self.controller: Controller[DagKey] = Controller(
-            "actions", self, workers=executor.policy.max_concurrent, needs_leader=True, leading=leading,
-            backoff_max_s=error_retry_s,
-        )  # fmt: skip
+            "actions", self, workers=executor.policy.max_concurrent, backoff_max_s=error_retry_s
+        )
         #: The action each queued key will start, the latest planned (rule *one action per key*).
         self._pending: dict[DagKey, Action] = {}
         #: Keys planned again while their attempt ran: planned afresh when it ends.
@@ -164,6 +166,8 @@ class Actuator:
         if action is None:
             self.replan(key)
             return DONE
+        if not self.leading():
+            return DONE  # dropped: a new term plans every partition again (triggers rule 2)
         result = await self.executor.run(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
         if key in self._replan_after:
             self._replan_after.discard(key)
