@@ -9,7 +9,8 @@ Rules:
 - **Grids in the shape only when present.** A DAG's grid and its edges' offsets are part of its shape only when present:
   a graph without grids has exactly the shapes and digest it had before grids existed, so upgrading never re-dates a
   DAG. The same holds for the extended edge fields (``shift``, ``member``, ``task``, ``condition``, a self-dependency):
-  they enter a shape, as :attr:`DagSpec.edges`, only for an edge that writes one.
+  they enter a shape, as :attr:`DagSpec.edges`, only for an edge that writes one; so do condition groups
+  (:attr:`DagSpec.groups`, semantics `condition-groups`), only for a DAG that has one.
 - **Sources are other DAGs.** ``upstreams`` and ``on_failure_of`` name DAGs (sorted, distinct, never the DAG itself):
   the graph's structure (order, descendants, cycles) is made of them. :meth:`DagSpec.all_edges` lists every edge as
   written, one :class:`EdgeSpec` per (DAG, task), self-dependencies (gates) included; every edge to one upstream DAG
@@ -26,6 +27,7 @@ from enum import StrEnum
 from functools import cached_property
 
 from coordinator.core.assets import AssetRoute
+from coordinator.core.conditions import GroupSpec
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.lineage.mapping import LineageJob
@@ -105,6 +107,9 @@ class DagSpec:
     expected_by: ExpectedBy | None = None
     #: The DAGs whose deadline state changes trigger this one (a late handler, sorted); not part of the shape either.
     on_late_of: tuple[NodeId, ...] = ()
+    #: The condition groups over its success edges (semantics `condition-groups`); the edges in no group are
+    #: required. () for a DAG without groups (its shape unchanged).
+    groups: tuple[GroupSpec, ...] = ()
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
@@ -172,6 +177,8 @@ class DagSpec:
             payload["o"] = [[n.qualified, k] for n, k in self.offsets]
         if self.edges:  # only when present: **Grids in the shape only when present**
             payload["e"] = [edge.shape_item() for edge in self.edges]
+        if self.groups:  # only when present, like edges
+            payload["c"] = [group.item() for group in self.groups]
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -250,12 +257,12 @@ class Graph:
 
     @cached_property
     def edge_inputs(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:
-        """Node -> its success edges (gates excluded), for the DAGs with a task-level or a "finished" edge: the
-        planner judges those edge by edge; every other DAG keeps the per-DAG path (semantics `root-fresh` to
-        `failure-handler`, as before)."""
+        """Node -> its success edges (gates excluded), for the DAGs with a task-level or a "finished" edge or a
+        condition group: the planner judges those edge by edge; every other DAG keeps the per-DAG path (semantics
+        `root-fresh` to `failure-handler`, as before)."""
         result: dict[NodeId, tuple[EdgeSpec, ...]] = {}
         for node, spec in self.dags.items():
-            if any(
+            if spec.groups or any(
                 e.source != node and (e.task is not None or e.condition is not Condition.SUCCESS) for e in spec.edges
             ):
                 result[node] = tuple(e for e in spec.all_edges() if not e.failure and e.source != node)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import subprocess
-import sys
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,16 +16,15 @@ from coordinator.runtime.settings import Settings
 from tests.conftest import run_coro
 from tests.lineage.receiver_proc import TOKENS, ReceiverProc, client, event, new_run_id
 from tests.lineage.test_receiver import AT, PARTITION
+from tests.support.cli_inproc import run_cli
 
 
 def lineage_check(workdir: Path, etcd: str, prefix: str, **env: str) -> dict[str, Any]:
-    """The "lineage receiver" line of ``doctor --format json`` run with ``env``."""
+    """The "lineage receiver" line of ``doctor --format json`` run with ``env`` (``coordinator``'s ``main()`` in the
+    test process, tests/support/cli_inproc.py: what doctor says is the claim, not its process)."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "doctor", "--format", "json", "--etcd", etcd, "--prefix", prefix,
-         "--deps", str(workdir / "dependencies.json")],
-        env={**base, **env}, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    done = run_cli(["doctor", "--format", "json", "--etcd", etcd, "--prefix", prefix, "--deps",
+                    str(workdir / "dependencies.json")], env={**base, **env})  # fmt: skip
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     return checks["lineage receiver"]
 
@@ -37,7 +34,7 @@ def test_doctor_checks_the_receiver_its_token_and_its_role(
 ) -> None:
     """With the receiver's URL and a known token doctor says ok and names what it may write; an unknown token and a
     stopped receiver fail with the fix; no URL is a warning naming the settings. Slow by design: four doctor
-    processes, as an operator runs it, and a receiver process."""
+    runs and a receiver process."""
     receiver = ReceiverProc(etcd_endpoint, etcd_prefix, tmp_path).start()
     good, bad = tmp_path / "good.token", tmp_path / "bad.token"
     good.write_text(TOKENS["dbt"][0] + "\n")
@@ -72,15 +69,13 @@ def test_status_and_why_name_the_openlineage_job_and_its_last_event(
         receiver.stop()
     base = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
     common = ["--etcd", etcd_endpoint, "--prefix", etcd_prefix, "--deps", str(tmp_path / "dependencies.json")]
-    status = subprocess.run([sys.executable, "-m", "coordinator.cli", "status", "-p", PARTITION, "--format", "json",
-                             *common], env=base, capture_output=True, text=True, timeout=120)  # fmt: skip
+    status = run_cli(["status", "-p", PARTITION, "--format", "json", *common], env=base)
     rows = {row["node"]: row for row in json.loads(status.stdout)["openlineage"]}
     orders = rows["analytics/orders"]
     assert orders["state"] == "failed" and orders["entry"] == "openlineage[0]", orders
     assert f"OpenLineage job dbt_prod/jaffle.main.jaffle.orders.build.run (openlineage[0]) at {PARTITION}: last " \
            "event FAIL at 2026-11-21T02:01:00+00:00; state failed" in orders["describe"], orders  # fmt: skip
-    why = subprocess.run([sys.executable, "-m", "coordinator.cli", "why", "report", "-p", PARTITION, *common],
-                         env=base, capture_output=True, text=True, timeout=120)  # fmt: skip
+    why = run_cli(["why", "report", "-p", PARTITION, *common], env=base)
     assert why.returncode == 0, why.stderr
     assert "last event FAIL at 2026-11-21T02:01:00+00:00; state failed" in why.stdout, why.stdout
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -249,10 +248,7 @@ def test_a_look_up_that_cannot_read_the_delivered_copy_waits_instead_of_posting_
 
 
 def skip_event(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "skip-event", *args, "--etcd", stack.endpoint, "--prefix",
-         stack.prefix], capture_output=True, text=True, env=stack.env(), timeout=60, check=False,
-    )  # fmt: skip
+    return stack.command("skip-event", *args, "--etcd", stack.endpoint, "--prefix", stack.prefix)
 
 
 def test_an_event_the_target_refuses_for_good_holds_its_stream_until_an_operator_skips_it(

@@ -4,7 +4,6 @@ doctor's view of the store and a metric, and `coordinator release` lets the held
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
@@ -15,10 +14,7 @@ pytestmark = pytest.mark.scenario
 
 
 def release(stack: Stack, instance: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "release", instance, "--etcd", stack.endpoint, "--prefix",
-         stack.prefix], capture_output=True, text=True, env=stack.env(), timeout=60, check=False,
-    )  # fmt: skip
+    return stack.command("release", instance, "--etcd", stack.endpoint, "--prefix", stack.prefix)
 
 
 def test_budget_holds_the_runs_beyond_it_until_release_then_each_runs_once(stack: Stack) -> None:

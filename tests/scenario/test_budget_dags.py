@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from typing import Any
 
 import pytest
@@ -22,10 +21,7 @@ SLOW = 180.0
 
 
 def release(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "release", *args, "--etcd", stack.endpoint, "--prefix",
-         stack.prefix], capture_output=True, text=True, env=stack.env(), timeout=60, check=False,
-    )  # fmt: skip
+    return stack.command("release", *args, "--etcd", stack.endpoint, "--prefix", stack.prefix)
 
 
 def forge_success(stack: Stack, dag: str, partition: str) -> None:
@@ -58,7 +54,7 @@ def test_a_midnight_cascade_of_300_dags_runs_with_no_hold(stack: Stack) -> None:
     p = new_partition()
     watcher = stack.start_watcher()
     stack.trigger_root(p, dag="midnight")
-    wait_for(lambda: all(stack.succeeded(dag, p) for dag in wide), "300 successes", timeout=SLOW, interval=0.5)
+    wait_for(lambda: stack.all_succeeded((dag, p) for dag in wide), "300 successes", timeout=SLOW, interval=0.5)
     stack.settle()
     assert all(len(stack.fake_runs(dag, p)) == 1 for dag in wide)
     state = budget(stack, p)
@@ -78,7 +74,7 @@ def test_a_13_day_catch_up_of_an_8_dag_graph_by_an_outside_writer_passes(stack: 
     watcher = stack.start_watcher()
     for p in days:
         forge_success(stack, ROOT_DAG, p)
-    wait_for(lambda: all(stack.succeeded(d, p) for d in below for p in days), "104 successes", timeout=SLOW,
+    wait_for(lambda: stack.all_succeeded((d, p) for d in below for p in days), "104 successes", timeout=SLOW,
              interval=0.5)  # fmt: skip
     stack.settle()
     assert all(len(stack.fake_runs(d, p)) == 1 for d in below for p in days)
@@ -124,7 +120,7 @@ def test_a_flood_of_one_roots_successes_holds_its_dependents_only_and_release_da
     assert done.returncode == 0 and "released default/c1" in done.stdout, done.stdout + done.stderr
     wait_for(lambda: runs(stack, "c1", flood) > 60, "c1's released runs to start", timeout=SLOW)
     leader.kill9()
-    wait_for(lambda: all(stack.succeeded("g1", p) for p in flood), "every g1 partition", timeout=SLOW, interval=0.5)
+    wait_for(lambda: stack.all_succeeded(("g1", p) for p in flood), "every g1 partition", timeout=SLOW, interval=0.5)
     stack.settle(quiet=1.5, confirmed=True)
     assert all(len(stack.fake_runs("c1", p)) == 1 for p in flood), "a released trigger started twice"
     assert all(len(stack.fake_runs("g1", p)) == 1 for p in flood)
@@ -155,7 +151,7 @@ def test_a_declared_backfill_beyond_the_allowance_runs_with_no_hold(stack: Stack
     assert runs(stack, "b", days) == 0
     done = stack.cli("backfill", "b", "--from", days[0], "--to", days[-1])
     assert "requested backfill of b for 60 partition(s)" in done.stdout, done.stdout
-    wait_for(lambda: all(stack.succeeded("c", p) for p in days), "60 c successes", timeout=SLOW, interval=0.5)
+    wait_for(lambda: stack.all_succeeded(("c", p) for p in days), "60 c successes", timeout=SLOW, interval=0.5)
     stack.settle()
     assert all(len(stack.fake_runs(d, p)) == 1 for d in ("b", "c") for p in days)
     assert not watcher.lines(r"budget\.(dag_)?held ") and not held_dags(budget(stack, days[0]))

@@ -25,8 +25,7 @@ EXAMPLE = example()
 
 def run(stack: Stack, words: list[str], **env: str) -> subprocess.CompletedProcess[str]:
     """``coordinator WORDS`` with the stack's environment (no etcd flags: validate takes none)."""
-    return subprocess.run([sys.executable, "-m", "coordinator.cli", *words], env=stack.env(**env), capture_output=True,
-                          text=True, timeout=120, cwd=stack.tmp_path)  # fmt: skip
+    return stack.command(*words, **env)
 
 
 def test_the_worked_example_asks_its_external_instance_nothing_and_still_triggers_report(

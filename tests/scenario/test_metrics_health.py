@@ -12,7 +12,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -204,5 +203,4 @@ def test_port_in_use_fails_clearly(stack: Stack) -> None:
 
 
 def _run(stack: Stack, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "coordinator.cli", *args], capture_output=True, text=True,
-                          env=stack.env(**env), timeout=60, cwd=stack.tmp_path)  # fmt: skip
+    return stack.command(*args, **env)

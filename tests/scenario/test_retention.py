@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -28,8 +26,7 @@ def airflow_actions(stack: Stack) -> dict[str, int]:
 
 def prune(stack: Stack, *args: str) -> str:
     """``coordinator prune ARGS`` against the stack (prune reads no dependencies.json); its stdout."""
-    cmd = [sys.executable, "-m", "coordinator.cli", "prune", *args, "--etcd", stack.endpoint, "--prefix", stack.prefix]
-    result = subprocess.run(cmd, capture_output=True, text=True, env=stack.env(), timeout=60, cwd=stack.tmp_path)
+    result = stack.command("prune", *args, "--etcd", stack.endpoint, "--prefix", stack.prefix)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -33,6 +33,11 @@ Rules:
 - **External instances.** An instance may declare ``"kind": "external"`` (no Airflow,
   :mod:`coordinator.core.spec.instances`): its DAGs are never triggered, so the graph may not make one a dependent;
   judged after references are resolved, like **Assets and OpenLineage**.
+- **Condition groups.** An ``upstreams`` entry may be a group (``any``, ``all``, ``at_least`` … ``of``,
+  :mod:`coordinator.core.spec.conditions`); its members are edges like any other (listed once per (DAG, task) across
+  the whole list), an ``all`` group is flattened into the list, and the others become the DAG's
+  :attr:`DagSpec.groups`. A member may not be the DAG itself (a gate is no input), nor is a group allowed in
+  ``on_failure_of``, ``on_late_of`` or the shorthand.
 """
 
 from __future__ import annotations
@@ -43,9 +48,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from coordinator.core.conditions import GroupRule, GroupSpec, Member
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
+from coordinator.core.spec.conditions import is_group, read_group
 from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
@@ -123,6 +130,8 @@ class _Ref:
     offset: int | None = None
     #: The edge object's fields; None for a plain string reference.
     edge: WrittenEdge | None = None
+    #: The index of its condition group in the DAG's ``groups`` (**Condition groups**); None: required.
+    group: int | None = None
 
     @property
     def mapping(self) -> EdgeMap:
@@ -156,6 +165,16 @@ class _Decl:
     grid: Grid | None = None
     expected_by: ExpectedBy | None = None
     on_late_of: tuple[_Ref, ...] = ()
+    #: (rule, need, path) of each ``any``/``at_least`` group, indexed by :attr:`_Ref.group`.
+    groups: tuple[tuple[GroupRule, int, JsonPath], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class _RefList:
+    """Where :func:`_read_refs` collects references and, for ``upstreams``, condition groups."""
+
+    refs: list[_Ref] = field(default_factory=list)
+    groups: list[tuple[GroupRule, int, JsonPath]] = field(default_factory=list)
 
 
 class _Report:
@@ -329,9 +348,14 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
         return _Decl(None, path)
     _check_fields(body, path, DAG_FIELDS, report)
     node = _declared_node(key, body, path, instances, report)
-    upstreams, on_failure_of = (
-        _read_refs(body[spec.name], (*path, spec.name), report, spec) if spec.name in body else ()
-        for spec in (_UPSTREAMS, _ON_FAILURE_OF)
+    groups = _RefList()
+    upstreams = (
+        _read_refs(body["upstreams"], (*path, "upstreams"), report, _UPSTREAMS, groups) if "upstreams" in body else ()
+    )
+    on_failure_of = (
+        _read_refs(body["on_failure_of"], (*path, "on_failure_of"), report, _ON_FAILURE_OF)
+        if "on_failure_of" in body
+        else ()
     )
     if "upstreams" in body and "on_failure_of" in body:
         report.add(
@@ -345,7 +369,8 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
         read_expected_by(body["expected_by"], (*path, "expected_by"), report.add) if "expected_by" in body else None
     )
     late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, _ON_LATE_OF) if "on_late_of" in body else ()
-    return _Decl(node, path, upstreams, on_failure_of, _read_description(body, path, report), grid, expected, late)
+    description = _read_description(body, path, report)
+    return _Decl(node, path, upstreams, on_failure_of, description, grid, expected, late, tuple(groups.groups))
 
 
 def _declared_node(
@@ -379,9 +404,12 @@ def _declared_node(
     return NodeId(instance, dag_id)
 
 
-def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> tuple[_Ref, ...]:
+def _read_refs(
+    value: Any, path: JsonPath, report: _Report, spec: _RefField, groups: _RefList | None = None
+) -> tuple[_Ref, ...]:
     """A single reference or a non-empty list of them (a single string is accepted, like the shorthand); in the
-    extended form a reference may also be an edge object (**Grids and offsets**)."""
+    extended form a reference may also be an edge object (**Grids and offsets**) and, where ``groups`` collects
+    them (``upstreams``), a condition group (**Condition groups**)."""
     single = isinstance(value, str) or (isinstance(value, dict) and spec is not _SHORTHAND)
     value = [value] if single else value
     if not isinstance(value, list):
@@ -390,18 +418,42 @@ def _read_refs(value: Any, path: JsonPath, report: _Report, spec: _RefField) -> 
     if not value:
         report.add(path, f"empty {spec.name} list", spec.empty_hint)
         return ()
-    refs = []
+    found = _RefList()
     for index, item in enumerate(value):
-        where: JsonPath = path if single else (*path, index)
-        if isinstance(item, str):
-            refs.append(_Ref(item, where))
-        elif isinstance(item, dict) and spec is not _SHORTHAND:
-            edge = read_edge(item, where, report.add)
-            if edge is not None:
-                refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge))
-        else:
-            report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
-    return tuple(refs)
+        _read_ref(item, path if single else (*path, index), report, spec, found, groups, None)
+    return tuple(found.refs)
+
+
+def _read_ref(
+    item: Any,
+    where: JsonPath,
+    report: _Report,
+    spec: _RefField,
+    found: _RefList,
+    groups: _RefList | None,
+    group: int | None,
+) -> None:
+    """One entry of a reference list into ``found``: a reference, an edge object or (``groups`` given) a group."""
+    if isinstance(item, str):
+        found.refs.append(_Ref(item, where, group=group))
+    elif is_group(item) and spec is not _SHORTHAND:
+        if groups is None:
+            report.add(where, f"a condition group in {spec.name}", "groups are for upstreams; list the DAGs here")
+            return
+        written = read_group(item, where, report.add)
+        if written is None:
+            return
+        if written.rule is not None:  # any / at_least: its members (edges only) belong to a new group
+            group = len(groups.groups)
+            groups.groups.append((written.rule, written.need, where))
+        for member, at in written.members:  # an all group is flattened (**Condition groups**)
+            _read_ref(member, at, report, spec, found, groups, group)
+    elif isinstance(item, dict) and spec is not _SHORTHAND:
+        edge = read_edge(item, where, report.add)
+        if edge is not None:
+            found.refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge, group))
+    else:
+        report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
 
 
 def _read_description(body: Mapping[str, Any], path: JsonPath, report: _Report) -> str | None:
@@ -575,11 +627,36 @@ def _resolve(
         specs[node] = DagSpec(
             node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
             _resolve_levels(node, decl.expected_by, decl.path, resolver), tuple(late),
+            _groups(node, decl, success, report),
         )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
     _check_cycles(specs, edges, report)
     return specs, edges, set(declared)
+
+
+def _groups(
+    node: NodeId, decl: _Decl, success: Sequence[tuple[NodeId, _Ref]], report: _Report
+) -> tuple[GroupSpec, ...]:
+    """The DAG's ``any``/``at_least`` groups over its accepted members (**Condition groups**)."""
+    members: dict[int, list[Member]] = {}
+    for src, ref in success:
+        if ref.group is None:
+            continue
+        if src == node:
+            report.add(
+                ref.path,
+                f"self-dependency {ref.text!r} in a condition group",
+                "a gate on its own earlier partitions is no input: list it in upstreams, outside the group",
+            )
+            continue
+        members.setdefault(ref.group, []).append((src, ref.task))
+    result = []
+    for index, (rule, need, _) in enumerate(decl.groups):
+        found = tuple(sorted(members.get(index, []), key=lambda m: (m[0], m[1] or "")))
+        if len(found) >= max(need, 2):  # otherwise a member was refused above (or at its reference)
+            result.append(GroupSpec(rule, need, found))
+    return tuple(result)
 
 
 def _resolve_levels(node: NodeId, rule: ExpectedBy | None, path: JsonPath, resolver: _Resolver) -> ExpectedBy | None:

@@ -112,6 +112,7 @@ def _defs() -> dict[str, Any]:
                 },
             ],
         },
+        **_groups(),
         "partitions": {
             "description": "The DAG's partition grid: partition P covers [P, next cron point); keys stay UTC.",
             "type": "object",
@@ -218,7 +219,11 @@ def _defs() -> dict[str, Any]:
             "description": "One DAG: a root ({}), a success dependent (upstreams) or a failure handler.",
             "type": "object",
             "properties": {
-                "upstreams": _refs("edge", "Runs for a partition once all of these succeeded for it."),
+                "upstreams": _refs(
+                    "upstream",
+                    "Runs for a partition once all of these succeeded for it (an any or at_least group counts as "
+                    "one, holding when its rule does).",
+                ),
                 "on_failure_of": _refs("edge", "Runs for a partition when one of these fails for it."),
                 "partitions": {"$ref": "#/$defs/partitions"},
                 "instance": {"$ref": "#/$defs/name", "description": "Default: the key's qualifier, or default."},
@@ -318,6 +323,48 @@ def _lineage_job() -> dict[str, Any]:
             )
         ),
         "additionalProperties": False,
+    }
+
+
+def _groups() -> dict[str, Any]:
+    """Condition groups (``coordinator.core.spec.conditions``): an upstream entry is an edge or a group; an ``all``
+    group may hold ``any``/``at_least`` groups, those hold edges only (**One level**)."""
+
+    def members(item: str) -> dict[str, Any]:
+        return {"type": "array", "items": {"$ref": f"#/$defs/{item}"}, "minItems": 2}
+
+    edge_groups = {"oneOf": [{"$ref": "#/$defs/edge"}, {"$ref": "#/$defs/anyGroup"}, {"$ref": "#/$defs/atLeastGroup"}]}
+    return {
+        "upstream": {
+            "description": "An edge, or a condition group of edges (any, all, at_least). See docs/dependencies.md.",
+            "oneOf": [
+                {"$ref": "#/$defs/edge"},
+                {"$ref": "#/$defs/anyGroup"},
+                {"$ref": "#/$defs/atLeastGroup"},
+                {"$ref": "#/$defs/allGroup"},
+            ],
+        },
+        "anyGroup": {
+            "description": "Satisfied when at least one member is.",
+            "type": "object",
+            "properties": {"any": members("edge")},
+            "required": ["any"],
+            "additionalProperties": False,
+        },
+        "atLeastGroup": {
+            "description": "Satisfied when at least at_least members are (at most the number of members).",
+            "type": "object",
+            "properties": {"at_least": {"type": "integer", "minimum": 1}, "of": members("edge")},
+            "required": ["at_least", "of"],
+            "additionalProperties": False,
+        },
+        "allGroup": {
+            "description": "Every member (the meaning of the upstreams list itself); may hold any/at_least groups.",
+            "type": "object",
+            "properties": {"all": {"type": "array", "items": edge_groups, "minItems": 2}},
+            "required": ["all"],
+            "additionalProperties": False,
+        },
     }
 
 
