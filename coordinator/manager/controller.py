@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar, cast
 
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager.queue import WorkQueue
@@ -96,7 +96,14 @@ class Controller(Generic[K]):
     ) -> None:
         self.name = name
         self.reconciler = reconciler
-        self.batch = hasattr(reconciler, "reconcile_batch")
+        #: Rule *workers*: which of the two shapes the reconciler has, decided once.
+        self._batch: BatchReconciler[K] | None = None
+        self._one: Reconciler[K] | None = None
+        if hasattr(reconciler, "reconcile_batch"):
+            self._batch = cast("BatchReconciler[K]", reconciler)
+        else:
+            self._one = cast("Reconciler[K]", reconciler)
+        self.batch = self._batch is not None
         self.workers = 1 if self.batch else max(1, workers)
         self.needs_leader = needs_leader
         self.period_s = period_s
@@ -161,17 +168,18 @@ class Controller(Generic[K]):
             return
         self.reconciles += 1
         now = self._now()
-        if not self.batch:
+        if self._one is not None:
             (key,) = keys
             try:
-                result = await self.reconciler.reconcile(key, now)  # type: ignore[union-attr]
+                result = await self._one.reconcile(key, now)
             except Exception as exc:  # rule *errors*: judged here, never the worker's end
                 self._failed(key, exc)
                 return
             self._settle(key, result, handed=True)
             return
+        assert self._batch is not None
         try:
-            results = await self.reconciler.reconcile_batch(keys, now)  # type: ignore[union-attr]
+            results = await self._batch.reconcile_batch(keys, now)
         except Exception as exc:
             for key in keys:
                 self._failed(key, exc)
