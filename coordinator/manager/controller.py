@@ -32,7 +32,7 @@ import logging
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Generic, Protocol, TypeVar, cast
+from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager.queue import WorkQueue
@@ -65,6 +65,7 @@ class Reconciler(Protocol[K_contra]):
     async def reconcile(self, key: K_contra, now: datetime) -> Result: ...
 
 
+@runtime_checkable
 class BatchReconciler(Protocol[K]):
     """Every ready key at once (rule *result*): for a reconciler whose cost is per pass, not per key (the planner)."""
 
@@ -99,10 +100,10 @@ class Controller(Generic[K]):
         #: Rule *workers*: which of the two shapes the reconciler has, decided once.
         self._batch: BatchReconciler[K] | None = None
         self._one: Reconciler[K] | None = None
-        if hasattr(reconciler, "reconcile_batch"):
-            self._batch = cast("BatchReconciler[K]", reconciler)
+        if isinstance(reconciler, BatchReconciler):
+            self._batch = reconciler
         else:
-            self._one = cast("Reconciler[K]", reconciler)
+            self._one = reconciler
         self.batch = self._batch is not None
         self.workers = 1 if self.batch else max(1, workers)
         self.needs_leader = needs_leader
