@@ -1,52 +1,54 @@
 """The leader's asset round: record the asset events of every routed source Airflow, hand every stream with an
-event due to the asset streams' reconciler, which delivers each one once into every target Airflow (semantics rules
-16 and 17), and prune what retention allows. A timed concern (``manager/periodic.py``): a key requeued at its
-interval, run only while leading, given only what it needs.
+event due to the asset streams' reconciler, which delivers each one once into every target Airflow (semantics
+`assets-by-route` and `asset-exactly-once`), and prune what retention allows. A timed concern (``manager/periodic.py``):
+a key requeued at its interval, run only while leading, given only what it needs.
 
 Rules:
-0. What is recorded and delivered comes from the asset index (``core/asset_index.py``), which the watcher keeps
-   current from its one list/watch of the prefix whether it leads or not (``watcher/service.py``): a round reads
-   neither prefix, so its cost is the streams with work, not the history, and a new leader's first round needs no
-   full read. The job's own writes go through to the index at the revision etcd answered (write-through), so the
-   next question never acts on a stale entry of its own. A write another process made that the watch has not
-   brought yet cannot lead to a wrong act either (``core/delivery.py``): only an attempt's first write takes its
-   expected revision from the index (``start``: ``WriteLedger(record, due.ledger_rev)``; later writes compare the
-   revision the previous write returned), and it is a fenced compare-and-swap: an entry the index lacks is written
-   create-only (revision 0) and one it holds older is compared with that older revision, so either fails with
-   ``LedgerMoved`` and the attempt ends before any Airflow call (delivery rule 1); in particular "no entry, so post
-   without a look-up" (delivery rule 3's fresh intent) holds only when the create-only write succeeded. Every
-   event write is create-only too, and retention compares every mod revision it deletes (rule 4). A prune deletes
-   an event with its entries in one transaction, which the watch hands out as one batch (the event's key first),
-   applied without a pause, so the index never holds a pruned event without its entries (which would make it due
-   again). After such a conflict the keys involved are read once (point reads) into the index, so the next round
-   does not fail the same way while the watch catches up. A job built without an index (tests, a one-shot run)
-   reads both prefixes into a fresh one each round, as every round did before.
-1. One round lists each routed source instance's asset events since its mark (the newest recorded event's
-   timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
-   ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and
-   that are not delivered copies (rule 16c), create-only (rule 16b: a repeat writes nothing).
-   A listing returns the oldest events since the mark, at most ``list_limit``; the next one starts no earlier than
-   the newest event this job listed less the overlap (recorded or not), so a backlog, or a stretch of events no
-   route shares, is read over several rounds and never listed twice over.
-1a. A listing that stopped at an event Airflow cannot serialize (``AssetEventListing.stopped``, apache/airflow#71360:
-   one of its consumer runs has not started) records what it read before that event and asks for another round
-   soon (0.25 s, doubling up to the interval, back to 0.25 s once a listing completes): the mark never passes the
-   unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
-   streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
-2. Then every stream whose oldest unsettled event is due (``AssetIndex.due``, as ``core/assets.due_deliveries``)
-   goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as a key of the streams'
-   controller (one attempt per stream at a time, several streams at once, its own term, its own backoff); without
-   a queue, delivered in the round under the round's term (deliveries rule 8). A stream that waits out a retry time is
-   submitted by the first round after it: every round asks, so nothing depends on a timer held in memory.
-3. Etcd errors and a lost leadership end the round (the loop retries it, rule 4 of jobs). Every write of a round
-   (events, marks, prunes) is the executor's, fenced, and pinned to the term the round began in (``Executor.pin``).
-4. Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered to every target its
-   routes name is deleted with its delivery entries, in one transaction that checks none of them changed and that
-   this watcher still leads; the newest event of each (source, asset) stays, and so does every event the audit
-   may still list (``AssetIndex.prunable``, as ``core/assets.prunable``: pruned and listed again, it would be
-   recorded and delivered twice). The transaction compares the mod revisions the index holds (a delete that fails
-   on one reads those keys afresh, rule 0); an event recorded in a round is pruned at the earliest in the next. A
-   delivery under way is never a candidate: its event is not settled in its target.
+- **From the index.** What is recorded and delivered comes from the asset index (``core/asset_index.py``), which the
+  watcher keeps current from its one list/watch of the prefix whether it leads or not (``watcher/service.py``): a round
+  reads neither prefix, so its cost is the streams with work, not the history, and a new leader's first round needs no
+  full read. The job's own writes go through to the index at the revision etcd answered (write-through), so the next
+  question never acts on a stale entry of its own. A write another process made that the watch has not brought yet
+  cannot lead to a wrong act either (``core/delivery.py``): only an attempt's first write takes its expected revision
+  from the index (``start``: ``WriteLedger(record, due.ledger_rev)``; later writes compare the revision the previous
+  write returned), and it is a fenced compare-and-swap: an entry the index lacks is written create-only (revision 0) and
+  one it holds older is compared with that older revision, so either fails with ``LedgerMoved`` and the attempt ends
+  before any Airflow call (semantics `delivery-intent-first`); in particular "no entry, so post without a look-up"
+  (semantics `delivery-look-first`, a fresh intent) holds only when the create-only write succeeded. Every event write
+  is create-only too, and retention compares every mod revision it deletes (**Prune what is delivered**). A prune
+  deletes an event with its entries in one transaction, which the watch hands out as one batch (the event's key first),
+  applied without a pause, so the index never holds a pruned event without its entries (which would make it due again).
+  After such a conflict the keys involved are read once (point reads) into the index, so the next round does not fail
+  the same way while the watch catches up. A job built without an index (tests, a one-shot run) reads both prefixes into
+  a fresh one each round, as every round did before.
+- **Record what the routes share.** One round lists each routed source instance's asset events since its mark (the
+  newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
+  ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and that are
+  not delivered copies (semantics `asset-no-loops`), create-only (semantics `asset-facts`: a repeat writes nothing). A
+  listing returns the oldest events since the mark, at most ``list_limit``; the next one starts no earlier than the
+  newest event this job listed less the overlap (recorded or not), so a backlog, or a stretch of events no route shares,
+  is read over several rounds and never listed twice over.
+- **Stopped listings.** A listing that stopped at an event Airflow cannot serialize (``AssetEventListing.stopped``,
+  apache/airflow#71360: one of its consumer runs has not started) records what it read before that event and asks for
+  another round soon (0.25 s, doubling up to the interval, back to 0.25 s once a listing completes): the mark never
+  passes the unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
+  streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
+- **Due streams to their reconciler.** Then every stream whose oldest unsettled event is due (``AssetIndex.due``, as
+  ``core/assets.due_deliveries``) goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as
+  a key of the streams' controller (one attempt per stream at a time, several streams at once, its own term, its own
+  backoff); without a queue, delivered in the round under the round's term (``AssetDeliveries.deliver_due``). A stream
+  that waits out a retry time is submitted by the first round after it: every round asks, so nothing depends on a timer
+  held in memory.
+- **Errors end the round.** Etcd errors and a lost leadership end the round (the loop retries it:
+  ``manager/periodic.py``). Every write of a round (events, marks, prunes) is the executor's, fenced, and pinned to the
+  term the round began in (``Executor.pin``).
+- **Prune what is delivered.** Retention (with ``COORDINATOR_RETENTION``): an event older than the period and delivered
+  to every target its routes name is deleted with its delivery entries, in one transaction that checks none of them
+  changed and that this watcher still leads; the newest event of each (source, asset) stays, and so does every event the
+  audit may still list (``AssetIndex.prunable``, as ``core/assets.prunable``: pruned and listed again, it would be
+  recorded and delivered twice). The transaction compares the mod revisions the index holds (a delete that fails on one
+  reads those keys afresh, **From the index**); an event recorded in a round is pruned at the earliest in the next. A
+  delivery under way is never a candidate: its event is not settled in its target.
 """
 
 from __future__ import annotations
@@ -71,70 +73,76 @@ from coordinator.watcher.executor import Executor, TermWrites
 
 log = logging.getLogger(__name__)
 
-#: Rule 1: a transaction's timestamp is taken before it commits, so an event may be listed after a later-stamped one
-#: was already seen; a minute of overlap covers any commit, and a re-listed event is recorded once (create-only).
+#: **Record what the routes share**: a transaction's timestamp is taken before it commits, so an event may be listed
+#: after a later-stamped one was already seen; a minute of overlap covers any commit, and a re-listed event is recorded
+#: once (create-only).
 OVERLAP_S = 60.0
-#: Rule 1a: the first sooner round after a listing stopped at an unreadable event (the usual case, a consumer run
-#: just created, clears within tens of milliseconds); each further stop doubles it, up to the job's interval.
+#: **Stopped listings**: the first sooner round after a listing stopped at an unreadable event (the usual case, a
+#: consumer run just created, clears within tens of milliseconds); each further stop doubles it, up to the job's
+#: interval.
 STOPPED_RETRY_S = 0.25
 
 
 @dataclass
 class AssetJob:
-    """The leader's asset round (rules 0-4)."""
+    """The leader's asset round (every rule of the module)."""
 
     #: Reads only: every write (an event, a mark, a prune) is the executor's (``watcher/executor.py``), fenced.
     store: Reads
     executor: Executor
     keys: AssetKeys
     graph: Callable[[], Graph]
-    #: The routed sources' Airflows, whose asset events rule 1 lists.
+    #: The routed sources' Airflows, whose asset events **Record what the routes share** lists.
     clients: Mapping[str, AirflowClient]
     watcher_id: str
     metrics: Metrics
     interval_s: float
-    #: Rule 2: the asset streams' reconciler, which delivers what this round finds due.
+    #: **Due streams to their reconciler**: the asset streams' reconciler, which delivers what this round finds due.
     deliveries: AssetDeliveries
     lookback_s: float = 0.0
-    #: Rule 4: delivered events older than this are pruned (None: kept).
+    #: **Prune what is delivered**: delivered events older than this are pruned (None: kept).
     retention: timedelta | None = None
     name: str = "assets"
-    #: Rule 1's mark when no event of a source was recorded yet (the watcher's start; the first round's time if
-    #: not given).
+    #: **Record what the routes share**'s mark when no event of a source was recorded yet (the watcher's start; the
+    #: first round's time if not given).
     started_at: datetime | None = None
-    #: Rule 1: events listed per call at most (a backlog drains over rounds of this many).
+    #: **Record what the routes share**: events listed per call at most (a backlog drains over rounds of this many).
     list_limit: int = SCAN_MAX
-    #: Rule 1: per source, where the next listing may start because this job already examined everything before it
-    #: (the newest event it listed, less the overlap). Without it a listing full of events no route shares (or of
-    #: delivered copies) would record nothing, the recorded mark would never move, and every round would list the
-    #: same events again, never reaching the ones after them. In memory: a new leader starts from the recorded mark.
+    #: **Record what the routes share**: per source, where the next listing may start because this job already examined
+    #: everything before it (the newest event it listed, less the overlap). Without it a listing full of events no route
+    #: shares (or of delivered copies) would record nothing, the recorded mark would never move, and every round would
+    #: list the same events again, never reaching the ones after them. In memory: a new leader starts from the recorded
+    #: mark.
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
-    #: Rule 3: this round's writes, pinned to the term it began in (``Executor.pin``).
+    #: **Errors end the round**: this round's writes, pinned to the term it began in (``Executor.pin``).
     _writes: TermWrites = field(init=False, repr=False)
-    #: Rule 1a and deliveries rule 6: this round's ``requeue_after`` (``manager/periodic.py``, *interval*), the
-    #: soonest round it asked for.
+    #: **Stopped listings** and the deliveries' ``look_after`` (semantics `delivery-term-wait`): this round's
+    #: ``requeue_after`` (``manager/periodic.py``, *interval*), the soonest round it asked for.
     _requeue_after: float | None = field(default=None, init=False, repr=False)
-    #: Rule 1a: consecutive stopped listings per source instance.
+    #: **Stopped listings**: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    #: Rule 0: the asset index the watcher keeps current from its watch (None: each round reads both prefixes into a
-    #: fresh one, for a job nobody feeds).
+    #: **From the index**: the asset index the watcher keeps current from its watch (None: each round reads both
+    #: prefixes into a fresh one, for a job nobody feeds).
     index: AssetIndex | None = None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
-        """One round (rules 1-4); the seconds to the next one when it must come sooner than the interval."""
+        """One round (**Record what the routes share**, **Due streams to their reconciler**, **Errors end the round**
+        and **Prune what is delivered**); the seconds to the next one when it must come sooner than the interval."""
         self._requeue_after = None
         routes = self.graph().asset_routes
         if self.started_at is None:
             self.started_at = now
         if not routes:
             return None
-        # Rule 3: every write of the round pinned to the term it began in (executor rule 1): a decision made under
-        # this term never writes in a later one, even if this watcher lost the lead and won it back meanwhile.
+        # **Errors end the round**: every write of the round pinned to the term it began in (the executor's fence): a
+        # decision made under this term never writes in a later one, even if this watcher lost the lead and won it back
+        # meanwhile.
         self._writes = self.executor.pin()  # raises LeadershipLost: no round without leading
         index = self.index if self.index is not None else await self._read_index()
         fresh: set[EventKey] = set()
         recorded = await self._record(routes, index, fresh, now)
-        # Rule 2: the due streams to their reconciler: keys of the queue, or delivered here (deliveries rule 8).
+        # **Due streams to their reconciler**: the due streams to their reconciler: keys of the queue, or delivered here
+        # (``AssetDeliveries.deliver_due``).
         streams, done = 0, Delivered()
         if self.deliveries.keyed:
             streams = self.deliveries.submit_due(routes, index, now)
@@ -153,14 +161,16 @@ class AssetJob:
         return self._requeue_after
 
     def _sooner(self, delay_s: float) -> None:
-        """Rule 1a and deliveries rule 6: the next round in at most ``delay_s`` (the soonest ask of the round wins)."""
+        """**Stopped listings** and the deliveries' ``look_after`` (semantics `delivery-term-wait`): the next round in
+        at most ``delay_s`` (the soonest ask of the round wins)."""
         if self._requeue_after is None or delay_s < self._requeue_after:
             self._requeue_after = delay_s
 
     # ------------------------------------------------------------ reading
 
     async def _read_index(self) -> AssetIndex:
-        """Rule 0 for a job nobody feeds an index: both prefixes read into a fresh one (the whole history)."""
+        """**From the index** for a job nobody feeds an index: both prefixes read into a fresh one (the whole
+        history)."""
         index = AssetIndex(self.keys)
         for prefix in (self.keys.events, self.keys.deliveries):
             for kv in (await self.store.snapshot(prefix)).kvs:
@@ -168,14 +178,15 @@ class AssetJob:
         return index
 
     async def _refresh(self, index: AssetIndex, keys: list[str]) -> None:
-        """Rule 0: after a conflict, the keys involved as etcd holds them now (point reads at one revision)."""
+        """**From the index**: after a conflict, the keys involved as etcd holds them now (point reads at one
+        revision)."""
         revision, found = await self.store.get_many(keys)
         for kv in found:
             apply_logged(index, kv.key, kv.value, kv.mod_revision)
         for key in set(keys) - {kv.key for kv in found}:
             index.apply(key, None, revision)  # absent at ``revision``: any older put of it is stale
 
-    # ------------------------------------------------------------ rule 4: retention
+    # ------------------------------------------------------------ **Prune what is delivered**: retention
 
     async def _prune(
         self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
@@ -194,13 +205,15 @@ class AssetJob:
             result = await self._writes.delete_unchanged(items)
             if result.succeeded:
                 pruned += 1
-                for key, _ in items:  # rule 0: write-through, so no later round sees the event or its entries again
+                # **From the index**: write-through, so no later round sees the event or its entries again.
+                for key, _ in items:
                     index.apply(key, None, result.revision)
             else:
                 await self._refresh(index, [key for key, _ in items])
         return pruned
 
-    # ------------------------------------------------------------ rule 1: facts from each source
+    # ------------------------------------------------------------ **Record what the routes share**: facts from each
+    # source
 
     async def _record(
         self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
@@ -241,7 +254,7 @@ class AssetJob:
                 )
                 key, value = self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode()
                 result = await self._writes.cas(key, value, 0)
-                # Rule 0: write-through (ours, or the one another recorder wrote first: create-only).
+                # **From the index**: write-through (ours, or the one another recorder wrote first: create-only).
                 if result.succeeded:
                     index.apply(key, value, result.revision)
                     fresh.add((source, item.uri, item.event_id))
@@ -254,7 +267,8 @@ class AssetJob:
         return recorded
 
     def _note_stopped(self, source: str, listing: AssetEventListing) -> None:
-        """Rule 1a: a sooner round while ``source``'s listing stops at an unreadable event; say so once per streak."""
+        """**Stopped listings**: a sooner round while ``source``'s listing stops at an unreadable event; say so once per
+        streak."""
         streak = self._stopped.pop(source, 0)
         self.metrics.asset_listing_stopped.labels(source).set(1 if listing.stopped else 0)
         if not listing.stopped:
@@ -268,9 +282,9 @@ class AssetJob:
         self._sooner(min(self.interval_s, STOPPED_RETRY_S * 2.0 ** min(streak, 16)))
 
     async def _first_mark(self, source: str) -> datetime:
-        """Rule 1 while no event of ``source`` is recorded: the mark the first round of any watcher stored (so a
-        watcher restarted before the first event still lists what happened while it was down), else this job's
-        start less the lookback, stored now (create-only: the first writer's mark wins)."""
+        """**Record what the routes share** while no event of ``source`` is recorded: the mark the first round of any
+        watcher stored (so a watcher restarted before the first event still lists what happened while it was down), else
+        this job's start less the lookback, stored now (create-only: the first writer's mark wins)."""
         key = self.keys.mark_key(source)
         kv = await self.store.get(key)
         if kv is not None:
@@ -286,9 +300,9 @@ class AssetJob:
 
 
 def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> datetime:
-    """Rule 1: where the next listing of a source may start after this one examined ``listed`` (oldest first, from
-    ``since``): the newest listed less the overlap. A full listing whose events all fall within one overlap (a
-    listing's worth of events in a minute) would start again where it started: it moves to the newest listed
+    """**Record what the routes share**: where the next listing of a source may start after this one examined ``listed``
+    (oldest first, from ``since``): the newest listed less the overlap. A full listing whose events all fall within one
+    overlap (a listing's worth of events in a minute) would start again where it started: it moves to the newest listed
     itself (at or after: its equal timestamps are listed again), so the rounds still advance."""
     newest = max(e.timestamp for e in listed)
     after = newest - timedelta(seconds=OVERLAP_S)

@@ -110,9 +110,9 @@ async def audit_once(
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)
-        # An OpenLineage node's facts are the receiver's (semantics rule 18): a second writer with Airflow's run ids
-        # beside the receiver's run ids would make each success two generations, and its dependents run twice. An
-        # external instance has no Airflow to list (a client configured for it by mistake is not used).
+        # An OpenLineage node's facts are the receiver's (semantics `lineage-upstreams`): a second writer with Airflow's
+        # run ids beside the receiver's run ids would make each success two generations, and its dependents run twice.
+        # An external instance has no Airflow to list (a client configured for it by mistake is not used).
         if client is None or entry_for(graph.lineage_jobs, node) is not None or not graph.has_airflow(node.instance):
             continue
         try:

@@ -1,21 +1,21 @@
-"""The trigger budget's shell (semantics rule 15): what a leading watcher's pass may submit, and the fenced write
-that counts it in etcd before anything of it is submitted.
+"""The trigger budget's shell (semantics `trigger-budget`): what a leading watcher's pass may submit, and the fenced
+write that counts it in etcd before anything of it is submitted.
 
 The rules are ``coordinator.core.budget``'s; this module reads the clock, writes the budget key and tells.
 
-1. Count before acting. For each instance with new triggers, the runs let through and any new hold are written in
-   one compare-and-swap of ``{prefix}/config/budget/{instance}`` against the revision last seen, fenced by the
-   leader key; only then are that instance's triggers submitted. A crash after the write counts runs that never
-   started (the budget errs on the side of holding); a crash before it started none.
-2. A conflict is not a failure. The key moved since the view read it (this leader's own previous count, not yet
-   back through the watch, or an operator's release): the pass judges that instance again against the value the
-   conflict returned, up to ``RECORD_ATTEMPTS`` times.
-3. What cannot be counted is not submitted. An etcd error, or conflicts past the attempts, withhold the instance's
-   counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
-4. Each DAG's allowance (rule 15h, ``core/budget_allowance.py``) is measured once per graph, when a pass first
-   triggers that DAG; what the backfill requests and the DAG releases declare is rebuilt when they change (read from
-   the view: a release that lands during a conflict's retry is seen on the next pass, erring on the side of
-   holding). A held DAG logs ``budget.dag_held`` once, when its hold is recorded.
+- **Count before acting.** For each instance with new triggers, the runs let through and any new hold are written in one
+  compare-and-swap of ``{prefix}/config/budget/{instance}`` against the revision last seen, fenced by the leader key;
+  only then are that instance's triggers submitted. A crash after the write counts runs that never started (the budget
+  errs on the side of holding); a crash before it started none.
+- **A conflict is not a failure.** The key moved since the view read it (this leader's own previous count, not yet back
+  through the watch, or an operator's release): the pass judges that instance again against the value the conflict
+  returned, up to ``RECORD_ATTEMPTS`` times.
+- **What cannot be counted is not submitted.** An etcd error, or conflicts past the attempts, withhold the instance's
+  counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
+- **Allowances per graph.** Each DAG's allowance (semantics `budget-per-dag`, ``core/budget_allowance.py``) is measured
+  once per graph, when a pass first triggers that DAG; what the backfill requests and the DAG releases declare is
+  rebuilt when they change (read from the view: a release that lands during a conflict's retry is seen on the next pass,
+  erring on the side of holding). A held DAG logs ``budget.dag_held`` once, when its hold is recorded.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ from coordinator.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-#: Rule 2: a leader's own count racing the watch conflicts once; more means someone else keeps writing the key.
+#: **A conflict is not a failure**: a leader's own count racing the watch conflicts once; more means someone else keeps
+#: writing the key.
 RECORD_ATTEMPTS = 3
 
 
@@ -67,12 +68,14 @@ class TriggerBudget:
     window_s: float
     watcher_id: str
     metrics: Metrics
-    #: Rule 4: the per-DAG allowance's floor (``COORDINATOR_TRIGGER_BUDGET_DAG_FLOOR``); 0 turns per-DAG holds off.
+    #: **Allowances per graph**: the per-DAG allowance's floor (``COORDINATOR_TRIGGER_BUDGET_DAG_FLOOR``); 0 turns
+    #: per-DAG holds off.
     dag_floor: int = DEFAULT_DAG_ALLOWANCE_FLOOR
     clock: Callable[[], float] = time.time
-    #: Rule 4: the allowances of the last graph seen, by its digest.
+    #: **Allowances per graph**: the allowances of the last graph seen, by its digest.
     _allowances: tuple[str, Allowances] | None = None
-    #: Rule 4: what the last backfill requests and DAG releases explain, by the graph's digest and both.
+    #: **Allowances per graph**: what the last backfill requests and DAG releases explain, by the graph's digest and
+    #: both.
     _declared: tuple[str, frozenset[tuple[NodeId, str]], frozenset[tuple[NodeId, str, str]], Declared] | None = None
 
     def allowances(self, graph: Graph | None) -> Allowances:
@@ -107,7 +110,7 @@ class TriggerBudget:
         graph: Graph | None = None,
         backfills: Iterable[tuple[NodeId, str]] = (),
     ) -> Admitted:
-        """The plan's actions the budget lets through, each instance's count recorded first (rules 1-4).
+        """The plan's actions the budget lets through, each instance's count recorded first (every rule of the module).
         ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports;
         ``graph`` and ``backfills`` (the view's requests) give each DAG's allowance and what a backfill explains."""
         window = Window(self.window_s, self.clock())
@@ -145,8 +148,9 @@ class TriggerBudget:
         allowances: Allowances,
         declared: Declared,
     ) -> tuple[Budgeted, BudgetState] | None:
-        """Rules 1-3 for one instance's new triggers: its verdict and its state once its count is in etcd (no write
-        when the verdict counts nothing new: a held or released instance), or None when it could not be counted."""
+        """**Count before acting**, **A conflict is not a failure** and **What cannot be counted is not submitted** for
+        one instance's new triggers: its verdict and its state once its count is in etcd (no write when the verdict
+        counts nothing new: a held or released instance), or None when it could not be counted."""
         key = self.keys.budget_key(instance)
         state, rev = seen
         for _ in range(RECORD_ATTEMPTS):

@@ -1,19 +1,22 @@
-"""The paused DAGs the deadline pass must know about: what rule 3 of ``core.deadline.states``
-calls "paused", from Airflow.
+"""The paused DAGs the deadline pass must know about: what ``core.deadline.states``'s **Causes** calls "paused", from
+Airflow.
 
 The view holds what the plugin and the watcher recorded; whether a DAG is paused lives only in Airflow. The deadline
 pass (``watcher/deadlines.py``) asks this module once per pass, before it takes the view lock.
 
 Rules:
-1. Only the DAGs that can be a cause matter: every DAG with an ``expected_by`` and its ancestors through success
-   edges. Only their instances are asked, and none when no DAG declares a deadline.
-2. One ``GET /dags?paused=true`` per instance per pass at most, through the instance's shared :class:`PausedDags`
-   (the actuator's cache: a list fetched for a trigger a moment ago is reused, and the other way round). The
-   instances are asked concurrently, so a hung one delays the pass by one client timeout, not one per instance.
-3. A list that failed leaves that instance's last known answer (none before the first success): a failed request
-   proves nothing about pausing, and an instance that stops answering is the reachability tracker's business
-   (``watcher/reachability.py``: the failed list counts there). Nothing here raises for what Airflow answers.
-4. One log line when an instance's paused DAGs that matter change (``deadline.paused``), never per pass.
+- **Only DAGs that can be a cause.** Only the DAGs that can be a cause matter: every DAG with an ``expected_by`` and its
+  ancestors through success edges. Only their instances are asked, and none when no DAG declares a deadline.
+- **One list per instance per pass.** One ``GET /dags?paused=true`` per instance per pass at most, through the
+  instance's shared :class:`PausedDags` (the actuator's cache: a list fetched for a trigger a moment ago is reused, and
+  the other way round). The instances are asked concurrently, so a hung one delays the pass by one client timeout, not
+  one per instance.
+- **A failed list proves nothing.** A list that failed leaves that instance's last known answer (none before the first
+  success): a failed request proves nothing about pausing, and an instance that stops answering is the reachability
+  tracker's business (``watcher/reachability.py``: the failed list counts there). Nothing here raises for what Airflow
+  answers.
+- **One line per change.** One log line when an instance's paused DAGs that matter change (``deadline.paused``), never
+  per pass.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def deadline_scope(graph: Graph) -> frozenset[NodeId]:
-    """Rule 1: the DAGs with an ``expected_by`` and every DAG they wait for, transitively."""
+    """**Only DAGs that can be a cause**: the DAGs with an ``expected_by`` and every DAG they wait for, transitively."""
     found: set[NodeId] = set()
     stack = [node for node, spec in graph.dags.items() if spec.expected_by is not None]
     while stack:
@@ -47,12 +50,12 @@ def deadline_scope(graph: Graph) -> frozenset[NodeId]:
 
 @dataclass
 class PausedForDeadlines:
-    """``DeadlineJob.paused``: call it with the graph, get the paused DAGs that matter (rules 1-4)."""
+    """``DeadlineJob.paused``: call it with the graph, get the paused DAGs that matter (every rule of the module)."""
 
     lists: Mapping[str, PausedDags]
-    #: The last successful answer per instance (rule 3).
+    #: The last successful answer per instance (**A failed list proves nothing**).
     known: dict[str, frozenset[str]] = field(default_factory=dict)
-    #: What was logged last per instance (rule 4).
+    #: What was logged last per instance (**One line per change**).
     _logged: dict[str, frozenset[NodeId]] = field(default_factory=dict)
     #: The scope of the last graph asked about: the graph changes rarely, a pass comes every 15 s.
     _scope: tuple[Graph, frozenset[NodeId]] | None = None

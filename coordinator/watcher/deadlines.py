@@ -1,39 +1,42 @@
 """The leader's deadline pass: decide every deadline state (``core.deadline.states``), record each transition by
 compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
 
-Rules (semantics rule 13):
-1. Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``, docs/keys.md) warm from the same watch
-   as its view (the informer's :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes
-   (:class:`DeadlineJob`, a periodic job that names what it needs and never the watcher).
-2. Record first, alert after: a transition is written by a fenced compare-and-swap (the executor's,
-   ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for
-   that key (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old
-   one whose lease is in doubt and the new one) never both alert one transition.
-3. Then the handlers are triggered (through the executor, with its retries of a transient failure), when
-   ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted for the partition,
-   held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and logical date
-   (recorded in the transition), and the record is swapped to ``alerted``. A leader that dies between the two leaves
-   a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as existing,
-   so each handler runs once per transition. A record already ``alerted`` is never alerted again.
-4. One log line per transition: ``deadline.transition``.
-5. Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal from its
-   cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a full
-   pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
-   (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
-   Transitions and metric counts come from what changed (the deadline index names the records that moved).
-6. A root's predicted start (``core.deadline.start``) needs each instance's Airflow major version: read from the
-   clients, which learn it with their first request (the paused list asks every instance a deadline depends on
-   before each pass), never asked for here. A version learned or changed starts the cache over.
-7. Escalation levels (``core.deadline.levels``), after the DAG's own transitions in the same pass: the statuses of
-   the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded under its own
-   key (``deadline_level_key``) exactly as in rules 2-3, and alerted with ``level_run_id`` and ``"level"`` in the
-   conf; one ``deadline.level_transition`` line each. The deadline index keeps the level records too.
-8. A recorded transition whose handlers failed to trigger in this pass (Airflow refused, timed out, or lost the
-   answer: the run may exist) is not replaced by a newer transition in the same pass: the next pass triggers the same
-   run id again (Airflow answers "exists" when the lost call took effect), marks it, and only then records the new
-   transition, which carries the state as alerted (``core.deadline.alerts`` rule 4). Otherwise a lost answer, then a
-   return to on_time and back, pages twice. The wait is bounded by ``ALERT_RETRY_WINDOW`` from the transition, so a
-   handler that cannot be triggered at all never freezes the partition's record (``deadline.alert_abandoned``).
+Rules (semantics `deadlines-judged`):
+- **Warm records, leader passes.** Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``,
+  docs/keys.md) warm from the same watch as its view (the informer's
+  :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes (:class:`DeadlineJob`, a periodic
+  job that names what it needs and never the watcher).
+- **Record first, alert after.** A transition is written by a fenced compare-and-swap (the executor's,
+  ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for that key
+  (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose
+  lease is in doubt and the new one) never both alert one transition.
+- **Handlers once per transition.** Then the handlers are triggered (through the executor, with its retries of a
+  transient failure), when ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted
+  for the partition, held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and
+  logical date (recorded in the transition), and the record is swapped to ``alerted``. A leader that dies between the
+  two leaves a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as
+  existing, so each handler runs once per transition. A record already ``alerted`` is never alerted again.
+- **One line per transition.** One log line per transition: ``deadline.transition``.
+- **Incremental.** Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal
+  from its cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a
+  full pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
+  (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
+  Transitions and metric counts come from what changed (the deadline index names the records that moved).
+- **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
+  version: read from the clients, which learn it with their first request (the paused list asks every instance a
+  deadline depends on before each pass), never asked for here. A version learned or changed starts the cache over.
+- **Escalation levels.** Escalation levels (``core.deadline.levels``), after the DAG's own transitions in the same pass:
+  the statuses of the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded
+  under its own key (``deadline_level_key``) exactly as in **Record first, alert after** and
+  **Handlers once per transition**, and alerted with ``level_run_id`` and ``"level"`` in the conf; one
+  ``deadline.level_transition`` line each. The deadline index keeps the level records too.
+- **A failed alert holds its record.** A recorded transition whose handlers failed to trigger in this pass (Airflow
+  refused, timed out, or lost the answer: the run may exist) is not replaced by a newer transition in the same pass: the
+  next pass triggers the same run id again (Airflow answers "exists" when the lost call took effect), marks it, and only
+  then records the new transition, which carries the state as alerted (``core.deadline.alerts``'s
+  **Alerted states carried**). Otherwise a lost answer, then a return to on_time and back, pages twice. The wait is
+  bounded by ``ALERT_RETRY_WINDOW`` from the transition, so a handler that cannot be triggered at all never freezes the
+  partition's record (``deadline.alert_abandoned``).
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
 
-#: Rule 8: how long a transition whose handlers keep failing holds off the next transition of its partition.
+#: **A failed alert holds its record**: how long a transition whose handlers keep failing holds off the next transition
+#: of its partition.
 ALERT_RETRY_WINDOW = timedelta(minutes=10)
 
 #: Seconds between two deadline passes: a deadline is minutes to hours away, and a pass reads only the view.
@@ -96,7 +100,8 @@ def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: st
     }
     if level is not None:
         conf["coordinator"]["deadline"]["level"] = level
-    if record.task is not None:  # a task deadline: the handler is told which task was judged (rule 13)
+    # A task deadline: the handler is told which task was judged (semantics `deadline-task`)
+    if record.task is not None:
         conf["coordinator"]["deadline"]["task"] = record.task
     return conf
 
@@ -140,21 +145,23 @@ class DeadlineJob:
     view_lock: asyncio.Lock
     #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; this job writes through.
     tracker: DeadlineIndex
-    #: Rule 3's causes the view cannot show (``watcher/deadline_facts.py``): the paused DAGs that matter to this
-    #: graph's deadlines (listed at most once per pass), and the Airflow instances judged unreachable.
+    #: The causes the view cannot show (``core.deadline.states``'s **Causes**, ``watcher/deadline_facts.py``): the
+    #: paused DAGs that matter to this graph's deadlines (listed at most once per pass), and the Airflow instances
+    #: judged unreachable.
     paused: Callable[[Graph], Awaitable[frozenset[NodeId]]]
     unreachable: Callable[[], frozenset[str]]
     metrics: Metrics
     watcher_id: str
     interval_s: float
     name: str = "deadline"
-    #: Rule 6: the Airflow major version of every instance whose version is known (``known_majors``).
+    #: **Versions from the clients**: the Airflow major version of every instance whose version is known
+    #: (``known_majors``).
     majors: Callable[[], Mapping[str, int]] = field(default=lambda: {})
-    #: Rule 5: the cache, the journal cursor it has read up to and the leadership (fence) it was built under.
+    #: **Incremental**: the cache, the journal cursor it has read up to and the leadership (fence) it was built under.
     cache: DeadlineCache | None = field(default=None, init=False)
     cursor: Cursor = field(default_factory=Cursor, init=False)
     term: int | None = field(default=None, init=False)
-    #: Rule 2: the current pass's writes, pinned to the term it began in (``Executor.pin``).
+    #: **Record first, alert after**: the current pass's writes, pinned to the term it began in (``Executor.pin``).
     writes: TermWrites = field(init=False)
 
     async def run_once(self, now: datetime) -> RequeueAfter:
@@ -163,18 +170,19 @@ class DeadlineJob:
 
 
 def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
-    """Rule 6: each instance's Airflow major version, where its client already knows it."""
+    """**Versions from the clients**: each instance's Airflow major version, where its client already knows it."""
     return {name: major for name, client in clients.items() if (major := client.known_major) is not None}
 
 
 async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
-    """One pass (rules 2-4); the transitions this watcher recorded. Raises LeadershipLost when the fence is gone."""
+    """One pass (**Record first, alert after**, **Handlers once per transition** and **One line per transition**); the
+    transitions this watcher recorded. Raises LeadershipLost when the fence is gone."""
     graph = job.graph()
     tracker = job.tracker
     if not tracker.records and all(spec.expected_by is None for spec in graph.dags.values()):
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
-    # Rule 2: every record of this pass is written in the term it began in; the term's revision also keys the cache
-    # (rule 5). Raises LeadershipLost: no pass without leading.
+    # **Record first, alert after**: every record of this pass is written in the term it began in; the term's revision
+    # also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
     job.writes = job.executor.pin()
     term = job.writes.fence.create_revision
     # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
@@ -184,7 +192,8 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         cache = job.cache
         majors = job.majors()
         if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:
-            cache, changed = DeadlineCache(graph, majors=majors), None  # rules 5 and 6: start over
+            # **Incremental** and **Versions from the clients**: start over.
+            cache, changed = DeadlineCache(graph, majors=majors), None
         job.cache = None  # until this pass succeeds: a pass that fails leaves no half-updated cache behind
         record_changes = tracker.drain()
         if changed is None or len(changed) > THREAD_ABOVE:
@@ -210,14 +219,16 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
               len(update.changed))  # fmt: skip
     # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
     # before a new transition replaces its record: the new record then carries that state as alerted
-    # (core.deadline.alerts rule 4), so a return to it does not page again.
+    # (``core.deadline.alerts``'s **Alerted states carried**), so a return to it does not page again.
     failing = await alert_pending(job, graph, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(tracker.records, record_changes):
         status = transition.status
         at = (status.node, status.partition)
         if _waits_for_alert(at, tracker.records.get(at), failing, now):
-            continue  # rule 8: the cache keeps the mismatch, so the next pass offers this transition again
+            # **A failed alert holds its record**: the cache keeps the mismatch, so the next pass offers this transition
+            # again.
+            continue
         handlers = graph.late_handlers.get(status.node, ())
         plan = plan_alert(tracker.records.get(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
@@ -255,7 +266,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
         at = transition.key
         status = transition.status
         if _waits_for_alert(at, tracker.levels.get(at), failing, now):
-            continue  # rule 8: judged again from the statuses next pass
+            continue  # **A failed alert holds its record**: judged again from the statuses next pass
         plan = plan_alert(tracker.levels.get(at), transition.state, now, alert_policy(graph, status.node),
                           bool(transition.level.handlers))  # fmt: skip
         handler_date = tracker.next_handler_date(now) if not plan.alerted else None
@@ -281,7 +292,7 @@ async def alert_pending_levels(
     job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], now: datetime
 ) -> set[LevelKey]:  # fmt: skip
     """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids; the
-    keys whose handlers failed to trigger (rule 8)."""
+    keys whose handlers failed to trigger (**A failed alert holds its record**)."""
     tracker = job.tracker
     failing: set[LevelKey] = set()
     for at in sorted(tracker.levels_unalerted):
@@ -303,7 +314,8 @@ async def alert_pending_levels(
 def _waits_for_alert(
     at: object, record: DeadlineRecord | None, failing: set[Any], now: datetime
 ) -> bool:  # fmt: skip
-    """Rule 8: whether a new transition at ``at`` waits for the failed alert of the record it would replace."""
+    """**A failed alert holds its record**: whether a new transition at ``at`` waits for the failed alert of the record
+    it would replace."""
     if at not in failing or record is None:
         return False
     if now - record.changed_at < ALERT_RETRY_WINDOW:
@@ -315,7 +327,8 @@ def _waits_for_alert(
 
 async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tuple[NodeId, str]]:
     """Trigger the handlers of every recorded transition due to alert (``alerts.due``: not yet alerted, held long
-    enough), then mark it alerted (rule 3); the keys whose handlers failed to trigger (rule 8)."""
+    enough), then mark it alerted (**Handlers once per transition**); the keys whose handlers failed to trigger
+    (**A failed alert holds its record**)."""
     tracker = job.tracker
     failing: set[tuple[NodeId, str]] = set()
     for at in sorted(tracker.unalerted):
@@ -353,7 +366,8 @@ async def _trigger_all(
         at = record.handler_date or record.changed_at
         try:
             client = job.executor.client(handler.instance)
-            # The executor's retries (executor rule 4): the handler's run id is deterministic, so a repeat is a 409.
+            # The executor's retries (``airflow_call_retry``): the handler's run id is deterministic, so a repeat is a
+            # 409.
             outcome = await job.executor.call(partial(client.trigger, handler.dag_id, run_id, at, conf))
         except AirflowError as exc:
             ok = False

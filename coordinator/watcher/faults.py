@@ -8,13 +8,13 @@ environment, and the default costs one comparison. The hook that exits like a po
 :data:`CRASH_EXIT_CODE`, no cleanup) lives with the tests, in ``tests/support/crash_watcher.py``.
 
 Rules:
-1. ``crash_point(name)`` calls the installed hook with ``name``; without a hook it does nothing.
-2. Names in use: ``after-intent`` (the intent is committed in the ledger; no Airflow call yet) and
-   ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending) and
-   ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet),
-   ``asset-after-intent`` (a delivery's pending entry is committed; nothing posted yet) and ``asset-after-post``
-   (the target created the event; the delivery ledger still says pending), ``lineage-after-write`` (the OpenLineage
-   receiver committed an event's transaction; no answer sent yet).
+- **A hook or nothing.** ``crash_point(name)`` calls the installed hook with ``name``; without a hook it does nothing.
+- **Names in use.** Names in use: ``after-intent`` (the intent is committed in the ledger; no Airflow call yet) and
+  ``after-airflow-call`` (Airflow answered the create or clear; the ledger still says pending) and
+  ``after-deadline-transition`` (a deadline transition is recorded; its handlers are not triggered yet),
+  ``asset-after-intent`` (a delivery's pending entry is committed; nothing posted yet) and ``asset-after-post`` (the
+  target created the event; the delivery ledger still says pending), ``lineage-after-write`` (the OpenLineage receiver
+  committed an event's transaction; no answer sent yet).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Callable
 #: The exit status the tests' crash hook uses: distinct from a Python error (1), a signal (negative) and a clean
 #: stop (0), so a test knows the process died at the crash point and not of something else.
 CRASH_EXIT_CODE = 86
-#: The crash points of the trigger protocol (rule 2).
+#: The crash points of the trigger protocol (**Names in use**).
 POINTS = (
     "after-intent",
     "after-airflow-call",
@@ -45,6 +45,6 @@ def install(hook: Hook | None) -> None:
 
 
 def crash_point(name: str) -> None:
-    """Rule 1: hand ``name`` to the installed hook, if any."""
+    """**A hook or nothing**: hand ``name`` to the installed hook, if any."""
     if _hook is not None:
         _hook(name)

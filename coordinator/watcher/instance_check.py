@@ -3,16 +3,17 @@
 Used by the watcher at start (one log line per instance, a metric, its presence record) and by ``coordinator doctor``.
 
 Rules:
-1. Read-only: nothing is triggered, cleared or unpaused. Permissions are asked with requests Airflow must refuse after
-   its permission check (``AirflowClient.may_trigger`` / ``may_clear``).
-2. Never raises for what Airflow answers: every failure becomes the check's ``error`` with ``fix``, the setting or
-   command that resolves it (a refused login names that instance's credential settings).
-3. Bounded: at most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
-   up in one listing.
-4. Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
-5. Airflow 3 writes an audit-log row for the permitted trigger probe (event ``trigger_dag_run``, extra
-   ``{"coordinator_probe": true}``; no run is created; measured on 3.3.2) and none for the dry-run clear. So the
-   watcher's start check asks about one DAG per instance (one row per start); ``doctor`` asks about up to MAX_PROBED.
+- **Read-only.** Nothing is triggered, cleared or unpaused. Permissions are asked with requests Airflow must refuse
+  after its permission check (``AirflowClient.may_trigger`` / ``may_clear``).
+- **Never raises for what Airflow answers.** Every failure becomes the check's ``error`` with ``fix``, the setting or
+  command that resolves it (a refused login names that instance's credential settings).
+- **Bounded.** At most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
+  up in one listing.
+- **Its own client.** Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
+- **One audit row per start.** Airflow 3 writes an audit-log row for the permitted trigger probe (event
+  ``trigger_dag_run``, extra ``{"coordinator_probe": true}``; no run is created; measured on 3.3.2) and none for the
+  dry-run clear. So the watcher's start check asks about one DAG per instance (one row per start); ``doctor`` asks about
+  up to MAX_PROBED.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ async def check_instance(
     timeout_s: float = 10.0,
     probe_limit: int = MAX_PROBED,
 ) -> InstanceCheck:
-    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (rules 1-3), each request within ``timeout_s``,
-    the permissions on at most ``probe_limit`` DAGs (the watcher's start check asks about one: rule 5).
+    """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (**Read-only**,
+    **Never raises for what Airflow answers** and **Bounded**), each request within ``timeout_s``, the permissions on at
+    most ``probe_limit`` DAGs (the watcher's start check asks about one: **One audit row per start**).
 
-    With a client of its own (User-Agent ``.../check``, rule 4): its own login, and Airflow's access log (and the
-    test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
+    With a client of its own (User-Agent ``.../check``, **Its own client**): its own login, and Airflow's access log
+    (and the test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
     now = datetime.now(UTC)
     if settings is None:
         return InstanceCheck(

@@ -54,8 +54,9 @@ class DagKey(NamedTuple):
 
 
 class AssetStream(NamedTuple):
-    """The (target, source, asset uri) stream of asset deliveries (semantics rule 16d): its due events are delivered
-    in order by one attempt at a time (``watcher/deliveries.py``). A tuple, as the asset index's stream keys are."""
+    """The (target, source, asset uri) stream of asset deliveries (semantics `asset-order`): its due events are
+    delivered in order by one attempt at a time (``watcher/deliveries.py``). A tuple, as the asset index's stream keys
+    are."""
 
     target: str
     source: str

@@ -1,17 +1,19 @@
 """Which DAGs of one Airflow instance are paused: one list request shared by every trigger (and the deadline pass,
 ``watcher/deadline_facts.py``) for a few seconds.
 
-The actuator warns after a trigger when the DAG is paused (intent rule 5, a courtesy: the run exists and waits). Asking
-per DAG cost a second Airflow request per trigger, and a per-DAG cache almost never hits when each DAG runs hourly or
-daily. One ``GET /dags?paused=true`` per instance answers for every DAG at once.
+The actuator warns after a trigger when the DAG is paused (semantics `trigger-confirm`, a courtesy: the run exists and
+waits). Asking per DAG cost a second Airflow request per trigger, and a per-DAG cache almost never hits when each DAG
+runs hourly or daily. One ``GET /dags?paused=true`` per instance answers for every DAG at once.
 
 Rules:
-1. At most one list request per instance is in flight: concurrent triggers (a cascade) wait for the same answer.
-2. An answer is reused for ``ttl_s``; so is a failure, so an Airflow that refuses the list is not asked per trigger.
-3. A failure (any AirflowError) answers None, "unknown": the caller falls back to asking about its own DAG. Nothing
-   here raises an Airflow error, so the courtesy check never fails a trigger.
-4. "Paused" is only a hint the caller re-checks for its DAG (an unpause must show at once); "not paused" is trusted
-   for ``ttl_s``: a DAG paused meanwhile misses its warning for at most that long.
+- **One list in flight.** At most one list request per instance is in flight: concurrent triggers (a cascade) wait for
+  the same answer.
+- **Answers reused.** An answer is reused for ``ttl_s``; so is a failure, so an Airflow that refuses the list is not
+  asked per trigger.
+- **A failure is unknown.** A failure (any AirflowError) answers None, "unknown": the caller falls back to asking about
+  its own DAG. Nothing here raises an Airflow error, so the courtesy check never fails a trigger.
+- **Paused is a hint.** "Paused" is only a hint the caller re-checks for its DAG (an unpause must show at once); "not
+  paused" is trusted for ``ttl_s``: a DAG paused meanwhile misses its warning for at most that long.
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ PAUSED_LIST_TTL_S = 5.0
 
 
 class PausedDags:
-    """The paused DAGs of one instance, listed by ``fetch`` (``AirflowClient.paused_dags``) and cached (rules 1-2)."""
+    """The paused DAGs of one instance, listed by ``fetch`` (``AirflowClient.paused_dags``) and cached
+    (**One list in flight** and **Answers reused**)."""
 
     def __init__(
         self,
@@ -47,18 +50,19 @@ class PausedDags:
         self._ttl_s = ttl_s
         self._clock = clock
         self._lock = asyncio.Lock()
-        self._paused: frozenset[str] | None = None  # None: the last list failed (rule 3)
+        self._paused: frozenset[str] | None = None  # None: the last list failed (**A failure is unknown**)
         self._until = float("-inf")
 
     async def is_paused(self, dag_id: str) -> bool | None:
-        """Whether the list had ``dag_id`` as paused; None when the list failed (rule 3)."""
+        """Whether the list had ``dag_id`` as paused; None when the list failed (**A failure is unknown**)."""
         paused = await self.listed()
         return None if paused is None else dag_id in paused
 
     async def listed(self) -> frozenset[str] | None:
-        """The paused DAG ids, listed at most once per ``ttl_s`` (rules 1-2); None when the list failed (rule 3)."""
+        """The paused DAG ids, listed at most once per ``ttl_s`` (**One list in flight** and **Answers reused**); None
+        when the list failed (**A failure is unknown**)."""
         if self._clock() >= self._until:
-            async with self._lock:  # rule 1: whoever waited here finds the answer the first one fetched
+            async with self._lock:  # **One list in flight**: whoever waited here finds the answer the first one fetched
                 if self._clock() >= self._until:
                     await self._refresh()
         return self._paused

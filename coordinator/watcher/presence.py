@@ -1,18 +1,19 @@
 """What a running watcher tells others about itself: its start check of every Airflow instance, and a presence key.
 
 Rules:
-1. At start every instance in use (a DAG of the graph or an asset route names it; or a client is configured) is
-   checked once (``instance_check``), except those the graph declares ``"kind": "external"`` (no Airflow: nothing
-   to ask): one log line per instance, the metrics ``coordinator_instance_up{instance}`` /
-   ``coordinator_instance_check_failures{instance}``; a failure names the setting to fix and never stops the watcher
-   (the instance may come up later; the actuator retries as always).
-2. The presence key ``{prefix}/watchers/{id}`` (docs/keys.md) holds a :class:`~coordinator.diagnosis.WatcherPresence`
-   bound to a lease of ``leader_ttl_s``: it disappears within that time after the process dies, so ``doctor`` lists
-   live standbys and ``status``/``doctor`` show the start checks. It is rewritten when the checks finish and when the
-   graph in force changes: it carries that graph's digest and warnings, so ``doctor`` flags watchers that run
-   different graphs (a failover would change the graph) and ``status`` shows a misspelt upstream the watcher took.
-3. etcd trouble here is logged and retried after a pause; it never takes the watcher down.
-4. It is given only what it needs (:class:`Presence`), never the watcher.
+- **Start checks.** At start every instance in use (a DAG of the graph or an asset route names it; or a client is
+  configured) is checked once (``instance_check``), except those the graph declares ``"kind": "external"`` (no Airflow:
+  nothing to ask): one log line per instance, the metrics ``coordinator_instance_up{instance}`` /
+  ``coordinator_instance_check_failures{instance}``; a failure names the setting to fix and never stops the watcher (the
+  instance may come up later; the actuator retries as always).
+- **The presence key.** The presence key ``{prefix}/watchers/{id}`` (docs/keys.md) holds a
+  :class:`~coordinator.diagnosis.WatcherPresence` bound to a lease of ``leader_ttl_s``: it disappears within that time
+  after the process dies, so ``doctor`` lists live standbys and ``status``/``doctor`` show the start checks. It is
+  rewritten when the checks finish and when the graph in force changes: it carries that graph's digest and warnings, so
+  ``doctor`` flags watchers that run different graphs (a failover would change the graph) and ``status`` shows a
+  misspelt upstream the watcher took.
+- **etcd trouble is retried.** etcd trouble here is logged and retried after a pause; it never takes the watcher down.
+- **Only what it needs.** It is given only what it needs (:class:`Presence`), never the watcher.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ RETRY_S = 1.0
 
 @dataclass(frozen=True)
 class Presence:
-    """What the start checks and the presence key need of a watcher (rule 4)."""
+    """What the start checks and the presence key need of a watcher (**Only what it needs**)."""
 
     store: EtcdStore
     settings: Settings
@@ -68,7 +69,7 @@ def instances_in_use(graph: Graph) -> set[str]:
 
 
 async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
-    """Rule 1: every instance of the graph in force, concurrently; one log line each."""
+    """**Start checks**: every instance of the graph in force, concurrently; one log line each."""
     graph = watcher.graph()
     names = sorted((instances_in_use(graph) | set(watcher.clients)) - graph.external_instances)
     configured = watcher.settings.instances()
@@ -104,7 +105,8 @@ async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
 
 
 async def presence_loop(watcher: Presence) -> None:
-    """Rules 1-3: run the start checks, keep the presence key alive until the watcher stops."""
+    """**Start checks**, **The presence key** and **etcd trouble is retried**: run the start checks, keep the presence
+    key alive until the watcher stops."""
     started = datetime.now(UTC)
     key = watcher.settings.keys.watcher_key(watcher.watcher_id)
     ttl = watcher.settings.leader_ttl_s

@@ -1,18 +1,20 @@
 """Retention in the shell: the floor a watcher holds, pruning in guarded transactions, and the leader's timer.
 
-Rules (semantics rule 11, ``coordinator.core.retention``):
-1. :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the view (the informer's
-   follower, :class:`FollowView`): every plan the
-   service makes passes through :meth:`RetentionTracker.apply`, which drops the triggers of retired decisions. An
-   unparsable floor is reported and the last valid one stays (a garbage value must not bring retired partitions
-   back); a deleted floor is an explicit lowering.
-2. Retired partitions are forgotten by the view (memory) as soon as the floor retires them or a write reaches them;
-   the keys forgotten but still stored are remembered as small facts, so the leader's retention can delete them.
-3. :func:`prune` records the floor first (never lowering it unless asked), then deletes in transactions of at most
-   ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is kept and reported.
-4. The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as the timed key
-   ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one ``retention.pruned`` line. A
-   failure is logged and retried with a backoff capped at the interval, never fatal.
+Rules (semantics `retention-retires`, ``coordinator.core.retention``):
+- **The floor in event order.** :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the
+  view (the informer's follower, :class:`FollowView`): every plan the service makes passes through
+  :meth:`RetentionTracker.apply`, which drops the triggers of retired decisions. An unparsable floor is reported and the
+  last valid one stays (a garbage value must not bring retired partitions back); a deleted floor is an explicit
+  lowering.
+- **Retired partitions forgotten.** Retired partitions are forgotten by the view (memory) as soon as the floor retires
+  them or a write reaches them; the keys forgotten but still stored are remembered as small facts, so the leader's
+  retention can delete them.
+- **Guarded prune.** :func:`prune` records the floor first (never lowering it unless asked), then deletes in
+  transactions of at most ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is
+  kept and reported.
+- **Leader-only rounds.** The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as
+  the timed key ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one
+  ``retention.pruned`` line. A failure is logged and retried with a backoff capped at the interval, never fatal.
 """
 
 from __future__ import annotations
@@ -55,7 +57,8 @@ IN_FLIGHT = 4
 
 
 class RetentionTracker:
-    """The floor as of the view's revision, the retired keys the view forgot, and the plan filter (rules 1, 2)."""
+    """The floor as of the view's revision, the retired keys the view forgot, and the plan filter
+    (**The floor in event order** and **Retired partitions forgotten**)."""
 
     def __init__(self, keys: KeyLayout) -> None:
         self.key = keys.config_key("retention")
@@ -135,7 +138,7 @@ class FollowView:
         self.tracker.observe(self.view, key, value, mod_rev)
 
 
-# -- pruning (rule 3) ------------------------------------------------------------------------------------------
+# -- pruning (**Guarded prune**) ---------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -176,8 +179,9 @@ async def delete_selected(
     in_flight: int = IN_FLIGHT,
 ) -> PruneOutcome:
     """Delete ``facts`` in transactions of at most ``size``, ``in_flight`` at a time, each key guarded by its mod
-    revision (rule 3). A batch that meets a changed key is retried without it (and without keys already gone); the
-    changed ones are kept. Order does not matter for safety (the floor is recorded first): oldest go first anyway."""
+    revision (**Guarded prune**). A batch that meets a changed key is retried without it (and without keys already
+    gone); the changed ones are kept. Order does not matter for safety (the floor is recorded first): oldest go first
+    anyway."""
     outcome = PruneOutcome()
     todo = iter(batches(facts, size))  # shared by the workers: each batch is taken once
 
@@ -207,12 +211,13 @@ async def delete_selected(
     return outcome
 
 
-# -- the leader's periodic retention (rule 4) ---------------------------------------------------------------------
+# -- the leader's periodic retention (**Leader-only rounds**) ----------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class RetentionJob:
-    """The leader's periodic retention (rule 4) as a timed concern (``manager/periodic.py``): what a round needs."""
+    """The leader's periodic retention (**Leader-only rounds**) as a timed concern (``manager/periodic.py``): what a
+    round needs."""
 
     #: The floor and the deletes are the executor's writes, pinned to the term the round began in (refused once it
     #: ends, even if this watcher leads again meanwhile).

@@ -4,34 +4,34 @@
     controllers --> executor --> etcd (fenced writes) and Airflow (REST calls)
 
 Rules:
-1. Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a full one a few seconds
-   later (everything at once without a usable checkpoint: ``watcher/triggers.py`` rule 5, semantics rule 19); then
-   watch from snapshot revision + 1, both through the informer (``coordinator/informer``: the view, the asset,
-   deadline and presence indexes, the retention tracker as the view's follower). A watch batch only updates that
-   model; the manager (``coordinator/manager``) fans its changes out to the controllers that declared interest, each
-   adding keys of its own to its own queue. The concerns, one registration each (:meth:`Watcher.register`): the
-   triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions (``watcher/actuator.py``: one
-   intent protocol attempt per (DAG, partition)), the asset streams (``watcher/deliveries.py``: one delivery attempt
-   per stream), and the timed concerns (the asset round, the audit, retention, deadlines, the plan checkpoint, the
-   graph file's reload), each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry delays,
-   resyncs, failed passes, the next slice of a sweep) is a reconcile's result; nothing else schedules work.
-   Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
-   length ends in the same decisions as running throughout.
-2. Every process keeps a warm view; only the leader adopts the graph and acts (the controllers that act need the
-   leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt stops acting at
-   once, and the ledger's fencing condition refuses any write it still attempts (every leader write is the
-   executor's, ``watcher/executor.py``). A standby also plans (without acting) and keeps the keys its passes found
-   due; on taking the lead it plans those first, on its own view, and every partition a few seconds later
-   (``watcher/triggers.py`` rule 2), so a takeover on a big store costs one lease expiry, not a whole plan, before
-   the next trigger.
-3. Bad input never stops the service: unparsable values are reported and skipped (the view does that); an invalid
-   dependencies.json is reported loudly and the last valid graph stays in force (``watcher/graph_reload.py``).
-4. One structured summary log line per reconcile pass: revision, dirty partitions, actions, errors (the trigger
-   reconciler's).
-5. SIGTERM/SIGINT stop the controllers, let in-flight Airflow calls finish (bounded), resign leadership and exit 0.
-6. Nothing blocks the event loop or the watch for long: the planner plans every partition as a sweep, a slice of
-   about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer applies what
-   the watch brought and the next turn plans those keys too (``watcher/triggers.py`` rule 3).
+- **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
+  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/triggers.py``'s
+  **Start and settle**, semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
+  (``coordinator/informer``: the view, the asset, deadline and presence indexes, the retention tracker as the view's
+  follower). A watch batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the
+  controllers that declared interest, each adding keys of its own to its own queue. The concerns, one registration each
+  (:meth:`Watcher.register`): the triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions
+  (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the asset streams
+  (``watcher/deliveries.py``: one delivery attempt per stream), and the timed concerns (the asset round, the audit,
+  retention, deadlines, the plan checkpoint, the graph file's reload), each a key requeued at its interval
+  (``manager/periodic.py``). Every requeue (retry delays, resyncs, failed passes, the next slice of a sweep) is a
+  reconcile's result; nothing else schedules work. Disconnects resume from the last revision and compactions relist (the
+  store does both), so downtime of any length ends in the same decisions as running throughout.
+- **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
+  that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
+  stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
+  the executor's, ``watcher/executor.py``). A standby also plans (without acting) and keeps the keys its passes found
+  due; on taking the lead it plans those first, on its own view, and every partition a few seconds later
+  (``watcher/triggers.py``'s **Leading and warm work**), so a takeover on a big store costs one lease expiry, not a
+  whole plan, before the next trigger.
+- **Bad input never stops it.** Unparsable values are reported and skipped (the view does that); an invalid
+  dependencies.json is reported loudly and the last valid graph stays in force (``watcher/graph_reload.py``).
+- **Clean stop.** SIGTERM/SIGINT stop the controllers, let in-flight Airflow calls finish (bounded), resign leadership
+  and exit 0.
+- **Nothing blocks the loop.** Neither the event loop nor the watch waits long: the planner plans every partition as a
+  sweep, a slice of about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer
+  applies what the watch brought and the next turn plans those keys too (``watcher/triggers.py``'s **Sweep**). The
+  summary line of each pass is the trigger reconciler's (its **One line per pass**).
 """
 
 from __future__ import annotations
@@ -81,8 +81,9 @@ log = logging.getLogger(__name__)
 #: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
 HINT_RECHECK_S = 1.0
 
-#: Rule 5's bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to finish,
-#: the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace period.
+#: **Clean stop**'s bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to
+#: finish, the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace
+#: period.
 STOP_TASKS_S = 5.0
 STOP_DRAIN_S = 10.0
 STOP_RESIGN_S = 5.0
@@ -110,19 +111,22 @@ class Watcher:
     #: Held while a pass plans (it yields to the loop between slices) and while a watch batch is applied.
     view_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Which Airflow instances answer, fed by the clients' ``on_request`` (``build_clients``); the deadline pass
-    #: names an unreachable one as a cause (semantics rule 13).
+    #: names an unreachable one as a cause (semantics `deadlines-judged`).
     reachability: Reachability = field(default_factory=Reachability)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
-        # Semantics rules 16-17: the recorded asset events and the delivery ledger, fed by the same list/watch as the
-        # view whether this process leads or not, so the asset job (and a new leader's first round) reads neither.
-        # Its skip requests (asset index rule 7) go to the stream reconciler as the watch brings them.
+        # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
+        # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
+        # first round) reads neither. Its skip requests (``core/asset_index.py``'s **Skip requests are news**) go to the
+        # stream reconciler as the watch brings them.
         self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix), skip_requests=[])
-        self.deadlines = DeadlineIndex(self.settings.keys)  # the recorded deadline transitions (semantics rule 13)
-        self.retention = RetentionTracker(self.settings.keys)  # semantics rule 11: the floor and what it retires
+        # The recorded deadline transitions (semantics `deadlines-judged`).
+        self.deadlines = DeadlineIndex(self.settings.keys)
+        # Semantics `retention-retires`: the floor and what it retires.
+        self.retention = RetentionTracker(self.settings.keys)
         self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
-        # Rule 1: the one list/watch consumer; everything above is fed by it, nothing by hand.
+        # **Snapshot, then watch**: the one list/watch consumer; everything above is fed by it, nothing by hand.
         self.informer = Informer(
             self.view, [self.assets, self.deadlines, self.running], [FollowView(self.retention, self.view)],
             hints=AssetKeys(self.settings.keys.prefix).changes,
@@ -137,7 +141,8 @@ class Watcher:
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
         )  # fmt: skip
         leading = self._leading
-        # The asset streams' reconciler: each stream with a due event a key of its controller (semantics rule 17).
+        # The asset streams' reconciler: each stream with a due event a key of its controller (semantics
+        # `asset-exactly-once`).
         self.deliveries = AssetDeliveries(
             executor=self.executor, keys=AssetKeys(self.settings.keys.prefix), graph=lambda: self.graphs.graph,
             watcher_id=self.watcher_id, metrics=self.metrics, leading=leading,
@@ -172,7 +177,8 @@ class Watcher:
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
-        snapshot is held); its revision. What to plan first is the caller's (``run``: triggers rule 5)."""
+        snapshot is held); its revision. What to plan first is the caller's (``run``: ``watcher/triggers.py``'s
+        **Start and settle**)."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
@@ -189,8 +195,9 @@ class Watcher:
         return loaded.revision
 
     def cuts(self) -> list[str]:
-        """Where a read of the whole prefix splits into ranges (``etcd.watch`` rule 1): each DAG's run states and
-        ledger entries of the graph in force, about one page each (keys of other DAGs fall between them)."""
+        """Where a read of the whole prefix splits into ranges (``etcd.watch``'s **One-revision snapshot**): each DAG's
+        run states and ledger entries of the graph in force, about one page each (keys of other DAGs fall between
+        them)."""
         keys = self.settings.keys
         return [
             f"{base}{n.instance}/{n.dag_id}/" for n in self.graphs.graph.dags for base in (keys.runs, keys.triggers)
@@ -211,7 +218,8 @@ class Watcher:
         manager.register(self.triggers.controller, interest=self._trigger_keys,
                          start_after=(AllPartitions, settings.resync_interval_s))  # fmt: skip
         manager.register(self.actuator.controller)
-        if settings.asset_interval_s > 0:  # semantics rules 16-17: nothing to deliver while no route is declared
+        # Semantics `assets-by-route` and `asset-exactly-once`: nothing to deliver while no route is declared.
+        if settings.asset_interval_s > 0:
             manager.register(self.deliveries.controller, interest=self._skip_requested)
         for job in self.jobs.values():
             manager.register(
@@ -220,7 +228,8 @@ class Watcher:
                 interest=self._asset_hints if job.name == AssetJob.name else None,
                 start_after=(Tick(job.name), job.interval_s),
             )  # fmt: skip
-        # Rule 3: a changed dependencies.json is read within 2 s, by every watcher (a standby plans too).
+        # **Bad input never stops it**: a changed dependencies.json is read within 2 s, by every watcher (a standby
+        # plans too).
         reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions))
         manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
                          start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
@@ -233,7 +242,7 @@ class Watcher:
         return keys
 
     def _asset_hints(self, changes: Changes) -> list[Tick]:
-        """Semantics rule 16b: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
+        """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
         calls the hook before its transaction commits, so the event may not be listed yet: one more round a second
         later (the earliest delay of a key wins, so this never postpones the periodic round)."""
         if not changes.hints:
@@ -242,10 +251,10 @@ class Watcher:
         return [Tick(AssetJob.name)]
 
     def _skip_requested(self, changes: Changes) -> list[AssetStream]:
-        """Semantics rule 16g: a stream whose entry just gained an operator's skip request (asset index rule 7) goes
-        to its controller now, not at the next asset round (a refused head may wait out a long retry time). Only the
-        leader delivers: a standby's controller drops them, since a new leader's first asset round submits every
-        due stream."""
+        """Semantics `asset-skip`: a stream whose entry just gained an operator's skip request
+        (``core/asset_index.py``'s **Skip requests are news**) goes to its controller now, not at the next asset round
+        (a refused head may wait out a long retry time). Only the leader delivers: a standby's controller drops them,
+        since a new leader's first asset round submits every due stream."""
         requests = self.assets.skip_requests
         if not requests:
             return []
@@ -256,14 +265,15 @@ class Watcher:
         return streams
 
     def _replan(self, key: DagKey) -> None:
-        """The actions' controller hands a key back to the planner (the actuator's rule *one action per key*)."""
+        """The actions' controller hands a key back to the planner (``watcher/actuator.py``'s
+        **One action per key**)."""
         self.triggers.controller.add(key)
 
     # -- the loops -------------------------------------------------------------------------------------------
 
     async def reflect(self, revision: int) -> None:
         """The informer follows the store from ``revision`` (its watch, relists included); each batch's changes go
-        to the controllers that declared interest, under the view's lock (rule 1)."""
+        to the controllers that declared interest, under the view's lock (**Snapshot, then watch**)."""
         root = self.settings.keys.root
         await self.informer.run(self.store, root, revision, cuts=self.cuts(), lock=self.view_lock,
                                 then=self._dispatch)  # fmt: skip
@@ -288,7 +298,8 @@ class Watcher:
             log.warning("%s.bad_value key=%r problem=%r", name, key, problem)
 
     async def campaign(self) -> None:
-        """Stay a contender forever: acquire, lead until the lease is lost, then contend again (rule 2)."""
+        """Stay a contender forever: acquire, lead until the lease is lost, then contend again
+        (**Only the leader acts**)."""
         while not self.stop.is_set():
             try:
                 acquired = await self.election.acquire(timeout=self.settings.leader_ttl_s)
@@ -322,7 +333,7 @@ class Watcher:
     ) -> Plan:
         """One pass of the trigger reconciler over ``keys`` (every ready one when None), outside the manager's
         workers (``coordinator reconcile``, tests); ``sweep``: every partition is planned a slice per pass
-        (triggers rule 3). The actions it submits wait for :meth:`act_on_submitted`."""
+        (``watcher/triggers.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
         if keys is None:
             keys = self.triggers.controller.queue.get_nowait()
         return await self.triggers.reconcile(keys, act=act, sweep=sweep)
@@ -345,12 +356,13 @@ class Watcher:
             jobs.append(RetentionJob(self.executor, settings.keys, settings.retention_period,
                                      settings.retention_interval_s, self.view, self.retention,
                                      self.watcher_id))  # fmt: skip
-        jobs.append(self.deadline_job())  # semantics rule 13: cheap when no DAG declares expected_by
-        if settings.checkpoint_interval_s > 0:  # semantics rule 19
+        jobs.append(self.deadline_job())  # semantics `deadlines-judged`: cheap when no DAG declares expected_by
+        if settings.checkpoint_interval_s > 0:  # semantics `checkpoint-first`
             jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
                                       lambda: self.graphs.graph.digest, self.watcher_id,
                                       settings.checkpoint_interval_s))  # fmt: skip
-        if settings.asset_interval_s > 0:  # semantics rules 16-17: a no-op round while no route is declared
+        # Semantics `assets-by-route` and `asset-exactly-once`: a no-op round while no route is declared.
+        if settings.asset_interval_s > 0:
             jobs.append(AssetJob(
                 store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
                 graph=lambda: self.graphs.graph,
@@ -369,7 +381,7 @@ class Watcher:
         )  # fmt: skip
 
     def deadline_job(self) -> DeadlineJob:
-        """The leader's deadline pass (semantics rule 13), given only what it needs."""
+        """The leader's deadline pass (semantics `deadlines-judged`), given only what it needs."""
         return DeadlineJob(
             executor=self.executor, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
             view_lock=self.view_lock, tracker=self.deadlines,
@@ -379,7 +391,7 @@ class Watcher:
         )  # fmt: skip
 
     async def run(self) -> None:
-        """The service (rules 1-5)."""
+        """The service (every rule of the module)."""
         revision = await self.load()
         self.health.view_loaded()
         # One try for leadership before the loops start: the first full pass is then the leader's, instead of a
@@ -387,8 +399,8 @@ class Watcher:
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
         if not self.election.is_leader:
-            # A standby plans what changed after the plan checkpoint, then everything (triggers rule 5); a leader's
-            # campaign does the same on taking the lead (``take_warm_work``).
+            # A standby plans what changed after the plan checkpoint, then everything (``watcher/triggers.py``'s
+            # **Start and settle**); a leader's campaign does the same on taking the lead (``take_warm_work``).
             self.triggers.start_work()
         tasks = [
             asyncio.create_task(self.reflect(revision), name="reflector"),

@@ -1,39 +1,38 @@
 """The trigger reconciler: what the watch marked as changed, planned by the one decision and, while leading, adopted,
-counted and handed to the actions' controller (semantics rules 1-10 and 15). The batch reconciler of the triggers'
-controller: its one worker takes every ready key as one pass (planning costs per pass, not per key); the informer's
-changes add its keys (``watcher/service.py``).
+counted and handed to the actions' controller (semantics `joins-per-partition` to `partition-grids` and
+`trigger-budget`). The batch reconciler of the triggers' controller: its one worker takes every ready key as one pass
+(planning costs per pass, not per key); the informer's changes add its keys (``watcher/service.py``).
 
-Rules (the watcher's rules 2, 4 and 6, for the triggers):
-1. A pass takes keys: ``DagKey`` (a DAG's run state or ledger entry changed: only it and what depends on it are
-   re-planned, ``planner.plan_changes``), ``PartitionKey`` (a backfill: the whole partition), ``AllPartitions``
-   (start, graph, activation, resync, leadership, a failed pass). The actions a pass decides are keys of the
-   actions' controller (``watcher/actuator.py``); a pass as a whole that fails (etcd trouble while adopting) is
-   retried as ``AllPartitions`` after a backoff, and a pass that planned every partition queues the next resync.
-2. Leading: adopt the graph first (``ensure_adopted``: the executor's fenced write, or the first adoption held,
-   semantics rule 9), plan, count the new triggers in the budget (``watcher/budget.py``: a trigger whose count could
-   not be recorded comes back through the queue), submit to the actuator. A standby plans without acting and keeps
-   the keys its passes found due (warm work): on taking the lead it plans those first (``take_warm_work``), on its
-   own view, and every partition ``WARM_FULL_PASS_DELAY_S`` later, so a takeover costs one lease expiry, not a
-   whole plan, before the next trigger.
-3. Every partition, in the watcher's loop, is a sweep: ``AllPartitions`` starts one (and starts over one under way),
-   and each turn of the queue plans its next slice of about ``SWEEP_SLICE_FACTS`` facts, newest partitions first,
-   submits what that slice found, and queues ``NextSlice`` behind whatever the watch brought meanwhile. So an event
-   waits for one slice, never for the whole plan of a big store, and the newest partitions' triggers go out first.
-   The result is the full pass's: a slice plans its partitions whole at the view's current revision, and a change
-   to a partition already planned reaches the queue as its own key (level-triggered). A sweep ends with the full
-   pass's line (``dirty=all``); it counts as the term's full pass (rule 5) only when every slice was planned leading
-   in this term. A one-shot pass (``reconcile``) plans every partition at once. Within a pass, planning
-   yields to the event loop every ``PLAN_SLICE_FACTS`` facts, with the view held still (``view_lock``) so the
-   pass sees one revision.
-4. One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice that found nothing
-   to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends (``dirty=all``,
-   ``slices=``, ``sweep_ms=``).
-5. A start plans first what changed after the plan checkpoint (semantics rule 19, ``core/first_work.py``), then
-   every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new leader without warm work).
-   The leader's work is settled through the revision of its last pass (``settled_through``, which the checkpoint
-   job records) when, in this term, a full pass has run, no sweep is under way and nothing waits or runs for a DAG,
-   a partition or a failed pass: no key dirty, no action in flight or waiting out an error delay, no withheld
-   trigger.
+Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks the loop**, for the triggers):
+- **Keys.** A pass takes keys: ``DagKey`` (a DAG's run state or ledger entry changed: only it and what depends on it are
+  re-planned, ``planner.plan_changes``), ``PartitionKey`` (a backfill: the whole partition), ``AllPartitions`` (start,
+  graph, activation, resync, leadership, a failed pass). The actions a pass decides are keys of the actions' controller
+  (``watcher/actuator.py``); a pass as a whole that fails (etcd trouble while adopting) is retried as ``AllPartitions``
+  after a backoff, and a pass that planned every partition queues the next resync.
+- **Leading and warm work.** Leading: adopt the graph first (``ensure_adopted``: the executor's fenced write, or the
+  first adoption held, semantics `first-adoption`), plan, count the new triggers in the budget (``watcher/budget.py``: a
+  trigger whose count could not be recorded comes back through the queue), submit to the actuator. A standby plans
+  without acting and keeps the keys its passes found due (warm work): on taking the lead it plans those first
+  (``take_warm_work``), on its own view, and every partition ``WARM_FULL_PASS_DELAY_S`` later, so a takeover costs one
+  lease expiry, not a whole plan, before the next trigger.
+- **Sweep.** Every partition, in the watcher's loop, is a sweep: ``AllPartitions`` starts one (and starts over one under
+  way), and each turn of the queue plans its next slice of about ``SWEEP_SLICE_FACTS`` facts, newest partitions first,
+  submits what that slice found, and queues ``NextSlice`` behind whatever the watch brought meanwhile. So an event waits
+  for one slice, never for the whole plan of a big store, and the newest partitions' triggers go out first. The result
+  is the full pass's: a slice plans its partitions whole at the view's current revision, and a change to a partition
+  already planned reaches the queue as its own key (level-triggered). A sweep ends with the full pass's line
+  (``dirty=all``); it counts as the term's full pass (**Start and settle**) only when every slice was planned leading in
+  this term. A one-shot pass (``reconcile``) plans every partition at once. Within a pass, planning yields to the event
+  loop every ``PLAN_SLICE_FACTS`` facts, with the view held still (``view_lock``) so the pass sees one revision.
+- **One line per pass.** One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice
+  that found nothing to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends
+  (``dirty=all``, ``slices=``, ``sweep_ms=``).
+- **Start and settle.** A start plans first what changed after the plan checkpoint (semantics `checkpoint-first`,
+  ``core/first_work.py``), then every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new
+  leader without warm work). The leader's work is settled through the revision of its last pass (``settled_through``,
+  which the checkpoint job records) when, in this term, a full pass has run, no sweep is under way and nothing waits or
+  runs for a DAG, a partition or a failed pass: no key dirty, no action in flight or waiting out an error delay, no
+  withheld trigger.
 """
 
 from __future__ import annotations
@@ -64,14 +63,15 @@ from coordinator.watcher.retention import RetentionTracker
 
 log = logging.getLogger(__name__)
 
-#: Rule 3: a full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a
+#: **Sweep**: a full pass plans this many facts (about 30-60 ms) between two yields to the event loop: on a big store a
 #: pass takes seconds, and the lease keepalive (leader TTL 10 s), the watch and the probes must not wait for it.
 PLAN_SLICE_FACTS = 5000
-#: Rule 2: a new leader's full pass waits this long after its warm work (and whatever events arrive meanwhile), so
-#: that a big store's whole plan (seconds) does not stand between a takeover and the triggers already known due.
+#: **Leading and warm work**: a new leader's full pass waits this long after its warm work (and whatever events arrive
+#: meanwhile), so that a big store's whole plan (seconds) does not stand between a takeover and the triggers already
+#: known due.
 WARM_FULL_PASS_DELAY_S = 5.0
 
-#: Rule 3: a sweep plans about this many facts in one turn of the queue (tens of milliseconds), then lets the view
+#: **Sweep**: a sweep plans about this many facts in one turn of the queue (tens of milliseconds), then lets the view
 #: go: an event waits for at most one slice, and the newest partitions' triggers go out after the first slice, not
 #: after the whole estate's plan (seconds at a million facts).
 SWEEP_SLICE_FACTS = 20000
@@ -79,7 +79,7 @@ SWEEP_SLICE_FACTS = 20000
 
 @dataclass
 class _Sweep:
-    """Rule 3: a plan of every partition under way in the watcher's loop, a slice per turn of the queue."""
+    """**Sweep**: a plan of every partition under way in the watcher's loop, a slice per turn of the queue."""
 
     #: The partitions not planned yet, oldest first: slices are taken from the end, so the newest (where a start's or
     #: a resync's due work almost always is) go first.
@@ -92,11 +92,11 @@ class _Sweep:
     resumes: int = 0
     submitted: int = 0
     plan_s: float = 0.0
-    #: Every slice so far planned while leading in this term (the sweep is then this term's full pass, rule 5), or
-    #: none (its due keys are then the standby's warm work, rule 2).
+    #: Every slice so far planned while leading in this term (the sweep is then this term's full pass,
+    #: **Start and settle**), or none (its due keys are then the standby's warm work, **Leading and warm work**).
     led: bool = True
     standby: bool = True
-    #: A standby's due keys since the sweep began: its slices' and the passes' between them (rule 2).
+    #: A standby's due keys since the sweep began: its slices' and the passes' between them (**Leading and warm work**).
     due: set[DagKey] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -127,16 +127,17 @@ class _Sweep:
 
 @dataclass
 class TriggerReconciler:
-    """Rules 1-4, given only what they need (never the watcher)."""
+    """**Keys**, **Leading and warm work**, **Sweep** and **One line per pass**, given only what they need (never the
+    watcher)."""
 
     view: View
-    #: Rule 3: held while a pass plans; the informer applies watch batches under it.
+    #: **Sweep**: held while a pass plans; the informer applies watch batches under it.
     view_lock: asyncio.Lock
     #: The graph in force (reloaded while the watcher runs).
     graph: Callable[[], Graph]
-    #: Semantics rule 11: the floor's retirement of old partitions, kept in event order with the view.
+    #: Semantics `retention-retires`: the floor's retirement of old partitions, kept in event order with the view.
     retention: RetentionTracker
-    #: The adoption's fenced write (rule 2).
+    #: The adoption's fenced write (**Leading and warm work**).
     executor: Executor
     actuator: Actuator
     budget: TriggerBudget
@@ -145,31 +146,32 @@ class TriggerReconciler:
     #: The configured Airflow instances (the budget's metric reports each).
     instances: Collection[str]
     watcher_id: str
-    #: Semantics rule 9: how a first adoption treats the history already in etcd, and its flood guard.
+    #: Semantics `first-adoption`: how a first adoption treats the history already in etcd, and its flood guard.
     history: HistoryChoice
     first_start_limit: int
     #: A withheld trigger (its count could not be recorded) comes back after at most this long.
     error_retry_s: float
     passes: int = 0
     #: The last first-adoption decision of this process (reported by reconcile), and the digest of the graph
-    #: whose first adoption is held (semantics rule 9d), so that incremental passes do not re-count the whole history.
+    #: whose first adoption is held (semantics `adoption-flood-guard`), so that incremental passes do not re-count the
+    #: whole history.
     first: FirstAdoption | None = None
     held: str | None = None
-    #: Rule 2's warm work: the (DAG, partition) keys this process's standby passes found something to do for since its
-    #: last full pass. A new leader plans these first, then everything.
+    #: The warm work (**Leading and warm work**): the (DAG, partition) keys this process's standby passes found
+    #: something to do for since its last full pass. A new leader plans these first, then everything.
     standby_due: set[DagKey] = field(default_factory=set)
     #: Whether this process has planned every partition as a standby: only then is its warm work complete.
     standby_warm: bool = False
-    #: Rule 5: a full pass has run in this term, and the revision of the last pass as leader.
+    #: **Start and settle**: a full pass has run in this term, and the revision of the last pass as leader.
     led_full_pass: bool = False
     planned_revision: int = 0
-    #: Rule 3: the sweep over every partition under way in the watcher's loop, if any.
+    #: **Sweep**: the sweep over every partition under way in the watcher's loop, if any.
     sweep: _Sweep | None = None
-    #: Rule 1: every partition is planned again this long after a pass that planned them all.
+    #: **Keys**: every partition is planned again this long after a pass that planned them all.
     resync_s: float = 300.0
     #: Told the seconds each pass of the controller took (the metric ``coordinator_reconcile_seconds``).
     on_pass: Callable[[float], None] = lambda seconds: None
-    #: The triggers' controller (its queue holds rule 1's keys).
+    #: The triggers' controller (its queue holds the keys of **Keys**).
     controller: Controller[TriggerKey] = field(init=False, repr=False)
     #: What this pass asks for keys besides its own (the next slice, a withheld trigger): settled with the pass.
     _then: dict[TriggerKey, Result] = field(default_factory=dict, init=False, repr=False)
@@ -178,8 +180,8 @@ class TriggerReconciler:
         self.controller = Controller("triggers", self, idle_s=2.0)
 
     async def reconcile_batch(self, keys: list[TriggerKey], now: datetime) -> dict[TriggerKey, Result]:
-        """The controller's pass (rules 1-4): a sweep; a failed pass is retried whole after a backoff; a pass that
-        planned every partition queues the next resync."""
+        """The controller's pass (**Keys**, **Leading and warm work**, **Sweep** and **One line per pass**): a sweep; a
+        failed pass is retried whole after a backoff; a pass that planned every partition queues the next resync."""
         started = time.perf_counter()
         try:
             await self.plan_keys(keys, act=True, sweep=True)
@@ -214,10 +216,11 @@ class TriggerReconciler:
         return then
 
     async def plan_keys(self, keys: list[TriggerKey], *, act: bool = True, sweep: bool = False) -> Plan:
-        """Rules 1-4: plan ``keys`` and, when leading (and ``act``), adopt, count and submit; one log line.
+        """**Keys**, **Leading and warm work**, **Sweep** and **One line per pass**: plan ``keys`` and, when leading
+        (and ``act``), adopt, count and submit; one log line.
 
         ``sweep`` (the watcher's loop): ``AllPartitions`` starts a sweep, planned a slice per turn of the queue
-        (rule 3); without it (a one-shot pass) every partition is planned in this pass."""
+        (**Sweep**); without it (a one-shot pass) every partition is planned in this pass."""
         everything = next_slice = False
         dirty: set[str] = set()
         changed: dict[str, set[NodeId]] = {}
@@ -233,12 +236,12 @@ class TriggerReconciler:
         if keys == [NextSlice] and self.sweep is None:
             return Plan(self.view.revision, ())  # the sweep it belonged to was started over or dropped
         leading = act and self.leading()
-        sliced: list[str] | None = None  # the sweep's slice this pass plans (rule 3)
+        sliced: list[str] | None = None  # the sweep's slice this pass plans (**Sweep**)
         try:
             graph = self.graph()
             if leading:
                 await self.ensure_adopted(graph, full=everything)
-            async with self.view_lock:  # the view holds still while planning yields (rule 3)
+            async with self.view_lock:  # the view holds still while planning yields (**Sweep**)
                 started = time.perf_counter()
                 if everything and sweep:  # a new sweep replaces one under way: it plans everything again
                     self.sweep = _Sweep(partitions_to_plan(graph, self.view), started)
@@ -267,10 +270,10 @@ class TriggerReconciler:
         if leading:
             result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
-            # error delay) is planned again once that is over (the actuator's rule *one action per key*).
+            # error delay) is planned again once that is over (``watcher/actuator.py``'s **One action per key**).
             revision = result.revision
             submitted = sum(self.actuator.submit(action, view_revision=revision) for action in result.actions)
-            self.planned_revision = revision  # rule 5
+            self.planned_revision = revision  # **Start and settle**
             self.led_full_pass = self.led_full_pass or partitions is None
         self.passes += 1
         triggers = sum(isinstance(a, Trigger) for a in result.actions)
@@ -291,7 +294,7 @@ class TriggerReconciler:
     def _swept(
         self, sweep: _Sweep, result: Plan, triggers: int, resumes: int, submitted: int, plan_s: float, *, leading: bool
     ) -> None:
-        """Rule 3: one more slice of ``sweep`` planned in a pass that did ``result``; the next one queued behind
+        """**Sweep**: one more slice of ``sweep`` planned in a pass that did ``result``; the next one queued behind
         whatever the watch brought meanwhile, or the sweep ended with the full pass's line."""
         sweep.add(result, triggers, resumes, submitted, plan_s, leading=leading)
         if sweep.todo:
@@ -299,9 +302,10 @@ class TriggerReconciler:
             return
         self.sweep = None
         if sweep.led:
-            self.led_full_pass = True  # rule 5: every slice planned while leading in this term
+            self.led_full_pass = True  # **Start and settle**: every slice planned while leading in this term
         if sweep.standby:
-            self.standby_due, self.standby_warm = sweep.due, True  # rule 2: every partition planned as a standby
+            # **Leading and warm work**: every partition planned as a standby
+            self.standby_due, self.standby_warm = sweep.due, True
         log.info(
             "reconcile revision=%d dirty=all partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
             "in_flight=%d errors=%d leader=%s plan_ms=%.1f slices=%d sweep_ms=%.1f",
@@ -311,7 +315,7 @@ class TriggerReconciler:
         )  # fmt: skip
 
     async def _within_budget(self, result: Plan) -> Plan:
-        """Semantics rule 15 (``watcher/budget.py``): the pass's actions the trigger budget lets through, each
+        """Semantics `trigger-budget` (``watcher/budget.py``): the pass's actions the trigger budget lets through, each
         instance's count and any hold recorded in etcd first. A trigger whose count could not be recorded is not
         submitted; its DAG and partition come back through the queue to be judged again."""
         # Only what the actuator would start counts: a trigger planned again while its attempt is in flight goes
@@ -328,8 +332,8 @@ class TriggerReconciler:
 
     async def _plan_whole(self, graph: Graph, partitions: Iterable[str] | None) -> Plan:
         """``plan`` of ``partitions`` (all when None) in slices of about PLAN_SLICE_FACTS facts, yielding to the event
-        loop between them (rule 3). Same actions in the same order: partitions are planned independently, and
-        through partition grids a slice only re-judges what another slice judged too."""
+        loop between them (**Sweep**). Same actions in the same order: partitions are planned independently, and through
+        partition grids a slice only re-judges what another slice judged too."""
         parts = sorted(set(partitions)) if partitions is not None else partitions_to_plan(graph, self.view)
         actions: list[Action] = []
         chunk: list[str] = []
@@ -361,7 +365,7 @@ class TriggerReconciler:
         """Record when each DAG's current definition took effect (the leader does this; see activation.adopt).
 
         The first adoption under a prefix also processes the history already in etcd, unless it is too long
-        (semantics rule 9, coordinator.core.adoption); a held first adoption is re-decided on full passes only
+        (semantics `first-adoption`, coordinator.core.adoption); a held first adoption is re-decided on full passes only
         (start, leadership, resync, graph change): counting plans every partition.
         """
         if is_first_adoption(self.view) and not full and self.held == graph.digest:
@@ -394,9 +398,9 @@ class TriggerReconciler:
                      first.summary() if first is not None else "-")  # fmt: skip
 
     def _remember_due(self, result: Plan, *, full: bool) -> None:
-        """A standby pass's actions, kept as keys (rule 2): a full pass replaces them (so they cover at most one
-        resync interval), an incremental one adds to them, and to the sweep under way (whose end replaces them).
-        Only keys: the leader plans them again on its own view."""
+        """A standby pass's actions, kept as keys (**Leading and warm work**): a full pass replaces them (so they cover
+        at most one resync interval), an incremental one adds to them, and to the sweep under way (whose end replaces
+        them). Only keys: the leader plans them again on its own view."""
         keys = {DagKey(action.node, action.partition) for action in result.actions}
         if full:
             self.standby_due, self.standby_warm = keys, True
@@ -406,14 +410,14 @@ class TriggerReconciler:
             self.sweep.due |= keys
 
     def take_warm_work(self) -> int:
-        """On taking the lead (rule 2): plan first what this process, as a standby, found due (what changed since
-        its view was loaded, and the intents the old leader left in the ledger, which plan as resumes), then every
-        partition ``WARM_FULL_PASS_DELAY_S`` later as before. A process that has not planned every partition as a
-        standby, or a first adoption, plans everything at once. Returns how many keys were planned first (0 with
+        """On taking the lead (**Leading and warm work**): plan first what this process, as a standby, found due (what
+        changed since its view was loaded, and the intents the old leader left in the ledger, which plan as resumes),
+        then every partition ``WARM_FULL_PASS_DELAY_S`` later as before. A process that has not planned every partition
+        as a standby, or a first adoption, plans everything at once. Returns how many keys were planned first (0 with
         nothing due: the events that arrive make the first pass, and the full pass still follows)."""
         due, self.standby_due = self.standby_due, set()
         warm, self.standby_warm = self.standby_warm, False
-        self.led_full_pass = False  # rule 5: this term has not planned everything yet
+        self.led_full_pass = False  # **Start and settle**: this term has not planned everything yet
         if self.sweep is not None:
             self.sweep.led = False  # it began before this term (it goes on, and now acts on what it finds)
         if not warm or is_first_adoption(self.view):
@@ -422,9 +426,10 @@ class TriggerReconciler:
         return len(due)
 
     def start_work(self) -> int:
-        """Rule 5: queue what changed after the plan checkpoint, and every partition ``WARM_FULL_PASS_DELAY_S``
-        later; or every partition now when the checkpoint cannot say what changed (``core/first_work.py`` rule 2).
-        Returns how many keys are planned first (0: everything at once)."""
+        """**Start and settle**: queue what changed after the plan checkpoint, and every partition
+        ``WARM_FULL_PASS_DELAY_S`` later; or every partition now when the checkpoint cannot say what changed
+        (``core/first_work.py``'s **Everything when unsure**). Returns how many keys are planned first (0: everything at
+        once)."""
         work = first_work(self.view, self.graph().digest, first_adoption=is_first_adoption(self.view))
         log.info("reconcile.first_work keys=%d everything=%s reason=%r", len(work.keys), work.everything,
                  work.reason)  # fmt: skip
@@ -435,14 +440,15 @@ class TriggerReconciler:
         return len(work.keys)
 
     def _queue_first(self, keys: Iterable[DagKey]) -> None:
-        """``keys`` now, in partition order, and the full pass after them (rules 2 and 5)."""
+        """``keys`` now, in partition order, and the full pass after them (**Leading and warm work** and
+        **Start and settle**)."""
         for key in sorted(keys, key=lambda k: (k.partition, k.node.qualified)):
             self.controller.add(key)
         self.controller.add_after(AllPartitions, WARM_FULL_PASS_DELAY_S)
 
     def settled_through(self) -> int | None:
-        """Rule 5: the revision this leader has planned through with nothing left waiting or running; None while
-        it does not lead, has not run a full pass in this term, or has work queued, in flight or delayed."""
+        """**Start and settle**: the revision this leader has planned through with nothing left waiting or running; None
+        while it does not lead, has not run a full pass in this term, or has work queued, in flight or delayed."""
         if not self.leading() or not self.led_full_pass or self.sweep is not None:
             return None  # (a sweep under way: the partitions it has not reached yet are not planned in this term)
         queue = self.controller.queue
