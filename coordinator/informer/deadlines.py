@@ -1,11 +1,13 @@
 """The index of the leader's recorded deadline transitions (``{prefix}/deadlines/...``, docs/keys.md; semantics
-rule 13): every watcher keeps it warm from the informer, the leader's deadline pass (``watcher/deadlines.py``) reads
-it and writes its own records through to it, and ``status`` and ``why`` read the leader's causes from it.
+`deadlines-judged`): every watcher keeps it warm from the informer, the leader's deadline pass
+(``watcher/deadlines.py``) reads it and writes its own records through to it, and ``status`` and ``why`` read the
+leader's causes from it.
 
 Rules:
-1. Newest revision wins: a record older than the one held (the deadline pass's own write-through raced the watch)
-   changes nothing; a delete removes it.
-2. A value that does not parse is left out and named (the informer logs it); the last valid record stays.
+- **Newest revision wins.** A record older than the one held (the deadline pass's own write-through raced the watch)
+  changes nothing; a delete removes it.
+- **Bad values left out.** A value that does not parse is left out and named (the informer logs it); the last valid
+  record stays.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ K = TypeVar("K", tuple[NodeId, str], LevelKey)
 
 @dataclass
 class DeadlineIndex:
-    """The recorded transitions, by (DAG, partition), with the mod revision each was written at (rule 1)."""
+    """The recorded transitions, by (DAG, partition), with the mod revision each was written at
+    (**Newest revision wins**)."""
 
     name: ClassVar[str] = "deadline"
 
@@ -38,7 +41,8 @@ class DeadlineIndex:
     changed: set[tuple[NodeId, str]] = field(default_factory=set)
     #: The keys whose record is not ``alerted`` (``alert_pending`` reads only these, not every record).
     unalerted: set[tuple[NodeId, str]] = field(default_factory=set)
-    #: Escalation levels' records (``core.deadline.levels`` rule 3), their revisions and the unalerted ones.
+    #: Escalation levels' records (``core.deadline.levels``'s **A record per level**), their revisions and the unalerted
+    #: ones.
     levels: dict[LevelKey, DeadlineRecord] = field(default_factory=dict)
     level_revisions: dict[LevelKey, int] = field(default_factory=dict)
     levels_unalerted: set[LevelKey] = field(default_factory=set)
@@ -87,7 +91,8 @@ class DeadlineIndex:
         self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,
         value: bytes | None, mod_rev: int,
     ) -> tuple[bool, str | None]:  # fmt: skip
-        """One record into its maps (rule 1): whether it changed them, and what is wrong with it (rule 2)."""
+        """One record into its maps (**Newest revision wins**): whether it changed them, and what is wrong with it
+        (**Bad values left out**)."""
         if value is None:
             records.pop(at, None)
             revisions.pop(at, None)
@@ -113,9 +118,9 @@ class DeadlineIndex:
         return True, None
 
     def next_handler_date(self, now: datetime) -> datetime:
-        """A handler logical date after every recorded one (``watcher/deadlines.py`` rule 3): ``now`` in whole
-        seconds, or one second after the latest, so transitions recorded within one second (or by a leader whose
-        clock is behind) never share one."""
+        """A handler logical date after every recorded one (``watcher/deadlines.py``'s
+        **Handlers once per transition**): ``now`` in whole seconds, or one second after the latest, so transitions
+        recorded within one second (or by a leader whose clock is behind) never share one."""
         candidate = now.replace(microsecond=0)
         if self.last_date is not None and candidate <= self.last_date:
             candidate = self.last_date + timedelta(seconds=1)

@@ -1,24 +1,24 @@
 """The informer: the one consumer of the store's list and watch, feeding every key family's index.
 
 Rules:
-1. One read, one way in. ``load`` streams the whole prefix at one revision into the view and every index, page by
-   page as etcd sends it (nothing holds the snapshot); ``load_parts`` reads named parts of it (sub-prefixes, single
-   keys, keys a reader already read); ``watch`` follows a prefix from a load's revision, applies each batch
-   (``apply``) and yields what changed, relisting after a compaction (rule 4). The watcher and every reader
-   (``coordinator.informer.read_model.load``: the CLI, the page and its asset feed, prune, the lineage retirer) read
-   through this module; none lists or watches the store, or parses keys, of its own.
-2. Each key reaches the indexes that own it: the view (``core/view.py``) every key of the families it holds, and
-   each :class:`Index` the keys under its ``prefixes``. During a load a page reaches an index only when its key
-   range can hold one of them (etcd answers a range in key order, and nearly every page is run states or ledger
-   entries of one DAG), so an index costs nothing on the pages it does not own.
-3. After the view has applied a key, each :class:`Follower` sees it too: what is derived from the view (the
-   retention tracker forgets the partitions its floor retires) follows it in the same event order.
-4. A relist after a compaction diffs against every key every index holds (``held``), so a key deleted while the
-   watch was away leaves each index, not only the view.
-5. Bad values never stop it: the view keeps its problems (``View.problems``), an index says what was wrong with a key
-   and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
-6. A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics rule 16b): it is counted
-   in :class:`Changes` and held by nobody.
+- **One read, one way in.** One read, one way in. ``load`` streams the whole prefix at one revision into the view and
+  every index, page by page as etcd sends it (nothing holds the snapshot); ``load_parts`` reads named parts of it
+  (sub-prefixes, single keys, keys a reader already read); ``watch`` follows a prefix from a load's revision, applies
+  each batch (``apply``) and yields what changed, relisting after a compaction (**Relists diff every index**). The
+  watcher and every reader (``coordinator.informer.read_model.load``: the CLI, the page and its asset feed, prune, the
+  lineage retirer) read through this module; none lists or watches the store, or parses keys, of its own.
+- **To the indexes that own it.** Each key reaches the indexes that own it: the view (``core/view.py``) every key of the
+  families it holds, and each :class:`Index` the keys under its ``prefixes``. During a load a page reaches an index only
+  when its key range can hold one of them (etcd answers a range in key order, and nearly every page is run states or
+  ledger entries of one DAG), so an index costs nothing on the pages it does not own.
+- **Followers after the view.** After the view has applied a key, each :class:`Follower` sees it too: what is derived
+  from the view (the retention tracker forgets the partitions its floor retires) follows it in the same event order.
+- **Relists diff every index.** A relist after a compaction diffs against every key every index holds (``held``), so a
+  key deleted while the watch was away leaves each index, not only the view.
+- **Bad values never stop it.** The view keeps its problems (``View.problems``), an index says what was wrong with a key
+  and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
+- **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
+  `asset-facts`): it is counted in :class:`Changes` and held by nobody.
 """
 
 from __future__ import annotations
@@ -60,12 +60,12 @@ class Index(Protocol):
         """Every key up to ``revision`` has been applied (the end of a load or of a watch batch)."""
 
     def held(self) -> Mapping[str, int]:
-        """key -> mod revision of every key it holds: what a relist diffs against (rule 4)."""
+        """key -> mod revision of every key it holds: what a relist diffs against (**Relists diff every index**)."""
         ...
 
 
 class Follower(Protocol):
-    """Derived from the view: sees each key after the view has applied it (rule 3)."""
+    """Derived from the view: sees each key after the view has applied it (**Followers after the view**)."""
 
     def loaded(self) -> None:
         """The view holds a whole snapshot now."""
@@ -76,7 +76,8 @@ class Follower(Protocol):
 
 @dataclass(frozen=True)
 class Loaded:
-    """What a load read: its revision, how many keys, and the keys an index left out, with why (rule 5)."""
+    """What a load read: its revision, how many keys, and the keys an index left out, with why
+    (**Bad values never stop it**)."""
 
     revision: int
     keys: int
@@ -89,7 +90,7 @@ class Loaded:
 
 @dataclass
 class Changes:
-    """What one watch batch changed, for the caller to queue (rule 1)."""
+    """What one watch batch changed, for the caller to queue (**One read, one way in**)."""
 
     revision: int
     relisted: bool
@@ -99,7 +100,7 @@ class Changes:
     nodes: list[tuple[NodeId, str]] = field(default_factory=list)
     #: Other partitions the view says to re-plan (``core.view.ALL``: every one).
     partitions: set[str] = field(default_factory=set)
-    #: Keys under ``hints`` put or deleted (rule 6).
+    #: Keys under ``hints`` put or deleted (**Hints are nudges**).
     hints: int = 0
     #: The view's new problems: (key, problem).
     view_problems: list[tuple[str, str]] = field(default_factory=list)
@@ -108,7 +109,7 @@ class Changes:
 
 
 class Informer:
-    """The view and ``indexes``, fed from one list/watch (rules 1-6)."""
+    """The view and ``indexes``, fed from one list/watch (every rule of the module)."""
 
     def __init__(
         self,
@@ -132,7 +133,7 @@ class Informer:
     async def load(
         self, store: EtcdStore, prefix: str, *, cuts: Sequence[str] = (), long_lived: bool = False
     ) -> Loaded:
-        """The whole of ``prefix`` at one revision into the view and every index, streamed (rule 1).
+        """The whole of ``prefix`` at one revision into the view and every index, streamed (**One read, one way in**).
 
         ``long_lived``: the process keeps what it loads (the watcher), so the cyclic GC is held off while loading and
         what was loaded is frozen out of its later collections. A reader inside another long-lived process (the
@@ -181,8 +182,8 @@ class Informer:
         given: Sequence[KV] = (),
         skip: Callable[[StoreError], bool] | None = None,
     ) -> Loaded:
-        """Named parts of the prefix into the view and every index, replacing what they held (rule 1): each of
-        ``prefixes`` streamed as one snapshot, ``keys`` read together at ``revision`` (0: the current one), and
+        """Named parts of the prefix into the view and every index, replacing what they held (**One read, one way in**):
+        each of ``prefixes`` streamed as one snapshot, ``keys`` read together at ``revision`` (0: the current one), and
         ``given``, keys the caller read itself at that revision (the page's walk back through a DAG's runs).
 
         ``skip``: a read that fails with an error it accepts (a role that may not read that part) leaves the part out
@@ -262,13 +263,14 @@ class Informer:
         lock: AbstractAsyncContextManager[object] | None = None,
         then: Callable[[Changes], None] | None = None,
     ) -> AsyncIterator[Changes]:
-        """Every change under ``prefix`` after ``revision`` (a load's), applied, then yielded, forever (rule 1).
+        """Every change under ``prefix`` after ``revision`` (a load's), applied, then yielded, forever
+        (**One read, one way in**).
 
-        A compaction relists ``prefix`` and diffs it against the keys held under it only (rule 4), so watches of
-        several prefixes into one informer (the page's asset feed) never delete each other's keys; an index forgets a
-        deletion once every prefix read has passed it (its load's revision, then its watch's). ``lock`` (reusable,
-        e.g. ``asyncio.Lock``) is held around each apply and ``then``, which sees the batch's changes before any
-        other holder of the lock sees the model."""
+        A compaction relists ``prefix`` and diffs it against the keys held under it only (**Relists diff every index**),
+        so watches of several prefixes into one informer (the page's asset feed) never delete each other's keys; an
+        index forgets a deletion once every prefix read has passed it (its load's revision, then its watch's). ``lock``
+        (reusable, e.g. ``asyncio.Lock``) is held around each apply and ``then``, which sees the batch's changes before
+        any other holder of the lock sees the model."""
         self._passed[prefix] = revision
 
         def held() -> dict[str, int]:
@@ -300,7 +302,9 @@ class Informer:
             pass
 
     def apply(self, batch: WatchBatch) -> Changes:
-        """One watch batch into the view, the indexes and the followers; what it changed (rules 2-6)."""
+        """One watch batch into the view, the indexes and the followers; what it changed
+        (**To the indexes that own it**, **Followers after the view**, **Relists diff every index**,
+        **Bad values never stop it** and **Hints are nudges**)."""
         changes = self._apply(batch)
         for index in self.indexes:
             index.passed(batch.revision)
@@ -344,7 +348,7 @@ class Informer:
                     changes.problems.append((index.name, key, problem))
 
     def held(self) -> dict[str, int]:
-        """Every key the view and the indexes hold, with its mod revision (rule 4)."""
+        """Every key the view and the indexes hold, with its mod revision (**Relists diff every index**)."""
         found = self.view.held()
         for index in self.indexes:
             found.update(index.held())
@@ -380,8 +384,8 @@ class _Sink:
                         self.problems.append((index.name, key, problem))
 
 
-#: Attempts of ``load_parts`` when a part's snapshot restarts (a compaction while paging, ``etcd.watch`` rule 1): as
-#: many as a snapshot's own (``SNAPSHOT_RETRY``).
+#: Attempts of ``load_parts`` when a part's snapshot restarts (a compaction while paging, ``etcd.watch``'s
+#: **One-revision snapshot**): as many as a snapshot's own (``SNAPSHOT_RETRY``).
 _PARTS_ATTEMPTS = 3
 
 
@@ -407,7 +411,8 @@ class _Part:
 
 
 def _may_hold(first: str, last: str, prefix: str) -> bool:
-    """Whether keys ``first``..``last`` (sorted) can hold a key starting with ``prefix`` (rule 2)."""
+    """Whether keys ``first``..``last`` (sorted) can hold a key starting with ``prefix``
+    (**To the indexes that own it**)."""
     # Every key that starts with ``prefix`` sorts below ``prefix`` with its last character's successor.
     end = prefix[:-1] + chr(ord(prefix[-1]) + 1) if prefix else ""
     return last >= prefix and (not end or first < end)

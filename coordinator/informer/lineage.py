@@ -1,8 +1,8 @@
-"""The OpenLineage receiver's records (``{prefix}/lineage/{instance}/{runId}``, semantics rule 18c) as an index of the
-informer: each record's partition and mod revision, what the receiver's retirer decides on (``lineage/retire.py``).
+"""The OpenLineage receiver's records (``{prefix}/lineage/{instance}/{runId}``, semantics `lineage-once`) as an index of
+the informer: each record's partition and mod revision, what the receiver's retirer decides on (``lineage/retire.py``).
 
-A record whose value does not parse is left out with its problem (informer rule 5): the receiver that wrote it logs
-it, and no reader here judges it.
+A record whose value does not parse is left out with its problem (``informer/informer.py``'s
+**Bad values never stop it**): the receiver that wrote it logs it, and no reader here judges it.
 """
 
 from __future__ import annotations

@@ -2,13 +2,14 @@
 ``{prefix}/watchers/{id}``, docs/keys.md), for ``status``, ``doctor`` and the page's header.
 
 Rules:
-1. The leader key is created only when absent and never rewritten while its lease lives (``etcd/election.py``), so
-   its mod revision is its create revision: the revision its term began (``LeaderFact.since_revision``).
-2. A presence value another version wrote may not parse: it says nothing this version can use and is left out
-   without a complaint (it is not bad input, only someone else's).
-3. ``services`` counts the watcher services (``watch``, not the passes of ``reconcile``) with a live key:
-   the leader and its warm standbys. An int kept on every change, so a metrics scrape in another thread reads it
-   without iterating a dict the event loop changes.
+- **The term from the leader key.** The leader key is created only when absent and never rewritten while its lease lives
+  (``etcd/election.py``), so its mod revision is its create revision: the revision its term began
+  (``LeaderFact.since_revision``).
+- **Other versions' values left out.** A presence value another version wrote may not parse: it says nothing this
+  version can use and is left out without a complaint (it is not bad input, only someone else's).
+- **Counted services.** ``services`` counts the watcher services (``watch``, not the passes of ``reconcile``) with a
+  live key: the leader and its warm standbys. An int kept on every change, so a metrics scrape in another thread reads
+  it without iterating a dict the event loop changes.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ class PresenceIndex:
     keys: KeyLayout
     leader: LeaderFact | None = None
     leader_rev: int = 0
-    #: Rule 3.
+    #: **Counted services**.
     services: int = 0
-    #: key -> (the parsed presence or None for one of another version (rule 2), mod revision).
+    #: key -> (the parsed presence or None for one of another version (**Other versions' values left out**), mod
+    #: revision).
     _watchers: dict[str, tuple[WatcherPresence | None, int]] = field(default_factory=dict)
 
     @property
@@ -55,7 +57,8 @@ class PresenceIndex:
             if value is None:
                 self.leader, self.leader_rev = None, 0
             else:
-                self.leader, self.leader_rev = LeaderFact(value.decode("utf-8", "replace"), mod_rev), mod_rev  # rule 1
+                # **The term from the leader key**.
+                self.leader, self.leader_rev = LeaderFact(value.decode("utf-8", "replace"), mod_rev), mod_rev
         elif key.startswith(self.keys.watchers):
             if value is None:
                 self._watchers.pop(key, None)
@@ -63,7 +66,7 @@ class PresenceIndex:
                 try:
                     presence: WatcherPresence | None = WatcherPresence.model_validate_json(value)
                 except ValidationError:
-                    presence = None  # rule 2
+                    presence = None  # **Other versions' values left out**
                 self._watchers[key] = (presence, mod_rev)
             self.services = sum(p is not None and p.mode != RECONCILE_ONCE for p, _ in self._watchers.values())
         return None
