@@ -1,21 +1,22 @@
 """Which DAGs of the dependencies page a user may see, and the page with the others taken out.
 
 Rules:
-1. The decision is made on the whole graph (a DAG's state depends on upstreams the user may not read); only what
-   is DRAWN is restricted: a DAG the user may not read is not drawn, and neither is any edge, waiting-on entry,
-   failure source, ledger input, deadline cause or problem line that names it. The page says how many were left out.
-2. A DAG of the page's own Airflow instance is shown when that Airflow's auth manager lets the user read it (the
-   caller asks it for the user's readable DAG ids, never from a request parameter). A DAG of another instance is
-   unknown to this Airflow's auth manager: hidden unless the operator shares the other instances
-   (``COORDINATOR_PAGE_OTHER_INSTANCES=shown``).
-3. Free text (summaries, reasons) that names a hidden DAG, by its qualified id or, in the same instance, its bare
-   id, has that name replaced by "a DAG you may not read".
-4. A shared asset (``page.assets``) is drawn when the user may read a DAG of at least one instance it names (its
-   source or a target): of the page's own instance, any DAG the auth manager lets the user read; of another, as in
-   rule 2. The others are counted, not named: not in the drawing, a title or the detail panel (``?asset=`` of one
-   is answered like an unknown asset). Of a drawn asset, a producer DAG the user may not read is left out (neither
-   an edge nor its name), and its errors are scrubbed as in rule 3.
-5. Pure: no I/O.
+- **Decided whole, drawn restricted.** The decision is made on the whole graph (a DAG's state depends on upstreams the
+  user may not read); only what is DRAWN is restricted: a DAG the user may not read is not drawn, and neither is any
+  edge, waiting-on entry, failure source, ledger input, deadline cause or problem line that names it. The page says how
+  many were left out.
+- **Airflow's auth manager decides.** A DAG of the page's own Airflow instance is shown when that Airflow's auth manager
+  lets the user read it (the caller asks it for the user's readable DAG ids, never from a request parameter). A DAG of
+  another instance is unknown to this Airflow's auth manager: hidden unless the operator shares the other instances
+  (``COORDINATOR_PAGE_OTHER_INSTANCES=shown``).
+- **Hidden names scrubbed.** Free text (summaries, reasons) that names a hidden DAG, by its qualified id or, in the same
+  instance, its bare id, has that name replaced by "a DAG you may not read".
+- **Assets by their instances.** A shared asset (``page.assets``) is drawn when the user may read a DAG of at least one
+  instance it names (its source or a target): of the page's own instance, any DAG the auth manager lets the user read;
+  of another, as in **Airflow's auth manager decides**. The others are counted, not named: not in the drawing, a title
+  or the detail panel (``?asset=`` of one is answered like an unknown asset). Of a drawn asset, a producer DAG the user
+  may not read is left out (neither an edge nor its name), and its errors are scrubbed as in **Hidden names scrubbed**.
+- **Pure.** No I/O.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ HIDDEN_NAME = "a DAG you may not read"
 
 @dataclass(frozen=True)
 class Access:
-    """Rule 2: what the user may read on the page of instance ``instance``."""
+    """**Airflow's auth manager decides**: what the user may read on the page of instance ``instance``."""
 
     instance: str
     readable: frozenset[str]
@@ -45,7 +46,7 @@ class Access:
         return self.other_instances
 
     def may_read_instance(self, instance: str) -> bool:
-        """Rule 4: the user may read some DAG of ``instance``."""
+        """**Assets by their instances**: the user may read some DAG of ``instance``."""
         if instance == self.instance:
             return bool(self.readable)
         return self.other_instances
@@ -65,7 +66,8 @@ def _namer(hidden: Iterable[NodeId], instance: str) -> re.Pattern[str] | None:
 
 
 def _asset(asset: AssetNode, access: Access, pattern: re.Pattern[str] | None) -> AssetNode:
-    """Rule 4: a drawn asset without the producers the user may not read, its errors scrubbed (rule 3)."""
+    """**Assets by their instances**: a drawn asset without the producers the user may not read, its errors scrubbed
+    (**Hidden names scrubbed**)."""
     producers = tuple(p.dag_id for p in asset.producer_nodes if access.may_read(p))
     targets = tuple(
         replace(t, last_error=pattern.sub(HIDDEN_NAME, t.last_error) if pattern and t.last_error else t.last_error)
@@ -75,11 +77,13 @@ def _asset(asset: AssetNode, access: Access, pattern: re.Pattern[str] | None) ->
 
 
 def restrict(model: PageModel, access: Access) -> PageModel:
-    """Rules 1-4: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left out and
-    ``hidden_assets`` the shared assets."""
+    """**Decided whole, drawn restricted**, **Airflow's auth manager decides**, **Hidden names scrubbed** and
+    **Assets by their instances**: ``model`` without what the user may not read, with ``hidden`` counting the DAGs left
+    out and ``hidden_assets`` the shared assets."""
     hidden = [n.node for n in model.nodes if not access.may_read(n.node)]
     gone = set(hidden)
-    # A producer of an asset may be no DAG of the graph: its name is hidden all the same (rule 4).
+    # A producer of an asset may be no DAG of the graph: its name is hidden all the same
+    # (**Assets by their instances**).
     unread = {p for a in model.assets for p in a.producer_nodes if not access.may_read(p)}
     pattern = _namer([*hidden, *unread], access.instance)
     assets = tuple(

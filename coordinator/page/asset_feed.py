@@ -1,5 +1,5 @@
-"""The page's shared assets (``page/service.py`` rule 1e) from an informer of one family (the assets: events and
-deliveries) kept current by its watch, so that a page view reads neither ``{prefix}/assets/`` nor
+"""The page's shared assets (``page/service.py``'s **Read-only, one load** (e)) from an informer of one family (the
+assets: events and deliveries) kept current by its watch, so that a page view reads neither ``{prefix}/assets/`` nor
 ``{prefix}/deliveries/``.
 
 The page is served by a long-lived process (the Airflow api-server's plugin app); a view used to read and parse both
@@ -8,17 +8,18 @@ prefixes whole, which grows with the history until retention runs (seconds at 10
 informer as the watcher's is (``informer.read_model.load``, ``Informer.watch``): no list or watch code of its own.
 
 Rules:
-1. Started at the first view that asks, per event loop (gRPC channels belong to one), etcd connection and prefix: a
-   load of the assets family (a snapshot of each of the two prefixes) into the index, then the informer's watch of
-   each from its snapshot's revision. A relist (after a compaction) diffs only the keys of its own prefix, so one
-   prefix's relist never deletes the other's (``Informer.watch``).
-2. A view asks the index, not etcd: the index keeps the page's counts per asset and target current as keys change
-   (``AssetIndex.shared``, the same nodes as ``page/assets.asset_nodes``), so a view costs the assets and their
-   targets, not the history. The nodes are rebuilt only when the index changed since the last view
-   (``AssetIndex.version``).
-3. Until the index is loaded a view waits for it; a load that fails (etcd unreachable, refused) fails that view as
-   a read did (the page's 503) and the next view starts over, as it does after a watch that stopped for good. The
-   index may trail etcd by the watch's latency: the page draws what the watch has brought, like the watcher acts on.
+- **Started at the first view.** Started at the first view that asks, per event loop (gRPC channels belong to one), etcd
+  connection and prefix: a load of the assets family (a snapshot of each of the two prefixes) into the index, then the
+  informer's watch of each from its snapshot's revision. A relist (after a compaction) diffs only the keys of its own
+  prefix, so one prefix's relist never deletes the other's (``Informer.watch``).
+- **Views ask the index.** A view asks the index, not etcd: the index keeps the page's counts per asset and target
+  current as keys change (``AssetIndex.shared``, the same nodes as ``page/assets.asset_nodes``), so a view costs the
+  assets and their targets, not the history. The nodes are rebuilt only when the index changed since the last view
+  (``AssetIndex.version``).
+- **Wait for the load.** Until the index is loaded a view waits for it; a load that fails (etcd unreachable, refused)
+  fails that view as a read did (the page's 503) and the next view starts over, as it does after a watch that stopped
+  for good. The index may trail etcd by the watch's latency: the page draws what the watch has brought, like the watcher
+  acts on.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class AssetFeed:
-    """One process's asset index of one prefix, loaded at first use and followed by the informer's watch (rules 1-3)."""
+    """One process's asset index of one prefix, loaded at first use and followed by the informer's watch (every rule of
+    the module)."""
 
     etcd: EtcdSettings
     keys: AssetKeys
@@ -61,7 +63,7 @@ class AssetFeed:
         self.index = AssetIndex(self.keys)
 
     async def nodes(self) -> tuple[AssetNode, ...]:
-        """Rule 2: the shared assets as the index holds them now."""
+        """**Views ask the index**: the shared assets as the index holds them now."""
         if self._task is None or self._task.done():
             self._start()
         assert self._ready is not None
@@ -72,14 +74,16 @@ class AssetFeed:
         return self._nodes[1]
 
     async def load(self, store: EtcdStore) -> dict[str, int]:
-        """Rule 1: the assets family into a fresh informer and its index; each prefix's snapshot revision."""
+        """**Started at the first view**: the assets family into a fresh informer and its index; each prefix's snapshot
+        revision."""
         model = await load(store, KeyLayout(self.keys.prefix), {Family.ASSETS})
         assert model.assets is not None  # asked for
         self.index, self._informer, self._nodes = model.assets, model.informer, None
         return dict(model.revisions)
 
     async def follow(self, store: EtcdStore, prefix: str, revision: int) -> None:
-        """Rule 1: the informer's watch of ``prefix`` (one of the two) from ``revision``, until it fails."""
+        """**Started at the first view**: the informer's watch of ``prefix`` (one of the two) from ``revision``, until
+        it fails."""
         assert self._informer is not None, "load first"
         await self._informer.run(store, prefix, revision)
 
@@ -102,13 +106,14 @@ class AssetFeed:
             if not ready.done():
                 ready.cancel()
             raise
-        except Exception as exc:  # rule 3: the next view starts over (a view waiting for the load gets the error)
+        # **Wait for the load**: the next view starts over (a view waiting for the load gets the error)
+        except Exception as exc:
             log.warning("page.assets_unread prefix=%s error=%s", self.keys.prefix, exc)
             if not ready.done():
                 ready.set_exception(exc if isinstance(exc, CoordinatorError) else CoordinatorError(str(exc)))
 
 
-#: Rule 1: per event loop, the feeds by (etcd connection, prefix); a loop's feeds go with it.
+#: **Started at the first view**: per event loop, the feeds by (etcd connection, prefix); a loop's feeds go with it.
 _FEEDS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], AssetFeed]] = (
     weakref.WeakKeyDictionary()
 )
@@ -121,7 +126,7 @@ def _connection(etcd: EtcdSettings) -> str:
 
 
 async def shared_assets(etcd: EtcdSettings, prefix: str) -> tuple[AssetNode, ...]:
-    """The page's shared assets under ``prefix`` (rules 1-3), from this process's feed for them."""
+    """The page's shared assets under ``prefix`` (every rule of the module), from this process's feed for them."""
     feeds = _FEEDS.setdefault(asyncio.get_running_loop(), {})
     key = (_connection(etcd), prefix)
     feed = feeds.get(key)
@@ -131,7 +136,8 @@ async def shared_assets(etcd: EtcdSettings, prefix: str) -> tuple[AssetNode, ...
 
 
 def nodes_from(index: AssetIndex) -> tuple[AssetNode, ...]:
-    """Rule 2: ``page/assets.asset_nodes`` of what ``index`` holds, from its counts per asset and target."""
+    """**Views ask the index**: ``page/assets.asset_nodes`` of what ``index`` holds, from its counts per asset and
+    target."""
     nodes = []
     for shared in index.shared():
         targets = []

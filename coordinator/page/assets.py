@@ -1,24 +1,27 @@
-"""The shared assets the dependencies page draws as nodes of its graph (semantics rules 16-17): producer DAG ->
-asset -> one small node per target instance, with each target's delivered and pending counts.
+"""The shared assets the dependencies page draws as nodes of its graph (semantics `assets-by-route` and
+`asset-exactly-once`): producer DAG -> asset -> one small node per target instance, with each target's delivered and
+pending counts.
 
 Rules:
-1. Pure: the recorded events and the delivery ledger in (``{prefix}/assets/...``, ``{prefix}/deliveries/...``),
-   :class:`AssetNode` values out. The page's graph is the one the watcher adopted, which records DAGs, not routes:
-   a routed asset is one the ledger has a delivery of, and its targets are the instances the ledger delivers it to.
-2. Per target: ``delivered`` counts the recorded events of the asset the ledger marks done there; ``pending`` the
-   other recorded events of the asset (an intent not confirmed, a refused or failed one, or none yet), as
-   ``status`` counts a stream (``core.assets.streams``); a skipped one (rule 16g) counts in neither. The next
-   pending event is the oldest undelivered one (the one rule 16d makes due) with its ledger status; the last error
-   is the newest (by ledger revision) recorded one.
-3. A recorded event with no delivery at all (an asset no route shares, a copy the coordinator made) draws nothing.
-4. Producers: the DAGs of the source instance whose recorded events carry ``source_dag_id``. One that is a DAG of
-   the drawn graph gets an edge to the asset node; the others are named in the node as text.
-5. Placement (:func:`place`): the asset node and its targets are laid out by ``page.layout`` after the DAGs drawn,
-   an asset right of its drawn producers, its targets right of it; no DAG moves for them. Drawn with the view: an
-   asset whose producer DAG is drawn; one with no producer in the graph when no state or neighbourhood filter is
-   set, the text filters match it (``q`` in ``source:uri``, ``instance`` its source or a target) and on the first
-   page only. Its place depends on the DAGs drawn, so a filtered view closes up around it as it does for DAGs.
-   At most :data:`MAX_DRAWN` assets are drawn per view (in source, URI order); the page says how many more matched.
+- **Pure, from the ledger.** Pure: the recorded events and the delivery ledger in (``{prefix}/assets/...``,
+  ``{prefix}/deliveries/...``), :class:`AssetNode` values out. The page's graph is the one the watcher adopted, which
+  records DAGs, not routes: a routed asset is one the ledger has a delivery of, and its targets are the instances the
+  ledger delivers it to.
+- **Counts per target.** Per target: ``delivered`` counts the recorded events of the asset the ledger marks done there;
+  ``pending`` the other recorded events of the asset (an intent not confirmed, a refused or failed one, or none yet), as
+  ``status`` counts a stream (``core.assets.streams``); a skipped one (semantics `asset-skip`) counts in neither. The
+  next pending event is the oldest undelivered one (the one semantics `asset-order` makes due) with its ledger status;
+  the last error is the newest (by ledger revision) recorded one.
+- **No delivery, nothing drawn.** A recorded event with no delivery at all (an asset no route shares, a copy the
+  coordinator made) draws nothing.
+- **Producers.** The DAGs of the source instance whose recorded events carry ``source_dag_id``. One that is a DAG of the
+  drawn graph gets an edge to the asset node; the others are named in the node as text.
+- **Placement.** Placement (:func:`place`): the asset node and its targets are laid out by ``page.layout`` after the
+  DAGs drawn, an asset right of its drawn producers, its targets right of it; no DAG moves for them. Drawn with the
+  view: an asset whose producer DAG is drawn; one with no producer in the graph when no state or neighbourhood filter is
+  set, the text filters match it (``q`` in ``source:uri``, ``instance`` its source or a target) and on the first page
+  only. Its place depends on the DAGs drawn, so a filtered view closes up around it as it does for DAGs. At most
+  :data:`MAX_DRAWN` assets are drawn per view (in source, URI order); the page says how many more matched.
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ from coordinator.page.layout import layered
 
 
 class TargetState(StrEnum):
-    """How a target's small node is drawn (``page.render`` rule 6), in the colours of the DAG state it reads like."""
+    """How a target's small node is drawn (``page.render``'s **Assets in the same drawing**), in the colours of the DAG
+    state it reads like."""
 
     DELIVERED = "delivered"  # nothing pending: like a succeeded DAG
     PENDING = "pending"  # events wait: like a waiting DAG
@@ -43,12 +47,13 @@ class TargetState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AssetTarget:
-    """One target instance of a shared asset and where its deliveries stand (rule 2)."""
+    """One target instance of a shared asset and where its deliveries stand (**Counts per target**)."""
 
     instance: str
     delivered: int
     pending: int
-    #: The oldest undelivered event's id (rule 16d: the one due), and its ledger entry's status (None: no intent yet).
+    #: The oldest undelivered event's id (semantics `asset-order`: the one due), and its ledger entry's status (None: no
+    #: intent yet).
     next_event: int | None = None
     next_status: DeliveryStatus | None = None
     retry_at: datetime | None = None
@@ -64,12 +69,12 @@ class AssetTarget:
 
 @dataclass(frozen=True, slots=True)
 class AssetNode:
-    """One routed asset of one source instance, and the instances it is delivered to (rule 1)."""
+    """One routed asset of one source instance, and the instances it is delivered to (**Pure, from the ledger**)."""
 
     uri: str
     source: str
     targets: tuple[AssetTarget, ...]
-    #: DAG ids of ``source`` that produced its recorded events (rule 4).
+    #: DAG ids of ``source`` that produced its recorded events (**Producers**).
     producers: tuple[str, ...] = ()
 
     @property
@@ -88,7 +93,8 @@ class AssetNode:
 
 
 def asset_nodes(events: Sequence[SourceEvent], ledger: Ledger) -> tuple[AssetNode, ...]:
-    """Rules 1-4: one node per (source, asset) with a delivery in the ledger, sorted by source then URI."""
+    """**Pure, from the ledger**, **Counts per target**, **No delivery, nothing drawn** and **Producers**: one node per
+    (source, asset) with a delivery in the ledger, sorted by source then URI."""
     recorded: dict[tuple[str, str], set[int]] = {}
     producers: dict[tuple[str, str], set[str]] = {}
     for event in events:
@@ -152,7 +158,7 @@ class DrawnTarget:
 
 @dataclass(frozen=True, slots=True)
 class DrawnAsset:
-    """Rule 5: an asset node where the drawing puts it, its targets' small nodes, and its producers split into
+    """**Placement**: an asset node where the drawing puts it, its targets' small nodes, and its producers split into
     those drawn (an edge from each) and those named as text."""
 
     asset: AssetNode
@@ -165,7 +171,7 @@ class DrawnAsset:
 
 @dataclass(frozen=True, slots=True)
 class AssetFilter:
-    """What of the view's selection decides which assets are drawn (rule 5)."""
+    """What of the view's selection decides which assets are drawn (**Placement**)."""
 
     q: str = ""
     instance: str = ""
@@ -179,8 +185,8 @@ def place(
     in_graph: frozenset[NodeId] | set[NodeId],
     view: AssetFilter,
 ) -> tuple[tuple[DrawnAsset, ...], int]:
-    """Rule 5: the assets this view draws, placed after the drawn DAGs (``drawn``: their places; ``in_graph``: every
-    DAG of the whole graph, to tell a producer filtered out from one the graph does not have), and how many
+    """**Placement**: the assets this view draws, placed after the drawn DAGs (``drawn``: their places; ``in_graph``:
+    every DAG of the whole graph, to tell a producer filtered out from one the graph does not have), and how many
     matched the view (more than drawn past :data:`MAX_DRAWN`)."""
     matched = [a for a in assets if _shown(a, drawn, in_graph, view)]
     chosen = matched[:MAX_DRAWN]

@@ -1,12 +1,13 @@
-"""The page's layered layout (``page.model`` rule 3), one function for DAGs and for the shared assets' nodes.
+"""The page's layered layout (``page.model``'s **Layered layout**), one function for DAGs and for the shared assets'
+nodes.
 
 Rules:
-1. Columns by depth: a node sits one column right of its rightmost source (column 0 without one).
-2. Rows within a column by the mean row of the node's sources (one barycentre pass: few crossings), ties broken by
-   the node's own order, so the drawing is deterministic.
-3. Nodes already placed keep their place; new ones go below them in their column. The DAGs are laid out first and
-   the shared assets after them (``page.assets``), so a route never moves a DAG.
-4. Pure: no I/O.
+- **Columns by depth.** A node sits one column right of its rightmost source (column 0 without one).
+- **Rows by barycentre.** Rows within a column by the mean row of the node's sources (one barycentre pass: few
+  crossings), ties broken by the node's own order, so the drawing is deterministic.
+- **Placed nodes stay.** Nodes already placed keep their place; new ones go below them in their column. The DAGs are
+  laid out first and the shared assets after them (``page.assets``), so a route never moves a DAG.
+- **Pure.** No I/O.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def layered(
     # Any: the DAGs placed first are keyed by NodeId, the nodes placed after them by their own type.
     placed: Mapping[Any, tuple[int, int]] | None = None,
 ) -> dict[K, tuple[int, int]]:
-    """Node -> (column, row) for every node of ``order`` (sources before the nodes they feed), rules 1-3."""
+    """Node -> (column, row) for every node of ``order`` (sources before the nodes they feed), **Columns by depth**,
+    **Rows by barycentre** and **Placed nodes stay**."""
     placed = placed or {}
     depth: dict[object, int] = {node: column for node, (column, _) in placed.items()}
     for node in order:

@@ -1,14 +1,14 @@
 """What the dependencies page shows, as typed values: each DAG's place in the drawing and its state for a partition.
 
 Rules:
-1. Pure: the graph, a view (a snapshot of etcd) and the planner's verdicts in, a :class:`PageModel` out. The states
-   are the planner's, exactly as ``coordinator status`` and ``coordinator why`` report them (same ``plan``, same
-   ``why``), so the page can never disagree with the CLI.
-2. One state per DAG, the most urgent first: a trigger Airflow refused (error), a trigger not started yet, an
-   attempt running or queued, due, failed, succeeded (fresh), stale, waiting (on whom), not run.
-3. Layout: columns by topological depth (a DAG sits right of every source), rows ordered by the mean row of the
-   sources (one barycentre pass: few crossings, deterministic), left to right.
-4. Nothing secret is shown: states, run ids, inputs, attempts and the last error as recorded in etcd.
+- **Pure, the planner states.** Pure: the graph, a view (a snapshot of etcd) and the planner's verdicts in, a
+  :class:`PageModel` out. The states are the planner's, exactly as ``coordinator status`` and ``coordinator why`` report
+  them (same ``plan``, same ``why``), so the page can never disagree with the CLI.
+- **One state per DAG.** One state per DAG, the most urgent first: a trigger Airflow refused (error), a trigger not
+  started yet, an attempt running or queued, due, failed, succeeded (fresh), stale, waiting (on whom), not run.
+- **Layered layout.** Layout: columns by topological depth (a DAG sits right of every source), rows ordered by the mean
+  row of the sources (one barycentre pass: few crossings, deterministic), left to right.
+- **Nothing secret.** Nothing secret is shown: states, run ids, inputs, attempts and the last error as recorded in etcd.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class PageNode:
     ledger: LedgerInfo | None
     #: For a failure handler: the DAGs whose failures it handles (it "waits" for one of them to fail).
     failure_sources: tuple[NodeId, ...] = ()
-    #: For a DAG with ``expected_by``: its deadline status for the partition (semantics rule 13).
+    #: For a DAG with ``expected_by``: its deadline status for the partition (semantics `deadlines-judged`).
     deadline: DeadlineStatus | None = None
 
 
@@ -100,7 +100,8 @@ class PageModel:
     problems: tuple[str, ...] = ()
     #: DAGs left out because the user may not read them (``page.access``).
     hidden: int = 0
-    #: Shared assets (semantics rules 16-17, ``page.assets``), drawn as nodes of the graph after the DAGs.
+    #: Shared assets (semantics `assets-by-route` and `asset-exactly-once`, ``page.assets``), drawn as nodes of the
+    #: graph after the DAGs.
     assets: tuple[AssetNode, ...] = ()
     #: Shared assets left out because the user may read no DAG of any instance they name (``page.access``).
     hidden_assets: int = 0
@@ -123,7 +124,8 @@ def graph_from_activation(activation: Activation | None, source: str) -> Graph |
 
 
 def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
-    """Node -> (column, row): rule 3 (``page.layout``, which also places the shared assets after the DAGs)."""
+    """Node -> (column, row): **Layered layout** (``page.layout``, which also places the shared assets after the
+    DAGs)."""
     sources = {node: (*spec.upstreams, *spec.on_failure_of) for node, spec in graph.dags.items()}
     return layered(graph.topo_order, sources)
 
@@ -138,7 +140,7 @@ _PAGE_STATE = {
 
 
 def classify(verdict: Verdict | None, fact: RunFact | None, spec: DagSpec) -> NodeState:
-    """Rule 2: ``status``'s one state of the row (``report.row_status``), in the page's words."""
+    """**One state per DAG**: ``status``'s one state of the row (``report.row_status``), in the page's words."""
     handler = spec.is_failure_handler or spec.is_late_handler
     if verdict is None:
         return NodeState.WAITING if handler else NodeState.NOT_RUN

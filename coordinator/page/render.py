@@ -1,21 +1,22 @@
 """The dependencies page as one self-contained HTML document with an inline SVG (no asset from anywhere).
 
 Rules:
-1. Pure: a :class:`PageModel` in, a string out. Every value from etcd or the graph is escaped.
-2. Works air-gapped and without JavaScript: each DAG is a link (``?partition=P&node=N``) to the same page with that
-   DAG's details; the partition picker is a GET form (one inline ``onchange`` submits it, the button works without).
-3. While a cascade moves (something triggered, queued, running or due) the page reloads itself every
-   ``refresh_s`` seconds with a meta refresh, which keeps the query string; a settled page does not reload.
-4. Links to Airflow runs only for DAGs of this Airflow (``instance``), relative to ``ui_base``, opened in the top
-   window (the page is shown in an iframe of Airflow's UI).
-5. A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood of one DAG
-   (``page.select``): a GET form and previous/next links that keep the partition and the filters.
-6. Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and colour (a teal pill for
-   the asset, a small box per target instance coloured like a succeeded DAG when all is delivered, a waiting one
-   while events are pending, an error one while the next event is refused; ``page.render_assets``), with legend
-   entries only when there are any: a page without routes is the page it was. Each asset links to
-   ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more assets
-   match the view than are drawn, the page says how many.
+- **Pure and escaped.** Pure: a :class:`PageModel` in, a string out. Every value from etcd or the graph is escaped.
+- **Air-gapped, no JavaScript needed.** Works air-gapped and without JavaScript: each DAG is a link
+  (``?partition=P&node=N``) to the same page with that DAG's details; the partition picker is a GET form (one inline
+  ``onchange`` submits it, the button works without).
+- **Refresh while moving.** While a cascade moves (something triggered, queued, running or due) the page reloads itself
+  every ``refresh_s`` seconds with a meta refresh, which keeps the query string; a settled page does not reload.
+- **Links to this Airflow only.** Links to Airflow runs only for DAGs of this Airflow (``instance``), relative to
+  ``ui_base``, opened in the top window (the page is shown in an iframe of Airflow's UI).
+- **A page at a time.** A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood
+  of one DAG (``page.select``): a GET form and previous/next links that keep the partition and the filters.
+- **Assets in the same drawing.** Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and
+  colour (a teal pill for the asset, a small box per target instance coloured like a succeeded DAG when all is
+  delivered, a waiting one while events are pending, an error one while the next event is refused;
+  ``page.render_assets``), with legend entries only when there are any: a page without routes is the page it was. Each
+  asset links to ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more
+  assets match the view than are drawn, the page says how many.
 """
 
 from __future__ import annotations
@@ -170,13 +171,14 @@ def _legend(model: PageModel, counts: Mapping[NodeState, int] | None = None) -> 
             f'<span><i style="background:{fill};border-color:{stroke}"></i>{escape(str(state))}'
             f"{f' ({counts[state]})' if state in counts else ''}</span>"
         )
-    if model.assets:  # rule 6: only a page with shared assets has their entries
+    if model.assets:  # **Assets in the same drawing**: only a page with shared assets has their entries
         items += asset_legend(model.assets)
     return '<div class="legend">' + "".join(items) + "</div>"
 
 
 def _hidden_assets(model: PageModel) -> str:
-    """How many shared assets the user may not see (``page.access`` rule 4): counted, never named."""
+    """How many shared assets the user may not see (``page.access``'s **Assets by their instances**): counted, never
+    named."""
     if not model.hidden_assets:
         return ""
     return f'<div class="meta">{model.hidden_assets} shared asset(s) of instances you may not read are not shown</div>'
@@ -237,7 +239,8 @@ def render_page(
     selection: Selection | None = None,
     selected_asset: str | None = None,
 ) -> str:
-    """The whole page (rules 1-6). ``selected_asset``: ``?asset=`` (``source:uri``) for its detail panel."""
+    """The whole page (every rule of the module). ``selected_asset``: ``?asset=`` (``source:uri``) for its detail
+    panel."""
     chosen = selection or Selection()
     drawn = select(model, chosen)
     keep = {**chosen.query(), **({"page": str(drawn.page)} if drawn.page > 1 else {})}
@@ -268,20 +271,21 @@ def render_page(
 
 
 def _details(model: PageModel, node: PageNode | None, selected_asset: str | None, instance: str, ui_base: str) -> str:
-    """The selected DAG's panel, or the selected shared asset's (rule 6), or how to get one."""
+    """The selected DAG's panel, or the selected shared asset's (**Assets in the same drawing**), or how to get one."""
     if node is not None:
         return _detail(node, instance, ui_base)
     if selected_asset is not None:
         asset = next((a for a in model.assets if a.key == selected_asset), None)
         if asset is not None:
             return asset_detail(asset)
-        # Never echo the name asked for: it may be an asset the user may not read (page.access rule 4).
+        # Never echo the name asked for: it may be an asset the user may not read (``page.access``'s
+        # **Assets by their instances**).
         return '<p id="detail-missing">No shared asset by that name is shown here.</p>'
     return "<p>Click a DAG for its details.</p>"
 
 
 def _filters(model: PageModel, chosen: Selection) -> str:
-    """Rule 5: a GET form (works without JavaScript) that keeps the partition."""
+    """**A page at a time**: a GET form (works without JavaScript) that keeps the partition."""
     states = "".join(
         f'<option value="{escape(s.value)}"{" selected" if s is chosen.state else ""}>{escape(s.value)}</option>'
         for s in NodeState
@@ -299,7 +303,8 @@ def _filters(model: PageModel, chosen: Selection) -> str:
 
 
 def _asset_pager(drawn: Drawn) -> str:
-    """Rule 6: how many shared assets matched this view when not all of them are drawn (``page.assets`` rule 5)."""
+    """**Assets in the same drawing**: how many shared assets matched this view when not all of them are drawn
+    (``page.assets``'s **Placement**)."""
     if drawn.assets_matched <= len(drawn.assets):
         return ""
     return (f'<div class="meta" id="asset-pager">shared assets: {len(drawn.assets)} of {drawn.assets_matched} drawn '
@@ -307,7 +312,7 @@ def _asset_pager(drawn: Drawn) -> str:
 
 
 def _pager(drawn: Drawn, chosen: Selection, partition: str | None) -> str:
-    """Rule 5: which DAGs are drawn out of how many, and links to the other pages."""
+    """**A page at a time**: which DAGs are drawn out of how many, and links to the other pages."""
     if drawn.matched == drawn.total and drawn.pages == 1:
         return ""
     first = (drawn.page - 1) * PAGE_SIZE + 1 if drawn.matched else 0

@@ -1,12 +1,13 @@
-"""The shared assets' nodes, edges, legend entries and detail panel of the dependencies page (``page.render``
-rule 6): the SVG and HTML for what ``page.assets`` placed. Pure; every value from etcd is escaped.
+"""The shared assets' nodes, edges, legend entries and detail panel of the dependencies page (``page.render``'s
+**Assets in the same drawing**): the SVG and HTML for what ``page.assets`` placed. Pure; every value from etcd is
+escaped.
 
 Rules:
-1. An asset is a pill (fully rounded ends) in teal, a colour no DAG state uses; each target instance a smaller
-   box in the colours of the DAG state it reads like (``TargetState``: delivered, pending like waiting, refused
-   like an error). Edges to and from assets are teal.
-2. Text that does not fit is cut with an ellipsis; a URI keeps its end (``s3://lake/orders/2026`` differ there),
-   and the full values are in the node's title and its detail panel.
+- **Teal pills.** An asset is a pill (fully rounded ends) in teal, a colour no DAG state uses; each target instance a
+  smaller box in the colours of the DAG state it reads like (``TargetState``: delivered, pending like waiting, refused
+  like an error). Edges to and from assets are teal.
+- **Cut with an ellipsis.** Text that does not fit is cut with an ellipsis; a URI keeps its end
+  (``s3://lake/orders/2026`` differ there), and the full values are in the node's title and its detail panel.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from coordinator.page.assets import AssetNode, AssetTarget, DrawnAsset, TargetSt
 from coordinator.page.model import NodeState
 from coordinator.page.palette import ASSET_COLOURS, COLOURS, GAP_X, GAP_Y, MARGIN, NODE_H, NODE_W
 
-#: Each target state in the colours of the DAG state it reads like (rule 1).
+#: Each target state in the colours of the DAG state it reads like (**Teal pills**).
 TARGET_COLOURS: dict[TargetState, tuple[str, str]] = {
     TargetState.DELIVERED: COLOURS[NodeState.SUCCEEDED],
     TargetState.PENDING: COLOURS[NodeState.WAITING],
@@ -86,7 +87,7 @@ def assets_svg(
         x, y = _xy(drawn.column, drawn.row)
         width = 4 if asset.key == selected else 2
         origin = asset.source
-        if drawn.unlinked:  # a producer not drawn as a node is named here (page.assets rule 4)
+        if drawn.unlinked:  # a producer not drawn as a node is named here (``page.assets``'s **Producers**)
             more = f" +{len(drawn.unlinked) - 1}" if len(drawn.unlinked) > 1 else ""
             origin = f"{asset.source}/{drawn.unlinked[0]}{more}"
         pending = sum(t.pending for t in asset.targets)
@@ -138,7 +139,7 @@ def asset_legend(assets: tuple[AssetNode, ...]) -> list[str]:
 
 
 def _next(target: AssetTarget) -> str:
-    """The next pending event (the one due, rule 16d) and where its delivery stands."""
+    """The next pending event (the one due, semantics `asset-order`) and where its delivery stands."""
     if target.next_event is None:
         return "-"
     event = f"#{target.next_event}"

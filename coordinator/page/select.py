@@ -1,17 +1,17 @@
 """Which DAGs one view of the page draws: filters, a neighbourhood around one DAG, and pages of a large graph.
 
 Rules:
-1. Pure: a :class:`PageModel` of the whole graph and a :class:`Selection` in, the model of what is drawn out (the
-   states are the whole model's, never recomputed here).
-2. Filters combine (AND): ``q`` (a substring of ``instance/dag_id``, case-insensitive), ``state`` (one page state),
-   ``instance``, ``around`` (that DAG and every DAG within ``depth`` edges of it, either direction).
-3. At most ``PAGE_SIZE`` DAGs are drawn, in graph order; ``page`` (from 1) picks which. A large estate's default
-   view is its first page, so a request's HTML stays small whatever the graph's size.
-4. The drawing is laid out again for what is drawn (columns and rows closed up, their order kept), with only the
-   edges between drawn DAGs; the legend still counts every DAG of the partition, and the page still refreshes while
-   any of them moves.
-5. The shared assets drawn are chosen and placed for the DAGs drawn (``page.assets`` rule 5); the legend counts
-   every one of them.
+- **Pure.** A :class:`PageModel` of the whole graph and a :class:`Selection` in, the model of what is drawn out (the
+  states are the whole model's, never recomputed here).
+- **Filters combine.** Filters combine (AND): ``q`` (a substring of ``instance/dag_id``, case-insensitive), ``state``
+  (one page state), ``instance``, ``around`` (that DAG and every DAG within ``depth`` edges of it, either direction).
+- **Pages of PAGE_SIZE.** At most ``PAGE_SIZE`` DAGs are drawn, in graph order; ``page`` (from 1) picks which. A large
+  estate's default view is its first page, so a request's HTML stays small whatever the graph's size.
+- **Laid out again.** The drawing is laid out again for what is drawn (columns and rows closed up, their order kept),
+  with only the edges between drawn DAGs; the legend still counts every DAG of the partition, and the page still
+  refreshes while any of them moves.
+- **Assets follow the DAGs drawn.** The shared assets drawn are chosen and placed for the DAGs drawn (``page.assets``'s
+  **Placement**); the legend counts every one of them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ PAGE_SIZE = 120
 
 @dataclass(frozen=True, slots=True)
 class Selection:
-    """Rule 2's filters and rule 3's page, from the query string (bad values are ignored, never an error)."""
+    """The filters (**Filters combine**) and the page (**Pages of PAGE_SIZE**), from the query string (bad values are
+    ignored, never an error)."""
 
     q: str = ""
     state: NodeState | None = None
@@ -68,7 +69,7 @@ class Selection:
 
 @dataclass(frozen=True, slots=True)
 class Drawn:
-    """What one view draws (rule 4), and where it sits among everything that matched."""
+    """What one view draws (**Laid out again**), and where it sits among everything that matched."""
 
     model: PageModel
     matched: int
@@ -77,13 +78,14 @@ class Drawn:
     pages: int
     counts: Mapping[NodeState, int]
     moving: bool
-    #: The shared assets drawn with these DAGs, placed after them (rule 5), and how many matched the view.
+    #: The shared assets drawn with these DAGs, placed after them (**Assets follow the DAGs drawn**), and how many
+    #: matched the view.
     assets: tuple[DrawnAsset, ...] = ()
     assets_matched: int = 0
 
 
 def select(model: PageModel, selection: Selection) -> Drawn:
-    """Rules 2-4."""
+    """**Filters combine**, **Pages of PAGE_SIZE** and **Laid out again**."""
     keep = [n for n in model.nodes if _matches(n, selection)]
     if selection.around is not None:
         near = _neighbourhood(model, selection.around, selection.depth)
@@ -125,7 +127,7 @@ def _neighbourhood(model: PageModel, centre: NodeId, depth: int) -> set[NodeId]:
 
 
 def _relaid(nodes: list[PageNode]) -> tuple[PageNode, ...]:
-    """Rule 4: columns closed up in their order, rows closed up within each column in their order."""
+    """**Laid out again**: columns closed up in their order, rows closed up within each column in their order."""
     columns = {c: i for i, c in enumerate(sorted({n.column for n in nodes}))}
     rows: dict[int, list[PageNode]] = {}
     for n in sorted(nodes, key=lambda n: (n.column, n.row)):

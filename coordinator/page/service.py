@@ -1,33 +1,36 @@
 """Serve the dependencies page: read one snapshot of etcd, plan, render. No web framework and no Airflow here.
 
 Rules:
-1. Read-only, never a write; the one decision (``core/decide.py``: first adoption, activation, retention floor) and
-   the same ``why`` as ``coordinator status`` and the watcher. One request is one connection and one load
-   (``informer.read_model.load``: one model built, by the informer every reader loads through) after the two keys
-   that say what to load. What it reads, at one revision:
-   a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
-      keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
-      a few roots for the picker: the cost of a request is the graph's size, not the store's;
-   b. the whole prefix only before the first adoption (it counts the whole history);
-   c. with either, the leader's recorded deadline transitions of the partition (``{prefix}/deadlines/...``): a
-      paused DAG or an unreachable instance is a cause only the leader sees, and the page shows its judgement as
-      ``status`` does (``deadline_report.leader_status``); and the live watchers' presence (a root's predicted
-      start needs each instance's Airflow major version), in the same load;
-   d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
-      (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
-      ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
-      ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
-   e. the shared assets drawn as nodes (``page.assets``) come from the recorded asset events and the delivery
-      ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``) as this process's asset index holds them
-      (``page.asset_feed``: loaded at the first view, then kept current by a watch), not from a read per view: those
-      prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
-   f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
-      same connection.
-2. The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every DAG's sources),
-   so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS`` file.
-3. Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a bad partition),
-   with an HTTP status for it; never a traceback, never a secret (endpoints and credentials are not shown).
-4. The caller (the Airflow plugin's FastAPI app, later the watcher's listener) authenticates the user first.
+- **Read-only, one load.** Read-only, never a write; the one decision (``core/decide.py``: first adoption, activation,
+  retention floor) and the same ``why`` as ``coordinator status`` and the watcher. One request is one connection and one
+  load (``informer.read_model.load``: one model built, by the informer every reader loads through) after the two keys
+  that say what to load. What it reads, at one revision:
+  a. the activation and the floor, then only the keys the partition's decision reads (``plan_scope.partition_reads``:
+     keys are laid out per DAG, so a few point reads per DAG, never the whole prefix), and the newest partitions of
+     a few roots for the picker: the cost of a request is the graph's size, not the store's;
+  b. the whole prefix only before the first adoption (it counts the whole history);
+  c. with either, the leader's recorded deadline transitions of the partition (``{prefix}/deadlines/...``): a
+     paused DAG or an unreachable instance is a cause only the leader sees, and the page shows its judgement as
+     ``status`` does (``deadline_report.leader_status``); and the live watchers' presence (a root's predicted
+     start needs each instance's Airflow major version), in the same load;
+  d. for a graph with deadlines, the newest run states of each DAG a deadline's ETA may learn a duration from
+     (``learning_dags``), walked back to its latest 20 successes: the learned durations are exactly those
+     ``status`` computes from the whole store (one ranged read per DAG, rarely two). The walk stops after
+     ``LEARN_MAX_PAGES`` pages (200 run states): a DAG with fewer dated successes there learns from those only.
+  e. the shared assets drawn as nodes (``page.assets``) come from the recorded asset events and the delivery
+     ledger (``{prefix}/assets/``, ``{prefix}/deliveries/``) as this process's asset index holds them
+     (``page.asset_feed``: loaded at the first view, then kept current by a watch), not from a read per view: those
+     prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
+  f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
+     same connection.
+- **The adopted graph.** The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every
+  DAG's sources), so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS``
+  file.
+- **Failures are pages.** Every failure is a page that says what is wrong and what to do (etcd unreachable, no graph, a
+  bad partition), with an HTTP status for it; never a traceback, never a secret (endpoints and credentials are not
+  shown).
+- **Authenticated by the caller.** The caller (the Airflow plugin's FastAPI app, later the watcher's listener)
+  authenticates the user first.
 """
 
 from __future__ import annotations
@@ -80,19 +83,22 @@ class PageResponse:
 
 @dataclass(frozen=True, slots=True)
 class PartitionRead:
-    """What one request read (rule 1a): the view of one partition, the graph, the partitions to offer."""
+    """What one request read (**Read-only, one load** (a)): the view of one partition, the graph, the partitions to
+    offer."""
 
     view: View
     graph: Graph | None
     partition: str | None
     partitions: list[str]
-    #: The leader's recorded deadline transitions read with it (``{prefix}/deadlines/...``, rule 1c).
+    #: The leader's recorded deadline transitions read with it (``{prefix}/deadlines/...``, **Read-only, one load**
+    #: (c)).
     recorded: Mapping[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
     #: Each instance's Airflow major version from the watchers' presence (a root's predicted start, as ``status``).
     majors: Mapping[str, int] = field(default_factory=dict)
-    #: The shared assets from the recorded asset events and the delivery ledger (rule 1e).
+    #: The shared assets from the recorded asset events and the delivery ledger (**Read-only, one load** (e)).
     assets: tuple[AssetNode, ...] = ()
-    #: The OpenLineage nodes' states in the partition drawn (rule 1f); None when they could not be read.
+    #: The OpenLineage nodes' states in the partition drawn (**Read-only, one load** (f)); None when they could not be
+    #: read.
     lineage: tuple[LineageState, ...] | None = ()
 
     @classmethod
@@ -103,8 +109,8 @@ class PartitionRead:
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
-    """Rule 1: the activation and the floor, then one load of the keys the chosen partition's decision reads, all
-    at one revision; the whole prefix (rule 1b) before a first adoption."""
+    """**Read-only, one load**: the activation and the floor, then one load of the keys the chosen partition's decision
+    reads, all at one revision; the whole prefix (**Read-only, one load** (b)) before a first adoption."""
     from coordinator.etcd import EtcdStore  # the gRPC import only when the page is asked for
 
     keys = settings.keys
@@ -115,7 +121,8 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         graph = choose_graph(heads_view, settings)
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
         if graph is None or is_first_adoption(heads_view):
-            model = await load(store, keys, READERS)  # rule 1b: the whole prefix, presence and deadlines with it
+            # **Read-only, one load** (b): the whole prefix, presence and deadlines with it.
+            model = await load(store, keys, READERS)
             offered = partitions_to_plan(graph, model.view) if graph else []
             lineage = await _lineage(store, settings, graph, partition or (offered[-1] if offered else None))
             return PartitionRead.of(model, graph, partition, offered, assets, lineage)
@@ -133,11 +140,11 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
             ]  # fmt: skip
             wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
             wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
-            # A task deadline is judged on its task's state (semantics rule 13): read it like an edge's task.
+            # A task deadline is judged on its task's state (semantics `deadlines-judged`): read it like an edge's task.
             wanted += [keys.task_key(node, task, chosen) for node, task in sorted(task_targets(graph).items())]
             learned = await _learning_history(store, keys, graph, revision)
-        # Rule 1: the one load, into the indexes every reader's has (the view, the recorded deadline transitions,
-        # the presence): the partition's keys at the heads' revision, the walks' and the heads' as read.
+        # **Read-only, one load**: the one load, into the indexes every reader's has (the view, the recorded deadline
+        # transitions, the presence): the partition's keys at the heads' revision, the walks' and the heads' as read.
         scope = Scope((keys.watchers,), tuple(wanted), revision)
         model = await load(store, keys, READERS, scope, given=[*heads, *learned])
         lineage = await _lineage(store, settings, graph, chosen)
@@ -147,8 +154,8 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
 async def _lineage(
     store: EtcdStore, settings: Settings, graph: Graph | None, partition: str | None
 ) -> tuple[LineageState, ...] | None:
-    """Rule 1f: the lineage nodes' states in ``partition``; None when they could not be read (the page draws the
-    rest: semantics rule 18 says the job only in a node's detail)."""
+    """**Read-only, one load** (f): the lineage nodes' states in ``partition``; None when they could not be read (the
+    page draws the rest: semantics `lineage-upstreams` says the job only in a node's detail)."""
     if graph is None or not graph.lineage_jobs or partition is None:
         return ()
     try:
@@ -158,7 +165,8 @@ async def _lineage(
         return None
 
 
-#: Run states read per page of a walk back through one DAG's partitions for its learned duration (rule 1d).
+#: Run states read per page of a walk back through one DAG's partitions for its learned duration
+#: (**Read-only, one load** (d)).
 LEARN_PAGE = 2 * LEARN_SAMPLES
 #: DAGs walked at once (each walk is one ranged read, rarely two).
 LEARN_CONCURRENCY = 32
@@ -169,9 +177,10 @@ LEARN_MAX_PAGES = 5
 
 
 def learning_dags(graph: Graph) -> set[NodeId]:
-    """Rule 1d: the DAGs whose learned duration a deadline's ETA may use (semantics rule 13, rules 4-5): every DAG
-    with ``expected_by`` but no fixed duration, and every ancestor of one with ``expected_by`` (an upstream's
-    duration delays the ETA; a DAG without ``expected_by`` has no fixed duration)."""
+    """**Read-only, one load** (d): the DAGs whose learned duration a deadline's ETA may use (semantics
+    `deadlines-judged`; ``core.deadline.learning``'s **ETA** and **Expected duration**): every DAG with ``expected_by``
+    but no fixed duration, and every ancestor of one with ``expected_by`` (an upstream's duration delays the ETA; a DAG
+    without ``expected_by`` has no fixed duration)."""
     cone: set[NodeId] = set()
     work = [node for node, spec in graph.dags.items() if spec.expected_by is not None]
     while work:
@@ -187,8 +196,9 @@ def learning_dags(graph: Graph) -> set[NodeId]:
 
 
 async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, revision: int) -> list[KV]:
-    """Rule 1d: for each learning DAG, its newest run states back to its latest ``LEARN_SAMPLES`` successes with a
-    start and an end (or its oldest), so the learned durations are those ``status`` computes from everything."""
+    """**Read-only, one load** (d): for each learning DAG, its newest run states back to its latest ``LEARN_SAMPLES``
+    successes with a start and an end (or its oldest), so the learned durations are those ``status`` computes from
+    everything."""
     gate = asyncio.Semaphore(LEARN_CONCURRENCY)
 
     async def walk(node: NodeId) -> list[KV]:
@@ -210,7 +220,8 @@ async def _learning_history(store: EtcdStore, keys: KeyLayout, graph: Graph, rev
 
 
 def _learns(value: bytes) -> bool:
-    """A success with a start and an end: what rule 5 learns from (a bad value learns nothing)."""
+    """A success with a start and an end: what ``core.deadline.learning``'s **Expected duration** learns from (a bad
+    value learns nothing)."""
     try:
         record = RunRecord.model_validate_json(value)
     except ValidationError:
@@ -235,7 +246,7 @@ async def _newest_partitions(store: EtcdStore, keys: KeyLayout, graph: Graph, re
 
 
 def choose_graph(view: View, settings: Settings) -> Graph | None:
-    """Rule 2; raise SpecError when only the file is left and it is invalid."""
+    """**The adopted graph**; raise SpecError when only the file is left and it is invalid."""
     adopted = graph_from_activation(view.activation, f"adopted by the watcher ({view.graph_key})")
     if adopted is not None:
         return adopted
@@ -255,10 +266,11 @@ async def dependencies_page(
     query: Mapping[str, str] | None = None,
     access: Access | None = None,
 ) -> PageResponse:
-    """The page for one request (rules 1-3). ``etcd``: the connection settings when the caller resolved them
-    itself (the plugin's, which may come from an Airflow connection); else ``settings.etcd()``. ``query``: the
-    request's parameters, for the filters and the page of a large graph (``page.select``). ``access``: what the
-    user may read (``page.access``); None draws everything (a caller that authorized the whole graph)."""
+    """The page for one request (**Read-only, one load**, **The adopted graph** and **Failures are pages**). ``etcd``:
+    the connection settings when the caller resolved them itself (the plugin's, which may come from an Airflow
+    connection); else ``settings.etcd()``. ``query``: the request's parameters, for the filters and the page of a large
+    graph (``page.select``). ``access``: what the user may read (``page.access``); None draws everything (a caller that
+    authorized the whole graph)."""
     try:
         settings = settings or Settings()
         settings.etcd()
@@ -292,7 +304,7 @@ async def dependencies_page(
         chosen = partitions[-1]
     decision = decide(graph, view, [chosen] if chosen is not None else [], now=datetime.now(UTC),
                       history=settings.history_choice, limit=settings.first_start_limit)  # fmt: skip
-    # Deadlines are judged at the decision's clock, like `status` (semantics rule 13).
+    # Deadlines are judged at the decision's clock, like `status` (semantics `deadlines-judged`).
     deadlines = (
         deadline_states(graph, view, decision.now, partitions=[chosen], majors=read.majors)
         if chosen is not None
@@ -301,7 +313,7 @@ async def dependencies_page(
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines), assets=read.assets)
-    if read.lineage:  # semantics rule 18: an OpenLineage node says its job, last event
+    if read.lineage:  # semantics `lineage-upstreams`: an OpenLineage node says its job, last event
         model = with_lineage(model, read.lineage)
     if access is not None:
         model = restrict(model, access)  # decided on the whole graph, drawn only where the user may read
