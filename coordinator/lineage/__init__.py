@@ -1,1 +1,2 @@
-"""The OpenLineage receiver (semantics rule 18): its own process, writing OpenLineage run events as run states."""
+"""The OpenLineage receiver (semantics `lineage-upstreams`): its own process, writing OpenLineage run events as run
+states."""

@@ -1,29 +1,31 @@
-"""The OpenLineage HTTP transport's server side (semantics rule 18d): what the receiver answers, and when.
+"""The OpenLineage HTTP transport's server side (semantics `lineage-receiver`): what the receiver answers, and when.
 
 A plain ASGI app (served by uvicorn, ``coordinator/lineage/service.py``). Rules:
-1. ``POST /api/v1/lineage`` takes one event, ``POST /api/v1/lineage/batch`` a JSON array of them; JSON, optionally
-   ``Content-Encoding: gzip``. Anything else is 404 (405 for another method on those paths).
-2. The answers are the ones OpenLineage's clients act on: 2xx only once every event of the request is in etcd (the
-   Python client takes any 2xx as done); 400 for a body or event that can never be accepted (the clients do not
-   retry a 4xx); 401 for no or an unknown token, 403 for an event of a namespace the token may not write (or of an
-   instance this receiver does not serve); 413 past ``max_body`` bytes, compressed or not; 415 for another
-   encoding; 503 (with ``Retry-After``) when etcd does not answer in time: the clients retry 5xx, and the events
-   already written are duplicates on the retry (``writer.py``).
-3. A request is judged whole before anything is written (events, names, tokens, mapping): a 4xx writes nothing.
-4. Nothing from a request reaches a log line unquoted: names are logged with ``%r``, the token never.
-5. Answers are JSON: ``{"accepted": n, "recorded": n, "duplicate": n, "ignored": n}`` or ``{"error": reason,
-   "detail": sentence}``; the reason is the metric's label.
-6. ``GET /api/v1/lineage/status`` (the same token) answers what ``coordinator doctor`` checks: the token's name and
-   namespaces, and for each instance this receiver writes whether its etcd user may write that instance's run
-   states and run records (asked of etcd without writing), or why etcd did not say.
-7. A batch's events are written in order within each run family (a run, and the runs naming it as their parent:
-   a child's partition may come from its parent's record) and families side by side, ``BATCH_CONCURRENCY`` at once.
-   Every write is idempotent and guarded, so the order across families changes nothing written; a failure answers
-   as rule 2 says, and whatever was written before it is a duplicate on the client's retry.
-8. A run event answered ``ignored`` (no entry maps its job, or its node is not in the graph) is remembered
-   (``coordinator.core.lineage.ignored``: the last 100 distinct jobs, with counts): the status answer lists those the
-   mapping in force still ignores, of the namespaces the asking token may write; the metric
-   ``coordinator_lineage_ignored_jobs`` counts them; a job's first time is logged once (``lineage.ignored``).
+- **Two endpoints.** ``POST /api/v1/lineage`` takes one event, ``POST /api/v1/lineage/batch`` a JSON array of them;
+  JSON, optionally ``Content-Encoding: gzip``. Anything else is 404 (405 for another method on those paths).
+- **Answers clients act on.** The answers are the ones OpenLineage's clients act on: 2xx only once every event of the
+  request is in etcd (the Python client takes any 2xx as done); 400 for a body or event that can never be accepted (the
+  clients do not retry a 4xx); 401 for no or an unknown token, 403 for an event of a namespace the token may not write
+  (or of an instance this receiver does not serve); 413 past ``max_body`` bytes, compressed or not; 415 for another
+  encoding; 503 (with ``Retry-After``) when etcd does not answer in time: the clients retry 5xx, and the events already
+  written are duplicates on the retry (``writer.py``).
+- **Judged whole.** A request is judged whole before anything is written (events, names, tokens, mapping): a 4xx writes
+  nothing.
+- **Nothing unquoted in logs.** Nothing from a request reaches a log line unquoted: names are logged with ``%r``, the
+  token never.
+- **JSON answers.** Answers are JSON: ``{"accepted": n, "recorded": n, "duplicate": n, "ignored": n}`` or ``{"error":
+  reason, "detail": sentence}``; the reason is the metric's label.
+- **The status answer.** ``GET /api/v1/lineage/status`` (the same token) answers what ``coordinator doctor`` checks: the
+  token's name and namespaces, and for each instance this receiver writes whether its etcd user may write that
+  instance's run states and run records (asked of etcd without writing), or why etcd did not say.
+- **Families in order.** A batch's events are written in order within each run family (a run, and the runs naming it as
+  their parent: a child's partition may come from its parent's record) and families side by side, ``BATCH_CONCURRENCY``
+  at once. Every write is idempotent and guarded, so the order across families changes nothing written; a failure
+  answers as **Answers clients act on** says, and whatever was written before it is a duplicate on the client's retry.
+- **Ignored jobs remembered.** A run event answered ``ignored`` (no entry maps its job, or its node is not in the graph)
+  is remembered (``coordinator.core.lineage.ignored``: the last 100 distinct jobs, with counts): the status answer lists
+  those the mapping in force still ignores, of the namespaces the asking token may write; the metric
+  ``coordinator_lineage_ignored_jobs`` counts them; a job's first time is logged once (``lineage.ignored``).
 """
 
 from __future__ import annotations
@@ -60,16 +62,19 @@ Send = Callable[[Message], Awaitable[None]]
 
 SINGLE = "/api/v1/lineage"
 BATCH = "/api/v1/lineage/batch"
-#: Not part of the OpenLineage transport: what ``coordinator doctor`` asks (rule 6).
+#: Not part of the OpenLineage transport: what ``coordinator doctor`` asks (**The status answer**).
 STATUS = "/api/v1/lineage/status"
-#: Rule 6: a write permission is asked of etcd about this key name under each instance (nothing is written).
+#: **The status answer**: a write permission is asked of etcd about this key name under each instance (nothing is
+#: written).
 PROBE_NAME = "00000000-0000-0000-0000-000000000000"
-#: Default bound of a request body (rule 2): dbt-ol's largest events (a model with its schema and SQL facets) are
-#: tens of kB; a batch of a few hundred of them fits.
+#: Default bound of a request body (**Answers clients act on**): dbt-ol's largest events (a model with its schema and
+#: SQL facets) are tens of kB; a batch of a few hundred of them fits.
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-#: Rule 7: runs of one batch written at once; each waits for etcd's fsync, which etcd shares among concurrent writes.
+#: **Families in order**: runs of one batch written at once; each waits for etcd's fsync, which etcd shares among
+#: concurrent writes.
 BATCH_CONCURRENCY = 8
-#: Rule 2: the Python client's timeout is 5 s; an answer within it lets the client retry on its own schedule.
+#: **Answers clients act on**: the Python client's timeout is 5 s; an answer within it lets the client retry on its own
+#: schedule.
 DEFAULT_WRITE_TIMEOUT_S = 4.0
 
 
@@ -97,7 +102,8 @@ class Routed:
 
 
 class Receiver:
-    """The ASGI app (rules 1-5). ``graph`` and ``tokens`` are read per request: reloads take effect at once."""
+    """The ASGI app (**Two endpoints**, **Answers clients act on**, **Judged whole**, **Nothing unquoted in logs** and
+    **JSON answers**). ``graph`` and ``tokens`` are read per request: reloads take effect at once."""
 
     def __init__(
         self,
@@ -118,7 +124,7 @@ class Receiver:
         self.instances = instances
         self.max_body = max_body
         self.write_timeout_s = write_timeout_s
-        #: Rule 8.
+        #: **Ignored jobs remembered**.
         self.ignored = IgnoredJobs()
         metrics.lineage_ignored_source(lambda: len(self.ignored.recent(self._still_ignored)))
 
@@ -162,13 +168,15 @@ class Receiver:
             raise Refused(400, exc.reason, exc.detail) from None
         routed = self._route(body.events, holder)
         counts: Counter[str] = Counter({Outcome.IGNORED.value: body.other})
-        # Rule 7: a batch's runs are written side by side, each family (a run with its parent's) in order.
+        # **Families in order**: a batch's runs are written side by side, each family (a run with its parent's) in
+        # order.
         families: dict[str, list[Routed]] = {}
         now = datetime.now(UTC)
         for item in routed:
             if item.entry is None or item.node is None:
                 counts[Outcome.IGNORED.value] += 1
-                if self.ignored.note(item.event.namespace, item.event.job, item.why, now):  # rule 8
+                # **Ignored jobs remembered**.
+                if self.ignored.note(item.event.namespace, item.event.job, item.why, now):
                     log.info("lineage.ignored namespace=%r job=%r why=%r", item.event.namespace, item.event.job,
                              item.why)  # fmt: skip
             else:
@@ -192,7 +200,8 @@ class Receiver:
         return answer
 
     async def _write(self, item: Routed, holder: TokenEntry, counts: Counter[str]) -> None:
-        """One event into etcd (``writer.py``), counted; etcd's refusal or silence as the answer rule 2 says."""
+        """One event into etcd (``writer.py``), counted; etcd's refusal or silence as the answer
+        **Answers clients act on** says."""
         assert item.entry is not None and item.node is not None
         try:
             # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that meets the write's answer
@@ -216,7 +225,7 @@ class Receiver:
                      item.event.run_id, f"{item.event.namespace}/{item.event.job}", written.revision)  # fmt: skip
 
     async def _status(self, holder: TokenEntry) -> Answer:
-        """Rule 6."""
+        """**The status answer**."""
         jobs = self.graph().lineage_jobs
         served = sorted(self.instances if self.instances is not None else {entry.instance for entry in jobs})
         keys, store = self.writer.keys, self.writer.store
@@ -234,14 +243,16 @@ class Receiver:
             {"namespace": job.namespace, "job": job.job, "count": job.count, "why": job.why,
              "first_seen": job.first_seen.isoformat(), "last_seen": job.last_seen.isoformat()}
             for job in self.ignored.recent(self._still_ignored)
-            if holder.allows(job.namespace)  # rule 8: a token sees the names of its own namespaces only
+            # **Ignored jobs remembered**: a token sees the names of its own namespaces only.
+            if holder.allows(job.namespace)
         ]  # fmt: skip
         body = {"token": holder.name, "namespaces": list(holder.namespaces), "mappings": len(jobs), "instances": roles,
                 "ignored": ignored}  # fmt: skip
         return Answer(200, body)
 
     def _still_ignored(self, namespace: str, job: str) -> bool:
-        """Rule 8: whether the mapping in force now would ignore this job's events (the file may have been fixed)."""
+        """**Ignored jobs remembered**: whether the mapping in force now would ignore this job's events (the file may
+        have been fixed)."""
         graph = self.graph()
         entry = match(graph.lineage_jobs, namespace, job)
         if entry is None:
@@ -256,7 +267,7 @@ class Receiver:
         counts.clear()
 
     def _route(self, events: tuple[RunEvent, ...], holder: TokenEntry) -> list[Routed]:
-        """Rule 3: every event's namespace allowed, mapping and node settled, before any write."""
+        """**Judged whole**: every event's namespace allowed, mapping and node settled, before any write."""
         graph = self.graph()
         jobs = graph.lineage_jobs
         routed: list[Routed] = []
@@ -271,7 +282,7 @@ class Receiver:
                 continue
             node = entry.node_for(event.job)
             if node is not None and node not in graph.dags:
-                # The mapping's rule 2: nothing waits for it, nothing written.
+                # ``core/lineage/mapping.py``'s **The node**: nothing waits for it, nothing written.
                 why = f"{entry.label} maps it to {node}, which no DAG of the graph declares or waits for"
                 routed.append(Routed(event, None, None, why))
                 continue
@@ -288,7 +299,8 @@ class Receiver:
         return routed
 
     async def _body(self, headers: dict[str, str], receive: Receive) -> bytes:
-        """Rule 2: the body, decompressed, within ``max_body`` (a bomb stops at the bound, not in memory)."""
+        """**Answers clients act on**: the body, decompressed, within ``max_body`` (a bomb stops at the bound, not in
+        memory)."""
         encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("identity", "gzip"):
             raise Refused(415, "unsupported_encoding", f"Content-Encoding {encoding[:40]!r}: send identity or gzip")

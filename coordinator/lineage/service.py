@@ -1,16 +1,19 @@
 """The OpenLineage receiver as a process (``coordinator lineage serve``): its own port, etcd user and probes.
 
 Rules:
-1. Its own process and port (default ``127.0.0.1:9467``), apart from the watcher: producers reach it, never the
-   watcher's metrics port. Its ``/metrics``, ``/healthz`` and ``/readyz`` are on a second listener of their own
-   (``--http``, default ``127.0.0.1:9468``), the watcher's listener code: scraped by Prometheus, not by producers.
-2. It writes with its own etcd user (``COORDINATOR_ETCD_USERNAME`` and password file of its deployment); ``coordinator
-   roles`` gives that user the run keys and lineage records of the instances it serves, nothing else.
-3. dependencies.json and the tokens file are re-read when they change (every 2 s at most); a change that does not
-   parse is logged and the last valid one stays in force (the watcher's rule 3).
-4. Its own records follow the retention floor (``retire.py``).
-5. Alive while its loop turns; ready while etcd answers (the watcher's probes); SIGTERM stops taking requests,
-   lets those in flight finish (uvicorn's graceful shutdown, bounded) and exits 0.
+- **Its own process and port.** Its own process and port (default ``127.0.0.1:9467``), apart from the watcher: producers
+  reach it, never the watcher's metrics port. Its ``/metrics``, ``/healthz`` and ``/readyz`` are on a second listener of
+  their own (``--http``, default ``127.0.0.1:9468``), the watcher's listener code: scraped by Prometheus, not by
+  producers.
+- **Its own etcd user.** It writes with its own etcd user (``COORDINATOR_ETCD_USERNAME`` and password file of its
+  deployment); ``coordinator roles`` gives that user the run keys and lineage records of the instances it serves,
+  nothing else.
+- **Reloaded on change.** dependencies.json and the tokens file are re-read when they change (every 2 s at most); a
+  change that does not parse is logged and the last valid one stays in force (as ``watcher/service.py``'s
+  **Bad input never stops it**).
+- **Records follow the floor.** Its own records follow the retention floor (``retire.py``).
+- **Probes and a clean stop.** Alive while its loop turns; ready while etcd answers (the watcher's probes); SIGTERM
+  stops taking requests, lets those in flight finish (uvicorn's graceful shutdown, bounded) and exits 0.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_LISTEN = "127.0.0.1:9467"
 DEFAULT_HTTP = "127.0.0.1:9468"
-#: Rule 5: requests in flight get this long after SIGTERM (each is bounded by the write timeout, 4 s).
+#: **Probes and a clean stop**: requests in flight get this long after SIGTERM (each is bounded by the write
+#: timeout, 4 s).
 GRACEFUL_S = 8
 RELOAD_EVERY_S = 2.0
 
@@ -57,7 +61,7 @@ class ReceiverOptions:
 
 
 class TokenSource:
-    """The tokens file, re-read when it changes (rule 3)."""
+    """The tokens file, re-read when it changes (**Reloaded on change**)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -91,7 +95,7 @@ def _stamp(path: Path) -> tuple[float, int] | None:
 
 
 async def run_receiver(settings: Settings, options: ReceiverOptions) -> None:
-    """Rules 1-5, until SIGTERM or SIGINT."""
+    """Every rule of the module, until SIGTERM or SIGINT."""
     graphs = GraphSource(settings.deps)
     tokens = TokenSource(options.tokens_file)
     if not graphs.graph.lineage_jobs:
@@ -169,7 +173,7 @@ def bind(address: ListenAddress) -> socket.socket:
 
 
 async def _serve(server: uvicorn.Server, sock: socket.socket) -> None:
-    """uvicorn's server on our socket, without its own signal handling (rule 5 is ours)."""
+    """uvicorn's server on our socket, without its own signal handling (**Probes and a clean stop** is ours)."""
     await server._serve(sockets=[sock])
 
 
@@ -188,7 +192,7 @@ async def _retire(
 
 
 async def _reload(graphs: GraphSource, tokens: TokenSource, health: Health, stop: asyncio.Event) -> None:
-    """Rule 3; each turn is also the liveness beat (rule 5)."""
+    """**Reloaded on change**; each turn is also the liveness beat (**Probes and a clean stop**)."""
     while not stop.is_set():
         health.beat()
         graphs.refresh()

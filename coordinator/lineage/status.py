@@ -1,4 +1,5 @@
-"""What ``coordinator doctor`` asks the OpenLineage receiver (its rule 6): one GET with a producer's token.
+"""What ``coordinator doctor`` asks the OpenLineage receiver (``lineage/receiver.py``'s **The status answer**): one GET
+with a producer's token.
 
 The standard library's HTTP client, not httpx: only the Airflow adapter imports httpx (an import contract), and one
 request from a diagnostic command needs nothing more.
@@ -51,8 +52,8 @@ def receiver_status(url: str, token_file: str | None, timeout_s: float) -> Linea
 
 
 def _ignored(item: Any) -> IgnoredJob | None:
-    """One entry of the status answer's ``ignored`` (the receiver's rule 8); None for one that does not read (an older
-    or newer receiver: doctor shows what it can)."""
+    """One entry of the status answer's ``ignored`` (``lineage/receiver.py``'s **Ignored jobs remembered**); None for
+    one that does not read (an older or newer receiver: doctor shows what it can)."""
     if not isinstance(item, dict):
         return None
     try:

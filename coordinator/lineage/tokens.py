@@ -1,4 +1,4 @@
-"""Who may send OpenLineage events, and for which job namespaces (semantics rule 18d).
+"""Who may send OpenLineage events, and for which job namespaces (semantics `lineage-receiver`).
 
 The tokens file (``COORDINATOR_LINEAGE_TOKENS_FILE``) holds no secret: each entry is a token's SHA-256, so the file
 can live in a ConfigMap while each producer's token stays in its own Secret::
@@ -6,13 +6,13 @@ can live in a ConfigMap while each producer's token stays in its own Secret::
     {"tokens": [{"name": "dbt-analytics", "sha256": "9f86d0...", "namespaces": ["dbt_prod", "dbt_staging"]}]}
 
 Rules:
-1. A request's ``Authorization: Bearer <token>`` is hashed and compared with every entry in constant time; no
-   match (or no header) is 401. The token never reaches a log line; the entry's ``name`` does.
-2. Every event of a request must have a namespace one of the entry's ``namespaces`` patterns matches (``fnmatch``,
-   case-sensitive); one that does not refuses the whole request with 403 before anything is written: a dbt
-   project's token cannot write Spark's jobs.
-3. A file that does not parse is a configuration error at start (the command exits naming the file and the
-   problem); once serving, a changed file that does not parse is logged and the last valid one stays in force.
+- **Hashed bearer tokens.** A request's ``Authorization: Bearer <token>`` is hashed and compared with every entry in
+  constant time; no match (or no header) is 401. The token never reaches a log line; the entry's ``name`` does.
+- **Namespaces per token.** Every event of a request must have a namespace one of the entry's ``namespaces`` patterns
+  matches (``fnmatch``, case-sensitive); one that does not refuses the whole request with 403 before anything is
+  written: a dbt project's token cannot write Spark's jobs.
+- **Unparsable files.** A file that does not parse is a configuration error at start (the command exits naming the file
+  and the problem); once serving, a changed file that does not parse is logged and the last valid one stays in force.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class TokenEntry:
     namespaces: tuple[str, ...]
 
     def allows(self, namespace: str) -> bool:
-        """Rule 2."""
+        """**Namespaces per token**."""
         return any(fnmatchcase(namespace, pattern) for pattern in self.namespaces)
 
 
@@ -47,7 +47,7 @@ class Tokens:
     entries: tuple[TokenEntry, ...]
 
     def holder(self, authorization: str | None) -> TokenEntry | None:
-        """Rule 1: the entry whose token the header carries, or None."""
+        """**Hashed bearer tokens**: the entry whose token the header carries, or None."""
         if not authorization:
             return None
         scheme, _, token = authorization.partition(" ")
@@ -70,7 +70,7 @@ def new_token() -> str:
 
 
 def load_tokens(path: Path) -> Tokens:
-    """Rule 3: the file's entries, or ConfigError naming the file and what is wrong."""
+    """**Unparsable files**: the file's entries, or ConfigError naming the file and what is wrong."""
     try:
         doc = json.loads(path.read_text())
     except OSError as exc:

@@ -1,14 +1,16 @@
-"""One OpenLineage run event into etcd, exactly once (semantics rule 18c; the decision is ``core/lineage/facts.py``).
+"""One OpenLineage run event into etcd, exactly once (semantics `lineage-once`; the decision is
+``core/lineage/facts.py``).
 
 Rules:
-1. Read, judge, write: the run's record (and its parent's, for a run not yet recorded) and the run state of the
-   partition the record fixes are read at one revision; :func:`~coordinator.core.lineage.facts.judge` says what to
-   write; both keys are written in ONE transaction guarded by the mod revisions read. A conflict (another receiver,
-   or a retry of the same event racing the first) reads and judges again, so two copies of one event record it once.
-2. An event is durable when its transaction committed (or was found already applied); only then does the receiver
-   answer 2xx. A kill between two events of a batch leaves the first ones written: the client's retry finds them
-   duplicates (rule 1 of facts) and writes the rest.
-3. etcd errors are raised to the caller (which answers 503: the client retries); nothing is half-written.
+- **Read, judge, write.** The run's record (and its parent's, for a run not yet recorded) and the run state of the
+  partition the record fixes are read at one revision; :func:`~coordinator.core.lineage.facts.judge` says what to write;
+  both keys are written in ONE transaction guarded by the mod revisions read. A conflict (another receiver, or a retry
+  of the same event racing the first) reads and judges again, so two copies of one event record it once.
+- **Durable before 2xx.** An event is durable when its transaction committed (or was found already applied); only then
+  does the receiver answer 2xx. A kill between two events of a batch leaves the first ones written: the client's retry
+  finds them duplicates (``core/lineage/facts.py``'s **Once per run and type**) and writes the rest.
+- **etcd errors raised.** etcd errors are raised to the caller (which answers 503: the client retries); nothing is
+  half-written.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from coordinator.watcher.faults import crash_point
 
 log = logging.getLogger(__name__)
 
-#: Rule 1: conflicts come from another copy of the same run's events in flight at once; a handful of rounds ends them.
+#: **Read, judge, write**: conflicts come from another copy of the same run's events in flight at once; a handful of
+#: rounds ends them.
 MAX_ROUNDS = 8
 
 
@@ -39,14 +42,15 @@ class Written:
 
 
 class EventWriter:
-    """Rules 1-3 over one store and key layout."""
+    """Every rule of the module over one store and key layout."""
 
     def __init__(self, store: EtcdStore, keys: KeyLayout) -> None:
         self.store = store
         self.keys = keys
 
     async def write(self, event: RunEvent, entry: LineageJob, node: NodeId) -> Written:
-        """Record ``event`` of a job ``entry`` maps to ``node`` (rules 1-2). Raises NoPartition (the client's 400)."""
+        """Record ``event`` of a job ``entry`` maps to ``node`` (**Read, judge, write** and **Durable before 2xx**).
+        Raises NoPartition (the client's 400)."""
         record_key = self.keys.lineage_key(node.instance, event.run_id)
         parent_key = (
             self.keys.lineage_key(node.instance, event.parent_run_id)
