@@ -31,8 +31,9 @@ class _Printer:
         out.print(message, markup=False, highlight=False)  # settings name "[coordinator]": not rich markup
 
 
-#: Where the plugin looks when neither the flag nor the environment variable is given (airflow_plugin.config rule 1):
-#: Airflow's [coordinator] section, the etcd connection (etcd settings only), then the settings' default.
+#: Where the plugin looks when neither the flag nor the environment variable is given (``airflow_plugin.config``'s
+#: **Precedence**): Airflow's [coordinator] section, the etcd connection (etcd settings only), then the settings'
+#: default.
 _ENDPOINTS = Settings.model_fields["etcd_endpoints"].default
 _PLUGIN_ENDPOINTS = f"[coordinator] etcd_endpoints, else the coordinator_etcd connection, else {_ENDPOINTS}"
 

@@ -107,7 +107,8 @@ ETCD_HINT = (
 
 
 def env_var(field: str) -> str:
-    """The environment variable of the setting ``field`` (settings rule 1: ``COORDINATOR_<NAME>``)."""
+    """The environment variable of the setting ``field`` (``runtime.settings``'s **An environment variable each**:
+    ``COORDINATOR_<NAME>``)."""
     assert field in Settings.model_fields, field
     return f"{Settings.model_config.get('env_prefix', '')}{field.upper()}"
 

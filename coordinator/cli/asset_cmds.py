@@ -1,16 +1,17 @@
-"""What the CLI says and does about shared assets (semantics rules 16-17): the ``status`` table of their streams,
-``why asset URI``, and ``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``, which gives up one asset
-delivery an operator knows will never succeed (semantics rule 16g, delivery rule 10), so its stream's later events
-move on.
+"""What the CLI says and does about shared assets (semantics `assets-by-route` and `asset-exactly-once`): the ``status``
+table of their streams, ``why asset URI``, and ``coordinator skip-event URI EVENT_ID --from SOURCE --to TARGET``, which
+gives up one asset delivery an operator knows will never succeed (semantics `asset-skip` and `delivery-skip`), so its
+stream's later events move on.
 
 Rules (of ``skip-event``):
-1. The request is one compare-and-swap on the delivery's ledger entry that only adds ``skip`` (who, when, why); the
-   status stays as it is. The leading watcher applies it at its next attempt, where it would POST: after a look-up
-   that finds nothing (then the entry becomes ``skipped``), or confirms ``done`` when the event is found in the
-   target. Nothing is posted or deleted here, so a skip can never hide a delivery that happened.
-2. Only a delivery that was attempted has an entry: one that was not (the stream is held by an earlier event) exits 1
-   and names that; one already ``done`` or ``skipped`` says so and writes nothing (exit 0).
-3. Bad arguments exit 2 before etcd is reached; etcd trouble, or the entry changing three times in a row, exits 1.
+- **Only adds skip.** The request is one compare-and-swap on the delivery's ledger entry that only adds ``skip`` (who,
+  when, why); the status stays as it is. The leading watcher applies it at its next attempt, where it would POST: after
+  a look-up that finds nothing (then the entry becomes ``skipped``), or confirms ``done`` when the event is found in the
+  target. Nothing is posted or deleted here, so a skip can never hide a delivery that happened.
+- **Only attempted deliveries.** Only a delivery that was attempted has an entry: one that was not (the stream is held
+  by an earlier event) exits 1 and names that; one already ``done`` or ``skipped`` says so and writes nothing (exit 0).
+- **Exit codes.** Bad arguments exit 2 before etcd is reached; etcd trouble, or the entry changing three times in a row,
+  exits 1.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from coordinator.errors import CoordinatorError, SpecError, StoreError
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
 
-#: Rule 3: compare-and-swap attempts before giving up (the leader writes the entry at each step of an attempt).
+#: **Exit codes**: compare-and-swap attempts before giving up (the leader writes the entry at each step of an attempt).
 ATTEMPTS = 3
 
 
@@ -98,7 +99,7 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
                 return f"{what} is already delivered (target event #{record.target_event_id}): nothing to skip"
             if record.status is DeliveryStatus.SKIPPED:
                 return f"{what} is already skipped: nothing to do"
-            # Delivery rule 8 needs the revision of the leader's last write, not of this unfenced one.
+            # Semantics `delivery-term-wait` needs the revision of the leader's last write, not of this unfenced one.
             entry_rev = record.skip.entry_rev if record.skip is not None else kv.mod_revision
             updated = record.model_copy(update={"skip": request.model_copy(update={"entry_rev": entry_rev})})
             if (await store.cas(key, updated.model_dump_json().encode(), kv.mod_revision)).succeeded:
@@ -110,10 +111,10 @@ async def _skip(settings: Settings, uri: str, event_id: int, source: str, target
 
 
 async def _read_assets(settings: Settings) -> tuple[AssetIndex, int | None]:
-    """The recorded asset events and the delivery ledger (semantics rules 16-17) in the watcher's asset index (one
-    load of the assets family: only the two asset prefixes, not the whole store), and the leader key's create
-    revision (the current term, delivery rule 8; None while nobody leads: a point read, since the presence index
-    keeps the key's mod revision), over one connection."""
+    """The recorded asset events and the delivery ledger (semantics `assets-by-route` and `asset-exactly-once`) in the
+    watcher's asset index (one load of the assets family: only the two asset prefixes, not the whole store), and the
+    leader key's create revision (the current term, semantics `delivery-term-wait`; None while nobody leads: a point
+    read, since the presence index keeps the key's mod revision), over one connection."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
     from coordinator.informer.read_model import Family, load
 
@@ -136,7 +137,7 @@ def why_asset_lines(uri: str, etcd: str | None, prefix: str | None, deps: Path |
 
 
 class AssetStreamRow(BaseModel):
-    """One (target, source, asset) stream of the routed assets, as `status` shows it (semantics rule 16d)."""
+    """One (target, source, asset) stream of the routed assets, as `status` shows it (semantics `asset-order`)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -147,7 +148,7 @@ class AssetStreamRow(BaseModel):
     pending: int
     next_event_id: int | None  # the oldest undelivered event of the source, None when all are delivered
     next_error: str | None  # why that event is not delivered yet, as the ledger last recorded it
-    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics rule 16g)
+    skipped: int = 0  # given up on an operator's request (`coordinator skip-event`, semantics `asset-skip`)
 
     @classmethod
     def of(cls, stream: StreamState) -> AssetStreamRow:
@@ -168,7 +169,7 @@ def asset_rows(graph: Graph, assets: AssetIndex | None) -> list[AssetStreamRow]:
 
 
 def print_assets(graph: Graph, rows: list[AssetStreamRow]) -> None:
-    """`status`: one row per (target, source, asset) stream of the routed assets (semantics rule 16d)."""
+    """`status`: one row per (target, source, asset) stream of the routed assets (semantics `asset-order`)."""
     if not rows:
         out.print(f"assets: {len(graph.asset_routes)} route(s), no event recorded yet", markup=False)
         return

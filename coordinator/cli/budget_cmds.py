@@ -1,18 +1,20 @@
-"""``coordinator release INSTANCE [--dag DAG]``: let the runs the trigger budget held go ahead (semantics rule 15).
+"""``coordinator release INSTANCE [--dag DAG]``: let the runs the trigger budget held go ahead (semantics
+`trigger-budget`).
 
 Rules:
-1. The release is one compare-and-swap of ``{prefix}/config/budget/{instance}``: ``held`` false and
-   ``released_through`` the store's current revision, so every trigger caused so far passes the budget once; a
-   trigger caused later counts against it again, in a window emptied by the release (counting starts again from
-   the operator's confirmation). The leader re-plans every partition when the key changes. A conflict (the leader
-   counted runs in the meantime) reads the key again, a few times, before giving up with a message. Every DAG hold of
-   the instance is released with it, as ``--dag`` would.
-   ``--dag DAG`` releases that DAG's hold alone (rule 15h): its ``released_through``, an emptied count and its held
-   range as the released range (its partitions then pass for that DAG and the DAGs below it, so the released runs'
-   successes do not hold their dependents again), in the same record; the ceiling and the other DAGs' holds stay.
-2. Nothing else is written and nothing is triggered here: the leading watcher acts, exactly once, through the ledger.
-3. A bad instance or DAG name exits 2; an instance (DAG) that is not held says so and writes nothing (exit 0); etcd
-   trouble exits 1.
+- **One compare-and-swap.** The release is one compare-and-swap of ``{prefix}/config/budget/{instance}``: ``held`` false
+  and ``released_through`` the store's current revision, so every trigger caused so far passes the budget once; a
+  trigger caused later counts against it again, in a window emptied by the release (counting starts again from the
+  operator's confirmation). The leader re-plans every partition when the key changes. A conflict (the leader counted
+  runs in the meantime) reads the key again, a few times, before giving up with a message. Every DAG hold of the
+  instance is released with it, as ``--dag`` would. ``--dag DAG`` releases that DAG's hold alone (semantics
+  `budget-per-dag`): its ``released_through``, an emptied count and its held range as the released range (its partitions
+  then pass for that DAG and the DAGs below it, so the released runs' successes do not hold their dependents again), in
+  the same record; the ceiling and the other DAGs' holds stay.
+- **Nothing else written.** Nothing else is written and nothing is triggered here: the leading watcher acts, exactly
+  once, through the ledger.
+- **Exit codes.** A bad instance or DAG name exits 2; an instance (DAG) that is not held says so and writes nothing
+  (exit 0); etcd trouble exits 1.
 """
 
 from __future__ import annotations
@@ -52,8 +54,8 @@ def release(
     typer.echo(run_async(lambda: _release(settings, instance, dag)))
 
 
-#: Rule 1: the leader writes the key on every pass that starts runs of the instance (a DAG hold leaves the others
-#: running and counted), one write per pass: ten reads outlast a busy few seconds of passes.
+#: **One compare-and-swap**: the leader writes the key on every pass that starts runs of the instance (a DAG hold leaves
+#: the others running and counted), one write per pass: ten reads outlast a busy few seconds of passes.
 RELEASE_ATTEMPTS = 10
 
 
@@ -66,7 +68,8 @@ def _free(dag: DagBudget, revision: int) -> DagBudget:
 
 
 def _released(state: BudgetState, instance: str, dag: str | None, revision: int, by: str) -> tuple[BudgetState, str]:
-    """Rule 1's new value and what to print; raises LookupError with the message when nothing of it is held."""
+    """**One compare-and-swap**'s new value and what to print; raises LookupError with the message when nothing of it is
+    held."""
     at = datetime.now(UTC)
     if dag is not None:
         found = state.dags.get(dag)

@@ -1,12 +1,14 @@
 """``coordinator diff``: what a change of ``dependencies.json`` will do, before it is merged or deployed.
 
 Rules:
-1. The new file is read through :func:`load_spec`, like ``validate``: an invalid file prints every problem and exits 2.
-2. The baseline is the graph the leading watcher adopted (``{prefix}/config/graph``, read once, never written), or
-   another file with ``--against``. etcd unreachable exits 1; a graph value that cannot be read exits 1 too (it is
-   not "nothing adopted": semantics rule 9c).
-3. The comparison itself is :func:`coordinator.core.graph_diff.diff_graphs` (pure); this module only gathers facts
-   and prints. ``--format json`` is stable for CI; ``--exit-code`` exits 1 when anything changed, like ``git diff``.
+- **Validated first.** The new file is read through :func:`load_spec`, like ``validate``: an invalid file prints every
+  problem and exits 2.
+- **The adopted baseline.** The baseline is the graph the leading watcher adopted (``{prefix}/config/graph``, read once,
+  never written), or another file with ``--against``. etcd unreachable exits 1; a graph value that cannot be read exits
+  1 too (it is not "nothing adopted": ``core/adoption.py``'s **Unreadable is no first adoption**).
+- **Pure comparison.** The comparison itself is :func:`coordinator.core.graph_diff.diff_graphs` (pure); this module only
+  gathers facts and prints. ``--format json`` is stable for CI; ``--exit-code`` exits 1 when anything changed, like
+  ``git diff``.
 """
 
 from __future__ import annotations

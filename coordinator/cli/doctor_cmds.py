@@ -1,14 +1,15 @@
 """``coordinator doctor``: every check a newcomer needs when something does not move, one line each, with the fix.
 
 Rules:
-1. This module only probes (settings and their sources, one quick etcd connection, one load of the prefix, a
-   write-permission question that writes nothing, each Airflow instance through
-   :func:`coordinator.watcher.instance_check.check_instance`); the verdicts are :func:`coordinator.diagnosis.diagnose`.
-2. Fast when something is down: etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
-   Airflow instance a bounded check. Nothing is triggered, cleared, unpaused or written.
-3. Never a traceback: a bad setting, etcd down or Airflow down are verdicts. Exit 0 when no check fails, 1 otherwise.
-4. Under a role that may not read the whole prefix (``coordinator roles``), doctor reads each key family it may read
-   and lists the others; the checks that need them are skipped with that reason, never failed on missing facts.
+- **Only probes.** This module only probes (settings and their sources, one quick etcd connection, one load of the
+  prefix, a write-permission question that writes nothing, each Airflow instance through
+  :func:`coordinator.watcher.instance_check.check_instance`); the verdicts are :func:`coordinator.diagnosis.diagnose`.
+- **Fast when something is down.** Etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
+  Airflow instance a bounded check. Nothing is triggered, cleared, unpaused or written.
+- **Never a traceback.** A bad setting, etcd down or Airflow down are verdicts. Exit 0 when no check fails, 1 otherwise.
+- **Partial roles.** Under a role that may not read the whole prefix (``coordinator roles``), doctor reads each key
+  family it may read and lists the others; the checks that need them are skipped with that reason, never failed on
+  missing facts.
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ ETCD_TIMEOUT_S = 3.0
 #: Each Airflow request of the instance checks: a healthy API answers in well under a second.
 AIRFLOW_TIMEOUT_S = 5.0
 
-#: (field, flag) of the settings doctor shows, in that order; secrets (rule 3 of diagnosis) show only their source.
+#: (field, flag) of the settings doctor shows, in that order; secrets (``diagnosis``'s **Every problem has a fix**) show
+#: only their source.
 SHOWN = (
     ("etcd_endpoints", "--etcd"),
     ("prefix", "--prefix"),
@@ -143,7 +145,7 @@ def doctor(
 
 
 async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
-    """Rule 1: everything diagnose needs, probed in order; a failed step leaves its facts None."""
+    """**Only probes**: everything diagnose needs, probed in order; a failed step leaves its facts None."""
     try:
         settings = Settings(**given)
     except ValidationError as exc:
@@ -193,7 +195,8 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
 
 
 async def _lineage_facts() -> LineageProbe:
-    """The OpenLineage receiver's status (semantics rule 18d), with the token of COORDINATOR_LINEAGE_TOKEN_FILE."""
+    """The OpenLineage receiver's status (semantics `lineage-receiver`), with the token of
+    COORDINATOR_LINEAGE_TOKEN_FILE."""
     url = os.environ.get("COORDINATOR_LINEAGE_URL", "")
     if not url:
         return LineageProbe(url="")
@@ -202,7 +205,7 @@ async def _lineage_facts() -> LineageProbe:
 
 
 async def _asset_facts(facts: DoctorFacts, routes: Sequence[AssetRoute], configured: dict[str, Any]) -> None:
-    """What each route target holds (semantics rule 16a), each read bounded by AIRFLOW_TIMEOUT_S."""
+    """What each route target holds (semantics `asset-routes`), each read bounded by AIRFLOW_TIMEOUT_S."""
     from coordinator.cli.spec_cmds import target_assets
 
     found: dict[str, TargetAssets] = {}
@@ -261,7 +264,8 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
             if not is_denied(exc):
                 facts.read_ok, facts.permission_error = False, str(exc)
                 return
-            # Rule 4: a role that may read only part of the prefix (a plugin's): read what it may, name the rest.
+            # **Partial roles**: a role that may read only part of the prefix (a plugin's): read what it may, name the
+            # rest.
             model = await load(store, keys, READERS, readable_parts(keys), readable_only=is_denied)
             facts.unreadable = tuple(f for f, _ in key_families(keys) if f in model.unread)  # in the layout's order
             facts.read_ok = len(facts.unreadable) < len(key_families(keys))
@@ -304,8 +308,8 @@ def is_denied(exc: BaseException) -> bool:
 
 
 def readable_parts(keys: KeyLayout) -> Scope:
-    """Rule 4: each key family of the layout as a part of its own (``writers.roles.key_families``, the grain roles
-    are granted at): a prefix read as one snapshot, a single key read as a key."""
+    """**Partial roles**: each key family of the layout as a part of its own (``writers.roles.key_families``, the grain
+    roles are granted at): a prefix read as one snapshot, a single key read as a key."""
     families = key_families(keys)
     return Scope(
         tuple(f for f, is_prefix in families if is_prefix), tuple(f for f, is_prefix in families if not is_prefix)

@@ -149,7 +149,8 @@ def _decide(graph: Graph, view: View, settings: Settings, partitions: list[str] 
 
 
 def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[str]:
-    """What a first start would do on this store (semantics rule 9), in lines for status, why and --dry-run."""
+    """What a first start would do on this store (semantics `first-adoption`), in lines for status, why and
+    --dry-run."""
     if first is None:
         return []
     lines = [
@@ -182,8 +183,8 @@ def _graph(settings: Settings) -> Graph:
 async def _read_model(settings: Settings, families: frozenset[Family] = READERS) -> StoreModel:
     """One load of the whole prefix (``informer.read_model.load``) into the indexes of ``families``: the view, plus
     by default the leader and the live watchers' presence (status's header) and the leader's recorded deadline
-    transitions (causes only the watcher sees: ``deadline_report`` rule 3); ``status`` adds the asset events and
-    deliveries (its streams)."""
+    transitions (causes only the watcher sees: ``explain.deadlines``'s **The leader's causes**); ``status`` adds the
+    asset events and deliveries (its streams)."""
     async with await EtcdStore.connect(settings.etcd()) as store:
         return await load(store, settings.keys, families)
 
@@ -235,7 +236,8 @@ def watch(
             metrics, health = Metrics(), Health(start_timeout_s=settings.start_timeout_s)
             if settings.http_address is not None:
                 # Before etcd is reached: /healthz answers while the view loads, /readyz says why it is not ready.
-                # Not set by the operator (flag or environment): the default port may give way (http rule 4).
+                # Not set by the operator (flag or environment): the default port may give way (``runtime.http``'s
+                # **Only the default gives way**).
                 default = "http" not in settings.model_fields_set
                 stack.enter_context(serve(settings.http_address, metrics, health, default=default))
             watcher = await open_watcher(settings, stack, metrics, health)
@@ -389,11 +391,12 @@ def status(
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
     rows = status_rows(graph, decision.plan, parts, view)
-    majors = airflow_majors(watchers)  # a root's predicted start, as the leader predicts it (semantics rule 13)
+    # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
+    majors = airflow_majors(watchers)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
     deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
     assets = asset_rows(graph, model.assets)
-    # semantics rule 18: each OpenLineage node at the shown partitions, with its job and last event
+    # semantics `lineage-upstreams`: each OpenLineage node at the shown partitions, with its job and last event
     lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
     if fmt == "json":
         adoption = AdoptionReport(adopted=True)
@@ -418,9 +421,9 @@ def status(
             "more_partitions": more,
             "header": header,
             "deadlines": [row.model_dump(mode="json") for row in deadlines],
-            # semantics rule 15: the instances the trigger budget holds (held false after a release)
+            # semantics `trigger-budget`: the instances the trigger budget holds (held false after a release)
             "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
-            # semantics rule 16d: the text output's "shared assets" table, one object per stream
+            # semantics `asset-order`: the text output's "shared assets" table, one object per stream
             "assets": [row.model_dump(mode="json", by_alias=True) for row in assets],
             "openlineage": [
                 {
@@ -442,9 +445,11 @@ def status(
     if floor is not None:
         out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
     for instance, budget in sorted(view.budget_states().items()):
-        if budget.held:  # the watcher's limit is not known here: a larger one lifts the hold (rule 15c)
+        # The watcher's limit is not known here: a larger one lifts the hold (semantics `budget-holds-stay`)
+        if budget.held:
             out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
-        for dag_id, held in budget.held_dags().items():  # rule 15h: a DAG beyond its allowance, the others run
+        # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
+        for dag_id, held in budget.held_dags().items():
             out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
     if graph.asset_routes:
         print_assets(graph, assets)
@@ -471,15 +476,17 @@ def status(
         for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):
             late.add_column(column, overflow="fold")
         for d in deadlines:
-            state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state  # deadline_report rule 3
+            # ``explain.deadlines``'s **The leader's causes**.
+            state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state
             # The root's predicted start and where it came from (history, timetable, airflow_version, default).
             start = f"{stamp(d.start)} ({d.start_source})" if d.start is not None else "-"
             cause = d.chain or ""
             if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
                 cause = f"{d.cause}: {cause}"
-            if d.levels:  # escalation: which levels fire (rule 13)
+            if d.levels:  # escalation: which levels fire (semantics `deadline-levels`)
                 state = f"{state} [{level_text(d.levels)}]"
-            dag = f"{d.dag} task {d.task}" if d.task else d.dag  # a task deadline: judged on that task (rule 13)
+            # A task deadline: judged on that task (semantics `deadline-task`)
+            dag = f"{d.dag} task {d.task}" if d.task else d.dag
             late.add_row(d.partition, dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
         out.print(late)
     if more > 0:
@@ -532,11 +539,12 @@ def why_cmd(
         out.print(line, markup=False)
     budget = view.budget_states().get(node.instance)
     held = budget.dags.get(node.dag_id) if budget is not None else None
-    if held is not None and held.held:  # rule 15h: a due trigger of this DAG waits for a release
+    if held is not None and held.held:  # semantics `budget-per-dag`: a due trigger of this DAG waits for a release
         out.print(f"trigger budget: {held.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
     elif budget is not None and budget.held:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
-    if graph.lineage_jobs:  # semantics rule 18: an upstream that is an OpenLineage job names the job and its last event
+    # Semantics `lineage-upstreams`: an upstream that is an OpenLineage job names the job and its last event.
+    if graph.lineage_jobs:
         for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
             out.print(line, markup=False, soft_wrap=True)
     if graph.dags[node].expected_by is not None:
@@ -568,7 +576,7 @@ def backfill(
     sources = {*spec.upstreams, *spec.on_failure_of}
 
     view = run_async(lambda: _read_model(settings, VIEW)).view
-    # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics rule 11).
+    # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics `retention-retires`).
     decision = _decide(graph, view, settings, [])
     floor = decision.floor
     if floor is not None and floor.retires(_partition(start)):
@@ -581,7 +589,7 @@ def backfill(
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
     parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
     retired = next(((p, why) for p in parts if (why := decision.why_retired(node, p)) is not None), None)
-    if retired is not None:  # a window that reaches below the floor (semantics rule 11b, partition grids)
+    if retired is not None:  # a window that reaches below the floor (semantics `retired-inert`, partition grids)
         fail(f"{node} {retired[0]}: {retired[1]}; the watcher plans nothing there (semantics rule 11). Backfill from "
              "a later date, or lower the floor first")  # fmt: skip
 

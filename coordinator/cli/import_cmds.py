@@ -1,22 +1,22 @@
 """``coordinator import-dags``: convert a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules.
 
 Rules:
-1. The folder is loaded by Airflow's own loader in a child process (:mod:`coordinator.airflow_import.process`): the
-   estate's own Python with ``--python``, else this one. This process never imports Airflow; without it there, the
-   command exits 2 saying where to run it.
-2. The translation is :func:`coordinator.core.importer.translate.translate` (pure); this module reads, writes, prints.
-3. The document goes to stdout, or to ``--output``. An existing ``--output`` is validated first (invalid: every
-   problem, exit 2, nothing written), merged (:mod:`coordinator.core.importer.merge`), and what changed is printed with
-   ``coordinator diff``'s own text; the file is written only when the result validates.
-4. The report (stderr, :mod:`coordinator.core.importer.report`): the summary line first, the files Airflow could not
-   import grouped by deepest cause with a hint (:mod:`coordinator.core.importer.failures`), then sensor bugs, what
-   cannot be expressed and notes, one line each ``file:line: dag.task: ...``, repeated ones folded (``xN``).
-   Airflow's own output only with ``--verbose``. ``--report FILE`` writes every finding unfolded as JSON.
-5. Exit 1 when fewer than ``--min-loaded`` loaded (default: no DAG, or fewer than half of the files): the report is
-   printed and written, no
-   dependencies file (nor stdout document) is, since an empty or partial graph would read as "no dependencies".
-   With ``--strict`` exit 1 when a bug, something inexpressible or a failed file was found (the file is written),
-   so CI can require a clean conversion.
+- **Airflow in a child process.** The folder is loaded by Airflow's own loader in a child process
+  (:mod:`coordinator.airflow_import.process`): the estate's own Python with ``--python``, else this one. This process
+  never imports Airflow; without it there, the command exits 2 saying where to run it.
+- **Pure translation.** The translation is :func:`coordinator.core.importer.translate.translate` (pure); this module
+  reads, writes, prints.
+- **Validated before written.** The document goes to stdout, or to ``--output``. An existing ``--output`` is validated
+  first (invalid: every problem, exit 2, nothing written), merged (:mod:`coordinator.core.importer.merge`), and what
+  changed is printed with ``coordinator diff``'s own text; the file is written only when the result validates.
+- **The report.** The report (stderr, :mod:`coordinator.core.importer.report`): the summary line first, the files
+  Airflow could not import grouped by deepest cause with a hint (:mod:`coordinator.core.importer.failures`), then sensor
+  bugs, what cannot be expressed and notes, one line each ``file:line: dag.task: ...``, repeated ones folded (``xN``).
+  Airflow's own output only with ``--verbose``. ``--report FILE`` writes every finding unfolded as JSON.
+- **Too few loaded.** Exit 1 when fewer than ``--min-loaded`` loaded (default: no DAG, or fewer than half of the files):
+  the report is printed and written, no dependencies file (nor stdout document) is, since an empty or partial graph
+  would read as "no dependencies". With ``--strict`` exit 1 when a bug, something inexpressible or a failed file was
+  found (the file is written), so CI can require a clean conversion.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError
 from coordinator.runtime.spec_file import load_spec, read_spec_text
 
-if TYPE_CHECKING:  # the adapter is imported inside the command only (rule 1)
+if TYPE_CHECKING:  # the adapter is imported inside the command only (**Airflow in a child process**)
     from coordinator.airflow_import import LoadedFolder
 
 SECTIONS = (
@@ -78,7 +78,7 @@ def _problems(exc: SpecError, what: str) -> None:
 
 
 def report_lines(findings: tuple[Finding, ...], groups: tuple[CauseGroup, ...], names: set[str]) -> list[str]:
-    """The report printed on stderr after the summary (rule 4)."""
+    """The report printed on stderr after the summary (**The report**)."""
     lines: list[str] = []
     if groups:
         failed = sum(len(g.files) for g in groups)
@@ -95,7 +95,8 @@ def report_lines(findings: tuple[Finding, ...], groups: tuple[CauseGroup, ...], 
 
 
 def _section(lines: list[str]) -> list[str]:
-    """At most MAX_SECTION_LINES lines of a section, then how many more the JSON report holds (report rule 2)."""
+    """At most MAX_SECTION_LINES lines of a section, then how many more the JSON report holds
+    (``core.importer.report``'s **Folded findings**)."""
     if len(lines) <= MAX_SECTION_LINES:
         return lines
     rest = len(lines) - MAX_SECTION_LINES
@@ -221,7 +222,8 @@ def import_dags(
             old = load_spec(output)
         except SpecError as exc:
             _problems(exc, f"{output} is not a valid dependencies file: fix it or choose another --output")
-    from coordinator.airflow_import.process import run_loader  # rule 1: no Airflow in this process
+    # **Airflow in a child process**: no Airflow in this process.
+    from coordinator.airflow_import.process import run_loader
 
     try:
         loaded = run_loader(folder, python or Path(sys.executable), verbose=verbose)
@@ -326,7 +328,8 @@ def _sources(folder: Path) -> dict[str, str]:
 
 
 def _write(document: dict[str, Any], old: Graph | None, output: Path | None) -> Graph:
-    """Merge onto ``old``, validate, write to ``output`` (stdout when None); the written graph (rule 3)."""
+    """Merge onto ``old``, validate, write to ``output`` (stdout when None); the written graph
+    (**Validated before written**)."""
     if old is not None and output is not None:
         document = merge(json.loads(read_spec_text(output)), document)
     text = dump(document)

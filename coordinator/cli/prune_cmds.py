@@ -1,18 +1,20 @@
-"""``coordinator prune``: retire and delete the partitions before a cutoff (semantics rule 11).
+"""``coordinator prune``: retire and delete the partitions before a cutoff (semantics `retention-retires`).
 
 Rules:
-1. The retention floor is recorded BEFORE anything is deleted, so no watcher ever sees a deletion without the floor
-   that retires it (rule 11a); it never moves back unless ``--lower-floor`` says so (rule 11d).
-2. The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from one load read after the
-   floor (``informer.read_model.load`` of the run states, task states, ledger entries and backfill requests, into
-   the watcher's view: streamed, so no snapshot is held, and the leader's periodic retention decides on the same
-   facts, ``retention.facts_from_view``); partitions holding an unfinished intent or a queued/running run are kept
-   whole and listed with the reason. A key of a retired partition whose value does not parse (the view leaves it
-   out and names it) is deleted too, guarded by the revision a point read of it gives.
-3. Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod revision: a key written
-   meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any delete.
-4. Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff in the future, a bad
-   duration or format) exits 2 before touching etcd; etcd trouble exits 1.
+- **Floor first.** The retention floor is recorded BEFORE anything is deleted, so no watcher ever sees a deletion
+  without the floor that retires it (semantics `floor-first`); it never moves back unless ``--lower-floor`` says so
+  (semantics `floor-forward`).
+- **Chosen from one load.** The keys to delete are chosen by the pure ``coordinator.core.retention.select`` from one
+  load read after the floor (``informer.read_model.load`` of the run states, task states, ledger entries and backfill
+  requests, into the watcher's view: streamed, so no snapshot is held, and the leader's periodic retention decides on
+  the same facts, ``retention.facts_from_view``); partitions holding an unfinished intent or a queued/running run are
+  kept whole and listed with the reason. A key of a retired partition whose value does not parse (the view leaves it out
+  and names it) is deleted too, guarded by the revision a point read of it gives.
+- **Guarded deletes.** Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod
+  revision: a key written meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any
+  delete.
+- **Bad input before etcd.** Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff
+  in the future, a bad duration or format) exits 2 before touching etcd; etcd trouble exits 1.
 """
 
 from __future__ import annotations
@@ -73,7 +75,8 @@ class PruneReport(BaseModel):
 async def run_prune(
     etcd: EtcdSettings, keys: KeyLayout, cutoff: str, *, dry_run: bool, lower: bool, by: str, now: datetime
 ) -> PruneReport:
-    """Rules 1-3: record the floor, read a snapshot, select, delete in guarded batches."""
+    """**Floor first**, **Chosen from one load** and **Guarded deletes**: record the floor, read a snapshot, select,
+    delete in guarded batches."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
     from coordinator.informer.read_model import VIEW, Scope, load
     from coordinator.watcher.retention import delete_selected, read_floor, record_floor
@@ -87,7 +90,8 @@ async def run_prune(
         parts = (keys.runs, keys.triggers, keys.tasks, keys.config_key("backfill/"))
         view = (await load(store, keys, VIEW, Scope(parts))).view
         facts = facts_from_view(view, cutoff)
-        # Rule 2: the keys the view left out for their values (their partition is in the key: ``facts_from_kvs``).
+        # **Chosen from one load**: the keys the view left out for their values (their partition is in the key:
+        # ``facts_from_kvs``).
         unreadable = [key for key in view.problems if key.startswith(parts)]
         if unreadable:
             _, bad = await store.get_many(unreadable)

@@ -1,18 +1,20 @@
 """Commands about the dependencies file: ``validate``, ``schema``, ``graph`` and ``inputs``.
 
 Rules:
-1. The file is read through :func:`load_spec` only, so these commands judge it exactly as the watcher will.
-2. An invalid or unreadable file prints every problem on stderr, one per line, and exits 2; never a traceback.
-3. Machine-readable output (schema, mermaid, dot, JSON) is written verbatim with ``typer.echo``: rich would highlight or
-   wrap it.
-4. ``validate`` prints the warnings of a valid file (``coordinator.core.spec.near_misses``) on stderr and still exits 0:
-   the watcher adopts such a file as written.
-5. ``validate --airflow`` also asks each instance's Airflow (the watcher's settings: COORDINATOR_AIRFLOW_URL or the
-   instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit 1, with "did you mean"
-   against Airflow's DAG ids), a paused one a warning; an instance without settings exits 2 (configuration), one
-   that cannot be asked exits 1. An instance the file declares ``"kind": "external"`` has no Airflow: it is named
-   on stdout and never asked (``coordinator.core.spec.instances``).
-6. None of them needs etcd; ``inputs`` answers "what does this run wait for?" from the file alone.
+- **Read as the watcher reads it.** The file is read through :func:`load_spec` only, so these commands judge it exactly
+  as the watcher will.
+- **Every problem, exit 2.** An invalid or unreadable file prints every problem on stderr, one per line, and exits 2;
+  never a traceback.
+- **Verbatim machine output.** Machine-readable output (schema, mermaid, dot, JSON) is written verbatim with
+  ``typer.echo``: rich would highlight or wrap it.
+- **Warnings exit 0.** ``validate`` prints the warnings of a valid file (``coordinator.core.spec.near_misses``) on
+  stderr and still exits 0: the watcher adopts such a file as written.
+- **Asking Airflow.** ``validate --airflow`` also asks each instance's Airflow (the watcher's settings:
+  COORDINATOR_AIRFLOW_URL or the instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit
+  1, with "did you mean" against Airflow's DAG ids), a paused one a warning; an instance without settings exits 2
+  (configuration), one that cannot be asked exits 1. An instance the file declares ``"kind": "external"`` has no
+  Airflow: it is named on stdout and never asked (``coordinator.core.spec.instances``).
+- **No etcd.** None of them needs etcd; ``inputs`` answers "what does this run wait for?" from the file alone.
 """
 
 from __future__ import annotations
@@ -143,7 +145,8 @@ async def _airflow_dags(name: str, instance: InstanceSettings) -> tuple[str, dic
 
 
 def _check_airflow(graph: Graph, settings: Settings) -> int:
-    """Rule 5 for one file: one line per instance on stdout when all is well, the problems on stderr; the exit code."""
+    """**Asking Airflow** for one file: one line per instance on stdout when all is well, the problems on stderr; the
+    exit code."""
     # The client logs failed requests for the watcher's log; here the command reports them itself, once.
     logging.getLogger("coordinator").addHandler(logging.NullHandler())
     configured = settings.instances()
@@ -189,7 +192,8 @@ async def target_assets(name: str, instance: InstanceSettings) -> TargetAssets:
 
 
 def _check_routes(graph: Graph, configured: Mapping[str, InstanceSettings]) -> int:
-    """Semantics rule 16a against each route's targets: warnings (exit 0), or exit 1 when a target cannot be read."""
+    """Semantics `asset-routes` against each route's targets: warnings (exit 0), or exit 1 when a target cannot be
+    read."""
     code = 0
     seen: dict[str, TargetAssets] = {}
     for name in sorted({t for route in graph.asset_routes for t in route.targets}):
