@@ -19,8 +19,8 @@ Rules:
 - **Leader only.** A controller that ``needs_leader`` reconciles only while its process leads: a key handed out on a
   standby is put back ``period_s`` later (a periodic concern keeps its rhythm) or dropped (a new leader's first
   passes find that work again: its sweep plans every partition, its first asset round submits every due stream).
-- **Workers.** ``workers`` keys are reconciled at once, never the same key twice at once (the queue's rule *one worker
-  per key*); a batch controller has one worker that takes every ready key.
+- **Workers.** ``workers`` keys are reconciled at once, never the same key twice at once (``manager/queue.py``'s
+  **One worker per key**); a batch controller has one worker that takes every ready key.
 - **Liveness.** ``on_turn`` is called at every turn of each worker, at least every ``idle_s`` (the watcher's liveness
   probe beats from the triggers' worker).
 """
@@ -45,7 +45,7 @@ K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
 
 @dataclass(frozen=True, slots=True)
 class Result:
-    """What a reconcile asks for its key (rule *result*; controller-runtime's ``Result``)."""
+    """What a reconcile asks for its key (**Result**; controller-runtime's ``Result``)."""
 
     #: The key again this many seconds later (0: at once, behind the keys already queued).
     requeue_after: float | None = None
@@ -60,14 +60,14 @@ DONE = Result()
 
 
 class Reconciler(Protocol[K_contra]):
-    """One key at a time (rule *result*)."""
+    """One key at a time (**Result**)."""
 
     async def reconcile(self, key: K_contra, now: datetime) -> Result: ...
 
 
 @runtime_checkable
 class BatchReconciler(Protocol[K]):
-    """Every ready key at once (rule *result*): for a reconciler whose cost is per pass, not per key (the planner)."""
+    """Every ready key at once (**Result**): for a reconciler whose cost is per pass, not per key (the planner)."""
 
     async def reconcile_batch(self, keys: list[K], now: datetime) -> Mapping[K, Result]: ...
 
@@ -165,7 +165,7 @@ class Controller(Generic[K]):
     async def process(self, keys: list[K]) -> None:
         """The one process function: reconcile ``keys`` (taken from the queue, in processing) and settle each."""
         if self.needs_leader and not self._leading():
-            self._standby(keys)  # rule *leader only*
+            self._standby(keys)  # **Leader only**
             return
         self.reconciles += 1
         now = self._now()
@@ -173,7 +173,7 @@ class Controller(Generic[K]):
             (key,) = keys
             try:
                 result = await self._one.reconcile(key, now)
-            except Exception as exc:  # rule *errors*: judged here, never the worker's end
+            except Exception as exc:  # **Errors**: judged here, never the worker's end
                 self._failed(key, exc)
                 return
             self._settle(key, result, handed=True)

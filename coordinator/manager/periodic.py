@@ -7,9 +7,9 @@ Rules:
   ``run_once`` returns the seconds to its next round when that must come before the interval (an unread event to
   list again, a delivery whose wait ends), None otherwise. A job never reaches into a queue itself.
 - **Clock.** ``now`` is the controller's (one clock, injectable, so tests drive time); a job is told it.
-- **Failures** are the controller's rule *errors*: retried after a backoff capped at the interval; a lost leadership
-  waits one interval. A job names only what it needs (the store's reads, the executor's writes, the view...), never
-  the watcher.
+- **Failures** are ``manager/controller.py``'s **Errors**: retried after a backoff capped at the interval; a lost
+  leadership waits one interval. A job names only what it needs (the store's reads, the executor's writes, the view...),
+  never the watcher.
 """
 
 from __future__ import annotations
