@@ -25,10 +25,10 @@ Rules:
 - **Retention candidates** (``core/assets.prunable``): per source, a heap by timestamp of the events settled in every
   target their routes name. A question pops those older than both the cutoff and the source's mark less the overlap (the
   only ones that can qualify) and puts back the ones still held: an event young enough to stay is never looked at.
-- **The page's counts** (``page/assets.py`` rules 1-2: per asset and target instance of its ledger, the delivered, the
-  waiting and the oldest waiting event, the newest error) are kept the same way once a reader first asks
-  (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history. The watcher never asks, and
-  holds none of it.
+- **The page's counts** (``page/assets.py``'s **Pure, from the ledger** and **Counts per target**: per asset and target
+  instance of its ledger, the delivered, the waiting and the oldest waiting event, the newest error) are kept the same
+  way once a reader first asks (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history.
+  The watcher never asks, and holds none of it.
 - **Bytes and a few fields.** Each key is held as its value's bytes and the few fields the rules above read
   (:class:`HeldEvent`, :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about
   2 KB a key, 400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still

@@ -10,7 +10,8 @@ Rules:
 - **What the value records.** The value records the revision ``R`` the leader had planned through, the digest of the
   graph it planned with, who wrote it and when. "Planned through R": every run-state, ledger, task and backfill key at
   or below R was planned by a pass of that leader, each action those passes made has left the actuator (confirmed,
-  recorded as an error, or handed back), and a full pass ran in its term (``watcher/triggers.py`` rule 5).
+  recorded as an error, or handed back), and a full pass ran in its term (``watcher/triggers.py``'s
+  **Start and settle**).
 - **A fact of the view** like the retention floor (``View.checkpoint``), read with the same revision as the facts it
   speaks of (``model.parse_value``, written with ``model.dump_record``); an unparsable value is a problem of the view
   and means no checkpoint.

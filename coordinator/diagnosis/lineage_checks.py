@@ -46,9 +46,10 @@ def lineage_check(p: LineageProbe) -> Check:
 
 
 def with_ignored(check: Check, p: LineageProbe, graph: Graph | None) -> Check:
-    """The receiver's check with the jobs it ignored lately (its rule 8), each with a did-you-mean against the local
-    mapping. A close match is probably a typo in dependencies.json: the check warns; jobs with none are listed only
-    (a producer that sends every job, dbt's tests and its invocation job included, is normal)."""
+    """The receiver's check with the jobs it ignored lately (``lineage/receiver.py``'s **Ignored jobs remembered**),
+    each with a did-you-mean against the local mapping. A close match is probably a typo in dependencies.json: the check
+    warns; jobs with none are listed only (a producer that sends every job, dbt's tests and its invocation job included,
+    is normal)."""
     if not p.ignored:
         return check
     mapping = graph.lineage_jobs if graph is not None else ()

@@ -122,7 +122,8 @@ class LineageProbe:
     token: str | None = None
     #: instance -> "writable", "denied" or why etcd did not say.
     instances: Mapping[str, str] = field(default_factory=dict)
-    #: The jobs it answered ``ignored`` for lately and still would (its rule 8), of the token's namespaces.
+    #: The jobs it answered ``ignored`` for lately and still would (``lineage/receiver.py``'s
+    #: **Ignored jobs remembered**), of the token's namespaces.
     ignored: tuple[IgnoredJob, ...] = ()
 
 

@@ -1,4 +1,5 @@
-"""The graph in force: the last valid dependencies.json, reloaded when the file changes (the watcher's rule 3).
+"""The graph in force: the last valid dependencies.json, reloaded when the file changes (``watcher/service.py``'s
+**Bad input never stops it**).
 
 Shared by the watcher and the OpenLineage receiver (its mapping of jobs to nodes follows the same file).
 
@@ -23,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class GraphSource:
-    """Holds the last valid graph and reloads dependencies.json when it changes (rule 3)."""
+    """Holds the last valid graph and reloads dependencies.json when it changes (``watcher/service.py``'s
+    **Bad input never stops it**)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

@@ -72,7 +72,7 @@ class WatcherState:
     graph_digest: str
     graph_dags: int
     graph_invalid: bool
-    #: Watcher services with a live presence key (``informer/presence.py`` rule 3), this one included.
+    #: Watcher services with a live presence key (``informer/presence.py``'s **Counted services**), this one included.
     watchers: int = 0
 
 
