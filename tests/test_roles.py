@@ -38,8 +38,10 @@ from coordinator.runtime.settings import EtcdSettings, Settings, parse_endpoints
 from coordinator.writers.roles import LineageReceiver, OutsideWriter, commands, roles
 from devtools.etcd_server import EtcdServer
 from devtools.procs import free_port, stop_child
+from tests.support.cli_inproc import run_cli as run_inproc
 from tests.support.fake_airflow import FakeAirflow
-from tests.test_doctor import checks_of, run_cli
+from tests.test_doctor import checks_of
+from tests.test_doctor import run_cli as run_process
 from tests.test_plugin_writer import FakeRun
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,6 +68,13 @@ LINEAGE_GRAPH = {
 }
 
 
+def run_command(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``coordinator <args>`` with ``env``, in the test process (tests/support/cli_inproc.py): each component still
+    logs in to etcd as its own user (the environment is the call's); a process per call cost about 0.6 s of CPU.
+    ``check-plugin`` (Airflow's plugin machinery), ``watch`` and ``lineage serve`` still run as processes."""
+    return run_inproc(args, env=env)
+
+
 def documented_block() -> str:
     """The bash block after the ``<!-- roles-matrix -->`` marker in docs/howto/etcd-roles.md."""
     text = ROLES_PAGE.read_text()
@@ -81,7 +90,7 @@ def test_the_documented_commands_are_what_coordinator_roles_prints() -> None:
                              [LineageReceiver.parse("analytics")]))  # fmt: skip
     assert documented_block().splitlines() == printed
     assert not any("password" in line for line in printed)
-    done = run_cli("roles", "--instance", "team_a", "--instance", "team_b", "--writer", "spark=team_b/ingest_*",
+    done = run_command("roles", "--instance", "team_a", "--instance", "team_b", "--writer", "spark=team_b/ingest_*",
                    "--lineage", "analytics", "--prefix", PREFIX, env=dict(os.environ))  # fmt: skip
     assert done.returncode == 0 and done.stdout.splitlines() == printed, done.stderr
 
@@ -93,7 +102,7 @@ def test_without_instances_the_receiver_role_covers_every_mapped_instance(tmp_pa
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps(LINEAGE_GRAPH))
     env = {k: v for k, v in os.environ.items() if not k.startswith("COORDINATOR_")}
-    done = run_cli("roles", "--deps", str(deps), "--prefix", PREFIX, env=env)
+    done = run_command("roles", "--deps", str(deps), "--prefix", PREFIX, env=env)
     assert done.returncode == 0, done.stderr
     lineage = [line for line in done.stdout.splitlines() if "lineage" in line and not line.startswith("#")]
     assert lineage[:4] == [
@@ -102,7 +111,7 @@ def test_without_instances_the_receiver_role_covers_every_mapped_instance(tmp_pa
         "etcdctl role grant-permission coordinator-lineage readwrite --prefix=true /coordinator/lineage/analytics/",
         "etcdctl role grant-permission coordinator-lineage read /coordinator/leader",
     ]
-    named = run_cli("roles", "--deps", str(deps), "--prefix", PREFIX, "--lineage", "dbt=analytics,spark", env=env)
+    named = run_command("roles", "--deps", str(deps), "--prefix", PREFIX, "--lineage", "dbt=analytics,spark", env=env)
     assert named.returncode == 0, named.stderr
     assert "etcdctl role add coordinator-lineage-dbt" in named.stdout.splitlines()
     assert "etcdctl role add coordinator-lineage\n" not in named.stdout + "\n"
@@ -123,7 +132,7 @@ def test_without_instances_the_receiver_role_covers_every_mapped_instance(tmp_pa
 )
 def test_roles_refuses_bad_names(args: list[str], message: str) -> None:
     """Bad instance or writer names exit 2 naming the value, before printing anything."""
-    done = run_cli("roles", *args, env=dict(os.environ))
+    done = run_command("roles", *args, env=dict(os.environ))
     assert done.returncode == 2 and message in done.stderr and not done.stdout, done.stdout + done.stderr
 
 
@@ -254,8 +263,8 @@ def test_each_component_works_under_exactly_its_role(
     """With auth on: the watcher (reconcile) adopts the graph and triggers team B's run after team A's
     plugin recorded a success; the page draws the graph; doctor passes its etcd checks read-only; prune records a
     floor; the plugin's check-plugin writes and deletes its test record; doctor under a plugin user says what it could
-    not check; prune under doctor's read-only user is refused. Slow by design: seven CLI processes, each a component
-    logging in to etcd as its own user."""
+    not check; prune under doctor's read-only user is refused. Slow by design: seven CLI runs (check-plugin in a
+    process of its own), each a component logging in to etcd as its own user."""
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps(GRAPH))
     instances = tmp_path / "instances.json"
@@ -263,7 +272,7 @@ def test_each_component_works_under_exactly_its_role(
     instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
 
     def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, env=auth_etcd.env(user, airflow, deps, instances))
+        return run_command(*args, env=auth_etcd.env(user, airflow, deps, instances))
 
     adopt = cli("coordinator-watcher", "reconcile")
     assert adopt.returncode == 0, adopt.stdout + adopt.stderr
@@ -294,7 +303,7 @@ def test_each_component_works_under_exactly_its_role(
     assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
 
     env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances, COORDINATOR_INSTANCE="team_a")
-    checked = run_cli("check-plugin", env=env)  # the plugin's own check writes and deletes under runs/team_a/
+    checked = run_process("check-plugin", env=env)  # the plugin's own check writes and deletes under runs/team_a/
     assert checked.returncode == 0 and "plugin OK: wrote /coordinator/runs/team_a/" in checked.stdout, (
         checked.stdout + checked.stderr
     )
@@ -330,7 +339,7 @@ def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
 
     def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
         env = auth_etcd.env(user, airflow, deps, instances, COORDINATOR_TRIGGER_BUDGET="1")
-        done = run_cli(*args, env=env)
+        done = run_command(*args, env=env)
         assert done.returncode == 0, done.stdout + done.stderr
         return done
 
@@ -436,9 +445,9 @@ def test_assets_cross_under_the_watcher_plugin_and_backfill_roles(
 
     arun(as_root())
     args = ("skip-event", uri, "99", "--from", "team_a", "--to", "team_b")
-    refused = run_cli(*args, env=auth_etcd.env("coordinator-doctor", airflow, deps, instances))
+    refused = run_command(*args, env=auth_etcd.env("coordinator-doctor", airflow, deps, instances))
     assert refused.returncode == 1 and "permission denied" in refused.stderr.lower(), refused.stderr
-    skipped = run_cli(*args, env=auth_etcd.env("coordinator-backfill", airflow, deps, instances))
+    skipped = run_command(*args, env=auth_etcd.env("coordinator-backfill", airflow, deps, instances))
     assert skipped.returncode == 0 and "skip requested" in skipped.stdout, skipped.stdout + skipped.stderr
 
 
