@@ -30,8 +30,16 @@ from coordinator.core.model import (
 from coordinator.etcd import EtcdStore
 from coordinator.informer.presence_value import WatcherPresence, graph_digests
 from coordinator.runtime.settings import EtcdSettings
+from tests.support.cli_inproc import run_cli as run_inproc
 from tests.support.fake_airflow import FakeAirflow
-from tests.test_doctor import DAGS, GRAPH, PASSWORD, checks_of, cli_env, run_cli, seed
+from tests.test_doctor import DAGS, GRAPH, PASSWORD, checks_of, cli_env, seed
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``coordinator <args>`` with ``env``, in the test process (tests/support/cli_inproc.py): status, doctor and why
+    are read for what they say; the watchers stay real processes. A process per call cost ~0.6 s of CPU, and
+    :func:`_wait_status` polls status every 0.3 s."""
+    return run_inproc(args, env=env)
 
 
 @pytest.fixture
