@@ -370,7 +370,7 @@ class TriggerReconciler:
         """
         if is_first_adoption(self.view) and not full and self.held == graph.digest:
             return
-        # The one decision's rule a (core/decide.py): the first adoption decided, or the change to adopt.
+        # ``core/decide.py``'s **Activation first**: the first adoption decided, or the change to adopt.
         adoption = adoption_for(graph, self.view, self.history, self.first_start_limit, by=self.watcher_id)
         first = adoption.first
         if first is not None:
