@@ -27,7 +27,8 @@ from enum import StrEnum
 from functools import cached_property
 
 from coordinator.core.assets import AssetRoute
-from coordinator.core.conditions import GroupSpec
+from coordinator.core.conditions import GroupSpec, Member
+from coordinator.core.conditions import grouped as members_of
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.lineage.mapping import LineageJob
@@ -267,6 +268,11 @@ class Graph:
             ):
                 result[node] = tuple(e for e in spec.all_edges() if not e.failure and e.source != node)
         return result
+
+    @cached_property
+    def grouped(self) -> Mapping[NodeId, frozenset[Member]]:
+        """Node -> the members of its condition groups, for the DAGs that have one (semantics `condition-groups`)."""
+        return {node: members_of(spec.groups) for node, spec in self.dags.items() if spec.groups}
 
     @cached_property
     def gated(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:

@@ -3,8 +3,9 @@
 This module is the product's correctness; ``docs/semantics.md`` is its specification. It enforces
 semantics `joins-per-partition`, `success-is-generation`, `root-fresh`, `fresh-consumed` (`consumed-by-ledger`,
 `consumed-by-order`), `dag-due`, `failure-handler`, `planner-pure`, `run-confirms-intent`, `first-adoption`,
-`partition-grids` and `extended-edges`; ``coordinator.core.retention`` drops the triggers of the decisions the floor
-retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the watcher and the commands apply).
+`partition-grids`, `extended-edges` and `condition-groups`; ``coordinator.core.retention`` drops the triggers of the
+decisions the floor retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the watcher and the
+commands apply).
 
 What the semantics leave to this module:
 - **Pure.** No I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the
@@ -31,6 +32,10 @@ What the semantics leave to this module:
   ever run D for Q (the first partition, also the first after D's activation or at the retention floor, has no
   predecessor; a gap is skipped). A rerun of Q never reruns P; a change of D in Q re-plans D in the partitions gated
   by Q, one step (``plan_scope``).
+- **Condition groups.** A DAG with groups is judged edge by edge: its required edges as above, each group by how many
+  members are satisfied (semantics `group-holds`). Its trigger records the generations of the required edges and of
+  the members satisfied then, no others (semantics `group-consumed`); a member the ledger does not record was not
+  consumed and never makes D stale (semantics `group-unconsumed`), a recorded one does when it has a new generation.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.activation import Activation, NodeActivation
+from coordinator.core.conditions import GroupSpec, Member, holds
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -222,7 +228,10 @@ class _PartitionPlanner:
         result: dict[str, int] = {}
         edges = self.graph.edge_inputs.get(spec.node)
         if edges is not None:  # semantics `extended-edges`: edge by edge
+            grouped = self.graph.grouped.get(spec.node)
             for edge in edges:
+                if grouped is not None and (edge.source, edge.task) in grouped and not self.edge_fresh(spec.node, edge):
+                    continue  # semantics `group-consumed`: a run's inputs are the members satisfied when it is decided
                 for q in self.sources(spec.node, edge.source):
                     gen = self.at(q).edge_generation(edge)
                     if gen is not None:
@@ -376,16 +385,33 @@ class _PartitionPlanner:
     def _fresh_by_edges(
         self, node: NodeId, edges: tuple[EdgeSpec, ...], fact: RunFact, ledger: LedgerFact | None
     ) -> bool:
-        """Semantics `fresh-consumed` for a DAG with task-level or "finished" edges: every edge satisfied and
-        consumed."""
+        """Semantics `fresh-consumed` for a DAG with task-level or "finished" edges or condition groups: every
+        required edge satisfied and consumed, every group holding and its consumed members current (semantics
+        `group-fresh`)."""
+        grouped = self.graph.grouped.get(node)
+        satisfied: set[Member] = set()
         for edge in edges:
-            if not self.edge_fresh(node, edge):
+            ok = self.edge_fresh(node, edge)
+            if grouped is not None and (edge.source, edge.task) in grouped:
+                if ok:
+                    satisfied.add((edge.source, edge.task))
+            elif not ok:
                 self._stale_reason[node] = f"its upstream {_edge_name(edge)} is not satisfied"
+                return False
+        if grouped is not None:
+            groups = self.graph.dags[node].groups
+            if not holds(groups, satisfied):
+                failing = next(g for g in groups if not holds((g,), satisfied))
+                self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
                 return False
         if ledger is not None and fact.rev <= ledger.intent_rev:
             return self._not_since_trigger(node, ledger)
         from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
         for edge in edges:
+            if grouped is not None and (edge.source, edge.task) in grouped:
+                if (edge.source, edge.task) in satisfied and not self._member_consumed(node, edge, fact, ledger):
+                    return False
+                continue
             for q in self.sources(node, edge.source):
                 gen = self.at(q).edge_generation(edge)
                 assert gen is not None
@@ -399,6 +425,50 @@ class _PartitionPlanner:
                     )
                     return False
         return True
+
+    def _member_consumed(self, node: NodeId, edge: EdgeSpec, fact: RunFact, ledger: LedgerFact | None) -> bool:
+        """Semantics `group-fresh` for one satisfied member: with a ledger, a member it does not record was not
+        consumed (semantics `group-unconsumed`) and one it records must still have the recorded generations; without
+        one, every generation must be older than D's success (semantics `consumed-by-order`)."""
+        keys = [
+            (q, task_input_key(edge.source, edge.task, q, self.partition), self.at(q).edge_generation(edge))
+            for q in self.sources(node, edge.source)
+        ]
+        recorded = [ledger.input(key) for _, key, _ in keys] if ledger is not None else []
+        if ledger is not None and all(rev is None for rev in recorded):
+            return True  # semantics `group-unconsumed`: it arrived after D's run was decided
+        for i, (q, _, gen) in enumerate(keys):
+            assert gen is not None  # a satisfied member has a generation in every partition it maps to
+            used = recorded[i] if ledger is not None else None
+            if (used == gen) if ledger is not None else (fact.rev > gen):
+                continue
+            which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
+            what = f"which used revision {used}" if used is not None else f"revision {fact.rev}"
+            self._stale_reason[node] = f"{which} finished again at revision {gen} after {node} last ran ({what})"
+            return False
+        return True
+
+    def _unmet(
+        self, spec: DagSpec, unsatisfied: list[EdgeSpec]
+    ) -> tuple[list[EdgeSpec], list[tuple[GroupSpec, list[EdgeSpec]]]]:
+        """Semantics `group-holds`: the unsatisfied required edges, and each group that does not hold with its
+        unsatisfied members (a member of a group that holds blocks nothing)."""
+        grouped = self.graph.grouped[spec.node]
+        missing: set[Member] = {(e.source, e.task) for e in unsatisfied}
+        satisfied = grouped - missing
+        required = [e for e in unsatisfied if (e.source, e.task) not in grouped]
+        failing = [
+            (group, [e for e in unsatisfied if (e.source, e.task) in group.members])
+            for group in spec.groups
+            if not holds((group,), satisfied)
+        ]
+        return required, failing
+
+    def _group_reason(self, node: NodeId, group: GroupSpec, members: list[EdgeSpec]) -> str:
+        """Why a group blocks ``node``: its rule, how many members it has of how many needed, and each missing one."""
+        have = len(group.members) - len(members)
+        missing = "; ".join(self._edge_reason(node, e) for e in members)
+        return f"runs when {group.describe()}: {have} of {group.need} needed ({missing})"
 
     def _edge_reason(self, node: NodeId, edge: EdgeSpec) -> str:
         """Why ``edge`` blocks ``node`` here, naming the first partition it maps to that is not satisfied."""
@@ -538,9 +608,12 @@ class _PartitionPlanner:
 
         edges = self.graph.edge_inputs.get(node)
         unsatisfied: list[EdgeSpec] = []
+        failing: list[tuple[GroupSpec, list[EdgeSpec]]] = []
         if edges is not None:
             unsatisfied = [edge for edge in edges if not self.edge_fresh(node, edge)]
-            blocked = tuple(sorted({edge.source for edge in unsatisfied}))
+            if spec.groups:  # semantics `group-holds`
+                unsatisfied, failing = self._unmet(spec, unsatisfied)
+            blocked = tuple(sorted({edge.source for edge in unsatisfied} | {e.source for _, es in failing for e in es}))
         elif node in self.graph.mapped_edges:
             blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
         else:
@@ -550,6 +623,7 @@ class _PartitionPlanner:
                 return None, None
             if edges is not None:
                 reasons = tuple(self._edge_reason(node, edge) for edge in unsatisfied)
+                reasons += tuple(self._group_reason(node, group, members) for group, members in failing)
             else:
                 reasons = tuple(self._blocked_reason(node, up) for up in blocked)
             return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
@@ -591,7 +665,8 @@ class _PartitionPlanner:
             texts = [f"{name} at revision {rev}" for name, rev in sorted(inputs.items())]
         else:
             texts = [self._input_text(node, up, inputs) for up in spec.upstreams]
-        reason = stale or ("all upstreams succeeded: " + ", ".join(texts))
+        met = "its conditions hold: " if spec.groups else "all upstreams succeeded: "
+        reason = stale or (met + ", ".join(texts))
         action = self._trigger(node, fact, ledger, inputs, reason, cause)
         return verdict(f"{node} is due: {reason}", reason, due=True), action
 
