@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli_inproc import run_cli
 from tests.test_import_dags import HERE, airflow_env
 
 #: Airflow 2 DAG files (schedule_interval, days_ago, DummyOperator) and one needing a library neither venv has.
@@ -33,17 +34,19 @@ class Run:
     report: dict[str, Any] | None
 
 
-def run(folder: Path, tmp: Path, *flags: str, env: dict[str, str] | None = None) -> Run:
+def run(folder: Path, tmp: Path, *flags: str, env: dict[str, str] | None = None, process: bool = False) -> Run:
+    """``coordinator import-dags`` in the test process (tests/support/cli_inproc.py; a CLI process cost ~0.6 s of
+    CPU): the command loads the folder in a child process of the estate's Python either way, so Airflow never enters
+    the test process. With ``process``, a ``python -m coordinator.cli`` process of its own (``--verbose`` lets the
+    loader write to the command's stderr file descriptor, which only a process of its own captures)."""
     output, report = tmp / "dependencies.json", tmp / "report.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "import-dags", str(folder), "-o", str(output), "--report",
-         str(report), *flags],
-        env=airflow_env(tmp / "home") | (env or {}),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )  # fmt: skip
+    args = ["import-dags", str(folder), "-o", str(output), "--report", str(report), *flags]
+    environment = airflow_env(tmp / "home") | (env or {})
+    if process:
+        done = subprocess.run([sys.executable, "-m", "coordinator.cli", *args], env=environment, capture_output=True,
+                              text=True, timeout=300, check=False)  # fmt: skip
+    else:
+        done = run_cli(args, env=environment)
     loaded = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
     return Run(done.returncode, done.stderr, output, loaded)
 
@@ -108,7 +111,7 @@ def test_without_verbose_stderr_is_the_report_alone(legacy_on_3: Run) -> None:
 
 def test_verbose_brings_airflows_own_output_back(tmp_path: Path) -> None:
     """--verbose shows what Airflow logged while loading (its tracebacks of the failed files)."""
-    verbose = run(LEGACY, tmp_path, "--verbose")
+    verbose = run(LEGACY, tmp_path, "--verbose", process=True)
     assert verbose.returncode == 1
     assert "Traceback" in verbose.stderr
     assert len(verbose.stderr.splitlines()) > SHORT_STDERR_LINES
@@ -159,14 +162,7 @@ BAD = {
 @pytest.mark.parametrize(("args", "message"), BAD.values(), ids=BAD.keys())
 def test_bad_arguments_exit_2_saying_what_is_wrong(args: tuple[str, ...], message: str, tmp_path: Path) -> None:
     """A missing folder, a --python that is no file, a --min-loaded that is no count: exit 2 before loading."""
-    done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "import-dags", *args],
-        env=airflow_env(tmp_path / "home"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_cli(["import-dags", *args], env=airflow_env(tmp_path / "home"))
     assert done.returncode == 2
     assert message in done.stderr
     assert "Traceback" not in done.stderr

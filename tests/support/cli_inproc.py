@@ -7,9 +7,12 @@ Why: a ``python -m coordinator.cli`` subprocess costs about 0.6 s of CPU (the in
 the command does anything; the fast test set starts hundreds. Tests whose claim is about a command's answer, not
 about a process, call this instead. What differs from a subprocess, so a test that depends on it keeps its
 subprocess: no timeout of its own (pytest-timeout still applies); log lines go to pytest's log capture, not to
-stderr (the root logger already has pytest's handlers, so the commands' ``logging.basicConfig`` adds none); the
-command shares the test's process (its threads, its imported modules), and the call is not thread-safe (it swaps
-``sys.stdout``, ``os.environ`` and the working directory).
+stderr (the root logger already has pytest's handlers, so the commands' ``logging.basicConfig`` adds none); a child
+process the command starts with inherited output (``import-dags --verbose``'s loader) writes to the test process's
+file descriptors, not to the captured streams; the command shares the test's process (its threads, its imported
+modules, and an interpreter already started: ``sitecustomize`` or ``PYTHONPATH`` in ``env`` reach only the
+command's own children); and the call is not thread-safe (it swaps ``sys.stdout``, ``os.environ`` and the working
+directory).
 """
 
 from __future__ import annotations
