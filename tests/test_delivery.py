@@ -28,6 +28,7 @@ from coordinator.core.assets import (
     targets_of,
     why_asset,
 )
+from coordinator.core.effects import MOVED, SKIPPED, End, Ending, RecordError
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URI = "s3://lake/orders"
@@ -130,7 +131,7 @@ def test_rule1_a_moved_entry_ends_the_attempt_without_any_call() -> None:
     """A lost compare-and-swap ends the attempt: nothing is resolved or posted."""
     state, _ = d.start(due(), NOW, "w1", RETRY_S, OLD_TERM)
     _, nxt = d.step(state, d.LedgerMoved(), NOW)
-    assert isinstance(nxt, d.Done) and not nxt.confirmed
+    assert nxt == MOVED
 
 
 # -- rules 2-4: resolve, look before a repeat, post with the marker ---------------------------------------------------
@@ -220,7 +221,7 @@ def test_rule10_a_skip_request_is_applied_where_the_post_would_come_and_nothing_
     assert isinstance(write, d.WriteLedger) and write.record.status is DeliveryStatus.SKIPPED
     assert write.record.skip == SKIP and write.record.last_error is None
     _, done = d.step(state, d.LedgerWritten(13), NOW)
-    assert done == d.Done(confirmed=False, skipped=True)
+    assert done == SKIPPED
 
 
 def test_rule10_a_skip_never_hides_a_delivery_that_happened() -> None:
@@ -253,7 +254,7 @@ def test_rule6_a_done_entry_is_left_alone() -> None:
     """A delivery already done does nothing at all."""
     done = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=7, uri=URI, requested_at=NOW)
     _, first = d.start(due(record=done, rev=3), NOW, "w1", RETRY_S, OLD_TERM)
-    assert isinstance(first, d.Done) and not first.confirmed
+    assert first == End(Ending.SETTLED)
 
 
 # -- rule 8: a new term's look waits for the old term's calls --------------------------------------------------------
@@ -269,8 +270,7 @@ def test_rule8_an_entry_of_an_earlier_term_waits_without_any_write_until_look_af
     """A pending or error entry written before the term began: nothing is written or called until look_after."""
     for record in (pending(), pending(DeliveryStatus.ERROR)):
         state, first = d.start(due(record=record, rev=49), NOW + timedelta(seconds=11), "w1", RETRY_S, TERM)
-        assert isinstance(first, d.Done) and not first.confirmed and first.error is None
-        assert first.deferred_until == TERM.look_after
+        assert first == End(Ending.DEFERRED, retry_in_s=1.0), "deferred until look_after, a second later"
         assert state.record == record, "a deferral must leave the entry as it is"
 
 
@@ -298,7 +298,7 @@ def test_rule8_a_skip_request_written_in_this_term_does_not_hide_an_earlier_term
     request = SKIP.model_copy(update={"entry_rev": 49})
     record = pending(DeliveryStatus.ERROR).model_copy(update={"skip": request})
     _, first = d.start(due(record=record, rev=60), NOW, "w1", RETRY_S, TERM)
-    assert isinstance(first, d.Done) and first.deferred_until == TERM.look_after
+    assert first == End(Ending.DEFERRED, retry_in_s=12.0)
     own = record.model_copy(update={"skip": SKIP.model_copy(update={"entry_rev": 55})})
     _, now_first = d.start(due(record=own, rev=60), NOW, "w1", RETRY_S, TERM)
     assert isinstance(now_first, d.WriteLedger), "an entry this term's leader wrote last does not wait"
@@ -385,19 +385,21 @@ class World:
             answer = d.Posted(new_id)
             if fault == "lost":
                 return d.Transient("timed out after the POST")
-        else:  # pragma: no cover - Done is never performed
+        else:  # pragma: no cover - an End is never performed
             raise AssertionError(ins)
         return None if fault == "crash_after" else answer
 
     def attempt(self, item: DueDelivery, now: datetime, faults: list[str]) -> None:
         key = (item.target, item.event.source, item.event.fact.uri, item.event.fact.event_id)
         state, ins = d.start(item, now, "w", RETRY_S, self.term)
-        while not isinstance(ins, d.Done):
+        while not isinstance(ins, End):
             fault = faults.pop(0) if faults else "ok"
             answer = self.perform(key, ins, fault, now)
             if answer is None:
                 self.new_term(now)
                 return  # crashed: the next leader starts from the ledger
+            if isinstance(ins, RecordError):
+                return  # the driver ends the attempt once the error record is written (or its compare failed)
             state, ins = d.step(state, answer, now)
 
 

@@ -18,8 +18,17 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core import delivery, intent
 from coordinator.core.actions import Trigger
 from coordinator.core.assets import AssetKeys, DeliveryRecord, DeliveryStatus
-from coordinator.core.effects import NotFound, Refused, Transient
-from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
+from coordinator.core.effects import End, Ending, LedgerWritten, NotFound, RecordError, Refused, Transient
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+    parse_trigger_record,
+    run_id_for,
+)
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.errors import (
@@ -28,15 +37,17 @@ from coordinator.errors import (
     AirflowError,
     AirflowNotFound,
     AirflowUnavailable,
+    CoordinatorError,
     LeadershipLost,
 )
-from coordinator.etcd import EtcdStore, Fence
+from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
+from coordinator.manager import DONE, Result
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import audit_once
 from coordinator.watcher.deliveries import AssetDeliveries
-from coordinator.watcher.executor import Executor, ExecutorPolicy, NoAirflow, failure
+from coordinator.watcher.executor import Executor, ExecutorPolicy, Ledger, NoAirflow, failure, result_of
 from tests.support.fake_airflow import FakeAirflow
 
 ORDERS = "s3://lake/orders"
@@ -224,43 +235,125 @@ def test_one_error_vocabulary_for_every_protocol(error: AirflowError, outcome: t
     assert answer.error == f"{type(error).__name__}: {error}"
     trigger = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
     state, _ = intent.start_trigger(trigger, LD, "w", 30.0)
+    state, _ = intent.step(state, LedgerWritten(7), LD)
     _, next_step = intent.step(state, answer, LD)
-    assert isinstance(next_step, intent.RecordError)
+    assert isinstance(next_step, RecordError)
     assert next_step.retry_in_s == (intent.ACTIVE_RETRY_S if outcome is Transient else 30.0)
 
 
-def test_the_driver_feeds_a_failed_call_back_and_stops_where_the_protocol_says(arun: Callable[..., Any]) -> None:
-    """``drive`` performs each instruction; an Airflow failure becomes its outcome for ``step`` (a create that finds
-    Airflow down ends in the protocol's RecordError), and a lost leadership ends the drive with nothing more done."""
-    trigger = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
+class FakeWrites:
+    """A fenced writer that answers compare-and-swaps from a dict (key -> (value, revision)), or raises ``fail``."""
+
+    def __init__(self) -> None:
+        self.kv: dict[str, tuple[bytes, int]] = {}
+        self.revision = 100
+        self.fail: Exception | None = None
+
+    async def get(self, key: str) -> KV | None:  # pragma: no cover - the driver never reads
+        raise AssertionError("the driver writes by compare-and-swap only")
+
+    async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
+        if self.fail is not None:
+            raise self.fail
+        held = self.kv.get(key)
+        if (held[1] if held else 0) != expected_mod_revision:
+            return CasResult(False, self.revision, None)
+        self.revision += 1
+        self.kv[key] = (value, self.revision)
+        return CasResult(True, self.revision, None)
+
+    async def delete_unchanged(self, items: Any) -> DeleteResult:  # pragma: no cover - never called
+        raise AssertionError(items)
+
+
+TRIGGER = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
+
+
+def ledger_of(writes: FakeWrites, key: str = "ledger/b") -> Ledger[TriggerRecord]:
+    return Ledger(key, writes, dump_record)
+
+
+def test_the_driver_writes_the_ledger_feeds_a_failed_call_back_and_records_the_error(
+    arun: Callable[..., Any],
+) -> None:
+    """``drive`` writes the intent itself (the reconciler performs only Airflow calls); an Airflow failure becomes the
+    protocol's outcome, whose error record the driver writes on the entry before the attempt ends FAILED with the
+    protocol's delay; a lost leadership ends the drive with nothing more done."""
     executor = Executor(cast(EtcdStore, None), {}, fence=lambda: None, now=lambda: LD)
     performed: list[str] = []
 
     async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
         performed.append(type(instruction).__name__)
-        if isinstance(instruction, intent.RecordIntent):
-            return intent.IntentRecorded(7)
         raise AirflowUnavailable("connection refused")
 
     async def main() -> None:
-        state, first = intent.start_trigger(trigger, LD, "w", 30.0)
-        _, last = await executor.drive(
-            state, first, step=intent.step, perform=perform,
-            over=lambda i: isinstance(i, (intent.Done, intent.RecordError)),
-        )  # fmt: skip
-        assert last == intent.RecordError("AirflowUnavailable: connection refused", intent.ACTIVE_RETRY_S)
-        assert performed == ["RecordIntent", "CallCreate"]
-
-        async def fenced(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
-            performed.append("fenced")
-            raise LeadershipLost("the term ended")
+        writes = FakeWrites()
+        state, first = intent.start_trigger(TRIGGER, LD, "w", 30.0)
+        _, end = await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
+        error = "AirflowUnavailable: connection refused"
+        assert end == End(Ending.FAILED, error, intent.ACTIVE_RETRY_S)
+        assert performed == ["CallCreate"]
+        value, revision = writes.kv["ledger/b"]
+        recorded = parse_trigger_record(value)[0]
+        assert recorded is not None and revision == 102, "the intent, then the error record on it"
+        assert (recorded.status, recorded.last_error, recorded.intent_rev) == (TriggerStatus.ERROR, error, 101)
 
         performed.clear()
+        writes.fail = LeadershipLost("the term ended")
+        state, first = intent.start_trigger(TRIGGER, LD, "w", 30.0)
         with pytest.raises(LeadershipLost):
-            await executor.drive(state, first, step=intent.step, perform=fenced, over=lambda i: False)
-        assert performed == ["fenced"]
+            await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
+        assert performed == []
 
     arun(main())
+
+
+def test_the_driver_ends_an_attempt_whose_entry_moved_and_one_whose_error_record_lost_its_compare(
+    arun: Callable[..., Any],
+) -> None:
+    """A compare that fails ends the attempt MOVED with no call made; an error record whose compare fails (the entry
+    changed after the failed call) still ends FAILED with the protocol's delay: the failure waits out its delay."""
+    executor = Executor(cast(EtcdStore, None), {}, fence=lambda: None, now=lambda: LD)
+    writes = FakeWrites()
+
+    async def main() -> None:
+        writes.kv["ledger/b"] = (b"{}", 50)  # the planner saw revision 0: this write loses
+        state, first = intent.start_trigger(TRIGGER, LD, "w", 30.0)
+        calls: list[object] = []
+
+        async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
+            calls.append(instruction)
+            writes.kv["ledger/b"] = (b"{}", 999)  # another writer, while the call is out
+            raise AirflowNotFound("404 no such DAG", 404)
+
+        _, moved = await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
+        assert moved == End(Ending.MOVED) and calls == []
+
+        del writes.kv["ledger/b"]
+        _, end = await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
+        assert end == End(Ending.FAILED, "AirflowNotFound: 404 no such DAG", 30.0)
+        assert writes.kv["ledger/b"] == (b"{}", 999), "nothing written over the other writer's entry"
+
+    arun(main())
+
+
+@pytest.mark.parametrize(
+    ("end", "result"),
+    [
+        pytest.param(End(Ending.CONFIRMED), DONE, id="confirmed-done"),
+        pytest.param(End(Ending.SKIPPED), DONE, id="skipped-done"),
+        pytest.param(End(Ending.SETTLED), DONE, id="settled-done"),
+        pytest.param(End(Ending.MOVED), DONE, id="moved-done-the-watch-brings-it-back"),
+        pytest.param(End(Ending.FAILED, "x", 5.0), Result(retry=True, retry_max_s=5.0), id="failed-backoff-capped"),
+        pytest.param(End(Ending.DEFERRED, retry_in_s=3.0), Result(requeue_after=3.0), id="deferred-requeued"),
+        pytest.param(LeadershipLost("gone"), DONE, id="lost-leadership-done"),
+        pytest.param(CoordinatorError("etcd down"), Result(retry=True, retry_max_s=9.0), id="etcd-trouble-backoff"),
+        pytest.param(ValueError("bug"), Result(retry=True, retry_max_s=9.0), id="bug-backoff"),
+    ],
+)
+def test_one_way_to_end_an_attempt_for_both_protocols(end: End | Exception, result: Result) -> None:
+    """``result_of`` maps an attempt's end (or the exception that ended it) onto its key's next turn."""
+    assert result_of(end, backoff_max_s=9.0) == result
 
 
 def test_a_404_to_a_delivery_read_is_a_refusal_and_to_its_post_a_stale_id() -> None:
@@ -270,7 +363,7 @@ def test_a_404_to_a_delivery_read_is_a_refusal_and_to_its_post_a_stale_id() -> N
     asset = delivery.TargetAsset(3, ORDERS)
     base = delivery.DeliveryState(delivery.Step.RESOLVING, record, 5, True, {}, 30.0)
     _, on_read = delivery.step(base, NotFound("AirflowNotFound: 404"), LD)
-    assert isinstance(on_read, delivery.WriteLedger) and on_read.record.status is DeliveryStatus.ERROR
+    assert isinstance(on_read, RecordError) and on_read.record.status is DeliveryStatus.ERROR
     assert on_read.record.retry_at == LD + timedelta(seconds=30.0)
     posting = delivery.DeliveryState(delivery.Step.POSTING, record, 5, True, {}, 30.0, asset=asset)
     _, on_post = delivery.step(posting, NotFound("AirflowNotFound: 404"), LD)

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from coordinator.core import intent
+from coordinator.core import effects, intent
 from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 from tests.support.world import P1, SEVEN, World, make_graph, n
@@ -36,7 +36,7 @@ def recorded(
 ) -> tuple[intent.IntentState, intent.Instruction]:
     """A trigger whose intent write succeeded at ``rev``."""
     state, _ = intent.start_trigger(trigger(action, run_id), NOW, "w1", RETRY_S)
-    return intent.step(state, intent.IntentRecorded(rev), NOW)
+    return intent.step(state, effects.LedgerWritten(rev), NOW)
 
 
 def resumed(record: TriggerRecord, mod_rev: int = 20) -> tuple[intent.IntentState, intent.Instruction]:
@@ -157,8 +157,8 @@ def test_rule3_a_409_for_another_run_switches_the_intent_to_a_clear_of_that_run_
             intent.CallClear(OURS, "q1"),
             id="b-queued-at-recorded-not-moved-clears",
         ),
-        pytest.param(pending(), intent.AirflowRun(OURS, "running", "q1"), intent.RecordError, id="c-running-waits"),
-        pytest.param(pending(), intent.AirflowRun(OURS, "queued", "q1"), intent.RecordError, id="c-queued-waits"),
+        pytest.param(pending(), intent.AirflowRun(OURS, "running", "q1"), effects.RecordError, id="c-running-waits"),
+        pytest.param(pending(), intent.AirflowRun(OURS, "queued", "q1"), effects.RecordError, id="c-queued-waits"),
         pytest.param(
             pending(),
             intent.AirflowRun(OURS, "success", "q1"),
@@ -206,7 +206,7 @@ def test_rule4c_an_active_run_is_retried_soon() -> None:
     """An active run is never cleared: the error names it and the retry comes after ACTIVE_RETRY_S."""
     state, _ = resumed(pending())
     _, error = intent.step(state, intent.RunObserved(intent.AirflowRun(OURS, "running", "q1")), NOW)
-    assert isinstance(error, intent.RecordError)
+    assert isinstance(error, effects.RecordError)
     assert error.retry_in_s == intent.ACTIVE_RETRY_S and "would kill" in error.error
 
 
@@ -237,7 +237,7 @@ def test_rule5_confirmation_marks_done_counts_the_attempt_and_warns_when_paused(
     done = confirm.record
     assert (done.status, done.done_at, done.last_error, done.attempts) == (TriggerStatus.DONE, NOW, warning, 1)
     _, last = intent.step(state, intent.LedgerWritten(11), NOW)
-    assert last == intent.Done(confirmed=True)
+    assert last == effects.CONFIRMED
 
 
 def test_rule5_an_observed_run_is_confirmed_without_calling_airflow() -> None:
@@ -254,7 +254,7 @@ def test_rule5_an_observed_run_is_confirmed_without_calling_airflow() -> None:
         NOW,
     )
     _, last = intent.step(state, intent.LedgerWritten(21), NOW)
-    assert last == intent.Done(confirmed=True)
+    assert last == effects.CONFIRMED
 
 
 @pytest.mark.parametrize(
@@ -267,7 +267,7 @@ def test_rule5_an_observed_run_is_confirmed_without_calling_airflow() -> None:
 def test_rule5_a_resume_of_an_intent_done_or_gone_does_nothing(record: TriggerRecord | None) -> None:
     """The planner's view was behind: the attempt ends at once, skipped."""
     _, instruction = intent.step(intent.start_resume(P, RETRY_S), intent.IntentFound(record, 20), NOW)
-    assert instruction == intent.Done(confirmed=False)
+    assert instruction == effects.SETTLED
 
 
 # -- rule 6: errors are recorded and retried later -------------------------------------------------------------------
@@ -284,16 +284,18 @@ def test_rule5_a_resume_of_an_intent_done_or_gone_does_nothing(record: TriggerRe
 def test_rule6_a_failure_at_any_step_is_recorded_and_retried_after_its_delay(
     error_retry_s: float, event: intent.Event, delay: float
 ) -> None:
-    """Whatever the step (intent write, create, read, clear), a failure becomes RecordError with the rule's delay."""
-    starts = [
-        intent.start_trigger(trigger(), NOW, "w1", error_retry_s)[0],
-        intent.step(intent.start_trigger(trigger(), NOW, "w1", error_retry_s)[0], intent.IntentRecorded(10), NOW)[0],
-    ]
-    for state in starts:
-        _, instruction = intent.step(state, event, NOW)
-        assert isinstance(instruction, intent.RecordError)
-        assert instruction.retry_in_s == delay
-        assert instruction.error == getattr(event, "error", None)
+    """Whatever the step (create, read, clear), a failure becomes RecordError with the rule's delay, compared with the
+    attempt's last write; before the intent is written there is nothing to record it on and the attempt just ends."""
+    unwritten = intent.start_trigger(trigger(), NOW, "w1", error_retry_s)[0]
+    _, ended = intent.step(unwritten, event, NOW)
+    assert ended == effects.End(effects.Ending.FAILED, getattr(event, "error", None), delay)
+    written = intent.step(unwritten, effects.LedgerWritten(10), NOW)[0]
+    _, instruction = intent.step(written, event, NOW)
+    assert isinstance(instruction, effects.RecordError)
+    assert (instruction.retry_in_s, instruction.expected_rev) == (delay, 10)
+    assert instruction.error == getattr(event, "error", None)
+    assert instruction.record.status is TriggerStatus.ERROR and instruction.record.intent_rev == 10
+    assert instruction.end() == ended
 
 
 def test_rule6_the_failed_record_keeps_the_intent_and_counts_the_attempt() -> None:
@@ -321,7 +323,7 @@ def test_rule6_an_error_is_not_recorded_on_an_intent_done_or_gone(current: Trigg
 def test_an_event_the_protocol_cannot_receive_at_this_step_is_a_bug() -> None:
     """A Cleared answer to a create is a caller bug: ProtocolError, never a silent wrong decision."""
     state, _ = recorded()
-    with pytest.raises(intent.ProtocolError):
+    with pytest.raises(effects.ProtocolError):
         intent.step(state, intent.Cleared(), NOW)
 
 

@@ -1,9 +1,10 @@
 """The delivery protocol: how one asset event of one Airflow reaches another Airflow exactly once. Pure, synchronous.
 
-The asset streams' reconciler (``coordinator/watcher/deliveries.py``) performs what an instruction says (one etcd
-write, one Airflow call) through the one executor and feeds the answer back as an event; :func:`step` decides the
-next instruction. How a write or a failed call turned out is the executor's one vocabulary (``core/effects.py``),
-shared with the trigger intent. No I/O, no clock (``now`` is an argument), no logging. ``tests/test_delivery.py``
+The one driver (``Executor.drive``) performs what an instruction says and feeds the answer back as an event;
+:func:`step` decides the next instruction. The ledger writes, the error record and the end of an attempt are the
+vocabulary shared with the trigger intent (``core/effects.py``), performed by the driver itself; this module keeps
+only the Airflow calls of a delivery (performed by the asset streams' reconciler, ``watcher/deliveries.py``) and
+their events. No I/O, no clock (``now`` is an argument), no logging. ``tests/test_delivery.py``
 drives these functions against a simulated etcd and target Airflow and crashes between every two steps.
 
 Airflow's ``POST /api/v2/assets/events`` has no idempotency key: each call creates one more event. Exactly once
@@ -32,17 +33,18 @@ Rules, named as in ``docs/semantics.md`` (semantics `asset-exactly-once`):
 - semantics `delivery-confirm`: Confirm: the entry becomes ``done`` with the target's event id. A resumed entry already
   ``done`` (or gone) is left alone.
 - semantics `delivery-errors`: Errors are recorded and retried later: a refusal (a 404 to anything but the POST
-  included) after ``error_retry_s``, a transient failure (no answer, 5xx) after at most ``TRANSIENT_RETRY_S``. A lost
+  included) after ``error_retry_s``, a transient failure (no answer, 5xx) after at most ``TRANSIENT_RETRY_S``. The
+  entry records the error and its ``retry_at`` (``RecordError``: the driver writes it and ends the attempt). A lost
   answer to the POST is transient: the retry looks first (semantics `delivery-look-first`).
 - semantics `delivery-term-wait`: A new term's look waits for the old term's calls. An entry not written in this
   leader's current term (its mod revision is below the term's revision, the leader key's create revision: every ledger
   write is fenced, so only this term's leader can have written above it) may belong to a POST still in flight from a
   leader whose lease ran out. Until the term's ``look_after`` (its start + the longest an Airflow call can take + a
   margin, computed by the caller) a look could miss that POST and post a second event, so the delivery is deferred: no
-  write, no call, the entry stays as it is and is due again in a later round (``Done.deferred_until``). An entry this
-  term wrote, and a delivery with no entry, never wait. An entry with a skip request (semantics `delivery-skip`) is
-  judged by the revision its last leader write had (``SkipRequest.entry_rev``), since the request itself is not a
-  leader's write.
+  write, no call, the entry stays as it is and is due again at ``look_after`` (``DEFERRED``, ``retry_in_s``). An
+  entry this term wrote, and a delivery with no entry, never wait. An entry with a skip request
+  (semantics `delivery-skip`) is judged by the revision its last leader write had (``SkipRequest.entry_rev``), since
+  the request itself is not a leader's write.
 - semantics `delivery-lease-check`: (The caller's.) Immediately before a POST the caller checks that its lease is not in
   doubt and ends the round as on a lost leadership when it is: no POST leaves a leader that may already have been
   replaced, so the wait of semantics `delivery-term-wait` covers every POST of an earlier term.
@@ -61,7 +63,24 @@ from enum import StrEnum
 from pydantic import JsonValue
 
 from coordinator.core.assets import MARKER, SETTLED, DeliveryRecord, DeliveryStatus, DueDelivery
-from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
+from coordinator.core.effects import (
+    CONFIRMED,
+    MOVED,
+    SKIPPED,
+    End,
+    Ending,
+    Failure,
+    LedgerMoved,
+    LedgerWritten,
+    NotFound,
+    ProtocolError,
+    RecordError,
+    Refused,
+    Transient,
+    WriteLedger,
+    Written,
+    failed,
+)
 
 #: semantics `delivery-errors`: the delay (at most) after a transient failure: these clear up by themselves.
 TRANSIENT_RETRY_S = 5.0
@@ -110,19 +129,14 @@ class Posted:
     target_event_id: int
 
 
-Event = LedgerWritten | LedgerMoved | Resolved | Looked | Posted | NotFound | Refused | Transient
+Event = Resolved | Looked | Posted | Written | Failure
 
 
 # -- instructions: what to do next ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class WriteLedger:
-    """Write ``record`` with a fenced CAS on ``expected_rev`` (0: the key must not exist); answer LedgerWritten or
-    LedgerMoved (a lost leadership is raised by the caller and ends the attempt)."""
-
-    record: DeliveryRecord
-    expected_rev: int
+#: The delivery ledger's writes (``core/effects``' **Ledger writes**; semantics `delivery-intent-first`).
+DeliveryWrite = WriteLedger[DeliveryRecord]
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,29 +167,22 @@ class Post:
     partition_key: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The attempt is over; ``confirmed``: the entry is done; ``skipped``: given up on request
-    (semantics `delivery-skip`)."""
-
-    confirmed: bool
-    error: str | None = None
-    skipped: bool = False
-    #: semantics `delivery-term-wait`: nothing was done; the delivery waits for a POST of an earlier term until then.
-    deferred_until: datetime | None = None
-
-
-Instruction = WriteLedger | Resolve | Look | Post | Done
+#: The Airflow calls of a delivery: what the asset streams' reconciler performs.
+Call = Resolve | Look | Post
+#: Everything ``step`` may return: a call, a ledger write (``RecordError`` among them), or the end.
+Instruction = Call | DeliveryWrite | End
 
 
 class Step(StrEnum):
+    """What the protocol waits for. Each protocol has its own steps (the trigger's create, clear and paused check
+    have no counterpart here); what they share is the instructions and the ends (``core/effects.py``)."""
+
     RECORDING = "recording"
     RESOLVING = "resolving"
     LOOKING = "looking"
     POSTING = "posting"
     CONFIRMING = "confirming"
     SKIPPING = "skipping"
-    RECORDING_ERROR = "recording_error"
     OVER = "over"
 
 
@@ -193,11 +200,6 @@ class DeliveryState:
     error_retry_s: float
     asset: TargetAsset | None = None
     refreshed: bool = False
-    error: str | None = None
-
-
-class ProtocolError(AssertionError):
-    """An event that cannot happen at this step: a bug in the caller."""
 
 
 def start(
@@ -207,14 +209,15 @@ def start(
     fact = due.event.fact
     record = due.record
     if record is not None and record.status in SETTLED:
-        return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False)
+        return _placeholder(due, now, watcher, error_retry_s), End(Ending.SETTLED)
     # semantics `delivery-term-wait` judges the last LEADER write: an operator's skip request
     # (semantics `delivery-skip`) rewrites the entry without a fence.
     written = record.skip.entry_rev if record is not None and record.skip is not None else due.ledger_rev
     if record is not None and written < term.revision and now < term.look_after:
         # semantics `delivery-term-wait`: before the write, or the rewritten entry would look like this term's own once
         # the wait is over.
-        return _placeholder(due, now, watcher, error_retry_s), Done(confirmed=False, deferred_until=term.look_after)
+        wait = max(0.0, (term.look_after - now).total_seconds())
+        return _placeholder(due, now, watcher, error_retry_s), End(Ending.DEFERRED, retry_in_s=wait)
     if record is None:
         record = DeliveryRecord(
             status=DeliveryStatus.PENDING,
@@ -236,7 +239,7 @@ def start(
 def step(state: DeliveryState, event: Event, now: datetime) -> tuple[DeliveryState, Instruction]:
     """The next instruction after ``event``."""
     if isinstance(event, LedgerMoved):
-        return _over(state), Done(confirmed=False, error="ledger entry moved")
+        return _over(state), MOVED
     if isinstance(event, LedgerWritten):
         return _written(state, event.mod_rev)
     if isinstance(event, Transient):
@@ -284,11 +287,9 @@ def _written(state: DeliveryState, mod_rev: int) -> tuple[DeliveryState, Instruc
         # afresh first.
         return moved, Resolve(record.uri, record.name, fresh=not state.fresh)
     if state.step is Step.CONFIRMING:
-        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=True)
+        return replace(state, step=Step.OVER, mod_rev=mod_rev), CONFIRMED
     if state.step is Step.SKIPPING:
-        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=False, skipped=True)
-    if state.step is Step.RECORDING_ERROR:
-        return replace(state, step=Step.OVER, mod_rev=mod_rev), Done(confirmed=False, error=state.error)
+        return replace(state, step=Step.OVER, mod_rev=mod_rev), SKIPPED
     raise ProtocolError(f"ledger write at step {state.step}")
 
 
@@ -329,8 +330,8 @@ def _error(state: DeliveryState, error: str, delay_s: float, now: datetime) -> t
     """Semantics `delivery-errors`. Before the intent is in the ledger nothing can be recorded: the attempt just
     ends."""
     if state.step is Step.RECORDING:
-        return _over(state), Done(confirmed=False, error=error)
-    failed = state.record.model_copy(
+        return _over(state), failed(error, delay_s)
+    record = state.record.model_copy(
         update={
             "status": DeliveryStatus.ERROR,
             "last_error": error[:500],
@@ -338,8 +339,7 @@ def _error(state: DeliveryState, error: str, delay_s: float, now: datetime) -> t
             "attempts": state.record.attempts + 1,
         }
     )
-    moved = replace(state, step=Step.RECORDING_ERROR, record=failed, error=error)
-    return moved, WriteLedger(failed, state.mod_rev)
+    return replace(state, step=Step.OVER, record=record), RecordError(record, state.mod_rev, error, delay_s)
 
 
 def _over(state: DeliveryState) -> DeliveryState:

@@ -1,9 +1,10 @@
 """The intent protocol: how one planned trigger reaches Airflow exactly once in effect. Pure and synchronous.
 
-The actuator (``coordinator/watcher/actuator.py``) performs what an instruction says (one etcd write, one Airflow
-call) through the one executor and feeds the result back as an event; ``step`` decides the next instruction. How a
-write or a failed call turned out is the executor's one vocabulary (``core/effects.py``), shared with the asset
-delivery. No I/O, no asyncio, no clock (the time comes in as an argument), no logging: the Hypothesis state
+The one driver (``Executor.drive``) performs what an instruction says and feeds the answer back as an event;
+``step`` decides the next instruction. The ledger writes, the error record and the end of an attempt are the
+vocabulary shared with the asset delivery (``core/effects.py``), performed by the driver itself; this module keeps
+only the Airflow calls of a trigger (performed by the actuator, ``coordinator/watcher/actuator.py``) and their
+events. No I/O, no asyncio, no clock (the time comes in as an argument), no logging: the Hypothesis state
 machine (``tests/test_planner_stateful.py``) drives these very functions against a simulated etcd and Airflow and
 crashes between steps.
 
@@ -11,7 +12,7 @@ Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
 
 - semantics `trigger-intent-first`: Intent first. A trigger starts by recording a pending intent in its ledger key, in a
   transaction that compares the ledger revision the planner saw and that this watcher still holds the leader key
-  (fencing). A lost race or lost leadership ends the attempt there (``LedgerMoved`` -> ``Done(moved=True)``): nothing
+  (fencing). A lost race or lost leadership ends the attempt there (``LedgerMoved`` -> ``MOVED``): nothing
   happened and the next pass re-plans. Every later write of the same intent compares the revision of the previous one (a
   mismatch ends the attempt the same way) and carries ``intent_rev``, the revision that first recorded it.
 - semantics `trigger-create`: Create idempotently. A create posts the partition's deterministic run id. A conflict on
@@ -40,7 +41,9 @@ Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
 - semantics `trigger-errors`: Errors are recorded and retried later, never in a busy loop. A refusal (404, 403, unknown
   instance, any unexpected failure) marks the intent ``error`` with the message and is retried after ``error_retry_s``;
   a transient failure that outlived the bounded retries, or an active run (semantics `clear-never-active`), after at
-  most ``ACTIVE_RETRY_S``. The intent stays the same intent: the planner resumes it, never re-decides it.
+  most ``ACTIVE_RETRY_S``. The record is the intent as this attempt last wrote it, compared with that write's revision
+  like every later write (``RecordError``: the driver writes it and ends the attempt). The intent stays the same
+  intent: the planner resumes it, never re-decides it.
 """
 
 from __future__ import annotations
@@ -50,7 +53,23 @@ from datetime import datetime
 from enum import StrEnum
 
 from coordinator.core.actions import Trigger
-from coordinator.core.effects import LedgerMoved, LedgerWritten, NotFound, Refused, Transient
+from coordinator.core.effects import (
+    CONFIRMED,
+    MOVED,
+    SETTLED,
+    End,
+    Failure,
+    LedgerMoved,
+    LedgerWritten,
+    NotFound,
+    ProtocolError,
+    RecordError,
+    Refused,
+    Transient,
+    WriteLedger,
+    Written,
+    failed,
+)
 from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 
 #: semantics `trigger-errors`: retry delay (at most) after a transient failure or an active run: these clear up by
@@ -72,13 +91,6 @@ class AirflowRun:
 
 
 # -- events: what happened (fed to ``step``) ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IntentRecorded:
-    """The pending intent of a trigger is in the ledger at ``mod_rev`` (semantics `trigger-intent-first`)."""
-
-    mod_rev: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,57 +145,48 @@ class PausedChecked:
 
 
 Event = (
-    IntentRecorded
-    | IntentFound
-    | LedgerWritten
+    IntentFound
     | Created
     | ConflictSameRun
     | ConflictOtherRun
     | RunObserved
     | Cleared
     | PausedChecked
-    | LedgerMoved
-    | Refused
-    | NotFound
-    | Transient
+    | Written
+    | Failure
 )
 
 
 # -- instructions: what to do next (returned by ``step``) --------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class WriteLedger:
-    """Write ``record`` to the ledger key with a CAS on ``expected_rev`` (and the leader fence); answer
-    ``IntentRecorded`` / ``LedgerWritten``, or ``LedgerMoved``: a failed CAS ends the attempt
-    (semantics `trigger-intent-first`)."""
-
-    record: TriggerRecord
-    expected_rev: int
+#: The trigger ledger's writes (``core/effects``' **Ledger writes**): a failed compare ends the attempt
+#: (semantics `trigger-intent-first`). The subclasses name the step, for the actuator's log and crash points.
+IntentWrite = WriteLedger[TriggerRecord]
 
 
 @dataclass(frozen=True, slots=True)
-class RecordIntent(WriteLedger):
+class RecordIntent(IntentWrite):
     """Semantics `trigger-intent-first`."""
 
 
 @dataclass(frozen=True, slots=True)
-class SwitchToClear(WriteLedger):
+class SwitchToClear(IntentWrite):
     """Semantics `trigger-create-to-clear`."""
 
 
 @dataclass(frozen=True, slots=True)
-class RecordQueuedAt(WriteLedger):
+class RecordQueuedAt(IntentWrite):
     """Semantics `clear-queued-at-first`."""
 
 
 @dataclass(frozen=True, slots=True)
-class RecordRunId(WriteLedger):
+class RecordRunId(IntentWrite):
     """Semantics `clear-run-gone`."""
 
 
 @dataclass(frozen=True, slots=True)
-class Confirm(WriteLedger):
+class Confirm(IntentWrite):
     """Semantics `trigger-confirm`: ``record`` is the done record."""
 
 
@@ -227,38 +230,10 @@ class CheckPaused:
     effect: Effect
 
 
-@dataclass(frozen=True, slots=True)
-class RecordError:
-    """Semantics `trigger-errors`: re-read the ledger, write ``failed_record`` of it, and come back in ``retry_in_s``
-    seconds."""
-
-    error: str
-    retry_in_s: float
-
-
-@dataclass(frozen=True, slots=True)
-class Done:
-    """The attempt is over: ``confirmed`` (the intent is done) or not (skipped: nothing to do, or an error);
-    ``moved``: it ended because the ledger changed under it (semantics `trigger-intent-first`)."""
-
-    confirmed: bool
-    moved: bool = False
-
-
-Instruction = (
-    RecordIntent
-    | SwitchToClear
-    | RecordQueuedAt
-    | RecordRunId
-    | Confirm
-    | CallCreate
-    | ReadQueuedAt
-    | FindRunByDate
-    | CallClear
-    | CheckPaused
-    | RecordError
-    | Done
-)
+#: The Airflow calls of a trigger: what the actuator performs.
+Call = CallCreate | ReadQueuedAt | FindRunByDate | CallClear | CheckPaused
+#: Everything ``step`` may return: a call, a ledger write (``RecordError`` among them), or the end.
+Instruction = Call | IntentWrite | End
 
 
 class Effect(StrEnum):
@@ -271,7 +246,8 @@ class Effect(StrEnum):
 
 
 class Step(StrEnum):
-    """What the protocol waits for."""
+    """What the protocol waits for. Each protocol has its own steps (the delivery's resolve, look and post have no
+    counterpart here); what they share is the instructions and the ends (``core/effects.py``)."""
 
     RECORDING = "recording"
     FINDING = "finding"
@@ -299,10 +275,6 @@ class IntentState:
     error_retry_s: float
 
 
-class ProtocolError(AssertionError):
-    """An event that cannot happen at this step: a bug in the caller, never an Airflow or etcd condition."""
-
-
 def start_trigger(
     trigger: Trigger, now: datetime, watcher: str, error_retry_s: float
 ) -> tuple[IntentState, Instruction]:
@@ -323,15 +295,15 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     if isinstance(event, LedgerMoved):
         # semantics `trigger-intent-first`: the ledger changed under this attempt (another watcher, or a newer intent):
         # nothing more to do here; the watch brings the change and the next pass re-plans from it.
-        return _over(state), Done(confirmed=False, moved=True)
+        return _over(state), MOVED
     if isinstance(event, (Refused, NotFound, Transient)):
         # semantics `trigger-errors`: whatever step failed, the intent stays and is retried later (a 404 is a refusal
         # like any other).
         delay = min(state.error_retry_s, ACTIVE_RETRY_S) if isinstance(event, Transient) else state.error_retry_s
-        return _over(state), RecordError(event.error, delay)
+        return _fail(state, event.error, delay)
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
         return _found(state, event, now)
-    if isinstance(event, (IntentRecorded, LedgerWritten)):
+    if isinstance(event, LedgerWritten):
         return _written(state, event.mod_rev)
     record = _record(state)
     if state.step is Step.CREATING:
@@ -378,8 +350,8 @@ def clear_needed(instruction: CallClear, latest: AirflowRun | None) -> bool:
 
 
 def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> TriggerRecord | None:
-    """Semantics `trigger-errors`: the ledger value that records ``error`` on the intent now in the ledger (``current``
-    at ``mod_rev``); None when there is nothing to record it on (the key is gone, or the intent completed meanwhile)."""
+    """Semantics `trigger-errors`: the ledger value that records ``error`` on the intent in the ledger (``current`` at
+    ``mod_rev``); None when there is nothing to record it on (no intent, or one already done)."""
     if current is None or current.status is TriggerStatus.DONE:
         return None
     return replace_record(
@@ -404,7 +376,7 @@ def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[Inten
     if record is None or record.status is TriggerStatus.DONE:
         # semantics `trigger-confirm`: completed by us or another watcher (the planner's view was behind), or deleted:
         # nothing to do.
-        return _over(state), Done(confirmed=False)
+        return _over(state), SETTLED
     if event.observed:
         # semantics `trigger-confirm` / semantics `run-confirms-intent`: the run reported after the intent, so the
         # Airflow call happened: confirm only.
@@ -432,7 +404,7 @@ def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction
     if state.step is Step.RECORDING_RUN_ID:
         return _at(moved, Step.CHECKING_PAUSED), CheckPaused(Effect.CREATED)
     if state.step is Step.CONFIRMING:
-        return _over(moved), Done(confirmed=True)
+        return _over(moved), CONFIRMED
     raise ProtocolError(f"ledger write at step {state.step}")
 
 
@@ -453,19 +425,32 @@ def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
 def _observed(state: IntentState, record: TriggerRecord, run: AirflowRun | None) -> tuple[IntentState, Instruction]:
     """Semantics `trigger-clear-once`: decide from the run as Airflow shows it."""
     if run is None:
-        # 4a: the run is gone (deleted in the UI, or never existed in Airflow): create it instead.
+        # semantics `clear-run-gone`: the run is gone (deleted in the UI, or never existed in Airflow): create it
+        # instead.
         return _at(state, Step.CREATING_MISSING), CallCreate(run_id_for(state.partition), record)
     if record.prior_queued_at is not None and record.run_id == run.run_id:
         if run.queued_at != record.prior_queued_at:
-            return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.ALREADY_CLEARED)  # 4b
-        # 4d, resumed: queued_at is already recorded and has not moved, so the clear did not happen yet.
+            # semantics `clear-already-done`
+            return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.ALREADY_CLEARED)
+        # semantics `clear-queued-at-first`, resumed: queued_at is already recorded and has not moved, so the clear did
+        # not happen yet.
         return _at(state, Step.CLEARING), CallClear(run.run_id, run.queued_at)
     if run.state in ("queued", "running"):
-        # 4c
+        # semantics `clear-never-active`
         error = f"run {run.run_id} is {run.state} in Airflow; clearing it would kill it: waiting"
-        return _over(state), RecordError(f"RunActive: {error}", min(state.error_retry_s, ACTIVE_RETRY_S))
-    updated = replace_record(record, prior_queued_at=run.queued_at, run_id=run.run_id)  # 4d
+        return _fail(state, f"RunActive: {error}", min(state.error_retry_s, ACTIVE_RETRY_S))
+    # semantics `clear-queued-at-first`
+    updated = replace_record(record, prior_queued_at=run.queued_at, run_id=run.run_id)
     return _at(state, Step.RECORDING_QUEUED_AT, record=updated), RecordQueuedAt(updated, state.mod_rev)
+
+
+def _fail(state: IntentState, error: str, delay_s: float) -> tuple[IntentState, Instruction]:
+    """Semantics `trigger-errors`: record ``error`` on the intent as this attempt last wrote it (``state.mod_rev``);
+    before this attempt wrote or read an intent there is nothing to record it on, and the attempt just ends."""
+    record = None if state.step is Step.RECORDING else failed_record(state.record, state.mod_rev, error)
+    if record is None:
+        return _over(state), failed(error, delay_s)
+    return _over(state), RecordError(record, state.mod_rev, error, delay_s)
 
 
 def _record(state: IntentState) -> TriggerRecord:

@@ -1,27 +1,21 @@
-"""The actuator: the reconciler of the actions' controller, keyed by (DAG, partition). It performs the intent
-protocol's instructions through the one executor (``watcher/executor.py``).
-
-What to do for one trigger of DAG D for partition P, and in which order, is decided by ``coordinator/core/intent.py``
-(its steps are those of docs/semantics.md, "Acting on Airflow"); the executor owns the fenced writes, the Airflow
-calls and their retries, and the vocabulary of their outcomes. This module only says what each intent instruction
-is as I/O, and what an attempt's end means for its key.
-
-Rules:
-- **One action per key.** The planner (``watcher/triggers.py``) submits the actions it decided; each is a key of the
-  actions' controller, so at most one attempt per (DAG, partition) runs at a time (the queue's *one worker per key*).
-  An action planned while the key's attempt runs is not started: the key is planned again when the attempt ends
-  (level-triggered: on the view as it is then). While the key waits out an error's backoff nothing starts either;
-  when the backoff ends the key is planned again.
-- **Errors come back through the queue.** Refusals (404, 403, paused, unknown instance) are recorded on the ledger
-  and the key comes back after its per-key backoff, doubling from the queue's base up to the protocol's delay for
-  that error, reset once an attempt ends without an error. etcd trouble ends the attempt without a record (etcd is
-  what failed) and the key comes back the same way (``actuator.store_error``). Never a busy loop.
-- **Own writes.** An action planned before the view received this actuator's own last write of the same ledger key
-  (the plan's view revision is older than that write) is not started: it was decided on a ledger we already changed
-  (a Trigger would lose its CAS, a Resume would read back an intent we confirmed). The watch event of that write
-  re-plans the key, so nothing is lost; without this, most triggers cost a wasted etcd read or transaction while the
-  watch catches up.
-"""
+"""The actuator: the reconciler of the actions' controller, keyed by (DAG, partition). It performs the intent protocol's
+instructions through the one executor (``watcher/executor.py``).  What to do for one trigger of DAG D for partition P,
+and in which order, is decided by ``coordinator/core/intent.py`` (its steps are those of docs/semantics.md, "Acting on
+Airflow"); the executor owns the fenced writes, the Airflow calls and their retries, the ledger writes (the error record
+among them) and what an attempt's end means for its key (the executor's **Ends**). This module only says what each
+Airflow call of the protocol is as I/O.  Rules: - **One action per key.** The planner (``watcher/triggers.py``) submits
+the actions it decided; each is a key of the actions' controller, so at most one attempt per (DAG, partition) runs at a
+time (the queue's *one worker per key*). An action planned while the key's attempt runs is not started: the key is
+planned again when the attempt ends (level-triggered: on the view as it is then). While the key waits out an error's
+backoff nothing starts either; when the backoff ends the key is planned again. - **Errors come back through the queue.**
+Refusals (404, 403, paused, unknown instance) are recorded on the ledger (by the driver) and the key comes back after
+its per-key backoff, doubling from the queue's base up to the protocol's delay for that error, reset once an attempt
+ends without an error (the executor's **Ends**). etcd trouble ends the attempt without a record (etcd is what failed)
+and the key comes back the same way (``actuator.store_error``). Never a busy loop. - **Own writes.** An action planned
+before the view received this actuator's own last write of the same ledger key (the plan's view revision is older than
+that write) is not started: it was decided on a ledger we already changed (a Trigger would lose its CAS, a Resume would
+read back an intent we confirmed). The watch event of that write re-plans the key, so nothing is lost; without this,
+most triggers cost a wasted etcd read or transaction while the watch catches up."""
 
 from __future__ import annotations
 
@@ -36,7 +30,7 @@ from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.actions import Action, Resume, Trigger
-from coordinator.core.effects import LedgerMoved, LedgerWritten
+from coordinator.core.effects import End, Ending, RecordError, WriteLedger
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -47,7 +41,7 @@ from coordinator.core.model import (
 )
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager import DONE, Controller, Result
-from coordinator.watcher.executor import Executor
+from coordinator.watcher.executor import Executor, Ledger, result_of
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.keys import DagKey
 from coordinator.watcher.paused import PausedDags
@@ -160,14 +154,15 @@ class Actuator:
         return self.controller.queue.holds(lambda key: True)
 
     async def reconcile(self, key: DagKey, now: datetime) -> Result:
-        """One key of the actions' controller: its pending action's attempt; a key whose backoff ended (nothing
-        pending) is planned again."""
+        """One key of the actions' controller: its pending action's attempt; a key whose backoff ended (nothing pending)
+        is planned again."""
         action = self._pending.pop(key, None)
         if action is None:
             self.replan(key)
             return DONE
         if not self.leading():
-            return DONE  # dropped: a new term plans every partition again (triggers rule 2)
+            # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Leading and warm work**).
+            return DONE
         result = await self.executor.run(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
         if key in self._replan_after:
             self._replan_after.discard(key)
@@ -192,40 +187,40 @@ class Actuator:
 
     async def _run(self, action: Action, key: DagKey) -> Result:
         ledger_key = self.keys.trigger_key(action.node, action.partition)
-        result, then = "error", DONE
-        queue = self.controller.queue
+        result = "error"
+        end: End | Exception
         try:
-            result, then = await self._attempt(action, ledger_key)
-        except LeadershipLost as exc:  # the executor already told the campaign (executor rule 2)
-            result = "conflict"
+            end = await self._attempt(action, ledger_key)
+            result = self._ended(action, key, end)
+        except LeadershipLost as exc:  # the executor already told the campaign (its **Lost leadership**)
+            end, result = exc, "conflict"
             log.warning("actuator.fenced node=%s partition=%s error=%s", action.node, action.partition, exc)
         except _Unreadable as exc:
             # Nothing to resume from: the view reports the bad value (view.bad_value), and a fixed value comes back
             # through the watch and is planned then.
-            result = "conflict"
+            end, result = End(Ending.MOVED), "conflict"
             self.outcome.skipped += 1
             log.warning("actuator.moved node=%s partition=%s detail=%s", action.node, action.partition, exc)
         except CoordinatorError as exc:
-            # etcd trouble (executor rule 3: not an outcome, and nothing can be recorded where it failed): the
-            # attempt ends where it stands, and the key comes back after its backoff to be planned again.
+            # etcd trouble (the executor's **Error vocabulary**: not an outcome, and nothing can be recorded where it
+            # failed): the attempt ends where it stands, and the key comes back after its backoff to be planned again.
+            end = exc
             self.outcome.errors += 1
-            then = Result(retry=True, retry_max_s=self.error_retry_s)
             # Under an etcd alarm every key would repeat it: the probe logs the alarm once (etcd.alarm_raised).
             level = logging.DEBUG if isinstance(exc, WritesRefused) else logging.WARNING
             log.log(level, "actuator.store_error node=%s partition=%s error=%s retry_in_s=%.1f", action.node,
-                    action.partition, exc, queue.backoff(key, self.error_retry_s))  # fmt: skip
+                    action.partition, exc, self.controller.queue.backoff(key, self.error_retry_s))  # fmt: skip
         except Exception as exc:
             # A bug (the protocol refused an event): the service survives it, and the key is retried slowly.
+            end = exc
             self.outcome.errors += 1
             log.exception("actuator.bug node=%s partition=%s error=%r", action.node, action.partition, exc)
-            then = Result(retry=True, retry_max_s=self.error_retry_s)
         finally:
             self.on_result(action.node.instance, action.action if isinstance(action, Trigger) else "resume", result)
-        return then
+        return result_of(end, backoff_max_s=self.error_retry_s)
 
-    async def _attempt(self, action: Action, ledger_key: str) -> tuple[str, Result]:
-        """Drive the intent protocol to its end; "ok" when the intent was confirmed, else why not (see on_result),
-        and what the key's end is (an error recorded: back after its backoff)."""
+    async def _attempt(self, action: Action, ledger_key: str) -> End:
+        """Drive the intent protocol to its end (the driver writes the ledger and records an error)."""
         if isinstance(action, Trigger):
             state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, self.error_retry_s)
         else:
@@ -233,26 +228,31 @@ class Actuator:
             state, instruction = intent.step(state, await self._find(ledger_key, action), datetime.now(UTC))
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
-            return await self._perform(action, ledger_key, instruction)
+            assert not isinstance(instruction, (WriteLedger, End))  # the driver's own (the executor's **One driver**)
+            return await self._perform(action, instruction)
 
-        state, instruction = await self.executor.drive(
-            state, instruction, step=intent.step, perform=perform,
-            over=lambda i: isinstance(i, (intent.Done, intent.RecordError)),
-        )  # fmt: skip
-        if isinstance(instruction, intent.RecordError):
-            self.outcome.errors += 1
-            await self._record_error(action, ledger_key, instruction)
-            return "error", Result(retry=True, retry_max_s=instruction.retry_in_s)
-        assert isinstance(instruction, intent.Done)
-        if instruction.moved:
-            self.outcome.skipped += 1
+        def written(instruction: WriteLedger[TriggerRecord], value: bytes, rev: int) -> None:
+            self._written(action, ledger_key, instruction, rev)
+
+        ledger: Ledger[TriggerRecord] = Ledger(ledger_key, self.executor, dump_record, written=written)
+        state, end = await self.executor.drive(state, instruction, step=intent.step, perform=perform, ledger=ledger)
+        if end.how is Ending.MOVED:
             log.info("actuator.moved node=%s partition=%s step=%s", action.node, action.partition, state.step)
-            return "conflict", DONE
-        if instruction.confirmed:
+        return end
+
+    def _ended(self, action: Action, key: DagKey, end: End) -> str:
+        """Count and log how the attempt ended; its result for ``on_result``."""
+        if end.how is Ending.FAILED:
+            self.outcome.errors += 1
+            delay = self.controller.queue.backoff(key, end.retry_in_s or self.error_retry_s)
+            log.warning("actuator.error node=%s partition=%s error=%r retry_in_s=%.1f", action.node, action.partition,
+                        end.error, delay)  # fmt: skip
+            return "error"
+        if end.how is Ending.CONFIRMED:
             self.outcome.done += 1
-            return "ok", DONE
+            return "ok"
         self.outcome.skipped += 1
-        return "skipped", DONE
+        return "conflict" if end.how is Ending.MOVED else "skipped"
 
     async def _find(self, ledger_key: str, action: Resume) -> intent.Event:
         current = await self._load(ledger_key)
@@ -260,26 +260,25 @@ class Actuator:
             return intent.IntentFound(None, 0, action.observed)
         return intent.IntentFound(current[0], current[1], action.observed)
 
-    async def _perform(self, action: Action, ledger_key: str, instruction: intent.Instruction) -> intent.Event:
-        """Do what ``instruction`` says through the executor; its result as an event."""
+    def _written(self, action: Action, ledger_key: str, instruction: WriteLedger[TriggerRecord], rev: int) -> None:
+        """A ledger write of the attempt landed (the driver's): rule *own writes*, the log, the crash point."""
+        self._wrote(action, rev)
+        if isinstance(instruction, intent.RecordIntent):
+            assert isinstance(action, Trigger)
+            log.info(
+                "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
+                action.node, action.partition, action.action, action.run_id, action.cause_rev, rev, action.reason,
+            )  # fmt: skip
+            crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
+        elif isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
+            log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
+                     "run already started")  # fmt: skip
+        elif isinstance(instruction, RecordError):
+            log.debug("actuator.error_recorded key=%s revision=%d", ledger_key, rev)
+
+    async def _perform(self, action: Action, instruction: intent.Call) -> intent.Event:
+        """Do what ``instruction`` (an Airflow call) says through the executor; its result as an event."""
         node, partition = action.node, action.partition
-        if isinstance(instruction, intent.WriteLedger):
-            result = await self.executor.cas(ledger_key, dump_record(instruction.record), instruction.expected_rev)
-            if not result.succeeded:
-                return LedgerMoved()  # intent rule 1: the attempt ends; the watch brings the change
-            self._wrote(action, result.revision)
-            if isinstance(instruction, intent.RecordIntent):
-                assert isinstance(action, Trigger)
-                log.info(
-                    "actuator.intent node=%s partition=%s action=%s run_id=%s cause_rev=%d intent_rev=%d reason=%r",
-                    node, partition, action.action, action.run_id, action.cause_rev, result.revision, action.reason,
-                )  # fmt: skip
-                crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
-                return intent.IntentRecorded(result.revision)
-            if isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
-                log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
-                         "run already started")  # fmt: skip
-            return LedgerWritten(result.revision)
         client = self.executor.client(node.instance)
         if isinstance(instruction, intent.CallCreate):
             run_id, conf = instruction.run_id, _conf(partition, instruction.record)
@@ -312,8 +311,9 @@ class Actuator:
         self, client: AirflowClient, node: NodeId, instruction: intent.CallClear
     ) -> Callable[[], Awaitable[None]]:
         async def clear_once() -> None:
-            # Intent rule 4d: a clear whose answer was lost (timeout) may still have happened: re-read before every
-            # try, so a retry never reruns the DAG a second time. The decision is the protocol's (clear_needed).
+            # Semantics `clear-queued-at-first`: a clear whose answer was lost (timeout) may still have happened:
+            # re-read before every try, so a retry never reruns the DAG a second time. The decision is the protocol's
+            # (clear_needed).
             latest = _shown(await client.get_run(node.dag_id, instruction.run_id))
             if intent.clear_needed(instruction, latest):
                 await client.clear(node.dag_id, instruction.run_id)
@@ -357,32 +357,6 @@ class Actuator:
         self._unpaused_until[node] = self.clock() + UNPAUSED_CACHE_S
         return None
 
-    async def _record_error(self, action: Action, ledger_key: str, instruction: intent.RecordError) -> None:
-        """Intent rule 6: log, and record the error on the ledger; the key comes back after its backoff, capped by the
-        protocol's delay (the attempt's result)."""
-        delay = self.controller.queue.backoff(DagKey(action.node, action.partition), instruction.retry_in_s)
-        log.warning(
-            "actuator.error node=%s partition=%s error=%r retry_in_s=%.1f",
-            action.node,
-            action.partition,
-            instruction.error,
-            delay,
-        )
-        try:
-            current = await self._load(ledger_key)
-            if current is None:
-                return
-            failed = intent.failed_record(current[0], current[1], instruction.error)
-            if failed is None:
-                return
-            result = await self.executor.cas(ledger_key, dump_record(failed), current[1])
-            if result.succeeded:
-                self._wrote(action, result.revision)
-        except LeadershipLost:
-            pass  # the executor told the campaign; the next leader resumes the intent
-        except Exception as inner:  # the error is already logged; etcd may be down too
-            log.warning("actuator.error_not_recorded node=%s error=%s", action.node, inner)
-
 
 def _conf(partition: str, record: TriggerRecord) -> dict[str, Any]:
     """The ``conf`` of a created run: which partition and which upstream generations it was started for."""
@@ -397,7 +371,7 @@ def _conf(partition: str, record: TriggerRecord) -> dict[str, Any]:
 
 
 def _shown(run: DagRunInfo | None) -> intent.AirflowRun | None:
-    """A run as the intent protocol reads it (rule 4): id, state and the queued_at stamp."""
+    """A run as the intent protocol reads it (semantics `trigger-clear-once`): id, state and the queued_at stamp."""
     return None if run is None else intent.AirflowRun(run.run_id, run.state, _stamp(run.queued_at))
 
 

@@ -1,49 +1,52 @@
-"""The asset streams' reconciler: each (target, source, asset) stream a key of its controller, its due
-events delivered once each, in order, through the delivery protocol (semantics rule 17, ``core/delivery.py``) and
-the one executor (``watcher/executor.py``).
+"""The asset streams' reconciler: each (target, source, asset) stream a key of its controller, its due events
+delivered once each, in order, through the delivery protocol (semantics `asset-exactly-once`, ``core/delivery.py``)
+and the one executor (``watcher/executor.py``), whose driver writes the ledger and records the errors.
 
 The leader's asset round (``watcher/assets.py``) records what each source Airflow listed and submits every stream
-that has an event due; this module delivers them. The stream is the protocol's unit of order (rule 16d: an event is
-due only once every older one of its stream is settled), so it is the key: one attempt per stream at a time (the
-queue's processing set), several streams at once, and a slow or unreachable target holds only its own streams.
+that has an event due; this module delivers them. The stream is the protocol's unit of order (semantics
+`asset-order`: an event is due only once every older one of its stream is settled), so it is the key: one attempt
+per stream at a time (the queue's processing set), several streams at once, and a slow or unreachable target holds
+only its own streams.
 
 Rules:
-1. Keys. :meth:`AssetDeliveries.submit` adds a stream to the streams' controller unless its key waits out a delay
-   (a stream submitted while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
-   :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
-   key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due
-   event.
-2. One attempt pins its term first (``Executor.pin``: every write of the attempt is fenced by the term it began in,
-   and none lands in a later one) and computes that term's ``look_after`` (rule 6 below). It then delivers the
-   stream's due head (``AssetIndex.due_stream``) and, while each is confirmed or skipped, the next, at most
-   :data:`MAX_PER_ATTEMPT`: then the key goes to the back of the queue, so one stream's backlog never holds the
-   others' turn.
-3. How an attempt ends decides its key: a stream drained, or whose head waits out a retry time an Airflow error
-   recorded in the ledger, is forgotten (the round submits it again once ``due_stream`` says it is due: the retry
-   time is in etcd, so it holds across a failover). A head deferred by rule 6 comes back at its ``look_after``
-   (``add_after``). An entry that moved under the attempt (another writer: the index has read it afresh), etcd
-   trouble or a bug bring the key back after the queue's per-key backoff (1, 2, 4... s, capped at
-   ``backoff_max_s``). A lost leadership ends the attempt and drops the key.
-4. Airflow errors are the protocol's events, mapped by the executor as for a trigger (``watcher/executor.py`` rule
-   3: unavailable -> Transient, 404 -> NotFound, which the protocol takes as a stale asset id on a POST and as a
-   refusal elsewhere, any other refusal -> Refused); every write is the executor's, fenced (rule 2).
-5. The target's asset ids are cached per (target, uri) for the life of the reconciler; the protocol asks for a
-   fresh resolve after a 404 and before any look-up. A look-up whose listing stopped (``AssetEventListing.stopped``,
-   apache/airflow#71360) without the marker is transient, never "not found": the unread event may be the
-   delivered copy, and posting again would duplicate it.
-6. Delivery rules 8 and 9, the leader-lease race: ``look_after`` = the term's start + :attr:`call_timeout_s` +
-   :data:`TERM_MARGIN_S`, so an entry of an earlier term is looked up only once any POST sent under that term's
-   lease has answered or timed out; immediately before each POST the attempt asks ``leading()`` (the election's
-   local lease deadline) and raises LeadershipLost when it says no. The POST itself is bounded by
-   ``call_timeout_s`` as a whole (both exchanges of the client's refresh-and-retry included), so "the longest an
-   Airflow call can take" is a bound, not a hope. A deferred delivery is logged once per term.
-7. Concurrency: the controller has ``ExecutorPolicy.max_concurrent_streams`` workers, and each attempt is the
-   executor's task in its own pool (``Pool.STREAMS``), apart from the triggers' pool.
-8. A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a round's due streams
-   one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same attempt and under
-   the round's pinned term.
-9. Crash points for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
-   was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
+- **Keys.** :meth:`AssetDeliveries.submit` adds a stream to the streams' controller unless its key waits out a delay
+  (a stream submitted while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
+  :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
+  key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due
+  event.
+- **One attempt.** An attempt pins its term first (``Executor.pin``: every write of the attempt is fenced by the term
+  it began in, and none lands in a later one) and computes that term's ``look_after`` (**Term wait**). It then
+  delivers the stream's due head (``AssetIndex.due_stream``) and, while each is confirmed or skipped, the next, at
+  most :data:`MAX_PER_ATTEMPT`: then the key goes to the back of the queue, so one stream's backlog never holds the
+  others' turn.
+- **Ends.** The attempt's last delivery ends it, and the executor's **Ends** say what that means for the key, as for
+  a trigger: drained, confirmed, skipped or moved -> done (the round submits every due stream each round, so a
+  stream whose entry moved comes back within a round, from the entry the index read afresh when the compare failed);
+  an error recorded -> again after the key's backoff, capped at the error's delay (its head is due again only at the
+  ``retry_at`` recorded in etcd, which holds across a failover: until then an attempt finds nothing due and the round
+  submits the stream once it is); deferred (**Term wait**) -> again at its ``look_after``; etcd trouble or a bug ->
+  again after the key's backoff, capped at ``backoff_max_s``; a lost leadership -> dropped.
+- **Airflow errors.** Airflow errors are the protocol's events, mapped by the executor as for a trigger
+  (``watcher/executor.py``'s **Error vocabulary**: unavailable -> Transient, 404 -> NotFound, which the protocol
+  takes as a stale asset id on a POST and as a refusal elsewhere, any other refusal -> Refused); every write is the
+  driver's, fenced by the attempt's pinned term (**One attempt**) and written through to the asset index.
+- **Look-ups.** The target's asset ids are cached per (target, uri) for the life of the reconciler; the protocol asks
+  for a fresh resolve after a 404 and before any look-up. A look-up whose listing stopped
+  (``AssetEventListing.stopped``, apache/airflow#71360) without the marker is transient, never "not found": the
+  unread event may be the delivered copy, and posting again would duplicate it.
+- **Term wait.** Semantics `delivery-term-wait` and `delivery-lease-check`, the leader-lease race: ``look_after`` =
+  the term's start + :attr:`call_timeout_s` + :data:`TERM_MARGIN_S`, so an entry of an earlier term is looked up only
+  once any POST sent under that term's lease has answered or timed out; immediately before each POST the attempt
+  asks ``leading()`` (the election's local lease deadline) and raises LeadershipLost when it says no. The POST itself
+  is bounded by ``call_timeout_s`` as a whole (both exchanges of the client's refresh-and-retry included), so "the
+  longest an Airflow call can take" is a bound, not a hope. A deferred delivery is logged once per term.
+- **Concurrency.** The controller has ``ExecutorPolicy.max_concurrent_streams`` workers, and each attempt is the
+  executor's task in its own pool (``Pool.STREAMS``), apart from the triggers' pool.
+- **Inside a round.** A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a
+  round's due streams one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same
+  attempt and under the round's pinned term.
+- **Crash points** for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
+  was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
 
 from __future__ import annotations
@@ -58,31 +61,33 @@ from coordinator.airflow.assets import AssetInfo
 from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
 from coordinator.core import delivery
 from coordinator.core.asset_index import AssetIndex
-from coordinator.core.assets import MARKER, AssetKeys, AssetRoute, DeliveryStatus, DueDelivery
-from coordinator.core.effects import LedgerMoved, LedgerWritten
+from coordinator.core.assets import MARKER, AssetKeys, AssetRoute, DeliveryRecord, DeliveryStatus, DueDelivery
+from coordinator.core.effects import End, Ending, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
-from coordinator.etcd.types import Fence
+from coordinator.etcd.types import CasResult, Fence
 from coordinator.manager import DONE, Controller, Result
 from coordinator.runtime.metrics import Metrics
-from coordinator.watcher.executor import Executor, Pool, TermWrites
+from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
 from coordinator.watcher.faults import crash_point
 from coordinator.watcher.keys import AssetStream
 
 log = logging.getLogger(__name__)
 
-#: The look-up of delivery rule 3 scans the target asset's events from this long before the intent (clocks of the
-#: watcher's and the target's hosts may differ by this much).
+#: The look-up of semantics `delivery-look-first` scans the target asset's events from this long before the intent
+#: (clocks of the watcher's and the target's hosts may differ by this much).
 LOOK_MARGIN = timedelta(minutes=10)
-#: Rule 6: added to the call timeout before a new term looks up an earlier term's entry. It covers what the timeout
-#: does not: the old leader's event loop between its lease check and the start of the timed call (a busy loop, a GC
-#: pause shorter than the lease margin) and the clock-rate drift between two hosts over a few seconds.
+#: **Term wait**: added to the call timeout before a new term looks up an earlier term's entry. It covers what the
+#: timeout does not: the old leader's event loop between its lease check and the start of the timed call (a busy loop, a
+#: GC pause shorter than the lease margin) and the clock-rate drift between two hosts over a few seconds.
 TERM_MARGIN_S = 2.0
-#: Rule 2: deliveries of one stream in one attempt at most; a longer backlog drains over several turns of the queue.
+#: **One attempt**: deliveries of one stream in one attempt at most; a longer backlog drains over several turns of the
+#: queue.
 MAX_PER_ATTEMPT = 100
-#: Rule 8: attempts per stream in one round without a queue (a round then delivers at most 1,000 events a stream).
+#: **Inside a round**: attempts per stream in one round without a queue (a round then delivers at most 1,000 events a
+#: stream).
 MAX_ATTEMPTS_PER_ROUND = 10
-#: Why a look-up stops early (rule 5), for the log and ``why``.
+#: Why a look-up stops early (**Look-ups**), for the log and ``why``.
 STOPPED_REASON = (
     "Airflow answers 500 for the next event: one of its consumer runs has no start date yet (apache/airflow#71360, "
     "fixed by #71379); it is listed once that run starts, and later events wait for it"
@@ -98,56 +103,56 @@ def stream_of(due: DueDelivery) -> AssetStream:
 
 @dataclass
 class Delivered:
-    """What attempts did: deliveries confirmed (or skipped), errors recorded, and how they ended (rule 3)."""
+    """What attempts did: deliveries confirmed (or skipped), errors recorded, and how they ended (**Ends**)."""
 
     delivered: int = 0
     errors: int = 0
-    #: The stream still has an event due after ``MAX_PER_ATTEMPT`` (rule 2).
+    #: The stream still has an event due after ``MAX_PER_ATTEMPT`` (**One attempt**).
     more: bool = False
-    #: Seconds until the soonest deferred head may be looked up (rule 6).
+    #: Seconds until the soonest deferred head may be looked up (**Term wait**).
     deferred_s: float | None = None
-    #: An entry moved under the attempt (rule 3).
-    moved: bool = False
+    #: How the attempt's last delivery ended (**Ends**; None: the stream had nothing due).
+    end: End | None = None
 
     def add(self, other: Delivered) -> None:
         self.delivered += other.delivered
         self.errors += other.errors
-        self.moved |= other.moved
         if other.deferred_s is not None:
             self.deferred_s = other.deferred_s if self.deferred_s is None else min(self.deferred_s, other.deferred_s)
 
 
 @dataclass
 class AssetDeliveries:
-    """The asset streams' reconciler (rules 1-9)."""
+    """The asset streams' reconciler (the module's rules)."""
 
     executor: Executor
     keys: AssetKeys
     graph: Callable[[], Graph]
     watcher_id: str
     metrics: Metrics
-    #: Rule 6: the election's "this watcher leads and its lease cannot have expired yet", asked before each POST.
+    #: **Term wait**: the election's "this watcher leads and its lease cannot have expired yet", asked before each POST.
     leading: Callable[[], bool]
-    #: Rule 6: the monotonic time the current term began (``Election.term_started``).
+    #: **Term wait**: the monotonic time the current term began (``Election.term_started``).
     term_started: Callable[[], float]
-    #: Rule 6: the longest an Airflow call can take (the clients' timeout, ``COORDINATOR_AIRFLOW_TIMEOUT_S``); every
-    #: watcher of a deployment must use the same value, since a new leader waits for the old one's calls by its own.
+    #: **Term wait**: the longest an Airflow call can take (the clients' timeout, ``COORDINATOR_AIRFLOW_TIMEOUT_S``);
+    #: every watcher of a deployment must use the same value, since a new leader waits for the old one's calls by its
+    #: own.
     call_timeout_s: float
     #: A refused delivery is tried again this much later (recorded in its ledger entry: ``retry_at``).
     error_retry_s: float = 30.0
-    #: Rule 3: the per-key backoff's cap (the asset round's interval).
+    #: **Ends**: the per-key backoff's cap (the asset round's interval).
     backoff_max_s: float = 2.0
-    #: Rule 5: events listed per call at most in a look-up.
+    #: **Look-ups**: events listed per call at most in a look-up.
     list_limit: int = SCAN_MAX
-    #: Rule 1: streams are keys of the streams' controller; False: rule 8 (deliveries inside the round).
+    #: **Keys**: streams are keys of the streams' controller; False: **Inside a round**.
     keyed: bool = False
     #: The asset index the watcher keeps current (required when keyed); attempts write through to it.
     index: AssetIndex | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
-    #: Deliveries whose deferral (rule 6) was logged, with the term it was logged in: one line per term.
+    #: Deliveries whose deferral (**Term wait**) was logged, with the term it was logged in: one line per term.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
-    #: Rule 1: the streams' controller (registered by the watcher when ``keyed``).
+    #: **Keys**: the streams' controller (registered by the watcher when ``keyed``).
     controller: Controller[AssetStream] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -156,15 +161,15 @@ class AssetDeliveries:
             leading=self.leading, backoff_max_s=self.backoff_max_s,
         )  # fmt: skip
 
-    # ------------------------------------------------------------ rule 1: the keys
+    # ------------------------------------------------------------ keys
 
     def submit_due(self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime) -> int:
-        """Rule 1: submit every stream whose head is due at ``now``; how many were queued."""
+        """**Keys**: submit every stream whose head is due at ``now``; how many were queued."""
         return sum(self.submit(stream_of(due)) for due in index.due(routes, now))
 
     def submit(self, stream: AssetStream) -> bool:
         """Queue ``stream`` unless its attempt runs (it is reconciled again when that ends) or its key waits for a
-        delay (rule 3); whether it was queued now."""
+        delay (**Ends**); whether it was queued now."""
         queue = self.controller.queue
         if queue.waiting(stream):
             return False
@@ -173,39 +178,39 @@ class AssetDeliveries:
         return not running
 
     async def reconcile(self, stream: AssetStream, now: datetime) -> Result:
-        """One attempt of a stream key (rules 2 and 3), as the executor's task in the streams' pool."""
+        """One attempt of a stream key (**One attempt**, **Ends**), as the executor's task in the streams' pool."""
         name = f"deliver {stream.target} {stream.source} {stream.uri}"
         return await self.executor.run(lambda: self._run(stream), name=name, pool=Pool.STREAMS)
 
     async def _run(self, stream: AssetStream) -> Result:
-        """One attempt, and what its end means for the key (rules 2 and 3)."""
+        """One attempt, and what its end means for the key (**One attempt**, **Ends**)."""
         index = self.index
         assert index is not None
-        backoff, again = False, None
+        end: End | Exception | None = None
         try:
             writes = self.executor.pin()  # raises LeadershipLost: no attempt without leading
             now = self.now()
             done = await self.attempt(stream, index, now, writes, self.term(now, writes.fence))
-            again = 0.0 if done.more else done.deferred_s
-            backoff = done.moved and again is None
+            if done.more:
+                return Result(requeue_after=0.0)  # **One attempt**: the back of the queue
+            end = done.end
         except LeadershipLost as exc:  # the executor already told the campaign
+            end = exc
             log.warning("asset.stream_fenced target=%s source=%s uri=%s error=%s", *stream, exc)
         except CoordinatorError as exc:  # etcd trouble: nothing could be recorded where it failed
-            backoff = True
+            end = exc
             log.warning("asset.store_error target=%s source=%s uri=%s error=%s", *stream, exc)
         except Exception as exc:  # a bug: the service survives it, and the stream is retried slowly
-            backoff = True
+            end = exc
             log.exception("asset.bug target=%s source=%s uri=%s error=%r", *stream, exc)
-        if backoff:
-            return Result(retry=True, retry_max_s=self.backoff_max_s)
-        return DONE if again is None else Result(requeue_after=again)
+        return DONE if end is None else result_of(end, backoff_max_s=self.backoff_max_s)
 
-    # ------------------------------------------------------------ rule 8: inside a round
+    # ------------------------------------------------------------ inside a round
 
     async def deliver_due(
         self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime, writes: TermWrites
     ) -> Delivered:
-        """Rule 8: every stream due at ``now`` delivered in turn, under the round's pinned ``writes``."""
+        """**Inside a round**: every stream due at ``now`` delivered in turn, under the round's pinned ``writes``."""
         term = self.term(now, writes.fence)
         done = Delivered()
         streams = [stream_of(due) for due in index.due(routes, now)]
@@ -221,10 +226,11 @@ class AssetDeliveries:
             streams = again
         return done
 
-    # ------------------------------------------------------------ rule 2: one attempt
+    # ------------------------------------------------------------ one attempt
 
     def term(self, now: datetime, fence: Fence) -> delivery.Term:
-        """Rule 6: the term of ``fence``; ``look_after`` on the wall clock of ``now``, measured on the monotonic one."""
+        """**Term wait**: the term of ``fence``; ``look_after`` on the wall clock of ``now``, measured on the monotonic
+        one."""
         revision = fence.create_revision
         elapsed = time.monotonic() - self.term_started()
         wait = self.call_timeout_s + TERM_MARGIN_S - elapsed
@@ -233,7 +239,8 @@ class AssetDeliveries:
     async def attempt(
         self, stream: AssetStream, index: AssetIndex, now: datetime, writes: TermWrites, term: delivery.Term
     ) -> Delivered:
-        """Rule 2: the stream's due events in order, while each is confirmed or skipped, at most MAX_PER_ATTEMPT."""
+        """**One attempt**: the stream's due events in order, while each is confirmed or skipped, at most
+        MAX_PER_ATTEMPT."""
         routes = self.graph().asset_routes
         done = Delivered()
         for _ in range(MAX_PER_ATTEMPT):
@@ -255,34 +262,35 @@ class AssetDeliveries:
         writes: TermWrites,
         done: Delivered,
     ) -> bool | None:
-        """Drive one due delivery; True: confirmed (or skipped, rule 10), False: an error was recorded, None: it
-        was deferred or its entry moved (``done`` says which)."""
+        """Drive one due delivery; True: confirmed (or skipped, semantics `delivery-skip`), False: an error was
+        recorded, None: it was deferred or its entry moved (``done`` says which)."""
         fact = item.event.fact
         key: Key = (item.target, item.event.source, fact.uri, fact.event_id)
         etcd_key = self.keys.delivery_key(*key)
         state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
-        if isinstance(instruction, delivery.Done) and instruction.deferred_until is not None:
-            wait = max(0.0, (instruction.deferred_until - now).total_seconds())
-            done.add(Delivered(deferred_s=wait))
-            if self._deferred.get(key) != term.revision:
-                self._deferred[key] = term.revision
-                log.info(
-                    "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
-                    "reason=entry_of_an_earlier_term",
-                    item.event.source, item.target, fact.uri, fact.event_id,
-                    instruction.deferred_until.isoformat(), state.record.watcher or "-",
-                )  # fmt: skip
+        if isinstance(instruction, End):  # before any write: deferred (**Term wait**), or nothing to do
+            done.end = instruction
+            if instruction.how is Ending.DEFERRED:
+                done.add(Delivered(deferred_s=instruction.retry_in_s))
+                if self._deferred.get(key) != term.revision:
+                    self._deferred[key] = term.revision
+                    log.info(
+                        "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
+                        "reason=entry_of_an_earlier_term",
+                        item.event.source, item.target, fact.uri, fact.event_id,
+                        term.look_after.isoformat(), state.record.watcher or "-",
+                    )  # fmt: skip
             return None
 
         async def perform(state: delivery.DeliveryState, ins: delivery.Instruction) -> delivery.Event:
-            return await self._perform(item.target, etcd_key, ins, index, writes)
+            assert not isinstance(ins, (WriteLedger, End))  # the driver's own (the executor's **One driver**)
+            return await self._perform(item.target, ins)
 
-        state, instruction = await self.executor.drive(
-            state, instruction, step=delivery.step, perform=perform,
-            over=lambda ins: isinstance(ins, delivery.Done), at=now,
-        )  # fmt: skip
-        assert isinstance(instruction, delivery.Done)
-        if instruction.confirmed:
+        first: delivery.Instruction = instruction  # the driver's type is the protocol's whole vocabulary
+        ledger = self._ledger(etcd_key, index, writes)
+        state, end = await self.executor.drive(state, first, step=delivery.step, perform=perform, ledger=ledger, at=now)
+        done.end = end
+        if end.how is Ending.CONFIRMED:
             done.delivered += 1
             self.metrics.asset_events_delivered.labels(item.event.source, item.target).inc()
             log.info(
@@ -291,42 +299,43 @@ class AssetDeliveries:
                 fact.partition_key or "-", " partition_dropped=true" if state.record.partition_dropped else "",
             )  # fmt: skip
             return True
-        if instruction.skipped:
+        if end.how is Ending.SKIPPED:
             done.delivered += 1
             self.metrics.asset_events_skipped.labels(item.event.source, item.target).inc()
             by, reason = (state.record.skip.by, state.record.skip.reason) if state.record.skip else ("-", "")
             log.warning("asset.skipped source=%s target=%s uri=%s event_id=%d by=%s reason=%r",
                         item.event.source, item.target, fact.uri, fact.event_id, by, reason)  # fmt: skip
             return True  # the stream's next event is due now, as after a delivery
-        if instruction.error is not None and state.record.status is DeliveryStatus.ERROR:
+        if end.how is Ending.FAILED:
             done.errors += 1
             self.metrics.asset_delivery_failures.labels(item.target).inc()
             log.warning("asset.delivery_error source=%s target=%s uri=%s event_id=%d error=%s",
-                        item.event.source, item.target, fact.uri, fact.event_id, instruction.error)  # fmt: skip
+                        item.event.source, item.target, fact.uri, fact.event_id, end.error)  # fmt: skip
             return False
-        done.moved = True
-        return None
+        return None  # moved (**Ends**)
 
-    async def _perform(
-        self, target: str, etcd_key: str, ins: delivery.Instruction, index: AssetIndex, writes: TermWrites
-    ) -> delivery.Event:
-        """One instruction through the executor; a failed Airflow call is raised for it to map (rule 4)."""
-        if isinstance(ins, delivery.WriteLedger):
-            value = ins.record.model_dump_json().encode()
-            result = await writes.cas(etcd_key, value, ins.expected_rev)
-            if result.succeeded:
-                index.apply(etcd_key, value, result.revision)  # write-through (``watcher/assets.py`` rule 0)
-                if ins.record.status is DeliveryStatus.PENDING:
-                    crash_point("asset-after-intent")
-                return LedgerWritten(result.revision)
+    def _ledger(self, etcd_key: str, index: AssetIndex, writes: TermWrites) -> Ledger[DeliveryRecord]:
+        """The delivery's ledger entry as the driver writes it (the executor's **One driver**): fenced by the attempt's
+        pinned term, written through to the index."""
+
+        def written(ins: WriteLedger[DeliveryRecord], value: bytes, revision: int) -> None:
+            index.apply(etcd_key, value, revision)  # write-through (``watcher/assets.py``'s **From the index**)
+            if ins.record.status is DeliveryStatus.PENDING:
+                crash_point("asset-after-intent")
+
+        def moved(result: CasResult) -> None:
             # The index held this entry older than etcd (or not at all: another leader's write the watch has not
             # brought yet). Nothing was written or called; the entry as it is now goes into the index, so the next
-            # attempt starts from it (delivery rule 1: compared with the revision it saw).
+            # attempt starts from it (semantics `delivery-intent-first`: compared with the revision it saw).
             if result.current is not None:
                 apply_logged(index, etcd_key, result.current.value, result.current.mod_revision)
             else:
                 index.apply(etcd_key, None, result.revision)
-            return LedgerMoved()
+
+        return Ledger(etcd_key, writes, _encode, written=written, moved=moved)
+
+    async def _perform(self, target: str, ins: delivery.Call) -> delivery.Event:
+        """One Airflow call through the executor; a failed one is raised for it to map (**Airflow errors**)."""
         client = self.executor.client(target)
         if isinstance(ins, delivery.Resolve):
             return delivery.Resolved(await self._resolve(client, target, ins))
@@ -339,8 +348,9 @@ class AssetDeliveries:
         raise AssertionError(f"unexpected instruction {ins!r}")  # pragma: no cover
 
     async def _post(self, client: AirflowClient, target: str, ins: delivery.Post) -> delivery.Event:
-        """Rule 6: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s`` and
-        never repeated in place (executor rule 4: a lost answer is ``Transient``, and the retry looks first)."""
+        """**Term wait**: no POST from a leader whose lease is in doubt; the whole call bounded by ``call_timeout_s``
+        and never repeated in place (the executor's **Retries**: a lost answer is ``Transient``, and the retry looks
+        first)."""
         if not self.leading():
             log.warning("asset.post_withheld target=%s uri=%s marker=%s reason=lease_in_doubt",
                         target, ins.asset.uri, ins.extra.get(MARKER))  # fmt: skip
@@ -366,16 +376,16 @@ class AssetDeliveries:
         return asset
 
     async def _look(self, client: AirflowClient, ins: delivery.Look) -> int | None:
-        """Delivery rule 3: the target's event carrying this delivery's marker, among ALL the asset's events since
-        the intent (less the clock margin), oldest first, listing after listing: an asset busy since a long-failing
-        intent may hold more than one listing's worth, and a marker missed would be posted twice."""
+        """Semantics `delivery-look-first`: the target's event carrying this delivery's marker, among ALL the asset's
+        events since the intent (less the clock margin), oldest first, listing after listing: an asset busy since a
+        long-failing intent may hold more than one listing's worth, and a marker missed would be posted twice."""
         since = ins.requested_at - LOOK_MARGIN
         while True:
             listing = await client.asset_events(since, asset_id=ins.asset.asset_id, limit=self.list_limit)
             for event in listing.events:
                 if event.extra.get(MARKER) == ins.marker:
                     return event.event_id
-            if listing.stopped:  # rule 5: the unread event may be our copy; posting now could make a second one
+            if listing.stopped:  # **Look-ups**: the unread event may be our copy; posting now could make a second one
                 raise AirflowUnavailable(
                     f"{client.name}: the look-up of {ins.marker} stopped early: {STOPPED_REASON}", 500
                 )
@@ -386,6 +396,10 @@ class AssetDeliveries:
                 return None  # read to the end: not there
             else:  # one instant holds more events than a listing: no way past it, and "not there" is unproven
                 raise AirflowError(f"{client.name}: the look-up of {ins.marker} cannot page past {newest.isoformat()}")
+
+
+def _encode(record: DeliveryRecord) -> bytes:
+    return record.model_dump_json().encode()
 
 
 def apply_logged(index: AssetIndex, key: str, value: bytes | None, mod_rev: int) -> None:

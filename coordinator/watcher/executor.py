@@ -1,78 +1,101 @@
 """The executor: the one place where a leading watcher's effects happen.
 
-Both exactly-once protocols, the trigger intent (``core/intent.py``, performed by ``watcher/actuator.py``) and the
-asset delivery (``core/delivery.py``, performed by ``watcher/deliveries.py``), are sans-IO: they say what to do next and
-take what happened as an event. This module owns what they share: the fenced writes, the Airflow calls, the one
-vocabulary of their outcomes (``core/effects.py``), the loop that drives a protocol, and how many attempts run at
-once. The leader's jobs (budget, adoption, deadlines, asset recording, retention, audit) write through it too.
+Both exactly-once protocols, the trigger intent (``core/intent.py``, its Airflow calls performed by
+``watcher/actuator.py``) and the asset delivery (``core/delivery.py``, by ``watcher/deliveries.py``), are sans-IO:
+they say what to do next and take what happened as an event. This module owns what they share: the fenced writes
+(their ledger writes and error records among them), the Airflow calls, the one vocabulary of their instructions and
+outcomes (``core/effects.py``), the loop that drives a protocol, what an attempt's end means for its key, and how
+many attempts run at once. The leader's jobs (budget, adoption, deadlines, asset recording, retention, audit) write
+through it too.
 
 Rules:
-1. The only writer while leading. Every etcd write a leader makes (ledger entries, the activation, budget counts,
-   deadline records, asset events, marks and deliveries, the retention floor and its deletes, the plan checkpoint,
-   the audit's repairs) is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of
-   the term the election holds now: a write sent after that term ended is refused by etcd in the same
-   transaction. The jobs hold the store only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so
-   ``mypy --strict`` refuses a leader write that bypasses the fence. A round whose decisions hold for one term only
-   (the asset round's term rule, a deadline pass, a retention round, a checkpoint) writes through
-   :meth:`Executor.pin`: fenced by the term it began in, so none of its writes lands in a later term of the same
-   watcher (lost and won back in the middle of it).
-2. A write refused because the leader key moved (``LeadershipLost``, also raised when this process never led) sets
-   :attr:`Executor.leadership_lost`, which makes the campaign step down at once, and is raised to the caller: the
-   attempt or round that made it ends where it stands, and the next leader starts from the ledger.
-3. One error vocabulary. :func:`failure` maps a failed Airflow call onto ``core/effects``: ``AirflowUnavailable``
-   (5xx, transport, no answer in time) is ``Transient``, ``AirflowNotFound`` (404) ``NotFound``, any other
-   ``AirflowError`` (403, 400, 409 left unexplained, no Airflow configured) ``Refused``; the error text is
-   ``"{kind}: {message}"`` for both protocols. Each protocol decides what an outcome means for it (a 404 is a
-   refusal for a trigger, a stale asset id for a delivery's POST). A lost leadership, etcd trouble and a bug are
-   not outcomes: they end the attempt, and its key comes back through the work queue's backoff.
-4. One retry policy for Airflow calls that are safe to repeat (:meth:`Executor.call` with ``retry``): transient
-   failures retried with exponential backoff and full jitter, bounded in attempts and time
-   (:func:`airflow_call_retry`). A call that is not safe to repeat (an asset event's POST: Airflow has no
-   idempotency key) is tried once, and may be bounded as a whole (``within_s``: no answer in time is ``Transient``,
-   like a lost answer, and the protocol looks before it posts again).
-5. One driver. :meth:`Executor.drive` performs a protocol's instructions until it says the attempt is over, feeding
-   each answer to its ``step``, a failed Airflow call as its outcome (rule 3).
-6. Concurrency in one place. :meth:`Executor.spawn` runs an attempt as a task in its pool: trigger attempts at
-   most ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
-   (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of
-   deliveries never waits in front of a trigger (``busy``, the gauge ``coordinator_actions_in_flight``, counts the
-   triggers' pool only); :meth:`Executor.drain` waits for both (``reconcile``, the
-   stop, a test), :meth:`Executor.cancel` ends them. Which attempt may start at all is the work queue's decision
-   (one per key in processing), not this module's.
+- **Only writer.** Every etcd write a leader makes (ledger entries, the activation, budget counts, deadline records,
+  asset events, marks and deliveries, the retention floor and its deletes, the plan checkpoint, the audit's repairs)
+  is :meth:`Executor.cas` or :meth:`Executor.delete_unchanged`, fenced by the leader key of the term the election
+  holds now: a write sent after that term ended is refused by etcd in the same transaction. The jobs hold the store
+  only as ``etcd.Reads`` and write through ``etcd.Writes`` (this class), so ``mypy --strict`` refuses a leader write
+  that bypasses the fence. A round whose decisions hold for one term only (the asset round's term rule, a deadline
+  pass, a retention round, a checkpoint) writes through :meth:`Executor.pin`: fenced by the term it began in, so
+  none of its writes lands in a later term of the same watcher (lost and won back in the middle of it).
+- **Lost leadership.** A write refused because the leader key moved (``LeadershipLost``, also raised when this
+  process never led) sets :attr:`Executor.leadership_lost`, which makes the campaign step down at once, and is raised
+  to the caller: the attempt or round that made it ends where it stands, and the next leader starts from the ledger.
+- **Error vocabulary.** :func:`failure` maps a failed Airflow call onto ``core/effects``: ``AirflowUnavailable``
+  (5xx, transport, no answer in time) is ``Transient``, ``AirflowNotFound`` (404) ``NotFound``, any other
+  ``AirflowError`` (403, 400, 409 left unexplained, no Airflow configured) ``Refused``; the error text is
+  ``"{kind}: {message}"`` for both protocols. Each protocol decides what an outcome means for it (a 404 is a
+  refusal for a trigger, a stale asset id for a delivery's POST). A lost leadership, etcd trouble and a bug are
+  not outcomes: they end the attempt (**Ends**).
+- **Retries.** One retry policy for Airflow calls that are safe to repeat (:meth:`Executor.call` with ``retry``):
+  transient failures retried with exponential backoff and full jitter, bounded in attempts and time
+  (:func:`airflow_call_retry`). A call that is not safe to repeat (an asset event's POST: Airflow has no
+  idempotency key) is tried once, and may be bounded as a whole (``within_s``: no answer in time is ``Transient``,
+  like a lost answer, and the protocol looks before it posts again).
+- **One driver.** :meth:`Executor.drive` runs either protocol until it ends the attempt. It performs every ledger
+  write itself, through a :class:`Ledger` (the entry's key, how its record is encoded, the fenced writer: this
+  executor, or a pinned term's ``TermWrites``), and so every error record (``RecordError``: written, then the
+  attempt ends FAILED whatever the compare answered); the reconciler performs only its protocol's Airflow calls.
+  Each answer goes to the protocol's ``step``, a failed Airflow call as its outcome (**Error vocabulary**).
+- **Ends.** One way to end an attempt, for both protocols: :func:`result_of` maps how it ended onto its key's next
+  turn. Confirmed, skipped, settled or moved -> done (a moved entry's change comes back through the watch, or the
+  asset round that submits every due stream, and its key is planned or submitted again from it); an error recorded
+  -> again after the key's backoff, capped at the protocol's delay for that error; deferred -> again at the
+  protocol's time; a lost leadership -> done (the next leader starts from the ledger); etcd trouble or a bug ->
+  again after the key's backoff, capped at the reconciler's.
+- **Concurrency.** :meth:`Executor.spawn` runs an attempt as a task in its pool: trigger attempts at most
+  ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
+  (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of deliveries
+  never waits in front of a trigger (``busy``, the gauge ``coordinator_actions_in_flight``, counts the triggers'
+  pool only); :meth:`Executor.drain` waits for both (``reconcile``, the stop, a test), :meth:`Executor.cancel` ends
+  them. Which attempt may start at all is the work queue's decision (one per key in processing), not this module's.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.effects import Failure, NotFound, Refused, Transient
+from coordinator.core.effects import (
+    End,
+    Ending,
+    Failure,
+    LedgerMoved,
+    LedgerWritten,
+    NotFound,
+    RecordError,
+    Refused,
+    Transient,
+    WriteLedger,
+    Written,
+)
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
-from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
+from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence, Writes
+from coordinator.manager import DONE, Result
 from coordinator.runtime.retry import RetryPolicy, retry_call
 
 T = TypeVar("T")
 S = TypeVar("S")
 I = TypeVar("I")  # noqa: E741
 E = TypeVar("E")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
 class ExecutorPolicy:
-    """Rule 4's bounds on the retries of one Airflow call, and rule 6's concurrency."""
+    """The bounds of **Retries** on one Airflow call, and of **Concurrency**."""
 
     # Transient Airflow errors: up to 5 tries within 30 s per attempt (rides out an api-server restart of ~6 s).
     attempts: int = 5
     max_attempt_s: float = 30.0
     backoff_max_s: float = 8.0
     max_concurrent: int = 16
-    #: Asset stream attempts at once (rule 6): each drives one stream's due events in order, a few Airflow calls
-    #: apiece; four keep several targets busy while the triggers' pool stays free.
+    #: Asset stream attempts at once (**Concurrency**): each drives one stream's due events in order, a few Airflow
+    #: calls apiece; four keep several targets busy while the triggers' pool stays free.
     max_concurrent_streams: int = 4
 
 
@@ -85,7 +108,8 @@ AIRFLOW_RETRY_JITTER = 1.0
 
 
 def airflow_call_retry(policy: ExecutorPolicy) -> RetryPolicy:
-    """The retry policy of one Airflow call (retry rule 1: a named policy whose numbers are explained here)."""
+    """The retry policy of one Airflow call (``runtime.retry``'s **A value**: a named policy whose numbers are
+    explained here)."""
     return RetryPolicy(
         initial_s=AIRFLOW_RETRY_INITIAL_S,
         max_s=policy.backoff_max_s,
@@ -96,14 +120,14 @@ def airflow_call_retry(policy: ExecutorPolicy) -> RetryPolicy:
 
 
 class Pool(StrEnum):
-    """Rule 6: which bound an attempt counts against."""
+    """**Concurrency**: which bound an attempt counts against."""
 
     TRIGGERS = "triggers"
     STREAMS = "streams"
 
 
 def failure(exc: AirflowError) -> Failure:
-    """Rule 3: the outcome of a failed Airflow call, in the vocabulary every protocol takes."""
+    """**Error vocabulary**: the outcome of a failed Airflow call, in the vocabulary every protocol takes."""
     error = f"{type(exc).__name__}: {exc}"[:500]
     if isinstance(exc, AirflowUnavailable):
         return Transient(error)
@@ -113,11 +137,53 @@ def failure(exc: AirflowError) -> Failure:
 
 
 class NoAirflow(AirflowError):
-    """No Airflow is configured for the instance an instruction names (a refusal, rule 3)."""
+    """No Airflow is configured for the instance an instruction names (a refusal: **Error vocabulary**)."""
+
+
+def _ignore(*_: object) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Ledger(Generic[R]):
+    """**One driver**: the ledger entry one attempt writes, and how."""
+
+    key: str
+    #: The fenced writer (**Only writer**): the executor, or the term an asset round or stream attempt pinned.
+    writes: Writes
+    encode: Callable[[R], bytes]
+    #: Told of each write that landed (the instruction, the value written, its revision): the actuator's own writes,
+    #: the asset index's write-through, log lines, crash points.
+    written: Callable[[WriteLedger[R], bytes, int], None] = field(default=_ignore)
+    #: Told of each compare that failed (what etcd answered): the asset index reads the entry afresh.
+    moved: Callable[[CasResult], None] = field(default=_ignore)
+
+    async def write(self, instruction: WriteLedger[R]) -> Written:
+        """One fenced compare-and-swap (``LeadershipLost`` is raised: **Lost leadership**)."""
+        value = self.encode(instruction.record)
+        result = await self.writes.cas(self.key, value, instruction.expected_rev)
+        if not result.succeeded:
+            self.moved(result)
+            return LedgerMoved()
+        self.written(instruction, value, result.revision)
+        return LedgerWritten(result.revision)
+
+
+def result_of(end: End | Exception, *, backoff_max_s: float) -> Result:
+    """**Ends**: what an attempt's end, or the exception that ended it, means for its key."""
+    if isinstance(end, LeadershipLost):
+        return DONE
+    if isinstance(end, Exception):
+        return Result(retry=True, retry_max_s=backoff_max_s)
+    if end.how is Ending.FAILED:
+        return Result(retry=True, retry_max_s=end.retry_in_s)
+    if end.how is Ending.DEFERRED:
+        return Result(requeue_after=end.retry_in_s)
+    return DONE
 
 
 class Executor:
-    """Rules 1-6 for one watcher: its fenced writes, its Airflow calls, its attempts in flight."""
+    """The module's rules for one watcher: its fenced writes, its Airflow calls, its attempts in flight."""
 
     def __init__(
         self,
@@ -134,9 +200,10 @@ class Executor:
         self.policy = policy or ExecutorPolicy()
         self._now = now
         self._retry = airflow_call_retry(self.policy)
-        #: Rule 2: set by a write refused for a lost leadership; the campaign clears it when it leads again.
+        #: **Lost leadership**: set by a write refused for a lost leadership; the campaign clears it when it leads
+        #: again.
         self.leadership_lost = asyncio.Event()
-        #: Rule 6: only to count, wait for or cancel them.
+        #: **Concurrency**: only to count, wait for or cancel them.
         self._tasks: set[asyncio.Task[None]] = set()
         self._pools: dict[Pool, set[asyncio.Task[None]]] = {pool: set() for pool in Pool}
         self._slots = {
@@ -144,7 +211,7 @@ class Executor:
             Pool.STREAMS: asyncio.Semaphore(self.policy.max_concurrent_streams),
         }
 
-    # -- rule 1: the fenced writes ------------------------------------------------------------------------------
+    # -- only writer: the fenced writes -----------------------------------------------------------------------------
 
     async def get(self, key: str) -> KV | None:
         """The key as etcd holds it now (the read a compare-and-swap writer makes before it writes)."""
@@ -159,9 +226,9 @@ class Executor:
         return await self._delete_unchanged(items, self._current())
 
     def pin(self) -> TermWrites:
-        """Rule 1's writes pinned to the term this watcher leads now (its fence says which): refused once that term
-        ends, even when this watcher leads again meanwhile. For a round whose decisions hold for one term only.
-        Raises LeadershipLost (rule 2) when this watcher leads no term."""
+        """**Only writer**'s writes pinned to the term this watcher leads now (its fence says which): refused once
+        that term ends, even when this watcher leads again meanwhile. For a round whose decisions hold for one term
+        only. Raises LeadershipLost (**Lost leadership**) when this watcher leads no term."""
         fence = self._current()
         if fence is None:
             self.leadership_lost.set()
@@ -171,7 +238,7 @@ class Executor:
     def _current(self) -> Fence | None:
         try:
             return self._fence()
-        except LeadershipLost:  # rule 2: this watcher does not lead (any more)
+        except LeadershipLost:  # **Lost leadership**: this watcher does not lead (any more)
             self.leadership_lost.set()
             raise
 
@@ -182,14 +249,14 @@ class Executor:
         return await self._refused(self._store.delete_unchanged(items, fence=fence))
 
     async def _refused(self, write: Awaitable[T]) -> T:
-        """Rule 2: a write refused for a lost leadership says so once, here, for every writer."""
+        """**Lost leadership**: a write refused for a lost leadership says so once, here, for every writer."""
         try:
             return await write
         except LeadershipLost:
             self.leadership_lost.set()
             raise
 
-    # -- rules 3 and 4: the Airflow calls -----------------------------------------------------------------------
+    # -- error vocabulary and retries: the Airflow calls ------------------------------------------------------------
 
     def client(self, instance: str) -> AirflowClient:
         """The client of ``instance``; NoAirflow (a refusal) when none is configured."""
@@ -204,7 +271,7 @@ class Executor:
     async def call(
         self, fn: Callable[[], Awaitable[T]], *, retry: bool = True, within_s: float | None = None, what: str = ""
     ) -> T:
-        """Rule 4: ``fn()``, its transient failures retried when ``retry``; bounded as a whole by ``within_s`` (no
+        """**Retries**: ``fn()``, its transient failures retried when ``retry``; bounded as a whole by ``within_s`` (no
         answer in time raises ``AirflowUnavailable`` naming ``what``)."""
         if within_s is None:
             return await (retry_call(fn, self._retry, _transient) if retry else fn())
@@ -214,30 +281,37 @@ class Executor:
         except TimeoutError:
             raise AirflowUnavailable(f"{what}: no answer within {within_s:g} s") from None
 
-    # -- rule 5: the driver -------------------------------------------------------------------------------------
+    # -- one driver -------------------------------------------------------------------------------------------------
 
     async def drive(
         self,
         state: S,
         instruction: I,
         *,
-        step: Callable[[S, E | Failure, datetime], tuple[S, I]],
+        step: Callable[[S, E | Written | Failure, datetime], tuple[S, I]],
         perform: Callable[[S, I], Awaitable[E]],
-        over: Callable[[I], bool],
+        ledger: Ledger[R],
         at: datetime | None = None,
-    ) -> tuple[S, I]:
-        """Perform ``instruction`` and feed its answer to ``step`` until ``over`` says the attempt ended; the last
-        state and instruction. Each step is told the time ``at`` (a round's time), else the executor's clock."""
-        while not over(instruction):
-            answer: E | Failure
-            try:
-                answer = await perform(state, instruction)
-            except AirflowError as exc:
-                answer = failure(exc)
+    ) -> tuple[S, End]:
+        """**One driver**: perform ``instruction`` (a ledger write through ``ledger``, else an Airflow call:
+        ``perform`` is handed only the protocol's own calls) and feed its answer to ``step`` until the protocol, or an
+        error record, ends the attempt; the last state and the end. Each step is told the time ``at`` (a round's
+        time), else the executor's clock."""
+        while not isinstance(instruction, End):
+            answer: E | Written | Failure
+            if isinstance(instruction, WriteLedger):
+                answer = await ledger.write(instruction)
+                if isinstance(instruction, RecordError):
+                    return state, instruction.end()
+            else:
+                try:
+                    answer = await perform(state, instruction)
+                except AirflowError as exc:
+                    answer = failure(exc)
             state, instruction = step(state, answer, at if at is not None else self._now())
         return state, instruction
 
-    # -- rule 6: attempts in flight -----------------------------------------------------------------------------
+    # -- concurrency: attempts in flight ----------------------------------------------------------------------------
 
     def spawn(
         self, attempt: Callable[[], Awaitable[None]], *, name: str, pool: Pool = Pool.TRIGGERS
@@ -258,8 +332,9 @@ class Executor:
         return task
 
     async def run(self, attempt: Callable[[], Awaitable[T]], *, name: str, pool: Pool = Pool.TRIGGERS) -> T:
-        """Rule 6 for a controller's worker: ``attempt()`` as a task of ``pool``, awaited. The task is shielded from
-        the worker: a worker cancelled at the stop leaves the attempt running for :meth:`drain` to wait for."""
+        """**Concurrency** for a controller's worker: ``attempt()`` as a task of ``pool``, awaited. The task is
+        shielded from the worker: a worker cancelled at the stop leaves the attempt running for :meth:`drain` to wait
+        for."""
         box: list[T] = []
 
         async def kept() -> None:
@@ -292,7 +367,7 @@ class Executor:
 
 
 class TermWrites:
-    """Rule 1 for one term: the executor's writes, each fenced by the term pinned when this was made (``pin``);
+    """**Only writer** for one term: the executor's writes, each fenced by the term pinned when this was made (``pin``);
     ``fence`` names the term (its revision: every write of the term has a higher one)."""
 
     def __init__(self, executor: Executor, fence: Fence) -> None:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from coordinator.core import intent
 from coordinator.core.actions import Plan, Resume, Trigger
 from coordinator.core.activation import adopt, dump_activation
+from coordinator.core.effects import End, LedgerMoved, LedgerWritten, RecordError, WriteLedger
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import (
     KeyLayout,
@@ -177,26 +178,19 @@ class World:
                 current.record if current else None, current.mod_rev if current else 0, action.observed
             )
             state, instruction = intent.step(intent.start_resume(action.partition, ERROR_RETRY_S), found, NOW)
-        while not isinstance(instruction, intent.Done):
+        while not isinstance(instruction, End):
             event: intent.Event
-            if isinstance(instruction, intent.RecordError):
-                current = self.view.ledger.get(at)
-                failed = intent.failed_record(current.record, current.mod_rev, instruction.error) if current else None
-                if failed is not None:
-                    self.write(key, dump_record(failed))
-                self.errors.append(instruction.error)
-                return
-            if isinstance(instruction, intent.WriteLedger):
+            if isinstance(instruction, WriteLedger):  # the driver's (Executor.drive): a fenced compare-and-swap
                 current = self.view.ledger.get(at)
                 if (current.mod_rev if current else 0) != instruction.expected_rev:
-                    return  # CAS lost: the attempt ends (intent rule 1)
-                rev = self.write(key, dump_record(instruction.record))
-                if isinstance(instruction, intent.RecordIntent):
-                    if crash_after_intent:
-                        return
-                    event = intent.IntentRecorded(rev)
+                    event = LedgerMoved()  # CAS lost: the attempt ends (semantics `trigger-intent-first`)
                 else:
-                    event = intent.LedgerWritten(rev)
+                    event = LedgerWritten(self.write(key, dump_record(instruction.record)))
+                if isinstance(instruction, RecordError):
+                    self.errors.append(instruction.error)
+                    return  # the driver ends the attempt on an error record, whatever the compare answered
+                if isinstance(instruction, intent.RecordIntent) and crash_after_intent:
+                    return
             else:
                 assert state.record is not None
                 if lose_answer and isinstance(instruction, (intent.CallCreate, intent.CallClear)):
