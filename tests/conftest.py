@@ -29,11 +29,15 @@ T = TypeVar("T")
 pytest_plugins = ("tests.e2e.stacks_summary",)
 #: Modules whose tests share one expensive module fixture: each runs in one worker, so the fixture is made once (the
 #: watcher image's build; the pre-commit environment that installs this checkout; the import-dags estate runs and the
-#: Airflow oracle process, which split across two workers cost 64 s of CPU against 50 s in one).
+#: Airflow oracle process, which split across two workers cost 64 s of CPU against 50 s in one; the documentation
+#: site's Sphinx build, ~5 s of CPU, built by each of two workers in a measured run; the legacy estate's two Airflow
+#: loads of test_import_estates).
 SHARED_FIXTURE_MODULES = (
     "tests/scenario/test_watcher_image.py",
     "tests/test_precommit_hook.py",
     "tests/test_import_dags.py",
+    "tests/test_docs_site.py",
+    "tests/test_import_estates.py",
 )
 ROOT = Path(__file__).resolve().parents[1]
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
