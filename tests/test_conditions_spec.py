@@ -134,9 +134,44 @@ def test_members_keep_every_edge_field() -> None:
         pytest.param(
             [{"any": ["a", "b"], "cutoff": "PT6H"}],
             "$.dags.d.upstreams[0].cutoff",
-            '"cutoff" (a cutoff) is not supported yet',
-            "remove it",
-            id="cutoff-refused",
+            "a cutoff on an any group",
+            "already runs with one member",
+            id="cutoff-on-any",
+        ),
+        pytest.param(
+            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "06:00"}],
+            "$.dags.d.upstreams[0].cutoff",
+            "a time of day (06:00) is not supported yet as a cutoff",
+            '"cutoff": "6h"',
+            id="cutoff-time-of-day",
+        ),
+        pytest.param(
+            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "-6h"}],
+            "$.dags.d.upstreams[0].cutoff",
+            'expected a positive duration, got "-6h"',
+            "after the partition's start",
+            id="cutoff-negative",
+        ),
+        pytest.param(
+            [{"at_least": 2, "of": ["a", "b", "c"], "late": "ignore"}],
+            "$.dags.d.upstreams[0].late",
+            '"late" without "cutoff"',
+            "add one",
+            id="late-without-cutoff",
+        ),
+        pytest.param(
+            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "6h", "min": 2}],
+            "$.dags.d.upstreams[0].min",
+            "min 2 is not below the 2 members the group needs",
+            "write at most 1",
+            id="min-not-below-need",
+        ),
+        pytest.param(
+            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "6h", "late": "never"}],
+            "$.dags.d.upstreams[0].late",
+            'expected rerun or ignore, got "never"',
+            '"late": "ignore"',
+            id="late-unknown",
         ),
         pytest.param(
             ["a", {"any": ["a", "b"]}],
@@ -168,6 +203,29 @@ def test_meaningless_groups_are_refused_with_path_and_hint(upstreams: Any, where
     assert any(what in p and hint in p for p in found), found
 
 
+def test_a_cutoff_on_at_least_and_on_all() -> None:
+    """A cutoff is read as seconds with its min and late; an all group with one is at_least all of its members."""
+    g = graph(
+        {
+            "rollup": {
+                "upstreams": [
+                    {"at_least": 3, "of": ["eu", "us", "apac", "latam"], "cutoff": "6h", "min": 2, "late": "ignore"},
+                    {"all": ["x", "y"], "cutoff": "PT1H"},
+                ]
+            }
+        }
+    )
+    first, second = g.dags[node("rollup")].groups
+    assert (first.need, first.cutoff, first.minimum, str(first.late)) == (3, 6 * 3600, 2, "ignore")
+    assert (str(second.rule), second.need, second.cutoff, second.minimum, str(second.late)) == (
+        "at_least",
+        2,
+        3600,
+        1,
+        "rerun",
+    )
+
+
 def test_groups_only_in_upstreams() -> None:
     """A group in on_failure_of or on_late_of is refused: it has no meaning there."""
     problems = errors({"h": {"on_failure_of": [{"any": ["a", "b"]}]}, "l": {"on_late_of": {"any": ["a", "b"]}}})
@@ -191,7 +249,8 @@ def test_problems_carry_the_line() -> None:
         pytest.param({"all": ["a", {"any": ["b", "c"]}]}, True, id="all-holds-any"),
         pytest.param([{"any": ["a"]}], False, id="one-member"),
         pytest.param([{"any": ["a", {"any": ["b", "c"]}]}], False, id="nested-any"),
-        pytest.param([{"at_least": 2, "of": ["a", "b"], "cutoff": "PT6H"}], False, id="cutoff"),
+        pytest.param([{"at_least": 3, "of": ["a", "b", "c"], "cutoff": "PT6H", "min": 2}], True, id="cutoff"),
+        pytest.param([{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "6h", "late": "never"}], False, id="late"),
     ],
 )
 def test_the_schema_accepts_what_the_loader_accepts(upstreams: Any, valid: bool) -> None:

@@ -36,15 +36,19 @@ What the semantics leave to this module:
   members are satisfied (semantics `group-holds`). Its trigger records the generations of the required edges and of
   the members satisfied then, no others (semantics `group-consumed`); a member the ledger does not record was not
   consumed and never makes D stale (semantics `group-unconsumed`), a recorded one does when it has a new generation.
+- **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the partition's start plus the
+  cutoff with ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
+  the next one passes, so the caller can plan again then.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.activation import Activation, NodeActivation
-from coordinator.core.conditions import GroupSpec, Member, holds
+from coordinator.core.conditions import GroupSpec, Late, Member, holds
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -70,8 +74,10 @@ def plan(
     activation: Activation | None = None,
     *,
     explain: bool = True,
+    now: datetime | None = None,
 ) -> Plan:
-    """Plan the given partitions (all known ones when None) against ``activation`` (the view's when None).
+    """Plan the given partitions (all known ones when None) against ``activation`` (the view's when None), at ``now``
+    (**Time only as an input**: only a group's cutoff reads it).
 
     ``explain=False`` (the watcher's reconcile passes) returns the same actions, in the same order, without verdicts,
     and skips the DAGs that cannot act: in partition P a DAG can only act when it or one of its sources has a fact
@@ -86,7 +92,7 @@ def plan(
     # Planners stay alive across partitions only when an edge maps partitions; otherwise each is freed after its turn.
     shared: dict[str, _PartitionPlanner] | None = {} if graph.mapped_edges else None
     for partition in parts:
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=explain, shared=shared, now=now)
         present = view.partitions.get(partition, ())
         # Looking for candidates costs more than it saves when most DAGs have facts (a full pass after a restart).
         if order is None or 2 * len(present) >= len(order):
@@ -127,6 +133,7 @@ def plan_changes(
     activation: Activation | None = None,
     *,
     skip: Iterable[str] = (),
+    now: datetime | None = None,
 ) -> Plan:
     """Actions (no verdicts) for what changed: in each partition P of ``changed``, the DAGs whose facts in P changed,
     everything downstream of them and their failure handlers; no other DAG is looked at. Through a mapped edge
@@ -146,7 +153,7 @@ def plan_changes(
     for partition, nodes in sorted(affected(graph, changed).items()):
         if partition in skipped:
             continue
-        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared)
+        evaluator = _PartitionPlanner(graph, view, active, partition, explain=False, shared=shared, now=now)
         for node in nodes:
             _, action = evaluator.decide(node)
             if action is not None:
@@ -166,8 +173,10 @@ class _PartitionPlanner:
         *,
         explain: bool = True,
         shared: dict[str, _PartitionPlanner] | None = None,
+        now: datetime | None = None,
     ) -> None:
         self.graph = graph
+        self.now = now
         self.view = view
         #: This partition's facts by DAG (``FactIndex.in_partition``), read once per DAG in a pass: no tuple key.
         self._runs, self._ledger = view.runs.in_partition(partition), view.ledger.in_partition(partition)
@@ -194,6 +203,7 @@ class _PartitionPlanner:
                 partition,
                 explain=self.explain,
                 shared=self._shared,
+                now=self.now,
             )
         return found
 
@@ -400,8 +410,8 @@ class _PartitionPlanner:
                 return False
         if grouped is not None:
             groups = self.graph.dags[node].groups
-            if not holds(groups, satisfied):
-                failing = next(g for g in groups if not holds((g,), satisfied))
+            if not holds(groups, satisfied, self.partition, self.now):
+                failing = next(g for g in groups if not holds((g,), satisfied, self.partition, self.now))
                 self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
                 return False
         if ledger is not None and fact.rev <= ledger.intent_rev:
@@ -424,6 +434,34 @@ class _PartitionPlanner:
                         f"{which} finished again at revision {gen} after {node} last ran ({used})"
                     )
                     return False
+        if grouped is not None and ledger is not None:
+            return self._late_consumed(node, edges, satisfied, ledger)
+        return True
+
+    def _late_consumed(
+        self, node: NodeId, edges: tuple[EdgeSpec, ...], satisfied: set[Member], ledger: LedgerFact
+    ) -> bool:
+        """Semantics `group-late`: a group whose run (the last trigger's) consumed fewer members than it needs, at its
+        cutoff, and which now has them all is stale once when ``late`` is ``rerun``."""
+        for group in self.graph.dags[node].groups:
+            if group.cutoff is None or group.late is Late.IGNORE:
+                continue
+            if sum(m in satisfied for m in group.members) < group.need:
+                continue
+            consumed = sum(
+                any(
+                    ledger.input(task_input_key(e.source, e.task, q, self.partition)) is not None
+                    for q in self.sources(node, e.source)
+                )
+                for e in edges
+                if (e.source, e.task) in group.members
+            )
+            if consumed < group.need:
+                self._stale_reason[node] = (
+                    f"{node} ran at its cutoff with {consumed} of {group.describe()}; "
+                    f"the late members are in: it reruns once"
+                )
+                return False
         return True
 
     def _member_consumed(self, node: NodeId, edge: EdgeSpec, fact: RunFact, ledger: LedgerFact | None) -> bool:
@@ -460,7 +498,7 @@ class _PartitionPlanner:
         failing = [
             (group, [e for e in unsatisfied if (e.source, e.task) in group.members])
             for group in spec.groups
-            if not holds((group,), satisfied)
+            if not holds((group,), satisfied, self.partition, self.now)
         ]
         return required, failing
 
@@ -797,6 +835,23 @@ class _PartitionPlanner:
         if state is RunState.FAILED:
             return f"{up} failed (run {fact.run_id}, revision {fact.rev})"
         return f"{up} is {state} (run {fact.run_id}, attempt {fact.clear_number})"
+
+
+def next_cutoff(graph: Graph, view: View, now: datetime) -> datetime | None:
+    """The first cutoff after ``now`` of a partition the view knows (semantics `group-cutoff`), for the DAGs with a
+    cutoff: when the plan may change with nothing written. None when no cutoff is ahead. The caller plans again then
+    (``plan(..., now=that time)``); a cutoff of a partition with nothing in the store yet changes nothing, so the
+    partitions a pass plans are the ones that count."""
+    cutoffs = [g for spec in graph.dags.values() for g in spec.groups if g.cutoff is not None]
+    if not cutoffs:
+        return None
+    found: datetime | None = None
+    for partition in partitions_to_plan(graph, view):
+        for group in cutoffs:
+            at = group.cutoff_at(partition)
+            if at is not None and at > now and (found is None or at < found):
+                found = at
+    return found
 
 
 def _edge_name(edge: EdgeSpec) -> str:

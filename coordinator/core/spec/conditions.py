@@ -7,7 +7,12 @@ Rules:
   and may hold ``any``/``at_least`` groups (a required input beside an ``any`` of two feeds); an ``any`` or
   ``at_least`` group holds edges only. Deeper nesting is refused, naming the way to write it.
 - **Meaningless is refused.** An empty group, a group of one member ("write the edge itself"), ``at_least`` above the
-  group's size or below 1, two rules in one object, and a cutoff (``cutoff``, ``min``, ``late``: not supported yet).
+  group's size or below 1, two rules in one object.
+- **Cutoff.** ``cutoff`` (a positive duration after the partition's start), ``min`` (members enough from then on,
+  default 1, below the group's need) and ``late`` (``rerun``, the default, or ``ignore``) on an ``at_least`` or ``all``
+  group (semantics `group-cutoff`); an ``all`` group with a cutoff is ``at_least`` all of its members, so it holds
+  edges only. Refused: a cutoff on ``any`` (it already runs with one member), ``min``/``late`` without ``cutoff``, a
+  time of day (not supported yet: a duration after the partition's start says the same for a daily partition).
 """
 
 from __future__ import annotations
@@ -16,15 +21,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.core.conditions import GroupRule
+from coordinator.core.conditions import GroupRule, Late
+from coordinator.core.duration import parse_shift
 from coordinator.core.spec.grid import Add, check_fields, describe
 from coordinator.core.spec.source import JsonPath
 
 #: The keys that make an upstream entry a group rather than an edge (an edge has "dag").
 RULE_KEYS = ("any", "all", "at_least")
-GROUP_FIELDS = (*RULE_KEYS, "of")
-#: Issue 50's cutoff, not built yet: refused by name rather than as unknown fields.
-LATER_FIELDS = ("cutoff", "min", "late")
+CUTOFF_FIELDS = ("cutoff", "min", "late")
+GROUP_FIELDS = (*RULE_KEYS, "of", *CUTOFF_FIELDS)
+CUTOFF_HINT = 'write a duration after the partition\'s start, e.g. "cutoff": "6h" or "PT6H"'
 GROUP_EXAMPLE = '{"any": ["feed_a", "feed_b"]} or {"at_least": 2, "of": ["eu", "us", "apac"]}'
 
 
@@ -36,28 +42,21 @@ class WrittenGroup:
     rule: GroupRule | None
     need: int
     members: tuple[tuple[Any, JsonPath], ...]
+    #: **Cutoff**: seconds after the partition's start, None without one; then ``minimum`` and ``late``.
+    cutoff: int | None = None
+    minimum: int = 1
+    late: Late = Late.RERUN
 
 
 def is_group(value: Any) -> bool:
     """Whether an upstream entry is a group (an object without ``dag`` naming a rule or a cutoff field)."""
-    return (
-        isinstance(value, dict) and "dag" not in value and any(key in value for key in (*GROUP_FIELDS, *LATER_FIELDS))
-    )
+    return isinstance(value, dict) and "dag" not in value and any(key in value for key in GROUP_FIELDS)
 
 
 def read_group(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenGroup | None:
     """The group at ``path`` (**Three rules**, **Meaningless is refused**); None after reporting what is wrong."""
-    ok = True
-    for key in LATER_FIELDS:
-        if key in value:
-            add(
-                (*path, key),
-                f'"{key}" (a cutoff) is not supported yet',
-                "remove it: a group runs its DAG when its rule holds, never earlier",
-            )
-            ok = False
-    check_fields({k: v for k, v in value.items() if k not in LATER_FIELDS}, path, GROUP_FIELDS, add)
-    ok = ok and all(key in (*GROUP_FIELDS, *LATER_FIELDS) for key in value)
+    check_fields(value, path, GROUP_FIELDS, add)
+    ok = all(key in GROUP_FIELDS for key in value)
     rules = [key for key in RULE_KEYS if key in value]
     if len(rules) != 1:
         what = "a group without a rule" if not rules else f"a group with {len(rules)} rules ({', '.join(rules)})"
@@ -106,6 +105,65 @@ def read_group(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenGro
                     '(or in an "all" group), e.g. "upstreams": ["required", {"any": ["feed_a", "feed_b"]}]',
                 )
                 ok = False
-    if not ok:
+    if rule == "all":
+        need = len(members)
+    cut = _read_cutoff(value, path, rule, need if isinstance(need, int) else 0, found, add)
+    if not ok or cut is None:
         return None
-    return WrittenGroup(None if rule == "all" else GroupRule(rule), need if isinstance(need, int) else 1, found)
+    cutoff, minimum, late = cut
+    if rule == "all" and cutoff is not None:  # **Cutoff**: at_least all of them
+        return WrittenGroup(GroupRule.AT_LEAST, len(members), found, cutoff, minimum, late)
+    kind = None if rule == "all" else GroupRule(rule)
+    return WrittenGroup(kind, need if isinstance(need, int) else 1, found, cutoff, minimum, late)
+
+
+def _read_cutoff(
+    value: Mapping[str, Any],
+    path: JsonPath,
+    rule: str,
+    need: int,
+    members: tuple[tuple[Any, JsonPath], ...],
+    add: Add,
+) -> tuple[int | None, int, Late] | None:
+    """(cutoff seconds or None, minimum, late) of a group (**Cutoff**); None after reporting what is wrong."""
+    if "cutoff" not in value:
+        for key in ("min", "late"):
+            if key in value:
+                add(
+                    (*path, key),
+                    f'"{key}" without "cutoff"',
+                    f"it says what happens at the cutoff: add one ({CUTOFF_HINT})",
+                )
+                return None
+        return None, 1, Late.RERUN
+    if rule == "any":
+        add((*path, "cutoff"), "a cutoff on an any group", "an any group already runs with one member: remove it")
+        return None
+    raw = value["cutoff"]
+    seconds = parse_shift(raw) if isinstance(raw, str) else None
+    if not isinstance(raw, str) or not isinstance(seconds, int) or seconds <= 0 or raw.startswith(("+", "-")):
+        if isinstance(raw, str) and ":" in raw:
+            what = f"a time of day ({raw}) is not supported yet as a cutoff"
+        else:
+            what = f"expected a positive duration, got {describe(raw)}"
+        add((*path, "cutoff"), what, CUTOFF_HINT)
+        return None
+    minimum = value.get("min", 1)
+    if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
+        add((*path, "min"), f"expected a whole number of at least 1, got {describe(minimum)}", '"min": 1')
+        return None
+    if need and minimum >= need:
+        add(
+            (*path, "min"),
+            f"min {minimum} is not below the {need} members the group needs: the cutoff changes nothing",
+            f"write at most {need - 1}, or remove the cutoff",
+        )
+        return None
+    if rule == "all" and any(is_group(item) for item, _ in members):
+        add((*path, "cutoff"), "a cutoff on an all group that holds groups", "put the cutoff on a group of edges")
+        return None
+    late = value.get("late", str(Late.RERUN))
+    if late not in tuple(Late):
+        add((*path, "late"), f"expected rerun or ignore, got {describe(late)}", '"late": "rerun" or "late": "ignore"')
+        return None
+    return seconds, minimum, Late(late)

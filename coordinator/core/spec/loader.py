@@ -48,11 +48,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from coordinator.core.conditions import GroupRule, GroupSpec, Member
+from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
-from coordinator.core.spec.conditions import is_group, read_group
+from coordinator.core.spec.conditions import WrittenGroup, is_group, read_group
 from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
@@ -165,8 +165,8 @@ class _Decl:
     grid: Grid | None = None
     expected_by: ExpectedBy | None = None
     on_late_of: tuple[_Ref, ...] = ()
-    #: (rule, need, path) of each ``any``/``at_least`` group, indexed by :attr:`_Ref.group`.
-    groups: tuple[tuple[GroupRule, int, JsonPath], ...] = ()
+    #: Each ``any``/``at_least`` group as written, indexed by :attr:`_Ref.group`.
+    groups: tuple[WrittenGroup, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +174,7 @@ class _RefList:
     """Where :func:`_read_refs` collects references and, for ``upstreams``, condition groups."""
 
     refs: list[_Ref] = field(default_factory=list)
-    groups: list[tuple[GroupRule, int, JsonPath]] = field(default_factory=list)
+    groups: list[WrittenGroup] = field(default_factory=list)
 
 
 class _Report:
@@ -445,7 +445,7 @@ def _read_ref(
             return
         if written.rule is not None:  # any / at_least: its members (edges only) belong to a new group
             group = len(groups.groups)
-            groups.groups.append((written.rule, written.need, where))
+            groups.groups.append(written)
         for member, at in written.members:  # an all group is flattened (**Condition groups**)
             _read_ref(member, at, report, spec, found, groups, group)
     elif isinstance(item, dict) and spec is not _SHORTHAND:
@@ -652,10 +652,12 @@ def _groups(
             continue
         members.setdefault(ref.group, []).append((src, ref.task))
     result = []
-    for index, (rule, need, _) in enumerate(decl.groups):
+    for index, written in enumerate(decl.groups):
         found = tuple(sorted(members.get(index, []), key=lambda m: (m[0], m[1] or "")))
-        if len(found) >= max(need, 2):  # otherwise a member was refused above (or at its reference)
-            result.append(GroupSpec(rule, need, found))
+        assert written.rule is not None  # an all group without a cutoff is flattened, never collected
+        if len(found) >= max(written.need, 2):  # otherwise a member was refused above (or at its reference)
+            cut = written.cutoff
+            result.append(GroupSpec(written.rule, written.need, found, cut, written.minimum, written.late))
     return tuple(result)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from coordinator.core.conditions import Late
 from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS
 from coordinator.core.lineage.mapping import PartitionSource, Slot
@@ -333,6 +334,18 @@ def _groups() -> dict[str, Any]:
     def members(item: str) -> dict[str, Any]:
         return {"type": "array", "items": {"$ref": f"#/$defs/{item}"}, "minItems": 2}
 
+    cutoff = {
+        "cutoff": {
+            "type": "string",
+            "description": "A duration after the partition's start (6h, PT6H) from which min members are enough.",
+            "pattern": _DURATION["pattern"],
+        },
+        "min": {"type": "integer", "minimum": 1, "description": "Members enough at the cutoff (default 1)."},
+        "late": {
+            "enum": [str(late) for late in Late],
+            "description": "Members completing the group after a cutoff run: rerun D once (default) or ignore them.",
+        },
+    }
     edge_groups = {"oneOf": [{"$ref": "#/$defs/edge"}, {"$ref": "#/$defs/anyGroup"}, {"$ref": "#/$defs/atLeastGroup"}]}
     return {
         "upstream": {
@@ -354,14 +367,14 @@ def _groups() -> dict[str, Any]:
         "atLeastGroup": {
             "description": "Satisfied when at least at_least members are (at most the number of members).",
             "type": "object",
-            "properties": {"at_least": {"type": "integer", "minimum": 1}, "of": members("edge")},
+            "properties": {"at_least": {"type": "integer", "minimum": 1}, "of": members("edge"), **cutoff},
             "required": ["at_least", "of"],
             "additionalProperties": False,
         },
         "allGroup": {
             "description": "Every member (the meaning of the upstreams list itself); may hold any/at_least groups.",
             "type": "object",
-            "properties": {"all": {"type": "array", "items": edge_groups, "minItems": 2}},
+            "properties": {"all": {"type": "array", "items": edge_groups, "minItems": 2}, **cutoff},
             "required": ["all"],
             "additionalProperties": False,
         },
