@@ -1,52 +1,65 @@
-"""The state machine of test_planner_stateful on random graphs with CONDITION GROUPS (``any``, ``at_least``; semantics
-`condition-groups`), with crashes, clears, lost answers and restarts, against an independent model.
+"""The state machine of test_planner_stateful on random graphs with CONDITION GROUPS (``any``, ``at_least``, some with
+a cutoff; semantics `condition-groups`), with crashes, clears, lost answers, restarts and a clock that moves forward,
+against an independent model.
 
 The model judges by definition: a group holds when enough members are fresh; an attempt consumed the required
 upstreams' generations current when it STARTED (as in the base model) and, of each group, the members
 its trigger recorded, each of which the model checks was satisfied at that generation when the coordinator decided
 the run: a member satisfied later was not consumed and never stales it; a consumed member with a new generation does.
-Every trigger must hold in the model. No planner or condition code is used by the model.
+Every trigger must hold in the model. A group with a cutoff (6 hours after the partition's start) holds from then on
+with its ``min`` fresh members; with ``late: rerun`` an attempt that consumed fewer members than the group needs is
+stale once the group has them all. The clock is the machine's, passed to the planner as ``now``. No planner or
+condition code is used by the model.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import initialize
+from hypothesis.stateful import initialize, invariant, rule
 
 from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import NodeId, RunState, TriggerStatus
-from coordinator.core.planner import plan
+from coordinator.core.planner import plan, plan_changes
 from coordinator.core.spec.loader import parse_spec
 from tests.support.world import World
 from tests.test_planner_stateful import PARTITIONS, PlannerMachine
 
-Shape = dict[str, tuple[list[str], list[tuple[int, list[str]]]]]
+#: A group as drawn: (need, members, cutoff as (min, late) or None).
+Group = tuple[int, list[str], tuple[int, str] | None]
+Shape = dict[str, tuple[list[str], list[Group]]]
+CUTOFF_H = 6
 
 
 @st.composite
 def conditioned(draw: st.DrawFn) -> Shape:
     """Random acyclic graph, 3..6 nodes; a dependent's upstreams split into required ones and up to two groups
-    (any, or at_least n of k), each of 2..3 members."""
+    (any, or at_least n of k, the latter sometimes with a cutoff), each of 2..3 members."""
     size = draw(st.integers(min_value=3, max_value=6))
     names = [f"d{i}" for i in range(size)]
     shape: Shape = {}
     for i in range(1, size):
         ups = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=5))
-        groups: list[tuple[int, list[str]]] = []
+        groups: list[Group] = []
         while len(ups) >= 2 and len(groups) < 2 and draw(st.booleans()):
             k = draw(st.integers(min_value=2, max_value=min(3, len(ups))))
             members, ups = ups[:k], ups[k:]
-            groups.append((draw(st.integers(min_value=1, max_value=k)), members))
+            need = draw(st.integers(min_value=1, max_value=k))
+            cut = None
+            if need > 1 and draw(st.booleans()):
+                cut = (draw(st.integers(min_value=1, max_value=need - 1)), draw(st.sampled_from(["rerun", "ignore"])))
+            groups.append((need, members, cut))
         if ups or groups:
             shape[names[i]] = (ups, groups)
     if not any(groups for _, groups in shape.values()):
-        shape[names[2]] = ([], [(1, [names[0], names[1]])])
+        shape[names[2]] = ([], [(1, [names[0], names[1]], None)])
     return shape
 
 
@@ -54,8 +67,11 @@ def spec_of(shape: Shape) -> str:
     dags: dict[str, object] = {}
     for name, (ups, groups) in shape.items():
         items: list[object] = list(ups)
-        for need, members in groups:
-            items.append({"any": members} if need == 1 else {"at_least": need, "of": members})
+        for need, members, cut in groups:
+            item: dict[str, object] = {"any": members} if need == 1 else {"at_least": need, "of": members}
+            if cut is not None:
+                item |= {"cutoff": f"{CUTOFF_H}h", "min": cut[0], "late": cut[1]}
+            items.append(item)
         dags[name] = {"upstreams": items}
     return json.dumps({"version": 1, "dags": dags})
 
@@ -84,7 +100,9 @@ class HookedWorld(World):
 
 class ConditionMachine(PlannerMachine):
     required: dict[NodeId, list[NodeId]]
-    groups: dict[NodeId, list[tuple[int, list[NodeId]]]]
+    groups: dict[NodeId, list[tuple[int, list[NodeId], tuple[int, str] | None]]]
+    #: The machine's clock, passed to the planner as ``now``.
+    now: datetime
     #: (node, partition) -> the members the last recorded trigger consumed, as the model judged them then.
     decided: dict[tuple[NodeId, str], dict[NodeId, int | None]]
     #: (node, partition) -> the members the attempt on record consumed (its trigger's, see ``decided``).
@@ -99,18 +117,25 @@ class ConditionMachine(PlannerMachine):
         self.consumed, self.decided, self.member_reads = {}, {}, {}
         self.required = {NodeId("default", d): [NodeId("default", u) for u in ups] for d, (ups, _) in shape.items()}
         self.groups = {
-            NodeId("default", d): [(need, [NodeId("default", m) for m in ms]) for need, ms in groups]
+            NodeId("default", d): [(need, [NodeId("default", m) for m in ms], cut) for need, ms, cut in groups]
             for d, (_, groups) in shape.items()
         }
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self._pending: dict[tuple[NodeId, str], tuple[dict[NodeId, int | None], int]] = {}
 
     # -- the independent model -----------------------------------------------------------------------------------
+    def cutoff_passed(self, partition: str) -> bool:
+        start = datetime.strptime(partition, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return self.now >= start + timedelta(hours=CUTOFF_H)
+
     def model_holds(self, node: NodeId, partition: str) -> bool:
         if not all(self.model_fresh(up, partition) for up in self.required.get(node, [])):
             return False
-        return all(
-            sum(self.model_fresh(m, partition) for m in members) >= need for need, members in self.groups.get(node, [])
-        )
+        for need, members, cut in self.groups.get(node, []):
+            count = sum(self.model_fresh(m, partition) for m in members)
+            if count < need and not (cut is not None and self.cutoff_passed(partition) and count >= cut[0]):
+                return False
+        return True
 
     def model_fresh(self, node: NodeId, partition: str) -> bool:
         fact = self.world.view.runs.get((node, partition))
@@ -124,11 +149,14 @@ class ConditionMachine(PlannerMachine):
         if any(read.get(up) != self.gen(up, partition) for up in self.required[node]):
             return False
         members = self.member_reads.get((node, partition), {})
-        return all(
-            m not in members or not self.model_fresh(m, partition) or members[m] == self.gen(m, partition)
-            for _, group in self.groups[node]
-            for m in group
-        )
+        for need, group, cut in self.groups[node]:
+            fresh = [m for m in group if self.model_fresh(m, partition)]
+            if any(m in members and members[m] != self.gen(m, partition) for m in fresh):
+                return False
+            consumed = sum(m in members for m in group)
+            if cut is not None and cut[1] == "rerun" and consumed < need <= len(fresh):
+                return False  # it ran at its cutoff; the late members are in: once more
+        return True
 
     def begin_attempt(self, node: NodeId, partition: str) -> None:
         self.consumed[(node, partition)] = {up: self.gen(up, partition) for up in self.required.get(node, [])}
@@ -140,7 +168,7 @@ class ConditionMachine(PlannerMachine):
         about a member's own freshness, as the base model allows; that member then counts as not consumed.)"""
         node, partition = action.node, action.partition
         assert self.model_holds(node, partition), f"{node} {partition} triggered while its condition does not hold"
-        names = {m.qualified: m for _, group in self.groups.get(node, []) for m in group}
+        names = {m.qualified: m for _, group, _ in self.groups.get(node, []) for m in group}
         required = {up.qualified: self.gen(up, partition) for up in self.required.get(node, [])}
         assert {k: v for k, v in action.inputs.items() if k not in names} == required, (node, partition, action)
         members = {names[k]: v for k, v in action.inputs.items() if k in names}
@@ -160,12 +188,83 @@ class ConditionMachine(PlannerMachine):
     def check_trigger_is_safe(self, action: Trigger) -> None:
         """Checked by ``before_trigger`` for every trigger the world applies, the teardown's included."""
 
+    # -- time, and the base machine's watcher and invariants at the machine's clock --------------------------------
+    @rule(hours=st.sampled_from([1, 3, 6]))
+    def time_passes(self, hours: int) -> None:
+        """The clock moves forward (up to the second partition's cutoff and beyond); nothing is written."""
+        if self.now < datetime(2026, 1, 2, 12, tzinfo=UTC):
+            self.now += timedelta(hours=hours)
+
+    @rule(
+        crash=st.sampled_from(["none", "none", "after_intent", "after_effect", "lost_answer"]), keep=st.integers(0, 5)
+    )
+    def watcher_pass(self, crash: str, keep: int) -> None:
+        """One reconcile pass at the machine's clock; optionally the watcher dies while applying it, or one answer is
+        lost."""
+        actions = plan(self.world.graph, self.world.view, now=self.now).actions
+        for i, action in enumerate(actions):
+            if crash == "lost_answer" and i == keep:
+                self.world.apply_action(action, lose_answer=True)
+                continue
+            if crash != "none" and i == keep:
+                self.world.apply_action(
+                    action, crash_after_intent=crash == "after_intent", crash_after_effect=crash == "after_effect"
+                )
+                return
+            self.world.apply_action(action)
+
+    @invariant()
+    def planner_is_never_optimistic(self) -> None:
+        """Whatever the planner calls fresh at the machine's clock is fresh in the model."""
+        if not hasattr(self, "world"):
+            return
+        for (node, partition), verdict in plan(self.world.graph, self.world.view, now=self.now).verdicts.items():
+            if verdict.fresh:
+                assert self.model_fresh(node, partition), f"{node} {partition} fresh in planner, stale in model"
+
+    @invariant()
+    def fast_paths_plan_the_same_actions(self) -> None:
+        """Without verdicts and incrementally, the planner decides at the clock what a full pass decides."""
+        if not hasattr(self, "world"):
+            return
+        graph, view, now = self.world.graph, self.world.view, self.now
+        full = plan(graph, view, now=now).actions
+        assert plan(graph, view, explain=False, now=now).actions == full
+        changed = {p: set(nodes) for p, nodes in view.partitions.items()}
+        assert plan_changes(graph, view, changed, now=now).actions == full
+
+    @invariant()
+    def never_two_triggers_for_the_same_inputs(self) -> None:
+        """Each (DAG, partition, inputs) reaches Airflow at most once."""
+        if not hasattr(self, "world"):
+            return
+        seen = Counter((e[0], e[1], tuple(sorted(e[3].items()))) for e in self.world.effects)
+        assert not [k for k, c in seen.items() if c > 1]
+
+    def quiesce(self, max_rounds: int) -> None:
+        """World.quiesce at the machine's clock."""
+        world = self.world
+        for _ in range(max_rounds):
+            for action in plan(world.graph, world.view, now=self.now).actions:
+                world.apply_action(action)
+            moved = False
+            for node, partition in world.queued():
+                self.begin_attempt(node, partition)
+                world.start(node.dag_id, partition)
+                moved = True
+            for at, run in sorted(world.airflow.items()):
+                if run.state == "running":
+                    world.finish(at[0].dag_id, at[1], ok=True)
+                    moved = True
+            if not moved and not plan(world.graph, world.view, now=self.now).actions:
+                return
+
     def teardown(self) -> None:
         """After quiescence every DAG whose condition holds is fresh or failed, and no intent is left unconfirmed."""
         if not hasattr(self, "world"):
             return
         world = self.world
-        world.quiesce(self.begin_attempt, max_rounds=200)
+        self.quiesce(max_rounds=200)
         unconfirmed = [
             at
             for at, f in world.view.ledger.items()
@@ -179,9 +278,8 @@ class ConditionMachine(PlannerMachine):
                 if self.model_holds(node, partition):
                     fact = world.view.runs.get((node, partition))
                     state = fact.record.state if fact is not None else None
-                    assert self.model_fresh(node, partition) or state is RunState.FAILED, (
-                        f"{node} {partition} stalled: {plan(world.graph, world.view).verdicts.get((node, partition))}"
-                    )
+                    verdict = plan(world.graph, world.view, now=self.now).verdicts.get((node, partition))
+                    assert self.model_fresh(node, partition) or state is RunState.FAILED, f"stalled: {verdict}"
 
 
 ConditionMachine.TestCase.settings = settings(
