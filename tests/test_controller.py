@@ -337,3 +337,19 @@ def test_an_action_handed_out_while_the_lease_is_in_doubt_is_dropped_and_the_nex
     assert act.outcome.done == act.outcome.errors == act.outcome.skipped == 0
     leading[0] = True
     assert act.submit(trigger()), "a dropped action kept its key from ever being planned again"
+
+
+def test_changes_of_a_dag_whose_attempt_is_under_way_are_planned_once_when_it_ends() -> None:
+    """A change of a DAG with nothing under way is planned at once; changes while its action waits to start or runs
+    are held back (none planned meanwhile) and planned exactly once when the attempt ends."""
+    leading = [True]
+    act, replanned = actuator(leading)
+    key = DagKey(NODE, PARTITION)
+    assert not act.defer(key)
+    assert act.submit(trigger())
+    assert act.defer(key) and act.defer(key)  # its own intent write, then its run's first state
+    assert replanned == []
+    leading[0] = False  # the attempt ends without acting (the lease in doubt): the held-back changes still count
+    assert turn(act.controller) == 1
+    assert replanned == [key]
+    assert not act.defer(key)

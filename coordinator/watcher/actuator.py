@@ -141,6 +141,15 @@ class Actuator:
         self.controller.add(key)
         return True
 
+    def defer(self, key: DagKey) -> bool:
+        """Whether a change of ``key``'s facts waits for its attempt (queued to start or running): then the key is
+        planned once when the attempt ends, however many events (its own ledger writes, its run's states) came
+        meanwhile, as a key being processed is (the queue's **One worker per key**)."""
+        if key in self._pending or self.controller.queue.processing(key):
+            self._replan_after.add(key)
+            return True
+        return False
+
     def can_start(self, action: Action, *, view_revision: int) -> bool:
         """Whether ``submit`` would start ``action`` now (it changes nothing): what the trigger budget counts. One
         refused is a repeat of an attempt in flight or waiting, whose intent's compare-and-swap makes it no new run."""
@@ -160,14 +169,17 @@ class Actuator:
         if action is None:
             self.replan(key)
             return DONE
-        if not self.leading():
-            # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Leading and warm work**).
-            return DONE
-        result = await self.executor.run(lambda: self._run(action, key), name=f"act {action.node} {action.partition}")
-        if key in self._replan_after:
-            self._replan_after.discard(key)
-            self.replan(key)
-        return result
+        try:
+            if not self.leading():
+                # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Leading and warm
+                # work**); changes deferred meanwhile are planned below all the same.
+                return DONE
+            name = f"act {action.node} {action.partition}"
+            return await self.executor.run(lambda: self._run(action, key), name=name)
+        finally:
+            if key in self._replan_after:  # planned while it waited or ran (``defer``, ``submit``): once, now
+                self._replan_after.discard(key)
+                self.replan(key)
 
     def _forget_seen(self, view_revision: int) -> None:
         """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""

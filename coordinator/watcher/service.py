@@ -236,8 +236,10 @@ class Watcher:
         return manager
 
     def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
-        """What a watch batch brings the planner: the DAGs whose facts changed, the partitions to plan whole."""
-        keys: list[TriggerKey] = [DagKey(node, partition) for node, partition in changes.nodes]
+        """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
+        planned once when it ends: ``Actuator.defer``), the partitions to plan whole."""
+        defer = self.actuator.defer
+        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
         keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
         return keys
 
