@@ -14,6 +14,7 @@ condition code is used by the model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections import Counter
@@ -232,6 +233,19 @@ class ConditionMachine(PlannerMachine):
         assert plan(graph, view, explain=False, now=now).actions == full
         changed = {p: set(nodes) for p, nodes in view.partitions.items()}
         assert plan_changes(graph, view, changed, now=now).actions == full
+
+    @invariant()
+    def inlined_path_decides_as_the_general_one(self) -> None:
+        """The inlined judgement of plain groups (``Graph.plain_grouped``) gives the general edge-by-edge path's plan
+        and freshness."""
+        if not hasattr(self, "world"):
+            return
+        graph, view, now = self.world.graph, self.world.view, self.now
+        general = dataclasses.replace(graph)
+        general.__dict__["plain_grouped"] = frozenset()  # the cached property, switched off for this copy
+        fast, slow = plan(graph, view, now=now), plan(general, view, now=now)
+        assert fast.actions == slow.actions
+        assert {k: v.fresh for k, v in fast.verdicts.items()} == {k: v.fresh for k, v in slow.verdicts.items()}
 
     @invariant()
     def never_two_triggers_for_the_same_inputs(self) -> None:

@@ -275,6 +275,16 @@ class Graph:
         return {node: members_of(spec.groups) for node, spec in self.dags.items() if spec.groups}
 
     @cached_property
+    def plain_grouped(self) -> frozenset[NodeId]:
+        """The DAGs with groups whose success edges all join equal dates on whole runs' success (no grid mapping, no
+        task, no "finished"): the planner judges those with the lookups inlined, as it does DAGs without groups."""
+        return frozenset(
+            node
+            for node, spec in self.dags.items()
+            if spec.groups and node not in self.mapped_edges and all(e.source == node for e in spec.edges)
+        )
+
+    @cached_property
     def gated(self) -> Mapping[NodeId, tuple[EdgeSpec, ...]]:
         """Node -> its self-dependencies (gates), for the DAGs that have one."""
         return {node: spec.gates for node, spec in self.dags.items() if spec.gates}
