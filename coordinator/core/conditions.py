@@ -89,9 +89,7 @@ def member_name(member: Member) -> str:
     return str(node) if task is None else f"{node} task {task}"
 
 
-def holds(
-    groups: Sequence[GroupSpec], satisfied: Collection[Member], partition: str = "", now: datetime | None = None
-) -> bool:
+def holds(groups: Sequence[GroupSpec], satisfied: Collection[Member], partition: str, now: datetime | None) -> bool:
     """Whether every group holds (**Holds by count**, **Cutoff**; required edges apart) for ``partition`` at ``now``."""
     return all(group.holds(sum(m in satisfied for m in group.members), partition, now) for group in groups)
 
