@@ -33,8 +33,8 @@ from coordinator.core.spec.loader import parse_spec
 from tests.support.world import World
 from tests.test_planner_stateful import PARTITIONS, PlannerMachine
 
-#: A group as drawn: (need, members, cutoff as (min, late) or None).
-Group = tuple[int, list[str], tuple[int, str] | None]
+#: A group as drawn: (need, members, cutoff as (min, late) or None, the members with "condition": "finished").
+Group = tuple[int, list[str], tuple[int, str] | None, list[str]]
 Shape = dict[str, tuple[list[str], list[Group]]]
 CUTOFF_H = 6
 
@@ -42,7 +42,8 @@ CUTOFF_H = 6
 @st.composite
 def conditioned(draw: st.DrawFn) -> Shape:
     """Random acyclic graph, 3..6 nodes; a dependent's upstreams split into required ones and up to two groups
-    (any, or at_least n of k, the latter sometimes with a cutoff), each of 2..3 members."""
+    (any, or at_least n of k, the latter sometimes with a cutoff), each of 2..3 members, some of them "finished"
+    edges (a failure satisfies them; those DAGs go through the planner's general edge-by-edge path)."""
     size = draw(st.integers(min_value=3, max_value=6))
     names = [f"d{i}" for i in range(size)]
     shape: Shape = {}
@@ -56,11 +57,12 @@ def conditioned(draw: st.DrawFn) -> Shape:
             cut = None
             if need > 1 and draw(st.booleans()):
                 cut = (draw(st.integers(min_value=1, max_value=need - 1)), draw(st.sampled_from(["rerun", "ignore"])))
-            groups.append((need, members, cut))
+            finished = [m for m in members if draw(st.sampled_from([False, False, True]))]
+            groups.append((need, members, cut, finished))
         if ups or groups:
             shape[names[i]] = (ups, groups)
     if not any(groups for _, groups in shape.values()):
-        shape[names[2]] = ([], [(1, [names[0], names[1]], None)])
+        shape[names[2]] = ([], [(1, [names[0], names[1]], None, [])])
     return shape
 
 
@@ -68,7 +70,8 @@ def spec_of(shape: Shape) -> str:
     dags: dict[str, object] = {}
     for name, (ups, groups) in shape.items():
         items: list[object] = list(ups)
-        for need, members, cut in groups:
+        for need, names, cut, finished in groups:
+            members = [{"dag": m, "condition": "finished"} if m in finished else m for m in names]
             item: dict[str, object] = {"any": members} if need == 1 else {"at_least": need, "of": members}
             if cut is not None:
                 item |= {"cutoff": f"{CUTOFF_H}h", "min": cut[0], "late": cut[1]}
@@ -102,6 +105,8 @@ class HookedWorld(World):
 class ConditionMachine(PlannerMachine):
     required: dict[NodeId, list[NodeId]]
     groups: dict[NodeId, list[tuple[int, list[NodeId], tuple[int, str] | None]]]
+    #: (dependent, member) pairs whose member edge is "condition": "finished".
+    finished: set[tuple[NodeId, NodeId]]
     #: The machine's clock, passed to the planner as ``now``.
     now: datetime
     #: (node, partition) -> the members the last recorded trigger consumed, as the model judged them then.
@@ -118,8 +123,11 @@ class ConditionMachine(PlannerMachine):
         self.consumed, self.decided, self.member_reads = {}, {}, {}
         self.required = {NodeId("default", d): [NodeId("default", u) for u in ups] for d, (ups, _) in shape.items()}
         self.groups = {
-            NodeId("default", d): [(need, [NodeId("default", m) for m in ms], cut) for need, ms, cut in groups]
+            NodeId("default", d): [(need, [NodeId("default", m) for m in ms], cut) for need, ms, cut, _ in groups]
             for d, (_, groups) in shape.items()
+        }
+        self.finished = {
+            (NodeId("default", d), NodeId("default", m)) for d, (_, gs) in shape.items() for *_, fs in gs for m in fs
         }
         self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self._pending: dict[tuple[NodeId, str], tuple[dict[NodeId, int | None], int]] = {}
@@ -129,11 +137,21 @@ class ConditionMachine(PlannerMachine):
         start = datetime.strptime(partition, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
         return self.now >= start + timedelta(hours=CUTOFF_H)
 
+    def member_gen(self, node: NodeId, member: NodeId, partition: str) -> int | None:
+        """The generation that satisfies ``member`` of ``node``'s group: a fresh success, or with "finished" a
+        failure too; None: not satisfied."""
+        fact = self.world.view.runs.get((member, partition))
+        if fact is None:
+            return None
+        if (node, member) in self.finished and fact.record.state is RunState.FAILED:
+            return fact.rev
+        return fact.rev if self.model_fresh(member, partition) else None
+
     def model_holds(self, node: NodeId, partition: str) -> bool:
         if not all(self.model_fresh(up, partition) for up in self.required.get(node, [])):
             return False
         for need, members, cut in self.groups.get(node, []):
-            count = sum(self.model_fresh(m, partition) for m in members)
+            count = sum(self.member_gen(node, m, partition) is not None for m in members)
             if count < need and not (cut is not None and self.cutoff_passed(partition) and count >= cut[0]):
                 return False
         return True
@@ -151,8 +169,8 @@ class ConditionMachine(PlannerMachine):
             return False
         members = self.member_reads.get((node, partition), {})
         for need, group, cut in self.groups[node]:
-            fresh = [m for m in group if self.model_fresh(m, partition)]
-            if any(m in members and members[m] != self.gen(m, partition) for m in fresh):
+            fresh = {m: gen for m in group if (gen := self.member_gen(node, m, partition)) is not None}
+            if any(m in members and members[m] != gen for m, gen in fresh.items()):
                 return False
             consumed = sum(m in members for m in group)
             if cut is not None and cut[1] == "rerun" and consumed < need <= len(fresh):
@@ -174,7 +192,7 @@ class ConditionMachine(PlannerMachine):
         assert {k: v for k, v in action.inputs.items() if k not in names} == required, (node, partition, action)
         members = {names[k]: v for k, v in action.inputs.items() if k in names}
         for m, gen in members.items():
-            assert self.model_fresh(m, partition) and gen == self.gen(m, partition), f"{node} consumed stale {m}"
+            assert gen == self.member_gen(node, m, partition), f"{node} consumed {m} at {gen}: not satisfied so"
         ledger = self.world.view.ledger.get((node, partition))
         self._pending[(node, partition)] = (dict(members), ledger.mod_rev if ledger is not None else 0)
 
