@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from coordinator.core.actions import Trigger
+from coordinator.core.conditions import GroupRule, GroupSpec, Late
 from coordinator.core.model import RunState
 from coordinator.core.planner import next_cutoff, plan, plan_changes
 from coordinator.core.spec.loader import parse_spec
@@ -119,6 +120,23 @@ def test_below_min_at_the_cutoff_waits_for_min(landed: list[str], expected: list
     land(world, *landed[1:])
     settle(world, AFTER)
     assert runs(world) == expected
+
+
+@pytest.mark.parametrize(
+    ("satisfied", "now", "holds"),
+    [
+        pytest.param(3, None, True, id="need-met-without-clock"),
+        pytest.param(2, None, False, id="below-need-without-clock"),
+        pytest.param(2, BEFORE, False, id="below-need-before-cutoff"),
+        pytest.param(2, AT, True, id="min-at-cutoff"),
+        pytest.param(1, AFTER, False, id="below-min-after-cutoff"),
+    ],
+)
+def test_a_group_holds_by_need_or_by_min_after_its_cutoff(satisfied: int, now: datetime | None, holds: bool) -> None:
+    """GroupSpec.holds: the need at any time; min only from the partition's start plus the cutoff."""
+    members = tuple((n(r), None) for r in REGIONS)
+    group = GroupSpec(GroupRule.AT_LEAST, 3, members, cutoff=6 * 3600, minimum=2, late=Late.RERUN)
+    assert group.holds(satisfied, P1, now) is holds
 
 
 def test_next_cutoff_is_when_the_plan_changes() -> None:

@@ -2,7 +2,8 @@
 a cutoff; semantics `condition-groups`), with crashes, clears, lost answers, restarts and a clock that moves forward,
 against an independent model.
 
-The model judges by definition: a group holds when enough members are fresh; an attempt consumed the required
+The model judges by definition: a group holds when enough members are satisfied (fresh, or failed for a "finished"
+member); an attempt consumed the required
 upstreams' generations current when it STARTED (as in the base model) and, of each group, the members
 its trigger recorded, each of which the model checks was satisfied at that generation when the coordinator decided
 the run: a member satisfied later was not consumed and never stales it; a consumed member with a new generation does.
