@@ -12,16 +12,18 @@ process the command starts with inherited output (``import-dags --verbose``'s lo
 file descriptors, not to the captured streams; the command shares the test's process (its threads, its imported
 modules, and an interpreter already started: ``sitecustomize`` or ``PYTHONPATH`` in ``env`` reach only the
 command's own children); and the call is not thread-safe (it swaps ``sys.stdout``, ``os.environ`` and the working
-directory).
+directory). What a command changes in the logging module (``doctor`` sets the ``coordinator`` logger to CRITICAL,
+``reconcile`` quiets ``httpx``) is put back after the call, so it cannot silence a later test's ``caplog``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -44,7 +46,7 @@ def run_cli(
         overrides.update(env)
     argv = sys.argv
     code: int | str | None = 0
-    with CliRunner().isolation(input=input, env=overrides) as (stdout, stderr, _):
+    with _logging_restored(), CliRunner().isolation(input=input, env=overrides) as (stdout, stderr, _):
         sys.argv = ["coordinator", *args]
         try:
             with contextlib.chdir(cwd) if cwd is not None else contextlib.nullcontext():
@@ -61,3 +63,24 @@ def run_cli(
     elif isinstance(code, str):  # sys.exit("message"): the message goes to stderr and the code is 1, as in Python
         err, code = err + code + "\n", 1
     return subprocess.CompletedProcess(["coordinator", *args], code, out, err)
+
+
+@contextlib.contextmanager
+def _logging_restored() -> Iterator[None]:
+    """Every logger's level, ``disabled`` and ``propagate`` and the root logger's handlers as they were before."""
+    root = logging.getLogger()
+    before = {name: (lg.level, lg.disabled, lg.propagate) for name, lg in _loggers().items()}
+    root_state, handlers = (root.level, root.disabled), list(root.handlers)
+    try:
+        yield
+    finally:
+        for name, logger in _loggers().items():
+            level, logger.disabled, logger.propagate = before.get(name, (logging.NOTSET, False, True))
+            logger.setLevel(level)  # setLevel, not the attribute: it clears the loggers' cached levels
+        root.disabled = root_state[1]
+        root.setLevel(root_state[0])
+        root.handlers[:] = handlers
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    return {name: lg for name, lg in logging.root.manager.loggerDict.items() if isinstance(lg, logging.Logger)}
