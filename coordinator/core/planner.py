@@ -48,7 +48,8 @@ from datetime import datetime
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.activation import Activation, NodeActivation
-from coordinator.core.conditions import GroupSpec, Late, Member, holds
+from coordinator.core.conditions import GroupSpec
+from coordinator.core.edge_judgement import EdgeJudgement
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -161,7 +162,7 @@ def plan_changes(
     return Plan(view.revision, tuple(actions))
 
 
-class _PartitionPlanner:
+class _PartitionPlanner(EdgeJudgement):
     """Evaluates one partition; memoises freshness so each node is judged once."""
 
     def __init__(
@@ -352,228 +353,6 @@ class _PartitionPlanner:
                 self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
                 return False
         return True
-
-    # -- extended edges (semantics `extended-edges`) -------------------------------------------------------------------
-
-    def edge_fact(self, edge: EdgeSpec) -> RunFact | None:
-        """The latest state the edge reads here: the upstream's run, or its task's instance (semantics `edge-task`)."""
-        if edge.task is None:
-            return self.run(edge.source)
-        return self.view.tasks.get((edge.source, edge.task, self.partition))
-
-    def edge_generation(self, edge: EdgeSpec) -> int | None:
-        """The generation that satisfies ``edge`` in this partition (semantics `edge-task`, `edge-finished`); None when
-        it is not satisfied."""
-        fact = self.edge_fact(edge)
-        if fact is None:
-            return None
-        if fact.state is RunState.FAILED and edge.condition is Condition.FINISHED:
-            return fact.rev
-        if fact.state is not RunState.SUCCESS:
-            return None
-        fresh = self.fresh(edge.source) if edge.task is None else self.task_fresh(edge.source, edge.task, fact)
-        return fact.rev if fresh else None
-
-    def task_fresh(self, node: NodeId, task: str, fact: RunFact) -> bool:
-        """Semantics `edge-task`: (node, task) judged like ``node`` with the task's success in place of the run's."""
-        key = (node, task)
-        cached = self._task_fresh.get(key)
-        if cached is None:
-            reason = self._stale_reason.get(node)  # the DAG's own reason stays its own
-            cached = self._task_fresh[key] = self._compute_fresh(node, self.graph.dags[node], fact, self.ledger(node))
-            if reason is None:
-                self._stale_reason.pop(node, None)
-            else:
-                self._stale_reason[node] = reason
-        return cached
-
-    def edge_fresh(self, node: NodeId, edge: EdgeSpec) -> bool:
-        """Whether ``edge`` of ``node`` is satisfied in every partition it maps to here (none: not satisfied)."""
-        needed = self.sources(node, edge.source)
-        return bool(needed) and all(self.at(q).edge_generation(edge) is not None for q in reversed(needed))
-
-    def _fresh_by_edges(
-        self, node: NodeId, edges: tuple[EdgeSpec, ...], fact: RunFact, ledger: LedgerFact | None
-    ) -> bool:
-        """Semantics `fresh-consumed` for a DAG with task-level or "finished" edges or condition groups: every
-        required edge satisfied and consumed, every group holding and its consumed members current (semantics
-        `group-fresh`)."""
-        if node in self.graph.plain_grouped:
-            return self._fresh_by_groups_here(node, fact, ledger)
-        grouped = self.graph.grouped.get(node)
-        satisfied: set[Member] = set()
-        for edge in edges:
-            ok = self.edge_fresh(node, edge)
-            if grouped is not None and (edge.source, edge.task) in grouped:
-                if ok:
-                    satisfied.add((edge.source, edge.task))
-            elif not ok:
-                self._stale_reason[node] = f"its upstream {_edge_name(edge)} is not satisfied"
-                return False
-        if grouped is not None:
-            groups = self.graph.dags[node].groups
-            if not holds(groups, satisfied, self.partition, self.now):
-                failing = next(g for g in groups if not holds((g,), satisfied, self.partition, self.now))
-                self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
-                return False
-        if ledger is not None and fact.rev <= ledger.intent_rev:
-            return self._not_since_trigger(node, ledger)
-        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
-        for edge in edges:
-            if grouped is not None and (edge.source, edge.task) in grouped:
-                if (edge.source, edge.task) in satisfied and not self._member_consumed(node, edge, fact, ledger):
-                    return False
-                continue
-            for q in self.sources(node, edge.source):
-                gen = self.at(q).edge_generation(edge)
-                assert gen is not None
-                recorded = ledger.input(task_input_key(edge.source, edge.task, q, self.partition)) if ledger else None
-                consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
-                if not consumed:
-                    used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                    which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
-                    self._stale_reason[node] = (
-                        f"{which} finished again at revision {gen} after {node} last ran ({used})"
-                    )
-                    return False
-        if grouped is not None and ledger is not None:
-            return self._late_consumed(node, edges, satisfied, ledger)
-        return True
-
-    def _fresh_by_groups_here(self, node: NodeId, fact: RunFact, ledger: LedgerFact | None) -> bool:
-        """:meth:`_fresh_by_edges` for a DAG of ``Graph.plain_grouped`` (every edge a whole run's success in this
-        partition), with the lookups inlined as :meth:`_consumed_here` does: a member is satisfied when it is fresh, its
-        generation is its run's revision and its ledger key its qualified name. Same answers, a fraction of the cost
-        (a full pass judges every DAG of every partition)."""
-        spec = self.graph.dags[node]
-        grouped = self.graph.grouped[node]
-        known = self._fresh
-        satisfied: set[Member] = set()
-        for up in spec.upstreams:
-            ok = known.get(up)
-            if ok is None:
-                ok = self.fresh(up)
-            if (up, None) in grouped:
-                if ok:
-                    satisfied.add((up, None))
-            elif not ok:
-                self._stale_reason[node] = f"its upstream {up} is not satisfied"
-                return False
-        groups = spec.groups
-        if not holds(groups, satisfied, self.partition, self.now):
-            failing = next(g for g in groups if not holds((g,), satisfied, self.partition, self.now))
-            self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
-            return False
-        if ledger is not None and fact.rev <= ledger.intent_rev:
-            return self._not_since_trigger(node, ledger)
-        runs = self._runs
-        names = ledger.input_names if ledger is not None else ()
-        revs = ledger.input_revs if ledger is not None else ()
-        for up in spec.upstreams:
-            member = (up, None) in grouped
-            if member and (up, None) not in satisfied:
-                continue
-            gen = runs[up].rev  # a satisfied member and a fresh required upstream have a success here
-            key = up.qualified
-            recorded = revs[names.index(key)] if key in names else None  # LedgerFact.input
-            if member and ledger is not None and recorded is None:
-                continue  # semantics `group-unconsumed`
-            consumed = recorded == gen if recorded is not None and ledger is not None else fact.rev > gen
-            if not consumed:
-                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                self._stale_reason[node] = f"{up} finished again at revision {gen} after {node} last ran ({used})"
-                return False
-        if ledger is not None and any(g.cutoff is not None for g in groups):
-            return self._late_consumed(node, self.graph.edge_inputs[node], satisfied, ledger)
-        return True
-
-    def _late_consumed(
-        self, node: NodeId, edges: tuple[EdgeSpec, ...], satisfied: set[Member], ledger: LedgerFact
-    ) -> bool:
-        """Semantics `group-late`: a group whose run (the last trigger's) consumed fewer members than it needs, at its
-        cutoff, and which now has them all is stale once when ``late`` is ``rerun``."""
-        for group in self.graph.dags[node].groups:
-            if group.cutoff is None or group.late is Late.IGNORE:
-                continue
-            if sum(m in satisfied for m in group.members) < group.need:
-                continue
-            consumed = sum(
-                any(
-                    ledger.input(task_input_key(e.source, e.task, q, self.partition)) is not None
-                    for q in self.sources(node, e.source)
-                )
-                for e in edges
-                if (e.source, e.task) in group.members
-            )
-            if consumed < group.need:
-                self._stale_reason[node] = (
-                    f"{node} ran at its cutoff with {consumed} of {group.describe()}; "
-                    f"the late members are in: it reruns once"
-                )
-                return False
-        return True
-
-    def _member_consumed(self, node: NodeId, edge: EdgeSpec, fact: RunFact, ledger: LedgerFact | None) -> bool:
-        """Semantics `group-fresh` for one satisfied member: with a ledger, a member it does not record was not
-        consumed (semantics `group-unconsumed`) and one it records must still have the recorded generations; without
-        one, every generation must be older than D's success (semantics `consumed-by-order`)."""
-        keys = [
-            (q, task_input_key(edge.source, edge.task, q, self.partition), self.at(q).edge_generation(edge))
-            for q in self.sources(node, edge.source)
-        ]
-        recorded = [ledger.input(key) for _, key, _ in keys] if ledger is not None else []
-        if ledger is not None and all(rev is None for rev in recorded):
-            return True  # semantics `group-unconsumed`: it arrived after D's run was decided
-        for i, (q, _, gen) in enumerate(keys):
-            assert gen is not None  # a satisfied member has a generation in every partition it maps to
-            used = recorded[i] if ledger is not None else None
-            if (used == gen) if ledger is not None else (fact.rev > gen):
-                continue
-            which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
-            what = f"which used revision {used}" if used is not None else f"revision {fact.rev}"
-            self._stale_reason[node] = f"{which} finished again at revision {gen} after {node} last ran ({what})"
-            return False
-        return True
-
-    def _unmet(
-        self, spec: DagSpec, unsatisfied: list[EdgeSpec]
-    ) -> tuple[list[EdgeSpec], list[tuple[GroupSpec, list[EdgeSpec]]]]:
-        """Semantics `group-holds`: the unsatisfied required edges, and each group that does not hold with its
-        unsatisfied members (a member of a group that holds blocks nothing)."""
-        grouped = self.graph.grouped[spec.node]
-        missing: set[Member] = {(e.source, e.task) for e in unsatisfied}
-        satisfied = grouped - missing
-        required = [e for e in unsatisfied if (e.source, e.task) not in grouped]
-        failing = [
-            (group, [e for e in unsatisfied if (e.source, e.task) in group.members])
-            for group in spec.groups
-            if not holds((group,), satisfied, self.partition, self.now)
-        ]
-        return required, failing
-
-    def _group_reason(self, node: NodeId, group: GroupSpec, members: list[EdgeSpec]) -> str:
-        """Why a group blocks ``node``: its rule, how many members it has of how many needed, and each missing one."""
-        have = len(group.members) - len(members)
-        missing = "; ".join(self._edge_reason(node, e) for e in members)
-        return f"runs when {group.describe()}: {have} of {group.need} needed ({missing})"
-
-    def _edge_reason(self, node: NodeId, edge: EdgeSpec) -> str:
-        """Why ``edge`` blocks ``node`` here, naming the first partition it maps to that is not satisfied."""
-        needed = self.sources(node, edge.source)
-        if not needed:
-            return f"{_edge_name(edge)}: nothing maps to {self.partition}"
-        missing = [q for q in needed if self.at(q).edge_generation(edge) is None]
-        q = missing[0]
-        fact = self.at(q).edge_fact(edge)
-        where = "" if q == self.partition else f" for {q}"
-        if fact is None:
-            state = "has not run"
-        elif fact.state is RunState.SUCCESS:
-            state = "succeeded but is stale (its own upstreams reran)"
-        else:
-            state = f"is {fact.state} (run {fact.run_id}, revision {fact.rev})"
-        more = f" ({len(missing)} of {len(needed)} partitions missing)" if len(needed) > 1 else ""
-        return f"needs {_edge_name(edge)}{where}: {state}{more}"
 
     def gate_wait(self, node: NodeId) -> str | None:
         """Semantics `edge-gate`: why ``node``'s own earlier partitions hold it back here, or None."""
@@ -891,7 +670,7 @@ def next_cutoff(graph: Graph, view: View, now: datetime) -> datetime | None:
     cutoff: when the plan may change with nothing written. None when no cutoff is ahead. The caller plans again then
     (``plan(..., now=that time)``); a cutoff of a partition with nothing in the store yet changes nothing, so the
     partitions a pass plans are the ones that count."""
-    cutoffs = [g for spec in graph.dags.values() for g in spec.groups if g.cutoff is not None]
+    cutoffs = graph.cutoff_groups
     if not cutoffs:
         return None
     found: datetime | None = None
@@ -901,10 +680,6 @@ def next_cutoff(graph: Graph, view: View, now: datetime) -> datetime | None:
             if at is not None and at > now and (found is None or at < found):
                 found = at
     return found
-
-
-def _edge_name(edge: EdgeSpec) -> str:
-    return f"{edge.source} task {edge.task}" if edge.task is not None else str(edge.source)
 
 
 def _root_summary(node: NodeId, spec: DagSpec, fact: RunFact | None) -> str:
