@@ -15,7 +15,8 @@ b. **Then the plan.** Then the planner (``planner.plan`` for whole partitions, `
    changed): the planner's rules unchanged.
 c. **Then retention.** Then retention, from the floor IN the view (``View.floor``, read at the same revision as the
    facts): the triggers of retired decisions are dropped and their verdicts say so (semantics `retired-inert`).
-d. **Now as an input.** ``now`` is an input: the core never reads a clock. The plan does not depend on it; ``status``
+d. **Now as an input.** ``now`` is an input: the core never reads a clock. The plan depends on it only through a
+   condition group's cutoff (semantics `group-cutoff`: past it, a group holds with its ``min`` members); ``status``
    and the page judge deadlines (semantics `deadlines-judged`, ``core/deadline/states.py``) at the same
    ``Decision.now``.
 e. **Pure.** no I/O, no clock, no logging. The same graph, view, partitions and now give the same :class:`Decision`.
@@ -114,9 +115,9 @@ def decide(
     # A held first adoption activates nothing; the view's activation is None then too (**Activation first**).
     active = adopted.activation
     if changed is not None:
-        result = plan_changes(graph, view, changed, activation=active, skip=skip)
+        result = plan_changes(graph, view, changed, activation=active, skip=skip, now=now)
     else:
-        result = plan(graph, view, partitions, activation=active, explain=explain)
+        result = plan(graph, view, partitions, activation=active, explain=explain, now=now)
     floor = view.floor
     if floor is None:
         retirement = None

@@ -275,6 +275,11 @@ class Graph:
         return {node: members_of(spec.groups) for node, spec in self.dags.items() if spec.groups}
 
     @cached_property
+    def cutoff_groups(self) -> tuple[GroupSpec, ...]:
+        """Every condition group with a cutoff (semantics `group-cutoff`): when none, time never changes a plan."""
+        return tuple(g for spec in self.dags.values() for g in spec.groups if g.cutoff is not None)
+
+    @cached_property
     def plain_grouped(self) -> frozenset[NodeId]:
         """The DAGs with groups whose success edges all join equal dates on whole runs' success (no grid mapping, no
         task, no "finished"): the planner judges those with the lookups inlined, as it does DAGs without groups."""

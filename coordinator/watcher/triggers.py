@@ -51,7 +51,7 @@ from coordinator.core.decide import Adoption, Decision, adoption_for, decide
 from coordinator.core.first_work import first_work
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.planner import partitions_to_plan
+from coordinator.core.planner import next_cutoff, partitions_to_plan
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager import Controller, Result
@@ -173,6 +173,8 @@ class TriggerReconciler:
     on_pass: Callable[[float], None] = lambda seconds: None
     #: The triggers' controller (its queue holds the keys of **Keys**).
     controller: Controller[TriggerKey] = field(init=False, repr=False)
+    #: How many partitions the view knew at the last look for a cutoff (``_next_cutoff``).
+    _cutoff_partitions: int = field(default=-1, init=False, repr=False)
     #: What this pass asks for keys besides its own (the next slice, a withheld trigger): settled with the pass.
     _then: dict[TriggerKey, Result] = field(default_factory=dict, init=False, repr=False)
 
@@ -197,7 +199,28 @@ class TriggerReconciler:
         results = self._take_then()
         if AllPartitions in keys:
             results[AllPartitions] = Result(requeue_after=self.resync_s)  # counted from this full pass
+        cutoff = self._next_cutoff(now, full=AllPartitions in keys)
+        if cutoff is not None:
+            # Time as a requeue (semantics `group-cutoff`): past a cutoff the plan changes with nothing written, so
+            # every partition is planned again then (the earliest delay of a key wins).
+            later = results.get(AllPartitions)
+            delay = cutoff if later is None or later.requeue_after is None else min(cutoff, later.requeue_after)
+            results[AllPartitions] = Result(requeue_after=delay)
         return results
+
+    def _next_cutoff(self, now: datetime, *, full: bool) -> float | None:
+        """Seconds to the next condition-group cutoff of a known partition, looked up when the graph has cutoffs and
+        a pass planned everything or the view gained partitions since the last look (not at every pass: the watch
+        brings hundreds of passes a second)."""
+        graph = self.graph()
+        if not graph.cutoff_groups:
+            return None
+        known = len(self.view.partitions)
+        if not full and known == self._cutoff_partitions:
+            return None
+        self._cutoff_partitions = known
+        at = next_cutoff(graph, self.view, now)
+        return None if at is None else max(0.0, (at - now).total_seconds())
 
     async def reconcile(self, keys: list[TriggerKey], *, act: bool = True, sweep: bool = False) -> Plan:
         """A pass outside the controller's worker (a one-shot ``reconcile``, a test): ``keys`` taken from the
