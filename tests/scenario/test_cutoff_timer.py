@@ -5,7 +5,6 @@ dependent runs once with the members that have arrived."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -37,13 +36,11 @@ def test_a_cutoff_with_nothing_written_at_its_instant_runs_the_rollup_once_with_
     stack.start_watcher(COORDINATOR_RESYNC_INTERVAL_S="600")
     # A partition whose start is an hour (less AHEAD_S) ago: its cutoff is AHEAD_S seconds from now.
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1) + timedelta(seconds=AHEAD_S)
-    p = canonical_partition(start)
-    cutoff_at = time.monotonic() + AHEAD_S
+    p, cutoff = canonical_partition(start), start + timedelta(hours=1)
     forge_success(stack, "eu", p)
-    stack.settle(quiet=1.0)  # the member's success is planned: one of two, no run
-    assert stack.fake_runs("rollup", p) == [], "the rollup ran before its cutoff"
-    wait_for(lambda: stack.fake_runs("rollup", p), "the rollup's run after the cutoff", timeout=AHEAD_S + 20)
-    assert time.monotonic() >= cutoff_at - 1.0, "the rollup ran before its cutoff"
+    runs = wait_for(lambda: stack.fake_runs("rollup", p), "the rollup's run after the cutoff", timeout=AHEAD_S + 60)
+    # Not before its cutoff, however slow the machine: the fake Airflow stamps the run when the watcher creates it.
+    assert runs[0].queued_at is not None and runs[0].queued_at >= cutoff, (runs[0].queued_at, cutoff)
     stack.settle(confirmed=True)
     assert len(stack.fake_runs("rollup", p)) == 1
     ledger = stack.ledger("rollup", p)
