@@ -96,7 +96,6 @@ class Controller(Generic[K]):
         queue: WorkQueue[K] | None = None,
     ) -> None:
         self.name = name
-        self.reconciler = reconciler
         #: Rule *workers*: which of the two shapes the reconciler has, decided once.
         self._batch: BatchReconciler[K] | None = None
         self._one: Reconciler[K] | None = None

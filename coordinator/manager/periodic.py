@@ -43,10 +43,8 @@ class Periodic:
 
     def __init__(self, job: Job) -> None:
         self.job = job
-        self.rounds = 0
 
     async def reconcile(self, key: Hashable, now: datetime) -> Result:
         sooner = await self.job.run_once(now)
-        self.rounds += 1
         interval = self.job.interval_s
         return Result(requeue_after=interval if sooner is None else min(interval, max(0.0, sooner)))
