@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Protocol
 from coordinator.core.model import NodeId
 from coordinator.core.view import View
 from coordinator.errors import StoreError
+from coordinator.informer.expectations import Expectations
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
     from coordinator.etcd import KV, EtcdStore, WatchBatch
@@ -127,6 +128,9 @@ class Informer:
         self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
         #: Per prefix read, the revision the model holds it at: its load's, then its watch's (``watch``).
         self._passed: dict[str, int] = {}
+        #: The leader's own writes not seen back yet (``informer/expectations.py``): the executor records them, each
+        #: load and watch batch meets them.
+        self.expectations = Expectations()
 
     # -- the list ------------------------------------------------------------------------------------------------
 
@@ -246,6 +250,7 @@ class Informer:
 
     def _loaded(self, revision: int, *, passed: int | None = None) -> None:
         self.view.revision = revision
+        self.expectations.observe(revision if passed is None else passed)
         for index in self.indexes:
             index.passed(revision if passed is None else passed)
         for follower in self.followers:
@@ -283,6 +288,7 @@ class Informer:
                 passed = min(self._passed.values())
                 for index in self.indexes:
                     index.passed(passed)
+                self.expectations.observe(passed)
                 if then is not None:
                     then(changes)
             yield changes
@@ -308,6 +314,7 @@ class Informer:
         changes = self._apply(batch)
         for index in self.indexes:
             index.passed(batch.revision)
+        self.expectations.observe(batch.revision)
         return changes
 
     def _apply(self, batch: WatchBatch) -> Changes:

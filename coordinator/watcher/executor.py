@@ -75,6 +75,7 @@ from coordinator.core.effects import (
 )
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence, Writes
+from coordinator.informer.expectations import Expectations
 from coordinator.manager import DONE, Result
 from coordinator.runtime.retry import RetryPolicy, retry_call
 
@@ -193,8 +194,12 @@ class Executor:
         fence: Callable[[], Fence | None],
         policy: ExecutorPolicy | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        expectations: Expectations | None = None,
     ) -> None:
         self._store = store
+        #: **Only writer**: each write that lands is expected back through the informer's watch
+        #: (``informer/expectations.py``); reconcilers ask it, never write the model.
+        self.expectations = expectations if expectations is not None else Expectations()
         self._clients = clients
         self._fence = fence
         self.policy = policy or ExecutorPolicy()
@@ -243,10 +248,16 @@ class Executor:
             raise
 
     async def _cas(self, key: str, value: bytes, expected_mod_revision: int, fence: Fence | None) -> CasResult:
-        return await self._refused(self._store.cas(key, value, expected_mod_revision, fence=fence))
+        result = await self._refused(self._store.cas(key, value, expected_mod_revision, fence=fence))
+        if result.succeeded:
+            self.expectations.expect(key, result.revision)
+        return result
 
     async def _delete_unchanged(self, items: Sequence[tuple[str, int]], fence: Fence | None) -> DeleteResult:
-        return await self._refused(self._store.delete_unchanged(items, fence=fence))
+        result = await self._refused(self._store.delete_unchanged(items, fence=fence))
+        if result.succeeded:
+            self.expectations.expect_all((key for key, _ in items), result.revision)
+        return result
 
     async def _refused(self, write: Awaitable[T]) -> T:
         """**Lost leadership**: a write refused for a lost leadership says so once, here, for every writer."""

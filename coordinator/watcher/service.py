@@ -139,6 +139,7 @@ class Watcher:
         self.executor = Executor(
             self.store, self.clients, fence=lambda: self.election.fence,
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
+            expectations=self.informer.expectations,
         )  # fmt: skip
         leading = self._leading
         # The asset streams' reconciler: each stream with a due event a key of its controller (semantics
