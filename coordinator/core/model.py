@@ -366,6 +366,18 @@ class KeyLayout:
         return f"{self.budgets}{instance}"
 
     @property
+    def no_cascade(self) -> str:
+        """Reruns that do not cascade (semantics `no-cascade-once`):
+        ``{prefix}/config/no_cascade/{instance}/{dag_id}/{partition}``."""
+        return self.config_key("no_cascade/")
+
+    def no_cascade_key(self, node: NodeId, partition: str) -> str:
+        return f"{self.no_cascade}{node.instance}/{node.dag_id}/{partition}"
+
+    def parse_no_cascade_key(self, key: str) -> tuple[NodeId, str] | None:
+        return self._split(key, self.no_cascade)
+
+    @property
     def lineage(self) -> str:
         """OpenLineage runs as the receiver recorded them (semantics `lineage-once`):
         ``{prefix}/lineage/{instance}/{runId}``."""
@@ -373,6 +385,30 @@ class KeyLayout:
 
     def lineage_key(self, instance: str, run_id: str) -> str:
         return f"{self.lineage}{instance}/{run_id}"
+
+    @property
+    def holds(self) -> str:
+        """Operators' holds (issue 51, ``core/holds.py``): ``{prefix}/holds/{id}``."""
+        return f"{self.prefix}/holds/"
+
+    def hold_key(self, hold_id: str) -> str:
+        return f"{self.holds}{hold_id}"
+
+    def parse_hold_key(self, key: str) -> str | None:
+        """The hold id of a well-formed hold key, else None."""
+        if not key.startswith(self.holds):
+            return None
+        hold_id = key[len(self.holds) :]
+        return hold_id if NAME_RE.match(hold_id) else None
+
+    @property
+    def history(self) -> str:
+        """The audit trail of operators' actions (issue 51, ``core/holds.py``): ``{prefix}/history/{time}-{id}``, the
+        time sortable as text (``history_time``), so a range read from a time on is the trail since then."""
+        return f"{self.prefix}/history/"
+
+    def history_key(self, at: datetime, entry_id: str) -> str:
+        return f"{self.history}{history_time(at)}-{entry_id}"
 
     def _split(self, key: str, base: str) -> tuple[NodeId, str] | None:
         if not key.startswith(base):
@@ -391,6 +427,15 @@ class KeyLayout:
 
     def parse_trigger_key(self, key: str) -> tuple[NodeId, str] | None:
         return self._split(key, self.triggers)
+
+
+#: The history key's time: UTC to the microsecond, fixed width, so keys sort by time as text.
+HISTORY_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def history_time(at: datetime) -> str:
+    """``at`` (aware) as the history key's sortable time."""
+    return at.astimezone(UTC).strftime(HISTORY_TIME_FORMAT)
 
 
 def run_id_for(partition: str) -> str:
