@@ -192,7 +192,8 @@ def test_the_leaders_work_is_settled_only_after_a_full_pass_with_nothing_waiting
             assert triggers.settled_through() is None  # the full pass has not run yet
             plan = await triggers.reconcile([AllPartitions], act=False)
             assert triggers.settled_through() is None  # a pass that does not act is not the leader's
-            plan = await triggers.reconcile([AllPartitions])
+            async with watcher.following():  # the adoption it writes comes back through the informer
+                plan = await triggers.reconcile([AllPartitions])
             assert triggers.settled_through() == plan.revision > 0
 
             queue.add_after(AllPartitions, 60)  # the periodic resync does not unsettle

@@ -130,7 +130,8 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
         await watcher.load()
         assert await watcher.election.acquire(timeout=5)
         try:
-            await watcher.triggers.ensure_adopted(watcher.graphs.graph)
+            async with watcher.following():
+                await watcher.triggers.ensure_adopted(watcher.graphs.graph)
             result = await watcher.reconcile_pass(act=False, keys=[AllPartitions])
         finally:
             await watcher.election.resign()

@@ -18,6 +18,7 @@ Rules:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 
 
@@ -28,6 +29,8 @@ class Expectations:
         self._pending: dict[str, int] = {}
         #: The newest revision the informer has passed (**Observed by revision**).
         self.observed = 0
+        #: Set (and replaced) each time ``observe`` moves: what ``seen`` waits on.
+        self._moved = asyncio.Event()
 
     def expect(self, key: str, revision: int) -> None:
         """The executor's write of ``key`` landed at ``revision`` (**Recorded by the executor**)."""
@@ -46,10 +49,27 @@ class Expectations:
         self.observed = revision
         if self._pending:
             self._pending = {key: rev for key, rev in self._pending.items() if rev > revision}
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
 
     def pending(self, key: str) -> bool:
         """Whether this leader wrote ``key`` and the model does not show that write yet."""
         return key in self._pending
+
+    async def seen(self, key: str, timeout_s: float) -> bool:
+        """Wait until ``key`` is not pending (the informer brought this leader's write back); False after
+        ``timeout_s`` (the informer is not following the store: nothing will bring it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.pending(key):
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._moved.wait(), left)
+            except TimeoutError:
+                return not self.pending(key)
+        return True
 
     def pending_under(self, prefix: str) -> bool:
         """Whether any key under ``prefix`` is pending (a stream's or a partition's keys)."""

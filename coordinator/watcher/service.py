@@ -40,8 +40,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Callable
-from contextlib import AsyncExitStack, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -113,6 +113,8 @@ class Watcher:
     #: Which Airflow instances answer, fed by the clients' ``on_request`` (``build_clients``); the deadline pass
     #: names an unreachable one as a cause (semantics `deadlines-judged`).
     reachability: Reachability = field(default_factory=Reachability)
+    #: Whether the informer follows the store now (``reflect``): a one-shot pass starts it for itself (``following``).
+    _reflecting: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
@@ -278,8 +280,12 @@ class Watcher:
         """The informer follows the store from ``revision`` (its watch, relists included); each batch's changes go
         to the controllers that declared interest, under the view's lock (**Snapshot, then watch**)."""
         root = self.settings.keys.root
-        await self.informer.run(self.store, root, revision, cuts=self.cuts(), lock=self.view_lock,
-                                then=self._dispatch)  # fmt: skip
+        self._reflecting = True
+        try:
+            await self.informer.run(self.store, root, revision, cuts=self.cuts(), lock=self.view_lock,
+                                    then=self._dispatch)  # fmt: skip
+        finally:
+            self._reflecting = False
 
     def _apply_batch(self, batch: WatchBatch) -> None:
         """One watch batch into the informer and its changes to the controllers (tests feed batches this way)."""
@@ -339,7 +345,23 @@ class Watcher:
         (``watcher/triggers.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
         if keys is None:
             keys = self.triggers.controller.queue.get_nowait()
-        return await self.triggers.reconcile(keys, act=act, sweep=sweep)
+        async with self.following():
+            return await self.triggers.reconcile(keys, act=act, sweep=sweep)
+
+    @asynccontextmanager
+    async def following(self) -> AsyncIterator[None]:
+        """The informer follows the store meanwhile (the service's reflector does; a one-shot pass starts its own), so
+        this watcher's own writes come back into the model the one way they may (``informer/expectations.py``)."""
+        if self._reflecting:
+            yield
+            return
+        task = asyncio.create_task(self.reflect(self.view.revision), name="reflector")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with suppress(asyncio.CancelledError, CoordinatorError):
+                await task
 
     async def act_on_submitted(self) -> None:
         """Without the manager running (a one-shot pass): run the actions submitted so far, and wait for them."""

@@ -9,8 +9,9 @@ Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks th
   graph, activation, resync, leadership, a failed pass). The actions a pass decides are keys of the actions' controller
   (``watcher/actuator.py``); a pass as a whole that fails (etcd trouble while adopting) is retried as ``AllPartitions``
   after a backoff, and a pass that planned every partition queues the next resync.
-- **Leading and warm work.** Leading: adopt the graph first (``ensure_adopted``: the executor's fenced write, or the
-  first adoption held, semantics `first-adoption`), plan, count the new triggers in the budget (``watcher/budget.py``: a
+- **Leading and warm work.** Leading: adopt the graph first (``ensure_adopted``: the executor's fenced write, seen back
+  through the informer's watch before the pass plans with it, or the first adoption held, semantics `first-adoption`),
+  plan, count the new triggers in the budget (``watcher/budget.py``: a
   trigger whose count could not be recorded comes back through the queue), submit to the actuator. A standby plans
   without acting and keeps the keys its passes found due (warm work): on taking the lead it plans those first
   (``take_warm_work``), on its own view, and every partition ``WARM_FULL_PASS_DELAY_S`` later, so a takeover costs one
@@ -53,7 +54,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import next_cutoff, partitions_to_plan
 from coordinator.core.view import View
-from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
+from coordinator.errors import CoordinatorError, LeadershipLost, StoreError, WritesRefused
 from coordinator.manager import Controller, Result
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
@@ -75,6 +76,9 @@ WARM_FULL_PASS_DELAY_S = 5.0
 #: go: an event waits for at most one slice, and the newest partitions' triggers go out after the first slice, not
 #: after the whole estate's plan (seconds at a million facts).
 SWEEP_SLICE_FACTS = 20000
+#: How long a pass waits for its own adoption to come back through the informer's watch (milliseconds when the watch
+#: follows the store); longer means the watch is stuck, and the pass fails and is retried whole.
+ADOPTION_SEEN_S = 10.0
 
 
 @dataclass
@@ -413,8 +417,11 @@ class TriggerReconciler:
         except LeadershipLost:  # the executor told the campaign
             return
         if result.succeeded:
-            # Apply our own write now rather than waiting for the watch: this pass must plan with it.
-            self.view.apply(key, dump_activation(new), result.revision)
+            # ``core/decide.py``'s **Activation first**: this pass plans with the activation it wrote, which only the
+            # informer puts into the view (``informer/expectations.py``): wait for the watch to bring it back.
+            if not await self.executor.expectations.seen(key, ADOPTION_SEEN_S):
+                raise StoreError(f"the graph's adoption at revision {result.revision} did not come back through the "
+                                 f"watch within {ADOPTION_SEEN_S:.0f} s")  # fmt: skip
             self.held = None
             log.info("graph.adopted digest=%s revision=%d dags=%d first=%s history=%r", graph.digest,
                      result.revision, len(graph.dags), first is not None,
