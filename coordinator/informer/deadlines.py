@@ -1,11 +1,10 @@
 """The index of the leader's recorded deadline transitions (``{prefix}/deadlines/...``, docs/keys.md; semantics
 `deadlines-judged`): every watcher keeps it warm from the informer, the leader's deadline pass
-(``watcher/deadlines.py``) reads it and writes its own records through to it, and ``status`` and ``why`` read the
-leader's causes from it.
+(``watcher/deadlines.py``) reads it (its own writes come back through the watch like anyone's: it never writes here),
+and ``status`` and ``why`` read the leader's causes from it.
 
 Rules:
-- **Newest revision wins.** A record older than the one held (the deadline pass's own write-through raced the watch)
-  changes nothing; a delete removes it.
+- **Newest revision wins.** A record older than the one held changes nothing; a delete removes it.
 - **Bad values left out.** A value that does not parse is left out and named (the informer logs it); the last valid
   record stays.
 """
@@ -13,7 +12,7 @@ Rules:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import ClassVar, TypeVar
 
 from pydantic import ValidationError
@@ -35,7 +34,7 @@ class DeadlineIndex:
     keys: KeyLayout
     records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
     revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
-    #: The latest handler logical date recorded (``next_handler_date``).
+    #: The latest handler logical date recorded (``core.deadline.alerts.next_handler_date``).
     last_date: datetime | None = None
     #: The keys whose record changed since the last ``drain`` (the incremental pass compares only those).
     changed: set[tuple[NodeId, str]] = field(default_factory=set)
@@ -75,7 +74,7 @@ class DeadlineIndex:
         return changed
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
-        """One watched (or written-through) record, a DAG's or a level's; what is wrong with it, or None."""
+        """One watched record, a DAG's or a level's; what is wrong with it, or None."""
         at = self.keys.parse_deadline_key(key)
         if at is not None:
             changed, problem = self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev)
@@ -116,13 +115,3 @@ class DeadlineIndex:
         if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
             self.last_date = record.handler_date
         return True, None
-
-    def next_handler_date(self, now: datetime) -> datetime:
-        """A handler logical date after every recorded one (``watcher/deadlines.py``'s
-        **Handlers once per transition**): ``now`` in whole seconds, or one second after the latest, so transitions
-        recorded within one second (or by a leader whose clock is behind) never share one."""
-        candidate = now.replace(microsecond=0)
-        if self.last_date is not None and candidate <= self.last_date:
-            candidate = self.last_date + timedelta(seconds=1)
-        self.last_date = candidate
-        return candidate

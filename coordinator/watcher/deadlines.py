@@ -10,6 +10,12 @@ Rules (semantics `deadlines-judged`):
   ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for that key
   (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose
   lease is in doubt and the new one) never both alert one transition.
+- **Own writes come back through the watch.** The pass never writes into the deadline index: the informer is its only
+  writer, and the pass's records come back through the watch like anyone's. Within a pass, what it wrote is read from
+  the pass itself (:class:`PassRecords`: the record and the revision it landed at), so the alert step after the record
+  step alerts what was just recorded. Across passes, a key whose own write the index does not show yet (the executor's
+  expectation is pending: ``informer/expectations.py``) is left alone, neither recorded nor alerted again; the cache
+  keeps its mismatch, so a later pass, once the informer has brought the write, judges it again.
 - **Handlers once per transition.** Then the handlers are triggered (through the executor, with its retries of a
   transient failure), when ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted
   for the partition, held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and
@@ -48,11 +54,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
-from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, plan_alert
+from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, next_handler_date, plan_alert
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.levels import LevelKey, LevelTransition, graph_levels, level_run_id, level_transitions
 from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
@@ -64,6 +70,7 @@ from coordinator.core.view import View
 from coordinator.errors import AirflowError
 from coordinator.etcd import CasResult
 from coordinator.informer.deadlines import DeadlineIndex
+from coordinator.informer.expectations import Expectations
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, TermWrites
@@ -143,7 +150,8 @@ class DeadlineJob:
     view: View
     #: Held while the view is read (the informer applies watch batches under it).
     view_lock: asyncio.Lock
-    #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; this job writes through.
+    #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; only read here (**Own writes
+    #: come back through the watch**).
     tracker: DeadlineIndex
     #: The causes the view cannot show (``core.deadline.states``'s **Causes**, ``watcher/deadline_facts.py``): the
     #: paused DAGs that matter to this graph's deadlines (listed at most once per pass), and the Airflow instances
@@ -163,6 +171,14 @@ class DeadlineJob:
     term: int | None = field(default=None, init=False)
     #: **Record first, alert after**: the current pass's writes, pinned to the term it began in (``Executor.pin``).
     writes: TermWrites = field(init=False)
+    #: The latest handler logical date this job assigned (the index knows only those the watch brought back).
+    handler_date: datetime | None = field(default=None, init=False)
+
+    def next_handler_date(self, now: datetime) -> datetime:
+        """**Handlers once per transition**: a handler logical date after every recorded and every assigned one."""
+        latest = max((d for d in (self.tracker.last_date, self.handler_date) if d is not None), default=None)
+        self.handler_date = next_handler_date(now, latest)
+        return self.handler_date
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         await deadline_pass(self, now)
@@ -172,6 +188,63 @@ class DeadlineJob:
 def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
     """**Versions from the clients**: each instance's Airflow major version, where its client already knows it."""
     return {name: major for name, client in clients.items() if (major := client.known_major) is not None}
+
+
+RK = TypeVar("RK", tuple[NodeId, str], LevelKey)
+
+
+@dataclass
+class PassRecords(Generic[RK]):
+    """**Own writes come back through the watch**: one pass's reading of one kind of record (a DAG's or a level's): the
+    index's, under what this pass wrote itself; a key whose earlier write has not come back yet is held."""
+
+    records: Mapping[RK, DeadlineRecord]
+    revisions: Mapping[RK, int]
+    #: The index's unalerted keys.
+    unalerted_keys: set[RK]
+    key: Callable[[RK], str]
+    expectations: Expectations
+    #: What this pass wrote: the record and the revision it landed at.
+    wrote: dict[RK, tuple[DeadlineRecord, int]] = field(default_factory=dict)
+
+    def held(self, at: RK) -> bool:
+        """Whether an earlier write of ``at`` has not come back yet: the index is behind it, so nothing is decided on
+        ``at`` this pass (judged again once the informer brings it)."""
+        return at not in self.wrote and self.expectations.pending(self.key(at))
+
+    def record(self, at: RK) -> DeadlineRecord | None:
+        own = self.wrote.get(at)
+        return own[0] if own is not None else self.records.get(at)
+
+    def revision(self, at: RK) -> int:
+        own = self.wrote.get(at)
+        return own[1] if own is not None else self.revisions.get(at, 0)
+
+    def unalerted(self) -> list[RK]:
+        """The keys whose record is not alerted: the index's and this pass's own."""
+        keys = {at for at in self.unalerted_keys if at not in self.wrote}
+        keys.update(at for at, (record, _) in self.wrote.items() if not record.alerted)
+        return sorted(keys)
+
+    async def write(self, job: DeadlineJob, at: RK, record: DeadlineRecord) -> CasResult:
+        """``record`` by the pass's fenced compare-and-swap against the revision this pass knows for ``at``; when it
+        lands, this pass reads it from here (the index hears of it from the watch)."""
+        result = await job.writes.cas(self.key(at), dump_record(record), self.revision(at))
+        if result.succeeded:
+            self.wrote[at] = (record, result.revision)
+        return result
+
+
+def dag_records(job: DeadlineJob) -> PassRecords[tuple[NodeId, str]]:
+    tracker, keys = job.tracker, job.keys
+    return PassRecords(tracker.records, tracker.revisions, tracker.unalerted, lambda at: keys.deadline_key(*at),
+                       job.executor.expectations)  # fmt: skip
+
+
+def level_records(job: DeadlineJob) -> PassRecords[LevelKey]:
+    tracker, keys = job.tracker, job.keys
+    return PassRecords(tracker.levels, tracker.level_revisions, tracker.levels_unalerted,
+                       lambda at: keys.deadline_level_key(*at), job.executor.expectations)  # fmt: skip
 
 
 async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
@@ -217,23 +290,27 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         job.metrics.deadline_counts(update.counts, update.min_slack)
     log.debug("deadline.pass full=%s judged=%d timed=%d changed=%d", update.full, update.judged, update.timed,
               len(update.changed))  # fmt: skip
+    records = dag_records(job)
     # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
     # before a new transition replaces its record: the new record then carries that state as alerted
     # (``core.deadline.alerts``'s **Alerted states carried**), so a return to it does not page again.
-    failing = await alert_pending(job, graph, now)
+    failing = await alert_pending(job, graph, records, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(tracker.records, record_changes):
         status = transition.status
         at = (status.node, status.partition)
-        if _waits_for_alert(at, tracker.records.get(at), failing, now):
+        if records.held(at):
+            # **Own writes come back through the watch**: the cache keeps the mismatch, so a later pass offers it again.
+            continue
+        if _waits_for_alert(at, records.record(at), failing, now):
             # **A failed alert holds its record**: the cache keeps the mismatch, so the next pass offers this transition
             # again.
             continue
         handlers = graph.late_handlers.get(status.node, ())
-        plan = plan_alert(tracker.records.get(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
-        handler_date = tracker.next_handler_date(now) if not plan.alerted else None
+        plan = plan_alert(records.record(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
+        handler_date = job.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
-        result = await _write(job, job.keys.deadline_key(*at), record, tracker.revisions.get(at, 0))
+        result = await records.write(job, at, record)
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         recorded.append(transition)
@@ -247,7 +324,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
             record.hold_until.isoformat() if record.hold_until else "-",
         )  # fmt: skip
         crash_point("after-deadline-transition")
-    await alert_pending(job, graph, now)
+    await alert_pending(job, graph, records, now)
     await level_pass(job, graph, cache, now)
     return recorded
 
@@ -260,18 +337,21 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
     tracker = job.tracker
     if not levels and not tracker.levels_unalerted:
         return []
-    failing = await alert_pending_levels(job, levels, now)
+    records = level_records(job)
+    failing = await alert_pending_levels(job, levels, records, now)
     recorded: list[LevelTransition] = []
     for transition in level_transitions(cache.statuses_of(sorted(levels)), levels, tracker.levels):
         at = transition.key
         status = transition.status
-        if _waits_for_alert(at, tracker.levels.get(at), failing, now):
+        if records.held(at):
+            continue  # **Own writes come back through the watch**: judged again from the statuses once it has
+        if _waits_for_alert(at, records.record(at), failing, now):
             continue  # **A failed alert holds its record**: judged again from the statuses next pass
-        plan = plan_alert(tracker.levels.get(at), transition.state, now, alert_policy(graph, status.node),
+        plan = plan_alert(records.record(at), transition.state, now, alert_policy(graph, status.node),
                           bool(transition.level.handlers))  # fmt: skip
-        handler_date = tracker.next_handler_date(now) if not plan.alerted else None
+        handler_date = job.next_handler_date(now) if not plan.alerted else None
         record = _record(transition, now, job.watcher_id, plan, handler_date)
-        result = await _write(job, job.keys.deadline_level_key(*at), record, tracker.level_revisions.get(at, 0))
+        result = await records.write(job, at, record)
         if not result.succeeded:
             continue  # another writer moved it: the watch brings its value, the next pass decides again
         recorded.append(transition)
@@ -284,20 +364,19 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
             record.hold_until.isoformat() if record.hold_until else "-",
         )  # fmt: skip
         crash_point("after-deadline-level-transition")
-    await alert_pending_levels(job, levels, now)
+    await alert_pending_levels(job, levels, records, now)
     return recorded
 
 
 async def alert_pending_levels(
-    job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], now: datetime
+    job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], records: PassRecords[LevelKey], now: datetime
 ) -> set[LevelKey]:  # fmt: skip
     """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids; the
     keys whose handlers failed to trigger (**A failed alert holds its record**)."""
-    tracker = job.tracker
     failing: set[LevelKey] = set()
-    for at in sorted(tracker.levels_unalerted):
-        record = tracker.levels.get(at)
-        if record is None or not due(record, now):
+    for at in records.unalerted():
+        record = records.record(at)
+        if record is None or records.held(at) or not due(record, now):
             continue
         node, partition, name = at
         level = next((lv for lv in levels.get(node, ()) if lv.name == name), None)
@@ -307,7 +386,7 @@ async def alert_pending_levels(
         if not await _trigger_all(job, node, partition, handlers, run_id, record, conf):
             failing.add(at)
             continue
-        await _write(job, job.keys.deadline_level_key(*at), mark_alerted(record), tracker.level_revisions.get(at, 0))
+        await records.write(job, at, mark_alerted(record))
     return failing
 
 
@@ -325,15 +404,16 @@ def _waits_for_alert(
     return False
 
 
-async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tuple[NodeId, str]]:
+async def alert_pending(
+    job: DeadlineJob, graph: Graph, records: PassRecords[tuple[NodeId, str]], now: datetime
+) -> set[tuple[NodeId, str]]:  # fmt: skip
     """Trigger the handlers of every recorded transition due to alert (``alerts.due``: not yet alerted, held long
     enough), then mark it alerted (**Handlers once per transition**); the keys whose handlers failed to trigger
-    (**A failed alert holds its record**)."""
-    tracker = job.tracker
+    (**A failed alert holds its record**). A key whose earlier write has not come back is left for a later pass."""
     failing: set[tuple[NodeId, str]] = set()
-    for at in sorted(tracker.unalerted):
-        record = tracker.records.get(at)
-        if record is None or not due(record, now):
+    for at in records.unalerted():
+        record = records.record(at)
+        if record is None or records.held(at) or not due(record, now):
             continue
         node, partition = at
         run_id = late_run_id(node, partition, record.sequence)
@@ -341,18 +421,8 @@ async def alert_pending(job: DeadlineJob, graph: Graph, now: datetime) -> set[tu
         if not await _trigger_all(job, node, partition, graph.late_handlers.get(node, ()), run_id, record, conf):
             failing.add(at)
             continue
-        await _write(job, job.keys.deadline_key(*at), mark_alerted(record), tracker.revisions.get(at, 0))
+        await records.write(job, at, mark_alerted(record))
     return failing
-
-
-async def _write(job: DeadlineJob, key: str, record: DeadlineRecord, expected: int) -> CasResult:
-    """A deadline record by the round's fenced compare-and-swap, and, when it lands, into the tracker at once: the
-    round's next step (and the next round, before the watch brings it) reads it there."""
-    value = dump_record(record)
-    result = await job.writes.cas(key, value, expected)
-    if result.succeeded:
-        job.tracker.apply(key, value, result.revision)
-    return result
 
 
 async def _trigger_all(

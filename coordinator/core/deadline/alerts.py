@@ -83,5 +83,15 @@ def mark_alerted(record: DeadlineRecord) -> DeadlineRecord:
     return record.model_copy(update={"alerted": True, "alerted_states": _with(record.alerted_states, record.state)})
 
 
+def next_handler_date(now: datetime, latest: datetime | None) -> datetime:
+    """A handler logical date after ``latest`` (the latest recorded or assigned one): ``now`` in whole seconds, or one
+    second after ``latest``, so transitions recorded within one second (or by a leader whose clock is behind) never
+    share one (``watcher/deadlines.py``'s **Handlers once per transition**)."""
+    candidate = now.replace(microsecond=0)
+    if latest is not None and candidate <= latest:
+        candidate = latest + timedelta(seconds=1)
+    return candidate
+
+
 def _with(states: tuple[DeadlineState, ...], state: DeadlineState) -> tuple[DeadlineState, ...]:
     return states if state in states else (*states, state)
