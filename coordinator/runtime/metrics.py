@@ -105,6 +105,13 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.held_actions = Gauge(
+            "coordinator_held_actions",
+            "Triggers and clears the leader kept back because an operator's hold covers their DAG and partition "
+            "(`coordinator hold`, issue 51), as of its last pass: non-zero until `coordinator release-hold HOLD` "
+            "(each held run then starts once) or the hold's --until.",
+            registry=r,
+        )
         self.trigger_budget_used = Gauge(
             "coordinator_trigger_budget_used",
             "New runs the leader started in the trigger budget's window for an Airflow instance, as counted in etcd "

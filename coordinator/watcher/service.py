@@ -53,6 +53,7 @@ from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
+from coordinator.informer.holds import HoldIndex
 from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import Job
 from coordinator.runtime.graph_source import GraphSource
@@ -120,17 +121,18 @@ class Watcher:
         self.view = View(self.settings.keys)
         # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
         # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
-        # first round) reads neither. Its skip requests (``core/asset_index.py``'s **Skip requests are news**) go to the
-        # stream reconciler as the watch brings them.
-        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix), skip_requests=[])
+        # first round) reads neither. The streams whose event or entry changed (a new event, a skip request, the
+        # leader's own write come back) go to the stream reconciler as the watch brings them (``Changes.streams``).
+        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
         # The recorded deadline transitions (semantics `deadlines-judged`).
         self.deadlines = DeadlineIndex(self.settings.keys)
         # Semantics `retention-retires`: the floor and what it retires.
         self.retention = RetentionTracker(self.settings.keys)
         self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
+        self.holds = HoldIndex(self.settings.keys)  # operators' holds (issue 51): nothing they cover is submitted
         # **Snapshot, then watch**: the one list/watch consumer; everything above is fed by it, nothing by hand.
         self.informer = Informer(
-            self.view, [self.assets, self.deadlines, self.running], [FollowView(self.retention, self.view)],
+            self.view, [self.assets, self.deadlines, self.running, self.holds], [FollowView(self.retention, self.view)],
             hints=AssetKeys(self.settings.keys.prefix).changes,
         )  # fmt: skip
         self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
@@ -167,6 +169,7 @@ class Watcher:
             instances=self.clients.keys(), watcher_id=self.watcher_id, history=self.settings.history_choice,
             first_start_limit=self.settings.first_start_limit, error_retry_s=self.settings.error_retry_s,
             resync_s=self.settings.resync_interval_s, on_pass=self.metrics.reconcile_seconds.observe,
+            holds=self.holds, on_held=self.metrics.held_actions.set,
         )  # fmt: skip
         self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
         #: The leader's timed concerns by name (audit, retention, deadlines, the checkpoint, the asset round).
@@ -185,9 +188,6 @@ class Watcher:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
-        # Skip requests already in the store: the first asset round of whoever leads submits their streams.
-        if self.assets.skip_requests:
-            self.assets.skip_requests.clear()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in loaded.problems:
@@ -223,7 +223,7 @@ class Watcher:
         manager.register(self.actuator.controller)
         # Semantics `assets-by-route` and `asset-exactly-once`: nothing to deliver while no route is declared.
         if settings.asset_interval_s > 0:
-            manager.register(self.deliveries.controller, interest=self._skip_requested)
+            manager.register(self.deliveries.controller, interest=self._streams_changed)
         for job in self.jobs.values():
             manager.register(
                 Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
@@ -244,6 +244,8 @@ class Watcher:
         defer = self.actuator.defer
         keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
         keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
+        if self.holds.drain():  # a hold put, released or deleted: what holds kept back is planned again (issue 51)
+            keys += self.triggers.held_again()
         return keys
 
     def _asset_hints(self, changes: Changes) -> list[Tick]:
@@ -255,19 +257,12 @@ class Watcher:
         self.manager.controllers[AssetJob.name].add_after(Tick(AssetJob.name), HINT_RECHECK_S)
         return [Tick(AssetJob.name)]
 
-    def _skip_requested(self, changes: Changes) -> list[AssetStream]:
-        """Semantics `asset-skip`: a stream whose entry just gained an operator's skip request
-        (``core/asset_index.py``'s **Skip requests are news**) goes to its controller now, not at the next asset round
-        (a refused head may wait out a long retry time). Only the leader delivers: a standby's controller drops them,
-        since a new leader's first asset round submits every due stream."""
-        requests = self.assets.skip_requests
-        if not requests:
-            return []
-        streams = [AssetStream(*stream) for stream in sorted(set(requests))]
-        requests.clear()
-        for stream in streams:
-            log.info("asset.skip_requested target=%s source=%s uri=%s", *stream)
-        return streams
+    def _streams_changed(self, changes: Changes) -> list[AssetStream]:
+        """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
+        batch changed (``Changes.streams``: a new event, an operator's skip request, this leader's own write come back)
+        goes to its controller now, not at the next asset round. Only the leader delivers: a standby's controller drops
+        them, since a new leader's first asset round submits every due stream."""
+        return [AssetStream(*stream) for stream in sorted(changes.streams)]
 
     def _replan(self, key: DagKey) -> None:
         """The actions' controller hands a key back to the planner (``watcher/actuator.py``'s

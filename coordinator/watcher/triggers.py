@@ -28,6 +28,9 @@ Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks th
 - **One line per pass.** One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice
   that found nothing to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends
   (``dirty=all``, ``slices=``, ``sweep_ms=``).
+- **Holds.** While leading, an action whose DAG and partition an operator's standing hold covers (``core/holds.py``,
+  issue 51) is neither counted nor submitted; it is logged once per key and hold (``hold.held``), counted in
+  ``coordinator_held_actions``, and its key planned again when a hold changes or expires (``_hold_back``).
 - **Start and settle.** A start plans first what changed after the plan checkpoint (semantics `checkpoint-first`,
   ``core/first_work.py``), then every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new
   leader without warm work). The leader's work is settled through the revision of its last pass (``settled_through``,
@@ -55,6 +58,7 @@ from coordinator.core.model import NodeId
 from coordinator.core.planner import next_cutoff, partitions_to_plan
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreError, WritesRefused
+from coordinator.informer.holds import HoldIndex
 from coordinator.manager import Controller, Result
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
@@ -175,6 +179,12 @@ class TriggerReconciler:
     resync_s: float = 300.0
     #: Told the seconds each pass of the controller took (the metric ``coordinator_reconcile_seconds``).
     on_pass: Callable[[float], None] = lambda seconds: None
+    #: **Holds** (issue 51): the operators' holds, and told how many keys they keep back after each leading pass (the
+    #: metric ``coordinator_held_actions``).
+    holds: HoldIndex | None = None
+    on_held: Callable[[int], None] = lambda count: None
+    #: **Holds**: each (DAG, partition) whose action a hold kept back, and the hold's id (logged once per key and hold).
+    held_keys: dict[DagKey, str] = field(default_factory=dict)
     #: The triggers' controller (its queue holds the keys of **Keys**).
     controller: Controller[TriggerKey] = field(init=False, repr=False)
     #: How many partitions the view knew at the last look for a cutoff (``_next_cutoff``).
@@ -295,6 +305,7 @@ class TriggerReconciler:
         if not leading and act:
             self._remember_due(result, full=partitions is None)
         if leading:
+            result = self._hold_back(graph, result)
             result = await self._within_budget(result)
             # An action the actuator does not start (one for that DAG and partition is in flight, or waits out an
             # error delay) is planned again once that is over (``watcher/actuator.py``'s **One action per key**).
@@ -340,6 +351,42 @@ class TriggerReconciler:
             self.executor.busy, self.actuator.outcome.errors, sweep.led, sweep.plan_s * 1000, sweep.slices,
             (time.perf_counter() - sweep.started) * 1000,
         )  # fmt: skip
+
+    def _hold_back(self, graph: Graph, result: Plan) -> Plan:
+        """**Holds** (issue 51, ``core/holds.py``): the pass's actions whose DAG and partition no standing hold covers.
+        A held action is not submitted (nor counted in the budget); its key is remembered, logged once per hold, and
+        planned again when a hold changes (``watcher/service.py``'s interest) or at the hold's expiry, so a release
+        starts each held run once: the planner decides it again then, on the facts of that moment. A resume that only
+        confirms a run already seen (``observed``) calls nobody and is never held."""
+        if self.holds is None:
+            return result
+        now = datetime.now(UTC)
+        holds = self.holds.hold_set(graph, now)
+        kept: list[Action] = []
+        for action in result.actions:
+            key = DagKey(action.node, action.partition)
+            hold = None
+            if holds and not (isinstance(action, Resume) and action.observed):
+                hold = holds.held_by(action.node, action.partition)
+            if hold is None:
+                kept.append(action)
+                self.held_keys.pop(key, None)
+                continue
+            if self.held_keys.get(key) != hold.id:
+                log.info("hold.held dag=%s partition=%s hold=%s by=%s reason=%r", action.node.qualified,
+                         action.partition, hold.id, hold.by, hold.reason)  # fmt: skip
+                self.held_keys[key] = hold.id
+            if hold.until is not None:  # time as a requeue: the key is planned again when the hold expires
+                self._then[key] = Result(requeue_after=max(0.0, (hold.until - now).total_seconds()))
+        self.on_held(len(self.held_keys))
+        if len(kept) == len(result.actions):
+            return result
+        return Plan(result.revision, tuple(kept))
+
+    def held_again(self) -> list[DagKey]:
+        """**Holds**: the keys a hold kept back, to plan again now that a hold changed (each is held again, or
+        starts)."""
+        return sorted(self.held_keys, key=lambda k: (k.partition, k.node.qualified))
 
     async def _within_budget(self, result: Plan) -> Plan:
         """Semantics `trigger-budget` (``watcher/budget.py``): the pass's actions the trigger budget lets through, each

@@ -1,0 +1,102 @@
+"""The index of operators' holds (``{prefix}/holds/...``, docs/keys.md; ``core/holds.py``, issue 51): every watcher
+keeps it warm from the informer; the trigger reconciler (``watcher/triggers.py``) submits nothing a standing hold
+covers, and ``status`` and ``why`` name the hold.
+
+Rules:
+- **Newest revision wins.** A record older than the one held changes nothing; a delete removes it (a deleted hold is
+  a released one).
+- **Bad values left out.** A value that does not parse is left out and named (the informer logs it): a hold that
+  cannot be read holds nothing, and the last valid record of that key stays.
+- **Changes are news.** Every put or delete sets ``changed`` (``drain`` takes it): the watcher plans again what the
+  holds kept back (``watcher/service.py``'s interest), so a release starts each held run once.
+- **One held set per version.** The held set against a graph (``core.holds.HoldSet``) is built once per version of
+  the index, graph and set of standing holds, not per pass (the planner runs hundreds of passes a second).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import ClassVar
+
+from coordinator.core.graph import Graph
+from coordinator.core.holds import Hold, HoldSet, next_expiry, parse_hold
+from coordinator.core.model import KeyLayout
+
+
+@dataclass
+class HoldIndex:
+    """The recorded holds by id, with the mod revision each was written at (**Newest revision wins**)."""
+
+    name: ClassVar[str] = "holds"
+
+    keys: KeyLayout
+    holds: dict[str, Hold] = field(default_factory=dict)
+    revisions: dict[str, int] = field(default_factory=dict)
+    #: **Changes are news**: a hold was put or deleted since the last ``drain``.
+    changed: bool = False
+    #: Bumped on every change (**One held set per version**).
+    version: int = 0
+    _held: dict[str, int] = field(default_factory=dict, repr=False)
+    _cached: tuple[tuple[int, frozenset[str]], HoldSet] | None = field(default=None, repr=False)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.keys.holds,)
+
+    def reset(self) -> None:
+        self.holds.clear()
+        self.revisions.clear()
+        self._held.clear()
+        self._bump()
+
+    def passed(self, revision: int) -> None:
+        """Nothing waits for a revision here."""
+
+    def held(self) -> dict[str, int]:
+        return dict(self._held)
+
+    def drain(self) -> bool:
+        changed, self.changed = self.changed, False
+        return changed
+
+    def _bump(self) -> None:
+        self.changed = True
+        self.version += 1
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
+        """One watched hold record; what is wrong with it, or None."""
+        hold_id = self.keys.parse_hold_key(key)
+        if hold_id is None:
+            return "malformed key: expected holds/{hold id}"
+        if value is None:
+            if self.holds.pop(hold_id, None) is not None:
+                self._bump()
+            self.revisions.pop(hold_id, None)
+            self._held.pop(key, None)
+            return None
+        hold, problem = parse_hold(value)
+        if hold is None:
+            self._held[key] = -1  # a relist hands it out again
+            return f"unparsable hold ({problem}); it holds nothing until rewritten"
+        if mod_rev < self.revisions.get(hold_id, 0):
+            return None
+        self.holds[hold_id] = hold
+        self.revisions[hold_id] = mod_rev
+        self._held[key] = mod_rev
+        self._bump()
+        return None
+
+    def standing(self, now: datetime) -> list[Hold]:
+        return [h for h in self.holds.values() if h.standing(now)]
+
+    def hold_set(self, graph: Graph, now: datetime) -> HoldSet:
+        """**One held set per version**: the standing holds at ``now`` against ``graph``."""
+        standing = self.standing(now)
+        version = (self.version, frozenset(h.id for h in standing))
+        if self._cached is None or self._cached[0] != version or self._cached[1].graph is not graph:
+            self._cached = (version, HoldSet(graph, standing))
+        return self._cached[1]
+
+    def next_expiry(self, now: datetime) -> datetime | None:
+        return next_expiry(self.holds.values(), now)
