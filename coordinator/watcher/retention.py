@@ -54,6 +54,8 @@ log = logging.getLogger(__name__)
 #: Delete transactions in flight at once: each waits for etcd's fsync, and etcd commits concurrent ones together, so
 #: 4 deletes about three times as fast as 1 on a single disk (bench/prune.py) while a loaded member still answers.
 IN_FLIGHT = 4
+#: Seconds before a round looks again when the floor it wrote has not come back through the watch yet.
+OWN_FLOOR_RECHECK_S = 1.0
 
 
 class RetentionTracker:
@@ -231,7 +233,11 @@ class RetentionJob:
     name: str = "retention"
 
     async def run_once(self, now: datetime) -> RequeueAfter:
-        """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off)."""
+        """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off).
+        A floor this leader wrote that the informer has not brought back yet (``informer/expectations.py``) waits: the
+        round would decide from the floor before it."""
+        if self.executor.expectations.pending(self.tracker.key):
+            return OWN_FLOOR_RECHECK_S
         selection, outcome, floor = await prune_from_view(self, now)
         kept = selection.kept_counts()
         if outcome.changed:
@@ -261,10 +267,9 @@ async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, 
     floor = next_floor(tracker.floor, cutoff)
     if tracker.floor is None or tracker.floor.before != floor:
         new = RetentionFloor(before=floor, by=job.watcher_id, at=now)
-        revision = await record_floor(writes, job.keys, new, tracker.floor_rev)
-        # Apply our own write now (as ensure_adopted does): later passes must not wait for the watch to see it.
-        view.revision = max(view.revision, revision)
-        tracker.observe(view, tracker.key, dump_floor(new), revision)
+        # The round deletes from what it gathered above; the informer brings the floor back into the tracker and the
+        # view forgets what it retires then (**The floor in event order**), before the next round may start.
+        await record_floor(writes, job.keys, new, tracker.floor_rev)
     selection = select(facts.values(), cutoff)
     outcome = await delete_selected(writes, selection.delete)
     return selection, outcome, floor
