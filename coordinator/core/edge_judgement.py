@@ -1,7 +1,8 @@
 """How the planner judges a DAG edge by edge: task-level and "finished" edges, edges across partition grids, and
-condition groups (semantics `extended-edges`, `edge-task`, `edge-finished`, `condition-groups`). A DAG whose
-upstreams are all plain same-date whole-run successes is judged by the planner's fast path instead
-(``core/planner.py``); this is the general path, and the words of why an edge or a group blocks a DAG.
+condition groups (semantics `extended-edges`, `edge-task`, `edge-finished`, `condition-groups`; a whole run's success
+waived by a rerun counts as consumed, semantics `no-cascade-once`). A DAG whose upstreams are all plain same-date
+whole-run successes is judged by the planner's fast path instead (``core/planner.py``); this is the general path, and
+the words of why an edge or a group blocks a DAG.
 
 :class:`EdgeJudgement` is a part of the planner of one partition (``planner._PartitionPlanner`` inherits it): it
 holds no state of its own and reads the partition's facts, memos and clock through the planner, whose members it
@@ -55,6 +56,9 @@ class EdgeJudgement:
         raise NotImplementedError
 
     def _not_since_trigger(self, node: NodeId, ledger: LedgerFact) -> bool:
+        raise NotImplementedError
+
+    def consumed_waived(self, up: NodeId, recorded: int | None, from_last_trigger: bool, rev: int) -> bool:
         raise NotImplementedError
 
     def edge_fact(self, edge: EdgeSpec) -> RunFact | None:
@@ -131,6 +135,8 @@ class EdgeJudgement:
                 assert gen is not None
                 recorded = ledger.input(task_input_key(edge.source, edge.task, q, self.partition)) if ledger else None
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+                if not consumed and edge.task is None and self.view.no_cascade:
+                    consumed = self.at(q).consumed_waived(edge.source, recorded, from_last_trigger, fact.rev)
                 if not consumed:
                     used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                     which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
@@ -181,6 +187,8 @@ class EdgeJudgement:
             if member and ledger is not None and recorded is None:
                 continue  # semantics `group-unconsumed`
             consumed = recorded == gen if recorded is not None and ledger is not None else fact.rev > gen
+            if not consumed and self.view.no_cascade:
+                consumed = self.consumed_waived(up, recorded, ledger is not None, fact.rev)
             if not consumed:
                 used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                 self._stale_reason[node] = f"{up} finished again at revision {gen} after {node} last ran ({used})"
@@ -230,6 +238,9 @@ class EdgeJudgement:
             assert gen is not None  # a satisfied member has a generation in every partition it maps to
             used = recorded[i] if ledger is not None else None
             if (used == gen) if ledger is not None else (fact.rev > gen):
+                continue
+            waivers = edge.task is None and self.view.no_cascade
+            if waivers and self.at(q).consumed_waived(edge.source, used, ledger is not None, fact.rev):
                 continue
             which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
             what = f"which used revision {used}" if used is not None else f"revision {fact.rev}"

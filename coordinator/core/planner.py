@@ -3,9 +3,9 @@
 This module is the product's correctness; ``docs/semantics.md`` is its specification. It enforces
 semantics `joins-per-partition`, `success-is-generation`, `root-fresh`, `fresh-consumed` (`consumed-by-ledger`,
 `consumed-by-order`), `dag-due`, `failure-handler`, `planner-pure`, `run-confirms-intent`, `first-adoption`,
-`partition-grids`, `extended-edges` and `condition-groups`; ``coordinator.core.retention`` drops the triggers of the
-decisions the floor retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the watcher and the
-commands apply).
+`partition-grids`, `extended-edges`, `condition-groups` and `no-cascade-once`; ``coordinator.core.retention`` drops the
+triggers of the decisions the floor retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the
+watcher and the commands apply).
 
 What the semantics leave to this module:
 - **Pure.** No I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the
@@ -320,6 +320,8 @@ class _PartitionPlanner(EdgeJudgement):
                 key = input_key(up, q, self.partition)
                 recorded = ledger.input(key) if ledger is not None else None
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+                if not consumed and self.view.no_cascade:
+                    consumed = self.at(q).consumed_waived(up, recorded, from_last_trigger, fact.rev)
                 if not consumed:
                     used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                     which = up if q == self.partition else f"{up} {q}"
@@ -335,6 +337,18 @@ class _PartitionPlanner(EdgeJudgement):
         self._stale_reason[node] = f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
         return False
 
+    def consumed_waived(self, up: NodeId, recorded: int | None, from_last_trigger: bool, rev: int) -> bool:
+        """Semantics `no-cascade-once`: whether ``up``'s current success here is the one a ``rerun --no-cascade``
+        waived, and the dependent (its ledger's ``recorded`` input, or its success at ``rev``) had consumed the
+        generation it replaces: the dependent stays as it is. Called only when the plain check said not consumed."""
+        record = self.view.no_cascade.get((up, self.partition))
+        if record is None:
+            return False
+        old = record.waived(self.run(up))
+        if old is None:
+            return False
+        return recorded == old if recorded is not None and from_last_trigger else rev > old
+
     def _consumed_here(
         self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
     ) -> bool:
@@ -348,6 +362,8 @@ class _PartitionPlanner(EdgeJudgement):
             key = up.qualified
             recorded = revs[names.index(key)] if key in names else None  # LedgerFact.input
             consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
+            if not consumed and self.view.no_cascade:
+                consumed = self.consumed_waived(up, recorded, from_last_trigger, fact.rev)
             if not consumed:
                 used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                 self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"

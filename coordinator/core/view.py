@@ -16,6 +16,9 @@ Rules:
 - **Task states.** Task-instance states (``{prefix}/tasks/{instance}/{dag_id}/{task_id}/{partition}``, the run-state
   value format) are facts of their DAG in their partition like run states (``tasks``; a malformed key or value is a
   problem like a run key's), so a change of one re-plans what depends on that DAG there.
+- **No-cascade records are facts.** A rerun's no-cascade record (``{prefix}/config/no_cascade/...``, semantics
+  `no-cascade-once`) is a fact of its DAG in its partition (``no_cascade``), read with the run state it waives; an
+  unparsable one is a problem and the key is treated as absent (its rerun cascades as usual).
 - **The floor is a fact.** The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read
   at the same revision as the facts it retires, so a decision never pairs a floor with run states from another moment
   (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
@@ -48,6 +51,7 @@ from coordinator.core.model import (
     parse_trigger_record,
     parse_value,
 )
+from coordinator.core.no_cascade import NoCascade, parse_no_cascade
 
 #: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
 ALL = "*"
@@ -80,6 +84,8 @@ class View:
     #: instance -> the trigger budget's state (``{prefix}/config/budget/{instance}``, semantics `trigger-budget`) and
     #: its mod revision; an unparsable value is a problem and the last valid state stays.
     budgets: dict[str, tuple[BudgetState, int]] = field(default_factory=dict)
+    #: (DAG, partition) -> its rerun's no-cascade record (**No-cascade records are facts**).
+    no_cascade: dict[tuple[NodeId, str], NoCascade] = field(default_factory=dict)
     #: The plan checkpoint (``{prefix}/config/checkpoint``, semantics `checkpoint-first`) and its mod revision: the
     #: revision the leader had planned through. Unparsable: a problem, None here, and ``checkpoint_rev`` still set (the
     #: start says the checkpoint was unreadable, not missing).
@@ -127,6 +133,7 @@ class View:
         self.ledger.clear()
         self.tasks.clear()
         self.backfills.clear()
+        self.no_cascade.clear()
         self.problems.clear()
         self.partitions.clear()
         self.activation = None
@@ -244,6 +251,8 @@ class View:
             return self._apply_floor(key, value, mod_rev)
         if key.startswith(self.keys.budgets):
             return self._apply_budget(key, value, mod_rev)
+        if key.startswith(self.keys.no_cascade):
+            return self._apply_no_cascade(key, value, mod_rev)
         if key == self.checkpoint_key:
             return self._apply_checkpoint(key, value, mod_rev)
         if key.startswith((self.keys.runs, self.keys.triggers)):
@@ -266,6 +275,7 @@ class View:
         if self.floor is not None:
             found[self.floor_key] = self.floor_rev
         found.update((self.keys.budget_key(i), rev) for i, (_, rev) in self.budgets.items())
+        found.update((self.keys.no_cascade_key(n, p), fact.rev) for (n, p), fact in self.no_cascade.items())
         if self.checkpoint is not None:
             found[self.checkpoint_key] = self.checkpoint_rev
         return found
@@ -412,6 +422,26 @@ class View:
         self.budgets[instance] = (state, mod_rev)
         # A release (or a new hold) changes what passes in every partition; the window's count alone does not.
         return {ALL} if state.affects_plans(previous[0] if previous else None) else set()
+
+    def _apply_no_cascade(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        """**No-cascade records are facts**: the partition is re-planned (its waived success may already be in)."""
+        at = self.keys.parse_no_cascade_key(key)
+        if at is None:
+            self.problems[key] = "malformed no-cascade key: expected no_cascade/{instance}/{dag_id}/{partition}"
+            return set()
+        node = self._nodes.setdefault((at[0].instance, at[0].dag_id), at[0])
+        partition = self._parts.setdefault(at[1], at[1])
+        if value is None:
+            self.no_cascade.pop((node, partition), None)
+            return {partition}
+        record, problem = parse_no_cascade(value)
+        if record is None:
+            self.problems[key] = f"unparsable no-cascade record ({problem}); ignored: the rerun cascades"
+            self.no_cascade.pop((node, partition), None)
+            return {partition}
+        self.no_cascade[(node, partition)] = NoCascade(record, mod_rev)
+        self._index(node, partition)
+        return {partition}
 
     def _apply_floor(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         if value is None:  # a deleted floor is an explicit lowering
