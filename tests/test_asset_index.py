@@ -196,9 +196,9 @@ def test_the_index_answers_as_the_whole_history_functions_after_any_puts_deletes
         check(index, store, routes)
 
 
-def test_a_put_older_than_a_delete_written_through_does_not_bring_the_event_back() -> None:
-    """A delete applied at its revision (the job's write-through) makes a later-arriving older put of the same key
-    a no-op, until the feed passed that revision."""
+def test_a_put_older_than_an_applied_delete_does_not_bring_the_event_back() -> None:
+    """A delete applied at its revision (a relist's difference) makes a later-arriving older put of the same key a
+    no-op, until the feed passed that revision."""
     index = AssetIndex(KEYS)
     key = KEYS.event_key("team_a", URIS[0], 1)
     index.apply(key, None, 10)
@@ -243,26 +243,47 @@ def test_malformed_keys_are_reported_held_for_a_relist_and_left_out(key: str, va
     assert index.held() == {}
 
 
-def test_a_new_skip_request_on_an_unsettled_entry_is_reported_once_and_only_where_collected() -> None:
-    """Rule 7: an entry that gains a skip request while in error reports its stream once; the same request applied
-    again, a request on a settled entry, a stale replay and an index without a list report nothing."""
-    index = AssetIndex(KEYS, skip_requests=[])
-    key = KEYS.delivery_key("team_b", "team_a", URIS[0], 1)
-    refused = record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=False)
-    requested = record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=True)
-    index.apply(key, refused, 5)
-    assert index.skip_requests == []
-    index.apply(key, requested, 6)
-    assert index.skip_requests == [("team_b", "team_a", URIS[0])]
-    index.skip_requests.clear()
-    index.apply(key, requested, 6)  # the watch replays what the write-through applied: stale, ignored
-    index.apply(key, requested, 7)  # the request held already (the leader rewrote the entry keeping it)
-    index.apply(key, record_bytes("team_a", URIS[0], 1, DeliveryStatus.SKIPPED, None, skip=True), 8)
-    assert index.skip_requests == []
-    other = KEYS.delivery_key("team_c", "team_a", URIS[0], 2)
-    index.apply(other, record_bytes("team_a", URIS[0], 2, DeliveryStatus.PENDING, None, skip=True), 9)
-    assert index.skip_requests == [("team_c", "team_a", URIS[0])], "a request on an entry the index did not hold"
-    reader = AssetIndex(KEYS)
-    reader.apply(key, refused, 5)
-    reader.apply(key, requested, 6)
-    assert reader.skip_requests is None
+def test_each_key_names_its_streams_an_entry_its_own_an_event_one_per_routed_target() -> None:
+    """A delivery entry (a skip request included) names its own stream; a held event names one stream per target of
+    the routes last asked about, and none before any question, once deleted, or for a key that does not parse."""
+    index = AssetIndex(KEYS)
+    event = KEYS.event_key("team_a", URIS[0], 1)
+    entry = KEYS.delivery_key("team_b", "team_a", URIS[0], 1)
+    index.apply(event, fact_bytes("team_a", URIS[0], 1, 0, False), 5)
+    assert index.streams_of(event) == (), "no routes asked about yet"
+    index.due(ROUTE_SETS[0], BASE)
+    assert set(index.streams_of(event)) == {("team_b", "team_a", URIS[0]), ("team_c", "team_a", URIS[0])}
+    index.apply(entry, record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=True), 6)
+    assert index.streams_of(entry) == (("team_b", "team_a", URIS[0]),)
+    index.apply(event, None, 7)
+    assert index.streams_of(event) == ()
+    assert index.streams_of(f"{KEYS.deliveries}not-a-key") == ()
+    assert KEYS.delivery_key("team_b", "team_a", URIS[0], 12).startswith(
+        index.stream_prefix(("team_b", "team_a", URIS[0]))
+    )
+    assert not KEYS.delivery_key("team_b", "team_a", URIS[0] + "x", 1).startswith(
+        index.stream_prefix(("team_b", "team_a", URIS[0]))
+    )
+
+
+def test_a_stream_head_skips_what_the_caller_settled_and_says_when_a_refused_head_is_due_again() -> None:
+    """``due_stream`` with ``settled`` answers the oldest unsettled event besides those ids (the index not showing
+    the caller's own writes yet); ``waits_until`` is the retry time of a refused head, None for a due one."""
+    index = AssetIndex(KEYS)
+    routes = ROUTE_SETS[0]
+    stream = ("team_b", "team_a", URIS[0])
+    for event_id in (1, 2, 3):
+        index.apply(KEYS.event_key("team_a", URIS[0], event_id), fact_bytes("team_a", URIS[0], event_id, 0, False),
+                    event_id)  # fmt: skip
+    head = index.due_stream(stream, routes, BASE)
+    assert head is not None and head.event.fact.event_id == 1
+    head = index.due_stream(stream, routes, BASE, {1, 2})
+    assert head is not None and head.event.fact.event_id == 3
+    assert index.due_stream(stream, routes, BASE, {1, 2, 3}) is None
+    assert index.waits_until(stream, routes) is None
+    index.apply(KEYS.delivery_key(*stream, 1), record_bytes("team_a", URIS[0], 1, DeliveryStatus.ERROR, 30, skip=False),
+                10)  # fmt: skip
+    assert index.due_stream(stream, routes, BASE) is None
+    retry_at = index.waits_until(stream, routes)
+    assert retry_at is not None and retry_at > BASE
+    assert index.due_stream(stream, routes, retry_at) is not None

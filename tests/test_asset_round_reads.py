@@ -1,12 +1,13 @@
-"""The asset round reads what changed, not the history (``coordinator/watcher/assets.py`` rule 0), against a real
-etcd and fake Airflows: a watcher in this process loads its view and asset index once, keeps them current from its
-watch, and its asset rounds then deliver each new event exactly once without a ranged read of the recorded events or
-the delivery ledger; a relist removes from the index what was deleted while the watch was away."""
+"""The asset round reads what changed, not the history (``coordinator/watcher/assets.py``'s **From the index**),
+against a real etcd and fake Airflows: a watcher in this process loads its view and asset index once, keeps them
+current from its watch, and its asset rounds then deliver each new event exactly once without a ranged read of the
+recorded events or the delivery ledger; a relist removes from the index what was deleted while the watch was away."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -127,9 +128,9 @@ def test_an_asset_round_over_a_long_history_reads_neither_prefix_and_delivers_ea
     arun: Callable[..., Any],
 ) -> None:
     """With thousands of delivered events recorded, a leading watcher's asset rounds make no ranged read of the
-    events or deliveries prefix, and the new events reach the target once each: in the first round even before the
-    watch brings the job's own writes back, with no write at all in a second round then, and none posted again in
-    later rounds with the watch running."""
+    events or deliveries prefix; the new events reach the target once each as the watch brings the round's records
+    back (the informer hands their streams to the controller), and later rounds write nothing and post nothing
+    again."""
     source, target = fakes
     keys = AssetKeys(etcd_prefix)
     now = datetime.now(UTC)
@@ -144,34 +145,47 @@ def test_an_asset_round_over_a_long_history_reads_neither_prefix_and_delivers_ea
             watcher = watcher_for(settings, store, fakes, stack)
             revision = await watcher.load()
             assert len(watcher.assets.events) == RECORDED
-            reflector: asyncio.Task[None] | None = None
+            reflector = asyncio.create_task(watcher.reflect(revision))
+            streams = asyncio.create_task(watcher.deliveries.controller.run())
             try:
                 assert await watcher.election.acquire(timeout=5)
                 job = asset_job(watcher)
                 counting = CountingStore(store)
                 job.store = counting  # type: ignore[assignment]
                 emitted = [source.emit_asset_event(ORDERS, at=now - timedelta(seconds=s)) for s in (30, 20, 10)]
-                # No watch yet: the index knows the job's writes only through its write-through (rule 0).
-                await asset_round(watcher, job)
-                assert markers(target) == [f"team_a:{i}" for i in emitted]
+                await job.run_once(datetime.now(UTC))
+                await until(lambda: markers(target) == [f"team_a:{i}" for i in emitted])
+                await until(lambda: watcher.executor.expectations.awaited() == 0 and not busy(watcher))
                 counting.writes.clear()
-                await asset_round(watcher, job)
-                assert counting.writes == [], "a second round acted on a stale entry of its own"
-                reflector = asyncio.create_task(watcher.reflect(revision))
-                for _ in range(3):  # more rounds, the watch catching up in between: nothing posted again
-                    await asyncio.sleep(0.2)
+                for _ in range(3):  # more rounds: nothing written, nothing posted again
                     await asset_round(watcher, job)
+                    await asyncio.sleep(0.1)
+                assert counting.writes == [], "a later round acted on a stale entry of its own"
                 assert markers(target) == [f"team_a:{i}" for i in emitted]
                 assert not [p for p in counting.ranged if p.startswith((keys.events, keys.deliveries))], counting.ranged
                 assert len(watcher.assets.events) == RECORDED + len(emitted)
                 assert watcher.assets.pending([*watcher.graphs.graph.asset_routes]) == {"team_b": 0}
             finally:
-                if reflector is not None:
-                    reflector.cancel()
-                    await asyncio.gather(reflector, return_exceptions=True)
+                for task in (reflector, streams):
+                    task.cancel()
+                await asyncio.gather(reflector, streams, return_exceptions=True)
+                await watcher.executor.drain()
                 await watcher.election.resign()
 
     arun(main())
+
+
+def busy(watcher: Watcher) -> bool:
+    """Whether the streams' controller has a key queued, in work or waiting."""
+    queue = watcher.deliveries.controller.queue
+    return bool(len(queue)) or queue.holds(lambda _: True)
+
+
+async def until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.02)
 
 
 def test_a_relist_removes_from_the_asset_index_what_was_deleted_while_the_watch_was_away(

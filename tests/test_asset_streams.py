@@ -1,7 +1,9 @@
 """Asset streams as keys of the watcher's one queue (``coordinator/watcher/deliveries.py``), against a real etcd and
-fake Airflows: a watcher in this process leads, its asset round submits each stream with a due event, and each
-stream's attempt runs on its own: a slow target holds only its own streams, a deferred stream comes back through the
-queue at its ``look_after``, and a key handed out on a standby is dropped."""
+fake Airflows: a watcher in this process leads, its informer hands the controller each stream whose event or entry
+the watch brought (its asset round submits each stream with a due event too), and each stream's attempt runs on its
+own: a slow target holds only its own streams, a deferred stream comes back through the queue at its
+``look_after``, a key handed out on a standby is dropped, the leader's own write is not acted on again before the
+watch brings it, and an operator's skip request reaches the controller through the watch."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AsyncExitStack
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,13 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
+from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus, SkipRequest
 from coordinator.etcd import EtcdStore
+from coordinator.manager import DONE, Result
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings, Settings
 from coordinator.watcher.assets import AssetJob
+from coordinator.watcher.deliveries import OWN_WRITE_WAIT_S
 from coordinator.watcher.executor import Pool
 from coordinator.watcher.keys import AssetStream
 from coordinator.watcher.service import Watcher
@@ -70,6 +74,11 @@ def copies(fake: FakeAirflow) -> list[str]:
     return [str(e["extra"][MARKER]) for e in fake.asset_events(ORDERS) if MARKER in (e["extra"] or {})]
 
 
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
 async def until(check: Callable[[], bool], timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -92,8 +101,10 @@ def test_a_slow_target_holds_only_its_own_stream(
             store = await EtcdStore.connect(etcd_settings)
             stack.push_async_callback(store.close)
             watcher = watcher_for(settings, store, fakes, stack)
-            await watcher.load()
+            revision = await watcher.load()
             streams = asyncio.create_task(watcher.deliveries.controller.run())  # the controller's workers
+            # The informer's watch: it brings the round's recorded event back and hands its streams to the controller.
+            reflector = asyncio.create_task(watcher.reflect(revision))
             try:
                 assert await watcher.election.acquire(timeout=5)
                 event_id = source.emit_asset_event(ORDERS)
@@ -112,7 +123,8 @@ def test_a_slow_target_holds_only_its_own_stream(
                 await until(lambda: not watcher.deliveries.controller.queue.processing(team_b))
             finally:
                 streams.cancel()
-                await asyncio.gather(streams, return_exceptions=True)
+                reflector.cancel()
+                await asyncio.gather(streams, reflector, return_exceptions=True)
                 await watcher.executor.drain()
                 await watcher.election.resign()
 
@@ -198,5 +210,138 @@ def test_a_stream_key_handed_out_on_a_standby_is_dropped(
             assert copies(b) == []
             assert await store.current_revision() == before
             assert not queue.processing(stream) and not queue.waiting(stream) and len(queue) == 0
+
+    arun(main())
+
+
+class CountingStore:
+    """The real store, noting the key of every compare-and-swap tried through it."""
+
+    def __init__(self, store: EtcdStore) -> None:
+        self.store = store
+        self.writes: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def cas(self, key: str, value: bytes, expected: int, **kwargs: Any) -> Any:
+        self.writes.append(key)
+        return await self.store.cas(key, value, expected, **kwargs)
+
+
+def test_the_leaders_own_delivery_write_is_not_acted_on_again_before_the_watch_brings_it(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, fakes: Fakes, tmp_path: Path,
+    arun: Callable[..., Any],
+) -> None:  # fmt: skip
+    """A stream delivered by one attempt while the informer does not follow the store: the asset index still shows
+    the event undelivered, and the stream reconciled again at once neither posts nor tries a write (its own write
+    is pending) but asks to come back; once the watch brings the write, the informer hands the stream back and its
+    attempt finds nothing to do: one copy in the target."""
+    source, b, _ = fakes
+    settings = settings_for(tmp_path, etcd_endpoint, etcd_prefix)
+    keys = AssetKeys(etcd_prefix)
+    stream = AssetStream("team_b", "team_a", ORDERS)
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            store = await EtcdStore.connect(etcd_settings)
+            stack.push_async_callback(store.close)
+            event_id = source.emit_asset_event(ORDERS)
+            fact = AssetEventFact(event_id=event_id, uri=ORDERS, timestamp=datetime.now(UTC), recorded_by="audit:w0")
+            await store.put(keys.event_key("team_a", ORDERS, event_id), fact.model_dump_json().encode())
+            counting = CountingStore(store)
+            watcher = watcher_for(settings, counting, fakes, stack)  # type: ignore[arg-type]
+            revision = await watcher.load()
+            reflector: asyncio.Task[None] | None = None
+            try:
+                assert await watcher.election.acquire(timeout=5)
+                now = datetime.now(UTC)
+                assert await watcher.deliveries.reconcile(stream, now) == DONE
+                assert copies(b) == [f"team_a:{event_id}"]
+                assert counting.writes, "the first attempt wrote its entry"
+                due = watcher.assets.due_stream(stream, watcher.graphs.graph.asset_routes, now)
+                assert due is not None and due.record is None, "the index shows the attempt's own write (by hand)"
+                counting.writes.clear()
+                again = await watcher.deliveries.reconcile(stream, datetime.now(UTC))
+                assert again == Result(requeue_after=OWN_WRITE_WAIT_S)
+                assert counting.writes == [] and copies(b) == [f"team_a:{event_id}"]
+                reflector = asyncio.create_task(watcher.reflect(revision))
+                queue = watcher.deliveries.controller.queue
+                await until(lambda: watcher.executor.expectations.awaited() == 0 and len(queue) > 0)
+                assert await watcher.deliveries.controller.drain_ready() == 1  # the stream the watch brought
+                await watcher.executor.drain()
+                assert counting.writes == [] and copies(b) == [f"team_a:{event_id}"]
+                assert watcher.assets.due_stream(stream, watcher.graphs.graph.asset_routes, datetime.now(UTC)) is None
+            finally:
+                if reflector is not None:
+                    reflector.cancel()
+                    await asyncio.gather(reflector, return_exceptions=True)
+                await watcher.executor.drain()
+                await watcher.election.resign()
+
+    arun(main())
+
+
+def test_a_skip_request_put_into_etcd_reaches_the_streams_controller_through_the_informer(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, fakes: Fakes, tmp_path: Path,
+    arun: Callable[..., Any],
+) -> None:  # fmt: skip
+    """A head refused with an hour to wait: an operator's skip request written into its entry reaches the leader's
+    streams controller through the informer's changes (no asset round runs), and its attempt settles it as skipped
+    without posting."""
+    source, b, _ = fakes
+    settings = settings_for(tmp_path, etcd_endpoint, etcd_prefix, airflow_timeout_s=1.0)
+    keys = AssetKeys(etcd_prefix)
+    stream = AssetStream("team_b", "team_a", ORDERS)
+
+    async def main() -> None:
+        async with AsyncExitStack() as stack:
+            store = await EtcdStore.connect(etcd_settings)
+            stack.push_async_callback(store.close)
+            event_id = source.emit_asset_event(ORDERS)
+            at = datetime.now(UTC)
+            fact = AssetEventFact(event_id=event_id, uri=ORDERS, timestamp=at, recorded_by="audit:w0")
+            refused = DeliveryRecord(status=DeliveryStatus.ERROR, source="team_a", event_id=event_id, uri=ORDERS,
+                                     requested_at=at, retry_at=at + timedelta(hours=1), last_error="refused",
+                                     watcher="w0")  # fmt: skip
+            entry = keys.delivery_key(*stream, event_id)
+            await store.put(keys.event_key("team_a", ORDERS, event_id), fact.model_dump_json().encode())
+            await store.put(entry, refused.model_dump_json().encode())
+            watcher = watcher_for(settings, store, fakes, stack)
+            revision = await watcher.load()
+            reflector = asyncio.create_task(watcher.reflect(revision))
+            workers: asyncio.Task[None] | None = None
+            seen: list[DeliveryStatus] = []
+
+            def status() -> DeliveryStatus | None:
+                return seen[-1] if seen else None
+
+            async def follow() -> None:
+                while True:
+                    kv = await store.get(entry)
+                    if kv is not None:
+                        seen.append(DeliveryRecord.model_validate_json(kv.value).status)
+                    await asyncio.sleep(0.05)
+
+            stack.push_async_callback(cancel, asyncio.create_task(follow()))
+            try:
+                assert await watcher.election.acquire(timeout=5)
+                queue = watcher.deliveries.controller.queue
+                assert len(queue) == 0
+                skip = SkipRequest(by="operator", at=datetime.now(UTC), reason="gone for good")
+                await store.put(entry, refused.model_copy(update={"skip": skip}).model_dump_json().encode())
+                await until(lambda: len(queue) > 0)
+                assert queue.holds(lambda key: key == stream, delayed=False) and len(queue) == 1
+                # The controller's workers: the entry of an earlier term waits out this term's look-after (1 s + 2 s).
+                workers = asyncio.create_task(watcher.deliveries.controller.run())
+                await until(lambda: status() is DeliveryStatus.SKIPPED)
+                assert copies(b) == []
+            finally:
+                reflector.cancel()
+                if workers is not None:
+                    workers.cancel()
+                await asyncio.gather(*(t for t in (reflector, workers) if t is not None), return_exceptions=True)
+                await watcher.executor.drain()
+                await watcher.election.resign()
 
     arun(main())

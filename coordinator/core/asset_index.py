@@ -1,19 +1,21 @@
 """The asset read model: every recorded asset event and delivery ledger entry, applied key by key, with the state of
 each (target, source, asset) stream kept current. Pure and synchronous (no I/O, no clock, no logging).
 
-The watcher feeds it from its one list/watch of the prefix (``watcher/service.py``); the leader's asset job
-(``watcher/assets.py``) asks it what is due, pending and prunable, and writes its own writes through to it. It
+The informer feeds it from the watcher's one list/watch of the prefix (``watcher/service.py``); the leader's asset
+round (``watcher/assets.py``) and stream reconciler (``watcher/deliveries.py``) ask it what is due, pending and
+prunable, and never write to it (their own writes come back through the watch). It
 answers exactly as the whole-history functions of ``core/assets.py`` (:func:`~coordinator.core.assets.streams`,
 :func:`~coordinator.core.assets.due_deliveries`, :func:`~coordinator.core.assets.prunable`) do over the same keys
 (``tests/test_asset_index.py`` checks it on random sequences of puts and deletes), but a question costs the streams
 that have work, not the history: an asset round with 100,000 delivered events costs what one with 100 does.
 
 Rules:
-- **Newer changes only.** :meth:`AssetIndex.apply` takes one put (value) or delete (None) at its mod revision. A change
-  no newer than what the index holds for that key (its value, or its deletion) is ignored, so the watch, a relist and
-  the job's own write-through may arrive in any order and the newest write wins. A deletion is remembered (a tombstone)
-  until the feed says it has passed that revision (:meth:`AssetIndex.passed`): a put older than a delete the job wrote
-  through must never bring a pruned event back (it would be due again and posted twice).
+- **Newer changes only.** :meth:`AssetIndex.apply` takes one put (value) or delete (None) at its mod revision; only the
+  informer applies (``informer/informer.py``: nobody writes the model but it). A change no newer than what the index
+  holds for that key (its value, or its deletion) is ignored, so the watch and a relist may arrive in any order and
+  the newest write wins. A deletion is remembered (a tombstone) until the feed says it has passed that revision
+  (:meth:`AssetIndex.passed`): a put older than a delete must never bring a pruned event back (it would be due again
+  and posted twice).
 - **Problems held.** A key or value that does not parse is a problem: held (so a relist hands it out again), answered to
   the caller (who logs it), and left out of every answer, as the whole-history functions leave it out. A key that is not
   the canonical spelling of what it parses to (``AssetKeys.event_key``), and an event whose value names another asset or
@@ -34,18 +36,21 @@ Rules:
   2 KB a key, 400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
   validated in full when applied (**Problems held**); a record is parsed again only when an answer carries it (a due
   head, a retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
-- **Skip requests are news.** Skip requests (semantics `asset-skip`) are news, not only state: with ``skip_requests`` (a
-  list; the watcher's index has one, a reader's has None), each delivery entry that gains an operator's skip request
-  while unsettled adds its stream there once, for the feeder to hand to the leader's stream reconciler at once instead
-  of at the next asset round. A request already held, or one on a settled entry, adds nothing; the feeder drains the
-  list.
+- **Keys name their streams.** :meth:`AssetIndex.streams_of` says which (target, source, asset) streams a key belongs
+  to: a delivery entry its own stream, a recorded event one stream per target of the routes in force (the routes the
+  last question passed: before any question, or for an event the index does not hold, none). The informer puts them
+  in its changes (``Changes.streams``) so the leader's stream reconciler is handed a stream whose event or entry
+  changed (a new event, an operator's skip request, its own write come back) as the watch brings it.
+- **A reconciler's own progress.** A stream reconciler carries what it settled within one attempt itself
+  (``settled``: :meth:`AssetIndex.due_stream`), never in the index: the index shows a write only once the watch brings
+  it.
 """
 
 from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -61,6 +66,7 @@ from coordinator.core.assets import (
     Ledger,
     SourceEvent,
     StreamState,
+    escape_asset,
     parse_delivery,
     parse_fact,
     targets_of,
@@ -178,9 +184,6 @@ class AssetIndex:
     ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
     #: **Problems held**: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
-    #: **Skip requests are news**: streams whose entry gained a skip request since the feeder last drained this (None:
-    #: not collected).
-    skip_requests: list[StreamKey] | None = None
     #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
     #: index (the page's asset nodes) derives it again only when this moved.
     version: int = 0
@@ -233,8 +236,6 @@ class AssetIndex:
         self._clear_derived()
         self._page = None
         self._producers.clear()
-        if self.skip_requests is not None:
-            self.skip_requests.clear()
         self.version += 1
 
     @property
@@ -328,19 +329,24 @@ class AssetIndex:
         if bad:
             self.problems[key] = (Problem.MALFORMED_DELIVERY, mod_rev)
             return Problem.MALFORMED_DELIVERY
-        if self.skip_requests is not None and record is not None and parsed is not None:
-            self._note_skip_request(parsed[:3], record, held)
         return None
 
-    def _note_skip_request(self, stream: StreamKey, record: DeliveryRecord, held: HeldEntry | None) -> None:
-        """**Skip requests are news**: ``stream`` to ``skip_requests`` when ``record`` brings a skip request the entry
-        did not hold."""
-        assert self.skip_requests is not None
-        if record.skip is None or record.status in SETTLED:
-            return
-        before = parse_delivery(held.value) if held is not None else None  # only on a request: rare
-        if before is None or before.skip is None:
-            self.skip_requests.append(stream)
+    def streams_of(self, key: str) -> tuple[StreamKey, ...]:
+        """**Keys name their streams**: the streams ``key`` belongs to (none for a key that is not an event or an entry,
+        or does not parse)."""
+        if key.startswith(self.keys.deliveries):
+            dk = self.keys.parse_delivery_key(key)
+            return (dk[:3],) if dk is not None else ()
+        ek = self.keys.parse_event_key(key)
+        held = self.events.get(ek) if ek is not None and self._routes is not None else None
+        if ek is None or held is None:
+            return ()
+        return tuple((target, ek[0], ek[1]) for target in self._targets_of(ek, held))
+
+    def stream_prefix(self, sk: StreamKey) -> str:
+        """The prefix of every delivery entry of the stream ``sk`` (``Expectations.pending_under``)."""
+        target, source, uri = sk
+        return f"{self.keys.deliveries}{target}/{source}/{escape_asset(uri)}/"
 
     # ------------------------------------------------------------ what the job and the page ask
 
@@ -406,19 +412,45 @@ class AssetIndex:
         self._sync(routes)
         return [head for sk in sorted(self._active) if (head := self._due_head(sk, now)) is not None]
 
-    def due_stream(self, sk: StreamKey, routes: Sequence[AssetRoute], now: datetime) -> DueDelivery | None:
+    def due_stream(
+        self, sk: StreamKey, routes: Sequence[AssetRoute], now: datetime, settled: Collection[int] = ()
+    ) -> DueDelivery | None:
         """``due`` of one stream: its head when that is due now, else None (the asset streams' reconciler, one key
-        per stream: ``watcher/deliveries.py``)."""
+        per stream: ``watcher/deliveries.py``). ``settled``: event ids the caller settled itself and the index may
+        not show yet (**A reconciler's own progress**): the head is the oldest unsettled event besides them."""
         self._sync(routes)
-        return self._due_head(sk, now) if sk in self._active else None
+        return self._due_head(sk, now, settled) if sk in self._active else None
 
-    def _due_head(self, sk: StreamKey, now: datetime) -> DueDelivery | None:
-        """The head of an active stream when its retry time (if any) has come; a stream with no head leaves the
-        active ones."""
+    def waits_until(
+        self, sk: StreamKey, routes: Sequence[AssetRoute], settled: Collection[int] = ()
+    ) -> datetime | None:
+        """When the head of stream ``sk`` (besides ``settled``) waits out a retry time: that time (else None)."""
+        self._sync(routes)
+        first = self._first(sk, settled) if sk in self._active else None
+        if first is None:
+            return None
+        record = self._head(sk, first).record
+        if record is None or record.status is not DeliveryStatus.ERROR or record.skip is not None:
+            return None
+        return record.retry_at
+
+    def _first(self, sk: StreamKey, settled: Collection[int]) -> int | None:
+        """The oldest unsettled event id of stream ``sk`` that is not in ``settled``."""
         stream = self._streams.get(sk)
-        first = stream.head() if stream is not None else None
-        if stream is None or first is None:
-            self._active.discard(sk)
+        if stream is None:
+            return None
+        first = stream.head()
+        if first is None or first not in settled:
+            return first
+        return min((i for i in stream.unsettled if i not in settled), default=None)
+
+    def _due_head(self, sk: StreamKey, now: datetime, settled: Collection[int] = ()) -> DueDelivery | None:
+        """The head of an active stream (besides ``settled``) when its retry time (if any) has come; a stream with no
+        head leaves the active ones."""
+        first = self._first(sk, settled)
+        if first is None:
+            if not settled:
+                self._active.discard(sk)
             return None
         head = self._head(sk, first)
         record = head.record

@@ -17,6 +17,9 @@ Rules:
   key deleted while the watch was away leaves each index, not only the view.
 - **Bad values never stop it.** The view keeps its problems (``View.problems``), an index says what was wrong with a key
   and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
+- **Streams in the changes.** A batch that changes an asset event or a delivery entry names the asset streams it
+  touched (``Changes.streams``), so the leader's stream reconciler is handed them by the watch, its own writes
+  included, and nobody writes them into the asset index by hand.
 - **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
   `asset-facts`): it is counted in :class:`Changes` and held by nobody.
 """
@@ -29,6 +32,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from coordinator.core.asset_index import AssetIndex, StreamKey
 from coordinator.core.model import NodeId
 from coordinator.core.view import View
 from coordinator.errors import StoreError
@@ -107,6 +111,10 @@ class Changes:
     view_problems: list[tuple[str, str]] = field(default_factory=list)
     #: An index's: (index name, key, problem).
     problems: list[tuple[str, str, str]] = field(default_factory=list)
+    #: The asset streams (target, source, asset uri) whose recorded event or delivery entry changed
+    #: (``core/asset_index.py``'s **Keys name their streams**): a new event, an operator's skip request, the leader's
+    #: own write come back.
+    streams: set[StreamKey] = field(default_factory=set)
 
 
 class Informer:
@@ -353,6 +361,8 @@ class Informer:
                 problem = index.apply(key, value, mod_rev)
                 if problem is not None:
                     changes.problems.append((index.name, key, problem))
+                elif isinstance(index, AssetIndex):
+                    changes.streams.update(index.streams_of(key))
 
     def held(self) -> dict[str, int]:
         """Every key the view and the indexes hold, with its mod revision (**Relists diff every index**)."""

@@ -5,10 +5,12 @@ a key requeued at its interval, run only while leading, given only what it needs
 
 Rules:
 - **From the index.** What is recorded and delivered comes from the asset index (``core/asset_index.py``), which the
-  watcher keeps current from its one list/watch of the prefix whether it leads or not (``watcher/service.py``): a round
-  reads neither prefix, so its cost is the streams with work, not the history, and a new leader's first round needs no
-  full read. The job's own writes go through to the index at the revision etcd answered (write-through), so the next
-  question never acts on a stale entry of its own. A write another process made that the watch has not brought yet
+  informer keeps current from the watcher's one list/watch of the prefix whether it leads or not
+  (``watcher/service.py``): a round reads neither prefix, so its cost is the streams with work, not the history, and a
+  new leader's first round needs no full read. The informer is the index's only writer: the round's own writes come
+  back through the watch like anyone's. Until one has, the round does not act on the stale entry (the executor's
+  expectations, ``informer/expectations.py``): an event whose key it wrote is not recorded again, and an event whose
+  event or entries it wrote is not pruned this round. A write another process made that the watch has not brought yet
   cannot lead to a wrong act either (``core/delivery.py``): only an attempt's first write takes its expected revision
   from the index (``start``: ``WriteLedger(record, due.ledger_rev)``; later writes compare the revision the previous
   write returned), and it is a fenced compare-and-swap: an entry the index lacks is written create-only (revision 0) and
@@ -18,9 +20,10 @@ Rules:
   is create-only too, and retention compares every mod revision it deletes (**Prune what is delivered**). A prune
   deletes an event with its entries in one transaction, which the watch hands out as one batch (the event's key first),
   applied without a pause, so the index never holds a pruned event without its entries (which would make it due again).
-  After such a conflict the keys involved are read once (point reads) into the index, so the next round does not fail
-  the same way while the watch catches up. A job built without an index (tests, a one-shot run) reads both prefixes into
-  a fresh one each round, as every round did before.
+  After such a conflict nothing is read by hand: the watch brings the keys as they are, and a later round acts on them.
+  A job built without an index (tests, a one-shot run) loads a fresh one through the informer's loader
+  (``informer/read_model.py``'s ``model_of``) at the start of each round, and again once the round recorded an event,
+  so its deliveries start from what it recorded.
 - **Record what the routes share.** One round lists each routed source instance's asset events since its mark (the
   newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
   ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and that are
@@ -33,12 +36,12 @@ Rules:
   another round soon (0.25 s, doubling up to the interval, back to 0.25 s once a listing completes): the mark never
   passes the unread event, so it is recorded (in order) once its run starts. ``asset.listing_stopped`` says so once per
   streak, the gauge ``coordinator_asset_listing_stopped`` while it lasts.
-- **Due streams to their reconciler.** Then every stream whose oldest unsettled event is due (``AssetIndex.due``, as
-  ``core/assets.due_deliveries``) goes to the asset streams' reconciler (``watcher/deliveries.py``): in the watcher, as
-  a key of the streams' controller (one attempt per stream at a time, several streams at once, its own term, its own
-  backoff); without a queue, delivered in the round under the round's term (``AssetDeliveries.deliver_due``). A stream
-  that waits out a retry time is submitted by the first round after it: every round asks, so nothing depends on a timer
-  held in memory.
+- **Due streams to their reconciler.** In the watcher, the informer hands the asset streams' reconciler
+  (``watcher/deliveries.py``) every stream whose event or entry changed, so an event this round recorded is delivered
+  as soon as the watch brings it; a head that waits out a retry time is the reconciler's requeue. The round still
+  submits every stream whose oldest unsettled event is due (``AssetIndex.due``, as ``core/assets.due_deliveries``) as a
+  safety net: a new leader's first round (a standby drops stream keys), a key dropped while leadership was in doubt.
+  Without a queue, the round delivers them itself under the round's term (``AssetDeliveries.deliver_due``).
 - **Errors end the round.** Etcd errors and a lost leadership end the round (the loop retries it:
   ``manager/periodic.py``). Every write of a round (events, marks, prunes) is the executor's, fenced, and pinned to the
   term the round began in (``Executor.pin``).
@@ -47,8 +50,9 @@ Rules:
   changed and that this watcher still leads; the newest event of each (source, asset) stays, and so does every event the
   audit may still list (``AssetIndex.prunable``, as ``core/assets.prunable``: pruned and listed again, it would be
   recorded and delivered twice). The transaction compares the mod revisions the index holds (a delete that fails on one
-  reads those keys afresh, **From the index**); an event recorded in a round is pruned at the earliest in the next. A
-  delivery under way is never a candidate: its event is not settled in its target.
+  is tried again once the watch brought those keys, **From the index**); an event recorded in a round is pruned at the
+  earliest in the next (the index shows it only once the watch brings it). A delivery under way is never a candidate:
+  its event is not settled in its target.
 """
 
 from __future__ import annotations
@@ -61,14 +65,16 @@ from datetime import datetime, timedelta
 
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing
 from coordinator.airflow.client import SCAN_MAX, AirflowClient
-from coordinator.core.asset_index import AssetIndex, EventKey
+from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, AssetRoute, is_delivered_copy, targets_of
 from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout
 from coordinator.errors import AirflowError
 from coordinator.etcd import Reads
+from coordinator.informer.read_model import Family, model_of
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
-from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries, Delivered, apply_logged
+from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries, Delivered
 from coordinator.watcher.executor import Executor, TermWrites
 
 log = logging.getLogger(__name__)
@@ -121,8 +127,8 @@ class AssetJob:
     _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: **Stopped listings**: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    #: **From the index**: the asset index the watcher keeps current from its watch (None: each round reads both
-    #: prefixes into a fresh one, for a job nobody feeds).
+    #: **From the index**: the asset index the informer keeps current from the watch (None: each round loads a fresh
+    #: one, for a job nobody feeds).
     index: AssetIndex | None = None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
@@ -139,8 +145,9 @@ class AssetJob:
         # meanwhile.
         self._writes = self.executor.pin()  # raises LeadershipLost: no round without leading
         index = self.index if self.index is not None else await self._read_index()
-        fresh: set[EventKey] = set()
-        recorded = await self._record(routes, index, fresh, now)
+        recorded = await self._record(routes, index, now)
+        if recorded and self.index is None:
+            index = await self._read_index()  # **From the index**: a fresh index holds what was just recorded
         # **Due streams to their reconciler**: the due streams to their reconciler: keys of the queue, or delivered here
         # (``AssetDeliveries.deliver_due``).
         streams, done = 0, Delivered()
@@ -150,7 +157,7 @@ class AssetJob:
             done = await self.deliveries.deliver_due(routes, index, now, self._writes)
             if done.deferred_s is not None:
                 self._sooner(done.deferred_s)  # a round when the wait ends, not up to an interval later
-        pruned = await self._prune(routes, index, fresh, now) if self.retention is not None else 0
+        pruned = await self._prune(routes, index, now) if self.retention is not None else 0
         pending = index.pending(routes)
         self.metrics.asset_round(pending)
         if recorded or streams or done.delivered or done.errors or pruned:
@@ -169,28 +176,29 @@ class AssetJob:
     # ------------------------------------------------------------ reading
 
     async def _read_index(self) -> AssetIndex:
-        """**From the index** for a job nobody feeds an index: both prefixes read into a fresh one (the whole
-        history)."""
-        index = AssetIndex(self.keys)
-        for prefix in (self.keys.events, self.keys.deliveries):
-            for kv in (await self.store.snapshot(prefix)).kvs:
-                apply_logged(index, kv.key, kv.value, kv.mod_revision)
-        return index
+        """**From the index** for a job nobody feeds an index: both prefixes loaded into a fresh one through the
+        informer (the whole history)."""
+        snapshots = [await self.store.snapshot(prefix) for prefix in (self.keys.events, self.keys.deliveries)]
+        revision = max(snapshot.revision for snapshot in snapshots)
+        model = model_of(
+            KeyLayout(self.keys.prefix), revision, [kv for s in snapshots for kv in s.kvs], (Family.ASSETS,)
+        )
+        for name, key, problem in model.problems:
+            log.warning("%s.%s key=%s", name, problem, key)
+        assert model.assets is not None
+        return model.assets
 
-    async def _refresh(self, index: AssetIndex, keys: list[str]) -> None:
-        """**From the index**: after a conflict, the keys involved as etcd holds them now (point reads at one
-        revision)."""
-        revision, found = await self.store.get_many(keys)
-        for kv in found:
-            apply_logged(index, kv.key, kv.value, kv.mod_revision)
-        for key in set(keys) - {kv.key for kv in found}:
-            index.apply(key, None, revision)  # absent at ``revision``: any older put of it is stale
+    def _pending(self, keys: list[str]) -> bool:
+        """**From the index**: whether this leader wrote one of ``keys`` and the watch has not brought it back (a job
+        nobody feeds loads a fresh index each round: nothing is pending there)."""
+        if self.index is None:
+            return False
+        expectations = self.executor.expectations
+        return any(expectations.pending(key) for key in keys)
 
     # ------------------------------------------------------------ **Prune what is delivered**: retention
 
-    async def _prune(
-        self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
-    ) -> int:
+    async def _prune(self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime) -> int:
         assert self.retention is not None
         cutoff = now - self.retention
         pruned = 0
@@ -198,26 +206,22 @@ class AssetJob:
         for event, deliveries in index.prunable(routes, cutoff, overlap):
             fact = event.fact
             rev = index.event_rev(event.source, fact.uri, fact.event_id)
-            if (event.source, fact.uri, fact.event_id) in fresh or rev is None:
+            if rev is None:
                 continue
             items = [(self.keys.event_key(event.source, fact.uri, fact.event_id), rev)]
             items += [(self.keys.delivery_key(t, event.source, fact.uri, fact.event_id), rev) for t, rev in deliveries]
+            if self._pending([key for key, _ in items]):
+                continue  # **From the index**: its own write (a delivery, this prune) is not in the index yet
             result = await self._writes.delete_unchanged(items)
             if result.succeeded:
                 pruned += 1
-                # **From the index**: write-through, so no later round sees the event or its entries again.
-                for key, _ in items:
-                    index.apply(key, None, result.revision)
-            else:
-                await self._refresh(index, [key for key, _ in items])
+            # A delete that failed changed nothing: the watch brings what changed, and a later round tries again.
         return pruned
 
     # ------------------------------------------------------------ **Record what the routes share**: facts from each
     # source
 
-    async def _record(
-        self, routes: tuple[AssetRoute, ...], index: AssetIndex, fresh: set[EventKey], now: datetime
-    ) -> int:
+    async def _record(self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime) -> int:
         recorded = 0
         for source in sorted({route.source for route in routes}):
             client = self.clients.get(source)
@@ -238,8 +242,9 @@ class AssetJob:
             for item in sorted(listing.events, key=lambda e: e.event_id):
                 if is_delivered_copy(item.extra) or not targets_of(routes, source, item.uri, item.name):
                     continue
-                if index.has_event(source, item.uri, item.event_id):
-                    continue
+                key = self.keys.event_key(source, item.uri, item.event_id)
+                if index.has_event(source, item.uri, item.event_id) or self._pending([key]):
+                    continue  # recorded (**From the index**: by this leader too, until the watch brings it)
                 fact = AssetEventFact(
                     event_id=item.event_id,
                     uri=item.uri,
@@ -252,14 +257,7 @@ class AssetJob:
                     timestamp=item.timestamp,
                     recorded_by=f"audit:{self.watcher_id}",
                 )
-                key, value = self.keys.event_key(source, item.uri, item.event_id), fact.model_dump_json().encode()
-                result = await self._writes.cas(key, value, 0)
-                # **From the index**: write-through (ours, or the one another recorder wrote first: create-only).
-                if result.succeeded:
-                    index.apply(key, value, result.revision)
-                    fresh.add((source, item.uri, item.event_id))
-                elif result.current is not None:
-                    apply_logged(index, key, result.current.value, result.current.mod_revision)
+                result = await self._writes.cas(key, fact.model_dump_json().encode(), 0)  # create-only
                 if result.succeeded:
                     recorded += 1
                     log.info("asset.recorded instance=%s uri=%s event_id=%d partition_key=%s",

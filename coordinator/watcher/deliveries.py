@@ -2,34 +2,41 @@
 delivered once each, in order, through the delivery protocol (semantics `asset-exactly-once`, ``core/delivery.py``)
 and the one executor (``watcher/executor.py``), whose driver writes the ledger and records the errors.
 
-The leader's asset round (``watcher/assets.py``) records what each source Airflow listed and submits every stream
-that has an event due; this module delivers them. The stream is the protocol's unit of order (semantics
-`asset-order`: an event is due only once every older one of its stream is settled), so it is the key: one attempt
-per stream at a time (the queue's processing set), several streams at once, and a slow or unreachable target holds
-only its own streams.
+The leader's asset round (``watcher/assets.py``) records what each source Airflow listed; the informer hands this
+module every stream whose event or delivery entry changed (``Changes.streams``), and the round submits every stream
+with an event due as a safety net (a new leader's first round, a key a standby dropped); this module delivers them.
+The stream is the protocol's unit of order (semantics `asset-order`: an event is due only once every older one of its
+stream is settled), so it is the key: one attempt per stream at a time (the queue's processing set), several streams
+at once, and a slow or unreachable target holds only its own streams.
 
 Rules:
-- **Keys.** :meth:`AssetDeliveries.submit` adds a stream to the streams' controller unless its key waits out a delay
-  (a stream submitted while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
+- **Keys.** The watcher's interest in the informer's changes adds each changed stream to the streams' controller
+  (``watcher/service.py``); :meth:`AssetDeliveries.submit` adds one unless its key waits out a delay (a stream added
+  while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
   :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
   key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due
   event.
+- **Own writes come back first.** The asset index is the informer's alone: an attempt writes nothing into it. An
+  attempt starts only once every write this leader made under the stream's entries is in the index
+  (``Expectations.pending_under``, ``informer/expectations.py``); until then the key waits
+  (:data:`OWN_WRITE_WAIT_S`, and the informer's change of that entry brings it back sooner), so a stale entry of its
+  own is never acted on twice. Within one attempt what it settled is carried in a local set
+  (``AssetIndex.due_stream``'s ``settled``), never in the index.
 - **One attempt.** An attempt pins its term first (``Executor.pin``: every write of the attempt is fenced by the term
   it began in, and none lands in a later one) and computes that term's ``look_after`` (**Term wait**). It then
   delivers the stream's due head (``AssetIndex.due_stream``) and, while each is confirmed or skipped, the next, at
   most :data:`MAX_PER_ATTEMPT`: then the key goes to the back of the queue, so one stream's backlog never holds the
   others' turn.
 - **Ends.** The attempt's last delivery ends it, and the executor's **Ends** say what that means for the key, as for
-  a trigger: drained, confirmed, skipped or moved -> done (the round submits every due stream each round, so a
-  stream whose entry moved comes back within a round, from the entry the index read afresh when the compare failed);
-  an error recorded -> again after the key's backoff, capped at the error's delay (its head is due again only at the
-  ``retry_at`` recorded in etcd, which holds across a failover: until then an attempt finds nothing due and the round
-  submits the stream once it is); deferred (**Term wait**) -> again at its ``look_after``; etcd trouble or a bug ->
-  again after the key's backoff, capped at ``backoff_max_s``; a lost leadership -> dropped.
+  a trigger: drained, confirmed, skipped or moved -> done (a moved entry was written by someone else: the watch
+  brings it, and with it the stream); an error recorded -> again after the key's backoff, capped at the error's delay;
+  a head that waits out the ``retry_at`` recorded in etcd (which holds across a failover) -> again at that time (time
+  is a requeue); deferred (**Term wait**) -> again at its ``look_after``; etcd trouble or a bug -> again after the
+  key's backoff, capped at ``backoff_max_s``; a lost leadership -> dropped.
 - **Airflow errors.** Airflow errors are the protocol's events, mapped by the executor as for a trigger
   (``watcher/executor.py``'s **Error vocabulary**: unavailable -> Transient, 404 -> NotFound, which the protocol
   takes as a stale asset id on a POST and as a refusal elsewhere, any other refusal -> Refused); every write is the
-  driver's, fenced by the attempt's pinned term (**One attempt**) and written through to the asset index.
+  driver's, fenced by the attempt's pinned term (**One attempt**), and comes back through the watch.
 - **Look-ups.** The target's asset ids are cached per (target, uri) for the life of the reconciler; the protocol asks
   for a fresh resolve after a 404 and before any look-up. A look-up whose listing stopped
   (``AssetEventListing.stopped``, apache/airflow#71360) without the marker is transient, never "not found": the
@@ -44,7 +51,8 @@ Rules:
   executor's task in its own pool (``Pool.STREAMS``), apart from the triggers' pool.
 - **Inside a round.** A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a
   round's due streams one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same
-  attempt and under the round's pinned term.
+  attempt and under the round's pinned term, from the fresh index the round loaded (nothing is pending in it); each
+  stream carries what it settled across the round's attempts.
 - **Crash points** for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
   was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
@@ -65,7 +73,7 @@ from coordinator.core.assets import MARKER, AssetKeys, AssetRoute, DeliveryRecor
 from coordinator.core.effects import End, Ending, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
-from coordinator.etcd.types import CasResult, Fence
+from coordinator.etcd.types import Fence
 from coordinator.manager import DONE, Controller, Result
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
@@ -87,6 +95,11 @@ MAX_PER_ATTEMPT = 100
 #: **Inside a round**: attempts per stream in one round without a queue (a round then delivers at most 1,000 events a
 #: stream).
 MAX_ATTEMPTS_PER_ROUND = 10
+#: **Own writes come back first**: how long a stream whose own write the index does not show yet waits before it is
+#: looked at again, at the latest. The informer's change of the entry hands the key back as soon as the watch brings
+#: it (milliseconds); this only bounds the wait should that change not name the stream (a relist that no longer holds
+#: the key).
+OWN_WRITE_WAIT_S = 1.0
 #: Why a look-up stops early (**Look-ups**), for the log and ``why``.
 STOPPED_REASON = (
     "Airflow answers 500 for the next event: one of its consumer runs has no start date yet (apache/airflow#71360, "
@@ -111,6 +124,8 @@ class Delivered:
     more: bool = False
     #: Seconds until the soonest deferred head may be looked up (**Term wait**).
     deferred_s: float | None = None
+    #: When the stream's head waits out a recorded retry time: that time (**Ends**).
+    waits_until: datetime | None = None
     #: How the attempt's last delivery ended (**Ends**; None: the stream had nothing due).
     end: End | None = None
 
@@ -146,7 +161,7 @@ class AssetDeliveries:
     list_limit: int = SCAN_MAX
     #: **Keys**: streams are keys of the streams' controller; False: **Inside a round**.
     keyed: bool = False
-    #: The asset index the watcher keeps current (required when keyed); attempts write through to it.
+    #: The asset index the informer keeps current (required when keyed); read only (**Own writes come back first**).
     index: AssetIndex | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
@@ -186,6 +201,8 @@ class AssetDeliveries:
         """One attempt, and what its end means for the key (**One attempt**, **Ends**)."""
         index = self.index
         assert index is not None
+        if self.executor.expectations.pending_under(index.stream_prefix(stream)):
+            return Result(requeue_after=OWN_WRITE_WAIT_S)  # **Own writes come back first**
         end: End | Exception | None = None
         try:
             writes = self.executor.pin()  # raises LeadershipLost: no attempt without leading
@@ -194,6 +211,8 @@ class AssetDeliveries:
             if done.more:
                 return Result(requeue_after=0.0)  # **One attempt**: the back of the queue
             end = done.end
+            if end is None and done.waits_until is not None:  # **Ends**: time is a requeue
+                return Result(requeue_after=max(0.0, (done.waits_until - now).total_seconds()))
         except LeadershipLost as exc:  # the executor already told the campaign
             end = exc
             log.warning("asset.stream_fenced target=%s source=%s uri=%s error=%s", *stream, exc)
@@ -214,10 +233,11 @@ class AssetDeliveries:
         term = self.term(now, writes.fence)
         done = Delivered()
         streams = [stream_of(due) for due in index.due(routes, now)]
+        settled: dict[AssetStream, set[int]] = {stream: set() for stream in streams}
         for _ in range(MAX_ATTEMPTS_PER_ROUND):
             again: list[AssetStream] = []
             for stream in streams:
-                one = await self.attempt(stream, index, now, writes, term)
+                one = await self.attempt(stream, index, now, writes, term, settled[stream])
                 done.add(one)
                 if one.more:
                     again.append(stream)
@@ -237,27 +257,37 @@ class AssetDeliveries:
         return delivery.Term(revision, now + timedelta(seconds=wait))
 
     async def attempt(
-        self, stream: AssetStream, index: AssetIndex, now: datetime, writes: TermWrites, term: delivery.Term
+        self,
+        stream: AssetStream,
+        index: AssetIndex,
+        now: datetime,
+        writes: TermWrites,
+        term: delivery.Term,
+        settled: set[int] | None = None,
     ) -> Delivered:
         """**One attempt**: the stream's due events in order, while each is confirmed or skipped, at most
-        MAX_PER_ATTEMPT."""
+        MAX_PER_ATTEMPT. ``settled``: the event ids this attempt (or this round's earlier ones) confirmed or skipped,
+        which the index does not show (**Own writes come back first**); grown here."""
         routes = self.graph().asset_routes
         done = Delivered()
+        settled = set() if settled is None else settled
         for _ in range(MAX_PER_ATTEMPT):
-            due = index.due_stream(stream, routes, now)
+            due = index.due_stream(stream, routes, now, settled)
             if due is None:
+                if done.end is None:  # nothing was due: say when the head's retry time comes, if it waits for one
+                    done.waits_until = index.waits_until(stream, routes, settled)
                 return done
-            outcome = await self._deliver(due, now, index, term, writes, done)
+            outcome = await self._deliver(due, now, term, writes, done)
             if outcome is not True:
                 return done
-        done.more = index.due_stream(stream, routes, now) is not None
+            settled.add(due.event.fact.event_id)
+        done.more = index.due_stream(stream, routes, now, settled) is not None
         return done
 
     async def _deliver(
         self,
         item: DueDelivery,
         now: datetime,
-        index: AssetIndex,
         term: delivery.Term,
         writes: TermWrites,
         done: Delivered,
@@ -286,8 +316,11 @@ class AssetDeliveries:
             assert not isinstance(ins, (WriteLedger, End))  # the driver's own (the executor's **One driver**)
             return await self._perform(item.target, ins)
 
+        if item.record is not None and item.record.skip is not None:
+            log.info("asset.skip_requested source=%s target=%s uri=%s event_id=%d by=%s", item.event.source,
+                     item.target, fact.uri, fact.event_id, item.record.skip.by)  # fmt: skip
         first: delivery.Instruction = instruction  # the driver's type is the protocol's whole vocabulary
-        ledger = self._ledger(etcd_key, index, writes)
+        ledger = self._ledger(etcd_key, writes)
         state, end = await self.executor.drive(state, first, step=delivery.step, perform=perform, ledger=ledger, at=now)
         done.end = end
         if end.how is Ending.CONFIRMED:
@@ -314,25 +347,17 @@ class AssetDeliveries:
             return False
         return None  # moved (**Ends**)
 
-    def _ledger(self, etcd_key: str, index: AssetIndex, writes: TermWrites) -> Ledger[DeliveryRecord]:
+    def _ledger(self, etcd_key: str, writes: TermWrites) -> Ledger[DeliveryRecord]:
         """The delivery's ledger entry as the driver writes it (the executor's **One driver**): fenced by the attempt's
-        pinned term, written through to the index."""
+        pinned term. A compare that fails (the index held the entry older than etcd, or not at all: another leader's
+        write the watch has not brought yet) wrote and called nothing; the watch brings the entry as it is, and with it
+        the stream (semantics `delivery-intent-first`: compared with the revision it saw)."""
 
         def written(ins: WriteLedger[DeliveryRecord], value: bytes, revision: int) -> None:
-            index.apply(etcd_key, value, revision)  # write-through (``watcher/assets.py``'s **From the index**)
             if ins.record.status is DeliveryStatus.PENDING:
                 crash_point("asset-after-intent")
 
-        def moved(result: CasResult) -> None:
-            # The index held this entry older than etcd (or not at all: another leader's write the watch has not
-            # brought yet). Nothing was written or called; the entry as it is now goes into the index, so the next
-            # attempt starts from it (semantics `delivery-intent-first`: compared with the revision it saw).
-            if result.current is not None:
-                apply_logged(index, etcd_key, result.current.value, result.current.mod_revision)
-            else:
-                index.apply(etcd_key, None, result.revision)
-
-        return Ledger(etcd_key, writes, _encode, written=written, moved=moved)
+        return Ledger(etcd_key, writes, _encode, written=written)
 
     async def _perform(self, target: str, ins: delivery.Call) -> delivery.Event:
         """One Airflow call through the executor; a failed one is raised for it to map (**Airflow errors**)."""
@@ -400,10 +425,3 @@ class AssetDeliveries:
 
 def _encode(record: DeliveryRecord) -> bytes:
     return record.model_dump_json().encode()
-
-
-def apply_logged(index: AssetIndex, key: str, value: bytes | None, mod_rev: int) -> None:
-    """``index.apply``, saying so when the key or its value does not parse (the index leaves it out)."""
-    problem = index.apply(key, value, mod_rev)
-    if problem is not None:
-        log.warning("asset.%s key=%s", problem.value, key)

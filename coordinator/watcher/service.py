@@ -121,9 +121,9 @@ class Watcher:
         self.view = View(self.settings.keys)
         # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
         # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
-        # first round) reads neither. Its skip requests (``core/asset_index.py``'s **Skip requests are news**) go to the
-        # stream reconciler as the watch brings them.
-        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix), skip_requests=[])
+        # first round) reads neither. The streams whose event or entry changed (a new event, a skip request, the
+        # leader's own write come back) go to the stream reconciler as the watch brings them (``Changes.streams``).
+        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
         # The recorded deadline transitions (semantics `deadlines-judged`).
         self.deadlines = DeadlineIndex(self.settings.keys)
         # Semantics `retention-retires`: the floor and what it retires.
@@ -188,9 +188,6 @@ class Watcher:
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
-        # Skip requests already in the store: the first asset round of whoever leads submits their streams.
-        if self.assets.skip_requests:
-            self.assets.skip_requests.clear()
         for key, problem in sorted(self.view.problems.items()):
             log.warning("view.bad_value key=%r problem=%r", key, problem)
         for name, key, problem in loaded.problems:
@@ -226,7 +223,7 @@ class Watcher:
         manager.register(self.actuator.controller)
         # Semantics `assets-by-route` and `asset-exactly-once`: nothing to deliver while no route is declared.
         if settings.asset_interval_s > 0:
-            manager.register(self.deliveries.controller, interest=self._skip_requested)
+            manager.register(self.deliveries.controller, interest=self._streams_changed)
         for job in self.jobs.values():
             manager.register(
                 Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
@@ -260,19 +257,12 @@ class Watcher:
         self.manager.controllers[AssetJob.name].add_after(Tick(AssetJob.name), HINT_RECHECK_S)
         return [Tick(AssetJob.name)]
 
-    def _skip_requested(self, changes: Changes) -> list[AssetStream]:
-        """Semantics `asset-skip`: a stream whose entry just gained an operator's skip request
-        (``core/asset_index.py``'s **Skip requests are news**) goes to its controller now, not at the next asset round
-        (a refused head may wait out a long retry time). Only the leader delivers: a standby's controller drops them,
-        since a new leader's first asset round submits every due stream."""
-        requests = self.assets.skip_requests
-        if not requests:
-            return []
-        streams = [AssetStream(*stream) for stream in sorted(set(requests))]
-        requests.clear()
-        for stream in streams:
-            log.info("asset.skip_requested target=%s source=%s uri=%s", *stream)
-        return streams
+    def _streams_changed(self, changes: Changes) -> list[AssetStream]:
+        """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
+        batch changed (``Changes.streams``: a new event, an operator's skip request, this leader's own write come back)
+        goes to its controller now, not at the next asset round. Only the leader delivers: a standby's controller drops
+        them, since a new leader's first asset round submits every due stream."""
+        return [AssetStream(*stream) for stream in sorted(changes.streams)]
 
     def _replan(self, key: DagKey) -> None:
         """The actions' controller hands a key back to the planner (``watcher/actuator.py``'s
