@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from coordinator import __version__
@@ -30,6 +30,7 @@ from coordinator.core.graph import Graph
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.informer.presence_value import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
+from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.graph_source import unknown_upstreams
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
@@ -53,8 +54,6 @@ class Presence:
     #: The instances this watcher has an Airflow client for (checked even when the graph names none of their DAGs).
     clients: Collection[str]
     metrics: Metrics
-    #: Set when the watcher stops: the presence key is revoked then.
-    stop: asyncio.Event
 
 
 def instances_in_use(graph: Graph) -> set[str]:
@@ -104,59 +103,76 @@ async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
     return tuple(results)
 
 
-async def presence_loop(watcher: Presence) -> None:
-    """**Start checks**, **The presence key** and **etcd trouble is retried**: run the start checks, keep the presence
-    key alive until the watcher stops."""
-    started = datetime.now(UTC)
-    key = watcher.settings.keys.watcher_key(watcher.watcher_id)
-    ttl = watcher.settings.leader_ttl_s
-    checks: tuple[InstanceCheck, ...] = ()
-    checking = asyncio.create_task(check_instances(watcher))
-    lease_id = 0
-    reported = False
-    written: WatcherPresence | None = None
-    shown: Graph | None = None
-    warnings: tuple[str, ...] = ()
-    try:
-        while not watcher.stop.is_set():
-            if checking.done() and not checks and not reported:
-                reported = True
-                if checking.exception() is not None:  # a bug, not an Airflow answer: say so once, keep running
-                    log.error("instance.check_failed error=%r", checking.exception())
-                else:
-                    checks = checking.result()
-            try:
-                if lease_id == 0:
-                    lease_id = (await watcher.store.grant_lease(ttl)).id
-                    written = None
-                graph = watcher.graph()
-                if graph is not shown:  # the warnings are a function of the graph: computed once per graph
-                    shown, warnings = graph, unknown_upstreams(graph)
-                value = WatcherPresence(id=watcher.watcher_id, started_at=started, version=__version__,
-                                        instances=checks, graph_digest=graph.digest,
-                                        graph_warnings=warnings)  # fmt: skip
-                if written != value:
-                    await watcher.store.put(key, value.model_dump_json().encode(), lease=lease_id)
-                    written = value
-                elif await watcher.store.keepalive_once(lease_id, watcher.store.timeout_s) <= 0:
-                    lease_id = 0  # expired meanwhile (etcd was away longer than the TTL): a new lease, a new key
-                    continue
-            except CoordinatorError as exc:
-                log.warning("presence.failed key=%s error=%s", key, exc)
-                lease_id = 0
-                await asyncio.sleep(RETRY_S)
-                continue
-            # A third of the TTL between keepalives; wake early when the checks finish so they show at once.
-            waiters = {asyncio.ensure_future(watcher.stop.wait())} | ({checking} if not checking.done() else set())
-            _, pending = await asyncio.wait(waiters, timeout=max(ttl / 3, 0.5), return_when=asyncio.FIRST_COMPLETED)
-            for task in pending:
-                if task is not checking:
-                    task.cancel()
-    finally:
-        checking.cancel()
-        if lease_id:
+@dataclass
+class PresenceJob:
+    """**Start checks**, **The presence key** and **etcd trouble is retried** as a timed concern
+    (``manager/periodic.py``): each round writes the presence key when its value changed and keeps its lease alive
+    otherwise, a third of the TTL apart; the checks' end brings a round at once (``wake``). Not the leader's: every
+    watcher runs it."""
+
+    watcher: Presence
+    #: Brings a round now (the controller's ``add`` of this job's key): the checks show as soon as they end.
+    wake: Callable[[], None] = lambda: None
+    name: str = "presence"
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    _checking: asyncio.Task[tuple[InstanceCheck, ...]] | None = field(default=None, init=False, repr=False)
+    _checks: tuple[InstanceCheck, ...] = field(default=(), init=False, repr=False)
+    _reported: bool = field(default=False, init=False, repr=False)
+    _lease_id: int = field(default=0, init=False, repr=False)
+    _written: WatcherPresence | None = field(default=None, init=False, repr=False)
+    _shown: Graph | None = field(default=None, init=False, repr=False)
+    _warnings: tuple[str, ...] = field(default=(), init=False, repr=False)
+
+    @property
+    def interval_s(self) -> float:
+        """A third of the TTL between keepalives."""
+        return max(self.watcher.settings.leader_ttl_s / 3, 0.5)
+
+    async def run_once(self, now: datetime) -> RequeueAfter:
+        """One round: start the checks the first time, take their result once they end, then the key or its lease."""
+        watcher = self.watcher
+        if self._checking is None:
+            self._checking = asyncio.create_task(check_instances(watcher))
+            self._checking.add_done_callback(lambda _: self.wake())
+        checking = self._checking
+        if checking.done() and not checking.cancelled() and not self._reported:
+            self._reported = True
+            if checking.exception() is not None:  # a bug, not an Airflow answer: say so once, keep running
+                log.error("instance.check_failed error=%r", checking.exception())
+            else:
+                self._checks = checking.result()
+        key = watcher.settings.keys.watcher_key(watcher.watcher_id)
+        try:
+            if self._lease_id == 0:
+                self._lease_id = (await watcher.store.grant_lease(watcher.settings.leader_ttl_s)).id
+                self._written = None
+            graph = watcher.graph()
+            if graph is not self._shown:  # the warnings are a function of the graph: computed once per graph
+                self._shown, self._warnings = graph, unknown_upstreams(graph)
+            value = WatcherPresence(id=watcher.watcher_id, started_at=self.started, version=__version__,
+                                    instances=self._checks, graph_digest=graph.digest,
+                                    graph_warnings=self._warnings)  # fmt: skip
+            if self._written != value:
+                await watcher.store.put(key, value.model_dump_json().encode(), lease=self._lease_id)
+                self._written = value
+            elif await watcher.store.keepalive_once(self._lease_id, watcher.store.timeout_s) <= 0:
+                self._lease_id = 0  # expired meanwhile (etcd was away longer than the TTL): a new lease, a new key
+                return 0.0
+        except CoordinatorError as exc:
+            log.warning("presence.failed key=%s error=%s", key, exc)
+            self._lease_id = 0
+            return RETRY_S
+        return None
+
+    async def close(self) -> None:
+        """The watcher stops: the checks end and the presence key goes with its lease (bounded: with etcd gone the
+        lease expires on its own after the TTL)."""
+        if self._checking is not None:
+            self._checking.cancel()
+        if self._lease_id:
+            lease, self._lease_id = self._lease_id, 0
             with contextlib.suppress(CoordinatorError, TimeoutError):
-                await asyncio.wait_for(watcher.store.revoke_lease(lease_id), timeout=1.0)
+                await asyncio.wait_for(self.watcher.store.revoke_lease(lease), timeout=1.0)
 
 
 async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> None:

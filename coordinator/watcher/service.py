@@ -72,7 +72,7 @@ from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
 from coordinator.watcher.graph_reload import GraphReload
 from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, PartitionKey, Tick, TriggerKey
 from coordinator.watcher.paused import paused_lists
-from coordinator.watcher.presence import Presence, presence_loop
+from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
 from coordinator.watcher.triggers import TriggerReconciler
@@ -173,6 +173,8 @@ class Watcher:
         )  # fmt: skip
         self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
         #: The leader's timed concerns by name (audit, retention, deadlines, the checkpoint, the asset round).
+        #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
+        self.presence_job = PresenceJob(self.presence())
         self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
         self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error
@@ -236,6 +238,13 @@ class Watcher:
         reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions))
         manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
                          start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
+        # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status), kept
+        # alive by every watcher: not the leader's.
+        presence = self.presence_job
+        manager.register(Controller(presence.name, Periodic(presence), period_s=presence.interval_s,
+                                    backoff_max_s=presence.interval_s),
+                         start_after=(Tick(presence.name), 0.0))  # fmt: skip
+        presence.wake = lambda: manager.controllers[presence.name].add(Tick(presence.name))
         return manager
 
     def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
@@ -397,7 +406,7 @@ class Watcher:
         """The start checks and the presence key, given only what they need."""
         return Presence(
             store=self.store, settings=self.settings, watcher_id=self.watcher_id, graph=lambda: self.graphs.graph,
-            clients=self.clients.keys(), metrics=self.metrics, stop=self.stop,
+            clients=self.clients.keys(), metrics=self.metrics,
         )  # fmt: skip
 
     def deadline_job(self) -> DeadlineJob:
@@ -429,8 +438,6 @@ class Watcher:
             asyncio.create_task(
                 probe_etcd(self.store, self.settings.keys.leader, self.health, self.metrics, self.stop), name="probe"
             ),
-            # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status).
-            asyncio.create_task(presence_loop(self.presence()), name="presence"),
         ]
         stopper = asyncio.create_task(self.stop.wait())
         try:
@@ -465,6 +472,7 @@ class Watcher:
                 log.warning("watcher.stop.drain_timeout watcher=%s in_flight=%d streams=%d", self.watcher_id,
                             self.executor.busy, self.executor.busy_in(Pool.STREAMS))  # fmt: skip
             await self.executor.cancel()
+            await self.presence_job.close()
             drain.cancel()
             await asyncio.gather(drain, return_exceptions=True)
             try:
