@@ -56,6 +56,7 @@ from coordinator.core.view import View
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.explain.deadlines import leader_status
 from coordinator.explain.lineage import LineageState, lineage_states
+from coordinator.informer import Informer
 from coordinator.informer.presence_value import airflow_majors
 from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.page.access import Access, restrict
@@ -117,7 +118,8 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
     async with await EtcdStore.connect(etcd or settings.etcd()) as store:
         heads_view = View(keys)
         revision, heads = await store.get_many([heads_view.graph_key, heads_view.floor_key])
-        heads_view.load(revision, [(kv.key, kv.value, kv.mod_revision) for kv in heads])
+        # Into the view the one way a model is filled (the informer); the same keys go into the one load below.
+        Informer(heads_view).load_items(revision, sorted((kv.key, kv.value, kv.mod_revision) for kv in heads))
         graph = choose_graph(heads_view, settings)
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
         if graph is None or is_first_adoption(heads_view):
