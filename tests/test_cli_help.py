@@ -35,6 +35,7 @@ _NOT_SETTINGS = {
         "--timeout --wait --python --min-loaded",
     "selects the instance this run is about (COORDINATOR_INSTANCE names the Airflow a plugin runs in, not this)":
         "doctor:--instance import-dags:--instance mark:--instance roles:--instance",
+    "says when or by whom for this one incident action (hold, history), chosen per run": "--since --until --by",
     "no setting holds the log level: the services get it as an argument (the chart's args)": "--log-level",
     "no setting holds it: the chart passes it as an argument (lineage.maxBodyBytes)": "--max-body",
 }  # fmt: skip

@@ -173,6 +173,7 @@ def load_commands() -> None:
         doctor_cmds,
         engine_cmds,
         import_cmds,
+        incident_cmds,
         lineage_cmds,
         probe_cmds,
         prune_cmds,

@@ -1,0 +1,485 @@
+"""Incident commands (issue 51): ``hold``, ``release-hold``, ``holds``, ``history`` and ``retract``.
+
+Rules:
+- **Facts, not actions.** Each command writes records in etcd (a hold, a release, a withdrawn run state, a history
+  entry) and nothing else: the leading watcher reads them through its informer and acts, exactly once, through the
+  ledger (``watcher/triggers.py``'s **Holds**). No Airflow call is made here.
+- **Create-only, then compare-and-swap.** A hold is created with a create-only write under a fresh id; a release is a
+  compare-and-swap on the hold's mod revision; a history entry is appended create-only
+  (``writers/history.py``). A release of a released hold changes nothing and says so.
+- **Every action recorded.** ``hold``, ``release-hold`` and ``retract`` each append one history entry (who, when, why,
+  what it affected) after their write.
+- **Who.** ``--by`` names the person; else the etcd user the command authenticates as; else the login name.
+- **Exit codes.** Bad input (selector, partitions, times, an unknown DAG or hold) exits 2 with what is wrong and the
+  fix; a retraction of something that is not a success exits 1; etcd trouble exits 1.
+- **Retract.** ``retract DAG -p P`` withdraws DAG's success for P: it records a new attempt of the same run, ``failed``,
+  ``source: retract:<by>`` (a new attempt, so no older writer, the REST audit included, can put the old success
+  back; a failed state satisfies no dependency, and DAG's failure handlers run as for any failure), holds DAG and every
+  DAG below it for P (a hold with ``retracted`` set, released with ``release-hold``), and lists the dependent runs the
+  ledger says were triggered on or after the withdrawn success (they ran on it: clear them with ``rerun`` when the
+  fix is in). A later real success is a new generation and cascades once the hold is released.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from coordinator.cli.app import (
+    EXIT_FAILURE,
+    INSPECT,
+    OPERATE,
+    DepsOpt,
+    EtcdOpt,
+    PrefixOpt,
+    app,
+    build_settings,
+    fail,
+    out,
+    run_async,
+)
+from coordinator.core.graph import Graph
+from coordinator.core.holds import (
+    HOLD_ID_PREFIX,
+    HistoryAction,
+    HistoryEntry,
+    Hold,
+    Selector,
+    SelectorKind,
+    parse_history,
+    parse_hold,
+    parse_selector,
+    resolve_selector,
+)
+from coordinator.core.model import (
+    NAME_RE,
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    canonical_partition,
+    dump_record,
+    parse_run_record,
+    parse_trigger_record,
+)
+from coordinator.errors import CoordinatorError, StoreError
+from coordinator.runtime.settings import Settings
+from coordinator.runtime.spec_file import load_spec
+from coordinator.writers.history import append_history, new_id
+from coordinator.writers.run_records import RunWriteStatus, write_run_record
+
+if TYPE_CHECKING:
+    from coordinator.etcd import EtcdStore
+
+T = TypeVar("T")
+FORMATS = ("text", "json")
+ReasonOpt = Annotated[str, typer.Option("--reason", metavar="WHY", help="why (recorded and shown)")]
+ByOpt = Annotated[
+    str | None,
+    typer.Option("--by", metavar="NAME", show_default="the etcd user, else the login name", help="who does it"),
+]
+FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")]
+
+
+def _who(by: str | None, settings: Settings) -> str:
+    """**Who**."""
+    if by is not None and by.strip():
+        return by.strip()
+    if settings.etcd_username:
+        return settings.etcd_username
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name in a bare container
+        return "unknown"
+
+
+def _partition(flag: str, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return canonical_partition(value)
+    except ValueError as exc:
+        fail(f"{flag}: {exc}")
+
+
+def _time(flag: str, value: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        fail(f"{flag} {value!r} is not a time: write ISO 8601 with a zone, e.g. 2026-11-26T09:00:00Z")
+    if at.tzinfo is None:
+        fail(f"{flag} {value!r} has no time zone: add 'Z' or an offset such as +00:00")
+    return at.astimezone(UTC)
+
+
+def _graph(settings: Settings) -> Graph:
+    try:
+        return load_spec(settings.deps)
+    except OSError as exc:
+        fail(f"cannot read the dependencies file {settings.deps}: {exc.strerror or exc}; pass --deps FILE")
+
+
+async def _connect(settings: Settings) -> EtcdStore:
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+
+    return await EtcdStore.connect(settings.etcd())
+
+
+async def _create_hold(store: EtcdStore, keys: KeyLayout, hold: Hold, entry: HistoryEntry) -> None:
+    """**Create-only, then compare-and-swap** and **Every action recorded**."""
+    result = await store.cas(keys.hold_key(hold.id), dump_record(hold), 0)
+    if not result.succeeded:
+        raise StoreError(f"hold id {hold.id} is taken already; run the command again (a new id is drawn)")
+    await append_history(store, keys, entry)
+
+
+def _covers(hold: Hold, graph: Graph) -> list[str]:
+    """What a hold covers, one line per DAG (the history's ``affected``)."""
+    nodes = [NodeId.parse(q) for q in hold.nodes]
+    lines = [f"{n.qualified} {hold.span()}" for n in nodes]
+    if hold.downstream:
+        below = sorted({d for n in nodes if n in graph.dags for d in graph.descendants(n)} - set(nodes))
+        lines += [f"{d.qualified} (below {', '.join(q for q in hold.nodes)})" for d in below]
+    return lines
+
+
+@app.command(rich_help_panel=OPERATE)
+def hold(
+    selector: Annotated[
+        str,
+        typer.Argument(
+            metavar="SELECTOR",
+            show_default=False,
+            help="a DAG (dag_id, instance/dag_id), a task (instance/dag_id:task_id), instance:NAME or "
+            "lineage:NAMESPACE/JOB",
+        ),
+    ],
+    reason: ReasonOpt,
+    start: Annotated[
+        str | None, typer.Option("--from", metavar="PARTITION", show_default="open", help="first partition held")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", metavar="PARTITION", show_default="open", help="last partition held")
+    ] = None,
+    downstream: Annotated[bool, typer.Option("--downstream", help="hold every DAG below it too")] = False,
+    until: Annotated[
+        str | None, typer.Option("--until", metavar="TIME", show_default="until released", help="expiry (ISO 8601)")
+    ] = None,
+    by: ByOpt = None,
+    deps: DepsOpt = None,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Hold part of the graph: the leading watcher triggers and clears nothing it covers until `release-hold`."""
+    try:
+        parsed = parse_selector(selector)
+    except ValueError as exc:
+        fail(str(exc))
+    if not reason.strip():
+        fail("--reason must say why (it is shown to everyone who asks why a run waits)")
+    low, high = _partition("--from", start), _partition("--to", end)
+    if low is not None and high is not None and low > high:
+        fail(f"--from {low} is after --to {high}: swap them")
+    now = datetime.now(UTC)
+    expiry = _time("--until", until) if until is not None else None
+    if expiry is not None and expiry <= now:
+        fail(f"--until {expiry.isoformat()} is already past; leave it out to hold until released")
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
+    graph = _graph(settings)
+    try:
+        nodes = resolve_selector(parsed, graph)
+    except LookupError as exc:
+        fail(f"{exc}; `coordinator graph` lists the DAGs of {settings.deps}")
+    who = _who(by, settings)
+    record = Hold(
+        id=new_id(HOLD_ID_PREFIX), selector=parsed, nodes=tuple(n.qualified for n in nodes), from_partition=low,
+        to_partition=high, downstream=downstream, reason=reason.strip(), by=who, created_at=now, until=expiry,
+    )  # fmt: skip
+    covers = _covers(record, graph)
+    entry = HistoryEntry(id=new_id(), action=HistoryAction.HOLD, by=who, at=now, why=record.reason, target=selector,
+                         affected=tuple(covers), hold=record.id)  # fmt: skip
+    run_async(lambda: _with_store(settings, lambda store: _create_hold(store, settings.keys, record, entry)))
+    out.print(f"hold {record.id}: {len(covers)} DAG(s) held for {record.span()} by {who}: {record.reason}")
+    for line in covers:
+        out.print(f"  {line}")
+    out.print(f"release with: coordinator release-hold {record.id} --reason 'fixed'")
+
+
+async def _with_store(settings: Settings, work: Callable[[EtcdStore], Awaitable[T]]) -> T:
+    async with await _connect(settings) as store:
+        return await work(store)
+
+
+@dataclass(frozen=True)
+class Released:
+    hold: Hold
+    already: bool
+
+
+async def _release(store: EtcdStore, keys: KeyLayout, hold_id: str, who: str, why: str, now: datetime) -> Released:
+    """**Create-only, then compare-and-swap**: the hold marked released; LookupError when there is no such hold."""
+    key = keys.hold_key(hold_id)
+    for _ in range(5):
+        kv = await store.get(key)
+        if kv is None:
+            raise LookupError(f"there is no hold {hold_id}; `coordinator holds --all` lists them")
+        found, problem = parse_hold(kv.value)
+        if found is None:
+            raise StoreError(f"{key} holds an unreadable value ({problem}); delete it to release it")
+        if found.released_at is not None:
+            return Released(found, already=True)
+        released = found.model_copy(update={"released_at": now, "released_by": who, "release_reason": why or None})
+        if (await store.cas(key, dump_record(released), kv.mod_revision)).succeeded:
+            entry = HistoryEntry(id=new_id(), action=HistoryAction.RELEASE, by=who, at=now, why=why, target=hold_id,
+                                 affected=(f"{found.selector.text} {found.span()}",), hold=hold_id)  # fmt: skip
+            await append_history(store, keys, entry)
+            return Released(released, already=False)
+    raise StoreError(f"{key} kept changing; run `coordinator release-hold {hold_id}` again")
+
+
+@app.command("release-hold", rich_help_panel=OPERATE)
+def release_hold(
+    hold_id: Annotated[str, typer.Argument(metavar="HOLD", help="the hold's id (`coordinator holds`)")],
+    reason: Annotated[str, typer.Option("--reason", metavar="WHY", show_default="none", help="why (recorded)")] = "",
+    by: ByOpt = None,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Release a hold: the leading watcher then starts each run it held, once."""
+    if not NAME_RE.match(hold_id):
+        fail(f"{hold_id!r} is not a hold id (like {HOLD_ID_PREFIX}3fa2c1d0); `coordinator holds` lists them")
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
+    who, now = _who(by, settings), datetime.now(UTC)
+
+    async def work(store: EtcdStore) -> Released | str:
+        try:
+            return await _release(store, settings.keys, hold_id, who, reason.strip(), now)
+        except LookupError as exc:
+            return str(exc)
+
+    done = run_async(lambda: _with_store(settings, work))
+    if isinstance(done, str):
+        fail(done)
+    if done.already:
+        at = done.hold.released_at.isoformat(timespec="seconds") if done.hold.released_at else "?"
+        out.print(f"hold {hold_id} was released already ({at} by {done.hold.released_by}): nothing to do")
+        return
+    out.print(f"released hold {hold_id} ({done.hold.selector.text}, {done.hold.span()}): the leading watcher starts "
+              f"each run it held, once")  # fmt: skip
+
+
+async def _read_prefix(settings: Settings, prefix: str) -> list[tuple[str, bytes]]:
+    async def work(store: EtcdStore) -> list[tuple[str, bytes]]:
+        snap = await store.snapshot(prefix)
+        return [(kv.key, kv.value) for kv in snap.kvs]
+
+    return await _with_store(settings, work)
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in FORMATS:
+        fail(f"--format must be text or json, not {fmt!r}")
+
+
+@app.command(rich_help_panel=INSPECT)
+def holds(
+    every: Annotated[bool, typer.Option("--all", help="released and expired holds too")] = False,
+    fmt: FormatOpt = "text",
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """List the holds that stand (with --all, every hold recorded)."""
+    _check_format(fmt)
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
+    items = run_async(lambda: _read_prefix(settings, settings.keys.holds))
+    now = datetime.now(UTC)
+    found: list[Hold] = []
+    for key, value in items:
+        record, problem = parse_hold(value)
+        if record is None:
+            out.print(f"warning: {key}: unreadable hold ({problem}); it holds nothing")
+            continue
+        if every or record.standing(now):
+            found.append(record)
+    found.sort(key=lambda h: (h.created_at, h.id))
+    if fmt == "json":
+        typer.echo(json.dumps([{**h.model_dump(mode="json"), "standing": h.standing(now)} for h in found], indent=2))
+        return
+    if not found:
+        out.print("no hold stands" if not every else "no hold recorded")
+        return
+    for h in found:
+        state = "standing" if h.standing(now) else ("released" if h.released_at else "expired")
+        down = " and below" if h.downstream else ""
+        out.print(f"{h.id}  {state}  {h.selector.text}{down}  {h.span()}  since "
+                  f"{h.created_at.isoformat(timespec='seconds')} by {h.by}: {h.reason}")  # fmt: skip
+
+
+@app.command(rich_help_panel=INSPECT)
+def history(
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", show_default="everything", help="from this time on")
+    ] = None,
+    fmt: FormatOpt = "text",
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """The audit trail of incident actions (hold, release, rerun, retract): who, when, why, what it affected."""
+    _check_format(fmt)
+    start = _time("--since", since) if since is not None else None
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
+    items = run_async(lambda: _read_prefix(settings, settings.keys.history))
+    floor = settings.keys.history_key(start, "") if start is not None else ""
+    entries: list[HistoryEntry] = []
+    for key, value in items:
+        if key < floor:
+            continue
+        entry, problem = parse_history(value)
+        if entry is None:
+            out.print(f"warning: {key}: unreadable history entry ({problem})")
+            continue
+        entries.append(entry)
+    if fmt == "json":
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    if not entries:
+        out.print("no history entry" + (f" since {start.isoformat()}" if start else ""))
+        return
+    for e in entries:
+        hold_part = f" [{e.hold}]" if e.hold else ""
+        out.print(f"{e.at.isoformat(timespec='seconds')}  {e.action}{hold_part}  {e.target}  by {e.by}: {e.why}")
+        for line in e.affected:
+            out.print(f"    {line}")
+
+
+@dataclass(frozen=True)
+class Retracted:
+    record: RunRecord
+    previous: RunRecord
+    revision: int
+    hold: Hold
+    ran: tuple[str, ...]
+
+
+def _withdrawn(old: RunRecord, who: str, now: datetime) -> RunRecord:
+    """**Retract**: a new attempt of the same run, failed."""
+    return RunRecord(state=RunState.FAILED, run_id=old.run_id, clear_number=old.clear_number + 1, updated_at=now,
+                     source=f"retract:{who}", start_date=old.start_date, end_date=now)  # fmt: skip
+
+
+async def _retract(
+    store: EtcdStore, keys: KeyLayout, graph: Graph, node: NodeId, partition: str, who: str, why: str, now: datetime
+) -> Retracted | str:  # fmt: skip
+    """**Retract**: what it did, or why it did nothing (a message)."""
+    key = keys.run_key(node, partition)
+    success_rev = 0
+
+    def propose(old: RunRecord | None) -> RunRecord | None:
+        return _withdrawn(old, who, now) if old is not None and old.state is RunState.SUCCESS else None
+
+    found = await store.get(key)
+    if found is not None:
+        success_rev = found.mod_revision
+    done = await write_run_record(store, key, propose, max_rounds=5)
+    if done.status is RunWriteStatus.CONTENDED:
+        raise CoordinatorError(f"{key} kept changing; run the retract again")
+    if done.status is not RunWriteStatus.WRITTEN or done.previous is None or done.record is None:
+        state = done.previous.state if done.previous is not None else "absent"
+        return f"{node.qualified} {partition} is {state}, not a success: nothing to retract"
+    selector = Selector(kind=SelectorKind.DAG, text=node.qualified, dag=node.qualified)
+    record = Hold(
+        id=new_id(HOLD_ID_PREFIX), selector=selector, nodes=(node.qualified,), from_partition=partition,
+        to_partition=partition, downstream=True, reason=f"retract: {why}", by=who, created_at=now,
+        retracted=f"{node.qualified}@{partition}",
+    )  # fmt: skip
+    ran = await _ran_on(store, keys, graph, node, partition, success_rev)
+    affected = (f"{node.qualified}@{partition} success (revision {success_rev}) withdrawn", *_covers(record, graph),
+                *(f"ran on it: {line}" for line in ran))  # fmt: skip
+    entry = HistoryEntry(id=new_id(), action=HistoryAction.RETRACT, by=who, at=now, why=why,
+                         target=f"{node.qualified}@{partition}", affected=affected, hold=record.id)  # fmt: skip
+    await _create_hold(store, keys, record, entry)
+    return Retracted(done.record, done.previous, done.revision, record, ran)
+
+
+async def _ran_on(
+    store: EtcdStore, keys: KeyLayout, graph: Graph, node: NodeId, partition: str, since_rev: int
+) -> tuple[str, ...]:  # fmt: skip
+    """**Retract**: the dependent runs the ledger says were triggered on or after the withdrawn success, each with
+    its current state (the partitions that map to ``partition`` through the grids)."""
+    todo = [(node, partition)]
+    seen: set[tuple[NodeId, str]] = set()
+    found: list[str] = []
+    while todo:
+        up, at = todo.pop()
+        for down in graph.downstreams.get(up, ()):
+            for target in graph.target_partitions(down, up, at):
+                if (down, target) in seen:
+                    continue
+                seen.add((down, target))
+                todo.append((down, target))
+                kv = await store.get(keys.trigger_key(down, target))
+                ledger = parse_trigger_record(kv.value)[0] if kv is not None else None
+                if kv is None or ledger is None or kv.mod_revision < since_rev:
+                    continue
+                run = await store.get(keys.run_key(down, target))
+                record = parse_run_record(run.value)[0] if run is not None else None
+                state = record.state if record is not None else "no state yet"
+                found.append(f"{down.qualified} {target} ({ledger.action} {ledger.run_id}, {ledger.status}; "
+                             f"now {state})")  # fmt: skip
+    return tuple(sorted(found))
+
+
+@app.command(rich_help_panel=OPERATE)
+def retract(
+    dag_id: Annotated[str, typer.Argument(metavar="DAG", help="DAG id, or instance/dag_id", show_default=False)],
+    partition: Annotated[
+        str,
+        typer.Option(
+            "--partition", "-p", metavar="PARTITION", help="the partition whose success is wrong", show_default=False
+        ),
+    ],
+    reason: ReasonOpt,
+    by: ByOpt = None,
+    deps: DepsOpt = None,
+    etcd: EtcdOpt = None,
+    prefix: PrefixOpt = None,
+) -> None:
+    """Withdraw a wrong success: DAG's state for the partition is no longer a success, everything below it for that
+    partition is held, and the dependent runs that already ran on it are listed (clear them with `rerun`)."""
+    canonical = _partition("--partition", partition)
+    assert canonical is not None
+    if not reason.strip():
+        fail("--reason must say why (it is recorded and shown with the hold)")
+    settings = build_settings(etcd_endpoints=etcd, prefix=prefix, deps=deps)
+    graph = _graph(settings)
+    try:
+        NodeId.parse(dag_id)
+    except ValueError as exc:
+        fail(str(exc))
+    node = graph.resolve(dag_id)
+    if node is None:
+        fail(f"DAG {dag_id!r} is not in the graph (or its dag_id is in several instances: write instance/dag_id); "
+             f"`coordinator graph` lists the DAGs of {settings.deps}")  # fmt: skip
+    who, now = _who(by, settings), datetime.now(UTC)
+    done = run_async(lambda: _with_store(
+        settings, lambda store: _retract(store, settings.keys, graph, node, canonical, who, reason.strip(), now)
+    ))  # fmt: skip
+    if isinstance(done, str):
+        fail(done, EXIT_FAILURE)
+    out.print(f"retracted {node.qualified} {canonical}: was success (run {done.previous.run_id}, attempt "
+              f"{done.previous.clear_number}); now failed (attempt {done.record.clear_number}) at revision "
+              f"{done.revision}")  # fmt: skip
+    out.print(f"hold {done.hold.id}: {node.qualified} and every DAG below it held for {canonical}")
+    if done.ran:
+        out.print("already ran on the retracted success (clear them with `coordinator rerun` once fixed):")
+        for line in done.ran:
+            out.print(f"  {line}")
+    else:
+        out.print("no dependent run was triggered on it")
+    out.print(f"when the fix is in: coordinator release-hold {done.hold.id} --reason 'fixed'")
