@@ -32,9 +32,9 @@ from coordinator.core.model import (
 from coordinator.core.planner import plan
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
+from coordinator.informer.retention import RetentionTracker
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher import triggers
-from coordinator.watcher.retention import RetentionTracker
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
 from tests.support.world import World, make_graph

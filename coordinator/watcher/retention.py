@@ -1,14 +1,7 @@
-"""Retention in the shell: the floor a watcher holds, pruning in guarded transactions, and the leader's timer.
+"""Retention in the shell: pruning in guarded transactions, and the leader's timed round.
 
-Rules (semantics `retention-retires`, ``coordinator.core.retention``):
-- **The floor in event order.** :class:`RetentionTracker` follows ``{prefix}/config/retention`` in event order, with the
-  view (the informer's follower, :class:`FollowView`): every plan the service makes passes through
-  :meth:`RetentionTracker.apply`, which drops the triggers of retired decisions. An unparsable floor is reported and the
-  last valid one stays (a garbage value must not bring retired partitions back); a deleted floor is an explicit
-  lowering.
-- **Retired partitions forgotten.** Retired partitions are forgotten by the view (memory) as soon as the floor retires
-  them or a write reaches them; the keys forgotten but still stored are remembered as small facts, so the leader's
-  retention can delete them.
+Rules (semantics `retention-retires`, ``coordinator.core.retention``; the floor a watcher holds and what it retires
+are the read model's, followed by the informer: ``informer/retention.py``):
 - **Guarded prune.** :func:`prune` records the floor first (never lowering it unless asked), then deletes in
   transactions of at most ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is
   kept and reported.
@@ -25,25 +18,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout
 from coordinator.core.retention import (
     BATCH_SIZE,
     HoldReason,
     KeyFact,
     RetentionFloor,
-    Retirement,
     Selection,
     batches,
     cutoff_before,
     dump_floor,
     facts_from_view,
-    forget_retired,
     next_floor,
     parse_floor,
     select,
 )
 from coordinator.core.view import View
+from coordinator.informer.retention import RetentionTracker
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore, Writes
 from coordinator.manager.periodic import RequeueAfter
@@ -56,88 +47,6 @@ log = logging.getLogger(__name__)
 IN_FLIGHT = 4
 #: Seconds before a round looks again when the floor it wrote has not come back through the watch yet.
 OWN_FLOOR_RECHECK_S = 1.0
-
-
-class RetentionTracker:
-    """The floor as of the view's revision, the retired keys the view forgot, and the plan filter
-    (**The floor in event order** and **Retired partitions forgotten**)."""
-
-    def __init__(self, keys: KeyLayout) -> None:
-        self.key = keys.config_key("retention")
-        self.floor: RetentionFloor | None = None
-        #: mod revision of the floor key (the CAS guard of the next floor write); 0 = absent.
-        self.floor_rev = 0
-        #: key -> fact: retired keys the view forgot that are still stored (until a delete event arrives).
-        self.leftovers: dict[str, KeyFact] = {}
-        self._retirement: Retirement | None = None
-
-    def load(self, view: View) -> None:
-        """After the view is loaded: take the floor it read with the same snapshot (None: no floor) and forget what
-        that floor retires."""
-        self.floor, self.floor_rev, self.leftovers, self._retirement = view.floor, view.floor_rev, {}, None
-        if view.floor is not None:
-            log.info("retention.floor before=%s by=%s at=%s revision=%d", view.floor.before, view.floor.by,
-                     view.floor.at.isoformat() if view.floor.at else "-", view.floor_rev)  # fmt: skip
-        self._forget(view, None)
-
-    def observe(self, view: View, key: str, value: bytes | None, mod_rev: int) -> None:
-        """After ``view.apply`` of one event: follow the floor, forget a retired partition that was written."""
-        if key == self.key:
-            if value is None:
-                log.warning("retention.floor_removed key=%s was=%s", key, self.floor.before if self.floor else "-")
-                self.floor, self.floor_rev, self._retirement = None, 0, None
-            else:
-                self._set(value, mod_rev)
-                self._forget(view, None)
-            return
-        if value is None:
-            self.leftovers.pop(key, None)
-        if self.floor is not None:
-            at = view.node_of(key)
-            partition = at[1] if at is not None else key.rsplit("/", 1)[-1]  # a backfill key's, or not a partition
-            if self.floor.retires(partition):
-                self._forget(view, [partition])  # only a partition the view indexes is forgotten
-
-    def _set(self, value: bytes, mod_rev: int) -> None:
-        floor, problem = parse_floor(value)
-        if floor is None:
-            log.warning("retention.bad_floor key=%s problem=%r kept=%s", self.key, problem,
-                        self.floor.before if self.floor else "-")  # fmt: skip
-            return
-        if self.floor != floor:
-            log.info("retention.floor before=%s by=%s at=%s revision=%d", floor.before, floor.by,
-                     floor.at.isoformat() if floor.at else "-", mod_rev)  # fmt: skip
-        self.floor, self.floor_rev, self._retirement = floor, mod_rev, None
-
-    def _forget(self, view: View, partitions: list[str] | None) -> None:
-        before = len(view.partitions)
-        dropped = forget_retired(view, self.floor, partitions)
-        for fact in dropped:
-            self.leftovers[fact.key] = fact
-        if partitions is None and dropped:  # a sweep (start, the floor moved); single late writes are not news
-            log.info("retention.forgot partitions=%d keys=%d floor=%s", before - len(view.partitions), len(dropped),
-                     self.floor.before if self.floor else "-")  # fmt: skip
-
-    def retirement(self, graph: Graph) -> Retirement:
-        """The retired decisions of ``graph`` under the current floor (memoised per graph and floor)."""
-        if self._retirement is None or self._retirement.graph is not graph:
-            self._retirement = Retirement(graph, self.floor)
-        return self._retirement
-
-
-@dataclass
-class FollowView:
-    """The tracker as the informer's follower of ``view`` (``informer.Follower``): it sees each key right after the
-    view has applied it, so what the floor retires is forgotten in event order."""
-
-    tracker: RetentionTracker
-    view: View
-
-    def loaded(self) -> None:
-        self.tracker.load(self.view)
-
-    def follow(self, key: str, value: bytes | None, mod_rev: int) -> None:
-        self.tracker.observe(self.view, key, value, mod_rev)
 
 
 # -- pruning (**Guarded prune**) ---------------------------------------------------------------------------------------

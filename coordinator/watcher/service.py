@@ -54,6 +54,7 @@ from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.informer.holds import HoldIndex
+from coordinator.informer.retention import FollowView, RetentionTracker
 from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import Job
 from coordinator.runtime.graph_source import GraphSource
@@ -74,7 +75,7 @@ from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, Partiti
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
-from coordinator.watcher.retention import FollowView, RetentionJob, RetentionTracker
+from coordinator.watcher.retention import RetentionJob
 from coordinator.watcher.triggers import TriggerReconciler
 
 log = logging.getLogger(__name__)

@@ -59,12 +59,12 @@ from coordinator.core.planner import next_cutoff, partitions_to_plan
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreError, WritesRefused
 from coordinator.informer.holds import HoldIndex
+from coordinator.informer.retention import RetentionTracker
 from coordinator.manager import Controller, Result
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, TriggerKey
-from coordinator.watcher.retention import RetentionTracker
 
 log = logging.getLogger(__name__)
 
