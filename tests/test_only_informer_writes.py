@@ -33,7 +33,7 @@ def model_writes(source: str) -> list[tuple[int, str]]:
     for node in ast.walk(ast.parse(source)):
         call = node.func if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
         if call is not None and call.attr in MUTATORS and _receiver(call.value) in MODEL_NAMES:
-            found.append((node.lineno, ast.unparse(call)))
+            found.append((call.lineno, ast.unparse(call)))
         targets: list[ast.expr] = []
         if isinstance(node, ast.Assign):
             targets = node.targets
@@ -41,7 +41,7 @@ def model_writes(source: str) -> list[tuple[int, str]]:
             targets = [node.target]
         for target in targets:
             if isinstance(target, ast.Attribute) and _receiver(target.value) in MODEL_NAMES:
-                found.append((node.lineno, ast.unparse(target)))
+                found.append((target.lineno, ast.unparse(target)))
     return found
 
 
