@@ -193,3 +193,16 @@ def test_key_families() -> None:
     later = keys.history_key(T0 + timedelta(microseconds=1), "aa")
     assert early == "/c/history/2026-11-26T03:00:00.000000Z-zz"
     assert early < later
+
+
+def test_status_and_why_lines_name_the_hold() -> None:
+    """status lists each standing hold; why names the hold that covers a key, and nothing for one it does not."""
+    from coordinator.explain.holds import status_lines, why_line
+
+    h = hold(("default/01",), downstream=True, from_partition=D1, to_partition=D1)
+    released = hold(("default/08",), hid="h-2", released_at=T0)
+    assert status_lines([h, released], T0) == [f"hold h-1: default/01 and every DAG below, partition {D1}: "
+                                               f"{h.describe()}"]  # fmt: skip
+    line = why_line(seven(), [h], n("07"), D1, T0)
+    assert line is not None and "held by hold h-1 since 2026-11-26T03:00:00+00:00 by alice: bad data" in line
+    assert why_line(seven(), [h], n("07"), D2, T0) is None

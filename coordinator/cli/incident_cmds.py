@@ -40,6 +40,7 @@ from coordinator.cli.app import (
     PrefixOpt,
     app,
     build_settings,
+    err,
     fail,
     out,
     run_async,
@@ -52,7 +53,6 @@ from coordinator.core.holds import (
     Hold,
     Selector,
     SelectorKind,
-    parse_history,
     parse_hold,
     parse_selector,
     resolve_selector,
@@ -69,6 +69,7 @@ from coordinator.core.model import (
     parse_trigger_record,
 )
 from coordinator.errors import CoordinatorError, StoreError
+from coordinator.informer.holds import read_history, read_holds
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
 from coordinator.writers.history import append_history, new_id
@@ -274,14 +275,6 @@ def release_hold(
               f"each run it held, once")  # fmt: skip
 
 
-async def _read_prefix(settings: Settings, prefix: str) -> list[tuple[str, bytes]]:
-    async def work(store: EtcdStore) -> list[tuple[str, bytes]]:
-        snap = await store.snapshot(prefix)
-        return [(kv.key, kv.value) for kv in snap.kvs]
-
-    return await _with_store(settings, work)
-
-
 def _check_format(fmt: str) -> None:
     if fmt not in FORMATS:
         fail(f"--format must be text or json, not {fmt!r}")
@@ -297,16 +290,11 @@ def holds(
     """List the holds that stand (with --all, every hold recorded)."""
     _check_format(fmt)
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
-    items = run_async(lambda: _read_prefix(settings, settings.keys.holds))
+    index, loaded = run_async(lambda: _with_store(settings, lambda store: read_holds(store, settings.keys)))
+    for _, key, problem in loaded.problems:
+        err.print(f"warning: {key}: {problem}")
     now = datetime.now(UTC)
-    found: list[Hold] = []
-    for key, value in items:
-        record, problem = parse_hold(value)
-        if record is None:
-            out.print(f"warning: {key}: unreadable hold ({problem}); it holds nothing")
-            continue
-        if every or record.standing(now):
-            found.append(record)
+    found = [h for h in index.holds.values() if every or h.standing(now)]
     found.sort(key=lambda h: (h.created_at, h.id))
     if fmt == "json":
         typer.echo(json.dumps([{**h.model_dump(mode="json"), "standing": h.standing(now)} for h in found], indent=2))
@@ -334,17 +322,10 @@ def history(
     _check_format(fmt)
     start = _time("--since", since) if since is not None else None
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
-    items = run_async(lambda: _read_prefix(settings, settings.keys.history))
-    floor = settings.keys.history_key(start, "") if start is not None else ""
-    entries: list[HistoryEntry] = []
-    for key, value in items:
-        if key < floor:
-            continue
-        entry, problem = parse_history(value)
-        if entry is None:
-            out.print(f"warning: {key}: unreadable history entry ({problem})")
-            continue
-        entries.append(entry)
+    index, loaded = run_async(lambda: _with_store(settings, lambda store: read_history(store, settings.keys)))
+    for _, key, problem in loaded.problems:
+        err.print(f"warning: {key}: {problem}")
+    entries = index.since(start)
     if fmt == "json":
         typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
         return

@@ -9,6 +9,8 @@ Rules:
   cannot be read holds nothing, and the last valid record of that key stays.
 - **Changes are news.** Every put or delete sets ``changed`` (``drain`` takes it): the watcher plans again what the
   holds kept back (``watcher/service.py``'s interest), so a release starts each held run once.
+- **Read through the informer.** The commands read holds and the history through :func:`read_holds` and
+  :func:`read_history`, the informer's ``load_parts`` (no reader lists the store on its own).
 - **One held set per version.** The held set against a graph (``core.holds.HoldSet``) is built once per version of
   the index, graph and set of standing holds, not per pass (the planner runs hundreds of passes a second).
 """
@@ -17,11 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from coordinator.core.graph import Graph
-from coordinator.core.holds import Hold, HoldSet, next_expiry, parse_hold
+from coordinator.core.holds import HistoryEntry, Hold, HoldSet, next_expiry, parse_history, parse_hold
 from coordinator.core.model import KeyLayout
+from coordinator.core.view import View
+from coordinator.informer.informer import Informer, Loaded
+
+if TYPE_CHECKING:
+    from coordinator.etcd import EtcdStore
 
 
 @dataclass
@@ -100,3 +107,60 @@ class HoldIndex:
 
     def next_expiry(self, now: datetime) -> datetime | None:
         return next_expiry(self.holds.values(), now)
+
+
+@dataclass
+class HistoryIndex:
+    """The audit trail's entries by key (time order), for ``coordinator history``; unreadable ones named."""
+
+    name: ClassVar[str] = "history"
+
+    keys: KeyLayout
+    entries: dict[str, HistoryEntry] = field(default_factory=dict)
+    _held: dict[str, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return (self.keys.history,)
+
+    def reset(self) -> None:
+        self.entries.clear()
+        self._held.clear()
+
+    def passed(self, revision: int) -> None:
+        """Nothing waits for a revision here."""
+
+    def held(self) -> dict[str, int]:
+        return dict(self._held)
+
+    def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
+        if value is None:
+            self.entries.pop(key, None)
+            self._held.pop(key, None)
+            return None
+        entry, problem = parse_history(value)
+        if entry is None:
+            self._held[key] = -1
+            return f"unparsable history entry ({problem})"
+        self.entries[key] = entry
+        self._held[key] = mod_rev
+        return None
+
+    def since(self, at: datetime | None) -> list[HistoryEntry]:
+        """The entries at or after ``at`` (all when None), oldest first (the keys sort by time)."""
+        floor = self.keys.history_key(at, "") if at is not None else ""
+        return [self.entries[k] for k in sorted(self.entries) if k >= floor]
+
+
+async def read_holds(store: EtcdStore, keys: KeyLayout) -> tuple[HoldIndex, Loaded]:
+    """**Read through the informer**: every hold recorded, and what the load found wrong."""
+    index = HoldIndex(keys)
+    loaded = await Informer(View(keys), [index]).load_parts(store, (keys.holds,))
+    return index, loaded
+
+
+async def read_history(store: EtcdStore, keys: KeyLayout) -> tuple[HistoryIndex, Loaded]:
+    """**Read through the informer**: the whole audit trail, and what the load found wrong."""
+    index = HistoryIndex(keys)
+    loaded = await Informer(View(keys), [index]).load_parts(store, (keys.history,))
+    return index, loaded
