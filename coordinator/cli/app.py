@@ -177,6 +177,7 @@ def load_commands() -> None:
         lineage_cmds,
         probe_cmds,
         prune_cmds,
+        rerun_cmds,
         roles_cmds,
         spec_cmds,
         state_cmds,

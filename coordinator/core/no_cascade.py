@@ -65,9 +65,10 @@ class NoCascade(NamedTuple):
             return None
         return record.replaces
 
-    def pending(self, fact: RunFact | None) -> bool:
-        """Whether the recorded attempt is still the run's (not cleared yet): repeating the command clears it."""
-        return fact is not None and fact.run_id == self.record.run_id and fact.clear_number == self.record.clear_number
+    def pending(self, run_id: str, clear_number: int) -> bool:
+        """**Record first**: whether the run's attempt (``run_id``, ``clear_number``) is still the recorded one (not
+        cleared yet): a repeated command keeps the record as it is and clears that attempt."""
+        return (run_id, clear_number) == (self.record.run_id, self.record.clear_number)
 
 
 def parse_no_cascade(raw: bytes) -> tuple[NoCascadeRecord | None, str | None]:

@@ -1,0 +1,178 @@
+"""``plan rerun`` and ``rerun`` (issue 51) on the seven-DAG example across two deployments (``default`` holds 01..04,
+``team_b`` 05..07, each its own fake Airflow), through a real watcher: the preview lists exactly the runs a real rerun
+then clears or creates; ``--no-cascade`` reruns the root and nothing downstream; without it the cascade follows once."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from coordinator.core.model import NodeId, canonical_partition
+from tests.scenario.conftest import ROOT_DAG, Stack, new_partition, wait_for
+from tests.support.fake_airflow import FakeAirflow
+
+pytestmark = pytest.mark.scenario
+
+B = "team_b"
+HERE = ("01_pipeline", "02_pipeline", "03_pipeline", "04_pipeline")
+THERE = ("05_pipeline", "06_pipeline", "07_pipeline")
+SPEC: dict[str, Any] = {
+    "version": 1,
+    "instances": {B: {}},
+    "dags": {
+        **{dag: {"upstreams": [ROOT_DAG]} for dag in HERE[1:]},
+        f"{B}/05_pipeline": {"upstreams": [f"default/{ROOT_DAG}"]},
+        f"{B}/06_pipeline": {"upstreams": [*(f"default/{d}" for d in HERE[1:]), f"{B}/05_pipeline"]},
+        f"{B}/07_pipeline": {"upstreams": [f"{B}/06_pipeline"]},
+    },
+}
+#: Every (instance, dag) of the example.
+EVERY = [("default", d) for d in HERE] + [(B, d) for d in THERE]
+
+
+@pytest.fixture
+def team_b(stack: Stack) -> Iterator[FakeAirflow]:
+    """The second deployment, whose plugin records its runs under ``runs/team_b/``, and the deps across both."""
+
+    def on_state(dag_id: str, run_id: str, logical_date: datetime | None, state: str, clear_number: int) -> None:
+        assert logical_date is not None
+        key = stack.keys.run_key(NodeId(B, dag_id), canonical_partition(logical_date))
+        record = {"state": state, "run_id": run_id, "clear_number": clear_number, "source": "fake"}
+        stack.etcd.put(key, json.dumps(record), retry_s=30.0)
+
+    fake = FakeAirflow(THERE, on_state=on_state, queue_delay_s=0.01, run_duration_s=0.05).start()
+    stack.add_cleanup(fake.stop)
+    stack.set_deps(SPEC)
+    instances = stack.tmp_path / "instances.json"
+    instances.write_text(json.dumps({B: {"url": fake.url, "username": "admin", "password_env": "B_PASSWORD"}}))
+    yield fake
+
+
+def start(stack: Stack) -> None:
+    stack.start_watcher(COORDINATOR_INSTANCES_FILE=str(stack.tmp_path / "instances.json"), B_PASSWORD="admin")
+
+
+def attempt(stack: Stack, instance: str, dag: str, partition: str) -> int | None:
+    """The clear number of the success recorded for (instance/dag, partition), None while it is not a success."""
+    raw = stack.etcd.get(stack.keys.run_key(NodeId(instance, dag), partition))
+    record = json.loads(raw) if raw is not None else None
+    return record["clear_number"] if record is not None and record["state"] == "success" else None
+
+
+def wait_attempt(stack: Stack, instance: str, dag: str, partition: str, n: int) -> None:
+    wait_for(lambda: attempt(stack, instance, dag, partition) == n, f"{instance}/{dag} attempt {n} for {partition}")
+
+
+def cascaded(stack: Stack) -> str:
+    p = new_partition()
+    start(stack)
+    stack.trigger_root(p)
+    wait_attempt(stack, B, "07_pipeline", p, 0)
+    stack.settle()
+    return p
+
+
+def effects(stack: Stack, fake_b: FakeAirflow) -> dict[tuple[str, str], tuple[int, int]]:
+    """(instance, dag) -> (creates, clears) in its Airflow so far."""
+    fakes = {"default": stack.fake, B: fake_b}
+    return {(i, d): (fakes[i].creates(d), fakes[i].clears(d)) for i, d in EVERY}
+
+
+def changed(before: dict[tuple[str, str], tuple[int, int]], after: dict[tuple[str, str], tuple[int, int]]) -> set[
+    tuple[str, str, str]
+]:  # fmt: skip
+    """(instance, dag, create|clear) for every DAG whose counters moved, once per step it took."""
+    found = set()
+    for at, (creates, clears) in after.items():
+        if creates > before[at][0]:
+            found.add((*at, "create"))
+        if clears > before[at][1]:
+            found.add((*at, "clear"))
+    return found
+
+
+def plan_json(stack: Stack, p: str, *extra: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(
+        stack.cli("plan", "rerun", ROOT_DAG, "--from", p, "--to", p, "--format", "json", *extra).stdout
+    )
+    return data
+
+
+def rerun(stack: Stack, p: str, *extra: str, check: bool = True) -> Any:
+    return stack.cli("rerun", ROOT_DAG, "--from", p, "--to", p, *extra, airflow=True, check=check)
+
+
+def test_plan_rerun_lists_exactly_the_runs_a_real_rerun_clears_and_triggers(stack: Stack, team_b: FakeAirflow) -> None:
+    """The preview's runs (instance, DAG, step, depth) are the clears and creates both Airflows then saw, each once."""
+    p = cascaded(stack)
+    planned = plan_json(stack, p)
+    listed = {(r["instance"], r["dag"], r["step"]) for r in planned["runs"]}
+    assert {(r["dag"], r["depth"]) for r in planned["runs"]} == {
+        ("01_pipeline", 0), ("02_pipeline", 1), ("03_pipeline", 1), ("04_pipeline", 1), ("05_pipeline", 1),
+        ("06_pipeline", 2), ("07_pipeline", 3),
+    }  # fmt: skip
+    assert planned["counts"] == {"default": 4, B: 3}
+    before = effects(stack, team_b)
+    rerun(stack, p, "--yes")
+    wait_attempt(stack, B, "07_pipeline", p, 1)
+    stack.settle()
+    assert changed(before, effects(stack, team_b)) == listed
+    after = effects(stack, team_b)
+    assert all(after[at][1] - before[at][1] == 1 for at in EVERY), "each run cleared exactly once"
+
+
+def test_rerun_no_cascade_reruns_the_root_only_and_a_later_rerun_cascades_once(
+    stack: Stack, team_b: FakeAirflow
+) -> None:
+    """--no-cascade: the preview lists the root only, the root reruns and nothing downstream in either deployment;
+    a rerun without it afterwards cascades once through both."""
+    p = cascaded(stack)
+    planned = plan_json(stack, p, "--no-cascade")
+    assert [(r["dag"], r["step"]) for r in planned["runs"]] == [(ROOT_DAG, "clear")]
+    before = effects(stack, team_b)
+    out = rerun(stack, p, "--no-cascade", "--yes").stdout
+    assert "its dependents stay as they are" in out
+    wait_attempt(stack, "default", ROOT_DAG, p, 1)
+    stack.settle()
+    assert changed(before, effects(stack, team_b)) == {("default", ROOT_DAG, "clear")}
+    record = json.loads(stack.etcd.get(stack.keys.no_cascade_key(NodeId("default", ROOT_DAG), p)) or b"{}")
+    assert record["run_id"] == f"scheduled__{p}" and record["clear_number"] == 0, record
+    # Without --no-cascade the next rerun cascades, once.
+    before = effects(stack, team_b)
+    rerun(stack, p, "--yes")
+    wait_attempt(stack, B, "07_pipeline", p, 1)
+    stack.settle()
+    after = effects(stack, team_b)
+    assert {at: after[at][1] - before[at][1] for at in EVERY} == dict.fromkeys(EVERY, 1)
+
+
+def test_rerun_repeated_while_under_way_clears_once(stack: Stack, team_b: FakeAirflow) -> None:
+    """A second `rerun --no-cascade` while the first one's run is under way (a repeat after a crash) clears nothing
+    more, and the history holds one entry for the clear."""
+    p = cascaded(stack)
+    stack.fake.set_paused(ROOT_DAG, True)  # the cleared run stays queued: the rerun is under way
+    rerun(stack, p, "--no-cascade", "--yes")
+    again = rerun(stack, p, "--no-cascade", "--yes")
+    assert "not cleared again" in again.stdout or "not cleared" in again.stdout, again.stdout
+    assert stack.fake.clears(ROOT_DAG) == 1
+    stack.fake.set_paused(ROOT_DAG, False)
+    wait_attempt(stack, "default", ROOT_DAG, p, 1)
+    stack.settle()
+    assert sum(stack.fake.clears(d) for d in HERE) + sum(team_b.clears(d) for d in THERE) == 1
+    entries = [json.loads(v) for v in stack.etcd.items(stack.keys.history).values()]
+    assert [(e["action"], len(e["affected"])) for e in entries] == [("rerun", 1)], entries
+
+
+def test_rerun_without_a_terminal_and_without_yes_refuses_and_clears_nothing(stack: Stack, team_b: FakeAirflow) -> None:
+    """Not a terminal, no --yes: the preview is shown, exit 2 with a message naming --yes, and nothing is cleared."""
+    p = cascaded(stack)
+    result = rerun(stack, p, check=False)
+    assert result.returncode == 2, result
+    assert "add --yes" in result.stderr
+    assert "depth 3" in result.stdout  # the preview came first
+    stack.settle()
+    assert stack.fake.clears(ROOT_DAG) == 0
