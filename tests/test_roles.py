@@ -661,3 +661,44 @@ def test_a_receiver_whose_role_misses_an_instance_answers_403_not_503(
             return [kv.key for kv in (await root.snapshot(KeyLayout(PREFIX).root)).kvs]
 
     assert not [key for key in arun(as_root()) if "/spark/" in key]
+
+
+def test_a_plugin_user_may_neither_rerun_nor_forge_a_no_cascade_record(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """Team A's plugin user: `plan rerun` and `rerun --no-cascade` are refused by etcd (exit 1, nothing cleared in
+    Airflow), and a no-cascade record it writes itself is refused (semantics `no-cascade-once`: only an operator's
+    rerun may waive a cascade)."""
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(json.dumps(GRAPH))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+    config = writer_config(auth_etcd, "team_a")
+    fact = extract_success(config)
+    airflow.create_run("extract", "scheduled__2026-01-01", datetime(2026, 1, 1, tzinfo=UTC))
+    keys = KeyLayout(PREFIX)
+    waiver = keys.no_cascade_key(NodeId("team_a", "extract"), PARTITION)
+
+    async def record_and_forge() -> str:
+        async with await EtcdStore.connect(config.etcd) as store:
+            await write_fact(store, fact, 2.0)
+            try:
+                await store.put(waiver, b'{"run_id":"scheduled__2026-01-01","clear_number":0,"replaces":1}')
+            except StoreError as exc:
+                return str(exc)
+        return "written"
+
+    assert "permission denied" in arun(record_and_forge()).lower()
+    env = auth_etcd.env("coordinator-plugin-team_a", airflow, deps, instances)
+    for args in (("plan", "rerun", "team_a/extract"), ("rerun", "team_a/extract", "--no-cascade", "--yes")):
+        done = run_command(*args, "--from", PARTITION, "--to", PARTITION, env=env)
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "permission denied" in done.stderr.lower(), done.stderr
+    assert airflow.clears("extract") == 0
+
+    async def stored() -> bool:
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as root:
+            return await root.get(waiver) is not None
+
+    assert not arun(stored())

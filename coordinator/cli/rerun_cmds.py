@@ -49,13 +49,14 @@ from coordinator.cli.app import (
     run_async,
 )
 from coordinator.core.graph import Graph
-from coordinator.core.holds import HistoryAction, HistoryEntry, HoldSet
+from coordinator.core.holds import HistoryAction, HistoryEntry
 from coordinator.core.model import NodeId, RunState, canonical_partition, parse_run_record
 from coordinator.core.no_cascade import NoCascade, NoCascadeRecord, dump_no_cascade, parse_no_cascade
 from coordinator.core.rerun import DeadlineMove, RerunPreview, RunPreview, Step, preview
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.etcd import EtcdStore
+from coordinator.informer.holds import read_holds
 from coordinator.informer.read_model import VIEW, load
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
@@ -152,18 +153,13 @@ def _load_preview(
     async def read() -> RerunPreview:
         async with await EtcdStore.connect(settings.etcd()) as store:
             model = await load(store, settings.keys, VIEW)
+            holds, _ = await read_holds(store, settings.keys)
         view = model.view
         targets = [(n, p) for (n, p), _ in view.runs.items() if n == node and lo <= p <= hi]
-        return preview(graph, view, targets, now=now, no_cascade=no_cascade, holds=_holds(graph, now))
+        held = holds.hold_set(graph, now)  # holds in the way (``core.holds``)
+        return preview(graph, view, targets, now=now, no_cascade=no_cascade, holds=held)
 
     return run_async(read)
-
-
-def _holds(graph: Graph, now: datetime) -> HoldSet | None:
-    """The standing holds (``core.holds``) against ``graph``: read through the read model's holds family when the
-    loader has one (issue 51's holds land beside this command); until then none are shown."""
-    del graph, now
-    return None
 
 
 def _run_line(run: RunPreview) -> str:

@@ -4,6 +4,7 @@ then clears or creates; ``--no-cascade`` reruns the root and nothing downstream;
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -176,3 +177,40 @@ def test_rerun_without_a_terminal_and_without_yes_refuses_and_clears_nothing(sta
     assert "depth 3" in result.stdout  # the preview came first
     stack.settle()
     assert stack.fake.clears(ROOT_DAG) == 0
+
+
+def mod_revision(stack: Stack, key: str) -> int:
+    kvs = stack.etcd.call("/v3/kv/range", {"key": base64.b64encode(key.encode()).decode()}).get("kvs", [])
+    return int(kvs[0]["mod_revision"]) if kvs else 0
+
+
+def test_a_crash_between_the_record_and_the_clear_is_finished_by_repeating_the_command(
+    stack: Stack, team_b: FakeAirflow
+) -> None:
+    """The record of a try that died before its clear is kept as it is by the repeat, which clears once: the root
+    reruns once and nothing downstream does (semantics `no-cascade-once`)."""
+    p = cascaded(stack)
+    root = NodeId("default", ROOT_DAG)
+    run_key = stack.keys.run_key(root, p)
+    left = {"run_id": f"scheduled__{p}", "clear_number": 0, "replaces": mod_revision(stack, run_key), "by": "crashed"}
+    key = stack.keys.no_cascade_key(root, p)
+    written = stack.etcd.put(key, json.dumps(left))  # what the first try wrote before it died
+    before = effects(stack, team_b)
+    rerun(stack, p, "--no-cascade", "--yes")
+    wait_attempt(stack, "default", ROOT_DAG, p, 1)
+    stack.settle()
+    assert mod_revision(stack, key) == written, "the repeat kept the first try's record"
+    assert changed(before, effects(stack, team_b)) == {("default", ROOT_DAG, "clear")}
+    assert stack.fake.clears(ROOT_DAG) == 1
+
+
+def test_plan_rerun_names_the_holds_in_the_way(stack: Stack, team_b: FakeAirflow) -> None:
+    """A hold on team_b/06 with --downstream is named on 06 and 07 in the preview, not on the others."""
+    p = cascaded(stack)
+    stack.cli("hold", f"{B}/06_pipeline", "--downstream", "--reason", "bad customer data", "--by", "alice")
+    planned = plan_json(stack, p)
+    held = {r["dag"]: r["held_by"] for r in planned["runs"] if r["held_by"]}
+    assert set(held) == {"06_pipeline", "07_pipeline"}, planned["runs"]
+    assert "by alice: bad customer data" in held["06_pipeline"]
+    text = stack.cli("plan", "rerun", ROOT_DAG, "--from", p, "--to", p).stdout
+    assert "held: 2 run(s) would wait for a release" in text
