@@ -3,8 +3,8 @@ each (target, source, asset) stream kept current. Pure and synchronous (no I/O, 
 
 The informer feeds it from the watcher's one list/watch of the prefix (``watcher/service.py``); the leader's asset
 round (``watcher/assets.py``) and stream reconciler (``watcher/deliveries.py``) ask it what is due, pending and
-prunable, and never write to it (their own writes come back through the watch). It
-answers exactly as the whole-history functions of ``core/assets.py`` (:func:`~coordinator.core.assets.streams`,
+prunable, and never write to it (their own writes come back through the watch). It answers exactly as the
+whole-history functions of ``core/assets.py`` (:func:`~coordinator.core.assets.streams`,
 :func:`~coordinator.core.assets.due_deliveries`, :func:`~coordinator.core.assets.prunable`) do over the same keys
 (``tests/test_asset_index.py`` checks it on random sequences of puts and deletes), but a question costs the streams
 that have work, not the history: an asset round with 100,000 delivered events costs what one with 100 does.

@@ -148,8 +148,8 @@ class AssetJob:
         recorded = await self._record(routes, index, now)
         if recorded and self.index is None:
             index = await self._read_index()  # **From the index**: a fresh index holds what was just recorded
-        # **Due streams to their reconciler**: the due streams to their reconciler: keys of the queue, or delivered here
-        # (``AssetDeliveries.deliver_due``).
+        # **Due streams to their reconciler**: the due streams as keys of its queue (a safety net: the informer hands it
+        # every stream that changed), or delivered here (``AssetDeliveries.deliver_due``).
         streams, done = 0, Delivered()
         if self.deliveries.keyed:
             streams = self.deliveries.submit_due(routes, index, now)
