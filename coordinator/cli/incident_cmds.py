@@ -68,7 +68,7 @@ from coordinator.core.model import (
     parse_run_record,
     parse_trigger_record,
 )
-from coordinator.errors import CoordinatorError, StoreError
+from coordinator.errors import StoreError
 from coordinator.informer.holds import read_history, read_holds
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
@@ -357,34 +357,40 @@ def _withdrawn(old: RunRecord, who: str, now: datetime) -> RunRecord:
 async def _retract(
     store: EtcdStore, keys: KeyLayout, graph: Graph, node: NodeId, partition: str, who: str, why: str, now: datetime
 ) -> Retracted | str:  # fmt: skip
-    """**Retract**: what it did, or why it did nothing (a message)."""
+    """**Retract**: what it did, or why it did nothing (a message). The hold is written first: a user who may not
+    write holds (a plugin's, which may write its own run states) is refused before anything changes."""
     key = keys.run_key(node, partition)
-    success_rev = 0
-
-    def propose(old: RunRecord | None) -> RunRecord | None:
-        return _withdrawn(old, who, now) if old is not None and old.state is RunState.SUCCESS else None
-
     found = await store.get(key)
-    if found is not None:
-        success_rev = found.mod_revision
-    done = await write_run_record(store, key, propose, max_rounds=5)
-    if done.status is RunWriteStatus.CONTENDED:
-        raise CoordinatorError(f"{key} kept changing; run the retract again")
-    if done.status is not RunWriteStatus.WRITTEN or done.previous is None or done.record is None:
-        state = done.previous.state if done.previous is not None else "absent"
+    current = parse_run_record(found.value)[0] if found is not None else None
+    if found is None or current is None or current.state is not RunState.SUCCESS:
+        state = current.state if current is not None else "absent"
         return f"{node.qualified} {partition} is {state}, not a success: nothing to retract"
+    success_rev = found.mod_revision
     selector = Selector(kind=SelectorKind.DAG, text=node.qualified, dag=node.qualified)
     record = Hold(
         id=new_id(HOLD_ID_PREFIX), selector=selector, nodes=(node.qualified,), from_partition=partition,
         to_partition=partition, downstream=True, reason=f"retract: {why}", by=who, created_at=now,
         retracted=f"{node.qualified}@{partition}",
     )  # fmt: skip
+    created = await store.cas(keys.hold_key(record.id), dump_record(record), 0)
+    if not created.succeeded:
+        raise StoreError(f"hold id {record.id} is taken already; run the command again (a new id is drawn)")
+
+    def propose(old: RunRecord | None) -> RunRecord | None:
+        return _withdrawn(old, who, now) if old is not None and old.state is RunState.SUCCESS else None
+
+    done = await write_run_record(store, key, propose, max_rounds=5)
+    if done.status is not RunWriteStatus.WRITTEN or done.previous is None or done.record is None:
+        # Changed meanwhile (a new attempt started): nothing withdrawn, so the hold is taken back.
+        await _release(store, keys, record.id, who, "retract withdrew nothing: the state changed meanwhile", now)
+        state = done.previous.state if done.previous is not None else "absent"
+        return f"{node.qualified} {partition} became {state} meanwhile: nothing retracted, nothing held"
     ran = await _ran_on(store, keys, graph, node, partition, success_rev)
     affected = (f"{node.qualified}@{partition} success (revision {success_rev}) withdrawn", *_covers(record, graph),
                 *(f"ran on it: {line}" for line in ran))  # fmt: skip
     entry = HistoryEntry(id=new_id(), action=HistoryAction.RETRACT, by=who, at=now, why=why,
                          target=f"{node.qualified}@{partition}", affected=affected, hold=record.id)  # fmt: skip
-    await _create_hold(store, keys, record, entry)
+    await append_history(store, keys, entry)
     return Retracted(done.record, done.previous, done.revision, record, ran)
 
 

@@ -8,9 +8,10 @@ Rules:
   columns): an Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the
   plugin reads before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which
   tasks to record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics `asset-facts`); the
-  dependencies page and ``doctor`` read the prefix; ``prune`` and ``backfill`` write only their families (``backfill``
-  also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics `asset-skip`); an outside
-  writer writes only the run keys of its own DAG (or DAG-name family); an OpenLineage receiver
+  dependencies page and ``doctor`` read the prefix; the operator (issue 51) writes holds, the history and run states
+  (``retract``), nobody else writes holds or the history; ``prune`` and ``backfill`` write only their families
+  (``backfill`` also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics
+  `asset-skip`); an outside writer writes only the run keys of its own DAG (or DAG-name family); an OpenLineage receiver
   (semantics `lineage-receiver`) reads and writes only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances
   it serves (its writer reads the run's record and the partition's run state before its guarded transaction) and reads
   the ``leader`` key (its readiness probe's read) and the retention floor ``config/retention`` (its records follow it),
@@ -221,6 +222,16 @@ def roles(
                 Grant(rw, AssetKeys(keys.prefix).deliveries, True),
             ),
         ),
+        Role(
+            f"{base}-operator",
+            "coordinator hold, release-hold, retract and rerun (the incident controls; retract withdraws a run state)",
+            (
+                _read_all(keys),
+                Grant(rw, keys.holds, True),
+                Grant(rw, keys.history, True),
+                Grant(rw, keys.runs, True),
+            ),
+        ),
     ]
     for w in writers:
         family = w.dag.endswith("*")
@@ -252,6 +263,8 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (assets.changes, True),
         (assets.deliveries, True),
         (keys.lineage, True),
+        (keys.holds, True),
+        (keys.history, True),
     ]
 
 
