@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import shlex
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 
 from coordinator.core.model import NodeId, canonical_partition
-from tests.scenario.conftest import ROOT_DAG, Stack, new_partition, wait_for
+from tests.scenario.conftest import ROOT, ROOT_DAG, Stack, new_partition, wait_for
 from tests.support.fake_airflow import FakeAirflow
 
 pytestmark = pytest.mark.scenario
@@ -214,3 +216,39 @@ def test_plan_rerun_names_the_holds_in_the_way(stack: Stack, team_b: FakeAirflow
     assert "by alice: bad customer data" in held["06_pipeline"]
     text = stack.cli("plan", "rerun", ROOT_DAG, "--from", p, "--to", p).stdout
     assert "held: 2 run(s) would wait for a release" in text
+
+
+HOWTO = ROOT / "docs" / "howto" / "rerun.md"
+
+
+def howto_commands() -> list[tuple[list[str], list[str]]]:
+    """Each ``$ coordinator ...`` line of the how-to's console blocks, with the lines it shows after it."""
+    found: list[tuple[list[str], list[str]]] = []
+    for block in re.findall(r"```console\n(.*?)```", HOWTO.read_text(encoding="utf-8"), re.S):
+        for line in block.splitlines():
+            if line.startswith("$ coordinator "):
+                found.append((shlex.split(line[2:])[1:], []))
+            else:
+                found[-1][1].append(line)
+    return found
+
+
+def test_the_howto_commands_run_as_shown(stack: Stack, team_b: FakeAirflow) -> None:
+    """docs/howto/rerun.md: every command it shows runs on this two-deployment example and prints what it shows
+    (its date and the store's revision aside); the --no-cascade rerun after the full one reruns only the root."""
+    p = cascaded(stack)
+    shown = howto_commands()
+    assert [words[:2] for words, _ in shown] == [["plan", "rerun"], ["rerun", "01_pipeline"]] * 2
+    for words, lines in shown:
+        args = [w.replace("2031-01-02", p[:10]) for w in words]
+        printed = stack.cli(*args, airflow=args[0] == "rerun").stdout
+        expected = [line.replace("2031-01-02", p[:10]) for line in lines]
+        assert [re.sub(r"store revision \d+", "store revision N", x) for x in printed.splitlines()] == [
+            re.sub(r"store revision \d+", "store revision N", x) for x in expected
+        ], printed
+        if args[0] == "rerun":
+            wait_attempt(stack, "default", ROOT_DAG, p, 1 if "--no-cascade" not in args else 2)
+            wait_attempt(stack, B, "07_pipeline", p, 1)
+            stack.settle()
+    assert [team_b.clears(d) for d in THERE] == [1, 1, 1]
+    assert [stack.fake.clears(d) for d in HERE] == [2, 1, 1, 1]
