@@ -4,7 +4,10 @@ a release starts each held run once, a kill -9 while holding changes nothing, an
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +122,55 @@ def test_bad_input_is_refused_with_what_is_wrong(stack: Stack) -> None:
     assert missing.returncode == 2 and "there is no hold h-00000000" in missing.stderr
     nothing = stack.cli("retract", ROOT_DAG, "-p", p, "--reason", "x", check=False)
     assert nothing.returncode == 1 and "not a success: nothing to retract" in nothing.stderr
+
+
+GUIDE = Path(__file__).resolve().parents[2] / "docs" / "howto" / "incidents.md"
+#: The guide's example hold ids, in the order its commands create them.
+GUIDE_IDS = ("h-3fa2c1d0", "h-77d0e1a2")
+
+
+def guide_commands() -> list[list[str]]:
+    """The commands of the block after ``<!-- incidents-commands -->`` in docs/howto/incidents.md."""
+    text = GUIDE.read_text(encoding="utf-8")
+    found = re.search(r"<!-- incidents-commands -->\n```bash\n(.*?)```", text, re.S)
+    assert found, "docs/howto/incidents.md lost its incidents-commands block"
+    lines = [shlex.split(line) for line in found.group(1).splitlines() if line.strip()]
+    assert all(words[0] == "coordinator" for words in lines), lines
+    # Every command the guide shows elsewhere is one of the block's.
+    shown = {line.strip() for block in re.findall(r"```bash\n(.*?)```", text, re.S) for line in block.splitlines()}
+    assert {shlex.join(words) for words in lines} >= {shlex.join(shlex.split(line)) for line in shown if line}, shown
+    return [words[1:] for words in lines]
+
+
+def test_the_incidents_guide_runs_as_written(stack: Stack) -> None:
+    """Each command of docs/howto/incidents.md, in order, against a watcher: the hold keeps 02..07 back for 01's
+    success on 2026-03-02, retract withdraws it and holds again, the two releases start each dependent once, and the
+    history lists the four actions."""
+    p = "2026-03-02T00:00:00Z"
+    stack.start_watcher()
+    env = {"COORDINATOR_ETCD_ENDPOINTS": stack.endpoint, "COORDINATOR_PREFIX": stack.prefix,
+           "COORDINATOR_DEPS": str(stack.deps)}  # fmt: skip
+    made: list[str] = []
+    for words in guide_commands():
+        if words[0] == "release-hold":
+            words = [made[GUIDE_IDS.index(w)] if w in GUIDE_IDS else w for w in words]
+        if words[0] == "retract":  # the bad success the guide takes back has landed meanwhile
+            stack.trigger_root(p)
+            stack.wait_success(ROOT_DAG, p)
+            stack.settle()
+            assert [stack.fake.creates(d) for d in DOWNSTREAM] == [0] * 6
+        done = stack.command(*words, **env)
+        assert done.returncode == 0, (words, done.stdout, done.stderr)
+        for line in done.stdout.splitlines():
+            if line.startswith("hold h-"):
+                made.append(line.split()[1].rstrip(":"))
+        if words[0] == "release-hold" and words[1] == made[0]:
+            stack.settle()
+            assert [stack.fake.creates(d) for d in DOWNSTREAM] == [0] * 6, "the retract's hold still holds"
+    assert len(made) == 2
+    stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}")  # the fix: 01 succeeds again
+    stack.wait_success(LAST, p)
+    stack.settle()
+    assert [stack.fake.creates(d) + stack.fake.clears(d) for d in DOWNSTREAM] == [1] * 6
+    trail = json.loads(ops(stack, "history", "--format", "json").stdout)
+    assert [e["action"] for e in trail] == ["hold", "retract", "release", "release"]
