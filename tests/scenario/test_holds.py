@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 import subprocess
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -174,3 +175,21 @@ def test_the_incidents_guide_runs_as_written(stack: Stack) -> None:
     assert [stack.fake.creates(d) + stack.fake.clears(d) for d in DOWNSTREAM] == [1] * 6
     trail = json.loads(ops(stack, "history", "--format", "json").stdout)
     assert [e["action"] for e in trail] == ["hold", "retract", "release", "release"]
+
+
+def test_an_expired_hold_lets_the_runs_start_at_its_until_with_nothing_written(stack: Stack) -> None:
+    """A hold with --until a few seconds ahead keeps 02..07 back until then; at expiry they start once, with no
+    release written."""
+    p = new_partition()
+    stack.start_watcher()
+    until = (datetime.now(UTC) + timedelta(seconds=4)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stack.cli("hold", ROOT_DAG, "--downstream", "--until", until, "--reason", "wait for the reload")
+    stack.trigger_root(p)
+    stack.wait_success(ROOT_DAG, p)
+    stack.settle()
+    assert datetime.now(UTC) < datetime.fromisoformat(until), "the machine was too slow to see the hold hold"
+    assert [stack.fake.creates(d) for d in DOWNSTREAM] == [0] * 6
+    stack.wait_success(LAST, p)
+    stack.settle()
+    stack.assert_once(p)
+    assert [e["action"] for e in json.loads(ops(stack, "history", "--format", "json").stdout)] == ["hold"]
