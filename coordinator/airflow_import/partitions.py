@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from coordinator.core.grid import Grid
-from coordinator.core.importer.facts import AssetMapping, DateSample
+from coordinator.core.importer.facts import AssetMapping, DateSample, ProducerSamples
 from coordinator.core.importer.schedule import PERIOD_CRONS, sample_partitions
 
 
@@ -55,6 +55,12 @@ def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping
     except Exception as exc:
         return AssetMapping(uri, "?", problem=f"its partition mapper could not be read: {type(exc).__name__}: {exc}")
     name = mapper_name(mapper)
+    counted = getattr(mapper, "is_rollup", False) and type(mapper.wait_policy).__name__ == "MinimumCount"
+    if counted and len(producers) > 1:
+        try:
+            return _counted(mapper, name, uri, producers)
+        except Exception as exc:  # **Never raises**
+            return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
     if type(mapper).__name__ == "IdentityMapper" or len(producers) != 1:
         return AssetMapping(uri, name)  # equal keys; no or several producers are reported by the translation
     try:
@@ -121,9 +127,11 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
         return AssetMapping(uri, name, problem=f"{name}: {keys}; keep the asset schedule")
     rollup = bool(getattr(mapper, "is_rollup", False))
     if rollup and type(mapper.wait_policy).__name__ != "WaitForAll":
-        policy = type(mapper.wait_policy).__name__
-        return AssetMapping(uri, name, problem=f"{name} with {policy}: the consumer runs before its window is "
-                            "complete; an edge waits for all of it; keep the asset schedule")  # fmt: skip
+        policy = _policy(mapper.wait_policy)
+        return AssetMapping(uri, name, problem=f"{name} with {policy}: the consumer runs once part of "
+                            f"{producer.dag_id}'s runs in its window have arrived; a condition group counts DAGs (or "
+                            "their tasks), not runs of one DAG, so part of one producer's window has no exact form; "
+                            "keep the asset schedule", policy=policy)  # fmt: skip
     runs: dict[str, list[datetime]] = {}
     for partition in sample_partitions(keys.grid):
         key = keys.key_of(partition)
@@ -153,6 +161,75 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
     period = type(inner).__name__ if inner is not None else None
     zone = getattr(inner, "_timezone", "UTC")
     return AssetMapping(uri, name, tuple(samples), period, str(getattr(zone, "name", zone)))
+
+
+def _policy(policy: Any) -> str:
+    n = getattr(policy, "n", None)
+    return type(policy).__name__ if n is None else f"{type(policy).__name__}({n})"
+
+
+def _counted(mapper: Any, name: str, uri: str, producers: list[Any]) -> AssetMapping:
+    """A rollup with ``MinimumCount(n)`` over an asset of several producers (facts' **Counted rollups**): for each
+    consumer key the producers' runs give, its window must hold exactly one run of every producer, no two with the same
+    key, and the policy's threshold (n, or the window's size + n for a negative n) must be the same on every sample;
+    the mapping then needs that many of the producers."""
+    policy = _policy(mapper.wait_policy)
+
+    def refused(why: str) -> AssetMapping:
+        return AssetMapping(uri, name, problem=f"{name} with {policy}: {why}; keep the asset schedule", policy=policy)
+
+    found: dict[str, _Keys] = {}
+    for producer in producers:
+        keys = _keys(producer)
+        if isinstance(keys, str):
+            return refused(keys)
+        found[str(producer.dag_id)] = keys
+    consumer_keys: set[str] = set()
+    for keys in found.values():
+        for partition in sample_partitions(keys.grid):
+            down = mapper.to_downstream(keys.key_of(partition))
+            consumer_keys.update([down] if isinstance(down, str) else [str(k) for k in down])
+    per: dict[str, list[DateSample]] = {dag_id: [] for dag_id in found}
+    needs: set[int] = set()
+    for key in sorted(consumer_keys):
+        at = mapper.to_partition_date(key)
+        if at is None:
+            return refused(f"the consumer's key {key!r} has no date")
+        expected = frozenset(mapper.to_upstream(key))
+        owner: dict[str, str] = {}
+        for dag_id, keys in found.items():
+            mine = sorted(
+                k for k in expected if keys.grid.contains(keys.date_of(k)) and keys.key_of(keys.date_of(k)) == k
+            )
+            if len(mine) != 1:
+                return refused(f"{dag_id} has {len(mine)} runs in the window of the consumer's key {key!r} (a group "
+                               "member is one run of each producer)")  # fmt: skip
+            if mine[0] in owner:
+                return refused(
+                    f"{dag_id} and {owner[mine[0]]} both produce the key {mine[0]!r}, which Airflow counts once"
+                )
+            owner[mine[0]] = dag_id
+            per[dag_id].append(DateSample(_utc(at), (keys.date_of(mine[0]),)))
+        n = int(mapper.wait_policy.n)
+        needs.add(n if n > 0 else max(0, len(expected) + n))
+    if len(needs) != 1:
+        return refused(f"it needs {' or '.join(map(str, sorted(needs)))} keys as its window's size changes")
+    (need,) = needs
+    if not 1 <= need <= len(found):
+        return refused(f"it needs {need} keys of its window, and only {len(found)} DAGs produce one each")
+    inner = _period_mapper(mapper)
+    period = type(inner).__name__ if inner is not None else None
+    zone = getattr(inner, "_timezone", "UTC")
+    counted = tuple(ProducerSamples(dag_id, tuple(samples)) for dag_id, samples in sorted(per.items()))
+    return AssetMapping(
+        uri, name, (), period, str(getattr(zone, "name", zone)), need=need, producers=counted, policy=policy
+    )
+
+
+def _produces(keys: _Keys, key: str) -> bool:
+    """Whether a run of the producer has ``key``: its date is on the producer's grid and formats back to it."""
+    at = keys.date_of(key)
+    return keys.grid.contains(at) and keys.key_of(at) == key
 
 
 def _utc(value: datetime) -> datetime:

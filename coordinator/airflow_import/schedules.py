@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from coordinator.airflow_import.partitions import asset_mapping, scheduler_timetable
-from coordinator.core.importer.facts import ScheduleFact, ScheduleKind
+from coordinator.core.importer.facts import AssetCondition, ConditionOp, ScheduleFact, ScheduleKind
 
 
 def zone_name(value: Any) -> str:
@@ -53,7 +53,9 @@ def dag_schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
         return _partitioned(timetable, condition, written, producers)
     if kind in _ASSET_TIMETABLES and condition is not None:
         uris, problem = _asset_uris(condition)
-        return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem)
+        tree = asset_condition(condition)
+        whole = None if isinstance(tree, str) else tree
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem, condition=whole)
     inner = getattr(timetable, "timetable", None)
     if kind in ("AssetOrTimeSchedule", "DatasetOrTimeSchedule") and inner is not None:
         # Runs on its own time schedule OR when the assets update: the grid is the time half's; an edge waits for
@@ -73,15 +75,18 @@ def _partitioned(timetable: Any, condition: Any, written: str, producers: Mappin
     asset's mapping is computed by Airflow's own mapper (``loader``'s **Airflow's own partition mapper**)."""
     kind = type(timetable).__name__
     uris, problem = _asset_uris(condition)
-    if uris is None:
-        return ScheduleFact(ScheduleKind.ASSETS, kind, written, problem=problem)
+    tree = asset_condition(condition)
+    if isinstance(tree, str):
+        return ScheduleFact(ScheduleKind.ASSETS, kind, written, problem=tree)
     try:
         scheduler = scheduler_timetable(timetable)
     except Exception as exc:  # a custom mapper the scheduler cannot decode: reported, the load goes on
         why = f"the {kind}'s partition mappers could not be read ({type(exc).__name__}: {exc}); keep the asset schedule"
         return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
-    mappings = tuple(asset_mapping(scheduler, uri, list(producers.get(uri, ()))) for uri in uris)
-    return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, mappings=mappings)
+    mappings = tuple(asset_mapping(scheduler, uri, list(producers.get(uri, ()))) for uri in tree.uris())
+    return ScheduleFact(
+        ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem, mappings=mappings, condition=tree
+    )
 
 
 def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
@@ -132,24 +137,39 @@ def _condition_text(condition: Any) -> str:
     return f"{uris[0]} is updated" if len(uris) == 1 else f"all of {', '.join(uris)} are updated"
 
 
-def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
-    """The URIs of an AND of assets; (None, why) for OR, aliases and anything else."""
+def asset_condition(condition: Any) -> AssetCondition | str:
+    """The condition as Airflow nests it (``&`` and ``|`` over assets), or why it has no fixed producers (an alias, a
+    custom condition)."""
     kind = type(condition).__name__
     uri = getattr(condition, "uri", None)
     if isinstance(uri, str) and "Alias" not in kind:
-        return (uri,), None
-    objects = list(getattr(condition, "objects", ()) or ())
-    if kind in ("AssetAll", "DatasetAll") or (kind in ("AssetAny", "DatasetAny") and len(objects) == 1):
-        found: list[str] = []
-        for item in objects:
-            uris, problem = _asset_uris(item)
-            if uris is None:
-                return None, problem
-            found += uris
-        return tuple(dict.fromkeys(found)), None
-    if kind in ("AssetAny", "DatasetAny"):
-        return None, "the asset condition is an OR (|): Airflow runs on any of them, an edge waits for all"
-    return None, f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
+        return AssetCondition(ConditionOp.ASSET, uri)
+    if kind in ("AssetAll", "DatasetAll", "AssetAny", "DatasetAny"):
+        items: list[AssetCondition] = []
+        for item in list(getattr(condition, "objects", ()) or ()):
+            found = asset_condition(item)
+            if isinstance(found, str):
+                return found
+            items.append(found)
+        return AssetCondition(ConditionOp.ALL if kind.endswith("All") else ConditionOp.ANY, items=tuple(items))
+    return f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
+
+
+def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
+    """The URIs of an AND of assets; (None, why) for OR, aliases and anything else."""
+    tree = asset_condition(condition)
+    if isinstance(tree, str):
+        return None, tree
+    if _plain_and(tree):
+        return tree.uris(), None
+    return None, f"the asset condition {tree.text()} is an OR (|): Airflow runs on any of them"
+
+
+def _plain_and(tree: AssetCondition) -> bool:
+    """An asset, or ANDs of them (an OR of one item is that item, as Airflow evaluates it)."""
+    if tree.op is ConditionOp.ANY and len(tree.items) != 1:
+        return False
+    return all(_plain_and(item) for item in tree.items)
 
 
 def asset_producers(dags: Iterable[Any]) -> dict[str, list[Any]]:

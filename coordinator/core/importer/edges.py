@@ -38,6 +38,23 @@ EXAMPLES = 3
 CONDITIONS = {frozenset({"success"}): "success", frozenset({"success", "failed"}): "finished"}
 
 
+@dataclass(frozen=True, slots=True)
+class ImportedGroup:
+    """A condition group to write (semantics `condition-groups`): ``any`` of its members, or ``at_least`` ``need``."""
+
+    rule: str
+    need: int
+    members: tuple[Edge, ...]
+
+    def to_json(self) -> dict[str, object]:
+        members = [m.to_json() for m in self.members]
+        return {"any": members} if self.rule == "any" else {"at_least": self.need, "of": members}
+
+    def describe(self) -> str:
+        names = ", ".join(m.dag if m.task is None else f"{m.dag}.{m.task}" for m in self.members)
+        return f"any of [{names}]" if self.rule == "any" else f"{self.need} of [{names}]"
+
+
 @dataclass
 class Work:
     """What the translation accumulates."""
@@ -47,6 +64,8 @@ class Work:
     #: Mutable: a DAG without a schedule inherits its producer's grid at the end (``translate``'s **Unscheduled DAGs**).
     grids: dict[str, GridChoice]
     edges: dict[str, list[tuple[Edge, Origin, str]]] = field(default_factory=dict)
+    #: Condition groups (``any``, ``at_least``) written after a DAG's edges (``conditions``' **One level**).
+    groups: dict[str, list[tuple[ImportedGroup, Origin, str]]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
     def ref(self, dag_id: str) -> str:
@@ -59,6 +78,15 @@ class Work:
     def add(self, kind: FindingKind, link: LinkFact | DagFact, message: str) -> None:
         subject = f"{link.dag_id}.{link.task_id}" if isinstance(link, LinkFact) else link.dag_id
         self.findings.append(Finding(kind, link.origin, subject, message))
+
+    def group(self, dag_id: str, group: ImportedGroup, dag: DagFact) -> None:
+        self.groups.setdefault(dag_id, []).append((group, dag.origin, dag.dag_id))
+
+    def upstream_edges(self, dag_id: str) -> list[Edge]:
+        """Every edge of a DAG, its groups' members included."""
+        return [e for e, _, _ in self.edges.get(dag_id, ())] + [
+            m for g, _, _ in self.groups.get(dag_id, ()) for m in g.members
+        ]
 
     def edge(self, dag_id: str, edge: Edge, link: LinkFact | DagFact) -> None:
         subject = f"{link.dag_id}.{link.task_id}" if isinstance(link, LinkFact) else link.dag_id

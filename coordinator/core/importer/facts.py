@@ -11,6 +11,11 @@ Rules:
 - **Job sensors.** A sensor that polls another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) is a
   :class:`LinkFact` of kind ``JOB`` with a :class:`JobFact`: the arguments that name the job or its run, each as written
   (a literal, a template, another task's output), never rendered: their run-time value is not the job's name.
+- **Counted rollups.** A rollup whose wait policy fires on N keys of its window (``MinimumCount``) over an asset that
+  several DAGs produce, each exactly one key of every window and no two the same key, waits for N of those DAGs: it
+  is known by each producer's samples (:class:`ProducerSamples`) and the N (``need``).
+- **Asset conditions.** An asset schedule's condition is kept as Airflow nests it (:class:`AssetCondition`, ``&`` and
+  ``|`` over assets), for the translation to decide what maps onto condition groups.
 """
 
 from __future__ import annotations
@@ -52,6 +57,15 @@ class DateSample:
 
 
 @dataclass(frozen=True, slots=True)
+class ProducerSamples:
+    """A counted rollup (**Counted rollups**): for the consumer's run at each sample date, the one run of producer
+    ``dag_id`` its window holds."""
+
+    dag_id: str
+    samples: tuple[DateSample, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class AssetMapping:
     """How an Airflow 3.2+ partitioned consumer (``PartitionedAssetTimetable``) maps one asset's partition keys.
 
@@ -68,6 +82,48 @@ class AssetMapping:
     timezone: str = "UTC"
     #: Why this mapping is no edge (merges several producer runs without a rollup, a wait policy, a fan-out...).
     problem: str | None = None
+    #: **Counted rollups**: how many of ``producers`` the wait policy needs, and each producer's samples.
+    need: int | None = None
+    producers: tuple[ProducerSamples, ...] = ()
+    #: The wait policy as written (``MinimumCount(2)``), for messages.
+    policy: str | None = None
+
+    def dates(self) -> tuple[datetime, ...]:
+        """Every consumer partition date Airflow's mapper gave, for one or for several producers."""
+        return tuple(s.partition for s in self.samples) + tuple(s.partition for p in self.producers for s in p.samples)
+
+
+class ConditionOp(StrEnum):
+    """A node of an asset condition (Airflow's ``AssetAll`` is ``&``, ``AssetAny`` is ``|``)."""
+
+    ASSET = "asset"
+    ALL = "all"
+    ANY = "any"
+
+
+@dataclass(frozen=True, slots=True)
+class AssetCondition:
+    """An asset schedule's condition as Airflow's objects say (**Asset conditions**): one asset (``uri``), or all or
+    any of ``items``, nested as written."""
+
+    op: ConditionOp
+    uri: str | None = None
+    items: tuple[AssetCondition, ...] = ()
+
+    def uris(self) -> tuple[str, ...]:
+        """Every asset of the condition, once each, in the order written."""
+        if self.uri is not None:
+            return (self.uri,)
+        return tuple(dict.fromkeys(u for item in self.items for u in item.uris()))
+
+    def text(self) -> str:
+        """As a DAG file writes it: ``(a | b)``, ``a & (b | c)``."""
+        if self.uri is not None:
+            return self.uri
+        joined = f" {'&' if self.op is ConditionOp.ALL else '|'} ".join(
+            item.text() if item.uri is not None else f"({item.text()})" for item in self.items
+        )
+        return joined
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +148,8 @@ class ScheduleFact:
     problem: str | None = None
     #: ASSETS of a ``PartitionedAssetTimetable``: each asset's partition mapping, in ``assets`` order.
     mappings: tuple[AssetMapping, ...] = ()
+    #: ASSETS: the whole condition (**Asset conditions**), also when it is no plain AND (None: an alias, a custom one).
+    condition: AssetCondition | None = None
 
     def mapping(self, uri: str) -> AssetMapping | None:
         return next((m for m in self.mappings if m.uri == uri), None)

@@ -37,9 +37,10 @@ from coordinator.core.importer.facts import (
     DateSample,
     FindingKind,
     LinkFact,
+    ScheduleFact,
     ScheduleKind,
 )
-from coordinator.core.importer.fit import FitProblem, Fitter, key
+from coordinator.core.importer.fit import Edge, FitProblem, Fitter, key
 
 SAME_DATE_TEMPLATES = frozenset(
     t.replace(" ", "")
@@ -205,59 +206,64 @@ def asset_edges(work: Work, dag: DagFact) -> None:
         return
     wrote = False
     for uri in schedule.assets:
-        mapping = schedule.mapping(uri)
-        if mapping is not None and mapping.problem is not None:
-            work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: {mapping.problem}")
+        edge = asset_edge(work, dag, uri)
+        if isinstance(edge, str):
+            work.add(FindingKind.INEXPRESSIBLE, dag, edge)
             continue
-        producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
-        if not producers:
-            # Semantics `assets-by-route`: a producer in another Airflow is what asset routes are for; the consumer
-            # keeps its schedule=[Asset] and nothing else changes (the producing instance is not known from this
-            # folder).
-            route = {"asset": uri, "from": "<producing instance>", "to": [work.instance]}
-            work.add(
-                FindingKind.INEXPRESSIBLE,
-                dag,
-                f"asset {uri!r}: no DAG in this folder produces it; if another Airflow produces it, keep "
-                f'schedule=[Asset] and share the asset with a route: "assets": [{json.dumps(route)}] '
-                "(docs/semantics.md#assets-by-route); else add the producer's edge by hand",
-            )
-            continue
-        if len(producers) > 1:
-            names = ", ".join(f"{p.dag_id}.{t}" for p, t in producers)
-            work.add(
-                FindingKind.INEXPRESSIBLE,
-                dag,
-                f"asset {uri!r} has several producers ({names}): Airflow runs on any update, an edge waits for all",
-            )
-            continue
-        producer, task = producers[0]
-        samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
-        if mapping is not None and mapping.samples:
-            samples = mapping.samples
-        fitted = Fitter(work.grid(dag.dag_id), work.grid(producer.dag_id), self_edge=False).fit(samples)
-        if isinstance(fitted, FitProblem):
-            work.add(FindingKind.INEXPRESSIBLE, dag, f"asset {uri!r}: no edge maps {producer.dag_id}'s dates")
-            continue
-        work.edge(dag.dag_id, replace(fitted, dag=work.ref(producer.dag_id), task=task), dag)
+        work.edge(dag.dag_id, edge, dag)
         wrote = True
-    if not wrote:
-        return  # every asset was reported: no edge to explain
-    mapped = sorted({m.mapper for m in schedule.mappings if m.samples})
+    if wrote:  # else every asset was reported: no edge to explain
+        work.add(FindingKind.NOTE, dag, assets_note(schedule))
+
+
+def assets_note(schedule: ScheduleFact) -> str:
+    """What a reviewer should know about asset edges: the producer's dates, or the mapper's."""
+    mapped = sorted({m.mapper for m in schedule.mappings if m.dates()})
     if mapped:
-        work.add(
-            FindingKind.NOTE,
-            dag,
+        return (
             f"partitioned assets mapped by {', '.join(mapped)}: written as edges from the producer runs Airflow's "
             f"mapper sends to each of its partition dates (its partition_date is the coordinator's partition); set "
-            f"schedule=None",
+            f"schedule=None"
         )
-        return
-    work.add(
-        FindingKind.NOTE,
-        dag,
+    return (
         "asset schedule: written as edges to the producing tasks at the producer's logical date; set schedule=None "
         "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun, "
         "and on Airflow 3 an asset-triggered run has no logical date at all; the coordinator runs it once per "
-        "partition of the producer, with that partition as its logical date, and reruns it)",
+        "partition of the producer, with that partition as its logical date, and reruns it)"
     )
+
+
+def asset_edge(work: Work, dag: DagFact, uri: str) -> Edge | str:
+    """The edge to the one producing task of ``uri``, fitted to the producer's dates (or Airflow's mapper's), or
+    why there is none (**Asset schedules**)."""
+    mapping = dag.schedule.mapping(uri)
+    if mapping is not None and mapping.problem is not None:
+        return f"asset {uri!r}: {mapping.problem}"
+    producers = [(p, task) for p in work.dags.values() for task, out in p.outlets if out == uri]
+    if not producers:
+        # Semantics `assets-by-route`: a producer in another Airflow is what asset routes are for; the consumer
+        # keeps its schedule=[Asset] and nothing else changes (the producing instance is not known from this
+        # folder).
+        route = {"asset": uri, "from": "<producing instance>", "to": [work.instance]}
+        return (
+            f"asset {uri!r}: no DAG in this folder produces it; if another Airflow produces it, keep "
+            f'schedule=[Asset] and share the asset with a route: "assets": [{json.dumps(route)}] '
+            "(docs/semantics.md#assets-by-route); else add the producer's edge by hand"
+        )
+    if len(producers) > 1:
+        names = ", ".join(f"{p.dag_id}.{t}" for p, t in producers)
+        return f"asset {uri!r} has several producers ({names}): Airflow runs on any update, an edge waits for all"
+    producer, task = producers[0]
+    samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
+    if mapping is not None and mapping.samples:
+        samples = mapping.samples
+    return fitted_edge(work, dag, uri, producer.dag_id, task, samples)
+
+
+def fitted_edge(
+    work: Work, dag: DagFact, uri: str, producer: str, task: str, samples: tuple[DateSample, ...]
+) -> Edge | str:
+    fitted = Fitter(work.grid(dag.dag_id), work.grid(producer), self_edge=False).fit(samples)
+    if isinstance(fitted, FitProblem):
+        return f"asset {uri!r}: no edge maps {producer}'s dates"
+    return replace(fitted, dag=work.ref(producer), task=task)

@@ -140,7 +140,7 @@ def choose_grid(schedule: ScheduleFact) -> GridChoice:
 def _period_grid(schedule: ScheduleFact) -> GridChoice:
     """**Partitioned consumers**: a partitioned consumer's grid is the periods of its temporal mapper, when every
     sampled mapping agrees on one and every consumer date Airflow computed is a point of it."""
-    sampled = [m for m in schedule.mappings if m.samples]
+    sampled = [m for m in schedule.mappings if m.dates()]
     periods = {(m.period, m.timezone) for m in sampled}
     if len(periods) != 1:
         return GridChoice(None)
@@ -149,7 +149,7 @@ def _period_grid(schedule: ScheduleFact) -> GridChoice:
     if cron is None or timezone_problem(zone) is not None:
         return GridChoice(None)
     grid = Grid(cron, zone)
-    if not all(grid.contains(s.partition) for m in sampled for s in m.samples):
+    if not all(grid.contains(at) for m in sampled for at in m.dates()):
         return GridChoice(None)
     return GridChoice(grid, cron)
 

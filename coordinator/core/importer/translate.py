@@ -49,6 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from coordinator.core.importer.conditions import asset_conditions
 from coordinator.core.importer.edges import Work
 from coordinator.core.importer.facts import (
     DagFact,
@@ -115,7 +116,7 @@ def translate(
         elif link.kind is LinkKind.TRIGGER:
             trigger_edges(work, link)
     for dag in by_id.values():
-        if dag.schedule.kind is ScheduleKind.ASSETS:
+        if dag.schedule.kind is ScheduleKind.ASSETS and not asset_conditions(work, dag):
             asset_edges(work, dag)
     _inherit_grids(work)
     offers = job_links(work, [link for link in ordered if link.kind is LinkKind.JOB and link.dag_id in by_id])
@@ -168,14 +169,14 @@ def _inherit_grids(work: Work) -> None:
 
 def _inherit_grid(work: Work, dag_id: str, dag: DagFact) -> bool:
     """Give one ungridded DAG the one grid of its plain edges' sources; True when it got one."""
-    edges = work.edges.get(dag_id)
+    edges = work.upstream_edges(dag_id)
     if not edges or work.grids[dag_id].grid is not None:
         return False
     if dag.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
         return False  # a schedule the file cannot express stays without a grid (it was reported)
-    sources = {edge.dag.rsplit("/", 1)[-1] for edge, _, _ in edges}
+    sources = {edge.dag.rsplit("/", 1)[-1] for edge in edges}
     choices = {work.grids[s] for s in sources if s in work.grids}
-    plain = all(e.shift is None and not e.offset and e.member is None for e, _, _ in edges)
+    plain = all(e.shift is None and not e.offset and e.member is None for e in edges)
     if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
         return False
     (choice,) = choices
@@ -199,9 +200,10 @@ def _entries(work: Work) -> dict[str, Any]:
         choice = work.grids[dag_id]
         if choice.grid is not None:
             entry["partitions"] = {"cron": choice.written_cron or choice.grid.cron, "timezone": choice.grid.timezone}
-        edges = work.edges.get(dag_id)
-        if edges:
-            entry["upstreams"] = [edge.to_json() for edge, _, _ in edges]
+        upstreams = [edge.to_json() for edge, _, _ in work.edges.get(dag_id, ())]
+        upstreams += [group.to_json() for group, _, _ in work.groups.get(dag_id, ())]
+        if upstreams:
+            entry["upstreams"] = upstreams
         dags[work.ref(dag_id)] = entry
     return dags
 
@@ -209,7 +211,8 @@ def _entries(work: Work) -> dict[str, Any]:
 def _validated(work: Work) -> tuple[dict[str, Any], int]:
     """The document, after removing every edge the loader rejects (**Validated by the loader**)."""
     # **Validated by the loader**: every round but the last removes at least one edge, so this bound cannot be reached.
-    for _ in range(sum(len(edges) for edges in work.edges.values()) + 1):
+    bound = sum(len(edges) for edges in work.edges.values()) + sum(len(g) for g in work.groups.values())
+    for _ in range(bound + 1):
         document: dict[str, Any] = {"version": SPEC_VERSION}
         if work.instance != DEFAULT_INSTANCE:
             document["instances"] = {work.instance: {}}
@@ -225,13 +228,16 @@ def _validated(work: Work) -> tuple[dict[str, Any], int]:
 
 
 def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
-    """Remove the edges named by the loader's problems, a cycle's whole DAG pair at once; False when none is named."""
+    """Remove the edges and groups named by the loader's problems, a cycle's whole DAG pair at once; False when none
+    is named."""
     dropped = False
     rejected: set[tuple[Origin, str]] = set()
-    for dag_id, edges in work.edges.items():
+    for dag_id in sorted(set(work.edges) | set(work.groups)):
+        edges = work.edges.get(dag_id, [])
+        groups = work.groups.get(dag_id, [])
         prefix = format_path(("dags", work.ref(dag_id), "upstreams"))
         reasons: dict[int, str] = {}
-        for i in range(len(edges)):
+        for i in range(len(edges) + len(groups)):
             path = prefix + f"[{i}]"
             # The problem's own path only: its text may name another edge ("... from the one at ...[0]"), which
             # is the edge it is compared with, not one to remove.
@@ -239,7 +245,7 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
             if hits:
                 reasons[i] = hits[0].split(": ", 2)[-1]
         # A cycle through D <- U is broken by the pair: the other parallel edges D <- U would close it again.
-        cyclic = {edges[i][0].dag: reason for i, reason in reasons.items() if "cycle" in reason}
+        cyclic = {edges[i][0].dag: reason for i, reason in reasons.items() if i < len(edges) and "cycle" in reason}
         keep = []
         for i, item in enumerate(edges):
             edge, origin, subject = item
@@ -257,7 +263,26 @@ def _drop_rejected(work: Work, problems: Sequence[str]) -> bool:
             )
             rejected.add((origin, subject))
             dropped = True
+        kept = []
+        for j, (group, origin, subject) in enumerate(groups):
+            reason = reasons.get(len(edges) + j) or next(
+                (cyclic[m.dag] for m in group.members if m.dag in cyclic), None
+            )
+            if reason is None:
+                kept.append((group, origin, subject))
+                continue
+            work.findings.append(
+                Finding(
+                    FindingKind.INEXPRESSIBLE,
+                    origin,
+                    subject,
+                    f"group {group.describe()} rejected: {reason}; keep the asset schedule",
+                )
+            )
+            rejected.add((origin, subject))
+            dropped = True
         edges[:] = keep
+        groups[:] = kept
     # An operator whose edge is gone keeps its job: a note saying "remove this operator" or "written as an edge"
     # would contradict the rejection on the next line (Airflow's example_external_task got both).
     work.findings[:] = [
