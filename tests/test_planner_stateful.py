@@ -3,7 +3,9 @@ random histories (the test world performs the protocol of coordinator/core/inten
 after the Airflow call).
 
 The reference model knows what the planner cannot see directly: which upstream generations each attempt actually
-read (the generations current when the attempt STARTED). From that it computes freshness by definition. The planner
+read (the generations current when the attempt STARTED). From that it computes freshness by definition. An operator's
+``rerun --no-cascade`` (semantics `no-cascade-once`) is modelled by what it means, not by how the planner finds it:
+the model notes, when the rerun's success is written, that this generation stands for the one it replaces. The planner
 may be conservative (rerun when unsure) but never optimistic, never duplicates, and never stalls.
 """
 
@@ -19,6 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from coordinator.core.actions import Trigger
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
+from coordinator.core.no_cascade import NoCascadeRecord, dump_no_cascade
 from coordinator.core.planner import plan, plan_changes
 from coordinator.core.view import View
 from tests.support.world import P1, P2, World, make_graph
@@ -45,12 +48,18 @@ class PlannerMachine(RuleBasedStateMachine):
     world: World
     #: (node, partition) -> {upstream: generation} the attempt now on record actually read.
     consumed: dict[tuple[NodeId, str], dict[NodeId, int | None]]
+    #: (node, partition) -> (the no-cascade rerun's success generation, the generation it stands for).
+    stands_for: dict[tuple[NodeId, str], tuple[int, int]]
+    #: (node, partition) -> (the attempt a no-cascade rerun started, the generation it replaces), until it finishes.
+    rerunning: dict[tuple[NodeId, str], tuple[int, int]]
 
     @initialize(graph=dags())
     def setup(self, graph: Graph) -> None:
         self.world = World(graph)
         self.world.adopt()
         self.consumed = {}
+        self.stands_for = {}
+        self.rerunning = {}
 
     # -- the reference model ------------------------------------------------------------------------------------
     def gen(self, node: NodeId, partition: str) -> int | None:
@@ -65,7 +74,14 @@ class PlannerMachine(RuleBasedStateMachine):
         if spec.is_root:
             return True
         read = self.consumed.get((node, partition), {})
-        return all(self.model_fresh(up, partition) and read.get(up) == self.gen(up, partition) for up in spec.upstreams)
+        return all(self.model_fresh(up, partition) and self.read_current(up, partition, read.get(up))
+                   for up in spec.upstreams)  # fmt: skip
+
+    def read_current(self, up: NodeId, partition: str, read: int | None) -> bool:
+        """An attempt that read ``read`` of ``up`` is current: it read the current generation, or the one a
+        no-cascade rerun's success (the current one) stands for."""
+        gen = self.gen(up, partition)
+        return read == gen or (gen is not None and self.stands_for.get((up, partition)) == (gen, read))
 
     def begin_attempt(self, node: NodeId, partition: str) -> None:
         self.consumed[(node, partition)] = {up: self.gen(up, partition) for up in self.world.graph.dags[node].upstreams}
@@ -95,7 +111,35 @@ class PlannerMachine(RuleBasedStateMachine):
         """One running run ends in success (mostly) or failure."""
         running = sorted(at for at, r in self.world.airflow.items() if r.state == "running")
         node, partition = data.draw(st.sampled_from(running))
+        attempt = self.world.airflow[(node, partition)].clear_number
         self.world.finish(node.dag_id, partition, ok)
+        started = self.rerunning.pop((node, partition), None)
+        if started is not None and started[0] == attempt and ok:  # the no-cascade rerun's success
+            self.stands_for[(node, partition)] = (self.world.rev, started[1])
+
+    @rule(data=st.data())
+    def operator_reruns_without_cascade(self, data: st.DataObject) -> None:
+        """`rerun --no-cascade` of a run that succeeded: the record, then the clear (a root's next attempt succeeds at
+        once; a coordinator-made run starts and finishes through Airflow)."""
+        done = sorted(at for at, f in self.world.view.runs.items() if f.record.state is RunState.SUCCESS)
+        if not done:
+            return
+        node, partition = data.draw(st.sampled_from(done))
+        fact = self.world.view.runs[(node, partition)]
+        waiver = NoCascadeRecord(run_id=fact.run_id, clear_number=fact.clear_number, replaces=fact.rev)
+        self.world.write(self.world.keys.no_cascade_key(node, partition), dump_no_cascade(waiver))
+        if self.world.graph.dags[node].is_root or (node, partition) not in self.world.airflow:
+            attempt = fact.clear_number + 1
+            self.world.state(node.dag_id, partition, RunState.RUNNING, fact.run_id, attempt)
+            self.begin_attempt(node, partition)
+            gen = self.world.state(node.dag_id, partition, RunState.SUCCESS, fact.run_id, attempt)
+            self.stands_for[(node, partition)] = (gen, fact.rev)
+            return
+        if self.world.airflow[(node, partition)].state != "success":
+            return
+        self.begin_attempt(node, partition)
+        self.world.user_clears(node, partition)
+        self.rerunning[(node, partition)] = (self.world.airflow[(node, partition)].clear_number, fact.rev)
 
     @precondition(lambda self: any(r.state in ("success", "failed") for r in self.world.airflow.values()))
     @rule(data=st.data())
@@ -117,6 +161,7 @@ class PlannerMachine(RuleBasedStateMachine):
         for i, action in enumerate(actions):
             if isinstance(action, Trigger):
                 self.check_trigger_is_safe(action)
+                self.check_trigger_is_needed(action)
             if crash == "lost_answer" and i == keep:
                 self.world.apply_action(action, lose_answer=True)
                 continue
@@ -140,6 +185,9 @@ class PlannerMachine(RuleBasedStateMachine):
                 for (n, p), f in view.ledger.items()
             ),
         ]
+        items += [
+            (view.keys.no_cascade_key(n, p), dump_no_cascade(f.record), f.rev) for (n, p), f in view.no_cascade.items()
+        ]
         if view.activation is not None:
             items.append((view.graph_key, view.activation.model_dump_json().encode(), view.activation_rev))
         rebuilt.load(self.world.rev, items)
@@ -150,6 +198,18 @@ class PlannerMachine(RuleBasedStateMachine):
     def check_trigger_is_safe(self, action: Trigger) -> None:
         for up in self.world.graph.dags[action.node].upstreams:
             assert self.model_fresh(up, action.partition), f"{action.node} triggered while {up} is not fresh"
+
+    def check_trigger_is_needed(self, action: Trigger) -> None:
+        """Where the planner knows exactly what D's success read (its ledger's inputs are what the attempt read, and
+        the success is that attempt's), it never reruns a D the model calls fresh: in particular not after a
+        no-cascade rerun of an upstream (semantics `no-cascade-once`)."""
+        at = (action.node, action.partition)
+        ledger, read, fact = self.world.view.ledger.get(at), self.consumed.get(at), self.world.view.runs.get(at)
+        if ledger is None or read is None or fact is None or fact.rev <= ledger.intent_rev:
+            return
+        if any(ledger.input(up.qualified) != read.get(up) for up in self.world.graph.dags[action.node].upstreams):
+            return
+        assert not self.model_fresh(*at), f"{action.node} {action.partition} rerun although fresh in the model"
 
     @invariant()
     def planner_is_never_optimistic(self) -> None:
