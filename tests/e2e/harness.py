@@ -77,6 +77,13 @@ TEST_ONLY_DAGS = [
 #: tests/e2e/dags/e2e_shared_assets.py: assets shared between the session's Airflow and a second one (both load it).
 SHARED_ASSET_DAGS = ["e2e_shared_producer", "e2e_shared_consumer", "e2e_parted_producer", "e2e_parted_consumer"]
 TEST_ONLY_DAGS += SHARED_ASSET_DAGS
+# tests/e2e/dags/e2e_conditions.py: the condition groups' feeds, regions and rollups, in both Airflow 3 instances.
+CONDITION_DAGS = [
+    *("e2e_feed_a", "e2e_feed_b", "e2e_either"),
+    *(f"e2e_region_{region}" for region in ("eu", "us", "apac", "latam")),
+    *("e2e_rollup", "e2e_rollup_quiet", "e2e_rollup_timed"),
+]
+TEST_ONLY_DAGS += CONDITION_DAGS
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the install guide's step 5 (docs/howto/existing-airflow.md; simple auth manager
 #: role ``user``: read, trigger, clear); the session's Airflow has it from its start, since the api-server reads its

@@ -26,6 +26,7 @@ from coordinator.core.model import RunState, canonical_partition, run_id_for
 from coordinator.watcher.faults import CRASH_EXIT_CODE
 from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import (
+    CONDITION_DAGS,
     E2E,
     REPO,
     SHARED_ASSET_DAGS,
@@ -35,7 +36,7 @@ from tests.e2e.harness import (
     task_runs,
     wait_for,
 )
-from tests.e2e.settle import wait_settled
+from tests.e2e.settle import wait_runs_settled, wait_settled
 
 pytestmark = pytest.mark.e2e
 
@@ -101,6 +102,7 @@ def team_b(
     shutil.copy2(REPO / "dags" / "example_pipeline.py", dags)  # the DAGs' shared task body
     shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
     shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
+    shutil.copy2(TEST_DAGS / "e2e_conditions.py", dags)  # the condition groups' feeds, regions and rollups
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
@@ -111,8 +113,8 @@ def team_b(
     )
     try:
         stack.start()
-        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
-        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS])
+        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS])
+        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS])
         print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield stack
     finally:
@@ -354,3 +356,145 @@ def test_three_asset_events_in_one_airflow3_run_the_consumer_in_another_three_ti
     assert [r["partition_key"] for r in parted] == [key], parted
     (parted_copy,) = delivered_events(team_b, "s3://e2e/shared-hourly")
     assert parted_copy["partition_key"] == key, parted_copy
+
+
+# -- condition groups across the two deployments (semantics `condition-groups`) ----------------------------------------
+
+#: The regional loads: two in each Airflow.
+REGIONS = ["default/e2e_region_eu", "default/e2e_region_us", "team_b/e2e_region_apac", "team_b/e2e_region_latam"]
+#: How long a condition scenario waits for one hop (a run in a real Airflow, triggered by the watcher).
+HOP_S = 120.0
+
+
+def run_in(e2e: E2E, team_b: AirflowStack, qualified: str, partition: str, label: str) -> None:
+    """Trigger ``instance/dag`` by hand for ``partition`` and wait for its success record."""
+    instance, dag_id = qualified.split("/")
+    stack = team_b if instance == "team_b" else e2e.stack
+    stack.trigger(dag_id, e2e.run_id(label), partition)
+    e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS, HOP_S, "success", instance)
+
+
+def succeeded(e2e: E2E, dag_id: str, partition: str, attempt: int) -> None:
+    """Wait for default's ``dag_id`` to succeed for ``partition`` at clear number ``attempt``."""
+    e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == attempt,
+                            HOP_S, f"success of attempt {attempt}")  # fmt: skip
+
+
+def test_any_of_two_feeds_in_two_deployments_runs_once_and_reruns_only_for_what_it_consumed(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """``any`` of default/e2e_feed_a and team_b/e2e_feed_b: team_b's feed landing first runs e2e_either once on it
+    alone; default's feed landing later reruns nothing (it was not consumed); a rerun of the consumed feed reruns
+    e2e_either once, consuming both. Slow by design: four real runs across two Airflows."""
+    graph = {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {"e2e_either": {"upstreams": [{"any": ["default/e2e_feed_a", "team_b/e2e_feed_b"]}]}},
+    }
+    deps = e2e.write_dependencies(graph, name="any-of-two.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-any")
+    e2e.wait_for_leader(deps, "e2e-any")
+    partition = e2e.new_partition()
+    feed_b = e2e.run_id("feed_b")
+    team_b.trigger("e2e_feed_b", feed_b, partition)
+    succeeded(e2e, "e2e_either", partition, 0)
+    first = e2e.read_ledger("e2e_either", partition)
+    assert first is not None and set(first.inputs) == {"team_b/e2e_feed_b"}, first
+
+    run_in(e2e, team_b, "default/e2e_feed_a", partition, "feed_a")  # lands after the decision: not consumed
+    wait_runs_settled(e2e, "e2e-any-watcher", [("e2e_feed_a", partition)])
+    assert len(e2e.runs("e2e_either", partition)) == 1
+    unmoved = e2e.read_ledger("e2e_either", partition)
+    assert unmoved is not None and (unmoved.trigger_count, unmoved.inputs) == (1, first.inputs), unmoved
+
+    team_b.clear("e2e_feed_b", feed_b)  # the consumed member reruns: e2e_either reruns once, on both
+    succeeded(e2e, "e2e_either", partition, 1)
+    again = e2e.read_ledger("e2e_either", partition)
+    assert again is not None and again.trigger_count == 2, again
+    assert set(again.inputs) == {"team_b/e2e_feed_b", "default/e2e_feed_a"}, again
+    wait_runs_settled(e2e, "e2e-any-watcher", [("e2e_either", partition)])
+    record, _ = e2e.read_run("e2e_either", partition)
+    assert record is not None and record.clear_number == 1 and len(e2e.runs("e2e_either", partition)) == 1
+
+
+def test_three_of_four_regions_roll_up_and_the_late_fourth_reruns_one_rollup_once_and_the_other_never(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """Four regional loads (two per Airflow) under a cutoff long past with ``min`` 3: the first three run both rollups
+    once; the late fourth reruns e2e_rollup (``late: rerun``) exactly once and e2e_rollup_quiet (``late: ignore``)
+    never. Slow by design: seven real runs and a rerun across two Airflows."""
+    group = {"at_least": 4, "of": REGIONS, "cutoff": "PT1S", "min": 3}
+    graph = {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {
+            "e2e_rollup": {"upstreams": [{**group, "late": "rerun"}]},
+            "e2e_rollup_quiet": {"upstreams": [{**group, "late": "ignore"}]},
+        },
+    }
+    deps = e2e.write_dependencies(graph, name="three-of-four.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-rollup")
+    e2e.wait_for_leader(deps, "e2e-rollup")
+    partition = e2e.new_partition()
+    for region in REGIONS[:2]:
+        run_in(e2e, team_b, region, partition, "region")
+    wait_runs_settled(e2e, "e2e-rollup-watcher", [(r.split("/")[1], partition, r.split("/")[0]) for r in REGIONS[:2]])
+    assert e2e.runs("e2e_rollup", partition) == [] and e2e.runs("e2e_rollup_quiet", partition) == [], "below min"
+
+    run_in(e2e, team_b, REGIONS[2], partition, "region")  # the third: min holds past the cutoff
+    for dag_id in ("e2e_rollup", "e2e_rollup_quiet"):
+        succeeded(e2e, dag_id, partition, 0)
+        ledger = e2e.read_ledger(dag_id, partition)
+        assert ledger is not None and set(ledger.inputs) == set(REGIONS[:3]), ledger
+
+    run_in(e2e, team_b, REGIONS[3], partition, "late")  # the late fourth
+    succeeded(e2e, "e2e_rollup", partition, 1)
+    wait_runs_settled(e2e, "e2e-rollup-watcher", [("e2e_rollup", partition)])
+    rerun = e2e.read_ledger("e2e_rollup", partition)
+    assert rerun is not None and rerun.trigger_count == 2 and set(rerun.inputs) == set(REGIONS), rerun
+    quiet = e2e.read_ledger("e2e_rollup_quiet", partition)
+    assert quiet is not None and quiet.trigger_count == 1, quiet
+    record, _ = e2e.read_run("e2e_rollup_quiet", partition)
+    assert record is not None and record.clear_number == 0, record
+
+
+def test_a_cutoff_fires_at_its_time_with_the_members_present_once_across_a_leader_killed_at_that_instant(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """A rollup of the four regions with a cutoff 90 s after its partition's start and ``min`` 3: three regions
+    land before it, nothing runs early; at the cutoff the leader decides the rollup, records its intent and dies there
+    (os._exit, like kill -9); the standby takes over and the rollup runs exactly once, on the three, never before the
+    cutoff. Slow by design: it waits for a real minute to pass."""
+    cutoff = timedelta(seconds=90)
+    start = datetime.now(UTC).replace(microsecond=0)
+    partition = canonical_partition(start)
+    graph = {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {"e2e_rollup_timed": {"upstreams": [
+            {"at_least": 4, "of": REGIONS, "cutoff": f"PT{int(cutoff.total_seconds())}S", "min": 3, "late": "ignore"},
+        ]}},
+    }  # fmt: skip
+    deps = e2e.write_dependencies(graph, name="cutoff-kill.json")
+    crashing = start_two_instance_watcher(e2e, team_b, deps, "e2e-cutoff", "--leader-ttl", "3",
+                                          crash_at="after-intent")  # fmt: skip
+    e2e.wait_for_leader(deps, "e2e-cutoff")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-cutoff-standby", "--leader-ttl", "3")
+    for region in REGIONS[:3]:  # all three at once: they land well before the cutoff
+        instance, dag_id = region.split("/")
+        (team_b if instance == "team_b" else e2e.stack).trigger(dag_id, e2e.run_id("timed"), partition)
+    for region in REGIONS[:3]:
+        instance, dag_id = region.split("/")
+        e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS, HOP_S, "success", instance)
+    if datetime.now(UTC) < start + cutoff:
+        assert e2e.runs("e2e_rollup_timed", partition) == [], "the rollup ran before its cutoff"
+    left = (start + cutoff - datetime.now(UTC)).total_seconds()
+    assert crashing.wait(timeout=max(left, 0) + HOP_S) == CRASH_EXIT_CODE, "the leader did not die at its intent"
+    assert datetime.now(UTC) >= start + cutoff, "the rollup was decided before its cutoff"
+    succeeded(e2e, "e2e_rollup_timed", partition, 0)
+    (run,) = e2e.runs("e2e_rollup_timed", partition)
+    assert run.start_date is not None and run.start_date >= start + cutoff, run
+    wait_runs_settled(e2e, "e2e-cutoff-standby-watcher", [("e2e_rollup_timed", partition)])
+    ledger = e2e.read_ledger("e2e_rollup_timed", partition)
+    assert ledger is not None and ledger.trigger_count == 1 and set(ledger.inputs) == set(REGIONS[:3]), ledger
+    assert len(e2e.runs("e2e_rollup_timed", partition)) == 1
