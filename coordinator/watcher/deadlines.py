@@ -4,8 +4,16 @@ compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
 Rules (semantics `deadlines-judged`):
 - **Warm records, leader passes.** Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``,
   docs/keys.md) warm from the same watch as its view (the informer's
-  :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes (:class:`DeadlineJob`, a periodic
-  job that names what it needs and never the watcher).
+  :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes (:class:`DeadlineJob`, a
+  controller's reconciler that names what it needs and never the watcher).
+- **Keys, and time as a requeue.** The deadlines' controller (``watcher/service.py`` registers it) takes the keys the
+  watch brings: ``DagKey`` (a run state, task state or ledger entry of one DAG in one partition changed),
+  ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
+  relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but
+  time). One pass judges every ready key at once, then requeues the clock at the next instant the clock alone changes
+  something (the cache's ``next_instant``: a state's ``holds_until``, the next grid point; a held alert's
+  ``hold_until``), at most ``interval_s`` later: what no watch brings (a DAG paused in Airflow, an instance that stops
+  answering, an escalation level's slack, a failed alert's retry) waits no longer than that. A standby queues nothing.
 - **Record first, alert after.** A transition is written by a fenced compare-and-swap (the executor's,
   ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for that key
   (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose
@@ -23,10 +31,10 @@ Rules (semantics `deadlines-judged`):
   two leaves a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as
   existing, so each handler runs once per transition. A record already ``alerted`` is never alerted again.
 - **One line per transition.** One log line per transition: ``deadline.transition``.
-- **Incremental.** Incremental (``core.deadline.cache``): the job keeps one cache and reads the view's change journal
-  from its cursor, so a pass judges only what changed, what the clock moved and the new grid points. It starts over (a
-  full pass, in a thread: seconds on a big estate, and the event loop must keep the lease alive) when it becomes leader
-  (a new fence), after a snapshot or relist (the journal says so), for a new graph, and after a pass that failed.
+- **Incremental.** Incremental (``core.deadline.cache``): the job keeps one cache, so a pass judges only its keys,
+  what the clock moved and the new grid points. It starts over (a full pass, in a thread: seconds on a big estate, and
+  the event loop must keep the lease alive) at its first pass, when it becomes leader (a new fence), after a relist or
+  a moved retention floor (``AllPartitions``), for a new graph, and after a pass that failed.
   Transitions and metric counts come from what changed (the deadline index names the records that moved).
 - **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
   version: read from the clients, which learn it with their first request (the paused list asks every instance a
@@ -50,7 +58,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -58,23 +66,33 @@ from typing import Any, Generic, TypeVar
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
-from coordinator.core.deadline.alerts import AlertPlan, AlertPolicy, due, mark_alerted, next_handler_date, plan_alert
+from coordinator.core.deadline.alerts import (
+    AlertPlan,
+    AlertPolicy,
+    due,
+    mark_alerted,
+    next_handler_date,
+    next_hold,
+    plan_alert,
+)
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.levels import LevelKey, LevelTransition, graph_levels, level_run_id, level_transitions
 from coordinator.core.deadline.states import DeadlineRecord, Transition, late_run_id
+from coordinator.core.floor import RetentionFloor
 from coordinator.core.graph import Graph
-from coordinator.core.journal import Cursor
 from coordinator.core.model import KeyLayout, NodeId, dump_record
 from coordinator.core.spec.deadline import Level
-from coordinator.core.view import View
+from coordinator.core.view import ALL, View
 from coordinator.errors import AirflowError
 from coordinator.etcd import CasResult
+from coordinator.informer import Changes
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.informer.expectations import Expectations
-from coordinator.manager.periodic import RequeueAfter
+from coordinator.manager.controller import Result
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.keys import AllPartitions, DagKey, DeadlineKey, PartitionKey, Tick
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +100,15 @@ log = logging.getLogger(__name__)
 #: of its partition.
 ALERT_RETRY_WINDOW = timedelta(minutes=10)
 
-#: Seconds between two deadline passes: a deadline is minutes to hours away, and a pass reads only the view.
+#: Seconds between two deadline passes at most (**Keys, and time as a requeue**): what no watch brings (a DAG paused in
+#: Airflow, an instance that stops answering, an escalation level's slack) is judged at most this late.
 DEFAULT_INTERVAL_S = 15.0
+#: The deadlines' controller's name and its clock key (**Keys, and time as a requeue**).
+DEADLINES = "deadline"
+CLOCK = Tick(DEADLINES)
+#: Seconds after an instant the clock key comes back: the cache re-reads a status once ``now`` is past its instant,
+#: and the queue's monotonic clock and the wall clock may disagree by a little.
+CLOCK_MARGIN_S = 0.05
 #: Changed (DAG, partition) keys above which an incremental pass also runs in a thread: each can dirty thousands of
 #: descendants' statuses (~6 us each), and the event loop must not stall for long under the view lock.
 THREAD_ABOVE = 2_000
@@ -140,8 +165,9 @@ def alert_policy(graph: Graph, node: NodeId) -> AlertPolicy:
 
 @dataclass
 class DeadlineJob:
-    """The leader's deadline pass as a periodic job: exactly what a round needs, never the watcher (so it fits the
-    timed concerns of ``manager/periodic.py``: a name, an interval, ``run_once(now)`` that raises on failure)."""
+    """The leader's deadline concern as a controller's reconciler (**Keys, and time as a requeue**): exactly what a pass
+    needs, never the watcher. One pass judges every key of the batch at once (the cache is incremental over the
+    whole graph), so it is a batch reconciler (``manager/controller.py``)."""
 
     #: Every write (a fenced compare-and-swap of a record) and every handler's trigger goes through the executor.
     executor: Executor
@@ -160,19 +186,26 @@ class DeadlineJob:
     unreachable: Callable[[], frozenset[str]]
     metrics: Metrics
     watcher_id: str
+    #: **Keys, and time as a requeue**: the longest the clock key waits (what no watch brings: paused DAGs, unreachable
+    #: instances, escalation levels, a failed alert's retry).
     interval_s: float
-    name: str = "deadline"
+    name: str = DEADLINES
     #: **Versions from the clients**: the Airflow major version of every instance whose version is known
     #: (``known_majors``).
     majors: Callable[[], Mapping[str, int]] = field(default=lambda: {})
-    #: **Incremental**: the cache, the journal cursor it has read up to and the leadership (fence) it was built under.
+    #: **Incremental**: the cache and the leadership (fence) it was built under.
     cache: DeadlineCache | None = field(default=None, init=False)
-    cursor: Cursor = field(default_factory=Cursor, init=False)
     term: int | None = field(default=None, init=False)
     #: **Record first, alert after**: the current pass's writes, pinned to the term it began in (``Executor.pin``).
     writes: TermWrites = field(init=False)
     #: The latest handler logical date this job assigned (the index knows only those the watch brought back).
     handler_date: datetime | None = field(default=None, init=False)
+    #: **Held before alerting**: the earliest ``hold_until`` of a record the last pass left waiting.
+    next_hold: datetime | None = field(default=None, init=False)
+    #: ``declares``' answer for the last graph asked about (the graph changes rarely, a watch batch comes often).
+    _declares: tuple[Graph, bool] | None = field(default=None, init=False, repr=False)
+    #: The retention floor the last batch showed (``interest``).
+    _floor: RetentionFloor | None = field(default=None, init=False, repr=False)
 
     def next_handler_date(self, now: datetime) -> datetime:
         """**Handlers once per transition**: a handler logical date after every recorded and every assigned one."""
@@ -180,9 +213,54 @@ class DeadlineJob:
         self.handler_date = next_handler_date(now, latest)
         return self.handler_date
 
-    async def run_once(self, now: datetime) -> RequeueAfter:
-        await deadline_pass(self, now)
-        return None
+    def declares(self) -> bool:
+        """Whether there is anything to judge: a DAG of the graph declares a deadline, or a transition is recorded."""
+        graph = self.graph()
+        if self._declares is None or self._declares[0] is not graph:
+            self._declares = (graph, any(spec.expected_by is not None for spec in graph.dags.values()))
+        return self._declares[1] or bool(self.tracker.records) or bool(self.tracker.levels)
+
+    def interest(self, changes: Changes, leading: bool) -> list[DeadlineKey]:
+        """**Keys, and time as a requeue**: what a watch batch brings the deadlines' controller."""
+        if not leading or not self.declares():
+            return []  # a standby judges nothing: its first pass as leader is a full one (a new term)
+        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.nodes]
+        keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
+        # Everything is judged again after a relist, or when the retention floor moved (the view forgot the retired
+        # partitions' facts without a key each). The view's other "re-plan everything" (an activation, a budget) moves
+        # no deadline: no status reads them.
+        if changes.relisted or self.view.floor != self._floor:
+            self._floor = self.view.floor
+            keys.append(AllPartitions)
+        if self.tracker.changed:
+            keys.append(CLOCK)  # a record moved (another writer's, or this leader's own come back)
+        return keys
+
+    async def reconcile_batch(self, keys: list[DeadlineKey], now: datetime) -> dict[DeadlineKey, Result]:
+        """One pass over the batch's keys, and the clock key at the next instant the clock alone changes something
+        (**Keys, and time as a requeue**); raises as ``deadline_pass`` does (the controller retries)."""
+        changed: set[tuple[NodeId, str]] | None = set()
+        partitions: set[str] = set()
+        for key in keys:
+            if key is AllPartitions:
+                changed = None
+                break
+            if isinstance(key, DagKey):
+                assert changed is not None
+                changed.add((key.node, key.partition))
+            elif isinstance(key, PartitionKey):
+                partitions.add(key.partition)
+        await deadline_pass(self, now, changed, partitions)
+        return {CLOCK: Result(requeue_after=self.requeue_after(now))}
+
+    def requeue_after(self, now: datetime) -> float:
+        """Seconds to the clock key's next pass: the cache's next instant or a held alert's, at most ``interval_s``."""
+        instants = [i for i in (self.cache.next_instant() if self.cache else None, self.next_hold) if i is not None]
+        if not instants:
+            return self.interval_s
+        # The cache re-reads a status only once ``now`` is past its instant: a moment after it, never before.
+        seconds = (min(instants) - now).total_seconds() + CLOCK_MARGIN_S
+        return min(self.interval_s, max(CLOCK_MARGIN_S, seconds))
 
 
 def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
@@ -247,12 +325,18 @@ def level_records(job: DeadlineJob) -> PassRecords[LevelKey]:
                        lambda at: keys.deadline_level_key(*at), job.executor.expectations)  # fmt: skip
 
 
-async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
-    """One pass (**Record first, alert after**, **Handlers once per transition** and **One line per transition**); the
-    transitions this watcher recorded. Raises LeadershipLost when the fence is gone."""
+async def deadline_pass(
+    job: DeadlineJob, now: datetime, changed: Collection[tuple[NodeId, str]] | None = (),
+    partitions: Collection[str] = (),
+) -> list[Transition]:  # fmt: skip
+    """One pass (**Record first, alert after**, **Handlers once per transition** and **One line per transition**) over
+    what ``changed`` (the (DAG, partition) keys whose facts changed; None: everything), the DAGs of ``partitions`` (a
+    backfill's) and what the clock moved; the transitions this watcher recorded. Raises LeadershipLost when the fence is
+    gone."""
     graph = job.graph()
     tracker = job.tracker
-    if not tracker.records and all(spec.expected_by is None for spec in graph.dags.values()):
+    if not job.declares():
+        job.cache, job.next_hold = None, None
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
     # **Record first, alert after**: every record of this pass is written in the term it began in; the term's revision
     # also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
@@ -261,7 +345,8 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
-        changed, cursor = job.view.changed_since(job.cursor)
+        if changed is not None and partitions:
+            changed = {*changed, *((n, p) for p in partitions for n in job.view.partitions.get(p, ()))}
         cache = job.cache
         majors = job.majors()
         if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:
@@ -277,7 +362,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
             )
         else:
             update = cache.update(job.view, now, changed, paused=paused, unreachable=unreachable)
-        job.cache, job.cursor, job.term = cache, cursor, term
+        job.cache, job.term = cache, term
     if update.full:
         # The cache lives as long as the leadership: ~10 small acyclic objects per status, hundreds of thousands on
         # a big estate. Kept out of every later cyclic collection (as the service does after its load), or each
@@ -325,6 +410,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         )  # fmt: skip
         crash_point("after-deadline-transition")
     await alert_pending(job, graph, records, now)
+    job.next_hold = next_hold((held for at in records.unalerted() if (held := records.record(at)) is not None), now)
     await level_pass(job, graph, cache, now)
     return recorded
 

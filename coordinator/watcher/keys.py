@@ -6,8 +6,10 @@
 - The actions' controller (``watcher/actuator.py``): ``DagKey`` again, the unit of the intent protocol: one attempt
   per (DAG, partition) at a time.
 - The asset streams' controller (``watcher/deliveries.py``): ``AssetStream``, one attempt per stream at a time.
-- Every timed concern (the asset round, the audit, retention, deadlines, the plan checkpoint, the graph file's
-  reload): ``Tick``, its one key, requeued at its interval (time as a requeue).
+- The deadlines' controller (``watcher/deadlines.py``): ``DagKey``, ``PartitionKey`` and ``AllPartitions`` from the
+  watch, and ``Tick("deadline")`` requeued at the next instant the clock alone changes a deadline state.
+- Every timed concern (the asset round, the audit, retention, the plan checkpoint, the graph file's reload): ``Tick``,
+  its one key, requeued at its interval (time as a requeue).
 """
 
 from __future__ import annotations
@@ -72,3 +74,8 @@ class Tick:
 
 #: The triggers' controller's keys.
 TriggerKey = AllPartitionsType | PartitionKey | DagKey
+
+#: The deadlines' controller's keys (``watcher/deadlines.py``): ``DagKey`` (one DAG's facts in one partition changed),
+#: ``PartitionKey`` (a backfill in a partition), ``AllPartitions`` (judge everything: a relist, a new activation) and
+#: ``Tick("deadline")``, the clock, requeued at the next instant the clock alone changes a deadline state.
+DeadlineKey = AllPartitionsType | PartitionKey | DagKey | Tick

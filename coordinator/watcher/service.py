@@ -12,11 +12,13 @@ Rules:
   controllers that declared interest, each adding keys of its own to its own queue. The concerns, one registration each
   (:meth:`Watcher.register`): the triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions
   (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the asset streams
-  (``watcher/deliveries.py``: one delivery attempt per stream), and the timed concerns (the asset round, the audit,
-  retention, deadlines, the plan checkpoint, the graph file's reload), each a key requeued at its interval
-  (``manager/periodic.py``). Every requeue (retry delays, resyncs, failed passes, the next slice of a sweep) is a
-  reconcile's result; nothing else schedules work. Disconnects resume from the last revision and compactions relist (the
-  store does both), so downtime of any length ends in the same decisions as running throughout.
+  (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
+  partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
+  state), and the timed concerns (the asset round, the audit, retention, the plan checkpoint, the graph file's reload),
+  each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry delays, resyncs, failed passes,
+  the next slice of a sweep) is a reconcile's result; nothing else schedules work. Disconnects resume from the last
+  revision and compactions relist (the store does both), so downtime of any length ends in the same decisions as running
+  throughout.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -67,11 +69,11 @@ from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.checkpoint import CheckpointJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
-from coordinator.watcher.deadlines import DeadlineJob, known_majors
+from coordinator.watcher.deadlines import CLOCK, DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
 from coordinator.watcher.graph_reload import GraphReload
-from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, PartitionKey, Tick, TriggerKey
+from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, DeadlineKey, PartitionKey, Tick, TriggerKey
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
@@ -177,6 +179,8 @@ class Watcher:
         #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
         self.presence_job = PresenceJob(self.presence())
         self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
+        #: The leader's deadlines (semantics `deadlines-judged`): (DAG, partition) keys from the watch, and the clock.
+        self.deadline = self.deadline_job()
         self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
@@ -227,6 +231,13 @@ class Watcher:
         # Semantics `assets-by-route` and `asset-exactly-once`: nothing to deliver while no route is declared.
         if settings.asset_interval_s > 0:
             manager.register(self.deliveries.controller, interest=self._streams_changed)
+        # Semantics `deadlines-judged`: the keys whose facts the watch brings, the clock at its next instant.
+        deadline = self.deadline
+        manager.register(
+            Controller(deadline.name, deadline, needs_leader=True, leading=self._leading,
+                       period_s=deadline.interval_s, backoff_max_s=deadline.interval_s),
+            interest=self._deadline_keys, start_after=(CLOCK, deadline.interval_s),
+        )  # fmt: skip
         for job in self.jobs.values():
             manager.register(
                 Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
@@ -257,6 +268,11 @@ class Watcher:
         if self.holds.drain():  # a hold put, released or deleted: what holds kept back is planned again (issue 51)
             keys += self.triggers.held_again()
         return keys
+
+    def _deadline_keys(self, changes: Changes) -> list[DeadlineKey]:
+        """What a watch batch brings the deadlines' controller (``watcher/deadlines.py``'s
+        **Keys, and time as a requeue**); nothing on a standby."""
+        return self.deadline.interest(changes, self.election.is_leader)
 
     def _asset_hints(self, changes: Changes) -> list[Tick]:
         """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
@@ -386,7 +402,6 @@ class Watcher:
             jobs.append(RetentionJob(self.executor, settings.keys, settings.retention_period,
                                      settings.retention_interval_s, self.view, self.retention,
                                      self.watcher_id))  # fmt: skip
-        jobs.append(self.deadline_job())  # semantics `deadlines-judged`: cheap when no DAG declares expected_by
         if settings.checkpoint_interval_s > 0:  # semantics `checkpoint-first`
             jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
                                       lambda: self.graphs.graph.digest, self.watcher_id,

@@ -27,6 +27,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -76,6 +77,13 @@ def due(record: DeadlineRecord, now: datetime) -> bool:
     if record.alerted:
         return False
     return record.hold_until is None or now >= record.hold_until
+
+
+def next_hold(records: Iterable[DeadlineRecord], now: datetime) -> datetime | None:
+    """**Held before alerting**: the earliest instant after ``now`` at which one of ``records`` becomes :func:`due`
+    (None: none is waiting for its hold), so the shell can requeue its alert step at that instant."""
+    return min((r.hold_until for r in records if not r.alerted and r.hold_until is not None and r.hold_until > now),
+               default=None)  # fmt: skip
 
 
 def mark_alerted(record: DeadlineRecord) -> DeadlineRecord:

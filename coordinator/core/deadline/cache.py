@@ -43,6 +43,9 @@ Rules:
   only the statuses whose state changed or that entered the scope since the last call, the keys whose record changed,
   and those that differed last time; every other status equalled its record then and neither side moved, so the list
   equals ``deadlines.transitions`` over every status.
+- **The clock's next move.** :meth:`DeadlineCache.next_instant` says when the clock alone next changes a state or
+  brings a grid point into the horizon (the heap's top, the grids' next points), so the shell can requeue its pass at
+  that instant instead of polling (time as a requeue).
 - **Counts kept as statuses change.** The metric counts per (instance, dag, state) and the least slack of the open
   statuses are kept as statuses change (the slack through two heaps of ``Judgement.slack_terms``); an update reports
   only the counts that moved.
@@ -260,6 +263,19 @@ class DeadlineCache:
         self._mismatch = mismatch
         self._pending = set()
         return found
+
+    def next_instant(self) -> datetime | None:
+        """**The clock's next move**: the earliest instant after the last update at which the clock alone changes
+        what a pass judges: a status's ``holds_until`` (its state changes right after it) or the next grid point that
+        enters the horizon; None when nothing is left that the clock can move (a status that left the horizon is
+        dropped at the next update, which changes no transition). Escalation levels move at their own slack, which this
+        does not track."""
+        heap, when = self._heap, self._when
+        while heap and when.get(heap[0][2]) != heap[0][0]:
+            heapq.heappop(heap)  # judged again since it was scheduled, or dropped
+        found = [heap[0][0]] if heap else []
+        found += [following for following in self._following.values() if following is not None]
+        return min(found, default=None)
 
     # -- writing -------------------------------------------------------------------------------------------------
 
