@@ -25,7 +25,7 @@ Rules:
   d. every open status of the DAGs that became or stopped being paused or unreachable and of everything below
      them; every status with a prediction (not blocked, not missed) of the DAGs whose learned duration changed and
      of everything below them;
-  e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, an overflowed journal),
+  e. everything (a rebuild) when the change set is unknown (None: a snapshot, a relist, a moved retention floor),
      when ``now`` went back, or for a new graph, latency or horizon (a new cache).
 - **Nothing else changes.** Nothing else can change: a status is a function of its own and its ancestors' facts through
   the mappings, their durations, the paused and unreachable sets and ``now`` (``states``' **States** to
