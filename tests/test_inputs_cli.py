@@ -124,3 +124,88 @@ def test_inputs_bad_input_exits_2(spec_file: Path, args: tuple[str, ...], messag
     result = run("inputs", *args, "--deps", str(spec_file))
     assert result.returncode == 2 and result.stdout == ""
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+GROUPS = {
+    "version": 1,
+    "dags": {
+        "calendar": {"partitions": {"cron": "0 4 * * *"}},
+        "primary": {"partitions": {"cron": "0 4 * * *"}},
+        "fallback": {"partitions": {"cron": "0 4 * * *"}},
+        "kpis": {
+            "partitions": {"cron": "0 4 * * *"},
+            "upstreams": ["calendar", {"any": [{"dag": "primary", "task": "land"}, "fallback"]}],
+        },
+        "eu": {"partitions": {"cron": "0 0 * * *"}},
+        "us": {"partitions": {"cron": "0 0 * * *"}},
+        "apac": {"partitions": {"cron": "0 0 * * *"}},
+        "rollup": {
+            "partitions": {"cron": "0 0 * * *"},
+            "upstreams": [{"all": ["eu", "us", "apac"], "cutoff": "6h", "min": 2, "late": "ignore"}],
+        },
+    },
+}
+
+
+@pytest.fixture
+def groups_file(tmp_path: Path) -> Path:
+    path = tmp_path / "groups.json"
+    path.write_text(json.dumps(GROUPS), encoding="utf-8")
+    return path
+
+
+def test_inputs_lists_the_required_edges_then_each_group_with_its_rule(groups_file: Path) -> None:
+    """A required input is listed as before; an any group says its rule, what satisfies it and its members."""
+    result = run("inputs", "kpis", "-p", "2024-03-10T04:00:00Z", "--deps", str(groups_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "kpis 2024-03-10T04:00:00Z waits for:\n"
+        "  calendar [success]: 2024-03-10T04:00:00Z\n"
+        "  any of 2 (satisfied by one of these):\n"
+        "    fallback [success]: 2024-03-10T04:00:00Z\n"
+        "    primary task land [success]: 2024-03-10T04:00:00Z\n"
+    )
+
+
+def test_inputs_of_a_cutoff_group_names_the_cutoff_instant_min_and_late(groups_file: Path) -> None:
+    """An all group with a cutoff reads "3 of 3, cutoff 6h then min 2, late: ignore" and, for the partition, the
+    instant from which 2 members are enough."""
+    result = run("inputs", "rollup", "-p", "2024-03-10", "--deps", str(groups_file))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == (
+        "rollup 2024-03-10T00:00:00Z waits for:\n"
+        "  3 of 3, cutoff 6h then min 2, late: ignore (satisfied by 3 of these 3; from 2024-03-10T06:00:00Z on, 2 of "
+        "them):\n"
+        "    apac [success]: 2024-03-10T00:00:00Z\n"
+        "    eu [success]: 2024-03-10T00:00:00Z\n"
+        "    us [success]: 2024-03-10T00:00:00Z\n"
+    )
+
+
+def test_inputs_json_carries_each_group_and_only_required_edges_as_upstreams(groups_file: Path) -> None:
+    """--format json: "upstreams" are the required inputs; "groups" holds each rule, its cutoff and its members."""
+    result = run("inputs", "rollup", "-p", "2024-03-10", "--deps", str(groups_file), "-f", "json")
+    body = json.loads(result.stdout)
+    assert body["upstreams"] == []
+    (group,) = body["groups"]
+    assert {k: v for k, v in group.items() if k != "members"} == {
+        "rule": "at_least",
+        "need": 3,
+        "text": "3 of 3, cutoff 6h then min 2, late: ignore",
+        "cutoff": "6h",
+        "cutoff_at": "2024-03-10T06:00:00Z",
+        "min": 2,
+        "late": "ignore",
+    }
+    assert [m["dag"] for m in group["members"]] == ["apac", "eu", "us"]
+    kpis = json.loads(
+        run("inputs", "kpis", "-p", "2024-03-10T04:00:00Z", "--deps", str(groups_file), "-f", "json").stdout
+    )
+    assert [u["dag"] for u in kpis["upstreams"]] == ["calendar"]
+    assert kpis["groups"][0]["rule"] == "any" and kpis["groups"][0]["cutoff_at"] is None
+
+
+def test_a_dag_without_groups_prints_no_groups_key(spec_file: Path) -> None:
+    """The JSON of a DAG without groups is unchanged: no "groups" key."""
+    result = run("inputs", "d", "-p", "2024-03-10T05:00:00Z", "--deps", str(spec_file), "-f", "json")
+    assert "groups" not in json.loads(result.stdout)

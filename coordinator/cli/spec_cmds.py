@@ -35,8 +35,9 @@ from coordinator.airflow.client import AirflowClient, ApiVersion
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, DepsOpt, app, build_settings, fail
 from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.dag_presence import DagPresence, dag_presence
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
-from coordinator.core.inputs import OffGrid, RequiredInput, required_inputs
+from coordinator.core.inputs import InputGroup, OffGrid, RequiredInput, grouped_inputs, required_inputs
 from coordinator.core.model import NodeId, canonical_partition
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import GraphFormat, render
@@ -278,10 +279,11 @@ def inputs(
         found = required_inputs(graph, node, canonical)
     except OffGrid as exc:
         fail(f"--partition: {exc}")
+    required, groups = grouped_inputs(graph, node, found, canonical)
     if fmt is InputsFormat.JSON:
-        typer.echo(json.dumps(_inputs_json(node, canonical, found)))
+        typer.echo(json.dumps(_inputs_json(node, canonical, required, groups)))
         return
-    for line in _inputs_text(graph, node, canonical, found):
+    for line in _inputs_text(graph, node, canonical, required, groups):
         typer.echo(line)
 
 
@@ -292,25 +294,57 @@ def _unknown_dag(graph: Graph, ref: str) -> str:
     return f"{ref!r} is not a DAG in {graph.source} ({suggestion})"
 
 
-def _inputs_json(node: NodeId, partition: str, found: tuple[RequiredInput, ...]) -> dict[str, object]:
+def _input_json(item: RequiredInput) -> dict[str, object]:
     return {
-        "dag": node.dag_id,
-        "partition": partition,
-        "upstreams": [
-            {
-                "dag": item.dag.dag_id,
-                "instance": item.dag.instance,
-                "task": item.task,
-                "condition": item.condition,
-                "partitions": list(item.partitions),
-            }
-            for item in found
-        ],
+        "dag": item.dag.dag_id,
+        "instance": item.dag.instance,
+        "task": item.task,
+        "condition": item.condition,
+        "partitions": list(item.partitions),
     }
 
 
-def _inputs_text(graph: Graph, node: NodeId, partition: str, found: tuple[RequiredInput, ...]) -> list[str]:
-    if not found:
+def _inputs_json(
+    node: NodeId, partition: str, found: tuple[RequiredInput, ...], groups: tuple[InputGroup, ...]
+) -> dict[str, object]:
+    """``upstreams`` are the required inputs; ``groups`` (only for a DAG that has condition groups) each rule with its
+    members."""
+    body: dict[str, object] = {
+        "dag": node.dag_id,
+        "partition": partition,
+        "upstreams": [_input_json(item) for item in found],
+    }
+    if groups:
+        body["groups"] = [
+            {
+                "rule": str(g.group.rule),
+                "need": g.group.need,
+                "text": g.rule,
+                "cutoff": None if g.group.cutoff is None else format_shift(g.group.cutoff),
+                "cutoff_at": g.cutoff_at,
+                "min": g.group.minimum if g.cutoff_at is not None else None,
+                "late": str(g.group.late) if g.cutoff_at is not None else None,
+                "members": [_input_json(item) for item in g.members],
+            }
+            for g in groups
+        ]
+    return body
+
+
+def _input_line(node: NodeId, item: RequiredInput, indent: str) -> str:
+    name = f"{item.dag} task {item.task}" if item.task is not None else str(item.dag)
+    if item.dag == node:
+        name += " (itself: its own earlier partition)"
+    condition = "success or failed" if item.condition == "finished" else "success"
+    if item.partitions:
+        return f"{indent}{name} [{condition}]: {', '.join(item.partitions)}"
+    return f"{indent}{name} [{condition}]: nothing maps to this partition; it would wait forever"
+
+
+def _inputs_text(
+    graph: Graph, node: NodeId, partition: str, found: tuple[RequiredInput, ...], groups: tuple[InputGroup, ...]
+) -> list[str]:
+    if not found and not groups:
         spec = graph.dags[node]
         why = (
             "a failure handler: it runs when a source fails" if spec.is_failure_handler
@@ -319,13 +353,8 @@ def _inputs_text(graph: Graph, node: NodeId, partition: str, found: tuple[Requir
         )  # fmt: skip
         return [f"{node} {partition} waits for nothing ({node} is {why})"]
     lines = [f"{node} {partition} waits for:"]
-    for item in found:
-        name = f"{item.dag} task {item.task}" if item.task is not None else str(item.dag)
-        if item.dag == node:
-            name += " (itself: its own earlier partition)"
-        condition = "success or failed" if item.condition == "finished" else "success"
-        if item.partitions:
-            lines.append(f"  {name} [{condition}]: {', '.join(item.partitions)}")
-        else:
-            lines.append(f"  {name} [{condition}]: nothing maps to this partition; it would wait forever")
+    lines += [_input_line(node, item, "  ") for item in found]
+    for group in groups:
+        lines.append(f"  {group.rule} (satisfied by {group.satisfied_by()}):")
+        lines += [_input_line(node, item, "    ") for item in group.members]
     return lines

@@ -10,6 +10,10 @@ Rules:
   member the window does not have) has no partitions: D waits for it forever, which is what the user needs to see.
 - **Off-grid partitions.** A partition that is not a point of the DAG's own grid raises :class:`OffGrid` with the grid
   points around it.
+- **Groups.** A DAG with condition groups (semantics `condition-groups`) waits for its required edges and, per group,
+  for its rule over its members (:func:`grouped_inputs`): ``any of 2``, ``2 of 3``, with a cutoff ``2 of 3, cutoff 6h
+  then min 1, late: rerun`` and the instant the cutoff passes for this partition. Each member is a
+  :class:`RequiredInput` like an edge, in the group's order.
 - **Pure**: no I/O.
 """
 
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from coordinator.core.conditions import GroupRule, GroupSpec
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.grid import upstream_partitions
 from coordinator.core.model import PARTITION_FORMAT, NodeId, canonical_partition, partition_datetime
@@ -68,3 +74,55 @@ def required_inputs(graph: Graph, node: NodeId, partition: str) -> tuple[Require
         if not edge.failure
     ]
     return tuple(sorted(found, key=lambda r: (r.dag, r.task or "")))
+
+
+@dataclass(frozen=True, slots=True)
+class InputGroup:
+    """One condition group of a partition (**Groups**): its rule and each member's partitions."""
+
+    group: GroupSpec
+    members: tuple[RequiredInput, ...]
+    #: When the group's cutoff passes for this partition (``...Z``), None without a cutoff.
+    cutoff_at: str | None
+
+    @property
+    def rule(self) -> str:
+        """``any of 2``, ``2 of 3``, ``2 of 3, cutoff 6h then min 1, late: rerun``."""
+        size = len(self.members)
+        text = f"any of {size}" if self.group.rule is GroupRule.ANY else f"{self.group.need} of {size}"
+        if self.cutoff_at is not None:
+            when = format_shift(self.group.cutoff) if self.group.cutoff is not None else f"at {self.cutoff_at}"
+            text += f", cutoff {when} then min {self.group.minimum}, late: {self.group.late}"
+        return text
+
+    def satisfied_by(self) -> str:
+        """What satisfies it for this partition, in words."""
+        need = self.group.need
+        text = "one of these" if need == 1 else f"{need} of these {len(self.members)}"
+        if self.cutoff_at is not None:
+            text += f"; from {self.cutoff_at} on, {self.group.minimum} of them"
+        return text
+
+
+def grouped_inputs(
+    graph: Graph, node: NodeId, found: tuple[RequiredInput, ...], partition: str
+) -> tuple[tuple[RequiredInput, ...], tuple[InputGroup, ...]]:
+    """``found`` (from :func:`required_inputs`) split into the required inputs and the groups (**Groups**)."""
+    groups = graph.dags[node].groups
+    if not groups:
+        return found, ()
+    by_member = {(item.dag, item.task): item for item in found}
+    grouped = {m for group in groups for m in group.members}
+    required = tuple(item for item in found if (item.dag, item.task) not in grouped)
+    partition = canonical_partition(partition)
+    result = []
+    for group in groups:
+        at = group.cutoff_at(partition)
+        result.append(
+            InputGroup(
+                group,
+                tuple(by_member[m] for m in group.members if m in by_member),
+                None if at is None else at.strftime(PARTITION_FORMAT),
+            )
+        )
+    return required, tuple(result)
