@@ -139,11 +139,11 @@ def test_members_keep_every_edge_field() -> None:
             id="cutoff-on-any",
         ),
         pytest.param(
-            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "06:00"}],
+            [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "25:00"}],
             "$.dags.d.upstreams[0].cutoff",
-            "a time of day (06:00) is not supported yet as a cutoff",
-            '"cutoff": "6h"',
-            id="cutoff-time-of-day",
+            'expected a time of day HH:MM (00:00 to 23:59), got "25:00"',
+            '"cutoff": "06:00"',
+            id="cutoff-not-a-time-of-day",
         ),
         pytest.param(
             [{"at_least": 2, "of": ["a", "b", "c"], "cutoff": "-6h"}],

@@ -193,7 +193,7 @@ class EdgeJudgement:
                 used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                 self._stale_reason[node] = f"{up} finished again at revision {gen} after {node} last ran ({used})"
                 return False
-        if ledger is not None and any(g.cutoff is not None for g in groups):
+        if ledger is not None and any(g.has_cutoff for g in groups):
             return self._late_consumed(node, self.graph.edge_inputs[node], satisfied, ledger)
         return True
 
@@ -203,7 +203,7 @@ class EdgeJudgement:
         """Semantics `group-late`: a group whose run (the last trigger's) consumed fewer members than it needs, at its
         cutoff, and which now has them all is stale once when ``late`` is ``rerun``."""
         for group in self.graph.dags[node].groups:
-            if group.cutoff is None or group.late is Late.IGNORE:
+            if not group.has_cutoff or group.late is Late.IGNORE:
                 continue
             if sum(m in satisfied for m in group.members) < group.need:
                 continue

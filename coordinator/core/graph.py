@@ -277,7 +277,7 @@ class Graph:
     @cached_property
     def cutoff_groups(self) -> tuple[GroupSpec, ...]:
         """Every condition group with a cutoff (semantics `group-cutoff`): when none, time never changes a plan."""
-        return tuple(g for spec in self.dags.values() for g in spec.groups if g.cutoff is not None)
+        return tuple(g for spec in self.dags.values() for g in spec.groups if g.has_cutoff)
 
     @cached_property
     def plain_grouped(self) -> frozenset[NodeId]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from coordinator.core import intent
 from coordinator.core.actions import Plan, Resume, Trigger
 from coordinator.core.activation import adopt, dump_activation
+from coordinator.core.conditions import Member
 from coordinator.core.effects import End, LedgerMoved, LedgerWritten, RecordError, WriteLedger
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import (
@@ -99,6 +100,10 @@ class World:
     violations: list[str] = field(default_factory=list)
     #: Every error the protocol recorded on the ledger (an active run it would not clear, a refusal).
     errors: list[str] = field(default_factory=list)
+    #: The watcher's clock: ``now`` of :meth:`plan`/:meth:`act` and of the group check in :meth:`apply_action`. None:
+    #: no cutoff has passed for the planner, and the check allows a cutoff group from its ``min`` (a caller that
+    #: plans with a ``now`` of its own).
+    clock: datetime | None = None
     _stamps: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -135,7 +140,7 @@ class World:
 
     # -- the actuator ---------------------------------------------------------------------------------------
     def plan(self, partitions: Iterable[str] | None = None) -> Plan:
-        return plan(self.graph, self.view, partitions)
+        return plan(self.graph, self.view, partitions, now=self.clock)
 
     def act(self, partitions: Iterable[str] | None = None, crash_after_intent: bool = False) -> int:
         """Plan once and apply every action; return how many actions there were."""
@@ -143,6 +148,36 @@ class World:
         for action in current.actions:
             self.apply_action(action, crash_after_intent)
         return len(current.actions)
+
+    def _check_inputs(self, action: Trigger) -> None:
+        """Record a violation when ``action`` triggers its DAG before its condition holds: every required edge
+        satisfied (in every partition it maps to), and each condition group with its need of satisfied members, or
+        its ``min`` once its cutoff passed (semantics `group-holds`, `group-cutoff`)."""
+        spec = self.graph.dags[action.node]
+        grouped = {m for group in spec.groups for m in group.members}
+        satisfied: set[Member] = set()
+        for edge in spec.all_edges():
+            if edge.failure or edge.source == action.node:
+                continue  # failure sources and gates are no inputs
+            up = edge.source
+            missing = []
+            # Partition grids: the upstream partitions the trigger's partition needs (itself without grids).
+            for q in self.graph.source_partitions(action.node, up, action.partition):
+                fact = self.view.runs.get((up, q)) if edge.task is None else self.view.tasks.get((up, edge.task, q))
+                ok = {RunState.SUCCESS} | ({RunState.FAILED} if edge.condition == "finished" else set())
+                if fact is None or fact.record.state not in ok:
+                    missing.append(q)
+            if not missing:
+                satisfied.add((up, edge.task))
+            elif (up, edge.task) not in grouped:
+                self.violations += [
+                    f"{action.node} {action.partition} triggered while {up} {q} not success" for q in missing
+                ]
+        for group in spec.groups:
+            count = sum(m in satisfied for m in group.members)
+            early = group.cutoff_at(action.partition) is not None and self.clock is None and count >= group.minimum
+            if not early and not group.holds(count, action.partition, self.clock):
+                self.violations.append(f"{action.node} {action.partition} triggered with {count} of {group.describe()}")
 
     def apply_action(
         self,
@@ -161,16 +196,7 @@ class World:
             existing = self.view.ledger.get(at)
             if (existing.mod_rev if existing else 0) != action.ledger_rev:
                 return  # CAS lost: someone else acted; the next pass re-plans
-            for edge in self.graph.dags[action.node].all_edges():
-                if edge.failure or edge.source == action.node:
-                    continue  # failure sources and gates are no inputs
-                up = edge.source
-                # Partition grids: the upstream partitions the trigger's partition needs (itself without grids).
-                for q in self.graph.source_partitions(action.node, up, action.partition):
-                    fact = self.view.runs.get((up, q)) if edge.task is None else self.view.tasks.get((up, edge.task, q))
-                    ok = {RunState.SUCCESS} | ({RunState.FAILED} if edge.condition == "finished" else set())
-                    if fact is None or fact.record.state not in ok:
-                        self.violations.append(f"{action.node} {action.partition} triggered while {up} {q} not success")
+            self._check_inputs(action)
             state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S)
         else:
             current = self.view.ledger.get(at)

@@ -11,8 +11,10 @@ Rules:
 - **Cutoff.** ``cutoff`` (a positive duration after the partition's start), ``min`` (members enough from then on,
   default 1, below the group's need) and ``late`` (``rerun``, the default, or ``ignore``) on an ``at_least`` or ``all``
   group (semantics `group-cutoff`); an ``all`` group with a cutoff is ``at_least`` all of its members, so it holds
-  edges only. Refused: a cutoff on ``any`` (it already runs with one member), ``min``/``late`` without ``cutoff``, a
-  time of day (not supported yet: a duration after the partition's start says the same for a daily partition).
+  edges only. Refused: a cutoff on ``any`` (it already runs with one member), ``min``/``late`` without ``cutoff``.
+- **Cutoff at a time of day.** ``"cutoff": "06:00"`` (``HH:MM`` in the DAG's zone, after the partition's end:
+  ``GroupSpec`` has the rule) needs a daily or coarser grid (:func:`time_cutoff_problem`, which the loader asks with
+  the DAG's grid): a finer grid, or none, has no day for it to fall on.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from coordinator.core.conditions import GroupRule, Late
+from coordinator.core.conditions import GroupRule, Late, parse_clock
 from coordinator.core.duration import parse_shift
+from coordinator.core.grid import Grid, normalise_cron
 from coordinator.core.spec.grid import Add, check_fields, describe
 from coordinator.core.spec.source import JsonPath
 
@@ -30,7 +33,10 @@ from coordinator.core.spec.source import JsonPath
 RULE_KEYS = ("any", "all", "at_least")
 CUTOFF_FIELDS = ("cutoff", "min", "late")
 GROUP_FIELDS = (*RULE_KEYS, "of", *CUTOFF_FIELDS)
-CUTOFF_HINT = 'write a duration after the partition\'s start, e.g. "cutoff": "6h" or "PT6H"'
+CUTOFF_HINT = (
+    'write a duration after the partition\'s start ("cutoff": "6h" or "PT6H") or a time of day in the DAG\'s zone '
+    '("cutoff": "06:00", daily or coarser grids)'
+)
 GROUP_EXAMPLE = '{"any": ["feed_a", "feed_b"]} or {"at_least": 2, "of": ["eu", "us", "apac"]}'
 
 
@@ -46,6 +52,20 @@ class WrittenGroup:
     cutoff: int | None = None
     minimum: int = 1
     late: Late = Late.RERUN
+    #: **Cutoff at a time of day**: seconds after midnight (then ``cutoff`` is None), and where the cutoff was written.
+    at_time: int | None = None
+    at_path: JsonPath = ()
+
+
+def time_cutoff_problem(grid: Grid | None) -> str | None:
+    """Why a time-of-day cutoff cannot apply to a DAG with ``grid``, or None (**Cutoff at a time of day**): the grid
+    must have at most one point a day (a single minute and hour field), so each partition has one day."""
+    if grid is None:
+        return "a time-of-day cutoff needs the DAG's partitions to be days (or longer): it has no grid"
+    minute, hour = normalise_cron(grid.cron).split()[:2]
+    if not (minute.isdigit() and hour.isdigit()):
+        return f"a time-of-day cutoff needs a daily or coarser grid, not {grid.cron!r} (several partitions a day)"
+    return None
 
 
 def is_group(value: Any) -> bool:
@@ -110,11 +130,12 @@ def read_group(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenGro
     cut = _read_cutoff(value, path, rule, need if isinstance(need, int) else 0, found, add)
     if not ok or cut is None:
         return None
-    cutoff, minimum, late = cut
-    if rule == "all" and cutoff is not None:  # **Cutoff**: at_least all of them
-        return WrittenGroup(GroupRule.AT_LEAST, len(members), found, cutoff, minimum, late)
+    cutoff, minimum, late, at_time = cut
+    at_path: JsonPath = (*path, "cutoff") if at_time is not None else ()
+    if rule == "all" and (cutoff is not None or at_time is not None):  # **Cutoff**: at_least all of them
+        return WrittenGroup(GroupRule.AT_LEAST, len(members), found, cutoff, minimum, late, at_time, at_path)
     kind = None if rule == "all" else GroupRule(rule)
-    return WrittenGroup(kind, need if isinstance(need, int) else 1, found, cutoff, minimum, late)
+    return WrittenGroup(kind, need if isinstance(need, int) else 1, found, cutoff, minimum, late, at_time, at_path)
 
 
 def _read_cutoff(
@@ -124,8 +145,9 @@ def _read_cutoff(
     need: int,
     members: tuple[tuple[Any, JsonPath], ...],
     add: Add,
-) -> tuple[int | None, int, Late] | None:
-    """(cutoff seconds or None, minimum, late) of a group (**Cutoff**); None after reporting what is wrong."""
+) -> tuple[int | None, int, Late, int | None] | None:
+    """(cutoff seconds or None, minimum, late, time of day or None) of a group (**Cutoff**); None after reporting
+    what is wrong."""
     if "cutoff" not in value:
         for key in ("min", "late"):
             if key in value:
@@ -135,18 +157,21 @@ def _read_cutoff(
                     f"it says what happens at the cutoff: add one ({CUTOFF_HINT})",
                 )
                 return None
-        return None, 1, Late.RERUN
+        return None, 1, Late.RERUN, None
     if rule == "any":
         add((*path, "cutoff"), "a cutoff on an any group", "an any group already runs with one member: remove it")
         return None
     raw = value["cutoff"]
-    seconds = parse_shift(raw) if isinstance(raw, str) else None
-    if not isinstance(raw, str) or not isinstance(seconds, int) or seconds <= 0 or raw.startswith(("+", "-")):
-        if isinstance(raw, str) and ":" in raw:
-            what = f"a time of day ({raw}) is not supported yet as a cutoff"
-        else:
-            what = f"expected a positive duration, got {describe(raw)}"
-        add((*path, "cutoff"), what, CUTOFF_HINT)
+    at_time: int | None = None
+    seconds = parse_shift(raw) if isinstance(raw, str) and ":" not in raw else None
+    if isinstance(raw, str) and ":" in raw:
+        try:
+            at_time = parse_clock(raw)
+        except ValueError:
+            add((*path, "cutoff"), f"expected a time of day HH:MM (00:00 to 23:59), got {describe(raw)}", CUTOFF_HINT)
+            return None
+    elif not isinstance(raw, str) or not isinstance(seconds, int) or seconds <= 0 or raw.startswith(("+", "-")):
+        add((*path, "cutoff"), f"expected a positive duration, got {describe(raw)}", CUTOFF_HINT)
         return None
     minimum = value.get("min", 1)
     if isinstance(minimum, bool) or not isinstance(minimum, int) or minimum < 1:
@@ -166,4 +191,4 @@ def _read_cutoff(
     if late not in tuple(Late):
         add((*path, "late"), f"expected rerun or ignore, got {describe(late)}", '"late": "rerun" or "late": "ignore"')
         return None
-    return seconds, minimum, Late(late)
+    return (seconds if isinstance(seconds, int) else None), minimum, Late(late), at_time

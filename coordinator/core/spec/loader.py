@@ -52,7 +52,7 @@ from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
-from coordinator.core.spec.conditions import WrittenGroup, is_group, read_group
+from coordinator.core.spec.conditions import WrittenGroup, is_group, read_group, time_cutoff_problem
 from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
 from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
@@ -655,9 +655,12 @@ def _groups(
     for index, written in enumerate(decl.groups):
         found = tuple(sorted(members.get(index, []), key=lambda m: (m[0], m[1] or "")))
         assert written.rule is not None  # an all group without a cutoff is flattened, never collected
-        if len(found) >= max(written.need, 2):  # otherwise a member was refused above (or at its reference)
-            cut = written.cutoff
-            result.append(GroupSpec(written.rule, written.need, found, cut, written.minimum, written.late))
+        if written.at_time is not None and (problem := time_cutoff_problem(decl.grid)) is not None:
+            report.add(written.at_path, problem, 'use a duration after the partition\'s start, e.g. "cutoff": "6h"')
+        elif len(found) >= max(written.need, 2):  # otherwise a member was refused above (or at its reference)
+            grid = decl.grid if written.at_time is not None else None
+            cut, least, late = written.cutoff, written.minimum, written.late
+            result.append(GroupSpec(written.rule, written.need, found, cut, least, late, written.at_time, grid))
     return tuple(result)
 
 

@@ -337,8 +337,9 @@ def _groups() -> dict[str, Any]:
     cutoff = {
         "cutoff": {
             "type": "string",
-            "description": "A duration after the partition's start (6h, PT6H) from which min members are enough.",
-            "pattern": _DURATION["pattern"],
+            "description": "A duration after the partition's start (6h, PT6H), or a time of day in the DAG's zone "
+            "(06:00, after the partition's end; daily or coarser grids), from which min members are enough.",
+            "pattern": f"^(?:{_DURATION['pattern'][1:-1]}|([01]\\d|2[0-3]):[0-5]\\d(:[0-5]\\d)?)$",
         },
         "min": {"type": "integer", "minimum": 1, "description": "Members enough at the cutoff (default 1)."},
         "late": {
