@@ -8,8 +8,9 @@ Rules:
   restart or an unrelated edit never re-dates it. Fields that are not part of the shape (the deadline fields) are
   rewritten at every adoption.
 - **Enough to rebuild the graph.** What a reader without ``dependencies.json`` needs to rebuild the graph in force is
-  recorded beside each shape (edges, grid, offsets, extended edges, deadline fields), each only when present, so a graph
-  without them writes the value it always wrote. Readers ignore unknown fields.
+  recorded beside each shape (edges, grid, offsets, extended edges, deadline fields, condition groups), each only when
+  present, so a graph without them writes the value it always wrote. Readers ignore unknown fields, and a value
+  written before a field existed parses with it None.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from coordinator.core.conditions import GroupSpec
 from coordinator.core.graph import DagSpec, upstream_tasks
+from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import RuleItem
 
@@ -53,6 +56,21 @@ class NodeActivation(BaseModel):
     #: The DAG's ``expected_by`` (``ExpectedBy.item``) and ``on_late_of`` (``DagSpec.deadline_item``), recorded only
     #: for a DAG that has either; not part of the shape, so rewritten at every adoption without re-dating the DAG.
     deadline: tuple[RuleItem | None, tuple[str, ...]] | None = None
+    #: The DAG's condition groups (``GroupSpec.item``: rule, need, members, and cutoff, min, late when it has one),
+    #: recorded only for a DAG that has them; part of the shape, so a changed group re-dates the DAG like any edge.
+    #: None: none, or a value written before they were recorded.
+    groups: tuple[tuple[Any, ...], ...] | None = None
+
+    def group_specs(self) -> tuple[GroupSpec, ...]:
+        """The recorded groups (() when none); a time-of-day cutoff reads the recorded grid. ValueError for a
+        damaged record."""
+        if not self.groups:
+            return ()
+        grid = None
+        if self.grid is not None:
+            fields = self.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
+            grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
+        return tuple(GroupSpec.from_item(item, grid) for item in self.groups)
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -103,7 +121,8 @@ def adopt(
         edges = _recorded_edges(spec) if spec is not None else {}
         if prev is not None and prev.shape == shape:
             # Same sources: keep the dates; an entry written before edges were recorded gains them.
-            if edges and (prev.upstreams is None or (prev.edges is None and "edges" in edges)):
+            gained = (prev.edges is None and "edges" in edges) or (prev.groups is None and "groups" in edges)
+            if edges and (prev.upstreams is None or gained):
                 prev = prev.model_copy(update=edges)
             if spec is not None and prev.deadline != spec.deadline_item():
                 prev = prev.model_copy(update={"deadline": spec.deadline_item()})  # not in the shape: no re-dating
@@ -126,6 +145,8 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
         recorded["edges"] = tuple(tuple(edge.shape_item()) for edge in spec.edges)
     if spec.deadline_item() is not None:
         recorded["deadline"] = spec.deadline_item()
+    if spec.groups:
+        recorded["groups"] = tuple(tuple(group.item()) for group in spec.groups)
     return recorded
 
 
@@ -134,7 +155,7 @@ def dump_activation(activation: Activation) -> bytes:
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
     for entry in data["nodes"].values():
-        for extra in ("edges", "deadline"):
-            if entry[extra] is None:  # so does a DAG without extended edges or deadlines
+        for extra in ("edges", "deadline", "groups"):
+            if entry[extra] is None:  # so does a DAG without extended edges, deadlines or groups
                 del entry[extra]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()
