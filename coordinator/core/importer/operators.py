@@ -7,8 +7,9 @@ Rules (``docs/import-dags.md``):
 - **Markers.** A marker in U naming D's task: covered when D has a sensor on U, else an edge at the same logical date.
 - **Triggers.** A trigger in U of D: an edge per direct upstream task of the trigger at U's logical date; remove the
   operator.
-- **Asset schedules.** An asset schedule: an edge to the one producing task of each asset; OR, aliases, several or no
-  producers are reported. A partitioned asset (Airflow 3.2+) mapped by anything but the identity is fitted to the
+- **Asset schedules.** An asset schedule: an edge to the one producing task of each asset; aliases, several or no
+  producers are reported (an OR is :mod:`coordinator.core.importer.conditions`'s). A partitioned asset (Airflow
+  3.2+) mapped by anything but the identity is fitted to the
   samples Airflow's mapper gave (a rollup waits for its window); a mapping that is no edge is reported with its mapper.
 - **Pure**.
 - **Rendered templates.** A marker's or trigger's ``logical_date`` template is known by samples the adapter rendered

@@ -16,7 +16,9 @@ Rules (``docs/import-dags.md``):
   covered when D has a sensor on U, else an edge with U's date equal to D's. A ``TriggerDagRunOperator`` in U triggering
   D becomes an edge D <- each direct upstream task of the trigger (the whole run when it has none) at U's logical date;
   the operator should then be removed. An asset schedule becomes an edge to the producing task of each consumed asset
-  (several producers of one asset, OR conditions and aliases cannot be expressed: the coordinator needs all).
+  (several producers of one asset and aliases cannot be expressed: the coordinator needs all); an OR, or a
+  ``MinimumCount`` rollup over several producers, becomes condition groups where it maps exactly
+  (:mod:`coordinator.core.importer.conditions`).
 - **Validated by the loader.** The document is validated by the real loader before it is returned; an edge it rejects (a
   cycle, a duplicate) is removed and reported with the loader's message, so the output always validates. A cycle is
   broken per DAG pair: when the loader names one edge D <- U of a cycle, every edge D <- U goes with it in the same
