@@ -390,7 +390,7 @@ def status(
     decision = _decide(graph, view, settings, parts)
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
-    rows = status_rows(graph, decision.plan, parts, view)
+    rows = status_rows(graph, decision.plan, parts, view, decision.now)
     # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
     majors = airflow_majors(watchers)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
@@ -535,7 +535,7 @@ def why_cmd(
     decision = _decide(graph, view, settings, [p])
     for line in _first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
-    for line in why(graph, decision.plan, node, p):
+    for line in why(graph, decision.plan, node, p, view, decision.now):
         out.print(line, markup=False)
     budget = view.budget_states().get(node.instance)
     held = budget.dags.get(node.dag_id) if budget is not None else None

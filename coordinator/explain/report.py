@@ -7,6 +7,7 @@ so that dashboards and scripts can rely on it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
@@ -14,6 +15,7 @@ from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
 from coordinator.core.view import View
+from coordinator.explain.groups import group_lines
 
 
 class TriggerSummary(BaseModel):
@@ -45,6 +47,9 @@ class StatusRow(BaseModel):
     last_error: str | None
     #: The one state the text table shows (:func:`row_status`); ``state``/``fresh``/``due`` are its raw parts.
     status: str = ""
+    #: One line per condition group of the DAG (``explain.groups``: its rule, where each member stands, its cutoff);
+    #: [] for a DAG without groups.
+    conditions: list[str] = []
 
 
 class AdoptionReport(BaseModel):
@@ -61,8 +66,11 @@ class AdoptionReport(BaseModel):
     next: list[str] | None = None
 
 
-def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View | None = None) -> list[StatusRow]:
-    """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error."""
+def status_rows(
+    graph: Graph, plan: Plan, partitions: Iterable[str], view: View | None = None, now: datetime | None = None
+) -> list[StatusRow]:
+    """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error,
+    and the condition groups' lines (with ``view``; ``now`` as the plan was decided, for a cutoff)."""
     rows: list[StatusRow] = []
     for partition in partitions:
         for node in graph.topo_order:
@@ -72,7 +80,10 @@ def status_rows(graph: Graph, plan: Plan, partitions: Iterable[str], view: View 
             fact = view.runs.get((node, partition)) if view is not None else None
             spec = graph.dags[node]
             handler = spec.is_failure_handler or spec.is_late_handler
-            rows.append(_row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler)))
+            row = _row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler))
+            if view is not None and spec.groups:
+                row = row.model_copy(update={"conditions": group_lines(graph, view, plan, node, partition, now)})
+            rows.append(row)
     return rows
 
 
@@ -139,8 +150,11 @@ def _row(verdict: Verdict, status: str = "") -> StatusRow:
     )
 
 
-def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
-    """The chain of reasons, outermost first, indented by depth: why ``node`` is (not) running for ``partition``."""
+def why(
+    graph: Graph, plan: Plan, node: NodeId, partition: str, view: View | None = None, now: datetime | None = None
+) -> list[str]:
+    """The chain of reasons, outermost first, indented by depth: why ``node`` is (not) running for ``partition``;
+    with ``view``, each DAG with condition groups says where each group stands (``explain.groups``, at ``now``)."""
     lines: list[str] = []
     seen: set[NodeId] = set()
 
@@ -150,6 +164,8 @@ def why(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
             return
         seen.add(current)
         lines.append("  " * depth + verdict.summary)
+        if view is not None:
+            lines.extend("  " * (depth + 1) + line for line in group_lines(graph, view, plan, current, partition, now))
         if verdict.ledger is not None and verdict.ledger.record.last_error and depth == 0:
             lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
         for up in verdict.blocked_by:
