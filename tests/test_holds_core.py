@@ -206,3 +206,22 @@ def test_status_and_why_lines_name_the_hold() -> None:
     line = why_line(seven(), [h], n("07"), D1, T0)
     assert line is not None and "held by hold h-1 since 2026-11-26T03:00:00+00:00 by alice: bad data" in line
     assert why_line(seven(), [h], n("07"), D2, T0) is None
+
+
+@pytest.mark.parametrize(
+    ("dags", "asked", "held"),
+    [
+        ({"daily": {"partitions": DAILY}, "hourly": {"partitions": HOURLY, "upstreams": "daily"}},
+         ("hourly", "2026-03-01T05:00:00Z"), True),
+        ({"daily": {"partitions": DAILY}, "hourly": {"partitions": HOURLY, "upstreams": "daily"}},
+         ("hourly", "2026-03-02T05:00:00Z"), False),
+        ({"daily": {"partitions": DAILY}, "mid": {"partitions": DAILY, "upstreams": "daily"},
+          "hourly": {"partitions": HOURLY, "upstreams": "mid"}}, ("hourly", "2026-03-01T23:00:00Z"), True),
+    ],
+    ids=["fan-out-held-day", "fan-out-other-day", "two-hops-through-a-grid"],
+)  # fmt: skip
+def test_downstream_range_follows_fan_outs(dags: dict[str, object], asked: tuple[str, str], held: bool) -> None:
+    """A daily root held for one day holds the hours of that day below it (through any number of hops), not the
+    next day's."""
+    holds = HoldSet(graph_of(dags), [hold(("default/daily",), downstream=True, from_partition=D1, to_partition=D1)])
+    assert (holds.held_by(n(asked[0]), asked[1]) is not None) is held
