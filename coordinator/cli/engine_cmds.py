@@ -45,6 +45,7 @@ from coordinator.core.deadline.states import deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
+from coordinator.core.holds import Hold
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
@@ -52,8 +53,11 @@ from coordinator.core.view import View
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
 from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_lines
+from coordinator.explain.holds import status_lines as status_hold_lines
+from coordinator.explain.holds import why_line as why_hold_line
 from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
 from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, why
+from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import airflow_majors, status_header
 from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
 from coordinator.runtime.health import Health
@@ -451,6 +455,9 @@ def status(
         # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
         for dag_id, held in budget.held_dags().items():
             out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
+    # Issue 51: each operator's hold that stands (``explain/holds.py``).
+    for line in status_hold_lines(run_async(lambda: _holds(settings)), datetime.now(UTC)):
+        out.print(line, markup=False, soft_wrap=True)
     if graph.asset_routes:
         print_assets(graph, assets)
     if not parts:
@@ -493,6 +500,15 @@ def status(
         out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
     for line in problems_lines(model.bad_values()):
         out.print(f"[yellow]problem[/]: {line}")
+
+
+async def _holds(settings: Settings) -> list[Hold]:
+    """Every hold recorded (issue 51), read through the informer (``informer/holds.py``)."""
+    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
+
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        index, _ = await read_holds(store, settings.keys)
+    return list(index.holds.values())
 
 
 @app.command(name="why", rich_help_panel=INSPECT)
@@ -543,6 +559,10 @@ def why_cmd(
         out.print(f"trigger budget: {held.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
     elif budget is not None and budget.held:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
+    # Issue 51: a standing hold that covers this DAG and partition, by name.
+    held_line = why_hold_line(graph, run_async(lambda: _holds(settings)), node, p, datetime.now(UTC))
+    if held_line is not None:
+        out.print(held_line, markup=False, soft_wrap=True)
     # Semantics `lineage-upstreams`: an upstream that is an OpenLineage job names the job and its last event.
     if graph.lineage_jobs:
         for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
