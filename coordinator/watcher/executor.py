@@ -154,9 +154,9 @@ class Ledger(Generic[R]):
     writes: Writes
     encode: Callable[[R], bytes]
     #: Told of each write that landed (the instruction, the value written, its revision): the actuator's own writes,
-    #: the asset index's write-through, log lines, crash points.
+    #: log lines, crash points. (The model learns of it from the informer's watch, never from here.)
     written: Callable[[WriteLedger[R], bytes, int], None] = field(default=_ignore)
-    #: Told of each compare that failed (what etcd answered): the asset index reads the entry afresh.
+    #: Told of each compare that failed (what etcd answered): a log line; the watch brings the entry that moved.
     moved: Callable[[CasResult], None] = field(default=_ignore)
 
     async def write(self, instruction: WriteLedger[R]) -> Written:
