@@ -53,7 +53,7 @@ Rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -403,6 +403,47 @@ class Judging:
             for source_partition in self.graph.source_partitions(node, up, partition):
                 yield up, source_partition
 
+    def source_etas(self, node: NodeId, partition: str) -> Iterator[Eta | None]:
+        """The ETAs that bound ``node``'s start: each upstream partition's, a condition group's as one
+        (``deadline.groups``: the need-th earliest member, bounded by a cutoff)."""
+        spec = self.graph.dags.get(node)
+        if spec is None or not spec.groups:
+            yield from (self.eta(*source) for source in self.sources(node, partition))
+            return
+        from coordinator.core.deadline.groups import group_eta  # it builds this module's Eta
+
+        grouped = {m[0] for g in spec.groups for m in g.members}
+        yield from (self.eta(*source) for source in self.sources(node, partition) if source[0] not in grouped)
+        for group in spec.groups:
+            etas = {m: self._member_eta(node, m[0], partition) for m in group.members}
+            yield group_eta(group, partition, etas, self.now)
+
+    def _member_eta(self, node: NodeId, up: NodeId, partition: str) -> Eta | None:
+        """A group member's ETA: the latest of the partitions it maps to (as an upstream's, ``sources``)."""
+        found: Eta | None = None
+        for q in self.graph.source_partitions(node, up, partition):
+            eta = self.eta(up, q)
+            if eta is not None and (found is None or (eta.at(self.now) or self.now) > (found.at(self.now) or self.now)):
+                found = eta
+        return found
+
+    def blocking_sources(self, node: NodeId, partition: str) -> Iterator[tuple[NodeId, str]]:
+        """The upstream partitions whose cause is ``node``'s (**Causes**): every one of a DAG without groups; of a
+        group, only when too few members are left without a cause (``deadline.groups.group_blocked``)."""
+        spec = self.graph.dags.get(node)
+        if spec is None or not spec.groups:
+            yield from self.sources(node, partition)
+            return
+        from coordinator.core.deadline.groups import group_blocked
+
+        grouped = {m[0] for g in spec.groups for m in g.members}
+        yield from (source for source in self.sources(node, partition) if source[0] not in grouped)
+        for group in spec.groups:
+            parts = {m: self.graph.source_partitions(node, m[0], partition) for m in group.members}
+            blocked = {m for m, qs in parts.items() if any(self.cause(m[0], q) is not None for q in qs)}
+            if group_blocked(group, blocked):
+                yield from ((m[0], q) for m in group.members if m in blocked for q in parts[m])
+
     def cause(self, node: NodeId, partition: str) -> Cause | None:
         """**Causes**, memoised (a DAG's upstream partitions are shared by many of its dependents' partitions)."""
         if node not in self.tainted:
@@ -416,7 +457,7 @@ class Judging:
         fact = self.view.runs.get(at)
         found: Cause | None = None
         if fact is None or fact.state is not RunState.SUCCESS:
-            for source in self.sources(node, partition):
+            for source in self.blocking_sources(node, partition):
                 deeper = self.cause(*source)
                 if deeper is not None:
                     found = Cause(deeper.node, deeper.partition, deeper.reason, (at, *deeper.chain))
@@ -474,8 +515,7 @@ class Judging:
                         overdue = Overdue(fixed + self.grace, fixed, (at,))
             else:
                 latency = self.latency
-                for source in self.sources(node, partition):
-                    up = self.eta(*source)
+                for up in self.source_etas(node, partition):
                     if up is None:
                         continue
                     if up.ahead is not None and up.ahead + latency > ahead:
