@@ -8,15 +8,20 @@ exactly the sets of updated assets Airflow's condition holds for.
 
 from __future__ import annotations
 
+import itertools
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.conditions import holds
+from coordinator.core.graph import Graph
 from coordinator.core.importer.conditions import one_level
 from coordinator.core.importer.facts import (
     AssetCondition,
@@ -28,8 +33,10 @@ from coordinator.core.importer.facts import (
     ScheduleKind,
 )
 from coordinator.core.importer.translate import translate
+from coordinator.core.inputs import required_inputs
+from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
-from tests.test_import_dags import HERE, Imported, imported
+from tests.test_import_dags import HERE, Imported, airflow_env, imported
 from tests.test_spec_cli import run
 
 FOLDER = HERE / "estate_conditions"
@@ -135,6 +142,79 @@ def test_inputs_of_the_converted_rollup_lists_what_airflow_waits_for(estate: Imp
     ]
 
 
+#: Which task produces each asset of the folder (the outlets of tests/import_dags/estate_conditions/conditions.py).
+PRODUCED_BY = {
+    "s3://feeds/primary": ("feed_primary", "land"),
+    "s3://feeds/fallback": ("feed_fallback", "land"),
+    "s3://ref/calendar": ("calendar", "publish"),
+    "s3://sales/orders": ("orders", "load"),
+}
+REGIONS = ["load_apac", "load_eu", "load_latam", "load_us"]
+DAYS = [f"2024-03-{day:02d}T00:00:00Z" for day in range(8, 14)] + ["2024-10-27T00:00:00Z", "2024-12-31T00:00:00Z"]
+
+
+def ask_airflow(tmp: Path, requests: list[dict[str, object]]) -> list[Any]:
+    """tests/import_dags/conditions_oracle.py's answers, computed by Airflow in a child process."""
+    done = subprocess.run(
+        [sys.executable, str(HERE / "conditions_oracle.py"), str(FOLDER)],
+        input=json.dumps(requests),
+        env=airflow_env(tmp / "home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("ORACLE ")] or [done.stderr[-2000:]]
+    return list(json.loads(line.removeprefix("ORACLE ")))
+
+
+def coordinator_runs(graph: Graph, dag: str, satisfied: set[tuple[str, str]], partition: str) -> bool:
+    """Whether the written file lets ``dag`` run for ``partition`` with these members satisfied (semantics
+    `group-holds`: every required edge, every group its need)."""
+    spec = graph.dags[NodeId("default", dag)]
+    members = {(NodeId("default", d), t) for d, t in satisfied}
+    grouped = {m for g in spec.groups for m in g.members}
+    required = {(e.source, e.task) for e in spec.all_edges() if not e.failure} - grouped
+    return required <= members and holds(spec.groups, members, partition, None)
+
+
+def test_converted_conditions_run_for_exactly_the_updates_airflows_scheduler_runs_them_for(
+    estate: Imported, tmp_path: Path
+) -> None:
+    """For every subset of assets updated, the scheduler's own AssetEvaluator runs report_any, report_all and kpis
+    exactly when the written groups hold with those assets' producers succeeded; for ten days, the scheduler's
+    MinimumCount(3) fires global_rollup for exactly the subsets of regional runs its at_least group holds for, and
+    each member waits for the very run whose key Airflow counts."""
+    consumers = ["report_any", "report_all", "kpis"]
+    requests: list[dict[str, object]] = [{"dag": d, "kind": "condition"} for d in consumers]
+    requests.append({"dag": "global_rollup", "kind": "rollup", "producers": REGIONS, "partitions": DAYS})
+    answers = ask_airflow(tmp_path, requests)
+    compared = 0
+    for dag, answer in zip(consumers, answers, strict=False):
+        fired = [set(s) for s in answer["satisfied"]]
+        for n in range(len(answer["assets"]) + 1):
+            for updated in itertools.combinations(answer["assets"], n):
+                producers = {PRODUCED_BY[u] for u in updated}
+                assert coordinator_runs(estate.graph, dag, producers, "2024-03-10T04:00:00Z") == (
+                    set(updated) in fired
+                ), (dag, updated)
+                compared += 1
+    rollup = answers[-1]
+    for day in DAYS:
+        inputs = required_inputs(estate.graph, NodeId("default", "global_rollup"), day)
+        assert {i.dag.dag_id: list(i.partitions) for i in inputs} == {
+            p: [k + "Z"] for p, k in rollup[day]["keys"].items()
+        }
+        assert len(rollup[day]["in_window"]) == len(REGIONS)
+        fired = [set(s) for s in rollup[day]["fired"]]
+        for n in range(len(REGIONS) + 1):
+            for done in itertools.combinations(REGIONS, n):
+                runs = coordinator_runs(estate.graph, "global_rollup", {(p, "publish") for p in done}, day)
+                assert runs == (set(done) in fired), (day, done)
+                compared += 1
+    assert compared == 4 + 4 + 8 + len(DAYS) * 16
+
+
 # The pure half: generated conditions against their own boolean meaning.
 
 ASSETS = ("a", "b", "c", "d")
@@ -152,11 +232,11 @@ def conditions(depth: int) -> st.SearchStrategy[AssetCondition]:
     return st.one_of(leaf, node)
 
 
-def holds(tree: AssetCondition, updated: frozenset[str]) -> bool:
+def airflow_holds(tree: AssetCondition, updated: frozenset[str]) -> bool:
     """Airflow's meaning: an asset holds when it updated; & is all, | is any."""
     if tree.uri is not None:
         return tree.uri in updated
-    found = [holds(item, updated) for item in tree.items]
+    found = [airflow_holds(item, updated) for item in tree.items]
     return all(found) if tree.op is ConditionOp.ALL else any(found)
 
 
@@ -175,7 +255,7 @@ def test_a_converted_condition_holds_exactly_when_airflows_does(tree: AssetCondi
     required, groups = shape
     for updated in SUBSETS:
         written = all(u in updated for u in required) and all(any(u in updated for u in g) for g in groups)
-        assert written == holds(tree, updated), (tree.text(), sorted(updated))
+        assert written == airflow_holds(tree, updated), (tree.text(), sorted(updated))
 
 
 def dag(dag_id: str, schedule: ScheduleFact, outlets: tuple[tuple[str, str], ...] = ()) -> DagFact:
