@@ -9,11 +9,18 @@ Rules (semantics `deadlines-judged`):
 - **Keys, and time as a requeue.** The deadlines' controller (``watcher/service.py`` registers it) takes the keys the
   watch brings: ``DagKey`` (a run state, task state or ledger entry of one DAG in one partition changed),
   ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
-  relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but
-  time). One pass judges every ready key at once, then requeues the clock at the next instant the clock alone changes
-  something (the cache's ``next_instant``: a state's ``holds_until``, the next grid point; a held alert's
-  ``hold_until``), at most ``interval_s`` later: what no watch brings (a DAG paused in Airflow, an instance that stops
-  answering, an escalation level's slack, a failed alert's retry) waits no longer than that. A standby queues nothing.
+  relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but time), each
+  due ``DEADLINE_BATCH_S`` after the batch that brought it. One pass judges every ready key at once, then requeues the
+  clock at the next instant the clock alone changes something (the cache's ``next_instant``: a state's ``holds_until``,
+  the next grid point; a held alert's ``hold_until``), at most ``interval_s`` later: what no watch brings (a DAG paused
+  in Airflow, an instance that stops answering, an escalation level's slack, a failed alert's retry) waits no longer
+  than that. A standby queues nothing.
+- **One view, one change set.** The cache (**Incremental**) must be told every change of the view it reads, and only a
+  view and a change set taken together are that: a key handed out after a pass began, or one waiting its
+  ``DEADLINE_BATCH_S``, would leave a pass reading facts it was not told of. So the watch's changes are also noted as
+  they come (``interest``, under the view's lock, right after the batch was applied), and each pass takes every change
+  noted so far under the same lock, whichever key woke it (a key handed out later judges again what an earlier pass
+  took: harmless, a judgement reads the view). A standby notes nothing and its first pass as leader is a full one.
 - **Record first, alert after.** A transition is written by a fenced compare-and-swap (the executor's,
   ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for that key
   (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose
@@ -58,7 +65,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -106,6 +113,10 @@ DEFAULT_INTERVAL_S = 15.0
 #: The deadlines' controller's name and its clock key (**Keys, and time as a requeue**).
 DEADLINES = "deadline"
 CLOCK = Tick(DEADLINES)
+#: Seconds a key the watch brings waits before its pass (**Keys, and time as a requeue**): one pass then takes every
+#: change of that moment. A pass has a few milliseconds of fixed work on a big estate (the paused lists' scope, the
+#: escalation levels), a busy watch brings dozens of batches a second, and a deadline is minutes to hours away.
+DEADLINE_BATCH_S = 1.0
 #: Seconds after an instant the clock key comes back: the cache re-reads a status once ``now`` is past its instant,
 #: and the queue's monotonic clock and the wall clock may disagree by a little.
 CLOCK_MARGIN_S = 0.05
@@ -206,6 +217,10 @@ class DeadlineJob:
     _declares: tuple[Graph, bool] | None = field(default=None, init=False, repr=False)
     #: The retention floor the last batch showed (``interest``).
     _floor: RetentionFloor | None = field(default=None, init=False, repr=False)
+    #: **One view, one change set**: the changes noted since the last pass took them.
+    _changed: set[tuple[NodeId, str]] = field(default_factory=set, init=False, repr=False)
+    _partitions: set[str] = field(default_factory=set, init=False, repr=False)
+    _everything: bool = field(default=False, init=False, repr=False)
 
     def next_handler_date(self, now: datetime) -> datetime:
         """**Handlers once per transition**: a handler logical date after every recorded and every assigned one."""
@@ -221,36 +236,50 @@ class DeadlineJob:
         return self._declares[1] or bool(self.tracker.records) or bool(self.tracker.levels)
 
     def interest(self, changes: Changes, leading: bool) -> list[DeadlineKey]:
-        """**Keys, and time as a requeue**: what a watch batch brings the deadlines' controller."""
-        if not leading or not self.declares():
-            return []  # a standby judges nothing: its first pass as leader is a full one (a new term)
-        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.nodes]
-        keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
+        """**Keys, and time as a requeue**: what a watch batch brings the deadlines' controller, also kept for the next
+        pass (**One view, one change set**: called under the view's lock, right after the batch was applied)."""
         # Everything is judged again after a relist, or when the retention floor moved (the view forgot the retired
         # partitions' facts without a key each). The view's other "re-plan everything" (an activation, a budget) moves
         # no deadline: no status reads them.
-        if changes.relisted or self.view.floor != self._floor:
-            self._floor = self.view.floor
+        everything = changes.relisted or self.view.floor != self._floor
+        self._floor = self.view.floor
+        if not leading or not self.declares():
+            self._everything = True  # a standby keeps nothing: its first pass as leader is a full one
+            return []
+        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.nodes]
+        keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
+        if everything:
             keys.append(AllPartitions)
         if self.tracker.changed:
             keys.append(CLOCK)  # a record moved (another writer's, or this leader's own come back)
+        self._note(keys)
         return keys
+
+    def _note(self, keys: Iterable[DeadlineKey]) -> None:
+        """**One view, one change set**: what the next pass takes, whichever key wakes it."""
+        for key in keys:
+            if isinstance(key, DagKey):
+                self._changed.add((key.node, key.partition))
+            elif isinstance(key, PartitionKey):
+                self._partitions.add(key.partition)
+            elif key is AllPartitions:
+                self._everything = True
+
+    def _take(self, view: View) -> set[tuple[NodeId, str]] | None:
+        """**One view, one change set**: every change noted since the last pass (None: everything), under the view's
+        lock; the DAGs of a backfilled partition are those the view holds in it."""
+        changed, partitions, everything = self._changed, self._partitions, self._everything
+        self._changed, self._partitions, self._everything = set(), set(), False
+        if everything:
+            return None
+        changed.update((node, p) for p in partitions for node in view.partitions.get(p, ()))
+        return changed
 
     async def reconcile_batch(self, keys: list[DeadlineKey], now: datetime) -> dict[DeadlineKey, Result]:
         """One pass over the batch's keys, and the clock key at the next instant the clock alone changes something
         (**Keys, and time as a requeue**); raises as ``deadline_pass`` does (the controller retries)."""
-        changed: set[tuple[NodeId, str]] | None = set()
-        partitions: set[str] = set()
-        for key in keys:
-            if key is AllPartitions:
-                changed = None
-                break
-            if isinstance(key, DagKey):
-                assert changed is not None
-                changed.add((key.node, key.partition))
-            elif isinstance(key, PartitionKey):
-                partitions.add(key.partition)
-        await deadline_pass(self, now, changed, partitions)
+        self._note(keys)  # already noted when the watch brought them; a key added otherwise (a test, a retry) too
+        await deadline_pass(self, now)
         return {CLOCK: Result(requeue_after=self.requeue_after(now))}
 
     def requeue_after(self, now: datetime) -> float:
@@ -325,14 +354,10 @@ def level_records(job: DeadlineJob) -> PassRecords[LevelKey]:
                        lambda at: keys.deadline_level_key(*at), job.executor.expectations)  # fmt: skip
 
 
-async def deadline_pass(
-    job: DeadlineJob, now: datetime, changed: Collection[tuple[NodeId, str]] | None = (),
-    partitions: Collection[str] = (),
-) -> list[Transition]:  # fmt: skip
+async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     """One pass (**Record first, alert after**, **Handlers once per transition** and **One line per transition**) over
-    what ``changed`` (the (DAG, partition) keys whose facts changed; None: everything), the DAGs of ``partitions`` (a
-    backfill's) and what the clock moved; the transitions this watcher recorded. Raises LeadershipLost when the fence is
-    gone."""
+    what changed since the last one (**One view, one change set**) and what the clock moved; the transitions this
+    watcher recorded. Raises LeadershipLost when the fence is gone."""
     graph = job.graph()
     tracker = job.tracker
     if not job.declares():
@@ -345,8 +370,7 @@ async def deadline_pass(
     # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
-        if changed is not None and partitions:
-            changed = {*changed, *((n, p) for p in partitions for n in job.view.partitions.get(p, ()))}
+        changed = job._take(job.view)
         cache = job.cache
         majors = job.majors()
         if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:

@@ -69,7 +69,7 @@ from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.checkpoint import CheckpointJob
 from coordinator.watcher.deadline_facts import PausedForDeadlines
-from coordinator.watcher.deadlines import CLOCK, DeadlineJob, known_majors
+from coordinator.watcher.deadlines import CLOCK, DEADLINE_BATCH_S, DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
 from coordinator.watcher.graph_reload import GraphReload
@@ -271,8 +271,12 @@ class Watcher:
 
     def _deadline_keys(self, changes: Changes) -> list[DeadlineKey]:
         """What a watch batch brings the deadlines' controller (``watcher/deadlines.py``'s
-        **Keys, and time as a requeue**); nothing on a standby."""
-        return self.deadline.interest(changes, self.election.is_leader)
+        **Keys, and time as a requeue**), each key due ``DEADLINE_BATCH_S`` later so one pass takes every change of
+        that moment; nothing on a standby."""
+        controller = self.manager.controllers[self.deadline.name]
+        for key in self.deadline.interest(changes, self.election.is_leader):
+            controller.add_after(key, DEADLINE_BATCH_S)
+        return []
 
     def _asset_hints(self, changes: Changes) -> list[Tick]:
         """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
