@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from coordinator.core.activation import Activation
+from coordinator.core.conditions import GroupSpec
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
@@ -134,7 +135,8 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
             grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
         dags[node] = DagSpec(node, entry.upstreams, entry.on_failure_of, grid=grid,
                              offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges,
-                             expected_by=entry.expected_by, on_late_of=entry.on_late_of)  # fmt: skip
+                             expected_by=entry.expected_by, on_late_of=entry.on_late_of,
+                             groups=_groups(activation, node))  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
     graph = Graph(dags, frozenset(n.instance for n in dags), source)
@@ -144,6 +146,15 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
     if graph.digest != activation.digest:
         return None
     return graph
+
+
+def _groups(activation: Activation, node: NodeId) -> tuple[GroupSpec, ...]:
+    """The DAG's recorded condition groups (``NodeActivation.group_specs``); () for a damaged record, whose rebuilt
+    graph then has another digest and is not used."""
+    try:
+        return activation.nodes[node.qualified].group_specs()
+    except ValueError:
+        return ()
 
 
 def _nodes(values: Iterable[str] | None) -> tuple[NodeId, ...] | None:

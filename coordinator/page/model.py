@@ -9,17 +9,23 @@ Rules:
 - **Layered layout.** Layout: columns by topological depth (a DAG sits right of every source), rows ordered by the mean
   row of the sources (one barycentre pass: few crossings, deterministic), left to right.
 - **Nothing secret.** Nothing secret is shown: states, run ids, inputs, attempts and the last error as recorded in etcd.
+- **A group is one joint.** A DAG's condition group (semantics `condition-groups`) is one :class:`PageJoint` with its
+  rule in words (``any``, ``2 of 3``, ``cutoff 6h``): its members' edges end at the joint, and one edge goes on to the
+  dependent. The detail of the DAG says where each member stands (``explain.groups``, the lines ``why`` prints).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 from coordinator.core.actions import Plan, Verdict
 from coordinator.core.activation import Activation
+from coordinator.core.conditions import GroupRule, GroupSpec, clock_text
 from coordinator.core.deadline.states import DeadlineStatus
+from coordinator.core.duration import format_shift
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.model import NodeId
@@ -87,6 +93,18 @@ class PageEdge:
     source: NodeId
     target: NodeId
     on_failure: bool
+    #: The index of the target's condition group the edge belongs to (**A group is one joint**); None: a plain edge.
+    group: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PageJoint:
+    """One condition group of ``target`` (**A group is one joint**): ``index`` among its groups, its rule in words."""
+
+    target: NodeId
+    index: int
+    label: str
+    members: tuple[NodeId, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +123,8 @@ class PageModel:
     assets: tuple[AssetNode, ...] = ()
     #: Shared assets left out because the user may read no DAG of any instance they name (``page.access``).
     hidden_assets: int = 0
+    #: The condition groups, each drawn as one joint (**A group is one joint**).
+    joints: tuple[PageJoint, ...] = ()
 
     @property
     def moving(self) -> bool:
@@ -170,8 +190,10 @@ def build_page(
     partition: str | None,
     partitions: list[str] | None = None,
     deadlines: Mapping[tuple[NodeId, str], DeadlineStatus] | None = None,
+    now: datetime | None = None,
 ) -> PageModel:
-    """The page for ``partition`` (None: no run state yet; every DAG not run) from a plan that covered it."""
+    """The page for ``partition`` (None: no run state yet; every DAG not run) from a plan that covered it (decided
+    at ``now``, which the groups' cutoff lines read)."""
     places = layout(graph)
     nodes: list[PageNode] = []
     for node in graph.topo_order:
@@ -186,7 +208,7 @@ def build_page(
                 state=classify(verdict, fact, graph.dags[node]),
                 summary=verdict.summary if verdict is not None else f"{node} has no run state for this partition",
                 waiting_on=verdict.blocked_by if verdict is not None else (),
-                why=tuple(why(graph, plan_result, node, partition)) if partition is not None else (),
+                why=tuple(why(graph, plan_result, node, partition, view, now)) if partition is not None else (),
                 run_id=fact.record.run_id if fact is not None else None,
                 run_state=str(fact.record.state) if fact is not None else None,
                 attempt=fact.record.clear_number if fact is not None else None,
@@ -195,8 +217,9 @@ def build_page(
                 deadline=(deadlines or {}).get((node, partition)) if partition is not None else None,
             )
         )
+    joints, grouped = _joints(graph)
     edges = [
-        PageEdge(src, spec.node, on_failure)
+        PageEdge(src, spec.node, on_failure, None if on_failure else grouped.get((src, spec.node)))
         for spec in graph.dags.values()
         for on_failure, sources in ((False, spec.upstreams), (True, spec.on_failure_of))
         for src in sources
@@ -210,7 +233,30 @@ def build_page(
         edges=tuple(sorted(edges, key=lambda e: (e.target, e.source))),
         graph_source=graph.source,
         problems=tuple(f"{key}: {problem}" for key, problem in sorted(view.problems.items())),
+        joints=tuple(sorted(joints, key=lambda j: (j.target, j.index))),
     )
+
+
+def joint_label(group: GroupSpec) -> str:
+    """A group's rule in a few words: ``any``, ``2 of 3``, with ``cutoff 6h`` or ``cutoff 06:00`` when it has one."""
+    label = "any" if group.rule is GroupRule.ANY else f"{group.need} of {len(group.members)}"
+    if group.cutoff is not None:
+        label += f", cutoff {format_shift(group.cutoff)}"
+    elif group.at_time is not None:
+        label += f", cutoff {clock_text(group.at_time)}"
+    return label
+
+
+def _joints(graph: Graph) -> tuple[list[PageJoint], dict[tuple[NodeId, NodeId], int]]:
+    """Every group as a joint, and the group index of each (member, target) edge."""
+    joints: list[PageJoint] = []
+    index: dict[tuple[NodeId, NodeId], int] = {}
+    for spec in graph.dags.values():
+        for i, group in enumerate(spec.groups):
+            members = tuple(sorted({up for up, _ in group.members}))
+            joints.append(PageJoint(spec.node, i, joint_label(group), members))
+            index.update({(up, spec.node): i for up in members})
+    return joints, index
 
 
 def state_counts(model: PageModel) -> Mapping[NodeState, int]:

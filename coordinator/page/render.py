@@ -11,6 +11,8 @@ Rules:
   ``ui_base``, opened in the top window (the page is shown in an iframe of Airflow's UI).
 - **A page at a time.** A large graph is drawn a page at a time, filtered by DAG, state, instance or the neighbourhood
   of one DAG (``page.select``): a GET form and previous/next links that keep the partition and the filters.
+- **A group is one joint.** A DAG's condition group is a small diamond in the gap before the DAG, labelled with its
+  rule (``any``, ``2 of 3``, ``3 of 3, cutoff 6h``): the members' edges meet there and one arrow goes on to the DAG.
 - **Assets in the same drawing.** Shared assets (``page.assets``) are nodes of the same drawing, told apart by shape and
   colour (a teal pill for the asset, a small box per target instance coloured like a succeeded DAG when all is
   delivered, a waiting one while events are pending, an error one while the next event is refused;
@@ -27,7 +29,7 @@ from urllib.parse import quote, urlencode
 
 from coordinator.core.model import NodeId
 from coordinator.page.assets import DrawnAsset
-from coordinator.page.model import NodeState, PageModel, PageNode, state_counts
+from coordinator.page.model import NodeState, PageJoint, PageModel, PageNode, state_counts
 from coordinator.page.palette import COLOURS, GAP_X, GAP_Y, MARGIN, NODE_H, NODE_W
 from coordinator.page.render_assets import asset_detail, asset_legend, assets_svg, drawing_places
 from coordinator.page.select import PAGE_SIZE, Drawn, Selection, select
@@ -87,16 +89,20 @@ def _svg(
         '<marker id="arrow-fail" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="7" markerHeight="7" '
         'orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#d00000"/></marker></defs>',
     ]
+    joints = _joint_places(model, at)
     for edge in model.edges:
         sx, sy = at[edge.source]
         x2, ty = at[edge.target]
         # From the right middle of the source to the left middle of the target.
         x1, y1, y2 = sx + NODE_W, sy + NODE_H // 2, ty + NODE_H // 2
+        joint = joints.get((edge.target, edge.group)) if edge.group is not None else None
+        if joint is not None:  # **A group is one joint**: the member's edge ends at the joint, without an arrow
+            x2, y2 = joint
         mid = (x1 + x2) / 2
         style = (
             'stroke="#d00000" stroke-dasharray="5,4" marker-end="url(#arrow-fail)"'
             if edge.on_failure
-            else ('stroke="#777" marker-end="url(#arrow)"')
+            else ('stroke="#777" marker-end="url(#arrow)"' if joint is None else 'stroke="#777"')
         )
         kind = "on-failure" if edge.on_failure else "upstream"
         parts.append(
@@ -104,11 +110,41 @@ def _svg(
             f'data-to="{escape(edge.target.qualified)}" d="M{x1:.0f},{y1:.0f} C{mid:.0f},{y1:.0f} {mid:.0f},{y2:.0f} '
             f'{x2:.0f},{y2:.0f}" fill="none" stroke-width="1.5" {style}/>'
         )
+    parts += [_joint_svg(joint, place, at[joint.target]) for joint in model.joints
+               if (place := joints.get((joint.target, joint.index))) is not None]  # fmt: skip
     for node in model.nodes:
         parts.append(_node_svg(node, at[node.node], model.partition, node.node == selected, keep))
     parts += assets_svg(assets, at, lambda key: _href(model.partition, None, keep, key), selected_asset)
     parts.append("</svg>")
     return "\n".join(parts)
+
+
+def _joint_places(model: PageModel, at: Mapping[NodeId, tuple[int, int]]) -> dict[tuple[NodeId, int], tuple[int, int]]:
+    """Where each drawn group's joint sits: in the gap before its DAG, the groups of one DAG one above the other."""
+    places: dict[tuple[NodeId, int], tuple[int, int]] = {}
+    drawn = {(e.target, e.group) for e in model.edges if e.group is not None}
+    by_target: dict[NodeId, list[int]] = {}
+    for joint in model.joints:
+        if joint.target in at and (joint.target, joint.index) in drawn:
+            by_target.setdefault(joint.target, []).append(joint.index)
+    for target, indexes in by_target.items():
+        tx, ty = at[target]
+        for k, index in enumerate(indexes):
+            offset = (2 * k - (len(indexes) - 1)) * NODE_H // (2 * len(indexes) + 1)
+            places[(target, index)] = (tx - GAP_X // 2, ty + NODE_H // 2 + offset)
+    return places
+
+
+def _joint_svg(joint: PageJoint, place: tuple[int, int], target: tuple[int, int]) -> str:
+    """**A group is one joint**: a diamond with its rule, and one arrow on to the dependent."""
+    x, y = place
+    tx, ty = target[0], target[1] + NODE_H // 2
+    return (
+        f'<g class="joint" data-to="{escape(joint.target.qualified)}" data-rule="{escape(joint.label)}">'
+        f'<path d="M{x},{y} L{tx},{ty}" fill="none" stroke="#777" stroke-width="1.5" marker-end="url(#arrow)"/>'
+        f'<path d="M{x - 6},{y} L{x},{y - 6} L{x + 6},{y} L{x},{y + 6}z" fill="#fff" stroke="#555" stroke-width="1.5"/>'
+        f'<text x="{x}" y="{y - 9}" text-anchor="middle" font-size="10" fill="#333">{escape(joint.label)}</text></g>'
+    )
 
 
 def _node_svg(

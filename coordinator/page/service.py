@@ -314,7 +314,8 @@ async def dependencies_page(
     )
     # Paused DAGs and unreachable instances only the leader sees: its recorded judgement, as `status` shows it.
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
-    model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines), assets=read.assets)
+    model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines, decision.now),
+                    assets=read.assets)  # fmt: skip
     if read.lineage:  # semantics `lineage-upstreams`: an OpenLineage node says its job, last event
         model = with_lineage(model, read.lineage)
     if access is not None:
