@@ -38,6 +38,7 @@ from coordinator.cli.app import (
     typed,
 )
 from coordinator.core.assets import AssetRoute, TargetAssets
+from coordinator.core.holds import Hold
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.diagnosis import (
     DoctorFacts,
@@ -50,6 +51,7 @@ from coordinator.diagnosis import (
     to_text,
 )
 from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import InstanceCheck
 from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.lineage.status import receiver_status
@@ -277,6 +279,8 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
         except StoreError as exc:
             facts.write_ok, facts.permission_error = None, str(exc)
         facts.view, facts.leader, facts.watchers = model.view, model.leader, model.watchers
+        if keys.holds not in facts.unreadable:
+            facts.holds, facts.holds_error = await _holds(store, keys)
         facts.bad_values = model.bad_values()
         # The floor as the view holds it (read with the rest); an unparsable one is an error to fix first.
         floor_key = keys.config_key("retention")
@@ -288,6 +292,16 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
         facts.etcd_error = facts.etcd_error or str(exc)
     finally:
         await store.close()
+
+
+async def _holds(store: Any, keys: KeyLayout) -> tuple[list[Hold] | None, str | None]:
+    """Operators' holds through the informer (``read_holds``: no reader lists the store on its own); a refusal or an
+    error is the check's skip reason, never a traceback."""
+    try:
+        index, _ = await read_holds(store, keys)
+    except StoreError as exc:
+        return None, f"the holds could not be read: {exc}"
+    return list(index.holds.values()), None
 
 
 def etcdctl_words(settings: Settings) -> str:

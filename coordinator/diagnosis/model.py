@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.assets import TargetAssets
 from coordinator.core.graph import Graph
+from coordinator.core.holds import Hold
 from coordinator.core.lineage.ignored import IgnoredJob
 from coordinator.core.retention import RetentionFloor
 from coordinator.core.view import View
@@ -90,6 +91,10 @@ class DoctorFacts:
     watchers: Sequence[WatcherPresence] = ()
     #: Every key the read model left out, with why (``StoreModel.bad_values``: the view's and its indexes').
     bad_values: Mapping[str, str] = field(default_factory=dict)
+    #: Operators' holds as recorded (``{prefix}/holds/``, issue 51), released ones too; None: not read
+    #: (``holds_error`` says why).
+    holds: Sequence[Hold] | None = None
+    holds_error: str | None = None
     floor: RetentionFloor | None = None
     floor_error: str | None = None
     #: Instances to check (``--instance`` narrows it) and what probing each found.
