@@ -1,14 +1,18 @@
-"""Holds on two real Airflow deployments (issue 51): a ``--downstream`` hold on default/01_pipeline keeps
+"""Holds and reruns on two real Airflow deployments (issue 51): a ``--downstream`` hold on default/01_pipeline keeps
 team_b/02_pipeline and default/e2e_dependent from starting while 01 runs twice; a leader killed with kill -9 while
-holding changes nothing; the release starts each held run once."""
+holding changes nothing; the release starts each held run once. On the seven-DAG example across both deployments,
+``plan rerun`` lists exactly the runs a real ``rerun`` then clears or creates in both Airflows, and ``rerun
+--no-cascade`` reruns the root and nothing below it. One module, so the second Airflow starts once for all of it."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +25,22 @@ from tests.e2e.test_multi_instance_e2e import team_b as team_b
 
 pytestmark = pytest.mark.e2e
 
+#: The seven-DAG example (dependencies.json) across the two deployments: 02_pipeline is team_b's (the DAG the second
+#: Airflow has), so the cascade crosses to team_b and back into the fan-in 06.
+SEVEN: dict[str, Any] = {
+    "version": 1,
+    "instances": {"team_b": {"description": "the second Airflow"}},
+    "dags": {
+        "team_b/02_pipeline": {"upstreams": "default/01_pipeline"},
+        **{dag: {"upstreams": "01_pipeline"} for dag in ("03_pipeline", "04_pipeline", "05_pipeline")},
+        "06_pipeline": {"upstreams": ["team_b/02_pipeline", "03_pipeline", "04_pipeline", "05_pipeline"]},
+        "07_pipeline": {"upstreams": "06_pipeline"},
+    },
+}
+#: (instance, dag) of the seven, with the depth below the root each is at.
+DEPTHS = {("default", "01_pipeline"): 0, ("team_b", "02_pipeline"): 1, ("default", "03_pipeline"): 1,
+          ("default", "04_pipeline"): 1, ("default", "05_pipeline"): 1, ("default", "06_pipeline"): 2,
+          ("default", "07_pipeline"): 3}  # fmt: skip
 #: After a root success, how long the held dependents must stay without a run (several passes of the watcher).
 HELD_S = 5.0
 
@@ -73,3 +93,70 @@ def test_a_downstream_hold_keeps_both_deployments_back_through_two_root_runs_and
     for dag_id, instance in RERUN:
         ledger = e2e.read_ledger(dag_id, partition, instance)
         assert ledger is not None and ledger.trigger_count == 1, (instance, dag_id, ledger)
+
+
+def airflow_runs(e2e: E2E, team_b: AirflowStack, partition: str) -> dict[tuple[str, str], list[tuple[str, Any]]]:
+    """(instance, dag) -> each run of the partition as both Airflows' REST APIs list it: (run id, start date)."""
+    stacks = {"default": e2e.stack, "team_b": team_b}
+    return {(i, d): [(r.run_id, r.start_date) for r in e2e.runs(d, partition, stack=stacks[i])] for i, d in DEPTHS}
+
+
+def effects(
+    before: dict[tuple[str, str], list[tuple[str, Any]]], after: dict[tuple[str, str], list[tuple[str, Any]]]
+) -> set[tuple[str, str, str]]:
+    """(instance, dag, create|clear) for each DAG whose run appeared (create) or started again (clear)."""
+    found = set()
+    for at, runs in after.items():
+        assert len(runs) <= 1, (at, runs)  # Airflow allows one run per logical date
+        if runs and not before[at]:
+            found.add((*at, "create"))
+        elif runs and runs != before[at]:
+            found.add((*at, "clear"))
+    return found
+
+
+def settle_all(e2e: E2E, partition: str, log: str) -> None:
+    """Until the leader had an idle pass after the newest run record of the seven."""
+    last = max(e2e.read_run(dag, partition, instance)[1] for instance, dag in DEPTHS)
+    wait_settled(e2e.work_dir / log, last)
+
+
+def test_plan_rerun_lists_the_runs_a_real_rerun_clears_and_no_cascade_reruns_the_root_only(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """On the seven-DAG example across both deployments: the preview's runs (instance, DAG, step) are exactly the runs
+    both Airflows' REST APIs show cleared or created by the real rerun, each once; then `rerun --no-cascade` clears
+    the root and no run below it starts again in either Airflow."""
+    deps = e2e.write_dependencies(SEVEN, name="rerun.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-rerun")
+    e2e.wait_for_leader(deps, "e2e-rerun")
+    partition = e2e.new_partition()
+    e2e.stack.trigger("01_pipeline", e2e.run_id("rerun"), partition)
+    e2e.wait_for_run_record("07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, 240, "the cascade")
+    settle_all(e2e, partition, "e2e-rerun-watcher.log")
+    span = ("01_pipeline", "--from", partition, "--to", partition)
+
+    planned = json.loads(coordinator(e2e, deps, "plan", "rerun", *span, "--format", "json"))
+    assert {((r["instance"], r["dag"]), r["depth"]) for r in planned["runs"]} == set(DEPTHS.items()), planned
+    listed = {(r["instance"], r["dag"], r["step"]) for r in planned["runs"]}
+    before = airflow_runs(e2e, team_b, partition)
+    coordinator(e2e, deps, "rerun", *span, "--yes")
+    e2e.wait_for_run_record("07_pipeline", partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
+                            240, "the rerun's cascade")  # fmt: skip
+    settle_all(e2e, partition, "e2e-rerun-watcher.log")
+    assert effects(before, airflow_runs(e2e, team_b, partition)) == listed
+    for instance, dag in DEPTHS:
+        record, _ = e2e.read_run(dag, partition, instance)
+        assert record is not None and record.clear_number == 1, (instance, dag, record)  # cleared once, not twice
+
+    planned = json.loads(coordinator(e2e, deps, "plan", "rerun", *span, "--no-cascade", "--format", "json"))
+    assert [(r["instance"], r["dag"], r["step"]) for r in planned["runs"]] == [("default", "01_pipeline", "clear")]
+    ledgers = {at: e2e.read_ledger(at[1], partition, at[0]) for at in DEPTHS}
+    before = airflow_runs(e2e, team_b, partition)
+    coordinator(e2e, deps, "rerun", *span, "--no-cascade", "--yes")
+    e2e.wait_for_run_record("01_pipeline", partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 2,
+                            120, "the root's rerun")  # fmt: skip
+    settle_all(e2e, partition, "e2e-rerun-watcher.log")
+    time.sleep(HELD_S)  # several more passes: nothing below may start late
+    assert effects(before, airflow_runs(e2e, team_b, partition)) == {("default", "01_pipeline", "clear")}
+    assert {at: e2e.read_ledger(at[1], partition, at[0]) for at in DEPTHS} == ledgers
