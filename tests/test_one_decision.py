@@ -2,9 +2,10 @@
 
 Hypothesis draws stores against a real etcd: run states written in any order over three daily partitions, a graph
 adopted before or after them or never (a first adoption, held or not by the first-start limit), a retention floor
-or none, and a plain or a gridded graph (an edge reading yesterday). For each store the test drives the REAL
-functions: the page service (``dependencies_page``, one request per partition), the ``status`` command in process
-(``--format json``) and a leading watcher's reconcile pass (``Watcher.reconcile_pass``, actions not sent).
+or none, and a plain or a gridded graph (an edge reading yesterday), or one with a condition group (an ``any``, a
+cutoff). For each store the test drives the REAL functions: the page service (``dependencies_page``, one request
+per partition), the ``status`` command in process (``--format json``) and a leading watcher's reconcile pass
+(``Watcher.reconcile_pass``, actions not sent).
 """
 
 from __future__ import annotations
@@ -62,6 +63,20 @@ GRAPHS: dict[str, dict[str, Any]] = {
         "a": {"upstreams": [{"dag": "r", "task": "load"}]},
         "b": {"upstreams": "a"},
         "h": {"on_failure_of": "a"},
+    },
+    # a runs when r OR r's task "load" succeeded (a condition group): the page, status and the watcher judge it alike.
+    "any": {
+        "r": {},
+        "a": {"upstreams": [{"any": ["r", {"dag": "r", "task": "load"}]}]},
+        "b": {"upstreams": "a"},
+        "h": {"on_failure_of": "a"},
+    },
+    # both, or one from 6 hours after the day's start (long past: the cutoff holds with one), late ones rerun a once.
+    "cutoff": {
+        "r": {"partitions": DAILY},
+        "a": {"partitions": DAILY, "upstreams": [{"all": ["r", {"dag": "r", "task": "load"}], "cutoff": "6h"}]},
+        "b": {"partitions": DAILY, "upstreams": "a"},
+        "h": {"partitions": DAILY, "on_failure_of": "a"},
     },
 }
 #: status's one state per row (report.row_status) in the page's words (page.model.NodeState).
