@@ -471,7 +471,8 @@ def status(
     for row in rows:
         trig = row.last_trigger
         table.add_row(
-            row.partition, row.dag, row.status.upper() if row.status == "due" else row.status, row.summary,
+            row.partition, row.dag, row.status.upper() if row.status == "due" else row.status,
+            "\n".join((row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
             f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
             row.last_error or "",
         )  # fmt: skip
