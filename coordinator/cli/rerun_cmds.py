@@ -9,8 +9,10 @@ Rules:
 - **Record, then clear.** For each target run: with ``--no-cascade`` the no-cascade record is written first
   (semantics `no-cascade-once`; a record of the same attempt, left by an earlier try that crashed before its clear,
   is kept as it is), then the run is read from Airflow and cleared unless it is queued or running already (an earlier
-  try's clear, or a run under way). So repeating the command after a crash at any point does the same thing once:
-  the record means the same and the clear is not repeated while the rerun is under way.
+  try's clear, or a run under way). A clear whose answer is lost is looked up: a ``queued_at`` that moved means it
+  happened. So repeating the command after a crash at any point does the same thing once: the record means the same
+  and the clear is not repeated while the rerun is under way. (A repeat after the rerun's run has FINISHED is a new
+  rerun: nothing tells the two apart.)
 - **Targets.** The runs of TARGET whose partition is in [--from, --to] and that have a run state in the store; a run
   queued or running now is not cleared (rerun it after it ends: the command says so).
 - **Recorded.** Every ``rerun`` that clears appends one entry to the audit trail (``writers/history.py``): who, when,
@@ -291,22 +293,36 @@ async def _rerun_one(
         return Cleared(
             node, partition, record.run_id, "rerunning", f"{run.state} in Airflow already: not cleared again"
         )
-    await client.clear(node.dag_id, record.run_id)
+    try:
+        await client.clear(node.dag_id, record.run_id)
+    except CoordinatorError:
+        # A clear whose answer was lost may have happened: Airflow's queued_at moves on every clear (semantics
+        # `clear-queued-at-first`), so look before reporting a failure the repeat would turn into a second clear.
+        after = await client.get_run(node.dag_id, record.run_id)
+        if after is None or after.queued_at == run.queued_at:
+            raise
     return Cleared(node, partition, record.run_id, "cleared", f"was {record.state}")
 
 
 async def _rerun(
     settings: Settings, node: NodeId, partitions: list[str], *, no_cascade: bool, who: str, why: str, now: datetime
-) -> list[Cleared]:
+) -> tuple[list[Cleared], CoordinatorError | None]:
+    """**Record, then clear** for each partition in turn; the runs done so far and the error that stopped it, if any
+    (**Exit codes**: what was cleared before a failure is listed)."""
     instance = settings.instances().get(node.instance)
     if instance is None:
         raise _NoAirflow(node.instance)
     done: list[Cleared] = []
+    stopped: CoordinatorError | None = None
     async with await EtcdStore.connect(settings.etcd()) as store, AirflowClient(instance, name=node.instance) as client:
         try:
             for partition in partitions:
                 done.append(await _rerun_one(store, client, settings, node, partition, no_cascade=no_cascade,
                                              who=who, now=now))  # fmt: skip
+        except ConfigError:
+            raise
+        except CoordinatorError as exc:  # etcd or Airflow failed: report what was done, then the error
+            stopped = exc
         finally:
             cleared = [c for c in done if c.outcome == "cleared"]
             if cleared:  # **Recorded**
@@ -316,7 +332,7 @@ async def _rerun(
                     affected=tuple(f"{c.node}@{c.partition} run {c.run_id}" for c in cleared),
                 )  # fmt: skip
                 await append_history(store, settings.keys, entry)
-    return done
+    return done, stopped
 
 
 class _NoAirflow(ConfigError):
@@ -360,12 +376,18 @@ def rerun(
             out.print("nothing cleared")
             raise typer.Exit(1)
     who = _who(by, settings)
-    done = run_async(lambda: _rerun(settings, node, partitions, no_cascade=no_cascade, who=who, why=reason, now=now))
+    done, stopped = run_async(
+        lambda: _rerun(settings, node, partitions, no_cascade=no_cascade, who=who, why=reason, now=now)
+    )
     for item in done:
         out.print(f"{item.outcome} {item.node} {item.partition}" + (f" (run {item.run_id})" if item.run_id else "")
                   + f": {item.detail}", markup=False, soft_wrap=True)  # fmt: skip
     cleared = sum(c.outcome == "cleared" for c in done)
     tail = "its dependents stay as they are" if no_cascade else "the watchers rerun what depends on them, once"
     out.print(f"rerun {node}: {cleared} run(s) cleared; {tail}", markup=False)
+    if stopped is not None:
+        left = len(partitions) - len(done)
+        fail(f"{stopped}; {left} partition(s) not done: repeat the command to finish (a run Airflow shows queued or "
+             "running is not cleared again)", EXIT_FAILURE)  # fmt: skip
     if any(c.outcome == "skipped" for c in done):
         raise typer.Exit(EXIT_FAILURE if cleared == 0 else 0)

@@ -252,3 +252,38 @@ def test_the_howto_commands_run_as_shown(stack: Stack, team_b: FakeAirflow) -> N
             stack.settle()
     assert [team_b.clears(d) for d in THERE] == [1, 1, 1]
     assert [stack.fake.clears(d) for d in HERE] == [2, 1, 1, 1]
+
+
+def test_a_lost_clear_answer_counts_as_the_clear(stack: Stack, team_b: FakeAirflow) -> None:
+    """Airflow clears the run but the answer is lost: rerun looks (queued_at moved), reports it cleared, exit 0; the
+    root reran once and nothing downstream did."""
+    p = cascaded(stack)
+    stack.fake.drop_next(1, endpoint="clear", dag_id=ROOT_DAG)
+    done = rerun(stack, p, "--no-cascade", "--yes")
+    assert f"cleared {ROOT_DAG} {p}" in done.stdout, done.stdout
+    wait_attempt(stack, "default", ROOT_DAG, p, 1)
+    stack.settle()
+    assert stack.fake.clears(ROOT_DAG) == 1
+    assert sum(stack.fake.clears(d) for d in HERE[1:]) + sum(team_b.clears(d) for d in THERE) == 0
+
+
+def test_a_failed_clear_stops_lists_what_was_done_and_the_repeat_finishes(stack: Stack, team_b: FakeAirflow) -> None:
+    """Over two partitions, Airflow refuses the second one's clear: the first is listed, exit 1 saying to repeat;
+    the repeat clears the second and not the first again."""
+    p1, p2 = new_partition(), new_partition()
+    start(stack)
+    for p in (p1, p2):
+        stack.trigger_root(p)
+        wait_attempt(stack, B, "07_pipeline", p, 0)
+    stack.settle()
+    stack.fake.set_paused(ROOT_DAG, True)  # the cleared runs stay queued while the command is repeated
+    rerun(stack, p1, "--no-cascade", "--yes")  # p1 is under way
+    stack.fake.fail_next(1, 409, endpoint="clear", dag_id=ROOT_DAG)  # the next clear (p2's) is refused
+    both = ("rerun", ROOT_DAG, "--from", p1, "--to", p2, "--no-cascade", "--yes")
+    first = stack.cli(*both, airflow=True, check=False)
+    assert first.returncode == 1, first
+    assert f"rerunning {ROOT_DAG} {p1}" in first.stdout and "repeat the command" in first.stderr, first
+    again = stack.cli(*both, airflow=True)
+    assert f"rerunning {ROOT_DAG} {p1}" in again.stdout and f"cleared {ROOT_DAG} {p2}" in again.stdout, again.stdout
+    assert [[r.clear_number for r in stack.fake_runs(ROOT_DAG, p)] for p in (p1, p2)] == [[1], [1]]
+    assert stack.fake.clears(ROOT_DAG) == 2
