@@ -8,7 +8,8 @@ Rules:
   otherwise it is *stale*, *failed*, *running*/*queued* or *has not run*, as the view records. Which members a run
   consumed is what the ledger's inputs record (semantics `group-consumed`), nothing guessed.
 - **Lines.** ``runs when any of a, b: neither has run for P`` / ``2 of 3 needed: eu, us done; apac failed``; with a
-  cutoff, before it ``cutoff at 06:00: runs then with at least 2``, after a run at it ``cutoff at 06:00 ran with eu,
+  cutoff, before it ``cutoff at 06:00: runs then with at least 2`` (``cutoff at 06:00 passed: ...`` until it runs),
+  after a run at it ``cutoff at 06:00 ran with eu,
   us; apac late: will rerun once`` (``late: ignored`` with ``"late": "ignore"``; ``reran with apac`` once done).
 """
 
@@ -64,8 +65,10 @@ def _cutoff_line(
     at = group.cutoff_at(partition)
     assert at is not None  # a group with a cutoff
     when = f"cutoff at {_when(group, at, partition)}"
-    if not ran or not took or now is None or now < at:
+    if now is None or now < at:
         return f"{when}: runs then with at least {group.minimum} (late: {_late_words(group)})"
+    if not ran or not took:
+        return f"{when} passed: runs with at least {group.minimum} (late: {_late_words(group)})"
     if len(took) >= group.need:
         return f"{when}: ran with {len(took)} of {group.need} needed ({', '.join(member_name(m) for m in took)})"
     late = [m for m in group.members if m not in took]
