@@ -36,8 +36,9 @@ What the semantics leave to this module:
   members are satisfied (semantics `group-holds`). Its trigger records the generations of the required edges and of
   the members satisfied then, no others (semantics `group-consumed`); a member the ledger does not record was not
   consumed and never makes D stale (semantics `group-unconsumed`), a recorded one does when it has a new generation.
-- **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the partition's start plus the
-  cutoff with ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
+- **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
+  partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
+  ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
   the next one passes, so the caller can plan again then.
 """
 

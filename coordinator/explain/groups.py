@@ -9,8 +9,8 @@ Rules:
   consumed is what the ledger's inputs record (semantics `group-consumed`), nothing guessed.
 - **Lines.** ``runs when any of a, b: neither has run for P`` / ``2 of 3 needed: eu, us done; apac failed``; with a
   cutoff, before it ``cutoff at 06:00: runs then with at least 2`` (``cutoff at 06:00 passed: ...`` until it runs),
-  after a run at it ``cutoff at 06:00 ran with eu,
-  us; apac late: will rerun once`` (``late: ignored`` with ``"late": "ignore"``; ``reran with apac`` once done).
+  after a run at it ``cutoff at 06:00 ran with eu, us; apac late: will rerun once`` (``late: ignored`` with
+  ``"late": "ignore"``), and once a run consumed the whole need ``cutoff at 06:00: ran with 3 of 3 needed (...)``.
 """
 
 from __future__ import annotations
