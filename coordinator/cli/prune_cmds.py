@@ -13,6 +13,10 @@ Rules:
 - **Guarded deletes.** Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod
   revision: a key written meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any
   delete.
+- **The audit trail too.** The history entries written before the cutoff and the holds that stopped holding before it
+  (released or expired; issue 51) are deleted after the partitions, guarded the same way (``core.retention``'s rule g);
+  a user that may not delete them (only the operator role writes holds/ and history/) gets the refusal in the report,
+  not a failure: the partitions are pruned either way.
 - **Bad input before etcd.** Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff
   in the future, a bad duration or format) exits 2 before touching etcd; etcd trouble exits 1.
 """
@@ -33,6 +37,7 @@ from coordinator.core.retention import (
     HoldReason,
     RetentionFloor,
     Selection,
+    audit_counts,
     cutoff_before,
     cutoff_problem,
     facts_from_kvs,
@@ -70,6 +75,11 @@ class PruneReport(BaseModel):
     kept_counts: dict[str, int]
     #: Keys written while pruning: kept (a concurrent write is never lost).
     changed: list[str]
+    #: **The audit trail too**: history entries and ended holds selected (per kind), deleted, and why they were not
+    #: (a refusal), None when nothing refused them.
+    audit: dict[str, int] = {}
+    audit_deleted: int = 0
+    audit_refused: str | None = None
 
 
 async def run_prune(
@@ -79,7 +89,7 @@ async def run_prune(
     delete in guarded batches."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
     from coordinator.informer.read_model import VIEW, Scope, load
-    from coordinator.watcher.retention import delete_selected, read_floor, record_floor
+    from coordinator.watcher.retention import delete_selected, prune_audit, read_floor, record_floor
 
     async with await EtcdStore.connect(etcd) as store:
         current, current_rev = await read_floor(store, keys)
@@ -101,8 +111,11 @@ async def run_prune(
         if not dry_run:
             outcome = await delete_selected(store, selection.delete)
             deleted, transactions, changed = outcome.deleted, outcome.transactions, outcome.changed
-    return _report(selection, dry_run=dry_run, floor=floor, current=current, written=write and not dry_run,
-                   deleted=deleted, transactions=transactions, changed=changed)  # fmt: skip
+        audit, done, refused = await prune_audit(store, store, keys, cutoff, now, dry_run=dry_run)
+    report = _report(selection, dry_run=dry_run, floor=floor, current=current, written=write and not dry_run,
+                     deleted=deleted, transactions=transactions, changed=[*changed, *done.changed])  # fmt: skip
+    return report.model_copy(update={"audit": audit_counts(audit), "audit_deleted": done.deleted,
+                                     "audit_refused": refused})  # fmt: skip
 
 
 def _report(
@@ -154,6 +167,14 @@ def _print(report: PruneReport) -> None:
             out.print(f"  {kept.partition}: {', '.join(kept.reasons)}: {'; '.join(kept.details)}", markup=False)
     else:
         out.print("kept 0 partitions before the cutoff", markup=False)
+    history, holds = report.audit.get("history", 0), report.audit.get("hold", 0)
+    out.print(f"{would}delete {history} history entr(ies) and {holds} ended hold(s) from before the cutoff",
+              markup=False)  # fmt: skip
+    if report.audit_refused is not None:
+        out.print(f"  not deleted: {report.audit_refused} (only the operator role may write holds/ and history/)",
+                  markup=False)  # fmt: skip
+    elif not report.dry_run and history + holds:
+        out.print(f"deleted {report.audit_deleted} audit record(s)", markup=False)
     if report.changed:
         out.print(f"kept {len(report.changed)} key(s) written while pruning ({HoldReason.CHANGED}):", markup=False)
         for key in report.changed:
@@ -189,7 +210,8 @@ def prune(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Retire the partitions before a cutoff and delete their run-state, ledger and backfill keys.
+    """Retire the partitions before a cutoff and delete their run-state, ledger and backfill keys, and the history
+    entries and ended holds from before it.
 
     Partitions holding an unfinished trigger or a queued/running run are kept and listed. The watchers never trigger
     or clear anything because of it: a retired partition is history they no longer plan.

@@ -26,6 +26,10 @@ partition. A partition P < F is RETIRED (canonical partitions sort by time).
    f. `forget-retired`: A watcher forgets retired partitions (memory), except those holding an unfinished intent
       (`retired-intents-complete` needs them whole); a retired key written later is forgotten again as soon as it is
       applied.
+   g. The audit trail ages out with the partitions (issue 51): a history entry written before the cutoff (the time is
+      in its key) and a hold that stopped holding before it (released, or expired) are deleted too
+      (:func:`select_audit`), guarded by their mod revisions like every other delete. A standing hold is never
+      deleted, however old; neither is a value that does not parse (its age is unknown).
 
 Pure: no I/O, no clock (callers pass ``now``), no logging.
 """
@@ -33,10 +37,11 @@ Pure: no I/O, no clock (callers pass ``now``), no logging.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from coordinator.core.actions import Plan, Trigger, Verdict
 
@@ -45,7 +50,9 @@ from coordinator.core.floor import RetentionFloor as RetentionFloor
 from coordinator.core.floor import dump_floor as dump_floor
 from coordinator.core.floor import parse_floor as parse_floor
 from coordinator.core.graph import Graph
+from coordinator.core.holds import Hold
 from coordinator.core.model import (
+    HISTORY_TIME_FORMAT,
     KeyLayout,
     NodeId,
     TriggerStatus,
@@ -276,9 +283,89 @@ def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
     return Selection(cutoff, tuple(delete), tuple(kept), counts)
 
 
-def batches(facts: Sequence[KeyFact], size: int = BATCH_SIZE) -> list[list[KeyFact]]:
+class Guarded(Protocol):
+    """A key to delete only if its mod revision is still ``mod_rev`` (a partition's key, an audit record)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def mod_rev(self) -> int: ...
+
+
+G = TypeVar("G", bound=Guarded)
+
+
+def batches(facts: Sequence[G], size: int = BATCH_SIZE) -> list[list[G]]:
     """Transactions of at most ``size`` deletes, oldest partition first."""
     return [list(facts[i : i + size]) for i in range(0, len(facts), size)]
+
+
+# -- the audit trail (rule g) ------------------------------------------------------------------------------------------
+
+
+class AuditKind(StrEnum):
+    HISTORY = "history"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFact:
+    """A history entry or an ended hold from before the cutoff (rule g), with the revision its delete compares."""
+
+    key: str
+    kind: AuditKind
+    mod_rev: int
+    #: When it was written (history) or stopped holding (a hold).
+    at: datetime
+
+
+def cutoff_time(cutoff: str) -> datetime:
+    """The cutoff (a canonical partition) as an instant, to compare the audit trail's times with."""
+    return datetime.fromisoformat(cutoff.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def history_time_of(keys: KeyLayout, key: str) -> datetime | None:
+    """The time a history key names (``{prefix}/history/{time}-{id}``); None for a key of another shape."""
+    stamp, sep, entry_id = key.removeprefix(keys.history).partition("Z-")
+    if not key.startswith(keys.history) or not sep or not entry_id:
+        return None
+    try:
+        return datetime.strptime(f"{stamp}Z", HISTORY_TIME_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+def hold_ended(hold: Hold) -> datetime | None:
+    """When a hold stopped holding: its release, else its expiry; None while nothing ends it."""
+    return hold.released_at or hold.until
+
+
+def select_audit(
+    keys: KeyLayout, history: Mapping[str, int], holds: Iterable[tuple[Hold, int]], cutoff: str, now: datetime
+) -> tuple[AuditFact, ...]:
+    """Rule g: the history keys (key -> mod revision; a revision below 1 marks a value that does not parse) written
+    before ``cutoff`` and the holds (with their mod revisions) that stopped holding before it, oldest first. A hold
+    standing at ``now`` is never selected (an expiry in the future has not ended it)."""
+    floor = cutoff_time(cutoff)
+    found: list[AuditFact] = []
+    for key, mod_rev in history.items():
+        at = history_time_of(keys, key)
+        if at is not None and at < floor and mod_rev > 0:
+            found.append(AuditFact(key, AuditKind.HISTORY, mod_rev, at))
+    for hold, mod_rev in holds:
+        ended = hold_ended(hold)
+        if ended is not None and ended < floor and not hold.standing(now) and mod_rev > 0:
+            found.append(AuditFact(keys.hold_key(hold.id), AuditKind.HOLD, mod_rev, ended))
+    return tuple(sorted(found, key=lambda f: (f.at, f.key)))
+
+
+def audit_counts(facts: Iterable[AuditFact]) -> dict[str, int]:
+    """Selected audit records per kind (history, hold)."""
+    found = dict.fromkeys((k.value for k in AuditKind), 0)
+    for fact in facts:
+        found[fact.kind.value] += 1
+    return found
 
 
 # -- the planner side (semantics `retired-inert`, `retired-intents-complete`, `forget-retired`)

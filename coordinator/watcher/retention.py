@@ -8,6 +8,11 @@ are the read model's, followed by the informer: ``informer/retention.py``):
 - **Leader-only rounds.** The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as
   the timed key ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one
   ``retention.pruned`` line. A failure is logged and retried with a backoff capped at the interval, never fatal.
+- **The audit trail ages out.** With a store to read it from, each round (and ``prune``) also deletes the history
+  entries and the ended holds from before the cutoff (``core.retention.select_audit``, issue 51), guarded the same way,
+  after the partitions. A role that may not delete them (``coordinator roles`` grants holds/ and history/ to the
+  operator only) is reported (``retention.audit ... refused=...``), never a failed round: the partitions' retention
+  does not wait for it.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from coordinator.core.holds import Hold
 from coordinator.core.model import KeyLayout
 from coordinator.core.retention import (
     BATCH_SIZE,
+    AuditFact,
+    Guarded,
     HoldReason,
-    KeyFact,
     RetentionFloor,
     Selection,
+    audit_counts,
     batches,
     cutoff_before,
     dump_floor,
@@ -32,11 +40,13 @@ from coordinator.core.retention import (
     next_floor,
     parse_floor,
     select,
+    select_audit,
 )
 from coordinator.core.view import View
-from coordinator.informer.retention import RetentionTracker
-from coordinator.errors import CoordinatorError
+from coordinator.errors import CoordinatorError, StoreError
 from coordinator.etcd import EtcdStore, Writes
+from coordinator.informer.holds import read_history, read_holds
+from coordinator.informer.retention import RetentionTracker
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.executor import Executor
 
@@ -84,7 +94,7 @@ async def record_floor(writes: Writes, keys: KeyLayout, floor: RetentionFloor, e
 
 async def delete_selected(
     writes: Writes,
-    facts: Sequence[KeyFact],
+    facts: Sequence[Guarded],
     *,
     size: int = BATCH_SIZE,
     in_flight: int = IN_FLIGHT,
@@ -96,7 +106,7 @@ async def delete_selected(
     outcome = PruneOutcome()
     todo = iter(batches(facts, size))  # shared by the workers: each batch is taken once
 
-    async def one(batch: list[KeyFact]) -> None:
+    async def one(batch: list[Guarded]) -> None:
         pending = [(f.key, f.mod_rev) for f in batch]
         while pending:
             result = await writes.delete_unchanged(pending)
@@ -122,6 +132,41 @@ async def delete_selected(
     return outcome
 
 
+# -- the audit trail (**The audit trail ages out**) -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditRecords:
+    """The history's keys with their mod revisions and every hold with its own, as the informer read them."""
+
+    history: dict[str, int]
+    holds: list[tuple[Hold, int]]
+
+
+async def read_audit(store: EtcdStore, keys: KeyLayout) -> AuditRecords:
+    """Holds and history through the informer (``informer/holds.py``: no reader lists the store on its own)."""
+    holds, _ = await read_holds(store, keys)
+    history, _ = await read_history(store, keys)
+    return AuditRecords(history.held(), [(h, holds.revisions.get(i, 0)) for i, h in holds.holds.items()])
+
+
+async def prune_audit(
+    store: EtcdStore, writes: Writes, keys: KeyLayout, cutoff: str, now: datetime, *, dry_run: bool = False
+) -> tuple[tuple[AuditFact, ...], PruneOutcome, str | None]:
+    """**The audit trail ages out**: what was selected, what the guarded deletes did, and why they were refused (a
+    role without write access to holds/ and history/), None when they were not."""
+    records = await read_audit(store, keys)
+    facts = select_audit(keys, records.history, records.holds, cutoff, now)
+    if dry_run or not facts:
+        return facts, PruneOutcome(), None
+    try:
+        return facts, await delete_selected(writes, facts), None
+    except StoreError as exc:
+        if "permission denied" not in str(exc).lower():
+            raise
+        return facts, PruneOutcome(), f"{exc}"
+
+
 # -- the leader's periodic retention (**Leader-only rounds**) ----------------------------------------------------------
 
 
@@ -140,6 +185,9 @@ class RetentionJob:
     tracker: RetentionTracker
     watcher_id: str
     name: str = "retention"
+    #: **The audit trail ages out**: the store the round reads the holds and the history from; None: this round
+    #: leaves them alone.
+    store: EtcdStore | None = None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off).
@@ -161,6 +209,12 @@ class RetentionJob:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
+        if self.store is not None:
+            facts, done, refused = await prune_audit(self.store, self.executor.pin(), self.keys, selection.cutoff, now)
+            counts = audit_counts(facts)
+            log.info("retention.audit cutoff=%s history=%d holds=%d deleted=%d changed=%d refused=%r",
+                     selection.cutoff, counts["history"], counts["hold"], done.deleted, len(done.changed),
+                     refused or "-")  # fmt: skip
         return None
 
 
