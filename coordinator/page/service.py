@@ -23,6 +23,8 @@ Rules:
      prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
   f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
      same connection.
+  g. operators' holds (``{prefix}/holds/``, issue 51) through the informer (``informer.holds.read_holds``), over the
+     same connection: a DAG a standing hold covers for the partition drawn says "held by H: REASON" (``page.holds``).
 - **The adopted graph.** The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every
   DAG's sources), so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS``
   file.
@@ -49,6 +51,7 @@ from coordinator.core.deadline.learning import LEARN_SAMPLES
 from coordinator.core.deadline.states import DeadlineRecord, deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
+from coordinator.core.holds import Hold
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
@@ -57,11 +60,13 @@ from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.explain.deadlines import leader_status
 from coordinator.explain.lineage import LineageState, lineage_states
 from coordinator.informer import Informer
+from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import airflow_majors
 from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.page.access import Access, restrict
 from coordinator.page.asset_feed import shared_assets
 from coordinator.page.assets import AssetNode
+from coordinator.page.holds import with_holds
 from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
 from coordinator.page.select import Selection
@@ -101,12 +106,15 @@ class PartitionRead:
     #: The OpenLineage nodes' states in the partition drawn (**Read-only, one load** (f)); None when they could not be
     #: read.
     lineage: tuple[LineageState, ...] | None = ()
+    #: Operators' holds as recorded (issue 51; **Read-only, one load** (g)).
+    holds: tuple[Hold, ...] = ()
 
     @classmethod
     def of(cls, model: StoreModel, graph: Graph | None, partition: str | None, partitions: list[str],
-           assets: tuple[AssetNode, ...], lineage: tuple[LineageState, ...] | None) -> PartitionRead:  # fmt: skip
+           assets: tuple[AssetNode, ...], lineage: tuple[LineageState, ...] | None,
+           holds: tuple[Hold, ...]) -> PartitionRead:  # fmt: skip
         return cls(model.view, graph, partition, partitions, model.recorded, airflow_majors(model.watchers), assets,
-                   lineage)  # fmt: skip
+                   lineage, holds)  # fmt: skip
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
@@ -122,12 +130,14 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         Informer(heads_view).load_items(revision, sorted((kv.key, kv.value, kv.mod_revision) for kv in heads))
         graph = choose_graph(heads_view, settings)
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
+        held, _ = await read_holds(store, keys)  # **Read-only, one load** (g)
+        holds = tuple(held.holds.values())
         if graph is None or is_first_adoption(heads_view):
             # **Read-only, one load** (b): the whole prefix, presence and deadlines with it.
             model = await load(store, keys, READERS)
             offered = partitions_to_plan(graph, model.view) if graph else []
             lineage = await _lineage(store, settings, graph, partition or (offered[-1] if offered else None))
-            return PartitionRead.of(model, graph, partition, offered, assets, lineage)
+            return PartitionRead.of(model, graph, partition, offered, assets, lineage, holds)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
@@ -150,7 +160,7 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         scope = Scope((keys.watchers,), tuple(wanted), revision)
         model = await load(store, keys, READERS, scope, given=[*heads, *learned])
         lineage = await _lineage(store, settings, graph, chosen)
-    return PartitionRead.of(model, graph, chosen, offered, assets, lineage)
+    return PartitionRead.of(model, graph, chosen, offered, assets, lineage, holds)
 
 
 async def _lineage(
@@ -316,6 +326,7 @@ async def dependencies_page(
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines, decision.now),
                     assets=read.assets)  # fmt: skip
+    model = with_holds(model, graph, read.holds, decision.now)  # issue 51: "held by H: REASON"
     if read.lineage:  # semantics `lineage-upstreams`: an OpenLineage node says its job, last event
         model = with_lineage(model, read.lineage)
     if access is not None:
