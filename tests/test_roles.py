@@ -668,7 +668,8 @@ def test_a_plugin_user_may_neither_rerun_nor_forge_a_no_cascade_record(
 ) -> None:
     """Team A's plugin user: `plan rerun` and `rerun --no-cascade` are refused by etcd (exit 1, nothing cleared in
     Airflow), and a no-cascade record it writes itself is refused (semantics `no-cascade-once`: only an operator's
-    rerun may waive a cascade); the operator's `plan rerun` and `rerun` then clear the run once."""
+    rerun may waive a cascade); the operator's `plan rerun` and `rerun --no-cascade` then record the waiver and clear
+    the run once."""
     deps = tmp_path / "dependencies.json"
     deps.write_text(json.dumps(GRAPH))
     instances = tmp_path / "instances.json"
@@ -706,6 +707,8 @@ def test_a_plugin_user_may_neither_rerun_nor_forge_a_no_cascade_record(
     operator = auth_etcd.env("coordinator-operator", airflow, deps, instances)
     planned = run_command("plan", "rerun", "team_a/extract", "--from", PARTITION, "--to", PARTITION, env=operator)
     assert planned.returncode == 0 and "clear  extract" in planned.stdout, planned.stdout + planned.stderr
-    done = run_command("rerun", "team_a/extract", "--from", PARTITION, "--to", PARTITION, "--yes", env=operator)
+    done = run_command("rerun", "team_a/extract", "--from", PARTITION, "--to", PARTITION, "--no-cascade", "--yes",
+                       env=operator)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert airflow.clears("extract") == 1
+    assert arun(stored()), "the operator's rerun --no-cascade recorded no waiver"

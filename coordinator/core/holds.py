@@ -5,22 +5,22 @@ watcher triggers and clears nothing inside it. This module says what a hold is, 
 what the audit trail records; the watcher (``watcher/triggers.py``) and the commands (``cli/incident_cmds.py``) act.
 
 Rules:
-1. **Pure.** No I/O, no clock: ``now`` is an argument, ids are made by the caller.
-2. **Selectors.** A hold names a DAG (``dag_id`` or ``instance/dag_id``), a task (``instance/dag_id:task_id``: its
+- **Pure.** No I/O, no clock: ``now`` is an argument, ids are made by the caller.
+- **Selectors.** A hold names a DAG (``dag_id`` or ``instance/dag_id``), a task (``instance/dag_id:task_id``: its
    DAG is held; the watcher triggers runs, not tasks), an instance (``instance:NAME``: every DAG of it) or an
    OpenLineage node (``lineage:NAMESPACE/JOB``: the node its mapping names). The selector is resolved to nodes when
    the hold is written (:func:`resolve_selector`) and both are recorded, so a graph change never widens a hold silently;
    the recorded ``nodes`` are what hold.
-3. **Range.** ``from_partition`` .. ``to_partition`` (both inclusive, either open) are partitions of the selected
+- **Range.** ``from_partition`` .. ``to_partition`` (both inclusive, either open) are partitions of the selected
    nodes. Without ``downstream`` only those nodes are held. With it every DAG below them (success edges,
    ``Graph.descendants``) is held too, for each partition that maps to a held partition of a selected node through
    the partition grids (``Graph.source_partitions``, walked upstream from the asked partition); without a range every
    partition of every DAG below is held.
-4. **Standing.** A hold holds from its record's existence until ``released_at`` is set or ``until`` is reached
+- **Standing.** A hold holds from its record's existence until ``released_at`` is set or ``until`` is reached
    (``until`` exclusive). A released hold stays recorded (``coordinator holds --all``, the history).
-5. **First hold wins the name.** When several holds cover a key, the one created first is named (then by id), so a
+- **First hold wins the name.** When several holds cover a key, the one created first is named (then by id), so a
    log line or ``why`` names the same hold each time.
-6. **Never raise on parse.** Unknown fields are ignored (``core/model.py``'s rule), a bad value is (None, why).
+- **Never raise on parse.** Unknown fields are ignored (``core/model.py``'s rule), a bad value is (None, why).
 """
 
 from __future__ import annotations
@@ -169,7 +169,8 @@ def parse_hold(raw: bytes) -> tuple[Hold | None, str | None]:
 
 @dataclass
 class HoldSet:
-    """The standing holds against one graph: answers "is (DAG, partition) held, and by which hold" (rules 3-5).
+    """The standing holds against one graph: answers "is (DAG, partition) held, and by which hold" (**Range**,
+    **Standing** and **First hold wins the name**).
 
     Built per pass (cheap: holds are few); the node sets are computed once per hold."""
 

@@ -230,6 +230,8 @@ def roles(
                 Grant(rw, keys.holds, True),
                 Grant(rw, keys.history, True),
                 Grant(rw, keys.runs, True),
+                # ``rerun --no-cascade`` records the attempt it clears first (semantics `no-cascade-once`)
+                Grant(rw, keys.no_cascade, True),
             ),
         ),
     ]
@@ -265,6 +267,7 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.lineage, True),
         (keys.holds, True),
         (keys.history, True),
+        (keys.no_cascade, True),
     ]
 
 
