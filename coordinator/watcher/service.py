@@ -176,11 +176,11 @@ class Watcher:
         )  # fmt: skip
         self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
         #: The leader's timed concerns by name (audit, retention, deadlines, the checkpoint, the asset round).
-        #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
-        self.presence_job = PresenceJob(self.presence())
         self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
         #: The leader's deadlines (semantics `deadlines-judged`): (DAG, partition) keys from the watch, and the clock.
         self.deadline = self.deadline_job()
+        #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
+        self.presence_job = PresenceJob(self.presence())
         self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
