@@ -20,13 +20,13 @@ Set-up, all in this process (no etcd, no subprocess: the function is pure, its i
 Timed with ``time.perf_counter`` (wall) and ``time.process_time`` (CPU): ``--repeat`` passes after one warm-up, the
 median and the range.
 
-Then the leader's incremental pass (``coordinator.core.deadline.cache.DeadlineCache``, fed from the view's change
-journal exactly as ``watcher/deadlines.py`` does), same estate and horizon: the first (full) pass; a steady pass 15 s
-later with nothing changed; a pass after a burst of run states applied with ``View.apply`` (the fifth layer's 500
-running DAGs succeed today; separately 50 of the sixth layer's queued DAGs fail: their descendants become blocked);
-a pass after a clock jump of ``--jump-min`` minutes past many warn points and deadlines. Each burst is reverted (and
-the cache caught up, untimed) before the next repeat; each jump starts from a fresh full pass (untimed). One burst
-pass is checked against ``deadline_states`` from scratch (equal statuses) before anything is timed.
+Then the leader's incremental pass (``coordinator.core.deadline.cache.DeadlineCache``, fed the (DAG, partition) keys the
+watch's changes name, as ``watcher/deadlines.py`` is), same estate and horizon: the first (full) pass; a steady pass 15
+s later with nothing changed; a pass after a burst of run states applied with ``View.apply`` (the fifth layer's 500
+running DAGs succeed today; separately 50 of the sixth layer's queued DAGs fail: their descendants become blocked); a
+pass after a clock jump of ``--jump-min`` minutes past many warn points and deadlines. Each burst is reverted (and the
+cache caught up, untimed) before the next repeat; each jump starts from a fresh full pass (untimed). One burst pass is
+checked against ``deadline_states`` from scratch (equal statuses) before anything is timed.
 
 Prints a markdown block (``--md PATH`` writes it) and the raw numbers as JSON (``--json``).
 """
@@ -247,7 +247,6 @@ def incremental_cases(
     """The incremental passes (see the module docstring): name, statuses judged and moved by the clock, times."""
     from coordinator.core.deadline.cache import DeadlineCache
     from coordinator.core.deadline.states import deadline_states
-    from coordinator.core.journal import Cursor
 
     keys = view.keys
     today = (BASE + timedelta(days=args.partitions - 1)).strftime(PARTITION_FORMAT)
@@ -255,9 +254,14 @@ def incremental_cases(
     rev = [view.revision]
 
     def write(dags: list[str], value: bytes) -> None:
+        """The writes, and the (DAG, partition) keys the informer's changes name for them (the pass's change set)."""
         for dag in dags:
             rev[0] += 1
-            view.apply(f"{keys.runs}default/{dag}/{today}", value, rev[0])
+            key = f"{keys.runs}default/{dag}/{today}"
+            view.apply(key, value, rev[0])
+            at = view.node_of(key)
+            if at is not None:
+                state["changed"].add(at)
 
     succeed = names[4] if len(names) > 4 else names[-1]
     fail = (names[5] if len(names) > 5 else names[-1])[::10][:50]
@@ -267,7 +271,7 @@ def incremental_cases(
     failed = record("failed", started, started + timedelta(minutes=5))
     cases: list[dict[str, Any]] = []
 
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"changed": set()}
 
     def case(name: str, run: Any, prepare: Any = None) -> None:
         """``run`` timed ``--repeat`` times, ``prepare`` (untimed) before each."""
@@ -291,7 +295,7 @@ def incremental_cases(
 
     def first(at: datetime = now) -> Any:
         cache = DeadlineCache(graph, horizon=horizon)
-        _, state["cursor"] = view.changed_since(Cursor())
+        state["changed"] = set()
         state["cache"], state["now"] = cache, at
         return cache.rebuild(view, at)
 
@@ -304,7 +308,7 @@ def incremental_cases(
         if dags is not None:
             write(dags, value)
         state["now"] += advance
-        changed, state["cursor"] = view.changed_since(state["cursor"])
+        changed, state["changed"] = state["changed"], set()
         return state["cache"].update(view, state["now"], changed)
 
     case("first pass (full: every status judged)", first)

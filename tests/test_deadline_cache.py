@@ -29,10 +29,9 @@ from coordinator.core.deadline.states import (
     transitions,
 )
 from coordinator.core.graph import Graph
-from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import PARTITION_FORMAT, KeyLayout, NodeId
 from coordinator.core.spec.loader import parse_spec
-from coordinator.core.view import View
+from coordinator.core.view import ALL, View
 from coordinator.errors import SpecError
 
 P0 = datetime(2026, 1, 5, tzinfo=UTC)
@@ -118,6 +117,17 @@ def run_value(
     if updated is not None:
         value["updated_at"] = updated.isoformat()
     return json.dumps(value).encode()
+
+
+def applied(view: View, key: str, value: bytes | None, rev: int) -> set[tuple[NodeId, str]]:
+    """``view.apply`` of one key, and the (DAG, partition) pairs the informer's changes name for it, as the deadline
+    controller takes them (``watcher/deadlines.py``'s **One view, one change set**): a DAG's run, task or ledger key,
+    or every DAG the view holds in a partition whose backfill changed."""
+    partitions = view.apply(key, value, rev)
+    at = view.node_of(key)
+    if at is not None:
+        return {at}
+    return {(dag, p) for p in partitions if p != ALL for dag in view.partitions.get(p, ())}
 
 
 @st.composite
@@ -239,21 +249,20 @@ def run_sequence(data: st.DataObject) -> None:
     record_changes: set[tuple[NodeId, str]] = set()
     counts: Counter[tuple[str, str, str]] = Counter()
     update = cache.rebuild(view, now)
-    _, cursor = view.changed_since(Cursor())
     check(cache, view, now, paused, unreachable, recorded, record_changes, counts, update)
     for _ in range(data.draw(st.integers(1, 12))):
+        touched: set[tuple[NodeId, str]] = set()
         for _ in range(data.draw(st.integers(0, 4))):
             k, value = data.draw(writes(graph, now, written))
             rev += 1
-            view.apply(k, value, rev)
+            touched |= applied(view, k, value, rev)
         now += timedelta(minutes=data.draw(CLOCK))
         if data.draw(st.integers(0, 4)) == 0:
             paused = paused ^ {node(data.draw(st.sampled_from(NAMES)))}
         if data.draw(st.integers(0, 6)) == 0:
             unreachable = unreachable ^ {data.draw(st.sampled_from(["default", "b"]))}
-        if data.draw(st.integers(0, 15)) == 0:
-            view.journal.reset()  # a relist: the change set is unknown
-        changed, cursor = view.changed_since(cursor)
+        # A relist: the change set is unknown (None).
+        changed = None if data.draw(st.integers(0, 15)) == 0 else touched
         update = cache.update(view, now, changed, paused=paused, unreachable=unreachable)
         check(cache, view, now, paused, unreachable, recorded, record_changes, counts, update)
 
@@ -275,12 +284,10 @@ def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom(middle
         view.apply(KEYS.run_key(node("default/n1"), partition), run_value(middle, P0, None), 3)
     cache = DeadlineCache(graph)
     cache.rebuild(view, now)
-    _, cursor = view.changed_since(Cursor())
     bottom = (node("default/n2"), partition)
     assert cache.statuses()[bottom].state is DeadlineState.BLOCKED
     for rev, state in enumerate(("success", "failed", "success"), start=4):
-        view.apply(KEYS.run_key(root, partition), run_value(state, P0, P0 + timedelta(minutes=20)), rev)
-        changed, cursor = view.changed_since(cursor)
+        changed = applied(view, KEYS.run_key(root, partition), run_value(state, P0, P0 + timedelta(minutes=20)), rev)
         now += timedelta(minutes=1)
         cache.update(view, now, changed)
         assert cache.statuses() == deadline_states(graph, view, now)
@@ -304,31 +311,6 @@ def test_on_time_holds_until_its_warn_point_and_not_a_moment_longer() -> None:
         # The brief's bound now + (slack - warn) is never later than the exact instant.
         status = judgement.status(P0)
         assert P0 + timedelta(seconds=status.slack) - warn <= until
-
-
-def test_the_view_journal_names_changed_facts_and_forgets_nothing_silently() -> None:
-    """``View.changed_since`` names the (DAG, partition) of each run, ledger, task and backfill key applied after the
-    cursor; a snapshot load, a reset (relist) or an overflow answers None (start over), never a partial set."""
-    view = View(KEYS)
-    view.load(1, [(KEYS.run_key(node("default/a"), key(P0)), run_value("success", P0, P0), 1)])
-    changed, cursor = view.changed_since(Cursor())
-    assert changed is None
-    view.apply(KEYS.run_key(node("default/a"), key(P0)), run_value("failed", P0, P0), 2)
-    view.apply(KEYS.task_key(node("default/b"), "t", key(P0)), run_value("running", P0, None), 3)
-    view.apply(KEYS.config_key(f"backfill/default/c/{key(P0)}"), b"{}", 4)
-    view.apply(KEYS.config_key("retention"), b"not json", 5)
-    changed, cursor = view.changed_since(cursor)
-    assert changed == {(node("default/a"), key(P0)), (node("default/b"), key(P0)), (node("default/c"), key(P0))}
-    assert view.changed_since(cursor)[0] == set()
-    view.load_page([])
-    assert view.changed_since(cursor)[0] is None
-    journal = ChangeJournal(limit=2)
-    start = journal.cursor()
-    for k in ("x", "y"):
-        journal.add(k)
-    assert journal.since(start) == ["x", "y"]
-    journal.add("z")
-    assert journal.since(start) is None
 
 
 def test_deadline_index_names_moved_records_and_unalerted_ones() -> None:
@@ -365,16 +347,3 @@ def test_incremental_metric_counts_set_only_what_moved() -> None:
 
     assert (value("c", "on_time"), value("d", "on_time"), value("c", "blocked")) == (2.0, 2.0, None)
     assert metrics.registry.get_sample_value("coordinator_deadline_min_slack_seconds") == -5.0
-
-
-def test_retiring_partitions_from_the_view_makes_incremental_readers_start_over() -> None:
-    """Facts the retention floor drops from the view without ``apply`` (semantics rule 11f) reset the journal, so the
-    next incremental deadline pass is a full one instead of keeping statuses of facts that are gone."""
-    from coordinator.core.floor import RetentionFloor
-    from coordinator.core.retention import forget_retired
-
-    view = View(KEYS)
-    view.apply(KEYS.run_key(node("default/a"), key(P0)), run_value("success", P0, P0), 2)
-    _, cursor = view.changed_since(Cursor())
-    assert forget_retired(view, RetentionFloor(before=key(P0 + timedelta(days=1))))
-    assert view.changed_since(cursor)[0] is None

@@ -465,8 +465,4 @@ def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterabl
                 task = view.keys.parse_task_key(fact.key)
                 if task is not None:
                     view.tasks.pop(task, None)
-    if dropped:
-        # Facts left the view without ``apply``: incremental readers (the deadline pass) start over (``journal``'s
-        # **Every applied key**).
-        view.journal.reset()
     return dropped

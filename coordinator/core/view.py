@@ -41,7 +41,6 @@ from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.floor import RetentionFloor, parse_floor
-from coordinator.core.journal import ChangeJournal, Cursor
 from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
@@ -104,9 +103,6 @@ class View:
     )
     #: ``keys.runs`` and ``keys.triggers`` (properties that format a string at every call).
     _bases: tuple[str, str] = field(init=False, repr=False, compare=False)
-    #: Every key applied since the last snapshot, for readers that work incrementally (the leader's deadline pass,
-    #: ``changed_since``); not facts.
-    journal: ChangeJournal = field(default_factory=ChangeJournal, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._bases = (self.keys.runs, self.keys.triggers)
@@ -151,7 +147,6 @@ class View:
         snapshot re-plans everything) and with the two common kinds inlined: this runs for every key of a snapshot,
         millions of them.
         """
-        self.journal.reset()  # a snapshot: what changed is unknown (once per page, not per key)
         page = items if isinstance(items, list) else list(items)
         # ``core.canonical``'s **UTC times, six digits** for every value at once
         scanned = no_long_fraction(map(_value, page))
@@ -228,7 +223,6 @@ class View:
         """Apply one put (value) or delete (None) at ``mod_rev``; return the partitions to re-plan."""
         if mod_rev > self.revision:
             self.revision = mod_rev
-        self.journal.add(key)
         if self.problems:
             self.problems.pop(key, None)
         # This runs once per key of a snapshot (millions): the two common kinds first, each prefix tested once.
@@ -298,28 +292,6 @@ class View:
             task = self.keys.parse_task_key(key)
             return None if task is None else (task[0], task[2])
         return found
-
-    def changed_since(self, cursor: Cursor) -> tuple[set[tuple[NodeId, str]] | None, Cursor]:
-        """The (DAG, partition) pairs whose run state, ledger entry, task state or backfill was applied after
-        ``cursor`` (None: unknown, after a snapshot or a relist), and the cursor to read on from."""
-        keys = self.journal.since(cursor)
-        now = self.journal.cursor()
-        if keys is None:
-            return None, now
-        found: set[tuple[NodeId, str]] = set()
-        prefix = self.backfill_prefix
-        for key in keys:
-            at = self.node_of(key)
-            if at is None and key.startswith(prefix):
-                rest = key[len(prefix) :].split("/")
-                at = (
-                    (self._nodes.get((rest[0], rest[1])) or NodeId(rest[0], rest[1]), rest[2])
-                    if len(rest) == 3
-                    else None
-                )
-            if at is not None:
-                found.add(at)
-        return found, now
 
     def _parse(self, key: str, base: str) -> tuple[NodeId, str] | None:
         """``KeyLayout.parse_run_key`` / ``parse_trigger_key`` (same answers), with the parts interned."""

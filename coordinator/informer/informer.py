@@ -328,8 +328,6 @@ class Informer:
     def _apply(self, batch: WatchBatch) -> Changes:
         view = self.view
         changes = Changes(batch.revision, batch.relisted, len(batch.events))
-        if batch.relisted:
-            view.journal.reset()  # incremental readers (the deadline pass) start over after a relist
         others = self._others
         for event in batch.events:
             key = event.key
