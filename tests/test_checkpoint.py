@@ -194,6 +194,9 @@ def test_the_leaders_work_is_settled_only_after_a_full_pass_with_nothing_waiting
             assert triggers.settled_through() is None  # a pass that does not act is not the leader's
             async with watcher.following():  # the adoption it writes comes back through the informer
                 plan = await triggers.reconcile([AllPartitions])
+            # The adoption come back through the watch asks for every partition again: not settled until planned.
+            assert queue.get_nowait() == [AllPartitions] and triggers.settled_through() is None
+            plan = await triggers.reconcile([AllPartitions])
             assert triggers.settled_through() == plan.revision > 0
 
             queue.add_after(AllPartitions, 60)  # the periodic resync does not unsettle

@@ -85,6 +85,16 @@ def test_done_without_a_new_add_does_not_requeue() -> None:
     assert len(queue) == 0 and not queue.processing(A)
 
 
+def test_done_of_a_key_never_handed_out_does_not_queue_it_twice() -> None:
+    """A key queued (dirty, not in processing) and then marked done, alone or in bulk, by a caller that settles keys
+    it did not take (a one-shot pass) is handed out once."""
+    queue, _ = make()
+    queue.add(AllPartitions)
+    queue.done(AllPartitions)
+    queue.done_all([AllPartitions])
+    assert queue.get_nowait() == [AllPartitions]
+
+
 def test_add_after_hands_the_key_out_once_its_time_has_come() -> None:
     """A key added with a 5 s delay is not ready at 4.9 s and ready at 5 s; the earliest of two delays wins."""
     queue, clock = make()

@@ -136,7 +136,10 @@ class WorkQueue(Generic[K]):
                     await self._wake.wait()
 
     def done(self, key: K) -> None:
-        """Processing of ``key`` ended; if it was added meanwhile it is queued now (**one worker per key**)."""
+        """Processing of ``key`` ended; if it was added meanwhile it is queued now (**one worker per key**). A key that
+        was not in processing is queued already if dirty (``add`` queued it): never twice."""
+        if key not in self._processing:
+            return
         self._processing.discard(key)
         if key in self._dirty and not self._shutdown:
             self._queue.append(key)
@@ -144,8 +147,9 @@ class WorkQueue(Generic[K]):
 
     def done_all(self, keys: Iterable[K]) -> None:
         """``done`` for each of ``keys`` (a whole batch), in bulk."""
-        keys = list(keys)
-        self._processing.difference_update(keys)
+        processing = self._processing
+        keys = [key for key in keys if key in processing]
+        processing.difference_update(keys)
         if self._dirty and not self._shutdown:
             again = [key for key in keys if key in self._dirty]
             if again:
