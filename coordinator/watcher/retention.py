@@ -8,11 +8,11 @@ are the read model's, followed by the informer: ``informer/retention.py``):
 - **Leader-only rounds.** The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as
   the timed key ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one
   ``retention.pruned`` line. A failure is logged and retried with a backoff capped at the interval, never fatal.
-- **The audit trail ages out.** With a store to read it from, each round (and ``prune``) also deletes the history
+- **The audit trail ages out with prune, not with the leader.** ``prune`` (the prune role) also deletes the history
   entries and the ended holds from before the cutoff (``core.retention.select_audit``, issue 51), guarded the same way,
-  after the partitions. A role that may not delete them (``coordinator roles`` grants holds/ and history/ to the
-  operator only) is reported (``retention.audit ... refused=...``), never a failed round: the partitions' retention
-  does not wait for it.
+  after the partitions. The leader's rounds leave them alone: a watcher never writes the incident controls' keys
+  (``coordinator roles`` grants them to the operator and to prune only), and the trail grows by a few entries per
+  incident.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from coordinator.core.retention import (
     HoldReason,
     RetentionFloor,
     Selection,
-    audit_counts,
     batches,
     cutoff_before,
     dump_floor,
@@ -185,9 +184,6 @@ class RetentionJob:
     tracker: RetentionTracker
     watcher_id: str
     name: str = "retention"
-    #: **The audit trail ages out**: the store the round reads the holds and the history from; None: this round
-    #: leaves them alone.
-    store: EtcdStore | None = None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off).
@@ -209,12 +205,6 @@ class RetentionJob:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
-        if self.store is not None:
-            facts, done, refused = await prune_audit(self.store, self.executor.pin(), self.keys, selection.cutoff, now)
-            counts = audit_counts(facts)
-            log.info("retention.audit cutoff=%s history=%d holds=%d deleted=%d changed=%d refused=%r",
-                     selection.cutoff, counts["history"], counts["hold"], done.deleted, len(done.changed),
-                     refused or "-")  # fmt: skip
         return None
 
 

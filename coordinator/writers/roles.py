@@ -9,7 +9,8 @@ Rules:
   plugin reads before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which
   tasks to record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics `asset-facts`); the
   dependencies page and ``doctor`` read the prefix; the operator (issue 51) writes holds, the history and run states
-  (``retract``), nobody else writes holds or the history; ``prune`` and ``backfill`` write only their families
+  (``retract``), and only ``prune`` besides it deletes holds and history (the old audit trail); ``prune`` and
+  ``backfill`` write only their families
   (``backfill`` also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics
   `asset-skip`); an outside writer writes only the run keys of its own DAG (or DAG-name family); an OpenLineage receiver
   (semantics `lineage-receiver`) reads and writes only ``runs/{instance}/`` and ``lineage/{instance}/`` of the instances
@@ -202,7 +203,7 @@ def roles(
         Role(f"{base}-doctor", "coordinator doctor, status, why, diff (read only)", (_read_all(keys),)),
         Role(
             f"{base}-prune",
-            "coordinator prune (records the floor, deletes old partitions)",
+            "coordinator prune (records the floor, deletes old partitions and the old audit trail)",
             (
                 _read_all(keys),
                 Grant(rw, keys.runs, True),
@@ -210,6 +211,10 @@ def roles(
                 Grant(rw, keys.triggers, True),
                 Grant(rw, keys.config_key("backfill/"), True),
                 Grant(rw, keys.config_key("retention"), False),
+                # the history and the ended holds from before the cutoff (``watcher/retention.py``'s
+                # **The audit trail ages out with prune, not with the leader**)
+                Grant(rw, keys.holds, True),
+                Grant(rw, keys.history, True),
             ),
         ),
         Role(
