@@ -153,10 +153,10 @@ REGIONS = ["load_apac", "load_eu", "load_latam", "load_us"]
 DAYS = [f"2024-03-{day:02d}T00:00:00Z" for day in range(8, 14)] + ["2024-10-27T00:00:00Z", "2024-12-31T00:00:00Z"]
 
 
-def ask_airflow(tmp: Path, requests: list[dict[str, object]]) -> list[Any]:
+def ask_airflow(tmp: Path, requests: list[dict[str, object]], folder: Path = FOLDER) -> list[Any]:
     """tests/import_dags/conditions_oracle.py's answers, computed by Airflow in a child process."""
     done = subprocess.run(
-        [sys.executable, str(HERE / "conditions_oracle.py"), str(FOLDER)],
+        [sys.executable, str(HERE / "conditions_oracle.py"), str(folder)],
         input=json.dumps(requests),
         env=airflow_env(tmp / "home"),
         capture_output=True,

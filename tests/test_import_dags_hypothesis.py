@@ -1,8 +1,10 @@
 """Hypothesis over schedules, zones and deltas: every generated sensor is either translated exactly (Airflow's own
-dates on hundreds of dependent dates) or reported as never satisfied, and the report's claim holds in Airflow too."""
+dates on hundreds of dependent dates) or reported as never satisfied, and the report's claim holds in Airflow too; and
+over asset conditions: every generated one is converted into groups Airflow's scheduler agrees with, or reported."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Iterator
@@ -15,8 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.grid import Grid
+from coordinator.core.importer.facts import AssetCondition, ConditionOp
 from coordinator.core.model import NodeId, partition_datetime
 from tests.support.oracle_client import Oracle, running_oracle
+from tests.test_import_conditions import ask_airflow, coordinator_runs
 from tests.test_import_dags import Sensor, airflow_env, dependent_dates, imported, mismatches
 
 HEADER = """
@@ -137,3 +141,77 @@ def test_generated_sensors_are_translated_exactly_or_reported(
         assert up is not None
         for dates in answers[(sensor.dag, sensor.task)].values():
             assert not all(up.contains(partition_datetime(d)) for d in dates), (sensor, dates)
+
+
+ASSET_HEADER = """
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+"""
+
+
+def python_condition(tree: AssetCondition) -> str:
+    """The condition as a DAG file writes it, the assets being the variables A0..A3."""
+    if tree.uri is not None:
+        return f"A{tree.uri[-1]}"
+    joined = f" {'&' if tree.op is ConditionOp.ALL else '|'} ".join(python_condition(i) for i in tree.items)
+    return f"({joined})"
+
+
+def asset_folder_text(trees: list[AssetCondition]) -> str:
+    lines = [ASSET_HEADER]
+    for i in range(4):
+        lines.append(
+            f'A{i} = Asset("s3://generated/a{i}")\n'
+            f'with DAG("p{i}", schedule="0 4 * * *", start_date=START):\n'
+            f'    EmptyOperator(task_id="t", outlets=[A{i}])\n'
+        )
+    for j, tree in enumerate(trees):
+        written = python_condition(tree) if tree.uri is None else f"[{python_condition(tree)}]"
+        lines.append(f'with DAG("c{j}", schedule={written}, start_date=START):\n    EmptyOperator(task_id="work")\n')
+    return "\n".join(lines)
+
+
+GENERATED_ASSETS = st.sampled_from([f"s3://generated/a{i}" for i in range(4)]).map(
+    lambda uri: AssetCondition(ConditionOp.ASSET, uri)
+)
+GENERATED_CONDITIONS = st.recursive(
+    GENERATED_ASSETS,
+    lambda inner: st.builds(
+        lambda op, items: AssetCondition(op, items=tuple(items)),
+        st.sampled_from([ConditionOp.ALL, ConditionOp.ANY]),
+        st.lists(inner, min_size=2, max_size=3),
+    ),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(trees=st.lists(GENERATED_CONDITIONS, min_size=8, max_size=12))
+def test_generated_asset_conditions_are_converted_exactly_or_reported(
+    tmp_path_factory: pytest.TempPathFactory, trees: list[AssetCondition]
+) -> None:
+    """Every generated asset condition (& and | nested up to three deep) is written as groups that hold for exactly
+    the subsets of updated assets Airflow's scheduler runs the DAG for, or reported as deeper than one level."""
+    tmp = tmp_path_factory.mktemp("generated_assets")
+    folder = tmp / "dags"
+    folder.mkdir()
+    (folder / "generated.py").write_text(asset_folder_text(trees), encoding="utf-8")
+    result = imported(Path(sys.executable), folder, tmp, "--report", str(tmp / "report.json"))
+    document = json.loads(result.path.read_text(encoding="utf-8"))["dags"]
+    report = json.loads((tmp / "report.json").read_text(encoding="utf-8"))
+    refused = {f["subject"]: f["message"] for f in report["findings"] if f["kind"] == "cannot express"}
+    consumers = [f"c{j}" for j in range(len(trees))]
+    answers = ask_airflow(tmp, [{"dag": c, "kind": "condition"} for c in consumers], folder)
+    for consumer, tree, answer in zip(consumers, trees, answers, strict=True):
+        if "upstreams" not in document[consumer]:
+            assert "cannot be written" in refused[consumer], tree.text()
+            continue
+        fired = [set(s) for s in answer["satisfied"]]
+        for n in range(len(answer["assets"]) + 1):
+            for updated in itertools.combinations(answer["assets"], n):
+                producers = {(f"p{u[-1]}", "t") for u in updated}
+                runs = coordinator_runs(result.graph, consumer, producers, "2024-03-10T04:00:00Z")
+                assert runs == (set(updated) in fired), (tree.text(), updated)
