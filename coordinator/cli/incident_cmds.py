@@ -209,7 +209,7 @@ def hold(
     out.print(f"hold {record.id}: {len(covers)} DAG(s) held for {record.span()} by {who}: {record.reason}")
     for line in covers:
         out.print(f"  {line}")
-    out.print(f"release with: coordinator release-hold {record.id} --reason 'fixed'")
+    out.print(f"release with: coordinator release-hold {record.id}")
 
 
 async def _with_store(settings: Settings, work: Callable[[EtcdStore], Awaitable[T]]) -> T:
@@ -464,9 +464,11 @@ def retract(
               f"{done.revision}")  # fmt: skip
     out.print(f"hold {done.hold.id}: {node.qualified} and every DAG below it held for {canonical}")
     if done.ran:
-        out.print("already ran on the retracted success (clear them with `coordinator rerun` once fixed):")
+        out.print("already ran on the retracted success:")
         for line in done.ran:
             out.print(f"  {line}")
+        out.print(f"once fixed, rerun it and what ran on it: coordinator rerun {node.qualified} --from {canonical} "
+                  f"--to {canonical}")  # fmt: skip
     else:
         out.print("no dependent run was triggered on it")
-    out.print(f"when the fix is in: coordinator release-hold {done.hold.id} --reason 'fixed'")
+    out.print(f"when the fix is in: coordinator release-hold {done.hold.id}")

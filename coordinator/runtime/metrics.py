@@ -108,8 +108,8 @@ class Metrics:
         self.held_actions = Gauge(
             "coordinator_held_actions",
             "Triggers and clears the leader kept back because an operator's hold covers their DAG and partition "
-            "(`coordinator hold`, issue 51), as of its last pass: non-zero until `coordinator release-hold HOLD` "
-            "(each held run then starts once) or the hold's --until.",
+            "(`coordinator hold SELECTOR --reason WHY`), as of its last pass: non-zero until "
+            "`coordinator release-hold HOLD` (each held run then starts once) or the hold's --until.",
             registry=r,
         )
         self.trigger_budget_used = Gauge(
