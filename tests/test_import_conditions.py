@@ -284,3 +284,37 @@ def test_an_or_whose_members_share_a_required_producer_writes_no_redundant_group
     assert result.document["dags"]["s"]["upstreams"] == [{"dag": "p", "task": "t"}]
     notes = [f.message for f in result.of(FindingKind.NOTE) if f.subject == "r"]
     assert any("holds whenever the required input does" in n for n in notes)
+
+
+DATASETS_AF2 = """
+from datetime import datetime
+from airflow import DAG
+from airflow.datasets import Dataset
+from airflow.operators.empty import EmptyOperator
+
+PRIMARY, FALLBACK, CALENDAR = Dataset("s3://feeds/primary"), Dataset("s3://feeds/fallback"), Dataset("s3://ref/cal")
+for name, out in (("feed_primary", PRIMARY), ("feed_fallback", FALLBACK), ("calendar", CALENDAR)):
+    with DAG(name, start_date=datetime(2024, 1, 1), schedule="0 4 * * *", catchup=False):
+        EmptyOperator(task_id="land", outlets=[out])
+with DAG("kpis", start_date=datetime(2024, 1, 1), schedule=(CALENDAR & (PRIMARY | FALLBACK)), catchup=False):
+    EmptyOperator(task_id="work")
+"""
+
+
+def test_airflow2_dataset_conditions_convert_alike(tmp_path: Path) -> None:
+    """Airflow 2.11's DatasetAll/DatasetAny (calendar & (primary | fallback)) become the same required edge beside an
+    any group as Airflow 3's assets."""
+    from devtools.airflow2_stack import ensure_venv
+
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "datasets.py").write_text(DATASETS_AF2, encoding="utf-8")
+    result = imported(ensure_venv(), folder, tmp_path)
+    assert "(Airflow 2.11." in result.stderr
+    assert json.loads(result.path.read_text(encoding="utf-8"))["dags"]["kpis"]["upstreams"] == [
+        {"dag": "calendar", "task": "land"},
+        {"any": [{"dag": "feed_primary", "task": "land"}, {"dag": "feed_fallback", "task": "land"}]},
+    ]
+    assert "became s3://ref/cal: the edge calendar.land; (s3://feeds/primary | s3://feeds/fallback): any of" in (
+        result.stderr
+    )
