@@ -5,20 +5,21 @@
 
 Rules:
 - **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
-  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/triggers.py``'s
-  **Start and settle**, semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
-  (``coordinator/informer``: the view, the asset, deadline and presence indexes, the retention tracker as the view's
-  follower). A watch batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the
-  controllers that declared interest, each adding keys of its own to its own queue. The concerns, one registration each
+  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/triggers.py``'s **Start and
+  settle**, semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
+  (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
+  view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
+  batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
+  declared interest, each adding keys of its own to its own queue. The concerns, one registration each
   (:meth:`Watcher.register`): the triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions
   (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the asset streams
   (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
   partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
-  state), and the timed concerns (the asset round, the audit, retention, the plan checkpoint, the graph file's reload),
-  each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry delays, resyncs, failed passes,
-  the next slice of a sweep) is a reconcile's result; nothing else schedules work. Disconnects resume from the last
-  revision and compactions relist (the store does both), so downtime of any length ends in the same decisions as running
-  throughout.
+  state), and the timed concerns (the asset round, the audit, retention, the plan checkpoint, the graph file's reload,
+  this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry
+  delays, resyncs, failed passes, the next slice of a sweep) is a reconcile's result; nothing else schedules work.
+  Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any length ends
+  in the same decisions as running throughout.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
