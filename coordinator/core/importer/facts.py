@@ -120,10 +120,9 @@ class AssetCondition:
         """As a DAG file writes it: ``(a | b)``, ``a & (b | c)``."""
         if self.uri is not None:
             return self.uri
-        joined = f" {'&' if self.op is ConditionOp.ALL else '|'} ".join(
+        return f" {'&' if self.op is ConditionOp.ALL else '|'} ".join(
             item.text() if item.uri is not None else f"({item.text()})" for item in self.items
         )
-        return joined
 
 
 @dataclass(frozen=True, slots=True)
