@@ -49,6 +49,23 @@ def layered_graph(layers: int, width: int, seed: int = 7) -> tuple[list[list[str
     return names, deps
 
 
+def with_groups(spec: dict[str, list[str]], fraction: float, seed: int = 11) -> dict[str, Any]:
+    """The graph with ``fraction`` of the DAGs that wait for 2+ upstreams waiting on a condition group instead
+    (alternately ``any`` and ``at_least`` all but one of them), in the extended form; the rest as they are."""
+    rng = random.Random(seed)
+    dags: dict[str, Any] = {}
+    turn = 0
+    for dag, ups in sorted(spec.items()):
+        if len(ups) >= 2 and rng.random() < fraction:
+            group: dict[str, Any] = {"any": ups} if turn % 2 == 0 or len(ups) < 3 else {"at_least": len(ups) - 1,
+                                                                                           "of": ups}  # fmt: skip
+            dags[dag] = {"upstreams": [group]}
+            turn += 1
+        else:
+            dags[dag] = {"upstreams": ups}
+    return {"version": 1, "dags": dags}
+
+
 def state_for(layer: int, part_index: int, partitions: int, layers: int) -> str:
     """Every partition is complete except the newest: its bottom layers are still running or queued."""
     if part_index < partitions - 1 or layer < layers - 3:
@@ -268,13 +285,22 @@ def main() -> None:
     parser.add_argument("--rss-target", type=float, default=300, help="target: peak RSS in MB")
     parser.add_argument("--md")
     parser.add_argument("--json")
+    parser.add_argument(
+        "--groups",
+        type=float,
+        default=0.0,
+        help="fraction of the DAGs with 2+ upstreams that wait on a condition group (0.2: 20%%)",
+    )
     args = parser.parse_args()
 
     info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-cold-"))
     deps = workdir / "dependencies.json"
     names, spec = layered_graph(args.layers, args.width)
-    h.write_deps(deps, spec)
+    if args.groups:
+        deps.write_text(json.dumps(with_groups(spec, args.groups), indent=1, sort_keys=True))
+    else:
+        h.write_deps(deps, spec)
     dags = [d for layer in names for d in layer]
     runs = len(dags) * args.partitions
     ledgers = (len(dags) - len(names[0])) * args.partitions if args.ledger else 0
