@@ -37,6 +37,8 @@ import _harness as h
 SOURCE, TARGET = "team_a", "team_b"
 ORDERS = "s3://lake/orders"  # the new events' asset
 HISTORY = "s3://lake/history"  # the delivered past (ids far above the fake's own)
+#: How long a measured round may take to see its events delivered before it is cut (and the assertion fails).
+ROUND_TIMEOUT_S = 30.0
 
 
 async def seed(endpoint: str, count: int, at: datetime) -> None:
@@ -104,6 +106,11 @@ async def measure(endpoint: str, etcd_pid: int | None, workdir: Path, new: int, 
                 await job.run_once(datetime.now(UTC))  # the first round stores the marks; not measured
                 await watcher.deliveries.controller.drain_ready()
                 await watcher.executor.drain()
+                done = len([e for e in target.asset_events(ORDERS) if e["extra"]])
+
+                def delivered() -> int:
+                    return len([e for e in target.asset_events(ORDERS) if e["extra"]])
+
                 walls: list[float] = []
                 cpus: list[float] = []
                 etcd_cpus: list[float] = []
@@ -114,8 +121,15 @@ async def measure(endpoint: str, etcd_pid: int | None, workdir: Path, new: int, 
                     etcd_before = h.process_cpu_seconds(etcd_pid or 0)
                     cpu_before, t = time.process_time(), time.perf_counter()
                     await job.run_once(datetime.now(UTC))
-                    await watcher.deliveries.controller.drain_ready()  # the stream attempts the round submitted
-                    await watcher.executor.drain()
+                    done += new
+                    # The stream attempts the round submitted, and any the watch brings back (an attempt that met its
+                    # own write not yet seen waits for it): the round ends when the target holds its events.
+                    while True:
+                        await watcher.deliveries.controller.drain_ready()
+                        await watcher.executor.drain()
+                        if delivered() >= done or time.perf_counter() - t > ROUND_TIMEOUT_S:
+                            break
+                        await asyncio.sleep(0.005)
                     walls.append(time.perf_counter() - t)
                     cpus.append(time.process_time() - cpu_before)
                     etcd_cpus.append(h.process_cpu_seconds(etcd_pid or 0) - etcd_before)
