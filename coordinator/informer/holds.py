@@ -17,6 +17,7 @@ Rules:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
@@ -25,6 +26,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.holds import HistoryEntry, Hold, HoldSet, next_expiry, parse_history, parse_hold
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
+from coordinator.errors import StoreError
 from coordinator.informer.informer import Informer, Loaded
 
 if TYPE_CHECKING:
@@ -159,8 +161,20 @@ async def read_holds(store: EtcdStore, keys: KeyLayout) -> tuple[HoldIndex, Load
     return index, loaded
 
 
-async def read_history(store: EtcdStore, keys: KeyLayout) -> tuple[HistoryIndex, Loaded]:
-    """**Read through the informer**: the whole audit trail, and what the load found wrong."""
+async def read_history(
+    store: EtcdStore, keys: KeyLayout, *, newest: int | None = None, skip: Callable[[StoreError], bool] | None = None
+) -> tuple[HistoryIndex, Loaded]:
+    """**Read through the informer**: the audit trail, and what the load found wrong. ``newest``: only that many
+    newest entries, one ranged read (the keys sort by time; the page's panel), however long the trail. ``skip``: as
+    ``load_parts``'s, a refusal it accepts leaves the trail out, named in ``Loaded.unread``."""
     index = HistoryIndex(keys)
-    loaded = await Informer(View(keys), [index]).load_parts(store, (keys.history,))
-    return index, loaded
+    informer = Informer(View(keys), [index])
+    if newest is None:
+        return index, await informer.load_parts(store, (keys.history,), skip=skip)
+    try:
+        given = await store.newest(keys.history, newest, revision=0)
+    except StoreError as exc:
+        if skip is None or not skip(exc):
+            raise
+        return index, Loaded(0, 0, unread=(keys.history,))
+    return index, await informer.load_parts(store, given=given)
