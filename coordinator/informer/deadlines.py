@@ -7,6 +7,8 @@ Rules:
 - **Newest revision wins.** A record older than the one held changes nothing; a delete removes it.
 - **Bad values left out.** A value that does not parse is left out and named (the informer logs it); the last valid
   record stays.
+- **No change set of its own.** Which records moved is the watch's to say (``Changes.deadlines``, the informer's
+  **Changes name what moved**): the deadline pass takes them from the changes its controller was handed.
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ class DeadlineIndex:
     revisions: dict[tuple[NodeId, str], int] = field(default_factory=dict)
     #: The latest handler logical date recorded (``core.deadline.alerts.next_handler_date``).
     last_date: datetime | None = None
-    #: The keys whose record changed since the last ``drain`` (the incremental pass compares only those).
-    changed: set[tuple[NodeId, str]] = field(default_factory=set)
     #: The keys whose record is not ``alerted`` (``alert_pending`` reads only these, not every record).
     unalerted: set[tuple[NodeId, str]] = field(default_factory=set)
     #: Escalation levels' records (``core.deadline.levels``'s **A record per level**), their revisions and the unalerted
@@ -56,7 +56,6 @@ class DeadlineIndex:
         """Forget every record (a snapshot is about to be read)."""
         self.records.clear()
         self.revisions.clear()
-        self.changed.clear()
         self.unalerted.clear()
         self.levels.clear()
         self.level_revisions.clear()
@@ -69,42 +68,34 @@ class DeadlineIndex:
     def held(self) -> dict[str, int]:
         return dict(self._held)
 
-    def drain(self) -> set[tuple[NodeId, str]]:
-        changed, self.changed = self.changed, set()
-        return changed
-
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
         """One watched record, a DAG's or a level's; what is wrong with it, or None."""
         at = self.keys.parse_deadline_key(key)
         if at is not None:
-            changed, problem = self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev)
-            if changed:
-                self.changed.add(at)
-            return problem
+            return self._store(self.records, self.revisions, self.unalerted, key, at, value, mod_rev)
         level = self.keys.parse_deadline_level_key(key)
         if level is None:
             return "malformed key: not a deadline record's or an escalation level's"
-        return self._store(self.levels, self.level_revisions, self.levels_unalerted, key, level, value, mod_rev)[1]
+        return self._store(self.levels, self.level_revisions, self.levels_unalerted, key, level, value, mod_rev)
 
     def _store(
         self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,
         value: bytes | None, mod_rev: int,
-    ) -> tuple[bool, str | None]:  # fmt: skip
-        """One record into its maps (**Newest revision wins**): whether it changed them, and what is wrong with it
-        (**Bad values left out**)."""
+    ) -> str | None:  # fmt: skip
+        """One record into its maps (**Newest revision wins**); what is wrong with it (**Bad values left out**)."""
         if value is None:
             records.pop(at, None)
             revisions.pop(at, None)
             unalerted.discard(at)
             self._held.pop(key, None)
-            return True, None
+            return None
         try:
             record = DeadlineRecord.model_validate_json(value)
         except ValidationError as exc:
             self._held[key] = -1  # a relist hands it out again
-            return False, f"unparsable deadline record ({exc.error_count()} errors); the last valid one stays"
+            return f"unparsable deadline record ({exc.error_count()} errors); the last valid one stays"
         if mod_rev < revisions.get(at, 0):
-            return False, None
+            return None
         records[at] = record
         revisions[at] = mod_rev
         self._held[key] = mod_rev
@@ -114,4 +105,4 @@ class DeadlineIndex:
             unalerted.add(at)
         if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
             self.last_date = record.handler_date
-        return True, None
+        return None

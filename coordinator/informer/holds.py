@@ -7,8 +7,9 @@ Rules:
   a released one).
 - **Bad values left out.** A value that does not parse is left out and named (the informer logs it): a hold that
   cannot be read holds nothing, and the last valid record of that key stays.
-- **Changes are news.** Every put or delete sets ``changed`` (``drain`` takes it): the watcher plans again what the
-  holds kept back (``watcher/service.py``'s interest), so a release starts each held run once.
+- **Changes are news.** Every put or delete of a hold is named in the watch batch's changes (``Changes.holds``, the
+  informer's **Changes name what moved**): the watcher plans again what the holds kept back (``watcher/service.py``'s
+  interest), so a release starts each held run once.
 - **Read through the informer.** The commands read holds and the history through :func:`read_holds` and
   :func:`read_history`, the informer's ``load_parts`` (no reader lists the store on its own).
 - **One held set per version.** The held set against a graph (``core.holds.HoldSet``) is built once per version of
@@ -42,8 +43,6 @@ class HoldIndex:
     keys: KeyLayout
     holds: dict[str, Hold] = field(default_factory=dict)
     revisions: dict[str, int] = field(default_factory=dict)
-    #: **Changes are news**: a hold was put or deleted since the last ``drain``.
-    changed: bool = False
     #: Bumped on every change (**One held set per version**).
     version: int = 0
     _held: dict[str, int] = field(default_factory=dict, repr=False)
@@ -65,12 +64,7 @@ class HoldIndex:
     def held(self) -> dict[str, int]:
         return dict(self._held)
 
-    def drain(self) -> bool:
-        changed, self.changed = self.changed, False
-        return changed
-
     def _bump(self) -> None:
-        self.changed = True
         self.version += 1
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:

@@ -1,7 +1,7 @@
 """The informer: the one consumer of the store's list and watch, feeding every key family's index.
 
 Rules:
-- **One read, one way in.** One read, one way in. ``load`` streams the whole prefix at one revision into the view and
+- **One read, one way in.** ``load`` streams the whole prefix at one revision into the view and
   every index, page by page as etcd sends it (nothing holds the snapshot); ``load_parts`` reads named parts of it
   (sub-prefixes, single keys, keys a reader already read); ``watch`` follows a prefix from a load's revision, applies
   each batch (``apply``) and yields what changed, relisting after a compaction (**Relists diff every index**). The
@@ -17,9 +17,12 @@ Rules:
   key deleted while the watch was away leaves each index, not only the view.
 - **Bad values never stop it.** The view keeps its problems (``View.problems``), an index says what was wrong with a key
   and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
-- **Streams in the changes.** A batch that changes an asset event or a delivery entry names the asset streams it
-  touched (``Changes.streams``), so the leader's stream reconciler is handed them by the watch, its own writes
-  included, and nobody writes them into the asset index by hand.
+- **Changes name what moved.** A watch batch's :class:`Changes` is the one "what changed" channel of every family: the
+  view's (DAG, partition) and partitions, the deadline records (``deadlines``) and holds (``holds``) an index took,
+  how many asset events and delivery entries the asset index took (``assets``) and the asset streams they touched
+  (``streams``). The informer names each key as it applies it to the index that owns it (the key layout says what a
+  key is; no index keeps a change set of its own for a reader to drain), so a reconciler is handed what moved by the
+  watch, its own writes come back included, and nobody writes them into an index by hand.
 - **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
   `asset-facts`): it is counted in :class:`Changes` and held by nobody.
 """
@@ -95,7 +98,7 @@ class Loaded:
 
 @dataclass
 class Changes:
-    """What one watch batch changed, for the caller to queue (**One read, one way in**)."""
+    """What one watch batch changed, for the caller to queue (**One read, one way in**, **Changes name what moved**)."""
 
     revision: int
     relisted: bool
@@ -115,6 +118,14 @@ class Changes:
     #: (``core/asset_index.py``'s **Keys name their streams**): a new event, an operator's skip request, the leader's
     #: own write come back.
     streams: set[StreamKey] = field(default_factory=set)
+    #: Asset events and delivery entries the asset index took, put or deleted, good or bad (**Changes name what
+    #: moved**): the page's asset feed derives its nodes again only when a batch has some.
+    assets: int = 0
+    #: (DAG, partition) whose recorded deadline transition was put or deleted (``informer/deadlines.py``; not an
+    #: escalation level's): the deadline pass compares only those with what it judges.
+    deadlines: set[tuple[NodeId, str]] = field(default_factory=set)
+    #: Ids of the holds put or deleted (``informer/holds.py``): what holds kept back is planned again.
+    holds: set[str] = field(default_factory=set)
 
 
 class Informer:
@@ -134,6 +145,8 @@ class Informer:
         self.hints = hints
         # Every prefix that is not the view's, tested once per watch event (str.startswith takes a tuple).
         self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
+        # **Changes name what moved**: the families named by key (the layout's properties format a string per call).
+        self._deadlines, self._holds = view.keys.deadlines, view.keys.holds
         #: Per prefix read, the revision the model holds it at: its load's, then its watch's (``watch``).
         self._passed: dict[str, int] = {}
         #: The leader's own writes not seen back yet (``informer/expectations.py``): the executor records them, each
@@ -318,7 +331,7 @@ class Informer:
     def apply(self, batch: WatchBatch) -> Changes:
         """One watch batch into the view, the indexes and the followers; what it changed
         (**To the indexes that own it**, **Followers after the view**, **Relists diff every index**,
-        **Bad values never stop it** and **Hints are nudges**)."""
+        **Bad values never stop it**, **Changes name what moved** and **Hints are nudges**)."""
         changes = self._apply(batch)
         for index in self.indexes:
             index.passed(batch.revision)
@@ -357,10 +370,25 @@ class Informer:
         for index in self.indexes:
             if key.startswith(index.prefixes):
                 problem = index.apply(key, value, mod_rev)
+                if isinstance(index, AssetIndex):
+                    changes.assets += 1  # a bad value moves the page too: it replaces what the key held
                 if problem is not None:
                     changes.problems.append((index.name, key, problem))
                 elif isinstance(index, AssetIndex):
                     changes.streams.update(index.streams_of(key))
+                else:
+                    self._name(key, changes)
+
+    def _name(self, key: str, changes: Changes) -> None:
+        """**Changes name what moved**: the deadline record or hold ``key`` is, as the key layout parses it."""
+        if key.startswith(self._deadlines):
+            at = self.view.keys.parse_deadline_key(key)  # None: an escalation level's record
+            if at is not None:
+                changes.deadlines.add(at)
+        elif key.startswith(self._holds):
+            hold_id = self.view.keys.parse_hold_key(key)
+            if hold_id is not None:
+                changes.holds.add(hold_id)
 
     def held(self) -> dict[str, int]:
         """Every key the view and the indexes hold, with its mod revision (**Relists diff every index**)."""

@@ -42,7 +42,8 @@ Rules (semantics `deadlines-judged`):
   what the clock moved and the new grid points. It starts over (a full pass, in a thread: seconds on a big estate, and
   the event loop must keep the lease alive) at its first pass, when it becomes leader (a new fence), after a relist or
   a moved retention floor (``AllPartitions``), for a new graph, and after a pass that failed.
-  Transitions and metric counts come from what changed (the deadline index names the records that moved).
+  Transitions and metric counts come from what changed (the watch's changes name the records that moved:
+  ``Changes.deadlines``, noted and taken with the view's changes under **One view, one change set**).
 - **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
   version: read from the clients, which learn it with their first request (the paused list asks every instance a
   deadline depends on before each pass), never asked for here. A version learned or changed starts the cache over.
@@ -221,6 +222,8 @@ class DeadlineJob:
     _changed: set[tuple[NodeId, str]] = field(default_factory=set, init=False, repr=False)
     _partitions: set[str] = field(default_factory=set, init=False, repr=False)
     _everything: bool = field(default=False, init=False, repr=False)
+    #: The recorded transitions (DAG, partition) the watch said moved since the last pass took them.
+    _records: set[tuple[NodeId, str]] = field(default_factory=set, init=False, repr=False)
 
     def next_handler_date(self, now: datetime) -> datetime:
         """**Handlers once per transition**: a handler logical date after every recorded and every assigned one."""
@@ -243,6 +246,9 @@ class DeadlineJob:
         # no deadline: no status reads them.
         everything = changes.relisted or self.view.floor != self._floor
         self._floor = self.view.floor
+        # The records that moved are noted by a standby too (a leader's first pass is a full one, which compares every
+        # record anyway): the pass compares them with what it judges.
+        self._records |= changes.deadlines
         if not leading or not self.declares():
             self._everything = True  # a standby keeps nothing: its first pass as leader is a full one
             return []
@@ -250,7 +256,7 @@ class DeadlineJob:
         keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
         if everything:
             keys.append(AllPartitions)
-        if self.tracker.changed:
+        if changes.deadlines:
             keys.append(CLOCK)  # a record moved (another writer's, or this leader's own come back)
         self._note(keys)
         return keys
@@ -265,15 +271,16 @@ class DeadlineJob:
             elif key is AllPartitions:
                 self._everything = True
 
-    def _take(self, view: View) -> set[tuple[NodeId, str]] | None:
-        """**One view, one change set**: every change noted since the last pass (None: everything), under the view's
-        lock; the DAGs of a backfilled partition are those the view holds in it."""
+    def _take(self, view: View) -> tuple[set[tuple[NodeId, str]] | None, set[tuple[NodeId, str]]]:
+        """**One view, one change set**: every change noted since the last pass (None: everything) and the records
+        that moved, under the view's lock; the DAGs of a backfilled partition are those the view holds in it."""
         changed, partitions, everything = self._changed, self._partitions, self._everything
         self._changed, self._partitions, self._everything = set(), set(), False
+        records, self._records = self._records, set()
         if everything:
-            return None
+            return None, records
         changed.update((node, p) for p in partitions for node in view.partitions.get(p, ()))
-        return changed
+        return changed, records
 
     async def reconcile_batch(self, keys: list[DeadlineKey], now: datetime) -> dict[DeadlineKey, Result]:
         """One pass over the batch's keys, and the clock key at the next instant the clock alone changes something
@@ -370,14 +377,13 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
     async with job.view_lock:
-        changed = job._take(job.view)
+        changed, record_changes = job._take(job.view)
         cache = job.cache
         majors = job.majors()
         if cache is None or cache.graph is not graph or term != job.term or cache.majors != majors:
             # **Incremental** and **Versions from the clients**: start over.
             cache, changed = DeadlineCache(graph, majors=majors), None
         job.cache = None  # until this pass succeeds: a pass that fails leaves no half-updated cache behind
-        record_changes = tracker.drain()
         if changed is None or len(changed) > THREAD_ABOVE:
             # In a thread, the view held still by the lock: a full pass over a big graph takes seconds, and the
             # event loop must keep the leader lease alive meanwhile (the informer waits for the lock).

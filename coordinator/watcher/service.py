@@ -266,7 +266,7 @@ class Watcher:
         defer = self.actuator.defer
         keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
         keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
-        if self.holds.drain():  # a hold put, released or deleted: what holds kept back is planned again (issue 51)
+        if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again (issue 51)
             keys += self.triggers.held_again()
         return keys
 
