@@ -62,7 +62,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
 AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step", "af2_shift_up", "af2_shift_down", "af2_task_up",
-            "af2_asset_producer"]  # fmt: skip
+            "af2_asset_producer", "af2_feed"]  # fmt: skip
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -588,3 +588,47 @@ def test_three_airflow2_asset_events_run_the_airflow3_asset_consumer_three_times
     assert len(copies) == 3 and len({c["extra"][MARKER] for c in copies}) == 3, copies
     # Airflow 2 events have no partition key, and none was made up on the way.
     assert {c["partition_key"] for c in copies} == {None}, copies
+
+
+def test_any_of_a_2x_feed_and_a_3x_feed_runs_once_on_the_2x_one_and_reruns_only_for_what_it_consumed(
+    e2e: E2E, setup: Setup
+) -> None:
+    """``any`` of af2/af2_feed (Airflow 2.11) and default/e2e_feed_a (Airflow 3.3): the 2.11 feed landing first runs
+    default's e2e_either once, consuming it alone; default's feed landing later reruns nothing (not consumed); a
+    clear of the 2.11 feed in Airflow 2 reruns e2e_either once, consuming both (semantics `condition-groups`)."""
+    af2 = setup.af2
+    graph = {
+        "version": 1,
+        "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
+        "dags": {"e2e_either": {"upstreams": [{"any": [f"{AF2}/af2_feed", "default/e2e_feed_a"]}]}},
+    }
+    deps = e2e.write_dependencies(graph, name="airflow2-any.json")
+    watcher_id, log_name = f"{WATCHER_ID}-any", f"{WATCHER_LOG}-any"
+    e2e.start_watcher(deps, "--id", watcher_id, name=log_name, COORDINATOR_INSTANCES_FILE=str(setup.instances),
+                      COORDINATOR_AIRFLOW_URL="", E2E_AF2_PASSWORD=af2.password)  # fmt: skip
+    e2e.wait_for_leader(deps, watcher_id)
+    partition, feed = e2e.new_partition(), e2e.run_id("af2feed")
+    af2.trigger("af2_feed", feed, partition)
+    wait_for_state(e2e, "e2e_either", partition, "default", RunState.SUCCESS)
+    first = e2e.read_ledger("e2e_either", partition)
+    assert first is not None and set(first.inputs) == {f"{AF2}/af2_feed"}, first
+    assert_started_after(e2e.only_run("e2e_either", partition), [e2e.only_run("af2_feed", partition, stack=af2)])
+
+    # default's feed lands after the decision: not consumed, so nothing reruns.
+    e2e.stack.trigger("e2e_feed_a", e2e.run_id("feed_a"), partition)
+    wait_for_state(e2e, "e2e_feed_a", partition, "default", RunState.SUCCESS)
+    wait_runs_settled(e2e, log_name, [("e2e_feed_a", partition)])
+    unmoved = e2e.read_ledger("e2e_either", partition)
+    assert unmoved is not None and (unmoved.trigger_count, unmoved.inputs) == (1, first.inputs), unmoved
+    once = e2e.only_run("e2e_either", partition)
+    assert task_tries(e2e.stack, "e2e_either", once.run_id) == {"work": 1}, once
+
+    # The consumed 2.11 member reruns: e2e_either reruns once, on both.
+    af2.clear("af2_feed", feed)
+    wait_for_state(e2e, "e2e_either", partition, "default", RunState.SUCCESS, clear_number=1)
+    wait_runs_settled(e2e, log_name, [("af2_feed", partition, AF2), ("e2e_either", partition)])
+    again = e2e.read_ledger("e2e_either", partition)
+    assert again is not None and again.trigger_count == 2, again
+    assert set(again.inputs) == {f"{AF2}/af2_feed", "default/e2e_feed_a"}, again
+    rerun = e2e.only_run("e2e_either", partition)
+    assert rerun.state == "success" and task_tries(e2e.stack, "e2e_either", rerun.run_id) == {"work": 2}, rerun

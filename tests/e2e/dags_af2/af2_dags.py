@@ -9,7 +9,9 @@
   ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``;
 - ``af2_two_step``: ``produce >> tail`` for the plugin's task-level facts (tail keeps the run running 4 s);
 - ``af2_asset_producer``: one task with ``outlets=[Dataset("s3://e2e/af2-orders")]``, whose events the coordinator
-  delivers to the Airflow 3 instance's asset-scheduled ``e2e_asset_consumer``.
+  delivers to the Airflow 3 instance's asset-scheduled ``e2e_asset_consumer``;
+- ``af2_feed``: a feed on Airflow 2, one member of an ``any`` group beside the Airflow 3 instance's ``e2e_feed_a``
+  (its ``e2e_either`` runs on whichever lands first).
 """
 
 from __future__ import annotations
@@ -79,6 +81,9 @@ with _dag("af2_leaf") as af2_leaf:
 
 with _dag("af2_fail") as af2_fail:
     fail()
+
+with _dag("af2_feed") as af2_feed:
+    work()
 
 with _dag("af2_shift_up") as af2_shift_up:
     work()
