@@ -88,8 +88,8 @@ ByOpt = Annotated[
 FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")]
 
 
-def _who(by: str | None, settings: Settings) -> str:
-    """**Who**."""
+def who_acts(by: str | None, settings: Settings) -> str:
+    """**Who**: ``--by``, else the etcd user, else the login name (every incident command and ``rerun``)."""
     if by is not None and by.strip():
         return by.strip()
     if settings.etcd_username:
@@ -197,7 +197,7 @@ def hold(
         nodes = resolve_selector(parsed, graph)
     except LookupError as exc:
         fail(f"{exc}; `coordinator graph` lists the DAGs of {settings.deps}")
-    who = _who(by, settings)
+    who = who_acts(by, settings)
     record = Hold(
         id=new_id(HOLD_ID_PREFIX), selector=parsed, nodes=tuple(n.qualified for n in nodes), from_partition=low,
         to_partition=high, downstream=downstream, reason=reason.strip(), by=who, created_at=now, until=expiry,
@@ -256,7 +256,7 @@ def release_hold(
     if not NAME_RE.match(hold_id):
         fail(f"{hold_id!r} is not a hold id (like {HOLD_ID_PREFIX}3fa2c1d0); `coordinator holds` lists them")
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
-    who, now = _who(by, settings), datetime.now(UTC)
+    who, now = who_acts(by, settings), datetime.now(UTC)
 
     async def work(store: EtcdStore) -> Released | str:
         try:
@@ -453,7 +453,7 @@ def retract(
     if node is None:
         fail(f"DAG {dag_id!r} is not in the graph (or its dag_id is in several instances: write instance/dag_id); "
              f"`coordinator graph` lists the DAGs of {settings.deps}")  # fmt: skip
-    who, now = _who(by, settings), datetime.now(UTC)
+    who, now = who_acts(by, settings), datetime.now(UTC)
     done = run_async(lambda: _with_store(
         settings, lambda store: _retract(store, settings.keys, graph, node, canonical, who, reason.strip(), now)
     ))  # fmt: skip

@@ -23,7 +23,6 @@ Rules:
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from coordinator.cli.app import (
     out,
     run_async,
 )
+from coordinator.cli.incident_cmds import who_acts
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HistoryAction, HistoryEntry
 from coordinator.core.model import NodeId, RunState, canonical_partition, parse_run_record
@@ -133,18 +133,6 @@ def _range(start: str, end: str) -> tuple[str, str]:
     if lo > hi:
         fail(f"--from {start} is after --to {end}")
     return lo, hi
-
-
-def _who(by: str | None, settings: Settings) -> str:
-    """``--by``, else the etcd user, else the login name (as ``hold`` names who)."""
-    if by is not None and by.strip():
-        return by.strip()
-    if settings.etcd_username:
-        return settings.etcd_username
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):  # no login name in a bare container
-        return "unknown"
 
 
 def _load_preview(
@@ -375,7 +363,7 @@ def rerun(
         if not typer.confirm(f"rerun {node} for {len(partitions)} partition(s)?", default=False):
             out.print("nothing cleared")
             raise typer.Exit(1)
-    who = _who(by, settings)
+    who = who_acts(by, settings)
     done, stopped = run_async(
         lambda: _rerun(settings, node, partitions, no_cascade=no_cascade, who=who, why=reason, now=now)
     )
