@@ -9,8 +9,9 @@ Rules:
   lets the user read it (the caller asks it for the user's readable DAG ids, never from a request parameter). A DAG of
   another instance is unknown to this Airflow's auth manager: hidden unless the operator shares the other instances
   (``COORDINATOR_PAGE_OTHER_INSTANCES=shown``).
-- **Hidden names scrubbed.** Free text (summaries, reasons) that names a hidden DAG, by its qualified id or, in the same
-  instance, its bare id, has that name replaced by "a DAG you may not read".
+- **Hidden names scrubbed.** Free text (summaries, reasons, the audit trail's targets, reasons and effects) that names a
+  hidden DAG, by its qualified id or, in the same instance, its bare id, has that name replaced by "a DAG you may not
+  read".
 - **Assets by their instances.** A shared asset (``page.assets``) is drawn when the user may read a DAG of at least one
   instance it names (its source or a target): of the page's own instance, any DAG the auth manager lets the user read;
   of another, as in **Airflow's auth manager decides**. The others are counted, not named: not in the drawing, a title
@@ -27,6 +28,7 @@ from dataclasses import dataclass, replace
 
 from coordinator.core.model import NodeId
 from coordinator.page.assets import AssetNode
+from coordinator.page.history import HistoryRow
 from coordinator.page.model import LedgerInfo, PageModel, PageNode
 
 HIDDEN_NAME = "a DAG you may not read"
@@ -119,8 +121,15 @@ def restrict(model: PageModel, access: Access) -> PageModel:
             deadline=deadline,
         )
 
+    def entry(row: HistoryRow) -> HistoryRow:
+        return replace(row, target=scrub(row.target), why=scrub(row.why), affected=tuple(map(scrub, row.affected)))
+
+    history = model.history
+    if history is not None:
+        history = replace(history, rows=tuple(entry(r) for r in history.rows))
     return replace(
         model,
+        history=history,
         nodes=tuple(node(n) for n in model.nodes if n.node not in gone),
         edges=tuple(e for e in model.edges if e.source not in gone and e.target not in gone),
         problems=tuple(p for p in model.problems if not named_hidden(p)),

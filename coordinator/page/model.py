@@ -32,6 +32,7 @@ from coordinator.core.model import NodeId
 from coordinator.core.view import RunFact, View
 from coordinator.explain.report import row_status, why
 from coordinator.page.assets import AssetNode
+from coordinator.page.history import HistoryPanel
 from coordinator.page.layout import layered
 
 #: Partitions offered by the picker: recent ones are what operators look at; older ones are typed into the URL.
@@ -125,6 +126,8 @@ class PageModel:
     hidden_assets: int = 0
     #: The condition groups, each drawn as one joint (**A group is one joint**).
     joints: tuple[PageJoint, ...] = ()
+    #: The audit trail's newest entries (issue 51, ``page.history``); None: not read.
+    history: HistoryPanel | None = None
 
     @property
     def moving(self) -> bool:

@@ -19,6 +19,8 @@ Rules:
   ``page.render_assets``), with legend entries only when there are any: a page without routes is the page it was. Each
   asset links to ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more
   assets match the view than are drawn, the page says how many.
+- **The audit trail below.** Under the details, the audit trail's newest entries (issue 51, ``page.history``), escaped
+  and scrubbed like the rest.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from urllib.parse import quote, urlencode
 
 from coordinator.core.model import NodeId
 from coordinator.page.assets import DrawnAsset
+from coordinator.page.history import render_history
 from coordinator.page.model import NodeState, PageJoint, PageModel, PageNode, state_counts
 from coordinator.page.palette import COLOURS, GAP_X, GAP_Y, MARGIN, NODE_H, NODE_W
 from coordinator.page.render_assets import asset_detail, asset_legend, assets_svg, drawing_places
@@ -302,6 +305,7 @@ def render_page(
         f"{_pager(drawn, chosen, model.partition)}{_asset_pager(drawn)}"
         f'<div id="graph">{_svg(drawn.model, selected, keep, drawn.assets, selected_asset)}</div>'
         f"{_hidden_assets(model)}{_details(model, node, selected_asset, instance, ui_base)}"
+        f"{render_history(model.history)}"
         "</body></html>"
     )
 

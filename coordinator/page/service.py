@@ -24,7 +24,9 @@ Rules:
   f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
      same connection.
   g. operators' holds (``{prefix}/holds/``, issue 51) through the informer (``informer.holds.read_holds``), over the
-     same connection: a DAG a standing hold covers for the partition drawn says "held by H: REASON" (``page.holds``).
+     same connection: a DAG a standing hold covers for the partition drawn says "held by H: REASON" (``page.holds``);
+     and the audit trail's ``HISTORY_ROWS`` newest entries in one ranged read (``read_history``'s ``newest``), shown
+     below the details (``page.history``; a role that may not read ``history/`` is told so, the page still drawn).
 - **The adopted graph.** The graph drawn is the one the leading watcher adopted (``{prefix}/config/graph`` records every
   DAG's sources), so the page shows what the watcher acts on; before a watcher recorded it, the ``COORDINATOR_DEPS``
   file.
@@ -60,12 +62,13 @@ from coordinator.errors import ConfigError, CoordinatorError, SpecError
 from coordinator.explain.deadlines import leader_status
 from coordinator.explain.lineage import LineageState, lineage_states
 from coordinator.informer import Informer
-from coordinator.informer.holds import read_holds
+from coordinator.informer.holds import read_history, read_holds
 from coordinator.informer.presence_value import airflow_majors
 from coordinator.informer.read_model import READERS, Scope, StoreModel, load
 from coordinator.page.access import Access, restrict
 from coordinator.page.asset_feed import shared_assets
 from coordinator.page.assets import AssetNode
+from coordinator.page.history import HISTORY_ROWS, TrailRead, history_panel, refused
 from coordinator.page.holds import with_holds
 from coordinator.page.model import PICKER_PARTITIONS, PageModel, build_page, graph_from_activation
 from coordinator.page.render import render_message, render_page
@@ -108,13 +111,15 @@ class PartitionRead:
     lineage: tuple[LineageState, ...] | None = ()
     #: Operators' holds as recorded (issue 51; **Read-only, one load** (g)).
     holds: tuple[Hold, ...] = ()
+    #: The audit trail's newest entries (issue 51; **Read-only, one load** (g)).
+    trail: TrailRead = field(default_factory=TrailRead)
 
     @classmethod
     def of(cls, model: StoreModel, graph: Graph | None, partition: str | None, partitions: list[str],
            assets: tuple[AssetNode, ...], lineage: tuple[LineageState, ...] | None,
-           holds: tuple[Hold, ...]) -> PartitionRead:  # fmt: skip
+           holds: tuple[Hold, ...], trail: TrailRead) -> PartitionRead:  # fmt: skip
         return cls(model.view, graph, partition, partitions, model.recorded, airflow_majors(model.watchers), assets,
-                   lineage, holds)  # fmt: skip
+                   lineage, holds, trail)  # fmt: skip
 
 
 async def read_partition(settings: Settings, etcd: EtcdSettings | None, partition: str | None) -> PartitionRead:
@@ -132,12 +137,13 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         assets = await shared_assets(etcd or settings.etcd(), keys.prefix)
         held, _ = await read_holds(store, keys)  # **Read-only, one load** (g)
         holds = tuple(held.holds.values())
+        trail = await _trail(store, keys)
         if graph is None or is_first_adoption(heads_view):
             # **Read-only, one load** (b): the whole prefix, presence and deadlines with it.
             model = await load(store, keys, READERS)
             offered = partitions_to_plan(graph, model.view) if graph else []
             lineage = await _lineage(store, settings, graph, partition or (offered[-1] if offered else None))
-            return PartitionRead.of(model, graph, partition, offered, assets, lineage, holds)
+            return PartitionRead.of(model, graph, partition, offered, assets, lineage, holds, trail)
         offered = await _newest_partitions(store, keys, graph, revision)
         chosen = partition or (offered[-1] if offered else None)
         wanted: list[str] = []
@@ -160,7 +166,16 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
         scope = Scope((keys.watchers,), tuple(wanted), revision)
         model = await load(store, keys, READERS, scope, given=[*heads, *learned])
         lineage = await _lineage(store, settings, graph, chosen)
-    return PartitionRead.of(model, graph, chosen, offered, assets, lineage, holds)
+    return PartitionRead.of(model, graph, chosen, offered, assets, lineage, holds, trail)
+
+
+async def _trail(store: EtcdStore, keys: KeyLayout) -> TrailRead:
+    """**Read-only, one load** (g): the audit trail's newest entries, newest first, or that the role may not read it
+    (``page.history``'s **Said, not failed**)."""
+    index, loaded = await read_history(store, keys, newest=HISTORY_ROWS, skip=refused)
+    if loaded.unread:
+        return TrailRead(unread=True)
+    return TrailRead(tuple(reversed(index.since(None))), unreadable=len(loaded.problems))
 
 
 async def _lineage(
@@ -327,6 +342,7 @@ async def dependencies_page(
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines, decision.now),
                     assets=read.assets)  # fmt: skip
     model = with_holds(model, graph, read.holds, decision.now)  # issue 51: "held by H: REASON"
+    model = replace(model, history=history_panel(read.trail, read.holds, decision.now))  # issue 51: the audit trail
     if read.lineage:  # semantics `lineage-upstreams`: an OpenLineage node says its job, last event
         model = with_lineage(model, read.lineage)
     if access is not None:
