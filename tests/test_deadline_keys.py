@@ -43,7 +43,7 @@ def job_for(keys: KeyLayout, view: View, deadlines: DeadlineIndex, executor: Any
 def test_a_watch_batch_brings_the_keys_it_changed_and_everything_only_when_needed() -> None:
     """A standby queues nothing; the leader gets a key per changed (DAG, partition) and per backfilled partition,
     everything after a relist or when the retention floor moved (not for the view's other "re-plan everything"), and
-    the clock when a record moved."""
+    the clock when the batch's changes name a moved record, which the next pass takes once."""
     keys = KeyLayout("/t")
     view, deadlines = View(keys), DeadlineIndex(keys)
     job = job_for(keys, view, deadlines)
@@ -56,7 +56,9 @@ def test_a_watch_batch_brings_the_keys_it_changed_and_everything_only_when_neede
     assert job.interest(Changes(revision=8, relisted=False, partitions={ALL}), leading=True) == []
     record = DeadlineRecord(state=DeadlineState.BLOCKED, deadline=DEADLINE, changed_at=NOW)
     deadlines.apply(keys.deadline_key(C, P), dump_record(record), 9)
-    assert job.interest(Changes(revision=9, relisted=False), leading=True) == [CLOCK]
+    assert job.interest(Changes(revision=9, relisted=False, deadlines={(C, P)}), leading=True) == [CLOCK]
+    # The moved record is taken by the next pass with the view's changes, once (**One view, one change set**).
+    assert job._take(view)[1] == {(C, P)} and job._take(view)[1] == set()
 
 
 def test_a_pass_judges_what_its_keys_name_and_requeues_the_clock_at_the_next_instant(

@@ -17,10 +17,12 @@ from hypothesis import strategies as st
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.deadline.states import DeadlineRecord, DeadlineState
+from coordinator.core.holds import Hold, Selector, SelectorKind
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.view import View
 from coordinator.etcd import EtcdStore, WatchBatch
-from coordinator.informer import DeadlineIndex, Informer, PresenceIndex
+from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
+from coordinator.informer.holds import HoldIndex
 from coordinator.informer.informer import _may_hold
 from coordinator.informer.presence_value import RECONCILE_ONCE, WatcherPresence
 from coordinator.informer.read_model import model_of, read_model
@@ -63,6 +65,12 @@ def delivery_value(event_id: int) -> bytes:
     record = DeliveryRecord(status=DeliveryStatus.DONE, source="team_a", event_id=event_id, uri=URI,
                             requested_at=AT, done_at=AT, target_event_id=event_id)  # fmt: skip
     return record.model_dump_json().encode()
+
+
+def hold_value(hold_id: str) -> bytes:
+    hold = Hold(id=hold_id, selector=Selector(kind=SelectorKind.DAG, text=A.qualified), nodes=(A.qualified,),
+                reason="bad data", by="alice", created_at=AT)  # fmt: skip
+    return hold.model_dump_json().encode()
 
 
 def presence_value(watcher_id: str) -> bytes:
@@ -219,6 +227,48 @@ def test_bad_values_are_named_by_their_index_and_the_rest_still_loads(
                     break
             # The last valid record stays (``informer/deadlines.py`` rule 2).
             assert deadlines.records[(B, P1)].state is DeadlineState.AT_RISK
+
+    arun(main())
+
+
+def test_a_watch_batch_names_the_deadline_records_holds_and_asset_keys_it_moved(
+    etcd_endpoint: str, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """The changes of the watch batches after a load name exactly the (DAG, partition) whose deadline record was put
+    or deleted (not an escalation level's, not a bad value), the hold ids put or deleted, and count the asset events
+    and delivery entries, as the deadline pass, the holds' interest and the page's asset feed read them (rule
+    **Changes name what moved**)."""
+
+    async def main() -> None:
+        async with await connect(etcd_endpoint) as store:
+            keys, assets_keys = KeyLayout(etcd_prefix), AssetKeys(etcd_prefix)
+            await write_estate(store, etcd_prefix)
+            await store.put(keys.hold_key("h-old"), hold_value("h-old"))
+            informer, *_ = informer_for(etcd_prefix)
+            holds = HoldIndex(keys)
+            informer = Informer(informer.view, [*informer.indexes, holds], hints=informer.hints)
+            loaded = await informer.load(store, etcd_prefix + "/")
+            assert set(holds.holds) == {"h-old"}
+            await store.put(keys.deadline_key(A, P1), deadline_value(DeadlineState.LATE))
+            await store.delete(keys.deadline_key(B, P1))
+            await store.put(keys.deadline_key(B, P2), b"{not json")  # named as a problem, not as moved
+            await store.put(keys.deadline_level_key(A, P1, "page"), deadline_value(DeadlineState.LATE))
+            await store.put(keys.hold_key("h-new"), hold_value("h-new"))
+            await store.delete(keys.hold_key("h-old"))
+            await store.put(assets_keys.event_key("team_a", URI, 3), event_value(3))
+            await store.delete(assets_keys.delivery_key("team_b", "team_a", URI, 1))
+            last = await store.put(keys.run_key(B, P2), run_value(RunState.RUNNING, "b2"))
+            seen: list[Changes] = []
+            async for batch in store.watch_prefix(etcd_prefix + "/", loaded.revision, informer.held):
+                seen.append(informer.apply(batch))
+                if batch.revision >= last:
+                    break
+            assert set().union(*(c.deadlines for c in seen)) == {(A, P1), (B, P1)}
+            assert set().union(*(c.holds for c in seen)) == {"h-new", "h-old"}
+            assert sum(c.assets for c in seen) == 2
+            assert [c.nodes for c in seen if c.nodes] == [[(B, P2)]]
+            assert [p[:2] for c in seen for p in c.problems] == [("deadline", keys.deadline_key(B, P2))]
+            assert set(holds.holds) == {"h-new"}
 
     arun(main())
 

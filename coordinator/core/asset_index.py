@@ -184,9 +184,6 @@ class AssetIndex:
     ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
     #: **Problems held**: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
-    #: Counts the changes applied (a stale one is not a change): a reader that derives something from the whole
-    #: index (the page's asset nodes) derives it again only when this moved.
-    version: int = 0
     #: **Bytes and a few fields**: parsed records of due heads (and of what an answer carried), dropped when their key
     #: changes.
     _facts: dict[EventKey, SourceEvent] = field(default_factory=dict, repr=False)
@@ -236,7 +233,6 @@ class AssetIndex:
         self._clear_derived()
         self._page = None
         self._producers.clear()
-        self.version += 1
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -282,7 +278,6 @@ class AssetIndex:
         held = self.events.get(parsed) if parsed is not None else None
         if mod_rev <= self._seen(key, held.rev if held is not None else 0):
             return None
-        self.version += 1
         self.problems.pop(key, None)
         if parsed is not None and held is not None:
             self._remove_event(parsed)
@@ -311,7 +306,6 @@ class AssetIndex:
         held = self.ledger.get(parsed) if parsed is not None else None
         if mod_rev <= self._seen(key, held.rev if held is not None else 0):
             return None
-        self.version += 1
         self.problems.pop(key, None)
         record = parse_delivery(value) if value is not None else None
         bad = value is not None and (parsed is None or record is None or self.keys.delivery_key(*parsed) != key)

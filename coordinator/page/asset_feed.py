@@ -14,8 +14,9 @@ Rules:
   prefix, so one prefix's relist never deletes the other's (``Informer.watch``).
 - **Views ask the index.** A view asks the index, not etcd: the index keeps the page's counts per asset and target
   current as keys change (``AssetIndex.shared``, the same nodes as ``page/assets.asset_nodes``), so a view costs the
-  assets and their targets, not the history. The nodes are rebuilt only when the index changed since the last view
-  (``AssetIndex.version``).
+  assets and their targets, not the history. The nodes are rebuilt only when the index changed since the last view:
+  a load, or a watch batch whose changes name asset events or delivery entries (``Changes.assets``, the informer's
+  **Changes name what moved**).
 - **Wait for the load.** Until the index is loaded a view waits for it; a load that fails (etcd unreachable, refused)
   fails that view as a read did (the page's 503) and the next view starts over, as it does after a watch that stopped
   for good. The index may trail etcd by the watch's latency: the page draws what the watch has brought, like the watcher
@@ -35,7 +36,7 @@ from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.core.model import KeyLayout
 from coordinator.errors import CoordinatorError
-from coordinator.informer import Informer
+from coordinator.informer import Changes, Informer
 from coordinator.informer.read_model import Family, load
 from coordinator.page.assets import AssetNode, AssetTarget
 from coordinator.runtime.settings import EtcdSettings
@@ -57,7 +58,8 @@ class AssetFeed:
     _informer: Informer | None = field(default=None, init=False, repr=False)
     _ready: asyncio.Future[None] | None = field(default=None, init=False, repr=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False, repr=False)
-    _nodes: tuple[int, tuple[AssetNode, ...]] | None = field(default=None, init=False, repr=False)
+    #: **Views ask the index**: the nodes of the last view, until a load or a watch batch moves the index (None).
+    _nodes: tuple[AssetNode, ...] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.index = AssetIndex(self.keys)
@@ -68,10 +70,9 @@ class AssetFeed:
             self._start()
         assert self._ready is not None
         await asyncio.shield(self._ready)
-        version = self.index.version
-        if self._nodes is None or self._nodes[0] != version:
-            self._nodes = (version, nodes_from(self.index))
-        return self._nodes[1]
+        if self._nodes is None:
+            self._nodes = nodes_from(self.index)
+        return self._nodes
 
     async def load(self, store: EtcdStore) -> dict[str, int]:
         """**Started at the first view**: the assets family into a fresh informer and its index; each prefix's snapshot
@@ -85,7 +86,13 @@ class AssetFeed:
         """**Started at the first view**: the informer's watch of ``prefix`` (one of the two) from ``revision``, until
         it fails."""
         assert self._informer is not None, "load first"
-        await self._informer.run(store, prefix, revision)
+        await self._informer.run(store, prefix, revision, then=self._moved)
+
+    def _moved(self, changes: Changes) -> None:
+        """**Views ask the index**: a batch that moved an asset event or a delivery entry makes the next view derive
+        the nodes again."""
+        if changes.assets:
+            self._nodes = None
 
     def _start(self) -> None:
         self._nodes = None
