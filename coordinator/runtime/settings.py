@@ -198,8 +198,8 @@ class Settings(BaseSettings):
     # Semantics `checkpoint-first`: at most every 30 s the leader records the revision its trigger work is settled
     # through (``{prefix}/config/checkpoint``), so a restart plans first what changed after it; 0 turns the job off.
     checkpoint_interval_s: float = Field(default=30.0, ge=0)
-    # At most 15 s between the leader's deadline passes (semantics `deadlines-judged`): a pass also follows a change within
-    # a second and the clock's next instant; paused DAGs and unreachable instances are asked for at least this often.
+    # At most 15 s between the leader's deadline passes (semantics `deadlines-judged`): a pass also follows a change
+    # within a second and the clock's next instant; paused DAGs and unreachable instances are asked at least this often.
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
