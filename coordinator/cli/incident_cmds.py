@@ -17,7 +17,8 @@ Rules:
   back; a failed state satisfies no dependency, and DAG's failure handlers run as for any failure), holds DAG and every
   DAG below it for P (a hold with ``retracted`` set, released with ``release-hold``), and lists the dependent runs the
   ledger says were triggered on or after the withdrawn success (they ran on it: clear them with ``rerun`` when the
-  fix is in). A later real success is a new generation and cascades once the hold is released.
+  fix is in), and the asset events the withdrawn run produced that were delivered into other deployments (their
+  consumers ran on it too). A later real success is a new generation and cascades once the hold is released.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from coordinator.cli.app import (
     out,
     run_async,
 )
+from coordinator.core.assets import AssetEventFact, AssetKeys
 from coordinator.core.graph import Graph
 from coordinator.core.holds import (
     HOLD_ID_PREFIX,
@@ -67,9 +69,11 @@ from coordinator.core.model import (
     dump_record,
     parse_run_record,
     parse_trigger_record,
+    parse_value,
 )
 from coordinator.errors import StoreError
 from coordinator.informer.holds import read_history, read_holds
+from coordinator.informer.read_model import Family, Scope, load
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
 from coordinator.writers.history import append_history, new_id
@@ -386,6 +390,7 @@ async def _retract(
         state = done.previous.state if done.previous is not None else "absent"
         return f"{node.qualified} {partition} became {state} meanwhile: nothing retracted, nothing held"
     ran = await _ran_on(store, keys, graph, node, partition, success_rev)
+    ran += await _delivered_from(store, keys, node, done.previous.run_id)
     affected = (f"{node.qualified}@{partition} success (revision {success_rev}) withdrawn", *_covers(record, graph),
                 *(f"ran on it: {line}" for line in ran))  # fmt: skip
     entry = HistoryEntry(id=new_id(), action=HistoryAction.RETRACT, by=who, at=now, why=why,
@@ -419,6 +424,30 @@ async def _ran_on(
                 state = record.state if record is not None else "no state yet"
                 found.append(f"{down.qualified} {target} ({ledger.action} {ledger.run_id}, {ledger.status}; "
                              f"now {state})")  # fmt: skip
+    return tuple(sorted(found))
+
+
+async def _delivered_from(store: EtcdStore, keys: KeyLayout, node: NodeId, run_id: str) -> tuple[str, ...]:
+    """**Retract**: the asset events the withdrawn run produced (recorded with its DAG and run id) that were delivered
+    into other deployments, each with the copy it became there (semantics `asset-exactly-once`): they ran their
+    consumers on the retracted fact too. Read through the one loader: the run's instance's events, the deliveries."""
+    assets = AssetKeys(keys.prefix)
+    scope = Scope(prefixes=(f"{assets.events}{node.instance}/", assets.deliveries))
+    index = (await load(store, keys, {Family.ASSETS}, scope)).assets
+    if index is None:
+        return ()
+    ours: set[tuple[str, str, int]] = set()
+    for (source, uri, event_id), held in index.events.items():
+        if source != node.instance or held.source_dag_id != node.dag_id:
+            continue
+        fact = parse_value(AssetEventFact, held.value)[0]
+        if fact is not None and fact.source_run_id == run_id:
+            ours.add((source, uri, event_id))
+    found = [
+        f"asset event {event_id} of {uri} delivered to {target} ({entry.status})"
+        for (target, source, uri, event_id), entry in index.ledger.items()
+        if (source, uri, event_id) in ours
+    ]
     return tuple(sorted(found))
 
 
