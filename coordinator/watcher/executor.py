@@ -156,15 +156,12 @@ class Ledger(Generic[R]):
     #: Told of each write that landed (the instruction, the value written, its revision): the actuator's own writes,
     #: log lines, crash points. (The model learns of it from the informer's watch, never from here.)
     written: Callable[[WriteLedger[R], bytes, int], None] = field(default=_ignore)
-    #: Told of each compare that failed (what etcd answered): a log line; the watch brings the entry that moved.
-    moved: Callable[[CasResult], None] = field(default=_ignore)
 
     async def write(self, instruction: WriteLedger[R]) -> Written:
         """One fenced compare-and-swap (``LeadershipLost`` is raised: **Lost leadership**)."""
         value = self.encode(instruction.record)
         result = await self.writes.cas(self.key, value, instruction.expected_rev)
-        if not result.succeeded:
-            self.moved(result)
+        if not result.succeeded:  # the watch brings the entry that moved
             return LedgerMoved()
         self.written(instruction, value, result.revision)
         return LedgerWritten(result.revision)
