@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from coordinator.core.deadline.alerts import next_hold
 from coordinator.core.deadline.cache import DeadlineCache
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState, deadline_states
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState, deadline_states
 from coordinator.core.model import NodeId, RunState
 from coordinator.core.view import View
 from tests.test_deadline_cache import KEYS, P0, graphs, writes

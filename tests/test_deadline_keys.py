@@ -12,7 +12,8 @@ from typing import Any, cast
 from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState
 from coordinator.core.floor import RetentionFloor
 from coordinator.core.model import KeyLayout, RunRecord, RunState, dump_record
 from coordinator.core.view import ALL, View

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState
 from coordinator.core.holds import Hold, Selector, SelectorKind
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.view import View

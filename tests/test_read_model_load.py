@@ -17,7 +17,8 @@ import pytest
 
 from coordinator.cli.doctor_cmds import is_denied, readable_parts
 from coordinator.core.assets import AssetEventFact, AssetKeys, DeliveryRecord, DeliveryStatus
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState
 from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.lineage.facts import LineageRun
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record

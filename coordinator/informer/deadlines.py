@@ -20,7 +20,7 @@ from typing import ClassVar, TypeVar
 from pydantic import ValidationError
 
 from coordinator.core.deadline.levels import LevelKey
-from coordinator.core.deadline.states import DeadlineRecord
+from coordinator.core.deadline.records import DeadlineRecord
 from coordinator.core.model import KeyLayout, NodeId
 
 K = TypeVar("K", tuple[NodeId, str], LevelKey)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
-from coordinator.core.deadline.states import DeadlineRecord
+from coordinator.core.deadline.records import DeadlineRecord
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import View
 from coordinator.errors import StoreError

@@ -50,7 +50,8 @@ from pydantic import ValidationError
 
 from coordinator.core.adoption import is_first_adoption
 from coordinator.core.deadline.learning import LEARN_SAMPLES
-from coordinator.core.deadline.states import DeadlineRecord, deadline_states, task_targets
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.holds import Hold

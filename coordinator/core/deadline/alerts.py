@@ -31,7 +31,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState
 
 
 @dataclass(frozen=True, slots=True)

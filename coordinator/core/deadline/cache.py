@@ -61,16 +61,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from coordinator.core.deadline.learning import LEARN_SAMPLES, learned_duration, learned_task_durations, start_learners
+from coordinator.core.deadline.records import DeadlineRecord, Transition
 from coordinator.core.deadline.start import START_GRACE, Timetable, start_offset
 from coordinator.core.deadline.states import (
     DEFAULT_HORIZON,
     DEFAULT_LATENCY,
-    DeadlineRecord,
     DeadlineState,
     DeadlineStatus,
     Judgement,
     Judging,
-    Transition,
     ancestors,
     fed_partitions,
     grid_partitions,

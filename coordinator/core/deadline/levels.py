@@ -10,7 +10,7 @@ Rules:
   DAG's own state (its ``warn``) is untouched by its levels.
 - **A record per level.** Each level keeps its own record
   (``{prefix}/deadlines/{instance}/{dag_id}/{partition}/{level}``, a
-  :class:`~coordinator.core.deadline.states.DeadlineRecord`): a transition is a level state that differs from the one
+  :class:`~coordinator.core.deadline.records.DeadlineRecord`): a transition is a level state that differs from the one
   recorded for that level (absent reads as ``on_time``), recorded by the shell with the same fenced compare-and-swap
   before alerting. Alerting then follows ``core.deadline.alerts`` per level (``hold``, ``realert``, ``alerted_states``
   are the level record's): a level never alerts one state twice in a partition.
@@ -25,7 +25,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
-from coordinator.core.deadline.states import DeadlineRecord, DeadlineState, DeadlineStatus
+from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec.deadline import Level
