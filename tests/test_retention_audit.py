@@ -1,6 +1,6 @@
 """The audit trail under retention (issue 51; ``core.retention``'s rule g): history entries written before the cutoff
-and holds that stopped holding before it are deleted by ``coordinator prune`` and by the leader's periodic round,
-guarded by their mod revisions; a standing hold and everything after the cutoff stay (real etcd)."""
+and holds that stopped holding before it are deleted by ``coordinator prune``, guarded by their mod revisions, and left
+alone by the leader's retention; a standing hold and everything after the cutoff stay (real etcd)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from coordinator.core.holds import HistoryAction, HistoryEntry, Hold, parse_selector
-from coordinator.core.model import KeyLayout, dump_record
+from coordinator.core.model import KeyLayout, canonical_partition, dump_record
 from coordinator.core.retention import AuditKind, select_audit
 from coordinator.core.view import View
 from coordinator.etcd import EtcdStore
@@ -22,7 +22,8 @@ from coordinator.etcd.types import Fence
 from coordinator.informer.retention import RetentionTracker
 from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.retention import RetentionJob, delete_selected, read_audit
+from coordinator.watcher.keys import AllPartitions, RetentionPartition
+from coordinator.watcher.retention import RetentionReconciler, delete_selected, read_audit
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CUTOFF = "2026-02-01T00:00:00Z"
@@ -140,11 +141,12 @@ def test_an_audit_record_rewritten_after_it_was_read_is_kept(
     assert remaining(arun, etcd_settings, keys) == {"e-new", "h-new", "h-stand", "h-old"}
 
 
-def test_the_leaders_round_leaves_the_audit_trail_to_prune(
+def test_the_leaders_retention_leaves_the_audit_trail_to_prune(
     arun: Any, etcd_settings: EtcdSettings, etcd_prefix: str
 ) -> None:
-    """A retention round of a leader (30 days at NOW) deletes none of the history entries and holds, old or not: a
-    watcher never writes the incident controls' keys (``coordinator prune`` ages them out)."""
+    """The leader's retention (30 days at NOW), its sweep and a due partition retired (the floor recorded), deletes
+    none of the history entries and holds, old or not: a watcher never writes the incident controls' keys
+    (``coordinator prune`` ages them out)."""
     keys = KeyLayout(etcd_prefix)
     seed(arun, etcd_settings, keys)
     before = remaining(arun, etcd_settings, keys)
@@ -156,8 +158,15 @@ def test_the_leaders_round_leaves_the_audit_trail_to_prune(
             assert kv is not None
             fence = Fence(keys.leader, kv.create_revision)
             executor = Executor(store, {}, fence=lambda: fence)
-            job = RetentionJob(executor, keys, timedelta(days=30), 60.0, View(keys), RetentionTracker(keys), "w1")
-            await job.run_once(datetime(2026, 3, 3, tzinfo=UTC))  # cutoff 2026-02-01
+            at = datetime(2026, 3, 3, tzinfo=UTC)  # cutoff 2026-02-01
+            view, tracker = View(keys), RetentionTracker(keys)
+            retention = RetentionReconciler(
+                executor, keys, timedelta(days=30), 60.0, view, tracker, "w1", now=lambda: at
+            )
+            retention.controller.add(AllPartitions)
+            retention.controller.add(RetentionPartition(canonical_partition(OLD)))
+            assert await retention.controller.drain_ready() == 2
+            assert await store.get(keys.config_key("retention")) is not None  # the partition was retired
 
     arun(go())
     assert remaining(arun, etcd_settings, keys) == before

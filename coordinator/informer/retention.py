@@ -7,8 +7,9 @@ Rules (semantics `retention-retires`, ``coordinator.core.retention``):
   and the last valid one stays (a garbage value must not bring retired partitions back); a deleted floor is an explicit
   lowering.
 - **Retired partitions forgotten.** Retired partitions are forgotten by the view (memory) as soon as the floor retires
-  them or a write reaches them; the keys forgotten but still stored are remembered as small facts, so the leader's
-  retention (``watcher/retention.py``) can delete them.
+  them or a write reaches them; the keys forgotten but still stored are remembered as small facts, by partition, so the
+  leader's retention (``watcher/retention.py``, a key per partition) can delete them
+  (:meth:`RetentionTracker.leftovers_of` one partition's, :meth:`RetentionTracker.leftover_partitions` which have some).
 - **Only the informer drives it.** Like every part of the read model, it changes only as the informer applies a load or
   a watch event: the leader's own floor comes back through the watch (``informer/expectations.py``).
 """
@@ -37,12 +38,15 @@ class RetentionTracker:
         self.floor_rev = 0
         #: key -> fact: retired keys the view forgot that are still stored (until a delete event arrives).
         self.leftovers: dict[str, KeyFact] = {}
+        #: partition -> the keys of ``leftovers`` in it: the leader's retention reconciles one partition at a time.
+        self._by_partition: dict[str, set[str]] = {}
         self._retirement: Retirement | None = None
 
     def load(self, view: View) -> None:
         """After the view is loaded: take the floor it read with the same snapshot (None: no floor) and forget what
         that floor retires."""
         self.floor, self.floor_rev, self.leftovers, self._retirement = view.floor, view.floor_rev, {}, None
+        self._by_partition = {}
         if view.floor is not None:
             log.info("retention.floor before=%s by=%s at=%s revision=%d", view.floor.before, view.floor.by,
                      view.floor.at.isoformat() if view.floor.at else "-", view.floor_rev)  # fmt: skip
@@ -59,7 +63,7 @@ class RetentionTracker:
                 self._forget(view, None)
             return
         if value is None:
-            self.leftovers.pop(key, None)
+            self._drop(key)
         if self.floor is not None:
             at = view.node_of(key)
             partition = at[1] if at is not None else key.rsplit("/", 1)[-1]  # a backfill key's, or not a partition
@@ -82,9 +86,29 @@ class RetentionTracker:
         dropped = forget_retired(view, self.floor, partitions)
         for fact in dropped:
             self.leftovers[fact.key] = fact
+            self._by_partition.setdefault(fact.partition, set()).add(fact.key)
         if partitions is None and dropped:  # a sweep (start, the floor moved); single late writes are not news
             log.info("retention.forgot partitions=%d keys=%d floor=%s", before - len(view.partitions), len(dropped),
                      self.floor.before if self.floor else "-")  # fmt: skip
+
+    def _drop(self, key: str) -> None:
+        fact = self.leftovers.pop(key, None)
+        if fact is None:
+            return
+        keys = self._by_partition.get(fact.partition)
+        if keys is not None:
+            keys.discard(key)
+            if not keys:
+                del self._by_partition[fact.partition]
+
+    def leftovers_of(self, partition: str) -> list[KeyFact]:
+        """The retired keys of ``partition`` that the view forgot and etcd still holds
+        (**Retired partitions forgotten**)."""
+        return [self.leftovers[key] for key in sorted(self._by_partition.get(partition, ()))]
+
+    def leftover_partitions(self) -> set[str]:
+        """The partitions that still have keys the view forgot (**Retired partitions forgotten**)."""
+        return set(self._by_partition)
 
     def retirement(self, graph: Graph) -> Retirement:
         """The retired decisions of ``graph`` under the current floor (memoised per graph and floor)."""

@@ -8,8 +8,11 @@
 - The asset streams' controller (``watcher/deliveries.py``): ``AssetStream``, one attempt per stream at a time.
 - The deadlines' controller (``watcher/deadlines.py``): ``DagKey``, ``PartitionKey`` and ``AllPartitions`` from the
   watch, and ``Tick("deadline")`` requeued at the next instant the clock alone changes a deadline state.
-- Every timed concern (the asset round, the audit, retention, the plan checkpoint, the graph file's reload): ``Tick``,
-  its one key, requeued at its interval (time as a requeue).
+- The retention's controller (``watcher/retention.py``): ``RetentionPartition``, one key per partition, requeued at
+  the instant it becomes older than the cutoff (time as a requeue), and ``AllPartitions`` (a key for every partition:
+  the first sweep, a relist).
+- Every other timed concern (the asset round, the audit, the plan checkpoint, the graph file's reload): ``Tick``, its
+  one key, requeued at its interval (time as a requeue).
 """
 
 from __future__ import annotations
@@ -72,6 +75,15 @@ class Tick:
     name: str
 
 
+@dataclass(frozen=True, slots=True)
+class RetentionPartition:
+    """One partition's retention (``watcher/retention.py``): reconciled when the watch brings a change in it, requeued
+    until it is older than the cutoff, then pruned (or requeued while something keeps it). Its own type, not
+    ``PartitionKey``: the same partition means "re-plan it" to the planner and "retire it when due" here."""
+
+    partition: str
+
+
 #: The triggers' controller's keys.
 TriggerKey = AllPartitionsType | PartitionKey | DagKey
 
@@ -79,3 +91,7 @@ TriggerKey = AllPartitionsType | PartitionKey | DagKey
 #: ``PartitionKey`` (a backfill in a partition), ``AllPartitions`` (judge everything: a relist, a new activation) and
 #: ``Tick("deadline")``, the clock, requeued at the next instant the clock alone changes a deadline state.
 DeadlineKey = AllPartitionsType | PartitionKey | DagKey | Tick
+
+#: The retention's controller's keys (``watcher/retention.py``): a partition, or ``AllPartitions`` (a key for every
+#: partition the view holds and every partition with keys the view forgot: the first sweep, a relist).
+RetentionKey = AllPartitionsType | RetentionPartition

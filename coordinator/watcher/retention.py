@@ -1,16 +1,29 @@
-"""Retention in the shell: pruning in guarded transactions, and the leader's timed round.
+"""Retention in the shell: pruning in guarded transactions, and the leader's retention, a key per partition.
 
 Rules (semantics `retention-retires`, ``coordinator.core.retention``; the floor a watcher holds and what it retires
 are the read model's, followed by the informer: ``informer/retention.py``):
 - **Guarded prune.** :func:`prune` records the floor first (never lowering it unless asked), then deletes in
   transactions of at most ``BATCH_SIZE`` keys, each delete guarded by the key's mod revision: a key written meanwhile is
   kept and reported.
-- **Leader-only rounds.** The periodic retention (``COORDINATOR_RETENTION``) runs on the leader only, from its view, as
-  the timed key ``Tick("retention")`` of its controller (``manager/periodic.py``); each round logs one
-  ``retention.pruned`` line. A failure is logged and retried with a backoff capped at the interval, never fatal.
+- **Leader-only, a key per partition.** The periodic retention (``COORDINATOR_RETENTION``) is a controller of its own
+  (:class:`RetentionReconciler`, controller-runtime's shape: ``manager/controller.py``) whose keys are partitions
+  (``watcher/keys.py``'s ``RetentionPartition``), reconciled on the leader only, from its view. The watch brings a key
+  for each partition a batch touches, unless the controller holds that key already (queued, waiting or being
+  reconciled), so a flood of events in one partition is one reconcile; the first sweep, a relist and a change that
+  re-plans everything (a moved floor) bring ``AllPartitions``, a key for every partition the view holds and every
+  partition with keys it forgot. Time is a requeue, not a round: a partition not yet older than the cutoff comes back
+  when it will be (at most ``COORDINATOR_RETENTION_INTERVAL_S`` later: a clock that jumps costs one interval at most).
+  One that is makes the recorded floor cover it (the whole cutoff, through the executor's pinned writes), then its keys
+  (the view's and the leftovers') are selected and deleted guarded, with one ``retention.pruned`` line, and a
+  ``retention.kept`` line when it is kept; while this leader's last floor, or its deletes in the partition, have not
+  come back through the watch, it waits ``OWN_FLOOR_RECHECK_S`` instead. A kept partition (a run still running, an
+  unfinished intent, a key written meanwhile) comes back after the interval; a partition that is not a canonical time
+  is never retention's (``core.retention`` selects no key without a partition). A standby puts the keys it is handed
+  back after the interval, so it still holds them when it leads. A failure is logged (``retention.failed``) and retried
+  with a backoff capped at the interval, never fatal.
 - **The audit trail ages out with prune, not with the leader.** ``prune`` (the prune role) also deletes the history
   entries and the ended holds from before the cutoff (``core.retention.select_audit``, issue 51), guarded the same way,
-  after the partitions. The leader's rounds leave them alone: a watcher never writes the incident controls' keys
+  after the partitions. The leader's retention leaves them alone: a watcher never writes the incident controls' keys
   (``coordinator roles`` grants them to the operator and to prune only), and the trail grows by a few entries per
   incident.
 """
@@ -19,43 +32,52 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from coordinator.core.holds import Hold
-from coordinator.core.model import KeyLayout
+from coordinator.core.model import KeyLayout, is_canonical_partition, partition_datetime
 from coordinator.core.retention import (
     BATCH_SIZE,
     AuditFact,
     Guarded,
     HoldReason,
+    KeyFact,
     RetentionFloor,
     Selection,
     batches,
     cutoff_before,
     dump_floor,
-    facts_from_view,
     next_floor,
     parse_floor,
+    partition_facts,
     select,
     select_audit,
 )
-from coordinator.core.view import View
+from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, StoreError
 from coordinator.etcd import EtcdStore, Writes
+from coordinator.informer import Changes
 from coordinator.informer.holds import read_history, read_holds
 from coordinator.informer.retention import RetentionTracker
-from coordinator.manager.periodic import RequeueAfter
+from coordinator.manager import DONE, Controller, Result, WorkQueue
+from coordinator.manager.controller import wall_clock
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.keys import AllPartitions, RetentionKey, RetentionPartition
 
 log = logging.getLogger(__name__)
 
 #: Delete transactions in flight at once: each waits for etcd's fsync, and etcd commits concurrent ones together, so
 #: 4 deletes about three times as fast as 1 on a single disk (bench/prune.py) while a loaded member still answers.
 IN_FLIGHT = 4
-#: Seconds before a round looks again when the floor it wrote has not come back through the watch yet.
+#: Seconds before a due partition is looked at again when the floor this leader wrote, or its deletes of the
+#: partition's keys, have not come back through the watch yet (the watch brings a write back within milliseconds; a
+#: second keeps a lagging one from spinning).
 OWN_FLOOR_RECHECK_S = 1.0
+#: The shortest requeue of a partition not yet old enough (its due time is computed to the second, so it never needs
+#: less; a clock at the exact edge must not requeue it at 0 s again and again).
+DUE_MARGIN_S = 0.5
 
 
 # -- pruning (**Guarded prune**) ---------------------------------------------------------------------------------------
@@ -166,63 +188,139 @@ async def prune_audit(
         return facts, PruneOutcome(), f"{exc}"
 
 
-# -- the leader's periodic retention (**Leader-only rounds**) ----------------------------------------------------------
+# -- the leader's retention (**Leader-only, a key per partition**) -----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class RetentionJob:
-    """The leader's periodic retention (**Leader-only rounds**) as a timed concern (``manager/periodic.py``): what a
-    round needs."""
+def due_in(partition: str, now: datetime, period: timedelta) -> float | None:
+    """Seconds from ``now`` until ``partition`` is before the cutoff of ``period`` (``core.retention.cutoff_before``);
+    0 when it is already. None when ``partition`` is not a canonical partition: no time to compare, and never
+    retention's to delete (``core.retention``: a key without a partition is never selected)."""
+    if not is_canonical_partition(partition):
+        return None
+    if partition < cutoff_before(now, period):
+        return 0.0
+    # The cutoff is whole seconds: the partition is before it from the second after it turns ``period`` old.
+    return max((partition_datetime(partition) + period - now).total_seconds() + 1.0, DUE_MARGIN_S)
 
-    #: The floor and the deletes are the executor's writes, pinned to the term the round began in (refused once it
+
+@dataclass
+class RetentionReconciler:
+    """The leader's retention as a controller of per-partition keys (**Leader-only, a key per partition**): what it
+    needs, its controller, which keys a watch batch brings it, and one reconcile per partition."""
+
+    #: The floor and the deletes are the executor's writes, pinned to the term the reconcile began in (refused once it
     #: ends, even if this watcher leads again meanwhile).
     executor: Executor
     keys: KeyLayout
     period: timedelta
+    #: ``COORDINATOR_RETENTION_INTERVAL_S``: the longest a key waits (a kept partition's recheck, the cap of a young
+    #: partition's requeue and of a failure's backoff, a standby's rhythm).
     interval_s: float
     view: View
     tracker: RetentionTracker
     watcher_id: str
+    leading: Callable[[], bool] = lambda: True
+    #: The controller's clock (``manager/controller.py``), and its queue (tests give one with a clock of theirs).
+    now: Callable[[], datetime] = wall_clock
+    queue: WorkQueue[RetentionKey] | None = None
     name: str = "retention"
+    controller: Controller[RetentionKey] = field(init=False, repr=False)
 
-    async def run_once(self, now: datetime) -> RequeueAfter:
-        """One :func:`prune_from_view` round and its log lines; raises on etcd trouble (the jobs loop backs off).
-        A floor this leader wrote that the informer has not brought back yet (``informer/expectations.py``) waits: the
-        round would decide from the floor before it."""
-        if self.executor.expectations.pending(self.tracker.key):
-            return OWN_FLOOR_RECHECK_S
-        selection, outcome, floor = await prune_from_view(self, now)
+    def __post_init__(self) -> None:
+        # One worker: the floor's compare-and-swap is against the revision this watcher last saw, so two reconciles
+        # writing it at once would fail each other; the deletes of one partition already run IN_FLIGHT at a time.
+        self.controller = Controller(
+            self.name, self, needs_leader=True, leading=self.leading, period_s=self.interval_s,
+            backoff_max_s=self.interval_s, now=self.now, queue=self.queue,
+        )  # fmt: skip
+
+    # -- keys ---------------------------------------------------------------------------------------------------------
+
+    def interest(self, changes: Changes) -> list[RetentionKey]:
+        """What a watch batch brings: a key per partition it touched that the controller does not hold already
+        (queued, waiting or being reconciled: a partition written 100,000 times is still one key), and
+        ``AllPartitions`` after a relist or a change that re-plans everything (a moved floor among them)."""
+        touched = {partition for _, partition in changes.nodes}
+        touched.update(changes.partitions)
+        everything = ALL in touched or changes.relisted
+        touched.discard(ALL)
+        keys: list[RetentionKey] = [AllPartitions] if everything else []
+        keys += self._fresh(touched)
+        return keys
+
+    def _fresh(self, partitions: Iterable[str]) -> list[RetentionKey]:
+        busy = self.controller.busy
+        return [key for key in (RetentionPartition(p) for p in sorted(partitions)) if not busy(key)]
+
+    # -- reconcile ----------------------------------------------------------------------------------------------------
+
+    async def reconcile(self, key: RetentionKey, now: datetime) -> Result:
+        """``AllPartitions``: a key for every partition the view holds and every partition with keys it forgot (the
+        first sweep, a relist); a partition: :meth:`retire`. Raises on etcd trouble (the controller backs off)."""
+        if isinstance(key, RetentionPartition):
+            return await self.retire(key.partition, now)
+        for fresh in self._fresh(set(self.view.partitions) | self.tracker.leftover_partitions()):
+            self.controller.add(fresh)
+        return DONE
+
+    async def retire(self, partition: str, now: datetime) -> Result:
+        """One partition (**Leader-only, a key per partition**): not old enough yet, back when it is; else the floor
+        made to cover it (once this leader's last floor has come back), its keys gathered from the view and the
+        leftovers, selected and deleted guarded (**Guarded prune**). Kept (a run still running, an unfinished intent,
+        a key written meanwhile): back after the interval."""
+        wait = due_in(partition, now, self.period)
+        if wait is None:
+            return DONE
+        if wait > 0:
+            return Result(requeue_after=min(wait, self.interval_s))
+        tracker, expectations = self.tracker, self.executor.expectations
+        # This leader's own writes that the informer has not brought back yet (``informer/expectations.py``): a floor
+        # (the tracker's floor and its revision, the next write's guard, are the floor before it), or deletes of this
+        # partition's keys (the model still shows them: selected again, they would be deleted twice).
+        if expectations.pending(tracker.key) or any(expectations.pending(f.key) for f in self.facts(partition)):
+            return Result(requeue_after=OWN_FLOOR_RECHECK_S)
+        cutoff = cutoff_before(now, self.period)
+        writes = self.executor.pin()  # raises LeadershipLost: nothing is deleted without leading
+        floor = tracker.floor
+        if floor is None or not floor.retires(partition):
+            # Semantics `floor-first`: the floor covers the partition before its first delete. The whole cutoff, not
+            # just this partition: one write per move of the cutoff, whatever the number of partitions it retires.
+            floor = RetentionFloor(before=next_floor(floor, cutoff), by=self.watcher_id, at=now)
+            await record_floor(writes, self.keys, floor, tracker.floor_rev)
+        # Gathered after the floor's write: the informer may have brought it back meanwhile and the view forgotten the
+        # partition, whose keys are then leftovers (either way they are found, in one synchronous read).
+        selection = select(self.facts(partition), cutoff)
+        outcome = await delete_selected(writes, selection.delete)
+        self._report(partition, selection, outcome, floor.before)
+        deleted = {(f.key, f.mod_rev) for f in selection.delete}
+        # A key written while the deletes ran (a late rerun of a retired date) is not in the selection: looked at again.
+        left = any((f.key, f.mod_rev) not in deleted for f in self.facts(partition))
+        if selection.kept or outcome.changed or left:
+            return Result(requeue_after=self.interval_s)
+        return DONE
+
+    def facts(self, partition: str) -> list[KeyFact]:
+        """The keys of ``partition`` the view holds, and those it forgot that are still stored (the view's first)."""
+        found = {f.key: f for f in partition_facts(self.view, partition)} if partition in self.view.partitions else {}
+        for fact in self.tracker.leftovers_of(partition):
+            found.setdefault(fact.key, fact)
+        return list(found.values())
+
+    def _report(self, partition: str, selection: Selection, outcome: PruneOutcome, floor: str) -> None:
+        """One ``retention.pruned`` line per partition that had keys (DEBUG when it had none left), one
+        ``retention.kept`` line when it is kept."""
         kept = selection.kept_counts()
         if outcome.changed:
             kept[HoldReason.CHANGED.value] = len(outcome.changed)
-        log.info(
-            "retention.pruned cutoff=%s floor=%s deleted=%d partitions=%d runs=%d ledger=%d backfill=%d "
+        level = logging.INFO if selection.delete or selection.kept or outcome.changed else logging.DEBUG
+        log.log(level,
+            "retention.pruned partition=%s cutoff=%s floor=%s deleted=%d partitions=%d runs=%d ledger=%d backfill=%d "
             "kept_partitions=%d kept=%r changed=%d transactions=%d",
-            selection.cutoff, floor, outcome.deleted, len(selection.partitions), selection.counts.get("run", 0),
-            selection.counts.get("ledger", 0), selection.counts.get("backfill", 0), len(selection.kept),
-            ",".join(f"{k}:{v}" for k, v in sorted(kept.items())) or "-", len(outcome.changed), outcome.transactions,
+            partition, selection.cutoff, floor, outcome.deleted, len(selection.partitions),
+            selection.counts.get("run", 0), selection.counts.get("ledger", 0), selection.counts.get("backfill", 0),
+            len(selection.kept), ",".join(f"{k}:{v}" for k, v in sorted(kept.items())) or "-", len(outcome.changed),
+            outcome.transactions,
         )  # fmt: skip
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
-        return None
-
-
-async def prune_from_view(job: RetentionJob, now: datetime) -> tuple[Selection, PruneOutcome, str]:
-    """One round of the leader's retention: record the floor, then delete what the view (and the leftovers) hold
-    before the cutoff."""
-    tracker, view = job.tracker, job.view
-    cutoff = cutoff_before(now, job.period)
-    writes = job.executor.pin()  # raises LeadershipLost: no round without leading
-    # Gather first: recording the floor makes the view forget these partitions.
-    facts = {f.key: f for f in facts_from_view(view, cutoff)}
-    facts.update({k: f for k, f in tracker.leftovers.items() if f.partition < cutoff and k not in facts})
-    floor = next_floor(tracker.floor, cutoff)
-    if tracker.floor is None or tracker.floor.before != floor:
-        new = RetentionFloor(before=floor, by=job.watcher_id, at=now)
-        # The round deletes from what it gathered above; the informer brings the floor back into the tracker and the
-        # view forgets what it retires then (**The floor in event order**), before the next round may start.
-        await record_floor(writes, job.keys, new, tracker.floor_rev)
-    selection = select(facts.values(), cutoff)
-    outcome = await delete_selected(writes, selection.delete)
-    return selection, outcome, floor

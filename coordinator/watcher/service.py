@@ -15,11 +15,12 @@ Rules:
   (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the asset streams
   (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
   partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
-  state), and the timed concerns (the asset round, the audit, retention, the plan checkpoint, the graph file's reload,
-  this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). Every requeue (retry
-  delays, resyncs, failed passes, the next slice of a sweep) is a reconcile's result; nothing else schedules work.
-  Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any length ends
-  in the same decisions as running throughout.
+  state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the partition is
+  older than the cutoff, then pruned), and the timed concerns (the asset round, the audit, the plan checkpoint, the
+  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``).
+  Every requeue (retry delays, resyncs, failed passes, the next slice of a sweep, a partition not old enough yet) is a
+  reconcile's result; nothing else schedules work. Disconnects resume from the last revision and compactions relist
+  (the store does both), so downtime of any length ends in the same decisions as running throughout.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -78,7 +79,7 @@ from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, Deadlin
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
-from coordinator.watcher.retention import RetentionJob
+from coordinator.watcher.retention import RetentionReconciler
 from coordinator.watcher.triggers import TriggerReconciler
 
 log = logging.getLogger(__name__)
@@ -176,8 +177,10 @@ class Watcher:
             holds=self.holds, on_held=self.metrics.held_actions.set,
         )  # fmt: skip
         self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
-        #: The leader's timed concerns by name (audit, retention, deadlines, the checkpoint, the asset round).
+        #: The leader's timed concerns by name (audit, the checkpoint, the asset round).
         self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
+        #: The leader's retention (semantics `retention-retires`), a key per partition; None while it is off.
+        self.retention_reconciler = self.retention_keys()
         #: The leader's deadlines (semantics `deadlines-judged`): (DAG, partition) keys from the watch, and the clock.
         self.deadline = self.deadline_job()
         #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
@@ -239,6 +242,12 @@ class Watcher:
                        period_s=deadline.interval_s, backoff_max_s=deadline.interval_s),
             interest=self._deadline_keys, start_after=(CLOCK, deadline.interval_s),
         )  # fmt: skip
+        # Semantics `retention-retires`: a key per partition the watch touches (every one at the first sweep, one
+        # interval after the start as the rounds had it, and after a relist), each due when its partition is.
+        retention = self.retention_reconciler
+        if retention is not None:
+            manager.register(retention.controller, interest=retention.interest,
+                             start_after=(AllPartitions, retention.interval_s))  # fmt: skip
         for job in self.jobs.values():
             manager.register(
                 Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
@@ -403,10 +412,6 @@ class Watcher:
             lookback = timedelta(hours=settings.audit_lookback_h)
             jobs.append(AuditJob(self.executor, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
                                  self.view, settings.audit_interval_s))  # fmt: skip
-        if settings.retention_period is not None:
-            jobs.append(RetentionJob(self.executor, settings.keys, settings.retention_period,
-                                     settings.retention_interval_s, self.view, self.retention,
-                                     self.watcher_id))  # fmt: skip
         if settings.checkpoint_interval_s > 0:  # semantics `checkpoint-first`
             jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
                                       lambda: self.graphs.graph.digest, self.watcher_id,
@@ -422,6 +427,16 @@ class Watcher:
                 retention=settings.retention_period, index=self.assets,
             ))  # fmt: skip
         return jobs
+
+    def retention_keys(self) -> RetentionReconciler | None:
+        """The leader's retention (``COORDINATOR_RETENTION``), given only what it needs; None while it is off."""
+        settings = self.settings
+        if settings.retention_period is None:
+            return None
+        return RetentionReconciler(
+            self.executor, settings.keys, settings.retention_period, settings.retention_interval_s, self.view,
+            self.retention, self.watcher_id, leading=self._leading,
+        )  # fmt: skip
 
     def presence(self) -> Presence:
         """The start checks and the presence key, given only what they need."""
