@@ -86,8 +86,9 @@ def test_prune_under_a_running_watcher_triggers_nothing_and_new_partitions_still
 
 
 def test_periodic_retention_on_the_leader_prunes_old_partitions_and_triggers_nothing(stack: Stack) -> None:
-    """COORDINATOR_RETENTION on the leader records the floor, deletes the old cascades on its timer and logs
-    retention.pruned; Airflow receives nothing from it, and a recent partition still cascades."""
+    """COORDINATOR_RETENTION on the leader records the floor and deletes each old cascade as its partition's key comes
+    due, one retention.pruned line per partition; Airflow receives nothing from it, a late rerun of a retired date is
+    deleted in turn once it has ended, and a recent partition still cascades and stays."""
     recent = canonical_partition(datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(1))
     watcher = stack.start_watcher()
     for p in OLD:
@@ -96,8 +97,9 @@ def test_periodic_retention_on_the_leader_prunes_old_partitions_and_triggers_not
     watcher.stop()
 
     leader = stack.start_watcher("w2", COORDINATOR_RETENTION="30d", COORDINATOR_RETENTION_INTERVAL_S="1")
-    line = leader.wait_log(r"retention\.pruned .* deleted=[1-9]")
-    assert re.search(r"deleted=26 partitions=2 runs=14 ledger=12 backfill=0 kept_partitions=0", line), line
+    for p in OLD:
+        line = leader.wait_log(rf"retention\.pruned partition={p} .* deleted=[1-9]")
+        assert re.search(r"deleted=13 partitions=1 runs=7 ledger=6 backfill=0 kept_partitions=0", line), line
     wait_for(lambda: not stack.etcd.items(stack.prefix + "/runs/"), "the old run states deleted")
     floor = json.loads(stack.etcd.get(stack.prefix + "/config/retention") or b"{}")
     assert floor["by"] == "w2" and floor["before"] > OLD[1]
@@ -106,5 +108,13 @@ def test_periodic_retention_on_the_leader_prunes_old_partitions_and_triggers_not
 
     cascade(stack, recent)
     stack.assert_once(recent)
-    leader.wait_log(r"retention\.pruned .* deleted=0 ")  # later rounds find nothing more and keep the recent date
+    settled = airflow_actions(stack)
+    # A late rerun of a retired date: the watch brings its partition's key, and the run state it writes is deleted
+    # (kept while the run runs, looked at again a second later), with nothing triggered; the recent date stays.
+    stack.fake.clear_run(ROOT_DAG, f"scheduled__{OLD[0]}")
+    leader.wait_log(rf"retention\.pruned partition={OLD[0]} .* deleted=1 partitions=1 runs=1 ledger=0 ")
+    assert stack.etcd.get(stack.run_key(ROOT_DAG, OLD[0])) is None
+    stack.settle()
+    assert airflow_actions(stack) == settled
     assert stack.run_record(LAST, recent) is not None
+    assert not leader.lines(rf"retention\.pruned partition={recent} ")
