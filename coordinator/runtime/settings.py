@@ -247,11 +247,14 @@ class Settings(BaseSettings):
     def http_address(self) -> ListenAddress | None:
         return parse_listen(self.http)
 
-    # Periodic retention on the leader (semantics `retention-retires`): "off" (the default: deleting history is the
-    # operator's decision) or a duration such as 90d; every retention_interval_s the leader prunes partitions older than
-    # it.
+    # Retention on the leader (semantics `retention-retires`): "off" (the default: deleting history is the operator's
+    # decision) or a duration such as 90d; the leader prunes each partition as soon as it is older than that.
     retention: str = "off"
-    # 1 h: the cutoff moves by the hour at most, and one pass over a large view costs a second or so.
+    # The longest a partition's retention key waits: a partition kept (a run still running, an unfinished intent) is
+    # looked at again after it, a partition not old enough yet at least this often (a clock that jumps delays a prune
+    # by one interval at most), a failure is retried no later, and the first sweep of every partition comes this long
+    # after the start. 1 h, as the hourly rounds had it: a partition becomes due at its own time, not at the next tick,
+    # so the interval only paces rechecks (each reads the view, no etcd) and a new leader's first sweep.
     retention_interval_s: float = Field(default=3600.0, gt=0)
 
     @field_validator("adopt_history")
