@@ -25,6 +25,7 @@ from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import AllPartitions, RetentionPartition
 from coordinator.watcher.retention import RetentionReconciler, due_in
+from tests.conftest import run_coro
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PERIOD = timedelta(days=30)
@@ -169,6 +170,30 @@ def test_a_batch_brings_each_touched_partition_once_and_everything_after_a_relis
     assert retention.interest(changes) == [RetentionPartition(OLD), RetentionPartition(LATER)]
     assert retention.interest(Changes(revision=6, relisted=True)) == [AllPartitions]
     assert retention.interest(Changes(revision=7, relisted=False, partitions={ALL})) == [AllPartitions]
+
+
+def test_a_standby_keeps_each_key_for_an_interval_and_a_partition_that_is_not_a_time_is_dropped() -> None:
+    """On a standby a due partition's key is not reconciled but waits one interval (a new leader still holds it); a key
+    whose partition is not a canonical time is reconciled once and dropped, touching nothing."""
+    keys, clock, leads = KeyLayout("/t"), Clock(), [False]
+    retention = RetentionReconciler(
+        None, keys, PERIOD, 60.0, View(keys), RetentionTracker(keys), "w1",  # type: ignore[arg-type]
+        leading=lambda: leads[0], now=clock.now, queue=WorkQueue(clock=clock),
+    )  # fmt: skip
+    controller = retention.controller
+    controller.add(RetentionPartition(OLD))
+    assert arun_drain(controller) == 1 and controller.reconciles == 0 and controller.busy(RetentionPartition(OLD))
+    clock.t += 59.999
+    assert arun_drain(controller) == 0
+    leads[0] = True
+    controller.add(RetentionPartition("2026-01-30"))
+    assert arun_drain(controller) == 1 and controller.reconciles == 1
+    assert not controller.busy(RetentionPartition("2026-01-30")) and len(controller.queue) == 0
+
+
+def arun_drain(controller: Any) -> int:
+    result: int = run_coro(controller.drain_ready())
+    return result
 
 
 def test_each_partition_is_pruned_at_its_own_time_and_not_a_moment_before(
