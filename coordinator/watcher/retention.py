@@ -75,6 +75,8 @@ IN_FLIGHT = 4
 #: partition's keys, have not come back through the watch yet (the watch brings a write back within milliseconds; a
 #: second keeps a lagging one from spinning).
 OWN_FLOOR_RECHECK_S = 1.0
+#: Partitions a sweep (``AllPartitions``) keys between two turns of the event loop: about 5 ms of work.
+SWEEP_SLICE = 2000
 #: The shortest requeue of a partition not yet old enough (its due time is computed to the second, so it never needs
 #: less; a clock at the exact edge must not requeue it at 0 s again and again).
 DUE_MARGIN_S = 0.5
@@ -257,10 +259,16 @@ class RetentionReconciler:
     async def reconcile(self, key: RetentionKey, now: datetime) -> Result:
         """``AllPartitions``: a key for every partition the view holds and every partition with keys it forgot (the
         first sweep, a relist); a partition: :meth:`retire`. Raises on etcd trouble (the controller backs off)."""
+        # A sweep makes thousands of keys ready at once, and a partition not yet due is answered without awaiting
+        # anything: without this the worker would hold the event loop (the watch, the lease) for the whole sweep.
+        await asyncio.sleep(0)
         if isinstance(key, RetentionPartition):
             return await self.retire(key.partition, now)
-        for fresh in self._fresh(set(self.view.partitions) | self.tracker.leftover_partitions()):
-            self.controller.add(fresh)
+        partitions = sorted(set(self.view.partitions) | self.tracker.leftover_partitions())
+        for start in range(0, len(partitions), SWEEP_SLICE):
+            for fresh in self._fresh(partitions[start : start + SWEEP_SLICE]):
+                self.controller.add(fresh)
+            await asyncio.sleep(0)  # the same, for a store of a hundred thousand partitions
         return DONE
 
     async def retire(self, partition: str, now: datetime) -> Result:
