@@ -282,10 +282,13 @@ class RetentionReconciler:
         if wait > 0:
             return Result(requeue_after=min(wait, self.interval_s))
         tracker, expectations = self.tracker, self.executor.expectations
+        # Gathered before the floor's write, which makes the view forget the partition when it comes back (its keys
+        # become leftovers at the same revisions); a key written meanwhile is kept by its guarded delete.
+        facts = self.facts(partition)
         # This leader's own writes that the informer has not brought back yet (``informer/expectations.py``): a floor
         # (the tracker's floor and its revision, the next write's guard, are the floor before it), or deletes of this
         # partition's keys (the model still shows them: selected again, they would be deleted twice).
-        if expectations.pending(tracker.key) or any(expectations.pending(f.key) for f in self.facts(partition)):
+        if expectations.pending(tracker.key) or any(expectations.pending(f.key) for f in facts):
             return Result(requeue_after=OWN_FLOOR_RECHECK_S)
         cutoff = cutoff_before(now, self.period)
         writes = self.executor.pin()  # raises LeadershipLost: nothing is deleted without leading
@@ -295,9 +298,7 @@ class RetentionReconciler:
             # just this partition: one write per move of the cutoff, whatever the number of partitions it retires.
             floor = RetentionFloor(before=next_floor(floor, cutoff), by=self.watcher_id, at=now)
             await record_floor(writes, self.keys, floor, tracker.floor_rev)
-        # Gathered after the floor's write: the informer may have brought it back meanwhile and the view forgotten the
-        # partition, whose keys are then leftovers (either way they are found, in one synchronous read).
-        selection = select(self.facts(partition), cutoff)
+        selection = select(facts, cutoff)
         outcome = await delete_selected(writes, selection.delete)
         self._report(partition, selection, outcome, floor.before)
         deleted = {(f.key, f.mod_rev) for f in selection.delete}
