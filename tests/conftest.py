@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import sys
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -24,6 +25,11 @@ from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
+#: ``PYTHONDONTWRITEBYTECODE=1`` (set on this project's CI machine) also stops pytest from caching its assertion rewrite
+#: of each test module, so every worker of every run rewrote all 200 of them: about half of a worker's 10 s collection.
+#: The rewritten modules are cached beside the sources' bytecode (``__pycache__/*-pytest-*.pyc``) and checked against
+#: the source's modification time like any bytecode; the first run of a fresh clone still writes them.
+sys.dont_write_bytecode = False
 #: Hooks that name each end-to-end Airflow stack's database at the end of the run; a plugin here, so the xdist
 #: controller (which never loads tests/e2e/conftest.py) has them too.
 pytest_plugins = ("tests.e2e.stacks_summary",)

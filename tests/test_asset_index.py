@@ -27,6 +27,7 @@ from coordinator.core.assets import (
 )
 from coordinator.page.asset_feed import nodes_from
 from coordinator.page.assets import asset_nodes
+from tests.support.examples import examples
 
 KEYS = AssetKeys("/p")
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -156,7 +157,7 @@ def check(index: AssetIndex, store: dict[str, tuple[bytes, int]], routes: tuple[
         )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(steps)
 def test_the_index_answers_as_the_whole_history_functions_after_any_puts_deletes_and_late_replays(
     script: list[tuple[str, object]],

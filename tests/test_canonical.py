@@ -23,6 +23,7 @@ from coordinator.core.model import (
     dump_record,
 )
 from coordinator.core.view import View
+from tests.support.examples import examples
 
 KEYS = KeyLayout()
 NODE = NodeId("team", "d")
@@ -181,7 +182,7 @@ def _same_as_pydantic(key: str, raw: bytes) -> None:
     assert _facts(paged) == _facts(applied)
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(600), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_raw(_RUN))
 @example(raw=b'{"state":"success","run_id":"r","start_date":"2026-01-01T000000.5Z"}')
 @example(raw=b'{"state":"success","run_id":"r","start_date":"2026-01-01T00:00:00.5Z"}')
@@ -204,7 +205,7 @@ def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> No
     _same_as_pydantic(KEYS.run_key(NODE, PARTITION), raw)
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(1000), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(raw=_raw(_LEDGER))
 @example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":1,"a":2}}')
 @example(raw=b'{"status":"done","action":"create","run_id":"r","inputs":{"a":-1}}')
@@ -270,7 +271,7 @@ def test_what_the_writers_write_takes_the_fast_path() -> None:
 _fragments = st.sampled_from([b".", b"1234567", b"123456", b"0", b"\n", b"Z", b".123456", b"x"])
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(values=st.lists(st.one_of(st.binary(max_size=12), st.lists(_fragments, max_size=6).map(b"".join)), max_size=5))
 @example(values=[b"a.123", b"4567"])
 @example(values=[b"a.123456", b"7"])

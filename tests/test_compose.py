@@ -241,6 +241,7 @@ def _airflow_calls(services: dict[str, dict[str, Any]]) -> list[tuple[str, list[
     return calls
 
 
+@pytest.mark.airflow
 def test_airflow_services_run_real_airflow_commands(services: dict[str, dict[str, Any]], tmp_path: Path) -> None:
     """api-server, scheduler, dag-processor, db migrate and jobs check parse with Airflow's own CLI parser."""
     calls = _airflow_calls(services)

@@ -31,6 +31,7 @@ from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.planner import plan, plan_changes
 from coordinator.core.spec.loader import parse_spec
+from tests.support.examples import examples
 from tests.support.world import World
 from tests.test_planner_stateful import PARTITIONS, PlannerMachine
 
@@ -317,7 +318,7 @@ class ConditionMachine(PlannerMachine):
 
 ConditionMachine.TestCase.settings = settings(
     derandomize=bool(os.environ.get("CI")),
-    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "150")),
+    max_examples=examples(150),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

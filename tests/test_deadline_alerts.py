@@ -17,6 +17,7 @@ from coordinator.core.deadline.states import DeadlineState
 from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
+from tests.support.examples import examples
 
 T0 = datetime(2026, 11, 23, tzinfo=UTC)
 DEADLINE = T0 + timedelta(hours=6)
@@ -64,7 +65,7 @@ def simulate(passes: list[tuple[DeadlineState, int, bool]], policy: AlertPolicy)
     return list(created.values()), recorded
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(PASSES, st.sampled_from([0, 1, 10]))
 def test_no_sequence_alerts_a_state_twice_in_a_partition(passes: list[tuple[DeadlineState, int, bool]],
                                                          hold: int) -> None:  # fmt: skip
@@ -80,7 +81,7 @@ def test_no_sequence_alerts_a_state_twice_in_a_partition(passes: list[tuple[Dead
         assert when >= changed[sequence][1] + timedelta(minutes=hold)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(PASSES)
 def test_realert_alerts_every_transition_and_no_transition_twice(passes: list[tuple[DeadlineState, int, bool]]) -> None:
     """With ``realert``, every transition to a state other than on_time runs its handlers exactly once (crashes

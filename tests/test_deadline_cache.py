@@ -25,6 +25,7 @@ from coordinator.core.model import PARTITION_FORMAT, KeyLayout, NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import ALL, View
 from coordinator.errors import SpecError
+from tests.support.examples import examples
 
 P0 = datetime(2026, 1, 5, tzinfo=UTC)
 KEYS = KeyLayout()
@@ -210,7 +211,9 @@ def check(cache: DeadlineCache, view: View, now: datetime, paused: frozenset[Nod
             record_changes.add(at)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 @given(st.data())
 def test_incremental_pass_equals_full_pass(data: st.DataObject) -> None:
     """After every step of random fact writes, clock jumps (small and across deadlines and warn points), paused and

@@ -15,6 +15,7 @@ from coordinator.core.deadline.records import DeadlineRecord
 from coordinator.core.deadline.states import DeadlineState, deadline_states
 from coordinator.core.model import NodeId, RunState
 from coordinator.core.view import View
+from tests.support.examples import examples
 from tests.test_deadline_cache import KEYS, P0, graphs, writes
 from tests.test_deadlines import DEADLINE, P, chain_graph, fact, node, view_of
 
@@ -26,7 +27,9 @@ def states_at(cache: DeadlineCache, view: View, now: datetime) -> dict[tuple[Nod
     return {at: status.state for at, status in full.items()}
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]
+)
 @given(st.data())
 def test_nothing_the_clock_moves_comes_before_the_next_instant(data: st.DataObject) -> None:
     """Over random graphs and facts, a full pass at any moment before ``next_instant`` shows the states of the last

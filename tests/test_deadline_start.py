@@ -27,6 +27,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import RunFact, View
 from coordinator.explain.deadlines import deadline_rows, why_lines
+from tests.support.examples import examples
 
 DAY = "0 0 * * *"
 HOURLY = "0 * * * *"
@@ -61,7 +62,7 @@ def written(**fields: Any) -> RunFact:
 # -- the sources, in order --------------------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     history=st.one_of(st.none(), st.floats(0, 3 * 86_400)),
     timetable=st.one_of(st.none(), st.builds(Timetable, st.sampled_from(list(TimetableKind)), st.integers(0, 7200))),

@@ -26,6 +26,7 @@ from coordinator.explain.deadlines import deadline_rows, why_lines
 from coordinator.explain.report import status_rows
 from coordinator.page.model import build_page
 from coordinator.page.render import render_page
+from tests.support.examples import examples
 
 DAY = "0 0 * * *"
 P = "2026-01-05T00:00:00Z"
@@ -196,7 +197,7 @@ def test_bad_expected_by_is_reported(expected: dict[str, Any], fragment: str) ->
     assert fragment in str(info.value) and "$.dags.x.expected_by" in str(info.value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     base=st.lists(st.integers(100, 200), min_size=5, max_size=15),
     outliers=st.lists(st.integers(601, 100_000), max_size=2),
@@ -324,7 +325,7 @@ def model_overdue(graph: Graph, view: View, at: tuple[NodeId, str]) -> datetime 
     return min((f for f in found if f is not None), default=None)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(worlds())
 def test_states_match_an_independent_model(world: tuple[Graph, View, datetime, dict[NodeId, float]]) -> None:
     """On random gridded graphs with offsets, failures and a fake clock, every state, cause and ETA is the model's."""
@@ -374,7 +375,7 @@ def record_of(status: DeadlineStatus, sequence: int) -> DeadlineRecord:
     return DeadlineRecord(state=status.state, deadline=status.deadline, sequence=sequence, changed_at=P0)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.sampled_from(list(DeadlineState)), min_size=1, max_size=12), st.integers(1, 3))
 def test_a_transition_is_emitted_once(sequence: list[DeadlineState], repeats: int) -> None:
     """Fed the same state over and over (passes between changes), each change is one transition, never repeated."""

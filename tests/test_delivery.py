@@ -29,6 +29,7 @@ from coordinator.core.assets import (
     why_asset,
 )
 from coordinator.core.effects import MOVED, SKIPPED, End, Ending, RecordError
+from tests.support.examples import examples
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 URI = "s3://lake/orders"
@@ -410,7 +411,7 @@ FAULTS = st.sampled_from(
 STEPS = st.lists(st.sampled_from([0.5, 1.0, 3.0, 31.0]), max_size=30)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     ids=st.lists(st.integers(1, 50), min_size=1, max_size=6),
     faults=st.lists(FAULTS, max_size=40),

@@ -305,6 +305,7 @@ def test_watcher_start_check_leaves_out_an_instance_nothing_uses(
     assert not [line for line in errors if "default" in line], errors
 
 
+@pytest.mark.airflow
 def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: Path) -> None:
     """check-plugin against a wrong etcd endpoint exits 1 with ONE error line naming COORDINATOR_ETCD_ENDPOINTS and
     no retry log (etcd is asked once per endpoint before the writer would retry for the whole timeout)."""
@@ -319,6 +320,7 @@ def test_check_plugin_gives_up_fast_with_one_line_naming_the_setting(tmp_path: P
     assert "etcd.retry" not in done.stderr and "plugin.write_retry" not in done.stderr, done.stderr
 
 
+@pytest.mark.airflow
 def test_check_plugin_warns_when_its_instance_is_not_in_the_adopted_graph(
     tmp_path: Path, arun: Any, etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
 ) -> None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.grid import Grid, downstream_partitions, upstream_partitions
+from tests.support.examples import examples
 
 HOURLY = Grid("0 * * * *")
 DAILY = Grid("0 0 * * *")
@@ -91,7 +92,7 @@ INSTANTS = st.sampled_from(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(down=st.sampled_from(GRIDS), up=st.sampled_from(GRIDS), offset=st.integers(-2, 2), at=INSTANTS)
 def test_downstream_is_the_exact_inverse(down: Grid, up: Grid, offset: int, at: str) -> None:
     """Q is in upstream_partitions(P) exactly when P is in downstream_partitions(Q), DST weeks included."""
@@ -101,7 +102,7 @@ def test_downstream_is_the_exact_inverse(down: Grid, up: Grid, offset: int, at: 
         assert at in upstream_partitions(down, up, offset, p)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(down=st.sampled_from(GRIDS), up=st.sampled_from(GRIDS), offset=st.integers(-2, 2), at=INSTANTS)
 def test_mapped_windows_cover_the_shifted_window(down: Grid, up: Grid, offset: int, at: str) -> None:
     """For a D grid point, the mapped upstream windows are contiguous and cover D's shifted window, no more."""
@@ -124,7 +125,7 @@ CRONS = ["0 1 * * *", "5-59/15 * * * *", "30 4 * * 1-5", "0 0 1 * *", "0 0 L * *
 ZONES = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe"]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     cron=st.sampled_from(CRONS),
     zone=st.sampled_from(ZONES),

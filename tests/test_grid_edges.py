@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
+from tests.support.examples import examples
 
 DAILY = Grid("0 0 * * *")
 DAILY_1 = Grid("0 1 * * *")
@@ -129,7 +130,7 @@ def edges(draw: st.DrawFn) -> tuple[Grid | None, Grid | None, EdgeMap]:
     return down, up, EdgeMap(offset, draw(SHIFTS), member)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 @given(edge=edges(), at=INSTANTS)
 def test_downstream_is_the_exact_inverse_for_every_edge_map(
     edge: tuple[Grid | None, Grid | None, EdgeMap], at: str
@@ -142,7 +143,7 @@ def test_downstream_is_the_exact_inverse_for_every_edge_map(
         assert at in upstream_partitions(down, up, mapping, p)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(edge=edges(), at=INSTANTS)
 def test_a_shift_or_member_maps_to_at_most_one_partition(
     edge: tuple[Grid | None, Grid | None, EdgeMap], at: str

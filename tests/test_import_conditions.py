@@ -36,8 +36,12 @@ from coordinator.core.importer.translate import translate
 from coordinator.core.inputs import required_inputs
 from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
+from tests.support.examples import examples
 from tests.test_import_dags import HERE, Imported, airflow_env, imported
 from tests.test_spec_cli import run
+
+#: Every test here loads DAG folders with Airflow's own DagBag (``make fast`` leaves them out).
+pytestmark = pytest.mark.airflow
 
 FOLDER = HERE / "estate_conditions"
 
@@ -243,7 +247,7 @@ def airflow_holds(tree: AssetCondition, updated: frozenset[str]) -> bool:
 SUBSETS = [frozenset(a for i, a in enumerate(ASSETS) if mask >> i & 1) for mask in range(16)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(conditions(3))
 def test_a_converted_condition_holds_exactly_when_airflows_does(tree: AssetCondition) -> None:
     """Whatever one_level maps a condition to (required assets beside any groups) holds for exactly the sets of

@@ -30,6 +30,7 @@ from coordinator.core.importer.fit import Edge, FitProblem, Fitter, format_shift
 from coordinator.core.importer.merge import merge
 from coordinator.core.importer.schedule import choose_grid, delta_cron, sample_partitions, zone_name
 from coordinator.core.importer.translate import translate
+from tests.support.examples import examples
 
 
 def at(*parts: int) -> datetime:
@@ -395,7 +396,7 @@ def test_a_rollup_consumer_gets_its_mappers_days_and_an_edge_per_window_and_a_me
     assert not [f for f in result.of(FindingKind.NOTE) if f.subject == "merged"]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(
     names=st.lists(st.text("abcdefgh", min_size=3, max_size=6), min_size=5, max_size=5, unique=True),
     loop=st.booleans(),

@@ -28,6 +28,9 @@ from coordinator.runtime.spec_file import load_spec
 from tests.support.cli_inproc import run_cli
 from tests.support.oracle_client import Oracle, running_oracle
 
+#: Every test here loads DAG folders with Airflow's own DagBag (``make fast`` leaves them out).
+pytestmark = pytest.mark.airflow
+
 HERE = Path(__file__).parent / "import_dags"
 ESTATE = HERE / "estate"
 #: Airflow 3 schedules and a package imported from the DAGs folder (issue 24's crashes), kept out of ESTATE's oracle.

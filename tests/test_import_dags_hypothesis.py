@@ -23,6 +23,9 @@ from tests.support.oracle_client import Oracle, running_oracle
 from tests.test_import_conditions import ask_airflow, coordinator_runs
 from tests.test_import_dags import Sensor, airflow_env, dependent_dates, imported, mismatches
 
+#: Every test here loads DAG folders with Airflow's own DagBag (``make fast`` leaves them out).
+pytestmark = pytest.mark.airflow
+
 HEADER = """
 from datetime import timedelta
 import pendulum

@@ -18,6 +18,9 @@ import pytest
 from tests.support.cli_inproc import run_cli
 from tests.test_import_dags import HERE, airflow_env
 
+#: Every test here loads DAG folders with Airflow's own DagBag (``make fast`` leaves them out).
+pytestmark = pytest.mark.airflow
+
 #: Airflow 2 DAG files (schedule_interval, days_ago, DummyOperator) and one needing a library neither venv has.
 LEGACY = HERE / "estate_legacy"
 #: A fine DAGs folder whose plugins folder holds a `yaml` package, put on PYTHONPATH as estates' images do.

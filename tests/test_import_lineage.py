@@ -316,6 +316,7 @@ def test_a_task_of_no_known_class_is_no_job_sensor() -> None:
 # ----- the command, on a folder Airflow loads -----
 
 
+@pytest.mark.airflow
 def test_the_command_offers_nodes_for_a_folders_job_sensors(tmp_path: Path) -> None:
     """Airflow loads a folder with Glue, Spark on Kubernetes and dbt Cloud sensors: each polled job is offered at its
     file:line (text and JSON report), the DAG's own Glue run is noted, and the written file has no edge."""

@@ -37,6 +37,7 @@ from coordinator.page.service import dependencies_page
 from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.watcher.keys import AllPartitions
 from coordinator.watcher.service import open_watcher
+from tests.support.examples import examples
 
 assert engine_cmds  # imported for its registrations only
 DAYS = ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z")
@@ -154,7 +155,7 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
     return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(store=stores)
 # Stores the page reads only part of: a's own day 1 holds day 2 through the gate; r's task alone makes a due.
 @example(store={"graph": "gate", "writes": [("a", DAYS[0], RunState.FAILED), ("r", DAYS[1], RunState.SUCCESS)],

@@ -108,6 +108,7 @@ class _Manager:
         return "/login"
 
 
+@pytest.mark.airflow
 @pytest.mark.parametrize("query", ["", "?dag_id=report", "?dag_id=secret_ingest&node=team_a/secret_ingest"],
                          ids=["no-query", "dag-id-of-a-readable-dag", "dag-id-of-a-hidden-dag"])  # fmt: skip
 def test_page_app_takes_the_readable_dags_from_the_auth_manager_never_the_query(

@@ -23,6 +23,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
+from tests.support.examples import examples
 from tests.support.world import World
 from tests.test_planner_grid_stateful import GRIDS, START, GridMachine, points
 
@@ -272,7 +273,7 @@ class EdgeMachine(GridMachine):
 
 EdgeMachine.TestCase.settings = settings(
     derandomize=bool(os.environ.get("CI")),
-    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "100")),
+    max_examples=examples(100),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -20,6 +20,7 @@ from coordinator.core.actions import Trigger
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.planner import plan
 from coordinator.core.spec.loader import parse_spec
+from tests.support.examples import examples
 from tests.support.world import World
 from tests.test_planner_stateful import PlannerMachine
 
@@ -162,7 +163,7 @@ class GridMachine(PlannerMachine):
 
 GridMachine.TestCase.settings = settings(
     derandomize=bool(os.environ.get("CI")),
-    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "100")),
+    max_examples=examples(100),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

@@ -24,6 +24,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerStatus
 from coordinator.core.no_cascade import NoCascadeRecord, dump_no_cascade
 from coordinator.core.planner import plan, plan_changes
 from coordinator.core.view import View
+from tests.support.examples import examples
 from tests.support.world import P1, P2, World, make_graph
 
 PARTITIONS = (P1, P2)
@@ -280,7 +281,7 @@ PlannerMachine.TestCase.settings = settings(
     # CI replays the same examples every run (a red build must be reproducible); developers explore new ones.
     derandomize=bool(os.environ.get("CI")),
     # HYPOTHESIS_MAX_EXAMPLES=2000 for a longer search before a change to the planner or the intent protocol.
-    max_examples=int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "150")),
+    max_examples=examples(150),
     stateful_step_count=40,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],

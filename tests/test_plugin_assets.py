@@ -81,6 +81,7 @@ def test_an_airflow2_dataset_change_is_hinted(recorder: RecordingWriter) -> None
     assert isinstance(fact, AssetChange) and fact.key == "/p/asset_changes/team_a"
 
 
+@pytest.mark.airflow
 def test_the_asset_hooks_take_the_arguments_airflow_passes() -> None:
     """The hook implementations' parameter names are those of the installed Airflow's hook specs."""
     from airflow.listeners.spec import asset as spec

@@ -151,6 +151,7 @@ def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
     return dict(zip(names, results, strict=True))
 
 
+@pytest.mark.airflow
 @pytest.mark.parametrize(
     ("scenario", "endpoint", "user", "password", "where"),
     [
@@ -190,6 +191,7 @@ def test_precedence_env_section_connection_default(
     assert got["origins"]["etcd_endpoints"] == where
 
 
+@pytest.mark.airflow
 def test_each_setting_resolves_on_its_own(resolved: dict[str, dict[str, Any]]) -> None:
     """Precedence is per setting: endpoints from env, user from the section, password from the connection,
     prefix from airflow.cfg, instance from AIRFLOW__COORDINATOR__INSTANCE over airflow.cfg."""
@@ -213,6 +215,7 @@ def test_each_setting_resolves_on_its_own(resolved: dict[str, dict[str, Any]]) -
     }
 
 
+@pytest.mark.airflow
 @pytest.mark.parametrize(
     ("scenario", "endpoint"),
     [
@@ -227,6 +230,7 @@ def test_connection_is_found_the_way_airflow_finds_it(
     assert resolved[scenario]["endpoints"] == [endpoint]
 
 
+@pytest.mark.airflow
 def test_extra_endpoints_and_pem_of_a_named_connection(resolved: dict[str, dict[str, Any]]) -> None:
     """A connection named by [coordinator] etcd_conn_id gives endpoints from extra.endpoints and the PEM texts."""
     got = resolved["extra_endpoints_and_pem"]
@@ -236,6 +240,7 @@ def test_extra_endpoints_and_pem_of_a_named_connection(resolved: dict[str, dict[
     assert got["origins"]["etcd_key"] == "connection my_etcd (extra.key)"
 
 
+@pytest.mark.airflow
 @pytest.mark.parametrize(
     ("scenario", "message"),
     [
@@ -268,6 +273,7 @@ def test_bad_settings_name_their_source(resolved: dict[str, dict[str, Any]], sce
 # ----- the listener's path: the connection's TLS material reaches etcd -----
 
 
+@pytest.mark.airflow
 def test_listener_writes_over_mtls_with_pem_from_the_connection(tmp_path: Path) -> None:
     """With no COORDINATOR_* variable, the listener's writer takes prefix and instance from [coordinator] and an
     https endpoint, CA, client certificate and key (PEM text) from the connection, and writes to an mTLS etcd."""
@@ -432,6 +438,7 @@ def test_callers_that_may_wait_get_a_bounded_lookup() -> None:
 # ----- check-plugin says where each setting came from -----
 
 
+@pytest.mark.airflow
 def test_check_plugin_names_each_settings_source_never_a_secret(
     tmp_path: Path, etcd_endpoint: str, etcd_prefix: str
 ) -> None:

@@ -407,6 +407,7 @@ def test_task_hook_wait_is_bounded_when_etcd_is_down(
     assert len([r for r in caplog.records if "task_state_unconfirmed" in r.getMessage()]) == 1
 
 
+@pytest.mark.airflow
 def test_check_plugin_runs_the_task_hook_and_reports_the_named_tasks(
     tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any
 ) -> None:

@@ -473,6 +473,7 @@ def run_check_plugin(tmp_path: Path, endpoint: str, prefix: str, *args: str) -> 
     )
 
 
+@pytest.mark.airflow
 def test_check_plugin_writes_through_the_real_listener(
     tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any
 ) -> None:
@@ -487,6 +488,7 @@ def test_check_plugin_writes_through_the_real_listener(
     assert record is not None and record.state is RunState.SUCCESS and record.source == "airflow-plugin:default"
 
 
+@pytest.mark.airflow
 def test_check_plugin_dry_run_writes_nothing(
     tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any
 ) -> None:
@@ -500,6 +502,7 @@ def test_check_plugin_dry_run_writes_nothing(
     assert read_record(arun, etcd_settings, key) == (None, 0)
 
 
+@pytest.mark.airflow
 def test_check_plugin_fails_clearly_when_etcd_is_unreachable(tmp_path: Path) -> None:
     """check-plugin exits 1 naming the endpoint when the record cannot be written."""
     endpoint = f"http://127.0.0.1:{closed_port()}"

@@ -28,6 +28,7 @@ from coordinator.core.retention import (
     select,
 )
 from coordinator.core.spec.loader import parse_spec
+from tests.support.examples import examples
 from tests.support.world import P1, P2, SEVEN, World, n
 
 NOW = datetime(2026, 3, 1, 12, 30, 15, 250_000, tzinfo=UTC)
@@ -162,7 +163,7 @@ def old_partition_world() -> tuple[World, list[str]]:
     return world, [key for key, _, _ in kvs(world) if key.endswith(P1)]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_deleting_a_retired_partition_in_any_order_triggers_nothing(data: st.DataObject) -> None:
     """Whatever order and batching a prune's deletes take, no plan between them triggers anything (rule 11b)."""

@@ -257,6 +257,7 @@ def airflow() -> Iterator[FakeAirflow]:
         fake.stop()
 
 
+@pytest.mark.airflow
 def test_each_component_works_under_exactly_its_role(
     auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
 ) -> None:

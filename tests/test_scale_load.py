@@ -37,6 +37,7 @@ from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher import triggers
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
+from tests.support.examples import examples
 from tests.support.world import World, make_graph
 
 
@@ -235,7 +236,7 @@ _PAGE_VALUES = [
 ]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.tuples(st.sampled_from(_PAGE_KEY_LIST), st.sampled_from(_PAGE_VALUES), st.booleans()), max_size=24))
 @example(  # known parts; then a partition's last fact dropped mid-page and a fact of another DAG there after it
     [
