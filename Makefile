@@ -129,11 +129,12 @@ pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or run its code (airflow: import-dags'
-# DagBag, check-plugin), build the image (image) or install the package into fresh environments (install), on four
-# workers, with a quarter of each property test's examples (tests/support/examples.py; make test draws them all): most of these tests wait on the processes they
-# start (watchers, etcd, the CLI) rather than use a core, so four keep two cores busier than two workers do.
+# DagBag, check-plugin), build the image (image) or install the package into fresh environments (install), with a
+# quarter of each property test's examples (tests/support/examples.py; make test draws them all). Six workers: most
+# of these tests wait on the processes they start (watchers, etcd, the CLI) rather than use a core; on two cores six
+# took 219-221 s against 249-256 s for four, and eight 209 s (docs/benchmarks.md, "The test suite").
 fast: $(STAMP) postgresql
-	COORDINATOR_TEST_EXAMPLES=0.25 $(BIN)/pytest -n 4 -m "not e2e and not image and not install and not airflow" --durations=10
+	COORDINATOR_TEST_EXAMPLES=0.25 $(BIN)/pytest -n 6 -m "not e2e and not image and not install and not airflow" --durations=10
 
 # The checks (lint, types, layer contracts, the docs site) and the two side venvs side by side (three jobs; each
 # target's output printed whole when it ends), then the tests: on a fresh clone here the tests started 170 s after
