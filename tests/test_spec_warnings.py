@@ -8,12 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from coordinator.core.graph import DagSpec, Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.spec.near_misses import (
     RULES,
+    CloseDags,
     SpecWarning,
     exact_dates_across_grids,
     near_miss_references,
@@ -111,6 +114,44 @@ def test_near_miss_references(doc: dict[str, Any], expected: list[str]) -> None:
 def test_near_misses(name: str, candidates: list[str], expected: list[str]) -> None:
     """near_misses keeps the candidates within a typo's distance that are not another member of a series."""
     assert near_misses(name, candidates) == expected
+
+
+#: Names over a small alphabet with digits (series) and separators, long enough to allow two edits.
+_NAMES = st.text(alphabet="abAB01_", min_size=1, max_size=12)
+
+
+@st.composite
+def _typos(draw: st.DrawFn, name: str) -> str:
+    """``name`` after up to three random edits (insert, delete, substitute, swap neighbours)."""
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(name)))
+        op = draw(st.sampled_from(["insert", "delete", "substitute", "swap"]))
+        char = draw(st.sampled_from("abAB01_"))
+        if op == "insert":
+            name = name[:at] + char + name[at:]
+        elif op == "delete" and at < len(name) and len(name) > 1:
+            name = name[:at] + name[at + 1 :]
+        elif op == "substitute" and at < len(name):
+            name = name[:at] + char + name[at + 1 :]
+        elif op == "swap" and at + 1 < len(name):
+            name = name[:at] + name[at + 1] + name[at] + name[at + 2 :]
+    return name
+
+
+@given(data=st.data(), name=st.text(alphabet="abAB01_", min_size=6, max_size=12), others=st.lists(_NAMES, max_size=10))
+def test_the_index_of_close_dags_answers_as_a_scan_of_every_dag(
+    data: st.DataObject, name: str, others: list[str]
+) -> None:
+    """CloseDags (the deletion index a whole file's check uses) finds exactly what near_misses over every DAG finds,
+    in the same order, across instances: typos of up to three edits and unrelated names alike."""
+    ids = data.draw(st.lists(_typos(name), max_size=20)) + others
+    nodes = [NodeId(instance, dag_id) for dag_id in ids for instance in ("default", "other")[: 1 + len(dag_id) % 2]]
+    by_id: dict[str, list[NodeId]] = {}
+    for node in nodes:
+        by_id.setdefault(node.dag_id, []).append(node)
+    scanned = [node for close in near_misses(name, by_id) for node in sorted(by_id[close])]
+    assert CloseDags(nodes).of(name) == scanned
+    assert CloseDags(nodes).of(f"default/{name}") == scanned
 
 
 def test_a_graph_not_read_from_a_file_has_no_near_miss_warnings() -> None:

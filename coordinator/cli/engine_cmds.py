@@ -233,7 +233,7 @@ def watch(
         watcher_id=watcher_id, adopt_history=_adopt_history(adopt_all, adopt_since, adopt_none),
         first_start_limit=first_start_limit, http=http,
     )  # fmt: skip
-    _graph(settings)  # fail fast with exit 2 on an invalid file
+    graph = _graph(settings)  # fail fast with exit 2 on an invalid file
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -244,7 +244,7 @@ def watch(
                 # **Only the default gives way**).
                 default = "http" not in settings.model_fields_set
                 stack.enter_context(serve(settings.http_address, metrics, health, default=default))
-            watcher = await open_watcher(settings, stack, metrics, health)
+            watcher = await open_watcher(settings, stack, metrics, health, graph)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, watcher.stop.set)

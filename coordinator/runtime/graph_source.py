@@ -27,10 +27,12 @@ class GraphSource:
     """Holds the last valid graph and reloads dependencies.json when it changes (``watcher/service.py``'s
     **Bad input never stops it**)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, graph: Graph | None = None) -> None:
+        """``graph``: the file as the caller already loaded it (the CLI checks it before starting), not read twice."""
         self.path = path
-        self.graph = load_spec(path)  # the first load must succeed: there is nothing to fall back to
         self._stamp = self._read_stamp()
+        # The first load must succeed: there is nothing to fall back to.
+        self.graph = graph if graph is not None else load_spec(path)
         self.error: str | None = None
         self.warnings = unknown_upstreams(self.graph)
         _warn(self.graph, self.warnings)
@@ -61,6 +63,7 @@ class GraphSource:
                 log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
                          "expected_by or on_late_of changed")  # fmt: skip
                 self.graph = graph
+                self.warnings = unknown_upstreams(graph)  # where the file writes each reference may have moved
             return False
         log.info("graph.reloaded path=%s old=%s new=%s dags=%d", self.path, self.graph.digest, graph.digest,
                  len(graph.dags))  # fmt: skip

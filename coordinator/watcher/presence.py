@@ -31,7 +31,6 @@ from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.informer.presence_value import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
 from coordinator.manager.periodic import RequeueAfter
-from coordinator.runtime.graph_source import unknown_upstreams
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
 from coordinator.watcher.instance_check import check_instance
@@ -51,6 +50,9 @@ class Presence:
     watcher_id: str
     #: The graph in force (read when the checks start).
     graph: Callable[[], Graph]
+    #: Its warnings (``runtime.graph_source``: each reference to an undeclared DAG close to a declared one's name),
+    #: worked out once when the graph was taken into force: a round only copies them into the presence value.
+    graph_warnings: Callable[[], tuple[str, ...]]
     #: The instances this watcher has an Airflow client for (checked even when the graph names none of their DAGs).
     clients: Collection[str]
     metrics: Metrics
@@ -120,8 +122,6 @@ class PresenceJob:
     _reported: bool = field(default=False, init=False, repr=False)
     _lease_id: int = field(default=0, init=False, repr=False)
     _written: WatcherPresence | None = field(default=None, init=False, repr=False)
-    _shown: Graph | None = field(default=None, init=False, repr=False)
-    _warnings: tuple[str, ...] = field(default=(), init=False, repr=False)
 
     @property
     def interval_s(self) -> float:
@@ -146,12 +146,9 @@ class PresenceJob:
             if self._lease_id == 0:
                 self._lease_id = (await watcher.store.grant_lease(watcher.settings.leader_ttl_s)).id
                 self._written = None
-            graph = watcher.graph()
-            if graph is not self._shown:  # the warnings are a function of the graph: computed once per graph
-                self._shown, self._warnings = graph, unknown_upstreams(graph)
             value = WatcherPresence(id=watcher.watcher_id, started_at=self.started, version=__version__,
-                                    instances=self._checks, graph_digest=graph.digest,
-                                    graph_warnings=self._warnings)  # fmt: skip
+                                    instances=self._checks, graph_digest=watcher.graph().digest,
+                                    graph_warnings=watcher.graph_warnings())  # fmt: skip
             if self._written != value:
                 await watcher.store.put(key, value.model_dump_json().encode(), lease=self._lease_id)
                 self._written = value

@@ -53,6 +53,7 @@ from coordinator.airflow.client import AirflowClient
 from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
+from coordinator.core.graph import Graph
 from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
@@ -442,7 +443,7 @@ class Watcher:
         """The start checks and the presence key, given only what they need."""
         return Presence(
             store=self.store, settings=self.settings, watcher_id=self.watcher_id, graph=lambda: self.graphs.graph,
-            clients=self.clients.keys(), metrics=self.metrics,
+            graph_warnings=lambda: self.graphs.warnings, clients=self.clients.keys(), metrics=self.metrics,
         )  # fmt: skip
 
     def deadline_job(self) -> DeadlineJob:
@@ -549,10 +550,15 @@ def build_clients(
 
 
 async def open_watcher(
-    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None, health: Health | None = None
+    settings: Settings,
+    stack: AsyncExitStack,
+    metrics: Metrics | None = None,
+    health: Health | None = None,
+    graph: Graph | None = None,
 ) -> Watcher:
-    """The watcher for ``settings``, counting into ``metrics`` and reporting to ``health`` (fresh ones if None)."""
-    graphs = GraphSource(settings.deps)
+    """The watcher for ``settings``, counting into ``metrics`` and reporting to ``health`` (fresh ones if None);
+    ``graph``: the dependencies file as the caller already loaded it (read again when None)."""
+    graphs = GraphSource(settings.deps, graph)
     graph = graphs.graph
     missing = sorted({n.instance for n in graph.dags} - set(settings.instances()) - graph.external_instances)
     if missing:

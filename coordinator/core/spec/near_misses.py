@@ -80,10 +80,15 @@ def edit_distance(a: str, b: str, limit: int) -> int:
     return previous[-1]
 
 
+def _numbers(name: str) -> tuple[int, ...]:
+    """The numbers in ``name``, as numbers (``6`` and ``06`` are the same)."""
+    return tuple(int(n) for n in _NUMBER_RE.findall(name))
+
+
 def _series(a: str, b: str) -> bool:
     """True when ``a`` and ``b`` read as two members of a series (**Near misses**): different numbers (compared as
     numbers, so ``6`` and ``06`` are the same), or the same words but for a short label."""
-    if [int(n) for n in _NUMBER_RE.findall(a)] != [int(n) for n in _NUMBER_RE.findall(b)]:
+    if _numbers(a) != _numbers(b):
         return True
     words_a, words_b = _WORD_RE.findall(a.lower()), _WORD_RE.findall(b.lower())
     if len(words_a) != len(words_b):
@@ -106,11 +111,58 @@ def near_misses(name: str, candidates: Iterable[str]) -> list[str]:
 
 def close_dags(name: str, nodes: Iterable[NodeId]) -> list[NodeId]:
     """The DAGs whose id ``name`` (a dag id, or ``instance/dag_id``) is probably a typo of, closest first."""
-    dag_id = name.rpartition("/")[2]
-    by_id: dict[str, list[NodeId]] = {}
-    for node in nodes:
-        by_id.setdefault(node.dag_id, []).append(node)
-    return [node for close in near_misses(dag_id, by_id) for node in sorted(by_id[close])]
+    return CloseDags(nodes).of(name)
+
+
+#: The most edits :func:`max_distance` ever allows: how deep :class:`CloseDags` indexes each name's deletions.
+MOST_EDITS = 2
+
+
+def _deletions(word: str, depth: int) -> set[str]:
+    """``word`` and every string that deleting up to ``depth`` of its characters makes."""
+    found = {word}
+    frontier = {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1 :] for w in frontier for i in range(len(w))}
+        found |= frontier
+    return found
+
+
+class CloseDags:
+    """The DAGs of a graph, indexed to answer :func:`close_dags` for many names at once (**Near misses** of a whole
+    file) without comparing each name with every DAG.
+
+    The index is the symmetric-deletion one of spelling correctors (SymSpell): every DAG id (lowercased, as
+    :func:`near_misses` compares) is filed under each string that deleting up to :data:`MOST_EDITS` of its characters
+    makes. A substitution, an insertion or deletion, and a swap of neighbours each cost at most one deletion on either
+    side, so two ids within :data:`MOST_EDITS` edits always share a filed string: a name is compared only with the ids
+    it shares one with, by :func:`near_misses` itself (the same checks, so the same answer as a scan of every DAG).
+    Ids whose numbers differ from the name's are a series, never a near miss: they are left out before that.
+    """
+
+    def __init__(self, nodes: Iterable[NodeId]) -> None:
+        self._by_id: dict[str, list[NodeId]] = {}
+        for node in nodes:
+            self._by_id.setdefault(node.dag_id, []).append(node)
+        self._filed: dict[str, list[str]] = {}
+        self._numbers = {dag_id: _numbers(dag_id) for dag_id in self._by_id}
+        for dag_id in self._by_id:
+            for variant in _deletions(dag_id.lower(), MOST_EDITS):
+                self._filed.setdefault(variant, []).append(dag_id)
+
+    def of(self, name: str) -> list[NodeId]:
+        """The DAGs whose id ``name`` (a dag id, or ``instance/dag_id``) is probably a typo of, closest first (never
+        one of that id: :func:`near_misses` leaves ``name`` out)."""
+        dag_id = name.rpartition("/")[2]
+        numbers = _numbers(dag_id)
+        # Ids with other numbers are a series (``_series``): left out here rather than one by one below.
+        pool = {
+            other
+            for variant in _deletions(dag_id.lower(), MOST_EDITS)
+            for other in self._filed.get(variant, ())
+            if self._numbers[other] == numbers
+        }
+        return [node for close in near_misses(dag_id, pool) for node in sorted(self._by_id[close])]
 
 
 # ---- rules --------------------------------------------------------------------------------------------------------
@@ -130,11 +182,12 @@ def near_miss_references(graph: Graph) -> list[SpecWarning]:
     for source, target in sorted(graph.edge_paths, key=lambda edge: (edge[1], edge[0])):
         references.setdefault(source, []).append((target, format_path(graph.edge_paths[source, target])))
     warnings = []
+    close = CloseDags(graph.dags)
     for node in sorted(set(graph.dags) - graph.declared):
         uses = references.get(node, [])
         candidates = [
             other
-            for other in close_dags(node.dag_id, (n for n in graph.dags if n != node))
+            for other in close.of(node.dag_id)
             if len(references.get(other, ())) + (other in graph.declared) >= len(uses)
         ]
         if not candidates:
