@@ -1,70 +1,156 @@
-"""Cold starts of two checkouts back to back against ONE preloaded etcd: before/after at 1,000,000 keys.
+"""Cold starts of several checkouts back to back against ONE preloaded etcd, beside etcd's own read of that store.
 
-The ``cold_start`` bench preloads for minutes at that size and measures one checkout; this preloads once (the same
+The ``cold_start`` bench preloads for minutes at estate size and measures one checkout; this preloads once (the same
 graph, run states and ledger as ``cold_start.py --ledger``) and starts ``coordinator watch`` from each checkout in
-turn, so both see the same store under the same machine load. Prints, per watcher: time to the first reconcile pass,
-when the view was loaded (its log), the watcher's CPU seconds until the first pass (less sensitive to a shared
-machine than wall time), the first pass's plan_ms, peak RSS, and any watch reconnect or relist.
+turn, so all see the same store under the same machine load. Before every start the plan checkpoint is deleted (a
+first start: the first pass plans every partition, ``reconcile.first_work ... everything=True``). Between the starts,
+the bare read of the same store (``snapshot_read.py``'s ``drop``: the watcher's own paged read into a sink that keeps
+nothing) is timed, so each start has a floor measured minutes from it: the ratio of the start to that floor is what
+the estate is judged on.
 
-    .venv/bin/python bench/cold_start_ab.py --before /tmp/before --partitions 1000 --order before,after,after,before
+Prints, per start: time to the first reconcile pass (the sweep over every partition ends: ``dirty=all``), when the
+process logged ``watcher.start`` and ``view.loaded``, the watcher's CPU seconds until the first pass, that pass's
+``plan_ms``, peak RSS, any watch reconnect or relist; per read: wall, client and etcd CPU. ``--json`` keeps them all.
 
-``--before``: a checkout of the old code (``git archive <commit> | tar -x -C /tmp/before``), run with this venv.
+    .venv/bin/python bench/cold_start_ab.py --tree before=/tmp/before --tree after=. \\
+        --layers 10 --width 500 --partitions 365 --ledger --order before,after,after,before
+
+``--tree NAME=DIR``: a checkout (``git archive <commit> | tar -x -C DIR``), run with this venv; ``--before DIR`` is
+``--tree before=DIR`` beside ``after`` (this checkout).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import _harness as h
 import cold_start as cs
+import snapshot_read as sr
+
+
+def first_start(etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: Path, timeout: float) -> dict[str, Any]:
+    """One ``coordinator watch`` from ``tree`` until its first pass over every partition; its figures."""
+    asyncio.run(_forget_checkpoint(etcd.endpoint))
+    h.REPO = tree  # the watcher runs `python -m coordinator.cli` in this directory
+    watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path).start()
+    try:
+        first = watcher.wait_for(lambda w: w.reconciles[:1], timeout, "the first reconcile pass")[0]
+        cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
+        stamps = {
+            name: (h.log_time(watcher.first_line(needle) or "") or float("nan")) - watcher.started_wall
+            for name, needle in (("start", "watcher.start"), ("loaded", "view.loaded"))
+        }
+        first_work = watcher.first_line("reconcile.first_work") or ""
+    finally:
+        rc = watcher.stop()
+    trouble = [ln for ln in watcher.lines if "etcd.watch_reconnect" in ln or "etcd.watch_relist" in ln]
+    with open("/proc/loadavg") as f:
+        load = float(f.read().split()[0])
+    return {
+        "first_reconcile_s": first.at - watcher.started_wall,
+        "first_reconcile_cpu_s": cpu,
+        "first_reconcile_plan_ms": first.plan_ms,
+        "imports_to_start_log_s": stamps["start"],
+        "view_loaded_s": stamps["loaded"],
+        "vmhwm_mb": hwm,
+        "planned_everything": "everything=True" in first_work,
+        "watch_reconnects_or_relists": len(trouble),
+        "watcher_rc": rc,
+        "loadavg": load,
+    }
+
+
+async def _forget_checkpoint(endpoint: str) -> None:
+    """Delete the plan checkpoint an earlier start recorded: every start here is a first one (semantics
+    `checkpoint-first`: with a checkpoint the first pass plans only what changed since)."""
+    from aetcd import rpc
+
+    etcd = h.RawEtcd(endpoint)
+    await etcd.kv.DeleteRange(rpc.DeleteRangeRequest(key=f"{h.PREFIX}/config/checkpoint".encode()), timeout=30)
+    await etcd.close()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="checkout of the code to compare against")
-    parser.add_argument("--partitions", type=int, default=100)
-    parser.add_argument("--order", default="before,after,after,before", help="which checkout starts when")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for each first pass")
+    cs.estate_arguments(parser)
+    parser.set_defaults(ledger=True, max_txn_ops=1024, batch=1000)
+    parser.add_argument("--tree", action="append", default=[], metavar="NAME=DIR", help="a checkout to start")
+    parser.add_argument("--before", type=Path, help="same as --tree before=DIR (with after = this checkout)")
+    parser.add_argument("--order", help="which checkout starts when (default: each tree, then in reverse)")
+    parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each first pass")
+    parser.add_argument("--json")
     args = parser.parse_args()
-    repos = {"before": args.before.resolve(), "after": h.REPO}
-    order = args.order.split(",")
-    if not (args.before / "coordinator" / "__init__.py").is_file():
-        sys.exit(f"--before {args.before}: no coordinator package there (expected a checkout of this repository)")
-    if unknown := set(order) - set(repos):
-        sys.exit(f"--order {args.order}: unknown {sorted(unknown)}; use before and after")
+    trees: dict[str, Path] = {}
+    for given in args.tree:
+        name, sep, folder = given.partition("=")
+        if not sep or not name:
+            sys.exit(f"--tree {given}: expected NAME=DIR, e.g. --tree before=/tmp/before")
+        trees[name] = Path(folder).resolve()
+    if args.before is not None:
+        trees = {"before": args.before.resolve(), **trees}
+        trees.setdefault("after", h.REPO)
+    if not trees:
+        sys.exit("no checkout to start: give --tree NAME=DIR (one or more) or --before DIR")
+    for name, folder in trees.items():
+        if not (folder / "coordinator" / "__init__.py").is_file():
+            sys.exit(f"--tree {name}={folder}: no coordinator package there (expected a checkout of this repository)")
+    order = args.order.split(",") if args.order else [*trees, *reversed(trees)]
+    if unknown := set(order) - set(trees):
+        sys.exit(f"--order {args.order}: unknown {sorted(unknown)}; use {', '.join(trees)}")
 
+    info = h.machine()
     workdir = Path(tempfile.mkdtemp(prefix="bench-cold-ab-"))
     deps = workdir / "dependencies.json"
-    names, spec = cs.layered_graph(10, 100)
+    names, spec = cs.layered_graph(args.layers, args.width)
     h.write_deps(deps, spec)
     dags = [d for layer in names for d in layer]
-    with h.start_etcd(["--max-txn-ops=1024"]) as etcd, h.recording_fake_airflow(dags) as fake:
+    etcd_args = [f"--max-txn-ops={args.max_txn_ops}"] if args.max_txn_ops else []
+    starts: dict[str, list[dict[str, Any]]] = {name: [] for name in trees}
+    reads: list[dict[str, Any]] = []
+
+    def bare_read() -> None:
+        r = asyncio.run(sr.read(etcd.endpoint, deps, etcd.pid, "drop"))
+        reads.append(r.__dict__)
+        print(f"read: keys={r.keys:,} wall={r.wall_s:.2f}s client_cpu={r.client_cpu_s:.2f}s "
+              f"etcd_cpu={r.etcd_cpu_s:.2f}s", flush=True)  # fmt: skip
+
+    with h.start_etcd(etcd_args) as etcd, h.recording_fake_airflow(dags) as fake:
         started = time.monotonic()
-        revision = asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, 1000, spec))
+        ledger = spec if args.ledger else None
+        revision = asyncio.run(cs.preload(etcd.endpoint, names, args.partitions, deps, args.batch, ledger))
         print(f"preloaded in {time.monotonic() - started:.1f} s (revision {revision})", flush=True)
-        for i, label in enumerate(order):
-            h.REPO = repos[label]  # the watcher runs `python -m coordinator.cli` in this directory
-            watcher = h.WatcherProcess(etcd.endpoint, deps, fake.url, workdir / f"watcher-{i}.log").start()
-            try:
-                first = watcher.wait_for(lambda w: w.reconciles[:1], args.timeout, "the first reconcile pass")[0]
-                cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
-                loaded = h.log_time(watcher.first_line("view.loaded") or "") or float("nan")
-            finally:
-                rc = watcher.stop()
-            trouble = [ln for ln in watcher.lines if "etcd.watch_reconnect" in ln or "etcd.watch_relist" in ln]
-            with open("/proc/loadavg") as f:
-                load = f.read().split()[0]
-            print(
-                f"{label}: first_pass={first.at - watcher.started_wall:.1f}s "
-                f"view_loaded={loaded - watcher.started_wall:.1f}s cpu={cpu:.1f}s plan_ms={first.plan_ms:.0f} "
-                f"vmhwm={hwm:.0f}MB watch_reconnects_or_relists={len(trouble)} rc={rc} loadavg={load}",
-                flush=True,
-            )
+        bare_read()
+        for i, name in enumerate(order):
+            got = first_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", args.timeout)
+            starts[name].append(got)
+            print(f"{name}: " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
+                                         for k, v in got.items()), flush=True)  # fmt: skip
+            bare_read()
+
+    floor = statistics.median(r["wall_s"] for r in reads)
+    print(f"\n{reads[0]['keys']:,} keys; etcd's bare read (drop) {min(r['wall_s'] for r in reads):.1f}-"
+          f"{max(r['wall_s'] for r in reads):.1f} s, median {floor:.1f} s ({len(reads)} reads)\n")  # fmt: skip
+    figures = ("first_reconcile_s", "first_reconcile_cpu_s", "first_reconcile_plan_ms", "imports_to_start_log_s",
+               "view_loaded_s", "vmhwm_mb")  # fmt: skip
+    print("| figure | " + " | ".join(f"{name} ({trees[name]})" for name in trees) + " |")
+    print("|---|" + "---:|" * len(trees))
+    for figure in figures:
+        cells = [", ".join(f"{s[figure]:,.1f}" for s in starts[name]) for name in trees]
+        print(f"| `{figure}` | " + " | ".join(cells) + " |")
+    ratios = [", ".join(f"{s['first_reconcile_s'] / floor:.2f}" for s in starts[name]) for name in trees]
+    print("| first pass / bare read | " + " | ".join(ratios) + " |")
+    if args.json:
+        paths = {k: str(v) for k, v in trees.items()}
+        raw = {"machine": info, "trees": paths, "order": order, "starts": starts, "reads": reads}
+        Path(args.json).write_text(json.dumps(raw, indent=1))
 
 
 if __name__ == "__main__":
