@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--order", help="which checkout starts when (default: each tree, then in reverse)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each first pass")
     parser.add_argument("--json")
+    parser.add_argument("--pyspy", type=Path, metavar="DIR",
+                        help="sample each watcher with py-spy into DIR/<start>-<tree>.txt (raw stacks)")  # fmt: skip
     args = parser.parse_args()
     trees: dict[str, Path] = {}
     for given in args.tree:
@@ -129,6 +132,9 @@ def main() -> None:
         print(f"preloaded in {time.monotonic() - started:.1f} s (revision {revision})", flush=True)
         bare_read()
         for i, name in enumerate(order):
+            if args.pyspy is not None:  # read by ``WatcherProcess.start`` (``_harness``)
+                args.pyspy.mkdir(parents=True, exist_ok=True)
+                os.environ["BENCH_PYSPY"] = str(args.pyspy / f"{i}-{name}.txt")
             got = first_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", args.timeout)
             starts[name].append(got)
             print(f"{name}: " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
