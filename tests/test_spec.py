@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import DAG_FIELDS, FORM_KEYS, INSTANCE_FIELDS, parse_spec
+from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import render_dot, render_mermaid, render_text
 from coordinator.core.spec.schema import json_schema, schema_text
 from coordinator.errors import SpecError
@@ -486,12 +487,15 @@ def test_schema_agrees_with_the_loader_on_shape(doc: dict[str, Any], valid: bool
 
 
 def test_documented_examples_are_valid() -> None:
-    """Every JSON example in docs/dependencies.md loads."""
+    """Every JSON example in docs/dependencies.md loads, and draws no warning from validate's checks (an example a
+    reader copies must not be one `coordinator validate` warns about)."""
     text = (ROOT / "docs" / "dependencies.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", text, re.DOTALL)
     assert len(blocks) >= 2
     for block in blocks:
-        assert parse_spec(block, "docs/dependencies.md").dags
+        graph = parse_spec(block, "docs/dependencies.md")
+        assert graph.dags
+        assert [w.format("docs/dependencies.md") for w in spec_warnings(graph)] == []
 
 
 def test_text_rendering_lists_each_dag_with_its_sources() -> None:
