@@ -237,6 +237,14 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     return Release(out, __version__, wheel, sdist, chart, archive, sbom, sums)
 
 
+def human_size(size: int) -> str:
+    """A file's size as the summary prints it: a chart or an SBOM of a few kB is not ``0.0 MB``."""
+    for unit, scale in (("MB", 1_000_000), ("kB", 1_000)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.dist", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "dist", help="where to write (default: dist/)")
@@ -249,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     say(f">> release {release.version} in {release.out}:")
     for path in [*release.artifacts(), release.sums]:
-        say(f"   {path.name}  ({path.stat().st_size / 1_000_000:.1f} MB)")
+        say(f"   {path.name}  ({human_size(path.stat().st_size)})")
     say(f">> verify: (cd {release.out} && sha256sum -c {SUMS})")
     return 0
 

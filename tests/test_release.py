@@ -206,3 +206,13 @@ def test_airflow_loads_the_released_plugin_and_it_writes_to_etcd(
     check = subprocess.run([str(installed / "bin" / "coordinator"), "check-plugin"], env=env,
                            capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)  # fmt: skip
     assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("size", "shown"),
+    [(31_507, "31.5 kB"), (111_400_000, "111.4 MB"), (640, "640 B")],
+    ids=["a-chart", "an-image", "a-checksum-file"],
+)
+def test_the_summary_prints_each_artifacts_size_in_a_unit_it_shows(size: int, shown: str) -> None:
+    """make dist's summary prints a chart or an SBOM of a few kB in kB, not as 0.0 MB."""
+    assert dist.human_size(size) == shown
