@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from coordinator.core.model import NodeId
@@ -68,29 +69,77 @@ def dags_check(p: InstanceCheck) -> Check:
     return Check(name=name, status=CheckStatus.OK, summary=f"all {p.dags_checked} DAG(s) exist and are unpaused")
 
 
-def plugin_records_check(f: DoctorFacts, view: View, now: datetime) -> Check:
-    instances = sorted({p.instance for p in f.instances})
-    # The view keeps no updated_at (RunFact is slim): the attempt's start date tells when the plugin last saw a run
-    # start; a record without one counts as recent (time unknown).
-    latest: dict[str, datetime | None] = {}
+@dataclass
+class _Writes:
+    """One instance's run states by who wrote them: the plugin's latest start, and the audit's repairs."""
+
+    plugin: bool = False
+    #: The latest start of a run the plugin recorded (None: none with a start date).
+    plugin_last: datetime | None = None
+    #: When each run the audit wrote (``source: audit:<instance>``, because etcd lacked its state) started.
+    repairs: list[datetime] = field(default_factory=list)
+
+    def repaired_since_plugin(self, now: datetime) -> int:
+        """Repairs of runs that started after the plugin's last record, within the recent window."""
+        after = self.plugin_last
+        return sum(1 for at in self.repairs if now - at <= RECENT_RECORDS and (after is None or at > after))
+
+
+def _writes_by_instance(view: View) -> dict[str, _Writes]:
+    found: dict[str, _Writes] = {}
     for fact in view.runs.values():
-        source = fact.source or ""
-        if source.startswith("airflow-plugin:"):
-            inst = source.split(":", 1)[1]
-            seen = latest.get(inst, fact.start_date)
-            if seen is None or fact.start_date is None:
-                latest[inst] = None
-            else:
-                latest[inst] = max(seen, fact.start_date)
-    quiet = [i for i in instances if i not in latest or ((at := latest[i]) is not None and now - at > RECENT_RECORDS)]
+        writer, _, inst = (fact.source or "").partition(":")
+        if writer == "airflow-plugin":
+            w = found.setdefault(inst, _Writes())
+            w.plugin = True
+            if fact.start_date is not None and (w.plugin_last is None or fact.start_date > w.plugin_last):
+                w.plugin_last = fact.start_date
+        elif writer == "audit" and fact.start_date is not None:
+            found.setdefault(inst, _Writes()).repairs.append(fact.start_date)
+    return found
+
+
+#: Repairs after the plugin's last record that make ``plugin records`` fail rather than warn: one can be a write the
+#: plugin lost to an etcd blip; runs going on without it cannot.
+STOPPED_AFTER_REPAIRS = 2
+
+
+def plugin_records_check(f: DoctorFacts, view: View, now: datetime) -> Check:
+    """Per instance: the plugin recorded runs recently (ok); it wrote before but the leader's audit has been writing
+    the states of runs that started since (it stopped writing: fail from STOPPED_AFTER_REPAIRS repairs, warn below);
+    it wrote nothing recently (warn: quiet is normal if no DAG ran, or the plugin is not installed)."""
+    instances = sorted({p.instance for p in f.instances})
+    writes = _writes_by_instance(view)
+    fix = (
+        "in that Airflow's environment run `coordinator check-plugin` (installed? COORDINATOR_ETCD_ENDPOINTS, "
+        "COORDINATOR_PREFIX and COORDINATOR_INSTANCE set for the scheduler?)"
+    )
 
     def seen_text(i: str) -> str:
-        if i not in latest:
-            return f"{i}: no plugin record"
-        at = latest[i]
-        return f"{i}: last run started {at.isoformat(timespec='seconds')}" if at is not None else f"{i}: seen"
+        w = writes.get(i, _Writes())
+        repaired = w.repaired_since_plugin(now)
+        after = f"; the audit wrote {repaired} run state(s) of runs that started since" if repaired else ""
+        if not w.plugin:
+            return f"{i}: no plugin record{after}"
+        at = w.plugin_last
+        return (f"{i}: last run started {at.isoformat(timespec='seconds')}" if at is not None else f"{i}: seen") + after
 
     details = tuple(seen_text(i) for i in instances)
+    stopped = [i for i in instances if writes.get(i, _Writes()).plugin and writes[i].repaired_since_plugin(now) > 0]
+    if stopped:
+        counts = {i: writes[i].repaired_since_plugin(now) for i in stopped}
+        failing = any(count >= STOPPED_AFTER_REPAIRS for count in counts.values())
+        listed = ", ".join(f"{i} ({count} run state(s))" for i, count in counts.items())
+        return Check(
+            name="plugin records",
+            status=CheckStatus.FAIL if failing else CheckStatus.WARN,
+            summary=f"the plugin stopped writing in {', '.join(stopped)}: the leader's audit wrote the states of runs "
+            f"that started after its last record, {listed}, so each hop there waits for the audit "
+            "(COORDINATOR_AUDIT_INTERVAL_S)",
+            details=details,
+            fix=fix + "; it clears at the plugin's next record",
+        )
+    quiet = [i for i in instances if not writes.get(i, _Writes()).plugin or _old(writes[i].plugin_last, now)]
     if not quiet:
         return Check(
             name="plugin records",
@@ -104,9 +153,14 @@ def plugin_records_check(f: DoctorFacts, view: View, now: datetime) -> Check:
         summary=f"no run state from the Airflow plugin in the last {RECENT_RECORDS.total_seconds() / 3600:g} h for "
         f"{', '.join(quiet)}",
         details=details,
-        fix="in that Airflow's environment run `coordinator check-plugin` (installed? COORDINATOR_ETCD_ENDPOINTS, "
-        "COORDINATOR_PREFIX and COORDINATOR_INSTANCE set for the scheduler?); quiet is normal if no DAG ran",
+        fix=fix + "; quiet is normal if no DAG ran",
     )
+
+
+def _old(at: datetime | None, now: datetime) -> bool:
+    """A plugin record whose run started longer ago than the recent window (a record without a start counts as
+    recent: time unknown)."""
+    return at is not None and now - at > RECENT_RECORDS
 
 
 def unknown_instances_check(f: DoctorFacts, view: View) -> Check:

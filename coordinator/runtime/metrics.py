@@ -294,6 +294,13 @@ class Metrics:
             buckets=LATENESS_BUCKETS,
             registry=r,
         )
+        self.audit_repairs = Counter(
+            "coordinator_audit_repairs",
+            "Run states the leader's audit wrote because etcd lacked them, by instance: where the plugin writes, a "
+            "steady rise means it stopped writing (doctor's 'plugin records' names the instance).",
+            ["instance"],
+            registry=r,
+        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
@@ -313,6 +320,9 @@ class Metrics:
 
     def action_result(self, instance: str, action: str, result: str) -> None:
         self.triggers.labels(instance, action, result).inc()
+
+    def audit_repaired(self, instance: str, count: int) -> None:
+        self.audit_repairs.labels(instance).inc(count)
 
     def instance_checked(self, instance: str, ok: bool) -> None:
         """One check of an Airflow instance (coordinator.watcher.instance_check)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
@@ -63,9 +63,14 @@ class AuditJob:
     view: View
     interval_s: float
     name: str = "audit"
+    #: Told, per instance, how many run states a round repaired (the metric ``coordinator_audit_repairs``): repairs
+    #: of an instance whose plugin wrote before are the sign that it stopped writing.
+    on_repaired: Callable[[str, int], None] = lambda instance, count: None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
-        await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
+        result = await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
+        for instance, count in sorted(result.repaired_in.items()):
+            self.on_repaired(instance, count)
         return None
 
 
@@ -73,6 +78,8 @@ class AuditJob:
 class AuditResult:
     checked: int = 0
     repaired: int = 0
+    #: ``repaired`` by instance.
+    repaired_in: dict[str, int] = field(default_factory=dict)
     errors: int = 0
     #: Runs the view said needed a write but etcd, read at write time, already had (or had something newer).
     stale: int = 0
@@ -149,6 +156,7 @@ async def audit_once(
                 continue
             if done.status is RunWriteStatus.WRITTEN and done.record is not None:
                 result.repaired += 1
+                result.repaired_in[node.instance] = result.repaired_in.get(node.instance, 0) + 1
                 had = done.previous
                 log.warning(
                     "audit.repaired key=%s state=%s run_id=%s clear_number=%d had=%s revision=%d",

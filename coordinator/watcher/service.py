@@ -412,7 +412,8 @@ class Watcher:
         if settings.audit_interval_s > 0 and self.clients:
             lookback = timedelta(hours=settings.audit_lookback_h)
             jobs.append(AuditJob(self.executor, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
-                                 self.view, settings.audit_interval_s))  # fmt: skip
+                                 self.view, settings.audit_interval_s,
+                                 on_repaired=self.metrics.audit_repaired))  # fmt: skip
         if settings.checkpoint_interval_s > 0:  # semantics `checkpoint-first`
             jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
                                       lambda: self.graphs.graph.digest, self.watcher_id,
