@@ -45,7 +45,7 @@ from coordinator.core.deadline.states import deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
-from coordinator.core.holds import Hold
+from coordinator.core.holds import Hold, HoldSet, standing_holds
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
@@ -394,7 +394,10 @@ def status(
     decision = _decide(graph, view, settings, parts)
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
-    rows = status_rows(graph, decision.plan, parts, view, decision.now)
+    # Issue 51: operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE.
+    holds = run_async(lambda: _holds(settings))
+    hold_set = HoldSet(graph, standing_holds(holds, decision.now))
+    rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
     # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
     majors = airflow_majors(watchers)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
@@ -456,7 +459,7 @@ def status(
         for dag_id, held in budget.held_dags().items():
             out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
     # Issue 51: each operator's hold that stands (``explain/holds.py``).
-    for line in status_hold_lines(run_async(lambda: _holds(settings)), datetime.now(UTC)):
+    for line in status_hold_lines(holds, decision.now):
         out.print(line, markup=False, soft_wrap=True)
     if graph.asset_routes:
         print_assets(graph, assets)
@@ -470,9 +473,13 @@ def status(
         table.add_column(column, overflow="fold")
     for row in rows:
         trig = row.last_trigger
+        # DUE and HELD in capitals: the rows an operator acts on (a hold's id is what `release-hold` takes).
+        state = row.status.upper() if row.status in ("due", "held") else row.status
+        state += f" {row.held_by}" if row.held_by else ""
+        held_line = (f"held by hold {row.held_by}: the leader starts it once released",) if row.held_by else ()
         table.add_row(
-            row.partition, row.dag, row.status.upper() if row.status == "due" else row.status,
-            "\n".join((row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
+            row.partition, row.dag, state,
+            "\n".join((*held_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
             f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
             row.last_error or "",
         )  # fmt: skip

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
+from coordinator.core.holds import HoldSet
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
@@ -50,6 +51,8 @@ class StatusRow(BaseModel):
     #: One line per condition group of the DAG (``explain.groups``: its rule, where each member stands, its cutoff);
     #: [] for a DAG without groups.
     conditions: list[str] = []
+    #: The standing hold that keeps a due run back (its id; ``status`` is then "held"), as ``why`` names it.
+    held_by: str | None = None
 
 
 class AdoptionReport(BaseModel):
@@ -67,10 +70,16 @@ class AdoptionReport(BaseModel):
 
 
 def status_rows(
-    graph: Graph, plan: Plan, partitions: Iterable[str], view: View | None = None, now: datetime | None = None
+    graph: Graph,
+    plan: Plan,
+    partitions: Iterable[str],
+    view: View | None = None,
+    now: datetime | None = None,
+    holds: HoldSet | None = None,
 ) -> list[StatusRow]:
     """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error,
-    and the condition groups' lines (with ``view``; ``now`` as the plan was decided, for a cutoff)."""
+    and the condition groups' lines (with ``view``; ``now`` as the plan was decided, for a cutoff). With the standing
+    ``holds``, a due run one of them covers is "held" by it (:func:`held_status`)."""
     rows: list[StatusRow] = []
     for partition in partitions:
         for node in graph.topo_order:
@@ -81,6 +90,9 @@ def status_rows(
             spec = graph.dags[node]
             handler = spec.is_failure_handler or spec.is_late_handler
             row = _row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler))
+            hold = held_status(row.status, holds, node, partition)
+            if hold is not None:
+                row = row.model_copy(update={"status": "held", "held_by": hold})
             if view is not None and spec.groups:
                 row = row.model_copy(update={"conditions": group_lines(graph, view, plan, node, partition, now)})
             rows.append(row)
@@ -109,6 +121,16 @@ def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False) 
     if verdict.state is RunState.FAILED:
         return "failed"
     return "waiting" if verdict.blocked_by or handler else "not run"
+
+
+def held_status(status: str, holds: HoldSet | None, node: NodeId, partition: str) -> str | None:
+    """The id of the standing hold that keeps a "due" run back, or None. Only "due": that is the run the leader would
+    start now and a hold stops it (``watcher/triggers.py``); a run waiting on its upstreams is not held back by a hold
+    but by them, and the first hold by creation is named, as ``why`` and the watcher's log name it."""
+    if status != "due" or not holds:
+        return None
+    hold = holds.held_by(node, partition)
+    return hold.id if hold is not None else None
 
 
 def _off_grid(graph: Graph, verdict: Verdict) -> bool:
