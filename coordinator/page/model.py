@@ -158,8 +158,8 @@ def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
 _PAGE_STATE = {
     "trigger failed": NodeState.ERROR, "triggering": NodeState.TRIGGERED, "triggered": NodeState.TRIGGERED,
     "rerun requested": NodeState.TRIGGERED, "running": NodeState.RUNNING, "queued": NodeState.QUEUED,
-    "due": NodeState.DUE, "held": NodeState.HELD, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED, "stale": NodeState.STALE,
-    "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
+    "due": NodeState.DUE, "held": NodeState.HELD, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED,
+    "stale": NodeState.STALE, "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
 }  # fmt: skip
 
 
