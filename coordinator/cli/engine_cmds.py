@@ -56,7 +56,7 @@ from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_
 from coordinator.explain.holds import status_lines as status_hold_lines
 from coordinator.explain.holds import why_line as why_hold_line
 from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
-from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, why
+from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, undeclared_lines, why
 from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import airflow_majors, status_header
 from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
@@ -561,6 +561,8 @@ def why_cmd(
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p, view, decision.now):
         out.print(line, markup=False)
+    for line in undeclared_lines(graph, decision.plan, node, p):  # a misspelt upstream, with the close names
+        out.print(line, markup=False, soft_wrap=True)
     budget = view.budget_states().get(node.instance)
     held = budget.dags.get(node.dag_id) if budget is not None else None
     if held is not None and held.held:  # semantics `budget-per-dag`: a due trigger of this DAG waits for a release

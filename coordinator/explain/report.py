@@ -15,6 +15,7 @@ from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HoldSet
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
+from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
 
@@ -199,6 +200,41 @@ def why(
                 explain(up, depth + 1)
 
     explain(node, 0)
+    return lines
+
+
+def undeclared_lines(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
+    """``why``'s word on a misspelt upstream: each DAG that ``node`` or a DAG of its chain waits for, that no key of
+    the file declares, that has no run state here, and whose name is a near miss of another DAG's
+    (``spec.near_misses``, as ``validate`` and ``doctor`` judge it): that it is declared nowhere, and the close names.
+    "X has not run" alone sends the reader to Airflow for a DAG that does not exist. A root declared nowhere with no
+    close name is how roots are usually written (``"02": "01"``), so it gets no line. Only a graph read from a file
+    knows what was declared (the adopted one does not): nothing then. Not part of :func:`why`, which the page calls
+    for every DAG: the near-miss index costs a pass over the graph, paid once here."""
+    if not graph.declared:
+        return []
+    lines: list[str] = []
+    close: CloseDags | None = None
+    seen: set[NodeId] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop(0)
+        verdict = plan.verdicts.get((current, partition))
+        if verdict is None or current in seen:
+            continue
+        seen.add(current)
+        for up in verdict.blocked_by:
+            upstream = plan.verdicts.get((up, partition))
+            if up in graph.declared:
+                todo.append(up)  # the chain ``why`` walks
+                continue
+            if upstream is not None and upstream.state is not None:
+                continue  # it ran: a DAG of that name exists
+            close = close or CloseDags(graph.dags)
+            named = " or ".join(repr(str(c)) for c in close.of(up.dag_id)[:3])
+            if named:
+                lines.append(f"{up} is declared nowhere in {graph.source}, so it is a root that {current} waits for "
+                             f"and that may never run — did you mean {named}?")  # fmt: skip
     return lines
 
 
