@@ -130,6 +130,16 @@ class GroupSpec:
         """**Holds by count**, or with ``minimum`` once the cutoff has passed at ``now`` (None: it never has)."""
         return satisfied >= self.need_at(partition, now)
 
+    def label(self) -> str:
+        """The rule in a few words, as ``coordinator graph`` names a group: ``any``, ``2 of 3``, and with a cutoff
+        the minimum that is enough from it on: ``3 of 3, 2 after cutoff 6h`` (``... after cutoff 06:00``)."""
+        label = "any" if self.rule is GroupRule.ANY else f"{self.need} of {len(self.members)}"
+        if self.cutoff is not None:
+            label += f", {self.minimum} after cutoff {format_shift(self.cutoff)}"
+        elif self.at_time is not None:
+            label += f", {self.minimum} after cutoff {clock_text(self.at_time)}"
+        return label
+
     def describe(self) -> str:
         """``any of a, b`` / ``2 of a, b, c`` (the words ``why`` and ``inputs`` can reuse)."""
         names = ", ".join(member_name(m) for m in self.members)
