@@ -394,7 +394,8 @@ def status(
     decision = _decide(graph, view, settings, parts)
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
-    # Issue 51: operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE.
+    # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
+    # starts nothing a hold covers: ``watcher/triggers.py``).
     holds = run_async(lambda: _holds(settings))
     hold_set = HoldSet(graph, standing_holds(holds, decision.now))
     rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
@@ -458,7 +459,7 @@ def status(
         # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
         for dag_id, held in budget.held_dags().items():
             out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
-    # Issue 51: each operator's hold that stands (``explain/holds.py``).
+    # Each operator's hold that stands (``explain/holds.py``).
     for line in status_hold_lines(holds, decision.now):
         out.print(line, markup=False, soft_wrap=True)
     if graph.asset_routes:
