@@ -60,7 +60,7 @@ def test_nothing_runs_before_the_cutoff_and_without_a_clock() -> None:
     settle(world, None)
     assert runs(world) == []
     verdict = plan(world.graph, world.view, now=BEFORE).verdicts[(n("rollup"), P1)]
-    assert "runs when 3 of apac, eu, latam, us (2 from 6h after the partition's start, late: rerun): 2" in (
+    assert "runs when 3 of apac, eu, latam, us (2 from 6h after the partition's start, late: rerun): 1 more of 3" in (
         verdict.summary
     )
 

@@ -131,7 +131,7 @@ def test_required_edge_and_any_group_together() -> None:
     verdicts = plan(world.graph, world.view).verdicts
     summary = verdicts[(n("d"), P1)].summary
     assert "needs cal: has not run" in summary
-    assert "runs when any of a, b: 0 of 1 needed (needs a: is running" in summary
+    assert "runs when any of a, b: none yet (needs a: is running" in summary
     a = succeed(world, "a")
     world.settle()
     assert inputs(world) == []

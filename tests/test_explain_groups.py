@@ -51,11 +51,13 @@ def test_any_with_nothing_run_says_neither() -> None:
     [
         pytest.param(
             {"eu": "success", "us": "success", "apac": "failed"},
-            "2 of 3 needed: eu, us done; apac failed",
+            "2 of 3 needed, met: eu, us done; apac failed",
             id="two-done-one-failed",
         ),
         pytest.param(
-            {"eu": "success", "apac": "running"}, "2 of 3 needed: eu done; us has not run; apac running", id="one-done"
+            {"eu": "success", "apac": "running"},
+            "1 more of 2 needed: eu done; us has not run; apac running",
+            id="one-done",
         ),
     ],
 )
@@ -66,8 +68,22 @@ def test_at_least_names_each_member_by_state(states: dict[str, str], line: str) 
         world.state(dag, P1, RunState(state))
     text = "\n".join(why_lines(world))
     want = sorted(line.split(": ", 1)[1].split("; "))
-    got = next(x for x in why_lines(world) if "2 of 3 needed" in x).split(": ", 1)[1].split("; ")
+    head = f"  {line.split(': ', 1)[0]}: "
+    got = next(x for x in why_lines(world) if x.startswith(head)).removeprefix(head).split("; ")
     assert sorted(got) == want, text
+
+
+def test_after_a_cutoff_the_lines_count_to_its_minimum_in_english() -> None:
+    """All of eu, us, apac with a cutoff at 6h and a minimum of 2, only eu in at 07:00: the reason says '1 more of 2
+    needed', the group line '1 more of 2 needed: eu done; apac, us have not run', beside 'runs with at least 2'."""
+    world = world_of([{"all": ["eu", "us", "apac"], "cutoff": "6h", "min": 2}])
+    world.state("eu", P1, RunState.SUCCESS)
+    world.clock = datetime(2026, 1, 1, 7, tzinfo=UTC)
+    lines = why_lines(world)
+    assert ": 1 more of 2 needed (needs apac: has not run; needs us: has not run)" in lines[0], lines
+    assert "  1 more of 2 needed: eu done; apac, us have not run" in lines, lines
+    assert "  cutoff at 06:00Z passed: runs with at least 2 (late: will rerun once)" in lines, lines
+    assert not any("3 needed" in line for line in lines), lines
 
 
 @pytest.mark.parametrize(

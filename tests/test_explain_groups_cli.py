@@ -34,7 +34,8 @@ def test_why_and_status_print_the_group_lines(
     etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
 ) -> None:
     """why says 'runs when any of fallback, primary: primary failed; fallback has not run'; status --format json has
-    the same line in the row's conditions, and the rollup's cutoff (06:00 the next morning, long past) with eu in."""
+    the same line in the row's conditions, and the rollup's cutoff (06:00 the next morning, long past) with eu in:
+    one of three is enough then, and the line says it is met."""
     deps = tmp_path / "deps.json"
     deps.write_text(json.dumps({"version": 1, "dags": DAGS}))
     asyncio.run(write_states(etcd_settings, etcd_prefix, {"primary": RunState.FAILED, "eu": RunState.SUCCESS}))
@@ -46,7 +47,7 @@ def test_why_and_status_print_the_group_lines(
     assert status.exit_code == 0, status.output
     rows = {r["dag"]: r for r in json.loads(status.stdout)["rows"]}
     assert rows["report"]["conditions"] == ["runs when any of fallback, primary: primary failed; fallback has not run"]
-    assert rows["rollup"]["conditions"][0] == "3 of 3 needed: eu done; apac, us has not run"
+    assert rows["rollup"]["conditions"][0] == "1 of 3 needed, met: eu done; apac, us have not run"
     assert (
         rows["rollup"]["conditions"][1]
         == "cutoff at 06:00 (2026-01-02 06:00Z) passed: runs with at least 1 (late: will rerun once)"

@@ -45,7 +45,7 @@ from coordinator.core.deadline.states import deadline_states
 from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
-from coordinator.core.holds import Hold
+from coordinator.core.holds import Hold, HoldSet, standing_holds
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
@@ -56,7 +56,7 @@ from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_
 from coordinator.explain.holds import status_lines as status_hold_lines
 from coordinator.explain.holds import why_line as why_hold_line
 from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
-from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, why
+from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, undeclared_lines, why
 from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import airflow_majors, status_header
 from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
@@ -394,7 +394,11 @@ def status(
     decision = _decide(graph, view, settings, parts)
     first, floor = decision.adoption.first, decision.floor
     first_lines = _first_start_lines(first, settings)
-    rows = status_rows(graph, decision.plan, parts, view, decision.now)
+    # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
+    # starts nothing a hold covers: ``watcher/triggers.py``).
+    holds = run_async(lambda: _holds(settings))
+    hold_set = HoldSet(graph, standing_holds(holds, decision.now))
+    rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
     # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
     majors = airflow_majors(watchers)
     statuses = deadline_states(graph, view, decision.now, majors=majors)
@@ -455,8 +459,8 @@ def status(
         # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
         for dag_id, held in budget.held_dags().items():
             out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
-    # Issue 51: each operator's hold that stands (``explain/holds.py``).
-    for line in status_hold_lines(run_async(lambda: _holds(settings)), datetime.now(UTC)):
+    # Each operator's hold that stands (``explain/holds.py``).
+    for line in status_hold_lines(holds, decision.now):
         out.print(line, markup=False, soft_wrap=True)
     if graph.asset_routes:
         print_assets(graph, assets)
@@ -470,9 +474,13 @@ def status(
         table.add_column(column, overflow="fold")
     for row in rows:
         trig = row.last_trigger
+        # DUE and HELD in capitals: the rows an operator acts on (a hold's id is what `release-hold` takes).
+        state = row.status.upper() if row.status in ("due", "held") else row.status
+        state += f" {row.held_by}" if row.held_by else ""
+        held_line = (f"held by hold {row.held_by}: the leader starts it once released",) if row.held_by else ()
         table.add_row(
-            row.partition, row.dag, row.status.upper() if row.status == "due" else row.status,
-            "\n".join((row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
+            row.partition, row.dag, state,
+            "\n".join((*held_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
             f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
             row.last_error or "",
         )  # fmt: skip
@@ -554,6 +562,8 @@ def why_cmd(
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p, view, decision.now):
         out.print(line, markup=False)
+    for line in undeclared_lines(graph, decision.plan, node, p):  # a misspelt upstream, with the close names
+        out.print(line, markup=False, soft_wrap=True)
     budget = view.budget_states().get(node.instance)
     held = budget.dags.get(node.dag_id) if budget is not None else None
     if held is not None and held.held:  # semantics `budget-per-dag`: a due trigger of this DAG waits for a release

@@ -48,16 +48,19 @@ from coordinator.cli.app import (
 )
 from coordinator.core.assets import AssetEventFact, AssetKeys
 from coordinator.core.graph import Graph
+from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import (
     HOLD_ID_PREFIX,
     HistoryAction,
     HistoryEntry,
     Hold,
+    InTheWay,
     Selector,
     SelectorKind,
     parse_hold,
     parse_selector,
     resolve_selector,
+    still_in_the_way,
 )
 from coordinator.core.model import (
     NAME_RE,
@@ -71,7 +74,7 @@ from coordinator.core.model import (
     parse_trigger_record,
     parse_value,
 )
-from coordinator.errors import StoreError
+from coordinator.errors import SpecError, StoreError
 from coordinator.informer.holds import read_history, read_holds
 from coordinator.informer.read_model import Family, Scope, load
 from coordinator.runtime.settings import Settings
@@ -256,27 +259,70 @@ def release_hold(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:
-    """Release a hold: the leading watcher then starts each run it held, once."""
+    """Release a hold: the leading watcher then starts each run it held, once (not those another hold still holds:
+    they are named)."""
     if not NAME_RE.match(hold_id):
         fail(f"{hold_id!r} is not a hold id (like {HOLD_ID_PREFIX}3fa2c1d0); `coordinator holds` lists them")
     settings = build_settings(etcd_endpoints=etcd, prefix=prefix)
     who, now = who_acts(by, settings), datetime.now(UTC)
 
-    async def work(store: EtcdStore) -> Released | str:
+    async def work(store: EtcdStore) -> tuple[Released, list[InTheWay]] | str:
         try:
-            return await _release(store, settings.keys, hold_id, who, reason.strip(), now)
+            done = await _release(store, settings.keys, hold_id, who, reason.strip(), now)
         except LookupError as exc:
             return str(exc)
+        if done.already:
+            return done, []
+        index, _ = await read_holds(store, settings.keys)
+        graph = await _graph_in_force(store, settings)
+        return done, still_in_the_way(done.hold, index.holds.values(), graph, now)
 
-    done = run_async(lambda: _with_store(settings, work))
-    if isinstance(done, str):
-        fail(done)
+    answer = run_async(lambda: _with_store(settings, work))
+    if isinstance(answer, str):
+        fail(answer)
+    done, others = answer
     if done.already:
         at = done.hold.released_at.isoformat(timespec="seconds") if done.hold.released_at else "?"
         out.print(f"hold {hold_id} was released already ({at} by {done.hold.released_by}): nothing to do")
         return
-    out.print(f"released hold {hold_id} ({done.hold.selector.text}, {done.hold.span()}): the leading watcher starts "
-              f"each run it held, once")  # fmt: skip
+    what = f"released hold {hold_id} ({done.hold.selector.text}, {done.hold.span()})"
+    if not others:
+        out.print(f"{what}: the leading watcher starts each run it held, once")
+        return
+    # **Still in the way**: saying "starts each run" while another hold covers them sends the operator to wait for
+    # runs that will not come.
+    out.print(f"{what}: the leading watcher starts each run it held, once, except the runs another hold still holds:")
+    for other in others:
+        h = other.hold
+        below = " and every DAG below" if h.downstream else ""
+        out.print(f"  hold {h.id} ({h.selector.text}{below}, {h.span()}, by {h.by}: {h.reason}) still holds "
+                  f"{_names(other.dags)}: those runs stay held until `coordinator release-hold {h.id}`",
+                  markup=False, soft_wrap=True)  # fmt: skip
+
+
+#: DAGs named in a line of ``release-hold`` before "and N more": a downstream hold can cover hundreds.
+NAMED_DAGS = 8
+
+
+def _names(dags: tuple[NodeId, ...]) -> str:
+    shown = ", ".join(str(d) for d in dags[:NAMED_DAGS])
+    return shown + (f" and {len(dags) - NAMED_DAGS} more" if len(dags) > NAMED_DAGS else "")
+
+
+async def _graph_in_force(store: EtcdStore, settings: Settings) -> Graph | None:
+    """The graph the leader holds against (the adopted one, ``core.graph_diff.adopted_graph``), else the local file
+    when it is valid, else None (``still_in_the_way`` then compares the holds' recorded DAGs only): ``release-hold``
+    needs no dependencies file, so neither may be required."""
+    key = settings.keys.config_key("graph")
+    view = (await load(store, settings.keys, {Family.CONFIG}, Scope(keys=(key,)))).view
+    if view.activation is not None:
+        adopted = adopted_graph(view.activation, f"the adopted graph ({key})")
+        if adopted is not None:
+            return adopted
+    try:
+        return load_spec(settings.deps)
+    except (SpecError, OSError):
+        return None
 
 
 def _check_format(fmt: str) -> None:

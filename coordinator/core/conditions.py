@@ -118,12 +118,27 @@ class GroupSpec:
             return f"{clock_text(self.at_time)}{zone} after the partition's end"
         return f"{format_shift(self.cutoff or 0)} after the partition's start"
 
+    def need_at(self, partition: str, now: datetime | None) -> int:
+        """How many satisfied members make the group hold at ``now``: ``need``, or ``minimum`` once the cutoff has
+        passed (None: it never has). One number, so the planner's reason and ``why``'s lines count alike."""
+        at = self.cutoff_at(partition)
+        if at is not None and now is not None and now >= at:
+            return min(self.need, self.minimum)
+        return self.need
+
     def holds(self, satisfied: int, partition: str, now: datetime | None) -> bool:
         """**Holds by count**, or with ``minimum`` once the cutoff has passed at ``now`` (None: it never has)."""
-        if satisfied >= self.need:
-            return True
-        at = self.cutoff_at(partition)
-        return at is not None and now is not None and now >= at and satisfied >= self.minimum
+        return satisfied >= self.need_at(partition, now)
+
+    def label(self) -> str:
+        """The rule in a few words, as ``coordinator graph`` names a group: ``any``, ``2 of 3``, and with a cutoff
+        the minimum that is enough from it on: ``3 of 3, 2 after cutoff 6h`` (``... after cutoff 06:00``)."""
+        label = "any" if self.rule is GroupRule.ANY else f"{self.need} of {len(self.members)}"
+        if self.cutoff is not None:
+            label += f", {self.minimum} after cutoff {format_shift(self.cutoff)}"
+        elif self.at_time is not None:
+            label += f", {self.minimum} after cutoff {clock_text(self.at_time)}"
+        return label
 
     def describe(self) -> str:
         """``any of a, b`` / ``2 of a, b, c`` (the words ``why`` and ``inputs`` can reuse)."""

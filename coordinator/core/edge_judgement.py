@@ -265,10 +265,13 @@ class EdgeJudgement:
         return required, failing
 
     def _group_reason(self, node: NodeId, group: GroupSpec, members: list[EdgeSpec]) -> str:
-        """Why a group blocks ``node``: its rule, how many members it has of how many needed, and each missing one."""
+        """Why a group blocks ``node``: its rule, how many more members it needs (of how many, after a cutoff the
+        minimum), and each missing one."""
         have = len(group.members) - len(members)
+        need = group.need_at(self.partition, self.now)
         missing = "; ".join(self._edge_reason(node, e) for e in members)
-        return f"runs when {group.describe()}: {have} of {group.need} needed ({missing})"
+        count = "none yet" if need == 1 else f"{need - have} more of {need} needed"  # "1 more of 1" is no English
+        return f"runs when {group.describe()}: {count} ({missing})"
 
     def _edge_reason(self, node: NodeId, edge: EdgeSpec) -> str:
         """Why ``edge`` blocks ``node`` here, naming the first partition it maps to that is not satisfied."""

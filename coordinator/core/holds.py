@@ -20,6 +20,8 @@ Rules:
    (``until`` exclusive). A released hold stays recorded (``coordinator holds --all``, the history).
 - **First hold wins the name.** When several holds cover a key, the one created first is named (then by id), so a
    log line or ``why`` names the same hold each time.
+- **Still in the way.** A release starts only what no other standing hold covers: ``release-hold`` names each other
+  standing hold over DAGs the released one covered, in ranges that meet (:func:`still_in_the_way`).
 - **Never raise on parse.** Unknown fields are ignored (``core/model.py``'s rule), a bad value is (None, why).
 """
 
@@ -231,6 +233,47 @@ class HoldSet:
 def standing_holds(holds: Iterable[Hold], now: datetime) -> list[Hold]:
     """**Standing**: the holds that hold at ``now``."""
     return [h for h in holds if h.standing(now)]
+
+
+@dataclass(frozen=True, slots=True)
+class InTheWay:
+    """A standing hold that still covers DAGs a released hold covered (**Still in the way**)."""
+
+    hold: Hold
+    #: The DAGs both cover, sorted.
+    dags: tuple[NodeId, ...]
+
+
+def still_in_the_way(released: Hold, holds: Iterable[Hold], graph: Graph | None, now: datetime) -> list[InTheWay]:
+    """**Still in the way**: each other standing hold (oldest first) that covers a DAG ``released`` covered, for
+    partition ranges that meet, with those DAGs. ``graph`` (the graph in force) adds the DAGs below a ``downstream``
+    hold; without one only the recorded nodes are compared. The ranges are compared as written (partitions of the
+    selected DAGs): a grid below a downstream hold may map them elsewhere, which this does not walk, so the answer is
+    what an operator should look at, not the watcher's verdict (that is ``HoldSet.held_by``, per run)."""
+    mine = _covered(released, graph)
+    found = []
+    for other in sorted(standing_holds(holds, now), key=lambda h: (h.created_at, h.id)):
+        if other.id == released.id or not _ranges_meet(released, other):
+            continue
+        both = mine & _covered(other, graph)
+        if both:
+            found.append(InTheWay(other, tuple(sorted(both))))
+    return found
+
+
+def _covered(hold: Hold, graph: Graph | None) -> set[NodeId]:
+    selected = _nodes(hold.nodes)
+    if graph is None or not hold.downstream:
+        return selected
+    return selected | {d for n in selected if n in graph.dags for d in graph.descendants(n)}
+
+
+def _ranges_meet(a: Hold, b: Hold) -> bool:
+    """Whether two holds' **Range**s share a partition (open ends reach everything; canonical partitions compare as
+    text)."""
+    below = a.from_partition is None or b.to_partition is None or a.from_partition <= b.to_partition
+    above = b.from_partition is None or a.to_partition is None or b.from_partition <= a.to_partition
+    return below and above
 
 
 def next_expiry(holds: Iterable[Hold], now: datetime) -> datetime | None:

@@ -7,10 +7,12 @@ Rules:
   ``finished`` member) and, where the plan judged that upstream in the same partition, the planner found it fresh;
   otherwise it is *stale*, *failed*, *running*/*queued* or *has not run*, as the view records. Which members a run
   consumed is what the ledger's inputs record (semantics `group-consumed`), nothing guessed.
-- **Lines.** ``runs when any of a, b: neither has run for P`` / ``2 of 3 needed: eu, us done; apac failed``; with a
-  cutoff, before it ``cutoff at 06:00: runs then with at least 2`` (``cutoff at 06:00 passed: ...`` until it runs),
-  after a run at it ``cutoff at 06:00 ran with eu, us; apac late: will rerun once`` (``late: ignored`` with
-  ``"late": "ignore"``), and once a run consumed the whole need ``cutoff at 06:00: ran with 3 of 3 needed (...)``.
+- **Lines.** ``runs when any of a, b: neither has run for P`` / ``1 more of 2 needed: eu done; us, apac have not
+  run`` / ``2 of 3 needed, met: eu, us done; apac failed`` (the count the planner holds the group to: after a cutoff,
+  its minimum); with a cutoff, before it ``cutoff at 06:00: runs then with at least 2`` (``cutoff at 06:00 passed:
+  ...`` until it runs), after a run at it ``cutoff at 06:00 ran with eu, us; apac late: will rerun once`` (``late:
+  ignored`` with ``"late": "ignore"``), and once a run consumed the whole need ``cutoff at 06:00: ran with 3 of 3
+  needed (...)``.
 """
 
 from __future__ import annotations
@@ -37,18 +39,23 @@ def group_lines(
     lines = []
     for group in spec.groups:
         states = {m: _member_state(graph, view, plan, node, edges.get(m), m, partition) for m in group.members}
-        lines.append(_rule_line(group, states, partition))
+        lines.append(_rule_line(group, states, partition, now))
         if group.has_cutoff:
             took = [m for m in group.members if _consumed(graph, node, m, partition, consumed)]
             lines.append(_cutoff_line(group, states, took, partition, now, ledger is not None))
     return lines
 
 
-def _rule_line(group: GroupSpec, states: dict[Member, str], partition: str) -> str:
+def _rule_line(group: GroupSpec, states: dict[Member, str], partition: str, now: datetime | None) -> str:
     names = ", ".join(member_name(m) for m in group.members)
-    head = (
-        f"runs when any of {names}" if group.rule is GroupRule.ANY else f"{group.need} of {len(group.members)} needed"
-    )
+    if group.rule is GroupRule.ANY:
+        head = f"runs when any of {names}"
+    else:
+        # The count the planner holds the group to (after a cutoff, its minimum), so the line agrees with the cutoff
+        # line and the reason beside it.
+        need = group.need_at(partition, now)
+        done = sum(state == "done" for state in states.values())
+        head = f"{need} of {len(group.members)} needed, met" if done >= need else f"{need - done} more of {need} needed"
     if all(state == "has not run" for state in states.values()):
         nobody = "neither" if len(states) == 2 else "none"
         return f"{head}: {nobody} has run for {partition}"
@@ -56,7 +63,14 @@ def _rule_line(group: GroupSpec, states: dict[Member, str], partition: str) -> s
     for member, state in states.items():
         by_state.setdefault(state, []).append(member_name(member))
     order = sorted(by_state, key=lambda s: (s != "done", s))  # done first, then the others by name of state
-    return f"{head}: " + "; ".join(f"{', '.join(by_state[s])} {s}" for s in order)
+    return f"{head}: " + "; ".join(_said(by_state[s], s) for s in order)
+
+
+def _said(names: list[str], state: str) -> str:
+    """``eu done`` / ``us, apac have not run``: the verb agrees with how many members it is said of."""
+    if state == "has not run" and len(names) > 1:
+        state = "have not run"
+    return f"{', '.join(names)} {state}"
 
 
 def _cutoff_line(

@@ -13,7 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
+from coordinator.core.holds import HoldSet
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
+from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
 
@@ -50,6 +52,8 @@ class StatusRow(BaseModel):
     #: One line per condition group of the DAG (``explain.groups``: its rule, where each member stands, its cutoff);
     #: [] for a DAG without groups.
     conditions: list[str] = []
+    #: The standing hold that keeps a due run back (its id; ``status`` is then "held"), as ``why`` names it.
+    held_by: str | None = None
 
 
 class AdoptionReport(BaseModel):
@@ -67,10 +71,16 @@ class AdoptionReport(BaseModel):
 
 
 def status_rows(
-    graph: Graph, plan: Plan, partitions: Iterable[str], view: View | None = None, now: datetime | None = None
+    graph: Graph,
+    plan: Plan,
+    partitions: Iterable[str],
+    view: View | None = None,
+    now: datetime | None = None,
+    holds: HoldSet | None = None,
 ) -> list[StatusRow]:
     """One row per (partition, DAG) in graph order: state, freshness, due, waiting on, last trigger, last error,
-    and the condition groups' lines (with ``view``; ``now`` as the plan was decided, for a cutoff)."""
+    and the condition groups' lines (with ``view``; ``now`` as the plan was decided, for a cutoff). With the standing
+    ``holds``, a due run one of them covers is "held" by it (:func:`held_status`)."""
     rows: list[StatusRow] = []
     for partition in partitions:
         for node in graph.topo_order:
@@ -81,6 +91,9 @@ def status_rows(
             spec = graph.dags[node]
             handler = spec.is_failure_handler or spec.is_late_handler
             row = _row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler))
+            hold = held_status(row.status, holds, node, partition)
+            if hold is not None:
+                row = row.model_copy(update={"status": "held", "held_by": hold})
             if view is not None and spec.groups:
                 row = row.model_copy(update={"conditions": group_lines(graph, view, plan, node, partition, now)})
             rows.append(row)
@@ -109,6 +122,16 @@ def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False) 
     if verdict.state is RunState.FAILED:
         return "failed"
     return "waiting" if verdict.blocked_by or handler else "not run"
+
+
+def held_status(status: str, holds: HoldSet | None, node: NodeId, partition: str) -> str | None:
+    """The id of the standing hold that keeps a "due" run back, or None. Only "due": that is the run the leader would
+    start now and a hold stops it (``watcher/triggers.py``); a run waiting on its upstreams is not held back by a hold
+    but by them, and the first hold by creation is named, as ``why`` and the watcher's log name it."""
+    if status != "due" or not holds:
+        return None
+    hold = holds.held_by(node, partition)
+    return hold.id if hold is not None else None
 
 
 def _off_grid(graph: Graph, verdict: Verdict) -> bool:
@@ -177,6 +200,41 @@ def why(
                 explain(up, depth + 1)
 
     explain(node, 0)
+    return lines
+
+
+def undeclared_lines(graph: Graph, plan: Plan, node: NodeId, partition: str) -> list[str]:
+    """``why``'s word on a misspelt upstream: each DAG that ``node`` or a DAG of its chain waits for, that no key of
+    the file declares, that has no run state here, and whose name is a near miss of another DAG's
+    (``spec.near_misses``, as ``validate`` and ``doctor`` judge it): that it is declared nowhere, and the close names.
+    "X has not run" alone sends the reader to Airflow for a DAG that does not exist. A root declared nowhere with no
+    close name is how roots are usually written (``"02": "01"``), so it gets no line. Only a graph read from a file
+    knows what was declared (the adopted one does not): nothing then. Not part of :func:`why`, which the page calls
+    for every DAG: the near-miss index costs a pass over the graph, paid once here."""
+    if not graph.declared:
+        return []
+    lines: list[str] = []
+    close: CloseDags | None = None
+    seen: set[NodeId] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop(0)
+        verdict = plan.verdicts.get((current, partition))
+        if verdict is None or current in seen:
+            continue
+        seen.add(current)
+        for up in verdict.blocked_by:
+            upstream = plan.verdicts.get((up, partition))
+            if up in graph.declared:
+                todo.append(up)  # the chain ``why`` walks
+                continue
+            if upstream is not None and upstream.state is not None:
+                continue  # it ran: a DAG of that name exists
+            close = close or CloseDags(graph.dags)
+            named = " or ".join(repr(str(c)) for c in close.of(up.dag_id)[:3])
+            if named:
+                lines.append(f"{up} is declared nowhere in {graph.source}, so it is a root that {current} waits for "
+                             f"and that may never run — did you mean {named}?")  # fmt: skip
     return lines
 
 

@@ -45,6 +45,7 @@ class NodeState(StrEnum):
     RUNNING = "running"
     QUEUED = "queued"
     DUE = "due"
+    HELD = "held"  # due, and an operator's standing hold keeps it back (``page.holds``)
     FAILED = "failed"
     SUCCEEDED = "succeeded"
     STALE = "stale"
@@ -157,8 +158,8 @@ def layout(graph: Graph) -> dict[NodeId, tuple[int, int]]:
 _PAGE_STATE = {
     "trigger failed": NodeState.ERROR, "triggering": NodeState.TRIGGERED, "triggered": NodeState.TRIGGERED,
     "rerun requested": NodeState.TRIGGERED, "running": NodeState.RUNNING, "queued": NodeState.QUEUED,
-    "due": NodeState.DUE, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED, "stale": NodeState.STALE,
-    "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
+    "due": NodeState.DUE, "held": NodeState.HELD, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED,
+    "stale": NodeState.STALE, "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
 }  # fmt: skip
 
 

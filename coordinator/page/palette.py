@@ -16,6 +16,7 @@ COLOURS: dict[NodeState, tuple[str, str]] = {
     NodeState.WAITING: ("#ffffff", "#b0b0b0"),
     NodeState.STALE: ("#fff1c2", "#c89a00"),
     NodeState.DUE: ("#ffe0b3", "#ff8c00"),
+    NodeState.HELD: ("#e3e8f0", "#3f5170"),
     NodeState.TRIGGERED: ("#e8dcff", "#7b50d0"),
     NodeState.ERROR: ("#ff9e9e", "#800000"),
     NodeState.NOT_RUN: ("#f7f7f7", "#d0d0d0"),
