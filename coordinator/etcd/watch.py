@@ -39,7 +39,6 @@ from coordinator.etcd.wire import (
     decode,
     encode,
     is_refused,
-    map_error,
     range_end,
     status_name,
     to_kv,
@@ -406,7 +405,7 @@ async def watch_prefix(
             if store.closed:
                 raise StoreError(f"etcd store closed while watching {prefix}") from exc
             if is_refused(exc):
-                raise map_error("watch", store.endpoint, exc) from exc
+                raise store.map_error("watch", exc) from exc
             failures = 1 if opened is not None and time.monotonic() - opened > WATCH_HEALTHY_S else failures + 1
             opened = None
             delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
