@@ -4,8 +4,7 @@ Rules (named as in the package docstring):
 - **Mapped errors.** Callers see only the package's frozen values and the errors of ``coordinator.errors``; every gRPC
   error is mapped with ``raise ... from exc`` (:func:`coordinator.etcd.wire.map_error`). A connect that reaches no
   endpoint because of TLS raises StoreTlsError naming the problem and its fix (``tls_hint.diagnose``).
-- **Brief unary retry.** Unary calls are retried briefly (:data:`UNARY_RETRY`) on UNAVAILABLE only (not when it is a
-  TLS mistake, which fails alike every time), plus UNAUTHENTICATED
+- **Brief unary retry.** Unary calls are retried briefly (:data:`UNARY_RETRY`) on UNAVAILABLE only, plus UNAUTHENTICATED
   when a user is configured (the member forgot our token: log in again). Deadline errors are not retried (a write may
   have applied). With several endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
 - **Fenced leadership.** Every leader write carries a Fence that etcd checks in the same transaction as the write
@@ -33,7 +32,7 @@ from coordinator.errors import (
 from coordinator.etcd import watch, wire
 from coordinator.etcd.election import Election
 from coordinator.etcd.stubs import rpc
-from coordinator.etcd.tls_hint import classify, diagnose
+from coordinator.etcd.tls_hint import diagnose
 from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,
@@ -185,10 +184,9 @@ class EtcdStore:
             self._index = (self._index + 1) % len(self._settings.endpoints)
 
     def _retryable(self, exc: BaseException) -> bool:
-        if is_unavailable(exc):
-            # A TLS mistake (unknown CA, refused client certificate) fails the same way on every attempt.
-            return classify(details(exc), self._settings, self._index) is None
-        return is_unauthenticated(exc) and self._settings.username is not None
+        # A TLS failure too: right after etcd restarts with a renewed certificate the channel still holds the last
+        # handshake's error for a moment.
+        return is_unavailable(exc) or (is_unauthenticated(exc) and self._settings.username is not None)
 
     def _before_retry(self, attempt: RetryAttempt) -> None:
         # INFO, not WARNING: a retry that then succeeds is routine after a restart; a final failure is raised.
