@@ -1,11 +1,14 @@
 """TLS mistakes against a real etcd that requires client certificates (``devtools.etcd_server.ServerTls``), each named
 with its own fix line: no CA, a wrong CA, no client certificate, a client certificate of another CA, plain http against
-the https endpoint, https against a plain etcd, and a host the certificate does not name. Checked at the adapter
+the https endpoint, and https against a plain etcd (a host the certificate does not name is checked on gRPC's words
+only: "localhost" may resolve to ::1 first, where nothing listens, and gRPC reports the last address). At the adapter
 (``EtcdStore.connect``), in ``doctor`` (text and JSON), and in ``coordinator watch`` as a real process (exit code,
 message, and no line of gRPC's C core on its stderr)."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import subprocess
 import sys
@@ -110,17 +113,6 @@ CASES = {
         "etcd.tls.enabled=false), or enable TLS on etcd and keep https://",
     ),
 }  # fmt: skip
-#: Not in the watch processes: "localhost" may resolve to ::1 first, where nothing listens; the adapter and doctor
-#: still see the handshake's words (gRPC tries every address).
-HOSTNAME = Case(
-    env=lambda w: {"COORDINATOR_ETCD_ENDPOINTS": f"https://localhost:{w.tls_port}",
-                   **_files(w.tls.ca_file, w.tls.client_cert_file, w.tls.client_key_file)},
-    problem="hostname",
-    says=lambda w: f"etcd's certificate does not name localhost, the host of the endpoint https://localhost:{w.tls_port}",
-    fix=lambda w: "use a host the certificate names in COORDINATOR_ETCD_ENDPOINTS / --etcd (chart: etcd.endpoints), "
-    "or reissue etcd's certificate with localhost among its subject alternative names",
-)  # fmt: skip
-ALL = {**CASES, "hostname": HOSTNAME}
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +144,10 @@ def _env(etcd: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("name", list(ALL), ids=list(ALL))
+@pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
 def test_the_adapter_names_the_tls_mistake_and_its_fix(world: World, name: str) -> None:
     """EtcdStore.connect raises StoreTlsError naming the problem, what is wrong, and the complete fix line."""
-    case = ALL[name]
+    case = CASES[name]
     with pytest.raises(StoreTlsError) as caught:
         run_coro(EtcdStore.connect(_settings(case.env(world))))
     assert caught.value.problem == case.problem, caught.value
@@ -163,10 +155,10 @@ def test_the_adapter_names_the_tls_mistake_and_its_fix(world: World, name: str) 
     assert caught.value.fix == case.fix(world)
 
 
-@pytest.mark.parametrize("name", list(ALL), ids=list(ALL))
+@pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
 def test_doctor_prints_the_tls_fix(world: World, name: str) -> None:
     """doctor fails its etcd check with the mistake named and its own fix line, never "start etcd there"."""
-    case = ALL[name]
+    case = CASES[name]
     env = _env(case.env(world))
     check = checks_of(run_inproc(["doctor", "--format", "json"], env=env))["etcd"]
     assert check["status"] == "fail" and case.says(world) in check["summary"], check
@@ -257,3 +249,53 @@ def test_classify_reads_grpcs_words(name: str) -> None:
     settings = EtcdSettings(endpoints=parse_endpoints("https://127.0.0.1:2379"))
     found = classify(text, settings, 0)
     assert (found.problem if found is not None else None) == problem
+
+
+def test_a_running_watch_names_a_rotated_ca_and_resumes_when_it_is_rotated_back(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watch over TLS whose etcd comes back with a certificate of another CA logs etcd.tls_failed with the CA's
+    fix at its reconnects instead of giving up, and resumes without a lost event once the old certificate is back."""
+    good, other = make_certs(tmp_path / "good"), make_certs(tmp_path / "other", ca_name="other-ca")
+    served = make_certs(tmp_path / "served")  # the files etcd reads, overwritten to rotate
+
+    def serve(source: ServerTls) -> None:
+        for name in ("cert_file", "key_file", "ca_file", "client_cert_file", "client_key_file"):
+            getattr(served, name).write_bytes(getattr(source, name).read_bytes())
+
+    serve(good)
+    with EtcdServer(tls=served, unsafe_no_fsync=True) as server:
+        env = {"COORDINATOR_ETCD_ENDPOINTS": server.endpoint,
+               **_files(good.ca_file, good.client_cert_file, good.client_key_file)}  # fmt: skip
+
+        async def scenario() -> list[str]:
+            seen: list[str] = []
+            async with await EtcdStore.connect(_settings(env)) as store:
+                start = await store.put("/rot/a", b"1")
+
+                async def follow() -> None:
+                    async for batch in store.watch_prefix("/rot/", start - 1, held=dict):
+                        seen.extend(e.key for e in batch.events)
+
+                task = asyncio.create_task(follow())
+                try:
+                    serve(other)
+                    await asyncio.to_thread(server.restart)
+                    async with asyncio.timeout(30):
+                        while "etcd.tls_failed" not in caplog.text:
+                            await asyncio.sleep(0.1)
+                    serve(good)
+                    await asyncio.to_thread(server.restart)
+                    await store.put("/rot/b", b"2")
+                    async with asyncio.timeout(30):
+                        while "/rot/b" not in seen:
+                            await asyncio.sleep(0.1)
+                finally:
+                    task.cancel()
+            return seen
+
+        with caplog.at_level(logging.ERROR, logger="coordinator.etcd"):
+            assert run_coro(scenario()) == ["/rot/a", "/rot/b"]
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("etcd.tls_failed"))
+    assert f"endpoint={server.endpoint} problem=unknown-ca" in line, line
+    assert "fix=\"point COORDINATOR_ETCD_CA_FILE at the CA that signed etcd's server certificate" in line, line
