@@ -299,3 +299,13 @@ def test_a_running_watch_names_a_rotated_ca_and_resumes_when_it_is_rotated_back(
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("etcd.tls_failed"))
     assert f"endpoint={server.endpoint} problem=unknown-ca" in line, line
     assert "fix=\"point COORDINATOR_ETCD_CA_FILE at the CA that signed etcd's server certificate" in line, line
+
+
+def test_an_operators_grpc_verbosity_wins(world: World) -> None:
+    """GRPC_VERBOSITY set by the operator (to debug a handshake) is kept: the C core's line shows beside the fix."""
+    case = CASES["no-client-cert"]
+    env = {**_env(case.env(world)), "GRPC_VERBOSITY": "INFO"}
+    done = subprocess.run([sys.executable, "-m", "coordinator.cli", "watch"], env=env, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 2 and f"fix: {case.fix(world)}" in done.stderr.splitlines(), done.stderr
+    assert C_CORE_LINE.search(done.stderr) is not None, done.stderr
