@@ -309,3 +309,19 @@ def test_an_operators_grpc_verbosity_wins(world: World) -> None:
                           timeout=120, check=False)  # fmt: skip
     assert done.returncode == 2 and f"fix: {case.fix(world)}" in done.stderr.splitlines(), done.stderr
     assert C_CORE_LINE.search(done.stderr) is not None, done.stderr
+
+
+@pytest.mark.airflow
+def test_check_plugin_names_the_tls_mistake_and_its_fix(world: World, tmp_path: Path) -> None:
+    """check-plugin, which asks etcd once before the plugin's writer would retry, exits 1 with one error line naming
+    the missing client certificate and its fix, not "set COORDINATOR_ETCD_ENDPOINTS to where etcd listens"."""
+    case = CASES["no-client-cert"]
+    env = {**_env(case.env(world)), "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
+           "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}  # fmt: skip
+    done = subprocess.run([sys.executable, "-m", "coordinator.cli", "check-plugin"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and case.says(world) in errors[0], done.stderr
+    assert errors[0].endswith(f"; fix: {case.fix(world)}"), errors[0]
+    assert C_CORE_LINE.search(done.stderr) is None, done.stderr
