@@ -23,7 +23,7 @@ from coordinator.errors import (
     WritesRefused,
 )
 from coordinator.etcd.stubs import rpc
-from coordinator.etcd.tls_hint import classify
+from coordinator.etcd.tls_hint import classify, url
 from coordinator.etcd.types import KV
 from coordinator.runtime.settings import Endpoint, EtcdSettings
 
@@ -138,7 +138,7 @@ def map_error(op: str, exc: Any, settings: EtcdSettings, index: int) -> Coordina
 
 
 def endpoint_url(ep: Endpoint) -> str:
-    return f"{'https' if ep.tls else 'http'}://{ep.host}:{ep.port}"
+    return url(ep)
 
 
 class Conn:
