@@ -41,6 +41,9 @@ CHART_PAIR = "chart: etcd.tls.certKey and etcd.tls.keyKey, entries of the Secret
 
 
 class TlsProblem(StrEnum):
+    """What is wrong, as ``StoreTlsError.problem`` and ``etcd.tls_failed problem=`` name it (the module docstring's
+    list)."""
+
     UNKNOWN_CA = "unknown-ca"
     SERVER_CERT_EXPIRED = "server-cert-expired"
     HOSTNAME = "hostname"
