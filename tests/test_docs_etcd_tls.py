@@ -19,8 +19,7 @@ def test_the_tls_section_names_every_problem() -> None:
 
 
 def test_the_example_is_what_watch_prints() -> None:
-    """The page's example error and fix line are the adapter's, for a client certificate etcd requires and none is
-    configured (what gRPC reports as SSLV3_ALERT_BAD_CERTIFICATE)."""
+    """The page's example of a missing client certificate is the adapter's error and fix line, verbatim."""
     settings = EtcdSettings(endpoints=parse_endpoints("https://etcd-client.coordinator.svc:2379"))
     found = classify("SSL_ERROR_SSL: error:10000412:SSL routines:OPENSSL_internal:SSLV3_ALERT_BAD_CERTIFICATE: OK",
                      settings, 0)  # fmt: skip

@@ -171,8 +171,7 @@ def test_doctor_prints_the_tls_fix(world: World, name: str) -> None:
 
 @pytest.mark.parametrize("name", list(CASES), ids=list(CASES))
 def test_watch_exits_2_with_the_tls_fix_and_no_grpc_core_line(world: World, name: str) -> None:
-    """`coordinator watch` exits 2 (configuration) saying what is wrong and the fix, not "Is etcd running there?",
-    and its stderr holds no line of gRPC's C core."""
+    """`coordinator watch` exits 2 with what is wrong and its fix line, and no gRPC C-core line on stderr."""
     case = CASES[name]
     command = [sys.executable, "-m", "coordinator.cli", "watch", "--id", f"w-{name}"]
     done = subprocess.run(command, env=_env(case.env(world)), capture_output=True, text=True, timeout=120, check=False)
@@ -193,8 +192,7 @@ def test_doctor_as_a_process_keeps_the_grpc_core_quiet(world: World) -> None:
 
 
 def test_without_the_cli_the_grpc_core_prints_its_handshake_line(world: World) -> None:
-    """The control of the checks above: a process that imports grpc without the CLI's setting gets the C core's
-    "Handshake failed" line on stderr (grpcio of constraints/dev.txt), so their absence check can fail."""
+    """Control: a process loading grpc without the CLI's GRPC_VERBOSITY gets the C core's handshake line on stderr."""
     env = _env(CASES["no-client-cert"].env(world))
     code = ("import asyncio, os, pathlib; from coordinator.etcd import EtcdStore; "
             "from coordinator.runtime.settings import EtcdSettings, parse_endpoints; "
@@ -208,8 +206,7 @@ def test_without_the_cli_the_grpc_core_prints_its_handshake_line(world: World) -
 
 
 def test_the_right_settings_reach_the_tls_etcd(world: World) -> None:
-    """The control of the mistakes: the CA and the client pair of the server's own CA reach it, and doctor's etcd
-    check passes."""
+    """Control: the server's own CA and client pair reach it, and doctor's etcd check passes."""
     env = {"COORDINATOR_ETCD_ENDPOINTS": _https(world),
            **_files(world.tls.ca_file, world.tls.client_cert_file, world.tls.client_key_file)}  # fmt: skip
 
@@ -243,8 +240,7 @@ WORDS = {
 
 @pytest.mark.parametrize("name", list(WORDS), ids=list(WORDS))
 def test_classify_reads_grpcs_words(name: str) -> None:
-    """classify names the problem from gRPC's words alone (those seen from grpcio 1.85 against etcd 3.5), and names
-    none where the words prove nothing without a probe."""
+    """classify names the problem from gRPC's words alone, and none where the words prove nothing without a probe."""
     text, problem = WORDS[name]
     settings = EtcdSettings(endpoints=parse_endpoints("https://127.0.0.1:2379"))
     found = classify(text, settings, 0)
@@ -254,8 +250,7 @@ def test_classify_reads_grpcs_words(name: str) -> None:
 def test_a_running_watch_names_a_rotated_ca_and_resumes_when_it_is_rotated_back(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A watch over TLS whose etcd comes back with a certificate of another CA logs etcd.tls_failed with the CA's
-    fix at its reconnects instead of giving up, and resumes without a lost event once the old certificate is back."""
+    """A watch whose etcd returns with another CA's certificate logs etcd.tls_failed, then resumes losing nothing."""
     good, other = make_certs(tmp_path / "good"), make_certs(tmp_path / "other", ca_name="other-ca")
     served = make_certs(tmp_path / "served")  # the files etcd reads, overwritten to rotate
 
@@ -313,8 +308,7 @@ def test_an_operators_grpc_verbosity_wins(world: World) -> None:
 
 @pytest.mark.airflow
 def test_check_plugin_names_the_tls_mistake_and_its_fix(world: World, tmp_path: Path) -> None:
-    """check-plugin, which asks etcd once before the plugin's writer would retry, exits 1 with one error line naming
-    the missing client certificate and its fix, not "set COORDINATOR_ETCD_ENDPOINTS to where etcd listens"."""
+    """check-plugin exits 1 with one error line naming the missing client certificate and its fix line."""
     case = CASES["no-client-cert"]
     env = {**_env(case.env(world)), "AIRFLOW_HOME": str(tmp_path / "airflow-home"),
            "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}  # fmt: skip

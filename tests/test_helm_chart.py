@@ -528,8 +528,7 @@ TLS_ON = {"enabled": True, "existingSecret": "etcd-tls", "caKey": "ca.crt"}
 def test_etcd_tls_that_disagrees_with_the_endpoints_is_refused_at_install(
     chart: helm.Chart, etcd: dict[str, Any], expected: str
 ) -> None:
-    """etcd.tls.enabled with an endpoint that is not https://, without its Secret, or a client certificate without
-    its key fails the render naming the value to set, instead of a watcher that exits on its TLS files."""
+    """etcd.tls at odds with the endpoints, without its Secret, or half a client pair fails the render, naming it."""
     with pytest.raises(helm.HelmRenderError) as refused:
         render(chart, merged(REQUIRED, {"etcd": etcd}))
     assert expected in str(refused.value), str(refused.value)
