@@ -5,6 +5,10 @@ CoordinatorError
 ├── SpecError (ValueError)            dependencies.json is invalid; carries every problem found: exit code 2
 ├── StoreError                        etcd could not be reached or answered an error
 │   ├── StoreUnavailable              connection failed / UNAVAILABLE after retries
+│   │   └── StoreTlsError             the TLS handshake failed for a reason a setting fixes (unknown CA, expired
+│   │                                 server certificate, host name, client certificate missing or refused,
+│   │                                 http/https mismatch): carries problem and fix; commands exit 2
+│   │                                 (configuration), doctor prints the fix
 │   ├── WritesRefused                 an etcd alarm is raised (NOSPACE: database space exceeded; CORRUPT):
 │   │                                 etcd refuses every write until an operator clears it (carries alarm)
 │   └── RevisionCompacted             a revision was compacted: a watch's start, a snapshot's pinned page
@@ -43,6 +47,19 @@ class StoreError(CoordinatorError):
 
 class StoreUnavailable(StoreError):
     """etcd could not be reached (after the short retries that follow a server restart)."""
+
+
+class StoreTlsError(StoreUnavailable):
+    """The TLS handshake with etcd failed for a reason a setting fixes, classified by the etcd adapter
+    (``coordinator.etcd.tls_hint``): ``problem`` names it (``unknown-ca``, ``server-cert-expired``, ``hostname``,
+    ``client-cert``, ``not-tls``, ``tls-only``), ``fix`` is the complete line that fixes it (the environment variable,
+    the flag, the chart value). A StoreUnavailable, so loops that wait for etcd keep waiting (the certificate may be
+    rotated meanwhile)."""
+
+    def __init__(self, message: str, problem: str, fix: str) -> None:
+        super().__init__(message)
+        self.problem = problem
+        self.fix = fix
 
 
 class WritesRefused(StoreError):

@@ -510,6 +510,30 @@ def test_a_graph_the_chart_cannot_pass_on_is_refused_at_install(
     assert expected in str(refused.value), str(refused.value)
 
 
+TLS_ON = {"enabled": True, "existingSecret": "etcd-tls", "caKey": "ca.crt"}
+
+
+@pytest.mark.parametrize(
+    ("etcd", "expected"),
+    [
+        pytest.param({"endpoints": "https://etcd-0:2379,http://etcd-1:2379", "tls": TLS_ON},
+                     "etcd.tls.enabled=true but etcd.endpoints has http://etcd-1:2379 without https://: use https:// "
+                     "for every endpoint, or etcd.tls.enabled=false for an etcd without TLS", id="http-with-tls"),
+        pytest.param({"endpoints": "https://etcd:2379", "tls": {**TLS_ON, "existingSecret": ""}},
+                     "etcd.tls.enabled=true needs etcd.tls.existingSecret", id="tls-without-secret"),
+        pytest.param({"endpoints": "https://etcd:2379", "tls": {**TLS_ON, "certKey": "tls.crt"}},
+                     "etcd.tls.certKey and etcd.tls.keyKey go together", id="certificate-without-key"),
+    ],
+)  # fmt: skip
+def test_etcd_tls_that_disagrees_with_the_endpoints_is_refused_at_install(
+    chart: helm.Chart, etcd: dict[str, Any], expected: str
+) -> None:
+    """etcd.tls at odds with the endpoints, without its Secret, or half a client pair fails the render, naming it."""
+    with pytest.raises(helm.HelmRenderError) as refused:
+        render(chart, merged(REQUIRED, {"etcd": etcd}))
+    assert expected in str(refused.value), str(refused.value)
+
+
 def test_a_graph_may_name_a_dag_error(chart: helm.Chart) -> None:
     """A file whose one DAG is called "Error" is not mistaken for Helm's fromJson failure: it renders as given."""
     text = '{"Error": "extract"}\n'

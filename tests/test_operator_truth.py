@@ -58,7 +58,7 @@ def test_an_https_endpoint_of_a_plain_etcd_names_the_scheme_and_the_fix(etcd_end
     where = etcd_endpoint.removeprefix("http://")
     env = cli_env(https, etcd_prefix, "http://127.0.0.1:9")
     status = run_cli("status", env=env)
-    assert status.returncode == 1, status.stdout + status.stderr
+    assert status.returncode == 2, status.stdout + status.stderr  # configuration, not an etcd that is down
     assert f"etcd at {where} does not speak TLS" in status.stderr, status.stderr
     assert f"use {etcd_endpoint}" in status.stderr and "enable TLS on etcd" in status.stderr
     check = checks_of(run_cli("doctor", "--format", "json", env=env))["etcd"]

@@ -36,8 +36,8 @@ from coordinator.errors import StoreUnavailable
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.etcd_server import EtcdServer
+from tests.support.certs import make_certs
 from tests.support.plugin_settings_probe import RESULT
-from tests.test_store import _make_certs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,7 +277,7 @@ def test_bad_settings_name_their_source(resolved: dict[str, dict[str, Any]], sce
 def test_listener_writes_over_mtls_with_pem_from_the_connection(tmp_path: Path) -> None:
     """With no COORDINATOR_* variable, the listener's writer takes prefix and instance from [coordinator] and an
     https endpoint, CA, client certificate and key (PEM text) from the connection, and writes to an mTLS etcd."""
-    tls = _make_certs(tmp_path)
+    tls = make_certs(tmp_path)
     assert tls.client_cert_file is not None and tls.client_key_file is not None
     with EtcdServer(tls=tls, unsafe_no_fsync=True) as server:
         port = int(server.endpoint.rsplit(":", 1)[1])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import os
 import select
 import signal
@@ -33,7 +32,8 @@ from coordinator.etcd import (
 )
 from coordinator.etcd.watch import relist_diff
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
-from devtools.etcd_server import EtcdServer, ServerTls
+from devtools.etcd_server import EtcdServer
+from tests.support.certs import make_certs
 
 T = TypeVar("T")
 
@@ -770,73 +770,9 @@ def test_password_auth_and_token_renewal_after_restart(private_etcd: EtcdServer)
     run_coro(scenario())
 
 
-def _make_certs(directory: Path) -> ServerTls:
-    """A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA."""
-    # cryptography arrives with the airflow extra, not the dev one: skip (visibly, -ra) rather than fail without it.
-    pytest.importorskip("cryptography")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> tuple[Path, Path]:
-        path.with_suffix(".key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-        path.with_suffix(".crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        return path.with_suffix(".crt"), path.with_suffix(".key")
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(name("test-ca"))
-        .issuer_name(name("test-ca"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file, _ = write(directory / "ca", ca_key, ca)
-
-    def leaf(cn: str, usage: list[x509.ObjectIdentifier], san: bool) -> tuple[Path, Path]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(ca.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
-        )
-        if san:
-            import ipaddress
-
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-            )
-        return write(directory / cn, key, builder.sign(ca_key, hashes.SHA256()))
-
-    # etcd's own HTTP gateway dials the gRPC port with the server pair, so it must also be valid for client auth.
-    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-    server_cert, server_key = leaf("server", both, san=True)
-    client_cert, client_key = leaf("client", [ExtendedKeyUsageOID.CLIENT_AUTH], san=False)
-    return ServerTls(server_cert, server_key, ca_file, client_cert, client_key)
-
-
 def test_tls_with_client_certificates(tmp_path: Path) -> None:
     """Over https with client-certificate auth the store works with the CA and client pair, and is refused without."""
-    tls = _make_certs(tmp_path)
+    tls = make_certs(tmp_path)
     with EtcdServer(tls=tls, unsafe_no_fsync=True) as server:
         assert server.endpoint.startswith("https://")
         good = settings_for(

@@ -38,7 +38,14 @@ from coordinator.airflow_plugin.records import INSTANCE_ENV, RunReport, WriterCo
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
 from coordinator.core.activation import Activation
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
-from coordinator.errors import ConfigError, CoordinatorError, PluginCheckError, StoreError, StoreUnavailable
+from coordinator.errors import (
+    ConfigError,
+    CoordinatorError,
+    PluginCheckError,
+    StoreError,
+    StoreTlsError,
+    StoreUnavailable,
+)
 
 ENTRY_POINT_GROUP = "airflow.plugins"
 ENTRY_POINT_NAME = "etcd_coordinator"
@@ -305,6 +312,8 @@ async def _reach(config: WriterConfig, timeout_s: float) -> frozenset[str] | Non
     quick = config.etcd.model_copy(update={"timeout_s": timeout_s})
     try:
         store = await EtcdStore.connect(quick, quick=True)
+    except StoreTlsError as exc:
+        raise PluginCheckError(f"did not reach etcd at {settings_text(config)}: {exc}; fix: {exc.fix}") from exc
     except StoreUnavailable as exc:
         raise PluginCheckError(
             f"did not reach etcd at {settings_text(config)} (asked once, {timeout_s:g} s deadline: {exc}); set "

@@ -1,7 +1,8 @@
 """The typer application object and the options every command shares.
 
 Rules: commands parse arguments, build :class:`Settings`, call one function, and turn known errors into a message on
-stderr plus an exit code (2: bad input or configuration, 1: a runtime failure such as etcd being unreachable). No
+stderr plus an exit code (2: bad input or configuration, a TLS mistake with etcd included, with its ``fix:`` line;
+1: a runtime failure such as etcd being unreachable). No
 command prints a traceback: an unexpected error leaves ``main()`` as ``error: unexpected ...`` and exit 2
 (``COORDINATOR_TRACEBACK=1`` shows the traceback).
 
@@ -26,7 +27,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
 
-from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError, StoreUnavailable
+from coordinator.errors import ConfigError, CoordinatorError, SpecError, StoreError, StoreTlsError, StoreUnavailable
 from coordinator.runtime.settings import Settings
 
 # Typer (0.29) prints each option's type beside it, "<bool>" included for flags, which take no value: a reader
@@ -233,6 +234,9 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(130) from None
     except (ConfigError, SpecError) as exc:
         fail(str(exc), EXIT_INVALID)
+    except StoreTlsError as exc:
+        # A TLS mistake is configuration (ours or etcd's): waiting does not fix it, the setting named does.
+        fail(f"etcd: {exc}\nfix: {exc.fix}", EXIT_INVALID)
     except StoreUnavailable as exc:
         fail(f"etcd: {exc}. {ETCD_HINT}", EXIT_FAILURE)
     except StoreError as exc:
@@ -243,6 +247,11 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 def main() -> None:
     """Console-script entry point."""
+    # gRPC's C core writes lines of its own to stderr, outside our log format ("I1126 21:46:21.285947 14554
+    # ssl_transport_security.cc:2563] Handshake failed ..." for every failed TLS handshake, at INFO). Each such failure
+    # reaches the operator as our own error with its fix (coordinator.etcd.tls_hint); the C core keeps its ERROR lines.
+    # It reads the variable once, when grpc is first imported: before load_commands. An operator's own value wins.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     load_commands()
 
     # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.

@@ -50,7 +50,7 @@ from coordinator.diagnosis import (
     to_json,
     to_text,
 )
-from coordinator.errors import CoordinatorError, SpecError, StoreError
+from coordinator.errors import CoordinatorError, SpecError, StoreError, StoreTlsError
 from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import InstanceCheck
 from coordinator.informer.read_model import READERS, Scope, StoreModel, load
@@ -74,6 +74,8 @@ SHOWN = (
     ("etcd_password", None),
     ("etcd_password_file", None),
     ("etcd_ca_file", None),
+    ("etcd_cert_file", None),
+    ("etcd_key_file", None),
     ("airflow_url", "--airflow-url"),
     ("airflow_username", None),
     ("airflow_password", None),
@@ -247,6 +249,9 @@ async def _etcd_facts(facts: DoctorFacts, settings: Settings, etcd: Any) -> None
 
     try:
         store = await EtcdStore.connect(etcd, quick=True)
+    except StoreTlsError as exc:
+        facts.etcd_error, facts.etcd_fix = str(exc), exc.fix
+        return
     except CoordinatorError as exc:
         facts.etcd_error = str(exc)
         return

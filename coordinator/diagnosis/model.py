@@ -70,6 +70,8 @@ class DoctorFacts:
     etcd_endpoints: str = ""
     etcd_revision: int | None = None
     etcd_error: str | None = None
+    #: The fix line the etcd adapter gave with a TLS mistake (``StoreTlsError.fix``); None for any other failure.
+    etcd_fix: str | None = None
     #: The read of the prefix worked / a write would be allowed (None: not asked); the error when refused.
     read_ok: bool | None = None
     write_ok: bool | None = None

@@ -33,11 +33,8 @@ def etcd_check(f: DoctorFacts) -> Check:
     if "authentication failed" in (f.etcd_error or ""):
         fix = "set COORDINATOR_ETCD_USERNAME and COORDINATOR_ETCD_PASSWORD (or _PASSWORD_FILE) to a user of that etcd"
         return Check(name="etcd", status=CheckStatus.FAIL, summary=f.etcd_error or "", fix=fix)
-    if "does not speak TLS" in (f.etcd_error or ""):  # an https:// endpoint of a plain etcd (coordinator.etcd.wire)
-        plain = f.etcd_endpoints.replace("https://", "http://")
-        return Check(name="etcd", status=CheckStatus.FAIL, summary=f.etcd_error or "",
-                     fix=f"COORDINATOR_ETCD_ENDPOINTS={plain} (or --etcd {plain}), or enable TLS on etcd and keep "
-                         "https://")  # fmt: skip
+    if f.etcd_fix is not None:  # a TLS mistake, named by the etcd adapter (coordinator.etcd.tls_hint) with its fix
+        return Check(name="etcd", status=CheckStatus.FAIL, summary=f.etcd_error or "", fix=f.etcd_fix)
     return Check(
         name="etcd",
         status=CheckStatus.FAIL,

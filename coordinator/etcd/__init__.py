@@ -5,14 +5,16 @@ messages over a channel it builds itself, not ``aetcd.Client``, because the clie
 relies on: it has no TLS, cannot page a range at a fixed revision, flattens watch responses (losing their grouping
 and fragments), and its lock enters on timeout without holding the lock.
 
-Modules: ``types`` (the values), ``wire`` (channels, TLS, gRPC error mapping), ``client`` (:class:`EtcdStore`:
-connection, retries, key-value, CAS, leases), ``watch`` (snapshots, watch, relist), ``election``, ``access`` (what a
-caller may do: the ``Reads`` and ``Writes`` protocols).
+Modules: ``types`` (the values), ``wire`` (channels, TLS, gRPC error mapping), ``tls_hint`` (why a TLS handshake
+failed and the setting that fixes it), ``client`` (:class:`EtcdStore`: connection, retries, key-value, CAS, leases),
+``watch`` (snapshots, watch, relist), ``election``, ``access`` (what a caller may do: the ``Reads`` and ``Writes``
+protocols).
 
 Rules:
 - **Mapped errors.** Callers see only this package's frozen values (KV, Snapshot, Event, WatchBatch, Fence, CasResult,
   Lease, Alarm) and the errors of ``coordinator.errors``; every gRPC error is mapped with ``raise ... from exc`` (a
-  write etcd refuses under its NOSPACE or CORRUPT alarm is ``WritesRefused``).
+  write etcd refuses under its NOSPACE or CORRUPT alarm is ``WritesRefused``; a TLS mistake is ``StoreTlsError``
+  with its fix).
 - **Brief unary retry.** Unary calls are retried briefly on UNAVAILABLE only (``client.UNARY_RETRY``): the first call
   after a server restart fails although the server is up. Deadline errors are not retried (a write may have applied).
   With several endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.

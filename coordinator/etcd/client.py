@@ -2,7 +2,8 @@
 
 Rules (named as in the package docstring):
 - **Mapped errors.** Callers see only the package's frozen values and the errors of ``coordinator.errors``; every gRPC
-  error is mapped with ``raise ... from exc`` (:func:`coordinator.etcd.wire.map_error`).
+  error is mapped with ``raise ... from exc`` (:func:`coordinator.etcd.wire.map_error`). A connect that reaches no
+  endpoint because of TLS raises StoreTlsError naming the problem and its fix (``tls_hint.diagnose``).
 - **Brief unary retry.** Unary calls are retried briefly (:data:`UNARY_RETRY`) on UNAVAILABLE only, plus UNAUTHENTICATED
   when a user is configured (the member forgot our token: log in again). Deadline errors are not retried (a write may
   have applied). With several endpoints each retry moves to the next one, so ``connect`` tries every endpoint in order.
@@ -20,11 +21,18 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
-from coordinator.errors import CoordinatorError, LeadershipLost, RevisionCompacted, StoreError, StoreUnavailable
-from coordinator.etcd import watch
+from coordinator.errors import (
+    CoordinatorError,
+    LeadershipLost,
+    RevisionCompacted,
+    StoreError,
+    StoreTlsError,
+    StoreUnavailable,
+)
+from coordinator.etcd import watch, wire
 from coordinator.etcd.election import Election
 from coordinator.etcd.stubs import rpc
-from coordinator.etcd.tls_hint import is_handshake_failure, not_tls_message, plain_http_answers
+from coordinator.etcd.tls_hint import diagnose
 from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,
@@ -35,7 +43,6 @@ from coordinator.etcd.wire import (
     is_auth_not_enabled,
     is_unauthenticated,
     is_unavailable,
-    map_error,
     range_end,
     read_tls,
     status_name,
@@ -96,16 +103,18 @@ class EtcdStore:
                 await store._first_answer()
             else:
                 await store.current_revision()
+        except StoreTlsError:
+            await store.close()
+            raise
         except StoreUnavailable as exc:
             await store.close()
             where = ", ".join(endpoint_url(ep) for ep in settings.endpoints)
             cause = exc.__cause__
             detail = details(cause) if isinstance(cause, RpcError) else str(exc)
-            if is_handshake_failure(detail):
-                # gRPC says only "handshake read failed": ask plainly whether the member speaks TLS at all.
-                plain = [ep for ep in settings.endpoints if ep.tls and await plain_http_answers(ep)]
-                if plain:
-                    raise StoreUnavailable("; ".join(not_tls_message(ep) for ep in plain)) from exc
+            # gRPC's words do not tell a plain etcd behind https:// (or a TLS one behind http://): a probe does.
+            tls = await diagnose(detail, settings, store._index)
+            if tls is not None:
+                raise tls from exc
             raise StoreUnavailable(f"cannot reach {where}: {detail}") from exc
         except BaseException:
             await store.close()
@@ -175,6 +184,8 @@ class EtcdStore:
             self._index = (self._index + 1) % len(self._settings.endpoints)
 
     def _retryable(self, exc: BaseException) -> bool:
+        # A TLS failure too: right after etcd restarts with a renewed certificate the channel still holds the last
+        # handshake's error for a moment.
         return is_unavailable(exc) or (is_unauthenticated(exc) and self._settings.username is not None)
 
     def _before_retry(self, attempt: RetryAttempt) -> None:
@@ -203,7 +214,11 @@ class EtcdStore:
             return await retry_call(attempt, policy, self._retryable, on_retry=self._before_retry)
         except RpcError as exc:
             self.on_error(op, status_name(exc))
-            raise map_error(op, self.endpoint, exc) from exc
+            raise self.map_error(op, exc) from exc
+
+    def map_error(self, op: str, exc: BaseException) -> CoordinatorError:
+        """Our error for the gRPC error ``exc`` of ``op`` on the current endpoint (**Mapped errors**)."""
+        return wire.map_error(op, exc, self._settings, self._index)
 
     async def close(self) -> None:
         """Resign any leadership held through this store (fast hand-over), then close every channel."""

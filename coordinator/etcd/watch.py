@@ -13,8 +13,8 @@ Rules (the package's **One-revision snapshot** and **Lossless watch**):
   (+1), and when that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted``
   batch. The difference is taken against the keys the consumer holds: the snapshot it started from (kept up to date),
   or, started from a bare revision, what the consumer's ``held`` callback says at the time of the relist. It never gives
-  up on connection loss (it reconnects with :data:`WATCH_BACKOFF`); it only stops on errors a retry cannot fix
-  (permissions, closed store).
+  up on connection loss (it reconnects with :data:`WATCH_BACKOFF`; a TLS mistake is logged as ``etcd.tls_failed``
+  with its fix at each attempt); it only stops on errors a retry cannot fix (permissions, closed store).
 - **One compaction error.** A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call
   or a watch stream reports it.
 """
@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from coordinator.errors import RevisionCompacted, StoreError, StoreUnavailable
+from coordinator.errors import RevisionCompacted, StoreError, StoreTlsError, StoreUnavailable
 from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV, Event, EventKind, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
@@ -39,7 +39,6 @@ from coordinator.etcd.wire import (
     decode,
     encode,
     is_refused,
-    map_error,
     range_end,
     status_name,
     to_kv,
@@ -406,7 +405,7 @@ async def watch_prefix(
             if store.closed:
                 raise StoreError(f"etcd store closed while watching {prefix}") from exc
             if is_refused(exc):
-                raise map_error("watch", store.endpoint, exc) from exc
+                raise store.map_error("watch", exc) from exc
             failures = 1 if opened is not None and time.monotonic() - opened > WATCH_HEALTHY_S else failures + 1
             opened = None
             delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
@@ -418,6 +417,11 @@ async def watch_prefix(
                 delay,
                 status_name(exc),
             )
+            tls = store.map_error("watch", exc) if isinstance(exc, RpcError) else exc
+            if isinstance(tls, StoreTlsError):
+                # Not given up on (a certificate may be rotated back), but named: "UNAVAILABLE" alone says nothing.
+                log.error("etcd.tls_failed endpoint=%s problem=%s detail=%r fix=%r", store.endpoint, tls.problem,
+                          str(tls), tls.fix)  # fmt: skip
             store.on_error("watch", status_name(exc) if isinstance(exc, RpcError) else type(exc).__name__)
             store.after_failure(exc)
             await asyncio.sleep(delay)

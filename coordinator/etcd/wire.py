@@ -2,7 +2,8 @@
 
 Rules:
 - **Mapped errors.** Every gRPC error that leaves the package is mapped here (:func:`map_error`) into the tree of
-  ``coordinator.errors``; the caller raises it ``from`` the gRPC error.
+  ``coordinator.errors``; the caller raises it ``from`` the gRPC error. A TLS handshake failure is named by
+  ``tls_hint.classify`` (a StoreTlsError carrying the fix), never left as "UNAVAILABLE".
 - **Keys round-trip.** Keys are UTF-8 with ``surrogateescape``: keys that other writers stored as non-UTF-8 bytes
   round-trip instead of crashing the reader.
 """
@@ -22,6 +23,7 @@ from coordinator.errors import (
     WritesRefused,
 )
 from coordinator.etcd.stubs import rpc
+from coordinator.etcd.tls_hint import classify, url
 from coordinator.etcd.types import KV
 from coordinator.runtime.settings import Endpoint, EtcdSettings
 
@@ -109,11 +111,16 @@ def details(exc: BaseException) -> str:
     return str(exc.details()) if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
 
 
-def map_error(op: str, endpoint: str, exc: Any) -> CoordinatorError:
-    """A CoordinatorError for a gRPC error (``exc`` is a grpc.aio.AioRpcError)."""
+def map_error(op: str, exc: Any, settings: EtcdSettings, index: int) -> CoordinatorError:
+    """A CoordinatorError for a gRPC error (``exc`` is a grpc.aio.AioRpcError) of a call to endpoint ``index`` of
+    ``settings``."""
     code = exc.code()
     text = exc.details() or ""
-    where = f"{op} at {endpoint}"
+    where = f"{op} at {endpoint_url(settings.endpoints[index])}"
+    if code == grpc.StatusCode.UNAVAILABLE:
+        tls = classify(text, settings, index)
+        if tls is not None:
+            return tls
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
         return StoreUnavailable(f"{where}: {code.name}: {text}")
     if code == grpc.StatusCode.INVALID_ARGUMENT and "authentication failed" in text:
@@ -131,7 +138,7 @@ def map_error(op: str, endpoint: str, exc: Any) -> CoordinatorError:
 
 
 def endpoint_url(ep: Endpoint) -> str:
-    return f"{'https' if ep.tls else 'http'}://{ep.host}:{ep.port}"
+    return url(ep)
 
 
 class Conn:

@@ -96,4 +96,28 @@ set, for an install run with --skip-schema-validation (it would otherwise start 
 {{- if $missing -}}
 {{- fail (printf "the release cannot run without: %s" (join "; " $missing)) -}}
 {{- end -}}
+{{- include "coordinator.etcdTlsAgrees" . -}}
+{{- end -}}
+
+{{/* etcd.tls and etcd.endpoints must agree, or the watcher refuses its TLS files (http:// endpoints) or cannot read
+them (a Secret or a key missing): said at install, with the value to set, instead of a pod in CrashLoopBackOff. */}}
+{{- define "coordinator.etcdTlsAgrees" -}}
+{{- $tls := .Values.etcd.tls -}}
+{{- if $tls.enabled -}}
+{{- $plain := list -}}
+{{- range (splitList "," (toString .Values.etcd.endpoints)) -}}
+{{- if and (trim .) (not (hasPrefix "https://" (trim .))) -}}
+{{- $plain = append $plain (trim .) -}}
+{{- end -}}
+{{- end -}}
+{{- if $plain -}}
+{{- fail (printf "etcd.tls.enabled=true but etcd.endpoints has %s without https://: use https:// for every endpoint, or etcd.tls.enabled=false for an etcd without TLS" (join ", " $plain)) -}}
+{{- end -}}
+{{- if not $tls.existingSecret -}}
+{{- fail "etcd.tls.enabled=true needs etcd.tls.existingSecret: the Secret holding etcd's CA (under etcd.tls.caKey) and, for client-certificate auth, the client certificate and key (etcd.tls.certKey, etcd.tls.keyKey)" -}}
+{{- end -}}
+{{- end -}}
+{{- if ne (empty $tls.certKey) (empty $tls.keyKey) -}}
+{{- fail "etcd.tls.certKey and etcd.tls.keyKey go together (the client certificate and its key, entries of etcd.tls.existingSecret): set both or neither" -}}
+{{- end -}}
 {{- end -}}
