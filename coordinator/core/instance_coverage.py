@@ -26,8 +26,8 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import DEFAULT_INSTANCE
 
 #: Where each way of configuring an Airflow is set, for a plain process and for the Helm chart.
-INSTANCES_FILE = "COORDINATOR_INSTANCES_FILE; with the Helm chart: airflow.instances"
-AIRFLOW_URL = "COORDINATOR_AIRFLOW_URL; with the Helm chart: airflow.url"
+INSTANCES_FILE = "COORDINATOR_INSTANCES_FILE, or the Helm chart's airflow.instances"
+AIRFLOW_URL = "COORDINATOR_AIRFLOW_URL (the Helm chart's airflow.url)"
 
 
 def instances_in_use(graph: Graph) -> frozenset[str]:
