@@ -48,7 +48,7 @@ def test_the_issues_mismatch_names_both_sides_and_every_way_to_configure_default
     assert found.missing == ("default",) and found.configured == ("team_a", "team_b")
     assert "instance(s) default with no Airflow configured (configured: team_a, team_b)" in found.detail
     fix = found.fix
-    assert "add an entry for 'default' to the instances file /etc/coordinator/instances/instances.json" in fix
+    assert "add 'default' to the instances file /etc/coordinator/instances/instances.json" in fix
     assert "(COORDINATOR_INSTANCES_FILE, or the Helm chart's airflow.instances)" in fix
     assert "COORDINATOR_AIRFLOW_URL (the Helm chart's airflow.url)" in fix
     assert '"team_a/DAG_ID"' in fix
@@ -58,7 +58,7 @@ def test_an_instance_other_than_default_is_fixed_only_in_the_instances_file() ->
     """An instance other than default cannot come from COORDINATOR_AIRFLOW_URL: its fix names only the instances
     file; everything configured means no verdict."""
     fix = missing_airflow_fix(["team_b"], ["default", "team_a"], None)
-    assert fix.startswith("add an entry for 'team_b' to an instances file (COORDINATOR_INSTANCES_FILE")
+    assert fix.startswith("add 'team_b' to the instances file (COORDINATOR_INSTANCES_FILE")
     assert "COORDINATOR_AIRFLOW_URL" not in fix
     assert unconfigured(EXTENDED, ["team_a", "team_b"]) is None
 
@@ -71,7 +71,7 @@ def test_readiness_fails_first_on_an_unconfigured_instance_and_recovers_when_cle
     health.unconfigured = unconfigured(SHORTHAND, ["team_a"])
     verdict = health.readiness()
     assert (verdict.ok, verdict.reason) == (False, "instances_missing")
-    assert "instance(s) default" in verdict.detail and "fix: add an entry for 'default'" in verdict.detail
+    assert "instance(s) default" in verdict.detail and "fix: add 'default' to" in verdict.detail
     health.view_loaded()
     health.etcd_answered()
     assert health.readiness().reason == "instances_missing"
@@ -111,5 +111,5 @@ def test_the_start_check_of_an_instance_without_an_airflow_names_the_instances_f
     fix naming the instances file and the chart value, not only COORDINATOR_AIRFLOW_URL."""
     check = asyncio.run(check_instance("default", None, ["b"], configured=["team_a"], instances_file=Path("/i.json")))
     assert not check.ok and check.error == "no Airflow configured for this instance (configured: team_a)"
-    assert check.fix is not None and check.fix.startswith("add an entry for 'default' to the instances file /i.json")
+    assert check.fix is not None and check.fix.startswith("add 'default' to the instances file /i.json")
     assert "airflow.instances" in check.fix

@@ -77,8 +77,8 @@ def unconfigured(graph: Graph, configured: Collection[str], instances_file: str 
 def missing_airflow_fix(missing: Collection[str], configured: Collection[str], instances_file: str | None) -> str:
     """What to set so each of ``missing`` has an Airflow (**Every way to configure**)."""
     names = ", ".join(repr(name) for name in sorted(missing))
-    where = f"the instances file {instances_file}" if instances_file else "an instances file"
-    fix = f"add an entry for {names} to {where} ({INSTANCES_FILE})"
+    where = f"the instances file {instances_file}" if instances_file else "the instances file"
+    fix = f"add {names} to {where} ({INSTANCES_FILE})"
     if DEFAULT_INSTANCE in missing:
         fix += f", or for 'default' alone set {AIRFLOW_URL}"
     others = sorted(set(configured) - set(missing))
@@ -88,4 +88,8 @@ def missing_airflow_fix(missing: Collection[str], configured: Collection[str], i
             f"; if those DAGs run in a configured Airflow ({', '.join(others)}), name its instance in "
             f'dependencies.json ("{example}/DAG_ID", or "instance": "{example}")'
         )
-    return fix + '; an instance without an Airflow is declared "kind": "external" under "instances"'
+    external = ", ".join(f'"{name}": {{"kind": "external"}}' for name in sorted(missing))
+    return (
+        f"{fix}; if it has no Airflow (its DAGs are OpenLineage jobs or written by `coordinator mark`), declare "
+        f'{external} under "instances" in dependencies.json'
+    )

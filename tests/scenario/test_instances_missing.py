@@ -48,7 +48,7 @@ def test_instances_that_the_graph_never_names_leave_the_watcher_not_ready_until_
     watcher = stack.start_watcher(airflow=False, COORDINATOR_INSTANCES_FILE=mismatched)
     detail = not_ready(watcher)["detail"]
     assert "instance(s) default with no Airflow configured (configured: team_a, team_b)" in detail, detail
-    assert f"add an entry for 'default' to the instances file {mismatched}" in detail, detail
+    assert f"add 'default' to the instances file {mismatched}" in detail, detail
     assert "airflow.instances" in detail and "COORDINATOR_INSTANCES_FILE" in detail, detail
     (line,) = watcher.lines(r"config\.instances_missing")
     assert "ERROR" in line and "instances=default configured=team_a,team_b" in line, line
@@ -60,7 +60,7 @@ def test_instances_that_the_graph_never_names_leave_the_watcher_not_ready_until_
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
     failed = [line for line in doctor.stdout.splitlines() if line.startswith("[fail] airflow default:")]
     assert failed and "no Airflow configured for this instance (configured: team_a, team_b)" in failed[0], doctor.stdout
-    assert f"fix: add an entry for 'default' to the instances file {mismatched}" in doctor.stdout, doctor.stdout
+    assert f"fix: add 'default' to the instances file {mismatched}" in doctor.stdout, doctor.stdout
     assert "(COORDINATOR_INSTANCES_FILE, or the Helm chart's airflow.instances)" in doctor.stdout, doctor.stdout
 
     assert watcher.stop() == 0
@@ -81,7 +81,7 @@ def test_a_reloaded_graph_naming_an_unconfigured_instance_makes_it_not_ready_unt
                     "dags": {PIPELINE[0]: {}, **dags, "team_c/load": {"upstreams": [PIPELINE[-1]]}}})  # fmt: skip
     detail = not_ready(watcher)["detail"]
     assert "instance(s) team_c with no Airflow configured (configured: default)" in detail, detail
-    assert "add an entry for 'team_c' to an instances file" in detail and "airflow.url" not in detail, detail
+    assert "add 'team_c' to the instances file (" in detail and "airflow.url" not in detail, detail
     stack.set_deps(SEVEN_DAGS)
     ready(watcher)
     watcher.wait_log(r"config\.instances_configured instances=team_c")
