@@ -189,3 +189,13 @@ def test_a_pod_that_is_not_ready_may_be_evicted(chart: helm.Chart) -> None:
     watcher kept not ready by a mismatch never blocks a node's drain."""
     pdb = by_kind(render(chart, REQUIRED), "PodDisruptionBudget")
     assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_the_refusal_the_kubernetes_page_shows_is_the_charts_own() -> None:
+    """docs/howto/kubernetes.md's example refusal (its "must agree" section's text block) is word for word what the
+    chart says for the issue's values: instances team_a and team_b, a graph all in default."""
+    page = (ROOT / "docs" / "howto" / "kubernetes.md").read_text(encoding="utf-8")
+    section = page.split("### The graph and the Airflows must agree", 1)[1].split("\n### ", 1)[0]
+    shown = " ".join(section.split("```text\n", 1)[1].split("\n```", 1)[0].split())
+    message = refusal(helm.Chart.load(CHART), values('{"b": "a"}\n', instances={"team_a": A, "team_b": B}))
+    assert shown in message, (shown, message)
