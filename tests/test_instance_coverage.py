@@ -16,6 +16,7 @@ from coordinator.core.instance_coverage import instances_in_use, missing_airflow
 from coordinator.core.spec.loader import parse_spec
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health
+from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.coverage import Coverage
 from coordinator.watcher.graph_reload import GraphReload
 from coordinator.watcher.instance_check import check_instance
@@ -82,13 +83,15 @@ def test_readiness_fails_first_on_an_unconfigured_instance_and_recovers_when_cle
 def test_the_watcher_judges_every_graph_taken_and_logs_each_change_once(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A graph reloaded that names team_c (not configured) makes the health not ready with one ERROR line; the same
-    graph again logs nothing; the file without team_c, reloaded, clears it with one INFO line."""
+    """A graph reloaded that names team_c (not configured) makes the health not ready with one ERROR line and the
+    gauge coordinator_instance_missing{instance="team_c"} 1; the same graph again logs nothing; the file without
+    team_c, reloaded, clears it with one INFO line and the gauge 0."""
     deps = tmp_path / "dependencies.json"
     deps.write_text('{"b": "a"}')
     graphs = GraphSource(deps)
     health = Health()
-    coverage = Coverage(health, ["default"], None)
+    metrics = Metrics()
+    coverage = Coverage(health, ["default"], None, metrics)
     coverage.observe(graphs.graph)
     reload = GraphReload(graphs, lambda: None, taken=coverage.observe)
     assert health.unconfigured is None
@@ -98,10 +101,13 @@ def test_the_watcher_judges_every_graph_taken_and_logs_each_change_once(
                                                                                      "team_c/c": {}}}))  # fmt: skip
     asyncio.run(reload.run_once(now))
     assert health.unconfigured is not None and health.unconfigured.missing == ("team_c",)
+    gauge = "coordinator_instance_missing"
+    assert metrics.registry.get_sample_value(gauge, {"instance": "team_c"}) == 1
     coverage.observe(graphs.graph)
     deps.write_text('{"b": "a", "c": "b"}')
     asyncio.run(reload.run_once(now))
     assert health.unconfigured is None
+    assert metrics.registry.get_sample_value(gauge, {"instance": "team_c"}) == 0
     lines = [(r.levelname, r.getMessage().split()[0]) for r in caplog.records]
     assert lines == [("ERROR", "config.instances_missing"), ("INFO", "config.instances_configured")], lines
 

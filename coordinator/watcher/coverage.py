@@ -8,7 +8,8 @@ Rules:
   not reloaded): fixing that side is a restart.
 - **One line per change.** One ERROR line ``config.instances_missing`` when the verdict becomes (or changes to) a
   mismatch, with both sides and the fix; one INFO line ``config.instances_configured`` when it ends. Nothing while it
-  stays the same: an alert on ERROR lines fires once.
+  stays the same: an alert on ERROR lines fires once. The gauge ``coordinator_instance_missing{instance}`` follows the
+  verdict for a rule to alert on.
 - **It still works.** The watcher keeps running, leading and triggering in the instances that have an Airflow: one
   team's missing entry must not stop the others' cascades. Not ready is what tells Kubernetes (a rollout with this
   mistake stops at its first new pod; the old pods go on).
@@ -23,6 +24,7 @@ from pathlib import Path
 from coordinator.core.graph import Graph
 from coordinator.core.instance_coverage import unconfigured
 from coordinator.runtime.health import Health
+from coordinator.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +32,11 @@ log = logging.getLogger(__name__)
 class Coverage:
     """**Judged whenever the graph changes** into ``health``, with the instances configured at start."""
 
-    def __init__(self, health: Health, configured: Collection[str], instances_file: Path | None) -> None:
+    def __init__(
+        self, health: Health, configured: Collection[str], instances_file: Path | None, metrics: Metrics | None = None
+    ) -> None:
         self._health = health
+        self._metrics = metrics
         self._configured = tuple(configured)
         self._instances_file = None if instances_file is None else str(instances_file)
 
@@ -40,6 +45,8 @@ class Coverage:
         found = unconfigured(graph, self._configured, self._instances_file)
         before = self._health.unconfigured
         self._health.unconfigured = found
+        if self._metrics is not None:
+            self._metrics.instances_missing(found.missing if found else (), before.missing if before else ())
         if found is not None and found != before:
             log.error("config.instances_missing instances=%s configured=%s digest=%s detail=%r fix=%r",
                       ",".join(found.missing), ",".join(found.configured) or "none", graph.digest, found.detail,

@@ -188,7 +188,7 @@ class Watcher:
         #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
         self.presence_job = PresenceJob(self.presence())
         #: Every instance of the graph in force has an Airflow, or this watcher is not ready (``watcher/coverage.py``).
-        self.coverage = Coverage(self.health, self.clients.keys(), self.settings.instances_file)
+        self.coverage = Coverage(self.health, self.clients.keys(), self.settings.instances_file, self.metrics)
         self.coverage.observe(self.graphs.graph)
         self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error

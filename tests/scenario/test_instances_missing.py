@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.scenario.conftest import PIPELINE, SEVEN_DAGS, Stack, WatcherProc, wait_for
-from tests.scenario.test_metrics_health import probe
+from tests.scenario.test_metrics_health import probe, scrape, total
 
 pytestmark = pytest.mark.scenario
 
@@ -42,7 +42,8 @@ def test_instances_that_the_graph_never_names_leave_the_watcher_not_ready_until_
     stack: Stack, tmp_path: Path
 ) -> None:
     """The issue's case: an instances file with team_a and team_b, a graph whose DAGs are all in default: the watcher
-    leads, /readyz is 503 naming default, both sides and the instances file, one ERROR line says the same, doctor
+    leads, /readyz is 503 naming default, both sides and the instances file, one ERROR line says the same and
+    coordinator_instance_missing{instance="default"} is 1, doctor
     fails naming default with the same fix; with default added to the file and a restart it is ready."""
     mismatched = instances_file(stack, tmp_path, "team_a", "team_b")
     watcher = stack.start_watcher(airflow=False, COORDINATOR_INSTANCES_FILE=mismatched)
@@ -54,6 +55,7 @@ def test_instances_that_the_graph_never_names_leave_the_watcher_not_ready_until_
     assert "ERROR" in line and "instances=default configured=team_a,team_b" in line, line
     assert "airflow.instances" in line, line
     assert probe(watcher, "/healthz")[0] == 200  # alive: a restart would not help
+    assert total(scrape(watcher), "coordinator_instance_missing", instance="default") == 1
 
     doctor = stack.command("doctor", "--etcd", stack.endpoint, "--prefix", stack.prefix, "--deps", str(stack.deps),
                            COORDINATOR_INSTANCES_FILE=mismatched)  # fmt: skip
