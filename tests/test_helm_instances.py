@@ -199,3 +199,18 @@ def test_the_refusal_the_kubernetes_page_shows_is_the_charts_own() -> None:
     shown = " ".join(section.split("```text\n", 1)[1].split("\n```", 1)[0].split())
     message = refusal(helm.Chart.load(CHART), values('{"b": "a"}\n', instances={"team_a": A, "team_b": B}))
     assert shown in message, (shown, message)
+
+
+def test_the_notes_say_what_the_chart_could_not_check(chart: helm.Chart) -> None:
+    """With the graph in an existing ConfigMap the install's notes say the instances were not checked and where a
+    mismatch shows (readiness, the log line); with deps.content they say nothing of it."""
+
+    def notes(given: dict[str, Any]) -> str:
+        rendered = chart.render(given, name="coord", namespace="airflow", is_install=True)
+        (text,) = [text for path, text in rendered.items() if path.endswith("NOTES.txt")]
+        return text
+
+    unseen = {k: v for k, v in REQUIRED.items() if k != "deps"} | {"deps": {"existingConfigMap": "team-graph"}}
+    assert "could not check that every instance of the graph" in notes(unseen)
+    assert "config.instances_missing" in notes(unseen)
+    assert "could not check" not in notes(REQUIRED)
