@@ -271,6 +271,7 @@ def test_documented_alert_rules_name_exported_metrics() -> None:
     metrics.etcd_error("get", "UNAVAILABLE")
     metrics.etcd_probe(1)
     metrics.etcd_alarms(())
+    metrics.instances_missing(("team_c",), ())
     metrics.reconcile_seconds.observe(0.01)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
     rules = [rule for group in _doc_yaml_blocks()[0][0]["groups"] for rule in group["rules"]]

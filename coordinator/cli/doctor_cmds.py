@@ -20,6 +20,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -190,7 +191,7 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         names = sorted(n for n in graph if (only is None or n == only) and n not in external)
         if only is not None and only not in graph and only not in external:
             names = [only]
-        facts.instances = await _instance_facts(names, graph, configured)
+        facts.instances = await _instance_facts(names, graph, configured, settings.instances_file)
     if facts.local_graph is not None and facts.local_graph.asset_routes:
         await _asset_facts(facts, facts.local_graph.asset_routes, configured)
     if facts.local_graph is not None and facts.local_graph.lineage_jobs:
@@ -336,9 +337,13 @@ def readable_parts(keys: KeyLayout) -> Scope:
 
 
 async def _instance_facts(
-    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any]
+    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any], instances_file: Path | None
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
-    checks = (check_instance(n, configured.get(n), graph.get(n, []), timeout_s=AIRFLOW_TIMEOUT_S) for n in names)
+    checks = (
+        check_instance(n, configured.get(n), graph.get(n, []), timeout_s=AIRFLOW_TIMEOUT_S, configured=configured,
+                       instances_file=instances_file)
+        for n in names
+    )  # fmt: skip
     return list(await asyncio.gather(*checks))

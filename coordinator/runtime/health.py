@@ -7,10 +7,15 @@ Rules:
   outage never gets watchers restarted. Before the loop turns, the view loads: that is alive for up to the start timeout
   (``COORDINATOR_START_TIMEOUT_S``, sized for the largest estates), then ``start_timeout``; a big store's load is never
   taken for a stall.
-- **Ready** = the view is loaded and etcd answered the active probe within READY_WITHIN_S, and its last probe did not
-  fail. The watch stream is no evidence: a hung etcd (stopped process, partition) keeps the TCP connection open and
-  silent, exactly like a quiet store. So :func:`probe_etcd` sends a cheap linearizable read every PROBE_INTERVAL_S with
-  a PROBE_TIMEOUT_S deadline. Standbys are ready too: readiness says the process could take over, not that it leads.
+- **Ready** = every instance of the graph in force has an Airflow configured, the view is loaded and etcd answered
+  the active probe within READY_WITHIN_S, and its last probe did not fail. An instance without an Airflow
+  (``core.instance_coverage``) is a configuration mistake no wait repairs: ``/readyz`` answers 503
+  ``instances_missing`` naming the instances and what to set, from the start and after a reload of the graph that
+  names a new one; a fixed graph (reloaded) or instances file (read at start: a restart, which the chart's checksum
+  annotation makes a rollout) makes it ready again. The watch stream is no evidence: a hung etcd (stopped process,
+  partition) keeps the TCP connection open and silent, exactly like a quiet store. So :func:`probe_etcd` sends a
+  cheap linearizable read every PROBE_INTERVAL_S with a PROBE_TIMEOUT_S deadline. Standbys are ready too: readiness
+  says the process could take over, not that it leads.
 - **One writer thread.** The event loop writes, the listener's thread reads: single attribute reads and writes, atomic
   under the GIL.
 - **etcd's alarms.** etcd's own alarms: every ALARM_INTERVAL_S the probe also reads etcd's alarm list. While NOSPACE or
@@ -30,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from coordinator.core.graph import Graph
+from coordinator.core.instance_coverage import Unconfigured
 from coordinator.core.model import TriggerStatus
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
@@ -82,6 +88,8 @@ class Health:
         #: etcd's raised alarms as last read (**etcd's alarms**), e.g. ("NOSPACE",); empty when none.
         self.alarms: tuple[str, ...] = ()
         self.alarms_unreadable = False
+        #: Instances of the graph in force with no Airflow configured (**Ready**); None when every one has one.
+        self.unconfigured: Unconfigured | None = None
 
     def beat(self) -> None:
         self.beat_at = self.clock()
@@ -113,6 +121,9 @@ class Health:
         return Verdict(True, "ok", "the reconcile loop turns")
 
     def readiness(self) -> Verdict:
+        missing = self.unconfigured
+        if missing is not None:  # first: a mistake to fix, said before anything that only needs time
+            return Verdict(False, "instances_missing", f"{missing.detail}; fix: {missing.fix}")
         if not self.loaded:
             return Verdict(False, "loading", "the view is not loaded from etcd yet")
         ok_at, error = self.etcd_ok_at, self.etcd_error

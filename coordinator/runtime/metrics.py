@@ -254,6 +254,14 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.instance_missing = Gauge(
+            "coordinator_instance_missing",
+            "1 while the graph in force has DAGs (or asset routes) in the instance and no Airflow is configured for it "
+            "(no entry in the instances file; for default, no COORDINATOR_AIRFLOW_URL either): /readyz answers 503 "
+            "instances_missing meanwhile. 0 once a reloaded graph no longer needs it; absent for every other instance.",
+            ["instance"],
+            registry=r,
+        )
         self.airflow_reachable_gauge = Gauge(
             "coordinator_airflow_reachable",
             "1 while the Airflow instance answers the watcher's requests, 0 after several consecutive requests got no "
@@ -329,6 +337,13 @@ class Metrics:
         self.instance_up.labels(instance).set(ok)
         if not ok:
             self.instance_check_failures.labels(instance).inc()
+
+    def instances_missing(self, missing: Iterable[str], before: Iterable[str]) -> None:
+        """The graph's instances without an Airflow (coordinator.watcher.coverage): each 1, and 0 for those of
+        ``before`` no longer missing."""
+        now = set(missing)
+        for name in sorted(now | set(before)):
+            self.instance_missing.labels(name).set(name in now)
 
     def airflow_reachable(self, instance: str, reachable: bool) -> None:
         """An instance's reachability changed (coordinator.watcher.reachability)."""

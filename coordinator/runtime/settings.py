@@ -171,14 +171,20 @@ class Settings(BaseSettings):
     prefix: str = DEFAULT_PREFIX
     deps: Path = Path("dependencies.json")
 
-    # Single-instance shorthand: the instance named "default".
+    # Single-instance shorthand: the Airflow of the instance named "default" (the shorthand graph's, and every DAG
+    # dependencies.json does not place elsewhere); the chart's airflow.url. It and the instances file are alternatives
+    # that may be combined: every instance the graph's DAGs (or asset routes) live in needs one of them, or the watcher
+    # is not ready (/readyz 503 instances_missing) and doctor fails naming the instance.
     airflow_url: str | None = None
     airflow_username: str | None = None
     airflow_password: SecretStr | None = None
     airflow_password_file: Path | None = None
     airflow_api: str = "auto"
     # Several instances: a JSON file {"team_a": {"url": ..., "username": ..., "password_env": ..., "password_file":
-    # ...}}; one file per deployment stage, like the URL registries of multi-environment setups.
+    # ...}}; one file per deployment stage, like the URL registries of multi-environment setups; the chart renders it
+    # from airflow.instances. Its entries are named as dependencies.json names the instances ("default" too, instead
+    # of COORDINATOR_AIRFLOW_URL): an instance of the graph without an entry keeps the watcher not ready. Read at
+    # start: a changed file takes a restart (the chart's checksum annotation rolls the pods).
     instances_file: Path | None = None
 
     # 10 s: a standby takes over within TTL + 2 s of a leader's death; shorter TTLs risk flapping on a slow etcd.

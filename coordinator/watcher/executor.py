@@ -73,6 +73,7 @@ from coordinator.core.effects import (
     WriteLedger,
     Written,
 )
+from coordinator.core.instance_coverage import missing_airflow_fix
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence, Writes
 from coordinator.informer.expectations import Expectations
@@ -270,10 +271,8 @@ class Executor:
         """The client of ``instance``; NoAirflow (a refusal) when none is configured."""
         client = self._clients.get(instance)
         if client is None:
-            raise NoAirflow(
-                f"no Airflow configured for instance {instance!r}: add it to the instances file "
-                "(COORDINATOR_INSTANCES_FILE) or set COORDINATOR_AIRFLOW_URL for 'default'"
-            )
+            fix = missing_airflow_fix((instance,), self._clients, None)
+            raise NoAirflow(f"no Airflow configured for instance {instance!r}: {fix}")
         return client
 
     async def call(

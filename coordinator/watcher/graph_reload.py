@@ -1,13 +1,15 @@
 """The graph file's reload as a timed concern: every ``interval_s`` the watcher looks whether ``dependencies.json``
 changed (``runtime/graph_source.py`` reads and validates it; an invalid file is reported and the last valid graph
 stays in force), and a new graph re-plans every partition. Every watcher runs it, leading or not: a standby plans too,
-and a takeover must not start with an old graph."""
+and a takeover must not start with an old graph. Whatever is judged on the graph in force (``watcher/coverage.py``)
+is told of every graph taken, also of one whose digest did not change (asset routes, kinds)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
 
+from coordinator.core.graph import Graph
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.graph_source import GraphSource
 
@@ -16,16 +18,23 @@ GRAPH_RELOAD_S = 2.0
 
 
 class GraphReload:
-    """One look at the file per round; ``changed`` is told when a new graph is in force."""
+    """One look at the file per round; ``changed`` is told when a new graph is in force, ``taken`` of every graph
+    taken into force (a new object), with it."""
 
     name = "graph"
     interval_s = GRAPH_RELOAD_S
 
-    def __init__(self, graphs: GraphSource, changed: Callable[[], None]) -> None:
+    def __init__(
+        self, graphs: GraphSource, changed: Callable[[], None], taken: Callable[[Graph], None] = lambda _: None
+    ) -> None:
         self._graphs = graphs
         self._changed = changed
+        self._taken = taken
 
     async def run_once(self, now: datetime) -> RequeueAfter:
+        before = self._graphs.graph
         if self._graphs.refresh():
             self._changed()
+        if self._graphs.graph is not before:
+            self._taken(self._graphs.graph)
         return None

@@ -19,11 +19,13 @@ Rules:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from urllib.parse import quote
 
 from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.core.instance_coverage import missing_airflow_fix
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
 from coordinator.informer.presence_value import InstanceCheck
 from coordinator.runtime.settings import InstanceSettings
@@ -44,26 +46,25 @@ async def check_instance(
     *,
     timeout_s: float = 10.0,
     probe_limit: int = MAX_PROBED,
+    configured: Collection[str] = (),
+    instances_file: Path | None = None,
 ) -> InstanceCheck:
     """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (**Read-only**,
     **Never raises for what Airflow answers** and **Bounded**), each request within ``timeout_s``, the permissions on at
     most ``probe_limit`` DAGs (the watcher's start check asks about one: **One audit row per start**).
 
     With a client of its own (User-Agent ``.../check``, **Its own client**): its own login, and Airflow's access log
-    (and the test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests."""
+    (and the test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests.
+
+    ``configured`` (the instances that have an Airflow) and ``instances_file`` (COORDINATOR_INSTANCES_FILE) shape the
+    fix for an instance without one (``core.instance_coverage``'s **Every way to configure**)."""
     now = datetime.now(UTC)
     if settings is None:
         return InstanceCheck(
             instance=name,
             checked_at=now,
-            error="no URL configured for this instance",
-            fix=(
-                "set COORDINATOR_AIRFLOW_URL (with COORDINATOR_AIRFLOW_USERNAME and COORDINATOR_AIRFLOW_PASSWORD)"
-                if name == "default"
-                else f"add {name!r} to the instances file (--instances / COORDINATOR_INSTANCES_FILE); if it has no "
-                "Airflow (its DAGs are OpenLineage jobs or written by `coordinator mark`), declare "
-                f'"{name}": {{"kind": "external"}} under "instances" in dependencies.json'
-            ),
+            error=f"no Airflow configured for this instance (configured: {', '.join(sorted(configured)) or 'none'})",
+            fix=missing_airflow_fix((name,), configured, None if instances_file is None else str(instances_file)),
         )
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), AirflowClient(settings, timeout_s=timeout_s, name=name,

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 
 from coordinator import __version__
 from coordinator.core.graph import Graph
+from coordinator.core.instance_coverage import instances_in_use
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
 from coordinator.informer.presence_value import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
@@ -58,17 +59,6 @@ class Presence:
     metrics: Metrics
 
 
-def instances_in_use(graph: Graph) -> set[str]:
-    """The instances something depends on: those holding a DAG of the graph or named by an asset route. An instance
-    the file only declares (or the implicit ``default`` of a graph whose DAGs all name their instance) is not checked:
-    its missing URL would be an ERROR line about nothing, and alerting on ERROR pages someone for it. Nor is an
-    external one (``"kind": "external"``): it has no URL to miss."""
-    used = {node.instance for node in graph.dags}
-    for route in graph.asset_routes:
-        used |= {route.source, *route.targets}
-    return used - graph.external_instances
-
-
 async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
     """**Start checks**: every instance of the graph in force, concurrently; one log line each."""
     graph = watcher.graph()
@@ -76,9 +66,11 @@ async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
     configured = watcher.settings.instances()
     dags = {name: [n.dag_id for n in graph.dags if n.instance == name] for name in names}
     timeout = watcher.settings.airflow_timeout_s
+    instances_file = watcher.settings.instances_file
     results = await asyncio.gather(
-        *(check_instance(name, configured.get(name), dags[name], timeout_s=timeout, probe_limit=1) for name in names)
-    )
+        *(check_instance(name, configured.get(name), dags[name], timeout_s=timeout, probe_limit=1,
+                         configured=configured, instances_file=instances_file) for name in names)
+    )  # fmt: skip
     for check in results:
         watcher.metrics.instance_checked(check.instance, check.ok)
         if check.ok:

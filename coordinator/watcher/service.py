@@ -71,6 +71,7 @@ from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import AuditJob
 from coordinator.watcher.budget import TriggerBudget
 from coordinator.watcher.checkpoint import CheckpointJob
+from coordinator.watcher.coverage import Coverage
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deadlines import CLOCK, DEADLINE_BATCH_S, DeadlineJob, known_majors
 from coordinator.watcher.deliveries import AssetDeliveries
@@ -186,6 +187,9 @@ class Watcher:
         self.deadline = self.deadline_job()
         #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
         self.presence_job = PresenceJob(self.presence())
+        #: Every instance of the graph in force has an Airflow, or this watcher is not ready (``watcher/coverage.py``).
+        self.coverage = Coverage(self.health, self.clients.keys(), self.settings.instances_file, self.metrics)
+        self.coverage.observe(self.graphs.graph)
         self.manager = self.register()
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
@@ -258,7 +262,8 @@ class Watcher:
             )  # fmt: skip
         # **Bad input never stops it**: a changed dependencies.json is read within 2 s, by every watcher (a standby
         # plans too).
-        reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions))
+        reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions),
+                             taken=self.coverage.observe)  # fmt: skip
         manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
                          start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
         # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status), kept
@@ -560,11 +565,6 @@ async def open_watcher(
     """The watcher for ``settings``, counting into ``metrics`` and reporting to ``health`` (fresh ones if None);
     ``graph``: the dependencies file as the caller already loaded it (read again when None)."""
     graphs = GraphSource(settings.deps, graph)
-    graph = graphs.graph
-    missing = sorted({n.instance for n in graph.dags} - set(settings.instances()) - graph.external_instances)
-    if missing:
-        log.warning("config.instances_missing instances=%s detail=%r", ",".join(missing),
-                    "DAGs in these instances cannot be triggered until their Airflow is configured")  # fmt: skip
     store = await EtcdStore.connect(settings.etcd())
     stack.push_async_callback(store.close)
     metrics = metrics or Metrics()
