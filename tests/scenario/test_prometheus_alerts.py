@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools import dashboard
 from devtools.etcd_server import EtcdServer
 from devtools.procs import free_port, stop_child
 from devtools.prometheus import RULES, binary
@@ -79,6 +81,13 @@ class Prometheus:
         alerts = self.get("/api/v1/alerts")["data"]["alerts"]
         return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
 
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The result of an instant query (the series it returns)."""
+        answer = self.get("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
     def stop(self) -> None:
         stop_child(self.proc, 10.0, "prometheus")
 
@@ -108,7 +117,8 @@ def disarm_nospace(stack: Stack) -> None:
 def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quota_stack: Stack, tmp_path: Path) -> None:
     """In a real Prometheus with the shipped rules: one watcher alone fires CoordinatorNoStandby (a second resolves
     it); a DAG Airflow does not have fires CoordinatorFailedIntents; etcd's NOSPACE alarm fires CoordinatorEtcdAlarm;
-    etcd killed fires CoordinatorEtcdUnreachable; each resolves once its fault is undone."""
+    etcd killed fires CoordinatorEtcdUnreachable; each resolves once its fault is undone. Then every query of the
+    shipped Grafana dashboard returns series from that Prometheus."""
     stack = quota_stack
     ports = [free_port(), free_port()]
     ports[1] = free_port(exclude=ports[:1])
@@ -155,6 +165,12 @@ def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quot
         fires("CoordinatorEtcdUnreachable")
         stack.server.start()
         resolves("CoordinatorEtcdUnreachable")
+
+        # The dashboard: each panel's query, with Grafana's variables as it would fill them, returns series.
+        model = dashboard.build()
+        for title, expr in dashboard.queries(model):
+            concrete = expr.replace("$job", "coordinator").replace("$__rate_interval", "1m")
+            assert prometheus.query(concrete), f"panel {title!r}: no series for {concrete}"
     except BaseException:
         print(f"\n===== prometheus log =====\n{prometheus.log_path.read_text(errors='replace')[-3000:]}")
         raise
