@@ -30,6 +30,7 @@ import yaml
 import coordinator
 from coordinator.runtime.settings import ListenAddress, Settings, load_instances_file, parse_listen
 from coordinator.runtime.spec_file import load_spec
+from devtools import dashboard
 from devtools.prometheus import RULES
 from tests.support.cli_contract import command_problem, setting_variables
 
@@ -103,6 +104,7 @@ ALL_ON: dict[str, Any] = {
         "serviceMonitor": {"enabled": True},
         "podMonitor": {"enabled": True},
         "prometheusRule": {"enabled": True, "namespace": "monitoring", "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Airflow"}},
     },
     "networkPolicy": {
         "enabled": True,
@@ -247,7 +249,8 @@ def test_every_rendered_object_is_valid_kubernetes(chart: helm.Chart, case: str,
     kinds = sorted(o["kind"] for o in objects)
     expected = ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
     if case == "all-on":
-        expected += ["ConfigMap", "EtcdCluster", "NetworkPolicy", "PodMonitor", "PrometheusRule", "ServiceMonitor"]
+        expected += ["ConfigMap", "ConfigMap", "EtcdCluster", "NetworkPolicy", "PodMonitor"]
+        expected += ["PrometheusRule", "ServiceMonitor"]
     assert kinds == sorted(expected)
     validate_strictly(objects, version)
 
@@ -391,6 +394,19 @@ def test_the_prometheusrule_is_the_shipped_rules_file_with_the_selectors_labels(
     default_namespace = render(chart, merged(REQUIRED, {"metrics": {"prometheusRule": {"enabled": True}}}))
     assert by_kind(default_namespace, "PrometheusRule")["metadata"]["namespace"] == "airflow"
     assert not [o for o in render(chart, REQUIRED) if o["kind"] == "PrometheusRule"], "off by default"
+
+
+def test_the_dashboard_configmap_holds_the_shipped_dashboard_under_the_sidecars_label(chart: helm.Chart) -> None:
+    """With metrics.grafanaDashboard on, one ConfigMap carries files/grafana-dashboard.json unchanged under the label
+    Grafana's dashboard sidecar selects (grafana_dashboard: "1") and the given annotations; off by default."""
+    objects = render(chart, ALL_ON)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    assert json.loads(config["data"]["airflow-etcd-coordinator.json"]) == json.loads(dashboard.DASHBOARD.read_text())
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config["metadata"]["annotations"] == {"grafana_folder": "Airflow"}
+    assert config["metadata"]["namespace"] == "airflow"
+    off = render(chart, REQUIRED)
+    assert not [o for o in off if o["metadata"]["name"].endswith("-dashboard")], "off by default"
 
 
 def test_the_required_and_all_on_values_pass_the_values_schema(chart: helm.Chart) -> None:
