@@ -120,9 +120,8 @@ def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quot
     etcd killed fires CoordinatorEtcdUnreachable; each resolves once its fault is undone. Then every query of the
     shipped Grafana dashboard returns series from that Prometheus."""
     stack = quota_stack
-    ports = [free_port(), free_port()]
-    ports[1] = free_port(exclude=ports[:1])
-    targets = [f"127.0.0.1:{port}" for port in ports]
+    first = free_port()
+    targets = [f"127.0.0.1:{port}" for port in (first, free_port(exclude=[first]))]
     stack.start_watcher("w1", COORDINATOR_HTTP=targets[0])
     workdir = tmp_path / "prometheus"
     workdir.mkdir()
