@@ -2,15 +2,17 @@
 processes on a real etcd (the fake Airflow at the HTTP boundary): each named fault is made, its alert goes to firing,
 the fault is undone, and the alert resolves.
 
-The rules are the shipped file with one change: every ``for:`` is shortened to FOR (the expressions, labels and
-annotations are untouched), so a fault shows as firing in seconds instead of minutes; promtool's unit tests
-(tests/test_prometheus_rules.py) hold the real durations. Prometheus scrapes and evaluates every second, binds
+The rules are the shipped file with its durations shortened: every ``for:`` to FOR and every range window (``[10m]``)
+to WINDOW; the rest of each expression, its labels and annotations are untouched. So a fault shows as firing, and an
+alert over a rate resolves, in seconds instead of minutes; promtool's unit tests (tests/test_prometheus_rules.py)
+hold the real durations. Prometheus scrapes and evaluates every second, binds
 127.0.0.1 on a free port, and is stopped by PID (TERM, then KILL) whatever happens.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import urllib.error
 import urllib.parse
@@ -33,6 +35,8 @@ pytestmark = pytest.mark.scenario
 
 #: Every alert's ``for:`` in the test's copy of the rules: long enough to pass through pending, short for a test.
 FOR = "2s"
+#: Every range window in the test's copy: several scrapes (1 s apart), so a rate is defined, and gone soon after.
+WINDOW = "10s"
 #: Generous: scrape (1 s) + evaluation (1 s) + FOR + the watcher's own probe periods (its alarm read runs every 5 s),
 #: on a loaded 2-core machine.
 ALERT_S = 45.0
@@ -46,6 +50,7 @@ class Prometheus:
         for group in rules["groups"]:
             for rule in group["rules"]:
                 rule["for"] = FOR
+                rule["expr"] = re.sub(r"\[\d+[smh]\]", f"[{WINDOW}]", rule["expr"])
         (workdir / "rules.yaml").write_text(yaml.safe_dump(rules, sort_keys=False), encoding="utf-8")
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
@@ -117,7 +122,8 @@ def disarm_nospace(stack: Stack) -> None:
 def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quota_stack: Stack, tmp_path: Path) -> None:
     """In a real Prometheus with the shipped rules: one watcher alone fires CoordinatorNoStandby (a second resolves
     it); a DAG Airflow does not have fires CoordinatorFailedIntents; etcd's NOSPACE alarm fires CoordinatorEtcdAlarm;
-    etcd killed fires CoordinatorEtcdUnreachable; each resolves once its fault is undone. Then every query of the
+    etcd killed fires CoordinatorEtcdUnreachable; an Airflow refusing the watcher's login fires
+    CoordinatorAirflowAuthFailing; each resolves once its fault is undone. Then every query of the
     shipped Grafana dashboard returns series from that Prometheus."""
     stack = quota_stack
     first = free_port()
@@ -164,6 +170,17 @@ def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quot
         fires("CoordinatorEtcdUnreachable")
         stack.server.start()
         resolves("CoordinatorEtcdUnreachable")
+
+        # An Airflow refusing logins: the password changed and every token expired, while a cascade needs a trigger.
+        stack.wait_answered()
+        stack.fake.password = "rotated"
+        stack.fake.expire_tokens()
+        refused = new_partition()
+        stack.trigger_root(refused)
+        fires("CoordinatorAirflowAuthFailing")
+        stack.fake.password = "admin"
+        stack.wait_confirmed(refused)
+        resolves("CoordinatorAirflowAuthFailing")
 
         # The dashboard: each panel's query, with Grafana's variables as it would fill them, returns series.
         model = dashboard.build()
