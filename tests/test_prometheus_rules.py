@@ -5,6 +5,7 @@ in which it fires and one in which it stays quiet. promtool is installed when mi
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -79,3 +80,13 @@ def test_a_broken_rule_fails_its_unit_test(promtool: str, tmp_path: Path) -> Non
     failed = {line.split(",")[0].split(":", 1)[1].strip() for line in output.splitlines()
               if line.strip().startswith("alertname:")}  # fmt: skip
     assert failed == {"CoordinatorEtcdUnreachable"}, output
+
+
+def test_the_monitor_page_tables_every_shipped_alert_with_its_severity_and_duration() -> None:
+    """docs/howto/monitor.md's table names exactly the shipped alerts, each with the severity and `for:` of the file,
+    so the page cannot drift from the rules it describes."""
+    page = (RULES.parents[3] / "docs" / "howto" / "monitor.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(Coordinator\w+)` \| (\w+) \| .*\((\w+)\) \|$", page, re.M)
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    shipped = [(r["alert"], r["labels"]["severity"], r["for"]) for g in groups for r in g["rules"] if "alert" in r]
+    assert rows == shipped
