@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest fast chromium buildah postgresql image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest fast chromium buildah postgresql prometheus image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
@@ -111,6 +111,17 @@ postgresql:
 	    echo ">> postgresql not found: install it (sudo apt-get install -y postgresql) or the tests in tests/e2e fail"; \
 	  fi; }
 
+# promtool checks and unit-tests the shipped alert rules (tests/test_prometheus_rules.py): Debian's prometheus package,
+# installed when missing and we are root on Debian (the tests do the same, devtools/prometheus.py).
+prometheus:
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo ">> installing Debian's prometheus for the alert rules' tests"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo ">> prometheus not found: install it (sudo apt-get install -y prometheus) or tests/test_prometheus_rules.py fails"; \
+	  fi; }
+
 # The slim watcher image (docker/watcher.Containerfile) without a Docker daemon: buildah from a debootstrapped
 # debian:bookworm-slim (made once); prints its size beside the 150 MB target. Elsewhere:
 #   docker build -f docker/watcher.Containerfile -t airflow-etcd-coordinator-watcher:0.1.0 .
@@ -125,7 +136,7 @@ dist: $(STAMP) buildah
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql
+pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql prometheus
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or run its code (airflow: import-dags'
@@ -133,7 +144,7 @@ pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql
 # quarter of each property test's examples (tests/support/examples.py; make test draws them all). Six workers: most
 # of these tests wait on the processes they start (watchers, etcd, the CLI) rather than use a core; on two cores six
 # took 219-221 s against 249-256 s for four, and eight 209 s (docs/benchmarks.md, "The test suite").
-fast: $(STAMP) postgresql
+fast: $(STAMP) postgresql prometheus
 	COORDINATOR_TEST_EXAMPLES=0.25 $(BIN)/pytest -n 6 -m "not e2e and not image and not install and not airflow" --durations=10
 
 # The checks (lint, types, layer contracts, the docs site) and the two side venvs side by side (three jobs; each

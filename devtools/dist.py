@@ -9,6 +9,10 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
   ``twine check --strict`` (what an index would refuse: metadata, the README's rendering);
 - ``airflow-etcd-coordinator-VERSION.tgz``: the Helm chart in Helm's package layout (the chart's folder inside one
   top folder named after it), whose ``version`` and ``appVersion`` must equal VERSION;
+- ``airflow-etcd-coordinator-VERSION-prometheus-rules.yaml``: the alert rules as a plain Prometheus rules file
+  (``rule_files:``), byte for byte the chart's ``files/prometheus-rules.yaml`` (what its PrometheusRule holds);
+- ``airflow-etcd-coordinator-VERSION-grafana-dashboard.json``: the watchers' Grafana dashboard, byte for byte the
+  chart's ``files/grafana-dashboard.json`` (devtools/dashboard.py builds it);
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
 - ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
@@ -39,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import __version__
-from devtools import image, tool_venv
+from devtools import dashboard, image, prometheus, tool_venv
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "airflow-etcd-coordinator"
@@ -64,12 +68,15 @@ class Release:
     wheel: Path
     sdist: Path
     chart: Path
+    rules: Path
+    dashboard: Path
     image: Path | None
     sbom: Path | None
     sums: Path
 
     def artifacts(self) -> list[Path]:
-        return [p for p in (self.wheel, self.sdist, self.chart, self.image, self.sbom) if p is not None]
+        every = (self.wheel, self.sdist, self.chart, self.rules, self.dashboard, self.image, self.sbom)
+        return [p for p in every if p is not None]
 
 
 def say(text: str) -> None:
@@ -181,6 +188,17 @@ def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
     return target
 
 
+def copy_monitoring(out: Path) -> tuple[Path, Path]:
+    """The alert rules as a plain rules file and the Grafana dashboard, the chart's own bytes (one source each:
+    devtools.prometheus.RULES, devtools.dashboard.DASHBOARD)."""
+    rules = out / f"{CHART.name}-{__version__}-prometheus-rules.yaml"
+    shutil.copyfile(prometheus.RULES, rules)
+    board = out / f"{CHART.name}-{__version__}-grafana-dashboard.json"
+    shutil.copyfile(dashboard.DASHBOARD, board)
+    say(f">> copied the alert rules and the dashboard: {rules.name}, {board.name}")
+    return rules, board
+
+
 def image_artifacts(out: Path, epoch: int, tag: str | None = None) -> tuple[Path, Path]:
     """The watcher image, built as ``make image`` builds it (buildah's layer cache makes a rebuild quick), then
     :func:`export_image`."""
@@ -232,9 +250,10 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     epoch = source_date_epoch()
     wheel, sdist = build_python(out, epoch)
     chart = package_chart(out, epoch, CHART)
+    rules, board = copy_monitoring(out)
     archive, sbom = image_artifacts(out, epoch, tag) if with_image else (None, None)
-    sums = write_sums(out, [p for p in (wheel, sdist, chart, archive, sbom) if p is not None])
-    return Release(out, __version__, wheel, sdist, chart, archive, sbom, sums)
+    sums = write_sums(out, [p for p in (wheel, sdist, chart, rules, board, archive, sbom) if p is not None])
+    return Release(out, __version__, wheel, sdist, chart, rules, board, archive, sbom, sums)
 
 
 def human_size(size: int) -> str:

@@ -30,6 +30,8 @@ import yaml
 import coordinator
 from coordinator.runtime.settings import ListenAddress, Settings, load_instances_file, parse_listen
 from coordinator.runtime.spec_file import load_spec
+from devtools import dashboard
+from devtools.prometheus import RULES
 from tests.support.cli_contract import command_problem, setting_variables
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -98,7 +100,12 @@ ALL_ON: dict[str, Any] = {
         "extraArgs": ["--leader-ttl", "15"],
         "extraEnv": [{"name": "COORDINATOR_ASSET_INTERVAL_S", "value": "5"}],
     },
-    "metrics": {"serviceMonitor": {"enabled": True}, "podMonitor": {"enabled": True}},
+    "metrics": {
+        "serviceMonitor": {"enabled": True},
+        "podMonitor": {"enabled": True},
+        "prometheusRule": {"enabled": True, "namespace": "monitoring", "labels": {"release": "kube-prometheus-stack"}},
+        "grafanaDashboard": {"enabled": True, "annotations": {"grafana_folder": "Airflow"}},
+    },
     "networkPolicy": {
         "enabled": True,
         "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
@@ -127,8 +134,8 @@ ALL_ON: dict[str, Any] = {
 CASES = {"minimal": REQUIRED, "all-on": ALL_ON}
 
 #: The custom resources' own schemas, written from the fields their operators define (etcd-operator's CRD
-#: operator.etcd.io_etcdclusters.yaml; the Prometheus Operator's ServiceMonitor and PodMonitor), strict on the
-#: fields this chart renders: a misspelt field fails here as the API server would refuse it.
+#: operator.etcd.io_etcdclusters.yaml; the Prometheus Operator's ServiceMonitor, PodMonitor and PrometheusRule),
+#: strict on the fields this chart renders: a misspelt field fails here as the API server would refuse it.
 _QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$"}
 _METADATA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 _SELECTOR = {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
@@ -170,6 +177,20 @@ CUSTOM_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): _custom({
         "type": "object", "required": ["selector", "endpoints"], "additionalProperties": False,
         "properties": {"selector": _SELECTOR, "endpoints": {"type": "array", "minItems": 1, "items": _ENDPOINT}},
+    }),
+    ("monitoring.coreos.com/v1", "PrometheusRule"): _custom({
+        "type": "object", "required": ["groups"], "additionalProperties": False,
+        "properties": {"groups": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["name", "rules"], "additionalProperties": False,
+            "properties": {"name": {"type": "string"}, "interval": {"type": "string"},
+                           "rules": {"type": "array", "minItems": 1, "items": {
+                               "type": "object", "required": ["alert", "expr"], "additionalProperties": False,
+                               "properties": {"alert": {"type": "string"}, "expr": {"type": "string"},
+                                              "for": {"type": "string", "pattern": r"^[0-9]+(ms|s|m|h)$"},
+                                              "labels": {"type": "object",
+                                                         "additionalProperties": {"type": "string"}},
+                                              "annotations": {"type": "object",
+                                                              "additionalProperties": {"type": "string"}}}}}}}}},
     }),
     ("monitoring.coreos.com/v1", "PodMonitor"): _custom({
         "type": "object", "required": ["selector", "podMetricsEndpoints"], "additionalProperties": False,
@@ -228,7 +249,8 @@ def test_every_rendered_object_is_valid_kubernetes(chart: helm.Chart, case: str,
     kinds = sorted(o["kind"] for o in objects)
     expected = ["ConfigMap", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
     if case == "all-on":
-        expected += ["ConfigMap", "EtcdCluster", "NetworkPolicy", "PodMonitor", "ServiceMonitor"]
+        expected += ["ConfigMap", "ConfigMap", "EtcdCluster", "NetworkPolicy", "PodMonitor"]
+        expected += ["PrometheusRule", "ServiceMonitor"]
     assert kinds == sorted(expected)
     validate_strictly(objects, version)
 
@@ -341,6 +363,9 @@ def test_every_setting_and_flag_the_chart_gives_is_real(
         ),
         pytest.param({"etcdCluster": {"version": "v3.5.1"}}, "etcdCluster.version", id="etcd-below-the-floor"),
         pytest.param({"watcher": {"retention": "forever"}}, "watcher.retention", id="bad-retention"),
+        pytest.param(
+            {"metrics": {"prometheusRule": {"namespace": "Monitoring"}}}, "namespace", id="rule-namespace-not-dns"
+        ),
     ],
 )
 def test_the_values_schema_refuses_bad_values_naming_the_path(
@@ -352,6 +377,36 @@ def test_the_values_schema_refuses_bad_values_naming_the_path(
         chart.validate_schema(merged(REQUIRED, values))
     assert path.split(".")[-1] in str(refused.value), str(refused.value)
     assert str(refused.value).count("- at '") == 1, "only the bad value is refused: " + str(refused.value)
+
+
+def test_the_prometheusrule_is_the_shipped_rules_file_with_the_selectors_labels(chart: helm.Chart) -> None:
+    """With metrics.prometheusRule on, the chart renders one PrometheusRule whose spec is the shipped rules file as it
+    is ({{ $labels }} templates untouched), in the namespace and with the labels a Prometheus's ruleSelector needs;
+    without a namespace it goes into the release's."""
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    objects = render(chart, ALL_ON)
+    rule = by_kind(objects, "PrometheusRule")
+    assert rule["spec"] == rules
+    assert rule["metadata"]["namespace"] == "monitoring"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["metadata"]["labels"]["app.kubernetes.io/instance"] == "coord"
+    assert "{{ $labels.alarm }}" in json.dumps(rule["spec"])
+    default_namespace = render(chart, merged(REQUIRED, {"metrics": {"prometheusRule": {"enabled": True}}}))
+    assert by_kind(default_namespace, "PrometheusRule")["metadata"]["namespace"] == "airflow"
+    assert not [o for o in render(chart, REQUIRED) if o["kind"] == "PrometheusRule"], "off by default"
+
+
+def test_the_dashboard_configmap_holds_the_shipped_dashboard_under_the_sidecars_label(chart: helm.Chart) -> None:
+    """With metrics.grafanaDashboard on, one ConfigMap carries files/grafana-dashboard.json unchanged under the label
+    Grafana's dashboard sidecar selects (grafana_dashboard: "1") and the given annotations; off by default."""
+    objects = render(chart, ALL_ON)
+    (config,) = [o for o in objects if o["kind"] == "ConfigMap" and o["metadata"]["name"].endswith("-dashboard")]
+    assert json.loads(config["data"]["airflow-etcd-coordinator.json"]) == json.loads(dashboard.DASHBOARD.read_text())
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert config["metadata"]["annotations"] == {"grafana_folder": "Airflow"}
+    assert config["metadata"]["namespace"] == "airflow"
+    off = render(chart, REQUIRED)
+    assert not [o for o in off if o["metadata"]["name"].endswith("-dashboard")], "off by default"
 
 
 def test_the_required_and_all_on_values_pass_the_values_schema(chart: helm.Chart) -> None:
@@ -630,12 +685,13 @@ def platform_values() -> dict[str, Any]:
 
 @pytest.mark.parametrize("version", KUBERNETES)
 def test_the_platform_example_renders_valid_objects_and_lints_clean(chart: helm.Chart, version: str) -> None:
-    """The platform team's example values (three Airflows, TLS etcd with client certificates, auth, a PodMonitor,
-    a NetworkPolicy) render objects that each validate strictly, and `helm lint --strict` finds nothing."""
+    """The platform team's example values (three Airflows, TLS etcd with client certificates, auth, a PodMonitor and
+    the alert rules, a NetworkPolicy) render objects that each validate strictly, and `helm lint --strict` finds
+    nothing."""
     objects = render(chart, platform_values())
     kinds = sorted(o["kind"] for o in objects)
     assert kinds == sorted(["ConfigMap", "ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget",
-                            "PodMonitor", "ServiceAccount"]), kinds  # fmt: skip
+                            "PodMonitor", "PrometheusRule", "ServiceAccount"]), kinds  # fmt: skip
     validate_strictly(objects, version)
     report = helm.lint(CHART, platform_values(), strict=True, kube_version=f"v{version}")
     problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]

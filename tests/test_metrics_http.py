@@ -10,7 +10,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -24,6 +23,7 @@ from coordinator.runtime.health import READY_WITHIN_S, STALL_S, Health, watcher_
 from coordinator.runtime.http import Listener, serve
 from coordinator.runtime.metrics import Metrics, WatcherState
 from coordinator.runtime.settings import ListenAddress, Settings, parse_listen
+from devtools.prometheus import RULES
 
 
 class Clock:
@@ -255,17 +255,13 @@ def test_watcher_state_counts_pending_and_failed_intents() -> None:
     assert (state.leader, state.watch_revision, state.graph_invalid, state.graph_dags) == (False, 4, True, 2)
 
 
-def _doc_yaml_blocks() -> list[list[Any]]:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "howto" / "monitor.md").read_text(encoding="utf-8")
-    section = text[text.index("## Alert rules") : text.index("## Log lines")]
-    return [list(yaml.safe_load_all(block)) for block in re.findall(r"```yaml\n(.*?)```", section, re.S)]
-
-
-def test_documented_alert_rules_name_exported_metrics() -> None:
-    """Every coordinator_* series the alert rules in docs/howto/monitor.md use is one the watcher exports."""
+def test_the_shipped_alert_rules_name_exported_metrics() -> None:
+    """Every coordinator_* series the shipped alert rules (the chart's files/prometheus-rules.yaml) use is one the
+    watcher exports."""
     metrics = Metrics()
     metrics.bind_state(lambda: STATE)
     metrics.airflow_request("default", "GET", "200", 0.01)
+    metrics.airflow_auth_failure("default", "basic")
     metrics.airflow_reachable("default", True)
     metrics.action_result("default", "create", "ok")
     metrics.etcd_error("get", "UNAVAILABLE")
@@ -274,7 +270,8 @@ def test_documented_alert_rules_name_exported_metrics() -> None:
     metrics.instances_missing(("team_c",), ())
     metrics.reconcile_seconds.observe(0.01)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
-    rules = [rule for group in _doc_yaml_blocks()[0][0]["groups"] for rule in group["rules"]]
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    rules = [rule for group in groups for rule in group["rules"]]
     used = {name for rule in rules for name in re.findall(r"\bcoordinator_\w+", rule["expr"])}
     assert len(rules) >= 8 and used, rules
     assert used <= exported, f"not exported: {sorted(used - exported)}"

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import coordinator
-from devtools import dist
+from devtools import dashboard, dist, prometheus
 from tests.support.release import released_venv
 from tests.test_helm_chart import (
     KUBERNETES,
@@ -41,6 +41,8 @@ VERSION = coordinator.__version__
 WHEEL = f"airflow_etcd_coordinator-{VERSION}-py3-none-any.whl"
 SDIST = f"airflow_etcd_coordinator-{VERSION}.tar.gz"
 CHART_TGZ = f"airflow-etcd-coordinator-{VERSION}.tgz"
+RULES = f"airflow-etcd-coordinator-{VERSION}-prometheus-rules.yaml"
+DASHBOARD = f"airflow-etcd-coordinator-{VERSION}-grafana-dashboard.json"
 
 
 def make_dist(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -58,14 +60,30 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_make_dist_writes_the_wheel_sdist_and_chart_with_their_checksums(release: Path) -> None:
-    """dist/ holds the wheel, the sdist, the chart package and SHA256SUMS naming exactly those, and `sha256sum -c`
-    verifies every one."""
-    assert sorted(p.name for p in release.iterdir()) == sorted([WHEEL, SDIST, CHART_TGZ, "SHA256SUMS"])
+def test_make_dist_writes_the_wheel_sdist_chart_rules_and_dashboard_with_their_checksums(release: Path) -> None:
+    """dist/ holds the wheel, the sdist, the chart package, the alert rules file, the Grafana dashboard and
+    SHA256SUMS naming exactly those, and `sha256sum -c` verifies every one."""
+    artifacts = [WHEEL, SDIST, CHART_TGZ, RULES, DASHBOARD]
+    assert sorted(p.name for p in release.iterdir()) == sorted([*artifacts, "SHA256SUMS"])
     listed = sorted(line.split("  ", 1)[1] for line in (release / "SHA256SUMS").read_text().splitlines())
-    assert listed == sorted([WHEEL, SDIST, CHART_TGZ])
+    assert listed == sorted(artifacts)
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release, capture_output=True, text=True, check=False)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 3, check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.count(": OK") == 5, check.stdout + check.stderr
+
+
+def test_the_released_rules_file_is_the_charts_and_passes_the_documented_promtool_check(release: Path) -> None:
+    """The released rules file and dashboard are byte for byte the chart's, and the `promtool check
+    rules` command docs/howto/monitor.md shows, run in dist/, accepts it."""
+    assert (release / RULES).read_bytes() == prometheus.RULES.read_bytes()
+    assert (release / DASHBOARD).read_bytes() == dashboard.DASHBOARD.read_bytes()
+    page = (ROOT / "docs" / "howto" / "monitor.md").read_text(encoding="utf-8")
+    commands = [line.strip() for block in re.findall(r"```bash\n(.*?)```", page, re.S) for line in block.splitlines()
+                if line.strip().startswith("promtool ")]  # fmt: skip
+    assert commands == [f"promtool check rules {RULES}"], commands
+    words = commands[0].split()
+    done = subprocess.run([prometheus.binary("promtool"), *words[1:]], cwd=release, capture_output=True, text=True,
+                          timeout=120, check=False)  # fmt: skip
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
 
 
 def test_one_version_in_the_package_the_wheel_the_chart_and_the_changelog(release: Path) -> None:
