@@ -137,6 +137,9 @@ class InstanceSettings(BaseModel):
     url: str
     username: str | None = None
     password: SecretStr | None = None
+    #: The file ``password`` was read from, if any: read again at every login (a corrected file or a rotated
+    #: Kubernetes Secret is used without a restart; ``coordinator.airflow.auth``'s **Secret files read again**).
+    password_file: Path | None = None
     # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2), with the credentials below.
     api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
     #: Where the username and password come from, in words an operator can act on (the settings' names, never their
@@ -191,6 +194,13 @@ class Settings(BaseSettings):
     error_retry_s: float = 30.0
     # 10 s per HTTP request to Airflow: a hung API must not stall a partition for long.
     airflow_timeout_s: float = 10.0
+    # An instance that refuses our credentials (a login refused, a 401, a 403 to a credential it never accepted) or
+    # answers 429 with Retry-After holds back ALL its calls behind one backoff: the first step 5 s, doubling up to 300 s
+    # (coordinator.airflow.client says why these numbers). N pending triggers then make one login per step, not N per
+    # second; the intents wait in the ledger and run once Airflow accepts; password and token files are read again at
+    # every try, so a corrected file is used within one step, without a restart.
+    airflow_refused_backoff_s: float = Field(default=5.0, gt=0)
+    airflow_refused_backoff_max_s: float = Field(default=300.0, gt=0)
     # How many Airflow calls may be in flight at once (across partitions).
     max_concurrent_actions: int = 16
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
@@ -312,6 +322,7 @@ class Settings(BaseSettings):
                     url=self.airflow_url,
                     username=self.airflow_username,
                     password=read_secret(self.airflow_password, self.airflow_password_file, "Airflow password"),
+                    password_file=self.airflow_password_file,
                     api=self.airflow_api,
                     credentials_from=DEFAULT_CREDENTIALS,
                 )
@@ -347,18 +358,21 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
         if entry.get("username_env"):
             username = os.environ.get(entry["username_env"], username)
         password: SecretStr | None = None
+        password_file: Path | None = None
         if entry.get("password_env"):
             env_value = os.environ.get(entry["password_env"])
             if env_value is None:
                 raise ConfigError(f"{where}: environment variable {entry['password_env']} is not set")
             password = SecretStr(env_value)
         if entry.get("password_file"):
-            password = read_secret(None, Path(entry["password_file"]), f"password of instance {name}")
+            password_file = Path(entry["password_file"])
+            password = read_secret(None, password_file, f"password of instance {name}")
         has_login = any(entry.get(k) for k in ("username", "username_env", "password_env", "password_file"))
         auth = parse_auth(entry.get("auth"), where, has_username=has_login)
         try:
             result[name] = InstanceSettings(
-                url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto"),
+                url=entry.get("url", ""), username=username, password=password, password_file=password_file,
+                api=entry.get("api", "auto"),
                 credentials_from=f"the fields username/username_env and password_env/password_file of {name!r} in "
                 f"{path}", auth=auth,
             )  # fmt: skip
