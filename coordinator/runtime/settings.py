@@ -119,6 +119,9 @@ class EtcdSettings(BaseModel):
     endpoints: list[Endpoint]
     username: str | None = None
     password: SecretStr | None = None
+    #: The file ``password`` was read from, if any: read again at every authentication (a rotated Secret is used at the
+    #: next log-in, without a restart).
+    password_file: Path | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -162,26 +165,47 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COORDINATOR_", extra="ignore", populate_by_name=True)
 
+    # Comma-separated http(s)://host:port of the etcd members (all https, or all http in a local set-up).
     etcd_endpoints: str = "http://127.0.0.1:2379"
+    # The etcd user (etcd auth enabled; `coordinator roles` prints the roles each component needs).
     etcd_username: str | None = None
+    # Its password, from the environment: prefer COORDINATOR_ETCD_PASSWORD_FILE (never in an environment dump).
     etcd_password: SecretStr | None = None
+    # A file holding the etcd password (trailing newline stripped), e.g. a mounted Kubernetes Secret; wins over
+    # COORDINATOR_ETCD_PASSWORD. Read at start (an unreadable file stops the command) and again at every log-in to etcd
+    # (at connect, and whenever etcd forgot the session token), so a rotated Secret is used without a restart.
     etcd_password_file: Path | None = None
+    # PEM file of the CA that signed etcd's server certificate (https:// endpoints). Read when the connection opens, so
+    # a rotated CA takes a restart of the process.
     etcd_ca_file: Path | None = None
+    # PEM client certificate for etcd's mutual TLS (with COORDINATOR_ETCD_KEY_FILE); read when the connection opens, so
+    # a renewed certificate takes a restart of the process.
     etcd_cert_file: Path | None = None
+    # PEM private key of COORDINATOR_ETCD_CERT_FILE; read when the connection opens, like the certificate.
     etcd_key_file: Path | None = None
+    # 5 s per etcd request: long enough for a loaded etcd's fsync stalls, short enough that a dead endpoint is noticed.
     etcd_timeout_s: float = 5.0
 
     prefix: str = DEFAULT_PREFIX
     deps: Path = Path("dependencies.json")
 
-    # Single-instance shorthand: the instance named "default".
+    # Single-instance shorthand: the URL of the Airflow instance named "default" (its api-server, e.g.
+    # http://airflow-api-server:8080).
     airflow_url: str | None = None
+    # The Airflow user the watcher logs in as (Airflow 3: POST /auth/token; Airflow 2: HTTP basic).
     airflow_username: str | None = None
+    # Its password, from the environment: prefer COORDINATOR_AIRFLOW_PASSWORD_FILE.
     airflow_password: SecretStr | None = None
+    # A file holding the Airflow password (trailing newline stripped), e.g. a mounted Kubernetes Secret; wins over
+    # COORDINATOR_AIRFLOW_PASSWORD. Read at start (an unreadable file stops the command), then again at every login and
+    # compared once a minute: a corrected file or a rotated Secret is used at the next try, without a restart. While
+    # Airflow refuses the password, its calls wait behind one backoff (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S).
     airflow_password_file: Path | None = None
     airflow_api: str = "auto"
     # Several instances: a JSON file {"team_a": {"url": ..., "username": ..., "password_env": ..., "password_file":
-    # ...}}; one file per deployment stage, like the URL registries of multi-environment setups.
+    # ...}}; one file per deployment stage, like the URL registries of multi-environment setups. The file itself is read
+    # at start; the password_file and auth.token_file it names are read again at every login (and compared once a
+    # minute), like COORDINATOR_AIRFLOW_PASSWORD_FILE.
     instances_file: Path | None = None
 
     # 10 s: a standby takes over within TTL + 2 s of a leader's death; shorter TTLs risk flapping on a slow etcd.
@@ -200,6 +224,8 @@ class Settings(BaseSettings):
     # second; the intents wait in the ledger and run once Airflow accepts; password and token files are read again at
     # every try, so a corrected file is used within one step, without a restart.
     airflow_refused_backoff_s: float = Field(default=5.0, gt=0)
+    # The cap of that backoff: 5 minutes, client-go's order for a failing item and well inside the quarter hour over
+    # which LDAP/IdP lockout policies count failures; a corrected password is used within one step of at most this.
     airflow_refused_backoff_max_s: float = Field(default=300.0, gt=0)
     # How many Airflow calls may be in flight at once (across partitions).
     max_concurrent_actions: int = 16
@@ -305,6 +331,7 @@ class Settings(BaseSettings):
             endpoints=parse_endpoints(self.etcd_endpoints),
             username=self.etcd_username,
             password=read_secret(self.etcd_password, self.etcd_password_file, "etcd password"),
+            password_file=self.etcd_password_file,
             ca_file=self.etcd_ca_file,
             cert_file=self.etcd_cert_file,
             key_file=self.etcd_key_file,
