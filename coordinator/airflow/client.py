@@ -710,8 +710,10 @@ class AirflowClient:
         if refusal is None:
             return  # another call's refusal already started this step (``gate``'s **Counted once**)
         self.auth.invalidate()
-        log.warning("airflow.refusing instance=%s status=%s reason=%r attempts=%d retry_in_s=%.1f since=%s", self.name,
-                    status, reason, refusal.attempts, refusal.step_s, _iso(refusal.since))  # fmt: skip
+        # A check (``purpose``) reports its own verdict and makes no second call: its step is no news.
+        level = logging.DEBUG if self._quiet else logging.WARNING
+        log.log(level, "airflow.refusing instance=%s status=%s reason=%r attempts=%d retry_in_s=%.1f since=%s",
+                self.name, status, reason, refusal.attempts, refusal.step_s, _iso(refusal.since))  # fmt: skip
 
     def _held_text(self, method: str, path: str, refusal: Refusal, wait: float) -> str:
         source = self._settings.credentials_from
