@@ -64,6 +64,8 @@ def test_refused_password_backs_off_per_instance_and_a_corrected_file_recovers_w
     since = wait_for(lambda: _metric(url, "coordinator_airflow_refusing_since_timestamp_seconds"), "the metric")
     assert _metric(url, "coordinator_airflow_refusing") == 1.0
     assert abs(since - time.time()) < 120, since
+    presence = stack.keys.watcher_key("w1")
+    wait_for(lambda: b'"refusing":[{"instance":"default"' in (stack.etcd.get(presence) or b""), "the presence value")
     doctor = stack.cli("doctor", airflow=True, check=False)
     assert "refuses the watcher's credentials" in doctor.stdout, doctor.stdout
     assert "refuses us since" in doctor.stdout and "no restart needed" in doctor.stdout, doctor.stdout
