@@ -85,5 +85,11 @@ def test_refused_password_makes_one_login_per_step_and_the_corrected_file_recove
             assert len(e2e.runs(dag, partition)) == 1, (dag, partition)
     # The cascade goes on to 06 and 07: let it finish, so the session's next scenario starts from a quiet Airflow.
     for partition in partitions:
-        e2e.wait_for_run_record("07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=180,
-                                what="success")  # fmt: skip
+        try:
+            e2e.wait_for_run_record("07_pipeline", partition, lambda r: r.state is RunState.SUCCESS, timeout_s=180,
+                                    what="success")  # fmt: skip
+        except AssertionError:
+            mine = [line for line in log.read_text().splitlines() if partition in line and "level=DEBUG" not in line]
+            print(f"\nwatcher lines for {partition}:\n" + "\n".join(mine[-40:]))
+            print(f"runs: {[(dag, e2e.runs(dag, partition)) for dag in PIPELINES]}")
+            raise
