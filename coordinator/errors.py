@@ -18,6 +18,8 @@ CoordinatorError
 └── AirflowError                      the Airflow REST API refused or failed
     ├── AirflowUnavailable            5xx, timeout, connection error: retried with backoff
     ├── AirflowAuthError              401/403 after the one refresh, or a credential that cannot be obtained
+    │   └── AirflowBackingOff         not sent: the instance refused our credentials (or answered 429 with
+    │                                 Retry-After) and its calls wait out one backoff (``airflow/gate.py``)
     ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
     └── AirflowConflict               409 that a follow-up GET could not explain
 """
@@ -104,6 +106,16 @@ class AirflowUnavailable(AirflowError):
 class AirflowAuthError(AirflowError):
     """401/403 that survived the one refresh of the credential, or a credential that could not be obtained (login
     refused, token file unreadable, token command failed, Google or AWS refusing)."""
+
+
+class AirflowBackingOff(AirflowAuthError):
+    """Not sent: the instance refused our credentials, or asked us to slow down (429 with ``Retry-After``), and every
+    call to it waits out one backoff (``coordinator/airflow/gate.py``). ``retry_in_s`` says when the next call may
+    go."""
+
+    def __init__(self, message: str, status: int = 0, retry_in_s: float = 0.0) -> None:
+        super().__init__(message, status)
+        self.retry_in_s = retry_in_s
 
 
 class AirflowNotFound(AirflowError):

@@ -21,7 +21,8 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow import AirflowClient, ApiVersion
-from coordinator.errors import AirflowAuthError
+from coordinator.airflow.client import REFUSED_BACKOFF_S
+from coordinator.errors import AirflowAuthError, AirflowBackingOff
 from coordinator.runtime.instance_auth import AuthConfig, BearerAuth, ExecAuth, NoAuth
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import InstanceSettings
@@ -49,12 +50,16 @@ def auth_failures(metrics: Metrics, instance: str, method: str) -> float:
 
 
 def run_client(
-    url: str, auth: AuthConfig, fn: Callable[[AirflowClient], Awaitable[Any]], metrics: Metrics | None = None
+    url: str,
+    auth: AuthConfig,
+    fn: Callable[[AirflowClient], Awaitable[Any]],
+    metrics: Metrics | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> Any:
     async def main() -> Any:
         settings = InstanceSettings(url=url, auth=auth)
         hook = metrics.airflow_auth_failure if metrics is not None else None
-        async with AirflowClient(settings, timeout_s=5.0, name="team_a", on_auth_failure=hook) as client:
+        async with AirflowClient(settings, timeout_s=5.0, name="team_a", on_auth_failure=hook, clock=clock) as client:
             return await fn(client)
 
     return asyncio.run(main())
@@ -167,8 +172,10 @@ def test_exec_token_rejected_after_a_key_rotation_runs_the_command_again(fake: F
 def test_revoked_exec_credential_is_a_clear_error_and_metric_then_recovers(
     fake: FakeAirflow, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A failing token command: AuthError naming instance, method, command and its stderr; counted; fixed = works."""
+    """A failing token command: AuthError naming instance, method, command and its stderr; counted; the calls after it
+    are held back without running it again until the instance's backoff step ends; fixed, the next try works."""
     metrics = Metrics()
+    now = [1000.0]
     tokens = SignedTokens()
     secret = tmp_path / "secret"
     secret.write_text(tokens.secret)
@@ -182,18 +189,19 @@ def test_revoked_exec_credential_is_a_clear_error_and_metric_then_recovers(
         with pytest.raises(AirflowAuthError) as err:
             await client.get_dag("d")
         seen.append(str(err.value))
-        with pytest.raises(AirflowAuthError):
-            await client.get_dag("d")
+        with pytest.raises(AirflowBackingOff, match="not sent: the instance has refused us since"):
+            await client.get_dag("d")  # held back: the command is not run again within the step
         deny.unlink()
         secret.write_text(tokens.secret)
+        now[0] += REFUSED_BACKOFF_S  # the step is over: the next call is the probe, and it runs the command again
         assert (await client.get_dag("d")).dag_id == "d"
 
     with caplog.at_level(logging.DEBUG), front(fake, tokens) as f:
-        run_client(f.url, exec_auth(secret, 600, "--deny-file", str(deny)), scenario, metrics)
+        run_client(f.url, exec_auth(secret, 600, "--deny-file", str(deny)), scenario, metrics, clock=lambda: now[0])
     (message,) = seen
     assert message.startswith("team_a: exec auth: ")
     assert "exited with status 1: error: access denied: the service account was disabled" in message
-    assert auth_failures(metrics, "team_a", "exec") == 2
+    assert auth_failures(metrics, "team_a", "exec") == 1
     for token in tokens.accepted:
         assert token not in caplog.text
 

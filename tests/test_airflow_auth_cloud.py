@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.airflow import AirflowClient
+from coordinator.airflow.client import REFUSED_BACKOFF_S
 from coordinator.errors import AirflowAuthError
 from coordinator.runtime.instance_auth import GoogleAuth, MwaaAuth
 from coordinator.runtime.metrics import Metrics
@@ -65,7 +66,9 @@ def test_google_tokens_from_the_real_library_are_renewed_across_expiries_then_re
             async def scenario() -> None:
                 settings = InstanceSettings(url=front.url, auth=GoogleAuth())
                 hook = metrics.airflow_auth_failure
-                async with AirflowClient(settings, timeout_s=5.0, name="cloud", on_auth_failure=hook) as client:
+                gate_clock = [0.0]  # the instance's backoff clock (airflow/gate.py), moved by the test
+                async with AirflowClient(settings, timeout_s=5.0, name="cloud", on_auth_failure=hook,
+                                         clock=lambda: gate_clock[0]) as client:  # fmt: skip
                     await requests_until(client, lambda: endpoint.issued >= 3)
                     assert front.rejected == {}
                     assert endpoint.issued >= 3  # renewed before each of at least two expiries
@@ -75,6 +78,7 @@ def test_google_tokens_from_the_real_library_are_renewed_across_expiries_then_re
                         await client.get_dag("d")
                     assert failures(metrics, "google") >= 1  # 2 when an early renewal failed first
                     endpoint.revoked = False
+                    gate_clock[0] += REFUSED_BACKOFF_S  # the refused instance's backoff step is over
                     assert (await client.get_dag("d")).dag_id == "d"
 
             asyncio.run(scenario())
@@ -100,7 +104,9 @@ def test_mwaa_web_login_through_real_boto3_renews_expired_sessions_then_denial_a
             async def scenario() -> None:
                 settings = InstanceSettings(url=front.url, auth=MwaaAuth(environment="prod-env", region="eu-west-1"))
                 hook = metrics.airflow_auth_failure
-                async with AirflowClient(settings, timeout_s=5.0, name="cloud", on_auth_failure=hook) as client:
+                gate_clock = [0.0]  # the instance's backoff clock (airflow/gate.py), moved by the test
+                async with AirflowClient(settings, timeout_s=5.0, name="cloud", on_auth_failure=hook,
+                                         clock=lambda: gate_clock[0]) as client:  # fmt: skip
                     with caplog.at_level(logging.DEBUG):
                         await requests_until(client, lambda: sessions.logins >= 3)
                     assert sessions.logins >= 3  # the session expired at least twice and was renewed
@@ -115,6 +121,7 @@ def test_mwaa_web_login_through_real_boto3_renews_expired_sessions_then_denial_a
                     )
                     assert failures(metrics, "aws_mwaa") == 1
                     api.denied = False
+                    gate_clock[0] += REFUSED_BACKOFF_S  # the refused instance's backoff step is over
                     assert (await client.get_dag("d")).dag_id == "d"
 
             asyncio.run(scenario())

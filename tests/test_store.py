@@ -770,6 +770,33 @@ def test_password_auth_and_token_renewal_after_restart(private_etcd: EtcdServer)
     run_coro(scenario())
 
 
+def test_rotated_password_file_is_read_at_the_next_log_in(private_etcd: EtcdServer, tmp_path: Path) -> None:
+    """The etcd password file is read again at every log-in: a password changed in etcd and in the file (a rotated
+    Secret) is used once the member forgets our token, by the same store, without a restart."""
+    _etcdctl(private_etcd, "role", "add", "root")
+    _etcdctl(private_etcd, "user", "add", "root", "--new-user-password=s3cret")
+    _etcdctl(private_etcd, "user", "grant-role", "root", "root")
+    _etcdctl(private_etcd, "auth", "enable")
+    secret = tmp_path / "etcd-password"
+    secret.write_text("s3cret\n")
+    settings = settings_for(private_etcd.endpoint, username="root", password=SecretStr("s3cret"), password_file=secret)
+
+    async def scenario() -> None:
+        async with await EtcdStore.connect(settings) as store:
+            await store.put("/auth/a", b"1")
+            subprocess.run(
+                [str(private_etcd.binary.with_name("etcdctl")), f"--endpoints={private_etcd.endpoint}",
+                 "--user=root:s3cret", "user", "passwd", "root", "--interactive=false"],
+                input="n3w-s3cret\n", check=True, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            secret.write_text("n3w-s3cret\n")
+            private_etcd.restart()  # our simple token is gone: the store logs in again, with the file's password
+            await store.put("/auth/b", b"2")
+            assert [kv.key for kv in (await store.snapshot("/auth/")).kvs] == ["/auth/a", "/auth/b"]
+
+    run_coro(scenario())
+
+
 def test_tls_with_client_certificates(tmp_path: Path) -> None:
     """Over https with client-certificate auth the store works with the CA and client pair, and is refused without."""
     tls = make_certs(tmp_path)

@@ -14,6 +14,12 @@ Rules:
   already replaced does nothing (the request just retries with the newer credential). Concurrent 401s therefore cause
   ONE login, not one each. A method that cannot refresh (a token from the environment, HTTP basic, ``none``) makes a
   401/403 final.
+- **Secret files read again.** A method whose secret is a file (a password or token file: ``secret_files``) reads it
+  at every login. A refusal drops the credential (:meth:`Authenticator.invalidate`, the client's backoff), so the next
+  try reads the file again; and at most every SECRET_REREAD_S the files are compared with what the credential was made
+  from: changed, the credential is renewed early (a rotated Kubernetes Secret is used before the old one is revoked).
+- **One failed login for all.** Requests that waited for a login that failed share its failure instead of each trying
+  again: N concurrent requests with a wrong password make one login attempt.
 - **Failures named and counted.** A credential that cannot be obtained, or a fresh one Airflow still refuses, is an
   error naming the instance and the method (AirflowAuthError; AirflowUnavailable when the token service could not be
   reached) and is counted through ``on_failure(instance, method)`` (the metric
@@ -27,10 +33,12 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -43,6 +51,10 @@ log = logging.getLogger(__name__)
 #: Renew this long before a credential's expiry: more than a request's timeout (10 s) plus clock skew between hosts,
 #: so a token never expires on the wire; capped at a quarter of the lifetime for short-lived tokens (seconds).
 EXPIRY_MARGIN_S = 30.0
+#: **Secret files read again**: how often the files behind a credential are compared with what it was made from.
+#: client-go re-reads a token file once a minute; kubelet refreshes a mounted Secret within about a minute of its
+#: change (its sync period plus the cache's TTL), so checking more often would only find the old content.
+SECRET_REREAD_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class Authenticator:
         instance: str,
         on_failure: Callable[[str, str], None] | None = None,
         clock: Callable[[], float] = time.time,
+        secret_files: Sequence[Path] = (),
     ) -> None:
         self.method = method
         self.instance = instance
@@ -132,14 +145,23 @@ class Authenticator:
         self._old_secrets: tuple[str, ...] = ()
         #: How many credentials were obtained (the first one and every refresh): tests count logins with it.
         self.obtained = 0
+        #: **Secret files read again**: the files, the digest of their content when the credential was made, when they
+        #: were last compared.
+        self._files = tuple(secret_files)
+        self._files_digest: str | None = None
+        self._files_checked = 0.0
+        #: **One failed login for all**: failed obtains so far, and the last one's error.
+        self._failures = 0
+        self._failure: AirflowError | None = None
 
     async def credential(self, api: ApiVersion | None, exchange: Exchange) -> tuple[int, Credential]:
         """The credential for a request to ``api`` and its generation (**Renewed before expiry**: obtained or renewed
         when due)."""
         current = self._credential
-        if current is None or not self._fits(api) or current.due(self._clock()):
+        stale = current is not None and await self._files_changed()
+        if current is None or not self._fits(api) or current.due(self._clock()) or stale:
             try:
-                await self._renew(self._generation, api, exchange, proactive=True)
+                await self._renew(self._generation, api, exchange, proactive=True, stale=stale)
             except AirflowError:
                 # An early renewal that failed (counted and logged) still leaves a credential that has not expired:
                 # use it while it lasts rather than fail a request that would have worked.
@@ -165,6 +187,25 @@ class Authenticator:
         (**Failures named and counted**)."""
         self._on_failure(self.instance, self.method.name)
 
+    def invalidate(self) -> None:
+        """The instance refused us (the client's backoff): the next request obtains a new credential, reading its
+        secret files again (**Secret files read again**)."""
+        if self._credential is not None:
+            self._old_secrets = self._credential.secrets
+            self._credential = None
+
+    async def _files_changed(self) -> bool:
+        """**Secret files read again**: at most every SECRET_REREAD_S, whether the files differ from what the
+        credential was made from (an unreadable file counts as unchanged: the login that reads it says why)."""
+        if not self._files or self._files_digest is None or self._clock() - self._files_checked < SECRET_REREAD_S:
+            return False
+        self._files_checked = self._clock()
+        digest = await asyncio.to_thread(_digest, self._files)
+        if digest is None or digest == self._files_digest:
+            return False
+        log.info("airflow.secret_changed instance=%s method=%s", self.instance, self.method.name)
+        return True
+
     def redact(self, text: str) -> str:
         """**Secrets never shown**."""
         secrets = (*(self._credential.secrets if self._credential else ()), *self._old_secrets)
@@ -176,19 +217,31 @@ class Authenticator:
     def _fits(self, api: ApiVersion | None) -> bool:
         return not self.method.depends_on_api or self._api is api
 
-    async def _renew(self, seen: int, api: ApiVersion | None, exchange: Exchange, *, proactive: bool) -> None:
+    async def _renew(
+        self, seen: int, api: ApiVersion | None, exchange: Exchange, *, proactive: bool, stale: bool = False
+    ) -> None:
+        failures = self._failures
         async with self._lock:
             current = self._credential
             if current is not None and self._fits(api) and self._generation != seen:
                 return  # another request renewed it while this one waited: share that one (**One shared refresh**)
-            if proactive and current is not None and self._fits(api) and not current.due(self._clock()):
+            if self._failures != failures and self._failure is not None:
+                # **One failed login for all**: the login this request waited for failed; its error, not another try.
+                failure = self._failure
+                raise type(failure)(str(failure), failure.status)
+            if proactive and current is not None and self._fits(api) and not current.due(self._clock()) and not stale:
                 return
+            files = await asyncio.to_thread(_digest, self._files) if self._files else None
+            self._files_checked = self._clock()
             try:
                 fresh = await self.method.obtain(api, exchange)
             except AirflowError as exc:
+                self._failures += 1
+                self._failure = exc
                 self._on_failure(self.instance, self.method.name)
                 log.warning("airflow.auth_failed instance=%s method=%s error=%s", self.instance, self.method.name, exc)
                 raise
+            self._files_digest = files
             self._old_secrets = current.secrets if current is not None else ()
             self._credential, self._api = fresh, api
             self._generation += 1
@@ -199,3 +252,15 @@ class Authenticator:
                 self.method.name,
                 "-" if fresh.expires_at is None else f"{fresh.expires_at - self._clock():.0f}s",
             )
+
+
+def _digest(files: Sequence[Path]) -> str | None:
+    """The SHA-256 of the files' contents, None when one cannot be read (**Secret files read again**)."""
+    sha = hashlib.sha256()
+    try:
+        for path in files:
+            sha.update(path.read_bytes())
+            sha.update(b"\0")
+    except OSError:
+        return None
+    return sha.hexdigest()

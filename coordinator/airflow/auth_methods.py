@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from coordinator.airflow.auth import AuthMethod, Credential, Exchange
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError
-from coordinator.runtime.instance_auth import BearerAuth, ExecAuth, GoogleAuth, MwaaAuth, NoAuth
+from coordinator.runtime.instance_auth import BearerAuth, ExecAuth, GoogleAuth, MwaaAuth, NoAuth, PasswordAuth
 from coordinator.runtime.redact import redact_text
 from coordinator.runtime.settings import InstanceSettings
 
@@ -57,24 +57,47 @@ class PasswordMethod:
 
     Without username/password it asks ``GET /auth/token``: Airflow's simple auth manager hands out a token without
     credentials when ``simple_auth_manager_all_admins`` is on (local and demo set-ups) and answers 403 otherwise.
+
+    A password from a file is read again at every login (``auth``'s **Secret files read again**): a corrected file or
+    a rotated Kubernetes Secret is used from the next try on, without a restart.
     """
 
     name = "password"
     depends_on_api = True
 
     def __init__(
-        self, instance: str, username: str | None, password: SecretStr | None, credentials_from: str = ""
+        self,
+        instance: str,
+        username: str | None,
+        password: SecretStr | None,
+        credentials_from: str = "",
+        password_file: Path | None = None,
     ) -> None:
         self._instance = instance
         self._username = username
         self._password = password
+        self._file = password_file
         #: Where username and password come from (setting names, never values): a refused login names the fix.
         self._credentials_from = credentials_from
+
+    async def _read_password(self) -> None:
+        """The password as its file holds it now (trailing newline stripped, as at start); the last one read if the
+        file cannot be read now (a Secret being swapped by kubelet), which the login then tries."""
+        if self._file is None:
+            return
+        try:
+            text = await asyncio.to_thread(self._file.read_text, encoding="utf-8")
+        except OSError as exc:
+            log.warning("airflow.secret_unreadable instance=%s file=%s error=%s", self._instance, self._file,
+                        exc.strerror)  # fmt: skip
+            return
+        self._password = SecretStr(text.rstrip("\r\n"))
 
     def refreshable(self, api: ApiVersion | None) -> bool:
         return api is ApiVersion.V2  # basic auth has nothing to refresh
 
     async def obtain(self, api: ApiVersion | None, exchange: Exchange) -> Credential:
+        await self._read_password()
         if api is not ApiVersion.V2:
             if self._username is None or self._password is None:
                 return Credential({})
@@ -245,4 +268,16 @@ def method_for(instance: str, settings: InstanceSettings, timeout_s: float) -> A
         return MwaaMethod(instance, auth.environment, auth.region, timeout_s)
     if isinstance(auth, NoAuth):
         return NoMethod()
-    return PasswordMethod(instance, settings.username, settings.password, settings.credentials_from)
+    return PasswordMethod(
+        instance, settings.username, settings.password, settings.credentials_from, settings.password_file
+    )
+
+
+def secret_files(settings: InstanceSettings) -> tuple[Path, ...]:
+    """The files an instance's credential is made from (``auth``'s **Secret files read again**)."""
+    auth = settings.auth
+    if isinstance(auth, BearerAuth):
+        return (auth.token_file,) if auth.token_file is not None else ()
+    if isinstance(auth, PasswordAuth) and settings.password_file is not None:
+        return (settings.password_file,)
+    return ()

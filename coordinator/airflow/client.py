@@ -18,6 +18,12 @@ Rules:
 - **One refresh, no retry policy.** The only retry here is the single refresh-and-retry after a 401/403 (rules of
   :mod:`coordinator.airflow.auth`: shared by concurrent requests, counted when it fails). The retry POLICY belongs to
   the caller (the actuator retries AirflowUnavailable only, with :mod:`coordinator.runtime.retry`).
+- **One backoff per instance.** Every call passes the instance's gate (:mod:`coordinator.airflow.gate`) first: while
+  the instance refuses our credentials (a login refused, a credential that cannot be obtained, a 401, a 403 to a
+  credential it never accepted) or asked us to slow down (429 with ``Retry-After``), calls are held back without a
+  request (``AirflowBackingOff``) and one probe goes per backoff step; a refusal also drops the credential, so the
+  probe obtains a new one (a password or token file is read again). A 403 after a successful fresh login is a missing
+  permission on that object, not a refusing instance: it stays that call's error.
 - **Frozen values.** Values returned are frozen dataclasses, never dicts.
 
 Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
@@ -31,9 +37,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
+from contextvars import ContextVar
 from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
@@ -41,7 +49,8 @@ import httpx
 
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo, parse_asset, parse_asset_event
 from coordinator.airflow.auth import Authenticator, AuthMethod, Exchange
-from coordinator.airflow.auth_methods import method_for
+from coordinator.airflow.auth_methods import method_for, secret_files
+from coordinator.airflow.gate import InstanceGate, Refusal
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
@@ -61,12 +70,15 @@ from coordinator.airflow.runs import (
 )
 from coordinator.airflow.transport import lean_transport_for
 from coordinator.errors import (
+    AirflowAuthError,
+    AirflowBackingOff,
     AirflowConflict,
     AirflowError,
     AirflowNotFound,
     AirflowUnavailable,
 )
 from coordinator.runtime.redact import redact_url
+from coordinator.runtime.retry import RetryPolicy
 from coordinator.runtime.settings import InstanceSettings
 
 # The value types live in coordinator.airflow.runs (no httpx); importers keep using these names from here.
@@ -85,6 +97,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: Set while a call the gate admitted runs (in its task): the calls it makes itself are part of it.
+_GATED: ContextVar[bool] = ContextVar("airflow_gated", default=False)
 
 
 #: Longest server detail kept in an error message: enough for Airflow's sentences, short enough for one log line.
@@ -105,6 +119,28 @@ class _Unreadable(Exception):
     """A halved listing reached the item Airflow answers 500 for (``AssetEventListing.stopped``)."""
 
 
+class _Forbidden(AirflowAuthError):
+    """A 403 to a credential the instance accepts (a fresh login just worked, or it answered with it before): a missing
+    permission on that object, not a refusing instance (**One backoff per instance**)."""
+
+
+#: First step of the backoff from a refusing instance (**One backoff per instance**; the watcher's
+#: COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S): long enough that N pending calls cost one login per step, short enough that
+#: a blip (a JWT secret rotated under a running api-server) costs seconds.
+REFUSED_BACKOFF_S = 5.0
+#: Its cap (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_MAX_S): 5 minutes, client-go's order of magnitude for a failing item;
+#: an LDAP/IdP account lockout policy counts a few failures per quarter hour, and a corrected password file is picked up
+#: within one step.
+REFUSED_BACKOFF_MAX_S = 300.0
+#: Jitter of each step (drawn from [0.8 d, d]): watchers of several deployments that share an IdP spread out.
+REFUSED_BACKOFF_JITTER = 0.2
+
+
+def refused_backoff(first_s: float = REFUSED_BACKOFF_S, max_s: float = REFUSED_BACKOFF_MAX_S) -> RetryPolicy:
+    """The backoff from a refusing instance (``runtime.retry``'s **A value**)."""
+    return RetryPolicy(initial_s=min(first_s, max_s), max_s=max_s, jitter=REFUSED_BACKOFF_JITTER)
+
+
 class AirflowClient:
     """Async client for one Airflow instance. Use as ``async with AirflowClient(settings) as client: ...``.
 
@@ -112,7 +148,8 @@ class AirflowClient:
     for concurrent use from one event loop: a credential refresh is shared by every request that saw the same stale
     credential. ``on_auth_failure(instance, method)`` is told of every credential that could not be obtained and every
     request a fresh credential could not authenticate (the metric ``coordinator_airflow_auth_failures_total``).
-    ``auth`` replaces the method the settings name (tests).
+    ``auth`` replaces the method the settings name (tests). ``backoff`` is the policy of **One backoff per instance**,
+    ``on_refusal(instance, refusal)`` is told of each step and of the opening (None).
     """
 
     def __init__(
@@ -126,6 +163,10 @@ class AirflowClient:
         purpose: str = "",
         on_auth_failure: Callable[[str, str], None] | None = None,
         auth: AuthMethod | None = None,
+        backoff: RetryPolicy | None = None,
+        on_refusal: Callable[[str, Refusal | None], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
         # failures debug lines: the check expects refusals and reports its own verdict.
@@ -151,8 +192,17 @@ class AirflowClient:
             auth if auth is not None else method_for(name, settings, timeout_s),
             instance=name,
             on_failure=on_auth_failure,
+            secret_files=secret_files(settings) if auth is None else (),
         )
         self._exchange = Exchange(self._raw, self._error)
+        self._clock, self._wall = clock, wall
+        told = on_refusal or (lambda instance, refusal: None)
+        # A probe is a login and one call: twice the request timeout before another caller may try.
+        self.gate = InstanceGate(backoff or refused_backoff(), probe_hold_s=2 * timeout_s,
+                                 on_change=lambda refusal: told(name, refusal))  # fmt: skip
+        #: The credential generations the instance answered without a 401/403 (the last few: a 403 to one of them is a
+        #: missing permission, **One backoff per instance**).
+        self._accepted_gen = -1
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -165,12 +215,17 @@ class AirflowClient:
 
     # ---------------------------------------------------------------- public API
 
+    def ready_in(self) -> float:
+        """Seconds before work for this instance should start (0: now), from **One backoff per instance**; a caller
+        told 0 while the instance refuses makes the probe."""
+        return self.gate.ready(self._clock())
+
     async def api_version(self) -> ApiVersion:
         """v2 or v1; detected once (``GET /api/v2/version``, then ``/api/v1/version``) when settings say auto."""
         if self._api is None:
             async with self._detect_lock:
                 if self._api is None:
-                    self._api = await self._detect()
+                    self._api = await self._gated("GET", "/api/v2/version", self._detect)
         return self._api
 
     @property
@@ -602,11 +657,83 @@ class AirflowClient:
         probe: bool = False,
         quiet: bool = False,
     ) -> Any:
-        """Send one request with the credential and the single refresh-and-retry; map failures; return the JSON.
+        """Send one request with the credential and the single refresh-and-retry; map failures; return the JSON;
+        through the instance's gate (**One backoff per instance**).
 
         ``probe``: the version probe's credential (the same for both API versions: no Airflow 3 login needed for it).
         ``quiet``: a failure the caller expects and reports itself is a debug line, not a warning.
         """
+        return await self._gated(
+            method, path, lambda: self._send_once(method, path, json=json, params=params, probe=probe, quiet=quiet)
+        )
+
+    async def _gated(self, method: str, path: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``call()`` if the gate admits it, its outcome told to the gate (**One backoff per instance**). A call made
+        inside an admitted one (the API version detected for it) is part of it."""
+        if _GATED.get():
+            return await call()
+        gate = self.gate
+        admission = gate.admit(self._clock())
+        if admission.wait_s > 0:
+            refusal = gate.refusal
+            assert refusal is not None  # a gate that holds calls back holds a refusal
+            raise AirflowBackingOff(
+                self._held_text(method, path, refusal, admission.wait_s), refusal.status, admission.wait_s
+            )
+        token = _GATED.set(True)
+        try:
+            result = await call()
+        except AirflowBackingOff:
+            raise
+        except _Forbidden:
+            gate.accepted(admission.epoch)
+            raise
+        except AirflowAuthError as exc:
+            reason = "credentials refused" if exc.status else "no credential could be obtained"
+            self._refusing(exc.status, reason, admission.epoch)
+            raise
+        except AirflowUnavailable:
+            raise  # proves nothing (a 429 with Retry-After closed the gate where it was answered)
+        except AirflowError:
+            gate.accepted(admission.epoch)  # an answer such as 404 or 409 took our credential
+            raise
+        finally:
+            _GATED.reset(token)
+            if admission.probe:
+                gate.released()  # no-op once the outcome above settled it (a cancellation, a transport error)
+        gate.accepted(admission.epoch)
+        return result
+
+    def _refusing(self, status: int, reason: str, epoch: int) -> None:
+        """A refusal: the next backoff step, and the credential dropped, so the probe after it obtains a new one."""
+        refusal = self.gate.refused(self._clock(), self._wall(), status, reason, epoch)
+        if refusal is None:
+            return  # another call's refusal already started this step (``gate``'s **Counted once**)
+        self.auth.invalidate()
+        # A check (``purpose``) reports its own verdict and makes no second call: its step is no news.
+        level = logging.DEBUG if self._quiet else logging.WARNING
+        log.log(level, "airflow.refusing instance=%s status=%s reason=%r attempts=%d retry_in_s=%.1f since=%s",
+                self.name, status, reason, refusal.attempts, refusal.step_s, _iso(refusal.since))  # fmt: skip
+
+    def _held_text(self, method: str, path: str, refusal: Refusal, wait: float) -> str:
+        source = self._settings.credentials_from
+        fix = f"; check {source}" if refusal.status in (401, 403) and source else ""
+        return (
+            f"{self.name}: {method} {unquote(path)}: not sent: the instance has refused us since {_iso(refusal.since)} "
+            f"({refusal.reason}, {refusal.status}; {refusal.attempts} refused tries in a row); next try in "
+            f"{wait:.0f} s{fix}"
+        )
+
+    async def _send_once(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        probe: bool = False,
+        quiet: bool = False,
+    ) -> Any:
         api = await self.api_version()
         auth_api = None if probe else api
         resp: httpx.Response | None = None
@@ -619,7 +746,9 @@ class AirflowClient:
             if resp.status_code in (401, 403):
                 if attempt == 1 and await self.auth.refresh(gen, auth_api, self._exchange, resp.status_code):
                     continue
-                raise self._refused(method, path, resp, refreshed=attempt == 2)
+                accepted = attempt == 2 or gen == self._accepted_gen
+                raise self._refused(method, path, resp, refreshed=attempt == 2, accepted=accepted)
+            self._accepted_gen = gen
             break
         assert resp is not None  # the loop runs at least once
         if resp.is_success:
@@ -629,7 +758,18 @@ class AirflowClient:
             if data is None:
                 raise self._bad_payload(method, path, "body is not JSON")
             return data
+        if resp.status_code == 429:
+            self._throttled(resp)
         raise self._error(method, path, resp, quiet=quiet)
+
+    def _throttled(self, resp: httpx.Response) -> None:
+        """A 429 that names a ``Retry-After`` (seconds, or an HTTP date): every call waits until then."""
+        retry_after = _retry_after_s(resp.headers.get("retry-after"), self._wall())
+        if retry_after is None:
+            return  # no time named: an ordinary transient failure, retried by the caller's policy
+        refusal = self.gate.throttled(self._clock(), self._wall(), retry_after)
+        log.warning("airflow.throttled instance=%s retry_after_s=%.1f retry_in_s=%.1f", self.name, retry_after,
+                    refusal.step_s)  # fmt: skip
 
     async def _raw(
         self,
@@ -664,7 +804,15 @@ class AirflowClient:
                   resp.status_code, (time.monotonic() - started) * 1000)  # fmt: skip
         return resp
 
-    def _error(self, method: str, path: str, resp: httpx.Response, *, quiet: bool = False) -> AirflowError:
+    def _error(
+        self,
+        method: str,
+        path: str,
+        resp: httpx.Response,
+        *,
+        quiet: bool = False,
+        cls: type[AirflowError] | None = None,
+    ) -> AirflowError:
         """THE status -> exception mapping; the message carries this request's own method, path and status."""
         status = resp.status_code
         message = f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)}"
@@ -672,14 +820,19 @@ class AirflowClient:
             message += f"; check {self._settings.credentials_from}"
         elif status == 403:
             message += f"; the user {self._settings.username or '(none)'} lacks this permission: give its role access"
-        return self._log(error_class(status)(message, status), quiet=quiet)
+        return self._log((cls or error_class(status))(message, status), quiet=quiet)
 
-    def _refused(self, method: str, path: str, resp: httpx.Response, *, refreshed: bool) -> AirflowError:
+    def _refused(
+        self, method: str, path: str, resp: httpx.Response, *, refreshed: bool, accepted: bool = False
+    ) -> AirflowError:
         """A final 401/403: counted (``auth`` **Failures named and counted**), and the message says which credential was
-        refused."""
+        refused. A 403 to a credential the instance ``accepted`` is a missing permission (**One backoff per
+        instance**): :class:`_Forbidden`."""
+        status = resp.status_code
+        if status == 403 and accepted:
+            return self._error(method, path, resp, cls=_Forbidden)
         self.auth.rejected()
         how = "after one refresh" if refreshed else "and cannot be refreshed"
-        status = resp.status_code
         message = (
             f"{self.name}: {method} {unquote(path)} -> {status}: {self._detail(resp)} "
             f"({self.auth.method.name} credential refused {how})"
@@ -722,6 +875,24 @@ def _oldest_first(events: list[AssetEventInfo], limit: int) -> list[AssetEventIn
     """Each event once (pages that overlap or shifted repeat some), by timestamp then id, the first ``limit``."""
     unique = {e.event_id: e for e in events}
     return sorted(unique.values(), key=lambda e: (e.timestamp, e.event_id))[:limit]
+
+
+def _iso(unix: float) -> str:
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def _retry_after_s(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now`` (Unix time): delta-seconds or an HTTP date; None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
 
 
 def _json_or_none(resp: httpx.Response) -> Any:

@@ -150,14 +150,16 @@ AirflowUrlOpt = Annotated[
     str | None,
     setting_option(
         "--airflow-url", field="airflow_url", metavar="URL", shown="none",
-        help="Airflow base URL of instance 'default' (its login: COORDINATOR_AIRFLOW_USERNAME and _PASSWORD)",
+        help="Airflow base URL of instance 'default' (its login: COORDINATOR_AIRFLOW_USERNAME and _PASSWORD, or "
+        "_PASSWORD_FILE, read again at every login: a corrected file needs no restart)",
     ),
 ]  # fmt: skip
 InstancesOpt = Annotated[
     Path | None,
     setting_option(
         "--instances", field="instances_file", metavar="FILE", shown="none",
-        help="instances file: each instance name -> its URL and where its credentials come from",
+        help="instances file: each instance name -> its URL and where its credentials come from (its password_file "
+        "and token_file are read again at every login)",
     ),
 ]  # fmt: skip
 

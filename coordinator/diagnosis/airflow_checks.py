@@ -18,6 +18,13 @@ from coordinator.informer.presence_value import (
     InstanceCheck,
 )
 
+#: The fix when a watcher reports an instance refusing it (``coordinator/airflow/gate.py``).
+REFUSING_FIX = (
+    "correct the watcher's credentials for that instance (COORDINATOR_AIRFLOW_PASSWORD_FILE, or the instances file's "
+    "password_file / token_file; a Kubernetes Secret: update it): the watcher reads the file again at its next try "
+    "(see 'next try at'), no restart needed; a 429 passes by itself"
+)
+
 
 def instance_check(p: InstanceCheck, f: DoctorFacts) -> Check:
     name = f"airflow {p.instance}"
@@ -27,6 +34,15 @@ def instance_check(p: InstanceCheck, f: DoctorFacts) -> Check:
         for c in w.instances
         if c.instance == p.instance and not c.ok
     )
+    refusing = tuple(
+        f"watcher {w.id}: {r.describe()}" for w in f.watchers for r in w.refusing if r.instance == p.instance
+    )
+    if refusing:
+        # A running watcher is held back by this instance now: what it sees matters more than doctor's own probe
+        # (which may use other settings).
+        summary = f"{p.instance} refuses the watcher's credentials; {refusing[0]}"
+        return Check(name=name, status=CheckStatus.FAIL, summary=summary, details=refusing[1:] + watcher_notes,
+                     fix=REFUSING_FIX)  # fmt: skip
     if not p.ok:
         return Check(name=name, status=CheckStatus.FAIL, summary=p.describe(), fix=p.fix, details=watcher_notes)
     perms = ", ".join(

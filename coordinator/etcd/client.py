@@ -21,6 +21,8 @@ from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
 
+from pydantic import SecretStr
+
 from coordinator.errors import (
     CoordinatorError,
     LeadershipLost,
@@ -161,7 +163,7 @@ class EtcdStore:
         return conn
 
     async def _authenticate(self, conn: Conn) -> None:
-        password = self._settings.password.get_secret_value() if self._settings.password else ""
+        password = await self._password()
         request = rpc.AuthenticateRequest(name=self._settings.username, password=password)
         try:
             response = await conn.auth.Authenticate(request, timeout=self.timeout_s)
@@ -172,6 +174,19 @@ class EtcdStore:
                 return
             raise
         conn.metadata = (("token", str(response.token)),)
+
+    async def _password(self) -> str:
+        """The password as its file holds it now (``COORDINATOR_ETCD_PASSWORD_FILE``: a rotated Secret is used at the
+        next log-in, without a restart), else as given; the last value if the file cannot be read now."""
+        settings = self._settings
+        if settings.password_file is not None:
+            try:
+                text = await asyncio.to_thread(settings.password_file.read_text, encoding="utf-8")
+            except OSError as exc:
+                log.warning("etcd.secret_unreadable file=%s error=%s", settings.password_file, exc.strerror)
+            else:
+                self._settings = settings = settings.model_copy(update={"password": SecretStr(text.rstrip("\r\n"))})
+        return settings.password.get_secret_value() if settings.password else ""
 
     def after_failure(self, exc: BaseException) -> None:
         """Prepare the next attempt after ``exc``: log in again if the member forgot our token, else move on to

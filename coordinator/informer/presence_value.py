@@ -67,6 +67,28 @@ class InstanceCheck(BaseModel):
         return f"{head}: login ok"
 
 
+class InstanceRefusal(BaseModel):
+    """An Airflow instance that refuses the watcher's credentials (or throttles it) now: since when, the last status
+    and why, refused tries in a row, and when the next try goes (``coordinator/airflow/gate.py``)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+    instance: str
+    since: datetime
+    status: int = 0
+    reason: str = ""
+    attempts: int = 0
+    retry_at: datetime | None = None
+
+    def describe(self) -> str:
+        """One line for ``doctor`` and ``status``."""
+        text = f"refuses us since {self.since.isoformat(timespec='seconds')} ({self.reason}"
+        text += f", status {self.status}" if self.status else ""
+        text += f", {self.attempts} refused tries in a row" if self.attempts else ""
+        if self.retry_at is not None:
+            text += f"; next try at {self.retry_at.isoformat(timespec='seconds')}"
+        return text + "); its calls wait, the intents stay pending"
+
+
 class WatcherPresence(BaseModel):
     """A running watcher's presence value (``{prefix}/watchers/{id}``, lease-bound): who, since when, its checks."""
 
@@ -82,6 +104,8 @@ class WatcherPresence(BaseModel):
     #: upstream declared nowhere whose name is close to a DAG's: "did you mean"). Absent in an older watcher's value.
     graph_digest: str | None = None
     graph_warnings: tuple[str, ...] = ()
+    #: The instances that refuse this watcher now (absent in an older watcher's value).
+    refusing: tuple[InstanceRefusal, ...] = ()
 
 
 def graph_digests(watchers: Iterable[WatcherPresence]) -> dict[str, list[str]]:
@@ -174,6 +198,7 @@ def status_header(
                      "doctor` names the fix)")  # fmt: skip
     for w in watchers:
         lines += [f"watcher {w.id}: graph warning: {text}" for text in w.graph_warnings]
+        lines += [f"watcher {w.id}: Airflow instance {r.instance} {r.describe()}" for r in w.refusing]
         for check in w.instances:
             if not check.ok:
                 lines.append(

@@ -5,10 +5,10 @@ The only module that imports ``prometheus_client`` (an import-linter contract); 
 - **One registry each.** One registry per :class:`Metrics`, never the library's global one: tests and several watchers
   in one process each count their own.
 - **Counted where it happens.** Events are counted where they happen, through hooks the shell already has a place for
-  (the Airflow client's ``on_request`` and ``on_auth_failure``, the actuator's ``on_result``, the etcd store's
-  ``on_error``); state (leader, revision, view size, pending intents) is read at scrape time from one callable returning
-  a :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for that scrape
-  instead of failing the scrape.
+  (the Airflow client's ``on_request``, ``on_auth_failure`` and ``on_refusal``, the actuator's ``on_result``, the etcd
+  store's ``on_error``); state (leader, revision, view size, pending intents) is read at scrape time from one callable
+  returning a :class:`WatcherState`, so no hot path keeps a gauge up to date. A reader that fails skips its gauges for
+  that scrape instead of failing the scrape.
 - **Bounded labels.** Label values are bounded: configured instance names, auth method names, HTTP methods and status
   codes, action and result names, etcd operation names and gRPC codes. Never a DAG id, partition or run id (those would
   grow the series without bound).
@@ -269,6 +269,27 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.airflow_refusing_gauge = Gauge(
+            "coordinator_airflow_refusing",
+            "1 while the Airflow instance refuses the watcher's credentials (a login refused, a 401, a 403 to a "
+            "credential it never accepted) or throttles it (429 with Retry-After), else 0: its calls wait out one "
+            "backoff (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S, doubling up to _MAX_S) and its intents stay pending; "
+            "`coordinator doctor` names the fix. Absent until the instance first refused.",
+            ["instance"],
+            registry=r,
+        )
+        self.airflow_refusing_since = Gauge(
+            "coordinator_airflow_refusing_since_timestamp_seconds",
+            "Unix time of the first refusal of the instance's current refusing spell, 0 while it accepts.",
+            ["instance"],
+            registry=r,
+        )
+        self.airflow_backoff_seconds = Gauge(
+            "coordinator_airflow_backoff_seconds",
+            "The backoff step the refusing instance's calls are waiting out, 0 while it accepts.",
+            ["instance"],
+            registry=r,
+        )
         self.instance_check_failures = Counter(
             "coordinator_instance_check_failures",
             "Checks of an Airflow instance (at start) that failed: unreachable, login refused, missing permission.",
@@ -348,6 +369,12 @@ class Metrics:
     def airflow_reachable(self, instance: str, reachable: bool) -> None:
         """An instance's reachability changed (coordinator.watcher.reachability)."""
         self.airflow_reachable_gauge.labels(instance).set(reachable)
+
+    def airflow_refusing(self, instance: str, since: float | None, step_s: float) -> None:
+        """An instance's refusal changed (``watcher/refusals.py``): ``since`` (Unix time) None when it accepts."""
+        self.airflow_refusing_gauge.labels(instance).set(since is not None)
+        self.airflow_refusing_since.labels(instance).set(since or 0.0)
+        self.airflow_backoff_seconds.labels(instance).set(step_s if since is not None else 0.0)
 
     def deadline_pass(self, counts: Iterable[tuple[str, str, str, int]], min_slack: float | None) -> None:
         """One deadline pass: (instance, dag, state, partitions) counts replace the last pass's, and the least slack."""

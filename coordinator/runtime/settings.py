@@ -119,6 +119,9 @@ class EtcdSettings(BaseModel):
     endpoints: list[Endpoint]
     username: str | None = None
     password: SecretStr | None = None
+    #: The file ``password`` was read from, if any: read again at every authentication (a rotated Secret is used at the
+    #: next log-in, without a restart).
+    password_file: Path | None = None
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -137,6 +140,9 @@ class InstanceSettings(BaseModel):
     url: str
     username: str | None = None
     password: SecretStr | None = None
+    #: The file ``password`` was read from, if any: read again at every login (a corrected file or a rotated
+    #: Kubernetes Secret is used without a restart; ``coordinator.airflow.auth``'s **Secret files read again**).
+    password_file: Path | None = None
     # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2), with the credentials below.
     api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
     #: Where the username and password come from, in words an operator can act on (the settings' names, never their
@@ -159,32 +165,53 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="COORDINATOR_", extra="ignore", populate_by_name=True)
 
+    # Comma-separated http(s)://host:port of the etcd members (all https, or all http in a local set-up).
     etcd_endpoints: str = "http://127.0.0.1:2379"
+    # The etcd user (etcd auth enabled; `coordinator roles` prints the roles each component needs).
     etcd_username: str | None = None
+    # Its password, from the environment: prefer COORDINATOR_ETCD_PASSWORD_FILE (never in an environment dump).
     etcd_password: SecretStr | None = None
+    # A file holding the etcd password (trailing newline stripped), e.g. a mounted Kubernetes Secret; wins over
+    # COORDINATOR_ETCD_PASSWORD. Read at start (an unreadable file stops the command) and again at every log-in to etcd
+    # (at connect, and whenever etcd forgot the session token), so a rotated Secret is used without a restart.
     etcd_password_file: Path | None = None
+    # PEM file of the CA that signed etcd's server certificate (https:// endpoints). Read when the connection opens, so
+    # a rotated CA takes a restart of the process.
     etcd_ca_file: Path | None = None
+    # PEM client certificate for etcd's mutual TLS (with COORDINATOR_ETCD_KEY_FILE); read when the connection opens, so
+    # a renewed certificate takes a restart of the process.
     etcd_cert_file: Path | None = None
+    # PEM private key of COORDINATOR_ETCD_CERT_FILE; read when the connection opens, like the certificate.
     etcd_key_file: Path | None = None
+    # 5 s per etcd request: long enough for a loaded etcd's fsync stalls, short enough that a dead endpoint is noticed.
     etcd_timeout_s: float = 5.0
 
     prefix: str = DEFAULT_PREFIX
     deps: Path = Path("dependencies.json")
 
-    # Single-instance shorthand: the Airflow of the instance named "default" (the shorthand graph's, and every DAG
-    # dependencies.json does not place elsewhere); the chart's airflow.url. It and the instances file are alternatives
-    # that may be combined: every instance the graph's DAGs (or asset routes) live in needs one of them, or the watcher
-    # is not ready (/readyz 503 instances_missing) and doctor fails naming the instance.
+    # Single-instance shorthand: the Airflow of the instance named "default" (its api-server, e.g.
+    # http://airflow-api-server:8080: the shorthand graph's, and every DAG dependencies.json does not place elsewhere);
+    # the chart's airflow.url. It and the instances file are alternatives that may be combined: every instance the
+    # graph's DAGs (or asset routes) live in needs one of them, or the watcher is not ready (/readyz 503
+    # instances_missing) and doctor fails naming the instance.
     airflow_url: str | None = None
+    # The Airflow user the watcher logs in as (Airflow 3: POST /auth/token; Airflow 2: HTTP basic).
     airflow_username: str | None = None
+    # Its password, from the environment: prefer COORDINATOR_AIRFLOW_PASSWORD_FILE.
     airflow_password: SecretStr | None = None
+    # A file holding the Airflow password (trailing newline stripped), e.g. a mounted Kubernetes Secret; wins over
+    # COORDINATOR_AIRFLOW_PASSWORD. Read at start (an unreadable file stops the command), then again at every login and
+    # compared once a minute: a corrected file or a rotated Secret is used at the next try, without a restart. While
+    # Airflow refuses the password, its calls wait behind one backoff (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S).
     airflow_password_file: Path | None = None
     airflow_api: str = "auto"
     # Several instances: a JSON file {"team_a": {"url": ..., "username": ..., "password_env": ..., "password_file":
     # ...}}; one file per deployment stage, like the URL registries of multi-environment setups; the chart renders it
     # from airflow.instances. Its entries are named as dependencies.json names the instances ("default" too, instead
-    # of COORDINATOR_AIRFLOW_URL): an instance of the graph without an entry keeps the watcher not ready. Read at
-    # start: a changed file takes a restart (the chart's checksum annotation rolls the pods).
+    # of COORDINATOR_AIRFLOW_URL): an instance of the graph without an entry keeps the watcher not ready. The file
+    # itself is read at start: a changed file takes a restart (the chart's checksum annotation rolls the pods); the
+    # password_file and auth.token_file it names are read again at every login (and compared once a minute), like
+    # COORDINATOR_AIRFLOW_PASSWORD_FILE.
     instances_file: Path | None = None
 
     # 10 s: a standby takes over within TTL + 2 s of a leader's death; shorter TTLs risk flapping on a slow etcd.
@@ -197,6 +224,15 @@ class Settings(BaseSettings):
     error_retry_s: float = 30.0
     # 10 s per HTTP request to Airflow: a hung API must not stall a partition for long.
     airflow_timeout_s: float = 10.0
+    # An instance that refuses our credentials (a login refused, a 401, a 403 to a credential it never accepted) or
+    # answers 429 with Retry-After holds back ALL its calls behind one backoff: the first step 5 s, doubling up to 300 s
+    # (coordinator.airflow.client says why these numbers). N pending triggers then make one login per step, not N per
+    # second; the intents wait in the ledger and run once Airflow accepts; password and token files are read again at
+    # every try, so a corrected file is used within one step, without a restart.
+    airflow_refused_backoff_s: float = Field(default=5.0, gt=0)
+    # The cap of that backoff: 5 minutes, client-go's order for a failing item and well inside the quarter hour over
+    # which LDAP/IdP lockout policies count failures; a corrected password is used within one step of at most this.
+    airflow_refused_backoff_max_s: float = Field(default=300.0, gt=0)
     # How many Airflow calls may be in flight at once (across partitions).
     max_concurrent_actions: int = 16
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
@@ -301,6 +337,7 @@ class Settings(BaseSettings):
             endpoints=parse_endpoints(self.etcd_endpoints),
             username=self.etcd_username,
             password=read_secret(self.etcd_password, self.etcd_password_file, "etcd password"),
+            password_file=self.etcd_password_file,
             ca_file=self.etcd_ca_file,
             cert_file=self.etcd_cert_file,
             key_file=self.etcd_key_file,
@@ -318,6 +355,7 @@ class Settings(BaseSettings):
                     url=self.airflow_url,
                     username=self.airflow_username,
                     password=read_secret(self.airflow_password, self.airflow_password_file, "Airflow password"),
+                    password_file=self.airflow_password_file,
                     api=self.airflow_api,
                     credentials_from=DEFAULT_CREDENTIALS,
                 )
@@ -353,18 +391,21 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
         if entry.get("username_env"):
             username = os.environ.get(entry["username_env"], username)
         password: SecretStr | None = None
+        password_file: Path | None = None
         if entry.get("password_env"):
             env_value = os.environ.get(entry["password_env"])
             if env_value is None:
                 raise ConfigError(f"{where}: environment variable {entry['password_env']} is not set")
             password = SecretStr(env_value)
         if entry.get("password_file"):
-            password = read_secret(None, Path(entry["password_file"]), f"password of instance {name}")
+            password_file = Path(entry["password_file"])
+            password = read_secret(None, password_file, f"password of instance {name}")
         has_login = any(entry.get(k) for k in ("username", "username_env", "password_env", "password_file"))
         auth = parse_auth(entry.get("auth"), where, has_username=has_login)
         try:
             result[name] = InstanceSettings(
-                url=entry.get("url", ""), username=username, password=password, api=entry.get("api", "auto"),
+                url=entry.get("url", ""), username=username, password=password, password_file=password_file,
+                api=entry.get("api", "auto"),
                 credentials_from=f"the fields username/username_env and password_env/password_file of {name!r} in "
                 f"{path}", auth=auth,
             )  # fmt: skip

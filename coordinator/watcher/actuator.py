@@ -15,7 +15,13 @@ and the key comes back the same way (``actuator.store_error``). Never a busy loo
 before the view received this actuator's own last write of the same ledger key (the plan's view revision is older than
 that write) is not started: it was decided on a ledger we already changed (a Trigger would lose its CAS, a Resume would
 read back an intent we confirmed). The watch event of that write re-plans the key, so nothing is lost; without this,
-most triggers cost a wasted etcd read or transaction while the watch catches up."""
+most triggers cost a wasted etcd read or transaction while the watch catches up. - **Parked while refused.** While
+an instance refuses our credentials (or throttles us), its calls wait out ONE backoff, the instance's
+(``airflow/gate.py``), not one per key: an action for it is not started but parked, its key back when the instance's
+step ends (a requeue: ``Executor.ready_in``), and at once when the instance accepts again (``instance_changed``). Its
+intent, if recorded, stays pending in the ledger; the action stays queued to start (plans meanwhile wait for its
+attempt, as for any queued action), and its attempt, like any, starts from the ledger as it is then (a moved entry
+ends it). One key per step makes the probe, so N parked keys cost one login per step."""
 
 from __future__ import annotations
 
@@ -117,6 +123,8 @@ class Actuator:
         self._paused = paused
         #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
         self._own_writes: dict[DagKey, int] = {}
+        #: Keys parked per instance while it refuses us (rule *parked while refused*).
+        self._parked: dict[str, set[DagKey]] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -174,12 +182,28 @@ class Actuator:
                 # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Leading and warm
                 # work**); changes deferred meanwhile are planned below all the same.
                 return DONE
+            wait = self.executor.ready_in(action.node.instance)
+            if wait > 0:
+                # Rule *parked while refused*: the action waits, queued to start (``submit`` and ``defer`` treat it
+                # so), until the instance's step ends or it accepts us again.
+                self._pending[key] = action
+                self._parked.setdefault(action.node.instance, set()).add(key)
+                return Result(requeue_after=wait)
+            self._parked.get(action.node.instance, set()).discard(key)
             name = f"act {action.node} {action.partition}"
             return await self.executor.run(lambda: self._run(action, key), name=name)
         finally:
             if key in self._replan_after:  # planned while it waited or ran (``defer``, ``submit``): once, now
                 self._replan_after.discard(key)
                 self.replan(key)
+
+    def instance_changed(self, instance: str, refusal: object) -> None:
+        """An instance took a backoff step or (``refusal`` None) accepts us again: then its parked keys come back now
+        (rule *parked while refused*)."""
+        if refusal is not None:
+            return
+        for key in self._parked.pop(instance, set()):
+            self.controller.add(key)
 
     def _forget_seen(self, view_revision: int) -> None:
         """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""

@@ -28,7 +28,9 @@ Rules:
   not outcomes: they end the attempt (**Ends**).
 - **Retries.** One retry policy for Airflow calls that are safe to repeat (:meth:`Executor.call` with ``retry``):
   transient failures retried with exponential backoff and full jitter, bounded in attempts and time
-  (:func:`airflow_call_retry`). A call that is not safe to repeat (an asset event's POST: Airflow has no
+  (:func:`airflow_call_retry`). A call held back because its instance refuses us (``AirflowBackingOff``: the client's
+  one backoff per instance, ``airflow/gate.py``) is not retried here; the reconcilers ask :meth:`Executor.ready_in`
+  before they start an attempt. A call that is not safe to repeat (an asset event's POST: Airflow has no
   idempotency key) is tried once, and may be bounded as a whole (``within_s``: no answer in time is ``Transient``,
   like a lost answer, and the protocol looks before it posts again).
 - **One driver.** :meth:`Executor.drive` runs either protocol until it ends the attempt. It performs every ledger
@@ -274,6 +276,12 @@ class Executor:
             fix = missing_airflow_fix((instance,), self._clients, None)
             raise NoAirflow(f"no Airflow configured for instance {instance!r}: {fix}")
         return client
+
+    def ready_in(self, instance: str) -> float:
+        """Seconds before an attempt that calls ``instance`` should start (0: now): its client's one backoff while it
+        refuses our credentials (``airflow/gate.py``); 0 for an instance without Airflow (the attempt records that)."""
+        client = self._clients.get(instance)
+        return 0.0 if client is None else client.ready_in()
 
     async def call(
         self, fn: Callable[[], Awaitable[T]], *, retry: bool = True, within_s: float | None = None, what: str = ""

@@ -11,7 +11,8 @@ Rules:
   after the process dies, so ``doctor`` lists live standbys and ``status``/``doctor`` show the start checks. It is
   rewritten when the checks finish and when the graph in force changes: it carries that graph's digest and warnings, so
   ``doctor`` flags watchers that run different graphs (a failover would change the graph) and ``status`` shows a
-  misspelt upstream the watcher took.
+  misspelt upstream the watcher took; and when an instance starts or stops refusing the watcher's credentials (or
+  takes its next backoff step: ``watcher/refusals.py``), so ``doctor`` names it and since when.
 - **etcd trouble is retried.** etcd trouble here is logged and retried after a pause; it never takes the watcher down.
 - **Only what it needs.** It is given only what it needs (:class:`Presence`), never the watcher.
 """
@@ -30,7 +31,13 @@ from coordinator.core.graph import Graph
 from coordinator.core.instance_coverage import instances_in_use
 from coordinator.errors import CoordinatorError
 from coordinator.etcd import EtcdStore
-from coordinator.informer.presence_value import RECONCILE_ONCE, RECONCILE_ONCE_TTL_S, InstanceCheck, WatcherPresence
+from coordinator.informer.presence_value import (
+    RECONCILE_ONCE,
+    RECONCILE_ONCE_TTL_S,
+    InstanceCheck,
+    InstanceRefusal,
+    WatcherPresence,
+)
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
@@ -57,6 +64,8 @@ class Presence:
     #: The instances this watcher has an Airflow client for (checked even when the graph names none of their DAGs).
     clients: Collection[str]
     metrics: Metrics
+    #: The instances refusing this watcher now (``watcher/refusals.py``), shown to ``doctor`` and ``status``.
+    refusing: Callable[[], tuple[InstanceRefusal, ...]] = lambda: ()
 
 
 async def check_instances(watcher: Presence) -> tuple[InstanceCheck, ...]:
@@ -140,7 +149,8 @@ class PresenceJob:
                 self._written = None
             value = WatcherPresence(id=watcher.watcher_id, started_at=self.started, version=__version__,
                                     instances=self._checks, graph_digest=watcher.graph().digest,
-                                    graph_warnings=watcher.graph_warnings())  # fmt: skip
+                                    graph_warnings=watcher.graph_warnings(),
+                                    refusing=watcher.refusing())  # fmt: skip
             if self._written != value:
                 await watcher.store.put(key, value.model_dump_json().encode(), lease=self._lease_id)
                 self._written = value

@@ -49,7 +49,8 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from coordinator.airflow.client import AirflowClient
+from coordinator.airflow.client import AirflowClient, refused_backoff
+from coordinator.airflow.gate import Refusal
 from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
@@ -81,6 +82,7 @@ from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, Deadlin
 from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
+from coordinator.watcher.refusals import Refusals
 from coordinator.watcher.retention import RetentionReconciler
 from coordinator.watcher.triggers import TriggerReconciler
 
@@ -121,6 +123,9 @@ class Watcher:
     #: Which Airflow instances answer, fed by the clients' ``on_request`` (``build_clients``); the deadline pass
     #: names an unreachable one as a cause (semantics `deadlines-judged`).
     reachability: Reachability = field(default_factory=Reachability)
+    #: Which Airflow instances refuse our credentials now, fed by the clients' gates (``build_clients``): the
+    #: actuator parks their keys, the presence value shows them to ``doctor``.
+    refusals: Refusals = field(default_factory=Refusals)
     #: Whether the informer follows the store now (``reflect``): a one-shot pass starts it for itself (``following``).
     _reflecting: bool = field(default=False, init=False, repr=False)
 
@@ -178,6 +183,7 @@ class Watcher:
             resync_s=self.settings.resync_interval_s, on_pass=self.metrics.reconcile_seconds.observe,
             holds=self.holds, on_held=self.metrics.held_actions.set,
         )  # fmt: skip
+        self.refusals.listeners.append(self.actuator.instance_changed)
         self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
         #: The leader's timed concerns by name (audit, the checkpoint, the asset round).
         self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
@@ -273,7 +279,12 @@ class Watcher:
                                     backoff_max_s=presence.interval_s),
                          start_after=(Tick(presence.name), 0.0))  # fmt: skip
         presence.wake = lambda: manager.controllers[presence.name].add(Tick(presence.name))
+        self.refusals.listeners.append(self._refusal_shown)
         return manager
+
+    def _refusal_shown(self, instance: str, refusal: Refusal | None) -> None:
+        """An instance started or stopped refusing us: the presence value shows it now, not a round later."""
+        self.presence_job.wake()
 
     def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
         """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
@@ -450,6 +461,7 @@ class Watcher:
         return Presence(
             store=self.store, settings=self.settings, watcher_id=self.watcher_id, graph=lambda: self.graphs.graph,
             graph_warnings=lambda: self.graphs.warnings, clients=self.clients.keys(), metrics=self.metrics,
+            refusing=self.refusals.shown,
         )  # fmt: skip
 
     def deadline_job(self) -> DeadlineJob:
@@ -527,9 +539,14 @@ class Watcher:
 
 
 def build_clients(
-    settings: Settings, stack: AsyncExitStack, metrics: Metrics | None = None, reachability: Reachability | None = None
+    settings: Settings,
+    stack: AsyncExitStack,
+    metrics: Metrics | None = None,
+    reachability: Reachability | None = None,
+    refusals: Refusals | None = None,
 ) -> dict[str, AirflowClient]:
-    """A client per configured instance, each request counted into ``metrics`` and judged by ``reachability``."""
+    """A client per configured instance, each request counted into ``metrics`` and judged by ``reachability``, each
+    refusal (``airflow/gate.py``) told to ``refusals``."""
     clients: dict[str, AirflowClient] = {}
     hooks: list[Callable[[str, str, str, float], None]] = []
     if metrics is not None:
@@ -549,10 +566,24 @@ def build_clients(
             name=name,
             on_request=on_request,
             on_auth_failure=on_auth_failure,
+            backoff=refused_backoff(settings.airflow_refused_backoff_s, settings.airflow_refused_backoff_max_s),
+            on_refusal=refusals.changed if refusals is not None else None,
         )
         stack.push_async_callback(client.aclose)
         clients[name] = client
     return clients
+
+
+def metrics_refusal(metrics: Metrics) -> Callable[[str, Refusal | None], None]:
+    """``Refusals``' hook into the gauges of ``metrics``."""
+
+    def told(instance: str, refusal: Refusal | None) -> None:
+        if refusal is None:
+            metrics.airflow_refusing(instance, None, 0.0)
+        else:
+            metrics.airflow_refusing(instance, refusal.since, refusal.step_s)
+
+    return told
 
 
 async def open_watcher(
@@ -569,9 +600,10 @@ async def open_watcher(
     stack.push_async_callback(store.close)
     metrics = metrics or Metrics()
     reachability = Reachability(on_change=metrics.airflow_reachable)
+    refusals = Refusals(on_change=metrics_refusal(metrics))
     return Watcher(
-        settings, store, graphs, build_clients(settings, stack, metrics, reachability),
+        settings, store, graphs, build_clients(settings, stack, metrics, reachability, refusals),
         watcher_id=settings.watcher_id or default_watcher_id(), metrics=metrics,
         health=health or Health(start_timeout_s=settings.start_timeout_s),
-        reachability=reachability,
+        reachability=reachability, refusals=refusals,
     )  # fmt: skip

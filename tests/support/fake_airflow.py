@@ -269,6 +269,9 @@ class FakeAirflow:
         self.queue_delay_s = queue_delay_s
         self.run_duration_s = run_duration_s
         self.callback_errors: list[BaseException] = []
+        #: When set, every 429 answer (``fail_next(status=429)``) carries ``Retry-After`` with this many seconds, as a
+        #: rate-limiting proxy in front of Airflow sends it.
+        self.retry_after_s: int | None = None
         #: Unexpected exceptions inside request handling (bugs of the fake), each answered with a 500.
         self.internal_errors: list[str] = []
         self._host, self._port = host, port
@@ -1169,6 +1172,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            if status == 429 and fake.retry_after_s is not None:
+                self.send_header("Retry-After", str(fake.retry_after_s))
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Connection", "close")
             self.end_headers()
