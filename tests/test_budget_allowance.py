@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from coordinator.diagnosis.state_checks import budget_check
 NOW = Window(600.0, 1_800_000_000.0)
 FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+AT = datetime(2027, 1, 15, tzinfo=UTC)
 
 
 def day(n: int) -> str:
@@ -302,3 +304,46 @@ def test_doctor_names_the_held_dag_with_its_count_and_allowance_and_the_release_
     assert check.status is CheckStatus.WARN and check.summary == "held by the trigger budget: 1 DAG(s): default/c"
     assert "40 new run(s) of it started in the window, reaching its allowance of 40" in check.details[0]
     assert check.fix is not None and "`coordinator release INSTANCE --dag DAG`" in check.fix
+
+
+def rerun(dag: str, partition: str) -> Trigger:
+    """A clear of a partition the coordinator triggered before (a ledger entry)."""
+    return Trigger(node=node(dag), partition=partition, inputs={}, action=TriggerAction.CLEAR, run_id="r", reason="",
+                   cause_rev=20, ledger_rev=7, trigger_count=2)  # fmt: skip
+
+
+def hourly(n: int) -> list[str]:
+    """The 24 hourly partitions of day ``n``."""
+    return [canonical_partition(DAY0 + timedelta(days=n, hours=h)) for h in range(24)]
+
+
+def test_a_fan_out_rerun_after_a_two_day_catch_up_passes_uncounted() -> None:
+    """48 hourly runs counted (a two-day catch-up) at an allowance of 48, then a clear of one day's 24: all 24 pass,
+    recorded as reruns, not against the allowance, and the DAG is not held."""
+    spec = graph({"daily": {"partitions": DAILY}, "h": {"partitions": HOURLY, "upstreams": ["daily"]}})
+    allow = graph_allowances(spec, NOW.seconds, 40)
+    assert allow.of(node("h")) == 48
+    first = apply_budget([trigger("h", p) for p in hourly(0) + hourly(1)], DEFAULT_TRIGGER_BUDGET, {}, NOW, allow)
+    state = budget_record(BudgetState(), first, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
+    assert state is not None and NOW.count(state.dags["h"]) == 48
+    again = apply_budget([rerun("h", p) for p in hourly(0)], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, allow)
+    assert len(again.actions) == 24 and not again.held and not again.newly_held_dags
+    assert again.reran_dags == {node("h"): 24} and not again.counted_dags and again.counted == {"default": 24}
+    after = budget_record(state, again, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
+    assert after is not None and NOW.count(after.dags["h"]) == 48 and NOW.tally(after.dags["h"].reran) == 24
+
+
+def test_reruns_pass_uncounted_only_up_to_the_runs_counted() -> None:
+    """A DAG with 10 new runs counted: 10 reruns pass as reruns, the next are judged against the allowance (30 more
+    fill it to 40) and the rest are held; a clear without a ledger entry, or of a DAG with nothing counted, is a new
+    run."""
+    state = BudgetState(dags={"c": DagBudget(started=((int(NOW.now) - 60, 10),))})
+    flood = [rerun("c", day(i)) for i in range(60)]
+    out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    assert out.reran_dags == {node("c"): 10} and out.counted_dags == {node("c"): 30}
+    assert len(out.actions) == 40 and out.held_dags == {node("c"): 20} and out.newly_held_dags == {node("c")}
+    fresh = apply_budget([rerun("c", day(0))], DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
+    assert not fresh.reran_dags and fresh.counted_dags == {node("c"): 1}
+    unknown = replace(rerun("c", day(0)), ledger_rev=0)
+    judged = apply_budget([unknown], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    assert not judged.reran_dags and judged.counted_dags == {node("c"): 1}
