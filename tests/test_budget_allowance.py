@@ -347,3 +347,56 @@ def test_reruns_pass_uncounted_only_up_to_the_runs_counted() -> None:
     unknown = replace(rerun("c", day(0)), ledger_rev=0)
     judged = apply_budget([unknown], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
     assert not judged.reran_dags and judged.counted_dags == {node("c"): 1}
+
+
+def test_runs_airflow_ran_as_backfills_explain_a_week_of_hourly_fan_out() -> None:
+    """7 days of a daily DAG recorded as Airflow backfill runs: the 168 hourly runs below it (and the 168 of the
+    hourly DAG below that) pass uncounted, with no hold; without the runs' type each DAG's allowance passes (48 for h,
+    the floor of 40 for h2) and the rest are held."""
+    spec = graph({
+        "daily": {"partitions": DAILY},
+        "h": {"partitions": HOURLY, "upstreams": ["daily"]},
+        "h2": {"partitions": HOURLY, "upstreams": ["h"]},
+    })  # fmt: skip
+    allow = graph_allowances(spec, NOW.seconds, 40)
+    week = [p for d in range(7) for p in hourly(d)]
+    flood = [trigger(dag, p) for dag in ("h", "h2") for p in week]
+    declared = declared_backfills(spec, (), (), [(node("daily"), day(d)) for d in range(7)])
+    out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared)
+    assert len(out.actions) == 336 and not out.held and not out.counted_dags
+    unexplained = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared_backfills(spec, ()))
+    assert unexplained.counted_dags == {node("h"): 48, node("h2"): 40}
+    assert unexplained.held_dags == {node("h"): 120, node("h2"): 128}
+
+
+def test_backfill_runs_months_apart_do_not_explain_the_months_between() -> None:
+    """Backfill runs of day 0 and day 90 explain their own days' hourly partitions below, not day 45's; a week of
+    adjacent days is one range."""
+    spec = graph({"daily": {"partitions": DAILY}, "h": {"partitions": HOURLY, "upstreams": ["daily"]}})
+    declared = declared_backfills(spec, (), (), [(node("daily"), day(0)), (node("daily"), day(90))])
+    assert all(declared.covers(node("h"), p) for p in hourly(0) + hourly(90))
+    assert not any(declared.covers(node("h"), p) for p in hourly(45) + hourly(1) + hourly(91))
+    week = declared_backfills(spec, (), (), [(node("daily"), day(d)) for d in range(7)])
+    assert len(week.ranges[node("h")]) == 1 and week.covers(node("h"), hourly(6)[-1])
+
+
+def test_the_view_indexes_the_runs_airflow_ran_as_backfills() -> None:
+    """A run state with run_type backfill is in ``View.run_backfills`` (by apply and by a snapshot page alike); a
+    later state of another type, a delete or an unparsable value takes it out; a value without run_type never is."""
+    keys = KeyLayout()
+    key = keys.run_key(node("daily"), day(0))
+    backfill = b'{"state":"success","run_id":"backfill__x","run_type":"backfill"}'
+    view = View(keys)
+    view.apply(key, backfill, 5)
+    assert view.run_backfills == {(node("daily"), day(0)): 5}
+    view.apply(key, b'{"state":"running","run_id":"scheduled__x","run_type":"scheduled"}', 6)
+    assert view.run_backfills == {}
+    view.apply(key, backfill, 7)
+    view.apply(key, None, 8)
+    assert view.run_backfills == {}
+    view.apply(key, backfill, 9)
+    view.apply(key, b"{", 10)
+    assert view.run_backfills == {}
+    paged = View(keys)
+    paged.load(3, [(key, backfill, 3), (keys.run_key(node("daily"), day(1)), b'{"state":"success","run_id":"r"}', 2)])
+    assert paged.run_backfills == {(node("daily"), day(0)): 3}
