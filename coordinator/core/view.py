@@ -193,7 +193,6 @@ class View:
                 # ``core.canonical``'s **Exactly equivalent or nothing**); any other value takes the pydantic path,
                 # which also words any problem.
                 fact: RunFact | LedgerFact | None
-                backfill = False
                 if kind == 1:
                     fact = run_fact(value, mod_rev, scanned)
                     if fact is None:
