@@ -400,3 +400,37 @@ def test_the_view_indexes_the_runs_airflow_ran_as_backfills() -> None:
     paged = View(keys)
     paged.load(3, [(key, backfill, 3), (keys.run_key(node("daily"), day(1)), b'{"state":"success","run_id":"r"}', 2)])
     assert paged.run_backfills == {(node("daily"), day(0)): 3}
+
+
+DAG_STATE = st.builds(
+    DagBudget,
+    started=st.integers(0, 50).map(lambda n: ((int(NOW.now) - 60, n),) if n else ()),
+    reran=st.integers(0, 50).map(lambda n: ((int(NOW.now) - 60, n),) if n else ()),
+)
+MIXED = st.lists(
+    st.builds(
+        lambda d, p, again: rerun(d, day(p)) if again else trigger(d, day(p)),
+        st.sampled_from(["c", "v"]),
+        st.integers(0, 99),
+        st.booleans(),
+    ),
+    max_size=120,
+)
+
+
+@given(MIXED, st.dictionaries(st.sampled_from(["c", "v"]), DAG_STATE))
+def test_reruns_never_pass_more_than_the_runs_counted_and_nothing_is_lost(
+    actions: list[Trigger], dags: dict[str, DagBudget]
+) -> None:
+    """Every trigger is passed or held exactly once, in order; per DAG the reruns passed uncounted never take its
+    reruns in the window past its new runs counted there, and the new runs it counts never pass its allowance."""
+    state = BudgetState(dags=dags)
+    out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    held = [t for ts in out.held.values() for t in ts]
+    assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
+    assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
+    for dag in ("c", "v"):
+        entry = dags.get(dag)
+        counted, reran = NOW.count(entry), 0 if entry is None else NOW.tally(entry.reran)
+        assert out.reran_dags.get(node(dag), 0) <= max(0, counted - reran)
+        assert counted + out.counted_dags.get(node(dag), 0) <= max(counted, FLOOR.of(node(dag)))
