@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,7 @@ from coordinator.diagnosis.state_checks import budget_check
 NOW = Window(600.0, 1_800_000_000.0)
 FLOOR = Allowances(DEFAULT_DAG_ALLOWANCE_FLOOR)
 DAY0 = datetime(2026, 1, 1, tzinfo=UTC)
+AT = datetime(2027, 1, 15, tzinfo=UTC)
 
 
 def day(n: int) -> str:
@@ -302,3 +304,133 @@ def test_doctor_names_the_held_dag_with_its_count_and_allowance_and_the_release_
     assert check.status is CheckStatus.WARN and check.summary == "held by the trigger budget: 1 DAG(s): default/c"
     assert "40 new run(s) of it started in the window, reaching its allowance of 40" in check.details[0]
     assert check.fix is not None and "`coordinator release INSTANCE --dag DAG`" in check.fix
+
+
+def rerun(dag: str, partition: str) -> Trigger:
+    """A clear of a partition the coordinator triggered before (a ledger entry)."""
+    return Trigger(node=node(dag), partition=partition, inputs={}, action=TriggerAction.CLEAR, run_id="r", reason="",
+                   cause_rev=20, ledger_rev=7, trigger_count=2)  # fmt: skip
+
+
+def hourly(n: int) -> list[str]:
+    """The 24 hourly partitions of day ``n``."""
+    return [canonical_partition(DAY0 + timedelta(days=n, hours=h)) for h in range(24)]
+
+
+def test_a_fan_out_rerun_after_a_two_day_catch_up_passes_uncounted() -> None:
+    """48 hourly runs counted (a two-day catch-up) at an allowance of 48, then a clear of one day's 24: all 24 pass,
+    recorded as reruns, not against the allowance, and the DAG is not held."""
+    spec = graph({"daily": {"partitions": DAILY}, "h": {"partitions": HOURLY, "upstreams": ["daily"]}})
+    allow = graph_allowances(spec, NOW.seconds, 40)
+    assert allow.of(node("h")) == 48
+    first = apply_budget([trigger("h", p) for p in hourly(0) + hourly(1)], DEFAULT_TRIGGER_BUDGET, {}, NOW, allow)
+    state = budget_record(BudgetState(), first, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
+    assert state is not None and NOW.count(state.dags["h"]) == 48
+    again = apply_budget([rerun("h", p) for p in hourly(0)], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, allow)
+    assert len(again.actions) == 24 and not again.held and not again.newly_held_dags
+    assert again.reran_dags == {node("h"): 24} and not again.counted_dags and again.counted == {"default": 24}
+    after = budget_record(state, again, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
+    assert after is not None and NOW.count(after.dags["h"]) == 48 and NOW.tally(after.dags["h"].reran) == 24
+
+
+def test_reruns_pass_uncounted_only_up_to_the_runs_counted() -> None:
+    """A DAG with 10 new runs counted: 10 reruns pass as reruns, the next are judged against the allowance (30 more
+    fill it to 40) and the rest are held; a clear without a ledger entry, or of a DAG with nothing counted, is a new
+    run."""
+    state = BudgetState(dags={"c": DagBudget(started=((int(NOW.now) - 60, 10),))})
+    flood = [rerun("c", day(i)) for i in range(60)]
+    out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    assert out.reran_dags == {node("c"): 10} and out.counted_dags == {node("c"): 30}
+    assert len(out.actions) == 40 and out.held_dags == {node("c"): 20} and out.newly_held_dags == {node("c")}
+    fresh = apply_budget([rerun("c", day(0))], DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
+    assert not fresh.reran_dags and fresh.counted_dags == {node("c"): 1}
+    unknown = replace(rerun("c", day(0)), ledger_rev=0)
+    judged = apply_budget([unknown], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    assert not judged.reran_dags and judged.counted_dags == {node("c"): 1}
+
+
+def test_runs_airflow_ran_as_backfills_explain_a_week_of_hourly_fan_out() -> None:
+    """7 days of a daily DAG recorded as Airflow backfill runs: the 168 hourly runs below it (and the 168 of the
+    hourly DAG below that) pass uncounted, with no hold; without the runs' type each DAG's allowance passes (48 for h,
+    the floor of 40 for h2) and the rest are held."""
+    spec = graph({
+        "daily": {"partitions": DAILY},
+        "h": {"partitions": HOURLY, "upstreams": ["daily"]},
+        "h2": {"partitions": HOURLY, "upstreams": ["h"]},
+    })  # fmt: skip
+    allow = graph_allowances(spec, NOW.seconds, 40)
+    week = [p for d in range(7) for p in hourly(d)]
+    flood = [trigger(dag, p) for dag in ("h", "h2") for p in week]
+    declared = declared_backfills(spec, (), (), [(node("daily"), day(d)) for d in range(7)])
+    out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared)
+    assert len(out.actions) == 336 and not out.held and not out.counted_dags
+    unexplained = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared_backfills(spec, ()))
+    assert unexplained.counted_dags == {node("h"): 48, node("h2"): 40}
+    assert unexplained.held_dags == {node("h"): 120, node("h2"): 128}
+
+
+def test_backfill_runs_months_apart_do_not_explain_the_months_between() -> None:
+    """Backfill runs of day 0 and day 90 explain their own days' hourly partitions below, not day 45's; a week of
+    adjacent days is one range."""
+    spec = graph({"daily": {"partitions": DAILY}, "h": {"partitions": HOURLY, "upstreams": ["daily"]}})
+    declared = declared_backfills(spec, (), (), [(node("daily"), day(0)), (node("daily"), day(90))])
+    assert all(declared.covers(node("h"), p) for p in hourly(0) + hourly(90))
+    assert not any(declared.covers(node("h"), p) for p in hourly(45) + hourly(1) + hourly(91))
+    week = declared_backfills(spec, (), (), [(node("daily"), day(d)) for d in range(7)])
+    assert len(week.ranges[node("h")]) == 1 and week.covers(node("h"), hourly(6)[-1])
+
+
+def test_the_view_indexes_the_runs_airflow_ran_as_backfills() -> None:
+    """A run state with run_type backfill is in ``View.run_backfills`` (by apply and by a snapshot page alike); a
+    later state of another type, a delete or an unparsable value takes it out; a value without run_type never is."""
+    keys = KeyLayout()
+    key = keys.run_key(node("daily"), day(0))
+    backfill = b'{"state":"success","run_id":"backfill__x","run_type":"backfill"}'
+    view = View(keys)
+    view.apply(key, backfill, 5)
+    assert view.run_backfills == {(node("daily"), day(0)): 5}
+    view.apply(key, b'{"state":"running","run_id":"scheduled__x","run_type":"scheduled"}', 6)
+    assert view.run_backfills == {}
+    view.apply(key, backfill, 7)
+    view.apply(key, None, 8)
+    assert view.run_backfills == {}
+    view.apply(key, backfill, 9)
+    view.apply(key, b"{", 10)
+    assert view.run_backfills == {}
+    paged = View(keys)
+    paged.load(3, [(key, backfill, 3), (keys.run_key(node("daily"), day(1)), b'{"state":"success","run_id":"r"}', 2)])
+    assert paged.run_backfills == {(node("daily"), day(0)): 3}
+
+
+DAG_STATE = st.builds(
+    DagBudget,
+    started=st.integers(0, 50).map(lambda n: ((int(NOW.now) - 60, n),) if n else ()),
+    reran=st.integers(0, 50).map(lambda n: ((int(NOW.now) - 60, n),) if n else ()),
+)
+MIXED = st.lists(
+    st.builds(
+        lambda d, p, again: rerun(d, day(p)) if again else trigger(d, day(p)),
+        st.sampled_from(["c", "v"]),
+        st.integers(0, 99),
+        st.booleans(),
+    ),
+    max_size=120,
+)
+
+
+@given(MIXED, st.dictionaries(st.sampled_from(["c", "v"]), DAG_STATE))
+def test_reruns_never_pass_more_than_the_runs_counted_and_nothing_is_lost(
+    actions: list[Trigger], dags: dict[str, DagBudget]
+) -> None:
+    """Every trigger is passed or held exactly once, in order; per DAG the reruns passed uncounted never take its
+    reruns in the window past its new runs counted there, and the new runs it counts never pass its allowance."""
+    state = BudgetState(dags=dags)
+    out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
+    held = [t for ts in out.held.values() for t in ts]
+    assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
+    assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
+    for dag in ("c", "v"):
+        entry = dags.get(dag)
+        counted, reran = NOW.count(entry), 0 if entry is None else NOW.tally(entry.reran)
+        assert out.reran_dags.get(node(dag), 0) <= max(0, counted - reran)
+        assert counted + out.counted_dags.get(node(dag), 0) <= max(counted, FLOOR.of(node(dag)))

@@ -3,9 +3,9 @@
 Shared by the listener's background writer and by the explicit task (``operator``).
 
 Rules:
-- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``,
-  ``clear_number``, ``start_date``, ``end_date``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test
-  stand-in all work.
+- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``clear_number``,
+  ``start_date``, ``end_date``, ``run_type``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in
+  all work.
 - **Only nameable runs.** A run without a logical date, or one the key layout cannot name (a sub-second or naive logical
   date), is not a partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
 - **One writer.** Every write goes through the one run-record writer
@@ -167,6 +167,15 @@ class RunReport:
         return f"key={self.key} state={r.state} run_id={r.run_id} clear_number={r.clear_number}"
 
 
+def run_type_of(dag_run: Any) -> str | None:
+    """The run's type as Airflow names it (``DagRunType``'s value: ``backfill``, ``scheduled``, ``manual``, ...); None
+    when the run does not say. Airflow 2.11's and 3's ``DagRunType`` are str enums with the same values."""
+    kind = getattr(dag_run, "run_type", None)
+    if kind is None:
+        return None
+    return str(getattr(kind, "value", kind)) or None
+
+
 def fact_from_dag_run(
     dag_run: Any, state: RunState, config: WriterConfig, now: datetime
 ) -> tuple[RunReport | None, str | None]:
@@ -188,6 +197,7 @@ def fact_from_dag_run(
             source=config.source,
             start_date=getattr(dag_run, "start_date", None),
             end_date=getattr(dag_run, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
+            run_type=run_type_of(dag_run),
         )
         key = config.keys.run_key(NodeId(config.instance, dag_id), partition)
     except Exception as exc:  # any odd attribute (naive date, sub-second logical date, bad dag id) is one skip

@@ -62,7 +62,7 @@ RELEASE_ATTEMPTS = 10
 def _free(dag: DagBudget, revision: int) -> DagBudget:
     """A held DAG's entry once released: not held, its count emptied, its held range now the released range."""
     return dag.model_copy(update={
-        "held": False, "released_through": revision, "started": (), "held_first": None, "held_last": None,
+        "held": False, "released_through": revision, "started": (), "reran": (), "held_first": None, "held_last": None,
         "released_first": dag.held_first, "released_last": dag.held_last,
     })  # fmt: skip
 
@@ -85,7 +85,10 @@ def _released(state: BudgetState, instance: str, dag: str | None, revision: int,
     dags = ", ".join(state.held_dags())
     # Every held DAG is released as by --dag (its range then declared for its dependents); a DAG released before
     # keeps its range; the others' counts go with the instance's.
-    kept = {d: _free(e, revision) if e.held else e.model_copy(update={"started": ()}) for d, e in state.dags.items()}
+    kept = {
+        d: _free(e, revision) if e.held else e.model_copy(update={"started": (), "reran": ()})
+        for d, e in state.dags.items()
+    }
     kept = {d: e for d, e in kept.items() if e.released_first is not None}
     released = state.model_copy(
         update={"held": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": kept}

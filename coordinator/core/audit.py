@@ -35,8 +35,10 @@ def audit_record(
     end_date: datetime | None,
     source: str,
     now: datetime,
+    run_type: str | None = None,
 ) -> RunRecord | None:
-    """The record to write for a run Airflow reports, or None when etcd already says enough."""
+    """The record to write for a run Airflow reports (``run_type`` as Airflow names it, None: not said), or None when
+    etcd already says enough."""
     mapped = _STATES.get(state)
     if mapped is None:
         return None
@@ -44,7 +46,7 @@ def audit_record(
     def record(clear_number: int) -> RunRecord:
         return RunRecord(
             state=mapped, run_id=run_id, clear_number=clear_number, updated_at=now, source=source,
-            start_date=start_date, end_date=end_date if mapped is not RunState.RUNNING else None,
+            start_date=start_date, end_date=end_date if mapped is not RunState.RUNNING else None, run_type=run_type,
         )  # fmt: skip
 
     if existing is None:

@@ -12,6 +12,11 @@ or over a failover, is counted as one. Rules, named as in ``docs/semantics.md`` 
   instance's ``released_through``, or its DAG's, was released by an operator; one whose partition a declared backfill or
   a DAG's release explains (``coordinator.core.budget_allowance``'s **Backfills explain themselves**) was asked for.
   Either passes whatever the counts, uncounted.
+- semantics `budget-rerun-pass`: A rerun is explained by the run it repeats: a clear of a partition the coordinator
+  triggered before (a ledger entry: the run was counted when it was new) passes uncounted against its DAG's allowance
+  while the DAG's reruns passed this way in the window stay below its new runs counted in the window (so a fan-out
+  rerun after a catch-up runs, and a flood of reruns is bounded by what was counted). It still counts against the
+  instance's ceiling, the backstop. A forged flood of NEW partitions has no ledger entries: it is judged as before.
 - semantics `budget-holds-stay`: While an instance is held at a ceiling at least the current one, every other new
   trigger of it is held; while a DAG is held at an allowance at least its current one, every other new trigger of that
   DAG is held.
@@ -44,7 +49,7 @@ from datetime import datetime
 from coordinator.core.actions import Action, Trigger
 from coordinator.core.budget_allowance import Allowances, Declared
 from coordinator.core.budget_state import BudgetState, DagBudget
-from coordinator.core.model import NodeId
+from coordinator.core.model import NodeId, TriggerAction
 
 #: The instance-wide ceiling: 1,000 new runs per instance in the window, whatever the DAGs' allowances. Each DAG is
 #: judged against its own allowance (semantics `budget-order`); the ceiling is the backstop for a flood spread over many
@@ -113,6 +118,9 @@ class Budgeted:
     #: The first and last partition held per DAG by its allowance (semantics `budget-holds-stay`, `budget-resumes-pass`,
     #: `budget-order`, `budget-order`), for the hold's range.
     held_spans: Mapping[NodeId, tuple[str, str]] = field(default_factory=dict)
+    #: Semantics `budget-rerun-pass`: per DAG, the reruns that passed uncounted against its allowance (recorded in the
+    #: DAG's ``reran`` buckets, counted on the instance).
+    reran_dags: Mapping[NodeId, int] = field(default_factory=dict)
 
 
 def apply_budget(
@@ -133,6 +141,7 @@ def apply_budget(
     newly: set[str] = set()
     newly_dags: set[NodeId] = set()
     spans: dict[NodeId, tuple[str, str]] = {}
+    reran: dict[NodeId, int] = {}
 
     def held_by_dag(node: NodeId, partition: str) -> None:
         held_dags[node] = held_dags.get(node, 0) + 1
@@ -160,6 +169,11 @@ def apply_budget(
         elif window.count(state) + counted.get(instance, 0) >= limit:  # semantics `budget-order`: the ceiling
             held.setdefault(instance, []).append(action)
             newly.add(instance)
+        # semantics `budget-rerun-pass`: the ceiling was checked above; the DAG's allowance is not asked
+        elif _reruns(action) and dag is not None and window.tally(dag.reran) + reran.get(node, 0) < window.count(dag):
+            counted[instance] = counted.get(instance, 0) + 1
+            reran[node] = reran.get(node, 0) + 1
+            passed.append(action)
         # semantics `budget-order`: the allowance
         elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:
             held.setdefault(instance, []).append(action)
@@ -171,8 +185,13 @@ def apply_budget(
             passed.append(action)
     return Budgeted(
         tuple(passed), {i: tuple(t) for i, t in held.items()}, frozenset(newly), counted,
-        frozenset(newly_dags), held_dags, counted_dags, spans,
+        frozenset(newly_dags), held_dags, counted_dags, spans, reran,
     )  # fmt: skip
+
+
+def _reruns(action: Trigger) -> bool:
+    """Semantics `budget-rerun-pass`: a clear of a run the coordinator triggered (and so counted) before."""
+    return action.action is TriggerAction.CLEAR and action.ledger_rev > 0
 
 
 def budget_record(
@@ -199,13 +218,17 @@ def budget_record(
     record = window.add(state, passed) if passed else state
     dags: dict[str, DagBudget] = {}
     for dag_id, dag in state.dags.items():  # semantics `budget-window`: a DAG with nothing left to remember is dropped
-        kept = dag.model_copy(update={"started": window.live(dag.started)})
-        if kept.held or kept.started or kept.released_through:
+        kept = dag.model_copy(update={"started": window.live(dag.started), "reran": window.live(dag.reran)})
+        if kept.held or kept.started or kept.reran or kept.released_through:
             dags[dag_id] = kept
     for node, n in budgeted.counted_dags.items():
         if node.instance == instance:
             dag = dags.get(node.dag_id, DagBudget())
             dags[node.dag_id] = dag.model_copy(update={"started": window.added(dag.started, n)})
+    for node, n in budgeted.reran_dags.items():
+        if node.instance == instance:
+            dag = dags.get(node.dag_id, DagBudget())
+            dags[node.dag_id] = dag.model_copy(update={"reran": window.added(dag.reran, n)})
     for node in newly_dags:
         dag = dags.get(node.dag_id, DagBudget())
         first, last = spans[node]

@@ -13,7 +13,10 @@ Rules:
   backfill's range: those pass uncounted (:meth:`Declared.covers`). A DAG's release (``coordinator release INSTANCE
   --dag DAG``) is declared the same way over the range it let through (``released_first`` .. ``released_last``), for
   that DAG and every DAG below it: the released runs' successes do not hold their dependents again. A partition outside
-  these is merely counted (errs on the side of holding).
+  these is merely counted (errs on the side of holding). A run Airflow itself ran as a backfill (its run state's
+  ``run_type``, ``RunFact.backfill``) explains itself the same way: its partition, and for every DAG below it the
+  partitions whose window overlaps that partition's own window. Each such run is its own range (runs of adjacent
+  partitions join into one): two backfills months apart do not explain the months between.
 - **Pure and deterministic**: the sample the grids are measured on is fixed (:data:`SAMPLE_FROM`), not the clock.
 """
 
@@ -145,10 +148,14 @@ class Declared:
 
 
 def declared_backfills(
-    graph: Graph, backfills: Iterable[tuple[NodeId, str]], releases: Iterable[tuple[NodeId, str, str]] = ()
+    graph: Graph,
+    backfills: Iterable[tuple[NodeId, str]],
+    releases: Iterable[tuple[NodeId, str, str]] = (),
+    runs: Iterable[tuple[NodeId, str]] = (),
 ) -> Declared:
-    """**Backfills explain themselves** from the view's backfill requests (``View.backfills``) and the DAG releases
-    ``(DAG, first, last)``."""
+    """**Backfills explain themselves** from the view's backfill requests (``View.backfills``), the DAG releases
+    ``(DAG, first, last)`` and the runs Airflow ran as backfills (``View.run_backfills``)."""
+    ran = frozenset(runs)
     exact = frozenset(backfills)
     bounds: dict[NodeId, tuple[str, str]] = {}
     for node, partition in exact:
@@ -157,6 +164,7 @@ def declared_backfills(
     ranges: dict[NodeId, list[tuple[datetime, datetime]]] = {}
     spans = [(node, lo, hi, False) for node, (lo, hi) in bounds.items()]
     spans += [(node, lo, hi, True) for node, lo, hi in releases]
+    spans += [(node, partition, partition, False) for node, partition in ran]
     for node, lo, hi, itself in spans:
         if node not in graph.dags:
             continue
@@ -165,4 +173,16 @@ def declared_backfills(
         for below in graph.descendants(node) | ({node} if itself else set()):
             ranges.setdefault(below, []).append(span)
     grids = {node: graph.dags[node].grid for node in ranges}
-    return Declared(exact, {n: tuple(s) for n, s in ranges.items()}, grids)
+    return Declared(exact | ran, {n: _joined(s) for n, s in ranges.items()}, grids)
+
+
+def _joined(spans: list[tuple[datetime, datetime]]) -> tuple[tuple[datetime, datetime], ...]:
+    """``spans`` with those that overlap or touch joined (a week of daily backfill runs is one range): the same
+    partitions overlap the result as overlap one of ``spans``."""
+    joined: list[tuple[datetime, datetime]] = []
+    for lo, hi in sorted(spans):
+        if joined and lo <= joined[-1][1]:
+            joined[-1] = (joined[-1][0], max(joined[-1][1], hi))
+        else:
+            joined.append((lo, hi))
+    return tuple(joined)

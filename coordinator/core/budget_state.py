@@ -39,6 +39,9 @@ class DagBudget(BaseModel):
     released_last: str | None = None
     #: As :attr:`BudgetState.started`, for this DAG's new runs only.
     started: tuple[tuple[int, int], ...] = ()
+    #: As :attr:`started`, for the reruns that passed uncounted against the allowance (semantics `budget-rerun-pass`):
+    #: they may not exceed ``started``'s count in the window.
+    reran: tuple[tuple[int, int], ...] = ()
 
     def holds(self, allowance: int) -> bool:
         return self.held and allowance > 0 and self.allowance >= allowance

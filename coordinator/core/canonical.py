@@ -37,7 +37,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from coordinator.core.facts import LedgerFact, RunFact
-from coordinator.core.model import RunRecord, TriggerRecord, TriggerStatus
+from coordinator.core.model import BACKFILL_RUN_TYPE, RunRecord, TriggerRecord, TriggerStatus
 
 #: Integers of 64 bits at most (msgspec's bounds are int64; beyond them pydantic decides, this path does not guess).
 _INT_MAX = (1 << 63) - 1
@@ -129,7 +129,9 @@ def run_fact(raw: bytes, rev: int, scanned: bool = False) -> RunFact | None:
     state = data.state
     if start is not None and (end is not None or state.active):
         seen = None  # both dates known: kept only where it stands in for one (memory: a million facts)
-    return _new(RunFact, (state, intern(data.run_id), data.clear_number, rev, intern(data.source), start, end, seen))
+    backfill = data.run_type == BACKFILL_RUN_TYPE
+    return _new(RunFact, (state, intern(data.run_id), data.clear_number, rev, intern(data.source), start, end, seen,
+                          backfill))  # fmt: skip
 
 
 def done_ledger_fact(

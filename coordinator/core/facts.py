@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from sys import intern
 from typing import NamedTuple
 
-from coordinator.core.model import RunRecord, RunState, TriggerAction, TriggerRecord, TriggerStatus
+from coordinator.core.model import BACKFILL_RUN_TYPE, RunRecord, RunState, TriggerAction, TriggerRecord, TriggerStatus
 
 _ZERO = timedelta(0)
 
@@ -52,6 +52,9 @@ class RunFact(NamedTuple):
     #: the deadlines' stand-in for the missing time (an outside writer that omits them, docs/keys.md). None for the
     #: plugin's and the audit's writes, which carry both, so the common fact pays only the slot.
     seen: datetime | None = None
+    #: Whether Airflow ran it as a backfill (``RunRecord.backfill``): the trigger budget's **Backfills explain
+    #: themselves** (``core.budget_allowance``). A bool, not the run type: one shared object per fact.
+    backfill: bool = False
 
     @classmethod
     def of(cls, record: RunRecord, rev: int) -> RunFact:
@@ -61,7 +64,7 @@ class RunFact(NamedTuple):
         if start is None or (end is None and not record.state.active):
             seen = _utc(record.updated_at)
         return cls(record.state, intern(record.run_id), record.clear_number, rev, intern(record.source),
-                   start, end, seen)  # fmt: skip
+                   start, end, seen, record.backfill)  # fmt: skip
 
     @property
     def started(self) -> datetime | None:
@@ -84,7 +87,7 @@ class RunFact(NamedTuple):
         """The record as far as the view keeps it (for display and for the writers' rules, which read only these)."""
         return RunRecord.model_construct(
             state=self.state, run_id=self.run_id, clear_number=self.clear_number, source=self.source,
-            start_date=self.start_date, end_date=self.end_date,
+            start_date=self.start_date, end_date=self.end_date, run_type=BACKFILL_RUN_TYPE if self.backfill else None,
         )  # fmt: skip
 
 

@@ -144,6 +144,11 @@ def is_canonical_partition(text: str) -> bool:
         return False
 
 
+#: ``RunRecord.run_type`` of a run Airflow marks as a backfill: Airflow 3's ``DagRunType.BACKFILL_JOB`` and Airflow 2's
+#: are both ``"backfill"`` (their run ids start ``backfill__``).
+BACKFILL_RUN_TYPE = "backfill"
+
+
 class RunRecord(BaseModel):
     """Value of a run-state key (``{prefix}/runs/{instance}/{dag_id}/{partition}``), written by the pipelines."""
 
@@ -156,6 +161,14 @@ class RunRecord(BaseModel):
     source: str = "unknown"
     start_date: datetime | None = None
     end_date: datetime | None = None
+    #: Airflow's run type (``backfill``, ``scheduled``, ``manual``, ...), optional: a run whose type is
+    #: :data:`BACKFILL_RUN_TYPE` explains its partition and what it fans out to below to the trigger budget (semantics
+    #: `budget-explained-pass`). Absent (values written before it, or by a writer that does not say): not a backfill.
+    run_type: str | None = None
+
+    @property
+    def backfill(self) -> bool:
+        return self.run_type == BACKFILL_RUN_TYPE
 
     def same_attempt_state(self, other: RunRecord) -> bool:
         """True when both describe the same state of the same attempt (a rewrite that must not make a generation)."""

@@ -460,6 +460,7 @@ def forget_retired(view: View, floor: RetentionFloor | None, partitions: Iterabl
             view.runs.pop(at, None)
             view.ledger.pop(at, None)
             view.backfills.pop(at, None)
+            view.run_backfills.pop(at, None)
         for fact in dropped:
             if fact.kind is KeyKind.TASK:
                 task = view.keys.parse_task_key(fact.key)

@@ -73,6 +73,10 @@ class View:
     #: (DAG, task id, partition) -> the task instance's latest state (**Task states**).
     tasks: dict[tuple[NodeId, str, str], RunFact] = field(default_factory=dict)
     backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
+    #: (DAG, partition) -> revision of each run state Airflow ran as a backfill (``RunFact.backfill``): what the
+    #: trigger budget reads as explained (``core.budget_allowance``' **Backfills explain themselves**) without a scan
+    #: of the runs.
+    run_backfills: dict[tuple[NodeId, str], int] = field(default_factory=dict)
     activation: Activation | None = None
     activation_rev: int = 0
     #: The retention floor (``{prefix}/config/retention``, semantics `retention-retires`) read with the same revision as
@@ -129,6 +133,7 @@ class View:
         self.ledger.clear()
         self.tasks.clear()
         self.backfills.clear()
+        self.run_backfills.clear()
         self.no_cascade.clear()
         self.problems.clear()
         self.partitions.clear()
@@ -157,6 +162,7 @@ class View:
         runs_by, ledger_by = self.runs.by_partition, self.ledger.by_partition
         index, problems = self.partitions, self.problems  # ``apply`` below adds to this same dict
         run_of, ledger_of = RunFact.of, LedgerFact.of
+        run_backfills = self.run_backfills
         # A page holds the keys of one DAG after another (etcd returns a range sorted by key): the key's parts are
         # parsed when the DAG changes, and for the next keys of the same DAG only the partition is looked up, in
         # the page's slots: partition -> (its facts of the DAG's kind, its nodes in ``partitions``), one lookup
@@ -192,6 +198,15 @@ class View:
                     if fact is None:
                         record, _ = parse_run_record(value)
                         fact = None if record is None else run_of(record, mod_rev)
+                    backfill = fact is not None and fact.backfill
+                    # As ``_apply_run``: a backfill's fact is indexed, any other drops an earlier one's (the lookup only
+                    # while there are any: most stores have none).
+                    if backfill or (run_backfills and fact is not None):
+                        at_key = (node, partition or parts[suffix])
+                        if backfill:
+                            run_backfills[at_key] = mod_rev
+                        else:
+                            run_backfills.pop(at_key, None)
                 else:
                     fact = done_ledger_fact(value, mod_rev, names, scanned)
                     if fact is None:
@@ -321,13 +336,19 @@ class View:
         node, partition = at
         if value is None:
             self.runs.pop(at, None)
+            self.run_backfills.pop(at, None)
             return {partition}
         record, problem = parse_run_record(value)
         if record is None:
             self.problems[key] = f"unparsable run state ({problem}); ignored until rewritten"
             self.runs.pop(at, None)
+            self.run_backfills.pop(at, None)
             return {partition}
-        self.runs[at] = RunFact.of(record, mod_rev)
+        fact = self.runs[at] = RunFact.of(record, mod_rev)
+        if fact.backfill:
+            self.run_backfills[at] = mod_rev
+        else:
+            self.run_backfills.pop(at, None)
         self._index(node, partition)
         return {partition}
 

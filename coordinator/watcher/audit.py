@@ -94,7 +94,7 @@ def _decider(run: DagRunInfo, source: str, now: datetime) -> Propose:
     def decide(existing: RunRecord | None) -> RunRecord | None:
         return audit_record(
             existing, run_id=run.run_id, state=run.state, start_date=run.start_date, end_date=run.end_date,
-            source=source, now=now,
+            source=source, now=now, run_type=run.run_type or None,
         )  # fmt: skip
 
     return decide

@@ -13,9 +13,10 @@ The rules are ``coordinator.core.budget``'s; this module reads the clock, writes
 - **What cannot be counted is not submitted.** An etcd error, or conflicts past the attempts, withhold the instance's
   counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
 - **Allowances per graph.** Each DAG's allowance (semantics `budget-per-dag`, ``core/budget_allowance.py``) is measured
-  once per graph, when a pass first triggers that DAG; what the backfill requests and the DAG releases declare is
-  rebuilt when they change (read from the view: a release that lands during a conflict's retry is seen on the next pass,
-  erring on the side of holding). A held DAG logs ``budget.dag_held`` once, when its hold is recorded.
+  once per graph, when a pass first triggers that DAG; what the backfill requests, the DAG releases and the runs
+  Airflow ran as backfills declare is rebuilt when they change (read from the view: a release that lands during a
+  conflict's retry is seen on the next pass, erring on the side of holding). A held DAG logs ``budget.dag_held`` once,
+  when its hold is recorded.
 """
 
 from __future__ import annotations
@@ -76,7 +77,16 @@ class TriggerBudget:
     _allowances: tuple[str, Allowances] | None = None
     #: **Allowances per graph**: what the last backfill requests and DAG releases explain, by the graph's digest and
     #: both.
-    _declared: tuple[str, frozenset[tuple[NodeId, str]], frozenset[tuple[NodeId, str, str]], Declared] | None = None
+    _declared: (
+        tuple[
+            str,
+            frozenset[tuple[NodeId, str]],
+            frozenset[tuple[NodeId, str, str]],
+            frozenset[tuple[NodeId, str]],
+            Declared,
+        ]
+        | None
+    ) = None
 
     def allowances(self, graph: Graph | None) -> Allowances:
         """Each DAG's allowance under ``graph`` (the floor for every DAG without one)."""
@@ -87,20 +97,27 @@ class TriggerBudget:
         return self._allowances[1]
 
     def declared(
-        self, graph: Graph, backfills: Iterable[tuple[NodeId, str]], states: Iterable[tuple[str, BudgetState]]
+        self,
+        graph: Graph,
+        backfills: Iterable[tuple[NodeId, str]],
+        states: Iterable[tuple[str, BudgetState]],
+        run_backfills: Iterable[tuple[NodeId, str]] = (),
     ) -> Declared:
-        """What ``backfills`` and the DAG releases recorded in ``states`` explain under ``graph``: rebuilt only when
-        one of them changed (they are few and rarely change; finding the DAGs below each one walks the graph)."""
+        """What ``backfills``, the DAG releases recorded in ``states`` and the runs Airflow ran as backfills
+        (``run_backfills``) explain under ``graph``: rebuilt only when one of them changed (they are few and rarely
+        change; finding the DAGs below each one walks the graph)."""
         requests = frozenset(backfills)
+        ran = frozenset(run_backfills)
         releases = frozenset(
             (NodeId(instance, dag_id), d.released_first, d.released_last)
             for instance, state in states
             for dag_id, d in state.dags.items()
             if d.released_first is not None and d.released_last is not None
         )
-        if self._declared is None or self._declared[:3] != (graph.digest, requests, releases):
-            self._declared = (graph.digest, requests, releases, declared_backfills(graph, requests, releases))
-        return self._declared[3]
+        if self._declared is None or self._declared[:4] != (graph.digest, requests, releases, ran):
+            found = declared_backfills(graph, requests, releases, ran)
+            self._declared = (graph.digest, requests, releases, ran, found)
+        return self._declared[4]
 
     async def admit(
         self,
@@ -109,16 +126,19 @@ class TriggerBudget:
         instances: Iterable[str],
         graph: Graph | None = None,
         backfills: Iterable[tuple[NodeId, str]] = (),
+        run_backfills: Iterable[tuple[NodeId, str]] = (),
     ) -> Admitted:
         """The plan's actions the budget lets through, each instance's count recorded first (every rule of the module).
         ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports;
-        ``graph`` and ``backfills`` (the view's requests) give each DAG's allowance and what a backfill explains."""
+        ``graph``, ``backfills`` (the view's requests) and ``run_backfills`` (the view's runs Airflow ran as backfills)
+        give each DAG's allowance and what a backfill explains."""
         window = Window(self.window_s, self.clock())
         allowances = self.allowances(graph)
         has_triggers = any(isinstance(a, Trigger) for a in plan.actions)
         declared = Declared()
         if graph is not None and has_triggers:
-            declared = self.declared(graph, backfills, ((i, state) for i, (state, _) in budgets.items()))
+            states_seen = ((i, state) for i, (state, _) in budgets.items())
+            declared = self.declared(graph, backfills, states_seen, run_backfills)
         states = {instance: state for instance, (state, _) in budgets.items()}
         verdicts: dict[str, Budgeted] = {}
         withheld: list[Trigger] = []

@@ -397,7 +397,12 @@ class TriggerReconciler:
         repeats = {id(a) for a in result.actions if not self.actuator.can_start(a, view_revision=result.revision)}
         startable = Plan(result.revision, tuple(a for a in result.actions if id(a) not in repeats))
         admitted = await self.budget.admit(
-            startable, self.view.budgets, self.instances, self.graph(), self.view.backfills.keys()
+            startable,
+            self.view.budgets,
+            self.instances,
+            self.graph(),
+            self.view.backfills.keys(),
+            self.view.run_backfills.keys(),
         )
         for trigger in admitted.withheld:
             self._then[DagKey(trigger.node, trigger.partition)] = Result(retry=True, retry_max_s=self.error_retry_s)
