@@ -1,7 +1,7 @@
 """The plugin records the run type of a DAG run (docs/keys.md ``run_type``): Airflow's own ``DagRun`` objects of a
-backfill and of a scheduled run, built by the installed Airflow 3.3 (and by Airflow 2.11 from ``.venv-airflow2`` when
-that venv exists: ``make venv-airflow2``) in a subprocess with its own AIRFLOW_HOME (Airflow never runs in the test
-process), and duck-typed stand-ins without a type."""
+backfill and of a scheduled run, built by the installed Airflow 3.3 and by Airflow 2.11 (``.venv-airflow2``, built on
+demand) in a subprocess with its own AIRFLOW_HOME (Airflow never runs in the test process), and duck-typed stand-ins
+without a type."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 from coordinator.airflow_plugin.records import WriterConfig, fact_from_dag_run, run_type_of
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
-from devtools.airflow2_stack import venv_python
+from devtools.airflow2_stack import ensure_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 LOGICAL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -59,12 +59,12 @@ def _airflow3_python() -> Path:
 
 
 def _airflow2_python() -> Path:
-    python = venv_python()
-    if not python.exists():
-        pytest.skip("no .venv-airflow2 (make venv-airflow2 builds it); Airflow 3.3 is checked without it")
-    return python
+    """Airflow 2.11's Python: ``.venv-airflow2``, built now if it is missing or stale (``make venv-airflow2`` builds
+    it before the tests; the end-to-end tests share it)."""
+    return ensure_venv()
 
 
+@pytest.mark.airflow  # runs Airflow's own code (make fast leaves it out)
 @pytest.mark.parametrize(
     "python", [pytest.param(_airflow3_python, id="airflow-3.3"), pytest.param(_airflow2_python, id="airflow-2.11")]
 )
