@@ -21,7 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow import AirflowClient, ApiVersion
-from coordinator.airflow.client import REFUSED_BACKOFF_S
+from coordinator.airflow.gate import REFUSED_BACKOFF_S
 from coordinator.errors import AirflowAuthError, AirflowBackingOff
 from coordinator.runtime.instance_auth import AuthConfig, BearerAuth, ExecAuth, NoAuth
 from coordinator.runtime.metrics import Metrics

@@ -268,6 +268,7 @@ def test_the_shipped_alert_rules_name_exported_metrics() -> None:
     metrics.etcd_probe(1)
     metrics.etcd_alarms(())
     metrics.instances_missing(("team_c",), ())
+    metrics.airflow_refusing("default", 1_700_000_000.0, 5.0)
     metrics.reconcile_seconds.observe(0.01)
     exported = {s.name for family in metrics.registry.collect() for s in family.samples}
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]

@@ -41,7 +41,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
@@ -50,7 +49,7 @@ import httpx
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo, parse_asset, parse_asset_event
 from coordinator.airflow.auth import Authenticator, AuthMethod, Exchange
 from coordinator.airflow.auth_methods import method_for, secret_files
-from coordinator.airflow.gate import InstanceGate, Refusal
+from coordinator.airflow.gate import InstanceGate, Refusal, held_text, iso_at, refused_backoff, retry_after_s
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
@@ -69,6 +68,7 @@ from coordinator.airflow.runs import (
     startable_run_after,
 )
 from coordinator.airflow.transport import lean_transport_for
+from coordinator.airflow.v1_events import v1_asset_events
 from coordinator.errors import (
     AirflowAuthError,
     AirflowBackingOff,
@@ -122,23 +122,6 @@ class _Unreadable(Exception):
 class _Forbidden(AirflowAuthError):
     """A 403 to a credential the instance accepts (a fresh login just worked, or it answered with it before): a missing
     permission on that object, not a refusing instance (**One backoff per instance**)."""
-
-
-#: First step of the backoff from a refusing instance (**One backoff per instance**; the watcher's
-#: COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S): long enough that N pending calls cost one login per step, short enough that
-#: a blip (a JWT secret rotated under a running api-server) costs seconds.
-REFUSED_BACKOFF_S = 5.0
-#: Its cap (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_MAX_S): 5 minutes, client-go's order of magnitude for a failing item;
-#: an LDAP/IdP account lockout policy counts a few failures per quarter hour, and a corrected password file is picked up
-#: within one step.
-REFUSED_BACKOFF_MAX_S = 300.0
-#: Jitter of each step (drawn from [0.8 d, d]): watchers of several deployments that share an IdP spread out.
-REFUSED_BACKOFF_JITTER = 0.2
-
-
-def refused_backoff(first_s: float = REFUSED_BACKOFF_S, max_s: float = REFUSED_BACKOFF_MAX_S) -> RetryPolicy:
-    """The backoff from a refusing instance (``runtime.retry``'s **A value**)."""
-    return RetryPolicy(initial_s=min(first_s, max_s), max_s=max_s, jitter=REFUSED_BACKOFF_JITTER)
 
 
 class AirflowClient:
@@ -441,10 +424,10 @@ class AirflowClient:
 
         v2: ``timestamp_gte`` and ``order_by=timestamp``; pages that Airflow answers 500 are halved down to the one
         event it cannot serialize (apache/airflow#71360): the listing ends before that event, ``stopped`` (see
-        AssetEventListing). v1 (Airflow 2) has no timestamp filter: see :meth:`_v1_asset_events`."""
+        AssetEventListing). v1 (Airflow 2) has no timestamp filter: see ``v1_events.v1_asset_events``."""
         api = await self.api_version()
         if api is ApiVersion.V1:
-            return AssetEventListing(await self._v1_asset_events(since, asset_id, limit))
+            return AssetEventListing(await v1_asset_events(self._v1_page, since, asset_id, limit, PAGE_SIZE))
         path, key = "/api/v2/assets/events", "asset_events"
         params = {"order_by": "timestamp", "timestamp_gte": iso_utc(since)}
         if asset_id is not None:
@@ -464,48 +447,6 @@ class AirflowClient:
         except _Unreadable:
             stopped = True
         return AssetEventListing(events, stopped)
-
-    async def _v1_asset_events(self, since: datetime, asset_id: int | None, limit: int) -> list[AssetEventInfo]:
-        """``GET /api/v1/datasets/events`` filters by dataset but not by time, and sorts by ``timestamp`` alone
-        (Airflow 2.11's ``apply_sorting``: no tie-breaker, so equal timestamps come in any order). Reading newest
-        first until ``since`` would stop after a fixed number and lose the oldest of a larger backlog for good.
-
-        1. One newest-first page: when it reaches back past ``since`` (or holds every event), it is the answer (the
-           steady state: one request).
-        2. Else the offset of the first event at or after ``since`` in ascending order is found by bisection over
-           ``total_entries`` with one-item pages (O(log n) requests, nothing loaded whole). Events added meanwhile
-           have later timestamps and land after it; the events before it stay put.
-        3. From there, pages in ascending order, at most ``limit`` events. Each next page starts at the first event
-           of the previous page's trailing run of equal timestamps (at least its last event), so a run split by a
-           page boundary (in a different order on the next query) is read whole; repeats are dropped by id.
-        """
-        path, key = "/api/v1/datasets/events", "dataset_events"
-        base = {} if asset_id is None else {"dataset_id": str(asset_id)}
-        newest, total = await self._v1_page(path, key, {**base, "order_by": "-timestamp"}, 0, PAGE_SIZE)
-        if total <= len(newest) or (newest and newest[-1].timestamp < since):
-            return _oldest_first([e for e in newest if e.timestamp >= since], limit)
-        ascending = {**base, "order_by": "timestamp"}
-        low, high = 0, total  # [0, low): older than since; [high, total): at or after it
-        while low < high:
-            middle = (low + high) // 2
-            probe, _ = await self._v1_page(path, key, ascending, middle, 1)
-            if probe and probe[0].timestamp < since:
-                low = middle + 1
-            else:
-                high = middle  # at or after since, or past the end (the table shrank: read from here)
-        events: dict[int, AssetEventInfo] = {}
-        offset = low
-        while len(events) < limit:
-            page, total = await self._v1_page(path, key, ascending, offset, PAGE_SIZE)
-            events.update((e.event_id, e) for e in page if e.timestamp >= since)
-            if not page or offset + len(page) >= total:
-                break
-            # The last event may share its timestamp with the next page's first: read it (and its run) again.
-            run = len(page) - 1
-            while run > 0 and page[run - 1].timestamp == page[-1].timestamp:
-                run -= 1
-            offset += run or len(page)  # a page of one timestamp only: move on (more ties than a page)
-        return _oldest_first(list(events.values()), limit)
 
     async def _v1_page(
         self, path: str, key: str, params: Mapping[str, str], offset: int, limit: int
@@ -678,7 +619,9 @@ class AirflowClient:
             refusal = gate.refusal
             assert refusal is not None  # a gate that holds calls back holds a refusal
             raise AirflowBackingOff(
-                self._held_text(method, path, refusal, admission.wait_s), refusal.status, admission.wait_s
+                held_text(self.name, self._settings.credentials_from, method, unquote(path), refusal, admission.wait_s),
+                refusal.status,
+                admission.wait_s,
             )
         token = _GATED.set(True)
         try:
@@ -713,16 +656,7 @@ class AirflowClient:
         # A check (``purpose``) reports its own verdict and makes no second call: its step is no news.
         level = logging.DEBUG if self._quiet else logging.WARNING
         log.log(level, "airflow.refusing instance=%s status=%s reason=%r attempts=%d retry_in_s=%.1f since=%s",
-                self.name, status, reason, refusal.attempts, refusal.step_s, _iso(refusal.since))  # fmt: skip
-
-    def _held_text(self, method: str, path: str, refusal: Refusal, wait: float) -> str:
-        source = self._settings.credentials_from
-        fix = f"; check {source}" if refusal.status in (401, 403) and source else ""
-        return (
-            f"{self.name}: {method} {unquote(path)}: not sent: the instance has refused us since {_iso(refusal.since)} "
-            f"({refusal.reason}, {refusal.status}; {refusal.attempts} refused tries in a row); next try in "
-            f"{wait:.0f} s{fix}"
-        )
+                self.name, status, reason, refusal.attempts, refusal.step_s, iso_at(refusal.since))  # fmt: skip
 
     async def _send_once(
         self,
@@ -764,7 +698,7 @@ class AirflowClient:
 
     def _throttled(self, resp: httpx.Response) -> None:
         """A 429 that names a ``Retry-After`` (seconds, or an HTTP date): every call waits until then."""
-        retry_after = _retry_after_s(resp.headers.get("retry-after"), self._wall())
+        retry_after = retry_after_s(resp.headers.get("retry-after"), self._wall())
         if retry_after is None:
             return  # no time named: an ordinary transient failure, retried by the caller's policy
         refusal = self.gate.throttled(self._clock(), self._wall(), retry_after)
@@ -869,30 +803,6 @@ class AirflowClient:
         level = logging.DEBUG if expected else logging.WARNING
         log.log(level, "airflow.request_failed instance=%s status=%s error=%s", self.name, exc.status, exc)
         return exc
-
-
-def _oldest_first(events: list[AssetEventInfo], limit: int) -> list[AssetEventInfo]:
-    """Each event once (pages that overlap or shifted repeat some), by timestamp then id, the first ``limit``."""
-    unique = {e.event_id: e for e in events}
-    return sorted(unique.values(), key=lambda e: (e.timestamp, e.event_id))[:limit]
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
-
-
-def _retry_after_s(value: str | None, now: float) -> float | None:
-    """A ``Retry-After`` header as seconds from ``now`` (Unix time): delta-seconds or an HTTP date; None if absent or
-    unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
-        return None
 
 
 def _json_or_none(resp: httpx.Response) -> Any:

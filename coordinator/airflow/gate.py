@@ -32,6 +32,8 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 from coordinator.runtime.retry import RetryPolicy, backoff_delay
 
@@ -152,3 +154,52 @@ class InstanceGate:
         self._refusal = Refusal(since, status, reason, attempts, step, wall + step)
         self.on_change(self._refusal)
         return self._refusal
+
+
+#: First step of the backoff from a refusing instance (**One backoff per instance**; the watcher's
+#: COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S): long enough that N pending calls cost one login per step, short enough that
+#: a blip (a JWT secret rotated under a running api-server) costs seconds.
+REFUSED_BACKOFF_S = 5.0
+#: Its cap (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_MAX_S): 5 minutes, client-go's order of magnitude for a failing item;
+#: an LDAP/IdP account lockout policy counts a few failures per quarter hour, and a corrected password file is picked up
+#: within one step.
+REFUSED_BACKOFF_MAX_S = 300.0
+#: Jitter of each step (drawn from [0.8 d, d]): watchers of several deployments that share an IdP spread out.
+REFUSED_BACKOFF_JITTER = 0.2
+
+
+def refused_backoff(first_s: float = REFUSED_BACKOFF_S, max_s: float = REFUSED_BACKOFF_MAX_S) -> RetryPolicy:
+    """The backoff from a refusing instance (``runtime.retry``'s **A value**)."""
+    return RetryPolicy(initial_s=min(first_s, max_s), max_s=max_s, jitter=REFUSED_BACKOFF_JITTER)
+
+
+def retry_after_s(value: str | None, now: float) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now`` (Unix time): delta-seconds or an HTTP date; None if absent or
+    unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def iso_at(unix: float) -> str:
+    """Unix time as an ISO 8601 UTC instant to the second (log lines and messages)."""
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
+
+
+def held_text(
+    instance: str, credentials_from: str | None, method: str, path: str, refusal: Refusal, wait: float
+) -> str:
+    """What a call held back by the gate says (``AirflowBackingOff``): since when, why, and where the credential comes
+    from when it was refused."""
+    fix = f"; check {credentials_from}" if refusal.status in (401, 403) and credentials_from else ""
+    return (
+        f"{instance}: {method} {path}: not sent: the instance has refused us since {iso_at(refusal.since)} "
+        f"({refusal.reason}, {refusal.status}; {refusal.attempts} refused tries in a row); next try in "
+        f"{wait:.0f} s{fix}"
+    )

@@ -49,8 +49,8 @@ from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from coordinator.airflow.client import AirflowClient, refused_backoff
-from coordinator.airflow.gate import Refusal
+from coordinator.airflow.client import AirflowClient
+from coordinator.airflow.gate import Refusal, refused_backoff
 from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
