@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.airflow import AirflowClient
-from coordinator.airflow.client import REFUSED_BACKOFF_S
+from coordinator.airflow.gate import REFUSED_BACKOFF_S
 from coordinator.errors import AirflowAuthError
 from coordinator.runtime.instance_auth import GoogleAuth, MwaaAuth
 from coordinator.runtime.metrics import Metrics
