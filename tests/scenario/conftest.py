@@ -619,6 +619,23 @@ def _failed(request: pytest.FixtureRequest) -> bool:
     return any(r.failed for r in reports.values())
 
 
+#: 4 MiB: a scenario's own keys take a few KB; about 40 writes of 100 kB reach it in well under a second.
+QUOTA_BYTES = 4 * 1024 * 1024
+
+
+@pytest.fixture
+def quota_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """A scenario world on an etcd of its own (killed and restarted by the test) whose space quota a test can reach
+    in a second."""
+    with EtcdServer(unsafe_no_fsync=True, extra_args=[f"--quota-backend-bytes={QUOTA_BYTES}"]) as server:
+        world = Stack(tmp_path, server.endpoint, "/coordinator", etcd_server=server)
+        world.fake.start()
+        try:
+            yield world
+        finally:
+            world.close(failed=_failed(request))
+
+
 @pytest.fixture
 def stack(tmp_path: Path, etcd_endpoint: str, etcd_prefix: str, request: pytest.FixtureRequest) -> Iterator[Stack]:
     """A scenario world on the shared etcd under this test's own prefix."""

@@ -10,8 +10,6 @@ import os
 import re
 import subprocess
 import urllib.error
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,15 +17,24 @@ import pytest
 from coordinator.errors import WritesRefused
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
-from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
-from tests.scenario.conftest import FAN_IN, JOIN, LAST, PIPELINE, ROOT_DAG, Stack, _b64, new_partition, wait_for
+from tests.scenario.conftest import (
+    FAN_IN,
+    JOIN,
+    LAST,
+    PIPELINE,
+    QUOTA_BYTES,
+    ROOT_DAG,
+    Stack,
+    _b64,
+    new_partition,
+    wait_for,
+)
 from tests.scenario.test_metrics_health import probe, scrape, total
 
 pytestmark = pytest.mark.scenario
 
-#: 4 MiB: the scenario's own keys take a few KB; about 40 writes of FILL_BYTES reach it in well under a second.
-QUOTA_BYTES = 4 * 1024 * 1024
+#: What one write of the filler adds: about 40 of them reach the quota (``QUOTA_BYTES``) in well under a second.
 FILL_BYTES = 100_000
 #: How long each fan-in DAG runs: it must still run when its trigger is confirmed (milliseconds), and end while the
 #: watcher is paused.
@@ -37,20 +44,6 @@ ALARM_SEEN_S = 20.0
 #: No trigger while the alarm holds, through this many of the leader's retries of 06 (one pass each, 1 s apart:
 #: COORDINATOR_ERROR_RETRY_S=1 here) after the alarm was raised.
 REFUSED_RETRIES = 3
-
-
-@pytest.fixture
-def full_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """A scenario world on an etcd of its own whose quota a test can reach in a second."""
-    from tests.scenario.conftest import _failed
-
-    with EtcdServer(unsafe_no_fsync=True, extra_args=[f"--quota-backend-bytes={QUOTA_BYTES}"]) as server:
-        world = Stack(tmp_path, server.endpoint, "/coordinator", etcd_server=server)
-        world.fake.start()
-        try:
-            yield world
-        finally:
-            world.close(failed=_failed(request))
 
 
 def fill_until_nospace(stack: Stack) -> int:
@@ -80,13 +73,13 @@ def put_through_the_adapter(endpoint: str) -> None:
     run_coro(put(), timeout=30)
 
 
-def test_nospace_mid_cascade_is_named_refuses_triggers_and_heals_with_doctors_fix(full_stack: Stack) -> None:
+def test_nospace_mid_cascade_is_named_refuses_triggers_and_heals_with_doctors_fix(quota_stack: Stack) -> None:
     """NOSPACE while 06 is due: doctor fails naming the alarm and the complete etcdctl fix, the watcher's
     coordinator_etcd_alarm{alarm="NOSPACE"} is 1 and /readyz is 503 etcd_alarm, one ERROR line, a write through the
     adapter raises WritesRefused, and 06 is not triggered; doctor's fix pasted into a shell clears it (one INFO line,
     gauge 0, ready) and 06 and 07 then run exactly once, in order. Slow by design: the watcher reads etcd's alarms
     every 5 s, once to see the alarm and once to see it cleared."""
-    stack = full_stack
+    stack = quota_stack
     assert stack.server is not None
     # Long enough a lease that the watcher stays leader through its freeze (a new lease is a write NOSPACE refuses).
     leader = stack.start_watcher("w1", ttl=30)

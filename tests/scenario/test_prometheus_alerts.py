@@ -17,7 +17,6 @@ import subprocess
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,10 @@ import pytest
 import yaml
 
 from devtools import dashboard
-from devtools.etcd_server import EtcdServer
 from devtools.procs import free_port, stop_child
 from devtools.prometheus import RULES, binary
-from tests.scenario.conftest import Stack, _failed, new_partition, wait_for
-from tests.scenario.test_etcd_alarm import QUOTA_BYTES, fill_until_nospace
+from tests.scenario.conftest import Stack, new_partition, wait_for
+from tests.scenario.test_etcd_alarm import fill_until_nospace
 
 pytestmark = pytest.mark.scenario
 
@@ -95,18 +93,6 @@ class Prometheus:
 
     def stop(self) -> None:
         stop_child(self.proc, 10.0, "prometheus")
-
-
-@pytest.fixture
-def quota_stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    """A scenario world on an etcd of its own (killed and restarted here) whose space quota a test can reach."""
-    with EtcdServer(unsafe_no_fsync=True, extra_args=[f"--quota-backend-bytes={QUOTA_BYTES}"]) as server:
-        world = Stack(tmp_path, server.endpoint, "/coordinator", etcd_server=server)
-        world.fake.start()
-        try:
-            yield world
-        finally:
-            world.close(failed=_failed(request))
 
 
 def disarm_nospace(stack: Stack) -> None:
