@@ -4,9 +4,9 @@ Rules:
 - **Pure** and synchronous: stdlib and pydantic only, no I/O, no clock (callers pass timestamps in).
 - **Public key layout.** The key layout here is a public contract documented in ``docs/keys.md``; changing it is a
   breaking change.
-- **UTC partitions.** A partition is a logical date in UTC rendered ``YYYY-MM-DDTHH:MM:SSZ``; every writer and reader
-  goes through :func:`canonical_partition`, so ``2026-01-01T00:00:00+00:00`` and ``2026-01-01T00:00:00Z`` are one
-  partition.
+- **UTC partitions.** A time partition is a logical date in UTC rendered ``YYYY-MM-DDTHH:MM:SSZ``; every writer and
+  reader goes through :func:`canonical_partition`, so ``2026-01-01T00:00:00+00:00`` and ``2026-01-01T00:00:00Z`` are
+  one partition. A partition may also be a segment or a time and a segment (``coordinator.core.partition``).
 - **Never raise on parse.** Records ignore unknown fields (other teams' writers may add their own) and never raise on
   parse: callers get ``None`` plus a reason and keep going.
 """
@@ -22,6 +22,8 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Annotated, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from coordinator.core.partition import SEGMENT_SEP, is_partition
 
 #: Airflow's own characters for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
 NAME_CHARS = r"[A-Za-z0-9_.-]+"
@@ -133,11 +135,16 @@ def canonical_partition(value: str | datetime) -> str:
 
 
 def partition_datetime(partition: str) -> datetime:
-    """The aware UTC datetime of a canonical partition string."""
+    """The aware UTC datetime of a canonical partition string: a time, or the time of a time-and-segment partition
+    (``coordinator.core.partition``); ValueError for a segment, which has no time."""
+    if SEGMENT_SEP in partition:
+        partition = partition.partition(SEGMENT_SEP)[0]
     return datetime.strptime(partition, PARTITION_FORMAT).replace(tzinfo=UTC)
 
 
 def is_canonical_partition(text: str) -> bool:
+    """Whether ``text`` is a canonical **time** (the retention floor, the first-adoption date); a key's partition may
+    also be a segment: :func:`coordinator.core.partition.is_partition`."""
     try:
         return canonical_partition(text) == text
     except ValueError:
@@ -336,7 +343,7 @@ class KeyLayout:
             return None
         instance, dag_id, task, partition = parts
         valid = NAME_RE.match(instance) and NAME_RE.match(dag_id) and NAME_RE.match(task)
-        if not (valid and is_canonical_partition(partition)):
+        if not (valid and is_partition(partition)):
             return None
         return NodeId(instance, dag_id), task, partition
 
@@ -430,7 +437,7 @@ class KeyLayout:
         if len(parts) != 3:
             return None
         instance, dag_id, partition = parts
-        if not (NAME_RE.match(instance) and NAME_RE.match(dag_id) and is_canonical_partition(partition)):
+        if not (NAME_RE.match(instance) and NAME_RE.match(dag_id) and is_partition(partition)):
             return None
         return NodeId(instance, dag_id), partition
 

@@ -51,6 +51,7 @@ from coordinator.core.floor import dump_floor as dump_floor
 from coordinator.core.floor import parse_floor as parse_floor
 from coordinator.core.graph import Graph
 from coordinator.core.holds import Hold
+from coordinator.core.partition import is_partition
 from coordinator.core.model import (
     HISTORY_TIME_FORMAT,
     KeyLayout,
@@ -212,7 +213,7 @@ def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutof
 
 def _parse_backfill(rest: str) -> tuple[NodeId, str] | None:
     parts = rest.split("/")
-    if len(parts) != 3 or not is_canonical_partition(parts[2]):
+    if len(parts) != 3 or not is_partition(parts[2]):
         return None
     try:
         return NodeId.parse(f"{parts[0]}/{parts[1]}"), parts[2]

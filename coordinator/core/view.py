@@ -41,11 +41,11 @@ from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.floor import RetentionFloor, parse_floor
+from coordinator.core.partition import is_partition
 from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
     NodeId,
-    is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
     parse_value,
@@ -460,7 +460,7 @@ class View:
 
     def _apply_backfill(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         rest = key[len(self.backfill_prefix) :].split("/")
-        if len(rest) != 3 or not is_canonical_partition(rest[2]):
+        if len(rest) != 3 or not is_partition(rest[2]):
             self.problems[key] = "malformed backfill key: expected backfill/{instance}/{dag_id}/{partition}"
             return set()
         try:
