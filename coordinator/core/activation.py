@@ -52,7 +52,7 @@ class NodeActivation(BaseModel):
     #: The DAG's extended edges (``EdgeSpec.shape_item``: shift, member, task, condition, gates), recorded only for a
     #: DAG that has them, so readers without the file (the page in Airflow's api-server) decide on exactly the graph
     #: in force. None: none, or a value written before they were recorded.
-    edges: tuple[tuple[str | int | bool | None, ...], ...] | None = None
+    edges: tuple[tuple[Any, ...], ...] | None = None
     #: The DAG's ``expected_by`` (``ExpectedBy.item``) and ``on_late_of`` (``DagSpec.deadline_item``), recorded only
     #: for a DAG that has either; not part of the shape, so rewritten at every adoption without re-dating the DAG.
     deadline: tuple[RuleItem | None, tuple[str, ...]] | None = None
@@ -60,17 +60,24 @@ class NodeActivation(BaseModel):
     #: recorded only for a DAG that has them; part of the shape, so a changed group re-dates the DAG like any edge.
     #: None: none, or a value written before they were recorded.
     groups: tuple[tuple[Any, ...], ...] | None = None
+    #: The DAG's declared segments (``Segments.item``) and Airflow ``key_format`` (semantics `segment-partitions`),
+    #: recorded only for a DAG that declares them; part of the shape.
+    segments: tuple[Any, ...] | None = None
+    key_format: str | None = None
+
+    def grid_spec(self) -> Grid | None:
+        """The recorded grid as a :class:`Grid` (None: no grid)."""
+        if self.grid is None:
+            return None
+        fields = self.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
+        return Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
 
     def group_specs(self) -> tuple[GroupSpec, ...]:
         """The recorded groups (() when none); a time-of-day cutoff reads the recorded grid. ValueError for a
         damaged record."""
         if not self.groups:
             return ()
-        grid = None
-        if self.grid is not None:
-            fields = self.grid.split()  # "cron" (5 fields) or "cron timezone" (Grid.__str__)
-            grid = Grid(" ".join(fields[:5]), fields[5] if len(fields) > 5 else DEFAULT_TIMEZONE)
-        return tuple(GroupSpec.from_item(item, grid) for item in self.groups)
+        return tuple(GroupSpec.from_item(item, self.grid_spec()) for item in self.groups)
 
     def covers_history(self, partition: str) -> bool:
         """Whether successes older than ``since`` count for ``partition`` (canonical partitions sort by time)."""
@@ -147,6 +154,10 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
         recorded["deadline"] = spec.deadline_item()
     if spec.groups:
         recorded["groups"] = tuple(tuple(group.item()) for group in spec.groups)
+    if spec.segments is not None:
+        recorded["segments"] = tuple(spec.segments.item())
+    if spec.key_format is not None:
+        recorded["key_format"] = spec.key_format
     return recorded
 
 
@@ -155,7 +166,7 @@ def dump_activation(activation: Activation) -> bytes:
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
     for entry in data["nodes"].values():
-        for extra in ("edges", "deadline", "groups"):
+        for extra in ("edges", "deadline", "groups", "segments", "key_format"):
             if entry[extra] is None:  # so does a DAG without extended edges, deadlines or groups
                 del entry[extra]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

@@ -105,11 +105,16 @@ class GroupSpec:
     def cutoff_at(self, partition: str) -> datetime | None:
         """When the cutoff of ``partition`` passes (its start plus the cutoff, or **Cutoff at a time of day**);
         None without a cutoff."""
-        if self.cutoff is not None:
-            return partition_datetime(partition) + timedelta(seconds=self.cutoff)
-        if self.at_time is None or self.grid is None:
+        if self.cutoff is None and (self.at_time is None or self.grid is None):
             return None
-        return time_of_day_after(self.grid.next(partition_datetime(partition)), self.at_time, self.grid.timezone)
+        try:
+            start = partition_datetime(partition)
+        except ValueError:
+            return None  # a segment partition has no time to count a cutoff from
+        if self.cutoff is not None:
+            return start + timedelta(seconds=self.cutoff)
+        assert self.at_time is not None and self.grid is not None
+        return time_of_day_after(self.grid.next(start), self.at_time, self.grid.timezone)
 
     def cutoff_text(self) -> str:
         """``6h after the partition's start`` / ``06:00 Europe/Berlin after the partition's end``."""

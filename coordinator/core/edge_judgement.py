@@ -94,8 +94,12 @@ class EdgeJudgement:
         return cached
 
     def edge_fresh(self, node: NodeId, edge: EdgeSpec) -> bool:
-        """Whether ``edge`` of ``node`` is satisfied in every partition it maps to here (none: not satisfied)."""
+        """Whether ``edge`` of ``node`` is satisfied in every partition it maps to here (none: not satisfied), or,
+        for an edge that counts its partitions, in as many as it needs now (semantics `partition-count`)."""
         needed = self.sources(node, edge.source)
+        if edge.count is not None:
+            have = sum(self.at(q).edge_generation(edge) is not None for q in needed)
+            return bool(needed) and have >= edge.count.need(self.partition, len(needed), self.now)
         return bool(needed) and all(self.at(q).edge_generation(edge) is not None for q in reversed(needed))
 
     def _fresh_by_edges(
@@ -132,8 +136,12 @@ class EdgeJudgement:
                 continue
             for q in self.sources(node, edge.source):
                 gen = self.at(q).edge_generation(edge)
-                assert gen is not None
+                if gen is None:
+                    assert edge.count is not None  # semantics `partition-count`: enough, not all, are satisfied
+                    continue
                 recorded = ledger.input(task_input_key(edge.source, edge.task, q, self.partition)) if ledger else None
+                if edge.count is not None and recorded is None and from_last_trigger:
+                    continue  # semantics `count-unconsumed`: it arrived after D's run was decided
                 consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
                 if not consumed and edge.task is None and self.view.no_cascade:
                     consumed = self.at(q).consumed_waived(edge.source, recorded, from_last_trigger, fact.rev)
@@ -144,8 +152,32 @@ class EdgeJudgement:
                         f"{which} finished again at revision {gen} after {node} last ran ({used})"
                     )
                     return False
+        if ledger is not None and not self._late_counted(node, edges, ledger):
+            return False
         if grouped is not None and ledger is not None:
             return self._late_consumed(node, edges, satisfied, ledger)
+        return True
+
+    def _late_counted(self, node: NodeId, edges: tuple[EdgeSpec, ...], ledger: LedgerFact) -> bool:
+        """Semantics `count-late`: an edge that counts its partitions, whose run (the last trigger's) consumed fewer
+        than it needs before its cutoff, and which now has them, is stale once when ``late`` is ``rerun``."""
+        for edge in edges:
+            count = edge.count
+            if count is None or not count.has_cutoff or count.late is Late.IGNORE:
+                continue
+            needed = self.sources(node, edge.source)
+            want = count.need(self.partition, len(needed), None)  # before any cutoff
+            have = sum(self.at(q).edge_generation(edge) is not None for q in needed)
+            if have < want:
+                continue
+            keys = (task_input_key(edge.source, edge.task, q, self.partition) for q in needed)
+            consumed = sum(ledger.input(key) is not None for key in keys)
+            if consumed < want:
+                self._stale_reason[node] = (
+                    f"{node} ran at its cutoff with {consumed} of {len(needed)} partitions of {_edge_name(edge)}; "
+                    f"the late ones are in: it reruns once"
+                )
+                return False
         return True
 
     def _fresh_by_groups_here(self, node: NodeId, fact: RunFact, ledger: LedgerFact | None) -> bool:
@@ -280,6 +312,14 @@ class EdgeJudgement:
             return f"{_edge_name(edge)}: nothing maps to {self.partition}"
         missing = [q for q in needed if self.at(q).edge_generation(edge) is None]
         q = missing[0]
+        if edge.count is not None:
+            need = edge.count.need(self.partition, len(needed), self.now)
+            have = len(needed) - len(missing)
+            return (
+                f"needs {need} of {len(needed)} partitions of {_edge_name(edge)} ({edge.count.describe(len(needed))}): "
+                f"{have} satisfied, {need - have} more needed; missing {', '.join(missing[:5])}"
+                + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            )
         fact = self.at(q).edge_fact(edge)
         where = "" if q == self.partition else f" for {q}"
         if fact is None:

@@ -30,9 +30,12 @@ from coordinator.core.assets import AssetRoute
 from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.conditions import grouped as members_of
 from coordinator.core.duration import format_shift, parse_shift
-from coordinator.core.grid import EdgeMap, Grid, downstream_partitions, is_identity, upstream_partitions
+from coordinator.core.grid import EdgeMap, Grid, SegmentMap, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.lineage.mapping import LineageJob
 from coordinator.core.model import NodeId
+from coordinator.core.partition import airflow_partition_key, has_segment
+from coordinator.core.partition_count import PartitionCount
+from coordinator.core.segments import Segments, maps_segments, segment_downstream, segment_upstream
 from coordinator.core.spec.deadline import ExpectedBy, RuleItem
 from coordinator.core.spec.source import JsonPath
 
@@ -55,23 +58,53 @@ class EdgeSpec:
     mapping: EdgeMap = field(default_factory=EdgeMap)
     #: True for an ``on_failure_of`` edge.
     failure: bool = False
+    #: How many of its mapped partitions satisfy it (semantics `partition-count`); None: all of them.
+    count: PartitionCount | None = None
 
     @property
     def extended(self) -> bool:
         """Whether the edge says more than a reference with an offset (so it enters the DAG's shape,
         **Grids in the shape only when present**)."""
-        return not self.mapping.plain or self.task is not None or self.condition is not Condition.SUCCESS
+        return (
+            not self.mapping.plain
+            or self.task is not None
+            or self.condition is not Condition.SUCCESS
+            or self.count is not None
+        )
 
     def shape_item(self) -> list[object]:
         m = self.mapping
         shift = None if m.shift is None else format_shift(m.shift)
-        return [self.source.qualified, self.task, str(self.condition), m.offset, shift, m.member, self.failure]
+        item: list[object] = [
+            self.source.qualified,
+            self.task,
+            str(self.condition),
+            m.offset,
+            shift,
+            m.member,
+            self.failure,
+        ]
+        more: dict[str, object] = {}  # only what is written: **Grids in the shape only when present**
+        if m.segments is not None:
+            more["segments"] = str(m.segments)
+        if self.count is not None:
+            more["count"] = self.count.item()
+        if more:
+            item.append(more)
+        return item
 
     @classmethod
-    def from_shape_item(cls, item: Sequence[object]) -> EdgeSpec:
+    def from_shape_item(cls, item: Sequence[object], grid: Grid | None = None) -> EdgeSpec:
         """The edge :meth:`shape_item` wrote (an activation records it, so readers without the file rebuild the
         graph in force exactly); raise ValueError on anything else."""
-        source, task, condition, offset, shift, member, failure = item
+        source, task, condition, offset, shift, member, failure, *rest = item
+        more = rest[0] if rest else {}
+        if len(rest) > 1 or not isinstance(more, dict) or set(more) - {"segments", "count"}:
+            raise ValueError(f"not an edge: {item!r}")
+        written, counted = more.get("segments"), more.get("count")
+        if not (written is None or written in tuple(SegmentMap)) or not (counted is None or isinstance(counted, list)):
+            raise ValueError(f"not an edge: {item!r}")
+        count = None if counted is None else PartitionCount.from_item(counted, grid)
         if not isinstance(source, str) or not isinstance(condition, str) or not isinstance(failure, bool):
             raise ValueError(f"not an edge: {item!r}")
         if not (task is None or isinstance(task, str)) or not isinstance(offset, int):
@@ -81,8 +114,10 @@ class EdgeSpec:
         seconds = None if shift is None else parse_shift(shift)
         if isinstance(seconds, str):
             raise ValueError(seconds)
-        mapping = EdgeMap(offset=offset, shift=seconds, member=member)
-        return cls(NodeId.parse(source), task, Condition(condition), mapping, failure)
+        mapping = EdgeMap(
+            offset=offset, shift=seconds, member=member, segments=SegmentMap(written) if written else None
+        )
+        return cls(NodeId.parse(source), task, Condition(condition), mapping, failure, count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +146,13 @@ class DagSpec:
     #: The condition groups over its success edges (semantics `condition-groups`); the edges in no group are
     #: required. () for a DAG without groups (its shape unchanged).
     groups: tuple[GroupSpec, ...] = ()
+    #: Its declared segments (``partitions.segments``, semantics `segment-partitions`); None: none declared (a segment
+    #: of its runs passes through its edges unchanged).
+    segments: Segments | None = None
+    #: ``partitions.key_format``: an Airflow partitioned DAG, triggered with a ``partition_key`` whose time part is
+    #: written so (``coordinator.core.partition.airflow_partition_key``); None: by logical date (a segment is still
+    #: sent as a key).
+    key_format: str | None = None
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
@@ -180,6 +222,10 @@ class DagSpec:
             payload["e"] = [edge.shape_item() for edge in self.edges]
         if self.groups:  # only when present, like edges
             payload["c"] = [group.item() for group in self.groups]
+        if self.segments is not None:  # only when present, like grids
+            payload["s"] = self.segments.item()
+        if self.key_format is not None:  # how it is triggered changes what a trigger is: part of the shape
+            payload["k"] = self.key_format
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -251,6 +297,7 @@ class Graph:
                 src
                 for src in (*spec.upstreams, *spec.on_failure_of)
                 if not is_identity(spec.grid, self.dags[src].grid, spec.mapping(src))
+                or maps_segments(spec.segments, self.dags[src].segments, spec.mapping(src).segments)
             )
             if mapped:
                 result[node] = mapped
@@ -264,7 +311,8 @@ class Graph:
         result: dict[NodeId, tuple[EdgeSpec, ...]] = {}
         for node, spec in self.dags.items():
             if spec.groups or any(
-                e.source != node and (e.task is not None or e.condition is not Condition.SUCCESS) for e in spec.edges
+                e.source != node and (e.task is not None or e.condition is not Condition.SUCCESS or e.count is not None)
+                for e in spec.edges
             ):
                 result[node] = tuple(e for e in spec.all_edges() if not e.failure and e.source != node)
         return result
@@ -275,9 +323,14 @@ class Graph:
         return {node: members_of(spec.groups) for node, spec in self.dags.items() if spec.groups}
 
     @cached_property
-    def cutoff_groups(self) -> tuple[GroupSpec, ...]:
-        """Every condition group with a cutoff (semantics `group-cutoff`): when none, time never changes a plan."""
-        return tuple(g for spec in self.dags.values() for g in spec.groups if g.has_cutoff)
+    def cutoff_groups(self) -> tuple[GroupSpec | PartitionCount, ...]:
+        """Every condition group and every partition count with a cutoff (semantics `group-cutoff`,
+        `partition-count`): when none, time never changes a plan."""
+        groups = tuple(g for spec in self.dags.values() for g in spec.groups if g.has_cutoff)
+        counts = tuple(
+            {e.count for spec in self.dags.values() for e in spec.edges if e.count is not None and e.count.has_cutoff}
+        )
+        return (*groups, *sorted(counts))
 
     @cached_property
     def plain_grouped(self) -> frozenset[NodeId]:
@@ -295,14 +348,15 @@ class Graph:
         return {node: spec.gates for node, spec in self.dags.items() if spec.gates}
 
     def gate_partitions(self, node: NodeId, edge: EdgeSpec, partition: str) -> tuple[str, ...]:
-        """The earlier partitions of ``node`` that its ``partition`` waits for through the gate ``edge``."""
-        grid = self.dags[node].grid
-        return upstream_partitions(grid, grid, edge.mapping, partition)
+        """The earlier partitions of ``node`` that its ``partition`` waits for through the gate ``edge`` (a segment
+        waits for its own earlier partitions: ``coordinator.core.segments``' **Same** or **Pass-through**)."""
+        spec = self.dags[node]
+        return _upstream(spec, spec, edge.mapping, partition)
 
     def gated_partitions(self, node: NodeId, edge: EdgeSpec, partition: str) -> tuple[str, ...]:
         """The later partitions of ``node`` whose gate ``edge`` waits for its ``partition`` (the inverse)."""
-        grid = self.dags[node].grid
-        return downstream_partitions(grid, grid, edge.mapping, partition)
+        spec = self.dags[node]
+        return _downstream(spec, spec, edge.mapping, partition)
 
     @cached_property
     def upstream_tasks(self) -> Mapping[str, tuple[str, ...]]:
@@ -323,12 +377,19 @@ class Graph:
         """The partitions of ``source`` that ``node``'s ``partition`` needs (``coordinator.core.grid``'s
         **Mapping by overlap**)."""
         spec = self.dags[node]
-        return upstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
+        return _upstream(spec, self.dags[source], spec.mapping(source), partition)
 
     def target_partitions(self, node: NodeId, source: NodeId, partition: str) -> tuple[str, ...]:
         """The partitions of ``node`` that need ``source``'s ``partition`` (the inverse of source_partitions)."""
         spec = self.dags[node]
-        return downstream_partitions(spec.grid, self.dags[source].grid, spec.mapping(source), partition)
+        return _downstream(spec, self.dags[source], spec.mapping(source), partition)
+
+    def partition_key(self, node: NodeId, partition: str) -> str | None:
+        """The Airflow ``partition_key`` a trigger of ``node`` for ``partition`` sends (None: by logical date alone, as
+        always): its segment, its time in the DAG's ``key_format`` and grid zone, or both."""
+        spec = self.dags[node]
+        zone = spec.grid.timezone if spec.grid is not None else "UTC"
+        return airflow_partition_key(partition, spec.key_format, zone)
 
     @cached_property
     def late_handlers(self) -> Mapping[NodeId, tuple[NodeId, ...]]:
@@ -412,3 +473,18 @@ class Graph:
             return node if node in self.dags else None
         matches = [n for n in self.dags if n.dag_id == ref]
         return matches[0] if len(matches) == 1 else None
+
+
+def _upstream(down: DagSpec, up: DagSpec, mapping: EdgeMap, partition: str) -> tuple[str, ...]:
+    """U's partitions that D's ``partition`` needs: the grids' mapping (``coordinator.core.grid``), through
+    ``coordinator.core.segments`` when a side declares segments or the partition has one."""
+    if down.segments is None and up.segments is None and mapping.segments is None and not has_segment(partition):
+        return upstream_partitions(down.grid, up.grid, mapping, partition)
+    return segment_upstream(down.grid, down.segments, up.grid, up.segments, mapping, mapping.segments, partition)
+
+
+def _downstream(down: DagSpec, up: DagSpec, mapping: EdgeMap, partition: str) -> tuple[str, ...]:
+    """The inverse of :func:`_upstream`."""
+    if down.segments is None and up.segments is None and mapping.segments is None and not has_segment(partition):
+        return downstream_partitions(down.grid, up.grid, mapping, partition)
+    return segment_downstream(down.grid, down.segments, up.grid, up.segments, mapping, mapping.segments, partition)

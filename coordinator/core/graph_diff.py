@@ -29,6 +29,7 @@ from coordinator.core.conditions import GroupSpec
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.segments import Segments
 from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.view import View
 
@@ -107,7 +108,7 @@ class Baseline:
             expected: ExpectedBy | None = None
             late: tuple[NodeId, ...] = ()
             try:
-                edges = tuple(EdgeSpec.from_shape_item(item) for item in entry.edges or ())
+                edges = tuple(EdgeSpec.from_shape_item(item, entry.grid_spec()) for item in entry.edges or ())
                 if entry.deadline is not None:
                     rule, handlers = entry.deadline
                     expected = ExpectedBy.from_item(rule) if rule is not None else None
@@ -136,7 +137,8 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
         dags[node] = DagSpec(node, entry.upstreams, entry.on_failure_of, grid=grid,
                              offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges,
                              expected_by=entry.expected_by, on_late_of=entry.on_late_of,
-                             groups=_groups(activation, node))  # fmt: skip
+                             groups=_groups(activation, node), segments=_segments(activation, node),
+                             key_format=activation.nodes[node.qualified].key_format)  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
     graph = Graph(dags, frozenset(n.instance for n in dags), source)
@@ -368,3 +370,15 @@ def _removal_warning(node: NodeId, busy: StoreActivity) -> str:
 
 def _span(partitions: tuple[str, ...]) -> str:
     return partitions[0] if len(partitions) == 1 else f"{partitions[0]} .. {partitions[-1]}"
+
+
+def _segments(activation: Activation, node: NodeId) -> Segments | None:
+    """The recorded segments of ``node`` (None: none declared, or a damaged record: then the digest will not match
+    and no graph is rebuilt)."""
+    item = activation.nodes[node.qualified].segments
+    if item is None:
+        return None
+    try:
+        return Segments.from_item(list(item))
+    except ValueError:
+        return None

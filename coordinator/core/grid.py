@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -57,6 +58,14 @@ def normalise_cron(cron: str) -> str:
     return CRON_PRESETS.get(text.lower(), text)
 
 
+class SegmentMap(StrEnum):
+    """How an edge maps segments when written (``coordinator.core.segments``' **Same**, **All (rollup)**); unwritten,
+    the rule follows from which DAGs declare segments."""
+
+    SAME = "same"
+    ALL = "all"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class EdgeMap:
     """How an edge maps D's partition to the upstream's (**Mapping by overlap** and **Edge maps**). The default is the
@@ -68,11 +77,19 @@ class EdgeMap:
     shift: int | None = None
     #: Index into the mapped window (0 first, -1 last); None: the whole window. Needs grids on both sides.
     member: int | None = None
+    #: The segment rule written on the edge (``coordinator.core.segments``); None: follows from the DAGs' segments.
+    segments: SegmentMap | None = None
 
     @property
     def plain(self) -> bool:
-        """No shift and no member: **Mapping by overlap**' overlap with an offset (or **Grids**' equal dates)."""
-        return self.shift is None and self.member is None
+        """No shift, member or segment rule: **Mapping by overlap**' overlap with an offset (or **Grids**' equal
+        dates)."""
+        return self.shift is None and self.member is None and self.segments is None
+
+    @property
+    def in_time(self) -> EdgeMap:
+        """The mapping of the time part alone (the segment rule is ``coordinator.core.segments``')."""
+        return self if self.segments is None else EdgeMap(self.offset, self.shift, self.member)
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -6,8 +6,8 @@ time (``eu``), or both (a day of a region). The key layout grows by two forms an
 
 - **Time**: ``YYYY-MM-DDTHH:MM:SSZ``, UTC, whole seconds (the only form before segments; unchanged).
 - **Segment**: a name that is not a time: Airflow's own characters for names (``[A-Za-z0-9_.-]``, never ``.`` or
-  ``..``), at most :data:`SEGMENT_MAX` characters, and never something :func:`coordinator.core.model.canonical_partition`
-  would read as a date (``2026-01-01`` is a date, so it cannot be a segment: one string, one meaning).
+  ``..``), at most :data:`SEGMENT_MAX` characters, and never something that reads as a date (``2026-01-01`` is a
+  date, so it cannot be a segment: one string, one meaning).
 - **Time and segment**: ``{time}~{segment}`` (``2026-01-01T00:00:00Z~eu``). ``~`` is outside both forms, so the split
   is exact; it is also allowed in Airflow run ids, etcd keys, URLs and shell words unquoted (Airflow's own product key
   separator ``|`` is none of those; the plugin and the REST trigger translate, see :func:`airflow_key_parts`).
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 #: Separates the time and the segment of a **Time and segment** partition.
 SEGMENT_SEP = "~"
@@ -126,8 +127,6 @@ def airflow_partition_key(partition: str, key_format: str | None, timezone: str 
     A segment is sent as it is (``eu``); a time is formatted with ``key_format`` (default :data:`AIRFLOW_KEY_FORMAT`)
     in ``timezone``, the zone of the DAG's grid, as ``CronPartitionTimetable`` formats its own keys; a time and a
     segment are joined with Airflow's product separator (``2026-01-01T00:00:00|eu``)."""
-    from zoneinfo import ZoneInfo  # noqa: PLC0415 (only the trigger path needs zones)
-
     time, segment = split_partition(partition)
     if time is None and segment is None:
         raise ValueError(f"{partition!r} is not a canonical partition")

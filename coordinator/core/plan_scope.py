@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
+from coordinator.core.partition import SEGMENT_SEP, split_partition
 from coordinator.core.view import View
 
 
@@ -120,6 +121,10 @@ def span(window: Sequence[str], missing: Iterable[str]) -> str:
     """The ``missing`` partitions of a mapped ``window`` as ranges of neighbours, ``05:00Z-07:00Z, 12:00Z`` (times
     alone when the whole window is on one UTC date, which keeps a day's rollup on one line; full keys otherwise)."""
     absent = set(missing)
+    parts = [split_partition(p) for p in window]
+    if len({time for time, _ in parts}) == 1 and any(segment for _, segment in parts):
+        # One time, several segments (a rollup of regions): the segments name them.
+        return ", ".join(segment or p for p, (_, segment) in zip(window, parts, strict=True) if p in absent)
     day = window[0][:10] if window and window[-1][:10] == window[0][:10] else None
     groups: list[list[str]] = []
     previous_missing = False
@@ -132,7 +137,8 @@ def span(window: Sequence[str], missing: Iterable[str]) -> str:
         previous_missing = p in absent
 
     def short(p: str) -> str:
-        return p[11:16] + "Z" if p[:10] == day else p
+        time, sep, segment = p.partition(SEGMENT_SEP)
+        return time[11:16] + "Z" + sep + segment if time[:10] == day and len(time) == 20 else p
 
     return ", ".join(short(a) if a == b else f"{short(a)}-{short(b)}" for a, b in groups)
 

@@ -61,6 +61,7 @@ from coordinator.core.model import (
     run_id_for,
     task_input_key,
 )
+from coordinator.core.partition import has_segment
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import LedgerFact, RunFact, View
 
@@ -661,8 +662,11 @@ class _PartitionPlanner(EdgeJudgement):
         if needed == (self.partition,):
             return self._upstream_reason(up)
         if not needed:
-            grid = self.graph.dags[node].grid
-            return f"{self.partition} is not a point of {node}'s grid ({grid}); nothing maps to it"
+            spec = self.graph.dags[node]
+            if spec.segments is not None or has_segment(self.partition):
+                declared = f" (its segments: {spec.segments})" if spec.segments is not None else ""
+                return f"nothing of {up} maps to {self.partition} for {node}{declared}"
+            return f"{self.partition} is not a point of {node}'s grid ({spec.grid}); nothing maps to it"
         if len(needed) == 1:
             return f"needs {up} for {needed[0]}: " + self.at(needed[0])._upstream_reason(up)
         missing = [q for q in needed if not self.at(q).fresh(up)]

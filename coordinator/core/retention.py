@@ -51,17 +51,16 @@ from coordinator.core.floor import dump_floor as dump_floor
 from coordinator.core.floor import parse_floor as parse_floor
 from coordinator.core.graph import Graph
 from coordinator.core.holds import Hold
-from coordinator.core.partition import is_partition
 from coordinator.core.model import (
     HISTORY_TIME_FORMAT,
     KeyLayout,
     NodeId,
     TriggerStatus,
     canonical_partition,
-    is_canonical_partition,
     parse_run_record,
     parse_trigger_record,
 )
+from coordinator.core.partition import is_partition
 from coordinator.core.view import View
 
 #: Deletes per etcd transaction. etcd refuses a transaction with more than ``--max-txn-ops`` (128 by default)

@@ -41,7 +41,6 @@ from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.floor import RetentionFloor, parse_floor
-from coordinator.core.partition import is_partition
 from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
@@ -51,6 +50,7 @@ from coordinator.core.model import (
     parse_value,
 )
 from coordinator.core.no_cascade import NoCascade, parse_no_cascade
+from coordinator.core.partition import is_partition
 
 #: Returned by ``apply`` when every partition must be re-planned (graph activation or backfill changed).
 ALL = "*"

@@ -167,6 +167,18 @@ class World:
                 ok = {RunState.SUCCESS} | ({RunState.FAILED} if edge.condition == "finished" else set())
                 if fact is None or fact.record.state not in ok:
                     missing.append(q)
+            window = len(self.graph.source_partitions(action.node, up, action.partition))
+            if edge.count is not None and window:
+                # semantics `partition-count`: at_least of the window (all by default), min once its cutoff passed
+                have = window - len(missing)
+                base = min(edge.count.at_least or window, window)
+                cut = edge.count.cutoff_at(action.partition)
+                passed = cut is not None and (self.clock is None or self.clock >= cut)
+                if have < base and not (passed and have >= edge.count.minimum):
+                    self.violations.append(
+                        f"{action.node} {action.partition} triggered with {have} of {window} of {up}"
+                    )
+                continue
             if not missing:
                 satisfied.add((up, edge.task))
             elif (up, edge.task) not in grouped:

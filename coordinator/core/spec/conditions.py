@@ -26,6 +26,7 @@ from typing import Any
 from coordinator.core.conditions import GroupRule, Late, parse_clock
 from coordinator.core.duration import parse_shift
 from coordinator.core.grid import Grid, normalise_cron
+from coordinator.core.partition_count import PartitionCount
 from coordinator.core.spec.grid import Add, check_fields, describe
 from coordinator.core.spec.source import JsonPath
 
@@ -192,3 +193,22 @@ def _read_cutoff(
         add((*path, "late"), f"expected rerun or ignore, got {describe(late)}", '"late": "rerun" or "late": "ignore"')
         return None
     return (seconds if isinstance(seconds, int) else None), minimum, Late(late), at_time
+
+
+COUNT_HINT = 'write "at_least": 20 (that many of the edge\'s mapped partitions are enough)'
+
+
+def read_count(value: Mapping[str, Any], path: JsonPath, add: Add) -> PartitionCount | None:
+    """An edge object's count of its mapped partitions (``at_least``, ``cutoff``, ``min``, ``late``: semantics
+    `partition-count`); None when it has none or after reporting what is wrong (``add`` is called then)."""
+    if not any(key in value for key in ("at_least", "cutoff", "min", "late")):
+        return None
+    at_least = value.get("at_least")
+    if "at_least" in value and (isinstance(at_least, bool) or not isinstance(at_least, int) or at_least < 1):
+        add((*path, "at_least"), f"expected a whole number of at least 1, got {describe(at_least)}", COUNT_HINT)
+        return None
+    found = _read_cutoff(value, path, "at_least", at_least or 0, (), add)
+    if found is None:
+        return None
+    cutoff, minimum, late, at_time = found
+    return PartitionCount(at_least, cutoff, minimum, late, at_time)

@@ -34,17 +34,26 @@ from coordinator.core.grid import (
     DEFAULT_TIMEZONE,
     EdgeMap,
     Grid,
+    SegmentMap,
     cron_problem,
     normalise_cron,
     timezone_problem,
     upstream_partitions,
 )
 from coordinator.core.model import NAME_RE, PARTITION_FORMAT, NodeId
+from coordinator.core.partition import segment_problem
+from coordinator.core.segments import Segments
 from coordinator.core.spec.source import JsonPath, json_type
 
 Add = Callable[[JsonPath, str, str], None]
-PARTITION_FIELDS = ("cron", "timezone")
-EDGE_FIELDS = ("dag", "offset", "shift", "member", "task", "condition")
+PARTITION_FIELDS = ("cron", "timezone", "segments", "key_format")
+#: The fields an edge object may count its mapped partitions with (read by ``spec.conditions.read_count``).
+COUNT_FIELDS = ("at_least", "cutoff", "min", "late")
+EDGE_FIELDS = ("dag", "offset", "shift", "member", "task", "condition", "segments", *COUNT_FIELDS)
+SEGMENTS_HINT = 'write "segments": ["eu", "us", "apac"] (names of letters, digits, \'_\', \'.\', \'-\'; not dates)'
+KEY_FORMAT_HINT = 'write Airflow\'s key_format of the DAG\'s timetable, e.g. "key_format": "%Y-%m-%dT%H:%M:%S"'
+SEGMENT_MAP_HINT = 'write "same" (each segment needs the same segment) or "all" (every segment of the upstream)'
+
 CRON_HINT = (
     'write 5 fields, e.g. "0 * * * *" (hourly) or "0 0 * * *" (daily at midnight), or a preset: @hourly, @daily, '
     "@weekly, @monthly, @yearly"
@@ -73,11 +82,13 @@ class WrittenEdge:
     member: int | None = None
     task: str | None = None
     condition: Condition | None = None
+    segments: SegmentMap | None = None
 
     @property
     def extended(self) -> bool:
         return (
-            self.shift is not None
+            self.segments is not None
+            or self.shift is not None
             or self.member is not None
             or self.task is not None
             or (self.condition is not None and self.condition is not Condition.SUCCESS)
@@ -109,18 +120,67 @@ def check_fields(body: Mapping[str, Any], path: JsonPath, allowed: Sequence[str]
         add((*path, key), f"unknown field {key!r}", f"{hint} (allowed: {', '.join(allowed)})")
 
 
+@dataclass(frozen=True, slots=True)
+class DeclaredPartitions:
+    """What a ``partitions`` value declares: a grid, segments (semantics `segment-partitions`), a key format."""
+
+    grid: Grid | None = None
+    segments: Segments | None = None
+    key_format: str | None = None
+
+
 def read_partitions(value: Any, path: JsonPath, add: Add) -> Grid | None:
-    """The grid a ``partitions`` value declares; None after reporting what is wrong."""
+    """The grid a ``partitions`` value declares; None after reporting what is wrong (a lineage job's partitions:
+    a grid only)."""
+    found = read_declared_partitions(value, path, add)
+    if found is not None and found.segments is not None:
+        add((*path, "segments"), "segments on an OpenLineage job", "remove them: a job's runs are times")
+        return None
+    return None if found is None else found.grid
+
+
+def read_declared_partitions(value: Any, path: JsonPath, add: Add) -> DeclaredPartitions | None:
+    """What a DAG's ``partitions`` value declares; None after reporting what is wrong (**Partitions**)."""
     if not isinstance(value, dict):
         add(path, f"expected an object, got {describe(value)}", 'write "partitions": {"cron": "0 0 * * *"}')
         return None
     check_fields(value, path, PARTITION_FIELDS, add)
-    cron = value.get("cron")
     ok = True
-    if cron is None:
+    segments = _read_segments(value["segments"], (*path, "segments"), add) if "segments" in value else None
+    if "segments" in value and segments is None:
+        ok = False
+    key_format = value.get("key_format")
+    if "key_format" in value and not _key_format_ok(key_format):
+        add(
+            (*path, "key_format"),
+            f"expected a strftime format with a date, got {describe(key_format)}",
+            KEY_FORMAT_HINT,
+        )
+        ok = False
+    cron = value.get("cron")
+    if cron is None and "segments" not in value:
         add(path, 'missing "cron"', CRON_HINT)
         ok = False
-    elif not isinstance(cron, str):
+    if cron is None:
+        if "timezone" in value:
+            add(
+                (*path, "timezone"),
+                '"timezone" without "cron"',
+                "a zone places a cron's points: add a cron or remove it",
+            )
+            ok = False
+        if key_format is not None and ok:
+            add(
+                (*path, "key_format"),
+                '"key_format" without "cron"',
+                "a key format writes a time: add the cron or remove it",
+            )
+            ok = False
+        if not ok:
+            return None
+        assert isinstance(segments, tuple)
+        return DeclaredPartitions(None, Segments(segments, False), None)
+    if not isinstance(cron, str):
         add((*path, "cron"), f"expected a cron expression, got {describe(cron)}", CRON_HINT)
         ok = False
     elif (problem := cron_problem(cron)) is not None:
@@ -136,7 +196,36 @@ def read_partitions(value: Any, path: JsonPath, add: Add) -> Grid | None:
     if not ok:
         return None
     assert isinstance(cron, str) and isinstance(zone, str)
-    return Grid(normalise_cron(cron), zone)
+    grid = Grid(normalise_cron(cron), zone)
+    declared = Segments(segments, True) if segments is not None else None
+    return DeclaredPartitions(grid, declared, key_format if isinstance(key_format, str) else None)
+
+
+def _read_segments(raw: Any, path: JsonPath, add: Add) -> tuple[str, ...] | None:
+    """Sorted distinct segment names, at least one; None after reporting."""
+    if not isinstance(raw, list) or not raw:
+        add(path, f"expected a non-empty list of segment names, got {describe(raw)}", SEGMENTS_HINT)
+        return None
+    ok = True
+    for index, name in enumerate(raw):
+        problem = segment_problem(name) if isinstance(name, str) else f"expected a name, got {describe(name)}"
+        if problem is not None:
+            add((*path, index), problem, SEGMENTS_HINT)
+            ok = False
+        elif raw.index(name) != index:
+            add((*path, index), f"segment {name!r} is listed twice", "list each segment once")
+            ok = False
+    return tuple(sorted(raw)) if ok else None
+
+
+def _key_format_ok(value: Any) -> bool:
+    """A strftime format that writes at least the year (a key Airflow can decode back to its date)."""
+    if not isinstance(value, str) or "%Y" not in value or len(value) > 100:
+        return False
+    try:
+        return bool(SAMPLE_FROM.strftime(value))
+    except ValueError:
+        return False
 
 
 def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenEdge | None:
@@ -161,10 +250,18 @@ def read_edge(value: Mapping[str, Any], path: JsonPath, add: Add) -> WrittenEdge
     member = _read_member(value["member"], (*path, "member"), note) if "member" in value else None
     task = _read_task(value["task"], (*path, "task"), note) if "task" in value else None
     condition = _read_condition(value["condition"], (*path, "condition"), note) if "condition" in value else None
+    segments = _read_segment_map(value["segments"], (*path, "segments"), note) if "segments" in value else None
     if problems:
         return None
     assert isinstance(ref, str) and (offset is None or isinstance(offset, int))
-    return WrittenEdge(ref, offset, shift, member, task, condition)
+    return WrittenEdge(ref, offset, shift, member, task, condition, segments)
+
+
+def _read_segment_map(raw: Any, path: JsonPath, add: Add) -> SegmentMap | None:
+    if isinstance(raw, str) and raw in tuple(SegmentMap):
+        return SegmentMap(raw)
+    add(path, f"expected same or all, got {describe(raw)}", SEGMENT_MAP_HINT)
+    return None
 
 
 def _read_shift(raw: Any, path: JsonPath, add: Add) -> int | None:

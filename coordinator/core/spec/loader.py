@@ -50,12 +50,22 @@ from typing import Any
 
 from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
-from coordinator.core.grid import EdgeMap, Grid
+from coordinator.core.grid import EdgeMap, Grid, SegmentMap
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
-from coordinator.core.spec.conditions import WrittenGroup, is_group, read_group, time_cutoff_problem
+from coordinator.core.partition_count import PartitionCount
+from coordinator.core.segments import SEGMENT_EDGE_HINT, Segments, segment_edge_problem
+from coordinator.core.spec.conditions import WrittenGroup, is_group, read_count, read_group, time_cutoff_problem
 from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
-from coordinator.core.spec.grid import WrittenEdge, edge_offsets, mapping_problem, read_edge, read_partitions
+from coordinator.core.spec.grid import (
+    COUNT_FIELDS,
+    DeclaredPartitions,
+    WrittenEdge,
+    edge_offsets,
+    mapping_problem,
+    read_declared_partitions,
+    read_edge,
+)
 from coordinator.core.spec.grid import describe as _describe
 from coordinator.core.spec.instances import InstanceKind, check_external, read_kind
 from coordinator.core.spec.lineage import read_lineage
@@ -132,13 +142,15 @@ class _Ref:
     edge: WrittenEdge | None = None
     #: The index of its condition group in the DAG's ``groups`` (**Condition groups**); None: required.
     group: int | None = None
+    #: How many of its mapped partitions satisfy it (**Segments and counts**); None: all.
+    count: PartitionCount | None = None
 
     @property
     def mapping(self) -> EdgeMap:
         edge = self.edge
         if edge is None:
             return EdgeMap()
-        return EdgeMap(edge.offset or 0, edge.shift, edge.member)
+        return EdgeMap(edge.offset or 0, edge.shift, edge.member, edge.segments)
 
     @property
     def task(self) -> str | None:
@@ -146,7 +158,7 @@ class _Ref:
 
     @property
     def extended(self) -> bool:
-        return self.edge is not None and self.edge.extended
+        return (self.edge is not None and self.edge.extended) or self.count is not None
 
     def field_path(self, name: str) -> JsonPath:
         """The JSON path of one field of this edge object (``path`` is its ``dag`` value)."""
@@ -167,6 +179,8 @@ class _Decl:
     on_late_of: tuple[_Ref, ...] = ()
     #: Each ``any``/``at_least`` group as written, indexed by :attr:`_Ref.group`.
     groups: tuple[WrittenGroup, ...] = ()
+    segments: Segments | None = None
+    key_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,13 +378,21 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
             "a failure handler runs when a source fails, never after upstreams succeed; declare a separate DAG "
             "for each role",
         )
-    grid = read_partitions(body["partitions"], (*path, "partitions"), report.add) if "partitions" in body else None
+    declared = (
+        read_declared_partitions(body["partitions"], (*path, "partitions"), report.add)
+        if "partitions" in body
+        else None
+    )
+    declared = declared or DeclaredPartitions()
     expected = (
         read_expected_by(body["expected_by"], (*path, "expected_by"), report.add) if "expected_by" in body else None
     )
     late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, _ON_LATE_OF) if "on_late_of" in body else ()
     description = _read_description(body, path, report)
-    return _Decl(node, path, upstreams, on_failure_of, description, grid, expected, late, tuple(groups.groups))
+    return _Decl(
+        node, path, upstreams, on_failure_of, description, declared.grid, expected, late, tuple(groups.groups),
+        declared.segments, declared.key_format,
+    )  # fmt: skip
 
 
 def _declared_node(
@@ -450,8 +472,13 @@ def _read_ref(
             _read_ref(member, at, report, spec, found, groups, group)
     elif isinstance(item, dict) and spec is not _SHORTHAND:
         edge = read_edge(item, where, report.add)
-        if edge is not None:
-            found.refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge, group))
+        count = read_count(item, where, report.add)
+        if edge is not None and (count is not None or not any(key in item for key in COUNT_FIELDS)):
+            if count is not None and (spec is not _UPSTREAMS or group is not None):
+                what = "a condition group member" if group is not None else f"an edge of {spec.name}"
+                report.add(where, f"a partition count on {what}", "count the partitions of an upstream edge only")
+                return
+            found.refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge, group, count))
     else:
         report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
 
@@ -606,6 +633,7 @@ def _resolve(
     declared = _index_declarations(decls, report)
     resolver = _Resolver(declared, instances, shorthand, report)
     grids = {node: decl.grid for node, decl in declared.items()}
+    segments = {node: decl.segments for node, decl in declared.items()}
     specs: dict[NodeId, DagSpec] = {}
     edges: list[Edge] = []
     for node, decl in declared.items():
@@ -623,11 +651,12 @@ def _resolve(
             node, decl.grid, {src: (ref.path, ref.offset) for src, ref in firsts.items()}, grids, report.add
         )
         extended = _check_edges(node, decl.grid, written, grids, report)
+        extended = _check_segments(node, decl, written, segments, extended, report)
         late = sorted({src for src, _ in resolver.sources(node, decl.on_late_of, failure=True)})
         specs[node] = DagSpec(
             node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
             _resolve_levels(node, decl.expected_by, decl.path, resolver), tuple(late),
-            _groups(node, decl, success, report),
+            _groups(node, decl, success, report), decl.segments, decl.key_format,
         )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root
@@ -725,13 +754,55 @@ def _check_edges(
         sorted(
             (
                 EdgeSpec(src, ref.task, (ref.edge.condition if ref.edge else None) or Condition.SUCCESS, ref.mapping,
-                         failure)
+                         failure, ref.count)
                 for src, ref, failure in written
                 if src in keep
             ),
             key=lambda e: (e.source, e.task or ""),
         )
     )  # fmt: skip
+
+
+def _check_segments(
+    node: NodeId,
+    decl: _Decl,
+    written: Sequence[tuple[NodeId, _Ref, bool]],
+    segments: Mapping[NodeId, Segments | None],
+    extended: tuple[EdgeSpec, ...],
+    report: _Report,
+) -> tuple[EdgeSpec, ...]:
+    """**Segments and counts**: every edge relates its DAGs' partitions (a time to a time, a segment to a segment), a
+    written ``"segments": "all"`` has the upstream's segments to take, a cutoff has a time to start from. Returns
+    ``extended`` with a count's time-of-day cutoff given the DAG's grid."""
+    mine = decl.segments
+    for src, ref, _ in written:
+        if src == node:
+            continue
+        theirs = segments.get(src)
+        rule = ref.mapping.segments
+        if rule is SegmentMap.ALL and theirs is None:
+            report.add(
+                ref.field_path("segments"),
+                f'"segments": "all" but {src} declares no segments',
+                f'declare "partitions": {{"segments": [...]}} on {src}, or remove "segments"',
+            )
+            continue
+        if (problem := segment_edge_problem(mine, theirs, rule)) is not None:
+            report.add(ref.path, f"{problem} ({node} -> {src})", SEGMENT_EDGE_HINT)
+            continue
+        count = ref.count
+        if count is not None and count.has_cutoff and mine is not None and not mine.timed:
+            report.add(
+                ref.field_path("cutoff"),
+                f"a cutoff on {node}, whose partitions are segments without a time",
+                'a cutoff counts from the partition\'s time: add a "cron" to its partitions, or remove "cutoff"',
+            )
+        elif count is not None and count.at_time is not None and (problem := time_cutoff_problem(decl.grid)):
+            report.add(ref.field_path("cutoff"), problem, 'use a duration after the partition\'s start, e.g. "6h"')
+    return tuple(
+        replace(e, count=replace(e.count, grid=decl.grid)) if e.count is not None and e.count.at_time is not None else e
+        for e in extended
+    )
 
 
 def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId, _Decl]:

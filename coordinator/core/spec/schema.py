@@ -16,9 +16,10 @@ from typing import Any
 
 from coordinator.core.conditions import Late
 from coordinator.core.graph import Condition
-from coordinator.core.grid import CRON_PRESETS
+from coordinator.core.grid import CRON_PRESETS, SegmentMap
 from coordinator.core.lineage.mapping import PartitionSource, Slot
 from coordinator.core.model import NAME_CHARS, NODE_SEP
+from coordinator.core.partition import SEGMENT_MAX
 from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED, MAX_DAY_OFFSET
 from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
 from coordinator.core.spec.instances import InstanceKind
@@ -104,6 +105,22 @@ def _defs() -> dict[str, Any]:
                                     "enum": [str(c) for c in Condition],
                                     "description": "success (default) or finished (success or failed).",
                                 },
+                                {
+                                    "enum": [str(m) for m in SegmentMap],
+                                    "description": "How segments map: same (each segment needs the same one) or all "
+                                    "(every segment of the upstream). Default: same when both DAGs declare segments, "
+                                    "all when only the upstream does, a fan-out when only the dependent does.",
+                                },
+                                {
+                                    "type": "integer",
+                                    "minimum": 1,
+                                    "description": "How many of the edge's mapped upstream partitions are enough "
+                                    "(default: all of them), as Airflow's MinimumCount.",
+                                },
+                                *(
+                                    {**value, "description": value["description"].replace("Members", "Partitions")}
+                                    for value in _cutoff().values()
+                                ),
                             ),
                             strict=True,
                         )
@@ -128,11 +145,29 @@ def _defs() -> dict[str, Any]:
                             + ".",
                         },
                         {"type": "string", "description": "IANA time zone name; default UTC."},
+                        {
+                            "type": "array",
+                            "items": {
+                                "type": "string",
+                                "pattern": r"^[A-Za-z0-9_.-]+$",
+                                "maxLength": SEGMENT_MAX,
+                                "not": {"pattern": r"^\d{4}-\d{2}-\d{2}([T ].*)?$"},
+                            },
+                            "minItems": 1,
+                            "uniqueItems": True,
+                            "description": "Segment partitions (eu, us, apac): with cron, a time and a segment; "
+                            "without, segments only.",
+                        },
+                        {
+                            "type": "string",
+                            "description": "Airflow's key_format of the DAG's partitioned timetable: the DAG is "
+                            "triggered with a partition_key, its time written so in the grid's zone.",
+                        },
                     ),
                     strict=True,
                 )
             ),
-            "required": ["cron"],
+            "anyOf": [{"required": ["cron"]}, {"required": ["segments"]}],
             "additionalProperties": False,
         },
         "expectedBy": {
@@ -334,7 +369,14 @@ def _groups() -> dict[str, Any]:
     def members(item: str) -> dict[str, Any]:
         return {"type": "array", "items": {"$ref": f"#/$defs/{item}"}, "minItems": 2}
 
-    cutoff = {
+    cutoff = _cutoff()
+    edge_groups = {"oneOf": [{"$ref": "#/$defs/edge"}, {"$ref": "#/$defs/anyGroup"}, {"$ref": "#/$defs/atLeastGroup"}]}
+    return _group_defs(members, cutoff, edge_groups)
+
+
+def _cutoff() -> dict[str, Any]:
+    """A cutoff's fields, shared by condition groups and edges that count their partitions."""
+    return {
         "cutoff": {
             "type": "string",
             "description": "A duration after the partition's start (6h, PT6H), or a time of day in the DAG's zone "
@@ -347,7 +389,10 @@ def _groups() -> dict[str, Any]:
             "description": "Members completing the group after a cutoff run: rerun D once (default) or ignore them.",
         },
     }
-    edge_groups = {"oneOf": [{"$ref": "#/$defs/edge"}, {"$ref": "#/$defs/anyGroup"}, {"$ref": "#/$defs/atLeastGroup"}]}
+
+
+def _group_defs(members: Any, cutoff: dict[str, Any], edge_groups: dict[str, Any]) -> dict[str, Any]:
+    """The group definitions of :func:`_groups`."""
     return {
         "upstream": {
             "description": "An edge, or a condition group of edges (any, all, at_least). See docs/dependencies.md.",
