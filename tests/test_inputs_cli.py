@@ -116,11 +116,18 @@ def test_inputs_qualified_dag(spec_file: Path) -> None:
         ),
         pytest.param(("dd", "-p", "2024-03-10"), "(did you mean d?)", id="unknown-dag"),
         pytest.param(("d", "-p", "2024-03-10T05:00:00"), "has no time zone", id="naive-date"),
-        pytest.param(("d", "-p", "yesterday"), "invalid partition 'yesterday'", id="not-a-date"),
+        pytest.param(("d", "-p", "2024-3-10"), "invalid partition '2024-3-10'", id="not-a-date"),
+        pytest.param(
+            ("d", "-p", "yesterday"),
+            "yesterday is not a partition of d: its partitions are times on the grid 0 5 * * *, and a segment alone "
+            "has none",
+            id="a-segment-for-a-dag-of-times",
+        ),
     ],
 )
 def test_inputs_bad_input_exits_2(spec_file: Path, args: tuple[str, ...], message: str) -> None:
-    """A date off the DAG's grid, an unknown DAG or a malformed date exit 2 with a message and no traceback."""
+    """A date off the DAG's grid, an unknown DAG, a malformed date or a segment for a DAG of times exit 2 with a
+    message and no traceback."""
     result = run("inputs", *args, "--deps", str(spec_file))
     assert result.returncode == 2 and result.stdout == ""
     assert message in result.stderr and "Traceback" not in result.stderr

@@ -193,3 +193,10 @@ def test_a_key_format_and_segments_make_the_airflow_partition_key() -> None:
     assert graph.partition_key(n("hourly"), "2026-01-01T10:00:00Z") == "2026-01-01T11:00:00"
     assert graph.partition_key(n("plain"), "2026-01-01T10:00:00Z") is None
     assert graph.partition_key(n("plain"), "2026-01-01T10:00:00Z~eu") == "2026-01-01T10:00:00|eu"
+
+
+def test_a_deadline_on_segments_without_a_time_is_refused() -> None:
+    """validate refuses expected_by on a DAG whose partitions are segments alone: nothing to count it from."""
+    dags = {"a": {"partitions": {"segments": REGIONS}, "expected_by": {"after_start": "6h"}}}
+    with pytest.raises(SpecError, match="a deadline on a, whose partitions are segments without a time"):
+        parse_spec(json.dumps({"version": 1, "dags": dags}))

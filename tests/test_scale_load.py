@@ -192,7 +192,7 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
         (keys.run_key(a, q) + "/deeper", _value(run), 7),  # right after a key of the same DAG: still malformed
         (keys.run_key(a, p), b"{", 7),
         (keys.run_key(b, p), _value(run), 8),
-        (keys.runs + "default/a/not-a-date", _value(run), 9),
+        (keys.runs + "default/a/2026-02-30T00:00:00Z", _value(run), 9),
         (keys.runs + "default/a", _value(run), 10),
         (keys.triggers + "bad id!/a/" + p, _value(done), 11),
         (keys.config_key(f"backfill/default/a/{q}"), b"{}", 12),
@@ -206,7 +206,7 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
     for field in ("runs", "ledger", "backfills", "problems", "partitions", "revision", "activation"):
         assert getattr(paged, field) == getattr(one_by_one, field), field
     assert set(paged.problems) == {
-        keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q), keys.runs + "default/a/not-a-date",
+        keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q), keys.runs + "default/a/2026-02-30T00:00:00Z",
         keys.run_key(a, q) + "/deeper",
         keys.runs + "default/a", keys.triggers + "bad id!/a/" + p,
     }  # fmt: skip
@@ -220,7 +220,7 @@ _PAGE_KEY_LIST = [
     *(_PAGE_KEYS.run_key(n, p) for n in _PAGE_NODES for p in _PAGE_PARTS),
     *(_PAGE_KEYS.trigger_key(n, p) for n in _PAGE_NODES for p in _PAGE_PARTS),
     _PAGE_KEYS.run_key(_PAGE_NODES[0], _PAGE_PARTS[0]) + "/deeper",
-    _PAGE_KEYS.runs + "default/a/not-a-date",
+    _PAGE_KEYS.runs + "default/a/2026-02-30T00:00:00Z",
     _PAGE_KEYS.runs + "default/a",
     _PAGE_KEYS.task_key(_PAGE_NODES[1], "t", _PAGE_PARTS[1]),
     _PAGE_KEYS.config_key(f"backfill/default/a/{_PAGE_PARTS[0]}"),

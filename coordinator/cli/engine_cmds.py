@@ -46,7 +46,8 @@ from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import Hold, HoldSet, standing_holds
-from coordinator.core.model import NodeId, canonical_partition, partition_datetime
+from coordinator.core.model import NodeId, any_partition, partition_datetime
+from coordinator.core.partition import is_segment_only
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
@@ -601,6 +602,8 @@ def backfill(
     spec = graph.dags[node]
     if spec.is_root:
         fail(f"{node} is a root: it runs on its own schedule, the coordinator never triggers it")
+    if is_segment_only(_partition(start)) or is_segment_only(_partition(end)):
+        fail(f"--from {start} --to {end}: a backfill takes a range of times (a segment such as eu has no time)")
     lo, hi = partition_datetime(_partition(start)), partition_datetime(_partition(end))
     if lo > hi:
         fail(f"--from {start} is after --to {end}")
@@ -618,7 +621,7 @@ def backfill(
         )
     # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
-    parts = sorted(p for p in mapped if lo <= partition_datetime(p) <= hi)
+    parts = sorted(p for p in mapped if not is_segment_only(p) and lo <= partition_datetime(p) <= hi)
     retired = next(((p, why) for p in parts if (why := decision.why_retired(node, p)) is not None), None)
     if retired is not None:  # a window that reaches below the floor (semantics `retired-inert`, partition grids)
         fail(f"{node} {retired[0]}: {retired[1]}; the watcher plans nothing there (semantics rule 11). Backfill from "
@@ -655,6 +658,6 @@ def _target(
 
 def _partition(text: str) -> str:
     try:
-        return canonical_partition(text)
+        return any_partition(text)
     except ValueError as exc:
         fail(str(exc))

@@ -68,7 +68,7 @@ from coordinator.core.model import (
     NodeId,
     RunRecord,
     RunState,
-    canonical_partition,
+    any_partition,
     dump_record,
     parse_run_record,
     parse_trigger_record,
@@ -111,7 +111,7 @@ def _partition(flag: str, value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return canonical_partition(value)
+        return any_partition(value)
     except ValueError as exc:
         fail(f"{flag}: {exc}")
 

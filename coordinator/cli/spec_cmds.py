@@ -37,8 +37,8 @@ from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
-from coordinator.core.inputs import InputGroup, OffGrid, RequiredInput, grouped_inputs, required_inputs
-from coordinator.core.model import NodeId, canonical_partition
+from coordinator.core.inputs import InputGroup, NotAPartition, RequiredInput, grouped_inputs, required_inputs
+from coordinator.core.model import NodeId, any_partition
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import GraphFormat, render
 from coordinator.core.spec.schema import schema_text
@@ -258,7 +258,10 @@ def inputs(
     partition: Annotated[
         str,
         typer.Option(
-            "--partition", "-p", metavar="PARTITION", help="logical date, e.g. 2026-01-01T05:00:00Z or 2026-01-01"
+            "--partition",
+            "-p",
+            metavar="PARTITION",
+            help="logical date, e.g. 2026-01-01T05:00:00Z or 2026-01-01; a segment, e.g. eu; or both: 2026-01-01~eu",
         ),
     ],
     deps: DepsOpt = None,
@@ -272,12 +275,12 @@ def inputs(
     if node is None:
         fail(_unknown_dag(graph, dag))
     try:
-        canonical = canonical_partition(partition)
+        canonical = any_partition(partition)
     except ValueError as exc:
         fail(f"--partition: {exc}")
     try:
         found = required_inputs(graph, node, canonical)
-    except OffGrid as exc:
+    except NotAPartition as exc:
         fail(f"--partition: {exc}")
     required, groups = grouped_inputs(graph, node, found, canonical)
     if fmt is InputsFormat.JSON:
@@ -295,13 +298,24 @@ def _unknown_dag(graph: Graph, ref: str) -> str:
 
 
 def _input_json(item: RequiredInput) -> dict[str, object]:
-    return {
+    body: dict[str, object] = {
         "dag": item.dag.dag_id,
         "instance": item.dag.instance,
         "task": item.task,
         "condition": item.condition,
         "partitions": list(item.partitions),
     }
+    if item.count is not None:  # only for an edge that counts its partitions: other outputs stay as they were
+        body["at_least"] = _count_need(item)
+        body["count"] = item.count.describe(len(item.partitions))
+    return body
+
+
+def _count_need(item: RequiredInput) -> int | None:
+    """How many of the input's partitions are enough (None: all), before any cutoff."""
+    if item.count is None:
+        return None
+    return min(item.count.at_least or len(item.partitions), len(item.partitions))
 
 
 def _inputs_json(
@@ -336,6 +350,10 @@ def _input_line(node: NodeId, item: RequiredInput, indent: str) -> str:
     if item.dag == node:
         name += " (itself: its own earlier partition)"
     condition = "success or failed" if item.condition == "finished" else "success"
+    if item.partitions and item.count is not None:
+        return (
+            f"{indent}{name} [{condition}], {item.count.describe(len(item.partitions))}: {', '.join(item.partitions)}"
+        )
     if item.partitions:
         return f"{indent}{name} [{condition}]: {', '.join(item.partitions)}"
     return f"{indent}{name} [{condition}]: nothing maps to this partition; it would wait forever"

@@ -25,7 +25,7 @@ from coordinator.core.model import (
     NodeId,
     RunRecord,
     RunState,
-    canonical_partition,
+    any_partition,
     should_replace,
 )
 from coordinator.errors import ConfigError, CoordinatorError
@@ -193,7 +193,7 @@ def mark(
     if instance is not None and node.instance != instance:
         fail(f"{dag_id!r} names instance {node.instance!r} but --instance is {instance!r}")
     try:
-        canonical = canonical_partition(partition)
+        canonical = any_partition(partition)
     except ValueError as exc:
         fail(str(exc))
     try:

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
+from coordinator.core.partition import is_segment_only
 from coordinator.core.spec.deadline import window_end
 
 #: **The allowance**' floor: 40 new runs of one DAG in the window. A catch-up after four weeks of downtime of a daily
@@ -140,7 +141,7 @@ class Declared:
         if (node, partition) in self.exact:
             return True
         spans = self.ranges.get(node)
-        if not spans:
+        if not spans or is_segment_only(partition):  # a segment alone has no time to fall in a range: exact only
             return False
         start = partition_datetime(partition)
         end = window_end(self.grids.get(node), partition)
@@ -159,6 +160,8 @@ def declared_backfills(
     exact = frozenset(backfills)
     bounds: dict[NodeId, tuple[str, str]] = {}
     for node, partition in exact:
+        if is_segment_only(partition):
+            continue
         lo, hi = bounds.get(node, (partition, partition))
         bounds[node] = (min(lo, partition), max(hi, partition))
     ranges: dict[NodeId, list[tuple[datetime, datetime]]] = {}
@@ -166,8 +169,8 @@ def declared_backfills(
     spans += [(node, lo, hi, True) for node, lo, hi in releases]
     spans += [(node, partition, partition, False) for node, partition in ran]
     for node, lo, hi, itself in spans:
-        if node not in graph.dags:
-            continue
+        if node not in graph.dags or is_segment_only(lo) or is_segment_only(hi):
+            continue  # segments alone are explained exactly (``exact``), never by a time range
         # Without a grid a partition is an instant: the range ends just after the last one.
         span = (partition_datetime(lo), max(window_end(graph.dags[node].grid, hi), partition_datetime(hi) + _SECOND))
         for below in graph.descendants(node) | ({node} if itself else set()):

@@ -9,7 +9,8 @@ Rules:
   canonical UTC ``...Z``. An edge whose mapping yields nothing for this partition (a shift off the upstream's grid, a
   member the window does not have) has no partitions: D waits for it forever, which is what the user needs to see.
 - **Off-grid partitions.** A partition that is not a point of the DAG's own grid raises :class:`OffGrid` with the grid
-  points around it.
+  points around it; one whose form does not fit the DAG's declared segments raises :class:`NotAPartition`.
+- **Counts.** An edge that counts its partitions (semantics `partition-count`) carries its count: ``20 of 24``.
 - **Groups.** A DAG with condition groups (semantics `condition-groups`) waits for its required edges and, per group,
   for its rule over its members (:func:`grouped_inputs`): ``any of 2``, ``2 of 3``, with a cutoff ``2 of 3, cutoff 6h
   then min 1, late: rerun`` and the instant the cutoff passes for this partition. Each member is a
@@ -24,8 +25,10 @@ from dataclasses import dataclass
 from coordinator.core.conditions import GroupRule, GroupSpec
 from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
-from coordinator.core.grid import upstream_partitions
-from coordinator.core.model import PARTITION_FORMAT, NodeId, canonical_partition, partition_datetime
+from coordinator.core.model import PARTITION_FORMAT, NodeId, any_partition, partition_datetime
+from coordinator.core.partition import is_segment_only
+from coordinator.core.partition_count import PartitionCount
+from coordinator.core.segments import partition_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,9 +40,16 @@ class RequiredInput:
     #: ``success`` or ``finished`` (success or failed).
     condition: str
     partitions: tuple[str, ...]
+    #: How many of ``partitions`` are enough (semantics `partition-count`); None: all of them.
+    count: PartitionCount | None = None
 
 
-class OffGrid(ValueError):
+class NotAPartition(ValueError):
+    """The partition's form does not fit the DAG (a segment it does not declare, a segment alone for a DAG of times,
+    a time for a DAG of segments alone: semantics `segment-partitions`)."""
+
+
+class OffGrid(NotAPartition):
     """The partition is not a point of the DAG's grid; ``nearest`` are the grid points just before and after it."""
 
     def __init__(self, node: NodeId, partition: str, grid: str, nearest: tuple[str, ...]) -> None:
@@ -56,8 +66,10 @@ def required_inputs(graph: Graph, node: NodeId, partition: str) -> tuple[Require
     """The upstream partitions ``node``'s ``partition`` waits for (**The planner's mapping**,
     **One input per success edge** and **Off-grid partitions**); KeyError if ``node`` is unknown."""
     spec = graph.dags[node]
-    partition = canonical_partition(partition)
-    if spec.grid is not None:
+    partition = any_partition(partition)
+    if (problem := partition_problem(spec.grid, spec.segments, partition)) is not None:
+        raise NotAPartition(f"{partition} is not a partition of {node}: {problem}")
+    if spec.grid is not None and not is_segment_only(partition):
         at = partition_datetime(partition)
         if not spec.grid.contains(at):
             before, after = spec.grid.floor(at), spec.grid.next(at)
@@ -68,7 +80,14 @@ def required_inputs(graph: Graph, node: NodeId, partition: str) -> tuple[Require
             edge.source,
             edge.task,
             str(edge.condition),
-            tuple(sorted(upstream_partitions(spec.grid, graph.dags[edge.source].grid, edge.mapping, partition))),
+            tuple(
+                sorted(
+                    graph.gate_partitions(node, edge, partition)
+                    if edge.source == node
+                    else graph.source_partitions(node, edge.source, partition)
+                )
+            ),
+            edge.count,
         )
         for edge in spec.all_edges()
         if not edge.failure
@@ -114,7 +133,7 @@ def grouped_inputs(
     by_member = {(item.dag, item.task): item for item in found}
     grouped = {m for group in groups for m in group.members}
     required = tuple(item for item in found if (item.dag, item.task) not in grouped)
-    partition = canonical_partition(partition)
+    partition = any_partition(partition)
     result = []
     for group in groups:
         at = group.cutoff_at(partition)

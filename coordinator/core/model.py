@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from coordinator.core.partition import SEGMENT_SEP, is_partition
+from coordinator.core.partition import SEGMENT_SEP, is_partition, segment_problem
 
 #: Airflow's own characters for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
 NAME_CHARS = r"[A-Za-z0-9_.-]+"
@@ -132,6 +132,30 @@ def canonical_partition(value: str | datetime) -> str:
     if dt.microsecond:
         raise ValueError(f"partition {value!s} has sub-second precision; partitions are whole seconds")
     return dt.astimezone(UTC).strftime(PARTITION_FORMAT)
+
+
+def any_partition(value: str) -> str:
+    """The canonical partition a user or a writer means (``--partition``): a time in any form
+    :func:`canonical_partition` reads (a bare date, an offset), a segment (``eu``), or a time and a segment
+    (``2026-01-01~eu``, the time in any of those forms); ValueError naming the three forms otherwise."""
+    text = value.strip()
+    if is_partition(text):
+        return text
+    time, sep, segment = text.partition(SEGMENT_SEP)
+    try:
+        canonical = canonical_partition(time)
+    except ValueError as exc:
+        if sep or segment_problem(text) is None or text[:4].isdigit():
+            raise  # a date written wrong: its own error says what is wrong with it
+        raise ValueError(
+            f"invalid partition {value!r}: expected a UTC logical date like 2026-01-01T00:00:00Z, a segment like eu, "
+            f"or both like 2026-01-01T00:00:00Z~eu ({segment_problem(text)})"
+        ) from exc
+    if not sep:
+        return canonical
+    if (problem := segment_problem(segment)) is not None:
+        raise ValueError(f"invalid partition {value!r}: {problem}")
+    return f"{canonical}{SEGMENT_SEP}{segment}"
 
 
 def partition_datetime(partition: str) -> datetime:

@@ -29,8 +29,9 @@ SEGMENT_SEP = "~"
 #: Longest segment (Airflow's ``partition_key`` column is 250 characters; a key of both forms must fit in it).
 SEGMENT_MAX = 200
 _SEGMENT_RE = re.compile(r"\A(?!\.\.?\Z)[A-Za-z0-9_.-]+\Z")
-#: Something a reader would take for a date or a time (``2026-01-01``, ``2026-01-01T00:00``): never a segment.
-_TIME_LIKE = re.compile(r"\A\d{4}-\d{2}-\d{2}([T ].*)?\Z")
+#: Something a reader would take for a date or a time, even a wrong one (``2026-01-01``, ``2026-1-1``,
+#: ``2026-01-01T00:00``): never a segment, so a date written wrong stays an error instead of becoming a segment.
+_TIME_LIKE = re.compile(r"\A\d{4}-")
 _TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _TIME_SHAPE = re.compile(r"\A\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z\Z")
 SEGMENT_HINT = "a segment is a name of letters, digits, '_', '.', '-' (e.g. eu), not a date, at most 200 characters"
@@ -139,3 +140,8 @@ def airflow_partition_key(partition: str, key_format: str | None, timezone: str 
     if segment is not None:
         parts.append(segment)
     return AIRFLOW_KEY_SEP.join(parts)
+
+
+def is_segment_only(partition: str) -> bool:
+    """Whether a canonical partition is a **Segment** alone (no time: no deadline, no cutoff, no retention by age)."""
+    return has_segment(partition) and SEGMENT_SEP not in partition

@@ -205,3 +205,23 @@ def segment_edge_problem(down: Segments | None, up: Segments | None, written: Se
     if not down.timed:
         return "a fan-out from the upstream's times to segments without a time"
     return None
+
+
+def partition_problem(grid: Grid | None, declared: Segments | None, partition: str) -> str | None:
+    """Why ``partition`` is not one of a DAG's partitions by its form (**Times agree**, a segment it does not
+    declare), or None; a time off the grid is the grid's to say."""
+    time, segment = split_partition(partition)
+    if time is None and segment is None:
+        return "not a partition"
+    if declared is None:
+        if grid is not None and time is None:
+            return f"its partitions are times on the grid {grid}, and a segment alone has none"
+        return None
+    if declared.timed and time is None:
+        example = f"2026-01-01T00:00:00Z~{declared.names[0]}"
+        return f"its partitions are a time and one of the segments {declared}: write one such as {example}"
+    if not declared.timed and time is not None:
+        return f"its partitions are the segments {declared} alone, without a time"
+    if segment not in declared.names:
+        return f"its segments are {declared}"
+    return None

@@ -23,6 +23,7 @@ from coordinator.core.actions import Plan
 from coordinator.core.conditions import GroupRule, GroupSpec, Late, Member, clock_text, member_name
 from coordinator.core.graph import Condition, EdgeSpec, Graph
 from coordinator.core.model import NodeId, RunState, partition_datetime, task_input_key
+from coordinator.core.partition import is_segment_only
 from coordinator.core.view import View
 
 
@@ -103,7 +104,7 @@ def _when(group: GroupSpec, at: datetime, partition: str) -> str:
     if group.at_time is not None and group.grid is not None:
         zone = "" if group.grid.timezone == "UTC" else f" {group.grid.timezone}"
         return f"{clock_text(group.at_time)}{zone} ({at:%Y-%m-%d %H:%M}Z)"
-    if at.date() == partition_datetime(partition).date():
+    if not is_segment_only(partition) and at.date() == partition_datetime(partition).date():
         return f"{at:%H:%M}Z"
     return f"{at:%Y-%m-%d %H:%M}Z"
 

@@ -15,6 +15,7 @@ from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HoldSet
 from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
+from coordinator.core.partition import is_segment_only
 from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
@@ -139,6 +140,8 @@ def _off_grid(graph: Graph, verdict: Verdict) -> bool:
     of its hourly upstream): that partition is not one of its own, so a row would only be noise."""
     grid = graph.dags[verdict.node].grid
     if grid is None or verdict.state is not None or verdict.ledger is not None:
+        return False
+    if is_segment_only(verdict.partition):
         return False
     return not grid.contains(partition_datetime(verdict.partition))
 

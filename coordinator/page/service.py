@@ -55,7 +55,14 @@ from coordinator.core.deadline.states import deadline_states, task_targets
 from coordinator.core.decide import decide
 from coordinator.core.graph import Graph
 from coordinator.core.holds import Hold
-from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, canonical_partition, is_canonical_partition
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    RunRecord,
+    RunState,
+    any_partition,
+)
+from coordinator.core.partition import is_partition, is_segment_only
 from coordinator.core.plan_scope import partition_reads
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.view import View
@@ -270,7 +277,8 @@ async def _newest_partitions(store: EtcdStore, keys: KeyLayout, graph: Graph, re
         base = f"{keys.runs}{node.instance}/{node.dag_id}/"
         for key in await store.newest_keys(base, PICKER_PARTITIONS, revision=revision):
             found.add(key[len(base) :])
-    return sorted(p for p in found if is_canonical_partition(p))[-PICKER_PARTITIONS:]
+    timed = sorted(p for p in found if is_partition(p) and not is_segment_only(p))[-PICKER_PARTITIONS:]
+    return timed + sorted(p for p in found if is_segment_only(p))[:PICKER_PARTITIONS]
 
 
 def choose_graph(view: View, settings: Settings) -> Graph | None:
@@ -308,7 +316,7 @@ async def dependencies_page(
     chosen: str | None = None
     if partition:
         try:
-            chosen = canonical_partition(partition)
+            chosen = any_partition(partition)
         except ValueError as exc:
             return PageResponse(400, render_message(TITLE, str(exc)))
     try:

@@ -53,7 +53,7 @@ def test_garbage_values_and_keys_are_reported_and_skipped(stack: Stack) -> None:
         stack.run_key("02_pipeline", junk): "not json {",
         stack.run_key("03_pipeline", junk): '{"state": "exploded", "run_id": "r"}',
         stack.run_key("04_pipeline", junk): '{"state": "success"}',
-        f"{stack.keys.runs}default/05_pipeline/yesterday": '{"state": "success", "run_id": "r"}',
+        f"{stack.keys.runs}default/05_pipeline/2026-1-1": '{"state": "success", "run_id": "r"}',
         f"{stack.keys.runs}stray-key": "x",
         stack.trigger_key("06_pipeline", junk): "[1, 2]",
         f"{stack.keys.runs}default/x\n2026-01-01 level=INFO reconcile revision=999999 forged": "x",

@@ -42,6 +42,7 @@ from zoneinfo import ZoneInfo
 from coordinator.core.duration import parse_shift
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NAME_RE, canonical_partition, partition_datetime
+from coordinator.core.partition import is_segment_only
 from coordinator.core.spec.source import JsonPath
 
 Add = Callable[[JsonPath, str, str], None]
@@ -120,6 +121,10 @@ class ExpectedBy:
     task: str | None = None
 
     def applies(self, partition: str) -> bool:
+        """Whether the rule judges ``partition``: from its ``from`` on, and never a segment without a time (semantics
+        `segment-partitions`: nothing to count a deadline from)."""
+        if is_segment_only(partition):
+            return False
         return self.start is None or partition >= self.start
 
     def item(self) -> RuleItem:

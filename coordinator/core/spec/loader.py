@@ -775,6 +775,19 @@ def _check_segments(
     written ``"segments": "all"`` has the upstream's segments to take, a cutoff has a time to start from. Returns
     ``extended`` with a count's time-of-day cutoff given the DAG's grid."""
     mine = decl.segments
+    if mine is not None and not mine.timed:
+        if decl.expected_by is not None:
+            report.add(
+                (*decl.path, "expected_by"),
+                f"a deadline on {node}, whose partitions are segments without a time",
+                'a deadline counts from the partition\'s time: add a "cron" to its partitions, or remove "expected_by"',
+            )
+        if any(group.cutoff is not None or group.at_time is not None for group in decl.groups):
+            report.add(
+                (*decl.path, "upstreams"),
+                f"a cutoff on {node}, whose partitions are segments without a time",
+                'a cutoff counts from the partition\'s time: add a "cron" to its partitions, or remove "cutoff"',
+            )
     for src, ref, _ in written:
         if src == node:
             continue
