@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,20 @@ def test_a_dag_without_groups_prints_no_groups_key(spec_file: Path) -> None:
     """The JSON of a DAG without groups is unchanged: no "groups" key."""
     result = run("inputs", "d", "-p", "2024-03-10T05:00:00Z", "--deps", str(spec_file), "-f", "json")
     assert "groups" not in json.loads(result.stdout)
+
+
+def test_the_segments_example_of_dependencies_md_lists_each_input(tmp_path: Path) -> None:
+    """The command dependencies.md shows (`inputs per_region -p 2026-01-01~eu`) lists the same region and the day."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "dependencies.md").read_text(encoding="utf-8")
+    block = next(b for b in re.findall(r"```json\n(.*?)```", text, re.DOTALL) if "per_region" in b)
+    deps = tmp_path / "dependencies.json"
+    deps.write_text(block, encoding="utf-8")
+    result = run("inputs", "per_region", "-p", "2026-01-01~eu", "--deps", str(deps))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "per_region 2026-01-01T00:00:00Z~eu waits for:",
+        "  calendar [success]: 2026-01-01T00:00:00Z",
+        "  regions [success]: 2026-01-01T00:00:00Z~eu",
+    ]
+    rollup = run("inputs", "daily_rollup", "-p", "2026-01-01", "--deps", str(deps))
+    assert "hourly [success], 20 of 24 partitions: 2026-01-01T00:00:00Z," in rollup.stdout

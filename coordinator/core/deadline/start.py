@@ -35,6 +35,7 @@ from functools import lru_cache
 
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, partition_datetime
+from coordinator.core.partition import is_segment_only
 from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact
 
@@ -118,8 +119,8 @@ def scheduled(run_id: str) -> bool:
 def start_offset(fact: RunFact, partition: str) -> float | None:
     """Seconds from ``partition`` to the start of the run ``fact`` records, for a scheduled run with a start."""
     started = fact.started
-    if started is None or not scheduled(fact.run_id):
-        return None
+    if started is None or not scheduled(fact.run_id) or is_segment_only(partition):
+        return None  # a segment alone has no time to start after (semantics `segment-partitions`)
     return (started - _logical(partition)).total_seconds()
 
 
