@@ -206,7 +206,8 @@ def test_a_snapshot_page_loads_the_same_facts_and_problems_as_applying_each_key(
     for field in ("runs", "ledger", "backfills", "problems", "partitions", "revision", "activation"):
         assert getattr(paged, field) == getattr(one_by_one, field), field
     assert set(paged.problems) == {
-        keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q), keys.runs + "default/a/2026-02-30T00:00:00Z",
+        keys.config_key("graph"), keys.run_key(a, p), keys.trigger_key(b, q),
+        keys.runs + "default/a/2026-02-30T00:00:00Z",
         keys.run_key(a, q) + "/deeper",
         keys.runs + "default/a", keys.triggers + "bad id!/a/" + p,
     }  # fmt: skip
