@@ -144,3 +144,13 @@ def test_the_run_state_follows_the_writers_rules() -> None:
     assert end.run_state == RunRecord(state="success", run_id=run, clear_number=0, source="openlineage:dbt_prod",
                                       updated_at=T0 + timedelta(minutes=2), start_date=T0,
                                       end_date=T0 + timedelta(minutes=2))  # fmt: skip
+
+
+def test_an_entry_with_a_segment_records_its_runs_at_the_time_and_that_segment() -> None:
+    """ "segment": "eu" places a run at its nominal or grid time joined with eu (a dbt job per region)."""
+    eu = LineageJob("dbt_prod", "jaffle.*", "analytics", grid=DAILY, segment="eu")
+    nominal = judge(ev(EventType.COMPLETE, str(uuid.uuid4()), T0, nominal_start=datetime(2026, 11, 1, tzinfo=UTC)),
+                    eu, NODE, None, None, None)  # fmt: skip
+    assert nominal.partition == "2026-11-01T00:00:00Z~eu"
+    placed = judge(ev(EventType.COMPLETE, str(uuid.uuid4()), T0), eu, NODE, None, None, None)
+    assert placed.partition == "2026-11-20T00:00:00Z~eu"

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from coordinator.core.lineage.events import EventType, RunEvent
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource
 from coordinator.core.model import NodeId, RunRecord, RunState, canonical_partition
+from coordinator.core.partition import join_partition
 
 #: **Strongest event**: what each event type says of the run.
 STATE_OF = {
@@ -114,7 +115,7 @@ def partition_of(event: RunEvent, entry: LineageJob, parent: LineageRun | None) 
     if event.nominal_start is not None:
         at = event.nominal_start.astimezone(UTC).replace(microsecond=0)
         point = entry.grid.floor(at) if entry.grid is not None else at
-        return canonical_partition(point), event.nominal_start
+        return join_partition(canonical_partition(point), entry.segment), event.nominal_start
     if entry.partition is PartitionSource.NOMINAL:
         raise NoPartition(
             f'job {event.namespace}/{event.job} is mapped by {entry.label} with "partition": "nominal" and the '
@@ -122,7 +123,8 @@ def partition_of(event: RunEvent, entry: LineageJob, parent: LineageRun | None) 
         )
     if parent is not None:
         return parent.partition, parent.anchor
-    return canonical_partition(entry.place(event.event_time.astimezone(UTC))), event.event_time
+    placed = canonical_partition(entry.place(event.event_time.astimezone(UTC)))
+    return join_partition(placed, entry.segment), event.event_time
 
 
 def judge(

@@ -69,6 +69,8 @@ class LineageJob:
     grid: Grid | None = None
     #: The entry's index in the file, for messages ("openlineage[2]").
     index: int = 0
+    #: The segment its runs are recorded in (``"segment": "eu"``: a job per region); None: a time alone.
+    segment: str | None = None
 
     def matches(self, namespace: str, job: str) -> bool:
         return fnmatchcase(namespace, self.namespace) and fnmatchcase(job, self.job)

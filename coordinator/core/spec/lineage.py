@@ -40,12 +40,13 @@ from coordinator.core.graph import DagSpec
 from coordinator.core.grid import Grid
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource, Slot
 from coordinator.core.model import NAME_RE, NodeId
+from coordinator.core.partition import segment_problem
 from coordinator.core.spec.grid import check_fields, describe, read_partitions
 from coordinator.core.spec.routes import Report
 from coordinator.core.spec.source import JsonPath, format_path
 from coordinator.core.spec.triggered import level_handlers, trigger_reasons
 
-LINEAGE_FIELDS = ("namespace", "job", "instance", "dag", "partition", "slot", "partitions", "description")
+LINEAGE_FIELDS = ("namespace", "job", "instance", "dag", "partition", "slot", "partitions", "segment", "description")
 LINEAGE_HINT = '"openlineage": [{"namespace": "dbt_prod", "job": "jaffle.main.*", "instance": "analytics"}]'
 #: Real names are short (``jaffle.main.jaffle.orders.build.run``, a dbt model's, has 35 characters); the bound keeps a
 #: pasted blob out of messages and out of the receiver's per-event matching.
@@ -74,6 +75,8 @@ class _Entry:
     slot: Slot
     #: The entry's own ``partitions``; None when absent.
     grid: Grid | None
+    #: The segment its runs are recorded in (semantics `segment-partitions`); None: none.
+    segment: str | None = None
 
     @property
     def wildcard(self) -> bool:
@@ -149,12 +152,21 @@ def _read_entry(body: Any, path: JsonPath, instances: set[str], report: Report) 
     partition = _read_choice(body, path, "partition", PartitionSource.AUTO, PARTITION_HINT, note)
     slot = _read_choice(body, path, "slot", Slot.PREVIOUS, SLOT_HINT, note)
     grid = read_partitions(body["partitions"], (*path, "partitions"), note) if "partitions" in body else None
+    raw_segment = body.get("segment")
+    segment = raw_segment if isinstance(raw_segment, str) else None
+    problem = (
+        segment_problem(segment) if segment is not None else f"expected a segment name, got {describe(raw_segment)}"
+    )
+    if "segment" in body and problem is not None:
+        note((*path, "segment"), problem, 'write the segment its runs stand for, e.g. "segment": "eu"')
     if "description" in body and not isinstance(body["description"], str):
         note((*path, "description"), f"expected a string, got {describe(body['description'])}", "quote the text")
     if namespace is None or job is None or problems:
         return None
     assert isinstance(instance, str) and partition is not None and slot is not None
-    return _Entry(path, namespace, job, instance, dag, partition, slot, grid)
+    return _Entry(
+        path, namespace, job, instance, dag, partition, slot, grid, segment if isinstance(segment, str) else None
+    )
 
 
 def _read_pattern(body: Mapping[str, Any], path: JsonPath, name: str, report: Report) -> str | None:
@@ -230,7 +242,9 @@ def _judge(
         ok = False
     if not ok:
         return None
-    return LineageJob(entry.namespace, entry.job, entry.instance, entry.dag, entry.partition, entry.slot, grid, index)
+    return LineageJob(
+        entry.namespace, entry.job, entry.instance, entry.dag, entry.partition, entry.slot, grid, index, entry.segment
+    )
 
 
 def _check_untriggered(entry: _Entry, index: int, spec: DagSpec, handlers: frozenset[str], report: Report) -> bool:

@@ -353,6 +353,12 @@ def _lineage_job() -> dict[str, Any]:
                         "current: the latest grid point.",
                     },
                     {"$ref": "#/$defs/partitions"},
+                    {
+                        "type": "string",
+                        "pattern": r"^[A-Za-z0-9_.-]+$",
+                        "description": "The segment the job's runs stand for (eu): recorded at the time and this "
+                        "segment.",
+                    },
                     {"type": "string"},
                 ),
                 strict=True,
