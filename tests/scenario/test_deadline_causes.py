@@ -151,7 +151,8 @@ def test_an_unreachable_instance_blocks_then_recovers_without_a_second_alert(
     assert total(scrape(watcher), "coordinator_airflow_reachable", instance=B) == 0
     assert watcher.lines(rf"airflow\.unreachable instance={B} ")
     passes(watcher)
-    assert [c["cause"] for c in handler_conf(stack)] == [f"{B}/{ROOT}@{p} unreachable"]
+    # Only p's alerts: a test running across midnight UTC sees the next day's partition judged (and blocked) too.
+    assert [c["cause"] for c in handler_conf(stack) if c["partition"] == p] == [f"{B}/{ROOT}@{p} unreachable"]
 
     proxy.restore()
     wait_for(lambda: total(scrape(watcher), "coordinator_airflow_reachable", instance=B) == 1, "b to answer again")
@@ -162,7 +163,7 @@ def test_an_unreachable_instance_blocks_then_recovers_without_a_second_alert(
     passes(watcher)
     assert transition(stack, p) == back, "the success recorded another transition"
     assert back["sequence"] == 2 and back["alerted"] is True
-    assert len(handler_runs(stack)) == 1, "the recovery alerted again"
+    assert [c["partition"] for c in handler_conf(stack)].count(p) == 1, "the recovery alerted again"
     lines = watcher.lines(rf"deadline\.transition dag=default/{TARGET} partition={p} ")
     assert [line.split(" from=")[1].split(" deadline=")[0] for line in lines] == [
         "on_time to=blocked",
