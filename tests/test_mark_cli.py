@@ -97,6 +97,18 @@ def test_mark_refuses_a_no_op_rewrite_unless_forced(mark: Mark, etcd_settings: E
     assert _record(_read(etcd_settings, key)).clear_number == 1
 
 
+def test_mark_writes_a_segment_and_a_time_with_a_segment(
+    mark: Mark, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """--partition eu and 2026-01-01~eu write the run keys of those partitions (a date in any form, made canonical)."""
+    keys = KeyLayout(etcd_prefix)
+    for given, canonical in (("eu", "eu"), ("2026-01-01~eu", f"{PARTITION}~eu")):
+        done = mark("regions", "--partition", given, "--state", "success")
+        assert done.returncode == 0, done.stderr
+        assert f"marked regions {canonical} success" in done.stdout
+        assert _record(_read(etcd_settings, keys.run_key(NodeId("default", "regions"), canonical))).state == "success"
+
+
 def test_mark_refuses_to_move_an_attempt_backwards(mark: Mark) -> None:
     """A finished attempt cannot be marked running again without --force (it would hide the result)."""
     assert mark("dag", "--partition", PARTITION, "--state", "success").returncode == 0
@@ -110,7 +122,7 @@ def test_mark_refuses_to_move_an_attempt_backwards(mark: Mark) -> None:
     [
         pytest.param(("bad id!", "--partition", PARTITION, "--state", "success"), "invalid dag id", id="dag-id"),
         pytest.param(("dag", "--partition", "2026-01-01T00:00:00", "--state", "success"), "no time zone", id="naive"),
-        pytest.param(("dag", "--partition", "yesterday", "--state", "success"), "invalid partition", id="partition"),
+        pytest.param(("dag", "--partition", "2026-1-1", "--state", "success"), "invalid partition", id="partition"),
         pytest.param(("dag", "--partition", PARTITION, "--state", "done"), "invalid state 'done'", id="state"),
         pytest.param(
             ("a/dag", "--partition", PARTITION, "--state", "success", "--instance", "b"),

@@ -76,7 +76,7 @@ PartitionOpt = Annotated[
     str | None,
     typer.Option(
         "--partition", "-p", metavar="PARTITION", show_default="the last --last partitions",
-        help="logical date, e.g. 2026-01-01T00:00:00Z",
+        help="logical date (2026-01-01T00:00:00Z), a segment (eu) or both (2026-01-01~eu)",
     ),
 ]  # fmt: skip
 FormatOpt = Annotated[str, typer.Option("--format", "-f", metavar="text|json", help="output format")]
@@ -537,7 +537,7 @@ def why_cmd(
             "-p",
             metavar="PARTITION",
             show_default="none: required, except for `why asset URI`",
-            help="logical date, e.g. 2026-01-01T00:00:00Z",
+            help="logical date (2026-01-01T00:00:00Z), a segment (eu) or both (2026-01-01~eu)",
         ),
     ] = None,
     etcd: EtcdOpt = None,

@@ -139,8 +139,8 @@ StateOpt = Annotated[
 PartitionOpt = Annotated[
     str,
     typer.Option(
-        "--partition", "-p", metavar="PARTITION", help="logical date in UTC, e.g. 2026-01-01T00:00:00Z",
-        show_default=False,
+        "--partition", "-p", metavar="PARTITION", show_default=False,
+        help="logical date in UTC (2026-01-01T00:00:00Z), a segment (eu) or both (2026-01-01~eu)",
     ),
 ]  # fmt: skip
 
