@@ -150,6 +150,20 @@ CAPABILITIES = (
     ),
     Capability("retract", lambda: "retract" in _commands(), (r"not retracted", r"cannot be retracted")),
     Capability(
+        "partitions that are no logical date",
+        lambda: _schema_mentions("segments") and _schema_mentions("key_format"),
+        (
+            r"only runs with a logical date",
+            r"a partition is a logical date in UTC\. Runs",
+            r"neither release nor be released",
+        ),
+    ),
+    Capability(
+        "counting an edge's partitions",
+        lambda: _schema_mentions("at_least") and "at_least" in str(json_schema()["$defs"]["edge"]),
+        (r"A partition grid waits for every upstream partition in its window, and", r"all upstreams only"),
+    ),
+    Capability(
         "holds of part of the graph",
         lambda: "hold" in _commands(),
         (r"no hold of part of the graph", r"nothing pauses one branch"),
