@@ -183,7 +183,8 @@ def test_edges_that_cannot_relate_their_partitions_are_refused(dags: dict[str, o
 
 
 def test_a_key_format_and_segments_make_the_airflow_partition_key() -> None:
-    """The trigger's partition_key: the segment alone, the time in the DAG's format and zone, or both joined by |."""
+    """The trigger's partition_key: the segment alone, the time in the DAG's format and zone (without one: canonical
+    UTC with its Z), or both joined by |."""
     graph = parse_spec(json.dumps({"version": 1, "dags": {
         "seg": {"partitions": {"segments": REGIONS}},
         "hourly": {"partitions": {"cron": "0 * * * *", "timezone": "Europe/Berlin", "key_format": "%Y-%m-%dT%H:%M:%S"}},
@@ -192,7 +193,7 @@ def test_a_key_format_and_segments_make_the_airflow_partition_key() -> None:
     assert graph.partition_key(n("seg"), "eu") == "eu"
     assert graph.partition_key(n("hourly"), "2026-01-01T10:00:00Z") == "2026-01-01T11:00:00"
     assert graph.partition_key(n("plain"), "2026-01-01T10:00:00Z") is None
-    assert graph.partition_key(n("plain"), "2026-01-01T10:00:00Z~eu") == "2026-01-01T10:00:00|eu"
+    assert graph.partition_key(n("plain"), "2026-01-01T10:00:00Z~eu") == "2026-01-01T10:00:00Z|eu"
 
 
 def test_a_deadline_on_segments_without_a_time_is_refused() -> None:

@@ -125,9 +125,13 @@ def airflow_partition_key(partition: str, key_format: str | None, timezone: str 
     """The ``partition_key`` to trigger a run of ``partition`` with (Airflow 3.2+), or None to trigger by logical date
     alone (a time partition of a DAG that declares no ``key_format``: today's trigger, unchanged).
 
-    A segment is sent as it is (``eu``); a time is formatted with ``key_format`` (default :data:`AIRFLOW_KEY_FORMAT`)
-    in ``timezone``, the zone of the DAG's grid, as ``CronPartitionTimetable`` formats its own keys; a time and a
-    segment are joined with Airflow's product separator (``2026-01-01T00:00:00|eu``)."""
+    A segment is sent as it is (``eu``). A time is formatted with ``key_format`` in ``timezone`` (the zone of the
+    DAG's grid), as ``CronPartitionTimetable`` formats its own keys and decodes them into the run's
+    ``partition_date``; without a ``key_format`` it is written canonical, in UTC with its ``Z``
+    (``2026-01-01T00:00:00Z``), so whoever reads the key knows its instant without knowing the DAG. A time and a
+    segment are joined with Airflow's product separator (``2026-01-01T00:00:00Z|eu``). A run with a segment is
+    triggered without a logical date (:func:`trigger_logical_date`): Airflow keeps one run per logical date, and the
+    segments of one day share it."""
     time, segment = split_partition(partition)
     if time is None and segment is None:
         raise ValueError(f"{partition!r} is not a canonical partition")
@@ -135,11 +139,38 @@ def airflow_partition_key(partition: str, key_format: str | None, timezone: str 
         return None
     parts: list[str] = []
     if time is not None:
-        at = datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC).astimezone(ZoneInfo(timezone))
-        parts.append(at.strftime(key_format or AIRFLOW_KEY_FORMAT))
+        if key_format is None:
+            parts.append(time)
+        else:
+            at = datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC).astimezone(ZoneInfo(timezone))
+            parts.append(at.strftime(key_format))
     if segment is not None:
         parts.append(segment)
     return AIRFLOW_KEY_SEP.join(parts)
+
+
+def trigger_logical_date(partition: str) -> datetime | None:
+    """The logical date a run of ``partition`` is triggered with: its time when it has no segment, else None (the
+    segments of one day would share one logical date, and Airflow allows one run per logical date)."""
+    time, segment = split_partition(partition)
+    if segment is not None or time is None:
+        return None
+    return datetime.strptime(time, _TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def key_time(part: str) -> str | None:
+    """The canonical time of a partition key's part that says its own zone (``2026-01-01T00:00:00Z``,
+    ``2026-01-01T01:00:00+01:00``), or None: a time without a zone (``2026-01-01T00:00:00``) is not read, its zone is
+    the timetable's, which only the run's ``partition_date`` says."""
+    if _TIME_LIKE.match(part) is None:
+        return None
+    try:
+        at = datetime.fromisoformat(part.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if at.tzinfo is None or at.utcoffset() is None or at.microsecond:
+        return None
+    return at.astimezone(UTC).strftime(_TIME_FORMAT)
 
 
 def is_segment_only(partition: str) -> bool:
