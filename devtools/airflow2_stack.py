@@ -321,8 +321,15 @@ class Airflow2Stack(AirflowStack):
             raise AirflowUnreachable(f"{method} {self.url}{path}: {exc}") from exc
 
     def trigger(
-        self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
+        self,
+        dag_id: str,
+        run_id: str,
+        logical_date: str | None,
+        conf: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> dict[str, Any]:
+        if partition_key is not None:
+            raise AirflowStackError(f"{dag_id}: Airflow 2 has no partition keys (asked for {partition_key!r})")
         # v1 refuses a null logical date (400); omitting it means "now".
         body: dict[str, Any] = {"dag_run_id": run_id, "conf": dict(conf or {})}
         if logical_date is not None:

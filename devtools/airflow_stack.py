@@ -548,9 +548,17 @@ class AirflowStack:
             self._ok("PATCH", f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}", {"is_paused": False})
 
     def trigger(
-        self, dag_id: str, run_id: str, logical_date: str | None, conf: Mapping[str, Any] | None = None
+        self,
+        dag_id: str,
+        run_id: str,
+        logical_date: str | None,
+        conf: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> dict[str, Any]:
-        body = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
+        """Create run ``run_id`` (``partition_key``: Airflow 3.2+'s key of a partitioned DAG's run)."""
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": logical_date, "conf": dict(conf or {})}
+        if partition_key is not None:
+            body["partition_key"] = partition_key
         path = f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns"
         for attempt in range(5):
             try:

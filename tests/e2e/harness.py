@@ -84,6 +84,13 @@ CONDITION_DAGS = [
     *("e2e_rollup", "e2e_rollup_quiet", "e2e_rollup_timed"),
 ]
 TEST_ONLY_DAGS += CONDITION_DAGS
+# tests/e2e/dags/e2e_partitions.py: Airflow 3's partitioned, keyed and asset-triggered runs, in both Airflow 3
+# instances (test_multi_instance_e2e.py).
+PARTITION_DAGS = [
+    *("e2e_part_hourly", "e2e_part_keyed", "e2e_part_daily", "e2e_part_after_clean"),
+    *("e2e_part_raw", "e2e_part_clean", "e2e_seg_load", "e2e_seg_per", "e2e_seg_all", "e2e_seg_two"),
+]
+TEST_ONLY_DAGS += PARTITION_DAGS
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the install guide's step 5 (docs/howto/existing-airflow.md; simple auth manager
 #: role ``user``: read, trigger, clear); the session's Airflow has it from its start, since the api-server reads its

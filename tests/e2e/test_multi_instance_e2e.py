@@ -28,6 +28,7 @@ from devtools.airflow_stack import AirflowStack
 from tests.e2e.harness import (
     CONDITION_DAGS,
     E2E,
+    PARTITION_DAGS,
     REPO,
     SHARED_ASSET_DAGS,
     TEST_DAGS,
@@ -103,6 +104,7 @@ def team_b(
     shutil.copy2(TEST_DAGS / "e2e_late.py", dags)  # the expected-by scenario's DAGs
     shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
     shutil.copy2(TEST_DAGS / "e2e_conditions.py", dags)  # the condition groups' feeds, regions and rollups
+    shutil.copy2(TEST_DAGS / "e2e_partitions.py", dags)  # Airflow 3's partitioned and asset-triggered runs
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
@@ -113,8 +115,8 @@ def team_b(
     )
     try:
         stack.start()
-        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS])
-        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS])
+        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
+        stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
         print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield stack
     finally:
@@ -498,3 +500,143 @@ def test_a_cutoff_fires_at_its_time_with_the_members_present_once_across_a_leade
     ledger = e2e.read_ledger("e2e_rollup_timed", partition)
     assert ledger is not None and ledger.trigger_count == 1 and set(ledger.inputs) == set(REGIONS[:3]), ledger
     assert len(e2e.runs("e2e_rollup_timed", partition)) == 1
+
+
+# ----- Airflow 3's own runs: partitioned, keyed by segment, asset-triggered (semantics rule 22) -----
+
+REGIONS_OF_LOAD = ("apac", "eu", "us")
+
+
+def partitions_graph() -> dict[str, Any]:
+    """Every edge of the partitions scenario, across the two deployments (docs/dependencies.md, segments)."""
+    daily = {"cron": "0 0 * * *"}
+    regions = {"cron": "0 0 * * *", "segments": list(REGIONS_OF_LOAD)}
+    return {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {
+            "default/e2e_part_hourly": {"partitions": {"cron": "0 * * * *", "key_format": "%Y-%m-%dT%H:%M:%S"}},
+            "team_b/e2e_part_daily": {"partitions": daily, "upstreams": "default/e2e_part_hourly"},
+            "team_b/e2e_part_keyed": {"partitions": {**daily, "key_format": "%Y-%m-%dT%H:%M:%S"},
+                                      "upstreams": "team_b/e2e_part_daily"},
+            "team_b/e2e_part_after_clean": {"upstreams": "default/e2e_part_clean"},
+            "default/e2e_seg_load": {"partitions": regions},
+            "team_b/e2e_seg_per": {"partitions": regions, "upstreams": "default/e2e_seg_load"},
+            "team_b/e2e_seg_all": {"partitions": daily, "upstreams": "default/e2e_seg_load"},
+            "team_b/e2e_seg_two": {"partitions": daily, "upstreams": [
+                {"dag": "default/e2e_seg_load", "cutoff": "1h", "min": 2, "late": "rerun"}]},
+        },
+    }  # fmt: skip
+
+
+def runs_by_id(stack: AirflowStack, dag_id: str) -> dict[str, dict[str, Any]]:
+    """Every run of ``dag_id`` in ``stack`` by run id, as the REST API lists them (logical date or not)."""
+    status, body = stack.request("GET", f"/api/v2/dags/{urllib.parse.quote(dag_id)}/dagRuns?limit=200")
+    assert status == 200, body
+    return {run["dag_run_id"]: run for run in body["dag_runs"]}
+
+
+def partition_key_in_database(stack: AirflowStack, dag_id: str, run_id: str) -> str | None:
+    """``dag_run.partition_key`` of one run, read from the Airflow's metadata database itself."""
+    import sqlalchemy  # Airflow's own dependency: present wherever an e2e Airflow runs
+
+    engine = sqlalchemy.create_engine(stack.environment()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                sqlalchemy.text("SELECT partition_key FROM dag_run WHERE dag_id = :d AND run_id = :r"),
+                {"d": dag_id, "r": run_id},
+            ).one()
+            return row[0]  # type: ignore[no-any-return]
+    finally:
+        engine.dispose()
+
+
+def test_airflow3_partitioned_keyed_and_asset_triggered_runs_join_across_deployments_exactly_once(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """Three scenarios at once, one graph, two watchers (the leader killed with SIGKILL half way):
+    a CronPartitionTimetable producer's 23 hours do not release the daily rollup in the other deployment, the 24th
+    does, once, and it triggers a partitioned dependent with the right partition_key; a rerun of one hour reruns both
+    once. An asset-triggered run (no logical date) is recorded at its source run's date and releases its dependent
+    once; a clear of its producer makes Airflow create a new asset-triggered run, which reruns the dependent once.
+    A load keyed by region (eu, us, apac) runs a per-region dependent once per region, the all-regions rollup once,
+    and a two-of-three rollup with a cutoff once on two, then once more for the late third (its late rule), across the
+    kill. Slow by design: about 40 real runs in two Airflows."""
+    day, raw_day, seg_day = e2e.new_partition(), e2e.new_partition(), e2e.new_partition()
+    hours = [canonical_partition(datetime.fromisoformat(day.replace("Z", "+00:00")) + timedelta(hours=h))
+             for h in range(24)]  # fmt: skip
+    deps = e2e.write_dependencies(partitions_graph(), name="partitions.json")
+    leader = start_two_instance_watcher(e2e, team_b, deps, "e2e-parts", "--leader-ttl", "3")
+    e2e.wait_for_leader(deps, "e2e-parts")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-parts-standby", "--leader-ttl", "3")
+    a = e2e.stack
+
+    # Phase 1: 23 hours, the asset's producer, two regions.
+    hour_runs = {hour: f"e2e_hour_{hour[11:13]}_{e2e.run_id('p')}" for hour in hours}
+    for hour in hours[:23]:
+        a.trigger("e2e_part_hourly", hour_runs[hour], None, partition_key=hour[:-1])
+    raw_run = e2e.run_id("raw")
+    a.trigger("e2e_part_raw", raw_run, raw_day)
+    seg_runs = {region: e2e.run_id(f"seg_{region}") for region in REGIONS_OF_LOAD}
+    for region in ("eu", "us"):
+        a.trigger("e2e_seg_load", seg_runs[region], None, partition_key=f"{seg_day}|{region}")
+    for hour in hours[:23]:
+        e2e.wait_for_run_record("e2e_part_hourly", hour, lambda r: r.state is RunState.SUCCESS, HOP_S, "an hour")
+    e2e.wait_for_run_record("e2e_part_clean", raw_day, lambda r: r.state is RunState.SUCCESS, HOP_S,
+                            "the asset-triggered run, at its source's date")  # fmt: skip
+    clean, _ = e2e.read_run("e2e_part_clean", raw_day)
+    assert clean is not None and clean.run_id.startswith("asset_triggered__"), clean
+    e2e.wait_for_run_record("e2e_part_after_clean", raw_day, lambda r: r.state is RunState.SUCCESS, HOP_S,
+                            "the asset-triggered run's dependent", "team_b")  # fmt: skip
+    for region in ("eu", "us"):
+        e2e.wait_for_run_record("e2e_seg_per", f"{seg_day}~{region}", lambda r: r.state is RunState.SUCCESS, HOP_S,
+                                f"the per-region dependent in {region}", "team_b")  # fmt: skip
+    e2e.wait_for_run_record("e2e_seg_two", seg_day, lambda r: r.state is RunState.SUCCESS, HOP_S,
+                            "two of three at the cutoff", "team_b")  # fmt: skip
+    assert e2e.read_run("e2e_part_daily", day, "team_b")[0] is None, "23 hours released the daily rollup"
+    assert e2e.read_run("e2e_seg_all", seg_day, "team_b")[0] is None, "two regions released the all-regions rollup"
+    two = e2e.read_ledger("e2e_seg_two", seg_day, "team_b")
+    assert two is not None and len(two.inputs) == 2, two
+
+    # Phase 2: the leader dies (SIGKILL); the 24th hour, the third region and a clear of the asset's producer land.
+    leader.kill()
+    leader.wait(timeout=30)
+    e2e.wait_for_leader(deps, "e2e-parts-standby")
+    a.trigger("e2e_part_hourly", hour_runs[hours[23]], None, partition_key=hours[23][:-1])
+    a.trigger("e2e_seg_load", seg_runs["apac"], None, partition_key=f"{seg_day}|apac")
+    a.wait_for_run("e2e_part_raw", raw_run, ["success"], timeout_s=HOP_S)
+    a.clear("e2e_part_raw", raw_run)
+    for dag_id, partition in [("e2e_part_daily", day), ("e2e_part_keyed", day), ("e2e_seg_all", seg_day),
+                              ("e2e_seg_per", f"{seg_day}~apac")]:  # fmt: skip
+        e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS, HOP_S, "success", "team_b")
+    e2e.wait_for_run_record("e2e_seg_two", seg_day, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
+                            HOP_S, "the late third region's one rerun", "team_b")  # fmt: skip
+    e2e.wait_for_run_record("e2e_part_after_clean", raw_day,
+                            lambda r: r.state is RunState.SUCCESS and r.clear_number == 1, HOP_S,
+                            "the dependent of the new asset-triggered run, rerun once", "team_b")  # fmt: skip
+    keyed = run_id_for(day)
+    assert partition_key_in_database(team_b, "e2e_part_keyed", keyed) == day[:-1]
+    assert partition_key_in_database(team_b, "e2e_seg_per", run_id_for(f"{seg_day}~eu")) == f"{seg_day}|eu"
+
+    # Phase 3: one hour reruns: the rollup and its partitioned dependent rerun once each.
+    a.clear("e2e_part_hourly", hour_runs[hours[5]])
+    for dag_id in ("e2e_part_daily", "e2e_part_keyed"):
+        e2e.wait_for_run_record(dag_id, day, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1, HOP_S,
+                                "one rerun after an hour's rerun", "team_b")  # fmt: skip
+
+    settle = [("e2e_part_daily", day, "team_b"), ("e2e_part_keyed", day, "team_b"), ("e2e_seg_all", seg_day, "team_b"),
+              ("e2e_seg_two", seg_day, "team_b"), ("e2e_part_after_clean", raw_day, "team_b"),
+              *(("e2e_seg_per", f"{seg_day}~{r}", "team_b") for r in REGIONS_OF_LOAD)]  # fmt: skip
+    wait_runs_settled(e2e, "e2e-parts-standby-watcher", settle)
+    expected = {("e2e_part_daily", day): 2, ("e2e_part_keyed", day): 2, ("e2e_seg_all", seg_day): 1,
+                ("e2e_seg_two", seg_day): 2, ("e2e_part_after_clean", raw_day): 2,
+                **{("e2e_seg_per", f"{seg_day}~{r}"): 1 for r in REGIONS_OF_LOAD}}  # fmt: skip
+    for (dag_id, partition), triggers in expected.items():
+        ledger = e2e.read_ledger(dag_id, partition, "team_b")
+        assert ledger is not None and ledger.trigger_count == triggers, (dag_id, partition, ledger)
+        runs = [r for r in runs_by_id(team_b, dag_id) if r.startswith("coordinator__")]
+        assert runs.count(run_id_for(partition)) == 1, (dag_id, runs)
+    # The asset-triggered consumer ran twice in Airflow (a clear of its producer makes a new run), its dependent
+    # was created once and cleared once: the same run id.
+    assert len([r for r in runs_by_id(a, "e2e_part_clean") if r.startswith("asset_triggered__")]) >= 2
