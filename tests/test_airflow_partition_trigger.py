@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from coordinator.airflow.client import AirflowClient, TriggerResult
+from coordinator.airflow.runs import parse_run
 from coordinator.errors import AirflowConflict, AirflowError
 from coordinator.runtime.settings import InstanceSettings
 from tests.support.fake_airflow import FakeAirflow
@@ -116,3 +117,13 @@ def test_airflow_2_refuses_a_partition_key_without_sending(logical_date: datetim
     with pytest.raises(AirflowError, match=r"Airflow 2 \(API v1\), which cannot trigger partition key"):
         asyncio.run(go())
     assert not [r for r in sent if r.method == "POST"]
+
+
+def test_run_listings_carry_the_partition_on_v2_only() -> None:
+    """A v2 run's partition_key and partition_date are parsed; a v1 run (Airflow 2 has neither) has none."""
+    v2 = {"dag_run_id": "r", "state": "success", "logical_date": None, "partition_key": "eu", "partition_date": None}
+    hourly = {**v2, "partition_key": "2026-01-01T05:00:00", "partition_date": "2026-01-01T05:00:00Z"}
+    v1 = {"dag_run_id": "r", "state": "success", "execution_date": "2026-01-01T00:00:00+00:00"}
+    assert (parse_run(v2, "d").partition_key, parse_run(v2, "d").partition_date) == ("eu", None)
+    assert parse_run(hourly, "d").partition_date == datetime(2026, 1, 1, 5, tzinfo=UTC)
+    assert (parse_run(v1, "d").partition_key, parse_run(v1, "d").partition_date) == (None, None)
