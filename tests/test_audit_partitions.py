@@ -81,3 +81,25 @@ def test_the_audit_records_runs_without_a_logical_date_at_their_partitions(
         "regional/eu": ("manual__eu", "success"),
     }
     assert upstream == ["clean"]
+
+
+def test_a_run_whose_sources_cannot_be_read_is_skipped_and_counted(
+    etcd_settings: EtcdSettings, etcd_prefix: str, arun: Callable[..., Any]
+) -> None:
+    """upstreamAssetEvents failing (500): the asset-triggered run is counted as an error and not recorded at any
+    guessed partition; the other runs are repaired."""
+    keys = KeyLayout(etcd_prefix)
+    with FakeAirflow(
+        ["load", "clean", "hourly", "regional", "manual", "b"], password="pw", run_duration_s=0.02
+    ) as fake:
+        _estate(fake)
+        fake.fail_next(1, 500, endpoint="upstream_events")
+
+        async def go() -> tuple[AuditResult, list[str]]:
+            async with await EtcdStore.connect(etcd_settings) as store:
+                result = await _audit(store, keys, fake)
+                snap = await store.snapshot(f"{etcd_prefix}/runs/default/clean/")
+            return result, [kv.key for kv in snap.kvs]
+
+        result, clean_keys = arun(go())
+    assert result.errors == 1 and result.repaired == 4 and clean_keys == []
