@@ -63,18 +63,18 @@ def _asset_run(*events: ConsumedEvent) -> AirflowRun:
     ],
 )
 def test_each_kind_of_run_stands_for_its_own_partition(run: AirflowRun, expected: tuple[str, ...]) -> None:
-    """Rules 1-3: a run's logical date, else partition date, else zoned key time, joined with its key's segment."""
+    """Time, Segment, Own partition: logical date, else partition date, else zoned key time; and the key's segment."""
     assert run_partitions(run) == RunPartitions(expected)
 
 
 def test_an_asset_triggered_run_stands_for_its_source_runs_partition() -> None:
-    """Rule 4: an asset-triggered run without a date stands for the partition of its consumed event's source run."""
+    """Consumed partitions: a dateless asset-triggered run stands for its consumed event's source run's partition."""
     run = _asset_run(ConsumedEvent(source=AirflowRun(DAY, run_type="scheduled")))
     assert run_partitions(run) == RunPartitions(("2026-11-26T00:00:00Z",), consumed=True)
 
 
 def test_a_run_that_merged_two_dates_stands_for_each_once() -> None:
-    """Rule 4: events of two dates (one of them twice) give both dates, sorted, each once."""
+    """Consumed partitions: events of two dates (one of them twice) give both dates, sorted, each once."""
     day2 = DAY + timedelta(days=1)
     run = _asset_run(
         ConsumedEvent(source=AirflowRun(day2)),
@@ -85,25 +85,25 @@ def test_a_run_that_merged_two_dates_stands_for_each_once() -> None:
 
 
 def test_an_event_without_a_readable_source_counts_by_its_own_key() -> None:
-    """Rule 4: an event whose source run is unknown (a REST event) stands for its own partition key."""
+    """Consumed partitions: an event whose source run is unknown (a REST event) stands for its own partition key."""
     run = _asset_run(ConsumedEvent(partition_key="eu"), ConsumedEvent())
     assert run_partitions(run) == RunPartitions(("eu",), consumed=True)
 
 
 def test_the_source_run_decides_over_the_events_key() -> None:
-    """Rule 4: the source run's partition (how the upstream was recorded) wins over the event's own key."""
+    """Consumed partitions: the source run's partition (how the upstream was recorded) wins over the event's own key."""
     run = _asset_run(ConsumedEvent(partition_key="eu", source=AirflowRun(DAY)))
     assert run_partitions(run).partitions == ("2026-11-26T00:00:00Z",)
 
 
 def test_an_asset_triggered_source_passes_on_what_it_consumed() -> None:
-    """Rule 4: a chain of asset-triggered runs carries the first dated run's partition down."""
+    """Consumed partitions: a chain of asset-triggered runs carries the first dated run's partition down."""
     middle = _asset_run(ConsumedEvent(source=AirflowRun(DAY)))
     assert run_partitions(_asset_run(ConsumedEvent(source=middle))).partitions == ("2026-11-26T00:00:00Z",)
 
 
 def test_an_asset_triggered_run_with_its_own_key_is_not_read_by_its_events() -> None:
-    """Rule 3 before 4: a partitioned asset consumer (its own key) stands for its key, not its events' sources."""
+    """Own partition before Consumed partitions: a partitioned asset consumer stands for its own key."""
     run = AirflowRun(None, None, "eu", "asset_triggered", (ConsumedEvent(source=AirflowRun(DAY)),))
     assert run_partitions(run) == RunPartitions(("eu",))
 
@@ -150,7 +150,7 @@ def test_an_asset_triggered_run_with_its_own_key_is_not_read_by_its_events() -> 
     ],
 )
 def test_runs_that_stand_for_no_partition_say_why(run: AirflowRun, reason: Unrecorded) -> None:
-    """Rule 5: no partition is ever invented; the reason names what was missing or unusable."""
+    """Unrecorded: no partition is ever invented; the reason names what was missing or unusable."""
     found = run_partitions(run)
     assert found.partitions == () and found.unrecorded is reason and found.detail
 

@@ -4,8 +4,8 @@ asset events came from (``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAss
 
 Rules:
 - **Only runs that need it.** The upstream events are read only for an asset-triggered run whose logical date,
-  partition date and partition key name no partition (rule 4 of ``core/run_partition``); every other run costs no
-  request. Airflow 2 (API v1) never needs it: its dataset-triggered runs have a logical date.
+  partition date and partition key name no partition (``core/run_partition``'s **Consumed partitions**); every
+  other run costs no request. Airflow 2 (API v1) never needs it: its dataset-triggered runs have a logical date.
 - **Bounded.** At most :data:`MAX_UPSTREAM_EVENTS` events per run (Airflow lists them unpaged) and
   :data:`MAX_SOURCE_DEPTH` asset-triggered runs deep, as the plugin reads them; one pass reads each source run once
   (:class:`RunSources` is made per pass).
@@ -35,7 +35,7 @@ def run_marks(run: DagRunInfo) -> AirflowRun:
 
 
 def needs_sources(run: AirflowRun) -> bool:
-    """Whether rule 4 applies: an asset-triggered run whose own columns name no partition."""
+    """Whether **Consumed partitions** applies: an asset-triggered run whose own columns name no partition."""
     return run.run_type == ASSET_TRIGGERED and own_partition(run).unrecorded is Unrecorded.NO_PARTITION
 
 

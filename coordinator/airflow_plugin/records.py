@@ -226,7 +226,8 @@ MAPPED = "mapped_task_instance"
 def airflow_run_of(dag_run: Any, lookup: SourceLookup | None = None, depth: int = 0) -> AirflowRun:
     """What ``dag_run`` (Airflow 3's ORM ``DagRun``, the Task SDK's, Airflow 2's, a stand-in) says about its
     partition. Its consumed events are read only when its own columns name no partition and it is asset-triggered
-    (rule 4 of :mod:`coordinator.core.run_partition`): no other run costs a read. Raises what the ORM raises."""
+    (**Consumed partitions** of :mod:`coordinator.core.run_partition`): no other run costs a read. Raises what the
+    ORM raises."""
     key = getattr(dag_run, "partition_key", None)
     run = AirflowRun(
         logical_date=getattr(dag_run, "logical_date", None),

@@ -13,9 +13,10 @@ Rules, in order (the first that gives a partition decides):
 3. **Own partition**: with a time or a segment, the run stands for ``join_partition(time, segment)``. A run with a
    logical date and no segment in its key stands for that date exactly as before partition keys existed.
 4. **Consumed partitions**: an asset-triggered run (``run_type`` ``asset_triggered``) with none of the above stands
-   for the partitions of the asset events it consumed: each event's source run by rules 1-4 (an asset-triggered
-   source stands for what it consumed), else the event's own ``partition_key`` by rules 1-3. Each distinct partition
-   counts once: a run Airflow fed with events of several dates stands for each of them, never for an invented one.
+   for the partitions of the asset events it consumed: each event's source run by all these rules (an
+   asset-triggered source stands for what it consumed), else the event's own ``partition_key`` by **Time** to **Own
+   partition**. Each distinct partition counts once: a run Airflow fed with events of several dates stands for each
+   of them, never for an invented one.
 5. **Unrecorded**: anything else stands for no partition, with a reason (:class:`Unrecorded`) the caller counts and
    logs: no date, key or consumed partition at all; a key that is neither a readable time nor a valid segment; a date
    the key layout cannot name (sub-second, naive).
@@ -57,7 +58,7 @@ class AirflowRun:
 
 
 class Unrecorded(StrEnum):
-    """Why a run stands for no partition (rule 5); the values are the ``reason=`` of ``plugin.not_recorded``."""
+    """Why a run stands for no partition (**Unrecorded**); the values are the ``reason=`` of ``plugin.not_recorded``."""
 
     NO_PARTITION = "no_partition"  # no date, no key, no consumed partition
     UNUSABLE_PARTITION_KEY = "unusable_partition_key"  # a key that is neither a readable time nor a segment
@@ -72,7 +73,7 @@ class RunPartitions:
     unrecorded: Unrecorded | None = None
     #: What a person needs to see why (the problem with the key or date, or how many events had no partition).
     detail: str = ""
-    #: True when the partitions are the consumed events' (rule 4).
+    #: True when the partitions are the consumed events' (**Consumed partitions**).
     consumed: bool = False
 
 
@@ -81,7 +82,8 @@ def _problem(reason: Unrecorded, detail: str) -> RunPartitions:
 
 
 def own_partition(run: AirflowRun) -> RunPartitions:
-    """Rules 1-3 (and 5) for ``run``'s own columns, its consumed events not looked at."""
+    """**Time**, **Segment**, **Own partition** (and **Unrecorded**) for ``run``'s own columns, its consumed events
+    not looked at."""
     time: str | None = None
     try:
         if run.logical_date is not None:
@@ -113,7 +115,7 @@ def own_partition(run: AirflowRun) -> RunPartitions:
 
 
 def run_partitions(run: AirflowRun) -> RunPartitions:
-    """The partitions ``run`` stands for, by the module's rules 1-5."""
+    """The partitions ``run`` stands for, by the module's rules, **Time** to **Unrecorded**."""
     own = own_partition(run)
     if own.unrecorded is not Unrecorded.NO_PARTITION or run.run_type != ASSET_TRIGGERED:
         return own
