@@ -283,7 +283,7 @@ def test_retries_deliver_after_etcd_comes_back(
 @pytest.mark.parametrize(
     ("run", "counter"),
     [
-        pytest.param(FakeRun(logical_date=None), "no_logical_date", id="no-logical-date"),
+        pytest.param(FakeRun(logical_date=None), "no_partition", id="no-partition"),
         pytest.param(
             FakeRun(logical_date=datetime(2026, 1, 1, 0, 0, 0, 123456, tzinfo=UTC)), "unrecordable", id="sub-second"
         ),
@@ -304,8 +304,8 @@ def test_runs_without_partition_are_counted_not_recorded(run: FakeRun, counter: 
     assert getattr(recorder.stats, counter) == 2
 
 
-def test_no_logical_date_logged_once_at_info(caplog: pytest.LogCaptureFixture) -> None:
-    """Runs without a logical date produce one INFO line, then debug only."""
+def test_no_partition_logged_once_at_info(caplog: pytest.LogCaptureFixture) -> None:
+    """Runs of no partition (no date, key or consumed partition) produce one INFO line, then debug only."""
     recorder = RecordingWriter(config_for("http://127.0.0.1:2379", "/p"))
     install_writer(recorder)
     try:
@@ -314,7 +314,7 @@ def test_no_logical_date_logged_once_at_info(caplog: pytest.LogCaptureFixture) -
                 record_dag_run(FakeRun(logical_date=None), RunState.RUNNING)
     finally:
         install_writer(None)
-    infos = [r for r in caplog.records if r.levelno == logging.INFO and "reason=no_logical_date" in r.getMessage()]
+    infos = [r for r in caplog.records if r.levelno == logging.INFO and "reason=no_partition" in r.getMessage()]
     assert len(infos) == 1
 
 

@@ -49,6 +49,7 @@ import httpx
 from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetInfo, parse_asset, parse_asset_event
 from coordinator.airflow.auth import Authenticator, AuthMethod, Exchange
 from coordinator.airflow.auth_methods import method_for, secret_files
+from coordinator.airflow.conflicts import resolve_conflict
 from coordinator.airflow.gate import InstanceGate, Refusal, held_text, iso_at, refused_backoff, retry_after_s
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
@@ -311,6 +312,18 @@ class AirflowClient:
                     return run
         return None
 
+    async def find_run_by_partition_key(self, dag_id: str, partition_key: str) -> DagRunInfo | None:
+        """The newest run of exactly this partition key, or None (Airflow 2 has none). Airflow's filter is a pattern
+        (``partition_key_pattern``, SQL ``ilike``), so each result's key is checked here, bounded by SCAN_MAX runs."""
+        if await self.api_version() is ApiVersion.V1:
+            return None
+        params = {"partition_key_pattern": partition_key, "order_by": "-id"}
+        async with aclosing(self._iter_runs(dag_id, params, SCAN_MAX)) as runs:
+            async for run in runs:
+                if run.partition_key == partition_key:
+                    return run
+        return None
+
     async def runs_at(self, dag_id: str, logical_date: datetime) -> list[DagRunInfo]:
         """Every run holding exactly this logical date: one per DAG, of ``dag_id`` or (``~``) of every DAG.
 
@@ -337,39 +350,38 @@ class AirflowClient:
         return result
 
     async def trigger(
-        self, dag_id: str, run_id: str, logical_date: datetime, conf: Mapping[str, Any] | None = None
+        self,
+        dag_id: str,
+        run_id: str,
+        logical_date: datetime | None,
+        conf: Mapping[str, Any] | None = None,
+        partition_key: str | None = None,
     ) -> TriggerOutcome:
-        """Create run ``run_id`` for ``logical_date``; resolve a 409 by reading back which constraint was hit.
+        """Create run ``run_id`` for ``logical_date`` (None: a run without one) and, on Airflow 3.2+, ``partition_key``
+        (Airflow validates it against the DAG's timetable); resolve a 409 by reading back which constraint was hit.
 
         Airflow answers the same 409 whether the run id or the (dag, logical date) pair is taken. The run id found ->
-        ALREADY_EXISTS (our earlier attempt); else the run holding the logical date -> LOGICAL_DATE_TAKEN. A run id
-        that exists with another logical date, or a 409 nothing explains, raises AirflowConflict.
+        ALREADY_EXISTS (our earlier attempt); else the run holding the logical date, of the same partition key ->
+        LOGICAL_DATE_TAKEN. A run id that exists with another logical date or partition key, a holder of another
+        partition key, or a 409 nothing explains (a run without a logical date can only collide by run id) raises
+        AirflowConflict. Airflow 2 (API v1) has no partition keys and no run without a logical date: refused here with
+        an AirflowError saying so, never sent as a guess.
         """
         api = await self.api_version()
+        if api is ApiVersion.V1 and (partition_key is not None or logical_date is None):
+            what = f"partition key {partition_key!r}" if partition_key is not None else "a run without a logical date"
+            raise AirflowError(f"{self.name}: {dag_id} is on Airflow 2 (API v1), which cannot trigger {what}")
         path = f"/api/{api}/dags/{_q(dag_id)}/dagRuns"
-        body = {"dag_run_id": run_id, "logical_date": iso_utc(logical_date), "conf": dict(conf or {})}
+        when = None if logical_date is None else iso_utc(logical_date)
+        body: dict[str, Any] = {"dag_run_id": run_id, "logical_date": when, "conf": dict(conf or {})}
         if api is ApiVersion.V2:  # every Airflow 3 accepts run_after; Airflow 2 (v1) has no such field
             body["run_after"] = iso_utc(startable_run_after(datetime.now(UTC)))
+        if partition_key is not None:
+            body["partition_key"] = partition_key
         try:
             data = await self._send("POST", path, json=body)
         except AirflowConflict as conflict:
-            existing = await self.get_run(dag_id, run_id)
-            target = logical_date.astimezone(UTC)
-            if existing is not None:
-                if existing.logical_date != target:
-                    raise AirflowConflict(
-                        f"{self.name}: run {run_id} of {dag_id} exists with logical date "
-                        f"{existing.logical_date} instead of {target.isoformat()}",
-                        status=409,
-                    ) from conflict
-                return TriggerOutcome(TriggerResult.ALREADY_EXISTS, existing)
-            holder = await self.find_run_by_logical_date(dag_id, logical_date)
-            if holder is not None:
-                return TriggerOutcome(TriggerResult.LOGICAL_DATE_TAKEN, holder)
-            raise AirflowConflict(
-                f"{conflict}; neither run id {run_id} nor logical date {target.isoformat()} is taken now",
-                status=409,
-            ) from conflict
+            return await resolve_conflict(self, conflict, dag_id, run_id, logical_date, partition_key)
         return TriggerOutcome(TriggerResult.CREATED, self._run("POST", path, data, dag_id))
 
     async def clear(self, dag_id: str, run_id: str) -> DagRunInfo | None:

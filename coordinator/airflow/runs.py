@@ -42,6 +42,10 @@ class DagRunInfo:
     # Read-only view; excluded from the hash because a mapping is not hashable.
     conf: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
     run_type: str = ""
+    #: Airflow 3.2+'s partition of the run (API v2 only; Airflow 2 has neither): its key as Airflow spells it and
+    #: the date its timetable decoded from it.
+    partition_key: str | None = None
+    partition_date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +120,8 @@ def parse_run(data: object, dag_id: str) -> DagRunInfo:
         end_date=_parse_dt(data.get("end_date")),
         conf=MappingProxyType(dict(conf) if isinstance(conf, dict) else {}),
         run_type=str(data.get("run_type") or ""),
+        partition_key=key if isinstance(key := data.get("partition_key"), str) and key else None,
+        partition_date=_parse_dt(data.get("partition_date")),
     )
 
 

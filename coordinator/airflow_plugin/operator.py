@@ -13,7 +13,8 @@ When to prefer it (the listener is the default):
 - Both together are safe: the writes follow the same per-run ordering, and the listener's identical success is
   skipped instead of making a second generation.
 
-Rules: the record is built and written by the same code as the listener's (``fact_from_dag_run``, ``write_fact``);
+Rules: the records are built and written by the same code as the listener's (``facts_from_dag_run``, ``write_fact``):
+one per partition the run stands for (an asset-triggered run that consumed two dates writes both);
 the task fails (and retries) when etcd cannot be reached within ``timeout_s``; it never changes Airflow state.
 """
 
@@ -27,7 +28,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from coordinator.airflow_plugin.config import resolve_now
-from coordinator.airflow_plugin.records import fact_from_dag_run, write_now
+from coordinator.airflow_plugin.records import facts_from_dag_run, write_now
+from coordinator.airflow_plugin.writer import supervisor_lookup
 from coordinator.core.model import RunState
 
 
@@ -50,14 +52,18 @@ class ReportRunStateOperator(BaseOperator):
         # the secrets backend, within its own timeout.
         config = dataclasses.replace(resolve_now(timeout_s=self.timeout_s).writer, source_kind="airflow-task")
         now = datetime.now(UTC)
-        fact, reason = fact_from_dag_run(context["dag_run"], self.state, config, now)
-        if fact is None:
+        task = context.get("ti") or context.get("task_instance")
+        facts, why = facts_from_dag_run(context["dag_run"], self.state, config, now, supervisor_lookup(task))
+        if why is not None:
             # A run without a partition cannot satisfy anything; failing would only make retries that cannot help.
-            self.log.warning("plugin.not_recorded reason=%r", reason)
-            return {"recorded": False, "reason": reason}
-        if self.state in (RunState.SUCCESS, RunState.FAILED) and fact.record.end_date is None:
-            # The run is not over while this task runs: its end is "now" from the dependents' point of view.
-            fact = dataclasses.replace(fact, record=fact.record.model_copy(update={"end_date": now}))
-        outcome, revision = write_now(config, fact, self.timeout_s)
-        self.log.info("plugin.operator_write outcome=%s %s revision=%d", outcome, fact.describe(), revision)
-        return {"recorded": True, "key": fact.key, "outcome": str(outcome), "revision": revision}
+            self.log.warning("plugin.not_recorded reason=%s detail=%r", why.reason, why.detail)
+            return {"recorded": False, "reason": str(why)}
+        written: list[dict[str, Any]] = []
+        for fact in facts:
+            if self.state in (RunState.SUCCESS, RunState.FAILED) and fact.record.end_date is None:
+                # The run is not over while this task runs: its end is "now" from the dependents' point of view.
+                fact = dataclasses.replace(fact, record=fact.record.model_copy(update={"end_date": now}))
+            outcome, revision = write_now(config, fact, self.timeout_s)
+            self.log.info("plugin.operator_write outcome=%s %s revision=%d", outcome, fact.describe(), revision)
+            written.append({"key": fact.key, "outcome": str(outcome), "revision": revision})
+        return {"recorded": True, **written[0], "records": written}

@@ -3,11 +3,16 @@
 Shared by the listener's background writer and by the explicit task (``operator``).
 
 Rules:
-- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``clear_number``,
-  ``start_date``, ``end_date``, ``run_type``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in
-  all work.
-- **Only nameable runs.** A run without a logical date, or one the key layout cannot name (a sub-second or naive logical
-  date), is not a partition: :func:`fact_from_dag_run` says why instead of raising; callers count and log it.
+- **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``partition_date``,
+  ``partition_key``, ``clear_number``, ``start_date``, ``end_date``, ``run_type``, ``consumed_asset_events``), so
+  Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
+- **Partitions by one rule.** A run is recorded under the partitions :mod:`coordinator.core.run_partition` gives it
+  (the REST audit applies the same rule): its logical date as always; a partitioned run's date and segment; an
+  asset-triggered run's consumed events' source runs (Airflow 3.3's ``AssetEvent.source_dag_run``, read on the ORM
+  object's own session, the one the scheduler's hook runs in: no connection of its own, no lock; in a task process the
+  Task SDK's supervisor answers), one key per partition with the same record. A run of no partition, or one the key
+  layout cannot name (a sub-second or naive date), is not recorded: :func:`facts_from_dag_run` says why
+  (:class:`NotRecorded`) instead of raising; callers count and log it.
 - **One writer.** Every write goes through the one run-record writer
   (:func:`coordinator.writers.run_records.write_run_record`): a compare-and-swap guarded by
   :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a newer one and an identical
@@ -19,7 +24,7 @@ Rules:
   ``COORDINATOR_PLUGIN_TASKS_TTL_S`` and the :class:`~coordinator.runtime.settings.Settings` ones).
 - **Task instances alike.** Task instances (semantics `edge-task`) are duck-typed the same way: Airflow 3's task-SDK
   ``RuntimeTaskInstance`` (the DAG run under ``_ti_context_from_server.dag_run``), Airflow 2's and Airflow 3's ORM
-  ``TaskInstance`` (``dag_run``). The key is the DAG run's partition; the value carries the DAG run's ``run_id`` and
+  ``TaskInstance`` (``dag_run``). The keys are the DAG run's partitions; the value carries the DAG run's ``run_id`` and
   ``clear_number`` and the task's ``try_number``, written with :func:`~coordinator.core.task_facts.should_replace_task`.
   A mapped task instance (``map_index`` >= 0) is not one task state and is not recorded.
 """
@@ -31,7 +36,8 @@ import contextlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -44,7 +50,14 @@ from coordinator.core.model import (
     NodeId,
     RunRecord,
     RunState,
-    canonical_partition,
+)
+from coordinator.core.run_partition import (
+    ASSET_TRIGGERED,
+    AirflowRun,
+    ConsumedEvent,
+    Unrecorded,
+    own_partition,
+    run_partitions,
 )
 from coordinator.core.task_facts import TaskRecord, parse_task_record, should_replace_task
 from coordinator.errors import ConfigError, StoreError, StoreUnavailable
@@ -176,19 +189,109 @@ def run_type_of(dag_run: Any) -> str | None:
     return str(getattr(kind, "value", kind)) or None
 
 
-def fact_from_dag_run(
-    dag_run: Any, state: RunState, config: WriterConfig, now: datetime
-) -> tuple[RunReport | None, str | None]:
-    """Build the record for a dag run; return (fact, None) or (None, why it cannot be recorded). Never raises."""
+#: Consumed events read for one asset-triggered run: a consumer paused for weeks may have merged thousands; each
+#: costs one read of its source run, inside the scheduler's loop. Beyond this bound the rest are left to the audit
+#: (``plugin.consumed_truncated``): 200 indexed reads take milliseconds.
+MAX_CONSUMED_EVENTS = 200
+#: How many asset-triggered runs deep a source is followed (A's event -> asset-triggered B -> its sources): chains
+#: in one deployment are short; a bound keeps one hook from walking a long history.
+MAX_SOURCE_DEPTH = 3
+
+#: Reads one source run (dag id, run id) -> a duck-typed DagRun or None: the Task SDK's supervisor call in a task
+#: process (its events carry no source run); the ORM's events carry theirs (``AssetEvent.source_dag_run``).
+SourceLookup = Callable[[str, str], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class NotRecorded:
+    """Why a run (or a task's run) is not recorded: ``reason`` is the ``reason=`` of ``plugin.not_recorded``
+    (``docs/keys.md``, "Partitions"), ``detail`` says what was wrong."""
+
+    reason: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return self.detail or self.reason
+
+
+#: ``reason`` of a run whose consumed events' source runs could not be read (an ORM error): counted, logged, left to
+#: the REST audit.
+SOURCE_UNREADABLE = "source_unreadable"
+#: ``reason`` of a run the key layout cannot name for another cause (a dag id that is no name, an odd attribute).
+UNRECORDABLE = "unrecordable"
+#: ``reason`` of a mapped task instance (``map_index`` >= 0): no single task state.
+MAPPED = "mapped_task_instance"
+
+
+def airflow_run_of(dag_run: Any, lookup: SourceLookup | None = None, depth: int = 0) -> AirflowRun:
+    """What ``dag_run`` (Airflow 3's ORM ``DagRun``, the Task SDK's, Airflow 2's, a stand-in) says about its
+    partition. Its consumed events are read only when its own columns name no partition and it is asset-triggered
+    (**Consumed partitions** of :mod:`coordinator.core.run_partition`): no other run costs a read. Raises what the
+    ORM raises."""
+    key = getattr(dag_run, "partition_key", None)
+    run = AirflowRun(
+        logical_date=getattr(dag_run, "logical_date", None),
+        partition_date=getattr(dag_run, "partition_date", None),
+        partition_key=str(key) if key else None,
+        run_type=run_type_of(dag_run) or "",
+    )
+    if run.run_type != ASSET_TRIGGERED or depth >= MAX_SOURCE_DEPTH:
+        return run
+    if own_partition(run).unrecorded is not Unrecorded.NO_PARTITION:
+        return run
+    events = list(getattr(dag_run, "consumed_asset_events", None) or ())
+    if len(events) > MAX_CONSUMED_EVENTS:
+        log.warning(
+            "plugin.consumed_truncated dag_id=%s run_id=%s events=%d read=%d",
+            getattr(dag_run, "dag_id", "?"),
+            getattr(dag_run, "run_id", "?"),
+            len(events),
+            MAX_CONSUMED_EVENTS,
+        )
+    consumed = tuple(_consumed(event, lookup, depth) for event in events[:MAX_CONSUMED_EVENTS])
+    return replace(run, consumed=consumed)
+
+
+def _consumed(event: Any, lookup: SourceLookup | None, depth: int) -> ConsumedEvent:
+    key = getattr(event, "partition_key", None)
+    source = getattr(event, "source_dag_run", None)  # the ORM's relationship (Airflow 3.3's AssetEvent)
+    if source is None and lookup is not None:
+        dag_id, run_id = getattr(event, "source_dag_id", None), getattr(event, "source_run_id", None)
+        if dag_id and run_id:
+            source = lookup(str(dag_id), str(run_id))
+    return ConsumedEvent(
+        partition_key=str(key) if key else None,
+        source=None if source is None else airflow_run_of(source, lookup, depth + 1),
+    )
+
+
+def partitions_of(dag_run: Any, lookup: SourceLookup | None = None) -> tuple[tuple[str, ...], NotRecorded | None]:
+    """The partitions ``dag_run`` is recorded under (:func:`coordinator.core.run_partition.run_partitions`), or
+    why none. Never raises."""
+    try:
+        run = airflow_run_of(dag_run, lookup)
+    except Exception as exc:  # a detached ORM object, a failed query, a supervisor that did not answer
+        return (), NotRecorded(SOURCE_UNREADABLE, f"{type(exc).__name__}: {exc}")
+    found = run_partitions(run)
+    if found.unrecorded is not None:
+        reason = UNRECORDABLE if found.unrecorded is Unrecorded.UNNAMEABLE_DATE else str(found.unrecorded)
+        return (), NotRecorded(reason, found.detail)
+    return found.partitions, None
+
+
+def facts_from_dag_run(
+    dag_run: Any, state: RunState, config: WriterConfig, now: datetime, lookup: SourceLookup | None = None
+) -> tuple[tuple[RunReport, ...], NotRecorded | None]:
+    """The records of a dag run, one per partition it stands for (a run that consumed several partitions counts
+    for each, with the same run id and clear number); or () and why it cannot be recorded. Never raises."""
     try:
         dag_id = str(dag_run.dag_id)
         run_id = str(dag_run.run_id)
         if not NAME_RE.match(dag_id):  # Airflow enforces this too; a '/' would silently change the key's meaning
-            return None, f"dag id {dag_id!r} cannot be part of a key"
-        logical_date = getattr(dag_run, "logical_date", None)
-        if logical_date is None:
-            return None, "no logical date"
-        partition = canonical_partition(logical_date)
+            return (), NotRecorded(UNRECORDABLE, f"dag id {dag_id!r} cannot be part of a key")
+        partitions, why = partitions_of(dag_run, lookup)
+        if why is not None:
+            return (), why
         record = RunRecord(
             state=state,
             run_id=run_id,
@@ -199,10 +302,24 @@ def fact_from_dag_run(
             end_date=getattr(dag_run, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
             run_type=run_type_of(dag_run),
         )
-        key = config.keys.run_key(NodeId(config.instance, dag_id), partition)
-    except Exception as exc:  # any odd attribute (naive date, sub-second logical date, bad dag id) is one skip
-        return None, f"{type(exc).__name__}: {exc}"
-    return RunReport(key, record), None
+        node = NodeId(config.instance, dag_id)
+        reports = tuple(RunReport(config.keys.run_key(node, p), record) for p in partitions)
+    except Exception as exc:  # any odd attribute (a bad dag id, ...) is one skip
+        return (), NotRecorded(UNRECORDABLE, f"{type(exc).__name__}: {exc}")
+    return reports, None
+
+
+def fact_from_dag_run(
+    dag_run: Any, state: RunState, config: WriterConfig, now: datetime
+) -> tuple[RunReport | None, str | None]:
+    """The one record of a run of one partition (the explicit task's and the tests' shape of
+    :func:`facts_from_dag_run`); (None, why) for a run of none or of several. Never raises."""
+    reports, why = facts_from_dag_run(dag_run, state, config, now)
+    if why is not None:
+        return None, str(why)
+    if len(reports) != 1:
+        return None, f"stands for {len(reports)} partitions"
+    return reports[0], None
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,22 +375,22 @@ def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
     return None if state == "up_for_retry" else RunState.FAILED
 
 
-def fact_from_task_instance(
-    ti: Any, state: RunState, config: WriterConfig, now: datetime
-) -> tuple[TaskReport | None, str | None]:
-    """Build the record for a task instance; return (fact, None) or (None, why it cannot be recorded). Never raises."""
+def facts_from_task_instance(
+    ti: Any, state: RunState, config: WriterConfig, now: datetime, lookup: SourceLookup | None = None
+) -> tuple[tuple[TaskReport, ...], NotRecorded | None]:
+    """The records of a task instance, one per partition its DAG run stands for (the run's partitions, by the same
+    rule as the run's own records); or () and why it cannot be recorded. Never raises."""
     try:
         dag_id, task_id = str(ti.dag_id), str(ti.task_id)
         if not NAME_RE.match(dag_id) or not NAME_RE.match(task_id):
-            return None, f"dag id {dag_id!r} / task id {task_id!r} cannot be part of a key"
+            return (), NotRecorded(UNRECORDABLE, f"dag id {dag_id!r} / task id {task_id!r} cannot be part of a key")
         map_index = getattr(ti, "map_index", -1)
         if map_index is not None and int(map_index) >= 0:
-            return None, "mapped task instance"
+            return (), NotRecorded(MAPPED, "mapped task instance")
         dag_run = _task_dag_run(ti)
-        logical_date = getattr(dag_run, "logical_date", None)
-        if logical_date is None:
-            return None, "no logical date"
-        partition = canonical_partition(logical_date)
+        partitions, why = partitions_of(dag_run, lookup)
+        if why is not None:
+            return (), why
         raw_try = getattr(ti, "try_number", None)
         record = TaskRecord(
             state=state,
@@ -286,10 +403,10 @@ def fact_from_task_instance(
             try_number=int(raw_try) if raw_try is not None else None,
         )
         node = NodeId(config.instance, dag_id)
-        key = config.keys.task_key(node, task_id, partition)
+        reports = tuple(TaskReport(config.keys.task_key(node, task_id, p), record, node, task_id) for p in partitions)
     except Exception as exc:  # a detached ORM object, a naive date, ...: one skip, never into Airflow
-        return None, f"{type(exc).__name__}: {exc}"
-    return TaskReport(key, record, node, task_id), None
+        return (), NotRecorded(UNRECORDABLE, f"{type(exc).__name__}: {exc}")
+    return reports, None
 
 
 class WriteOutcome(StrEnum):

@@ -43,14 +43,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 from coordinator.airflow_plugin.config import ConnectionResolver, local_config
 from coordinator.airflow_plugin.records import (
     MAX_OTHER_ATTEMPTS,
+    SOURCE_UNREADABLE,
+    NotRecorded,
     Report,
+    SourceLookup,
     TaskReport,
     WriteOutcome,
     WriterConfig,
     asset_change,
     connect_store,
-    fact_from_dag_run,
-    fact_from_task_instance,
+    facts_from_dag_run,
+    facts_from_task_instance,
     is_unreachable,
     task_state_of,
     write_fact,
@@ -80,7 +83,9 @@ class WriterStats:
 
     submitted: int = 0  # hook thread
     dropped: int = 0  # hook thread: queue full
-    no_logical_date: int = 0  # hook thread
+    no_partition: int = 0  # hook thread: a run of no partition (docs/keys.md, "Partitions")
+    unusable_partition_key: int = 0  # hook thread: a partition key that is neither a readable time nor a segment
+    source_errors: int = 0  # hook thread: an asset-triggered run whose consumed events' sources could not be read
     unrecordable: int = 0  # hook thread: a run the key layout cannot name (sub-second logical date, ...)
     delivered: int = 0  # writer thread
     skipped: int = 0  # writer thread: should_replace refused
@@ -231,14 +236,16 @@ class BackgroundWriter:
         st = self.stats
         log.info(
             "plugin.writer_stopped submitted=%d delivered=%d skipped=%d dropped=%d failed=%d retries=%d "
-            "no_logical_date=%d unrecordable=%d",
+            "no_partition=%d unusable_partition_key=%d source_errors=%d unrecordable=%d",
             st.submitted,
             st.delivered,
             st.skipped,
             st.dropped,
             st.failed,
             st.retries,
-            st.no_logical_date,
+            st.no_partition,
+            st.unusable_partition_key,
+            st.source_errors,
             st.unrecordable,
         )
         return done
@@ -493,40 +500,49 @@ def announce_start(component: Any) -> None:
 
 
 def record_dag_run(dag_run: Any, state: RunState) -> None:
-    """Hook body: record ``state`` for ``dag_run``. Returns in microseconds; never blocks, never raises."""
+    """Hook body: record ``state`` for ``dag_run`` under each partition it stands for. Returns in microseconds (an
+    asset-triggered run without a partition of its own: a few indexed reads on the hook's own session); never blocks,
+    never raises."""
     try:
         writer = get_writer()
         if writer is None:
             return
-        fact, reason = fact_from_dag_run(dag_run, state, writer.config, datetime.now(UTC))
-        if fact is not None:
+        facts, why = facts_from_dag_run(dag_run, state, writer.config, datetime.now(UTC))
+        for fact in facts:
             writer.submit(fact)
-            return
-        dag_id, run_id = getattr(dag_run, "dag_id", "?"), getattr(dag_run, "run_id", "?")
-        if reason == "no logical date":
-            writer.stats.no_logical_date += 1
-            # Normal for asset-triggered and some manual runs: one info line, then debug only.
-            level = logging.INFO if writer.stats.no_logical_date == 1 else logging.DEBUG
-            log.log(
-                level,
-                "plugin.not_recorded reason=no_logical_date dag_id=%s run_id=%s state=%s skipped_so_far=%d "
-                "detail='runs without a logical date have no partition'",
-                dag_id,
-                run_id,
-                state,
-                writer.stats.no_logical_date,
-            )
-        else:
-            writer.stats.unrecordable += 1
-            log.warning(
-                "plugin.not_recorded dag_id=%s run_id=%s state=%s reason=%r",
-                dag_id,
-                run_id,
-                state,
-                reason,
-            )
+        if why is not None:
+            dag_id, run_id = getattr(dag_run, "dag_id", "?"), getattr(dag_run, "run_id", "?")
+            _count_not_recorded(writer.stats, why, dag_id, run_id, state)
     except Exception:  # never into Airflow: a listener exception would only be logged there anyway
         log.exception("plugin.record_failed")
+
+
+def _count_not_recorded(stats: WriterStats, why: NotRecorded, dag_id: object, run_id: object, state: RunState) -> None:
+    """Count a run that is not recorded and log it: runs of no partition (normal for manual runs given nothing) and
+    unusable keys (one line each kind at first, then debug only: each run fires three hooks), a source that could not
+    be read and a run the layout cannot name (a warning each)."""
+    if why.reason in ("no_partition", "unusable_partition_key"):
+        if why.reason == "no_partition":
+            stats.no_partition += 1
+            count = stats.no_partition
+        else:
+            stats.unusable_partition_key += 1
+            count = stats.unusable_partition_key
+        level = (logging.INFO if why.reason == "no_partition" else logging.WARNING) if count == 1 else logging.DEBUG
+        log.log(
+            level,
+            "plugin.not_recorded reason=%s dag_id=%s run_id=%s state=%s skipped_so_far=%d detail=%r",
+            why.reason, dag_id, run_id, state, count, why.detail,
+        )  # fmt: skip
+        return
+    if why.reason == SOURCE_UNREADABLE:
+        stats.source_errors += 1
+    else:
+        stats.unrecordable += 1
+    log.warning(
+        "plugin.not_recorded reason=%s dag_id=%s run_id=%s state=%s detail=%r", why.reason, dag_id, run_id, state,
+        why.detail,
+    )  # fmt: skip
 
 
 #: The ``extra`` field of the events the coordinator delivered (core/assets.MARKER; not imported: the plugin loads
@@ -566,8 +582,29 @@ def record_outlets_done(ti: Any) -> None:
         log.exception("plugin.record_failed")
 
 
-#: Why a task state is not recorded -> log level (the common, expected reasons are debug only).
-_TASK_SKIP_LEVELS = {"no logical date": logging.DEBUG, "mapped task instance": logging.DEBUG}
+#: Why a task state is not recorded -> log level (the common, expected reasons are debug only: its run's hooks
+#: already said why the run has no partition).
+_TASK_SKIP_LEVELS = {
+    "no_partition": logging.DEBUG,
+    "unusable_partition_key": logging.DEBUG,
+    "mapped_task_instance": logging.DEBUG,
+}
+
+
+def supervisor_lookup(ti: Any) -> SourceLookup | None:
+    """In an Airflow 3 task process, the source runs of its run's consumed events come from the Task SDK's supervisor
+    (``GetDagRun``: the api-server reads them; a task process has no database); elsewhere the ORM events carry them."""
+    if getattr(ti, "_ti_context_from_server", None) is None:
+        return None
+
+    def lookup(dag_id: str, run_id: str) -> Any:
+        # Imported here: only Airflow 3's task processes have a supervisor (and the plugin loads in every process).
+        from airflow.sdk.execution_time.comms import GetDagRun
+        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
+
+        return SUPERVISOR_COMMS.send(GetDagRun(dag_id=dag_id, run_id=run_id))
+
+    return lookup
 
 
 def _in_task_process(ti: Any) -> bool:
@@ -590,19 +627,23 @@ def record_task_instance(ti: Any, state: RunState) -> None:
         fact_state = task_state_of(ti, state)
         if fact_state is None:
             return  # up_for_retry: the task runs again; its try is not a fact
-        fact, reason = fact_from_task_instance(ti, fact_state, writer.config, datetime.now(UTC))
-        if fact is None:
+        facts, why = facts_from_task_instance(ti, fact_state, writer.config, datetime.now(UTC), supervisor_lookup(ti))
+        if why is not None:
             writer.stats.unrecordable += 1
             log.log(
-                _TASK_SKIP_LEVELS.get(reason or "", logging.WARNING),
-                "plugin.task_not_recorded dag_id=%s task_id=%s state=%s reason=%r",
+                _TASK_SKIP_LEVELS.get(why.reason, logging.WARNING),
+                "plugin.task_not_recorded dag_id=%s task_id=%s state=%s reason=%s detail=%r",
                 getattr(ti, "dag_id", "?"),
                 getattr(ti, "task_id", "?"),
                 fact_state,
-                reason,
+                why.reason,
+                why.detail,
             )
             return
-        writer.submit(fact)
+        for fact in facts:
+            writer.submit(fact)
+        if not facts:
+            return
         if fact_state is RunState.RUNNING or not _in_task_process(ti):
             return
         timeout_s = writer.config.task_flush_s

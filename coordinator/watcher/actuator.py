@@ -37,14 +37,15 @@ from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.actions import Action, Resume, Trigger
 from coordinator.core.effects import End, Ending, RecordError, WriteLedger
+from coordinator.core.graph import Graph
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
     TriggerRecord,
     dump_record,
     parse_trigger_record,
-    partition_datetime,
 )
+from coordinator.core.partition import airflow_partition_key, trigger_logical_date
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager import DONE, Controller, Result
 from coordinator.watcher.executor import Executor, Ledger, result_of
@@ -94,8 +95,11 @@ class Actuator:
         error_retry_s: float = ERROR_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
         on_result: Callable[[str, str, str], None] | None = None,
+        graph: Callable[[], Graph | None] = lambda: None,
     ) -> None:
         self.executor = executor
+        #: The graph in force: how each DAG is triggered (its ``partition_key``, ``Graph.partition_key``).
+        self.graph = graph
         self.keys = keys
         self.watcher_id = watcher_id
         #: Asks the planner to plan a key again (rule *one action per key*).
@@ -318,8 +322,8 @@ class Actuator:
         client = self.executor.client(node.instance)
         if isinstance(instruction, intent.CallCreate):
             run_id, conf = instruction.run_id, _conf(partition, instruction.record)
-            at = partition_datetime(partition)
-            outcome = await self.executor.call(lambda: client.trigger(node.dag_id, run_id, at, conf))
+            at, key = trigger_logical_date(partition), self._partition_key(node, partition)
+            outcome = await self.executor.call(lambda: client.trigger(node.dag_id, run_id, at, conf, key))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             answers: dict[TriggerResult, Callable[[str], intent.Event]] = {
                 TriggerResult.CREATED: intent.Created,
@@ -331,9 +335,7 @@ class Actuator:
             wanted = instruction.run_id
             return intent.RunObserved(_shown(await self.executor.call(lambda: client.get_run(node.dag_id, wanted))))
         if isinstance(instruction, intent.FindRunByDate):
-            at = partition_datetime(partition)
-            found = await self.executor.call(lambda: client.find_run_by_logical_date(node.dag_id, at))
-            return intent.RunObserved(_shown(found))
+            return intent.RunObserved(_shown(await self._holder(client, node, partition)))
         if isinstance(instruction, intent.CallClear):
             await self.executor.call(self._clear_once(client, node, instruction))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
@@ -342,6 +344,25 @@ class Actuator:
             self._log_effect(action, instruction.effect)
             return intent.PausedChecked(await self._paused_warning(client, node))
         raise AssertionError(f"unexpected instruction {instruction!r}")  # pragma: no cover
+
+    def _partition_key(self, node: NodeId, partition: str) -> str | None:
+        """The ``partition_key`` a run of ``partition`` is triggered with: the graph's rule for the DAG, else (a DAG
+        the graph in force no longer has) a segment as it is and a time without one."""
+        graph = self.graph()
+        if graph is not None and node in graph.dags:
+            return graph.partition_key(node, partition)
+        return airflow_partition_key(partition, None)
+
+    async def _holder(self, client: AirflowClient, node: NodeId, partition: str) -> DagRunInfo | None:
+        """The run Airflow holds for ``partition``, whatever its id: by partition key when the DAG is triggered with
+        one (Airflow's own partitioned runs have no logical date), else by logical date; a segment without a key has
+        none."""
+        key, at = self._partition_key(node, partition), trigger_logical_date(partition)
+        if key is not None:
+            return await self.executor.call(lambda: client.find_run_by_partition_key(node.dag_id, key))
+        if at is None:
+            return None
+        return await self.executor.call(lambda: client.find_run_by_logical_date(node.dag_id, at))
 
     def _clear_once(
         self, client: AirflowClient, node: NodeId, instruction: intent.CallClear

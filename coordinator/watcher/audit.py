@@ -12,8 +12,14 @@ Task states (semantics "task-level upstreams"): for each task the adopted graph 
 view's activation) the audit lists that task's instances changed within the lookback (one paged
 ``GET /dags/{dag}/dagRuns/~/taskInstances?task_id=...`` per named task and pass, REST v2 and v1) and repairs each
 task-state key with :func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task
-ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs without a logical
-date have no task-state key and are skipped.
+ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs of no partition
+have no task-state key and are skipped.
+
+Partitions (semantics `asset-triggered-partitions`): a run is repaired at each partition
+:func:`coordinator.core.run_partition.run_partitions` gives it, the plugin's own rule: its logical date as always, a
+partitioned run's ``partition_date`` and ``partition_key`` (API v2), an asset-triggered run's consumed events' source
+runs (``coordinator.airflow.run_sources``: read only for those runs, bounded, each source once per pass). A task
+instance is repaired at its run's partitions, for the runs the same pass listed.
 
 The leader's audit writes through the executor (``watcher/executor.py``), so every repair is fenced: once this watcher
 no longer leads, a repair is refused and the round ends (the new leader audits). :func:`audit_once` takes any
@@ -28,11 +34,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
+from coordinator.airflow.run_sources import RunSources, needs_sources, run_marks
 from coordinator.airflow.runs import TaskInstanceInfo
 from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
 from coordinator.core.lineage.mapping import entry_for
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_partition
+from coordinator.core.run_partition import run_partitions
 from coordinator.core.task_facts import (
     NamedTasks,
     audit_task_record,
@@ -128,52 +136,90 @@ async def audit_once(
             result.errors += 1
             log.warning("audit.list_failed node=%s error=%s", node, exc)
             continue
-        if not await _audit_tasks(writes, keys, client, node, named, now - lookback, now, result):
+        partitions = await _run_partitions(client, node, runs, result)
+        if not await _audit_tasks(writes, keys, client, node, named, now - lookback, now, result, partitions):
             return result  # etcd is down
         for run in runs:
-            if run.logical_date is None:
-                continue
-            result.checked += 1
-            partition = canonical_partition(run.logical_date)
-
-            decide = _decider(run, f"audit:{node.instance}", now)
-            known = view.runs.get((node, partition))
-            if decide(known.record if known is not None else None) is None:
-                continue  # the view already says enough: no etcd call at all
-            key = keys.run_key(node, partition)
-            try:
-                done = await write_run_record(writes, key, decide)
-            except LeadershipLost:
-                raise  # the round ends: a leader's repairs are the executor's fenced writes
-            except StoreUnavailable as exc:
-                # etcd is down: every other key would fail the same way, each after its own retries.
-                result.errors += 1
-                log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
-                return result
-            except CoordinatorError as exc:
-                result.errors += 1
-                log.warning("audit.write_failed key=%s error=%s", key, exc)
-                continue
-            if done.status is RunWriteStatus.WRITTEN and done.record is not None:
-                result.repaired += 1
-                result.repaired_in[node.instance] = result.repaired_in.get(node.instance, 0) + 1
-                had = done.previous
-                log.warning(
-                    "audit.repaired key=%s state=%s run_id=%s clear_number=%d had=%s revision=%d",
-                    key, done.record.state, done.record.run_id, done.record.clear_number,
-                    f"{had.state}/{had.clear_number}" if had else "nothing", done.revision,
-                )  # fmt: skip
-            elif done.status is RunWriteStatus.CONTENDED:
-                result.errors += 1
-                log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
-            else:
-                result.stale += 1
-                log.info("audit.view_behind key=%s revision=%d", key, done.revision)
+            for partition in partitions.get(run.run_id, ()):
+                result.checked += 1
+                if not await _repair_run(writes, keys, node, run, partition, view, now, result):
+                    return result  # etcd is down
     log.info(
         "audit checked=%d repaired=%d stale=%d errors=%d tasks_checked=%d tasks_repaired=%d",
         result.checked, result.repaired, result.stale, result.errors, result.tasks_checked, result.tasks_repaired,
     )  # fmt: skip
     return result
+
+
+async def _run_partitions(
+    client: AirflowClient, node: NodeId, runs: list[DagRunInfo], result: AuditResult
+) -> dict[str, tuple[str, ...]]:
+    """Each listed run's partitions by :mod:`coordinator.core.run_partition`, the plugin's rule (an asset-triggered
+    run's consumed events and their sources read over REST, only for the runs that need them); a run of no partition,
+    or whose sources could not be read (counted, logged, read again next pass), is left out."""
+    sources = RunSources(client)
+    found: dict[str, tuple[str, ...]] = {}
+    for run in runs:
+        marks = run_marks(run)
+        try:
+            read = await sources.of(run) if needs_sources(marks) else marks
+        except CoordinatorError as exc:
+            result.errors += 1
+            log.warning("audit.sources_failed node=%s run_id=%s error=%s", node, run.run_id, exc)
+            continue
+        partitions = run_partitions(read).partitions
+        if partitions:
+            found[run.run_id] = partitions
+    if sources.reads:
+        log.info("audit.run_sources node=%s reads=%d", node, sources.reads)
+    return found
+
+
+async def _repair_run(
+    writes: Writes,
+    keys: KeyLayout,
+    node: NodeId,
+    run: DagRunInfo,
+    partition: str,
+    view: View,
+    now: datetime,
+    result: AuditResult,
+) -> bool:
+    """One run-state key of ``run`` at ``partition`` through the run-record writer; False when etcd is unavailable."""
+    decide = _decider(run, f"audit:{node.instance}", now)
+    known = view.runs.get((node, partition))
+    if decide(known.record if known is not None else None) is None:
+        return True  # the view already says enough: no etcd call at all
+    key = keys.run_key(node, partition)
+    try:
+        done = await write_run_record(writes, key, decide)
+    except LeadershipLost:
+        raise  # the round ends: a leader's repairs are the executor's fenced writes
+    except StoreUnavailable as exc:
+        # etcd is down: every other key would fail the same way, each after its own retries.
+        result.errors += 1
+        log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
+        return False
+    except CoordinatorError as exc:
+        result.errors += 1
+        log.warning("audit.write_failed key=%s error=%s", key, exc)
+        return True
+    if done.status is RunWriteStatus.WRITTEN and done.record is not None:
+        result.repaired += 1
+        result.repaired_in[node.instance] = result.repaired_in.get(node.instance, 0) + 1
+        had = done.previous
+        log.warning(
+            "audit.repaired key=%s state=%s run_id=%s clear_number=%d had=%s revision=%d",
+            key, done.record.state, done.record.run_id, done.record.clear_number,
+            f"{had.state}/{had.clear_number}" if had else "nothing", done.revision,
+        )  # fmt: skip
+    elif done.status is RunWriteStatus.CONTENDED:
+        result.errors += 1
+        log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
+    else:
+        result.stale += 1
+        log.info("audit.view_behind key=%s revision=%d", key, done.revision)
+    return True
 
 
 async def _audit_tasks(
@@ -185,8 +231,10 @@ async def _audit_tasks(
     since: datetime,
     now: datetime,
     result: AuditResult,
+    partitions: Mapping[str, tuple[str, ...]],
 ) -> bool:
-    """Repair the task-state keys of ``node``'s named tasks; False when etcd is unavailable (the pass stops)."""
+    """Repair the task-state keys of ``node``'s named tasks, at their run's partitions (``partitions``: by run id, the
+    runs listed this pass); False when etcd is unavailable (the pass stops)."""
     for task_id in sorted(named.by_node.get(node, ())):
         try:
             instances = await client.list_task_instances(node.dag_id, task_id, since)
@@ -195,13 +243,25 @@ async def _audit_tasks(
             log.warning("audit.task_list_failed node=%s task_id=%s error=%s", node, task_id, exc)
             continue
         for ti in instances:
-            if ti.logical_date is None or ti.map_index >= 0:
-                continue  # no partition, or mapped: no single task state
-            result.tasks_checked += 1
-            key = keys.task_key(node, task_id, canonical_partition(ti.logical_date))
-            if not await _repair_task(writes, key, ti, f"audit:{node.instance}", now, result):
-                return False
+            if ti.map_index >= 0:
+                continue  # mapped: no single task state
+            for partition in _task_partitions(ti, partitions):
+                result.tasks_checked += 1
+                key = keys.task_key(node, task_id, partition)
+                if not await _repair_task(writes, key, ti, f"audit:{node.instance}", now, result):
+                    return False
     return True
+
+
+def _task_partitions(ti: TaskInstanceInfo, partitions: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The partitions of a task instance's run: as listed this pass, else (its run changed before the lookback) its
+    logical date as always; a run of no partition has no task-state key."""
+    if ti.run_id in partitions:
+        return partitions[ti.run_id]
+    try:
+        return () if ti.logical_date is None else (canonical_partition(ti.logical_date),)
+    except ValueError:
+        return ()
 
 
 async def _repair_task(

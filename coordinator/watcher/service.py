@@ -174,6 +174,7 @@ class Watcher:
         self.actuator = Actuator(
             self.executor, self.settings.keys, watcher_id=self.watcher_id, replan=self._replan, paused=self.paused,
             leading=leading, error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
+            graph=lambda: self.graphs.graph,
         )  # fmt: skip
         self.triggers = TriggerReconciler(
             view=self.view, view_lock=self.view_lock, graph=lambda: self.graphs.graph, retention=self.retention,

@@ -47,6 +47,11 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    :meth:`calls` or listed by :meth:`requests`, and never consume an injected fault: scenario tests count what the
    watcher DOES (triggers, clears, who calls), which a check never changes.
 
+11. Partitions (Airflow 3.2+): a trigger's ``partition_key`` is kept on the run (its ``partition_date`` stays null,
+   as for a ``PartitionedAtRuntime`` DAG); :meth:`create_run` makes a partitioned run (key and date) or an
+   asset-triggered one with the events it consumed, which
+   ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents`` lists (unpaged, as Airflow does).
+
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
 """
@@ -182,6 +187,9 @@ class _Run:
     clear_number: int = 0
     start_pending: bool = False
     execution: int | None = None  # index of the current attempt on the timeline
+    partition_key: str | None = None
+    partition_date: datetime | None = None
+    consumed: tuple[int, ...] = ()  # ids of the asset events an asset-triggered run consumed
 
     def view(self) -> RunView:
         return RunView(
@@ -285,6 +293,8 @@ class FakeAirflow:
         #: Rule 9: uri -> (id, name); events in creation order.
         self._assets: dict[str, tuple[int, str | None]] = {}
         self._asset_events: list[dict[str, Any]] = []
+        #: Every trigger body as sent (valid or not), in order: what a client put on the wire.
+        self.trigger_bodies: list[dict[str, Any]] = []
         self._unreadable_events: set[int] = set()
         self._consumers: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
@@ -543,10 +553,16 @@ class FakeAirflow:
         conf: dict[str, Any] | None = None,
         *,
         run_type: str = "scheduled",
+        partition_key: str | None = None,
+        partition_date: datetime | None = None,
+        consumed: Iterable[int] = (),
     ) -> RunView:
-        """Create a run as the scheduler would; raises HttpError (404, 409) like the endpoint."""
+        """Create a run as the scheduler would (a partitioned run with its key and date, an asset-triggered one with
+        the ids of the events it consumed); raises HttpError (404, 409) like the endpoint."""
         with self._lock:
-            return self._create(dag_id, run_id, logical_date, conf or {}, run_type).view()
+            run = self._create(dag_id, run_id, logical_date, conf or {}, run_type, partition_key)
+            run.partition_date, run.consumed = partition_date, tuple(consumed)
+            return run.view()
 
     def clear_run(self, dag_id: str, run_id: str) -> RunView:
         """Clear a run as a user in the UI would (dry_run false)."""
@@ -652,7 +668,13 @@ class FakeAirflow:
         return run
 
     def _create(
-        self, dag_id: str, run_id: str, logical_date: datetime | None, conf: dict[str, Any], run_type: str
+        self,
+        dag_id: str,
+        run_id: str,
+        logical_date: datetime | None,
+        conf: dict[str, Any],
+        run_type: str,
+        partition_key: str | None = None,
     ) -> _Run:
         dag = self._dag(dag_id)
         taken = (dag_id, run_id) in self._runs or (
@@ -672,6 +694,7 @@ class FakeAirflow:
             )
         now = _now()
         run = _Run(next(self._ids), dag_id, run_id, logical_date, dict(conf), run_type, now, now, now)
+        run.partition_key = partition_key
         self._runs[(dag_id, run_id)] = run
         self._creates[dag_id] += 1
         self._schedule_start(dag, run)
@@ -941,6 +964,8 @@ class FakeAirflow:
                 return 200, _run_json(self._trigger(dag_id, _json_body(body)))
             if endpoint == "list_task_instances":
                 return 200, self._list_task_instances(dag_id, segs[5], query)
+            if endpoint == "upstream_events":
+                return 200, self._upstream_events(dag_id, segs[5])
             run_id = segs[5]
             if endpoint == "get_run":
                 return 200, _run_json(self._get_run(dag_id, run_id))
@@ -957,6 +982,7 @@ class FakeAirflow:
             return 200, _run_json(self._mark(dag_id, run_id, str(data.get("state"))))
 
     def _trigger(self, dag_id: str, data: dict[str, Any]) -> _Run:
+        self.trigger_bodies.append(dict(data))
         # FastAPI validates the body (422) before the endpoint looks the DAG up (404).
         _no_extra(data, _TRIGGER_KEYS)
         if "logical_date" not in data:
@@ -968,9 +994,23 @@ class FakeAirflow:
             raise HttpError(
                 422, [{"type": "dict_type", "loc": ["body", "conf"], "msg": "Input should be a valid dictionary"}]
             )
+        key = data.get("partition_key")
+        if not (key is None or isinstance(key, str)):
+            raise HttpError(
+                422,
+                [{"type": "string_type", "loc": ["body", "partition_key"], "msg": "Input should be a valid string"}],
+            )
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
         self._dag(dag_id)
-        return self._create(dag_id, str(run_id), logical_date, conf, "manual")
+        # Airflow decodes partition_date from the key with the DAG's timetable; the fake's DAGs have none (as
+        # PartitionedAtRuntime): partition_date stays null.
+        return self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
+
+    def _upstream_events(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        """``GET .../dagRuns/{run_id}/upstreamAssetEvents``: the events an asset-triggered run consumed, unpaged."""
+        run = self._get_run(dag_id, run_id)
+        events = [dict(e) for e in self._asset_events if e["id"] in run.consumed]
+        return {"asset_events": events, "total_entries": len(events)}
 
     def _list_task_instances(self, dag_id: str, run_id: str, query: dict[str, list[str]]) -> dict[str, Any]:
         # Airflow 3's GET /dags/{dag_id}/dagRuns/{run_id|~}/taskInstances with the task_id and updated_at_gte
@@ -1059,6 +1099,8 @@ def _classify(method: str, segs: list[str]) -> tuple[str, str, bool]:
         return "list_task_instances", rest[1], False
     if len(rest) == 5 and rest[0] == "dags" and rest[2] == "dagRuns" and rest[4] == "clear" and method == "POST":
         return "clear", rest[1], False
+    if len(rest) == 5 and rest[2] == "dagRuns" and rest[4] == "upstreamAssetEvents" and method == "GET":
+        return "upstream_events", rest[1], False
     return "other", "", False
 
 
@@ -1126,8 +1168,8 @@ def _run_json(run: _Run) -> dict[str, Any]:
         "dag_versions": [],
         "bundle_version": None,
         "dag_display_name": run.dag_id,
-        "partition_key": None,
-        "partition_date": None,
+        "partition_key": run.partition_key,
+        "partition_date": _fmt(run.partition_date),
     }
 
 
