@@ -46,7 +46,7 @@ from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import Hold, HoldSet, standing_holds
-from coordinator.core.model import NodeId, any_partition, partition_datetime
+from coordinator.core.model import NodeId, any_partition, canonical_partition, partition_datetime
 from coordinator.core.partition import is_segment_only
 from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
@@ -143,7 +143,7 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
     if len(given) > 1:
         fail(f"choose one of {', '.join(given)}: they say different things about the history")
     if adopt_since is not None:
-        return _partition(adopt_since)
+        return _time(adopt_since)
     return "all" if adopt_all else "none" if adopt_none else None
 
 
@@ -602,9 +602,7 @@ def backfill(
     spec = graph.dags[node]
     if spec.is_root:
         fail(f"{node} is a root: it runs on its own schedule, the coordinator never triggers it")
-    if is_segment_only(_partition(start)) or is_segment_only(_partition(end)):
-        fail(f"--from {start} --to {end}: a backfill takes a range of times (a segment such as eu has no time)")
-    lo, hi = partition_datetime(_partition(start)), partition_datetime(_partition(end))
+    lo, hi = partition_datetime(_time(start)), partition_datetime(_time(end))
     if lo > hi:
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
@@ -613,11 +611,11 @@ def backfill(
     # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics `retention-retires`).
     decision = _decide(graph, view, settings, [])
     floor = decision.floor
-    if floor is not None and floor.retires(_partition(start)):
+    if floor is not None and floor.retires(_time(start)):
         fail(
             f"--from {start}: {floor.describe()}; their keys may already be deleted and the watcher plans nothing "
             f"there (semantics rule 11). Backfill from {floor.before} on, or first lower the floor with "
-            f"`coordinator prune --before {_partition(start)} --lower-floor` (it deletes nothing at or after that date)"
+            f"`coordinator prune --before {_time(start)} --lower-floor` (it deletes nothing at or after that date)"
         )
     # On D's grid when it has one: each source fact maps to the partitions of D that need it (identity otherwise).
     mapped = {p for (n, q) in view.runs if n in sources for p in graph.target_partitions(node, n, q)}
@@ -654,6 +652,14 @@ def _target(
             fail(f"{dag!r} is not a DAG in {settings.deps}: did you mean {' or '.join(map(str, close[:3]))}?")
         fail(f"{dag!r} is not a DAG in {settings.deps} (known: {', '.join(sorted(map(str, graph.dags)))})")
     return settings, graph, node
+
+
+def _time(text: str) -> str:
+    """A logical date (a range's end, a first adoption's date): a time only, never a segment."""
+    try:
+        return canonical_partition(text)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _partition(text: str) -> str:
