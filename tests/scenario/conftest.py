@@ -49,6 +49,7 @@ from coordinator.core.model import (
     canonical_partition,
     partition_datetime,
 )
+from coordinator.core.run_partition import AirflowRun, run_partitions
 from devtools.etcd_server import EtcdServer
 from tests.support.cli_inproc import run_cli
 from tests.support.fake_airflow import Execution, FakeAirflow, RunView
@@ -351,10 +352,16 @@ class Stack:
     # -- plumbing --------------------------------------------------------------------------------------------
 
     def _on_state(self, dag_id: str, run_id: str, logical_date: datetime | None, state: str, clear_number: int) -> None:
-        """What the plugin does: record the run's state for its partition (retried while etcd restarts)."""
-        assert logical_date is not None
+        """What the plugin does: record the run's state for each partition it stands for (its logical date, or its
+        partition key: ``core.run_partition``, the plugin's own rule), retried while etcd restarts."""
+        key = None
+        if logical_date is None:
+            key = next((r.partition_key for r in self.fake.runs(dag_id) if r.run_id == run_id), None)
+        found = run_partitions(AirflowRun(logical_date=logical_date, partition_key=key))
+        assert found.partitions, f"{dag_id} {run_id}: no partition ({found.unrecorded})"
         record = {"state": state, "run_id": run_id, "clear_number": clear_number, "source": "fake"}
-        self.etcd.put(self.run_key(dag_id, canonical_partition(logical_date)), json.dumps(record), retry_s=30.0)
+        for partition in found.partitions:
+            self.etcd.put(self.run_key(dag_id, partition), json.dumps(record), retry_s=30.0)
 
     def _identify(self, peer: tuple[str, int]) -> str | None:
         """The name of the watcher whose socket sent a request to the fake (called in the fake's request thread)."""

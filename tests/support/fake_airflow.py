@@ -159,6 +159,8 @@ class RunView:
     queued_at: datetime | None
     start_date: datetime | None
     end_date: datetime | None
+    #: Airflow 3.2+'s key of a partitioned run (None: a run by logical date).
+    partition_key: str | None = None
 
 
 @dataclass
@@ -202,6 +204,7 @@ class _Run:
             self.queued_at,
             self.start_date,
             self.end_date,
+            self.partition_key,
         )
 
 
