@@ -85,7 +85,7 @@ EXPECTED = {
     ),
     "deeper-than-one-level": ("deep", None),
     "or-with-an-unknown-producer": ("half_known", None),
-    "minimum-count-of-one-producer": ("most_hours", None),
+    "minimum-count-of-one-producer": ("most_hours", [{"dag": "hourly_load", "task": "publish", "at_least": 20}]),
 }
 
 
@@ -110,9 +110,6 @@ FINDINGS = {
     'edges beside the required ones): "(A and B) or C" cannot be written; keep the asset schedule',
     "unknown-producer": "half_known: (s3://feeds/primary | s3://other/deployment) not converted: asset "
     "'s3://other/deployment': no DAG in this folder produces it",
-    "one-producer-window": "most_hours: asset 's3://sales/hourly': RollupMapper(StartOfDayMapper, DayWindow) with "
-    "MinimumCount(20): the consumer runs once part of hourly_load's runs in its window have arrived; a condition "
-    "group counts DAGs (or their tasks), not runs of one DAG",
 }
 
 

@@ -563,9 +563,9 @@ def test_partition_mappers_that_map_dates_wait_for_the_runs_airflow_maps(estate_
     dags = json.loads(estate_af3.path.read_text(encoding="utf-8"))["dags"]
     assert dags["day_of_producer"]["upstreams"] == [{"dag": "producer", "shift": "+1h", "task": "publish"}]
     assert dags["hourly_rolled_up"]["upstreams"] == [{"dag": "hourly_producer", "task": "publish"}]
-    assert dags["hourly_rolled_up"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC"}
+    assert dags["hourly_rolled_up"]["partitions"] == {"cron": "0 0 * * *", "timezone": "UTC", "key_format": "%Y-%m-%d"}
     assert dags["monthly_rolled_up"]["upstreams"] == [{"dag": "hourly_rolled_up", "task": "publish"}]
-    assert dags["monthly_rolled_up"]["partitions"] == {"cron": "0 0 1 * *", "timezone": "UTC"}
+    assert dags["monthly_rolled_up"]["partitions"] == {"cron": "0 0 1 * *", "timezone": "UTC", "key_format": "%Y-%m"}
     requests = [
         {"dag": d, "asset": a, "producer": p, "partitions": dependent_dates(graph, p)} for d, a, p in PARTITIONED
     ]

@@ -57,7 +57,7 @@ from types import FrameType, SimpleNamespace
 from typing import Any
 
 from coordinator.airflow_import.job_sensors import job_fact
-from coordinator.airflow_import.schedules import asset_producers, attr, dag_root, dag_schedule, utc
+from coordinator.airflow_import.schedules import asset_names, asset_producers, attr, dag_root, dag_schedule, utc
 from coordinator.core.importer.facts import (
     DagFact,
     DateSample,
@@ -265,7 +265,8 @@ def load_folder(folder: Path) -> LoadedFolder:
         with _recording([*dag_classes, *link_classes, *sensor_classes], origins), _import_path(folder):
             bag = _dagbag(folder)
         producers = asset_producers(bag.dags.values())
-        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers) for dag_id in sorted(bag.dags)}
+        names = asset_names(bag.dags.values())
+        facts = {dag_id: _dag_fact(bag.dags[dag_id], origins, producers, names) for dag_id in sorted(bag.dags)}
         links = [link for dag_id, fact in facts.items() for link in _links(bag.dags[dag_id], fact, facts, origins)]
         recorded = {str(f): str(e) for f, e in bag.import_errors.items()}
         files = {str(getattr(stat, "file", "")) for stat in getattr(bag, "dagbag_stats", None) or ()}
@@ -358,7 +359,7 @@ def _dagbag(folder: Path) -> Any:
     return module.DagBag(str(folder), **kwargs)
 
 
-def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]]) -> DagFact:
+def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]], names: Mapping[str, str]) -> DagFact:
     groups: list[tuple[str, tuple[str, ...]]] = []
     for group_id, group in sorted((getattr(dag, "task_group_dict", None) or {}).items()):
         if group_id:
@@ -372,7 +373,7 @@ def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]]) -
     return DagFact(
         dag.dag_id,
         origins.origin(dag, dag.fileloc),
-        dag_schedule(dag, producers),
+        dag_schedule(dag, producers, names),
         tuple(groups),
         tuple(sorted(outlets)),
         tuple(sorted(dag.task_ids)),

@@ -11,6 +11,16 @@ Rules (``docs/import-dags.md``, "Partitioned assets"):
   ``WaitForAll``) makes the consumer's run wait for every producer key of its window (``to_upstream``); any other mapper
   makes a consumer run as soon as one producer key arrives, which is an edge only when no two producer runs share a
   consumer key.
+- **Counted windows.** A rollup with ``MinimumCount(n)`` over one producer's window is that window as an edge with
+  ``at_least``: n, or the window's size + n for a negative n, the same on every sample (else reported).
+- **Key formats.** A consumer keyed by a temporal mapper is triggered with its partition key: the mapper's
+  ``output_format`` is its ``key_format`` when it is a strftime format (a quarter's ``{quarter}`` is not).
+- **Segments.** Keys that are names: ``AllowedKeyMapper(keys)`` keeps each allowed key (both DAGs have those
+  segments, the same one on each side); ``RollupMapper(FixedKeyMapper(k), SegmentWindow(s))`` waits for the segments
+  ``s`` of the producer under the consumer's one key ``k`` (all of them, or ``at_least`` for ``MinimumCount``);
+  ``FanOutMapper(IdentityMapper, SegmentWindow(s), IdentityMapper)`` runs every segment of ``s`` for any producer key,
+  which is a partition mapping only from a producer with one key (a ``FixedKeyMapper`` rollup). Each is checked on
+  Airflow's mapper, key by key, before it is written.
 - **Dates or labels.** A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``:
   its key is its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
   mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy, a key
@@ -47,14 +57,19 @@ def mapper_name(mapper: Any) -> str:
     return kind
 
 
-def asset_mapping(consumer: Any, uri: str, producers: list[Any]) -> AssetMapping:
+def asset_mapping(consumer: Any, uri: str, producers: list[Any], name: str = "") -> AssetMapping:
     """**Keys from the producer's runs** to **Never raises** for one asset of a partitioned consumer (``consumer`` is
-    the scheduler's timetable)."""
+    the scheduler's timetable; ``name``: the asset's name, for a mapper configured on ``Asset.ref(name=...)``)."""
     try:
-        mapper = consumer.get_partition_mapper(uri=uri)
+        mapper = consumer.get_partition_mapper(name=name, uri=uri)
     except Exception as exc:
         return AssetMapping(uri, "?", problem=f"its partition mapper could not be read: {type(exc).__name__}: {exc}")
     name = mapper_name(mapper)
+    if _segment_kind(mapper) is not None:
+        try:
+            return _segments(mapper, name, uri, producers)
+        except Exception as exc:  # **Never raises**
+            return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
     counted = getattr(mapper, "is_rollup", False) and type(mapper.wait_policy).__name__ == "MinimumCount"
     if counted and len(producers) > 1:
         try:
@@ -126,12 +141,9 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
     if isinstance(keys, str):
         return AssetMapping(uri, name, problem=f"{name}: {keys}; keep the asset schedule")
     rollup = bool(getattr(mapper, "is_rollup", False))
-    if rollup and type(mapper.wait_policy).__name__ != "WaitForAll":
-        policy = _policy(mapper.wait_policy)
-        return AssetMapping(uri, name, problem=f"{name} with {policy}: the consumer runs once part of "
-                            f"{producer.dag_id}'s runs in its window have arrived; a condition group counts DAGs (or "
-                            "their tasks), not runs of one DAG, so part of one producer's window has no exact form; "
-                            "keep the asset schedule", policy=policy)  # fmt: skip
+    counted = rollup and type(mapper.wait_policy).__name__ == "MinimumCount"
+    policy = _policy(mapper.wait_policy) if counted else None
+    needs: set[int] = set()
     runs: dict[str, list[datetime]] = {}
     for partition in sample_partitions(keys.grid):
         key = keys.key_of(partition)
@@ -148,6 +160,9 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
             return AssetMapping(uri, name, problem=f"{name}: the consumer's key {key!r} has no date")
         if rollup:
             dates = tuple(sorted(keys.date_of(k) for k in mapper.to_upstream(key)))
+            if counted:  # **Counted windows**
+                n = int(mapper.wait_policy.n)
+                needs.add(n if n > 0 else max(0, len(dates) + n))
         elif len(found) > 1:
             shown = ", ".join(f"{p:%Y-%m-%dT%H:%M:%SZ}" for p in found[:3])
             return AssetMapping(uri, name, problem=f"{name} gives {producer.dag_id}'s runs at {shown}... one consumer "
@@ -157,10 +172,109 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
         else:
             dates = tuple(found)
         samples.append(DateSample(_utc(at), dates))
+    at_least = None
+    if counted:
+        if len(needs) != 1:
+            shown = " or ".join(map(str, sorted(needs)))
+            why = f"it needs {shown} of {producer.dag_id}'s runs as its window's size changes"
+            return AssetMapping(uri, name, problem=f"{name} with {policy}: {why}, an edge's at_least is one number; "
+                                "keep the asset schedule", policy=policy)  # fmt: skip
+        (at_least,) = needs
+        if not at_least >= 1:
+            return AssetMapping(uri, name, problem=f"{name} with {policy} needs no run; keep the asset schedule")
     inner = _period_mapper(mapper)
     period = type(inner).__name__ if inner is not None else None
     zone = getattr(inner, "_timezone", "UTC")
-    return AssetMapping(uri, name, tuple(samples), period, str(getattr(zone, "name", zone)))
+    return AssetMapping(
+        uri,
+        name,
+        tuple(samples),
+        period,
+        str(getattr(zone, "name", zone)),
+        policy=policy,
+        at_least=at_least,
+        key_format=key_format(inner),
+    )
+
+
+def key_format(inner: Any) -> str | None:
+    """**Key formats**: a temporal mapper's ``output_format`` when strftime alone writes it, else None."""
+    found = getattr(inner, "output_format", None)
+    return found if isinstance(found, str) and "{" not in found and "%Y" in found else None
+
+
+def _segment_kind(mapper: Any) -> str | None:
+    """Which **Segments** form ``mapper`` is (``allowed``, ``rollup``, ``fan-out``), or None for a time mapping."""
+    kind = type(mapper).__name__
+    if kind == "AllowedKeyMapper":
+        return "allowed"
+    window = type(getattr(mapper, "window", None)).__name__
+    if window != "SegmentWindow":
+        return None
+    upstream = type(getattr(mapper, "upstream_mapper", None)).__name__
+    if getattr(mapper, "is_rollup", False) and upstream == "FixedKeyMapper":
+        return "rollup"
+    downstream = type(getattr(mapper, "downstream_mapper", None)).__name__
+    if kind == "FanOutMapper" and upstream == "IdentityMapper" and downstream == "IdentityMapper":
+        return "fan-out"
+    return None
+
+
+def _segments(mapper: Any, name: str, uri: str, producers: list[Any]) -> AssetMapping:
+    """**Segments**: the consumer's segments, the producer's, the edge's rule and count, each checked on Airflow's
+    mapper; what does not hold is the mapping's problem."""
+    kind = _segment_kind(mapper)
+    if len(producers) != 1:
+        return AssetMapping(uri, name)  # no or several producers: reported by the translation
+    (producer,) = producers
+    if kind == "allowed":
+        allowed = tuple(sorted({str(k) for k in mapper.allowed_keys}))
+        wrong = [k for k in allowed if mapper.to_downstream(k) != k]
+        if wrong or not allowed:
+            return AssetMapping(uri, name, problem=f"{name} does not keep the keys {wrong}; keep the asset schedule")
+        return AssetMapping(uri, name, segments=allowed, upstream_segments=allowed)
+    window = tuple(sorted(mapper.window.to_upstream(None)))
+    if kind == "rollup":
+        target = str(mapper.upstream_mapper.downstream_key)
+        if any(mapper.to_downstream(k) != target for k in window) or set(mapper.to_upstream(target)) != set(window):
+            return AssetMapping(uri, name, problem=f"{name}: its window and key disagree; keep the asset schedule")
+        policy = _policy(mapper.wait_policy)
+        at_least = None
+        if type(mapper.wait_policy).__name__ == "MinimumCount":
+            n = int(mapper.wait_policy.n)
+            at_least = n if n > 0 else max(0, len(window) + n)
+            if not 1 <= at_least <= len(window):
+                return AssetMapping(uri, name, problem=f"{name} with {policy} over {len(window)} segments never "
+                                    "holds as an edge; keep the asset schedule", policy=policy)  # fmt: skip
+        return AssetMapping(uri, name, segments=(target,), upstream_segments=window, segment_rule="all",
+                            at_least=at_least, policy=policy)  # fmt: skip
+    # **Segments**' fan-out: every segment for any producer key; an edge needs the producer's one key.
+    source = _fixed_key(producer)
+    if source is None:
+        return AssetMapping(uri, name, problem=f"{name} runs every segment of {list(window)} for each key "
+                            f"{producer.dag_id} emits, whatever the key: a partition of the consumer needs a run of "
+                            f"{producer.dag_id} it cannot name (its keys are not one fixed key); keep the asset "
+                            "schedule")  # fmt: skip
+    fanned = sorted(str(k) for k in mapper.to_downstream(source))
+    if fanned != list(window):
+        return AssetMapping(uri, name, problem=f"{name} maps {source!r} to {fanned}; keep the asset schedule")
+    return AssetMapping(uri, name, segments=window, upstream_segments=(source,), segment_rule="all")
+
+
+def _fixed_key(producer: Any) -> str | None:
+    """The one partition key every run of ``producer`` has: a consumer on one ``FixedKeyMapper`` rollup."""
+    timetable = scheduler_timetable(producer.timetable)
+    if type(timetable).__name__ != "PartitionedAssetTimetable":
+        return None
+    mappers = [timetable.default_partition_mapper]  # every mapper it may use, the default included
+    mappers += [*getattr(timetable, "_name_to_partition_mapper", {}).values()]
+    mappers += [*getattr(timetable, "_uri_to_partition_mapper", {}).values()]
+    keys = set()
+    for found in mappers:
+        if _segment_kind(found) != "rollup":
+            return None
+        keys.add(str(found.upstream_mapper.downstream_key))
+    return keys.pop() if len(keys) == 1 else None
 
 
 def _policy(policy: Any) -> str:

@@ -41,19 +41,24 @@ def attr(obj: Any, *names: str) -> Any:
 _ASSET_TIMETABLES = ("AssetTriggeredTimetable", "DatasetTriggeredTimetable", "PartitionedAssetTimetable")
 
 
-def dag_schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
+def dag_schedule(dag: Any, producers: Mapping[str, list[Any]], names: Mapping[str, str] | None = None) -> ScheduleFact:
+    """``names``: asset name -> URI of the folder's outlets, for conditions on ``Asset.ref(name=...)``."""
+    names = names or {}
     timetable = dag.timetable
     kind = type(timetable).__name__
     written_value = attr(dag, "schedule", "schedule_interval")
     written = written_value if isinstance(written_value, str) else str(written_value or "")
     if kind in ("NullTimetable", "OnceTimetable"):
         return ScheduleFact(ScheduleKind.NONE, kind, written)
+    if getattr(timetable, "partitioned_at_runtime", False) is True:
+        # Runs only when triggered (a NullTimetable); its tasks name the partition keys of its asset events.
+        return ScheduleFact(ScheduleKind.NONE, kind, kind, runtime_keys=True)
     condition = attr(timetable, "asset_condition", "dataset_condition")
     if kind == "PartitionedAssetTimetable" and condition is not None:
-        return _partitioned(timetable, condition, written, producers)
+        return _partitioned(timetable, condition, written, producers, names)
     if kind in _ASSET_TIMETABLES and condition is not None:
-        uris, problem = _asset_uris(condition)
-        tree = asset_condition(condition)
+        uris, problem = _asset_uris(condition, names)
+        tree = asset_condition(condition, names)
         whole = None if isinstance(tree, str) else tree
         return ScheduleFact(ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem, condition=whole)
     inner = getattr(timetable, "timetable", None)
@@ -61,7 +66,7 @@ def dag_schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
         # Runs on its own time schedule OR when the assets update: the grid is the time half's; an edge waits for
         # all of its upstreams, so the "or an asset event" half cannot be an edge and is reported.
         timed = _timetable_schedule(dag, inner, written)
-        either = "the assets update" if condition is None else _condition_text(condition)
+        either = "the assets update" if condition is None else _condition_text(condition, names)
         return replace(
             timed,
             problem=f"{kind}: it also runs whenever {either}; an edge would wait for them on every run, so that "
@@ -70,12 +75,14 @@ def dag_schedule(dag: Any, producers: Mapping[str, list[Any]]) -> ScheduleFact:
     return _timetable_schedule(dag, timetable, written)
 
 
-def _partitioned(timetable: Any, condition: Any, written: str, producers: Mapping[str, list[Any]]) -> ScheduleFact:
+def _partitioned(
+    timetable: Any, condition: Any, written: str, producers: Mapping[str, list[Any]], names: Mapping[str, str]
+) -> ScheduleFact:
     """Airflow 3.2+: a run per partition key once every asset has an event for the key its mapper gives; each
     asset's mapping is computed by Airflow's own mapper (``loader``'s **Airflow's own partition mapper**)."""
     kind = type(timetable).__name__
-    uris, problem = _asset_uris(condition)
-    tree = asset_condition(condition)
+    uris, problem = _asset_uris(condition, names)
+    tree = asset_condition(condition, names)
     if isinstance(tree, str):
         return ScheduleFact(ScheduleKind.ASSETS, kind, written, problem=tree)
     try:
@@ -83,9 +90,21 @@ def _partitioned(timetable: Any, condition: Any, written: str, producers: Mappin
     except Exception as exc:  # a custom mapper the scheduler cannot decode: reported, the load goes on
         why = f"the {kind}'s partition mappers could not be read ({type(exc).__name__}: {exc}); keep the asset schedule"
         return ScheduleFact(ScheduleKind.OTHER, kind, written, problem=why)
-    mappings = tuple(asset_mapping(scheduler, uri, list(producers.get(uri, ()))) for uri in tree.uris())
+    name_of = {uri: name for name, uri in names.items()}
+    mappings = tuple(
+        asset_mapping(scheduler, uri, list(producers.get(uri, ())), name_of.get(uri, "")) for uri in tree.uris()
+    )
+    formats = {m.key_format for m in mappings}
+    key_format = formats.pop() if len(formats) == 1 else None  # mappers that disagree key no run Airflow makes
     return ScheduleFact(
-        ScheduleKind.ASSETS, kind, written, assets=uris, problem=problem, mappings=mappings, condition=tree
+        ScheduleKind.ASSETS,
+        kind,
+        written,
+        assets=uris,
+        problem=problem,
+        mappings=mappings,
+        condition=tree,
+        key_format=key_format,
     )
 
 
@@ -95,7 +114,15 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
     if kind in ("CronTriggerTimetable", "CronDataIntervalTimetable", "CronPartitionTimetable"):
         cron = attr(timetable, "expression", "_expression")
         zone = attr(timetable, "timezone", "_timezone")
-        return ScheduleFact(ScheduleKind.CRON, kind, written, str(cron), zone_name(zone) if zone else "UTC")
+        key_format = attr(timetable, "key_format", "_key_format") if kind == "CronPartitionTimetable" else None
+        return ScheduleFact(
+            ScheduleKind.CRON,
+            kind,
+            written,
+            str(cron),
+            zone_name(zone) if zone else "UTC",
+            key_format=key_format if isinstance(key_format, str) else None,
+        )
     if kind in ("DeltaDataIntervalTimetable", "DeltaTriggerTimetable"):
         delta = attr(timetable, "delta", "_delta")
         if not isinstance(delta, timedelta):
@@ -130,24 +157,28 @@ def dag_root(dag: Any) -> str | None:
     return str(parent.dag_id)
 
 
-def _condition_text(condition: Any) -> str:
-    uris, _ = _asset_uris(condition)
+def _condition_text(condition: Any, names: Mapping[str, str]) -> str:
+    uris, _ = _asset_uris(condition, names)
     if not uris:
         return "its asset condition is met"
     return f"{uris[0]} is updated" if len(uris) == 1 else f"all of {', '.join(uris)} are updated"
 
 
-def asset_condition(condition: Any) -> AssetCondition | str:
+def asset_condition(condition: Any, names: Mapping[str, str] | None = None) -> AssetCondition | str:
     """The condition as Airflow nests it (``&`` and ``|`` over assets), or why it has no fixed producers (an alias, a
-    custom condition)."""
+    custom condition). An ``Asset.ref(name=...)`` is the folder's outlet of that name (``names``), as the scheduler
+    resolves it by name."""
     kind = type(condition).__name__
     uri = getattr(condition, "uri", None)
     if isinstance(uri, str) and "Alias" not in kind:
         return AssetCondition(ConditionOp.ASSET, uri)
+    name = getattr(condition, "name", None)
+    if kind == "AssetNameRef" and isinstance(name, str) and name in (names or {}):
+        return AssetCondition(ConditionOp.ASSET, (names or {})[name])
     if kind in ("AssetAll", "DatasetAll", "AssetAny", "DatasetAny"):
         items: list[AssetCondition] = []
         for item in list(getattr(condition, "objects", ()) or ()):
-            found = asset_condition(item)
+            found = asset_condition(item, names)
             if isinstance(found, str):
                 return found
             items.append(found)
@@ -155,9 +186,9 @@ def asset_condition(condition: Any) -> AssetCondition | str:
     return f"the asset condition {kind} (an alias or a custom condition) has no fixed producer"
 
 
-def _asset_uris(condition: Any) -> tuple[tuple[str, ...] | None, str | None]:
+def _asset_uris(condition: Any, names: Mapping[str, str]) -> tuple[tuple[str, ...] | None, str | None]:
     """The URIs of an AND of assets; (None, why) for OR, aliases and anything else."""
-    tree = asset_condition(condition)
+    tree = asset_condition(condition, names)
     if isinstance(tree, str):
         return None, tree
     if _plain_and(tree):
@@ -179,4 +210,16 @@ def asset_producers(dags: Iterable[Any]) -> dict[str, list[Any]]:
         uris = {getattr(o, "uri", None) for task in dag.tasks for o in getattr(task, "outlets", None) or ()}
         for uri in sorted(u for u in uris if isinstance(u, str)):
             found.setdefault(uri, []).append(dag)
+    return found
+
+
+def asset_names(dags: Iterable[Any]) -> dict[str, str]:
+    """Asset name -> URI for every outlet of the folder with a name (an ``@asset``'s is its function's)."""
+    found: dict[str, str] = {}
+    for dag in dags:
+        for task in dag.tasks:
+            for outlet in getattr(task, "outlets", None) or ():
+                name, uri = getattr(outlet, "name", None), getattr(outlet, "uri", None)
+                if isinstance(name, str) and isinstance(uri, str):
+                    found.setdefault(name, uri)
     return found

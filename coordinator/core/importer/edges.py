@@ -67,6 +67,8 @@ class Work:
     #: Condition groups (``any``, ``at_least``) written after a DAG's edges (``conditions``' **One level**).
     groups: dict[str, list[tuple[ImportedGroup, Origin, str]]] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    #: Each DAG's segments (``partitioned``'s **Consumer segments** and **Producer segments**); DAGs without are absent.
+    segments: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def ref(self, dag_id: str) -> str:
         return dag_id if self.instance == DEFAULT_INSTANCE else f"{self.instance}/{dag_id}"

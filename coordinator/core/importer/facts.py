@@ -14,6 +14,10 @@ Rules:
 - **Counted rollups.** A rollup whose wait policy fires on N keys of its window (``MinimumCount``) over an asset that
   several DAGs produce, each exactly one key of every window and no two the same key, waits for N of those DAGs: it
   is known by each producer's samples (:class:`ProducerSamples`) and the N (``need``).
+- **Segments.** A partitioned consumer whose keys are names, not times (``AllowedKeyMapper``, a rollup of a
+  ``SegmentWindow`` onto a ``FixedKeyMapper`` key), is known by its own segments and the segments its mapper needs of
+  the producer (``AssetMapping.segments`` / ``upstream_segments``), never by samples: Airflow's mapper is asked on each
+  of those names.
 - **Asset conditions.** An asset schedule's condition is kept as Airflow nests it (:class:`AssetCondition`, ``&`` and
   ``|`` over assets), for the translation to decide what maps onto condition groups.
 """
@@ -87,6 +91,16 @@ class AssetMapping:
     producers: tuple[ProducerSamples, ...] = ()
     #: The wait policy as written (``MinimumCount(2)``), for messages.
     policy: str | None = None
+    #: A rollup with ``MinimumCount`` over one producer's window: how many of the window's runs suffice (an edge's
+    #: ``at_least``); None waits for all of them.
+    at_least: int | None = None
+    #: **Segments**: the consumer's own segments (its partition keys), the producer's segments this mapping reads,
+    #: and the edge's segment rule when it is not the default (``"all"``: every producer segment to one key).
+    segments: tuple[str, ...] | None = None
+    upstream_segments: tuple[str, ...] | None = None
+    segment_rule: str | None = None
+    #: The consumer's partition key format this mapping gives (a temporal mapper's ``output_format``), or None.
+    key_format: str | None = None
 
     def dates(self) -> tuple[datetime, ...]:
         """Every consumer partition date Airflow's mapper gave, for one or for several producers."""
@@ -149,6 +163,11 @@ class ScheduleFact:
     mappings: tuple[AssetMapping, ...] = ()
     #: ASSETS: the whole condition (**Asset conditions**), also when it is no plain AND (None: an alias, a custom one).
     condition: AssetCondition | None = None
+    #: Airflow 3.2+: the strftime format of the DAG's time partition keys (a ``CronPartitionTimetable``'s
+    #: ``key_format``, a temporal mapper's ``output_format``); the DAG is then triggered with its ``partition_key``.
+    key_format: str | None = None
+    #: Airflow 3.2+: the DAG's partition keys are decided by its tasks at run time (``PartitionedAtRuntime``).
+    runtime_keys: bool = False
 
     def mapping(self, uri: str) -> AssetMapping | None:
         return next((m for m in self.mappings if m.uri == uri), None)

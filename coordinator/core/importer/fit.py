@@ -48,6 +48,10 @@ class Edge:
     shift: str | None = None
     offset: int = 0
     member: str | int | None = None
+    #: Segment partitions (semantics `segment-partitions`): the edge's rule when it is not the default one, and how
+    #: many of the edge's mapped upstream partitions suffice (Airflow's ``MinimumCount``).
+    segments: str | None = None
+    at_least: int | None = None
 
     def to_json(self) -> str | dict[str, object]:
         """A plain reference when nothing else is said, else the edge object (fields in a fixed order)."""
@@ -62,6 +66,10 @@ class Edge:
             body["task"] = self.task
         if self.condition != "success":
             body["condition"] = self.condition
+        if self.segments is not None:
+            body["segments"] = self.segments
+        if self.at_least is not None:
+            body["at_least"] = self.at_least
         return self.dag if len(body) == 1 else body
 
     def describe(self) -> str:

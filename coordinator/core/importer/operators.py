@@ -42,6 +42,7 @@ from coordinator.core.importer.facts import (
     ScheduleKind,
 )
 from coordinator.core.importer.fit import Edge, FitProblem, Fitter, key
+from coordinator.core.importer.partitioned import segment_edge
 
 SAME_DATE_TEMPLATES = frozenset(
     t.replace(" ", "")
@@ -255,10 +256,15 @@ def asset_edge(work: Work, dag: DagFact, uri: str) -> Edge | str:
         names = ", ".join(f"{p.dag_id}.{t}" for p, t in producers)
         return f"asset {uri!r} has several producers ({names}): Airflow runs on any update, an edge waits for all"
     producer, task = producers[0]
+    if mapping is not None and mapping.segments is not None:
+        return segment_edge(work, dag, uri, mapping, producer.dag_id, task)
     samples = identity_samples(work.grid(dag.dag_id), work.grid(producer.dag_id))
     if mapping is not None and mapping.samples:
         samples = mapping.samples
-    return fitted_edge(work, dag, uri, producer.dag_id, task, samples)
+    edge = fitted_edge(work, dag, uri, producer.dag_id, task, samples)
+    if isinstance(edge, Edge) and mapping is not None and mapping.at_least is not None:
+        edge = replace(edge, at_least=mapping.at_least)  # ``partitions``' **Counted windows**
+    return edge
 
 
 def fitted_edge(

@@ -64,6 +64,7 @@ from coordinator.core.importer.facts import (
 )
 from coordinator.core.importer.jobs import LineageOffer, job_links
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
+from coordinator.core.importer.partitioned import declared_segments, partitions_entry
 from coordinator.core.importer.schedule import choose_grid
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
@@ -92,6 +93,7 @@ def translate(
     """The document and findings for a folder's facts (**Every DAG an entry** to **Job sensors**)."""
     by_id = {d.dag_id: d for d in sorted(dags, key=lambda d: d.dag_id) if d.subdag_of is None}
     work = Work(instance, by_id, {d.dag_id: choose_grid(d.schedule) for d in by_id.values()})
+    work.segments = declared_segments(by_id)
     links = _skip_subdags(work, dags, links)
     for dag in by_id.values():
         problem = work.grids[dag.dag_id].problem
@@ -178,7 +180,10 @@ def _inherit_grid(work: Work, dag_id: str, dag: DagFact) -> bool:
         return False  # a schedule the file cannot express stays without a grid (it was reported)
     sources = {edge.dag.rsplit("/", 1)[-1] for edge in edges}
     choices = {work.grids[s] for s in sources if s in work.grids}
-    plain = all(e.shift is None and not e.offset and e.member is None for e in edges)
+    plain = all(
+        e.shift is None and not e.offset and e.member is None and e.segments is None and e.at_least is None
+        for e in edges
+    )
     if not plain or len(choices) != 1 or len(sources) != len([s for s in sources if s in work.grids]):
         return False
     (choice,) = choices
@@ -199,9 +204,9 @@ def _entries(work: Work) -> dict[str, Any]:
     dags: dict[str, Any] = {}
     for dag_id, dag in work.dags.items():
         entry: dict[str, Any] = {"description": f"imported from {dag.origin}"}
-        choice = work.grids[dag_id]
-        if choice.grid is not None:
-            entry["partitions"] = {"cron": choice.written_cron or choice.grid.cron, "timezone": choice.grid.timezone}
+        partitions = partitions_entry(work, dag_id)
+        if partitions is not None:
+            entry["partitions"] = partitions
         upstreams = [edge.to_json() for edge, _, _ in work.edges.get(dag_id, ())]
         upstreams += [group.to_json() for group, _, _ in work.groups.get(dag_id, ())]
         if upstreams:

@@ -74,7 +74,7 @@ with DAG(
 ):
     EmptyOperator(task_id="work")
 
-# MinimumCount over one producer's 24 hours: part of one DAG's window, which no group can count.
+# MinimumCount over one producer's 24 hours: part of one DAG's window, an edge's at_least (no group: one DAG).
 with DAG("hourly_load", schedule=CronPartitionTimetable("0 * * * *", timezone="UTC"), start_date=START):
     EmptyOperator(task_id="publish", outlets=[HOURLY])
 
