@@ -21,6 +21,9 @@ Rules (``docs/import-dags.md``, "Partitioned assets"):
   ``FanOutMapper(IdentityMapper, SegmentWindow(s), IdentityMapper)`` runs every segment of ``s`` for any producer key,
   which is a partition mapping only from a producer with one key (a ``FixedKeyMapper`` rollup). Each is checked on
   Airflow's mapper, key by key, before it is written.
+- **Distinct keys.** An identity mapper is an edge between equal partitions when no two sampled runs of the
+  producer have one key (a ``key_format`` without the hour, or a local hour that repeats when daylight saving ends,
+  gives two runs one key, which Airflow runs the consumer once for): else reported.
 - **Dates or labels.** A producer's keys are dates when it runs on a ``CronPartitionTimetable`` (without ``run_offset``:
   its key is its tick) or is itself a partitioned consumer on one temporal mapper (a chained rollup: its keys are that
   mapper's periods). What is not a date mapping is said, with the mapper's name: a fan-out, another wait policy, a key
@@ -76,8 +79,13 @@ def asset_mapping(consumer: Any, uri: str, producers: list[Any], name: str = "")
             return _counted(mapper, name, uri, producers)
         except Exception as exc:  # **Never raises**
             return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
-    if type(mapper).__name__ == "IdentityMapper" or len(producers) != 1:
-        return AssetMapping(uri, name)  # equal keys; no or several producers are reported by the translation
+    if len(producers) != 1:
+        return AssetMapping(uri, name)  # no or several producers are reported by the translation
+    if type(mapper).__name__ == "IdentityMapper":
+        try:
+            return _identity(name, uri, producers[0])
+        except Exception as exc:  # **Never raises**
+            return AssetMapping(uri, name, problem=f"{name} could not be evaluated: {type(exc).__name__}: {exc}")
     try:
         return _sampled(mapper, name, uri, producers[0])
     except Exception as exc:  # Airflow's mapper or timetable raised: a finding, not a crash (**Never raises**)
@@ -128,6 +136,24 @@ def _keys(producer: Any) -> _Keys | str:
         f"{producer.dag_id} runs on a {kind}, not a CronPartitionTimetable or a temporal mapper: its partition keys "
         f"are not dates"
     )
+
+
+def _identity(name: str, uri: str, producer: Any) -> AssetMapping:
+    """The identity mapper (**Distinct keys**): equal keys, an edge between equal partitions, when no two of the
+    producer's runs share a key."""
+    keys = _keys(producer)
+    if isinstance(keys, str):
+        return AssetMapping(uri, name)  # keys that are names or decided at run time pass through unchanged
+    seen: dict[str, datetime] = {}
+    for partition in sample_partitions(keys.grid):
+        key = keys.key_of(partition)
+        if key in seen:
+            runs = f"{seen[key]:%Y-%m-%dT%H:%M:%SZ} and {partition:%Y-%m-%dT%H:%M:%SZ}"
+            return AssetMapping(uri, name, problem=f"{name}: {producer.dag_id}'s runs at {runs} have one key {key!r} "
+                                "(its key_format does not tell them apart): Airflow runs the consumer once for both, "
+                                "an edge once for each; keep the asset schedule")  # fmt: skip
+        seen[key] = partition
+    return AssetMapping(uri, name)
 
 
 def _period_mapper(mapper: Any) -> Any:
