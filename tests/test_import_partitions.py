@@ -79,6 +79,13 @@ EXPECTED = {
             "upstreams": [{"dag": "daily_team_a_rollup", "task": "summarise_team_a_day"}],
         },
     ),
+    "week-fans-out-to-its-days": (
+        "daily_inference",
+        {
+            "partitions": {"cron": "0 0 * * *", "timezone": "UTC", "key_format": "%Y-%m-%d"},
+            "upstreams": [{"dag": "train_weekly_model", "task": "train_model"}],
+        },
+    ),
     "allowed-keys-same-segment": (
         "regional_stats_breakdown",
         {"partitions": {"segments": REGIONS}, "upstreams": [{"dag": "ingest_region_stats", "task": "ingest_region"}]},
@@ -157,8 +164,8 @@ def test_partitioned_dags_become_these_entries(estate: Imported, dag: str, writt
 REPORTED = {
     "product-of-runtime-keys": "aggregate_regional_sales: asset 'file://incoming/sales/regional.csv': ProductMapper: "
     "ingest_regional_sales runs on a PartitionedAtRuntime",
-    "time-fan-out": "daily_inference: asset 'file://artifacts/models/weekly.bin': FanOutMapper fans "
-    "train_weekly_model's key 2024-01-08T00:00:00 out to 7 consumer runs",
+    "trailing-week-fan-out": "trailing_week_inference: asset 'file://artifacts/models/weekly.bin': no edge maps "
+    "train_weekly_model's dates",
     "segment-fan-out-of-any-key": "scatter_live_region_to_segments: asset "
     "'file://incoming/player-stats/live-region.csv': FanOutMapper runs every segment of ['apac', 'eu', 'us'] for "
     "each key live_region_player_stats emits",
@@ -186,6 +193,7 @@ CONVERTED = (
     ("daily_team_a_rollup", "file://incoming/player-stats/team_a.csv", "ingest_team_a_player_stats"),
     ("monthly_team_a_rollup", "s3://team-a/daily", "daily_team_a_rollup"),
     ("compute_player_odds", "file://curated/player-stats/combined.csv", "clean_and_combine_player_stats"),
+    ("daily_inference", "file://artifacts/models/weekly.bin", "train_weekly_model"),
     ("regional_stats_breakdown", "file://incoming/player-stats/by-region.csv", "ingest_region_stats"),
     ("segment_region_stats_rollup", "file://incoming/player-stats/multi-region.csv", "multi_region_player_stats"),
     ("segment_region_stats_early_rollup", "file://incoming/player-stats/multi-region.csv", "multi_region_player_stats"),

@@ -21,6 +21,9 @@ Rules (``docs/import-dags.md``, "Partitioned assets"):
   ``FanOutMapper(IdentityMapper, SegmentWindow(s), IdentityMapper)`` runs every segment of ``s`` for any producer key,
   which is a partition mapping only from a producer with one key (a ``FixedKeyMapper`` rollup). Each is checked on
   Airflow's mapper, key by key, before it is written.
+- **Time fan-out.** A ``FanOutMapper`` over time (a weekly key to its seven days) is known like any other mapper: for
+  each consumer key, the sampled producer runs whose keys fan out to it; one run each is an edge when the fit finds
+  one (the week containing the day), else it is reported.
 - **Distinct keys.** An identity mapper is an edge between equal partitions when no two sampled runs of the
   producer have one key (a ``key_format`` without the hour, or a local hour that repeats when daylight saving ends,
   gives two runs one key, which Airflow runs the consumer once for): else reported.
@@ -157,8 +160,11 @@ def _identity(name: str, uri: str, producer: Any) -> AssetMapping:
 
 
 def _period_mapper(mapper: Any) -> Any:
-    """The temporal mapper whose periods a consumer's keys are (a rollup's upstream mapper), or None."""
+    """The temporal mapper whose periods a consumer's keys are (a rollup's upstream mapper, a fan-out's downstream
+    mapper), or None."""
     inner = mapper.upstream_mapper if getattr(mapper, "is_rollup", False) else mapper
+    if type(mapper).__name__ == "FanOutMapper":
+        inner = mapper.downstream_mapper
     return inner if type(inner).__name__ in PERIOD_CRONS else None
 
 
@@ -175,10 +181,11 @@ def _sampled(mapper: Any, name: str, uri: str, producer: Any) -> AssetMapping:
         key = keys.key_of(partition)
         down = mapper.to_downstream(key)
         targets: list[str] = [down] if isinstance(down, str) else [str(k) for k in down]
-        if len(targets) != 1:
+        if len(targets) != 1 and type(mapper).__name__ != "FanOutMapper":
             why = f"fans {producer.dag_id}'s key {key} out to {len(targets)} consumer runs: an edge maps a run"
             return AssetMapping(uri, name, problem=f"{name} {why} to the runs it waits for; keep the asset schedule")
-        runs.setdefault(targets[0], []).append(partition)
+        for target in targets:  # **Time fan-out**: each consumer key is known by the producer runs mapped to it
+            runs.setdefault(target, []).append(partition)
     samples = []
     for key, found in sorted(runs.items()):
         at = mapper.to_partition_date(key)
