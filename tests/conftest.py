@@ -37,13 +37,14 @@ pytest_plugins = ("tests.e2e.stacks_summary",)
 #: watcher image's build; the pre-commit environment that installs this checkout; the import-dags estate runs and the
 #: Airflow oracle process, which split across two workers cost 64 s of CPU against 50 s in one; the documentation
 #: site's Sphinx build, ~5 s of CPU, built by each of two workers in a measured run; the legacy estate's two Airflow
-#: loads of test_import_estates).
+#: loads of test_import_estates; the partitions estate's load and its oracle).
 SHARED_FIXTURE_MODULES = (
     "tests/scenario/test_watcher_image.py",
     "tests/test_precommit_hook.py",
     "tests/test_import_dags.py",
     "tests/test_docs_site.py",
     "tests/test_import_estates.py",
+    "tests/test_import_partitions.py",
 )
 ROOT = Path(__file__).resolve().parents[1]
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
