@@ -428,3 +428,57 @@ def test_an_asset_consumer_without_a_producer_here_is_offered_a_route() -> None:
     result = translate([consumer], [], instance="team_b")
     (finding,) = [f for f in result.of(FindingKind.INEXPRESSIBLE) if "s3://x" in f.message]
     assert '"assets": [{"asset": "s3://x", "from": "<producing instance>", "to": ["team_b"]}]' in finding.message
+
+
+def runtime(dag_id: str, uri: str) -> DagFact:
+    """A ``PartitionedAtRuntime`` producer of ``uri``: no schedule, keys named by its tasks."""
+    schedule = ScheduleFact(ScheduleKind.NONE, "PartitionedAtRuntime", runtime_keys=True)
+    return DagFact(dag_id, Origin(f"{dag_id}.py", 1), schedule, outlets=(("publish", uri),))
+
+
+REGIONS = ("apac", "eu", "us")
+ALLOWED = AssetMapping("s3://r", "AllowedKeyMapper", segments=REGIONS, upstream_segments=REGIONS)
+ROLLUP = AssetMapping(
+    "s3://r", "RollupMapper(FixedKeyMapper, SegmentWindow)", segments=("all",), upstream_segments=REGIONS,
+    segment_rule="all", at_least=2,
+)  # fmt: skip
+
+
+def test_segment_mappings_become_segments_on_both_sides_and_segment_edges() -> None:
+    """A runtime producer gets the segments its consumers read; an allowed-keys consumer the same segments and a
+    plain edge, a counted segment rollup its one key and an "all" edge with at_least."""
+    facts = [runtime("load", "s3://r"), partitioned("clean", ALLOWED), partitioned("rollup", ROLLUP)]
+    dags = translate(facts, []).document["dags"]
+    assert dags["load"]["partitions"] == {"segments": list(REGIONS)}
+    assert dags["clean"] == {
+        "description": "imported from clean.py:3",
+        "partitions": {"segments": list(REGIONS)},
+        "upstreams": [{"dag": "load", "task": "publish"}],
+    }
+    assert dags["rollup"]["partitions"] == {"segments": ["all"]}
+    assert dags["rollup"]["upstreams"] == [{"dag": "load", "task": "publish", "segments": "all", "at_least": 2}]
+
+
+def test_a_runtime_producer_an_identity_consumer_reads_keeps_no_segments_and_segment_edges_to_it_are_reported() -> None:
+    """An identity consumer takes every key a runtime producer emits, which no declared list says: the producer gets
+    no segments, the identity edge passes keys through, and the segment rollup over it is reported, not written."""
+    identity = AssetMapping("s3://r", "IdentityMapper")
+    facts = [runtime("load", "s3://r"), partitioned("copy", identity), partitioned("rollup", ROLLUP)]
+    result = translate(facts, [])
+    dags = result.document["dags"]
+    assert "partitions" not in dags["load"]
+    assert dags["copy"]["upstreams"] == [{"dag": "load", "task": "publish"}]
+    assert "upstreams" not in dags["rollup"]
+    (problem,) = [f for f in result.of(FindingKind.INEXPRESSIBLE) if f.subject == "rollup"]
+    assert "which has no segments" in problem.message
+
+
+def test_key_formats_are_written_and_an_identity_consumer_takes_its_producers() -> None:
+    """A CronPartitionTimetable's key_format is written with its grid; an identity consumer on its grid takes it; a
+    DAG without a grid writes none."""
+    producer = replace(dag("hourly", "0 * * * *"), outlets=(("publish", "s3://h"),))
+    producer = replace(producer, schedule=replace(producer.schedule, key_format="%Y-%m-%dT%H"))
+    facts = [producer, partitioned("copy", AssetMapping("s3://h", "IdentityMapper"))]
+    dags = translate(facts, []).document["dags"]
+    hourly = {"cron": "0 * * * *", "timezone": "UTC", "key_format": "%Y-%m-%dT%H"}
+    assert (dags["hourly"]["partitions"], dags["copy"]["partitions"]) == (hourly, hourly)
