@@ -48,3 +48,26 @@ def test_a_fan_out_to_regions_and_their_rollup_run_once_each_and_rerun_once(stac
     for region in ("apac", "us"):
         assert stack.ledger("per_region", f"{DAY}~{region}")["trigger_count"] == 1  # type: ignore[index]
     wait_for(lambda: len(stack.fake.runs("total")) == 1, "one run of total (cleared, never created twice)")
+
+
+def test_why_and_status_name_segments_and_what_a_rollup_is_missing(stack: Stack) -> None:
+    """why names a region's partition as 2026-01-05T00:00:00Z~eu and says which regions the all-regions rollup is
+    missing (apac, us), not timestamps; status lists the segment partitions."""
+    for dag in ("per_region", "total"):
+        stack.fake.add_dag(dag)
+    regions = {"cron": "0 0 * * *", "segments": list(REGIONS)}
+    stack.set_deps({"version": 1, "dags": {
+        "per_region": {"partitions": regions},
+        "total": {"partitions": {"cron": "0 0 * * *"}, "upstreams": "per_region"},
+    }})  # fmt: skip
+    stack.start_watcher()
+    record = '{"state": "success", "run_id": "outside", "clear_number": 0, "source": "outside"}'
+    stack.etcd.put(stack.run_key("per_region", f"{DAY}~eu"), record)
+    stack.settle()
+    blocked = stack.cli("why", "total", "-p", "2026-01-05").stdout
+    assert "per_region: 1 of 3 partitions" in blocked and "missing apac, us" in blocked, blocked
+    region = stack.cli("why", "per_region", "-p", "2026-01-05~eu").stdout
+    assert "per_region (root) is success (run outside" in region, region
+    assert "has not run" in stack.cli("why", "per_region", "-p", "2026-01-05~us").stdout
+    status = stack.cli("status", "--format", "json").stdout
+    assert f'"{DAY}~eu"' in status, status
