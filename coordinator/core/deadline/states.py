@@ -63,11 +63,11 @@ from coordinator.core.deadline.learning import (
     learned_task_durations,
     start_learners,
 )
+from coordinator.core.deadline.rules import window_end
 from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_rule
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
-from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact, View
 
 #: How far back a pass looks for gridded partitions: a day's partition with a next-day deadline stays in view.
