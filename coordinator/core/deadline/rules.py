@@ -102,7 +102,7 @@ class ExpectedBy:
         hour, minute = self.at
         base = (self.anchor, self.seconds, hour, minute, self.day_offset, self.warn, self.duration, self.learned,
                 self.start)  # fmt: skip
-        # The alerting fields only when set: a rule without them keeps the item (and the graph digest) it had; the
+        # The alerting fields only when set (**Items stay stable**: a rule without them has the nine-field item); the
         # levels likewise, as one more element (a tuple of level items) after the alerting fields, and the task as
         # one more after the levels (an empty tuple of levels when it has none).
         if self.task is not None:
