@@ -1,13 +1,15 @@
-"""Rule 1 of the asset job (``coordinator/watcher/assets.py``) over more events than one listing returns, against a
-real etcd: a stretch of events no route shares does not stall the rounds, and an Airflow 2 source's backlog (its
-v1 listing bisected and paged oldest first, ``tests/support/fake_datasets_v1.py``) reaches the target whole, once,
-in order. The job lists at most ``list_limit`` events per call: small here, 10,000 in production."""
+"""The asset round's **Record what the routes share** (``coordinator/watcher/assets.py``) and the streams' look-ups
+(``coordinator/watcher/deliveries.py``) over more events than one listing returns, against a real etcd, wired as the
+watcher wires them (``tests/support/asset_rig.py``): a stretch of events no route shares does not stall the rounds, and
+an Airflow 2 source's backlog (its v1 listing bisected and paged oldest first, ``tests/support/fake_datasets_v1.py``)
+reaches the target whole, once, in order. The job lists at most ``list_limit`` events per call: small here, 10,000 in
+production."""
 
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,11 +21,8 @@ from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryS
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import Fence
-from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings
-from coordinator.watcher.assets import AssetJob
-from coordinator.watcher.deliveries import AssetDeliveries
-from coordinator.watcher.executor import Executor
+from tests.support.asset_rig import AssetRig
 from tests.support.fake_airflow import FakeAirflow
 from tests.support.fake_datasets_v1 import FakeDatasetEventsV1
 
@@ -45,23 +44,26 @@ def settings(url: str) -> InstanceSettings:
     return InstanceSettings(url=url, username="admin", password=SecretStr("admin"))
 
 
-async def job_with(store: EtcdStore, prefix: str, clients: dict[str, AirflowClient], start: datetime) -> AssetJob:
+@asynccontextmanager
+async def rig_with(
+    store: EtcdStore, prefix: str, clients: dict[str, AirflowClient], start: datetime
+) -> AsyncIterator[AssetRig]:
+    """The round of team_a -> team_b, listings of 50, its index loaded and following the watch (a term long begun:
+    no term wait)."""
     leader = f"{prefix}/leader"
     await store.put(leader, b"w1")
     kv = await store.get(leader)
     assert kv is not None
     fence = Fence(leader, kv.create_revision)
-    executor, metrics = Executor(store, clients, fence=lambda: fence), Metrics()
-    deliveries = AssetDeliveries(
-        executor=executor, keys=AssetKeys(prefix), graph=lambda: SPEC, watcher_id="w1", metrics=metrics,
-        leading=lambda: True, list_limit=50,
-        term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,  # a term long begun: no rule 8 wait
+    rig = AssetRig(
+        store, AssetKeys(prefix), SPEC, clients, lambda: fence, start, deliveries={"list_limit": 50},
+        job={"lookback_s": 86400.0, "started_at": start, "list_limit": 50},
     )  # fmt: skip
-    return AssetJob(
-        store=store, executor=executor, keys=AssetKeys(prefix), graph=lambda: SPEC, clients=clients,
-        watcher_id="w1", metrics=metrics, interval_s=2.0, deliveries=deliveries, lookback_s=86400.0,
-        started_at=start, list_limit=50,
-    )  # fmt: skip
+    await rig.start()
+    try:
+        yield rig
+    finally:
+        await rig.close()
 
 
 def delivered(target: FakeAirflow) -> list[str]:
@@ -88,15 +90,15 @@ async def entry_after_rounds(
     ):
         if pending is not None:
             await store.put(key, pending.model_dump_json().encode())
-        job = await job_with(store, prefix, {"team_a": a, "team_b": b}, rounds[0])
-        if call_timeout_s is not None:
-            job.deliveries.call_timeout_s = call_timeout_s  # the whole POST's bound (delivery rule 8 counts on it)
         records = []
-        for at in rounds:
-            await job.run_once(at)
-            kv = await store.get(key)
-            assert kv is not None
-            records.append(DeliveryRecord.model_validate_json(kv.value))
+        async with rig_with(store, prefix, {"team_a": a, "team_b": b}, rounds[0]) as rig:
+            if call_timeout_s is not None:
+                rig.deliveries.call_timeout_s = call_timeout_s  # the whole POST's bound (**Term wait** counts on it)
+            for at in rounds:
+                await rig.round(at)
+                kv = await store.get(key)
+                assert kv is not None
+                records.append(DeliveryRecord.model_validate_json(kv.value))
         return records
 
 
@@ -119,10 +121,10 @@ def test_a_listing_full_of_events_no_route_shares_does_not_stall_the_rounds(
                 await EtcdStore.connect(etcd_settings) as store,
                 AirflowClient(settings(source.url), name="team_a") as a,
                 AirflowClient(settings(target.url), name="team_b") as b,
+                rig_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now) as rig,
             ):
-                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now)
                 for _ in range(5):
-                    await job.run_once(now)
+                    await rig.round(now)
 
         arun(go())
         assert delivered(target) == [f"team_a:{wanted}"]
@@ -149,11 +151,11 @@ def test_an_airflow2_source_backlog_larger_than_a_listing_is_delivered_whole_onc
                 await EtcdStore.connect(etcd_settings) as store,
                 AirflowClient(settings("http://airflow2.test"), transport=v1, name="team_a") as a,
                 AirflowClient(settings(target.url), name="team_b") as b,
+                rig_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now - timedelta(seconds=1)) as rig,
             ):
-                job = await job_with(store, etcd_prefix, {"team_a": a, "team_b": b}, now - timedelta(seconds=1))
-                job.lookback_s = 6400.0
+                rig.job.lookback_s = 6400.0
                 for _ in range(8):
-                    await job.run_once(now)
+                    await rig.round(now)
 
         arun(go())
         assert delivered(target) == [f"team_a:{i}" for i in since]

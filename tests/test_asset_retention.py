@@ -1,13 +1,14 @@
-"""Rule 5 of the asset job (``coordinator/watcher/assets.py``): retention deletes delivered asset events and their
-delivery entries, against a real etcd and fake Airflows at the HTTP boundary (a source ``team_a``, targets ``team_b``
-and ``team_c``). What must hold: only events delivered everywhere, old, outside the listing window and not the
-newest of their asset are deleted, each with its entries in one fenced transaction that checks nothing changed; and
-after a prune, later rounds re-listing the source never record or deliver a pruned event again."""
+"""The asset round's **Prune what is delivered** (``coordinator/watcher/assets.py``): retention deletes delivered asset
+events and their delivery entries, against a real etcd and fake Airflows at the HTTP boundary (a source ``team_a``,
+targets ``team_b`` and ``team_c``), the round and the streams wired as the watcher wires them
+(``tests/support/asset_rig.py``: the index fed by the watch, the streams delivered through their controller). What must
+hold: only events delivered everywhere, old, outside the listing window and not the newest of their asset are deleted,
+each with its entries in one fenced transaction that checks nothing changed; and after a prune, later rounds re-listing
+the source never record or deliver a pruned event again."""
 
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,11 +23,8 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import LeadershipLost
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.types import DeleteResult, Fence
-from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings
-from coordinator.watcher.assets import AssetJob
-from coordinator.watcher.deliveries import AssetDeliveries
-from coordinator.watcher.executor import Executor
+from tests.support.asset_rig import AssetRig
 from tests.support.fake_airflow import FakeAirflow
 
 ORDERS = "s3://lake/orders"  # routed to team_b and team_c
@@ -68,29 +66,27 @@ def world(etcd_prefix: str) -> Iterator[World]:
 
 
 class Harness:
-    """An AssetJob of one watcher (its own clients and leader key) and the etcd it writes, for one test."""
+    """The asset round of one watcher (its own clients and leader key) and the etcd it writes, for one test."""
 
     def __init__(self, store: EtcdStore, world: World, fence: Fence, retention: timedelta | None) -> None:
         self.store, self.world, self.fence = store, world, fence
-        graph = parse_spec(SPEC)
         self.clients = {
             name: AirflowClient(InstanceSettings(url=fake.url, username="admin", password=SecretStr("admin")),
                                 timeout_s=5.0, name=name)
             for name, fake in world.fakes().items()
         }  # fmt: skip
-        executor, metrics = Executor(store, self.clients, fence=lambda: self.fence), Metrics()
-        deliveries = AssetDeliveries(
-            executor=executor, keys=world.keys, graph=lambda: graph, watcher_id="w1", metrics=metrics,
-            leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0, call_timeout_s=5.0,
-            error_retry_s=3600.0,
+        self.rig = AssetRig(
+            store, world.keys, parse_spec(SPEC), self.clients, lambda: self.fence, datetime.now(UTC) - 90 * DAY,
+            deliveries={"error_retry_s": 3600.0}, job={"lookback_s": 30 * 86400.0, "retention": retention},
         )  # fmt: skip
-        self.job = AssetJob(
-            store=store, executor=executor, keys=world.keys, graph=lambda: graph, clients=self.clients,
-            watcher_id="w1", metrics=metrics, interval_s=2.0, deliveries=deliveries, lookback_s=30 * 86400.0,
-            retention=retention,
-        )  # fmt: skip
+        self.job = self.rig.job
+
+    async def round(self, now: datetime) -> None:
+        """One round at ``now`` and the stream attempts it led to."""
+        await self.rig.round(now)
 
     async def close(self) -> None:
+        await self.rig.close()
         for client in self.clients.values():
             await client.aclose()
 
@@ -131,6 +127,7 @@ def harness(
         async def main() -> Any:
             async with await EtcdStore.connect(etcd_settings) as store:
                 h = Harness(store, world, await leader_fence(store, world.keys), retention)
+                await h.rig.start()
                 try:
                     return await body(h)
                 finally:
@@ -162,9 +159,9 @@ def test_a_prune_deletes_old_events_delivered_everywhere_and_keeps_the_newest_th
 
     async def body(h: Harness) -> None:
         # A round prunes only what it read at its start: the first records and delivers, the second prunes.
-        await h.job.run_once(now)
+        await h.round(now)
         assert await h.event_ids(REFUNDS) == refunds
-        await h.job.run_once(now)
+        await h.round(now)
         assert await h.event_ids(REFUNDS) == [refunds[-1]], "old delivered refunds stay, or the newest went"
         assert sorted(await h.deliveries(REFUNDS)) == [("team_b", refunds[-1])]
         assert await h.event_ids(ORDERS) == [*orders, window, newest]
@@ -176,7 +173,7 @@ def test_a_prune_deletes_old_events_delivered_everywhere_and_keeps_the_newest_th
                                  requested_at=now)  # fmt: skip
         key = world.keys.delivery_key("team_c", "team_a", ORDERS, orders[1])
         await h.store.put(key, pending.model_dump_json().encode())
-        await h.job.run_once(now)
+        await h.round(now)
         assert await h.event_ids(ORDERS) == [*orders, window, newest], "an order not delivered to team_c was pruned"
         assert (await h.deliveries(ORDERS))[("team_c", orders[1])][0] == "pending"
 
@@ -197,11 +194,11 @@ def test_an_event_inside_the_listing_window_stays_however_short_the_retention(
     last = src.emit_asset_event(REFUNDS, at=now - timedelta(seconds=10))
 
     async def body(h: Harness) -> None:
-        await h.job.run_once(now)
-        await h.job.run_once(now)
+        await h.round(now)
+        await h.round(now)
         assert await h.event_ids(REFUNDS) == [inside, last]
         for _ in range(3):  # later rounds list from (newest - 1 min): the kept event is seen, nothing comes back
-            await h.job.run_once(now)
+            await h.round(now)
         assert await h.event_ids(REFUNDS) == [inside, last]
 
     harness(etcd_settings, world, timedelta(seconds=1), arun)(body)
@@ -241,16 +238,16 @@ def test_an_entry_changed_between_the_read_and_the_delete_is_not_deleted(
     async def body(h: Harness) -> None:
         # The first round delivers without retention, the second prunes with one rewrite racing it.
         h.job.retention = None
-        await h.job.run_once(now)
+        await h.round(now)
         h.job.retention = DAY
         racing = RacingStore(h.store, world.keys.delivery_key("team_b", "team_a", REFUNDS, first))
-        h.job.executor = h.job.deliveries.executor = Executor(racing, h.clients, fence=lambda: h.fence)  # type: ignore[arg-type]
-        await h.job.run_once(now)
+        h.rig.use_executor(h.rig.executor_on(racing))
+        await h.round(now)
         assert racing.raced
         ids = await h.event_ids(REFUNDS)
         assert first in ids and second not in ids, ids
         assert ("team_b", first) in await h.deliveries(REFUNDS)
-        await h.job.run_once(now)
+        await h.round(now)
         assert first not in await h.event_ids(REFUNDS)
         assert ("team_b", first) not in await h.deliveries(REFUNDS)
 
@@ -269,13 +266,13 @@ def test_a_watcher_that_no_longer_leads_deletes_nothing(
 
     async def body(h: Harness) -> None:
         h.job.retention = None
-        await h.job.run_once(now)  # delivered everything while leading
+        await h.round(now)  # delivered everything while leading
         before = (await h.event_ids(REFUNDS), await h.deliveries(REFUNDS))
         await h.store.delete(h.fence.key)
         await leader_fence(h.store, world.keys, holder="w2")  # a new leader key: a new create revision
         h.job.retention = DAY
         with pytest.raises(LeadershipLost):
-            await h.job.run_once(now)
+            await h.round(now)
         assert (await h.event_ids(REFUNDS), await h.deliveries(REFUNDS)) == before
         assert len(before[0]) == 3
 
@@ -298,7 +295,7 @@ def test_after_prunes_later_rounds_never_record_or_deliver_a_pruned_event_again(
             now = start + timedelta(minutes=minute)
             for second in (5, 30, 50):  # three per minute, the last 10 s before the round
                 emitted.append(src.emit_asset_event(REFUNDS, at=now - timedelta(seconds=60 - second)))
-            await h.job.run_once(now)
+            await h.round(now)
             kept = await h.event_ids(REFUNDS)
             pruned_some |= kept[0] != emitted[0]
             assert kept == sorted(kept) and kept[-1] == emitted[-1]

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from coordinator.core.deadline.alerts import AlertPolicy, due, mark_alerted, plan_alert
 from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.rules import ExpectedBy
 from coordinator.core.deadline.states import DeadlineState
-from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 from tests.support.examples import examples

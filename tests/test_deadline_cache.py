@@ -17,9 +17,10 @@ from hypothesis import strategies as st
 from coordinator.core.deadline import cache as deadline_cache
 from coordinator.core.deadline import learning as deadline_learning
 from coordinator.core.deadline.cache import DeadlineCache
+from coordinator.core.deadline.eta import CauseReason, Eta
 from coordinator.core.deadline.learning import LEARN_SAMPLES
 from coordinator.core.deadline.records import DeadlineRecord, transitions
-from coordinator.core.deadline.states import CauseReason, DeadlineState, DeadlineStatus, Eta, Judgement, deadline_states
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, Judgement, deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.model import PARTITION_FORMAT, KeyLayout, NodeId
 from coordinator.core.spec.loader import parse_spec

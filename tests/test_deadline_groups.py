@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from coordinator.core.conditions import GroupRule, GroupSpec, Late
+from coordinator.core.deadline.eta import Eta
 from coordinator.core.deadline.groups import group_blocked, group_eta
-from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, Eta, deadline_states
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, deadline_states
 from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import RunFact, View

@@ -13,12 +13,13 @@ from hypothesis import strategies as st
 
 from coordinator.core.activation import NodeActivation
 from coordinator.core.deadline.alerts import AlertPolicy, mark_alerted, plan_alert
+from coordinator.core.deadline.eta import Cause, CauseReason, Eta
 from coordinator.core.deadline.levels import LevelKey, level_run_id, level_state, level_transitions
 from coordinator.core.deadline.records import DeadlineRecord, late_run_id
-from coordinator.core.deadline.states import Cause, CauseReason, DeadlineState, DeadlineStatus, Eta, Judgement
+from coordinator.core.deadline.rules import ExpectedBy, Level
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, Judgement
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId
-from coordinator.core.spec.deadline import ExpectedBy, Level
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
 from coordinator.explain.deadlines import deadline_rows, level_text, why_lines

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.deadline.eta import CauseReason
 from coordinator.core.deadline.learning import learned_duration
 from coordinator.core.deadline.start import (
     StartRule,
@@ -20,7 +21,7 @@ from coordinator.core.deadline.start import (
     scheduled,
     start_rule,
 )
-from coordinator.core.deadline.states import CauseReason, DeadlineState, deadline_states
+from coordinator.core.deadline.states import DeadlineState, deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState

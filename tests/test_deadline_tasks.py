@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from coordinator.core.activation import NodeActivation
-from coordinator.core.deadline.states import CauseReason, DeadlineState, DeadlineStatus, deadline_states
+from coordinator.core.deadline.eta import CauseReason
+from coordinator.core.deadline.rules import ExpectedBy
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState
-from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import RunFact, View
 from coordinator.errors import SpecError

@@ -11,9 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from coordinator.core.deadline.eta import CauseReason
 from coordinator.core.deadline.learning import learned_duration
 from coordinator.core.deadline.records import DeadlineRecord, transitions
-from coordinator.core.deadline.states import CauseReason, DeadlineState, DeadlineStatus, deadline_states
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, deadline_states
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState
 from coordinator.core.planner import plan

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -42,12 +41,10 @@ from coordinator.errors import (
 )
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence
 from coordinator.manager import DONE, Result
-from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings
-from coordinator.watcher.assets import AssetJob
 from coordinator.watcher.audit import audit_once
-from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Ledger, NoAirflow, failure, result_of
+from tests.support.asset_rig import AssetRig
 from tests.support.fake_airflow import FakeAirflow
 
 ORDERS = "s3://lake/orders"
@@ -159,21 +156,16 @@ def test_an_asset_round_of_an_ended_term_records_nothing(
             try:
                 async with await EtcdStore.connect(etcd_settings) as store:
                     fence = await ended_term(store, f"{etcd_prefix}/leader")
-                    executor = Executor(store, clients, fence=lambda: fence)
-                    deliveries = AssetDeliveries(
-                        executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec, watcher_id="w1",
-                        metrics=Metrics(), leading=lambda: True, term_started=lambda: time.monotonic() - 3600.0,
-                        call_timeout_s=5.0,
-                    )  # fmt: skip
-                    job = AssetJob(
-                        store=store, executor=executor, keys=AssetKeys(etcd_prefix), graph=lambda: spec,
-                        clients=clients, watcher_id="w1", metrics=Metrics(), interval_s=2.0, deliveries=deliveries,
-                        lookback_s=86400.0,
-                    )  # fmt: skip
-                    before = await store.current_revision()
-                    with pytest.raises(LeadershipLost):
-                        await job.run_once(datetime.now(UTC))
-                    assert executor.leadership_lost.is_set()
+                    rig = AssetRig(store, AssetKeys(etcd_prefix), spec, clients, lambda: fence, datetime.now(UTC),
+                                   job={"lookback_s": 86400.0})  # fmt: skip
+                    await rig.start()
+                    try:
+                        before = await store.current_revision()
+                        with pytest.raises(LeadershipLost):
+                            await rig.job.run_once(datetime.now(UTC))
+                    finally:
+                        await rig.close()
+                    assert rig.executor.leadership_lost.is_set()
                     assert await store.current_revision() == before
                     assert (await store.snapshot(f"{etcd_prefix}/asset")).kvs == ()
                     assert target.asset_events(ORDERS) == []

@@ -214,16 +214,9 @@ def test_the_informer_watch_applies_each_batch_under_the_lock_and_relists_after_
     arun(main())
 
 
-#: Modules that still list or watch the store outside the informer, each with why: the lead empties this.
-STILL_OWN_READS = {
-    # the asset round's index when nobody feeds one (``AssetStreams._read_index``)
-    ("coordinator/watcher/assets.py", "snapshot"),
-}
-
-
 def test_no_module_outside_the_informer_and_the_etcd_adapter_lists_or_watches_the_store() -> None:
     """Only ``coordinator/informer/`` and ``coordinator/etcd/`` call ``watch_prefix``, ``snapshot`` or
-    ``stream_snapshot``: every other reader loads through ``read_model.load`` (the exceptions are listed above)."""
+    ``stream_snapshot``: every other reader loads through ``read_model.load``."""
     call = re.compile(r"\.(watch_prefix|stream_snapshot|snapshot)\(")
     found = set()
     for path in sorted((ROOT / "coordinator").rglob("*.py")):
@@ -232,4 +225,4 @@ def test_no_module_outside_the_informer_and_the_etcd_adapter_lists_or_watches_th
             continue
         for match in call.finditer(path.read_text()):
             found.add((relative, match.group(1)))
-    assert found == STILL_OWN_READS
+    assert found == set()

@@ -513,7 +513,7 @@ def status(
 
 
 async def _holds(settings: Settings) -> list[Hold]:
-    """Every hold recorded (issue 51), read through the informer (``informer/holds.py``)."""
+    """Every hold recorded, read through the informer (``informer/holds.py``)."""
     from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
 
     async with await EtcdStore.connect(settings.etcd()) as store:

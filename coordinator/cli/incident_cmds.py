@@ -1,4 +1,4 @@
-"""Incident commands (issue 51): ``hold``, ``release-hold``, ``holds``, ``history`` and ``retract``.
+"""Incident commands (docs/howto/incidents.md): ``hold``, ``release-hold``, ``holds``, ``history`` and ``retract``.
 
 Rules:
 - **Facts, not actions.** Each command writes records in etcd (a hold, a release, a withdrawn run state, a history

@@ -14,7 +14,7 @@ Rules:
   revision: a key written meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any
   delete.
 - **The audit trail too.** The history entries written before the cutoff and the holds that stopped holding before it
-  (released or expired; issue 51) are deleted after the partitions, guarded the same way (``core.retention``'s rule g);
+  (released or expired) are deleted after the partitions, guarded the same way (``core.retention``'s rule g);
   a user that may not delete them (only the operator role writes holds/ and history/) gets the refusal in the report,
   not a failure: the partitions are pruned either way.
 - **Bad input before etcd.** Bad input (a date that does not parse, both or neither of --before/--older-than, a cutoff

@@ -1,4 +1,4 @@
-"""``coordinator plan rerun`` (the preview of a rerun's whole cascade) and ``coordinator rerun`` (issue 51).
+"""``coordinator plan rerun`` (the preview of a rerun's whole cascade) and ``coordinator rerun`` (docs/howto/rerun.md).
 
 Rules:
 - **One planner.** ``plan rerun`` loads the store through ``informer.read_model.load`` like ``status`` and ``why``,

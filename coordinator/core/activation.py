@@ -22,10 +22,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.conditions import GroupSpec
+from coordinator.core.deadline.rules import RuleItem
 from coordinator.core.graph import DagSpec, upstream_tasks
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId
-from coordinator.core.spec.deadline import RuleItem
 
 
 class NodeActivation(BaseModel):

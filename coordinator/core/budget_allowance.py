@@ -26,11 +26,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from coordinator.core.deadline.rules import window_end
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.partition import is_segment_only
-from coordinator.core.spec.deadline import window_end
 
 #: **The allowance**' floor: 40 new runs of one DAG in the window. A catch-up after four weeks of downtime of a daily
 #: DAG is 28 partitions of each dependent, all due at once; 13 days of an 8-DAG graph written by an outside writer is 13

@@ -29,6 +29,7 @@ from functools import cached_property
 from coordinator.core.assets import AssetRoute
 from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.conditions import grouped as members_of
+from coordinator.core.deadline.rules import ExpectedBy, RuleItem
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, SegmentMap, downstream_partitions, is_identity, upstream_partitions
 from coordinator.core.lineage.mapping import LineageJob
@@ -36,7 +37,6 @@ from coordinator.core.model import NodeId
 from coordinator.core.partition import airflow_partition_key, has_segment
 from coordinator.core.partition_count import PartitionCount
 from coordinator.core.segments import Segments, maps_segments, segment_downstream, segment_upstream
-from coordinator.core.spec.deadline import ExpectedBy, RuleItem
 from coordinator.core.spec.source import JsonPath
 
 

@@ -26,11 +26,11 @@ from enum import StrEnum
 
 from coordinator.core.activation import Activation
 from coordinator.core.conditions import GroupSpec
+from coordinator.core.deadline.rules import ExpectedBy
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
 from coordinator.core.model import NodeId, RunState, TriggerStatus
 from coordinator.core.segments import Segments
-from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.view import View
 
 

@@ -1,6 +1,6 @@
 """Holds and the audit trail as values: ``{prefix}/holds/{id}`` and ``{prefix}/history/{time}-{id}`` (docs/keys.md).
 
-A hold is an operator's brake on a part of the graph during an incident (issue 51): while it stands, the leading
+A hold is an operator's brake on a part of the graph during an incident: while it stands, the leading
 watcher triggers and clears nothing inside it. This module says what a hold is, which (DAG, partition) it covers and
 what the audit trail records; the watcher (``watcher/triggers.py``) and the commands (``cli/incident_cmds.py``) act.
 

@@ -432,7 +432,7 @@ class KeyLayout:
 
     @property
     def holds(self) -> str:
-        """Operators' holds (issue 51, ``core/holds.py``): ``{prefix}/holds/{id}``."""
+        """Operators' holds (``core/holds.py``): ``{prefix}/holds/{id}``."""
         return f"{self.prefix}/holds/"
 
     def hold_key(self, hold_id: str) -> str:
@@ -447,7 +447,7 @@ class KeyLayout:
 
     @property
     def history(self) -> str:
-        """The audit trail of operators' actions (issue 51, ``core/holds.py``): ``{prefix}/history/{time}-{id}``, the
+        """The audit trail of operators' actions (``core/holds.py``): ``{prefix}/history/{time}-{id}``, the
         time sortable as text (``history_time``), so a range read from a time on is the trail since then."""
         return f"{self.prefix}/history/"
 

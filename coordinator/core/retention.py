@@ -26,7 +26,7 @@ partition. A partition P < F is RETIRED (canonical partitions sort by time).
    f. `forget-retired`: A watcher forgets retired partitions (memory), except those holding an unfinished intent
       (`retired-intents-complete` needs them whole); a retired key written later is forgotten again as soon as it is
       applied.
-   g. The audit trail ages out with the partitions (issue 51): a history entry written before the cutoff (the time is
+   g. The audit trail ages out with the partitions: a history entry written before the cutoff (the time is
       in its key) and a hold that stopped holding before it (released, or expired) are deleted too
       (:func:`select_audit`), guarded by their mod revisions like every other delete. A standing hold is never
       deleted, however old; neither is a value that does not parse (its age is unknown).

@@ -1,4 +1,4 @@
-"""``doctor``'s check of operators' holds (issue 51, ``core/holds.py``): an operator must know the graph is partly held.
+"""``doctor``'s check of operators' holds (``core/holds.py``): an operator must know the graph is partly held.
 
 Rules:
 - **Standing holds warn.** Each standing hold is one detail line (id, what it covers, since, by, reason, expiry) and

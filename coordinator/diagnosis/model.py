@@ -93,7 +93,7 @@ class DoctorFacts:
     watchers: Sequence[WatcherPresence] = ()
     #: Every key the read model left out, with why (``StoreModel.bad_values``: the view's and its indexes').
     bad_values: Mapping[str, str] = field(default_factory=dict)
-    #: Operators' holds as recorded (``{prefix}/holds/``, issue 51), released ones too; None: not read
+    #: Operators' holds as recorded (``{prefix}/holds/``), released ones too; None: not read
     #: (``holds_error`` says why).
     holds: Sequence[Hold] | None = None
     holds_error: str | None = None

@@ -22,12 +22,13 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from coordinator.core.deadline.eta import Cause, CauseReason
 from coordinator.core.deadline.levels import level_states
 from coordinator.core.deadline.records import DeadlineRecord
-from coordinator.core.deadline.states import Cause, CauseReason, DeadlineState, DeadlineStatus
+from coordinator.core.deadline.rules import Level
+from coordinator.core.deadline.states import DeadlineState, DeadlineStatus
 from coordinator.core.duration import format_shift
 from coordinator.core.model import NodeId
-from coordinator.core.spec.deadline import Level
 
 #: Causes only the watcher can see (**The leader's causes**).
 WATCHER_ONLY = frozenset({CauseReason.PAUSED, CauseReason.UNREACHABLE})

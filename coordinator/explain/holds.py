@@ -1,4 +1,4 @@
-"""What ``status`` and ``why`` say about operators' holds (issue 51, ``core/holds.py``).
+"""What ``status`` and ``why`` say about operators' holds (``core/holds.py``).
 
 Rules:
 - **The hold by name.** A key a standing hold covers is explained by the first hold that covers it (``HoldSet``'s

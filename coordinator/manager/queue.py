@@ -33,8 +33,8 @@ class WorkQueue(Generic[K]):
         self,
         *,
         clock: Callable[[], float] = time.monotonic,
-        # The watcher's one rate-limited key is a failed pass (etcd trouble): retried after 1, 2, 4, 5, 5... s, close
-        # to the fixed 1 s it had before this queue, without re-planning everything every second while etcd is down.
+        # The watcher's one rate-limited key is a failed pass (etcd trouble): retried after 1, 2, 4, 5, 5... s, soon
+        # after a blip, without re-planning everything every second while etcd is down.
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 5.0,
     ) -> None:

@@ -2,8 +2,8 @@
 assets: events and deliveries) kept current by its watch, so that a page view reads neither ``{prefix}/assets/`` nor
 ``{prefix}/deliveries/``.
 
-The page is served by a long-lived process (the Airflow api-server's plugin app); a view used to read and parse both
-prefixes whole, which grows with the history until retention runs (seconds at 100,000 recorded events). Here one
+The page is served by a long-lived process (the Airflow api-server's plugin app); a view that read and parsed both
+prefixes whole would grow with the history until retention runs (seconds at 100,000 recorded events). Here one
 :class:`~coordinator.core.asset_index.AssetIndex` per process follows them instead, loaded and watched by the
 informer as the watcher's is (``informer.read_model.load``, ``Informer.watch``): no list or watch code of its own.
 

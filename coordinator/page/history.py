@@ -1,5 +1,5 @@
-"""The dependencies page's audit trail (issue 51: every hold, release, rerun and retraction "shown by ``coordinator
-history`` and on the page").
+"""The dependencies page's audit trail (docs/howto/incidents.md): every hold, release, rerun and retraction, shown by
+``coordinator history`` and on the page.
 
 Rules:
 - **The newest, bounded.** The page shows the ``HISTORY_ROWS`` newest entries, newest first, read in one ranged read

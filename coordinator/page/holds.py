@@ -1,4 +1,4 @@
-"""What the dependencies page says about operators' holds (issue 51, ``core/holds.py``).
+"""What the dependencies page says about operators' holds (``core/holds.py``).
 
 Rules:
 - **The hold by name.** A DAG a standing hold covers for the drawn partition says so first: its summary (the node's

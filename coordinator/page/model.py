@@ -127,7 +127,7 @@ class PageModel:
     hidden_assets: int = 0
     #: The condition groups, each drawn as one joint (**A group is one joint**).
     joints: tuple[PageJoint, ...] = ()
-    #: The audit trail's newest entries (issue 51, ``page.history``); None: not read.
+    #: The audit trail's newest entries (``page.history``); None: not read.
     history: HistoryPanel | None = None
 
     @property

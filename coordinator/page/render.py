@@ -19,7 +19,7 @@ Rules:
   ``page.render_assets``), with legend entries only when there are any: a page without routes is the page it was. Each
   asset links to ``?asset=source:uri`` (keeping the partition, the filters and the page) for its detail panel. When more
   assets match the view than are drawn, the page says how many.
-- **The audit trail below.** Under the details, the audit trail's newest entries (issue 51, ``page.history``), escaped
+- **The audit trail below.** Under the details, the audit trail's newest entries (``page.history``), escaped
   and scrubbed like the rest.
 """
 

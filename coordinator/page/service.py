@@ -23,7 +23,7 @@ Rules:
      prefixes grow with the history until retention runs. So they stand at the watch's revision, not the partition's.
   f. for a graph with OpenLineage jobs, the chosen partition's lineage records (``explain.lineage``), over the
      same connection.
-  g. operators' holds (``{prefix}/holds/``, issue 51) through the informer (``informer.holds.read_holds``), over the
+  g. operators' holds (``{prefix}/holds/``) through the informer (``informer.holds.read_holds``), over the
      same connection: a DAG a standing hold covers for the partition drawn says "held by H: REASON" (``page.holds``);
      and the audit trail's ``HISTORY_ROWS`` newest entries in one ranged read (``read_history``'s ``newest``), shown
      below the details (``page.history``; a role that may not read ``history/`` is told so, the page still drawn).
@@ -117,9 +117,9 @@ class PartitionRead:
     #: The OpenLineage nodes' states in the partition drawn (**Read-only, one load** (f)); None when they could not be
     #: read.
     lineage: tuple[LineageState, ...] | None = ()
-    #: Operators' holds as recorded (issue 51; **Read-only, one load** (g)).
+    #: Operators' holds as recorded (**Read-only, one load** (g)).
     holds: tuple[Hold, ...] = ()
-    #: The audit trail's newest entries (issue 51; **Read-only, one load** (g)).
+    #: The audit trail's newest entries (**Read-only, one load** (g)).
     trail: TrailRead = field(default_factory=TrailRead)
 
     @classmethod
@@ -350,8 +350,8 @@ async def dependencies_page(
     deadlines = {at: leader_status(status, read.recorded.get(at)) for at, status in deadlines.items()}
     model = replace(build_page(graph, view, decision.plan, chosen, partitions, deadlines, decision.now),
                     assets=read.assets)  # fmt: skip
-    model = with_holds(model, graph, read.holds, decision.now)  # issue 51: "held by H: REASON"
-    model = replace(model, history=history_panel(read.trail, read.holds, decision.now))  # issue 51: the audit trail
+    model = with_holds(model, graph, read.holds, decision.now)  # "held by H: REASON"
+    model = replace(model, history=history_panel(read.trail, read.holds, decision.now))  # the audit trail
     if read.lineage:  # semantics `lineage-upstreams`: an OpenLineage node says its job, last event
         model = with_lineage(model, read.lineage)
     if access is not None:

@@ -295,7 +295,7 @@ class Settings(BaseSettings):
     # The longest a partition's retention key waits: a partition kept (a run still running, an unfinished intent) is
     # looked at again after it, a partition not old enough yet at least this often (a clock that jumps delays a prune
     # by one interval at most), a failure is retried no later, and the first sweep of every partition comes this long
-    # after the start. 1 h, as the hourly rounds had it: a partition becomes due at its own time, not at the next tick,
+    # after the start. 1 h: a partition becomes due at its own time, not at the next tick,
     # so the interval only paces rechecks (each reads the view, no etcd) and a new leader's first sweep.
     retention_interval_s: float = Field(default=3600.0, gt=0)
 

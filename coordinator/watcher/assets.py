@@ -21,9 +21,6 @@ Rules:
   deletes an event with its entries in one transaction, which the watch hands out as one batch (the event's key first),
   applied without a pause, so the index never holds a pruned event without its entries (which would make it due again).
   After such a conflict nothing is read by hand: the watch brings the keys as they are, and a later round acts on them.
-  A job built without an index (tests, a one-shot run) loads a fresh one through the informer's loader
-  (``informer/read_model.py``'s ``model_of``) at the start of each round, and again once the round recorded an event,
-  so its deliveries start from what it recorded.
 - **Record what the routes share.** One round lists each routed source instance's asset events since its mark (the
   newest recorded event's timestamp, less :data:`OVERLAP_S`; with none yet, the first mark any watcher stored under
   ``{prefix}/asset_marks/{instance}``: its start less ``lookback_s``) and records the ones its routes share and that are
@@ -41,7 +38,6 @@ Rules:
   as soon as the watch brings it; a head that waits out a retry time is the reconciler's requeue. The round still
   submits every stream whose oldest unsettled event is due (``AssetIndex.due``, as ``core/assets.due_deliveries``) as a
   safety net: a new leader's first round (a standby drops stream keys), a key dropped while leadership was in doubt.
-  Without a queue, the round delivers them itself under the round's term (``AssetDeliveries.deliver_due``).
 - **Errors end the round.** Etcd errors and a lost leadership end the round (the loop retries it:
   ``manager/periodic.py``). Every write of a round (events, marks, prunes) is the executor's, fenced, and pinned to the
   term the round began in (``Executor.pin``).
@@ -68,13 +64,11 @@ from coordinator.airflow.client import SCAN_MAX, AirflowClient
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, AssetRoute, is_delivered_copy, targets_of
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout
 from coordinator.errors import AirflowError
 from coordinator.etcd import Reads
-from coordinator.informer.read_model import Family, model_of
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
-from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries, Delivered
+from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries
 from coordinator.watcher.executor import Executor, TermWrites
 
 log = logging.getLogger(__name__)
@@ -93,7 +87,8 @@ STOPPED_RETRY_S = 0.25
 class AssetJob:
     """The leader's asset round (every rule of the module)."""
 
-    #: Reads only: every write (an event, a mark, a prune) is the executor's (``watcher/executor.py``), fenced.
+    #: Reads only (a source's first mark): every write (an event, a mark, a prune) is the executor's
+    #: (``watcher/executor.py``), fenced.
     store: Reads
     executor: Executor
     keys: AssetKeys
@@ -105,6 +100,8 @@ class AssetJob:
     interval_s: float
     #: **Due streams to their reconciler**: the asset streams' reconciler, which delivers what this round finds due.
     deliveries: AssetDeliveries
+    #: **From the index**: the asset index the informer keeps current from the watch.
+    index: AssetIndex
     lookback_s: float = 0.0
     #: **Prune what is delivered**: delivered events older than this are pruned (None: kept).
     retention: timedelta | None = None
@@ -122,14 +119,11 @@ class AssetJob:
     _listed: dict[str, datetime] = field(default_factory=dict, init=False, repr=False)
     #: **Errors end the round**: this round's writes, pinned to the term it began in (``Executor.pin``).
     _writes: TermWrites = field(init=False, repr=False)
-    #: **Stopped listings** and the deliveries' ``look_after`` (semantics `delivery-term-wait`): this round's
-    #: ``requeue_after`` (``manager/periodic.py``, *interval*), the soonest round it asked for.
+    #: **Stopped listings**: this round's ``requeue_after`` (``manager/periodic.py``, *interval*), the soonest round
+    #: it asked for.
     _requeue_after: float | None = field(default=None, init=False, repr=False)
     #: **Stopped listings**: consecutive stopped listings per source instance.
     _stopped: dict[str, int] = field(default_factory=dict, init=False, repr=False)
-    #: **From the index**: the asset index the informer keeps current from the watch (None: each round loads a fresh
-    #: one, for a job nobody feeds).
-    index: AssetIndex | None = None
 
     async def run_once(self, now: datetime) -> RequeueAfter:
         """One round (**Record what the routes share**, **Due streams to their reconciler**, **Errors end the round**
@@ -144,55 +138,30 @@ class AssetJob:
         # decision made under this term never writes in a later one, even if this watcher lost the lead and won it back
         # meanwhile.
         self._writes = self.executor.pin()  # raises LeadershipLost: no round without leading
-        index = self.index if self.index is not None else await self._read_index()
+        index = self.index
         recorded = await self._record(routes, index, now)
-        if recorded and self.index is None:
-            index = await self._read_index()  # **From the index**: a fresh index holds what was just recorded
         # **Due streams to their reconciler**: the due streams as keys of its queue (a safety net: the informer hands it
-        # every stream that changed), or delivered here (``AssetDeliveries.deliver_due``).
-        streams, done = 0, Delivered()
-        if self.deliveries.keyed:
-            streams = self.deliveries.submit_due(routes, index, now)
-        else:
-            done = await self.deliveries.deliver_due(routes, index, now, self._writes)
-            if done.deferred_s is not None:
-                self._sooner(done.deferred_s)  # a round when the wait ends, not up to an interval later
+        # every stream that changed).
+        streams = self.deliveries.submit_due(routes, index, now)
         pruned = await self._prune(routes, index, now) if self.retention is not None else 0
         pending = index.pending(routes)
         self.metrics.asset_round(pending)
-        if recorded or streams or done.delivered or done.errors or pruned:
+        if recorded or streams or pruned:
             log.info(
-                "asset.round events=%d recorded=%d streams=%d delivered=%d errors=%d pending=%d pruned=%d",
-                len(index.events), recorded, streams, done.delivered, done.errors, sum(pending.values()), pruned,
+                "asset.round events=%d recorded=%d streams=%d pending=%d pruned=%d",
+                len(index.events), recorded, streams, sum(pending.values()), pruned,
             )  # fmt: skip
         return self._requeue_after
 
     def _sooner(self, delay_s: float) -> None:
-        """**Stopped listings** and the deliveries' ``look_after`` (semantics `delivery-term-wait`): the next round in
-        at most ``delay_s`` (the soonest ask of the round wins)."""
+        """**Stopped listings**: the next round in at most ``delay_s`` (the soonest ask of the round wins)."""
         if self._requeue_after is None or delay_s < self._requeue_after:
             self._requeue_after = delay_s
 
     # ------------------------------------------------------------ reading
 
-    async def _read_index(self) -> AssetIndex:
-        """**From the index** for a job nobody feeds an index: both prefixes loaded into a fresh one through the
-        informer (the whole history)."""
-        snapshots = [await self.store.snapshot(prefix) for prefix in (self.keys.events, self.keys.deliveries)]
-        revision = max(snapshot.revision for snapshot in snapshots)
-        model = model_of(
-            KeyLayout(self.keys.prefix), revision, [kv for s in snapshots for kv in s.kvs], (Family.ASSETS,)
-        )
-        for name, key, problem in model.problems:
-            log.warning("%s.%s key=%s", name, problem, key)
-        assert model.assets is not None
-        return model.assets
-
     def _pending(self, keys: list[str]) -> bool:
-        """**From the index**: whether this leader wrote one of ``keys`` and the watch has not brought it back (a job
-        nobody feeds loads a fresh index each round: nothing is pending there)."""
-        if self.index is None:
-            return False
+        """**From the index**: whether this leader wrote one of ``keys`` and the watch has not brought it back."""
         expectations = self.executor.expectations
         return any(expectations.pending(key) for key in keys)
 

@@ -86,10 +86,10 @@ from coordinator.core.deadline.alerts import (
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.levels import LevelKey, LevelTransition, graph_levels, level_run_id, level_transitions
 from coordinator.core.deadline.records import DeadlineRecord, Transition, late_run_id
+from coordinator.core.deadline.rules import Level
 from coordinator.core.floor import RetentionFloor
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, dump_record
-from coordinator.core.spec.deadline import Level
 from coordinator.core.view import ALL, View
 from coordinator.errors import AirflowError
 from coordinator.etcd import CasResult

@@ -49,10 +49,6 @@ Rules:
   longest an Airflow call can take" is a bound, not a hope. A deferred delivery is logged once per term.
 - **Concurrency.** The controller has ``ExecutorPolicy.max_concurrent_streams`` workers, and each attempt is the
   executor's task in its own pool (``Pool.STREAMS``), apart from the triggers' pool.
-- **Inside a round.** A reconciler built without a queue (a job nobody feeds: tests, a one-shot round) delivers a
-  round's due streams one after another inside the round (:meth:`AssetDeliveries.deliver_due`), through the same
-  attempt and under the round's pinned term, from the fresh index the round loaded (nothing is pending in it); each
-  stream carries what it settled across the round's attempts.
 - **Crash points** for tests (``watcher/faults.py``): ``asset-after-intent`` (the pending entry is committed, nothing
   was posted) and ``asset-after-post`` (the target created the event; the ledger still says pending).
 """
@@ -92,9 +88,6 @@ TERM_MARGIN_S = 2.0
 #: **One attempt**: deliveries of one stream in one attempt at most; a longer backlog drains over several turns of the
 #: queue.
 MAX_PER_ATTEMPT = 100
-#: **Inside a round**: attempts per stream in one round without a queue (a round then delivers at most 1,000 events a
-#: stream).
-MAX_ATTEMPTS_PER_ROUND = 10
 #: **Own writes come back first**: how long a stream whose own write the index does not show yet waits before it is
 #: looked at again, at the latest. The informer's change of the entry hands the key back as soon as the watch brings
 #: it (milliseconds); this only bounds the wait should that change not name the stream (a relist that no longer holds
@@ -122,18 +115,10 @@ class Delivered:
     errors: int = 0
     #: The stream still has an event due after ``MAX_PER_ATTEMPT`` (**One attempt**).
     more: bool = False
-    #: Seconds until the soonest deferred head may be looked up (**Term wait**).
-    deferred_s: float | None = None
     #: When the stream's head waits out a recorded retry time: that time (**Ends**).
     waits_until: datetime | None = None
     #: How the attempt's last delivery ended (**Ends**; None: the stream had nothing due).
     end: End | None = None
-
-    def add(self, other: Delivered) -> None:
-        self.delivered += other.delivered
-        self.errors += other.errors
-        if other.deferred_s is not None:
-            self.deferred_s = other.deferred_s if self.deferred_s is None else min(self.deferred_s, other.deferred_s)
 
 
 @dataclass
@@ -153,21 +138,19 @@ class AssetDeliveries:
     #: every watcher of a deployment must use the same value, since a new leader waits for the old one's calls by its
     #: own.
     call_timeout_s: float
+    #: The asset index the informer keeps current; read only (**Own writes come back first**).
+    index: AssetIndex
     #: A refused delivery is tried again this much later (recorded in its ledger entry: ``retry_at``).
     error_retry_s: float = 30.0
     #: **Ends**: the per-key backoff's cap (the asset round's interval).
     backoff_max_s: float = 2.0
     #: **Look-ups**: events listed per call at most in a look-up.
     list_limit: int = SCAN_MAX
-    #: **Keys**: streams are keys of the streams' controller; False: **Inside a round**.
-    keyed: bool = False
-    #: The asset index the informer keeps current (required when keyed); read only (**Own writes come back first**).
-    index: AssetIndex | None = None
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
     #: Deliveries whose deferral (**Term wait**) was logged, with the term it was logged in: one line per term.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
-    #: **Keys**: the streams' controller (registered by the watcher when ``keyed``).
+    #: **Keys**: the streams' controller (registered by the watcher).
     controller: Controller[AssetStream] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -200,7 +183,6 @@ class AssetDeliveries:
     async def _run(self, stream: AssetStream) -> Result:
         """One attempt, and what its end means for the key (**One attempt**, **Ends**)."""
         index = self.index
-        assert index is not None
         if self.executor.expectations.pending_under(index.stream_prefix(stream)):
             return Result(requeue_after=OWN_WRITE_WAIT_S)  # **Own writes come back first**
         end: End | Exception | None = None
@@ -224,28 +206,6 @@ class AssetDeliveries:
             log.exception("asset.bug target=%s source=%s uri=%s error=%r", *stream, exc)
         return DONE if end is None else result_of(end, backoff_max_s=self.backoff_max_s)
 
-    # ------------------------------------------------------------ inside a round
-
-    async def deliver_due(
-        self, routes: tuple[AssetRoute, ...], index: AssetIndex, now: datetime, writes: TermWrites
-    ) -> Delivered:
-        """**Inside a round**: every stream due at ``now`` delivered in turn, under the round's pinned ``writes``."""
-        term = self.term(now, writes.fence)
-        done = Delivered()
-        streams = [stream_of(due) for due in index.due(routes, now)]
-        settled: dict[AssetStream, set[int]] = {stream: set() for stream in streams}
-        for _ in range(MAX_ATTEMPTS_PER_ROUND):
-            again: list[AssetStream] = []
-            for stream in streams:
-                one = await self.attempt(stream, index, now, writes, term, settled[stream])
-                done.add(one)
-                if one.more:
-                    again.append(stream)
-            if not again:
-                break
-            streams = again
-        return done
-
     # ------------------------------------------------------------ one attempt
 
     def term(self, now: datetime, fence: Fence) -> delivery.Term:
@@ -263,14 +223,13 @@ class AssetDeliveries:
         now: datetime,
         writes: TermWrites,
         term: delivery.Term,
-        settled: set[int] | None = None,
     ) -> Delivered:
         """**One attempt**: the stream's due events in order, while each is confirmed or skipped, at most
-        MAX_PER_ATTEMPT. ``settled``: the event ids this attempt (or this round's earlier ones) confirmed or skipped,
-        which the index does not show (**Own writes come back first**); grown here."""
+        MAX_PER_ATTEMPT. ``settled``: the event ids this attempt confirmed or skipped, which the index does not show yet
+        (**Own writes come back first**)."""
         routes = self.graph().asset_routes
         done = Delivered()
-        settled = set() if settled is None else settled
+        settled: set[int] = set()
         for _ in range(MAX_PER_ATTEMPT):
             due = index.due_stream(stream, routes, now, settled)
             if due is None:
@@ -300,16 +259,14 @@ class AssetDeliveries:
         state, instruction = delivery.start(item, now, self.watcher_id, self.error_retry_s, term)
         if isinstance(instruction, End):  # before any write: deferred (**Term wait**), or nothing to do
             done.end = instruction
-            if instruction.how is Ending.DEFERRED:
-                done.add(Delivered(deferred_s=instruction.retry_in_s))
-                if self._deferred.get(key) != term.revision:
-                    self._deferred[key] = term.revision
-                    log.info(
-                        "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
-                        "reason=entry_of_an_earlier_term",
-                        item.event.source, item.target, fact.uri, fact.event_id,
-                        term.look_after.isoformat(), state.record.watcher or "-",
-                    )  # fmt: skip
+            if instruction.how is Ending.DEFERRED and self._deferred.get(key) != term.revision:
+                self._deferred[key] = term.revision
+                log.info(
+                    "asset.delivery_deferred source=%s target=%s uri=%s event_id=%d look_after=%s written_by=%s "
+                    "reason=entry_of_an_earlier_term",
+                    item.event.source, item.target, fact.uri, fact.event_id,
+                    term.look_after.isoformat(), state.record.watcher or "-",
+                )  # fmt: skip
             return None
 
         async def perform(state: delivery.DeliveryState, ins: delivery.Instruction) -> delivery.Event:

@@ -22,7 +22,7 @@ are the read model's, followed by the informer: ``informer/retention.py``):
   back after the interval, so it still holds them when it leads. A failure is logged (``retention.failed``) and retried
   with a backoff capped at the interval, never fatal.
 - **The audit trail ages out with prune, not with the leader.** ``prune`` (the prune role) also deletes the history
-  entries and the ended holds from before the cutoff (``core.retention.select_audit``, issue 51), guarded the same way,
+  entries and the ended holds from before the cutoff (``core.retention.select_audit``), guarded the same way,
   after the partitions. The leader's retention leaves them alone: a watcher never writes the incident controls' keys
   (``coordinator roles`` grants them to the operator and to prune only), and the trail grows by a few entries per
   incident.

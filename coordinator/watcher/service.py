@@ -165,7 +165,7 @@ class Watcher:
             watcher_id=self.watcher_id, metrics=self.metrics, leading=leading,
             term_started=lambda: self.election.term_started, call_timeout_s=self.settings.airflow_timeout_s,
             error_retry_s=self.settings.error_retry_s, backoff_max_s=self.settings.asset_interval_s or 2.0,
-            keyed=True, index=self.assets,
+            index=self.assets,
         )  # fmt: skip
         self.budget = TriggerBudget(
             self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,

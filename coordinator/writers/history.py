@@ -1,4 +1,4 @@
-"""The one writer of the audit trail: append an entry to ``{prefix}/history/{time}-{id}`` (docs/keys.md, issue 51).
+"""The one writer of the audit trail: append an entry to ``{prefix}/history/{time}-{id}`` (docs/keys.md).
 
 Rules:
 - **Append only.** An entry is written create-only (a compare-and-swap against "absent"): it is never changed or

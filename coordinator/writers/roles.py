@@ -8,7 +8,7 @@ Rules:
   columns): an Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the
   plugin reads before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which
   tasks to record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics `asset-facts`); the
-  dependencies page and ``doctor`` read the prefix; the operator (issue 51) writes holds, the history and run states
+  dependencies page and ``doctor`` read the prefix; the operator writes holds, the history and run states
   (``retract``), and only ``prune`` besides it deletes holds and history (the old audit trail); ``prune`` and
   ``backfill`` write only their families
   (``backfill`` also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics

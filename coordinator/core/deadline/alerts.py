@@ -2,7 +2,7 @@
 (semantics `deadlines-judged`).
 
 A prediction can cross ``deadline - warn`` and back as facts arrive (a learned duration moves, a retry starts); each
-crossing is a transition and used to be an alert, so one partition paged twice for ``at_risk``. These rules decide,
+crossing is a transition, and alerting each would page one partition twice for ``at_risk``. These rules decide,
 from the previous record alone (in etcd, so they survive a failover), what a transition's record says about
 alerting. The shell (``watcher/deadlines.py``) records, then alerts what :func:`due` says, then marks it alerted.
 

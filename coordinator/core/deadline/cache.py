@@ -62,6 +62,7 @@ from datetime import datetime, timedelta
 
 from coordinator.core.deadline.learning import LEARN_SAMPLES, learned_duration, learned_task_durations, start_learners
 from coordinator.core.deadline.records import DeadlineRecord, Transition
+from coordinator.core.deadline.rules import ExpectedBy
 from coordinator.core.deadline.start import START_GRACE, Timetable, start_offset
 from coordinator.core.deadline.states import (
     DEFAULT_HORIZON,
@@ -82,7 +83,6 @@ from coordinator.core.deadline.states import (
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus, partition_datetime
-from coordinator.core.spec.deadline import ExpectedBy
 from coordinator.core.view import RunFact, View
 
 Key = tuple[NodeId, str]

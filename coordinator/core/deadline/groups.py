@@ -2,14 +2,14 @@
 group lets its DAG start, and when it blocks it.
 
 Rules:
-- **Pure.** ETAs (``states.Eta``) and causes in, one ETA or a verdict out; ``now`` is an argument.
+- **Pure.** ETAs (``eta.Eta``) and causes in, one ETA or a verdict out; ``now`` is an argument.
 - **The need-th earliest.** A group lets its DAG start when its ``need``-th earliest member finishes: an ``any`` group
   when its earliest member does, ``at_least N`` when the N-th earliest does (:func:`group_eta`). A member already
   done (an ETA of None: finished at an unknown time) is the earliest of all.
 - **A cutoff bounds the start.** With a cutoff, the group also lets its DAG start at ``max(cutoff, the min-th earliest
   member)``: at the cutoff when ``min`` members are in by then, else when the ``min``-th lands; the earlier of the
   two readings counts. A cutoff never makes the ETA later.
-- **Forms, chosen at now.** An ETA is a form ``max(now + ahead, fixed)`` (``states.Eta``); the k-th earliest of
+- **Forms, chosen at now.** An ETA is a form ``max(now + ahead, fixed)`` (``eta.Eta``); the k-th earliest of
   several forms is not one, so the member ranked k-th at ``now`` gives its form (exact at ``now``; the deadline pass
   judges again when an input changes, and a later reading only drifts when two members' predictions cross).
 - **Blocked only when the rule cannot hold.** A member with a cause (failed, refused, paused, unreachable) blocks the
@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 
 from coordinator.core.conditions import GroupSpec, Member
-from coordinator.core.deadline.states import Eta
+from coordinator.core.deadline.eta import Eta
 
 
 def group_eta(group: GroupSpec, partition: str, etas: Mapping[Member, Eta | None], now: datetime) -> Eta | None:

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.rules import Level
 from coordinator.core.deadline.states import DeadlineState, DeadlineStatus
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
-from coordinator.core.spec.deadline import Level
 
 #: (DAG, partition, level name): a level record's place.
 LevelKey = tuple[NodeId, str, str]

@@ -33,10 +33,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
+from coordinator.core.deadline.rules import window_end
 from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId, partition_datetime
 from coordinator.core.partition import is_segment_only
-from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact
 
 #: How long after its predicted start a root may still not have a run before it is overdue (**Overdue**): Airflow's

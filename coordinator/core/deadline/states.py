@@ -55,18 +55,19 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
 
+from coordinator.core.deadline.eta import Cause, CauseReason, Eta, Overdue, PredictedStart
+from coordinator.core.deadline.groups import group_blocked, group_eta
 from coordinator.core.deadline.learning import (
     learned_durations,
     learned_starts,
     learned_task_durations,
     start_learners,
 )
+from coordinator.core.deadline.rules import window_end
 from coordinator.core.deadline.start import START_GRACE, StartRule, Timetable, start_rule
-from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.grid import Grid
 from coordinator.core.model import PARTITION_FORMAT, NodeId, RunState, TriggerStatus
-from coordinator.core.spec.deadline import window_end
 from coordinator.core.view import RunFact, View
 
 #: How far back a pass looks for gridded partitions: a day's partition with a next-day deadline stays in view.
@@ -82,48 +83,6 @@ class DeadlineState(StrEnum):
     MISSED = "missed"
     AT_RISK = "at_risk"
     BLOCKED = "blocked"
-
-
-class CauseReason(StrEnum):
-    FAILED = "failed"
-    INTENT_ERROR = "intent_error"
-    PAUSED = "paused"
-    UNREACHABLE = "unreachable"
-    #: A root that should have started and has not (**ETA**): an ``at_risk`` cause, not a ``blocked`` one.
-    NOT_STARTED = "not_started"
-
-
-@dataclass(frozen=True, slots=True)
-class Cause:
-    """Why a partition cannot finish (**Causes**): the deepest blocked (DAG, partition) and the hops to it."""
-
-    node: NodeId
-    partition: str
-    reason: CauseReason
-    #: (DAG, partition) from the DAG whose status this is down to ``node`` (both included).
-    chain: tuple[tuple[NodeId, str], ...] = ()
-    #: ``not_started`` only: when the root was due to start, and how late it is at the status's ``now``.
-    due: datetime | None = None
-    late: timedelta | None = None
-    #: The task of a task deadline whose failure this is (**Task deadlines**); None: the DAG run's.
-    task: str | None = None
-
-    @property
-    def instance(self) -> str:
-        return self.node.instance
-
-    def text(self) -> str:
-        """``instance/dag@partition reason`` (what status, why, the log and the handler's conf show); for a root
-        that has not started ``instance/dag@partition has not started (due HH:MM, 5h late)``."""
-        if self.reason is CauseReason.NOT_STARTED and self.due is not None and self.late is not None:
-            late = format_shift(int(self.late.total_seconds()) // 60 * 60)
-            return f"{self.node.qualified}@{self.partition} has not started (due {self.due:%H:%M}, {late} late)"
-        if self.task is not None:
-            return f"{self.node.qualified}@{self.partition} task {self.task} {self.reason}"
-        return f"{self.node.qualified}@{self.partition} {self.reason}"
-
-    def chain_text(self) -> str:
-        return " <- ".join(f"{n.qualified}@{p}" for n, p in self.chain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,56 +107,6 @@ class DeadlineStatus:
 
 
 _ZERO = timedelta(0)
-
-
-@dataclass(frozen=True, slots=True)
-class PredictedStart:
-    """A root's predicted start for one partition (``coordinator.core.deadline.start``), as status and why show it."""
-
-    node: NodeId
-    partition: str
-    at: datetime
-    rule: StartRule
-
-    def text(self) -> str:
-        return f"{self.node.qualified}@{self.partition} starts {self.at:%Y-%m-%d %H:%MZ} ({self.rule.source})"
-
-
-@dataclass(frozen=True, slots=True)
-class Overdue:
-    """A root without any fact that is due to have started (**ETA**): overdue after ``at`` (start + grace)."""
-
-    at: datetime
-    due: datetime
-    #: (DAG, partition) from the one whose ETA this is up to the root (both included).
-    chain: tuple[tuple[NodeId, str], ...]
-
-    def cause(self, now: datetime) -> Cause:
-        node, partition = self.chain[-1]
-        return Cause(node, partition, CauseReason.NOT_STARTED, self.chain, self.due, now - self.due)
-
-
-@dataclass(frozen=True, slots=True)
-class Eta:
-    """**ETA**' predicted finish as a function of ``now``: ``max(now + ahead, fixed)``, a part left out when None.
-
-    Every ETA has this form (**Known instants**): a success's end is ``fixed``; a running attempt is ``max(now, start +
-    duration)``; any other is the latest of ``now``, a root's window end and its upstreams' ETAs plus the latency,
-    plus its duration, and ``max`` and ``+`` of such forms stay such forms. Kept as a form, not an instant, so a
-    status can be re-read at a later ``now`` without a pass (``coordinator.core.deadline.cache``).
-    """
-
-    ahead: timedelta | None = None
-    fixed: datetime | None = None
-    #: The root this ETA starts from has not started and is overdue after ``overdue.at`` (**ETA**).
-    overdue: Overdue | None = None
-    start: PredictedStart | None = None
-
-    def at(self, now: datetime) -> datetime | None:
-        if self.ahead is None:
-            return self.fixed
-        moving = now + self.ahead
-        return moving if self.fixed is None or moving >= self.fixed else self.fixed
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,8 +313,6 @@ class Judging:
         if spec is None or not spec.groups:
             yield from (self.eta(*source) for source in self.sources(node, partition))
             return
-        from coordinator.core.deadline.groups import group_eta  # it builds this module's Eta
-
         grouped = {m[0] for g in spec.groups for m in g.members}
         yield from (self.eta(*source) for source in self.sources(node, partition) if source[0] not in grouped)
         for group in spec.groups:
@@ -428,8 +335,6 @@ class Judging:
         if spec is None or not spec.groups:
             yield from self.sources(node, partition)
             return
-        from coordinator.core.deadline.groups import group_blocked
-
         grouped = {m[0] for g in spec.groups for m in g.members}
         yield from (source for source in self.sources(node, partition) if source[0] not in grouped)
         for group in spec.groups:

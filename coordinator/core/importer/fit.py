@@ -40,7 +40,7 @@ _UP = "u"
 
 @dataclass(frozen=True, slots=True)
 class Edge:
-    """One entry of a DAG's ``upstreams`` (the CONTRACT of issue 16's edge syntax)."""
+    """One entry of a DAG's ``upstreams`` (the edge syntax of docs/dependencies.md)."""
 
     dag: str
     task: str | None = None

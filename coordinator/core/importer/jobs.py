@@ -1,5 +1,5 @@
 """Sensors on another system's job (dbt Cloud, Databricks, AWS Glue, EMR, Spark on Kubernetes, Dataproc, Dataflow) ->
-an OpenLineage node offered for confirmation (issue 36), never an edge written on a guess.
+an OpenLineage node offered for confirmation (semantics `lineage-upstreams`), never an edge written on a guess.
 
 Rules (``docs/import-dags.md``, "Sensors on other systems' jobs"):
 - **By class name.** A job sensor is known by the name of a class among the task's classes (:data:`JOB_SENSORS`), as an
