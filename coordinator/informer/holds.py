@@ -1,4 +1,4 @@
-"""The index of operators' holds (``{prefix}/holds/...``, docs/keys.md; ``core/holds.py``, issue 51): every watcher
+"""The index of operators' holds (``{prefix}/holds/...``, docs/keys.md; ``core/holds.py``): every watcher
 keeps it warm from the informer; the trigger reconciler (``watcher/triggers.py``) submits nothing a standing hold
 covers, and ``status`` and ``why`` name the hold.
 

@@ -141,7 +141,7 @@ class Watcher:
         # Semantics `retention-retires`: the floor and what it retires.
         self.retention = RetentionTracker(self.settings.keys)
         self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
-        self.holds = HoldIndex(self.settings.keys)  # operators' holds (issue 51): nothing they cover is submitted
+        self.holds = HoldIndex(self.settings.keys)  # operators' holds (core/holds.py): nothing they cover is submitted
         # **Snapshot, then watch**: the one list/watch consumer; everything above is fed by it, nothing by hand.
         self.informer = Informer(
             self.view, [self.assets, self.deadlines, self.running, self.holds], [FollowView(self.retention, self.view)],
@@ -293,7 +293,7 @@ class Watcher:
         defer = self.actuator.defer
         keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
         keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
-        if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again (issue 51)
+        if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again
             keys += self.triggers.held_again()
         return keys
 

@@ -28,8 +28,8 @@ Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks th
 - **One line per pass.** One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice
   that found nothing to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends
   (``dirty=all``, ``slices=``, ``sweep_ms=``).
-- **Holds.** While leading, an action whose DAG and partition an operator's standing hold covers (``core/holds.py``,
-  issue 51) is neither counted nor submitted; it is logged once per key and hold (``hold.held``), counted in
+- **Holds.** While leading, an action whose DAG and partition an operator's standing hold covers (``core/holds.py``)
+  is neither counted nor submitted; it is logged once per key and hold (``hold.held``), counted in
   ``coordinator_held_actions``, and its key planned again when a hold changes or expires (``_hold_back``).
 - **Start and settle.** A start plans first what changed after the plan checkpoint (semantics `checkpoint-first`,
   ``core/first_work.py``), then every partition ``WARM_FULL_PASS_DELAY_S`` later (``start_work``; the same for a new
@@ -179,8 +179,8 @@ class TriggerReconciler:
     resync_s: float = 300.0
     #: Told the seconds each pass of the controller took (the metric ``coordinator_reconcile_seconds``).
     on_pass: Callable[[float], None] = lambda seconds: None
-    #: **Holds** (issue 51): the operators' holds, and told how many keys they keep back after each leading pass (the
-    #: metric ``coordinator_held_actions``).
+    #: **Holds** (``core/holds.py``): the operators' holds, and told how many keys they keep back after each leading
+    #: pass (the metric ``coordinator_held_actions``).
     holds: HoldIndex | None = None
     on_held: Callable[[int], None] = lambda count: None
     #: **Holds**: each (DAG, partition) whose action a hold kept back, and the hold's id (logged once per key and hold).
@@ -353,7 +353,7 @@ class TriggerReconciler:
         )  # fmt: skip
 
     def _hold_back(self, graph: Graph, result: Plan) -> Plan:
-        """**Holds** (issue 51, ``core/holds.py``): the pass's actions whose DAG and partition no standing hold covers.
+        """**Holds** (``core/holds.py``): the pass's actions whose DAG and partition no standing hold covers.
         A held action is not submitted (nor counted in the budget); its key is remembered, logged once per hold, and
         planned again when a hold changes (``watcher/service.py``'s interest) or at the hold's expiry, so a release
         starts each held run once: the planner decides it again then, on the facts of that moment. A resume that only
