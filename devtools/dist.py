@@ -13,6 +13,9 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
   (``rule_files:``), byte for byte the chart's ``files/prometheus-rules.yaml`` (what its PrometheusRule holds);
 - ``airflow-etcd-coordinator-VERSION-grafana-dashboard.json``: the watchers' Grafana dashboard, byte for byte the
   chart's ``files/grafana-dashboard.json`` (devtools/dashboard.py builds it);
+- ``airflow-etcd-coordinator-examples-VERSION.tar.gz``: what the how-tos use besides the package, so a team needs
+  nothing but ``dist/``: the example DAGs, ``dependencies.json``, the chart's example values and etcd manifests
+  (``charts/examples/``) and the managed services' recipes, at their checkout paths under one top folder;
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
 - ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
@@ -21,7 +24,8 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
 
 Before it builds anything it refuses a release whose version is not the same everywhere: the chart, and a
 ``CHANGELOG.md`` section for it. Every time stamp it controls is the last commit's (``SOURCE_DATE_EPOCH``), so two
-builds of one checkout give the same wheel and chart bytes (the sdist's gzip header carries setuptools' own clock).
+builds of one checkout give the same wheel, chart and examples bytes (the sdist's gzip header carries setuptools'
+own clock).
 ``--no-image`` skips the two image artifacts (a machine without buildah, or the quick tests of the Python and chart
 artifacts).
 """
@@ -53,6 +57,11 @@ WATCHER = "airflow-etcd-coordinator-watcher"
 #: Where the image keeps its venv (docker/watcher.Containerfile): the environment the SBOM describes.
 IMAGE_VENV = "opt/coordinator"
 SUMS = "SHA256SUMS"
+EXAMPLES_NAME = "airflow-etcd-coordinator-examples"
+#: What the examples archive holds, as paths of the checkout: the example DAGs, their graph, the chart's example
+#: values and etcd manifests, the managed services' recipes. Inside the archive they keep these paths (under one top
+#: folder), so a how-to's command reads the same in a checkout and where the archive was unpacked.
+EXAMPLES = ("dags", "dependencies.json", "charts/examples", "docs/managed/recipes")
 
 
 class DistError(RuntimeError):
@@ -70,12 +79,13 @@ class Release:
     chart: Path
     rules: Path
     dashboard: Path
+    examples: Path
     image: Path | None
     sbom: Path | None
     sums: Path
 
     def artifacts(self) -> list[Path]:
-        every = (self.wheel, self.sdist, self.chart, self.rules, self.dashboard, self.image, self.sbom)
+        every = (self.wheel, self.sdist, self.chart, self.rules, self.dashboard, self.examples, self.image, self.sbom)
         return [p for p in every if p is not None]
 
 
@@ -168,15 +178,13 @@ def build_python(out: Path, epoch: int) -> tuple[Path, Path]:
     return wheel, sdist
 
 
-def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
-    """The chart as ``helm package`` lays it out: ``NAME/...`` inside ``NAME-VERSION.tgz``, files in a stable order,
-    owned by root, stamped with ``epoch`` (so the bytes depend on the chart alone)."""
-    name = chart.name
-    target = out / f"{name}-{__version__}.tgz"
+def write_tgz(target: Path, members: list[tuple[str, Path]], epoch: int) -> None:
+    """``members`` (name inside, file) as a gzip tar at ``target``: in the given order, owned by root, mode 0644,
+    stamped with ``epoch`` (gzip header included), so the bytes depend on the files alone."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(p for p in chart.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            info = tarfile.TarInfo(f"{name}/{path.relative_to(chart).as_posix()}")
+        for name, path in members:
+            info = tarfile.TarInfo(name)
             data = path.read_bytes()
             info.size, info.mtime, info.mode = len(data), epoch, 0o644
             info.uid = info.gid = 0
@@ -184,7 +192,29 @@ def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
             tar.addfile(info, io.BytesIO(data))
     with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=epoch, filename="") as zipped:
         zipped.write(buffer.getvalue())
+
+
+def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
+    """The chart as ``helm package`` lays it out: ``NAME/...`` inside ``NAME-VERSION.tgz``, files in a stable order."""
+    name = chart.name
+    target = out / f"{name}-{__version__}.tgz"
+    files = sorted(p for p in chart.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    write_tgz(target, [(f"{name}/{path.relative_to(chart).as_posix()}", path) for path in files], epoch)
     say(f">> packaged the chart: {target.name}")
+    return target
+
+
+def package_examples(out: Path, epoch: int) -> Path:
+    """The checkout's files under :data:`EXAMPLES` (tracked and new, as :func:`checkout_files` lists them) inside
+    one top folder ``EXAMPLES_NAME-VERSION/``, at the same paths as in the checkout."""
+    top = f"{EXAMPLES_NAME}-{__version__}"
+    target = out / f"{top}.tar.gz"
+    names = [n for n in checkout_files() if any(n == e or n.startswith(f"{e}/") for e in EXAMPLES)]
+    missing = [e for e in EXAMPLES if not any(n == e or n.startswith(f"{e}/") for n in names)]
+    if missing:
+        raise DistError(f"the examples archive needs {', '.join(missing)}, which the checkout does not hold")
+    write_tgz(target, [(f"{top}/{name}", REPO / name) for name in names], epoch)
+    say(f">> packaged the examples: {target.name} ({len(names)} files)")
     return target
 
 
@@ -251,9 +281,10 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     wheel, sdist = build_python(out, epoch)
     chart = package_chart(out, epoch, CHART)
     rules, board = copy_monitoring(out)
+    examples = package_examples(out, epoch)
     archive, sbom = image_artifacts(out, epoch, tag) if with_image else (None, None)
-    sums = write_sums(out, [p for p in (wheel, sdist, chart, rules, board, archive, sbom) if p is not None])
-    return Release(out, __version__, wheel, sdist, chart, rules, board, archive, sbom, sums)
+    sums = write_sums(out, [p for p in (wheel, sdist, chart, rules, board, examples, archive, sbom) if p is not None])
+    return Release(out, __version__, wheel, sdist, chart, rules, board, examples, archive, sbom, sums)
 
 
 def human_size(size: int) -> str:
