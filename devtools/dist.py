@@ -18,8 +18,10 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
   (``charts/examples/``) and the managed services' recipes, at their checkout paths under one top folder;
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
-- ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
-  ``cyclonedx-py environment`` on the image's own venv, run from the pinned ``.venv-sbom``: devtools/tool_venv.py);
+- ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the image's SBOM (CycloneDX JSON): its Python environment
+  (``cyclonedx-py environment`` on the image's own venv, run from the pinned ``.venv-sbom``: devtools/tool_venv.py),
+  the image and its manifest digest, and the Debian packages of its dpkg database (devtools/sbom.py), validated
+  against CycloneDX's schema;
 - ``SHA256SUMS``: every artifact above, in ``sha256sum -c`` form.
 
 Before it builds anything it refuses a release whose version is not the same everywhere: the chart, and a
@@ -36,6 +38,7 @@ import argparse
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -47,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import __version__
-from devtools import dashboard, image, prometheus, tool_venv
+from devtools import dashboard, image, prometheus, sbom, tool_venv
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "airflow-etcd-coordinator"
@@ -237,13 +240,21 @@ def image_artifacts(out: Path, epoch: int, tag: str | None = None) -> tuple[Path
 
 def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
     """The image ``tag`` of the local store pushed to an OCI archive named ``WATCHER:VERSION`` inside (what ``podman
-    load`` names it), and the CycloneDX SBOM of its Python environment."""
+    load`` names it), and its CycloneDX SBOM (devtools/sbom.py): the Python environment as ``cyclonedx-py`` lists it,
+    the image with its manifest digest, a serial number, and the Debian packages of the image's dpkg database;
+    checked with CycloneDX's schema validator before it is kept."""
     archive = out / f"{WATCHER}-{__version__}.tar"
     archive.unlink(missing_ok=True)
     say(f">> writing {tag} to {archive.name} (OCI archive)")
-    image.buildah("push", "--quiet", "--format", "oci", tag, f"oci-archive:{archive}:{WATCHER}:{__version__}")
-    sbom = out / f"{WATCHER}-{__version__}.cdx.json"
-    say(f">> writing the SBOM of the image's Python environment: {sbom.name}")
+    with tempfile.TemporaryDirectory(prefix="coordinator-digest-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        image.buildah("push", "--quiet", "--format", "oci", "--digestfile", str(digest_file), tag,
+                      f"oci-archive:{archive}:{WATCHER}:{__version__}")  # fmt: skip
+        digest = digest_file.read_text(encoding="utf-8").strip()
+    arch = json.loads(image.buildah("inspect", "--type", "image", tag, capture=True))["OCIv1"]["architecture"]
+    sbom_path = out / f"{WATCHER}-{__version__}.cdx.json"
+    sbom_path.unlink(missing_ok=True)
+    say(f">> writing the SBOM of the image ({digest}): {sbom_path.name}")
     container = image.buildah("from", "--pull=never", tag, capture=True).strip()
     try:
         root = Path(image.buildah("mount", container, capture=True).strip())
@@ -253,11 +264,23 @@ def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
         # venv its jsonschema extras would slow every Airflow process the tests start.
         generator = tool_venv.python(tool_venv.ensure_tool(tool_venv.SBOM))
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-        run([str(generator), "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
-             "-o", str(sbom), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="coordinator-sbom-") as tmp:
+            python_only = Path(tmp) / "python.cdx.json"
+            run([str(generator), "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
+                 "-o", str(python_only), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
+            bom = json.loads(python_only.read_text(encoding="utf-8"))
+        try:
+            whole = sbom.complete(bom, name=WATCHER, version=__version__, digest=digest, arch=arch, root=root)
+        except ValueError as exc:
+            raise DistError(f"the image's SBOM: {exc}") from exc
     finally:
         image.discard(container)
-    return archive, sbom
+    sbom.write(sbom_path, whole)
+    problem = sbom.validate(sbom_path, generator)
+    if problem is not None:
+        sbom_path.unlink()
+        raise DistError(f"the image's SBOM is not valid CycloneDX:\n{problem[-3000:]}")
+    return archive, sbom_path
 
 
 def write_sums(out: Path, artifacts: list[Path]) -> Path:
