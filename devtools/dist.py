@@ -296,6 +296,13 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     problems = version_problems(__version__, CHART, CHANGELOG)
     if problems:
         raise DistError("the version is not the same everywhere:\n  " + "\n  ".join(problems))
+    if with_image and image.missing_tools():
+        raise DistError(
+            f"{' and '.join(image.missing_tools())} not found: the watcher image (an artifact of the release) is built "
+            f"with Debian's buildah from a base made with debootstrap. Install them (Debian or Ubuntu):\n"
+            f"  {image.INSTALL_COMMAND}\n"
+            "or build every other artifact without the image: .venv/bin/python -m devtools.dist --no-image"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
         if old.is_file() and (old.name == SUMS or old.name.startswith((PACKAGE, CHART.name))):
