@@ -146,7 +146,7 @@ pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql pr
 # DagBag, check-plugin), build the image (image) or install the package into fresh environments (install), with a
 # quarter of each property test's examples (tests/support/examples.py; make test draws them all). Six workers: most
 # of these tests wait on the processes they start (watchers, etcd, the CLI) rather than use a core; on two cores six
-# took 219-221 s against 249-256 s for four, and eight 209 s (docs/benchmarks.md, "The test suite").
+# took 219-221 s against 249-256 s for four, and eight 209 s (on 866678f, 2026-11-26).
 fast: $(STAMP) postgresql prometheus
 	COORDINATOR_TEST_EXAMPLES=0.25 $(BIN)/pytest -n 6 -m "not e2e and not image and not install and not airflow" --durations=10
 
