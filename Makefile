@@ -88,8 +88,9 @@ chromium:
 	  fi; }
 
 # tests/scenario/test_watcher_image.py builds the watcher image with Debian's buildah (chroot isolation, overlay or
-# vfs storage: no daemon) from a base debootstrapped here: both installed when missing and we are root on Debian; otherwise those
-# tests skip, saying why.
+# vfs storage: no daemon) from a base debootstrapped here: both installed for the test suite when missing and we are
+# root on Debian; otherwise those tests skip, saying why. `make image` and `make dist` install nothing: without them
+# they stop, printing the command that installs them.
 buildah:
 	@command -v buildah >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -125,13 +126,15 @@ prometheus:
 # The slim watcher image (docker/watcher.Containerfile) without a Docker daemon: buildah from a debootstrapped
 # debian:bookworm-slim (made once); prints its size beside the 150 MB target. Elsewhere:
 #   docker build -f docker/watcher.Containerfile -t airflow-etcd-coordinator-watcher:0.1.0 .
-image: $(STAMP) buildah
+image: $(STAMP)
 	$(BIN)/python -m devtools.image build
 
 # The release (devtools/dist.py, docs/releasing.md): dist/ with the wheel and the sdist (twine check --strict), the
-# chart as NAME-VERSION.tgz, the watcher image as an OCI archive and its CycloneDX SBOM, and SHA256SUMS. Refuses to
-# build when Chart.yaml or CHANGELOG.md do not carry coordinator.__version__. Nothing is published.
-dist: $(STAMP) buildah
+# chart as NAME-VERSION.tgz, the alert rules and the dashboard, the examples archive, the watcher image as an OCI
+# archive and its CycloneDX SBOM, and SHA256SUMS. Refuses to build when Chart.yaml or CHANGELOG.md do not carry
+# coordinator.__version__, or without buildah and debootstrap (it says how to install them; it installs nothing on the
+# host). Nothing is published.
+dist: $(STAMP)
 	$(BIN)/python -m devtools.dist
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
@@ -143,7 +146,7 @@ pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql pr
 # DagBag, check-plugin), build the image (image) or install the package into fresh environments (install), with a
 # quarter of each property test's examples (tests/support/examples.py; make test draws them all). Six workers: most
 # of these tests wait on the processes they start (watchers, etcd, the CLI) rather than use a core; on two cores six
-# took 219-221 s against 249-256 s for four, and eight 209 s (docs/benchmarks.md, "The test suite").
+# took 219-221 s against 249-256 s for four, and eight 209 s (on 866678f, 2026-11-26).
 fast: $(STAMP) postgresql prometheus
 	COORDINATOR_TEST_EXAMPLES=0.25 $(BIN)/pytest -n 6 -m "not e2e and not image and not install and not airflow" --durations=10
 

@@ -13,15 +13,21 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
   (``rule_files:``), byte for byte the chart's ``files/prometheus-rules.yaml`` (what its PrometheusRule holds);
 - ``airflow-etcd-coordinator-VERSION-grafana-dashboard.json``: the watchers' Grafana dashboard, byte for byte the
   chart's ``files/grafana-dashboard.json`` (devtools/dashboard.py builds it);
+- ``airflow-etcd-coordinator-examples-VERSION.tar.gz``: what the how-tos use besides the package, so a team needs
+  nothing but ``dist/``: the example DAGs, ``dependencies.json``, the chart's example values and etcd manifests
+  (``charts/examples/``) and the managed services' recipes, at their checkout paths under one top folder;
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
-- ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the SBOM of the image's Python environment (CycloneDX JSON,
-  ``cyclonedx-py environment`` on the image's own venv, run from the pinned ``.venv-sbom``: devtools/tool_venv.py);
+- ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the image's SBOM (CycloneDX JSON): its Python environment
+  (``cyclonedx-py environment`` on the image's own venv, run from the pinned ``.venv-sbom``: devtools/tool_venv.py),
+  the image and its manifest digest, and the Debian packages of its dpkg database (devtools/sbom.py), validated
+  against CycloneDX's schema;
 - ``SHA256SUMS``: every artifact above, in ``sha256sum -c`` form.
 
 Before it builds anything it refuses a release whose version is not the same everywhere: the chart, and a
 ``CHANGELOG.md`` section for it. Every time stamp it controls is the last commit's (``SOURCE_DATE_EPOCH``), so two
-builds of one checkout give the same wheel and chart bytes (the sdist's gzip header carries setuptools' own clock).
+builds of one checkout give the same wheel, chart and examples bytes (the sdist's gzip header carries setuptools'
+own clock).
 ``--no-image`` skips the two image artifacts (a machine without buildah, or the quick tests of the Python and chart
 artifacts).
 """
@@ -32,6 +38,7 @@ import argparse
 import gzip
 import hashlib
 import io
+import json
 import os
 import re
 import shutil
@@ -43,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import __version__
-from devtools import dashboard, image, prometheus, tool_venv
+from devtools import dashboard, image, prometheus, sbom, tool_venv
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "airflow-etcd-coordinator"
@@ -53,6 +60,11 @@ WATCHER = "airflow-etcd-coordinator-watcher"
 #: Where the image keeps its venv (docker/watcher.Containerfile): the environment the SBOM describes.
 IMAGE_VENV = "opt/coordinator"
 SUMS = "SHA256SUMS"
+EXAMPLES_NAME = "airflow-etcd-coordinator-examples"
+#: What the examples archive holds, as paths of the checkout: the example DAGs, their graph, the chart's example
+#: values and etcd manifests, the managed services' recipes. Inside the archive they keep these paths (under one top
+#: folder), so a how-to's command reads the same in a checkout and where the archive was unpacked.
+EXAMPLES = ("dags", "dependencies.json", "charts/examples", "docs/managed/recipes")
 
 
 class DistError(RuntimeError):
@@ -70,12 +82,13 @@ class Release:
     chart: Path
     rules: Path
     dashboard: Path
+    examples: Path
     image: Path | None
     sbom: Path | None
     sums: Path
 
     def artifacts(self) -> list[Path]:
-        every = (self.wheel, self.sdist, self.chart, self.rules, self.dashboard, self.image, self.sbom)
+        every = (self.wheel, self.sdist, self.chart, self.rules, self.dashboard, self.examples, self.image, self.sbom)
         return [p for p in every if p is not None]
 
 
@@ -168,15 +181,13 @@ def build_python(out: Path, epoch: int) -> tuple[Path, Path]:
     return wheel, sdist
 
 
-def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
-    """The chart as ``helm package`` lays it out: ``NAME/...`` inside ``NAME-VERSION.tgz``, files in a stable order,
-    owned by root, stamped with ``epoch`` (so the bytes depend on the chart alone)."""
-    name = chart.name
-    target = out / f"{name}-{__version__}.tgz"
+def write_tgz(target: Path, members: list[tuple[str, Path]], epoch: int) -> None:
+    """``members`` (name inside, file) as a gzip tar at ``target``: in the given order, owned by root, mode 0644,
+    stamped with ``epoch`` (gzip header included), so the bytes depend on the files alone."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(p for p in chart.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            info = tarfile.TarInfo(f"{name}/{path.relative_to(chart).as_posix()}")
+        for name, path in members:
+            info = tarfile.TarInfo(name)
             data = path.read_bytes()
             info.size, info.mtime, info.mode = len(data), epoch, 0o644
             info.uid = info.gid = 0
@@ -184,7 +195,29 @@ def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
             tar.addfile(info, io.BytesIO(data))
     with target.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=epoch, filename="") as zipped:
         zipped.write(buffer.getvalue())
+
+
+def package_chart(out: Path, epoch: int, chart: Path = CHART) -> Path:
+    """The chart as ``helm package`` lays it out: ``NAME/...`` inside ``NAME-VERSION.tgz``, files in a stable order."""
+    name = chart.name
+    target = out / f"{name}-{__version__}.tgz"
+    files = sorted(p for p in chart.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    write_tgz(target, [(f"{name}/{path.relative_to(chart).as_posix()}", path) for path in files], epoch)
     say(f">> packaged the chart: {target.name}")
+    return target
+
+
+def package_examples(out: Path, epoch: int) -> Path:
+    """The checkout's files under :data:`EXAMPLES` (tracked and new, as :func:`checkout_files` lists them) inside
+    one top folder ``EXAMPLES_NAME-VERSION/``, at the same paths as in the checkout."""
+    top = f"{EXAMPLES_NAME}-{__version__}"
+    target = out / f"{top}.tar.gz"
+    names = [n for n in checkout_files() if any(n == e or n.startswith(f"{e}/") for e in EXAMPLES)]
+    missing = [e for e in EXAMPLES if not any(n == e or n.startswith(f"{e}/") for n in names)]
+    if missing:
+        raise DistError(f"the examples archive needs {', '.join(missing)}, which the checkout does not hold")
+    write_tgz(target, [(f"{top}/{name}", REPO / name) for name in names], epoch)
+    say(f">> packaged the examples: {target.name} ({len(names)} files)")
     return target
 
 
@@ -207,13 +240,21 @@ def image_artifacts(out: Path, epoch: int, tag: str | None = None) -> tuple[Path
 
 def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
     """The image ``tag`` of the local store pushed to an OCI archive named ``WATCHER:VERSION`` inside (what ``podman
-    load`` names it), and the CycloneDX SBOM of its Python environment."""
+    load`` names it), and its CycloneDX SBOM (devtools/sbom.py): the Python environment as ``cyclonedx-py`` lists it,
+    the image with its manifest digest, a serial number, and the Debian packages of the image's dpkg database;
+    checked with CycloneDX's schema validator before it is kept."""
     archive = out / f"{WATCHER}-{__version__}.tar"
     archive.unlink(missing_ok=True)
     say(f">> writing {tag} to {archive.name} (OCI archive)")
-    image.buildah("push", "--quiet", "--format", "oci", tag, f"oci-archive:{archive}:{WATCHER}:{__version__}")
-    sbom = out / f"{WATCHER}-{__version__}.cdx.json"
-    say(f">> writing the SBOM of the image's Python environment: {sbom.name}")
+    with tempfile.TemporaryDirectory(prefix="coordinator-digest-") as tmp:
+        digest_file = Path(tmp) / "digest"
+        image.buildah("push", "--quiet", "--format", "oci", "--digestfile", str(digest_file), tag,
+                      f"oci-archive:{archive}:{WATCHER}:{__version__}")  # fmt: skip
+        digest = digest_file.read_text(encoding="utf-8").strip()
+    arch = json.loads(image.buildah("inspect", "--type", "image", tag, capture=True))["OCIv1"]["architecture"]
+    sbom_path = out / f"{WATCHER}-{__version__}.cdx.json"
+    sbom_path.unlink(missing_ok=True)
+    say(f">> writing the SBOM of the image ({digest}): {sbom_path.name}")
     container = image.buildah("from", "--pull=never", tag, capture=True).strip()
     try:
         root = Path(image.buildah("mount", container, capture=True).strip())
@@ -223,11 +264,23 @@ def export_image(out: Path, epoch: int, tag: str) -> tuple[Path, Path]:
         # venv its jsonschema extras would slow every Airflow process the tests start.
         generator = tool_venv.python(tool_venv.ensure_tool(tool_venv.SBOM))
         env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
-        run([str(generator), "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
-             "-o", str(sbom), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="coordinator-sbom-") as tmp:
+            python_only = Path(tmp) / "python.cdx.json"
+            run([str(generator), "-m", "cyclonedx_py", "environment", "--output-reproducible", "--of", "JSON",
+                 "-o", str(python_only), str(root / IMAGE_VENV)], "cyclonedx-py environment", env=env)  # fmt: skip
+            bom = json.loads(python_only.read_text(encoding="utf-8"))
+        try:
+            whole = sbom.complete(bom, name=WATCHER, version=__version__, digest=digest, arch=arch, root=root)
+        except ValueError as exc:
+            raise DistError(f"the image's SBOM: {exc}") from exc
     finally:
         image.discard(container)
-    return archive, sbom
+    sbom.write(sbom_path, whole)
+    problem = sbom.validate(sbom_path, generator)
+    if problem is not None:
+        sbom_path.unlink()
+        raise DistError(f"the image's SBOM is not valid CycloneDX:\n{problem[-3000:]}")
+    return archive, sbom_path
 
 
 def write_sums(out: Path, artifacts: list[Path]) -> Path:
@@ -243,6 +296,13 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     problems = version_problems(__version__, CHART, CHANGELOG)
     if problems:
         raise DistError("the version is not the same everywhere:\n  " + "\n  ".join(problems))
+    if with_image and image.missing_tools():
+        raise DistError(
+            f"{' and '.join(image.missing_tools())} not found: the watcher image (an artifact of the release) is built "
+            f"with Debian's buildah from a base made with debootstrap. Install them (Debian or Ubuntu):\n"
+            f"  {image.INSTALL_COMMAND}\n"
+            "or build every other artifact without the image: .venv/bin/python -m devtools.dist --no-image"
+        )
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
         if old.is_file() and (old.name == SUMS or old.name.startswith((PACKAGE, CHART.name))):
@@ -251,9 +311,10 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     wheel, sdist = build_python(out, epoch)
     chart = package_chart(out, epoch, CHART)
     rules, board = copy_monitoring(out)
+    examples = package_examples(out, epoch)
     archive, sbom = image_artifacts(out, epoch, tag) if with_image else (None, None)
-    sums = write_sums(out, [p for p in (wheel, sdist, chart, rules, board, archive, sbom) if p is not None])
-    return Release(out, __version__, wheel, sdist, chart, rules, board, archive, sbom, sums)
+    sums = write_sums(out, [p for p in (wheel, sdist, chart, rules, board, examples, archive, sbom) if p is not None])
+    return Release(out, __version__, wheel, sdist, chart, rules, board, examples, archive, sbom, sums)
 
 
 def human_size(size: int) -> str:

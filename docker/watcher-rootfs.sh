@@ -46,15 +46,18 @@ printf 'root:x:0:0:root:/root:/usr/sbin/nologin\nnonroot:x:65532:65532:nonroot:/
     > "$root"/etc/passwd
 printf 'root:x:0:\nnonroot:x:65532:\n' > "$root"/etc/group
 printf 'hosts: files dns\n' > "$root"/etc/nsswitch.conf
-# License texts of every Debian package that supplied a file (dpkg -S on each copied path).
-sort -u /tmp/copied | while read -r path; do dpkg -S "$path" 2>/dev/null | cut -d: -f1 | tr ',' '\n'; done \
-    | tr -d ' ' | sort -u | while read -r pkg; do
-        [ -f "/usr/share/doc/$pkg/copyright" ] || continue
-        mkdir -p "$root/usr/share/doc/$pkg" && cp "/usr/share/doc/$pkg/copyright" "$root/usr/share/doc/$pkg/"
-    done
-# A listing of those packages and versions, where scanners (trivy, grype, syft) look for distroless' dpkg status.
+# The Debian packages that supplied a file: `dpkg -S` answers "pkg1:arch, pkg2: /path" for each copied path (several
+# packages share a folder such as /usr/lib/python3.11), one name a line here, without the path and the ":arch".
+sort -u /tmp/copied | while read -r path; do dpkg -S "$path" 2>/dev/null || true; done | grep -v '^diversion by' \
+    | sed 's/: [^:]*$//' | tr ',' '\n' | sed 's/^ *//; s/:.*$//' | grep -v '^$' | sort -u > /tmp/owners
+# License texts of every one of those packages.
+while read -r pkg; do
+    [ -f "/usr/share/doc/$pkg/copyright" ] || continue
+    mkdir -p "$root/usr/share/doc/$pkg" && cp "/usr/share/doc/$pkg/copyright" "$root/usr/share/doc/$pkg/"
+done < /tmp/owners
+# Their dpkg status paragraphs, one file per package where scanners (trivy, grype, syft) look for distroless' dpkg
+# database, and the SBOM's Debian packages come from (devtools/sbom.py).
 mkdir -p "$root"/var/lib/dpkg/status.d
-sort -u /tmp/copied | while read -r path; do dpkg -S "$path" 2>/dev/null | cut -d: -f1 | tr ',' '\n'; done \
-    | tr -d ' ' | sort -u | while read -r pkg; do
-        dpkg-query -s "$pkg" > "$root/var/lib/dpkg/status.d/$pkg" 2>/dev/null || true
-    done
+while read -r pkg; do
+    dpkg-query -s "$pkg" > "$root/var/lib/dpkg/status.d/$pkg" 2>/dev/null || rm -f "$root/var/lib/dpkg/status.d/$pkg"
+done < /tmp/owners

@@ -15,6 +15,8 @@ import typer.main
 REPO = Path(__file__).resolve().parents[1]
 #: The README is the project's front page (the pitch, the two commands, install, links); the rest lives in the site.
 README_MAX_BYTES = 15 * 1024
+#: The benchmarks page: the current result per benchmark, machine and command; earlier ones are in the commits.
+BENCHMARKS_MAX_BYTES = 30_000
 
 
 def sphinx_build(source: Path, out: Path) -> subprocess.CompletedProcess[str]:
@@ -68,6 +70,14 @@ def test_the_readme_is_at_most_15_kb() -> None:
     text = (REPO / "README.md").read_text(encoding="utf-8")
     assert len(text.encode("utf-8")) <= README_MAX_BYTES
     assert "make demo" in text and "make test" in text
+
+
+def test_the_benchmarks_page_is_at_most_30_kb() -> None:
+    """docs/benchmarks.md holds the current result of each benchmark in at most 30 KB (history stays in the commits)
+    and keeps the markers `make bench` rewrites between."""
+    text = (REPO / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert len(text.encode("utf-8")) <= BENCHMARKS_MAX_BYTES
+    assert "<!-- bench:results:begin -->" in text and "<!-- bench:results:end -->" in text
 
 
 def test_the_cli_reference_lists_every_command(site: Path, capsys: pytest.CaptureFixture[str]) -> None:

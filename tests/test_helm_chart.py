@@ -37,6 +37,8 @@ from tests.support.cli_contract import command_problem, setting_variables
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "airflow-etcd-coordinator"
 EXAMPLES = ROOT / "charts" / "examples"
+#: The chart as the docs' commands name it: the release's package (tests/test_release.py proves it renders as CHART).
+PACKAGED = f"dist/airflow-etcd-coordinator-{coordinator.__version__}.tgz"
 #: The image in a team's own registry (no public image exists: the team builds and pushes it).
 IMAGE = "registry.example.com/platform/airflow-etcd-coordinator-watcher"
 #: What a release cannot run without, and nothing else: the image, etcd, one Airflow and a graph.
@@ -59,6 +61,7 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+KUBERNETES_PAGE = ROOT / "docs" / "howto" / "kubernetes.md"
 #: Three releases across the supported range (Chart.yaml's kubeVersion is >= 1.30).
 KUBERNETES = ["1.30.0", "1.33.0", "1.35.0"]
 #: Every switch on: TLS, auth, several instances, monitors, network policy, etcd-operator's cluster.
@@ -604,12 +607,14 @@ def test_an_existing_configmap_is_mounted_and_none_is_rendered(chart: helm.Chart
     assert {"name": "deps", "configMap": {"name": "team-graph"}} in volumes
 
 
-def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
+def values_of(command: str, tmp_path: Path, base: Path = ROOT) -> dict[str, Any]:
     """The values a `helm upgrade --install` command line gives, parsed by Helm's own parsers and merged in Helm's
-    order (-f files, then --set-json, --set, --set-file); `"$(cat FILE)"` is substituted as the shell would."""
+    order (-f files, then --set-json, --set, --set-file); `"$(cat FILE)"` is substituted as the shell would. Files
+    are read from ``base`` (`--set-file` from the working directory, as Helm reads it); the chart must be the
+    release's package, :data:`PACKAGED`."""
 
     def cat(match: re.Match[str]) -> str:
-        return shlex.quote((ROOT / match.group(1)).read_text(encoding="utf-8"))
+        return shlex.quote((base / match.group(1)).read_text(encoding="utf-8"))
 
     words = shlex.split(re.sub(r'"\$\(cat ([^)]+)\)"', cat, command))
     assert words[:3] == ["helm", "upgrade", "--install"], words
@@ -620,7 +625,7 @@ def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
         if word in ("-n", "--namespace"):
             next(rest)
         elif word in ("-f", "--values"):
-            given["-f"].append(yaml.safe_load((ROOT / next(rest)).read_text()))
+            given["-f"].append(yaml.safe_load((base / next(rest)).read_text()))
         elif word == "--set-json":
             given[word].append(helm.parse_set_json(next(rest)))
         elif word == "--set":
@@ -631,7 +636,7 @@ def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
             pytest.fail(f"the test does not know the flag {word}: teach values_of() how Helm reads it")
         else:
             positional.append(word)
-    assert positional == ["coordinator", "charts/airflow-etcd-coordinator"], positional
+    assert positional == ["coordinator", PACKAGED], positional
     values: dict[str, Any] = {}
     for parts in given.values():
         for part in parts:
@@ -641,14 +646,28 @@ def values_of(command: str, tmp_path: Path) -> dict[str, Any]:
 
 def documented_installs() -> list[str]:
     """Every `helm upgrade --install` command of docs/howto/kubernetes.md, continuation lines joined."""
-    text = (ROOT / "docs" / "howto" / "kubernetes.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    text = KUBERNETES_PAGE.read_text(encoding="utf-8").replace("\\\n", " ")
     return [line.strip() for line in text.splitlines() if line.strip().startswith("helm upgrade --install")]
 
 
+def documented_unpacking(page: Path) -> str:
+    """The one command of ``page`` that unpacks the release's examples archive (`tar -xzf dist/...`)."""
+    text = page.read_text(encoding="utf-8")
+    blocks = re.findall(r"```bash\n(.*?)```", text, re.DOTALL)
+    (line,) = [line.strip() for block in blocks for line in block.splitlines() if line.startswith("tar -xzf dist/")]
+    return line
+
+
 def test_the_documented_install_commands_are_the_ones_tested() -> None:
-    """docs/howto/kubernetes.md shows both forms of giving the graph and the platform team's values file."""
+    """docs/howto/kubernetes.md installs the release's packaged chart from dist/ in all three commands, with both
+    forms of giving the graph and the platform team's values file from the examples archive, which it unpacks with
+    the install guide's own command."""
     commands = documented_installs()
     assert len(commands) == 3, commands
+    assert all(c.split()[4] == PACKAGED for c in commands), commands
+    howto = ROOT / "docs" / "howto" / "existing-airflow.md"
+    unpack = f"tar -xzf dist/airflow-etcd-coordinator-examples-{coordinator.__version__}.tar.gz --strip-components=1"
+    assert documented_unpacking(KUBERNETES_PAGE) == documented_unpacking(howto) == unpack
     assert any("--set-file deps.content=dependencies.json" in c for c in commands), commands
     assert any('--set-json deps.content="$(cat dependencies.json)"' in c for c in commands), commands
     assert any("-f charts/examples/platform-values.yaml" in c for c in commands), commands
@@ -663,7 +682,8 @@ def install_id(command: str) -> str:
 def test_each_documented_install_renders_valid_objects_and_a_valid_graph(
     chart: helm.Chart, command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each `helm upgrade --install` of docs/howto/kubernetes.md, run from the repository's root, passes the values
+    """Each `helm upgrade --install` of docs/howto/kubernetes.md, run from the repository's root (the chart folder
+    standing in for the package it becomes, the examples at the same paths as in their archive), passes the values
     schema, renders objects valid for every Kubernetes release above, and a graph the real `coordinator validate`
     accepts, exactly the one the command gave."""
     monkeypatch.chdir(ROOT)

@@ -24,13 +24,18 @@ from devtools import dashboard, dist, prometheus
 from tests.support.release import released_venv
 from tests.test_helm_chart import (
     KUBERNETES,
+    KUBERNETES_PAGE,
+    PACKAGED,
     REQUIRED,
     deps_text,
+    documented_installs,
+    documented_unpacking,
     merged,
     platform_values,
     render,
     validate_graph,
     validate_strictly,
+    values_of,
 )
 
 #: Builds the package and installs it into fresh environments with pip (minutes): not in `make fast`.
@@ -43,6 +48,7 @@ SDIST = f"airflow_etcd_coordinator-{VERSION}.tar.gz"
 CHART_TGZ = f"airflow-etcd-coordinator-{VERSION}.tgz"
 RULES = f"airflow-etcd-coordinator-{VERSION}-prometheus-rules.yaml"
 DASHBOARD = f"airflow-etcd-coordinator-{VERSION}-grafana-dashboard.json"
+EXAMPLES = f"airflow-etcd-coordinator-examples-{VERSION}.tar.gz"
 
 
 def make_dist(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -60,15 +66,15 @@ def release(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_make_dist_writes_the_wheel_sdist_chart_rules_and_dashboard_with_their_checksums(release: Path) -> None:
-    """dist/ holds the wheel, the sdist, the chart package, the alert rules file, the Grafana dashboard and
-    SHA256SUMS naming exactly those, and `sha256sum -c` verifies every one."""
-    artifacts = [WHEEL, SDIST, CHART_TGZ, RULES, DASHBOARD]
+def test_make_dist_writes_every_artifact_with_its_checksum(release: Path) -> None:
+    """dist/ holds the wheel, the sdist, the chart package, the alert rules file, the Grafana dashboard, the examples
+    archive and SHA256SUMS naming exactly those, and `sha256sum -c` verifies every one."""
+    artifacts = [WHEEL, SDIST, CHART_TGZ, RULES, DASHBOARD, EXAMPLES]
     assert sorted(p.name for p in release.iterdir()) == sorted([*artifacts, "SHA256SUMS"])
     listed = sorted(line.split("  ", 1)[1] for line in (release / "SHA256SUMS").read_text().splitlines())
     assert listed == sorted(artifacts)
     check = subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=release, capture_output=True, text=True, check=False)
-    assert check.returncode == 0 and check.stdout.count(": OK") == 5, check.stdout + check.stderr
+    assert check.returncode == 0 and check.stdout.count(": OK") == len(artifacts), check.stdout + check.stderr
 
 
 def test_the_released_rules_file_is_the_charts_and_passes_the_documented_promtool_check(release: Path) -> None:
@@ -145,14 +151,63 @@ def test_the_wheel_and_sdist_hold_the_package_its_licence_and_no_dev_code(releas
     assert not tops & {"tests", "devtools", "bench", "dags", "docs", "charts", ".venv", "dist"}, tops
 
 
-def test_two_builds_of_one_checkout_give_the_same_wheel_and_chart(release: Path, tmp_path: Path) -> None:
-    """A second `make dist` of the same checkout writes a byte-identical wheel and chart package (every time stamp
-    is the last commit's), so a team can rebuild a release and compare its SHA256SUMS."""
+def test_two_builds_of_one_checkout_give_the_same_wheel_chart_and_examples(release: Path, tmp_path: Path) -> None:
+    """A second `make dist` of the same checkout writes a byte-identical wheel, chart package and examples archive
+    (every time stamp is the last commit's), so a team can rebuild a release and compare its SHA256SUMS."""
     done = make_dist(tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     first = dict(reversed(line.split("  ", 1)) for line in (release / "SHA256SUMS").read_text().splitlines())
     second = dict(reversed(line.split("  ", 1)) for line in (tmp_path / "SHA256SUMS").read_text().splitlines())
     assert first[WHEEL] == second[WHEEL] and first[CHART_TGZ] == second[CHART_TGZ]
+    assert first[EXAMPLES] == second[EXAMPLES]
+
+
+def test_the_examples_archive_holds_what_the_how_tos_use_at_their_checkout_paths(release: Path) -> None:
+    """The examples archive holds, under one top folder, exactly the checkout's example DAGs, dependencies.json, the
+    chart's example values and etcd manifests and the managed services' recipes, byte for byte, root-owned files."""
+    top = f"airflow-etcd-coordinator-examples-{VERSION}/"
+    with tarfile.open(release / EXAMPLES) as tar:
+        members = tar.getmembers()
+        contents = {m.name: tar.extractfile(m).read() for m in members}  # type: ignore[union-attr]
+    assert all(m.isfile() and m.uid == 0 and m.name.startswith(top) for m in members), [m.name for m in members]
+    expected = {name for name in dist.checkout_files() if name.startswith(tuple(f"{e}/" for e in dist.EXAMPLES))}
+    expected |= {"dependencies.json"}
+    assert {name.removeprefix(top) for name in contents} == expected
+    for name, data in contents.items():
+        assert data == (ROOT / name.removeprefix(top)).read_bytes(), name
+    for needed in ("dags/01_pipeline.py", "dags/example_pipeline.py", "charts/examples/platform-values.yaml",
+                   "charts/examples/platform-dependencies.json", "docs/managed/recipes/astro-values.yaml"):  # fmt: skip
+        assert needed in expected, needed
+
+
+def test_the_kubernetes_commands_render_the_packaged_chart_from_dist_alone(
+    release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In a clean directory holding only dist/, docs/howto/kubernetes.md's own `tar` command unpacks the examples
+    archive, and each of its `helm upgrade --install` commands, its values and files read from there and its chart
+    loaded from the packaged .tgz by Helm's loader, renders objects valid on every supported Kubernetes release and
+    the graph the command gave, which the real `coordinator validate` accepts."""
+    where = tmp_path / "clean"
+    (where / "dist").mkdir(parents=True)
+    for name in (CHART_TGZ, EXAMPLES):
+        (where / "dist" / name).write_bytes((release / name).read_bytes())
+    unpack = documented_unpacking(KUBERNETES_PAGE)
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", unpack], cwd=where, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    packaged = helm.Chart.load(where / PACKAGED)
+    commands = documented_installs()
+    assert len(commands) == 3, commands
+    monkeypatch.chdir(where)  # Helm reads --set-file paths from the working directory, as the user's shell would
+    for command in commands:
+        values = values_of(command, tmp_path, base=where)
+        objects = render(packaged, values)
+        for version in KUBERNETES:
+            validate_strictly(objects, version)
+        text = deps_text(objects)
+        given = values["deps"]["content"]
+        assert text == given if isinstance(given, str) else json.loads(text) == given
+        validate_graph(text, tmp_path)
 
 
 def test_the_packaged_chart_renders_the_repositorys_graph_from_the_tgz(release: Path, tmp_path: Path) -> None:

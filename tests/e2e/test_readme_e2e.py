@@ -8,13 +8,13 @@ values are replaced (:data:`PLACEHOLDERS`: etcd's ports, the prefix, Airflow's U
 each replacement must be used, so renaming one in the README fails here too. Exported variables carry over from
 block to block as in one terminal.
 
-Where it runs is what a new user has: a clean temporary directory holding ``dist/`` as
-``python -m devtools.dist --no-image`` writes it, plus the checkout's ``dags/`` and ``dependencies.json`` (the files
-steps 3 and 6 take from a checkout), nothing else of the repository; and "Airflow's environment" is a fresh venv
-with Airflow 3.3 and the released wheel (devtools/release_venv.py, shared with tests/test_release.py), never this
-checkout's editable install. Airflow's home starts empty (no ``dags/`` folder), and the DAG processor scans for new
-files every 5 minutes as Airflow's default does, so the README's own ``mkdir`` and ``airflow dags reserialize`` are
-what make the DAGs exist for step 4.
+Where it runs is what a new user has: a clean temporary directory holding only ``dist/`` as
+``python -m devtools.dist --no-image`` writes it (the example DAGs and ``dependencies.json`` of steps 3 and 6 come
+from its examples archive, unpacked by step 1's own command), nothing of the repository; and "Airflow's
+environment" is a fresh venv with Airflow 3.3 and the released wheel (devtools/release_venv.py, shared with
+tests/test_release.py), never this checkout's editable install. Airflow's home starts empty (no ``dags/`` folder),
+and the DAG processor scans for new files every 5 minutes as Airflow's default does, so the README's own ``mkdir``
+and ``airflow dags reserialize`` are what make the DAGs exist for step 4.
 
 What the test does that a user does in other terminals: it starts Airflow's components after step 2 (the README's
 "restart ... with this environment"), from the README's own environment and simple-auth-manager users line (step
@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -61,8 +60,8 @@ pytestmark = pytest.mark.e2e  # starts a real etcd and Airflow 3.3 of its own: o
 README = REPO / "docs" / "howto" / "existing-airflow.md"
 BLOCK_RE = re.compile(r"<!-- readme-e2e: ([\w-]+) -->\n```bash\n(.*?)\n```", re.DOTALL)
 #: The marked blocks, in the order the README gives them.
-STEPS = ["install", "trial-etcd", "plugin", "example-dags", "unpause", "airflow3-simple-user", "watcher-password",
-         "watcher-env", "sqlite", "watch", "trigger", "status", "doctor"]  # fmt: skip
+STEPS = ["install", "examples", "trial-etcd", "plugin", "example-dags", "unpause", "airflow3-simple-user",
+         "watcher-password", "watcher-env", "sqlite", "watch", "trigger", "status", "doctor"]  # fmt: skip
 README_DATE = "2026-01-01"
 WHEEL = f"airflow_etcd_coordinator-{__version__}-py3-none-any.whl"
 USERS_VARIABLE = "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"
@@ -181,8 +180,8 @@ class ReadmeAirflow(AirflowStack):
 
 @dataclass
 class Trial:
-    """What a new user starts from: the clean directory (``dist/``, ``dags/``, ``dependencies.json``) and the
-    fresh venv of Airflow's environment."""
+    """What a new user starts from: the clean directory (``dist/`` only) and the fresh venv of Airflow's
+    environment."""
 
     dir: Path
     venv: Path
@@ -190,15 +189,13 @@ class Trial:
 
 @pytest.fixture
 def trial(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Trial:
-    """``python -m devtools.dist --no-image`` into a clean directory's ``dist/``, the checkout's example DAGs and
-    graph beside it, and the session's fresh venv with that wheel and Airflow 3.3."""
+    """``python -m devtools.dist --no-image`` into a clean directory's ``dist/`` (nothing else of the checkout), and
+    the session's fresh venv with that wheel and Airflow 3.3."""
     where = tmp_path / "trial"
     where.mkdir()
     built = subprocess.run([sys.executable, "-m", "devtools.dist", "--no-image", "--out", str(where / "dist")],
                            cwd=REPO, capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     assert built.returncode == 0, built.stdout[-_TAIL_CHARS:] + built.stderr[-_TAIL_CHARS:]
-    shutil.copytree(REPO / "dags", where / "dags", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy2(REPO / "dependencies.json", where / "dependencies.json")
     return Trial(dir=where, venv=released_venv(where / "dist" / WHEEL, tmp_path_factory))
 
 
@@ -265,8 +262,7 @@ def test_the_readme_install_guide_works_from_the_release_in_order(trial: Trial, 
     assert users.get(WATCHER_USER) == "user", users
     log_dir = tmp_path / "logs"
     log_dir.mkdir()
-    password_file = tmp_path / "secrets" / "airflow_password"
-    password_file.parent.mkdir()
+    password_file = tmp_path / "secrets" / "airflow_password"  # its folder is made by step 5's own command
     etcd_port = free_port()
     peer_port = free_port(exclude={etcd_port})
     airflow_port = free_port(exclude={etcd_port, peer_port})
@@ -292,6 +288,7 @@ def test_the_readme_install_guide_works_from_the_release_in_order(trial: Trial, 
         "COORDINATOR_PREFIX=/coordinator": f"COORDINATOR_PREFIX={prefix}",
         "http://airflow:8080": stack.url,
         "/run/secrets/airflow_password": str(password_file),
+        "/run/secrets": str(password_file.parent),
         README_DATE: partition[:10],
     }
     env = {
@@ -308,6 +305,11 @@ def test_the_readme_install_guide_works_from_the_release_in_order(trial: Trial, 
             "which", 'command -v coordinator; python -c "import coordinator; print(coordinator.__file__)"'
         )
         assert all(line.startswith(str(trial.venv)) for line in where.stdout.split()), where.stdout
+        # Step 1's examples archive, unpacked by the page's command: the DAGs and the graph of steps 3 and 6.
+        assert sorted(p.name for p in trial.dir.iterdir()) == ["dist"], sorted(p.name for p in trial.dir.iterdir())
+        shell.run("examples", blocks["examples"])
+        for name in ("dependencies.json", "dags/example_pipeline.py", "charts/examples/platform-values.yaml"):
+            assert (trial.dir / name).read_bytes() == (REPO / name).read_bytes(), name
 
         # Step 2: the trial etcd (its own terminal), then the plugin's environment and its check.
         etcd_proc = shell.start("trial-etcd", blocks["trial-etcd"])

@@ -2,7 +2,8 @@
 user, what it holds and does not, and a real cascade run by ``coordinator watch`` inside it, once under ``buildah
 run`` and once on its root filesystem mounted read-only as UID 65532 (the chart's readOnlyRootFilesystem), against
 a real etcd and the fake Airflow on loopback. The release's image artifacts (`make dist`): the OCI archive loaded into
-an empty store runs the same cascade, and the SBOM lists exactly the image's Python packages.
+an empty store runs the same cascade, and the SBOM validates, names the image's digest and lists exactly the image's
+Python and Debian packages.
 
 Needs root, buildah and debootstrap (`make pytest` installs them on Debian, as it does chromium); elsewhere these
 tests skip, saying so. tests/conftest.py runs them in one worker so the image is built once.
@@ -16,14 +17,16 @@ import re
 import shlex
 import shutil
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 import coordinator
-from devtools import dist, image
+from devtools import dist, image, sbom, tool_venv
 from tests.scenario.conftest import DOWNSTREAM, LAST, SEVEN_DAGS, Stack, new_partition
 
 pytestmark = [pytest.mark.scenario, pytest.mark.image]
@@ -274,12 +277,14 @@ def test_the_release_archive_loads_into_an_empty_store_and_runs_a_cascade(
 
 
 def test_the_sbom_lists_exactly_the_images_python_packages(released: tuple[Path, Path], rootfs: Path) -> None:
-    """The SBOM `make dist` writes is CycloneDX JSON whose components are the distributions installed in the
+    """The SBOM `make dist` writes is CycloneDX JSON whose Python components are the distributions installed in the
     image's venv, each at its installed version (this package's at VERSION), and no Airflow."""
     _, sbom = released
     bom = json.loads(sbom.read_text(encoding="utf-8"))
     assert bom["bomFormat"] == "CycloneDX"
-    listed = {c["name"].lower().replace("_", "-"): c["version"] for c in bom["components"]}
+    python = [c for c in bom["components"] if c.get("purl", "pkg:pypi/").startswith("pkg:pypi/")]
+    python = [c for c in python if c["type"] == "library"]
+    listed = {c["name"].lower().replace("_", "-"): c["version"] for c in python}
     site = next((rootfs / VENV.lstrip("/") / "lib").glob("python3.*/site-packages"))
     installed = {}
     for info in site.glob("*.dist-info"):
@@ -288,3 +293,32 @@ def test_the_sbom_lists_exactly_the_images_python_packages(released: tuple[Path,
     assert listed == installed
     assert listed["airflow-etcd-coordinator"] == coordinator.__version__
     assert not any(name.startswith("apache-airflow") for name in listed)
+
+
+def test_the_sbom_validates_names_the_image_digest_and_lists_its_debian_packages(
+    released: tuple[Path, Path], rootfs: Path
+) -> None:
+    """The SBOM passes CycloneDX's strict schema validator, has a urn:uuid serial number, names the image with the
+    manifest digest its OCI archive holds, and lists exactly the Debian packages of the image's dpkg database
+    (var/lib/dpkg/status.d, counted here), each as pkg:deb/debian/NAME@VERSION with its architecture."""
+    archive, path = released
+    assert sbom.validate(path, tool_venv.python(tool_venv.ensure_tool(tool_venv.SBOM))) is None
+    bom = json.loads(path.read_text(encoding="utf-8"))
+    assert re.fullmatch(r"urn:uuid:[0-9a-f-]{36}", bom["serialNumber"]), bom["serialNumber"]
+    with tarfile.open(archive) as tar:
+        (manifest,) = json.load(tar.extractfile("index.json"))["manifests"]  # type: ignore[arg-type]
+    image = bom["metadata"]["component"]
+    assert (image["type"], image["name"], image["version"]) == ("container", dist.WATCHER, coordinator.__version__)
+    assert image["hashes"] == [{"alg": "SHA-256", "content": manifest["digest"].removeprefix("sha256:")}]
+    assert image["purl"].startswith(f"pkg:oci/{dist.WATCHER}@{manifest['digest'].replace(':', '%3A')}?")
+    held = {}
+    for status in (rootfs / "var" / "lib" / "dpkg" / "status.d").iterdir():
+        fields = dict(re.findall(r"^(Package|Version|Architecture): (.+)$", status.read_text(), flags=re.MULTILINE))
+        held[fields["Package"]] = (fields["Version"], fields["Architecture"])
+    debs = {c["name"]: c for c in bom["components"] if c.get("purl", "").startswith("pkg:deb/")}
+    assert len(debs) == len(held) > 20, (len(debs), len(held))
+    assert {name: c["version"] for name, c in debs.items()} == {name: v for name, (v, _) in held.items()}
+    for name, component in debs.items():
+        version, arch = held[name]
+        assert component["purl"].startswith(f"pkg:deb/debian/{quote(name)}@{quote(version, safe='')}?arch={arch}&")
+    assert {"libssl3", "libc6", "python3.11-minimal", "libpython3.11-stdlib"} <= set(debs), sorted(debs)
