@@ -78,6 +78,10 @@ class GridMachine(PlannerMachine):
         self.model_reads: dict[tuple[NodeId, str], dict[tuple[NodeId, str], int | None]] = {}
 
     # -- the independent model -----------------------------------------------------------------------------------
+    def own(self, node: NodeId) -> list[str]:
+        """A DAG's partitions: the points of its grid (the machines built on this one have their own)."""
+        return points(self.grids[node])
+
     def needs(self, node: NodeId, up: NodeId, partition: str) -> list[str]:
         """Upstream partitions D's partition needs: windows of fixed length, overlapping D's shifted window."""
         down_period, up_period = GRIDS[self.grids[node]][1], GRIDS[self.grids[up]][1]
@@ -152,7 +156,7 @@ class GridMachine(PlannerMachine):
         for node in world.graph.topo_order:
             if world.graph.dags[node].is_root:
                 continue
-            for partition in points(self.grids[node]):
+            for partition in self.own(node):
                 if self.inputs_fresh(node, partition):
                     fact = world.view.runs.get((node, partition))
                     state = fact.record.state if fact is not None else None
