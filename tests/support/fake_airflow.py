@@ -494,7 +494,7 @@ class FakeAirflow:
 
     def _list_assets(self, query: dict[str, list[str]]) -> dict[str, Any]:
         pattern = query.get("uri_pattern", [""])[-1].lower()
-        items = [
+        items: list[dict[str, Any]] = [
             {
                 "id": i,
                 "uri": uri,
