@@ -33,7 +33,10 @@ Rules:
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -74,6 +77,25 @@ class Credential:
             return False
         margin = min(EXPIRY_MARGIN_S, max(0.0, self.expires_at - self.obtained_at) / 4)
         return now >= self.expires_at - margin
+
+
+def bearer(token: str) -> Credential:
+    """An ``Authorization: Bearer`` credential, expiring when its JWT says (None if it is no JWT): how every method
+    that ends in a token (password, bearer, exec, google) hands it over."""
+    return Credential({"Authorization": f"Bearer {token}"}, expires_at=jwt_expiry(token), secrets=(token,))
+
+
+def jwt_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, unverified (only to renew it in time; the server verifies), or None."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = payload.get("exp") if isinstance(payload, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 @dataclass(frozen=True)

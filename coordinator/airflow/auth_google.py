@@ -19,8 +19,7 @@ import google.auth.exceptions
 import google.auth.transport
 import httpx
 
-from coordinator.airflow.auth import Credential, Exchange
-from coordinator.airflow.auth_methods import bearer
+from coordinator.airflow.auth import Credential, Exchange, bearer
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowUnavailable
 

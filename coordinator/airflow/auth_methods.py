@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import json
 import logging
 from datetime import datetime
@@ -17,7 +16,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from coordinator.airflow.auth import AuthMethod, Credential, Exchange
+from coordinator.airflow.auth import AuthMethod, Credential, Exchange, bearer
 from coordinator.airflow.runs import ApiVersion
 from coordinator.errors import AirflowAuthError, AirflowError
 from coordinator.runtime.instance_auth import BearerAuth, ExecAuth, GoogleAuth, MwaaAuth, NoAuth, PasswordAuth
@@ -32,24 +31,6 @@ STDERR_MAX = 300
 
 def _auth_error(instance: str, method: str, text: str, status: int = 0) -> AirflowAuthError:
     return AirflowAuthError(f"{instance}: {method} auth: {text}", status)
-
-
-def bearer(token: str) -> Credential:
-    """An ``Authorization: Bearer`` credential, expiring when its JWT says (None if it is no JWT)."""
-    return Credential({"Authorization": f"Bearer {token}"}, expires_at=jwt_expiry(token), secrets=(token,))
-
-
-def jwt_expiry(token: str) -> float | None:
-    """The ``exp`` claim of a JWT, unverified (only to renew it in time; the server verifies), or None."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    try:
-        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, binascii.Error):
-        return None
-    exp = payload.get("exp") if isinstance(payload, dict) else None
-    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
 
 
 class PasswordMethod:
