@@ -21,7 +21,8 @@ import typer
 import typer.main
 from typer.testing import CliRunner
 
-from coordinator.cli.app import PANELS, app, env_var, load_commands
+from coordinator.cli.app import PANELS, app, env_var
+from coordinator.cli.entry import load_commands
 from coordinator.runtime.settings import Settings
 
 #: Options that read no environment variable, by long name (or "command --option" where the same name reads one

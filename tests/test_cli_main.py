@@ -11,7 +11,7 @@ import typer
 from coordinator.errors import SpecError
 
 # The module, not the Typer object that ``coordinator.cli`` exports under the same name.
-app_module = importlib.import_module("coordinator.cli.app")
+app_module = importlib.import_module("coordinator.cli.entry")
 # main() imports the command modules, which register on ``app``: done here, before the test replaces ``app`` (every
 # ``*_cmds`` module of the package, so a new command module cannot slip past).
 for _module in pkgutil.iter_modules(importlib.import_module("coordinator.cli").__path__):

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import typer
 
-from coordinator.cli.app import app, load_commands
+from coordinator.cli.app import app
+from coordinator.cli.entry import load_commands
 from coordinator.core.spec.schema import json_schema
 from coordinator.runtime.settings import Settings
 

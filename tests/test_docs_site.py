@@ -35,8 +35,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def app_commands() -> list[str]:
-    """Every command path of the app as the console script registers it (``coordinator.cli.app.main``'s imports)."""
-    from coordinator.cli.app import app, main
+    """Every command path of the app as the console script registers it (``coordinator.cli.entry.main``'s imports)."""
+    from coordinator.cli.app import app
+    from coordinator.cli.entry import main
 
     argv = sys.argv
     sys.argv = ["coordinator", "--help"]

@@ -2,9 +2,9 @@
 
 Rules: commands parse arguments, build :class:`Settings`, call one function, and turn known errors into a message on
 stderr plus an exit code (2: bad input or configuration, a TLS mistake with etcd included, with its ``fix:`` line;
-1: a runtime failure such as etcd being unreachable). No
-command prints a traceback: an unexpected error leaves ``main()`` as ``error: unexpected ...`` and exit 2
-(``COORDINATOR_TRACEBACK=1`` shows the traceback).
+1: a runtime failure such as etcd being unreachable). No command prints a traceback: an unexpected error leaves
+``coordinator.cli.entry.main()`` as ``error: unexpected ...`` and exit 2 (``COORDINATOR_TRACEBACK=1`` shows the
+traceback).
 
 Options explain themselves in ``--help`` (tests/test_cli_help.py holds every command to it): an option that overrides
 a setting declares its environment variable (:func:`setting_option`), every option shows its default or is required,
@@ -15,9 +15,7 @@ one panel of :data:`PANELS`.
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
-import traceback
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -164,29 +162,6 @@ InstancesOpt = Annotated[
 ]  # fmt: skip
 
 
-def load_commands() -> None:
-    """Import every command module for its registrations on ``app`` (``main()``, the reference page and the tests
-    see the same commands)."""
-    from coordinator.cli import (  # noqa: F401
-        airflow_cmds,
-        asset_cmds,
-        budget_cmds,
-        check_airflow_cmds,
-        diff_cmds,
-        doctor_cmds,
-        engine_cmds,
-        import_cmds,
-        incident_cmds,
-        lineage_cmds,
-        probe_cmds,
-        prune_cmds,
-        rerun_cmds,
-        roles_cmds,
-        spec_cmds,
-        state_cmds,
-    )
-
-
 def _print_version(value: bool) -> None:
     if value:
         from coordinator import __version__
@@ -247,34 +222,8 @@ def run_async(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(str(exc), EXIT_FAILURE)
 
 
-def main() -> None:
-    """Console-script entry point."""
-    # gRPC's C core writes lines of its own to stderr, outside our log format ("I1126 21:46:21.285947 14554
-    # ssl_transport_security.cc:2563] Handshake failed ..." for every failed TLS handshake, at INFO). Each such failure
-    # reaches the operator as our own error with its fix (coordinator.etcd.tls_hint); the C core keeps its ERROR lines.
-    # It reads the variable once, when grpc is first imported: before load_commands. An operator's own value wins.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
-    load_commands()
-
-    # Outside typer a ``fail()`` (typer.Exit) would escape as a traceback: errors here print and exit directly.
-    try:
-        app()
-    except (ConfigError, SpecError) as exc:
-        _exit(str(exc), EXIT_INVALID)
-    except CoordinatorError as exc:
-        _exit(str(exc), EXIT_FAILURE)
-    except Exception as exc:  # a bug of ours or of a library: a message and exit 2, the traceback only on request
-        if os.environ.get("COORDINATOR_TRACEBACK"):
-            traceback.print_exc()
-        _exit(
-            f"unexpected {type(exc).__name__}: {exc} (a bug of coordinator: please report it with the command; "
-            "COORDINATOR_TRACEBACK=1 prints the traceback)",
-            EXIT_INVALID,
-        )
-    sys.exit(0)
-
-
-def _exit(message: str, code: int) -> NoReturn:
-    """``fail()`` for main(): print ``error: message`` on stderr and leave the process with ``code``."""
+def exit_with(message: str, code: int) -> NoReturn:
+    """``fail()`` outside typer (``coordinator.cli.entry.main``): print ``error: message`` on stderr and leave the
+    process with ``code``."""
     err.print(Text("error: ", style="bold red") + Text(message))
     sys.exit(code)

@@ -42,12 +42,13 @@ def _code(text: str) -> str:
 
 
 def cli_group() -> Any:
-    """The ``coordinator`` app as a click group, with every command module registered as ``coordinator.cli.app.main``
+    """The ``coordinator`` app as a click group, with every command module registered as ``coordinator.cli.entry.main``
     registers them. Typer vendors its own click, so commands are told apart by what they have (a group lists
     commands), not by click's classes."""
     import typer.main
 
-    from coordinator.cli.app import app, load_commands
+    from coordinator.cli.app import app
+    from coordinator.cli.entry import load_commands
 
     load_commands()
     return typer.main.get_command(app)
