@@ -31,11 +31,11 @@ from coordinator.errors import (
     StoreTlsError,
     StoreUnavailable,
 )
-from coordinator.etcd import watch, wire
+from coordinator.etcd import probe, watch, wire
 from coordinator.etcd.election import Election
 from coordinator.etcd.stubs import rpc
 from coordinator.etcd.tls_hint import diagnose
-from coordinator.etcd.types import KV, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
+from coordinator.etcd.types import KV, Alarm, CasResult, DeleteResult, Fence, Lease, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
     Conn,
     RpcError,
@@ -257,6 +257,14 @@ class EtcdStore:
         await self.close()
 
     # -- key-value ------------------------------------------------------------------------------------------
+
+    async def ping(self, key: str, timeout_s: float) -> int:
+        """etcd's current revision, asked once with a deadline (``coordinator.etcd.probe.ping``)."""
+        return await probe.ping(self, key, timeout_s)
+
+    async def alarms(self, timeout_s: float) -> tuple[Alarm, ...]:
+        """The alarms raised on any member, asked once with a deadline (``coordinator.etcd.probe.alarms``)."""
+        return await probe.alarms(self, timeout_s)
 
     async def get(self, key: str, *, retry: bool = True) -> KV | None:
         """The key as stored, None when absent. Without ``retry`` a failure is raised at once."""

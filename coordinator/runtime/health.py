@@ -31,20 +31,39 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from coordinator.core.graph import Graph
 from coordinator.core.instance_coverage import Unconfigured
 from coordinator.core.model import TriggerStatus
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError
-from coordinator.etcd import EtcdStore
-from coordinator.etcd.probe import alarms, ping
 from coordinator.runtime.metrics import Metrics, WatcherState
 from coordinator.runtime.settings import DEFAULT_START_TIMEOUT_S
 
 log = logging.getLogger(__name__)
+
+
+class RaisedAlarm(Protocol):
+    """One alarm etcd raised (``coordinator.etcd.types.Alarm``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def member(self) -> str: ...
+
+
+class ProbedStore(Protocol):
+    """What the probe asks of the store (``coordinator.etcd.EtcdStore``), so this module needs no etcd adapter: the
+    adapter depends on the runtime's settings and retries, never the other way round."""
+
+    async def ping(self, key: str, timeout_s: float) -> int: ...
+
+    async def alarms(self, timeout_s: float) -> Sequence[RaisedAlarm]: ...
+
 
 #: 60 s without a turn of the reconcile loop: ~30 times its longest idle wait (2 s), and 6 times the cold-start target
 #: of the largest estates (a view of a million keys loaded and planned in 10 s), so only a wedged process trips it.
@@ -145,7 +164,7 @@ _ALARM_MEANING = {"NOSPACE": "database space exceeded: --quota-backend-bytes rea
                   "CORRUPT": "a member's data differs from the others'"}  # fmt: skip
 
 
-async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metrics, stop: asyncio.Event) -> None:
+async def probe_etcd(store: ProbedStore, key: str, health: Health, metrics: Metrics, stop: asyncio.Event) -> None:
     """Ask etcd every PROBE_INTERVAL_S, each time with a PROBE_TIMEOUT_S deadline, until ``stop`` (**Ready**); its
     alarm list every ALARM_INTERVAL_S (**etcd's alarms**)."""
     alarms_due = health.clock()
@@ -153,7 +172,7 @@ async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metric
         try:
             # The gRPC deadline ends the call; the outer timeout only backs it up (e.g. a re-login that hangs).
             async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
-                revision = await ping(store, key, PROBE_TIMEOUT_S)
+                revision = await store.ping(key, PROBE_TIMEOUT_S)
         except TimeoutError:
             metrics.etcd_error("probe", "timeout")
             _failed(health, metrics, f"no answer within {PROBE_TIMEOUT_S:g} s")
@@ -174,11 +193,11 @@ async def probe_etcd(store: EtcdStore, key: str, health: Health, metrics: Metric
             await asyncio.wait_for(stop.wait(), timeout=PROBE_INTERVAL_S)
 
 
-async def _read_alarms(store: EtcdStore, health: Health, metrics: Metrics) -> None:
+async def _read_alarms(store: ProbedStore, health: Health, metrics: Metrics) -> None:
     """**etcd's alarms**: etcd's alarm list into the health, the gauge and one log line per change."""
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_S + 0.5):
-            found = await alarms(store, PROBE_TIMEOUT_S)
+            found = await store.alarms(PROBE_TIMEOUT_S)
     except (TimeoutError, CoordinatorError) as exc:
         # Unanswered: the liveness probe tells that story. Refused (a role without it): the alarm stays unknown,
         # and writes refused under it still show as errors; said once, not every 5 s.
