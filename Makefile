@@ -126,20 +126,29 @@ prometheus:
 # The slim watcher image (docker/watcher.Containerfile) without a Docker daemon: buildah from a debootstrapped
 # debian:bookworm-slim (made once); prints its size beside the 150 MB target. Elsewhere:
 #   docker build -f docker/watcher.Containerfile -t airflow-etcd-coordinator-watcher:0.1.0 .
-image: $(STAMP)
-	$(BIN)/python -m devtools.image build
+image:
+	$(PYTHON) -m devtools.image build
 
 # The release (devtools/dist.py, docs/releasing.md): dist/ with the wheel and the sdist (twine check --strict), the
 # chart as NAME-VERSION.tgz, the alert rules and the dashboard, the examples archive, the watcher image as an OCI
 # archive and its CycloneDX SBOM, and SHA256SUMS. Refuses to build when Chart.yaml or CHANGELOG.md do not carry
 # coordinator.__version__, or without buildah and debootstrap (it says how to install them; it installs nothing on the
-# host). Nothing is published.
-dist: $(STAMP)
-	$(BIN)/python -m devtools.dist
+# host). Nothing is published. It runs in .venv-release (PyPA's build and twine, pinned by constraints/release.txt,
+# built on first use: devtools/tool_venv.py), never in the dev venv: a release needs no Airflow. `make lock-release`
+# re-pins it; `make dist DIST_ARGS=--no-image` builds everything but the image and its SBOM.
+.PHONY: venv-release lock-release
+dist: venv-release
+	.venv-release/bin/python -m devtools.dist $(DIST_ARGS)
+
+venv-release:
+	@$(PYTHON) -m devtools.tool_venv venv release
+
+lock-release:
+	@$(PYTHON) -m devtools.tool_venv lock release
 
 # Two workers: every end-to-end test in one (tests/conftest.py schedules them together: one Airflow of each version
 # per run), everything else in the other as it frees up; the 25 slowest tests are listed at the end of the run.
-pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom chromium buildah postgresql prometheus
+pytest: $(STAMP) venv-airflow2 venv-dbt venv-sbom venv-release chromium buildah postgresql prometheus
 	$(BIN)/pytest -n 2 --durations=25
 
 # The loop for your own changes: everything but the tests that start Airflow (e2e) or run its code (airflow: import-dags'
@@ -154,7 +163,8 @@ fast: $(STAMP) postgresql prometheus
 # target's output printed whole when it ends), then the tests: on a fresh clone here the tests started 170 s after
 # `make test` did, 218 s one after the other.
 test:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck contracts docs venv-airflow2 venv-dbt venv-sbom
+	@$(MAKE) --no-print-directory -j3 --output-sync=target lint typecheck contracts docs venv-airflow2 venv-dbt venv-sbom \
+	  venv-release
 	@$(MAKE) --no-print-directory pytest
 
 # The documentation site (docs/conf.py: Sphinx, MyST, furo) into docs/_build/html. Warnings are errors: a link between
@@ -180,4 +190,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
 clean: down
-	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .venv-sbom .demo dist build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .venv-airflow2 .venv-airflow2.lock .venv-dbt .venv-sbom .venv-release .demo dist build .mypy_cache .ruff_cache .pytest_cache

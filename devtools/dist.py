@@ -30,6 +30,11 @@ builds of one checkout give the same wheel, chart and examples bytes (the sdist'
 own clock).
 ``--no-image`` skips the two image artifacts (a machine without buildah, or the quick tests of the Python and chart
 artifacts).
+
+It runs in ``.venv-release`` (``make dist`` builds it from ``constraints/release.txt``: devtools/tool_venv.py), not in
+the dev venv: this module imports only the standard library and the checkout, and runs PyPA's ``build`` and ``twine``
+with its own interpreter; an interpreter without them is refused before anything is built, saying how to get them.
+No helm is needed (the chart is packaged with ``tarfile``) and no promtool (the tests check the rules file).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -50,11 +56,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from coordinator import __version__
-from devtools import dashboard, image, prometheus, sbom, tool_venv
+from devtools import image, prometheus, sbom, tool_venv
 
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "airflow-etcd-coordinator"
 CHANGELOG = REPO / "CHANGELOG.md"
+#: The watchers' dashboard as devtools/dashboard.py writes it (that module needs grafana-foundation-sdk, which a release
+#: does not: the path alone is named here).
+DASHBOARD = CHART / "files" / "grafana-dashboard.json"
+#: What ``build_python`` runs with this interpreter (``python -m NAME``): the release venv's tools.
+PYTHON_TOOLS = ("build", "twine")
 PACKAGE = "airflow_etcd_coordinator"
 WATCHER = "airflow-etcd-coordinator-watcher"
 #: Where the image keeps its venv (docker/watcher.Containerfile): the environment the SBOM describes.
@@ -227,7 +238,7 @@ def copy_monitoring(out: Path) -> tuple[Path, Path]:
     rules = out / f"{CHART.name}-{__version__}-prometheus-rules.yaml"
     shutil.copyfile(prometheus.RULES, rules)
     board = out / f"{CHART.name}-{__version__}-grafana-dashboard.json"
-    shutil.copyfile(dashboard.DASHBOARD, board)
+    shutil.copyfile(DASHBOARD, board)
     say(f">> copied the alert rules and the dashboard: {rules.name}, {board.name}")
     return rules, board
 
@@ -296,12 +307,20 @@ def build(out: Path, with_image: bool = True, tag: str | None = None) -> Release
     problems = version_problems(__version__, CHART, CHANGELOG)
     if problems:
         raise DistError("the version is not the same everywhere:\n  " + "\n  ".join(problems))
+    # origin None: a folder of that name on sys.path (a namespace package, e.g. a stray build/), not the tool.
+    missing = [name for name in PYTHON_TOOLS if getattr(importlib.util.find_spec(name), "origin", None) is None]
+    if missing:
+        raise DistError(
+            f"{' and '.join(missing)} not found in {sys.executable}: `make dist` runs in .venv-release, a venv with "
+            f"PyPA's build and twine pinned by constraints/release.txt, which it builds first. Run `make dist`, or:\n"
+            f"  python3 -m devtools.tool_venv venv release && .venv-release/bin/python -m devtools.dist"
+        )
     if with_image and image.missing_tools():
         raise DistError(
             f"{' and '.join(image.missing_tools())} not found: the watcher image (an artifact of the release) is built "
             f"with Debian's buildah from a base made with debootstrap. Install them (Debian or Ubuntu):\n"
             f"  {image.INSTALL_COMMAND}\n"
-            "or build every other artifact without the image: .venv/bin/python -m devtools.dist --no-image"
+            "or build every other artifact without the image: make dist DIST_ARGS=--no-image"
         )
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():

@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "charts" / "airflow-etcd-coordinator" / "files" / "prometheus-rules.yaml"
 #: promtool's unit tests of RULES: each alert firing and not firing.
 RULES_TESTS = REPO / "tests" / "prometheus" / "rules.test.yaml"
+#: The same for the alerts whose windows span a day, evaluated every 10 minutes (a minute's step costs seconds there).
+RULES_TESTS_DAILY = REPO / "tests" / "prometheus" / "rules-daily.test.yaml"
 INSTALL_HINT = "make prometheus  (or: sudo apt-get install -y --no-install-recommends prometheus)"
 
 

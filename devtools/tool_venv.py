@@ -3,11 +3,13 @@
 
     python -m devtools.tool_venv venv sbom    # build or reuse .venv-sbom
     python -m devtools.tool_venv lock sbom    # re-pin constraints/sbom.txt (a fresh venv, then pip freeze)
+    python -m devtools.tool_venv venv release # build or reuse .venv-release, what `make dist` runs in
 
 Why a venv of its own: whatever sits in ``.venv`` is imported by every Airflow process the tests start when a
 library looks for it. ``cyclonedx-bom`` pulls ``jsonschema[format-nongpl]``, whose ``rfc3987-syntax`` builds a lark
 grammar when jsonschema is imported (and Airflow imports jsonschema): ``import airflow`` cost twice the CPU with it
-installed. Only ``make dist`` needs it, so it lives in ``.venv-sbom``.
+installed. Only ``make dist`` needs it, so it lives in ``.venv-sbom``. ``make dist`` itself runs in ``.venv-release``:
+PyPA's ``build`` and ``twine``, nothing else, so a release needs neither Airflow nor the rest of the dev venv.
 
 Rules (``devtools/dbt_stack.py``'s ``.venv-dbt`` is built by them too):
 1. The venv is rebuilt only when its fingerprint changed: the pins' text, the requirements installed under them and
@@ -73,7 +75,11 @@ class Tool:
 
 #: CycloneDX's generator for the image's SBOM (devtools/dist.py): ``python -m cyclonedx_py environment``.
 SBOM = Tool("sbom", requirements=("cyclonedx-bom",), lock_requirements=("cyclonedx-bom==7.5.0",))
-TOOLS = {tool.name: tool for tool in (SBOM,)}
+#: What ``make dist`` runs in (``python -m devtools.dist``, which imports only the standard library and the
+#: checkout): PyPA's builder for the wheel and the sdist, and twine's strict metadata check. The chart is packaged with
+#: ``tarfile`` (no helm); the image and the SBOM use buildah and ``.venv-sbom``.
+RELEASE = Tool("release", requirements=("build", "twine"), lock_requirements=("build==1.6.1", "twine==7.0.0"))
+TOOLS = {tool.name: tool for tool in (SBOM, RELEASE)}
 
 
 def python(venv: Path) -> Path:

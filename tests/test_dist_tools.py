@@ -1,7 +1,7 @@
 """`make dist` and `make image` change nothing on the host: without buildah and debootstrap they stop before building
 anything, printing the complete command that installs them (and the way to build the rest without the image), and
 they install nothing themselves; only the test suite's own `buildah` target installs them (devtools/dist.py,
-devtools/image.py, the Makefile)."""
+devtools/image.py, the Makefile). `make dist` runs in its own pinned release venv, never the dev venv."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools import image
+from devtools import image, tool_venv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +71,35 @@ def test_only_the_test_suites_target_installs_the_image_tools() -> None:
     assert "buildah" not in prerequisites("dist")
     assert "buildah" not in prerequisites("image")
     assert "buildah" in prerequisites("pytest")
+
+
+def test_make_dist_builds_and_runs_in_the_release_venv_never_the_dev_venv() -> None:
+    """`make -n dist` with the dev venv's inputs marked newer than its stamp (what makes the dev venv reinstall, with
+    Airflow) prints only the release venv's build and its interpreter running devtools.dist: nothing installs or runs
+    .venv; `make image` does not need it either."""
+    newer = ["-W", "pyproject.toml", "-W", "constraints/dev.txt"]
+    done = subprocess.run(["make", "-n", *newer, "PYTHON=python3", "dist"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.strip() for line in done.stdout.splitlines()] == [
+        "python3 -m devtools.tool_venv venv release",
+        ".venv-release/bin/python -m devtools.dist",
+    ]
+    assert "$(STAMP)" not in prerequisites("dist") and "$(STAMP)" not in prerequisites("image")
+    pins = tool_venv.RELEASE.constraints(ROOT).read_text(encoding="utf-8").splitlines()
+    assert pins[1].startswith("# Regenerate: make lock-release") and "build==1.6.1" in pins and "twine==7.0.0" in pins
+
+
+def test_devtools_dist_needs_no_installed_package_and_names_the_release_venv_when_its_tools_are_missing(
+    tmp_path: Path,
+) -> None:
+    """devtools.dist run by an interpreter without site-packages (`python -S`: no Airflow, no grafana, no build or
+    twine) imports, then exits 1 before writing anything, saying `make dist` builds the release venv with them."""
+    out = tmp_path / "dist"
+    done = subprocess.run([sys.executable, "-S", "-m", "devtools.dist", "--no-image", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "Traceback" not in output, output
+    assert "build and twine not found" in output and ".venv-release" in output and "make dist" in output, output
+    assert not out.exists() or not any(out.iterdir())

@@ -143,9 +143,19 @@ _QUANTITY = {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE
 _METADATA = {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}
 _SELECTOR = {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
              "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}}  # fmt: skip
+#: The operator's RelabelConfig (a target relabeling; its actions as the CRD enumerates them).
+_RELABEL = {"type": "object", "additionalProperties": False,
+            "properties": {"sourceLabels": {"type": "array", "items": {"type": "string"}},
+                           "separator": {"type": "string"}, "targetLabel": {"type": "string"},
+                           "regex": {"type": "string"}, "modulus": {"type": "integer"},
+                           "replacement": {"type": "string"},
+                           "action": {"enum": ["replace", "keep", "drop", "hashmod", "labelmap", "labeldrop",
+                                               "labelkeep", "lowercase", "uppercase", "keepequal",
+                                               "dropequal"]}}}  # fmt: skip
 _ENDPOINT = {"type": "object", "additionalProperties": False, "required": ["port"],
              "properties": {"port": {"type": "string"}, "path": {"type": "string"}, "interval": {"type": "string"},
-                            "scrapeTimeout": {"type": "string"}}}  # fmt: skip
+                            "scrapeTimeout": {"type": "string"},
+                            "relabelings": {"type": "array", "items": _RELABEL}}}  # fmt: skip
 
 
 def _custom(spec: dict[str, Any]) -> dict[str, Any]:
@@ -484,6 +494,21 @@ def test_the_receiver_renders_valid_objects_apart_from_the_watcher(chart: helm.C
     assert main["args"][:2] == ["lineage", "serve"] and command_problem(main["args"], env) is None, main["args"]
     assert {e["name"] for e in main["env"]} <= setting_variables()
     assert env["COORDINATOR_LINEAGE_INSTANCES"] == "analytics" and env["COORDINATOR_LINEAGE_LISTEN"] == "0.0.0.0:9467"
+
+
+def test_the_receivers_podmonitor_names_the_job_its_alert_rules_select(chart: helm.Chart) -> None:
+    """The receiver's PodMonitor relabels its scrape job to the one name every rule of the shipped lineage group
+    selects, and the watchers' etcd rules leave that job out: the receiver's alerts fire on its own series only."""
+    monitor = next(o for o in render(chart, LINEAGE_ON)
+                   if o["kind"] == "PodMonitor" and o["metadata"]["name"].endswith("-lineage"))  # fmt: skip
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (relabel,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
+    job = relabel["replacement"]
+    groups = {g["name"]: g["rules"] for g in yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]}
+    lineage = groups["airflow-etcd-coordinator-lineage"]
+    assert lineage and all(f'job="{job}"' in rule["expr"] for rule in lineage)
+    watchers_etcd = [r for r in groups["airflow-etcd-coordinator"] if "coordinator_etcd_" in r["expr"]]
+    assert watchers_etcd and all(f'job!="{job}"' in rule["expr"] for rule in watchers_etcd)
 
 
 def deps_text(objects: list[dict[str, Any]]) -> str:

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 import coordinator
-from devtools import dashboard, dist, prometheus
+from devtools import dashboard, dist, prometheus, tool_venv
 from tests.support.release import released_venv
 from tests.test_helm_chart import (
     KUBERNETES,
@@ -52,8 +52,10 @@ EXAMPLES = f"airflow-etcd-coordinator-examples-{VERSION}.tar.gz"
 
 
 def make_dist(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    """``python -m devtools.dist --no-image --out OUT`` (what ``make dist`` runs, less the image), from the checkout."""
-    command = [sys.executable, "-m", "devtools.dist", "--no-image", "--out", str(out), *extra]
+    """``python -m devtools.dist --no-image --out OUT`` (what ``make dist`` runs, less the image), from the checkout,
+    with the release venv's interpreter as ``make dist`` runs it (built once from constraints/release.txt)."""
+    python = tool_venv.python(tool_venv.ensure_tool(tool_venv.RELEASE))
+    command = [str(python), "-m", "devtools.dist", "--no-image", "--out", str(out), *extra]
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
 
 

@@ -26,6 +26,9 @@ A plain ASGI app (served by uvicorn, ``coordinator/lineage/service.py``). Rules:
   is remembered (``coordinator.core.lineage.ignored``: the last 100 distinct jobs, with counts): the status answer lists
   those the mapping in force still ignores, of the namespaces the asking token may write; the metric
   ``coordinator_lineage_ignored_jobs`` counts them; a job's first time is logged once (``lineage.ignored``).
+- **Counters start at 0.** Every outcome's counter and the ``unavailable`` refusals' exist at 0 from the start: a
+  rate or increase (the receiver's alert rules) sees the first event, and "no fact for a day" is an increase of 0, not
+  a series that is not there.
 """
 
 from __future__ import annotations
@@ -76,6 +79,8 @@ BATCH_CONCURRENCY = 8
 #: **Answers clients act on**: the Python client's timeout is 5 s; an answer within it lets the client retry on its own
 #: schedule.
 DEFAULT_WRITE_TIMEOUT_S = 4.0
+#: The refusal the clients retry (503): its counter starts at 0 (**Counters start at 0**).
+UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +132,10 @@ class Receiver:
         #: **Ignored jobs remembered**.
         self.ignored = IgnoredJobs()
         metrics.lineage_ignored_source(lambda: len(self.ignored.recent(self._still_ignored)))
+        # **Counters start at 0**.
+        for outcome in Outcome:
+            metrics.lineage_events.labels(outcome.value)
+        metrics.lineage_refused.labels(UNAVAILABLE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -216,7 +225,7 @@ class Receiver:
                               f"{item.node.instance!r}: give it its role (`coordinator roles`) or leave the "
                               "instance out of --instance") from None  # fmt: skip
             log.warning("lineage.unavailable token=%s error=%r", holder.name, str(exc)[:300])
-            raise Refused(503, "unavailable", "etcd did not answer in time; retry (events already written "
+            raise Refused(503, UNAVAILABLE, "etcd did not answer in time; retry (events already written "
                           "are recognised as duplicates)", ((b"retry-after", b"1"),)) from None  # fmt: skip
         counts[written.writes.outcome.value] += 1
         if written.writes.outcome is Outcome.ACCEPTED and written.writes.run_state is not None:

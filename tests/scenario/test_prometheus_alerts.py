@@ -1,6 +1,7 @@
 """The shipped alert rules in a real Prometheus (Debian's ``prometheus`` binary) scraping real ``coordinator watch``
-processes on a real etcd (the fake Airflow at the HTTP boundary): each named fault is made, its alert goes to firing,
-the fault is undone, and the alert resolves.
+processes and a real OpenLineage receiver (``coordinator lineage serve``, job ``coordinator-lineage`` as the chart's
+PodMonitor names it) on a real etcd (the fake Airflow at the HTTP boundary): each named fault is made, its alert goes
+to firing, the fault is undone, and the alert resolves.
 
 The rules are the shipped file with its durations shortened: every ``for:`` to FOR and every range window (``[10m]``)
 to WINDOW; the rest of each expression, its labels and annotations are untouched. So a fault shows as firing, and an
@@ -26,6 +27,7 @@ import yaml
 from devtools import dashboard
 from devtools.procs import free_port, stop_child
 from devtools.prometheus import RULES, binary
+from tests.lineage.receiver_proc import ReceiverProc
 from tests.scenario.conftest import Stack, new_partition, wait_for
 from tests.scenario.test_etcd_alarm import fill_until_nospace
 
@@ -40,10 +42,15 @@ WINDOW = "10s"
 ALERT_S = 45.0
 
 
-class Prometheus:
-    """One Prometheus server of the test's own on 127.0.0.1, scraping ``targets`` as job ``coordinator``."""
+#: The receiver's scrape job: the name the shipped lineage rules select (the chart's lineage PodMonitor sets it).
+LINEAGE_JOB = "coordinator-lineage"
 
-    def __init__(self, workdir: Path, targets: list[str]) -> None:
+
+class Prometheus:
+    """One Prometheus server of the test's own on 127.0.0.1, scraping ``targets`` as job ``coordinator`` and
+    ``lineage`` (the receivers) as job :data:`LINEAGE_JOB`."""
+
+    def __init__(self, workdir: Path, targets: list[str], lineage: list[str]) -> None:
         rules: dict[str, Any] = yaml.safe_load(RULES.read_text(encoding="utf-8"))
         for group in rules["groups"]:
             for rule in group["rules"]:
@@ -53,7 +60,10 @@ class Prometheus:
         config = {
             "global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
             "rule_files": ["rules.yaml"],
-            "scrape_configs": [{"job_name": "coordinator", "static_configs": [{"targets": targets}]}],
+            "scrape_configs": [
+                {"job_name": "coordinator", "static_configs": [{"targets": targets}]},
+                {"job_name": LINEAGE_JOB, "static_configs": [{"targets": lineage}]},
+            ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
         self.port = free_port()
@@ -81,8 +91,12 @@ class Prometheus:
 
     def firing(self) -> set[str]:
         """The names of the alerts firing now (not pending)."""
+        return {name for name, _ in self.firing_jobs()}
+
+    def firing_jobs(self) -> set[tuple[str, str]]:
+        """(alert name, job label) of each alert firing now."""
         alerts = self.get("/api/v1/alerts")["data"]["alerts"]
-        return {a["labels"]["alertname"] for a in alerts if a["state"] == "firing"}
+        return {(a["labels"]["alertname"], a["labels"].get("job", "")) for a in alerts if a["state"] == "firing"}
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """The result of an instant query (the series it returns)."""
@@ -108,16 +122,21 @@ def disarm_nospace(stack: Stack) -> None:
 def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quota_stack: Stack, tmp_path: Path) -> None:
     """In a real Prometheus with the shipped rules: one watcher alone fires CoordinatorNoStandby (a second resolves
     it); a DAG Airflow does not have fires CoordinatorFailedIntents; etcd's NOSPACE alarm fires CoordinatorEtcdAlarm;
-    etcd killed fires CoordinatorEtcdUnreachable; an Airflow refusing the watcher's login fires
+    etcd killed fires CoordinatorEtcdUnreachable for the watchers' job and CoordinatorLineageEtcdUnreachable for the
+    receiver's (never the watchers' alert for the receiver); an Airflow refusing the watcher's login fires
     CoordinatorAirflowAuthFailing; each resolves once its fault is undone. Then every query of the
     shipped Grafana dashboard returns series from that Prometheus."""
     stack = quota_stack
     first = free_port()
     targets = [f"127.0.0.1:{port}" for port in (first, free_port(exclude=[first]))]
     stack.start_watcher("w1", COORDINATOR_HTTP=targets[0])
+    (tmp_path / "receiver").mkdir()
+    receiver = ReceiverProc(stack.endpoint, "/lineage-alerts", tmp_path / "receiver")
+    stack.add_cleanup(receiver.stop)
+    receiver.start()
     workdir = tmp_path / "prometheus"
     workdir.mkdir()
-    prometheus = Prometheus(workdir, targets)
+    prometheus = Prometheus(workdir, targets, [f"127.0.0.1:{receiver.http_port}"])
     stack.add_cleanup(prometheus.stop)
     try:
         wait_for(prometheus.ready, "prometheus ready", ALERT_S, interval=0.5)
@@ -150,12 +169,18 @@ def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quot
         disarm_nospace(stack)
         resolves("CoordinatorEtcdAlarm")
 
-        # etcd unreachable: killed, then started again on the same ports and data.
+        # etcd unreachable: killed, then started again on the same ports and data. The watchers and the receiver
+        # each fire their own alert, and the watchers' never names the receiver's job.
         assert stack.server is not None
         stack.server.kill()
         fires("CoordinatorEtcdUnreachable")
+        fires("CoordinatorLineageEtcdUnreachable")
+        jobs = prometheus.firing_jobs()
+        assert ("CoordinatorEtcdUnreachable", LINEAGE_JOB) not in jobs, jobs
+        assert ("CoordinatorLineageEtcdUnreachable", LINEAGE_JOB) in jobs, jobs
         stack.server.start()
         resolves("CoordinatorEtcdUnreachable")
+        resolves("CoordinatorLineageEtcdUnreachable")
 
         # An Airflow refusing logins: the password changed and every token expired, while a cascade needs a trigger.
         stack.wait_answered()
@@ -175,4 +200,5 @@ def test_each_fault_fires_its_alert_in_a_real_prometheus_and_resolves_after(quot
             assert prometheus.query(concrete), f"panel {title!r}: no series for {concrete}"
     except BaseException:
         print(f"\n===== prometheus log =====\n{prometheus.log_path.read_text(errors='replace')[-3000:]}")
+        print(f"\n===== receiver log =====\n{receiver.log()[-3000:]}")
         raise
