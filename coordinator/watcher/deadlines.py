@@ -43,7 +43,7 @@ Rules (semantics `deadlines-judged`):
   the event loop must keep the lease alive) at its first pass, when it becomes leader (a new fence), after a relist or
   a moved retention floor (``AllPartitions``), for a new graph, and after a pass that failed.
   Transitions and metric counts come from what changed (the watch's changes name the records that moved:
-  ``Changes.deadlines``, noted and taken with the view's changes under **One view, one change set**).
+  ``DeadlineIndex.RECORDS``, noted and taken with the view's changes under **One view, one change set**).
 - **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
   version: read from the clients, which learn it with their first request (the paused list asks every instance a
   deadline depends on before each pass), never asked for here. A version learned or changed starts the cache over.
@@ -248,15 +248,15 @@ class DeadlineJob:
         self._floor = self.view.floor
         # The records that moved are noted by a standby too (a leader's first pass is a full one, which compares every
         # record anyway): the pass compares them with what it judges.
-        self._records |= changes.deadlines
+        self._records.update(changes.of(DeadlineIndex.RECORDS))
         if not leading or not self.declares():
             self._everything = True  # a standby keeps nothing: its first pass as leader is a full one
             return []
-        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.nodes]
-        keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
+        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.of(View.NODES)]
+        keys += [PartitionKey(partition) for partition in changes.of(View.PARTITIONS) if partition != ALL]
         if everything:
             keys.append(AllPartitions)
-        if changes.deadlines:
+        if changes.of(DeadlineIndex.RECORDS):
             keys.append(CLOCK)  # a record moved (another writer's, or this leader's own come back)
         self._note(keys)
         return keys

@@ -242,8 +242,8 @@ class RetentionReconciler:
         """What a watch batch brings: a key per partition it touched that the controller does not hold already
         (queued, waiting or being reconciled: a partition written 100,000 times is still one key), and
         ``AllPartitions`` after a relist or a change that re-plans everything (a moved floor among them)."""
-        touched = {partition for _, partition in changes.nodes}
-        touched.update(changes.partitions)
+        touched = {partition for _, partition in changes.of(View.NODES)}
+        touched.update(changes.of(View.PARTITIONS))
         everything = ALL in touched or changes.relisted
         touched.discard(ALL)
         keys: list[RetentionKey] = [AllPartitions] if everything else []

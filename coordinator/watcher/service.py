@@ -134,7 +134,7 @@ class Watcher:
         # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
         # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
         # first round) reads neither. The streams whose event or entry changed (a new event, a skip request, the
-        # leader's own write come back) go to the stream reconciler as the watch brings them (``Changes.streams``).
+        # leader's own write come back) go to the stream reconciler as the watch brings them (``AssetIndex.STREAMS``).
         self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
         # The recorded deadline transitions (semantics `deadlines-judged`).
         self.deadlines = DeadlineIndex(self.settings.keys)
@@ -291,9 +291,9 @@ class Watcher:
         """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
         planned once when it ends: ``Actuator.defer``), the partitions to plan whole."""
         defer = self.actuator.defer
-        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
-        keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
-        if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again
+        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.of(View.NODES)) if not defer(key)]
+        keys += [AllPartitions if p == ALL else PartitionKey(p) for p in changes.of(View.PARTITIONS)]
+        if changes.of(HoldIndex.HOLDS):  # a hold put, released or deleted: what holds kept back is planned again
             keys += self.triggers.held_again()
         return keys
 
@@ -310,17 +310,17 @@ class Watcher:
         """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
         calls the hook before its transaction commits, so the event may not be listed yet: one more round a second
         later (the earliest delay of a key wins, so this never postpones the periodic round)."""
-        if not changes.hints:
+        if not changes.of(Informer.HINTS):
             return []
         self.manager.controllers[AssetJob.name].add_after(Tick(AssetJob.name), HINT_RECHECK_S)
         return [Tick(AssetJob.name)]
 
     def _streams_changed(self, changes: Changes) -> list[AssetStream]:
         """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
-        batch changed (``Changes.streams``: a new event, an operator's skip request, this leader's own write come back)
+        batch changed (``AssetIndex.STREAMS``: a new event, a skip request, this leader's own write come back)
         goes to its controller now, not at the next asset round. Only the leader delivers: a standby's controller drops
         them, since a new leader's first asset round submits every due stream."""
-        return [AssetStream(*stream) for stream in sorted(changes.streams)]
+        return [AssetStream(*stream) for stream in sorted(changes.of(AssetIndex.STREAMS))]
 
     def _replan(self, key: DagKey) -> None:
         """The actions' controller hands a key back to the planner (``watcher/actuator.py``'s
