@@ -12,7 +12,7 @@ from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost
-from coordinator.manager import DONE, Controller, Manager, Periodic, Result, WorkQueue
+from coordinator.manager import DONE, Controller, Manager, Periodic, Result, Watch, WorkQueue
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import DagKey, Tick
@@ -78,7 +78,7 @@ def toy(*, leading: list[bool] | None = None) -> tuple[Manager, Controller[str],
     controller = manager.register(
         Controller("greeter", greeter, needs_leader=leading is not None, leading=lambda: state[0], now=clock.now,
                    queue=WorkQueue(clock=clock, backoff_base_s=1.0, backoff_max_s=8.0), backoff_max_s=8.0),
-        interest=lambda changes: sorted(changes.of(View.PARTITIONS)),
+        Watch(lambda changes: sorted(changes.of(View.PARTITIONS))),
     )  # fmt: skip
     return manager, controller, greeter, clock
 

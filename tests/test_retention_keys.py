@@ -20,7 +20,7 @@ from coordinator.core.view import ALL, View
 from coordinator.etcd import EtcdStore, Fence
 from coordinator.informer import Informer
 from coordinator.informer.retention import FollowView, RetentionTracker
-from coordinator.manager import Manager, WorkQueue
+from coordinator.manager import Manager, Watch, WorkQueue
 from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import AllPartitions, RetentionPartition
@@ -109,7 +109,7 @@ async def leading(settings: EtcdSettings, prefix: str, interval_s: float) -> Asy
             executor, keys, PERIOD, interval_s, view, tracker, "w1", now=clock.now, queue=WorkQueue(clock=clock),
         )  # fmt: skip
         manager = Manager()
-        manager.register(retention.controller, interest=retention.interest)
+        manager.register(retention.controller, Watch(retention.interest))
         follow = asyncio.create_task(informer.run(store, keys.root, loaded.revision, then=manager.dispatch))
         try:
             yield Leader(store, keys, clock, informer, retention, written=loaded.revision)

@@ -96,10 +96,14 @@ from coordinator.etcd import CasResult
 from coordinator.informer import Changes
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.informer.expectations import Expectations
+from coordinator.manager import Controller, Manager, Watch
 from coordinator.manager.controller import Result
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.deadline_facts import PausedForDeadlines
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.handles import DEADLINES as DEADLINES_HANDLE
 from coordinator.watcher.keys import AllPartitions, DagKey, DeadlineKey, PartitionKey, Tick
 
 log = logging.getLogger(__name__)
@@ -569,3 +573,23 @@ async def _trigger_all(
         log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
                  partition, handler.qualified, run_id, outcome.result)  # fmt: skip
     return ok
+
+
+def setup(manager: Manager, deps: Deps) -> DeadlineJob:
+    """The leader's deadlines (semantics `deadlines-judged`): the (DAG, partition) keys whose facts the watch brings,
+    each due ``DEADLINE_BATCH_S`` later so one pass takes every change of that moment (nothing on a standby), and the
+    clock key at its next instant."""
+    job = DeadlineJob(
+        executor=deps.executor, keys=deps.settings.keys, graph=deps.graph, view=deps.view,
+        view_lock=deps.view_lock, tracker=deps.deadlines,
+        paused=PausedForDeadlines(deps.paused), unreachable=deps.reachability.unreachable, metrics=deps.metrics,
+        watcher_id=deps.watcher_id,
+        interval_s=deps.settings.deadline_interval_s, majors=lambda: known_majors(deps.clients),
+    )  # fmt: skip
+    manager.register(
+        Controller(job.name, job, needs_leader=True, leading=deps.leading,
+                   period_s=job.interval_s, backoff_max_s=job.interval_s),
+        Watch(lambda changes: job.interest(changes, deps.leading()), after_s=DEADLINE_BATCH_S),
+        start_after=(CLOCK, job.interval_s),
+    )  # fmt: skip
+    return manager.provide(DEADLINES_HANDLE, job)

@@ -70,10 +70,13 @@ from coordinator.core.effects import End, Ending, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
-from coordinator.manager import DONE, Controller, Result
+from coordinator.informer import Changes
+from coordinator.manager import DONE, Controller, Manager, Result, Watch
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.handles import DELIVERIES
 from coordinator.watcher.keys import AssetStream
 
 log = logging.getLogger(__name__)
@@ -382,3 +385,28 @@ class AssetDeliveries:
 
 def _encode(record: DeliveryRecord) -> bytes:
     return record.model_dump_json().encode()
+
+
+def setup(manager: Manager, deps: Deps) -> AssetDeliveries:
+    """The asset streams' concern (semantics `asset-exactly-once`): each stream with a due event a key of its
+    controller; registered only while the asset round runs (nothing to deliver while no route is declared), built
+    always (the asset round's, and a one-shot pass's, deliveries)."""
+    settings = deps.settings
+    deliveries = AssetDeliveries(
+        executor=deps.executor, keys=AssetKeys(settings.keys.prefix), graph=deps.graph,
+        watcher_id=deps.watcher_id, metrics=deps.metrics, leading=deps.leading,
+        term_started=lambda: deps.election.term_started, call_timeout_s=settings.airflow_timeout_s,
+        error_retry_s=settings.error_retry_s, backoff_max_s=settings.asset_interval_s or 2.0,
+        index=deps.assets,
+    )  # fmt: skip
+
+    def streams_changed(changes: Changes) -> list[AssetStream]:
+        """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
+        batch changed (a new event, an operator's skip request, this leader's own write come back) goes to its
+        controller now, not at the next asset round. Only the leader delivers: a standby's controller drops them,
+        since a new leader's first asset round submits every due stream."""
+        return [AssetStream(*stream) for stream in sorted(changes.of(AssetIndex.STREAMS))]
+
+    if settings.asset_interval_s > 0:
+        manager.register(deliveries.controller, Watch(streams_changed))
+    return manager.provide(DELIVERIES, deliveries)

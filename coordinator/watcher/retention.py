@@ -61,9 +61,11 @@ from coordinator.etcd import EtcdStore, Writes
 from coordinator.informer import Changes
 from coordinator.informer.holds import read_history, read_holds
 from coordinator.informer.retention import RetentionTracker
-from coordinator.manager import DONE, Controller, Result, WorkQueue
+from coordinator.manager import DONE, Controller, Manager, Result, Watch, WorkQueue
 from coordinator.manager.controller import wall_clock
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.handles import RETENTION
 from coordinator.watcher.keys import AllPartitions, RetentionKey, RetentionPartition
 
 log = logging.getLogger(__name__)
@@ -333,3 +335,19 @@ class RetentionReconciler:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
+
+
+def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
+    """The leader's retention (semantics `retention-retires`, ``COORDINATOR_RETENTION``): a key per partition the
+    watch touches (every one at the first sweep, one interval after the start, and after a relist), each due when its
+    partition is; None while it is off."""
+    settings = deps.settings
+    if settings.retention_period is None:
+        return None
+    retention = RetentionReconciler(
+        deps.executor, settings.keys, settings.retention_period, settings.retention_interval_s, deps.view,
+        deps.retention, deps.watcher_id, leading=deps.leading,
+    )  # fmt: skip
+    manager.register(retention.controller, Watch(retention.interest),
+                     start_after=(AllPartitions, retention.interval_s))  # fmt: skip
+    return manager.provide(RETENTION, retention)
