@@ -15,19 +15,19 @@ Rules:
   work. Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
   length ends in the same decisions as running throughout.
 - **One module, one line.** Each concern lives in its own module and exports one ``setup(manager, deps)``
-  (controller-runtime's builder) that builds its reconciler, registers its controller with its interest (map
-  functions from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys,
-  and provides what another concern uses under a typed handle (``watcher/handles.py``). ``deps``
-  (``watcher/deps.py``) is what they share: the settings, the store, the informer's model, the executor, the
-  leadership. :data:`CONCERNS` lists them: the actions (``watcher/actuator.py``: one intent protocol attempt per
-  (DAG, partition)), the triggers' planner (``watcher/triggers.py``: DAG and partition keys, and the holds), the asset
-  streams (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the
-  (DAG, partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a
-  deadline state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the
-  partition is older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset
-  round, the graph file's reload, this watcher's presence key), each a key requeued at its interval
-  (``manager/periodic.py``). A new concern is one module and one line in that list; this module keeps only what
-  they share: the informer, the executor, the leadership, the manager, the run loop and the stop.
+  (controller-runtime's builder) that builds its reconciler, registers its controller with its interest (map functions
+  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, and provides
+  what another concern uses under a typed handle (``watcher/handles.py``). ``deps`` (``watcher/deps.py``) is what they
+  share: the settings, the store, the informer's model, the executor, the leadership. ``watcher/concerns.py``'s
+  ``CONCERNS`` lists them: the actions (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the
+  triggers' planner (``watcher/triggers.py``: DAG and partition keys, and the holds), the asset streams
+  (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
+  partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
+  state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the partition is
+  older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
+  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). A
+  new concern is one module and one line in that list; this module keeps only what they share: the informer, the
+  executor, the leadership, the manager, the run loop and the stop.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -51,10 +51,9 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.gate import Refusal, refused_backoff
@@ -70,72 +69,21 @@ from coordinator.informer.holds import HoldIndex
 from coordinator.informer.retention import FollowView, RetentionTracker
 from coordinator.manager import Manager
 from coordinator.manager.controller import wall_clock
-from coordinator.manager.periodic import Job
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health, probe_etcd, watcher_state
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
-from coordinator.watcher import (
-    actuator,
-    assets,
-    audit,
-    checkpoint,
-    deadlines,
-    deliveries,
-    graph_reload,
-    presence,
-    retention,
-    triggers,
-)
-from coordinator.watcher.actuator import Actuator
+from coordinator.watcher.concerns import CONCERNS, Provided, Setup
 from coordinator.watcher.coverage import Coverage
-from coordinator.watcher.deadlines import DeadlineJob
-from coordinator.watcher.deliveries import AssetDeliveries
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
-from coordinator.watcher.handles import (
-    ACTUATOR,
-    ASSET_ROUND,
-    AUDIT,
-    CHECKPOINT,
-    DEADLINES,
-    DELIVERIES,
-    PRESENCE,
-    RETENTION,
-    TRIGGERS,
-)
 from coordinator.watcher.keys import TriggerKey
-from coordinator.watcher.paused import PausedDags, paused_lists
-from coordinator.watcher.presence import PresenceJob
+from coordinator.watcher.paused import paused_lists
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.refusals import Refusals
-from coordinator.watcher.retention import RetentionReconciler
-from coordinator.watcher.triggers import TriggerReconciler
 
 log = logging.getLogger(__name__)
 
-
-class Setup(Protocol):
-    """A concern's one entry point (**One module, one line**): builds its controller, registers it with its interest
-    and first keys, provides what other concerns use; returns what it built (None: the concern is off)."""
-
-    def __call__(self, manager: Manager, deps: Deps, /) -> object: ...
-
-
-#: **One module, one line**: every concern of the watcher, set up in this order (a setup may use what an earlier one
-#: provided: the planner submits to the actions, the asset round to the streams, the checkpoint reads the planner).
-CONCERNS: tuple[Setup, ...] = (
-    actuator.setup,  # the actions: one intent protocol attempt per (DAG, partition)
-    triggers.setup,  # the planner: DAG and partition keys, the holds
-    deliveries.setup,  # the asset streams: one delivery attempt per stream
-    deadlines.setup,  # the deadlines: (DAG, partition) keys and the clock
-    retention.setup,  # retention: a key per partition
-    audit.setup,  # the timed ones, each a key requeued at its interval
-    checkpoint.setup,
-    assets.setup,
-    graph_reload.setup,
-    presence.setup,
-)
 
 #: **Clean stop**'s bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to
 #: finish, the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace
@@ -150,10 +98,10 @@ def default_watcher_id() -> str:
 
 
 @dataclass
-class Watcher:
+class Watcher(Provided):
     """One watcher process's state. ``run`` is the service; ``reconcile_pass`` and ``act_on_submitted`` the one-shot
-    variant (``coordinator reconcile``). The concerns are reached by what their setups provided (``triggers``,
-    ``actuator``, ``deliveries``...)."""
+    variant (``coordinator reconcile``). The concerns are read through what their setups provided (``triggers``,
+    ``actuator``, ``deliveries``...: ``watcher/concerns.py``'s ``Provided``)."""
 
     settings: Settings
     store: EtcdStore
@@ -223,43 +171,6 @@ class Watcher:
                                 in_flight=self.executor.busy, graph=self.graphs.graph,
                                 graph_invalid=self.graphs.error is not None,
                                 watchers=self.running.services))  # fmt: skip
-
-    # -- what the setups provided (tests, the CLI and the loops below read them) ----------------------------------
-
-    @property
-    def triggers(self) -> TriggerReconciler:
-        return self.manager.get(TRIGGERS)
-
-    @property
-    def actuator(self) -> Actuator:
-        return self.manager.get(ACTUATOR)
-
-    @property
-    def deliveries(self) -> AssetDeliveries:
-        return self.manager.get(DELIVERIES)
-
-    @property
-    def deadline(self) -> DeadlineJob:
-        return self.manager.get(DEADLINES)
-
-    @property
-    def retention_reconciler(self) -> RetentionReconciler | None:
-        return self.manager.find(RETENTION)
-
-    @property
-    def presence_job(self) -> PresenceJob:
-        return self.manager.get(PRESENCE)
-
-    @property
-    def paused(self) -> Mapping[str, PausedDags]:
-        return self.deps.paused
-
-    @property
-    def jobs(self) -> dict[str, Job]:
-        """The leader's timed concerns that are on, by name (audit, the checkpoint, the asset round)."""
-        found: list[Job | None] = [self.manager.find(AUDIT), self.manager.find(CHECKPOINT),
-                                   self.manager.find(ASSET_ROUND)]  # fmt: skip
-        return {job.name: job for job in found if job is not None}
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
