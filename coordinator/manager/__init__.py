@@ -2,7 +2,7 @@
 ``queue``), timed concerns as keys requeued at their interval (``periodic``), and the manager that runs them and fans
 the informer's changes out to the controllers that declared interest (``manager``). Nothing here knows what a
 trigger or an asset is: each concern of the watcher registers itself in its own ``setup`` (the list of them is
-``coordinator/watcher/service.py``'s ``CONCERNS``)."""
+``coordinator/watcher/concerns.py``'s ``CONCERNS``)."""
 
 from coordinator.manager.controller import DONE, BatchReconciler, Controller, Reconciler, Result
 from coordinator.manager.manager import Handle, Manager, Watch

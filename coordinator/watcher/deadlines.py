@@ -6,7 +6,7 @@ Rules (semantics `deadlines-judged`):
   docs/keys.md) warm from the same watch as its view (the informer's
   :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes (:class:`DeadlineJob`, a
   controller's reconciler that names what it needs and never the watcher).
-- **Keys, and time as a requeue.** The deadlines' controller (``watcher/service.py`` registers it) takes the keys the
+- **Keys, and time as a requeue.** The deadlines' controller (``setup`` registers it) takes the keys the
   watch brings: ``DagKey`` (a run state, task state or ledger entry of one DAG in one partition changed),
   ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
   relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but time), each

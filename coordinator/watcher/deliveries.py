@@ -3,15 +3,15 @@ delivered once each, in order, through the delivery protocol (semantics `asset-e
 and the one executor (``watcher/executor.py``), whose driver writes the ledger and records the errors.
 
 The leader's asset round (``watcher/assets.py``) records what each source Airflow listed; the informer hands this
-module every stream whose event or delivery entry changed (``Changes.streams``), and the round submits every stream
+module every stream whose event or delivery entry changed (``AssetIndex.STREAMS``), and the round submits every stream
 with an event due as a safety net (a new leader's first round, a key a standby dropped); this module delivers them.
 The stream is the protocol's unit of order (semantics `asset-order`: an event is due only once every older one of its
 stream is settled), so it is the key: one attempt per stream at a time (the queue's processing set), several streams
 at once, and a slow or unreachable target holds only its own streams.
 
 Rules:
-- **Keys.** The watcher's interest in the informer's changes adds each changed stream to the streams' controller
-  (``watcher/service.py``); :meth:`AssetDeliveries.submit` adds one unless its key waits out a delay (a stream added
+- **Keys.** This concern's interest in the informer's changes adds each changed stream to the streams' controller
+  (``setup``); :meth:`AssetDeliveries.submit` adds one unless its key waits out a delay (a stream added
   while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
   :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
   key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due

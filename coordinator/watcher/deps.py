@@ -1,5 +1,5 @@
 """What the watcher's concerns share: one frozen value handed to every concern's ``setup(manager, deps)``
-(``watcher/service.py``'s ``CONCERNS``).
+(``watcher/concerns.py``'s ``CONCERNS``).
 
 Rules:
 - **Shared, not owned.** Everything here is built once by the service and used by more than one concern, or is the

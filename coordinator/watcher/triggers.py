@@ -1,7 +1,7 @@
 """The trigger reconciler: what the watch marked as changed, planned by the one decision and, while leading, adopted,
 counted and handed to the actions' controller (semantics `joins-per-partition` to `partition-grids` and
 `trigger-budget`). The batch reconciler of the triggers' controller: its one worker takes every ready key as one pass
-(planning costs per pass, not per key); the informer's changes add its keys (``watcher/service.py``).
+(planning costs per pass, not per key); the informer's changes add its keys (``setup``).
 
 Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks the loop**, for the triggers):
 - **Keys.** A pass takes keys: ``DagKey`` (a DAG's run state or ledger entry changed: only it and what depends on it are
@@ -358,7 +358,7 @@ class TriggerReconciler:
     def _hold_back(self, graph: Graph, result: Plan) -> Plan:
         """**Holds** (``core/holds.py``): the pass's actions whose DAG and partition no standing hold covers.
         A held action is not submitted (nor counted in the budget); its key is remembered, logged once per hold, and
-        planned again when a hold changes (``watcher/service.py``'s interest) or at the hold's expiry, so a release
+        planned again when a hold changes (``setup``'s interest) or at the hold's expiry, so a release
         starts each held run once: the planner decides it again then, on the facts of that moment. A resume that only
         confirms a run already seen (``observed``) calls nobody and is never held."""
         if self.holds is None:
