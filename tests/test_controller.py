@@ -10,13 +10,14 @@ from typing import Any, cast
 
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
+from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost
-from coordinator.informer import Changes
-from coordinator.manager import DONE, Controller, Manager, Periodic, Result, WorkQueue
+from coordinator.manager import DONE, Controller, Manager, Periodic, Result, Watch, WorkQueue
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import DagKey, Tick
 from tests.conftest import run_coro
+from tests.support.changes import changes_of
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -77,7 +78,7 @@ def toy(*, leading: list[bool] | None = None) -> tuple[Manager, Controller[str],
     controller = manager.register(
         Controller("greeter", greeter, needs_leader=leading is not None, leading=lambda: state[0], now=clock.now,
                    queue=WorkQueue(clock=clock, backoff_base_s=1.0, backoff_max_s=8.0), backoff_max_s=8.0),
-        interest=lambda changes: sorted(changes.partitions),
+        Watch(lambda changes: sorted(changes.of(View.PARTITIONS))),
     )  # fmt: skip
     return manager, controller, greeter, clock
 
@@ -86,8 +87,8 @@ def test_a_toy_controller_sees_the_keys_the_informers_changes_bring_once_each() 
     """Registered with an interest, a controller gets each key a change brings, deduplicated, reconciled once with
     the controller's ``now``; a key nobody added is never reconciled."""
     manager, controller, greeter, clock = toy()
-    manager.dispatch(Changes(revision=5, relisted=False, partitions={"p1", "p2"}))
-    manager.dispatch(Changes(revision=6, relisted=False, partitions={"p1"}))
+    manager.dispatch(changes_of(5, partitions={"p1", "p2"}))
+    manager.dispatch(changes_of(6, partitions={"p1"}))
     assert turn(controller) == 2
     assert sorted(greeter.seen) == [("p1", clock.now()), ("p2", clock.now())]
     assert turn(controller) == 0

@@ -18,12 +18,13 @@ from coordinator.core.floor import RetentionFloor
 from coordinator.core.model import KeyLayout, RunRecord, RunState, dump_record
 from coordinator.core.view import ALL, View
 from coordinator.etcd import EtcdStore, Fence
-from coordinator.informer import Changes, DeadlineIndex, Informer
+from coordinator.informer import DeadlineIndex, Informer
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings
 from coordinator.watcher.deadlines import CLOCK, CLOCK_MARGIN_S, DeadlineJob
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import AllPartitions, DagKey, PartitionKey
+from tests.support.changes import changes_of
 from tests.support.fake_airflow import FakeAirflow
 from tests.test_deadline_own_writes import NOW, P0, A, C, P, chain_graph, no_paused
 
@@ -48,16 +49,16 @@ def test_a_watch_batch_brings_the_keys_it_changed_and_everything_only_when_neede
     keys = KeyLayout("/t")
     view, deadlines = View(keys), DeadlineIndex(keys)
     job = job_for(keys, view, deadlines)
-    changes = Changes(revision=5, relisted=False, nodes=[(A, P)], partitions={P2, ALL})
+    changes = changes_of(5, nodes=[(A, P)], partitions={P2, ALL})
     assert job.interest(changes, leading=False) == []
     assert job.interest(changes, leading=True) == [DagKey(A, P), PartitionKey(P2)]
-    assert AllPartitions in job.interest(Changes(revision=6, relisted=True), leading=True)
+    assert AllPartitions in job.interest(changes_of(6, relisted=True), leading=True)
     view.floor = RetentionFloor(before=P, by="test")
-    assert job.interest(Changes(revision=7, relisted=False, partitions={ALL}), leading=True) == [AllPartitions]
-    assert job.interest(Changes(revision=8, relisted=False, partitions={ALL}), leading=True) == []
+    assert job.interest(changes_of(7, partitions={ALL}), leading=True) == [AllPartitions]
+    assert job.interest(changes_of(8, partitions={ALL}), leading=True) == []
     record = DeadlineRecord(state=DeadlineState.BLOCKED, deadline=DEADLINE, changed_at=NOW)
     deadlines.apply(keys.deadline_key(C, P), dump_record(record), 9)
-    assert job.interest(Changes(revision=9, relisted=False, deadlines={(C, P)}), leading=True) == [CLOCK]
+    assert job.interest(changes_of(9, deadlines={(C, P)}), leading=True) == [CLOCK]
     # The moved record is taken by the next pass with the view's changes, once (**One view, one change set**).
     assert job._take(view)[1] == {(C, P)} and job._take(view)[1] == set()
 

@@ -262,7 +262,7 @@ def test_watcher_start_check_names_the_password_setting_and_sets_the_metric(
     async def go() -> Any:
         async with AsyncExitStack() as stack:
             watcher = await open_watcher(settings, stack, metrics)
-            return await check_instances(watcher.presence())
+            return await check_instances(watcher.presence_job.watcher)
 
     with caplog.at_level(logging.INFO, logger="coordinator.watcher.presence"):
         checks = arun(go())
@@ -294,7 +294,7 @@ def test_watcher_start_check_leaves_out_an_instance_nothing_uses(
         async def go() -> Any:
             async with AsyncExitStack() as stack:
                 watcher = await open_watcher(settings, stack, Metrics())
-                return await check_instances(watcher.presence())
+                return await check_instances(watcher.presence_job.watcher)
 
         with caplog.at_level(logging.INFO, logger="coordinator.watcher.presence"):
             checks = arun(go())

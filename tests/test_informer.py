@@ -133,12 +133,12 @@ def test_a_load_and_the_watch_from_an_empty_start_give_the_same_model_as_the_rea
             done = await loaded.load(store, etcd_prefix + "/")
             assert done.problems == () and done.keys == 13
             followed, *f_indexes = informer_for(etcd_prefix)
-            hints = 0
+            hints: list[str] = []
             async for batch in store.watch_prefix(etcd_prefix + "/", start, followed.held):
-                hints += followed.apply(batch).hints
+                hints += followed.apply(batch).of(Informer.HINTS)
                 if batch.revision >= done.revision:
                     break
-            assert hints == 1  # the asset hint counted, held by nobody (rule 6)
+            assert len(hints) == 1  # the asset hint named, held by nobody (rule 6)
             assert model_state(followed, *f_indexes) == model_state(loaded, *indexes)
             state = model_state(loaded, *indexes)
             assert len(state[0]) == 12 and state[4] is not None and state[4].identity == "w1"
@@ -236,9 +236,9 @@ def test_a_watch_batch_names_the_deadline_records_holds_and_asset_keys_it_moved(
     etcd_endpoint: str, etcd_prefix: str, arun: Callable[..., Any]
 ) -> None:
     """The changes of the watch batches after a load name exactly the (DAG, partition) whose deadline record was put
-    or deleted (not an escalation level's, not a bad value), the hold ids put or deleted, and count the asset events
-    and delivery entries, as the deadline pass, the holds' interest and the page's asset feed read them (rule
-    **Changes name what moved**)."""
+    or deleted (not an escalation level's, not a bad value), the hold ids put or deleted, and the asset event and
+    delivery keys, each by the kind its index declares, as the deadline pass, the holds' interest and the page's asset
+    feed read them (rule **Changes name what moved**)."""
 
     async def main() -> None:
         async with await connect(etcd_endpoint) as store:
@@ -264,10 +264,13 @@ def test_a_watch_batch_names_the_deadline_records_holds_and_asset_keys_it_moved(
                 seen.append(informer.apply(batch))
                 if batch.revision >= last:
                     break
-            assert set().union(*(c.deadlines for c in seen)) == {(A, P1), (B, P1)}
-            assert set().union(*(c.holds for c in seen)) == {"h-new", "h-old"}
-            assert sum(c.assets for c in seen) == 2
-            assert [c.nodes for c in seen if c.nodes] == [[(B, P2)]]
+            assert set().union(*(c.of(DeadlineIndex.RECORDS) for c in seen)) == {(A, P1), (B, P1)}
+            assert set().union(*(c.of(HoldIndex.HOLDS) for c in seen)) == {"h-new", "h-old"}
+            assert set().union(*(c.of(AssetIndex.KEYS) for c in seen)) == {
+                assets_keys.event_key("team_a", URI, 3),
+                assets_keys.delivery_key("team_b", "team_a", URI, 1),
+            }
+            assert [list(c.of(View.NODES)) for c in seen if c.of(View.NODES)] == [[(B, P2)]]
             assert [p[:2] for c in seen for p in c.problems] == [("deadline", keys.deadline_key(B, P2))]
             assert set(holds.holds) == {"h-new"}
 

@@ -22,6 +22,7 @@ from coordinator.core.deadline.states import DeadlineState
 from coordinator.core.floor import RetentionFloor, dump_floor
 from coordinator.core.lineage.facts import LineageRun
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
+from coordinator.core.view import View
 from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore
 from coordinator.informer import Changes
@@ -201,7 +202,7 @@ def test_the_informer_watch_applies_each_batch_under_the_lock_and_relists_after_
             put = await store.put(keys.run_key(B, P1), dump_record(RunRecord(state=RunState.RUNNING, run_id="b1")))
             await follow(model.revision, lambda: (B, P1) in informer.view.runs)
             assert [(c.revision, c.relisted, locked) for c, locked in seen] == [(put, False, True)]
-            assert seen[0][0].nodes == [(B, P1)]
+            assert list(seen[0][0].of(View.NODES)) == [(B, P1)]
             seen.clear()
             await store.delete(keys.run_key(A, P1))
             last = await store.put(keys.run_key(A, P2), dump_record(RunRecord(state=RunState.SUCCESS, run_id="a2")))

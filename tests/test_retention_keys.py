@@ -18,14 +18,15 @@ import pytest
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.view import ALL, View
 from coordinator.etcd import EtcdStore, Fence
-from coordinator.informer import Changes, Informer
+from coordinator.informer import Informer
 from coordinator.informer.retention import FollowView, RetentionTracker
-from coordinator.manager import Manager, WorkQueue
+from coordinator.manager import Manager, Watch, WorkQueue
 from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import AllPartitions, RetentionPartition
 from coordinator.watcher.retention import RetentionReconciler, due_in
 from tests.conftest import run_coro
+from tests.support.changes import changes_of
 
 NOW = datetime(2026, 3, 1, tzinfo=UTC)
 PERIOD = timedelta(days=30)
@@ -108,7 +109,7 @@ async def leading(settings: EtcdSettings, prefix: str, interval_s: float) -> Asy
             executor, keys, PERIOD, interval_s, view, tracker, "w1", now=clock.now, queue=WorkQueue(clock=clock),
         )  # fmt: skip
         manager = Manager()
-        manager.register(retention.controller, interest=retention.interest)
+        manager.register(retention.controller, Watch(retention.interest))
         follow = asyncio.create_task(informer.run(store, keys.root, loaded.revision, then=manager.dispatch))
         try:
             yield Leader(store, keys, clock, informer, retention, written=loaded.revision)
@@ -164,12 +165,12 @@ def test_a_batch_brings_each_touched_partition_once_and_everything_after_a_relis
     view = View(keys)
     retention = RetentionReconciler(None, keys, PERIOD, 60.0, view, RetentionTracker(keys), "w1")  # type: ignore[arg-type]
     nodes = [(A, SOON)] * 1000 + [(B, LATER)]
-    changes = Changes(revision=5, relisted=False, nodes=nodes, partitions={OLD})
+    changes = changes_of(5, nodes=nodes, partitions={OLD})
     assert retention.interest(changes) == [RetentionPartition(p) for p in (OLD, SOON, LATER)]
     retention.controller.add_after(RetentionPartition(SOON), 10.0)
     assert retention.interest(changes) == [RetentionPartition(OLD), RetentionPartition(LATER)]
-    assert retention.interest(Changes(revision=6, relisted=True)) == [AllPartitions]
-    assert retention.interest(Changes(revision=7, relisted=False, partitions={ALL})) == [AllPartitions]
+    assert retention.interest(changes_of(6, relisted=True)) == [AllPartitions]
+    assert retention.interest(changes_of(7, partitions={ALL})) == [AllPartitions]
 
 
 def test_a_standby_keeps_each_key_for_an_interval_and_a_partition_that_is_not_a_time_is_dropped() -> None:

@@ -38,9 +38,10 @@ Rules:
   head, a retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
 - **Keys name their streams.** :meth:`AssetIndex.streams_of` says which (target, source, asset) streams a key belongs
   to: a delivery entry its own stream, a recorded event one stream per target of the routes in force (the routes the
-  last question passed: before any question, or for an event the index does not hold, none). The informer puts them
-  in its changes (``Changes.streams``) so the leader's stream reconciler is handed a stream whose event or entry
-  changed (a new event, an operator's skip request, its own write come back) as the watch brings it.
+  last question passed: before any question, or for an event the index does not hold, none). :meth:`AssetIndex.moved`
+  names them in a watch batch's changes (``STREAMS``) so the leader's stream reconciler is handed a stream whose event
+  or entry changed (a new event, an operator's skip request, its own write come back) as the watch brings it, and
+  names every event or entry key the watch put or deleted, good or bad (``KEYS``: the page derives its nodes again).
 - **A reconciler's own progress.** A stream reconciler carries what it settled within one attempt itself
   (``settled``: :meth:`AssetIndex.due_stream`), never in the index: the index shows a write only once the watch brings
   it.
@@ -71,6 +72,7 @@ from coordinator.core.assets import (
     parse_fact,
     targets_of,
 )
+from coordinator.core.kinds import Kind, Moves
 
 #: (source, asset uri, event id): one recorded event.
 EventKey = tuple[str, str, int]
@@ -178,6 +180,10 @@ class AssetIndex:
 
     #: Its name in the informer's log lines (``asset.bad_value``).
     name: ClassVar[str] = "asset"
+    #: **Keys name their streams**: the streams whose event or entry a watch changed, and every event or delivery
+    #: key it put or deleted (a bad value too: it replaces what the key held).
+    STREAMS: ClassVar[Kind[StreamKey]] = Kind("streams")
+    KEYS: ClassVar[Kind[str]] = Kind("asset keys")
 
     keys: AssetKeys
     events: dict[EventKey, HeldEvent] = field(default_factory=dict)
@@ -336,6 +342,13 @@ class AssetIndex:
         if ek is None or held is None:
             return ()
         return tuple((target, ek[0], ek[1]) for target in self._targets_of(ek, held))
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """**Keys name their streams**: ``key``, just applied by a watch, in ``KEYS``; its streams in ``STREAMS`` unless
+        its value was bad."""
+        into.add(AssetIndex.KEYS, key)
+        if problem is None:
+            into.update(AssetIndex.STREAMS, self.streams_of(key))
 
     def stream_prefix(self, sk: StreamKey) -> str:
         """The prefix of every delivery entry of the stream ``sk`` (``Expectations.pending_under``)."""

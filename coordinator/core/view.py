@@ -22,6 +22,9 @@ Rules:
 - **The floor is a fact.** The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read
   at the same revision as the facts it retires, so a decision never pairs a floor with run states from another moment
   (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
+- **It names what moved.** After ``apply`` touched partitions, ``moved`` names them for a watch batch's changes in the
+  view's two kinds (``core/kinds.py``): the (DAG, partition) of a fact key (``NODES``), else the partitions to re-plan
+  (``PARTITIONS``; ``ALL``: every one).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
@@ -41,6 +44,7 @@ from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
 from coordinator.core.floor import RetentionFloor, parse_floor
+from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import (
     NAME_RE,
     KeyLayout,
@@ -64,6 +68,11 @@ _value = itemgetter(1)
 @dataclass
 class View:
     """Everything known at ``revision``. Mutated only through ``apply`` / ``load``."""
+
+    #: **It names what moved**: (DAG, partition) whose run state, ledger entry or task state changed (only it and
+    #: what depends on it need re-planning), and the other partitions to re-plan (``ALL``: every one).
+    NODES: ClassVar[Kind[tuple[NodeId, str]]] = Kind("nodes")
+    PARTITIONS: ClassVar[Kind[str]] = Kind("partitions")
 
     keys: KeyLayout
     revision: int = 0
@@ -267,6 +276,14 @@ class View:
         if key.startswith((self.keys.runs, self.keys.triggers)):
             self.problems[key] = "malformed key: expected {kind}/{instance}/{dag_id}/{YYYY-MM-DDTHH:MM:SSZ}"
         return set()
+
+    def moved(self, key: str, touched: set[str], into: Moves) -> None:
+        """**It names what moved**: ``key`` just applied touched ``touched`` (``apply``'s answer, not empty)."""
+        at = self.node_of(key)
+        if at is not None:
+            into.add(View.NODES, at)
+        else:
+            into.update(View.PARTITIONS, touched)
 
     def held(self) -> dict[str, int]:
         """key -> mod revision of every key this view holds a fact or a problem of (problems: -1, so a relist hands

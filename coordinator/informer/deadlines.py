@@ -7,8 +7,9 @@ Rules:
 - **Newest revision wins.** A record older than the one held changes nothing; a delete removes it.
 - **Bad values left out.** A value that does not parse is left out and named (the informer logs it); the last valid
   record stays.
-- **No change set of its own.** Which records moved is the watch's to say (``Changes.deadlines``, the informer's
-  **Changes name what moved**): the deadline pass takes them from the changes its controller was handed.
+- **No change set of its own.** Which records moved is the watch's to say: the index names each (DAG, partition)
+  whose record a watch put or deleted in the batch's changes (``RECORDS``; not an escalation level's, the informer's
+  **Changes name what moved**), and the deadline pass takes them from the changes its controller was handed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pydantic import ValidationError
 
 from coordinator.core.deadline.levels import LevelKey
 from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import KeyLayout, NodeId
 
 K = TypeVar("K", tuple[NodeId, str], LevelKey)
@@ -32,6 +34,8 @@ class DeadlineIndex:
     (**Newest revision wins**)."""
 
     name: ClassVar[str] = "deadline"
+    #: (DAG, partition) whose recorded transition a watch put or deleted (**No change set of its own**).
+    RECORDS: ClassVar[Kind[tuple[NodeId, str]]] = Kind("deadlines")
 
     keys: KeyLayout
     records: dict[tuple[NodeId, str], DeadlineRecord] = field(default_factory=dict)
@@ -77,6 +81,11 @@ class DeadlineIndex:
         if level is None:
             return "malformed key: not a deadline record's or an escalation level's"
         return self._store(self.levels, self.level_revisions, self.levels_unalerted, key, level, value, mod_rev)
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """**No change set of its own**: the (DAG, partition) of a good DAG record (a level's names nothing)."""
+        if problem is None and (at := self.keys.parse_deadline_key(key)) is not None:
+            into.add(DeadlineIndex.RECORDS, at)
 
     def _store(
         self, records: dict[K, DeadlineRecord], revisions: dict[K, int], unalerted: set[K], key: str, at: K,

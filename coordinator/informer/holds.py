@@ -7,9 +7,9 @@ Rules:
   a released one).
 - **Bad values left out.** A value that does not parse is left out and named (the informer logs it): a hold that
   cannot be read holds nothing, and the last valid record of that key stays.
-- **Changes are news.** Every put or delete of a hold is named in the watch batch's changes (``Changes.holds``, the
-  informer's **Changes name what moved**): the watcher plans again what the holds kept back (``watcher/service.py``'s
-  interest), so a release starts each held run once.
+- **Changes are news.** Every put or delete of a hold is named in the watch batch's changes by its id (``HOLDS``, the
+  informer's **Changes name what moved**): the trigger reconciler plans again what the holds kept back (its interest,
+  ``watcher/triggers.py``'s ``setup``), so a release starts each held run once.
 - **Read through the informer.** The commands read holds and the history through :func:`read_holds` and
   :func:`read_history`, the informer's ``load_parts`` (no reader lists the store on its own).
 - **One held set per version.** The held set against a graph (``core.holds.HoldSet``) is built once per version of
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HistoryEntry, Hold, HoldSet, next_expiry, parse_history, parse_hold
+from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
 from coordinator.errors import StoreError
@@ -39,6 +40,8 @@ class HoldIndex:
     """The recorded holds by id, with the mod revision each was written at (**Newest revision wins**)."""
 
     name: ClassVar[str] = "holds"
+    #: Ids of the holds a watch put or deleted (**Changes are news**).
+    HOLDS: ClassVar[Kind[str]] = Kind("holds")
 
     keys: KeyLayout
     holds: dict[str, Hold] = field(default_factory=dict)
@@ -89,6 +92,11 @@ class HoldIndex:
         self._held[key] = mod_rev
         self._bump()
         return None
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """**Changes are news**: the id of a good hold record put or deleted."""
+        if problem is None and (hold_id := self.keys.parse_hold_key(key)) is not None:
+            into.add(HoldIndex.HOLDS, hold_id)
 
     def standing(self, now: datetime) -> list[Hold]:
         return [h for h in self.holds.values() if h.standing(now)]
@@ -141,6 +149,9 @@ class HistoryIndex:
         self.entries[key] = entry
         self._held[key] = mod_rev
         return None
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """Read by the commands only: nothing reacts to the trail."""
 
     def since(self, at: datetime | None) -> list[HistoryEntry]:
         """The entries at or after ``at`` (all when None), oldest first (the keys sort by time)."""

@@ -17,32 +17,34 @@ Rules:
   key deleted while the watch was away leaves each index, not only the view.
 - **Bad values never stop it.** The view keeps its problems (``View.problems``), an index says what was wrong with a key
   and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
-- **Changes name what moved.** A watch batch's :class:`Changes` is the one "what changed" channel of every family: the
-  view's (DAG, partition) and partitions, the deadline records (``deadlines``) and holds (``holds``) an index took,
-  how many asset events and delivery entries the asset index took (``assets``) and the asset streams they touched
-  (``streams``). The informer names each key as it applies it to the index that owns it (the key layout says what a
-  key is; no index keeps a change set of its own for a reader to drain), so a reconciler is handed what moved by the
-  watch, its own writes come back included, and nobody writes them into an index by hand.
+- **Changes name what moved.** A watch batch's :class:`Changes` is the one "what changed" channel of every family:
+  a set of typed keys per :class:`~coordinator.core.kinds.Kind` (``changes.of(View.NODES)``,
+  ``changes.of(AssetIndex.STREAMS)``...). The informer knows no kind: right after the view or an index applied a key,
+  it asks that owner to name the keys of its own kinds the key touched (``View.moved``, :meth:`Index.moved`; the
+  owner parses its own keys; none keeps a change set of its own for a reader to drain), so a reconciler is handed
+  what moved by the watch, its own writes come back included, and nobody writes them into an index by hand. A new
+  index is one more entry in the informer's list; the informer, :class:`Changes` and their readers stay as they are.
 - **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
-  `asset-facts`): it is counted in :class:`Changes` and held by nobody.
+  `asset-facts`): it is named in :class:`Changes` (``Informer.HINTS``) and held by nobody.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Iterable, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-from coordinator.core.asset_index import AssetIndex, StreamKey
-from coordinator.core.model import NodeId
+from coordinator.core.kinds import Kind, Moves
 from coordinator.core.view import View
 from coordinator.errors import StoreError
 from coordinator.informer.expectations import Expectations
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
     from coordinator.etcd import KV, EtcdStore, WatchBatch
+
+K = TypeVar("K", bound=Hashable)
 
 
 class Index(Protocol):
@@ -63,6 +65,10 @@ class Index(Protocol):
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
         """One put (``value``) or delete (None); what is wrong with the key or its value (it is left out), or None."""
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """Name in ``into`` the keys of its own kinds that ``key``, just applied by a watch (``problem``: what
+        ``apply`` found wrong with it), touched (**Changes name what moved**); an index of no kind names nothing."""
 
     def passed(self, revision: int) -> None:
         """Every key up to ``revision`` has been applied (the end of a load or of a watch batch)."""
@@ -104,32 +110,41 @@ class Changes:
     relisted: bool
     #: How many events the batch held.
     events: int = 0
-    #: (DAG, partition) whose run state or ledger entry changed: only it and what depends on it need re-planning.
-    nodes: list[tuple[NodeId, str]] = field(default_factory=list)
-    #: Other partitions the view says to re-plan (``core.view.ALL``: every one).
-    partitions: set[str] = field(default_factory=set)
-    #: Keys under ``hints`` put or deleted (**Hints are nudges**).
-    hints: int = 0
     #: The view's new problems: (key, problem).
     view_problems: list[tuple[str, str]] = field(default_factory=list)
     #: An index's: (index name, key, problem).
     problems: list[tuple[str, str, str]] = field(default_factory=list)
-    #: The asset streams (target, source, asset uri) whose recorded event or delivery entry changed
-    #: (``core/asset_index.py``'s **Keys name their streams**): a new event, an operator's skip request, the leader's
-    #: own write come back.
-    streams: set[StreamKey] = field(default_factory=set)
-    #: Asset events and delivery entries the asset index took, put or deleted, good or bad (**Changes name what
-    #: moved**): the page's asset feed derives its nodes again only when a batch has some.
-    assets: int = 0
-    #: (DAG, partition) whose recorded deadline transition was put or deleted (``informer/deadlines.py``; not an
-    #: escalation level's): the deadline pass compares only those with what it judges.
-    deadlines: set[tuple[NodeId, str]] = field(default_factory=set)
-    #: Ids of the holds put or deleted (``informer/holds.py``): what holds kept back is planned again.
-    holds: set[str] = field(default_factory=set)
+    #: kind -> the keys of it the batch touched, in the order first named (a dict as an ordered set). Private: read
+    #: through ``of``, which gives each kind's keys their type back.
+    _moved: dict[Kind[Any], dict[Any, None]] = field(default_factory=dict, repr=False)
+
+    def add(self, kind: Kind[K], key: K) -> None:
+        found = self._moved.get(kind)
+        if found is None:
+            found = self._moved[kind] = {}
+        found[key] = None
+
+    def update(self, kind: Kind[K], keys: Iterable[K]) -> None:
+        found = self._moved.get(kind)
+        if found is None:
+            found = self._moved[kind] = {}
+        found.update(dict.fromkeys(keys))
+
+    def of(self, kind: Kind[K]) -> KeysView[K]:
+        """The keys of ``kind`` the batch touched, each once, in the order they were first named (empty: none)."""
+        found = self._moved.get(kind)
+        return (found if found is not None else _NONE).keys()
+
+
+#: ``Changes.of`` for a kind the batch did not touch.
+_NONE: dict[Any, None] = {}
 
 
 class Informer:
     """The view and ``indexes``, fed from one list/watch (every rule of the module)."""
+
+    #: The keys under ``hints`` a watch batch put or deleted (**Hints are nudges**).
+    HINTS: ClassVar[Kind[str]] = Kind("hints")
 
     def __init__(
         self,
@@ -145,8 +160,6 @@ class Informer:
         self.hints = hints
         # Every prefix that is not the view's, tested once per watch event (str.startswith takes a tuple).
         self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
-        # **Changes name what moved**: the families named by key (the layout's properties format a string per call).
-        self._deadlines, self._holds = view.keys.deadlines, view.keys.holds
         #: Per prefix read, the revision the model holds it at: its load's, then its watch's (``watch``).
         self._passed: dict[str, int] = {}
         #: The leader's own writes not seen back yet (``informer/expectations.py``): the executor records them, each
@@ -353,42 +366,21 @@ class Informer:
                 follower.follow(key, value, event.mod_revision)
             if view.problems and key in view.problems:
                 changes.view_problems.append((key, view.problems[key]))
-            if not touched:
-                continue
-            at = view.node_of(key)
-            if at is not None:
-                changes.nodes.append(at)
-            else:
-                changes.partitions |= touched
+            if touched:
+                view.moved(key, touched, changes)
         view.revision = max(view.revision, batch.revision)
         return changes
 
     def _apply_other(self, key: str, value: bytes | None, mod_rev: int, changes: Changes) -> None:
         if self.hints is not None and key.startswith(self.hints):
-            changes.hints += 1
+            changes.add(Informer.HINTS, key)
             return
         for index in self.indexes:
             if key.startswith(index.prefixes):
                 problem = index.apply(key, value, mod_rev)
-                if isinstance(index, AssetIndex):
-                    changes.assets += 1  # a bad value moves the page too: it replaces what the key held
                 if problem is not None:
                     changes.problems.append((index.name, key, problem))
-                elif isinstance(index, AssetIndex):
-                    changes.streams.update(index.streams_of(key))
-                else:
-                    self._name(key, changes)
-
-    def _name(self, key: str, changes: Changes) -> None:
-        """**Changes name what moved**: the deadline record or hold ``key`` is, as the key layout parses it."""
-        if key.startswith(self._deadlines):
-            at = self.view.keys.parse_deadline_key(key)  # None: an escalation level's record
-            if at is not None:
-                changes.deadlines.add(at)
-        elif key.startswith(self._holds):
-            hold_id = self.view.keys.parse_hold_key(key)
-            if hold_id is not None:
-                changes.holds.add(hold_id)
+                index.moved(key, problem, changes)
 
     def held(self) -> dict[str, int]:
         """Every key the view and the indexes hold, with its mod revision (**Relists diff every index**)."""

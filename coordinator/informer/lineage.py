@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from coordinator.core.kinds import Moves
 from coordinator.core.lineage.facts import LineageRun
 from coordinator.core.model import KeyLayout
 
@@ -55,6 +56,9 @@ class LineageIndex:
             return problem
         self.records[key] = LineageFact(partition, mod_rev)
         return None
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """Nothing reacts to it as a change: its readers read it whole."""
 
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""

@@ -19,6 +19,7 @@ from typing import ClassVar
 
 from pydantic import ValidationError
 
+from coordinator.core.kinds import Moves
 from coordinator.core.model import KeyLayout
 from coordinator.informer.presence_value import RECONCILE_ONCE, LeaderFact, WatcherPresence
 
@@ -70,6 +71,9 @@ class PresenceIndex:
                 self._watchers[key] = (presence, mod_rev)
             self.services = sum(p is not None and p.mode != RECONCILE_ONCE for p, _ in self._watchers.values())
         return None
+
+    def moved(self, key: str, problem: str | None, into: Moves) -> None:
+        """Nothing reacts to it as a change: its readers read it whole."""
 
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""

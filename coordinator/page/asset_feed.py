@@ -15,7 +15,7 @@ Rules:
 - **Views ask the index.** A view asks the index, not etcd: the index keeps the page's counts per asset and target
   current as keys change (``AssetIndex.shared``, the same nodes as ``page/assets.asset_nodes``), so a view costs the
   assets and their targets, not the history. The nodes are rebuilt only when the index changed since the last view:
-  a load, or a watch batch whose changes name asset events or delivery entries (``Changes.assets``, the informer's
+  a load, or a watch batch whose changes name asset events or delivery entries (``AssetIndex.KEYS``, the informer's
   **Changes name what moved**).
 - **Wait for the load.** Until the index is loaded a view waits for it; a load that fails (etcd unreachable, refused)
   fails that view as a read did (the page's 503) and the next view starts over, as it does after a watch that stopped
@@ -91,7 +91,7 @@ class AssetFeed:
     def _moved(self, changes: Changes) -> None:
         """**Views ask the index**: a batch that moved an asset event or a delivery entry makes the next view derive
         the nodes again."""
-        if changes.assets:
+        if changes.of(AssetIndex.KEYS):
             self._nodes = None
 
     def _start(self) -> None:

@@ -47,9 +47,11 @@ from coordinator.core.model import (
 )
 from coordinator.core.partition import airflow_partition_key, trigger_logical_date
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
-from coordinator.manager import DONE, Controller, Result
+from coordinator.manager import DONE, Controller, Manager, Result
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, result_of
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.handles import ACTUATOR, TRIGGERS
 from coordinator.watcher.keys import DagKey
 from coordinator.watcher.paused import PausedDags
 
@@ -434,3 +436,19 @@ def _shown(run: DagRunInfo | None) -> intent.AirflowRun | None:
 
 def _stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat() if value is not None else ""
+
+
+def setup(manager: Manager, deps: Deps) -> Actuator:
+    """The actions' concern: its reconciler (one intent protocol attempt per (DAG, partition)); the planner adds its
+    keys, and it hands a key back to the planner (``replan``) through the manager; an instance that starts or stops
+    refusing us unparks its keys."""
+    settings = deps.settings
+    actuator = Actuator(
+        deps.executor, settings.keys, watcher_id=deps.watcher_id,
+        replan=lambda key: manager.get(TRIGGERS).controller.add(key), paused=deps.paused,
+        leading=deps.leading, error_retry_s=settings.error_retry_s, on_result=deps.metrics.action_result,
+        graph=deps.graph,
+    )  # fmt: skip
+    deps.refusals.listeners.append(actuator.instance_changed)
+    manager.register(actuator.controller)
+    return manager.provide(ACTUATOR, actuator)

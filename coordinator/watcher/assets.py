@@ -66,10 +66,15 @@ from coordinator.core.assets import MARKER, AssetEventFact, AssetKeys, AssetRout
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError
 from coordinator.etcd import Reads
+from coordinator.informer import Changes, Informer
+from coordinator.manager import Controller, Manager, Periodic, Watch
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
+from coordinator.watcher.handles import ASSET_ROUND, DELIVERIES
+from coordinator.watcher.keys import Tick
 
 log = logging.getLogger(__name__)
 
@@ -274,3 +279,35 @@ def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> da
     newest = max(e.timestamp for e in listed)
     after = newest - timedelta(seconds=OVERLAP_S)
     return newest if full and after <= since else max(since, after)
+
+
+#: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
+HINT_RECHECK_S = 1.0
+
+
+def setup(manager: Manager, deps: Deps) -> AssetJob | None:
+    """The leader's asset round (semantics `assets-by-route` and `asset-exactly-once`: a no-op round while no route is
+    declared), a key requeued at its interval, and sooner after a hint; None while ``asset_interval_s`` is 0."""
+    settings = deps.settings
+    if settings.asset_interval_s <= 0:
+        return None
+    job = AssetJob(
+        store=deps.store, executor=deps.executor, keys=AssetKeys(settings.keys.prefix), graph=deps.graph,
+        clients=deps.clients, watcher_id=deps.watcher_id,
+        metrics=deps.metrics, interval_s=settings.asset_interval_s, deliveries=manager.get(DELIVERIES),
+        lookback_s=settings.asset_lookback_s, started_at=deps.clock(),
+        retention=settings.retention_period, index=deps.assets,
+    )  # fmt: skip
+    tick = Tick(job.name)
+
+    def hinted(changes: Changes) -> list[Tick]:
+        """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s, and once
+        more ``HINT_RECHECK_S`` later, since Airflow calls the hook before its transaction commits and the event may
+        not be listed yet (the earliest delay of a key wins, so this never postpones the periodic round)."""
+        return [tick] if changes.of(Informer.HINTS) else []
+
+    controller: Controller[Tick] = Controller(job.name, Periodic(job), needs_leader=True, leading=deps.leading,
+                                              period_s=job.interval_s, backoff_max_s=job.interval_s)  # fmt: skip
+    manager.register(controller, Watch(hinted, after_s=HINT_RECHECK_S), Watch(hinted),
+                     start_after=(tick, job.interval_s))  # fmt: skip
+    return manager.provide(ASSET_ROUND, job)

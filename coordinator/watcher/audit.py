@@ -51,7 +51,11 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
+from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
+from coordinator.watcher.deps import Deps
+from coordinator.watcher.handles import AUDIT
+from coordinator.watcher.keys import Tick
 from coordinator.writers.run_records import Propose, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
@@ -306,3 +310,16 @@ def _task_decider(ti: TaskInstanceInfo, source: str, now: datetime) -> Propose:
         )  # fmt: skip
 
     return decide
+
+
+def setup(manager: Manager, deps: Deps) -> AuditJob | None:
+    """The leader's audit, a key requeued at its interval; None while it is off or no Airflow is configured."""
+    settings = deps.settings
+    if settings.audit_interval_s <= 0 or not deps.clients:
+        return None
+    job = AuditJob(deps.executor, settings.keys, deps.graph, deps.clients, timedelta(hours=settings.audit_lookback_h),
+                   deps.view, settings.audit_interval_s, on_repaired=deps.metrics.audit_repaired)  # fmt: skip
+    manager.register(Controller(job.name, Periodic(job), needs_leader=True, leading=deps.leading,
+                                period_s=job.interval_s, backoff_max_s=job.interval_s),
+                     start_after=(Tick(job.name), job.interval_s))  # fmt: skip
+    return manager.provide(AUDIT, job)

@@ -26,8 +26,12 @@ from datetime import datetime
 from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.model import dump_record
 from coordinator.core.view import View
+from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.handles import CHECKPOINT, TRIGGERS
+from coordinator.watcher.keys import Tick
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +76,17 @@ class CheckpointJob:
         self._written = (new, result.revision)
         log.info("checkpoint.recorded revision=%d mod_revision=%d digest=%s", revision, result.revision, digest)
         return None
+
+
+def setup(manager: Manager, deps: Deps) -> CheckpointJob | None:
+    """The leader's plan checkpoint (semantics `checkpoint-first`), a key requeued at its interval, through the
+    revision the planner settled; None while it is off."""
+    interval_s = deps.settings.checkpoint_interval_s
+    if interval_s <= 0:
+        return None
+    job = CheckpointJob(deps.executor, deps.view, manager.get(TRIGGERS).settled_through,
+                        lambda: deps.graph().digest, deps.watcher_id, interval_s)  # fmt: skip
+    manager.register(Controller(job.name, Periodic(job), needs_leader=True, leading=deps.leading,
+                                period_s=job.interval_s, backoff_max_s=job.interval_s),
+                     start_after=(Tick(job.name), job.interval_s))  # fmt: skip
+    return manager.provide(CHECKPOINT, job)

@@ -6,7 +6,7 @@ Rules (semantics `deadlines-judged`):
   docs/keys.md) warm from the same watch as its view (the informer's
   :class:`~coordinator.informer.deadlines.DeadlineIndex`); only the leader runs passes (:class:`DeadlineJob`, a
   controller's reconciler that names what it needs and never the watcher).
-- **Keys, and time as a requeue.** The deadlines' controller (``watcher/service.py`` registers it) takes the keys the
+- **Keys, and time as a requeue.** The deadlines' controller (``setup`` registers it) takes the keys the
   watch brings: ``DagKey`` (a run state, task state or ledger entry of one DAG in one partition changed),
   ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
   relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but time), each
@@ -43,7 +43,7 @@ Rules (semantics `deadlines-judged`):
   the event loop must keep the lease alive) at its first pass, when it becomes leader (a new fence), after a relist or
   a moved retention floor (``AllPartitions``), for a new graph, and after a pass that failed.
   Transitions and metric counts come from what changed (the watch's changes name the records that moved:
-  ``Changes.deadlines``, noted and taken with the view's changes under **One view, one change set**).
+  ``DeadlineIndex.RECORDS``, noted and taken with the view's changes under **One view, one change set**).
 - **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
   version: read from the clients, which learn it with their first request (the paused list asks every instance a
   deadline depends on before each pass), never asked for here. A version learned or changed starts the cache over.
@@ -96,10 +96,14 @@ from coordinator.etcd import CasResult
 from coordinator.informer import Changes
 from coordinator.informer.deadlines import DeadlineIndex
 from coordinator.informer.expectations import Expectations
+from coordinator.manager import Controller, Manager, Watch
 from coordinator.manager.controller import Result
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.deadline_facts import PausedForDeadlines
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.handles import DEADLINES as DEADLINES_HANDLE
 from coordinator.watcher.keys import AllPartitions, DagKey, DeadlineKey, PartitionKey, Tick
 
 log = logging.getLogger(__name__)
@@ -248,15 +252,15 @@ class DeadlineJob:
         self._floor = self.view.floor
         # The records that moved are noted by a standby too (a leader's first pass is a full one, which compares every
         # record anyway): the pass compares them with what it judges.
-        self._records |= changes.deadlines
+        self._records.update(changes.of(DeadlineIndex.RECORDS))
         if not leading or not self.declares():
             self._everything = True  # a standby keeps nothing: its first pass as leader is a full one
             return []
-        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.nodes]
-        keys += [PartitionKey(partition) for partition in changes.partitions if partition != ALL]
+        keys: list[DeadlineKey] = [DagKey(node, partition) for node, partition in changes.of(View.NODES)]
+        keys += [PartitionKey(partition) for partition in changes.of(View.PARTITIONS) if partition != ALL]
         if everything:
             keys.append(AllPartitions)
-        if changes.deadlines:
+        if changes.of(DeadlineIndex.RECORDS):
             keys.append(CLOCK)  # a record moved (another writer's, or this leader's own come back)
         self._note(keys)
         return keys
@@ -569,3 +573,23 @@ async def _trigger_all(
         log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
                  partition, handler.qualified, run_id, outcome.result)  # fmt: skip
     return ok
+
+
+def setup(manager: Manager, deps: Deps) -> DeadlineJob:
+    """The leader's deadlines (semantics `deadlines-judged`): the (DAG, partition) keys whose facts the watch brings,
+    each due ``DEADLINE_BATCH_S`` later so one pass takes every change of that moment (nothing on a standby), and the
+    clock key at its next instant."""
+    job = DeadlineJob(
+        executor=deps.executor, keys=deps.settings.keys, graph=deps.graph, view=deps.view,
+        view_lock=deps.view_lock, tracker=deps.deadlines,
+        paused=PausedForDeadlines(deps.paused), unreachable=deps.reachability.unreachable, metrics=deps.metrics,
+        watcher_id=deps.watcher_id,
+        interval_s=deps.settings.deadline_interval_s, majors=lambda: known_majors(deps.clients),
+    )  # fmt: skip
+    manager.register(
+        Controller(job.name, job, needs_leader=True, leading=deps.leading,
+                   period_s=job.interval_s, backoff_max_s=job.interval_s),
+        Watch(lambda changes: job.interest(changes, deps.leading()), after_s=DEADLINE_BATCH_S),
+        start_after=(CLOCK, job.interval_s),
+    )  # fmt: skip
+    return manager.provide(DEADLINES_HANDLE, job)

@@ -3,15 +3,15 @@ delivered once each, in order, through the delivery protocol (semantics `asset-e
 and the one executor (``watcher/executor.py``), whose driver writes the ledger and records the errors.
 
 The leader's asset round (``watcher/assets.py``) records what each source Airflow listed; the informer hands this
-module every stream whose event or delivery entry changed (``Changes.streams``), and the round submits every stream
+module every stream whose event or delivery entry changed (``AssetIndex.STREAMS``), and the round submits every stream
 with an event due as a safety net (a new leader's first round, a key a standby dropped); this module delivers them.
 The stream is the protocol's unit of order (semantics `asset-order`: an event is due only once every older one of its
 stream is settled), so it is the key: one attempt per stream at a time (the queue's processing set), several streams
 at once, and a slow or unreachable target holds only its own streams.
 
 Rules:
-- **Keys.** The watcher's interest in the informer's changes adds each changed stream to the streams' controller
-  (``watcher/service.py``); :meth:`AssetDeliveries.submit` adds one unless its key waits out a delay (a stream added
+- **Keys.** This concern's interest in the informer's changes adds each changed stream to the streams' controller
+  (``setup``); :meth:`AssetDeliveries.submit` adds one unless its key waits out a delay (a stream added
   while its attempt runs is marked dirty and reconciled again when it ends: level-triggered);
   :meth:`AssetDeliveries.reconcile` is one attempt. Only the leader attempts (the controller ``needs_leader``): a
   key handed out on a standby is dropped, since a new leader's first asset round submits every stream with a due
@@ -70,10 +70,13 @@ from coordinator.core.effects import End, Ending, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
-from coordinator.manager import DONE, Controller, Result
+from coordinator.informer import Changes
+from coordinator.manager import DONE, Controller, Manager, Result, Watch
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
 from coordinator.watcher.faults import crash_point
+from coordinator.watcher.handles import DELIVERIES
 from coordinator.watcher.keys import AssetStream
 
 log = logging.getLogger(__name__)
@@ -382,3 +385,28 @@ class AssetDeliveries:
 
 def _encode(record: DeliveryRecord) -> bytes:
     return record.model_dump_json().encode()
+
+
+def setup(manager: Manager, deps: Deps) -> AssetDeliveries:
+    """The asset streams' concern (semantics `asset-exactly-once`): each stream with a due event a key of its
+    controller; registered only while the asset round runs (nothing to deliver while no route is declared), built
+    always (the asset round's, and a one-shot pass's, deliveries)."""
+    settings = deps.settings
+    deliveries = AssetDeliveries(
+        executor=deps.executor, keys=AssetKeys(settings.keys.prefix), graph=deps.graph,
+        watcher_id=deps.watcher_id, metrics=deps.metrics, leading=deps.leading,
+        term_started=lambda: deps.election.term_started, call_timeout_s=settings.airflow_timeout_s,
+        error_retry_s=settings.error_retry_s, backoff_max_s=settings.asset_interval_s or 2.0,
+        index=deps.assets,
+    )  # fmt: skip
+
+    def streams_changed(changes: Changes) -> list[AssetStream]:
+        """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
+        batch changed (a new event, an operator's skip request, this leader's own write come back) goes to its
+        controller now, not at the next asset round. Only the leader delivers: a standby's controller drops them,
+        since a new leader's first asset round submits every due stream."""
+        return [AssetStream(*stream) for stream in sorted(changes.of(AssetIndex.STREAMS))]
+
+    if settings.asset_interval_s > 0:
+        manager.register(deliveries.controller, Watch(streams_changed))
+    return manager.provide(DELIVERIES, deliveries)

@@ -10,8 +10,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 from coordinator.core.graph import Graph
+from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.graph_source import GraphSource
+from coordinator.watcher.deps import Deps
+from coordinator.watcher.handles import GRAPH_RELOAD, TRIGGERS
+from coordinator.watcher.keys import AllPartitions, Tick
 
 #: How soon a changed file is noticed.
 GRAPH_RELOAD_S = 2.0
@@ -38,3 +42,13 @@ class GraphReload:
         if self._graphs.graph is not before:
             self._taken(self._graphs.graph)
         return None
+
+
+def setup(manager: Manager, deps: Deps) -> GraphReload:
+    """A changed dependencies.json read within 2 s by every watcher (a standby plans too): the planner plans every
+    partition, the instance coverage is judged again."""
+    reload = GraphReload(deps.graphs, lambda: manager.get(TRIGGERS).controller.add(AllPartitions),
+                         taken=deps.coverage.observe)  # fmt: skip
+    manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
+                     start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
+    return manager.provide(GRAPH_RELOAD, reload)

@@ -1,4 +1,4 @@
-"""The watcher's typed keys: what each of its controllers reconciles (``watcher/service.py`` registers them).
+"""The watcher's typed keys: what each of its controllers reconciles (each concern's ``setup`` registers its own).
 
 - The triggers' controller (``watcher/triggers.py``): ``AllPartitions`` (re-plan everything), ``NextSlice`` (the next
   slice of a sweep over everything), ``PartitionKey`` (re-plan one partition), ``DagKey`` (the facts of one DAG in

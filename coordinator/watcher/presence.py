@@ -38,10 +38,14 @@ from coordinator.informer.presence_value import (
     InstanceRefusal,
     WatcherPresence,
 )
+from coordinator.manager import Controller, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
+from coordinator.watcher.deps import Deps
+from coordinator.watcher.handles import PRESENCE
 from coordinator.watcher.instance_check import check_instance
+from coordinator.watcher.keys import Tick
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +190,20 @@ async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> 
         await store.put(key, value.model_dump_json().encode(), lease=lease.id)
     except CoordinatorError as exc:
         log.warning("presence.failed key=%s error=%s", key, exc)
+
+
+def setup(manager: Manager, deps: Deps) -> PresenceJob:
+    """Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status), kept
+    alive by every watcher, not only the leader: a key requeued at its interval, at once when the checks end or an
+    instance starts or stops refusing us (the presence value shows it now, not a round later)."""
+    presence = Presence(
+        store=deps.store, settings=deps.settings, watcher_id=deps.watcher_id, graph=deps.graph,
+        graph_warnings=lambda: deps.graphs.warnings, clients=deps.clients.keys(), metrics=deps.metrics,
+        refusing=deps.refusals.shown,
+    )  # fmt: skip
+    tick = Tick(PresenceJob.name)
+    job = PresenceJob(presence, wake=lambda: manager.controllers[job.name].add(tick))
+    manager.register(Controller(job.name, Periodic(job), period_s=job.interval_s, backoff_max_s=job.interval_s),
+                     start_after=(tick, 0.0))  # fmt: skip
+    deps.refusals.listeners.append(lambda instance, refusal: job.wake())
+    return manager.provide(PRESENCE, job)

@@ -61,9 +61,11 @@ from coordinator.etcd import EtcdStore, Writes
 from coordinator.informer import Changes
 from coordinator.informer.holds import read_history, read_holds
 from coordinator.informer.retention import RetentionTracker
-from coordinator.manager import DONE, Controller, Result, WorkQueue
+from coordinator.manager import DONE, Controller, Manager, Result, Watch, WorkQueue
 from coordinator.manager.controller import wall_clock
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.handles import RETENTION
 from coordinator.watcher.keys import AllPartitions, RetentionKey, RetentionPartition
 
 log = logging.getLogger(__name__)
@@ -242,8 +244,8 @@ class RetentionReconciler:
         """What a watch batch brings: a key per partition it touched that the controller does not hold already
         (queued, waiting or being reconciled: a partition written 100,000 times is still one key), and
         ``AllPartitions`` after a relist or a change that re-plans everything (a moved floor among them)."""
-        touched = {partition for _, partition in changes.nodes}
-        touched.update(changes.partitions)
+        touched = {partition for _, partition in changes.of(View.NODES)}
+        touched.update(changes.of(View.PARTITIONS))
         everything = ALL in touched or changes.relisted
         touched.discard(ALL)
         keys: list[RetentionKey] = [AllPartitions] if everything else []
@@ -333,3 +335,19 @@ class RetentionReconciler:
         for kept_partition in selection.kept:
             log.info("retention.kept partition=%s reasons=%r", kept_partition.partition,
                      "; ".join(kept_partition.details))  # fmt: skip
+
+
+def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
+    """The leader's retention (semantics `retention-retires`, ``COORDINATOR_RETENTION``): a key per partition the
+    watch touches (every one at the first sweep, one interval after the start, and after a relist), each due when its
+    partition is; None while it is off."""
+    settings = deps.settings
+    if settings.retention_period is None:
+        return None
+    retention = RetentionReconciler(
+        deps.executor, settings.keys, settings.retention_period, settings.retention_interval_s, deps.view,
+        deps.retention, deps.watcher_id, leading=deps.leading,
+    )  # fmt: skip
+    manager.register(retention.controller, Watch(retention.interest),
+                     start_after=(AllPartitions, retention.interval_s))  # fmt: skip
+    return manager.provide(RETENTION, retention)

@@ -10,17 +10,24 @@ Rules:
   (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
   view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
   batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
-  declared interest, each adding keys of its own to its own queue. The concerns, one registration each
-  (:meth:`Watcher.register`): the triggers' planner (``watcher/triggers.py``: DAG and partition keys), the actions
-  (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the asset streams
+  declared interest, each adding keys of its own to its own queue. Every requeue (retry delays, resyncs, failed
+  passes, the next slice of a sweep, a partition not old enough yet) is a reconcile's result; nothing else schedules
+  work. Disconnects resume from the last revision and compactions relist (the store does both), so downtime of any
+  length ends in the same decisions as running throughout.
+- **One module, one line.** Each concern lives in its own module and exports one ``setup(manager, deps)``
+  (controller-runtime's builder) that builds its reconciler, registers its controller with its interest (map functions
+  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, and provides
+  what another concern uses under a typed handle (``watcher/handles.py``). ``deps`` (``watcher/deps.py``) is what they
+  share: the settings, the store, the informer's model, the executor, the leadership. ``watcher/concerns.py``'s
+  ``CONCERNS`` lists them: the actions (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the
+  triggers' planner (``watcher/triggers.py``: DAG and partition keys, and the holds), the asset streams
   (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
   partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
   state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the partition is
-  older than the cutoff, then pruned), and the timed concerns (the asset round, the audit, the plan checkpoint, the
-  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``).
-  Every requeue (retry delays, resyncs, failed passes, the next slice of a sweep, a partition not old enough yet) is a
-  reconcile's result; nothing else schedules work. Disconnects resume from the last revision and compactions relist
-  (the store does both), so downtime of any length ends in the same decisions as running throughout.
+  older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
+  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). A
+  new concern is one module and one line in that list; this module keeps only what they share: the informer, the
+  executor, the leadership, the manager, the run loop and the stop.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -47,7 +54,6 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.gate import Refusal, refused_backoff
@@ -55,41 +61,29 @@ from coordinator.core.actions import Plan
 from coordinator.core.asset_index import AssetIndex
 from coordinator.core.assets import AssetKeys
 from coordinator.core.graph import Graph
-from coordinator.core.view import ALL, View
+from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.informer.holds import HoldIndex
 from coordinator.informer.retention import FollowView, RetentionTracker
-from coordinator.manager import Controller, Manager, Periodic
-from coordinator.manager.periodic import Job
+from coordinator.manager import Manager
+from coordinator.manager.controller import wall_clock
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health, probe_etcd, watcher_state
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
-from coordinator.watcher.actuator import Actuator
-from coordinator.watcher.assets import AssetJob
-from coordinator.watcher.audit import AuditJob
-from coordinator.watcher.budget import TriggerBudget
-from coordinator.watcher.checkpoint import CheckpointJob
+from coordinator.watcher.concerns import CONCERNS, Provided, Setup
 from coordinator.watcher.coverage import Coverage
-from coordinator.watcher.deadline_facts import PausedForDeadlines
-from coordinator.watcher.deadlines import CLOCK, DEADLINE_BATCH_S, DeadlineJob, known_majors
-from coordinator.watcher.deliveries import AssetDeliveries
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, ExecutorPolicy, Pool
-from coordinator.watcher.graph_reload import GraphReload
-from coordinator.watcher.keys import AllPartitions, AssetStream, DagKey, DeadlineKey, PartitionKey, Tick, TriggerKey
+from coordinator.watcher.keys import TriggerKey
 from coordinator.watcher.paused import paused_lists
-from coordinator.watcher.presence import Presence, PresenceJob
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.refusals import Refusals
-from coordinator.watcher.retention import RetentionReconciler
-from coordinator.watcher.triggers import TriggerReconciler
 
 log = logging.getLogger(__name__)
 
-#: After an asset hint, a second asset round this much later: the hook fires before Airflow commits the event.
-HINT_RECHECK_S = 1.0
 
 #: **Clean stop**'s bounds on a stop: the loops this long to end once cancelled, in-flight Airflow calls this long to
 #: finish, the resign this long to reach etcd. Together (21 s, 1 s for a second cancel) under Kubernetes' 30 s grace
@@ -104,9 +98,10 @@ def default_watcher_id() -> str:
 
 
 @dataclass
-class Watcher:
+class Watcher(Provided):
     """One watcher process's state. ``run`` is the service; ``reconcile_pass`` and ``act_on_submitted`` the one-shot
-    variant (``coordinator reconcile``)."""
+    variant (``coordinator reconcile``). The concerns are read through what their setups provided (``triggers``,
+    ``actuator``, ``deliveries``...: ``watcher/concerns.py``'s ``Provided``)."""
 
     settings: Settings
     store: EtcdStore
@@ -126,30 +121,29 @@ class Watcher:
     #: Which Airflow instances refuse our credentials now, fed by the clients' gates (``build_clients``): the
     #: actuator parks their keys, the presence value shows them to ``doctor``.
     refusals: Refusals = field(default_factory=Refusals)
+    #: The concerns set up (**One module, one line**); a test may hand its own list.
+    concerns: tuple[Setup, ...] = CONCERNS
     #: Whether the informer follows the store now (``reflect``): a one-shot pass starts it for itself (``following``).
     _reflecting: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
+        keys = self.settings.keys
         # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
         # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
-        # first round) reads neither. The streams whose event or entry changed (a new event, a skip request, the
-        # leader's own write come back) go to the stream reconciler as the watch brings them (``Changes.streams``).
-        self.assets = AssetIndex(AssetKeys(self.settings.keys.prefix))
-        # The recorded deadline transitions (semantics `deadlines-judged`).
-        self.deadlines = DeadlineIndex(self.settings.keys)
-        # Semantics `retention-retires`: the floor and what it retires.
-        self.retention = RetentionTracker(self.settings.keys)
-        self.running = PresenceIndex(self.settings.keys)  # the leader and the live watchers (metric ``watchers``)
-        self.holds = HoldIndex(self.settings.keys)  # operators' holds (core/holds.py): nothing they cover is submitted
+        # first round) reads neither; the streams whose event or entry changed go to the stream reconciler as the
+        # watch brings them (``AssetIndex.STREAMS``).
+        self.assets = AssetIndex(AssetKeys(keys.prefix))
+        self.deadlines = DeadlineIndex(keys)  # the recorded deadline transitions (semantics `deadlines-judged`)
+        self.retention = RetentionTracker(keys)  # semantics `retention-retires`: the floor and what it retires
+        self.running = PresenceIndex(keys)  # the leader and the live watchers (metric ``watchers``)
+        self.holds = HoldIndex(keys)  # operators' holds (core/holds.py): nothing they cover is submitted
         # **Snapshot, then watch**: the one list/watch consumer; everything above is fed by it, nothing by hand.
         self.informer = Informer(
             self.view, [self.assets, self.deadlines, self.running, self.holds], [FollowView(self.retention, self.view)],
-            hints=AssetKeys(self.settings.keys.prefix).changes,
+            hints=AssetKeys(keys.prefix).changes,
         )  # fmt: skip
-        self.election = self.store.election(self.settings.keys.leader, self.watcher_id, self.settings.leader_ttl_s)
-        # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
-        self.paused = paused_lists(self.clients)
+        self.election = self.store.election(keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         # The one executor: every etcd write of this watcher while it leads (fenced by its term), every Airflow call
         # of the two exactly-once protocols, their one error vocabulary and how many attempts run at once.
         self.executor = Executor(
@@ -157,47 +151,21 @@ class Watcher:
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
             expectations=self.informer.expectations,
         )  # fmt: skip
-        leading = self._leading
-        # The asset streams' reconciler: each stream with a due event a key of its controller (semantics
-        # `asset-exactly-once`).
-        self.deliveries = AssetDeliveries(
-            executor=self.executor, keys=AssetKeys(self.settings.keys.prefix), graph=lambda: self.graphs.graph,
-            watcher_id=self.watcher_id, metrics=self.metrics, leading=leading,
-            term_started=lambda: self.election.term_started, call_timeout_s=self.settings.airflow_timeout_s,
-            error_retry_s=self.settings.error_retry_s, backoff_max_s=self.settings.asset_interval_s or 2.0,
-            index=self.assets,
-        )  # fmt: skip
-        self.budget = TriggerBudget(
-            self.executor, self.settings.keys, self.settings.trigger_budget, self.settings.trigger_budget_window_s,
-            self.watcher_id, self.metrics, dag_floor=self.settings.trigger_budget_dag_floor,
-        )  # fmt: skip
-        self.actuator = Actuator(
-            self.executor, self.settings.keys, watcher_id=self.watcher_id, replan=self._replan, paused=self.paused,
-            leading=leading, error_retry_s=self.settings.error_retry_s, on_result=self.metrics.action_result,
-            graph=lambda: self.graphs.graph,
-        )  # fmt: skip
-        self.triggers = TriggerReconciler(
-            view=self.view, view_lock=self.view_lock, graph=lambda: self.graphs.graph, retention=self.retention,
-            executor=self.executor, actuator=self.actuator, budget=self.budget, leading=leading,
-            instances=self.clients.keys(), watcher_id=self.watcher_id, history=self.settings.history_choice,
-            first_start_limit=self.settings.first_start_limit, error_retry_s=self.settings.error_retry_s,
-            resync_s=self.settings.resync_interval_s, on_pass=self.metrics.reconcile_seconds.observe,
-            holds=self.holds, on_held=self.metrics.held_actions.set,
-        )  # fmt: skip
-        self.refusals.listeners.append(self.actuator.instance_changed)
-        self.triggers.controller.on_turn = self.health.beat  # liveness: the planner's worker turns every 2 s
-        #: The leader's timed concerns by name (audit, the checkpoint, the asset round).
-        self.jobs: dict[str, Job] = {job.name: job for job in self.leader_jobs()}
-        #: The leader's retention (semantics `retention-retires`), a key per partition; None while it is off.
-        self.retention_reconciler = self.retention_keys()
-        #: The leader's deadlines (semantics `deadlines-judged`): (DAG, partition) keys from the watch, and the clock.
-        self.deadline = self.deadline_job()
-        #: This watcher's presence key and start checks (``watcher/presence.py``), a timed concern of every watcher.
-        self.presence_job = PresenceJob(self.presence())
         #: Every instance of the graph in force has an Airflow, or this watcher is not ready (``watcher/coverage.py``).
         self.coverage = Coverage(self.health, self.clients.keys(), self.settings.instances_file, self.metrics)
         self.coverage.observe(self.graphs.graph)
-        self.manager = self.register()
+        self.deps = Deps(
+            settings=self.settings, watcher_id=self.watcher_id, clock=wall_clock, store=self.store,
+            clients=self.clients, graphs=self.graphs, metrics=self.metrics, health=self.health, view=self.view,
+            view_lock=self.view_lock, assets=self.assets, deadlines=self.deadlines, retention=self.retention,
+            running=self.running, holds=self.holds, executor=self.executor, election=self.election,
+            reachability=self.reachability, refusals=self.refusals,
+            # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
+            paused=paused_lists(self.clients), coverage=self.coverage,
+        )  # fmt: skip
+        self.manager = Manager()
+        for setup in self.concerns:
+            setup(self.manager, self.deps)
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
                                 in_flight=self.executor.busy, graph=self.graphs.graph,
@@ -228,104 +196,6 @@ class Watcher:
         return [
             f"{base}{n.instance}/{n.dag_id}/" for n in self.graphs.graph.dags for base in (keys.runs, keys.triggers)
         ]
-
-    # -- the loops -------------------------------------------------------------------------------------------
-
-    # -- the manager -----------------------------------------------------------------------------------------
-
-    def _leading(self) -> bool:
-        return self.election.is_leader
-
-    def register(self) -> Manager:
-        """Every concern of this watcher, one registration each: its controller, and which keys of its own the
-        informer's changes bring (``manager/manager.py``)."""
-        manager = Manager()
-        settings = self.settings
-        manager.register(self.triggers.controller, interest=self._trigger_keys,
-                         start_after=(AllPartitions, settings.resync_interval_s))  # fmt: skip
-        manager.register(self.actuator.controller)
-        # Semantics `assets-by-route` and `asset-exactly-once`: nothing to deliver while no route is declared.
-        if settings.asset_interval_s > 0:
-            manager.register(self.deliveries.controller, interest=self._streams_changed)
-        # Semantics `deadlines-judged`: the keys whose facts the watch brings, the clock at its next instant.
-        deadline = self.deadline
-        manager.register(
-            Controller(deadline.name, deadline, needs_leader=True, leading=self._leading,
-                       period_s=deadline.interval_s, backoff_max_s=deadline.interval_s),
-            interest=self._deadline_keys, start_after=(CLOCK, deadline.interval_s),
-        )  # fmt: skip
-        # Semantics `retention-retires`: a key per partition the watch touches (every one at the first sweep, one
-        # interval after the start as the rounds had it, and after a relist), each due when its partition is.
-        retention = self.retention_reconciler
-        if retention is not None:
-            manager.register(retention.controller, interest=retention.interest,
-                             start_after=(AllPartitions, retention.interval_s))  # fmt: skip
-        for job in self.jobs.values():
-            manager.register(
-                Controller(job.name, Periodic(job), needs_leader=True, leading=self._leading,
-                           period_s=job.interval_s, backoff_max_s=job.interval_s),
-                interest=self._asset_hints if job.name == AssetJob.name else None,
-                start_after=(Tick(job.name), job.interval_s),
-            )  # fmt: skip
-        # **Bad input never stops it**: a changed dependencies.json is read within 2 s, by every watcher (a standby
-        # plans too).
-        reload = GraphReload(self.graphs, lambda: self.triggers.controller.add(AllPartitions),
-                             taken=self.coverage.observe)  # fmt: skip
-        manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
-                         start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
-        # Each Airflow instance checked once (log line, metric) and this watcher's presence key (doctor, status), kept
-        # alive by every watcher: not the leader's.
-        presence = self.presence_job
-        manager.register(Controller(presence.name, Periodic(presence), period_s=presence.interval_s,
-                                    backoff_max_s=presence.interval_s),
-                         start_after=(Tick(presence.name), 0.0))  # fmt: skip
-        presence.wake = lambda: manager.controllers[presence.name].add(Tick(presence.name))
-        self.refusals.listeners.append(self._refusal_shown)
-        return manager
-
-    def _refusal_shown(self, instance: str, refusal: Refusal | None) -> None:
-        """An instance started or stopped refusing us: the presence value shows it now, not a round later."""
-        self.presence_job.wake()
-
-    def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
-        """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
-        planned once when it ends: ``Actuator.defer``), the partitions to plan whole."""
-        defer = self.actuator.defer
-        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
-        keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
-        if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again
-            keys += self.triggers.held_again()
-        return keys
-
-    def _deadline_keys(self, changes: Changes) -> list[DeadlineKey]:
-        """What a watch batch brings the deadlines' controller (``watcher/deadlines.py``'s
-        **Keys, and time as a requeue**), each key due ``DEADLINE_BATCH_S`` later so one pass takes every change of
-        that moment; nothing on a standby."""
-        controller = self.manager.controllers[self.deadline.name]
-        for key in self.deadline.interest(changes, self.election.is_leader):
-            controller.add_after(key, DEADLINE_BATCH_S)
-        return []
-
-    def _asset_hints(self, changes: Changes) -> list[Tick]:
-        """Semantics `asset-facts`: the plugin saw an asset event; the asset round lists it now, not in 2 s. Airflow
-        calls the hook before its transaction commits, so the event may not be listed yet: one more round a second
-        later (the earliest delay of a key wins, so this never postpones the periodic round)."""
-        if not changes.hints:
-            return []
-        self.manager.controllers[AssetJob.name].add_after(Tick(AssetJob.name), HINT_RECHECK_S)
-        return [Tick(AssetJob.name)]
-
-    def _streams_changed(self, changes: Changes) -> list[AssetStream]:
-        """Semantics `asset-exactly-once` and `asset-skip`: every stream whose recorded event or delivery entry the
-        batch changed (``Changes.streams``: a new event, an operator's skip request, this leader's own write come back)
-        goes to its controller now, not at the next asset round. Only the leader delivers: a standby's controller drops
-        them, since a new leader's first asset round submits every due stream."""
-        return [AssetStream(*stream) for stream in sorted(changes.streams)]
-
-    def _replan(self, key: DagKey) -> None:
-        """The actions' controller hands a key back to the planner (``watcher/actuator.py``'s
-        **One action per key**)."""
-        self.triggers.controller.add(key)
 
     # -- the loops -------------------------------------------------------------------------------------------
 
@@ -420,60 +290,6 @@ class Watcher:
         """Without the manager running (a one-shot pass): run the actions submitted so far, and wait for them."""
         await self.actuator.controller.drain_ready()
         await self.executor.drain()
-
-    def leader_jobs(self) -> list[Job]:
-        """The timed concerns this watcher runs while it leads, each given only what it needs (each a controller
-        whose key is requeued at its interval: ``manager/periodic.py``)."""
-        settings = self.settings
-        jobs: list[Job] = []
-        if settings.audit_interval_s > 0 and self.clients:
-            lookback = timedelta(hours=settings.audit_lookback_h)
-            jobs.append(AuditJob(self.executor, settings.keys, lambda: self.graphs.graph, self.clients, lookback,
-                                 self.view, settings.audit_interval_s,
-                                 on_repaired=self.metrics.audit_repaired))  # fmt: skip
-        if settings.checkpoint_interval_s > 0:  # semantics `checkpoint-first`
-            jobs.append(CheckpointJob(self.executor, self.view, self.triggers.settled_through,
-                                      lambda: self.graphs.graph.digest, self.watcher_id,
-                                      settings.checkpoint_interval_s))  # fmt: skip
-        # Semantics `assets-by-route` and `asset-exactly-once`: a no-op round while no route is declared.
-        if settings.asset_interval_s > 0:
-            jobs.append(AssetJob(
-                store=self.store, executor=self.executor, keys=AssetKeys(settings.keys.prefix),
-                graph=lambda: self.graphs.graph,
-                clients=self.clients, watcher_id=self.watcher_id,
-                metrics=self.metrics, interval_s=settings.asset_interval_s, deliveries=self.deliveries,
-                lookback_s=settings.asset_lookback_s, started_at=datetime.now(UTC),
-                retention=settings.retention_period, index=self.assets,
-            ))  # fmt: skip
-        return jobs
-
-    def retention_keys(self) -> RetentionReconciler | None:
-        """The leader's retention (``COORDINATOR_RETENTION``), given only what it needs; None while it is off."""
-        settings = self.settings
-        if settings.retention_period is None:
-            return None
-        return RetentionReconciler(
-            self.executor, settings.keys, settings.retention_period, settings.retention_interval_s, self.view,
-            self.retention, self.watcher_id, leading=self._leading,
-        )  # fmt: skip
-
-    def presence(self) -> Presence:
-        """The start checks and the presence key, given only what they need."""
-        return Presence(
-            store=self.store, settings=self.settings, watcher_id=self.watcher_id, graph=lambda: self.graphs.graph,
-            graph_warnings=lambda: self.graphs.warnings, clients=self.clients.keys(), metrics=self.metrics,
-            refusing=self.refusals.shown,
-        )  # fmt: skip
-
-    def deadline_job(self) -> DeadlineJob:
-        """The leader's deadline pass (semantics `deadlines-judged`), given only what it needs."""
-        return DeadlineJob(
-            executor=self.executor, keys=self.settings.keys, graph=lambda: self.graphs.graph, view=self.view,
-            view_lock=self.view_lock, tracker=self.deadlines,
-            paused=PausedForDeadlines(self.paused), unreachable=self.reachability.unreachable, metrics=self.metrics,
-            watcher_id=self.watcher_id,
-            interval_s=self.settings.deadline_interval_s, majors=lambda: known_majors(self.clients),
-        )  # fmt: skip
 
     async def run(self) -> None:
         """The service (every rule of the module)."""

@@ -1,7 +1,7 @@
 """The trigger reconciler: what the watch marked as changed, planned by the one decision and, while leading, adopted,
 counted and handed to the actions' controller (semantics `joins-per-partition` to `partition-grids` and
 `trigger-budget`). The batch reconciler of the triggers' controller: its one worker takes every ready key as one pass
-(planning costs per pass, not per key); the informer's changes add its keys (``watcher/service.py``).
+(planning costs per pass, not per key); the informer's changes add its keys (``setup``).
 
 Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks the loop**, for the triggers):
 - **Keys.** A pass takes keys: ``DagKey`` (a DAG's run state or ledger entry changed: only it and what depends on it are
@@ -56,14 +56,17 @@ from coordinator.core.first_work import first_work
 from coordinator.core.graph import Graph
 from coordinator.core.model import NodeId
 from coordinator.core.planner import next_cutoff, partitions_to_plan
-from coordinator.core.view import View
+from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreError, WritesRefused
+from coordinator.informer import Changes
 from coordinator.informer.holds import HoldIndex
 from coordinator.informer.retention import RetentionTracker
-from coordinator.manager import Controller, Result
+from coordinator.manager import Controller, Manager, Result, Watch
 from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.budget import TriggerBudget
+from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.handles import ACTUATOR, TRIGGERS
 from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, TriggerKey
 
 log = logging.getLogger(__name__)
@@ -355,7 +358,7 @@ class TriggerReconciler:
     def _hold_back(self, graph: Graph, result: Plan) -> Plan:
         """**Holds** (``core/holds.py``): the pass's actions whose DAG and partition no standing hold covers.
         A held action is not submitted (nor counted in the budget); its key is remembered, logged once per hold, and
-        planned again when a hold changes (``watcher/service.py``'s interest) or at the hold's expiry, so a release
+        planned again when a hold changes (``setup``'s interest) or at the hold's expiry, so a release
         starts each held run once: the planner decides it again then, on the facts of that moment. A resume that only
         confirms a run already seen (``observed``) calls nobody and is never held."""
         if self.holds is None:
@@ -539,3 +542,38 @@ class TriggerReconciler:
         if queue.num_requeues(AllPartitions) or queue.holds(lambda key: key is AllPartitions, delayed=False):
             return None  # a failed pass waits for its retry, or a full pass is due or running
         return self.planned_revision
+
+
+def setup(manager: Manager, deps: Deps) -> TriggerReconciler:
+    """The planner's concern: its reconciler over DAG and partition keys (the actions it submits go to the actions'
+    reconciler, set up before it), the keys a watch batch brings it, every partition one resync interval after the
+    start, and the liveness beat of its worker."""
+    settings, metrics = deps.settings, deps.metrics
+    actuator = manager.get(ACTUATOR)
+    budget = TriggerBudget(
+        deps.executor, settings.keys, settings.trigger_budget, settings.trigger_budget_window_s,
+        deps.watcher_id, metrics, dag_floor=settings.trigger_budget_dag_floor,
+    )  # fmt: skip
+    triggers = TriggerReconciler(
+        view=deps.view, view_lock=deps.view_lock, graph=deps.graph, retention=deps.retention,
+        executor=deps.executor, actuator=actuator, budget=budget, leading=deps.leading,
+        instances=deps.clients.keys(), watcher_id=deps.watcher_id, history=settings.history_choice,
+        first_start_limit=settings.first_start_limit, error_retry_s=settings.error_retry_s,
+        resync_s=settings.resync_interval_s, on_pass=metrics.reconcile_seconds.observe,
+        holds=deps.holds, on_held=metrics.held_actions.set,
+    )  # fmt: skip
+    triggers.controller.on_turn = deps.health.beat  # liveness: the planner's worker turns every 2 s
+
+    def interest(changes: Changes) -> list[TriggerKey]:
+        """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
+        planned once when it ends: ``Actuator.defer``), the partitions to plan whole, and, when a hold was put,
+        released or deleted, what holds kept back."""
+        defer = actuator.defer
+        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.of(View.NODES)) if not defer(key)]
+        keys += [AllPartitions if p == ALL else PartitionKey(p) for p in changes.of(View.PARTITIONS)]
+        if changes.of(HoldIndex.HOLDS):
+            keys += triggers.held_again()
+        return keys
+
+    manager.register(triggers.controller, Watch(interest), start_after=(AllPartitions, settings.resync_interval_s))
+    return manager.provide(TRIGGERS, triggers)

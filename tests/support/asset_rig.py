@@ -4,7 +4,7 @@ What it builds, from one etcd prefix and the Airflow clients of a test: an infor
 its watch into an asset index (the only index the round and the streams read), the executor that records its own
 writes in the informer's expectations, the asset streams' reconciler on that index, and the asset round fed the same
 index. The informer's changes hand every changed stream to the streams' controller (the watcher's interest in
-``Changes.streams``), as in production.
+``AssetIndex.STREAMS``), as in production.
 
 Rules:
 - **Time is the test's.** ``round(now)`` runs one round at ``now``; the streams' reconciler reads the same clock, and
@@ -134,9 +134,9 @@ class AssetRig:
             await asyncio.sleep(0.005)
 
     def _changed(self, changes: Changes) -> None:
-        """The watcher's interest in ``Changes.streams``: each changed stream to the streams' controller."""
+        """The watcher's interest in ``AssetIndex.STREAMS``: each changed stream to the streams' controller."""
         self._seen = max(self._seen, changes.revision)
-        for stream in sorted(changes.streams):
+        for stream in sorted(changes.of(AssetIndex.STREAMS)):
             self.deliveries.controller.add(AssetStream(*stream))
 
     def _elapsed_s(self) -> float:
