@@ -3,7 +3,7 @@
 the informer's changes out to the controllers that declared interest (``manager``). Nothing here knows what a
 trigger or an asset is: the watcher registers its concerns (``coordinator/watcher/service.py``)."""
 
-from coordinator.manager.controller import DONE, BatchReconciler, Controller, Reconciler, Result
+from coordinator.manager.controller import DONE, BatchReconciler, Controller, Reconciler, Result, wall_clock
 from coordinator.manager.manager import Manager
 from coordinator.manager.periodic import Periodic, RequeueAfter
 from coordinator.manager.queue import WorkQueue
@@ -18,4 +18,5 @@ __all__ = [
     "RequeueAfter",
     "Result",
     "WorkQueue",
+    "wall_clock",
 ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.airflow.run_sources import RunSources, needs_sources, run_marks
@@ -51,6 +51,7 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
+from coordinator.manager import wall_clock
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.writers.run_records import Propose, RunWriteStatus, write_run_record
 
@@ -121,7 +122,7 @@ async def audit_once(
     """One audit pass at ``now`` (the wall clock if None) over every DAG of the graph whose instance has a client;
     ``view`` is the leader's view."""
     result = AuditResult()
-    now = now if now is not None else datetime.now(UTC)
+    now = now if now is not None else wall_clock()
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)

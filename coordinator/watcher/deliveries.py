@@ -59,7 +59,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from coordinator.airflow.assets import AssetInfo
 from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
@@ -70,7 +70,7 @@ from coordinator.core.effects import End, Ending, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
-from coordinator.manager import DONE, Controller, Result
+from coordinator.manager import DONE, Controller, Result, wall_clock
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
 from coordinator.watcher.faults import crash_point
@@ -146,7 +146,7 @@ class AssetDeliveries:
     backoff_max_s: float = 2.0
     #: **Look-ups**: events listed per call at most in a look-up.
     list_limit: int = SCAN_MAX
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = field(default=wall_clock)
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
     #: Deliveries whose deferral (**Term wait**) was logged, with the term it was logged in: one line per term.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)

@@ -47,7 +47,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.gate import Refusal, refused_backoff
@@ -61,7 +61,7 @@ from coordinator.etcd import EtcdStore, WatchBatch
 from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
 from coordinator.informer.holds import HoldIndex
 from coordinator.informer.retention import FollowView, RetentionTracker
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Manager, Periodic, wall_clock
 from coordinator.manager.periodic import Job
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health, probe_etcd, watcher_state
@@ -442,7 +442,7 @@ class Watcher:
                 graph=lambda: self.graphs.graph,
                 clients=self.clients, watcher_id=self.watcher_id,
                 metrics=self.metrics, interval_s=settings.asset_interval_s, deliveries=self.deliveries,
-                lookback_s=settings.asset_lookback_s, started_at=datetime.now(UTC),
+                lookback_s=settings.asset_lookback_s, started_at=wall_clock(),
                 retention=settings.retention_period, index=self.assets,
             ))  # fmt: skip
         return jobs
