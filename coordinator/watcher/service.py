@@ -5,8 +5,8 @@
 
 Rules:
 - **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
-  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/triggers.py``'s **Start and
-  settle**, semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
+  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/warm.py``'s **Start**,
+  semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
   (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
   view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
   batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
@@ -26,7 +26,7 @@ Rules:
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
   the executor's, ``watcher/executor.py``). A standby also plans (without acting) and keeps the keys its passes found
   due; on taking the lead it plans those first, on its own view, and every partition a few seconds later
-  (``watcher/triggers.py``'s **Leading and warm work**), so a takeover on a big store costs one lease expiry, not a
+  (``watcher/warm.py``'s **Leading and warm work**), so a takeover on a big store costs one lease expiry, not a
   whole plan, before the next trigger.
 - **Bad input never stops it.** Unparsable values are reported and skipped (the view does that); an invalid
   dependencies.json is reported loudly and the last valid graph stays in force (``watcher/graph_reload.py``).
@@ -34,7 +34,7 @@ Rules:
   and exit 0.
 - **Nothing blocks the loop.** Neither the event loop nor the watch waits long: the planner plans every partition as a
   sweep, a slice of about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer
-  applies what the watch brought and the next turn plans those keys too (``watcher/triggers.py``'s **Sweep**). The
+  applies what the watch brought and the next turn plans those keys too (``watcher/sweep.py``'s **Sweep**). The
   summary line of each pass is the trigger reconciler's (its **One line per pass**).
 """
 
@@ -206,8 +206,8 @@ class Watcher:
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
-        snapshot is held); its revision. What to plan first is the caller's (``run``: ``watcher/triggers.py``'s
-        **Start and settle**)."""
+        snapshot is held); its revision. What to plan first is the caller's (``run``: ``watcher/warm.py``'s
+        **Start**)."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
@@ -288,13 +288,13 @@ class Watcher:
         self.presence_job.wake()
 
     def _trigger_keys(self, changes: Changes) -> list[TriggerKey]:
-        """What a watch batch brings the planner: the DAGs whose facts changed (a DAG whose attempt is under way is
-        planned once when it ends: ``Actuator.defer``), the partitions to plan whole."""
-        defer = self.actuator.defer
-        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not defer(key)]
+        """What a watch batch brings the planner: the DAGs whose facts changed (not one whose attempt is under way: its
+        end plans it, ``watcher/actuator.py``'s **The end plans the key again**), the partitions to plan whole."""
+        under_way = self.actuator.under_way
+        keys: list[TriggerKey] = [key for key in (DagKey(n, p) for n, p in changes.nodes) if not under_way(key)]
         keys += [AllPartitions if partition == ALL else PartitionKey(partition) for partition in changes.partitions]
         if changes.holds:  # a hold put, released or deleted: what holds kept back is planned again
-            keys += self.triggers.held_again()
+            keys += self.triggers.hold_gate.held_again()
         return keys
 
     def _deadline_keys(self, changes: Changes) -> list[DeadlineKey]:
@@ -395,7 +395,7 @@ class Watcher:
     ) -> Plan:
         """One pass of the trigger reconciler over ``keys`` (every ready one when None), outside the manager's
         workers (``coordinator reconcile``, tests); ``sweep``: every partition is planned a slice per pass
-        (``watcher/triggers.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
+        (``watcher/sweep.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
         if keys is None:
             keys = self.triggers.controller.queue.get_nowait()
         async with self.following():
@@ -484,9 +484,9 @@ class Watcher:
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
         if not self.election.is_leader:
-            # A standby plans what changed after the plan checkpoint, then everything (``watcher/triggers.py``'s
-            # **Start and settle**); a leader's campaign does the same on taking the lead (``take_warm_work``).
-            self.triggers.start_work()
+            # A standby plans what changed after the plan checkpoint, then everything (``watcher/warm.py``'s
+            # **Start**); a leader's campaign does the same on taking the lead (``take_warm_work``).
+            self.triggers.warm.start()
         tasks = [
             asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
