@@ -152,8 +152,6 @@ class Actuator:
         #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
         #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
         self._paused = paused
-        #: Keys parked per instance while it refuses us (rule *parked while refused*).
-        self._parked: dict[str, set[DagKey]] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
@@ -199,7 +197,7 @@ class Actuator:
         if action is None:
             self.replan(key)
             return DONE
-        parked = False
+        parked = False  # rule *parked while refused*: the key's turn goes on
         try:
             if not self.leading():
                 # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Keys**).
@@ -209,9 +207,7 @@ class Actuator:
                 # Rule *parked while refused*: the action waits, queued to start, until the instance's step ends or
                 # it accepts us again.
                 parked = True
-                self._parked.setdefault(action.node.instance, set()).add(key)
                 return Result(requeue_after=wait)
-            self._parked.get(action.node.instance, set()).discard(key)
             name = f"act {action.node} {action.partition}"
             return await self.executor.run(lambda: self._run(action, key), name=name)
         finally:
@@ -221,11 +217,14 @@ class Actuator:
 
     def instance_changed(self, instance: str, refusal: object) -> None:
         """An instance took a backoff step or (``refusal`` None) accepts us again: then its parked keys come back now
-        (rule *parked while refused*)."""
+        (rule *parked while refused*). A parked key is one whose action waits to start and whose queue delay is the
+        instance's step: only a parked key's turn is delayed (``start`` adds at once, a backoff has no action)."""
         if refusal is not None:
             return
-        for key in self._parked.pop(instance, set()):
-            self.controller.add(key)
+        queue = self.controller.queue
+        for key, action in self._pending.items():
+            if action.node.instance == instance and queue.waiting(key):
+                self.controller.add(key)
 
     # -- one action ---------------------------------------------------------------------------------------------
 
