@@ -15,6 +15,7 @@ from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import paused_lists
 from tests.support.fake_airflow import FakeAirflow
+from tests.support.offers import submit
 
 PARTITION = "2026-01-01T00:00:00Z"
 NODE = NodeId("default", "child")
@@ -52,7 +53,7 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
                     executor, keys, watcher_id="w", replan=lambda key: None, paused=paused_lists(clients)
                 )
                 before = await store.current_revision()
-                assert actuator.submit(trigger(), view_revision=before)
+                assert submit(actuator, trigger(), view_revision=before)
                 await actuator.controller.drain_ready()
                 ledger = await store.get(keys.trigger_key(NODE, PARTITION))
                 assert ledger is not None
@@ -61,15 +62,15 @@ def test_a_plan_older_than_our_own_ledger_write_is_not_started(
                 confirmed = await store.current_revision()
 
                 # The view is still at `before`: it has not seen our intent nor our confirmation.
-                assert not actuator.submit(trigger(), view_revision=before)
-                assert not actuator.submit(trigger(), view_revision=confirmed - 1)
+                assert not submit(actuator, trigger(), view_revision=before)
+                assert not submit(actuator, trigger(), view_revision=confirmed - 1)
                 await actuator.controller.drain_ready()
                 assert await store.current_revision() == confirmed
                 assert fake.creates("child") == 1
                 assert actuator.outcome.skipped == 0
 
                 # Once the view has our write, a (still stale) plan is started again and the ledger CAS refuses it.
-                assert actuator.submit(trigger(), view_revision=confirmed)
+                assert submit(actuator, trigger(), view_revision=confirmed)
                 await actuator.controller.drain_ready()
                 assert actuator.outcome.skipped == 1
                 assert await store.current_revision() == confirmed

@@ -17,6 +17,7 @@ from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import DagKey
 from coordinator.watcher.paused import paused_lists
 from tests.support.fake_airflow import FakeAirflow
+from tests.support.offers import submit
 
 PARTITION = "2026-01-01T00:00:00Z"
 NODE = NodeId("default", "child")
@@ -61,12 +62,12 @@ def test_an_action_for_a_refusing_instance_is_parked_then_runs_once_when_it_acce
                 assert refused is not None and refused.step_s > 0
                 before = await store.current_revision()
 
-                assert actuator.submit(trigger(), view_revision=before)
+                assert submit(actuator, trigger(), view_revision=before)
                 await actuator.controller.drain_ready()
                 key = DagKey(NODE, PARTITION)
                 assert actuator.controller.queue.waiting(key)  # back when the step ends
                 assert await store.current_revision() == before and fake.calls("trigger") == 0
-                assert not actuator.submit(trigger(), view_revision=before)  # still queued to start: not twice
+                assert not submit(actuator, trigger(), view_revision=before)  # still queued to start: not twice
 
                 probe = gate.admit(now[0] + refused.step_s)  # the step is over; the probe is accepted
                 gate.accepted(probe.epoch)

@@ -13,11 +13,12 @@ from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost
 from coordinator.manager import DONE, Controller, Manager, Periodic, Result, Watch, WorkQueue
-from coordinator.watcher.actuator import Actuator
+from coordinator.watcher.actuator import Actuator, Offer
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import DagKey, Tick
 from tests.conftest import run_coro
 from tests.support.changes import changes_of
+from tests.support.offers import submit
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -300,18 +301,20 @@ def actuator(leading: list[bool] | None = None) -> tuple[Actuator, list[DagKey]]
     return act, replanned
 
 
-def test_an_action_planned_while_its_keys_attempt_runs_is_not_started_and_its_key_is_planned_again_after() -> None:
-    """While (DAG, partition)'s attempt is in processing a newly planned action for it is refused and nothing is
-    queued; when the attempt ends the key goes back to the planner (planned afresh, on the view as it is then)."""
-    act, replanned = actuator()
+def test_an_action_offered_while_its_keys_attempt_runs_is_busy_and_the_attempts_end_plans_the_key_again() -> None:
+    """While (DAG, partition)'s attempt is queued or in processing a newly planned action for it is busy and nothing
+    is queued; when the attempt ends the key goes back to the planner once (planned afresh, on the view as it is
+    then)."""
+    act, replanned = actuator([False])  # the attempt ends without acting: only its end matters here
     key = DagKey(NODE, PARTITION)
-    assert act.submit(trigger())
+    assert submit(act, trigger())
+    assert act.offer(trigger()) is Offer.BUSY and act.under_way(key)
     queue = act.controller.queue
-    assert queue.get_nowait() == [key]  # the attempt is running
-    assert not act.submit(trigger()) and not act.can_start(trigger(), view_revision=0)
-    assert len(queue) == 0
-    act.controller.settle([key], {})  # the attempt ends
-    assert replanned == [] and key in act._replan_after  # told at the end of the reconcile that ran it
+    assert len(queue) == 1  # the one key, queued once
+    assert act.offer(trigger(), view_revision=0) is Offer.BUSY
+    assert replanned == []
+    assert turn(act.controller) == 1  # the attempt ends
+    assert replanned == [key] and not act.under_way(key) and len(queue) == 0
 
 
 def test_an_action_waiting_out_its_error_backoff_is_not_started_and_the_backoff_brings_the_key_to_the_planner() -> None:
@@ -321,7 +324,7 @@ def test_an_action_waiting_out_its_error_backoff_is_not_started_and_the_backoff_
     key = DagKey(NODE, PARTITION)
     queue = act.controller.queue
     queue.add_rate_limited(key, max_s=30.0)
-    assert not act.submit(trigger())
+    assert act.offer(trigger()) is Offer.WAITING and not submit(act, trigger())
     assert queue.waiting(key)
     result = run_coro(act.reconcile(key, EPOCH))  # the backoff ended: nothing pending
     assert result == DONE and replanned == [key]
@@ -332,25 +335,25 @@ def test_an_action_handed_out_while_the_lease_is_in_doubt_is_dropped_and_the_nex
     and leaves nothing behind: once leading again, the next plan of the same DAG and partition is accepted."""
     leading = [True]
     act, _ = actuator(leading)
-    assert act.submit(trigger())
+    assert submit(act, trigger())
     leading[0] = False
     assert turn(act.controller) == 1  # handed out, dropped without an attempt
     assert act.outcome.done == act.outcome.errors == act.outcome.skipped == 0
     leading[0] = True
-    assert act.submit(trigger()), "a dropped action kept its key from ever being planned again"
+    assert submit(act, trigger()), "a dropped action kept its key from ever being planned again"
 
 
-def test_changes_of_a_dag_whose_attempt_is_under_way_are_planned_once_when_it_ends() -> None:
-    """A change of a DAG with nothing under way is planned at once; changes while its action waits to start or runs
-    are held back (none planned meanwhile) and planned exactly once when the attempt ends."""
+def test_a_dag_whose_attempt_is_under_way_is_left_to_the_attempts_end_which_plans_it_once() -> None:
+    """A DAG with nothing under way is not left to anything; while its action waits to start or runs, its changes
+    are left to the attempt (under way), and the attempt's end plans the key exactly once, however many came."""
     leading = [True]
     act, replanned = actuator(leading)
     key = DagKey(NODE, PARTITION)
-    assert not act.defer(key)
-    assert act.submit(trigger())
-    assert act.defer(key) and act.defer(key)  # its own intent write, then its run's first state
+    assert not act.under_way(key)
+    assert submit(act, trigger())
+    assert act.under_way(key) and act.under_way(key)  # its own intent write, then its run's first state
     assert replanned == []
-    leading[0] = False  # the attempt ends without acting (the lease in doubt): the held-back changes still count
+    leading[0] = False  # the attempt ends without acting (the lease in doubt): its end still plans the key
     assert turn(act.controller) == 1
     assert replanned == [key]
-    assert not act.defer(key)
+    assert not act.under_way(key)

@@ -147,11 +147,11 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
         assert await watcher.election.acquire(timeout=5)
         try:
             async with watcher.following():
-                await watcher.triggers.ensure_adopted(watcher.graphs.graph)
+                await watcher.triggers.adoption.ensure(watcher.graphs.graph)
             result = await watcher.reconcile_pass(act=False, keys=[AllPartitions])
         finally:
             await watcher.election.resign()
-    held = watcher.triggers.first is not None and watcher.triggers.first.held
+    held = watcher.triggers.adoption.first is not None and watcher.triggers.adoption.first.held
     return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 

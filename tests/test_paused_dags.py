@@ -22,6 +22,7 @@ from coordinator.watcher.actuator import Actuator
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import PausedDags, paused_lists
 from tests.support.fake_airflow import FakeAirflow
+from tests.support.offers import submit
 
 PARTITION = "2026-01-01T00:00:00Z"
 
@@ -183,7 +184,7 @@ def run_triggers(
                 if n:
                     between()
                 for action in batch:
-                    assert actuator.submit(action)
+                    assert submit(actuator, action)
                 await actuator.controller.drain_ready()
             result = {}
             for action in (a for batch in batches for a in batch):

@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,12 +30,12 @@ from coordinator.core.model import (
     TriggerStatus,
     dump_record,
 )
-from coordinator.core.planner import plan
+from coordinator.core.planner import partitions_to_plan, plan
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
 from coordinator.informer.retention import RetentionTracker
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
-from coordinator.watcher import triggers
+from coordinator.watcher import sweep, triggers
 from devtools.etcd_server import EtcdServer
 from tests.conftest import run_coro
 from tests.support.examples import examples
@@ -363,10 +364,12 @@ def test_a_pass_planned_in_slices_has_the_actions_of_one_plan(monkeypatch: pytes
         world.write(world.keys.run_key(NodeId("default", "a"), p), _value(RunRecord(state=RunState(state), run_id="x")))
     world.write(world.keys.run_key(NodeId("default", "c"), "2026-01-03T00:00:00Z"),
                 _value(RunRecord(state=RunState.FAILED, run_id="y")))  # fmt: skip
-    monkeypatch.setattr(triggers, "PLAN_SLICE_FACTS", 1)
+    monkeypatch.setattr(sweep, "PLAN_SLICE_FACTS", 1)
+    now = datetime(2026, 1, 10, tzinfo=UTC)
     # The pass decides through the reconciler's one call of core/decide.py (retention from the view's floor: none).
     fake = SimpleNamespace(view=world.view, retention=RetentionTracker(world.keys))
-    fake._decide = partial(triggers.TriggerReconciler._decide, fake)
-    sliced = asyncio.run(triggers.TriggerReconciler._plan_whole(fake, world.graph, None))  # type: ignore[arg-type]
-    whole = plan(world.graph, world.view, explain=False)
+    decide_slice = partial(triggers.TriggerReconciler._decide, fake, world.graph, now)  # type: ignore[arg-type]
+    parts = partitions_to_plan(world.graph, world.view)
+    sliced = asyncio.run(sweep.plan_in_slices(world.view, parts, lambda chunk: decide_slice(chunk).plan))
+    whole = plan(world.graph, world.view, explain=False, now=now)
     assert sliced.actions == whole.actions and len(whole.actions) >= 3

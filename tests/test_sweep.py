@@ -1,6 +1,7 @@
-"""The watcher loop's sweep over every partition (``watcher/triggers.py`` rule 3), against a real etcd: a slice per
+"""The watcher loop's sweep over every partition (``watcher/sweep.py``'s **Sweep**), against a real etcd: a slice per
 turn of the queue, newest partitions first, the same actions as one pass over everything, the watch's keys planned
-between two slices, and the term's full pass (rule 5) only once every slice was planned leading."""
+between two slices, and the term's full pass (``watcher/triggers.py``'s **Start and settle**) only once every slice
+was planned leading."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from coordinator.etcd import EtcdStore
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.runtime.spec_file import load_spec
-from coordinator.watcher import triggers as triggers_module
+from coordinator.watcher import sweep as sweep_module
 from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice
 from coordinator.watcher.service import Watcher
 
@@ -60,7 +61,7 @@ async def loaded_watcher(
 
 @pytest.fixture
 def small_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(triggers_module, "SWEEP_SLICE_FACTS", 2)
+    monkeypatch.setattr(sweep_module, "SWEEP_SLICE_FACTS", 2)
 
 
 @pytest.fixture
@@ -90,19 +91,19 @@ def test_a_sweep_plans_the_newest_partitions_first_a_slice_per_turn_and_finds_wh
             triggers, queue = watcher.triggers, watcher.triggers.controller.queue
             whole = await triggers.reconcile([AllPartitions])  # one-shot: every partition in one pass
             assert sorted(due(whole.actions)) == PARTS
-            triggers.standby_warm, triggers.standby_due = False, set()
+            triggers.warm.complete, triggers.warm.due = False, set()
 
             caplog.clear()
             with caplog.at_level(logging.INFO, logger="coordinator.watcher.triggers"):
                 queue.add(AllPartitions)
                 slices = [due((await triggers.reconcile(queue.get_nowait(), sweep=True)).actions)]
-                assert slices == [PARTS[3:]] and not triggers.standby_warm
+                assert slices == [PARTS[3:]] and not triggers.warm.complete
                 while (keys := queue.get_nowait()) != []:
                     assert keys == [NextSlice] and not watcher.view_lock.locked()  # the view is free between slices
                     slices.append(due((await triggers.reconcile(keys, sweep=True)).actions))
             assert slices == [PARTS[3:], PARTS[1:3], PARTS[:1]]
-            assert triggers.sweep is None and triggers.standby_warm
-            assert triggers.standby_due == {DagKey(B, p) for p in PARTS}
+            assert triggers.sweeper.current is None and triggers.warm.complete
+            assert triggers.warm.due == {DagKey(B, p) for p in PARTS}
             ended = [r.getMessage() for r in caplog.records if "dirty=all" in r.getMessage()]
             assert len(ended) == 1 and "partitions=5 actions=5 triggers=5" in ended[0] and "slices=3" in ended[0]
 
@@ -134,7 +135,7 @@ def test_a_change_the_watch_brings_during_a_sweep_is_planned_with_the_next_slice
                 keys = queue.get_nowait()
                 assert set(keys) == {NextSlice, DagKey(A, NEW)}, keys
                 assert due((await triggers.reconcile(keys, sweep=True)).actions) == [*PARTS[1:3], NEW]
-                assert triggers.sweep is not None and triggers.sweep.todo == PARTS[:1]
+                assert triggers.sweeper.current is not None and triggers.sweeper.current.todo == PARTS[:1]
             finally:
                 reflector.cancel()
                 with pytest.raises(asyncio.CancelledError):
@@ -154,15 +155,15 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
     """Leading: no settled revision while the sweep is under way, the last slice's revision once it ends. A sweep
     begun before the term (a takeover mid-sweep) goes on but is not the term's full pass; an ``AllPartitions``
     mid-sweep starts it over, newest partitions first."""
-    monkeypatch.setattr(triggers_module, "SWEEP_SLICE_FACTS", 4)  # two facts per partition here: two partitions
+    monkeypatch.setattr(sweep_module, "SWEEP_SLICE_FACTS", 4)  # two facts per partition here: two partitions
     settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=deps, http="off")
 
     async def turn(watcher: Watcher) -> list[str]:
         """One turn of the loop's reconcile: the ready keys, planned; the partitions the pass planned whole."""
-        before = list(watcher.triggers.sweep.todo) if watcher.triggers.sweep is not None else []
+        before = list(watcher.triggers.sweeper.current.todo) if watcher.triggers.sweeper.current is not None else []
         keys = watcher.triggers.controller.queue.get_nowait()
         await watcher.triggers.reconcile(keys, sweep=True)
-        after = watcher.triggers.sweep.todo if watcher.triggers.sweep is not None else []
+        after = watcher.triggers.sweeper.current.todo if watcher.triggers.sweeper.current is not None else []
         return [p for p in (before if AllPartitions not in keys else PARTS) if p not in after]
 
     async def main() -> None:
@@ -175,18 +176,18 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
             assert triggers.settled_through() is None  # partitions not reached yet
             queue.add(AllPartitions)  # (a graph change, a failed pass's retry, a resync): start over
             assert sorted(await turn(watcher)) == PARTS[3:]
-            assert triggers.sweep is not None and triggers.sweep.todo == PARTS[:3]
+            assert triggers.sweeper.current is not None and triggers.sweeper.current.todo == PARTS[:3]
             assert sorted(await turn(watcher)) == PARTS[1:3]
             assert triggers.settled_through() is None
             await turn(watcher)
-            assert triggers.sweep is None and triggers.settled_through() == watcher.view.revision
+            assert triggers.sweeper.current is None and triggers.settled_through() == watcher.view.revision
 
             queue.add(AllPartitions)  # the next resync, then a takeover in its middle
             await turn(watcher)
             assert triggers.settled_through() is None  # a sweep under way, though the term's full pass has run
             triggers.take_warm_work()
             queue.done_all(queue.get_nowait())  # its AllPartitions left out: the old sweep goes on to its end
-            while triggers.sweep is not None:
+            while triggers.sweeper.current is not None:
                 queue.add(NextSlice)
                 await turn(watcher)
             assert not triggers.led_full_pass and triggers.settled_through() is None

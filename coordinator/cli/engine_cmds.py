@@ -322,12 +322,13 @@ def reconcile(
             did = ", ".join(
                 f"{a.action if isinstance(a, Trigger) else 'resume'} {a.node} {a.partition}" for a in result.actions
             )
-            adoption = f"; {watcher.triggers.first.summary()}" if watcher.triggers.first is not None else ""
+            first = watcher.triggers.adoption.first
+            adoption = f"; {first.summary()}" if first is not None else ""
             out.print(f"revision {result.revision}: {len(result.actions)} action(s), {o.done} done, "
                       f"{o.skipped} skipped, {o.errors} error(s)" + (f" [{did}]" if did else "") + adoption,
                       markup=False, soft_wrap=True)  # fmt: skip
-            if watcher.triggers.first is not None and watcher.triggers.first.held:
-                for hint in watcher.triggers.first.how_to_proceed():
+            if first is not None and first.held:
+                for hint in first.how_to_proceed():
                     out.print(f"  - {hint}", markup=False, soft_wrap=True)
             return 1 if o.errors else 0
 

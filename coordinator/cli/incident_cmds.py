@@ -3,7 +3,7 @@
 Rules:
 - **Facts, not actions.** Each command writes records in etcd (a hold, a release, a withdrawn run state, a history
   entry) and nothing else: the leading watcher reads them through its informer and acts, exactly once, through the
-  ledger (``watcher/triggers.py``'s **Holds**). No Airflow call is made here.
+  ledger (``watcher/hold_gate.py``'s **Holds**). No Airflow call is made here.
 - **Create-only, then compare-and-swap.** A hold is created with a create-only write under a fresh id; a release is a
   compare-and-swap on the hold's mod revision; a history entry is appended create-only
   (``writers/history.py``). A release of a released hold changes nothing and says so.

@@ -2,7 +2,7 @@
 pass.
 
 The checkpoint (``core/checkpoint.py``) says the leader had planned through revision R. A start plans first what
-changed after R, and every partition a few seconds later (``watcher/triggers.py``'s **Start and settle**).
+changed after R, and every partition a few seconds later (``watcher/warm.py``'s **Start**).
 
 Rules:
 - **Changes first.** First: each (DAG, partition) whose run state, ledger entry, task state or backfill request was

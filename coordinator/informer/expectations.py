@@ -56,6 +56,11 @@ class Expectations:
         """Whether this leader wrote ``key`` and the model does not show that write yet."""
         return key in self._pending
 
+    def after(self, key: str, revision: int) -> bool:
+        """Whether this leader wrote ``key`` after ``revision`` and the model does not show that write yet: a decision
+        taken on the model at ``revision`` did not see it (the actuator's **Own writes**)."""
+        return self._pending.get(key, 0) > revision
+
     async def seen(self, key: str, timeout_s: float) -> bool:
         """Wait until ``key`` is not pending (the informer brought this leader's write back); False after
         ``timeout_s`` (the informer is not following the store: nothing will bring it)."""

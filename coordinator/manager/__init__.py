@@ -4,7 +4,7 @@ the informer's changes out to the controllers that declared interest (``manager`
 trigger or an asset is: each concern of the watcher registers itself in its own ``setup`` (the list of them is
 ``coordinator/watcher/concerns.py``'s ``CONCERNS``)."""
 
-from coordinator.manager.controller import DONE, BatchReconciler, Controller, Reconciler, Result
+from coordinator.manager.controller import DONE, BatchReconciler, Controller, Reconciler, Result, wall_clock
 from coordinator.manager.manager import Handle, Manager, Watch
 from coordinator.manager.periodic import Periodic, RequeueAfter
 from coordinator.manager.queue import WorkQueue
@@ -21,4 +21,5 @@ __all__ = [
     "Result",
     "Watch",
     "WorkQueue",
+    "wall_clock",
 ]

@@ -73,6 +73,8 @@ class BatchReconciler(Protocol[K]):
 
 
 def wall_clock() -> datetime:
+    """The one clock of the watcher and the manager (``manager/periodic.py``'s **Clock**): every other reader of the
+    time is handed this (or a test's clock) and never reads the wall clock itself."""
     return datetime.now(UTC)
 
 

@@ -1,27 +1,38 @@
 """The actuator: the reconciler of the actions' controller, keyed by (DAG, partition). It performs the intent protocol's
-instructions through the one executor (``watcher/executor.py``).  What to do for one trigger of DAG D for partition P,
+instructions through the one executor (``watcher/executor.py``). What to do for one trigger of DAG D for partition P,
 and in which order, is decided by ``coordinator/core/intent.py`` (its steps are those of docs/semantics.md, "Acting on
 Airflow"); the executor owns the fenced writes, the Airflow calls and their retries, the ledger writes (the error record
 among them) and what an attempt's end means for its key (the executor's **Ends**). This module only says what each
-Airflow call of the protocol is as I/O.  Rules: - **One action per key.** The planner (``watcher/triggers.py``) submits
-the actions it decided; each is a key of the actions' controller, so at most one attempt per (DAG, partition) runs at a
-time (the queue's *one worker per key*). An action planned while the key's attempt runs is not started: the key is
-planned again when the attempt ends (level-triggered: on the view as it is then). While the key waits out an error's
-backoff nothing starts either; when the backoff ends the key is planned again. - **Errors come back through the queue.**
-Refusals (404, 403, paused, unknown instance) are recorded on the ledger (by the driver) and the key comes back after
-its per-key backoff, doubling from the queue's base up to the protocol's delay for that error, reset once an attempt
-ends without an error (the executor's **Ends**). etcd trouble ends the attempt without a record (etcd is what failed)
-and the key comes back the same way (``actuator.store_error``). Never a busy loop. - **Own writes.** An action planned
-before the view received this actuator's own last write of the same ledger key (the plan's view revision is older than
-that write) is not started: it was decided on a ledger we already changed (a Trigger would lose its CAS, a Resume would
-read back an intent we confirmed). The watch event of that write re-plans the key, so nothing is lost; without this,
-most triggers cost a wasted etcd read or transaction while the watch catches up. - **Parked while refused.** While
-an instance refuses our credentials (or throttles us), its calls wait out ONE backoff, the instance's
-(``airflow/gate.py``), not one per key: an action for it is not started but parked, its key back when the instance's
-step ends (a requeue: ``Executor.ready_in``), and at once when the instance accepts again (``instance_changed``). Its
-intent, if recorded, stays pending in the ledger; the action stays queued to start (plans meanwhile wait for its
-attempt, as for any queued action), and its attempt, like any, starts from the ledger as it is then (a moved entry
-ends it). One key per step makes the probe, so N parked keys cost one login per step."""
+Airflow call of the protocol is as I/O, and answers the planner's one question, ``offer``.
+
+Rules:
+- **One action per key.** The planner (``watcher/triggers.py``) offers each action it decided (``offer``) and starts
+  those the actuator would start now (``start``, after the trigger budget counted them); each is a key of the actions'
+  controller, so at most one attempt per (DAG, partition) runs at a time (the queue's *one worker per key*). The
+  action a queued key will start is the one table the queue cannot hold (its keys carry no payload). An action offered
+  while the key's attempt is queued or runs is not started (``Offer.BUSY``); while the key waits out an error's
+  backoff nothing starts either (``Offer.WAITING``).
+- **The end plans the key again.** Every attempt's end (and a backoff's end with nothing to start) hands its key back
+  to the planner, level-triggered: planned on the view as it is then. So changes of a key whose attempt is queued or
+  runs need not be planned meanwhile (``under_way``: the planner skips them), however many events (its own ledger
+  writes, its run's states) came.
+- **Errors come back through the queue.** Refusals (404, 403, paused, unknown instance) are recorded on the ledger (by
+  the driver) and the key comes back after its per-key backoff, doubling from the queue's base up to the protocol's
+  delay for that error, reset once an attempt ends without an error (the executor's **Ends**). etcd trouble ends the
+  attempt without a record (etcd is what failed) and the key comes back the same way (``actuator.store_error``). Never
+  a busy loop.
+- **Own writes.** An action planned on a view that has not received this leader's own last write of the same ledger
+  key (the informer's expectations, ``informer/expectations.py``, which the executor feeds with every write that lands)
+  is not started (``Offer.UNSEEN``): it was decided on a ledger we already changed (a Trigger would lose its CAS, a
+  Resume would read back an intent we confirmed). The watch event of that write re-plans the key, so nothing is lost;
+  without this, most triggers cost a wasted etcd read or transaction while the watch catches up.
+- **Parked while refused.** While an instance refuses our credentials (or throttles us), its calls wait out ONE
+  backoff, the instance's (``airflow/gate.py``), not one per key: an action for it is not started but parked, its key
+  back when the instance's step ends (a requeue: ``Executor.ready_in``), and at once when the instance accepts again
+  (``instance_changed``). Its intent, if recorded, stays pending in the ledger; the action stays queued to start (it is
+  under way meanwhile, as any queued action), and its attempt, like any, starts from the ledger as it is then (a moved
+  entry ends it). One key per step makes the probe, so N parked keys cost one login per step.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from coordinator.airflow.client import AirflowClient, TriggerResult
@@ -47,7 +59,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.partition import airflow_partition_key, trigger_logical_date
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
-from coordinator.manager import DONE, Controller, Manager, Result
+from coordinator.manager import DONE, Controller, Manager, Result, wall_clock
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, result_of
 from coordinator.watcher.faults import crash_point
@@ -76,8 +88,21 @@ class Outcome:
     skipped: int = 0
 
 
+class Offer(StrEnum):
+    """The answer to the planner's one question (rule *one action per key*)."""
+
+    #: Would start now (``start`` queues it).
+    READY = "ready"
+    #: The key's attempt is queued or runs: its end plans the key again.
+    BUSY = "busy"
+    #: The key waits out an error's backoff: its end plans the key again.
+    WAITING = "waiting"
+    #: Planned before the view received our own last write of its ledger key: that write's event plans it again.
+    UNSEEN = "unseen"
+
+
 class Actuator:
-    """Executes actions for the leader. ``submit`` never blocks on Airflow; the executor's ``drain`` waits for what
+    """Executes actions for the leader. ``start`` never blocks on Airflow; the executor's ``drain`` waits for what
     was submitted.
 
     It only says what each instruction is as I/O: what to do next is decided by the intent protocol
@@ -96,6 +121,7 @@ class Actuator:
         leading: Callable[[], bool] = lambda: True,
         error_retry_s: float = ERROR_RETRY_S,
         clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = wall_clock,
         on_result: Callable[[str, str, str], None] | None = None,
         graph: Callable[[], Graph | None] = lambda: None,
     ) -> None:
@@ -104,21 +130,22 @@ class Actuator:
         self.graph = graph
         self.keys = keys
         self.watcher_id = watcher_id
-        #: Asks the planner to plan a key again (rule *one action per key*).
+        #: Asks the planner to plan a key again (rule *the end plans the key again*).
         self.replan = replan
         #: The actions' controller: its workers are the attempts that may run at once (``max_concurrent``).
         #: Only the leader acts; the reconcile asks (not the controller): a key handed out while the lease is in
         #: doubt must also drop its pending action, or a later plan of it would be refused for ever.
         self.leading = leading
         self.controller: Controller[DagKey] = Controller(
-            "actions", self, workers=executor.policy.max_concurrent, backoff_max_s=error_retry_s
+            "actions", self, workers=executor.policy.max_concurrent, backoff_max_s=error_retry_s, now=now
         )
-        #: The action each queued key will start, the latest planned (rule *one action per key*).
+        #: The action each key queued to start or running will start (rule *one action per key*): what the queue's
+        #: keys cannot carry.
         self._pending: dict[DagKey, Action] = {}
-        #: Keys planned again while their attempt ran: planned afresh when it ends.
-        self._replan_after: set[DagKey] = set()
         self.error_retry_s = error_retry_s
         self.clock = clock
+        #: The time each step of the intent protocol is told (``manager/periodic.py``'s **Clock**).
+        self.now = now
         self.outcome = Outcome()
         #: Told (instance, action, result) of every finished action (the watcher's metrics): action is create, clear
         #: or resume; result ok, conflict (the ledger moved under it), error or skipped (nothing to do).
@@ -127,103 +154,79 @@ class Actuator:
         #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
         #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
         self._paused = paused
-        #: The revision of our last ledger write per key, until a plan's view revision shows the view has it (submit).
-        self._own_writes: dict[DagKey, int] = {}
-        #: Keys parked per instance while it refuses us (rule *parked while refused*).
-        self._parked: dict[str, set[DagKey]] = {}
 
     # -- scheduling -------------------------------------------------------------------------------------------
 
-    def submit(self, action: Action, *, view_revision: int | None = None) -> bool:
-        """Queue the action as its key unless one for the same (DAG, partition) is in flight (the key is planned
-        again when it ends), waiting out an error's backoff (the key is planned again then), or planned on a view
-        that has not received our own last write of its ledger key yet (``view_revision``; that write's event
-        re-plans it). Rule *one action per key*, rule *own writes*."""
+    def offer(self, action: Action, *, view_revision: int | None = None) -> Offer:
+        """Whether ``action``, planned on the view at ``view_revision``, would start now (it changes nothing: the
+        trigger budget counts only what would start, then ``start`` queues it). Rules *one action per key*, *the end
+        plans the key again* and *own writes*."""
         key = DagKey(action.node, action.partition)
-        if view_revision is not None and self._own_writes:
-            self._forget_seen(view_revision)
-            if self._own_writes.get(key, 0) > view_revision:
-                return False
-        queue = self.controller.queue
-        if key in self._pending or queue.processing(key):
-            # Queued to start, or running: this plan waits for that attempt's end, then the key is planned afresh.
-            self._replan_after.add(key)
-            return False
-        if queue.waiting(key):
-            return False
+        if key in self._pending or self.controller.queue.processing(key):
+            return Offer.BUSY
+        if self.controller.queue.waiting(key):
+            return Offer.WAITING
+        expectations = self.executor.expectations
+        # Rule *own writes* (the ledger key is only spelt out while a write of this leader is awaited).
+        if (
+            view_revision is not None
+            and expectations.awaited()
+            and expectations.after(self.keys.trigger_key(action.node, action.partition), view_revision)
+        ):
+            return Offer.UNSEEN
+        return Offer.READY
+
+    def start(self, action: Action) -> None:
+        """Queue ``action``, which ``offer`` found ``READY`` (nothing else starts a key's attempt meanwhile: the
+        planner is the only one that offers)."""
+        key = DagKey(action.node, action.partition)
         self._pending[key] = action
         self.controller.add(key)
-        return True
 
-    def defer(self, key: DagKey) -> bool:
-        """Whether a change of ``key``'s facts waits for its attempt (queued to start or running): then the key is
-        planned once when the attempt ends, however many events (its own ledger writes, its run's states) came
-        meanwhile, as a key being processed is (the queue's **One worker per key**)."""
-        if key in self._pending or self.controller.queue.processing(key):
-            self._replan_after.add(key)
-            return True
-        return False
-
-    def can_start(self, action: Action, *, view_revision: int) -> bool:
-        """Whether ``submit`` would start ``action`` now (it changes nothing): what the trigger budget counts. One
-        refused is a repeat of an attempt in flight or waiting, whose intent's compare-and-swap makes it no new run."""
-        key = DagKey(action.node, action.partition)
-        if self._own_writes.get(key, 0) > view_revision:
-            return False
-        return key not in self._pending and not self.controller.busy(key)
+    def under_way(self, key: DagKey) -> bool:
+        """Whether ``key``'s attempt is queued to start or runs: its end plans the key again (rule *the end plans the
+        key again*)."""
+        return key in self._pending
 
     def holds(self) -> bool:
         """Whether an action is queued, in flight or waiting out a backoff (the leader's settled check)."""
         return self.controller.queue.holds(lambda key: True)
 
     async def reconcile(self, key: DagKey, now: datetime) -> Result:
-        """One key of the actions' controller: its pending action's attempt; a key whose backoff ended (nothing pending)
-        is planned again."""
-        action = self._pending.pop(key, None)
+        """One key of the actions' controller: its action's attempt; a key whose backoff ended (nothing to start) is
+        planned again."""
+        action = self._pending.get(key)
         if action is None:
             self.replan(key)
             return DONE
+        parked = False  # rule *parked while refused*: the key's turn goes on
         try:
             if not self.leading():
-                # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Leading and warm
-                # work**); changes deferred meanwhile are planned below all the same.
+                # Dropped: a new term plans every partition again (``watcher/triggers.py``'s **Keys**).
                 return DONE
             wait = self.executor.ready_in(action.node.instance)
             if wait > 0:
-                # Rule *parked while refused*: the action waits, queued to start (``submit`` and ``defer`` treat it
-                # so), until the instance's step ends or it accepts us again.
-                self._pending[key] = action
-                self._parked.setdefault(action.node.instance, set()).add(key)
+                # Rule *parked while refused*: the action waits, queued to start, until the instance's step ends or
+                # it accepts us again.
+                parked = True
                 return Result(requeue_after=wait)
-            self._parked.get(action.node.instance, set()).discard(key)
             name = f"act {action.node} {action.partition}"
             return await self.executor.run(lambda: self._run(action, key), name=name)
         finally:
-            if key in self._replan_after:  # planned while it waited or ran (``defer``, ``submit``): once, now
-                self._replan_after.discard(key)
+            if not parked:  # rule *the end plans the key again*
+                del self._pending[key]
                 self.replan(key)
 
     def instance_changed(self, instance: str, refusal: object) -> None:
         """An instance took a backoff step or (``refusal`` None) accepts us again: then its parked keys come back now
-        (rule *parked while refused*)."""
+        (rule *parked while refused*). A parked key is one whose action waits to start and whose queue delay is the
+        instance's step: only a parked key's turn is delayed (``start`` adds at once, a backoff has no action)."""
         if refusal is not None:
             return
-        for key in self._parked.pop(instance, set()):
-            self.controller.add(key)
-
-    def _forget_seen(self, view_revision: int) -> None:
-        """Drop the own writes the view has received (oldest first; one written out of order waits a little)."""
-        writes = self._own_writes
-        while writes:
-            key = next(iter(writes))
-            if writes[key] > view_revision:
-                return
-            del writes[key]
-
-    def _wrote(self, action: Action, revision: int) -> None:
-        key = DagKey(action.node, action.partition)
-        self._own_writes.pop(key, None)  # re-inserted at the end: the dict stays ordered by write
-        self._own_writes[key] = revision
+        queue = self.controller.queue
+        for key, action in self._pending.items():
+            if action.node.instance == instance and queue.waiting(key):
+                self.controller.add(key)
 
     # -- one action ---------------------------------------------------------------------------------------------
 
@@ -264,10 +267,10 @@ class Actuator:
     async def _attempt(self, action: Action, ledger_key: str) -> End:
         """Drive the intent protocol to its end (the driver writes the ledger and records an error)."""
         if isinstance(action, Trigger):
-            state, instruction = intent.start_trigger(action, datetime.now(UTC), self.watcher_id, self.error_retry_s)
+            state, instruction = intent.start_trigger(action, self.now(), self.watcher_id, self.error_retry_s)
         else:
             state = intent.start_resume(action.partition, self.error_retry_s)
-            state, instruction = intent.step(state, await self._find(ledger_key, action), datetime.now(UTC))
+            state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
             assert not isinstance(instruction, (WriteLedger, End))  # the driver's own (the executor's **One driver**)
@@ -303,8 +306,8 @@ class Actuator:
         return intent.IntentFound(current[0], current[1], action.observed)
 
     def _written(self, action: Action, ledger_key: str, instruction: WriteLedger[TriggerRecord], rev: int) -> None:
-        """A ledger write of the attempt landed (the driver's): rule *own writes*, the log, the crash point."""
-        self._wrote(action, rev)
+        """A ledger write of the attempt landed (the driver's; the executor expects it back: rule *own writes*): the
+        log, the crash point."""
         if isinstance(instruction, intent.RecordIntent):
             assert isinstance(action, Trigger)
             log.info(
@@ -447,7 +450,7 @@ def setup(manager: Manager, deps: Deps) -> Actuator:
         deps.executor, settings.keys, watcher_id=deps.watcher_id,
         replan=lambda key: manager.get(TRIGGERS).controller.add(key), paused=deps.paused,
         leading=deps.leading, error_retry_s=settings.error_retry_s, on_result=deps.metrics.action_result,
-        graph=deps.graph,
+        graph=deps.graph, now=deps.clock,
     )  # fmt: skip
     deps.refusals.listeners.append(actuator.instance_changed)
     manager.register(actuator.controller)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from coordinator.airflow.client import AirflowClient, DagRunInfo
 from coordinator.airflow.run_sources import RunSources, needs_sources, run_marks
@@ -51,7 +51,7 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Manager, Periodic, wall_clock
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.handles import AUDIT
@@ -125,7 +125,7 @@ async def audit_once(
     """One audit pass at ``now`` (the wall clock if None) over every DAG of the graph whose instance has a client;
     ``view`` is the leader's view."""
     result = AuditResult()
-    now = now if now is not None else datetime.now(UTC)
+    now = now if now is not None else wall_clock()
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
         client = clients.get(node.instance)
@@ -319,7 +319,7 @@ def setup(manager: Manager, deps: Deps) -> AuditJob | None:
         return None
     job = AuditJob(deps.executor, settings.keys, deps.graph, deps.clients, timedelta(hours=settings.audit_lookback_h),
                    deps.view, settings.audit_interval_s, on_repaired=deps.metrics.audit_repaired)  # fmt: skip
-    manager.register(Controller(job.name, Periodic(job), needs_leader=True, leading=deps.leading,
+    manager.register(Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True, leading=deps.leading,
                                 period_s=job.interval_s, backoff_max_s=job.interval_s),
                      start_after=(Tick(job.name), job.interval_s))  # fmt: skip
     return manager.provide(AUDIT, job)

@@ -1,7 +1,7 @@
 """The trigger budget's shell (semantics `trigger-budget`): what a leading watcher's pass may submit, and the fenced
 write that counts it in etcd before anything of it is submitted.
 
-The rules are ``coordinator.core.budget``'s; this module reads the clock, writes the budget key and tells.
+The rules are ``coordinator.core.budget``'s; this module writes the budget key and tells, at the pass's ``now``.
 
 - **Count before acting.** For each instance with new triggers, the runs let through and any new hold are written in one
   compare-and-swap of ``{prefix}/config/budget/{instance}`` against the revision last seen, fenced by the leader key;
@@ -12,6 +12,10 @@ The rules are ``coordinator.core.budget``'s; this module reads the clock, writes
   returned, up to ``RECORD_ATTEMPTS`` times.
 - **What cannot be counted is not submitted.** An etcd error, or conflicts past the attempts, withhold the instance's
   counted triggers for this pass; they are handed back for a retry (``Admitted.withheld``), never started uncounted.
+- **The budget step.** A leading trigger pass asks the budget about the actions the actuator would start now
+  (``BudgetStep``: a repeat of an attempt queued, running or waiting is no new run, its intent's compare-and-swap sees
+  to that); a trigger withheld because its count could not be recorded comes back through the triggers' queue after
+  at most ``error_retry_s`` to be judged again.
 - **Allowances per graph.** Each DAG's allowance (semantics `budget-per-dag`, ``core/budget_allowance.py``) is measured
   once per graph, when a pass first triggers that DAG; what the backfill requests, the DAG releases and the runs
   Airflow ran as backfills declare is rebuilt when they change (read from the view: a release that lands during a
@@ -22,10 +26,9 @@ The rules are ``coordinator.core.budget``'s; this module reads the clock, writes
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.budget import Budgeted, Window, apply_budget, budget_record
@@ -39,9 +42,12 @@ from coordinator.core.budget_allowance import (
 from coordinator.core.budget_state import BudgetState, dump_budget, parse_budget
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId
+from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.etcd import Writes
+from coordinator.manager import Result
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.keys import DagKey, Requeues
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +78,6 @@ class TriggerBudget:
     #: **Allowances per graph**: the per-DAG allowance's floor (``COORDINATOR_TRIGGER_BUDGET_DAG_FLOOR``); 0 turns
     #: per-DAG holds off.
     dag_floor: int = DEFAULT_DAG_ALLOWANCE_FLOOR
-    clock: Callable[[], float] = time.time
     #: **Allowances per graph**: the allowances of the last graph seen, by its digest.
     _allowances: tuple[str, Allowances] | None = None
     #: **Allowances per graph**: what the last backfill requests and DAG releases explain, by the graph's digest and
@@ -124,15 +129,17 @@ class TriggerBudget:
         plan: Plan,
         budgets: Mapping[str, tuple[BudgetState, int]],
         instances: Iterable[str],
+        now: datetime,
         graph: Graph | None = None,
         backfills: Iterable[tuple[NodeId, str]] = (),
         run_backfills: Iterable[tuple[NodeId, str]] = (),
     ) -> Admitted:
         """The plan's actions the budget lets through, each instance's count recorded first (every rule of the module).
-        ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports;
+        ``budgets`` is the view's state and revision per instance; ``instances`` those the metric reports; ``now`` the
+        pass's time (the window ends there, and the count is recorded at it);
         ``graph``, ``backfills`` (the view's requests) and ``run_backfills`` (the view's runs Airflow ran as backfills)
         give each DAG's allowance and what a backfill explains."""
-        window = Window(self.window_s, self.clock())
+        window = Window(self.window_s, now.timestamp())
         allowances = self.allowances(graph)
         has_triggers = any(isinstance(a, Trigger) for a in plan.actions)
         declared = Declared()
@@ -148,7 +155,7 @@ class TriggerBudget:
                 by_instance.setdefault(action.node.instance, []).append(action)
         for instance, mine in sorted(by_instance.items()):
             seen = budgets.get(instance, (BudgetState(), 0))
-            recorded = await self._record(instance, mine, seen, window, allowances, declared)
+            recorded = await self._record(instance, mine, seen, window, allowances, declared, now)
             if recorded is None:
                 withheld.extend(mine)
             else:
@@ -167,6 +174,7 @@ class TriggerBudget:
         window: Window,
         allowances: Allowances,
         declared: Declared,
+        now: datetime,
     ) -> tuple[Budgeted, BudgetState] | None:
         """**Count before acting**, **A conflict is not a failure** and **What cannot be counted is not submitted** for
         one instance's new triggers: its verdict and its state once its count is in etcd (no write when the verdict
@@ -175,7 +183,7 @@ class TriggerBudget:
         state, rev = seen
         for _ in range(RECORD_ATTEMPTS):
             verdict = apply_budget(mine, self.limit, {instance: state}, window, allowances, declared)
-            record = budget_record(state, verdict, instance, self.limit, window, at=datetime.now(UTC),
+            record = budget_record(state, verdict, instance, self.limit, window, at=now,
                                    by=self.watcher_id, allowances=allowances)  # fmt: skip
             if record is None:  # the fresh state (a hold, a release) passes nothing new and holds nothing new
                 return verdict, state
@@ -232,3 +240,25 @@ class TriggerBudget:
                 (len(verdict.held[instance]) if verdict is not None and newly else recorded) + dags
             )
             self.metrics.trigger_budget_used.labels(instance=instance).set(window.count(state))
+
+
+@dataclass
+class BudgetStep:
+    """**The budget step** of a leading trigger pass: the budget keeper asked with what the view says."""
+
+    budget: TriggerBudget
+    view: View
+    #: The configured Airflow instances (the budget's metric reports each).
+    instances: Iterable[str]
+    #: A withheld trigger comes back after at most this long.
+    error_retry_s: float
+
+    async def admit(self, plan: Plan, graph: Graph, now: datetime) -> tuple[Plan, Requeues]:
+        """``plan`` (actions the actuator would start now) as the budget lets it through at ``now``, and the withheld
+        triggers' keys to judge again."""
+        view = self.view
+        admitted = await self.budget.admit(
+            plan, view.budgets, self.instances, now, graph, view.backfills.keys(), view.run_backfills.keys()
+        )
+        retry = Result(retry=True, retry_max_s=self.error_retry_s)
+        return admitted.plan, {DagKey(t.node, t.partition): retry for t in admitted.withheld}

@@ -59,7 +59,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from coordinator.airflow.assets import AssetInfo
 from coordinator.airflow.client import SCAN_MAX, AirflowClient, ApiVersion
@@ -71,7 +71,7 @@ from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
 from coordinator.informer import Changes
-from coordinator.manager import DONE, Controller, Manager, Result, Watch
+from coordinator.manager import DONE, Controller, Manager, Result, Watch, wall_clock
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
@@ -149,7 +149,7 @@ class AssetDeliveries:
     backoff_max_s: float = 2.0
     #: **Look-ups**: events listed per call at most in a look-up.
     list_limit: int = SCAN_MAX
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    now: Callable[[], datetime] = field(default=wall_clock)
     cache: dict[tuple[str, str], delivery.TargetAsset] = field(default_factory=dict)
     #: Deliveries whose deferral (**Term wait**) was logged, with the term it was logged in: one line per term.
     _deferred: dict[Key, int] = field(default_factory=dict, init=False, repr=False)
@@ -397,7 +397,7 @@ def setup(manager: Manager, deps: Deps) -> AssetDeliveries:
         watcher_id=deps.watcher_id, metrics=deps.metrics, leading=deps.leading,
         term_started=lambda: deps.election.term_started, call_timeout_s=settings.airflow_timeout_s,
         error_retry_s=settings.error_retry_s, backoff_max_s=settings.asset_interval_s or 2.0,
-        index=deps.assets,
+        index=deps.assets, now=deps.clock,
     )  # fmt: skip
 
     def streams_changed(changes: Changes) -> list[AssetStream]:

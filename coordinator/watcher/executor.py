@@ -57,7 +57,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -79,7 +79,7 @@ from coordinator.core.instance_coverage import missing_airflow_fix
 from coordinator.errors import AirflowError, AirflowNotFound, AirflowUnavailable, LeadershipLost
 from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore, Fence, Writes
 from coordinator.informer.expectations import Expectations
-from coordinator.manager import DONE, Result
+from coordinator.manager import DONE, Result, wall_clock
 from coordinator.runtime.retry import RetryPolicy, retry_call
 
 T = TypeVar("T")
@@ -193,7 +193,7 @@ class Executor:
         *,
         fence: Callable[[], Fence | None],
         policy: ExecutorPolicy | None = None,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        now: Callable[[], datetime] = wall_clock,
         expectations: Expectations | None = None,
     ) -> None:
         self._store = store

@@ -49,6 +49,6 @@ def setup(manager: Manager, deps: Deps) -> GraphReload:
     partition, the instance coverage is judged again."""
     reload = GraphReload(deps.graphs, lambda: manager.get(TRIGGERS).controller.add(AllPartitions),
                          taken=deps.coverage.observe)  # fmt: skip
-    manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s),
+    manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s, now=deps.clock),
                      start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip
     return manager.provide(GRAPH_RELOAD, reload)

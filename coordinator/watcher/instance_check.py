@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -28,6 +28,7 @@ from coordinator.airflow.client import AirflowClient, ApiVersion
 from coordinator.core.instance_coverage import missing_airflow_fix
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
 from coordinator.informer.presence_value import InstanceCheck
+from coordinator.manager import wall_clock
 from coordinator.runtime.settings import InstanceSettings
 
 #: DAGs whose trigger and clear permissions are probed: Airflow roles grant per DAG at most, and 20 DAGs (40 requests,
@@ -58,7 +59,7 @@ async def check_instance(
 
     ``configured`` (the instances that have an Airflow) and ``instances_file`` (COORDINATOR_INSTANCES_FILE) shape the
     fix for an instance without one (``core.instance_coverage``'s **Every way to configure**)."""
-    now = datetime.now(UTC)
+    now = wall_clock()
     if settings is None:
         return InstanceCheck(
             instance=name,

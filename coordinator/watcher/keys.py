@@ -22,6 +22,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from coordinator.core.model import NodeId
+from coordinator.manager import Result
 
 
 class _All(Enum):
@@ -86,6 +87,11 @@ class RetentionPartition:
 
 #: The triggers' controller's keys.
 TriggerKey = AllPartitionsType | PartitionKey | DagKey
+
+#: What a step of a trigger pass asks for keys besides the pass's own (a hold's expiry, a withheld trigger, the next
+#: slice of a sweep): returned up to the pass, which settles them with its keys (``manager/controller.py``'s
+#: **Result**).
+Requeues = dict[TriggerKey, Result]
 
 #: The deadlines' controller's keys (``watcher/deadlines.py``): ``DagKey`` (one DAG's facts in one partition changed),
 #: ``PartitionKey`` (a backfill in a partition), ``AllPartitions`` (judge everything: a relist, a new activation) and

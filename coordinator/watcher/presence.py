@@ -24,7 +24,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from coordinator import __version__
 from coordinator.core.graph import Graph
@@ -38,7 +38,7 @@ from coordinator.informer.presence_value import (
     InstanceRefusal,
     WatcherPresence,
 )
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Manager, Periodic, wall_clock
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
@@ -121,7 +121,7 @@ class PresenceJob:
     #: Brings a round now (the controller's ``add`` of this job's key): the checks show as soon as they end.
     wake: Callable[[], None] = lambda: None
     name: str = "presence"
-    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: datetime = field(default_factory=wall_clock)
     _checking: asyncio.Task[tuple[InstanceCheck, ...]] | None = field(default=None, init=False, repr=False)
     _checks: tuple[InstanceCheck, ...] = field(default=(), init=False, repr=False)
     _reported: bool = field(default=False, init=False, repr=False)
@@ -183,7 +183,7 @@ async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> 
     so ``doctor`` and ``status`` know passes happen although no watcher leads between them. Best effort: etcd
     trouble here is logged, never fails the pass."""
     key = settings.keys.watcher_key(RECONCILE_ONCE)
-    value = WatcherPresence(id=watcher_id, started_at=datetime.now(UTC), version=__version__,
+    value = WatcherPresence(id=watcher_id, started_at=wall_clock(), version=__version__,
                             mode=RECONCILE_ONCE)  # fmt: skip
     try:
         lease = await store.grant_lease(RECONCILE_ONCE_TTL_S)
@@ -202,8 +202,9 @@ def setup(manager: Manager, deps: Deps) -> PresenceJob:
         refusing=deps.refusals.shown,
     )  # fmt: skip
     tick = Tick(PresenceJob.name)
-    job = PresenceJob(presence, wake=lambda: manager.controllers[job.name].add(tick))
-    manager.register(Controller(job.name, Periodic(job), period_s=job.interval_s, backoff_max_s=job.interval_s),
+    job = PresenceJob(presence, wake=lambda: manager.controllers[job.name].add(tick), started=deps.clock())
+    manager.register(Controller(job.name, Periodic(job), now=deps.clock, period_s=job.interval_s,
+                                backoff_max_s=job.interval_s),
                      start_after=(tick, 0.0))  # fmt: skip
     deps.refusals.listeners.append(lambda instance, refusal: job.wake())
     return manager.provide(PRESENCE, job)

@@ -346,7 +346,7 @@ def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
         return None
     retention = RetentionReconciler(
         deps.executor, settings.keys, settings.retention_period, settings.retention_interval_s, deps.view,
-        deps.retention, deps.watcher_id, leading=deps.leading,
+        deps.retention, deps.watcher_id, leading=deps.leading, now=deps.clock,
     )  # fmt: skip
     manager.register(retention.controller, Watch(retention.interest),
                      start_after=(AllPartitions, retention.interval_s))  # fmt: skip

@@ -5,8 +5,8 @@
 
 Rules:
 - **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
-  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/triggers.py``'s **Start and
-  settle**, semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
+  full one a few seconds later (everything at once without a usable checkpoint: ``watcher/warm.py``'s **Start**,
+  semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
   (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
   view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
   batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
@@ -33,7 +33,7 @@ Rules:
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
   the executor's, ``watcher/executor.py``). A standby also plans (without acting) and keeps the keys its passes found
   due; on taking the lead it plans those first, on its own view, and every partition a few seconds later
-  (``watcher/triggers.py``'s **Leading and warm work**), so a takeover on a big store costs one lease expiry, not a
+  (``watcher/warm.py``'s **Leading and warm work**), so a takeover on a big store costs one lease expiry, not a
   whole plan, before the next trigger.
 - **Bad input never stops it.** Unparsable values are reported and skipped (the view does that); an invalid
   dependencies.json is reported loudly and the last valid graph stays in force (``watcher/graph_reload.py``).
@@ -41,7 +41,7 @@ Rules:
   and exit 0.
 - **Nothing blocks the loop.** Neither the event loop nor the watch waits long: the planner plans every partition as a
   sweep, a slice of about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer
-  applies what the watch brought and the next turn plans those keys too (``watcher/triggers.py``'s **Sweep**). The
+  applies what the watch brought and the next turn plans those keys too (``watcher/sweep.py``'s **Sweep**). The
   summary line of each pass is the trigger reconciler's (its **One line per pass**).
 """
 
@@ -54,6 +54,7 @@ import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.gate import Refusal, refused_backoff
@@ -121,6 +122,8 @@ class Watcher(Provided):
     #: Which Airflow instances refuse our credentials now, fed by the clients' gates (``build_clients``): the
     #: actuator parks their keys, the presence value shows them to ``doctor``.
     refusals: Refusals = field(default_factory=Refusals)
+    #: The one clock (``manager/periodic.py``'s **Clock**): every concern, the executor and the controllers read it.
+    clock: Callable[[], datetime] = wall_clock
     #: The concerns set up (**One module, one line**); a test may hand its own list.
     concerns: tuple[Setup, ...] = CONCERNS
     #: Whether the informer follows the store now (``reflect``): a one-shot pass starts it for itself (``following``).
@@ -149,13 +152,13 @@ class Watcher(Provided):
         self.executor = Executor(
             self.store, self.clients, fence=lambda: self.election.fence,
             policy=ExecutorPolicy(max_concurrent=self.settings.max_concurrent_actions),
-            expectations=self.informer.expectations,
+            expectations=self.informer.expectations, now=self.clock,
         )  # fmt: skip
         #: Every instance of the graph in force has an Airflow, or this watcher is not ready (``watcher/coverage.py``).
         self.coverage = Coverage(self.health, self.clients.keys(), self.settings.instances_file, self.metrics)
         self.coverage.observe(self.graphs.graph)
         self.deps = Deps(
-            settings=self.settings, watcher_id=self.watcher_id, clock=wall_clock, store=self.store,
+            settings=self.settings, watcher_id=self.watcher_id, clock=self.clock, store=self.store,
             clients=self.clients, graphs=self.graphs, metrics=self.metrics, health=self.health, view=self.view,
             view_lock=self.view_lock, assets=self.assets, deadlines=self.deadlines, retention=self.retention,
             running=self.running, holds=self.holds, executor=self.executor, election=self.election,
@@ -174,8 +177,8 @@ class Watcher(Provided):
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no
-        snapshot is held); its revision. What to plan first is the caller's (``run``: ``watcher/triggers.py``'s
-        **Start and settle**)."""
+        snapshot is held); its revision. What to plan first is the caller's (``run``: ``watcher/warm.py``'s
+        **Start**)."""
         # The view shares the graph's NodeId objects, so the planner's lookups match by identity.
         self.view.intern_nodes(self.graphs.graph.dags)
         loaded = await self.informer.load(self.store, self.settings.keys.root, cuts=self.cuts(), long_lived=True)
@@ -265,7 +268,7 @@ class Watcher(Provided):
     ) -> Plan:
         """One pass of the trigger reconciler over ``keys`` (every ready one when None), outside the manager's
         workers (``coordinator reconcile``, tests); ``sweep``: every partition is planned a slice per pass
-        (``watcher/triggers.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
+        (``watcher/sweep.py``'s **Sweep**). The actions it submits wait for :meth:`act_on_submitted`."""
         if keys is None:
             keys = self.triggers.controller.queue.get_nowait()
         async with self.following():
@@ -300,9 +303,9 @@ class Watcher(Provided):
         with suppress(CoordinatorError):
             await self.election.acquire(timeout=0)
         if not self.election.is_leader:
-            # A standby plans what changed after the plan checkpoint, then everything (``watcher/triggers.py``'s
-            # **Start and settle**); a leader's campaign does the same on taking the lead (``take_warm_work``).
-            self.triggers.start_work()
+            # A standby plans what changed after the plan checkpoint, then everything (``watcher/warm.py``'s
+            # **Start**); a leader's campaign does the same on taking the lead (``take_warm_work``).
+            self.triggers.warm.start()
         tasks = [
             asyncio.create_task(self.reflect(revision), name="reflector"),
             asyncio.create_task(self.campaign(), name="campaign"),
