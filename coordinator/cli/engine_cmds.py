@@ -454,12 +454,12 @@ def status(
     if floor is not None:
         out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
     for instance, budget in sorted(view.budget_states().items()):
-        # The watcher's limit is not known here: a larger one lifts the hold (semantics `budget-holds-stay`)
-        if budget.held:
+        # The watcher's limit is not known here: a larger one lifts the stop (semantics `budget-holds-stay`)
+        if budget.stopped:
             out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
         # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
-        for dag_id, held in budget.held_dags().items():
-            out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
+        for dag_id, stopped in budget.stopped_dags().items():
+            out.print(f"trigger budget: {stopped.describe(instance, dag_id)}", markup=False, soft_wrap=True)
     # Each operator's hold that stands (``explain/holds.py``).
     for line in status_hold_lines(holds, decision.now):
         out.print(line, markup=False, soft_wrap=True)
@@ -566,15 +566,15 @@ def why_cmd(
     for line in undeclared_lines(graph, decision.plan, node, p):  # a misspelt upstream, with the close names
         out.print(line, markup=False, soft_wrap=True)
     budget = view.budget_states().get(node.instance)
-    held = budget.dags.get(node.dag_id) if budget is not None else None
-    if held is not None and held.held:  # semantics `budget-per-dag`: a due trigger of this DAG waits for a release
-        out.print(f"trigger budget: {held.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
-    elif budget is not None and budget.held:
+    dag_budget = budget.dags.get(node.dag_id) if budget is not None else None
+    if dag_budget is not None and dag_budget.stopped:  # semantics `budget-per-dag`: a due trigger waits for a release
+        out.print(f"trigger budget: {dag_budget.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
+    elif budget is not None and budget.stopped:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
-    # Issue 51: a standing hold that covers this DAG and partition, by name.
-    held_line = why_hold_line(graph, run_async(lambda: _holds(settings)), node, p, datetime.now(UTC))
-    if held_line is not None:
-        out.print(held_line, markup=False, soft_wrap=True)
+    # An operator's standing hold that covers this DAG and partition, by name.
+    hold_line = why_hold_line(graph, run_async(lambda: _holds(settings)), node, p, datetime.now(UTC))
+    if hold_line is not None:
+        out.print(hold_line, markup=False, soft_wrap=True)
     # Semantics `lineage-upstreams`: an upstream that is an OpenLineage job names the job and its last event.
     if graph.lineage_jobs:
         for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
