@@ -163,7 +163,7 @@ def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[
         "`coordinator watch` (or unpause the 00_watcher DAG); its first pass adopts dependencies.json.",
         first.summary(),
     ]
-    if first.held:
+    if first.paused:
         lines += [f"  - {hint}" for hint in first.how_to_proceed()]
     return lines
 
@@ -294,7 +294,7 @@ def reconcile(
         for line in _first_start_lines(first, settings):
             out.print(line, markup=False)
         _print_plan(decision.plan)
-        if first is not None and first.held and first.triggers:
+        if first is not None and first.paused and first.triggers:
             shown = first.triggers[:20]
             out.print(f"held back ({len(first.triggers)}), e.g.:")
             for action in shown:
@@ -326,7 +326,7 @@ def reconcile(
             out.print(f"revision {result.revision}: {len(result.actions)} action(s), {o.done} done, "
                       f"{o.skipped} skipped, {o.errors} error(s)" + (f" [{did}]" if did else "") + adoption,
                       markup=False, soft_wrap=True)  # fmt: skip
-            if watcher.triggers.first is not None and watcher.triggers.first.held:
+            if watcher.triggers.first is not None and watcher.triggers.first.paused:
                 for hint in watcher.triggers.first.how_to_proceed():
                     out.print(f"  - {hint}", markup=False, soft_wrap=True)
             return 1 if o.errors else 0
@@ -411,8 +411,8 @@ def status(
         adoption = AdoptionReport(adopted=True)
         if first is not None:
             adoption = AdoptionReport(
-                adopted=False, held=first.held, triggers=len(first.triggers), partitions=first.partitions,
-                limit=first.limit, summary=first.summary(), next=first.how_to_proceed() if first.held else [],
+                adopted=False, held=first.paused, triggers=len(first.triggers), partitions=first.partitions,
+                limit=first.limit, summary=first.summary(), next=first.how_to_proceed() if first.paused else [],
             )  # fmt: skip
         payload = {
             "revision": view.revision,

@@ -50,13 +50,13 @@ class Adoption:
     """**Activation first**: the activation decisions are planned against, and the first adoption when there is one."""
 
     activation: Activation | None
-    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): held when ``activation`` is
+    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): paused when ``activation`` is
     #: None.
     first: FirstAdoption | None = None
 
     @property
-    def held(self) -> bool:
-        return self.first is not None and self.first.held
+    def paused(self) -> bool:
+        return self.first is not None and self.first.paused
 
 
 @dataclass(frozen=True, slots=True)
