@@ -8,7 +8,6 @@ and are safe to run anywhere, any time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from coordinator.cli import status_render
 from coordinator.cli.app import (
     INSPECT,
     OPERATE,
@@ -37,7 +36,7 @@ from coordinator.cli.app import (
     run_async,
     setting_option,
 )
-from coordinator.cli.asset_cmds import asset_rows, print_assets, why_asset_lines
+from coordinator.cli.asset_cmds import asset_rows, why_asset_lines
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.adoption import FirstAdoption
 from coordinator.core.deadline.levels import graph_levels
@@ -53,11 +52,10 @@ from coordinator.core.spec.near_misses import close_dags
 from coordinator.core.view import View
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_lines
-from coordinator.explain.holds import status_lines as status_hold_lines
+from coordinator.explain.deadlines import deadline_rows, why_lines
 from coordinator.explain.holds import why_line as why_hold_line
 from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
-from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, undeclared_lines, why
+from coordinator.explain.report import status_rows, undeclared_lines, why
 from coordinator.informer.holds import read_holds
 from coordinator.informer.presence_value import airflow_majors, status_header
 from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
@@ -363,153 +361,65 @@ def status(
     if last < 1:
         fail(f"--last must be at least 1, not {last}")
     settings = _settings(etcd, prefix, deps, first_start_limit=first_start_limit)
-    local: Graph | None = None
-    local_error: SpecError | None = None
+    report = _status_report(settings, partition, last)
+    if fmt == "json":
+        status_render.print_json(report)
+    else:
+        status_render.print_text(report)
+
+
+def _local_graph(settings: Settings) -> tuple[Graph | None, SpecError | None]:
+    """The local graph file, or why it is invalid (said at once on stderr: ``status`` then shows the adopted one)."""
     try:
-        local = load_spec(settings.deps)
+        return load_spec(settings.deps), None
     except SpecError as exc:
-        local_error = exc
         # Said first: if etcd cannot be read either, the file's trouble must not be hidden behind etcd's.
         err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
                   "graph", markup=False, soft_wrap=True)  # fmt: skip
+        return None, exc
+
+
+def _status_report(settings: Settings, partition: str | None, last: int) -> status_render.StatusReport:
+    """Read the store once, decide once: everything ``status`` shows for ``partition`` (the ``last`` newest when
+    None)."""
+    local, local_error = _local_graph(settings)
     partitions = [_partition(partition)] if partition else None
     # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
     routes = local is None or bool(local.asset_routes)
     model = run_async(lambda: _read_model(settings, READERS | {Family.ASSETS} if routes else READERS))
-    view, leader, watchers, recorded = model.view, model.leader, model.watchers, model.recorded
+    view = model.view
     adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
     graph = local or adopted
     if graph is None:
         assert local_error is not None  # no local graph only when the file is invalid
         fail("\n".join(local_error.problems))  # nothing adopted to fall back on: the file's problems, exit 2
     header = status_header(
-        leader=leader, watchers=watchers, deps=str(settings.deps), local=local, adopted=adopted,
+        leader=model.leader, watchers=model.watchers, deps=str(settings.deps), local=local, adopted=adopted,
         adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
     )  # fmt: skip
     # The partitions the watcher plans (core/decide.py), mapped ones included: a fan-out's hours exist nowhere in the
     # store until they run, and a due decision there must be shown.
     every = partitions_to_plan(graph, view)
     parts = partitions or every[-last:]
-    more = 0 if partitions else len(every) - len(parts)
-    # Never adopted: show what the first pass will decide (nothing while it would be held).
+    # Never adopted: show what the first pass will decide (nothing while it would be paused).
     decision = _decide(graph, view, settings, parts)
-    first, floor = decision.adoption.first, decision.floor
-    first_lines = _first_start_lines(first, settings)
+    first_lines = _first_start_lines(decision.adoption.first, settings)
     # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
     # starts nothing a hold covers: ``watcher/triggers.py``).
     holds = run_async(lambda: _holds(settings))
     hold_set = HoldSet(graph, standing_holds(holds, decision.now))
     rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
     # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
-    majors = airflow_majors(watchers)
-    statuses = deadline_states(graph, view, decision.now, majors=majors)
-    deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
+    statuses = deadline_states(graph, view, decision.now, majors=airflow_majors(model.watchers))
+    deadlines = deadline_rows(statuses, partitions, model.recorded, graph_levels(graph))
     assets = asset_rows(graph, model.assets)
     # semantics `lineage-upstreams`: each OpenLineage node at the shown partitions, with its job and last event
     lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
-    if fmt == "json":
-        adoption = AdoptionReport(adopted=True)
-        if first is not None:
-            adoption = AdoptionReport(
-                adopted=False, held=first.paused, triggers=len(first.triggers), partitions=first.partitions,
-                limit=first.limit, summary=first.summary(), next=first.how_to_proceed() if first.paused else [],
-            )  # fmt: skip
-        payload = {
-            "revision": view.revision,
-            "retention": floor.model_dump(mode="json") if floor is not None else None,
-            "adoption": adoption.model_dump(exclude_none=True),
-            "rows": [row.model_dump(mode="json") for row in rows],
-            "problems": problems_lines(model.bad_values()),
-            "leader": leader.identity if leader is not None else None,
-            "graph": {
-                "adopted_digest": view.activation.digest if view.activation else None,
-                "local_digest": local.digest if local is not None else None,
-                "local_valid": local is not None,
-                "shown": "local" if local is not None else "adopted",
-            },
-            "more_partitions": more,
-            "header": header,
-            "deadlines": [row.model_dump(mode="json") for row in deadlines],
-            # semantics `trigger-budget`: the instances the trigger budget holds (held false after a release)
-            "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
-            # semantics `asset-order`: the text output's "shared assets" table, one object per stream
-            "assets": [row.model_dump(mode="json", by_alias=True) for row in assets],
-            "openlineage": [
-                {
-                    "node": s.node.qualified,
-                    "partition": s.partition,
-                    "entry": s.entry.label,
-                    "state": s.record.state.value if s.record is not None else None,
-                    "describe": s.describe(),
-                }
-                for s in lineage
-            ],
-        }
-        typer.echo(json.dumps(payload, indent=2))
-        return
-    for line in header:
-        out.print(line, markup=False, soft_wrap=True)
-    for line in first_lines:
-        out.print(line, markup=False, soft_wrap=True)
-    if floor is not None:
-        out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
-    for instance, budget in sorted(view.budget_states().items()):
-        # The watcher's limit is not known here: a larger one lifts the stop (semantics `budget-holds-stay`)
-        if budget.stopped:
-            out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
-        # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
-        for dag_id, stopped in budget.stopped_dags().items():
-            out.print(f"trigger budget: {stopped.describe(instance, dag_id)}", markup=False, soft_wrap=True)
-    # Each operator's hold that stands (``explain/holds.py``).
-    for line in status_hold_lines(holds, decision.now):
-        out.print(line, markup=False, soft_wrap=True)
-    if graph.asset_routes:
-        print_assets(graph, assets)
-    if not parts:
-        out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
-        return
-    table = Table(title=f"coordinator status at revision {view.revision}")
-    # One state per row (report.row_status) with its one reason: a rerun in progress is not also "success" and
-    # "stale" at once; the raw parts stay in --format json.
-    for column in ("partition", "dag", "state", "why", "last trigger", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        trig = row.last_trigger
-        # DUE and HELD in capitals: the rows an operator acts on (a hold's id is what `release-hold` takes).
-        state = row.status.upper() if row.status in ("due", "held") else row.status
-        state += f" {row.held_by}" if row.held_by else ""
-        held_line = (f"held by hold {row.held_by}: the leader starts it once released",) if row.held_by else ()
-        table.add_row(
-            row.partition, row.dag, state,
-            "\n".join((*held_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
-            f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
-            row.last_error or "",
-        )  # fmt: skip
-    out.print(table)
-    for item in lineage:
-        out.print(f"openlineage: {item.describe()}", markup=False, soft_wrap=True)
-    if deadlines:
-        late = Table(title="deadlines (expected_by)")
-        for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):
-            late.add_column(column, overflow="fold")
-        for d in deadlines:
-            # ``explain.deadlines``'s **The leader's causes**.
-            state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state
-            # The root's predicted start and where it came from (history, timetable, airflow_version, default).
-            start = f"{stamp(d.start)} ({d.start_source})" if d.start is not None else "-"
-            cause = d.chain or ""
-            if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
-                cause = f"{d.cause}: {cause}"
-            if d.levels:  # escalation: which levels fire (semantics `deadline-levels`)
-                state = f"{state} [{level_text(d.levels)}]"
-            # A task deadline: judged on that task (semantics `deadline-task`)
-            dag = f"{d.dag} task {d.task}" if d.task else d.dag
-            late.add_row(d.partition, dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
-        out.print(late)
-    if more > 0:
-        out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
-    for line in problems_lines(model.bad_values()):
-        out.print(f"[yellow]problem[/]: {line}")
+    return status_render.StatusReport(
+        model=model, local=local, graph=graph, header=header, first=decision.adoption.first, first_lines=first_lines,
+        floor=decision.floor, holds=holds, now=decision.now, rows=rows, deadlines=deadlines, assets=assets,
+        lineage=lineage, parts=parts, more=0 if partitions else len(every) - len(parts), runs_prefix=settings.keys.runs,
+    )  # fmt: skip
 
 
 async def _holds(settings: Settings) -> list[Hold]:
