@@ -151,6 +151,9 @@ class View:
         The same facts as ``apply`` of each (**Snapshot equals events**), without the sets of partitions to re-plan (a
         snapshot re-plans everything) and with the two common kinds inlined: this runs for every key of a snapshot,
         millions of them.
+
+        Long because it is that one hot loop: its steps are inlined on purpose (locals, no call per key), since a
+        helper per key or per kind would be paid millions of times at a start.
         """
         page = items if isinstance(items, list) else list(items)
         # ``core.canonical``'s **UTC times, six digits** for every value at once
