@@ -333,51 +333,11 @@ class DeadlineCache:
         if not self.built or changed is None or self.now is None or now < self.now:
             return self.rebuild(view, now, paused=paused, unreachable=unreachable)
         keys = set(changed)
-        dirty_nodes: set[NodeId] = set()  # paused or unreachable moved: every open status below is judged again
-        slower: set[NodeId] = set()  # a learned duration moved: only the statuses with a prediction below
-        roots_moved = False
-        for node, partition in keys:
-            fact = view.runs.get((node, partition))
-            entry = view.ledger.get((node, partition))
-            failing = (fact is not None and fact.state is RunState.FAILED) or (
-                entry is not None and entry.status is TriggerStatus.ERROR
-            )
-            held = self._failing.get(node)
-            if failing != (held is not None and partition in held):
-                before = bool(held)
-                if failing:
-                    self._failing.setdefault(node, set()).add(partition)
-                else:
-                    assert held is not None
-                    held.discard(partition)
-                roots_moved |= before != bool(self._failing.get(node))
-            if node in self._learning and self._learn(node, partition, fact):
-                slower.add(node)  # **Rebuild and update** (d)
-            if node in self._starting:
-                offset = start_offset(fact, partition) if fact is not None else None
-                if _relearn(self._start_history, self._starts, node, partition, offset):
-                    # **Learned durations from facts**: a start offset moves the same predictions a duration does
-                    slower.add(node)
-        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
-        # **Learned durations from facts** for deadline tasks: few facts (only named tasks are recorded), learned again
-        # whole
-        if touched:
-            learned = learned_task_durations(view, touched)
-            for node in touched:
-                value = learned.get(node)
-                if value != self._task_durations.get(node):
-                    if value is None:
-                        self._task_durations.pop(node, None)
-                    else:
-                        self._task_durations[node] = value
-                    slower.add(node)
-        if paused != self._paused or unreachable != self._unreachable:
-            flipped = self._unreachable ^ unreachable
-            moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
-            self._paused, self._unreachable = paused, unreachable
-            dirty_nodes |= moved
-            roots_moved |= bool(moved)
-        if roots_moved:
+        roots_moved, slower = self._note_facts(view, keys)
+        slower |= self._relearn_tasks(view, keys)
+        # paused or unreachable moved: every open status below is judged again
+        dirty_nodes = self._note_reachability(paused, unreachable)
+        if roots_moved or dirty_nodes:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
         self._roll(now, work)  # **Rebuild and update** (b)
@@ -389,30 +349,96 @@ class DeadlineCache:
             # A blocked or missed status has no prediction: a duration cannot change it.
             work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
         if self._ungridded:  # **Rebuild and update** (c)' partitions ungridded DAGs gain: every key below, however far
-            present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
-            for at in _below(self.graph, present):
-                node, partition = at
-                if node in self._ungridded and at not in entries:
-                    scope = self._scope.setdefault(node, set())
-                    if partition not in scope:
-                        scope.add(partition)
-                        if self._targets[node].rule.applies(partition):
-                            work.add(at)
+            self._widen_ungridded(view, keys, work)
         self.now = now
         run = self._judging(view, now)
         # **Rebuild and update** (c): judges what it reaches and takes it out of work
         judged = self._spread(run, keys, work)
         self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
+        timed = self._admit_due(now)
+        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
+        return self._finish(False, judged + len(work), timed, counts)
+
+    def _note_facts(self, view: View, keys: set[Key]) -> tuple[bool, set[NodeId]]:
+        """The changed keys' facts: whether the set of failing roots moved, and the DAGs whose learned duration or
+        start offset moved (**Rebuild and update** (d): only the statuses with a prediction below them move)."""
+        roots_moved = False
+        slower: set[NodeId] = set()
+        for node, partition in keys:
+            fact = view.runs.get((node, partition))
+            entry = view.ledger.get((node, partition))
+            failing = (fact is not None and fact.state is RunState.FAILED) or (
+                entry is not None and entry.status is TriggerStatus.ERROR
+            )
+            failing_partitions = self._failing.get(node)
+            if failing != (failing_partitions is not None and partition in failing_partitions):
+                before = bool(failing_partitions)
+                if failing:
+                    self._failing.setdefault(node, set()).add(partition)
+                else:
+                    assert failing_partitions is not None
+                    failing_partitions.discard(partition)
+                roots_moved |= before != bool(self._failing.get(node))
+            if node in self._learning and self._learn(node, partition, fact):
+                slower.add(node)  # **Rebuild and update** (d)
+            if node in self._starting:
+                offset = start_offset(fact, partition) if fact is not None else None
+                if _relearn(self._start_history, self._starts, node, partition, offset):
+                    # **Learned durations from facts**: a start offset moves the same predictions a duration does
+                    slower.add(node)
+        return roots_moved, slower
+
+    def _relearn_tasks(self, view: View, keys: set[Key]) -> set[NodeId]:
+        """**Learned durations from facts** for deadline tasks: few facts (only named tasks are recorded), learned
+        again whole; the DAGs whose task duration moved."""
+        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
+        slower: set[NodeId] = set()
+        if touched:
+            learned = learned_task_durations(view, touched)
+            for node in touched:
+                value = learned.get(node)
+                if value != self._task_durations.get(node):
+                    if value is None:
+                        self._task_durations.pop(node, None)
+                    else:
+                        self._task_durations[node] = value
+                    slower.add(node)
+        return slower
+
+    def _note_reachability(self, paused: frozenset[NodeId], unreachable: frozenset[str]) -> set[NodeId]:
+        """The DAGs whose paused or unreachable state moved since the last update (their roots move too)."""
+        if paused == self._paused and unreachable == self._unreachable:
+            return set()
+        flipped = self._unreachable ^ unreachable
+        moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
+        self._paused, self._unreachable = paused, unreachable
+        return set(moved)
+
+    def _widen_ungridded(self, view: View, keys: set[Key], work: set[Key]) -> None:
+        """**Rebuild and update** (c): the partitions ungridded DAGs gain, every key below the changed ones, however
+        far, added to ``work``."""
+        entries = self._entries
+        present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
+        for at in _below(self.graph, present):
+            node, partition = at
+            if node in self._ungridded and at not in entries:
+                scope = self._scope.setdefault(node, set())
+                if partition not in scope:
+                    scope.add(partition)
+                    if self._targets[node].rule.applies(partition):
+                        work.add(at)
+
+    def _admit_due(self, now: datetime) -> int:
+        """**Rebuild and update** (a): the statuses whose scheduled instant has passed, admitted; how many."""
         timed = 0
         heap, when = self._heap, self._when
-        while heap and heap[0][0] < now:  # **Rebuild and update** (a)
+        while heap and heap[0][0] < now:
             instant, _, at = heapq.heappop(heap)
             if when.get(at) != instant:
                 continue  # judged again since it was scheduled, or dropped
             timed += 1
             self._admit(at, self._entries[at], now)
-        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
-        return self._finish(False, judged + len(work), timed, counts)
+        return timed
 
     # -- internals -----------------------------------------------------------------------------------------------
 
