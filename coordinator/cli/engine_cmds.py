@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from coordinator.cli import status_render
+from coordinator.cli import status_report
 from coordinator.cli.app import (
     INSPECT,
     OPERATE,
@@ -30,35 +30,33 @@ from coordinator.cli.app import (
     PrefixOpt,
     app,
     build_settings,
-    err,
     fail,
     out,
     run_async,
     setting_option,
 )
-from coordinator.cli.asset_cmds import asset_rows, why_asset_lines
+from coordinator.cli.asset_cmds import why_asset_lines
+from coordinator.cli.inspect_reads import (
+    decide_now,
+    first_start_lines,
+    partition_arg,
+    read_all_holds,
+    read_lineage_lines,
+    read_model,
+)
 from coordinator.core.actions import Plan, Trigger
-from coordinator.core.adoption import FirstAdoption
-from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import deadline_states
-from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
-from coordinator.core.graph_diff import adopted_graph
-from coordinator.core.holds import Hold, HoldSet, standing_holds
-from coordinator.core.model import NodeId, any_partition, canonical_partition, partition_datetime
+from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.partition import is_segment_only
-from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
-from coordinator.core.view import View
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.explain.deadlines import deadline_rows, why_lines
+from coordinator.explain.deadlines import why_lines
 from coordinator.explain.holds import why_line as why_hold_line
-from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
-from coordinator.explain.report import status_rows, undeclared_lines, why
-from coordinator.informer.holds import read_holds
-from coordinator.informer.presence_value import airflow_majors, status_header
-from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
+from coordinator.explain.report import undeclared_lines, why
+from coordinator.informer.presence_value import airflow_majors
+from coordinator.informer.read_model import VIEW
 from coordinator.runtime.health import Health
 from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
@@ -145,51 +143,11 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
     return "all" if adopt_all else "none" if adopt_none else None
 
 
-def _decide(graph: Graph, view: View, settings: Settings, partitions: list[str] | None = None) -> Decision:
-    """The one decision (``core/decide.py``), as the leader would take it with these settings, at this moment."""
-    return decide(graph, view, partitions, now=datetime.now(UTC), history=settings.history_choice,
-                  limit=settings.first_start_limit)  # fmt: skip
-
-
-def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[str]:
-    """What a first start would do on this store (semantics `first-adoption`), in lines for status, why and
-    --dry-run."""
-    if first is None:
-        return []
-    lines = [
-        f"no graph has been adopted under {settings.prefix} yet: no watcher has run here. Start one with "
-        "`coordinator watch` (or unpause the 00_watcher DAG); its first pass adopts dependencies.json.",
-        first.summary(),
-    ]
-    if first.paused:
-        lines += [f"  - {hint}" for hint in first.how_to_proceed()]
-    return lines
-
-
-async def _lineage_states(settings: Settings, graph: Graph, partitions: list[str]) -> list[LineageState]:
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await lineage_states(store, settings.keys, graph, partitions)
-
-
-async def _lineage_lines(settings: Settings, graph: Graph, node: NodeId, partition: str) -> list[str]:
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await why_lineage_lines(store, settings.keys, graph, node, partition)
-
-
 def _graph(settings: Settings) -> Graph:
     try:
         return load_spec(settings.deps)
     except SpecError as exc:
         fail("\n".join(exc.problems))
-
-
-async def _read_model(settings: Settings, families: frozenset[Family] = READERS) -> StoreModel:
-    """One load of the whole prefix (``informer.read_model.load``) into the indexes of ``families``: the view, plus
-    by default the leader and the live watchers' presence (status's header) and the leader's recorded deadline
-    transitions (causes only the watcher sees: ``explain.deadlines``'s **The leader's causes**); ``status`` adds the
-    asset events and deliveries (its streams)."""
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await load(store, settings.keys, families)
 
 
 @app.command(rich_help_panel=RUN)
@@ -285,11 +243,11 @@ def reconcile(
     graph = _graph(settings)
 
     if dry_run:
-        view = run_async(lambda: _read_model(settings, VIEW)).view
+        view = run_async(lambda: read_model(settings, VIEW)).view
         # The same plan the first pass would make: nothing while a first adoption is held (backfill requests aside).
-        decision = _decide(graph, view, settings)
+        decision = decide_now(graph, view, settings)
         first = decision.adoption.first
-        for line in _first_start_lines(first, settings):
+        for line in first_start_lines(first, settings):
             out.print(line, markup=False)
         _print_plan(decision.plan)
         if first is not None and first.paused and first.triggers:
@@ -361,74 +319,11 @@ def status(
     if last < 1:
         fail(f"--last must be at least 1, not {last}")
     settings = _settings(etcd, prefix, deps, first_start_limit=first_start_limit)
-    report = _status_report(settings, partition, last)
+    report = status_report.read_status(settings, partition, last)
     if fmt == "json":
-        status_render.print_json(report)
+        status_report.print_json(report)
     else:
-        status_render.print_text(report)
-
-
-def _local_graph(settings: Settings) -> tuple[Graph | None, SpecError | None]:
-    """The local graph file, or why it is invalid (said at once on stderr: ``status`` then shows the adopted one)."""
-    try:
-        return load_spec(settings.deps), None
-    except SpecError as exc:
-        # Said first: if etcd cannot be read either, the file's trouble must not be hidden behind etcd's.
-        err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
-                  "graph", markup=False, soft_wrap=True)  # fmt: skip
-        return None, exc
-
-
-def _status_report(settings: Settings, partition: str | None, last: int) -> status_render.StatusReport:
-    """Read the store once, decide once: everything ``status`` shows for ``partition`` (the ``last`` newest when
-    None)."""
-    local, local_error = _local_graph(settings)
-    partitions = [_partition(partition)] if partition else None
-    # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
-    routes = local is None or bool(local.asset_routes)
-    model = run_async(lambda: _read_model(settings, READERS | {Family.ASSETS} if routes else READERS))
-    view = model.view
-    adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
-    graph = local or adopted
-    if graph is None:
-        assert local_error is not None  # no local graph only when the file is invalid
-        fail("\n".join(local_error.problems))  # nothing adopted to fall back on: the file's problems, exit 2
-    header = status_header(
-        leader=model.leader, watchers=model.watchers, deps=str(settings.deps), local=local, adopted=adopted,
-        adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
-    )  # fmt: skip
-    # The partitions the watcher plans (core/decide.py), mapped ones included: a fan-out's hours exist nowhere in the
-    # store until they run, and a due decision there must be shown.
-    every = partitions_to_plan(graph, view)
-    parts = partitions or every[-last:]
-    # Never adopted: show what the first pass will decide (nothing while it would be paused).
-    decision = _decide(graph, view, settings, parts)
-    first_lines = _first_start_lines(decision.adoption.first, settings)
-    # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
-    # starts nothing a hold covers: ``watcher/triggers.py``).
-    holds = run_async(lambda: _holds(settings))
-    hold_set = HoldSet(graph, standing_holds(holds, decision.now))
-    rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
-    # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
-    statuses = deadline_states(graph, view, decision.now, majors=airflow_majors(model.watchers))
-    deadlines = deadline_rows(statuses, partitions, model.recorded, graph_levels(graph))
-    assets = asset_rows(graph, model.assets)
-    # semantics `lineage-upstreams`: each OpenLineage node at the shown partitions, with its job and last event
-    lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
-    return status_render.StatusReport(
-        model=model, local=local, graph=graph, header=header, first=decision.adoption.first, first_lines=first_lines,
-        floor=decision.floor, holds=holds, now=decision.now, rows=rows, deadlines=deadlines, assets=assets,
-        lineage=lineage, parts=parts, more=0 if partitions else len(every) - len(parts), runs_prefix=settings.keys.runs,
-    )  # fmt: skip
-
-
-async def _holds(settings: Settings) -> list[Hold]:
-    """Every hold recorded, read through the informer (``informer/holds.py``)."""
-    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
-
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        index, _ = await read_holds(store, settings.keys)
-    return list(index.holds.values())
+        status_report.print_text(report)
 
 
 @app.command(name="why", rich_help_panel=INSPECT)
@@ -465,11 +360,11 @@ def why_cmd(
     if partition is None:
         fail("missing --partition/-p: the logical date to explain (e.g. -p 2026-01-01)")
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
-    p = _partition(partition)
-    model = run_async(lambda: _read_model(settings))
+    p = partition_arg(partition)
+    model = run_async(lambda: read_model(settings))
     view, watchers, recorded = model.view, model.watchers, model.recorded
-    decision = _decide(graph, view, settings, [p])
-    for line in _first_start_lines(decision.adoption.first, settings):
+    decision = decide_now(graph, view, settings, [p])
+    for line in first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p, view, decision.now):
         out.print(line, markup=False)
@@ -482,12 +377,12 @@ def why_cmd(
     elif budget is not None and budget.stopped:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
     # An operator's standing hold that covers this DAG and partition, by name.
-    hold_line = why_hold_line(graph, run_async(lambda: _holds(settings)), node, p, datetime.now(UTC))
+    hold_line = why_hold_line(graph, run_async(lambda: read_all_holds(settings)), node, p, datetime.now(UTC))
     if hold_line is not None:
         out.print(hold_line, markup=False, soft_wrap=True)
     # Semantics `lineage-upstreams`: an upstream that is an OpenLineage job names the job and its last event.
     if graph.lineage_jobs:
-        for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
+        for line in run_async(lambda: read_lineage_lines(settings, graph, node, p)):
             out.print(line, markup=False, soft_wrap=True)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p], majors=airflow_majors(watchers))
@@ -517,9 +412,9 @@ def backfill(
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
 
-    view = run_async(lambda: _read_model(settings, VIEW)).view
+    view = run_async(lambda: read_model(settings, VIEW)).view
     # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics `retention-retires`).
-    decision = _decide(graph, view, settings, [])
+    decision = decide_now(graph, view, settings, [])
     floor = decision.floor
     if floor is not None and floor.retires(_time(start)):
         fail(
@@ -568,12 +463,5 @@ def _time(text: str) -> str:
     """A logical date (a range's end, a first adoption's date): a time only, never a segment."""
     try:
         return canonical_partition(text)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-def _partition(text: str) -> str:
-    try:
-        return any_partition(text)
     except ValueError as exc:
         fail(str(exc))

@@ -1,9 +1,11 @@
-"""What ``coordinator status`` prints, from what it read and decided: the JSON payload and the text tables.
+"""What ``coordinator status`` shows: read and decided once (:func:`read_status`), printed as JSON or text.
 
 Rules:
-- **Read once, render twice.** ``engine_cmds.status`` reads the store once and decides once; these functions only
-  format that :class:`StatusReport`, so ``--format json`` and the text say the same things from the same values.
-- **No I/O but the console.** Nothing here reads etcd, a file or a clock.
+- **Read once, render twice.** :func:`read_status` reads the store once and decides once into a
+  :class:`StatusReport`; :func:`print_json` and :func:`print_text` only format it, so ``--format json`` and the text
+  say the same things from the same values.
+- **The file's trouble first.** An invalid local graph file is said on stderr before etcd is read: if etcd cannot be
+  read either, the file's trouble must not be hidden behind etcd's; the adopted graph is shown instead.
 """
 
 from __future__ import annotations
@@ -16,17 +18,33 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from coordinator.cli.app import out
-from coordinator.cli.asset_cmds import AssetStreamRow, print_assets
+from coordinator.cli.app import err, fail, out, run_async
+from coordinator.cli.asset_cmds import AssetStreamRow, asset_rows, print_assets
+from coordinator.cli.inspect_reads import (
+    decide_now,
+    first_start_lines,
+    partition_arg,
+    read_all_holds,
+    read_lineage_states,
+    read_model,
+)
 from coordinator.core.adoption import FirstAdoption
+from coordinator.core.deadline.levels import graph_levels
+from coordinator.core.deadline.states import deadline_states
 from coordinator.core.floor import RetentionFloor
 from coordinator.core.graph import Graph
-from coordinator.core.holds import Hold
-from coordinator.explain.deadlines import DeadlineRow, level_text, stamp
+from coordinator.core.graph_diff import adopted_graph
+from coordinator.core.holds import Hold, HoldSet, standing_holds
+from coordinator.core.planner import partitions_to_plan
+from coordinator.errors import SpecError
+from coordinator.explain.deadlines import DeadlineRow, deadline_rows, level_text, stamp
 from coordinator.explain.holds import status_lines as status_hold_lines
 from coordinator.explain.lineage import LineageState
-from coordinator.explain.report import AdoptionReport, StatusRow, problems_lines
-from coordinator.informer.read_model import StoreModel
+from coordinator.explain.report import AdoptionReport, StatusRow, problems_lines, status_rows
+from coordinator.informer.presence_value import airflow_majors, status_header
+from coordinator.informer.read_model import READERS, Family, StoreModel
+from coordinator.runtime.settings import Settings
+from coordinator.runtime.spec_file import load_spec
 
 
 @dataclass(frozen=True)
@@ -181,3 +199,57 @@ def _deadlines_table(deadlines: list[DeadlineRow]) -> Table:
         dag = f"{d.dag} task {d.task}" if d.task else d.dag
         late.add_row(d.partition, dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
     return late
+
+
+def _local_graph(settings: Settings) -> tuple[Graph | None, SpecError | None]:
+    """The local graph file, or why it is invalid (said at once on stderr: ``status`` then shows the adopted one)."""
+    try:
+        return load_spec(settings.deps), None
+    except SpecError as exc:
+        # Said first: if etcd cannot be read either, the file's trouble must not be hidden behind etcd's.
+        err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
+                  "graph", markup=False, soft_wrap=True)  # fmt: skip
+        return None, exc
+
+
+def read_status(settings: Settings, partition: str | None, last: int) -> StatusReport:
+    """Read the store once, decide once: everything ``status`` shows for ``partition`` (the ``last`` newest when
+    None)."""
+    local, local_error = _local_graph(settings)
+    partitions = [partition_arg(partition)] if partition else None
+    # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
+    routes = local is None or bool(local.asset_routes)
+    model = run_async(lambda: read_model(settings, READERS | {Family.ASSETS} if routes else READERS))
+    view = model.view
+    adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
+    graph = local or adopted
+    if graph is None:
+        assert local_error is not None  # no local graph only when the file is invalid
+        fail("\n".join(local_error.problems))  # nothing adopted to fall back on: the file's problems, exit 2
+    header = status_header(
+        leader=model.leader, watchers=model.watchers, deps=str(settings.deps), local=local, adopted=adopted,
+        adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
+    )  # fmt: skip
+    # The partitions the watcher plans (core/decide.py), mapped ones included: a fan-out's hours exist nowhere in the
+    # store until they run, and a due decision there must be shown.
+    every = partitions_to_plan(graph, view)
+    parts = partitions or every[-last:]
+    # Never adopted: show what the first pass will decide (nothing while it would be paused).
+    decision = decide_now(graph, view, settings, parts)
+    first_lines = first_start_lines(decision.adoption.first, settings)
+    # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
+    # starts nothing a hold covers: ``watcher/triggers.py``).
+    holds = run_async(lambda: read_all_holds(settings))
+    hold_set = HoldSet(graph, standing_holds(holds, decision.now))
+    rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
+    # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
+    statuses = deadline_states(graph, view, decision.now, majors=airflow_majors(model.watchers))
+    deadlines = deadline_rows(statuses, partitions, model.recorded, graph_levels(graph))
+    assets = asset_rows(graph, model.assets)
+    # semantics `lineage-upstreams`: each OpenLineage node at the shown partitions, with its job and last event
+    lineage = run_async(lambda: read_lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
+    return StatusReport(
+        model=model, local=local, graph=graph, header=header, first=decision.adoption.first, first_lines=first_lines,
+        floor=decision.floor, holds=holds, now=decision.now, rows=rows, deadlines=deadlines, assets=assets,
+        lineage=lineage, parts=parts, more=0 if partitions else len(every) - len(parts), runs_prefix=settings.keys.runs,
+    )  # fmt: skip
