@@ -11,7 +11,7 @@ Rules (semantics `deadlines-judged`):
   ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
   relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but time), each
   due ``DEADLINE_BATCH_S`` after the batch that brought it. One pass judges every ready key at once, then requeues the
-  clock at the next instant the clock alone changes something (the cache's ``next_instant``: a state's ``holds_until``,
+  clock at the next instant the clock alone changes something (the cache's ``next_instant``: a state's ``stays_until``,
   the next grid point; a waiting alert's ``alert_after``), at most ``interval_s`` later: what no watch brings (a DAG
   paused in Airflow, an instance that stops answering, an escalation level's slack, a failed alert's retry) waits no
   longer than that. A standby queues nothing.

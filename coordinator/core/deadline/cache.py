@@ -3,13 +3,13 @@
 
 Level-triggered like a client-go informer cache: the cache holds one :class:`~.states.Judgement`
 per (DAG with an ``expected_by``, partition) in scope and, per status, the instant up to which the clock alone cannot
-change its state (``Judgement.holds_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
+change its state (``Judgement.stays_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
 the changed keys are inputs.
 
 Rules:
 - **Rebuild and update.** :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``);
   :meth:`DeadlineCache.update` judges again only:
-  a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
+  a. the statuses the clock alone moved: one whose ``stays_until`` is before ``now`` is re-read from its judgement
      at ``now`` (``states``' **Known instants**: exactly what a full pass decides; nothing is recomputed from the view),
      then scheduled at its next instant;
   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
@@ -30,7 +30,7 @@ Rules:
 - **Nothing else changes.** Nothing else can change: a status is a function of its own and its ancestors' facts through
   the mappings, their durations, the paused and unreachable sets and ``now`` (``states``' **States** to
   **Expected duration**), and (c) and (d) cover every one of those inputs; (a) covers ``now``. Where (c) stops, every
-  input of the statuses below is what it was when they were judged (each held judgement is a full pass's at the last
+  input of the statuses below is what it was when they were judged (each cached judgement is a full pass's at the last
   update: the invariant this rule keeps).
 - **Learned durations from facts.** Learned durations are kept per DAG from the facts (``states``'
   **Expected duration**): a success, a rerun or a deletion changes a DAG's duration only when its partition is among the
@@ -184,7 +184,7 @@ class DeadlineCache:
         self._moving: list[tuple[datetime, int, Key]] = []  # slack = x - now
         self._fixed: list[tuple[timedelta, int, Key]] = []  # slack = c
         self._open: dict[NodeId, set[str]] = {}
-        #: Every partition held per DAG (open or final): escalation levels read their DAG's statuses from it.
+        #: Every partition cached per DAG (open or final): escalation levels read their DAG's statuses from it.
         self._by_node: dict[NodeId, set[str]] = {}
         self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
         self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
@@ -194,7 +194,7 @@ class DeadlineCache:
         self._mismatch: set[Key] = set()
         self._points: dict[Grid, tuple[str, ...]] = {}
         self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
-        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one held
+        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one cached
         self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
         self._history: dict[NodeId, _History] = {}
         self._durations: dict[NodeId, float] = {}
@@ -265,7 +265,7 @@ class DeadlineCache:
 
     def next_instant(self) -> datetime | None:
         """**The clock's next move**: the earliest instant after the last update at which the clock alone changes
-        what a pass judges: a status's ``holds_until`` (its state changes right after it) or the next grid point that
+        what a pass judges: a status's ``stays_until`` (its state changes right after it) or the next grid point that
         enters the horizon; None when nothing is left that the clock can move (a status that left the horizon is
         dropped at the next update, which changes no transition). Escalation levels move at their own slack, which this
         does not track."""
@@ -463,7 +463,7 @@ class DeadlineCache:
     def _roll(self, now: datetime, work: set[Key]) -> None:
         """**Rebuild and update** (b): the grid points that entered the horizon are judged, those that left it dropped.
         The same points as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking
-        forward from the last point held, so a pass that crosses no grid point reads no cron expression."""
+        forward from the last point cached, so a pass that crosses no grid point reads no cron expression."""
         end = now.replace(second=0, microsecond=0)
         start = now - self.horizon
         floor = start.replace(second=0, microsecond=0)
@@ -516,12 +516,12 @@ class DeadlineCache:
         for at in work:
             self._judge_one(run, now, at, entries.get(at))
 
-    def _judge_one(self, run: Judging, now: datetime, at: Key, held: Judgement | None) -> Judgement:
+    def _judge_one(self, run: Judging, now: datetime, at: Key, cached: Judgement | None) -> Judgement:
         node, partition = at
         target = self._targets[node]
         # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back, else
         # from the rule's table (``ExpectedBy.deadlines``: no hash of the rule and the grid per call).
-        deadline = held.deadline if held is not None else target.deadlines[partition]
+        deadline = cached.deadline if cached is not None else target.deadlines[partition]
         judgement = judge(run, node, partition, deadline, target.warn)
         self._admit(at, judgement, now)
         return judgement
@@ -565,12 +565,12 @@ class DeadlineCache:
                 targets_ = graph.target_partitions(child, node, partition) if child in mapped else (partition,)
                 for target in targets_:
                     below = (rank[child], target)
-                    held = moved.get(below)
-                    if held is None:
+                    below_moved = moved.get(below)
+                    if below_moved is None:
                         moved[below] = gives
                         heapq.heappush(heap, below)
                     else:
-                        moved[below] = held | gives
+                        moved[below] = below_moved | gives
         return judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
@@ -614,9 +614,9 @@ class DeadlineCache:
         if final is None:
             self._open.setdefault(node, set()).add(partition)
         else:
-            held = self._open.get(node)
-            if held is not None:
-                held.discard(partition)
+            open_parts = self._open.get(node)
+            if open_parts is not None:
+                open_parts.discard(partition)
 
     def _drop(self, at: Key) -> None:
         judgement = self._entries.pop(at, None)
@@ -628,9 +628,9 @@ class DeadlineCache:
         self._mismatch.discard(at)
         self._when.pop(at, None)
         self._slack.pop(at, None)
-        held = self._open.get(at[0])
-        if held is not None:
-            held.discard(at[1])
+        open_parts = self._open.get(at[0])
+        if open_parts is not None:
+            open_parts.discard(at[1])
         kept = self._by_node.get(at[0])
         if kept is not None:
             kept.discard(at[1])
