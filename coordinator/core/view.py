@@ -67,7 +67,7 @@ class View:
 
     keys: KeyLayout
     revision: int = 0
-    #: (DAG, partition) -> fact, held per partition (``core.fact_index``): no tuple key per fact.
+    #: (DAG, partition) -> fact, kept per partition (``core.fact_index``): no tuple key per fact.
     runs: FactIndex[RunFact] = field(default_factory=FactIndex)
     ledger: FactIndex[LedgerFact] = field(default_factory=FactIndex)
     #: (DAG, task id, partition) -> the task instance's latest state (**Task states**).
@@ -190,7 +190,7 @@ class View:
             if problems and key in problems:
                 slot = None  # ``apply`` clears the problem or words it again
             elif slot is None and node is not None:
-                partition = parts.get(suffix, "")  # only valid ones are held: a first key there takes ``apply``
+                partition = parts.get(suffix, "")  # only valid ones are kept: a first key there takes ``apply``
             if node is not None and (slot is not None or partition):
                 # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
                 # ``core.canonical``'s **Exactly equivalent or nothing**); any other value takes the pydantic path,
