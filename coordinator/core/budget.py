@@ -59,8 +59,7 @@ from coordinator.core.model import NodeId, TriggerAction
 #: judged against its own allowance (semantics `budget-order`); the ceiling is the backstop for a flood spread over many
 #: DAGs, each within its allowance. A wide estate's midnight cascade starts a few hundred runs in one instance (300 DAGs
 #: fed by one root) and passes; a thousand in ten minutes is more than one Airflow's scheduler starts in that time
-#: anyway. (It was 100 and the only limit before per-DAG allowances; a configured COORDINATOR_TRIGGER_BUDGET keeps that
-#: meaning: an instance-wide ceiling.)
+#: anyway. A configured COORDINATOR_TRIGGER_BUDGET sets this instance-wide ceiling, never a DAG's allowance.
 DEFAULT_TRIGGER_BUDGET = 1000
 #: 10 minutes: long enough that a flood written one success at a time, as fast or as slowly as a writer likes over a
 #: few minutes, is counted as one burst; short enough that a day's scheduled cascades, spread over the day, are not.

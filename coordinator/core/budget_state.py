@@ -1,10 +1,10 @@
 """The trigger budget's state as a value: ``{prefix}/config/budget/{instance}`` (semantics `trigger-budget`).
 
-A fact of the view like the retention floor (``View.budgets``), so every decision reads it from the same snapshot as
-the run states; what it lets pass is ``coordinator.core.budget``'s. One record per instance holds the instance-wide
-ceiling's count and hold and, in ``dags``, each DAG's own count and hold (semantics `budget-per-dag`): one
-compare-and-swap still counts a whole pass of an instance, and a record without ``dags`` (written before per-DAG holds)
-decodes as before.
+A record the view keeps like the retention floor (``View.budgets``), so every decision reads it from the same snapshot
+as the run states; what it lets pass is ``coordinator.core.budget``'s. One record per instance holds the instance-wide
+ceiling's count and stop and, in ``dags``, each DAG's own count and stop (semantics `budget-per-dag`): one
+compare-and-swap counts a whole pass of an instance, and a record without ``dags`` (written by a version without
+per-DAG stops) decodes as one with none.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class BudgetState(BaseModel):
     #: count that ``coordinator.core.budget.Window`` judges (semantics `budget-order`). Kept here, in etcd, so that it
     #: holds across reconcile passes and a failover; a release empties it.
     started: tuple[tuple[int, int], ...] = ()
-    #: Semantics `budget-per-dag`: dag_id -> that DAG's count and hold (absent in records written before per-DAG holds).
+    #: Semantics `budget-per-dag`: dag_id -> that DAG's count and stop (absent in a record of a version without them).
     dags: dict[str, DagBudget] = Field(default_factory=dict)
 
     def stopped_dags(self) -> dict[str, DagBudget]:
