@@ -551,7 +551,7 @@ DELIVERY_MARKER = "coordinator_delivery"
 
 
 def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) -> None:
-    """Hook body for asset events (semantics `asset-items`): hand a hint to the writer so the leader lists this
+    """Hook body for asset events (semantics `asset-facts`): hand a hint to the writer so the leader lists this
     Airflow's events now. An event the coordinator delivered here (its marker in ``extra``) is not hinted: it never
     travels on. Never blocks, never raises."""
     try:
@@ -567,7 +567,7 @@ def record_asset_change(uri: Any, partition_key: Any = None, extra: Any = None) 
 
 
 def record_outlets_done(ti: Any) -> None:
-    """Hook body for a successful task instance (semantics `asset-items`): a task with asset outlets hints the leader
+    """Hook body for a successful task instance (semantics `asset-facts`): a task with asset outlets hints the leader
     once more. Airflow 3.3 calls the asset hook in the api-server BEFORE its transaction commits, so the round that
     hint wakes may list nothing yet (it rechecks a second later); the task's success hook runs in the task process
     after its terminal state (and with it the outlets' events) was committed by the api-server, so the round this
