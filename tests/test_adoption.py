@@ -53,7 +53,7 @@ def test_first_adoption_processes_history_below_the_limit() -> None:
     world = history_world(P1)
     assert is_first_adoption(world.view)
     decision = first_adoption(SEVEN, world.view, HistoryChoice(), limit=100)
-    assert not decision.held
+    assert not decision.paused
     assert {(t.node.dag_id, t.partition) for t in decision.triggers} == {(d, P1) for d in FAN_IN}
     assert decision.activation is not None
     world.write(world.view.graph_key, dump_activation(decision.activation))
@@ -67,7 +67,7 @@ def test_first_adoption_above_the_limit_is_held_and_triggers_nothing() -> None:
     """More first-wave triggers than the limit in auto mode: no activation, no action, a summary saying why (8d)."""
     world = history_world(P1, P2)
     decision = first_adoption(SEVEN, world.view, HistoryChoice(), limit=7)
-    assert decision.held and decision.activation is None
+    assert decision.paused and decision.activation is None
     assert len(decision.triggers) == 8
     assert decision.partitions == [P1, P2]
     assert "over the first-start limit of 7" in decision.summary()

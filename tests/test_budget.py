@@ -37,31 +37,31 @@ def resume(instance: str) -> Resume:
         pytest.param(3, {}, 3, 2, {"a"}, id="beyond-the-limit-the-rest-is-held"),
         pytest.param(5, {}, 5, 0, set(), id="at-the-limit-nothing-held"),
         pytest.param(0, {}, 5, 0, set(), id="zero-disables"),
-        pytest.param(3, {"a": BudgetState(held=True, limit=3)}, 0, 5, set(), id="held-instance-holds-everything"),
-        pytest.param(4, {"a": BudgetState(held=True, limit=3)}, 4, 1, {"a"}, id="a-raised-limit-lifts-the-hold"),
-        pytest.param(3, {"a": BudgetState(held=False, released_through=10)}, 5, 0, set(), id="released-pass"),
-        pytest.param(3, {"a": BudgetState(held=True, limit=3, released_through=9)}, 0, 5, set(), id="later-cause"),
+        pytest.param(3, {"a": BudgetState(stopped=True, limit=3)}, 0, 5, set(), id="held-instance-holds-everything"),
+        pytest.param(4, {"a": BudgetState(stopped=True, limit=3)}, 4, 1, {"a"}, id="a-raised-limit-lifts-the-hold"),
+        pytest.param(3, {"a": BudgetState(stopped=False, released_through=10)}, 5, 0, set(), id="released-pass"),
+        pytest.param(3, {"a": BudgetState(stopped=True, limit=3, released_through=9)}, 0, 5, set(), id="later-cause"),
     ],
 )
 def test_budget_rules(limit: int, states: dict[str, BudgetState], passed: int, held: int, newly: set[str]) -> None:
     """Rules b-f on five new triggers of instance a, each caused at revision 10."""
     out = apply_budget([trigger("a", "d", i) for i in range(1, 6)], limit, states, NOW)
     assert len(out.actions) == passed
-    assert len(out.held.get("a", ())) == held
-    assert out.newly_held == newly
+    assert len(out.stopped.get("a", ())) == held
+    assert out.newly_stopped == newly
 
 
 def test_resumes_always_pass_and_instances_count_apart() -> None:
     """Rule a: a resume completes a recorded intent and passes even for a held instance; b's budget is its own."""
     actions: list[Action] = [resume("a"), trigger("a", "x", 1), trigger("b", "x", 1), trigger("b", "y", 1)]
-    out = apply_budget(actions, 1, {"a": BudgetState(held=True, limit=1)}, NOW)
+    out = apply_budget(actions, 1, {"a": BudgetState(stopped=True, limit=1)}, NOW)
     assert out.actions == (actions[0], actions[2])
-    assert out.held == {"a": (actions[1],), "b": (actions[3],)} and out.newly_held == {"b"}
+    assert out.stopped == {"a": (actions[1],), "b": (actions[3],)} and out.newly_stopped == {"b"}
 
 
 ACTION = st.builds(trigger, st.sampled_from(["a", "b"]), st.sampled_from(["x", "y"]), st.integers(1, 28),
                    st.integers(1, 20)) | st.builds(resume, st.sampled_from(["a", "b"]))  # fmt: skip
-STATE = st.builds(BudgetState, held=st.booleans(), limit=st.integers(0, 5), released_through=st.integers(0, 20))
+STATE = st.builds(BudgetState, stopped=st.booleans(), limit=st.integers(0, 5), released_through=st.integers(0, 20))
 
 
 @given(st.lists(ACTION, max_size=30), st.integers(0, 6), st.dictionaries(st.sampled_from(["a", "b"]), STATE))
@@ -70,7 +70,7 @@ def test_every_action_is_passed_or_held_exactly_once(actions: list[Action], limi
     """Nothing is lost or duplicated (exactly-once, rule e), order is kept, and without a release or a hold no
     instance passes more than ``limit`` new triggers in the window; what passed by rule d is what is counted."""
     out = apply_budget(actions, limit, states, NOW)
-    held = [t for ts in out.held.values() for t in ts]
+    held = [t for ts in out.stopped.values() for t in ts]
     assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
     assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
     if limit:
@@ -86,10 +86,10 @@ def test_view_reads_budget_states_and_reports_bad_ones() -> None:
     last valid state stays; a deletion removes it."""
     keys = KeyLayout("/c")
     view = View(keys)
-    view.apply(keys.budget_key("a"), dump_budget(BudgetState(held=True, limit=3)), 5)
-    assert view.budget_states() == {"a": BudgetState(held=True, limit=3)}
+    view.apply(keys.budget_key("a"), dump_budget(BudgetState(stopped=True, limit=3)), 5)
+    assert view.budget_states() == {"a": BudgetState(stopped=True, limit=3)}
     view.apply(keys.budget_key("a"), b"{not json", 6)
-    assert view.budget_states()["a"].held and keys.budget_key("a") in view.problems
+    assert view.budget_states()["a"].stopped and keys.budget_key("a") in view.problems
     view.apply(keys.budget_key(".."), b"{}", 7)
     assert keys.budget_key("..") in view.problems
     view.apply(keys.budget_key("a"), None, 8)
@@ -103,7 +103,7 @@ def test_the_window_counts_what_earlier_passes_let_through_and_forgets_what_left
     recent = NOW.add(BudgetState(), 6)
     later = Window(NOW.seconds, NOW.now + 300)
     out = apply_budget(four, 8, {"a": recent}, later)
-    assert out.actions == tuple(four[:2]) and out.held == {"a": tuple(four[2:])} and out.newly_held == {"a"}
+    assert out.actions == tuple(four[:2]) and out.stopped == {"a": tuple(four[2:])} and out.newly_stopped == {"a"}
     gone = Window(NOW.seconds, NOW.now + 660)
     assert gone.count(recent) == 0
     assert apply_budget(four, 8, {"a": recent}, gone).actions == tuple(four)
@@ -127,7 +127,7 @@ def test_the_record_counts_what_passed_and_the_hold_and_drops_old_buckets() -> N
     out = apply_budget(four, 2, {"a": old}, NOW)
     at = datetime(2027, 1, 15, tzinfo=UTC)
     record = budget_record(old, out, "a", 2, NOW, at=at, by="w1")
-    assert record is not None and record.held and record.held_count == 2 and record.limit == 2
+    assert record is not None and record.stopped and record.stopped_count == 2 and record.limit == 2
     assert record.started == ((int(NOW.now // 60) * 60, 2),) and record.released_through == 4
     assert budget_record(old, apply_budget([], 2, {"a": old}, NOW), "a", 2, NOW, at=at, by="w1") is None
 
@@ -139,5 +139,5 @@ def test_a_count_alone_does_not_replan_but_a_hold_or_release_does() -> None:
     view = View(keys)
     assert not view.apply(keys.budget_key("a"), dump_budget(NOW.add(BudgetState(), 1)), 5)
     assert not view.apply(keys.budget_key("a"), dump_budget(NOW.add(BudgetState(), 2)), 6)
-    assert view.apply(keys.budget_key("a"), dump_budget(BudgetState(held=True, limit=3)), 7)
+    assert view.apply(keys.budget_key("a"), dump_budget(BudgetState(stopped=True, limit=3)), 7)
     assert view.apply(keys.budget_key("a"), dump_budget(BudgetState(released_through=7)), 8)

@@ -104,7 +104,7 @@ def test_a_floor_of_zero_turns_per_dag_holds_off() -> None:
     g = graph({"r": {}, "c": {"upstreams": ["r"]}})
     assert dag_allowances(g, 600.0, 0) == {}
     out = apply_budget([trigger("c", day(i)) for i in range(300)], 1000, {}, NOW, Allowances(0))
-    assert len(out.actions) == 300 and not out.held
+    assert len(out.actions) == 300 and not out.stopped
 
 
 def test_a_midnight_cascade_of_300_dags_passes_under_the_defaults() -> None:
@@ -112,7 +112,7 @@ def test_a_midnight_cascade_of_300_dags_passes_under_the_defaults() -> None:
     the record counting them stays small (defaults left out of each DAG's entry)."""
     cascade = [trigger(f"d{i:03}", day(0)) for i in range(300)]
     out = apply_budget(cascade, DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
-    assert out.actions == tuple(cascade) and not out.held and not out.newly_held_dags and not out.newly_held
+    assert out.actions == tuple(cascade) and not out.stopped and not out.newly_stopped_dags and not out.newly_stopped
     record = budget_record(BudgetState(), out, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=DAY0, by="w1")
     assert record is not None and len(record.dags) == 300 and len(dump_budget(record)) < 16_000  # one etcd write
 
@@ -121,7 +121,7 @@ def test_a_13_day_catch_up_of_an_8_dag_graph_passes() -> None:
     """13 partitions of each of 7 dependents at once (an outside writer's catch-up): nothing held."""
     catch_up = [trigger(f"d{k}", day(i)) for i in range(13) for k in range(7)]
     out = apply_budget(catch_up, DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
-    assert len(out.actions) == 91 and not out.held
+    assert len(out.actions) == 91 and not out.stopped
 
 
 def test_a_flood_of_one_dag_holds_that_dag_only() -> None:
@@ -131,12 +131,12 @@ def test_a_flood_of_one_dag_holds_that_dag_only() -> None:
     other = trigger("v", day(0))
     out = apply_budget([*flood, other], DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
     assert out.actions == (*flood[:40], other)
-    assert out.newly_held_dags == {node("c")} and out.held_dags == {node("c"): 260} and not out.newly_held
+    assert out.newly_stopped_dags == {node("c")} and out.stopped_dags == {node("c"): 260} and not out.newly_stopped
     assert out.counted_dags == {node("c"): 40, node("v"): 1} and out.counted == {"default": 41}
-    assert out.held_spans == {node("c"): (day(40), day(299))}
+    assert out.stopped_spans == {node("c"): (day(40), day(299))}
 
 
-HELD_C = BudgetState(dags={"c": DagBudget(held=True, allowance=40, count=40, held_count=260)})
+HELD_C = BudgetState(dags={"c": DagBudget(stopped=True, allowance=40, count=40, stopped_count=260)})
 
 
 @pytest.mark.parametrize(
@@ -146,7 +146,7 @@ HELD_C = BudgetState(dags={"c": DagBudget(held=True, allowance=40, count=40, hel
         pytest.param(HELD_C, 48, 5, set(), id="a-larger-allowance-lifts-the-hold"),
         pytest.param(BudgetState(dags={"c": DagBudget(released_through=10)}), 40, 5, set(), id="dag-released"),
         pytest.param(
-            BudgetState(dags={"c": DagBudget(held=True, allowance=40, released_through=9)}),
+            BudgetState(dags={"c": DagBudget(stopped=True, allowance=40, released_through=9)}),
             40,
             0,
             set(),
@@ -166,7 +166,7 @@ def test_a_dag_hold_and_its_release(state: BudgetState, allowance: int, passed_c
     actions = [*(trigger("c", day(i)) for i in range(5)), trigger("v", day(0))]
     out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, Allowances(40, {node("c"): allowance}))
     assert sum(a.node == node("c") for a in out.actions if isinstance(a, Trigger)) == passed_c
-    assert actions[-1] in out.actions and out.newly_held_dags == newly
+    assert actions[-1] in out.actions and out.newly_stopped_dags == newly
 
 
 def test_a_declared_backfill_passes_its_range_and_its_descendants_uncounted() -> None:
@@ -189,18 +189,18 @@ def test_the_record_keeps_each_dags_count_and_hold_and_drops_idle_dags() -> None
     out = apply_budget([trigger("c", day(i)) for i in range(300)], DEFAULT_TRIGGER_BUDGET, {"default": old}, NOW, FLOOR)
     at = datetime(2027, 1, 15, tzinfo=UTC)
     record = budget_record(old, out, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=at, by="w1", allowances=FLOOR)
-    assert record is not None and not record.held and NOW.count(record) == 40
+    assert record is not None and not record.stopped and NOW.count(record) == 40
     assert set(record.dags) == {"c", "kept"}
     c = record.dags["c"]
-    assert (c.held, c.count, c.allowance, c.held_count, c.held_at) == (True, 40, 40, 260, at)
-    assert (c.held_first, c.held_last) == (day(40), day(299))
+    assert (c.stopped, c.count, c.allowance, c.stopped_count, c.stopped_at) == (True, 40, 40, 260, at)
+    assert (c.stopped_first, c.stopped_last) == (day(40), day(299))
     assert parse_budget(dump_budget(record))[0] == record
 
 
 def test_a_held_dag_records_a_wider_range_once_and_nothing_when_within_it() -> None:
     """Held by rule c, a pass holding partitions outside the recorded range widens it (one write); a pass within
     it writes nothing (a held DAG is not rewritten on every pass)."""
-    held = BudgetState(dags={"c": DagBudget(held=True, allowance=40, held_first=day(40), held_last=day(60))})
+    held = BudgetState(dags={"c": DagBudget(stopped=True, allowance=40, stopped_first=day(40), stopped_last=day(60))})
     at = datetime(2027, 1, 15, tzinfo=UTC)
 
     def record(days: range) -> BudgetState | None:
@@ -209,7 +209,7 @@ def test_a_held_dag_records_a_wider_range_once_and_nothing_when_within_it() -> N
         return budget_record(held, out, "default", 1000, NOW, at=at, by="w1", allowances=FLOOR)
 
     wider = record(range(10, 71))
-    assert wider is not None and (wider.dags["c"].held_first, wider.dags["c"].held_last) == (day(10), day(70))
+    assert wider is not None and (wider.dags["c"].stopped_first, wider.dags["c"].stopped_last) == (day(10), day(70))
     assert record(range(41, 60)) is None
 
 
@@ -227,7 +227,7 @@ def test_a_released_range_passes_for_the_dag_and_those_below_it() -> None:
 def test_a_record_written_before_per_dag_holds_still_decodes() -> None:
     """Old records (no ``dags``) decode with no DAG held; unknown fields are ignored."""
     state, problem = parse_budget(b'{"held": true, "limit": 100, "held_count": 3, "started": [[60, 2]], "x": 1}')
-    assert problem is None and state is not None and state.held and state.dags == {} and not state.held_dags()
+    assert problem is None and state is not None and state.stopped and state.dags == {} and not state.stopped_dags()
 
 
 def test_a_dag_hold_or_its_release_replans_and_a_dag_count_alone_does_not() -> None:
@@ -244,16 +244,16 @@ def test_release_of_one_dag_leaves_the_others_and_release_of_the_instance_frees_
     """``release --dag c`` frees c (released_through, count emptied, its held range now released) and keeps d held;
     ``release`` frees both and the instance, keeping each DAG's released range; releasing a DAG that is not held
     says so."""
-    c = HELD_C.dags["c"].model_copy(update={"held_first": day(40), "held_last": day(299), "started": ((1, 40),)})
-    state = BudgetState(dags={"c": c, "d": DagBudget(held=True, allowance=40, held_count=1, held_first=day(3),
-                                                     held_last=day(3))})  # fmt: skip
+    c = HELD_C.dags["c"].model_copy(update={"stopped_first": day(40), "stopped_last": day(299), "started": ((1, 40),)})
+    state = BudgetState(dags={"c": c, "d": DagBudget(stopped=True, allowance=40, stopped_count=1, stopped_first=day(3),
+                                                     stopped_last=day(3))})  # fmt: skip
     one, text = _released(state, "default", "c", 77, "me")
     freed = one.dags["c"]
-    assert not freed.held and freed.released_through == 77 and freed.started == () and one.dags["d"].held
-    assert (freed.released_first, freed.released_last, freed.held_first) == (day(40), day(299), None)
+    assert not freed.stopped and freed.released_through == 77 and freed.started == () and one.dags["d"].stopped
+    assert (freed.released_first, freed.released_last, freed.stopped_first) == (day(40), day(299), None)
     assert "released default/c" in text and "260 run(s)" in text
     every, text = _released(state, "default", None, 78, "me")
-    assert not every.held_anywhere() and every.released_through == 78 and "DAGs c, d" in text
+    assert not every.stopped_anywhere() and every.released_through == 78 and "DAGs c, d" in text
     assert {d: (e.released_first, e.released_last) for d, e in every.dags.items()} == {
         "c": (day(40), day(299)), "d": (day(3), day(3))}  # fmt: skip
     with pytest.raises(LookupError, match="default/x is not held"):
@@ -265,12 +265,12 @@ ACTION = st.builds(lambda dag, i, rev, inst: trigger(dag, day(i), rev, inst), DA
                    st.integers(1, 20), st.sampled_from(["a", "b"]))  # fmt: skip
 DAG_STATE = st.builds(
     DagBudget,
-    held=st.booleans(),
+    stopped=st.booleans(),
     allowance=st.integers(0, 6),
     released_through=st.integers(0, 20),
     started=st.lists(st.tuples(st.just(1_800_000_000), st.integers(0, 8)), max_size=1).map(tuple),
 )
-STATE = st.builds(BudgetState, held=st.booleans(), limit=st.integers(0, 30), released_through=st.integers(0, 20),
+STATE = st.builds(BudgetState, stopped=st.booleans(), limit=st.integers(0, 30), released_through=st.integers(0, 20),
                   dags=st.dictionaries(DAGS, DAG_STATE, max_size=3))  # fmt: skip
 
 
@@ -282,10 +282,10 @@ def test_every_action_is_passed_or_held_exactly_once_with_allowances(
     """Nothing lost or duplicated and the order kept, with per-DAG allowances; a DAG with no recorded state passes
     at most its allowance by rule d; what passed by rule d is what is counted, per DAG and per instance."""
     out = apply_budget(actions, limit, states, NOW, Allowances(floor))
-    held = [t for ts in out.held.values() for t in ts]
+    held = [t for ts in out.stopped.values() for t in ts]
     assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
     assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
-    assert sum(out.held_dags.values()) <= len(held)
+    assert sum(out.stopped_dags.values()) <= len(held)
     assert sum(out.counted_dags.values()) == sum(out.counted.values())
     if limit and floor:
         for n, passed in Counter(a.node for a in out.actions if isinstance(a, Trigger)).items():
@@ -327,7 +327,7 @@ def test_a_fan_out_rerun_after_a_two_day_catch_up_passes_uncounted() -> None:
     state = budget_record(BudgetState(), first, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
     assert state is not None and NOW.count(state.dags["h"]) == 48
     again = apply_budget([rerun("h", p) for p in hourly(0)], DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, allow)
-    assert len(again.actions) == 24 and not again.held and not again.newly_held_dags
+    assert len(again.actions) == 24 and not again.stopped and not again.newly_stopped_dags
     assert again.reran_dags == {node("h"): 24} and not again.counted_dags and again.counted == {"default": 24}
     after = budget_record(state, again, "default", DEFAULT_TRIGGER_BUDGET, NOW, at=AT, by="w", allowances=allow)
     assert after is not None and NOW.count(after.dags["h"]) == 48 and NOW.tally(after.dags["h"].reran) == 24
@@ -341,7 +341,7 @@ def test_reruns_pass_uncounted_only_up_to_the_runs_counted() -> None:
     flood = [rerun("c", day(i)) for i in range(60)]
     out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
     assert out.reran_dags == {node("c"): 10} and out.counted_dags == {node("c"): 30}
-    assert len(out.actions) == 40 and out.held_dags == {node("c"): 20} and out.newly_held_dags == {node("c")}
+    assert len(out.actions) == 40 and out.stopped_dags == {node("c"): 20} and out.newly_stopped_dags == {node("c")}
     fresh = apply_budget([rerun("c", day(0))], DEFAULT_TRIGGER_BUDGET, {}, NOW, FLOOR)
     assert not fresh.reran_dags and fresh.counted_dags == {node("c"): 1}
     unknown = replace(rerun("c", day(0)), ledger_rev=0)
@@ -363,10 +363,10 @@ def test_runs_airflow_ran_as_backfills_explain_a_week_of_hourly_fan_out() -> Non
     flood = [trigger(dag, p) for dag in ("h", "h2") for p in week]
     declared = declared_backfills(spec, (), (), [(node("daily"), day(d)) for d in range(7)])
     out = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared)
-    assert len(out.actions) == 336 and not out.held and not out.counted_dags
+    assert len(out.actions) == 336 and not out.stopped and not out.counted_dags
     unexplained = apply_budget(flood, DEFAULT_TRIGGER_BUDGET, {}, NOW, allow, declared_backfills(spec, ()))
     assert unexplained.counted_dags == {node("h"): 48, node("h2"): 40}
-    assert unexplained.held_dags == {node("h"): 120, node("h2"): 128}
+    assert unexplained.stopped_dags == {node("h"): 120, node("h2"): 128}
 
 
 def test_backfill_runs_months_apart_do_not_explain_the_months_between() -> None:
@@ -426,7 +426,7 @@ def test_reruns_never_pass_more_than_the_runs_counted_and_nothing_is_lost(
     reruns in the window past its new runs counted there, and the new runs it counts never pass its allowance."""
     state = BudgetState(dags=dags)
     out = apply_budget(actions, DEFAULT_TRIGGER_BUDGET, {"default": state}, NOW, FLOOR)
-    held = [t for ts in out.held.values() for t in ts]
+    held = [t for ts in out.stopped.values() for t in ts]
     assert Counter(map(id, [*out.actions, *held])) == Counter(map(id, actions))
     assert list(out.actions) == [a for a in actions if any(a is p for p in out.actions)]
     for dag in ("c", "v"):
@@ -434,3 +434,18 @@ def test_reruns_never_pass_more_than_the_runs_counted_and_nothing_is_lost(
         counted, reran = NOW.count(entry), 0 if entry is None else NOW.tally(entry.reran)
         assert out.reran_dags.get(node(dag), 0) <= max(0, counted - reran)
         assert counted + out.counted_dags.get(node(dag), 0) <= max(counted, FLOOR.of(node(dag)))
+
+
+def test_the_stored_record_keeps_its_field_names() -> None:
+    """The budget's ``stopped*`` fields are stored and read as ``held*``: the bytes are what the key always held."""
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    stored = (
+        b'{"held":true,"limit":5,"held_count":3,"held_at":"2026-11-23T00:00:00Z","released_through":0,"by":"",'
+        b'"started":[],"dags":{"c":{"held":true,"allowance":40,"held_count":2,"held_at":"2026-11-23T00:00:00Z",'
+        b'"held_first":"2026-11-01","held_last":"2026-11-02"}}}'
+    )
+    dag = DagBudget(stopped=True, allowance=40, stopped_count=2, stopped_at=at, stopped_first="2026-11-01",
+                    stopped_last="2026-11-02")  # fmt: skip
+    state = BudgetState(stopped=True, limit=5, stopped_count=3, stopped_at=at, dags={"c": dag})
+    assert dump_budget(state) == stored
+    assert parse_budget(stored) == (state, None)

@@ -123,7 +123,7 @@ def test_below_min_at_the_cutoff_waits_for_min(landed: list[str], expected: list
 
 
 @pytest.mark.parametrize(
-    ("satisfied", "now", "holds"),
+    ("satisfied", "now", "met"),
     [
         pytest.param(3, None, True, id="need-met-without-clock"),
         pytest.param(2, None, False, id="below-need-without-clock"),
@@ -132,11 +132,11 @@ def test_below_min_at_the_cutoff_waits_for_min(landed: list[str], expected: list
         pytest.param(1, AFTER, False, id="below-min-after-cutoff"),
     ],
 )
-def test_a_group_holds_by_need_or_by_min_after_its_cutoff(satisfied: int, now: datetime | None, holds: bool) -> None:
-    """GroupSpec.holds: the need at any time; min only from the partition's start plus the cutoff."""
+def test_a_group_is_met_by_need_or_by_min_after_its_cutoff(satisfied: int, now: datetime | None, met: bool) -> None:
+    """GroupSpec.is_met: the need at any time; min only from the partition's start plus the cutoff."""
     members = tuple((n(r), None) for r in REGIONS)
     group = GroupSpec(GroupRule.AT_LEAST, 3, members, cutoff=6 * 3600, minimum=2, late=Late.RERUN)
-    assert group.holds(satisfied, P1, now) is holds
+    assert group.is_met(satisfied, P1, now) is met
 
 
 def test_next_cutoff_is_when_the_plan_changes() -> None:

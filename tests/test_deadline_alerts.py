@@ -57,7 +57,7 @@ def simulate(passes: list[tuple[DeadlineState, int, bool]], policy: AlertPolicy)
             plan = plan_alert(record, state, now, policy, handlers=True)
             record = DeadlineRecord(
                 state=state, deadline=DEADLINE, sequence=(record.sequence + 1) if record else 1, changed_at=now,
-                alerted=plan.alerted, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
+                alerted=plan.alerted, alerted_states=plan.alerted_states, alert_after=plan.alert_after,
                 repeat=plan.repeat,
             )  # fmt: skip
             recorded.append((state, now))
@@ -135,3 +135,19 @@ def test_bad_hold_or_realert_is_refused_with_its_path(field: str, value: Any, me
         parse_spec(json.dumps(spec({"after_end": "2h", field: value})))
     text = "\n".join(caught.value.problems)
     assert f"expected_by.{field}" in text and message in text
+
+
+def test_the_stored_record_keeps_its_field_names() -> None:
+    """A record's ``alert_after`` is stored and read as ``hold_until``, byte for byte what the key always held."""
+    from coordinator.core.model import dump_record
+
+    stored = (
+        b'{"state":"at_risk","deadline":"2026-11-23T06:00:00Z","sequence":2,"changed_at":"2026-11-23T00:00:00Z",'
+        b'"alerted":false,"watcher":"","alerted_states":[],"hold_until":"2026-11-23T00:10:00Z","repeat":false}'
+    )
+    record = DeadlineRecord.model_validate_json(stored)
+    assert record.alert_after == T0 + timedelta(minutes=10)
+    assert dump_record(record) == stored
+    assert dump_record(record.model_copy(update={"alert_after": None})) == stored.replace(
+        b',"hold_until":"2026-11-23T00:10:00Z"', b""
+    )

@@ -290,7 +290,7 @@ def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom(middle
         assert (cache.statuses()[bottom].state is DeadlineState.BLOCKED) == (state == "failed")
 
 
-def test_on_time_holds_until_its_warn_point_and_not_a_moment_longer() -> None:
+def test_on_time_stays_until_its_warn_point_and_not_a_moment_longer() -> None:
     """An on-time prediction (a running upstream, or a root waiting for its window end) stays on time up to
     ``deadline - warn - ahead`` with no new fact, and is at risk right after it: ETA minus now never grows."""
     deadline = P0 + timedelta(hours=10)
@@ -298,7 +298,7 @@ def test_on_time_holds_until_its_warn_point_and_not_a_moment_longer() -> None:
     for eta in (Eta(timedelta(hours=2), P0 + timedelta(hours=3)), Eta(timedelta(hours=1), None),
                 Eta(timedelta(0), P0 + timedelta(hours=4))):  # fmt: skip
         judgement = Judgement(node("default/n0"), key(P0), deadline, warn, eta=eta)
-        until = judgement.holds_until(P0)
+        until = judgement.stays_until(P0)
         assert until is not None
         for minutes in range(0, int((until - P0).total_seconds() // 60) + 1, 7):
             assert judgement.state(P0 + timedelta(minutes=minutes)) is DeadlineState.ON_TIME

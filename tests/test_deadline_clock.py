@@ -1,6 +1,7 @@
 """The clock's next move (``core.deadline.cache``'s **The clock's next move**): ``DeadlineCache.next_instant`` says
 when the clock alone next changes a deadline state or brings a grid point in, so the leader's pass can sleep until
-then (time as a requeue) and never past a change; and ``alerts.next_hold`` says when a held alert becomes due."""
+then (time as a requeue) and never past a change; and ``alerts.next_alert_after`` says when a waiting alert becomes
+due."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.deadline.alerts import next_hold
+from coordinator.core.deadline.alerts import next_alert_after
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.records import DeadlineRecord
 from coordinator.core.deadline.states import DeadlineState, deadline_states
@@ -81,15 +82,15 @@ def test_next_instant_by_example() -> None:
     assert deadline_states(graph, view_of({}), just_after)[(node("c"), P)].state is DeadlineState.AT_RISK
 
 
-def record(hold_until: datetime | None, alerted: bool = False) -> DeadlineRecord:
+def record(alert_after: datetime | None, alerted: bool = False) -> DeadlineRecord:
     return DeadlineRecord(state=DeadlineState.BLOCKED, deadline=DEADLINE, changed_at=P0, alerted=alerted,
-                          hold_until=hold_until)  # fmt: skip
+                          alert_after=alert_after)  # fmt: skip
 
 
-def test_next_hold_is_the_earliest_future_hold_of_an_unalerted_record() -> None:
+def test_next_alert_after_is_the_earliest_future_hold_of_an_unalerted_record() -> None:
     """Alerted records, records without a hold and holds already over are not waited for; the earliest other is."""
     now = P0 + timedelta(hours=1)
     soon, later = now + timedelta(minutes=5), now + timedelta(minutes=9)
-    assert next_hold([], now) is None
-    assert next_hold([record(None), record(now), record(soon, alerted=True)], now) is None
-    assert next_hold([record(later), record(soon), record(now - timedelta(minutes=1))], now) == soon
+    assert next_alert_after([], now) is None
+    assert next_alert_after([record(None), record(now), record(soon, alerted=True)], now) is None
+    assert next_alert_after([record(later), record(soon), record(now - timedelta(minutes=1))], now) == soon

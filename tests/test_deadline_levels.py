@@ -138,10 +138,10 @@ LEVEL_OBJECTS = (Level("warn", 7200, ("default/notify",)), Level("page", 0, ("de
 
 
 def _record(state: DeadlineState, sequence: int, plan_alerted: bool, states: tuple[DeadlineState, ...],
-            hold_until: datetime | None, repeat: bool) -> DeadlineRecord:  # fmt: skip
+            alert_after: datetime | None, repeat: bool) -> DeadlineRecord:  # fmt: skip
     return DeadlineRecord(
         state=state, deadline=DEADLINE, sequence=sequence, changed_at=DEADLINE, alerted=plan_alerted,
-        alerted_states=states, hold_until=hold_until, repeat=repeat,
+        alerted_states=states, alert_after=alert_after, repeat=repeat,
     )  # fmt: skip
 
 
@@ -197,7 +197,7 @@ def test_no_level_alerts_a_state_twice_in_a_partition(steps: list[tuple[int, boo
 
     def alert(crash: bool) -> None:
         for key, record in list(recorded.items()):
-            if record.alerted or (record.hold_until is not None and now < record.hold_until):
+            if record.alerted or (record.alert_after is not None and now < record.alert_after):
                 continue
             run_id = level_run_id(key[0], key[1], key[2], record.sequence)
             if run_id not in run_ids:  # Airflow refuses a second run with the same id
@@ -214,7 +214,7 @@ def test_no_level_alerts_a_state_twice_in_a_partition(steps: list[tuple[int, boo
         alert(crash=False)  # the shell completes what a dead leader left before recording (alerts rule 5)
         for t in level_transitions([status], levels, recorded):
             plan = plan_alert(recorded.get(t.key), t.state, now, policy, True)
-            recorded[t.key] = _record(t.state, t.sequence, plan.alerted, plan.alerted_states, plan.hold_until,
+            recorded[t.key] = _record(t.state, t.sequence, plan.alerted, plan.alerted_states, plan.alert_after,
                                       plan.repeat)  # fmt: skip
         alert(crash)
     assert all(count == 1 for count in runs.values()), runs

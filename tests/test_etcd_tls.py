@@ -269,7 +269,7 @@ def test_a_running_watch_names_a_rotated_ca_and_resumes_when_it_is_rotated_back(
                 start = await store.put("/rot/a", b"1")
 
                 async def follow() -> None:
-                    async for batch in store.watch_prefix("/rot/", start - 1, held=dict):
+                    async for batch in store.watch_prefix("/rot/", start - 1, known=dict):
                         seen.extend(e.key for e in batch.events)
 
                 task = asyncio.create_task(follow())

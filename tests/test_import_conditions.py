@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.conditions import holds
+from coordinator.core.conditions import groups_met
 from coordinator.core.graph import Graph
 from coordinator.core.importer.conditions import one_level
 from coordinator.core.importer.facts import (
@@ -176,7 +176,7 @@ def coordinator_runs(graph: Graph, dag: str, satisfied: set[tuple[str, str]], pa
     members = {(NodeId("default", d), t) for d, t in satisfied}
     grouped = {m for g in spec.groups for m in g.members}
     required = {(e.source, e.task) for e in spec.all_edges() if not e.failure} - grouped
-    return required <= members and holds(spec.groups, members, partition, None)
+    return required <= members and groups_met(spec.groups, members, partition, None)
 
 
 def test_converted_conditions_run_for_exactly_the_updates_airflows_scheduler_runs_them_for(

@@ -151,7 +151,7 @@ async def watcher_pass(settings: Settings) -> tuple[set[tuple[str, str]], bool]:
             result = await watcher.reconcile_pass(act=False, keys=[AllPartitions])
         finally:
             await watcher.election.resign()
-    held = watcher.triggers.adoption.first is not None and watcher.triggers.adoption.first.held
+    held = watcher.triggers.adoption.first is not None and watcher.triggers.adoption.first.paused
     return {(a.node.dag_id, a.partition) for a in result.actions if isinstance(a, Trigger)}, held
 
 

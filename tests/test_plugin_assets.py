@@ -71,13 +71,13 @@ def test_an_asset_event_writes_the_instance_hint_to_etcd(
 def test_a_delivered_copy_writes_no_hint(recorder: RecordingWriter) -> None:
     """An event carrying the delivery marker (the coordinator created it here) is not hinted: it never travels on."""
     LISTENER.on_asset_event_emitted(asset_event=event("s3://lake/orders", extra={MARKER: "team_x:4"}))
-    assert recorder.facts == []
+    assert recorder.items == []
 
 
 def test_an_airflow2_dataset_change_is_hinted(recorder: RecordingWriter) -> None:
     """Airflow 2.8+'s on_dataset_changed(dataset) hints the dataset's URI."""
     LISTENER.on_dataset_changed(dataset=SimpleNamespace(uri="s3://lake/orders"))
-    (fact,) = recorder.facts
+    (fact,) = recorder.items
     assert isinstance(fact, AssetChange) and fact.key == "/p/asset_changes/team_a"
 
 
@@ -98,9 +98,9 @@ def test_a_successful_task_with_outlets_hints_once_and_one_without_outlets_not_a
     outlets = [SimpleNamespace(uri="s3://lake/orders"), SimpleNamespace(uri="s3://lake/refunds")]
     with_outlets = SimpleNamespace(task=SimpleNamespace(outlets=outlets))
     LISTENER.on_task_instance_success(previous_state=None, task_instance=with_outlets)
-    hints = [f for f in recorder.facts if isinstance(f, AssetChange)]
-    assert [f.key for f in hints] == ["/p/asset_changes/team_a"], recorder.facts
+    hints = [f for f in recorder.items if isinstance(f, AssetChange)]
+    assert [f.key for f in hints] == ["/p/asset_changes/team_a"], recorder.items
     assert json.loads(hints[0].value)["uri"] == "s3://lake/orders"
-    recorder.facts.clear()
+    recorder.items.clear()
     LISTENER.on_task_instance_success(previous_state=None, task_instance=SimpleNamespace(task=SimpleNamespace()))
-    assert [f for f in recorder.facts if isinstance(f, AssetChange)] == []
+    assert [f for f in recorder.items if isinstance(f, AssetChange)] == []

@@ -21,8 +21,8 @@ import pytest
 from coordinator.airflow_plugin import writer as writer_mod
 from coordinator.airflow_plugin.records import (
     WriterConfig,
-    facts_from_dag_run,
-    facts_from_task_instance,
+    run_writes_from_dag_run,
+    task_writes_from_task_instance,
 )
 from coordinator.airflow_plugin.writer import RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, RunState
@@ -62,7 +62,7 @@ def _event(source: Run | None = None, key: str | None = None) -> SimpleNamespace
 
 
 def _keys(run: Any) -> list[str]:
-    facts, why = facts_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
+    facts, why = run_writes_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
     assert why is None, why
     return [f.key for f in facts]
 
@@ -84,7 +84,7 @@ def test_a_run_with_a_logical_date_is_recorded_exactly_as_before() -> None:
 
     fields = vars(Run("daily", "scheduled__x", DAY1, run_type="asset_triggered"))
     run = Untouchable(**{k: v for k, v in fields.items() if k != "consumed_asset_events"})
-    facts, why = facts_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
+    facts, why = run_writes_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
     assert why is None and [f.key for f in facts] == ["/p/runs/default/daily/2026-01-01T00:00:00Z"]
     assert facts[0].record.run_id == "scheduled__x" and facts[0].record.run_type == "asset_triggered"
 
@@ -93,7 +93,7 @@ def test_an_asset_triggered_run_that_merged_two_dates_is_recorded_at_both() -> N
     """One record per consumed partition, each with the run's own run id and clear number."""
     load1, load2 = Run("load", "scheduled__1", DAY1, run_type="scheduled"), Run("load", "scheduled__2", DAY2)
     run = Run(clear_number=2, consumed_asset_events=[_event(load2), _event(load1), _event(load2)])
-    facts, why = facts_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
+    facts, why = run_writes_from_dag_run(run, RunState.SUCCESS, CONFIG, NOW)
     assert why is None
     assert [f.key for f in facts] == [
         "/p/runs/default/clean/2026-01-01T00:00:00Z",
@@ -108,7 +108,7 @@ def test_a_task_of_an_asset_triggered_run_is_recorded_at_the_runs_partitions_via
     sdk_event = SimpleNamespace(partition_key=None, source_dag_id="load", source_run_id="scheduled__1")
     run = Run(consumed_asset_events=[sdk_event])
     ti = SimpleNamespace(dag_id="clean", task_id="publish", run_id=run.run_id, map_index=-1, try_number=1, dag_run=run)
-    facts, why = facts_from_task_instance(ti, RunState.SUCCESS, CONFIG, NOW, lambda d, r: sources.get((d, r)))
+    facts, why = task_writes_from_task_instance(ti, RunState.SUCCESS, CONFIG, NOW, lambda d, r: sources.get((d, r)))
     assert why is None and [f.key for f in facts] == ["/p/tasks/default/clean/publish/2026-01-01T00:00:00Z"]
 
 
@@ -136,7 +136,7 @@ def test_runs_of_no_partition_are_counted_and_logged(
             record_dag_run(run, RunState.SUCCESS)
     finally:
         install_writer(None)
-    assert recorder.facts == [] and getattr(recorder.stats, counter) == 2
+    assert recorder.items == [] and getattr(recorder.stats, counter) == 2
     lines = [r for r in caplog.records if f"reason={counter}" in r.getMessage()]
     assert [r.levelno for r in lines] == [level, logging.DEBUG]
 
@@ -156,7 +156,7 @@ def test_sources_that_cannot_be_read_are_counted_never_raised() -> None:
         record_dag_run(Detached(**fields), RunState.SUCCESS)
     finally:
         install_writer(None)
-    assert recorder.facts == [] and recorder.stats.source_errors == 1
+    assert recorder.items == [] and recorder.stats.source_errors == 1
 
 
 #: Runs in the child: Airflow 3.3's own tables in a fresh SQLite database, the runs and events the scheduler makes
@@ -172,7 +172,7 @@ from airflow.models.asset import AssetEvent, AssetModel
 from airflow.models.dagrun import DagRun
 from airflow.utils.types import DagRunType
 from sqlalchemy.orm import Session
-from coordinator.airflow_plugin.records import WriterConfig, facts_from_dag_run
+from coordinator.airflow_plugin.records import WriterConfig, run_writes_from_dag_run
 from coordinator.core.model import RunState
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
@@ -208,7 +208,7 @@ with Session(settings.engine) as session:
     found = {}
     for dag_id in ("load", "hourly", "clean", "report"):
         for each in session.query(DagRun).filter(DagRun.dag_id == dag_id):
-            facts, why = facts_from_dag_run(each, RunState.SUCCESS, config, now)
+            facts, why = run_writes_from_dag_run(each, RunState.SUCCESS, config, now)
             found[each.run_id] = [f.key for f in facts] if why is None else str(why)
 print(json.dumps(found))
 """

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.airflow_plugin.records import WriterConfig, fact_from_dag_run, run_type_of
+from coordinator.airflow_plugin.records import WriterConfig, run_type_of, run_write_from_dag_run
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from devtools.airflow2_stack import ensure_venv
@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 import airflow
 from airflow.models.dagrun import DagRun
 from airflow.utils.types import DagRunType
-from coordinator.airflow_plugin.records import WriterConfig, fact_from_dag_run
+from coordinator.airflow_plugin.records import WriterConfig, run_write_from_dag_run
 from coordinator.core.model import RunState
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
@@ -47,7 +47,7 @@ for kind in (DagRunType.BACKFILL_JOB, DagRunType.SCHEDULED):
     else:
         run_id = DagRun.generate_run_id(run_type=kind, logical_date=at, run_after=at)
         run = DagRun(dag_id="daily", run_id=run_id, logical_date=at, run_type=kind)
-    fact, why = fact_from_dag_run(run, RunState.SUCCESS, config, at)
+    fact, why = run_write_from_dag_run(run, RunState.SUCCESS, config, at)
     assert fact is not None, why
     found[kind.value] = fact.record.model_dump(mode="json")
 print(json.dumps(found))
@@ -108,7 +108,7 @@ def test_the_run_type_is_the_enums_value_and_absent_when_the_run_has_none() -> N
     config = WriterConfig(etcd=EtcdSettings(endpoints=parse_endpoints("http://127.0.0.1:2379")), keys=KeyLayout())
     assert run_type_of(TypedRun()) == "backfill" and run_type_of(TypedRun(run_type="manual")) == "manual"
     assert run_type_of(Run()) is None and run_type_of(TypedRun(run_type=None)) is None
-    typed, _ = fact_from_dag_run(TypedRun(), RunState.SUCCESS, config, LOGICAL)
-    plain, _ = fact_from_dag_run(Run(), RunState.SUCCESS, config, LOGICAL)
+    typed, _ = run_write_from_dag_run(TypedRun(), RunState.SUCCESS, config, LOGICAL)
+    plain, _ = run_write_from_dag_run(Run(), RunState.SUCCESS, config, LOGICAL)
     assert typed is not None and typed.record.backfill and typed.record.run_type == "backfill"
     assert plain is not None and not plain.record.backfill and plain.record.run_type is None

@@ -24,7 +24,13 @@ from typing import Any
 import pytest
 
 from coordinator.airflow_plugin import writer as writer_mod
-from coordinator.airflow_plugin.records import RunReport, WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
+from coordinator.airflow_plugin.records import (
+    RunStateWrite,
+    WriteOutcome,
+    WriterConfig,
+    run_write_from_dag_run,
+    write_one,
+)
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import EtcdStore
@@ -193,7 +199,7 @@ def test_identical_rewrite_is_skipped(
 def test_lost_race_rereads_and_decides_again(etcd_prefix: str, etcd_settings: EtcdSettings, arun: Any) -> None:
     """When another writer changes the key between read and write, the CAS fails and the newer record is kept."""
     config = config_for(",".join(f"http://{e.host}:{e.port}" for e in etcd_settings.endpoints), etcd_prefix)
-    fact, _ = fact_from_dag_run(FakeRun(), RunState.SUCCESS, config, datetime.now(UTC))
+    fact, _ = run_write_from_dag_run(FakeRun(), RunState.SUCCESS, config, datetime.now(UTC))
     assert fact is not None
     newer = RunRecord(state=RunState.RUNNING, run_id=fact.record.run_id, clear_number=1, source="other")
 
@@ -216,7 +222,7 @@ def test_lost_race_rereads_and_decides_again(etcd_prefix: str, etcd_settings: Et
     async def go() -> tuple[WriteOutcome, RunRecord | None, int]:
         async with await EtcdStore.connect(etcd_settings) as store:
             proxy = Interfering(store)
-            outcome, _ = await write_fact(proxy, fact, 2.0)  # type: ignore[arg-type]
+            outcome, _ = await write_one(proxy, fact, 2.0)  # type: ignore[arg-type]
             kv = await store.get(fact.key)
         assert kv is not None
         return outcome, parse_run_record(kv.value)[0], proxy.cas_calls
@@ -300,7 +306,7 @@ def test_runs_without_partition_are_counted_not_recorded(run: FakeRun, counter: 
         record_dag_run(run, RunState.SUCCESS)
     finally:
         install_writer(None)
-    assert recorder.facts == []
+    assert recorder.items == []
     assert getattr(recorder.stats, counter) == 2
 
 
@@ -333,8 +339,8 @@ def test_hook_survives_a_broken_dag_run_and_bad_configuration(monkeypatch: pytes
 def test_fact_keys_follow_the_key_layout() -> None:
     """The record's key is KeyLayout.run_key of (instance, dag_id) and the canonical partition."""
     config = config_for("http://127.0.0.1:2379", "/coordinator", instance="team_b")
-    fact, reason = fact_from_dag_run(FakeRun(dag_id="07_pipeline"), RunState.FAILED, config, datetime.now(UTC))
-    assert reason is None and isinstance(fact, RunReport)
+    fact, reason = run_write_from_dag_run(FakeRun(dag_id="07_pipeline"), RunState.FAILED, config, datetime.now(UTC))
+    assert reason is None and isinstance(fact, RunStateWrite)
     assert fact.key == KeyLayout("/coordinator").run_key(NodeId("team_b", "07_pipeline"), PARTITION)
 
 

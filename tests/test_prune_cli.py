@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, TriggerRecord, TriggerStatus, dump_record
-from coordinator.core.retention import HoldReason, KeyFact, KeyKind, parse_floor
+from coordinator.core.retention import KeepReason, KeyFact, KeyKind, parse_floor
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings
 from coordinator.watcher.retention import delete_selected
@@ -182,7 +182,7 @@ def test_a_key_written_during_the_prune_is_kept_and_the_rest_deleted(
     deleted, changed, left = asyncio.run(go())
     assert deleted == 2 and changed == [keys.run_key(node, HELD_INTENT)]
     assert list(left) == [keys.run_key(node, HELD_INTENT)] and b"running" in left[keys.run_key(node, HELD_INTENT)]
-    assert HoldReason.CHANGED.value == "changed while pruning"
+    assert KeepReason.CHANGED.value == "changed while pruning"
 
 
 def test_a_partition_larger_than_one_transaction_goes_whole_and_nothing_else_is_touched(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from coordinator.core.actions import Resume, Trigger
 from coordinator.core.model import RunState, TriggerStatus, dump_record
 from coordinator.core.retention import (
-    HoldReason,
+    KeepReason,
     KeyKind,
     RetentionFloor,
     Retirement,
@@ -127,11 +127,11 @@ def test_selection_deletes_old_partitions_and_keeps_held_ones_whole_with_reasons
     assert selection.partitions == [old]
     assert selection.counts == {"run": 8, "ledger": 6, "backfill": 1}  # 7 runs + the garbage one; 6 ledgers
     assert [k.partition for k in selection.kept] == [held_intent, held_run]
-    assert selection.kept[0].reasons == (HoldReason.UNFINISHED_INTENT,)
+    assert selection.kept[0].reasons == (KeepReason.UNFINISHED_INTENT,)
     assert selection.kept[0].details == (
         "default/06_pipeline: intent pending (create coordinator__2025-12-02T00:00:00Z)",
     )
-    assert selection.kept[1].reasons == (HoldReason.ACTIVE_RUN,)
+    assert selection.kept[1].reasons == (KeepReason.ACTIVE_RUN,)
     assert "default/03_pipeline: running" in selection.kept[1].details[0]
     assert selection.kept_counts() == {"unfinished intent": 1, "queued or running run": 1}
     assert all(f.partition < P1 for f in selection.delete)

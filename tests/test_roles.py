@@ -26,7 +26,7 @@ from openlineage.client.event_v2 import RunState as OLRunState
 from openlineage.client.transport.http import ApiKeyTokenProvider, HttpConfig, HttpTransport
 from pydantic import SecretStr
 
-from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, fact_from_dag_run, write_fact
+from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, run_write_from_dag_run, write_one
 from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.lineage.facts import LineageRun
 from coordinator.core.model import KeyLayout, NodeId, RunState, parse_run_record
@@ -190,7 +190,7 @@ def writer_config(auth: AuthEtcd, instance: str) -> WriterConfig:
 def extract_success(config: WriterConfig, day: int = 1) -> Any:
     date = datetime(2026, 1, day, tzinfo=UTC)
     run = FakeRun(dag_id="extract", run_id=f"scheduled__{date:%Y-%m-%d}", logical_date=date)
-    fact, _ = fact_from_dag_run(run, RunState.SUCCESS, config, datetime.now(UTC))
+    fact, _ = run_write_from_dag_run(run, RunState.SUCCESS, config, datetime.now(UTC))
     assert fact is not None
     return fact
 
@@ -216,9 +216,9 @@ def test_team_a_plugin_is_refused_on_team_b_keys_and_on_the_watchers_keys(auth_e
     async def go() -> tuple[WriteOutcome, list[str], list[str]]:
         refused: list[str] = []
         async with await EtcdStore.connect(auth_etcd.settings("coordinator-plugin-team_a")) as store:
-            outcome, _ = await write_fact(store, own, 2.0)
+            outcome, _ = await write_one(store, own, 2.0)
             try:
-                await write_fact(store, forged, 2.0)
+                await write_one(store, forged, 2.0)
             except StoreError as exc:
                 assert "PERMISSION_DENIED" in str(exc) or "permission denied" in str(exc), exc
                 refused.append(forged.key)
@@ -281,7 +281,7 @@ def test_each_component_works_under_exactly_its_role(
 
     async def record() -> None:
         async with await EtcdStore.connect(config.etcd) as store:
-            await write_fact(store, extract_success(config), 2.0)
+            await write_one(store, extract_success(config), 2.0)
 
     arun(record())
     done = cli("coordinator-watcher", "reconcile")
@@ -350,7 +350,7 @@ def test_the_budget_holds_and_releases_under_the_watcher_and_backfill_roles(
     async def record() -> None:
         async with await EtcdStore.connect(config.etcd) as store:
             for day in (1, 2):
-                await write_fact(store, extract_success(config, day), 2.0)
+                await write_one(store, extract_success(config, day), 2.0)
 
     arun(record())
     cli("coordinator-watcher", "reconcile")
@@ -684,7 +684,7 @@ def test_a_plugin_user_may_neither_rerun_nor_forge_a_no_cascade_record(
 
     async def record_and_forge() -> str:
         async with await EtcdStore.connect(config.etcd) as store:
-            await write_fact(store, fact, 2.0)
+            await write_one(store, fact, 2.0)
             try:
                 await store.put(waiver, b'{"run_id":"scheduled__2026-01-01","clear_number":0,"replaces":1}')
             except StoreError as exc:

@@ -20,7 +20,7 @@ Rules:
   the caller (the actuator retries AirflowUnavailable only, with :mod:`coordinator.runtime.retry`).
 - **One backoff per instance.** Every call passes the instance's gate (:mod:`coordinator.airflow.gate`) first: while
   the instance refuses our credentials (a login refused, a credential that cannot be obtained, a 401, a 403 to a
-  credential it never accepted) or asked us to slow down (429 with ``Retry-After``), calls are held back without a
+  credential it never accepted) or asked us to slow down (429 with ``Retry-After``), calls are kept back without a
   request (``AirflowBackingOff``) and one probe goes per backoff step; a refusal also drops the credential, so the
   probe obtains a new one (a password or token file is read again). A 403 after a successful fresh login is a missing
   permission on that object, not a refusing instance: it stays that call's error.
@@ -50,7 +50,7 @@ from coordinator.airflow.assets import AssetEventInfo, AssetEventListing, AssetI
 from coordinator.airflow.auth import Authenticator, AuthMethod, Exchange
 from coordinator.airflow.auth_methods import method_for, secret_files
 from coordinator.airflow.conflicts import resolve_conflict
-from coordinator.airflow.gate import InstanceGate, Refusal, held_text, iso_at, refused_backoff, retry_after_s
+from coordinator.airflow.gate import InstanceGate, Refusal, backing_off_text, iso_at, refused_backoff, retry_after_s
 from coordinator.airflow.runs import (
     RUN_AFTER_MARGIN_S,
     ApiVersion,
@@ -631,7 +631,9 @@ class AirflowClient:
             refusal = gate.refusal
             assert refusal is not None  # a gate that holds calls back holds a refusal
             raise AirflowBackingOff(
-                held_text(self.name, self._settings.credentials_from, method, unquote(path), refusal, admission.wait_s),
+                backing_off_text(
+                    self.name, self._settings.credentials_from, method, unquote(path), refusal, admission.wait_s
+                ),
                 refusal.status,
                 admission.wait_s,
             )

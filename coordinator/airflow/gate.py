@@ -14,7 +14,7 @@ Rules:
   step); it does not lengthen the refusal's next step.
 - **Held back, not sent.** While closed, :meth:`InstanceGate.admit` says how long a call must wait; the client raises
   ``AirflowBackingOff`` for it without touching the network. Once the step is over, ONE call goes as the probe; others
-  are held back while it is in flight. Its outcome decides: accepted opens the gate, refused starts the next step, no
+  are kept back while it is in flight. Its outcome decides: accepted opens the gate, refused starts the next step, no
   answer (5xx, timeout) proves nothing and lets the next call probe.
 - **Planned, not polled.** :meth:`InstanceGate.ready` is ``admit`` for those who schedule work (the actuator parks a
   key for the time it returns, as a requeue): when the step is over it hands the probe to one caller for
@@ -192,10 +192,10 @@ def iso_at(unix: float) -> str:
     return datetime.fromtimestamp(unix, UTC).isoformat(timespec="seconds")
 
 
-def held_text(
+def backing_off_text(
     instance: str, credentials_from: str | None, method: str, path: str, refusal: Refusal, wait: float
 ) -> str:
-    """What a call held back by the gate says (``AirflowBackingOff``): since when, why, and where the credential comes
+    """What a call the gate keeps back says (``AirflowBackingOff``): since when, why, and where the credential comes
     from when it was refused."""
     fix = f"; check {credentials_from}" if refusal.status in (401, 403) and credentials_from else ""
     return (

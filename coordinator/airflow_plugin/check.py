@@ -34,7 +34,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol
 
 from coordinator.airflow_plugin.config import resolve_now
-from coordinator.airflow_plugin.records import INSTANCE_ENV, RunReport, WriterConfig, connect_store
+from coordinator.airflow_plugin.records import INSTANCE_ENV, RunStateWrite, WriterConfig, connect_store
 from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
 from coordinator.core.activation import Activation
 from coordinator.core.model import NodeId, canonical_partition, partition_datetime
@@ -242,14 +242,14 @@ def _dry_run(
         task_hook(previous_state=None, task_instance=ti)
     finally:
         install_writer(previous)
-    if len(recorder.facts) != 2:
-        raise PluginCheckError(f"the hooks recorded {len(recorder.facts)} records instead of 2")
-    fact, task_fact = recorder.facts
-    if not isinstance(fact, RunReport):
-        raise PluginCheckError(f"the run hook recorded {fact.describe()} instead of a run state")
-    report.info(f"plugin OK (dry run): would write {fact.key}")
-    report.info(fact.record.model_dump_json(exclude_none=True))
-    report.info(f"task hook OK (dry run): would write {task_fact.key} if the adopted graph named the task")
+    if len(recorder.items) != 2:
+        raise PluginCheckError(f"the hooks recorded {len(recorder.items)} records instead of 2")
+    item, task_item = recorder.items
+    if not isinstance(item, RunStateWrite):
+        raise PluginCheckError(f"the run hook recorded {item.describe()} instead of a run state")
+    report.info(f"plugin OK (dry run): would write {item.key}")
+    report.info(item.record.model_dump_json(exclude_none=True))
+    report.info(f"task hook OK (dry run): would write {task_item.key} if the adopted graph named the task")
 
 
 def _write(

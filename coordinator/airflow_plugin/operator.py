@@ -13,8 +13,8 @@ When to prefer it (the listener is the default):
 - Both together are safe: the writes follow the same per-run ordering, and the listener's identical success is
   skipped instead of making a second generation.
 
-Rules: the records are built and written by the same code as the listener's (``facts_from_dag_run``, ``write_fact``):
-one per partition the run stands for (an asset-triggered run that consumed two dates writes both);
+Rules: the records are built and written by the same code as the listener's (``run_writes_from_dag_run``,
+``write_one``): one per partition the run stands for (an asset-triggered run that consumed two dates writes both);
 the task fails (and retries) when etcd cannot be reached within ``timeout_s``; it never changes Airflow state.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from coordinator.airflow_plugin.config import resolve_now
-from coordinator.airflow_plugin.records import facts_from_dag_run, write_now
+from coordinator.airflow_plugin.records import run_writes_from_dag_run, write_now
 from coordinator.airflow_plugin.writer import supervisor_lookup
 from coordinator.core.model import RunState
 
@@ -53,17 +53,17 @@ class ReportRunStateOperator(BaseOperator):
         config = dataclasses.replace(resolve_now(timeout_s=self.timeout_s).writer, source_kind="airflow-task")
         now = datetime.now(UTC)
         task = context.get("ti") or context.get("task_instance")
-        facts, why = facts_from_dag_run(context["dag_run"], self.state, config, now, supervisor_lookup(task))
+        items, why = run_writes_from_dag_run(context["dag_run"], self.state, config, now, supervisor_lookup(task))
         if why is not None:
             # A run without a partition cannot satisfy anything; failing would only make retries that cannot help.
             self.log.warning("plugin.not_recorded reason=%s detail=%r", why.reason, why.detail)
             return {"recorded": False, "reason": str(why)}
         written: list[dict[str, Any]] = []
-        for fact in facts:
-            if self.state in (RunState.SUCCESS, RunState.FAILED) and fact.record.end_date is None:
+        for item in items:
+            if self.state in (RunState.SUCCESS, RunState.FAILED) and item.record.end_date is None:
                 # The run is not over while this task runs: its end is "now" from the dependents' point of view.
-                fact = dataclasses.replace(fact, record=fact.record.model_copy(update={"end_date": now}))
-            outcome, revision = write_now(config, fact, self.timeout_s)
-            self.log.info("plugin.operator_write outcome=%s %s revision=%d", outcome, fact.describe(), revision)
-            written.append({"key": fact.key, "outcome": str(outcome), "revision": revision})
+                item = dataclasses.replace(item, record=item.record.model_copy(update={"end_date": now}))
+            outcome, revision = write_now(config, item, self.timeout_s)
+            self.log.info("plugin.operator_write outcome=%s %s revision=%d", outcome, item.describe(), revision)
+            written.append({"key": item.key, "outcome": str(outcome), "revision": revision})
         return {"recorded": True, **written[0], "records": written}

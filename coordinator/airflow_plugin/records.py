@@ -11,7 +11,7 @@ Rules:
   asset-triggered run's consumed events' source runs (Airflow 3.3's ``AssetEvent.source_dag_run``, read on the ORM
   object's own session, the one the scheduler's hook runs in: no connection of its own, no lock; in a task process the
   Task SDK's supervisor answers), one key per partition with the same record. A run of no partition, or one the key
-  layout cannot name (a sub-second or naive date), is not recorded: :func:`facts_from_dag_run` says why
+  layout cannot name (a sub-second or naive date), is not recorded: :func:`run_writes_from_dag_run` says why
   (:class:`NotRecorded`) instead of raising; callers count and log it.
 - **One writer.** Every write goes through the one run-record writer
   (:func:`coordinator.writers.run_records.write_run_record`): a compare-and-swap guarded by
@@ -169,8 +169,8 @@ def config_from_env() -> WriterConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class RunReport:
-    """One state of one run attempt, ready to write: the etcd key and the record."""
+class RunStateWrite:
+    """One run state of one run attempt, ready to write: the run-state key and its :class:`RunRecord`."""
 
     key: str
     record: RunRecord
@@ -279,9 +279,9 @@ def partitions_of(dag_run: Any, lookup: SourceLookup | None = None) -> tuple[tup
     return found.partitions, None
 
 
-def facts_from_dag_run(
+def run_writes_from_dag_run(
     dag_run: Any, state: RunState, config: WriterConfig, now: datetime, lookup: SourceLookup | None = None
-) -> tuple[tuple[RunReport, ...], NotRecorded | None]:
+) -> tuple[tuple[RunStateWrite, ...], NotRecorded | None]:
     """The records of a dag run, one per partition it stands for (a run that consumed several partitions counts
     for each, with the same run id and clear number); or () and why it cannot be recorded. Never raises."""
     try:
@@ -303,27 +303,27 @@ def facts_from_dag_run(
             run_type=run_type_of(dag_run),
         )
         node = NodeId(config.instance, dag_id)
-        reports = tuple(RunReport(config.keys.run_key(node, p), record) for p in partitions)
+        writes = tuple(RunStateWrite(config.keys.run_key(node, p), record) for p in partitions)
     except Exception as exc:  # any odd attribute (a bad dag id, ...) is one skip
         return (), NotRecorded(UNRECORDABLE, f"{type(exc).__name__}: {exc}")
-    return reports, None
+    return writes, None
 
 
-def fact_from_dag_run(
+def run_write_from_dag_run(
     dag_run: Any, state: RunState, config: WriterConfig, now: datetime
-) -> tuple[RunReport | None, str | None]:
+) -> tuple[RunStateWrite | None, str | None]:
     """The one record of a run of one partition (the explicit task's and the tests' shape of
-    :func:`facts_from_dag_run`); (None, why) for a run of none or of several. Never raises."""
-    reports, why = facts_from_dag_run(dag_run, state, config, now)
+    :func:`run_writes_from_dag_run`); (None, why) for a run of none or of several. Never raises."""
+    writes, why = run_writes_from_dag_run(dag_run, state, config, now)
     if why is not None:
         return None, str(why)
-    if len(reports) != 1:
-        return None, f"stands for {len(reports)} partitions"
-    return reports[0], None
+    if len(writes) != 1:
+        return None, f"stands for {len(writes)} partitions"
+    return writes[0], None
 
 
 @dataclass(frozen=True, slots=True)
-class TaskReport:
+class TaskStateWrite:
     """One state of one task try, ready to write if the adopted graph names the task (the writer thread decides)."""
 
     key: str
@@ -341,8 +341,8 @@ class TaskReport:
 @dataclass(frozen=True, slots=True)
 class AssetChange:
     """A hint that an asset event just happened in this Airflow (semantics `asset-facts`): the leader lists this
-    instance's events at once instead of at its next round. Not a fact: the listener does not see the event's id, the
-    REST listing stays the one source of asset events, and a lost hint only costs latency."""
+    instance's events at once instead of at its next round. Not a run state: the listener does not see the event's id,
+    the REST listing stays the one source of asset events, and a lost hint only costs latency."""
 
     key: str
     value: bytes
@@ -352,7 +352,7 @@ class AssetChange:
         return f"key={self.key} asset={self.uri}"
 
 
-Report = RunReport | TaskReport | AssetChange
+PluginWrite = RunStateWrite | TaskStateWrite | AssetChange
 
 
 def _task_dag_run(ti: Any) -> Any:
@@ -365,7 +365,7 @@ def _task_dag_run(ti: Any) -> Any:
 
 
 def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
-    """The fact a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``,
+    """The state a hook reports for ``ti``: None when its failure is only a try (``up_for_retry``,
     :mod:`coordinator.core.task_facts`' **A retry is no fact**). Airflow sets the instance's state before the failure
     hook in 2.x and 3.x."""
     if hook_state is not RunState.FAILED:
@@ -375,9 +375,9 @@ def task_state_of(ti: Any, hook_state: RunState) -> RunState | None:
     return None if state == "up_for_retry" else RunState.FAILED
 
 
-def facts_from_task_instance(
+def task_writes_from_task_instance(
     ti: Any, state: RunState, config: WriterConfig, now: datetime, lookup: SourceLookup | None = None
-) -> tuple[tuple[TaskReport, ...], NotRecorded | None]:
+) -> tuple[tuple[TaskStateWrite, ...], NotRecorded | None]:
     """The records of a task instance, one per partition its DAG run stands for (the run's partitions, by the same
     rule as the run's own records); or () and why it cannot be recorded. Never raises."""
     try:
@@ -403,10 +403,12 @@ def facts_from_task_instance(
             try_number=int(raw_try) if raw_try is not None else None,
         )
         node = NodeId(config.instance, dag_id)
-        reports = tuple(TaskReport(config.keys.task_key(node, task_id, p), record, node, task_id) for p in partitions)
+        writes = tuple(
+            TaskStateWrite(config.keys.task_key(node, task_id, p), record, node, task_id) for p in partitions
+        )
     except Exception as exc:  # a detached ORM object, a naive date, ...: one skip, never into Airflow
         return (), NotRecorded(UNRECORDABLE, f"{type(exc).__name__}: {exc}")
-    return reports, None
+    return writes, None
 
 
 class WriteOutcome(StrEnum):
@@ -415,34 +417,34 @@ class WriteOutcome(StrEnum):
     NOT_NAMED = "not_named"  # a task state of a task the adopted graph does not name: not recorded
 
 
-async def write_fact(store: EtcdStore, fact: Report, timeout_s: float) -> tuple[WriteOutcome, int]:
+async def write_one(store: EtcdStore, item: PluginWrite, timeout_s: float) -> tuple[WriteOutcome, int]:
     """Write one record with per-run ordering through the one run-record writer (**One writer**,
     **Task instances alike**).
 
     Returns the outcome and the revision written (or of the record that won). Raises StoreError or TimeoutError.
     """
-    if isinstance(fact, AssetChange):
+    if isinstance(item, AssetChange):
         # A plain put: each hint is a new revision, which is what wakes the leader; there is nothing to order.
-        return WriteOutcome.WRITTEN, await asyncio.wait_for(store.put(fact.key, fact.value), timeout_s)
-    if isinstance(fact, TaskReport):
+        return WriteOutcome.WRITTEN, await asyncio.wait_for(store.put(item.key, item.value), timeout_s)
+    if isinstance(item, TaskStateWrite):
         done = await write_run_record(
             store,
-            fact.key,
-            lambda _old: fact.record,
+            item.key,
+            lambda _old: item.record,
             op_timeout_s=timeout_s,
             parse=parse_task_record,
             rule=should_replace_task,
         )
     else:
-        done = await write_run_record(store, fact.key, lambda _old: fact.record, op_timeout_s=timeout_s)
+        done = await write_run_record(store, item.key, lambda _old: item.record, op_timeout_s=timeout_s)
     if done.unreadable is not None:
         # The plugin is the authority on its own runs' keys: a value nobody can read is replaced.
-        log.warning("plugin.unreadable_replaced key=%s problem=%r", fact.key, done.unreadable)
+        log.warning("plugin.unreadable_replaced key=%s problem=%r", item.key, done.unreadable)
     if done.status is RunWriteStatus.WRITTEN:
         return WriteOutcome.WRITTEN, done.revision
     if done.status is RunWriteStatus.UNCHANGED:
         return WriteOutcome.SKIPPED, done.revision
-    raise StoreError(f"gave up after {done.rounds} lost compare-and-swap rounds on {fact.key}")
+    raise StoreError(f"gave up after {done.rounds} lost compare-and-swap rounds on {item.key}")
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -464,7 +466,7 @@ def asset_change(config: WriterConfig, uri: str, partition_key: str | None, now:
     return AssetChange(f"{config.keys.prefix}/asset_changes/{config.instance}", json.dumps(body).encode(), uri)
 
 
-def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[WriteOutcome, int]:
+def write_now(config: WriterConfig, item: RunStateWrite, timeout_s: float) -> tuple[WriteOutcome, int]:
     """Write one record synchronously (the operator's path): same ordering rule, retries while etcd is unreachable.
 
     Raises StoreError (StoreUnavailable when etcd stayed unreachable for ``timeout_s``). Must not be called from a
@@ -479,7 +481,7 @@ def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[
         store: EtcdStore | None = None
         try:
             store = await asyncio.wait_for(connect_store(config.etcd), config.op_timeout_s)
-            return await write_fact(store, fact, config.op_timeout_s)
+            return await write_one(store, item, config.op_timeout_s)
         finally:
             if store is not None:
                 with contextlib.suppress(Exception):
@@ -488,7 +490,7 @@ def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[
     def retrying(retry: RetryAttempt) -> None:
         log.warning(
             "plugin.write_retry %s attempt=%d error=%r",
-            fact.describe(),
+            item.describe(),
             retry.number,
             f"{type(retry.error).__name__}: {retry.error}",
         )
@@ -500,6 +502,6 @@ def write_now(config: WriterConfig, fact: RunReport, timeout_s: float) -> tuple[
             raise
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
-            raise StoreUnavailable(f"{fact.key}: {error} (after {attempts} attempt(s))") from exc
+            raise StoreUnavailable(f"{item.key}: {error} (after {attempts} attempt(s))") from exc
 
     return asyncio.run(attempt_until_deadline())

@@ -6,8 +6,8 @@ Rules:
   (everything is caught and logged).
 - **One queue, one thread.** One bounded queue per process, consumed by ONE daemon thread running its own asyncio loop
   with an ``EtcdStore``. When the queue is full the NEW record is dropped, counted and logged (the queued ones are older
-  facts that are already promised; the watcher's REST audit repairs what was dropped).
-- **Per-run ordering.** Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_fact`
+  records that are already promised; the watcher's REST audit repairs what was dropped).
+- **Per-run ordering.** Writes follow the per-run ordering of :func:`~coordinator.airflow_plugin.records.write_one`
   (compare-and-swap + ``should_replace``), with short timeouts.
 - **Retry while unreachable.** While etcd is unreachable the thread retries the head of the queue with bounded
   exponential backoff (:meth:`WriterConfig.delivery_policy`, through ``coordinator.runtime.retry``) and keeps the rest
@@ -45,18 +45,18 @@ from coordinator.airflow_plugin.records import (
     MAX_OTHER_ATTEMPTS,
     SOURCE_UNREADABLE,
     NotRecorded,
-    Report,
+    PluginWrite,
     SourceLookup,
-    TaskReport,
+    TaskStateWrite,
     WriteOutcome,
     WriterConfig,
     asset_change,
     connect_store,
-    facts_from_dag_run,
-    facts_from_task_instance,
     is_unreachable,
+    run_writes_from_dag_run,
     task_state_of,
-    write_fact,
+    task_writes_from_task_instance,
+    write_one,
 )
 from coordinator.airflow_plugin.task_names import TaskNames
 from coordinator.core.model import RunState
@@ -101,7 +101,7 @@ class Writer(Protocol):
     config: WriterConfig
     stats: WriterStats
 
-    def submit(self, fact: Report) -> bool: ...
+    def submit(self, item: PluginWrite) -> bool: ...
 
     def flush(self, timeout_s: float) -> bool: ...
 
@@ -112,11 +112,11 @@ class RecordingWriter:
     def __init__(self, config: WriterConfig) -> None:
         self.config = config
         self.stats = WriterStats()
-        self.facts: list[Report] = []
+        self.items: list[PluginWrite] = []
 
-    def submit(self, fact: Report) -> bool:
+    def submit(self, item: PluginWrite) -> bool:
         self.stats.submitted += 1
-        self.facts.append(fact)
+        self.items.append(item)
         return True
 
     def flush(self, timeout_s: float) -> bool:
@@ -154,25 +154,25 @@ class BackgroundWriter:
         """Fresh state for this process: called at creation and in a forked child (the parent's thread is gone)."""
         self.stats = WriterStats()
         self._pid = os.getpid()
-        self._queue: queue.Queue[Report] = queue.Queue(self.config.queue_size)
+        self._queue: queue.Queue[PluginWrite] = queue.Queue(self.config.queue_size)
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
         self._stopping = threading.Event()
         self._give_up = threading.Event()
-        self._in_flight: Report | None = None
+        self._in_flight: PluginWrite | None = None
         self._closed = False  # close() ran: the exit flush must not stop (and log) a second time
 
     # ----- hook side: must stay cheap and never block -----
 
-    def submit(self, fact: Report) -> bool:
+    def submit(self, item: PluginWrite) -> bool:
         """Enqueue a record; False (counted, logged) if the queue is full. Never blocks, never raises."""
         if self._pid != os.getpid():
             self._reset()
         self._ensure_started()
         try:
-            self._queue.put_nowait(fact)
+            self._queue.put_nowait(item)
         except queue.Full:
             self.stats.dropped += 1
             # Each drop is logged with its key up to a bound, then one line per thousand: logging is I/O in the
@@ -180,7 +180,7 @@ class BackgroundWriter:
             if self.stats.dropped <= MAX_LOST_LINES or self.stats.dropped % 1000 == 0:
                 log.warning(
                     "plugin.dropped reason=queue_full %s queue_size=%d dropped=%d",
-                    fact.describe(),
+                    item.describe(),
                     self.config.queue_size,
                     self.stats.dropped,
                 )
@@ -259,7 +259,7 @@ class BackgroundWriter:
             log.exception("plugin.flush_failed at=exit")
 
     def _abandon(self) -> None:
-        """Give up on everything still queued: count and log each record, so a lost fact is never silent."""
+        """Give up on everything still queued: count and log each record, so a lost record is never silent."""
         self._give_up.set()
         in_flight = self._in_flight
         if in_flight is not None:
@@ -269,7 +269,7 @@ class BackgroundWriter:
                 in_flight.describe(),
                 self.last_error,
             )
-        lost: list[Report] = []
+        lost: list[PluginWrite] = []
         while True:
             try:
                 lost.append(self._queue.get_nowait())
@@ -279,8 +279,8 @@ class BackgroundWriter:
         self.stats.failed += len(lost)
         # One line per lost record (the keys to repair by hand or by the REST audit), up to a bound: a full queue
         # must not turn a shutdown into ten thousand log lines.
-        for fact in lost[:MAX_LOST_LINES]:
-            log.error("plugin.not_delivered reason=shutdown %s last_error=%r", fact.describe(), self.last_error)
+        for item in lost[:MAX_LOST_LINES]:
+            log.error("plugin.not_delivered reason=shutdown %s last_error=%r", item.describe(), self.last_error)
         if len(lost) > MAX_LOST_LINES:
             log.error(
                 "plugin.not_delivered reason=shutdown more_not_listed=%d undelivered_total=%d",
@@ -313,15 +313,15 @@ class BackgroundWriter:
                 # Clear before looking at the queue: a submit after this point sets it again, none is lost.
                 self._wakeup.clear()
                 try:
-                    fact = self._queue.get_nowait()
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     # The timeout is only a safety net; wake-ups come from submit().
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wakeup.wait(), 1.0)
                     continue
-                self._in_flight = fact
+                self._in_flight = item
                 try:
-                    store = await self._deliver(store, fact)
+                    store = await self._deliver(store, item)
                 finally:
                     self._in_flight = None
                     self._queue.task_done()
@@ -329,7 +329,7 @@ class BackgroundWriter:
             if store is not None:
                 await self._close_store(store)
 
-    async def _deliver(self, store: EtcdStore | None, fact: Report) -> EtcdStore | None:
+    async def _deliver(self, store: EtcdStore | None, item: PluginWrite) -> EtcdStore | None:
         """Write one record, retrying while etcd is unreachable (**Retry while unreachable**); return the (possibly new)
         store. Never raises."""
         failures = 0
@@ -339,18 +339,18 @@ class BackgroundWriter:
             if self._give_up.is_set() or self._stopping.is_set():
                 raise _Abandoned  # _abandon counted and logged the in-flight record
             try:
-                names = self.task_names.cached() if isinstance(fact, TaskReport) else None
-                if isinstance(fact, TaskReport) and names is not None and not names.names(fact.node, fact.task_id):
+                names = self.task_names.cached() if isinstance(item, TaskStateWrite) else None
+                if isinstance(item, TaskStateWrite) and names is not None and not names.names(item.node, item.task_id):
                     # the common case: no etcd connection at all (**Task states alike**)
                     return WriteOutcome.NOT_NAMED, 0
                 if store is None:
                     etcd = self.config.etcd if self.resolver is None else await self.resolver.etcd()
                     store = await asyncio.wait_for(self._store_factory(etcd), self.config.op_timeout_s)
-                if isinstance(fact, TaskReport) and names is None:
+                if isinstance(item, TaskStateWrite) and names is None:
                     names = await self.task_names.load(store, self.config.op_timeout_s)
-                    if not names.names(fact.node, fact.task_id):
+                    if not names.names(item.node, item.task_id):
                         return WriteOutcome.NOT_NAMED, 0
-                return await write_fact(store, fact, self.config.op_timeout_s)
+                return await write_one(store, item, self.config.op_timeout_s)
             except Exception as exc:
                 failures += 1
                 self.last_error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -372,7 +372,7 @@ class BackgroundWriter:
             if retry.number == 1 or retry.number % 12 == 0:
                 log.warning(
                     "plugin.write_retry %s attempt=%d queued=%d error=%r",
-                    fact.describe(),
+                    item.describe(),
                     retry.number,
                     self._queue.qsize(),
                     self.last_error,
@@ -388,23 +388,23 @@ class BackgroundWriter:
             self.stats.failed += 1
             log.error(
                 "plugin.not_delivered reason=retries_exhausted %s attempts=%d error=%r",
-                fact.describe(),
+                item.describe(),
                 failures,
                 self.last_error,
             )
             return store
         if outcome is WriteOutcome.NOT_NAMED:
             self.stats.not_named += 1
-            log.debug("plugin.not_recorded reason=task_not_named %s", fact.describe())
+            log.debug("plugin.not_recorded reason=task_not_named %s", item.describe())
         elif outcome is WriteOutcome.WRITTEN:
             self.stats.delivered += 1
-            self.last_written = (fact.key, revision)
+            self.last_written = (item.key, revision)
             if failures:
-                log.info("plugin.written_after_retries %s attempts=%d", fact.describe(), failures)
-            log.debug("plugin.written %s revision=%d", fact.describe(), revision)
+                log.info("plugin.written_after_retries %s attempts=%d", item.describe(), failures)
+            log.debug("plugin.written %s revision=%d", item.describe(), revision)
         else:
             self.stats.skipped += 1
-            log.debug("plugin.skipped reason=not_newer %s revision=%d", fact.describe(), revision)
+            log.debug("plugin.skipped reason=not_newer %s revision=%d", item.describe(), revision)
         return store
 
     async def _sleep(self, delay: float) -> None:
@@ -507,9 +507,9 @@ def record_dag_run(dag_run: Any, state: RunState) -> None:
         writer = get_writer()
         if writer is None:
             return
-        facts, why = facts_from_dag_run(dag_run, state, writer.config, datetime.now(UTC))
-        for fact in facts:
-            writer.submit(fact)
+        items, why = run_writes_from_dag_run(dag_run, state, writer.config, datetime.now(UTC))
+        for item in items:
+            writer.submit(item)
         if why is not None:
             dag_id, run_id = getattr(dag_run, "dag_id", "?"), getattr(dag_run, "run_id", "?")
             _count_not_recorded(writer.stats, why, dag_id, run_id, state)
@@ -627,7 +627,8 @@ def record_task_instance(ti: Any, state: RunState) -> None:
         fact_state = task_state_of(ti, state)
         if fact_state is None:
             return  # up_for_retry: the task runs again; its try is not a fact
-        facts, why = facts_from_task_instance(ti, fact_state, writer.config, datetime.now(UTC), supervisor_lookup(ti))
+        lookup = supervisor_lookup(ti)
+        items, why = task_writes_from_task_instance(ti, fact_state, writer.config, datetime.now(UTC), lookup)
         if why is not None:
             writer.stats.unrecordable += 1
             log.log(
@@ -640,9 +641,9 @@ def record_task_instance(ti: Any, state: RunState) -> None:
                 why.detail,
             )
             return
-        for fact in facts:
-            writer.submit(fact)
-        if not facts:
+        for item in items:
+            writer.submit(item)
+        if not items:
             return
         if fact_state is RunState.RUNNING or not _in_task_process(ti):
             return
@@ -652,7 +653,7 @@ def record_task_instance(ti: Any, state: RunState) -> None:
             if writer.stats.task_flush_timeouts == 1:
                 log.warning(
                     "plugin.task_state_unconfirmed %s waited_s=%g last_error=%r detail=%r",
-                    fact.describe(),
+                    item.describe(),
                     timeout_s,
                     getattr(writer, "last_error", None),
                     "the process exits now; the watcher's REST audit repairs the state",

@@ -60,10 +60,11 @@ RELEASE_ATTEMPTS = 10
 
 
 def _free(dag: DagBudget, revision: int) -> DagBudget:
-    """A held DAG's entry once released: not held, its count emptied, its held range now the released range."""
+    """A stopped DAG's entry once released: not stopped, its count emptied, its stopped range now the released range."""
     return dag.model_copy(update={
-        "held": False, "released_through": revision, "started": (), "reran": (), "held_first": None, "held_last": None,
-        "released_first": dag.held_first, "released_last": dag.held_last,
+        "stopped": False, "released_through": revision, "started": (), "reran": (),
+        "stopped_first": None, "stopped_last": None,
+        "released_first": dag.stopped_first, "released_last": dag.stopped_last,
     })  # fmt: skip
 
 
@@ -73,27 +74,28 @@ def _released(state: BudgetState, instance: str, dag: str | None, revision: int,
     at = datetime.now(UTC)
     if dag is not None:
         found = state.dags.get(dag)
-        if found is None or not found.held:
+        if found is None or not found.stopped:
             raise LookupError(f"DAG {instance}/{dag} is not held by the trigger budget: nothing to release")
         freed = _free(found, revision)
         return state.model_copy(update={"dags": {**state.dags, dag: freed}, "by": by, "at": at}), (
-            f"released {instance}/{dag}: the {found.held_count} run(s) held beyond its allowance of {found.allowance}, "
+            f"released {instance}/{dag}: the {found.stopped_count} run(s) held beyond its allowance of "
+            f"{found.allowance}, "
             f"and every trigger of it caused up to revision {revision}, start on the leader's next pass"
         )
-    if not state.held_anywhere():
+    if not state.stopped_anywhere():
         raise LookupError(f"{instance} is not held by the trigger budget: nothing to release")
-    dags = ", ".join(state.held_dags())
-    # Every held DAG is released as by --dag (its range then declared for its dependents); a DAG released before
+    dags = ", ".join(state.stopped_dags())
+    # Every stopped DAG is released as by --dag (its range then declared for its dependents); a DAG released before
     # keeps its range; the others' counts go with the instance's.
     kept = {
-        d: _free(e, revision) if e.held else e.model_copy(update={"started": (), "reran": ()})
+        d: _free(e, revision) if e.stopped else e.model_copy(update={"started": (), "reran": ()})
         for d, e in state.dags.items()
     }
     kept = {d: e for d, e in kept.items() if e.released_first is not None}
     released = state.model_copy(
-        update={"held": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": kept}
+        update={"stopped": False, "released_through": revision, "by": by, "at": at, "started": (), "dags": kept}
     )
-    what = f"the {state.held_count} run(s) held at limit {state.limit}" if state.held else "the held runs"
+    what = f"the {state.stopped_count} run(s) held at limit {state.limit}" if state.stopped else "the held runs"
     return released, (f"released {instance}: {what}" + (f" (DAGs {dags})" if dags else "") + ", and every trigger "
                       f"caused up to revision {revision}, start on the leader's next pass")  # fmt: skip
 

@@ -8,7 +8,6 @@ and are safe to run anywhere, any time.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import signal
 import sys
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
+from coordinator.cli import status_report
 from coordinator.cli.app import (
     INSPECT,
     OPERATE,
@@ -31,36 +30,33 @@ from coordinator.cli.app import (
     PrefixOpt,
     app,
     build_settings,
-    err,
     fail,
     out,
     run_async,
     setting_option,
 )
-from coordinator.cli.asset_cmds import asset_rows, print_assets, why_asset_lines
+from coordinator.cli.asset_cmds import why_asset_lines
+from coordinator.cli.inspect_reads import (
+    decide_now,
+    first_start_lines,
+    partition_arg,
+    read_all_holds,
+    read_lineage_lines,
+    read_model,
+)
 from coordinator.core.actions import Plan, Trigger
-from coordinator.core.adoption import FirstAdoption
-from coordinator.core.deadline.levels import graph_levels
 from coordinator.core.deadline.states import deadline_states
-from coordinator.core.decide import Decision, decide
 from coordinator.core.graph import Graph
-from coordinator.core.graph_diff import adopted_graph
-from coordinator.core.holds import Hold, HoldSet, standing_holds
-from coordinator.core.model import NodeId, any_partition, canonical_partition, partition_datetime
+from coordinator.core.model import NodeId, canonical_partition, partition_datetime
 from coordinator.core.partition import is_segment_only
-from coordinator.core.planner import partitions_to_plan
 from coordinator.core.spec.near_misses import close_dags
-from coordinator.core.view import View
 from coordinator.errors import SpecError
 from coordinator.etcd import EtcdStore
-from coordinator.explain.deadlines import deadline_rows, level_text, stamp, why_lines
-from coordinator.explain.holds import status_lines as status_hold_lines
+from coordinator.explain.deadlines import why_lines
 from coordinator.explain.holds import why_line as why_hold_line
-from coordinator.explain.lineage import LineageState, lineage_states, why_lineage_lines
-from coordinator.explain.report import AdoptionReport, problems_lines, status_rows, undeclared_lines, why
-from coordinator.informer.holds import read_holds
-from coordinator.informer.presence_value import airflow_majors, status_header
-from coordinator.informer.read_model import READERS, VIEW, Family, StoreModel, load
+from coordinator.explain.report import undeclared_lines, why
+from coordinator.informer.presence_value import airflow_majors
+from coordinator.informer.read_model import VIEW
 from coordinator.runtime.health import Health
 from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
@@ -147,51 +143,11 @@ def _adopt_history(adopt_all: bool, adopt_since: str | None, adopt_none: bool) -
     return "all" if adopt_all else "none" if adopt_none else None
 
 
-def _decide(graph: Graph, view: View, settings: Settings, partitions: list[str] | None = None) -> Decision:
-    """The one decision (``core/decide.py``), as the leader would take it with these settings, at this moment."""
-    return decide(graph, view, partitions, now=datetime.now(UTC), history=settings.history_choice,
-                  limit=settings.first_start_limit)  # fmt: skip
-
-
-def _first_start_lines(first: FirstAdoption | None, settings: Settings) -> list[str]:
-    """What a first start would do on this store (semantics `first-adoption`), in lines for status, why and
-    --dry-run."""
-    if first is None:
-        return []
-    lines = [
-        f"no graph has been adopted under {settings.prefix} yet: no watcher has run here. Start one with "
-        "`coordinator watch` (or unpause the 00_watcher DAG); its first pass adopts dependencies.json.",
-        first.summary(),
-    ]
-    if first.held:
-        lines += [f"  - {hint}" for hint in first.how_to_proceed()]
-    return lines
-
-
-async def _lineage_states(settings: Settings, graph: Graph, partitions: list[str]) -> list[LineageState]:
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await lineage_states(store, settings.keys, graph, partitions)
-
-
-async def _lineage_lines(settings: Settings, graph: Graph, node: NodeId, partition: str) -> list[str]:
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await why_lineage_lines(store, settings.keys, graph, node, partition)
-
-
 def _graph(settings: Settings) -> Graph:
     try:
         return load_spec(settings.deps)
     except SpecError as exc:
         fail("\n".join(exc.problems))
-
-
-async def _read_model(settings: Settings, families: frozenset[Family] = READERS) -> StoreModel:
-    """One load of the whole prefix (``informer.read_model.load``) into the indexes of ``families``: the view, plus
-    by default the leader and the live watchers' presence (status's header) and the leader's recorded deadline
-    transitions (causes only the watcher sees: ``explain.deadlines``'s **The leader's causes**); ``status`` adds the
-    asset events and deliveries (its streams)."""
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        return await load(store, settings.keys, families)
 
 
 @app.command(rich_help_panel=RUN)
@@ -287,14 +243,14 @@ def reconcile(
     graph = _graph(settings)
 
     if dry_run:
-        view = run_async(lambda: _read_model(settings, VIEW)).view
+        view = run_async(lambda: read_model(settings, VIEW)).view
         # The same plan the first pass would make: nothing while a first adoption is held (backfill requests aside).
-        decision = _decide(graph, view, settings)
+        decision = decide_now(graph, view, settings)
         first = decision.adoption.first
-        for line in _first_start_lines(first, settings):
+        for line in first_start_lines(first, settings):
             out.print(line, markup=False)
         _print_plan(decision.plan)
-        if first is not None and first.held and first.triggers:
+        if first is not None and first.paused and first.triggers:
             shown = first.triggers[:20]
             out.print(f"held back ({len(first.triggers)}), e.g.:")
             for action in shown:
@@ -327,7 +283,7 @@ def reconcile(
             out.print(f"revision {result.revision}: {len(result.actions)} action(s), {o.done} done, "
                       f"{o.skipped} skipped, {o.errors} error(s)" + (f" [{did}]" if did else "") + adoption,
                       markup=False, soft_wrap=True)  # fmt: skip
-            if first is not None and first.held:
+            if first is not None and first.paused:
                 for hint in first.how_to_proceed():
                     out.print(f"  - {hint}", markup=False, soft_wrap=True)
             return 1 if o.errors else 0
@@ -364,162 +320,11 @@ def status(
     if last < 1:
         fail(f"--last must be at least 1, not {last}")
     settings = _settings(etcd, prefix, deps, first_start_limit=first_start_limit)
-    local: Graph | None = None
-    local_error: SpecError | None = None
-    try:
-        local = load_spec(settings.deps)
-    except SpecError as exc:
-        local_error = exc
-        # Said first: if etcd cannot be read either, the file's trouble must not be hidden behind etcd's.
-        err.print(f"note: {settings.deps} is invalid (`coordinator validate` lists the problems); showing the adopted "
-                  "graph", markup=False, soft_wrap=True)  # fmt: skip
-    partitions = [_partition(partition)] if partition else None
-    # The asset streams from the same read, unless the local graph routes no asset (the adopted one is not known yet).
-    routes = local is None or bool(local.asset_routes)
-    model = run_async(lambda: _read_model(settings, READERS | {Family.ASSETS} if routes else READERS))
-    view, leader, watchers, recorded = model.view, model.leader, model.watchers, model.recorded
-    adopted = adopted_graph(view.activation, f"the adopted graph ({view.graph_key})") if view.activation else None
-    graph = local or adopted
-    if graph is None:
-        assert local_error is not None  # no local graph only when the file is invalid
-        fail("\n".join(local_error.problems))  # nothing adopted to fall back on: the file's problems, exit 2
-    header = status_header(
-        leader=leader, watchers=watchers, deps=str(settings.deps), local=local, adopted=adopted,
-        adopted_digest=view.activation.digest if view.activation else None, adopted_rev=view.activation_rev,
-    )  # fmt: skip
-    # The partitions the watcher plans (core/decide.py), mapped ones included: a fan-out's hours exist nowhere in the
-    # store until they run, and a due decision there must be shown.
-    every = partitions_to_plan(graph, view)
-    parts = partitions or every[-last:]
-    more = 0 if partitions else len(every) - len(parts)
-    # Never adopted: show what the first pass will decide (nothing while it would be held).
-    decision = _decide(graph, view, settings, parts)
-    first, floor = decision.adoption.first, decision.floor
-    first_lines = _first_start_lines(first, settings)
-    # Operators' holds, read once: the header lists them, and a due run one covers is HELD, not DUE (the leader
-    # starts nothing a hold covers: ``watcher/triggers.py``).
-    holds = run_async(lambda: _holds(settings))
-    hold_set = HoldSet(graph, standing_holds(holds, decision.now))
-    rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
-    # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
-    majors = airflow_majors(watchers)
-    statuses = deadline_states(graph, view, decision.now, majors=majors)
-    deadlines = deadline_rows(statuses, partitions, recorded, graph_levels(graph))
-    assets = asset_rows(graph, model.assets)
-    # semantics `lineage-upstreams`: each OpenLineage node at the shown partitions, with its job and last event
-    lineage = run_async(lambda: _lineage_states(settings, graph, parts)) if graph.lineage_jobs and parts else []
+    report = status_report.read_status(settings, partition, last)
     if fmt == "json":
-        adoption = AdoptionReport(adopted=True)
-        if first is not None:
-            adoption = AdoptionReport(
-                adopted=False, held=first.held, triggers=len(first.triggers), partitions=first.partitions,
-                limit=first.limit, summary=first.summary(), next=first.how_to_proceed() if first.held else [],
-            )  # fmt: skip
-        payload = {
-            "revision": view.revision,
-            "retention": floor.model_dump(mode="json") if floor is not None else None,
-            "adoption": adoption.model_dump(exclude_none=True),
-            "rows": [row.model_dump(mode="json") for row in rows],
-            "problems": problems_lines(model.bad_values()),
-            "leader": leader.identity if leader is not None else None,
-            "graph": {
-                "adopted_digest": view.activation.digest if view.activation else None,
-                "local_digest": local.digest if local is not None else None,
-                "local_valid": local is not None,
-                "shown": "local" if local is not None else "adopted",
-            },
-            "more_partitions": more,
-            "header": header,
-            "deadlines": [row.model_dump(mode="json") for row in deadlines],
-            # semantics `trigger-budget`: the instances the trigger budget holds (held false after a release)
-            "budget": [{"instance": i, **s.model_dump(mode="json")} for i, s in sorted(view.budget_states().items())],
-            # semantics `asset-order`: the text output's "shared assets" table, one object per stream
-            "assets": [row.model_dump(mode="json", by_alias=True) for row in assets],
-            "openlineage": [
-                {
-                    "node": s.node.qualified,
-                    "partition": s.partition,
-                    "entry": s.entry.label,
-                    "state": s.record.state.value if s.record is not None else None,
-                    "describe": s.describe(),
-                }
-                for s in lineage
-            ],
-        }
-        typer.echo(json.dumps(payload, indent=2))
-        return
-    for line in header:
-        out.print(line, markup=False, soft_wrap=True)
-    for line in first_lines:
-        out.print(line, markup=False, soft_wrap=True)
-    if floor is not None:
-        out.print(f"retention: {floor.describe()}", markup=False, soft_wrap=True)
-    for instance, budget in sorted(view.budget_states().items()):
-        # The watcher's limit is not known here: a larger one lifts the hold (semantics `budget-holds-stay`)
-        if budget.held:
-            out.print(f"trigger budget: {budget.describe(instance)}", markup=False, soft_wrap=True)
-        # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
-        for dag_id, held in budget.held_dags().items():
-            out.print(f"trigger budget: {held.describe(instance, dag_id)}", markup=False, soft_wrap=True)
-    # Each operator's hold that stands (``explain/holds.py``).
-    for line in status_hold_lines(holds, decision.now):
-        out.print(line, markup=False, soft_wrap=True)
-    if graph.asset_routes:
-        print_assets(graph, assets)
-    if not parts:
-        out.print(f"no run states under {settings.keys.runs} yet (revision {view.revision})")
-        return
-    table = Table(title=f"coordinator status at revision {view.revision}")
-    # One state per row (report.row_status) with its one reason: a rerun in progress is not also "success" and
-    # "stale" at once; the raw parts stay in --format json.
-    for column in ("partition", "dag", "state", "why", "last trigger", "error"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        trig = row.last_trigger
-        # DUE and HELD in capitals: the rows an operator acts on (a hold's id is what `release-hold` takes).
-        state = row.status.upper() if row.status in ("due", "held") else row.status
-        state += f" {row.held_by}" if row.held_by else ""
-        held_line = (f"held by hold {row.held_by}: the leader starts it once released",) if row.held_by else ()
-        table.add_row(
-            row.partition, row.dag, state,
-            "\n".join((*held_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
-            f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
-            row.last_error or "",
-        )  # fmt: skip
-    out.print(table)
-    for item in lineage:
-        out.print(f"openlineage: {item.describe()}", markup=False, soft_wrap=True)
-    if deadlines:
-        late = Table(title="deadlines (expected_by)")
-        for column in ("partition", "dag", "deadline", "state", "eta", "start", "cause"):
-            late.add_column(column, overflow="fold")
-        for d in deadlines:
-            # ``explain.deadlines``'s **The leader's causes**.
-            state = f"{d.state} (leader)" if d.judged_by == "leader" else d.state
-            # The root's predicted start and where it came from (history, timetable, airflow_version, default).
-            start = f"{stamp(d.start)} ({d.start_source})" if d.start is not None else "-"
-            cause = d.chain or ""
-            if d.state == "at_risk" and d.cause:  # a root that has not started: say so, the chain alone would not
-                cause = f"{d.cause}: {cause}"
-            if d.levels:  # escalation: which levels fire (semantics `deadline-levels`)
-                state = f"{state} [{level_text(d.levels)}]"
-            # A task deadline: judged on that task (semantics `deadline-task`)
-            dag = f"{d.dag} task {d.task}" if d.task else d.dag
-            late.add_row(d.partition, dag, stamp(d.deadline), state, stamp(d.eta), start, cause)
-        out.print(late)
-    if more > 0:
-        out.print(f"{more} more partition(s) (use --last N or -p PARTITION)", markup=False)
-    for line in problems_lines(model.bad_values()):
-        out.print(f"[yellow]problem[/]: {line}")
-
-
-async def _holds(settings: Settings) -> list[Hold]:
-    """Every hold recorded, read through the informer (``informer/holds.py``)."""
-    from coordinator.etcd import EtcdStore  # keep `coordinator --help` free of the gRPC import
-
-    async with await EtcdStore.connect(settings.etcd()) as store:
-        index, _ = await read_holds(store, settings.keys)
-    return list(index.holds.values())
+        status_report.print_json(report)
+    else:
+        status_report.print_text(report)
 
 
 @app.command(name="why", rich_help_panel=INSPECT)
@@ -556,29 +361,29 @@ def why_cmd(
     if partition is None:
         fail("missing --partition/-p: the logical date to explain (e.g. -p 2026-01-01)")
     settings, graph, node = _target(dag, etcd, prefix, deps, first_start_limit=first_start_limit)
-    p = _partition(partition)
-    model = run_async(lambda: _read_model(settings))
+    p = partition_arg(partition)
+    model = run_async(lambda: read_model(settings))
     view, watchers, recorded = model.view, model.watchers, model.recorded
-    decision = _decide(graph, view, settings, [p])
-    for line in _first_start_lines(decision.adoption.first, settings):
+    decision = decide_now(graph, view, settings, [p])
+    for line in first_start_lines(decision.adoption.first, settings):
         out.print(line, markup=False, soft_wrap=True)
     for line in why(graph, decision.plan, node, p, view, decision.now):
         out.print(line, markup=False)
     for line in undeclared_lines(graph, decision.plan, node, p):  # a misspelt upstream, with the close names
         out.print(line, markup=False, soft_wrap=True)
     budget = view.budget_states().get(node.instance)
-    held = budget.dags.get(node.dag_id) if budget is not None else None
-    if held is not None and held.held:  # semantics `budget-per-dag`: a due trigger of this DAG waits for a release
-        out.print(f"trigger budget: {held.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
-    elif budget is not None and budget.held:
+    dag_budget = budget.dags.get(node.dag_id) if budget is not None else None
+    if dag_budget is not None and dag_budget.stopped:  # semantics `budget-per-dag`: a due trigger waits for a release
+        out.print(f"trigger budget: {dag_budget.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
+    elif budget is not None and budget.stopped:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
-    # Issue 51: a standing hold that covers this DAG and partition, by name.
-    held_line = why_hold_line(graph, run_async(lambda: _holds(settings)), node, p, datetime.now(UTC))
-    if held_line is not None:
-        out.print(held_line, markup=False, soft_wrap=True)
+    # An operator's standing hold that covers this DAG and partition, by name.
+    hold_line = why_hold_line(graph, run_async(lambda: read_all_holds(settings)), node, p, datetime.now(UTC))
+    if hold_line is not None:
+        out.print(hold_line, markup=False, soft_wrap=True)
     # Semantics `lineage-upstreams`: an upstream that is an OpenLineage job names the job and its last event.
     if graph.lineage_jobs:
-        for line in run_async(lambda: _lineage_lines(settings, graph, node, p)):
+        for line in run_async(lambda: read_lineage_lines(settings, graph, node, p)):
             out.print(line, markup=False, soft_wrap=True)
     if graph.dags[node].expected_by is not None:
         statuses = deadline_states(graph, view, datetime.now(UTC), partitions=[p], majors=airflow_majors(watchers))
@@ -608,9 +413,9 @@ def backfill(
         fail(f"--from {start} is after --to {end}")
     sources = {*spec.upstreams, *spec.on_failure_of}
 
-    view = run_async(lambda: _read_model(settings, VIEW)).view
+    view = run_async(lambda: read_model(settings, VIEW)).view
     # Plans nothing: the decision's retirement answers "would the watcher plan there" (semantics `retention-retires`).
-    decision = _decide(graph, view, settings, [])
+    decision = decide_now(graph, view, settings, [])
     floor = decision.floor
     if floor is not None and floor.retires(_time(start)):
         fail(
@@ -659,12 +464,5 @@ def _time(text: str) -> str:
     """A logical date (a range's end, a first adoption's date): a time only, never a segment."""
     try:
         return canonical_partition(text)
-    except ValueError as exc:
-        fail(str(exc))
-
-
-def _partition(text: str) -> str:
-    try:
-        return any_partition(text)
     except ValueError as exc:
         fail(str(exc))

@@ -26,7 +26,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -54,7 +54,7 @@ from coordinator.core.importer.report import (
     explain_missing,
     fold,
 )
-from coordinator.core.importer.translate import dump, translate
+from coordinator.core.importer.translate import ImportResult, dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import ConfigError, SpecError
@@ -70,7 +70,7 @@ SECTIONS = (
 )
 
 
-def _problems(exc: SpecError, what: str) -> None:
+def _problems(exc: SpecError, what: str) -> NoReturn:
     for problem in exc.problems:
         typer.echo(problem, err=True)
     typer.echo(what, err=True)
@@ -137,75 +137,112 @@ def report_json(
     }
 
 
+FolderArg = Annotated[
+    Path,
+    typer.Argument(metavar="FOLDER", help="the DAGs folder (or one DAG file) to convert", show_default=False),
+]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--output",
+        "-o",
+        metavar="FILE",
+        show_default="standard output",
+        help="write here (an existing file is merged; the diff is shown)",
+    ),
+]
+InstanceOpt = Annotated[
+    str,
+    typer.Option(
+        "--instance", metavar="INSTANCE", help="the Airflow instance these DAGs live in (qualifies every DAG)"
+    ),
+]
+StrictOpt = Annotated[
+    bool,
+    typer.Option(
+        "--strict", help="exit 1 when something cannot be expressed, a sensor has a bug or a file fails to import"
+    ),
+]
+ReportOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--report",
+        metavar="FILE",
+        show_default="none",
+        help="also write the findings as JSON here (for CI and review tools)",
+    ),
+]
+PythonOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--python",
+        metavar="PYTHON",
+        show_default="this Python",
+        help="load the folder with this interpreter (the estate's: a venv's, an image's)",
+    ),
+]
+MinLoadedOpt = Annotated[
+    str,
+    typer.Option(
+        "--min-loaded",
+        metavar="N|P%|N,P%",
+        help="exit 1, writing no file, below N DAGs loaded or P% of files imported, or either of N,P%",
+    ),
+]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")]
+RelayEdgesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--relay-edges",
+        help="also write edges for the markers of relay DAGs (all tasks markers), which make every marked DAG "
+        "wait for the relay's runs",
+    ),
+]
+
+
 @app.command("import-dags", rich_help_panel=SETUP)
 def import_dags(
-    folder: Annotated[
-        Path,
-        typer.Argument(metavar="FOLDER", help="the DAGs folder (or one DAG file) to convert", show_default=False),
-    ],
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            metavar="FILE",
-            show_default="standard output",
-            help="write here (an existing file is merged; the diff is shown)",
-        ),
-    ] = None,
-    instance: Annotated[
-        str,
-        typer.Option(
-            "--instance", metavar="INSTANCE", help="the Airflow instance these DAGs live in (qualifies every DAG)"
-        ),
-    ] = DEFAULT_INSTANCE,
-    strict: Annotated[
-        bool,
-        typer.Option(
-            "--strict", help="exit 1 when something cannot be expressed, a sensor has a bug or a file fails to import"
-        ),
-    ] = False,
-    report: Annotated[
-        Path | None,
-        typer.Option(
-            "--report",
-            metavar="FILE",
-            show_default="none",
-            help="also write the findings as JSON here (for CI and review tools)",
-        ),
-    ] = None,
-    python: Annotated[
-        Path | None,
-        typer.Option(
-            "--python",
-            metavar="PYTHON",
-            show_default="this Python",
-            help="load the folder with this interpreter (the estate's: a venv's, an image's)",
-        ),
-    ] = None,
-    min_loaded: Annotated[
-        str,
-        typer.Option(
-            "--min-loaded",
-            metavar="N|P%|N,P%",
-            help="exit 1, writing no file, below N DAGs loaded or P% of files imported, or either of N,P%",
-        ),
-    ] = MinLoaded.DEFAULT,
-    verbose: Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")] = False,
-    relay_edges: Annotated[
-        bool,
-        typer.Option(
-            "--relay-edges",
-            help="also write edges for the markers of relay DAGs (all tasks markers), which make every marked DAG "
-            "wait for the relay's runs",
-        ),
-    ] = False,
+    folder: FolderArg,
+    output: OutputOpt = None,
+    instance: InstanceOpt = DEFAULT_INSTANCE,
+    strict: StrictOpt = False,
+    report: ReportOpt = None,
+    python: PythonOpt = None,
+    min_loaded: MinLoadedOpt = MinLoaded.DEFAULT,
+    verbose: VerboseOpt = False,
+    relay_edges: RelayEdgesOpt = False,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules.
 
     Exit 1 when too little loaded (--min-loaded; nothing is written) or, with --strict, when a problem was found (the
     file is written); 2 for bad options, an invalid existing --output or no Airflow to load the folder with.
     """
+    threshold = _checked_options(instance, min_loaded, folder, python)
+    old = _existing_output(output)
+    # **Airflow in a child process**: no Airflow in this process.
+    from coordinator.airflow_import.process import run_loader
+
+    try:
+        loaded = run_loader(folder, python or Path(sys.executable), verbose=verbose)
+    except ConfigError as exc:
+        fail(str(exc))
+    conversion = _convert(folder, loaded, instance, relay_edges, threshold)
+    _print_outcome(conversion, folder, old, output)
+    if report is not None:
+        _write_report(report, conversion)
+    if conversion.failure is not None:
+        if not conversion.groups and loaded.files == 0:
+            typer.echo(f"{folder}: Airflow found no DAG file there (a file must mention 'airflow' and 'dag')", err=True)
+        raise typer.Exit(EXIT_FAILURE)
+    result = conversion.result
+    problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.failed)
+    if strict and problems:
+        typer.echo(f"--strict: {problems} problem(s) above", err=True)
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _checked_options(instance: str, min_loaded: str, folder: Path, python: Path | None) -> MinLoaded:
+    """The options checked before anything is loaded (exit 2 with the fix); the parsed ``--min-loaded``."""
     if not NAME_RE.match(instance):
         fail(f"--instance {instance!r}: invalid instance name — use letters, digits, '_', '.', '-'")
     try:
@@ -216,19 +253,38 @@ def import_dags(
         fail(f"{folder}: no such DAGs folder — pass the folder your DAG files are in")
     if python is not None and not python.is_file():
         fail(f"--python {python}: no such file — give the path of the estate's python (e.g. /opt/venv/bin/python)")
-    old = None
-    if output is not None and output.exists():
-        try:
-            old = load_spec(output)
-        except SpecError as exc:
-            _problems(exc, f"{output} is not a valid dependencies file: fix it or choose another --output")
-    # **Airflow in a child process**: no Airflow in this process.
-    from coordinator.airflow_import.process import run_loader
+    return threshold
 
+
+def _existing_output(output: Path | None) -> Graph | None:
+    """**Validated before written**: the existing ``--output`` to merge into (None: there is none); exit 2 when it is
+    invalid."""
+    if output is None or not output.exists():
+        return None
     try:
-        loaded = run_loader(folder, python or Path(sys.executable), verbose=verbose)
-    except ConfigError as exc:
-        fail(str(exc))
+        return load_spec(output)
+    except SpecError as exc:
+        _problems(exc, f"{output} is not a valid dependencies file: fix it or choose another --output")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Conversion:
+    """What one load translated to, and what the report says of it."""
+
+    loaded: LoadedFolder
+    result: ImportResult
+    findings: tuple[Finding, ...]
+    summary: Counts
+    groups: tuple[CauseGroup, ...]
+    airflow2: str | None
+    #: Every DAG name the folder mentions, for folding repeated findings.
+    names: set[str]
+    #: **Too few loaded**: why nothing is written (None: the file is written).
+    failure: str | None
+
+
+def _convert(folder: Path, loaded: LoadedFolder, instance: str, relay_edges: bool, threshold: MinLoaded) -> _Conversion:
+    """**Pure translation** of what loaded, with the report's findings, counts and failure groups."""
     result = translate(loaded.dags, loaded.links, instance, relay_edges=relay_edges)
     causes = {f.file: f.cause for f in loaded.failed}
     findings = explain_missing(result.findings, {d: (f, causes[f]) for d, f in loaded.failed_dags if f in causes})
@@ -236,12 +292,25 @@ def import_dags(
     summary = counts(
         loaded.files, len(loaded.failed), result.dag_count, loaded.links, result.edge_count, findings, entries
     )
-    groups = group_failures(loaded.failed, loaded.airflow_version, local_modules(folder, loaded.failed))
-    airflow2 = airflow2_headline(_sources(folder), loaded.airflow_version)
-    names = {d.dag_id for d in loaded.dags} | {link.other_dag for link in loaded.links}
-    failure = threshold.shortfall(loaded.files, len(loaded.failed), result.dag_count)
+    return _Conversion(
+        loaded=loaded,
+        result=result,
+        findings=findings,
+        summary=summary,
+        groups=group_failures(loaded.failed, loaded.airflow_version, local_modules(folder, loaded.failed)),
+        airflow2=airflow2_headline(_sources(folder), loaded.airflow_version),
+        names={d.dag_id for d in loaded.dags} | {link.other_dag for link in loaded.links},
+        failure=threshold.shortfall(loaded.files, len(loaded.failed), result.dag_count),
+    )
+
+
+def _print_outcome(conversion: _Conversion, folder: Path, old: Graph | None, output: Path | None) -> None:
+    """Write the file unless too few loaded, and print on stderr what happened: the outcome line, the summary, the
+    headlines, what changed in an existing file and **The report**."""
+    loaded, result, failure = conversion.loaded, conversion.result, conversion.failure
     target = str(output) if output is not None else "stdout"
     where = f"{folder} (Airflow {loaded.airflow_version}, {loaded.python})"
+    graph = None
     if failure is not None:
         typer.echo(f"import-dags: FAILED: {failure}: nothing written to {target}; {where}", err=True)
     else:
@@ -251,41 +320,41 @@ def import_dags(
             f"{len(graph.dags)} DAGs, {graph.edge_count} edges",
             err=True,
         )
-    typer.echo(f"  {summary}", err=True)
-    if airflow2 is not None:
-        typer.echo(f"  {airflow2}", err=True)
+    typer.echo(f"  {conversion.summary}", err=True)
+    if conversion.airflow2 is not None:
+        typer.echo(f"  {conversion.airflow2}", err=True)
     if result.relays:
-        left = sum(count for _, count in result.relays)
-        relays = ", ".join(f"{dag} ({count})" for dag, count in result.relays[:3])
-        more = f" and {len(result.relays) - 3} more" if len(result.relays) > 3 else ""
-        typer.echo(
-            f"  {left} marker(s) of {len(result.relays)} relay DAG(s) written as no edges: {relays}{more} (their "
-            f"tasks only clear other DAGs; as edges every marked DAG would wait for the relay's runs); "
-            f"--relay-edges writes them",
-            err=True,
-        )
-    first = verdict(groups)
-    if first is not None and (airflow2 is None or "Airflow 2 DAGs" not in first):
+        _print_relays(result.relays)
+    first = verdict(conversion.groups)
+    if first is not None and (conversion.airflow2 is None or "Airflow 2 DAGs" not in first):
         typer.echo(f"  {first}", err=True)
-    if failure is None and old is not None:
+    if graph is not None and old is not None:
         for line in to_text(diff_graphs(Baseline.from_graph(old), graph)):
             typer.echo(line, err=True)
-    for line in report_lines(findings, groups, names):
+    for line in report_lines(conversion.findings, conversion.groups, conversion.names):
         typer.echo(line, err=True)
-    if report is not None:
-        try:
-            text = json.dumps(report_json(findings, summary, loaded, groups, failure, result.offers), indent=2)
-            report.write_text(text + "\n", encoding="utf-8")
-        except OSError as exc:
-            fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
-    if failure is not None:
-        if not groups and loaded.files == 0:
-            typer.echo(f"{folder}: Airflow found no DAG file there (a file must mention 'airflow' and 'dag')", err=True)
-        raise typer.Exit(EXIT_FAILURE)
-    problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.failed)
-    if strict and problems:
-        typer.echo(f"--strict: {problems} problem(s) above", err=True)
-        raise typer.Exit(EXIT_FAILURE)
+
+
+def _print_relays(relays: Sequence[tuple[str, int]]) -> None:
+    left = sum(count for _, count in relays)
+    shown = ", ".join(f"{dag} ({count})" for dag, count in relays[:3])
+    more = f" and {len(relays) - 3} more" if len(relays) > 3 else ""
+    typer.echo(
+        f"  {left} marker(s) of {len(relays)} relay DAG(s) written as no edges: {shown}{more} (their "
+        f"tasks only clear other DAGs; as edges every marked DAG would wait for the relay's runs); "
+        f"--relay-edges writes them",
+        err=True,
+    )
+
+
+def _write_report(report: Path, conversion: _Conversion) -> None:
+    """``--report FILE``: every finding unfolded, as JSON."""
+    c = conversion
+    try:
+        text = json.dumps(report_json(c.findings, c.summary, c.loaded, c.groups, c.failure, c.result.offers), indent=2)
+        report.write_text(text + "\n", encoding="utf-8")
+    except OSError as exc:
+        fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")
 
 
 #: How far above the DAGs folder the estate's own modules are looked for (its root is usually one or two up).

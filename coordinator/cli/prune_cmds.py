@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict
 from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.model import KeyLayout, canonical_partition
 from coordinator.core.retention import (
-    HoldReason,
+    KeepReason,
     RetentionFloor,
     Selection,
     audit_counts,
@@ -131,7 +131,7 @@ def _report(
 ) -> PruneReport:
     counts = selection.kept_counts()
     if changed:
-        counts[HoldReason.CHANGED.value] = len(changed)
+        counts[KeepReason.CHANGED.value] = len(changed)
     return PruneReport(
         cutoff=selection.cutoff, dry_run=dry_run, floor=floor, previous_floor=current.before if current else None,
         floor_written=written, selected=selection.counts, partitions=selection.partitions, deleted=deleted,
@@ -176,7 +176,7 @@ def _print(report: PruneReport) -> None:
     elif not report.dry_run and history + holds:
         out.print(f"deleted {report.audit_deleted} audit record(s)", markup=False)
     if report.changed:
-        out.print(f"kept {len(report.changed)} key(s) written while pruning ({HoldReason.CHANGED}):", markup=False)
+        out.print(f"kept {len(report.changed)} key(s) written while pruning ({KeepReason.CHANGED}):", markup=False)
         for key in report.changed:
             out.print(f"  {key}", markup=False)
 

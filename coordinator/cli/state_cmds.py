@@ -145,39 +145,43 @@ PartitionOpt = Annotated[
 ]  # fmt: skip
 
 
+MarkInstanceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--instance",
+        metavar="INSTANCE",
+        show_default=f"the DAG's (instance/dag_id), else {DEFAULT_INSTANCE}",
+        help="Airflow instance name",
+    ),
+]
+RunIdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--run-id", metavar="RUN_ID", show_default="the stored record's, else manual__PARTITION", help="run id"
+    ),
+]
+ClearNumberOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--clear-number",
+        metavar="N",
+        min=0,
+        show_default="the stored record's for that run, else 0",
+        help="attempt number",
+    ),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="record a new attempt even if the state would not change")]
+
+
 @app.command(rich_help_panel=OPERATE)
 def mark(
     dag_id: Annotated[str, typer.Argument(metavar="DAG", help="DAG id, or instance/dag_id", show_default=False)],
     partition: PartitionOpt,
     state: StateOpt,
-    instance: Annotated[
-        str | None,
-        typer.Option(
-            "--instance",
-            metavar="INSTANCE",
-            show_default=f"the DAG's (instance/dag_id), else {DEFAULT_INSTANCE}",
-            help="Airflow instance name",
-        ),
-    ] = None,
-    run_id: Annotated[
-        str | None,
-        typer.Option(
-            "--run-id", metavar="RUN_ID", show_default="the stored record's, else manual__PARTITION", help="run id"
-        ),
-    ] = None,
-    clear_number: Annotated[
-        int | None,
-        typer.Option(
-            "--clear-number",
-            metavar="N",
-            min=0,
-            show_default="the stored record's for that run, else 0",
-            help="attempt number",
-        ),
-    ] = None,
-    force: Annotated[
-        bool, typer.Option("--force", help="record a new attempt even if the state would not change")
-    ] = False,
+    instance: MarkInstanceOpt = None,
+    run_id: RunIdOpt = None,
+    clear_number: ClearNumberOpt = None,
+    force: ForceOpt = False,
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
 ) -> None:

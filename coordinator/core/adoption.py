@@ -91,7 +91,7 @@ class HistoryChoice:
 
 @dataclass(frozen=True, slots=True)
 class FirstAdoption:
-    """The decision for a first adoption: the activation to write, or None when held (**Flood guard**)."""
+    """The decision for a first adoption: the activation to write, or None when paused (**Flood guard**)."""
 
     activation: Activation | None
     choice: HistoryChoice
@@ -100,7 +100,7 @@ class FirstAdoption:
     limit: int
 
     @property
-    def held(self) -> bool:
+    def paused(self) -> bool:
         return self.activation is None
 
     @property
@@ -111,7 +111,7 @@ class FirstAdoption:
         """One line: what the first adoption does."""
         parts = self.partitions
         span = f" in {len(parts)} partition(s) {parts[0]} .. {parts[-1]}" if parts else ""
-        if self.held:
+        if self.paused:
             return (
                 f"first adoption held: the run states already in etcd would trigger {len(self.triggers)} run(s)"
                 f"{span}, over the first-start limit of {self.limit}; nothing is triggered until you choose"
@@ -119,7 +119,7 @@ class FirstAdoption:
         return f"first adoption with {self.choice.describe()}: {len(self.triggers)} run(s) to trigger now{span}"
 
     def how_to_proceed(self) -> list[str]:
-        """What the operator can do about a held adoption (**Explicit choices**)."""
+        """What the operator can do about a paused adoption (**Explicit choices**)."""
         newest = self.partitions[-1] if self.partitions else "2026-01-01"
         oldest = self.partitions[0] if self.partitions else newest
         return [
@@ -150,5 +150,5 @@ def first_adoption(graph: Graph, view: View, choice: HistoryChoice, limit: int, 
     # retired partitions, a reader's snapshot has not, and both must come to the same decision.
     result = Retirement(graph, view.floor).apply(plan(graph, view, activation=proposed, explain=False))
     triggers = tuple(a for a in result.actions if isinstance(a, Trigger))
-    held = choice.mode is HistoryMode.AUTO and len(triggers) > limit
-    return FirstAdoption(activation=None if held else proposed, choice=choice, triggers=triggers, limit=limit)
+    paused = choice.mode is HistoryMode.AUTO and len(triggers) > limit
+    return FirstAdoption(activation=None if paused else proposed, choice=choice, triggers=triggers, limit=limit)

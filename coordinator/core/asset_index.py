@@ -16,26 +16,26 @@ Rules:
   the newest write wins. A deletion is remembered (a tombstone) until the feed says it has passed that revision
   (:meth:`AssetIndex.passed`): a put older than a delete must never bring a pruned event back (it would be due again
   and posted twice).
-- **Problems held.** A key or value that does not parse is a problem: held (so a relist hands it out again), answered to
+- **Problems kept.** A key or value that does not parse is a problem: kept (so a relist hands it out again), answered to
   the caller (who logs it), and left out of every answer, as the whole-history functions leave it out. A key that is not
   the canonical spelling of what it parses to (``AssetKeys.event_key``), and an event whose value names another asset or
   id than its key, are problems too: every writer writes those keys, so any other spelling is not a fact.
 - **Streams follow the routes.** Streams depend on the routes (``dependencies.json``): per stream the events routed
   there, how many are delivered or skipped, and the ids not settled (a heap: the head is the smallest). Every question
-  passes the routes in force; when they differ from the last ones the per-stream state is rebuilt once from the held
+  passes the routes in force; when they differ from the last ones the per-stream state is rebuilt once from the stored
   keys (a change of ``dependencies.json``'s routes costs one walk of the history, not every round).
 - **Retention candidates** (``core/assets.prunable``): per source, a heap by timestamp of the events settled in every
   target their routes name. A question pops those older than both the cutoff and the source's mark less the overlap (the
-  only ones that can qualify) and puts back the ones still held: an event young enough to stay is never looked at.
+  only ones that can qualify) and puts back the ones still stored: an event young enough to stay is never looked at.
 - **The page's counts** (``page/assets.py``'s **Pure, from the ledger** and **Counts per target**: per asset and target
   instance of its ledger, the delivered, the waiting and the oldest waiting event, the newest error) are kept the same
   way once a reader first asks (:meth:`AssetIndex.shared`): a view costs the assets and their targets, not the history.
   The watcher never asks, and holds none of it.
-- **Bytes and a few fields.** Each key is held as its value's bytes and the few fields the rules above read
-  (:class:`HeldEvent`, :class:`HeldEntry`), not as the parsed record: a parsed record costs five times the memory (about
-  2 KB a key, 400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is still
-  validated in full when applied (**Problems held**); a record is parsed again only when an answer carries it (a due
-  head, a retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
+- **Bytes and a few fields.** Each key is stored as its value's bytes and the few fields the rules above read
+  (:class:`StoredEvent`, :class:`StoredEntry`), not as the parsed record: a parsed record costs five times the memory
+  (about 2 KB a key, 400 MB at 100,000 delivered events), in the watcher and in the page's process alike. Every value is
+  still validated in full when applied (**Problems kept**); a record is parsed again only when an answer carries it (a
+  due head, a retention candidate, a whole-history reader), and a due head's stays parsed while it is the head.
 - **Keys name their streams.** :meth:`AssetIndex.streams_of` says which (target, source, asset) streams a key belongs
   to: a delivery entry its own stream, a recorded event one stream per target of the routes in force (the routes the
   last question passed: before any question, or for an event the index does not hold, none). :meth:`AssetIndex.moved`
@@ -82,8 +82,8 @@ DeliveryKey = tuple[str, str, str, int]
 StreamKey = tuple[str, str, str]
 
 
-class HeldEvent(NamedTuple):
-    """**Bytes and a few fields**: a recorded event as held: its mod revision, what the rules read, and its value."""
+class StoredEvent(NamedTuple):
+    """**Bytes and a few fields**: a recorded event as stored: its mod revision, what the rules read, and its value."""
 
     rev: int
     timestamp: datetime
@@ -92,8 +92,8 @@ class HeldEvent(NamedTuple):
     value: bytes
 
 
-class HeldEntry(NamedTuple):
-    """**Bytes and a few fields**: a delivery entry as held: its mod revision, its status and last error, and its
+class StoredEntry(NamedTuple):
+    """**Bytes and a few fields**: a delivery entry as stored: its mod revision, its status and last error, and its
     value."""
 
     rev: int
@@ -149,7 +149,7 @@ class _Shared:
 
 
 class Problem(StrEnum):
-    """What :meth:`AssetIndex.apply` found wrong with a key (**Problems held**); the caller logs it."""
+    """What :meth:`AssetIndex.apply` found wrong with a key (**Problems kept**); the caller logs it."""
 
     MALFORMED_EVENT = "malformed_event"
     MALFORMED_DELIVERY = "malformed_delivery"
@@ -176,7 +176,7 @@ class _Stream:
 @dataclass
 class AssetIndex:
     """The recorded events and the delivery ledger under ``keys``, with per-stream state (**Newer changes only**,
-    **Problems held**, **Streams follow the routes** and **Retention candidates**)."""
+    **Problems kept**, **Streams follow the routes** and **Retention candidates**)."""
 
     #: Its name in the informer's log lines (``asset.bad_value``).
     name: ClassVar[str] = "asset"
@@ -186,9 +186,9 @@ class AssetIndex:
     KEYS: ClassVar[Kind[str]] = Kind("asset keys")
 
     keys: AssetKeys
-    events: dict[EventKey, HeldEvent] = field(default_factory=dict)
-    ledger: dict[DeliveryKey, HeldEntry] = field(default_factory=dict)
-    #: **Problems held**: key -> (problem, mod revision).
+    events: dict[EventKey, StoredEvent] = field(default_factory=dict)
+    ledger: dict[DeliveryKey, StoredEntry] = field(default_factory=dict)
+    #: **Problems kept**: key -> (problem, mod revision).
     problems: dict[str, tuple[Problem, int]] = field(default_factory=dict)
     #: **Bytes and a few fields**: parsed records of due heads (and of what an answer carried), dropped when their key
     #: changes.
@@ -221,7 +221,7 @@ class AssetIndex:
     _producers: dict[tuple[str, str], Counter[str]] = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ feeding (**Newer changes only** and
-    # **Problems held**)
+    # **Problems kept**)
 
     def reset(self) -> None:
         """Forget everything (a snapshot starts over)."""
@@ -251,7 +251,7 @@ class AssetIndex:
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
         """**Newer changes only**: one put (``value``) or delete (None) at ``mod_rev``; the problem found in it, if any
-        (**Problems held**)."""
+        (**Problems kept**)."""
         if key.startswith(self.keys.events):
             return self._apply_event(key, value, mod_rev)
         if key.startswith(self.keys.deliveries):
@@ -265,12 +265,12 @@ class AssetIndex:
             self._tombstones = {k: rev for k, rev in self._tombstones.items() if rev > revision}
 
     def held(self) -> dict[str, int]:
-        """key -> mod revision of every key held (problems: -1, so a relist hands them out again): what a relist
-        diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (**Problems held** keeps keys
+        """key -> mod revision of every key stored (problems: -1, so a relist hands them out again): what a relist
+        diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (**Problems kept** keeps keys
         canonical)."""
         found = {key: -1 for key in self.problems}
-        found.update((self.keys.event_key(*ek), held.rev) for ek, held in self.events.items())
-        found.update((self.keys.delivery_key(*dk), held.rev) for dk, held in self.ledger.items())
+        found.update((self.keys.event_key(*ek), stored.rev) for ek, stored in self.events.items())
+        found.update((self.keys.delivery_key(*dk), stored.rev) for dk, stored in self.ledger.items())
         return found
 
     def _seen(self, key: str, rev: int) -> int:
@@ -281,11 +281,11 @@ class AssetIndex:
         parsed = self.keys.parse_event_key(key)
         if parsed is not None:
             parsed = (self._str(parsed[0]), self._str(parsed[1]), parsed[2])
-        held = self.events.get(parsed) if parsed is not None else None
-        if mod_rev <= self._seen(key, held.rev if held is not None else 0):
+        stored = self.events.get(parsed) if parsed is not None else None
+        if mod_rev <= self._seen(key, stored.rev if stored is not None else 0):
             return None
         self.problems.pop(key, None)
-        if parsed is not None and held is not None:
+        if parsed is not None and stored is not None:
             self._remove_event(parsed)
         if value is None:
             self._tombstones[key] = mod_rev
@@ -302,24 +302,24 @@ class AssetIndex:
             return Problem.MALFORMED_EVENT
         dag = self._str(fact.source_dag_id) if fact.source_dag_id is not None else None
         name = self._str(fact.name) if fact.name is not None else None
-        self._add_event(parsed, HeldEvent(mod_rev, fact.timestamp, name, dag, value))
+        self._add_event(parsed, StoredEvent(mod_rev, fact.timestamp, name, dag, value))
         return None
 
     def _apply_delivery(self, key: str, value: bytes | None, mod_rev: int) -> Problem | None:
         parsed = self.keys.parse_delivery_key(key)
         if parsed is not None:
             parsed = (self._str(parsed[0]), self._str(parsed[1]), self._str(parsed[2]), parsed[3])
-        held = self.ledger.get(parsed) if parsed is not None else None
-        if mod_rev <= self._seen(key, held.rev if held is not None else 0):
+        stored = self.ledger.get(parsed) if parsed is not None else None
+        if mod_rev <= self._seen(key, stored.rev if stored is not None else 0):
             return None
         self.problems.pop(key, None)
         record = parse_delivery(value) if value is not None else None
         bad = value is not None and (parsed is None or record is None or self.keys.delivery_key(*parsed) != key)
-        if parsed is not None and (held is not None or (record is not None and not bad)):
+        if parsed is not None and (stored is not None or (record is not None and not bad)):
             entry = (
                 None
                 if bad or record is None or value is None
-                else HeldEntry(mod_rev, record.status, record.last_error, value)
+                else StoredEntry(mod_rev, record.status, record.last_error, value)
             )
             self._set_entry(parsed, entry)
         if value is None:
@@ -338,10 +338,10 @@ class AssetIndex:
             dk = self.keys.parse_delivery_key(key)
             return (dk[:3],) if dk is not None else ()
         ek = self.keys.parse_event_key(key)
-        held = self.events.get(ek) if ek is not None and self._routes is not None else None
-        if ek is None or held is None:
+        stored = self.events.get(ek) if ek is not None and self._routes is not None else None
+        if ek is None or stored is None:
             return ()
-        return tuple((target, ek[0], ek[1]) for target in self._targets_of(ek, held))
+        return tuple((target, ek[0], ek[1]) for target in self._targets_of(ek, stored))
 
     def moved(self, key: str, problem: str | None, into: Moves) -> None:
         """**Keys name their streams**: ``key``, just applied by a watch, in ``KEYS``; its streams in ``STREAMS`` unless
@@ -365,16 +365,16 @@ class AssetIndex:
         return self._marks.get(source)
 
     def event_rev(self, source: str, uri: str, event_id: int) -> int | None:
-        held = self.events.get((source, uri, event_id))
-        return held.rev if held is not None else None
+        stored = self.events.get((source, uri, event_id))
+        return stored.rev if stored is not None else None
 
     def event(self, ek: EventKey, *, keep: bool = True) -> SourceEvent:
-        """**Bytes and a few fields**: the recorded event ``ek`` (held), parsed; ``keep``: until it or one of its
+        """**Bytes and a few fields**: the recorded event ``ek`` (stored), parsed; ``keep``: until it or one of its
         entries changes."""
         found = self._facts.get(ek)
         if found is None:
             fact = parse_fact(self.events[ek].value)
-            assert fact is not None  # validated when applied (**Problems held**)
+            assert fact is not None  # validated when applied (**Problems kept**)
             found = SourceEvent(ek[0], fact)
             if keep:
                 self._facts[ek] = found
@@ -383,15 +383,15 @@ class AssetIndex:
     def record(self, dk: DeliveryKey) -> tuple[DeliveryRecord, int] | None:
         """**Bytes and a few fields**: the delivery entry ``dk`` with its mod revision, parsed (kept until its key
         changes)."""
-        held = self.ledger.get(dk)
-        if held is None:
+        stored = self.ledger.get(dk)
+        if stored is None:
             return None
         found = self._records.get(dk)
         if found is None:
-            parsed = parse_delivery(held.value)
-            assert parsed is not None  # validated when applied (**Problems held**)
+            parsed = parse_delivery(stored.value)
+            assert parsed is not None  # validated when applied (**Problems kept**)
             found = self._records[dk] = parsed
-        return found, held.rev
+        return found, stored.rev
 
     def recorded(self) -> list[SourceEvent]:
         """Every recorded event, parsed (a whole-history reader's; not kept)."""
@@ -402,7 +402,7 @@ class AssetIndex:
         return Ledger({dk: found for dk in self.ledger if (found := self.record(dk)) is not None})
 
     def streams(self, routes: Sequence[AssetRoute]) -> list[StreamState]:
-        """``core/assets.streams`` over the held keys: one per stream, sorted (costs the streams, not the events)."""
+        """``core/assets.streams`` over the stored keys: one per stream, sorted (costs the streams, not the events)."""
         self._sync(routes)
         return [self._state(sk, stream) for sk, stream in sorted(self._streams.items())]
 
@@ -489,13 +489,13 @@ class AssetIndex:
                 popped.append(entry)
             for stamp, uri, event_id in popped:
                 ek = (source, uri, event_id)
-                held = self.events.get(ek)
-                if ek not in self._ripe or held is None or held.timestamp != stamp:
+                stored = self.events.get(ek)
+                if ek not in self._ripe or stored is None or stored.timestamp != stamp:
                     continue  # gone, changed or no longer settled: it comes back when it is again
                 self._push_ripe(ek, stamp)  # kept until the delete is seen: a failed one is tried again
                 if self._newest[(source, uri)] == event_id:
                     continue
-                entries = [(t, self.ledger[(t, *ek)].rev) for t in self._targets_of(ek, held)]
+                entries = [(t, self.ledger[(t, *ek)].rev) for t in self._targets_of(ek, stored)]
                 found.append((self.event(ek, keep=False), entries))
         found.sort(key=lambda item: (item[0].source, item[0].fact.uri, item[0].fact.event_id))
         return found
@@ -522,7 +522,7 @@ class AssetIndex:
             found.append(SharedAsset(source, uri, tuple(states), tuple(sorted(d for d, n in producers.items() if n))))
         return found
 
-    def _page_event(self, ek: EventKey, event: HeldEvent, sign: int) -> None:
+    def _page_event(self, ek: EventKey, event: StoredEvent, sign: int) -> None:
         """**The page's counts**: an event recorded (``sign`` 1) or removed (-1)."""
         assert self._page is not None
         group = (ek[0], ek[1])
@@ -534,7 +534,7 @@ class AssetIndex:
             elif sign > 0:
                 shared.push(ek[2])
 
-    def _page_entry(self, dk: DeliveryKey, old: HeldEntry | None, new: HeldEntry | None) -> None:
+    def _page_entry(self, dk: DeliveryKey, old: StoredEntry | None, new: StoredEntry | None) -> None:
         """**The page's counts**: an entry put, replaced or deleted (``self.ledger`` already holds ``new``)."""
         assert self._page is not None
         target, group, event_id = dk[0], (dk[1], dk[2]), dk[3]
@@ -587,7 +587,7 @@ class AssetIndex:
     def _str(self, text: str) -> str:
         return self._strings.setdefault(text, text)
 
-    def _add_event(self, ek: EventKey, event: HeldEvent) -> None:
+    def _add_event(self, ek: EventKey, event: StoredEvent) -> None:
         self.events[ek] = event
         group = (ek[0], ek[1])
         self._ids.setdefault(group, set()).add(ek[2])
@@ -625,12 +625,12 @@ class AssetIndex:
             elif self._marks[ek[0]] == stamp:
                 self._marks[ek[0]] = max(stamps)  # the mark is never pruned either: rare
 
-    def _set_entry(self, dk: DeliveryKey, entry: HeldEntry | None) -> None:
+    def _set_entry(self, dk: DeliveryKey, entry: StoredEntry | None) -> None:
         ek: EventKey = (dk[1], dk[2], dk[3])
-        held = self.events.get(ek)
-        routed = self._routes is not None and held is not None and dk[0] in self._targets_of(ek, held)
-        if routed and held is not None:
-            self._detach(ek, held)
+        stored = self.events.get(ek)
+        routed = self._routes is not None and stored is not None and dk[0] in self._targets_of(ek, stored)
+        if routed and stored is not None:
+            self._detach(ek, stored)
         # A head's parsed records go when they change: a delivered event's fact is not kept for the history's life.
         self._records.pop(dk, None)
         self._facts.pop(ek, None)
@@ -641,8 +641,8 @@ class AssetIndex:
             self.ledger[dk] = entry
         if self._page is not None:
             self._page_entry(dk, old, entry)
-        if routed and held is not None:
-            self._attach(ek, held)
+        if routed and stored is not None:
+            self._attach(ek, stored)
 
     # ------------------------------------------------------------ route-dependent state (**Streams follow the routes**
     # and **Retention candidates**)
@@ -664,7 +664,7 @@ class AssetIndex:
         for ek, event in self.events.items():
             self._attach(ek, event)
 
-    def _targets_of(self, ek: EventKey, event: HeldEvent) -> tuple[str, ...]:
+    def _targets_of(self, ek: EventKey, event: StoredEvent) -> tuple[str, ...]:
         at = (ek[0], ek[1], event.name)
         found = self._targets.get(at)
         if found is None:
@@ -676,7 +676,7 @@ class AssetIndex:
         entry = self.ledger.get((target, *ek))
         return entry.status if entry is not None else None
 
-    def _attach(self, ek: EventKey, event: HeldEvent) -> None:
+    def _attach(self, ek: EventKey, event: StoredEvent) -> None:
         targets = self._targets_of(ek, event)
         settled_everywhere = bool(targets)
         for target in targets:
@@ -701,7 +701,7 @@ class AssetIndex:
             self._ripe.add(ek)
             self._push_ripe(ek, event.timestamp)
 
-    def _detach(self, ek: EventKey, event: HeldEvent) -> None:
+    def _detach(self, ek: EventKey, event: StoredEvent) -> None:
         self._ripe.discard(ek)
         for target in self._targets_of(ek, event):
             sk = (target, ek[0], ek[1])

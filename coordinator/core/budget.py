@@ -2,7 +2,7 @@
 instance-wide ceiling, over a sliding window.
 
 A forged or mistaken flood of successes (N partitions written at once, or one put each as fast as a writer can) would
-otherwise become N runs in Airflow at the speed of the actuator. The counts live in etcd with the holds
+otherwise become N runs in Airflow at the speed of the actuator. The counts live in etcd with the stops
 (``{prefix}/config/budget/{instance}``, written by the leader, fenced), so a flood spread over many reconcile passes,
 or over a failover, is counted as one. Rules, named as in ``docs/semantics.md`` (semantics `trigger-budget`):
 
@@ -38,6 +38,10 @@ or over a failover, is counted as one. Rules, named as in ``docs/semantics.md`` 
   by construction, without a rule that would also hold siblings fed by healthy upstreams. Unrelated DAGs of the instance
   are never judged on another DAG's count. The price: each direct dependent of a flooded root starts up to its own
   allowance (40 by default) before it is held; the ceiling bounds the sum.
+
+The rules above and the public names (the record's ``held*`` fields, the ``budget.held`` log line, the
+``coordinator_triggers_held`` metric, ``status``'s words) say a trigger is "held" by the budget; the code says
+"stopped", so that a hold is an operator's hold (``core/holds.py``) and nothing else.
 """
 
 from __future__ import annotations
@@ -55,8 +59,7 @@ from coordinator.core.model import NodeId, TriggerAction
 #: judged against its own allowance (semantics `budget-order`); the ceiling is the backstop for a flood spread over many
 #: DAGs, each within its allowance. A wide estate's midnight cascade starts a few hundred runs in one instance (300 DAGs
 #: fed by one root) and passes; a thousand in ten minutes is more than one Airflow's scheduler starts in that time
-#: anyway. (It was 100 and the only limit before per-DAG allowances; a configured COORDINATOR_TRIGGER_BUDGET keeps that
-#: meaning: an instance-wide ceiling.)
+#: anyway. A configured COORDINATOR_TRIGGER_BUDGET sets this instance-wide ceiling, never a DAG's allowance.
 DEFAULT_TRIGGER_BUDGET = 1000
 #: 10 minutes: long enough that a flood written one success at a time, as fast or as slowly as a writer likes over a
 #: few minutes, is counted as one burst; short enough that a day's scheduled cascades, spread over the day, are not.
@@ -102,22 +105,22 @@ class Window:
 
 @dataclass(frozen=True)
 class Budgeted:
-    """What passes the budget, what it holds (per instance: every held trigger, by either rule), the instances and
-    DAGs that became held in this pass, and how many new triggers passed by semantics `budget-order` per instance and
+    """What passes the budget, what it stops (per instance: every stopped trigger, by either rule), the instances and
+    DAGs it newly stopped in this pass, and how many new triggers passed by semantics `budget-order` per instance and
     per DAG (counted: the leader records them before submitting)."""
 
     actions: tuple[Action, ...]
-    held: Mapping[str, tuple[Trigger, ...]] = field(default_factory=dict)
-    newly_held: frozenset[str] = frozenset()
+    stopped: Mapping[str, tuple[Trigger, ...]] = field(default_factory=dict)
+    newly_stopped: frozenset[str] = frozenset()
     counted: Mapping[str, int] = field(default_factory=dict)
-    #: Semantics `budget-order` per DAG: the DAGs newly held beyond their allowance, how many of each were held, how
-    #: many passed.
-    newly_held_dags: frozenset[NodeId] = frozenset()
-    held_dags: Mapping[NodeId, int] = field(default_factory=dict)
+    #: Semantics `budget-order` per DAG: the DAGs newly stopped beyond their allowance, how many of each were stopped,
+    #: how many passed.
+    newly_stopped_dags: frozenset[NodeId] = frozenset()
+    stopped_dags: Mapping[NodeId, int] = field(default_factory=dict)
     counted_dags: Mapping[NodeId, int] = field(default_factory=dict)
-    #: The first and last partition held per DAG by its allowance (semantics `budget-holds-stay`, `budget-resumes-pass`,
-    #: `budget-order`, `budget-order`), for the hold's range.
-    held_spans: Mapping[NodeId, tuple[str, str]] = field(default_factory=dict)
+    #: The first and last partition stopped per DAG by its allowance (semantics `budget-holds-stay`,
+    #: `budget-resumes-pass`, `budget-order`), for the stop's range.
+    stopped_spans: Mapping[NodeId, tuple[str, str]] = field(default_factory=dict)
     #: Semantics `budget-rerun-pass`: per DAG, the reruns that passed uncounted against its allowance (recorded in the
     #: DAG's ``reran`` buckets, counted on the instance).
     reran_dags: Mapping[NodeId, int] = field(default_factory=dict)
@@ -134,17 +137,17 @@ def apply_budget(
     """Every rule of the module over one pass's actions."""
     allow = allowances if allowances is not None else Allowances()
     passed: list[Action] = []
-    held: dict[str, list[Trigger]] = {}
+    stopped: dict[str, list[Trigger]] = {}
     counted: dict[str, int] = {}
     counted_dags: dict[NodeId, int] = {}
-    held_dags: dict[NodeId, int] = {}
+    stopped_dags: dict[NodeId, int] = {}
     newly: set[str] = set()
     newly_dags: set[NodeId] = set()
     spans: dict[NodeId, tuple[str, str]] = {}
     reran: dict[NodeId, int] = {}
 
-    def held_by_dag(node: NodeId, partition: str) -> None:
-        held_dags[node] = held_dags.get(node, 0) + 1
+    def stopped_by_dag(node: NodeId, partition: str) -> None:
+        stopped_dags[node] = stopped_dags.get(node, 0) + 1
         lo, hi = spans.get(node, (partition, partition))
         spans[node] = (min(lo, partition), max(hi, partition))
 
@@ -162,12 +165,12 @@ def apply_budget(
         if released or (declared is not None and declared.covers(node, action.partition)):
             passed.append(action)
         # semantics `budget-holds-stay`
-        elif (state is not None and state.holds(limit)) or (dag is not None and dag.holds(allowance)):
-            held.setdefault(instance, []).append(action)
-            if not (state is not None and state.holds(limit)):
-                held_by_dag(node, action.partition)
+        elif (state is not None and state.stops(limit)) or (dag is not None and dag.stops(allowance)):
+            stopped.setdefault(instance, []).append(action)
+            if not (state is not None and state.stops(limit)):
+                stopped_by_dag(node, action.partition)
         elif window.count(state) + counted.get(instance, 0) >= limit:  # semantics `budget-order`: the ceiling
-            held.setdefault(instance, []).append(action)
+            stopped.setdefault(instance, []).append(action)
             newly.add(instance)
         # semantics `budget-rerun-pass`: the ceiling was checked above; the DAG's allowance is not asked
         elif _reruns(action) and dag is not None and window.tally(dag.reran) + reran.get(node, 0) < window.count(dag):
@@ -176,16 +179,16 @@ def apply_budget(
             passed.append(action)
         # semantics `budget-order`: the allowance
         elif allowance > 0 and window.count(dag) + counted_dags.get(node, 0) >= allowance:
-            held.setdefault(instance, []).append(action)
-            held_by_dag(node, action.partition)
+            stopped.setdefault(instance, []).append(action)
+            stopped_by_dag(node, action.partition)
             newly_dags.add(node)
         else:
             counted[instance] = counted.get(instance, 0) + 1
             counted_dags[node] = counted_dags.get(node, 0) + 1
             passed.append(action)
     return Budgeted(
-        tuple(passed), {i: tuple(t) for i, t in held.items()}, frozenset(newly), counted,
-        frozenset(newly_dags), held_dags, counted_dags, spans, reran,
+        tuple(passed), {i: tuple(t) for i, t in stopped.items()}, frozenset(newly), counted,
+        frozenset(newly_dags), stopped_dags, counted_dags, spans, reran,
     )  # fmt: skip
 
 
@@ -206,20 +209,20 @@ def budget_record(
     allowances: Allowances | None = None,
 ) -> BudgetState | None:
     """Semantics `budget-order`'s write for ``instance``: what passed counted in the window (the instance's and each
-    DAG's), any new hold, and a held DAG's range widened by what it held now; None when this pass changes nothing of it.
-    ``at`` is the hold's time, passed in to keep this pure."""
+    DAG's), any new stop, and a stopped DAG's range widened by what it stopped now; None when this pass changes nothing
+    of it. ``at`` is the stop's time, passed in to keep this pure."""
     allow = allowances if allowances is not None else Allowances()
     passed = budgeted.counted.get(instance, 0)
-    newly_dags = {n for n in budgeted.newly_held_dags if n.instance == instance}
-    spans = {n: span for n, span in budgeted.held_spans.items() if n.instance == instance}
+    newly_dags = {n for n in budgeted.newly_stopped_dags if n.instance == instance}
+    spans = {n: span for n, span in budgeted.stopped_spans.items() if n.instance == instance}
     widened = {n for n, span in spans.items() if n not in newly_dags and _widens(state.dags.get(n.dag_id), span)}
-    if not passed and instance not in budgeted.newly_held and not newly_dags and not widened:
+    if not passed and instance not in budgeted.newly_stopped and not newly_dags and not widened:
         return None
     record = window.add(state, passed) if passed else state
     dags: dict[str, DagBudget] = {}
     for dag_id, dag in state.dags.items():  # semantics `budget-window`: a DAG with nothing left to remember is dropped
         kept = dag.model_copy(update={"started": window.live(dag.started), "reran": window.live(dag.reran)})
-        if kept.held or kept.started or kept.reran or kept.released_through:
+        if kept.stopped or kept.started or kept.reran or kept.released_through:
             dags[dag_id] = kept
     for node, n in budgeted.counted_dags.items():
         if node.instance == instance:
@@ -233,23 +236,26 @@ def budget_record(
         dag = dags.get(node.dag_id, DagBudget())
         first, last = spans[node]
         dags[node.dag_id] = dag.model_copy(update={
-            "held": True, "allowance": allow.of(node), "count": window.tally(dag.started),
-            "held_count": budgeted.held_dags.get(node, 0), "held_at": at, "held_first": first, "held_last": last,
+            "stopped": True, "allowance": allow.of(node), "count": window.tally(dag.started),
+            "stopped_count": budgeted.stopped_dags.get(node, 0), "stopped_at": at,
+            "stopped_first": first, "stopped_last": last,
         })  # fmt: skip
     for node in widened:
         dag = dags[node.dag_id]
         first, last = spans[node]
-        lo, hi = dag.held_first or first, dag.held_last or last
-        dags[node.dag_id] = dag.model_copy(update={"held_first": min(lo, first), "held_last": max(hi, last)})
+        lo, hi = dag.stopped_first or first, dag.stopped_last or last
+        dags[node.dag_id] = dag.model_copy(update={"stopped_first": min(lo, first), "stopped_last": max(hi, last)})
     record = record.model_copy(update={"dags": dict(sorted(dags.items()))})
-    if instance in budgeted.newly_held:
-        held = len(budgeted.held[instance])
-        record = record.model_copy(update={"held": True, "limit": limit, "held_count": held, "held_at": at, "by": by})
+    if instance in budgeted.newly_stopped:
+        count = len(budgeted.stopped[instance])
+        update = {"stopped": True, "limit": limit, "stopped_count": count, "stopped_at": at, "by": by}
+        record = record.model_copy(update=update)
     return record
 
 
 def _widens(dag: DagBudget | None, span: tuple[str, str]) -> bool:
-    """Whether ``span`` reaches outside the held range ``dag`` records (a held DAG's range only grows)."""
-    if dag is None or not dag.held:
+    """Whether ``span`` reaches outside the stopped range ``dag`` records (a stopped DAG's range only grows)."""
+    if dag is None or not dag.stopped:
         return False
-    return dag.held_first is None or dag.held_last is None or span[0] < dag.held_first or span[1] > dag.held_last
+    first, last = dag.stopped_first, dag.stopped_last
+    return first is None or last is None or span[0] < first or span[1] > last

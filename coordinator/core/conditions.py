@@ -2,16 +2,16 @@
 `condition-groups`).
 
 Rules:
-- **Groups hold edges.** A group is a rule (``any``, ``at_least``) over member edges, each keyed (upstream DAG, task)
+- **Groups of edges.** A group is a rule (``any``, ``at_least``) over member edges, each keyed (upstream DAG, task)
   like an edge (a DAG may wait for two tasks of one upstream). The DAG's ungrouped success edges stay required (the
   ``upstreams`` list is itself the ``all`` of today); an ``all`` group in the file is flattened into that list by the
   loader, so only ``any`` and ``at_least`` reach here.
-- **Holds by count.** A group holds when at least ``need`` of its members are satisfied (``any`` is ``need`` 1);
-  a DAG's condition holds when every required edge is satisfied and every group holds (:func:`holds`).
+- **Met by count.** A group is met when at least ``need`` of its members are satisfied (``any`` is ``need`` 1);
+  a DAG's condition is met when every required edge is satisfied and every group is met (:func:`groups_met`).
 - **Pure values.** Frozen, hashable, JSON-able through :meth:`GroupSpec.item`; the graph's shape carries them only
   when present, so a graph without groups keeps its digest.
 - **Cutoff.** A group may carry a cutoff (semantics `group-cutoff`): from ``P + cutoff`` on (``now`` is an input, never
-  read here) it holds with ``minimum`` satisfied members instead of ``need``; ``late`` says whether members that
+  read here) it is met with ``minimum`` satisfied members instead of ``need``; ``late`` says whether members that
   complete the group after such an early run rerun D once (``rerun``) or not (``ignore``).
 - **Cutoff at a time of day.** ``"cutoff": "06:00"`` on a DAG with a daily (or coarser) grid passes at the first
   06:00 in the grid's zone at or after the partition's end: yesterday's daily partition (its window closed at
@@ -124,15 +124,15 @@ class GroupSpec:
         return f"{format_shift(self.cutoff or 0)} after the partition's start"
 
     def need_at(self, partition: str, now: datetime | None) -> int:
-        """How many satisfied members make the group hold at ``now``: ``need``, or ``minimum`` once the cutoff has
+        """How many satisfied members make the group met at ``now``: ``need``, or ``minimum`` once the cutoff has
         passed (None: it never has). One number, so the planner's reason and ``why``'s lines count alike."""
         at = self.cutoff_at(partition)
         if at is not None and now is not None and now >= at:
             return min(self.need, self.minimum)
         return self.need
 
-    def holds(self, satisfied: int, partition: str, now: datetime | None) -> bool:
-        """**Holds by count**, or with ``minimum`` once the cutoff has passed at ``now`` (None: it never has)."""
+    def is_met(self, satisfied: int, partition: str, now: datetime | None) -> bool:
+        """**Met by count**, or with ``minimum`` once the cutoff has passed at ``now`` (None: it never has)."""
         return satisfied >= self.need_at(partition, now)
 
     def label(self) -> str:
@@ -192,9 +192,11 @@ def member_name(member: Member) -> str:
     return str(node) if task is None else f"{node} task {task}"
 
 
-def holds(groups: Sequence[GroupSpec], satisfied: Collection[Member], partition: str, now: datetime | None) -> bool:
-    """Whether every group holds (**Holds by count**, **Cutoff**; required edges apart) for ``partition`` at ``now``."""
-    return all(group.holds(sum(m in satisfied for m in group.members), partition, now) for group in groups)
+def groups_met(
+    groups: Sequence[GroupSpec], satisfied: Collection[Member], partition: str, now: datetime | None
+) -> bool:
+    """Whether every group is met (**Met by count**, **Cutoff**; required edges apart) for ``partition`` at ``now``."""
+    return all(group.is_met(sum(m in satisfied for m in group.members), partition, now) for group in groups)
 
 
 def grouped(groups: Sequence[GroupSpec]) -> frozenset[Member]:

@@ -5,7 +5,7 @@ nowhere else, so none of them can skip a step the others take (semantics `one-de
 semantics `one-decision`:
 
 a. **Activation first.** The activation comes first and from the view: a FIRST adoption (``adoption.is_first_adoption``)
-   is decided with ``adoption.first_adoption`` (held: nothing is activated, so only backfill requests can act;
+   is decided with ``adoption.first_adoption`` (paused: nothing is activated, so only backfill requests can act;
    semantics `adoption-flood-guard`); otherwise the activation the leader would write for this graph
    (``activation.adopt``: new or changed DAGs are active from the view's revision), or the view's own when nothing
    changed. A caller that already adopted (the leading watcher wrote the activation, or holds a first adoption it
@@ -50,13 +50,13 @@ class Adoption:
     """**Activation first**: the activation decisions are planned against, and the first adoption when there is one."""
 
     activation: Activation | None
-    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): held when ``activation`` is
+    #: Set when no graph was ever adopted under the prefix (semantics `first-adoption`): paused when ``activation`` is
     #: None.
     first: FirstAdoption | None = None
 
     @property
-    def held(self) -> bool:
-        return self.first is not None and self.first.held
+    def paused(self) -> bool:
+        return self.first is not None and self.first.paused
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,7 +112,7 @@ def decide(
     in the same pass). ``explain=False``: actions only, no verdicts (the watcher's passes). ``retirement``: a memo of
     the floor's retired decisions for this graph that the caller keeps (it must be for ``view.floor``)."""
     adopted = adoption if adoption is not None else adoption_for(graph, view, history, limit)
-    # A held first adoption activates nothing; the view's activation is None then too (**Activation first**).
+    # A paused first adoption activates nothing; the view's activation is None then too (**Activation first**).
     active = adopted.activation
     if changed is not None:
         result = plan_changes(graph, view, changed, activation=active, skip=skip, now=now)

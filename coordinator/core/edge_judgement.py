@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from coordinator.core.conditions import GroupSpec, Late, Member, holds
+from coordinator.core.conditions import GroupSpec, Late, Member, groups_met
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import NodeId, RunState, task_input_key
 from coordinator.core.view import LedgerFact, RunFact, View
@@ -122,8 +122,8 @@ class EdgeJudgement:
                 return False
         if grouped is not None:
             groups = self.graph.dags[node].groups
-            if not holds(groups, satisfied, self.partition, self.now):
-                failing = next(g for g in groups if not holds((g,), satisfied, self.partition, self.now))
+            if not groups_met(groups, satisfied, self.partition, self.now):
+                failing = next(g for g in groups if not groups_met((g,), satisfied, self.partition, self.now))
                 self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
                 return False
         if ledger is not None and fact.rev <= ledger.intent_rev:
@@ -200,8 +200,8 @@ class EdgeJudgement:
                 self._stale_reason[node] = f"its upstream {up} is not satisfied"
                 return False
         groups = spec.groups
-        if not holds(groups, satisfied, self.partition, self.now):
-            failing = next(g for g in groups if not holds((g,), satisfied, self.partition, self.now))
+        if not groups_met(groups, satisfied, self.partition, self.now):
+            failing = next(g for g in groups if not groups_met((g,), satisfied, self.partition, self.now))
             self._stale_reason[node] = f"its condition {failing.describe()} does not hold"
             return False
         if ledger is not None and fact.rev <= ledger.intent_rev:
@@ -283,8 +283,8 @@ class EdgeJudgement:
     def _unmet(
         self, spec: DagSpec, unsatisfied: list[EdgeSpec]
     ) -> tuple[list[EdgeSpec], list[tuple[GroupSpec, list[EdgeSpec]]]]:
-        """Semantics `group-holds`: the unsatisfied required edges, and each group that does not hold with its
-        unsatisfied members (a member of a group that holds blocks nothing)."""
+        """Semantics `group-holds`: the unsatisfied required edges, and each group that is not met with its
+        unsatisfied members (a member of a group that is met blocks nothing)."""
         grouped = self.graph.grouped[spec.node]
         missing: set[Member] = {(e.source, e.task) for e in unsatisfied}
         satisfied = grouped - missing
@@ -292,7 +292,7 @@ class EdgeJudgement:
         failing = [
             (group, [e for e in unsatisfied if (e.source, e.task) in group.members])
             for group in spec.groups
-            if not holds((group,), satisfied, self.partition, self.now)
+            if not groups_met((group,), satisfied, self.partition, self.now)
         ]
         return required, failing
 

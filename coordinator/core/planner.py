@@ -44,7 +44,7 @@ What the semantics leave to this module:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
@@ -491,17 +491,7 @@ class _PartitionPlanner(EdgeJudgement):
             return verdict(summary, due=action is not None and isinstance(action, Trigger)), action
 
         edges = self.graph.edge_inputs.get(node)
-        unsatisfied: list[EdgeSpec] = []
-        failing: list[tuple[GroupSpec, list[EdgeSpec]]] = []
-        if edges is not None:
-            unsatisfied = [edge for edge in edges if not self.edge_fresh(node, edge)]
-            if spec.groups:  # semantics `group-holds`
-                unsatisfied, failing = self._unmet(spec, unsatisfied)
-            blocked = tuple(sorted({edge.source for edge in unsatisfied} | {e.source for _, es in failing for e in es}))
-        elif node in self.graph.mapped_edges:
-            blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
-        else:
-            blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
+        blocked, unsatisfied, failing = self._blocked(node, spec, edges)
         if blocked:
             if not explain:
                 return None, None
@@ -520,10 +510,42 @@ class _PartitionPlanner(EdgeJudgement):
         if gate is not None:
             return verdict(gate[0], *((stale,) if stale else ())), gate[1]
         if node in self.graph.gated:
-            held = self.gate_wait(node)
-            if held is not None:
-                return verdict(f"{node} waits: {held}", held), None
+            waiting = self.gate_wait(node)
+            if waiting is not None:
+                return verdict(f"{node} waits: {waiting}", waiting), None
+        return self._decide_inputs(node, spec, fact, ledger, edges is not None, stale, verdict)
 
+    def _blocked(
+        self, node: NodeId, spec: DagSpec, edges: Sequence[EdgeSpec] | None
+    ) -> tuple[tuple[NodeId, ...], list[EdgeSpec], list[tuple[GroupSpec, list[EdgeSpec]]]]:
+        """The upstreams that keep ``node`` waiting, and with edges the unsatisfied required edges and each group
+        that is not met with its unsatisfied members (semantics `group-holds`)."""
+        unsatisfied: list[EdgeSpec] = []
+        failing: list[tuple[GroupSpec, list[EdgeSpec]]] = []
+        if edges is not None:
+            unsatisfied = [edge for edge in edges if not self.edge_fresh(node, edge)]
+            if spec.groups:  # semantics `group-holds`
+                unsatisfied, failing = self._unmet(spec, unsatisfied)
+            blocked = tuple(sorted({edge.source for edge in unsatisfied} | {e.source for _, es in failing for e in es}))
+        elif node in self.graph.mapped_edges:
+            blocked = tuple(up for up in spec.upstreams if not self.source_fresh(node, up))
+        else:
+            blocked = tuple(up for up in spec.upstreams if not self.fresh(up))
+        return blocked, unsatisfied, failing
+
+    def _decide_inputs(
+        self,
+        node: NodeId,
+        spec: DagSpec,
+        fact: RunFact | None,
+        ledger: LedgerFact | None,
+        has_edges: bool,
+        stale: str | None,
+        verdict: Callable[..., Verdict | None],
+    ) -> tuple[Verdict | None, Action | None]:
+        """A stale DAG whose upstreams are all fresh: already triggered for these inputs, not adopted for them, or
+        due."""
+        state = fact.state if fact is not None else None
         inputs = self.inputs(spec)
         if ledger is not None and ledger.inputs == inputs:
             if state is RunState.FAILED:
@@ -545,7 +567,7 @@ class _PartitionPlanner(EdgeJudgement):
                 f"{self.partition}` to process it",
                 *((stale,) if stale else ()),
             ), None
-        if edges is not None:
+        if has_edges:
             texts = [f"{name} at revision {rev}" for name, rev in sorted(inputs.items())]
         else:
             texts = [self._input_text(node, up, inputs) for up in spec.upstreams]

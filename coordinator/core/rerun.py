@@ -184,6 +184,20 @@ def preview(
         (a.node, a.partition) for a in decide(graph, view, now=now, adoption=adopted, explain=False).plan.actions
     }
     hypo = _Hypothesis(copy.deepcopy(view))
+    runs, wave = _clear_targets(hypo, view, targets, no_cascade)
+    runs += _cascade(hypo, graph, wave, baseline, now, adopted)
+    if holds:
+        runs = [_held(r, holds) for r in runs]
+    moves = _deadline_moves(graph, view, runs, now)
+    return RerunPreview(tuple(sorted(set(targets))), no_cascade, tuple(runs), moves, view.revision)
+
+
+def _clear_targets(
+    hypo: _Hypothesis, view: View, targets: Sequence[tuple[NodeId, str]], no_cascade: bool
+) -> tuple[list[RunPreview], list[tuple[NodeId, str]]]:
+    """Depth 0: each target cleared (its no-cascade record written first, as the command writes it), or skipped when
+    it has not run or runs now (as ``view``, the store before the rerun, says); returns the previews and the cleared
+    targets, the first wave."""
     runs: list[RunPreview] = []
     wave: list[tuple[NodeId, str]] = []
     for node, partition in sorted(set(targets)):
@@ -206,31 +220,27 @@ def preview(
         why = f"{fact.state} (run {fact.run_id}): cleared" + (" without its cascade" if no_cascade else "")
         runs.append(RunPreview(node, partition, 0, Step.CLEAR, "rerun", why, fact.run_id))
         wave.append((node, partition))
+    return runs, wave
+
+
+def _cascade(
+    hypo: _Hypothesis,
+    graph: Graph,
+    wave: list[tuple[NodeId, str]],
+    baseline: set[tuple[NodeId, str]],
+    now: datetime,
+    adopted: Adoption,
+) -> list[RunPreview]:
+    """What the watcher starts after the cleared targets, depth by depth, until a depth starts nothing new (what it
+    would start anyway, ``baseline``, is not the rerun's)."""
+    runs: list[RunPreview] = []
     seen = set(wave)
     triggers: dict[tuple[NodeId, str], Trigger] = {}
     depth = 0
     while wave:
         if depth >= MAX_DEPTH:
             raise RuntimeError(f"the rerun preview did not settle after {MAX_DEPTH} depths")
-        # **Running runs**: the runs right below the wave that are running end first, as their own attempt.
-        ending = _end_running(hypo, graph, wave, seen)
-        for node, partition in wave:
-            action = triggers.get((node, partition))
-            if action is not None:  # the watcher's trigger, then the run's success
-                hypo.trigger(action)
-            else:  # a target: its next attempt succeeds
-                fact = hypo.view.runs[(node, partition)]
-                hypo.succeed(node, partition, fact.run_id, fact.clear_number + 1)
-        changed = {p: set(nodes) for p, nodes in hypo.written.items()}
-        planned = hypo.plan(graph, now, adopted)
-        again = {(a.node, a.partition) for a in planned}
-        kept = {at: record for at, record in ending.items() if at in again}
-        if len(kept) < len(ending):  # a running run that is not cleared again keeps running: plan without its end
-            for (node, partition), was in ending.items():
-                if (node, partition) not in kept:
-                    hypo.run(node, partition, was)
-            hypo.written = changed
-            planned = hypo.plan(graph, now, adopted)
+        planned, kept = _settle(hypo, graph, wave, seen, triggers, now, adopted)
         depth += 1
         fresh = [a for a in planned if (a.node, a.partition) not in baseline and (a.node, a.partition) not in seen]
         fresh.sort(key=lambda a: (graph.topo_index.get(a.node, 0), a.node, a.partition))
@@ -250,10 +260,40 @@ def preview(
             )  # fmt: skip
             wave.append(at)
             triggers[at] = action
-    if holds:
-        runs = [_held(r, holds) for r in runs]
-    moves = _deadline_moves(graph, view, runs, now)
-    return RerunPreview(tuple(sorted(set(targets))), no_cascade, tuple(runs), moves, view.revision)
+    return runs
+
+
+def _settle(
+    hypo: _Hypothesis,
+    graph: Graph,
+    wave: list[tuple[NodeId, str]],
+    seen: set[tuple[NodeId, str]],
+    triggers: dict[tuple[NodeId, str], Trigger],
+    now: datetime,
+    adopted: Adoption,
+) -> tuple[list[Trigger], dict[tuple[NodeId, str], RunRecord]]:
+    """One depth: the wave's runs succeed and the watcher plans again; returns its triggers and the running runs it
+    clears again (**Running runs**)."""
+    # **Running runs**: the runs right below the wave that are running end first, as their own attempt.
+    ending = _end_running(hypo, graph, wave, seen)
+    for node, partition in wave:
+        action = triggers.get((node, partition))
+        if action is not None:  # the watcher's trigger, then the run's success
+            hypo.trigger(action)
+        else:  # a target: its next attempt succeeds
+            fact = hypo.view.runs[(node, partition)]
+            hypo.succeed(node, partition, fact.run_id, fact.clear_number + 1)
+    changed = {p: set(nodes) for p, nodes in hypo.written.items()}
+    planned = hypo.plan(graph, now, adopted)
+    again = {(a.node, a.partition) for a in planned}
+    kept = {at: record for at, record in ending.items() if at in again}
+    if len(kept) < len(ending):  # a running run that is not cleared again keeps running: plan without its end
+        for (node, partition), was in ending.items():
+            if (node, partition) not in kept:
+                hypo.run(node, partition, was)
+        hypo.written = changed
+        planned = hypo.plan(graph, now, adopted)
+    return planned, kept
 
 
 def _end_running(

@@ -114,7 +114,7 @@ class KeyKind(StrEnum):
     TASK = "task"
 
 
-class HoldReason(StrEnum):
+class KeepReason(StrEnum):
     """Why a partition before the cutoff is kept whole."""
 
     UNFINISHED_INTENT = "unfinished intent"
@@ -133,15 +133,15 @@ class KeyFact:
     partition: str
     mod_rev: int
     #: Set when this key alone keeps its whole partition (and why, in words).
-    hold: HoldReason | None = None
+    keep: KeepReason | None = None
     detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class KeptPartition:
     partition: str
-    reasons: tuple[HoldReason, ...]
-    #: One line per holding key, e.g. ``default/06_pipeline: intent pending``.
+    reasons: tuple[KeepReason, ...]
+    #: One line per keeping key, e.g. ``default/06_pipeline: intent pending``.
     details: tuple[str, ...]
 
 
@@ -159,7 +159,7 @@ class Selection:
         return sorted({f.partition for f in self.delete})
 
     def kept_counts(self) -> dict[str, int]:
-        """Kept partitions per reason (a partition held for two reasons counts under both)."""
+        """Kept partitions per reason (a partition kept for two reasons counts under both)."""
         found: dict[str, int] = {}
         for kept in self.kept:
             for reason in kept.reasons:
@@ -167,18 +167,18 @@ class Selection:
         return found
 
 
-def _hold_of_run(raw: bytes) -> tuple[HoldReason | None, str]:
+def _keep_of_run(raw: bytes) -> tuple[KeepReason | None, str]:
     record, _ = parse_run_record(raw)
     if record is not None and record.state.active:
-        return HoldReason.ACTIVE_RUN, f"{record.state} (run {record.run_id})"
-    # an unparsable value counts as absent, as everywhere (``view``'s **Bad values never raise**): it holds nothing
+        return KeepReason.ACTIVE_RUN, f"{record.state} (run {record.run_id})"
+    # an unparsable value counts as absent, as everywhere (``view``'s **Bad values never raise**): it keeps nothing
     return None, ""
 
 
-def _hold_of_ledger(raw: bytes) -> tuple[HoldReason | None, str]:
+def _keep_of_ledger(raw: bytes) -> tuple[KeepReason | None, str]:
     record, _ = parse_trigger_record(raw)
     if record is not None and record.status is not TriggerStatus.DONE:
-        return HoldReason.UNFINISHED_INTENT, f"intent {record.status} ({record.action} {record.run_id})"
+        return KeepReason.UNFINISHED_INTENT, f"intent {record.status} ({record.action} {record.run_id})"
     return None, ""
 
 
@@ -202,11 +202,11 @@ def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutof
             continue
         if at is None or at[1] >= cutoff:  # malformed keys have no partition: never ours to delete
             continue
-        hold, detail = (
-            _hold_of_run(value) if kind in (KeyKind.RUN, KeyKind.TASK)
-            else _hold_of_ledger(value) if kind is KeyKind.LEDGER else (None, "")
+        keep, detail = (
+            _keep_of_run(value) if kind in (KeyKind.RUN, KeyKind.TASK)
+            else _keep_of_ledger(value) if kind is KeyKind.LEDGER else (None, "")
         )  # fmt: skip
-        found.append(KeyFact(key, kind, at[0], at[1], mod_rev, hold, detail))
+        found.append(KeyFact(key, kind, at[0], at[1], mod_rev, keep, detail))
     return found
 
 
@@ -238,31 +238,31 @@ def partition_facts(view: View, partition: str) -> list[KeyFact]:
         at = (node, partition)
         run = view.runs.get(at)
         if run is not None:
-            hold = HoldReason.ACTIVE_RUN if run.state.active else None
-            detail = f"{run.state} (run {run.run_id})" if hold else ""
-            found.append(KeyFact(keys.run_key(node, partition), KeyKind.RUN, node, partition, run.rev, hold, detail))
+            keep = KeepReason.ACTIVE_RUN if run.state.active else None
+            detail = f"{run.state} (run {run.run_id})" if keep else ""
+            found.append(KeyFact(keys.run_key(node, partition), KeyKind.RUN, node, partition, run.rev, keep, detail))
         ledger = view.ledger.get(at)
         if ledger is not None:
             rec = ledger  # the slim fact carries status, action and run id
-            hold = HoldReason.UNFINISHED_INTENT if rec.status is not TriggerStatus.DONE else None
-            detail = f"intent {rec.status} ({rec.action} {rec.run_id})" if hold else ""
+            keep = KeepReason.UNFINISHED_INTENT if rec.status is not TriggerStatus.DONE else None
+            detail = f"intent {rec.status} ({rec.action} {rec.run_id})" if keep else ""
             found.append(KeyFact(keys.trigger_key(node, partition), KeyKind.LEDGER, node, partition, ledger.mod_rev,
-                                 hold, detail))  # fmt: skip
+                                 keep, detail))  # fmt: skip
         backfill = view.backfills.get(at)
         if backfill is not None:
             key = keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{partition}")
             found.append(KeyFact(key, KeyKind.BACKFILL, node, partition, backfill))
     for (node, task, at_partition), fact in sorted(view.tasks.items()) if view.tasks else ():
         if at_partition == partition:
-            hold = HoldReason.ACTIVE_RUN if fact.state.active else None
-            detail = f"task {task} {fact.state} (run {fact.run_id})" if hold else ""
+            keep = KeepReason.ACTIVE_RUN if fact.state.active else None
+            detail = f"task {task} {fact.state} (run {fact.run_id})" if keep else ""
             key = keys.task_key(node, task, partition)
-            found.append(KeyFact(key, KeyKind.TASK, node, partition, fact.rev, hold, detail))
+            found.append(KeyFact(key, KeyKind.TASK, node, partition, fact.rev, keep, detail))
     return found
 
 
 def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
-    """Semantics `prune-deletes`: delete every key before ``cutoff`` except in partitions held by one of their keys."""
+    """Semantics `prune-deletes`: delete every key before ``cutoff`` except in partitions one of their keys keeps."""
     by_partition: dict[str, list[KeyFact]] = {}
     for fact in facts:
         if fact.partition < cutoff:
@@ -271,10 +271,10 @@ def select(facts: Iterable[KeyFact], cutoff: str) -> Selection:
     kept: list[KeptPartition] = []
     for partition in sorted(by_partition):
         group = sorted(by_partition[partition], key=lambda f: f.key)
-        holds = [f for f in group if f.hold is not None]
-        if holds:
-            reasons = tuple(sorted({f.hold for f in holds if f.hold is not None}))
-            kept.append(KeptPartition(partition, reasons, tuple(f"{f.node.qualified}: {f.detail}" for f in holds)))
+        keeping = [f for f in group if f.keep is not None]
+        if keeping:
+            reasons = tuple(sorted({f.keep for f in keeping if f.keep is not None}))
+            kept.append(KeptPartition(partition, reasons, tuple(f"{f.node.qualified}: {f.detail}" for f in keeping)))
         else:
             delete.extend(group)
     counts = {kind.value: sum(f.kind is kind for f in delete) for kind in KeyKind}

@@ -76,7 +76,7 @@ class View:
 
     keys: KeyLayout
     revision: int = 0
-    #: (DAG, partition) -> fact, held per partition (``core.fact_index``): no tuple key per fact.
+    #: (DAG, partition) -> fact, kept per partition (``core.fact_index``): no tuple key per fact.
     runs: FactIndex[RunFact] = field(default_factory=FactIndex)
     ledger: FactIndex[LedgerFact] = field(default_factory=FactIndex)
     #: (DAG, task id, partition) -> the task instance's latest state (**Task states**).
@@ -160,6 +160,9 @@ class View:
         The same facts as ``apply`` of each (**Snapshot equals events**), without the sets of partitions to re-plan (a
         snapshot re-plans everything) and with the two common kinds inlined: this runs for every key of a snapshot,
         millions of them.
+
+        Long because it is that one hot loop: its steps are inlined on purpose (locals, no call per key), since a
+        helper per key or per kind would be paid millions of times at a start.
         """
         page = items if isinstance(items, list) else list(items)
         # ``core.canonical``'s **UTC times, six digits** for every value at once
@@ -196,7 +199,7 @@ class View:
             if problems and key in problems:
                 slot = None  # ``apply`` clears the problem or words it again
             elif slot is None and node is not None:
-                partition = parts.get(suffix, "")  # only valid ones are held: a first key there takes ``apply``
+                partition = parts.get(suffix, "")  # only valid ones are kept: a first key there takes ``apply``
             if node is not None and (slot is not None or partition):
                 # A value in the writers' canonical shape becomes its fact without a pydantic record (the same fact:
                 # ``core.canonical``'s **Exactly equivalent or nothing**); any other value takes the pydantic path,

@@ -85,19 +85,19 @@ def _listed(lines: Sequence[str]) -> tuple[str, ...]:
 def budget_check(view: View) -> Check:
     """Semantics `trigger-budget`: an instance the trigger budget holds starts nothing new until it is released."""
     states = sorted(view.budget_states().items())
-    held = {i: s for i, s in states if s.held}
-    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.held_dags().items()}  # semantics `budget-per-dag`
-    if not held and not dags:
+    stopped = {i: s for i, s in states if s.stopped}
+    dags = {f"{i}/{d}": (i, d, b) for i, s in states for d, b in s.stopped_dags().items()}  # semantics `budget-per-dag`
+    if not stopped and not dags:
         return Check(name="trigger budget", status=CheckStatus.OK, summary="no instance is held by the trigger budget")
-    what = [f"{len(held)} instance(s): {', '.join(held)}"] if held else []
+    what = [f"{len(stopped)} instance(s): {', '.join(stopped)}"] if stopped else []
     what += [f"{len(dags)} DAG(s): {', '.join(dags)}"] if dags else []
-    fixes = ["`coordinator release INSTANCE`"] if held else []
+    fixes = ["`coordinator release INSTANCE`"] if stopped else []
     fixes += ["`coordinator release INSTANCE --dag DAG`"] if dags else []
     return Check(
         name="trigger budget",
         status=CheckStatus.WARN,
         summary=f"held by the trigger budget: {'; '.join(what)}",
-        details=tuple(s.describe(i) for i, s in held.items()) + tuple(b.describe(i, d) for i, d, b in dags.values()),
+        details=tuple(s.describe(i) for i, s in stopped.items()) + tuple(b.describe(i, d) for i, d, b in dags.values()),
         fix=f"check the held runs (`coordinator status`), then {' or '.join(fixes)}",
     )
 

@@ -521,23 +521,23 @@ class EtcdStore:
         page_size: int = watch.SNAPSHOT_PAGE_SIZE,
         cuts: Sequence[str] = (),
     ) -> tuple[int, int]:
-        """``snapshot``, handed to ``sink`` page by page instead of held; returns (revision, keys)."""
+        """``snapshot``, handed to ``sink`` page by page instead of kept whole; returns (revision, keys)."""
         return await watch.stream_snapshot(self, prefix, sink, page_size, cuts)
 
     def watch_prefix(
         self,
         prefix: str,
         start: Snapshot | int,
-        held: Callable[[], Mapping[str, int]] | None = None,
+        known: Callable[[], Mapping[str, int]] | None = None,
         cuts: Sequence[str] = (),
     ) -> AsyncIterator[WatchBatch]:
         """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions.
 
         Each batch's ``revision`` is the last revision handed out; a reconnect resumes right after it. From a bare
-        revision, ``held`` gives the keys (and mod revisions) the consumer holds when a compaction forces a relist;
+        revision, ``known`` gives the keys (and mod revisions) the consumer knows when a compaction forces a relist;
         ``cuts`` split that relist's read as in ``snapshot``.
         """
-        return watch.watch_prefix(self, prefix, start, held, cuts)
+        return watch.watch_prefix(self, prefix, start, known, cuts)
 
     async def wait_deleted(self, key: str, after_revision: int, max_wait_s: float) -> None:
         """Return when ``key`` is deleted after ``after_revision``, after ``max_wait_s``, or soon after watch trouble

@@ -8,12 +8,12 @@ Rules (the package's **One-revision snapshot** and **Lossless watch**):
   watcher cuts at each DAG's keys), each paged on its own, which makes that cost linear. When the pinned revision is
   compacted while paging, the snapshot starts over (a few times) at a newer revision. ``stream_snapshot`` hands the
   pages to a sink as they arrive (the next page is already requested while the sink takes one) instead of holding them
-  all: at a million keys the held snapshot alone was a gigabyte.
+  all: a snapshot kept whole of a million keys is a gigabyte.
 - **Lossless watch.** ``watch_prefix`` never loses or repeats an event: it resumes from the last revision it handed out
   (+1), and when that revision was compacted it re-reads the prefix and hands out the difference as one ``relisted``
-  batch. The difference is taken against the keys the consumer holds: the snapshot it started from (kept up to date),
-  or, started from a bare revision, what the consumer's ``held`` callback says at the time of the relist. It never gives
-  up on connection loss (it reconnects with :data:`WATCH_BACKOFF`; a TLS mistake is logged as ``etcd.tls_failed``
+  batch. The difference is taken against the keys the consumer knows: the snapshot it started from (kept up to date),
+  or, started from a bare revision, what the consumer's ``known`` callback says at the time of the relist. It never
+  gives up on connection loss (it reconnects with :data:`WATCH_BACKOFF`; a TLS mistake is logged as ``etcd.tls_failed``
   with its fix at each attempt); it only stops on errors a retry cannot fix (permissions, closed store).
 - **One compaction error.** A compaction is always :class:`~coordinator.errors.RevisionCompacted`, whether a unary call
   or a watch stream reports it.
@@ -340,19 +340,19 @@ async def watch_prefix(
     store: EtcdStore,
     prefix: str,
     start: Snapshot | int,
-    held: Callable[[], Mapping[str, int]] | None = None,
+    known: Callable[[], Mapping[str, int]] | None = None,
     cuts: Sequence[str] = (),
 ) -> AsyncIterator[WatchBatch]:
     """Every change under ``prefix`` after ``start``, forever, across reconnects and compactions (**Lossless watch**).
 
-    ``start`` is the snapshot the consumer holds, or only its revision: then ``held()`` (key -> mod revision of
-    every key the consumer holds, asked at a relist) replaces the copy of the keys this generator would keep."""
-    # What the consumer has been told, for relists; None: ask ``held`` (nothing is kept between relists).
+    ``start`` is the snapshot the consumer has, or only its revision: then ``known()`` (key -> mod revision of
+    every key the consumer knows, asked at a relist) replaces the copy of the keys this generator would keep."""
+    # What the consumer has been told, for relists; None: ask ``known`` (nothing is kept between relists).
     mirror: dict[str, int] | None = None
     if isinstance(start, Snapshot):
         mirror, last = {kv.key: kv.mod_revision for kv in start.kvs}, start.revision
-    elif held is None:
-        raise ValueError("watch_prefix from a bare revision needs held(): the keys to diff a relist against")
+    elif known is None:
+        raise ValueError("watch_prefix from a bare revision needs known(): the keys to diff a relist against")
     else:
         last = start
     del start  # not kept alive by this frame for as long as the watch runs
@@ -365,16 +365,8 @@ async def watch_prefix(
         try:
             if relist_from is not None:
                 snap = await snapshot(store, prefix, cuts=cuts)
-                relisted = relist_diff(mirror if mirror is not None else dict(held() if held else {}), snap)
-                log.warning(
-                    "etcd.watch_relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
-                    prefix,
-                    last + 1,
-                    relist_from,
-                    snap.revision,
-                    sum(e.kind is EventKind.PUT for e in relisted.events),
-                    sum(e.kind is EventKind.DELETE for e in relisted.events),
-                )
+                told = mirror if mirror is not None else dict(known() if known else {})
+                relisted = _relist(prefix, told, snap, last, relist_from)
                 if mirror is not None:
                     mirror = {kv.key: kv.mod_revision for kv in snap.kvs}
                 last, relist_from, failures = snap.revision, None, 0
@@ -402,29 +394,9 @@ async def watch_prefix(
             relist_from = exc.compacted_revision
             continue
         except (RpcError, StoreUnavailable, StreamBroken, TimeoutError) as exc:
-            if store.closed:
-                raise StoreError(f"etcd store closed while watching {prefix}") from exc
-            if is_refused(exc):
-                raise store.map_error("watch", exc) from exc
             failures = 1 if opened is not None and time.monotonic() - opened > WATCH_HEALTHY_S else failures + 1
             opened = None
-            delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
-            log.warning(
-                "etcd.watch_reconnect prefix=%s from_rev=%d endpoint=%s delay=%.2f error=%s",
-                prefix,
-                last + 1,
-                store.endpoint,
-                delay,
-                status_name(exc),
-            )
-            tls = store.map_error("watch", exc) if isinstance(exc, RpcError) else exc
-            if isinstance(tls, StoreTlsError):
-                # Not given up on (a certificate may be rotated back), but named: "UNAVAILABLE" alone says nothing.
-                log.error("etcd.tls_failed endpoint=%s problem=%s detail=%r fix=%r", store.endpoint, tls.problem,
-                          str(tls), tls.fix)  # fmt: skip
-            store.on_error("watch", status_name(exc) if isinstance(exc, RpcError) else type(exc).__name__)
-            store.after_failure(exc)
-            await asyncio.sleep(delay)
+            await asyncio.sleep(_reconnect_delay(store, prefix, last, exc, failures))
             continue
         except Exception as exc:
             if store.closed:  # gRPC raises assorted errors on a channel closed under a running call
@@ -432,6 +404,47 @@ async def watch_prefix(
             raise
         if relisted is not None:
             yield relisted
+
+
+def _relist(prefix: str, told: dict[str, int], snap: Snapshot, last: int, compacted: int) -> WatchBatch:
+    """**Lossless watch** after a compaction: the snapshot's difference from what the consumer was ``told``, logged."""
+    relisted = relist_diff(told, snap)
+    log.warning(
+        "etcd.watch_relist prefix=%s from_rev=%d compact_rev=%d new_rev=%d puts=%d deletes=%d",
+        prefix,
+        last + 1,
+        compacted,
+        snap.revision,
+        sum(e.kind is EventKind.PUT for e in relisted.events),
+        sum(e.kind is EventKind.DELETE for e in relisted.events),
+    )
+    return relisted
+
+
+def _reconnect_delay(store: EtcdStore, prefix: str, last: int, exc: Exception, failures: int) -> float:
+    """How long to wait before the watch reopens after ``exc`` (the ``failures``-th in a row), said in the log and
+    counted; raises instead when the store was closed or etcd refused the watch (no retry fixes that)."""
+    if store.closed:
+        raise StoreError(f"etcd store closed while watching {prefix}") from exc
+    if is_refused(exc):
+        raise store.map_error("watch", exc) from exc
+    delay = backoff_delay(WATCH_BACKOFF, failures, random.random())
+    log.warning(
+        "etcd.watch_reconnect prefix=%s from_rev=%d endpoint=%s delay=%.2f error=%s",
+        prefix,
+        last + 1,
+        store.endpoint,
+        delay,
+        status_name(exc),
+    )
+    tls = store.map_error("watch", exc) if isinstance(exc, RpcError) else exc
+    if isinstance(tls, StoreTlsError):
+        # Not given up on (a certificate may be rotated back), but named: "UNAVAILABLE" alone says nothing.
+        log.error("etcd.tls_failed endpoint=%s problem=%s detail=%r fix=%r", store.endpoint, tls.problem,
+                  str(tls), tls.fix)  # fmt: skip
+    store.on_error("watch", status_name(exc) if isinstance(exc, RpcError) else type(exc).__name__)
+    store.after_failure(exc)
+    return delay
 
 
 async def wait_deleted(store: EtcdStore, key: str, after_revision: int, max_wait_s: float) -> None:

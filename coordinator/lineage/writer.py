@@ -65,8 +65,8 @@ class EventWriter:
             parent = _lineage_run(by_key.get(parent_key)) if parent_key is not None and record is None else None
             partition = record.partition if record is not None else partition_of(event, entry, parent)[0]
             run_key = self.keys.run_key(node, partition)
-            _, held = await self.store.get_many([run_key], revision=revision)
-            run_kv = held[0] if held else None
+            _, runs = await self.store.get_many([run_key], revision=revision)
+            run_kv = runs[0] if runs else None
             current = parse_run_record(run_kv.value)[0] if run_kv is not None else None
             writes = judge(event, entry, node, record, parent, current)
             if writes.record is None:

@@ -80,6 +80,10 @@ class Metrics:
     """Every metric of one watcher process. Counting methods are thread-safe (the library locks)."""
 
     def __init__(self) -> None:
+        """Register every metric.
+
+        Long because it is one table of declarations (name, help, labels, buckets), in the order of the metrics
+        reference; each is one statement and none depends on another."""
         self.registry = CollectorRegistry()
         r = self.registry
         # Memory, CPU, open files and start time of this process; Python's version and GC: what an operator looks

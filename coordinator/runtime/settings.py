@@ -265,8 +265,8 @@ class Settings(BaseSettings):
     # coordinator.core.budget says why 1,000 in 10 minutes). 0 disables the whole budget, per-DAG holds included.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
     trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
-    # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before that DAG alone is held
-    # (semantics `budget-per-dag`; coordinator.core.budget_allowance says why 40). 0 turns per-DAG holds off.
+    # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before the budget stops that DAG
+    # alone (semantics `budget-per-dag`; coordinator.core.budget_allowance says why 40). 0 turns the per-DAG stop off.
     trigger_budget_dag_floor: int = Field(default=DEFAULT_DAG_ALLOWANCE_FLOOR, ge=0)
     # How long the watcher may take to load its view before /healthz fails (coordinator.runtime.health's **Alive**);
     # /readyz is not ready until the view is loaded, whatever this is.

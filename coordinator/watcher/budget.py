@@ -197,17 +197,17 @@ class TriggerBudget:
                 log.log(level, "budget.record_failed instance=%s error=%s", instance, exc)
                 return None
             if done.succeeded:
-                if instance in verdict.newly_held:
+                if instance in verdict.newly_stopped:
                     log.warning(
                         "budget.held instance=%s held=%d limit=%d window_s=%g revision=%d fix=%s", instance,
-                        len(verdict.held[instance]), self.limit, window.seconds, done.revision,
+                        len(verdict.stopped[instance]), self.limit, window.seconds, done.revision,
                         f"`coordinator release {instance}` after checking the runs it would start",
                     )  # fmt: skip
-                for node in sorted(verdict.newly_held_dags):
+                for node in sorted(verdict.newly_stopped_dags):
                     dag = record.dags[node.dag_id]
                     log.warning(
                         "budget.dag_held instance=%s dag=%s held=%d count=%d allowance=%d window_s=%g revision=%d "
-                        "fix=%s", instance, node.dag_id, dag.held_count, dag.count, dag.allowance, window.seconds,
+                        "fix=%s", instance, node.dag_id, dag.stopped_count, dag.count, dag.allowance, window.seconds,
                         done.revision, f"`coordinator release {instance} --dag {node.dag_id}` after checking its "
                         "upstreams' successes",
                     )  # fmt: skip
@@ -233,11 +233,11 @@ class TriggerBudget:
         for instance in sorted({*instances, *states}):
             verdict = verdicts.get(instance)
             state = states.get(instance)
-            recorded = state.held_count if state is not None and state.holds(self.limit) else 0
-            newly = verdict is not None and instance in verdict.newly_held
-            dags = sum(d.held_count for d in state.held_dags().values()) if state is not None else 0
+            recorded = state.stopped_count if state is not None and state.stops(self.limit) else 0
+            newly = verdict is not None and instance in verdict.newly_stopped
+            dags = sum(d.stopped_count for d in state.stopped_dags().values()) if state is not None else 0
             self.metrics.triggers_held.labels(instance=instance).set(
-                (len(verdict.held[instance]) if verdict is not None and newly else recorded) + dags
+                (len(verdict.stopped[instance]) if verdict is not None and newly else recorded) + dags
             )
             self.metrics.trigger_budget_used.labels(instance=instance).set(window.count(state))
 

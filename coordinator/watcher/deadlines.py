@@ -11,10 +11,10 @@ Rules (semantics `deadlines-judged`):
   ``PartitionKey`` (a backfill: every DAG the view holds in that partition), ``AllPartitions`` (judge everything: a
   relist, a moved retention floor), and its clock, ``Tick("deadline")`` (a record moved; else nothing but time), each
   due ``DEADLINE_BATCH_S`` after the batch that brought it. One pass judges every ready key at once, then requeues the
-  clock at the next instant the clock alone changes something (the cache's ``next_instant``: a state's ``holds_until``,
-  the next grid point; a held alert's ``hold_until``), at most ``interval_s`` later: what no watch brings (a DAG paused
-  in Airflow, an instance that stops answering, an escalation level's slack, a failed alert's retry) waits no longer
-  than that. A standby queues nothing.
+  clock at the next instant the clock alone changes something (the cache's ``next_instant``: a state's ``stays_until``,
+  the next grid point; a waiting alert's ``alert_after``), at most ``interval_s`` later: what no watch brings (a DAG
+  paused in Airflow, an instance that stops answering, an escalation level's slack, a failed alert's retry) waits no
+  longer than that. A standby queues nothing.
 - **One view, one change set.** The cache (**Incremental**) must be told every change of the view it reads, and only a
   view and a change set taken together are that: a key handed out after a pass began, or one waiting its
   ``DEADLINE_BATCH_S``, would leave a pass reading facts it was not told of. So the watch's changes are also noted as
@@ -33,7 +33,7 @@ Rules (semantics `deadlines-judged`):
   keeps its mismatch, so a later pass, once the informer has brought the write, judges it again.
 - **Handlers once per transition.** Then the handlers are triggered (through the executor, with its retries of a
   transient failure), when ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted
-  for the partition, held long enough: recorded ``hold_until``), with a deterministic run id (``late_run_id``) and
+  for the partition, waited long enough: recorded ``alert_after``), with a deterministic run id (``late_run_id``) and
   logical date (recorded in the transition), and the record is swapped to ``alerted``. A leader that dies between the
   two leaves a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as
   existing, so each handler runs once per transition. A record already ``alerted`` is never alerted again.
@@ -79,8 +79,8 @@ from coordinator.core.deadline.alerts import (
     AlertPolicy,
     due,
     mark_alerted,
+    next_alert_after,
     next_handler_date,
-    next_hold,
     plan_alert,
 )
 from coordinator.core.deadline.cache import DeadlineCache
@@ -165,7 +165,7 @@ def _record(
         state=state, deadline=status.deadline, eta=status.eta,
         cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
         sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
-        alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, hold_until=plan.hold_until,
+        alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, alert_after=plan.alert_after,
         repeat=plan.repeat, task=status.task,
     )  # fmt: skip
 
@@ -216,8 +216,8 @@ class DeadlineJob:
     writes: TermWrites = field(init=False)
     #: The latest handler logical date this job assigned (the index knows only those the watch brought back).
     handler_date: datetime | None = field(default=None, init=False)
-    #: **Held before alerting**: the earliest ``hold_until`` of a record the last pass left waiting.
-    next_hold: datetime | None = field(default=None, init=False)
+    #: **Wait before alerting**: the earliest ``alert_after`` of a record the last pass left waiting.
+    next_alert_after: datetime | None = field(default=None, init=False)
     #: ``declares``' answer for the last graph asked about (the graph changes rarely, a watch batch comes often).
     _declares: tuple[Graph, bool] | None = field(default=None, init=False, repr=False)
     #: The retention floor the last batch showed (``interest``).
@@ -295,7 +295,8 @@ class DeadlineJob:
 
     def requeue_after(self, now: datetime) -> float:
         """Seconds to the clock key's next pass: the cache's next instant or a held alert's, at most ``interval_s``."""
-        instants = [i for i in (self.cache.next_instant() if self.cache else None, self.next_hold) if i is not None]
+        clock = self.cache.next_instant() if self.cache else None
+        instants = [i for i in (clock, self.next_alert_after) if i is not None]
         if not instants:
             return self.interval_s
         # The cache re-reads a status only once ``now`` is past its instant: a moment after it, never before.
@@ -372,7 +373,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     graph = job.graph()
     tracker = job.tracker
     if not job.declares():
-        job.cache, job.next_hold = None, None
+        job.cache, job.next_alert_after = None, None
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
     # **Record first, alert after**: every record of this pass is written in the term it began in; the term's revision
     # also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
@@ -440,11 +441,12 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
             status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
             record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
             record.sequence, result.revision, record.repeat,
-            record.hold_until.isoformat() if record.hold_until else "-",
+            record.alert_after.isoformat() if record.alert_after else "-",
         )  # fmt: skip
         crash_point("after-deadline-transition")
     await alert_pending(job, graph, records, now)
-    job.next_hold = next_hold((held for at in records.unalerted() if (held := records.record(at)) is not None), now)
+    waiting = (r for at in records.unalerted() if (r := records.record(at)) is not None)
+    job.next_alert_after = next_alert_after(waiting, now)
     await level_pass(job, graph, cache, now)
     return recorded
 
@@ -481,7 +483,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
             status.node.qualified, status.partition, transition.level.name, transition.previous, transition.state,
             record.deadline.isoformat(), record.eta.isoformat() if record.eta else "-", record.cause or "-",
             record.sequence, result.revision, record.repeat,
-            record.hold_until.isoformat() if record.hold_until else "-",
+            record.alert_after.isoformat() if record.alert_after else "-",
         )  # fmt: skip
         crash_point("after-deadline-level-transition")
     await alert_pending_levels(job, levels, records, now)

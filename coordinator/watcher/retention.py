@@ -42,7 +42,7 @@ from coordinator.core.retention import (
     BATCH_SIZE,
     AuditFact,
     Guarded,
-    HoldReason,
+    KeepReason,
     KeyFact,
     RetentionFloor,
     Selection,
@@ -322,7 +322,7 @@ class RetentionReconciler:
         ``retention.kept`` line when it is kept."""
         kept = selection.kept_counts()
         if outcome.changed:
-            kept[HoldReason.CHANGED.value] = len(outcome.changed)
+            kept[KeepReason.CHANGED.value] = len(outcome.changed)
         level = logging.INFO if selection.delete or selection.kept or outcome.changed else logging.DEBUG
         log.log(level,
             "retention.pruned partition=%s cutoff=%s floor=%s deleted=%d partitions=%d runs=%d ledger=%d backfill=%d "

@@ -1,6 +1,6 @@
 """The one run-record writer: read the key, decide with ``should_replace``, compare-and-swap on the revision read.
 
-The Airflow plugin (:func:`coordinator.airflow_plugin.records.write_fact`), ``coordinator mark`` and the watcher's
+The Airflow plugin (:func:`coordinator.airflow_plugin.records.write_one`), ``coordinator mark`` and the watcher's
 REST audit all write run-state records through :func:`write_run_record`, so the ordering rules hold whoever writes.
 
 Rules:

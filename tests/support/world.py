@@ -188,7 +188,7 @@ class World:
         for group in spec.groups:
             count = sum(m in satisfied for m in group.members)
             early = group.cutoff_at(action.partition) is not None and self.clock is None and count >= group.minimum
-            if not early and not group.holds(count, action.partition, self.clock):
+            if not early and not group.is_met(count, action.partition, self.clock):
                 self.violations.append(f"{action.node} {action.partition} triggered with {count} of {group.describe()}")
 
     def apply_action(

@@ -11,10 +11,10 @@ Rules:
 - **No repeat alerts.** A transition to ``on_time`` never alerts (a recovery is logged). A transition to a state already
   alerted for this partition (``alerted_states`` of the previous record) does not alert again, unless the rule says
   ``realert``: it is recorded ``alerted`` with ``repeat`` set, and the log says so.
-- **Held before alerting.** Any other transition alerts once it has held for ``hold`` (``expected_by.hold``; 0: in the
-  pass that records it): it is recorded ``alerted: false`` with ``hold_until``; a pass at or after that instant alerts
-  it if the record still holds that transition. A state that changes before (``at_risk`` -> ``on_time`` within the hold)
-  is replaced by the next transition's record and never alerts.
+- **Wait before alerting.** Any other transition alerts once it has lasted ``wait`` (the spec's ``expected_by.hold``;
+  0: in the pass that records it): it is recorded ``alerted: false`` with ``alert_after``; a pass at or after that
+  instant alerts it if the record still says that transition. A state that changes before (``at_risk`` -> ``on_time``
+  within the wait) is replaced by the next transition's record and never alerts.
 - **Alerted states carried.** ``alerted_states`` is carried from record to record for the partition and grows by a state
   when that state's handlers ran (:func:`mark_alerted`), so "already alerted" survives every later transition and a
   failover.
@@ -37,29 +37,29 @@ from coordinator.core.deadline.states import DeadlineState
 
 @dataclass(frozen=True, slots=True)
 class AlertPolicy:
-    """A DAG's alerting rule (``expected_by.hold`` and ``realert``)."""
+    """A DAG's alerting rule: ``wait`` is the spec's ``expected_by.hold``, ``realert`` its ``expected_by.realert``."""
 
-    hold: timedelta = timedelta(0)
+    wait: timedelta = timedelta(0)
     realert: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class AlertPlan:
-    """What a new transition's record says about alerting (**No repeat alerts**, **Held before alerting** and
+    """What a new transition's record says about alerting (**No repeat alerts**, **Wait before alerting** and
     **Alerted states carried**)."""
 
     #: Nothing left to do: on_time, a repeat, or no handlers.
     alerted: bool
     #: A state already alerted in this partition, not alerted again (**No repeat alerts**).
     repeat: bool
-    hold_until: datetime | None
+    alert_after: datetime | None
     alerted_states: tuple[DeadlineState, ...]
 
 
 def plan_alert(
     previous: DeadlineRecord | None, state: DeadlineState, now: datetime, policy: AlertPolicy, handlers: bool
 ) -> AlertPlan:
-    """**No repeat alerts**, **Held before alerting** and **Alerted states carried** for a transition to ``state``
+    """**No repeat alerts**, **Wait before alerting** and **Alerted states carried** for a transition to ``state``
     recorded at ``now`` after ``previous``."""
     before = previous.alerted_states if previous is not None else ()
     if state is DeadlineState.ON_TIME:
@@ -69,21 +69,21 @@ def plan_alert(
     if not handlers:
         # Nothing to run: the transition's log line and metrics are its whole alert, so it counts as alerted now.
         return AlertPlan(True, False, None, _with(before, state))
-    hold_until = now + policy.hold if policy.hold > timedelta(0) else None
-    return AlertPlan(False, False, hold_until, before)
+    alert_after = now + policy.wait if policy.wait > timedelta(0) else None
+    return AlertPlan(False, False, alert_after, before)
 
 
 def due(record: DeadlineRecord, now: datetime) -> bool:
-    """**Held before alerting**: a recorded transition whose handlers should run at ``now``."""
+    """**Wait before alerting**: a recorded transition whose handlers should run at ``now``."""
     if record.alerted:
         return False
-    return record.hold_until is None or now >= record.hold_until
+    return record.alert_after is None or now >= record.alert_after
 
 
-def next_hold(records: Iterable[DeadlineRecord], now: datetime) -> datetime | None:
-    """**Held before alerting**: the earliest instant after ``now`` at which one of ``records`` becomes :func:`due`
-    (None: none is waiting for its hold), so the shell can requeue its alert step at that instant."""
-    return min((r.hold_until for r in records if not r.alerted and r.hold_until is not None and r.hold_until > now),
+def next_alert_after(records: Iterable[DeadlineRecord], now: datetime) -> datetime | None:
+    """**Wait before alerting**: the earliest instant after ``now`` at which one of ``records`` becomes :func:`due`
+    (None: none is waiting), so the shell can requeue its alert step at that instant."""
+    return min((r.alert_after for r in records if not r.alerted and r.alert_after is not None and r.alert_after > now),
                default=None)  # fmt: skip
 
 

@@ -3,13 +3,13 @@
 
 Level-triggered like a client-go informer cache: the cache holds one :class:`~.states.Judgement`
 per (DAG with an ``expected_by``, partition) in scope and, per status, the instant up to which the clock alone cannot
-change its state (``Judgement.holds_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
+change its state (``Judgement.stays_until``), in a heap. Nothing here reads a clock, does I/O or logs; ``now`` and
 the changed keys are inputs.
 
 Rules:
 - **Rebuild and update.** :meth:`DeadlineCache.rebuild` judges everything (the same code as ``deadline_states``);
   :meth:`DeadlineCache.update` judges again only:
-  a. the statuses the clock alone moved: one whose ``holds_until`` is before ``now`` is re-read from its judgement
+  a. the statuses the clock alone moved: one whose ``stays_until`` is before ``now`` is re-read from its judgement
      at ``now`` (``states``' **Known instants**: exactly what a full pass decides; nothing is recomputed from the view),
      then scheduled at its next instant;
   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
@@ -30,7 +30,7 @@ Rules:
 - **Nothing else changes.** Nothing else can change: a status is a function of its own and its ancestors' facts through
   the mappings, their durations, the paused and unreachable sets and ``now`` (``states``' **States** to
   **Expected duration**), and (c) and (d) cover every one of those inputs; (a) covers ``now``. Where (c) stops, every
-  input of the statuses below is what it was when they were judged (each held judgement is a full pass's at the last
+  input of the statuses below is what it was when they were judged (each cached judgement is a full pass's at the last
   update: the invariant this rule keeps).
 - **Learned durations from facts.** Learned durations are kept per DAG from the facts (``states``'
   **Expected duration**): a success, a rerun or a deletion changes a DAG's duration only when its partition is among the
@@ -184,7 +184,7 @@ class DeadlineCache:
         self._moving: list[tuple[datetime, int, Key]] = []  # slack = x - now
         self._fixed: list[tuple[timedelta, int, Key]] = []  # slack = c
         self._open: dict[NodeId, set[str]] = {}
-        #: Every partition held per DAG (open or final): escalation levels read their DAG's statuses from it.
+        #: Every partition cached per DAG (open or final): escalation levels read their DAG's statuses from it.
         self._by_node: dict[NodeId, set[str]] = {}
         self._counts: dict[tuple[NodeId, DeadlineState], int] = {}
         self._moved_counts: set[tuple[NodeId, DeadlineState]] = set()
@@ -194,7 +194,7 @@ class DeadlineCache:
         self._mismatch: set[Key] = set()
         self._points: dict[Grid, tuple[str, ...]] = {}
         self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
-        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one held
+        self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one cached
         self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
         self._history: dict[NodeId, _History] = {}
         self._durations: dict[NodeId, float] = {}
@@ -265,7 +265,7 @@ class DeadlineCache:
 
     def next_instant(self) -> datetime | None:
         """**The clock's next move**: the earliest instant after the last update at which the clock alone changes
-        what a pass judges: a status's ``holds_until`` (its state changes right after it) or the next grid point that
+        what a pass judges: a status's ``stays_until`` (its state changes right after it) or the next grid point that
         enters the horizon; None when nothing is left that the clock can move (a status that left the horizon is
         dropped at the next update, which changes no transition). Escalation levels move at their own slack, which this
         does not track."""
@@ -333,51 +333,11 @@ class DeadlineCache:
         if not self.built or changed is None or self.now is None or now < self.now:
             return self.rebuild(view, now, paused=paused, unreachable=unreachable)
         keys = set(changed)
-        dirty_nodes: set[NodeId] = set()  # paused or unreachable moved: every open status below is judged again
-        slower: set[NodeId] = set()  # a learned duration moved: only the statuses with a prediction below
-        roots_moved = False
-        for node, partition in keys:
-            fact = view.runs.get((node, partition))
-            entry = view.ledger.get((node, partition))
-            failing = (fact is not None and fact.state is RunState.FAILED) or (
-                entry is not None and entry.status is TriggerStatus.ERROR
-            )
-            held = self._failing.get(node)
-            if failing != (held is not None and partition in held):
-                before = bool(held)
-                if failing:
-                    self._failing.setdefault(node, set()).add(partition)
-                else:
-                    assert held is not None
-                    held.discard(partition)
-                roots_moved |= before != bool(self._failing.get(node))
-            if node in self._learning and self._learn(node, partition, fact):
-                slower.add(node)  # **Rebuild and update** (d)
-            if node in self._starting:
-                offset = start_offset(fact, partition) if fact is not None else None
-                if _relearn(self._start_history, self._starts, node, partition, offset):
-                    # **Learned durations from facts**: a start offset moves the same predictions a duration does
-                    slower.add(node)
-        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
-        # **Learned durations from facts** for deadline tasks: few facts (only named tasks are recorded), learned again
-        # whole
-        if touched:
-            learned = learned_task_durations(view, touched)
-            for node in touched:
-                value = learned.get(node)
-                if value != self._task_durations.get(node):
-                    if value is None:
-                        self._task_durations.pop(node, None)
-                    else:
-                        self._task_durations[node] = value
-                    slower.add(node)
-        if paused != self._paused or unreachable != self._unreachable:
-            flipped = self._unreachable ^ unreachable
-            moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
-            self._paused, self._unreachable = paused, unreachable
-            dirty_nodes |= moved
-            roots_moved |= bool(moved)
-        if roots_moved:
+        roots_moved, slower = self._note_facts(view, keys)
+        slower |= self._relearn_tasks(view, keys)
+        # paused or unreachable moved: every open status below is judged again
+        dirty_nodes = self._note_reachability(paused, unreachable)
+        if roots_moved or dirty_nodes:
             self._tainted = tainted_by(self.graph, self._roots())
         work: set[Key] = set()
         self._roll(now, work)  # **Rebuild and update** (b)
@@ -389,30 +349,96 @@ class DeadlineCache:
             # A blocked or missed status has no prediction: a duration cannot change it.
             work.update((node, p) for p in self._open.get(node, ()) if entries[(node, p)].eta is not None)
         if self._ungridded:  # **Rebuild and update** (c)' partitions ungridded DAGs gain: every key below, however far
-            present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
-            for at in _below(self.graph, present):
-                node, partition = at
-                if node in self._ungridded and at not in entries:
-                    scope = self._scope.setdefault(node, set())
-                    if partition not in scope:
-                        scope.add(partition)
-                        if self._targets[node].rule.applies(partition):
-                            work.add(at)
+            self._widen_ungridded(view, keys, work)
         self.now = now
         run = self._judging(view, now)
         # **Rebuild and update** (c): judges what it reaches and takes it out of work
         judged = self._spread(run, keys, work)
         self._judge(run, now, work)  # in any order: each judgement reads the view, never another's
+        timed = self._admit_due(now)
+        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
+        return self._finish(False, judged + len(work), timed, counts)
+
+    def _note_facts(self, view: View, keys: set[Key]) -> tuple[bool, set[NodeId]]:
+        """The changed keys' facts: whether the set of failing roots moved, and the DAGs whose learned duration or
+        start offset moved (**Rebuild and update** (d): only the statuses with a prediction below them move)."""
+        roots_moved = False
+        slower: set[NodeId] = set()
+        for node, partition in keys:
+            fact = view.runs.get((node, partition))
+            entry = view.ledger.get((node, partition))
+            failing = (fact is not None and fact.state is RunState.FAILED) or (
+                entry is not None and entry.status is TriggerStatus.ERROR
+            )
+            failing_partitions = self._failing.get(node)
+            if failing != (failing_partitions is not None and partition in failing_partitions):
+                before = bool(failing_partitions)
+                if failing:
+                    self._failing.setdefault(node, set()).add(partition)
+                else:
+                    assert failing_partitions is not None
+                    failing_partitions.discard(partition)
+                roots_moved |= before != bool(self._failing.get(node))
+            if node in self._learning and self._learn(node, partition, fact):
+                slower.add(node)  # **Rebuild and update** (d)
+            if node in self._starting:
+                offset = start_offset(fact, partition) if fact is not None else None
+                if _relearn(self._start_history, self._starts, node, partition, offset):
+                    # **Learned durations from facts**: a start offset moves the same predictions a duration does
+                    slower.add(node)
+        return roots_moved, slower
+
+    def _relearn_tasks(self, view: View, keys: set[Key]) -> set[NodeId]:
+        """**Learned durations from facts** for deadline tasks: few facts (only named tasks are recorded), learned
+        again whole; the DAGs whose task duration moved."""
+        touched = {node: self._tasks[node] for node, _ in keys if node in self._tasks}
+        slower: set[NodeId] = set()
+        if touched:
+            learned = learned_task_durations(view, touched)
+            for node in touched:
+                value = learned.get(node)
+                if value != self._task_durations.get(node):
+                    if value is None:
+                        self._task_durations.pop(node, None)
+                    else:
+                        self._task_durations[node] = value
+                    slower.add(node)
+        return slower
+
+    def _note_reachability(self, paused: frozenset[NodeId], unreachable: frozenset[str]) -> set[NodeId]:
+        """The DAGs whose paused or unreachable state moved since the last update (their roots move too)."""
+        if paused == self._paused and unreachable == self._unreachable:
+            return set()
+        flipped = self._unreachable ^ unreachable
+        moved = (paused ^ self._paused) | {n for n in self.graph.dags if n.instance in flipped}
+        self._paused, self._unreachable = paused, unreachable
+        return set(moved)
+
+    def _widen_ungridded(self, view: View, keys: set[Key], work: set[Key]) -> None:
+        """**Rebuild and update** (c): the partitions ungridded DAGs gain, every key below the changed ones, however
+        far, added to ``work``."""
+        entries = self._entries
+        present = [at for at in keys if at[0] in view.partitions.get(at[1], ())]
+        for at in _below(self.graph, present):
+            node, partition = at
+            if node in self._ungridded and at not in entries:
+                scope = self._scope.setdefault(node, set())
+                if partition not in scope:
+                    scope.add(partition)
+                    if self._targets[node].rule.applies(partition):
+                        work.add(at)
+
+    def _admit_due(self, now: datetime) -> int:
+        """**Rebuild and update** (a): the statuses whose scheduled instant has passed, admitted; how many."""
         timed = 0
         heap, when = self._heap, self._when
-        while heap and heap[0][0] < now:  # **Rebuild and update** (a)
+        while heap and heap[0][0] < now:
             instant, _, at = heapq.heappop(heap)
             if when.get(at) != instant:
                 continue  # judged again since it was scheduled, or dropped
             timed += 1
             self._admit(at, self._entries[at], now)
-        counts = _labels((k, self._counts.get(k, 0)) for k in self._moved_counts)
-        return self._finish(False, judged + len(work), timed, counts)
+        return timed
 
     # -- internals -----------------------------------------------------------------------------------------------
 
@@ -437,7 +463,7 @@ class DeadlineCache:
     def _roll(self, now: datetime, work: set[Key]) -> None:
         """**Rebuild and update** (b): the grid points that entered the horizon are judged, those that left it dropped.
         The same points as ``grid_partitions`` (``[start, end]``, bounds rounded inwards to minutes), found by walking
-        forward from the last point held, so a pass that crosses no grid point reads no cron expression."""
+        forward from the last point cached, so a pass that crosses no grid point reads no cron expression."""
         end = now.replace(second=0, microsecond=0)
         start = now - self.horizon
         floor = start.replace(second=0, microsecond=0)
@@ -490,12 +516,12 @@ class DeadlineCache:
         for at in work:
             self._judge_one(run, now, at, entries.get(at))
 
-    def _judge_one(self, run: Judging, now: datetime, at: Key, held: Judgement | None) -> Judgement:
+    def _judge_one(self, run: Judging, now: datetime, at: Key, cached: Judgement | None) -> Judgement:
         node, partition = at
         target = self._targets[node]
         # A deadline never changes for a (DAG, partition) (the graph is fixed for the cache): read it back, else
         # from the rule's table (``ExpectedBy.deadlines``: no hash of the rule and the grid per call).
-        deadline = held.deadline if held is not None else target.deadlines[partition]
+        deadline = cached.deadline if cached is not None else target.deadlines[partition]
         judgement = judge(run, node, partition, deadline, target.warn)
         self._admit(at, judgement, now)
         return judgement
@@ -539,12 +565,12 @@ class DeadlineCache:
                 targets_ = graph.target_partitions(child, node, partition) if child in mapped else (partition,)
                 for target in targets_:
                     below = (rank[child], target)
-                    held = moved.get(below)
-                    if held is None:
+                    below_moved = moved.get(below)
+                    if below_moved is None:
                         moved[below] = gives
                         heapq.heappush(heap, below)
                     else:
-                        moved[below] = held | gives
+                        moved[below] = below_moved | gives
         return judged
 
     def _admit(self, at: Key, judgement: Judgement, now: datetime) -> None:
@@ -588,9 +614,9 @@ class DeadlineCache:
         if final is None:
             self._open.setdefault(node, set()).add(partition)
         else:
-            held = self._open.get(node)
-            if held is not None:
-                held.discard(partition)
+            open_parts = self._open.get(node)
+            if open_parts is not None:
+                open_parts.discard(partition)
 
     def _drop(self, at: Key) -> None:
         judgement = self._entries.pop(at, None)
@@ -602,9 +628,9 @@ class DeadlineCache:
         self._mismatch.discard(at)
         self._when.pop(at, None)
         self._slack.pop(at, None)
-        held = self._open.get(at[0])
-        if held is not None:
-            held.discard(at[1])
+        open_parts = self._open.get(at[0])
+        if open_parts is not None:
+            open_parts.discard(at[1])
         kept = self._by_node.get(at[0])
         if kept is not None:
             kept.discard(at[1])

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from coordinator.core.deadline.states import DeadlineState, DeadlineStatus
 from coordinator.core.model import NodeId
@@ -24,9 +24,13 @@ from coordinator.core.model import NodeId
 
 class DeadlineRecord(BaseModel):
     """Value of a transition key ``{prefix}/deadlines/{instance}/{dag_id}/{partition}`` (docs/keys.md): the last
-    state recorded for this (DAG, partition), written by the leader by compare-and-swap (**Transitions**)."""
+    state recorded for this (DAG, partition), written by the leader by compare-and-swap (**Transitions**).
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    The stored field names are the key's contract: ``alert_after`` is stored and read as ``hold_until`` (its alias)."""
+
+    model_config = ConfigDict(
+        extra="ignore", frozen=True, serialize_by_alias=True, validate_by_alias=True, validate_by_name=True
+    )
     state: DeadlineState
     deadline: datetime
     eta: datetime | None = None
@@ -46,9 +50,9 @@ class DeadlineRecord(BaseModel):
     #: The states whose handlers ran for this partition, carried across its transitions (``alerts``'
     #: **Alerted states carried**).
     alerted_states: tuple[DeadlineState, ...] = ()
-    #: The handlers run at the first pass at or after this instant if the state still holds (``alerts``'
-    #: **Held before alerting**).
-    hold_until: datetime | None = None
+    #: The handlers run at the first pass at or after this instant if the state is still the recorded one
+    #: (``alerts``' **Wait before alerting**).
+    alert_after: datetime | None = Field(default=None, alias="hold_until")
     #: A state already alerted for this partition: recorded, not alerted again (``alerts``' **No repeat alerts**).
     repeat: bool = False
     #: The task a task deadline was judged on (**Task deadlines**); None: the DAG run (records written before task

@@ -34,7 +34,7 @@ Rules:
   **Causes** and **ETA** once as a :class:`Judgement`, whose ``status(now)`` is exactly what a pass at that later
   ``now`` returns while no input changes. The ETA is ``max(now + ahead, fixed)`` (:class:`Eta`), so ETA minus ``now``
   never grows: a success is final, a miss stays a miss, ``blocked`` and ``at_risk`` hold until the deadline, ``on_time``
-  until ``deadline - warn - ahead`` (:meth:`Judgement.holds_until`). An overdue root changes an ``at_risk`` status's
+  until ``deadline - warn - ahead`` (:meth:`Judgement.stays_until`). An overdue root changes an ``at_risk`` status's
   cause, not its state. ``coordinator.core.deadline.cache`` keeps passes incremental on this.
 - **Task deadlines.** A task deadline (``expected_by.task``) is **States**, **Causes**, **ETA** and
   **Expected duration** on that task's state in the partition (the plugin records it: the graph names the task,
@@ -152,7 +152,7 @@ class Judgement:
     def state(self, now: datetime) -> DeadlineState:
         return self.timing(now)[0]
 
-    def holds_until(self, now: datetime) -> datetime | None:
+    def stays_until(self, now: datetime) -> datetime | None:
         """The last instant up to which the state at ``now`` stays the same with no new input (**Known instants**);
         None: forever. A success is final and a miss stays a miss; ``blocked`` and ``at_risk`` last until the deadline;
         ``on_time`` until ``deadline - warn - ahead``: the ETA minus ``now`` (``max(ahead, fixed - now)``) never
@@ -160,13 +160,13 @@ class Judgement:
         return self.timing(now)[1]
 
     def slack_terms(self, now: datetime) -> tuple[datetime | None, timedelta | None]:
-        """``(x, c)`` with ``slack = min(x - t, c)`` at every ``t`` from ``now`` to :meth:`holds_until` (a part left
+        """``(x, c)`` with ``slack = min(x - t, c)`` at every ``t`` from ``now`` to :meth:`stays_until` (a part left
         out when None), for an open partition: the metric's least slack is then kept without reading every status.
         (None, None) for a success."""
         return self.timing(now)[2]
 
     def timing(self, now: datetime) -> tuple[DeadlineState, datetime | None, tuple[datetime | None, timedelta | None]]:
-        """``state``, ``holds_until`` and ``slack_terms`` at ``now`` from one reading of the ETA (the incremental
+        """``state``, ``stays_until`` and ``slack_terms`` at ``now`` from one reading of the ETA (the incremental
         pass asks all three of every status it holds)."""
         final = self.final
         if final is not None:
@@ -349,9 +349,9 @@ class Judging:
             return None
         at = (node, partition)
         causes = self._causes
-        held = causes.get(at, _UNSET_CAUSE)  # one lookup, not two: a pass asks this thousands of times
-        if held is not _UNSET_CAUSE:
-            return held
+        cached = causes.get(at, _UNSET_CAUSE)  # one lookup, not two: a pass asks this thousands of times
+        if cached is not _UNSET_CAUSE:
+            return cached
         causes[at] = None  # the graph is acyclic; this only guards a malformed one
         fact = self.view.runs.get(at)
         found: Cause | None = None
@@ -384,9 +384,9 @@ class Judging:
         unknown)."""
         at = (node, partition)
         etas = self._etas
-        held = etas.get(at, _UNSET_ETA)
-        if held is not _UNSET_ETA:
-            return held
+        cached = etas.get(at, _UNSET_ETA)
+        if cached is not _UNSET_ETA:
+            return cached
         etas[at] = None
         fact = self.view.runs.get(at)
         result: Eta | None

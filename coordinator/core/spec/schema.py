@@ -43,6 +43,10 @@ def _refs(item: str, description: str) -> dict[str, Any]:
 
 
 def _defs() -> dict[str, Any]:
+    """Every definition of the JSON Schema, by name.
+
+    Long because it is one table: each entry is a definition the schema reference page lists whole, and splitting
+    the literal would only scatter what a reader compares side by side."""
     return {
         "name": {
             "description": "An Airflow instance name (same rule as a dag id).",
