@@ -78,8 +78,10 @@ def test_make_dist_builds_and_runs_in_the_release_venv_never_the_dev_venv() -> N
     Airflow) prints only the release venv's build and its interpreter running devtools.dist: nothing installs or runs
     .venv; `make image` does not need it either."""
     newer = ["-W", "pyproject.toml", "-W", "constraints/dev.txt"]
+    # Run from `make test` too: without the outer make's variables this make prints no "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS", "MAKEOVERRIDES")}
     done = subprocess.run(["make", "-n", *newer, "PYTHON=python3", "dist"], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60, check=False)  # fmt: skip
+                          env=env, timeout=60, check=False)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line.strip() for line in done.stdout.splitlines()] == [
         "python3 -m devtools.tool_venv venv release",
