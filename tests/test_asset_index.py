@@ -238,10 +238,10 @@ def test_malformed_keys_are_reported_held_for_a_relist_and_left_out(key: str, va
     """A key or value that does not parse is answered as a problem, held at -1 for a relist, and never counted."""
     index = AssetIndex(KEYS)
     assert index.apply(key, value, 5) is problem
-    assert index.held() == {key: -1}
+    assert index.known() == {key: -1}
     assert index.streams(ROUTE_SETS[0]) == []
     index.apply(key, None, 6)
-    assert index.held() == {}
+    assert index.known() == {}
 
 
 def test_each_key_names_its_streams_an_entry_its_own_an_event_one_per_routed_target() -> None:

@@ -215,7 +215,7 @@ def test_a_relist_removes_from_the_asset_index_what_was_deleted_while_the_watch_
                 await store.delete(key)
             # What ``watch_prefix`` hands out after a compaction: the difference between what the watcher holds and
             # a fresh read of its prefix.
-            watcher._apply_batch(relist_diff(watcher.informer.held(), await store.snapshot(settings.keys.root)))
+            watcher._apply_batch(relist_diff(watcher.informer.known(), await store.snapshot(settings.keys.root)))
             assert not watcher.assets.has_event("team_a", HISTORY, 1_000_001)
             assert ("team_b", "team_a", HISTORY, 1_000_001) not in watcher.assets.ledger
             assert len(watcher.assets.events) == 2

@@ -140,7 +140,7 @@ def test_the_view_holds_the_checkpoint_names_a_bad_value_and_forgets_a_deleted_o
     key = KEYS.config_key("checkpoint")
     assert view.apply(key, checkpoint(5), 7) == set()
     assert view.checkpoint == parse_value(PlanCheckpoint, checkpoint(5))[0] and view.checkpoint_rev == 7
-    assert view.held()[key] == 7
+    assert view.known()[key] == 7
     assert view.apply(key, b"{not json", 8) == set()
     assert view.checkpoint is None and view.checkpoint_rev == 8
     assert "unparsable plan checkpoint" in view.problems[key]

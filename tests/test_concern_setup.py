@@ -58,7 +58,7 @@ def test_a_concern_added_with_one_line_is_handed_its_keys_from_the_watch(
             await store.put(keys.hold_key("h1"), hold_value("h1"))
             assert await store.delete(keys.hold_key("h1"))
             last = await store.put(keys.hold_key("h2"), hold_value("h2"))
-            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.held):
+            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.known):
                 watcher._apply_batch(batch)
                 if batch.revision >= last:
                     break

@@ -104,7 +104,7 @@ async def write_estate(store: EtcdStore, prefix: str) -> dict[str, bytes]:
 def model_state(informer: Informer, assets: AssetIndex, deadlines: DeadlineIndex, presence: PresenceIndex) -> Any:
     """What a reader can see of each family: every key held with its revision, and the parsed values that matter."""
     return (
-        informer.held(),
+        informer.known(),
         sorted((n.qualified, p, f.state) for (n, p), f in informer.view.runs.items()),
         sorted(deadlines.records.items(), key=lambda kv: (kv[0][0].qualified, kv[0][1])),
         sorted(deadlines.levels),
@@ -134,7 +134,7 @@ def test_a_load_and_the_watch_from_an_empty_start_give_the_same_model_as_the_rea
             assert done.problems == () and done.keys == 13
             followed, *f_indexes = informer_for(etcd_prefix)
             hints: list[str] = []
-            async for batch in store.watch_prefix(etcd_prefix + "/", start, followed.held):
+            async for batch in store.watch_prefix(etcd_prefix + "/", start, followed.known):
                 hints += followed.apply(batch).of(Informer.HINTS)
                 if batch.revision >= done.revision:
                     break
@@ -147,7 +147,7 @@ def test_a_load_and_the_watch_from_an_empty_start_give_the_same_model_as_the_rea
             read = await read_model(store, KeyLayout(etcd_prefix))
             snap = await store.snapshot(etcd_prefix + "/")
             for model in (read, model_of(KeyLayout(etcd_prefix), snap.revision, list(reversed(snap.kvs)))):
-                assert model.view.held() == loaded.view.held()
+                assert model.view.known() == loaded.view.known()
                 assert model.leader == indexes[2].leader
                 assert [w.id for w in model.watchers] == ["w1", "w2"]
                 assert model.recorded == indexes[1].records
@@ -179,7 +179,7 @@ def test_a_relist_after_a_compaction_removes_what_was_deleted_from_every_index(
             now = await store.put(keys.leader, b"w3")
             await store.compact(now)
             batches: list[WatchBatch] = []
-            async for batch in store.watch_prefix(prefix + "/", revision, informer.held):
+            async for batch in store.watch_prefix(prefix + "/", revision, informer.known):
                 informer.apply(batch)
                 batches.append(batch)
                 if batch.revision >= now:
@@ -221,7 +221,7 @@ def test_bad_values_are_named_by_their_index_and_the_rest_still_loads(
             # The same through the watch: a second bad deadline value is named in the batch's changes.
             other = keys.deadline_key(B, P1)
             revision = await store.put(other, b"[]")
-            async for batch in store.watch_prefix(etcd_prefix + "/", loaded.revision, informer.held):
+            async for batch in store.watch_prefix(etcd_prefix + "/", loaded.revision, informer.known):
                 changes = informer.apply(batch)
                 assert changes.problems and changes.problems[0][:2] == ("deadline", other)
                 if batch.revision >= revision:
@@ -260,7 +260,7 @@ def test_a_watch_batch_names_the_deadline_records_holds_and_asset_keys_it_moved(
             await store.delete(assets_keys.delivery_key("team_b", "team_a", URI, 1))
             last = await store.put(keys.run_key(B, P2), run_value(RunState.RUNNING, "b2"))
             seen: list[Changes] = []
-            async for batch in store.watch_prefix(etcd_prefix + "/", loaded.revision, informer.held):
+            async for batch in store.watch_prefix(etcd_prefix + "/", loaded.revision, informer.known):
                 seen.append(informer.apply(batch))
                 if batch.revision >= last:
                     break
@@ -310,7 +310,7 @@ def test_the_watcher_counts_what_every_index_skips_as_malformed(
             revision = await watcher.load()
             assert malformed(watcher) == 2
             last = await store.put(assets.event_key("team_a", URI, 9), b"{not json")
-            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.held):
+            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.known):
                 watcher._apply_batch(batch)
                 if batch.revision >= last:
                     break
@@ -346,7 +346,7 @@ def test_the_watcher_counts_live_watcher_services_from_the_presence_keys(
             await store.put(keys.watcher_key("w2"), presence_value("w2"))
             assert await store.delete(keys.watcher_key("w1"))
             last = await store.put(keys.watcher_key("w3"), presence_value("w3"))
-            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.held):
+            async for batch in store.watch_prefix(keys.root, revision, watcher.informer.known):
                 watcher._apply_batch(batch)
                 if batch.revision >= last:
                     break

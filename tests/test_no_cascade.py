@@ -144,7 +144,7 @@ def test_a_snapshot_holds_the_same_record_as_the_events() -> None:
     world = cascaded()
     record(world, "01_pipeline", ROOT_RUN, 0)
     key = world.keys.no_cascade_key(n("01_pipeline"), P1)
-    held = world.view.held()
+    held = world.view.known()
     assert key in held
     fresh = View(world.keys)
     value = dump_no_cascade(world.view.no_cascade[(n("01_pipeline"), P1)].record)

@@ -213,7 +213,7 @@ def test_the_view_loads_task_keys_and_reports_malformed_ones() -> None:
     view.apply(f"/coordinator/tasks/default/u/{P}", good, 6)
     view.apply(f"/coordinator/tasks/default/u/t/{P}", b"not json", 7)
     assert set(view.problems) == {f"/coordinator/tasks/default/u/{P}", f"/coordinator/tasks/default/u/t/{P}"}
-    assert f"/coordinator/tasks/default/u/grp.load/{P}" in view.held()
+    assert f"/coordinator/tasks/default/u/grp.load/{P}" in view.known()
 
 
 def test_retention_retires_a_shifted_read_below_the_floor_but_never_a_gate() -> None:

@@ -165,7 +165,7 @@ def test_held_names_every_key_the_view_holds_with_its_mod_revision() -> None:
         (keys.leader, b"someone", 8),
     ]
     view.load(8, items)
-    assert view.held() == {
+    assert view.known() == {
         keys.run_key(node, p): 5,
         keys.trigger_key(node, p): 4,
         keys.config_key(f"backfill/default/d/{p}"): 6,

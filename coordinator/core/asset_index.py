@@ -264,7 +264,7 @@ class AssetIndex:
         if self._tombstones:
             self._tombstones = {k: rev for k, rev in self._tombstones.items() if rev > revision}
 
-    def held(self) -> dict[str, int]:
+    def known(self) -> dict[str, int]:
         """key -> mod revision of every key stored (problems: -1, so a relist hands them out again): what a relist
         diffs against (``etcd.watch.watch_prefix``); rebuilt only when asked (**Problems kept** keeps keys
         canonical)."""

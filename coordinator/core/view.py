@@ -288,7 +288,7 @@ class View:
         else:
             into.update(View.PARTITIONS, touched)
 
-    def held(self) -> dict[str, int]:
+    def known(self) -> dict[str, int]:
         """key -> mod revision of every key this view holds a fact or a problem of (problems: -1, so a relist hands
         them out again). What a relist after a compaction diffs against (``etcd.watch.watch_prefix``): the view
         keeps no key strings, so they are rebuilt here, only when needed."""

@@ -49,8 +49,8 @@ class DeadlineIndex:
     levels: dict[LevelKey, DeadlineRecord] = field(default_factory=dict)
     level_revisions: dict[LevelKey, int] = field(default_factory=dict)
     levels_unalerted: set[LevelKey] = field(default_factory=set)
-    #: key -> mod revision of every key held (a bad value: -1, so a relist hands it out again).
-    _held: dict[str, int] = field(default_factory=dict, repr=False)
+    #: key -> mod revision of every key known (a bad value: -1, so a relist hands it out again).
+    _known: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -64,13 +64,13 @@ class DeadlineIndex:
         self.levels.clear()
         self.level_revisions.clear()
         self.levels_unalerted.clear()
-        self._held.clear()
+        self._known.clear()
 
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here: a delete removes its record at once."""
 
-    def held(self) -> dict[str, int]:
-        return dict(self._held)
+    def known(self) -> dict[str, int]:
+        return dict(self._known)
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
         """One watched record, a DAG's or a level's; what is wrong with it, or None."""
@@ -96,18 +96,18 @@ class DeadlineIndex:
             records.pop(at, None)
             revisions.pop(at, None)
             unalerted.discard(at)
-            self._held.pop(key, None)
+            self._known.pop(key, None)
             return None
         try:
             record = DeadlineRecord.model_validate_json(value)
         except ValidationError as exc:
-            self._held[key] = -1  # a relist hands it out again
+            self._known[key] = -1  # a relist hands it out again
             return f"unparsable deadline record ({exc.error_count()} errors); the last valid one stays"
         if mod_rev < revisions.get(at, 0):
             return None
         records[at] = record
         revisions[at] = mod_rev
-        self._held[key] = mod_rev
+        self._known[key] = mod_rev
         if record.alerted:
             unalerted.discard(at)
         else:

@@ -48,7 +48,7 @@ class HoldIndex:
     revisions: dict[str, int] = field(default_factory=dict)
     #: Bumped on every change (**One held set per version**).
     version: int = 0
-    _held: dict[str, int] = field(default_factory=dict, repr=False)
+    _known: dict[str, int] = field(default_factory=dict, repr=False)
     _cached: tuple[tuple[int, frozenset[str]], HoldSet] | None = field(default=None, repr=False)
 
     @property
@@ -58,14 +58,14 @@ class HoldIndex:
     def reset(self) -> None:
         self.holds.clear()
         self.revisions.clear()
-        self._held.clear()
+        self._known.clear()
         self._bump()
 
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""
 
-    def held(self) -> dict[str, int]:
-        return dict(self._held)
+    def known(self) -> dict[str, int]:
+        return dict(self._known)
 
     def _bump(self) -> None:
         self.version += 1
@@ -79,17 +79,17 @@ class HoldIndex:
             if self.holds.pop(hold_id, None) is not None:
                 self._bump()
             self.revisions.pop(hold_id, None)
-            self._held.pop(key, None)
+            self._known.pop(key, None)
             return None
         hold, problem = parse_hold(value)
         if hold is None:
-            self._held[key] = -1  # a relist hands it out again
+            self._known[key] = -1  # a relist hands it out again
             return f"unparsable hold ({problem}); it holds nothing until rewritten"
         if mod_rev < self.revisions.get(hold_id, 0):
             return None
         self.holds[hold_id] = hold
         self.revisions[hold_id] = mod_rev
-        self._held[key] = mod_rev
+        self._known[key] = mod_rev
         self._bump()
         return None
 
@@ -121,7 +121,7 @@ class HistoryIndex:
 
     keys: KeyLayout
     entries: dict[str, HistoryEntry] = field(default_factory=dict)
-    _held: dict[str, int] = field(default_factory=dict, repr=False)
+    _known: dict[str, int] = field(default_factory=dict, repr=False)
 
     @property
     def prefixes(self) -> tuple[str, ...]:
@@ -129,25 +129,25 @@ class HistoryIndex:
 
     def reset(self) -> None:
         self.entries.clear()
-        self._held.clear()
+        self._known.clear()
 
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""
 
-    def held(self) -> dict[str, int]:
-        return dict(self._held)
+    def known(self) -> dict[str, int]:
+        return dict(self._known)
 
     def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
         if value is None:
             self.entries.pop(key, None)
-            self._held.pop(key, None)
+            self._known.pop(key, None)
             return None
         entry, problem = parse_history(value)
         if entry is None:
-            self._held[key] = -1
+            self._known[key] = -1
             return f"unparsable history entry ({problem})"
         self.entries[key] = entry
-        self._held[key] = mod_rev
+        self._known[key] = mod_rev
         return None
 
     def moved(self, key: str, problem: str | None, into: Moves) -> None:

@@ -13,7 +13,7 @@ Rules:
   ledger entries of one DAG), so an index costs nothing on the pages it does not own.
 - **Followers after the view.** After the view has applied a key, each :class:`Follower` sees it too: what is derived
   from the view (the retention tracker forgets the partitions its floor retires) follows it in the same event order.
-- **Relists diff every index.** A relist after a compaction diffs against every key every index holds (``held``), so a
+- **Relists diff every index.** A relist after a compaction diffs against every key every index knows (``known``), so a
   key deleted while the watch was away leaves each index, not only the view.
 - **Bad values never stop it.** The view keeps its problems (``View.problems``), an index says what was wrong with a key
   and leaves it out; both come back in :class:`Changes` (and :class:`Loaded`) for the caller to log and count.
@@ -25,7 +25,7 @@ Rules:
   what moved by the watch, its own writes come back included, and nobody writes them into an index by hand. A new
   index is one more entry in the informer's list; the informer, :class:`Changes` and their readers stay as they are.
 - **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
-  `asset-facts`): it is named in :class:`Changes` (``Informer.HINTS``) and held by nobody.
+  `asset-facts`): it is named in :class:`Changes` (``Informer.HINTS``) and kept by nobody.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class Index(Protocol):
     def passed(self, revision: int) -> None:
         """Every key up to ``revision`` has been applied (the end of a load or of a watch batch)."""
 
-    def held(self) -> Mapping[str, int]:
-        """key -> mod revision of every key it holds: what a relist diffs against (**Relists diff every index**)."""
+    def known(self) -> Mapping[str, int]:
+        """key -> mod revision of every key it knows: what a relist diffs against (**Relists diff every index**)."""
         ...
 
 
@@ -305,17 +305,17 @@ class Informer:
         """Every change under ``prefix`` after ``revision`` (a load's), applied, then yielded, forever
         (**One read, one way in**).
 
-        A compaction relists ``prefix`` and diffs it against the keys held under it only (**Relists diff every index**),
+        A compaction relists ``prefix`` and diffs it against the keys known under it only (**Relists diff every index**),
         so watches of several prefixes into one informer (the page's asset feed) never delete each other's keys; an
         index forgets a deletion once every prefix read has passed it (its load's revision, then its watch's). ``lock``
         (reusable, e.g. ``asyncio.Lock``) is held around each apply and ``then``, which sees the batch's changes before
         any other holder of the lock sees the model."""
         self._passed[prefix] = revision
 
-        def held() -> dict[str, int]:
-            return {key: rev for key, rev in self.held().items() if key.startswith(prefix)}
+        def known() -> dict[str, int]:
+            return {key: rev for key, rev in self.known().items() if key.startswith(prefix)}
 
-        async for batch in store.watch_prefix(prefix, revision, held, cuts):
+        async for batch in store.watch_prefix(prefix, revision, known, cuts):
             async with lock if lock is not None else nullcontext():
                 changes = self._apply(batch)
                 self._passed[prefix] = batch.revision
@@ -382,11 +382,11 @@ class Informer:
                     changes.problems.append((index.name, key, problem))
                 index.moved(key, problem, changes)
 
-    def held(self) -> dict[str, int]:
+    def known(self) -> dict[str, int]:
         """Every key the view and the indexes hold, with its mod revision (**Relists diff every index**)."""
-        found = self.view.held()
+        found = self.view.known()
         for index in self.indexes:
-            found.update(index.held())
+            found.update(index.known())
         return found
 
 

@@ -63,7 +63,7 @@ class LineageIndex:
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""
 
-    def held(self) -> dict[str, int]:
+    def known(self) -> dict[str, int]:
         found = {key: -1 for key in self.problems}
         found.update((key, fact.mod_rev) for key, fact in self.records.items())
         return found

@@ -78,7 +78,7 @@ class PresenceIndex:
     def passed(self, revision: int) -> None:
         """Nothing waits for a revision here."""
 
-    def held(self) -> dict[str, int]:
+    def known(self) -> dict[str, int]:
         found = {key: rev for key, (_, rev) in self._watchers.items()}
         if self.leader is not None:
             found[self.keys.leader] = self.leader_rev

@@ -315,7 +315,8 @@ RK = TypeVar("RK", tuple[NodeId, str], LevelKey)
 @dataclass
 class PassRecords(Generic[RK]):
     """**Own writes come back through the watch**: one pass's reading of one kind of record (a DAG's or a level's): the
-    index's, under what this pass wrote itself; a key whose earlier write has not come back yet is held."""
+    index's, under what this pass wrote itself; a key whose earlier write has not come back yet is unseen, and left
+    alone."""
 
     records: Mapping[RK, DeadlineRecord]
     revisions: Mapping[RK, int]
@@ -326,7 +327,7 @@ class PassRecords(Generic[RK]):
     #: What this pass wrote: the record and the revision it landed at.
     wrote: dict[RK, tuple[DeadlineRecord, int]] = field(default_factory=dict)
 
-    def held(self, at: RK) -> bool:
+    def unseen(self, at: RK) -> bool:
         """Whether an earlier write of ``at`` has not come back yet: the index is behind it, so nothing is decided on
         ``at`` this pass (judged again once the informer brings it)."""
         return at not in self.wrote and self.expectations.pending(self.key(at))
@@ -371,13 +372,32 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     what changed since the last one (**One view, one change set**) and what the clock moved; the transitions this
     watcher recorded. Raises LeadershipLost when the fence is gone."""
     graph = job.graph()
-    tracker = job.tracker
     if not job.declares():
         job.cache, job.next_alert_after = None, None
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
     # **Record first, alert after**: every record of this pass is written in the term it began in; the term's revision
     # also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
     job.writes = job.executor.pin()
+    cache, record_changes = await _judge(job, graph, now)
+    records = dag_records(job)
+    # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
+    # before a new transition replaces its record: the new record then carries that state as alerted
+    # (``core.deadline.alerts``'s **Alerted states carried**), so a return to it does not page again.
+    failing = await alert_pending(job, graph, records, now)
+    recorded: list[Transition] = []
+    for transition in cache.transitions(job.tracker.records, record_changes):
+        if await _record_transition(job, graph, records, transition, failing, now):
+            recorded.append(transition)
+    await alert_pending(job, graph, records, now)
+    waiting = (r for at in records.unalerted() if (r := records.record(at)) is not None)
+    job.next_alert_after = next_alert_after(waiting, now)
+    await level_pass(job, graph, cache, now)
+    return recorded
+
+
+async def _judge(job: DeadlineJob, graph: Graph, now: datetime) -> tuple[DeadlineCache, set[tuple[NodeId, str]]]:
+    """The cache brought up to ``now`` on the view, under its lock (**Incremental**), its counts into the metrics: the
+    cache, and the records the watch changed since the last pass."""
     term = job.writes.fence.create_revision
     # Asked before the lock: listing paused DAGs is an Airflow request, and the informer must not wait for it.
     paused, unreachable = await job.paused(graph), job.unreachable()
@@ -404,51 +424,50 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
         # full collection walks them all and an incremental pass that triggers one takes several times longer.
         # Refcounting still frees them when a later cache replaces this one.
         gc.freeze()
-    if update.full:
         job.metrics.deadline_pass(update.counts, update.min_slack)
     else:
         job.metrics.deadline_counts(update.counts, update.min_slack)
     log.debug("deadline.pass full=%s judged=%d timed=%d changed=%d", update.full, update.judged, update.timed,
               len(update.changed))  # fmt: skip
-    records = dag_records(job)
-    # A transition recorded but not yet marked alerted (a leader died after triggering its handlers) is completed
-    # before a new transition replaces its record: the new record then carries that state as alerted
-    # (``core.deadline.alerts``'s **Alerted states carried**), so a return to it does not page again.
-    failing = await alert_pending(job, graph, records, now)
-    recorded: list[Transition] = []
-    for transition in cache.transitions(tracker.records, record_changes):
-        status = transition.status
-        at = (status.node, status.partition)
-        if records.held(at):
-            # **Own writes come back through the watch**: the cache keeps the mismatch, so a later pass offers it again.
-            continue
-        if _waits_for_alert(at, records.record(at), failing, now):
-            # **A failed alert holds its record**: the cache keeps the mismatch, so the next pass offers this transition
-            # again.
-            continue
-        handlers = graph.late_handlers.get(status.node, ())
-        plan = plan_alert(records.record(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
-        handler_date = job.next_handler_date(now) if not plan.alerted else None
-        record = _record(transition, now, job.watcher_id, plan, handler_date)
-        result = await records.write(job, at, record)
-        if not result.succeeded:
-            continue  # another writer moved it: the watch brings its value, the next pass decides again
-        recorded.append(transition)
-        job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
-        log.warning(
-            "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
-            "sequence=%d revision=%d repeat=%s hold_until=%s",
-            status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
-            record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
-            record.sequence, result.revision, record.repeat,
-            record.alert_after.isoformat() if record.alert_after else "-",
-        )  # fmt: skip
-        crash_point("after-deadline-transition")
-    await alert_pending(job, graph, records, now)
-    waiting = (r for at in records.unalerted() if (r := records.record(at)) is not None)
-    job.next_alert_after = next_alert_after(waiting, now)
-    await level_pass(job, graph, cache, now)
-    return recorded
+    return cache, record_changes
+
+
+async def _record_transition(
+    job: DeadlineJob,
+    graph: Graph,
+    records: PassRecords[tuple[NodeId, str]],
+    transition: Transition,
+    failing: set[Any],
+    now: datetime,
+) -> bool:
+    """**Record first, alert after** and **One line per transition** for one transition: whether it was recorded."""
+    status = transition.status
+    at = (status.node, status.partition)
+    if records.unseen(at):
+        # **Own writes come back through the watch**: the cache keeps the mismatch, so a later pass offers it again.
+        return False
+    if _waits_for_alert(at, records.record(at), failing, now):
+        # **A failed alert holds its record**: the cache keeps the mismatch, so the next pass offers this transition
+        # again.
+        return False
+    handlers = graph.late_handlers.get(status.node, ())
+    plan = plan_alert(records.record(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
+    handler_date = job.next_handler_date(now) if not plan.alerted else None
+    record = _record(transition, now, job.watcher_id, plan, handler_date)
+    result = await records.write(job, at, record)
+    if not result.succeeded:
+        return False  # another writer moved it: the watch brings its value, the next pass decides again
+    job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
+    log.warning(
+        "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
+        "sequence=%d revision=%d repeat=%s hold_until=%s",
+        status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
+        record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
+        record.sequence, result.revision, record.repeat,
+        record.alert_after.isoformat() if record.alert_after else "-",
+    )  # fmt: skip
+    crash_point("after-deadline-transition")
+    return True
 
 
 async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: datetime) -> list[LevelTransition]:
@@ -465,7 +484,7 @@ async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: 
     for transition in level_transitions(cache.statuses_of(sorted(levels)), levels, tracker.levels):
         at = transition.key
         status = transition.status
-        if records.held(at):
+        if records.unseen(at):
             continue  # **Own writes come back through the watch**: judged again from the statuses once it has
         if _waits_for_alert(at, records.record(at), failing, now):
             continue  # **A failed alert holds its record**: judged again from the statuses next pass
@@ -498,7 +517,7 @@ async def alert_pending_levels(
     failing: set[LevelKey] = set()
     for at in records.unalerted():
         record = records.record(at)
-        if record is None or records.held(at) or not due(record, now):
+        if record is None or records.unseen(at) or not due(record, now):
             continue
         node, partition, name = at
         level = next((lv for lv in levels.get(node, ()) if lv.name == name), None)
@@ -535,7 +554,7 @@ async def alert_pending(
     failing: set[tuple[NodeId, str]] = set()
     for at in records.unalerted():
         record = records.record(at)
-        if record is None or records.held(at) or not due(record, now):
+        if record is None or records.unseen(at) or not due(record, now):
             continue
         node, partition = at
         run_id = late_run_id(node, partition, record.sequence)

@@ -172,7 +172,7 @@ async def read_audit(store: EtcdStore, keys: KeyLayout) -> AuditRecords:
     """Holds and history through the informer (``informer/holds.py``: no reader lists the store on its own)."""
     holds, _ = await read_holds(store, keys)
     history, _ = await read_history(store, keys)
-    return AuditRecords(history.held(), [(h, holds.revisions.get(i, 0)) for i, h in holds.holds.items()])
+    return AuditRecords(history.known(), [(h, holds.revisions.get(i, 0)) for i, h in holds.holds.items()])
 
 
 async def prune_audit(
