@@ -305,7 +305,7 @@ class Informer:
         """Every change under ``prefix`` after ``revision`` (a load's), applied, then yielded, forever
         (**One read, one way in**).
 
-        A compaction relists ``prefix`` and diffs it against the keys known under it only (**Relists diff every index**),
+        A compaction relists ``prefix`` and diffs it against the keys under it alone (**Relists diff every index**),
         so watches of several prefixes into one informer (the page's asset feed) never delete each other's keys; an
         index forgets a deletion once every prefix read has passed it (its load's revision, then its watch's). ``lock``
         (reusable, e.g. ``asyncio.Lock``) is held around each apply and ``then``, which sees the batch's changes before
