@@ -59,7 +59,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from coordinator.airflow.client import AirflowClient
 from coordinator.core.effects import (
@@ -209,8 +209,8 @@ class Executor:
         #: again.
         self.leadership_lost = asyncio.Event()
         #: **Concurrency**: only to count, wait for or cancel them.
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._pools: dict[Pool, set[asyncio.Task[None]]] = {pool: set() for pool in Pool}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pools: dict[Pool, set[asyncio.Task[Any]]] = {pool: set() for pool in Pool}
         self._slots = {
             Pool.TRIGGERS: asyncio.Semaphore(self.policy.max_concurrent),
             Pool.STREAMS: asyncio.Semaphore(self.policy.max_concurrent_streams),
@@ -328,16 +328,14 @@ class Executor:
 
     # -- concurrency: attempts in flight ----------------------------------------------------------------------------
 
-    def spawn(
-        self, attempt: Callable[[], Awaitable[None]], *, name: str, pool: Pool = Pool.TRIGGERS
-    ) -> asyncio.Task[None]:
+    def spawn(self, attempt: Callable[[], Awaitable[T]], *, name: str, pool: Pool = Pool.TRIGGERS) -> asyncio.Task[T]:
         """Run ``attempt()`` as a task once a slot of ``pool`` is free (started only then: a task cancelled while it
         waits leaves no attempt half begun)."""
         slots = self._slots[pool]
 
-        async def slotted() -> None:
+        async def slotted() -> T:
             async with slots:
-                await attempt()
+                return await attempt()
 
         task = asyncio.create_task(slotted(), name=name)
         self._tasks.add(task)
@@ -350,13 +348,7 @@ class Executor:
         """**Concurrency** for a controller's worker: ``attempt()`` as a task of ``pool``, awaited. The task is
         shielded from the worker: a worker cancelled at the stop leaves the attempt running for :meth:`drain` to wait
         for."""
-        box: list[T] = []
-
-        async def kept() -> None:
-            box.append(await attempt())
-
-        await asyncio.shield(self.spawn(kept, name=name, pool=pool))
-        return box[0]
+        return await asyncio.shield(self.spawn(attempt, name=name, pool=pool))
 
     @property
     def busy(self) -> int:
