@@ -29,7 +29,7 @@ no longer leads, a repair is refused and the round ends (the new leader audits).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -56,7 +56,7 @@ from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.handles import AUDIT
 from coordinator.watcher.keys import Tick
-from coordinator.writers.run_records import Propose, RunWriteStatus, write_run_record
+from coordinator.writers.run_records import Propose, RunWrite, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
 
@@ -195,19 +195,9 @@ async def _repair_run(
     if decide(known.record if known is not None else None) is None:
         return True  # the view already says enough: no etcd call at all
     key = keys.run_key(node, partition)
-    try:
-        done = await write_run_record(writes, key, decide)
-    except LeadershipLost:
-        raise  # the round ends: a leader's repairs are the executor's fenced writes
-    except StoreUnavailable as exc:
-        # etcd is down: every other key would fail the same way, each after its own retries.
-        result.errors += 1
-        log.warning("audit.aborted reason=etcd_unavailable error=%s", exc)
-        return False
-    except CoordinatorError as exc:
-        result.errors += 1
-        log.warning("audit.write_failed key=%s error=%s", key, exc)
-        return True
+    done = await _write_repair(lambda: write_run_record(writes, key, decide), key, result)
+    if isinstance(done, bool):
+        return done
     if done.status is RunWriteStatus.WRITTEN and done.record is not None:
         result.repaired += 1
         result.repaired_in[node.instance] = result.repaired_in.get(node.instance, 0) + 1
@@ -268,14 +258,12 @@ def _task_partitions(ti: TaskInstanceInfo, partitions: Mapping[str, tuple[str, .
         return ()
 
 
-async def _repair_task(
-    writes: Writes, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
-) -> bool:
-    """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
+async def _write_repair(write: Callable[[], Awaitable[RunWrite]], key: str, result: AuditResult) -> RunWrite | bool:
+    """One repair's write of ``key``: its outcome, or, when it failed, whether the round goes on (counted and logged).
+    etcd unavailable ends the round: every other key would fail the same way, each after its own retries. A lost
+    leadership ends it too, raised: a leader's repairs are the executor's fenced writes."""
     try:
-        done = await write_run_record(
-            writes, key, _task_decider(ti, source, now), parse=parse_task_record, rule=should_replace_task
-        )
+        return await write()
     except LeadershipLost:
         raise
     except StoreUnavailable as exc:
@@ -286,6 +274,18 @@ async def _repair_task(
         result.errors += 1
         log.warning("audit.write_failed key=%s error=%s", key, exc)
         return True
+
+
+async def _repair_task(
+    writes: Writes, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
+) -> bool:
+    """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
+    decider = _task_decider(ti, source, now)
+    done = await _write_repair(
+        lambda: write_run_record(writes, key, decider, parse=parse_task_record, rule=should_replace_task), key, result
+    )
+    if isinstance(done, bool):
+        return done
     if done.status is RunWriteStatus.WRITTEN and done.record is not None:
         result.tasks_repaired += 1
         had = done.previous
