@@ -46,6 +46,9 @@ class DagRunInfo:
     #: the date its timetable decoded from it.
     partition_key: str | None = None
     partition_date: datetime | None = None
+    #: Airflow 3's ``run_after`` (when the run was made to run; a clear keeps it): the run's place among several runs
+    #: of one partition (semantics `newest-run-stands`). Airflow 2 (API v1) has none.
+    run_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +125,7 @@ def parse_run(data: object, dag_id: str) -> DagRunInfo:
         run_type=str(data.get("run_type") or ""),
         partition_key=key if isinstance(key := data.get("partition_key"), str) and key else None,
         partition_date=_parse_dt(data.get("partition_date")),
+        run_after=_parse_dt(data.get("run_after")),
     )
 
 

@@ -4,8 +4,8 @@ Shared by the listener's background writer and by the explicit task (``operator`
 
 Rules:
 - **No Airflow import**: the dag run is duck-typed (``dag_id``, ``run_id``, ``logical_date``, ``partition_date``,
-  ``partition_key``, ``clear_number``, ``start_date``, ``end_date``, ``run_type``, ``consumed_asset_events``), so
-  Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
+  ``partition_key``, ``clear_number``, ``start_date``, ``end_date``, ``run_type``, ``run_after``,
+  ``consumed_asset_events``), so Airflow's ORM object, the Task SDK's ``DagRun`` and a test stand-in all work.
 - **Partitions by one rule.** A run is recorded under the partitions :mod:`coordinator.core.run_partition` gives it
   (the REST audit applies the same rule): its logical date as always; a partitioned run's date and segment; an
   asset-triggered run's consumed events' source runs (Airflow 3.3's ``AssetEvent.source_dag_run``, read on the ORM
@@ -16,8 +16,10 @@ Rules:
 - **One writer.** Every write goes through the one run-record writer
   (:func:`coordinator.writers.run_records.write_run_record`): a compare-and-swap guarded by
   :func:`~coordinator.core.model.should_replace`, so an older attempt never overwrites a newer one and an identical
-  rewrite is skipped (it would make a new generation and rerun every dependent). A lost race re-decides. Every etcd call
-  has a short timeout.
+  rewrite is skipped (it would make a new generation and rerun every dependent). Of several runs of one partition the
+  newest stands (semantics `newest-run-stands`: each record carries its run's ``run_after``), so a late hook or a
+  clear of an older run never overwrites a newer run's record. A lost race re-decides. Every etcd call has a short
+  timeout.
 - **Configuration**: :mod:`coordinator.airflow_plugin.config` builds the :class:`WriterConfig` of the
   listener, the task and check-plugin (``COORDINATOR_*`` > ``[coordinator]`` > the etcd connection > defaults);
   :func:`config_from_env` reads ``COORDINATOR_*`` alone (``COORDINATOR_INSTANCE``, ``COORDINATOR_PLUGIN_QUEUE_SIZE``,
@@ -279,6 +281,13 @@ def partitions_of(dag_run: Any, lookup: SourceLookup | None = None) -> tuple[tup
     return found.partitions, None
 
 
+def _run_after(dag_run: Any) -> datetime | None:
+    """The run's place among several runs of its partition (semantics `newest-run-stands`): Airflow 3's
+    ``run_after``, aware; None on Airflow 2 (no such column) or when it is not an aware date."""
+    value = getattr(dag_run, "run_after", None)
+    return value if isinstance(value, datetime) and value.utcoffset() is not None else None
+
+
 def run_writes_from_dag_run(
     dag_run: Any, state: RunState, config: WriterConfig, now: datetime, lookup: SourceLookup | None = None
 ) -> tuple[tuple[RunStateWrite, ...], NotRecorded | None]:
@@ -301,6 +310,7 @@ def run_writes_from_dag_run(
             start_date=getattr(dag_run, "start_date", None),
             end_date=getattr(dag_run, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
             run_type=run_type_of(dag_run),
+            run_after=_run_after(dag_run),
         )
         node = NodeId(config.instance, dag_id)
         writes = tuple(RunStateWrite(config.keys.run_key(node, p), record) for p in partitions)
@@ -401,6 +411,7 @@ def task_writes_from_task_instance(
             start_date=getattr(ti, "start_date", None),
             end_date=getattr(ti, "end_date", None) if state in (RunState.SUCCESS, RunState.FAILED) else None,
             try_number=int(raw_try) if raw_try is not None else None,
+            run_after=_run_after(dag_run),
         )
         node = NodeId(config.instance, dag_id)
         writes = tuple(

@@ -11,6 +11,9 @@ Rules (pure: no I/O, no clock):
   when etcd is missing the run, lags behind it (running -> success), or missed a whole attempt.
 - **Missed attempts by start date.** REST does not expose ``clear_number``. A missed attempt is recognised by a later
   ``start_date`` than the one recorded, and written as the next attempt (``clear_number`` + 1).
+- **The newest run stands** (semantics `newest-run-stands`): of several Airflow runs of one partition only the one
+  standing (:func:`coordinator.core.run_order.standing_run`) is audited, and a record of another run is replaced only
+  by a run that comes later in the run order; a second pass over unchanged Airflow state writes nothing.
 - **Other writers left alone.** A record from a non-Airflow writer (``mark``, another team's job) under another run id
   is left alone.
 """
@@ -20,6 +23,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from coordinator.core.model import RunRecord, RunState, should_replace
+from coordinator.core.run_order import comes_later
 
 _STATES = {"running": RunState.RUNNING, "success": RunState.SUCCESS, "failed": RunState.FAILED}
 #: Start dates closer than this are the same attempt (REST and the listener may round differently).
@@ -36,6 +40,7 @@ def audit_record(
     source: str,
     now: datetime,
     run_type: str | None = None,
+    run_after: datetime | None = None,
 ) -> RunRecord | None:
     """The record to write for a run Airflow reports (``run_type`` as Airflow names it, None: not said), or None when
     etcd already says enough."""
@@ -47,13 +52,15 @@ def audit_record(
         return RunRecord(
             state=mapped, run_id=run_id, clear_number=clear_number, updated_at=now, source=source,
             start_date=start_date, end_date=end_date if mapped is not RunState.RUNNING else None, run_type=run_type,
+            run_after=run_after,
         )  # fmt: skip
 
     if existing is None:
         return record(0)
     if existing.run_id != run_id:
         ours = existing.source.startswith(("airflow-plugin", "audit"))
-        return record(0) if ours else None
+        candidate = record(0)
+        return candidate if ours and comes_later(candidate, existing) else None
     if start_date is not None and existing.start_date is not None and start_date - existing.start_date > SAME_START:
         return record(existing.clear_number + 1)
     candidate = record(existing.clear_number)

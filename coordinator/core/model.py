@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from coordinator.core.partition import SEGMENT_SEP, is_partition, segment_problem
+from coordinator.core.run_order import comes_later
 
 #: Airflow's own characters for dag ids (airflow.utils.helpers.KEY_REGEX); instance names follow the same rule.
 NAME_CHARS = r"[A-Za-z0-9_.-]+"
@@ -196,6 +197,10 @@ class RunRecord(BaseModel):
     #: :data:`BACKFILL_RUN_TYPE` explains its partition and what it fans out to below to the trigger budget (semantics
     #: `budget-explained-pass`). Absent (values written before it, or by a writer that does not say): not a backfill.
     run_type: str | None = None
+    #: Airflow's ``run_after`` of the run (when it was made to run; a clear keeps it): its place among several runs of
+    #: one partition (semantics `newest-run-stands`, ``core/run_order.py``). Absent (Airflow 2, ``mark``, values
+    #: written before it, an outside writer that does not say): another run id replaces, as before.
+    run_after: datetime | None = None
 
     @property
     def backfill(self) -> bool:
@@ -501,14 +506,16 @@ def should_replace(old: RunRecord | None, new: RunRecord) -> bool:
     - For the same run id, an older attempt (lower ``clear_number``) never overwrites a newer one, and within one
       attempt a state never goes backwards (a late ``running`` must not hide ``success``). Terminal to the other
       terminal state is allowed: it is a user marking the run success or failed.
-    - A different run id for the same partition replaces (someone deleted and recreated the run).
+    - Of two runs for the same partition the later in the run order stands (semantics `newest-run-stands`,
+      :func:`coordinator.core.run_order.comes_later`): an older run never overwrites a newer one's record; where
+      either does not say its ``run_after``, a different run id replaces (someone deleted and recreated the run).
     """
     if old is None:
         return True
     if old.same_attempt_state(new):
         return False
     if old.run_id != new.run_id:
-        return True
+        return comes_later(new, old)
     if new.clear_number != old.clear_number:
         return new.clear_number > old.clear_number
     return _STATE_RANK[new.state] >= _STATE_RANK[old.state]

@@ -133,9 +133,10 @@ def audit_task_record(
     end_date: datetime | None,
     source: str,
     now: datetime,
+    run_after: datetime | None = None,
 ) -> TaskRecord | None:
-    """The record to write for a task instance Airflow reports, or None when etcd already says enough
-    (**The audit's rule**)."""
+    """The record to write for a task instance Airflow reports (``run_after``: its DAG run's, the run order of
+    semantics `newest-run-stands`), or None when etcd already says enough (**The audit's rule**)."""
     mapped = TASK_FACT_STATES.get(state)
     if mapped is None:
         return None
@@ -151,6 +152,7 @@ def audit_task_record(
         start_date=start_date,
         end_date=end_date if mapped is not RunState.RUNNING else None,
         try_number=try_number,
+        run_after=run_after,
     )
     # A record without a try (mark, a writer without tries) cannot tell which try it was: only a lagging state counts.
     if existing is not None and same_run and getattr(existing, "try_number", None) is None and mapped is existing.state:

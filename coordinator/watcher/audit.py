@@ -40,6 +40,7 @@ from coordinator.core.audit import audit_record
 from coordinator.core.graph import Graph
 from coordinator.core.lineage.mapping import entry_for
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_partition
+from coordinator.core.run_order import standing_run
 from coordinator.core.run_partition import run_partitions
 from coordinator.core.task_facts import (
     NamedTasks,
@@ -106,7 +107,7 @@ def _decider(run: DagRunInfo, source: str, now: datetime) -> Propose:
     def decide(existing: RunRecord | None) -> RunRecord | None:
         return audit_record(
             existing, run_id=run.run_id, state=run.state, start_date=run.start_date, end_date=run.end_date,
-            source=source, now=now, run_type=run.run_type or None,
+            source=source, now=now, run_type=run.run_type or None, run_after=run.run_after,
         )  # fmt: skip
 
     return decide
@@ -140,8 +141,9 @@ async def audit_once(
             result.errors += 1
             log.warning("audit.list_failed node=%s error=%s", node, exc)
             continue
-        partitions = await _run_partitions(client, node, runs, result)
-        if not await _audit_tasks(writes, keys, client, node, named, now - lookback, now, result, partitions):
+        partitions = _standing(runs, await _run_partitions(client, node, runs, result))
+        after = {run.run_id: run.run_after for run in runs}
+        if not await _audit_tasks(writes, keys, client, node, named, now - lookback, now, result, partitions, after):
             return result  # etcd is down
         for run in runs:
             for partition in partitions.get(run.run_id, ()):
@@ -177,6 +179,22 @@ async def _run_partitions(
     if sources.reads:
         log.info("audit.run_sources node=%s reads=%d", node, sources.reads)
     return found
+
+
+def _standing(runs: list[DagRunInfo], partitions: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """Each listed run's partitions where it is the run that stands (semantics `newest-run-stands`,
+    :func:`coordinator.core.run_order.standing_run`): of several runs of one partition only the last in the run order
+    is audited there, so a pass never proposes an older run, and the writer's rule refuses one all the same."""
+    by_partition: dict[str, list[DagRunInfo]] = {}
+    for run in runs:
+        for partition in partitions.get(run.run_id, ()):
+            by_partition.setdefault(partition, []).append(run)
+    standing: dict[str, list[str]] = {}
+    for partition, candidates in by_partition.items():
+        winner = standing_run(candidates)
+        if winner is not None:
+            standing.setdefault(winner.run_id, []).append(partition)
+    return {run_id: tuple(found) for run_id, found in standing.items()}
 
 
 async def _repair_run(
@@ -226,9 +244,11 @@ async def _audit_tasks(
     now: datetime,
     result: AuditResult,
     partitions: Mapping[str, tuple[str, ...]],
+    run_after: Mapping[str, datetime | None],
 ) -> bool:
     """Repair the task-state keys of ``node``'s named tasks, at their run's partitions (``partitions``: by run id, the
-    runs listed this pass); False when etcd is unavailable (the pass stops)."""
+    runs listed this pass where they stand; ``run_after``: their run order); False when etcd is unavailable (the pass
+    stops)."""
     for task_id in sorted(named.by_node.get(node, ())):
         try:
             instances = await client.list_task_instances(node.dag_id, task_id, since)
@@ -242,7 +262,8 @@ async def _audit_tasks(
             for partition in _task_partitions(ti, partitions):
                 result.tasks_checked += 1
                 key = keys.task_key(node, task_id, partition)
-                if not await _repair_task(writes, key, ti, f"audit:{node.instance}", now, result):
+                decide = _task_decider(ti, f"audit:{node.instance}", now, run_after.get(ti.run_id))
+                if not await _repair_task(writes, key, ti, decide, result):
                     return False
     return True
 
@@ -276,11 +297,8 @@ async def _write_repair(write: Callable[[], Awaitable[RunWrite]], key: str, resu
         return True
 
 
-async def _repair_task(
-    writes: Writes, key: str, ti: TaskInstanceInfo, source: str, now: datetime, result: AuditResult
-) -> bool:
+async def _repair_task(writes: Writes, key: str, ti: TaskInstanceInfo, decider: Propose, result: AuditResult) -> bool:
     """One task-state key through the run-record writer with the task rule; False when etcd is unavailable."""
-    decider = _task_decider(ti, source, now)
     done = await _write_repair(
         lambda: write_run_record(writes, key, decider, parse=parse_task_record, rule=should_replace_task), key, result
     )
@@ -300,13 +318,13 @@ async def _repair_task(
     return True
 
 
-def _task_decider(ti: TaskInstanceInfo, source: str, now: datetime) -> Propose:
+def _task_decider(ti: TaskInstanceInfo, source: str, now: datetime, run_after: datetime | None) -> Propose:
     """The task audit rule for one task instance Airflow reports, as a function of the record etcd holds."""
 
     def decide(existing: RunRecord | None) -> RunRecord | None:
         return audit_task_record(
             existing, run_id=ti.run_id, state=ti.state, try_number=ti.try_number, start_date=ti.start_date,
-            end_date=ti.end_date, source=source, now=now,
+            end_date=ti.end_date, source=source, now=now, run_after=run_after,
         )  # fmt: skip
 
     return decide
