@@ -18,7 +18,9 @@ Rules (semantics `lineage-once`):
   that a late START does not undo, and a run never goes backwards.
 - **Newest run only.** The run state is written when the run's state changed and the run is the partition's newest: the
   key holds no state, or this run's, or another run's that started before this one did (``start_date``, else
-  ``updated_at``). A late event of an older run is recorded in its own record only: it never hides a newer run.
+  ``updated_at``). A late event of an older run is recorded in its own record only: it never hides a newer run. The
+  value says the run's place, ``run_after`` (its earliest event), the run order every writer follows (semantics
+  `newest-run-stands`).
 - **The writers' rules.** The value follows the writers' rules (``docs/keys.md``): ``run_id`` is the OpenLineage runId,
   ``clear_number`` 0 (a rerun is a new runId: a new generation that reruns every dependent once, like a cleared DAG
   run), ``start_date``/``end_date`` the START and terminal event times, ``updated_at`` the latest event time, ``source``
@@ -37,6 +39,7 @@ from coordinator.core.lineage.events import EventType, RunEvent
 from coordinator.core.lineage.mapping import LineageJob, PartitionSource
 from coordinator.core.model import NodeId, RunRecord, RunState, canonical_partition
 from coordinator.core.partition import join_partition
+from coordinator.core.run_order import comes_later
 
 #: **Strongest event**: what each event type says of the run.
 STATE_OF = {
@@ -151,7 +154,7 @@ def judge(
     if state is None or (record.events and state == record.state()):
         return Writes(Outcome.RECORDED, node, updated.partition, updated)
     value = run_state(event, updated, state)
-    if current is not None and current.run_id != event.run_id and _newer(current, updated):
+    if current is not None and current.run_id != event.run_id and not _stands_over(value, current, updated):
         return Writes(Outcome.RECORDED, node, updated.partition, updated)
     return Writes(Outcome.ACCEPTED, node, updated.partition, updated, value)
 
@@ -163,8 +166,17 @@ def run_state(event: RunEvent, run: LineageRun, state: RunState) -> RunRecord:
     return RunRecord(
         state=state, run_id=event.run_id, clear_number=0, updated_at=max(run.events.values()),
         source=f"{SOURCE_PREFIX}{event.namespace}", start_date=start,
-        end_date=max(ends) if state is not RunState.RUNNING and ends else None,
+        end_date=max(ends) if state is not RunState.RUNNING and ends else None, run_after=min(run.events.values()),
     )  # fmt: skip
+
+
+def _stands_over(value: RunRecord, current: RunRecord, run: LineageRun) -> bool:
+    """**Newest run only**, by the run order every writer follows (semantics `newest-run-stands`): a run's place is
+    its earliest event (``run_after`` of its value); against a value of another writer that does not say its place,
+    the other run's start (:func:`_newer`)."""
+    if current.run_after is not None:
+        return comes_later(value, current)
+    return not _newer(current, run)
 
 
 def _newer(current: RunRecord, run: LineageRun) -> bool:
