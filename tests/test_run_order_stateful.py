@@ -23,7 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import audit as core_audit
 from coordinator.core import model as core_model
-from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, parse_run_record
 from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.etcd import KV
@@ -178,7 +178,8 @@ class RunOrderMachine(RuleBasedStateMachine):
         for _ in range(3):
             assert self.audit() == 0, "an audit pass over unchanged Airflow state wrote again"
         for partition in PARTITIONS:
-            alive = [(r.run_after, r.run_id, r) for r in self.airflow.runs if r.partition == partition and not r.deleted]
+            runs = self.airflow.runs
+            alive = [(r.run_after, r.run_id, r) for r in runs if r.partition == partition and not r.deleted]
             record = self.store.record(partition)
             if alive and record is not None and max(alive)[:2] == max(self.seen[partition]):
                 newest = max(alive)[2]
@@ -227,7 +228,7 @@ def test_the_machine_catches_the_rule_it_checks(monkeypatch: pytest.MonkeyPatch)
     """With the run order removed (another run id always replaces, the rule before it existed) the machine fails."""
     monkeypatch.setattr(core_model, "comes_later", lambda new, old: True)
     monkeypatch.setattr(core_audit, "comes_later", lambda new, old: True)
-    with pytest.raises(AssertionError, match="went backwards|wrote again|older run followed|written twice"):
+    with pytest.raises(AssertionError, match=r"went backwards|wrote again|older run followed|written twice"):
         run_state_machine_as_test(
             RunOrderMachine, settings=settings(SETTINGS, max_examples=200, derandomize=True, print_blob=False)
         )

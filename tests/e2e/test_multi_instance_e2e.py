@@ -640,3 +640,107 @@ def test_airflow3_partitioned_keyed_and_asset_triggered_runs_join_across_deploym
     # The asset-triggered consumer ran twice in Airflow (a clear of its producer makes a new run), its dependent
     # was created once and cleared once: the same run id.
     assert len([r for r in runs_by_id(a, "e2e_part_clean") if r.startswith("asset_triggered__")]) >= 2
+
+
+# ----- Several Airflow runs of one partition (semantics `newest-run-stands`) -----
+
+#: The audit's interval in the scenario: several passes within a minute, as a user who found the loop ran it.
+AUDIT_S = 10
+#: Audit passes that must change nothing once the reruns are done.
+QUIET_PASSES = 6
+_AUDIT_PASS = "audit checked="
+
+
+def several_runs_graph() -> dict[str, Any]:
+    """An asset-scheduled consumer's dependents in both deployments, and a per-region dependent of a load keyed by
+    region, in the other deployment."""
+    regions = {"cron": "0 0 * * *", "segments": list(REGIONS_OF_LOAD)}
+    return {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {
+            "default/e2e_part_after_clean": {"upstreams": "default/e2e_part_clean"},
+            "team_b/e2e_part_after_clean": {"upstreams": "default/e2e_part_clean"},
+            "default/e2e_seg_load": {"partitions": regions},
+            "team_b/e2e_seg_per": {"partitions": regions, "upstreams": "default/e2e_seg_load"},
+        },
+    }  # fmt: skip
+
+
+def audit_passes(log: Path) -> int:
+    """How many audit passes the watcher logging to ``log`` has finished."""
+    return log.read_text(encoding="utf-8", errors="replace").count(_AUDIT_PASS) if log.exists() else 0
+
+
+def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_then_nothing_moves(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """A producer's clear makes Airflow create a second asset-triggered run of its consumer, and a region's key is
+    triggered a second time: each dependent (in both deployments) reruns exactly once, etcd names the newer runs, the
+    leader is killed with SIGKILL between two audit passes, the newer consumer run is deleted in Airflow, and over six
+    further audit passes (every 10 s) no run-state key, ledger or Airflow run moves."""
+    day, seg_day = e2e.new_partition(), e2e.new_partition()
+    region = f"{seg_day}~eu"
+    deps = e2e.write_dependencies(several_runs_graph(), name="several_runs.json")
+    env = {"COORDINATOR_AUDIT_INTERVAL_S": str(AUDIT_S)}
+    leader = start_two_instance_watcher(e2e, team_b, deps, "e2e-several", "--leader-ttl", "3", **env)
+    e2e.wait_for_leader(deps, "e2e-several")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-several-standby", "--leader-ttl", "3", **env)
+    a = e2e.stack
+    dependents = [("e2e_part_after_clean", day, "default"), ("e2e_part_after_clean", day, "team_b"),
+                  ("e2e_seg_per", region, "team_b")]  # fmt: skip
+
+    raw_run, first_load = e2e.run_id("raw"), e2e.run_id("load_1")
+    a.trigger("e2e_part_raw", raw_run, day)
+    a.trigger("e2e_seg_load", first_load, None, partition_key=f"{seg_day}|eu")
+    for dag_id, partition, instance in dependents:
+        e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS, HOP_S, "first run", instance)
+    first_clean, _ = e2e.read_run("e2e_part_clean", day)
+    assert first_clean is not None and first_clean.run_id.startswith("asset_triggered__"), first_clean
+
+    # The producer is cleared (Airflow makes a second consumer run); the region's key is triggered again.
+    a.clear("e2e_part_raw", raw_run)
+    second_load = e2e.run_id("load_2")
+    a.trigger("e2e_seg_load", second_load, None, partition_key=f"{seg_day}|eu")
+    for dag_id, partition, instance in dependents:
+        e2e.wait_for_run_record(dag_id, partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
+                                HOP_S, "one rerun", instance)  # fmt: skip
+    second_clean, _ = e2e.read_run("e2e_part_clean", day)
+    assert second_clean is not None and second_clean.run_id != first_clean.run_id, second_clean
+    assert second_clean.run_after is not None and first_clean.run_after is not None
+    assert second_clean.run_after > first_clean.run_after, "etcd names the older consumer run"
+    load, _ = e2e.read_run("e2e_seg_load", region)
+    assert load is not None and load.run_id == second_load, load
+
+    # The leader dies between two audit passes; the standby leads and audits.
+    leader_log = e2e.work_dir / "e2e-several-watcher.log"
+    passes = audit_passes(leader_log)
+    wait_for(lambda: audit_passes(leader_log) > passes, 3 * AUDIT_S, "an audit pass of the leader")
+    leader.kill()
+    leader.wait(timeout=30)
+    e2e.wait_for_leader(deps, "e2e-several-standby")
+    # The newer consumer run is deleted in Airflow: the older one must not come back as new.
+    status, body = a.request("DELETE", f"/api/v2/dags/e2e_part_clean/dagRuns/{urllib.parse.quote(second_clean.run_id)}")
+    assert status == 204, (status, body)
+
+    watched = [e2e.keys.run_key(e2e.stack_node("e2e_part_clean"), day),
+               e2e.keys.run_key(e2e.stack_node("e2e_seg_load"), region)]  # fmt: skip
+    ledgers = {(d, p, i): e2e.read_ledger(d, p, i) for d, p, i in dependents}
+    before = {key: e2e.revisions(key).get(key) for key in watched}
+    before.update({f"{d}/{i}/{p}": e2e.read_run(d, p, i)[1] for d, p, i in dependents})
+    standby_log = e2e.work_dir / "e2e-several-standby-watcher.log"
+    passes = audit_passes(standby_log)
+    wait_for(lambda: audit_passes(standby_log) >= passes + QUIET_PASSES, (QUIET_PASSES + 3) * AUDIT_S,
+             f"{QUIET_PASSES} audit passes of the new leader")  # fmt: skip
+    after = {key: e2e.revisions(key).get(key) for key in watched}
+    after.update({f"{d}/{i}/{p}": e2e.read_run(d, p, i)[1] for d, p, i in dependents})
+    assert after == before, "a run-state key moved after the reruns"
+    for (dag_id, partition, instance), ledger in ledgers.items():
+        assert ledger is not None and ledger.trigger_count == 2, (dag_id, instance, ledger)
+        assert e2e.read_ledger(dag_id, partition, instance) == ledger, (dag_id, instance, "the ledger moved")
+        stack = a if instance == "default" else team_b
+        assert [r for r in runs_by_id(stack, dag_id) if r.startswith("coordinator__")].count(run_id_for(partition)) == 1
+    standing, _ = e2e.read_run("e2e_part_clean", day)
+    assert standing is not None and standing.run_id == second_clean.run_id, "the deleted newer run's record went back"
+    leading = standby_log.read_text(encoding="utf-8", errors="replace").split("leader.acquired")[-1]
+    assert "audit.repaired" not in leading, "the new leader's audit rewrote a run state"
