@@ -10,10 +10,20 @@ from types import SimpleNamespace
 import pytest
 
 from coordinator.airflow_plugin.records import WriterConfig, run_writes_from_dag_run
+from coordinator.core.actions import Trigger
 from coordinator.core.audit import audit_record
-from coordinator.core.model import KeyLayout, RunRecord, RunState, should_replace
+from coordinator.core.model import (
+    KeyLayout,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    dump_record,
+    run_id_for,
+    should_replace,
+)
 from coordinator.core.run_order import comes_later, standing_run
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
+from tests.support.world import P1, World, make_graph, n
 
 T1 = datetime(2026, 11, 27, 8, 18, 9, tzinfo=UTC)
 T2 = datetime(2026, 11, 27, 8, 20, 35, tzinfo=UTC)
@@ -108,3 +118,19 @@ def test_the_plugin_records_an_airflow3_runs_run_after() -> None:
     assert why is None and [w.record.run_after for w in writes] == [T2]
     writes, why = run_writes_from_dag_run(SimpleNamespace(run_id="r2", **common), RunState.SUCCESS, config, NOW)
     assert why is None and [w.record.run_after for w in writes] == [None]
+
+
+def test_a_rerun_clears_the_newer_airflow_run_that_stands_over_the_coordinators_own() -> None:
+    """A dependent the coordinator created, then triggered again in Airflow for the same partition (a newer run that
+    stands): an upstream's rerun clears that newer run (its next attempt is recorded), not the older own one."""
+    world = World(make_graph({"d": ["u"]}))
+    world.adopt()
+    world.state("u", P1, RunState.SUCCESS, "scheduled__u")
+    world.settle()
+    assert world.view.runs[(n("d"), P1)].run_id == run_id_for(P1)
+    newer = RunRecord(state=RunState.SUCCESS, run_id="manual__again", source="airflow-plugin:default",
+                      run_after=T2)  # fmt: skip
+    world.write(world.keys.run_key(n("d"), P1), dump_record(newer))
+    world.state("u", P1, RunState.SUCCESS, "scheduled__u", clear_number=1)
+    (action,) = world.plan().actions
+    assert isinstance(action, Trigger) and action.action is TriggerAction.CLEAR and action.run_id == "manual__again"

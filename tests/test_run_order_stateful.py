@@ -28,7 +28,7 @@ from coordinator.core.spec.loader import parse_spec
 from coordinator.core.view import View
 from coordinator.etcd import KV
 from coordinator.etcd.types import CasResult
-from coordinator.watcher.audit import audit_once
+from coordinator.watcher.audit import Refused, audit_once
 from coordinator.writers.run_records import write_run_record
 from tests.support.examples import examples
 
@@ -46,8 +46,10 @@ class MemoryStore:
         self.revision = 0
         self.kvs: dict[str, KV] = {}
         self.successes: dict[str, list[RunRecord]] = {}
+        self.reads = 0
 
     async def get(self, key: str) -> KV | None:
+        self.reads += 1
         return self.kvs.get(key)
 
     async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
@@ -112,6 +114,7 @@ class RunOrderMachine(RuleBasedStateMachine):
         #: Every run a writer has seen, by partition (the model: the latest of these stands).
         self.seen: dict[str, set[tuple[datetime, str]]] = {p: set() for p in PARTITIONS}
         self.events = 0  # successes Airflow made (creates and clears): no more generations than these
+        self.refused: Refused = {}  # the leader's audit keeps it across passes
 
     def tick(self) -> datetime:
         self.now += timedelta(minutes=1)
@@ -132,7 +135,7 @@ class RunOrderMachine(RuleBasedStateMachine):
         before = self.store.revision
         view = self.store.view()
         asyncio.run(audit_once(self.store, KEYS, self.graph, {"default": self.airflow}, timedelta(days=1), view,
-                               now=self.now))  # fmt: skip
+                               now=self.now, refused=self.refused))  # fmt: skip
         return self.store.revision - before
 
     @rule(partition=st.sampled_from(PARTITIONS), lost=st.booleans(), backdated=st.booleans())
@@ -251,3 +254,21 @@ def test_a_cleared_producer_reruns_its_asset_consumer_once_then_nothing_moves() 
     machine.plugin_write(machine.airflow.runs[0])
     assert machine.audit() == 0
     assert len(machine.store.successes[KEYS.run_key(NODE, "eu")]) == 2
+
+
+def test_a_deleted_newer_run_keeps_its_record_and_later_passes_read_nothing() -> None:
+    """The newer run deleted in Airflow: its record stays, the older run is never written again, and once etcd has
+    refused the older run the audit's later passes do not even read the key."""
+    machine = RunOrderMachine()
+    machine.create("eu", lost=False, backdated=False)
+    machine.create("eu", lost=False, backdated=False)
+    machine.airflow.runs[1].deleted = True
+    machine.tick()
+    assert machine.audit() == 0
+    reads = machine.store.reads
+    for _ in range(5):
+        machine.tick()
+        assert machine.audit() == 0
+    assert machine.store.reads == reads, "the audit read a key whose refusal it already knew"
+    record = machine.store.record("eu")
+    assert record is not None and record.run_id == "manual__1"

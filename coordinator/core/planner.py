@@ -650,8 +650,11 @@ class _PartitionPlanner(EdgeJudgement):
     ) -> Trigger:
         known_run = ledger is not None or fact is not None
         # The run we manage if we ever created or cleared one, else the run Airflow already has for P (a scheduled
-        # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated).
-        if ledger is not None:
+        # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated). A run of
+        # P that an Airflow writer recorded after our last intent stands over ours (semantics `newest-run-stands`: a
+        # key triggered again, a newer asset-triggered run): clearing ours would make an attempt that is never
+        # recorded, so that newer run is the one cleared.
+        if ledger is not None and not _newer_airflow_run(fact, ledger):
             run_id = ledger.run_id
         elif fact is not None:
             run_id = fact.run_id
@@ -734,3 +737,19 @@ def _root_summary(node: NodeId, spec: DagSpec, fact: RunFact | None) -> str:
     if fact is None:
         return f"{node} (root) has not run for this partition"
     return f"{node} (root) is {fact.state} (run {fact.run_id}, revision {fact.rev})"
+
+
+#: The sources of run states that Airflow's own runs write (the plugin, the REST audit): a run id such a writer
+#: recorded is a run Airflow holds.
+AIRFLOW_SOURCES = ("airflow-plugin", "audit")
+
+
+def _newer_airflow_run(fact: RunFact | None, ledger: LedgerFact) -> bool:
+    """Whether ``fact`` is another Airflow run of the partition than the ledger's, recorded after the ledger's last
+    intent: under semantics `newest-run-stands` it stands over the run the ledger names."""
+    return (
+        fact is not None
+        and fact.run_id != ledger.run_id
+        and fact.rev > ledger.intent_rev
+        and fact.source.startswith(AIRFLOW_SOURCES)
+    )

@@ -62,6 +62,12 @@ from coordinator.writers.run_records import Propose, RunWrite, RunWriteStatus, w
 log = logging.getLogger(__name__)
 
 
+#: Run-state key -> (the view's revision of it, the run id) of a proposal the writer refused at that revision: the key
+#: names a newer run than any Airflow still lists (a run deleted in Airflow leaves its record, semantics
+#: `newest-run-stands`), which the view's slim fact cannot tell; the proposal is not sent again until the key changes.
+Refused = dict[str, tuple[int, str]]
+
+
 @dataclass(frozen=True)
 class AuditJob:
     """The leader's periodic audit as a timed concern (``manager/periodic.py``): what a pass needs, not the watcher."""
@@ -79,9 +85,12 @@ class AuditJob:
     #: Told, per instance, how many run states a round repaired (the metric ``coordinator_audit_repairs``): repairs
     #: of an instance whose plugin wrote before are the sign that it stopped writing.
     on_repaired: Callable[[str, int], None] = lambda instance, count: None
+    #: The proposals etcd refused, kept across passes (:data:`Refused`).
+    refused: Refused = field(default_factory=dict)
 
     async def run_once(self, now: datetime) -> RequeueAfter:
-        result = await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now)
+        result = await audit_once(self.writes, self.keys, self.graph(), self.clients, self.lookback, self.view, now=now,
+                                  refused=self.refused)  # fmt: skip
         for instance, count in sorted(result.repaired_in.items()):
             self.on_repaired(instance, count)
         return None
@@ -122,10 +131,12 @@ async def audit_once(
     view: View,
     *,
     now: datetime | None = None,
+    refused: Refused | None = None,
 ) -> AuditResult:
     """One audit pass at ``now`` (the wall clock if None) over every DAG of the graph whose instance has a client;
-    ``view`` is the leader's view."""
+    ``view`` is the leader's view; ``refused``: the proposals refused by earlier passes (:data:`Refused`), updated."""
     result = AuditResult()
+    refused = refused if refused is not None else {}
     now = now if now is not None else wall_clock()
     named = named_tasks_from_mapping(view.activation.upstream_tasks if view.activation is not None else None)
     for node in graph.topo_order:
@@ -148,7 +159,7 @@ async def audit_once(
         for run in runs:
             for partition in partitions.get(run.run_id, ()):
                 result.checked += 1
-                if not await _repair_run(writes, keys, node, run, partition, view, now, result):
+                if not await _repair_run(writes, keys, node, run, partition, view, now, result, refused):
                     return result  # etcd is down
     log.info(
         "audit checked=%d repaired=%d stale=%d errors=%d tasks_checked=%d tasks_repaired=%d",
@@ -206,6 +217,7 @@ async def _repair_run(
     view: View,
     now: datetime,
     result: AuditResult,
+    refused: Refused,
 ) -> bool:
     """One run-state key of ``run`` at ``partition`` through the run-record writer; False when etcd is unavailable."""
     decide = _decider(run, f"audit:{node.instance}", now)
@@ -213,6 +225,9 @@ async def _repair_run(
     if decide(known.record if known is not None else None) is None:
         return True  # the view already says enough: no etcd call at all
     key = keys.run_key(node, partition)
+    proposal = (known.rev if known is not None else 0, run.run_id)
+    if refused.get(key) == proposal:
+        return True  # etcd refused this run over the same record before: it names a newer run
     done = await _write_repair(lambda: write_run_record(writes, key, decide), key, result)
     if isinstance(done, bool):
         return done
@@ -230,6 +245,7 @@ async def _repair_run(
         log.warning("audit.contended key=%s rounds=%d", key, done.rounds)
     else:
         result.stale += 1
+        refused[key] = proposal
         log.info("audit.view_behind key=%s revision=%d", key, done.revision)
     return True
 
