@@ -15,8 +15,8 @@ Rules:
 - **Lines.** ``runs when any of a, b: neither has run for P`` / ``at least 2 of 3, 1 more needed: eu done; us has not
   run`` / ``at least 2 of 3, met: eu, us done; apac failed``; after a cutoff the count says which number holds
   (``at least 3 of 4, met (2 after the cutoff): ...``). With a cutoff, a second line whose head is the whole rule
-  (``at least 3 of 4, 2 after the cutoff at 06:00Z``) says: before it ``not passed yet (late: will rerun once)``,
-  after it ``passed, not run yet (...)`` until a run; after a run that consumed fewer than the rule ``ran with eu, us
+  (``at least 3 of 4, 2 after the cutoff at 06:00Z``) says: before it ``not passed yet (late: will rerun once)``
+  (``not passed yet; its last run used ...`` once the rule was met), after it ``passed, not run yet (...)`` until a run; after a run that consumed fewer than the rule ``ran with eu, us
   at the cutoff; apac late, ignored`` (``will rerun once`` with ``"late": "rerun"``, ``after the cutoff`` when a member
   it ran with came after it); after a run that consumed the rule's count ``its last run used eu, us (in by the
   cutoff) and apac (late)``, or ``..., all in by the cutoff``. What happened, from the ledger and the members' ends;
@@ -106,6 +106,8 @@ def _cutoff_line(
     assert at is not None  # a group with a cutoff
     head = f"{declared(group)}, {group.minimum} after the cutoff at {_when(group, at, partition)}"
     if now is None or now < at:
+        if ran and took:  # it ran with the whole rule before the cutoff
+            return f"{head}: not passed yet; its last run used {_names(took)}"
         return f"{head}: not passed yet (late: {_late_words(group)})"
     if not ran or not took:
         return f"{head}: passed, not run yet (late: {_late_words(group)})"
