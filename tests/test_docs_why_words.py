@@ -4,18 +4,37 @@ here on the graph the page shows (revision numbers apart: a real store's are its
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from coordinator.core.model import RunRecord, RunState, dump_record
-from coordinator.core.spec.loader import parse_spec
-from coordinator.explain.report import why
-from tests.support.world import P1, SEVEN, World, n
+from typer.testing import CliRunner
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+from coordinator.cli import engine_cmds  # registers `why` on the app
+from coordinator.cli.app import app
+from coordinator.core.activation import adopt, dump_activation
+from coordinator.core.model import (
+    KeyLayout,
+    RunRecord,
+    RunState,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+    run_id_for,
+)
+from coordinator.core.spec.loader import parse_spec
+from coordinator.etcd import EtcdStore
+from coordinator.explain.report import why
+from coordinator.runtime.settings import EtcdSettings
+from tests.support.world import P1, World, n
+
+assert engine_cmds
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 RUN = "scheduled__2026-01-01T00:00:00+00:00"
 
 
@@ -27,27 +46,72 @@ def _why(world: World, dag: str) -> list[str]:
     return why(world.graph, world.plan([P1]), n(dag), P1, world.view, world.clock)
 
 
-def test_the_ask_why_session_is_what_why_prints() -> None:
-    """01 cleared and succeeded again, 02, 04, 05 rerun and 03 not yet: why 06 and why 03 (then running) print the
-    session of doctor.md's "Ask why" line for line."""
+class _Etcd:
+    """Writes the example's keys to a real etcd, remembering each one's revision (a ledger's inputs name them)."""
+
+    def __init__(self, etcd: EtcdStore, prefix: str) -> None:
+        self.etcd, self.keys = etcd, KeyLayout(prefix)
+
+    async def run(self, dag: str, state: RunState, run_id: str, attempt: int = 0) -> int:
+        record = RunRecord(state=state, run_id=run_id, clear_number=attempt)
+        return await self.etcd.put(self.keys.run_key(n(dag), P1), dump_record(record))
+
+    async def trigger(self, dag: str, action: TriggerAction, inputs: dict[str, int], count: int = 1) -> int:
+        record = TriggerRecord(status=TriggerStatus.DONE, action=action, run_id=run_id_for(P1), inputs=inputs,
+                               trigger_count=count)  # fmt: skip
+        return await self.etcd.put(self.keys.trigger_key(n(dag), P1), dump_record(record))
+
+
+async def _cascaded_and_rerun(endpoints: EtcdSettings, prefix: str) -> None:
+    """The example's first cascade, then 01 cleared and succeeded again, and 02, 04, 05 rerun on it; 03 not yet."""
+    graph = parse_spec((ROOT / "dependencies.json").read_text(encoding="utf-8"), "dependencies.json")
+    async with await EtcdStore.connect(endpoints) as etcd:
+        put = _Etcd(etcd, prefix)
+        activation = adopt(graph.shapes, graph.digest, None, 0, sources=graph.dags)
+        assert activation is not None
+        await etcd.put(put.keys.config_key("graph"), dump_activation(activation))
+        first = await put.run("01_pipeline", RunState.SUCCESS, RUN)
+        done: dict[str, int] = {}
+        for dag in ("02_pipeline", "03_pipeline", "04_pipeline", "05_pipeline"):
+            await put.trigger(dag, TriggerAction.CREATE, {"default/01_pipeline": first})
+            done[f"default/{dag}"] = await put.run(dag, RunState.SUCCESS, run_id_for(P1))
+        await put.trigger("06_pipeline", TriggerAction.CREATE, done)
+        six = await put.run("06_pipeline", RunState.SUCCESS, run_id_for(P1))
+        await put.trigger("07_pipeline", TriggerAction.CREATE, {"default/06_pipeline": six})
+        await put.run("07_pipeline", RunState.SUCCESS, run_id_for(P1))
+        again = await put.run("01_pipeline", RunState.SUCCESS, RUN, attempt=1)
+        for dag in ("02_pipeline", "04_pipeline", "05_pipeline"):
+            await put.trigger(dag, TriggerAction.CLEAR, {"default/01_pipeline": again}, count=2)
+            await put.run(dag, RunState.SUCCESS, run_id_for(P1), attempt=1)
+
+
+async def _three_reruns(endpoints: EtcdSettings, prefix: str) -> None:
+    """03 cleared on 01's success again, and running."""
+    async with await EtcdStore.connect(endpoints) as etcd:
+        put = _Etcd(etcd, prefix)
+        latest = await etcd.get(put.keys.run_key(n("01_pipeline"), P1))
+        assert latest is not None
+        await put.trigger("03_pipeline", TriggerAction.CLEAR, {"default/01_pipeline": latest.mod_revision}, count=2)
+        await put.run("03_pipeline", RunState.RUNNING, run_id_for(P1), attempt=1)
+
+
+def test_the_ask_why_session_is_what_why_prints(
+    etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str
+) -> None:
+    """01 cleared and succeeded again, 02, 04, 05 rerun and 03 not yet: `coordinator why 06_pipeline` and, once 03
+    runs, `coordinator why 03_pipeline` against etcd print the session of doctor.md's "Ask why" line for line."""
     page = (DOCS / "howto" / "doctor.md").read_text(encoding="utf-8")
     block = page.split("## Ask why", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
-    world = World(SEVEN)
-    world.adopt()
-    world.state("01_pipeline", P1, RunState.SUCCESS, RUN)
-    world.settle()
-    world.state("01_pipeline", P1, RunState.SUCCESS, RUN, clear_number=1)
-    for action in world.plan().actions:
-        if action.node != n("03_pipeline"):
-            world.apply_action(action)
-    for dag in ("02_pipeline", "04_pipeline", "05_pipeline"):
-        world.start(dag, P1)
-        world.finish(dag, P1)
-    printed = ["$ coordinator status --partition 2026-01-01", "$ coordinator why 06_pipeline --partition 2026-01-01"]
-    printed += _why(world, "06_pipeline")
-    world.act()
-    world.start("03_pipeline", P1)
-    printed += ["$ coordinator why 03_pipeline --partition 2026-01-01", *_why(world, "03_pipeline")]
+    common = ["--partition", "2026-01-01", "--etcd", etcd_endpoint, "--prefix", etcd_prefix,
+              "--deps", str(ROOT / "dependencies.json")]  # fmt: skip
+    asyncio.run(_cascaded_and_rerun(etcd_settings, etcd_prefix))
+    printed = ["$ coordinator status --partition 2026-01-01"]
+    for dag, before in (("06_pipeline", None), ("03_pipeline", _three_reruns)):
+        if before is not None:
+            asyncio.run(before(etcd_settings, etcd_prefix))
+        result = CliRunner().invoke(app, ["why", dag, *common])
+        assert result.exit_code == 0, result.output
+        printed += [f"$ coordinator why {dag} --partition 2026-01-01", *result.stdout.splitlines()]
     assert _revisions(block).splitlines() == [_revisions(line) for line in printed]
 
 

@@ -16,11 +16,12 @@ Rules:
   run`` / ``at least 2 of 3, met: eu, us done; apac failed``; after a cutoff the count says which number holds
   (``at least 3 of 4, met (2 after the cutoff): ...``). With a cutoff, a second line whose head is the whole rule
   (``at least 3 of 4, 2 after the cutoff at 06:00Z``) says: before it ``not passed yet (late: will rerun once)``
-  (``not passed yet; its last run used ...`` once the rule was met), after it ``passed, not run yet (...)`` until a run; after a run that consumed fewer than the rule ``ran with eu, us
-  at the cutoff; apac late, ignored`` (``will rerun once`` with ``"late": "rerun"``, ``after the cutoff`` when a member
-  it ran with came after it); after a run that consumed the rule's count ``its last run used eu, us (in by the
-  cutoff) and apac (late)``, or ``..., all in by the cutoff``. What happened, from the ledger and the members' ends;
-  never a count that did not happen.
+  (``not passed yet; its last run used ...`` once the rule was met), after it ``passed, not run yet (...)`` until a
+  run; after a run that consumed fewer than the rule ``ran with eu, us at the cutoff; apac late, ignored`` (``will
+  rerun once`` with ``"late": "rerun"``, ``after the cutoff`` when a member it ran with came after it); after a run
+  that consumed the rule's count ``its last run used eu, us (in by the cutoff) and apac (late)``, or ``..., all in by
+  the cutoff`` (``all after the cutoff``; without the members' ends, what it used alone). What happened, from the
+  ledger and the members' ends; never a count that did not happen.
 """
 
 from __future__ import annotations
