@@ -91,3 +91,16 @@ def test_a_mapped_and_a_task_input_are_named_with_their_partition_and_task() -> 
     lines = "\n".join(why_of(world, "d", P2))
     assert f"up {P1} run scheduled__up, attempt 0 (success at revision {up})" in lines, lines
     assert f"u task load run manual__{P2}, attempt 0 (success at revision {task})" in lines, lines
+
+
+def test_a_run_the_coordinator_did_not_trigger_says_what_it_reads_is_not_recorded() -> None:
+    """02 running on its own schedule (no trigger of the coordinator's): why says which upstream runs it reads is not
+    recorded, and a root's run says nothing of the kind."""
+    world = World(SEVEN)
+    world.adopt()
+    world.state("01_pipeline", P1, RunState.RUNNING, f"scheduled__{P1}")
+    world.state("02_pipeline", P1, RunState.RUNNING, f"scheduled__{P1}")
+    assert "  a run the coordinator did not trigger: which upstream runs it reads is not recorded" in why_of(
+        world, "02_pipeline"
+    )
+    assert not any("not recorded" in line for line in why_of(world, "01_pipeline"))

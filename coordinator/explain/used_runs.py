@@ -9,7 +9,8 @@ Rules:
 - **From the ledger, named by the view.** The ledger records each input's generation (an etcd revision); the view's
   fact of that upstream names the run at that revision. When the upstream has moved on since (a rerun, another
   Airflow run of the partition), the line says the revision the trigger used and what the upstream holds now, never a
-  run it did not use.
+  run it did not use. A run with no trigger of the coordinator's behind it (a schedule's, a user's) says so: what it
+  reads is recorded nowhere.
 """
 
 from __future__ import annotations
@@ -24,15 +25,17 @@ SHOWN = 5
 
 def used_runs_line(graph: Graph, view: View, node: NodeId, partition: str) -> str | None:
     """``its trigger at revision 20 used a/up run R, attempt 1 (success at revision 14)`` for a run of ``node`` in
-    flight (**Only while a run is in flight**), None otherwise or without a ledger."""
+    flight (**Only while a run is in flight**), the words of a run no trigger is behind, None otherwise."""
     ledger = view.ledger.get((node, partition))
     spec = graph.dags.get(node)
-    if (
-        ledger is None
-        or spec is None
-        or not ledger.input_names
-        or not _in_flight(ledger, view.runs.get((node, partition)))
-    ):
+    fact = view.runs.get((node, partition))
+    if spec is None or spec.is_root:
+        return None
+    if ledger is None:
+        if fact is not None and fact.state.active:
+            return "a run the coordinator did not trigger: which upstream runs it reads is not recorded"
+        return None
+    if not ledger.input_names or not _in_flight(ledger, fact):
         return None
     words: list[str] = []
     named: set[str] = set()
@@ -46,8 +49,8 @@ def used_runs_line(graph: Graph, view: View, node: NodeId, partition: str) -> st
             what = str(edge.source) if edge.task is None else f"{edge.source} task {edge.task}"
             if q != partition:
                 what += f" {q}"
-            fact = view.runs.get((edge.source, q)) if edge.task is None else view.tasks.get((edge.source, edge.task, q))
-            words.append(_used(what, rev, fact))
+            up = view.runs.get((edge.source, q)) if edge.task is None else view.tasks.get((edge.source, edge.task, q))
+            words.append(_used(what, rev, up))
     # Inputs of a graph that changed since the trigger: their revision is all there is to say.
     words += [f"{key} (revision {rev})" for key, rev in ledger.inputs.items() if key not in named]
     more = f" and {len(words) - SHOWN} more" if len(words) > SHOWN else ""
