@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from coordinator.cli import engine_cmds  # registers `why` on the app
 from coordinator.cli.app import app
 from coordinator.core.activation import adopt, dump_activation
+from coordinator.core.facts import RunFact
 from coordinator.core.model import (
     KeyLayout,
     RunRecord,
@@ -26,11 +27,12 @@ from coordinator.core.model import (
     dump_record,
     run_id_for,
 )
+from coordinator.core.newer_input import newer_input
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.explain.report import why
 from coordinator.runtime.settings import EtcdSettings
-from tests.support.world import P1, World, n
+from tests.support.world import P1, P2, World, n
 
 assert engine_cmds
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,3 +213,34 @@ def test_the_group_lines_semantics_quotes_are_printed() -> None:
     printed += _plain_lines(regions)
     assert len(quoted) == 9, quoted
     assert [q for q in quoted if not any(q in line for line in printed)] == [], printed
+
+
+def test_the_reasons_doctor_md_quotes_after_the_session_are_printed() -> None:
+    """Each reason and line the paragraph after the "Ask why" session quotes ('...' standing for a run id or the rest
+    of the line) is one the planner or why prints: the success without 'again' after a trigger that did not use it or
+    after a run of the DAG's own, the trigger's line, an upstream that moved on, and a run no trigger is behind."""
+    page = (DOCS / "howto" / "doctor.md").read_text(encoding="utf-8")
+    paragraph = page.split("## Ask why", 1)[1].split("A rerun's reason", 1)[1].split("\n\n", 1)[0]
+    quoted = [" ".join(q.split()) for q in re.findall(r"`([^`]+)`", paragraph) if q != "why"]
+    printed: list[str] = []
+    three, one = n("03_pipeline"), RunFact(RunState.SUCCESS, RUN, 0, 812)
+    printed += [newer_input("01_pipeline", one, 812, three, 700, None, triggered) for triggered in (True, False)]
+    printed += [newer_input("01_pipeline", one._replace(clear_number=1), 812, three, 640, 640, True)]
+    world = World(parse_spec((ROOT / "dependencies.json").read_text(encoding="utf-8"), "dependencies.json"))
+    world.adopt()
+    world.state("01_pipeline", P1, RunState.SUCCESS, RUN)
+    world.settle()
+    world.state("01_pipeline", P1, RunState.SUCCESS, RUN, clear_number=1)
+    world.act()
+    world.start("03_pipeline", P1)
+    printed += [line.strip() for line in _why(world, "03_pipeline")]
+    world.state("01_pipeline", P1, RunState.RUNNING, RUN, clear_number=2)
+    printed += [line.strip() for line in _why(world, "03_pipeline")]
+    world.state("02_pipeline", P2, RunState.RUNNING, "scheduled__2")
+    printed += [line.strip() for line in why(world.graph, world.plan([P2]), n("02_pipeline"), P2, world.view)]
+    patterns = [re.escape(_revisions(q)).replace(re.escape("..."), ".*") for q in quoted]
+    missing = [
+        q for q, p in zip(quoted, patterns, strict=True) if not any(re.search(p, _revisions(x)) for x in printed)
+    ]
+    assert len(quoted) == 6, quoted
+    assert missing == [], printed
