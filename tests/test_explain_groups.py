@@ -195,6 +195,31 @@ def test_a_run_before_the_cutoff_says_what_it_used() -> None:
     assert f"{HEAD}: not passed yet; its last run used apac, eu, us" in why_lines(world)
 
 
+def test_a_short_run_whose_members_have_no_end_says_once_the_cutoff_passed() -> None:
+    """eu and us written without an end (an outside writer), run at the cutoff with them: 'ran with eu, us once the
+    cutoff passed', nothing said of whether they were in by it."""
+    world = world_of([REGIONS])
+    for dag in ("eu", "us"):
+        world.state(dag, P1, RunState.SUCCESS)
+    world.clock = at(2)
+    run_once(world)
+    assert f"{HEAD}: ran with eu, us once the cutoff passed; apac, latam late, will rerun once" in why_lines(world)
+
+
+def test_a_member_rerun_since_the_run_is_not_placed_by_its_new_end() -> None:
+    """eu, us and apac used by a run before the cutoff, then apac rerun (a new result ending after it, not consumed
+    yet): the line says what the run used and places none of them by the new end (never 'apac (late)')."""
+    world = world_of([REGIONS])
+    for dag in ("eu", "us", "apac"):
+        lands(world, dag, at(0, 10))
+    world.clock = at(0, 30)
+    run_once(world)
+    world.clock = at(9)
+    lands(world, "apac", at(8))
+    lines = why_lines(world)
+    assert f"{HEAD}: its last run used apac, eu, us" in lines, lines
+
+
 def test_a_run_whose_members_have_no_end_says_only_what_it_used() -> None:
     """Members written without an end (an outside writer): the line says what the run used, not when they came."""
     world = world_of([REGIONS])

@@ -18,10 +18,11 @@ Rules:
   (``at least 3 of 4, 2 after the cutoff at 06:00Z``) says: before it ``not passed yet (late: will rerun once)``
   (``not passed yet; its last run used ...`` once the rule was met), after it ``passed, not run yet (...)`` until a
   run; after a run that consumed fewer than the rule ``ran with eu, us at the cutoff; apac late, ignored`` (``will
-  rerun once`` with ``"late": "rerun"``, ``after the cutoff`` when a member it ran with came after it); after a run
-  that consumed the rule's count ``its last run used eu, us (in by the cutoff) and apac (late)``, or ``..., all in by
-  the cutoff`` (``all after the cutoff``; without the members' ends, what it used alone). What happened, from the
-  ledger and the members' ends; never a count that did not happen.
+  rerun once`` with ``"late": "rerun"``, ``after the cutoff`` when a member it ran with came after it, ``once the
+  cutoff passed`` when one's end is unknown); after a run that consumed the rule's count ``its last run used eu, us
+  (in by the cutoff) and apac (late)``, or ``..., all in by the cutoff`` (``all after the cutoff``; without the
+  members' ends, what it used alone). What happened, from the ledger and the members' ends; never a count that did
+  not happen.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from coordinator.core.conditions import GroupRule, GroupSpec, Late, Member, cloc
 from coordinator.core.graph import Condition, EdgeSpec, Graph
 from coordinator.core.model import NodeId, RunState, partition_datetime, task_input_key
 from coordinator.core.partition import is_segment_only
-from coordinator.core.view import View
+from coordinator.core.view import LedgerFact, View
 
 
 def group_lines(
@@ -52,7 +53,7 @@ def group_lines(
         lines.append(_rule_line(group, states, partition, now))
         if group.has_cutoff:
             took = [m for m in group.members if _consumed(graph, node, m, partition, consumed)]
-            ends = {m: _member_end(graph, view, node, m, partition) for m in group.members}
+            ends = {m: _member_end(graph, view, node, m, partition, ledger) for m in group.members}
             lines.append(_cutoff_line(group, states, took, ends, partition, now, ledger is not None))
     return lines
 
@@ -119,6 +120,8 @@ def _cutoff_line(
         late = [m for m in group.members if m not in took]
         arrived = [m for m in late if states[m] == "done"]
         when = "after the cutoff" if after else "at the cutoff"
+        if not after and any(ends[m] is None for m in took):
+            when = "once the cutoff passed"  # no end to place them by: only that a short run follows the cutoff
         names = ", ".join(member_name(m) for m in (arrived or late))
         return f"{head}: ran with {_names(took)} {when}; {names} late, {_late_words(group)}"
     unknown = [m for m in took if ends[m] is None]
@@ -176,14 +179,19 @@ def _member_state(
     return "done" if all(s == "done" for s in found) else found[0]
 
 
-def _member_end(graph: Graph, view: View, node: NodeId, member: Member, partition: str) -> datetime | None:
-    """When ``member`` finished in every partition it maps to (the latest end), None when one is unknown."""
+def _member_end(
+    graph: Graph, view: View, node: NodeId, member: Member, partition: str, ledger: LedgerFact | None
+) -> datetime | None:
+    """When ``member`` finished in every partition it maps to (the latest end), None when one is unknown or, for a
+    member the last trigger recorded, when the result the view holds is no longer the one it used (a newer one's end
+    says nothing of when the used one came)."""
     up, task = member
     ends: list[datetime] = []
     for q in graph.source_partitions(node, up, partition):
         fact = view.runs.get((up, q)) if task is None else view.tasks.get((up, task, q))
         end = fact.finished if fact is not None else None
-        if end is None:
+        used = ledger.input(task_input_key(up, task, q, partition)) if ledger is not None else None
+        if end is None or (used is not None and fact is not None and fact.rev != used):
             return None
         ends.append(end)
     return max(ends, default=None)
