@@ -69,7 +69,7 @@ def test_the_detail_says_where_each_member_stands() -> None:
     model = build_page(GRAPH, view, plan(GRAPH, view, [P]), P)
     rollup = model.get(NodeId.parse("rollup"))
     assert rollup is not None
-    assert "  1 more of 2 needed: eu done; apac, us have not run" in rollup.why
+    assert "  at least 2 of 3, 1 more needed: eu done; apac, us have not run" in rollup.why
 
 
 def test_a_page_without_groups_draws_no_joint() -> None:

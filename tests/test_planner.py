@@ -99,9 +99,10 @@ def test_stale_reason_names_the_newer_upstream_generation() -> None:
     world = cascaded()
     gen = world.state("01_pipeline", P1, RunState.SUCCESS, f"scheduled__{P1}", clear_number=1)
     verdict = world.plan().verdicts[(n("06_pipeline"), P1)]
-    assert f"03_pipeline is stale (01_pipeline succeeded again at revision {gen} after 03_pipeline last ran" in (
-        verdict.summary
-    )
+    assert (
+        f"03_pipeline is stale (01_pipeline succeeded again at revision {gen} (run scheduled__{P1}, attempt 1) after "
+        "03_pipeline last ran"
+    ) in verdict.summary
 
 
 def test_user_clear_of_a_coordinator_run_is_a_new_generation() -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from coordinator.core.conditions import GroupSpec, Late, Member, groups_met
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import NodeId, RunState, task_input_key
+from coordinator.core.newer_input import newer_input
 from coordinator.core.view import LedgerFact, RunFact, View
 
 if TYPE_CHECKING:
@@ -146,10 +147,9 @@ class EdgeJudgement:
                 if not consumed and edge.task is None and self.view.no_cascade:
                     consumed = self.at(q).consumed_waived(edge.source, recorded, from_last_trigger, fact.rev)
                 if not consumed:
-                    used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
                     which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
-                    self._stale_reason[node] = (
-                        f"{which} finished again at revision {gen} after {node} last ran ({used})"
+                    self._stale_reason[node] = newer_input(
+                        which, self.at(q).edge_fact(edge), gen, node, fact.rev, recorded, from_last_trigger
                     )
                     return False
         if ledger is not None and not self._late_counted(node, edges, ledger):
@@ -222,8 +222,9 @@ class EdgeJudgement:
             if not consumed and self.view.no_cascade:
                 consumed = self.consumed_waived(up, recorded, ledger is not None, fact.rev)
             if not consumed:
-                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                self._stale_reason[node] = f"{up} finished again at revision {gen} after {node} last ran ({used})"
+                self._stale_reason[node] = newer_input(
+                    str(up), runs[up], gen, node, fact.rev, recorded, ledger is not None
+                )
                 return False
         if ledger is not None and any(g.has_cutoff for g in groups):
             return self._late_consumed(node, self.graph.edge_inputs[node], satisfied, ledger)
@@ -275,8 +276,9 @@ class EdgeJudgement:
             if waivers and self.at(q).consumed_waived(edge.source, used, ledger is not None, fact.rev):
                 continue
             which = _edge_name(edge) if q == self.partition else f"{_edge_name(edge)} {q}"
-            what = f"which used revision {used}" if used is not None else f"revision {fact.rev}"
-            self._stale_reason[node] = f"{which} finished again at revision {gen} after {node} last ran ({what})"
+            self._stale_reason[node] = newer_input(
+                which, self.at(q).edge_fact(edge), gen, node, fact.rev, used, ledger is not None
+            )
             return False
         return True
 

@@ -61,6 +61,7 @@ from coordinator.core.model import (
     run_id_for,
     task_input_key,
 )
+from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import LedgerFact, RunFact, View
@@ -325,10 +326,9 @@ class _PartitionPlanner(EdgeJudgement):
                 if not consumed and self.view.no_cascade:
                     consumed = self.at(q).consumed_waived(up, recorded, from_last_trigger, fact.rev)
                 if not consumed:
-                    used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                    which = up if q == self.partition else f"{up} {q}"
-                    self._stale_reason[node] = (
-                        f"{which} succeeded again at revision {gen} after {node} last ran ({used})"
+                    which = str(up) if q == self.partition else f"{up} {q}"
+                    self._stale_reason[node] = newer_input(
+                        which, self.at(q).run(up), gen, node, fact.rev, recorded, from_last_trigger
                     )
                     return False
         return True
@@ -367,8 +367,9 @@ class _PartitionPlanner(EdgeJudgement):
             if not consumed and self.view.no_cascade:
                 consumed = self.consumed_waived(up, recorded, from_last_trigger, fact.rev)
             if not consumed:
-                used = f"which used revision {recorded}" if recorded is not None else f"revision {fact.rev}"
-                self._stale_reason[node] = f"{up} succeeded again at revision {gen} after {node} last ran ({used})"
+                self._stale_reason[node] = newer_input(
+                    str(up), runs[up], gen, node, fact.rev, recorded, from_last_trigger
+                )
                 return False
         return True
 

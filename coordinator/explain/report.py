@@ -19,6 +19,7 @@ from coordinator.core.partition import is_segment_only
 from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
+from coordinator.explain.used_runs import used_runs_line
 
 
 class TriggerSummary(BaseModel):
@@ -180,7 +181,8 @@ def why(
     graph: Graph, plan: Plan, node: NodeId, partition: str, view: View | None = None, now: datetime | None = None
 ) -> list[str]:
     """The chain of reasons, outermost first, indented by depth: why ``node`` is (not) running for ``partition``;
-    with ``view``, each DAG with condition groups says where each group stands (``explain.groups``, at ``now``)."""
+    with ``view``, each DAG with condition groups says where each group stands (``explain.groups``, at ``now``) and
+    each DAG with a run in flight which upstream runs its trigger used (``explain.used_runs``)."""
     lines: list[str] = []
     seen: set[NodeId] = set()
 
@@ -192,6 +194,9 @@ def why(
         lines.append("  " * depth + verdict.summary)
         if view is not None:
             lines.extend("  " * (depth + 1) + line for line in group_lines(graph, view, plan, current, partition, now))
+            used = used_runs_line(graph, view, current, partition)  # a run in flight: which upstream runs it reads
+            if used is not None:
+                lines.append("  " * (depth + 1) + used)
         if verdict.ledger is not None and verdict.ledger.record.last_error and depth == 0:
             lines.append("  " * (depth + 1) + f"last error: {verdict.ledger.record.last_error}")
         for up in verdict.blocked_by:
