@@ -113,7 +113,8 @@ def test_an_outside_writer_alternating_two_runs_is_held_named_and_released_once(
     assert flaps_gauge(leader) == 0.0
     trail = json.loads(stack.command("history", "--format", "json", "--etcd", stack.endpoint, "--prefix",
                                      stack.prefix).stdout)  # fmt: skip
-    assert [(e["action"], e["target"], e["by"]) for e in trail] == [("release", f"flap default/{ROOT_DAG}@{p}", "alice")]
+    entries = [(e["action"], e["target"], e["by"]) for e in trail]
+    assert entries == [("release", f"flap default/{ROOT_DAG}@{p}", "alice")]
     again = stack.command(*words[1:], "--etcd", stack.endpoint, "--prefix", stack.prefix)
     assert again.returncode == 0 and "released already" in again.stdout
 
