@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -233,3 +234,13 @@ def test_after_a_release_the_gate_counts_only_what_came_after_it() -> None:
     asyncio.run(gate.admit(SEVEN, Plan(1, ()), T0))
     assert store.writes == [(world.keys.flap_key(n("01_pipeline"), P1), rev)]
     assert world.view.flaps[(n("01_pipeline"), P1)].record.standing
+
+
+def test_the_guides_release_command_is_the_one_doctor_and_why_print() -> None:
+    """The release command docs/howto/incidents.md and docs/semantics.md show is what ``release_command`` prints for
+    their example (the scenario runs that command as printed)."""
+    docs = Path(__file__).resolve().parents[1] / "docs"
+    guide = (docs / "howto" / "incidents.md").read_text(encoding="utf-8")
+    assert f"`{release_command(n('default/orders_asset_consumer'), '2026-11-27T00:00:00Z')}`" in guide
+    semantics = (docs / "semantics.md").read_text(encoding="utf-8")
+    assert f"`{release_command(n('default/01_pipeline'), '2026-11-27T00:00:00Z')}`" in semantics
