@@ -6,19 +6,27 @@ the records, the leader's flap gate (``watcher/flap_gate.py``) and doctor's chec
 from __future__ import annotations
 
 import asyncio
+import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from coordinator.core.actions import Plan, Resume, Trigger
+from coordinator.core.activation import adopt, dump_activation
 from coordinator.core.flaps import FlapRecord, Seen, flap_record, observe, release_command
-from coordinator.core.model import RunState, TriggerAction, dump_record
+from coordinator.core.model import KeyLayout, RunRecord, RunState, TriggerAction, dump_record
+from coordinator.core.spec.loader import parse_spec
 from coordinator.diagnosis.model import CheckStatus
 from coordinator.diagnosis.state_checks import flaps_check
-from coordinator.etcd import KV, CasResult, DeleteResult
+from coordinator.etcd import KV, CasResult, DeleteResult, EtcdStore
+from coordinator.page.service import dependencies_page
 from coordinator.runtime.health import watcher_state
+from coordinator.runtime.settings import EtcdSettings, Settings
 from coordinator.watcher.flap_gate import FlapGate
 from tests.support.world import P1, P2, SEVEN, World, n
 
@@ -244,3 +252,36 @@ def test_the_guides_release_command_is_the_one_doctor_and_why_print() -> None:
     assert f"`{release_command(n('default/orders_asset_consumer'), '2026-11-27T00:00:00Z')}`" in guide
     semantics = (docs / "semantics.md").read_text(encoding="utf-8")
     assert f"`{release_command(n('default/01_pipeline'), '2026-11-27T00:00:00Z')}`" in semantics
+
+
+def test_the_dependencies_page_reads_the_record_and_draws_what_status_says(
+    arun: Callable[..., Any], etcd_settings: EtcdSettings, etcd_endpoint: str, etcd_prefix: str, tmp_path: Path
+) -> None:
+    """Against a real etcd, the page's per-partition read takes the flap record of an upstream: g, stale after r's
+    second success, is drawn due without it and not due while r's record stands."""
+    keys = KeyLayout(etcd_prefix)
+    graph = parse_spec(json.dumps({"version": 1, "dags": {"r": {}, "g": {"upstreams": ["r"]}}}), "flap.json")
+    activation = adopt(graph.shapes, graph.digest, None, 1, sources=graph.dags)
+    assert activation is not None
+
+    async def write(*items: tuple[str, bytes]) -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            for key, value in items:
+                await store.put(key, value)
+
+    success = RunState.SUCCESS
+    arun(write((keys.config_key("graph"), dump_activation(activation)),
+               (keys.run_key(n("r"), P1), dump_record(RunRecord(state=success, run_id="A"))),
+               (keys.run_key(n("g"), P1), dump_record(RunRecord(state=success, run_id="g1"))),
+               (keys.run_key(n("r"), P1), dump_record(RunRecord(state=success, run_id="B")))))  # fmt: skip
+    settings = Settings(etcd_endpoints=etcd_endpoint, prefix=etcd_prefix, deps=tmp_path / "absent.json")
+
+    def drawn() -> str:
+        answer = asyncio.run(asyncio.wait_for(dependencies_page(P1, None, instance="default", settings=settings), 30))
+        assert answer.status == 200
+        return dict(re.findall(r'data-dag="default/([^"]+)" data-state="([^"]+)"', answer.html))["g"]
+
+    assert drawn() == "due"
+    record = FlapRecord(run_ids=("A", "B"), generations=(2, 4), detected_at=T0, by="w1")
+    arun(write((keys.flap_key(n("r"), P1), dump_record(record))))
+    assert drawn() != "due"
