@@ -1,7 +1,8 @@
 """Semantics `flap-held` through a real watcher, a real etcd and the fake Airflow: an outside writer that alternates
 the root's run-state key between two run ids (no ``run_after``: the run order cannot order it) reruns the dependents
-once more, then the leader holds the key; ``status``, ``why``, ``doctor`` and the metric name it; the release
-command ``doctor`` prints reruns each dependent once; audit and planner passes move nothing in between or after."""
+once more, then the leader holds the key; ``status``, ``why``, ``doctor`` and the metric name it; a new leader after
+a kill -9 holds it too; the release command ``doctor`` prints reruns each dependent once; audit and planner passes
+move nothing in between or after."""
 
 from __future__ import annotations
 
@@ -55,8 +56,8 @@ def flap_check(stack: Stack) -> tuple[int, dict[str, object]]:
 
 def test_an_outside_writer_alternating_two_runs_is_held_named_and_released_once(stack: Stack) -> None:
     """A, B reruns 02..07 once more; A again is held (no further run whatever the writer goes on writing, over
-    audit rounds); status, why, doctor (fail) and coordinator_flaps_held name it; doctor's release command reruns
-    each dependent once; then nothing moves."""
+    audit rounds, and after the leader is killed with kill -9 and another leads); status, why, doctor (fail) and
+    coordinator_flaps_held name it; doctor's release command reruns each dependent once; then nothing moves."""
     p = new_partition()
     leader = stack.start_watcher("w1", COORDINATOR_AUDIT_INTERVAL_S="1")
     outside_write(stack, p, "spark_A")
@@ -96,6 +97,14 @@ def test_an_outside_writer_alternating_two_runs_is_held_named_and_released_once(
     code, check = flap_check(stack)
     assert code == 1 and check["status"] == "fail"
     assert f"`{command}`" in str(check["fix"])
+    assert flaps_gauge(leader) == 1.0
+
+    leader.kill9()  # the record outlives the leader: the next one holds from etcd, with no memory of the successes
+    leader = stack.start_watcher("w2", COORDINATOR_AUDIT_INTERVAL_S="1")
+    outside_write(stack, p, "spark_A")
+    stack.settle()
+    audit_rounds(stack, leader, 2)
+    assert counts(stack) == dict.fromkeys(DOWNSTREAM, 2)
     assert flaps_gauge(leader) == 1.0
 
     words = shlex.split(command)  # the command doctor prints, as an operator types it
