@@ -377,6 +377,10 @@ def why_cmd(
         out.print(f"trigger budget: {dag_budget.describe(node.instance, node.dag_id)}", markup=False, soft_wrap=True)
     elif budget is not None and budget.stopped:
         out.print(f"trigger budget: {budget.describe(node.instance)}", markup=False, soft_wrap=True)
+    # Semantics `flap-held`: this DAG's own run state held because it flapped (its dependents say so in their verdicts).
+    flap = view.flaps.get((node, p))
+    if flap is not None and flap.record.standing:
+        out.print(f"flapping: {flap.record.describe(node, p)}", markup=False, soft_wrap=True)
     # An operator's standing hold that covers this DAG and partition, by name.
     hold_line = why_hold_line(graph, run_async(lambda: read_all_holds(settings)), node, p, datetime.now(UTC))
     if hold_line is not None:

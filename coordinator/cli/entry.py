@@ -24,6 +24,7 @@ def load_commands() -> None:
         diff_cmds,
         doctor_cmds,
         engine_cmds,
+        flap_cmds,
         import_cmds,
         incident_cmds,
         lineage_cmds,

@@ -119,6 +119,16 @@ def _payload(report: StatusReport) -> dict[str, Any]:
             }
             for s in report.lineage
         ],
+        # semantics `flap-held`: each run state held because it flapped, with the command that releases it
+        "flaps": [
+            {
+                "dag": n.qualified,
+                "partition": p,
+                **f.record.model_dump(mode="json"),
+                "describe": f.record.describe(n, p),
+            }
+            for n, p, f in view.standing_flaps()
+        ],
     }
 
 
@@ -141,7 +151,8 @@ def print_text(report: StatusReport) -> None:
 
 
 def _print_preamble(report: StatusReport) -> None:
-    """The header, the first adoption, the retention floor, the trigger budget, the operators' holds, the assets."""
+    """The header, the first adoption, the retention floor, the trigger budget, the flapping run states held, the
+    operators' holds, the assets."""
     for line in (*report.header, *report.first_lines):
         out.print(line, markup=False, soft_wrap=True)
     if report.floor is not None:
@@ -153,6 +164,9 @@ def _print_preamble(report: StatusReport) -> None:
         # Semantics `budget-per-dag`: a DAG beyond its allowance, the others run.
         for dag_id, stopped in budget.stopped_dags().items():
             out.print(f"trigger budget: {stopped.describe(instance, dag_id)}", markup=False, soft_wrap=True)
+    # Semantics `flap-held`: each run state the leader holds because it flapped, and the command that releases it.
+    for node, partition, flap in report.model.view.standing_flaps():
+        out.print(f"flapping: {flap.record.describe(node, partition)}", markup=False, soft_wrap=True)
     # Each operator's hold that stands (``explain/holds.py``).
     for line in status_hold_lines(report.holds, report.now):
         out.print(line, markup=False, soft_wrap=True)

@@ -427,6 +427,18 @@ class KeyLayout:
         return self._split(key, self.no_cascade)
 
     @property
+    def flaps(self) -> str:
+        """Run states held because they flap (semantics `flap-held`):
+        ``{prefix}/config/flaps/{instance}/{dag_id}/{partition}``."""
+        return self.config_key("flaps/")
+
+    def flap_key(self, node: NodeId, partition: str) -> str:
+        return f"{self.flaps}{node.instance}/{node.dag_id}/{partition}"
+
+    def parse_flap_key(self, key: str) -> tuple[NodeId, str] | None:
+        return self._split(key, self.flaps)
+
+    @property
     def lineage(self) -> str:
         """OpenLineage runs as the receiver recorded them (semantics `lineage-once`):
         ``{prefix}/lineage/{instance}/{runId}``."""

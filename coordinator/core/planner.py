@@ -3,9 +3,9 @@
 This module is the product's correctness; ``docs/semantics.md`` is its specification. It enforces
 semantics `joins-per-partition`, `success-is-generation`, `root-fresh`, `fresh-consumed` (`consumed-by-ledger`,
 `consumed-by-order`), `dag-due`, `failure-handler`, `planner-pure`, `run-confirms-intent`, `first-adoption`,
-`partition-grids`, `extended-edges`, `condition-groups` and `no-cascade-once`; ``coordinator.core.retention`` drops the
-triggers of the decisions the floor retires from its plans (semantics `retired-inert`, ``Retirement.apply``, which the
-watcher and the commands apply).
+`partition-grids`, `extended-edges`, `condition-groups`, `no-cascade-once` and `flap-held`;
+``coordinator.core.retention`` drops the triggers of the decisions the floor retires from its plans (semantics
+`retired-inert`, ``Retirement.apply``, which the watcher and the commands apply).
 
 What the semantics leave to this module:
 - **Pure.** No I/O, no clock, no randomness, no logging. Same graph + same view = same plan, whatever order the
@@ -36,6 +36,10 @@ What the semantics leave to this module:
   members are satisfied (semantics `group-holds`). Its trigger records the generations of the required edges and of
   the members satisfied then, no others (semantics `group-consumed`); a member the ledger does not record was not
   consumed and never makes D stale (semantics `group-unconsumed`), a recorded one does when it has a new generation.
+- **A flap holds as an upstream.** A DAG whose upstream, in a partition it reads here, has a standing flap record
+  (semantics `flap-held`, ``core/flaps.py``) waits with the record's reason once nothing else decides it (up to date,
+  blocked, an attempt or an intent under way: those are said as before, and an intent already recorded is completed):
+  nothing new is triggered or cleared for the flapping generations.
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -396,6 +400,16 @@ class _PartitionPlanner(EdgeJudgement):
                 return f"its own previous partition {q} must finish first ({what} for {q} {state})"
         return None
 
+    def flap_wait(self, node: NodeId, spec: DagSpec) -> str | None:
+        """**A flap holds as an upstream**: the reason ``node`` waits here for a flapping upstream, or None."""
+        flaps = self.view.flaps
+        for up in spec.upstreams:
+            for q in self.sources(node, up):
+                flap = flaps.get((up, q))
+                if flap is not None and flap.record.standing:
+                    return flap.record.wait(up, q)
+        return None
+
     def _absent(self, node: NodeId, partition: str) -> bool:
         """Semantics `edge-gate`: nothing will ever run ``node`` for ``partition``: no fact of it there, and no fact of
         its upstreams in the partitions it would read there."""
@@ -514,6 +528,10 @@ class _PartitionPlanner(EdgeJudgement):
             waiting = self.gate_wait(node)
             if waiting is not None:
                 return verdict(f"{node} waits: {waiting}", waiting), None
+        if self.view.flaps:
+            held = self.flap_wait(node, spec)
+            if held is not None:
+                return verdict(f"{node} waits: {held}", held, *((stale,) if stale else ())), None
         return self._decide_inputs(node, spec, fact, ledger, edges is not None, stale, verdict)
 
     def _blocked(

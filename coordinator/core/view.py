@@ -19,6 +19,9 @@ Rules:
 - **No-cascade records are facts.** A rerun's no-cascade record (``{prefix}/config/no_cascade/...``, semantics
   `no-cascade-once`) is a fact of its DAG in its partition (``no_cascade``), read with the run state it waives; an
   unparsable one is a problem and the key is treated as absent (its rerun cascades as usual).
+- **Flap records are facts.** A flapping run state's record (``{prefix}/config/flaps/...``, semantics `flap-held`) is a
+  fact of its DAG in its partition (``flaps``, released ones too: the leader counts from a release); its partition is
+  re-planned when it is written, released or deleted. An unparsable one is a problem and holds nothing.
 - **The floor is a fact.** The retention floor (``{prefix}/config/retention``) is a fact of the view (``floor``), read
   at the same revision as the facts it retires, so a decision never pairs a floor with run states from another moment
   (``coordinator.core.decide``). An unparsable floor is a problem; the last valid one stays.
@@ -43,6 +46,7 @@ from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.fact_index import FactIndex
 from coordinator.core.facts import LedgerFact as LedgerFact  # the view's facts, read from here by its readers
 from coordinator.core.facts import RunFact as RunFact
+from coordinator.core.flaps import Flap, parse_flap
 from coordinator.core.floor import RetentionFloor, parse_floor
 from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import (
@@ -98,6 +102,8 @@ class View:
     budgets: dict[str, tuple[BudgetState, int]] = field(default_factory=dict)
     #: (DAG, partition) -> its rerun's no-cascade record (**No-cascade records are facts**).
     no_cascade: dict[tuple[NodeId, str], NoCascade] = field(default_factory=dict)
+    #: (DAG, partition) -> the record of its flapping run state, standing or released (**Flap records are facts**).
+    flaps: dict[tuple[NodeId, str], Flap] = field(default_factory=dict)
     #: The plan checkpoint (``{prefix}/config/checkpoint``, semantics `checkpoint-first`) and its mod revision: the
     #: revision the leader had planned through. Unparsable: a problem, None here, and ``checkpoint_rev`` still set (the
     #: start says the checkpoint was unreadable, not missing).
@@ -144,6 +150,7 @@ class View:
         self.backfills.clear()
         self.run_backfills.clear()
         self.no_cascade.clear()
+        self.flaps.clear()
         self.problems.clear()
         self.partitions.clear()
         self.activation = None
@@ -274,6 +281,8 @@ class View:
             return self._apply_budget(key, value, mod_rev)
         if key.startswith(self.keys.no_cascade):
             return self._apply_no_cascade(key, value, mod_rev)
+        if key.startswith(self.keys.flaps):
+            return self._apply_flap(key, value, mod_rev)
         if key == self.checkpoint_key:
             return self._apply_checkpoint(key, value, mod_rev)
         if key.startswith((self.keys.runs, self.keys.triggers)):
@@ -305,6 +314,7 @@ class View:
             found[self.floor_key] = self.floor_rev
         found.update((self.keys.budget_key(i), rev) for i, (_, rev) in self.budgets.items())
         found.update((self.keys.no_cascade_key(n, p), fact.rev) for (n, p), fact in self.no_cascade.items())
+        found.update((self.keys.flap_key(n, p), flap.rev) for (n, p), flap in self.flaps.items())
         if self.checkpoint is not None:
             found[self.checkpoint_key] = self.checkpoint_rev
         return found
@@ -455,6 +465,30 @@ class View:
         self.no_cascade[(node, partition)] = NoCascade(record, mod_rev)
         self._index(node, partition)
         return {partition}
+
+    def _apply_flap(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
+        """**Flap records are facts**: the partition is re-planned (its dependents wait, or start once released)."""
+        at = self.keys.parse_flap_key(key)
+        if at is None:
+            self.problems[key] = "malformed flap key: expected flaps/{instance}/{dag_id}/{partition}"
+            return set()
+        node = self._nodes.setdefault((at[0].instance, at[0].dag_id), at[0])
+        partition = self._parts.setdefault(at[1], at[1])
+        if value is None:
+            self.flaps.pop((node, partition), None)
+            return {partition}
+        record, problem = parse_flap(value)
+        if record is None:
+            self.problems[key] = f"unparsable flap record ({problem}); it holds nothing"
+            self.flaps.pop((node, partition), None)
+            return {partition}
+        self.flaps[(node, partition)] = Flap(record, mod_rev)
+        return {partition}
+
+    def standing_flaps(self) -> list[tuple[NodeId, str, Flap]]:
+        """The flap records that hold now (semantics `flap-held`), by DAG then partition."""
+        held = [(n, p, f) for (n, p), f in self.flaps.items() if f.record.standing]
+        return sorted(held, key=lambda item: (item[0].qualified, item[1]))
 
     def _apply_floor(self, key: str, value: bytes | None, mod_rev: int) -> set[str]:
         if value is None:  # a deleted floor is an explicit lowering

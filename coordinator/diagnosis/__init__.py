@@ -5,8 +5,8 @@ Rules:
   answers, the view, the leader, the watchers' presence records, each instance's probe) and the time; no I/O here.
 - **Fixed order.** Checks come in a fixed order (configuration, etcd, permissions, etcd alarms, graph, graph warnings,
   leader, standbys, watcher graphs, instances, DAGs, instances without Airflow, plugin records, unknown instances,
-  retention, intents, trigger budget, holds, plan checkpoint, bad values). A check whose premise failed is ``skip``,
-  never a second failure for the same cause (etcd down is one failure, not ten).
+  retention, intents, trigger budget, flapping run states, holds, plan checkpoint, bad values). A check whose premise
+  failed is ``skip``, never a second failure for the same cause (etcd down is one failure, not ten).
 - **Every problem has a fix.** Every ``fail`` and ``warn`` carries ``fix``: the exact setting or command that resolves
   it. Secrets never appear: a secret setting shows where it comes from, never its value.
 - **Stable result.** ``ok`` and ``warn`` pass; any ``fail`` makes the command exit 1. The JSON form (:func:`to_json`) is
@@ -60,6 +60,7 @@ from coordinator.diagnosis.state_checks import (
     bad_values_check,
     budget_check,
     checkpoint_check,
+    flaps_check,
     intents_check,
     retention_check,
 )
@@ -115,6 +116,9 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
                 facts, "intents", ("triggers/",), lambda: intents_check(view, facts.only_instance, graph_nodes(facts))
             ),
             _unless_unreadable(facts, "trigger budget", ("config/budget/",), lambda: budget_check(view)),
+            _unless_unreadable(
+                facts, "flapping run states", ("config/flaps/",), lambda: flaps_check(view, facts.only_instance)
+            ),
             _unless_unreadable(facts, "holds", ("holds/",), lambda: holds_check(facts.holds, now, facts.holds_error)),
             _unless_unreadable(facts, "plan checkpoint", ("config/checkpoint",), lambda: checkpoint_check(view)),
             bad_values_check(view, facts.bad_values),

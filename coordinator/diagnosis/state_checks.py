@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from coordinator.core.first_work import changed_after
+from coordinator.core.flaps import release_command
 from coordinator.core.model import NodeId, TriggerStatus
 from coordinator.core.view import View
 from coordinator.diagnosis.model import (
@@ -131,4 +132,24 @@ def bad_values_check(view: View, found: Mapping[str, str]) -> Check:
         summary=f"{len(problems)} key(s) hold values the coordinator cannot read (ignored)",
         details=tuple(problems[:MAX_LISTED]),
         fix="rewrite them in the documented format (docs/keys.md) or delete them",
+    )
+
+
+def flaps_check(view: View, only: str | None) -> Check:
+    """Semantics `flap-held`: each run state the leader holds because it flapped fails, with the command that releases
+    it; its dependents are triggered or cleared for nothing until then."""
+    held = [(n, p, f) for n, p, f in view.standing_flaps() if only is None or n.instance == only]
+    if not held:
+        return Check(name="flapping run states", status=CheckStatus.OK,
+                     summary="no run state is held for flapping")  # fmt: skip
+    return Check(
+        name="flapping run states",
+        status=CheckStatus.FAIL,
+        summary=f"{len(held)} run state(s) held because they flap: their dependents are not triggered or cleared for "
+        "them",
+        details=tuple(flap.record.describe(node, partition) for node, partition, flap in held[:MAX_LISTED])
+        + ((f"... and {len(held) - MAX_LISTED} more",) if len(held) > MAX_LISTED else ()),
+        fix="find the writer that rewrites each key with another run (`coordinator history`, the audit's "
+        "`audit.repaired` lines, an outside writer or an older plugin), stop it, then "
+        + "; ".join(f"`{release_command(node, partition)}`" for node, partition, _ in held[:MAX_LISTED]),
     )

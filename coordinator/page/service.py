@@ -165,6 +165,9 @@ async def read_partition(settings: Settings, etcd: EtcdSettings | None, partitio
                             keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{p}"))
             ]  # fmt: skip
             wanted += [keys.task_key(node, task, p) for node, task, p in sorted(reads.tasks)]
+            # Semantics `flap-held`: a flapping upstream's record holds what reads it (the DAGs with dependents only).
+            below = graph.downstreams
+            wanted += [keys.flap_key(node, p) for node, p in sorted(reads.nodes) if below.get(node)]
             wanted += [keys.deadline_key(node, chosen) for node, spec in graph.dags.items() if spec.expected_by]
             # A task deadline is judged on its task's state (semantics `deadlines-judged`): read it like an edge's task.
             wanted += [keys.task_key(node, task, chosen) for node, task in sorted(task_targets(graph).items())]

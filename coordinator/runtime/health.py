@@ -260,4 +260,5 @@ def watcher_state(
         graph_dags=len(graph.dags),
         graph_invalid=graph_invalid,
         watchers=watchers,
+        flaps_held=sum(1 for flap in list(view.flaps.values()) if flap.record.standing),  # copied first, as the ledger
     )

@@ -74,6 +74,8 @@ class WatcherState:
     graph_invalid: bool
     #: Watcher services with a live presence key (``informer/presence.py``'s **Counted services**), this one included.
     watchers: int = 0
+    #: Run states held because they flap (semantics `flap-held`): standing records in the view.
+    flaps_held: int = 0
 
 
 class Metrics:
@@ -468,6 +470,10 @@ class _StateCollector:
              "in force).", s.graph_invalid),
             ("coordinator_watchers", "Watcher services with a live presence key, this one included: the leader and "
              "its warm standbys. Below 2, the leader's death stops triggers until one restarts.", s.watchers),
+            ("coordinator_flaps_held", "Run states (DAG and partition) held because they flap: their success came "
+             "back to a run's attempt already recorded after another run's, which no Airflow run explains (semantics "
+             "flap-held). Their dependents are not triggered or cleared until `coordinator release-flap DAG -p "
+             "PARTITION`; `coordinator doctor` names each.", s.flaps_held),
         ]  # fmt: skip
         families: list[Metric] = [GaugeMetricFamily(name, text, value=float(v)) for name, text, v in gauges]
         graph = InfoMetricFamily("coordinator_graph", "Digest of the dependencies.json in force.")

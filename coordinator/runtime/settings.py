@@ -245,6 +245,12 @@ class Settings(BaseSettings):
     deadline_interval_s: float = Field(default=15.0, gt=0)
     # How far back the audit looks.
     audit_lookback_h: float = 48.0
+    # Semantics `flap-held`: a run-state key whose success comes back to a run's attempt it already recorded, after
+    # another run's, within this window, is held (its dependents wait until `coordinator release-flap`). An hour holds
+    # an alternation as fast as the audit's (one a minute) after its third success, and the leader remembers only the
+    # keys that succeeded within it; no Airflow action makes one attempt succeed twice, so a longer one only costs
+    # memory.
+    flap_window_s: float = Field(default=3600.0, gt=0)
     # Semantics `assets-by-route`, `asset-exactly-once` (assets shared across deployments, only when dependencies.json
     # has "assets" routes): 2 s between the leader's asset rounds, so an event reaches the other deployment within a
     # scheduler loop or two (each round is one events listing per source instance); 0 disables sharing.

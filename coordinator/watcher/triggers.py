@@ -5,7 +5,8 @@ held back, counted and handed to the actions' controller (semantics `joins-per-p
 
 A pass is one sequence, each step an object of its own that returns what it asks for (no step reaches into the queue):
 plan the keys (a slice of the sweep, ``watcher/sweep.py``), and while leading adopt the graph first
-(``watcher/adoption.py``), keep back what the operators' holds cover (``watcher/hold_gate.py``), ask the actuator which
+(``watcher/adoption.py``), keep back what a flapping run state would rerun (``watcher/flap_gate.py``, semantics
+`flap-held`) and what the operators' holds cover (``watcher/hold_gate.py``), ask the actuator which
 actions it would start (``watcher/actuator.py``'s ``offer``), count those in the trigger budget (``watcher/budget.py``),
 start what the budget let through; a standby keeps what it found due instead (``watcher/warm.py``); then one log line.
 What the steps ask for other keys (a hold's expiry, a withheld trigger, the sweep's next slice) is returned with the
@@ -36,7 +37,7 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import InitVar, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from coordinator.core.actions import Plan, Resume, Trigger
 from coordinator.core.adoption import HistoryChoice
@@ -55,6 +56,7 @@ from coordinator.watcher.adoption import GraphAdoption
 from coordinator.watcher.budget import BudgetStep, TriggerBudget
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
+from coordinator.watcher.flap_gate import FlapGate
 from coordinator.watcher.handles import ACTUATOR, TRIGGERS
 from coordinator.watcher.hold_gate import HoldGate
 from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, Requeues, TriggerKey
@@ -140,6 +142,8 @@ class TriggerReconciler:
     on_held: InitVar[Callable[[int], None]] = lambda count: None
     #: The time a one-shot pass is judged at, and the controller's (``manager/periodic.py``'s **Clock**).
     clock: Callable[[], datetime] = wall_clock
+    #: ``watcher/flap_gate.py``: how long a run-state key's successes are remembered (semantics `flap-held`).
+    flap_window_s: InitVar[float] = 3600.0
     passes: int = 0
     #: **Start and settle**: a full pass has run in this term, and the revision of the last pass as leader.
     led_full_pass: bool = False
@@ -147,6 +151,7 @@ class TriggerReconciler:
     #: The steps of a pass (the module's docstring).
     adoption: GraphAdoption = field(init=False)
     hold_gate: HoldGate = field(init=False)
+    flap_gate: FlapGate = field(init=False)
     budget_step: BudgetStep = field(init=False)
     warm: WarmWork = field(init=False)
     sweeper: Sweeper = field(default_factory=Sweeper, init=False)
@@ -165,10 +170,13 @@ class TriggerReconciler:
         error_retry_s: float,
         holds: HoldIndex | None,
         on_held: Callable[[int], None],
+        flap_window_s: float,
     ) -> None:
         self.controller = Controller("triggers", self, idle_s=2.0, now=self.clock)
         self.adoption = GraphAdoption(self.view, self.executor, watcher_id, history, first_start_limit)
         self.hold_gate = HoldGate(holds, on_held)
+        self.flap_gate = FlapGate(self.view, self.executor, self.view.keys, watcher_id,
+                                  timedelta(seconds=flap_window_s))  # fmt: skip
         self.budget_step = BudgetStep(budget, self.view, instances, error_retry_s)
         self.warm = WarmWork(self.controller, self.view, lambda: self.graph().digest)
 
@@ -245,6 +253,7 @@ class TriggerReconciler:
         plan, submitted = planned.plan, 0
         requeues: Requeues = {}
         if leading:
+            self.flap_gate.observe(graph, asked.changed, now)
             plan, requeues, submitted = await self._act(graph, plan, now)
             self.planned_revision = plan.revision  # **Start and settle**
             self.led_full_pass = self.led_full_pass or planned.touched is None
@@ -297,9 +306,10 @@ class TriggerReconciler:
             )  # fmt: skip
 
     async def _act(self, graph: Graph, plan: Plan, now: datetime) -> tuple[Plan, Requeues, int]:
-        """The leading steps: the holds gate, the actuator's offers, the budget, the start. The plan as it went out
-        (in order; what the actuator would not start stays in it: it is planned again when that attempt ends, or its
-        own write comes back), what the steps ask for other keys, and how many actions started."""
+        """The leading steps: the flap gate, the holds gate, the actuator's offers, the budget, the start. The plan as
+        it went out (in order; what the actuator would not start stays in it: it is planned again when that attempt
+        ends, or its own write comes back), what the steps ask for other keys, and how many actions started."""
+        plan = await self.flap_gate.admit(graph, plan, now)
         plan, held = self.hold_gate.admit(graph, plan, now)
         offers = [self.actuator.offer(action, view_revision=plan.revision) for action in plan.actions]
         ready = Plan(
@@ -365,6 +375,7 @@ class TriggerReconciler:
         first."""
         self.led_full_pass = False
         self.sweeper.new_term()
+        self.flap_gate.new_term()
         return self.warm.take()
 
     def settled_through(self) -> int | None:
@@ -396,7 +407,7 @@ def setup(manager: Manager, deps: Deps) -> TriggerReconciler:
         instances=deps.clients.keys(), watcher_id=deps.watcher_id, history=settings.history_choice,
         first_start_limit=settings.first_start_limit, error_retry_s=settings.error_retry_s,
         resync_s=settings.resync_interval_s, on_pass=metrics.reconcile_seconds.observe,
-        holds=deps.holds, on_held=metrics.held_actions.set, clock=deps.clock,
+        holds=deps.holds, on_held=metrics.held_actions.set, clock=deps.clock, flap_window_s=settings.flap_window_s,
     )  # fmt: skip
     triggers.controller.on_turn = deps.health.beat  # liveness: the planner's worker turns every 2 s
 

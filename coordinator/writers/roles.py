@@ -171,6 +171,7 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.config_key("retention"), False),
             Grant(rw, keys.config_key("backfill/"), True),
             Grant(rw, keys.budgets, True),
+            Grant(rw, keys.flaps, True),  # semantics `flap-held`: the leader records a flapping run state
             Grant(rw, keys.leader, False),
             # semantics `assets-by-route`, `asset-exactly-once`: the asset round records events, the first listing's
             # marks and the deliveries
@@ -229,7 +230,8 @@ def roles(
         ),
         Role(
             f"{base}-operator",
-            "coordinator hold, release-hold, retract and rerun (the incident controls; retract withdraws a run state)",
+            "coordinator hold, release-hold, retract, rerun and release-flap (the incident controls; retract withdraws "
+            "a run state)",
             (
                 _read_all(keys),
                 Grant(rw, keys.holds, True),
@@ -237,6 +239,8 @@ def roles(
                 Grant(rw, keys.runs, True),
                 # ``rerun --no-cascade`` records the attempt it clears first (semantics `no-cascade-once`)
                 Grant(rw, keys.no_cascade, True),
+                # ``release-flap`` releases a flapping run state the leader held (semantics `flap-held`)
+                Grant(rw, keys.flaps, True),
             ),
         ),
     ]
@@ -273,6 +277,7 @@ def key_families(keys: KeyLayout) -> list[tuple[str, bool]]:
         (keys.holds, True),
         (keys.history, True),
         (keys.no_cascade, True),
+        (keys.flaps, True),
     ]
 
 
