@@ -5,9 +5,8 @@ Rules:
 - **Read-only, one more request at most.** The DAG list the caller already read says each DAG's timetable; only when a
   keyed dependent's shows no partitions is the list asked again, filtered by ``timetable_type`` to Airflow's built-in
   timetables that refuse keys, to tell those (an error) from a custom timetable (a warning).
-- **A filter Airflow ignored.** If the filtered list holds a DAG that accepts keys, the filter was not applied (a
-  server that ignores unknown query parameters, as FastAPI does): every suspect is then judged as refused, as its
-  listed timetable says.
+- **A filter Airflow ignored** (a server that ignores an unknown query parameter, as FastAPI does) lists every DAG:
+  every suspect is then judged refused, as its listed timetable says, never let through.
 """
 
 from __future__ import annotations
@@ -26,11 +25,5 @@ async def refused_keys(
     ``listed``: its DAG list (:meth:`AirflowClient.dag_list`), ``version``: its Airflow version."""
     timetables = {d.dag_id: d.timetable for d in listed if d.timetable is not None}
     asked = suspects(keyed, timetables)
-    built_in: Sequence[str] = ()
-    if asked:
-        filtered = await client.dag_list(timetable_types=REFUSING_TIMETABLES)
-        if any(d.timetable is not None and d.timetable.accepts_keys for d in filtered):
-            built_in = asked  # **A filter Airflow ignored**
-        else:
-            built_in = [d.dag_id for d in filtered]
+    built_in = [d.dag_id for d in await client.dag_list(timetable_types=REFUSING_TIMETABLES)] if asked else []
     return key_refusals(keyed, timetables, built_in, airflow_version=version, deps=deps)
