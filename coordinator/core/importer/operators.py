@@ -191,7 +191,7 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
         link,
         f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition ({_at(link)}) once "
         f"{where} of {link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this "
-        f"operator ({link.other_dag}'s schedule: its own 'schedule:' note)",
+        f"operator; {link.other_dag}'s 'schedule:' note says the schedule it needs",
     )
     link_edges(work, link, samples, tasks, condition)
 
