@@ -71,7 +71,8 @@ def test_a_keyed_dependent_whose_dag_is_schedule_none_fails_doctor(
     check = doctor(etcd_endpoint, etcd_prefix, airflow, deps)["partition keys default"]
     assert check["status"] == "fail", check
     assert check["summary"] == (
-        "1 keyed dependent(s) whose Airflow DAG refuses a partition_key: keyed (each trigger would be refused with 400)"
+        "1 keyed dependent(s) whose Airflow DAG refuses a partition_key: keyed (each trigger of theirs would be "
+        "refused)"
     )
     [detail] = check["details"]
     assert detail.startswith("DAG 'keyed' is triggered with a partition_key (partitions.key_format '%Y-%m-%d')")

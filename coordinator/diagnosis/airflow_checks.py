@@ -100,7 +100,7 @@ def keys_check(p: InstanceCheck) -> Check:
         return Check(
             name=name,
             status=CheckStatus.FAIL if refused else CheckStatus.WARN,
-            summary="; ".join(said) + " (each trigger would be refused with 400)",
+            summary="; ".join(said) + " (each trigger of theirs would be refused)",
             details=p.keys_said,
             fix="each line says what to set, and where; then run `coordinator doctor` again",
         )

@@ -11,9 +11,9 @@ Rules:
   up in one listing.
 - **Its own client.** Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
 - **Keys accepted.** Given the instance's keyed dependents (``doctor`` gives them; the watcher's start check does
-  not), the DAG list is read once more with their timetables (``coordinator.airflow.key_check``): each one whose DAG
-  refuses a ``partition_key`` is named (``keys_refused``; one on a custom timetable apart, ``keys_unsure``) with
-  what to set where (``keys_said``).
+  not), the timetables the one DAG listing shows judge them, a suspect's asked once more by its timetable's type
+  (``coordinator.airflow.key_check``): each one whose DAG refuses a ``partition_key`` is named (``keys_refused``; one
+  on a custom timetable apart, ``keys_unsure``) with what to set where (``keys_said``).
 - **One audit row per start.** Airflow 3 writes an audit-log row for the permitted trigger probe (event
   ``trigger_dag_run``, extra ``{"coordinator_probe": true}``; no run is created; measured on 3.3.2) and none for the
   dry-run clear. So the watcher's start check asks about one DAG per instance (one row per start); ``doctor`` asks about
