@@ -363,6 +363,24 @@ def test_naive_dates_and_unknown_keys_are_422(fake: FakeAirflow) -> None:
     assert fake.creates("a") == 0
 
 
+def test_timetables_are_listed_filtered_and_refuse_keys_as_airflow_3_3_does(fake: FakeAirflow) -> None:
+    """Rule 12: the DAG list shows each DAG's timetable fields and filters by timetable_type; a partition_key for a
+    schedule=None DAG is Airflow's 400 and creates nothing, one for a PartitionedAtRuntime DAG is kept on its run."""
+    fake.set_timetable("b", "None")
+    listed = {d.dag_id: d.timetable for d in call(fake, lambda c: c.dag_list())}
+    assert listed["a"] is not None and listed["a"].summary == "PartitionedAtRuntime" and not listed["a"].partitioned
+    assert listed["b"] is not None and listed["b"].summary is None
+    assert listed["b"].description == "Never, external triggers only"
+    only = call(fake, lambda c: c.dag_list(timetable_types=["NullTimetable", "CronTriggerTimetable"]))
+    assert [d.dag_id for d in only] == ["b"]
+    body = {"dag_run_id": "x", "logical_date": None, "partition_key": "eu"}
+    refused = raw(fake, "POST", "/api/v2/dags/b/dagRuns", body)
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "Dag 'b' is not a partitioned Dag and does not accept a partition_key."
+    assert fake.creates("b") == 0
+    assert raw(fake, "POST", "/api/v2/dags/a/dagRuns", body).json()["partition_key"] == "eu"
+
+
 def test_list_filters_and_ignored_unknown_parameters(fake: FakeAirflow) -> None:
     """logical_date filters select exactly; unknown query parameters are ignored like Airflow does."""
     for day in (1, 2, 3):

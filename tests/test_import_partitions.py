@@ -292,3 +292,24 @@ def test_inputs_of_converted_dags_list_what_airflow_waits_for(estate: Imported) 
     (upstream,) = json.loads(daily.stdout)["upstreams"]
     assert (upstream["dag"], len(upstream["partitions"])) == ("hourly_meter", 24)
     assert "20" in json.dumps(upstream)
+
+
+def test_every_written_dependent_is_told_the_schedule_airflow_accepts(estate: Imported) -> None:
+    """Each DAG written with upstreams gets one schedule note: PartitionedAtRuntime() when its entry declares a
+    key_format or segments (Airflow refuses a partition_key for schedule=None), schedule=None otherwise unless a
+    run-time key passes through to it; no note tells a keyed dependent to set schedule=None."""
+    report = json.loads((estate.path.parent / "report.json").read_text(encoding="utf-8"))
+    notes = {f["subject"]: f["message"] for f in report["findings"] if f["message"].startswith("schedule:")}
+    dags = json.loads(estate.path.read_text(encoding="utf-8"))["dags"]
+    dependents = {dag: e for dag, e in dags.items() if e.get("upstreams")}
+    assert dependents and set(dependents) <= set(notes)
+    for dag, written in dependents.items():
+        keyed = {"key_format", "segments"} & set(written.get("partitions", {}))
+        if keyed:
+            assert "PartitionedAtRuntime()" in notes[dag] and "schedule=None" not in notes[dag], (dag, notes[dag])
+            said = [f["message"] for f in report["findings"] if f["subject"] == dag]
+            assert not any("set schedule=None" in m for m in said), (dag, said)
+        elif "pass through" not in notes[dag]:
+            assert "schedule=None" in notes[dag], (dag, notes[dag])
+    assert notes["summarize_live_region_stats"].startswith("schedule: set schedule=PartitionedAtRuntime()")
+    assert notes["live_region_player_stats"].startswith("schedule: keep schedule=PartitionedAtRuntime()")

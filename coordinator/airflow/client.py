@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from contextlib import aclosing
 from contextvars import ContextVar
 from datetime import UTC, datetime
@@ -98,6 +98,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
+#: A request's query: a list value repeats the parameter (``timetable_type=A&timetable_type=B``).
+Params = Mapping[str, str | Sequence[str]]
 #: Set while a call the gate admitted runs (in its task): the calls it makes itself are part of it.
 _GATED: ContextVar[bool] = ContextVar("airflow_gated", default=False)
 
@@ -250,12 +252,20 @@ class AirflowClient:
     async def dags(self, *, paused_only: bool = False) -> dict[str, bool]:
         """DAG id -> paused, of every DAG this user may read (only the paused ones when asked), paged; AirflowError
         past SCAN_MAX. Each item's own flag is kept: a server that ignores the filter costs pages, not answers."""
+        return {dag.dag_id: dag.is_paused for dag in await self.dag_list(paused_only=paused_only)}
+
+    async def dag_list(self, *, paused_only: bool = False, timetable_types: Sequence[str] = ()) -> list[DagInfo]:
+        """Every DAG this user may read, with its paused flag and timetable (only the paused ones, or only those whose
+        timetable's type is one of ``timetable_types`` (Airflow 3.2+), when asked), paged; AirflowError past
+        SCAN_MAX."""
         path = f"/api/{await self.api_version()}/dags"
-        params = {"paused": "true"} if paused_only else {}
+        params: dict[str, str | Sequence[str]] = {"paused": "true"} if paused_only else {}
+        if timetable_types:
+            params["timetable_type"] = list(timetable_types)
         dags = [self._parsed(parse_dag, "GET", path, i, "") async for i in self._pages(path, "dags", params, SCAN_MAX)]
         if len(dags) >= SCAN_MAX:  # the list may go on: an incomplete set would miss DAGs
             raise self._bad_payload("GET", path, f"{SCAN_MAX} or more DAGs listed")
-        return {dag.dag_id: dag.is_paused for dag in dags}
+        return dags
 
     async def send(self, method: str, path: str, body: Any) -> Any:
         """One authenticated request with the errors of **One error mapping** (for read-only probes such as
@@ -501,7 +511,7 @@ class AirflowClient:
                 yield self._run("GET", path, item, dag_id)
 
     async def _pages(
-        self, path: str, key: str, params: Mapping[str, str], max_items: int, *, halve_500: bool = False
+        self, path: str, key: str, params: Params, max_items: int, *, halve_500: bool = False
     ) -> AsyncGenerator[object, None]:
         """The items of list ``key`` of a paged GET, pages of PAGE_SIZE by offset, at most ``max_items``.
 
@@ -533,9 +543,7 @@ class AirflowClient:
             if not items or (isinstance(total, int) and offset >= total):
                 return
 
-    async def _readable(
-        self, path: str, key: str, params: Mapping[str, str], offset: int, size: int
-    ) -> tuple[list[object], bool]:
+    async def _readable(self, path: str, key: str, params: Params, offset: int, size: int) -> tuple[list[object], bool]:
         """Items ``[offset, offset + size)`` of a paged GET up to the first one Airflow answers 500 for, and True
         when none did. Each 500 halves the range: about log2(PAGE_SIZE) quiet requests find the item."""
         try:
@@ -606,7 +614,7 @@ class AirflowClient:
         path: str,
         *,
         json: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         probe: bool = False,
         quiet: bool = False,
     ) -> Any:
@@ -678,7 +686,7 @@ class AirflowClient:
         path: str,
         *,
         json: Any = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
         probe: bool = False,
         quiet: bool = False,
     ) -> Any:
@@ -727,7 +735,7 @@ class AirflowClient:
         headers: Mapping[str, str],
         json: Any = None,
         data: Mapping[str, str] | None = None,
-        params: Mapping[str, str] | None = None,
+        params: Params | None = None,
     ) -> httpx.Response:
         """One HTTP exchange; transport failures become AirflowUnavailable with status 0."""
         started = time.monotonic()

@@ -14,6 +14,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from coordinator.core.key_acceptance import DagTimetable
 from coordinator.errors import AirflowAuthError, AirflowConflict, AirflowError, AirflowNotFound, AirflowUnavailable
 
 
@@ -26,6 +27,8 @@ class ApiVersion(StrEnum):
 class DagInfo:
     dag_id: str
     is_paused: bool
+    #: Its timetable as the DAG list says (``timetable_partitioned`` is None on an Airflow without partition keys).
+    timetable: DagTimetable | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +102,20 @@ def parse_dag(data: object, dag_id: str) -> DagInfo:
     """A DagInfo from a v2 ``DAGResponse`` or a v1 ``DAG`` (one DAG, or one item of a DAG list); ValueError if not."""
     if not isinstance(data, dict) or not isinstance(data.get("is_paused"), bool):
         raise ValueError("no is_paused flag")
-    return DagInfo(dag_id=str(data.get("dag_id") or dag_id), is_paused=data["is_paused"])
+    found = str(data.get("dag_id") or dag_id)
+    partitioned = data.get("timetable_partitioned")
+    timetable = DagTimetable(
+        found,
+        partitioned if isinstance(partitioned, bool) else None,
+        _text(data.get("timetable_summary")),
+        _text(data.get("timetable_description")),
+        _text(data.get("fileloc")),
+    )
+    return DagInfo(dag_id=found, is_paused=data["is_paused"], timetable=timetable)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def parse_run(data: object, dag_id: str) -> DagRunInfo:

@@ -7,6 +7,9 @@ Rules:
 - **Fast when something is down.** Etcd gets one attempt per endpoint with a short deadline (ETCD_TIMEOUT_S), each
   Airflow instance a bounded check. Nothing is triggered, cleared, unpaused or written.
 - **Never a traceback.** A bad setting, etcd down or Airflow down are verdicts. Exit 0 when no check fails, 1 otherwise.
+- **Keys accepted.** Each keyed dependent of the graph in force (a ``key_format`` or ``segments``) is checked against
+  its DAG's timetable in Airflow (``coordinator.core.key_acceptance``): one that refuses a ``partition_key`` fails
+  ``partition keys <instance>`` with what to set where.
 - **Partial roles.** Under a role that may not read the whole prefix (``coordinator roles``), doctor reads each key
   family it may read and lists the others; the checks that need them are skipped with that reason, never failed on
   missing facts.
@@ -40,6 +43,7 @@ from coordinator.cli.app import (
 )
 from coordinator.core.assets import AssetRoute, TargetAssets
 from coordinator.core.holds import Hold
+from coordinator.core.key_acceptance import KeyedDag, keyed_dependents, keyed_in_activation
 from coordinator.core.model import KeyLayout, NodeId
 from coordinator.diagnosis import (
     DoctorFacts,
@@ -191,7 +195,9 @@ async def gather(given: dict[str, Any], only: str | None) -> DoctorFacts:
         names = sorted(n for n in graph if (only is None or n == only) and n not in external)
         if only is not None and only not in graph and only not in external:
             names = [only]
-        facts.instances = await _instance_facts(names, graph, configured, settings.instances_file)
+        facts.instances = await _instance_facts(
+            names, graph, configured, settings.instances_file, _keyed_in_force(facts), str(settings.deps)
+        )
     if facts.local_graph is not None and facts.local_graph.asset_routes:
         await _asset_facts(facts, facts.local_graph.asset_routes, configured)
     if facts.local_graph is not None and facts.local_graph.lineage_jobs:
@@ -235,6 +241,16 @@ def _graph_in_force(facts: DoctorFacts) -> dict[str, list[str]] | None:
     if view is not None and view.activation is not None:
         return _by_instance(NodeId.parse(q) for q in view.activation.nodes)
     return None
+
+
+def _keyed_in_force(facts: DoctorFacts) -> tuple[KeyedDag, ...]:
+    """The keyed dependents of the graph :func:`_graph_in_force` names: their DAGs must accept a partition key."""
+    if facts.local_graph is not None:
+        return keyed_dependents(facts.local_graph)
+    view = facts.view
+    if view is not None and view.activation is not None:
+        return keyed_in_activation(view.activation)
+    return ()
 
 
 def _by_instance(nodes: Iterable[NodeId]) -> dict[str, list[str]]:
@@ -337,13 +353,18 @@ def readable_parts(keys: KeyLayout) -> Scope:
 
 
 async def _instance_facts(
-    names: Sequence[str], graph: dict[str, list[str]], configured: dict[str, Any], instances_file: Path | None
+    names: Sequence[str],
+    graph: dict[str, list[str]],
+    configured: dict[str, Any],
+    instances_file: Path | None,
+    keyed: Sequence[KeyedDag],
+    deps: str,
 ) -> list[InstanceCheck]:
     from coordinator.watcher.instance_check import check_instance
 
     checks = (
         check_instance(n, configured.get(n), graph.get(n, []), timeout_s=AIRFLOW_TIMEOUT_S, configured=configured,
-                       instances_file=instances_file)
+                       instances_file=instances_file, keyed=[k for k in keyed if k.node.instance == n], deps=deps)
         for n in names
     )  # fmt: skip
     return list(await asyncio.gather(*checks))

@@ -11,8 +11,10 @@ Rules:
   stderr and still exits 0: the watcher adopts such a file as written.
 - **Asking Airflow.** ``validate --airflow`` also asks each instance's Airflow (the watcher's settings:
   COORDINATOR_AIRFLOW_URL or the instances file) which DAGs it has: a DAG of the graph that it lacks is an error (exit
-  1, with "did you mean" against Airflow's DAG ids), a paused one a warning; an instance without settings exits 2
-  (configuration), one that cannot be asked exits 1. An instance the file declares ``"kind": "external"`` has no
+  1, with "did you mean" against Airflow's DAG ids), a paused one a warning; a keyed dependent (a ``key_format`` or
+  ``segments``) whose Airflow DAG refuses a ``partition_key`` is an error (exit 1) naming the schedule it needs, one on
+  a custom timetable that may refuse it a warning (``coordinator.core.key_acceptance``); an instance without settings
+  exits 2 (configuration), one that cannot be asked exits 1. An instance the file declares ``"kind": "external"`` has no
   Airflow: it is named on stdout and never asked (``coordinator.core.spec.instances``).
 - **No etcd.** None of them needs etcd; ``inputs`` answers "what does this run wait for?" from the file alone.
 """
@@ -32,12 +34,14 @@ from urllib.parse import urlsplit
 import typer
 
 from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.airflow.key_check import refused_keys
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, DepsOpt, app, build_settings, fail
 from coordinator.core.assets import TargetAssets, route_warnings
 from coordinator.core.dag_presence import DagPresence, dag_presence
 from coordinator.core.duration import format_shift
 from coordinator.core.graph import Graph
 from coordinator.core.inputs import InputGroup, NotAPartition, RequiredInput, grouped_inputs, required_inputs
+from coordinator.core.key_acceptance import KeyRefusal, keyed_dependents
 from coordinator.core.model import NodeId, any_partition
 from coordinator.core.spec.near_misses import spec_warnings
 from coordinator.core.spec.render import GraphFormat, render
@@ -99,9 +103,11 @@ AirflowFlag = Annotated[
     bool,
     typer.Option(
         "--airflow",
-        help="also check that every DAG exists in its instance's Airflow (REST; the watcher's settings: "
+        help="also check that every DAG exists in its instance's Airflow and that each one triggered with a "
+        "partition_key (a key_format or segments) is partitioned there (REST; the watcher's settings: "
         "COORDINATOR_AIRFLOW_URL/_USERNAME/_PASSWORD(_FILE) or COORDINATOR_INSTANCES_FILE): exit 1 when a DAG is "
-        "missing or an Airflow cannot be asked, 2 when an instance has no Airflow configured",
+        "missing or refuses its partition keys or an Airflow cannot be asked, 2 when an instance has no Airflow "
+        "configured",
     ),
 ]
 
@@ -110,8 +116,9 @@ AirflowFlag = Annotated[
 def validate(paths: PathsArg = None, deps: DepsOpt = None, airflow: AirflowFlag = False) -> None:
     """Check the dependencies file(s); print a summary each and any warnings (exit 0) or every problem found (exit 2).
 
-    With --airflow, also check each DAG exists in its Airflow: exit 1 when one does not or an Airflow cannot be asked,
-    2 when an instance has no Airflow configured (an invalid file: 2 as well).
+    With --airflow, also check each DAG exists in its Airflow and accepts the partition keys it is triggered with: exit
+    1 when one does not or an Airflow cannot be asked, 2 when an instance has no Airflow configured (an invalid file: 2
+    as well).
     """
     # Several paths: a pre-commit hook (.pre-commit-hooks.yaml) passes every matching file at once.
     codes = [0]
@@ -138,11 +145,17 @@ def _where(name: str, url: str) -> str:
     return f"instance {name} ({parts.scheme}://{host}{f':{parts.port}' if parts.port else ''}{parts.path})"
 
 
-async def _airflow_dags(name: str, instance: InstanceSettings) -> tuple[str, dict[str, bool]]:
-    """Airflow's version and every DAG id it lists with its paused flag."""
+async def _airflow_dags(
+    name: str, instance: InstanceSettings, graph: Graph
+) -> tuple[str, dict[str, bool], tuple[KeyRefusal, ...]]:
+    """Airflow's version, every DAG id it lists with its paused flag, and the instance's keyed dependents it refuses
+    (or may refuse) a ``partition_key`` (``coordinator.airflow.key_check``)."""
+    keyed = [k for k in keyed_dependents(graph) if k.node.instance == name]
     async with AirflowClient(instance, name=name) as client:
         version = await client.version()
-        return version, await client.dags()
+        listed = await client.dag_list()
+        refused = await refused_keys(client, keyed, listed, version=version, deps=graph.source)
+        return version, {d.dag_id: d.is_paused for d in listed}, refused
 
 
 def _check_airflow(graph: Graph, settings: Settings) -> int:
@@ -172,14 +185,17 @@ def _check_airflow(graph: Graph, settings: Settings) -> int:
             continue
         where = _where(name, instance.url)
         try:
-            version, listed = asyncio.run(_airflow_dags(name, instance))
+            version, listed, refused = asyncio.run(_airflow_dags(name, instance, graph))
         except CoordinatorError as exc:
             typer.echo(f"{graph.source}: {where}: error: cannot list its DAGs: {exc}", err=True)
             code = max(code, EXIT_FAILURE)
             continue
         presence = dag_presence(graph, name, listed)
         _print_presence(graph.source, where, version, presence)
-        if not presence.ok:
+        for refusal in refused:
+            level = "error" if refusal.certain else "warning"
+            typer.echo(f"{graph.source}: {where}: {level}: {refusal.line()}", err=True)
+        if not presence.ok or any(r.certain for r in refused):
             code = max(code, EXIT_FAILURE)
     return max(code, _check_routes(graph, configured))
 

@@ -28,6 +28,7 @@ from datetime import datetime
 from coordinator.diagnosis.airflow_checks import (
     dags_check,
     instance_check,
+    keys_check,
     plugin_records_check,
     unknown_instances_check,
 )
@@ -100,6 +101,8 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
                    skipped("watcher graphs", "etcd not reached")]  # fmt: skip
     for probe in facts.instances:
         checks += [instance_check(probe, facts), dags_check(probe)]
+        if probe.keyed_checked:
+            checks.append(keys_check(probe))
     if facts.local_graph is not None and facts.local_graph.external_instances:
         checks.append(external_check(facts.local_graph, facts.only_instance))
     if facts.local_graph is not None and facts.local_graph.asset_routes:

@@ -85,6 +85,32 @@ def dags_check(p: InstanceCheck) -> Check:
     return Check(name=name, status=CheckStatus.OK, summary=f"all {p.dags_checked} DAG(s) exist and are unpaused")
 
 
+def keys_check(p: InstanceCheck) -> Check:
+    """Each keyed dependent's Airflow DAG accepts the ``partition_key`` it is triggered with
+    (``coordinator.core.key_acceptance``): fail when one refuses for certain, warn for a custom timetable."""
+    name = f"partition keys {p.instance}"
+    if p.keys_refused or p.keys_unsure:
+        refused, unsure = p.keys_refused, p.keys_unsure
+        said = []
+        if refused:
+            said.append(f"{len(refused)} keyed dependent(s) whose Airflow DAG refuses a partition_key: "
+                        f"{', '.join(refused)}")  # fmt: skip
+        if unsure:
+            said.append(f"{len(unsure)} on a custom timetable that may refuse it: {', '.join(unsure)}")
+        return Check(
+            name=name,
+            status=CheckStatus.FAIL if refused else CheckStatus.WARN,
+            summary="; ".join(said) + " (each trigger of theirs would be refused)",
+            details=p.keys_said,
+            fix="each line says what to set, and where; then run `coordinator doctor` again",
+        )
+    return Check(
+        name=name,
+        status=CheckStatus.OK,
+        summary=f"the DAGs of all {p.keyed_checked} keyed dependent(s) accept a partition_key",
+    )
+
+
 @dataclass
 class _Writes:
     """One instance's run states by who wrote them: the plugin's latest start, and the audit's repairs."""

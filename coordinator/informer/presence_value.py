@@ -36,6 +36,13 @@ class InstanceCheck(BaseModel):
     dags_checked: int = 0
     missing: tuple[str, ...] = ()
     paused: tuple[str, ...] = ()
+    #: Keyed dependents asked about (``coordinator.core.key_acceptance``); the DAG ids of those whose Airflow DAG
+    #: refuses a ``partition_key`` (``keys_refused``) or may (a custom timetable: ``keys_unsure``), and for each of
+    #: them one line saying why and what to set where (``keys_said``).
+    keyed_checked: int = 0
+    keys_refused: tuple[str, ...] = ()
+    keys_unsure: tuple[str, ...] = ()
+    keys_said: tuple[str, ...] = ()
     error: str | None = None
     fix: str | None = None
     checked_at: datetime | None = None

@@ -10,6 +10,10 @@ Rules:
 - **Bounded.** At most MAX_PROBED DAGs are asked about permissions (two requests each); every DAG of the graph is looked
   up in one listing.
 - **Its own client.** Its own client, marked ``purpose="check"`` (User-Agent ``airflow-etcd-coordinator/check``).
+- **Keys accepted.** Given the instance's keyed dependents (``doctor`` gives them; the watcher's start check does
+  not), the timetables the one DAG listing shows judge them, a suspect's asked once more by its timetable's type
+  (``coordinator.airflow.key_check``): each one whose DAG refuses a ``partition_key`` is named (``keys_refused``; one
+  on a custom timetable apart, ``keys_unsure``) with what to set where (``keys_said``).
 - **One audit row per start.** Airflow 3 writes an audit-log row for the permitted trigger probe (event
   ``trigger_dag_run``, extra ``{"coordinator_probe": true}``; no run is created; measured on 3.3.2) and none for the
   dry-run clear. So the watcher's start check asks about one DAG per instance (one row per start); ``doctor`` asks about
@@ -25,7 +29,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from coordinator.airflow.client import AirflowClient, ApiVersion
+from coordinator.airflow.key_check import refused_keys
 from coordinator.core.instance_coverage import missing_airflow_fix
+from coordinator.core.key_acceptance import KeyedDag
 from coordinator.errors import AirflowAuthError, AirflowError, AirflowUnavailable
 from coordinator.informer.presence_value import InstanceCheck
 from coordinator.manager import wall_clock
@@ -49,6 +55,8 @@ async def check_instance(
     probe_limit: int = MAX_PROBED,
     configured: Collection[str] = (),
     instances_file: Path | None = None,
+    keyed: Sequence[KeyedDag] = (),
+    deps: str = "dependencies.json",
 ) -> InstanceCheck:
     """Probe instance ``name`` for the DAGs ``dag_ids`` of the graph (**Read-only**,
     **Never raises for what Airflow answers** and **Bounded**), each request within ``timeout_s``, the permissions on at
@@ -58,7 +66,9 @@ async def check_instance(
     (and the test suite's fake) tell the probes' 4xx answers apart from the coordinator's real requests.
 
     ``configured`` (the instances that have an Airflow) and ``instances_file`` (COORDINATOR_INSTANCES_FILE) shape the
-    fix for an instance without one (``core.instance_coverage``'s **Every way to configure**)."""
+    fix for an instance without one (``core.instance_coverage``'s **Every way to configure**). ``keyed``: this
+    instance's keyed dependents, whose DAGs must accept a ``partition_key`` (**Keys accepted**; ``deps`` is the file
+    named in their fixes)."""
     now = wall_clock()
     if settings is None:
         return InstanceCheck(
@@ -70,7 +80,7 @@ async def check_instance(
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S), AirflowClient(settings, timeout_s=timeout_s, name=name,
                                                                    purpose="check") as client:  # fmt: skip
-            return await _probe(name, settings, client, dag_ids, now, probe_limit)
+            return await _probe(name, settings, client, dag_ids, now, probe_limit, keyed, deps)
     except TimeoutError:
         return InstanceCheck(
             instance=name,
@@ -82,7 +92,14 @@ async def check_instance(
 
 
 async def _probe(
-    name: str, settings: InstanceSettings, client: AirflowClient, dag_ids: Sequence[str], now: datetime, limit: int
+    name: str,
+    settings: InstanceSettings,
+    client: AirflowClient,
+    dag_ids: Sequence[str],
+    now: datetime,
+    limit: int,
+    keyed: Sequence[KeyedDag],
+    deps: str,
 ) -> InstanceCheck:
     result = InstanceCheck(instance=name, url=settings.url, checked_at=now)
     try:
@@ -92,7 +109,8 @@ async def _probe(
     except AirflowError as exc:
         return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
     try:
-        listed = await client.dags()  # the first authenticated request: it logs in (Airflow 3) or sends basic auth
+        # The first authenticated request: it logs in (Airflow 3) or sends basic auth.
+        dags = await client.dag_list()
     except AirflowAuthError as exc:
         if exc.status == 401 or "/auth/token" in str(exc):  # the login itself was refused
             return result.model_copy(update={"login": False, "error": str(exc), "fix": _login_fix(settings, exc)})
@@ -102,12 +120,14 @@ async def _probe(
     except AirflowError as exc:
         return result.model_copy(update={"error": str(exc), "fix": _reach_fix(name, exc)})
     result = result.model_copy(update={"login": True})
+    listed = {d.dag_id: d.is_paused for d in dags}
     missing = tuple(d for d in dag_ids if d not in listed)
     paused = tuple(d for d in dag_ids if listed.get(d))
     present = [d for d in dag_ids if d in listed][:limit]
     trigger: bool | None = True if present else None
     clear: bool | None = True if present else None
     try:
+        refused = await refused_keys(client, keyed, dags, version=version, deps=deps) if keyed else ()
         for dag in present:
             may_trigger, may_clear = await _may_trigger(client, dag), await _may_clear(client, dag)
             trigger = _and(trigger, may_trigger)
@@ -121,6 +141,10 @@ async def _probe(
         "dags_checked": len(dag_ids),
         "missing": missing,
         "paused": paused,
+        "keyed_checked": len(keyed),
+        "keys_refused": tuple(r.dag_id for r in refused if r.certain),
+        "keys_unsure": tuple(r.dag_id for r in refused if not r.certain),
+        "keys_said": tuple(r.line() for r in refused),
     }
     if trigger is False or clear is False:
         denied = "/".join(w for w, ok in (("trigger", trigger), ("clear", clear)) if ok is False)

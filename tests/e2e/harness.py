@@ -91,6 +91,8 @@ PARTITION_DAGS = [
     *("e2e_part_raw", "e2e_part_clean", "e2e_seg_load", "e2e_seg_per", "e2e_seg_all", "e2e_seg_two"),
 ]
 TEST_ONLY_DAGS += PARTITION_DAGS
+# tests/e2e/dags/e2e_keys.py: a schedule=None DAG a graph keys by mistake (test_partition_keys_e2e.py).
+TEST_ONLY_DAGS += ["e2e_keyed_unpartitioned"]
 ALL_DAGS = PIPELINES + FAILURE_DAGS + TEST_ONLY_DAGS
 #: The watcher's own Airflow user of the install guide's step 5 (docs/howto/existing-airflow.md; simple auth manager
 #: role ``user``: read, trigger, clear); the session's Airflow has it from its start, since the api-server reads its

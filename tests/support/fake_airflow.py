@@ -51,6 +51,12 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    as for a ``PartitionedAtRuntime`` DAG); :meth:`create_run` makes a partitioned run (key and date) or an
    asset-triggered one with the events it consumed, which
    ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents`` lists (unpaged, as Airflow does).
+12. Timetables: every DAG has one (:data:`TIMETABLES`; ``PartitionedAtRuntime`` unless :meth:`add_dag` or
+   :meth:`set_timetable` says otherwise, so a key is accepted as rule 11 says). ``GET /api/v2/dags`` lists its
+   ``timetable_summary``, ``timetable_description``, ``timetable_partitioned`` and ``fileloc`` as Airflow 3.3 does,
+   filters by ``timetable_type`` (repeatable; a custom timetable's type is its import path), and a trigger with a
+   ``partition_key`` of a DAG whose timetable is neither partitioned nor partitioned at run time is refused with
+   Airflow's 400. ``timetable=None`` lists the DAG without those fields, as an Airflow before 3.2 does.
 
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
@@ -163,6 +169,37 @@ class RunView:
     partition_key: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Timetable:
+    """A timetable as Airflow 3.3's DAG list shows it (rule 12); ``at_runtime`` is ``partitioned_at_runtime``, which
+    the list does not show."""
+
+    type_name: str
+    summary: str | None
+    description: str
+    partitioned: bool = False
+    at_runtime: bool = False
+
+    @property
+    def accepts_keys(self) -> bool:
+        return self.partitioned or self.at_runtime
+
+
+#: The timetables tests name (rule 12), as Airflow 3.3.2's own classes describe themselves.
+TIMETABLES = {
+    "PartitionedAtRuntime": Timetable(
+        "PartitionedAtRuntime", "PartitionedAtRuntime", "Never, partition key(s) set at runtime", at_runtime=True
+    ),
+    "None": Timetable("NullTimetable", None, "Never, external triggers only"),
+    "@daily": Timetable("CronTriggerTimetable", "0 0 * * *", "At 00:00"),
+    "CronPartitionTimetable": Timetable("CronPartitionTimetable", "0 0 * * *", "At 00:00", partitioned=True),
+    # A custom timetable that sets partitioned_at_runtime (Airflow's example plugin): the list cannot say so.
+    "custom": Timetable(
+        "plugins.timetables.ScheduledRuntimePartitionTimetable", "0 0 * * *", "At 00:00", at_runtime=True
+    ),
+}
+
+
 @dataclass
 class _Dag:
     dag_id: str
@@ -170,6 +207,8 @@ class _Dag:
     missing: bool = False
     outcome: str = "success"
     duration_s: float | None = None  # None: the server's run_duration_s
+    #: Rule 12: None lists no timetable fields (an Airflow before 3.2).
+    timetable: Timetable | None = TIMETABLES["PartitionedAtRuntime"]
 
 
 @dataclass
@@ -364,10 +403,23 @@ class FakeAirflow:
     # ------------------------------------------------------------ configuration and faults
 
     def add_dag(
-        self, dag_id: str, *, paused: bool = False, outcome: str = "success", duration_s: float | None = None
+        self,
+        dag_id: str,
+        *,
+        paused: bool = False,
+        outcome: str = "success",
+        duration_s: float | None = None,
+        timetable: str | None = "PartitionedAtRuntime",
     ) -> None:
+        """Add (or replace) a DAG; ``timetable`` names one of :data:`TIMETABLES` (rule 12)."""
         with self._lock:
-            self._dags[dag_id] = _Dag(dag_id, is_paused=paused, outcome=outcome, duration_s=duration_s)
+            self._dags[dag_id] = _Dag(dag_id, is_paused=paused, outcome=outcome, duration_s=duration_s,
+                                      timetable=None if timetable is None else TIMETABLES[timetable])  # fmt: skip
+
+    def set_timetable(self, dag_id: str, timetable: str | None) -> None:
+        """Give a DAG another of :data:`TIMETABLES` (None: list it without timetable fields), as a reparse would."""
+        with self._lock:
+            self._dags[dag_id].timetable = None if timetable is None else TIMETABLES[timetable]
 
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause (unpausing starts the DAG's queued runs), as ``PATCH /dags/{id}`` does."""
@@ -1004,7 +1056,10 @@ class FakeAirflow:
                 [{"type": "string_type", "loc": ["body", "partition_key"], "msg": "Input should be a valid string"}],
             )
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
-        self._dag(dag_id)
+        dag = self._dag(dag_id)
+        if key is not None and dag.timetable is not None and not dag.timetable.accepts_keys:
+            # Rule 12: Airflow's DagNotPartitionedError, answered 400.
+            raise HttpError(400, f"Dag '{dag_id}' is not a partitioned Dag and does not accept a partition_key.")
         # Airflow decodes partition_date from the key with the DAG's timetable; the fake's DAGs have none (as
         # PartitionedAtRuntime): partition_date stays null.
         return self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
@@ -1042,6 +1097,9 @@ class FakeAirflow:
             )
         if paused:
             dags = [d for d in dags if d.is_paused == (paused == "true")]
+        types = query.get("timetable_type")
+        if types:
+            dags = [d for d in dags if d.timetable is not None and d.timetable.type_name in types]
         limit = min(_int(query, "limit", 50), 100)
         offset = _int(query, "offset", 0)
         return {"dags": [_dag_json(d) for d in dags[offset : offset + limit]], "total_entries": len(dags)}
@@ -1145,7 +1203,20 @@ def _compare(value: datetime | None, op: str, bound: datetime) -> bool:
 
 
 def _dag_json(dag: _Dag) -> dict[str, Any]:
-    return {"dag_id": dag.dag_id, "dag_display_name": dag.dag_id, "is_paused": dag.is_paused, "is_stale": False}
+    body: dict[str, Any] = {
+        "dag_id": dag.dag_id,
+        "dag_display_name": dag.dag_id,
+        "is_paused": dag.is_paused,
+        "is_stale": False,
+        "fileloc": f"/opt/airflow/dags/{dag.dag_id}.py",
+    }
+    if dag.timetable is not None:  # rule 12
+        body |= {
+            "timetable_summary": dag.timetable.summary,
+            "timetable_description": dag.timetable.description,
+            "timetable_partitioned": dag.timetable.partitioned,
+        }
+    return body
 
 
 def _run_json(run: _Run) -> dict[str, Any]:

@@ -39,7 +39,6 @@ from coordinator.core.importer.facts import (
     FindingKind,
     LinkFact,
     ScheduleFact,
-    ScheduleKind,
 )
 from coordinator.core.importer.fit import Edge, FitProblem, Fitter, key
 from coordinator.core.importer.partitioned import segment_edge
@@ -186,17 +185,13 @@ def trigger_edges(work: Work, link: LinkFact) -> None:
     if samples is None or target_missing(work, link):
         return
     tasks: tuple[str | None, ...] = link.upstream_tasks or (None,)
-    target = work.dags.get(link.other_dag)
-    also = ""
-    if target is not None and target.schedule.kind not in (ScheduleKind.NONE, ScheduleKind.ASSETS):
-        also = f"; {link.other_dag} also has its own schedule ({target.schedule.written}): set schedule=None"
     where = "the whole run" if not link.upstream_tasks else "task(s) " + ", ".join(link.upstream_tasks)
     work.add(
         FindingKind.NOTE,
         link,
         f"{link.other_dag} is triggered by the coordinator for {link.dag_id}'s partition ({_at(link)}) once "
         f"{where} of {link.dag_id} {'succeeded' if condition == 'success' else 'finished'}: remove this "
-        f"operator{also}",
+        f"operator; {link.other_dag}'s 'schedule:' note says the schedule it needs",
     )
     link_edges(work, link, samples, tasks, condition)
 
@@ -224,14 +219,14 @@ def assets_note(schedule: ScheduleFact) -> str:
     if mapped:
         return (
             f"partitioned assets mapped by {', '.join(mapped)}: written as edges from the producer runs Airflow's "
-            f"mapper sends to each of its partition dates (its partition_date is the coordinator's partition); set "
-            f"schedule=None"
+            "mapper sends to each of its partition dates (its partition_date is the coordinator's partition), in "
+            "place of its asset schedule"
         )
     return (
-        "asset schedule: written as edges to the producing tasks at the producer's logical date; set schedule=None "
-        "(assets carry no dates: Airflow merged several updates into one run and made a new run on a producer rerun, "
-        "and on Airflow 3 an asset-triggered run has no logical date at all; the coordinator runs it once per "
-        "partition of the producer, with that partition as its logical date, and reruns it)"
+        "asset schedule: written as edges to the producing tasks at the producer's logical date, in place of its "
+        "asset schedule (assets carry no dates: Airflow merged several updates into one run and made a new run on a "
+        "producer rerun, and on Airflow 3 an asset-triggered run has no logical date at all; the coordinator runs it "
+        "once per partition of the producer, with that partition as its logical date, and reruns it)"
     )
 
 

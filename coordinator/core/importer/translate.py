@@ -37,6 +37,10 @@ Rules (``docs/import-dags.md``):
   demand, not to produce anything), gets no marker edges by default: each would make the marked DAG wait for every run
   of the relay, which Airflow never did (a marker only clears). One note per relay says how many were left out;
   ``relay_edges`` (``--relay-edges``) writes them as any marker's.
+- **Schedules said.** Once the file is final, each DAG that needs a schedule in Airflow gets one ``schedule:`` note
+  (:mod:`coordinator.core.importer.schedules_needed`): ``PartitionedAtRuntime()`` for a dependent triggered with a
+  partition key, ``None`` for any other dependent, and a runtime-keyed producer's own kept. The operators' notes never
+  say it themselves.
 - **Job sensors.** A sensor on another system's job (dbt Cloud, Glue, EMR, Spark on Kubernetes...) writes no edge: it is
   noted as the DAG's own work, or reported with an OpenLineage node offered for confirmation
   (:mod:`coordinator.core.importer.jobs`), after the grids are final (the offer's partitions are the sensing DAG's
@@ -66,6 +70,7 @@ from coordinator.core.importer.jobs import LineageOffer, job_links
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
 from coordinator.core.importer.partitioned import declared_segments, partitions_entry
 from coordinator.core.importer.schedule import choose_grid
+from coordinator.core.importer.schedules_needed import schedule_notes
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
 from coordinator.core.spec.source import format_path
@@ -125,6 +130,7 @@ def translate(
     _inherit_grids(work)
     offers = job_links(work, [link for link in ordered if link.kind is LinkKind.JOB and link.dag_id in by_id])
     document, edge_count = _validated(work)
+    schedule_notes(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
     return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())), offers)
