@@ -42,7 +42,8 @@ Rules:
 - **Nothing blocks the loop.** Neither the event loop nor the watch waits long: the planner plans every partition as a
   sweep, a slice of about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer
   applies what the watch brought and the next turn plans those keys too (``watcher/sweep.py``'s **Sweep**). The
-  summary line of each pass is the trigger reconciler's (its **One line per pass**).
+  summary line of each pass is the trigger reconciler's (its **One line per pass**, at DEBUG), and a minute's passes
+  are summarised in one INFO line (``watcher/pass_summary.py``).
 """
 
 from __future__ import annotations
@@ -324,6 +325,9 @@ class Watcher(Provided):
                 tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
+            summary = self.pass_summary
+            if summary is not None:
+                summary.say()  # ``watcher/pass_summary.py``'s **Said at the stop**
             # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
             log.info("watcher.stopping watcher=%s in_flight=%d streams=%d", self.watcher_id, self.executor.busy,
                      self.executor.busy_in(Pool.STREAMS))  # fmt: skip
