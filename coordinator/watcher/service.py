@@ -25,9 +25,9 @@ Rules:
   partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
   state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the partition is
   older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
-  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). A
-  new concern is one module and one line in that list; this module keeps only what they share: the informer, the
-  executor, the leadership, the manager, the run loop and the stop.
+  graph file's reload, this watcher's presence key, the summary of the planner's passes), each a key requeued at
+  its interval (``manager/periodic.py``). A new concern is one module and one line in that list; this module keeps
+  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
