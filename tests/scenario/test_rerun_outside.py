@@ -20,7 +20,7 @@ RERUN_PAGE = Path(__file__).resolve().parents[2] / "docs" / "howto" / "rerun.md"
 
 def _documented_command(partition: str, url: str) -> list[str]:
     """docs/howto/rerun.md's ``plan rerun`` of a DAG outside the graph, for ``partition`` and the fake's ``url``."""
-    (line,) = re.findall(r"^\$ coordinator (plan rerun orders_daily .*)$", RERUN_PAGE.read_text(encoding="utf-8"), re.M)
+    (line,) = re.findall(r"^coordinator (plan rerun orders_daily .*)$", RERUN_PAGE.read_text(encoding="utf-8"), re.M)
     words = shlex.split(line.replace("2031-01-01", partition))
     at = words.index("--airflow-url")
     return [*words[:at], "--airflow-url", url, *words[at + 2 :]]
