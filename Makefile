@@ -170,9 +170,14 @@ test:
 # The documentation site (docs/conf.py: Sphinx, MyST, furo) into docs/_build/html. Warnings are errors: a link between
 # pages or to a heading that does not resolve, a README link that does not (docs/_ext/coordinator_reference.py), a
 # page outside every toctree. The CLI, settings and metrics reference pages are written from the code as it builds.
-.PHONY: docs
+.PHONY: docs reference
 docs: $(STAMP)
 	$(BIN)/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
+# The generated text of docs/reference/*.md (CLI, settings, metrics, schema), rewritten from the code and committed, so
+# the checkout and dist/ hold it (tests/test_reference_pages.py fails when it is stale).
+reference: $(STAMP)
+	$(BIN)/python -m devtools.reference_pages
 
 demo: $(STAMP)
 	$(BIN)/python -m devtools.demo up

@@ -382,7 +382,9 @@ class WatcherProcess:
         cmd = [sys.executable, "-m", "coordinator.cli", "watch", "--etcd", self.etcd, "--deps", str(self.deps)]
         if os.environ.get("BENCH_CPROFILE"):  # cProfile the watcher (written when it exits on SIGTERM)
             cmd[1:1] = ["-m", "cProfile", "-o", os.environ["BENCH_CPROFILE"]]
-        cmd += ["--id", "bench-watcher", *self.extra_args]
+        # DEBUG: the benchmarks read each pass's line (``reconcile revision=...``), which INFO summarises once a
+        # minute (``watcher/pass_summary.py``).
+        cmd += ["--id", "bench-watcher", "--log-level", "DEBUG", *self.extra_args]
         if self.airflow_url:
             cmd += ["--airflow-url", self.airflow_url]
         self.log_path.write_bytes(b"")

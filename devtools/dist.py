@@ -15,7 +15,8 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
   chart's ``files/grafana-dashboard.json`` (devtools/dashboard.py builds it);
 - ``airflow-etcd-coordinator-examples-VERSION.tar.gz``: what the how-tos use besides the package, so a team needs
   nothing but ``dist/``: the example DAGs, ``dependencies.json``, the chart's example values and etcd manifests
-  (``charts/examples/``) and the managed services' recipes, at their checkout paths under one top folder;
+  (``charts/examples/``), the managed services' recipes and the reference pages (``docs/reference/``: every
+  command, setting, metric and schema field), at their checkout paths under one top folder;
 - ``airflow-etcd-coordinator-watcher-VERSION.tar``: the watcher image (``devtools.image``) as an OCI archive, which
   ``skopeo copy``, ``podman load`` or ``buildah pull`` take;
 - ``airflow-etcd-coordinator-watcher-VERSION.cdx.json``: the image's SBOM (CycloneDX JSON): its Python environment
@@ -73,9 +74,10 @@ IMAGE_VENV = "opt/coordinator"
 SUMS = "SHA256SUMS"
 EXAMPLES_NAME = "airflow-etcd-coordinator-examples"
 #: What the examples archive holds, as paths of the checkout: the example DAGs, their graph, the chart's example
-#: values and etcd manifests, the managed services' recipes. Inside the archive they keep these paths (under one top
-#: folder), so a how-to's command reads the same in a checkout and where the archive was unpacked.
-EXAMPLES = ("dags", "dependencies.json", "charts/examples", "docs/managed/recipes")
+#: values and etcd manifests, the managed services' recipes, the reference pages (CLI, settings, metrics, schema: their
+#: generated text is committed, ``devtools/reference_pages.py``). Inside the archive they keep these paths (under one
+#: top folder), so a how-to's command reads the same in a checkout and where the archive was unpacked.
+EXAMPLES = ("dags", "dependencies.json", "charts/examples", "docs/managed/recipes", "docs/reference")
 
 
 class DistError(RuntimeError):

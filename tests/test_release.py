@@ -166,7 +166,8 @@ def test_two_builds_of_one_checkout_give_the_same_wheel_chart_and_examples(relea
 
 def test_the_examples_archive_holds_what_the_how_tos_use_at_their_checkout_paths(release: Path) -> None:
     """The examples archive holds, under one top folder, exactly the checkout's example DAGs, dependencies.json, the
-    chart's example values and etcd manifests and the managed services' recipes, byte for byte, root-owned files."""
+    chart's example values and etcd manifests, the managed services' recipes and the reference pages, byte for byte,
+    root-owned files."""
     top = f"airflow-etcd-coordinator-examples-{VERSION}/"
     with tarfile.open(release / EXAMPLES) as tar:
         members = tar.getmembers()
@@ -178,7 +179,8 @@ def test_the_examples_archive_holds_what_the_how_tos_use_at_their_checkout_paths
     for name, data in contents.items():
         assert data == (ROOT / name.removeprefix(top)).read_bytes(), name
     for needed in ("dags/01_pipeline.py", "dags/example_pipeline.py", "charts/examples/platform-values.yaml",
-                   "charts/examples/platform-dependencies.json", "docs/managed/recipes/astro-values.yaml"):  # fmt: skip
+                   "charts/examples/platform-dependencies.json", "docs/managed/recipes/astro-values.yaml",
+                   "docs/reference/settings.md", "docs/reference/cli.md"):  # fmt: skip
         assert needed in expected, needed
 
 

@@ -94,7 +94,7 @@ def test_a_sweep_plans_the_newest_partitions_first_a_slice_per_turn_and_finds_wh
             triggers.warm.complete, triggers.warm.due = False, set()
 
             caplog.clear()
-            with caplog.at_level(logging.INFO, logger="coordinator.watcher.triggers"):
+            with caplog.at_level(logging.DEBUG, logger="coordinator.watcher.triggers"):
                 queue.add(AllPartitions)
                 slices = [due((await triggers.reconcile(queue.get_nowait(), sweep=True)).actions)]
                 assert slices == [PARTS[3:]] and not triggers.warm.complete
@@ -193,3 +193,21 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
             assert not triggers.led_full_pass and triggers.settled_through() is None
 
     arun(main())
+
+
+def test_the_pass_summary_counts_passes_until_said_then_starts_again() -> None:
+    """The minute's summary line counts the passes since the last one, names their revisions, and says nothing when
+    no pass ran (watcher/pass_summary.py)."""
+    from coordinator.watcher.pass_summary import PassSummary
+    from coordinator.watcher.sweep import PassCounts
+
+    summary = PassSummary()
+    assert summary.line(in_flight=0, errors=0) is None
+    summary.add(7, PassCounts(2, 2, 0, 2, 0.001), leading=True)
+    summary.add(9, PassCounts(0, 0, 0, 0, 0.003), leading=True)
+    summary.planned_everything()
+    assert summary.line(in_flight=1, errors=0) == (
+        "reconcile.summary passes=2 full=1 revisions=7..9 actions=2 triggers=2 resumes=0 submitted=2 in_flight=1 "
+        "errors=0 leader=True plan_ms_max=3.0"
+    )
+    assert summary.line(in_flight=0, errors=0) is None

@@ -78,6 +78,15 @@ def test_a_paused_dag_is_a_warning(airflow: FakeAirflow) -> None:
     )
 
 
+def test_a_paused_root_is_not_warned_about(airflow: FakeAirflow) -> None:
+    """A paused root gets no "runs the coordinator starts wait" warning: the coordinator never starts a root."""
+    airflow.set_paused("01_pipeline", True)
+    result = validate(env=default_env(airflow))
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines()[1] == f"instance default ({airflow.url}): Airflow 3.3.2: 7 of 7 DAGs exist"
+
+
 def test_an_instance_without_settings_exits_2(tmp_path: Path) -> None:
     """An instance of the graph that no setting maps to an Airflow exits 2 naming the settings to set."""
     path = tmp_path / "two.json"

@@ -26,6 +26,8 @@ class AssetInfo:
     name: str | None = None
     #: The DAGs that schedule on it (v2 ``scheduled_dags``, v1 ``consuming_dags``), when the listing says.
     consumers: tuple[str, ...] = ()
+    #: The DAGs with a task that has it as an outlet (``producing_tasks``, both versions), when the listing says.
+    producers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,13 +65,17 @@ def parse_asset(data: object, _: str = "") -> AssetInfo:
     if not isinstance(data, dict) or not isinstance(data.get("id"), int) or not isinstance(data.get("uri"), str):
         raise ValueError("asset payload lacks id or uri")
     name = data.get("name")
-    refs = data.get("scheduled_dags", data.get("consuming_dags"))
-    consumers = tuple(
-        str(r["dag_id"]) for r in (refs if isinstance(refs, list) else []) if isinstance(r, dict) and "dag_id" in r
-    )
     return AssetInfo(
-        asset_id=data["id"], uri=data["uri"], name=name if isinstance(name, str) else None, consumers=consumers
-    )
+        asset_id=data["id"], uri=data["uri"], name=name if isinstance(name, str) else None,
+        consumers=_dag_ids(data.get("scheduled_dags", data.get("consuming_dags"))),
+        producers=_dag_ids(data.get("producing_tasks")),
+    )  # fmt: skip
+
+
+def _dag_ids(refs: object) -> tuple[str, ...]:
+    """The distinct ``dag_id`` of a listing's references (DAGs or tasks), in order."""
+    items = refs if isinstance(refs, list) else []
+    return tuple(dict.fromkeys(str(r["dag_id"]) for r in items if isinstance(r, dict) and "dag_id" in r))
 
 
 def parse_asset_event(data: object, _: str = "") -> AssetEventInfo:

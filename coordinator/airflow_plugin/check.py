@@ -17,9 +17,12 @@ value. Then:
    stand-in task is never named, so nothing is written for it; the check reports how many tasks the graph names.
    A dry run reports the task key instead.
 
-Rules: the stand-in run belongs to a DAG no pipeline uses (``coordinator_check_plugin``); its key is deleted again
-after the check unless ``keep``. Other plugins' listeners are never called with the stand-in. Airflow is imported
-only inside the steps that need it, so importing this module (and the CLI) loads no Airflow.
+Rules: a step that fails on an exception says it with its underlying cause (``failure``): Airflow's own configuration
+often fails behind a wrapper (``ValueError: Unable to configure formatter 'airflow'`` raised from ``ModuleNotFoundError:
+No module named 'asyncpg'``), and the wrapper alone names the symptom, not what to install. The stand-in run belongs
+to a DAG no pipeline uses (``coordinator_check_plugin``); its key is deleted again after the check unless ``keep``.
+Other plugins' listeners are never called with the stand-in. Airflow is imported only inside the steps that need it,
+so importing this module (and the CLI) loads no Airflow.
 """
 
 from __future__ import annotations
@@ -178,18 +181,44 @@ def _find_entry_point() -> EntryPoint:
     return found[0]
 
 
+def underlying(exc: BaseException) -> BaseException | None:
+    """The exception at the end of ``exc``'s chain (its ``__cause__``, else its ``__context__``, followed to the last
+    one), or None when nothing caused it; a chain that loops stops where it would repeat."""
+    seen = {id(exc)}
+    last: BaseException | None = None
+    current = exc.__cause__ or exc.__context__
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        last = current
+        current = current.__cause__ or current.__context__
+    return last
+
+
+def failure(exc: BaseException) -> str:
+    """``Type: message`` of ``exc``, and of its underlying cause when there is one (``underlying``): what to fix is
+    usually said there (a module missing from this environment)."""
+    text = f"{type(exc).__name__}: {exc}"
+    cause = underlying(exc)
+    if cause is None:
+        return text
+    said = f"{type(cause).__name__}: {cause}"
+    hint = ""
+    if isinstance(cause, ModuleNotFoundError) and cause.name:
+        # Airflow's own dependency, usually of an extra (asyncpg: apache-airflow[postgres]).
+        hint = f" (install {cause.name.split('.')[0]} where Airflow runs, or the Airflow extra that brings it)"
+    return f"{text}; caused by {said}{hint}"
+
+
 def _load_listener(ep: EntryPoint) -> Any:
     """Import the plugin class like Airflow does and return its listener; fail with the step that broke."""
     try:
         plugin_cls = ep.load()
     except Exception as exc:
-        raise PluginCheckError(
-            f"importing {ep.value} failed (Airflow would only log this): {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginCheckError(f"importing {ep.value} failed (Airflow would only log this): {failure(exc)}") from exc
     try:
         from airflow.plugins_manager import AirflowPlugin
     except ImportError as exc:
-        raise ConfigError(f"Airflow is not importable in this environment: {exc}") from exc
+        raise ConfigError(f"Airflow is not importable in this environment: {failure(exc)}") from exc
     if not (isinstance(plugin_cls, type) and issubclass(plugin_cls, AirflowPlugin)):
         raise PluginCheckError(f"{ep.value} is not an AirflowPlugin subclass")
     listeners = list(getattr(plugin_cls, "listeners", []) or [])
@@ -210,9 +239,7 @@ def hook_plugins(listener: Any) -> tuple[Any, list[Any]]:
         manager = get_listener_manager()
         plugins = manager.pm.get_plugins()
     except Exception as exc:
-        raise PluginCheckError(
-            f"Airflow's listener manager could not load plugins: {type(exc).__name__}: {exc}"
-        ) from exc
+        raise PluginCheckError(f"Airflow's listener manager could not load plugins: {failure(exc)}") from exc
     if listener not in plugins:
         raise PluginCheckError(
             "Airflow did not register the coordinator listener; check `airflow plugins` and the plugin import "

@@ -119,13 +119,18 @@ LogLevelOpt = Annotated[
 
 
 def setup_logging(level: str = "INFO") -> None:
-    """key=value lines on stderr; secrets never reach a log call (settings hold them as SecretStr)."""
+    """key=value lines on stderr; secrets never reach a log call (settings hold them as SecretStr). INFO says what the
+    watcher decided and did, and its passes once a minute (``watcher/pass_summary.py``); DEBUG adds each pass."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         stream=sys.stderr,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    # DEBUG is the coordinator's own bookkeeping (each pass's line, each Airflow request): gRPC's and asyncio's
+    # internals would outnumber it.
+    for library in ("grpc", "asyncio"):
+        logging.getLogger(library).setLevel(max(logging.getLogger().level, logging.INFO))
 
 
 def _settings(etcd: str | None, prefix: str | None, deps: Path | None, **extra: Any) -> Settings:

@@ -34,6 +34,7 @@ def load_commands() -> None:
         roles_cmds,
         spec_cmds,
         state_cmds,
+        trigger_cmds,
     )
 
 

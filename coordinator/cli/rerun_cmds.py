@@ -17,6 +17,10 @@ Rules:
   queued or running now is not cleared (rerun it after it ends: the command says so).
 - **Recorded.** Every ``rerun`` that clears appends one entry to the audit trail (``writers/history.py``): who, when,
   why, the runs cleared.
+- **Outside the graph.** ``plan rerun`` of a DAG the graph does not name, whose runs the plugin records, previews it
+  through Airflow's asset schedules (``core/rerun.py``'s **Outside the graph**): the assets its tasks produce and the
+  DAGs scheduled on them are read from its instance's Airflow (and from each instance a route of the graph carries
+  those assets to); a DAG with no run in the store, or an instance with no Airflow configured, is refused with why.
 - **Exit codes.** 2 bad input (unknown DAG, a range with no run, no Airflow configured for the instance, a refusal
   without a terminal); 1 etcd or Airflow failed (the runs cleared before the failure are listed; repeat to finish).
 """
@@ -50,6 +54,7 @@ from coordinator.cli.app import (
     run_async,
 )
 from coordinator.cli.incident_cmds import who_acts
+from coordinator.cli.rerun_outside import outside_preview
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HistoryAction, HistoryEntry
 from coordinator.core.model import NodeId, RunState, canonical_partition, parse_run_record
@@ -125,6 +130,11 @@ def _node(graph: Graph, dag: str, settings: Settings) -> NodeId:
     return node
 
 
+def _ambiguous(graph: Graph, target: str) -> bool:
+    """A bare dag id that several instances of the graph have (``_node`` says so)."""
+    return "/" not in target and sum(n.dag_id == target for n in graph.dags) > 1
+
+
 def _range(start: str, end: str) -> tuple[str, str]:
     try:
         lo, hi = canonical_partition(start), canonical_partition(end)
@@ -154,14 +164,14 @@ def _load_preview(
 
 def _run_line(run: RunPreview) -> str:
     step = "clear" if run.step is Step.CLEAR else "create" if run.step is Step.CREATE else "skip"
-    who = "rerun" if run.by == "rerun" else "watcher"
+    who = run.by if run.by in ("rerun", "airflow") else "watcher"
     line = f"    {step:<6} {run.node.dag_id} {run.partition} ({who}): {run.reason}"
     if run.held_by:
         line += f"; HELD: {run.held_by}"
     return line
 
 
-def _print_preview(result: RerunPreview, node: NodeId, lo: str, hi: str) -> None:
+def print_preview(result: RerunPreview, node: NodeId, lo: str, hi: str) -> None:
     how = "without its cascade" if result.no_cascade else "and its cascade"
     out.print(f"plan: rerun {node} for {lo} .. {hi} {how} (store revision {result.revision}; nothing written)",
               markup=False, soft_wrap=True)  # fmt: skip
@@ -177,8 +187,11 @@ def _print_preview(result: RerunPreview, node: NodeId, lo: str, hi: str) -> None
     counts = result.counts()
     total = sum(counts.values())
     per = ", ".join(f"{i}: {c}" for i, c in counts.items()) or "none"
+    by_airflow = sum(r.by == "airflow" for r in result.cascade)
+    airflow = f"{by_airflow} by Airflow's asset schedules, " if by_airflow else ""
+    watchers = len(result.cascade) - by_airflow
     out.print(f"total: {total} run(s) cleared or started ({per}); {len(result.cleared)} cleared by rerun, "
-              f"{len(result.cascade)} by the watchers after", markup=False, soft_wrap=True)  # fmt: skip
+              f"{airflow}{watchers} by the watchers after", markup=False, soft_wrap=True)  # fmt: skip
     running = [r for r in result.runs if r.running and r.depth > 0]
     if running:
         out.print(f"running now, cleared after they end: {', '.join(f'{r.node} {r.partition}' for r in running)}",
@@ -232,20 +245,34 @@ def plan_rerun(
     etcd: EtcdOpt = None,
     prefix: PrefixOpt = None,
     deps: DepsOpt = None,
+    airflow_url: AirflowUrlOpt = None,
+    instances: InstancesOpt = None,
 ) -> None:
     """What `rerun TARGET` would do across every deployment, writing nothing: each run cleared or started, by
-    instance and depth, runs running now, deadlines that would move, holds in the way."""
+    instance and depth, runs running now, deadlines that would move, holds in the way. A TARGET the dependencies file
+    does not name but whose runs the plugin records is previewed through Airflow's asset schedules (read from its
+    Airflow: --airflow-url or --instances)."""
     if fmt not in ("text", "json"):
         fail(f"--format must be text or json, not {fmt!r}")
-    settings = _settings(etcd, prefix, deps)
+    settings = _settings(etcd, prefix, deps, airflow_url=airflow_url, instances_file=instances)
     graph = _graph(settings)
-    node = _node(graph, target, settings)
     lo, hi = _range(start, end)
+    if graph.resolve(target) is None and not _ambiguous(graph, target):
+        if no_cascade:
+            fail(f"--no-cascade: {target!r} is not a DAG in {settings.deps}, so the coordinator cascades nothing from "
+                 "it: its dependents are Airflow's (asset schedules)")  # fmt: skip
+        outside = outside_preview(settings, graph, target, lo, hi, datetime.now(UTC))
+        if fmt == "json":
+            typer.echo(json.dumps({**_preview_json(outside.preview), "outside": outside.json()}, indent=2))
+            return
+        outside.print(lo, hi, print_preview)
+        return
+    node = _node(graph, target, settings)
     result = _load_preview(settings, graph, node, lo, hi, no_cascade, datetime.now(UTC))
     if fmt == "json":
         typer.echo(json.dumps(_preview_json(result), indent=2))
         return
-    _print_preview(result, node, lo, hi)
+    print_preview(result, node, lo, hi)
 
 
 async def _rerun_one(
@@ -357,7 +384,7 @@ def rerun(
     if not partitions:
         fail(f"{node} has no run for {lo} .. {hi}: nothing to rerun")
     if not yes:
-        _print_preview(result, node, lo, hi)
+        print_preview(result, node, lo, hi)
         if not sys.stdin.isatty():
             fail("not a terminal: nothing cleared; add --yes to rerun without asking")
         if not typer.confirm(f"rerun {node} for {len(partitions)} partition(s)?", default=False):

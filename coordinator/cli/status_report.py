@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import typer
@@ -35,16 +35,22 @@ from coordinator.core.floor import RetentionFloor
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import Hold, HoldSet, standing_holds
+from coordinator.core.model import NodeId
 from coordinator.core.planner import partitions_to_plan
 from coordinator.errors import SpecError
+from coordinator.etcd import EtcdStore
 from coordinator.explain.deadlines import DeadlineRow, deadline_rows, level_text, stamp
 from coordinator.explain.holds import status_lines as status_hold_lines
 from coordinator.explain.lineage import LineageState
-from coordinator.explain.report import AdoptionReport, StatusRow, problems_lines, status_rows
+from coordinator.explain.report import AdoptionReport, StatusRow, TriggerSummary, problems_lines, status_rows
 from coordinator.informer.presence_value import airflow_majors, status_header
 from coordinator.informer.read_model import READERS, Family, StoreModel
+from coordinator.informer.trigger_history import RecentTriggers, recent_triggers
 from coordinator.runtime.settings import Settings
 from coordinator.runtime.spec_file import load_spec
+
+#: ``status`` says how many times a DAG was triggered within this much before now, when more than once.
+LAST_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -189,10 +195,42 @@ def _rows_table(rows: list[StatusRow], revision: int) -> Table:
         table.add_row(
             row.partition, row.dag, state,
             "\n".join((*hold_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
-            f"{trig.action} {trig.status} #{trig.count} {trig.run_id}" if trig else "-",
+            f"{trig.action} {trig.status} #{trig.count} {trig.run_id}{_last_hour(trig)}" if trig else "-",
             row.last_error or "",
         )  # fmt: skip
     return table
+
+
+def _last_hour(trig: TriggerSummary) -> str:
+    """How many triggers of the last hour, when more than one (``informer/trigger_history.py``)."""
+    if trig.last_hour is None or trig.last_hour < 2:
+        return ""
+    # Created or cleared: each is one trigger of the ledger (its ``#N`` counts them all, since the first).
+    return f"\ntriggered {RecentTriggers(trig.last_hour, trig.last_hour_complete).describe()}"
+
+
+async def _with_last_hour(settings: Settings, rows: list[StatusRow], now: datetime) -> list[StatusRow]:
+    """``rows`` with, for each DAG triggered more than once whose last trigger is recent, how many times in the last
+    hour (``informer/trigger_history.py``)."""
+    since = now - LAST_HOUR
+    wanted = [
+        i for i, row in enumerate(rows)
+        if row.last_trigger is not None and row.last_trigger.count > 1
+        and (row.last_trigger.at is None or datetime.fromisoformat(row.last_trigger.at) >= since)
+    ]  # fmt: skip
+    if not wanted:
+        return rows
+    found = list(rows)
+    async with await EtcdStore.connect(settings.etcd()) as store:
+        for i in wanted:
+            row = rows[i]
+            trig = row.last_trigger
+            assert trig is not None
+            key = settings.keys.trigger_key(NodeId(row.instance, row.dag), row.partition)
+            recent = await recent_triggers(store, key, trig.revision, since)
+            update = {"last_hour": recent.count, "last_hour_complete": recent.complete}
+            found[i] = row.model_copy(update={"last_trigger": trig.model_copy(update=update)})
+    return found
 
 
 def _deadlines_table(deadlines: list[DeadlineRow]) -> Table:
@@ -256,6 +294,7 @@ def read_status(settings: Settings, partition: str | None, last: int) -> StatusR
     holds = run_async(lambda: read_all_holds(settings))
     hold_set = HoldSet(graph, standing_holds(holds, decision.now))
     rows = status_rows(graph, decision.plan, parts, view, decision.now, hold_set)
+    rows = run_async(lambda: _with_last_hour(settings, rows, decision.now))
     # A root's predicted start, as the leader predicts it (semantics `deadlines-judged`)
     statuses = deadline_states(graph, view, decision.now, majors=airflow_majors(model.watchers))
     deadlines = deadline_rows(statuses, partitions, model.recorded, graph_levels(graph))

@@ -7,7 +7,8 @@ Rules:
   404 and its dependents would wait. Each missing DAG carries the Airflow DAG ids it is probably a typo of (the same
   near-miss rule as ``spec.near_misses``), so a misspelling on either side shows up as "did you mean".
 - **Paused DAGs apart.** A listed but paused DAG is reported apart: it exists, but a run the coordinator creates waits
-  in ``queued`` (and a paused root never runs on its schedule) until someone unpauses it.
+  in ``queued`` until someone unpauses it. Not a root: the coordinator never starts a root (its own schedule or a
+  person does), so that warning would not be true of it.
 """
 
 from __future__ import annotations
@@ -46,5 +47,5 @@ def dag_presence(graph: Graph, instance: str, listed: Mapping[str, bool]) -> Dag
     lists to its paused flag."""
     nodes = tuple(sorted(n for n in graph.dags if n.instance == instance))
     missing = tuple(MissingDag(n, tuple(near_misses(n.dag_id, listed))) for n in nodes if n.dag_id not in listed)
-    paused = tuple(n for n in nodes if listed.get(n.dag_id, False))
+    paused = tuple(n for n in nodes if listed.get(n.dag_id, False) and not graph.dags[n].is_root)
     return DagPresence(instance, nodes, missing, paused)

@@ -24,6 +24,12 @@ Rules:
   differs is listed.
 - **Holds in the way.** With the standing holds (``core.holds.HoldSet``), each listed run a hold covers names it: the
   watcher would not start it until a release.
+- **Outside the graph.** A DAG the graph does not name (the plugin records its runs all the same) has no edge of the
+  graph from it: its clear cascades only through Airflow's asset schedules. :func:`preview_outside` lists its runs
+  cleared at depth 0, each DAG that schedules on an asset it produces (as the caller read them from Airflow, in its
+  instance or where a route of the graph carries the asset) at depth 1, started by Airflow for the same partition (an
+  asset-triggered run stands for its source run's partition), and, for those the graph names, their cascade through
+  the graph from depth 2, decided as for any rerun.
 - **Pure.** No I/O, no clock (``now`` is an argument), no logging; the caller's view is never changed (a copy is).
 """
 
@@ -31,7 +37,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -129,6 +135,14 @@ class RerunPreview:
         return grouped
 
 
+@dataclass(frozen=True, slots=True)
+class AssetConsumer:
+    """A DAG that Airflow runs when the rerun DAG emits ``uri`` again (its asset schedule; **Outside the graph**)."""
+
+    node: NodeId
+    uri: str
+
+
 @dataclass
 class _Hypothesis:
     """The copy of the view the preview writes to; ``written`` collects the (DAG, partition) written since the last
@@ -190,6 +204,43 @@ def preview(
         runs = [_held(r, holds) for r in runs]
     moves = _deadline_moves(graph, view, runs, now)
     return RerunPreview(tuple(sorted(set(targets))), no_cascade, tuple(runs), moves, view.revision)
+
+
+def preview_outside(
+    graph: Graph,
+    view: View,
+    targets: Sequence[tuple[NodeId, str]],
+    consumers: Sequence[AssetConsumer],
+    *,
+    now: datetime,
+    holds: HoldSet | None = None,
+) -> RerunPreview:
+    """**Outside the graph**: what ``rerun`` of ``targets`` (runs of a DAG the graph does not name) would clear, what
+    Airflow would start through the asset schedules of ``consumers``, and what the watcher would start after them."""
+    adopted = adoption_for(graph, view)
+    baseline = {
+        (a.node, a.partition) for a in decide(graph, view, now=now, adoption=adopted, explain=False).plan.actions
+    }
+    hypo = _Hypothesis(copy.deepcopy(view))
+    runs, wave = _clear_targets(hypo, view, targets, no_cascade=False)
+    started: list[tuple[NodeId, str]] = []
+    for source, partition in wave:
+        for consumer in sorted(set(consumers), key=lambda c: (c.node, c.uri)):
+            known = consumer.node in graph.dags
+            why = f"scheduled on {consumer.uri}: Airflow starts it when {source} emits the asset again"
+            why += "" if known else "; the graph does not name it, so nothing after it is known"
+            runs.append(RunPreview(consumer.node, partition, 1, Step.CREATE, "airflow", why))
+            at = (consumer.node, partition)
+            if known and at not in started:
+                if at not in hypo.view.runs:  # its first run: the cascade starts from a success of it
+                    hypo.succeed(consumer.node, partition, f"asset_triggered__{PREVIEW_SOURCE}", 0)
+                started.append(at)
+    after = _cascade(hypo, graph, started, baseline, now, adopted)
+    runs += [replace(run, depth=run.depth + 1) for run in after]
+    if holds:
+        runs = [_held(r, holds) if r.node in graph.dags else r for r in runs]
+    moves = _deadline_moves(graph, view, [r for r in runs if r.node in graph.dags], now)
+    return RerunPreview(tuple(sorted(set(targets))), False, tuple(runs), moves, view.revision)
 
 
 def _clear_targets(

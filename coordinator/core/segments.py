@@ -17,6 +17,10 @@ Rules:
 - **Times agree.** A DAG that declares segments without a ``cron`` has no time: its partitions are segments only. The
   loader refuses an edge between such a DAG and one whose partitions are times (nothing relates a time to a segment
   alone); a partition of the wrong form for its DAG maps to nothing.
+- **Own partitions.** :func:`can_have`: the partitions a DAG can have at all, by its grid and segments: a DAG that
+  declares segments has only those segments (alone without a ``cron``, with a time of its grid with one); a DAG with a
+  grid and no segments never has a segment alone (no time to place on its grid), and a time of its only on its grid.
+  A DAG with neither can have anything (a segment passes through it). ``status`` lists only these for a partition.
 - **Exact inverse.** :func:`segment_downstream` is the exact inverse of :func:`segment_upstream`, as
   ``coordinator.core.grid``'s mappings are: Q is in ``segment_upstream(P)`` iff P is in ``segment_downstream(Q)``.
 - **Pure and cached** like ``coordinator.core.grid``.
@@ -30,7 +34,24 @@ from functools import lru_cache
 from itertools import product
 
 from coordinator.core.grid import EdgeMap, Grid, SegmentMap, downstream_partitions, upstream_partitions
+from coordinator.core.model import partition_datetime
 from coordinator.core.partition import join_partition, split_partition
+
+
+def can_have(grid: Grid | None, segments: Segments | None, partition: str) -> bool:
+    """**Own partitions**: whether a DAG of ``grid`` and ``segments`` can have ``partition`` (text of no partition
+    form: True, not this rule's to judge)."""
+    time, segment = split_partition(partition)
+    if time is None and segment is None:
+        return True
+    if segments is not None:
+        if segment is None or segment not in segments.names or segments.timed != (time is not None):
+            return False
+    elif time is None:
+        return grid is None
+    if grid is not None and time is not None:
+        return grid.contains(partition_datetime(time))
+    return True
 
 
 @dataclass(frozen=True, slots=True, order=True)

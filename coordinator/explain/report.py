@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict
 from coordinator.core.actions import Plan, Verdict
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HoldSet
-from coordinator.core.model import NodeId, RunState, TriggerStatus, partition_datetime
-from coordinator.core.partition import is_segment_only
+from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.segments import can_have
 from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
 from coordinator.explain.groups import group_lines
@@ -33,6 +33,11 @@ class TriggerSummary(BaseModel):
     revision: int
     inputs: dict[str, int]
     count: int
+    #: How many of the ``count`` triggers were requested in the last hour, read from the ledger key's history
+    #: (``informer/trigger_history.py``) when more than one may have been; None: not read (the only one, or older).
+    last_hour: int | None = None
+    #: False: etcd's history was cut (compacted) before the hour's start: ``last_hour`` is a lower bound.
+    last_hour_complete: bool = True
 
 
 class StatusRow(BaseModel):
@@ -137,14 +142,13 @@ def held_status(status: str, holds: HoldSet | None, node: NodeId, partition: str
 
 
 def _off_grid(graph: Graph, verdict: Verdict) -> bool:
-    """A gridded DAG with nothing of its own in a partition that is not a point of its grid (a daily DAG at 05:00Z
-    of its hourly upstream): that partition is not one of its own, so a row would only be noise."""
-    grid = graph.dags[verdict.node].grid
-    if grid is None or verdict.state is not None or verdict.ledger is not None:
+    """A DAG with nothing of its own in a partition it can never have (``core/segments.py``'s **Own partitions**): a
+    daily DAG at 05:00Z of its hourly upstream, a daily DAG for the segment ``eu``, a DAG of segments alone for a day.
+    That partition is not one of its own, so a row would only be noise."""
+    if verdict.state is not None or verdict.ledger is not None:
         return False
-    if is_segment_only(verdict.partition):
-        return False
-    return not grid.contains(partition_datetime(verdict.partition))
+    spec = graph.dags[verdict.node]
+    return not can_have(spec.grid, spec.segments, verdict.partition)
 
 
 def _row(verdict: Verdict, status: str = "") -> StatusRow:

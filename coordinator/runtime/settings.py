@@ -204,6 +204,8 @@ class Settings(BaseSettings):
     # compared once a minute: a corrected file or a rotated Secret is used at the next try, without a restart. While
     # Airflow refuses the password, its calls wait behind one backoff (COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S).
     airflow_password_file: Path | None = None
+    # The REST API of that Airflow: "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2);
+    # "v1" or "v2" skips the question.
     airflow_api: str = "auto"
     # Several instances: a JSON file {"team_a": {"url": ..., "username": ..., "password_env": ..., "password_file":
     # ...}}; one file per deployment stage, like the URL registries of multi-environment setups; the chart renders it
@@ -270,6 +272,7 @@ class Settings(BaseSettings):
     # beyond which the leader holds that whole instance until `coordinator release` (semantics `trigger-budget`;
     # coordinator.core.budget says why 1,000 in 10 minutes). 0 disables the whole budget, per-DAG holds included.
     trigger_budget: int = Field(default=DEFAULT_TRIGGER_BUDGET, ge=0)
+    # The window of the trigger budget, in seconds: the new runs of the last 10 minutes count against it.
     trigger_budget_window_s: float = Field(default=DEFAULT_TRIGGER_BUDGET_WINDOW_S, gt=0)
     # Each DAG may start max(this, 2 x what its grids explain) new runs in the window before the budget stops that DAG
     # alone (semantics `budget-per-dag`; coordinator.core.budget_allowance says why 40). 0 turns the per-DAG stop off.

@@ -23,6 +23,7 @@ from coordinator.watcher import (
     deadlines,
     deliveries,
     graph_reload,
+    pass_summary,
     presence,
     retention,
     triggers,
@@ -38,10 +39,12 @@ from coordinator.watcher.handles import (
     CHECKPOINT,
     DEADLINES,
     DELIVERIES,
+    PASS_SUMMARY,
     PRESENCE,
     RETENTION,
     TRIGGERS,
 )
+from coordinator.watcher.pass_summary import SummaryJob
 from coordinator.watcher.presence import PresenceJob
 from coordinator.watcher.retention import RetentionReconciler
 from coordinator.watcher.triggers import TriggerReconciler
@@ -66,6 +69,7 @@ CONCERNS: tuple[Setup, ...] = (
     assets.setup,
     graph_reload.setup,
     presence.setup,
+    pass_summary.setup,  # the planner's passes, one line a minute
 )
 
 
@@ -97,6 +101,10 @@ class Provided:
     @property
     def presence_job(self) -> PresenceJob:
         return self.manager.get(PRESENCE)
+
+    @property
+    def pass_summary(self) -> SummaryJob | None:
+        return self.manager.find(PASS_SUMMARY)
 
     @property
     def jobs(self) -> dict[str, Job]:

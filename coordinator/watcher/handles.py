@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from coordinator.watcher.deadlines import DeadlineJob
     from coordinator.watcher.deliveries import AssetDeliveries
     from coordinator.watcher.graph_reload import GraphReload
+    from coordinator.watcher.pass_summary import SummaryJob
     from coordinator.watcher.presence import PresenceJob
     from coordinator.watcher.retention import RetentionReconciler
     from coordinator.watcher.triggers import TriggerReconciler
@@ -36,3 +37,5 @@ DEADLINES: Handle[DeadlineJob] = Handle("deadlines")
 RETENTION: Handle[RetentionReconciler] = Handle("retention")
 GRAPH_RELOAD: Handle[GraphReload] = Handle("graph reload")
 PRESENCE: Handle[PresenceJob] = Handle("presence")
+#: The summary of the planner's passes (one line a minute): the service says it once more at the stop.
+PASS_SUMMARY: Handle[SummaryJob] = Handle("pass summary")

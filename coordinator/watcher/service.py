@@ -25,9 +25,9 @@ Rules:
   partition) keys whose facts changed, and a clock key requeued at the next instant the clock alone changes a deadline
   state), retention (``watcher/retention.py``: a key per partition the watch touches, requeued until the partition is
   older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
-  graph file's reload, this watcher's presence key), each a key requeued at its interval (``manager/periodic.py``). A
-  new concern is one module and one line in that list; this module keeps only what they share: the informer, the
-  executor, the leadership, the manager, the run loop and the stop.
+  graph file's reload, this watcher's presence key, the summary of the planner's passes), each a key requeued at
+  its interval (``manager/periodic.py``). A new concern is one module and one line in that list; this module keeps
+  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop.
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -42,7 +42,8 @@ Rules:
 - **Nothing blocks the loop.** Neither the event loop nor the watch waits long: the planner plans every partition as a
   sweep, a slice of about 20,000 facts per turn of its queue, newest partitions first; between two slices the informer
   applies what the watch brought and the next turn plans those keys too (``watcher/sweep.py``'s **Sweep**). The
-  summary line of each pass is the trigger reconciler's (its **One line per pass**).
+  summary line of each pass is the trigger reconciler's (its **One line per pass**, at DEBUG), and a minute's passes
+  are summarised in one INFO line (``watcher/pass_summary.py``).
 """
 
 from __future__ import annotations
@@ -324,6 +325,9 @@ class Watcher(Provided):
                 tasks = [t for t in tasks if not t.done()]
         finally:
             self.stop.set()
+            summary = self.pass_summary
+            if summary is not None:
+                summary.say()  # ``watcher/pass_summary.py``'s **Said at the stop**
             # Said at once: a stop that outlasts its supervisor's grace period then shows where it waited.
             log.info("watcher.stopping watcher=%s in_flight=%d streams=%d", self.watcher_id, self.executor.busy,
                      self.executor.busy_in(Pool.STREAMS))  # fmt: skip

@@ -129,7 +129,7 @@ class Sweeper:
         if sweep.todo:
             return None
         self.current = None
-        log.info(
+        log.debug(  # bookkeeping: counted in the minute's summary (``watcher/pass_summary.py``)
             "reconcile revision=%d dirty=all partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
             "in_flight=%d errors=%d leader=%s plan_ms=%.1f slices=%d sweep_ms=%.1f",
             revision, sweep.partitions, sweep.actions, sweep.triggers, sweep.resumes, sweep.submitted,

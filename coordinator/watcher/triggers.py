@@ -20,9 +20,10 @@ Rules (``watcher/service.py``'s **Only the leader acts** and **Nothing blocks th
   decides are keys of the actions' controller; a pass as a whole that fails (etcd trouble while adopting) is retried as
   ``AllPartitions`` after a backoff, and a pass that planned every partition queues the next resync. Every step judges
   at the pass's ``now`` (the controller's clock, ``manager/periodic.py``'s **Clock**).
-- **One line per pass.** One structured log line per pass: revision, dirty partitions, actions, errors (a sweep's slice
-  that found nothing to do at DEBUG, ``sweep_left=`` partitions still to plan), and one per sweep that ends
-  (``watcher/sweep.py``'s **Sweep**).
+- **One line per pass.** One structured log line per pass at DEBUG: revision, dirty partitions, actions, errors
+  (``sweep_left=`` partitions still to plan), and one per sweep that ends (``watcher/sweep.py``'s **Sweep**); each pass
+  is counted in the summary said at INFO once a minute (``watcher/pass_summary.py``): what the watcher did is said by
+  the lines of its decisions and effects, not by its passes.
 - **Start and settle.** A start plans first what changed after the plan checkpoint, then every partition a few seconds
   later (``watcher/warm.py``'s **Start**). The leader's work is settled through the revision of its last pass
   (``settled_through``, which the checkpoint job records) when, in this term, a full pass has run, no sweep is under
@@ -60,6 +61,7 @@ from coordinator.watcher.flap_gate import FlapGate
 from coordinator.watcher.handles import ACTUATOR, TRIGGERS
 from coordinator.watcher.hold_gate import HoldGate
 from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, Requeues, TriggerKey
+from coordinator.watcher.pass_summary import PassSummary
 from coordinator.watcher.sweep import PassCounts, Sweeper, plan_in_slices
 from coordinator.watcher.warm import WarmWork
 
@@ -155,6 +157,8 @@ class TriggerReconciler:
     budget_step: BudgetStep = field(init=False)
     warm: WarmWork = field(init=False)
     sweeper: Sweeper = field(default_factory=Sweeper, init=False)
+    #: **One line per pass**: the passes since the last summary line.
+    summary: PassSummary = field(default_factory=PassSummary, init=False)
     #: The triggers' controller (its queue holds the keys of **Keys**).
     controller: Controller[TriggerKey] = field(init=False, repr=False)
     #: How many partitions the view knew at the last look for a cutoff (``_next_cutoff``).
@@ -266,6 +270,9 @@ class TriggerReconciler:
             sum(isinstance(a, Resume) for a in plan.actions), submitted, planned.plan_s,
         )  # fmt: skip
         self._log(planned, counts, leading=leading)
+        self.summary.add(plan.revision, counts, leading=leading)
+        if planned.touched is None:
+            self.summary.planned_everything()  # a one-shot pass of every partition
         if planned.sliced and self.sweeper.current is not None:
             requeues |= self._swept(counts, plan.revision, leading=leading)
         return plan, requeues
@@ -330,8 +337,7 @@ class TriggerReconciler:
         """**One line per pass**."""
         sweeping = self.sweeper.current
         touched = len(self.view.partitions) if planned.touched is None else planned.touched
-        log.log(
-            logging.DEBUG if planned.sliced and not counts.actions else logging.INFO,
+        log.debug(
             "reconcile revision=%d dirty=%s partitions=%d actions=%d triggers=%d resumes=%d submitted=%d "
             "in_flight=%d errors=%d leader=%s plan_ms=%.1f%s",
             planned.plan.revision, "all" if planned.touched is None else planned.touched, touched, counts.actions,
@@ -347,6 +353,7 @@ class TriggerReconciler:
                                    errors=self.actuator.outcome.errors)  # fmt: skip
         if ended is None:
             return {NextSlice: Result(requeue_after=0.0)}
+        self.summary.planned_everything()
         if ended.led:
             self.led_full_pass = True  # **Start and settle**: every slice planned while leading in this term
         if ended.standby:

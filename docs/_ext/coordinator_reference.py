@@ -1,19 +1,23 @@
 """Sphinx extension: the reference pages written from the code at build time, so they cannot drift from it.
 
-A page whose source holds a marker line ``<!-- generated: NAME -->`` gets the marker replaced, when Sphinx reads it,
-by the Markdown :data:`GENERATORS` writes for NAME:
+A page holds each generated section between ``<!-- generated: NAME -->`` and ``<!-- end generated: NAME -->``, the
+text :data:`GENERATORS` writes for NAME committed between them, so a reader of the checkout (or of the examples
+archive in ``dist/``, ``devtools/dist.py``) finds it without building the site; ``python -m devtools.reference_pages``
+rewrites them, and tests/test_reference_pages.py fails when one is stale. When Sphinx reads a page, each section is
+written again from the code, so the site never serves a stale reference either. The sections:
 
 - ``cli``: every command of the ``coordinator`` app (walked through click, as ``coordinator --help`` sees it), with
   its help, usage, arguments and options with their environment variables and defaults;
 - ``settings``: every field of :class:`coordinator.runtime.settings.Settings`, its ``COORDINATOR_*`` variable, type, default
-  and the comment above it in coordinator/runtime/settings.py (the module's own explanation of each default);
+  and the comment above it in coordinator/runtime/settings.py (the module's own explanation of each default); then every
+  other variable a command's option reads, with that option's help and default;
 - ``schema``: every definition of the JSON Schema of ``dependencies.json`` (``coordinator schema``'s output) with
   its properties, types and descriptions;
 - ``metrics``: every series of the watcher's registry (:class:`coordinator.runtime.metrics.Metrics`), its type, labels and
   help.
 
-Nothing generated is written to disk, and the generated pages are re-read on every build (``env-get-outdated``), so
-an incremental build never serves a stale reference.
+The build writes nothing to disk, and the generated pages are re-read on every build (``env-get-outdated``), so an
+incremental build never serves a stale reference.
 """
 
 from __future__ import annotations
@@ -25,6 +29,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+#: The width a usage line wraps at, whatever the terminal that writes the page: the text must not depend on it.
+WIDTH = 120
+#: A generated section: its start marker, the text last committed (possibly none), its end marker.
+SECTION_RE = re.compile(r"^<!-- generated: ([a-z]+) -->\n(?:.*?\n)??<!-- end generated: \1 -->$", re.MULTILINE | re.DOTALL)
+#: A start marker alone (a section never filled yet).
 MARKER_RE = re.compile(r"^<!-- generated: ([a-z]+) -->$", re.MULTILINE)
 
 
@@ -79,7 +88,7 @@ def _param_row(param: Any, ctx: Any) -> str:
 
 def cli_markdown() -> str:
     root = cli_group()
-    root_ctx = root.context_class(root, info_name="coordinator")
+    root_ctx = root.context_class(root, info_name="coordinator", terminal_width=WIDTH, max_content_width=WIDTH)
     lines: list[str] = []
     commands = list(walk_commands(root, root_ctx))
     lines.append("| command | group | what it does |")
@@ -159,9 +168,16 @@ def settings_markdown() -> str:
             comment.insert(0, lines[row].strip().lstrip("#").strip())
             row -= 1
         variable = f"{prefix}{name.upper()}"
-        default = "" if field.default is None else _code(str(field.default))
+        default = "none" if field.default is None else _code(str(field.default))
         text = " ".join(comment) or options.get(variable, "")
         out.append(f"| `{variable}` | {_cell(_code(ast.unparse(node.annotation)))} | {default} | {_cell(text)} |")
+        options.pop(variable, None)
+    own = {f"{prefix}{name.upper()}" for name in Settings.model_fields}
+    others = {variable: text for variable, text in options.items() if variable not in own}
+    if others:
+        out += ["", "Read by one command's option (the option's help, with its default):", "",
+                "| variable | what it is |", "| --- | --- |"]  # fmt: skip
+        out += [f"| `{variable}` | {_cell(text)} |" for variable, text in sorted(others.items())]
     return "\n".join(out)
 
 
@@ -169,12 +185,14 @@ def _options_by_variable() -> dict[str, str]:
     """``COORDINATOR_X`` -> the help of the first command-line option that reads that variable (its ``envvar``)."""
     found: dict[str, str] = {}
     root = cli_group()
-    for command, ctx in walk_commands(root, root.context_class(root, info_name="coordinator")):
+    for command, ctx in walk_commands(root, root.context_class(root, info_name="coordinator", terminal_width=WIDTH, max_content_width=WIDTH)):
         for param in command.get_params(ctx):
             variable = getattr(param, "envvar", None)
             if isinstance(variable, str) and param.help:
                 option = ", ".join(getattr(param, "opts", []))
-                found.setdefault(variable, f"{param.help} (command-line option {_code(option)})")
+                shown = param.show_default if isinstance(param.show_default, str) else param.default
+                default = "" if shown in (None, "", False) or callable(shown) else f"; default {_code(str(shown))}"
+                found.setdefault(variable, f"{param.help} (command-line option {_code(option)}{default})")
     return found
 
 
@@ -313,15 +331,35 @@ GENERATORS: dict[str, Callable[[], str]] = {
 }
 
 
-def _fill(app: Any, docname: str, source: list[str]) -> None:
+def section(name: str) -> str:
+    """The section NAME as a page holds it: its markers around the text generated now."""
+    return f"<!-- generated: {name} -->\n{GENERATORS[name]()}\n<!-- end generated: {name} -->"
+
+
+def render(text: str, where: str = "page") -> tuple[str, list[str]]:
+    """``text`` with every generated section written again from the code (a start marker alone becomes a whole
+    section), and the sections' names; ValueError for a name no generator has."""
+    names: list[str] = []
+
     def replace(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in GENERATORS:
-            raise ValueError(f"{docname}: unknown generated section {name!r}; known: {', '.join(GENERATORS)}")
-        app.env.coordinator_generated = {*getattr(app.env, "coordinator_generated", set()), docname}
-        return GENERATORS[name]()
+            raise ValueError(f"{where}: unknown generated section {name!r}; known: {', '.join(GENERATORS)}")
+        names.append(name)
+        return section(name)
 
-    source[0] = MARKER_RE.sub(replace, source[0])
+    filled = SECTION_RE.sub(replace, text)
+    # A start marker with no end marker after it: a section never filled yet.
+    rest = [m for m in MARKER_RE.finditer(filled) if m.group(1) not in names]
+    if rest:
+        filled = MARKER_RE.sub(lambda m: replace(m) if m.group(1) not in names else m.group(0), filled)
+    return filled, names
+
+
+def _fill(app: Any, docname: str, source: list[str]) -> None:
+    source[0], names = render(source[0], docname)
+    if names:
+        app.env.coordinator_generated = {*getattr(app.env, "coordinator_generated", set()), docname}
 
 
 def _always_outdated(app: Any, env: Any, added: set[str], changed: set[str], removed: set[str]) -> list[str]:

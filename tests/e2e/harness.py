@@ -558,7 +558,16 @@ class E2E:
             env = {"PYTHONPATH": str(REPO), **env}
         with log_path.open("ab") as out:
             proc = subprocess.Popen(
-                [sys.executable, "-m", *entry, "watch", *args],
+                # DEBUG: settle.py reads each pass's line (``reconcile revision=...``, at DEBUG since the minute's
+                # summary says the passes at INFO: ``watcher/pass_summary.py``); a test's own --log-level wins.
+                [
+                    sys.executable,
+                    "-m",
+                    *entry,
+                    "watch",
+                    *(() if "--log-level" in args else ("--log-level", "DEBUG")),
+                    *args,
+                ],
                 env=self.watcher_env(deps, **env),
                 cwd=self.work_dir,
                 stdin=subprocess.DEVNULL,

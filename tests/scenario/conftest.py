@@ -428,20 +428,22 @@ class Stack:
         crash_at: str | None = None,
         command: Callable[[dict[str, str]], list[str]] | None = None,
         airflow: bool = True,
+        log_level: str = "DEBUG",
         **env: object,
     ) -> WatcherProc:
         """Start a watcher; by default wait until it leads (graph adopted, first pass done). ``crash_at``
         (``name[:n]``) arms a crash point through the tests' entry point (tests/support/crash_watcher.py).
         ``command`` runs ``coordinator`` some other way (inside the watcher image): given the environment, it
         returns the words that stand for ``coordinator``. ``airflow=False``: no ``--airflow-url`` (the instances file
-        alone says where the Airflows are)."""
+        alone says where the Airflows are). ``log_level``: DEBUG by default, since the waits and many claims read each
+        pass's line (``reconcile revision=...``, at DEBUG: ``watcher/pass_summary.py``); INFO shows what a user sees."""
         entry = ["coordinator.cli"] if crash_at is None else ["tests.support.crash_watcher", crash_at]
         environment = self.env(**env)
         program = [sys.executable, "-m", *entry] if command is None else command(environment)
         args = [
             *program, "watch", "--etcd", endpoint or self.endpoint,
             "--prefix", self.prefix, "--deps", str(self.deps), *(["--airflow-url", self.fake.url] if airflow else []),
-            "--id", watcher_id, "--leader-ttl", str(ttl),
+            "--id", watcher_id, "--leader-ttl", str(ttl), "--log-level", log_level,
         ]  # fmt: skip
         n = sum(w.id == watcher_id for w in self.watchers)
         log_path = self.tmp_path / f"watcher-{watcher_id}{f'-{n}' if n else ''}.log"

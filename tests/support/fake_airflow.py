@@ -339,6 +339,7 @@ class FakeAirflow:
         self.trigger_bodies: list[dict[str, Any]] = []
         self._unreadable_events: set[int] = set()
         self._consumers: dict[str, tuple[str, ...]] = {}
+        self._producers: dict[str, tuple[str, ...]] = {}
         self._seq = itertools.count()
         self._due: list[_Due] = []
         self._busy = 0  # transitions being applied (callback included) right now
@@ -481,11 +482,15 @@ class FakeAirflow:
 
     # ------------------------------------------------------------ assets (rule 9)
 
-    def add_asset(self, uri: str, name: str | None = None, consumers: Iterable[str] = ()) -> int:
-        """Register an asset (as a DAG file that names it would) with the DAGs that schedule on it; returns its id.
-        A second call re-creates it under a new id (its events follow it), so a cached id goes stale."""
+    def add_asset(
+        self, uri: str, name: str | None = None, consumers: Iterable[str] = (), producers: Iterable[str] = ()
+    ) -> int:
+        """Register an asset (as a DAG file that names it would) with the DAGs that schedule on it and the DAGs whose
+        task has it as an outlet (``producing_tasks``); returns its id. A second call re-creates it under a new id
+        (its events follow it), so a cached id goes stale."""
         with self._lock:
             self._consumers[uri] = tuple(consumers)
+            self._producers[uri] = tuple(producers)
             old = self._assets.get(uri)
             new_id = 1 + max((i for i, _ in self._assets.values()), default=0)
             self._assets[uri] = (new_id, name if name is not None else uri)
@@ -554,6 +559,7 @@ class FakeAirflow:
                 "group": "asset",
                 "extra": {},
                 "scheduled_dags": [{"dag_id": d} for d in self._consumers.get(uri, ())],
+                "producing_tasks": [{"dag_id": d, "task_id": "produce"} for d in self._producers.get(uri, ())],
             }
             for uri, (i, name) in sorted(self._assets.items(), key=lambda kv: kv[1][0])
             if pattern in uri.lower()
