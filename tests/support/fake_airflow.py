@@ -52,6 +52,12 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    asset-triggered one with the events it consumed, which
    ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents`` lists (unpaged, as Airflow does).
 
+12. Data intervals (``TriggerDAGRunPostBody``): a trigger's ``data_interval_start`` and ``data_interval_end`` come
+   both or neither (one alone -> 422, as Airflow's model validator answers); with a logical date they are the run's
+   interval, without them the fake's DAGs answer as ``schedule=None`` does (``NullTimetable``: the point
+   ``[logical_date, logical_date]``); a run without a logical date has none. The run's JSON and :class:`RunView` say
+   it.
+
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
 """
@@ -161,6 +167,9 @@ class RunView:
     end_date: datetime | None
     #: Airflow 3.2+'s key of a partitioned run (None: a run by logical date).
     partition_key: str | None = None
+    #: The run's data interval (**Data intervals**); None for a run without a logical date.
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
 
 @dataclass
@@ -192,6 +201,14 @@ class _Run:
     partition_key: str | None = None
     partition_date: datetime | None = None
     consumed: tuple[int, ...] = ()  # ids of the asset events an asset-triggered run consumed
+    #: (start, end) as the trigger sent it; None: the NullTimetable's point at the logical date (**Data intervals**).
+    interval: tuple[datetime, datetime] | None = None
+
+    @property
+    def data_interval(self) -> tuple[datetime | None, datetime | None]:
+        if self.logical_date is None:
+            return None, None
+        return self.interval or (self.logical_date, self.logical_date)
 
     def view(self) -> RunView:
         return RunView(
@@ -205,6 +222,7 @@ class _Run:
             self.start_date,
             self.end_date,
             self.partition_key,
+            *self.data_interval,
         )
 
 
@@ -255,6 +273,17 @@ def _aware(value: Any, loc: list[str]) -> datetime:
     if dt.tzinfo is None:
         raise HttpError(422, [{"type": "timezone_aware", "loc": loc, "msg": "Input should have timezone info"}])
     return dt.astimezone(UTC)
+
+
+def _interval(data: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """A trigger body's data interval (**Data intervals**): both or neither, else 422 like TriggerDAGRunPostBody."""
+    start, end = data.get("data_interval_start"), data.get("data_interval_end")
+    if (start is None) != (end is None):
+        msg = "Value error, Either both data_interval_start and data_interval_end must be provided or both must be None"
+        raise HttpError(422, [{"type": "value_error", "loc": ["body"], "msg": msg}])
+    if start is None:
+        return None
+    return _aware(start, ["body", "data_interval_start"]), _aware(end, ["body", "data_interval_end"])
 
 
 class FakeAirflow:
@@ -1003,11 +1032,14 @@ class FakeAirflow:
                 422,
                 [{"type": "string_type", "loc": ["body", "partition_key"], "msg": "Input should be a valid string"}],
             )
+        interval = _interval(data)
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
         self._dag(dag_id)
         # Airflow decodes partition_date from the key with the DAG's timetable; the fake's DAGs have none (as
         # PartitionedAtRuntime): partition_date stays null.
-        return self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
+        run = self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
+        run.interval = interval
+        return run
 
     def _upstream_events(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """``GET .../dagRuns/{run_id}/upstreamAssetEvents``: the events an asset-triggered run consumed, unpaged."""
@@ -1158,8 +1190,8 @@ def _run_json(run: _Run) -> dict[str, Any]:
         "start_date": _fmt(run.start_date),
         "end_date": _fmt(run.end_date),
         "duration": duration,
-        "data_interval_start": _fmt(run.logical_date),
-        "data_interval_end": _fmt(run.logical_date),
+        "data_interval_start": _fmt(run.data_interval[0]),
+        "data_interval_end": _fmt(run.data_interval[1]),
         "run_after": _fmt(run.run_after),
         "last_scheduling_decision": None,
         "run_type": run.run_type,
