@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import pytest
@@ -62,7 +63,7 @@ def test_the_interval_a_partition_is_triggered_with(
     assert data_interval(partition, grid, declared, partitioned) == expected
 
 
-def graph_of(dag: dict[str, object]) -> dict[str, object]:
+def graph_of(dag: Mapping[str, object]) -> dict[str, object]:
     return {"version": 1, "dags": {"up": {}, "down": {"upstreams": "up", **dag}}}
 
 
