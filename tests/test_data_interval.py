@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,7 @@ from coordinator.core.grid import Grid
 from coordinator.core.model import NodeId
 from coordinator.core.spec.loader import parse_spec
 from coordinator.errors import SpecError
+from coordinator.runtime.graph_source import GraphSource
 
 DAILY, HOURLY, MONTHLY = Grid("0 0 * * *"), Grid("0 * * * *"), Grid("0 0 1 * *")
 BERLIN = Grid("0 0 * * *", "Europe/Berlin")
@@ -127,3 +131,18 @@ def test_point_needs_no_grid() -> None:
     """A DAG without a grid may still ask for the point explicitly (sent as [P, P])."""
     graph = parse_spec(json.dumps(graph_of({"data_interval": "point"})))
     assert graph.data_interval(DOWN, "2025-07-01T00:00:00Z") == span("2025-07-01T00:00:00Z", "2025-07-01T00:00:00Z")
+
+
+def test_a_running_watcher_puts_a_changed_data_interval_in_force_without_a_replan(tmp_path: Path) -> None:
+    """The graph source reloads a file whose only change is ``data_interval``: same digest, so no re-plan (refresh
+    answers False), but the graph in force answers the new interval for the next trigger."""
+    deps = tmp_path / "dependencies.json"
+    cron = {"partitions": {"cron": "0 0 * * *"}}
+    deps.write_text(json.dumps(graph_of(cron)), encoding="utf-8")
+    source = GraphSource(deps)
+    day = "2025-07-01T00:00:00Z"
+    assert source.graph.data_interval(DOWN, day) == span(day, "2025-07-02T00:00:00Z")
+    deps.write_text(json.dumps(graph_of({**cron, "data_interval": "point"})), encoding="utf-8")
+    os.utime(deps, ns=(time.time_ns() + 10**9,) * 2)  # a new stamp even within the file system's time resolution
+    assert source.refresh() is False
+    assert source.graph.data_interval(DOWN, day) == span(day, day)
