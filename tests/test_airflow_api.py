@@ -23,6 +23,7 @@ from coordinator.airflow.client import (
     iso_utc,
     startable_run_after,
 )
+from coordinator.core.data_interval import DataInterval
 from coordinator.errors import (
     AirflowAuthError,
     AirflowConflict,
@@ -589,6 +590,20 @@ def test_v1_trigger_sends_no_run_after() -> None:
     run(using(fake, lambda c: c.trigger("d", RUN_ID, LD, {})))
     (post,) = fake.calls("POST", "/api/v1/dags/d/dagRuns")
     assert json.loads(post.content) == {"dag_run_id": RUN_ID, "logical_date": "2026-01-01T00:00:00+00:00", "conf": {}}
+
+
+def test_v1_trigger_sends_the_data_interval_as_airflow_2_11_takes_it() -> None:
+    """Airflow 2.11's v1 DAGRun body takes data_interval_start and data_interval_end (both or neither): a trigger with
+    an interval sends both, as aware UTC times (semantics `triggered-data-interval`)."""
+    fake = FakeApi(api="v1")
+    v1_run = {**run_json(), "execution_date": "2026-01-01T00:00:00+00:00"}
+    fake.route("POST", "/api/v1/dags/d/dagRuns", lambda r: httpx.Response(200, json=v1_run))
+    run(using(fake, lambda c: c.trigger("d", RUN_ID, LD, {}, None, DataInterval(LD, LD + timedelta(days=1)))))
+    (post,) = fake.calls("POST", "/api/v1/dags/d/dagRuns")
+    assert json.loads(post.content) == {
+        "dag_run_id": RUN_ID, "logical_date": "2026-01-01T00:00:00+00:00", "conf": {},
+        "data_interval_start": "2026-01-01T00:00:00+00:00", "data_interval_end": "2026-01-02T00:00:00+00:00",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("api", ["v1", "v2"])

@@ -342,6 +342,7 @@ def test_an_existing_file_is_merged_and_the_diff_shown(tmp_path: Path) -> None:
         "description": "the 05:00 report",
         "upstreams": [{"dag": "up", "shift": "-4h"}],
         "partitions": {"cron": "0 5 * * *", "timezone": "UTC"},
+        "data_interval": "point",  # Airflow 3's cron string: a CronTriggerTimetable's point
     }
     assert dags["hand_written"] == {"upstreams": ["up"]}
     assert "changed  down" in done.stderr

@@ -70,6 +70,7 @@ from coordinator.airflow.runs import (
 )
 from coordinator.airflow.transport import lean_transport_for
 from coordinator.airflow.v1_events import v1_asset_events
+from coordinator.core.data_interval import DataInterval
 from coordinator.errors import (
     AirflowAuthError,
     AirflowBackingOff,
@@ -366,9 +367,15 @@ class AirflowClient:
         logical_date: datetime | None,
         conf: Mapping[str, Any] | None = None,
         partition_key: str | None = None,
+        data_interval: DataInterval | None = None,
     ) -> TriggerOutcome:
         """Create run ``run_id`` for ``logical_date`` (None: a run without one) and, on Airflow 3.2+, ``partition_key``
         (Airflow validates it against the DAG's timetable); resolve a 409 by reading back which constraint was hit.
+
+        ``data_interval`` (semantics `triggered-data-interval`) is sent as ``data_interval_start``/``_end``, which
+        Airflow 3's TriggerDAGRunPostBody and Airflow 2.11's v1 DAGRun body both take (both or neither); None sends
+        neither, and Airflow infers the interval from the DAG's timetable. Only with a logical date: Airflow 3 ignores
+        an interval without one.
 
         Airflow answers the same 409 whether the run id or the (dag, logical date) pair is taken. The run id found ->
         ALREADY_EXISTS (our earlier attempt); else the run holding the logical date, of the same partition key ->
@@ -388,6 +395,9 @@ class AirflowClient:
             body["run_after"] = iso_utc(startable_run_after(datetime.now(UTC)))
         if partition_key is not None:
             body["partition_key"] = partition_key
+        if data_interval is not None and logical_date is not None:
+            body["data_interval_start"] = iso_utc(data_interval.start)
+            body["data_interval_end"] = iso_utc(data_interval.end)
         try:
             data = await self._send("POST", path, json=body)
         except AirflowConflict as conflict:

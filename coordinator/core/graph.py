@@ -29,6 +29,8 @@ from functools import cached_property
 from coordinator.core.assets import AssetRoute
 from coordinator.core.conditions import GroupSpec, Member
 from coordinator.core.conditions import grouped as members_of
+from coordinator.core.data_interval import DataInterval, IntervalKind
+from coordinator.core.data_interval import data_interval as interval_of
 from coordinator.core.deadline.rules import ExpectedBy, RuleItem
 from coordinator.core.duration import format_shift, parse_shift
 from coordinator.core.grid import EdgeMap, Grid, SegmentMap, downstream_partitions, is_identity, upstream_partitions
@@ -153,6 +155,10 @@ class DagSpec:
     #: written so (``coordinator.core.partition.airflow_partition_key``); None: by logical date (a segment is still
     #: sent as a key).
     key_format: str | None = None
+    #: ``data_interval``: what its triggered runs' data interval is (semantics `triggered-data-interval`); None: not
+    #: declared (the default of ``coordinator.core.data_interval``). Never part of the shape: it does not change when
+    #: the DAG is due, only what its next trigger sends; a change reaches the graph in force by the reload's equality.
+    data_interval: IntervalKind | None = None
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
@@ -390,6 +396,12 @@ class Graph:
         spec = self.dags[node]
         zone = spec.grid.timezone if spec.grid is not None else "UTC"
         return airflow_partition_key(partition, spec.key_format, zone)
+
+    def data_interval(self, node: NodeId, partition: str) -> DataInterval | None:
+        """The data interval a trigger of ``node`` for ``partition`` sends (semantics `triggered-data-interval`; None:
+        none, Airflow's timetable decides)."""
+        spec = self.dags[node]
+        return interval_of(partition, spec.grid, spec.data_interval, spec.key_format is not None)
 
     @cached_property
     def late_handlers(self) -> Mapping[NodeId, tuple[NodeId, ...]]:

@@ -58,10 +58,11 @@ class GraphSource:
             return False
         self.error = None
         if graph.digest == self.graph.digest:
-            # deadlines or late handlers changed: nothing to re-plan (semantics `deadlines-judged`)
+            # deadlines, late handlers or data intervals changed: nothing to re-plan (semantics `deadlines-judged`,
+            # `triggered-data-interval`), but the graph in force must say them
             if graph != self.graph:
                 log.info("graph.reloaded path=%s digest=%s detail=%r", self.path, graph.digest,
-                         "expected_by or on_late_of changed")  # fmt: skip
+                         "expected_by, on_late_of or data_interval changed")  # fmt: skip
                 self.graph = graph
                 self.warnings = unknown_upstreams(graph)  # where the file writes each reference may have moved
             return False

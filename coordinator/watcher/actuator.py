@@ -48,6 +48,7 @@ from coordinator.airflow.client import AirflowClient, TriggerResult
 from coordinator.airflow.runs import DagRunInfo
 from coordinator.core import intent
 from coordinator.core.actions import Action, Resume, Trigger
+from coordinator.core.data_interval import DataInterval
 from coordinator.core.effects import End, Ending, RecordError, WriteLedger
 from coordinator.core.graph import Graph
 from coordinator.core.model import (
@@ -328,7 +329,8 @@ class Actuator:
         if isinstance(instruction, intent.CallCreate):
             run_id, conf = instruction.run_id, _conf(partition, instruction.record)
             at, key = trigger_logical_date(partition), self._partition_key(node, partition)
-            outcome = await self.executor.call(lambda: client.trigger(node.dag_id, run_id, at, conf, key))
+            interval = self._data_interval(node, partition)
+            outcome = await self.executor.call(lambda: client.trigger(node.dag_id, run_id, at, conf, key, interval))
             crash_point("after-airflow-call")  # test-only: Airflow answered, the ledger is not confirmed yet
             answers: dict[TriggerResult, Callable[[str], intent.Event]] = {
                 TriggerResult.CREATED: intent.Created,
@@ -357,6 +359,12 @@ class Actuator:
         if graph is not None and node in graph.dags:
             return graph.partition_key(node, partition)
         return airflow_partition_key(partition, None)
+
+    def _data_interval(self, node: NodeId, partition: str) -> DataInterval | None:
+        """The data interval a run of ``partition`` is triggered with (semantics `triggered-data-interval`): the
+        graph's rule for the DAG; none for a DAG the graph in force no longer has (Airflow's timetable decides)."""
+        graph = self.graph()
+        return graph.data_interval(node, partition) if graph is not None and node in graph.dags else None
 
     async def _holder(self, client: AirflowClient, node: NodeId, partition: str) -> DagRunInfo | None:
         """The run Airflow holds for ``partition``, whatever its id: by partition key when the DAG is triggered with

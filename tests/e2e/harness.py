@@ -69,6 +69,8 @@ TEST_ONLY_DAGS = [
     "e2e_task_level",
     "e2e_task_dependent",
     "e2e_lineage_report",
+    "e2e_interval_period",
+    "e2e_interval_point",
     "e2e_asset_consumer",
     "e2e_native_producer",
     "e2e_native_consumer",

@@ -31,6 +31,8 @@ import pytest
 from coordinator.airflow.client import AirflowClient
 from coordinator.airflow.runs import TriggerResult
 from coordinator.core.assets import MARKER, AssetKeys
+from coordinator.core.importer.facts import ScheduleFact, ScheduleKind
+from coordinator.core.importer.intervals import interval_entry
 from coordinator.core.model import NodeId, RunState, canonical_partition, partition_datetime, run_id_for
 from coordinator.errors import AirflowAuthError
 from coordinator.runtime.settings import InstanceSettings
@@ -62,7 +64,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
 AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step", "af2_shift_up", "af2_shift_down", "af2_task_up",
-            "af2_asset_producer", "af2_feed"]  # fmt: skip
+            "af2_asset_producer", "af2_feed", "af2_interval_root", "af2_interval_daily"]  # fmt: skip
+
+
+def converted(timetable: str, upstream: str) -> dict[str, Any]:
+    """A dependent's entry as ``import-dags`` converts a daily DAG on ``timetable`` (its ``data_interval`` by the
+    importer's own rule: tests/test_import_intervals.py runs the command on these timetables in real Airflows)."""
+    entry: dict[str, Any] = {"partitions": {"cron": "@daily", "timezone": "UTC"}, "upstreams": upstream}
+    data_interval = interval_entry(ScheduleFact(ScheduleKind.CRON, timetable), entry)
+    return {**entry, "data_interval": data_interval} if data_interval is not None else entry
+
+
+#: Semantics `triggered-data-interval`: one Airflow 2 root, three converted daily dependents in both Airflows.
+INTERVAL_DAGS = {
+    f"{AF2}/af2_interval_daily": converted("CronDataIntervalTimetable", f"{AF2}/af2_interval_root"),  # @daily on 2.11
+    "e2e_interval_period": converted("CronDataIntervalTimetable", f"{AF2}/af2_interval_root"),
+    "e2e_interval_point": converted("CronTriggerTimetable", f"{AF2}/af2_interval_root"),
+}
 GRAPH = {
     "version": 1,
     "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
@@ -80,6 +98,7 @@ GRAPH = {
         },
         # ... and an Airflow 3 DAG waits for one task of an Airflow 2 DAG (the plugin records Airflow 2's task states).
         "e2e_af2_task_down": {"upstreams": [{"dag": f"{AF2}/af2_task_up", "task": "extract"}]},
+        **INTERVAL_DAGS,
     },
     # Semantics rules 16-17: af2's orders events go to the Airflow 3 instance, whose e2e_asset_consumer schedules on
     # the asset itself.
@@ -514,6 +533,51 @@ def test_an_airflow2_task_starts_its_airflow3_dependent_while_its_dag_runs_and_i
     assert rerun.state == "success" and task_tries(e2e.stack, "e2e_af2_task_down", rerun.run_id) == {"work": 2}
     ledger = e2e.read_ledger("e2e_af2_task_down", partition)
     assert ledger is not None and ledger.trigger_count == 2, ledger
+
+
+def data_interval_in_database(stack: AirflowStack, dag_id: str, run_id: str) -> tuple[datetime, datetime]:
+    """``dag_run.data_interval_start`` and ``_end`` of one run, read from the Airflow's metadata database itself."""
+    import sqlalchemy  # Airflow's own dependency: present wherever an e2e Airflow runs
+
+    engine = sqlalchemy.create_engine(stack.environment()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"])
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                sqlalchemy.text(
+                    "SELECT data_interval_start, data_interval_end FROM dag_run WHERE dag_id = :d AND run_id = :r"
+                ),
+                {"d": dag_id, "r": run_id},
+            ).one()
+            return row[0], row[1]
+    finally:
+        engine.dispose()
+
+
+def test_converted_daily_dependents_run_with_their_day_and_a_trigger_timetable_one_with_its_point(
+    e2e: E2E, setup: Setup
+) -> None:
+    """af2_interval_root succeeding for day D runs three converted dependents, each once, with the data interval
+    their original timetable gave, read from each Airflow's database: [D, D + 1 day) for Airflow 2.11's @daily
+    (af2_interval_daily) and Airflow 3.3's CronDataIntervalTimetable (e2e_interval_period), [D, D] for Airflow 3's
+    CronTriggerTimetable (e2e_interval_point); the logical date stays D."""
+    af2 = setup.af2
+    start_watcher(e2e, setup)
+    partition = e2e.new_partition()
+    day = partition_datetime(partition)
+    af2.trigger("af2_interval_root", e2e.run_id("af2interval"), partition)
+    expected = {
+        ("af2_interval_daily", AF2): (day, day + timedelta(days=1)),
+        ("e2e_interval_period", "default"): (day, day + timedelta(days=1)),
+        ("e2e_interval_point", "default"): (day, day),
+    }
+    for (dag_id, instance), interval in expected.items():
+        wait_for_state(e2e, dag_id, partition, instance, RunState.SUCCESS)
+        stack = af2 if instance == AF2 else e2e.stack
+        run = e2e.only_run(dag_id, partition, stack=stack)
+        assert (run.run_id, run.logical_date) == (run_id_for(partition), day), run
+        start, end = data_interval_in_database(stack, dag_id, run.run_id)
+        assert (start, end) == interval, (dag_id, start, end)
+        print(f"\n{instance}/{dag_id} for {partition}: data interval [{start.isoformat()}, {end.isoformat()}]")
 
 
 def consumer_runs(e2e: E2E, dag_id: str = "e2e_asset_consumer") -> list[dict[str, Any]]:

@@ -58,6 +58,12 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    ``partition_key`` of a DAG whose timetable is neither partitioned nor partitioned at run time is refused with
    Airflow's 400. ``timetable=None`` lists the DAG without those fields, as an Airflow before 3.2 does.
 
+12. Data intervals (``TriggerDAGRunPostBody``): a trigger's ``data_interval_start`` and ``data_interval_end`` come
+   both or neither (one alone -> 422, as Airflow's model validator answers); with a logical date they are the run's
+   interval, without them the fake's DAGs answer as ``schedule=None`` does (``NullTimetable``: the point
+   ``[logical_date, logical_date]``); a run without a logical date has none. The run's JSON and :class:`RunView` say
+   it.
+
 Responses close the connection: no keep-alive socket can outlive :meth:`stop` or race a server-side idle timeout.
 Run standalone for benchmarks: ``python -m tests.support.fake_airflow --port 0 --dags a,b,c`` prints the URL.
 """
@@ -167,6 +173,9 @@ class RunView:
     end_date: datetime | None
     #: Airflow 3.2+'s key of a partitioned run (None: a run by logical date).
     partition_key: str | None = None
+    #: The run's data interval (**Data intervals**); None for a run without a logical date.
+    data_interval_start: datetime | None = None
+    data_interval_end: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +240,14 @@ class _Run:
     partition_key: str | None = None
     partition_date: datetime | None = None
     consumed: tuple[int, ...] = ()  # ids of the asset events an asset-triggered run consumed
+    #: (start, end) as the trigger sent it; None: the NullTimetable's point at the logical date (**Data intervals**).
+    interval: tuple[datetime, datetime] | None = None
+
+    @property
+    def data_interval(self) -> tuple[datetime | None, datetime | None]:
+        if self.logical_date is None:
+            return None, None
+        return self.interval or (self.logical_date, self.logical_date)
 
     def view(self) -> RunView:
         return RunView(
@@ -244,6 +261,7 @@ class _Run:
             self.start_date,
             self.end_date,
             self.partition_key,
+            *self.data_interval,
         )
 
 
@@ -294,6 +312,17 @@ def _aware(value: Any, loc: list[str]) -> datetime:
     if dt.tzinfo is None:
         raise HttpError(422, [{"type": "timezone_aware", "loc": loc, "msg": "Input should have timezone info"}])
     return dt.astimezone(UTC)
+
+
+def _interval(data: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """A trigger body's data interval (**Data intervals**): both or neither, else 422 like TriggerDAGRunPostBody."""
+    start, end = data.get("data_interval_start"), data.get("data_interval_end")
+    if (start is None) != (end is None):
+        msg = "Value error, Either both data_interval_start and data_interval_end must be provided or both must be None"
+        raise HttpError(422, [{"type": "value_error", "loc": ["body"], "msg": msg}])
+    if start is None:
+        return None
+    return _aware(start, ["body", "data_interval_start"]), _aware(end, ["body", "data_interval_end"])
 
 
 class FakeAirflow:
@@ -1061,6 +1090,7 @@ class FakeAirflow:
                 422,
                 [{"type": "string_type", "loc": ["body", "partition_key"], "msg": "Input should be a valid string"}],
             )
+        interval = _interval(data)
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
         dag = self._dag(dag_id)
         if key is not None and dag.timetable is not None and not dag.timetable.accepts_keys:
@@ -1068,7 +1098,9 @@ class FakeAirflow:
             raise HttpError(400, f"Dag '{dag_id}' is not a partitioned Dag and does not accept a partition_key.")
         # Airflow decodes partition_date from the key with the DAG's timetable; the fake's DAGs have none (as
         # PartitionedAtRuntime): partition_date stays null.
-        return self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
+        run = self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
+        run.interval = interval
+        return run
 
     def _upstream_events(self, dag_id: str, run_id: str) -> dict[str, Any]:
         """``GET .../dagRuns/{run_id}/upstreamAssetEvents``: the events an asset-triggered run consumed, unpaged."""
@@ -1235,8 +1267,8 @@ def _run_json(run: _Run) -> dict[str, Any]:
         "start_date": _fmt(run.start_date),
         "end_date": _fmt(run.end_date),
         "duration": duration,
-        "data_interval_start": _fmt(run.logical_date),
-        "data_interval_end": _fmt(run.logical_date),
+        "data_interval_start": _fmt(run.data_interval[0]),
+        "data_interval_end": _fmt(run.data_interval[1]),
         "run_after": _fmt(run.run_after),
         "last_scheduling_decision": None,
         "run_type": run.run_type,

@@ -3,9 +3,10 @@
 Rules:
 - **Matched by meaning.** A DAG is matched by what its key means (instance and dag id), not by how the key is written:
   ``"etl"`` with ``"instance": "team_a"`` and ``"team_a/etl"`` are the same DAG. The existing key is kept as written.
-- **The import decides.** For an imported DAG the import is the authority on ``partitions`` and ``upstreams`` (set, or
-  removed when the folder says there are none); its ``description`` and ``instance`` as written by a person are kept.
-  DAGs the folder does not have, and top-level ``instances``, are kept; instances the import needs are added.
+- **The import decides.** For an imported DAG the import is the authority on ``partitions``, ``upstreams`` and
+  ``data_interval`` (set, or removed when the folder says there are none); its ``description`` and ``instance`` as
+  written by a person are kept. DAGs the folder does not have, and top-level ``instances``, are kept; instances the
+  import needs are added.
 - **Extended form.** A shorthand file becomes the extended form (the same graph: the shorthand maps to exactly these
   entries).
 - **Pure**: JSON values in, a JSON value out; the caller validates the result with the real loader and diffs it.
@@ -18,7 +19,7 @@ from typing import Any
 from coordinator.core.model import DEFAULT_INSTANCE, NODE_SEP, NodeId
 from coordinator.core.spec.loader import FORM_KEYS, SPEC_VERSION
 
-IMPORTED_FIELDS = ("partitions", "upstreams")
+IMPORTED_FIELDS = ("partitions", "upstreams", "data_interval")
 
 
 def _node(key: str, entry: Any) -> NodeId:

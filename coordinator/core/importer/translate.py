@@ -66,6 +66,7 @@ from coordinator.core.importer.facts import (
     Origin,
     ScheduleKind,
 )
+from coordinator.core.importer.intervals import interval_entry
 from coordinator.core.importer.jobs import LineageOffer, job_links
 from coordinator.core.importer.operators import asset_edges, marker_edges, sensor_edges, trigger_edges
 from coordinator.core.importer.partitioned import declared_segments, partitions_entry
@@ -217,6 +218,8 @@ def _entries(work: Work) -> dict[str, Any]:
         upstreams += [group.to_json() for group, _, _ in work.groups.get(dag_id, ())]
         if upstreams:
             entry["upstreams"] = upstreams
+        if (interval := interval_entry(dag.schedule, entry)) is not None:  # semantics `triggered-data-interval`
+            entry["data_interval"] = interval
         dags[work.ref(dag_id)] = entry
     return dags
 

@@ -16,6 +16,8 @@ Rules:
   never lands on the upstream's grid, a member index no window has. "Never" is judged on the dependent's grid points
   over a fixed sample (:data:`SAMPLE_FROM`, four years or :data:`SAMPLE_POINTS` points: a daily grid's DST changes, a
   yearly grid's leap day); a valid mapping stops at its first hit, so checking costs nothing for the files that pass.
+- **Data interval.** A DAG's ``data_interval`` is ``"period"`` or ``"point"`` (``coordinator.core.data_interval``);
+  ``"period"`` needs the DAG's grid (a period is the window between two of its points).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from coordinator.core.data_interval import IntervalKind
 from coordinator.core.duration import SHIFT_HINT, format_shift, parse_shift
 from coordinator.core.graph import Condition
 from coordinator.core.grid import (
@@ -54,6 +57,10 @@ SEGMENTS_HINT = 'write "segments": ["eu", "us", "apac"] (names of letters, digit
 KEY_FORMAT_HINT = 'write Airflow\'s key_format of the DAG\'s timetable, e.g. "key_format": "%Y-%m-%dT%H:%M:%S"'
 SEGMENT_MAP_HINT = 'write "same" (each segment needs the same segment) or "all" (every segment of the upstream)'
 
+DATA_INTERVAL_HINT = (
+    "write \"period\" (the run of P covers [P, next P) on the DAG's grid: Airflow 2's cron schedules, "
+    'CronDataIntervalTimetable) or "point" ([P, P]: CronTriggerTimetable, schedule=None)'
+)
 CRON_HINT = (
     'write 5 fields, e.g. "0 * * * *" (hourly) or "0 0 * * *" (daily at midnight), or a preset: @hourly, @daily, '
     "@weekly, @monthly, @yearly"
@@ -199,6 +206,25 @@ def read_declared_partitions(value: Any, path: JsonPath, add: Add) -> DeclaredPa
     grid = Grid(normalise_cron(cron), zone)
     declared = Segments(segments, True) if segments is not None else None
     return DeclaredPartitions(grid, declared, key_format if isinstance(key_format, str) else None)
+
+
+def read_data_interval(value: Any, path: JsonPath, grid: Grid | None, add: Add) -> IntervalKind | None:
+    """A DAG's ``data_interval`` (**Data interval**); None after reporting what is wrong."""
+    try:
+        kind = IntervalKind(value) if isinstance(value, str) else None
+    except ValueError:
+        kind = None
+    if kind is None:
+        add(path, f'expected "period" or "point", got {describe(value)}', DATA_INTERVAL_HINT)
+        return None
+    if kind is IntervalKind.PERIOD and grid is None:
+        add(
+            path,
+            '"data_interval": "period" without a grid',
+            'a period is a grid\'s [P, next P): add "partitions": {"cron": "<the DAG\'s schedule>"} or write "point"',
+        )
+        return None
+    return kind
 
 
 def _read_segments(raw: Any, path: JsonPath, add: Add) -> tuple[str, ...] | None:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coordinator.core.conditions import GroupSpec, Member
+from coordinator.core.data_interval import IntervalKind
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import EdgeMap, Grid, SegmentMap
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
@@ -63,6 +64,7 @@ from coordinator.core.spec.grid import (
     WrittenEdge,
     edge_offsets,
     mapping_problem,
+    read_data_interval,
     read_declared_partitions,
     read_edge,
 )
@@ -89,7 +91,9 @@ FORM_KEYS = ("version", "instances", "dags")
 #: ``$schema`` lets editors find docs/dependencies.schema.json; the loader ignores its value.
 TOP_FIELDS = ("$schema", *FORM_KEYS, "assets", "openlineage")
 INSTANCE_FIELDS = ("description", "kind")
-DAG_FIELDS = ("upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of")
+DAG_FIELDS = (
+    "upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of", "data_interval",
+)  # fmt: skip
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
 CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
 SECRET_WORDS = ("url", "password", "passwd", "secret", "token", "credential", "connection", "api_key")
@@ -181,6 +185,8 @@ class _Decl:
     groups: tuple[WrittenGroup, ...] = ()
     segments: Segments | None = None
     key_format: str | None = None
+    #: ``data_interval`` as written (semantics `triggered-data-interval`); None: not written.
+    data_interval: IntervalKind | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,15 +389,21 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
         if "partitions" in body
         else None
     )
+    broken = "partitions" in body and declared is None  # already reported: a period's grid is not judged
     declared = declared or DeclaredPartitions()
     expected = (
         read_expected_by(body["expected_by"], (*path, "expected_by"), report.add) if "expected_by" in body else None
     )
     late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, _ON_LATE_OF) if "on_late_of" in body else ()
     description = _read_description(body, path, report)
+    interval = (
+        read_data_interval(body["data_interval"], (*path, "data_interval"), declared.grid, report.add)
+        if "data_interval" in body and not broken
+        else None
+    )
     return _Decl(
         node, path, upstreams, on_failure_of, description, declared.grid, expected, late, tuple(groups.groups),
-        declared.segments, declared.key_format,
+        declared.segments, declared.key_format, interval,
     )  # fmt: skip
 
 
@@ -656,7 +668,7 @@ def _resolve(
         specs[node] = DagSpec(
             node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
             _resolve_levels(node, decl.expected_by, decl.path, resolver), tuple(late),
-            _groups(node, decl, success, report), decl.segments, decl.key_format,
+            _groups(node, decl, success, report), decl.segments, decl.key_format, decl.data_interval,
         )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from coordinator.core.conditions import Late
+from coordinator.core.data_interval import IntervalKind
 from coordinator.core.graph import Condition
 from coordinator.core.grid import CRON_PRESETS, SegmentMap
 from coordinator.core.lineage.mapping import PartitionSource, Slot
@@ -270,6 +271,13 @@ def _defs() -> dict[str, Any]:
                 "description": {"type": "string"},
                 "expected_by": {"$ref": "#/$defs/expectedBy"},
                 "on_late_of": _refs("dagRef", "Runs once per deadline state change of one of these (per partition)."),
+                "data_interval": {
+                    "description": "The data interval of the runs the coordinator triggers: period = [P, next P) on "
+                    "the DAG's grid (Airflow 2's cron schedules, CronDataIntervalTimetable; the default with "
+                    "partitions.cron and no key_format, and needs a grid), point = [P, P] (CronTriggerTimetable, "
+                    "schedule=None).",
+                    "enum": [kind.value for kind in IntervalKind],
+                },
             },
             "additionalProperties": False,
             "not": {"required": ["upstreams", "on_failure_of"]},

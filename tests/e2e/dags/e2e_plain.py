@@ -7,6 +7,8 @@
 - ``e2e_daily``: its daily rollup, triggered by the coordinator.
 - ``e2e_task_dependent``: a dependent of the task ``produce`` of ``e2e_task_level`` (task-level upstreams).
 - ``e2e_lineage_report``: a dependent of two dbt models, known through OpenLineage (semantics rule 18).
+- ``e2e_interval_period``, ``e2e_interval_point``: dependents converted from a ``CronDataIntervalTimetable`` and a
+  ``CronTriggerTimetable`` (the data-interval scenario of ``test_airflow2_e2e.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ for dag_id, seconds in (
     ("e2e_daily", 0.1),
     ("e2e_task_dependent", 0.1),
     ("e2e_lineage_report", 0.1),
+    ("e2e_interval_period", 0.1),
+    ("e2e_interval_point", 0.1),
 ):
     with DAG(
         dag_id=dag_id,

@@ -4,6 +4,8 @@
 - ``af2_root``: the root of the 2 -> 3 -> 2 cascade (triggered by the test);
 - ``af2_leaf``: a dependent of a DAG on the Airflow 3 instance (the cascade's way back);
 - ``af2_fail``: always fails, so the Airflow 3 instance's failure handler runs;
+- ``af2_interval_root`` -> ``af2_interval_daily`` (converted from ``@daily``: triggered with its day as the data
+  interval) and the Airflow 3 instance's ``e2e_interval_period``/``e2e_interval_point``;
 - ``af2_shift_up`` (grid 01:00 daily) -> ``af2_shift_down`` (grid 05:00 daily, ``"shift": "-4h"``), both here;
 - ``af2_task_up``: ``extract`` then ``hold``, which keeps the run running until the test creates its release file
   ``$PIPELINE_OUTPUT_DIR/release/<dag_id>/<YYYYMMDDTHHMM>``; Airflow 3's ``e2e_af2_task_down`` waits for ``extract``;
@@ -83,6 +85,14 @@ with _dag("af2_fail") as af2_fail:
     fail()
 
 with _dag("af2_feed") as af2_feed:
+    work()
+
+# The data-interval scenario: af2_interval_root's success triggers af2_interval_daily (a dependent converted from
+# Airflow 2's @daily, "data_interval": "period") and two Airflow 3 dependents; the test reads each run's interval.
+with _dag("af2_interval_root") as af2_interval_root:
+    work()
+
+with _dag("af2_interval_daily") as af2_interval_daily:
     work()
 
 with _dag("af2_shift_up") as af2_shift_up:

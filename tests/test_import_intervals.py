@@ -1,0 +1,102 @@
+"""``import-dags`` writes each converted dependent's ``data_interval`` from its original timetable (semantics
+`triggered-data-interval`): the rule's table on schedule facts, and the command on real Airflow 3.3 and 2.11 folders."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coordinator.core.importer.facts import ScheduleFact, ScheduleKind
+from coordinator.core.importer.intervals import interval_entry
+from tests.test_import_dags import run_import
+
+CRON = {"cron": "0 0 * * *", "timezone": "UTC"}
+DEPENDENT = {"partitions": CRON, "upstreams": ["up"]}
+
+
+@pytest.mark.parametrize(
+    ("timetable", "entry", "expected"),
+    [
+        pytest.param("CronDataIntervalTimetable", DEPENDENT, "period", id="airflow2-cron-or-data-interval"),
+        pytest.param("DeltaDataIntervalTimetable", DEPENDENT, "period", id="airflow2-timedelta"),
+        pytest.param("CronTriggerTimetable", DEPENDENT, "point", id="airflow3-cron-default"),
+        pytest.param("DeltaTriggerTimetable", DEPENDENT, "point", id="airflow3-timedelta"),
+        pytest.param("NullTimetable", DEPENDENT, "point", id="no-schedule-inheriting-a-grid"),
+        pytest.param("AssetTriggeredTimetable", DEPENDENT, "point", id="asset-schedule-inheriting-a-grid"),
+        pytest.param("CronDataIntervalTimetable", {"partitions": CRON}, None, id="root-never-triggered"),
+        pytest.param("NullTimetable", {"upstreams": ["up"]}, None, id="no-grid-nothing-to-say"),
+        pytest.param("CronPartitionTimetable", {"partitions": {**CRON, "key_format": "%Y-%m-%d"}, "upstreams": ["up"]},
+                     None, id="airflow-partitioned-own-timetable"),
+        pytest.param("NullTimetable", {"partitions": {"segments": ["eu"]}, "upstreams": ["up"]}, None,
+                     id="segments-only"),
+    ],
+)  # fmt: skip
+def test_the_data_interval_written_for_each_original_timetable(
+    timetable: str, entry: dict[str, Any], expected: str | None
+) -> None:
+    """What the original timetable gave the run of P, written only where the coordinator triggers a gridded DAG."""
+    assert interval_entry(ScheduleFact(ScheduleKind.CRON, timetable), entry) == expected
+
+
+AF3_FOLDER = """
+import pendulum
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
+from airflow.sdk import DAG, CronDataIntervalTimetable, CronTriggerTimetable
+
+START = pendulum.datetime(2024, 1, 1, tz="UTC")
+
+with DAG("up", schedule="@daily", start_date=START):
+    EmptyOperator(task_id="load")
+with DAG("by_interval", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"), start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up")
+with DAG("by_trigger", schedule=CronTriggerTimetable("@daily", timezone="UTC"), start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up")
+with DAG("cron_string", schedule="@daily", start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up")
+"""
+
+AF2_FOLDER = """
+from datetime import datetime
+from airflow import DAG
+from airflow.operators.empty import EmptyOperator
+from airflow.sensors.external_task import ExternalTaskSensor
+
+with DAG("up", schedule="@daily", start_date=datetime(2024, 1, 1)):
+    EmptyOperator(task_id="load")
+with DAG("daily_preset", schedule="@daily", start_date=datetime(2024, 1, 1)):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up")
+"""
+
+
+def import_folder(python: Path, source: str, tmp_path: Path) -> dict[str, Any]:
+    folder = tmp_path / "dags"
+    folder.mkdir()
+    (folder / "estate.py").write_text(source, encoding="utf-8")
+    output = tmp_path / "deps.json"
+    done = run_import(python, folder, output, tmp_path / "home")
+    assert done.returncode == 0, done.stderr[-3000:]
+    dags: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))["dags"]
+    return dags
+
+
+def test_airflow3_timetables_convert_to_period_and_point(tmp_path: Path) -> None:
+    """On Airflow 3.3: a CronDataIntervalTimetable dependent gets "period", a CronTriggerTimetable one and a plain cron
+    string (Airflow 3's CronTriggerTimetable) get "point"; the root gets none."""
+    dags = import_folder(Path(sys.executable), AF3_FOLDER, tmp_path)
+    assert {name: entry.get("data_interval") for name, entry in dags.items()} == {
+        "up": None, "by_interval": "period", "by_trigger": "point", "cron_string": "point",
+    }  # fmt: skip
+
+
+def test_airflow2_daily_preset_converts_to_period(tmp_path: Path) -> None:
+    """On Airflow 2.11 (its own venv): ``@daily`` is a CronDataIntervalTimetable, so its dependent gets "period"."""
+    from devtools.airflow2_stack import ensure_venv
+
+    dags = import_folder(ensure_venv(), AF2_FOLDER, tmp_path)
+    assert dags["daily_preset"]["data_interval"] == "period" and "data_interval" not in dags["up"]
+    assert dags["daily_preset"]["partitions"]["cron"] == "@daily"
