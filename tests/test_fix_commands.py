@@ -30,7 +30,7 @@ BACKTICKED = re.compile(r"`(coordinator [^`]*)`")
 #: one of the CLI's commands ("the coordinator reruns X" is prose).
 PLAIN = re.compile(
     r"(?<![`\w.-])(coordinator [a-z][a-z-]*(?: (?:--?[a-z][\w-]*|YYYY-MM-DD|[A-Z][A-Z_]*|\{[^}]*\}|\.\.\."
-    r"|\d{4}-\d\d-\d\d\S*|\d+[a-z]?))+)"
+    r"|\d{4}-\d\d-\d\d\S*|\d+[a-z]?|'[^']*'))+)"
 )
 #: Sample values for the placeholders the messages use.
 SAMPLES = {"DAG": "02_pipeline", "PARTITION": "2026-01-01T00:00:00Z", "DATE": "2026-01-01", "YYYY-MM-DD": "2026-01-01",

@@ -136,14 +136,15 @@ def test_partitions_come_from_the_nominal_time_then_the_parent_then_the_event_ti
 
 
 def test_the_run_state_follows_the_writers_rules() -> None:
-    """The value: runId as run_id, clear_number 0, the START and terminal times, source openlineage:<namespace>."""
+    """The value: runId as run_id, clear_number 0, the START and terminal times, source openlineage:<namespace>, and
+    the run's earliest event as its place among the partition's runs (run_after)."""
     run = str(uuid.uuid4())
     start = judge(ev(EventType.START, run, T0), ENTRY, NODE, None, None, None)
     end = judge(ev(EventType.COMPLETE, run, T0 + timedelta(minutes=2)), ENTRY, NODE, start.record, None,
                 start.run_state)  # fmt: skip
     assert end.run_state == RunRecord(state="success", run_id=run, clear_number=0, source="openlineage:dbt_prod",
                                       updated_at=T0 + timedelta(minutes=2), start_date=T0,
-                                      end_date=T0 + timedelta(minutes=2))  # fmt: skip
+                                      end_date=T0 + timedelta(minutes=2), run_after=T0)  # fmt: skip
 
 
 def test_an_entry_with_a_segment_records_its_runs_at_the_time_and_that_segment() -> None:

@@ -49,19 +49,27 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from coordinator.core.conditions import GroupSpec, Member
-from coordinator.core.data_interval import IntervalKind
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
-from coordinator.core.grid import EdgeMap, Grid, SegmentMap
+from coordinator.core.grid import Grid, SegmentMap
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE, NODE_SEP, NodeId
-from coordinator.core.partition_count import PartitionCount
 from coordinator.core.segments import SEGMENT_EDGE_HINT, Segments, segment_edge_problem
-from coordinator.core.spec.conditions import WrittenGroup, is_group, read_count, read_group, time_cutoff_problem
+from coordinator.core.spec.conditions import is_group, read_count, read_group, time_cutoff_problem
 from coordinator.core.spec.cycles import Edge, cycle_text, shortest_cycles
 from coordinator.core.spec.deadline import ExpectedBy, read_expected_by
+from coordinator.core.spec.declared import (
+    ON_FAILURE_OF,
+    ON_LATE_OF,
+    SHORTHAND,
+    UPSTREAMS,
+    Decl,
+    Ref,
+    RefField,
+    RefList,
+    Report,
+)
 from coordinator.core.spec.grid import (
     COUNT_FIELDS,
     DeclaredPartitions,
-    WrittenEdge,
     edge_offsets,
     mapping_problem,
     read_data_interval,
@@ -105,108 +113,6 @@ CONNECTION_HINT = (
 CYCLE_HINT = "a DAG cannot wait for itself; remove one of these dependencies"
 
 
-@dataclass(frozen=True, slots=True)
-class _RefField:
-    """How one list-of-references field explains its mistakes."""
-
-    name: str
-    empty_hint: str
-    example: str
-
-
-_SHORTHAND = _RefField(
-    "upstream",
-    "list at least one upstream; a DAG without upstreams is a root and needs no entry",
-    'write "b": "a" or "b": ["a", "c"]; fields such as "upstreams" need the extended form ("version": 1, "dags")',
-)
-_UPSTREAMS = _RefField(
-    "upstreams",
-    'list at least one upstream, or remove "upstreams" to declare a root',
-    'write "upstreams": "a" or "upstreams": ["a", "team_b/c"]',
-)
-_ON_LATE_OF = _RefField(
-    "on_late_of",
-    'list at least one DAG whose deadline state runs this one, or remove "on_late_of"',
-    'write "on_late_of": "a" or "on_late_of": ["a", "team_b/c"]',
-)
-_ON_FAILURE_OF = _RefField(
-    "on_failure_of",
-    'list at least one DAG whose failure runs this one, or remove "on_failure_of"',
-    'write "on_failure_of": "a" or "on_failure_of": ["a", "team_b/c"]',
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Ref:
-    text: str
-    path: JsonPath
-    #: None when the reference did not write one (a string, or an object without "offset").
-    offset: int | None = None
-    #: The edge object's fields; None for a plain string reference.
-    edge: WrittenEdge | None = None
-    #: The index of its condition group in the DAG's ``groups`` (**Condition groups**); None: required.
-    group: int | None = None
-    #: How many of its mapped partitions satisfy it (**Segments and counts**); None: all.
-    count: PartitionCount | None = None
-
-    @property
-    def mapping(self) -> EdgeMap:
-        edge = self.edge
-        if edge is None:
-            return EdgeMap()
-        return EdgeMap(edge.offset or 0, edge.shift, edge.member, edge.segments)
-
-    @property
-    def task(self) -> str | None:
-        return self.edge.task if self.edge is not None else None
-
-    @property
-    def extended(self) -> bool:
-        return (self.edge is not None and self.edge.extended) or self.count is not None
-
-    def field_path(self, name: str) -> JsonPath:
-        """The JSON path of one field of this edge object (``path`` is its ``dag`` value)."""
-        return (*self.path[:-1], name)
-
-
-@dataclass(slots=True)
-class _Decl:
-    """One DAG as written, before references are resolved. ``node`` is None when its key was invalid."""
-
-    node: NodeId | None
-    path: JsonPath
-    upstreams: tuple[_Ref, ...] = ()
-    on_failure_of: tuple[_Ref, ...] = ()
-    description: str | None = None
-    grid: Grid | None = None
-    expected_by: ExpectedBy | None = None
-    on_late_of: tuple[_Ref, ...] = ()
-    #: Each ``any``/``at_least`` group as written, indexed by :attr:`_Ref.group`.
-    groups: tuple[WrittenGroup, ...] = ()
-    segments: Segments | None = None
-    key_format: str | None = None
-    #: ``data_interval`` as written (semantics `triggered-data-interval`); None: not written.
-    data_interval: IntervalKind | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class _RefList:
-    """Where :func:`_read_refs` collects references and, for ``upstreams``, condition groups."""
-
-    refs: list[_Ref] = field(default_factory=list)
-    groups: list[WrittenGroup] = field(default_factory=list)
-
-
-class _Report:
-    """Collects problems; checks append and carry on so that one run reports everything."""
-
-    def __init__(self) -> None:
-        self.problems: list[Problem] = []
-
-    def add(self, path: JsonPath, what: str, hint: str) -> None:
-        self.problems.append(Problem(path, what, hint))
-
-
 def parse_spec(text: str, source: str = "dependencies.json") -> Graph:
     """Validate the text of a dependencies file and return its graph; raise SpecError listing every problem."""
     text = text.removeprefix("\ufeff")
@@ -218,7 +124,7 @@ def parse_spec(text: str, source: str = "dependencies.json") -> Graph:
     except JsonSyntaxError as exc:
         raise SpecError([exc.problem.format(source)]) from None  # the JSON error is already in the message
     duplicates = list(duplicate_keys(doc))
-    report = _Report()
+    report = Report()
     graph = _build(doc, source, report)
     if graph is not None and not duplicates:
         return graph
@@ -244,7 +150,7 @@ def _locate(problem: Problem, lines: Mapping[JsonPath, list[int]]) -> Problem:
     return dataclasses.replace(problem, line=lines[problem.path][-1])
 
 
-def _build(doc: Any, source: str, report: _Report) -> Graph | None:
+def _build(doc: Any, source: str, report: Report) -> Graph | None:
     if not isinstance(doc, dict):
         report.add(
             (),
@@ -282,18 +188,18 @@ def _build(doc: Any, source: str, report: _Report) -> Graph | None:
 # ---- reading the two forms -------------------------------------------------------------------------------------
 
 
-def _read_shorthand(doc: Mapping[str, Any], report: _Report) -> list[_Decl]:
+def _read_shorthand(doc: Mapping[str, Any], report: Report) -> list[Decl]:
     decls = []
     for key, value in doc.items():
         path: JsonPath = (key,)
         split = _split_ref(key, path, report, shorthand=True)
-        refs = _read_refs(value, path, report, _SHORTHAND)
+        refs = _read_refs(value, path, report, SHORTHAND)
         node = NodeId(DEFAULT_INSTANCE, split[1]) if split else None
-        decls.append(_Decl(node, path, upstreams=refs))
+        decls.append(Decl(node, path, upstreams=refs))
     return decls
 
 
-def _read_extended(doc: Mapping[str, Any], report: _Report, external: set[str]) -> tuple[set[str], list[_Decl]]:
+def _read_extended(doc: Mapping[str, Any], report: Report, external: set[str]) -> tuple[set[str], list[Decl]]:
     _check_fields(doc, (), TOP_FIELDS, report, fallback='DAGs are declared under "dags" in the extended form')
     _check_version(doc, report)
     instances = _read_instances(doc, report, external)
@@ -307,7 +213,7 @@ def _read_extended(doc: Mapping[str, Any], report: _Report, external: set[str]) 
     return instances, [_read_dag(key, body, instances, report) for key, body in dags.items()]
 
 
-def _check_version(doc: Mapping[str, Any], report: _Report) -> None:
+def _check_version(doc: Mapping[str, Any], report: Report) -> None:
     if "version" not in doc:
         report.add(
             (),
@@ -327,7 +233,7 @@ def _check_version(doc: Mapping[str, Any], report: _Report) -> None:
         )
 
 
-def _read_instances(doc: Mapping[str, Any], report: _Report, external: set[str]) -> set[str]:
+def _read_instances(doc: Mapping[str, Any], report: Report, external: set[str]) -> set[str]:
     """The declared instance names; those of ``"kind": "external"`` are added to ``external``
     (**External instances**)."""
     names = {DEFAULT_INSTANCE}  # implicitly declared: the shorthand's DAGs and bare undeclared references live there
@@ -357,7 +263,7 @@ def _read_instances(doc: Mapping[str, Any], report: _Report, external: set[str])
     return names
 
 
-def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Decl:
+def _read_dag(key: str, body: Any, instances: set[str], report: Report) -> Decl:
     path: JsonPath = ("dags", key)
     if not isinstance(body, dict):
         report.add(
@@ -365,15 +271,15 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
             f"expected an object, got {_describe(body)}",
             'declare a DAG as {"upstreams": [...]} and a root as {}; the "b": "a" shorthand cannot be mixed in',
         )
-        return _Decl(None, path)
+        return Decl(None, path)
     _check_fields(body, path, DAG_FIELDS, report)
     node = _declared_node(key, body, path, instances, report)
-    groups = _RefList()
+    groups = RefList()
     upstreams = (
-        _read_refs(body["upstreams"], (*path, "upstreams"), report, _UPSTREAMS, groups) if "upstreams" in body else ()
+        _read_refs(body["upstreams"], (*path, "upstreams"), report, UPSTREAMS, groups) if "upstreams" in body else ()
     )
     on_failure_of = (
-        _read_refs(body["on_failure_of"], (*path, "on_failure_of"), report, _ON_FAILURE_OF)
+        _read_refs(body["on_failure_of"], (*path, "on_failure_of"), report, ON_FAILURE_OF)
         if "on_failure_of" in body
         else ()
     )
@@ -394,21 +300,21 @@ def _read_dag(key: str, body: Any, instances: set[str], report: _Report) -> _Dec
     expected = (
         read_expected_by(body["expected_by"], (*path, "expected_by"), report.add) if "expected_by" in body else None
     )
-    late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, _ON_LATE_OF) if "on_late_of" in body else ()
+    late = _read_refs(body["on_late_of"], (*path, "on_late_of"), report, ON_LATE_OF) if "on_late_of" in body else ()
     description = _read_description(body, path, report)
     interval = (
         read_data_interval(body["data_interval"], (*path, "data_interval"), declared.grid, report.add)
         if "data_interval" in body and not broken
         else None
     )
-    return _Decl(
+    return Decl(
         node, path, upstreams, on_failure_of, description, declared.grid, expected, late, tuple(groups.groups),
         declared.segments, declared.key_format, interval,
     )  # fmt: skip
 
 
 def _declared_node(
-    key: str, body: Mapping[str, Any], path: JsonPath, instances: set[str], report: _Report
+    key: str, body: Mapping[str, Any], path: JsonPath, instances: set[str], report: Report
 ) -> NodeId | None:
     """The node a ``dags`` key declares, from a qualified key or the ``instance`` field (default: ``default``)."""
     split = _split_ref(key, path, report, shorthand=False)
@@ -439,12 +345,12 @@ def _declared_node(
 
 
 def _read_refs(
-    value: Any, path: JsonPath, report: _Report, spec: _RefField, groups: _RefList | None = None
-) -> tuple[_Ref, ...]:
+    value: Any, path: JsonPath, report: Report, spec: RefField, groups: RefList | None = None
+) -> tuple[Ref, ...]:
     """A single reference or a non-empty list of them (a single string is accepted, like the shorthand); in the
     extended form a reference may also be an edge object (**Grids and offsets**) and, where ``groups`` collects
     them (``upstreams``), a condition group (**Condition groups**)."""
-    single = isinstance(value, str) or (isinstance(value, dict) and spec is not _SHORTHAND)
+    single = isinstance(value, str) or (isinstance(value, dict) and spec is not SHORTHAND)
     value = [value] if single else value
     if not isinstance(value, list):
         report.add(path, f"expected a dag id or a list of them, got {_describe(value)}", spec.example)
@@ -452,7 +358,7 @@ def _read_refs(
     if not value:
         report.add(path, f"empty {spec.name} list", spec.empty_hint)
         return ()
-    found = _RefList()
+    found = RefList()
     for index, item in enumerate(value):
         _read_ref(item, path if single else (*path, index), report, spec, found, groups, None)
     return tuple(found.refs)
@@ -461,16 +367,16 @@ def _read_refs(
 def _read_ref(
     item: Any,
     where: JsonPath,
-    report: _Report,
-    spec: _RefField,
-    found: _RefList,
-    groups: _RefList | None,
+    report: Report,
+    spec: RefField,
+    found: RefList,
+    groups: RefList | None,
     group: int | None,
 ) -> None:
     """One entry of a reference list into ``found``: a reference, an edge object or (``groups`` given) a group."""
     if isinstance(item, str):
-        found.refs.append(_Ref(item, where, group=group))
-    elif is_group(item) and spec is not _SHORTHAND:
+        found.refs.append(Ref(item, where, group=group))
+    elif is_group(item) and spec is not SHORTHAND:
         if groups is None:
             report.add(where, f"a condition group in {spec.name}", "groups are for upstreams; list the DAGs here")
             return
@@ -482,20 +388,20 @@ def _read_ref(
             groups.groups.append(written)
         for member, at in written.members:  # an all group is flattened (**Condition groups**)
             _read_ref(member, at, report, spec, found, groups, group)
-    elif isinstance(item, dict) and spec is not _SHORTHAND:
+    elif isinstance(item, dict) and spec is not SHORTHAND:
         edge = read_edge(item, where, report.add)
         count = read_count(item, where, report.add)
         if edge is not None and (count is not None or not any(key in item for key in COUNT_FIELDS)):
-            if count is not None and (spec is not _UPSTREAMS or group is not None):
+            if count is not None and (spec is not UPSTREAMS or group is not None):
                 what = "a condition group member" if group is not None else f"an edge of {spec.name}"
                 report.add(where, f"a partition count on {what}", "count the partitions of an upstream edge only")
                 return
-            found.refs.append(_Ref(edge.ref, (*where, "dag"), edge.offset, edge, group, count))
+            found.refs.append(Ref(edge.ref, (*where, "dag"), edge.offset, edge, group, count))
     else:
         report.add(where, f"expected a dag id, got {_describe(item)}", 'quote it: "01_pipeline"')
 
 
-def _read_description(body: Mapping[str, Any], path: JsonPath, report: _Report) -> str | None:
+def _read_description(body: Mapping[str, Any], path: JsonPath, report: Report) -> str | None:
     description = body.get("description")
     if description is None or isinstance(description, str):
         return description
@@ -504,7 +410,7 @@ def _read_description(body: Mapping[str, Any], path: JsonPath, report: _Report) 
 
 
 def _check_fields(
-    body: Mapping[str, Any], path: JsonPath, allowed: Sequence[str], report: _Report, fallback: str = ""
+    body: Mapping[str, Any], path: JsonPath, allowed: Sequence[str], report: Report, fallback: str = ""
 ) -> None:
     """Report every key not in ``allowed``: connection data with where it belongs, typos with a suggestion."""
     for key in body:
@@ -519,7 +425,7 @@ def _check_fields(
         report.add((*path, key), f"unknown field {key!r}", f"{hint} (allowed: {', '.join(allowed)})")
 
 
-def _split_ref(text: str, path: JsonPath, report: _Report, *, shorthand: bool) -> tuple[str | None, str] | None:
+def _split_ref(text: str, path: JsonPath, report: Report, *, shorthand: bool) -> tuple[str | None, str] | None:
     """(instance or None when bare, dag id) of a reference or key; None after reporting why it is invalid."""
     instance, sep, dag_id = text.rpartition(NODE_SEP)
     if sep and shorthand:
@@ -557,17 +463,17 @@ def _instance_hint(name: str, instances: Iterable[str]) -> str:
 class _Resolver:
     """Turns references into nodes (**References**), reporting invalid, ambiguous, self and repeated references."""
 
-    declared: Mapping[NodeId, _Decl]
+    declared: Mapping[NodeId, Decl]
     instances: set[str]
     shorthand: bool
-    report: _Report
+    report: Report
     by_dag_id: dict[str, list[NodeId]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for node in sorted(self.declared):
             self.by_dag_id.setdefault(node.dag_id, []).append(node)
 
-    def resolve(self, ref: _Ref) -> NodeId | None:
+    def resolve(self, ref: Ref) -> NodeId | None:
         split = _split_ref(ref.text, ref.path, self.report, shorthand=self.shorthand)
         if split is None:
             return None
@@ -590,9 +496,9 @@ class _Resolver:
             return None
         return matches[0] if matches else NodeId(DEFAULT_INSTANCE, dag_id)
 
-    def sources(self, owner: NodeId, refs: Iterable[_Ref], *, failure: bool) -> list[tuple[NodeId, _Ref]]:
+    def sources(self, owner: NodeId, refs: Iterable[Ref], *, failure: bool) -> list[tuple[NodeId, Ref]]:
         """Every accepted edge of a list, in order: distinct (DAG, task), a self-reference only as a gate."""
-        found: dict[tuple[NodeId, str | None], _Ref] = {}
+        found: dict[tuple[NodeId, str | None], Ref] = {}
         for ref in refs:
             node = self.resolve(ref)
             if node is None:
@@ -608,7 +514,7 @@ class _Resolver:
                 found[key] = ref
         return [(node, ref) for (node, _), ref in found.items()]
 
-    def _gate_ok(self, ref: _Ref, failure: bool) -> bool:
+    def _gate_ok(self, ref: Ref, failure: bool) -> bool:
         """Whether a self-reference is a valid gate (**Extended edges**), reporting why not."""
         example = f'write {{"dag": "{ref.text}", "offset": -1}} (its previous partition) or a negative "shift"'
         if failure:
@@ -639,7 +545,7 @@ class _Resolver:
 
 
 def _resolve(
-    decls: Sequence[_Decl], instances: set[str], shorthand: bool, report: _Report
+    decls: Sequence[Decl], instances: set[str], shorthand: bool, report: Report
 ) -> tuple[dict[NodeId, DagSpec], list[Edge], set[NodeId]]:
     """The DAGs (declared ones and roots only referenced), every edge with where it is written, the declared DAGs."""
     declared = _index_declarations(decls, report)
@@ -652,7 +558,7 @@ def _resolve(
         success = resolver.sources(node, decl.upstreams, failure=False)
         failing = resolver.sources(node, decl.on_failure_of, failure=True)
         written = [(src, ref, False) for src, ref in success] + [(src, ref, True) for src, ref in failing]
-        firsts: dict[NodeId, _Ref] = {}
+        firsts: dict[NodeId, Ref] = {}
         for src, ref, _ in written:
             firsts.setdefault(src, ref)
         upstreams = sorted({src for src, _ in success if src != node})
@@ -676,9 +582,7 @@ def _resolve(
     return specs, edges, set(declared)
 
 
-def _groups(
-    node: NodeId, decl: _Decl, success: Sequence[tuple[NodeId, _Ref]], report: _Report
-) -> tuple[GroupSpec, ...]:
+def _groups(node: NodeId, decl: Decl, success: Sequence[tuple[NodeId, Ref]], report: Report) -> tuple[GroupSpec, ...]:
     """The DAG's ``any``/``at_least`` groups over its accepted members (**Condition groups**)."""
     members: dict[int, list[Member]] = {}
     for src, ref in success:
@@ -713,7 +617,7 @@ def _resolve_levels(node: NodeId, rule: ExpectedBy | None, path: JsonPath, resol
     levels = []
     for index, level in enumerate(rule.levels):
         where: JsonPath = (*path, "expected_by", "levels", index, "handlers")
-        refs = tuple(_Ref(text, (*where, j)) for j, text in enumerate(level.handlers))
+        refs = tuple(Ref(text, (*where, j)) for j, text in enumerate(level.handlers))
         found = sorted({src for src, _ in resolver.sources(node, refs, failure=True)})
         levels.append(replace(level, handlers=tuple(n.qualified for n in found)))
     return replace(rule, levels=tuple(levels))
@@ -722,13 +626,13 @@ def _resolve_levels(node: NodeId, rule: ExpectedBy | None, path: JsonPath, resol
 def _check_edges(
     node: NodeId,
     grid: Grid | None,
-    written: Sequence[tuple[NodeId, _Ref, bool]],
+    written: Sequence[tuple[NodeId, Ref, bool]],
     grids: Mapping[NodeId, Grid | None],
-    report: _Report,
+    report: Report,
 ) -> tuple[EdgeSpec, ...]:
     """The DAG's extended edges (``graph``'s **Sources are other DAGs**), after checking **Extended edges**' per-edge
     conditions."""
-    first_of: dict[NodeId, _Ref] = {}
+    first_of: dict[NodeId, Ref] = {}
     keep: set[NodeId] = set()
     for src, ref, failure in written:
         first = first_of.setdefault(src, ref)
@@ -777,11 +681,11 @@ def _check_edges(
 
 def _check_segments(
     node: NodeId,
-    decl: _Decl,
-    written: Sequence[tuple[NodeId, _Ref, bool]],
+    decl: Decl,
+    written: Sequence[tuple[NodeId, Ref, bool]],
     segments: Mapping[NodeId, Segments | None],
     extended: tuple[EdgeSpec, ...],
-    report: _Report,
+    report: Report,
 ) -> tuple[EdgeSpec, ...]:
     """**Segments and counts**: every edge relates its DAGs' partitions (a time to a time, a segment to a segment), a
     written ``"segments": "all"`` has the upstream's segments to take, a cutoff has a time to start from. Returns
@@ -830,8 +734,8 @@ def _check_segments(
     )
 
 
-def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId, _Decl]:
-    declared: dict[NodeId, _Decl] = {}
+def _index_declarations(decls: Sequence[Decl], report: Report) -> dict[NodeId, Decl]:
+    declared: dict[NodeId, Decl] = {}
     for decl in decls:
         if decl.node is None:
             continue
@@ -847,7 +751,7 @@ def _index_declarations(decls: Sequence[_Decl], report: _Report) -> dict[NodeId,
     return declared
 
 
-def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[Edge], report: _Report) -> None:
+def _check_cycles(nodes: Iterable[NodeId], edges: Sequence[Edge], report: Report) -> None:
     """Report one shortest cycle per strongly connected component, starting from its smallest node."""
     out: dict[NodeId, list[Edge]] = {node: [] for node in sorted(nodes)}
     for edge in sorted(edges, key=lambda e: (e.source, e.target)):
