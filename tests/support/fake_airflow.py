@@ -48,7 +48,8 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    watcher DOES (triggers, clears, who calls), which a check never changes.
 
 11. Partitions (Airflow 3.2+): a trigger's ``partition_key`` is kept on the run (its ``partition_date`` stays null,
-   as for a ``PartitionedAtRuntime`` DAG); :meth:`create_run` makes a partitioned run (key and date) or an
+   as for a ``PartitionedAtRuntime`` DAG), or refused with Airflow's 400 by a DAG set not partitioned
+   (:meth:`set_partitioned`); :meth:`create_run` makes a partitioned run (key and date) or an
    asset-triggered one with the events it consumed, which
    ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents`` lists (unpaged, as Airflow does).
 
@@ -170,6 +171,8 @@ class _Dag:
     missing: bool = False
     outcome: str = "success"
     duration_s: float | None = None  # None: the server's run_duration_s
+    #: Whether a trigger may carry a ``partition_key`` (a ``PartitionedAtRuntime`` or partitioned timetable DAG).
+    partitioned: bool = True
 
 
 @dataclass
@@ -381,6 +384,12 @@ class FakeAirflow:
             dag.missing = missing
             if not missing:
                 self._schedule_queued(dag)
+
+    def set_partitioned(self, dag_id: str, partitioned: bool) -> None:
+        """A DAG that is not partitioned (``schedule=None``, a cron) refuses a trigger that carries a ``partition_key``
+        with Airflow 3.3's 400; a partitioned one (the default) accepts it."""
+        with self._lock:
+            self._dags[dag_id].partitioned = partitioned
 
     def set_outcome(self, dag_id: str, outcome: str) -> None:
         if outcome not in TERMINAL:
@@ -1004,7 +1013,8 @@ class FakeAirflow:
                 [{"type": "string_type", "loc": ["body", "partition_key"], "msg": "Input should be a valid string"}],
             )
         run_id = data.get("dag_run_id") or f"manual__{(logical_date or _now()).isoformat()}"
-        self._dag(dag_id)
+        if not self._dag(dag_id).partitioned and key is not None:
+            raise HttpError(400, f"Dag '{dag_id}' is not a partitioned Dag and does not accept a partition_key")
         # Airflow decodes partition_date from the key with the DAG's timetable; the fake's DAGs have none (as
         # PartitionedAtRuntime): partition_date stays null.
         return self._create(dag_id, str(run_id), logical_date, conf, "manual", key)
