@@ -91,3 +91,36 @@ def test_a_refused_trigger_backs_off_per_key_and_a_graph_change_retries_at_once(
     done = stack.ledger(ROLLUP, p)
     assert done is not None and done["status"] == "done" and done.get("retry_at") is None, done
     assert watcher.lines(r"actuator\.error .*daily_rollup")
+
+
+def test_a_released_hold_retries_a_refused_trigger_at_once_with_its_backoff_started_over(stack: Stack) -> None:
+    """A refused trigger held by an operator is not tried while held; the release tries it at once, counted as the
+    first error again (errors 1, not one more); once the DAG is fixed in Airflow the next step creates the run once."""
+    fake = stack.fake
+    fake.add_dag(ROOT)
+    fake.add_dag(ROLLUP)
+    fake.set_partitioned(ROLLUP, False)
+    stack.set_deps(_graph("%Y-%m-%dT%H:%M:%S"))
+    watcher = stack.start_watcher(COORDINATOR_ERROR_RETRY_S="600")
+    p = new_partition()
+    stack.trigger_root(p, ROOT)
+    wait_for(lambda: ((stack.ledger(ROLLUP, p) or {}).get("errors") or 0) >= 3, "three refusals in a row")
+
+    out = stack.cli("hold", ROLLUP, "--reason", "fixing its schedule", "--by", "ops").stdout
+    held = out.splitlines()[0].split()[1].rstrip(":")
+    watcher.wait_log(rf"hold\.held dag=default/{ROLLUP} partition={p} hold={held}")  # its next step found it held
+    posts = fake.calls("trigger", ROLLUP)
+    errors = stack.ledger(ROLLUP, p)["errors"]  # type: ignore[index]
+    assert errors >= 3
+
+    stack.command("release-hold", held, "--reason", "try again", "--by", "ops", "--etcd", stack.endpoint,
+                  "--prefix", stack.prefix)  # fmt: skip
+    wait_for(lambda: fake.calls("trigger", ROLLUP) > posts, "the try the release started")
+    wait_for(lambda: (stack.ledger(ROLLUP, p) or {}).get("errors") == 1, "the backoff started over")
+
+    fake.set_partitioned(ROLLUP, True)  # fixed in Airflow: tried at its next step (about a second now)
+    stack.wait_success(ROLLUP, p)
+    stack.wait_confirmed(p, (ROLLUP,))
+    stack.settle()
+    assert fake.creates(ROLLUP) == 1
+    assert len([r for r in fake.requests("trigger", ROLLUP) if r.status == 200]) == 1
