@@ -1,9 +1,10 @@
 """A refused trigger's backoff (semantics `trigger-errors`): the pure policy (``core/error_backoff.py``) and the
 actuator's gate on the ledger entry's ``retry_at`` (``watcher/actuator.py``'s *errors back off per key* and *a fix
-retries at once*)."""
+retries at once*), and the planner's ``Resume.redefined``."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -14,10 +15,20 @@ from hypothesis import strategies as st
 from coordinator.core.actions import Resume
 from coordinator.core.error_backoff import FIRST_S, FLOOR_S, error_count, error_delay, retry_stamp
 from coordinator.core.facts import LedgerFact
-from coordinator.core.model import KeyLayout, NodeId, TriggerAction, TriggerRecord, TriggerStatus, run_id_for
+from coordinator.core.graph import Graph
+from coordinator.core.model import (
+    KeyLayout,
+    NodeId,
+    TriggerAction,
+    TriggerRecord,
+    TriggerStatus,
+    dump_record,
+    run_id_for,
+)
 from coordinator.watcher.actuator import Actuator, Offer
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.keys import DagKey
+from tests.support.world import P1, World, make_graph, n
 
 NOW = datetime(2026, 1, 5, 10, 0, 0, tzinfo=UTC)
 NODE = NodeId("default", "daily_rollup")
@@ -110,3 +121,47 @@ def test_a_definition_adopted_after_the_error_or_a_released_hold_retries_at_once
     assert other.offer(refused(later)) is Offer.READY
     other.start(refused(later))
     assert KEY in other._fresh and KEY not in other._released
+
+
+# -- the planner: a changed definition is a fix ----------------------------------------------------------------------
+
+
+def refused_world(retry_at: datetime) -> World:
+    """a -> b, b's trigger for P1 refused (its entry at the newest revision), c on its own."""
+    world = World(make_graph({"b": ["a"], "c": []}))
+    world.adopt()
+    world.state("a", P1, "success")
+    record = TriggerRecord(
+        status=TriggerStatus.ERROR, action=TriggerAction.CREATE, run_id=run_id_for(P1), intent_rev=3, attempts=4,
+        errors=4, retry_at=retry_at, last_error="AirflowError: 400: not a partitioned Dag",
+    )  # fmt: skip
+    world.write(world.keys.trigger_key(n("b"), P1), dump_record(record))
+    return world
+
+
+def resume_of_b(world: World) -> tuple[Resume, str]:
+    current = world.plan([P1])
+    (action,) = [a for a in current.actions if a.node == n("b")]
+    assert isinstance(action, Resume)
+    return action, current.verdicts[(n("b"), P1)].summary
+
+
+def test_the_planner_resumes_a_refused_trigger_at_its_retry_at_and_at_once_after_its_dag_is_redefined() -> None:
+    """why says the next try; a graph adopted after the error that changes b (its key_format) marks the resume
+    redefined (tried at once, the backoff started over); a change of another DAG does not."""
+    world = refused_world(NOW + timedelta(seconds=16))
+    action, summary = resume_of_b(world)
+    assert not action.redefined
+    assert summary.endswith("not a partitioned Dag; next try at 2026-01-05T10:00:16Z"), summary
+
+    world.adopt(make_graph({"b": ["a"], "c": ["a"]}))  # only c changed
+    assert not resume_of_b(world)[0].redefined
+
+    graph = make_graph({"b": ["a"], "c": ["a"]})
+    keyed = Graph(
+        dags={**graph.dags, n("b"): replace(graph.dags[n("b")], key_format="%Y-%m-%d")}, instances=graph.instances
+    )
+    world.adopt(keyed)  # b's definition changed after its error (how it is triggered)
+    action, summary = resume_of_b(world)
+    assert action.redefined
+    assert summary.endswith("retrying now: its definition changed after the error"), summary
