@@ -7,6 +7,8 @@
 - ``e2e_daily``: its daily rollup, triggered by the coordinator.
 - ``e2e_task_dependent``: a dependent of the task ``produce`` of ``e2e_task_level`` (task-level upstreams).
 - ``e2e_lineage_report``: a dependent of two dbt models, known through OpenLineage (semantics rule 18).
+- ``e2e_refused_source``, ``e2e_refused``: a root and a dependent the refused-trigger scenario declares with a
+  ``key_format`` while the DAG is not partitioned, so Airflow refuses every trigger of it with a 400.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ for dag_id, seconds in (
     ("e2e_daily", 0.1),
     ("e2e_task_dependent", 0.1),
     ("e2e_lineage_report", 0.1),
+    ("e2e_refused_source", 0.1),
+    ("e2e_refused", 0.1),
 ):
     with DAG(
         dag_id=dag_id,
