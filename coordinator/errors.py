@@ -20,7 +20,7 @@ CoordinatorError
     ├── AirflowAuthError              401/403 after the one refresh, or a credential that cannot be obtained
     │   └── AirflowBackingOff         not sent: the instance refused our credentials (or answered 429 with
     │                                 Retry-After) and its calls wait out one backoff (``airflow/gate.py``)
-    ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried slowly)
+    ├── AirflowNotFound               404: DAG or run missing (recorded on the ledger, retried with its key's backoff)
     └── AirflowConflict               409 that a follow-up GET could not explain
 """
 

@@ -319,7 +319,8 @@ def test_an_action_offered_while_its_keys_attempt_runs_is_busy_and_the_attempts_
 
 def test_an_action_waiting_out_its_error_backoff_is_not_started_and_the_backoff_brings_the_key_to_the_planner() -> None:
     """After an error the key waits out its backoff: an action planned meanwhile is refused; when the backoff ends
-    the key is handed out with nothing pending, and the reconcile hands it back to the planner without acting."""
+    the key is handed out with nothing pending, and the reconcile hands it back to the planner without acting, and
+    without forgetting the backoff (a turn that judged nothing is no success: the next failure waits longer)."""
     act, replanned = actuator()
     key = DagKey(NODE, PARTITION)
     queue = act.controller.queue
@@ -327,7 +328,9 @@ def test_an_action_waiting_out_its_error_backoff_is_not_started_and_the_backoff_
     assert act.offer(trigger()) is Offer.WAITING and not submit(act, trigger())
     assert queue.waiting(key)
     result = run_coro(act.reconcile(key, EPOCH))  # the backoff ended: nothing pending
-    assert result == DONE and replanned == [key]
+    assert result == Result(forget=False) and replanned == [key]
+    act.controller.settle([key], {key: result})
+    assert queue.num_requeues(key) == 1 and queue.backoff(key, 30.0) == 2.0
 
 
 def test_an_action_handed_out_while_the_lease_is_in_doubt_is_dropped_and_the_next_plan_of_it_starts() -> None:

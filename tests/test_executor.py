@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -18,6 +19,7 @@ from coordinator.core import delivery, intent
 from coordinator.core.actions import Trigger
 from coordinator.core.assets import AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.effects import End, Ending, LedgerWritten, NotFound, RecordError, Refused, Transient
+from coordinator.core.error_backoff import FIRST_S
 from coordinator.core.model import (
     KeyLayout,
     NodeId,
@@ -228,6 +230,8 @@ def test_one_error_vocabulary_for_every_protocol(error: AirflowError, outcome: t
     trigger = Trigger(NodeId("default", "b"), PARTITION, {}, TriggerAction.CREATE, run_id_for(PARTITION), "r", 1, 0, 1)
     state, _ = intent.start_trigger(trigger, LD, "w", 30.0)
     state, _ = intent.step(state, LedgerWritten(7), LD)
+    assert state.record is not None
+    state = replace(state, record=state.record.model_copy(update={"errors": 9}))  # its backoff at the cap
     _, next_step = intent.step(state, answer, LD)
     assert isinstance(next_step, RecordError)
     assert next_step.retry_in_s == (intent.ACTIVE_RETRY_S if outcome is Transient else 30.0)
@@ -283,7 +287,7 @@ def test_the_driver_writes_the_ledger_feeds_a_failed_call_back_and_records_the_e
         state, first = intent.start_trigger(TRIGGER, LD, "w", 30.0)
         _, end = await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
         error = "AirflowUnavailable: connection refused"
-        assert end == End(Ending.FAILED, error, intent.ACTIVE_RETRY_S)
+        assert end == End(Ending.FAILED, error, FIRST_S)  # the first error: the first step
         assert performed == ["CallCreate"]
         value, revision = writes.kv["ledger/b"]
         recorded = parse_trigger_record(value)[0]
@@ -323,7 +327,7 @@ def test_the_driver_ends_an_attempt_whose_entry_moved_and_one_whose_error_record
 
         del writes.kv["ledger/b"]
         _, end = await executor.drive(state, first, step=intent.step, perform=perform, ledger=ledger_of(writes))
-        assert end == End(Ending.FAILED, "AirflowNotFound: 404 no such DAG", 30.0)
+        assert end == End(Ending.FAILED, "AirflowNotFound: 404 no such DAG", FIRST_S)
         assert writes.kv["ledger/b"] == (b"{}", 999), "nothing written over the other writer's entry"
 
     arun(main())
@@ -336,7 +340,7 @@ def test_the_driver_ends_an_attempt_whose_entry_moved_and_one_whose_error_record
         pytest.param(End(Ending.SKIPPED), DONE, id="skipped-done"),
         pytest.param(End(Ending.SETTLED), DONE, id="settled-done"),
         pytest.param(End(Ending.MOVED), DONE, id="moved-done-the-watch-brings-it-back"),
-        pytest.param(End(Ending.FAILED, "x", 5.0), Result(retry=True, retry_max_s=5.0), id="failed-backoff-capped"),
+        pytest.param(End(Ending.FAILED, "x", 5.0), Result(requeue_after=5.0), id="failed-at-its-recorded-time"),
         pytest.param(End(Ending.DEFERRED, retry_in_s=3.0), Result(requeue_after=3.0), id="deferred-requeued"),
         pytest.param(LeadershipLost("gone"), DONE, id="lost-leadership-done"),
         pytest.param(CoordinatorError("etcd down"), Result(retry=True, retry_max_s=9.0), id="etcd-trouble-backoff"),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -203,11 +203,13 @@ def test_rule4a_a_missing_run_is_created_under_the_deterministic_id_and_that_id_
 
 
 def test_rule4c_an_active_run_is_retried_soon() -> None:
-    """An active run is never cleared: the error names it and the retry comes after ACTIVE_RETRY_S."""
-    state, _ = resumed(pending())
+    """An active run is never cleared: the error names it and its backoff is capped at ACTIVE_RETRY_S, however many
+    errors came before."""
+    state, _ = resumed(pending(status=TriggerStatus.ERROR, errors=9))
     _, error = intent.step(state, intent.RunObserved(intent.AirflowRun(OURS, "running", "q1")), NOW)
     assert isinstance(error, effects.RecordError)
     assert error.retry_in_s == intent.ACTIVE_RETRY_S and "would kill" in error.error
+    assert error.record.errors == 10
 
 
 def test_rule4d_the_clear_names_the_recorded_queued_at_and_ends_in_a_confirmation() -> None:
@@ -273,29 +275,63 @@ def test_rule5_a_resume_of_an_intent_done_or_gone_does_nothing(record: TriggerRe
 # -- rule 6: errors are recorded and retried later -------------------------------------------------------------------
 
 
+REFUSED = intent.Refused("AirflowError: 400: Dag 'd' is not a partitioned Dag and does not accept a partition_key")
+LOST = intent.Transient("AirflowUnavailable: 503")
+
+
 @pytest.mark.parametrize(
-    ("error_retry_s", "event", "delay"),
+    ("error_retry_s", "event", "before", "draw", "fresh", "delay"),
     [
-        pytest.param(30.0, intent.Refused("AirflowNotFound: 404"), 30.0, id="refusal-slow"),
-        pytest.param(30.0, intent.Transient("AirflowUnavailable: 503"), intent.ACTIVE_RETRY_S, id="transient-soon"),
-        pytest.param(2.0, intent.Transient("AirflowUnavailable: 503"), 2.0, id="transient-never-slower-than-refusal"),
+        pytest.param(30.0, REFUSED, None, 0.0, False, 1.0, id="first-refusal-first-step"),
+        pytest.param(30.0, REFUSED, 4, 0.0, False, 16.0, id="fifth-refusal-doubled-four-times"),
+        pytest.param(30.0, REFUSED, 4, 0.5, False, 12.0, id="jittered-down-within-the-step"),
+        pytest.param(30.0, REFUSED, 9, 0.0, False, 30.0, id="capped-at-error-retry-s"),
+        pytest.param(30.0, REFUSED, 9, 0.0, True, 1.0, id="fresh-starts-over"),
+        pytest.param(30.0, LOST, 9, 0.0, False, intent.ACTIVE_RETRY_S, id="transient-capped-soon"),
+        pytest.param(2.0, LOST, 9, 0.0, False, 2.0, id="transient-never-slower-than-refusal"),
     ],
 )
-def test_rule6_a_failure_at_any_step_is_recorded_and_retried_after_its_delay(
-    error_retry_s: float, event: intent.Event, delay: float
+def test_rule6_a_failure_at_any_step_is_recorded_with_the_keys_next_step_of_backoff(
+    error_retry_s: float, event: intent.Event, before: int | None, draw: float, fresh: bool, delay: float
 ) -> None:
-    """Whatever the step (create, read, clear), a failure becomes RecordError with the rule's delay, compared with the
-    attempt's last write; before the intent is written there is nothing to record it on and the attempt just ends."""
-    unwritten = intent.start_trigger(trigger(), NOW, "w1", error_retry_s)[0]
+    """A failure of a resumed intent becomes RecordError compared with the attempt's last read, counting one more
+    error in a row (one, when fresh) and recording retry_at = now + the key's backoff step, the attempt's end saying the
+    same delay."""
+    record = pending(status=TriggerStatus.ERROR if before else TriggerStatus.PENDING, errors=before)
+    start = intent.start_resume(P, error_retry_s, draw=draw, fresh=fresh)
+    state, _ = intent.step(start, intent.IntentFound(record, 20), NOW)
+    _, instruction = intent.step(state, event, NOW)
+    assert isinstance(instruction, effects.RecordError)
+    assert (instruction.retry_in_s, instruction.expected_rev) == (delay, 20)
+    assert instruction.error == getattr(event, "error", None)
+    failed = instruction.record
+    assert failed.status is TriggerStatus.ERROR and failed.intent_rev == 10
+    assert failed.errors == (1 if fresh or before is None else before + 1)
+    assert failed.retry_at == NOW + timedelta(seconds=delay)
+    assert instruction.end() == effects.End(effects.Ending.FAILED, getattr(event, "error", None), delay)
+
+
+@pytest.mark.parametrize("event", [pytest.param(REFUSED, id="refused"), pytest.param(LOST, id="transient")])
+def test_rule6_a_failure_before_the_intent_is_written_just_ends_after_the_first_step(event: intent.Event) -> None:
+    """Before the intent is written there is nothing to record a failure on: the attempt ends, back after one step."""
+    unwritten = intent.start_trigger(trigger(), NOW, "w1", RETRY_S)[0]
     _, ended = intent.step(unwritten, event, NOW)
-    assert ended == effects.End(effects.Ending.FAILED, getattr(event, "error", None), delay)
+    assert ended == effects.End(effects.Ending.FAILED, getattr(event, "error", None), 1.0)
     written = intent.step(unwritten, effects.LedgerWritten(10), NOW)[0]
     _, instruction = intent.step(written, event, NOW)
-    assert isinstance(instruction, effects.RecordError)
-    assert (instruction.retry_in_s, instruction.expected_rev) == (delay, 10)
-    assert instruction.error == getattr(event, "error", None)
-    assert instruction.record.status is TriggerStatus.ERROR and instruction.record.intent_rev == 10
-    assert instruction.end() == ended
+    assert isinstance(instruction, effects.RecordError) and instruction.record.errors == 1
+
+
+def test_rule6_a_confirmation_clears_the_backoff() -> None:
+    """A refused intent that goes through is done with neither errors nor retry_at left in its entry."""
+    record = pending(status=TriggerStatus.ERROR, errors=5, retry_at=NOW, action=TriggerAction.CREATE)
+    state, create = intent.step(intent.start_resume(P, RETRY_S), intent.IntentFound(record, 20), NOW)
+    assert isinstance(create, intent.CallCreate)
+    state, _ = intent.step(state, intent.Created(OURS), NOW)
+    _, confirm = intent.step(state, intent.PausedChecked(None), NOW)
+    assert isinstance(confirm, intent.Confirm)
+    assert confirm.record.status is TriggerStatus.DONE
+    assert (confirm.record.errors, confirm.record.retry_at) == (None, None)
 
 
 def test_rule6_the_failed_record_keeps_the_intent_and_counts_the_attempt() -> None:

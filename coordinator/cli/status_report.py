@@ -196,7 +196,8 @@ def _rows_table(rows: list[StatusRow], revision: int) -> Table:
             row.partition, row.dag, state,
             "\n".join((*hold_line, row.summary, *row.conditions)),  # each condition group's line (``explain.groups``)
             f"{trig.action} {trig.status} #{trig.count} {trig.run_id}{_last_hour(trig)}" if trig else "-",
-            row.last_error or "",
+            # Semantics `trigger-errors`: a refused trigger says when the leader tries it again.
+            (row.last_error or "") + (f"\nnext try at {row.next_try}" if row.next_try else ""),
         )  # fmt: skip
     return table
 

@@ -56,6 +56,9 @@ class Resume:
     reason: str
     #: The triggered run has already reported a state after the intent: confirm it without calling Airflow.
     observed: bool = False
+    #: Semantics `trigger-errors`: the DAG's definition in force was adopted after the error was recorded, so the
+    #: refused intent is tried at once, not at its ``retry_at``, and its backoff starts over.
+    redefined: bool = False
 
 
 Action = Trigger | Resume

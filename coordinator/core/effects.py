@@ -19,9 +19,9 @@ Rules:
   unexplained, 422, no Airflow configured for the instance). ``error`` says what failed, for the ledger and the log.
 - **Error records.** A protocol that gives up on a failure for now returns :class:`RecordError`: the ledger write
   that records the error on the entry (its ``last_error``, and its retry time where the record has one) and the delay
-  before the next try. The driver writes it and ends the attempt as :attr:`Ending.FAILED` whatever the compare
-  answers (:meth:`RecordError.end`): an entry that moved meanwhile has nothing left to record the error on, and the
-  failure still waits out its delay (never a busy loop).
+  before the next try (the key comes back then). The driver writes it and ends the attempt as :attr:`Ending.FAILED`
+  whatever the compare answers (:meth:`RecordError.end`): an entry that moved meanwhile has nothing left to record
+  the error on, and the failure still waits out its delay (never a busy loop).
 - **Ends.** An attempt ends with one :class:`End`, whose :class:`Ending` says how; the reconcilers map it onto their
   key's next turn in one place (``watcher/executor.py``, **Ends**).
 """
@@ -100,7 +100,7 @@ class Ending(StrEnum):
     SETTLED = "settled"
     #: The entry changed under the attempt (a compare failed): nothing more was done; the watch brings the change.
     MOVED = "moved"
-    #: A failure was recorded on the entry (**Error records**): try again after ``retry_in_s`` at most.
+    #: A failure was recorded on the entry (**Error records**): try again in ``retry_in_s``.
     FAILED = "failed"
     #: Nothing was done yet on purpose: try again in ``retry_in_s`` (the delivery's wait for an earlier term).
     DEFERRED = "deferred"
@@ -125,7 +125,7 @@ MOVED = End(Ending.MOVED)
 @dataclass(frozen=True, slots=True)
 class RecordError(WriteLedger[R]):
     """**Error records**: write ``record`` (the entry with ``error`` recorded on it), then end the attempt as FAILED,
-    to be tried again in ``retry_in_s`` at most."""
+    to be tried again in ``retry_in_s``."""
 
     error: str
     retry_in_s: float

@@ -38,18 +38,21 @@ Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
   warning when the DAG is paused: the run waits until it is unpaused). A resumed intent whose run already reported a
   state after it is confirmed without calling Airflow (semantics `run-confirms-intent`: the call happened before a
   crash). A resumed intent that is already done, or gone, is left alone.
-- semantics `trigger-errors`: Errors are recorded and retried later, never in a busy loop. A refusal (404, 403, unknown
-  instance, any unexpected failure) marks the intent ``error`` with the message and is retried after ``error_retry_s``;
-  a transient failure that outlived the bounded retries, or an active run (semantics `clear-never-active`), after at
-  most ``ACTIVE_RETRY_S``. The record is the intent as this attempt last wrote it, compared with that write's revision
-  like every later write (``RecordError``: the driver writes it and ends the attempt). The intent stays the same
-  intent: the planner resumes it, never re-decides it.
+- semantics `trigger-errors`: Errors are recorded and retried later, never in a busy loop. A refusal (400, 403, 404,
+  a 409 held by a run not ours, unknown instance, any unexpected failure) marks the intent ``error`` with the message,
+  its ``errors`` in a row and ``retry_at``: the key's backoff (``core/error_backoff.py``), exponential with jitter and
+  capped at ``error_retry_s``; a transient failure that outlived the bounded retries, or an active run (semantics
+  `clear-never-active`), the same backoff capped at ``ACTIVE_RETRY_S`` (these clear by themselves). The attempt ends
+  to be tried again at ``retry_at`` (``End.retry_in_s``). The record is the intent as this attempt last wrote it,
+  compared with that write's revision like every later write (``RecordError``: the driver writes it and ends the
+  attempt). The intent stays the same intent: the planner resumes it, never re-decides it; a confirmation clears
+  ``errors`` and ``retry_at``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from coordinator.core.actions import Trigger
@@ -70,9 +73,10 @@ from coordinator.core.effects import (
     Written,
     failed,
 )
+from coordinator.core.error_backoff import error_count, error_delay
 from coordinator.core.model import TriggerAction, TriggerRecord, TriggerStatus, run_id_for
 
-#: semantics `trigger-errors`: retry delay (at most) after a transient failure or an active run: these clear up by
+#: semantics `trigger-errors`: the backoff's cap after a transient failure or an active run: these clear up by
 #: themselves.
 ACTIVE_RETRY_S = 5.0
 
@@ -266,28 +270,34 @@ class Step(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IntentState:
-    """Where one attempt stands: the intent as last written (``record`` at ``mod_rev``) and what it waits for."""
+    """Where one attempt stands: the intent as last written (``record`` at ``mod_rev``) and what it waits for; how an
+    error of it waits (semantics `trigger-errors`: the cap, the jitter drawn for this attempt, and whether its backoff
+    starts over)."""
 
     step: Step
     partition: str
     record: TriggerRecord | None
     mod_rev: int
     error_retry_s: float
+    draw: float = 0.0
+    fresh: bool = False
 
 
 def start_trigger(
-    trigger: Trigger, now: datetime, watcher: str, error_retry_s: float
+    trigger: Trigger, now: datetime, watcher: str, error_retry_s: float, *, draw: float = 0.0
 ) -> tuple[IntentState, Instruction]:
     """Semantics `trigger-intent-first`: the first instruction of a trigger is its pending intent, compared with the
-    planned ledger revision."""
+    planned ledger revision. ``draw`` (in [0, 1)): the jitter of this attempt's backoff, should it fail."""
     record = trigger.intent(requested_at=now, watcher=watcher)
-    state = IntentState(Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s)
+    state = IntentState(Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s, draw)
     return state, RecordIntent(record, trigger.ledger_rev)
 
 
-def start_resume(partition: str, error_retry_s: float) -> IntentState:
-    """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``."""
-    return IntentState(Step.FINDING, partition, None, 0, error_retry_s)
+def start_resume(partition: str, error_retry_s: float, *, draw: float = 0.0, fresh: bool = False) -> IntentState:
+    """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``. ``fresh``: an
+    error of this attempt is counted as the first in a row (semantics `trigger-errors`, ``core/error_backoff.py``'s
+    **Starts over**)."""
+    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh)
 
 
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
@@ -299,8 +309,8 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     if isinstance(event, (Refused, NotFound, Transient)):
         # semantics `trigger-errors`: whatever step failed, the intent stays and is retried later (a 404 is a refusal
         # like any other).
-        delay = min(state.error_retry_s, ACTIVE_RETRY_S) if isinstance(event, Transient) else state.error_retry_s
-        return _fail(state, event.error, delay)
+        cap = min(state.error_retry_s, ACTIVE_RETRY_S) if isinstance(event, Transient) else state.error_retry_s
+        return _fail(state, event.error, cap, now)
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
         return _found(state, event, now)
     if isinstance(event, LedgerWritten):
@@ -326,17 +336,18 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
             # semantics `trigger-clear-once`: no run has the intent's id; the logical date may be held by another run
             # (scheduled, manual).
             return _at(state, Step.READING_BY_DATE), FindRunByDate()
-        return _observed(state, record, event.run)
+        return _observed(state, record, event.run, now)
     if state.step is Step.READING_BY_DATE and isinstance(event, RunObserved):
-        return _observed(state, record, event.run)
+        return _observed(state, record, event.run, now)
     if state.step is Step.CLEARING and isinstance(event, Cleared):
         return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.CLEARED)
     if state.step is Step.CHECKING_PAUSED and isinstance(event, PausedChecked):
         # semantics `trigger-confirm`: the DAG may be paused: the run exists but waits; the operator sees why in
         # ``status``.
         done = replace_record(
-            record, status=TriggerStatus.DONE, done_at=now, last_error=event.warning, attempts=record.attempts + 1
-        )
+            record, status=TriggerStatus.DONE, done_at=now, last_error=event.warning, attempts=record.attempts + 1,
+            errors=None, retry_at=None,
+        )  # fmt: skip
         return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
     raise ProtocolError(f"event {type(event).__name__} at step {state.step}")
 
@@ -349,9 +360,17 @@ def clear_needed(instruction: CallClear, latest: AirflowRun | None) -> bool:
     return latest is None or latest.queued_at == instruction.queued_at
 
 
-def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> TriggerRecord | None:
+def failed_record(
+    current: TriggerRecord | None,
+    mod_rev: int,
+    error: str,
+    *,
+    errors: int = 1,
+    retry_at: datetime | None = None,
+) -> TriggerRecord | None:
     """Semantics `trigger-errors`: the ledger value that records ``error`` on the intent in the ledger (``current`` at
-    ``mod_rev``); None when there is nothing to record it on (no intent, or one already done)."""
+    ``mod_rev``), ``errors`` in a row, tried again at ``retry_at``; None when there is nothing to record it on (no
+    intent, or one already done)."""
     if current is None or current.status is TriggerStatus.DONE:
         return None
     return replace_record(
@@ -360,6 +379,8 @@ def failed_record(current: TriggerRecord | None, mod_rev: int, error: str) -> Tr
         last_error=error[:500],
         attempts=current.attempts + 1,
         intent_rev=current.intent_rev or mod_rev,
+        errors=errors,
+        retry_at=retry_at,
     )
 
 
@@ -386,6 +407,8 @@ def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[Inten
             intent_rev=record.intent_rev or event.mod_rev,
             done_at=now,
             last_error=None,
+            errors=None,
+            retry_at=None,
         )
         return replace(state, step=Step.CONFIRMING, record=done, mod_rev=event.mod_rev), Confirm(done, event.mod_rev)
     return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev)
@@ -422,7 +445,9 @@ def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
     return _at(state, Step.READING), ReadQueuedAt(record.run_id)
 
 
-def _observed(state: IntentState, record: TriggerRecord, run: AirflowRun | None) -> tuple[IntentState, Instruction]:
+def _observed(
+    state: IntentState, record: TriggerRecord, run: AirflowRun | None, now: datetime
+) -> tuple[IntentState, Instruction]:
     """Semantics `trigger-clear-once`: decide from the run as Airflow shows it."""
     if run is None:
         # semantics `clear-run-gone`: the run is gone (deleted in the UI, or never existed in Airflow): create it
@@ -438,19 +463,28 @@ def _observed(state: IntentState, record: TriggerRecord, run: AirflowRun | None)
     if run.state in ("queued", "running"):
         # semantics `clear-never-active`
         error = f"run {run.run_id} is {run.state} in Airflow; clearing it would kill it: waiting"
-        return _fail(state, f"RunActive: {error}", min(state.error_retry_s, ACTIVE_RETRY_S))
+        return _fail(state, f"RunActive: {error}", min(state.error_retry_s, ACTIVE_RETRY_S), now)
     # semantics `clear-queued-at-first`
     updated = replace_record(record, prior_queued_at=run.queued_at, run_id=run.run_id)
     return _at(state, Step.RECORDING_QUEUED_AT, record=updated), RecordQueuedAt(updated, state.mod_rev)
 
 
-def _fail(state: IntentState, error: str, delay_s: float) -> tuple[IntentState, Instruction]:
-    """Semantics `trigger-errors`: record ``error`` on the intent as this attempt last wrote it (``state.mod_rev``);
-    before this attempt wrote or read an intent there is nothing to record it on, and the attempt just ends."""
-    record = None if state.step is Step.RECORDING else failed_record(state.record, state.mod_rev, error)
+def _fail(state: IntentState, error: str, cap_s: float, now: datetime) -> tuple[IntentState, Instruction]:
+    """Semantics `trigger-errors`: record ``error`` on the intent as this attempt last wrote it (``state.mod_rev``),
+    with the key's next step of backoff (capped at ``cap_s``); before this attempt wrote or read an intent there is
+    nothing to record it on, and the attempt just ends after the first step."""
+    previous = (state.record.errors or 0) if state.record is not None else 0
+    errors = error_count(previous, fresh=state.fresh)
+    delay = error_delay(errors, cap_s, state.draw)
+    at = now + timedelta(seconds=delay)
+    record = (
+        None
+        if state.step is Step.RECORDING
+        else failed_record(state.record, state.mod_rev, error, errors=errors, retry_at=at)
+    )
     if record is None:
-        return _over(state), failed(error, delay_s)
-    return _over(state), RecordError(record, state.mod_rev, error, delay_s)
+        return _over(state), failed(error, delay)
+    return _over(state), RecordError(record, state.mod_rev, error, delay)
 
 
 def _record(state: IntentState) -> TriggerRecord:

@@ -216,7 +216,7 @@ class TriggerStatus(StrEnum):
 
     PENDING = "pending"  # recorded, Airflow call not confirmed yet: completed on restart
     DONE = "done"  # Airflow confirmed the run was created or cleared
-    ERROR = "error"  # Airflow refused (404, 403, paused...): retried slowly, shown in status
+    ERROR = "error"  # Airflow refused (400, 404, 403...): retried at retry_at (core/error_backoff.py), shown in status
 
 
 class TriggerAction(StrEnum):
@@ -252,6 +252,10 @@ class TriggerRecord(BaseModel):
     last_error: str | None = None
     prior_queued_at: str | None = None
     trigger_count: int = Field(default=1, ge=1)
+    #: Semantics `trigger-errors` (``core/error_backoff.py``): on an ``error`` entry, the errors in a row of its intent
+    #: and when the leader tries it again; None (left out of the value) on every other entry.
+    errors: int | None = None
+    retry_at: datetime | None = None
 
 
 #: Separates an upstream from its partition in a ledger input key (``@`` is outside NAME_RE and the partition form).

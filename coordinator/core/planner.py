@@ -55,6 +55,7 @@ from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.activation import Activation, NodeActivation
 from coordinator.core.conditions import GroupSpec
 from coordinator.core.edge_judgement import EdgeJudgement
+from coordinator.core.error_backoff import retry_stamp
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -638,9 +639,22 @@ class _PartitionPlanner(EdgeJudgement):
                 Resume(node, self.partition, ledger, "complete an unconfirmed intent"),
             )
         if status is TriggerStatus.ERROR:
+            # Semantics `trigger-errors`: retried at the entry's retry_at, or at once when the DAG's definition was
+            # adopted after the error (a changed graph may be the fix: a key_format removed, an upstream changed).
+            # ``since`` is the revision the adoption was decided at: one that already held the error is later.
+            entry = self._entry(node)
+            redefined = entry is not None and entry.since >= ledger.mod_rev
+            retry_at = ledger.record.retry_at
+            when = (
+                "retrying now: its definition changed after the error"
+                if redefined
+                else f"next try at {retry_stamp(retry_at)}"
+                if retry_at is not None
+                else "retrying"
+            )
             return (
-                f"{node} trigger failed: {ledger.last_error or 'unknown error'}; retrying",
-                Resume(node, self.partition, ledger, "retry a trigger Airflow refused"),
+                f"{node} trigger failed: {ledger.last_error or 'unknown error'}; {when}",
+                Resume(node, self.partition, ledger, "retry a trigger Airflow refused", redefined=redefined),
             )
         if fact is None or fact.rev < ledger.intent_rev:
             return (

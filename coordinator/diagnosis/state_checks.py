@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from coordinator.core.error_backoff import retry_stamp
 from coordinator.core.first_work import changed_after
 from coordinator.core.flaps import release_command
 from coordinator.core.model import NodeId, TriggerStatus
@@ -46,19 +47,23 @@ def intents_check(view: View, only: str | None, graph: frozenset[NodeId] | None 
         if graph is not None and node not in graph and fact.status is not TriggerStatus.DONE:
             removed.append(f"{node} {partition} ({fact.status}): {node} is no longer in the graph, nothing retries it")
         elif fact.status is TriggerStatus.ERROR:
-            failed.append(f"{node} {partition}: {fact.record.last_error or 'unknown error'}")
+            retry_at = fact.record.retry_at  # semantics `trigger-errors`: the key's backoff says when
+            when = f" (next try at {retry_stamp(retry_at)})" if retry_at is not None else ""
+            failed.append(f"{node} {partition}: {fact.record.last_error or 'unknown error'}{when}")
         elif fact.status is TriggerStatus.PENDING:
             pending.append(f"{node} {partition}")
     if failed:
         return Check(
             name="intents",
             status=CheckStatus.FAIL,
-            summary=f"{len(failed)} trigger(s) Airflow refused (retried slowly), {len(pending)} pending",
+            summary=f"{len(failed)} trigger(s) Airflow refused (each retried with its own backoff, doubling up to "
+            f"COORDINATOR_ERROR_RETRY_S), {len(pending)} pending",
             details=tuple(failed[:MAX_LISTED])
             + ((f"... and {len(failed) - MAX_LISTED} more",) if len(failed) > MAX_LISTED else ())
             + _listed(removed),
-            fix="each line says what Airflow answered; fix that (DAG missing, paused, permission) and the leader "
-            "retries on its own; `coordinator why DAG -p PARTITION` explains one",
+            fix="each line says what Airflow answered and when the leader tries again; fix that (DAG missing, not "
+            "partitioned, permission) and the leader retries at that try, at once when the graph changes for that "
+            "DAG or a hold on it is released; `coordinator why DAG -p PARTITION` explains one",
         )
     if pending:
         return Check(

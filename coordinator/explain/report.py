@@ -12,9 +12,10 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict
 
 from coordinator.core.actions import Plan, Verdict
+from coordinator.core.error_backoff import retry_stamp
 from coordinator.core.graph import Graph
 from coordinator.core.holds import HoldSet
-from coordinator.core.model import NodeId, RunState, TriggerStatus
+from coordinator.core.model import NodeId, RunState, TriggerRecord, TriggerStatus
 from coordinator.core.segments import can_have
 from coordinator.core.spec.near_misses import CloseDags
 from coordinator.core.view import View
@@ -61,6 +62,9 @@ class StatusRow(BaseModel):
     conditions: list[str] = []
     #: The standing hold that keeps a due run back (its id; ``status`` is then "held"), as ``why`` names it.
     held_by: str | None = None
+    #: When the leader tries a refused trigger again (semantics `trigger-errors`: its ledger entry's ``retry_at``, UTC
+    #: to the second); None unless the trigger failed.
+    next_try: str | None = None
 
 
 class AdoptionReport(BaseModel):
@@ -178,7 +182,15 @@ def _row(verdict: Verdict, status: str = "") -> StatusRow:
         last_trigger=trigger,
         last_error=ledger.record.last_error if ledger is not None else None,
         status=status,
+        next_try=_next_try(ledger.record) if ledger is not None else None,
     )
+
+
+def _next_try(record: TriggerRecord) -> str | None:
+    """Semantics `trigger-errors`: when a refused trigger is tried again (None unless it failed)."""
+    if record.status is not TriggerStatus.ERROR or record.retry_at is None:
+        return None
+    return retry_stamp(record.retry_at)
 
 
 def why(

@@ -9,9 +9,11 @@ Rules:
 - **Result.** A reconcile returns a :class:`Result`: nothing more to do (the key's backoff is forgotten), the key again
   ``requeue_after`` seconds later (time as a requeue: a periodic concern is a key requeued at its interval), or
   ``retry``: the key again after its per-key exponential backoff (capped at ``retry_max_s``, else the controller's
-  ``backoff_max_s``). A batch reconciler returns a result per key it has something to say about; a key of the batch
-  it does not name is done; a key it names outside the batch is added as its result says (the next slice of a sweep,
-  a withheld trigger).
+  ``backoff_max_s``). A turn that judged nothing (a backoff's end that only hands the key on) says ``forget=False``:
+  the backoff stays, so the next failure waits longer instead of starting over (client-go forgets only on success).
+  A batch reconciler returns a result per key it has something to say about; a key of the batch it does not name is
+  done; a key it names outside the batch is added as its result says (the next slice of a sweep, a withheld
+  trigger).
 - **Errors.** A reconcile that raises is the process function's to judge, never the worker's end: a lost leadership
   (``LeadershipLost``: the executor already told the campaign) puts the key back ``period_s`` later, or drops it; any
   other error is logged (``{name}.failed``; at DEBUG under an etcd alarm, which the probe reports once) and the key
@@ -53,6 +55,8 @@ class Result:
     retry: bool = False
     #: The backoff's cap for this retry (else the controller's ``backoff_max_s``).
     retry_max_s: float | None = None
+    #: Whether the key's backoff is forgotten (not for a retry): False for a turn that judged nothing.
+    forget: bool = True
 
 
 #: Nothing more to do for the key.
@@ -204,7 +208,8 @@ class Controller(Generic[K]):
         if result.retry:
             queue.add_rate_limited(key, max_s=result.retry_max_s or self.backoff_max_s)
         else:
-            queue.forget(key)
+            if result.forget:
+                queue.forget(key)
             if result.requeue_after is not None:
                 queue.add_after(key, result.requeue_after)
             elif not handed:

@@ -222,7 +222,8 @@ class Settings(BaseSettings):
     watcher_id: str | None = None
     # 60 s: a periodic full reconcile even without events, so anything missed by a bug is picked up.
     resync_interval_s: float = 60.0
-    # 30 s between retries of an intent Airflow refused (404 DAG missing, 403): slow, never a busy loop.
+    # The cap of each refused intent's backoff (400, 404 DAG missing, 403): 1, 2, 4 ... s up to 30 s per (DAG,
+    # partition), never a busy loop (core/error_backoff.py); about three requests a minute for a DAG that stays refused.
     error_retry_s: float = 30.0
     # 10 s per HTTP request to Airflow: a hung API must not stall a partition for long.
     airflow_timeout_s: float = 10.0

@@ -16,11 +16,17 @@ Rules:
   to the planner, level-triggered: planned on the view as it is then. So changes of a key whose attempt is queued or
   runs need not be planned meanwhile (``under_way``: the planner skips them), however many events (its own ledger
   writes, its run's states) came.
-- **Errors come back through the queue.** Refusals (404, 403, paused, unknown instance) are recorded on the ledger (by
-  the driver) and the key comes back after its per-key backoff, doubling from the queue's base up to the protocol's
-  delay for that error, reset once an attempt ends without an error (the executor's **Ends**). etcd trouble ends the
-  attempt without a record (etcd is what failed) and the key comes back the same way (``actuator.store_error``). Never
-  a busy loop.
+- **Errors back off per key.** A refusal (400, 403, 404, a 409 held by a run not ours, unknown instance) or a failure
+  is recorded on the ledger entry by the driver with the key's next try, ``retry_at``: exponential with jitter up to
+  ``COORDINATOR_ERROR_RETRY_S`` (``core/error_backoff.py``, semantics `trigger-errors`), and the key comes back then
+  (the executor's **Ends**). Its resume is not started before ``retry_at`` (``Offer.WAITING``, the key requeued for
+  that time), by this leader or the next one: the backoff is in etcd. etcd trouble ends the attempt without a record
+  (etcd is what failed) and the key comes back after the queue's per-key backoff (``actuator.store_error``), which
+  a turn that only hands the key on never forgets. Never a busy loop.
+- **A fix retries at once.** A refused intent is tried at once, its backoff started over (``fresh``), when what may
+  have fixed it happened: the DAG's definition in force was adopted after the error (the planner's
+  ``Resume.redefined``: the graph changed for that DAG), or an operator released a hold that kept its retry back
+  (``retry_now``, from the holds gate). A DAG fixed in Airflow alone is tried at its next step, within the cap.
 - **Own writes.** An action planned on a view that has not received this leader's own last write of the same ledger
   key (the informer's expectations, ``informer/expectations.py``, which the executor feeds with every write that lands)
   is not started (``Offer.UNSEEN``): it was decided on a ledger we already changed (a Trigger would lose its CAS, a
@@ -37,6 +43,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -55,6 +62,7 @@ from coordinator.core.model import (
     KeyLayout,
     NodeId,
     TriggerRecord,
+    TriggerStatus,
     dump_record,
     parse_trigger_record,
 )
@@ -72,7 +80,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds an "is not paused" answer is reused (see _paused_warning).
 UNPAUSED_CACHE_S = 10.0
-#: Refusals (404 DAG missing, 403, paused): retried this often; status shows the error meanwhile.
+#: Refusals (400, 404 DAG missing, 403): the cap of their backoff (rule *errors back off per key*); status shows the
+#: error and the next try meanwhile.
 ERROR_RETRY_S = 30.0
 
 
@@ -96,7 +105,7 @@ class Offer(StrEnum):
     READY = "ready"
     #: The key's attempt is queued or runs: its end plans the key again.
     BUSY = "busy"
-    #: The key waits out an error's backoff: its end plans the key again.
+    #: The key waits out an error's backoff (the queue's, or its entry's ``retry_at``): its end plans the key again.
     WAITING = "waiting"
     #: Planned before the view received our own last write of its ledger key: that write's event plans it again.
     UNSEEN = "unseen"
@@ -125,8 +134,15 @@ class Actuator:
         now: Callable[[], datetime] = wall_clock,
         on_result: Callable[[str, str, str], None] | None = None,
         graph: Callable[[], Graph | None] = lambda: None,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.executor = executor
+        #: The jitter of each attempt's backoff, should it fail (rule *errors back off per key*).
+        self.rng = rng
+        #: Rule *a fix retries at once*: keys whose next attempt starts at once with a fresh backoff, and the keys
+        #: queued or running that started so.
+        self._released: set[DagKey] = set()
+        self._fresh: set[DagKey] = set()
         #: The graph in force: how each DAG is triggered (its ``partition_key``, ``Graph.partition_key``).
         self.graph = graph
         self.keys = keys
@@ -163,9 +179,15 @@ class Actuator:
         trigger budget counts only what would start, then ``start`` queues it). Rules *one action per key*, *the end
         plans the key again* and *own writes*."""
         key = DagKey(action.node, action.partition)
-        if key in self._pending or self.controller.queue.processing(key):
+        queue = self.controller.queue
+        if key in self._pending or queue.processing(key):
             return Offer.BUSY
-        if self.controller.queue.waiting(key):
+        if self._fixed(action, key):
+            pass  # rule *a fix retries at once*: neither the entry's retry_at nor a delayed turn holds it back
+        elif (wait := self._retry_in(action)) > 0:
+            queue.add_after(key, wait)  # rule *errors back off per key*: back at its retry_at, however it was planned
+            return Offer.WAITING
+        elif queue.waiting(key):
             return Offer.WAITING
         expectations = self.executor.expectations
         # Rule *own writes* (the ledger key is only spelt out while a write of this leader is awaited).
@@ -182,7 +204,31 @@ class Actuator:
         planner is the only one that offers)."""
         key = DagKey(action.node, action.partition)
         self._pending[key] = action
+        if self._fixed(action, key):
+            self._fresh.add(key)
+        self._released.discard(key)
         self.controller.add(key)
+
+    def retry_now(self, key: DagKey) -> None:
+        """Rule *a fix retries at once*: an operator released what kept ``key`` back; should it wait out a refusal, its
+        next attempt starts when it is next planned, with a fresh backoff."""
+        self._released.add(key)
+
+    def _fixed(self, action: Action, key: DagKey) -> bool:
+        """Rule *a fix retries at once*: whether ``action`` retries a refused intent that something may have fixed."""
+        return (
+            isinstance(action, Resume)
+            and action.ledger.status is TriggerStatus.ERROR
+            and (action.redefined or key in self._released)
+        )
+
+    def _retry_in(self, action: Action) -> float:
+        """Rule *errors back off per key*: seconds until the refused intent ``action`` resumes may be tried (its
+        entry's ``retry_at``); 0 for anything else."""
+        if not isinstance(action, Resume) or action.ledger.status is not TriggerStatus.ERROR:
+            return 0.0
+        at = action.ledger.record.retry_at
+        return 0.0 if at is None else (at - self.now()).total_seconds()
 
     def under_way(self, key: DagKey) -> bool:
         """Whether ``key``'s attempt is queued to start or runs: its end plans the key again (rule *the end plans the
@@ -199,7 +245,8 @@ class Actuator:
         action = self._pending.get(key)
         if action is None:
             self.replan(key)
-            return DONE
+            # A backoff's end judged nothing: a key whose attempts keep failing on etcd must keep backing off.
+            return Result(forget=False)
         parked = False  # rule *parked while refused*: the key's turn goes on
         try:
             if not self.leading():
@@ -216,6 +263,7 @@ class Actuator:
         finally:
             if not parked:  # rule *the end plans the key again*
                 del self._pending[key]
+                self._fresh.discard(key)
                 self.replan(key)
 
     def instance_changed(self, instance: str, refusal: object) -> None:
@@ -267,10 +315,13 @@ class Actuator:
 
     async def _attempt(self, action: Action, ledger_key: str) -> End:
         """Drive the intent protocol to its end (the driver writes the ledger and records an error)."""
+        draw = self.rng()  # rule *errors back off per key*: this attempt's jitter, should it fail
         if isinstance(action, Trigger):
-            state, instruction = intent.start_trigger(action, self.now(), self.watcher_id, self.error_retry_s)
+            now, retry_s = self.now(), self.error_retry_s
+            state, instruction = intent.start_trigger(action, now, self.watcher_id, retry_s, draw=draw)
         else:
-            state = intent.start_resume(action.partition, self.error_retry_s)
+            fresh = DagKey(action.node, action.partition) in self._fresh
+            state = intent.start_resume(action.partition, self.error_retry_s, draw=draw, fresh=fresh)
             state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
@@ -290,9 +341,9 @@ class Actuator:
         """Count and log how the attempt ended; its result for ``on_result``."""
         if end.how is Ending.FAILED:
             self.outcome.errors += 1
-            delay = self.controller.queue.backoff(key, end.retry_in_s or self.error_retry_s)
+            # The protocol's backoff (rule *errors back off per key*): the entry says retry_at, the key comes back then.
             log.warning("actuator.error node=%s partition=%s error=%r retry_in_s=%.1f", action.node, action.partition,
-                        end.error, delay)  # fmt: skip
+                        end.error, end.retry_in_s or 0.0)  # fmt: skip
             return "error"
         if end.how is Ending.CONFIRMED:
             self.outcome.done += 1

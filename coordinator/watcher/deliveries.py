@@ -29,9 +29,9 @@ Rules:
   others' turn.
 - **Ends.** The attempt's last delivery ends it, and the executor's **Ends** say what that means for the key, as for
   a trigger: drained, confirmed, skipped or moved -> done (a moved entry was written by someone else: the watch
-  brings it, and with it the stream); an error recorded -> again after the key's backoff, capped at the error's delay;
-  a head that waits out the ``retry_at`` recorded in etcd (which holds across a failover) -> again at that time (time
-  is a requeue); deferred (**Term wait**) -> again at its ``look_after``; etcd trouble or a bug -> again after the
+  brings it, and with it the stream); an error recorded -> again at the ``retry_at`` it recorded; a head that waits
+  out the ``retry_at`` recorded in etcd (which holds across a failover) -> again at that time (time is a requeue);
+  deferred (**Term wait**) -> again at its ``look_after``; etcd trouble or a bug -> again after the
   key's backoff, capped at ``backoff_max_s``; a lost leadership -> dropped.
 - **Airflow errors.** Airflow errors are the protocol's events, mapped by the executor as for a trigger
   (``watcher/executor.py``'s **Error vocabulary**: unavailable -> Transient, 404 -> NotFound, which the protocol

@@ -41,9 +41,10 @@ Rules:
 - **Ends.** One way to end an attempt, for both protocols: :func:`result_of` maps how it ended onto its key's next
   turn. Confirmed, skipped, settled or moved -> done (a moved entry's change comes back through the watch, or the
   asset round that submits every due stream, and its key is planned or submitted again from it); an error recorded
-  -> again after the key's backoff, capped at the protocol's delay for that error; deferred -> again at the
-  protocol's time; a lost leadership -> done (the next leader starts from the ledger); etcd trouble or a bug ->
-  again after the key's backoff, capped at the reconciler's.
+  -> again at the time the protocol recorded for it (the backoff is the protocol's, kept in its entry: a trigger's
+  is ``core/error_backoff.py``, which holds across a failover); deferred -> again at the protocol's time; a lost
+  leadership -> done (the next leader starts from the ledger); etcd trouble or a bug -> again after the key's
+  backoff in the queue, capped at the reconciler's.
 - **Concurrency.** :meth:`Executor.spawn` runs an attempt as a task in its pool: trigger attempts at most
   ``max_concurrent`` at once (one slow Airflow never holds the others), asset stream attempts
   (``watcher/deliveries.py``) at most ``max_concurrent_streams`` in a pool of their own, so a backlog of deliveries
@@ -176,9 +177,7 @@ def result_of(end: End | Exception, *, backoff_max_s: float) -> Result:
         return DONE
     if isinstance(end, Exception):
         return Result(retry=True, retry_max_s=backoff_max_s)
-    if end.how is Ending.FAILED:
-        return Result(retry=True, retry_max_s=end.retry_in_s)
-    if end.how is Ending.DEFERRED:
+    if end.how in (Ending.FAILED, Ending.DEFERRED):
         return Result(requeue_after=end.retry_in_s)
     return DONE
 

@@ -8,6 +8,9 @@ Rules:
   or expires (a requeue at the hold's ``until``), so a release starts each held run once: the planner decides it again
   then, on the facts of that moment. A resume that only confirms a run already seen (``observed``) calls nobody and is
   never held. The gate judges at the pass's ``now``.
+- **A release is a fix.** A refused intent's retry that a hold kept back and lets through now (released, expired) is
+  told to ``on_released``: the actuator tries it at once with a fresh backoff (``watcher/actuator.py``'s *a fix
+  retries at once*): an operator who held a refused DAG, fixed it and released the hold expects the next try now.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime
 
 from coordinator.core.actions import Action, Plan, Resume
 from coordinator.core.graph import Graph
+from coordinator.core.model import TriggerStatus
 from coordinator.informer.holds import HoldIndex
 from coordinator.manager import Result
 from coordinator.watcher.keys import DagKey, Requeues
@@ -36,6 +40,8 @@ class HoldGate:
     on_held: Callable[[int], None] = lambda count: None
     #: Each (DAG, partition) whose action a hold kept back, and the hold's id (logged once per key and hold).
     held_keys: dict[DagKey, str] = field(default_factory=dict)
+    #: **A release is a fix**: told each refused intent's key a hold kept back and lets through now.
+    on_released: Callable[[DagKey], None] = lambda key: None
 
     def admit(self, graph: Graph, plan: Plan, now: datetime) -> tuple[Plan, Requeues]:
         """``plan``'s actions no standing hold covers at ``now``, and the held keys to plan again when their hold
@@ -52,7 +58,9 @@ class HoldGate:
                 hold = holds.held_by(action.node, action.partition)
             if hold is None:
                 kept.append(action)
-                self.held_keys.pop(key, None)
+                released = self.held_keys.pop(key, None) is not None
+                if released and isinstance(action, Resume) and action.ledger.status is TriggerStatus.ERROR:
+                    self.on_released(key)  # **A release is a fix**
                 continue
             if self.held_keys.get(key) != hold.id:
                 log.info("hold.held dag=%s partition=%s hold=%s by=%s reason=%r", action.node.qualified,

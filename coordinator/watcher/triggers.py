@@ -178,7 +178,7 @@ class TriggerReconciler:
     ) -> None:
         self.controller = Controller("triggers", self, idle_s=2.0, now=self.clock)
         self.adoption = GraphAdoption(self.view, self.executor, watcher_id, history, first_start_limit)
-        self.hold_gate = HoldGate(holds, on_held)
+        self.hold_gate = HoldGate(holds, on_held, on_released=self.actuator.retry_now)
         self.flap_gate = FlapGate(self.view, self.executor, self.view.keys, watcher_id,
                                   timedelta(seconds=flap_window_s))  # fmt: skip
         self.budget_step = BudgetStep(budget, self.view, instances, error_retry_s)

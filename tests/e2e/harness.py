@@ -74,6 +74,9 @@ TEST_ONLY_DAGS = [
     "e2e_asset_consumer",
     "e2e_native_producer",
     "e2e_native_consumer",
+    # test_refused_trigger_e2e.py: a root, and a dependent Airflow refuses a partition_key for (schedule=None).
+    "e2e_refused_source",
+    "e2e_refused",
     *EDGE_DAGS,
 ]
 #: tests/e2e/dags/e2e_shared_assets.py: assets shared between the session's Airflow and a second one (both load it).

@@ -48,7 +48,8 @@ It mimics the Airflow 3.3 behaviour measured in the project notes, not a simplif
    watcher DOES (triggers, clears, who calls), which a check never changes.
 
 11. Partitions (Airflow 3.2+): a trigger's ``partition_key`` is kept on the run (its ``partition_date`` stays null,
-   as for a ``PartitionedAtRuntime`` DAG); :meth:`create_run` makes a partitioned run (key and date) or an
+   as for a ``PartitionedAtRuntime`` DAG), or refused with Airflow's 400 by a DAG set not partitioned
+   (:meth:`set_partitioned`); :meth:`create_run` makes a partitioned run (key and date) or an
    asset-triggered one with the events it consumed, which
    ``GET /api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents`` lists (unpaged, as Airflow does).
 12. Timetables: every DAG has one (:data:`TIMETABLES`; ``PartitionedAtRuntime`` unless :meth:`add_dag` or
@@ -463,6 +464,11 @@ class FakeAirflow:
             dag.missing = missing
             if not missing:
                 self._schedule_queued(dag)
+
+    def set_partitioned(self, dag_id: str, partitioned: bool) -> None:
+        """A DAG that is not partitioned (``schedule=None``, a cron) refuses a trigger that carries a ``partition_key``
+        with Airflow 3.3's 400; a partitioned one (the default) accepts it."""
+        self.set_timetable(dag_id, "PartitionedAtRuntime" if partitioned else "None")
 
     def set_outcome(self, dag_id: str, outcome: str) -> None:
         if outcome not in TERMINAL:

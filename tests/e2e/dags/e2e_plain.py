@@ -9,6 +9,8 @@
 - ``e2e_lineage_report``: a dependent of two dbt models, known through OpenLineage (semantics rule 18).
 - ``e2e_interval_period``, ``e2e_interval_point``: dependents converted from a ``CronDataIntervalTimetable`` and a
   ``CronTriggerTimetable`` (the data-interval scenario of ``test_airflow2_e2e.py``).
+- ``e2e_refused_source``, ``e2e_refused``: a root and a dependent the refused-trigger scenario declares with a
+  ``key_format`` while the DAG is not partitioned, so Airflow refuses every trigger of it with a 400.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ for dag_id, seconds in (
     ("e2e_lineage_report", 0.1),
     ("e2e_interval_period", 0.1),
     ("e2e_interval_point", 0.1),
+    ("e2e_refused_source", 0.1),
+    ("e2e_refused", 0.1),
 ):
     with DAG(
         dag_id=dag_id,
