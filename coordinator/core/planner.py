@@ -36,6 +36,10 @@ What the semantics leave to this module:
   members are satisfied (semantics `group-holds`). Its trigger records the generations of the required edges and of
   the members satisfied then, no others (semantics `group-consumed`); a member the ledger does not record was not
   consumed and never makes D stale (semantics `group-unconsumed`), a recorded one does when it has a new generation.
+- **Scheduled dependents.** A DAG with ``"runs": "scheduled"`` is decided as any other (semantics
+  `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
+  the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
+  any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -459,8 +463,11 @@ class _PartitionPlanner(EdgeJudgement):
             # says, so the ledger never stays pending. Only where the call may have happened: a create, or a clear after
             # its queued_at was recorded (a state write before that may come from an attempt older than the intent).
             called = ledger.action is TriggerAction.CREATE or ledger.record.prior_queued_at is not None
+            # Semantics `permit-waiting-run`: a scheduled DAG's run that started after the intent withdrew the permit
+            # waits for it: the grant alone completes the intent.
+            waiting = fact is not None and fact.state.active and node in self.graph.scheduled
             # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.
-            if fact is not None and fact.rev > ledger.intent_rev and (called or self.fresh(node)):
+            if fact is not None and fact.rev > ledger.intent_rev and (called or waiting or self.fresh(node)):
                 action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
         return verdict, action
 
@@ -608,7 +615,10 @@ class _PartitionPlanner(EdgeJudgement):
         self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None
     ) -> tuple[str, Action | None] | None:
         """A reason not to decide anything new while an attempt or an intent is unfinished."""
-        if fact is not None and fact.state.active:
+        # Semantics `permit-waiting-run`: a scheduled DAG's run without a granted permit is waiting for one (none yet,
+        # or an intent to complete below).
+        waiting = node in self.graph.scheduled and (ledger is None or ledger.status is not TriggerStatus.DONE)
+        if fact is not None and fact.state.active and not waiting:
             return f"{node} is {fact.state} (run {fact.run_id})", None
         if ledger is None:
             return None
@@ -649,9 +659,15 @@ class _PartitionPlanner(EdgeJudgement):
         cause: int,
     ) -> Trigger:
         known_run = ledger is not None or fact is not None
+        if node in self.graph.scheduled:
+            # Semantics `permit-not-run` and `permit-cascade`: a run of P that finished is rerun for the new permit;
+            # otherwise (none yet, or one waiting) the permit alone is granted.
+            known_run = fact is not None and not fact.state.active
         # The run we manage if we ever created or cleared one, else the run Airflow already has for P (a scheduled
         # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated).
-        if ledger is not None:
+        if fact is not None and node in self.graph.scheduled:
+            run_id = fact.run_id  # Airflow's own run of P: the plugin's record names it
+        elif ledger is not None:
             run_id = ledger.run_id
         elif fact is not None:
             run_id = fact.run_id

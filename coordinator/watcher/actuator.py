@@ -58,6 +58,7 @@ from coordinator.core.model import (
     parse_trigger_record,
 )
 from coordinator.core.partition import airflow_partition_key, trigger_logical_date
+from coordinator.core.permit import permit_writes
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager import DONE, Controller, Manager, Result, wall_clock
 from coordinator.watcher.deps import Deps
@@ -266,10 +267,13 @@ class Actuator:
 
     async def _attempt(self, action: Action, ledger_key: str) -> End:
         """Drive the intent protocol to its end (the driver writes the ledger and records an error)."""
+        scheduled = self._scheduled(action.node)
         if isinstance(action, Trigger):
-            state, instruction = intent.start_trigger(action, self.now(), self.watcher_id, self.error_retry_s)
+            state, instruction = intent.start_trigger(
+                action, self.now(), self.watcher_id, self.error_retry_s, scheduled=scheduled
+            )
         else:
-            state = intent.start_resume(action.partition, self.error_retry_s)
+            state = intent.start_resume(action.partition, self.error_retry_s, scheduled=scheduled)
             state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
@@ -279,7 +283,9 @@ class Actuator:
         def written(instruction: WriteLedger[TriggerRecord], value: bytes, rev: int) -> None:
             self._written(action, ledger_key, instruction, rev)
 
-        ledger: Ledger[TriggerRecord] = Ledger(ledger_key, self.executor, dump_record, written=written)
+        # Semantics `permit-not-run`: a scheduled DAG's permit is written with every write of its intent.
+        also = permit_writes(self.keys, action.node, action.partition) if scheduled else None
+        ledger: Ledger[TriggerRecord] = Ledger(ledger_key, self.executor, dump_record, written=written, also=also)
         state, end = await self.executor.drive(state, instruction, step=intent.step, perform=perform, ledger=ledger)
         if end.how is Ending.MOVED:
             log.info("actuator.moved node=%s partition=%s step=%s", action.node, action.partition, state.step)
@@ -315,6 +321,9 @@ class Actuator:
                 action.node, action.partition, action.action, action.run_id, action.cause_rev, rev, action.reason,
             )  # fmt: skip
             crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
+        elif isinstance(instruction, intent.Confirm) and self._scheduled(action.node):
+            log.info("actuator.permit_granted node=%s partition=%s generation=%d run_id=%s", action.node,
+                     action.partition, instruction.record.trigger_count, instruction.record.run_id)  # fmt: skip
         elif isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
             log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
                      "run already started")  # fmt: skip
@@ -349,6 +358,11 @@ class Actuator:
             self._log_effect(action, instruction.effect)
             return intent.PausedChecked(await self._paused_warning(client, node))
         raise AssertionError(f"unexpected instruction {instruction!r}")  # pragma: no cover
+
+    def _scheduled(self, node: NodeId) -> bool:
+        """Whether the graph in force keeps ``node`` on its own timetable (semantics `scheduled-permit`)."""
+        graph = self.graph()
+        return graph is not None and node in graph.scheduled
 
     def _partition_key(self, node: NodeId, partition: str) -> str | None:
         """The ``partition_key`` a run of ``partition`` is triggered with: the graph's rule for the DAG, else (a DAG

@@ -270,6 +270,12 @@ def _defs() -> dict[str, Any]:
                 "description": {"type": "string"},
                 "expected_by": {"$ref": "#/$defs/expectedBy"},
                 "on_late_of": _refs("dagRef", "Runs once per deadline state change of one of these (per partition)."),
+                "runs": {
+                    "enum": ["triggered", "scheduled"],
+                    "description": "triggered (default): the coordinator creates its runs; scheduled: Airflow creates "
+                    "them on the DAG's timetable and its wait task goes on once the coordinator grants the "
+                    "partition's permit.",
+                },
             },
             "additionalProperties": False,
             "not": {"required": ["upstreams", "on_failure_of"]},

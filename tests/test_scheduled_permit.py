@@ -1,0 +1,213 @@
+"""Scheduled dependents (semantics `scheduled-permit`): example tables for the planner's action and the intent
+protocol's steps, and the in-memory world (tests/support/world.py) driving both with crashes."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import pytest
+
+from coordinator.core import effects, intent
+from coordinator.core.actions import Resume, Trigger
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus
+from coordinator.core.permit import dump_permit, parse_permit, parse_permit_key, permit_key, permit_of
+from tests.support.world import P1, P2, World, make_graph, n
+
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
+UP, DOWN = "01_pipeline", "02_pipeline"
+OWN = f"scheduled__{P1}"
+
+
+def scheduled(graph: Graph, *dags: str) -> Graph:
+    """``graph`` with ``dags`` declared ``"runs": "scheduled"``."""
+    specs = dict(graph.dags)
+    for dag in dags:
+        specs[n(dag)] = replace(specs[n(dag)], scheduled=True)
+    return Graph(dags=specs, instances=graph.instances)
+
+
+def world(*dags: str) -> World:
+    w = World(scheduled(make_graph({DOWN: [UP], "03_pipeline": [DOWN]}), *dags))
+    w.adopt()
+    return w
+
+
+def only_action(w: World) -> Trigger | Resume | None:
+    actions = w.plan([P1]).actions
+    assert len(actions) <= 1, actions
+    return actions[0] if actions else None
+
+
+# -- the planner's action (semantics `permit-not-run`, `permit-waiting-run`, `permit-cascade`) -----------------------
+
+
+def test_a_waiting_run_gets_a_create_that_names_airflows_own_run() -> None:
+    """Semantics `permit-waiting-run`: the run waiting before any permit is no run in flight; the action is a create
+    (a permit, no Airflow run) naming Airflow's scheduled run."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    assert only_action(w) is None  # its upstream has not succeeded: it waits
+    w.state(UP, P1, RunState.SUCCESS)
+    action = only_action(w)
+    assert isinstance(action, Trigger) and action.node == n(DOWN)
+    assert (action.action, action.run_id) == (TriggerAction.CREATE, OWN)
+
+
+def test_a_triggered_dependents_running_run_keeps_it_back_as_always() -> None:
+    """The contrast: the same facts for a triggered DAG decide nothing while its run is running (rule 5)."""
+    w = world()
+    w.schedule(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS)
+    assert only_action(w) is None
+
+
+def test_a_permit_can_be_granted_before_the_timetable_makes_the_run() -> None:
+    """No run of P yet: the permit is granted ahead (the run's wait then goes on at once)."""
+    w = world(DOWN)
+    w.state(UP, P1, RunState.SUCCESS)
+    action = only_action(w)
+    assert isinstance(action, Trigger) and action.action is TriggerAction.CREATE
+
+
+def test_the_grant_calls_no_airflow_and_the_permit_is_written_with_each_ledger_write() -> None:
+    """Semantics `permit-not-run`: two ledger writes (pending, done), a permit with each, granted with the second;
+    nothing reached Airflow; the DAG is then in flight and nothing more is planned."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS)
+    assert w.act([P1]) == 1
+    assert w.effects == []
+    assert [p.granted for _, _, p in w.permit_writes] == [False, True]
+    permit = w.permits[(n(DOWN), P1)]
+    assert (permit.generation, permit.run_id, permit.inputs) == (
+        1,
+        OWN,
+        {"default/01_pipeline": w.view.runs.get((n(UP), P1)).rev},
+    )  # type: ignore[union-attr]
+    assert w.act([P1]) == 0  # granted, its run running: in flight
+
+
+def test_a_rerun_of_the_upstream_after_the_run_finished_clears_airflows_run_once_then_grants_again() -> None:
+    """Semantics `permit-cascade`: the permit is withdrawn before the clear, the scheduled run is cleared once, and
+    the permit of generation 2 granted; the dependent below runs once per generation as for any DAG."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act([P1])
+    w.finish(DOWN, P1)  # the wait went on and the run succeeded
+    w.settle()  # 03 (triggered) runs for DOWN's success
+    assert [e[2] for e in w.effects] == ["create"]
+    w.state(UP, P1, RunState.SUCCESS, clear_number=1)  # the upstream is rerun
+    action = only_action(w)
+    assert isinstance(action, Trigger) and (action.action, action.run_id) == (TriggerAction.CLEAR, OWN)
+    before = len(w.permit_writes)
+    w.apply_action(action)
+    assert [e[:3] for e in w.effects[1:]] == [(n(DOWN), P1, "clear")]
+    writes = [p for _, _, p in w.permit_writes[before:]]
+    assert [(p.granted, p.generation) for p in writes] == [(False, 2), (False, 2), (True, 2)]
+    assert only_action(w) is None  # cleared and granted: the run is in flight again
+
+
+def test_a_rerun_with_no_run_of_p_in_airflow_grants_without_creating_one() -> None:
+    """Semantics `permit-cascade`: a clear whose run is gone in Airflow creates no run; the permit is granted."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act([P1])
+    w.finish(DOWN, P1)
+    del w.airflow[(n(DOWN), P1)]  # deleted in the UI
+    w.state(UP, P1, RunState.SUCCESS, clear_number=1)
+    w.act([P1])
+    assert [e[2] for e in w.effects if e[0] == n(DOWN)] == []
+    assert w.permits[(n(DOWN), P1)].granted and w.permits[(n(DOWN), P1)].generation == 2
+
+
+@pytest.mark.parametrize("crash", ["after-intent", "after-effect"])
+def test_a_crash_anywhere_still_grants_once_and_clears_once(crash: str) -> None:
+    """A crash after the intent (or after the clear) is resumed, never re-decided: one clear, one grant per
+    generation."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS)
+    first = only_action(w)
+    assert first is not None
+    w.apply_action(first, crash_after_intent=True)
+    assert not w.permits[(n(DOWN), P1)].granted
+    resume = only_action(w)
+    assert isinstance(resume, Resume)
+    w.apply_action(resume)
+    assert w.permits[(n(DOWN), P1)].granted
+    w.finish(DOWN, P1)
+    w.state(UP, P1, RunState.SUCCESS, clear_number=1)
+    rerun = only_action(w)
+    assert rerun is not None
+    w.apply_action(rerun, crash_after_intent=crash == "after-intent", crash_after_effect=crash == "after-effect")
+    while (again := only_action(w)) is not None:
+        w.apply_action(again)
+    assert [e[2] for e in w.effects] == ["clear"]
+    assert [p.generation for _, _, p in w.permit_writes if p.granted] == [1, 2]
+
+
+def test_another_partition_keeps_waiting() -> None:
+    """A permit is per partition: P2's run waits while P1's is granted."""
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.schedule(DOWN, P2)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act()
+    assert (n(DOWN), P1) in w.permits and (n(DOWN), P2) not in w.permits
+
+
+# -- the intent protocol's steps -------------------------------------------------------------------------------------
+
+
+def test_intent_a_scheduled_create_confirms_at_once_without_a_call() -> None:
+    """Semantics `permit-not-run`: RecordIntent, then Confirm (done); no CallCreate."""
+    trigger = Trigger(n(DOWN), P1, {"default/01_pipeline": 7}, TriggerAction.CREATE, OWN, "r", 7, 0, 1)
+    state, first = intent.start_trigger(trigger, NOW, "w1", 30.0, scheduled=True)
+    assert isinstance(first, intent.RecordIntent)
+    state, second = intent.step(state, effects.LedgerWritten(10), NOW)
+    assert isinstance(second, intent.Confirm) and second.record.status is TriggerStatus.DONE
+    assert second.record.intent_rev == 10 and second.expected_rev == 10
+    _, end = intent.step(state, effects.LedgerWritten(11), NOW)
+    assert end == effects.CONFIRMED
+
+
+def test_intent_a_scheduled_clear_whose_run_is_gone_grants_without_creating() -> None:
+    """Semantics `permit-cascade`: no run by id nor by date: the courtesy check, then the confirmation."""
+    record = TriggerRecord(status=TriggerStatus.PENDING, action=TriggerAction.CLEAR, run_id=OWN, intent_rev=10)
+    state = intent.start_resume(P1, 30.0, scheduled=True)
+    state, read = intent.step(state, intent.IntentFound(record, 20), NOW)
+    assert read == intent.ReadQueuedAt(OWN)
+    state, find = intent.step(state, intent.RunObserved(None), NOW)
+    assert find == intent.FindRunByDate()
+    state, check = intent.step(state, intent.RunObserved(None), NOW)
+    assert check == intent.CheckPaused(intent.Effect.GRANTED)
+    _, confirm = intent.step(state, intent.PausedChecked(None), NOW)
+    assert isinstance(confirm, intent.Confirm) and confirm.record.status is TriggerStatus.DONE
+
+
+# -- the permit's value and key --------------------------------------------------------------------------------------
+
+
+def test_permit_value_round_trips_and_a_bad_value_reads_as_none() -> None:
+    """A permit written reads back the same; a value that is no permit is None (the wait keeps waiting)."""
+    record = TriggerRecord(
+        status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id="coordinator__x", inputs={"a/b": 3},
+        trigger_count=2, done_at=NOW,
+    )  # fmt: skip
+    permit = permit_of(record)
+    assert permit.granted and permit.run_id == "" and permit.generation == 2 and permit.granted_at == NOW
+    assert parse_permit(dump_permit(permit)) == permit
+    assert parse_permit(b"not json") is None and parse_permit(b'{"granted": true}') is None
+
+
+def test_permit_key_layout() -> None:
+    """{prefix}/permits/{instance}/{dag_id}/{partition}, and back."""
+    keys = KeyLayout("/c")
+    key = permit_key(keys, NodeId("team_b", "g_daily"), P1)
+    assert key == f"/c/permits/team_b/g_daily/{P1}"
+    assert parse_permit_key(keys, key) == (NodeId("team_b", "g_daily"), P1)
+    assert parse_permit_key(keys, f"/c/triggers/team_b/g_daily/{P1}") is None
