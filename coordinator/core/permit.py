@@ -8,6 +8,9 @@ Rules:
 - **Generation.** ``generation`` is the intent's ``trigger_count`` (1 for the first grant of a partition, one more
   for each rerun): a wait that saw generation n granted and then sees n + 1 not granted knows its run was cleared for
   a newer one.
+- **Said as a person would.** :func:`still_waiting_for` says what a wait still waits for (its upstreams' states in the
+  partitions it needs, then the permit's own state), from the graph in force and the facts a wait can read itself;
+  the caller reads them (``upstream_keys`` names them).
 - **Readers forgive.** :func:`parse_permit` answers None for anything that is not a permit (a value written by hand,
   a newer format's unknown fields are ignored); a reader then waits as if no permit was granted.
 """
@@ -15,12 +18,13 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from coordinator.core.model import KeyLayout, NodeId, TriggerRecord, TriggerStatus
+from coordinator.core.graph import Graph
+from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, TriggerRecord, TriggerStatus
 
 #: The key family, under the prefix (``docs/keys.md``, **Permits**).
 PERMITS = "permits"
@@ -108,3 +112,44 @@ class PermitWrites:
 
     def __call__(self, record: TriggerRecord) -> Sequence[tuple[str, bytes]]:
         return ((self.key, dump_permit(permit_of(record))),)
+
+
+def upstream_keys(graph: Graph | None, node: NodeId, partition: str) -> tuple[tuple[NodeId, str], ...]:
+    """(upstream, partition) of every run state :func:`still_waiting_for` reads: the upstreams of ``node`` in the
+    partitions its ``partition`` needs (the grids' mapping); none when the graph does not know ``node``."""
+    if graph is None or node not in graph.dags:
+        return ()
+    spec = graph.dags[node]
+    return tuple((up, q) for up in spec.upstreams for q in graph.source_partitions(node, up, partition))
+
+
+def still_waiting_for(
+    graph: Graph | None,
+    node: NodeId,
+    partition: str,
+    runs: Mapping[tuple[NodeId, str], RunRecord],
+    permit: Permit | None,
+) -> str:
+    """**Said as a person would**: why ``node``'s run of ``partition`` still waits."""
+    if permit is not None and permit.granted:
+        return f"{node} {partition}: the permit is granted (generation {permit.generation})"
+    if graph is None or node not in graph.dags:
+        return f"{node} {partition}: no permit yet, and the graph in force does not name {node}"
+    if not graph.dags[node].scheduled:
+        return f'{node} {partition}: no permit yet, and {node} is not "runs": "scheduled" in the graph in force'
+    missing = []
+    for up, q in upstream_keys(graph, node, partition):
+        record = runs.get((up, q))
+        if record is None:
+            missing.append(f"{up} {q} has not run")
+        elif record.state is not RunState.SUCCESS:
+            missing.append(f"{up} {q} is {record.state} (run {record.run_id})")
+    if missing:
+        return f"{node} {partition} waits for: " + "; ".join(missing)
+    if permit is not None and permit.error:
+        return f"{node} {partition}: its upstreams succeeded; the permit is not granted yet: {permit.error}"
+    return (
+        f"{node} {partition}: its upstreams succeeded but no permit is granted yet (a hold, the trigger budget, a "
+        "condition of the graph, or no watcher leading: `coordinator why "
+        f"{node} -p {partition}` says which)"
+    )
