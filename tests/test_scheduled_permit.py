@@ -211,3 +211,79 @@ def test_permit_key_layout() -> None:
     assert key == f"/c/permits/team_b/g_daily/{P1}"
     assert parse_permit_key(keys, key) == (NodeId("team_b", "g_daily"), P1)
     assert parse_permit_key(keys, f"/c/triggers/team_b/g_daily/{P1}") is None
+
+
+# -- shown: status and the page (report.row_status), why (the verdict) ------------------------------------------------
+
+
+def test_status_says_waiting_in_airflow_then_permit_granted_then_running() -> None:
+    """A scheduled DAG's waiting run is "waiting in Airflow" (why: for its permit, the run, what it waits for); a
+    permit not yet taken by a run is "permit granted"; a triggered DAG with the same facts says what it always said."""
+    from coordinator.explain.report import status_rows
+
+    def row(w: World) -> tuple[str, str]:
+        plan = w.plan([P1])
+        (found,) = [r for r in status_rows(w.graph, plan, [P1], w.view) if r.dag == DOWN]
+        return found.status, found.summary
+
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    status, summary = row(w)
+    assert status == "waiting in Airflow"
+    assert summary == f"{DOWN} waits in Airflow for its permit (run {OWN}): {UP} has not run for this partition"
+    w2 = world(DOWN)
+    w2.state(UP, P1, RunState.SUCCESS)
+    w2.act([P1])
+    status, summary = row(w2)
+    assert status == "permit granted" and summary.startswith(f"{DOWN}'s permit is granted (generation 1, revision ")
+    assert summary.endswith("its run has not started yet")
+    w3 = world()
+    w3.schedule(DOWN, P1)
+    assert row(w3) == ("running", f"{DOWN} waits: {UP} has not run for this partition")
+
+
+def test_doctor_counts_granted_permits_and_names_the_runs_waiting_in_airflow() -> None:
+    """doctor's check: one permit granted (P1), one run waiting (P2, named with its run); informative, never failing."""
+    from coordinator.diagnosis.model import CheckStatus
+    from coordinator.diagnosis.permit_checks import permits_check
+
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.schedule(DOWN, P2)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act()
+    check = permits_check(w.graph, w.view, None)
+    assert check.status is CheckStatus.OK
+    assert check.summary == "1 scheduled DAG(s): 1 permit(s) granted, 1 run(s) waiting in Airflow for one"
+    assert check.details == (f"{DOWN} {P2}: run scheduled__{P2} waits in Airflow since an unknown time",)
+
+
+def test_the_state_gauges_count_granted_permits_and_waiting_runs() -> None:
+    """coordinator_permits_granted / _waiting: one granted (P1), one run waiting (P2); zero without scheduled DAGs."""
+    from coordinator.runtime.health import watcher_state
+
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    w.schedule(DOWN, P2)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act()
+    state = watcher_state(w.view, leading=True, in_flight=0, graph=w.graph, graph_invalid=False)
+    assert (state.permits_granted, state.permits_waiting) == (1, 1)
+    plain = watcher_state(w.view, leading=True, in_flight=0, graph=world().graph, graph_invalid=False)
+    assert (plain.permits_granted, plain.permits_waiting) == (0, 0)
+
+
+def test_a_grant_carries_when_its_newest_upstream_ended_for_the_delay_metric() -> None:
+    """The planned create of a scheduled DAG names the end of the upstream run it waits for; a triggered one none."""
+    from coordinator.core.model import RunRecord, dump_record
+
+    w = world(DOWN)
+    ended = datetime(2026, 1, 1, 6, tzinfo=UTC)
+    record = RunRecord(state=RunState.SUCCESS, run_id="r", start_date=ended, end_date=ended)
+    w.write(w.keys.run_key(n(UP), P1), dump_record(record))
+    action = only_action(w)
+    assert isinstance(action, Trigger) and action.cause_at == ended
+    t = world()
+    t.write(t.keys.run_key(n(UP), P1), dump_record(record))
+    triggered = only_action(t)
+    assert isinstance(triggered, Trigger) and triggered.cause_at is None

@@ -196,3 +196,22 @@ def hubs_of(loop: asyncio.AbstractEventLoop) -> list[PermitHub]:
     """The hubs of ``loop`` (to close them when it ends), forgotten here."""
     found = [key for key, hub in _HUBS.items() if hub.loop is loop]
     return [_HUBS.pop(key) for key in found]
+
+
+async def probe(settings: EtcdSettings, keys: KeyLayout) -> int:
+    """``check-plugin``'s proof that a wait can work from this process: the hub's own connection, a read of the
+    permits' prefix and a watch of it created by etcd (nothing written); the revision it was created at."""
+    from coordinator.etcd.watch import open_watch
+    from coordinator.etcd.wire import encode, range_end
+
+    hub = PermitHub(settings, keys, asyncio.get_running_loop())
+    try:
+        store = await hub.store()
+        prefix = permits_prefix(keys)
+        await store.newest_keys(prefix, 1)
+        revision = await store.current_revision()
+        stream = await open_watch(store, encode(prefix), range_end(encode(prefix)), revision + 1)
+        stream.close()
+        return revision
+    finally:
+        await hub.close()

@@ -507,7 +507,7 @@ class _PartitionPlanner(EdgeJudgement):
                 reasons += tuple(self._group_reason(node, group, members) for group, members in failing)
             else:
                 reasons = tuple(self._blocked_reason(node, up) for up in blocked)
-            return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
+            return verdict(self._waits(node, fact, ledger) + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
             if not explain:
                 return None, None
@@ -521,6 +521,14 @@ class _PartitionPlanner(EdgeJudgement):
             if waiting is not None:
                 return verdict(f"{node} waits: {waiting}", waiting), None
         return self._decide_inputs(node, spec, fact, ledger, edges is not None, stale, verdict)
+
+    def _waits(self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None) -> str:
+        """How a blocked verdict begins: a scheduled DAG's run that waits for its permit says so (semantics
+        `permit-waiting-run`), with its run and since when."""
+        if fact is None or not fact.state.active or ledger is not None or node not in self.graph.scheduled:
+            return f"{node} waits: "
+        since = f" since {fact.start_date.isoformat()}" if fact.start_date is not None else ""
+        return f"{node} waits in Airflow for its permit (run {fact.run_id}{since}): "
 
     def _blocked(
         self, node: NodeId, spec: DagSpec, edges: Sequence[EdgeSpec] | None
@@ -633,6 +641,15 @@ class _PartitionPlanner(EdgeJudgement):
                 f"{node} trigger failed: {ledger.last_error or 'unknown error'}; retrying",
                 Resume(node, self.partition, ledger, "retry a trigger Airflow refused"),
             )
+        if node in self.graph.scheduled and (fact is None or fact.rev < ledger.intent_rev):
+            at = ledger.record.done_at
+            when = f" at {at.isoformat()}" if at is not None else ""
+            run = "has not started yet" if fact is None else f"{fact.run_id} is {fact.state}"
+            return (
+                f"{node}'s permit is granted (generation {ledger.trigger_count}, revision {ledger.intent_rev}{when}); "
+                f"its run {run}",
+                None,
+            )
         if fact is None or fact.rev < ledger.intent_rev:
             return (
                 f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.run_id}) and has not started yet",
@@ -683,7 +700,18 @@ class _PartitionPlanner(EdgeJudgement):
             cause_rev=cause,
             ledger_rev=ledger.mod_rev if ledger is not None else 0,
             trigger_count=(ledger.trigger_count + 1) if ledger is not None else 1,
+            cause_at=self._cause_at(node) if node in self.graph.scheduled else None,
         )
+
+    def _cause_at(self, node: NodeId) -> datetime | None:
+        """When the newest upstream run ``node`` waits for here ended (its permit's delay starts there)."""
+        ends = [
+            fact.end_date
+            for up in self.graph.dags[node].upstreams
+            for q in self.sources(node, up)
+            if (fact := self.at(q).run(up)) is not None and fact.end_date is not None
+        ]
+        return max(ends, default=None)
 
     def _input_text(self, node: NodeId, up: NodeId, inputs: Mapping[str, int]) -> str:
         needed = self.sources(node, up)

@@ -55,6 +55,9 @@ ETCD_ALARMS = ("NOSPACE", "CORRUPT")
 
 #: Lateness of a late success: a minute to a day.
 LATENESS_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+#: A permit's delay after its newest upstream succeeded: the watcher's part is a fraction of a second, a rerun's clear
+#: in Airflow seconds; beyond a minute something held it (a hold, the budget, no leader).
+PERMIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ class WatcherState:
     graph_invalid: bool
     #: Watcher services with a live presence key (``informer/presence.py``'s **Counted services**), this one included.
     watchers: int = 0
+    #: Scheduled dependents (semantics `scheduled-permit`): permits granted (done ledger entries) and runs in progress
+    #: that wait in Airflow for one (no granted permit).
+    permits_granted: int = 0
+    permits_waiting: int = 0
 
 
 class Metrics:
@@ -334,6 +341,14 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.permit_delay = Histogram(
+            "coordinator_permit_delay_seconds",
+            "Scheduled dependents: from the end of the newest upstream run a permit was granted for to the grant "
+            "(observed once per grant, by the leader), by instance.",
+            ["instance"],
+            buckets=PERMIT_BUCKETS,
+            registry=r,
+        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
@@ -353,6 +368,9 @@ class Metrics:
 
     def action_result(self, instance: str, action: str, result: str) -> None:
         self.triggers.labels(instance, action, result).inc()
+
+    def permit_granted(self, instance: str, delay_s: float) -> None:
+        self.permit_delay.labels(instance).observe(max(0.0, delay_s))
 
     def audit_repaired(self, instance: str, count: int) -> None:
         self.audit_repairs.labels(instance).inc(count)
@@ -468,6 +486,10 @@ class _StateCollector:
              "in force).", s.graph_invalid),
             ("coordinator_watchers", "Watcher services with a live presence key, this one included: the leader and "
              "its warm standbys. Below 2, the leader's death stops triggers until one restarts.", s.watchers),
+            ("coordinator_permits_granted", "Scheduled dependents: permits granted (one per DAG and partition, the "
+             "newest generation).", s.permits_granted),
+            ("coordinator_permits_waiting", "Scheduled dependents: runs in progress in Airflow whose wait has no "
+             "granted permit yet.", s.permits_waiting),
         ]  # fmt: skip
         families: list[Metric] = [GaugeMetricFamily(name, text, value=float(v)) for name, text, v in gauges]
         graph = InfoMetricFamily("coordinator_graph", "Digest of the dependencies.json in force.")

@@ -125,6 +125,7 @@ class Actuator:
         now: Callable[[], datetime] = wall_clock,
         on_result: Callable[[str, str, str], None] | None = None,
         graph: Callable[[], Graph | None] = lambda: None,
+        on_permit: Callable[[str, float], None] = lambda instance, delay_s: None,
     ) -> None:
         self.executor = executor
         #: The graph in force: how each DAG is triggered (its ``partition_key``, ``Graph.partition_key``).
@@ -151,6 +152,9 @@ class Actuator:
         #: Told (instance, action, result) of every finished action (the watcher's metrics): action is create, clear
         #: or resume; result ok, conflict (the ledger moved under it), error or skipped (nothing to do).
         self.on_result = on_result or (lambda instance, action, result: None)
+        #: Told (instance, seconds since the newest upstream ended) of each permit granted (semantics
+        #: `scheduled-permit`; the metric ``coordinator_permit_delay_seconds``).
+        self.on_permit = on_permit
         self._unpaused_until: dict[NodeId, float] = {}  # the per-DAG fallback's cache (_paused_warning)
         #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
         #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
@@ -324,6 +328,9 @@ class Actuator:
         elif isinstance(instruction, intent.Confirm) and self._scheduled(action.node):
             log.info("actuator.permit_granted node=%s partition=%s generation=%d run_id=%s", action.node,
                      action.partition, instruction.record.trigger_count, instruction.record.run_id)  # fmt: skip
+            done_at = instruction.record.done_at
+            if isinstance(action, Trigger) and action.cause_at is not None and done_at is not None:
+                self.on_permit(action.node.instance, (done_at - action.cause_at).total_seconds())
         elif isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
             log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
                      "run already started")  # fmt: skip
@@ -464,7 +471,7 @@ def setup(manager: Manager, deps: Deps) -> Actuator:
         deps.executor, settings.keys, watcher_id=deps.watcher_id,
         replan=lambda key: manager.get(TRIGGERS).controller.add(key), paused=deps.paused,
         leading=deps.leading, error_retry_s=settings.error_retry_s, on_result=deps.metrics.action_result,
-        graph=deps.graph, now=deps.clock,
+        graph=deps.graph, now=deps.clock, on_permit=deps.metrics.permit_granted,
     )  # fmt: skip
     deps.refusals.listeners.append(actuator.instance_changed)
     manager.register(actuator.controller)
