@@ -1,7 +1,9 @@
 """The scheduled dependents' DAGs (tests/e2e/test_multi_instance_e2e.py, semantics `scheduled-permit`), loaded by both
 Airflows of that module; each instance's test unpauses only the ones it plays:
 
-- instance ``default`` (team A): ``e2e_scheduled_up``, started only by the test (schedule=None);
+- instance ``default`` (team A): ``e2e_scheduled_up`` and ``e2e_scheduled_up2`` (the upstream of Airflow 2.11's
+  ``af2_scheduled_daily``, tests/e2e/test_airflow2_e2e.py), started only by the tests (schedule=None); and in that
+  module, the session Airflow's own ``e2e_scheduled_daily``, which waits for ``af2/af2_sched_up``;
 - instance ``team_b``: ``e2e_scheduled_daily``, Airflow 2's meaning of a daily cron (``CronDataIntervalTimetable``:
   the run of D has the data interval [D, D+1)), from two days before today with catchup: two runs, each waiting
   first for the coordinator's permit, then logging its data interval; ``e2e_scheduled_timeout``, the same for one
@@ -35,9 +37,10 @@ def load() -> None:
     log.info("data_interval=%s..%s", context["data_interval_start"], context["data_interval_end"])
 
 
-with DAG(dag_id="e2e_scheduled_up", schedule=None, start_date=datetime(2000, 1, 1, tzinfo=UTC), catchup=False,
-         default_args={"retries": 0}, tags=["coordinator-test"]):  # fmt: skip
-    work()
+for upstream in ("e2e_scheduled_up", "e2e_scheduled_up2"):  # up2: the upstream of Airflow 2.11's scheduled DAG
+    with DAG(dag_id=upstream, schedule=None, start_date=datetime(2000, 1, 1, tzinfo=UTC), catchup=False,
+             default_args={"retries": 0}, tags=["coordinator-test"]):  # fmt: skip
+        work()
 
 for dag_id, days, timeout in (("e2e_scheduled_daily", 2, None), ("e2e_scheduled_timeout", 1, timedelta(seconds=20))):
     with DAG(dag_id=dag_id, schedule=DAILY, start_date=TODAY - timedelta(days=days), catchup=True,
