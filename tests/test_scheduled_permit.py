@@ -287,3 +287,22 @@ def test_a_grant_carries_when_its_newest_upstream_ended_for_the_delay_metric() -
     t.write(t.keys.run_key(n(UP), P1), dump_record(record))
     triggered = only_action(t)
     assert isinstance(triggered, Trigger) and triggered.cause_at is None
+
+
+def test_a_rerun_without_cascade_of_the_upstream_leaves_the_scheduled_dependent_alone() -> None:
+    """`rerun --no-cascade` treats a scheduled DAG as a triggered one: the upstream's waived success clears nothing
+    and grants no new permit; a later plain rerun cascades through the permit once."""
+    from coordinator.core.no_cascade import NoCascadeRecord, dump_no_cascade
+
+    w = world(DOWN)
+    w.schedule(DOWN, P1)
+    first = w.state(UP, P1, RunState.SUCCESS, run_id="scheduled__up")
+    w.act([P1])
+    w.finish(DOWN, P1)
+    waiver = NoCascadeRecord(run_id="scheduled__up", clear_number=0, replaces=first)
+    w.write(w.keys.no_cascade_key(n(UP), P1), dump_no_cascade(waiver))
+    w.state(UP, P1, RunState.SUCCESS, run_id="scheduled__up", clear_number=1)
+    assert [a for a in w.plan([P1]).actions if a.node == n(DOWN)] == []
+    w.state(UP, P1, RunState.SUCCESS, run_id="scheduled__up", clear_number=2)
+    action = only_action(w)
+    assert isinstance(action, Trigger) and action.node == n(DOWN) and action.action is TriggerAction.CLEAR

@@ -109,14 +109,17 @@ def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False, 
     never ran waits (for a failure or a deadline change of its sources) rather than "not run". The page draws exactly
     this state (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart.
     ``scheduled``: a scheduled dependent (semantics `scheduled-permit`), whose run in progress without a granted permit
-    is "waiting in Airflow" (its wait is) and whose granted permit not yet taken by a run is "permit granted"."""
+    is "waiting in Airflow" (its wait is; "due" once its permit is next) and whose granted permit not yet taken by a run
+    is "permit granted"."""
     ledger = verdict.ledger
     if ledger is not None and ledger.status is TriggerStatus.ERROR:
         return "trigger failed"
     if ledger is not None and ledger.status is TriggerStatus.PENDING:
         return "triggering"
     if verdict.state is not None and verdict.state.active:
-        return "waiting in Airflow" if scheduled and ledger is None else str(verdict.state)
+        if scheduled and ledger is None:  # its wait is running: due (its permit is next) or still waiting
+            return "due" if verdict.due else "waiting in Airflow"
+        return str(verdict.state)
     if ledger is not None and (run_rev is None or run_rev < ledger.intent_rev):
         if scheduled:
             return "permit granted"

@@ -124,3 +124,27 @@ def test_a_crash_after_the_intent_grants_once_after_restart(scheduled_stack: Sta
     assert not second.lines(rf"actuator\.intent node=\S*{DOWN} ")
     assert len(second.lines(rf"actuator\.permit_granted node=\S*{DOWN} ")) == 1
     assert stack.fake.creates(DOWN) == 1 and stack.fake.clears(DOWN) == 0
+
+
+def test_a_hold_keeps_the_permit_back_and_its_release_grants_it_once(scheduled_stack: Stack) -> None:
+    """A hold on the scheduled DAG for P keeps its permit back while the upstream succeeds (its run keeps waiting);
+    release-hold grants it once; `status` says "waiting in Airflow" meanwhile."""
+    stack = scheduled_stack
+    p = new_partition()
+    stack.start_watcher()
+    run_id = schedule(stack, p)
+    held = stack.cli("hold", DOWN, "--from", p, "--to", p, "--reason", "check the inputs", "--by", "alice").stdout
+    hold = held.splitlines()[0].split()[1].rstrip(":")
+    stack.trigger_root(p)
+    stack.wait_success(ROOT_DAG, p)
+    quiet(stack)
+    assert permit(stack, p) is None and stack.ledger(DOWN, p) is None
+    row = next(r for r in stack.status_json(p)["rows"] if r["dag"] == DOWN)
+    assert (row["status"], row["held_by"]) == ("held", hold), row
+    released = stack.command("release-hold", hold, "--reason", "fine", "--by", "alice", "--etcd", stack.endpoint,
+                             "--prefix", stack.prefix)  # fmt: skip
+    assert released.returncode == 0, released.stdout + released.stderr
+    the_wait_goes_on(stack, p, run_id, 1)
+    stack.wait_success(BELOW, p)
+    quiet(stack)
+    assert stack.fake.creates(DOWN) == 1 and stack.fake.clears(DOWN) == 0
