@@ -172,3 +172,28 @@ def test_a_timeout_fails_the_task_with_the_reason_and_a_grant_completes_it() -> 
         op.execute_complete(
             {}, {"status": "timeout", "reason": f"default/g_daily {P1} waits for: default/up {P1} has not run"}
         )
+
+
+def test_a_wait_cancelled_while_the_hub_connects_does_not_break_the_others(
+    plugin_env: KeyLayout, etcd_settings: EtcdSettings
+) -> None:
+    """The first wait of a loop, cancelled before its connection is up (a task killed, a timeout), leaves the shared
+    settings and connection to the others: the second wait still completes on its grant."""
+
+    async def scenario() -> dict[str, Any]:
+        first = asyncio.create_task(first_event(permit_wait.PermitTrigger(DOWN.qualified, [P1])))
+        second = asyncio.create_task(first_event(permit_wait.PermitTrigger(DOWN.qualified, [P2])))
+        await asyncio.sleep(0)
+        first.cancel()
+        async with await EtcdStore.connect(etcd_settings) as store:
+            hub = permit_hub.hub_for(etcd_settings, plugin_env)
+            while hub.waiting < 1:
+                await asyncio.sleep(0.01)
+            await store.put(permit_key(plugin_env, DOWN, P2), grant())
+        try:
+            return await second
+        finally:
+            for found in permit_hub.hubs_of(asyncio.get_running_loop()):
+                await found.close()
+
+    assert run_coro(scenario())["status"] == "granted"

@@ -57,7 +57,7 @@ class PermitHub:
         self.loop = loop
         self._store: EtcdStore | None = None
         self._task: asyncio.Task[None] | None = None
-        self._started: asyncio.Future[None] | None = None
+        self._started: asyncio.Task[EtcdStore] | None = None
         #: Key -> the futures of the waits for it (**Register, then read**).
         self._waiters: dict[str, set[asyncio.Future[Permit]]] = {}
         #: Key -> mod revision of every permit the watch handed out (what a relist diffs against).
@@ -70,24 +70,24 @@ class PermitHub:
         return sum(len(futures) for futures in self._waiters.values())
 
     async def store(self) -> EtcdStore:
-        """The hub's store, connected and watching (the first caller starts both, the others wait for it)."""
+        """The hub's store, connected and watching: started once, by a task of its own (a wait cancelled meanwhile
+        does not cancel it for the others); a failed start breaks the hub (**A broken hub is replaced**)."""
         if self._started is None:
-            self._started = asyncio.get_running_loop().create_future()
-            try:
-                from coordinator.airflow_plugin.records import connect_store
+            self._started = self.loop.create_task(self._start(), name="coordinator-permit-connect")
+        return await asyncio.shield(self._started)
 
-                store = await connect_store(self.settings)
-                revision = await store.current_revision()
-                self._store = store
-                self._task = asyncio.create_task(self._watch(store, revision), name="coordinator-permit-watch")
-                self._started.set_result(None)
-            except BaseException as exc:
-                self._started.set_exception(exc)
-                self.broken = exc
-                raise
-        await asyncio.shield(self._started)
-        assert self._store is not None
-        return self._store
+    async def _start(self) -> EtcdStore:
+        from coordinator.airflow_plugin.records import connect_store
+
+        try:
+            store = await connect_store(self.settings)
+            revision = await store.current_revision()
+        except BaseException as exc:
+            self.broken = exc
+            raise
+        self._store = store
+        self._task = asyncio.create_task(self._watch(store, revision), name="coordinator-permit-watch")
+        return store
 
     async def wait_granted(self, key: str) -> Permit:
         """Return the permit at ``key`` once it is granted (**Register, then read**)."""

@@ -61,18 +61,13 @@ _CONFIG: asyncio.Future[PluginConfig] | None = None
 
 
 async def plugin_config() -> PluginConfig:
-    """**The plugin's settings, never REST**: resolved once per process (and loop), in a thread."""
+    """**The plugin's settings, never REST**: resolved once per process (and loop), in a thread, by a task of its own
+    (a wait cancelled meanwhile does not cancel it for the others); a failed resolution is tried again by the next
+    wait."""
     global _CONFIG
     loop = asyncio.get_running_loop()
     if _CONFIG is None or _CONFIG.get_loop() is not loop or (_CONFIG.done() and _CONFIG.exception() is not None):
-        _CONFIG = loop.create_future()
-        try:
-            config = await asyncio.to_thread(_resolve)
-        except BaseException as exc:
-            _CONFIG.set_exception(exc)
-            _CONFIG.exception()  # retrieved: the caller reports it
-            raise
-        _CONFIG.set_result(config)
+        _CONFIG = loop.create_task(asyncio.to_thread(_resolve), name="coordinator-permit-settings")
     return await asyncio.shield(_CONFIG)
 
 
