@@ -5,7 +5,10 @@
     the plugin records the task's success from the task's own process, before the scheduler marks the run successful,
 (c) ``asset``: Airflow's asset schedule (producer task outlet, consumer ``schedule=[asset]``),
 (d) ``defer``: a deferrable ``ExternalTaskSensor`` (needs the triggerer), poking every ``--poke-interval`` s,
-(e) ``classic``: the classic ``ExternalTaskSensor`` (``--classic-mode`` reschedule or poke), same interval.
+(e) ``classic``: the classic ``ExternalTaskSensor`` (``--classic-mode`` reschedule or poke), same interval,
+(f) ``permit``: a scheduled dependent (``"runs": "scheduled"``): its own run (here triggered with the producer's, as
+    its timetable would have made it) waits in ``WaitForPermitOperator``, deferred in the triggerer, for the
+    coordinator's permit.
 
 Set-up (all on 127.0.0.1, free ports): a real etcd, one Airflow 3.3 from ``devtools.airflow_stack`` (api-server,
 scheduler, dag-processor, triggerer; SQLite + LocalExecutor, parallelism 4) with the coordinator plugin, the DAGs of
@@ -61,7 +64,9 @@ from devtools.etcd_server import EtcdServer
 from devtools.procs import stop_child
 
 DAGS_DIR = Path(__file__).resolve().parent / "side_by_side_dags"
-MECHANISMS = ("coord", "task", "asset", "defer", "classic")
+MECHANISMS = ("coord", "task", "asset", "defer", "classic", "permit")
+#: The mechanisms whose consumer run exists before the producer runs (triggered with it, same logical date).
+WAITING = ("defer", "classic", "permit")
 #: The mechanisms whose consumer run is created by the mechanism itself (the sensors' is triggered with the producer).
 CREATED = ("coord", "task", "asset")
 COORDINATOR = ("coord", "task")
@@ -71,6 +76,7 @@ LABELS = {
     "asset": "asset schedule",
     "defer": "deferrable ExternalTaskSensor",
     "classic": "classic ExternalTaskSensor",
+    "permit": "coordinator, scheduled dependent (permit)",
 }
 FIRST_DATE = datetime(2001, 1, 1, tzinfo=UTC)
 PAIR_TIMEOUT_S = 180.0
@@ -81,6 +87,7 @@ TASK_TARGET = 0.8
 EDGES: dict[str, dict[str, Any]] = {
     "coord": {"sbs_coord_consumer": {"upstreams": "sbs_coord_producer"}},
     "task": {"sbs_task_consumer": {"upstreams": [{"dag": "sbs_task_producer", "task": "work"}]}},
+    "permit": {"sbs_permit_consumer": {"upstreams": "sbs_permit_producer", "runs": "scheduled"}},
 }
 
 
@@ -235,8 +242,8 @@ def run_pair(rest: Rest, mechanism: str, rnd: int) -> Sample:
     logical = (FIRST_DATE + timedelta(days=rnd)).isoformat()
     run_id = f"sbs_r{rnd:02d}"
     known = {str(r["dag_run_id"]) for r in rest.runs(consumer)}
-    if mechanism in ("defer", "classic"):
-        stack.trigger(consumer, run_id, logical)  # the sensor waits for the producer's run of the same date
+    if mechanism in WAITING:
+        stack.trigger(consumer, run_id, logical)  # the sensor or the wait waits for the producer's run of that date
     stack.trigger(producer, run_id, logical)
     if mechanism in COORDINATOR:
         consumer_run = rest.wait_new_run(consumer, known, logical)

@@ -260,7 +260,9 @@ class Airflow2Stack(AirflowStack):
             self._run_once(
                 users_create_argv(self.username, self.password), env, "users-create", timeout_s=min(timeout_s, 120.0)
             )
-            for component, args in COMPONENTS.items():
+            # A triggerer only for deferrable operators (a scheduled dependent's wait); its log server stays off.
+            triggerer = {"triggerer": ("triggerer", "--skip-serve-logs")} if self.triggerer else {}
+            for component, args in {**COMPONENTS, **triggerer}.items():
                 self._spawn(component, args, env)
             self._record()
             self._wait_healthy(begin + timeout_s)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+import pytest
+
 from coordinator.core.actions import Trigger
 from coordinator.core.model import KeyLayout, NodeId, TriggerAction, run_id_for
 from coordinator.core.view import View
@@ -360,3 +362,36 @@ def test_a_dag_whose_attempt_is_under_way_is_left_to_the_attempts_end_which_plan
     assert turn(act.controller) == 1
     assert replanned == [key]
     assert not act.under_way(key)
+
+
+def test_leader_only_is_declared_once_and_the_manager_says_who_leads() -> None:
+    """A needs_leader controller takes its leadership from the manager that registers it (a standby's key waits, the
+    leader's is reconciled); a manager that knows no leadership refuses it; told by nobody, it never acts."""
+    state = [False]
+
+    class Count:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        async def reconcile(self, key: str, now: datetime) -> Result:
+            self.seen.append(key)
+            return DONE
+
+    counted = Count()
+    controller: Controller[str] = Controller("once", counted, needs_leader=True)
+    assert not controller.told_who_leads
+    with pytest.raises(ValueError, match="needs the leader"):
+        Manager().register(controller)
+    Manager(leading=lambda: state[0]).register(controller)
+    controller.add("k")
+    asyncio.run(controller.drain_ready())
+    assert counted.seen == []  # a standby
+    state[0] = True
+    controller.add("k")
+    asyncio.run(controller.drain_ready())
+    assert counted.seen == ["k"]
+    nobody = Count()
+    alone: Controller[str] = Controller("alone", nobody, needs_leader=True)
+    alone.add("k")
+    asyncio.run(alone.drain_ready())
+    assert nobody.seen == []

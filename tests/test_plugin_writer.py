@@ -490,6 +490,7 @@ def test_check_plugin_writes_through_the_real_listener(
     assert f"plugin OK: wrote {key}" in done.stdout
     assert "registered by Airflow's listener manager" in done.stdout
     assert "task hook handled a task state; the adopted graph names 0 task(s)" in done.stdout
+    assert f"the wait of a scheduled dependent reaches etcd: read and watch of {etcd_prefix}/permits/" in done.stdout
     record, _ = read_record(arun, etcd_settings, key)
     assert record is not None and record.state is RunState.SUCCESS and record.source == "airflow-plugin:default"
 

@@ -9,6 +9,7 @@ start, so the tasks only sleep briefly. Pairs:
 - ``sbs_asset_*``: the producer's task has an outlet Asset, the consumer is scheduled on it.
 - ``sbs_defer_*``: the consumer's sensor is deferrable (runs in the triggerer) and pokes every ``SBS_POKE_INTERVAL`` s.
 - ``sbs_classic_*``: the classic sensor in ``SBS_CLASSIC_MODE`` (reschedule or poke), same interval.
+- ``sbs_permit_*``: a scheduled dependent: ``wait`` is the package's ``WaitForPermitOperator`` (deferred).
 
 The sensors wait for the producer's ``work`` task with the consumer's own logical date (the benchmark triggers both
 runs of a pair with the same logical date).
@@ -22,6 +23,8 @@ from datetime import UTC, datetime
 
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
 from airflow.sdk import DAG, Asset, task
+
+from coordinator.airflow_plugin.permit_wait import WaitForPermitOperator
 
 POKE_INTERVAL = float(os.environ.get("SBS_POKE_INTERVAL", "2"))
 CLASSIC_MODE = os.environ.get("SBS_CLASSIC_MODE", "reschedule")
@@ -45,9 +48,12 @@ def work_with_outlet() -> None:
     time.sleep(WORK_S)
 
 
-for mechanism in ("coord", "task", "defer", "classic"):
+for mechanism in ("coord", "task", "defer", "classic", "permit"):
     with DAG(dag_id=f"sbs_{mechanism}_producer", schedule=None, **COMMON):
         work()
+
+with DAG(dag_id="sbs_permit_consumer", schedule=None, **COMMON):
+    WaitForPermitOperator(task_id="wait", timeout=600) >> work()
 
 with DAG(dag_id="sbs_asset_producer", schedule=None, **COMMON):
     work_with_outlet.override(task_id="work")()

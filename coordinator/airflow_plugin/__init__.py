@@ -7,6 +7,8 @@
 - ``writer``: hands records to one background thread that writes them with per-run ordering (no Airflow import).
 - ``operator``: the explicit alternative, a task that writes the state synchronously and can be retried.
 - ``check``: the self-check behind ``coordinator check-plugin``.
+- ``permit_wait``: ``WaitForPermitOperator`` and its trigger, the wait of a scheduled dependent (deferred in the
+  triggerer); ``permit_hub``: the one etcd connection and watch its waits share (no Airflow import).
 
 Importing this package imports nothing from Airflow, so the writer can be tested and reused without it.
 

@@ -16,6 +16,9 @@ value. Then:
    hands its state to the writer, which reads the adopted graph's named tasks from etcd (task-level upstreams). The
    stand-in task is never named, so nothing is written for it; the check reports how many tasks the graph names.
    A dry run reports the task key instead.
+6. the wait of a scheduled dependent (``permit_wait``, what Airflow's triggerer runs) reaches etcd from this process:
+   its trigger imports, and its shared connection reads ``{prefix}/permits/`` and has a watch of it created (nothing
+   written). Run the check in the triggerer's environment to prove the triggerer's settings.
 
 Rules: a step that fails on an exception says it with its underlying cause (``failure``): Airflow's own configuration
 often fails behind a wrapper (``ValueError: Unable to configure formatter 'airflow'`` raised from ``ModuleNotFoundError:
@@ -157,6 +160,30 @@ def check_plugin(flags: Mapping[str, str], report: Reporter, *, dry_run: bool, k
     instances = asyncio.run(_reach(config, min(timeout_s, REACH_TIMEOUT_S)))
     _write(config, hook, task_hook, run, ti, timeout_s, keep, report)
     _check_instance(config, instances, report)
+    _check_wait(config, timeout_s, report)
+
+
+def _check_wait(config: WriterConfig, timeout_s: float, report: Reporter) -> None:
+    """Step 6: the wait's trigger imports, and its connection reads and watches the permits (module docstring)."""
+    try:
+        from coordinator.airflow_plugin.permit_wait import PermitTrigger
+    except Exception as exc:
+        raise PluginCheckError(f"the wait's trigger does not import: {type(exc).__name__}: {exc}") from exc
+    from coordinator.airflow_plugin.permit_hub import probe
+    from coordinator.core.permit import permits_prefix
+
+    async def bounded() -> int:
+        async with asyncio.timeout(timeout_s):
+            return await probe(config.etcd, config.keys)
+
+    try:
+        revision = asyncio.run(bounded())
+    except (StoreError, TimeoutError, OSError) as exc:
+        raise PluginCheckError(f"the wait (the triggerer's {PermitTrigger.__name__}) cannot watch etcd: {exc}") from exc
+    report.ok(
+        f"the wait of a scheduled dependent reaches etcd: read and watch of {permits_prefix(config.keys)} at revision "
+        f"{revision} (what {PermitTrigger.__name__} does in Airflow's triggerer)"
+    )
 
 
 def _resolve(flags: Mapping[str, str], timeout_s: float, report: Reporter) -> WriterConfig:

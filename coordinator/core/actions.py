@@ -30,6 +30,9 @@ class Trigger:
     #: mod revision of the ledger key when planned (0 = no entry); the intent write compares it.
     ledger_rev: int
     trigger_count: int
+    #: A scheduled dependent's (semantics `scheduled-permit`): when the newest upstream run it waits for ended, for the
+    #: permit's delay (a metric); None otherwise, or when no upstream run says.
+    cause_at: datetime | None = None
 
     def intent(self, requested_at: datetime | None = None, watcher: str = "") -> TriggerRecord:
         """The pending ledger record that announces this trigger (the actuator writes it before calling Airflow)."""

@@ -64,6 +64,9 @@ class NodeActivation(BaseModel):
     #: recorded only for a DAG that declares them; part of the shape.
     segments: tuple[Any, ...] | None = None
     key_format: str | None = None
+    #: ``"scheduled"`` for a DAG that keeps its own timetable (``DagSpec.scheduled``, semantics `scheduled-permit`),
+    #: recorded only for such a DAG; part of the shape. None: triggered.
+    runs: str | None = None
 
     def grid_spec(self) -> Grid | None:
         """The recorded grid as a :class:`Grid` (None: no grid)."""
@@ -158,6 +161,8 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
         recorded["segments"] = tuple(spec.segments.item())
     if spec.key_format is not None:
         recorded["key_format"] = spec.key_format
+    if spec.scheduled:
+        recorded["runs"] = "scheduled"
     return recorded
 
 
@@ -166,7 +171,7 @@ def dump_activation(activation: Activation) -> bytes:
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
     for entry in data["nodes"].values():
-        for extra in ("edges", "deadline", "groups", "segments", "key_format"):
+        for extra in ("edges", "deadline", "groups", "segments", "key_format", "runs"):
             if entry[extra] is None:  # so does a DAG without extended edges, deadlines or groups
                 del entry[extra]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

@@ -159,6 +159,10 @@ class DagSpec:
     #: declared (the default of ``coordinator.core.data_interval``). Never part of the shape: it does not change when
     #: the DAG is due, only what its next trigger sends; a change reaches the graph in force by the reload's equality.
     data_interval: IntervalKind | None = None
+    #: ``"runs": "scheduled"`` (semantics `scheduled-permit`): Airflow creates its runs on the DAG's own timetable and
+    #: the coordinator never creates one; where it would trigger, it grants the partition's permit instead (and reruns
+    #: Airflow's run of the partition for a new generation). False: triggered, as always.
+    scheduled: bool = False
 
     def offset(self, source: NodeId) -> int:
         for node, value in self.offsets:
@@ -232,6 +236,8 @@ class DagSpec:
             payload["s"] = self.segments.item()
         if self.key_format is not None:  # how it is triggered changes what a trigger is: part of the shape
             payload["k"] = self.key_format
+        if self.scheduled:  # what a trigger is (a permit, not a run): part of the shape, only when present
+            payload["r"] = "scheduled"
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -363,6 +369,11 @@ class Graph:
         """The later partitions of ``node`` whose gate ``edge`` waits for its ``partition`` (the inverse)."""
         spec = self.dags[node]
         return _downstream(spec, spec, edge.mapping, partition)
+
+    @cached_property
+    def scheduled(self) -> frozenset[NodeId]:
+        """The DAGs that keep their own timetable and wait for a permit (semantics `scheduled-permit`)."""
+        return frozenset(node for node, spec in self.dags.items() if spec.scheduled)
 
     @cached_property
     def upstream_tasks(self) -> Mapping[str, tuple[str, ...]]:

@@ -138,7 +138,8 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
                              offsets=tuple(sorted(entry.offsets.items())), edges=entry.edges,
                              expected_by=entry.expected_by, on_late_of=entry.on_late_of,
                              groups=_groups(activation, node), segments=_segments(activation, node),
-                             key_format=activation.nodes[node.qualified].key_format)  # fmt: skip
+                             key_format=activation.nodes[node.qualified].key_format,
+                             scheduled=activation.nodes[node.qualified].runs == "scheduled")  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
     graph = Graph(dags, frozenset(n.instance for n in dags), source)

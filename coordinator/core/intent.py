@@ -47,6 +47,10 @@ Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
   compared with that write's revision like every later write (``RecordError``: the driver writes it and ends the
   attempt). The intent stays the same intent: the planner resumes it, never re-decides it; a confirmation clears
   ``errors`` and ``retry_at``.
+- semantics `scheduled-permit`: for a scheduled dependent (``IntentState.scheduled``) the effect is its permit, which
+  the driver writes with every ledger write (``core/permit.py``): a create calls nothing and confirms at once
+  (semantics `permit-not-run`); a clear clears Airflow's run of the partition as above, and where no run exists creates
+  none, it confirms (semantics `permit-cascade`).
 """
 
 from __future__ import annotations
@@ -247,6 +251,8 @@ class Effect(StrEnum):
     ALREADY_CREATED = "already_exists"
     CLEARED = "cleared"
     ALREADY_CLEARED = "already_cleared"
+    #: Semantics `permit-cascade`: no run to clear; the permit alone is granted.
+    GRANTED = "granted"
 
 
 class Step(StrEnum):
@@ -281,23 +287,35 @@ class IntentState:
     error_retry_s: float
     draw: float = 0.0
     fresh: bool = False
+    #: Semantics `scheduled-permit`: the DAG keeps its own timetable; the effect is its permit, never a created run.
+    scheduled: bool = False
 
 
 def start_trigger(
-    trigger: Trigger, now: datetime, watcher: str, error_retry_s: float, *, draw: float = 0.0
+    trigger: Trigger,
+    now: datetime,
+    watcher: str,
+    error_retry_s: float,
+    *,
+    draw: float = 0.0,
+    scheduled: bool = False,
 ) -> tuple[IntentState, Instruction]:
     """Semantics `trigger-intent-first`: the first instruction of a trigger is its pending intent, compared with the
     planned ledger revision. ``draw`` (in [0, 1)): the jitter of this attempt's backoff, should it fail."""
     record = trigger.intent(requested_at=now, watcher=watcher)
-    state = IntentState(Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s, draw)
+    state = IntentState(
+        Step.RECORDING, trigger.partition, record, trigger.ledger_rev, error_retry_s, draw, scheduled=scheduled
+    )
     return state, RecordIntent(record, trigger.ledger_rev)
 
 
-def start_resume(partition: str, error_retry_s: float, *, draw: float = 0.0, fresh: bool = False) -> IntentState:
+def start_resume(
+    partition: str, error_retry_s: float, *, draw: float = 0.0, fresh: bool = False, scheduled: bool = False
+) -> IntentState:
     """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``. ``fresh``: an
     error of this attempt is counted as the first in a row (semantics `trigger-errors`, ``core/error_backoff.py``'s
     **Starts over**)."""
-    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh)
+    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh, scheduled)
 
 
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
@@ -314,7 +332,7 @@ def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, 
     if isinstance(event, IntentFound) and state.step is Step.FINDING:
         return _found(state, event, now)
     if isinstance(event, LedgerWritten):
-        return _written(state, event.mod_rev)
+        return _written(state, event.mod_rev, now)
     record = _record(state)
     if state.step is Step.CREATING:
         if isinstance(event, (Created, ConflictSameRun)):
@@ -411,13 +429,13 @@ def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[Inten
             retry_at=None,
         )
         return replace(state, step=Step.CONFIRMING, record=done, mod_rev=event.mod_rev), Confirm(done, event.mod_rev)
-    return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev)
+    return _act(replace(state, step=Step.RECORDING, record=record, mod_rev=event.mod_rev), event.mod_rev, now)
 
 
-def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
+def _written(state: IntentState, mod_rev: int, now: datetime) -> tuple[IntentState, Instruction]:
     record = _record(state)
     if state.step is Step.RECORDING:
-        return _act(state, mod_rev)
+        return _act(state, mod_rev, now)
     moved = replace(state, mod_rev=mod_rev)
     if state.step is Step.SWITCHING:
         return _at(moved, Step.READING), ReadQueuedAt(record.run_id)
@@ -431,7 +449,7 @@ def _written(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction
     raise ProtocolError(f"ledger write at step {state.step}")
 
 
-def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
+def _act(state: IntentState, mod_rev: int, now: datetime) -> tuple[IntentState, Instruction]:
     """The intent is in the ledger at ``mod_rev``: make its effect (semantics `trigger-create` and
     `trigger-clear-once`)."""
     record = _record(state)
@@ -440,6 +458,9 @@ def _act(state: IntentState, mod_rev: int) -> tuple[IntentState, Instruction]:
         # it.
         record = replace_record(record, intent_rev=mod_rev)
     state = replace(state, record=record, mod_rev=mod_rev)
+    if record.action is TriggerAction.CREATE and state.scheduled:
+        # semantics `permit-not-run`: Airflow's own run waits for the permit, which the confirmation grants.
+        return _grant(state, record, now)
     if record.action is TriggerAction.CREATE:
         return _at(state, Step.CREATING), CallCreate(record.run_id, record)
     return _at(state, Step.READING), ReadQueuedAt(record.run_id)
@@ -449,6 +470,10 @@ def _observed(
     state: IntentState, record: TriggerRecord, run: AirflowRun | None, now: datetime
 ) -> tuple[IntentState, Instruction]:
     """Semantics `trigger-clear-once`: decide from the run as Airflow shows it."""
+    if run is None and state.scheduled:
+        # semantics `permit-cascade`: no run of the partition in Airflow: none is created, the permit is granted for
+        # the run the DAG's timetable makes (after the courtesy check: a paused DAG is noted as for any trigger).
+        return _at(state, Step.CHECKING_PAUSED), CheckPaused(Effect.GRANTED)
     if run is None:
         # semantics `clear-run-gone`: the run is gone (deleted in the UI, or never existed in Airflow): create it
         # instead.
@@ -467,6 +492,15 @@ def _observed(
     # semantics `clear-queued-at-first`
     updated = replace_record(record, prior_queued_at=run.queued_at, run_id=run.run_id)
     return _at(state, Step.RECORDING_QUEUED_AT, record=updated), RecordQueuedAt(updated, state.mod_rev)
+
+
+def _grant(state: IntentState, record: TriggerRecord, now: datetime) -> tuple[IntentState, Instruction]:
+    """Semantics `permit-not-run`: confirm at once; the permit written with the done record is the grant."""
+    done = replace_record(
+        record, status=TriggerStatus.DONE, done_at=now, last_error=None, attempts=record.attempts + 1, errors=None,
+        retry_at=None,
+    )  # fmt: skip
+    return _at(state, Step.CONFIRMING, record=done), Confirm(done, state.mod_rev)
 
 
 def _fail(state: IntentState, error: str, cap_s: float, now: datetime) -> tuple[IntentState, Instruction]:

@@ -40,6 +40,10 @@ What the semantics leave to this module:
   (semantics `flap-held`, ``core/flaps.py``) waits with the record's reason once nothing else decides it (up to date,
   blocked, an attempt or an intent under way: those are said as before, and an intent already recorded is completed):
   nothing new is triggered or cleared for the flapping generations.
+- **Scheduled dependents.** A DAG with ``"runs": "scheduled"`` is decided as any other (semantics
+  `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
+  the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
+  any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -475,8 +479,11 @@ class _PartitionPlanner(EdgeJudgement):
             # says, so the ledger never stays pending. Only where the call may have happened: a create, or a clear after
             # its queued_at was recorded (a state write before that may come from an attempt older than the intent).
             called = ledger.action is TriggerAction.CREATE or ledger.record.prior_queued_at is not None
+            # Semantics `permit-waiting-run`: a scheduled DAG's run that started after the intent withdrew the permit
+            # waits for it: the grant alone completes the intent.
+            waiting = fact is not None and fact.state.active and node in self.graph.scheduled
             # Also when D is already fresh from it: the intent's purpose is met, whoever restarted the run.
-            if fact is not None and fact.rev > ledger.intent_rev and (called or self.fresh(node)):
+            if fact is not None and fact.rev > ledger.intent_rev and (called or waiting or self.fresh(node)):
                 action = Resume(node, self.partition, ledger, "confirm: the triggered run already started", True)
         return verdict, action
 
@@ -516,7 +523,7 @@ class _PartitionPlanner(EdgeJudgement):
                 reasons += tuple(self._group_reason(node, group, members) for group, members in failing)
             else:
                 reasons = tuple(self._blocked_reason(node, up) for up in blocked)
-            return verdict(f"{node} waits: " + "; ".join(reasons), *reasons, blocked=blocked), None
+            return verdict(self._waits(node, fact, ledger) + "; ".join(reasons), *reasons, blocked=blocked), None
         if fresh:
             if not explain:
                 return None, None
@@ -534,6 +541,14 @@ class _PartitionPlanner(EdgeJudgement):
             if held is not None:
                 return verdict(f"{node} waits: {held}", held, *((stale,) if stale else ())), None
         return self._decide_inputs(node, spec, fact, ledger, edges is not None, stale, verdict)
+
+    def _waits(self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None) -> str:
+        """How a blocked verdict begins: a scheduled DAG's run that waits for its permit says so (semantics
+        `permit-waiting-run`), with its run and since when."""
+        if fact is None or not fact.state.active or ledger is not None or node not in self.graph.scheduled:
+            return f"{node} waits: "
+        since = f" since {fact.start_date.isoformat()}" if fact.start_date is not None else ""
+        return f"{node} waits in Airflow for its permit (run {fact.run_id}{since}): "
 
     def _blocked(
         self, node: NodeId, spec: DagSpec, edges: Sequence[EdgeSpec] | None
@@ -628,7 +643,10 @@ class _PartitionPlanner(EdgeJudgement):
         self, node: NodeId, fact: RunFact | None, ledger: LedgerFact | None
     ) -> tuple[str, Action | None] | None:
         """A reason not to decide anything new while an attempt or an intent is unfinished."""
-        if fact is not None and fact.state.active:
+        # Semantics `permit-waiting-run`: a scheduled DAG's run without a granted permit is waiting for one (none yet,
+        # or an intent to complete below).
+        waiting = node in self.graph.scheduled and (ledger is None or ledger.status is not TriggerStatus.DONE)
+        if fact is not None and fact.state.active and not waiting:
             return f"{node} is {fact.state} (run {fact.run_id})", None
         if ledger is None:
             return None
@@ -656,6 +674,15 @@ class _PartitionPlanner(EdgeJudgement):
                 f"{node} trigger failed: {ledger.last_error or 'unknown error'}; {when}",
                 Resume(node, self.partition, ledger, "retry a trigger Airflow refused", redefined=redefined),
             )
+        if node in self.graph.scheduled and (fact is None or fact.rev < ledger.intent_rev):
+            at = ledger.record.done_at
+            when = f" at {at.isoformat()}" if at is not None else ""
+            run = "has not started yet" if fact is None else f"{fact.run_id} is {fact.state}"
+            return (
+                f"{node}'s permit is granted (generation {ledger.trigger_count}, revision {ledger.intent_rev}{when}); "
+                f"its run {run}",
+                None,
+            )
         if fact is None or fact.rev < ledger.intent_rev:
             return (
                 f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.run_id}) and has not started yet",
@@ -682,12 +709,18 @@ class _PartitionPlanner(EdgeJudgement):
         cause: int,
     ) -> Trigger:
         known_run = ledger is not None or fact is not None
+        if node in self.graph.scheduled:
+            # Semantics `permit-not-run` and `permit-cascade`: a run of P that finished is rerun for the new permit;
+            # otherwise (none yet, or one waiting) the permit alone is granted.
+            known_run = fact is not None and not fact.state.active
         # The run we manage if we ever created or cleared one, else the run Airflow already has for P (a scheduled
         # or manual run: Airflow allows one run per logical date, so it is cleared rather than duplicated). A run of
         # P that an Airflow writer recorded after our last intent stands over ours (semantics `newest-run-stands`: a
         # key triggered again, a newer asset-triggered run): clearing ours would make an attempt that is never
         # recorded, so that newer run is the one cleared.
-        if ledger is not None and not _newer_airflow_run(fact, ledger):
+        if fact is not None and node in self.graph.scheduled:
+            run_id = fact.run_id  # Airflow's own run of P: the plugin's record names it
+        elif ledger is not None and not _newer_airflow_run(fact, ledger):
             run_id = ledger.run_id
         elif fact is not None:
             run_id = fact.run_id
@@ -703,7 +736,18 @@ class _PartitionPlanner(EdgeJudgement):
             cause_rev=cause,
             ledger_rev=ledger.mod_rev if ledger is not None else 0,
             trigger_count=(ledger.trigger_count + 1) if ledger is not None else 1,
+            cause_at=self._cause_at(node) if node in self.graph.scheduled else None,
         )
+
+    def _cause_at(self, node: NodeId) -> datetime | None:
+        """When the newest upstream run ``node`` waits for here ended (its permit's delay starts there)."""
+        ends = [
+            fact.end_date
+            for up in self.graph.dags[node].upstreams
+            for q in self.sources(node, up)
+            if (fact := self.at(q).run(up)) is not None and fact.end_date is not None
+        ]
+        return max(ends, default=None)
 
     def _input_text(self, node: NodeId, up: NodeId, inputs: Mapping[str, int]) -> str:
         needed = self.sources(node, up)

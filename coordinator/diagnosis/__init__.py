@@ -57,6 +57,7 @@ from coordinator.diagnosis.model import (
     to_json,
     to_text,
 )
+from coordinator.diagnosis.permit_checks import permits_check
 from coordinator.diagnosis.state_checks import (
     bad_values_check,
     budget_check,
@@ -126,6 +127,8 @@ def diagnose(facts: DoctorFacts, now: datetime) -> list[Check]:
             _unless_unreadable(facts, "plan checkpoint", ("config/checkpoint",), lambda: checkpoint_check(view)),
             bad_values_check(view, facts.bad_values),
         ]
+        if facts.local_graph is not None and facts.local_graph.scheduled:
+            checks.append(permits_check(facts.local_graph, view, facts.only_instance))
     return checks
 
 

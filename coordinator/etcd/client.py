@@ -360,9 +360,12 @@ class EtcdStore:
         *,
         fence: Fence | None = None,
         lease: int | None = None,
+        also: Sequence[tuple[str, bytes]] = (),
     ) -> CasResult:
         """Write ``value`` only if the key's mod_revision is ``expected_mod_revision`` (0: the key must not exist)
         and, with a fence, only if the fence key still has the fence's create revision (else LeadershipLost).
+        ``also``: more (key, value) puts in the same transaction, made only with it (a projection of ``value``, such
+        as a permit: semantics `permit-not-run`).
 
         On success ``current`` is None; on a conflict it is the key as found.
         """
@@ -380,6 +383,7 @@ class EtcdStore:
             )
             failure.append(rpc.RequestOp(request_range=rpc.RangeRequest(key=fk)))
         success = [rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=lease or 0))]
+        success += [rpc.RequestOp(request_put=rpc.PutRequest(key=encode(key), value=more)) for key, more in also]
         response, attempts = await self._txn("cas", compare, success, failure)
         revision = int(response.header.revision)
         if response.succeeded:

@@ -101,7 +101,8 @@ def status_rows(
             fact = view.runs.get((node, partition)) if view is not None else None
             spec = graph.dags[node]
             handler = spec.is_failure_handler or spec.is_late_handler
-            row = _row(verdict, row_status(verdict, fact.rev if fact is not None else None, handler=handler))
+            rev = fact.rev if fact is not None else None
+            row = _row(verdict, row_status(verdict, rev, handler=handler, scheduled=spec.scheduled))
             hold = held_status(row.status, holds, node, partition)
             if hold is not None:
                 row = row.model_copy(update={"status": "held", "held_by": hold})
@@ -111,20 +112,27 @@ def status_rows(
     return rows
 
 
-def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False) -> str:
+def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False, scheduled: bool = False) -> str:
     """ONE state for a row, the most pressing first: a failed or unconfirmed trigger, a run in progress, a rerun
     asked for but not started (the old attempt's "success" is history then, not the state), due, the outcome.
     ``run_rev``: revision of the run state in the view (None: none). ``handler``: a failure or late handler that
     never ran waits (for a failure or a deadline change of its sources) rather than "not run". The page draws exactly
-    this state (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart."""
+    this state (``page.model.classify``): one state function, so the page and ``status`` cannot drift apart.
+    ``scheduled``: a scheduled dependent (semantics `scheduled-permit`), whose run in progress without a granted permit
+    is "waiting in Airflow" (its wait is; "due" once its permit is next) and whose granted permit not yet taken by a run
+    is "permit granted"."""
     ledger = verdict.ledger
     if ledger is not None and ledger.status is TriggerStatus.ERROR:
         return "trigger failed"
     if ledger is not None and ledger.status is TriggerStatus.PENDING:
         return "triggering"
     if verdict.state is not None and verdict.state.active:
+        if scheduled and ledger is None:  # its wait is running: due (its permit is next) or still waiting
+            return "due" if verdict.due else "waiting in Airflow"
         return str(verdict.state)
     if ledger is not None and (run_rev is None or run_rev < ledger.intent_rev):
+        if scheduled:
+            return "permit granted"
         return "rerun requested" if verdict.state is not None else "triggered"
     if verdict.due:
         return "due"

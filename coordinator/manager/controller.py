@@ -21,6 +21,9 @@ Rules:
 - **Leader only.** A controller that ``needs_leader`` reconciles only while its process leads: a key handed out on a
   standby is put back ``period_s`` later (a periodic concern keeps its rhythm) or dropped (a new leader's first
   passes find that work again: its sweep plans every partition, its first asset round submits every due stream).
+  A concern declares it once, ``needs_leader=True``; who leads is the manager's to say (``Manager(leading=...)``
+  hands it to every such controller it registers). A controller told by nobody never takes itself for the leader:
+  its keys wait as on a standby.
 - **Workers.** ``workers`` keys are reconciled at once, never the same key twice at once (``manager/queue.py``'s
   **One worker per key**); a batch controller has one worker that takes every ready key.
 - **Liveness.** ``on_turn`` is called at every turn of each worker, at least every ``idle_s`` (the watcher's liveness
@@ -92,7 +95,7 @@ class Controller(Generic[K]):
         *,
         workers: int = 1,
         needs_leader: bool = False,
-        leading: Callable[[], bool] = lambda: True,
+        leading: Callable[[], bool] | None = None,
         period_s: float | None = None,
         backoff_base_s: float = 1.0,
         backoff_max_s: float = 5.0,
@@ -132,6 +135,15 @@ class Controller(Generic[K]):
     def add_after(self, key: K, delay_s: float) -> None:
         self.queue.add_after(key, delay_s)
 
+    @property
+    def told_who_leads(self) -> bool:
+        """Whether this controller knows who leads (its own ``leading``, or the manager's: **Leader only**)."""
+        return self._leading is not None
+
+    def bind_leading(self, leading: Callable[[], bool]) -> None:
+        """**Leader only**: the manager says who leads (once, at registration)."""
+        self._leading = leading
+
     def busy(self, key: K) -> bool:
         """Whether ``key`` is being reconciled or waits out a delay (work under way or promised for it)."""
         return self.queue.processing(key) or self.queue.waiting(key)
@@ -169,7 +181,7 @@ class Controller(Generic[K]):
 
     async def process(self, keys: list[K]) -> None:
         """The one process function: reconcile ``keys`` (taken from the queue, in processing) and settle each."""
-        if self.needs_leader and not self._leading():
+        if self.needs_leader and (self._leading is None or not self._leading()):
             self._standby(keys)  # **Leader only**
             return
         self.reconciles += 1

@@ -7,7 +7,9 @@ Rules:
   changes to keys of its own, controller-runtime's ``Watches(src, EnqueueRequestsFromMapFunc(f))``; ``after_s``: those
   keys are added that much later, for a concern that takes every change of one moment in one pass) and a timed
   concern's first key (``start_after``). The manager knows no concern: the process's list of setups is the only place
-  that names them.
+  that names them. Who leads is told to the manager once (``Manager(leading=...)``), and it hands that to every
+  controller that ``needs_leader`` without being told otherwise; one registered with nobody to tell is refused
+  (``manager/controller.py``'s **Leader only**).
 - **Handles.** What one concern's setup shares with another (the planner the actions hand keys back to, the presence
   a refusal wakes) is ``provide``d under a typed :class:`Handle` and found with ``get``, so a cross-concern link is a
   lookup by a name that carries its type, never an attribute patched in afterwards. A concern that is off provides
@@ -74,7 +76,10 @@ class _Route(Generic[K]):
 class Manager:
     """Rules *registration*, *handles*, *fan-out*, *run and stop*."""
 
-    def __init__(self) -> None:
+    def __init__(self, leading: Callable[[], bool] | None = None) -> None:
+        #: Who leads (the election), handed to every controller that ``needs_leader`` and was not told otherwise
+        #: (``manager/controller.py``'s **Leader only**).
+        self.leading = leading
         self.controllers: dict[str, Controller[Any]] = {}
         self._routes: list[_Route[Any]] = []
         self._provided: dict[Handle[Any], Any] = {}
@@ -85,6 +90,10 @@ class Manager:
         """Rule *registration*."""
         if controller.name in self.controllers:
             raise ValueError(f"a controller named {controller.name!r} is registered already")
+        if controller.needs_leader and not controller.told_who_leads:
+            if self.leading is None:
+                raise ValueError(f"{controller.name!r} needs the leader, and this manager was told no leadership")
+            controller.bind_leading(self.leading)
         self.controllers[controller.name] = controller
         self._routes += [_Route(controller, watch) for watch in watches]
         if start_after is not None:

@@ -160,6 +160,7 @@ _PAGE_STATE = {
     "rerun requested": NodeState.TRIGGERED, "running": NodeState.RUNNING, "queued": NodeState.QUEUED,
     "due": NodeState.DUE, "held": NodeState.HELD, "failed": NodeState.FAILED, "success": NodeState.SUCCEEDED,
     "stale": NodeState.STALE, "waiting": NodeState.WAITING, "not run": NodeState.NOT_RUN,
+    "waiting in Airflow": NodeState.WAITING, "permit granted": NodeState.TRIGGERED,
 }  # fmt: skip
 
 
@@ -168,7 +169,7 @@ def classify(verdict: Verdict | None, fact: RunFact | None, spec: DagSpec) -> No
     handler = spec.is_failure_handler or spec.is_late_handler
     if verdict is None:
         return NodeState.WAITING if handler else NodeState.NOT_RUN
-    status = row_status(verdict, fact.rev if fact is not None else None, handler=handler)
+    status = row_status(verdict, fact.rev if fact is not None else None, handler=handler, scheduled=spec.scheduled)
     return _PAGE_STATE.get(status, NodeState.NOT_RUN)
 
 

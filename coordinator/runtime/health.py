@@ -247,6 +247,7 @@ def watcher_state(
         elif status is TriggerStatus.ERROR:
             failed += 1
     pending = len(ledger) - done
+    granted, waiting = _permits(view, graph)
     return WatcherState(
         leader=leading,
         watch_revision=view.revision,
@@ -261,4 +262,20 @@ def watcher_state(
         graph_invalid=graph_invalid,
         watchers=watchers,
         flaps_held=sum(1 for flap in list(view.flaps.values()) if flap.record.standing),  # copied first, as the ledger
+        permits_granted=granted,
+        permits_waiting=waiting,
     )
+
+
+def _permits(view: View, graph: Graph) -> tuple[int, int]:
+    """Granted permits and runs waiting for one (semantics `scheduled-permit`); (0, 0), and no cost, without scheduled
+    dependents. Copied before counted, as the ledger above."""
+    scheduled = graph.scheduled
+    if not scheduled:
+        return 0, 0
+    ledger = [(at, fact.status) for at, fact in list(view.ledger.items()) if at[0] in scheduled]
+    done = {at for at, status in ledger if status is TriggerStatus.DONE}
+    waiting = sum(
+        1 for at, fact in list(view.runs.items()) if at[0] in scheduled and fact.state.active and at not in done
+    )
+    return len(done), waiting

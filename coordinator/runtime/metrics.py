@@ -55,6 +55,9 @@ ETCD_ALARMS = ("NOSPACE", "CORRUPT")
 
 #: Lateness of a late success: a minute to a day.
 LATENESS_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 43200.0, 86400.0)
+#: A permit's delay after its newest upstream succeeded: the watcher's part is a fraction of a second, a rerun's clear
+#: in Airflow seconds; beyond a minute something held it (a hold, the budget, no leader).
+PERMIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class WatcherState:
     watchers: int = 0
     #: Run states held because they flap (semantics `flap-held`): standing records in the view.
     flaps_held: int = 0
+    #: Scheduled dependents (semantics `scheduled-permit`): permits granted (done ledger entries) and runs in progress
+    #: that wait in Airflow for one (no granted permit).
+    permits_granted: int = 0
+    permits_waiting: int = 0
 
 
 class Metrics:
@@ -336,6 +343,14 @@ class Metrics:
             ["instance"],
             registry=r,
         )
+        self.permit_delay = Histogram(
+            "coordinator_permit_delay_seconds",
+            "Scheduled dependents: from the end of the newest upstream run a permit was granted for to the grant "
+            "(observed once per grant, by the leader), by instance.",
+            ["instance"],
+            buckets=PERMIT_BUCKETS,
+            registry=r,
+        )
         self._state: Callable[[], WatcherState] | None = None
         r.register(_StateCollector(self))
 
@@ -355,6 +370,9 @@ class Metrics:
 
     def action_result(self, instance: str, action: str, result: str) -> None:
         self.triggers.labels(instance, action, result).inc()
+
+    def permit_granted(self, instance: str, delay_s: float) -> None:
+        self.permit_delay.labels(instance).observe(max(0.0, delay_s))
 
     def audit_repaired(self, instance: str, count: int) -> None:
         self.audit_repairs.labels(instance).inc(count)
@@ -474,6 +492,10 @@ class _StateCollector:
              "back to a run's attempt already recorded after another run's, which no Airflow run explains (semantics "
              "flap-held). Their dependents are not triggered or cleared until `coordinator release-flap DAG -p "
              "PARTITION`; `coordinator doctor` names each.", s.flaps_held),
+            ("coordinator_permits_granted", "Scheduled dependents: permits granted (one per DAG and partition, the "
+             "newest generation).", s.permits_granted),
+            ("coordinator_permits_waiting", "Scheduled dependents: runs in progress in Airflow whose wait has no "
+             "granted permit yet.", s.permits_waiting),
         ]  # fmt: skip
         families: list[Metric] = [GaugeMetricFamily(name, text, value=float(v)) for name, text, v in gauges]
         graph = InfoMetricFamily("coordinator_graph", "Digest of the dependencies.json in force.")

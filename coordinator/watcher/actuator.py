@@ -67,6 +67,7 @@ from coordinator.core.model import (
     parse_trigger_record,
 )
 from coordinator.core.partition import airflow_partition_key, trigger_logical_date
+from coordinator.core.permit import permit_writes
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
 from coordinator.manager import DONE, Controller, Manager, Result, wall_clock
 from coordinator.watcher.deps import Deps
@@ -135,6 +136,7 @@ class Actuator:
         on_result: Callable[[str, str, str], None] | None = None,
         graph: Callable[[], Graph | None] = lambda: None,
         rng: Callable[[], float] = random.random,
+        on_permit: Callable[[str, float], None] = lambda instance, delay_s: None,
     ) -> None:
         self.executor = executor
         #: The jitter of each attempt's backoff, should it fail (rule *errors back off per key*).
@@ -167,6 +169,9 @@ class Actuator:
         #: Told (instance, action, result) of every finished action (the watcher's metrics): action is create, clear
         #: or resume; result ok, conflict (the ledger moved under it), error or skipped (nothing to do).
         self.on_result = on_result or (lambda instance, action, result: None)
+        #: Told (instance, seconds since the newest upstream ended) of each permit granted (semantics
+        #: `scheduled-permit`; the metric ``coordinator_permit_delay_seconds``).
+        self.on_permit = on_permit
         self._unpaused_until: dict[NodeId, float] = {}  # the per-DAG fallback's cache (_paused_warning)
         #: One shared, cached paused-DAG list per instance: a trigger costs one Airflow request, not two. Given by
         #: the watcher, so the deadline pass reads the same lists (``paused_lists``).
@@ -316,12 +321,15 @@ class Actuator:
     async def _attempt(self, action: Action, ledger_key: str) -> End:
         """Drive the intent protocol to its end (the driver writes the ledger and records an error)."""
         draw = self.rng()  # rule *errors back off per key*: this attempt's jitter, should it fail
+        scheduled = self._scheduled(action.node)
         if isinstance(action, Trigger):
             now, retry_s = self.now(), self.error_retry_s
-            state, instruction = intent.start_trigger(action, now, self.watcher_id, retry_s, draw=draw)
+            state, instruction = intent.start_trigger(action, now, self.watcher_id, retry_s, draw=draw,
+                                                      scheduled=scheduled)  # fmt: skip
         else:
             fresh = DagKey(action.node, action.partition) in self._fresh
-            state = intent.start_resume(action.partition, self.error_retry_s, draw=draw, fresh=fresh)
+            state = intent.start_resume(action.partition, self.error_retry_s, draw=draw, fresh=fresh,
+                                        scheduled=scheduled)  # fmt: skip
             state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
@@ -331,7 +339,9 @@ class Actuator:
         def written(instruction: WriteLedger[TriggerRecord], value: bytes, rev: int) -> None:
             self._written(action, ledger_key, instruction, rev)
 
-        ledger: Ledger[TriggerRecord] = Ledger(ledger_key, self.executor, dump_record, written=written)
+        # Semantics `permit-not-run`: a scheduled DAG's permit is written with every write of its intent.
+        also = permit_writes(self.keys, action.node, action.partition) if scheduled else None
+        ledger: Ledger[TriggerRecord] = Ledger(ledger_key, self.executor, dump_record, written=written, also=also)
         state, end = await self.executor.drive(state, instruction, step=intent.step, perform=perform, ledger=ledger)
         if end.how is Ending.MOVED:
             log.info("actuator.moved node=%s partition=%s step=%s", action.node, action.partition, state.step)
@@ -367,6 +377,12 @@ class Actuator:
                 action.node, action.partition, action.action, action.run_id, action.cause_rev, rev, action.reason,
             )  # fmt: skip
             crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
+        elif isinstance(instruction, intent.Confirm) and self._scheduled(action.node):
+            log.info("actuator.permit_granted node=%s partition=%s generation=%d run_id=%s", action.node,
+                     action.partition, instruction.record.trigger_count, instruction.record.run_id)  # fmt: skip
+            done_at = instruction.record.done_at
+            if isinstance(action, Trigger) and action.cause_at is not None and done_at is not None:
+                self.on_permit(action.node.instance, (done_at - action.cause_at).total_seconds())
         elif isinstance(instruction, intent.Confirm) and isinstance(action, Resume) and action.observed:
             log.info("actuator.confirmed key=%s run_id=%s detail=%r", ledger_key, instruction.record.run_id,
                      "run already started")  # fmt: skip
@@ -402,6 +418,11 @@ class Actuator:
             self._log_effect(action, instruction.effect)
             return intent.PausedChecked(await self._paused_warning(client, node))
         raise AssertionError(f"unexpected instruction {instruction!r}")  # pragma: no cover
+
+    def _scheduled(self, node: NodeId) -> bool:
+        """Whether the graph in force keeps ``node`` on its own timetable (semantics `scheduled-permit`)."""
+        graph = self.graph()
+        return graph is not None and node in graph.scheduled
 
     def _partition_key(self, node: NodeId, partition: str) -> str | None:
         """The ``partition_key`` a run of ``partition`` is triggered with: the graph's rule for the DAG, else (a DAG
@@ -509,7 +530,7 @@ def setup(manager: Manager, deps: Deps) -> Actuator:
         deps.executor, settings.keys, watcher_id=deps.watcher_id,
         replan=lambda key: manager.get(TRIGGERS).controller.add(key), paused=deps.paused,
         leading=deps.leading, error_retry_s=settings.error_retry_s, on_result=deps.metrics.action_result,
-        graph=deps.graph, now=deps.clock,
+        graph=deps.graph, now=deps.clock, on_permit=deps.metrics.permit_granted,
     )  # fmt: skip
     deps.refusals.listeners.append(actuator.instance_changed)
     manager.register(actuator.controller)

@@ -307,8 +307,7 @@ def setup(manager: Manager, deps: Deps) -> AssetJob | None:
         return [tick] if changes.of(Informer.HINTS) else []
 
     controller: Controller[Tick] = Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True,
-                                              leading=deps.leading, period_s=job.interval_s,
-                                              backoff_max_s=job.interval_s)  # fmt: skip
+                                              period_s=job.interval_s, backoff_max_s=job.interval_s)  # fmt: skip
     manager.register(controller, Watch(hinted, after_s=HINT_RECHECK_S), Watch(hinted),
                      start_after=(tick, job.interval_s))  # fmt: skip
     return manager.provide(ASSET_ROUND, job)

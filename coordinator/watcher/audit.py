@@ -353,7 +353,7 @@ def setup(manager: Manager, deps: Deps) -> AuditJob | None:
         return None
     job = AuditJob(deps.executor, settings.keys, deps.graph, deps.clients, timedelta(hours=settings.audit_lookback_h),
                    deps.view, settings.audit_interval_s, on_repaired=deps.metrics.audit_repaired)  # fmt: skip
-    manager.register(Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True, leading=deps.leading,
+    manager.register(Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True,
                                 period_s=job.interval_s, backoff_max_s=job.interval_s),
                      start_after=(Tick(job.name), job.interval_s))  # fmt: skip
     return manager.provide(AUDIT, job)

@@ -86,7 +86,7 @@ def setup(manager: Manager, deps: Deps) -> CheckpointJob | None:
         return None
     job = CheckpointJob(deps.executor, deps.view, manager.get(TRIGGERS).settled_through,
                         lambda: deps.graph().digest, deps.watcher_id, interval_s)  # fmt: skip
-    manager.register(Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True, leading=deps.leading,
+    manager.register(Controller(job.name, Periodic(job), now=deps.clock, needs_leader=True,
                                 period_s=job.interval_s, backoff_max_s=job.interval_s),
                      start_after=(Tick(job.name), job.interval_s))  # fmt: skip
     return manager.provide(CHECKPOINT, job)

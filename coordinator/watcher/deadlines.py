@@ -608,8 +608,8 @@ def setup(manager: Manager, deps: Deps) -> DeadlineJob:
         interval_s=deps.settings.deadline_interval_s, majors=lambda: known_majors(deps.clients),
     )  # fmt: skip
     manager.register(
-        Controller(job.name, job, now=deps.clock, needs_leader=True, leading=deps.leading,
-                   period_s=job.interval_s, backoff_max_s=job.interval_s),
+        Controller(job.name, job, now=deps.clock, needs_leader=True, period_s=job.interval_s,
+                   backoff_max_s=job.interval_s),
         Watch(lambda changes: job.interest(changes, deps.leading()), after_s=DEADLINE_BATCH_S),
         start_after=(CLOCK, job.interval_s),
     )  # fmt: skip

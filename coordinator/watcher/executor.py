@@ -160,11 +160,19 @@ class Ledger(Generic[R]):
     #: Told of each write that landed (the instruction, the value written, its revision): the actuator's own writes,
     #: log lines, crash points. (The model learns of it from the informer's watch, never from here.)
     written: Callable[[WriteLedger[R], bytes, int], None] = field(default=_ignore)
+    #: What is written with each record in the same transaction (a scheduled dependent's permit, semantics
+    #: `permit-not-run`); None: the entry alone.
+    also: Callable[[R], Sequence[tuple[str, bytes]]] | None = None
 
     async def write(self, instruction: WriteLedger[R]) -> Written:
         """One fenced compare-and-swap (``LeadershipLost`` is raised: **Lost leadership**)."""
         value = self.encode(instruction.record)
-        result = await self.writes.cas(self.key, value, instruction.expected_rev)
+        if self.also is None:
+            result = await self.writes.cas(self.key, value, instruction.expected_rev)
+        else:
+            result = await self.writes.cas(
+                self.key, value, instruction.expected_rev, also=self.also(instruction.record)
+            )
         if not result.succeeded:  # the watch brings the entry that moved
             return LedgerMoved()
         self.written(instruction, value, result.revision)
@@ -221,9 +229,12 @@ class Executor:
         """The key as etcd holds it now (the read a compare-and-swap writer makes before it writes)."""
         return await self._store.get(key)
 
-    async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
-        """Write ``value`` if ``key`` still has ``expected_mod_revision`` (0: absent) and this watcher leads."""
-        return await self._cas(key, value, expected_mod_revision, self._current())
+    async def cas(
+        self, key: str, value: bytes, expected_mod_revision: int, *, also: Sequence[tuple[str, bytes]] = ()
+    ) -> CasResult:
+        """Write ``value`` if ``key`` still has ``expected_mod_revision`` (0: absent) and this watcher leads; ``also``
+        in the same transaction."""
+        return await self._cas(key, value, expected_mod_revision, self._current(), also)
 
     async def delete_unchanged(self, items: Sequence[tuple[str, int]]) -> DeleteResult:
         """Delete every (key, mod revision) of ``items`` in one transaction, if none changed and this watcher leads."""
@@ -246,8 +257,11 @@ class Executor:
             self.leadership_lost.set()
             raise
 
-    async def _cas(self, key: str, value: bytes, expected_mod_revision: int, fence: Fence | None) -> CasResult:
-        result = await self._refused(self._store.cas(key, value, expected_mod_revision, fence=fence))
+    async def _cas(
+        self, key: str, value: bytes, expected_mod_revision: int, fence: Fence | None,
+        also: Sequence[tuple[str, bytes]] = (),
+    ) -> CasResult:  # fmt: skip
+        result = await self._refused(self._store.cas(key, value, expected_mod_revision, fence=fence, also=also))
         if result.succeeded:
             self.expectations.expect(key, result.revision)
         return result
@@ -383,8 +397,10 @@ class TermWrites:
     async def get(self, key: str) -> KV | None:
         return await self._executor.get(key)
 
-    async def cas(self, key: str, value: bytes, expected_mod_revision: int) -> CasResult:
-        return await self._executor._cas(key, value, expected_mod_revision, self.fence)
+    async def cas(
+        self, key: str, value: bytes, expected_mod_revision: int, *, also: Sequence[tuple[str, bytes]] = ()
+    ) -> CasResult:
+        return await self._executor._cas(key, value, expected_mod_revision, self.fence, also)
 
     async def delete_unchanged(self, items: Sequence[tuple[str, int]]) -> DeleteResult:
         return await self._executor._delete_unchanged(items, self.fence)

@@ -167,7 +167,7 @@ class Watcher(Provided):
             # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
             paused=paused_lists(self.clients), coverage=self.coverage,
         )  # fmt: skip
-        self.manager = Manager()
+        self.manager = Manager(leading=self.deps.leading)
         for setup in self.concerns:
             setup(self.manager, self.deps)
         self.store.on_error = self.metrics.etcd_error

@@ -107,6 +107,7 @@ def airflow_e2e(
         extra_env={"PIPELINE_01_SCHEDULE": "none", **PLUGIN_ENV, "TMPDIR": str(tmp)},
         users={WATCHER_USER: WATCHER_ROLE},
         database_url=airflow_database("shared"),
+        triggerer=True,  # a scheduled dependent's wait is deferred (test_airflow2_e2e.py's 2.11 -> 3.3 case)
     )
     try:
         stack.start()

@@ -22,7 +22,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ from tests.e2e.harness import (
     DagRun,
     assert_paused_list_follows,
     assert_started_after,
+    parse_time,
     release,
     runs_between,
     task_runs,
@@ -64,7 +65,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 AF2 = "af2"
 AF2_DAGS_DIR = Path(__file__).resolve().parent / "dags_af2"
 AF2_DAGS = ["af2_root", "af2_leaf", "af2_fail", "af2_two_step", "af2_shift_up", "af2_shift_down", "af2_task_up",
-            "af2_asset_producer", "af2_feed", "af2_interval_root", "af2_interval_daily"]  # fmt: skip
+            "af2_asset_producer", "af2_feed", "af2_interval_root", "af2_interval_daily", "af2_sched_up"]  # fmt: skip
 
 
 def converted(timetable: str, upstream: str) -> dict[str, Any]:
@@ -157,6 +158,7 @@ def setup(
         # option here, since this plugin reads no COORDINATOR_* variable.
         extra_env={"AIRFLOW__COORDINATOR__PLUGIN_TASKS_TTL_S": f"{PLUGIN_TASKS_TTL_S:g}", "TMPDIR": str(base / "tmp")},
         database_url=airflow_database(AF2, airflow="2.11"),
+        triggerer=True,  # af2_scheduled_daily's wait is deferred
     )
     try:
         stack.start()
@@ -696,3 +698,67 @@ def test_any_of_a_2x_feed_and_a_3x_feed_runs_once_on_the_2x_one_and_reruns_only_
     assert set(again.inputs) == {f"{AF2}/af2_feed", "default/e2e_feed_a"}, again
     rerun = e2e.only_run("e2e_either", partition)
     assert rerun.state == "success" and task_tries(e2e.stack, "e2e_either", rerun.run_id) == {"work": 2}, rerun
+
+
+def scheduled_run_of(stack: AirflowStack, dag_id: str, day: datetime, timeout_s: float = 90) -> str:
+    """The run id of the run ``stack``'s scheduler made for ``day`` (its logical date), once it exists."""
+    iso = day.isoformat()
+
+    def made() -> str | None:
+        return next((r.run_id for r in runs_between(stack, dag_id, iso, iso)), None)
+
+    return wait_for(made, timeout_s, f"the scheduler's run of {dag_id} for {day:%Y-%m-%d}", interval_s=0.5)
+
+
+def wait_task_state(stack: AirflowStack, dag_id: str, run_id: str, state: str, timeout_s: float = 90) -> None:
+    def reached() -> bool | None:
+        task = task_runs(stack, dag_id, run_id).get("wait_for_upstreams")
+        return True if task is not None and task.state == state else None
+
+    wait_for(reached, timeout_s, f"{dag_id} {run_id} wait {state}", interval_s=0.5)
+
+
+def test_scheduled_dependents_wait_deferred_across_airflow_2_and_3_in_both_directions(e2e: E2E, setup: Setup) -> None:
+    """Airflow 3.3's scheduled e2e_scheduled_daily waits (deferred in its triggerer) for af2_sched_up on Airflow
+    2.11, and Airflow 2.11's scheduled af2_scheduled_daily (CronDataIntervalTimetable) waits, deferred in 2.11's
+    triggerer, for e2e_scheduled_up2 on Airflow 3.3: each day's upstream success opens that day's wait once, the runs
+    keep their own data intervals, and the other day keeps waiting."""
+    af2 = setup.af2
+    e2e.stack.wait_for_dags(["e2e_scheduled_up2", "e2e_scheduled_daily"])
+    e2e.stack.unpause(["e2e_scheduled_up2"])
+    af2.wait_for_dags(["af2_scheduled_daily"])
+    graph = {
+        "version": 1,
+        "instances": {AF2: {"description": "Airflow 2.11 (REST v1, basic auth)"}},
+        "dags": {
+            "default/e2e_scheduled_daily": {"upstreams": "af2/af2_sched_up", "runs": "scheduled"},
+            "af2/af2_scheduled_daily": {"upstreams": "default/e2e_scheduled_up2", "runs": "scheduled"},
+        },
+    }
+    deps = e2e.write_dependencies(graph, name="airflow2-scheduled.json")
+    e2e.start_watcher(deps, "--id", "e2e-af2-scheduled", name="e2e-af2-scheduled-watcher",
+                      COORDINATOR_INSTANCES_FILE=str(setup.instances), COORDINATOR_AIRFLOW_URL="",
+                      E2E_AF2_PASSWORD=af2.password)  # fmt: skip
+    e2e.wait_for_leader(deps, "e2e-af2-scheduled")
+    e2e.stack.unpause(["e2e_scheduled_daily"])
+    af2.unpause(["af2_scheduled_daily"])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day1, day2 = today - timedelta(days=2), today - timedelta(days=1)
+    p1 = canonical_partition(day1)
+    sides = [(e2e.stack, "e2e_scheduled_daily"), (af2, "af2_scheduled_daily")]
+    runs = {dag: [scheduled_run_of(stack, dag, day) for day in (day1, day2)] for stack, dag in sides}
+    for stack, dag in sides:
+        for run_id in runs[dag]:
+            wait_task_state(stack, dag, run_id, "deferred")
+
+    af2.trigger("af2_sched_up", e2e.run_id("af2_sched_up"), p1)  # 2.11 -> 3.3
+    e2e.stack.trigger("e2e_scheduled_up2", e2e.run_id("sched_up2"), p1)  # 3.3 -> 2.11
+    for stack, dag in sides:
+        done = stack.wait_for_run(dag, runs[dag][0], ["success"], timeout_s=120)
+        interval = (parse_time(done["data_interval_start"]), parse_time(done["data_interval_end"]))
+        assert interval == (day1, day2), (dag, done)
+        assert task_runs(stack, dag, runs[dag][0])["wait_for_upstreams"].try_number == 1, dag
+        assert task_runs(stack, dag, runs[dag][1])["wait_for_upstreams"].state == "deferred", dag
+        instance = "default" if stack is e2e.stack else AF2
+        permit = json.loads(e2e.read_key(f"{e2e.prefix}/permits/{instance}/{dag}/{p1}") or b"{}")
+        assert (permit["granted"], permit["generation"]) == (True, 1), (dag, permit)

@@ -10,7 +10,9 @@ The session Airflow keeps the instance name ``default`` because the other e2e mo
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import time
 import urllib.parse
@@ -34,6 +36,7 @@ from tests.e2e.harness import (
     TEST_DAGS,
     DagRun,
     assert_started_after,
+    parse_time,
     task_runs,
     wait_for,
 )
@@ -86,6 +89,8 @@ DEADLINE_PASS_S = 1.0
 LATE_SETTLE_S = 5 * DEADLINE_PASS_S
 #: After the last asset delivery, how long nothing more may happen (see test_cascades_e2e.py).
 SETTLE_S = 2.0
+#: tests/e2e/dags/e2e_scheduled.py: team_b's scheduled dependents of default/e2e_scheduled_up.
+SCHEDULED = ["e2e_scheduled_daily", "e2e_scheduled_timeout"]
 #: The two DAGs each attempt of the cross-instance cascade runs, with their instances.
 RERUN = [("02_pipeline", "team_b"), ("e2e_dependent", "default")]
 
@@ -105,6 +110,7 @@ def team_b(
     shutil.copy2(TEST_DAGS / "e2e_shared_assets.py", dags)  # the shared assets' consumers (their producers idle)
     shutil.copy2(TEST_DAGS / "e2e_conditions.py", dags)  # the condition groups' feeds, regions and rollups
     shutil.copy2(TEST_DAGS / "e2e_partitions.py", dags)  # Airflow 3's partitioned and asset-triggered runs
+    shutil.copy2(TEST_DAGS / "e2e_scheduled.py", dags)  # scheduled dependents (paused until their test)
     stack = AirflowStack(
         home=base / "airflow",
         dags_folder=dags,
@@ -112,10 +118,11 @@ def team_b(
         etcd_endpoints=airflow_e2e.etcd_endpoint,
         prefix=airflow_e2e.prefix,
         database_url=airflow_database("team_b"),
+        triggerer=True,  # the scheduled dependents' waits are deferred
     )
     try:
         stack.start()
-        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
+        stack.wait_for_dags(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS, *SCHEDULED])
         stack.unpause(["02_pipeline", *LATE_B, *SHARED_ASSET_DAGS, *CONDITION_DAGS, *PARTITION_DAGS])
         print(f"\nteam_b airflow up in {stack.started_in_s:.1f} s at {stack.url}, database {stack.database}")
         yield stack
@@ -744,3 +751,99 @@ def test_several_airflow_runs_of_one_partition_rerun_each_dependent_once_and_the
     assert standing is not None and standing.run_id == second_clean.run_id, "the deleted newer run's record went back"
     leading = standby_log.read_text(encoding="utf-8", errors="replace").split("leader.acquired")[-1]
     assert "audit.repaired" not in leading, "the new leader's audit rewrote a run state"
+
+
+def scheduled_graph() -> dict[str, Any]:
+    scheduled = {"upstreams": "default/e2e_scheduled_up", "runs": "scheduled"}
+    return {
+        "version": 1,
+        "instances": {"team_b": {"description": "the second Airflow"}},
+        "dags": {f"team_b/{dag}": dict(scheduled) for dag in SCHEDULED},
+    }
+
+
+def wait_state(stack: AirflowStack, dag_id: str, run_id: str, task_id: str, state: str, timeout_s: float = 90) -> None:
+    def reached() -> bool | None:
+        task = task_runs(stack, dag_id, run_id).get(task_id)
+        return True if task is not None and task.state == state else None
+
+    wait_for(reached, timeout_s, f"{dag_id} {run_id} {task_id} {state}", interval_s=0.5)
+
+
+def scheduled_run(stack: AirflowStack, dag_id: str, day: datetime, timeout_s: float = 90) -> str:
+    """The run id of the run Airflow's scheduler made for ``day`` (its logical date), once it exists."""
+
+    def made() -> str | None:
+        return next((r.run_id for r in all_runs(stack, dag_id) if r.logical_date == day), None)
+
+    return wait_for(made, timeout_s, f"the scheduler's run of {dag_id} for {day:%Y-%m-%d}", interval_s=0.5)
+
+
+def test_a_scheduled_dependent_keeps_its_schedule_and_waits_deferred_for_its_upstream_in_the_other_deployment(
+    e2e: E2E, team_b: AirflowStack
+) -> None:
+    """team_b/e2e_scheduled_daily (CronDataIntervalTimetable) keeps its two scheduled runs and their data intervals;
+    both waits are deferred in team_b's triggerer, which is killed (SIGKILL) and started again meanwhile; the
+    upstream in the other Airflow succeeding for one day opens that day's wait once (the other day keeps waiting), a
+    clear of the upstream clears that scheduled run once and it waits for, and gets, the next permit; a wait with a
+    timeout fails naming the upstream that has not run. Slow by design: real runs in two Airflows."""
+    e2e.stack.wait_for_dags(["e2e_scheduled_up"])
+    e2e.stack.unpause(["e2e_scheduled_up"])
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    day1, day2 = today - timedelta(days=2), today - timedelta(days=1)
+    p1, p2 = canonical_partition(day1), canonical_partition(day2)
+    deps = e2e.write_dependencies(scheduled_graph(), name="scheduled.json")
+    start_two_instance_watcher(e2e, team_b, deps, "e2e-scheduled")
+    e2e.wait_for_leader(deps, "e2e-scheduled")
+    team_b.unpause(SCHEDULED)
+    run1, run2 = (scheduled_run(team_b, "e2e_scheduled_daily", day) for day in (day1, day2))
+    timeout_run = scheduled_run(team_b, "e2e_scheduled_timeout", day2)
+    for run_id in (run1, run2):
+        wait_state(team_b, "e2e_scheduled_daily", run_id, "wait_for_upstreams", "deferred")
+    wait_state(team_b, "e2e_scheduled_timeout", timeout_run, "wait_for_upstreams", "deferred")
+
+    # The triggerer dies with every wait deferred, and comes back: the waits resume from their serialized kwargs.
+    triggerer = team_b._procs["triggerer"]
+    os.killpg(triggerer.pid, signal.SIGKILL)
+    triggerer.wait(timeout=30)
+    assert team_b.revive() == ["triggerer"]
+
+    up_run = e2e.run_id("scheduled_up")
+    e2e.stack.trigger("e2e_scheduled_up", up_run, p1)
+    first = team_b.wait_for_run("e2e_scheduled_daily", run1, ["success"], timeout_s=120)
+    interval = (parse_time(first["data_interval_start"]), parse_time(first["data_interval_end"]))
+    assert interval == (day1, day2), first  # its own schedule's interval, not [D, D]
+    assert task_runs(team_b, "e2e_scheduled_daily", run1)["wait_for_upstreams"].try_number == 1
+    assert task_runs(team_b, "e2e_scheduled_daily", run2)["wait_for_upstreams"].state == "deferred"
+    permit = json.loads(e2e.read_key(f"{e2e.prefix}/permits/team_b/e2e_scheduled_daily/{p1}") or b"{}")
+    assert (permit["granted"], permit["generation"]) == (True, 1), permit
+    assert e2e.read_key(f"{e2e.prefix}/permits/team_b/e2e_scheduled_daily/{p2}") is None
+    assert e2e.runs("e2e_scheduled_daily", p1) == []  # the coordinator made no run, in either Airflow
+    assert {r.run_id for r in all_runs(team_b, "e2e_scheduled_daily")} == {run1, run2}
+
+    # The wait that cannot open fails, naming what it still waits for (its upstream never ran for that day).
+    team_b.wait_for_run("e2e_scheduled_timeout", timeout_run, ["failed"], timeout_s=120)
+    logs = "\n".join(
+        path.read_text(encoding="utf-8", errors="replace")
+        for path in team_b.log_dir.rglob("*.log")
+        if "e2e_scheduled_timeout" in str(path) and "wait_for_upstreams" in str(path)
+    )
+    assert f"e2e_scheduled_up {p2} has not run" in logs, logs[-2000:]
+
+    # A clear of the upstream cascades once through the permit: Airflow's own run is cleared, waits, goes on.
+    e2e.stack.clear("e2e_scheduled_up", up_run)
+    e2e.wait_for_run_record(
+        "e2e_scheduled_daily", p1, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
+        timeout_s=120, what="the cleared scheduled run's success", instance="team_b",
+    )  # fmt: skip
+    _, revision = e2e.read_run("e2e_scheduled_daily", p1, "team_b")
+    wait_settled(e2e.work_dir / "e2e-scheduled-watcher.log", revision)
+    record, _ = e2e.read_run("e2e_scheduled_daily", p1, "team_b")
+    assert record is not None and (record.state, record.clear_number, record.run_id) == (
+        RunState.SUCCESS, 1, run1,
+    ), record  # fmt: skip
+    ledger = e2e.read_ledger("e2e_scheduled_daily", p1, "team_b")
+    assert ledger is not None and (ledger.trigger_count, ledger.action) == (2, "clear"), ledger
+    permit = json.loads(e2e.read_key(f"{e2e.prefix}/permits/team_b/e2e_scheduled_daily/{p1}") or b"{}")
+    assert (permit["granted"], permit["generation"]) == (True, 2), permit
+    assert task_runs(team_b, "e2e_scheduled_daily", run2)["wait_for_upstreams"].state == "deferred"

@@ -29,6 +29,7 @@ from coordinator.core.model import (
     TriggerRecord,
     dump_record,
 )
+from coordinator.core.permit import Permit, permit_of
 from coordinator.core.planner import plan
 from coordinator.core.view import View
 
@@ -104,6 +105,10 @@ class World:
     #: no cutoff has passed for the planner, and the check allows a cutoff group from its ``min`` (a caller that
     #: plans with a ``now`` of its own).
     clock: datetime | None = None
+    #: Semantics `permit-not-run`: each scheduled DAG's permit as last written (with its ledger write), and every
+    #: permit write in order.
+    permits: dict[tuple[NodeId, str], Permit] = field(default_factory=dict)
+    permit_writes: list[tuple[NodeId, str, Permit]] = field(default_factory=list)
     _stamps: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -204,18 +209,20 @@ class World:
         retry of a clear re-reads the run first and asks ``intent.clear_needed``, as the actuator does)."""
         at = (action.node, action.partition)
         key = self.keys.trigger_key(action.node, action.partition)
+        scheduled = action.node in self.graph.scheduled
         if isinstance(action, Trigger):
             existing = self.view.ledger.get(at)
             if (existing.mod_rev if existing else 0) != action.ledger_rev:
                 return  # CAS lost: someone else acted; the next pass re-plans
             self._check_inputs(action)
-            state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S)
+            state, instruction = intent.start_trigger(action, NOW, "world", ERROR_RETRY_S, scheduled=scheduled)
         else:
             current = self.view.ledger.get(at)
             found = intent.IntentFound(
                 current.record if current else None, current.mod_rev if current else 0, action.observed
             )
-            state, instruction = intent.step(intent.start_resume(action.partition, ERROR_RETRY_S), found, NOW)
+            start = intent.start_resume(action.partition, ERROR_RETRY_S, scheduled=scheduled)
+            state, instruction = intent.step(start, found, NOW)
         while not isinstance(instruction, End):
             event: intent.Event
             if isinstance(instruction, WriteLedger):  # the driver's (Executor.drive): a fenced compare-and-swap
@@ -224,6 +231,9 @@ class World:
                     event = LedgerMoved()  # CAS lost: the attempt ends (semantics `trigger-intent-first`)
                 else:
                     event = LedgerWritten(self.write(key, dump_record(instruction.record)))
+                    if scheduled:  # the same transaction (the executor's Ledger ``also``)
+                        self.permits[at] = permit_of(instruction.record)
+                        self.permit_writes.append((*at, self.permits[at]))
                 if isinstance(instruction, RecordError):
                     self.errors.append(instruction.error)
                     return  # the driver ends the attempt on an error record, whatever the compare answered
@@ -282,6 +292,12 @@ class World:
         run.state = "running"
         run.queued_at = self.stamp()
         self.state(node.dag_id, partition, RunState.RUNNING, run.run_id, run.clear_number)
+
+    def schedule(self, dag: str, partition: str) -> None:
+        """A scheduled DAG's timetable makes its run of ``partition``; it starts and its wait task waits."""
+        run = FakeRun(f"scheduled__{partition}", state="running", queued_at=self.stamp())
+        self.airflow[(n(dag), partition)] = run
+        self.state(dag, partition, RunState.RUNNING, run.run_id)
 
     def start(self, dag: str, partition: str) -> None:
         run = self.airflow[(n(dag), partition)]

@@ -102,6 +102,8 @@ class Decl:
     key_format: str | None = None
     #: ``data_interval`` as written (semantics `triggered-data-interval`); None: not written.
     data_interval: IntervalKind | None = None
+    #: ``"runs": "scheduled"`` (:mod:`coordinator.core.spec.scheduled`).
+    scheduled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

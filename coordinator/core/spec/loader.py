@@ -38,6 +38,8 @@ Rules:
   the whole list), an ``all`` group is flattened into the list, and the others become the DAG's
   :attr:`DagSpec.groups`. A member may not be the DAG itself (a gate is no input), nor is a group allowed in
   ``on_failure_of``, ``on_late_of`` or the shorthand.
+- **Scheduled dependents.** ``"runs": "scheduled"`` (:mod:`coordinator.core.spec.scheduled`) keeps a dependent on its
+  own Airflow timetable; judged after references are resolved (it needs upstreams and is no handler).
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ from coordinator.core.spec.grid import describe as _describe
 from coordinator.core.spec.instances import InstanceKind, check_external, read_kind
 from coordinator.core.spec.lineage import read_lineage
 from coordinator.core.spec.routes import read_routes
+from coordinator.core.spec.scheduled import check_scheduled, read_runs
 from coordinator.core.spec.source import (
     JsonPath,
     JsonSyntaxError,
@@ -101,6 +104,7 @@ TOP_FIELDS = ("$schema", *FORM_KEYS, "assets", "openlineage")
 INSTANCE_FIELDS = ("description", "kind")
 DAG_FIELDS = (
     "upstreams", "on_failure_of", "partitions", "instance", "description", "expected_by", "on_late_of", "data_interval",
+    "runs",
 )  # fmt: skip
 #: Field names that carry connection data; matched exactly or, for the last group, anywhere in the name.
 CONNECTION_FIELDS = frozenset({"host", "port", "user", "username", "login", "auth", "api", "conn", "conn_id"})
@@ -171,6 +175,7 @@ def _build(doc: Any, source: str, report: Report) -> Graph | None:
     edge_paths = {(edge.source, edge.target): edge.path for edge in edges}
     declared_at = {decl.node: decl.path for decl in reversed(decls) if decl.node is not None}  # the first one wins
     check_external(frozenset(external), dags, declared_at, edge_paths, doc, report.add)  # **External instances**
+    check_scheduled(dags, declared_at, report.add)  # **Scheduled dependents**
     if report.problems:
         return None
     return Graph(
@@ -309,7 +314,7 @@ def _read_dag(key: str, body: Any, instances: set[str], report: Report) -> Decl:
     )
     return Decl(
         node, path, upstreams, on_failure_of, description, declared.grid, expected, late, tuple(groups.groups),
-        declared.segments, declared.key_format, interval,
+        declared.segments, declared.key_format, interval, read_runs(body, path, report.add),
     )  # fmt: skip
 
 
@@ -574,7 +579,7 @@ def _resolve(
         specs[node] = DagSpec(
             node, tuple(upstreams), tuple(on_failure_of), decl.description, decl.grid, offsets, extended,
             _resolve_levels(node, decl.expected_by, decl.path, resolver), tuple(late),
-            _groups(node, decl, success, report), decl.segments, decl.key_format, decl.data_interval,
+            _groups(node, decl, success, report), decl.segments, decl.key_format, decl.data_interval, decl.scheduled,
         )  # fmt: skip
     for edge in edges:
         specs.setdefault(edge.source, DagSpec(edge.source))  # referenced only: a root

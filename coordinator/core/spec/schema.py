@@ -278,6 +278,12 @@ def _defs() -> dict[str, Any]:
                     "schedule=None).",
                     "enum": [kind.value for kind in IntervalKind],
                 },
+                "runs": {
+                    "enum": ["triggered", "scheduled"],
+                    "description": "triggered (default): the coordinator creates its runs; scheduled: Airflow creates "
+                    "them on the DAG's timetable and its wait task goes on once the coordinator grants the "
+                    "partition's permit.",
+                },
             },
             "additionalProperties": False,
             "not": {"required": ["upstreams", "on_failure_of"]},

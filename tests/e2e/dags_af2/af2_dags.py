@@ -126,3 +126,24 @@ def publish() -> None:
 
 with _dag("af2_asset_producer") as af2_asset_producer:
     publish()
+
+
+# Scheduled dependents (semantics `scheduled-permit`) on Airflow 2.11: af2_sched_up is the upstream of the Airflow 3
+# instance's e2e_scheduled_daily; af2_scheduled_daily keeps Airflow 2's daily cron meaning (CronDataIntervalTimetable,
+# the run of D with the data interval [D, D+1)) from two days before today and waits, deferred in Airflow 2.11's
+# triggerer, for default/e2e_scheduled_up2.
+from datetime import timedelta  # noqa: E402
+
+from airflow.timetables.interval import CronDataIntervalTimetable  # noqa: E402
+
+from coordinator.airflow_plugin.permit_wait import WaitForPermitOperator  # noqa: E402
+
+_TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+
+with DAG("af2_sched_up", schedule=None, start_date=datetime(2000, 1, 1, tzinfo=UTC), catchup=False,
+         default_args={"retries": 0}):  # fmt: skip
+    work()
+
+with DAG("af2_scheduled_daily", schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
+         start_date=_TODAY - timedelta(days=2), catchup=True, default_args={"retries": 0}):  # fmt: skip
+    WaitForPermitOperator(task_id="wait_for_upstreams") >> work()
