@@ -10,7 +10,7 @@ from datetime import datetime
 
 from coordinator.core.view import View
 from coordinator.informer import Changes
-from coordinator.informer.holds import HoldIndex
+from coordinator.informer.holds import HOLD_INDEX, HoldIndex
 from coordinator.manager import DONE, Controller, Handle, Manager, Result, Watch
 from coordinator.watcher.deps import Deps
 
@@ -64,7 +64,7 @@ def holds_touched(changes: Changes) -> list[ToyKey]:
 
 def setup(manager: Manager, deps: Deps) -> Tally:
     """The toy's one entry point: every watcher runs it (not leader-only)."""
-    tally = Tally(deps.view, deps.holds)
+    tally = Tally(deps.view, deps.index(HOLD_INDEX))
     controller: Controller[ToyKey] = Controller("tally", tally)
     manager.register(controller, Watch(partitions_touched), Watch(holds_touched))
     return manager.provide(TALLY, tally)
