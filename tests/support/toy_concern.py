@@ -1,6 +1,7 @@
 """A toy concern in one module, as a new concern of the watcher would be written: a ``setup(manager, deps)`` that
-builds its reconciler, registers its controller with its interest (two map functions from a watch batch's changes to
-keys of its own, one per kind it cares for) and provides its reconciler for others to find. Registered with one line:
+asks for the index it reads (the holds, by its need: ``watcher/deps.py``'s **Indexes are asked for**), builds its
+reconciler, registers its controller with its interest (two map functions from a watch batch's changes to keys of its
+own, one per kind it cares for) and provides its reconciler for others to find. Registered with one line:
 ``Watcher(..., concerns=(*CONCERNS, toy_concern.setup))`` (``tests/test_concern_setup.py``)."""
 
 from __future__ import annotations
