@@ -7,8 +7,9 @@ Rules:
 - **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
   full one a few seconds later (everything at once without a usable checkpoint: ``watcher/warm.py``'s **Start**,
   semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
-  (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
-  view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
+  (``coordinator/informer``: the view and the indexes the concerns asked for, the asset, deadline, presence and hold
+  indexes, the retention tracker as the view's follower; the model's only writer, meeting the executor's expectations
+  of this leader's own writes). A watch
   batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
   declared interest, each adding keys of its own to its own queue. Every requeue (retry delays, resyncs, failed
   passes, the next slice of a sweep, a partition not old enough yet) is a reconcile's result; nothing else schedules
@@ -16,9 +17,11 @@ Rules:
   length ends in the same decisions as running throughout.
 - **One module, one line.** Each concern lives in its own module and exports one ``setup(manager, deps)``
   (controller-runtime's builder) that builds its reconciler, registers its controller with its interest (map functions
-  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, and provides
-  what another concern uses under a typed handle (``watcher/handles.py``). ``deps`` (``watcher/deps.py``) is what they
-  share: the settings, the store, the informer's model, the executor, the leadership. ``watcher/concerns.py``'s
+  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, asks for the
+  indexes it reads (``watcher/deps.py``'s **Indexes are asked for**), and provides what another concern uses under a
+  typed handle declared in its own module (``watcher/concerns.py``'s **Read through the handles**). ``deps``
+  (``watcher/deps.py``) is what they share: the settings, the store, the informer and its view, the executor, the
+  leadership. ``watcher/concerns.py``'s
   ``CONCERNS`` lists them: the actions (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the
   triggers' planner (``watcher/triggers.py``: DAG and partition keys, and the holds), the asset streams
   (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
@@ -27,7 +30,9 @@ Rules:
   older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
   graph file's reload, this watcher's presence key, the summary of the planner's passes), each a key requeued at
   its interval (``manager/periodic.py``). A new concern is one module and one line in that list; this module keeps
-  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop.
+  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop. It lists
+  no index: it asks, as a concern does, for the one it reads itself (the presence index, for the metric
+  ``watchers``).
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
