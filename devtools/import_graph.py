@@ -10,7 +10,8 @@
   (a function-level import hides a circle from Python's import machinery, not from a reader), and the circles among
   folders.
 
-Imports under ``if TYPE_CHECKING:`` are left out: they exist for the type checker only.
+Imports under ``if TYPE_CHECKING:`` are left out (they exist for the type checker only), unless ``--type-checking``
+counts them too: a type-only import is still an arrow a reader follows and a circle the type checker walks.
 """
 
 from __future__ import annotations
@@ -35,15 +36,18 @@ def modules(root: Path) -> dict[str, Path]:
     return found
 
 
-def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
-    """The package's modules ``name`` imports (at module level or in a function), outside TYPE_CHECKING blocks."""
+def imports_of(name: str, path: Path, known: set[str], *, type_checking: bool = False) -> set[str]:
+    """The package's modules ``name`` imports (at module level or in a function), outside TYPE_CHECKING blocks unless
+    ``type_checking``."""
     tree = ast.parse(path.read_text(), str(path))
-    skipped = {
-        id(node)
-        for block in ast.walk(tree)
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-        for node in ast.walk(block)
-    }
+    skipped: set[int] = set()
+    if not type_checking:
+        skipped = {
+            id(node)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+            for node in ast.walk(block)
+        }
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in ast.walk(tree):
@@ -125,11 +129,12 @@ def circles(graph: dict[str, set[str]]) -> list[list[str]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tree", type=Path, default=Path(__file__).resolve().parent.parent)
+    parser.add_argument("--type-checking", action="store_true", help="count imports under TYPE_CHECKING too")
     args = parser.parse_args()
     found = modules(args.tree)
     known = set(found)
     packages = {name for name, path in found.items() if path.name == "__init__.py"}
-    graph = {name: imports_of(name, path, known) for name, path in found.items()}
+    graph = {name: imports_of(name, path, known, type_checking=args.type_checking) for name, path in found.items()}
     sizes: dict[str, int] = defaultdict(int)
     arrows: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for name, targets in graph.items():

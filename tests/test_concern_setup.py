@@ -14,7 +14,11 @@ import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record
 from coordinator.core.view import View
-from coordinator.etcd import EtcdStore
+from coordinator.etcd import EtcdStore, WatchBatch
+from coordinator.etcd.types import Event, EventKind
+from coordinator.informer import Informer
+from coordinator.informer.deadlines import DEADLINE_INDEX
+from coordinator.informer.holds import HOLD_INDEX, HoldIndex
 from coordinator.manager import Controller, Handle, Manager, Watch, WorkQueue
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.settings import EtcdSettings, Settings
@@ -103,3 +107,20 @@ def test_a_handle_finds_what_a_setup_provided_and_names_what_nothing_provides() 
         manager.get(off)
     with pytest.raises(ValueError, match="provided already"):
         manager.provide(seen, [])
+
+
+def test_an_index_asked_for_is_built_once_fed_by_the_informer_and_refused_once_it_has_started() -> None:
+    """Two asks for one index's need get the same index, which the informer feeds from then on (a hold put by a watch
+    batch is in it and named in the batch's changes); an index not asked for is not built, and a first ask after a
+    watch batch was applied is refused with the need named."""
+    keys = KeyLayout("/t")
+    informer = Informer(View(keys))
+    holds = informer.index(HOLD_INDEX)
+    assert informer.index(HOLD_INDEX) is holds and informer.indexes == (holds,)
+    put = Event(EventKind.PUT, keys.hold_key("h1"), hold_value("h1"), 3)
+    changes = informer.apply(WatchBatch((put,), 3))
+    assert "h1" in holds.holds and list(changes.of(HoldIndex.HOLDS)) == ["h1"]
+    assert informer.index(HOLD_INDEX) is holds
+    with pytest.raises(RuntimeError, match="Need\\('deadline'\\) asked for after the informer started"):
+        informer.index(DEADLINE_INDEX)
+    assert informer.indexes == (holds,)

@@ -36,6 +36,16 @@ def test_import_graph_finds_a_circle_hidden_in_a_function_and_ignores_type_check
     assert graph["coordinator.a.two"] == {"coordinator.a.one"}
     assert graph["coordinator.b.three"] == set()
     assert circles(graph) == [["coordinator.a.one", "coordinator.a.two"]]
+    typed = imports_of("coordinator.b.three", found["coordinator.b.three"], set(found), type_checking=True)
+    assert typed == {"coordinator.a.one"}
+
+
+def test_the_watchers_concerns_import_no_circle_even_through_type_only_imports() -> None:
+    """No circle joins modules of ``coordinator/watcher/``, counting imports under TYPE_CHECKING: a concern imports
+    only what is set up before it (``watcher/concerns.py``'s **Read through the handles**)."""
+    found = modules(ROOT)
+    graph = {name: imports_of(name, path, set(found), type_checking=True) for name, path in found.items()}
+    assert [c for c in circles(graph) if any(m.startswith("coordinator.watcher.") for m in c)] == []
 
 
 def test_key_path_follows_a_run_state_from_the_plugin_hook_to_the_rest_call(tmp_path: Path) -> None:

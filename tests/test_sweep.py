@@ -198,8 +198,7 @@ def test_a_sweep_is_the_terms_full_pass_only_when_every_slice_was_led_in_this_te
 def test_the_pass_summary_counts_passes_until_said_then_starts_again() -> None:
     """The minute's summary line counts the passes since the last one, names their revisions, and says nothing when
     no pass ran (watcher/pass_summary.py)."""
-    from coordinator.watcher.pass_summary import PassSummary
-    from coordinator.watcher.sweep import PassCounts
+    from coordinator.watcher.sweep import PassCounts, PassSummary
 
     summary = PassSummary()
     assert summary.line(in_flight=0, errors=0) is None

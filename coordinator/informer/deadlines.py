@@ -24,6 +24,7 @@ from coordinator.core.deadline.levels import LevelKey
 from coordinator.core.deadline.records import DeadlineRecord
 from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import KeyLayout, NodeId
+from coordinator.informer.index import Need, indexed
 
 K = TypeVar("K", tuple[NodeId, str], LevelKey)
 
@@ -115,3 +116,8 @@ class DeadlineIndex:
         if record.handler_date is not None and (self.last_date is None or record.handler_date > self.last_date):
             self.last_date = record.handler_date
         return None
+
+
+#: The recorded deadline transitions, as a concern asks the informer for them (``informer/index.py``'s **A need lives
+#: beside its index**).
+DEADLINE_INDEX: Need[DeadlineIndex] = Need("deadline", lambda view: indexed(DeadlineIndex(view.keys)))

@@ -29,6 +29,7 @@ from coordinator.core.kinds import Kind, Moves
 from coordinator.core.model import KeyLayout
 from coordinator.core.view import View
 from coordinator.errors import StoreError
+from coordinator.informer.index import Need, indexed
 from coordinator.informer.informer import Informer, Loaded
 
 if TYPE_CHECKING:
@@ -183,3 +184,8 @@ async def read_history(
             raise
         return index, Loaded(0, 0, unread=(keys.history,))
     return index, await informer.load_parts(store, given=given)
+
+
+#: The operators' holds, as a concern asks the informer for them (``informer/index.py``'s **A need lives beside its
+#: index**).
+HOLD_INDEX: Need[HoldIndex] = Need("holds", lambda view: indexed(HoldIndex(view.keys)))

@@ -24,6 +24,11 @@ Rules:
   owner parses its own keys; none keeps a change set of its own for a reader to drain), so a reconciler is handed
   what moved by the watch, its own writes come back included, and nobody writes them into an index by hand. A new
   index is one more entry in the informer's list; the informer, :class:`Changes` and their readers stay as they are.
+- **Asked for, built once.** A reader asks for an index by its typed :class:`Need` (``informer.index(HOLDS)``,
+  controller-runtime's ``GetFieldIndexer``: an index is registered by who needs it, not listed by whoever builds the
+  informer): the first ask builds it from the view's key layout and adds it to the list (or, for what follows the
+  view, to the followers), every later ask gets the same one. Asks come before the first load or watch batch; an
+  index first asked for after that would have missed keys, and is refused.
 - **Hints are nudges.** A key under ``hints`` is a nudge, not a fact (the plugin's asset-change keys: semantics
   `asset-facts`): it is named in :class:`Changes` (``Informer.HINTS``) and kept by nobody.
 """
@@ -34,58 +39,19 @@ import gc
 from collections.abc import AsyncIterator, Callable, Hashable, Iterable, KeysView, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from coordinator.core.kinds import Kind, Moves
+from coordinator.core.kinds import Kind
 from coordinator.core.view import View
 from coordinator.errors import StoreError
 from coordinator.informer.expectations import Expectations
+from coordinator.informer.index import Follower, Index, Need
 
 if TYPE_CHECKING:  # the gRPC client is imported by whoever connects, not by `coordinator --help`
     from coordinator.etcd import KV, EtcdStore, WatchBatch
 
 K = TypeVar("K", bound=Hashable)
-
-
-class Index(Protocol):
-    """One key family's read model, fed key by key (newest revision wins) from the snapshot and the watch."""
-
-    @property
-    def name(self) -> str:
-        """Short name for log lines (``{name}.bad_value``)."""
-        ...
-
-    @property
-    def prefixes(self) -> tuple[str, ...]:
-        """The keys it owns: those that start with one of these (an exact key is its own prefix)."""
-        ...
-
-    def reset(self) -> None:
-        """Forget everything: a snapshot is about to be read."""
-
-    def apply(self, key: str, value: bytes | None, mod_rev: int) -> str | None:
-        """One put (``value``) or delete (None); what is wrong with the key or its value (it is left out), or None."""
-
-    def moved(self, key: str, problem: str | None, into: Moves) -> None:
-        """Name in ``into`` the keys of its own kinds that ``key``, just applied by a watch (``problem``: what
-        ``apply`` found wrong with it), touched (**Changes name what moved**); an index of no kind names nothing."""
-
-    def passed(self, revision: int) -> None:
-        """Every key up to ``revision`` has been applied (the end of a load or of a watch batch)."""
-
-    def known(self) -> Mapping[str, int]:
-        """key -> mod revision of every key it knows: what a relist diffs against (**Relists diff every index**)."""
-        ...
-
-
-class Follower(Protocol):
-    """Derived from the view: sees each key after the view has applied it (**Followers after the view**)."""
-
-    def loaded(self) -> None:
-        """The view holds a whole snapshot now."""
-
-    def follow(self, key: str, value: bytes | None, mod_rev: int) -> None:
-        """One watch event, after ``View.apply``."""
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -158,13 +124,38 @@ class Informer:
         self.indexes = tuple(indexes)
         self.followers = tuple(followers)
         self.hints = hints
-        # Every prefix that is not the view's, tested once per watch event (str.startswith takes a tuple).
-        self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
+        self._others: tuple[str, ...] = ()
+        self._prefixes()
+        #: **Asked for, built once**: each need asked for so far, and what it built.
+        self._needed: dict[Need[Any], Any] = {}
+        #: A load or a watch batch has been applied: no index may join any more (**Asked for, built once**).
+        self._started = False
         #: Per prefix read, the revision the model holds it at: its load's, then its watch's (``watch``).
         self._passed: dict[str, int] = {}
         #: The leader's own writes not seen back yet (``informer/expectations.py``): the executor records them, each
         #: load and watch batch meets them.
         self.expectations = Expectations()
+
+    def _prefixes(self) -> None:
+        # Every prefix that is not the view's, tested once per watch event (str.startswith takes a tuple).
+        hints = self.hints
+        self._others = tuple(p for index in self.indexes for p in index.prefixes) + ((hints,) if hints else ())
+
+    def index(self, need: Need[T]) -> T:
+        """What ``need`` names, built and fed from now on at its first ask (**Asked for, built once**)."""
+        if need in self._needed:
+            found: T = self._needed[need]
+            return found
+        if self._started:
+            raise RuntimeError(f"{need!r} asked for after the informer started: ask for it before the first load")
+        fed = need.build(self.view)
+        self._needed[need] = fed.value
+        if fed.index is not None:
+            self.indexes += (fed.index,)
+            self._prefixes()
+        if fed.follower is not None:
+            self.followers += (fed.follower,)
+        return fed.value
 
     # -- the list ------------------------------------------------------------------------------------------------
 
@@ -283,6 +274,7 @@ class Informer:
         return Loaded(newest, count, tuple(sink.problems), revisions, tuple(unread))
 
     def _loaded(self, revision: int, *, passed: int | None = None) -> None:
+        self._started = True
         self.view.revision = revision
         self.expectations.observe(revision if passed is None else passed)
         for index in self.indexes:
@@ -352,6 +344,7 @@ class Informer:
         return changes
 
     def _apply(self, batch: WatchBatch) -> Changes:
+        self._started = True
         view = self.view
         changes = Changes(batch.revision, batch.relisted, len(batch.events))
         others = self._others

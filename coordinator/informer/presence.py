@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from coordinator.core.kinds import Moves
 from coordinator.core.model import KeyLayout
+from coordinator.informer.index import Need, indexed
 from coordinator.informer.presence_value import RECONCILE_ONCE, LeaderFact, WatcherPresence
 
 
@@ -83,3 +84,8 @@ class PresenceIndex:
         if self.leader is not None:
             found[self.keys.leader] = self.leader_rev
         return found
+
+
+#: The leader and the live watchers, as a reader asks the informer for them (``informer/index.py``'s **A need lives
+#: beside its index**).
+PRESENCE_INDEX: Need[PresenceIndex] = Need("presence", lambda view: indexed(PresenceIndex(view.keys)))

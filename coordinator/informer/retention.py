@@ -23,6 +23,7 @@ from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout
 from coordinator.core.retention import KeyFact, RetentionFloor, Retirement, forget_retired, parse_floor
 from coordinator.core.view import View
+from coordinator.informer.index import Fed, Need
 
 log = logging.getLogger(__name__)
 
@@ -130,3 +131,13 @@ class FollowView:
 
     def follow(self, key: str, value: bytes | None, mod_rev: int) -> None:
         self.tracker.observe(self.view, key, value, mod_rev)
+
+
+def _follow(view: View) -> Fed[RetentionTracker]:
+    tracker = RetentionTracker(view.keys)
+    return Fed(tracker, follower=FollowView(tracker, view))
+
+
+#: The floor and what it retires, as a concern asks the informer for them: a follower of the view, not an index of a
+#: key family (``informer/index.py``'s **A need lives beside its index**).
+RETENTION_TRACKER: Need[RetentionTracker] = Need("retention", _follow)

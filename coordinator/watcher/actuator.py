@@ -69,12 +69,11 @@ from coordinator.core.model import (
 from coordinator.core.partition import airflow_partition_key, trigger_logical_date
 from coordinator.core.permit import permit_writes
 from coordinator.errors import AirflowError, CoordinatorError, LeadershipLost, WritesRefused
-from coordinator.manager import DONE, Controller, Manager, Result, wall_clock
+from coordinator.manager import DONE, Controller, Handle, Manager, Result, wall_clock
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, result_of
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.handles import ACTUATOR, TRIGGERS
-from coordinator.watcher.keys import DagKey
+from coordinator.watcher.keys import PLANNER, DagKey
 from coordinator.watcher.paused import PausedDags
 
 log = logging.getLogger(__name__)
@@ -521,6 +520,10 @@ def _stamp(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat() if value is not None else ""
 
 
+#: What the actions' concern provides (``manager/manager.py``'s **Handles**): the planner submits to it.
+ACTUATOR: Handle[Actuator] = Handle("actions")
+
+
 def setup(manager: Manager, deps: Deps) -> Actuator:
     """The actions' concern: its reconciler (one intent protocol attempt per (DAG, partition)); the planner adds its
     keys, and it hands a key back to the planner (``replan``) through the manager; an instance that starts or stops
@@ -528,7 +531,7 @@ def setup(manager: Manager, deps: Deps) -> Actuator:
     settings = deps.settings
     actuator = Actuator(
         deps.executor, settings.keys, watcher_id=deps.watcher_id,
-        replan=lambda key: manager.get(TRIGGERS).controller.add(key), paused=deps.paused,
+        replan=lambda key: manager.get(PLANNER).add(key), paused=deps.paused,
         leading=deps.leading, error_retry_s=settings.error_retry_s, on_result=deps.metrics.action_result,
         graph=deps.graph, now=deps.clock, on_permit=deps.metrics.permit_granted,
     )  # fmt: skip

@@ -67,13 +67,13 @@ from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError
 from coordinator.etcd import Reads
 from coordinator.informer import Changes, Informer
-from coordinator.manager import Controller, Manager, Periodic, Watch
+from coordinator.informer.asset_index import ASSET_INDEX
+from coordinator.manager import Controller, Handle, Manager, Periodic, Watch
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
-from coordinator.watcher.deliveries import STOPPED_REASON, AssetDeliveries
+from coordinator.watcher.deliveries import DELIVERIES, STOPPED_REASON, AssetDeliveries
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
-from coordinator.watcher.handles import ASSET_ROUND, DELIVERIES
 from coordinator.watcher.keys import Tick
 
 log = logging.getLogger(__name__)
@@ -285,6 +285,10 @@ def _next_since(since: datetime, listed: list[AssetEventInfo], full: bool) -> da
 HINT_RECHECK_S = 1.0
 
 
+#: What this concern provides (``manager/manager.py``'s **Handles**): the leader's asset round: the service reads it.
+ASSET_ROUND: Handle[AssetJob] = Handle("asset round")
+
+
 def setup(manager: Manager, deps: Deps) -> AssetJob | None:
     """The leader's asset round (semantics `assets-by-route` and `asset-exactly-once`: a no-op round while no route is
     declared), a key requeued at its interval, and sooner after a hint; None while ``asset_interval_s`` is 0."""
@@ -296,7 +300,7 @@ def setup(manager: Manager, deps: Deps) -> AssetJob | None:
         clients=deps.clients, watcher_id=deps.watcher_id,
         metrics=deps.metrics, interval_s=settings.asset_interval_s, deliveries=manager.get(DELIVERIES),
         lookback_s=settings.asset_lookback_s, started_at=deps.clock(),
-        retention=settings.retention_period, index=deps.assets,
+        retention=settings.retention_period, index=deps.index(ASSET_INDEX),
     )  # fmt: skip
     tick = Tick(job.name)
 

@@ -52,10 +52,9 @@ from coordinator.core.task_facts import (
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, LeadershipLost, StoreUnavailable
 from coordinator.etcd import Writes
-from coordinator.manager import Controller, Manager, Periodic, wall_clock
+from coordinator.manager import Controller, Handle, Manager, Periodic, wall_clock
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.deps import Deps
-from coordinator.watcher.handles import AUDIT
 from coordinator.watcher.keys import Tick
 from coordinator.writers.run_records import Propose, RunWrite, RunWriteStatus, write_run_record
 
@@ -344,6 +343,10 @@ def _task_decider(ti: TaskInstanceInfo, source: str, now: datetime, run_after: d
         )  # fmt: skip
 
     return decide
+
+
+#: What this concern provides (``manager/manager.py``'s **Handles**): the leader's audit: the service reads it.
+AUDIT: Handle[AuditJob] = Handle("audit")
 
 
 def setup(manager: Manager, deps: Deps) -> AuditJob | None:

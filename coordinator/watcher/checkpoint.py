@@ -26,12 +26,12 @@ from datetime import datetime
 from coordinator.core.checkpoint import PlanCheckpoint
 from coordinator.core.model import dump_record
 from coordinator.core.view import View
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Handle, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.handles import CHECKPOINT, TRIGGERS
 from coordinator.watcher.keys import Tick
+from coordinator.watcher.triggers import TRIGGERS
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,11 @@ class CheckpointJob:
         self._written = (new, result.revision)
         log.info("checkpoint.recorded revision=%d mod_revision=%d digest=%s", revision, result.revision, digest)
         return None
+
+
+#: What this concern provides (``manager/manager.py``'s **Handles**):
+#: the leader's plan checkpoint: the service reads it.
+CHECKPOINT: Handle[CheckpointJob] = Handle("checkpoint")
 
 
 def setup(manager: Manager, deps: Deps) -> CheckpointJob | None:

@@ -6,7 +6,10 @@ Rules:
   run: a setup may use what an earlier one provided (the planner submits to the actions, the asset round to the
   streams, the checkpoint reads the planner). A new concern is its module and one line here.
 - **Read through the handles.** :class:`Provided` reads each concern the service, the CLI and the tests use by its
-  handle (``watcher/handles.py``), typed; a concern that is off is None or absent, never a stub.
+  handle, typed; a concern that is off is None or absent, never a stub. A handle lives in the module of the concern
+  that provides it (``ACTUATOR`` in ``watcher/actuator.py``...), so a concern imports only the concerns set up before
+  it, never a later one: the planner's queue, which the actions (set up before the planner) hand keys back to, is
+  ``watcher/keys.py``'s ``PLANNER``, beside the planner's keys.
 """
 
 from __future__ import annotations
@@ -28,26 +31,17 @@ from coordinator.watcher import (
     retention,
     triggers,
 )
-from coordinator.watcher.actuator import Actuator
-from coordinator.watcher.deadlines import DeadlineJob
-from coordinator.watcher.deliveries import AssetDeliveries
+from coordinator.watcher.actuator import ACTUATOR, Actuator
+from coordinator.watcher.assets import ASSET_ROUND
+from coordinator.watcher.audit import AUDIT
+from coordinator.watcher.checkpoint import CHECKPOINT
+from coordinator.watcher.deadlines import DEADLINE_JOB, DeadlineJob
+from coordinator.watcher.deliveries import DELIVERIES, AssetDeliveries
 from coordinator.watcher.deps import Deps
-from coordinator.watcher.handles import (
-    ACTUATOR,
-    ASSET_ROUND,
-    AUDIT,
-    CHECKPOINT,
-    DEADLINES,
-    DELIVERIES,
-    PASS_SUMMARY,
-    PRESENCE,
-    RETENTION,
-    TRIGGERS,
-)
-from coordinator.watcher.pass_summary import SummaryJob
-from coordinator.watcher.presence import PresenceJob
-from coordinator.watcher.retention import RetentionReconciler
-from coordinator.watcher.triggers import TriggerReconciler
+from coordinator.watcher.pass_summary import PASS_SUMMARY, SummaryJob
+from coordinator.watcher.presence import PRESENCE, PresenceJob
+from coordinator.watcher.retention import RETENTION, RetentionReconciler
+from coordinator.watcher.triggers import TRIGGERS, TriggerReconciler
 
 
 class Setup(Protocol):
@@ -92,7 +86,7 @@ class Provided:
 
     @property
     def deadline(self) -> DeadlineJob:
-        return self.manager.get(DEADLINES)
+        return self.manager.get(DEADLINE_JOB)
 
     @property
     def retention_reconciler(self) -> RetentionReconciler | None:

@@ -94,16 +94,15 @@ from coordinator.core.view import ALL, View
 from coordinator.errors import AirflowError
 from coordinator.etcd import CasResult
 from coordinator.informer import Changes
-from coordinator.informer.deadlines import DeadlineIndex
+from coordinator.informer.deadlines import DEADLINE_INDEX, DeadlineIndex
 from coordinator.informer.expectations import Expectations
-from coordinator.manager import Controller, Manager, Watch
+from coordinator.manager import Controller, Handle, Manager, Watch
 from coordinator.manager.controller import Result
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.handles import DEADLINES as DEADLINES_HANDLE
 from coordinator.watcher.keys import AllPartitions, DagKey, DeadlineKey, PartitionKey, Tick
 
 log = logging.getLogger(__name__)
@@ -596,13 +595,17 @@ async def _trigger_all(
     return ok
 
 
+#: What the deadlines' concern provides (``manager/manager.py``'s **Handles**): the service and the tests read it.
+DEADLINE_JOB: Handle[DeadlineJob] = Handle("deadlines")
+
+
 def setup(manager: Manager, deps: Deps) -> DeadlineJob:
     """The leader's deadlines (semantics `deadlines-judged`): the (DAG, partition) keys whose facts the watch brings,
     each due ``DEADLINE_BATCH_S`` later so one pass takes every change of that moment (nothing on a standby), and the
     clock key at its next instant."""
     job = DeadlineJob(
         executor=deps.executor, keys=deps.settings.keys, graph=deps.graph, view=deps.view,
-        view_lock=deps.view_lock, tracker=deps.deadlines,
+        view_lock=deps.view_lock, tracker=deps.index(DEADLINE_INDEX),
         paused=PausedForDeadlines(deps.paused), unreachable=deps.reachability.unreachable, metrics=deps.metrics,
         watcher_id=deps.watcher_id,
         interval_s=deps.settings.deadline_interval_s, majors=lambda: known_majors(deps.clients),
@@ -613,4 +616,4 @@ def setup(manager: Manager, deps: Deps) -> DeadlineJob:
         Watch(lambda changes: job.interest(changes, deps.leading()), after_s=DEADLINE_BATCH_S),
         start_after=(CLOCK, job.interval_s),
     )  # fmt: skip
-    return manager.provide(DEADLINES_HANDLE, job)
+    return manager.provide(DEADLINE_JOB, job)

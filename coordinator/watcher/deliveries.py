@@ -71,12 +71,12 @@ from coordinator.core.graph import Graph
 from coordinator.errors import AirflowError, AirflowUnavailable, CoordinatorError, LeadershipLost
 from coordinator.etcd.types import Fence
 from coordinator.informer import Changes
-from coordinator.manager import DONE, Controller, Manager, Result, Watch, wall_clock
+from coordinator.informer.asset_index import ASSET_INDEX
+from coordinator.manager import DONE, Controller, Handle, Manager, Result, Watch, wall_clock
 from coordinator.runtime.metrics import Metrics
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, Ledger, Pool, TermWrites, result_of
 from coordinator.watcher.faults import crash_point
-from coordinator.watcher.handles import DELIVERIES
 from coordinator.watcher.keys import AssetStream
 
 log = logging.getLogger(__name__)
@@ -387,6 +387,11 @@ def _encode(record: DeliveryRecord) -> bytes:
     return record.model_dump_json().encode()
 
 
+#: What the asset streams' concern provides (``manager/manager.py``'s **Handles**): the asset round submits every due
+#: stream to it.
+DELIVERIES: Handle[AssetDeliveries] = Handle("deliveries")
+
+
 def setup(manager: Manager, deps: Deps) -> AssetDeliveries:
     """The asset streams' concern (semantics `asset-exactly-once`): each stream with a due event a key of its
     controller; registered only while the asset round runs (nothing to deliver while no route is declared), built
@@ -397,7 +402,7 @@ def setup(manager: Manager, deps: Deps) -> AssetDeliveries:
         watcher_id=deps.watcher_id, metrics=deps.metrics, leading=deps.leading,
         term_started=lambda: deps.election.term_started, call_timeout_s=settings.airflow_timeout_s,
         error_retry_s=settings.error_retry_s, backoff_max_s=settings.asset_interval_s or 2.0,
-        index=deps.assets, now=deps.clock,
+        index=deps.index(ASSET_INDEX), now=deps.clock,
     )  # fmt: skip
 
     def streams_changed(changes: Changes) -> list[AssetStream]:

@@ -3,8 +3,11 @@
 
 Rules:
 - **Shared, not owned.** Everything here is built once by the service and used by more than one concern, or is the
-  process's own (its settings, id, clock, store, Airflow clients, metrics, health): the informer's model (the view,
-  its lock, the indexes), the executor and the leadership. What only one concern uses, that concern's setup builds.
+  process's own (its settings, id, clock, store, Airflow clients, metrics, health): the informer (the view, its lock),
+  the executor and the leadership. What only one concern uses, that concern's setup builds.
+- **Indexes are asked for.** A concern's setup asks for the indexes it reads by their typed need (``deps.index(
+  HOLD_INDEX)``: ``informer/informer.py``'s **Asked for, built once**); the first ask builds the index and the informer
+  feeds it from then on. Nothing here, nor in the service, lists them.
 - **No concern in here.** A concern's reconciler never appears here; a concern that needs another's is handed it
   through the manager (``manager/manager.py``'s **Handles**), so the order of the list of setups is the only order.
 """
@@ -15,16 +18,14 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.core.asset_index import AssetIndex
 from coordinator.core.graph import Graph
 from coordinator.core.view import View
 from coordinator.etcd import EtcdStore
 from coordinator.etcd.election import Election
-from coordinator.informer import DeadlineIndex, PresenceIndex
-from coordinator.informer.holds import HoldIndex
-from coordinator.informer.retention import RetentionTracker
+from coordinator.informer import Informer, Need
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.runtime.health import Health
 from coordinator.runtime.metrics import Metrics
@@ -34,6 +35,8 @@ from coordinator.watcher.executor import Executor
 from coordinator.watcher.paused import PausedDags
 from coordinator.watcher.reachability import Reachability
 from coordinator.watcher.refusals import Refusals
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -51,14 +54,10 @@ class Deps:
     metrics: Metrics
     health: Health
     #: The informer's model: the view, the lock held while a pass plans and while a watch batch is applied, and the
-    #: indexes fed by the same list/watch.
+    #: informer that feeds both and the indexes asked for (``index``).
     view: View
     view_lock: asyncio.Lock
-    assets: AssetIndex
-    deadlines: DeadlineIndex
-    retention: RetentionTracker
-    running: PresenceIndex
-    holds: HoldIndex
+    informer: Informer
     #: Every etcd write while leading and every Airflow call of the exactly-once protocols.
     executor: Executor
     election: Election
@@ -72,6 +71,10 @@ class Deps:
     def graph(self) -> Graph:
         """The graph in force now (a reload replaces it)."""
         return self.graphs.graph
+
+    def index(self, need: Need[T]) -> T:
+        """The index ``need`` names, fed by the informer from its first ask (**Indexes are asked for**)."""
+        return self.informer.index(need)
 
     def leading(self) -> bool:
         """Whether this process leads now (**Only the leader acts**)."""

@@ -10,12 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 
 from coordinator.core.graph import Graph
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Handle, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.graph_source import GraphSource
 from coordinator.watcher.deps import Deps
-from coordinator.watcher.handles import GRAPH_RELOAD, TRIGGERS
-from coordinator.watcher.keys import AllPartitions, Tick
+from coordinator.watcher.keys import PLANNER, AllPartitions, Tick
 
 #: How soon a changed file is noticed.
 GRAPH_RELOAD_S = 2.0
@@ -44,10 +43,14 @@ class GraphReload:
         return None
 
 
+#: What this concern provides (``manager/manager.py``'s **Handles**): the graph file's reload.
+GRAPH_RELOAD: Handle[GraphReload] = Handle("graph reload")
+
+
 def setup(manager: Manager, deps: Deps) -> GraphReload:
     """A changed dependencies.json read within 2 s by every watcher (a standby plans too): the planner plans every
     partition, the instance coverage is judged again."""
-    reload = GraphReload(deps.graphs, lambda: manager.get(TRIGGERS).controller.add(AllPartitions),
+    reload = GraphReload(deps.graphs, lambda: manager.get(PLANNER).add(AllPartitions),
                          taken=deps.coverage.observe)  # fmt: skip
     manager.register(Controller(reload.name, Periodic(reload), period_s=reload.interval_s, now=deps.clock),
                      start_after=(Tick(reload.name), reload.interval_s))  # fmt: skip

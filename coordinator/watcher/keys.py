@@ -22,7 +22,7 @@ from enum import Enum
 from typing import NamedTuple
 
 from coordinator.core.model import NodeId
-from coordinator.manager import Result
+from coordinator.manager import Controller, Handle, Result
 
 
 class _All(Enum):
@@ -101,3 +101,9 @@ DeadlineKey = AllPartitionsType | PartitionKey | DagKey | Tick
 #: The retention's controller's keys (``watcher/retention.py``): a partition, or ``AllPartitions`` (a key for every
 #: partition the view holds and every partition with keys the view forgot: the first sweep, a relist).
 RetentionKey = AllPartitionsType | RetentionPartition
+
+
+#: The planner's queue (``watcher/triggers.py`` provides it, ``manager/manager.py``'s **Handles**): the actions hand a
+#: key back to it, a graph reload plans every partition. Here, with the planner's keys, so that a concern set up
+#: before the planner (the actions) hands it keys without importing it.
+PLANNER: Handle[Controller[TriggerKey]] = Handle("planner")

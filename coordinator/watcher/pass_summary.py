@@ -24,71 +24,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 
-from coordinator.manager import Controller, Manager, Periodic
+from coordinator.manager import Controller, Handle, Manager, Periodic
 from coordinator.manager.periodic import RequeueAfter
+from coordinator.watcher.actuator import ACTUATOR
 from coordinator.watcher.deps import Deps
-from coordinator.watcher.handles import ACTUATOR, PASS_SUMMARY, TRIGGERS
 from coordinator.watcher.keys import Tick
-from coordinator.watcher.sweep import PassCounts
+from coordinator.watcher.sweep import PassSummary
+from coordinator.watcher.triggers import TRIGGERS
 
 log = logging.getLogger("coordinator.watcher.triggers")  # the summary is the trigger reconciler's line
 
 #: **One line a minute**.
 SUMMARY_INTERVAL_S = 60.0
-
-
-@dataclass
-class PassSummary:
-    """The passes since the last summary line (**One line a minute**)."""
-
-    passes: int = 0
-    full: int = 0
-    actions: int = 0
-    triggers: int = 0
-    resumes: int = 0
-    submitted: int = 0
-    first_revision: int = 0
-    last_revision: int = 0
-    leading: bool = False
-    plan_s_max: float = 0.0
-
-    def add(self, revision: int, counts: PassCounts, *, leading: bool) -> None:
-        """One more pass at ``revision`` that did ``counts``."""
-        if not self.passes:
-            self.first_revision = revision
-        self.passes += 1
-        self.last_revision = revision
-        self.actions += counts.actions
-        self.triggers += counts.triggers
-        self.resumes += counts.resumes
-        self.submitted += counts.submitted
-        self.plan_s_max = max(self.plan_s_max, counts.plan_s)
-        self.leading = leading
-
-    def planned_everything(self) -> None:
-        """One of the passes (or a sweep of them) planned every partition."""
-        self.full += 1
-
-    def line(self, *, in_flight: int, errors: int) -> str | None:
-        """The summary line of the passes so far (None: no pass), and a new count from here."""
-        if not self.passes:
-            return None
-        revisions = (
-            str(self.last_revision)
-            if self.first_revision == self.last_revision
-            else f"{self.first_revision}..{self.last_revision}"
-        )
-        text = (
-            f"reconcile.summary passes={self.passes} full={self.full} revisions={revisions} actions={self.actions} "
-            f"triggers={self.triggers} resumes={self.resumes} submitted={self.submitted} in_flight={in_flight} "
-            f"errors={errors} leader={self.leading} plan_ms_max={self.plan_s_max * 1000:.1f}"
-        )
-        for each in fields(self):  # a new count from here: every field back to its default
-            setattr(self, each.name, each.default)
-        return text
 
 
 @dataclass
@@ -111,6 +61,11 @@ class SummaryJob:
         line = self.summary.line(in_flight=self.in_flight(), errors=self.errors())
         if line is not None:
             log.info("%s", line)
+
+
+#: What this concern provides (``manager/manager.py``'s **Handles**):
+#: the summary of the planner's passes: the service says it once more at the stop.
+PASS_SUMMARY: Handle[SummaryJob] = Handle("pass summary")
 
 
 def setup(manager: Manager, deps: Deps) -> SummaryJob:

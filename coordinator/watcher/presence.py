@@ -38,12 +38,11 @@ from coordinator.informer.presence_value import (
     InstanceRefusal,
     WatcherPresence,
 )
-from coordinator.manager import Controller, Manager, Periodic, wall_clock
+from coordinator.manager import Controller, Handle, Manager, Periodic, wall_clock
 from coordinator.manager.periodic import RequeueAfter
 from coordinator.runtime.metrics import Metrics
 from coordinator.runtime.settings import Settings
 from coordinator.watcher.deps import Deps
-from coordinator.watcher.handles import PRESENCE
 from coordinator.watcher.instance_check import check_instance
 from coordinator.watcher.keys import Tick
 
@@ -190,6 +189,11 @@ async def record_pass(store: EtcdStore, settings: Settings, watcher_id: str) -> 
         await store.put(key, value.model_dump_json().encode(), lease=lease.id)
     except CoordinatorError as exc:
         log.warning("presence.failed key=%s error=%s", key, exc)
+
+
+#: What this concern provides (``manager/manager.py``'s **Handles**):
+#: this watcher's presence: the service closes it at the stop.
+PRESENCE: Handle[PresenceJob] = Handle("presence")
 
 
 def setup(manager: Manager, deps: Deps) -> PresenceJob:

@@ -60,12 +60,11 @@ from coordinator.errors import CoordinatorError, StoreError
 from coordinator.etcd import EtcdStore, Writes
 from coordinator.informer import Changes
 from coordinator.informer.holds import read_history, read_holds
-from coordinator.informer.retention import RetentionTracker
-from coordinator.manager import DONE, Controller, Manager, Result, Watch, WorkQueue
+from coordinator.informer.retention import RETENTION_TRACKER, RetentionTracker
+from coordinator.manager import DONE, Controller, Handle, Manager, Result, Watch, WorkQueue
 from coordinator.manager.controller import wall_clock
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
-from coordinator.watcher.handles import RETENTION
 from coordinator.watcher.keys import AllPartitions, RetentionKey, RetentionPartition
 
 log = logging.getLogger(__name__)
@@ -337,6 +336,11 @@ class RetentionReconciler:
                      "; ".join(kept_partition.details))  # fmt: skip
 
 
+#: What this concern provides (``manager/manager.py``'s **Handles**):
+#: the leader's retention: the service and the tests read it.
+RETENTION: Handle[RetentionReconciler] = Handle("retention")
+
+
 def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
     """The leader's retention (semantics `retention-retires`, ``COORDINATOR_RETENTION``): a key per partition the
     watch touches (every one at the first sweep, one interval after the start, and after a relist), each due when its
@@ -346,7 +350,7 @@ def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
         return None
     retention = RetentionReconciler(
         deps.executor, settings.keys, settings.retention_period, settings.retention_interval_s, deps.view,
-        deps.retention, deps.watcher_id, leading=deps.leading, now=deps.clock,
+        deps.index(RETENTION_TRACKER), deps.watcher_id, leading=deps.leading, now=deps.clock,
     )  # fmt: skip
     manager.register(retention.controller, Watch(retention.interest),
                      start_after=(AllPartitions, retention.interval_s))  # fmt: skip

@@ -7,8 +7,9 @@ Rules:
 - **Snapshot, then watch.** Start = consistent snapshot + a reconcile of what changed after the plan checkpoint, and a
   full one a few seconds later (everything at once without a usable checkpoint: ``watcher/warm.py``'s **Start**,
   semantics `checkpoint-first`); then watch from snapshot revision + 1, both through the informer
-  (``coordinator/informer``: the view, the asset, deadline, presence and hold indexes, the retention tracker as the
-  view's follower; the model's only writer, meeting the executor's expectations of this leader's own writes). A watch
+  (``coordinator/informer``: the view and the indexes the concerns asked for, the asset, deadline, presence and hold
+  indexes, the retention tracker as the view's follower; the model's only writer, meeting the executor's expectations
+  of this leader's own writes). A watch
   batch only updates that model; the manager (``coordinator/manager``) fans its changes out to the controllers that
   declared interest, each adding keys of its own to its own queue. Every requeue (retry delays, resyncs, failed
   passes, the next slice of a sweep, a partition not old enough yet) is a reconcile's result; nothing else schedules
@@ -16,9 +17,11 @@ Rules:
   length ends in the same decisions as running throughout.
 - **One module, one line.** Each concern lives in its own module and exports one ``setup(manager, deps)``
   (controller-runtime's builder) that builds its reconciler, registers its controller with its interest (map functions
-  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, and provides
-  what another concern uses under a typed handle (``watcher/handles.py``). ``deps`` (``watcher/deps.py``) is what they
-  share: the settings, the store, the informer's model, the executor, the leadership. ``watcher/concerns.py``'s
+  from a watch batch's changes to its keys: ``manager/manager.py``'s **Registration**) and its first keys, asks for the
+  indexes it reads (``watcher/deps.py``'s **Indexes are asked for**), and provides what another concern uses under a
+  typed handle declared in its own module (``watcher/concerns.py``'s **Read through the handles**). ``deps``
+  (``watcher/deps.py``) is what they share: the settings, the store, the informer and its view, the executor, the
+  leadership. ``watcher/concerns.py``'s
   ``CONCERNS`` lists them: the actions (``watcher/actuator.py``: one intent protocol attempt per (DAG, partition)), the
   triggers' planner (``watcher/triggers.py``: DAG and partition keys, and the holds), the asset streams
   (``watcher/deliveries.py``: one delivery attempt per stream), the deadlines (``watcher/deadlines.py``: the (DAG,
@@ -27,7 +30,9 @@ Rules:
   older than the cutoff, then pruned), and the timed concerns (the audit, the plan checkpoint, the asset round, the
   graph file's reload, this watcher's presence key, the summary of the planner's passes), each a key requeued at
   its interval (``manager/periodic.py``). A new concern is one module and one line in that list; this module keeps
-  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop.
+  only what they share: the informer, the executor, the leadership, the manager, the run loop and the stop. It lists
+  no index: it asks, as a concern does, for the one it reads itself (the presence index, for the metric
+  ``watchers``).
 - **Only the leader acts.** Every process keeps a warm view; only the leader adopts the graph and acts (the controllers
   that act need the leader). A standby takes over when the leader's lease expires; a leader whose lease is in doubt
   stops acting at once, and the ledger's fencing condition refuses any write it still attempts (every leader write is
@@ -66,9 +71,9 @@ from coordinator.core.graph import Graph
 from coordinator.core.view import View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.etcd import EtcdStore, WatchBatch
-from coordinator.informer import Changes, DeadlineIndex, Informer, PresenceIndex
-from coordinator.informer.holds import HoldIndex
-from coordinator.informer.retention import FollowView, RetentionTracker
+from coordinator.informer import Changes, Informer
+from coordinator.informer.asset_index import ASSET_INDEX
+from coordinator.informer.presence import PRESENCE_INDEX
 from coordinator.manager import Manager
 from coordinator.manager.controller import wall_clock
 from coordinator.runtime.graph_source import GraphSource
@@ -133,20 +138,9 @@ class Watcher(Provided):
     def __post_init__(self) -> None:
         self.view = View(self.settings.keys)
         keys = self.settings.keys
-        # Semantics `assets-by-route` and `asset-exactly-once`: the recorded asset events and the delivery ledger, fed
-        # by the same list/watch as the view whether this process leads or not, so the asset job (and a new leader's
-        # first round) reads neither; the streams whose event or entry changed go to the stream reconciler as the
-        # watch brings them (``AssetIndex.STREAMS``).
-        self.assets = AssetIndex(AssetKeys(keys.prefix))
-        self.deadlines = DeadlineIndex(keys)  # the recorded deadline transitions (semantics `deadlines-judged`)
-        self.retention = RetentionTracker(keys)  # semantics `retention-retires`: the floor and what it retires
-        self.running = PresenceIndex(keys)  # the leader and the live watchers (metric ``watchers``)
-        self.holds = HoldIndex(keys)  # operators' holds (core/holds.py): nothing they cover is submitted
-        # **Snapshot, then watch**: the one list/watch consumer; everything above is fed by it, nothing by hand.
-        self.informer = Informer(
-            self.view, [self.assets, self.deadlines, self.running, self.holds], [FollowView(self.retention, self.view)],
-            hints=AssetKeys(keys.prefix).changes,
-        )  # fmt: skip
+        # **Snapshot, then watch**: the one list/watch consumer. The indexes it feeds are the concerns' to ask for in
+        # their setups (``watcher/deps.py``'s **Indexes are asked for**); the asset-change keys are the plugin's hints.
+        self.informer = Informer(self.view, hints=AssetKeys(keys.prefix).changes)
         self.election = self.store.election(keys.leader, self.watcher_id, self.settings.leader_ttl_s)
         # The one executor: every etcd write of this watcher while it leads (fenced by its term), every Airflow call
         # of the two exactly-once protocols, their one error vocabulary and how many attempts run at once.
@@ -161,8 +155,7 @@ class Watcher(Provided):
         self.deps = Deps(
             settings=self.settings, watcher_id=self.watcher_id, clock=self.clock, store=self.store,
             clients=self.clients, graphs=self.graphs, metrics=self.metrics, health=self.health, view=self.view,
-            view_lock=self.view_lock, assets=self.assets, deadlines=self.deadlines, retention=self.retention,
-            running=self.running, holds=self.holds, executor=self.executor, election=self.election,
+            view_lock=self.view_lock, informer=self.informer, executor=self.executor, election=self.election,
             reachability=self.reachability, refusals=self.refusals,
             # One cached paused-DAG list per instance, read by the actuator's courtesy warning and the deadline pass.
             paused=paused_lists(self.clients), coverage=self.coverage,
@@ -170,11 +163,18 @@ class Watcher(Provided):
         self.manager = Manager(leading=self.deps.leading)
         for setup in self.concerns:
             setup(self.manager, self.deps)
+        #: The leader and the live watchers: the service's own read, for the metric ``watchers``.
+        self.running = self.informer.index(PRESENCE_INDEX)
         self.store.on_error = self.metrics.etcd_error
         self.metrics.bind_state(lambda: watcher_state(self.view, leading=self.election.is_leader,
                                 in_flight=self.executor.busy, graph=self.graphs.graph,
                                 graph_invalid=self.graphs.error is not None,
                                 watchers=self.running.services))  # fmt: skip
+
+    @property
+    def assets(self) -> AssetIndex:
+        """The asset index the asset concerns asked for (``informer/asset_index.py``)."""
+        return self.informer.index(ASSET_INDEX)
 
     async def load(self) -> int:
         """Read the whole prefix into the view and the indexes, page by page as etcd sends it (the informer; no

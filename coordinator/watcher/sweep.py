@@ -20,7 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from coordinator.core.actions import Action, Plan
 from coordinator.core.model import NodeId
@@ -48,6 +48,58 @@ class PassCounts:
     resumes: int
     submitted: int
     plan_s: float
+
+
+@dataclass
+class PassSummary:
+    """The planner's passes since the last summary line (``watcher/pass_summary.py``'s **One line a minute**): the
+    planner adds to it, the pass summary's concern says it."""
+
+    passes: int = 0
+    full: int = 0
+    actions: int = 0
+    triggers: int = 0
+    resumes: int = 0
+    submitted: int = 0
+    first_revision: int = 0
+    last_revision: int = 0
+    leading: bool = False
+    plan_s_max: float = 0.0
+
+    def add(self, revision: int, counts: PassCounts, *, leading: bool) -> None:
+        """One more pass at ``revision`` that did ``counts``."""
+        if not self.passes:
+            self.first_revision = revision
+        self.passes += 1
+        self.last_revision = revision
+        self.actions += counts.actions
+        self.triggers += counts.triggers
+        self.resumes += counts.resumes
+        self.submitted += counts.submitted
+        self.plan_s_max = max(self.plan_s_max, counts.plan_s)
+        self.leading = leading
+
+    def planned_everything(self) -> None:
+        """One of the passes (or a sweep of them) planned every partition."""
+        self.full += 1
+
+    def line(self, *, in_flight: int, errors: int) -> str | None:
+        """The summary line of the passes so far (None: no pass), and a new count from here."""
+        if not self.passes:
+            return None
+        revisions = (
+            str(self.last_revision)
+            if self.first_revision == self.last_revision
+            else f"{self.first_revision}..{self.last_revision}"
+        )
+        text = (
+            f"reconcile.summary passes={self.passes} full={self.full} revisions={revisions} actions={self.actions} "
+            f"triggers={self.triggers} resumes={self.resumes} submitted={self.submitted} in_flight={in_flight} "
+            f"errors={errors} leader={self.leading} plan_ms_max={self.plan_s_max * 1000:.1f}"
+        )
+        for each in fields(self):  # a new count from here: every field back to its default
+            setattr(self, each.name, each.default)
+        return text
 
 
 @dataclass

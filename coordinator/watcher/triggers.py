@@ -49,20 +49,18 @@ from coordinator.core.planner import next_cutoff, partitions_to_plan
 from coordinator.core.view import ALL, View
 from coordinator.errors import CoordinatorError, WritesRefused
 from coordinator.informer import Changes
-from coordinator.informer.holds import HoldIndex
-from coordinator.informer.retention import RetentionTracker
-from coordinator.manager import Controller, Manager, Result, Watch, wall_clock
-from coordinator.watcher.actuator import Actuator, Offer
+from coordinator.informer.holds import HOLD_INDEX, HoldIndex
+from coordinator.informer.retention import RETENTION_TRACKER, RetentionTracker
+from coordinator.manager import Controller, Handle, Manager, Result, Watch, wall_clock
+from coordinator.watcher.actuator import ACTUATOR, Actuator, Offer
 from coordinator.watcher.adoption import GraphAdoption
 from coordinator.watcher.budget import BudgetStep, TriggerBudget
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor
 from coordinator.watcher.flap_gate import FlapGate
-from coordinator.watcher.handles import ACTUATOR, TRIGGERS
 from coordinator.watcher.hold_gate import HoldGate
-from coordinator.watcher.keys import AllPartitions, DagKey, NextSlice, PartitionKey, Requeues, TriggerKey
-from coordinator.watcher.pass_summary import PassSummary
-from coordinator.watcher.sweep import PassCounts, Sweeper, plan_in_slices
+from coordinator.watcher.keys import PLANNER, AllPartitions, DagKey, NextSlice, PartitionKey, Requeues, TriggerKey
+from coordinator.watcher.sweep import PassCounts, PassSummary, Sweeper, plan_in_slices
 from coordinator.watcher.warm import WarmWork
 
 log = logging.getLogger(__name__)
@@ -398,6 +396,11 @@ class TriggerReconciler:
         return self.planned_revision
 
 
+#: What the planner's concern provides (``manager/manager.py``'s **Handles**; its queue alone is ``keys.PLANNER``): the
+#: checkpoint reads how far it settled, the pass summary its passes.
+TRIGGERS: Handle[TriggerReconciler] = Handle("triggers")
+
+
 def setup(manager: Manager, deps: Deps) -> TriggerReconciler:
     """The planner's concern: its reconciler over DAG and partition keys (the actions it submits go to the actions'
     reconciler, set up before it), the keys a watch batch brings it, every partition one resync interval after the
@@ -409,12 +412,13 @@ def setup(manager: Manager, deps: Deps) -> TriggerReconciler:
         deps.watcher_id, metrics, dag_floor=settings.trigger_budget_dag_floor,
     )  # fmt: skip
     triggers = TriggerReconciler(
-        view=deps.view, view_lock=deps.view_lock, graph=deps.graph, retention=deps.retention,
+        view=deps.view, view_lock=deps.view_lock, graph=deps.graph, retention=deps.index(RETENTION_TRACKER),
         executor=deps.executor, actuator=actuator, budget=budget, leading=deps.leading,
         instances=deps.clients.keys(), watcher_id=deps.watcher_id, history=settings.history_choice,
         first_start_limit=settings.first_start_limit, error_retry_s=settings.error_retry_s,
         resync_s=settings.resync_interval_s, on_pass=metrics.reconcile_seconds.observe,
-        holds=deps.holds, on_held=metrics.held_actions.set, clock=deps.clock, flap_window_s=settings.flap_window_s,
+        holds=deps.index(HOLD_INDEX), on_held=metrics.held_actions.set, clock=deps.clock,
+        flap_window_s=settings.flap_window_s,
     )  # fmt: skip
     triggers.controller.on_turn = deps.health.beat  # liveness: the planner's worker turns every 2 s
 
@@ -431,4 +435,5 @@ def setup(manager: Manager, deps: Deps) -> TriggerReconciler:
         return keys
 
     manager.register(triggers.controller, Watch(interest), start_after=(AllPartitions, settings.resync_interval_s))
+    manager.provide(PLANNER, triggers.controller)
     return manager.provide(TRIGGERS, triggers)

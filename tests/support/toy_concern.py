@@ -1,6 +1,7 @@
 """A toy concern in one module, as a new concern of the watcher would be written: a ``setup(manager, deps)`` that
-builds its reconciler, registers its controller with its interest (two map functions from a watch batch's changes to
-keys of its own, one per kind it cares for) and provides its reconciler for others to find. Registered with one line:
+asks for the index it reads (the holds, by its need: ``watcher/deps.py``'s **Indexes are asked for**), builds its
+reconciler, registers its controller with its interest (two map functions from a watch batch's changes to keys of its
+own, one per kind it cares for) and provides its reconciler for others to find. Registered with one line:
 ``Watcher(..., concerns=(*CONCERNS, toy_concern.setup))`` (``tests/test_concern_setup.py``)."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from datetime import datetime
 
 from coordinator.core.view import View
 from coordinator.informer import Changes
-from coordinator.informer.holds import HoldIndex
+from coordinator.informer.holds import HOLD_INDEX, HoldIndex
 from coordinator.manager import DONE, Controller, Handle, Manager, Result, Watch
 from coordinator.watcher.deps import Deps
 
@@ -64,7 +65,7 @@ def holds_touched(changes: Changes) -> list[ToyKey]:
 
 def setup(manager: Manager, deps: Deps) -> Tally:
     """The toy's one entry point: every watcher runs it (not leader-only)."""
-    tally = Tally(deps.view, deps.holds)
+    tally = Tally(deps.view, deps.index(HOLD_INDEX))
     controller: Controller[ToyKey] = Controller("tally", tally)
     manager.register(controller, Watch(partitions_touched), Watch(holds_touched))
     return manager.provide(TALLY, tally)
