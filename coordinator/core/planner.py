@@ -40,6 +40,11 @@ What the semantics leave to this module:
   (semantics `flap-held`, ``core/flaps.py``) waits with the record's reason once nothing else decides it (up to date,
   blocked, an attempt or an intent under way: those are said as before, and an intent already recorded is completed):
   nothing new is triggered or cleared for the flapping generations.
+- **A settled DAG is passed over.** A pass without verdicts (the watcher's) answers a DAG judged by the per-DAG path
+  (``Graph.plain_inputs``) that is fresh in a few inlined lookups (its success after its last intent, each upstream
+  fresh and consumed at the generation its ledger records) without a call: the same answer ``act`` gives (no action),
+  at a fraction of its cost, for the DAG and day pairs that make up nearly all of a full pass after a start. Any other
+  outcome of those lookups is ``act``'s, from the start.
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -111,11 +116,7 @@ def plan(
                 extra = mapped_candidates(graph, view, partition).difference(nodes)
                 nodes = sorted((*nodes, *extra), key=order.__getitem__)
         if not explain:
-            act = evaluator.act
-            for node in nodes:
-                action = act(node)
-                if action is not None:
-                    actions.append(action)
+            evaluator.act_all(nodes, actions)
             continue
         for node in nodes:
             verdict, action = evaluator.decide(node)
@@ -462,6 +463,55 @@ class _PartitionPlanner(EdgeJudgement):
                 if fresh:
                     return None
         return self.decide(node)[1]
+
+    def act_all(self, nodes: Sequence[NodeId], actions: list[Action]) -> None:
+        """``act`` of each of ``nodes`` in turn, its actions appended to ``actions``; a settled DAG is passed over
+        without the calls (**A settled DAG is passed over**): a full pass after a start meets one per DAG and
+        partition, nearly all settled."""
+        runs, ledgers, known, act = self._runs, self._ledger, self._fresh, self.act
+        graph = self.graph
+        if nodes is graph.topo_order:
+            order = graph.pass_order
+        else:
+            plain = graph.plain_inputs
+            order = tuple((node, plain.get(node)) for node in nodes)
+        for node, ups in order:
+            ledger = ledgers.get(node)
+            if ups is not None and (ledger is None or ledger.status is _DONE):
+                if not ups:
+                    continue  # ``act``: a root never acts while its ledger is done (or it has none)
+                fact = runs.get(node)
+                # ``_compute_fresh`` of the per-DAG path, only while each step says fresh; any other outcome is left to
+                # ``act``, which judges (and words) it from the start.
+                if fact is not None and fact.state is _SUCCESS:
+                    rev = fact.rev
+                    if ledger is None:
+                        names: tuple[str, ...] = ()
+                        revs: tuple[int, ...] = ()
+                    elif rev > (ledger.recorded_intent_rev or ledger.mod_rev):
+                        names, revs = ledger.input_names, ledger.input_revs
+                    else:
+                        ups = ()  # triggered since it succeeded: ``act`` says so
+                    for up, key in ups:
+                        up_fresh = known.get(up)
+                        up_fact = runs.get(up)
+                        if up_fresh is None and graph.plain_inputs.get(up) == ():  # a root (semantics `root-fresh`)
+                            up_fresh = known[up] = up_fact is not None and up_fact.state is _SUCCESS
+                        if not up_fresh or up_fact is None:
+                            break  # not fresh, or not judged yet: ``act``'s
+                        gen = up_fact.rev
+                        if key in names:
+                            if revs[names.index(key)] != gen:
+                                break
+                        elif rev <= gen:
+                            break
+                    else:
+                        if ups:
+                            known[node] = True
+                            continue
+            action = act(node)
+            if action is not None:
+                actions.append(action)
 
     def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
