@@ -338,10 +338,14 @@ class Graph:
         return found
 
     @cached_property
-    def pass_order(self) -> tuple[tuple[NodeId, tuple[tuple[NodeId, str], ...] | None], ...]:
-        """:attr:`topo_order` with each node's :attr:`plain_inputs` (None: not in it), read by a full pass in one go."""
-        plain = self.plain_inputs
-        return tuple((node, plain.get(node)) for node in self.topo_order)
+    def pass_order(self) -> tuple[tuple[NodeId, tuple[tuple[int, NodeId, str], ...] | None], ...]:
+        """:attr:`topo_order` with each node's :attr:`plain_inputs` (None: not in it), each upstream with its position
+        in :attr:`topo_order`: what a full pass reads in one go."""
+        plain, index = self.plain_inputs, self.topo_index
+        return tuple(
+            (node, None if (ups := plain.get(node)) is None else tuple((index[up], up, key) for up, key in ups))
+            for node in self.topo_order
+        )
 
     @cached_property
     def grouped(self) -> Mapping[NodeId, frozenset[Member]]:

@@ -465,50 +465,68 @@ class _PartitionPlanner(EdgeJudgement):
         return self.decide(node)[1]
 
     def act_all(self, nodes: Sequence[NodeId], actions: list[Action]) -> None:
-        """``act`` of each of ``nodes`` in turn, its actions appended to ``actions``; a settled DAG is passed over
-        without the calls (**A settled DAG is passed over**): a full pass after a start meets one per DAG and
-        partition, nearly all settled."""
-        runs, ledgers, known, act = self._runs, self._ledger, self._fresh, self.act
+        """``act`` of each of ``nodes`` in turn, its actions appended to ``actions``; in a pass over every DAG, a
+        settled one is passed over without the calls (**A settled DAG is passed over**): a full pass after a start
+        meets one per DAG and partition, nearly all settled."""
+        act = self.act
         graph = self.graph
-        if nodes is graph.topo_order:
-            order = graph.pass_order
-        else:
-            plain = graph.plain_inputs
-            order = tuple((node, plain.get(node)) for node in nodes)
-        for node, ups in order:
+        if nodes is not graph.topo_order:
+            for node in nodes:
+                action = act(node)
+                if action is not None:
+                    actions.append(action)
+            return
+        runs, ledgers, known = self._runs, self._ledger, self._fresh
+        # Freshness and generation by position in the topological order, of the DAGs judged here (None: judged by
+        # ``act``, whose memo is ``_fresh``, or not at all). List slots where a memo keyed by DAG costs a hash each.
+        fresh: list[bool | None] = [None] * len(nodes)
+        gens = [0] * len(nodes)
+        for i, (node, ups) in enumerate(graph.pass_order):
+            fact = runs.get(node)
             ledger = ledgers.get(node)
-            if ups is not None and (ledger is None or ledger.status is _DONE):
-                if not ups:
+            if ups is not None and not ups:  # a root: fresh exactly when it succeeded (semantics `root-fresh`)
+                if fact is not None and fact.state is _SUCCESS:
+                    fresh[i], gens[i] = True, fact.rev
+                else:
+                    fresh[i] = False
+                if ledger is None or ledger.status is _DONE:
                     continue  # ``act``: a root never acts while its ledger is done (or it has none)
-                fact = runs.get(node)
+            elif (
+                ups is not None
+                and fact is not None
+                and fact.state is _SUCCESS
+                and (ledger is None or ledger.status is _DONE)
+            ):
                 # ``_compute_fresh`` of the per-DAG path, only while each step says fresh; any other outcome is left to
                 # ``act``, which judges (and words) it from the start.
-                if fact is not None and fact.state is _SUCCESS:
-                    rev = fact.rev
-                    if ledger is None:
-                        names: tuple[str, ...] = ()
-                        revs: tuple[int, ...] = ()
-                    elif rev > (ledger.recorded_intent_rev or ledger.mod_rev):
-                        names, revs = ledger.input_names, ledger.input_revs
-                    else:
-                        ups = ()  # triggered since it succeeded: ``act`` says so
-                    for up, key in ups:
-                        up_fresh = known.get(up)
+                rev = fact.rev
+                if ledger is None:
+                    names: tuple[str, ...] = ()
+                    revs: tuple[int, ...] = ()
+                elif rev > (ledger.recorded_intent_rev or ledger.mod_rev):
+                    names, revs = ledger.input_names, ledger.input_revs
+                else:
+                    ups = ()  # triggered since it succeeded: ``act`` says so
+                for j, up, key in ups:
+                    up_fresh = fresh[j]
+                    if up_fresh is None:  # judged by ``act`` (its memo), or not yet: ``act``'s
                         up_fact = runs.get(up)
-                        if up_fresh is None and graph.plain_inputs.get(up) == ():  # a root (semantics `root-fresh`)
-                            up_fresh = known[up] = up_fact is not None and up_fact.state is _SUCCESS
-                        if not up_fresh or up_fact is None:
-                            break  # not fresh, or not judged yet: ``act``'s
-                        gen = up_fact.rev
-                        if key in names:
-                            if revs[names.index(key)] != gen:
-                                break
-                        elif rev <= gen:
+                        if not known.get(up) or up_fact is None:
                             break
+                        gen = up_fact.rev
+                    elif up_fresh:
+                        gen = gens[j]
                     else:
-                        if ups:
-                            known[node] = True
-                            continue
+                        break
+                    if key in names:
+                        if revs[names.index(key)] != gen:
+                            break
+                    elif rev <= gen:
+                        break
+                else:
+                    if ups:
+                        fresh[i], gens[i] = True, rev
+                        continue
             action = act(node)
             if action is not None:
                 actions.append(action)
