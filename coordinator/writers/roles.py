@@ -7,8 +7,9 @@ Rules:
 - **Least access.** Each component gets exactly what it reads and writes (docs/keys.md's "written by" / "read by"
   columns): an Airflow instance's plugin reads and writes only ``runs/{instance}/`` and ``tasks/{instance}/`` (the
   plugin reads before its compare-and-swap, so etcd's ``write`` alone is not enough) and reads ``config/graph`` (which
-  tasks to record), and writes its own asset hint key ``asset_changes/{instance}`` (semantics `asset-facts`); the
-  dependencies page and ``doctor`` read the prefix; the operator writes holds, the history and run states
+  tasks to record) and ``permits/`` (the triggerer's wait), and writes its own asset hint key
+  ``asset_changes/{instance}`` (semantics `asset-facts`); the dependencies page and ``doctor`` read the prefix; the
+  operator writes holds, the history and run states
   (``retract``), and only ``prune`` besides it deletes holds and history (the old audit trail); ``prune`` and
   ``backfill`` write only their families
   (``backfill`` also the delivery ledger, where ``skip-event`` adds an operator's skip request, semantics
@@ -40,6 +41,7 @@ from enum import StrEnum
 
 from coordinator.core.assets import AssetKeys
 from coordinator.core.model import NAME_RE, KeyLayout
+from coordinator.core.permit import permits_prefix
 
 
 class Perm(StrEnum):
@@ -130,6 +132,9 @@ def plugin_role(keys: KeyLayout, instance: str) -> Role:
             Grant(Perm.READWRITE, f"{keys.tasks}{instance}/", True),
             Grant(Perm.READ, keys.config_key("graph"), False),
             Grant(Perm.READWRITE, AssetKeys(keys.prefix).change_key(instance), False),
+            # The wait of a scheduled dependent runs in the triggerer with the plugin's settings and watches every
+            # permit (semantics `scheduled-permit`): read only, so a plugin credential cannot grant one.
+            Grant(Perm.READ, permits_prefix(keys), True),
         ),
     )
 
