@@ -46,6 +46,16 @@ SHARED_FIXTURE_MODULES = (
     "tests/test_import_estates.py",
     "tests/test_import_partitions.py",
 )
+#: End-to-end modules that start their own Airflow and never the session's shared one (``airflow_e2e``): under
+#: ``make test`` they run in the other worker, beside the shared stack's tests instead of after them (the shared
+#: stack's tests are the run's critical path). A module that also uses ``e2e``/``airflow_e2e`` must not be here: its
+#: worker would start a second shared Airflow.
+OWN_AIRFLOW_E2E_MODULES = (
+    "tests/e2e/test_readme_e2e.py",
+    "tests/e2e/test_first_start_e2e.py",
+    "tests/e2e/test_lineage_provider_e2e.py",
+    "tests/e2e/test_plugin_settings_e2e.py",
+)
 ROOT = Path(__file__).resolve().parents[1]
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
 #: (the plugin), the DAG files Airflow parses again and again, the helpers run as scripts.
@@ -75,18 +85,21 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``pytest -n 2`` (make test), every end-to-end test goes to one worker, in collection order, so the
-    session's one Airflow of each version starts once (the modules of ``SHARED_FIXTURE_MODULES`` likewise); each
+    """Under ``pytest -n 2`` (make test), every end-to-end test that uses the session's shared Airflow goes to one
+    worker, in collection order, so the session's one Airflow of each version starts once (the modules of
+    ``SHARED_FIXTURE_MODULES`` likewise); the modules of ``OWN_AIRFLOW_E2E_MODULES`` go together to one worker; each
     other test is scheduled on its own to whichever worker is free. (pytest-xdist's ``--dist loadgroup`` would say
     the same with marks, but it renames node ids in a way pytest 9 ignores, so its groups are silently split.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndInOneWorker(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            if module in OWN_AIRFLOW_E2E_MODULES:
+                return "tests/e2e (own Airflow)"
             if nodeid.startswith("tests/e2e/"):
                 return "tests/e2e"
             # One worker per such module, not two builds of its fixture at once.
-            module = nodeid.split("::", 1)[0]
             return module if module in SHARED_FIXTURE_MODULES else nodeid
 
     return EndToEndInOneWorker(config, log)

@@ -48,9 +48,9 @@ README_TEST = "test_readme_e2e.py"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The README walkthrough runs first among the end-to-end tests: it is what a newcomer does on a fresh Airflow,
-    and it starts its own Airflow, so going first keeps it from running beside this session's (at most two Airflows
-    run at once)."""
+    """The README walkthrough runs first among the end-to-end tests: it is what a newcomer does on a fresh Airflow.
+    It starts its own Airflow: run without workers, going first keeps it from running beside this session's; under
+    ``make test`` it leads the worker of ``OWN_AIRFLOW_E2E_MODULES`` (tests/conftest.py), beside the shared stack."""
     e2e = [i for i, item in enumerate(items) if "e2e" in item.path.parts]
     readme = [item for item in items if item.path.name == README_TEST]
     if not e2e or not readme:
