@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any, ClassVar, Self
 
 from coordinator.core.model import DEFAULT_INSTANCE, DEFAULT_PREFIX
+from devtools import reaper
 from devtools.procs import command_line, free_port, leads_session, stop_groups
 
 log = logging.getLogger(__name__)
@@ -342,6 +343,7 @@ class AirflowStack:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group: stop() signals workers too
             )
+        reaper.record(self._procs[component].pid, "airflow", group=True)
 
     def _record(self) -> None:
         state = {

@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from devtools import reaper
 from devtools.procs import free_port, kill_child, port_is_free, stop_child
 
 log = logging.getLogger(__name__)
@@ -292,6 +293,7 @@ class EtcdServer:
                 env=env,
                 start_new_session=self.detach,
             )
+        reaper.record(self._res.proc.pid, "etcd", group=self.detach)
 
     def _wait_ready(self) -> None:
         started = time.monotonic()

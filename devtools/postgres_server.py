@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from devtools import reaper
 from devtools.procs import free_port, port_is_free, stop_child
 
 log = logging.getLogger(__name__)
@@ -361,6 +362,7 @@ class PostgresServer:
                 group=group,
                 extra_groups=extra_groups,
             )
+        reaper.record(self._res.proc.pid, "postgres", group=True)
 
     def _ready(self, host: str) -> bool:
         done = subprocess.run(

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import os
+import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 import pytest
 
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
+from devtools import reaper
 from devtools.etcd_server import EtcdServer
 
 T = TypeVar("T")
@@ -57,6 +61,8 @@ OWN_AIRFLOW_E2E_MODULES = (
     "tests/e2e/test_plugin_settings_e2e.py",
 )
 ROOT = Path(__file__).resolve().parents[1]
+#: This process's reaper (``_start_reaper``).
+REAPER = pytest.StashKey[subprocess.Popen[bytes]]()
 #: What the suite's subprocesses import from this checkout: the CLI and watchers it starts, every Airflow process
 #: (the plugin), the DAG files Airflow parses again and again, the helpers run as scripts.
 COMPILED = ("coordinator", "devtools", "dags", "tests")
@@ -72,10 +78,21 @@ def pytest_configure(config: pytest.Config) -> None:
     ``test_prune_cli``, ``test_engine_cli``) took 76 s of CPU with the bytecode against 88 s without. A stale file is
     harmless: Python checks each against its source's modification time and compiles in memory when they differ.
     Files that do not compile (the import tests' broken DAG files) are left to the tests, silently (``quiet=2``)."""
+    _start_reaper(config)
     if hasattr(config, "workerinput"):
         return  # an xdist worker: the controller did it before starting the workers
     for name in COMPILED:
         compileall.compile_dir(ROOT / name, quiet=2)
+
+
+def _start_reaper(config: pytest.Config) -> None:
+    """Each pytest process (the controller and every xdist worker) gets its own reaper (``devtools/reaper.py``): the
+    servers this process starts are stopped even when it is killed before its fixtures' ``finally`` runs. The Popen
+    is kept on the config, so its pipe stays open exactly as long as this process lives."""
+    fd, name = tempfile.mkstemp(prefix="coordinator-reaper-", suffix=".tsv")
+    os.close(fd)
+    os.environ[reaper.REGISTRY_ENV] = name
+    config.stash[REAPER] = reaper.start(Path(name))
 
 
 def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:

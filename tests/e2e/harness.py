@@ -38,6 +38,7 @@ from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings, InstanceSettings, parse_endpoints
 from coordinator.runtime.spec_file import load_spec
 from coordinator.watcher.audit import AuditResult, audit_once
+from devtools import reaper
 from devtools.airflow2_stack import Airflow2Stack
 from devtools.airflow_stack import AirflowStack, AirflowStackError, AirflowUnreachable
 
@@ -580,6 +581,7 @@ class E2E:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        reaper.record(proc.pid, "watch", group=True)
         self._watchers.append(proc)
         return proc
 
