@@ -115,6 +115,10 @@ class PlannerMachine(RuleBasedStateMachine):
         node, partition = data.draw(st.sampled_from(running))
         attempt = self.world.airflow[(node, partition)].clear_number
         self.world.finish(node.dag_id, partition, ok)
+        self.note_finish(node, partition, attempt, ok)
+
+    def note_finish(self, node: NodeId, partition: str, attempt: int, ok: bool = True) -> None:
+        """The model's part of a run's end: a no-cascade rerun's success stands for the generation it replaced."""
         started = self.rerunning.pop((node, partition), None) if self.models_no_cascade() else None
         if started is not None and started[0] == attempt and ok:  # the no-cascade rerun's success
             self.stands_for[(node, partition)] = (self.world.rev, started[1])
@@ -254,7 +258,7 @@ class PlannerMachine(RuleBasedStateMachine):
         if not hasattr(self, "world"):
             return
         world = self.world
-        world.quiesce(self.begin_attempt, max_rounds=200)
+        world.quiesce(self.begin_attempt, max_rounds=200, after_finish=self.note_finish)
         # An intent may stay unconfirmed only while an upstream is not fresh (it was recorded just before the
         # upstream failed or was cleared; it completes once the upstream is fresh again).
         unconfirmed = [

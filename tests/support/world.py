@@ -327,9 +327,15 @@ class World:
                 return
         raise AssertionError("world did not settle")
 
-    def quiesce(self, before_start: Callable[[NodeId, str], object], max_rounds: int) -> None:
+    def quiesce(
+        self,
+        before_start: Callable[[NodeId, str], object],
+        max_rounds: int,
+        after_finish: Callable[[NodeId, str, int], object] = lambda node, partition, attempt: None,
+    ) -> None:
         """The state machines' teardown: apply every planned action, start every queued run (``before_start`` lets
-        the model note the attempt) and let every running one succeed, until nothing moves or ``max_rounds``."""
+        the model note the attempt) and let every running one succeed (``after_finish`` gets the attempt that
+        succeeded, as a machine's own finishing rule would), until nothing moves or ``max_rounds``."""
         for _ in range(max_rounds):
             for action in plan(self.graph, self.view).actions:
                 self.apply_action(action)
@@ -341,6 +347,7 @@ class World:
             for at, run in sorted(self.airflow.items()):
                 if run.state == "running":
                     self.finish(at[0].dag_id, at[1], ok=True)
+                    after_finish(at[0], at[1], run.clear_number)
                     moved = True
             if not moved and not plan(self.graph, self.view).actions:
                 return
