@@ -20,7 +20,7 @@ SOURCE, REFUSED = "e2e_refused_source", "e2e_refused"
 #: The test's cap (the default is 30 s: the same code, slower steps) and how long the refusals are counted. By hand,
 #: ``E2E_REFUSED_CAP_S=30 E2E_REFUSED_WINDOW_S=600`` measures ten minutes with the default cap.
 CAP_S = float(os.environ.get("E2E_REFUSED_CAP_S", "8"))
-WINDOW_S = float(os.environ.get("E2E_REFUSED_WINDOW_S", "60"))
+WINDOW_S = float(os.environ.get("E2E_REFUSED_WINDOW_S", "30"))
 #: A trigger POST of the refused DAG in the api-server's access log (structlog's "request finished" with method and
 #: path in either order; the path ends at dagRuns: not a run's own endpoints).
 _POST = re.compile(rf"request finished.*(?=.*\bPOST\b).*/api/v2/dags/{REFUSED}/dagRuns(?![/\w])")
