@@ -92,12 +92,12 @@ def test_the_field_is_read_and_the_graph_answers_the_rule() -> None:
 
 
 def test_the_field_changes_the_graph_but_not_when_a_dag_is_due() -> None:
-    """Writing, changing or removing ``data_interval`` keeps every shape and the digest (nothing is re-dated or
-    re-planned) while the graph differs, so a reload puts it in force (the graph source's equality check)."""
+    """Writing, changing or removing ``data_interval`` keeps every shape (nothing is re-dated) and changes the graph
+    and its digest (so the watcher adopts it and ``coordinator diff`` names it)."""
     cron = {"partitions": {"cron": "0 0 * * *"}}
     graphs = [parse_spec(json.dumps(graph_of({**cron, **extra}))) for extra in
               ({}, {"data_interval": "period"}, {"data_interval": "point"})]  # fmt: skip
-    assert len({g.digest for g in graphs}) == 1 and len({g.shapes[DOWN] for g in graphs}) == 1
+    assert len({g.digest for g in graphs}) == 3 and len({g.shapes[DOWN] for g in graphs}) == 1
     assert graphs[0] != graphs[2] and graphs[1] != graphs[2]
 
 
@@ -134,8 +134,8 @@ def test_point_needs_no_grid() -> None:
 
 
 def test_a_running_watcher_puts_a_changed_data_interval_in_force_without_a_replan(tmp_path: Path) -> None:
-    """The graph source reloads a file whose only change is ``data_interval``: same digest, so no re-plan (refresh
-    answers False), but the graph in force answers the new interval for the next trigger."""
+    """The graph source reloads a file whose only change is ``data_interval`` (refresh answers True: a new digest
+    to adopt, with every shape unchanged) and the graph in force answers the new interval for the next trigger."""
     deps = tmp_path / "dependencies.json"
     cron = {"partitions": {"cron": "0 0 * * *"}}
     deps.write_text(json.dumps(graph_of(cron)), encoding="utf-8")
@@ -144,5 +144,7 @@ def test_a_running_watcher_puts_a_changed_data_interval_in_force_without_a_repla
     assert source.graph.data_interval(DOWN, day) == span(day, "2025-07-02T00:00:00Z")
     deps.write_text(json.dumps(graph_of({**cron, "data_interval": "point"})), encoding="utf-8")
     os.utime(deps, ns=(time.time_ns() + 10**9,) * 2)  # a new stamp even within the file system's time resolution
-    assert source.refresh() is False
+    shapes = source.graph.shapes
+    assert source.refresh() is True
+    assert source.graph.shapes == shapes
     assert source.graph.data_interval(DOWN, day) == span(day, day)

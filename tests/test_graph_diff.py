@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -355,3 +356,49 @@ def test_an_adopted_graph_whose_edges_were_not_recorded_is_not_rebuilt() -> None
         ["default/extract", "publish", "success", 0, "not a shift", None, False]
     ]
     assert adopted_graph(Activation.model_validate(stored), "adopted") is None
+
+
+#: A daily producer and a dependent whose runs the coordinator creates with a declared data interval.
+INTERVALS: dict[str, Any] = {
+    "load": {"partitions": {"cron": "0 0 * * *"}},
+    "report": {"partitions": {"cron": "0 0 * * *"}, "upstreams": "load", "data_interval": "point"},
+}
+
+
+def test_a_data_interval_change_is_adopted_without_re_dating_and_diff_warns_of_it() -> None:
+    """Editing only a DAG's data_interval changes the digest, keeps the DAG's since, is recorded in the activation
+    (the adopted graph rebuilds to the file's digest), and ``diff`` names it as a warning, not a changed DAG."""
+    before = graph({"version": 1, "dags": INTERVALS})
+    first = adopt(before.shapes, before.digest, None, 7, sources=before.dags)
+    assert first is not None
+    after = graph({"version": 1, "dags": {**INTERVALS, "report": {**INTERVALS["report"], "data_interval": "period"}}})
+    assert after.digest != before.digest and after.shapes == before.shapes
+    second = adopt(after.shapes, after.digest, first, 20, sources=after.dags)
+    assert second is not None and second.nodes["default/report"].since == 7
+    stored = Activation.model_validate_json(dump_activation(second))
+    assert stored.nodes["default/report"].data_interval == "period"
+    assert "data_interval" not in json.loads(dump_activation(second))["nodes"]["default/load"]
+    rebuilt = adopted_graph(stored, "adopted")
+    assert rebuilt is not None and rebuilt.digest == after.digest
+    result = diff_graphs(Baseline.from_activation(first, "adopted", 8), after)
+    assert not result.changed
+    (warning,) = result.warnings
+    assert warning.startswith("report: ") and "point -> period" in warning and "nothing is re-dated" in warning
+
+
+def test_a_dag_made_scheduled_is_a_change_named_in_its_details() -> None:
+    """A DAG changed from triggered to ``"runs": "scheduled"`` is reported changed, with the words for both."""
+    old = graph({"version": 1, "dags": INTERVALS})
+    new = graph({"version": 1, "dags": {**INTERVALS, "report": {**INTERVALS["report"], "runs": "scheduled"}}})
+    for baseline in (Baseline.from_graph(old), activation_baseline(old, with_edges=True)):
+        (change,) = diff_graphs(baseline, new).changes
+        assert change.kind is ChangeKind.CHANGED
+        assert any(d.startswith("runs: triggered") and "-> scheduled" in d for d in change.details), change.details
+
+
+def test_a_graph_without_data_intervals_keeps_its_digest() -> None:
+    """A file that declares no data_interval has the digest it had before the field existed (shapes only)."""
+    plain = graph(BASE)
+    payload = {n.qualified: plain.shapes[n] for n in sorted(plain.dags)}
+    expected = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    assert plain.digest == expected

@@ -67,6 +67,10 @@ class NodeActivation(BaseModel):
     #: ``"scheduled"`` for a DAG that keeps its own timetable (``DagSpec.scheduled``, semantics `scheduled-permit`),
     #: recorded only for such a DAG; part of the shape. None: triggered.
     runs: str | None = None
+    #: The DAG's declared ``data_interval`` (semantics `triggered-data-interval`), recorded only for a DAG that
+    #: declares it; not part of the shape, so rewritten at every adoption without re-dating the DAG (like
+    #: ``deadline``). None: not declared (the default applies), or a value written before it was recorded.
+    data_interval: str | None = None
 
     def grid_spec(self) -> Grid | None:
         """The recorded grid as a :class:`Grid` (None: no grid)."""
@@ -136,6 +140,8 @@ def adopt(
                 prev = prev.model_copy(update=edges)
             if spec is not None and prev.deadline != spec.deadline_item():
                 prev = prev.model_copy(update={"deadline": spec.deadline_item()})  # not in the shape: no re-dating
+            if spec is not None and prev.data_interval != spec.data_interval:
+                prev = prev.model_copy(update={"data_interval": spec.data_interval})  # likewise
             nodes[node.qualified] = prev
         else:
             nodes[node.qualified] = NodeActivation(shape=shape, since=revision, history_from=first_history, **edges)
@@ -163,6 +169,8 @@ def _recorded_edges(spec: DagSpec) -> dict[str, Any]:
         recorded["key_format"] = spec.key_format
     if spec.scheduled:
         recorded["runs"] = "scheduled"
+    if spec.data_interval is not None:
+        recorded["data_interval"] = spec.data_interval
     return recorded
 
 
@@ -171,7 +179,7 @@ def dump_activation(activation: Activation) -> bytes:
     if not data["upstream_tasks"]:  # a graph without task-level edges writes the value it always wrote
         del data["upstream_tasks"]
     for entry in data["nodes"].values():
-        for extra in ("edges", "deadline", "groups", "segments", "key_format", "runs"):
+        for extra in ("edges", "deadline", "groups", "segments", "key_format", "runs", "data_interval"):
             if entry[extra] is None:  # so does a DAG without extended edges, deadlines or groups
                 del entry[extra]
     return json.dumps(data, separators=(",", ":"), sort_keys=True).encode()

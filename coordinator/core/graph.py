@@ -286,12 +286,16 @@ class Graph:
 
     @cached_property
     def digest(self) -> str:
-        """What the watcher adopts: every shape, and the deadline fields where a DAG has them (not part of any shape:
-        they never make a DAG due, but a change must reach the adopted graph that readers without the file use)."""
+        """What the watcher adopts: every shape, and the deadline fields and declared data intervals where a DAG has
+        them (not part of any shape: they never make a DAG due, but a change must reach the adopted graph that readers
+        without the file use, and ``coordinator diff`` names it)."""
         payload: dict[str, object] = {n.qualified: self.shapes[n] for n in sorted(self.dags)}
         deadlines = {n.qualified: item for n in sorted(self.dags) if (item := self.dags[n].deadline_item()) is not None}
-        if deadlines:  # only when present: a graph without deadlines keeps the digest it always had
+        intervals = {n.qualified: kind for n in sorted(self.dags) if (kind := self.dags[n].data_interval) is not None}
+        if deadlines or intervals:  # only when present: a graph without either keeps the digest it always had
             payload = {"shapes": payload, "deadlines": deadlines}
+            if intervals:
+                payload["data_intervals"] = intervals
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     @cached_property

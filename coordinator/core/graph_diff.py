@@ -26,6 +26,7 @@ from enum import StrEnum
 
 from coordinator.core.activation import Activation
 from coordinator.core.conditions import GroupSpec
+from coordinator.core.data_interval import IntervalKind
 from coordinator.core.deadline.rules import ExpectedBy
 from coordinator.core.graph import DagSpec, EdgeSpec, Graph
 from coordinator.core.grid import DEFAULT_TIMEZONE, Grid
@@ -65,6 +66,10 @@ class BaselineDag:
     #: The deadline fields (semantics `deadlines-judged`), when recorded.
     expected_by: ExpectedBy | None = None
     on_late_of: tuple[NodeId, ...] = ()
+    #: ``"runs": "scheduled"`` (semantics `scheduled-permit`; part of the shape) and the declared data interval
+    #: (semantics `triggered-data-interval`; not part of it), when recorded.
+    scheduled: bool = False
+    data_interval: str | None = None
 
     @property
     def edges_known(self) -> bool:
@@ -89,6 +94,7 @@ class Baseline:
             n: BaselineDag(
                 n, graph.shapes[n], spec.upstreams, spec.on_failure_of, None,
                 str(spec.grid) if spec.grid is not None else None, dict(spec.offsets),
+                scheduled=spec.scheduled, data_interval=spec.data_interval,
             )
             for n, spec in graph.dags.items()
         }  # fmt: skip
@@ -117,7 +123,7 @@ class Baseline:
                 # A damaged record: the rebuilt graph's digest will not match, so no graph is rebuilt from it.
                 edges, expected, late = (), None, ()
             dags[node] = BaselineDag(node, entry.shape, ups, fails, entry.since, entry.grid, offsets, edges, expected,
-                                     late)  # fmt: skip
+                                     late, entry.runs == "scheduled", entry.data_interval)  # fmt: skip
         return cls(label, dags, revision=revision)
 
 
@@ -139,7 +145,8 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
                              expected_by=entry.expected_by, on_late_of=entry.on_late_of,
                              groups=_groups(activation, node), segments=_segments(activation, node),
                              key_format=activation.nodes[node.qualified].key_format,
-                             scheduled=activation.nodes[node.qualified].runs == "scheduled")  # fmt: skip
+                             scheduled=entry.scheduled,
+                             data_interval=_interval(entry.data_interval))  # fmt: skip
     if any(src not in dags for spec in dags.values() for src in (*spec.upstreams, *spec.on_failure_of)):
         return None
     graph = Graph(dags, frozenset(n.instance for n in dags), source)
@@ -149,6 +156,15 @@ def adopted_graph(activation: Activation, source: str) -> Graph | None:
     if graph.digest != activation.digest:
         return None
     return graph
+
+
+def _interval(recorded: str | None) -> IntervalKind | None:
+    """The recorded data interval; None for none, or for a damaged record (whose rebuilt graph then has another
+    digest and is not used)."""
+    try:
+        return IntervalKind(recorded) if recorded is not None else None
+    except ValueError:
+        return None
 
 
 def _groups(activation: Activation, node: NodeId) -> tuple[GroupSpec, ...]:
@@ -301,6 +317,8 @@ def diff_graphs(baseline: Baseline, new: Graph, activity: Mapping[NodeId, StoreA
             if busy is not None and busy.busy:
                 warnings.append(_removal_warning(node, busy))
         elif old is not None and spec is not None:
+            if old.edges_known and old.data_interval != spec.data_interval:
+                warnings.append(_interval_warning(node, old.data_interval, spec.data_interval))
             change = _changed(node, old, spec, baseline)
             if change is None:
                 continue
@@ -325,12 +343,28 @@ def _details(old: BaselineDag, spec: DagSpec) -> tuple[str, ...]:
     grid = str(spec.grid) if spec.grid is not None else None
     if grid != old.grid:
         found.append(f"grid: {old.grid or 'none'} -> {grid or 'none'}")
+    if spec.scheduled != old.scheduled:
+        found.append(f"runs: {_runs(old.scheduled)} -> {_runs(spec.scheduled)}")
     offsets = dict(spec.offsets)
     for source in sorted(set(old.offsets) | set(offsets)):
         before, after = old.offsets.get(source, 0), offsets.get(source, 0)
         if before != after:
             found.append(f"offset of {source}: {before} -> {after}")
     return tuple(found)
+
+
+def _runs(scheduled: bool) -> str:
+    if scheduled:
+        return "scheduled (Airflow creates the run; the coordinator grants its permit)"
+    return "triggered (the coordinator creates the run)"
+
+
+def _interval_warning(node: NodeId, old: str | None, new: str | None) -> str:
+    return (
+        f"{node}: the data interval of the runs the coordinator creates changes: {old or 'the default'} -> "
+        f"{new or 'the default'} (semantics `triggered-data-interval`); runs created after the adoption get it, "
+        f"nothing is re-dated"
+    )
 
 
 def _changed(node: NodeId, old: BaselineDag, spec: DagSpec, baseline: Baseline) -> DagChange | None:
