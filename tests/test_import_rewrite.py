@@ -63,7 +63,8 @@ def test_the_sensors_become_the_wait_and_every_other_byte_stays() -> None:
     assert done.replaced == TARGETS and done.untranslated == ()
     expected = SOURCE.replace(
         "from airflow.sdk import DAG, TaskGroup\n",
-        "from airflow.sdk import DAG, TaskGroup\nfrom coordinator.airflow_plugin.permit_wait import WaitForPermitOperator\n",
+        "from airflow.sdk import DAG, TaskGroup\n"
+        "from coordinator.airflow_plugin.permit_wait import WaitForPermitOperator\n",
     )
     expected = expected.replace("from datetime import timedelta\n\n", "")
     expected = expected.replace("from airflow.providers.standard.sensors.external_task import ExternalTaskSensor\n", "")

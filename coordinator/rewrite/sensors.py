@@ -27,9 +27,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import libcst as cst
-from libcst.codemod import CodemodContext, VisitorBasedCodemodCommand
+from libcst.codemod import CodemodContext
 from libcst.codemod.visitors import AddImportsVisitor, RemoveImportsVisitor
-from libcst.metadata import PositionProvider
+from libcst.helpers import get_full_name_for_node
+from libcst.metadata import MetadataWrapper, PositionProvider
 
 from coordinator.core.importer.rewrite_plan import SensorTarget
 
@@ -92,8 +93,16 @@ def rewrite_source(text: str, targets: Sequence[SensorTarget]) -> Rewritten:
     except cst.ParserSyntaxError as exc:
         reason = f"LibCST cannot parse the file: {str(exc).splitlines()[0]}"
         return Rewritten(text, (), tuple(Untranslated(t, reason) for t in targets))
-    command = _SensorsToWait(CodemodContext(), targets)
-    new = command.transform_module(module)
+    command = _SensorsToWait(targets)
+    new = MetadataWrapper(module).visit(command)
+    if command.replaced:  # **Imports**: LibCST's own passes, which keep an import something still uses
+        context = CodemodContext()
+        AddImportsVisitor.add_needed_import(context, WAIT_MODULE, WAIT)
+        imported = _imported_names(module)
+        for name in sorted(command.unused & imported.keys()):
+            RemoveImportsVisitor.remove_unused_import(context, *imported[name])
+        new = AddImportsVisitor(context).transform_module(new)
+        new = RemoveImportsVisitor(context).transform_module(new)
     found = command.replaced | command.already
     missing = [
         Untranslated(t, f"no call with task_id {_short(t.task_id)!r} at this line (built by a helper elsewhere, or "
@@ -140,19 +149,22 @@ def _is_dag_function(node: cst.FunctionDef) -> bool:
     return False
 
 
-class _SensorsToWait(VisitorBasedCodemodCommand):
+class _SensorsToWait(cst.CSTTransformer):
     """Replaces the targets' calls; records what it replaced, what already was the wait and what it refused."""
 
     METADATA_DEPENDENCIES = (PositionProvider,)
 
-    def __init__(self, context: CodemodContext, targets: Sequence[SensorTarget]) -> None:
-        super().__init__(context)
+    def __init__(self, targets: Sequence[SensorTarget]) -> None:
+        super().__init__()
         self.by_line: dict[int, list[SensorTarget]] = {}
         for target in targets:
             self.by_line.setdefault(target.line, []).append(target)
         self.replaced: set[SensorTarget] = set()
         self.already: set[SensorTarget] = set()
         self.refused: dict[SensorTarget, str] = {}
+        #: Names the replaced calls used (the sensor's class, ``timedelta`` of a dropped delta): their imports go when
+        #: nothing else uses them.
+        self.unused: set[str] = set()
         #: Why a call here would build more than one task, innermost last (**Left as it is, with the reason**).
         self.scopes: list[str | None] = []
 
@@ -242,12 +254,9 @@ class _SensorsToWait(VisitorBasedCodemodCommand):
             self.refused[target] = reason
             return updated_node
         self.replaced.add(target)
-        AddImportsVisitor.add_needed_import(self.context, WAIT_MODULE, WAIT)
-        # The sensor's class, and what only its dropped arguments used (``timedelta``...), when nothing else does.
-        RemoveImportsVisitor.remove_unused_import_by_node(self.context, original_node.func)
-        for arg in original_node.args:
-            if arg.keyword is not None and arg.keyword.value in DROP:
-                RemoveImportsVisitor.remove_unused_import_by_node(self.context, arg.value)
+        dropped = [arg.value for arg in original_node.args if arg.keyword is not None and arg.keyword.value in DROP]
+        for node in (original_node.func, *dropped):
+            self.unused |= {n.value for n in _names(node)}
         return _wait_call(updated_node)
 
     def _refusal(self, call: cst.Call) -> str | None:
@@ -267,6 +276,45 @@ class _SensorsToWait(VisitorBasedCodemodCommand):
             if name not in KEEP and name not in DROP:
                 return f"the argument {name}= has no meaning for the wait (a custom sensor's?)"
         return None
+
+
+def _names(node: cst.CSTNode) -> list[cst.Name]:
+    """The names a node reads (the root of ``a.b.C`` is ``a``)."""
+    found: list[cst.Name] = []
+
+    class Names(cst.CSTVisitor):
+        def visit_Name(self, name: cst.Name) -> None:
+            found.append(name)
+
+        def visit_Attribute(self, attribute: cst.Attribute) -> bool:
+            attribute.value.visit(self)
+            return False  # the attribute's own name is no variable
+
+    node.visit(Names())
+    return found
+
+
+def _imported_names(module: cst.Module) -> dict[str, tuple[str, str | None, str | None]]:
+    """Each name the module's top-level imports bind, with ``(module, object, alias)`` as LibCST's
+    ``RemoveImportsVisitor`` takes them (relative imports and ``*`` are left alone)."""
+    found: dict[str, tuple[str, str | None, str | None]] = {}
+    for statement in module.body:
+        if not isinstance(statement, cst.SimpleStatementLine):
+            continue
+        for small in statement.body:
+            if isinstance(small, cst.ImportFrom) and small.module is not None and not small.relative:
+                if isinstance(small.names, cst.ImportStar):
+                    continue
+                source = get_full_name_for_node(small.module)
+                for alias in small.names:
+                    if source is not None:
+                        local = alias.evaluated_alias or alias.evaluated_name
+                        found[local] = (source, alias.evaluated_name, alias.evaluated_alias)
+            elif isinstance(small, cst.Import):
+                for alias in small.names:
+                    local = alias.evaluated_alias or alias.evaluated_name.split(".")[0]
+                    found[local] = (alias.evaluated_name, None, alias.evaluated_alias)
+    return found
 
 
 def _wait_call(call: cst.Call) -> cst.Call:
