@@ -308,7 +308,7 @@ def _rewritten(folder: Path, conversion: _Conversion) -> tuple[RewriteOutcome, _
     """The rewrite in memory, and the conversion whose document marks the rewritten DAGs scheduled (with their
     ``schedule:`` notes saying to keep their schedule)."""
     result = conversion.result
-    outcome = rewrite_folder(folder, result, conversion.loaded.links)
+    outcome = rewrite_folder(folder, result, conversion.loaded.links, conversion.loaded.dags)
     refs = [key for key in result.document["dags"] if key.rsplit("/", 1)[-1] in outcome.scheduled]
     result = dataclasses.replace(result, document=mark_scheduled(result.document, refs))
     findings = scheduled_notes(conversion.findings, outcome.scheduled)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coordinator.core.importer.facts import LinkFact, Origin
+from coordinator.core.importer.facts import DagFact, LinkFact, Origin
 from coordinator.core.importer.rewrite_plan import KeptSensor, SensorTarget, plan_rewrite
 from coordinator.core.importer.translate import ImportResult
 
@@ -58,11 +58,13 @@ class RewriteOutcome:
         }
 
 
-def rewrite_folder(folder: Path, result: ImportResult, links: Sequence[LinkFact]) -> RewriteOutcome:
+def rewrite_folder(
+    folder: Path, result: ImportResult, links: Sequence[LinkFact], dags: Sequence[DagFact] = ()
+) -> RewriteOutcome:
     """Every file with a target, rewritten in memory (**Pure underneath**); nothing is written here."""
     from coordinator.rewrite.sensors import rewrite_source  # LibCST only for this command
 
-    plan = plan_rewrite(result, links)
+    plan = plan_rewrite(result, links, dags)
     base = folder.resolve() if folder.is_dir() else folder.resolve().parent
     changes: list[FileChange] = []
     replaced: list[tuple[Origin, str]] = []

@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from coordinator.core.importer.facts import Finding, FindingKind, LinkFact, LinkKind, Origin
+from coordinator.core.importer.facts import DagFact, Finding, FindingKind, LinkFact, LinkKind, Origin
 from coordinator.core.importer.translate import ImportResult
 
 
@@ -61,9 +61,11 @@ class RewritePlan:
     kept: tuple[KeptSensor, ...]
 
 
-def plan_rewrite(result: ImportResult, links: Sequence[LinkFact]) -> RewritePlan:
+def plan_rewrite(result: ImportResult, links: Sequence[LinkFact], dags: Sequence[DagFact] = ()) -> RewritePlan:
     """The targets and the kept sensors (**Only sensors whose edge was written** and **Sensors on other systems' jobs
-    stay**)."""
+    stay**). An Airflow 2 SubDAG's sensor is its parent's, as the translation reads it."""
+    roots = {d.dag_id: d.subdag_of for d in dags if d.subdag_of is not None}
+    links = [replace(link, dag_id=roots[link.dag_id]) if link.dag_id in roots else link for link in links]
     inexpressible = {f.subject for f in result.findings if f.kind is FindingKind.INEXPRESSIBLE}
     reasons: dict[str, str] = {}
     for finding in sorted(result.findings, key=lambda f: f.kind is not FindingKind.INEXPRESSIBLE):
