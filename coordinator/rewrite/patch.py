@@ -3,8 +3,8 @@
 
 Rules:
 - **Paths as ``git diff`` writes them.** ``a/PATH`` and ``b/PATH``, PATH relative to the directory the command ran in
-  (as the folder was given), so ``git apply rewrite.diff`` (or ``patch -p1 < rewrite.diff``) from that directory
-  applies it, in a repository or not.
+  (as the folder was given), so ``patch -p1 -i rewrite.diff`` from that directory applies it (``git apply`` too, from
+  the top of a git checkout or outside one: inside a repository it reads the paths from its top).
 - **Files in order.** Files in sorted order, so the same folder gives the same diff.
 - **Pure**: texts in, text out.
 """
