@@ -89,7 +89,8 @@ def test_the_guide_converts_a_scheduled_dependent_that_then_waits_deferred_and_r
     up_run = scheduled_run(e2e.stack, UP, day)
     e2e.stack.wait_for_run(UP, up_run, ["success"], timeout_s=120)
     done = e2e.stack.wait_for_run(DAILY, run, ["success"], timeout_s=120)
-    assert (done["data_interval_start"][:10], done["data_interval_end"][:10]) == (f"{day:%Y-%m-%d}", f"{today:%Y-%m-%d}")
+    interval = (done["data_interval_start"][:10], done["data_interval_end"][:10])
+    assert interval == (f"{day:%Y-%m-%d}", f"{today:%Y-%m-%d}"), done  # its own timetable's [D, D + 1 day)
     assert task_runs(e2e.stack, DAILY, run)["wait_for_load"].try_number == 1
     permit = json.loads(e2e.read_key(permit_key) or b"{}")
     assert (permit["granted"], permit["generation"]) == (True, 1), permit
