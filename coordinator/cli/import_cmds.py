@@ -209,7 +209,7 @@ DiffOutOpt = Annotated[
         "--diff-out",
         metavar="FILE",
         show_default="standard output",
-        help="with --rewrite: write the diff of the DAG files here (apply it with git apply FILE)",
+        help="with --rewrite: write the diff of the DAG files here (apply it with patch -p1 -i FILE)",
     ),
 ]
 InPlaceOpt = Annotated[
