@@ -97,6 +97,29 @@ def test_the_sensors_become_the_wait_and_every_other_byte_stays() -> None:
     assert done.text == expected
 
 
+def test_the_last_kept_argument_keeps_its_comment_and_the_call_its_closing_line() -> None:
+    """When the sensor's last arguments are dropped, the new last one keeps its comment and the closing parenthesis
+    its line and indent, with a trailing comma as written or without one."""
+    for comma in (",", ""):
+        source = (
+            "with DAG('d'):\n"
+            "    wait = ExternalTaskSensor(\n"
+            "        task_id='w',\n"
+            "        timeout=600,  # ten minutes\n"
+            f"        mode='reschedule'{comma}\n"
+            "    )\n"
+        )
+        done = rewrite_source(source, [SensorTarget("d", "w", 2)])
+        assert done.text == (
+            "from coordinator.airflow_plugin.permit_wait import WaitForPermitOperator\n\n"
+            "with DAG('d'):\n"
+            "    wait = WaitForPermitOperator(\n"
+            "        task_id='w',\n"
+            "        timeout=600,  # ten minutes\n"
+            "    )\n"
+        ), comma
+
+
 def test_rewriting_a_rewritten_file_changes_nothing() -> None:
     """Idempotent: the targets found again in the rewritten text (their calls now the wait) leave it byte for byte,
     and nothing is listed as untranslated."""

@@ -319,8 +319,27 @@ def _imported_names(module: cst.Module) -> dict[str, tuple[str, str | None, str 
 
 def _wait_call(call: cst.Call) -> cst.Call:
     """The wait's call in place of the sensor's (**The call, in place** and **Arguments**): the kept arguments as
-    written, the last one taking the original last argument's comma (a trailing comma and the closing line stay)."""
+    written; when the original last one was dropped, the new last one ends as it ended (a trailing comma or none, the
+    closing parenthesis on its own line or not) and keeps its own comment."""
     kept = [arg for arg in call.args if arg.keyword is not None and arg.keyword.value in KEEP]
     if kept and call.args and kept[-1] is not call.args[-1]:
-        kept[-1] = kept[-1].with_changes(comma=call.args[-1].comma)
+        kept[-1] = _ending_as(kept[-1], call.args[-1])
     return call.with_changes(func=cst.Name(WAIT), args=kept)
+
+
+def _ending_as(arg: cst.Arg, last: cst.Arg) -> cst.Arg:
+    """``arg`` ending where ``last`` ended: the line break and indent before ``)`` are ``last``'s, the comment after
+    ``arg``'s comma stays."""
+    comma = arg.comma
+    closing = last.comma.whitespace_after if isinstance(last.comma, cst.Comma) else last.whitespace_after_arg
+    if (
+        isinstance(comma, cst.Comma)
+        and isinstance(comma.whitespace_after, cst.ParenthesizedWhitespace)
+        and isinstance(closing, cst.ParenthesizedWhitespace)
+    ):
+        own = comma.whitespace_after
+        ending = own.with_changes(empty_lines=closing.empty_lines, indent=closing.indent, last_line=closing.last_line)
+        return arg.with_changes(
+            comma=comma.with_changes(whitespace_after=ending), whitespace_after_arg=cst.SimpleWhitespace("")
+        )
+    return arg.with_changes(comma=last.comma, whitespace_after_arg=last.whitespace_after_arg)

@@ -62,7 +62,7 @@ def test_the_guide_converts_a_scheduled_dependent_that_then_waits_deferred_and_r
     shutil.copytree(FOLDER, work / "dags")
     run_guide(work)
     rewritten = (work / "dags" / f"{DAILY}.py").read_text(encoding="utf-8")
-    assert "WaitForPermitOperator(" in rewritten and "ExternalTaskSensor" not in rewritten
+    assert "WaitForPermitOperator(" in rewritten and "ExternalTaskSensor(" not in rewritten
     assert "timeout=600,  # ten minutes, then the run fails" in rewritten and "poke_interval" not in rewritten
     deps = work / "dependencies.json"
     graph = json.loads(deps.read_text(encoding="utf-8"))["dags"]
