@@ -72,7 +72,9 @@ def test_the_guide_converts_a_scheduled_dependent_that_then_waits_deferred_and_r
     for name in (f"{UP}.py", f"{DAILY}.py"):
         shutil.copy2(work / "dags" / name, e2e.stack.dags_folder / name)
     e2e.stack.wait_for_dags([UP, DAILY])
-    e2e.start_watcher(deps, name="rewrite-watcher", COORDINATOR_AUDIT_INTERVAL_S=str(AUDIT_S))
+    e2e.start_watcher(
+        deps, "--id", "rewrite-watcher", name="rewrite-watcher", COORDINATOR_AUDIT_INTERVAL_S=str(AUDIT_S)
+    )
     e2e.wait_for_leader(deps, "rewrite-watcher")
     e2e.wait_for_named_tasks()
 
