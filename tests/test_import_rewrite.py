@@ -230,14 +230,16 @@ def test_the_plan_targets_only_sensors_whose_edge_was_written() -> None:
     findings = (
         Finding(FindingKind.INEXPRESSIBLE, Origin("f.py", 5), "c.w", "allowed_states ['skipped']: keep this sensor"),
         Finding(FindingKind.BUG, Origin("f.py", 3), "b.w", "satisfied by an old run: ...; the edge reproduces it"),
+        Finding(FindingKind.BUG, Origin("f.py", 9), "n.w", "never satisfied: ...; no edge written"),
     )
     result = ImportResult({"dags": {}}, findings, 3, 1, written=frozenset({"a.w", "b.w"}))
-    links = [_link("a", "w", 1), _link("b", "w", 3), _link("c", "w", 5), _link("up", "m", 7, LinkKind.MARKER)]
+    links = [_link("a", "w", 1), _link("b", "w", 3), _link("c", "w", 5), _link("up", "m", 7, LinkKind.MARKER),
+             _link("n", "w", 9)]  # fmt: skip
     plan = plan_rewrite(result, links)
     assert plan.targets == {"f.py": (SensorTarget("a", "w", 1), SensorTarget("b", "w", 3))}
-    (kept,) = plan.kept
-    assert (str(kept.origin), kept.subject, kept.reported) == ("f.py:5", "c.w", True)
-    assert "allowed_states" in kept.reason
+    assert [(str(k.origin), k.subject, k.reported) for k in plan.kept] == [("f.py:5", "c.w", True),
+                                                                           ("f.py:9", "n.w", True)]  # fmt: skip
+    assert "allowed_states" in plan.kept[0].reason and "never satisfied" in plan.kept[1].reason
 
 
 def test_a_rewritten_dag_is_marked_scheduled_and_keeps_it_when_imported_again() -> None:
