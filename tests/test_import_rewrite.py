@@ -259,3 +259,15 @@ def test_a_rewritten_dag_is_marked_scheduled_and_keeps_it_when_imported_again() 
     assert scheduled_notes([note], {"d"})[0].message == KEEP_SCHEDULE_NOTE
     again = {"version": 1, "dags": {"up": {"partitions": {"cron": "@daily"}}, "d": {"partitions": {"cron": "@daily"}}}}
     assert merge(marked, again)["dags"]["d"] == marked["dags"]["d"]
+
+
+def test_the_rewrite_options_that_do_not_go_together_are_refused_with_the_fix(tmp_path: Path) -> None:
+    """Exit 2 before anything loads: the diff and the dependencies file both on stdout, ``--diff-out`` or
+    ``--in-place`` without ``--rewrite``; each message names the option to add."""
+    from tests.support.cli_inproc import run_cli
+
+    both = run_cli(["import-dags", str(tmp_path), "--rewrite"])
+    assert both.returncode == 2 and "--output dependencies.json" in both.stderr and "--diff-out" in both.stderr
+    for flag in (["--in-place"], ["--diff-out", "x.diff"]):
+        alone = run_cli(["import-dags", str(tmp_path), "-o", str(tmp_path / "d.json"), *flag])
+        assert alone.returncode == 2 and "add --rewrite" in alone.stderr, alone.stderr

@@ -40,11 +40,13 @@ class Rewritten:
     graph: dict[str, Any]
 
 
-def rewritten(estate: Path, tmp: Path, python: Path) -> Rewritten:
+def rewritten(estate: Path, tmp: Path, python: Path, *, in_place: bool = False) -> Rewritten:
     """``import-dags dags -o dependencies.json --rewrite --diff-out rewrite.diff`` from ``tmp`` (loaded by
-    ``python``), the diff applied to a copy with ``git apply``, and Airflow's view of both folders."""
+    ``python``), the diff applied to a copy with ``git apply``, and Airflow's view of both folders. With
+    ``in_place``, ``--in-place`` too: the folder's files must then be the ones the diff gives."""
     shutil.copytree(estate, tmp / "dags")
     flags = [] if python == Path(sys.executable) else ["--python", str(python)]
+    flags += ["--in-place"] if in_place else []
     args = ["import-dags", "dags", "-o", "dependencies.json", "--rewrite", "--diff-out", "rewrite.diff",
             "--report", "report.json", *flags]  # fmt: skip
     done = run_cli(args, env=airflow_env(tmp / "home"), cwd=tmp)
@@ -53,7 +55,12 @@ def rewritten(estate: Path, tmp: Path, python: Path) -> Rewritten:
     shutil.copytree(estate, applied / "dags")
     subprocess.run(["git", "apply", str(tmp / "rewrite.diff")], cwd=applied, check=True, capture_output=True)
     env = airflow_env(tmp / "home") | {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    shapes = subprocess.run([str(python), str(ORACLE), str(tmp / "dags"), str(applied / "dags")], env=env,
+    if in_place:
+        edited = {p.relative_to(tmp / "dags"): p.read_bytes() for p in sorted((tmp / "dags").rglob("*.py"))}
+        assert edited == {
+            p.relative_to(applied / "dags"): p.read_bytes() for p in sorted((applied / "dags").rglob("*.py"))
+        }
+    shapes = subprocess.run([str(python), str(ORACLE), str(estate), str(applied / "dags")], env=env,
                             capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
     line = next((x for x in shapes.stdout.splitlines() if x.startswith("SHAPES ")), None)
     assert line is not None, shapes.stderr[-3000:]
@@ -117,10 +124,11 @@ def test_the_airflow3_estate_rewritten_loads_with_the_same_dags_tasks_edges_and_
 
 def test_the_airflow2_estate_rewritten_loads_in_airflow_2_11_the_same(tmp_path: Path) -> None:
     """Airflow 2.11 (its own venv loads the folder and the rewritten one): the sensors replaced, the DAGs unchanged
-    otherwise; the SubDAG's sensor, built in the function ``section()``, stays and is listed with its line."""
+    otherwise; the SubDAG's sensor, built in the function ``section()``, stays and is listed with its line;
+    ``--in-place`` edits the files into exactly what the diff gives."""
     from devtools.airflow2_stack import ensure_venv
 
-    result = rewritten(HERE / "estate_af2", tmp_path, ensure_venv())
+    result = rewritten(HERE / "estate_af2", tmp_path, ensure_venv(), in_place=True)
     replaced = check_same_estate(result)
     assert {"report_sales.wait_orders", "six_hourly_report.wait_land"} <= replaced
     kept = {(k["file"], k["subject"]): k["reason"] for k in result.report["rewrite"]["kept"]}
