@@ -17,6 +17,9 @@ Rules:
   the report is printed and written, no dependencies file (nor stdout document) is, since an empty or partial graph
   would read as "no dependencies". With ``--strict`` exit 1 when a bug, something inexpressible or a failed file was
   found (the file is written), so CI can require a clean conversion.
+- **Rewrite on request.** ``--rewrite`` also replaces each sensor whose edge was written with the permit's wait and
+  marks its DAG ``"runs": "scheduled"`` (:mod:`coordinator.cli.import_rewrite`): a diff on stdout or ``--diff-out``,
+  the DAG files edited only with ``--in-place``. stdout carries one thing: the diff there needs ``--output``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import typer
 
 from coordinator.cli.app import EXIT_FAILURE, EXIT_INVALID, SETUP, app, fail
 from coordinator.cli.diff_cmds import to_text
+from coordinator.cli.import_rewrite import RewriteOutcome, apply, rewrite_folder
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import Baseline, diff_graphs
 from coordinator.core.importer.facts import Finding, FindingKind
@@ -54,6 +58,7 @@ from coordinator.core.importer.report import (
     explain_missing,
     fold,
 )
+from coordinator.core.importer.rewrite_plan import mark_scheduled, scheduled_notes
 from coordinator.core.importer.translate import ImportResult, dump, translate
 from coordinator.core.model import DEFAULT_INSTANCE, NAME_RE
 from coordinator.core.spec.loader import parse_spec
@@ -190,6 +195,27 @@ MinLoadedOpt = Annotated[
     ),
 ]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="show Airflow's own output while it loads")]
+RewriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rewrite",
+        help="also rewrite the DAG files: each sensor whose edge was written becomes WaitForPermitOperator (its DAG "
+        '"runs": "scheduled", its schedule kept); a unified diff, on stdout or --diff-out',
+    ),
+]
+DiffOutOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--diff-out",
+        metavar="FILE",
+        show_default="standard output",
+        help="with --rewrite: write the diff of the DAG files here (apply it with patch -p1 -i FILE)",
+    ),
+]
+InPlaceOpt = Annotated[
+    bool,
+    typer.Option("--in-place", help="with --rewrite: also edit the DAG files (after the dependencies file is written)"),
+]
 RelayEdgesOpt = Annotated[
     bool,
     typer.Option(
@@ -211,6 +237,9 @@ def import_dags(
     min_loaded: MinLoadedOpt = MinLoaded.DEFAULT,
     verbose: VerboseOpt = False,
     relay_edges: RelayEdgesOpt = False,
+    rewrite: RewriteOpt = False,
+    diff_out: DiffOutOpt = None,
+    in_place: InPlaceOpt = False,
 ) -> None:
     """Write a dependencies.json from a DAGs folder's ExternalTaskSensors, markers, triggers and asset schedules.
 
@@ -218,6 +247,7 @@ def import_dags(
     file is written); 2 for bad options, an invalid existing --output or no Airflow to load the folder with.
     """
     threshold = _checked_options(instance, min_loaded, folder, python)
+    _checked_rewrite(rewrite, diff_out, in_place, output)
     old = _existing_output(output)
     # **Airflow in a child process**: no Airflow in this process.
     from coordinator.airflow_import.process import run_loader
@@ -227,15 +257,22 @@ def import_dags(
     except ConfigError as exc:
         fail(str(exc))
     conversion = _convert(folder, loaded, instance, relay_edges, threshold)
+    outcome = None
+    if rewrite and conversion.failure is None:
+        outcome, conversion = _rewritten(folder, conversion)
     _print_outcome(conversion, folder, old, output)
+    if outcome is not None:
+        _finish_rewrite(outcome, diff_out, in_place)
     if report is not None:
-        _write_report(report, conversion)
+        _write_report(report, conversion, outcome)
     if conversion.failure is not None:
         if not conversion.groups and loaded.files == 0:
             typer.echo(f"{folder}: Airflow found no DAG file there (a file must mention 'airflow' and 'dag')", err=True)
         raise typer.Exit(EXIT_FAILURE)
     result = conversion.result
     problems = len(result.of(FindingKind.BUG)) + len(result.of(FindingKind.INEXPRESSIBLE)) + len(loaded.failed)
+    if outcome is not None:  # a sensor the rewrite could not replace although its edge was written
+        problems += sum(1 for k in outcome.kept if not k.reported)
     if strict and problems:
         typer.echo(f"--strict: {problems} problem(s) above", err=True)
         raise typer.Exit(EXIT_FAILURE)
@@ -254,6 +291,58 @@ def _checked_options(instance: str, min_loaded: str, folder: Path, python: Path 
     if python is not None and not python.is_file():
         fail(f"--python {python}: no such file — give the path of the estate's python (e.g. /opt/venv/bin/python)")
     return threshold
+
+
+def _checked_rewrite(rewrite: bool, diff_out: Path | None, in_place: bool, output: Path | None) -> None:
+    """**Rewrite on request**: its options make sense together (exit 2 with the fix)."""
+    if not rewrite and (diff_out is not None or in_place):
+        fail(f"{'--diff-out' if diff_out is not None else '--in-place'} goes with --rewrite: add --rewrite")
+    if rewrite and diff_out is None and output is None:
+        fail(
+            "--rewrite prints the DAG files' diff on stdout, where the dependencies file would go: give it a file, "
+            "e.g. --output dependencies.json (or the diff one: --diff-out rewrite.diff)"
+        )
+
+
+def _rewritten(folder: Path, conversion: _Conversion) -> tuple[RewriteOutcome, _Conversion]:
+    """The rewrite in memory, and the conversion whose document marks the rewritten DAGs scheduled (with their
+    ``schedule:`` notes saying to keep their schedule)."""
+    result = conversion.result
+    outcome = rewrite_folder(folder, result, conversion.loaded.links, conversion.loaded.dags)
+    refs = [key for key in result.document["dags"] if key.rsplit("/", 1)[-1] in outcome.scheduled]
+    result = dataclasses.replace(result, document=mark_scheduled(result.document, refs))
+    findings = scheduled_notes(conversion.findings, outcome.scheduled)
+    return outcome, dataclasses.replace(conversion, result=result, findings=findings)
+
+
+def _finish_rewrite(outcome: RewriteOutcome, diff_out: Path | None, in_place: bool) -> None:
+    """The diff written, the files edited with ``--in-place``, and on stderr what was replaced and what was kept
+    (``import_rewrite``'s **Every sensor kept is said**)."""
+    diff = outcome.diff()
+    if diff_out is None:
+        typer.echo(diff, nl=False)
+    else:
+        try:
+            diff_out.write_text(diff, encoding="utf-8")
+        except OSError as exc:
+            fail(f"{diff_out}: cannot write the diff: {exc.strerror or exc} — check the directory exists")
+    where = "stdout" if diff_out is None else str(diff_out)
+    done = "edited in place" if in_place else f"diff -> {where}"
+    typer.echo(
+        f"rewrite: {len(outcome.replaced)} sensor(s) replaced by WaitForPermitOperator in {len(outcome.changes)} "
+        f'file(s), {len(outcome.scheduled)} DAG(s) marked "runs": "scheduled" ({done}); {len(outcome.kept)} kept',
+        err=True,
+    )
+    if outcome.kept:
+        typer.echo(f"not rewritten, kept as they are ({len(outcome.kept)}):", err=True)
+        for line in _section([f"  {clip(str(k))}" for k in outcome.kept]):
+            typer.echo(line, err=True)
+    if in_place:
+        errors = apply(outcome)
+        for error in errors:
+            typer.echo(error, err=True)
+        if errors:
+            raise typer.Exit(EXIT_FAILURE)
 
 
 def _existing_output(output: Path | None) -> Graph | None:
@@ -347,11 +436,14 @@ def _print_relays(relays: Sequence[tuple[str, int]]) -> None:
     )
 
 
-def _write_report(report: Path, conversion: _Conversion) -> None:
-    """``--report FILE``: every finding unfolded, as JSON."""
+def _write_report(report: Path, conversion: _Conversion, outcome: RewriteOutcome | None = None) -> None:
+    """``--report FILE``: every finding unfolded, as JSON (with ``--rewrite``, what it replaced and kept)."""
     c = conversion
     try:
-        text = json.dumps(report_json(c.findings, c.summary, c.loaded, c.groups, c.failure, c.result.offers), indent=2)
+        body = report_json(c.findings, c.summary, c.loaded, c.groups, c.failure, c.result.offers)
+        if outcome is not None:
+            body["rewrite"] = outcome.to_json()
+        text = json.dumps(body, indent=2)
         report.write_text(text + "\n", encoding="utf-8")
     except OSError as exc:
         fail(f"{report}: cannot write the report: {exc.strerror or exc} — check the directory exists")

@@ -7,6 +7,10 @@ Rules:
   ``data_interval`` (set, or removed when the folder says there are none); its ``description`` and ``instance`` as
   written by a person are kept. DAGs the folder does not have, and top-level ``instances``, are kept; instances the
   import needs are added.
+- **Scheduled stays scheduled.** ``"runs"`` is set when the import says it (``--rewrite`` marks the DAGs whose sensors
+  it replaced), else kept as written. A DAG the existing file has ``"runs": "scheduled"`` for, for which the import
+  found no upstreams, keeps its ``upstreams`` and ``partitions``: its sensors became the permit's wait, which
+  ``import-dags`` does not read, so importing the rewritten folder again must not take its edges away.
 - **Extended form.** A shorthand file becomes the extended form (the same graph: the shorthand maps to exactly these
   entries).
 - **Pure**: JSON values in, a JSON value out; the caller validates the result with the real loader and diffs it.
@@ -50,6 +54,8 @@ def merge(existing: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
             dags[key] = entry
             continue
         merged = dict(dags[found]) if isinstance(dags[found], dict) else {}
+        if merged.get("runs") == "scheduled" and "upstreams" not in entry:
+            continue  # **Scheduled stays scheduled**
         # a DAG is a dependent or a failure handler, never both (``spec.loader``'s **Dependent or handler**)
         if "upstreams" in entry:
             merged.pop("on_failure_of", None)
@@ -58,6 +64,8 @@ def merge(existing: dict[str, Any], imported: dict[str, Any]) -> dict[str, Any]:
                 merged[name] = entry[name]
             else:
                 merged.pop(name, None)
+        if "runs" in entry:
+            merged["runs"] = entry["runs"]
         merged.setdefault("description", entry.get("description"))
         if merged.get("description") is None:
             merged.pop("description")

@@ -88,6 +88,9 @@ class ImportResult:
     relays: tuple[tuple[str, int], ...] = ()
     #: **Job sensors**: the OpenLineage nodes offered for sensors on other systems' jobs (not in ``document``).
     offers: tuple[LineageOffer, ...] = ()
+    #: ``dag.task`` of every operator with at least one edge or group in ``document`` (after the loader's
+    #: rejections): what ``import-dags --rewrite`` may replace (``core.importer.rewrite_plan``).
+    written: frozenset[str] = frozenset()
 
     def of(self, kind: FindingKind) -> tuple[Finding, ...]:
         return tuple(f for f in self.findings if f.kind is kind)
@@ -134,7 +137,10 @@ def translate(
     schedule_notes(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
-    return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())), offers)
+    written = frozenset(subject for edges in work.edges.values() for _, _, subject in edges) | frozenset(
+        subject for groups in work.groups.values() for _, _, subject in groups
+    )
+    return ImportResult(document, findings, len(by_id), edge_count, tuple(sorted(relays.items())), offers, written)
 
 
 def relay_dags(dags: Iterable[DagFact], links: Sequence[LinkFact]) -> dict[str, int]:
