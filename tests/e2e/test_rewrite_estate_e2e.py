@@ -19,6 +19,9 @@ What the corpus offers, and so what this covers:
   kept (``broken.py``) are their DAGs' only sensors, in DAGs not marked scheduled.
 - ``ingest_orders`` keeps its ``TriggerDagRunOperator`` (the report's note says to remove it; the rewrite edits
   sensors only): ``orders_export`` stays paused, so the runs it and the coordinator make of it stay queued.
+- The tasks the producers' edges name (``ingest_orders.load``, ``ingest_warehouse.extract_a``, ...) are
+  ``EmptyOperator`` tasks, which Airflow's scheduler marks success without a task process: no plugin code records them,
+  the leader's audit does (``audit.task_repaired``), so the audit runs every few seconds here.
 
 The estate's crons are strings, so Airflow 3.3 gives them ``CronTriggerTimetable`` (logical date = the cron point)
 and, with ``catchup=False``, each unpaused DAG one scheduled run: its latest point. The partitions follow from the
@@ -126,8 +129,9 @@ def test_the_rewritten_estate_cascades_once_through_its_scheduled_dependents_and
     e2e: E2E, paused_afterwards: list[str]
 ) -> None:
     """On the real-estate corpus rewritten and adopted: each followed dependent's scheduled run waits deferred with
-    no permit, its producer's runs succeed, the wait opens once (try 1, permit generation 1) and the run succeeds,
-    with no run made by the coordinator; a clear of ingest_orders clears each of its scheduled dependents' runs once
+    no permit, its producer's runs succeed (their EmptyOperator tasks recorded by the audit), the wait opens once
+    (try 1, permit generation 1) and the run succeeds with its own point interval, with no run made by the
+    coordinator; a clear of ingest_orders clears each of its scheduled dependents' runs once
     (clear 1, ledger "clear" at trigger 2), their waits reopen at generation 2 and succeed; then over three audit
     passes no run-state, permit or ledger key moves and the watcher repairs nothing."""
     work = e2e.work_dir / "rewrite-estate"
@@ -144,6 +148,7 @@ def test_the_rewritten_estate_cascades_once_through_its_scheduled_dependents_and
     for source in sorted((work / "dags").glob("*.py")):
         shutil.copy2(source, e2e.stack.dags_folder / f"estate_{source.name}")
     e2e.stack.wait_for_dags(graph)
+    log = e2e.work_dir / f"{WATCHER}.log"
     e2e.start_watcher(deps, "--id", WATCHER, name=WATCHER, COORDINATOR_AUDIT_INTERVAL_S=str(AUDIT_S))
     e2e.wait_for_leader(deps, WATCHER)
     e2e.wait_for_named_tasks()
@@ -177,6 +182,14 @@ def test_the_rewritten_estate_cascades_once_through_its_scheduled_dependents_and
         assert (got["granted"], got["generation"]) == (True, 1), (dependent, got)
         assert [r.run_id for r in all_runs(e2e.stack, dependent.dag)] == [run], "the coordinator made a run"
 
+    # The producers' named tasks are EmptyOperators, which Airflow's scheduler marks success without a task process:
+    # no plugin code runs for them, and the leader's audit writes their keys (docs: semantics `edge-task`).
+    text = log.read_text(encoding="utf-8", errors="replace")
+    for dag, day in needed:
+        task = "load" if dag == "ingest_orders" else "extract_a"
+        key = e2e.keys.task_key(e2e.stack_node(dag), task, canonical_partition(day))
+        assert f"audit.task_repaired key={key} " in text, key
+
     # A clear of ingest_orders's run cascades once through its scheduled dependents of that day.
     cleared_day = dependents[0].upstream_day
     cleared = [d for d in dependents if (d.upstream, d.upstream_day) == ("ingest_orders", cleared_day)]
@@ -186,7 +199,6 @@ def test_the_rewritten_estate_cascades_once_through_its_scheduled_dependents_and
             dependent.dag, dependent.partition, lambda r: r.state is RunState.SUCCESS and r.clear_number == 1,
             timeout_s=120, what="the cleared scheduled run's success",
         )  # fmt: skip
-    log = e2e.work_dir / f"{WATCHER}.log"
     wait_settled(log, max(e2e.read_run(d.dag, d.partition)[1] for d in cleared))
     for dependent in cleared:
         run = runs[dependent.dag]
