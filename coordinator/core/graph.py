@@ -334,7 +334,7 @@ class Graph:
         """Node -> (upstream, its ledger input key) of each upstream, for the DAGs judged by the per-DAG path alone
         (upstreams, no failure sources, no edge judged edge by edge, no grid mapping), and an empty tuple for a root
         (neither upstreams nor failure sources): what the planner's settled check of a full pass
-        (``core.planner``'s **A settled DAG is passed over**) reads. Other DAGs are not in it."""
+        (``core.settled_pass``'s **A settled DAG is passed over**) reads. Other DAGs are not in it."""
         found: dict[NodeId, tuple[tuple[NodeId, str], ...]] = {}
         for node, spec in self.dags.items():
             if spec.on_failure_of:

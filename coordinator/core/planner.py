@@ -44,11 +44,9 @@ What the semantics leave to this module:
   `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
   the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
   any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
-- **A settled DAG is passed over.** A pass without verdicts (the watcher's) answers a DAG judged by the per-DAG path
-  (``Graph.plain_inputs``) that is fresh in a few inlined lookups (its success after its last intent, each upstream
-  fresh and consumed at the generation its ledger records) without a call: the same answer ``act`` gives (no action),
-  at a fraction of its cost, for the DAG and day pairs that make up nearly all of a full pass after a start. Any other
-  outcome of those lookups is ``act``'s, from the start.
+- **A settled DAG is passed over.** A pass without verdicts (the watcher's) runs its DAGs through
+  ``core.settled_pass.act_all``, which answers a settled DAG of the per-DAG path without calling ``act``: the same
+  answer (no action), and every other outcome is ``act``'s.
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -78,6 +76,7 @@ from coordinator.core.model import (
 from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
+from coordinator.core.settled_pass import act_all
 from coordinator.core.view import LedgerFact, RunFact, View
 
 #: Enum members read on the hot paths of a pass, as module constants: ``RunState.SUCCESS`` is a descriptor call in
@@ -121,7 +120,8 @@ def plan(
                 extra = mapped_candidates(graph, view, partition).difference(nodes)
                 nodes = sorted((*nodes, *extra), key=order.__getitem__)
         if not explain:
-            evaluator.act_all(nodes, actions)
+            # **A settled DAG is passed over** (``core.settled_pass``): the planner's own facts and memo, read there.
+            act_all(graph, nodes, evaluator.act, evaluator._runs, evaluator._ledger, evaluator._fresh, actions)
             continue
         for node in nodes:
             verdict, action = evaluator.decide(node)
@@ -468,73 +468,6 @@ class _PartitionPlanner(EdgeJudgement):
                 if fresh:
                     return None
         return self.decide(node)[1]
-
-    def act_all(self, nodes: Sequence[NodeId], actions: list[Action]) -> None:
-        """``act`` of each of ``nodes`` in turn, its actions appended to ``actions``; in a pass over every DAG, a
-        settled one is passed over without the calls (**A settled DAG is passed over**): a full pass after a start
-        meets one per DAG and partition, nearly all settled."""
-        act = self.act
-        graph = self.graph
-        if nodes is not graph.topo_order:
-            for node in nodes:
-                action = act(node)
-                if action is not None:
-                    actions.append(action)
-            return
-        runs, ledgers, known = self._runs, self._ledger, self._fresh
-        # Freshness and generation by position in the topological order, of the DAGs judged here (None: judged by
-        # ``act``, whose memo is ``_fresh``, or not at all). List slots where a memo keyed by DAG costs a hash each.
-        fresh: list[bool | None] = [None] * len(nodes)
-        gens = [0] * len(nodes)
-        for i, (node, ups) in enumerate(graph.pass_order):
-            fact = runs.get(node)
-            ledger = ledgers.get(node)
-            if ups is not None and not ups:  # a root: fresh exactly when it succeeded (semantics `root-fresh`)
-                if fact is not None and fact.state is _SUCCESS:
-                    fresh[i], gens[i] = True, fact.rev
-                else:
-                    fresh[i] = False
-                if ledger is None or ledger.status is _DONE:
-                    continue  # ``act``: a root never acts while its ledger is done (or it has none)
-            elif (
-                ups is not None
-                and fact is not None
-                and fact.state is _SUCCESS
-                and (ledger is None or ledger.status is _DONE)
-            ):
-                # ``_compute_fresh`` of the per-DAG path, only while each step says fresh; any other outcome is left to
-                # ``act``, which judges (and words) it from the start.
-                rev = fact.rev
-                if ledger is None:
-                    names: tuple[str, ...] = ()
-                    revs: tuple[int, ...] = ()
-                elif rev > (ledger.recorded_intent_rev or ledger.mod_rev):
-                    names, revs = ledger.input_names, ledger.input_revs
-                else:
-                    ups = ()  # triggered since it succeeded: ``act`` says so
-                for j, up, key in ups:
-                    up_fresh = fresh[j]
-                    if up_fresh is None:  # judged by ``act`` (its memo), or not yet: ``act``'s
-                        up_fact = runs.get(up)
-                        if not known.get(up) or up_fact is None:
-                            break
-                        gen = up_fact.rev
-                    elif up_fresh:
-                        gen = gens[j]
-                    else:
-                        break
-                    if key in names:
-                        if revs[names.index(key)] != gen:
-                            break
-                    elif rev <= gen:
-                        break
-                else:
-                    if ups:
-                        fresh[i], gens[i] = True, rev
-                        continue
-            action = act(node)
-            if action is not None:
-                actions.append(action)
 
     def decide(self, node: NodeId) -> tuple[Verdict | None, Action | None]:
         """The verdict (None when not explaining) and the action, if any, for one DAG in this partition."""
