@@ -341,13 +341,12 @@ def compile_package() -> None:
     runs ``compileall``; pip compiles what it installs). From an editable checkout under
     ``PYTHONDONTWRITEBYTECODE=1`` (this machine's environment) every start would compile each module again: about
     0.3 s of a start measured as the watcher's own (1.0-1.5 s of imports with it, 1.25-1.8 s without, here)."""
-    global _compiled
-    if not _compiled:
+    if REPO not in _compiled:  # per checkout: ``cold_start_ab.py`` starts watchers from several
         compileall.compile_dir(REPO / "coordinator", quiet=1)
-        _compiled = True
+        _compiled.add(REPO)
 
 
-_compiled = False
+_compiled: set[Path] = set()
 
 
 @dataclass

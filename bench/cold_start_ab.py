@@ -25,6 +25,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import statistics
 import sys
 import tempfile
@@ -37,11 +38,15 @@ import cold_start as cs
 import snapshot_read as sr
 
 
-def first_start(etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: Path, timeout: float) -> dict[str, Any]:
-    """One ``coordinator watch`` from ``tree`` until its first pass over every partition; its figures."""
+def first_start(
+    etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: Path, timeout: float, sweep: bool = False
+) -> dict[str, Any]:
+    """One ``coordinator watch`` from ``tree`` until its first pass (with ``sweep``: until the sweep over every
+    partition has ended too); its figures."""
     asyncio.run(_forget_checkpoint(etcd.endpoint))
     h.REPO = tree  # the watcher runs `python -m coordinator.cli` in this directory
     watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path).start()
+    swept: dict[str, float] = {}
     try:
         first = watcher.wait_for(lambda w: w.reconciles[:1], timeout, "the first reconcile pass")[0]
         cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
@@ -50,6 +55,16 @@ def first_start(etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: P
             for name, needle in (("start", "watcher.start"), ("loaded", "view.loaded"))
         }
         first_work = watcher.first_line("reconcile.first_work") or ""
+        if sweep:  # the sweep's line (``watcher/sweep.py``): every partition planned
+            line = watcher.wait_for(lambda w: w.first_line(" dirty=all "), timeout, "the sweep's end")
+            found = _SWEPT.search(line)
+            swept = {
+                "sweep_end_s": (h.log_time(line) or float("nan")) - watcher.started_wall,
+                "sweep_end_cpu_s": watcher.cpu_seconds(),
+                "sweep_plan_ms": float(found.group(1)) if found else float("nan"),
+                "sweep_ms": float(found.group(2)) if found else float("nan"),
+                "sweep_vmhwm_mb": watcher.status("VmHWM") / 1024,
+            }
     finally:
         rc = watcher.stop()
     trouble = [ln for ln in watcher.lines if "etcd.watch_reconnect" in ln or "etcd.watch_relist" in ln]
@@ -66,7 +81,12 @@ def first_start(etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: P
         "watch_reconnects_or_relists": len(trouble),
         "watcher_rc": rc,
         "loadavg": load,
+        **swept,
     }
+
+
+#: The sweep's end line's plan and duration (``watcher/sweep.py``: ``plan_ms=... slices=... sweep_ms=...``).
+_SWEPT = re.compile(r"\bplan_ms=([\d.]+) slices=\d+ sweep_ms=([\d.]+)")
 
 
 async def _forget_checkpoint(endpoint: str) -> None:
@@ -88,6 +108,8 @@ def main() -> None:
     parser.add_argument("--order", help="which checkout starts when (default: each tree, then in reverse)")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds to wait for each first pass")
     parser.add_argument("--json")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also wait for the sweep over every partition to end (the whole first plan)")  # fmt: skip
     parser.add_argument("--pyspy", type=Path, metavar="DIR",
                         help="sample each watcher with py-spy into DIR/<start>-<tree>.txt (raw stacks)")  # fmt: skip
     args = parser.parse_args()
@@ -135,7 +157,8 @@ def main() -> None:
             if args.pyspy is not None:  # read by ``WatcherProcess.start`` (``_harness``)
                 args.pyspy.mkdir(parents=True, exist_ok=True)
                 os.environ["BENCH_PYSPY"] = str(args.pyspy / f"{i}-{name}.txt")
-            got = first_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", args.timeout)
+            got = first_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", args.timeout,
+                              args.sweep)  # fmt: skip
             starts[name].append(got)
             print(f"{name}: " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in got.items()), flush=True)  # fmt: skip
@@ -146,6 +169,8 @@ def main() -> None:
           f"{max(r['wall_s'] for r in reads):.1f} s, median {floor:.1f} s ({len(reads)} reads)\n")  # fmt: skip
     figures = ("first_reconcile_s", "first_reconcile_cpu_s", "first_reconcile_plan_ms", "imports_to_start_log_s",
                "view_loaded_s", "vmhwm_mb")  # fmt: skip
+    if args.sweep:
+        figures += ("sweep_end_s", "sweep_end_cpu_s", "sweep_plan_ms", "sweep_vmhwm_mb")
     print("| figure | " + " | ".join(f"{name} ({trees[name]})" for name in trees) + " |")
     print("|---|" + "---:|" * len(trees))
     for figure in figures:
@@ -153,6 +178,9 @@ def main() -> None:
         print(f"| `{figure}` | " + " | ".join(cells) + " |")
     ratios = [", ".join(f"{s['first_reconcile_s'] / floor:.2f}" for s in starts[name]) for name in trees]
     print("| first pass / bare read | " + " | ".join(ratios) + " |")
+    if args.sweep:
+        swept = [", ".join(f"{s['sweep_end_s'] / floor:.2f}" for s in starts[name]) for name in trees]
+        print("| sweep's end / bare read | " + " | ".join(swept) + " |")
     if args.json:
         paths = {k: str(v) for k, v in trees.items()}
         raw = {"machine": info, "trees": paths, "order": order, "starts": starts, "reads": reads}

@@ -11,6 +11,13 @@ a done ledger entry per non-root DAG and partition, inputs = the upstreams' gene
 
 ``--before DIR`` runs the same measurement with the code of another checkout (``git archive <commit> | tar -x -C
 DIR``) in a subprocess, alternating with this checkout round by round.
+
+``--split`` says where the load's CPU goes, in this process, the variants alternated round by round on the same
+values: ``real``; ``stub`` (the two canonical decoders replaced by one that hands back a ready fact: the loop, the key
+parsing and the indexing alone); ``decode`` (each value decoded by msgspec, the structure dropped); ``decode-kept``
+(decoded and kept alive, as the view keeps its facts: what retaining new objects adds).
+
+    .venv/bin/python bench/view_load.py --partitions 365 --rounds 3 --split
 """
 
 from __future__ import annotations
@@ -100,6 +107,50 @@ def measure(deps: Path, items: list[tuple[str, bytes, int]], page: int) -> dict[
     }
 
 
+def split(deps: Path, items: list[tuple[str, bytes, int]], page: int, rounds: int) -> None:
+    """``--split``: the load's CPU per key with the decoders as they are, stubbed, decoding only, decoding kept."""
+    from coordinator.core import canonical, view
+    from coordinator.core.model import KeyLayout
+    from coordinator.core.view import View
+    from coordinator.runtime.spec_file import load_spec
+
+    graph = load_spec(deps)
+    real = (view.run_fact, view.done_ledger_fact)
+    run_value = next(v for k, v, _ in items if k.startswith(KeyLayout().runs))
+    ledger_value = next(v for k, v, _ in items if k.startswith(KeyLayout().triggers))
+    run, ledger = real[0](run_value, 1, True), real[1](ledger_value, 1, {}, True)
+    decode_run, decode_ledger = canonical._RUN.decode, canonical._DONE_LEDGER.decode
+    kept: list[Any] = []
+    variants: dict[str, tuple[Any, Any]] = {
+        "real": real,
+        "stub": (lambda v, r, s: run, lambda v, r, n, s: ledger),
+        "decode": (lambda v, r, s: (decode_run(v), run)[1], lambda v, r, n, s: (decode_ledger(v), ledger)[1]),
+        "decode-kept": (lambda v, r, s: (kept.append(decode_run(v)), run)[1],
+                        lambda v, r, n, s: (kept.append(decode_ledger(v)), ledger)[1]),
+    }  # fmt: skip
+    for round_ in range(rounds):
+        cells = []
+        for name, (run_fact, ledger_fact) in variants.items():
+            view.run_fact, view.done_ledger_fact = run_fact, ledger_fact  # ``load_page`` reads the module's names
+            fresh = View(KeyLayout())
+            fresh.intern_nodes(graph.dags)
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.process_time()
+                for start in range(0, len(items), page):
+                    fresh.load_page(items[start : start + page])
+                cpu = time.process_time() - t0
+            finally:
+                gc.enable()
+                view.run_fact, view.done_ledger_fact = real
+            kept.clear()
+            del fresh
+            cells.append(f"{name} {cpu / len(items) * 1e6:.2f}")
+        print(f"round {round_} keys={len(items):,} us/key: {', '.join(cells)} load1={os.getloadavg()[0]:.1f}",
+              flush=True)  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=100)
@@ -107,8 +158,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page", type=int, default=1000)
     parser.add_argument("--before", type=Path, help="checkout to alternate with (run in a subprocess)")
+    parser.add_argument("--split", action="store_true", help="where the load's CPU goes (decoders stubbed, ...)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one round, JSON out (subprocesses)
     args = parser.parse_args()
+    if args.split:
+        deps, items = store(args.partitions, args.width)
+        split(deps, items, args.page, args.rounds)
+        return
     if args.one:
         sys.path.insert(0, os.environ.get("BENCH_CODE", str(h.REPO)))  # before _harness's entry: the code measured
         deps, items = store(args.partitions, args.width)

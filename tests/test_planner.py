@@ -316,3 +316,22 @@ def test_an_applied_but_unconfirmed_intent_is_confirmed_once_its_run_reports() -
     world.settle()
     assert world.count("02_pipeline") == 1
     assert world.view.ledger[(n("02_pipeline"), P1)].record.status is TriggerStatus.DONE
+
+
+def test_a_pass_without_verdicts_passes_over_settled_dags_with_the_explained_actions() -> None:
+    """A watcher's pass (no verdicts) acts as the explained pass across settled, re-run, stale and unrun DAGs."""
+    world = World(SEVEN)
+    world.adopt()
+    for partition in (P1, P2):
+        world.state("01_pipeline", partition, RunState.SUCCESS)
+    world.settle()
+    # Settled everywhere: nothing to do, and the watcher's pass agrees.
+    assert plan(world.graph, world.view, explain=False).actions == world.plan().actions == ()
+    # A new generation of the root in P1 (every direct dependent stale there), a rerun of a middle DAG in P2 (its
+    # ledger no longer records what it consumed: 06 is stale there), and a third partition where only the root ran.
+    world.state("01_pipeline", P1, RunState.SUCCESS)
+    world.state("03_pipeline", P2, RunState.SUCCESS)
+    world.state("01_pipeline", "2026-01-03T00:00:00Z", RunState.SUCCESS)
+    explained = world.plan().actions
+    assert {(a.node.dag_id, a.partition) for a in explained} >= {("02_pipeline", P1), ("06_pipeline", P2)}
+    assert plan(world.graph, world.view, explain=False).actions == explained

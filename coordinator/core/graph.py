@@ -334,6 +334,30 @@ class Graph:
         return result
 
     @cached_property
+    def plain_inputs(self) -> Mapping[NodeId, tuple[tuple[NodeId, str], ...]]:
+        """Node -> (upstream, its ledger input key) of each upstream, for the DAGs judged by the per-DAG path alone
+        (upstreams, no failure sources, no edge judged edge by edge, no grid mapping), and an empty tuple for a root
+        (neither upstreams nor failure sources): what the planner's settled check of a full pass
+        (``core.settled_pass``'s **A settled DAG is passed over**) reads. Other DAGs are not in it."""
+        found: dict[NodeId, tuple[tuple[NodeId, str], ...]] = {}
+        for node, spec in self.dags.items():
+            if spec.on_failure_of:
+                continue
+            if not spec.upstreams or (node not in self.edge_inputs and node not in self.mapped_edges):
+                found[node] = tuple((up, up.qualified) for up in spec.upstreams)
+        return found
+
+    @cached_property
+    def pass_order(self) -> tuple[tuple[NodeId, tuple[tuple[int, NodeId, str], ...] | None], ...]:
+        """:attr:`topo_order` with each node's :attr:`plain_inputs` (None: not in it), each upstream with its position
+        in :attr:`topo_order`: what a full pass reads in one go."""
+        plain, index = self.plain_inputs, self.topo_index
+        return tuple(
+            (node, None if (ups := plain.get(node)) is None else tuple((index[up], up, key) for up, key in ups))
+            for node in self.topo_order
+        )
+
+    @cached_property
     def grouped(self) -> Mapping[NodeId, frozenset[Member]]:
         """Node -> the members of its condition groups, for the DAGs that have one (semantics `condition-groups`)."""
         return {node: members_of(spec.groups) for node, spec in self.dags.items() if spec.groups}

@@ -44,6 +44,9 @@ What the semantics leave to this module:
   `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
   the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
   any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
+- **A settled DAG is passed over.** A pass without verdicts (the watcher's) runs its DAGs through
+  ``core.settled_pass.act_all``, which answers a settled DAG of the per-DAG path without calling ``act``: the same
+  answer (no action), and every other outcome is ``act``'s.
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -73,6 +76,7 @@ from coordinator.core.model import (
 from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
+from coordinator.core.settled_pass import act_all
 from coordinator.core.view import LedgerFact, RunFact, View
 
 #: Enum members read on the hot paths of a pass, as module constants: ``RunState.SUCCESS`` is a descriptor call in
@@ -116,11 +120,8 @@ def plan(
                 extra = mapped_candidates(graph, view, partition).difference(nodes)
                 nodes = sorted((*nodes, *extra), key=order.__getitem__)
         if not explain:
-            act = evaluator.act
-            for node in nodes:
-                action = act(node)
-                if action is not None:
-                    actions.append(action)
+            # **A settled DAG is passed over** (``core.settled_pass``): the planner's own facts and memo, read there.
+            act_all(graph, nodes, evaluator.act, evaluator._runs, evaluator._ledger, evaluator._fresh, actions)
             continue
         for node in nodes:
             verdict, action = evaluator.decide(node)
