@@ -51,7 +51,7 @@ SHARED_FIXTURE_MODULES = (
     "tests/test_import_partitions.py",
 )
 #: End-to-end modules that start their own Airflow and never the session's shared one (``airflow_e2e``): under
-#: ``make test`` they run in the other worker, beside the shared stack's tests instead of after them (the shared
+#: ``make test`` they run in another worker, beside the shared stack's tests instead of after them (the shared
 #: stack's tests are the run's critical path). A module that also uses ``e2e``/``airflow_e2e`` must not be here: its
 #: worker would start a second shared Airflow.
 OWN_AIRFLOW_E2E_MODULES = (
@@ -102,7 +102,7 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``pytest -n 2`` (make test), every end-to-end test that uses the session's shared Airflow goes to one
+    """Under ``pytest -n 3`` (make test), every end-to-end test that uses the session's shared Airflow goes to one
     worker, in collection order, so the session's one Airflow of each version starts once (the modules of
     ``SHARED_FIXTURE_MODULES`` likewise); the modules of ``OWN_AIRFLOW_E2E_MODULES`` go together to one worker; each
     other test is scheduled on its own to whichever worker is free. (pytest-xdist's ``--dist loadgroup`` would say
