@@ -11,6 +11,9 @@ upstream's time of day (positive and negative, a whole day back), ``external_tas
 N files that do not import, as on a real estate: Airflow 2 idioms (``schedule_interval``, ``days_ago``,
 ``airflow.operators.dummy``) and a company library that is not installed, so grouping their causes is timed too.
 
+``--rewrite`` adds ``--rewrite --diff-out FILE`` (the DAG files rewritten with LibCST into a diff), so the two are
+timed side by side on the same estate.
+
 Measured: the wall time of the whole command (``python -m coordinator.cli import-dags FOLDER --output FILE``) in a
 fresh process with its own AIRFLOW_HOME: interpreter and Airflow start-up, the DagBag load, evaluating every sensor
 on its sample dates and fitting its edge, validation, writing. Runs ``--repeat`` times; prints each time, the median
@@ -137,15 +140,17 @@ def failing(folder: Path, count: int) -> None:
         (folder / f"legacy_{n:03d}.py").write_text(f"# an airflow dag file\n{body}", encoding="utf-8")
 
 
-def run_once(folder: Path, work: Path) -> tuple[float, str]:
+def run_once(folder: Path, work: Path, rewrite: bool = False) -> tuple[float, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
     env |= {"AIRFLOW_HOME": str(work / "home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False", "PYTHONWARNINGS": "ignore"}
     output = work / "dependencies.json"
     output.unlink(missing_ok=True)
+    diff = work / "rewrite.diff"
+    extra = ["--rewrite", "--diff-out", str(diff)] if rewrite else []
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     begin = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "coordinator.cli", "import-dags", str(folder), "--output", str(output)],
+        [sys.executable, "-m", "coordinator.cli", "import-dags", str(folder), "--output", str(output), *extra],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -162,6 +167,8 @@ def run_once(folder: Path, work: Path) -> tuple[float, str]:
     counts = [line.split(" (")[0] for line in done.stderr.splitlines() if line[:1].isalpha()]
     json.loads(output.read_text(encoding="utf-8"))
     details = "; ".join(c for c in counts if not c.startswith("import-dags"))
+    if rewrite:
+        details += f"; diff {diff.stat().st_size:,} bytes"
     return elapsed, f"cpu {cpu:.2f} s  {summary} | {details}"
 
 
@@ -175,6 +182,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--failing", type=int, default=0, help="extra files that fail to import")
     parser.add_argument("--target", type=float, default=30.0, help="the time the median must stay under (s)")
+    parser.add_argument("--rewrite", action="store_true", help="also rewrite the DAG files (--rewrite --diff-out)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-import-") as tmp:
         work = Path(tmp)
@@ -187,7 +195,7 @@ def main() -> None:
         )
         times = []
         for n in range(args.repeat):
-            elapsed, summary = run_once(folder, work)
+            elapsed, summary = run_once(folder, work, args.rewrite)
             times.append(elapsed)
             print(f"run {n + 1}: {elapsed:.2f} s  {summary}")
         median = statistics.median(times)
