@@ -43,7 +43,8 @@ What the semantics leave to this module:
 - **Scheduled dependents.** A DAG with ``"runs": "scheduled"`` is decided as any other (semantics
   `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
   the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
-  any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
+  any permit is waiting for one, not in flight (semantics `permit-waiting-run`). A granted permit whose run has not
+  started is withdrawn once an input it was granted on is no longer that success (semantics `permit-retracted`).
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -72,6 +73,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
+from coordinator.core.permit import lost_input
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.view import LedgerFact, RunFact, View
 
@@ -645,11 +647,16 @@ class _PartitionPlanner(EdgeJudgement):
         """A reason not to decide anything new while an attempt or an intent is unfinished."""
         # Semantics `permit-waiting-run`: a scheduled DAG's run without a granted permit is waiting for one (none yet,
         # or an intent to complete below).
-        waiting = node in self.graph.scheduled and (ledger is None or ledger.status is not TriggerStatus.DONE)
+        waiting = node in self.graph.scheduled and (ledger is None or not ledger.permit_granted)
         if fact is not None and fact.state.active and not waiting:
             return f"{node} is {fact.state} (run {fact.run_id})", None
         if ledger is None:
             return None
+        if ledger.withdrawn is not None and node in self.graph.scheduled:  # semantics `permit-retracted`
+            if fact is None or fact.rev > ledger.mod_rev:
+                return None  # a next intent grants it, decided as any other (its run, if any, waits)
+            back = Resume(node, self.partition, ledger, "give back a permit its run may have used", withdraw="")
+            return f"{node}'s run {fact.run_id} started before its permit was withdrawn: giving it back", back
         status = ledger.status
         if status is TriggerStatus.PENDING:
             return (
@@ -675,6 +682,9 @@ class _PartitionPlanner(EdgeJudgement):
                 Resume(node, self.partition, ledger, "retry a trigger Airflow refused", redefined=redefined),
             )
         if node in self.graph.scheduled and (fact is None or fact.rev < ledger.intent_rev):
+            if fact is None and (lost := lost_input(ledger, self._granted_on(node))) is not None:
+                off = Resume(node, self.partition, ledger, "withdraw a permit its run has not used", withdraw=lost)
+                return f"{node}'s permit (generation {ledger.trigger_count}) is withdrawn: {lost}", off
             at = ledger.record.done_at
             when = f" at {at.isoformat()}" if at is not None else ""
             run = "has not started yet" if fact is None else f"{fact.run_id} is {fact.state}"
@@ -689,6 +699,13 @@ class _PartitionPlanner(EdgeJudgement):
                 None,
             )
         return None
+
+    def _granted_on(self, node: NodeId) -> Iterable[tuple[str, str, int | None]]:
+        """Semantics `permit-retracted`: each upstream partition's (ledger input key, name, current generation)."""
+        here = self.partition
+        for up in self.graph.dags[node].upstreams:
+            for q in self.sources(node, up):
+                yield input_key(up, q, here), str(up) if q == here else f"{up} {q}", self.at(q).generation(up)
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
         entry = self._entry(node)
