@@ -50,6 +50,7 @@ from coordinator.cli.app import (
     run_async,
 )
 from coordinator.core.assets import AssetEventFact, AssetKeys
+from coordinator.core.audit import RETRACT_SOURCE
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import (
@@ -406,7 +407,7 @@ class Retracted:
 def _withdrawn(old: RunRecord, who: str, now: datetime) -> RunRecord:
     """**Retract**: a new attempt of the same run, failed."""
     return RunRecord(state=RunState.FAILED, run_id=old.run_id, clear_number=old.clear_number + 1, updated_at=now,
-                     source=f"retract:{who}", start_date=old.start_date, end_date=now)  # fmt: skip
+                     source=f"{RETRACT_SOURCE}{who}", start_date=old.start_date, end_date=now)  # fmt: skip
 
 
 async def _retract(
