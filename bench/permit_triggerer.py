@@ -22,7 +22,8 @@ it (the same key and value, ``core/permit.py``), one put each from one client.
 Measured:
 - the triggerer's process tree (its PID from the launcher's state file and its children: Airflow 3 runs the
   triggers in a child process): CPU seconds and RSS over ``--idle`` seconds (default 60) with all waits deferred,
-  RSS before any wait, its TCP connections to etcd;
+  and over the same window before any wait (the triggerer's own heartbeat and queries), RSS before any wait, its
+  TCP connections to etcd;
 - from the last grant's write to the last task instance leaving ``deferred`` (Airflow's REST API, polled every
   0.25 s: the figure includes up to one poll interval and one REST answer), and from the first grant.
 
@@ -213,7 +214,9 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| triggerer's TCP connections to etcd while waiting | {r['etcd_connections']} |",
                 f"| triggerer RSS before any wait / while {r['waits']} wait | {r['rss_mib_before']:.0f} MiB / "
                 f"{r['rss_mib_waiting']:.0f} MiB |",
-                f"| triggerer CPU over {r['idle_s']:.0f} s idle | {r['cpu_s_idle']:.2f} s "
+                f"| triggerer CPU over {r['idle_s']:.0f} s with no trigger (before unpausing) | "
+                f"{r['cpu_s_no_trigger']:.2f} s |",
+                f"| triggerer CPU over {r['idle_s']:.0f} s with {r['waits']} waiting | {r['cpu_s_idle']:.2f} s "
                 f"({100 * r['cpu_s_idle'] / r['idle_s']:.2f} % of one core; the whole machine meanwhile "
                 f"{r['machine_busy_cores_idle']:.2f} busy cores of {r['machine']['cores']}) |",
                 f"| last grant -> last task instance out of `deferred` | {r['last_grant_to_none_deferred_s']:.2f} s "
@@ -233,6 +236,10 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
     total = args.dags * args.days
     stack.wait_for_dags(dag_ids(args.dags), timeout_s=300.0)
     rss_before = tree_rss_mib(triggerer)
+    # The triggerer's own cost with no trigger (its heartbeat and trigger queries), over the same window.
+    base0 = tree_cpu_s(triggerer)
+    time.sleep(args.idle)
+    cpu_base = tree_cpu_s(triggerer) - base0
     load_start = os.getloadavg()
     stack.unpause(dag_ids(args.dags))
     to_deferred = wait_all_deferred(stack, total, timeout_s=args.deferred_timeout)
@@ -265,6 +272,7 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
         "rss_mib_before": rss_before,
         "rss_mib_waiting": rss_waiting,
         "cpu_s_idle": cpu_idle,
+        "cpu_s_no_trigger": cpu_base,
         "idle_s": idle_s,
         "machine_busy_cores_idle": machine_busy,
         "last_grant_to_none_deferred_s": none_deferred - last,

@@ -48,9 +48,12 @@ def rec(state: str, cn: int = 0, run_id: str = "r1", start: datetime | None = T0
         pytest.param(rec("failed", 1, source="retract:carol"), "success", T0, None, id="retraction-stands"),
         pytest.param(rec("failed", 1, source="retract:carol"), "success", None, None, id="retraction-stands-no-start"),
         pytest.param(
-            rec("failed", 1, source="retract:carol"), "running", T0 + timedelta(minutes=5), ("running", 2),
+            rec("failed", 1, source="retract:carol"),
+            "running",
+            T0 + timedelta(minutes=5),
+            ("running", 2),
             id="rerun-after-retraction",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_audit_record(existing, airflow_state, start, expected) -> None:

@@ -517,6 +517,8 @@ class _PartitionPlanner(EdgeJudgement):
 
         edges = self.graph.edge_inputs.get(node)
         blocked, unsatisfied, failing = self._blocked(node, spec, edges)
+        if ledger is not None and node in self.graph.scheduled and (change := self._permit_change(node, fact, ledger)):
+            return verdict(change[0]), change[1]  # even while blocked: what it was granted on is gone
         if blocked:
             if not explain:
                 return None, None
@@ -650,13 +652,8 @@ class _PartitionPlanner(EdgeJudgement):
         waiting = node in self.graph.scheduled and (ledger is None or not ledger.permit_granted)
         if fact is not None and fact.state.active and not waiting:
             return f"{node} is {fact.state} (run {fact.run_id})", None
-        if ledger is None:
+        if ledger is None or (ledger.withdrawn is not None and node in self.graph.scheduled):  # `permit-retracted`
             return None
-        if ledger.withdrawn is not None and node in self.graph.scheduled:  # semantics `permit-retracted`
-            if fact is None or fact.rev > ledger.mod_rev:
-                return None  # a next intent grants it, decided as any other (its run, if any, waits)
-            back = Resume(node, self.partition, ledger, "give back a permit its run may have used", withdraw="")
-            return f"{node}'s run {fact.run_id} started before its permit was withdrawn: giving it back", back
         status = ledger.status
         if status is TriggerStatus.PENDING:
             return (
@@ -682,9 +679,6 @@ class _PartitionPlanner(EdgeJudgement):
                 Resume(node, self.partition, ledger, "retry a trigger Airflow refused", redefined=redefined),
             )
         if node in self.graph.scheduled and (fact is None or fact.rev < ledger.intent_rev):
-            if fact is None and (lost := lost_input(ledger, self._granted_on(node))) is not None:
-                off = Resume(node, self.partition, ledger, "withdraw a permit its run has not used", withdraw=lost)
-                return f"{node}'s permit (generation {ledger.trigger_count}) is withdrawn: {lost}", off
             at = ledger.record.done_at
             when = f" at {at.isoformat()}" if at is not None else ""
             run = "has not started yet" if fact is None else f"{fact.run_id} is {fact.state}"
@@ -700,12 +694,19 @@ class _PartitionPlanner(EdgeJudgement):
             )
         return None
 
-    def _granted_on(self, node: NodeId) -> Iterable[tuple[str, str, int | None]]:
-        """Semantics `permit-retracted`: each upstream partition's (ledger input key, name, current generation)."""
-        here = self.partition
-        for up in self.graph.dags[node].upstreams:
-            for q in self.sources(node, up):
-                yield input_key(up, q, here), str(up) if q == here else f"{up} {q}", self.at(q).generation(up)
+    def _permit_change(self, node: NodeId, fact: RunFact | None, ledger: LedgerFact) -> tuple[str, Resume] | None:
+        """Semantics `permit-retracted`: withdraw a granted permit whose run has not started once an input it was
+        granted on is gone; give one back whose run was recorded before the withdrawal landed."""
+        if ledger.withdrawn is not None and fact is not None and fact.rev < ledger.mod_rev:
+            back = Resume(node, self.partition, ledger, "give back a permit its run may have used", withdraw="")
+            return f"{node}'s run {fact.run_id} started before its permit was withdrawn: giving it back", back
+        here = self.partition  # each upstream partition's (ledger input key, name, generation now)
+        now = ((input_key(up, q, here), str(up) if q == here else f"{up} {q}", self.at(q).generation(up))
+               for up in self.graph.dags[node].upstreams for q in self.sources(node, up))  # fmt: skip
+        if fact is None and ledger.permit_granted and (lost := lost_input(ledger, now)):
+            off = Resume(node, self.partition, ledger, "withdraw a permit its run has not used", withdraw=lost)
+            return f"{node}'s permit (generation {ledger.trigger_count}) is withdrawn: {lost}", off
+        return None
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:
         entry = self._entry(node)

@@ -109,8 +109,9 @@ def test_rerun_no_cascade_leaves_the_scheduled_run_and_its_permit(stack: Stack) 
 
 def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants_it_once(stack: Stack) -> None:
     """01's success grants 02's permit before Airflow made 02's run; retract of 01 lists it, the leader withdraws it
-    (``granted`` false, the reason kept); the run the timetable then makes waits over three audit rounds; once 01 is
-    rerun and the hold released, permit 2 is granted once, 02's run goes on without being cleared, 03 runs once."""
+    (``granted`` false, the reason kept); the run the timetable then makes waits over three audit rounds, which leave
+    the retraction standing; once 01 is rerun and the hold released, permit 2 is granted once, 02's run goes on
+    without being cleared, 03 runs once."""
     p = new_partition()
     stack.set_deps(json.dumps(spec()))
     stack.fake.set_duration(DOWN, WAITING_S)
@@ -124,7 +125,7 @@ def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants
     assert "already ran on the retracted success" not in out, out
     hold = hold_id(out.splitlines()[1])
     off = wait_for(lambda: (found := permit(stack, p)) is not None and not found.granted and found, "the withdrawal")
-    assert off.generation == 1 and off.withdrawn is not None and ROOT_DAG in off.withdrawn, off
+    assert off.generation == 1 and off.withdrawn is not None and f"{ROOT_DAG} is no longer a success" in off.withdrawn
     assert len(watcher.lines(rf"actuator\.permit_withdrawn node=\S*{DOWN} ")) == 1
 
     run_id = schedule(stack, p)  # Airflow's timetable makes the run now: it waits
@@ -132,6 +133,8 @@ def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants
     found = permit(stack, p)
     assert found is not None and not found.granted and found.generation == 1
     assert (stack.run_record(DOWN, p) or {})["state"] == "running"
+    root = stack.run_record(ROOT_DAG, p) or {}
+    assert (root["state"], root["source"]) == ("failed", "retract:carol"), "the audit put the old success back"
     assert calls(stack) == {ROOT_DAG: (1, 0), DOWN: (1, 0), BELOW: (0, 0)}
 
     stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}")  # the fix: 01 runs again, held below
