@@ -24,8 +24,10 @@ Measured:
   triggers in a child process): CPU seconds and RSS over ``--idle`` seconds (default 60) with all waits deferred,
   and over the same window before any wait (the triggerer's own heartbeat and queries), RSS before any wait, its
   TCP connections to etcd;
-- from the last grant's write to the last task instance leaving ``deferred`` (Airflow's REST API, polled every
-  0.25 s: the figure includes up to one poll interval and one REST answer), and from the first grant.
+- from the last grant's write to the last trigger firing its event (the triggerer's per-trigger logs: the wait's own
+  latency inside the triggerer) and to the last task instance leaving ``deferred`` (Airflow's REST API, polled every
+  0.25 s: the figure includes up to one poll interval and one REST answer, and the triggerer writing each event to
+  the metadata database), and from the first grant.
 
 Usage: ``.venv/bin/python bench/permit_triggerer.py [--dags 100] [--days 10] [--idle 60] [--json out.json]
 [--md out.md] [--keep]``. Takes about 15-40 minutes on a small machine (starting 1,000 tasks dominates). Everything
@@ -168,18 +170,30 @@ def wait_all_deferred(stack: AirflowStack, total: int, timeout_s: float) -> floa
     raise RuntimeError(f"only {last} of {total} deferred within {timeout_s:.0f} s; see {stack.log_dir}")
 
 
-async def grant(endpoint: str, pairs: list[tuple[NodeId, str]]) -> tuple[float, float]:
-    """Every permit, written as the watcher's grant writes it; (first, last) write send times (monotonic)."""
+async def grant(endpoint: str, pairs: list[tuple[NodeId, str]]) -> tuple[float, float, float]:
+    """Every permit, written as the watcher's grant writes it; (first, last) write send times (monotonic) and the
+    last one's wall-clock time (to compare with the triggerer's log)."""
     keys = KeyLayout(PREFIX)
     record = TriggerRecord(status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id="bench")
     value = dump_permit(permit_of(record))
-    first = last = 0.0
+    first = last = wall = 0.0
     async with await EtcdStore.connect(EtcdSettings(endpoints=parse_endpoints(endpoint))) as writer:
         first = time.monotonic()
         for node, partition in pairs:
-            last = time.monotonic()
+            last, wall = time.monotonic(), time.time()
             await writer.put(permit_key(keys, node, partition), value)
-    return first, last
+    return first, last, wall
+
+
+def fired(stack: AirflowStack) -> list[float]:
+    """When each trigger fired its event (wall clock), from the triggerer's per-trigger logs
+    (``...attempt=1.log.trigger.N.log``, JSON lines with Airflow's ``Trigger fired event``)."""
+    found = []
+    for path in stack.log_dir.rglob("*.log.trigger.*.log"):
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            if '"Trigger fired event"' in line:
+                found.append(datetime.fromisoformat(json.loads(line)["timestamp"]).timestamp())
+    return found
 
 
 def partitions(stack: AirflowStack) -> list[tuple[NodeId, str]]:
@@ -219,6 +233,8 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| triggerer CPU over {r['idle_s']:.0f} s with {r['waits']} waiting | {r['cpu_s_idle']:.2f} s "
                 f"({100 * r['cpu_s_idle'] / r['idle_s']:.2f} % of one core; the whole machine meanwhile "
                 f"{r['machine_busy_cores_idle']:.2f} busy cores of {r['machine']['cores']}) |",
+                f"| last grant -> last trigger fired (the triggerer's log, {r['events_logged']} events) | "
+                f"{r['last_grant_to_last_fired_s']:.2f} s |",
                 f"| last grant -> last task instance out of `deferred` | {r['last_grant_to_none_deferred_s']:.2f} s "
                 f"(REST polled every {POLL_S:g} s) |",
                 f"| first grant -> last out of `deferred` ({r['waits']} puts from one client) | "
@@ -258,10 +274,12 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
     load_idle = os.getloadavg()
     still = count(stack, "deferred")
     assert still == total, f"{still} deferred after the idle window, expected {total}"
-    first, last = asyncio.run(grant(etcd.endpoint, pairs))
+    first, last, last_wall = asyncio.run(grant(etcd.endpoint, pairs))
     while count(stack, "deferred"):
         time.sleep(POLL_S)
     none_deferred = time.monotonic()
+    time.sleep(5.0)  # the triggerer's logs are written after the events
+    events = fired(stack)
     return {
         "machine": h.machine(),
         "airflow": get(stack, "/api/v2/version").get("version", "3"),
@@ -276,6 +294,8 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
         "idle_s": idle_s,
         "machine_busy_cores_idle": machine_busy,
         "last_grant_to_none_deferred_s": none_deferred - last,
+        "events_logged": len(events),
+        "last_grant_to_last_fired_s": max(events) - last_wall if events else None,
         "first_grant_to_none_deferred_s": none_deferred - first,
         "load_start": " ".join(f"{v:.2f}" for v in load_start),
         "load_idle": " ".join(f"{v:.2f}" for v in load_idle),
