@@ -13,6 +13,7 @@ from coordinator.core.actions import Resume, Trigger
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus
 from coordinator.core.permit import dump_permit, parse_permit, parse_permit_key, permit_key, permit_of
+from coordinator.core.retention import KeyKind, partition_facts
 from tests.support.world import P1, P2, World, make_graph, n
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
@@ -381,3 +382,16 @@ def test_a_rerun_without_cascade_of_the_upstream_leaves_the_scheduled_dependent_
     w.state(UP, P1, RunState.SUCCESS, run_id="scheduled__up", clear_number=2)
     action = only_action(w)
     assert isinstance(action, Trigger) and action.node == n(DOWN) and action.action is TriggerAction.CLEAR
+
+
+def test_the_leaders_retention_selects_a_permit_with_its_ledger_entry_at_its_revision() -> None:
+    """Semantics `prune-deletes`: with the graph's scheduled DAGs, a partition's facts carry each scheduled ledger
+    entry's permit at the entry's mod revision (written in one transaction); without them, none."""
+    w = world(DOWN)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.settle()
+    facts = partition_facts(w.view, P1, w.graph.scheduled)
+    ledger = {f.node: f for f in facts if f.kind is KeyKind.LEDGER}
+    permits = [f for f in facts if f.kind is KeyKind.PERMIT]
+    assert [(f.key, f.mod_rev) for f in permits] == [(permit_key(w.keys, n(DOWN), P1), ledger[n(DOWN)].mod_rev)]
+    assert not [f for f in partition_facts(w.view, P1) if f.kind is KeyKind.PERMIT]
