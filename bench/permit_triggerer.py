@@ -233,7 +233,8 @@ def markdown(r: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| triggerer CPU over {r['idle_s']:.0f} s with {r['waits']} waiting | {r['cpu_s_idle']:.2f} s "
                 f"({100 * r['cpu_s_idle'] / r['idle_s']:.2f} % of one core; the whole machine meanwhile "
                 f"{r['machine_busy_cores_idle']:.2f} busy cores of {r['machine']['cores']}) |",
-                f"| last grant -> last trigger fired (the triggerer's log, {r['events_logged']} events) | "
+                f"| last grant -> first / median / last trigger fired (the triggerer's log, {r['events_logged']} "
+                f"events) | {r['last_grant_to_first_fired_s']:.2f} / {r['last_grant_to_median_fired_s']:.2f} / "
                 f"{r['last_grant_to_last_fired_s']:.2f} s |",
                 f"| last grant -> last task instance out of `deferred` | {r['last_grant_to_none_deferred_s']:.2f} s "
                 f"(REST polled every {POLL_S:g} s) |",
@@ -278,7 +279,7 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
     while count(stack, "deferred"):
         time.sleep(POLL_S)
     none_deferred = time.monotonic()
-    time.sleep(5.0)  # the triggerer's logs are written after the events
+    time.sleep(15.0)  # the triggerer's logs are written after the events
     events = fired(stack)
     return {
         "machine": h.machine(),
@@ -296,6 +297,8 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
         "last_grant_to_none_deferred_s": none_deferred - last,
         "events_logged": len(events),
         "last_grant_to_last_fired_s": max(events) - last_wall if events else None,
+        "last_grant_to_first_fired_s": min(events) - last_wall if events else None,
+        "last_grant_to_median_fired_s": sorted(events)[len(events) // 2] - last_wall if events else None,
         "first_grant_to_none_deferred_s": none_deferred - first,
         "load_start": " ".join(f"{v:.2f}" for v in load_start),
         "load_idle": " ".join(f"{v:.2f}" for v in load_idle),
