@@ -48,7 +48,7 @@ def node(name: str) -> NodeId:
 @st.composite
 def graphs(draw: st.DrawFn) -> Graph:
     """Up to six DAGs in two instances: daily, six-hourly and ungridded, joined by plain edges, offsets and shifts,
-    with ``expected_by`` of every anchor, fixed, learned or no duration, some on a task."""
+    some scheduled dependents, with ``expected_by`` of every anchor, fixed, learned or no duration, some on a task."""
     dags: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     for i, name in enumerate(NAMES):
@@ -69,6 +69,8 @@ def graphs(draw: st.DrawFn) -> Graph:
                 edges.append(up)
         if edges:
             body["upstreams"] = edges
+            if draw(st.integers(0, 2)) == 0:  # semantics `permit-deadlines`: its running run may only wait
+                body["runs"] = "scheduled"
         if i == len(NAMES) - 1 or draw(st.booleans()):
             anchor = draw(st.sampled_from(["after_end", "after_start", "at"]))
             rule: dict[str, Any] = (
