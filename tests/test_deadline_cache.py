@@ -292,6 +292,28 @@ def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom(middle
         assert (cache.statuses()[bottom].state is DeadlineState.BLOCKED) == (state == "failed")
 
 
+def test_a_scheduled_run_waiting_for_its_permit_follows_its_upstreams_eta() -> None:
+    """Semantics `permit-deadlines`: a scheduled dependent's running run that waits for its permit takes its ETA
+    from its upstream, so a change of the upstream's ETA alone (it starts, with a long expected duration) reaches it in
+    an incremental pass as in a full one: on time, then at risk."""
+    rule = {"after_start": "20h", "warn": "30m"}
+    dags: dict[str, Any] = {"n0": {"partitions": {"cron": GRIDS["daily"]}, "expected_by": {**rule, "duration": "30h"}}}
+    dags["n1"] = {"partitions": {"cron": GRIDS["daily"]}, "upstreams": ["n0"], "runs": "scheduled", "expected_by": rule}
+    graph = parse_spec(json.dumps({"version": 1, "dags": dags}))
+    partition, now = key(P0), P0 + timedelta(minutes=5)
+    view = View(KEYS)
+    view.apply(KEYS.run_key(node("default/n1"), partition), run_value("running", P0, None), 2)  # it waits
+    cache = DeadlineCache(graph)
+    cache.rebuild(view, now)
+    waiting = (node("default/n1"), partition)
+    assert cache.statuses() == deadline_states(graph, view, now)
+    changed = applied(view, KEYS.run_key(node("default/n0"), partition), run_value("running", now, None), 3)
+    now += timedelta(minutes=1)
+    cache.update(view, now, changed)
+    assert cache.statuses() == deadline_states(graph, view, now)
+    assert cache.statuses()[waiting].state is DeadlineState.AT_RISK
+
+
 def test_on_time_stays_until_its_warn_point_and_not_a_moment_longer() -> None:
     """An on-time prediction (a running upstream, or a root waiting for its window end) stays on time up to
     ``deadline - warn - ahead`` with no new fact, and is at risk right after it: ETA minus now never grows."""
