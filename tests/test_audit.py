@@ -45,6 +45,15 @@ def rec(state: str, cn: int = 0, run_id: str = "r1", start: datetime | None = T0
         pytest.param(rec("success", 0, run_id="old"), "success", T0, ("success", 0), id="recreated-run"),
         pytest.param(rec("success", 0, "ext", source="mark"), "success", T0, None, id="foreign-record-kept"),
         pytest.param(rec("success"), "running", T0 + timedelta(milliseconds=300), None, id="same-attempt-no-backwards"),
+        pytest.param(rec("failed", 1, source="retract:carol"), "success", T0, None, id="retraction-stands"),
+        pytest.param(rec("failed", 1, source="retract:carol"), "success", None, None, id="retraction-stands-no-start"),
+        pytest.param(
+            rec("failed", 1, source="retract:carol"),
+            "running",
+            T0 + timedelta(minutes=5),
+            ("running", 2),
+            id="rerun-after-retraction",
+        ),
     ],
 )
 def test_audit_record(existing, airflow_state, start, expected) -> None:

@@ -48,7 +48,7 @@ def node(name: str) -> NodeId:
 @st.composite
 def graphs(draw: st.DrawFn) -> Graph:
     """Up to six DAGs in two instances: daily, six-hourly and ungridded, joined by plain edges, offsets and shifts,
-    with ``expected_by`` of every anchor, fixed, learned or no duration, some on a task."""
+    some scheduled dependents, with ``expected_by`` of every anchor, fixed, learned or no duration, some on a task."""
     dags: dict[str, Any] = {}
     kinds: dict[str, str] = {}
     for i, name in enumerate(NAMES):
@@ -69,6 +69,8 @@ def graphs(draw: st.DrawFn) -> Graph:
                 edges.append(up)
         if edges:
             body["upstreams"] = edges
+            if draw(st.integers(0, 2)) == 0:  # semantics `permit-deadlines`: its running run may only wait
+                body["runs"] = "scheduled"
         if i == len(NAMES) - 1 or draw(st.booleans()):
             anchor = draw(st.sampled_from(["after_end", "after_start", "at"]))
             rule: dict[str, Any] = (
@@ -288,6 +290,28 @@ def test_a_cause_that_changes_in_the_middle_of_a_chain_reaches_the_bottom(middle
         cache.update(view, now, changed)
         assert cache.statuses() == deadline_states(graph, view, now)
         assert (cache.statuses()[bottom].state is DeadlineState.BLOCKED) == (state == "failed")
+
+
+def test_a_scheduled_run_waiting_for_its_permit_follows_its_upstreams_eta() -> None:
+    """Semantics `permit-deadlines`: a scheduled dependent's running run that waits for its permit takes its ETA
+    from its upstream, so a change of the upstream's ETA alone (it starts, with a long expected duration) reaches it in
+    an incremental pass as in a full one: on time, then at risk."""
+    rule = {"after_start": "20h", "warn": "30m"}
+    dags: dict[str, Any] = {"n0": {"partitions": {"cron": GRIDS["daily"]}, "expected_by": {**rule, "duration": "30h"}}}
+    dags["n1"] = {"partitions": {"cron": GRIDS["daily"]}, "upstreams": ["n0"], "runs": "scheduled", "expected_by": rule}
+    graph = parse_spec(json.dumps({"version": 1, "dags": dags}))
+    partition, now = key(P0), P0 + timedelta(minutes=5)
+    view = View(KEYS)
+    view.apply(KEYS.run_key(node("default/n1"), partition), run_value("running", P0, None), 2)  # it waits
+    cache = DeadlineCache(graph)
+    cache.rebuild(view, now)
+    waiting = (node("default/n1"), partition)
+    assert cache.statuses() == deadline_states(graph, view, now)
+    changed = applied(view, KEYS.run_key(node("default/n0"), partition), run_value("running", now, None), 3)
+    now += timedelta(minutes=1)
+    cache.update(view, now, changed)
+    assert cache.statuses() == deadline_states(graph, view, now)
+    assert cache.statuses()[waiting].state is DeadlineState.AT_RISK
 
 
 def test_on_time_stays_until_its_warn_point_and_not_a_moment_longer() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, TriggerRecord, TriggerStatus, dump_record
+from coordinator.core.permit import dump_permit, permit_key, permit_of
 from coordinator.core.retention import KeepReason, KeyFact, KeyKind, parse_floor
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings
@@ -111,6 +112,53 @@ def test_prune_records_the_floor_then_deletes_old_keys_and_keeps_held_partitions
         assert len([k for k in left if k.endswith(p)]) == 3, p
     floor, _ = parse_floor(left[keys.config_key("retention")])
     assert floor is not None and floor.before == CUTOFF and floor.by.startswith("prune@")
+
+
+def test_prune_deletes_the_permits_of_the_partitions_it_prunes(
+    cli: Cli, etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """A scheduled dependent's permit goes with its pruned partition; the permits of a partition kept whole (a run
+    still running) and of one after the cutoff stay."""
+    keys = _seed(etcd_settings, etcd_prefix)
+    b = NodeId("default", "b")
+    granted = dump_permit(permit_of(TriggerRecord(status=TriggerStatus.DONE, action="create", run_id="scheduled__x")))
+
+    async def grant() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            for p in (OLD, HELD_RUN, NEW):
+                await store.put(permit_key(keys, b, p), granted)
+
+    asyncio.run(grant())
+    result = cli("prune", "--before", CUTOFF, "--format", "json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["selected"]["permit"] == 1 and report["deleted"] == 5, report
+    left = _keys_of(etcd_settings, etcd_prefix)
+    assert permit_key(keys, b, OLD) not in left
+    assert permit_key(keys, b, HELD_RUN) in left and permit_key(keys, b, NEW) in left
+
+
+def test_the_leaders_retention_deletes_a_permit_with_its_ledger_entry(
+    etcd_settings: EtcdSettings, etcd_prefix: str
+) -> None:
+    """A permit written in its ledger entry's transaction has the entry's mod revision: the leader's retention, whose
+    view holds no permit, deletes it by that revision with the entry (``partition_facts`` with the scheduled DAGs)."""
+    keys = KeyLayout(etcd_prefix)
+    b = NodeId("default", "b")
+    record = TriggerRecord(status=TriggerStatus.DONE, action="create", run_id="scheduled__x")
+
+    async def go() -> dict[str, bytes]:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            wrote = await store.cas(keys.trigger_key(b, OLD), dump_record(record), 0,
+                                    also=((permit_key(keys, b, OLD), dump_permit(permit_of(record))),))  # fmt: skip
+            assert wrote.succeeded
+            facts = [KeyFact(keys.trigger_key(b, OLD), KeyKind.LEDGER, b, OLD, wrote.revision),
+                     KeyFact(permit_key(keys, b, OLD), KeyKind.PERMIT, b, OLD, wrote.revision)]  # fmt: skip
+            outcome = await delete_selected(store, facts)
+            assert (outcome.deleted, outcome.changed) == (2, [])
+            return {kv.key: kv.value for kv in (await store.snapshot(etcd_prefix + "/")).kvs}
+
+    assert asyncio.run(go()) == {}
 
 
 def test_the_floor_never_moves_back_without_lower_floor(

@@ -125,7 +125,8 @@ def test_selection_deletes_old_partitions_and_keeps_held_ones_whole_with_reasons
     selection = select(facts_from_kvs(world.keys, snapshot, P1), P1)
 
     assert selection.partitions == [old]
-    assert selection.counts == {"run": 8, "ledger": 6, "backfill": 1}  # 7 runs + the garbage one; 6 ledgers
+    # 7 runs + the garbage one; 6 ledgers
+    assert selection.counts == {"run": 8, "ledger": 6, "backfill": 1, "permit": 0}
     assert [k.partition for k in selection.kept] == [held_intent, held_run]
     assert selection.kept[0].reasons == (KeepReason.UNFINISHED_INTENT,)
     assert selection.kept[0].details == (

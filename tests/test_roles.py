@@ -30,6 +30,7 @@ from coordinator.airflow_plugin.records import WriteOutcome, WriterConfig, run_w
 from coordinator.core.assets import MARKER, AssetKeys, DeliveryRecord, DeliveryStatus
 from coordinator.core.lineage.facts import LineageRun
 from coordinator.core.model import KeyLayout, NodeId, RunState, parse_run_record
+from coordinator.core.permit import Permit, parse_permit, permit_key
 from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore
 from coordinator.lineage.tokens import hash_token
@@ -314,6 +315,46 @@ def test_each_component_works_under_exactly_its_role(
     assert f"{PREFIX}/triggers/" in " ".join(partial["etcd permissions"]["details"])
     assert partial["leader"]["status"] == "skip" and "may not read" in partial["leader"]["summary"], partial
     assert partial["intents"]["status"] == "skip", partial["intents"]
+
+
+def test_a_permit_is_granted_under_the_watcher_role_and_pruned_under_the_prune_role(
+    auth_etcd: AuthEtcd, airflow: FakeAirflow, tmp_path: Path, arun: Any
+) -> None:
+    """With auth on and team B's load a scheduled dependent: the watcher's user grants its permit (written with the
+    ledger entry, in one transaction) and calls no Airflow; the prune user deletes the permit with its partition."""
+    deps = tmp_path / "dependencies.json"
+    graph = json.loads(json.dumps(GRAPH))
+    graph["dags"]["team_b/load"]["runs"] = "scheduled"
+    deps.write_text(json.dumps(graph))
+    instances = tmp_path / "instances.json"
+    entry = {"url": airflow.url, "username": "coordinator", "password_env": "AF_PASSWORD"}
+    instances.write_text(json.dumps({"team_a": entry, "team_b": entry}))
+
+    def cli(user: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return run_command(*args, env=auth_etcd.env(user, airflow, deps, instances))
+
+    assert (adopt := cli("coordinator-watcher", "reconcile")).returncode == 0, adopt.stdout + adopt.stderr
+    config = writer_config(auth_etcd, "team_a")
+    key = permit_key(KeyLayout(PREFIX), NodeId("team_b", "load"), PARTITION)
+
+    async def record() -> None:
+        async with await EtcdStore.connect(config.etcd) as store:
+            await write_one(store, extract_success(config), 2.0)
+
+    async def permit() -> Permit | None:
+        async with await EtcdStore.connect(auth_etcd.settings("root")) as store:
+            found = await store.get(key)
+            return None if found is None else parse_permit(found.value)
+
+    arun(record())
+    done = cli("coordinator-watcher", "reconcile")
+    assert done.returncode == 0, done.stdout + done.stderr
+    granted = arun(permit())
+    assert granted is not None and granted.granted and granted.generation == 1, done.stdout + done.stderr
+    assert airflow.runs("load") == []
+    pruned = cli("coordinator-prune", "prune", "--before", "2026-02-01")
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert arun(permit()) is None
 
 
 @pytest.mark.parametrize("page", ["astro.md", "composer.md", "mwaa.md"])

@@ -13,6 +13,7 @@ from coordinator.core.actions import Resume, Trigger
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunState, TriggerAction, TriggerRecord, TriggerStatus
 from coordinator.core.permit import dump_permit, parse_permit, parse_permit_key, permit_key, permit_of
+from coordinator.core.retention import KeyKind, partition_facts
 from tests.support.world import P1, P2, World, make_graph, n
 
 NOW = datetime(2026, 1, 2, tzinfo=UTC)
@@ -158,6 +159,81 @@ def test_another_partition_keeps_waiting() -> None:
     w.state(UP, P1, RunState.SUCCESS)
     w.act()
     assert (n(DOWN), P1) in w.permits and (n(DOWN), P2) not in w.permits
+
+
+# -- semantics `permit-retracted` ------------------------------------------------------------------------------------
+
+
+def test_a_lost_input_withdraws_a_permit_whose_run_has_not_started_and_a_new_success_grants_it_once() -> None:
+    """The upstream's success is withdrawn (a failed attempt, as ``retract`` writes) after the permit was granted and
+    before Airflow made the run: one write withdraws it (the reason kept); the run the timetable then makes waits;
+    the upstream's next success grants generation 2 once, with no Airflow call."""
+    w = world(DOWN)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act([P1])
+    assert w.permits[(n(DOWN), P1)].granted
+    w.state(UP, P1, RunState.FAILED, clear_number=1)
+    action = only_action(w)
+    assert isinstance(action, Resume) and action.withdraw is not None and "no longer a success" in action.withdraw
+    w.apply_action(action)
+    off = w.permits[(n(DOWN), P1)]
+    assert (off.granted, off.generation, off.withdrawn) == (False, 1, action.withdraw)
+    assert only_action(w) is None  # the upstream failed: nothing more
+    w.schedule(DOWN, P1)
+    assert only_action(w) is None  # the run waits
+    w.state(UP, P1, RunState.SUCCESS, clear_number=2)
+    while (again := only_action(w)) is not None:
+        w.apply_action(again)
+    assert w.effects == []
+    assert [(p.granted, p.generation) for _, _, p in w.permit_writes] == [
+        (False, 1), (True, 1), (False, 1), (False, 2), (True, 2)
+    ]  # fmt: skip
+
+
+def test_a_run_recorded_before_the_withdrawal_landed_gets_its_permit_back() -> None:
+    """The run's state reached etcd between the plan and the withdrawal's write (its wait may have gone on): the
+    permit is given back, once, and the run is in flight as any granted run."""
+    w = world(DOWN)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.act([P1])
+    w.state(UP, P1, RunState.FAILED, clear_number=1)
+    withdraw = only_action(w)
+    assert isinstance(withdraw, Resume) and withdraw.withdraw
+    w.schedule(DOWN, P1)  # recorded meanwhile
+    w.apply_action(withdraw)
+    back = only_action(w)
+    assert isinstance(back, Resume) and back.withdraw == ""
+    w.apply_action(back)
+    permit = w.permits[(n(DOWN), P1)]
+    assert permit.granted and permit.withdrawn is None and permit.generation == 1
+    assert only_action(w) is None
+
+
+def test_a_triggered_dependent_and_a_running_scheduled_run_keep_their_grant() -> None:
+    """Only a scheduled DAG's permit whose run has not started is withdrawn: a triggered dependent's run was created,
+    and a scheduled run already running may have gone past its wait."""
+    for dags, schedule in (((), False), ((DOWN,), True)):
+        w = world(*dags)
+        if schedule:
+            w.schedule(DOWN, P1)
+        w.state(UP, P1, RunState.SUCCESS)
+        w.act([P1])
+        w.state(UP, P1, RunState.FAILED, clear_number=1)
+        assert only_action(w) is None
+
+
+def test_intent_a_withdrawal_writes_once_and_settles_on_an_entry_already_so() -> None:
+    """One write with ``withdrawn``; an entry already withdrawn (or not done) is left alone."""
+    done = TriggerRecord(status=TriggerStatus.DONE, action=TriggerAction.CREATE, run_id=OWN, intent_rev=10)
+    state = intent.start_resume(P1, 30.0, scheduled=True, withdraw="01 is no longer a success")
+    state, write = intent.step(state, intent.IntentFound(done, 12), NOW)
+    assert isinstance(write, intent.WithdrawPermit) and write.record.withdrawn == "01 is no longer a success"
+    assert write.expected_rev == 12 and not permit_of(write.record).granted
+    _, end = intent.step(state, effects.LedgerWritten(13), NOW)
+    assert end == effects.CONFIRMED
+    again = intent.start_resume(P1, 30.0, scheduled=True, withdraw="again")
+    _, settled = intent.step(again, intent.IntentFound(write.record, 13), NOW)
+    assert settled == effects.SETTLED
 
 
 # -- the intent protocol's steps -------------------------------------------------------------------------------------
@@ -306,3 +382,16 @@ def test_a_rerun_without_cascade_of_the_upstream_leaves_the_scheduled_dependent_
     w.state(UP, P1, RunState.SUCCESS, run_id="scheduled__up", clear_number=2)
     action = only_action(w)
     assert isinstance(action, Trigger) and action.node == n(DOWN) and action.action is TriggerAction.CLEAR
+
+
+def test_the_leaders_retention_selects_a_permit_with_its_ledger_entry_at_its_revision() -> None:
+    """Semantics `prune-deletes`: with the graph's scheduled DAGs, a partition's facts carry each scheduled ledger
+    entry's permit at the entry's mod revision (written in one transaction); without them, none."""
+    w = world(DOWN)
+    w.state(UP, P1, RunState.SUCCESS)
+    w.settle()
+    facts = partition_facts(w.view, P1, w.graph.scheduled)
+    ledger = {f.node: f for f in facts if f.kind is KeyKind.LEDGER}
+    permits = [f for f in facts if f.kind is KeyKind.PERMIT]
+    assert [(f.key, f.mod_rev) for f in permits] == [(permit_key(w.keys, n(DOWN), P1), ledger[n(DOWN)].mod_rev)]
+    assert not [f for f in partition_facts(w.view, P1) if f.kind is KeyKind.PERMIT]

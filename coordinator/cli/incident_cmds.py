@@ -19,6 +19,9 @@ Rules:
   ledger says were triggered on or after the withdrawn success (they ran on it: clear them with ``rerun`` when the
   fix is in), and the asset events the withdrawn run produced that were delivered into other deployments (their
   consumers ran on it too). A later real success is a new generation and cascades once the hold is released.
+- **Permits not used** (semantics `permit-retracted`): the permits of scheduled dependents below, granted on or after
+  the withdrawn success, whose run of the partition has not recorded a state, are listed apart: the leading watcher
+  withdraws each (the ledger is the watcher's alone), and the run the timetable makes then waits for a new one.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from coordinator.cli.app import (
     run_async,
 )
 from coordinator.core.assets import AssetEventFact, AssetKeys
+from coordinator.core.audit import RETRACT_SOURCE
 from coordinator.core.graph import Graph
 from coordinator.core.graph_diff import adopted_graph
 from coordinator.core.holds import (
@@ -68,6 +72,7 @@ from coordinator.core.model import (
     NodeId,
     RunRecord,
     RunState,
+    TriggerStatus,
     any_partition,
     dump_record,
     parse_run_record,
@@ -396,12 +401,13 @@ class Retracted:
     revision: int
     hold: Hold
     ran: tuple[str, ...]
+    withdrawn: tuple[str, ...] = ()
 
 
 def _withdrawn(old: RunRecord, who: str, now: datetime) -> RunRecord:
     """**Retract**: a new attempt of the same run, failed."""
     return RunRecord(state=RunState.FAILED, run_id=old.run_id, clear_number=old.clear_number + 1, updated_at=now,
-                     source=f"retract:{who}", start_date=old.start_date, end_date=now)  # fmt: skip
+                     source=f"{RETRACT_SOURCE}{who}", start_date=old.start_date, end_date=now)  # fmt: skip
 
 
 async def _retract(
@@ -435,14 +441,49 @@ async def _retract(
         await _release(store, keys, record.id, who, "retract withdrew nothing: the state changed meanwhile", now)
         state = done.previous.state if done.previous is not None else "absent"
         return f"{node.qualified} {partition} became {state} meanwhile: nothing retracted, nothing held"
+    withdrawn = await _permits_to_withdraw(store, keys, graph, node, partition, success_rev)
     ran = await _ran_on(store, keys, graph, node, partition, success_rev)
     ran += await _delivered_from(store, keys, node, done.previous.run_id)
     affected = (f"{node.qualified}@{partition} success (revision {success_rev}) withdrawn", *_covers(record, graph),
+                *(f"permit withdrawn: {line}" for line in withdrawn),
                 *(f"ran on it: {line}" for line in ran))  # fmt: skip
     entry = HistoryEntry(id=new_id(), action=HistoryAction.RETRACT, by=who, at=now, why=why,
                          target=f"{node.qualified}@{partition}", affected=affected, hold=record.id)  # fmt: skip
     await append_history(store, keys, entry)
-    return Retracted(done.record, done.previous, done.revision, record, ran)
+    return Retracted(done.record, done.previous, done.revision, record, ran, withdrawn)
+
+
+def _below(graph: Graph, node: NodeId, partition: str) -> list[tuple[NodeId, str]]:
+    """Every (DAG, partition) below ``node``'s ``partition`` through the grids, each once, nearest first."""
+    todo, seen = [(node, partition)], set[tuple[NodeId, str]]()
+    found: list[tuple[NodeId, str]] = []
+    while todo:
+        up, at = todo.pop(0)
+        for down in graph.downstreams.get(up, ()):
+            for target in graph.target_partitions(down, up, at):
+                if (down, target) not in seen:
+                    seen.add((down, target))
+                    todo.append((down, target))
+                    found.append((down, target))
+    return found
+
+
+async def _permits_to_withdraw(
+    store: EtcdStore, keys: KeyLayout, graph: Graph, node: NodeId, partition: str, since_rev: int
+) -> tuple[str, ...]:  # fmt: skip
+    """**Permits not used**: the granted permits below whose run has not started, one line each (read only: the
+    leading watcher withdraws them)."""
+    found: list[str] = []
+    for down, target in _below(graph, node, partition):
+        if down not in graph.scheduled:
+            continue
+        kv = await store.get(keys.trigger_key(down, target))
+        ledger = parse_trigger_record(kv.value)[0] if kv is not None else None
+        if kv is None or ledger is None or kv.mod_revision < since_rev or ledger.status is not TriggerStatus.DONE:
+            continue
+        if await store.get(keys.run_key(down, target)) is None:
+            found.append(f"{down.qualified} {target} (generation {ledger.trigger_count}; its run has not started)")
+    return tuple(found)
 
 
 async def _ran_on(
@@ -466,6 +507,9 @@ async def _ran_on(
                 if kv is None or ledger is None or kv.mod_revision < since_rev:
                     continue
                 run = await store.get(keys.run_key(down, target))
+                if run is None and down in graph.scheduled:
+                    continue  # **Permits not used**: listed apart, its run will wait
+
                 record = parse_run_record(run.value)[0] if run is not None else None
                 state = record.state if record is not None else "no state yet"
                 found.append(f"{down.qualified} {target} ({ledger.action} {ledger.run_id}, {ledger.status}; "
@@ -538,12 +582,16 @@ def retract(
               f"{done.previous.clear_number}); now failed (attempt {done.record.clear_number}) at revision "
               f"{done.revision}")  # fmt: skip
     out.print(f"hold {done.hold.id}: {node.qualified} and every DAG below it held for {canonical}")
+    if done.withdrawn:
+        out.print("permits withdrawn by the leading watcher (the scheduled run had not started; it will wait):")
+        for line in done.withdrawn:
+            out.print(f"  {line}")
     if done.ran:
         out.print("already ran on the retracted success:")
         for line in done.ran:
             out.print(f"  {line}")
         out.print(f"once fixed, rerun it and what ran on it: coordinator rerun {node.qualified} --from {canonical} "
                   f"--to {canonical}")  # fmt: skip
-    else:
+    elif not done.withdrawn:
         out.print("no dependent run was triggered on it")
     out.print(f"when the fix is in: coordinator release-hold {done.hold.id}")

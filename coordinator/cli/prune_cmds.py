@@ -13,6 +13,9 @@ Rules:
 - **Guarded deletes.** Deletes run in transactions of at most ``BATCH_SIZE`` keys, each guarded by the key's mod
   revision: a key written meanwhile is kept and reported. ``--dry-run`` reads only: it writes neither the floor nor any
   delete.
+- **Permits too.** The permits of scheduled dependents (``{prefix}/permits/``, semantics `scheduled-permit`) of the
+  pruned partitions are deleted with them, read from the store (each guarded by its own mod revision); a partition
+  kept whole keeps its permits.
 - **The audit trail too.** The history entries written before the cutoff and the holds that stopped holding before it
   (released or expired) are deleted after the partitions, guarded the same way (``core.retention``'s rule g);
   a user that may not delete them (only the operator role writes holds/ and history/) gets the refusal in the report,
@@ -33,6 +36,7 @@ from pydantic import BaseModel, ConfigDict
 
 from coordinator.cli.app import OPERATE, EtcdOpt, PrefixOpt, app, build_settings, fail, out, run_async
 from coordinator.core.model import KeyLayout, canonical_partition
+from coordinator.core.permit import permits_prefix
 from coordinator.core.retention import (
     KeepReason,
     RetentionFloor,
@@ -106,6 +110,9 @@ async def run_prune(
         if unreadable:
             _, bad = await store.get_many(unreadable)
             facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in bad), cutoff)
+        # **Permits too**: read from the store (the view holds none), each by its own mod revision.
+        permits = await store.snapshot(permits_prefix(keys))
+        facts += facts_from_kvs(keys, ((kv.key, kv.value, kv.mod_revision) for kv in permits.kvs), cutoff)
         selection = select(facts, cutoff)
         deleted, transactions, changed = 0, 0, []
         if not dry_run:

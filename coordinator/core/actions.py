@@ -62,6 +62,10 @@ class Resume:
     #: Semantics `trigger-errors`: the DAG's definition in force was adopted after the error was recorded, so the
     #: refused intent is tried at once, not at its ``retry_at``, and its backoff starts over.
     redefined: bool = False
+    #: Semantics `permit-retracted`: not a completion but one write of this done intent of a scheduled dependent:
+    #: withdraw its permit (the reason: an input it was granted on is no longer a success), or with "" give back one
+    #: withdrawn while its run was being recorded. Calls nobody, so no hold keeps it back.
+    withdraw: str | None = None
 
 
 Action = Trigger | Resume

@@ -16,6 +16,9 @@ Rules (pure: no I/O, no clock):
   by a run that comes later in the run order; a second pass over unchanged Airflow state writes nothing.
 - **Other writers left alone.** A record from a non-Airflow writer (``mark``, another team's job) under another run id
   is left alone.
+- **A retraction stands.** A record ``coordinator retract`` wrote (source ``retract:...``: the withdrawn success, as
+  a failed next attempt of the same run) is replaced only by a later attempt Airflow shows (a later start date: the
+  rerun that fixes it), never by that run's old success, which Airflow still reports.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from coordinator.core.model import RunRecord, RunState, should_replace
 from coordinator.core.run_order import comes_later
 
 _STATES = {"running": RunState.RUNNING, "success": RunState.SUCCESS, "failed": RunState.FAILED}
+#: The source of a record ``coordinator retract`` wrote (``retract:<by>``).
+RETRACT_SOURCE = "retract:"
 #: Start dates closer than this are the same attempt (REST and the listener may round differently).
 SAME_START = timedelta(seconds=1)
 
@@ -63,6 +68,8 @@ def audit_record(
         return candidate if ours and comes_later(candidate, existing) else None
     if start_date is not None and existing.start_date is not None and start_date - existing.start_date > SAME_START:
         return record(existing.clear_number + 1)
+    if existing.source.startswith(RETRACT_SOURCE):
+        return None  # **A retraction stands**
     candidate = record(existing.clear_number)
     if mapped is existing.state or not should_replace(existing, candidate):
         return None

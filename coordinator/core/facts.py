@@ -96,7 +96,8 @@ class LedgerFact(NamedTuple):
 
     A done intent (nearly all of them) is kept slim: what decisions, ``status`` and the page read, with the input
     names shared by every partition of the DAG. An unfinished one (pending, error) keeps its whole record in ``full``:
-    completing it rewrites every field (``core/intent.py``), and there are few of them.
+    completing it rewrites every field (``core/intent.py``), and there are few of them; so does a done one whose
+    permit a retraction withdrew (semantics `permit-retracted`), rarer still.
     """
 
     status: TriggerStatus
@@ -122,8 +123,19 @@ class LedgerFact(NamedTuple):
         return cls(
             record.status, record.action, intern(record.run_id), keys, tuple(record.inputs.values()), mod_rev,
             record.intent_rev, record.trigger_count, record.attempts, record.last_error, _utc(record.done_at),
-            None if record.status is TriggerStatus.DONE else record,
+            None if record.status is TriggerStatus.DONE and record.withdrawn is None else record,
         )  # fmt: skip
+
+    @property
+    def withdrawn(self) -> str | None:
+        """Semantics `permit-retracted`: the hold of the retraction that withdrew this done intent's permit."""
+        return self.full.withdrawn if self.full is not None else None
+
+    @property
+    def permit_granted(self) -> bool:
+        """A scheduled dependent's permit is granted: the intent is done and no retraction withdrew it (semantics
+        `permit-not-run`, `permit-retracted`)."""
+        return self.status is TriggerStatus.DONE and self.withdrawn is None
 
     @property
     def intent_rev(self) -> int:

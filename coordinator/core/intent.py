@@ -50,7 +50,9 @@ Rules, named as in ``docs/semantics.md`` (semantics `trigger-exactly-once`):
 - semantics `scheduled-permit`: for a scheduled dependent (``IntentState.scheduled``) the effect is its permit, which
   the driver writes with every ledger write (``core/permit.py``): a create calls nothing and confirms at once
   (semantics `permit-not-run`); a clear clears Airflow's run of the partition as above, and where no run exists creates
-  none, it confirms (semantics `permit-cascade`).
+  none, it confirms (semantics `permit-cascade`). A resume that withdraws a permit (``Resume.withdraw``, semantics
+  `permit-retracted`) reads the entry and, when it is still a done intent in the other state, writes it once with
+  ``withdrawn`` set (or cleared, to give it back), the permit with it; anything else was changed meanwhile: settled.
 """
 
 from __future__ import annotations
@@ -194,6 +196,11 @@ class RecordRunId(IntentWrite):
 
 
 @dataclass(frozen=True, slots=True)
+class WithdrawPermit(IntentWrite):
+    """Semantics `permit-retracted`: ``record`` is the done record with ``withdrawn`` set, or cleared."""
+
+
+@dataclass(frozen=True, slots=True)
 class Confirm(IntentWrite):
     """Semantics `trigger-confirm`: ``record`` is the done record."""
 
@@ -271,6 +278,7 @@ class Step(StrEnum):
     RECORDING_RUN_ID = "recording_run_id"
     CHECKING_PAUSED = "checking_paused"
     CONFIRMING = "confirming"
+    WITHDRAWING = "withdrawing"
     OVER = "over"
 
 
@@ -289,6 +297,8 @@ class IntentState:
     fresh: bool = False
     #: Semantics `scheduled-permit`: the DAG keeps its own timetable; the effect is its permit, never a created run.
     scheduled: bool = False
+    #: Semantics `permit-retracted`: this resume withdraws the permit for this reason ("" gives it back).
+    withdraw: str | None = None
 
 
 def start_trigger(
@@ -310,12 +320,18 @@ def start_trigger(
 
 
 def start_resume(
-    partition: str, error_retry_s: float, *, draw: float = 0.0, fresh: bool = False, scheduled: bool = False
+    partition: str,
+    error_retry_s: float,
+    *,
+    draw: float = 0.0,
+    fresh: bool = False,
+    scheduled: bool = False,
+    withdraw: str | None = None,
 ) -> IntentState:
     """A resume begins by reading the ledger (the planner's copy may be behind); feed ``IntentFound``. ``fresh``: an
     error of this attempt is counted as the first in a row (semantics `trigger-errors`, ``core/error_backoff.py``'s
     **Starts over**)."""
-    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh, scheduled)
+    return IntentState(Step.FINDING, partition, None, 0, error_retry_s, draw, fresh, scheduled, withdraw)
 
 
 def step(state: IntentState, event: Event, now: datetime) -> tuple[IntentState, Instruction]:
@@ -412,6 +428,8 @@ def replace_record(record: TriggerRecord, **changes: object) -> TriggerRecord:
 
 def _found(state: IntentState, event: IntentFound, now: datetime) -> tuple[IntentState, Instruction]:
     record = event.record
+    if state.withdraw is not None:
+        return _withdraw(state, event)
     if record is None or record.status is TriggerStatus.DONE:
         # semantics `trigger-confirm`: completed by us or another watcher (the planner's view was behind), or deleted:
         # nothing to do.
@@ -444,9 +462,20 @@ def _written(state: IntentState, mod_rev: int, now: datetime) -> tuple[IntentSta
         return _at(moved, Step.CLEARING), CallClear(record.run_id, record.prior_queued_at)
     if state.step is Step.RECORDING_RUN_ID:
         return _at(moved, Step.CHECKING_PAUSED), CheckPaused(Effect.CREATED)
-    if state.step is Step.CONFIRMING:
+    if state.step in (Step.CONFIRMING, Step.WITHDRAWING):
         return _over(moved), CONFIRMED
     raise ProtocolError(f"ledger write at step {state.step}")
+
+
+def _withdraw(state: IntentState, event: IntentFound) -> tuple[IntentState, Instruction]:
+    """Semantics `permit-retracted`: one write of the done intent as found, its permit with it; an entry that is no
+    done intent in the other state changed since it was planned (the watch plans it again): settled."""
+    record, want = event.record, state.withdraw or None
+    if record is None or record.status is not TriggerStatus.DONE or (record.withdrawn is None) is (want is None):
+        return _over(state), SETTLED
+    changed = replace_record(record, withdrawn=want)
+    moved = replace(state, step=Step.WITHDRAWING, record=changed, mod_rev=event.mod_rev)
+    return moved, WithdrawPermit(changed, event.mod_rev)
 
 
 def _act(state: IntentState, mod_rev: int, now: datetime) -> tuple[IntentState, Instruction]:

@@ -256,6 +256,10 @@ class TriggerRecord(BaseModel):
     #: and when the leader tries it again; None (left out of the value) on every other entry.
     errors: int | None = None
     retry_at: datetime | None = None
+    #: Semantics `permit-retracted`: on a scheduled dependent's done entry whose permit the leader withdrew before its
+    #: run started (an input it was granted on is no longer that success: a retraction, a rerun), why; None (left out
+    #: of the value) otherwise. The next intent of the partition writes a record without it.
+    withdrawn: str | None = None
 
 
 #: Separates an upstream from its partition in a ledger input key (``@`` is outside NAME_RE and the partition form).

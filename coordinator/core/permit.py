@@ -4,7 +4,8 @@
 Rules:
 - **A projection of the ledger.** A permit is a function of the trigger ledger record it is written with
   (:func:`permit_of`), in the same transaction as every write of that record (semantics `permit-not-run`); nothing else
-  writes it, so it can never say more than the ledger: granted exactly when the intent is done.
+  writes it, so it can never say more than the ledger: granted exactly when the intent is done and no retraction
+  withdrew it (the record's ``withdrawn``, semantics `permit-retracted`).
 - **Generation.** ``generation`` is the intent's ``trigger_count`` (1 for the first grant of a partition, one more
   for each rerun): a wait that saw generation n granted and then sees n + 1 not granted knows its run was cleared for
   a newer one.
@@ -18,11 +19,12 @@ Rules:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from coordinator.core.facts import LedgerFact
 from coordinator.core.graph import Graph
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, TriggerRecord, TriggerStatus
 
@@ -49,6 +51,9 @@ class Permit(BaseModel):
     granted_at: datetime | None = None
     #: The intent's last error (a clear Airflow refused), while not granted.
     error: str | None = None
+    #: Semantics `permit-retracted`: why the leader withdrew this permit before its run started (``granted`` is then
+    #: false: an input it was granted on is no longer that success); absent otherwise.
+    withdrawn: str | None = None
 
 
 def permit_key(keys: KeyLayout, node: NodeId, partition: str) -> str:
@@ -73,7 +78,7 @@ def parse_permit_key(keys: KeyLayout, key: str) -> tuple[NodeId, str] | None:
 
 def permit_of(record: TriggerRecord) -> Permit:
     """**A projection of the ledger**: the permit written with ``record``."""
-    done = record.status is TriggerStatus.DONE
+    done = record.status is TriggerStatus.DONE and record.withdrawn is None
     return Permit(
         granted=done,
         generation=record.trigger_count,
@@ -83,6 +88,7 @@ def permit_of(record: TriggerRecord) -> Permit:
         requested_at=record.requested_at,
         granted_at=record.done_at if done else None,
         error=None if done else record.last_error,
+        withdrawn=record.withdrawn,
     )
 
 
@@ -112,6 +118,19 @@ class PermitWrites:
 
     def __call__(self, record: TriggerRecord) -> Sequence[tuple[str, bytes]]:
         return ((self.key, dump_permit(permit_of(record))),)
+
+
+def lost_input(ledger: LedgerFact, current: Iterable[tuple[str, str, int | None]]) -> str | None:
+    """Semantics `permit-retracted`: why a granted permit no longer stands, or None: the first input it was granted on
+    (``current``: each upstream partition's ledger input key, name and generation now) that is no longer that
+    success (withdrawn by a retraction, rerun, or succeeded again). An upstream the grant did not record (a group
+    member not consumed) is not one of its inputs."""
+    for key, name, generation in current:
+        recorded = ledger.input(key)
+        if recorded is not None and generation != recorded:
+            now = "is no longer a success" if generation is None else f"succeeded again at revision {generation}"
+            return f"{name} {now} (the permit was granted on revision {recorded})"
+    return None
 
 
 def upstream_keys(graph: Graph | None, node: NodeId, partition: str) -> tuple[tuple[NodeId, str], ...]:

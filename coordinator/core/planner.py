@@ -43,10 +43,10 @@ What the semantics leave to this module:
 - **Scheduled dependents.** A DAG with ``"runs": "scheduled"`` is decided as any other (semantics
   `scheduled-permit`); only its action differs: a create where no finished run of P exists (the intent protocol grants
   the permit and calls nothing), a clear of Airflow's own run of P where one finished, and a run that is running before
-  any permit is waiting for one, not in flight (semantics `permit-waiting-run`).
-- **A settled DAG is passed over.** A pass without verdicts (the watcher's) runs its DAGs through
-  ``core.settled_pass.act_all``, which answers a settled DAG of the per-DAG path without calling ``act``: the same
-  answer (no action), and every other outcome is ``act``'s.
+  any permit is waiting for one, not in flight (semantics `permit-waiting-run`). A granted permit whose run has not
+  started is withdrawn once an input it was granted on is no longer that success (semantics `permit-retracted`).
+- **A settled DAG is passed over.** A pass without verdicts (the watcher's) goes through ``core.settled_pass``: a
+  settled DAG gets the answer ``act`` would give (no action) without the call; every other DAG is ``act``'s.
 - **Time only as an input.** A group's cutoff (semantics `group-cutoff`) compares the instant it passes (the
   partition's start plus a duration, or a time of day after the partition's end: ``GroupSpec.cutoff_at``) with
   ``now``, an argument (None: no cutoff has passed, so nothing runs early); :func:`next_cutoff` says when
@@ -75,6 +75,7 @@ from coordinator.core.model import (
 )
 from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
+from coordinator.core.permit import lost_input
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.settled_pass import act_all
 from coordinator.core.view import LedgerFact, RunFact, View
@@ -516,6 +517,8 @@ class _PartitionPlanner(EdgeJudgement):
 
         edges = self.graph.edge_inputs.get(node)
         blocked, unsatisfied, failing = self._blocked(node, spec, edges)
+        if ledger is not None and node in self.graph.scheduled and (change := self._permit_change(node, fact, ledger)):
+            return verdict(change[0]), change[1]  # even while blocked: what it was granted on is gone
         if blocked:
             if not explain:
                 return None, None
@@ -646,10 +649,10 @@ class _PartitionPlanner(EdgeJudgement):
         """A reason not to decide anything new while an attempt or an intent is unfinished."""
         # Semantics `permit-waiting-run`: a scheduled DAG's run without a granted permit is waiting for one (none yet,
         # or an intent to complete below).
-        waiting = node in self.graph.scheduled and (ledger is None or ledger.status is not TriggerStatus.DONE)
+        waiting = node in self.graph.scheduled and (ledger is None or not ledger.permit_granted)
         if fact is not None and fact.state.active and not waiting:
             return f"{node} is {fact.state} (run {fact.run_id})", None
-        if ledger is None:
+        if ledger is None or (ledger.withdrawn is not None and node in self.graph.scheduled):  # `permit-retracted`
             return None
         status = ledger.status
         if status is TriggerStatus.PENDING:
@@ -689,6 +692,20 @@ class _PartitionPlanner(EdgeJudgement):
                 f"{node} was triggered at revision {ledger.intent_rev} (run {ledger.run_id}) and has not started yet",
                 None,
             )
+        return None
+
+    def _permit_change(self, node: NodeId, fact: RunFact | None, ledger: LedgerFact) -> tuple[str, Resume] | None:
+        """Semantics `permit-retracted`: withdraw a granted permit whose run has not started once an input it was
+        granted on is gone; give one back whose run was recorded before the withdrawal landed."""
+        if ledger.withdrawn is not None and fact is not None and fact.rev < ledger.mod_rev:
+            back = Resume(node, self.partition, ledger, "give back a permit its run may have used", withdraw="")
+            return f"{node}'s run {fact.run_id} started before its permit was withdrawn: giving it back", back
+        here = self.partition  # each upstream partition's (ledger input key, name, generation now)
+        now = ((input_key(up, q, here), str(up) if q == here else f"{up} {q}", self.at(q).generation(up))
+               for up in self.graph.dags[node].upstreams for q in self.sources(node, up))  # fmt: skip
+        if fact is None and ledger.permit_granted and (lost := lost_input(ledger, now)):
+            off = Resume(node, self.partition, ledger, "withdraw a permit its run has not used", withdraw=lost)
+            return f"{node}'s permit (generation {ledger.trigger_count}) is withdrawn: {lost}", off
         return None
 
     def _activated(self, node: NodeId, spec: DagSpec, cause: int, ledger: LedgerFact | None) -> bool:

@@ -19,10 +19,11 @@ partition. A partition P < F is RETIRED (canonical partitions sort by time).
    d. `floor-forward`: The floor only moves forward. A prune with an earlier cutoff keeps the floor; only an explicit
       lowering (``prune --lower-floor``, or editing the key) moves it back, which makes the partitions between the two
       plannable again with whatever keys are left.
-   e. `prune-deletes`: What prune deletes: every run-state, ledger and backfill key whose partition is before the
-      cutoff, except in the partitions that hold an unfinished intent or a queued/running run of any DAG (kept whole and
-      listed with the reason). Each delete compares the key's mod revision, so a key written meanwhile is kept, never
-      lost.
+   e. `prune-deletes`: What prune deletes: every run-state, ledger, backfill and permit key whose partition is before
+      the cutoff, except in the partitions that hold an unfinished intent or a queued/running run of any DAG (kept whole
+      and listed with the reason). Each delete compares the key's mod revision, so a key written meanwhile is kept,
+      never lost. A permit goes with its ledger entry (semantics `permit-not-run`: written in the same transaction, so
+      at the same mod revision: what a view that holds no permit deletes it by), or, read from the store, by its own.
    f. `forget-retired`: A watcher forgets retired partitions (memory), except those holding an unfinished intent
       (`retired-intents-complete` needs them whole); a retired key written later is forgotten again as soon as it is
       applied.
@@ -37,7 +38,7 @@ Pure: no I/O, no clock (callers pass ``now``), no logging.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -61,6 +62,7 @@ from coordinator.core.model import (
     parse_trigger_record,
 )
 from coordinator.core.partition import is_partition
+from coordinator.core.permit import parse_permit_key, permit_key, permits_prefix
 from coordinator.core.view import View
 
 #: Deletes per etcd transaction. etcd refuses a transaction with more than ``--max-txn-ops`` (128 by default)
@@ -112,6 +114,8 @@ class KeyKind(StrEnum):
     BACKFILL = "backfill"
     #: A task-instance state (``{prefix}/tasks/...``); a partition's task keys go with its run states.
     TASK = "task"
+    #: A scheduled dependent's permit (``{prefix}/permits/...``, semantics `scheduled-permit`): goes with its ledger.
+    PERMIT = "permit"
 
 
 class KeepReason(StrEnum):
@@ -184,7 +188,7 @@ def _keep_of_ledger(raw: bytes) -> tuple[KeepReason | None, str]:
 
 def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutoff: str) -> list[KeyFact]:
     """The keys of partitions before ``cutoff`` among (key, value, mod_revision) triples (a snapshot's)."""
-    backfill = keys.config_key("backfill/")
+    backfill, permits = keys.config_key("backfill/"), permits_prefix(keys)
     found: list[KeyFact] = []
     for key, value, mod_rev in kvs:
         if key[key.rfind("/") + 1 :] >= cutoff:  # most keys are recent: skip them before parsing anything
@@ -198,6 +202,8 @@ def facts_from_kvs(keys: KeyLayout, kvs: Iterable[tuple[str, bytes, int]], cutof
         elif key.startswith(keys.tasks):
             task = keys.parse_task_key(key)
             at, kind = (None if task is None else (task[0], task[2])), KeyKind.TASK
+        elif key.startswith(permits):
+            at, kind = parse_permit_key(keys, key), KeyKind.PERMIT
         else:
             continue
         if at is None or at[1] >= cutoff:  # malformed keys have no partition: never ours to delete
@@ -223,15 +229,18 @@ def _parse_backfill(rest: str) -> tuple[NodeId, str] | None:
 def facts_from_view(view: View, cutoff: str) -> list[KeyFact]:
     """The same facts from a watcher's view (the leader's periodic retention: no second copy of the store).
 
-    Unparsable values are not in a view; the ``prune`` command, which reads a snapshot, deletes those too.
+    Unparsable values are not in a view; the ``prune`` command, which reads a snapshot, deletes those too, and the
+    permits (``facts_from_kvs``).
     """
     return [
         f for partition in sorted(p for p in view.partitions if p < cutoff) for f in partition_facts(view, partition)
     ]
 
 
-def partition_facts(view: View, partition: str) -> list[KeyFact]:
-    """The keys the view holds for one partition, as :class:`KeyFact` values."""
+def partition_facts(view: View, partition: str, scheduled: Collection[NodeId] = ()) -> list[KeyFact]:
+    """The keys the view holds for one partition, as :class:`KeyFact` values; with ``scheduled`` (the DAGs of the
+    graph in force that keep their own timetable) each of their ledger entries' permit too, at the entry's mod
+    revision (semantics `prune-deletes`)."""
     keys = view.keys
     found: list[KeyFact] = []
     for node in sorted(view.partitions.get(partition, ())):
@@ -248,6 +257,9 @@ def partition_facts(view: View, partition: str) -> list[KeyFact]:
             detail = f"intent {rec.status} ({rec.action} {rec.run_id})" if keep else ""
             found.append(KeyFact(keys.trigger_key(node, partition), KeyKind.LEDGER, node, partition, ledger.mod_rev,
                                  keep, detail))  # fmt: skip
+            if node in scheduled:
+                key = permit_key(keys, node, partition)
+                found.append(KeyFact(key, KeyKind.PERMIT, node, partition, ledger.mod_rev))
         backfill = view.backfills.get(at)
         if backfill is not None:
             key = keys.config_key(f"backfill/{node.instance}/{node.dag_id}/{partition}")

@@ -4,7 +4,6 @@ many of their runs wait in Airflow for one, the oldest named with its run and si
 from __future__ import annotations
 
 from coordinator.core.graph import Graph
-from coordinator.core.model import TriggerStatus
 from coordinator.core.view import View
 from coordinator.diagnosis.model import MAX_LISTED, Check, CheckStatus
 
@@ -14,15 +13,13 @@ def permits_check(graph: Graph, view: View, only: str | None) -> Check:
     DAG with no granted permit), oldest first. Informative: a run waits for as long as its upstreams have not
     succeeded, which is the point."""
     scheduled = {node for node in graph.scheduled if only is None or node.instance == only}
-    granted = sum(
-        1 for (node, _), entry in view.ledger.items() if node in scheduled and entry.status is TriggerStatus.DONE
-    )
+    granted = sum(1 for (node, _), entry in view.ledger.items() if node in scheduled and entry.permit_granted)
     waiting: list[tuple[str, str]] = []
     for (node, partition), fact in view.runs.items():
         if node not in scheduled or not fact.state.active:
             continue
         found = view.ledger.get((node, partition))
-        if found is None or found.status is not TriggerStatus.DONE:
+        if found is None or not found.permit_granted:
             since = fact.start_date.isoformat() if fact.start_date is not None else "an unknown time"
             waiting.append((since, f"{node} {partition}: run {fact.run_id} waits in Airflow since {since}"))
     waiting.sort()

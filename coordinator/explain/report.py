@@ -122,6 +122,8 @@ def row_status(verdict: Verdict, run_rev: int | None, *, handler: bool = False, 
     is "waiting in Airflow" (its wait is; "due" once its permit is next) and whose granted permit not yet taken by a run
     is "permit granted"."""
     ledger = verdict.ledger
+    if scheduled and ledger is not None and ledger.withdrawn is not None:
+        ledger = None  # semantics `permit-retracted`: as if never granted (its run, if any, waits in Airflow)
     if ledger is not None and ledger.status is TriggerStatus.ERROR:
         return "trigger failed"
     if ledger is not None and ledger.status is TriggerStatus.PENDING:

@@ -273,8 +273,7 @@ def _permits(view: View, graph: Graph) -> tuple[int, int]:
     scheduled = graph.scheduled
     if not scheduled:
         return 0, 0
-    ledger = [(at, fact.status) for at, fact in list(view.ledger.items()) if at[0] in scheduled]
-    done = {at for at, status in ledger if status is TriggerStatus.DONE}
+    done = {at for at, fact in list(view.ledger.items()) if at[0] in scheduled and fact.permit_granted}
     waiting = sum(
         1 for at, fact in list(view.runs.items()) if at[0] in scheduled and fact.state.active and at not in done
     )

@@ -328,7 +328,7 @@ class Actuator:
         else:
             fresh = DagKey(action.node, action.partition) in self._fresh
             state = intent.start_resume(action.partition, self.error_retry_s, draw=draw, fresh=fresh,
-                                        scheduled=scheduled)  # fmt: skip
+                                        scheduled=scheduled, withdraw=action.withdraw)  # fmt: skip
             state, instruction = intent.step(state, await self._find(ledger_key, action), self.now())
 
         async def perform(state: intent.IntentState, instruction: intent.Instruction) -> intent.Event:
@@ -376,6 +376,10 @@ class Actuator:
                 action.node, action.partition, action.action, action.run_id, action.cause_rev, rev, action.reason,
             )  # fmt: skip
             crash_point("after-intent")  # test-only (faults.py): the intent is committed, Airflow not yet called
+        elif isinstance(instruction, intent.WithdrawPermit):  # semantics `permit-retracted`
+            log.info("actuator.permit_%s node=%s partition=%s generation=%d reason=%r",
+                     "withdrawn" if instruction.record.withdrawn else "given_back", action.node, action.partition,
+                     instruction.record.trigger_count, instruction.record.withdrawn or action.reason)  # fmt: skip
         elif isinstance(instruction, intent.Confirm) and self._scheduled(action.node):
             log.info("actuator.permit_granted node=%s partition=%s generation=%d run_id=%s", action.node,
                      action.partition, instruction.record.trigger_count, instruction.record.run_id)  # fmt: skip

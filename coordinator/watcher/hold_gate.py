@@ -7,7 +7,8 @@ Rules:
   ``coordinator_held_actions``, and its key planned again when a hold changes (``held_again``, the watcher's interest)
   or expires (a requeue at the hold's ``until``), so a release starts each held run once: the planner decides it again
   then, on the facts of that moment. A resume that only confirms a run already seen (``observed``) calls nobody and is
-  never held. The gate judges at the pass's ``now``.
+  never held, nor is a permit's withdrawal or its giving back (semantics `permit-retracted`: one ledger write, nobody
+  called; a retraction's hold covers the very DAGs whose permits it takes back). The gate judges at the pass's ``now``.
 - **A release is a fix.** A refused intent's retry that a hold kept back and lets through now (released, expired) is
   told to ``on_released``: the actuator tries it at once with a fresh backoff (``watcher/actuator.py``'s *a fix
   retries at once*): an operator who held a refused DAG, fixed it and released the hold expects the next try now.
@@ -54,7 +55,7 @@ class HoldGate:
         for action in plan.actions:
             key = DagKey(action.node, action.partition)
             hold = None
-            if holds and not (isinstance(action, Resume) and action.observed):
+            if holds and not (isinstance(action, Resume) and (action.observed or action.withdraw is not None)):
                 hold = holds.held_by(action.node, action.partition)
             if hold is None:
                 kept.append(action)

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from coordinator.core.graph import Graph
 from coordinator.core.holds import Hold
 from coordinator.core.model import KeyLayout, is_canonical_partition, partition_datetime
 from coordinator.core.retention import (
@@ -223,6 +224,8 @@ class RetentionReconciler:
     tracker: RetentionTracker
     watcher_id: str
     leading: Callable[[], bool] = lambda: True
+    #: The graph in force: its scheduled dependents' permits go with their ledger entries (semantics `prune-deletes`).
+    graph: Callable[[], Graph | None] = lambda: None
     #: The controller's clock (``manager/controller.py``), and its queue (tests give one with a clock of theirs).
     now: Callable[[], datetime] = wall_clock
     queue: WorkQueue[RetentionKey] | None = None
@@ -311,7 +314,13 @@ class RetentionReconciler:
 
     def facts(self, partition: str) -> list[KeyFact]:
         """The keys of ``partition`` the view holds, and those it forgot that are still stored (the view's first)."""
-        found = {f.key: f for f in partition_facts(self.view, partition)} if partition in self.view.partitions else {}
+        graph = self.graph()
+        scheduled = graph.scheduled if graph is not None else frozenset()
+        found = (
+            {f.key: f for f in partition_facts(self.view, partition, scheduled)}
+            if partition in self.view.partitions
+            else {}
+        )
         for fact in self.tracker.leftovers_of(partition):
             found.setdefault(fact.key, fact)
         return list(found.values())
@@ -350,7 +359,7 @@ def setup(manager: Manager, deps: Deps) -> RetentionReconciler | None:
         return None
     retention = RetentionReconciler(
         deps.executor, settings.keys, settings.retention_period, settings.retention_interval_s, deps.view,
-        deps.index(RETENTION_TRACKER), deps.watcher_id, leading=deps.leading, now=deps.clock,
+        deps.index(RETENTION_TRACKER), deps.watcher_id, leading=deps.leading, graph=deps.graph, now=deps.clock,
     )  # fmt: skip
     manager.register(retention.controller, Watch(retention.interest),
                      start_after=(AllPartitions, retention.interval_s))  # fmt: skip

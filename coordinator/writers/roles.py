@@ -177,6 +177,8 @@ def watcher_role(keys: KeyLayout) -> Role:
             Grant(rw, keys.config_key("backfill/"), True),
             Grant(rw, keys.budgets, True),
             Grant(rw, keys.flaps, True),  # semantics `flap-held`: the leader records a flapping run state
+            # semantics `permit-not-run`: a scheduled dependent's permit, written with each write of its ledger entry
+            Grant(rw, permits_prefix(keys), True),
             Grant(rw, keys.leader, False),
             # semantics `assets-by-route`, `asset-exactly-once`: the asset round records events, the first listing's
             # marks and the deliveries
@@ -216,6 +218,7 @@ def roles(
                 Grant(rw, keys.tasks, True),
                 Grant(rw, keys.triggers, True),
                 Grant(rw, keys.config_key("backfill/"), True),
+                Grant(rw, permits_prefix(keys), True),  # a pruned partition's permits go with its ledger entries
                 Grant(rw, keys.config_key("retention"), False),
                 # the history and the ended holds from before the cutoff (``watcher/retention.py``'s
                 # **The audit trail ages out with prune, not with the leader**)

@@ -548,8 +548,13 @@ class DeadlineCache:
             at = (node, partition)
             if item not in starts and at not in work:
                 fact = runs.get(at)
-                if fact is not None and (fact.state is RunState.SUCCESS or (fact.state.active and moved[item] == _ETA)):
-                    continue  # nothing it reads moved: its status and what it gives below stay as they are
+                if fact is not None and (
+                    fact.state is RunState.SUCCESS
+                    or (fact.state.active and moved[item] == _ETA and node not in graph.scheduled)
+                ):
+                    # Nothing it reads moved: its status and what it gives below stay as they are (a scheduled
+                    # dependent's running run may only wait for its permit: its ETA reads its upstreams').
+                    continue
             before = entries.get(at)
             if before is not None or at in work:
                 after = self._judge_one(run, now, at, before)

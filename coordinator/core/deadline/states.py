@@ -45,6 +45,10 @@ Rules:
   (**Expected duration**). Without a task fact the DAG run stands in: its success (the task ended by then, or did not
   run), its causes, and its predicted start plus the task's duration instead of the DAG's (a running run: the task
   finishes at the run's start plus the task's duration at the earliest).
+- **Scheduled dependents** (semantics `scheduled-permit`): a ``"runs": "scheduled"`` DAG's run that is running before
+  any permit is granted for it only waits (semantics `permit-waiting-run`): it is predicted and judged as a triggered
+  DAG's run not created yet (its upstreams' ETAs, their causes, an overdue root); once granted, its work starts at
+  the later of its start and the grant.
 """
 
 from __future__ import annotations
@@ -343,6 +347,25 @@ class Judging:
             if group_blocked(group, blocked):
                 yield from ((m[0], q) for m in group.members if m in blocked for q in parts[m])
 
+    def waits_for_permit(self, node: NodeId, partition: str) -> bool:
+        """**Scheduled dependents**: ``node``'s running run of ``partition`` only waits for its permit (none granted
+        for it yet, semantics `permit-waiting-run`), so it is predicted as a triggered DAG's run not created yet."""
+        if node not in self.graph.scheduled:
+            return False
+        ledger = self.view.ledger.get((node, partition))
+        return ledger is None or not ledger.permit_granted
+
+    def started(self, node: NodeId, partition: str, fact: RunFact) -> datetime | None:
+        """When ``node``'s active run began its work: its start, or for a scheduled dependent whose run waited for
+        the permit, the permit's grant when later (**Scheduled dependents**)."""
+        started = fact.started
+        if node in self.graph.scheduled:
+            ledger = self.view.ledger.get((node, partition))
+            granted = ledger.record.done_at if ledger is not None else None
+            if granted is not None and (started is None or granted > started):
+                return granted
+        return started
+
     def cause(self, node: NodeId, partition: str) -> Cause | None:
         """**Causes**, memoised (a DAG's upstream partitions are shared by many of its dependents' partitions)."""
         if node not in self.tainted:
@@ -393,11 +416,14 @@ class Judging:
         if fact is not None and fact.state is RunState.SUCCESS:
             end = fact.end_date if fact.end_date is not None else fact.finished
             result = Eta(None, end) if end is not None else None
-        elif fact is not None and fact.state.active:
+        elif fact is not None and fact.state.active and not self.waits_for_permit(node, partition):
             own = self.duration(node)
-            started = fact.started
+            started = self.started(node, partition, fact)
             result = Eta(_ZERO, started + own) if started is not None else Eta(own, None)
         else:
+            if fact is not None and fact.state.active:
+                fact = None  # **Scheduled dependents**: a run waiting for its permit has not started its work
+
             spec = self.graph.dags.get(node)
             ahead, fixed = _ZERO, None  # ready: not before now
             overdue: Overdue | None = None
@@ -613,7 +639,7 @@ def _judge_task(run: Judging, node: NodeId, task: str, partition: str, deadline:
     if cause is not None or run.now > deadline:
         return Judgement(node, partition, deadline, warn, None, cause, task=task)
     own = run.task_duration(node)
-    if fact is None and run_fact is not None and run_fact.state.active:
+    if fact is None and run_fact is not None and run_fact.state.active and not run.waits_for_permit(node, partition):
         fact = run_fact  # the run has started, its task not yet (as far as we know): the task starts no earlier
     if fact is not None:  # running (a task fact is running, success or failed)
         started = fact.started
