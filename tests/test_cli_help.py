@@ -31,7 +31,8 @@ _SELECTORS = "--partition --from --to --before --older-than --dag --against --na
 _NOT_SETTINGS = {
     "says what this one run is about (a DAG, a partition, a range, a name): no deployment sets it":
         f"{_SELECTORS} --reason --writer --lineage --adopt-since",
-    "says where or how this one run prints its result": "--format --last --output --out --report --secrets-dir",
+    "says where or how this one run prints its result":
+        "--format --last --output --out --report --secrets-dir --diff-out",
     "a bound or an interpreter of a one-off check or conversion, chosen per run":
         "--timeout --wait --python --min-loaded",
     "selects the instance this run is about (COORDINATOR_INSTANCE names the Airflow a plugin runs in, not this)":
