@@ -60,10 +60,6 @@ OWN_AIRFLOW_E2E_MODULES = (
     "tests/e2e/test_lineage_provider_e2e.py",
     "tests/e2e/test_plugin_settings_e2e.py",
 )
-#: The Airflow 2.11 end-to-end module, the longest on the shared stack (451 s of 1,785 in a loaded fresh-clone run):
-#: under ``make test`` it runs in a worker of its own, which starts its own copy of the session's shared Airflow 3.3
-#: (about a minute) beside the Airflow 2.11 it needs, so the shared stack's other tests are not its critical path.
-AIRFLOW2_E2E_MODULE = "tests/e2e/test_airflow2_e2e.py"
 ROOT = Path(__file__).resolve().parents[1]
 #: This process's reaper (``_start_reaper``).
 REAPER = pytest.StashKey[subprocess.Popen[bytes]]()
@@ -106,12 +102,11 @@ def run_coro(coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under ``pytest -n 4`` (make test), every end-to-end test that uses the session's shared Airflow goes to one
+    """Under ``pytest -n 3`` (make test), every end-to-end test that uses the session's shared Airflow goes to one
     worker, in collection order, so the shared Airflow starts once there (the modules of ``SHARED_FIXTURE_MODULES``
-    likewise); ``AIRFLOW2_E2E_MODULE`` goes to a worker of its own, with its own copy of that Airflow; the modules of
-    ``OWN_AIRFLOW_E2E_MODULES`` go together to one worker; each other test is scheduled on its own to whichever
-    worker is free. (pytest-xdist's ``--dist loadgroup`` would say the same with marks, but it renames node ids in a
-    way pytest 9 ignores, so its groups are silently split.)"""
+    likewise); the modules of ``OWN_AIRFLOW_E2E_MODULES`` go together to one worker; each other test is scheduled on
+    its own to whichever worker is free. (pytest-xdist's ``--dist loadgroup`` would say the same with marks, but it
+    renames node ids in a way pytest 9 ignores, so its groups are silently split.)"""
     from xdist.scheduler import LoadScopeScheduling
 
     class EndToEndInOneWorker(LoadScopeScheduling):
@@ -119,8 +114,6 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             module = nodeid.split("::", 1)[0]
             if module in OWN_AIRFLOW_E2E_MODULES:
                 return "tests/e2e (own Airflow)"
-            if module == AIRFLOW2_E2E_MODULE:
-                return "tests/e2e (Airflow 2.11)"
             if nodeid.startswith("tests/e2e/"):
                 return "tests/e2e"
             # One worker per such module, not two builds of its fixture at once.

@@ -219,12 +219,15 @@ def test_the_informer_watch_applies_each_batch_under_the_lock_and_relists_after_
 #: follows the permits of its own waiting tasks alone (one watch of ``{prefix}/permits/`` per triggerer loop, semantics
 #: `scheduled-permit`); loading the whole store there would cost every triggerer the watcher's memory.
 TRIGGERER_WATCH = {("coordinator/airflow_plugin/permit_hub.py", "watch_prefix")}
+#: ``coordinator prune`` deletes the permits of the partitions it prunes: no read model holds permits (the watcher's
+#: view leaves them to the triggerer's waits), so the command reads that one prefix itself, once, by mod revision.
+PRUNE_PERMITS = {("coordinator/cli/prune_cmds.py", "snapshot")}
 
 
 def test_no_module_outside_the_informer_and_the_etcd_adapter_lists_or_watches_the_store() -> None:
     """Only ``coordinator/informer/`` and ``coordinator/etcd/`` call ``watch_prefix``, ``snapshot`` or
-    ``stream_snapshot`` (and the triggerer's wait hub watches its permits): every other reader loads through
-    ``read_model.load``."""
+    ``stream_snapshot`` (and the triggerer's wait hub watches its permits, prune reads them): every other reader
+    loads through ``read_model.load``."""
     call = re.compile(r"\.(watch_prefix|stream_snapshot|snapshot)\(")
     found = set()
     for path in sorted((ROOT / "coordinator").rglob("*.py")):
@@ -233,4 +236,4 @@ def test_no_module_outside_the_informer_and_the_etcd_adapter_lists_or_watches_th
             continue
         for match in call.finditer(path.read_text()):
             found.add((relative, match.group(1)))
-    assert found == TRIGGERER_WATCH
+    assert found == TRIGGERER_WATCH | PRUNE_PERMITS

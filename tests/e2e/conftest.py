@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
     """ONE PostgreSQL for the Airflow stacks of the session (per xdist worker that runs e2e tests; the scheduler in
-    tests/conftest.py sends them to three); stopped by PID at the end, even on failure."""
+    tests/conftest.py sends them to two); stopped by PID at the end, even on failure."""
     with PostgresServer() as server:
         print(
             f"\npostgres {server.version} for the e2e Airflow databases at 127.0.0.1:{server.port} (pid {server.pid})"
