@@ -583,9 +583,43 @@ class AirflowStack:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def clear(self, dag_id: str, run_id: str) -> dict[str, Any]:
+        self.wait_for_executor_reports(dag_id, run_id)
         # dry_run defaults to TRUE on this endpoint (v1 and v2): without it nothing is cleared.
         path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/clear"
         return self._ok("POST", path, {"dry_run": False})
+
+    def wait_for_executor_reports(self, dag_id: str, run_id: str, timeout_s: float = 60.0) -> None:
+        """Wait until the scheduler handled its executor's report of each finished task of the run that ran in a
+        process (its log's "TaskInstance Finished" line for that try; Airflow 2.11 and 3.3 alike).
+
+        Airflow marks a task, and then its run, done from the task's own report, seconds (under load) before the
+        scheduler handles the executor's report of the process's exit. A clear of the run in between was once lost
+        (Airflow 3.3.2, loaded machine: the cleared run never ran again and the scheduler logged nothing more). A user
+        clears later than that; the tests clear at once, so they wait for it first. Gives up after ``timeout_s`` and
+        lets the clear go."""
+        path = f"{self.API_ROOT}/dags/{urllib.parse.quote(dag_id)}/dagRuns/{urllib.parse.quote(run_id)}/taskInstances"
+        status, body = self.request("GET", path)
+        if status >= 300:
+            return
+        expected = {
+            f"TaskInstance Finished: dag_id={dag_id}, task_id={ti['task_id']}, run_id={run_id}, ": (
+                f"try_number={ti['try_number']},"
+            )
+            for ti in body.get("task_instances", [])
+            if ti.get("state") in {"success", "failed", "skipped", "upstream_failed"} and ti.get("pid")
+        }
+        deadline = time.monotonic() + timeout_s
+        while expected and time.monotonic() < deadline:
+            try:
+                text = self.log_file("scheduler").read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                return
+            lines = [line for line in text.splitlines() if "TaskInstance Finished: " in line]
+            expected = {
+                head: tail for head, tail in expected.items() if not any(head in ln and tail in ln for ln in lines)
+            }
+            if expected:
+                time.sleep(0.2)
 
     def clear_task(self, dag_id: str, run_id: str, task_id: str) -> dict[str, Any]:
         """Clear ONE task instance of one run (nothing up- or downstream of it), as a user reruns a single task;

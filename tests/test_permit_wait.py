@@ -20,6 +20,7 @@ from coordinator.core.permit import dump_permit, permit_key, permit_of
 from coordinator.core.spec.loader import parse_spec
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings
+from devtools.procs import free_port
 from tests.conftest import run_coro
 
 DOWN = NodeId("default", "g_daily")
@@ -160,6 +161,44 @@ def test_the_operator_defers_with_its_runs_partition(plugin_env: KeyLayout) -> N
     trigger = deferred.value.trigger
     assert isinstance(trigger, permit_wait.PermitTrigger)
     assert (trigger.dag, trigger.partitions) == ("default/g_daily", [P1]) and trigger.deadline is not None
+
+
+def scheduled_run() -> SimpleNamespace:
+    return SimpleNamespace(
+        dag_id="g_daily", run_id="scheduled__2031-07-02T00:00:00+00:00", run_type="scheduled",
+        logical_date=datetime(2031, 7, 1, tzinfo=UTC), partition_key=None, partition_date=None,
+    )  # fmt: skip
+
+
+def test_a_permit_granted_before_the_run_completes_the_wait_without_deferring(
+    plugin_env: KeyLayout, etcd_settings: EtcdSettings
+) -> None:
+    """execute reads the permit once before deferring: granted, it returns its generation and never defers."""
+
+    async def put(value: bytes) -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await store.put(permit_key(plugin_env, DOWN, P1), value)
+
+    op = permit_wait.WaitForPermitOperator(task_id="wait", timeout=3600)
+    run_coro(put(grant(generation=3, granted=False)))
+    with pytest.raises(TaskDeferred):  # requested, not granted: it waits in the triggerer
+        op.execute({"dag_run": scheduled_run(), "ti": None})
+    run_coro(put(grant(generation=3)))
+    assert op.execute({"dag_run": scheduled_run(), "ti": None}) == {"partitions": [P1], "generations": [3]}
+
+
+def test_an_etcd_that_does_not_answer_defers_the_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The read before deferring is bounded: with etcd unreachable the operator still defers (the trigger retries)."""
+    monkeypatch.setenv("COORDINATOR_ETCD_ENDPOINTS", f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setattr(permit_wait, "PEEK_TIMEOUT_S", 1.0)
+    with pytest.raises(TaskDeferred):
+        permit_wait.WaitForPermitOperator(task_id="wait").execute({"dag_run": scheduled_run(), "ti": None})
+
+
+def test_the_wait_retries_once_unless_told_otherwise() -> None:
+    """A wait failed by anything but its timeout is tried again once by default; a retries setting given wins."""
+    assert (permit_wait.WaitForPermitOperator(task_id="a").retries, permit_wait.WaitForPermitOperator(
+        task_id="b", retries=0).retries) == (1, 0)  # fmt: skip
 
 
 def test_a_timeout_fails_the_task_with_the_reason_and_a_grant_completes_it() -> None:

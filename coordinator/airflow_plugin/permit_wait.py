@@ -14,9 +14,15 @@ Rules:
   ``records.partitions_of``), the key ``{prefix}/permits/{instance}/{dag_id}/{partition}`` with the plugin's prefix
   and instance; the trigger reads etcd with the plugin's etcd settings (environment, ``[coordinator]``, the
   ``coordinator_etcd`` connection), resolved once per triggerer process, in a thread.
-- **Deferred by default.** ``execute`` defers to :class:`PermitTrigger` at once: no worker slot while it waits. The
+- **Deferred by default.** ``execute`` defers to :class:`PermitTrigger`: no worker slot while it waits. The
   trigger shares one etcd connection and one watch with every other wait of its triggerer (``permit_hub``) and never
   polls. ``deferrable=False`` runs the same wait in the worker (a slot held, still a watch).
+- **A granted permit is not waited for.** Before deferring, ``execute`` reads the permits once (bounded by
+  ``PEEK_TIMEOUT_S``; any failure just defers) and completes at once when each is granted, as the trigger's first read
+  would. A run that starts after its grant then never goes through the triggerer, and a wait Airflow failed in its
+  own race (Airflow 3.3.2 can fail a deferred task whose trigger fires within seconds of the deferral: the deferring
+  attempt's "success" handled after the trigger queued the task again) completes on its retry: the operator's
+  default is ``retries=1`` after ``retry_delay`` 10 s (a timeout still fails without retries).
 - **Fails with the reason.** With ``timeout`` the wait fails once it passes, without retries (a retry would wait
   again for the same thing), and says what it still waits for: the upstreams' states in the partitions it needs,
   else the permit's own state (``core/permit.py``'s ``still_waiting_for``). Without ``timeout`` it waits until the
@@ -40,7 +46,7 @@ from coordinator.airflow_plugin.config import PluginConfig, local_config, resolv
 from coordinator.airflow_plugin.records import partitions_of
 from coordinator.airflow_plugin.writer import supervisor_lookup
 from coordinator.core.model import NodeId
-from coordinator.core.permit import permit_key
+from coordinator.core.permit import Permit, parse_permit, permit_key
 from coordinator.errors import StoreUnavailable
 
 try:  # Airflow 3
@@ -54,6 +60,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds the triggerer waits for the plugin's settings (a secrets backend lookup): as check-plugin does.
 SETTINGS_TIMEOUT_S = 30.0
+#: **A granted permit is not waited for**: the most the read before deferring may take.
+PEEK_TIMEOUT_S = 5.0
+#: The operator's retry when the caller sets none (**A granted permit is not waited for**).
+DEFAULT_RETRIES, DEFAULT_RETRY_DELAY = 1, timedelta(seconds=10)
 #: Retries of an etcd that cannot be reached: 0.5 s doubling to 5 s, as the plugin's writer.
 RECONNECT_FIRST_S, RECONNECT_MAX_S = 0.5, 5.0
 
@@ -149,6 +159,8 @@ class WaitForPermitOperator(BaseOperator):
     ui_color = "#e8f0fe"
 
     def __init__(self, *, timeout: timedelta | float | None = None, deferrable: bool = True, **kwargs: Any) -> None:
+        kwargs.setdefault("retries", DEFAULT_RETRIES)
+        kwargs.setdefault("retry_delay", DEFAULT_RETRY_DELAY)
         super().__init__(**kwargs)
         self.timeout = timeout if timeout is None or isinstance(timeout, timedelta) else timedelta(seconds=timeout)
         self.deferrable = deferrable
@@ -163,6 +175,10 @@ class WaitForPermitOperator(BaseOperator):
         node = NodeId(config.writer.instance, dag_run.dag_id)
         deadline = None if self.timeout is None else (datetime.now(UTC) + self.timeout).isoformat()
         trigger = PermitTrigger(node.qualified, partitions, deadline)
+        if self.deferrable:
+            granted = _granted_already(config, node, partitions)
+            if granted is not None:
+                return self.execute_complete(context, granted)
         self.log.info("permit.waiting dag=%s partitions=%s deadline=%s", node, ",".join(partitions), deadline)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
@@ -177,6 +193,32 @@ class WaitForPermitOperator(BaseOperator):
             raise AirflowException(f"waiting for the coordinator's permit failed: {reason}")
         self.log.info("permit.granted partitions=%s generations=%s", event.get("partitions"), event.get("generations"))
         return {"partitions": event.get("partitions"), "generations": event.get("generations")}
+
+
+def _granted_already(config: PluginConfig, node: NodeId, partitions: Sequence[str]) -> dict[str, Any] | None:
+    """**A granted permit is not waited for**: the trigger's "granted" event when every permit is granted now, else
+    None (not yet, or etcd did not answer within ``PEEK_TIMEOUT_S``: the trigger waits and retries)."""
+    keys = [permit_key(config.writer.keys, node, p) for p in partitions]
+
+    async def peek() -> list[Permit | None]:
+        from coordinator.airflow_plugin.records import connect_store
+
+        async with asyncio.timeout(PEEK_TIMEOUT_S):
+            async with await connect_store(config.writer.etcd) as store:
+                _, kvs = await store.get_many(keys)
+        found = {kv.key: parse_permit(kv.value) for kv in kvs}
+        return [found.get(key) for key in keys]
+
+    try:
+        permits = asyncio.run(peek())
+    except Exception as exc:  # the trigger reads again, and retries an etcd it cannot reach
+        log.warning("permit.peek_failed dag=%s error=%s: %s", node, type(exc).__name__, exc)
+        return None
+    if not all(p is not None and p.granted for p in permits):
+        return None
+    generations = [p.generation for p in permits if p is not None]
+    log.info("permit.granted_before_wait dag=%s partitions=%s", node, ",".join(partitions))
+    return {"status": "granted", "generations": generations, "partitions": list(partitions)}
 
 
 async def _first_event(trigger: PermitTrigger) -> dict[str, Any]:
