@@ -21,12 +21,14 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -41,6 +43,30 @@ BASE_PARTITION = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 # ---------------------------------------------------------------------------------------------------- the machine
+
+
+@contextlib.contextmanager
+def work_dir(prefix: str, *, keep: bool) -> Iterator[Path]:
+    """A fresh work directory for a benchmark that starts servers. SIGTERM unwinds like Ctrl-C, so the benchmark's
+    finally blocks stop what it started (Airflow, PostgreSQL, etcd, the watcher); an interrupt then exits 130; the
+    directory (logs, Airflow homes) is removed unless ``keep``."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield work
+    except KeyboardInterrupt:
+        print("interrupted: everything stopped", file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def machine() -> dict[str, str]:

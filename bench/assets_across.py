@@ -32,7 +32,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from dataclasses import asdict, dataclass
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import _harness as h
-from side_by_side import Rest, env_pairs, sigterm_as_exit
+from side_by_side import Rest, env_pairs
 
 from devtools.airflow_stack import AirflowStack
 from devtools.etcd_server import EtcdServer
@@ -217,17 +216,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="assets-across-"))
-    (work / "dags").mkdir()
-    for source in DAGS_DIR.glob("*.py"):
-        shutil.copy2(source, work / "dags" / source.name)
-    deps = work / "dependencies.json"
-    route = {"asset": URI, "from": "default", "to": ["team_b"]}
-    deps.write_text(json.dumps({"version": 1, "instances": {"team_b": {}}, "dags": {}, "assets": [route]}))
-    rng = random.Random(25)
-    watcher: subprocess.Popen[bytes] | None = None
-    try:
-        with sigterm_as_exit(), EtcdServer() as etcd:
+    with h.work_dir("assets-across-", keep=args.keep) as work:
+        (work / "dags").mkdir()
+        for source in DAGS_DIR.glob("*.py"):
+            shutil.copy2(source, work / "dags" / source.name)
+        deps = work / "dependencies.json"
+        route = {"asset": URI, "from": "default", "to": ["team_b"]}
+        deps.write_text(json.dumps({"version": 1, "instances": {"team_b": {}}, "dags": {}, "assets": [route]}))
+        rng = random.Random(25)
+        watcher: subprocess.Popen[bytes] | None = None
+        with EtcdServer() as etcd:
             stacks = [
                 AirflowStack(
                     home=work / name,
@@ -274,14 +272,6 @@ def main(argv: list[str] | None = None) -> int:
                     stop_child(watcher, timeout_s=30.0, what="coordinator watch")
                 for stack in stacks:
                     stack.stop()
-    except KeyboardInterrupt:
-        print("interrupted: everything stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

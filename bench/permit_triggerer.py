@@ -41,15 +41,10 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
-import signal
 import sys
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import _harness as h
@@ -306,20 +301,6 @@ def measure(stack: AirflowStack, etcd: EtcdServer, args: argparse.Namespace) -> 
     }
 
 
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop Airflow, PostgreSQL and etcd."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dags", type=int, default=100)
@@ -336,11 +317,10 @@ def main() -> int:
         p.error(f"{args.dags * args.days} waits exceed the triggerer's default capacity (1000): lower --dags/--days")
     if args.days > 16:
         p.error(f"--days {args.days}: Airflow's default max_active_runs_per_dag (16) would hold runs back")
-    work = Path(tempfile.mkdtemp(prefix="permit-triggerer-"))
-    (work / "dags").mkdir()
-    (work / "dags" / "ptb_scheduled.py").write_text(DAG_FILE)
-    try:
-        with sigterm_as_exit(), EtcdServer() as etcd, PostgresServer() as pg:
+    with h.work_dir("permit-triggerer-", keep=args.keep) as work:
+        (work / "dags").mkdir()
+        (work / "dags" / "ptb_scheduled.py").write_text(DAG_FILE)
+        with EtcdServer() as etcd, PostgresServer() as pg:
             stack = AirflowStack(
                 home=work / "airflow",
                 dags_folder=work / "dags",
@@ -358,14 +338,6 @@ def main() -> int:
             finally:
                 stack.stop()
             h.emit(markdown(result, args), result, args.md, args.json)
-    except KeyboardInterrupt:
-        print("interrupted: everything stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

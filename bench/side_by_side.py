@@ -40,18 +40,15 @@ Usage: ``.venv/bin/python bench/side_by_side.py [--rounds 8] [--poke-interval 2]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -386,20 +383,6 @@ def task_to_asset(summary: dict[str, dict[str, dict[str, float]]]) -> float | No
 # ------------------------------------------------------------------------------------------------ main
 
 
-@contextlib.contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the finally blocks stop etcd, Airflow and the watcher."""
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--rounds", type=int, default=8)
@@ -480,18 +463,19 @@ def measure(rest: Rest, args: argparse.Namespace, rng: random.Random) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="side-by-side-"))
-    (work / "dags").mkdir()
-    (work / "tmp").mkdir()  # the Airflow processes' temporary files (the plugin's named-tasks cache) go with the rest
-    for source in DAGS_DIR.glob("*.py"):
-        shutil.copy2(source, work / "dags" / source.name)
-    deps = work / "dependencies.json"
-    # Only the edges of the mechanisms measured: a run-level comparison still runs on a coordinator without task edges.
-    dags = {dag: entry for m in args.mechanism_list if m in EDGES for dag, entry in EDGES[m].items()}
-    deps.write_text(json.dumps({"version": 1, "dags": dags}))
-    rng = random.Random(10)
-    try:
-        with sigterm_as_exit(), EtcdServer() as etcd:
+    with h.work_dir("side-by-side-", keep=args.keep) as work:
+        (work / "dags").mkdir()
+        # The Airflow processes' temporary files (the plugin's named-tasks cache) go with the rest.
+        (work / "tmp").mkdir()
+        for source in DAGS_DIR.glob("*.py"):
+            shutil.copy2(source, work / "dags" / source.name)
+        deps = work / "dependencies.json"
+        # Only the edges of the mechanisms measured: a run-level comparison still runs on a coordinator without task
+        # edges.
+        dags = {dag: entry for m in args.mechanism_list if m in EDGES for dag, entry in EDGES[m].items()}
+        deps.write_text(json.dumps({"version": 1, "dags": dags}))
+        rng = random.Random(10)
+        with EtcdServer() as etcd:
             stack = AirflowStack(
                 home=work / "airflow",
                 dags_folder=work / "dags",
@@ -518,14 +502,6 @@ def main(argv: list[str] | None = None) -> int:
                 if watcher is not None:
                     watcher.stop()
                 stack.stop()
-    except KeyboardInterrupt:
-        print("interrupted: everything stopped", file=sys.stderr)
-        return 130
-    finally:
-        if args.keep:
-            print(f"kept {work}", file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
