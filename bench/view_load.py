@@ -18,6 +18,13 @@ parsing and the indexing alone); ``decode`` (each value decoded by msgspec, the 
 (decoded and kept alive, as the view keeps its facts: what retaining new objects adds).
 
     .venv/bin/python bench/view_load.py --partitions 365 --rounds 3 --split
+
+``--mypyc MODULE ...`` compiles those modules of this checkout with mypyc (it ships with mypy, a dev dependency) into
+a temporary copy of the package and alternates it with the pure checkout, round by round, as ``--before`` does: what
+compiling the per-key path would give, measured before any build is changed.
+
+    .venv/bin/python bench/view_load.py --partitions 365 --rounds 4 --mypyc coordinator/core/view.py \
+        coordinator/core/canonical.py coordinator/core/fact_index.py
 """
 
 from __future__ import annotations
@@ -28,10 +35,12 @@ import gc
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,6 +160,30 @@ def split(deps: Path, items: list[tuple[str, bytes, int]], page: int, rounds: in
               flush=True)  # fmt: skip
 
 
+def mypyc_copy(modules: list[str]) -> Path:
+    """A temporary copy of this checkout's package with ``modules`` (paths under it) compiled by mypyc in place.
+
+    Built in the copy, not the checkout, with the project's ``[tool.mypy]`` written to a ``mypy.ini`` there and no
+    ``pyproject.toml``: mypyc builds through setuptools, which reads a ``pyproject.toml`` in its directory, and the dev
+    venv's setuptools (65) rejects the project's SPDX ``license`` (the build itself asks for setuptools >= 77)."""
+    copy = Path(tempfile.mkdtemp(prefix="bench-mypyc-"))
+    shutil.copytree(h.REPO / "coordinator", copy / "coordinator", ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    config = tomllib.loads((h.REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+
+    def ini(options: dict[str, Any]) -> list[str]:
+        return [f"{k} = {', '.join(v) if isinstance(v, list) else v}" for k, v in options.items()]
+
+    lines = ["[mypy]", *ini({k: v for k, v in config.items() if k not in ("packages", "overrides")})]
+    for override in config.get("overrides", []):
+        lines += [f"[mypy-{','.join(override['module'])}]", *ini({k: v for k, v in override.items() if k != "module"})]
+    (copy / "mypy.ini").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    build = subprocess.run([sys.executable, "-m", "mypyc", *modules], cwd=copy, capture_output=True, text=True)
+    if build.returncode != 0:
+        sys.exit(f"mypyc failed on {' '.join(modules)}:\n{build.stdout[-4000:]}{build.stderr[-4000:]}")
+    print(f"compiled {' '.join(modules)} with mypyc into {copy}", flush=True)
+    return copy
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--partitions", type=int, default=100)
@@ -158,6 +191,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--page", type=int, default=1000)
     parser.add_argument("--before", type=Path, help="checkout to alternate with (run in a subprocess)")
+    parser.add_argument("--mypyc", nargs="+", metavar="MODULE",
+                        help="alternate with a copy whose MODULEs (paths) mypyc compiled")  # fmt: skip
     parser.add_argument("--split", action="store_true", help="where the load's CPU goes (decoders stubbed, ...)")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # one round, JSON out (subprocesses)
     args = parser.parse_args()
@@ -177,9 +212,16 @@ def main() -> None:
             result = measure(deps, items, args.page)
         import coordinator
 
-        print(json.dumps(result | {"code": str(Path(coordinator.__file__).parent.parent)}))
+        compiled = sorted(
+            name
+            for name, module in sys.modules.items()
+            if name.startswith("coordinator.") and str(getattr(module, "__file__", "")).endswith(".so")
+        )
+        print(json.dumps(result | {"code": str(Path(coordinator.__file__).parent.parent), "compiled": compiled}))
         return
     checkouts = {"after": h.REPO} | ({"before": args.before.resolve()} if args.before else {})
+    if args.mypyc:
+        checkouts = {"pure": h.REPO, "mypyc": mypyc_copy(args.mypyc)}
     for round_ in range(args.rounds):
         for name, repo in checkouts.items() if round_ % 2 == 0 else reversed(checkouts.items()):
             env = os.environ | {"BENCH_CODE": str(repo)}
@@ -190,7 +232,7 @@ def main() -> None:
             print(f"round {round_} {name:6s} keys={r['keys']:,} load={r['load_cpu_s']:.3f}s "
                   f"({r['load_us_per_key']:.2f} us/key)\n    plan={r['plan_cpu_s']:.3f}s actions={r['actions']} "
                   f"problems={r['problems']} maxrss={r['maxrss_mb']:.0f}MB load1={os.getloadavg()[0]:.1f} "
-                  f"code={r['code']}",
+                  f"code={r['code']} compiled={','.join(r['compiled']) or '-'}",
                   flush=True)  # fmt: skip
 
 
