@@ -5,6 +5,7 @@ writer."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -222,6 +223,38 @@ def test_audit_repairs_a_missed_task_state_once(
             assert await store.get(key) == kv
 
     arun(go())
+
+
+def test_a_task_airflow_never_runs_is_recorded_at_info_and_a_lost_write_still_warns(
+    etcd_settings: EtcdSettings,
+    etcd_prefix: str,
+    airflow: FakeAirflow,
+    arun: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An EmptyOperator's success (Airflow marks it without a task process) is written with an info line
+    ``audit.task_recorded ... reason=not_run_by_airflow``; a PythonOperator's missing success is a warning
+    ``audit.task_repaired``."""
+    keys = KeyLayout(etcd_prefix)
+    airflow.set_task_instance("a", RUN_ID, "publish", "success", start_date=T0, end_date=T0, operator="EmptyOperator")
+    airflow.set_task_instance("a", RUN_ID, "load", "success", start_date=T0, end_date=T0)
+
+    async def go() -> None:
+        async with await EtcdStore.connect(etcd_settings) as store:
+            await adopt_named_tasks(store, keys, {"default/a": ["publish", "load"]})
+            with caplog.at_level(logging.INFO, logger="coordinator.watcher.audit"):
+                result = await audit(store, keys, airflow, await loaded_view(store, keys))
+            assert (result.tasks_checked, result.tasks_repaired) == (2, 2)
+            for task in ("publish", "load"):
+                assert read_task_record(await store.get(f"{etcd_prefix}/tasks/default/a/{task}/{PARTITION}")).state is (
+                    RunState.SUCCESS
+                )
+
+    arun(go())
+    lines = {(r.levelno, r.getMessage().split(" ", 1)[0], "/publish/" in r.getMessage()) for r in caplog.records}
+    assert (logging.INFO, "audit.task_recorded", True) in lines
+    assert (logging.WARNING, "audit.task_repaired", False) in lines
+    assert (logging.WARNING, "audit.task_repaired", True) not in lines
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,9 @@ class TaskInstanceInfo:
     map_index: int = -1
     start_date: datetime | None = None
     end_date: datetime | None = None
+    #: The operator's class name ("" when Airflow does not say): an ``EmptyOperator`` is marked success by the
+    #: scheduler without running, so no plugin code records it.
+    operator: str = ""
 
 
 class TriggerResult(StrEnum):
@@ -166,6 +169,7 @@ def parse_task_instance(data: object, dag_id: str) -> TaskInstanceInfo:
         map_index=map_index if isinstance(map_index, int) else -1,
         start_date=_parse_dt(data.get("start_date")),
         end_date=_parse_dt(data.get("end_date")),
+        operator=operator if isinstance(operator := data.get("operator"), str) else "",
     )
 
 

@@ -13,7 +13,10 @@ view's activation) the audit lists that task's instances changed within the look
 ``GET /dags/{dag}/dagRuns/~/taskInstances?task_id=...`` per named task and pass, REST v2 and v1) and repairs each
 task-state key with :func:`coordinator.core.task_facts.audit_task_record`, through the same writer with the task
 ordering rule (``should_replace_task``) and ``source: audit:<instance>``. Mapped instances and runs of no partition
-have no task-state key and are skipped.
+have no task-state key and are skipped. **Tasks Airflow never runs**: an ``EmptyOperator`` without callbacks is marked
+success by Airflow's scheduler without a task process, so no plugin code records it and the audit is its only writer:
+its first record is said at info (``audit.task_recorded reason=not_run_by_airflow``), not as a repair of a lost write
+(``audit.task_repaired``, a warning), which an estate naming such tasks would otherwise log for every run.
 
 Partitions (semantics `asset-triggered-partitions`): a run is repaired at each partition
 :func:`coordinator.core.run_partition.run_partitions` gives it, the plugin's own rule: its logical date as always, a
@@ -59,6 +62,10 @@ from coordinator.watcher.keys import Tick
 from coordinator.writers.run_records import Propose, RunWrite, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
+
+#: **Tasks Airflow never runs**: operators Airflow's scheduler marks success itself (``EmptyOperator``; Airflow 2's
+#: deprecated alias ``DummyOperator``) when they have no callbacks, inlets or outlets.
+NOT_RUN_OPERATORS = frozenset({"EmptyOperator", "DummyOperator"})
 
 
 #: Run-state key -> (the view's revision of it, the run id) of a proposal the writer refused at that revision: the key
@@ -322,6 +329,13 @@ async def _repair_task(writes: Writes, key: str, ti: TaskInstanceInfo, decider: 
     if done.status is RunWriteStatus.WRITTEN and done.record is not None:
         result.tasks_repaired += 1
         had = done.previous
+        if had is None and ti.operator in NOT_RUN_OPERATORS:  # **Tasks Airflow never runs**: expected, not a loss
+            log.info(
+                "audit.task_recorded key=%s state=%s run_id=%s try_number=%s reason=not_run_by_airflow operator=%s "
+                "revision=%d",
+                key, done.record.state, done.record.run_id, ti.try_number, ti.operator, done.revision,
+            )  # fmt: skip
+            return True
         log.warning(
             "audit.task_repaired key=%s state=%s run_id=%s try_number=%s had=%s revision=%d",
             key, done.record.state, done.record.run_id, ti.try_number,

@@ -683,6 +683,7 @@ class FakeAirflow:
         map_index: int = -1,
         start_date: datetime | None = None,
         end_date: datetime | None = None,
+        operator: str = "PythonOperator",
     ) -> None:
         """Make ``GET /dags/{dag_id}/dagRuns/~/taskInstances`` list this task instance (v2 response shape), updated
         now (its ``updated_at``, which the list's ``updated_at_gte`` filters on)."""
@@ -701,7 +702,7 @@ class FakeAirflow:
                 "state": state,
                 "start_date": _fmt(start_date),
                 "end_date": _fmt(end_date),
-                "operator": "PythonOperator",
+                "operator": operator,
             }
 
     def calls(self, endpoint: str, dag_id: str | None = None) -> int:
