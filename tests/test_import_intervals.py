@@ -43,6 +43,8 @@ def test_the_data_interval_written_for_each_original_timetable(
 
 
 AF3_FOLDER = """
+from datetime import timedelta
+
 import pendulum
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.sensors.external_task import ExternalTaskSensor
@@ -57,6 +59,9 @@ with DAG("by_interval", schedule=CronDataIntervalTimetable("@daily", timezone="U
 with DAG("by_trigger", schedule=CronTriggerTimetable("@daily", timezone="UTC"), start_date=START):
     ExternalTaskSensor(task_id="wait", external_dag_id="up")
 with DAG("cron_string", schedule="@daily", start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up")
+with DAG("by_lookback", schedule=CronTriggerTimetable("@daily", timezone="UTC", interval=timedelta(hours=1)),
+         start_date=START):
     ExternalTaskSensor(task_id="wait", external_dag_id="up")
 """
 
@@ -73,24 +78,31 @@ with DAG("daily_preset", schedule="@daily", start_date=datetime(2024, 1, 1)):
 """
 
 
-def import_folder(python: Path, source: str, tmp_path: Path) -> dict[str, Any]:
+def import_folder(python: Path, source: str, tmp_path: Path, said: list[str] | None = None) -> dict[str, Any]:
+    """The written file's DAG entries; what the command printed is appended to ``said``."""
     folder = tmp_path / "dags"
     folder.mkdir()
     (folder / "estate.py").write_text(source, encoding="utf-8")
     output = tmp_path / "deps.json"
     done = run_import(python, folder, output, tmp_path / "home")
     assert done.returncode == 0, done.stderr[-3000:]
+    if said is not None:
+        said.append(done.stdout + done.stderr)
     dags: dict[str, Any] = json.loads(output.read_text(encoding="utf-8"))["dags"]
     return dags
 
 
 def test_airflow3_timetables_convert_to_period_and_point(tmp_path: Path) -> None:
     """On Airflow 3.3: a CronDataIntervalTimetable dependent gets "period", a CronTriggerTimetable one and a plain cron
-    string (Airflow 3's CronTriggerTimetable) get "point"; the root gets none."""
-    dags = import_folder(Path(sys.executable), AF3_FOLDER, tmp_path)
+    string (Airflow 3's CronTriggerTimetable) get "point"; the root gets none; a CronTriggerTimetable with an interval
+    gets "point" and a note naming the [P - interval, P] it gave and to keep its schedule."""
+    said: list[str] = []
+    dags = import_folder(Path(sys.executable), AF3_FOLDER, tmp_path, said)
     assert {name: entry.get("data_interval") for name, entry in dags.items()} == {
-        "up": None, "by_interval": "period", "by_trigger": "point", "cron_string": "point",
+        "up": None, "by_interval": "period", "by_trigger": "point", "cron_string": "point", "by_lookback": "point",
     }  # fmt: skip
+    notes = [line for line in said[0].splitlines() if "[P - 1:00:00, P]" in line]
+    assert len(notes) == 1 and "by_lookback" in notes[0] and "keep its schedule instead" in notes[0], said[0]
 
 
 def test_airflow2_daily_preset_converts_to_period(tmp_path: Path) -> None:

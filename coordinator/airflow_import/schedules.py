@@ -115,6 +115,7 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
         cron = attr(timetable, "expression", "_expression")
         zone = attr(timetable, "timezone", "_timezone")
         key_format = attr(timetable, "key_format", "_key_format") if kind == "CronPartitionTimetable" else None
+        interval = attr(timetable, "_interval", "interval") if kind == "CronTriggerTimetable" else None
         return ScheduleFact(
             ScheduleKind.CRON,
             kind,
@@ -122,6 +123,7 @@ def _timetable_schedule(dag: Any, timetable: Any, written: str) -> ScheduleFact:
             str(cron),
             zone_name(zone) if zone else "UTC",
             key_format=key_format if isinstance(key_format, str) else None,
+            trigger_interval=interval if isinstance(interval, timedelta) and interval > timedelta(0) else None,
         )
     if kind in ("DeltaDataIntervalTimetable", "DeltaTriggerTimetable"):
         delta = attr(timetable, "delta", "_delta")

@@ -155,6 +155,9 @@ class ScheduleFact:
     #: DELTA: the interval and the first point (the start date, UTC).
     delta: timedelta | None = None
     start: datetime | None = None
+    #: A ``CronTriggerTimetable(..., interval=...)``'s interval (None when zero): its run of P covers
+    #: ``[P - interval, P]``, which no ``data_interval`` of a triggered run can say.
+    trigger_interval: timedelta | None = None
     #: ASSETS: the asset URIs the DAG waits for, all of them (None when the condition is not a plain AND).
     assets: tuple[str, ...] | None = None
     #: Why the schedule cannot be a grid (OTHER, or an asset condition with OR / aliases).

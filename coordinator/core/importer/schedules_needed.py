@@ -16,6 +16,9 @@ Rules:
 - **Runtime-keyed producers as what they are.** A DAG whose keys are decided at run time (``PartitionedAtRuntime``)
   that is no dependent keeps that schedule: its runs are keyed by whoever triggers them. Its note says so, and how the
   file writes its keys (the segments its consumers read, or each key passing through).
+- **A lookback no triggered run keeps.** A dependent whose ``CronTriggerTimetable`` has an ``interval`` gave its
+  runs ``[P - interval, P]``; the ``data_interval`` of a triggered run is a period or a point, so its note says so
+  and to keep its schedule (a scheduled dependent's runs are Airflow's own, with their intervals).
 - **Pure.**
 """
 
@@ -88,10 +91,17 @@ def _dependent(work: Work, dag: DagFact) -> str:
         )
     if schedule.kind is ScheduleKind.NONE and schedule.timetable == "NullTimetable":
         return "schedule: keep schedule=None: the coordinator triggers it"
-    return (
+    note = (
         "schedule: set schedule=None: the coordinator triggers it for each partition, and a schedule of its own would "
         "start runs besides"
     )
+    if schedule.trigger_interval is not None:  # **A lookback no triggered run keeps**
+        note += (
+            f"; but its {schedule.timetable}(interval={schedule.trigger_interval}) gives its runs "
+            f'[P - {schedule.trigger_interval}, P] and a triggered run gets [P, P] ("data_interval": "point"): '
+            'keep its schedule instead (import-dags --rewrite marks it "runs": "scheduled")'
+        )
+    return note
 
 
 def _runtime_producer(work: Work, dag: DagFact) -> str:
