@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from coordinator.core.importer import unrun_tasks
 from coordinator.core.importer.facts import ScheduleFact, ScheduleKind
 from coordinator.core.importer.intervals import interval_entry
+from coordinator.runtime.settings import Settings
 from tests.test_import_dags import run_import
 
 CRON = {"cron": "0 0 * * *", "timezone": "UTC"}
@@ -63,6 +65,9 @@ with DAG("cron_string", schedule="@daily", start_date=START):
 with DAG("by_lookback", schedule=CronTriggerTimetable("@daily", timezone="UTC", interval=timedelta(hours=1)),
          start_date=START):
     ExternalTaskSensor(task_id="wait", external_dag_id="up")
+with DAG("on_marker", schedule="@daily", start_date=START):
+    ExternalTaskSensor(task_id="wait", external_dag_id="up", external_task_id="load")
+    ExternalTaskSensor(task_id="wait_run", external_dag_id="by_interval", external_task_id="wait")
 """
 
 AF2_FOLDER = """
@@ -100,9 +105,23 @@ def test_airflow3_timetables_convert_to_period_and_point(tmp_path: Path) -> None
     dags = import_folder(Path(sys.executable), AF3_FOLDER, tmp_path, said)
     assert {name: entry.get("data_interval") for name, entry in dags.items()} == {
         "up": None, "by_interval": "period", "by_trigger": "point", "cron_string": "point", "by_lookback": "point",
+        "on_marker": "point",
     }  # fmt: skip
     notes = [line for line in said[0].splitlines() if "[P - 1:00:00, P]" in line]
     assert len(notes) == 1 and "by_lookback" in notes[0] and "keep its schedule instead" in notes[0], said[0]
+
+
+def test_an_edge_on_a_task_airflow_never_runs_gets_a_note_and_one_on_a_task_it_runs_none(tmp_path: Path) -> None:
+    """On Airflow 3.3: a sensor on up.load (an EmptyOperator the scheduler marks success unrun) is written as a task
+    edge with a note naming the audit's delay and the fix; a sensor on by_interval.wait (a task that runs) gets none."""
+    said: list[str] = []
+    dags = import_folder(Path(sys.executable), AF3_FOLDER, tmp_path, said)
+    assert {"dag": "up", "task": "load"} in dags["on_marker"]["upstreams"]
+    assert {"dag": "by_interval", "task": "wait"} in dags["on_marker"]["upstreams"]
+    notes = [line for line in said[0].splitlines() if "marks success without running it" in line]
+    assert len(notes) == 1 and "on_marker.wait:" in notes[0] and "COORDINATOR_AUDIT_INTERVAL_S" in notes[0], said[0]
+    assert "name the task before it, or the whole DAG" in notes[0]
+    assert Settings.model_fields["audit_interval_s"].default == unrun_tasks.AUDIT_INTERVAL_DEFAULT_S
 
 
 def test_airflow2_daily_preset_converts_to_period(tmp_path: Path) -> None:

@@ -377,8 +377,18 @@ def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]], n
         tuple(groups),
         tuple(sorted(outlets)),
         tuple(sorted(dag.task_ids)),
+        not_run=tuple(sorted(t.task_id for t in dag.tasks if _not_run(t))),
         subdag_of=dag_root(dag),
     )
+
+
+def _not_run(task: Any) -> bool:
+    """Airflow's own test (3.3 ``TaskInstance.is_task_schedulable``, 2.11 ``DagRun.schedule_tis``): an
+    ``EmptyOperator`` (``DummyOperator`` in Airflow 2) with no callback, inlet or outlet is marked success unrun."""
+    if not any(cls.__name__ in ("EmptyOperator", "DummyOperator") for cls in type(task).__mro__):
+        return False
+    hooks = ("on_execute_callback", "on_success_callback", "inlets", "outlets")
+    return not any(getattr(task, name, None) for name in hooks)
 
 
 def _kind(task: Any) -> LinkKind | None:

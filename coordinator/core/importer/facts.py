@@ -188,6 +188,9 @@ class DagFact:
     #: (task id, asset URI) for every outlet: who produces which asset.
     outlets: tuple[tuple[str, str], ...] = ()
     task_ids: tuple[str, ...] = ()
+    #: Tasks Airflow's scheduler marks success without running them (an ``EmptyOperator``, or a subclass, without
+    #: ``on_execute_callback``, ``on_success_callback``, inlets or outlets): no plugin code records them.
+    not_run: tuple[str, ...] = ()
     #: An Airflow 2 SubDAG: the top DAG whose ``SubDagOperator`` runs it (it is no DAG of its own).
     subdag_of: str | None = None
 

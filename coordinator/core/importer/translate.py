@@ -72,6 +72,7 @@ from coordinator.core.importer.operators import asset_edges, marker_edges, senso
 from coordinator.core.importer.partitioned import declared_segments, partitions_entry
 from coordinator.core.importer.schedule import choose_grid
 from coordinator.core.importer.schedules_needed import schedule_notes
+from coordinator.core.importer.unrun_tasks import unrun_task_notes
 from coordinator.core.model import DEFAULT_INSTANCE
 from coordinator.core.spec.loader import SPEC_VERSION, parse_spec
 from coordinator.core.spec.source import format_path
@@ -135,6 +136,7 @@ def translate(
     offers = job_links(work, [link for link in ordered if link.kind is LinkKind.JOB and link.dag_id in by_id])
     document, edge_count = _validated(work)
     schedule_notes(work)
+    unrun_task_notes(work)
     order = {FindingKind.BUG: 0, FindingKind.INEXPRESSIBLE: 1, FindingKind.NOTE: 2}
     findings = tuple(sorted(work.findings, key=lambda f: (order[f.kind], f.origin, f.subject, f.message)))
     written = frozenset(subject for edges in work.edges.values() for _, _, subject in edges) | frozenset(
