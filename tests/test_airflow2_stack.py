@@ -104,6 +104,16 @@ def test_the_environment_is_loopback_only_basic_auth_and_ignores_the_callers_air
     assert stack.database == str(stack.home / "airflow.db")
 
 
+def test_the_scheduler_finds_new_files_at_once_and_re_parses_unchanged_ones_only_every_300_s(tmp_path: Path) -> None:
+    """Airflow 2's scheduler scans the DAG folder every 5 s, parses a changed file first (modified_time) and an
+    unchanged one again only after 300 s, as the Airflow 3 launcher's dag-processor does."""
+    (tmp_path / "home").mkdir()
+    env = Airflow2Stack(home=tmp_path / "home", dags_folder=tmp_path).environment()
+    assert env["AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL"] == "5"
+    assert env["AIRFLOW__SCHEDULER__FILE_PARSING_SORT_MODE"] == "modified_time"
+    assert env["AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL"] == "300"
+
+
 def test_with_a_database_url_airflow2_keeps_its_metadata_there_and_runs_local_executor(tmp_path: Path) -> None:
     """Given a PostgreSQL URL, Airflow 2 connects to it (named by ``database``) and runs LocalExecutor."""
     url = "postgresql+psycopg2://postgres@127.0.0.1:5432/airflow_af2_abc123"

@@ -138,6 +138,17 @@ def test_environment_is_loopback_and_ignores_inherited_settings(
     )
 
 
+def test_the_dag_processor_finds_new_files_at_once_and_re_parses_unchanged_ones_only_every_300_s(
+    tmp_path: Path,
+) -> None:
+    """The launcher scans the DAG folder every 5 s, parses a file changed since its last parse first (modified_time),
+    and parses an unchanged file again only after 300 s."""
+    env = AirflowStack(home=tmp_path, dags_folder=tmp_path).environment()
+    assert env["AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL"] == "5"
+    assert env["AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE"] == "modified_time"
+    assert env["AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL"] == "300"
+
+
 def test_plugin_settings_the_airflow_way_leave_no_coordinator_variable(tmp_path: Path) -> None:
     """plugin_settings="airflow" replaces every COORDINATOR_* variable by [coordinator] options and writes the etcd
     endpoint into the coordinator_etcd connection of a LocalFilesystemBackend that the environment configures."""

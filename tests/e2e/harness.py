@@ -648,3 +648,41 @@ def assert_paused_list_follows(stack: AirflowStack, dags: Iterable[str], dag: st
     finally:
         stack.unpause([dag])
     assert not known & asyncio.run(paused())
+
+
+#: A DAG file the parse probes write: one empty DAG per id, importable by Airflow 2.11 and 3.3 alike.
+_PROBE_SOURCE = '''"""A parse probe of the end-to-end tests (harness.assert_new_and_changed_dag_files_are_parsed)."""
+from datetime import datetime
+
+try:
+    from airflow.sdk import DAG
+except ImportError:  # Airflow 2
+    from airflow import DAG
+
+for dag_id in {dag_ids!r}:
+    with DAG(dag_id, schedule=None, start_date=datetime(2001, 1, 1)):  # registered on leaving the block
+        pass
+'''
+#: The mtime of the probe's first version: before the stack started, as ``shutil.copy2`` keeps a copied file's.
+_OLD_MTIME = datetime(2001, 1, 1, tzinfo=UTC).timestamp()
+
+
+def assert_new_and_changed_dag_files_are_parsed(stack: AirflowStack, name: str) -> None:
+    """Put a DAG file ``<name>.py`` with DAG ``<name>_a`` into the running ``stack``'s folder, with an mtime older
+    than the stack (as ``shutil.copy2`` copies a file), and wait until it is parsed; then rewrite it with ``<name>_b``
+    added and wait for that. The launchers re-parse an UNCHANGED file only after 300 s (``PARSING_ENV`` of
+    devtools/airflow_stack.py), longer than ``wait_for_dags``' deadline: both waits end only because Airflow parses a
+    new file at its next scan and a file changed since its last parse at once. Each version is written beside the
+    folder's files and renamed in, so a parse never reads half a file."""
+
+    def put(dag_ids: list[str], mtime: float | None) -> None:
+        part = stack.dags_folder / f"{name}.part"  # not a *.py file: Airflow does not list it
+        part.write_text(_PROBE_SOURCE.format(dag_ids=dag_ids), encoding="utf-8")
+        if mtime is not None:
+            os.utime(part, (mtime, mtime))
+        part.replace(stack.dags_folder / f"{name}.py")
+
+    put([f"{name}_a"], _OLD_MTIME)
+    stack.wait_for_dags([f"{name}_a"])
+    put([f"{name}_a", f"{name}_b"], None)  # its mtime now: after the first version's parse
+    stack.wait_for_dags([f"{name}_b"])

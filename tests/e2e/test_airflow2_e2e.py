@@ -44,6 +44,7 @@ from tests.e2e.harness import (
     PLUGIN_TASKS_TTL_S,
     REPO,
     DagRun,
+    assert_new_and_changed_dag_files_are_parsed,
     assert_paused_list_follows,
     assert_started_after,
     parse_time,
@@ -329,6 +330,12 @@ def test_the_paused_list_over_rest_v1_names_exactly_the_paused_2x_dags(setup: Se
     """``paused_dags`` on Airflow 2.11 (``GET /api/v1/dags?paused=true``, basic auth): a paused DAG shows, no
     unpaused one does."""
     assert_paused_list_follows(setup.af2, AF2_DAGS, "af2_fail")
+
+
+def test_a_dag_file_added_to_the_running_airflow2_and_then_changed_is_parsed_each_time(setup: Setup) -> None:
+    """Airflow 2.11's scheduler parses a DAG file copied into its folder with an mtime older than the stack, and the
+    DAG a rewrite of the file adds, though it re-parses unchanged files only every 300 s."""
+    assert_new_and_changed_dag_files_are_parsed(setup.af2, "af2_parse_probe")
 
 
 FAB_BLOCK_RE = re.compile(r"<!-- readme-e2e-airflow2: fab-role -->\n```bash\n(.*?)\n```", re.DOTALL)
