@@ -412,6 +412,10 @@ class AirflowStack:
     ) -> None:
         self.stop()
 
+    def pids(self) -> dict[str, int]:
+        """The PID of each component started, by name; each leads a session of its own (rule 2)."""
+        return {name: proc.pid for name, proc in self._procs.items()}
+
     def alive(self) -> dict[str, bool]:
         return {name: proc.poll() is None for name, proc in self._procs.items()}
 
