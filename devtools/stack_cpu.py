@@ -6,10 +6,10 @@ The stack is started as the e2e fixtures start theirs (:mod:`devtools.airflow_st
 e2e stack's, ``dags/`` and ``tests/e2e/dags/``), and left idle: no run is triggered, the DAGs stay paused.
 
 Rules:
-1. A component's CPU is that of its whole session (each component leads one, rule 2 of the launcher): user and
-   system time of every process in it, plus what they reaped of their children (``/proc/<pid>/stat``). Airflow 2's
-   scheduler moves its DAG file processor into a process group of its own, so a group would miss it; a session does
-   not. PostgreSQL is measured the same way.
+1. A component's CPU is that of its process and every process descended from it: user and system time of each,
+   plus what they reaped of their children (``/proc/<pid>/stat``). Not its process group or session: Airflow 2's
+   scheduler moves its DAG file processor into a group of its own, and each PostgreSQL backend (the postmaster's
+   children, one per connection the components keep open) into a session of its own.
 2. The window starts once the DAG count has stopped growing and ``--settle`` seconds have passed, so the first parse
    of every file is not in it; the load average before and after goes into the result, since a loaded machine slows
    what the window holds.
@@ -43,9 +43,9 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _STABLE_S = 15.0
 
 
-def session_cpu_s(session: int, proc: Path = Path("/proc")) -> float:
-    """CPU seconds of every process of ``session`` now: utime + stime + cutime + cstime (rule 1)."""
-    total = 0
+def tree_cpu_s(root: int, proc: Path = Path("/proc")) -> float:
+    """CPU seconds of ``root`` and every process descended from it now: utime + stime + cutime + cstime (rule 1)."""
+    stats: dict[int, tuple[int, int]] = {}  # pid -> (parent pid, CPU ticks)
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
@@ -55,8 +55,16 @@ def session_cpu_s(session: int, proc: Path = Path("/proc")) -> float:
             continue
         # The command name (field 2) may hold spaces and parentheses: the fields after its last ")" are fixed.
         fields = raw[raw.rindex(")") + 2 :].split()
-        if int(fields[3]) == session:  # field 6: the session id
-            total += sum(int(value) for value in fields[11:15])  # fields 14-17: utime, stime, cutime, cstime
+        # field 4: the parent; fields 14-17: utime, stime, cutime, cstime
+        stats[int(entry.name)] = (int(fields[1]), sum(int(value) for value in fields[11:15]))
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in stats.items():
+        children.setdefault(parent, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += stats.get(pid, (0, 0))[1]
+        todo.extend(children.get(pid, ()))
     return total / _TICKS
 
 
@@ -123,18 +131,18 @@ def measure(
                 stack.start()
                 dag_count = _wait_parsed(stack, timeout_s=300.0)
                 time.sleep(settle_s)
-                sessions = {name: os.getsid(pid) for name, pid in stack.pids().items()}
+                roots = stack.pids()
                 if postgres.pid is None:
                     raise AirflowStackError(f"PostgreSQL exited; see {postgres.log_path}")
-                sessions["postgres"] = os.getsid(postgres.pid)
+                roots["postgres"] = postgres.pid
                 load_before = _load()
-                before = {name: session_cpu_s(sid) for name, sid in sessions.items()}
+                before = {name: tree_cpu_s(pid) for name, pid in roots.items()}
                 time.sleep(window_s)
-                after = {name: session_cpu_s(sid) for name, sid in sessions.items()}
+                after = {name: tree_cpu_s(pid) for name, pid in roots.items()}
                 load_after = _load()
             finally:
                 stack.stop()
-    per_min = {name: round((after[name] - before[name]) * 60.0 / window_s, 2) for name in sessions}
+    per_min = {name: round((after[name] - before[name]) * 60.0 / window_s, 2) for name in roots}
     return {
         "airflow": airflow,
         "dag_files": sorted(p.name for folder in dag_folders for p in folder.glob("*.py")),
