@@ -229,7 +229,8 @@ class Airflow2Stack(AirflowStack):
             "AIRFLOW__WEBSERVER__SECRET_KEY": self._secret("secret_key", 32),
             # As in the Airflow 3 launcher (its PARSING_ENV says why): new DAG files seen within 5 s, a changed file
             # parsed at once (modified_time), an unchanged one again only after 300 s. The scheduler re-parsing the
-            # module's DAG file every 5 s burnt 3.6 CPU-seconds a minute of an idle stack's 4.7; 0.95 of 1.7 now.
+            # module's DAG file every 5 s burnt 3.6 CPU-seconds a minute of an idle stack's 5.3; 1.2 of 2.5 now
+            # (python -m devtools.stack_cpu --airflow 2.11 --dags tests/e2e/dags_af2).
             "AIRFLOW__SCHEDULER__DAG_DIR_LIST_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "300",
             "AIRFLOW__SCHEDULER__FILE_PARSING_SORT_MODE": "modified_time",

@@ -61,10 +61,12 @@ TRIGGERER: tuple[str, ...] = ("triggerer", "--skip-serve-logs")
 #: How the dag-processor finds and re-parses DAG files. New files are seen within 5 s (Airflow's default scan: every
 #: 300 s), since tests copy DAG files into a running stack. An UNCHANGED file is parsed again only after 300 s: with
 #: 5 s, as before, every file of every stack was parsed (the plugin imported) every 5 s, and an idle stack with the
-#: e2e DAG folder burnt 29-32 CPU-seconds a minute in its dag-processor, against 0.6 with 300 s (the whole stack,
-#: PostgreSQL included: 31-35 against 2.8-2.9), on the two cores the test suite shares. A CHANGED file is still
-#: parsed at once: in the modified_time sort mode (Airflow's default, pinned here) a file whose mtime is newer than
-#: its last parse skips the interval (tests/e2e/test_shared_stack_e2e.py edits a DAG file in place and waits).
+#: e2e DAG folder burnt 28.6-32.1 CPU-seconds a minute in its dag-processor at load 2.5-5.6 (12-16 at load 13-14,
+#: where the loop itself is starved), against 0.6-0.7 with 300 s, on the two cores the test suite shares
+#: (``python -m devtools.stack_cpu``, with ``--set AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL=5`` for the old
+#: value). A CHANGED file is still parsed at once: in the modified_time sort mode (Airflow's default, pinned here) a
+#: file whose mtime is newer than its last parse skips the interval (tests/e2e/test_shared_stack_e2e.py rewrites a
+#: DAG file in place and waits for it).
 PARSING_ENV: dict[str, str] = {
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
     "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "300",
