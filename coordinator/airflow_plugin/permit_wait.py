@@ -175,10 +175,9 @@ class WaitForPermitOperator(BaseOperator):
         node = NodeId(config.writer.instance, dag_run.dag_id)
         deadline = None if self.timeout is None else (datetime.now(UTC) + self.timeout).isoformat()
         trigger = PermitTrigger(node.qualified, partitions, deadline)
-        if self.deferrable:
-            granted = _granted_already(config, node, partitions)
-            if granted is not None:
-                return self.execute_complete(context, granted)
+        # Only before deferring: the worker's own wait (deferrable=False) makes the same first read.
+        if self.deferrable and (granted := _granted_already(config, node, partitions)) is not None:
+            return self.execute_complete(context, granted)
         self.log.info("permit.waiting dag=%s partitions=%s deadline=%s", node, ",".join(partitions), deadline)
         if self.deferrable:
             self.defer(trigger=trigger, method_name="execute_complete")
