@@ -68,6 +68,7 @@ from coordinator.core.importer.facts import (
 )
 from coordinator.core.importer.failures import FailedFile, deepest_cause, failing_line
 from coordinator.core.importer.schedule import choose_grid, sample_partitions
+from coordinator.core.task_facts import NOT_RUN_OPERATORS
 from coordinator.errors import ConfigError
 
 #: How many frames up from an ``__init__`` the call site in the DAGs folder is looked for.
@@ -385,7 +386,7 @@ def _dag_fact(dag: Any, origins: _Origins, producers: Mapping[str, list[Any]], n
 def _not_run(task: Any) -> bool:
     """Airflow's own test (3.3 ``TaskInstance.is_task_schedulable``, 2.11 ``DagRun.schedule_tis``): an
     ``EmptyOperator`` (``DummyOperator`` in Airflow 2) with no callback, inlet or outlet is marked success unrun."""
-    if not any(cls.__name__ in ("EmptyOperator", "DummyOperator") for cls in type(task).__mro__):
+    if not any(cls.__name__ in NOT_RUN_OPERATORS for cls in type(task).__mro__):
         return False
     hooks = ("on_execute_callback", "on_success_callback", "inlets", "outlets")
     return not any(getattr(task, name, None) for name in hooks)

@@ -39,6 +39,10 @@ from coordinator.core.model import NAME_RE, NodeId, RunRecord, RunState, should_
 TASK_FACT_STATES = {"running": RunState.RUNNING, "success": RunState.SUCCESS, "failed": RunState.FAILED}
 #: The field of the adopted graph value that names the recorded tasks (**Names from the graph**).
 UPSTREAM_TASKS_FIELD = "upstream_tasks"
+#: Operators Airflow's scheduler marks success itself, without a task process, when they have no callbacks, inlets or
+#: outlets (``EmptyOperator``; Airflow 2's deprecated alias ``DummyOperator``): no plugin code records such a task
+#: (semantics `edge-task`), so the audit writes it and ``import-dags`` notes an edge on one.
+NOT_RUN_OPERATORS = frozenset({"EmptyOperator", "DummyOperator"})
 
 _RANK = {RunState.QUEUED: 0, RunState.RUNNING: 1, RunState.SUCCESS: 2, RunState.FAILED: 2}
 

@@ -46,6 +46,7 @@ from coordinator.core.model import KeyLayout, NodeId, RunRecord, canonical_parti
 from coordinator.core.run_order import standing_run
 from coordinator.core.run_partition import run_partitions
 from coordinator.core.task_facts import (
+    NOT_RUN_OPERATORS,
     NamedTasks,
     audit_task_record,
     named_tasks_from_mapping,
@@ -62,10 +63,6 @@ from coordinator.watcher.keys import Tick
 from coordinator.writers.run_records import Propose, RunWrite, RunWriteStatus, write_run_record
 
 log = logging.getLogger(__name__)
-
-#: **Tasks Airflow never runs**: operators Airflow's scheduler marks success itself (``EmptyOperator``; Airflow 2's
-#: deprecated alias ``DummyOperator``) when they have no callbacks, inlets or outlets.
-NOT_RUN_OPERATORS = frozenset({"EmptyOperator", "DummyOperator"})
 
 
 #: Run-state key -> (the view's revision of it, the run id) of a proposal the writer refused at that revision: the key
