@@ -118,6 +118,9 @@ _LEDGER: Fields = {
     "last_error": (*_OPTIONAL_TEXT, False),
     "prior_queued_at": (*_OPTIONAL_TEXT, False),
     "trigger_count": (*_int(1), False),
+    "errors": (st.one_of(st.none(), _int(-(2**63))[0]), _int(-(2**63))[1], False),
+    "retry_at": (*_STAMP, False),
+    "withdrawn": (*_OPTIONAL_TEXT, False),
 }
 
 
@@ -219,6 +222,7 @@ def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> No
 @example(raw=b'{"status":"done","action":"create","run_id":"r","trigger_count":0}')
 @example(raw=b'{"status":"done","action":"create","run_id":"r","done_at":"2026-01-01T00:00:00.0000005Z"}')
 @example(raw=b'{"status":"done","action":"create","run_id":"r","requested_at":"2026-01-01T02:00:00+02:00"}')
+@example(raw=b'{"status":"done","action":"create","run_id":"r","withdrawn":"01 is no longer a success"}')
 def test_a_ledger_entry_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> None:
     """Any ledger value, valid or not, loads into the same fact or problem through the snapshot's fast path as
     through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it, it is a done intent and

@@ -12,7 +12,8 @@ Rules:
 - **Exactly equivalent or nothing**: for a value these functions accept, ``parse_run_record`` / ``parse_trigger_record``
   would accept it too and the view would keep the same fact (``RunFact.of`` / ``LedgerFact.of`` of that record).
   Anything else (an unknown field, a wrong type, a value out of range, a time in another zone or without one, a ledger
-  entry that is not done) returns None and the caller takes the pydantic path, which decides (and words) every problem.
+  entry that is not done, or a done one whose permit a retraction withdrew) returns None and the caller takes the
+  pydantic path, which decides (and words) every problem.
   The structs are built from the pydantic models' own fields (``_struct_of``), so a field added to a record reaches this
   path with its type, bounds and default. Declining is always safe; accepting must be exact (``tests/test_canonical.py``
   checks both on random valid and invalid values).
@@ -151,6 +152,8 @@ def done_ledger_fact(
         or (not scanned and _long_fraction(raw))
     ):
         return None  # **UTC times, six digits**
+    if data.withdrawn is not None:
+        return None  # a withdrawn permit: ``LedgerFact.of`` keeps the whole record (semantics `permit-retracted`)
     inputs = data.inputs
     keys = tuple(inputs)
     return _new(LedgerFact, (

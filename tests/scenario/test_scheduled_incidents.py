@@ -110,7 +110,7 @@ def test_rerun_no_cascade_leaves_the_scheduled_run_and_its_permit(stack: Stack) 
 def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants_it_once(stack: Stack) -> None:
     """01's success grants 02's permit before Airflow made 02's run; retract of 01 lists it, the leader withdraws it
     (``granted`` false, the reason kept); the run the timetable then makes waits over three audit rounds, which leave
-    the retraction standing; once 01 is rerun and the hold released, permit 2 is granted once, 02's run goes on
+    the retraction standing, and ``status`` says it waits; once 01 is rerun and the hold released, permit 2 is granted once, 02's run goes on
     without being cleared, 03 runs once."""
     p = new_partition()
     stack.set_deps(json.dumps(spec()))
@@ -136,6 +136,9 @@ def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants
     root = stack.run_record(ROOT_DAG, p) or {}
     assert (root["state"], root["source"]) == ("failed", "retract:carol"), "the audit put the old success back"
     assert calls(stack) == {ROOT_DAG: (1, 0), DOWN: (1, 0), BELOW: (0, 0)}
+    # ``status`` reads the store afresh (a snapshot, as a restarted watcher): the withdrawn permit is not "granted"
+    (row,) = [r for r in stack.status_json(p)["rows"] if r["dag"] in (DOWN, f"default/{DOWN}")]
+    assert row["status"] == "waiting in Airflow", row
 
     stack.fake.clear_run(ROOT_DAG, f"scheduled__{p}")  # the fix: 01 runs again, held below
     wait_for(lambda: (stack.run_record(ROOT_DAG, p) or {}).get("state") == "success", "01 fixed")
