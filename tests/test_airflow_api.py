@@ -636,3 +636,33 @@ def test_task_instance_without_state_has_an_empty_state() -> None:
     fake.route("GET", path, lambda r: httpx.Response(200, json={"task_instances": [item], "total_entries": 1}))
     (found,) = run(using(fake, lambda c: c.list_task_instances("d", "t", LD)))
     assert (found.state, found.try_number, found.logical_date) == ("", None, None)
+
+
+@pytest.mark.parametrize("bound", [1, 3])
+def test_calls_at_once_stay_within_the_bound_through_detection_and_login(bound: int) -> None:
+    """Twelve reads started together on a fresh client (API version unknown, not logged in): at most ``bound``
+    exchanges are in flight at once, the version detection and the login inside the first call take no slot of
+    their own (no call waits for a slot its own caller holds), and every read is answered."""
+    fake = FakeApi()
+    fake.route("GET", "/api/v2/dags/d", lambda r: httpx.Response(200, json={"dag_id": "d", "is_paused": False}))
+    in_flight, peak = 0, 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await asyncio.sleep(0.01)  # answers overlap unless the client holds them back
+            return fake(request)
+        finally:
+            in_flight -= 1
+
+    async def burst() -> list[Any]:
+        settings = InstanceSettings(url=URL, username="admin", password=SecretStr(PASSWORD), api="auto")
+        async with AirflowClient(settings, transport=httpx.MockTransport(slow), max_calls=bound) as c:
+            return await asyncio.wait_for(asyncio.gather(*(c.get_dag("d") for _ in range(12))), timeout=30)
+
+    answers = run(burst())
+    assert [a.is_paused for a in answers] == [False] * 12
+    assert peak == bound
+    assert len(fake.calls("GET", "/api/v2/dags/d")) == 12 and fake.logins == 1

@@ -127,7 +127,7 @@ _LEDGER: Fields = {
 
 def test_the_drawn_values_have_every_field_of_the_records() -> None:
     """The values drawn below name every field of ``RunRecord`` and ``TriggerRecord``: a field added to a record is
-    drawn too, so the fast path's equivalence is checked on it (a field left out let a dropped ``withdrawn`` through)."""
+    drawn too, so the fast path's equivalence is checked on it (one left out let a dropped ``withdrawn`` through)."""
     assert set(_RUN) == set(RunRecord.model_fields)
     assert set(_LEDGER) == set(TriggerRecord.model_fields)
 

@@ -280,3 +280,14 @@ def test_todays_fields_keep_working_as_method_password(tmp_path: Path, monkeypat
     )
     assert loaded["a"].auth.method == "password"
     assert loaded["a"].username == "u"
+
+
+def test_max_calls_is_read_per_instance_and_a_bad_one_names_its_field(tmp_path: Path) -> None:
+    """An entry's "max_calls" bounds that instance's calls in flight (none: the global setting); 0 or a string stops
+    the load naming the file, the instance and the field."""
+    loaded = load_instances_file(write(tmp_path, {"a": {"url": "http://x", "max_calls": 4}, "b": {"url": "http://y"}}))
+    assert (loaded["a"].max_calls, loaded["b"].max_calls) == (4, None)
+    for bad in (0, "many", 2.5, True):
+        path = write(tmp_path, {"a": {"url": "http://x", "max_calls": bad}})
+        with pytest.raises(ConfigError, match=r"instances\.json: \$\.a\.max_calls: expected a whole number of calls"):
+            load_instances_file(path)

@@ -24,6 +24,11 @@ Rules:
   request (``AirflowBackingOff``) and one probe goes per backoff step; a refusal also drops the credential, so the
   probe obtains a new one (a password or token file is read again). A 403 after a successful fresh login is a missing
   permission on that object, not a refusing instance: it stays that call's error.
+- **Calls at once.** With ``max_calls``, at most that many calls are in flight to the instance at once; the others
+  wait for a slot before the gate is asked. Each call holds one of the api-server's database connections while it
+  runs, and the tasks of that Airflow need the same pool: a watcher that opened more at once starved them
+  (``COORDINATOR_AIRFLOW_MAX_CALLS`` says the default). A call made inside another (a login, the API version
+  detected for it) shares its slot, so no call ever waits for a slot its own caller holds.
 - **Frozen values.** Values returned are frozen dataclasses, never dicts.
 
 Idempotency, for callers that retry: :meth:`AirflowClient.trigger` is safe to repeat (deterministic run id, a 409 is
@@ -154,6 +159,7 @@ class AirflowClient:
         on_refusal: Callable[[str, Refusal | None], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        max_calls: int | None = None,
     ) -> None:
         # A purpose (``check``) goes into the User-Agent (Airflow's access log tells the probes' 4xx apart) and makes
         # failures debug lines: the check expects refusals and reports its own verdict.
@@ -190,6 +196,8 @@ class AirflowClient:
         #: The credential generations the instance answered without a 401/403 (the last few: a 403 to one of them is a
         #: missing permission, **One backoff per instance**).
         self._accepted_gen = -1
+        #: **Calls at once**: the slots of the calls in flight (None: no bound).
+        self._slots = asyncio.Semaphore(max_calls) if max_calls is not None else None
 
     async def __aenter__(self) -> AirflowClient:
         return self
@@ -639,10 +647,18 @@ class AirflowClient:
         )
 
     async def _gated(self, method: str, path: str, call: Callable[[], Awaitable[_T]]) -> _T:
-        """``call()`` if the gate admits it, its outcome told to the gate (**One backoff per instance**). A call made
-        inside an admitted one (the API version detected for it) is part of it."""
+        """``call()`` if the gate admits it, its outcome told to the gate (**One backoff per instance**), once a slot
+        is free (**Calls at once**). A call made inside an admitted one (the API version detected for it, a login) is
+        part of it: it takes no slot of its own."""
         if _GATED.get():
             return await call()
+        if self._slots is None:
+            return await self._admitted(method, path, call)
+        async with self._slots:
+            return await self._admitted(method, path, call)
+
+    async def _admitted(self, method: str, path: str, call: Callable[[], Awaitable[_T]]) -> _T:
+        """``_gated``'s call, its slot taken."""
         gate = self.gate
         admission = gate.admit(self._clock())
         if admission.wait_s > 0:

@@ -145,6 +145,8 @@ class InstanceSettings(BaseModel):
     password_file: Path | None = None
     # "auto" asks /api/v2/version first (Airflow 3), then /api/v1/version (Airflow 2), with the credentials below.
     api: str = Field(default="auto", pattern="^(auto|v1|v2)$")
+    #: The watcher's calls in flight to this instance at once (None: COORDINATOR_AIRFLOW_MAX_CALLS).
+    max_calls: int | None = Field(default=None, ge=1)
     #: Where the username and password come from, in words an operator can act on (the settings' names, never their
     #: values): a refused login names it as the thing to fix.
     credentials_from: str = ""
@@ -238,6 +240,10 @@ class Settings(BaseSettings):
     airflow_refused_backoff_max_s: float = Field(default=300.0, gt=0)
     # How many Airflow calls may be in flight at once (across partitions).
     max_concurrent_actions: int = 16
+    # How many Airflow calls may go to one instance at once (its "max_calls" in the instances file overrides it).
+    # Each holds one of the api-server's database connections while it runs, from the pool its tasks' own calls need
+    # too (5 plus 10 overflow per api-server process at Airflow's defaults): 16 at once starved them, 8 did not.
+    airflow_max_calls: int = Field(default=8, ge=1)
     # Audit of Airflow's recent runs over REST (repairs states the plugin could not write). 0 disables it.
     audit_interval_s: float = 60.0
     # Semantics `checkpoint-first`: at most every 30 s the leader records the revision its trigger work is settled
@@ -385,7 +391,7 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected an object mapping instance names to settings")
     result: dict[str, InstanceSettings] = {}
-    allowed = {"url", "username", "username_env", "password_env", "password_file", "api", "auth"}
+    allowed = {"url", "username", "username_env", "password_env", "password_file", "api", "auth", "max_calls"}
     for name, entry in data.items():
         where = f"{path}: $.{name}"
         if not NAME_RE.match(name):
@@ -410,12 +416,15 @@ def load_instances_file(path: Path) -> dict[str, InstanceSettings]:
         if entry.get("password_file"):
             password_file = Path(entry["password_file"])
             password = read_secret(None, password_file, f"password of instance {name}")
+        max_calls = entry.get("max_calls")
+        if max_calls is not None and (type(max_calls) is not int or max_calls < 1):
+            raise ConfigError(f"{where}.max_calls: expected a whole number of calls, at least 1 (got {max_calls!r})")
         has_login = any(entry.get(k) for k in ("username", "username_env", "password_env", "password_file"))
         auth = parse_auth(entry.get("auth"), where, has_username=has_login)
         try:
             result[name] = InstanceSettings(
                 url=entry.get("url", ""), username=username, password=password, password_file=password_file,
-                api=entry.get("api", "auto"),
+                api=entry.get("api", "auto"), max_calls=max_calls,
                 credentials_from=f"the fields username/username_env and password_env/password_file of {name!r} in "
                 f"{path}", auth=auth,
             )  # fmt: skip

@@ -392,6 +392,7 @@ def build_clients(
             on_auth_failure=on_auth_failure,
             backoff=refused_backoff(settings.airflow_refused_backoff_s, settings.airflow_refused_backoff_max_s),
             on_refusal=refusals.changed if refusals is not None else None,
+            max_calls=instance.max_calls or settings.airflow_max_calls,
         )
         stack.push_async_callback(client.aclose)
         clients[name] = client

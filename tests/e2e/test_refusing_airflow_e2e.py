@@ -49,9 +49,8 @@ def test_refused_password_makes_one_login_per_step_and_the_corrected_file_recove
         COORDINATOR_AIRFLOW_PASSWORD_FILE=str(secret),  # wins over the environment's (correct) password
         COORDINATOR_AIRFLOW_REFUSED_BACKOFF_S=str(FIRST_STEP_S),
         COORDINATOR_AIRFLOW_REFUSED_BACKOFF_MAX_S=str(MAX_STEP_S),
-        # Not 16: 16 concurrent trigger POSTs and the tasks' own calls once ran Airflow's api-server out of database
-        # connections (5 + 10 at its defaults) for a minute, and a task of the cascade failed (docs: doctor's table).
-        COORDINATOR_MAX_CONCURRENT_ACTIONS="8",
+        # The default bound of calls at once (COORDINATOR_AIRFLOW_MAX_CALLS, 8) keeps the 20 triggers from running the
+        # api-server out of database connections (5 + 10 at its defaults): with 16 at once a task of the cascade failed.
     )  # fmt: skip
     e2e.wait_for_leader(deps, "e2e-refusing")
     log = e2e.work_dir / "refusing-watcher.log"

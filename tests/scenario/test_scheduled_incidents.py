@@ -110,8 +110,8 @@ def test_rerun_no_cascade_leaves_the_scheduled_run_and_its_permit(stack: Stack) 
 def test_retract_withdraws_a_permit_whose_run_has_not_started_and_the_fix_grants_it_once(stack: Stack) -> None:
     """01's success grants 02's permit before Airflow made 02's run; retract of 01 lists it, the leader withdraws it
     (``granted`` false, the reason kept); the run the timetable then makes waits over three audit rounds, which leave
-    the retraction standing, and ``status`` says it waits; once 01 is rerun and the hold released, permit 2 is granted once, 02's run goes on
-    without being cleared, 03 runs once."""
+    the retraction standing, and ``status`` says it waits; once 01 is rerun and the hold released, permit 2 is
+    granted once, 02's run goes on without being cleared, 03 runs once."""
     p = new_partition()
     stack.set_deps(json.dumps(spec()))
     stack.fake.set_duration(DOWN, WAITING_S)

@@ -379,6 +379,9 @@ class FakeAirflow:
         self._clears: Counter[str] = Counter()
         self._faults: list[_Fault] = []
         self._requests: list[Request] = []
+        #: Requests being handled right now, and the most there were at once (``peak_in_flight``).
+        self._in_flight = 0
+        self.peak_in_flight = 0
         self._checks: list[Request] = []  # rule 8
         self._peer = threading.local()  # the client address of the request this thread is serving
         self._tokens: set[str] = set()
@@ -970,6 +973,8 @@ class FakeAirflow:
             self._calls[(endpoint, dag_id)] += 1
             seq = len(self._requests)
             self._requests.append(Request(seq, method, endpoint, dag_id, client, received, None))
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
         status = 500  # what the handler answers if this raises (a bug of the fake)
         try:
             faults = self._take_faults(endpoint, dag_id)
@@ -988,6 +993,7 @@ class FakeAirflow:
         finally:
             with self._lock:
                 self._requests[seq] = replace(self._requests[seq], status=status)
+                self._in_flight -= 1
 
     def _handle_check(
         self, method: str, endpoint: str, dag_id: str, public: bool, client: str | None, received: float,
