@@ -238,7 +238,8 @@ class Settings(BaseSettings):
     # The cap of that backoff: 5 minutes, client-go's order for a failing item and well inside the quarter hour over
     # which LDAP/IdP lockout policies count failures; a corrected password is used within one step of at most this.
     airflow_refused_backoff_max_s: float = Field(default=300.0, gt=0)
-    # How many Airflow calls may be in flight at once (across partitions).
+    # How many trigger and clear attempts may be in flight at once, across partitions and instances (each makes its
+    # Airflow calls one after another; COORDINATOR_AIRFLOW_MAX_CALLS bounds those per instance).
     max_concurrent_actions: int = 16
     # How many Airflow calls may go to one instance at once (its "max_calls" in the instances file overrides it).
     # Each holds one of the api-server's database connections while it runs, from the pool its tasks' own calls need
