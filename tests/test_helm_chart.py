@@ -88,6 +88,7 @@ ALL_ON: dict[str, Any] = {
                 "url": "https://airflow-a.example.com",
                 "username": "coordinator",
                 "password_file": "/run/secrets/airflow/airflow-a/password",
+                "max_calls": 4,
             },
             "astro": {
                 "url": "https://clxyz.astronomer.run/d8f2k1",
@@ -339,6 +340,7 @@ def test_credentials_reach_the_pod_only_as_files_from_existing_secrets(chart: he
     instances = json.loads(by_kind([o for o in objects if o["metadata"]["name"].endswith("-instances")],
                                    "ConfigMap")["data"]["instances.json"])  # fmt: skip
     assert instances["team_a"]["password_file"] == "/run/secrets/airflow/airflow-a/password"
+    assert instances["team_a"]["max_calls"] == 4  # the watcher's bound of calls at once to that Airflow
 
 
 @pytest.mark.parametrize("case", list(CASES))
