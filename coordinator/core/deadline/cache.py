@@ -14,7 +14,7 @@ Rules:
      then scheduled at its next instant;
   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
-     partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
+     partition it maps to) through the success edges (``states.fed_partitions``), walked in topological order,
      that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
      and, when it has none, its ETA (``states``' **Causes** and **ETA**); the walk goes on below a status only when its
      new judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
