@@ -312,7 +312,7 @@ def incremental_cases(
         return state["cache"].update(view, state["now"], changed)
 
     case("first pass (full: every status judged)", first)
-    gc.freeze()  # as the leader does after a full pass (watcher/deadlines.py rule 5)
+    gc.freeze()  # as the leader does after a full pass (``watcher/deadlines.py``'s **Incremental**)
     case("steady: 15 s later, nothing changed", step)
     # Correctness before speed: a burst pass equals a full pass from scratch.
     step(succeed, done)

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
-from coordinator.core.deadline import cache as deadline_cache
 from coordinator.core.deadline import learning as deadline_learning
 from coordinator.core.deadline.cache import DeadlineCache
 from coordinator.core.deadline.eta import CauseReason, Eta
@@ -222,10 +221,10 @@ def test_incremental_pass_equals_full_pass(data: st.DataObject) -> None:
     """After every step of random fact writes, clock jumps (small and across deadlines and warn points), paused and
     unreachable changes and relists, the cache's statuses, transitions, counts and least slack equal a full pass."""
     # Half the examples learn from the latest 4 successes instead of 20, so that random writes often cross the edge
-    # of a DAG's learning window (cache rule 3) and not only add to a short history.
+    # of a DAG's learning window (``cache``'s **Learned durations from facts**) and not only add to a short history.
+    # The window is learning's alone: the full pass and the cache's kept samples (``learning.Samples``) both read it.
     window = data.draw(st.sampled_from([4, LEARN_SAMPLES]))
-    learning, cache = deadline_learning, deadline_cache
-    with patch.object(learning, "LEARN_SAMPLES", window), patch.object(cache, "LEARN_SAMPLES", window):
+    with patch.object(deadline_learning, "LEARN_SAMPLES", window):
         run_sequence(data)
 
 

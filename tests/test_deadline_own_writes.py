@@ -1,6 +1,6 @@
-"""The deadline pass never writes into the deadline index (``watcher/deadlines.py``'s **Own writes come back through the
-watch**): within a pass it reads what it wrote itself, across passes it waits for the informer to bring its writes
-back, on a real etcd and the fake Airflow."""
+"""The deadline pass never writes into the deadline index (``watcher/deadline_alerts.py``'s **Own writes come back
+through the watch**): within a pass it reads what it wrote itself, across passes it waits for the informer to bring
+its writes back, on a real etcd and the fake Airflow."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coordinator.core.deadline.eta import CauseReason
-from coordinator.core.deadline.learning import learned_duration
+from coordinator.core.deadline.learning import LEARN_SAMPLES, Samples, learned_duration, relearn
 from coordinator.core.deadline.records import DeadlineRecord, transitions
 from coordinator.core.deadline.states import DeadlineState, DeadlineStatus, deadline_states
 from coordinator.core.graph import Graph
@@ -213,6 +213,30 @@ def test_learned_duration_ignores_outliers(base: list[int], outliers: list[int])
 def test_learned_duration_needs_history() -> None:
     """Fewer than three successes learn nothing."""
     assert learned_duration([10.0, 20.0]) is None
+
+
+def test_kept_samples_relearn_when_the_oldest_counted_sample_changes_or_leaves() -> None:
+    """``learning.relearn`` on kept samples learns what the view would: a change to the oldest of the latest
+    ``LEARN_SAMPLES`` samples moves the value, a sample older than them does not, and deleting a counted one lets the
+    next older sample in."""
+    node = NodeId("default", "d")
+    histories: dict[NodeId, Samples] = {}
+    learned: dict[NodeId, float] = {}
+    days = [f"2026-01-{day:02d}T00:00:00Z" for day in range(1, LEARN_SAMPLES + 3)]
+    # Two old samples of 1000 s below LEARN_SAMPLES samples of 1..LEARN_SAMPLES s: only the latter count.
+    seconds = {p: (1000.0 if i < 2 else float(i - 1)) for i, p in enumerate(days)}
+    for partition, value in seconds.items():
+        relearn(histories, learned, node, partition, value)
+    latest = days[-LEARN_SAMPLES:]
+    assert learned[node] == learned_duration(seconds[p] for p in latest)
+    assert not relearn(histories, learned, node, days[0], 5.0), "a sample older than the window changes nothing"
+    oldest_counted = latest[0]
+    assert relearn(histories, learned, node, oldest_counted, 19.5), "the oldest counted sample is in the window"
+    seconds[days[0]], seconds[oldest_counted] = 5.0, 19.5
+    assert learned[node] == learned_duration(seconds[p] for p in latest)
+    relearn(histories, learned, node, days[-1], None)
+    del seconds[days[-1]]
+    assert learned[node] == learned_duration(seconds[p] for p in sorted(seconds)[-LEARN_SAMPLES:])
 
 
 # ---- Hypothesis against an independent model ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The index of the leader's recorded deadline transitions (``{prefix}/deadlines/...``, docs/keys.md; semantics
 `deadlines-judged`): every watcher keeps it warm from the informer, the leader's deadline pass
-(``watcher/deadlines.py``) reads it (its own writes come back through the watch like anyone's: it never writes here),
-and ``status`` and ``why`` read the leader's causes from it.
+(``watcher/deadlines.py``, recording through ``watcher/deadline_alerts.py``) reads it (its own writes come back through
+the watch like anyone's: it never writes here), and ``status`` and ``why`` read the leader's causes from it.
 
 Rules:
 - **Newest revision wins.** A record older than the one held changes nothing; a delete removes it.

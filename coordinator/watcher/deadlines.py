@@ -1,5 +1,7 @@
-"""The leader's deadline pass: decide every deadline state (``core.deadline.states``), record each transition by
-compare-and-swap, then alert (log line, metrics, the ``on_late_of`` handlers).
+"""The leader's deadline pass: when it runs and what it reads. It decides every deadline state
+(``core.deadline.states``, kept incremental by ``core.deadline.cache``) over the view's changes and the clock, then
+hands the transitions to ``watcher/deadline_alerts.py``, which records each by compare-and-swap and alerts (log line,
+metrics, the ``on_late_of`` handlers, escalation levels).
 
 Rules (semantics `deadlines-judged`):
 - **Warm records, leader passes.** Every watcher keeps the recorded transitions (``{prefix}/deadlines/...``,
@@ -21,23 +23,6 @@ Rules (semantics `deadlines-judged`):
   they come (``interest``, under the view's lock, right after the batch was applied), and each pass takes every change
   noted so far under the same lock, whichever key woke it (a key handed out later judges again what an earlier pass
   took: harmless, a judgement reads the view). A standby notes nothing and its first pass as leader is a full one.
-- **Record first, alert after.** A transition is written by a fenced compare-and-swap (the executor's,
-  ``watcher/executor.py``, pinned to the term the pass began in) against the revision this watcher last saw for that key
-  (0: absent) with ``alerted`` false. Only the writer whose swap succeeded alerts, so two leaders (an old one whose
-  lease is in doubt and the new one) never both alert one transition.
-- **Own writes come back through the watch.** The pass never writes into the deadline index: the informer is its only
-  writer, and the pass's records come back through the watch like anyone's. Within a pass, what it wrote is read from
-  the pass itself (:class:`PassRecords`: the record and the revision it landed at), so the alert step after the record
-  step alerts what was just recorded. Across passes, a key whose own write the index does not show yet (the executor's
-  expectation is pending: ``informer/expectations.py``) is left alone, neither recorded nor alerted again; the cache
-  keeps its mismatch, so a later pass, once the informer has brought the write, judges it again.
-- **Handlers once per transition.** Then the handlers are triggered (through the executor, with its retries of a
-  transient failure), when ``core.deadline.alerts`` says the transition alerts (not on_time, not a state already alerted
-  for the partition, waited long enough: recorded ``alert_after``), with a deterministic run id (``late_run_id``) and
-  logical date (recorded in the transition), and the record is swapped to ``alerted``. A leader that dies between the
-  two leaves a record with ``alerted`` false: the next leader triggers the same run again, which Airflow refuses as
-  existing, so each handler runs once per transition. A record already ``alerted`` is never alerted again.
-- **One line per transition.** One log line per transition: ``deadline.transition``.
 - **Incremental.** Incremental (``core.deadline.cache``): the job keeps one cache, so a pass judges only its keys,
   what the clock moved and the new grid points. It starts over (a full pass, in a thread: seconds on a big estate, and
   the event loop must keep the lease alive) at its first pass, when it becomes leader (a new fence), after a relist or
@@ -47,18 +32,6 @@ Rules (semantics `deadlines-judged`):
 - **Versions from the clients.** A root's predicted start (``core.deadline.start``) needs each instance's Airflow major
   version: read from the clients, which learn it with their first request (the paused list asks every instance a
   deadline depends on before each pass), never asked for here. A version learned or changed starts the cache over.
-- **Escalation levels.** Escalation levels (``core.deadline.levels``), after the DAG's own transitions in the same pass:
-  the statuses of the DAGs that declare levels are read from the cache at ``now``, each level's transition is recorded
-  under its own key (``deadline_level_key``) exactly as in **Record first, alert after** and
-  **Handlers once per transition**, and alerted with ``level_run_id`` and ``"level"`` in the conf; one
-  ``deadline.level_transition`` line each. The deadline index keeps the level records too.
-- **A failed alert holds its record.** A recorded transition whose handlers failed to trigger in this pass (Airflow
-  refused, timed out, or lost the answer: the run may exist) is not replaced by a newer transition in the same pass: the
-  next pass triggers the same run id again (Airflow answers "exists" when the lost call took effect), marks it, and only
-  then records the new transition, which carries the state as alerted (``core.deadline.alerts``'s
-  **Alerted states carried**). Otherwise a lost answer, then a return to on_time and back, pages twice. The wait is
-  bounded by ``ALERT_RETRY_WINDOW`` from the transition, so a handler that cannot be triggered at all never freezes the
-  partition's record (``deadline.alert_abandoned``).
 """
 
 from __future__ import annotations
@@ -68,48 +41,28 @@ import gc
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from functools import partial
-from typing import Any, Generic, TypeVar
+from datetime import datetime
 
 from coordinator.airflow.client import AirflowClient
-from coordinator.airflow.runs import TriggerResult
-from coordinator.core.deadline.alerts import (
-    AlertPlan,
-    AlertPolicy,
-    due,
-    mark_alerted,
-    next_alert_after,
-    next_handler_date,
-    plan_alert,
-)
+from coordinator.core.deadline.alerts import next_alert_after, next_handler_date
 from coordinator.core.deadline.cache import DeadlineCache
-from coordinator.core.deadline.levels import LevelKey, LevelTransition, graph_levels, level_run_id, level_transitions
-from coordinator.core.deadline.records import DeadlineRecord, Transition, late_run_id
-from coordinator.core.deadline.rules import Level
+from coordinator.core.deadline.records import Transition
 from coordinator.core.floor import RetentionFloor
 from coordinator.core.graph import Graph
-from coordinator.core.model import KeyLayout, NodeId, dump_record
+from coordinator.core.model import KeyLayout, NodeId
 from coordinator.core.view import ALL, View
-from coordinator.errors import AirflowError
-from coordinator.etcd import CasResult
 from coordinator.informer import Changes
 from coordinator.informer.deadlines import DEADLINE_INDEX, DeadlineIndex
-from coordinator.informer.expectations import Expectations
 from coordinator.manager import Controller, Handle, Manager, Watch
 from coordinator.manager.controller import Result
 from coordinator.runtime.metrics import Metrics
+from coordinator.watcher.deadline_alerts import alert_pending, dag_records, level_pass, record_transition
 from coordinator.watcher.deadline_facts import PausedForDeadlines
 from coordinator.watcher.deps import Deps
 from coordinator.watcher.executor import Executor, TermWrites
-from coordinator.watcher.faults import crash_point
 from coordinator.watcher.keys import AllPartitions, DagKey, DeadlineKey, PartitionKey, Tick
 
 log = logging.getLogger(__name__)
-
-#: **A failed alert holds its record**: how long a transition whose handlers keep failing holds off the next transition
-#: of its partition.
-ALERT_RETRY_WINDOW = timedelta(minutes=10)
 
 #: Seconds between two deadline passes at most (**Keys, and time as a requeue**): what no watch brings (a DAG paused in
 #: Airflow, an instance that stops answering, an escalation level's slack) is judged at most this late.
@@ -129,55 +82,6 @@ CLOCK_MARGIN_S = 0.05
 THREAD_ABOVE = 2_000
 
 
-def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
-    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``, a task
-    deadline's handler ``task``."""
-    conf = {
-        "coordinator": {
-            "deadline": {
-                "dag": node.qualified,
-                "partition": partition,
-                "state": str(record.state),
-                "deadline": record.deadline.isoformat(),
-                "eta": record.eta.isoformat() if record.eta is not None else None,
-                "cause": record.cause,
-                "chain": record.chain,
-            }
-        }
-    }
-    if level is not None:
-        conf["coordinator"]["deadline"]["level"] = level
-    # A task deadline: the handler is told which task was judged (semantics `deadline-task`)
-    if record.task is not None:
-        conf["coordinator"]["deadline"]["task"] = record.task
-    return conf
-
-
-def _record(
-    transition: Transition | LevelTransition, now: datetime, watcher: str, plan: AlertPlan,
-    handler_date: datetime | None,
-) -> DeadlineRecord:  # fmt: skip
-    status = transition.status
-    cause = status.cause
-    state = transition.state if isinstance(transition, LevelTransition) else status.state
-    return DeadlineRecord(
-        state=state, deadline=status.deadline, eta=status.eta,
-        cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
-        sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
-        alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, alert_after=plan.alert_after,
-        repeat=plan.repeat, task=status.task,
-    )  # fmt: skip
-
-
-def alert_policy(graph: Graph, node: NodeId) -> AlertPolicy:
-    """The DAG's ``hold`` and ``realert`` (``core.deadline.alerts``); the defaults for a DAG no longer declared."""
-    spec = graph.dags.get(node)
-    rule = spec.expected_by if spec is not None else None
-    if rule is None:
-        return AlertPolicy()
-    return AlertPolicy(timedelta(seconds=rule.hold), rule.realert)
-
-
 @dataclass
 class DeadlineJob:
     """The leader's deadline concern as a controller's reconciler (**Keys, and time as a requeue**): exactly what a pass
@@ -191,8 +95,8 @@ class DeadlineJob:
     view: View
     #: Held while the view is read (the informer applies watch batches under it).
     view_lock: asyncio.Lock
-    #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; only read here (**Own writes
-    #: come back through the watch**).
+    #: The recorded transitions (``informer/deadlines.py``), kept warm by the informer; only read here
+    #: (``deadline_alerts``' **Own writes come back through the watch**).
     tracker: DeadlineIndex
     #: The causes the view cannot show (``core.deadline.states``'s **Causes**, ``watcher/deadline_facts.py``): the
     #: paused DAGs that matter to this graph's deadlines (listed at most once per pass), and the Airflow instances
@@ -211,11 +115,13 @@ class DeadlineJob:
     #: **Incremental**: the cache and the leadership (fence) it was built under.
     cache: DeadlineCache | None = field(default=None, init=False)
     term: int | None = field(default=None, init=False)
-    #: **Record first, alert after**: the current pass's writes, pinned to the term it began in (``Executor.pin``).
+    #: ``deadline_alerts``' **Record first, alert after**: the current pass's writes, pinned to the term it began in
+    #: (``Executor.pin``).
     writes: TermWrites = field(init=False)
     #: The latest handler logical date this job assigned (the index knows only those the watch brought back).
     handler_date: datetime | None = field(default=None, init=False)
-    #: **Wait before alerting**: the earliest ``alert_after`` of a record the last pass left waiting.
+    #: ``core.deadline.alerts``' **Wait before alerting**: the earliest ``alert_after`` of a record the last pass left
+    #: waiting.
     next_alert_after: datetime | None = field(default=None, init=False)
     #: ``declares``' answer for the last graph asked about (the graph changes rarely, a watch batch comes often).
     _declares: tuple[Graph, bool] | None = field(default=None, init=False, repr=False)
@@ -229,7 +135,8 @@ class DeadlineJob:
     _records: set[tuple[NodeId, str]] = field(default_factory=set, init=False, repr=False)
 
     def next_handler_date(self, now: datetime) -> datetime:
-        """**Handlers once per transition**: a handler logical date after every recorded and every assigned one."""
+        """``deadline_alerts``' **Handlers once per transition**: a handler logical date after every recorded and every
+        assigned one."""
         latest = max((d for d in (self.tracker.last_date, self.handler_date) if d is not None), default=None)
         self.handler_date = next_handler_date(now, latest)
         return self.handler_date
@@ -308,74 +215,17 @@ def known_majors(clients: Mapping[str, AirflowClient]) -> dict[str, int]:
     return {name: major for name, client in clients.items() if (major := client.known_major) is not None}
 
 
-RK = TypeVar("RK", tuple[NodeId, str], LevelKey)
-
-
-@dataclass
-class PassRecords(Generic[RK]):
-    """**Own writes come back through the watch**: one pass's reading of one kind of record (a DAG's or a level's): the
-    index's, under what this pass wrote itself; a key whose earlier write has not come back yet is unseen, and left
-    alone."""
-
-    records: Mapping[RK, DeadlineRecord]
-    revisions: Mapping[RK, int]
-    #: The index's unalerted keys.
-    unalerted_keys: set[RK]
-    key: Callable[[RK], str]
-    expectations: Expectations
-    #: What this pass wrote: the record and the revision it landed at.
-    wrote: dict[RK, tuple[DeadlineRecord, int]] = field(default_factory=dict)
-
-    def unseen(self, at: RK) -> bool:
-        """Whether an earlier write of ``at`` has not come back yet: the index is behind it, so nothing is decided on
-        ``at`` this pass (judged again once the informer brings it)."""
-        return at not in self.wrote and self.expectations.pending(self.key(at))
-
-    def record(self, at: RK) -> DeadlineRecord | None:
-        own = self.wrote.get(at)
-        return own[0] if own is not None else self.records.get(at)
-
-    def revision(self, at: RK) -> int:
-        own = self.wrote.get(at)
-        return own[1] if own is not None else self.revisions.get(at, 0)
-
-    def unalerted(self) -> list[RK]:
-        """The keys whose record is not alerted: the index's and this pass's own."""
-        keys = {at for at in self.unalerted_keys if at not in self.wrote}
-        keys.update(at for at, (record, _) in self.wrote.items() if not record.alerted)
-        return sorted(keys)
-
-    async def write(self, job: DeadlineJob, at: RK, record: DeadlineRecord) -> CasResult:
-        """``record`` by the pass's fenced compare-and-swap against the revision this pass knows for ``at``; when it
-        lands, this pass reads it from here (the index hears of it from the watch)."""
-        result = await job.writes.cas(self.key(at), dump_record(record), self.revision(at))
-        if result.succeeded:
-            self.wrote[at] = (record, result.revision)
-        return result
-
-
-def dag_records(job: DeadlineJob) -> PassRecords[tuple[NodeId, str]]:
-    tracker, keys = job.tracker, job.keys
-    return PassRecords(tracker.records, tracker.revisions, tracker.unalerted, lambda at: keys.deadline_key(*at),
-                       job.executor.expectations)  # fmt: skip
-
-
-def level_records(job: DeadlineJob) -> PassRecords[LevelKey]:
-    tracker, keys = job.tracker, job.keys
-    return PassRecords(tracker.levels, tracker.level_revisions, tracker.levels_unalerted,
-                       lambda at: keys.deadline_level_key(*at), job.executor.expectations)  # fmt: skip
-
-
 async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
-    """One pass (**Record first, alert after**, **Handlers once per transition** and **One line per transition**) over
-    what changed since the last one (**One view, one change set**) and what the clock moved; the transitions this
-    watcher recorded. Raises LeadershipLost when the fence is gone."""
+    """One pass over what changed since the last one (**One view, one change set**) and what the clock moved, its
+    transitions recorded and alerted by ``deadline_alerts`` (**Record first, alert after**, **Handlers once per
+    transition**, **One line per transition** and **Escalation levels**); the transitions this watcher recorded. Raises
+    LeadershipLost when the fence is gone."""
     graph = job.graph()
     if not job.declares():
         job.cache, job.next_alert_after = None, None
         return []  # no DAG declares a deadline and none was ever recorded: nothing to judge, no lock taken
-    # **Record first, alert after**: every record of this pass is written in the term it began in; the term's revision
-    # also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
+    # ``deadline_alerts``' **Record first, alert after**: every record of this pass is written in the term it began
+    # in; the term's revision also keys the cache (**Incremental**). Raises LeadershipLost: no pass without leading.
     job.writes = job.executor.pin()
     cache, record_changes = await _judge(job, graph, now)
     records = dag_records(job)
@@ -385,7 +235,7 @@ async def deadline_pass(job: DeadlineJob, now: datetime) -> list[Transition]:
     failing = await alert_pending(job, graph, records, now)
     recorded: list[Transition] = []
     for transition in cache.transitions(job.tracker.records, record_changes):
-        if await _record_transition(job, graph, records, transition, failing, now):
+        if await record_transition(job, graph, records, transition, failing, now):
             recorded.append(transition)
     await alert_pending(job, graph, records, now)
     waiting = (r for at in records.unalerted() if (r := records.record(at)) is not None)
@@ -429,170 +279,6 @@ async def _judge(job: DeadlineJob, graph: Graph, now: datetime) -> tuple[Deadlin
     log.debug("deadline.pass full=%s judged=%d timed=%d changed=%d", update.full, update.judged, update.timed,
               len(update.changed))  # fmt: skip
     return cache, record_changes
-
-
-async def _record_transition(
-    job: DeadlineJob,
-    graph: Graph,
-    records: PassRecords[tuple[NodeId, str]],
-    transition: Transition,
-    failing: set[Any],
-    now: datetime,
-) -> bool:
-    """**Record first, alert after** and **One line per transition** for one transition: whether it was recorded."""
-    status = transition.status
-    at = (status.node, status.partition)
-    if records.unseen(at):
-        # **Own writes come back through the watch**: the cache keeps the mismatch, so a later pass offers it again.
-        return False
-    if _waits_for_alert(at, records.record(at), failing, now):
-        # **A failed alert holds its record**: the cache keeps the mismatch, so the next pass offers this transition
-        # again.
-        return False
-    handlers = graph.late_handlers.get(status.node, ())
-    plan = plan_alert(records.record(at), status.state, now, alert_policy(graph, status.node), bool(handlers))
-    handler_date = job.next_handler_date(now) if not plan.alerted else None
-    record = _record(transition, now, job.watcher_id, plan, handler_date)
-    result = await records.write(job, at, record)
-    if not result.succeeded:
-        return False  # another writer moved it: the watch brings its value, the next pass decides again
-    job.metrics.deadline_transition(status.node.instance, str(status.state), status.lateness)
-    log.warning(
-        "deadline.transition dag=%s partition=%s from=%s to=%s deadline=%s eta=%s cause=%s chain=%r "
-        "sequence=%d revision=%d repeat=%s hold_until=%s",
-        status.node.qualified, status.partition, transition.previous, status.state, record.deadline.isoformat(),
-        record.eta.isoformat() if record.eta else "-", record.cause or "-", record.chain or "-",
-        record.sequence, result.revision, record.repeat,
-        record.alert_after.isoformat() if record.alert_after else "-",
-    )  # fmt: skip
-    crash_point("after-deadline-transition")
-    return True
-
-
-async def level_pass(job: DeadlineJob, graph: Graph, cache: DeadlineCache, now: datetime) -> list[LevelTransition]:
-    """Escalation levels (``core.deadline.levels``): complete what a dead leader left unalerted, record each level's
-    transition by the same fenced compare-and-swap as the DAG's own, then alert what is due. The levels read the
-    cache's statuses at ``now`` of the DAGs that declare levels only (none: nothing read, nothing written)."""
-    levels = graph_levels(graph)
-    tracker = job.tracker
-    if not levels and not tracker.levels_unalerted:
-        return []
-    records = level_records(job)
-    failing = await alert_pending_levels(job, levels, records, now)
-    recorded: list[LevelTransition] = []
-    for transition in level_transitions(cache.statuses_of(sorted(levels)), levels, tracker.levels):
-        at = transition.key
-        status = transition.status
-        if records.unseen(at):
-            continue  # **Own writes come back through the watch**: judged again from the statuses once it has
-        if _waits_for_alert(at, records.record(at), failing, now):
-            continue  # **A failed alert holds its record**: judged again from the statuses next pass
-        plan = plan_alert(records.record(at), transition.state, now, alert_policy(graph, status.node),
-                          bool(transition.level.handlers))  # fmt: skip
-        handler_date = job.next_handler_date(now) if not plan.alerted else None
-        record = _record(transition, now, job.watcher_id, plan, handler_date)
-        result = await records.write(job, at, record)
-        if not result.succeeded:
-            continue  # another writer moved it: the watch brings its value, the next pass decides again
-        recorded.append(transition)
-        log.warning(
-            "deadline.level_transition dag=%s partition=%s level=%s from=%s to=%s deadline=%s eta=%s cause=%s "
-            "sequence=%d revision=%d repeat=%s hold_until=%s",
-            status.node.qualified, status.partition, transition.level.name, transition.previous, transition.state,
-            record.deadline.isoformat(), record.eta.isoformat() if record.eta else "-", record.cause or "-",
-            record.sequence, result.revision, record.repeat,
-            record.alert_after.isoformat() if record.alert_after else "-",
-        )  # fmt: skip
-        crash_point("after-deadline-level-transition")
-    await alert_pending_levels(job, levels, records, now)
-    return recorded
-
-
-async def alert_pending_levels(
-    job: DeadlineJob, levels: Mapping[NodeId, tuple[Level, ...]], records: PassRecords[LevelKey], now: datetime
-) -> set[LevelKey]:  # fmt: skip
-    """``alert_pending`` for escalation levels: each due level record's handlers, with the level's run ids; the
-    keys whose handlers failed to trigger (**A failed alert holds its record**)."""
-    failing: set[LevelKey] = set()
-    for at in records.unalerted():
-        record = records.record(at)
-        if record is None or records.unseen(at) or not due(record, now):
-            continue
-        node, partition, name = at
-        level = next((lv for lv in levels.get(node, ()) if lv.name == name), None)
-        handlers = tuple(NodeId.parse(h) for h in level.handlers) if level is not None else ()
-        run_id = level_run_id(node, partition, name, record.sequence)
-        conf = handler_conf(record, node, partition, name)
-        if not await _trigger_all(job, node, partition, handlers, run_id, record, conf):
-            failing.add(at)
-            continue
-        await records.write(job, at, mark_alerted(record))
-    return failing
-
-
-def _waits_for_alert(
-    at: object, record: DeadlineRecord | None, failing: set[Any], now: datetime
-) -> bool:  # fmt: skip
-    """**A failed alert holds its record**: whether a new transition at ``at`` waits for the failed alert of the record
-    it would replace."""
-    if at not in failing or record is None:
-        return False
-    if now - record.changed_at < ALERT_RETRY_WINDOW:
-        return True
-    log.warning("deadline.alert_abandoned key=%r sequence=%d state=%s changed_at=%s", at, record.sequence,
-                record.state, record.changed_at.isoformat())  # fmt: skip
-    return False
-
-
-async def alert_pending(
-    job: DeadlineJob, graph: Graph, records: PassRecords[tuple[NodeId, str]], now: datetime
-) -> set[tuple[NodeId, str]]:  # fmt: skip
-    """Trigger the handlers of every recorded transition due to alert (``alerts.due``: not yet alerted, held long
-    enough), then mark it alerted (**Handlers once per transition**); the keys whose handlers failed to trigger
-    (**A failed alert holds its record**). A key whose earlier write has not come back is left for a later pass."""
-    failing: set[tuple[NodeId, str]] = set()
-    for at in records.unalerted():
-        record = records.record(at)
-        if record is None or records.unseen(at) or not due(record, now):
-            continue
-        node, partition = at
-        run_id = late_run_id(node, partition, record.sequence)
-        conf = handler_conf(record, node, partition)
-        if not await _trigger_all(job, node, partition, graph.late_handlers.get(node, ()), run_id, record, conf):
-            failing.add(at)
-            continue
-        await records.write(job, at, mark_alerted(record))
-    return failing
-
-
-async def _trigger_all(
-    job: DeadlineJob, node: NodeId, partition: str, handlers: tuple[NodeId, ...], run_id: str,
-    record: DeadlineRecord, conf: dict[str, Any],
-) -> bool:  # fmt: skip
-    """Trigger each handler's run for one recorded transition; True when every one exists now (so the record may be
-    marked alerted), False to try again next pass."""
-    ok = True
-    for handler in handlers:
-        at = record.handler_date or record.changed_at
-        try:
-            client = job.executor.client(handler.instance)
-            # The executor's retries (``airflow_call_retry``): the handler's run id is deterministic, so a repeat is a
-            # 409.
-            outcome = await job.executor.call(partial(client.trigger, handler.dag_id, run_id, at, conf))
-        except AirflowError as exc:
-            ok = False
-            log.warning("deadline.handler_failed dag=%s partition=%s handler=%s error=%s", node.qualified,
-                        partition, handler.qualified, exc)  # fmt: skip
-            continue
-        if outcome.result is TriggerResult.LOGICAL_DATE_TAKEN:
-            # Another run holds the date (not ours: ours would be found by its run id): retried next pass.
-            ok = False
-            log.warning("deadline.handler_date_taken dag=%s partition=%s handler=%s run_id=%s", node.qualified,
-                        partition, handler.qualified, run_id)  # fmt: skip
-            continue
-        log.info("deadline.handler dag=%s partition=%s handler=%s run_id=%s result=%s", node.qualified,
-                 partition, handler.qualified, run_id, outcome.result)  # fmt: skip
-    return ok
 
 
 #: What the deadlines' concern provides (``manager/manager.py``'s **Handles**): the service and the tests read it.

@@ -116,7 +116,7 @@ def test_at_risk_on_time_at_risk_alerts_once(stack: Stack) -> None:
 def test_a_lost_handler_answer_then_a_flap_still_alerts_once(stack: Stack) -> None:
     """The at_risk handler's run is created but its answer lost, and Airflow keeps failing while the dependent goes
     back on_time: the on_time record waits until the handler is confirmed, so at_risk again is a repeat, not a second
-    handler run (watcher/deadlines.py rule 8)."""
+    handler run (``watcher/deadline_alerts.py``'s **A failed alert holds its record**)."""
     grid, p, _ = recent_daily(1)
     stack.set_deps({"version": 1, "dags": {
         ROOT: {**grid, "expected_by": {"after_start": "60d", "duration": "30d", "from": p}},

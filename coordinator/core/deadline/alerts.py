@@ -4,7 +4,9 @@
 A prediction can cross ``deadline - warn`` and back as facts arrive (a learned duration moves, a retry starts); each
 crossing is a transition, and alerting each would page one partition twice for ``at_risk``. These rules decide,
 from the previous record alone (in etcd, so they survive a failover), what a transition's record says about
-alerting. The shell (``watcher/deadlines.py``) records, then alerts what :func:`due` says, then marks it alerted.
+alerting (:func:`plan_alert` under the DAG's :func:`alert_policy`, written into the record by
+:func:`transition_record`). The shell (``watcher/deadline_alerts.py``) records, then alerts what :func:`due` says,
+then marks it alerted.
 
 Rules:
 - **Pure**: records and ``now`` in, records out.
@@ -31,8 +33,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from coordinator.core.deadline.records import DeadlineRecord
+from coordinator.core.deadline.levels import LevelTransition
+from coordinator.core.deadline.records import DeadlineRecord, Transition
 from coordinator.core.deadline.states import DeadlineState
+from coordinator.core.graph import Graph
+from coordinator.core.model import NodeId
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,15 @@ class AlertPolicy:
 
     wait: timedelta = timedelta(0)
     realert: bool = False
+
+
+def alert_policy(graph: Graph, node: NodeId) -> AlertPolicy:
+    """The DAG's ``hold`` and ``realert``; the defaults for a DAG no longer declared."""
+    spec = graph.dags.get(node)
+    rule = spec.expected_by if spec is not None else None
+    if rule is None:
+        return AlertPolicy()
+    return AlertPolicy(timedelta(seconds=rule.hold), rule.realert)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +87,24 @@ def plan_alert(
     return AlertPlan(False, False, alert_after, before)
 
 
+def transition_record(
+    transition: Transition | LevelTransition, now: datetime, watcher: str, plan: AlertPlan,
+    handler_date: datetime | None,
+) -> DeadlineRecord:  # fmt: skip
+    """The record of a transition (a DAG's or a level's) recorded at ``now`` by ``watcher``, carrying what ``plan``
+    says about alerting and its handlers' logical date."""
+    status = transition.status
+    cause = status.cause
+    state = transition.state if isinstance(transition, LevelTransition) else status.state
+    return DeadlineRecord(
+        state=state, deadline=status.deadline, eta=status.eta,
+        cause=cause.text() if cause is not None else None, chain=cause.chain_text() if cause is not None else None,
+        sequence=transition.sequence, changed_at=now.replace(microsecond=0), handler_date=handler_date,
+        alerted=plan.alerted, watcher=watcher, alerted_states=plan.alerted_states, alert_after=plan.alert_after,
+        repeat=plan.repeat, task=status.task,
+    )  # fmt: skip
+
+
 def due(record: DeadlineRecord, now: datetime) -> bool:
     """**Wait before alerting**: a recorded transition whose handlers should run at ``now``."""
     if record.alerted:
@@ -95,7 +127,7 @@ def mark_alerted(record: DeadlineRecord) -> DeadlineRecord:
 def next_handler_date(now: datetime, latest: datetime | None) -> datetime:
     """A handler logical date after ``latest`` (the latest recorded or assigned one): ``now`` in whole seconds, or one
     second after ``latest``, so transitions recorded within one second (or by a leader whose clock is behind) never
-    share one (``watcher/deadlines.py``'s **Handlers once per transition**)."""
+    share one (``watcher/deadline_alerts.py``'s **Handlers once per transition**)."""
     candidate = now.replace(microsecond=0)
     if latest is not None and candidate <= latest:
         candidate = latest + timedelta(seconds=1)

@@ -14,7 +14,7 @@ Rules:
      then scheduled at its next instant;
   b. the grid points that entered ``[now - horizon, now]`` (new statuses); those that left it are dropped;
   c. for every (DAG, partition) whose run fact, task fact, ledger entry or backfill changed: the (descendant,
-     partition it maps to) through the success edges (``deadlines.fed_partitions``), walked in topological order,
+     partition it maps to) through the success edges (``states.fed_partitions``), walked in topological order,
      that have a status and whose inputs may have moved: what a dependent reads of a (DAG, partition) is its cause
      and, when it has none, its ETA (``states``' **Causes** and **ETA**); the walk goes on below a status only when its
      new judgement shows either changed (a judgement that shows no ETA, missed or new, counts as changed; a task
@@ -32,13 +32,14 @@ Rules:
   **Expected duration**), and (c) and (d) cover every one of those inputs; (a) covers ``now``. Where (c) stops, every
   input of the statuses below is what it was when they were judged (each cached judgement is a full pass's at the last
   update: the invariant this rule keeps).
-- **Learned durations from facts.** Learned durations are kept per DAG from the facts (``states``'
-  **Expected duration**): a success, a rerun or a deletion changes a DAG's duration only when its partition is among the
-  DAG's latest ``LEARN_SAMPLES`` before or after. A deadline task's duration (``states``' **Task deadlines**) is learned
-  again from its task facts whenever one of its DAG's keys changed, and a change counts as a changed duration (1d). The
-  learned start offsets of the gridded roots (``start``'s **First source that knows** (a)) are kept the same way, from
-  every scheduled run with a start, and a change counts as a changed duration (1d). The other start sources (timetables,
-  Airflow versions) and the overdue grace are fixed for a cache, like the latency: a change of any is a new cache.
+- **Learned durations from facts.** Learned durations are kept per DAG from the facts
+  (``states``' **Expected duration**, kept as ``learning``'s :class:`~.learning.Samples`): a success, a rerun or a
+  deletion changes a DAG's duration only when its partition is among the DAG's latest ``LEARN_SAMPLES`` before or after.
+  A deadline task's duration (``states``' **Task deadlines**) is learned again from its task facts whenever one of its
+  DAG's keys changed, and a change counts as a changed duration (1d). The learned start offsets of the gridded roots
+  (``start``'s **First source that knows** (a)) are kept the same way, from every scheduled run with a start, and a
+  change counts as a changed duration (1d). The other start sources (timetables, Airflow versions) and the overdue grace
+  are fixed for a cache, like the latency: a change of any is a new cache.
 - **Transitions from what changed.** Transitions (:meth:`DeadlineCache.transitions`) compare with the recorded states
   only the statuses whose state changed or that entered the scope since the last call, the keys whose record changed,
   and those that differed last time; every other status equalled its record then and neither side moved, so the list
@@ -55,12 +56,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from bisect import bisect_left, insort
+from bisect import bisect_left
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from coordinator.core.deadline.learning import LEARN_SAMPLES, learned_duration, learned_task_durations, start_learners
+from coordinator.core.deadline.learning import Samples, learn_all, learned_task_durations, relearn, start_learners
 from coordinator.core.deadline.records import DeadlineRecord, Transition
 from coordinator.core.deadline.rules import ExpectedBy
 from coordinator.core.deadline.start import START_GRACE, Timetable, start_offset
@@ -105,21 +106,6 @@ class CacheUpdate:
     counts: tuple[Count, ...]
     #: The least slack (seconds) of the statuses not yet succeeded; None without any.
     min_slack: float | None
-
-
-@dataclass
-class _History:
-    """One DAG's successes with a start and an end (**Learned durations from facts**): partitions in order, and run time
-    in seconds."""
-
-    order: list[str] = field(default_factory=list)
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    def top(self) -> list[float]:
-        return [self.seconds[p] for p in self.order[-LEARN_SAMPLES:]]
-
-    def in_top(self, partition: str) -> bool:
-        return partition in self.seconds and bisect_left(self.order, partition) >= len(self.order) - LEARN_SAMPLES
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,9 +182,9 @@ class DeadlineCache:
         self._ends: dict[Grid, str] = {}  # the end of the span the points were taken for (a minute)
         self._following: dict[Grid, datetime | None] = {}  # the first grid point after the last one cached
         self._scope: dict[NodeId, set[str]] = {}  # ungridded targets' partitions
-        self._history: dict[NodeId, _History] = {}
+        self._history: dict[NodeId, Samples] = {}
         self._durations: dict[NodeId, float] = {}
-        self._start_history: dict[NodeId, _History] = {}
+        self._start_history: dict[NodeId, Samples] = {}
         self._starts: dict[NodeId, float] = {}
         self._failing: dict[NodeId, set[str]] = {}
         self._tainted: frozenset[NodeId] = frozenset()
@@ -288,27 +274,19 @@ class DeadlineCache:
         for (node, partition), fact in view.runs.items():
             if fact.state is RunState.SUCCESS:
                 if node in self._learning and fact.start_date is not None and fact.end_date is not None:
-                    history = self._history.setdefault(node, _History())
+                    history = self._history.setdefault(node, Samples())
                     history.seconds[partition] = (fact.end_date - fact.start_date).total_seconds()
             elif fact.state is RunState.FAILED:
                 self._failing.setdefault(node, set()).add(partition)
             if node in self._starting:
                 offset = start_offset(fact, partition)
                 if offset is not None:
-                    self._start_history.setdefault(node, _History()).seconds[partition] = offset
-        for node, history in self._start_history.items():
-            history.order = sorted(history.seconds)
-            value = learned_duration(history.top())
-            if value is not None:
-                self._starts[node] = value
+                    self._start_history.setdefault(node, Samples()).seconds[partition] = offset
+        learn_all(self._start_history, self._starts)
         for (node, partition), entry in view.ledger.items():
             if entry.status is TriggerStatus.ERROR:
                 self._failing.setdefault(node, set()).add(partition)
-        for node, history in self._history.items():
-            history.order = sorted(history.seconds)
-            value = learned_duration(history.top())
-            if value is not None:
-                self._durations[node] = value
+        learn_all(self._history, self._durations)
         self._tainted = tainted_by(self.graph, self._roots())
         self._task_durations = learned_task_durations(view, self._tasks) if self._tasks else {}
         work: list[Key] = []
@@ -383,7 +361,7 @@ class DeadlineCache:
                 slower.add(node)  # **Rebuild and update** (d)
             if node in self._starting:
                 offset = start_offset(fact, partition) if fact is not None else None
-                if _relearn(self._start_history, self._starts, node, partition, offset):
+                if relearn(self._start_history, self._starts, node, partition, offset):
                     # **Learned durations from facts**: a start offset moves the same predictions a duration does
                     slower.add(node)
         return roots_moved, slower
@@ -458,7 +436,7 @@ class DeadlineCache:
         seconds: float | None = None
         if fact is not None and fact.state is RunState.SUCCESS and fact.start_date and fact.end_date:
             seconds = (fact.end_date - fact.start_date).total_seconds()
-        return _relearn(self._history, self._durations, node, partition, seconds)
+        return relearn(self._history, self._durations, node, partition, seconds)
 
     def _roll(self, now: datetime, work: set[Key]) -> None:
         """**Rebuild and update** (b): the grid points that entered the horizon are judged, those that left it dropped.
@@ -658,36 +636,6 @@ class DeadlineCache:
             self._fixed = [(c, next(self._seq), at) for at, (_, c) in self._slack.items() if c is not None]
             heapq.heapify(self._moving)
             heapq.heapify(self._fixed)
-
-
-def _relearn(
-    histories: dict[NodeId, _History], learned: dict[NodeId, float], node: NodeId, partition: str,
-    seconds: float | None,
-) -> bool:  # fmt: skip
-    """**Learned durations from facts**: put ``node``'s sample for ``partition`` (None: none) in its history; True when
-    what it learns (``learned[node]``) changed."""
-    history = histories.setdefault(node, _History())
-    old = history.seconds.get(partition)
-    if old == seconds:
-        return False
-    counted = history.in_top(partition)
-    if old is None:
-        insort(history.order, partition)
-    if seconds is None:
-        del history.seconds[partition]
-        history.order.pop(bisect_left(history.order, partition))
-    else:
-        history.seconds[partition] = seconds
-    if not (counted or history.in_top(partition)):
-        return False
-    value = learned_duration(history.top())
-    if value == learned.get(node):
-        return False
-    if value is None:
-        learned.pop(node, None)
-    else:
-        learned[node] = value
-    return True
 
 
 def _labels(counts: Iterable[tuple[tuple[NodeId, DeadlineState], int]]) -> tuple[Count, ...]:

@@ -10,13 +10,16 @@ Rules (named as in ``states``):
   **First source that knows** (a)) is learned the same
    way, newest partitions first, only for the gridded roots (:func:`start_learners`).
 - **Task deadlines.** A deadline task's duration is learned from that task's own successes.
-Pure: the view in, numbers out.
+Pure: the view in, numbers out; or, for a pass that keeps its samples as facts change (``core.deadline.cache``'s
+**Learned durations from facts**), one sample in, whether what it learns moved out (:class:`Samples`, :func:`relearn`).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, insort
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 
 from coordinator.core.deadline.start import start_offset
 from coordinator.core.graph import Graph
@@ -106,6 +109,60 @@ def learned_starts(view: View, nodes: Iterable[NodeId]) -> dict[NodeId, float]:
         if value is not None:
             result[node] = value
     return result
+
+
+@dataclass
+class Samples:
+    """One DAG's samples (a run time or a start offset, seconds) by partition, kept as its facts change: partitions in
+    order, so what it learns is **Expected duration** over its latest :data:`LEARN_SAMPLES`, as from the view."""
+
+    order: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def top(self) -> list[float]:
+        return [self.seconds[p] for p in self.order[-LEARN_SAMPLES:]]
+
+    def in_top(self, partition: str) -> bool:
+        return partition in self.seconds and bisect_left(self.order, partition) >= len(self.order) - LEARN_SAMPLES
+
+
+def learn_all(histories: Mapping[NodeId, Samples], learned: dict[NodeId, float]) -> None:
+    """Each of ``histories`` put in order (filled by partition, unordered), and what it learns into ``learned``."""
+    for node, history in histories.items():
+        history.order = sorted(history.seconds)
+        value = learned_duration(history.top())
+        if value is not None:
+            learned[node] = value
+
+
+def relearn(
+    histories: dict[NodeId, Samples], learned: dict[NodeId, float], node: NodeId, partition: str,
+    seconds: float | None,
+) -> bool:  # fmt: skip
+    """Put ``node``'s sample for ``partition`` (None: none) in its history; True when what it learns
+    (``learned[node]``) changed. Only a sample among the latest :data:`LEARN_SAMPLES` before or after can change it."""
+    history = histories.setdefault(node, Samples())
+    old = history.seconds.get(partition)
+    if old == seconds:
+        return False
+    counted = history.in_top(partition)
+    if old is None:
+        insort(history.order, partition)
+    if seconds is None:
+        del history.seconds[partition]
+        history.order.pop(bisect_left(history.order, partition))
+    else:
+        history.seconds[partition] = seconds
+    if not (counted or history.in_top(partition)):
+        return False
+    value = learned_duration(history.top())
+    if value == learned.get(node):
+        return False
+    if value is None:
+        learned.pop(node, None)
+    else:
+        learned[node] = value
+    return True
 
 
 def start_learners(graph: Graph, nodes: Iterable[NodeId]) -> frozenset[NodeId]:

@@ -7,7 +7,8 @@ Rules:
   alerts at most once; whether and when it triggers the ``on_late_of`` handlers (never for ``on_time``, not again for a
   state already alerted in the partition, after ``hold``) is ``coordinator.core.deadline.alerts``.
 - **Deterministic handler runs.** A transition names its handlers' run by (DAG, partition, sequence)
-  (:func:`late_run_id`), so a handler retried after a failover is the same run and Airflow refuses a second.
+  (:func:`late_run_id`), so a handler retried after a failover is the same run and Airflow refuses a second; the run's
+  conf is read from the record alone (:func:`handler_conf`), so a retry sends the same conf.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,3 +86,27 @@ def transitions(
 def late_run_id(node: NodeId, partition: str, sequence: int) -> str:
     """Deterministic run id of a late handler's run (one per transition), so a retried trigger is refused."""
     return f"coordinator_late__{node.instance}__{node.dag_id}__{partition}__{sequence}"
+
+
+def handler_conf(record: DeadlineRecord, node: NodeId, partition: str, level: str | None = None) -> dict[str, Any]:
+    """The conf a late handler's run receives (docs/dependencies.md); a level's handler also gets ``level``, a task
+    deadline's handler ``task``."""
+    conf = {
+        "coordinator": {
+            "deadline": {
+                "dag": node.qualified,
+                "partition": partition,
+                "state": str(record.state),
+                "deadline": record.deadline.isoformat(),
+                "eta": record.eta.isoformat() if record.eta is not None else None,
+                "cause": record.cause,
+                "chain": record.chain,
+            }
+        }
+    }
+    if level is not None:
+        conf["coordinator"]["deadline"]["level"] = level
+    # A task deadline: the handler is told which task was judged (semantics `deadline-task`)
+    if record.task is not None:
+        conf["coordinator"]["deadline"]["task"] = record.task
+    return conf
