@@ -207,7 +207,7 @@ def error_detail(body: object) -> str:
 
 
 def error_class(status: int) -> type[AirflowError]:
-    """THE status -> exception mapping (``coordinator.airflow.client``'s **One error mapping**)."""
+    """THE status -> exception mapping (``coordinator.airflow.requests``' **One error mapping**)."""
     if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
         return AirflowUnavailable
     if status == 404:

@@ -231,7 +231,7 @@ class Settings(BaseSettings):
     airflow_timeout_s: float = 10.0
     # An instance that refuses our credentials (a login refused, a 401, a 403 to a credential it never accepted) or
     # answers 429 with Retry-After holds back ALL its calls behind one backoff: the first step 5 s, doubling up to 300 s
-    # (coordinator.airflow.client says why these numbers). N pending triggers then make one login per step, not N per
+    # (coordinator.airflow.gate says why these numbers). N pending triggers then make one login per step, not N per
     # second; the intents wait in the ledger and run once Airflow accepts; password and token files are read again at
     # every try, so a corrected file is used within one step, without a restart.
     airflow_refused_backoff_s: float = Field(default=5.0, gt=0)

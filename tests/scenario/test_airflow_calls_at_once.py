@@ -1,4 +1,4 @@
-"""The watcher keeps at most a few calls in flight to one Airflow (``airflow/client.py``'s **Calls at once**): each
+"""The watcher keeps at most a few calls in flight to one Airflow (``airflow/requests.py``' **Calls at once**): each
 holds one of the api-server's database connections, which that Airflow's tasks need too. A wide fan-out whose creates
 Airflow answers slowly, counted by the fake Airflow's own peak of requests in flight."""
 
