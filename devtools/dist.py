@@ -6,7 +6,9 @@ What it writes (VERSION is ``coordinator.__version__``, the one version source):
 
 - ``airflow_etcd_coordinator-VERSION-py3-none-any.whl`` and ``airflow_etcd_coordinator-VERSION.tar.gz``: PyPA's
   ``build`` from a clean copy of the checkout's files (tracked and new, never ignored ones such as ``.venv``), then
-  ``twine check --strict`` (what an index would refuse: metadata, the README's rendering);
+  ``twine check --strict`` (what an index would refuse: metadata, the README's rendering). The wheel is pure Python
+  (``COORDINATOR_PURE_PYTHON=1``: setup.py leaves the compiled reader out); the sdist holds the reader's C source,
+  which an install from it compiles where a C compiler is;
 - ``airflow-etcd-coordinator-VERSION.tgz``: the Helm chart in Helm's package layout (the chart's folder inside one
   top folder named after it), whose ``version`` and ``appVersion`` must equal VERSION;
 - ``airflow-etcd-coordinator-VERSION-prometheus-rules.yaml``: the alert rules as a plain Prometheus rules file
@@ -181,7 +183,9 @@ def build_python(out: Path, epoch: int) -> tuple[Path, Path]:
             target = source / name
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / name, target)
-        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch)}
+        # The wheel without the compiled reader (setup.py): one wheel for every platform and Python an Airflow image
+        # has; the sdist carries its source, and an install from it (the watcher image's) builds it.
+        env = {**os.environ, "SOURCE_DATE_EPOCH": str(epoch), "COORDINATOR_PURE_PYTHON": "1"}
         say(">> building the wheel and the sdist (python -m build, isolated)")
         run([sys.executable, "-m", "build", "--outdir", str(out), str(source)], "python -m build", env=env)
     wheel = out / f"{PACKAGE}-{__version__}-py3-none-any.whl"

@@ -6,11 +6,21 @@ import json
 import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from unittest import mock
 
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
-from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
+from coordinator.core import canonical
+from coordinator.core.canonical import (
+    done_ledger_fact,
+    native_done_ledger_fact,
+    native_run_fact,
+    no_long_fraction,
+    run_fact,
+)
 from coordinator.core.facts import LedgerFact, RunFact
 from coordinator.core.model import (
     KeyLayout,
@@ -125,6 +135,32 @@ _LEDGER: Fields = {
 }
 
 
+#: Text the compiled reader reads (printable ASCII, nothing JSON escapes), for the tables below.
+_plain = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters='"\\'), max_size=8)
+
+
+def _plain_fields(fields: Fields) -> Fields:
+    """``fields`` with every valid text drawn from :data:`_plain` and every valid int at least 0: the values the
+    compiled reader reads (**The compiled reader**), so that its accepting side is drawn as often as its declining."""
+    out: Fields = {}
+    for name, (valid, invalid, required) in fields.items():
+        kind = RunRecord.model_fields.get(name) or TriggerRecord.model_fields[name]
+        annotation = str(kind.annotation)
+        if name in ("run_id", "source", "reason", "watcher"):
+            valid = _plain.filter(lambda v: v != "") if name == "run_id" and fields is _RUN else _plain
+        elif name in ("run_type", "last_error", "prior_queued_at", "withdrawn"):
+            valid = st.one_of(st.none(), _plain, st.just("backfill"))
+        elif name == "inputs":
+            valid = st.dictionaries(_plain, _int(0)[0], max_size=4)
+        elif annotation in ("<class 'int'>", "int | None") and name not in ("clear_number", "trigger_count"):
+            valid = st.one_of(st.none(), _int(0)[0]) if annotation == "int | None" else _int(0)[0]
+        out[name] = (valid, invalid, required)
+    return out
+
+
+_PLAIN_RUN, _PLAIN_LEDGER = _plain_fields(_RUN), _plain_fields(_LEDGER)
+
+
 def test_the_drawn_values_have_every_field_of_the_records() -> None:
     """The values drawn below name every field of ``RunRecord`` and ``TriggerRecord``: a field added to a record is
     drawn too, so the fast path's equivalence is checked on it (one left out let a dropped ``withdrawn`` through)."""
@@ -149,11 +185,15 @@ def _record(draw: st.DrawFn, fields: Fields) -> dict[str, Any]:
 
 
 @st.composite
-def _raw(draw: st.DrawFn, fields: Fields) -> bytes:
-    """The record as JSON text, sometimes bent: a duplicate key, whitespace, a cut, NaN, not an object, a BOM."""
+def _raw(draw: st.DrawFn, fields: Fields, plain: bool = False) -> bytes:
+    """The record as JSON text, sometimes bent: a duplicate key, whitespace, a cut, NaN, not an object, a BOM.
+    ``plain``: compact and ASCII, as the writers write it, and bent less often."""
     data = draw(_record(fields))
-    text = json.dumps(data, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([(",", ":"), None])))
-    bend = draw(st.integers(0, 20))
+    if plain:
+        text = json.dumps(data, separators=(",", ":"))
+    else:
+        text = json.dumps(data, ensure_ascii=draw(st.booleans()), separators=draw(st.sampled_from([(",", ":"), None])))
+    bend = draw(st.integers(0, 40 if plain else 20))
     if bend == 1 and data:
         name = draw(st.sampled_from(sorted(data)))
         again = draw(fields[name][draw(st.integers(0, 1))]) if name in fields else 1
@@ -184,7 +224,18 @@ def _facts(view: View) -> tuple[Any, ...]:
 
 def _same_as_pydantic(key: str, raw: bytes) -> None:
     """The view after a page with ``raw`` at ``key`` equals the view after ``apply`` of it, both primed with a good
-    value at the key first (a page parses a DAG's key once and only then reads its values on the fast path)."""
+    value at the key first (a page parses a DAG's key once and only then reads its values on the fast path); with the
+    compiled reader and without it (an install without a C compiler)."""
+    _same_as_pydantic_once(key, raw)
+    with (
+        mock.patch.object(canonical, "native_run_fact", None),
+        mock.patch.object(canonical, "native_done_ledger_fact", None),
+    ):
+        _same_as_pydantic_once(key, raw)
+
+
+def _same_as_pydantic_once(key: str, raw: bytes) -> None:
+    """``_same_as_pydantic`` with the readers as they are."""
     good = (
         b'{"state":"success","run_id":"r0"}'
         if key.startswith(KEYS.runs)
@@ -217,9 +268,10 @@ def test_a_run_state_loads_the_fact_and_problem_pydantic_gives(raw: bytes) -> No
     """Any run-state value, valid or not, well-formed JSON or not, loads into the same fact (times with the same
     tzinfo) or the same problem through the snapshot's fast path as through ``apply`` (pydantic); when the fast
     path accepts a value, pydantic accepts it too and ``RunFact.of`` its record is that fact."""
-    fact = run_fact(raw, 7)
-    if fact is not None:
-        assert repr(fact) == repr(RunFact.of(RunRecord.__pydantic_validator__.validate_json(raw), 7))
+    for read in (run_fact, native_run_fact):
+        fact = None if read is None else read(raw, 7)
+        if fact is not None:
+            assert repr(fact) == repr(RunFact.of(RunRecord.__pydantic_validator__.validate_json(raw), 7))
     _same_as_pydantic(KEYS.run_key(NODE, PARTITION), raw)
 
 
@@ -235,11 +287,97 @@ def test_a_ledger_entry_loads_the_fact_and_problem_pydantic_gives(raw: bytes) ->
     """Any ledger value, valid or not, loads into the same fact or problem through the snapshot's fast path as
     through ``apply`` (pydantic); when the fast path accepts a value, pydantic accepts it, it is a done intent and
     ``LedgerFact.of`` its record is that fact."""
-    fact = done_ledger_fact(raw, 7, {})
-    if fact is not None:
-        record = TriggerRecord.__pydantic_validator__.validate_json(raw)
-        assert record.status is TriggerStatus.DONE and repr(fact) == repr(LedgerFact.of(record, 7, {}))
+    for read in (done_ledger_fact, native_done_ledger_fact):
+        fact = None if read is None else read(raw, 7, {})
+        if fact is not None:
+            record = TriggerRecord.__pydantic_validator__.validate_json(raw)
+            assert record.status is TriggerStatus.DONE and repr(fact) == repr(LedgerFact.of(record, 7, {}))
     _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), raw)
+
+
+def _pydantic_fact(raw: bytes, ledger: bool) -> RunFact | LedgerFact | None:
+    """The fact the view keeps of ``raw`` through pydantic (a done ledger entry's only), or None where it keeps none."""
+    model = TriggerRecord if ledger else RunRecord
+    try:
+        record = model.__pydantic_validator__.validate_json(raw)
+    except ValidationError:
+        return None
+    if isinstance(record, TriggerRecord):
+        return LedgerFact.of(record, 7, {}) if record.status is TriggerStatus.DONE else None
+    return RunFact.of(record, 7)
+
+
+@settings(max_examples=examples(1500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.one_of(_raw(_PLAIN_RUN, plain=True), _raw(_PLAIN_LEDGER, plain=True)))
+@example(raw=b'{"state":"success","run_id":"r","clear_number":9223372036854775807}')
+@example(raw=b'{"state":"success","run_id":"r","clear_number":9223372036854775808}')
+@example(raw=b'{"state":"success","run_id":"r","start_date":"2024-02-29T23:59:59.5Z"}')
+@example(raw=b'{"state":"success","run_id":"r","end_date":"2023-02-29T00:00:00Z"}')
+@example(raw=b'{"status":"done","action":"clear","run_id":"r","inputs":{"a":1,"b":2,"a":3}}')
+@example(raw=b'{"status":"done","action":"clear","run_id":"r","inputs":{"a}":1},"withdrawn":null}')
+def test_the_compiled_reader_keeps_what_pydantic_keeps_of_a_plain_value_and_reads_every_valid_one(raw: bytes) -> None:
+    """Where the compiled reader (``core/_native.c``) returns a fact of a compact ASCII value, valid or not, pydantic
+    keeps that same fact (times with the same tzinfo); and every such value pydantic keeps a fact of, it reads itself,
+    unless the value holds what it leaves to the other paths (a field twice, an unknown one, a time not in UTC)."""
+    assert native_run_fact is not None and native_done_ledger_fact is not None
+    ledger = raw.startswith(b'{"status"') or b'"action"' in raw
+    got = native_done_ledger_fact(raw, 7, {}) if ledger else native_run_fact(raw, 7)
+    expected = _pydantic_fact(raw, ledger)
+    if got is not None:
+        assert repr(got) == repr(expected)
+    elif expected is not None:
+        assert _left_to_other_paths(raw), raw
+    _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION) if ledger else KEYS.run_key(NODE, PARTITION), raw)
+
+
+#: The one form of a time the compiled reader reads.
+_READ_STAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|\+00:00)")
+
+
+def _left_to_other_paths(raw: bytes) -> bool:
+    """Whether ``raw`` holds what the compiled reader declines though pydantic may read it: not compact ASCII JSON, a
+    key twice, a field the record does not have (pydantic ignores it), a value of another JSON type than the field's
+    (pydantic's lax mode reads ``1.0`` or ``"1"`` as an int), an int beyond 0 to 2**63-1, a time in another form, a
+    withdrawn permit."""
+    try:
+        pairs = json.loads(raw, object_pairs_hook=lambda p: p)
+    except ValueError:
+        return True
+    if not isinstance(pairs, list) or json.dumps(dict(pairs), separators=(",", ":")).encode() != raw:
+        return True  # not compact, not ASCII, a key twice
+    fields = TriggerRecord.model_fields if pairs and pairs[0][0] == "status" else RunRecord.model_fields
+    for key, value in pairs:
+        if key not in fields or (key == "withdrawn" and value is not None):
+            return True
+        annotation = str(fields[key].annotation)
+        if value is None:
+            continue
+        if key == "inputs":
+            if not isinstance(value, list) or len({k for k, _ in value}) < len(value):
+                return True
+            numbers = [v for _, v in value]
+        else:
+            numbers = [value] if "int" in annotation else []
+        if any(type(v) is not int or not 0 <= v < 2**63 for v in numbers):
+            return True
+        if "datetime" in annotation and not (isinstance(value, str) and _READ_STAMP.fullmatch(value)):
+            return True
+        if annotation.startswith(("<class 'str'>", "str")) and not isinstance(value, str):
+            return True
+    return False
+
+
+def test_the_compiled_reader_is_built_here_and_refused_when_built_for_other_fields(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The test environment reads with the compiled reader (so the tests above check it), and ``native_reader`` does
+    not use a module built from an older source, whose fields are not the records' (it would read a value without a
+    field since added as if the field did not exist)."""
+    from coordinator.core import _native
+
+    assert canonical.native_reader() is not None and native_run_fact is not None
+    monkeypatch.setattr(_native, "LEDGER_FIELDS", _native.LEDGER_FIELDS[:-1])
+    assert canonical.native_reader() is None
 
 
 def test_what_the_writers_write_takes_the_fast_path() -> None:
@@ -281,9 +419,14 @@ def test_what_the_writers_write_takes_the_fast_path() -> None:
     for record in runs:
         fact = run_fact(dump_record(record), 1)
         assert fact is not None and fact.backfill is (record.run_type == "backfill")
+        assert native_run_fact is not None and repr(native_run_fact(dump_record(record), 1)) == repr(fact)
         _same_as_pydantic(KEYS.run_key(NODE, PARTITION), dump_record(record))
     for entry in ledgers:
-        assert done_ledger_fact(dump_record(entry), 1, {}) is not None
+        fact = done_ledger_fact(dump_record(entry), 1, {})
+        assert fact is not None
+        assert native_done_ledger_fact is not None and repr(native_done_ledger_fact(dump_record(entry), 1, {})) == repr(
+            fact
+        )
         _same_as_pydantic(KEYS.trigger_key(NODE, PARTITION), dump_record(entry))
     pending = ledgers[1].model_copy(update={"status": TriggerStatus.PENDING})
     assert done_ledger_fact(dump_record(pending), 1, {}) is None  # kept whole: completing it rewrites every field

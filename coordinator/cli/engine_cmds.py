@@ -44,6 +44,7 @@ from coordinator.cli.inspect_reads import (
     read_lineage_lines,
     read_model,
 )
+from coordinator.core import canonical
 from coordinator.core.actions import Plan, Trigger
 from coordinator.core.deadline.states import deadline_states
 from coordinator.core.graph import Graph
@@ -210,8 +211,11 @@ def watch(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, watcher.stop.set)
-            log.info("watcher.start watcher=%s prefix=%s deps=%s instances=%s", watcher.watcher_id,
-                     settings.prefix, settings.deps, ",".join(sorted(watcher.clients)) or "-")  # fmt: skip
+            # ``reader``: whether the store's values are read by the compiled reader (``core.canonical``'s **The
+            # compiled reader**) or in Python alone, which starts slower on a big store: an install without a compiler.
+            log.info("watcher.start watcher=%s prefix=%s deps=%s instances=%s reader=%s", watcher.watcher_id,
+                     settings.prefix, settings.deps, ",".join(sorted(watcher.clients)) or "-",
+                     "python" if canonical.native_run_fact is None else "compiled")  # fmt: skip
             await watcher.run()
 
     run_async(main)

@@ -21,13 +21,21 @@ Rules:
   except a fraction of more than six digits (msgspec rounds it, pydantic truncates): a value holding one anywhere is
   declined (searched per value, or once for a whole snapshot page: ``no_long_fraction``). A time whose zone is not UTC
   (another offset, or none) is declined too: the view keeps pydantic's reading of those.
+- **The compiled reader.** Where the package was built with a C compiler (an install from the sdist, the watcher image,
+  the test venv), ``core/_native.c`` reads the same values about twice as fast and the view asks it first
+  (``native_run_fact``, ``native_done_ledger_fact``). It reads a strict subset of what the msgspec path reads: compact
+  JSON, each field of the records at most once, ASCII strings without escapes, integers from 0 to 2**63-1 written
+  plainly, times ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|+00:00)`` that exist; anything else returns None and takes the
+  msgspec path, then pydantic's (**Exactly equivalent or nothing** holds for it as for this module: the tests draw
+  the same values through both). It knows the records' fields by name: a module built from an older source (a field
+  since added) is not used (``native_reader``).
 - **Pure**: no I/O, no clock, no logging.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
 from sys import intern
 from typing import Annotated, Any, Literal, get_args, get_origin
@@ -38,7 +46,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from coordinator.core.facts import LedgerFact, RunFact
-from coordinator.core.model import BACKFILL_RUN_TYPE, RunRecord, TriggerRecord, TriggerStatus
+from coordinator.core.model import BACKFILL_RUN_TYPE, RunRecord, RunState, TriggerAction, TriggerRecord, TriggerStatus
 
 #: Integers of 64 bits at most (msgspec's bounds are int64; beyond them pydantic decides, this path does not guess).
 _INT_MAX = (1 << 63) - 1
@@ -160,3 +168,32 @@ def done_ledger_fact(
         _DONE, data.action, intern(data.run_id), names.setdefault(keys, keys), tuple(inputs.values()),
         mod_rev, data.intent_rev, data.trigger_count, data.attempts, data.last_error, done_at, None,
     ))  # fmt: skip
+
+
+#: ``run_fact`` / ``done_ledger_fact`` as the compiled reader has them (**The compiled reader**).
+NativeRunFact = Callable[[bytes, int], "RunFact | None"]
+NativeLedgerFact = Callable[[bytes, int, dict[tuple[str, ...], tuple[str, ...]]], "LedgerFact | None"]
+
+
+def native_reader() -> tuple[NativeRunFact, NativeLedgerFact] | None:
+    """The compiled reader's two functions, configured with the facts' types and the enums' members, when it is built
+    and knows exactly the records' fields (**The compiled reader**); None: this module's msgspec path alone."""
+    try:
+        from coordinator.core import _native
+    except ImportError:
+        return None
+    known = (_native.RUN_FIELDS, _native.LEDGER_FIELDS)
+    if known != (tuple(RunRecord.model_fields), tuple(TriggerRecord.model_fields)):
+        return None  # built from an older source: it would read a value without a field since added as before it
+    _native.configure(
+        RunFact, LedgerFact, {s.value: s for s in RunState}, {a.value: a for a in TriggerAction},
+        frozenset(s for s in RunState if s.active), _DONE, UTC,
+    )  # fmt: skip
+    return _native.run_fact, _native.done_ledger_fact
+
+
+_NATIVE = native_reader()
+#: The compiled ``run_fact`` (no ``scanned``: it reads every time itself), or None where it is not built.
+native_run_fact: NativeRunFact | None = None if _NATIVE is None else _NATIVE[0]
+#: The compiled ``done_ledger_fact``, or None where it is not built.
+native_done_ledger_fact: NativeLedgerFact | None = None if _NATIVE is None else _NATIVE[1]

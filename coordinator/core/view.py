@@ -39,6 +39,7 @@ from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
+from coordinator.core import canonical
 from coordinator.core.activation import Activation
 from coordinator.core.budget_state import BudgetState, parse_budget
 from coordinator.core.canonical import done_ledger_fact, no_long_fraction, run_fact
@@ -173,7 +174,9 @@ class View:
         """
         page = items if isinstance(items, list) else list(items)
         # ``core.canonical``'s **UTC times, six digits** for every value at once
-        scanned = no_long_fraction(map(_value, page))
+        # (not asked where the compiled reader reads the values: only a value it declines takes the search, on its own)
+        native_run, native_ledger = canonical.native_run_fact, canonical.native_done_ledger_fact
+        scanned = native_run is None and no_long_fraction(map(_value, page))
         runs, triggers = self._bases
         nodes, parts, names = self._nodes, self._parts, self._input_names
         # The per-partition dicts of the facts written directly (``FactIndex``' **Empty partitions dropped** holds: a
@@ -213,7 +216,9 @@ class View:
                 # which also words any problem.
                 fact: RunFact | LedgerFact | None
                 if kind == 1:
-                    fact = run_fact(value, mod_rev, scanned)
+                    fact = None if native_run is None else native_run(value, mod_rev)
+                    if fact is None:
+                        fact = run_fact(value, mod_rev, scanned)
                     if fact is None:
                         record, _ = parse_run_record(value)
                         fact = None if record is None else run_of(record, mod_rev)
@@ -227,7 +232,9 @@ class View:
                         else:
                             run_backfills.pop(at_key, None)
                 else:
-                    fact = done_ledger_fact(value, mod_rev, names, scanned)
+                    fact = None if native_ledger is None else native_ledger(value, mod_rev, names)
+                    if fact is None:
+                        fact = done_ledger_fact(value, mod_rev, names, scanned)
                     if fact is None:
                         entry, _ = parse_trigger_record(value)
                         fact = None if entry is None else ledger_of(entry, mod_rev, names)
