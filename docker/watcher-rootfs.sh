@@ -27,6 +27,8 @@ ln -s python3.11 "$root"/usr/bin/python3
 # topic data and the test extension modules (about 4 MB).
 copy /usr/lib/python3.11
 for d in test idlelib tkinter turtledemo lib2to3 ensurepip pydoc_data; do rm -rf "$root/usr/lib/python3.11/$d"; done
+# python3-dev's static library and build files (the build stage compiles the package's C with them): not run time
+rm -rf "$root"/usr/lib/python3.11/config-3.11-*
 rm -f "$root"/usr/lib/python3.11/lib-dynload/_test*.so "$root"/usr/lib/python3.11/lib-dynload/xx*.so
 cp -a /opt/coordinator "$root"/opt/coordinator
 echo /opt/coordinator >> /tmp/copied

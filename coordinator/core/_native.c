@@ -430,10 +430,11 @@ static PyObject *filled(PyObject *fact, PyObject **items, Py_ssize_t n) {
 
 /* run_fact(raw: bytes, rev: int) -> RunFact | None */
 static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyBytes_Check(args[0])) {
+    if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "run_fact(raw: bytes, rev: int)");
         return NULL;
     }
+    if (!PyBytes_Check(args[0])) Py_RETURN_NONE; /* a buffer of another type: the other paths' */
     slot s[R_N];
     memset(s, 0, sizeof s);
     if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), RUN_FIELDS, R_N, s) ||
@@ -461,10 +462,11 @@ static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t narg
 
 /* done_ledger_fact(raw: bytes, mod_rev: int, names: dict) -> LedgerFact | None */
 static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyBytes_Check(args[0]) || !PyDict_Check(args[2])) {
+    if (nargs != 3 || !PyDict_Check(args[2])) {
         PyErr_SetString(PyExc_TypeError, "done_ledger_fact(raw: bytes, mod_rev: int, names: dict)");
         return NULL;
     }
+    if (!PyBytes_Check(args[0])) Py_RETURN_NONE; /* a buffer of another type: the other paths' */
     slot s[L_N];
     memset(s, 0, sizeof s);
     if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), LEDGER_FIELDS, L_N, s) ||
