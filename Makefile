@@ -8,13 +8,13 @@ STAMP := $(VENV)/.installed
 # `make lock` regenerates it (see README, "Pinned test environment").
 CONSTRAINTS := constraints/dev.txt
 
-.PHONY: test lint typecheck contracts pytest fast chromium buildah postgresql prometheus image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
+.PHONY: test lint typecheck contracts pytest fast compiler chromium buildah postgresql prometheus image dist demo down demo-rerun demo-downtime bench clean venv lock venv-airflow2
 
 venv: $(STAMP)
 
 # Reinstall only when the project metadata, the pins or the compiled reader's source changed (the editable install
 # builds core/_native.c in place: setup.py); pip is quiet but says what it does.
-$(STAMP): pyproject.toml setup.py coordinator/core/_native.c $(CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py coordinator/core/_native.c $(CONSTRAINTS) | compiler
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required, found " + sys.version.split()[0])'
 	@test -x $(BIN)/python || { echo ">> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo ">> installing coordinator with the airflow, dev, google and aws extras into $(VENV) (first time: ~1 min)"
@@ -79,6 +79,18 @@ contracts: $(STAMP)
 
 # tests/e2e/test_page_e2e.py drives a real headless Chromium: installed here when missing and we are root on Debian;
 # otherwise the test fails saying how to install it.
+# A C compiler and Python's headers: the editable install builds the compiled reader with them (setup.py); without
+# them the install goes on, the venv reads the store in Python alone, and tests/test_canonical.py fails saying so.
+compiler:
+	@{ command -v cc >/dev/null 2>&1 && $(PYTHON) -c 'import os, sys, sysconfig; \
+	  sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; } || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo ">> installing Debian's gcc and Python's headers for the compiled reader (setup.py)"; \
+	    apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc libc6-dev python3-dev >/dev/null; \
+	  else \
+	    echo ">> no C compiler or Python headers: install them (sudo apt-get install -y gcc python3-dev), then make venv"; \
+	  fi; }
+
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -21,10 +21,12 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -360,6 +362,25 @@ class Reconcile:
     revision: int
     actions: int
     plan_ms: float
+
+
+def build_reader(tree: Path) -> str:
+    """The compiled reader of ``tree`` (``coordinator/core/_native.c``, which ``pip install -e`` builds in place) built
+    there when it holds the source and not the module, with this interpreter's compiler and flags, so that a ``git
+    archive`` of a checkout starts as an installed one does; which reader starts there: "compiled", or "python" (a
+    tree from before the reader). A compiler that fails stops the benchmark with its output."""
+    source = tree / "coordinator" / "core" / "_native.c"
+    built = source.with_name(f"_native{sysconfig.get_config_var('EXT_SUFFIX')}")
+    if not source.exists():
+        return "python"
+    if not built.exists() or built.stat().st_mtime < source.stat().st_mtime:
+        flags = [*shlex.split(sysconfig.get_config_var("CFLAGS")), *shlex.split(sysconfig.get_config_var("CCSHARED"))]
+        command = [*shlex.split(sysconfig.get_config_var("LDSHARED")), *flags,
+                   f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(built)]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            sys.exit(f"cannot build the compiled reader in {tree} ({' '.join(command)}):\n{done.stderr[-2000:]}")
+    return "compiled"
 
 
 def compile_package() -> None:

@@ -26,6 +26,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import _harness as h
+
 #: benchmark -> (arguments, arguments of a --quick run, [(figure path in its --json, label)])
 BENCHMARKS: dict[str, tuple[list[str], list[str], list[tuple[str, str]]]] = {
     "cold_start": (
@@ -137,6 +139,8 @@ def main() -> None:
     if unknown := [n for n in names if n not in chosen]:
         parser.error(f"--only: unknown {', '.join(unknown)}; this set has {', '.join(chosen)}")
     trees = {"before": args.before.resolve(), "after": args.after.resolve()}
+    for tree_name, folder in trees.items():
+        print(f"{tree_name}: {folder}, reader {h.build_reader(folder)}", flush=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {n: {"before": [], "after": []} for n in names}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(args.rounds):

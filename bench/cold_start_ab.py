@@ -127,6 +127,8 @@ def main() -> None:
     for name, folder in trees.items():
         if not (folder / "coordinator" / "__init__.py").is_file():
             sys.exit(f"--tree {name}={folder}: no coordinator package there (expected a checkout of this repository)")
+    for name, folder in trees.items():
+        print(f"{name}: {folder}, reader {h.build_reader(folder)}", flush=True)
     order = args.order.split(",") if args.order else [*trees, *reversed(trees)]
     if unknown := set(order) - set(trees):
         sys.exit(f"--order {args.order}: unknown {sorted(unknown)}; use {', '.join(trees)}")

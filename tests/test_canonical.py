@@ -375,7 +375,8 @@ def test_the_compiled_reader_is_built_here_and_refused_when_built_for_other_fiel
     field since added as if the field did not exist)."""
     from coordinator.core import _native
 
-    assert canonical.native_reader() is not None and native_run_fact is not None
+    built = "the compiled reader is not built: sudo apt-get install -y gcc python3-dev && touch setup.py && make venv"
+    assert canonical.native_reader() is not None and native_run_fact is not None, built
     monkeypatch.setattr(_native, "LEDGER_FIELDS", _native.LEDGER_FIELDS[:-1])
     assert canonical.native_reader() is None
 
