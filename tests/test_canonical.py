@@ -367,6 +367,21 @@ def _left_to_other_paths(raw: bytes) -> bool:
     return False
 
 
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw=st.one_of(_raw(_PLAIN_RUN, plain=True), _raw(_PLAIN_LEDGER, plain=True)), noise=st.binary(max_size=64))
+def test_the_compiled_reader_declines_every_cut_of_a_value_and_any_bytes_without_failing(
+    raw: bytes, noise: bytes
+) -> None:
+    """Every prefix of a value (a value cut anywhere, as a torn write or a bad writer leaves it) and arbitrary bytes,
+    alone or after a value, are read by the compiled reader without an error: a fact only for a whole value that
+    pydantic keeps the same fact of, None otherwise (a reader that read past a value's end would differ here)."""
+    assert native_run_fact is not None and native_done_ledger_fact is not None
+    for cut in [raw[:i] for i in range(len(raw))] + [noise, raw + noise, noise + raw]:
+        for ledger, fact in ((False, native_run_fact(cut, 7)), (True, native_done_ledger_fact(cut, 7, {}))):
+            if fact is not None:
+                assert repr(fact) == repr(_pydantic_fact(cut, ledger)), cut
+
+
 def test_the_compiled_reader_is_built_here_and_refused_when_built_for_other_fields(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
