@@ -39,17 +39,25 @@ import snapshot_read as sr
 
 
 def first_start(
-    etcd: Any, deps: Path, airflow_url: str, tree: Path, log_path: Path, timeout: float, sweep: bool = False
+    etcd: Any,
+    deps: Path,
+    airflow_url: str,
+    tree: Path,
+    log_path: Path,
+    timeout: float,
+    sweep: bool = False,
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """One ``coordinator watch`` from ``tree`` until its first pass (with ``sweep``: until the sweep over every
     partition has ended too); its figures."""
     asyncio.run(_forget_checkpoint(etcd.endpoint))
     h.REPO = tree  # the watcher runs `python -m coordinator.cli` in this directory
-    watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path).start()
+    watcher = h.WatcherProcess(etcd.endpoint, deps, airflow_url, log_path, extra_env=dict(env or {})).start()
     swept: dict[str, float] = {}
     try:
         first = watcher.wait_for(lambda w: w.reconciles[:1], timeout, "the first reconcile pass")[0]
         cpu, hwm = watcher.cpu_seconds(), watcher.status("VmHWM") / 1024
+        _, system_cpu, faults = watcher.cpu_split()
         stamps = {
             name: (h.log_time(watcher.first_line(needle) or "") or float("nan")) - watcher.started_wall
             for name, needle in (("start", "watcher.start"), ("loaded", "view.loaded"))
@@ -73,6 +81,8 @@ def first_start(
     return {
         "first_reconcile_s": first.at - watcher.started_wall,
         "first_reconcile_cpu_s": cpu,
+        "first_reconcile_sys_s": system_cpu,
+        "minor_faults": faults,
         "first_reconcile_plan_ms": first.plan_ms,
         "imports_to_start_log_s": stamps["start"],
         "view_loaded_s": stamps["loaded"],
@@ -110,6 +120,8 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--sweep", action="store_true",
                         help="also wait for the sweep over every partition to end (the whole first plan)")  # fmt: skip
+    parser.add_argument("--env", action="append", default=[], metavar="NAME:KEY=VALUE",
+                        help="an environment variable for checkout NAME's watchers only")  # fmt: skip
     parser.add_argument("--pyspy", type=Path, metavar="DIR",
                         help="sample each watcher with py-spy into DIR/<start>-<tree>.txt (raw stacks)")  # fmt: skip
     args = parser.parse_args()
@@ -122,6 +134,13 @@ def main() -> None:
     if args.before is not None:
         trees = {"before": args.before.resolve(), **trees}
         trees.setdefault("after", h.REPO)
+    envs: dict[str, dict[str, str]] = {}
+    for given in args.env:
+        name, _, assignment = given.partition(":")
+        key, sep, value = assignment.partition("=")
+        if not sep or not key or name not in trees:
+            sys.exit(f"--env {given}: expected NAME:KEY=VALUE with NAME one of the --tree names")
+        envs.setdefault(name, {})[key] = value
     if not trees:
         sys.exit("no checkout to start: give --tree NAME=DIR (one or more) or --before DIR")
     for name, folder in trees.items():
@@ -160,7 +179,7 @@ def main() -> None:
                 args.pyspy.mkdir(parents=True, exist_ok=True)
                 os.environ["BENCH_PYSPY"] = str(args.pyspy / f"{i}-{name}.txt")
             got = first_start(etcd, deps, fake.url, trees[name], workdir / f"watcher-{i}.log", args.timeout,
-                              args.sweep)  # fmt: skip
+                              args.sweep, envs.get(name, {}))  # fmt: skip
             starts[name].append(got)
             print(f"{name}: " + " ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                          for k, v in got.items()), flush=True)  # fmt: skip
@@ -170,7 +189,7 @@ def main() -> None:
     print(f"\n{reads[0]['keys']:,} keys; etcd's bare read (drop) {min(r['wall_s'] for r in reads):.1f}-"
           f"{max(r['wall_s'] for r in reads):.1f} s, median {floor:.1f} s ({len(reads)} reads)\n")  # fmt: skip
     figures = ("first_reconcile_s", "first_reconcile_cpu_s", "first_reconcile_plan_ms", "imports_to_start_log_s",
-               "view_loaded_s", "vmhwm_mb")  # fmt: skip
+               "view_loaded_s", "vmhwm_mb", "first_reconcile_sys_s", "minor_faults")  # fmt: skip
     if args.sweep:
         figures += ("sweep_end_s", "sweep_end_cpu_s", "sweep_plan_ms", "sweep_vmhwm_mb")
     print("| figure | " + " | ".join(f"{name} ({trees[name]})" for name in trees) + " |")

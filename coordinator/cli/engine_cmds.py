@@ -58,6 +58,7 @@ from coordinator.explain.holds import why_line as why_hold_line
 from coordinator.explain.report import undeclared_lines, why
 from coordinator.informer.presence_value import airflow_majors
 from coordinator.informer.read_model import VIEW
+from coordinator.runtime.allocator import keep_freed_memory
 from coordinator.runtime.health import Health
 from coordinator.runtime.http import serve
 from coordinator.runtime.metrics import Metrics
@@ -197,6 +198,7 @@ def watch(
         first_start_limit=first_start_limit, http=http,
     )  # fmt: skip
     graph = _graph(settings)  # fail fast with exit 2 on an invalid file
+    allocator = keep_freed_memory()  # before the store's first read (``runtime.allocator``)
 
     async def main() -> None:
         async with AsyncExitStack() as stack:
@@ -213,9 +215,10 @@ def watch(
                 loop.add_signal_handler(sig, watcher.stop.set)
             # ``reader``: whether the store's values are read by the compiled reader (``core.canonical``'s **The
             # compiled reader**) or in Python alone, which starts slower on a big store: an install without a compiler.
-            log.info("watcher.start watcher=%s prefix=%s deps=%s instances=%s reader=%s", watcher.watcher_id,
-                     settings.prefix, settings.deps, ",".join(sorted(watcher.clients)) or "-",
-                     "python" if canonical.native_run_fact is None else "compiled")  # fmt: skip
+            # ``allocator``: whether freed memory is kept for the next page of a load (``runtime.allocator``).
+            log.info("watcher.start watcher=%s prefix=%s deps=%s instances=%s reader=%s allocator=%s",
+                     watcher.watcher_id, settings.prefix, settings.deps, ",".join(sorted(watcher.clients)) or "-",
+                     "python" if canonical.native_run_fact is None else "compiled", allocator.value)  # fmt: skip
             await watcher.run()
 
     run_async(main)
@@ -250,6 +253,7 @@ def reconcile(
         adopt_history=_adopt_history(adopt_all, adopt_since, adopt_none), first_start_limit=first_start_limit,
     )  # fmt: skip
     graph = _graph(settings)
+    keep_freed_memory()  # before the store's read (``runtime.allocator``)
 
     if dry_run:
         view = run_async(lambda: read_model(settings, VIEW)).view
