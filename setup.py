@@ -1,9 +1,10 @@
-"""The one compiled module, optional: ``coordinator/core/_native.c`` (``core.canonical``'s reader in C).
+"""The compiled modules, optional: ``coordinator/core/_native.c`` (``core.canonical``'s reader of the store's values)
+and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s reader of a range read's page).
 
-Everything else is in pyproject.toml. The module is built wherever a C compiler and Python's headers are (an install
+Everything else is in pyproject.toml. The modules are built wherever a C compiler and Python's headers are (an install
 from the sdist, the watcher image, ``make test``'s venv) and skipped where they are not: ``optional`` makes a failed
-build a warning, and ``core.canonical`` reads the same values in Python then. ``COORDINATOR_PURE_PYTHON=1`` builds
-without it: the release's ``py3-none-any`` wheel, which every Airflow image installs (``make dist``).
+build a warning, and ``core.canonical`` and ``etcd.range_page`` read the same bytes in Python then.
+``COORDINATOR_PURE_PYTHON=1`` builds without them: the release's ``py3-none-any`` wheel, which every Airflow image installs (``make dist``).
 """
 
 import os
@@ -12,6 +13,6 @@ from setuptools import Extension, setup
 
 PURE = os.environ.get("COORDINATOR_PURE_PYTHON") == "1"
 
-setup(
-    ext_modules=[] if PURE else [Extension("coordinator.core._native", ["coordinator/core/_native.c"], optional=True)],
-)
+MODULES = {"coordinator.core._native": "coordinator/core/_native.c", "coordinator.etcd._range": "coordinator/etcd/_range.c"}
+
+setup(ext_modules=[] if PURE else [Extension(name, [source], optional=True) for name, source in MODULES.items()])

@@ -364,23 +364,32 @@ class Reconcile:
     plan_ms: float
 
 
+#: The compiled readers a checkout may hold (setup.py's modules), by what the benchmarks print of them.
+READERS = {"values": "coordinator/core/_native.c", "pages": "coordinator/etcd/_range.c"}
+
+
 def build_reader(tree: Path) -> str:
-    """The compiled reader of ``tree`` (``coordinator/core/_native.c``, which ``pip install -e`` builds in place) built
-    there when it holds the source and not the module, with this interpreter's compiler and flags, so that a ``git
-    archive`` of a checkout starts as an installed one does; which reader starts there: "compiled", or "python" (a
-    tree from before the reader). A compiler that fails stops the benchmark with its output."""
-    source = tree / "coordinator" / "core" / "_native.c"
-    built = source.with_name(f"_native{sysconfig.get_config_var('EXT_SUFFIX')}")
-    if not source.exists():
-        return "python"
-    if not built.exists() or built.stat().st_mtime < source.stat().st_mtime:
+    """The compiled readers of ``tree`` (setup.py's C modules, which ``pip install -e`` builds in place) built there
+    when it holds a source and not its module, with this interpreter's compiler and flags, so that a ``git archive`` of
+    a checkout starts as an installed one does; which readers start there: "compiled" with the ones it has ("compiled
+    (values, pages)"), or "python" (a tree from before them). A compiler that fails stops the benchmark with its
+    output."""
+    found = []
+    for name, path in READERS.items():
+        source = tree / path
+        built = source.with_name(f"{source.stem}{sysconfig.get_config_var('EXT_SUFFIX')}")
+        if not source.exists():
+            continue
+        found.append(name)
+        if built.exists() and built.stat().st_mtime >= source.stat().st_mtime:
+            continue
         flags = [*shlex.split(sysconfig.get_config_var("CFLAGS")), *shlex.split(sysconfig.get_config_var("CCSHARED"))]
         command = [*shlex.split(sysconfig.get_config_var("LDSHARED")), *flags,
                    f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(built)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"cannot build the compiled reader in {tree} ({' '.join(command)}):\n{done.stderr[-2000:]}")
-    return "compiled"
+    return f"compiled ({', '.join(found)})" if found else "python"
 
 
 def compile_package() -> None:

@@ -27,9 +27,10 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from coordinator.errors import RevisionCompacted, StoreError, StoreTlsError, StoreUnavailable
+from coordinator.etcd.range_page import read_items
 from coordinator.etcd.stubs import rpc
 from coordinator.etcd.types import KV, Event, EventKind, Snapshot, WatchBatch
 from coordinator.etcd.wire import (
@@ -249,29 +250,48 @@ class _Ranges:
         self.spanned += span
 
 
+class _Page(NamedTuple):
+    """One page of a snapshot's range: the revision it was read at, whether more of its range follows, its last key
+    (the next page starts after it), and its entries: triples for an ``ItemSink``, KVs for a ``SnapshotSink``."""
+
+    revision: int
+    more: bool
+    last_key: bytes | None
+    entries: list[tuple[str, bytes, int]] | list[KV]
+
+
 async def _stream_once(
     store: EtcdStore, prefix: str, sink: SnapshotSink | ItemSink, page_size: int, cuts: Sequence[str]
 ) -> tuple[int, int]:
     revision = 0  # 0 = latest for the first request; then pinned
 
-    async def fetch(start: bytes, end: bytes) -> Any:
+    items = isinstance(sink, ItemSink)
+
+    async def fetch(start: bytes, end: bytes) -> _Page:
         request = rpc.RangeRequest(key=start, range_end=end, limit=page_size, revision=revision)
 
-        async def page(conn: Conn) -> Any:
-            return await conn.kv.Range(request, timeout=store.timeout_s, metadata=conn.metadata)
+        async def page(conn: Conn) -> _Page:
+            if items:  # the triples straight from etcd's bytes (``etcd.range_page``)
+                read = read_items(await conn.range_bytes(request, timeout=store.timeout_s, metadata=conn.metadata))
+                last = encode(read.items[-1][0]) if read.items else None
+                return _Page(read.revision, read.more, last, read.items)
+            response = await conn.kv.Range(request, timeout=store.timeout_s, metadata=conn.metadata)
+            kvs = [to_kv(raw) for raw in response.kvs]
+            return _Page(int(response.header.revision), response.more, encode(kvs[-1].key) if kvs else None, kvs)
 
-        return await store.call("snapshot", page)
+        result: _Page = await store.call("snapshot", page)
+        return result
 
-    items = isinstance(sink, ItemSink)
     sink.reset()
     ranges = _Ranges(prefix, cuts, page_size)
     current = ranges.next()
     assert current is not None
-    response = await fetch(current[0], current[1])
-    revision = int(response.header.revision)
+    response: _Page | None = await fetch(current[0], current[1])
+    assert response is not None
+    revision = response.revision
     keys = pages = count = 0
     # The first pages of the next ranges are requested ahead: etcd serves them while this process applies a page.
-    ahead: list[tuple[asyncio.Future[Any], tuple[bytes, bytes, int]]] = []
+    ahead: list[tuple[asyncio.Future[_Page], tuple[bytes, bytes, int]]] = []
     try:
         while True:
             count += 1
@@ -279,27 +299,20 @@ async def _stream_once(
                 ahead.append((asyncio.ensure_future(fetch(following_range[0], following_range[1])), following_range))
             in_range = 0
             while True:
+                assert response is not None
                 pages += 1
-                following: asyncio.Future[Any] | None = None
-                if response.more and response.kvs:
-                    following = asyncio.ensure_future(fetch(bytes(response.kvs[-1].key) + b"\0", current[1]))
+                following: asyncio.Future[_Page] | None = None
+                if response.more and response.last_key is not None:
+                    following = asyncio.ensure_future(fetch(response.last_key + b"\0", current[1]))
                     ahead.insert(0, (following, current))  # cancelled with the others if applying this page fails
                 await asyncio.sleep(0)  # let the requests go out before the CPU-bound work below
+                entries, response = response.entries, None  # the sink's copy is all that lives on
+                in_range += len(entries)
                 if items:
-                    triples = [
-                        (raw.key.decode("utf-8", "surrogateescape"), raw.value, raw.mod_revision)
-                        for raw in response.kvs
-                    ]
-                    response = None  # the protobuf page is garbage now; the sink's copy is all that lives on
-                    in_range += len(triples)
-                    sink.add_items(triples)  # type: ignore[union-attr]  # items: an ItemSink
-                    del triples
+                    sink.add_items(entries)  # type: ignore[union-attr,arg-type]  # items: an ItemSink, triples
                 else:
-                    page = [to_kv(raw) for raw in response.kvs]
-                    response = None
-                    in_range += len(page)
-                    sink.add(page)  # type: ignore[union-attr]  # not items: a SnapshotSink
-                    del page
+                    sink.add(entries)  # type: ignore[union-attr,arg-type]  # not items: a SnapshotSink, KVs
+                del entries
                 if following is None:
                     break
                 response = await ahead.pop(0)[0]

@@ -159,6 +159,11 @@ class Conn:
         self.watch = rpc.WatchStub(self.channel)
         self.maintenance = rpc.MaintenanceStub(self.channel)
         self.auth = rpc.AuthStub(self.channel)
+        #: The KV service's Range answered as the bytes etcd sent: a load's pages, read by ``etcd.range_page``
+        #: without protobuf's message objects.
+        self.range_bytes = self.channel.unary_unary(
+            "/etcdserverpb.KV/Range", request_serializer=rpc.RangeRequest.SerializeToString, response_deserializer=None
+        )
 
     async def close(self) -> None:
         await self.channel.close()

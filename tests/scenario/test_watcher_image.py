@@ -180,13 +180,14 @@ def test_the_image_holds_no_airflow_compiler_shell_or_secret(container: str, roo
     assert not list(site.glob("apache_airflow*")) and not list(site.glob("pip"))
 
 
-def test_the_images_watcher_reads_the_store_with_the_compiled_reader(container: str) -> None:
-    """The image's package was built with its compiled reader (``core/_native.c``), and ``core.canonical`` uses it:
-    the image's watcher starts at the compiled reader's speed, not Python's alone."""
-    done = run_in(
-        container, "python3", "-c", "from coordinator.core import canonical; print(canonical.native_run_fact)"
-    )
+def test_the_images_watcher_reads_the_store_with_the_compiled_readers(container: str) -> None:
+    """The image's package was built with its compiled readers (``core/_native.c``, ``etcd/_range.c``), and
+    ``core.canonical`` and ``etcd.range_page`` use them: the image's watcher starts at their speed, not Python's."""
+    probe = "from coordinator.core import canonical; from coordinator.etcd import range_page as r; "
+    probe += "print(canonical.native_run_fact, r.compiled)"
+    done = run_in(container, "python3", "-c", probe)
     assert done.returncode == 0 and "built-in function run_fact" in done.stdout, done
+    assert "coordinator.etcd._range" in done.stdout, done
 
 
 Launcher = Callable[[dict[str, str]], list[str]]

@@ -1,0 +1,3 @@
+"""The compiled reader of a range read's page (``_range.c``): ``etcd.range_page`` calls it, nobody else."""
+
+def read_page(data: bytes, /) -> tuple[int, bool, int, list[tuple[str, bytes, int]]] | None: ...
