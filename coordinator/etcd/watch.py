@@ -286,9 +286,9 @@ async def _stream_once(
     ranges = _Ranges(prefix, cuts, page_size)
     current = ranges.next()
     assert current is not None
-    response: _Page | None = await fetch(current[0], current[1])
-    assert response is not None
-    revision = response.revision
+    first = await fetch(current[0], current[1])
+    revision = first.revision
+    response: _Page | None = first
     keys = pages = count = 0
     # The first pages of the next ranges are requested ahead: etcd serves them while this process applies a page.
     ahead: list[tuple[asyncio.Future[_Page], tuple[bytes, bytes, int]]] = []
