@@ -116,6 +116,31 @@ def test_torn_or_foreign_bytes_are_declined_or_read_as_protobuf_reads_them(data:
             assert ItemsPage(*read) == _protobuf_or_none(given_bytes), given_bytes
 
 
+# Encodings at protobuf's edges: varints of 10 and 11 bytes, non-minimal varints and lengths, the largest field
+# number, a tag beyond 32 bits (drawn once by the test above), a bool written as 2.
+EDGES = [
+    b"\x20" + b"\xff" * 9 + b"\x7f",
+    b"\x20" + b"\xff" * 9 + b"\x01",
+    b"\x20" + b"\xff" * 10 + b"\x01",
+    b"\x18\x02",
+    b"\xf8\xff\xff\xff\x0f\x00",
+    b"\x98\x00\x01",
+    b"\x12\x80\x00",
+    b"\x12\x0b\x18" + b"\xff" * 9 + b"\x01",
+    b"\x89\x80\x80\x80\x80\x01\x12\x008\x00",
+]
+
+
+@pytest.mark.parametrize("data", EDGES)
+def test_encodings_at_protobufs_edges_read_as_protobuf_reads_them(data: bytes) -> None:
+    """Each edge encoding is declined or read to exactly protobuf's result (None where protobuf rejects it)."""
+    assert range_page.compiled is not None
+    read = range_page.compiled.read_page(data)
+    expected = _protobuf_or_none(data)
+    assert read is None or ItemsPage(*read) == expected
+    assert expected is None or read is not None  # protobuf reads it: so does the compiled reader
+
+
 def test_torn_bytes_are_a_store_error_saying_so() -> None:
     """Bytes neither reader can read (a header cut short) are a StoreError naming what did not parse."""
     with pytest.raises(StoreError, match=r"does not parse as a RangeResponse \(2 bytes\)"):

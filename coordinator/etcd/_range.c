@@ -53,10 +53,11 @@ static int skip(cursor *c, unsigned wire) {
     }
 }
 
-/* The next field's number and wire type; 0 at the end or on a malformed tag (field number 0). */
+/* The next field's number and wire type; 0 at the end or on a tag protobuf rejects (a field number of 0 or past
+   2**29 - 1, a tag beyond 32 bits). */
 static int tag(cursor *c, uint64_t *field, unsigned *wire) {
     uint64_t t;
-    if (c->p >= c->end || !varint(c, &t) || (t >> 3) == 0) return 0;
+    if (c->p >= c->end || !varint(c, &t) || (t >> 3) == 0 || t > 0xFFFFFFFFu) return 0;
     *field = t >> 3;
     *wire = (unsigned)(t & 7);
     return 1;
