@@ -5,8 +5,9 @@ each page's response (a megabyte or more), its parse and its triples are freed w
 freed memory at the top of its heap back to the kernel once more than its trim threshold is free (by default twice the
 largest chunk it lately served by ``mmap``: a few megabytes), and serves a chunk above its mmap threshold from a fresh
 mapping, unmapped again when freed. Either way the next page's buffers are new pages, which the kernel hands out one
-fault at a time, each zeroed: at the estate (3.47 M keys) a third of the start's CPU was the kernel's, and a good part
-of it served memory the start had just given back (``docs/explanation/performance.md``, the start-up read).
+fault at a time, each zeroed: at the estate (3.47 M keys) a quarter to a third of a start's CPU was the kernel's,
+mostly zeroing pages, and one fault in eight was memory the load had just given back
+(``docs/explanation/performance.md``, the start-up read).
 
 Rules:
 - **Kept, within a bound.** The trim threshold becomes :data:`TRIM_BYTES`: at most that much free memory stays at the
