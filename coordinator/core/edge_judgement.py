@@ -1,12 +1,12 @@
 """How the planner judges a DAG edge by edge: task-level and "finished" edges, edges across partition grids, and
 condition groups (semantics `extended-edges`, `edge-task`, `edge-finished`, `condition-groups`; a whole run's success
 waived by a rerun counts as consumed, semantics `no-cascade-once`). A DAG whose upstreams are all plain same-date
-whole-run successes is judged by the planner's fast path instead (``core/planner.py``); this is the general path, and
-the words of why an edge or a group blocks a DAG.
+whole-run successes is judged by the fast path of freshness instead (``core/freshness.py``); this is the general path,
+and the words of why an edge or a group blocks a DAG.
 
-:class:`EdgeJudgement` is a part of the planner of one partition (``planner._PartitionPlanner`` inherits it): it
-holds no state of its own and reads the partition's facts, memos and clock through the planner, whose members it
-names below so that ``mypy --strict`` checks both sides.
+:class:`EdgeJudgement` is a part of the planner of one partition (``freshness.PartitionFreshness`` inherits it, and
+``planner._PartitionPlanner`` that): it holds no state of its own and reads the partition's facts, memos and clock
+through them, whose members it names below so that ``mypy --strict`` checks both sides.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class EdgeJudgement:
     """The general path of freshness and of the reasons (the module's docstring)."""
 
-    # What the partition's planner provides (``planner._PartitionPlanner``).
+    # What the partition's freshness provides (``freshness.PartitionFreshness``; ``at``: ``planner._PartitionPlanner``).
     graph: Graph
     view: View
     partition: str

@@ -3,7 +3,9 @@
 This module is the product's correctness; ``docs/semantics.md`` is its specification. It enforces
 semantics `joins-per-partition`, `success-is-generation`, `root-fresh`, `fresh-consumed` (`consumed-by-ledger`,
 `consumed-by-order`), `dag-due`, `failure-handler`, `planner-pure`, `run-confirms-intent`, `first-adoption`,
-`partition-grids`, `extended-edges`, `condition-groups`, `no-cascade-once` and `flap-held`;
+`partition-grids`, `extended-edges`, `condition-groups`, `no-cascade-once` and `flap-held`: it decides, on the
+freshness of each DAG that ``coordinator.core.freshness`` judges (with its rules **Mapped partitions**, **Task-level
+upstreams** and **Finished edges**: how an upstream is read, its generation and its ledger input key);
 ``coordinator.core.retention`` drops the triggers of the decisions the floor retires from its plans (semantics
 `retired-inert`, ``Retirement.apply``, which the watcher and the commands apply).
 
@@ -16,15 +18,6 @@ What the semantics leave to this module:
   semantics `trigger-confirm`) then only writes the confirmation.
 - **History by activation.** A DAG whose activation entry ``covers_history(P)`` (``coordinator.core.adoption``)
   counts inputs older than its ``since`` for P as well.
-- **Mapped partitions.** Across an edge between two gridded DAGs, "upstream U for P" is U for EVERY partition
-  ``graph.source_partitions(D, U, P)``; ledger inputs from another partition are keyed ``dag@partition``
-  (``model.input_key``), so a ledger written before grids existed reads exactly as before. A shift or a member is
-  such a mapping too (nothing new here).
-- **Task-level upstreams.** (U, t) is fresh for Q exactly as U would be, with the task's state in place of U's run
-  state (U's own upstreams and U's ledger as they are); its generation is the revision of the task's success write,
-  its ledger input key ``instance/dag_id:task_id`` (``@Q`` when mapped).
-- **Finished edges.** A failed state of the upstream (or task) satisfies the edge, with the revision of that failed
-  write as generation; a success must be fresh. A new terminal write reruns D once.
 - **Gates.** A self-dependency is no input: D for P is not due while, for some partition Q it maps to, D's latest
   state for Q (or its task's) does not meet the gate's condition, unless Q is ABSENT: Q is retired, or D has no fact
   in Q (run state, ledger entry, backfill request, a named task's state) and no upstream of D has one in a partition
@@ -61,8 +54,8 @@ from datetime import datetime
 from coordinator.core.actions import Action, Plan, Resume, Trigger, Verdict
 from coordinator.core.activation import Activation, NodeActivation
 from coordinator.core.conditions import GroupSpec
-from coordinator.core.edge_judgement import EdgeJudgement
 from coordinator.core.error_backoff import retry_stamp
+from coordinator.core.freshness import PartitionFreshness
 from coordinator.core.graph import Condition, DagSpec, EdgeSpec, Graph
 from coordinator.core.model import (
     NodeId,
@@ -71,18 +64,16 @@ from coordinator.core.model import (
     TriggerStatus,
     input_key,
     run_id_for,
-    task_input_key,
 )
-from coordinator.core.newer_input import newer_input
 from coordinator.core.partition import has_segment
 from coordinator.core.permit import lost_input
 from coordinator.core.plan_scope import affected, candidates, mapped_candidates, mapped_partitions, span
 from coordinator.core.settled_pass import act_all
 from coordinator.core.view import LedgerFact, RunFact, View
 
-#: Enum members read on the hot paths of a pass, as module constants: ``RunState.SUCCESS`` is a descriptor call in
+#: An enum member read on the hot paths of a pass, as a module constant: ``TriggerStatus.DONE`` is a descriptor call in
 #: Python 3.11 (~45 ns), made for every DAG of every partition.
-_SUCCESS, _DONE = RunState.SUCCESS, TriggerStatus.DONE
+_DONE = TriggerStatus.DONE
 
 
 def plan(
@@ -176,8 +167,8 @@ def plan_changes(
     return Plan(view.revision, tuple(actions))
 
 
-class _PartitionPlanner(EdgeJudgement):
-    """Evaluates one partition; memoises freshness so each node is judged once."""
+class _PartitionPlanner(PartitionFreshness):
+    """Decides one partition on its freshness (``PartitionFreshness``, memoised so each node is judged once)."""
 
     def __init__(
         self,
@@ -190,22 +181,14 @@ class _PartitionPlanner(EdgeJudgement):
         shared: dict[str, _PartitionPlanner] | None = None,
         now: datetime | None = None,
     ) -> None:
-        self.graph = graph
-        self.now = now
-        self.view = view
-        #: This partition's facts by DAG (``FactIndex.in_partition``), read once per DAG in a pass: no tuple key.
-        self._runs, self._ledger = view.runs.in_partition(partition), view.ledger.in_partition(partition)
+        super().__init__(graph, view, partition, now=now)
         self.activation = activation
-        self.partition = partition
         #: False: verdicts (and the wording they need) are not built; decide returns (None, action).
         self.explain = explain
-        self._fresh: dict[NodeId, bool] = {}
-        self._stale_reason: dict[NodeId, str] = {}
         #: partition -> its planner, for freshness across mapped edges (semantics `partition-grids`); each partition is
         #: judged once.
         self._shared = shared if shared is not None else {}
         self._shared.setdefault(partition, self)
-        self._task_fresh: dict[tuple[NodeId, str], bool] = {}
 
     def at(self, partition: str) -> _PartitionPlanner:
         """The planner of another partition (the same one for this partition), created on first use."""
@@ -222,60 +205,6 @@ class _PartitionPlanner(EdgeJudgement):
             )
         return found
 
-    def sources(self, node: NodeId, source: NodeId) -> tuple[str, ...]:
-        """The partitions of ``source`` that ``node`` needs for this partition (semantics `partition-grids`;
-        semantics `joins-per-partition` without grids)."""
-        mapped = self.graph.mapped_edges.get(node)
-        if mapped is None or source not in mapped:
-            return (self.partition,)
-        return self.graph.source_partitions(node, source, self.partition)
-
-    def source_fresh(self, node: NodeId, source: NodeId) -> bool:
-        """Whether ``source`` is fresh in every partition ``node`` needs it for here (none needed: not fresh)."""
-        needed = self.sources(node, source)
-        # Newest first: partitions mostly arrive in time order, so an incomplete window fails on its first check and
-        # a rollup's pass costs what changed, not the window's size (the result does not depend on the order).
-        return bool(needed) and all(self.at(q).fresh(source) for q in reversed(needed))
-
-    # -- facts -------------------------------------------------------------------------------------------------
-
-    def run(self, node: NodeId) -> RunFact | None:
-        return self._runs.get(node)
-
-    def ledger(self, node: NodeId) -> LedgerFact | None:
-        return self._ledger.get(node)
-
-    def generation(self, node: NodeId) -> int | None:
-        fact = self.run(node)
-        return fact.rev if fact is not None and fact.state is _SUCCESS else None
-
-    def inputs(self, spec: DagSpec) -> dict[str, int]:
-        result: dict[str, int] = {}
-        edges = self.graph.edge_inputs.get(spec.node)
-        if edges is not None:  # semantics `extended-edges`: edge by edge
-            grouped = self.graph.grouped.get(spec.node)
-            for edge in edges:
-                if grouped is not None and (edge.source, edge.task) in grouped and not self.edge_fresh(spec.node, edge):
-                    continue  # semantics `group-consumed`: a run's inputs are the members satisfied when it is decided
-                for q in self.sources(spec.node, edge.source):
-                    gen = self.at(q).edge_generation(edge)
-                    if gen is not None:
-                        result[task_input_key(edge.source, edge.task, q, self.partition)] = gen
-            return result
-        # semantics `joins-per-partition`: the hot path of every graph without grids
-        if spec.node not in self.graph.mapped_edges:
-            for up in spec.upstreams:
-                gen = self.generation(up)
-                if gen is not None:
-                    result[up.qualified] = gen
-            return result
-        for up in spec.upstreams:
-            for q in self.sources(spec.node, up):
-                gen = self.at(q).generation(up)
-                if gen is not None:
-                    result[input_key(up, q, self.partition)] = gen
-        return result
-
     def since(self, node: NodeId, spec: DagSpec) -> int | None:
         """Revision since which this DAG's current definition is active; None if not adopted yet."""
         entry = self._entry(node)
@@ -290,99 +219,7 @@ class _PartitionPlanner(EdgeJudgement):
             return None
         return entry
 
-    # -- freshness (semantics `root-fresh`, `fresh-consumed`) ----------------------------------------------------------
-
-    def fresh(self, node: NodeId) -> bool:
-        cached = self._fresh.get(node)
-        if cached is None:
-            cached = self._compute_fresh(node, self.graph.dags[node], self.run(node), self.ledger(node))
-            self._fresh[node] = cached
-        return cached
-
-    def _compute_fresh(self, node: NodeId, spec: DagSpec, fact: RunFact | None, ledger: LedgerFact | None) -> bool:
-        if fact is None or fact.state is not _SUCCESS:
-            return False
-        # The fields, not the ``is_failure_handler`` / ``is_root`` properties: this runs for every DAG of every
-        # partition in a full pass (a million calls each at start-up on a big store).
-        if spec.on_failure_of:
-            return ledger is None or fact.rev > ledger.intent_rev
-        if not spec.upstreams:  # a root
-            return True
-        edges = self.graph.edge_inputs.get(node)
-        if edges is not None:
-            return self._fresh_by_edges(node, edges, fact, ledger)
-        mapped = node in self.graph.mapped_edges
-        known = self._fresh
-        for up in spec.upstreams:
-            # self.fresh(up) inlined when not mapped: this runs for every DAG of every partition in a full pass.
-            up_fresh = self.source_fresh(node, up) if mapped else known.get(up)
-            if up_fresh is None:
-                up_fresh = self.fresh(up)
-            if not up_fresh:
-                self._stale_reason[node] = f"its upstream {up} is not fresh"
-                return False
-        if ledger is not None and fact.rev <= ledger.intent_rev:
-            return self._not_since_trigger(node, ledger)
-        from_last_trigger = ledger is not None  # a success after the last trigger's intent is that attempt's
-        # every upstream read in this partition (semantics `joins-per-partition`): the hot path of a pass
-        if not mapped:
-            return self._consumed_here(node, spec, fact, ledger, from_last_trigger)
-        for up in spec.upstreams:
-            for q in self.sources(node, up):
-                gen = self.at(q).generation(up)  # a fresh upstream has a success there
-                assert gen is not None
-                key = input_key(up, q, self.partition)
-                recorded = ledger.input(key) if ledger is not None else None
-                consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
-                if not consumed and self.view.no_cascade:
-                    consumed = self.at(q).consumed_waived(up, recorded, from_last_trigger, fact.rev)
-                if not consumed:
-                    which = str(up) if q == self.partition else f"{up} {q}"
-                    self._stale_reason[node] = newer_input(
-                        which, self.at(q).run(up), gen, node, fact.rev, recorded, from_last_trigger
-                    )
-                    return False
-        return True
-
-    def _not_since_trigger(self, node: NodeId, ledger: LedgerFact) -> bool:
-        """False, with the stale reason, for a DAG whose success predates its last trigger's intent: the triggered
-        attempt has not succeeded yet (semantics `consumed-by-ledger`)."""
-        self._stale_reason[node] = f"{node} was triggered at revision {ledger.intent_rev} and has not succeeded since"
-        return False
-
-    def consumed_waived(self, up: NodeId, recorded: int | None, from_last_trigger: bool, rev: int) -> bool:
-        """Semantics `no-cascade-once`: whether ``up``'s current success here is the one a ``rerun --no-cascade``
-        waived, and the dependent (its ledger's ``recorded`` input, or its success at ``rev``) had consumed the
-        generation it replaces: the dependent stays as it is. Called only when the plain check said not consumed."""
-        record = self.view.no_cascade.get((up, self.partition))
-        if record is None:
-            return False
-        old = record.waived(self.run(up))
-        if old is None:
-            return False
-        return recorded == old if recorded is not None and from_last_trigger else rev > old
-
-    def _consumed_here(
-        self, node: NodeId, spec: DagSpec, fact: RunFact, ledger: LedgerFact | None, from_last_trigger: bool
-    ) -> bool:
-        """Semantics `fresh-consumed`'s consumption check (the loop above) for a DAG without mapped edges, every
-        upstream read in this partition, with the lookups inlined: a full pass does this once per DAG and partition."""
-        runs = self._runs
-        names = ledger.input_names if ledger is not None else ()
-        revs = ledger.input_revs if ledger is not None else ()
-        for up in spec.upstreams:
-            gen = runs[up].rev  # a fresh upstream has a success here
-            key = up.qualified
-            recorded = revs[names.index(key)] if key in names else None  # LedgerFact.input
-            consumed = recorded == gen if recorded is not None and from_last_trigger else fact.rev > gen
-            if not consumed and self.view.no_cascade:
-                consumed = self.consumed_waived(up, recorded, from_last_trigger, fact.rev)
-            if not consumed:
-                self._stale_reason[node] = newer_input(
-                    str(up), runs[up], gen, node, fact.rev, recorded, from_last_trigger
-                )
-                return False
-        return True
+    # -- holds (semantics `edge-gate`, **A flap holds as an upstream**) ------------------------------------------------
 
     def gate_wait(self, node: NodeId) -> str | None:
         """Semantics `edge-gate`: why ``node``'s own earlier partitions hold it back here, or None."""
