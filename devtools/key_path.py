@@ -82,6 +82,7 @@ def main() -> None:
 async def _measure(trace: Trace) -> None:
     import httpx
 
+    from coordinator.airflow_plugin import hooks as plugin_hooks
     from coordinator.airflow_plugin import writer as plugin_writer
     from coordinator.airflow_plugin.records import WriterConfig
     from coordinator.core.model import KeyLayout, RunState
@@ -177,7 +178,7 @@ async def _measure(trace: Trace) -> None:
                 data_interval_start=PARTITION, data_interval_end=PARTITION, run_type="scheduled", clear_number=0,
                 start_date=PARTITION, end_date=PARTITION, conf={}, partition_key=None, partition_date=None,
             )  # fmt: skip
-            plugin_writer.record_dag_run(run, RunState.SUCCESS)
+            plugin_hooks.record_dag_run(run, RunState.SUCCESS)
             await asyncio.wait_for(triggered.wait(), TIMEOUT_S)
             trace.stacks[1:1] = writes
             _link_tasks(trace, spawned)

@@ -424,7 +424,8 @@ def test_plugin_logs_one_coordinator_line_per_job_start_and_none_per_task(
 ) -> None:
     """The listener's on_starting hook logs one coordinator.plugin_started line (instance, prefix, etcd; no secret)
     for a scheduler job, and nothing for a task process."""
-    from coordinator.airflow_plugin.writer import announce_start, install_writer
+    from coordinator.airflow_plugin.hooks import announce_start
+    from coordinator.airflow_plugin.writer import install_writer
 
     class Job:  # what Airflow passes: its Job, before the runner sets job_type
         job_type = None
@@ -440,7 +441,7 @@ def test_plugin_logs_one_coordinator_line_per_job_start_and_none_per_task(
     monkeypatch.setenv("COORDINATOR_ETCD_PASSWORD", "s3cret-value")
     previous = install_writer(None)  # None: the next get_writer reads the environment above
     try:
-        with caplog.at_level(logging.INFO, logger="coordinator.airflow_plugin.writer"):
+        with caplog.at_level(logging.INFO, logger="coordinator.airflow_plugin.hooks"):
             announce_start(Job())
             announce_start(TaskRunnerMarker())
     finally:

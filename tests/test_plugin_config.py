@@ -30,7 +30,8 @@ from coordinator.airflow_plugin.config import (
     local_config,
     resolve_now,
 )
-from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, record_dag_run
+from coordinator.airflow_plugin.hooks import record_dag_run
+from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer
 from coordinator.core.model import NodeId, RunState, parse_run_record
 from coordinator.errors import StoreUnavailable
 from coordinator.etcd import EtcdStore

@@ -18,13 +18,14 @@ from typing import Any
 
 import pytest
 
-from coordinator.airflow_plugin import writer as writer_mod
+from coordinator.airflow_plugin import hooks
+from coordinator.airflow_plugin.hooks import record_dag_run
 from coordinator.airflow_plugin.records import (
     WriterConfig,
     run_writes_from_dag_run,
     task_writes_from_task_instance,
 )
-from coordinator.airflow_plugin.writer import RecordingWriter, install_writer, record_dag_run
+from coordinator.airflow_plugin.writer import RecordingWriter, install_writer
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 
@@ -131,7 +132,7 @@ def test_runs_of_no_partition_are_counted_and_logged(
     recorder = RecordingWriter(CONFIG)
     install_writer(recorder)
     try:
-        with caplog.at_level(logging.DEBUG, logger=writer_mod.__name__):
+        with caplog.at_level(logging.DEBUG, logger=hooks.__name__):
             record_dag_run(run, RunState.RUNNING)
             record_dag_run(run, RunState.SUCCESS)
     finally:

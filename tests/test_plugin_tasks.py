@@ -22,9 +22,10 @@ from typing import Any
 
 import pytest
 
+from coordinator.airflow_plugin.hooks import record_task_instance
 from coordinator.airflow_plugin.records import WriterConfig
 from coordinator.airflow_plugin.task_names import TaskNames
-from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer, record_task_instance
+from coordinator.airflow_plugin.writer import BackgroundWriter, install_writer
 from coordinator.core.model import KeyLayout, RunState
 from coordinator.core.task_facts import TaskRecord, parse_task_record
 from coordinator.etcd import EtcdStore
@@ -363,7 +364,7 @@ def test_task_process_exits_with_its_state_written(
         import os
         from datetime import UTC, datetime
         from types import SimpleNamespace
-        from coordinator.airflow_plugin.writer import record_task_instance
+        from coordinator.airflow_plugin.hooks import record_task_instance
         from coordinator.core.model import RunState
         run = SimpleNamespace(run_id="r1", logical_date=datetime(2026, 1, 1, tzinfo=UTC), clear_number=0)
         ti = SimpleNamespace(dag_id="01_pipeline", task_id="publish", run_id="r1", map_index=-1, try_number=1,

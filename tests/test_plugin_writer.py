@@ -23,7 +23,9 @@ from typing import Any
 
 import pytest
 
+from coordinator.airflow_plugin import hooks
 from coordinator.airflow_plugin import writer as writer_mod
+from coordinator.airflow_plugin.hooks import record_dag_run
 from coordinator.airflow_plugin.records import (
     RunStateWrite,
     WriteOutcome,
@@ -31,7 +33,7 @@ from coordinator.airflow_plugin.records import (
     run_write_from_dag_run,
     write_one,
 )
-from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer, record_dag_run
+from coordinator.airflow_plugin.writer import BackgroundWriter, RecordingWriter, install_writer
 from coordinator.core.model import KeyLayout, NodeId, RunRecord, RunState, dump_record, parse_run_record
 from coordinator.etcd import EtcdStore
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
@@ -315,7 +317,7 @@ def test_no_partition_logged_once_at_info(caplog: pytest.LogCaptureFixture) -> N
     recorder = RecordingWriter(config_for("http://127.0.0.1:2379", "/p"))
     install_writer(recorder)
     try:
-        with caplog.at_level(logging.INFO, logger=writer_mod.__name__):
+        with caplog.at_level(logging.INFO, logger=hooks.__name__):
             for _ in range(3):
                 record_dag_run(FakeRun(logical_date=None), RunState.RUNNING)
     finally:
@@ -366,7 +368,7 @@ def test_records_are_flushed_at_interpreter_exit(
         """
         from datetime import UTC, datetime
         from types import SimpleNamespace
-        from coordinator.airflow_plugin.writer import record_dag_run
+        from coordinator.airflow_plugin.hooks import record_dag_run
         from coordinator.core.model import RunState
         run = SimpleNamespace(dag_id="05_pipeline", run_id="r1", logical_date=datetime(2026, 1, 1, tzinfo=UTC),
                               clear_number=0, start_date=None, end_date=None)
@@ -393,7 +395,7 @@ def test_exit_with_etcd_down_is_bounded_and_logs_the_lost_record(tmp_path: Path)
         import logging
         from datetime import UTC, datetime
         from types import SimpleNamespace
-        from coordinator.airflow_plugin.writer import record_dag_run
+        from coordinator.airflow_plugin.hooks import record_dag_run
         from coordinator.core.model import RunState
         logging.basicConfig(level=logging.WARNING)
         run = SimpleNamespace(dag_id="05_pipeline", run_id="r1", logical_date=datetime(2026, 1, 1, tzinfo=UTC),

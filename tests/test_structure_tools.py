@@ -55,7 +55,7 @@ def test_key_path_follows_a_run_state_from_the_plugin_hook_to_the_rest_call(tmp_
                    capture_output=True, timeout=120)  # fmt: skip
     stacks = json.loads(out.read_text())
     frames = [frame for stack in stacks for frame in stack["frames"]]
-    assert frames[0] == "airflow_plugin.writer:record_dag_run"
+    assert frames[0] == "airflow_plugin.hooks:record_dag_run"
     assert frames[-1].startswith(("airflow.client:AirflowClient.", "airflow.requests:InstanceRequests."))
     assert any(frame.startswith("airflow.client:AirflowClient.trigger") for frame in stacks[-1]["frames"])
     wheres = [stack["where"] for stack in stacks]

@@ -4,6 +4,7 @@
 - ``listener``: the pluggy hooks Airflow calls on every DAG run state change (in the scheduler loop).
 - ``config``: the plugin's settings: ``COORDINATOR_*`` > Airflow's ``[coordinator]`` > the etcd connection >
   defaults, and where each came from.
+- ``hooks``: the bodies of the listener's hooks: what each event records, handed to the writer (no Airflow import).
 - ``writer``: hands records to one background thread that writes them with per-run ordering (no Airflow import).
 - ``operator``: the explicit alternative, a task that writes the state synchronously and can be retried.
 - ``check``: the self-check behind ``coordinator check-plugin``.

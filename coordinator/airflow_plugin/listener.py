@@ -5,7 +5,7 @@ Rules:
 - **Synchronous hooks.** Airflow 3.3 calls these hooks synchronously inside the scheduler loop (and in the api-server
   when a user sets a run's state), BEFORE its transaction commits. Each hook only hands a record to the writer: no I/O,
   no waiting.
-- **Never raises.** A hook never raises: :func:`~coordinator.airflow_plugin.writer.record_dag_run` catches and logs
+- **Never raises.** A hook never raises: :func:`~coordinator.airflow_plugin.hooks.record_dag_run` catches and logs
   everything.
 - **Facts, not decisions.** Hooks record facts and decide nothing: which DAG runs next is the watcher's business.
 - **No queued.** ``queued`` is never reported by Airflow (no hook), so the plugin records running, success and failed
@@ -32,14 +32,14 @@ from typing import Any
 
 from airflow.listeners import hookimpl
 
-from coordinator.airflow_plugin.writer import (
+from coordinator.airflow_plugin.hooks import (
     announce_start,
-    current_writer,
     record_asset_change,
     record_dag_run,
     record_outlets_done,
     record_task_instance,
 )
+from coordinator.airflow_plugin.writer import current_writer
 from coordinator.core.model import RunState
 
 # How long Airflow's shutdown may wait for queued records (the atexit flush is the safety net for hard exits).

@@ -28,8 +28,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from coordinator.airflow_plugin.config import resolve_now
+from coordinator.airflow_plugin.hooks import supervisor_lookup
 from coordinator.airflow_plugin.records import run_writes_from_dag_run, write_now
-from coordinator.airflow_plugin.writer import supervisor_lookup
 from coordinator.core.model import RunState
 
 

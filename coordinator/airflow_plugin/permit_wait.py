@@ -43,8 +43,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from coordinator.airflow_plugin import permit_hub
 from coordinator.airflow_plugin.config import PluginConfig, local_config, resolve_now
+from coordinator.airflow_plugin.hooks import supervisor_lookup
 from coordinator.airflow_plugin.records import partitions_of
-from coordinator.airflow_plugin.writer import supervisor_lookup
 from coordinator.core.model import NodeId
 from coordinator.core.permit import Permit, parse_permit, permit_key
 from coordinator.errors import StoreUnavailable

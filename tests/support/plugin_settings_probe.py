@@ -23,7 +23,8 @@ import airflow  # noqa: F401  (loaded first, as in every Airflow process: the pl
 
 from coordinator.airflow_plugin.check import FakeDagRun
 from coordinator.airflow_plugin.config import resolve_now
-from coordinator.airflow_plugin.writer import BackgroundWriter, get_writer, install_writer, record_dag_run
+from coordinator.airflow_plugin.hooks import record_dag_run
+from coordinator.airflow_plugin.writer import BackgroundWriter, get_writer, install_writer
 from coordinator.core.model import RunState
 from coordinator.errors import CoordinatorError
 
