@@ -2,6 +2,8 @@
 
 One idea per module:
 - ``loader``: text -> Graph (``parse_spec``), every problem collected into one ``SpecError``;
+- ``declared``: what the loader reads each DAG into before references are resolved;
+- ``resolve``: those declarations -> the graph's DAGs and edges, with the checks that need the whole file;
 - ``source``: JSON with file, path and line for messages (duplicate keys, type names);
 - ``grid``: a DAG's ``partitions`` grid and the edge object (offset, shift, member, task, condition);
 - ``deadline``: a DAG's ``expected_by`` and the deadline it sets per partition;

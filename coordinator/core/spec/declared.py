@@ -2,7 +2,8 @@
 (:class:`Decl`), its references (:class:`Ref`, each list field's wording in :class:`RefField`), the lists a field is
 read into (:class:`RefList`) and the report every check adds its problems to (:class:`Report`).
 
-Values only: the reading and the checks are :mod:`coordinator.core.spec.loader`'s.
+Values only: the reading is :mod:`coordinator.core.spec.loader`'s, the resolving and the checks across DAGs are
+:mod:`coordinator.core.spec.resolve`'s.
 """
 
 from __future__ import annotations
@@ -59,9 +60,9 @@ class Ref:
     offset: int | None = None
     #: The edge object's fields; None for a plain string reference.
     edge: WrittenEdge | None = None
-    #: The index of its condition group in the DAG's ``groups`` (**Condition groups**); None: required.
+    #: The index of its condition group in the DAG's ``groups`` (``loader``'s **Condition groups**); None: required.
     group: int | None = None
-    #: How many of its mapped partitions satisfy it (**Segments and counts**); None: all.
+    #: How many of its mapped partitions satisfy it (``resolve``'s **Segments and counts**); None: all.
     count: PartitionCount | None = None
 
     @property

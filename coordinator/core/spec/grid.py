@@ -8,7 +8,7 @@ Rules:
 - **Edge objects.** An edge object has ``dag`` (required), ``offset`` (an integer, default 0), ``shift`` (a signed
   duration, ``coordinator.core.duration``), ``member`` (``"first"``, ``"last"`` or an integer index), ``task`` (an
   Airflow task id) and ``condition`` (``"success"`` or ``"finished"``), and nothing else. Whether an offset or a member
-  is allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec.loader` checks that after
+  is allowed (grids on both sides) needs the whole file; :mod:`coordinator.core.spec.resolve` checks that after
   resolving.
 - **Cron presets.** A cron preset (``@daily`` ...) is stored as its 5-field cron (``coordinator.core.grid``'s
   **Cron presets**).

@@ -42,6 +42,7 @@ from coordinator.core.lineage.mapping import LineageJob, PartitionSource, Slot
 from coordinator.core.model import NAME_RE, NodeId
 from coordinator.core.partition import segment_problem
 from coordinator.core.spec.grid import check_fields, describe, read_partitions
+from coordinator.core.spec.resolve import MAX_DAG_ID_LEN, NAME_HINT
 from coordinator.core.spec.routes import Report
 from coordinator.core.spec.source import JsonPath, format_path
 from coordinator.core.spec.triggered import level_handlers, trigger_reasons
@@ -51,11 +52,8 @@ LINEAGE_HINT = '"openlineage": [{"namespace": "dbt_prod", "job": "jaffle.main.*"
 #: Real names are short (``jaffle.main.jaffle.orders.build.run``, a dbt model's, has 35 characters); the bound keeps a
 #: pasted blob out of messages and out of the receiver's per-event matching.
 MAX_PATTERN_LEN = 1000
-#: Airflow's ID_LEN, as the loader's MAX_DAG_ID_LEN (the loader imports this module, so it cannot be imported here).
-MAX_DAG_ID_LEN = 250
 #: What makes a pattern match more than one name (``fnmatch``).
 WILDCARDS = frozenset("*?[")
-NAME_HINT = "use letters, digits, '_', '.', '-'"
 PARTITION_HINT = 'write "auto" (nominalTime, else the run\'s time on the grid) or "nominal" (nominalTime only)'
 SLOT_HINT = 'write "previous" (the interval that ended, Airflow\'s logical date) or "current" (the latest grid point)'
 _Choice = TypeVar("_Choice", PartitionSource, Slot)

@@ -5,8 +5,8 @@ Rules:
   the field lists equal to the loader's, and ``docs/dependencies.schema.json`` (a committed copy) equal to
   :func:`schema_text`.
 - **Shape only.** The schema describes shape only. What needs the whole file (reference resolution, ambiguity, declared
-  instances, cycles) is checked by :mod:`coordinator.core.spec.loader` alone, so ``coordinator validate`` is the
-  authority.
+  instances, cycles) is checked by :mod:`coordinator.core.spec.loader` alone (through
+  :mod:`coordinator.core.spec.resolve`), so ``coordinator validate`` is the authority.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from coordinator.core.spec.deadline import ANCHORS, EXPECTED_BY_FIELDS, LEARNED,
 from coordinator.core.spec.grid import EDGE_FIELDS, MAX_OFFSET, MEMBERS, PARTITION_FIELDS, TASK_RE
 from coordinator.core.spec.instances import InstanceKind
 from coordinator.core.spec.lineage import LINEAGE_FIELDS, MAX_PATTERN_LEN
-from coordinator.core.spec.loader import FORM_KEYS, MAX_DAG_ID_LEN, SPEC_VERSION
+from coordinator.core.spec.loader import FORM_KEYS, SPEC_VERSION
+from coordinator.core.spec.resolve import MAX_DAG_ID_LEN
 
 _DURATION: dict[str, Any] = {
     "type": "string",
