@@ -4,7 +4,8 @@ and ``coordinator/etcd/_range.c`` (``etcd.range_page``'s reader of a range read'
 Everything else is in pyproject.toml. The modules are built wherever a C compiler and Python's headers are (an install
 from the sdist, the watcher image, ``make test``'s venv) and skipped where they are not: ``optional`` makes a failed
 build a warning, and ``core.canonical`` and ``etcd.range_page`` read the same bytes in Python then.
-``COORDINATOR_PURE_PYTHON=1`` builds without them: the release's ``py3-none-any`` wheel, which every Airflow image installs (``make dist``).
+``COORDINATOR_PURE_PYTHON=1`` builds without them: the release's ``py3-none-any`` wheel, which every Airflow image
+installs (``make dist``).
 """
 
 import os
@@ -13,6 +14,9 @@ from setuptools import Extension, setup
 
 PURE = os.environ.get("COORDINATOR_PURE_PYTHON") == "1"
 
-MODULES = {"coordinator.core._native": "coordinator/core/_native.c", "coordinator.etcd._range": "coordinator/etcd/_range.c"}
+MODULES = {
+    "coordinator.core._native": "coordinator/core/_native.c",
+    "coordinator.etcd._range": "coordinator/etcd/_range.c",
+}
 
 setup(ext_modules=[] if PURE else [Extension(name, [source], optional=True) for name, source in MODULES.items()])
