@@ -5,13 +5,14 @@ without escapes, non-negative integers within 64 bits, times "YYYY-MM-DDTHH:MM:S
 same fact ``RunFact.of`` / ``LedgerFact.of`` keeps of the pydantic record; any other value returns None and the caller
 takes the slower paths, which decide and word everything (core.canonical's **Exactly equivalent or nothing**).
 
+The facts are the compact ones of ``_facts.c``, filled here field by field: a time is kept as its microseconds and an
+integer as itself, with no Python object made for either.
+
 The field tables below are the records' fields; ``core.canonical`` compares them with the pydantic models at import,
 so a field added to a record fails there until this reader knows it.
 */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
-#include <datetime.h>
-#include <stdint.h>
+#include "_facts.h"
+
 #include <string.h>
 
 /* Kinds of field values. */
@@ -60,8 +61,8 @@ static const field LEDGER_FIELDS[L_N] = {
     F("retry_at", K_DT_NULL),     F("withdrawn", K_NULL_ONLY),
 };
 
-/* Set by ``configure``: the fact types, the enums' members, the shared UTC. */
-static PyObject *RunFactType, *LedgerFactType, *Done, *Utc, *Unknown;
+/* Set by ``configure``: the done status and the default source. */
+static PyObject *Done, *Unknown;
 /* The run states and trigger actions: their values' bytes and members (``configure``). */
 #define MAX_MEMBERS 8
 typedef struct {
@@ -194,7 +195,7 @@ static int read_inputs(cursor *c, slot *out) {
         return 1;
     }
     for (;;) {
-        slot name;
+        slot name = {0};
         if (!read_str(c, &name)) return 0;
         /* a repeated name: pydantic keeps the last value in the first's place; declined here */
         cursor back = {out->s + 1, name.s - 1};
@@ -315,14 +316,11 @@ static PyObject *interned(const slot *s, PyObject *dflt) {
     return out;
 }
 
-static PyObject *int_of(const slot *s, long dflt) {
-    return PyLong_FromLongLong(s->present && !s->null ? s->n : dflt);
-}
+static int64_t int_of(const slot *s, int64_t dflt) { return s->present && !s->null ? s->n : dflt; }
 
-static PyObject *time_of(const slot *s) {
-    if (!s->present || s->null) return Py_NewRef(Py_None);
-    return PyDateTimeAPI->DateTime_FromDateAndTime(s->y, s->mo, s->d, s->h, s->mi, s->sec, s->us, Utc,
-                                                   PyDateTimeAPI->DateTimeType);
+static int64_t time_of(const slot *s) {
+    if (!s->present || s->null) return NO_TIME;
+    return utc_micros(s->y, s->mo, s->d, s->h, s->mi, s->sec, s->us);
 }
 
 /* The last inputs' names and their interned tuple (the pages come a DAG at a time: its entries name the same inputs),
@@ -331,13 +329,12 @@ static char *LastNames;
 static Py_ssize_t LastNamesLen, LastNamesCap;
 static PyObject *LastNamesTuple, *LastNamesDict;
 
-/* The inputs' names (interned in ``names``, as ``LedgerFact.of``) and generations, as two new tuples; -1: an error.
-   The inputs were read whole by ``read_inputs``: this walks them again without checking. */
-static int inputs_of(const slot *s, PyObject *names, PyObject **keys, PyObject **revs) {
+/* The inputs' names, interned in ``names`` as ``LedgerFact.of`` does (a new tuple), with their generations written
+   into ``revs`` (as many as the inputs); -1: an error. The inputs were read whole by ``read_inputs``: this walks them
+   again without checking. */
+static int inputs_of(const slot *s, PyObject *names, PyObject **keys, int64_t *revs) {
     Py_ssize_t n = s->present ? (Py_ssize_t)s->n : 0;
     *keys = NULL;
-    *revs = PyTuple_New(n);
-    if (*revs == NULL) return -1;
     if (n == 0) {
         *keys = PyTuple_New(0);
         return *keys == NULL ? -1 : 0;
@@ -348,13 +345,11 @@ static int inputs_of(const slot *s, PyObject *names, PyObject **keys, PyObject *
     int same = LastNamesDict == names && LastNamesTuple != NULL && PyTuple_GET_SIZE(LastNamesTuple) == n;
     Py_ssize_t at = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        slot name;
+        slot name = {0};
         read_str(&c, &name);
         c.p++; /* ':' */
-        PyObject *rev = PyLong_FromLongLong(read_int(&c));
+        revs[i] = read_int(&c);
         c.p++; /* ',' or '}' */
-        if (rev == NULL) return -1;
-        PyTuple_SET_ITEM(*revs, i, rev);
         if (same && (at + name.len + 1 > LastNamesLen || memcmp(LastNames + at, name.s, (size_t)name.len) != 0 ||
                      LastNames[at + name.len] != '"'))
             same = 0;
@@ -379,7 +374,7 @@ static int inputs_of(const slot *s, PyObject *names, PyObject **keys, PyObject *
     cursor again = {from, end};
     Py_ssize_t to = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
-        slot name;
+        slot name = {0};
         read_str(&again, &name);
         again.p++;
         read_int(&again);
@@ -408,33 +403,20 @@ static int inputs_of(const slot *s, PyObject *names, PyObject **keys, PyObject *
     return 0;
 }
 
-static PyObject *new_fact(PyObject *type, Py_ssize_t n) {
-    return ((PyTypeObject *)type)->tp_alloc((PyTypeObject *)type, n);
-}
-
-/* Fills ``fact``'s items from ``items`` (new references). If any is NULL the fact is dropped: out of memory is raised,
-   any other error (a value ``datetime`` refuses after all) declines the value (None), which the other paths decide. */
-static PyObject *filled(PyObject *fact, PyObject **items, Py_ssize_t n) {
-    int ok = fact != NULL;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (items[i] == NULL) ok = 0;
-        if (fact != NULL) PyTuple_SET_ITEM(fact, i, items[i]);
-        else Py_XDECREF(items[i]);
-    }
-    if (ok) return fact;
-    Py_XDECREF(fact);
-    if (PyErr_ExceptionMatches(PyExc_MemoryError)) return NULL;
-    PyErr_Clear();
-    Py_RETURN_NONE;
-}
-
 /* run_fact(raw: bytes, rev: int) -> RunFact | None */
 static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
         PyErr_SetString(PyExc_TypeError, "run_fact(raw: bytes, rev: int)");
         return NULL;
     }
-    if (!PyBytes_Check(args[0])) Py_RETURN_NONE; /* a buffer of another type: the other paths' */
+    int64_t rev;
+    /* a buffer of another type, a revision the compact fact does not hold, facts not yet adopted: the other paths' */
+    if (!PyBytes_Check(args[0]) || !PyLong_CheckExact(args[1]) || !facts_adopted()) Py_RETURN_NONE;
+    rev = PyLong_AsLongLong(args[1]);
+    if (rev == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
     slot s[R_N];
     memset(s, 0, sizeof s);
     if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), RUN_FIELDS, R_N, s) ||
@@ -445,19 +427,23 @@ static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t narg
     /* RunFact.of: ``updated_at`` is kept only where it stands in for a missing date */
     int seen = !(start && (end || States.active[state]));
     const slot *type = &s[R_RUN_TYPE];
-    int backfill = type->present && !type->null && type->len == 8 && memcmp(type->s, "backfill", 8) == 0;
-    PyObject *items[9] = {
-        Py_NewRef(States.member[state]),
-        interned(&s[R_RUN_ID], Py_None),
-        int_of(&s[R_CLEAR], 0),
-        Py_NewRef(args[1]),
-        interned(&s[R_SOURCE], Unknown),
-        time_of(&s[R_START]),
-        time_of(&s[R_END]),
-        seen ? time_of(&s[R_UPDATED]) : Py_NewRef(Py_None),
-        Py_NewRef(backfill ? Py_True : Py_False),
-    };
-    return filled(new_fact(RunFactType, 9), items, 9);
+    RunFactObject *f = PyObject_New(RunFactObject, &RunFactType);
+    if (f == NULL) return NULL;
+    f->odd = NULL;
+    f->state = Py_NewRef(States.member[state]);
+    f->run_id = interned(&s[R_RUN_ID], Py_None);
+    f->source = interned(&s[R_SOURCE], Unknown);
+    f->clear_number = int_of(&s[R_CLEAR], 0);
+    f->rev = rev;
+    f->start = time_of(&s[R_START]);
+    f->end = time_of(&s[R_END]);
+    f->seen = seen ? time_of(&s[R_UPDATED]) : NO_TIME;
+    f->backfill = type->present && !type->null && type->len == 8 && memcmp(type->s, "backfill", 8) == 0;
+    if (f->run_id == NULL || f->source == NULL) {
+        Py_DECREF(f);
+        return NULL;
+    }
+    return (PyObject *)f;
 }
 
 /* done_ledger_fact(raw: bytes, mod_rev: int, names: dict) -> LedgerFact | None */
@@ -466,32 +452,37 @@ static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssiz
         PyErr_SetString(PyExc_TypeError, "done_ledger_fact(raw: bytes, mod_rev: int, names: dict)");
         return NULL;
     }
-    if (!PyBytes_Check(args[0])) Py_RETURN_NONE; /* a buffer of another type: the other paths' */
+    /* as ``run_fact``: the other paths' */
+    if (!PyBytes_Check(args[0]) || !PyLong_CheckExact(args[1]) || !facts_adopted()) Py_RETURN_NONE;
+    int64_t mod_rev = PyLong_AsLongLong(args[1]);
+    if (mod_rev == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        Py_RETURN_NONE;
+    }
     slot s[L_N];
     memset(s, 0, sizeof s);
     if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), LEDGER_FIELDS, L_N, s) ||
         !s[L_STATUS].present || !s[L_ACTION].present || !s[L_RUN_ID].present)
         Py_RETURN_NONE;
-    PyObject *keys, *revs;
-    if (inputs_of(&s[L_INPUTS], args[2], &keys, &revs) < 0) {
-        Py_XDECREF(revs);
+    Py_ssize_t n = s[L_INPUTS].present ? (Py_ssize_t)s[L_INPUTS].n : 0;
+    LedgerFactObject *f = PyObject_NewVar(LedgerFactObject, &LedgerFactType, n);
+    if (f == NULL) return NULL;
+    f->odd = f->input_names = NULL;
+    f->status = Py_NewRef(Done);
+    f->action = Py_NewRef(Actions.member[s[L_ACTION].n]);
+    f->run_id = interned(&s[L_RUN_ID], Py_None);
+    f->last_error = str_of(&s[L_LAST_ERROR], Py_None);
+    f->full = Py_NewRef(Py_None);
+    f->mod_rev = mod_rev;
+    f->recorded_intent_rev = int_of(&s[L_INTENT], 0);
+    f->trigger_count = int_of(&s[L_COUNT], 1);
+    f->attempts = int_of(&s[L_ATTEMPTS], 0);
+    f->done_at = time_of(&s[L_DONE_AT]);
+    if (f->run_id == NULL || f->last_error == NULL || inputs_of(&s[L_INPUTS], args[2], &f->input_names, f->revs) < 0) {
+        Py_DECREF(f);
         return NULL;
     }
-    PyObject *items[12] = {
-        Py_NewRef(Done),
-        Py_NewRef(Actions.member[s[L_ACTION].n]),
-        interned(&s[L_RUN_ID], Py_None),
-        keys,
-        revs,
-        Py_NewRef(args[1]),
-        int_of(&s[L_INTENT], 0),
-        int_of(&s[L_COUNT], 1),
-        int_of(&s[L_ATTEMPTS], 0),
-        str_of(&s[L_LAST_ERROR], Py_None),
-        time_of(&s[L_DONE_AT]),
-        Py_NewRef(Py_None),
-    };
-    return filled(new_fact(LedgerFactType, 12), items, 12);
+    return (PyObject *)f;
 }
 
 /* A members table from {value: member}, with the active ones flagged; -1: an error. */
@@ -523,21 +514,13 @@ static int members_of(PyObject *by_value, PyObject *active, members *out) {
     return 0;
 }
 
-/* configure(run_fact, ledger_fact, states, actions, active, done, utc): what the facts are made of. */
+/* configure(states, actions, active, done): what the facts' enum fields are made of. */
 static PyObject *configure(PyObject *self, PyObject *args) {
-    PyObject *rf, *lf, *st, *ac, *act, *dn, *utc;
-    if (!PyArg_ParseTuple(args, "O!O!O!O!O!OO", &PyType_Type, &rf, &PyType_Type, &lf, &PyDict_Type, &st,
-                          &PyDict_Type, &ac, &PyFrozenSet_Type, &act, &dn, &utc))
+    PyObject *st, *ac, *act, *dn;
+    if (!PyArg_ParseTuple(args, "O!O!O!O", &PyDict_Type, &st, &PyDict_Type, &ac, &PyFrozenSet_Type, &act, &dn))
         return NULL;
-    if (!PyType_IsSubtype((PyTypeObject *)rf, &PyTuple_Type) || !PyType_IsSubtype((PyTypeObject *)lf, &PyTuple_Type)) {
-        PyErr_SetString(PyExc_TypeError, "configure: the facts are tuples");
-        return NULL;
-    }
     if (members_of(st, act, &States) < 0 || members_of(ac, NULL, &Actions) < 0) return NULL;
-    Py_XSETREF(RunFactType, Py_NewRef(rf));
-    Py_XSETREF(LedgerFactType, Py_NewRef(lf));
     Py_XSETREF(Done, Py_NewRef(dn));
-    Py_XSETREF(Utc, Py_NewRef(utc));
     if (Unknown == NULL) {
         Unknown = PyUnicode_InternFromString("unknown");
         if (Unknown == NULL) return NULL;
@@ -561,6 +544,7 @@ static PyObject *fields_of(const field *fields, int n) {
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Say what the facts are made of (once, at import)."},
+    {"adopt", facts_adopt, METH_VARARGS, "Give a compact fact type its named tuple's defaults and members."},
     {"run_fact", (PyCFunction)(void (*)(void))run_fact, METH_FASTCALL, "The fact of a canonical run-state value."},
     {"done_ledger_fact", (PyCFunction)(void (*)(void))done_ledger_fact, METH_FASTCALL,
      "The fact of a canonical done ledger value."},
@@ -570,10 +554,12 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_native", NULL, -1, methods, NULL, NULL, NULL, NULL};
 
 PyMODINIT_FUNC PyInit__native(void) {
-    PyDateTime_IMPORT;
-    if (PyDateTimeAPI == NULL) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    if (facts_init(m) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     PyObject *run = fields_of(RUN_FIELDS, R_N), *ledger = fields_of(LEDGER_FIELDS, L_N);
     if (run == NULL || ledger == NULL || PyModule_AddObject(m, "RUN_FIELDS", run) < 0 ||
         PyModule_AddObject(m, "LEDGER_FIELDS", ledger) < 0) {

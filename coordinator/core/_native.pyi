@@ -1,18 +1,20 @@
-"""The compiled reader (``_native.c``): ``core.canonical`` configures it and calls it, nobody else."""
+"""The compiled reader (``_native.c``) and the compact facts it fills (``_facts.c``): ``core.canonical`` configures
+the reader and calls it, ``core.facts`` adopts the facts; nobody else."""
 
 from typing import Any
 
 RUN_FIELDS: tuple[str, ...]
 LEDGER_FIELDS: tuple[str, ...]
 
+class RunFact: ...
+class LedgerFact: ...
+
+def adopt(compact: type, fields: tuple[str, ...], defaults: dict[str, Any], members: dict[str, Any], /) -> bool: ...
 def configure(
-    run_fact: type,
-    ledger_fact: type,
     states: dict[str, Any],
     actions: dict[str, Any],
     active: frozenset[Any],
     done: Any,
-    utc: Any,
     /,
 ) -> None: ...
 def run_fact(raw: bytes, rev: int, /) -> Any: ...

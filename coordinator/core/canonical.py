@@ -37,6 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC
+from functools import partial
 from sys import intern
 from typing import Annotated, Any, Literal, get_args, get_origin
 
@@ -104,8 +105,14 @@ _DoneLedger = _struct_of(TriggerRecord, "_DoneLedger", status=Literal["done"])
 _RUN: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_Run)
 _DONE_LEDGER: msgspec.json.Decoder[Any] = msgspec.json.Decoder(_DoneLedger)
 _long_fraction = _LONG_FRACTION.search
-#: The facts are built with ``tuple.__new__`` (C) rather than the named tuples' Python ``__new__``.
-_new = tuple.__new__
+#: The facts are built with ``tuple.__new__`` (C) where they are the named tuples, rather than their Python
+#: ``__new__``; the compact facts (``facts``' **Compact where compiled**) take their fields as arguments.
+_run: Callable[[tuple[Any, ...]], RunFact] = (
+    partial(tuple.__new__, RunFact) if issubclass(RunFact, tuple) else lambda fields: RunFact(*fields)
+)
+_ledger: Callable[[tuple[Any, ...]], LedgerFact] = (
+    partial(tuple.__new__, LedgerFact) if issubclass(LedgerFact, tuple) else lambda fields: LedgerFact(*fields)
+)
 _DONE = TriggerStatus.DONE
 
 
@@ -139,8 +146,8 @@ def run_fact(raw: bytes, rev: int, scanned: bool = False) -> RunFact | None:
     if start is not None and (end is not None or state.active):
         seen = None  # both dates known: kept only where it stands in for one (memory: a million facts)
     backfill = data.run_type == BACKFILL_RUN_TYPE
-    return _new(RunFact, (state, intern(data.run_id), data.clear_number, rev, intern(data.source), start, end, seen,
-                          backfill))  # fmt: skip
+    return _run((state, intern(data.run_id), data.clear_number, rev, intern(data.source), start, end, seen,
+                 backfill))  # fmt: skip
 
 
 def done_ledger_fact(
@@ -164,7 +171,7 @@ def done_ledger_fact(
         return None  # a withdrawn permit: ``LedgerFact.of`` keeps the whole record (semantics `permit-retracted`)
     inputs = data.inputs
     keys = tuple(inputs)
-    return _new(LedgerFact, (
+    return _ledger((
         _DONE, data.action, intern(data.run_id), names.setdefault(keys, keys), tuple(inputs.values()),
         mod_rev, data.intent_rev, data.trigger_count, data.attempts, data.last_error, done_at, None,
     ))  # fmt: skip
@@ -176,8 +183,9 @@ NativeLedgerFact = Callable[[bytes, int, dict[tuple[str, ...], tuple[str, ...]]]
 
 
 def native_reader() -> tuple[NativeRunFact, NativeLedgerFact] | None:
-    """The compiled reader's two functions, configured with the facts' types and the enums' members, when it is built
-    and knows exactly the records' fields (**The compiled reader**); None: this module's msgspec path alone."""
+    """The compiled reader's two functions, configured with the enums' members, when it is built, knows exactly the
+    records' fields and its compact facts are the view's (**The compiled reader**, ``facts``' **Compact where
+    compiled**); None: this module's msgspec path alone."""
     try:
         from coordinator.core import _native
     except ImportError:
@@ -185,9 +193,12 @@ def native_reader() -> tuple[NativeRunFact, NativeLedgerFact] | None:
     known = (_native.RUN_FIELDS, _native.LEDGER_FIELDS)
     if known != (tuple(RunRecord.model_fields), tuple(TriggerRecord.model_fields)):
         return None  # built from an older source: it would read a value without a field since added as before it
+    compiled: tuple[object, object] = (_native.RunFact, _native.LedgerFact)
+    if compiled != (RunFact, LedgerFact):
+        return None  # the facts are the named tuples: the reader fills only the compact ones
     _native.configure(
-        RunFact, LedgerFact, {s.value: s for s in RunState}, {a.value: a for a in TriggerAction},
-        frozenset(s for s in RunState if s.active), _DONE, UTC,
+        {s.value: s for s in RunState}, {a.value: a for a in TriggerAction},
+        frozenset(s for s in RunState if s.active), _DONE,
     )  # fmt: skip
     return _native.run_fact, _native.done_ledger_fact
 

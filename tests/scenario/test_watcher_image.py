@@ -181,13 +181,14 @@ def test_the_image_holds_no_airflow_compiler_shell_or_secret(container: str, roo
 
 
 def test_the_images_watcher_reads_the_store_with_the_compiled_readers(container: str) -> None:
-    """The image's package was built with its compiled readers (``core/_native.c``, ``etcd/_range.c``), and
-    ``core.canonical`` and ``etcd.range_page`` use them: the image's watcher starts at their speed, not Python's."""
-    probe = "from coordinator.core import canonical; from coordinator.etcd import range_page as r; "
-    probe += "print(canonical.native_run_fact, r.compiled)"
+    """The image's package was built with its compiled modules (``core/_native.c`` with ``core/_facts.c``,
+    ``etcd/_range.c``), and ``core.canonical``, ``core.facts`` and ``etcd.range_page`` use them: the image's watcher
+    starts at their speed and holds the compact facts, not Python's."""
+    probe = "from coordinator.core import canonical, facts; from coordinator.etcd import range_page as r; "
+    probe += "print(canonical.native_run_fact, r.compiled, facts.RunFact is not facts.NamedRunFact and 'compact')"
     done = run_in(container, "python3", "-c", probe)
     assert done.returncode == 0 and "built-in function run_fact" in done.stdout, done
-    assert "coordinator.etcd._range" in done.stdout, done
+    assert "coordinator.etcd._range" in done.stdout and "compact" in done.stdout, done
 
 
 Launcher = Callable[[dict[str, str]], list[str]]
