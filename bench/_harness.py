@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import ast
 import compileall
 import contextlib
 import json
@@ -368,6 +369,20 @@ class Reconcile:
 READERS = {"values": "coordinator/core/_native.c", "pages": "coordinator/etcd/_range.c"}
 
 
+def module_sources(tree: Path) -> dict[str, list[str]]:
+    """The C sources of each compiled module of ``tree``'s setup.py (``MODULES``: a source, or a list of them), by its
+    first source; empty where setup.py names none."""
+    setup = tree / "setup.py"
+    if not setup.exists():
+        return {}
+    for node in ast.walk(ast.parse(setup.read_text())):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "MODULES" for t in node.targets):
+            modules = ast.literal_eval(node.value)
+            listed = [[s] if isinstance(s, str) else list(s) for s in modules.values()]
+            return {sources[0]: sources for sources in listed}
+    return {}
+
+
 def build_reader(tree: Path) -> str:
     """The compiled readers of ``tree`` (setup.py's C modules, which ``pip install -e`` builds in place) built there
     when it holds a source and not its module, with this interpreter's compiler and flags, so that a ``git archive`` of
@@ -381,11 +396,15 @@ def build_reader(tree: Path) -> str:
         if not source.exists():
             continue
         found.append(name)
-        if built.exists() and built.stat().st_mtime >= source.stat().st_mtime:
+        # A module of several sources (``core/_native.c`` with ``core/_facts.c``) is built from them all, as setup.py
+        # lists them; its headers beside them are found there.
+        sources = [tree / s for s in module_sources(tree).get(path, [path])]
+        newest = max(s.stat().st_mtime for s in [*sources, *source.parent.glob("*.h")])
+        if built.exists() and built.stat().st_mtime >= newest:
             continue
         flags = [*shlex.split(sysconfig.get_config_var("CFLAGS")), *shlex.split(sysconfig.get_config_var("CCSHARED"))]
         command = [*shlex.split(sysconfig.get_config_var("LDSHARED")), *flags,
-                   f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(built)]  # fmt: skip
+                   f"-I{sysconfig.get_paths()['include']}", *map(str, sources), "-o", str(built)]  # fmt: skip
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"cannot build the compiled reader in {tree} ({' '.join(command)}):\n{done.stderr[-2000:]}")
