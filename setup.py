@@ -16,11 +16,11 @@ from setuptools import Extension, setup
 PURE = os.environ.get("COORDINATOR_PURE_PYTHON") == "1"
 
 MODULES = {
-    "coordinator.core._native": ["coordinator/core/_native.c", "coordinator/core/_facts.c"],
+    "coordinator.core._native": ["coordinator/core/_native.c", "coordinator/core/_facts.c", "coordinator/core/_load.c"],
     "coordinator.etcd._range": ["coordinator/etcd/_range.c"],
 }
 #: The headers the sources include (in the sdist: MANIFEST.in; a change rebuilds).
-DEPENDS = {"coordinator.core._native": ["coordinator/core/_facts.h"]}
+DEPENDS = {"coordinator.core._native": ["coordinator/core/_facts.h", "coordinator/core/_native.h"]}
 
 setup(
     ext_modules=[]

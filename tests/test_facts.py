@@ -63,10 +63,10 @@ def same(compact: Any, named: tuple[Any, ...]) -> None:
 
 def test_the_test_environment_holds_the_compact_facts() -> None:
     """Where the package is built with a C compiler (the test venv), the view's facts are the compiled compact types
-    and the compiled reader fills them, so every test of the view checks them."""
+    and the compiled reader and page loop fill them, so every test of the view checks them."""
     built = "the compiled module is not built: sudo apt-get install -y gcc python3-dev && touch setup.py && make venv"
     assert RunFact is not NamedRunFact and LedgerFact is not NamedLedgerFact, built
-    assert canonical.native_run_fact is not None
+    assert canonical.native_run_fact is not None and canonical.native_load is not None
 
 
 @settings(max_examples=examples(400), deadline=None)

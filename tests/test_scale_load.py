@@ -225,6 +225,9 @@ _PAGE_KEY_LIST = [
     _PAGE_KEYS.runs + "default/a/2026-02-30T00:00:00Z",
     _PAGE_KEYS.runs + "default/a",
     _PAGE_KEYS.task_key(_PAGE_NODES[1], "t", _PAGE_PARTS[1]),
+    _PAGE_KEYS.runs + "default/\u00e4/2026-01-01T00:00:00Z",  # not ASCII: the compiled loop leaves it
+    _PAGE_KEYS.runs + "/",
+    _PAGE_KEYS.runs,
     _PAGE_KEYS.config_key(f"backfill/default/a/{_PAGE_PARTS[0]}"),
 ]
 _PAGE_VALUES = [
@@ -233,6 +236,8 @@ _PAGE_VALUES = [
     b'{"state":"failed","run_id":"r","end_date":"2026-01-01T00:00:00.1234567Z"}',  # pydantic's: rule 2
     b'{"status":"done","action":"create","run_id":"r","inputs":{"default/a":3},"done_at":"2026-01-01T00:00:00Z"}',
     b'{"status":"pending","action":"clear","run_id":"r"}',  # pydantic's: kept whole
+    b'{"state":"success","run_id":"b","run_type":"backfill","start_date":"2026-01-01T00:00:00Z"}',  # indexed
+    b'{"status":"done","action":"clear","run_id":"r","inputs":{"default/a":4,"team/b":2}}',
     b"{",
     b"[]",
 ]
@@ -251,9 +256,10 @@ _PAGE_VALUES = [
 )
 def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[str, bytes, bool]]) -> None:
     """Any keys and values cut into pages anywhere (a page ends after a write drawn True) load into the same facts,
-    partitions (with no partition left without facts), problems and revision as ``apply`` of each key in turn: a
-    partition whose last fact a bad value drops in the middle of a page and that gets a fact again later in it, a
-    key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule 2)."""
+    partitions (with no partition left without facts), problems, backfill index and revision as ``apply`` of each key
+    in turn: a partition whose last fact a bad value drops in the middle of a page and that gets a fact again later in
+    it, a key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule
+    2), backfills among other runs, keys the compiled loop leaves to Python's (not ASCII, malformed)."""
     items = [(key, value, rev) for rev, (key, value, _) in enumerate(writes, start=1)]
     one_by_one, paged = View(_PAGE_KEYS), View(_PAGE_KEYS)
     for key, value, mod_rev in items:
@@ -263,7 +269,7 @@ def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[st
         if cut or end == len(writes):
             paged.load_page(iter(items[start:end]))  # any iterable, as typed
             start = end
-    for name in ("runs", "ledger", "tasks", "backfills", "problems", "partitions", "revision"):
+    for name in ("runs", "ledger", "tasks", "backfills", "run_backfills", "problems", "partitions", "revision"):
         assert getattr(paged, name) == getattr(one_by_one, name), name
     assert repr(sorted(paged.runs.items())) == repr(sorted(one_by_one.runs.items()))
     assert repr(sorted(paged.ledger.items())) == repr(sorted(one_by_one.ledger.items()))

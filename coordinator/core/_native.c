@@ -11,7 +11,7 @@ integer as itself, with no Python object made for either.
 The field tables below are the records' fields; ``core.canonical`` compares them with the pydantic models at import,
 so a field added to a record fails there until this reader knows it.
 */
-#include "_facts.h"
+#include "_native.h"
 
 #include <string.h>
 
@@ -485,6 +485,12 @@ static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssiz
     return (PyObject *)f;
 }
 
+PyObject *native_run_fact(PyObject *const *args, Py_ssize_t nargs) { return run_fact(NULL, args, nargs); }
+
+PyObject *native_done_ledger_fact(PyObject *const *args, Py_ssize_t nargs) {
+    return done_ledger_fact(NULL, args, nargs);
+}
+
 /* A members table from {value: member}, with the active ones flagged; -1: an error. */
 static int members_of(PyObject *by_value, PyObject *active, members *out) {
     if (PyDict_GET_SIZE(by_value) > MAX_MEMBERS) {
@@ -545,6 +551,8 @@ static PyObject *fields_of(const field *fields, int n) {
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, "Say what the facts are made of (once, at import)."},
     {"adopt", facts_adopt, METH_VARARGS, "Give a compact fact type its named tuple's defaults and members."},
+    {"load_fast", (PyCFunction)(void (*)(void))load_fast, METH_FASTCALL,
+     "Load a snapshot page's common keys into the view, up to the first that is not."},
     {"run_fact", (PyCFunction)(void (*)(void))run_fact, METH_FASTCALL, "The fact of a canonical run-state value."},
     {"done_ledger_fact", (PyCFunction)(void (*)(void))done_ledger_fact, METH_FASTCALL,
      "The fact of a canonical done ledger value."},

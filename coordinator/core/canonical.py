@@ -180,9 +180,12 @@ def done_ledger_fact(
 #: ``run_fact`` / ``done_ledger_fact`` as the compiled reader has them (**The compiled reader**).
 NativeRunFact = Callable[[bytes, int], "RunFact | None"]
 NativeLedgerFact = Callable[[bytes, int, dict[tuple[str, ...], tuple[str, ...]]], "LedgerFact | None"]
+#: ``View.load_page``'s loop over a page's common keys, compiled (``core/_load.c``): (page, at, top, the view's state)
+#: -> (the first item it left, the page's highest revision so far).
+NativeLoad = Callable[[list[tuple[str, bytes, int]], int, int, tuple[Any, ...]], tuple[int, int]]
 
 
-def native_reader() -> tuple[NativeRunFact, NativeLedgerFact] | None:
+def native_reader() -> tuple[NativeRunFact, NativeLedgerFact, NativeLoad] | None:
     """The compiled reader's two functions, configured with the enums' members, when it is built, knows exactly the
     records' fields and its compact facts are the view's (**The compiled reader**, ``facts``' **Compact where
     compiled**); None: this module's msgspec path alone."""
@@ -200,7 +203,7 @@ def native_reader() -> tuple[NativeRunFact, NativeLedgerFact] | None:
         {s.value: s for s in RunState}, {a.value: a for a in TriggerAction},
         frozenset(s for s in RunState if s.active), _DONE,
     )  # fmt: skip
-    return _native.run_fact, _native.done_ledger_fact
+    return _native.run_fact, _native.done_ledger_fact, _native.load_fast
 
 
 _NATIVE = native_reader()
@@ -208,3 +211,5 @@ _NATIVE = native_reader()
 native_run_fact: NativeRunFact | None = None if _NATIVE is None else _NATIVE[0]
 #: The compiled ``done_ledger_fact``, or None where it is not built.
 native_done_ledger_fact: NativeLedgerFact | None = None if _NATIVE is None else _NATIVE[1]
+#: The compiled loop of a snapshot page (``View.load_page``), or None where it is not built.
+native_load: NativeLoad | None = None if _NATIVE is None else _NATIVE[2]

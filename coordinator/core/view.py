@@ -169,13 +169,35 @@ class View:
         """Apply one page of a snapshot: (key, value, mod_revision) triples, as ``apply`` of each in turn would.
 
         The same facts as ``apply`` of each (**Snapshot equals events**), without the sets of partitions to re-plan (a
-        snapshot re-plans everything) and with the two common kinds inlined: this runs for every key of a snapshot,
-        millions of them.
+        snapshot re-plans everything): this runs for every key of a snapshot, millions of them. Where the package is
+        compiled, the common keys (a run state or a done ledger entry of a known DAG and partition, in the writers'
+        shape) are loaded by ``core/_load.c``, which stops at any other and leaves it to the loop below
+        (``_load_items``), then goes on after it.
+        """
+        page = items if isinstance(items, list) else list(items)
+        runs, triggers = self._bases
+        fast = canonical.native_load
+        if fast is None or not (runs.isascii() and triggers.isascii()):
+            self._load_items(page)
+            return
+        state = (runs, triggers, self._nodes, self._parts, self.runs.by_partition, self.ledger.by_partition,
+                 self.partitions, self.problems, self.run_backfills, self._input_names)  # fmt: skip
+        at, end, top = 0, len(page), self.revision
+        while at < end:
+            at, top = fast(page, at, top, state)
+            if at < end:  # an item the compiled loop leaves to this one
+                self.revision = max(self.revision, top)
+                self._load_items(page[at : at + 1])
+                at, top = at + 1, self.revision
+        if top > self.revision:
+            self.revision = top
+
+    def _load_items(self, page: list[tuple[str, bytes, int]]) -> None:
+        """``load_page``'s loop in Python: every item of ``page``, those the compiled loop leaves and, without it, all.
 
         Long because it is that one hot loop: its steps are inlined on purpose (locals, no call per key), since a
         helper per key or per kind would be paid millions of times at a start.
         """
-        page = items if isinstance(items, list) else list(items)
         # ``core.canonical``'s **UTC times, six digits** for every value at once
         # (not asked where the compiled reader reads the values: only a value it declines takes the search, on its own)
         native_run, native_ledger = canonical.native_run_fact, canonical.native_done_ledger_fact

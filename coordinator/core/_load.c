@@ -1,0 +1,211 @@
+/* A snapshot page's common keys into the view, in C: ``View.load_page``'s hot loop without the interpreter around it.
+
+``load_fast(page, at, top, state) -> (at, top)`` takes the page's items from ``at`` on while each is a run state or a
+done ledger entry of a DAG and partition the view knows, whose value the compiled reader reads, and adds its fact
+exactly as ``View.load_page``'s loop does: into the partition's dict of facts of its kind and the partition's nodes,
+with the page's highest revision in ``top``. It stops at the first item that is anything else and returns its index:
+the view's Python loop takes that one item (a key to parse or word as a problem, a value for msgspec or pydantic, a
+backfill to index, a problem to clear), then calls this again after it. Rules:
+- **Only what the loop would do.** Every test the Python loop makes is made here in the same order, on the same dicts
+  (``state``: the view's own); any other case is the loop's. No fact is added that the loop would not add, and none
+  differently (``tests/test_scale_load.py`` loads any pages both ways).
+- **Nothing cached across calls.** The DAG of the last key and the partitions' dicts are remembered within one call
+  only: the loop's item between two calls may ``apply``, which may drop a partition's dict.
+*/
+#include "_native.h"
+
+#include <string.h>
+
+enum { S_RUNS, S_TRIGGERS, S_NODES, S_PARTS, S_RUNS_BY, S_LEDGER_BY, S_INDEX, S_PROBLEMS, S_BACKFILLS, S_NAMES, S_N };
+
+/* A partition's slot, by the key's last part: its dict of facts of one kind and its nodes (borrowed: the view's dicts
+   hold them for the whole call). */
+typedef struct {
+    const char *suffix; /* into a key of the page, which the page holds */
+    Py_ssize_t len;
+    uint64_t hash;
+    PyObject *partition, *facts, *nodes; /* the view's partition string (``parts`` holds it) */
+} slot_t;
+
+#define SLOTS 2048 /* a power of two, more than a page's partitions of one kind */
+
+typedef struct {
+    slot_t at[SLOTS];
+    int used;
+} slots_t;
+
+static uint64_t hash_of(const char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+static slot_t *slot_find(slots_t *t, const char *s, Py_ssize_t n, uint64_t h) {
+    for (size_t i = h & (SLOTS - 1);; i = (i + 1) & (SLOTS - 1)) {
+        slot_t *e = &t->at[i];
+        if (e->suffix == NULL || (e->hash == h && e->len == n && memcmp(e->suffix, s, (size_t)n) == 0)) return e;
+    }
+}
+
+/* The dict ``by[key]``, made empty where missing (borrowed); NULL: an error. */
+static PyObject *dict_in(PyObject *by, PyObject *key) {
+    PyObject *found = PyDict_GetItemWithError(by, key);
+    if (found != NULL || PyErr_Occurred()) return found;
+    PyObject *fresh = PyDict_New();
+    if (fresh == NULL) return NULL;
+    int failed = PyDict_SetItem(by, key, fresh);
+    Py_DECREF(fresh); /* ``by`` holds it */
+    return failed ? NULL : fresh;
+}
+
+/* ``d.pop(k, None)``; -1: an error. */
+static int pop_key(PyObject *d, PyObject *k) {
+    int has = PyDict_Contains(d, k);
+    return has <= 0 ? has : PyDict_DelItem(d, k);
+}
+
+PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyTuple_CheckExact(args[3]) || PyTuple_GET_SIZE(args[3]) != S_N) {
+        PyErr_SetString(PyExc_TypeError, "load_fast(page: list, at: int, top: int, state: tuple)");
+        return NULL;
+    }
+    PyObject *page = args[0], *const *st = &PyTuple_GET_ITEM(args[3], 0);
+    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
+    long long top = PyLong_AsLongLong(args[2]);
+    if ((at == -1 || top == -1) && PyErr_Occurred()) return NULL;
+    if (at < 0) {
+        PyErr_SetString(PyExc_ValueError, "load_fast: at >= 0");
+        return NULL;
+    }
+    for (int i = 0; i < S_N; i++) {
+        if (i <= S_RUNS ? !PyUnicode_IS_COMPACT_ASCII(st[S_RUNS]) || !PyUnicode_IS_COMPACT_ASCII(st[S_TRIGGERS])
+                        : i > S_TRIGGERS && !PyDict_CheckExact(st[i])) {
+            PyErr_SetString(PyExc_TypeError, "load_fast: state is (runs, triggers, then eight dicts)");
+            return NULL;
+        }
+    }
+    const char *bases[2] = {(const char *)PyUnicode_DATA(st[S_RUNS]), (const char *)PyUnicode_DATA(st[S_TRIGGERS])};
+    Py_ssize_t base_len[2] = {PyUnicode_GET_LENGTH(st[S_RUNS]), PyUnicode_GET_LENGTH(st[S_TRIGGERS])};
+    slots_t *slots = PyMem_Calloc(2, sizeof(slots_t)); /* run states', ledger entries' */
+    if (slots == NULL) return PyErr_NoMemory();
+    const char *last = NULL; /* the last key's "{base}{instance}/{dag_id}", when it named a known DAG */
+    Py_ssize_t last_len = 0;
+    int kind = 0; /* of the last key: 0 run states, 1 ledger entries */
+    PyObject *node = NULL; /* borrowed: ``nodes`` holds it */
+    int failed = 0;
+    Py_ssize_t end = PyList_GET_SIZE(page);
+    for (; at < end; at++) {
+        PyObject *item = PyList_GET_ITEM(page, at);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) break;
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1), *rev = PyTuple_GET_ITEM(item, 2);
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_COMPACT_ASCII(key) || !PyLong_CheckExact(rev)) break;
+        const char *k = (const char *)PyUnicode_DATA(key);
+        Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+        const char *slash = memrchr(k, '/', (size_t)n);
+        if (slash == NULL) break;
+        Py_ssize_t head = slash - k;
+        if (last == NULL || head != last_len || memcmp(k, last, (size_t)head) != 0) {
+            last = NULL;
+            for (kind = 0; kind < 2; kind++) {
+                if (n >= base_len[kind] && memcmp(k, bases[kind], (size_t)base_len[kind]) == 0) break;
+            }
+            if (kind == 2) break;
+            /* "{instance}/{dag_id}" between the base and the last '/', exactly one '/' inside */
+            const char *from = k + base_len[kind];
+            if (slash < from) break;
+            const char *mid = memchr(from, '/', (size_t)(slash - from));
+            if (mid == NULL || memchr(mid + 1, '/', (size_t)(slash - mid - 1)) != NULL) break;
+            PyObject *parts = Py_BuildValue("(s#s#)", from, (Py_ssize_t)(mid - from), mid + 1,
+                                            (Py_ssize_t)(slash - mid - 1));
+            if (parts == NULL) {
+                failed = 1;
+                break;
+            }
+            node = PyDict_GetItemWithError(st[S_NODES], parts);
+            Py_DECREF(parts);
+            if (node == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                break;
+            }
+            last = k;
+            last_len = head;
+        }
+        const char *suffix = slash + 1;
+        Py_ssize_t suffix_len = n - head - 1;
+        if (PyDict_GET_SIZE(st[S_PROBLEMS]) > 0) {
+            int known = PyDict_Contains(st[S_PROBLEMS], key);
+            if (known != 0) {
+                failed = known < 0;
+                break; /* ``apply`` clears the problem or words it again */
+            }
+        }
+        slots_t *mine = &slots[kind];
+        uint64_t h = hash_of(suffix, suffix_len);
+        slot_t *slot = slot_find(mine, suffix, suffix_len, h);
+        PyObject *fact;
+        if (kind == 0) {
+            PyObject *call[2] = {value, rev};
+            fact = native_run_fact(call, 2);
+        } else {
+            PyObject *call[3] = {value, rev, st[S_NAMES]};
+            fact = native_done_ledger_fact(call, 3);
+        }
+        if (fact == NULL) {
+            failed = 1;
+            break;
+        }
+        if (fact == Py_None) {
+            Py_DECREF(fact); /* msgspec's or pydantic's to read: the loop's */
+            break;
+        }
+        if (slot->suffix == NULL) {
+            PyObject *text = PyUnicode_FromStringAndSize(suffix, suffix_len);
+            PyObject *partition = text == NULL ? NULL : PyDict_GetItemWithError(st[S_PARTS], text);
+            Py_XDECREF(text);
+            if (partition == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                Py_DECREF(fact);
+                break; /* a part not seen valid yet: ``apply`` validates it */
+            }
+            PyObject *facts = dict_in(st[kind == 0 ? S_RUNS_BY : S_LEDGER_BY], partition);
+            PyObject *nodes = facts == NULL ? NULL : dict_in(st[S_INDEX], partition);
+            if (nodes == NULL) {
+                failed = 1;
+                Py_DECREF(fact);
+                break;
+            }
+            if (mine->used >= SLOTS / 2) { /* full enough: start over (a lookup more, never a wrong slot) */
+                memset(mine, 0, sizeof *mine);
+                slot = slot_find(mine, suffix, suffix_len, h);
+            }
+            *slot = (slot_t){suffix, suffix_len, h, partition, facts, nodes};
+            mine->used++;
+        }
+        long long mod_rev = kind == 0 ? ((RunFactObject *)fact)->rev : ((LedgerFactObject *)fact)->mod_rev;
+        /* As the loop (``_apply_run``): a backfill's fact is indexed, any other drops an earlier one's (looked up only
+           while there are any: most stores have none). */
+        int backfill = kind == 0 && ((RunFactObject *)fact)->backfill;
+        if (backfill || (kind == 0 && PyDict_GET_SIZE(st[S_BACKFILLS]) > 0)) {
+            PyObject *at_key = PyTuple_Pack(2, node, slot->partition);
+            int done = at_key == NULL ? -1
+                       : backfill     ? PyDict_SetItem(st[S_BACKFILLS], at_key, rev)
+                                      : pop_key(st[S_BACKFILLS], at_key);
+            Py_XDECREF(at_key);
+            if (done < 0) {
+                Py_DECREF(fact);
+                failed = 1;
+                break;
+            }
+        }
+        int stored = PyDict_SetItem(slot->facts, node, fact);
+        Py_DECREF(fact);
+        if (stored < 0 || PyDict_SetItem(slot->nodes, node, Py_None) < 0) {
+            failed = 1;
+            break;
+        }
+        if (mod_rev > top) top = mod_rev;
+    }
+    PyMem_Free(slots);
+    if (failed) return NULL;
+    return Py_BuildValue("(nL)", at, top);
+}
