@@ -322,7 +322,8 @@ static PyObject *ledger_input(PyObject *self, PyObject *name) {
 static int fact_size(PyObject *self) { return Py_TYPE(self) == &RunFactType ? RF_N : LF_N; }
 
 static PyObject *fact_item(PyObject *self, Py_ssize_t i) {
-    return Py_TYPE(self) == &RunFactType ? run_item((RunFactObject *)self, i) : ledger_item((LedgerFactObject *)self, i);
+    if (Py_TYPE(self) == &RunFactType) return run_item((RunFactObject *)self, i);
+    return ledger_item((LedgerFactObject *)self, i);
 }
 
 static PyObject *as_tuple(PyObject *self) {

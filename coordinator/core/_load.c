@@ -78,9 +78,10 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         return NULL;
     }
     for (int i = 0; i < S_N; i++) {
-        if (i <= S_RUNS ? !PyUnicode_IS_COMPACT_ASCII(st[S_RUNS]) || !PyUnicode_IS_COMPACT_ASCII(st[S_TRIGGERS])
-                        : i > S_TRIGGERS && !PyDict_CheckExact(st[i])) {
-            PyErr_SetString(PyExc_TypeError, "load_fast: state is (runs, triggers, then eight dicts)");
+        int ok = i > S_TRIGGERS ? PyDict_CheckExact(st[i])
+                                : PyUnicode_CheckExact(st[i]) && PyUnicode_IS_COMPACT_ASCII(st[i]);
+        if (!ok) {
+            PyErr_SetString(PyExc_TypeError, "load_fast: state is (runs, triggers: ASCII strings, then eight dicts)");
             return NULL;
         }
     }
