@@ -186,9 +186,9 @@ NativeLoad = Callable[[list[tuple[str, bytes, int]], int, int, tuple[Any, ...]],
 
 
 def native_reader() -> tuple[NativeRunFact, NativeLedgerFact, NativeLoad] | None:
-    """The compiled reader's two functions, configured with the enums' members, when it is built, knows exactly the
-    records' fields and its compact facts are the view's (**The compiled reader**, ``facts``' **Compact where
-    compiled**); None: this module's msgspec path alone."""
+    """The compiled reader's two functions and the page's loop (``core/_load.c``), configured with the enums' members,
+    when it is built, knows exactly the records' fields and its compact facts are the view's (**The compiled
+    reader**, ``facts``' **Compact where compiled**); None: this module's msgspec path alone."""
     try:
         from coordinator.core import _native
     except ImportError:

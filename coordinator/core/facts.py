@@ -172,7 +172,7 @@ class LedgerFact(NamedTuple):
         )  # fmt: skip
 
 
-# A named tuple's own helpers, for the compact types (the named tuple's build a tuple with ``tuple.__new__``).
+# A named tuple's own helpers, for the compact types (the named tuples' own build a tuple with ``tuple.__new__``).
 def _make(cls: type[Any], fields: Iterable[Any]) -> Any:
     return cls(*fields)
 
