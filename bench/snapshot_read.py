@@ -26,6 +26,7 @@ import gc
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ class _Count:
     def reset(self) -> None:
         self.keys = 0
 
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+    def add_items(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         self.keys += len(items)
 
 

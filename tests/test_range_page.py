@@ -5,6 +5,8 @@ either way."""
 from __future__ import annotations
 
 import asyncio
+import struct
+from collections.abc import Sequence
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,7 +14,7 @@ from hypothesis import strategies as st
 
 from coordinator.errors import StoreError
 from coordinator.etcd import EtcdStore, range_page
-from coordinator.etcd.range_page import ItemsPage, protobuf_items, read_items
+from coordinator.etcd.range_page import ItemsPage, PackedItems, protobuf_items, read_items
 from coordinator.etcd.stubs import rpc
 from coordinator.runtime.settings import EtcdSettings
 from tests.conftest import run_coro
@@ -88,6 +90,16 @@ def _protobuf_or_none(data: bytes) -> ItemsPage | None:
         return None
 
 
+def _compiled(data: bytes) -> ItemsPage | None:
+    """The compiled reader's page of ``data`` with its items as the triples they read as; None: declined."""
+    assert range_page.compiled is not None
+    read = range_page.compiled.read_page(data)
+    if read is None:
+        return None
+    revision, more, in_range, table = read
+    return ItemsPage(revision, more, in_range, list(PackedItems(data, table)))
+
+
 def test_the_compiled_reader_is_built_here() -> None:
     """The test venv builds the compiled reader (setup.py), so every load in the suite goes through it."""
     assert range_page.compiled is not None
@@ -98,10 +110,9 @@ def test_the_compiled_reader_is_built_here() -> None:
 def test_the_compiled_reader_reads_what_protobuf_reads(data: bytes) -> None:
     """Every well-formed page (fields repeated, reordered, unknown ones between) is read by the compiled reader, to
     exactly protobuf's revision, more, count and triples."""
-    assert range_page.compiled is not None
-    read = range_page.compiled.read_page(data)
+    read = _compiled(data)
     assert read is not None
-    assert ItemsPage(*read) == protobuf_items(data)
+    assert read == protobuf_items(data)
 
 
 @settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -109,11 +120,10 @@ def test_the_compiled_reader_reads_what_protobuf_reads(data: bytes) -> None:
 def test_torn_or_foreign_bytes_are_declined_or_read_as_protobuf_reads_them(data: bytes, noise: bytes) -> None:
     """Any cut of a page, arbitrary bytes, and a page with bytes after it: the compiled reader returns None or exactly
     protobuf's reading, never a page protobuf rejects."""
-    assert range_page.compiled is not None
     for given_bytes in [data[:cut] for cut in range(len(data))] + [noise, data + noise, noise + data]:
-        read = range_page.compiled.read_page(given_bytes)
+        read = _compiled(given_bytes)
         if read is not None:
-            assert ItemsPage(*read) == _protobuf_or_none(given_bytes), given_bytes
+            assert read == _protobuf_or_none(given_bytes), given_bytes
 
 
 # Encodings at protobuf's edges: varints of 10 and 11 bytes, non-minimal varints and lengths, the largest field
@@ -134,11 +144,31 @@ EDGES = [
 @pytest.mark.parametrize("data", EDGES)
 def test_encodings_at_protobufs_edges_read_as_protobuf_reads_them(data: bytes) -> None:
     """Each edge encoding is declined or read to exactly protobuf's result (None where protobuf rejects it)."""
-    assert range_page.compiled is not None
-    read = range_page.compiled.read_page(data)
+    read = _compiled(data)
     expected = _protobuf_or_none(data)
-    assert read is None or ItemsPage(*read) == expected
+    assert read is None or read == expected
     assert expected is None or read is not None  # protobuf reads it: so does the compiled reader
+
+
+def test_a_pages_packed_items_are_a_sequence_of_its_triples() -> None:
+    """The compiled reader's items answer as the list of protobuf's triples would: length, indexes from either end,
+    slices with any step, iteration, truth and equality; an index past the end is an IndexError, and a table whose rows
+    lie outside the page's bytes is refused, never read."""
+    kvs = [rpc.KeyValue(key=f"k{i}".encode(), value=b"v" * i, mod_revision=10 + i) for i in range(5)]
+    data = rpc.RangeResponse(kvs=kvs).SerializeToString()
+    page = read_items(data)
+    expected = protobuf_items(data).items
+    assert isinstance(page.items, PackedItems) and page.items == expected and list(page.items) == expected
+    assert len(page.items) == 5 and page.items[0] == expected[0] and page.items[-1] == expected[-1]
+    for cut in (slice(1, 3), slice(None, None, 2), slice(4, 0, -1), slice(-2, None), slice(3, 1)):
+        assert page.items[cut] == expected[cut], cut
+    with pytest.raises(IndexError):
+        page.items[5]
+    assert not read_items(rpc.RangeResponse().SerializeToString()).items
+    assert range_page.compiled is not None
+    outside = struct.pack("=5q", 0, len(data) + 1, 0, 0, 1)
+    with pytest.raises(ValueError, match="outside the page's bytes"):
+        range_page.compiled.items(data, outside, 0, 1)
 
 
 def test_torn_bytes_are_a_store_error_saying_so() -> None:
@@ -156,7 +186,7 @@ class _Items:
     def reset(self) -> None:
         self.items = []
 
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+    def add_items(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         self.items += items
 
 

@@ -33,6 +33,9 @@ from coordinator.core.model import (
 from coordinator.core.planner import partitions_to_plan, plan
 from coordinator.core.view import View
 from coordinator.etcd import KV, EtcdStore, Event, EventKind, WatchBatch
+from coordinator.etcd.range_page import PackedItems, read_items
+from coordinator.etcd.stubs import rpc
+from coordinator.etcd.wire import encode
 from coordinator.informer.retention import RetentionTracker
 from coordinator.runtime.settings import EtcdSettings, parse_endpoints
 from coordinator.watcher import sweep, triggers
@@ -261,20 +264,30 @@ def test_any_pages_load_the_same_view_as_applying_each_key(writes: list[tuple[st
     it, a key rewritten on the fast path after a problem, values with and without a long fraction in one page (rule
     2), backfills among other runs, keys the compiled loop leaves to Python's (not ASCII, malformed)."""
     items = [(key, value, rev) for rev, (key, value, _) in enumerate(writes, start=1)]
-    one_by_one, paged = View(_PAGE_KEYS), View(_PAGE_KEYS)
+    one_by_one, paged, packed = View(_PAGE_KEYS), View(_PAGE_KEYS), View(_PAGE_KEYS)
     for key, value, mod_rev in items:
         one_by_one.apply(key, value, mod_rev)
     start = 0
     for end, (_, _, cut) in enumerate(writes, start=1):
         if cut or end == len(writes):
             paged.load_page(iter(items[start:end]))  # any iterable, as typed
+            packed.load_page(_as_sent(items[start:end]))  # the rows of etcd's bytes, read in place
             start = end
-    for name in ("runs", "ledger", "tasks", "backfills", "run_backfills", "problems", "partitions", "revision"):
-        assert getattr(paged, name) == getattr(one_by_one, name), name
-    assert repr(sorted(paged.runs.items())) == repr(sorted(one_by_one.runs.items()))
-    assert repr(sorted(paged.ledger.items())) == repr(sorted(one_by_one.ledger.items()))
-    assert paged.runs.by_partition.keys() == one_by_one.runs.by_partition.keys()
-    assert paged.ledger.by_partition.keys() == one_by_one.ledger.by_partition.keys()
+    for view in (paged, packed):
+        for name in ("runs", "ledger", "tasks", "backfills", "run_backfills", "problems", "partitions", "revision"):
+            assert getattr(view, name) == getattr(one_by_one, name), name
+        assert repr(sorted(view.runs.items())) == repr(sorted(one_by_one.runs.items()))
+        assert repr(sorted(view.ledger.items())) == repr(sorted(one_by_one.ledger.items()))
+        assert view.runs.by_partition.keys() == one_by_one.runs.by_partition.keys()
+        assert view.ledger.by_partition.keys() == one_by_one.ledger.by_partition.keys()
+
+
+def _as_sent(items: list[tuple[str, bytes, int]]) -> PackedItems:
+    """The page as a watcher's load gets it: etcd's bytes of the triples, read by the compiled range reader."""
+    kvs = [rpc.KeyValue(key=encode(key), value=value, mod_revision=rev) for key, value, rev in items]
+    page = read_items(rpc.RangeResponse(kvs=kvs).SerializeToString()).items
+    assert isinstance(page, PackedItems)
+    return page
 
 
 def test_slim_facts_keep_what_decisions_read_and_a_whole_unfinished_intent() -> None:

@@ -9,6 +9,11 @@ backfill to index, a problem to clear), then calls this again after it. Rules:
 - **Only what the loop would do.** Every test the Python loop makes is made here in the same order, on the same dicts
   (``state``: the view's own); any other case is the loop's. No fact is added that the loop would not add, and none
   differently (``tests/test_scale_load.py`` loads any pages both ways).
+- **Triples or rows, the same.** ``page`` is a list of (key, value, mod_revision) triples, or a page as etcd sent it:
+  ``(data, table)``, the response's bytes and a table of rows of five native int64s (the key's offset and length in
+  ``data``, the value's, the mod revision; ``coordinator.etcd._range``'s ``read_page`` makes it). A row is read in
+  place, with no Python object made for it, and loaded exactly as its triple would be (the key is taken only where it
+  is ASCII, as a triple's key must be ASCII here; its ``str`` and revision are made only where the loop needs them).
 - **Nothing cached across calls.** The DAG of the last key and the partitions' dicts are remembered within one call
   only: the loop's item between two calls may ``apply``, which may drop a partition's dict.
 */
@@ -47,6 +52,56 @@ static slot_t *slot_find(slots_t *t, const char *s, Py_ssize_t n, uint64_t h) {
     }
 }
 
+/* One item of the page, whichever its form: the key's and the value's bytes, the revision, and for a triple its
+   objects (NULL for a row: made where needed). */
+typedef struct {
+    const char *key, *value;
+    Py_ssize_t key_len, value_len;
+    long long rev;
+    PyObject *key_obj, *rev_obj;
+} item_t;
+
+typedef struct {
+    PyObject *list;    /* triples, or NULL */
+    const char *data;  /* a row's bytes */
+    Py_ssize_t size;
+    const int64_t *rows; /* five int64s a row */
+    Py_ssize_t end;
+} page_t;
+
+static int ascii(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] >= 0x80) return 0;
+    return 1;
+}
+
+/* Item ``i`` of the page as the loop reads it; 0: an item to leave to the Python loop (as a triple it could not
+   load either: not a triple of an ASCII ``str``, ``bytes`` and an ``int`` within 64 bits). */
+static int item_at(const page_t *page, Py_ssize_t i, item_t *it) {
+    if (page->list == NULL) {
+        const int64_t *r = page->rows + 5 * i;
+        if (r[0] < 0 || r[1] < 0 || r[2] < 0 || r[3] < 0 || r[0] + r[1] > page->size || r[2] + r[3] > page->size)
+            return 0;
+        *it = (item_t){page->data + r[0], page->data + r[2], (Py_ssize_t)r[1], (Py_ssize_t)r[3], (long long)r[4],
+                       NULL, NULL};
+        return ascii(it->key, it->key_len);
+    }
+    PyObject *item = PyList_GET_ITEM(page->list, i);
+    if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) return 0;
+    PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1), *rev = PyTuple_GET_ITEM(item, 2);
+    if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_COMPACT_ASCII(key) || !PyLong_CheckExact(rev) ||
+        !PyBytes_Check(value))
+        return 0; /* a value of another type, a revision beyond int64: the compiled reader's None, the loop's */
+    long long r = PyLong_AsLongLong(rev);
+    if (r == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *it = (item_t){(const char *)PyUnicode_DATA(key), PyBytes_AS_STRING(value), PyUnicode_GET_LENGTH(key),
+                   PyBytes_GET_SIZE(value), r, key, rev};
+    return 1;
+}
+
 /* The dict ``by[key]``, made empty where missing (borrowed); NULL: an error. */
 static PyObject *dict_in(PyObject *by, PyObject *key) {
     PyObject *found = PyDict_GetItemWithError(by, key);
@@ -65,11 +120,27 @@ static int pop_key(PyObject *d, PyObject *k) {
 }
 
 PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyTuple_CheckExact(args[3]) || PyTuple_GET_SIZE(args[3]) != S_N) {
-        PyErr_SetString(PyExc_TypeError, "load_fast(page: list, at: int, top: int, state: tuple)");
+    page_t page = {NULL, NULL, 0, NULL, 0};
+    int rows = nargs == 4 && PyTuple_CheckExact(args[0]) && PyTuple_GET_SIZE(args[0]) == 2 &&
+               PyBytes_CheckExact(PyTuple_GET_ITEM(args[0], 0)) && PyBytes_CheckExact(PyTuple_GET_ITEM(args[0], 1)) &&
+               PyBytes_GET_SIZE(PyTuple_GET_ITEM(args[0], 1)) % (5 * sizeof(int64_t)) == 0;
+    if (nargs != 4 || !(rows || PyList_CheckExact(args[0])) || !PyTuple_CheckExact(args[3]) ||
+        PyTuple_GET_SIZE(args[3]) != S_N) {
+        PyErr_SetString(PyExc_TypeError,
+                        "load_fast(page: list | tuple[bytes, bytes], at: int, top: int, state: tuple)");
         return NULL;
     }
-    PyObject *page = args[0], *const *st = &PyTuple_GET_ITEM(args[3], 0);
+    if (rows) {
+        PyObject *data = PyTuple_GET_ITEM(args[0], 0), *table = PyTuple_GET_ITEM(args[0], 1);
+        page.data = PyBytes_AS_STRING(data);
+        page.size = PyBytes_GET_SIZE(data);
+        page.rows = (const int64_t *)PyBytes_AS_STRING(table); /* bytes' storage is aligned for any C type */
+        page.end = PyBytes_GET_SIZE(table) / (Py_ssize_t)(5 * sizeof(int64_t));
+    } else {
+        page.list = args[0];
+        page.end = PyList_GET_SIZE(args[0]);
+    }
+    PyObject *const *st = &PyTuple_GET_ITEM(args[3], 0);
     Py_ssize_t at = PyLong_AsSsize_t(args[1]);
     long long top = PyLong_AsLongLong(args[2]);
     if ((at == -1 || top == -1) && PyErr_Occurred()) return NULL;
@@ -94,14 +165,12 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     int kind = 0; /* of the last key: 0 run states, 1 ledger entries */
     PyObject *node = NULL; /* borrowed: ``nodes`` holds it */
     int failed = 0;
-    Py_ssize_t end = PyList_GET_SIZE(page);
+    Py_ssize_t end = page.end;
+    item_t it;
     for (; at < end; at++) {
-        PyObject *item = PyList_GET_ITEM(page, at);
-        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 3) break;
-        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1), *rev = PyTuple_GET_ITEM(item, 2);
-        if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_COMPACT_ASCII(key) || !PyLong_CheckExact(rev)) break;
-        const char *k = (const char *)PyUnicode_DATA(key);
-        Py_ssize_t n = PyUnicode_GET_LENGTH(key);
+        if (!item_at(&page, at, &it)) break;
+        const char *k = it.key;
+        Py_ssize_t n = it.key_len;
         const char *slash = memrchr(k, '/', (size_t)n);
         if (slash == NULL) break;
         Py_ssize_t head = slash - k;
@@ -134,7 +203,9 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         const char *suffix = slash + 1;
         Py_ssize_t suffix_len = n - head - 1;
         if (PyDict_GET_SIZE(st[S_PROBLEMS]) > 0) {
-            int known = PyDict_Contains(st[S_PROBLEMS], key);
+            PyObject *key = it.key_obj != NULL ? Py_NewRef(it.key_obj) : PyUnicode_DecodeASCII(k, n, NULL);
+            int known = key == NULL ? -1 : PyDict_Contains(st[S_PROBLEMS], key);
+            Py_XDECREF(key);
             if (known != 0) {
                 failed = known < 0;
                 break; /* ``apply`` clears the problem or words it again */
@@ -144,13 +215,8 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         uint64_t h = hash_of(suffix, suffix_len);
         slot_t *slot = slot_find(mine, suffix, suffix_len, h);
         PyObject *fact;
-        if (kind == 0) {
-            PyObject *call[2] = {value, rev};
-            fact = native_run_fact(call, 2);
-        } else {
-            PyObject *call[3] = {value, rev, st[S_NAMES]};
-            fact = native_done_ledger_fact(call, 3);
-        }
+        if (kind == 0) fact = native_run_fact_of(it.value, it.value_len, it.rev);
+        else fact = native_done_ledger_fact_of(it.value, it.value_len, it.rev, st[S_NAMES]);
         if (fact == NULL) {
             failed = 1;
             break;
@@ -188,10 +254,12 @@ PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
         int backfill = kind == 0 && ((RunFactObject *)fact)->backfill;
         if (backfill || (kind == 0 && PyDict_GET_SIZE(st[S_BACKFILLS]) > 0)) {
             PyObject *at_key = PyTuple_Pack(2, node, slot->partition);
-            int done = at_key == NULL ? -1
-                       : backfill     ? PyDict_SetItem(st[S_BACKFILLS], at_key, rev)
-                                      : pop_key(st[S_BACKFILLS], at_key);
+            PyObject *rev = !backfill ? NULL : it.rev_obj != NULL ? Py_NewRef(it.rev_obj) : PyLong_FromLongLong(it.rev);
+            int done = at_key == NULL || (backfill && rev == NULL) ? -1
+                       : backfill ? PyDict_SetItem(st[S_BACKFILLS], at_key, rev)
+                                  : pop_key(st[S_BACKFILLS], at_key);
             Py_XDECREF(at_key);
+            Py_XDECREF(rev);
             if (done < 0) {
                 Py_DECREF(fact);
                 failed = 1;

@@ -403,23 +403,12 @@ static int inputs_of(const slot *s, PyObject *names, PyObject **keys, int64_t *r
     return 0;
 }
 
-/* run_fact(raw: bytes, rev: int) -> RunFact | None */
-static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "run_fact(raw: bytes, rev: int)");
-        return NULL;
-    }
-    int64_t rev;
-    /* a buffer of another type, a revision the compact fact does not hold, facts not yet adopted: the other paths' */
-    if (!PyBytes_Check(args[0]) || !PyLong_CheckExact(args[1]) || !facts_adopted()) Py_RETURN_NONE;
-    rev = PyLong_AsLongLong(args[1]);
-    if (rev == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
+/* The run state's fact of a value's bytes; None: a value for the other paths; NULL: an error set. */
+PyObject *native_run_fact_of(const char *raw, Py_ssize_t size, int64_t rev) {
+    if (!facts_adopted()) Py_RETURN_NONE; /* facts not yet adopted: the other paths' */
     slot s[R_N];
     memset(s, 0, sizeof s);
-    if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), RUN_FIELDS, R_N, s) ||
+    if (!read_object(raw, size, RUN_FIELDS, R_N, s) ||
         !s[R_STATE].present || !s[R_RUN_ID].present)
         Py_RETURN_NONE;
     int state = (int)s[R_STATE].n;
@@ -446,22 +435,13 @@ static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t narg
     return (PyObject *)f;
 }
 
-/* done_ledger_fact(raw: bytes, mod_rev: int, names: dict) -> LedgerFact | None */
-static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3 || !PyDict_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "done_ledger_fact(raw: bytes, mod_rev: int, names: dict)");
-        return NULL;
-    }
-    /* as ``run_fact``: the other paths' */
-    if (!PyBytes_Check(args[0]) || !PyLong_CheckExact(args[1]) || !facts_adopted()) Py_RETURN_NONE;
-    int64_t mod_rev = PyLong_AsLongLong(args[1]);
-    if (mod_rev == -1 && PyErr_Occurred()) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
+/* The done ledger entry's fact of a value's bytes (``names``: the input names' interning dict); as
+   ``native_run_fact_of``. */
+PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t mod_rev, PyObject *names) {
+    if (!facts_adopted()) Py_RETURN_NONE;
     slot s[L_N];
     memset(s, 0, sizeof s);
-    if (!read_object(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), LEDGER_FIELDS, L_N, s) ||
+    if (!read_object(raw, size, LEDGER_FIELDS, L_N, s) ||
         !s[L_STATUS].present || !s[L_ACTION].present || !s[L_RUN_ID].present)
         Py_RETURN_NONE;
     Py_ssize_t n = s[L_INPUTS].present ? (Py_ssize_t)s[L_INPUTS].n : 0;
@@ -478,17 +458,45 @@ static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssiz
     f->trigger_count = int_of(&s[L_COUNT], 1);
     f->attempts = int_of(&s[L_ATTEMPTS], 0);
     f->done_at = time_of(&s[L_DONE_AT]);
-    if (f->run_id == NULL || f->last_error == NULL || inputs_of(&s[L_INPUTS], args[2], &f->input_names, f->revs) < 0) {
+    if (f->run_id == NULL || f->last_error == NULL || inputs_of(&s[L_INPUTS], names, &f->input_names, f->revs) < 0) {
         Py_DECREF(f);
         return NULL;
     }
     return (PyObject *)f;
 }
 
-PyObject *native_run_fact(PyObject *const *args, Py_ssize_t nargs) { return run_fact(NULL, args, nargs); }
+/* The revision a compact fact holds of ``rev``; 0: not an int64 (the other paths'). */
+static int revision_of(PyObject *rev, int64_t *out) {
+    if (!PyLong_CheckExact(rev)) return 0;
+    *out = PyLong_AsLongLong(rev);
+    if (*out == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    return 1;
+}
 
-PyObject *native_done_ledger_fact(PyObject *const *args, Py_ssize_t nargs) {
-    return done_ledger_fact(NULL, args, nargs);
+/* run_fact(raw: bytes, rev: int) -> RunFact | None */
+static PyObject *run_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "run_fact(raw: bytes, rev: int)");
+        return NULL;
+    }
+    int64_t rev;
+    /* a buffer of another type, a revision the compact fact does not hold: the other paths' */
+    if (!PyBytes_Check(args[0]) || !revision_of(args[1], &rev)) Py_RETURN_NONE;
+    return native_run_fact_of(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), rev);
+}
+
+/* done_ledger_fact(raw: bytes, mod_rev: int, names: dict) -> LedgerFact | None */
+static PyObject *done_ledger_fact(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3 || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "done_ledger_fact(raw: bytes, mod_rev: int, names: dict)");
+        return NULL;
+    }
+    int64_t mod_rev;
+    if (!PyBytes_Check(args[0]) || !revision_of(args[1], &mod_rev)) Py_RETURN_NONE; /* as ``run_fact`` */
+    return native_done_ledger_fact_of(PyBytes_AS_STRING(args[0]), PyBytes_GET_SIZE(args[0]), mod_rev, args[2]);
 }
 
 /* A members table from {value: member}, with the active ones flagged; -1: an error. */

@@ -5,9 +5,10 @@
 
 #include "_facts.h"
 
-/* ``run_fact(raw, rev)`` and ``done_ledger_fact(raw, mod_rev, names)`` of the module, called from C. */
-PyObject *native_run_fact(PyObject *const *args, Py_ssize_t nargs);
-PyObject *native_done_ledger_fact(PyObject *const *args, Py_ssize_t nargs);
+/* ``run_fact`` and ``done_ledger_fact`` of the module on a value's bytes, called from C: the fact, None (a value for
+   the other paths) or NULL (an error set). */
+PyObject *native_run_fact_of(const char *raw, Py_ssize_t size, int64_t rev);
+PyObject *native_done_ledger_fact_of(const char *raw, Py_ssize_t size, int64_t mod_rev, PyObject *names);
 /* The module function ``load_fast`` (``_load.c``). */
 PyObject *load_fast(PyObject *self, PyObject *const *args, Py_ssize_t nargs);
 

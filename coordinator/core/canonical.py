@@ -180,9 +180,9 @@ def done_ledger_fact(
 #: ``run_fact`` / ``done_ledger_fact`` as the compiled reader has them (**The compiled reader**).
 NativeRunFact = Callable[[bytes, int], "RunFact | None"]
 NativeLedgerFact = Callable[[bytes, int, dict[tuple[str, ...], tuple[str, ...]]], "LedgerFact | None"]
-#: ``View.load_page``'s loop over a page's common keys, compiled (``core/_load.c``): (page, at, top, the view's state)
-#: -> (the first item it left, the page's highest revision so far).
-NativeLoad = Callable[[list[tuple[str, bytes, int]], int, int, tuple[Any, ...]], tuple[int, int]]
+#: ``View.load_page``'s loop over a page's common keys, compiled (``core/_load.c``): (page: its triples, or its bytes
+#: and table of rows; at, top, the view's state) -> (the first item it left, the page's highest revision so far).
+NativeLoad = Callable[[list[tuple[str, bytes, int]] | tuple[bytes, bytes], int, int, tuple[Any, ...]], tuple[int, int]]
 
 
 def native_reader() -> tuple[NativeRunFact, NativeLedgerFact, NativeLoad] | None:

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import ValidationError
 
@@ -68,6 +68,19 @@ ALL = "*"
 #: ``FactIndex.by_partition``'s dict) and its nodes in ``View.partitions``.
 _Slot = tuple[dict[NodeId, Any], dict[NodeId, None]]
 _value = itemgetter(1)
+
+
+@runtime_checkable
+class PackedPage(Protocol):
+    """A snapshot page as etcd sent it (``etcd.range_page.PackedItems``): ``packed`` is the response's bytes and the
+    compiled range reader's table of where each item lies in them, which ``View.load_page``'s compiled loop reads in
+    place (``core/_load.c``'s **Triples or rows, the same**); sliced, the items' (key, value, mod_revision) triples."""
+
+    packed: tuple[bytes, bytes]
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: slice, /) -> list[tuple[str, bytes, int]]: ...
 
 
 @dataclass
@@ -172,22 +185,28 @@ class View:
         snapshot re-plans everything): this runs for every key of a snapshot, millions of them. Where the package is
         compiled, the common keys (a run state or a done ledger entry of a known DAG and partition, in the writers'
         shape) are loaded by ``core/_load.c``, which stops at any other and leaves it to the loop below
-        (``_load_items``), then goes on after it.
+        (``_load_items``), then goes on after it. A :class:`PackedPage` (the compiled range reader's) is read by that
+        loop in place, without a triple per key.
         """
-        page = items if isinstance(items, list) else list(items)
+        page: list[tuple[str, bytes, int]] | PackedPage
+        source: list[tuple[str, bytes, int]] | tuple[bytes, bytes]
+        if isinstance(items, PackedPage):
+            page, source = items, items.packed
+        else:
+            page = source = items if isinstance(items, list) else list(items)
         runs, triggers = self._bases
         fast = canonical.native_load
         if fast is None or not (runs.isascii() and triggers.isascii()):
-            self._load_items(page)
+            self._load_items(list(page))
             return
         state = (runs, triggers, self._nodes, self._parts, self.runs.by_partition, self.ledger.by_partition,
                  self.partitions, self.problems, self.run_backfills, self._input_names)  # fmt: skip
         at, end, top = 0, len(page), self.revision
         while at < end:
-            at, top = fast(page, at, top, state)
+            at, top = fast(source, at, top, state)
             if at < end:  # an item the compiled loop leaves to this one
                 self.revision = max(self.revision, top)
-                self._load_items(page[at : at + 1])
+                self._load_items(list(page[at : at + 1]))
                 at, top = at + 1, self.revision
         if top > self.revision:
             self.revision = top

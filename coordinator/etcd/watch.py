@@ -154,11 +154,13 @@ class SnapshotSink(Protocol):
 @runtime_checkable
 class ItemSink(Protocol):
     """A sink that takes each page as (key, value, mod_revision) triples instead of ``KV`` values: a ``KV`` per key
-    costs a microsecond or two, seconds over the millions of keys of a big store."""
+    costs a microsecond or two, seconds over the millions of keys of a big store. Where the compiled reader read the
+    page, the sequence is ``etcd.range_page.PackedItems``: each triple is made when read, and a compiled loop may read
+    the page's bytes in place instead (``View.load_page``)."""
 
     def reset(self) -> None: ...
 
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None: ...
+    def add_items(self, items: Sequence[tuple[str, bytes, int]]) -> None: ...
 
 
 @dataclass
@@ -257,7 +259,7 @@ class _Page(NamedTuple):
     revision: int
     more: bool
     last_key: bytes | None
-    entries: list[tuple[str, bytes, int]] | list[KV]
+    entries: Sequence[tuple[str, bytes, int]] | list[KV]
 
 
 async def _stream_once(

@@ -396,7 +396,7 @@ class _Sink:
             index.reset()
         self.problems.clear()
 
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+    def add_items(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         self.informer.view.load_page(items)
         if not items:
             return
@@ -434,7 +434,7 @@ class _Part:
             raise _Restarted
         self.started = True
 
-    def add_items(self, items: list[tuple[str, bytes, int]]) -> None:
+    def add_items(self, items: Sequence[tuple[str, bytes, int]]) -> None:
         self.sink.add_items(items)
 
 
